@@ -1,0 +1,124 @@
+# Ref: AMBA AXI and ACE Protocol Specification (ARM IHI 0022E), part B: AXI4-Lite.
+"""AXI4-Lite slave that turns bus transactions into single register accesses."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave"]
+
+
+class AxiLiteSignature(wiring.Signature):
+    """AXI4-Lite, seen from the master (the slave uses ``.flip()``). 32-bit data."""
+    def __init__(self, addr_width):
+        self.addr_width = addr_width
+        super().__init__({
+            "awaddr": Out(addr_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+
+class CsrSignature(wiring.Signature):
+    """A register access port, seen from the bus side (the register file uses ``.flip()``).
+
+    Members
+    -------
+    addr : Out(addr_width)
+        Byte address, word aligned.
+    r_stb, w_stb : Out(1)
+        Held high until ``ack``; exactly one of them is high during an access.
+    w_data : Out(32)
+    ack : In(1)
+        The register file finished the access; ``r_data`` is valid in the same cycle.
+        May come in the cycle of the request or any later cycle (a memory read, a write
+        that waits for a table refresh).
+    r_data : In(32)
+    """
+    def __init__(self, addr_width):
+        self.addr_width = addr_width
+        super().__init__({
+            "addr": Out(addr_width), "r_stb": Out(1), "w_stb": Out(1), "w_data": Out(32),
+            "ack": In(1), "r_data": In(32),
+        })
+
+
+class AxiLiteSlave(wiring.Component):
+    """Serialises AXI4-Lite reads and writes into :class:`CsrSignature` accesses.
+
+    One access is in flight at a time; a write needs both its address and data beats before it
+    starts, and reads and writes alternate when both wait. Byte strobes are not supported: a
+    write with ``wstrb != 0b1111`` is answered SLVERR and not performed (all registers are
+    32-bit). The low two address bits are ignored.
+
+    Parameters
+    ----------
+    addr_width : int
+        Width of the byte address.
+
+    Members
+    -------
+    axi : In(AxiLiteSignature(addr_width))
+        The bus.
+    csr : Out(CsrSignature(addr_width))
+        Register accesses.
+    """
+    def __init__(self, addr_width):
+        if not isinstance(addr_width, int) or not 4 <= addr_width <= 32:
+            raise ValueError(f"addr_width must be an integer from 4 to 32, not {addr_width!r}")
+        self.addr_width = addr_width
+        super().__init__({
+            "axi": In(AxiLiteSignature(addr_width)),
+            "csr": Out(CsrSignature(addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, csr = self.axi, self.csr
+
+        r_data = Signal(32)
+        bad_strb = Signal()
+        prefer_read = Signal()      # alternate when both a read and a write wait
+
+        with m.FSM():
+            with m.State("IDLE"):
+                write_ready = axi.awvalid & axi.wvalid
+                with m.If(axi.arvalid & (prefer_read | ~write_ready)):
+                    m.d.comb += axi.arready.eq(1)
+                    m.d.sync += [
+                        csr.addr.eq(axi.araddr & ~3),
+                        prefer_read.eq(0),
+                    ]
+                    m.next = "READ"
+                with m.Elif(write_ready):
+                    m.d.comb += [axi.awready.eq(1), axi.wready.eq(1)]
+                    m.d.sync += [
+                        csr.addr.eq(axi.awaddr & ~3),
+                        csr.w_data.eq(axi.wdata),
+                        bad_strb.eq(axi.wstrb != 0b1111),
+                        prefer_read.eq(1),
+                    ]
+                    m.next = "WRITE"
+            with m.State("READ"):
+                m.d.comb += csr.r_stb.eq(1)
+                with m.If(csr.ack):
+                    m.d.sync += r_data.eq(csr.r_data)
+                    m.next = "READ_RESP"
+            with m.State("READ_RESP"):
+                m.d.comb += [axi.rvalid.eq(1), axi.rdata.eq(r_data)]
+                with m.If(axi.rready):
+                    m.next = "IDLE"
+            with m.State("WRITE"):
+                with m.If(bad_strb):
+                    m.next = "WRITE_RESP"
+                with m.Else():
+                    m.d.comb += csr.w_stb.eq(1)
+                    with m.If(csr.ack):
+                        m.next = "WRITE_RESP"
+            with m.State("WRITE_RESP"):
+                m.d.comb += [axi.bvalid.eq(1), axi.bresp.eq(bad_strb << 1)]   # 0b10 SLVERR
+                with m.If(axi.bready):
+                    m.next = "IDLE"
+        return m

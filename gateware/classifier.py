@@ -1,0 +1,149 @@
+"""The flow classifier: a priority table of masked-match rules applied to frame metadata."""
+
+from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import DropReason, PacketMeta, Rule, RuleAction
+
+__all__ = ["FlowClassifier"]
+
+
+def rule_matches(rule, meta) -> Value:
+    """One comparator set: 1 when the ``Rule`` view ``rule`` matches the ``PacketMeta`` view
+    ``meta`` (enabled, every masked field equal under its mask, both ports in range)."""
+    masked = [
+        (meta.flags, rule.flags, rule.flags_mask),
+        (meta.ethertype, rule.ethertype, rule.ethertype_mask),
+        (meta.vlan_id, rule.vlan_id, rule.vlan_mask),
+        (meta.ip_proto, rule.ip_proto, rule.ip_proto_mask),
+        (meta.dscp, rule.dscp, rule.dscp_mask),
+        (meta.tcp_flags, rule.tcp_flags, rule.tcp_flags_mask),
+        (meta.src_addr, rule.src_addr, rule.src_mask),
+        (meta.dst_addr, rule.dst_addr, rule.dst_mask),
+    ]
+    terms = [rule.enable]
+    for field, value, mask in masked:
+        field, value, mask = (Value.cast(x) for x in (field, value, mask))
+        terms.append(((field ^ value) & mask) == 0)
+    terms += [
+        (meta.src_port >= rule.src_port_lo) & (meta.src_port <= rule.src_port_hi),
+        (meta.dst_port >= rule.dst_port_lo) & (meta.dst_port <= rule.dst_port_hi),
+    ]
+    return Cat(*terms).all()
+
+
+def or_tree(values: list[Value]) -> Value:
+    """The OR of ``values`` as a balanced tree (log depth for one-hot selection)."""
+    if len(values) == 1:
+        return values[0]
+    half = len(values) // 2
+    return or_tree(values[:half]) | or_tree(values[half:])
+
+
+class FlowClassifier(wiring.Component):
+    """Match each frame's metadata against a table of rules; the first match names the action.
+
+    Every rule has its own comparator set, so all rules are tried in parallel; a priority
+    encoder picks the lowest-index match. A frame no rule matches gets ``default_action`` and
+    ``rule = n_rules``. The record passes through with ``rule``, ``instance``,
+    ``reta_offset``, ``reta_size_log2`` and ``drop`` filled in; every other field is unchanged.
+
+    ``drop`` is the frame's parse error (``ParseError`` and ``DropReason`` share values) when
+    ``error != 0`` and ``pass_errors`` is low; else ``RULE`` if the action's drop bit is set;
+    else ``NONE``. Errored frames are still classified (``rule`` and the action are reported).
+
+    Timing: two pipeline stages (``s1``: the per-rule match vector; ``o``: priority encode and
+    action select): a record taken from ``i`` in cycle *c* is offered on ``o`` in cycle
+    *c + 2* when ``o`` does not stall, a fixed latency of 2 cycles. One record per cycle
+    while ``o.ready`` is high. Each stage advances when it is empty or the stage after it
+    moves, so a stalled ``o`` holds its payload and ``i.ready`` falls only when both stages
+    are full. ``o.valid`` is a register; ``i.ready`` depends combinationally on ``o.ready``.
+
+    Parameters
+    ----------
+    n_rules : int
+        Number of rules in the table, 1 to 64.
+
+    Members
+    -------
+    rules : In(data.ArrayLayout(Rule, n_rules))
+        The active rule table, index 0 first. Must stay stable while records are in flight
+        (the register block swaps it at a frame boundary).
+    default_action : In(RuleAction)
+        Action for frames no rule matches; stable while records are in flight.
+    pass_errors : In(1)
+        Do not set ``drop`` for parse errors; stable while records are in flight.
+    i : In(stream.Signature(PacketMeta))
+        Metadata from the parser.
+    o : Out(stream.Signature(PacketMeta))
+        The same metadata with the classification filled in.
+    """
+
+    def __init__(self, n_rules: int = 16):
+        if isinstance(n_rules, bool) or not isinstance(n_rules, int) or not 1 <= n_rules <= 64:
+            raise ValueError(f"n_rules must be an integer from 1 to 64, not {n_rules!r}")
+        self.n_rules = n_rules
+        super().__init__({
+            "rules": In(data.ArrayLayout(Rule, n_rules)),
+            "default_action": In(RuleAction),
+            "pass_errors": In(1),
+            "i": In(stream.Signature(PacketMeta)),
+            "o": Out(stream.Signature(PacketMeta)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n_rules
+
+        # A stage loads when it is empty or its content moves on in the same cycle.
+        o_advance = ~self.o.valid | self.o.ready
+        s1_valid = Signal()
+        s1_meta = Signal(PacketMeta)
+        s1_match = Signal(n)            # bit k: rule k matches s1_meta
+        s1_advance = ~s1_valid | o_advance
+        m.d.comb += self.i.ready.eq(s1_advance)
+
+        # Stage 1: one comparator set per rule.
+        match = Cat(*(rule_matches(self.rules[k], self.i.payload) for k in range(n)))
+        with m.If(s1_advance):
+            m.d.sync += [
+                s1_valid.eq(self.i.valid),
+                s1_meta.eq(self.i.payload),
+                s1_match.eq(match),
+            ]
+
+        # Stage 2: keep the lowest set bit (two's complement trick), then select by one-hot.
+        first = Signal(n)
+        m.d.comb += first.eq(s1_match & (~s1_match + 1)[:n])
+        index = or_tree([Const(k, 8) & first[k].replicate(8) for k in range(n)])
+        action_width = RuleAction.as_shape().size
+        hit_action = or_tree([
+            Value.cast(self.rules[k].action) & first[k].replicate(action_width)
+            for k in range(n)])
+        action = Signal(RuleAction)
+        rule_index = Signal(8)
+        with m.If(s1_match.any()):
+            m.d.comb += [action.eq(hit_action), rule_index.eq(index)]
+        with m.Else():
+            m.d.comb += [action.eq(self.default_action), rule_index.eq(n)]
+
+        drop = Signal(DropReason)
+        with m.If((s1_meta.error != 0) & ~self.pass_errors):
+            m.d.comb += drop.eq(s1_meta.error)
+        with m.Elif(action.drop):
+            m.d.comb += drop.eq(DropReason.RULE)
+        with m.Else():
+            m.d.comb += drop.eq(DropReason.NONE)
+
+        with m.If(o_advance):
+            m.d.sync += [
+                self.o.valid.eq(s1_valid),
+                self.o.payload.eq(s1_meta),
+                self.o.payload.rule.eq(rule_index),
+                self.o.payload.instance.eq(action.instance),
+                self.o.payload.reta_offset.eq(action.reta_offset),
+                self.o.payload.reta_size_log2.eq(action.reta_size_log2),
+                self.o.payload.drop.eq(drop),
+            ]
+        return m

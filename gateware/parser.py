@@ -1,0 +1,456 @@
+# Ref: IEEE 802.3 (Ethernet II), IEEE 802.1Q / 802.1ad (VLAN tags), RFC 791 (IPv4),
+#      RFC 8200 (IPv6 and its extension headers), RFC 9293 (TCP), RFC 768 (UDP),
+#      RFC 7348 (VXLAN), RFC 2784 (GRE), RFC 4291 (IPv4-mapped addresses).
+"""RX header parser: one :class:`~hetnic.protocol.PacketMeta` record per received frame."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import C, Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hetnic.protocol import (
+    ETH_HEADER_LEN, EtherType, IpProto, PacketMeta, ParseError, VXLAN_UDP_PORT, ipv4_mapped,
+)
+from .beat import Beat
+
+__all__ = ["HeaderParser", "MAX_IPV6_EXT_HEADERS", "MIN_CAPTURE_BYTES", "MAX_CAPTURE_BYTES"]
+
+
+#: IPv6 extension headers skipped before the walk gives up with ``HEADER_LIMIT``.
+MAX_IPV6_EXT_HEADERS = 4
+#: Smallest capture window: it must hold two VLAN tags and a fixed IPv6 header (62 bytes).
+MIN_CAPTURE_BYTES = 64
+#: Largest capture window (header offsets stay within 13 bits).
+MAX_CAPTURE_BYTES = 2048
+
+
+def _byte(window, index):
+    """Byte ``index`` of a little-endian-lane window (byte 0 in bits 7..0)."""
+    return window.word_select(index, 8)
+
+
+def _be(window, offset, size):
+    """The numeric value of the ``size``-byte big-endian wire field at byte ``offset``."""
+    return Cat(*(_byte(window, offset + size - 1 - k) for k in range(size)))
+
+
+def _popcount(value):
+    """Number of set bits of ``value``, as a balanced adder tree."""
+    terms = [value[k] for k in range(len(value))]
+    while len(terms) > 1:
+        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(terms) & ~1:]
+    return terms[0]
+
+
+def _is_ext_header(next_header):
+    return ((next_header == IpProto.HOPOPT) | (next_header == IpProto.ROUTING) |
+            (next_header == IpProto.FRAGMENT) | (next_header == IpProto.DSTOPTS))
+
+
+def _is_tcp_udp(ip_proto):
+    return (ip_proto == IpProto.TCP) | (ip_proto == IpProto.UDP)
+
+
+@dataclass
+class _WalkState:
+    """Signals the parse engine's steps share (see ``HeaderParser._elaborate_engine``)."""
+    frame: Signal
+    n: Signal
+    rec: Signal
+    rec_next: Signal
+    error: Signal
+    tags: Signal
+    offset: Signal
+    ip_end: Signal
+    ext_count: Signal
+    done: Signal
+    advance: Signal
+    window: Signal
+
+
+class HeaderParser(wiring.Component):
+    """Parse the headers of received frames into :class:`~hetnic.protocol.PacketMeta` records.
+
+    The parser sits beside the datapath: it watches the same beats that go to the packet
+    data FIFO and never changes them. It captures the first ``capture_bytes`` bytes of each
+    frame into one of two buffers while counting the frame length and ORing the beats'
+    ``error`` bits; after the last beat a parse engine walks the captured headers, one step
+    per cycle, while the next frame is captured into the other buffer. The rules (error
+    precedence, bounds, flags) are those of :func:`hetnic.sim.model.parser.parse_frame`,
+    which is the bit-exact model of this block. A frame with an error gets a record holding
+    only ``length`` and ``error``.
+
+    Engine steps, one cycle each: L2 (tags, EtherType; non-IP frames and frames with
+    MAC/runt/oversize/L2 errors end here), L3 (IPv4 or the fixed IPv6 header), one step per
+    IPv6 extension header (at most 4), L4 (ports, TCP flags). Cycles per frame:
+
+    ==========================================  ======
+    non-IP frame, or an error found at L2       1
+    IPv4/IPv6 without TCP/UDP, IP fragment       2 (+1 per IPv6 extension header)
+    IPv4 or IPv6 with TCP/UDP                   3 (+1 per IPv6 extension header)
+    ==========================================  ======
+
+    so at most 7. Latency: ``o.valid`` rises 1 + (cycles per frame) cycles after the cycle
+    in which the frame's last beat is taken (4 cycles for Eth/IPv4/TCP), if ``o`` is not
+    holding an earlier record.
+
+    Throughput: ``i.ready`` is low only while both buffers hold finished frames, i.e. when
+    a frame ends before the engine has finished the frame before it. The parser keeps up
+    with back-to-back frames whenever each frame has at least as many beats as the engine
+    needs for the frame before it; at ``data_width=64`` every frame of 49 bytes or more
+    (7 beats) qualifies, so 64-byte frames stream at one beat per cycle indefinitely.
+    ``i.ready`` is a register: it does not depend on ``i.valid``.
+
+    Parameters
+    ----------
+    data_width : int
+        Width of the frame beats in bits: a multiple of 8 from 8 to 512.
+    capture_bytes : int
+        Bytes of each frame the parser looks at, from 64 to 2048. Headers that end past
+        this window are ``HEADER_LIMIT`` errors: long IPv6 extension chains and, in a
+        window under 102 bytes, IPv4 options and the L4 header behind them. Costs two
+        register buffers of ``capture_bytes`` (rounded up to whole beats).
+
+    Members
+    -------
+    i : In(stream.Signature(Beat(data_width)))
+        Frame beats (see :class:`~hetnic.gateware.beat.Beat`), first wire byte in lane 0.
+    max_frame : In(16)
+        Longest frame accepted, in bytes; longer frames are ``OVERSIZE``. Keep it stable
+        while frames are in flight.
+    direct_ethertype : In(16)
+        EtherType of direct-channel frames (the ``direct`` flag; 0 disables it). Frames of
+        this EtherType are not parsed past L2. Keep it stable while frames are in flight.
+    o : Out(stream.Signature(PacketMeta))
+        One record per frame, in frame order. The parser fields (``length`` to ``dst_port``)
+        are filled; all other fields are 0. Multi-byte fields hold numeric values of the
+        big-endian wire fields; IPv4 addresses are IPv4-mapped.
+    """
+
+    def __init__(self, data_width: int, capture_bytes: int = 128):
+        if not isinstance(data_width, int) or not (8 <= data_width <= 512) or data_width % 8:
+            raise ValueError(f"Data width must be a multiple of 8 from 8 to 512, "
+                             f"not {data_width!r}")
+        if not isinstance(capture_bytes, int) or not (
+                MIN_CAPTURE_BYTES <= capture_bytes <= MAX_CAPTURE_BYTES):
+            raise ValueError(f"Capture bytes must be an integer from {MIN_CAPTURE_BYTES} to "
+                             f"{MAX_CAPTURE_BYTES}, not {capture_bytes!r}")
+        self._data_width = data_width
+        self._capture_bytes = capture_bytes
+        super().__init__({
+            "i": In(stream.Signature(Beat(data_width))),
+            "max_frame": In(16),
+            "direct_ethertype": In(16),
+            "o": Out(stream.Signature(PacketMeta)),
+        })
+
+    @property
+    def data_width(self) -> int:
+        return self._data_width
+
+    @property
+    def capture_bytes(self) -> int:
+        return self._capture_bytes
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._data_width // 8
+        # The buffers hold whole beats; bytes past capture_bytes are never looked at.
+        capture_beats = -(-self._capture_bytes // lanes)
+        buffer_bits = capture_beats * self._data_width
+
+        # Double buffer, little-endian lanes: frame byte k is in bits 8k+7 .. 8k.
+        buf = [Signal(buffer_bits, name=f"buf{k}") for k in range(2)]
+        buf_length = [Signal(16, name=f"buf{k}_length") for k in range(2)]
+        buf_mac_error = [Signal(name=f"buf{k}_mac_error") for k in range(2)]
+        buf_full = [Signal(name=f"buf{k}_full") for k in range(2)]
+
+        self._elaborate_capture(m, capture_beats, buf, buf_length, buf_mac_error, buf_full)
+        self._elaborate_engine(m, buf, buf_length, buf_mac_error, buf_full)
+        return m
+
+    def _elaborate_capture(self, m, capture_beats, buf, buf_length, buf_mac_error, buf_full):
+        """Fill buffer ``fill_sel`` with the current frame; hand it over at the last beat."""
+        fill_sel = Signal()                         # buffer the current frame goes to
+        beat_count = Signal(range(capture_beats + 1))
+        length = Signal(16)                         # bytes of the frame before this beat
+        mac_error = Signal()
+
+        beat = self.i.payload
+        # A buffer is free once the engine has emitted its record; the frame in flight only
+        # ever waits for that, so ready is a register and never looks at valid.
+        m.d.comb += self.i.ready.eq(~Mux(fill_sel, buf_full[1], buf_full[0]))
+
+        sum_length = length + _popcount(beat.keep)
+        new_length = Mux(sum_length > 0xFFFF, 0xFFFF, sum_length)
+        new_mac_error = mac_error | beat.error
+
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(beat_count < capture_beats):
+                for k in range(2):
+                    with m.If(fill_sel == k):
+                        m.d.sync += buf[k].word_select(beat_count, self._data_width).eq(
+                            beat.data)
+                m.d.sync += beat_count.eq(beat_count + 1)
+            with m.If(beat.last):
+                for k in range(2):
+                    with m.If(fill_sel == k):
+                        m.d.sync += [
+                            buf_length[k].eq(new_length),
+                            buf_mac_error[k].eq(new_mac_error),
+                            buf_full[k].eq(1),
+                        ]
+                m.d.sync += [
+                    fill_sel.eq(~fill_sel),
+                    beat_count.eq(0),
+                    length.eq(0),
+                    mac_error.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    length.eq(new_length),
+                    mac_error.eq(new_mac_error),
+                ]
+
+    def _elaborate_engine(self, m, buf, buf_length, buf_mac_error, buf_full):
+        """Walk the headers of buffer ``parse_sel``, one step per cycle, and emit a record."""
+        parse_sel = Signal()                        # buffer of the frame being parsed
+        frame = Signal.like(buf[0])
+        n = Signal(16)                              # frame length (saturated)
+        m.d.comb += [
+            frame.eq(Mux(parse_sel, buf[1], buf[0])),
+            n.eq(Mux(parse_sel, buf_length[1], buf_length[0])),
+        ]
+        active = Mux(parse_sel, buf_full[1], buf_full[0])
+        frame_mac_error = Mux(parse_sel, buf_mac_error[1], buf_mac_error[0])
+
+        # Walk state. `rec` is the record so far (registers, error always NONE: an error
+        # ends the walk); `rec_next` is the record after this cycle's step and `error` the
+        # first error the step found (both comb).
+        st = _WalkState(
+            frame=frame, n=n,
+            rec=Signal(PacketMeta), rec_next=Signal(PacketMeta), error=Signal(ParseError),
+            tags=Signal(range(3)),                  # VLAN tags: L3 starts at 14 + 4 * tags
+            offset=Signal(13),                      # next extension/L4 header, in bytes
+            ip_end=Signal(17),                      # end of the IP packet, in bytes
+            ext_count=Signal(range(MAX_IPV6_EXT_HEADERS)),
+            done=Signal(),                          # this step finishes the frame
+            advance=Signal(),                       # the step takes effect this cycle
+            # 14 bytes at `offset`, for the extension-header and L4 steps. Those offsets
+            # are even (L3 starts at 14/18/22 and IP header lengths are multiples of 4 or
+            # 8), so the shifter moves 16-bit words.
+            window=Signal(14 * 8),
+        )
+        m.d.comb += [
+            st.rec_next.eq(st.rec),
+            st.window.eq(frame.bit_select(Cat(C(0, 4), st.offset[1:]), 14 * 8)),
+            st.advance.eq(active & (~st.done | ~self.o.valid | self.o.ready)),
+        ]
+
+        steps = {
+            "L2": lambda: self._step_l2(m, st, frame_mac_error),
+            "L3": lambda: self._step_l3(m, st),
+            "EXT": lambda: self._step_ext(m, st),
+            "L4": lambda: self._step_l4(m, st),
+        }
+        with m.FSM(name="step"):
+            for name, step in steps.items():
+                with m.State(name):
+                    step()
+                    # A step stalls only to emit into a full output register.
+                    with m.If(st.advance):
+                        m.d.sync += st.rec.eq(st.rec_next)
+                        with m.If(st.done):
+                            m.next = "L2"
+
+        # Emit: the record goes to the output register and the buffer is freed.
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(st.advance & st.done):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                parse_sel.eq(~parse_sel),
+            ]
+            for k in range(2):
+                with m.If(parse_sel == k):
+                    m.d.sync += buf_full[k].eq(0)
+            with m.If(st.error == ParseError.NONE):
+                m.d.sync += self.o.payload.eq(st.rec_next)
+            with m.Else():
+                m.d.sync += [
+                    self.o.payload.eq(0),
+                    self.o.payload.length.eq(st.rec_next.length),
+                    self.o.payload.error.eq(st.error),
+                ]
+
+    def _checks(self, m, st, checks):
+        """Set ``st.error`` to the error of the first true condition of ``checks``."""
+        for index, (condition, error) in enumerate(checks):
+            with (m.If if index == 0 else m.Elif)(condition):
+                m.d.comb += st.error.eq(error)
+
+    def _bounds(self, end, bound):
+        """Checks that header bytes up to ``end`` lie inside ``bound`` and the capture window."""
+        return [(end > bound, ParseError.TRUNCATED),
+                (end > self._capture_bytes, ParseError.HEADER_LIMIT)]
+
+    def _step_l2(self, m, st, frame_mac_error):
+        """Frame-level errors, up to two VLAN tags, the EtherType, the direct flag."""
+        frame, n, rec_next = st.frame, st.n, st.rec_next
+        type0, type1, type2 = (_be(frame, offset, 2) for offset in (12, 16, 20))
+        tci0 = _be(frame, 14, 2)
+        tag0 = (type0 == EtherType.VLAN) | (type0 == EtherType.QINQ)
+        tag1 = tag0 & ((type1 == EtherType.VLAN) | (type1 == EtherType.QINQ))
+        ethertype = Mux(tag1, type2, Mux(tag0, type1, type0))
+        direct = (self.direct_ethertype != 0) & (ethertype == self.direct_ethertype)
+        is_ip = ~direct & ((ethertype == EtherType.IPV4) | (ethertype == EtherType.IPV6))
+
+        # A new record: every field not set here starts at 0.
+        m.d.comb += [
+            rec_next.eq(0),
+            rec_next.length.eq(n),
+            rec_next.ethertype.eq(ethertype),
+            rec_next.vlan_id.eq(Mux(tag0, tci0[:12], 0)),
+            rec_next.flags.vlan.eq(tag0),
+            rec_next.flags.vlan2.eq(tag1),
+            rec_next.flags.direct.eq(direct),
+        ]
+        self._checks(m, st, [
+            (frame_mac_error, ParseError.MAC_ERROR),
+            (n < ETH_HEADER_LEN, ParseError.RUNT),
+            (n > self.max_frame, ParseError.OVERSIZE),
+            (tag0 & (n < ETH_HEADER_LEN + 4), ParseError.TRUNCATED),
+            (tag1 & (n < ETH_HEADER_LEN + 8), ParseError.TRUNCATED),
+        ])
+        m.d.comb += st.done.eq((st.error != ParseError.NONE) | ~is_ip)
+        with m.If(st.advance):
+            m.d.sync += st.tags.eq(tag0 + tag1)
+            m.next = "L3"
+
+    def _step_l3(self, m, st):
+        """The IPv4 header or the fixed IPv6 header, at byte 14, 18 or 22."""
+        n, rec, rec_next = st.n, st.rec, st.rec_next
+        l3 = Signal(range(ETH_HEADER_LEN + 9))
+        hdr = Signal(40 * 8)                    # 40 bytes at L3, little-endian lanes
+        m.d.comb += l3.eq(ETH_HEADER_LEN + 4 * st.tags)
+        with m.Switch(st.tags):
+            for k in range(3):
+                with m.Case(k):
+                    start = (ETH_HEADER_LEN + 4 * k) * 8
+                    m.d.comb += hdr.eq(st.frame[start:start + 40 * 8])
+        version, ihl = _byte(hdr, 0)[4:], _byte(hdr, 0)[:4]
+
+        with m.If(rec.ethertype == EtherType.IPV4):
+            header_len = ihl * 4
+            total_length = _be(hdr, 2, 2)
+            frag = _be(hdr, 6, 2)
+            fragment = frag[13] | (frag[:13] != 0)      # MF, or a non-zero offset
+            ip_proto = _byte(hdr, 9)
+            m.d.comb += [
+                rec_next.flags.ipv4.eq(1),
+                rec_next.flags.ip_options.eq(ihl > 5),
+                rec_next.flags.fragment.eq(fragment),
+                rec_next.dscp.eq(_byte(hdr, 1)[2:]),
+                rec_next.ip_proto.eq(ip_proto),
+                rec_next.flags.tunnel.eq(ip_proto == IpProto.GRE),
+                rec_next.src_addr.eq(ipv4_mapped(0) | _be(hdr, 12, 4)),
+                rec_next.dst_addr.eq(ipv4_mapped(0) | _be(hdr, 16, 4)),
+            ]
+            self._checks(m, st, [
+                (n <= l3, ParseError.TRUNCATED),
+                ((version != 4) | (ihl < 5), ParseError.BAD_IHL),
+                *self._bounds(l3 + header_len, n),
+                ((total_length < header_len) | (l3 + total_length > n), ParseError.BAD_LENGTH),
+            ])
+            m.d.comb += st.done.eq((st.error != ParseError.NONE) | fragment |
+                                   ~_is_tcp_udp(ip_proto))
+            with m.If(st.advance):
+                m.d.sync += [
+                    st.offset.eq(l3 + header_len),
+                    st.ip_end.eq(l3 + total_length),
+                ]
+                m.next = "L4"
+
+        with m.Else():                          # IPv6: L2 only lets the two IP versions by
+            payload_length = _be(hdr, 4, 2)
+            next_header = _byte(hdr, 6)
+            extension = _is_ext_header(next_header)
+            m.d.comb += [
+                rec_next.flags.ipv6.eq(1),
+                # Traffic class: low nibble of byte 0, then high nibble of byte 1.
+                rec_next.dscp.eq(Cat(_byte(hdr, 1)[6:], _byte(hdr, 0)[:4])),
+                rec_next.ip_proto.eq(next_header),
+                rec_next.flags.tunnel.eq(next_header == IpProto.GRE),
+                rec_next.src_addr.eq(_be(hdr, 8, 16)),
+                rec_next.dst_addr.eq(_be(hdr, 24, 16)),
+            ]
+            self._checks(m, st, [
+                (n <= l3, ParseError.TRUNCATED),
+                (version != 6, ParseError.BAD_IHL),
+                # The 40-byte header always fits a capture window of 64 bytes or more.
+                (l3 + 40 > n, ParseError.TRUNCATED),
+                (l3 + 40 + payload_length > n, ParseError.BAD_LENGTH),
+            ])
+            m.d.comb += st.done.eq((st.error != ParseError.NONE) |
+                                   ~(extension | _is_tcp_udp(next_header)))
+            with m.If(st.advance):
+                m.d.sync += [
+                    st.offset.eq(l3 + 40),
+                    st.ip_end.eq(l3 + 40 + payload_length),
+                    st.ext_count.eq(0),
+                ]
+                with m.If(extension):
+                    m.next = "EXT"
+                with m.Else():
+                    m.next = "L4"
+
+    def _step_ext(self, m, st):
+        """Skip the IPv6 extension header at ``offset``; ``rec.ip_proto`` is its type."""
+        rec, rec_next, window, offset = st.rec, st.rec_next, st.window, st.offset
+        is_fragment = rec.ip_proto == IpProto.FRAGMENT
+        header_len = Mux(is_fragment, 8, (_byte(window, 1) + 1) * 8)
+        # A fragment offset (13 bits) or the M flag: only part of the packet, no L4 header.
+        later_fragment = is_fragment & ((_be(window, 2, 2) & 0xFFF9) != 0)
+        next_header = _byte(window, 0)
+        extension = _is_ext_header(next_header)
+        m.d.comb += [
+            rec_next.flags.ip_options.eq(1),
+            rec_next.flags.fragment.eq(rec.flags.fragment | is_fragment),
+            rec_next.ip_proto.eq(next_header),
+            rec_next.flags.tunnel.eq(next_header == IpProto.GRE),
+        ]
+        self._checks(m, st, [
+            # First the 8 bytes every extension header has (they hold its length), then all.
+            *self._bounds(offset + 8, st.ip_end),
+            *self._bounds(offset + header_len, st.ip_end),
+            (~later_fragment & extension & (st.ext_count == MAX_IPV6_EXT_HEADERS - 1),
+             ParseError.HEADER_LIMIT),
+        ])
+        m.d.comb += st.done.eq((st.error != ParseError.NONE) | later_fragment |
+                               ~(extension | _is_tcp_udp(next_header)))
+        with m.If(st.advance):
+            m.d.sync += [
+                st.offset.eq(offset + header_len),
+                st.ext_count.eq(st.ext_count + 1),
+            ]
+            with m.If(~extension):
+                m.next = "L4"
+
+    def _step_l4(self, m, st):
+        """Ports and TCP flags of the TCP or UDP header at ``offset``."""
+        rec, rec_next, window = st.rec, st.rec_next, st.window
+        is_tcp = rec.ip_proto == IpProto.TCP
+        dst_port = _be(window, 2, 2)
+        m.d.comb += [
+            rec_next.flags.tcp.eq(is_tcp),
+            rec_next.flags.udp.eq(~is_tcp),
+            rec_next.src_port.eq(_be(window, 0, 2)),
+            rec_next.dst_port.eq(dst_port),
+            rec_next.tcp_flags.eq(Mux(is_tcp, _byte(window, 13), 0)),
+            rec_next.flags.tunnel.eq(rec.flags.tunnel |
+                                     (~is_tcp & (dst_port == VXLAN_UDP_PORT))),
+            st.done.eq(1),
+        ]
+        self._checks(m, st, self._bounds(st.offset + Mux(is_tcp, 20, 8), st.ip_end))

@@ -1,0 +1,143 @@
+"""The register file: identification, shadowed configuration with an atomic commit."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
+from ..regs import RULE_WORDS, RegisterMap
+from .axil import CsrSignature
+
+__all__ = ["RegisterFile"]
+
+
+class RegisterFile(wiring.Component):
+    """Decodes the register table of :mod:`hetnic.regs` and holds the configuration.
+
+    Every ``shadow`` register has two copies: the bus reads and writes the shadow; the
+    pipeline sees the active copy. ``COMMIT`` raises ``commit_pending``; the pipeline answers
+    with ``commit_apply`` at a frame boundary, in that cycle every shadow is copied to its
+    active copy and ``generation`` increments. The RETA lives in the indirection table and the
+    counters in the counter block: their accesses are forwarded (``reta_*``, ``counters``).
+
+    Parameters
+    ----------
+    regmap : RegisterMap
+
+    Members
+    -------
+    csr : In(CsrSignature(16))
+    commit_pending : Out(1)
+        COMMIT was written and not yet applied. A further COMMIT while pending is merged.
+    commit_apply : In(1)
+        Apply now (only while ``commit_pending``).
+    key, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action,
+    rules, generation : Out
+        The active configuration. ``key`` is the 40-byte RSS key as one big-endian integer.
+    """
+    def __init__(self, regmap: RegisterMap):
+        self.regmap = regmap
+        p = regmap.params
+        self.reta_bits = (p["reta_size"] - 1).bit_length()
+        ctrl = regmap["CTRL"]
+        super().__init__({
+            "csr": In(CsrSignature(16)),
+            "commit_pending": Out(1), "commit_apply": In(1), "reta_busy": In(1),
+            # The active copies start out equal to the shadows' reset values.
+            "key": Out(320, init=int.from_bytes(MS_RSS_DEFAULT_KEY, "big")),
+            "hash_enable": Out(8, init=regmap.reset_value("CTRL") & ctrl.field("hash_enable").mask),
+            "symmetric": Out(1), "pass_errors": Out(1),
+            "max_frame": Out(16, init=regmap.reset_value("MAX_FRAME")),
+            "direct_ethertype": Out(16, init=regmap.reset_value("DIRECT_ETHERTYPE")),
+            "default_action": Out(RuleAction, init={
+                "reta_size_log2": p["reta_size"].bit_length() - 1}),
+            "rules": Out(data.ArrayLayout(Rule, p["n_rules"])),
+            "generation": Out(16),
+            "reta_addr": Out(self.reta_bits), "reta_r_stb": Out(1), "reta_w_stb": Out(1),
+            "reta_w_data": Out(8), "reta_ack": In(1), "reta_r_data": In(8),
+            "counters": Out(CsrSignature(16)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rm, p = self.regmap, self.regmap.params
+        csr = self.csr
+        rule_bits = data.Layout.cast(Rule).size
+
+        # --- shadow registers: (address, signal) for every word the bus may write ----------
+        def shadow(name, index=0, word=0):
+            return Signal(32, init=rm.reset_value(name, index),
+                          name=f"shadow_{name.lower()}_{index}_{word}")
+
+        ctrl, max_frame = shadow("CTRL"), shadow("MAX_FRAME")
+        direct, default = shadow("DIRECT_ETHERTYPE"), shadow("DEFAULT_ACTION")
+        key_words = [shadow("RSS_KEY", k) for k in range(10)]
+        rule_words = [[Signal(32, name=f"shadow_rule_{r}_{w}") for w in range(RULE_WORDS)]
+                      for r in range(p["n_rules"])]
+        writable = [(rm.addr("CTRL"), ctrl), (rm.addr("MAX_FRAME"), max_frame),
+                    (rm.addr("DIRECT_ETHERTYPE"), direct), (rm.addr("DEFAULT_ACTION"), default)]
+        writable += [(rm.addr("RSS_KEY", k), key_words[k]) for k in range(10)]
+        writable += [(rm.addr("RULE", r, w), rule_words[r][w])
+                     for r in range(p["n_rules"]) for w in range(RULE_WORDS)]
+
+        # --- active copies, loaded at commit -----------------------------------------------
+        ctrl_f = rm["CTRL"]
+        active = [
+            (self.hash_enable, ctrl[ctrl_f.field("hash_enable").lsb:][:8]),
+            (self.symmetric, ctrl[ctrl_f.field("symmetric").lsb]),
+            (self.pass_errors, ctrl[ctrl_f.field("pass_errors").lsb]),
+            (self.max_frame, max_frame[:16]),
+            (self.direct_ethertype, direct[:16]),
+            (self.default_action.as_value(), default[:len(self.default_action.as_value())]),
+            # Key word 0 holds key bytes 0..3, byte 0 in its top bits: word 0 goes on top.
+            (self.key, Cat(*reversed(key_words))),
+        ]
+        for r in range(p["n_rules"]):
+            active.append((self.rules[r].as_value(), Cat(*rule_words[r])[:rule_bits]))
+        pending = Signal()
+        m.d.comb += self.commit_pending.eq(pending)
+        with m.If(self.commit_apply):
+            m.d.sync += [sig.eq(value) for sig, value in active]
+            m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
+
+        # --- bus -----------------------------------------------------------------------------
+        reta = rm["RETA"]
+        in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
+        counter_regs = [r for r in rm if r.access == "counter"]
+        in_counters = 0
+        for reg in counter_regs:
+            in_counters |= ((csr.addr >= reg.offset) &
+                            (csr.addr < reg.offset + rm.count(reg) * reg.stride))
+        m.d.comb += [
+            self.reta_addr.eq((csr.addr - reta.offset)[2:2 + self.reta_bits]),
+            self.reta_w_data.eq(csr.w_data[:8]),
+            self.counters.addr.eq(csr.addr),
+            self.counters.w_data.eq(csr.w_data),
+        ]
+        with m.If(in_reta):
+            m.d.comb += [self.reta_r_stb.eq(csr.r_stb), self.reta_w_stb.eq(csr.w_stb),
+                         csr.ack.eq(self.reta_ack), csr.r_data.eq(self.reta_r_data)]
+        with m.Elif(in_counters):
+            m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
+                         csr.ack.eq(self.counters.ack), csr.r_data.eq(self.counters.r_data)]
+        with m.Else():
+            m.d.comb += csr.ack.eq(csr.r_stb | csr.w_stb)
+            with m.Switch(csr.addr):
+                for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "CAPS"):
+                    with m.Case(rm.addr(name)):
+                        m.d.comb += csr.r_data.eq(rm.ro_value(name))
+                with m.Case(rm.addr("COMMIT_STATUS")):
+                    m.d.comb += csr.r_data.eq(Cat(pending, self.reta_busy))
+                with m.Case(rm.addr("GENERATION")):
+                    m.d.comb += csr.r_data.eq(self.generation)
+                for addr, sig in writable:
+                    with m.Case(addr):
+                        m.d.comb += csr.r_data.eq(sig)
+            # One comparator per register keeps each flop's logic small (a shared Switch
+            # would repeat the whole address decode for every register).
+            with m.If(csr.w_stb & (csr.addr == rm.addr("COMMIT")) & csr.w_data[0]):
+                m.d.sync += pending.eq(1)
+            for addr, sig in writable:
+                with m.If(csr.w_stb & (csr.addr == addr)):
+                    m.d.sync += sig.eq(csr.w_data)
+        return m

@@ -1,0 +1,126 @@
+"""The RSS indirection table (RETA) and queue selection."""
+
+from amaranth.hdl import Const, Module, Signal, Mux
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import PacketMeta
+
+__all__ = ["reta_index", "IndirectionTable"]
+
+
+def reta_index(meta, size):
+    """RETA entry chosen for a record: ``(reta_offset + (hash & slice_mask)) % size``.
+
+    ``slice_mask`` is ``(1 << reta_size_log2) - 1``, limited to ``size - 1`` so that a slice
+    larger than the table is the whole table. Pure function of the record, so the counters
+    and the table compute the same index.
+    """
+    log2 = size.bit_length() - 1
+    # (1 << n) - 1 for n < log2, all ones for larger n.
+    slice_mask = Mux(meta.reta_size_log2 >= log2, (1 << log2) - 1,
+                     (Const(1, log2 + 1) << meta.reta_size_log2) - 1)
+    return (meta.reta_offset + (meta.hash[:log2] & slice_mask))[:log2]
+
+
+class IndirectionTable(wiring.Component):
+    """Looks up each record's receive queue in a double-banked indirection table.
+
+    The table is two banks in one memory: the pipeline reads the *active* bank, the register
+    bus reads and writes the *shadow* bank. ``flip_stb`` (given by the commit logic at a
+    frame boundary) swaps the banks in one cycle; the table then copies the new active bank
+    into the new shadow bank, one entry per cycle (``busy``), so the shadow again equals what
+    is active. Bus writes wait (no ``ack``) while ``busy``, bus reads do not.
+
+    Parameters
+    ----------
+    size : int
+        Entries, a power of two from 2 to 2048.
+    queue_width : int
+        Bits per entry.
+
+    Members
+    -------
+    i : In(stream.Signature(PacketMeta))
+    o : Out(stream.Signature(PacketMeta))
+        ``queue`` filled in. One record per cycle, latency 1 cycle.
+    bus_addr, bus_r_stb, bus_w_stb, bus_w_data, bus_ack, bus_r_data
+        Shadow-bank access by entry index; ``bus_ack`` answers a read one cycle after the
+        request and a write when it is performed.
+    flip_stb : In(1)
+        Make the shadow bank active. Must only be given while ``busy`` is low and no record
+        is inside the table (``i.valid``/``o.valid`` low).
+    busy : Out(1)
+        The shadow bank is being refreshed.
+    """
+    def __init__(self, size, queue_width=8):
+        if not isinstance(size, int) or size < 2 or size > 2048 or size & (size - 1):
+            raise ValueError(f"RETA size must be a power of two from 2 to 2048, not {size!r}")
+        self.size, self.queue_width = size, queue_width
+        super().__init__({
+            "i": In(stream.Signature(PacketMeta)),
+            "o": Out(stream.Signature(PacketMeta)),
+            "bus_addr": In(range(size)), "bus_r_stb": In(1), "bus_w_stb": In(1),
+            "bus_w_data": In(queue_width), "bus_ack": Out(1), "bus_r_data": Out(queue_width),
+            "flip_stb": In(1), "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        size, log2 = self.size, self.size.bit_length() - 1
+        # Entry i of both banks starts as queue i: the caller sets the real table up before use.
+        m.submodules.mem = mem = Memory(shape=self.queue_width, depth=2 * size,
+                                        init=[i % size % (1 << self.queue_width)
+                                              for i in range(2 * size)])
+        lookup = mem.read_port()
+        side = mem.read_port()              # bus reads, and the copy engine's reads
+        wr = mem.write_port()
+
+        active = Signal()                   # bank the pipeline reads
+
+        # --- lookup: a one-entry pipeline stage around the synchronous read port ---------
+        s1_valid = Signal()
+        s1_meta = Signal(PacketMeta)
+        take = self.i.valid & self.i.ready
+        m.d.comb += [
+            self.i.ready.eq(~s1_valid | self.o.ready),
+            lookup.addr.eq(active << log2 | reta_index(self.i.payload, size)),
+            lookup.en.eq(take),
+            self.o.valid.eq(s1_valid),
+            self.o.payload.eq(s1_meta),
+            self.o.payload.queue.eq(lookup.data),
+        ]
+        with m.If(take):
+            m.d.sync += [s1_valid.eq(1), s1_meta.eq(self.i.payload)]
+        with m.Elif(self.o.ready):
+            m.d.sync += s1_valid.eq(0)
+
+        # --- shadow refresh after a flip ---------------------------------------------------
+        copy_index = Signal(log2 + 1, init=size)    # entry being read; == size when done
+        copy_write = Signal()               # side.data holds entry copy_index - 1
+        m.d.comb += self.busy.eq((copy_index != size) | copy_write)
+        m.d.comb += side.en.eq(1)
+        read_wait = Signal()                # a bus read was issued last cycle
+        with m.If(self.flip_stb):
+            m.d.sync += [active.eq(~active), copy_index.eq(0), copy_write.eq(0),
+                         read_wait.eq(0)]
+        with m.Elif(self.busy):
+            m.d.sync += read_wait.eq(0)
+            m.d.comb += side.addr.eq(active << log2 | copy_index[:log2])
+            m.d.sync += [copy_write.eq(copy_index != size),
+                         copy_index.eq(Mux(copy_index == size, size, copy_index + 1))]
+            with m.If(copy_write):
+                m.d.comb += [wr.en.eq(1), wr.data.eq(side.data),
+                             wr.addr.eq(~active << log2 | (copy_index - 1)[:log2])]
+        with m.Else():
+            # --- bus access to the shadow bank ---------------------------------------------
+            m.d.comb += side.addr.eq(~active << log2 | self.bus_addr)
+            with m.If(self.bus_w_stb):
+                m.d.comb += [wr.en.eq(1), wr.data.eq(self.bus_w_data),
+                             wr.addr.eq(~active << log2 | self.bus_addr), self.bus_ack.eq(1)]
+            with m.Elif(self.bus_r_stb):
+                m.d.sync += read_wait.eq(~read_wait)
+                m.d.comb += self.bus_ack.eq(read_wait)
+        m.d.comb += self.bus_r_data.eq(side.data)
+        return m

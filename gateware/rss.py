@@ -1,0 +1,129 @@
+# Ref: Microsoft, "RSS Hashing Types" and "Verifying the RSS Hash Calculation".
+"""The RSS hash stage: picks a frame's hash type, builds the Toeplitz input, hashes it."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import HashType, ParseError, PacketMeta, RSS_KEY_LEN, RSS_MAX_INPUT_LEN
+from .toeplitz import ToeplitzHash
+
+__all__ = ["choose_hash_type", "RssHashStage"]
+
+
+def choose_hash_type(m, meta, hash_enable):
+    """The hash type of a record (combinational), following Microsoft RSS: an L4 type when
+    the frame has that L4 header and the type is enabled, else the address-only type of its
+    IP version when enabled, else ``NONE``. Errored frames hash as ``NONE``."""
+    hash_type = Signal(HashType, name="hash_type")
+    flags = meta.flags
+
+    def pick(l4_tcp, l4_udp, l3):
+        with m.If(flags.tcp & hash_enable[l4_tcp]):
+            m.d.comb += hash_type.eq(l4_tcp)
+        with m.Elif(flags.udp & hash_enable[l4_udp]):
+            m.d.comb += hash_type.eq(l4_udp)
+        with m.Elif(hash_enable[l3]):
+            m.d.comb += hash_type.eq(l3)
+
+    with m.If(meta.error == ParseError.NONE):
+        with m.If(flags.ipv4):
+            pick(HashType.IPV4_TCP, HashType.IPV4_UDP, HashType.IPV4)
+        with m.Elif(flags.ipv6):
+            pick(HashType.IPV6_TCP, HashType.IPV6_UDP, HashType.IPV6)
+    return hash_type
+
+
+class RssHashStage(wiring.Component):
+    """Fills ``hash`` and ``hash_type`` of each record.
+
+    The Toeplitz input is src addr, dst addr, src port, dst port in network order: 8, 12, 32
+    or 36 bytes. With ``symmetric`` set the addresses are put in ascending order and, on
+    their own, the ports too, so both directions of a flow hash alike with any key.
+
+    Parameters
+    ----------
+    bytes_per_cycle : int
+        Toeplitz input bytes hashed per clock (1 .. 36); see :class:`ToeplitzHash`.
+
+    Members
+    -------
+    i, o : stream of PacketMeta
+        Records in and out, in order. Throughput is that of the hash engine: one record per
+        ``ceil(input_len / bytes_per_cycle)`` cycles (one per cycle when fully parallel).
+    key : In(320)
+        RSS key as a big-endian integer. Stable while records are inside.
+    hash_enable : In(8)
+        Bit n enables ``HashType`` n.
+    symmetric : In(1)
+    """
+    def __init__(self, bytes_per_cycle):
+        self.bytes_per_cycle = bytes_per_cycle
+        super().__init__({
+            "i": In(stream.Signature(PacketMeta)),
+            "o": Out(stream.Signature(PacketMeta)),
+            "key": In(8 * RSS_KEY_LEN), "hash_enable": In(8), "symmetric": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = ToeplitzHash(self.bytes_per_cycle, RSS_MAX_INPUT_LEN)
+        # Records wait here while their hash is computed; deep enough for the engine's
+        # pipeline so a fully parallel engine still takes one record per cycle.
+        m.submodules.pending = pending = SyncFIFOBuffered(width=len(self.i.payload.as_value()),
+                                                          depth=4)
+        meta = self.i.payload
+        hash_type = choose_hash_type(m, meta, self.hash_enable)
+
+        # Symmetric mode: ascending addresses, ascending ports.
+        swap_addr = self.symmetric & (meta.src_addr > meta.dst_addr)
+        swap_port = self.symmetric & (meta.src_port > meta.dst_port)
+        src = Mux(swap_addr, meta.dst_addr, meta.src_addr)
+        dst = Mux(swap_addr, meta.src_addr, meta.dst_addr)
+        sport = Mux(swap_port, meta.dst_port, meta.src_port)
+        dport = Mux(swap_port, meta.src_port, meta.dst_port)
+
+        # Input bytes left-aligned (byte 0 in the top bits) in a 36-byte field.
+        width = 8 * RSS_MAX_INPUT_LEN
+        tuple_data = Signal(width)
+        tuple_len = Signal(range(RSS_MAX_INPUT_LEN + 1))
+        with m.Switch(hash_type):
+            with m.Case(HashType.IPV4):
+                m.d.comb += [tuple_data.eq(Cat(Const(0, width - 64), dst[:32], src[:32])),
+                             tuple_len.eq(8)]
+            with m.Case(HashType.IPV4_TCP, HashType.IPV4_UDP):
+                m.d.comb += [tuple_data.eq(Cat(Const(0, width - 96), dport, sport,
+                                               dst[:32], src[:32])),
+                             tuple_len.eq(12)]
+            with m.Case(HashType.IPV6):
+                m.d.comb += [tuple_data.eq(Cat(Const(0, width - 256), dst, src)),
+                             tuple_len.eq(32)]
+            with m.Case(HashType.IPV6_TCP, HashType.IPV6_UDP):
+                m.d.comb += [tuple_data.eq(Cat(dport, sport, dst, src)), tuple_len.eq(36)]
+
+        staged = Signal(PacketMeta)
+        m.d.comb += [staged.eq(meta), staged.hash_type.eq(hash_type), staged.hash.eq(0)]
+
+        # Fork: a record enters the engine and the FIFO in the same cycle.
+        m.d.comb += [
+            engine.key.eq(self.key),
+            engine.i.payload.data.eq(tuple_data),
+            engine.i.payload.length.eq(tuple_len),
+            engine.i.valid.eq(self.i.valid & pending.w_rdy),
+            pending.w_data.eq(staged),
+            pending.w_en.eq(self.i.valid & engine.i.ready),
+            self.i.ready.eq(engine.i.ready & pending.w_rdy),
+        ]
+
+        # Join: the oldest record leaves with the oldest hash.
+        out = Signal(PacketMeta)
+        m.d.comb += [
+            out.eq(pending.r_data),
+            out.hash.eq(engine.o.payload),
+            self.o.payload.eq(out),
+            self.o.valid.eq(pending.r_rdy & engine.o.valid),
+            pending.r_en.eq(self.o.ready & engine.o.valid),
+            engine.o.ready.eq(self.o.ready & pending.r_rdy),
+        ]
+        return m

@@ -1,0 +1,168 @@
+"""The RX classification pipeline: parser -> RSS hash -> classifier -> indirection table."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out, connect
+
+from ..protocol import PacketMeta
+from ..regs import RegisterMap
+from .axil import AxiLiteSignature, AxiLiteSlave
+from .beat import Beat
+from .classifier import FlowClassifier
+from .counters import RxCounters
+from .parser import HeaderParser
+from .registers import RegisterFile
+from .reta import IndirectionTable, reta_index
+from .rss import RssHashStage
+
+__all__ = ["RxPipeline"]
+
+
+class RxPipeline(wiring.Component):
+    """Receive-side classification of a NIC: every frame gets one metadata record.
+
+    Frame beats pass from ``rx`` to ``data`` unchanged, through a FIFO; beside them the
+    header parser, the RSS hash stage, the flow classifier and the indirection table compute
+    one :class:`PacketMeta` record per frame, emitted on ``meta`` in frame order. The record of
+    a frame is emitted after the frame's last beat was accepted on ``rx`` (a handful of
+    cycles later: parse, hash, match, lookup). The packet data is never copied through the
+    metadata path. Dropped frames still appear on ``data`` and ``meta`` (with ``drop`` set):
+    the consumer discards them, so it sees one record per frame and counts stay exact.
+
+    Configuration writes go to shadow registers; ``COMMIT`` is applied at a frame boundary
+    when no record is inside the metadata path, so no frame sees a mix of old and new
+    configuration. While a commit waits, ``rx`` accepts no new frame (a few cycles).
+
+    Parameters
+    ----------
+    data_width : int
+        Bits per beat: 8 .. 512, a multiple of 8.
+    n_rules : int
+        Classifier rules.
+    reta_size : int
+        Indirection table entries (power of two, 2 .. 2048).
+    queues : int
+        Receive queues (1 .. 256), for the per-queue counters and the ID block.
+    hash_bytes_per_cycle : int or None
+        Toeplitz input bytes per cycle; ``None`` matches the datapath (``data_width // 8``,
+        at most 36).
+    data_fifo_depth : int
+        Beats the data FIFO holds.
+
+    Members
+    -------
+    rx : In(stream.Signature(Beat(data_width)))
+    data : Out(stream.Signature(Beat(data_width)))
+    meta : Out(stream.Signature(PacketMeta))
+    csr : In(AxiLiteSignature(16))
+    """
+    def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
+                 hash_bytes_per_cycle=None, data_fifo_depth=32):
+        if hash_bytes_per_cycle is None:
+            hash_bytes_per_cycle = min(36, max(1, data_width // 8))
+        self.beat = Beat(data_width)
+        self.regmap = RegisterMap(data_bytes=data_width // 8, n_rules=n_rules,
+                                  reta_size=reta_size, queues=queues,
+                                  hash_bytes_per_cycle=hash_bytes_per_cycle)
+        if not isinstance(data_fifo_depth, int) or data_fifo_depth < 2:
+            raise ValueError(f"data_fifo_depth must be an integer >= 2, not {data_fifo_depth!r}")
+        self.data_width = data_width
+        self.data_fifo_depth = data_fifo_depth
+        super().__init__({
+            "rx": In(stream.Signature(self.beat)),
+            "data": Out(stream.Signature(self.beat)),
+            "meta": Out(stream.Signature(PacketMeta)),
+            "csr": In(AxiLiteSignature(16)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.regmap.params
+
+        m.submodules.axil = axil = AxiLiteSlave(16)
+        m.submodules.regs = regs = RegisterFile(self.regmap)
+        m.submodules.counters = counters = RxCounters(self.regmap)
+        m.submodules.parser = parser = HeaderParser(self.data_width)
+        m.submodules.rss = rss = RssHashStage(p["hash_bytes_per_cycle"])
+        m.submodules.classifier = classifier = FlowClassifier(p["n_rules"])
+        m.submodules.reta = reta = IndirectionTable(p["reta_size"])
+        m.submodules.data_fifo = data_fifo = SyncFIFOBuffered(
+            width=len(self.rx.payload.as_value()), depth=self.data_fifo_depth)
+
+        connect(m, wiring.flipped(self.csr), axil.axi)
+        connect(m, axil.csr, regs.csr)
+        connect(m, regs.counters, counters.csr)
+        m.d.comb += [
+            reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
+            reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
+            regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
+            regs.reta_busy.eq(reta.busy),
+        ]
+
+        # --- configuration --------------------------------------------------------------
+        m.d.comb += [
+            parser.max_frame.eq(regs.max_frame),
+            parser.direct_ethertype.eq(regs.direct_ethertype),
+            rss.key.eq(regs.key), rss.hash_enable.eq(regs.hash_enable),
+            rss.symmetric.eq(regs.symmetric),
+            classifier.rules.eq(regs.rules), classifier.default_action.eq(regs.default_action),
+            classifier.pass_errors.eq(regs.pass_errors),
+        ]
+
+        # --- input gate and fork: beats go to the data FIFO and the parser together ---------
+        mid_frame = Signal()            # a frame has started on rx and not ended
+        in_flight = Signal(8)           # frames started on rx whose record has not left
+        gate = Signal()                 # no new frame may start: a commit waits
+        m.d.comb += gate.eq(regs.commit_pending & ~mid_frame)
+
+        beat_ok = ~gate & data_fifo.w_rdy & parser.i.ready & (in_flight != 255)
+        take = self.rx.valid & beat_ok
+        m.d.comb += [
+            self.rx.ready.eq(beat_ok),
+            data_fifo.w_en.eq(take), data_fifo.w_data.eq(self.rx.payload),
+            parser.i.valid.eq(take), parser.i.payload.eq(self.rx.payload),
+            self.data.valid.eq(data_fifo.r_rdy), self.data.payload.eq(data_fifo.r_data),
+            data_fifo.r_en.eq(self.data.ready),
+        ]
+        with m.If(take):
+            m.d.sync += mid_frame.eq(~self.rx.payload.last)
+        frame_start = take & ~mid_frame
+        frame_end = take & self.rx.payload.last
+
+        # --- metadata path ------------------------------------------------------------------
+        connect(m, parser.o, rss.i)
+        connect(m, rss.o, classifier.i)
+        connect(m, classifier.o, reta.i)
+        m.d.comb += [
+            self.meta.valid.eq(reta.o.valid),
+            self.meta.payload.eq(reta.o.payload),
+            self.meta.payload.generation.eq(regs.generation),
+            reta.o.ready.eq(self.meta.ready),
+        ]
+        meta_out = self.meta.valid & self.meta.ready
+        m.d.sync += in_flight.eq(in_flight + frame_start - meta_out)
+
+        # A commit applies when nothing is inside the metadata path and the RETA shadow is
+        # coherent; every record then carries the generation it was processed with.
+        m.d.comb += regs.commit_apply.eq(regs.commit_pending & ~mid_frame & (in_flight == 0) &
+                                         ~reta.busy)
+        m.d.comb += reta.flip_stb.eq(regs.commit_apply)
+
+        # --- counters -----------------------------------------------------------------------
+        frame_len = Signal(16)
+        beat_bytes = Signal(range(self.data_width // 8 + 1))
+        m.d.comb += beat_bytes.eq(sum(self.rx.payload.keep))
+        with m.If(take):
+            with m.If(self.rx.payload.last):
+                m.d.sync += frame_len.eq(0)
+            with m.Else():
+                m.d.sync += frame_len.eq(frame_len + beat_bytes)
+        m.d.comb += [
+            counters.frame_in_stb.eq(frame_end),
+            counters.frame_in_len.eq(frame_len + beat_bytes),
+            counters.meta_stb.eq(meta_out),
+            counters.meta.eq(self.meta.payload),
+            counters.bucket.eq(reta_index(reta.o.payload, p["reta_size"])),
+        ]
+        return m

@@ -1,0 +1,64 @@
+"""Top-level wrappers whose Verilog ports follow AXI naming (``s_axis_tdata``, ...), so
+cocotbext-axi binds to them with ``from_prefix``."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import PacketMeta
+from .axil import AxiLiteSignature
+from .rx_pipeline import RxPipeline
+
+__all__ = ["RxPipelineTop", "META_BITS"]
+
+META_BITS = data.Layout.cast(PacketMeta).size
+_AXIL = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
+         "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata",
+         "rresp", "rvalid", "rready")
+
+
+class RxPipelineTop(wiring.Component):
+    """:class:`RxPipeline` with flat AXI4-Stream and AXI4-Lite ports.
+
+    Ports: ``s_axis_*`` frames in (``tuser`` = MAC error), ``m_axis_*`` frames out,
+    ``m_meta_*`` one record per frame (``tdata`` is the :class:`PacketMeta` layout, bit 0 of
+    the layout in bit 0), ``s_axil_*`` registers. Parameters as :class:`RxPipeline`.
+    """
+    def __init__(self, data_width=64, **params):
+        self.pipeline = RxPipeline(data_width, **params)
+        self.regmap = self.pipeline.regmap
+        w = data_width
+        members = {
+            "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
+            "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
+            "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_meta_tdata": Out(META_BITS), "m_meta_tvalid": Out(1), "m_meta_tready": In(1),
+        }
+        axil = AxiLiteSignature(16).members         # as seen from the master
+        for name in _AXIL:
+            member = axil[name]
+            members[f"s_axil_{name}"] = In(member.shape) if member.flow == Out else Out(member.shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pipeline = p = self.pipeline
+        rx, tx = p.rx, p.data
+        m.d.comb += [
+            rx.payload.data.eq(self.s_axis_tdata), rx.payload.keep.eq(self.s_axis_tkeep),
+            rx.payload.last.eq(self.s_axis_tlast), rx.payload.error.eq(self.s_axis_tuser),
+            rx.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(rx.ready),
+            self.m_axis_tdata.eq(tx.payload.data), self.m_axis_tkeep.eq(tx.payload.keep),
+            self.m_axis_tlast.eq(tx.payload.last), self.m_axis_tuser.eq(tx.payload.error),
+            self.m_axis_tvalid.eq(tx.valid), tx.ready.eq(self.m_axis_tready),
+            self.m_meta_tdata.eq(p.meta.payload), self.m_meta_tvalid.eq(p.meta.valid),
+            p.meta.ready.eq(self.m_meta_tready),
+        ]
+        for name in _AXIL:
+            port, inner = getattr(self, f"s_axil_{name}"), getattr(p.csr, name)
+            if AxiLiteSignature(16).members[name].flow == Out:   # driven by the master
+                m.d.comb += inner.eq(port)
+            else:
+                m.d.comb += port.eq(inner)
+        return m

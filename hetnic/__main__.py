@@ -1,0 +1,197 @@
+"""The ``hetnic`` command line (also ``python -m hetnic``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+REPO_RTL = Path(__file__).resolve().parent.parent / "rtl"
+
+
+class CliError(Exception):
+    """Printed as one line, exit status 2."""
+
+
+def _cmd_verilog(args) -> int:
+    from .rtl import rtl_files, write_rtl
+    out = Path(args.out)
+    if args.check:
+        stale = [name for name, text in rtl_files().items()
+                 if not (out / name).exists() or (out / name).read_text() != text]
+        if stale:
+            print(f"{out}: stale or missing: {', '.join(stale)} (run 'hetnic verilog')",
+                  file=sys.stderr)
+            return 1
+        print(f"{out}: up to date")
+        return 0
+    for path in write_rtl(out):
+        print(path)
+    return 0
+
+
+def _cmd_regmap(args) -> int:
+    from .regs import RegisterMap
+    regmap = RegisterMap()
+    text = {"md": regmap.to_markdown, "json": regmap.to_json, "h": regmap.to_c_header}
+    sys.stdout.write(text[args.format]())
+    return 0
+
+
+def _parse_key(text: str | None) -> bytes | None:
+    from .protocol import RSS_KEY_LEN
+    if text is None:
+        return None
+    clean = text.replace(":", "").replace(" ", "")
+    if clean.lower().startswith("0x"):
+        clean = clean[2:]
+    try:
+        key = bytes.fromhex(clean)
+    except ValueError:
+        raise CliError(f"--key: {text!r} is not hexadecimal") from None
+    if len(key) != RSS_KEY_LEN:
+        raise CliError(f"--key must be {RSS_KEY_LEN} bytes ({2 * RSS_KEY_LEN} hex digits), "
+                       f"got {len(key)} bytes")
+    return key
+
+
+def _config(args):
+    from .host.config import RxConfig
+    from .host.rules import RuleError, load_rules
+    config = RxConfig(queues=args.queues)
+    key = _parse_key(args.key)
+    if key is not None:
+        config.key = key
+    if args.symmetric:
+        config.symmetric = True
+    if args.rules:
+        try:
+            rules = load_rules(args.rules, max_rules=16, reta_entries=512)
+        except RuleError as exc:
+            raise CliError(str(exc)) from None
+        config.rules, config.default = rules.rules, rules.default
+    return config
+
+
+def _width(text: str) -> int:
+    try:
+        width = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bits") from None
+    if width < 8 or width > 512 or width % 8:
+        raise argparse.ArgumentTypeError(f"width must be a multiple of 8 from 8 to 512, "
+                                         f"not {width}")
+    return width
+
+
+def _queues(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"queues must be from 1 to 64, not {n}")
+    return n
+
+
+def _cmd_replay(args) -> int:
+    from .replay import read_capture, replay_frames, write_jsonl
+    frames = read_capture(args.pcap)
+    config = _config(args)
+    print(f"replaying {len(frames)} frames from {args.pcap} at {args.width} bits "
+          f"on Verilator ...", file=sys.stderr)
+    result = replay_frames(frames, config, data_width=args.width, check=not args.no_check)
+    write_jsonl(Path(args.out), result, n_rules=16)
+    dropped = sum(1 for r in result.records if r["drop"])
+    print(f"wrote {len(result.records)} lines to {args.out}: "
+          f"{len(result.records) - dropped} delivered, {dropped} dropped", file=sys.stderr)
+    if not args.no_check:
+        print(f"model check: {len(result.mismatches)} mismatches", file=sys.stderr)
+        for index, diff in result.mismatches[:5]:
+            print(f"  frame {index}: {diff}", file=sys.stderr)
+        if result.mismatches:
+            return 1
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import bench_rx
+    if args.what != "rx":
+        raise CliError(f"unknown benchmark {args.what!r}; available: rx")
+    print(json.dumps(bench_rx(frames=args.frames), indent=2))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(frames=args.frames, out=Path(args.out), seed=args.seed,
+                    pcap=args.pcap)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hetnic", description="hetnic: an open SmartNIC reference design "
+        "(Amaranth gateware, Verilator simulation, Python host).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("verilog", help="write the generated Verilog and register map to rtl/")
+    p.add_argument("--out", default=str(REPO_RTL), help="output folder (default: rtl/)")
+    p.add_argument("--check", action="store_true",
+                   help="only check that the folder matches the gateware; exit 1 if stale")
+    p.set_defaults(func=_cmd_verilog)
+
+    p = sub.add_parser("regmap", help="print the register map")
+    p.add_argument("--format", choices=("md", "json", "h"), default="md",
+                   help="Markdown, JSON or a C header (default: md)")
+    p.set_defaults(func=_cmd_regmap)
+
+    p = sub.add_parser("replay", help="steer the frames of a pcap/pcapng file through the "
+                       "simulated RX pipeline; one JSON line per frame")
+    p.add_argument("pcap", help="capture file (pcap or pcapng)")
+    p.add_argument("--out", required=True, help="output JSON Lines file")
+    p.add_argument("--key", help="40-byte RSS key in hex (default: the Microsoft key)")
+    p.add_argument("--symmetric", action="store_true",
+                   help="symmetric hashing: sort addresses and ports before hashing")
+    p.add_argument("--queues", type=_queues, default=16,
+                   help="RX queues; the RETA maps entry i to queue i mod N (default 16)")
+    p.add_argument("--rules", help="classifier rules, TOML or JSON (see README)")
+    p.add_argument("--width", type=_width, default=64,
+                   help="datapath width in bits (default 64)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the frame-by-frame comparison with the software model")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("bench", help="benchmarks; print one JSON object")
+    p.add_argument("what", choices=("rx",), help="rx: RX pipeline and software Toeplitz")
+    p.add_argument("--frames", type=int, default=10_000,
+                   help="64-byte frames sent back to back (default 10000)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("demo", help="generate a traffic mix, replay it, show where it went")
+    p.add_argument("--frames", type=int, default=2000, help="frames to generate (default 2000)")
+    p.add_argument("--seed", type=int, default=1, help="traffic seed (default 1)")
+    p.add_argument("--pcap", help="replay this capture instead of generated traffic")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .replay import ReplayError
+    from .sim.rx_sim import SimulationError
+    from .sim.toolchain import ToolError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ReplayError, ToolError, SimulationError) as exc:
+        print(f"hetnic {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+# Ref: IEEE 802.3 (Ethernet II), IEEE 802.1Q (VLAN tags), RFC 791 (IPv4), RFC 8200 (IPv6),
+#      RFC 9293 (TCP), RFC 768 (UDP), RFC 7348 (VXLAN), RFC 2784 (GRE), RFC 4291 (IPv4-mapped),
+#      Microsoft "RSS Hashing Types" (hash types and their inputs).
+"""Protocol constants and metadata layouts shared by the gateware and the host.
+
+This is the one place where EtherTypes, IP protocol numbers, hash types, parse errors, drop
+reasons and the per-frame metadata layouts are defined. The gateware (``hetnic.gateware``),
+the software models and the host driver (``hetnic.host``) import them from here.
+
+Byte order
+----------
+Wire bytes are big-endian. Every multi-byte field of :class:`PacketMeta` holds the *numeric
+value* of the wire field (``int.from_bytes(wire_bytes, "big")``): ``src_port == 80`` for port
+80, and an address's first wire byte is in its most significant bits. IPv4 addresses are
+stored IPv4-mapped (RFC 4291 section 2.5.5.2, ``::ffff:a.b.c.d``) in the 128-bit address
+fields, so one classifier rule layout serves both IP versions.
+"""
+
+
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, enum
+
+__all__ = [
+    "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME",
+    "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS",
+    "HashType", "ParseError", "DropReason", "MetaFlags",
+    "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
+    "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "unpack",
+]
+
+
+ETH_HEADER_LEN = 14         # destination MAC, source MAC, EtherType
+ETH_MIN_FRAME = 14          # shorter than an Ethernet header: a runt (FCS is not carried)
+ETH_DEFAULT_MAX_FRAME = 1522  # 1500-byte MTU + 14-byte header + two 4-byte VLAN tags
+
+
+class EtherType(enum.IntEnum):
+    IPV4 = 0x0800
+    ARP = 0x0806
+    VLAN = 0x8100           # IEEE 802.1Q C-tag
+    QINQ = 0x88A8           # IEEE 802.1ad S-tag
+    IPV6 = 0x86DD
+    # Default EtherType of hetnic's direct (NCP-style, non-IP) channel; the gateware takes the
+    # value from a register. 0x88B5 is IEEE 802's "local experimental" EtherType 1.
+    DIRECT_DEFAULT = 0x88B5
+
+
+class IpProto(enum.IntEnum):
+    HOPOPT = 0              # IPv6 hop-by-hop options
+    TCP = 6
+    UDP = 17
+    ROUTING = 43            # IPv6 routing header
+    FRAGMENT = 44           # IPv6 fragment header
+    GRE = 47
+    ICMPV6 = 58
+    NONE = 59               # IPv6 no next header
+    DSTOPTS = 60            # IPv6 destination options
+
+
+#: IPv6 extension headers the parser skips. Hop-by-hop, routing and destination options are
+#: ``(hdr_ext_len + 1) * 8`` bytes long; the fragment header is always 8 bytes.
+IPV6_EXT_HEADERS = (IpProto.HOPOPT, IpProto.ROUTING, IpProto.FRAGMENT, IpProto.DSTOPTS)
+
+VXLAN_UDP_PORT = 4789
+
+
+class HashType(enum.IntEnum, shape=3):
+    """Which RSS hash input a frame used (Microsoft RSS hash types)."""
+    NONE = 0                # not IP, parse error, or the type is disabled: hash is 0
+    IPV4 = 1                # src addr, dst addr (8 bytes)
+    IPV4_TCP = 2            # + src port, dst port (12 bytes)
+    IPV4_UDP = 3
+    IPV6 = 4                # src addr, dst addr (32 bytes)
+    IPV6_TCP = 5            # + ports (36 bytes)
+    IPV6_UDP = 6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class ParseError(enum.IntEnum, shape=4):
+    """Why the header parser could not trust a frame. ``NONE`` for a good frame."""
+    NONE = 0
+    MAC_ERROR = 1           # the MAC marked the frame bad (tuser on any beat)
+    RUNT = 2                # shorter than an Ethernet header
+    OVERSIZE = 3            # longer than the MAX_FRAME register
+    TRUNCATED = 4           # a header runs past the end of the frame
+    BAD_IHL = 5             # IPv4 version field is not 4, or IHL < 5
+    BAD_LENGTH = 6          # IP total/payload length disagrees with the frame
+    HEADER_LIMIT = 7        # headers run past the parser's capture window (long IPv6 chain)
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class DropReason(enum.IntEnum, shape=4):
+    """Why the RX pipeline dropped a frame. Parse errors map one to one onto drop reasons;
+    ``RULE`` is a classifier rule (or the default action) whose action is drop."""
+    NONE = 0
+    MAC_ERROR = 1
+    RUNT = 2
+    OVERSIZE = 3
+    TRUNCATED = 4
+    BAD_IHL = 5
+    BAD_LENGTH = 6
+    HEADER_LIMIT = 7
+    RULE = 8
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class MetaFlags(data.Struct):
+    """Per-frame flags found by the parser. Also the ``flags`` match field of a rule."""
+    vlan: 1                 # at least one VLAN tag (0x8100 or 0x88a8)
+    vlan2: 1                # two VLAN tags
+    ipv4: 1
+    ipv6: 1
+    fragment: 1             # IPv4 MF set or offset != 0, or an IPv6 fragment header
+    tcp: 1                  # L4 is TCP and its header is present (not a fragment)
+    udp: 1                  # L4 is UDP and its header is present (not a fragment)
+    tunnel: 1               # GRE, or UDP to the VXLAN port: outer headers only are parsed
+    direct: 1               # EtherType equals the DIRECT_ETHERTYPE register
+    ip_options: 1           # IPv4 with IHL > 5, or IPv6 with extension headers skipped
+
+
+RSS_KEY_LEN = 40            # bytes; enough for the 36-byte IPv6+ports input plus 4
+RSS_MAX_INPUT_LEN = 36
+
+#: The Microsoft RSS default key (used by the Microsoft verification suite and by DPDK's
+#: ``rss_intel_key``/``default_rss_key``).
+MS_RSS_DEFAULT_KEY = bytes.fromhex(
+    "6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa")
+
+
+def ipv4_mapped(addr: int) -> int:
+    """The 128-bit IPv4-mapped form (``::ffff:a.b.c.d``) of a 32-bit IPv4 address value."""
+    return 0xFFFF_0000_0000 | (addr & 0xFFFF_FFFF)
+
+
+class PacketMeta(data.Struct):
+    """Metadata of one received frame, as it leaves the RX pipeline.
+
+    The parser fills the frame fields; the hash stage ``hash``/``hash_type``; the classifier
+    ``rule``/``instance``/``reta_offset``/``reta_size_log2``/``drop``; queue select ``queue`` and ``generation``.
+    All multi-byte fields hold numeric values of big-endian wire fields (see module doc).
+    """
+    length: 16              # frame length in bytes (saturates at 65535)
+    error: ParseError
+    flags: MetaFlags
+    ethertype: 16           # after the VLAN tags
+    vlan_id: 12             # VID of the outer tag; 0 without a tag
+    dscp: 6
+    ip_proto: 8             # L4 protocol after IPv6 extension headers; 0 if not IP
+    tcp_flags: 8            # CWR ECE URG ACK PSH RST SYN FIN (bit 7 .. bit 0)
+    src_addr: 128           # IPv4-mapped for IPv4; 0 if not IP
+    dst_addr: 128
+    src_port: 16            # 0 unless flags.tcp or flags.udp
+    dst_port: 16
+    hash: 32
+    hash_type: HashType
+    rule: 8                 # index of the matching rule; the rule count for the default action
+    instance: 4             # stack instance named by the action
+    reta_offset: 11         # RETA slice named by the action (see RuleAction)
+    reta_size_log2: 4
+    drop: DropReason
+    queue: 8
+    generation: 16          # configuration generation the frame was processed with
+
+
+class RuleAction(data.Struct):
+    """What a classifier rule (or the default action) does with a matching frame.
+
+    Queue select uses ``RETA[(reta_offset + (hash & ((1 << reta_size_log2) - 1))) % size]``.
+    """
+    drop: 1
+    instance: 4
+    reta_offset: 11
+    reta_size_log2: 4       # slice of 1 << n entries, n <= log2(RETA size)
+
+
+class Rule(data.Struct):
+    """One classifier rule. A frame matches when every masked field equals its value and both
+    ports lie in their inclusive ranges. A zero mask and a full range match anything.
+
+    The host writes a rule as ``Rule.size // 32`` consecutive 32-bit words (bit 0 of word 0
+    is bit 0 of the layout); the register table derives the rule window from this layout.
+    """
+    enable: 1
+    action: RuleAction
+    flags: MetaFlags
+    flags_mask: MetaFlags
+    ethertype: 16
+    ethertype_mask: 16
+    vlan_id: 12
+    vlan_mask: 12
+    ip_proto: 8
+    ip_proto_mask: 8
+    dscp: 6
+    dscp_mask: 6
+    tcp_flags: 8
+    tcp_flags_mask: 8
+    src_port_lo: 16
+    src_port_hi: 16
+    dst_port_lo: 16
+    dst_port_hi: 16
+    src_addr: 128
+    src_mask: 128
+    dst_addr: 128
+    dst_mask: 128
+
+
+def unpack(layout, value: int) -> dict[str, int]:
+    """The top-level fields of a packed ``layout`` value as integers (nested structs and
+    enums stay integers), e.g. a :class:`PacketMeta` read from a port's ``tdata``."""
+    fields = {}
+    for name, field in data.Layout.cast(layout):
+        fields[name] = (value >> field.offset) & ((1 << field.width) - 1)
+    return fields

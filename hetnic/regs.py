@@ -1,0 +1,280 @@
+"""The register table: the single source of every CSR offset and field.
+
+The gateware (:mod:`hetnic.gateware.registers`) decodes addresses from this table, the host
+driver reads and writes through it, and ``hetnic regmap`` renders it as Markdown, JSON and a
+C header. Nothing else in hetnic writes a register offset as a number.
+
+Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Access kinds:
+
+``ro``
+    Read-only status or identification.
+``rw``
+    Live read/write.
+``shadow``
+    Configuration written to a shadow copy. Reads return the shadow. The value takes effect
+    only when ``COMMIT`` is written and the RX pipeline reaches a frame boundary: every frame is
+    processed entirely with the old or entirely with the new configuration, and the
+    ``GENERATION`` register (carried in each frame's metadata) increments.
+``wo``
+    Write-only strobe; reads return 0.
+``counter``
+    Read-only 32-bit counter that wraps. Software accumulates differences between reads.
+
+Register arrays (``count > 1``) repeat every ``stride`` bytes; their count may depend on a
+build parameter (``"reta_size"``, ``"n_rules"``, ``"queues"``), resolved by :class:`RegisterMap`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from amaranth.lib import data
+
+from .protocol import DropReason, MS_RSS_DEFAULT_KEY, Rule, RuleAction
+
+__all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
+           "RULE_WORDS", "RULE_STRIDE", "DEFAULT_PARAMS"]
+
+ID_MAGIC = 0x484E4943           # "HNIC"
+VERSION = (0, 1)                # (major, minor) of the register interface
+
+#: 32-bit words one rule occupies, derived from the ``Rule`` layout.
+RULE_WORDS = (data.Layout.cast(Rule).size + 31) // 32
+RULE_STRIDE = 0x80              # bytes between rules (room for 32 words)
+assert RULE_WORDS * 4 <= RULE_STRIDE
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    lsb: int
+    width: int
+    doc: str = ""
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.lsb
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int
+    access: str
+    doc: str
+    fields: tuple[Field, ...] = ()
+    reset: int = 0
+    count: int | str = 1        # an int, or the name of a build parameter
+    stride: int = 4
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"register {self.name} has no field {name!r}")
+
+
+def _action_fields() -> tuple[Field, ...]:
+    layout = data.Layout.cast(RuleAction)
+    return tuple(Field(name, f.offset, f.width) for name, f in layout)
+
+
+def _key_word(k: int) -> int:
+    return int.from_bytes(MS_RSS_DEFAULT_KEY[4 * k:4 * k + 4], "big")
+
+
+REGISTERS: tuple[Register, ...] = (
+    # --- identification: lets the host discover what was built --------------------------
+    Register("ID", 0x0000, "ro", 'Magic number 0x484E4943 ("HNIC").', reset=ID_MAGIC),
+    Register("VERSION", 0x0004, "ro", "Register interface version.",
+             (Field("minor", 0, 16), Field("major", 16, 16)),
+             reset=VERSION[0] << 16 | VERSION[1]),
+    Register("PARAMS0", 0x0008, "ro", "Build parameters of the datapath.",
+             (Field("data_bytes", 0, 8, "datapath width in bytes"),
+              Field("hash_bytes_per_cycle", 8, 8, "Toeplitz input bytes hashed per cycle"),
+              Field("n_rules", 16, 8, "classifier rules"))),
+    Register("PARAMS1", 0x000C, "ro", "Build parameters of queue selection.",
+             (Field("reta_size", 0, 16, "RETA entries"),
+              Field("queues", 16, 16, "receive queues"))),
+    Register("CAPS", 0x0010, "ro", "Feature bits.",
+             (Field("ipv6", 0, 1), Field("symmetric", 1, 1), Field("classifier", 2, 1),
+              Field("counters", 3, 1)), reset=0b1111),
+    # --- committed configuration ----------------------------------------------------------
+    Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
+             (Field("hash_enable", 0, 8, "bit n enables HashType n (bits 1..6)"),
+              Field("symmetric", 8, 1, "sort addresses and ports before hashing"),
+              Field("pass_errors", 9, 1, "deliver frames with parse errors instead of "
+                                         "dropping them (their hash type is none)")),
+             reset=0x7E),
+    Register("MAX_FRAME", 0x0024, "shadow", "Longest accepted frame in bytes (no FCS).",
+             (Field("bytes", 0, 16),), reset=1522),
+    Register("DIRECT_ETHERTYPE", 0x0028, "shadow",
+             "EtherType of direct-channel frames (flags.direct); 0 disables.",
+             (Field("ethertype", 0, 16),), reset=0x88B5),
+    Register("DEFAULT_ACTION", 0x002C, "shadow",
+             "Action for frames no rule matches (RuleAction layout).", _action_fields(),
+             reset=9 << 16),    # whole RETA, instance 0: see RegisterMap.reset_value
+    Register("COMMIT", 0x0030, "wo",
+             "Write 1 to apply all shadow configuration at the next frame boundary.",
+             (Field("commit", 0, 1),)),
+    Register("COMMIT_STATUS", 0x0034, "ro", "Commit progress.",
+             (Field("pending", 0, 1, "a commit waits for a frame boundary"),
+              Field("busy", 1, 1, "the RETA shadow is being refreshed; RETA writes wait"))),
+    Register("GENERATION", 0x0038, "ro",
+             "Configuration generation; +1 per applied commit, wraps at 16 bits.",
+             (Field("generation", 0, 16),)),
+    Register("RSS_KEY", 0x0040, "shadow",
+             "Toeplitz key, 40 bytes. Word k holds key bytes 4k..4k+3, byte 4k in bits 31:24.",
+             count=10, reset=tuple(_key_word(k) for k in range(10))),
+    # --- global counters ------------------------------------------------------------------
+    Register("FRAMES_IN", 0x0080, "counter", "Frames accepted on rx."),
+    Register("FRAMES_DELIVERED", 0x0084, "counter", "Frames whose metadata left undropped."),
+    Register("FRAMES_DROPPED", 0x0088, "counter", "Frames dropped for any reason."),
+    Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
+    Register("DROP_COUNT", 0x00C0, "counter", "Dropped frames per DropReason value.",
+             count=len(DropReason)),
+    # --- tables ---------------------------------------------------------------------------
+    Register("RETA", 0x1000, "shadow", "Indirection table: RX queue per entry.",
+             (Field("queue", 0, 8),), count="reta_size"),
+    Register("RULE", 0x4000, "shadow",
+             f"Classifier rules, {RULE_WORDS} words each (Rule layout, bit 0 of word 0 first); "
+             "lower index wins.", count="n_rules", stride=RULE_STRIDE),
+    Register("RULE_HITS", 0x6000, "counter",
+             "Frames matched per rule; the entry after the last rule counts the default action.",
+             count="n_rules+1"),
+    Register("QUEUE_PACKETS", 0x7000, "counter", "Frames delivered per RX queue.",
+             count="queues"),
+    Register("QUEUE_BYTES", 0x7400, "counter", "Bytes delivered per RX queue.",
+             count="queues"),
+    Register("BUCKET_PACKETS", 0x8000, "counter",
+             "Frames per RETA entry (delivered and dropped alike).", count="reta_size"),
+)
+
+DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
+                  "reta_size": 512, "queues": 64}
+
+
+class RegisterMap:
+    """The register table resolved for one set of build parameters.
+
+    Parameters
+    ----------
+    params : dict
+        Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
+        ``queues``. Missing ones take :data:`DEFAULT_PARAMS`.
+    """
+    def __init__(self, **params):
+        unknown = set(params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown register map parameter(s) {sorted(unknown)}")
+        self.params = {**DEFAULT_PARAMS, **params}
+        self._by_name = {r.name: r for r in REGISTERS}
+        p = self.params
+        for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
+                             ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256)):
+            if not isinstance(p[name], int) or not lo <= p[name] <= hi:
+                raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
+                                 f"not {p[name]!r}")
+        if p["reta_size"] & (p["reta_size"] - 1):
+            raise ValueError(f"reta_size must be a power of two, not {p['reta_size']!r}")
+        self._check()
+
+    def _check(self):
+        spans = []
+        for reg in REGISTERS:
+            spans.append((reg.offset, reg.offset + self.count(reg) * reg.stride, reg.name))
+        spans.sort()
+        for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+            if a1 > b0:
+                raise ValueError(f"register {an} overlaps {bn} with parameters {self.params}")
+
+    def __getitem__(self, name: str) -> Register:
+        return self._by_name[name]
+
+    def __iter__(self):
+        return iter(REGISTERS)
+
+    def count(self, reg: Register | str) -> int:
+        reg = self[reg] if isinstance(reg, str) else reg
+        if isinstance(reg.count, int):
+            return reg.count
+        if reg.count.endswith("+1"):
+            return self.params[reg.count[:-2]] + 1
+        return self.params[reg.count]
+
+    def addr(self, name: str, index: int = 0, word: int = 0) -> int:
+        """Byte address of element ``index`` (and 32-bit ``word`` inside it) of a register."""
+        reg = self[name]
+        n = self.count(reg)
+        if not 0 <= index < n:
+            raise IndexError(f"{name}[{index}] out of range: {name} has {n} entries")
+        if not 0 <= word * 4 < reg.stride:
+            raise IndexError(f"{name} word {word} out of range")
+        return reg.offset + index * reg.stride + word * 4
+
+    def reset_value(self, name: str, index: int = 0) -> int:
+        if name == "DEFAULT_ACTION":     # the whole RETA of this build, instance 0
+            log2 = self.params["reta_size"].bit_length() - 1
+            return data.Layout.cast(RuleAction).const({"reta_size_log2": log2}).as_value().value
+        reset = self[name].reset
+        return reset[index] if isinstance(reset, tuple) else reset
+
+    def ro_value(self, name: str) -> int:
+        """The value of an identification register for these parameters."""
+        reg, p = self[name], self.params
+        if name == "PARAMS0":
+            return p["data_bytes"] | p["hash_bytes_per_cycle"] << 8 | p["n_rules"] << 16
+        if name == "PARAMS1":
+            return p["reta_size"] | p["queues"] << 16
+        return reg.reset
+
+    # --- exports ------------------------------------------------------------------------
+    def to_json(self) -> str:
+        regs = []
+        for reg in REGISTERS:
+            d = dataclasses.asdict(reg)
+            d["count"] = self.count(reg)
+            regs.append(d)
+        return json.dumps({"params": self.params, "registers": regs}, indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        p = self.params
+        lines = ["# hetnic register map", "",
+                 "Generated by `hetnic regmap` from `hetnic/regs.py`; do not edit.", "",
+                 "Build parameters: " + ", ".join(f"`{k}={v}`" for k, v in p.items()) + ".",
+                 "", "| offset | name | access | count | reset | description |",
+                 "|---|---|---|---|---|---|"]
+        for reg in REGISTERS:
+            n = self.count(reg)
+            count = f"{n} x {reg.stride:#x}" if n > 1 else "1"
+            reset = ("see text" if isinstance(reg.reset, tuple)
+                     else f"{self.ro_value(reg.name):#x}" if reg.access == "ro"
+                     else f"{self.reset_value(reg.name):#x}")
+            lines.append(f"| `{reg.offset:#06x}` | {reg.name} | {reg.access} | {count} | "
+                         f"{reset} | {reg.doc} |")
+        lines += ["", "## Fields", ""]
+        for reg in REGISTERS:
+            if not reg.fields:
+                continue
+            lines.append(f"- **{reg.name}**: " + "; ".join(
+                f"`{f.name}` [{f.lsb + f.width - 1}:{f.lsb}]" + (f" {f.doc}" if f.doc else "")
+                for f in reg.fields))
+        lines.append("")
+        return "\n".join(lines)
+
+    def to_c_header(self) -> str:
+        lines = ["/* hetnic register map. Generated by `hetnic regmap` from hetnic/regs.py. */",
+                 "#ifndef HETNIC_REGS_H", "#define HETNIC_REGS_H", ""]
+        for reg in REGISTERS:
+            lines.append(f"#define HETNIC_{reg.name} 0x{reg.offset:04x}u")
+            if self.count(reg) > 1:
+                lines.append(f"#define HETNIC_{reg.name}_COUNT {self.count(reg)}u")
+                lines.append(f"#define HETNIC_{reg.name}_STRIDE 0x{reg.stride:x}u")
+            for f in reg.fields:
+                lines.append(f"#define HETNIC_{reg.name}_{f.name.upper()}_SHIFT {f.lsb}u")
+                lines.append(f"#define HETNIC_{reg.name}_{f.name.upper()}_MASK "
+                             f"0x{f.mask:08x}u")
+        lines += ["", "#endif", ""]
+        return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""``hetnic replay``: how would this traffic be steered? Frames of a capture file through the
+RX pipeline's Verilog, one JSON line per frame, checked against the software model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .host.config import RxConfig
+from .protocol import DropReason, HashType, ParseError
+
+__all__ = ["ReplayError", "read_capture", "ReplayResult", "replay_frames", "record_line"]
+
+
+class ReplayError(Exception):
+    """A user-facing problem with the input; the message is one line."""
+
+
+def read_capture(path: str | Path) -> list[bytes]:
+    """Every frame of a pcap or pcapng file, in file order."""
+    from scapy.error import Scapy_Exception
+    from scapy.utils import PcapReader
+    path = Path(path)
+    if not path.exists():
+        raise ReplayError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReplayError(f"{path}: is a folder, not a pcap or pcapng file")
+    frames = []
+    try:
+        with PcapReader(str(path)) as reader:
+            for pkt in reader:
+                frames.append(bytes(pkt))
+    except Scapy_Exception as exc:
+        raise ReplayError(f"{path}: not a pcap or pcapng file ({exc})") from None
+    except (EOFError, OSError, ValueError, TypeError) as exc:
+        raise ReplayError(f"{path}: cannot read capture: {exc}") from None
+    return frames
+
+
+@dataclass
+class ReplayResult:
+    records: list[dict]         # one per input frame: decoded PacketMeta, plus "sent"
+    mismatches: list[tuple[int, dict]]   # (frame index, {field: (model, gateware)})
+    counters: dict[str, int]
+    stats: dict
+
+
+def replay_frames(frames: list[bytes] | list[tuple[bytes, bool]], config: RxConfig, *,
+                  data_width: int = 64, check: bool = True, counters: bool = True,
+                  **run_args) -> ReplayResult:
+    """Run frames through the simulated pipeline (Verilator) and, with ``check``, compare
+    every record with :class:`~hetnic.sim.model.rx_pipeline.RxModel`.
+
+    Frames of zero bytes cannot be sent on AXI4-Stream: they are not sent and are reported
+    as dropped runts (``sent`` is false)."""
+    from .sim.model.rx_pipeline import RxModel, mismatches
+    from .sim.rx_sim import RxBuild, run_rx_job
+
+    items = [f if isinstance(f, tuple) else (f, False) for f in frames]
+    build = RxBuild(data_width=data_width)
+    regmap = build.regmap()
+    try:
+        writes = config.register_writes(regmap)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
+    sendable = [(i, f, e) for i, (f, e) in enumerate(items) if len(f) > 0]
+    read = {}
+    if counters:
+        read = {name: regmap.addr(name) for name in
+                ("FRAMES_IN", "BYTES_IN", "FRAMES_DELIVERED", "FRAMES_DROPPED")}
+        for q in range(config.queues):
+            read[f"QUEUE_PACKETS[{q}]"] = regmap.addr("QUEUE_PACKETS", q)
+        for r in range(regmap.params["n_rules"] + 1):
+            read[f"RULE_HITS[{r}]"] = regmap.addr("RULE_HITS", r)
+        for d in DropReason:
+            read[f"DROP_COUNT[{d.label}]"] = regmap.addr("DROP_COUNT", d)
+    result = run_rx_job(build, [(f, e) for _, f, e in sendable], writes,
+                        read_counters=read, **run_args)
+    records: list[dict] = [None] * len(items)
+    for (index, _, _), rec in zip(sendable, result.records):
+        records[index] = {**rec, "sent": True}
+    model = RxModel(regmap, config, generation=1) if check else None
+    bad = []
+    for index, (frame, err) in enumerate(items):
+        if records[index] is None:
+            records[index] = {"length": 0, "error": int(ParseError.RUNT),
+                              "drop": int(DropReason.RUNT), "hash": 0,
+                              "hash_type": int(HashType.NONE), "queue": 0, "instance": 0,
+                              "rule": None, "generation": 1, "flags": 0, "sent": False}
+            continue
+        if model is not None:
+            diff = mismatches(model.process(frame, err), records[index])
+            if diff:
+                bad.append((index, diff))
+    return ReplayResult(records, bad, result.counters, result.stats)
+
+
+def record_line(index: int, rec: dict, n_rules: int) -> dict:
+    """The JSON object ``hetnic replay`` writes for one frame."""
+    rule = rec["rule"]
+    return {
+        "index": index,
+        "len": rec["length"],
+        "hash": rec["hash"],
+        "hash_type": HashType(rec["hash_type"]).label,
+        "queue": rec["queue"],
+        "instance": rec["instance"],
+        "rule": None if rule is None or rule >= n_rules else rule,
+        "drop": None if rec["drop"] == DropReason.NONE else DropReason(rec["drop"]).label,
+        "error": None if rec["error"] == ParseError.NONE else ParseError(rec["error"]).label,
+        "generation": rec["generation"],
+        "sent": rec["sent"],
+    }
+
+
+def write_jsonl(path: Path, result: ReplayResult, n_rules: int) -> None:
+    with open(path, "w") as f:
+        for index, rec in enumerate(result.records):
+            f.write(json.dumps(record_line(index, rec, n_rules)) + "\n")

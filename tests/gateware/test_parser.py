@@ -1,0 +1,344 @@
+# amaranth: UnusedElaboratable=no
+"""HeaderParser in Amaranth's simulator against the parser model, at 8 and 64 bits."""
+
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from hetnic.gateware.beat import Beat
+from hetnic.gateware.parser import HeaderParser
+from hetnic.protocol import ETH_DEFAULT_MAX_FRAME, EtherType, ParseError
+from hetnic.sim.model.parser import ParsedFrame, parse_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `frames`
+import frames as f  # noqa: E402
+
+SEED = 0x5EED_0002
+
+
+def beats_of(frame: bytes, width: int, mac_error_beat: int | None) -> list[int]:
+    """The raw :class:`Beat` values of ``frame``; ``mac_error_beat`` sets the error bit of
+    that beat (``-1``: the last). A 0-byte frame is one beat with no lanes kept."""
+    layout = data.Layout.cast(Beat(width))
+    lanes = width // 8
+    chunks = [frame[k:k + lanes] for k in range(0, len(frame), lanes)] or [b""]
+    if mac_error_beat is not None:
+        mac_error_beat %= len(chunks)
+    beats = []
+    for index, chunk in enumerate(chunks):
+        raw = int.from_bytes(chunk, "little") << layout["data"].offset
+        raw |= ((1 << len(chunk)) - 1) << layout["keep"].offset
+        raw |= (index == len(chunks) - 1) << layout["last"].offset
+        raw |= (index == mac_error_beat) << layout["error"].offset
+        beats.append(raw)
+    return beats
+
+
+@dataclass
+class Traffic:
+    """Frames for one simulation run and how to drive them."""
+    frames: list
+    mac_error_beats: list = None        # per frame: None or the beat carrying error
+    max_frame: int = ETH_DEFAULT_MAX_FRAME
+    direct_ethertype: int = EtherType.DIRECT_DEFAULT
+    gap: float = 0.0                    # probability of an idle cycle before each beat
+    backpressure: float = 0.0           # probability that o.ready is low in a cycle
+    seed: int = 0
+    stats: dict = field(default_factory=dict)
+
+    def expected(self, capture_bytes: int) -> list[ParsedFrame]:
+        errors = self.mac_error_beats or [None] * len(self.frames)
+        return [parse_frame(frame, mac_error=err is not None, max_frame=self.max_frame,
+                            direct_ethertype=self.direct_ethertype,
+                            capture_bytes=capture_bytes)
+                for frame, err in zip(self.frames, errors)]
+
+
+def simulate(traffic: Traffic, width: int, capture_bytes: int = 128) -> list[int]:
+    """Run ``traffic`` through a HeaderParser; return the raw records taken from ``o``.
+
+    Bounded: the run fails if the records are not all out within a cycle budget. Also
+    checks that nothing is left in flight afterwards. Fills ``traffic.stats`` with
+    ``cycles`` and ``stalls`` (cycles with ``i.valid & ~i.ready``).
+    """
+    dut = HeaderParser(width, capture_bytes)
+    errors = traffic.mac_error_beats or [None] * len(traffic.frames)
+    beats = [beat for frame, err in zip(traffic.frames, errors)
+             for beat in beats_of(frame, width, err)]
+    budget = 2 * len(beats) + 12 * len(traffic.frames) + 100
+    if traffic.gap or traffic.backpressure:
+        budget = int(budget / (1 - max(traffic.gap, traffic.backpressure)) ** 2) + 100
+    records = []
+    stats = traffic.stats
+    stats.update(cycles=0, stalls=0)
+
+    async def producer(ctx):
+        rng = random.Random(traffic.seed)
+        ctx.set(dut.max_frame, traffic.max_frame)
+        ctx.set(dut.direct_ethertype, traffic.direct_ethertype)
+        for beat in beats:
+            while rng.random() < traffic.gap:
+                await ctx.tick()
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.as_value(), beat)
+            for _ in range(budget):
+                *_, ready = await ctx.tick().sample(dut.i.ready)
+                if ready:
+                    break
+                stats["stalls"] += 1
+            else:
+                raise AssertionError("beat not accepted within the cycle budget")
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        rng = random.Random(traffic.seed + 1)
+        for cycle in range(budget):
+            if len(records) == len(traffic.frames):
+                break
+            ready = rng.random() >= traffic.backpressure
+            ctx.set(dut.o.ready, ready)
+            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+            if valid and ready:
+                records.append(payload)
+        else:
+            raise AssertionError(f"{len(records)} of {len(traffic.frames)} records within "
+                                 f"{budget} cycles")
+        stats["cycles"] = cycle
+        # Nothing left in flight: no further record, and both capture buffers free.
+        ctx.set(dut.o.ready, 1)
+        for _ in range(20):
+            *_, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "a record beyond the frame count"
+        assert ctx.get(dut.i.ready) == 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return records
+
+
+def check(traffic: Traffic, width: int, capture_bytes: int = 128):
+    records = simulate(traffic, width, capture_bytes)
+    expected = traffic.expected(capture_bytes)
+    assert len(records) == len(expected)
+    for index, (raw, exp) in enumerate(zip(records, expected)):
+        got = ParsedFrame.from_meta_bits(raw)
+        assert raw == exp.to_meta_bits(), (
+            f"frame {index} ({traffic.frames[index].hex()}):\n  gateware {got}\n"
+            f"  model    {exp}")
+
+
+def directed_traffic() -> list[bytes]:
+    frames = [frame for name, frame in f.directed_frames().items()]
+    tcp4 = f.tcp4(payload=b"0123456789", pad_to=0)
+    frames += [tcp4[:cut] for cut in (0, 1, 13, 14, 15, 20, 33, 34, 53, 54, 63)]
+    udp6 = f.vlan(f.udp6(ext=[f.ipv6_ext("frag")], payload=b"xy", pad_to=0), 5)
+    frames += [udp6[:cut] for cut in (17, 18, 19, 57, 58, 65, 66, 73, 74, 75)]
+    frames += [
+        tcp4[:14] + b"\x46" + tcp4[15:],                            # IHL 6: header cut
+        tcp4[:14] + b"\x44" + tcp4[15:],                            # bad IHL
+        tcp4[:14] + b"\x55" + tcp4[15:],                            # bad version
+        tcp4[:16] + b"\x00\x13" + tcp4[18:],                        # total < IHL * 4
+        tcp4[:16] + b"\x00\x27" + tcp4[18:],                        # TCP header cut
+        f.udp6(ext=[f.ipv6_ext("dst")] * 5),                         # 5 extension headers
+        f.udp6(ext=[f.ipv6_ext("dst")] * 4),
+        f.udp6(ext=[f.ipv6_ext("hop", length=80)]),                  # past the window
+        f.tcp6(ext=[f.ipv6_ext("hop", length=64)]),                  # L4 past the window
+        f.udp6(ext=[f.ipv6_ext("hop", length=64)]),
+        f.vlan(f.vlan(f.vlan(f.tcp4(), 3), 2), 1),                   # three tags
+        f.direct(ethertype=0x9000),
+        f.tcp4(options=10),
+        first_bytes_past_window(),
+    ]
+    qinq = f.vlan(f.vlan(f.tcp4(), 2), 1, tpid=EtherType.QINQ)
+    frames += [qinq[:cut] for cut in (17, 18, 21, 22)]
+    return frames
+
+
+def first_bytes_past_window() -> bytes:
+    """An extension header at byte 122 of 128 whose first 8 bytes fit the IP packet but
+    whose full length does not: HEADER_LIMIT (its first bytes are past the window), not
+    TRUNCATED."""
+    frame = f.vlan(f.udp6(ext=[f.ipv6_ext("hop", length=64), f.ipv6_ext("dst", length=64)]),
+                   1)
+    return frame[:22] + (140 - 58).to_bytes(2, "big") + frame[24:]
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_directed(width):
+    frames = directed_traffic()
+    rng = random.Random(SEED)
+    print(f"seed {SEED:#x}")
+    mac_errors = [rng.choice([0, -1]) if k % 9 == 4 else None for k in range(len(frames))]
+    check(Traffic(frames, mac_errors), width)
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_directed_registers(width):
+    # A different MAX_FRAME and DIRECT_ETHERTYPE, and 0 (no direct channel).
+    frames = [f.tcp4(payload=bytes(k)) for k in (0, 45, 46, 47)] + [
+        f.direct(ethertype=0x9000), f.direct(), f.vlan(f.direct(ethertype=0x9000), 1),
+        f.ether(ethertype=0, pad_to=60)]
+    check(Traffic(frames, max_frame=100, direct_ethertype=0x9000), width)
+    check(Traffic(frames, max_frame=60, direct_ethertype=0), width)
+
+
+@pytest.mark.parametrize("width,count,max_payload,max_frame", [
+    (8, 150, 32, 150), (64, 400, 120, 1522), (64, 200, 40, 90)])
+def test_random_traffic(width, count, max_payload, max_frame):
+    seed = SEED + width + max_frame
+    print(f"seed {seed:#x}")
+    rng = random.Random(seed)
+    frames = f.random_mix(rng, count, malformed=0.35, max_payload=max_payload)
+    mac_errors = [rng.randrange(-3, 3) if rng.random() < 0.05 else None for _ in frames]
+    traffic = Traffic(frames, mac_errors, max_frame=max_frame,
+                      direct_ethertype=rng.choice([EtherType.DIRECT_DEFAULT, 0x0806]),
+                      gap=0.2, backpressure=0.3, seed=seed)
+    # The mix reaches most outcomes, so agreement here means something.
+    assert len({r.error for r in traffic.expected(128)}) >= 6
+    check(traffic, width)
+
+
+def test_random_traffic_small_window():
+    seed = SEED + 3
+    print(f"seed {seed:#x}")
+    rng = random.Random(seed)
+    frames = f.random_mix(rng, 120, malformed=0.2, max_payload=40)
+    check(Traffic(frames, gap=0.1, backpressure=0.5, seed=seed), 64, capture_bytes=64)
+
+
+def test_throughput_64_byte_frames():
+    # 200 back-to-back 64-byte Eth/IPv4/TCP frames at 64 bits: one beat every cycle.
+    frames = [f.tcp4(sport=1000 + k, pad_to=64) for k in range(200)]
+    traffic = Traffic(frames)
+    check(traffic, 64)
+    assert traffic.stats["stalls"] == 0
+    assert traffic.stats["cycles"] <= 200 * 8 + 8
+
+
+def test_throughput_any_well_formed_frame():
+    # Every well-formed frame of 60+ bytes (7+ beats) covers the engine time of the frame
+    # before it (at most 7 cycles), whatever its headers: no stall either.
+    seed = SEED + 4
+    print(f"seed {seed:#x}")
+    frames = f.random_mix(random.Random(seed), 150, malformed=0.0, max_payload=16)
+    frames += [f.udp6(ext=[f.ipv6_ext("dst")] * 4, pad_to=0), f.tcp4(pad_to=56)] * 10
+    traffic = Traffic(frames)
+    check(traffic, 64)
+    assert traffic.stats["stalls"] == 0
+
+
+@pytest.mark.parametrize("name,frame,cycles", [
+    ("arp", f.arp(), 1),
+    ("runt", f.tcp4()[:10], 1),
+    ("icmp4", f.icmp4(), 2),
+    ("ipv4_later_fragment", f.tcp4(frag=8), 2),
+    ("tcp4", f.tcp4(), 3),
+    ("vlan_udp6", f.vlan(f.udp6(), 1), 3),
+    ("udp6_ext2", f.udp6(ext=[f.ipv6_ext("hop"), f.ipv6_ext("frag")]), 5),
+    ("udp6_ext4", f.udp6(ext=[f.ipv6_ext("dst")] * 4), 7),
+    ("udp6_ext5", f.udp6(ext=[f.ipv6_ext("dst")] * 5), 6),
+])
+def test_latency(name, frame, cycles):
+    # The documented latency: o.valid rises 1 + (engine cycles) after the last beat.
+    dut = HeaderParser(64)
+    beats = beats_of(frame, 64, None)
+    latency = []
+
+    async def testbench(ctx):
+        ctx.set(dut.max_frame, ETH_DEFAULT_MAX_FRAME)
+        ctx.set(dut.o.ready, 1)
+        for beat in beats:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.as_value(), beat)
+            *_, ready = await ctx.tick().sample(dut.i.ready)
+            assert ready
+        ctx.set(dut.i.valid, 0)
+        for cycle in range(1, 20):
+            if ctx.get(dut.o.valid):
+                latency.append(cycle)
+                break
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert latency == [1 + cycles]
+
+
+def test_short_frames_stall_but_stay_in_order():
+    # 14-byte frames (2 beats at 64 bits) after IPv6 chains outrun the engine: i.ready
+    # drops, but every record comes out, in order.
+    frames = [f.udp6(ext=[f.ipv6_ext("dst")] * 4), f.ether(ethertype=0x1234, pad_to=14)] * 15
+    traffic = Traffic(frames)
+    check(traffic, 64)
+    assert traffic.stats["stalls"] > 0
+
+
+@pytest.mark.parametrize("width", [16, 24, 128, 512])
+def test_elaborates(width):
+    rtlil.convert(HeaderParser(width, capture_bytes=100 if width == 24 else 128))
+
+
+def window_edge_frames() -> list[bytes]:
+    """Frames whose extension or L4 header ends just inside (126) or just past (130) a
+    128-byte capture window. Header ends are always 2 mod 4, so 128 itself never occurs."""
+    frames = []
+    for tags in range(3):
+        for hop_length in (48, 56, 64, 72):
+            for factory in (f.udp6, f.tcp6):
+                frame = factory(ext=[f.ipv6_ext("hop", length=hop_length)], payload=bytes(8))
+                for _ in range(tags):
+                    frame = f.vlan(frame, tags)
+                frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_capture_window_edges(width):
+    frames = window_edge_frames()
+    expected = Traffic(frames).expected(128)
+    assert {r.error for r in expected} == {ParseError.NONE, ParseError.HEADER_LIMIT}
+    check(Traffic(frames), width)
+
+
+def test_capture_window_not_a_beat_multiple():
+    # 100 bytes at 64 bits: the buffer holds 104 bytes, but bytes 100..103 are outside.
+    frames = [frame for frame in window_edge_frames() if len(frame) < 160]
+    frames += [f.udp6(ext=[f.ipv6_ext("hop", length=k)]) for k in (32, 40, 48)]
+    assert ParseError.HEADER_LIMIT in {r.error for r in Traffic(frames).expected(100)}
+    check(Traffic(frames), 64, capture_bytes=100)
+
+
+def test_length_saturates():
+    # 70000 bytes: the length saturates at 65535 (cheap to simulate at 512 bits).
+    huge = f.ether(ethertype=0x1234) + bytes(70000)
+    frames = [huge, f.tcp4(), huge]
+    check(Traffic(frames), 512)
+    check(Traffic(frames, max_frame=65535), 512)
+
+
+def test_other_widths_run():
+    frames = list(f.directed_frames().values())[:12] + directed_traffic()[-14:]
+    check(Traffic(frames, backpressure=0.2, seed=SEED), 24)
+    check(Traffic(frames, gap=0.2, seed=SEED), 512)
+
+
+def test_parameter_errors():
+    with pytest.raises(ValueError, match="not 12"):
+        HeaderParser(12)
+    with pytest.raises(ValueError, match="not 1024"):
+        HeaderParser(1024)
+    with pytest.raises(ValueError, match="not 32"):
+        HeaderParser(64, capture_bytes=32)
+    with pytest.raises(ValueError, match="not '64'"):
+        HeaderParser("64")

@@ -1,0 +1,195 @@
+"""ToeplitzHash in Amaranth's simulator against the software oracle hetnic.host.rss.toeplitz."""
+
+import random
+
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from hetnic.gateware.toeplitz import ToeplitzHash, ToeplitzInput
+from hetnic.host.rss import hash_input_ipv4, hash_input_ipv6, toeplitz
+from hetnic.protocol import MS_RSS_DEFAULT_KEY
+
+CLOCK_PERIOD = 1e-8
+
+
+def _make_jobs(rng, key, max_input, lengths, count):
+    """``count`` jobs ``(data_int, length, expected_hash)`` cycling through ``lengths``. The
+    bytes after ``length`` are random garbage, which the engine must ignore."""
+    jobs = []
+    for n in range(count):
+        length = lengths[n % len(lengths)]
+        data = rng.randbytes(max_input)
+        jobs.append((int.from_bytes(data, "big"), length, toeplitz(key, data[:length])))
+    return jobs
+
+
+def _run(dut, key, jobs, *, valid_prob, ready_prob, seed, cycle_limit, drain_cycles=None):
+    """Feed ``jobs`` into ``dut`` with random idle cycles on ``i`` and random backpressure on
+    ``o``. Returns the list of hashes received and ``(accept_cycle, output_cycle)`` lists."""
+    in_rng, out_rng = random.Random(seed), random.Random(seed + 1)
+    received, accepted_at, emitted_at = [], [], []
+
+    # Both testbenches start at time 0 and count every clock edge themselves, so their cycle
+    # numbers agree: edge n is the n-th rising edge of the simulation.
+    async def producer(ctx):
+        cycle = 0
+        for data_int, length, _ in jobs:
+            while in_rng.random() >= valid_prob:
+                # Idle cycle, with garbage on the payload that must not be taken.
+                ctx.set(dut.i.valid, 0)
+                ctx.set(dut.i.payload.data, in_rng.getrandbits(len(dut.i.payload.data)))
+                ctx.set(dut.i.payload.length, in_rng.getrandbits(len(dut.i.payload.length)))
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.data, data_int)
+            ctx.set(dut.i.payload.length, length)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                assert cycle < cycle_limit, f"input stuck after {cycle} cycles"
+                if ready:
+                    break
+            accepted_at.append(cycle)
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        cycle = 0
+        held = None            # a hash offered but not taken: must stay on o unchanged
+        while len(received) < len(jobs):
+            ready = out_rng.random() < ready_prob
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            cycle += 1
+            assert cycle < cycle_limit, (
+                f"stuck: {len(received)} of {len(jobs)} hashes after {cycle} cycles")
+            if held is not None:
+                assert valid and payload == held, f"o dropped or changed a hash at {cycle}"
+            held = payload if valid and not ready else None
+            if valid and ready:
+                received.append(payload)
+                emitted_at.append(cycle)
+        # Nothing may be left in flight: with o ready and no input, o stays idle.
+        ctx.set(dut.o.ready, 1)
+        for _ in range(drain_cycles or 2 * dut.max_input + 4):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "ToeplitzHash emitted a hash nobody asked for"
+
+    sim = Simulator(dut)
+    sim.add_clock(CLOCK_PERIOD)
+
+    async def set_key(ctx):
+        ctx.set(dut.key, int.from_bytes(key, "big"))
+
+    sim.add_testbench(set_key)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return received, accepted_at, emitted_at
+
+
+@pytest.mark.parametrize("bytes_per_cycle", [1, 4, 36])
+def test_random_against_oracle(bytes_per_cycle):
+    seed = 0x7E5 + bytes_per_cycle
+    print(f"seed={seed:#x}")
+    rng = random.Random(seed)
+    key = rng.randbytes(40)
+    count = {1: 200, 4: 400, 36: 800}[bytes_per_cycle]
+    jobs = _make_jobs(rng, key, 36, [0, 8, 12, 32, 36], count)
+    rng.shuffle(jobs)
+    dut = ToeplitzHash(bytes_per_cycle)
+    received, _, _ = _run(dut, key, jobs, valid_prob=0.7, ready_prob=0.6, seed=seed,
+                          cycle_limit=40 * count + 200)
+    assert len(received) == len(jobs)
+    assert received == [expected for _, _, expected in jobs]
+
+
+@pytest.mark.parametrize("bytes_per_cycle", [1, 4, 36])
+def test_microsoft_vectors(bytes_per_cycle):
+    vectors = [
+        (hash_input_ipv4("66.9.149.187", "161.142.100.80"), 0x323E8FC2),
+        (hash_input_ipv4("66.9.149.187", "161.142.100.80", 2794, 1766), 0x51CCC178),
+        (hash_input_ipv6("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1"), 0x2CC18CD5),
+        (hash_input_ipv6("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1", 2794, 1766),
+         0x40207D3D),
+    ]
+    jobs = [(int.from_bytes(data.ljust(36, b"\xff"), "big"), len(data), expected)
+            for data, expected in vectors]
+    received, _, _ = _run(ToeplitzHash(bytes_per_cycle), MS_RSS_DEFAULT_KEY, jobs,
+                          valid_prob=1.0, ready_prob=1.0, seed=1, cycle_limit=500)
+    assert [hex(h) for h in received] == [hex(e) for _, _, e in jobs]
+
+
+@pytest.mark.parametrize("bytes_per_cycle", [1, 4, 5, 36])
+def test_latency_and_throughput(bytes_per_cycle):
+    """Without stalls, every hash appears ``latency(length)`` cycles after its input was
+    accepted, and inputs are accepted back to back every ``cycles(length)`` clocks."""
+    rng = random.Random(3)
+    key = rng.randbytes(40)
+    jobs = _make_jobs(rng, key, 36, [12, 36, 0, 8, 13, 1, 40], 14)
+    dut = ToeplitzHash(bytes_per_cycle)
+    received, accepted_at, emitted_at = _run(dut, key, jobs, valid_prob=1.0, ready_prob=1.0,
+                                             seed=3, cycle_limit=1000)
+    assert received == [expected for _, _, expected in jobs]
+    # The always-ready consumer takes each hash at the first edge it is valid, so the edge
+    # difference is the latency in cycles.
+    latencies = [out - inp for inp, out in zip(accepted_at, emitted_at)]
+    assert latencies == [dut.latency(length) for _, length, _ in jobs]
+    gaps = [b - a for a, b in zip(accepted_at, accepted_at[1:])]
+    assert gaps == [dut.cycles(length) for _, length, _ in jobs[:-1]]
+
+
+def test_uneven_chunks_and_small_max_input():
+    """A bytes_per_cycle that does not divide max_input, and a 12-byte engine (IPv4 only)."""
+    seed = 0x5EED
+    print(f"seed={seed:#x}")
+    rng = random.Random(seed)
+    for bytes_per_cycle, max_input in [(5, 12), (12, 12), (7, 36)]:
+        key = rng.randbytes(max_input + 4)
+        jobs = _make_jobs(rng, key, max_input, list(range(max_input + 1)), 2 * (max_input + 1))
+        received, _, _ = _run(ToeplitzHash(bytes_per_cycle, max_input), key, jobs,
+                              valid_prob=0.8, ready_prob=0.7, seed=seed, cycle_limit=2000)
+        assert received == [expected for _, _, expected in jobs], (bytes_per_cycle, max_input)
+
+
+def test_overlong_length_acts_as_max_input():
+    rng = random.Random(9)
+    key = rng.randbytes(16)
+    data = rng.randbytes(12)
+    jobs = [(int.from_bytes(data, "big"), 15, toeplitz(key, data))] * 2
+    for bytes_per_cycle in (5, 12):
+        received, _, _ = _run(ToeplitzHash(bytes_per_cycle, 12), key, jobs,
+                              valid_prob=1.0, ready_prob=1.0, seed=9, cycle_limit=200)
+        assert received == [expected for _, _, expected in jobs]
+
+
+def test_ports_and_layout():
+    dut = ToeplitzHash(4)
+    assert len(dut.key) == 320
+    assert dut.i.payload.shape() == ToeplitzInput(36)
+    assert len(dut.i.payload.data) == 288
+    assert len(dut.i.payload.length) == 6
+    assert len(dut.o.payload) == 32
+    small = ToeplitzHash(3, max_input=12)
+    assert len(small.key) == 128
+    assert [small.cycles(n) for n in (0, 1, 3, 4, 12, 20)] == [1, 1, 1, 2, 4, 4]
+    assert [small.latency(n) for n in (0, 4, 12)] == [2, 3, 5]
+    parallel = ToeplitzHash(12, 12)
+    assert [parallel.cycles(n) for n in (0, 12)] == [1, 1]
+    assert [parallel.latency(n) for n in (0, 12)] == [2, 2]
+    for dut in (dut, small, parallel):
+        Fragment.get(dut, None)        # elaborates, and marks the component as used
+
+
+@pytest.mark.parametrize("bytes_per_cycle, max_input", [
+    (0, 36), (37, 36), (-1, 36), (2.0, 36), (True, 36), (1, 0), (1, "36"),
+])
+def test_bad_parameters(bytes_per_cycle, max_input):
+    with pytest.raises(ValueError, match=r"must be"):
+        ToeplitzHash(bytes_per_cycle, max_input)
+
+
+def test_bad_layout_parameter():
+    with pytest.raises(ValueError, match="'x'"):
+        ToeplitzInput("x")
