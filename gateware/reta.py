@@ -30,8 +30,9 @@ class IndirectionTable(wiring.Component):
     The table is two banks in one memory: the pipeline reads the *active* bank, the register
     bus reads and writes the *shadow* bank. ``flip_stb`` (given by the commit logic at a
     frame boundary) swaps the banks in one cycle; the table then copies the new active bank
-    into the new shadow bank, one entry per cycle (``busy``), so the shadow again equals what
-    is active. Bus writes wait (no ``ack``) while ``busy``, bus reads do not.
+    into the new shadow bank, one entry per cycle (``busy``, ``size + 1`` cycles), so the
+    shadow again equals what is active. Bus reads and writes wait (no ``ack``) while
+    ``busy``: the refresh uses the shadow bank's port.
 
     Parameters
     ----------

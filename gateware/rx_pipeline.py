@@ -16,7 +16,17 @@ from .registers import RegisterFile
 from .reta import IndirectionTable, reta_index
 from .rss import RssHashStage
 
-__all__ = ["RxPipeline"]
+__all__ = ["RxPipeline", "rx_regmap"]
+
+
+def rx_regmap(data_width=64, *, n_rules=16, reta_size=512, queues=64,
+              hash_bytes_per_cycle=None) -> RegisterMap:
+    """The register map of an :class:`RxPipeline` built with these parameters (the host
+    side uses it without elaborating any gateware)."""
+    if hash_bytes_per_cycle is None:
+        hash_bytes_per_cycle = min(36, max(1, data_width // 8))
+    return RegisterMap(data_bytes=data_width // 8, n_rules=n_rules, reta_size=reta_size,
+                       queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle)
 
 
 class RxPipeline(wiring.Component):
@@ -59,12 +69,9 @@ class RxPipeline(wiring.Component):
     """
     def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
                  hash_bytes_per_cycle=None, data_fifo_depth=32):
-        if hash_bytes_per_cycle is None:
-            hash_bytes_per_cycle = min(36, max(1, data_width // 8))
         self.beat = Beat(data_width)
-        self.regmap = RegisterMap(data_bytes=data_width // 8, n_rules=n_rules,
-                                  reta_size=reta_size, queues=queues,
-                                  hash_bytes_per_cycle=hash_bytes_per_cycle)
+        self.regmap = rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
+                                queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle)
         if not isinstance(data_fifo_depth, int) or data_fifo_depth < 2:
             raise ValueError(f"data_fifo_depth must be an integer >= 2, not {data_fifo_depth!r}")
         self.data_width = data_width

@@ -14,7 +14,9 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
     Configuration written to a shadow copy. Reads return the shadow. The value takes effect
     only when ``COMMIT`` is written and the RX pipeline reaches a frame boundary: every frame is
     processed entirely with the old or entirely with the new configuration, and the
-    ``GENERATION`` register (carried in each frame's metadata) increments.
+    ``GENERATION`` register (carried in each frame's metadata) increments. The commit copies
+    the shadows as they are when it applies, so the host writes the next configuration only
+    after ``COMMIT_STATUS`` reads 0 (the driver does this).
 ``wo``
     Write-only strobe; reads return 0.
 ``counter``

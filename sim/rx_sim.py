@@ -44,8 +44,8 @@ class RxBuild:
                 "reta_size": self.reta_size, "queues": self.queues}
 
     def regmap(self) -> RegisterMap:
-        from ..gateware.top import RxPipelineTop
-        return RxPipelineTop(**self.params()).regmap
+        from ..gateware.rx_pipeline import rx_regmap
+        return rx_regmap(**self.params())
 
 
 @dataclass
@@ -141,6 +141,7 @@ def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tu
                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
             results = runner.test(test_module="hetnic.sim.rx_tb", hdl_toplevel=TOPLEVEL,
+                                  hdl_toplevel_lang="verilog",
                                   build_dir=build_dir, test_dir=tmp, extra_env=env,
                                   results_xml=str(tmp / "results.xml"), waves=waves,
                                   log_file=tmp / "sim.log")

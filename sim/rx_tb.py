@@ -70,7 +70,8 @@ async def run_job(dut):
 
     frames = [(bytes.fromhex(h), err) for h, err in job["frames"]]
     records = []
-    stats = {"beats": 0, "first_beat": None, "last_beat": None, "in_stalls": 0}
+    stats = {"beats": 0, "first_beat": None, "last_beat": None, "in_stalls": 0,
+             "frames_in": 0}
     meta_pause = job.get("meta_pause", 0)
     keep_data = job.get("keep_data", False)
     done = {"monitor": False}
@@ -87,6 +88,7 @@ async def run_job(dut):
             if dut.s_axis_tvalid.value:
                 if dut.s_axis_tready.value:
                     stats["beats"] += 1
+                    stats["frames_in"] += int(dut.s_axis_tlast.value)
                     if stats["first_beat"] is None:
                         stats["first_beat"] = cycle
                     stats["last_beat"] = cycle
@@ -95,23 +97,30 @@ async def run_job(dut):
 
     mon = cocotb.start_soon(monitor())
 
-    # Mid-traffic commits: after frame k is queued, program new configuration and commit
-    # while the following frames keep flowing.
-    commits = {c["after_frame"]: c["writes"] for c in job.get("commits", [])}
-    for index, (frame, err) in enumerate(frames):
-        f = AxiStreamFrame(frame, tuser=int(err))
-        await source.send(f)
-        if index in commits:
-            cocotb.start_soon(write_all(axil, commits[index]))
+    # Mid-traffic commits: once frame k has entered the pipeline, program the new
+    # configuration and commit it while the following frames keep flowing.
+    async def committer():
+        for commit in sorted(job.get("commits", []), key=lambda c: c["after_frame"]):
+            while stats["frames_in"] < commit["after_frame"]:
+                await RisingEdge(dut.clk)
+            await write_all(axil, commit["writes"])
+            # A shadow write while a commit is pending would be taken by that commit: the
+            # host waits for it to apply before it writes the next configuration.
+            await wait_commit(dut, axil, status_addr)
+
+    commit_task = cocotb.start_soon(committer())
+    for frame, err in frames:
+        await source.send(AxiStreamFrame(frame, tuser=int(err)))
 
     limit = job.get("max_cycles", 1000 + 40 * sum(len(f) for f, _ in frames))
     for _ in range(limit):
         await RisingEdge(dut.clk)
-        if len(records) >= len(frames) and source.empty():
+        if len(records) >= len(frames) and source.empty() and sink.count() >= len(frames):
             break
     await ClockCycles(dut.clk, 4)
     done["monitor"] = True
     await mon
+    await commit_task
 
     data_frames = []
     while not sink.empty():

@@ -39,7 +39,10 @@ class RxModel:
         self.regmap, self.config, self.generation = regmap, config, generation
         self.reta_size = regmap.params["reta_size"]
         self.table = config.table(regmap)
+        # The gateware's table always has n_rules entries; unused ones are disabled (0), and
+        # the default action reports the table size as its rule index.
         self.rules = [r.encode(self.reta_size) for r in config.rules]
+        self.rules += [0] * (regmap.params["n_rules"] - len(self.rules))
 
     def process(self, frame: bytes, mac_error: bool = False) -> dict[str, int]:
         """The metadata record (PacketMeta fields as integers) of one frame."""

@@ -2,9 +2,7 @@
 """HeaderParser in Amaranth's simulator against the parser model, at 8 and 64 bits."""
 
 import random
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
@@ -16,7 +14,6 @@ from hetnic.gateware.parser import HeaderParser
 from hetnic.protocol import ETH_DEFAULT_MAX_FRAME, EtherType, ParseError
 from hetnic.sim.model.parser import ParsedFrame, parse_frame
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `frames`
 import frames as f  # noqa: E402
 
 SEED = 0x5EED_0002

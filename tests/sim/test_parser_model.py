@@ -3,8 +3,6 @@ directed error cases and seeded random frames."""
 
 import ipaddress
 import random
-import sys
-from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -16,7 +14,6 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Dot3, Ether
 from hetnic.protocol import EtherType, IpProto, ParseError, ipv4_mapped
 from hetnic.sim.model.parser import ParsedFrame, parse_frame
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `frames`
 import frames as f  # noqa: E402
 
 SEED = 0x5EED_0001
