@@ -4,6 +4,7 @@ RX pipeline's Verilog, one JSON line per frame, checked against the software mod
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,27 +14,50 @@ from .protocol import DropReason, HashType, ParseError
 __all__ = ["ReplayError", "read_capture", "ReplayResult", "replay_frames", "record_line"]
 
 
+DLT_EN10MB = 1     # pcap link type of Ethernet
+#: First four bytes of pcap (both byte orders, micro- and nanosecond) and pcapng files.
+CAPTURE_MAGICS = {bytes.fromhex(m) for m in ("d4c3b2a1", "a1b2c3d4", "4d3cb2a1", "a1b23c4d",
+                                             "0a0d0d0a")}
+
+
 class ReplayError(Exception):
     """A user-facing problem with the input; the message is one line."""
 
 
 def read_capture(path: str | Path) -> list[bytes]:
-    """Every frame of a pcap or pcapng file, in file order."""
-    from scapy.error import Scapy_Exception
-    from scapy.utils import PcapReader
+    """Every frame of a pcap or pcapng file, in file order, exactly as captured (Ethernet
+    link type; frames from the destination MAC on)."""
     path = Path(path)
     if not path.exists():
         raise ReplayError(f"{path}: no such file")
     if path.is_dir():
         raise ReplayError(f"{path}: is a folder, not a pcap or pcapng file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        if not magic:
+            raise ReplayError(f"{path}: empty file, not a pcap or pcapng file")
+        if magic not in CAPTURE_MAGICS:
+            raise ReplayError(f"{path}: not a pcap or pcapng file (starts with "
+                              f"{magic.hex()})")
+        fh.seek(0)
+        return _read_frames(path, fh)
+
+
+def _read_frames(path, fh) -> list[bytes]:
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapReader
     frames = []
     try:
-        with PcapReader(str(path)) as reader:
-            for pkt in reader:
-                frames.append(bytes(pkt))
+        with RawPcapReader(fh) as reader:
+            linktype = getattr(reader, "linktype", DLT_EN10MB)
+            if linktype != DLT_EN10MB:
+                raise ReplayError(f"{path}: link type {linktype} is not Ethernet (1); "
+                                  "hetnic replays Ethernet captures")
+            for data, _meta in reader:
+                frames.append(bytes(data))
     except Scapy_Exception as exc:
         raise ReplayError(f"{path}: not a pcap or pcapng file ({exc})") from None
-    except (EOFError, OSError, ValueError, TypeError) as exc:
+    except (EOFError, OSError, ValueError, TypeError, struct.error) as exc:
         raise ReplayError(f"{path}: cannot read capture: {exc}") from None
     return frames
 

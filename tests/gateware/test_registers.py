@@ -314,6 +314,12 @@ def test_shadow_reset_write_commit():
             await master.write_ok(ctx, rm.addr("COMMIT"), rng.getrandbits(32) | 1)
             assert await status(ctx) == 1
             assert await master.read_ok(ctx, rm.addr("GENERATION")) == generation
+            # A write while the commit is pending goes into it: the commit copies the shadows
+            # as they are when it applies (hetnic.regs, "shadow").
+            late = rng.choice(list(words))
+            shadow[late] = random_word(rng)
+            await master.write_ok(ctx, words[late][0], shadow[late])
+            assert ctx.get(regs.commit_pending)
             for _ in range(5):
                 await ctx.tick()
                 assert ctx.get(regs.commit_pending)
