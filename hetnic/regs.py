@@ -123,7 +123,7 @@ REGISTERS: tuple[Register, ...] = (
              (Field("commit", 0, 1),)),
     Register("COMMIT_STATUS", 0x0034, "ro", "Commit progress.",
              (Field("pending", 0, 1, "a commit waits for a frame boundary"),
-              Field("busy", 1, 1, "the RETA shadow is being refreshed; RETA writes wait"))),
+              Field("busy", 1, 1, "the RETA shadow is being refreshed; RETA reads and writes wait"))),
     Register("GENERATION", 0x0038, "ro",
              "Configuration generation; +1 per applied commit, wraps at 16 bits.",
              (Field("generation", 0, 16),)),
