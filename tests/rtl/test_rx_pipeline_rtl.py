@@ -195,3 +195,14 @@ def test_register_readback():
              (regmap.addr("GENERATION"), 1),
              (regmap.addr("COMMIT_STATUS"), 0)]
     run_rx_job(build, [(tcp4(), False)], config.register_writes(regmap), expect_reads=reads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [16, 32, 128, 512])
+def test_width_sweep(width):
+    """Other datapath widths (the default run covers 8 and 64): every record against the
+    model, with backpressure. Each width is a separate Verilator build."""
+    frames = mixed_traffic(seed=width, n_mix=200, n_random=200)
+    config = RxConfig(queues=7, rules=RULES)
+    check_against_model(RxBuild(data_width=width), config, frames, seed=width,
+                        pauses=dict(in_pause=0.1, data_pause=0.2, meta_pause=0.2))
