@@ -87,6 +87,16 @@ def _width(text: str) -> int:
     return width
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def _queues(text: str) -> int:
     try:
         n = int(text)
@@ -101,6 +111,10 @@ def _cmd_replay(args) -> int:
     from .replay import read_capture, replay_frames, write_jsonl
     frames = read_capture(args.pcap)
     config = _config(args)
+    try:                    # fail before a long simulation, not after it
+        Path(args.out).open("w").close()
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: {exc.strerror}") from None
     print(f"replaying {len(frames)} frames from {args.pcap} at {args.width} bits "
           f"on Verilator ...", file=sys.stderr)
     result = replay_frames(frames, config, data_width=args.width, check=not args.no_check)
@@ -166,12 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
     p.add_argument("what", choices=("rx",), help="rx: RX pipeline and software Toeplitz")
-    p.add_argument("--frames", type=int, default=10_000,
+    p.add_argument("--frames", type=_positive, default=10_000,
                    help="64-byte frames sent back to back (default 10000)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="generate a traffic mix, replay it, show where it went")
-    p.add_argument("--frames", type=int, default=2000, help="frames to generate (default 2000)")
+    p.add_argument("--frames", type=_positive, default=2000,
+                   help="frames to generate (default 2000)")
     p.add_argument("--seed", type=int, default=1, help="traffic seed (default 1)")
     p.add_argument("--pcap", help="replay this capture instead of generated traffic")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -187,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CliError, ReplayError, ToolError, SimulationError) as exc:
+        print(f"hetnic {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
         print(f"hetnic {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

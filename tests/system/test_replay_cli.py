@@ -143,3 +143,11 @@ def test_ipv4_and_ipv6_hash_input_order():
     data = hash_input_ipv4("1.2.3.4", "5.6.7.8", 1, 2)
     assert data == bytes([1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2])
     assert hash_input_ipv6("::1", "::2")[:16] == ipaddress.IPv6Address("::1").packed
+
+
+def test_replay_unwritable_output_fails_before_simulating(tmp_path, capsys):
+    pcap = tmp_path / "one.pcap"
+    write_capture(pcap, [bytes(60)])
+    code, _, err = run(capsys, "replay", str(pcap), "--out", str(tmp_path / "no" / "o.jsonl"))
+    assert code == 2 and "--out" in err and "Traceback" not in err
+    assert "replaying" not in err
