@@ -27,6 +27,8 @@ __all__ = [
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
     "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "unpack",
+    "RxDescriptor", "RxCompletion", "TxOpcode", "TxWorkItem", "TxLengths", "TxGatherEntry",
+    "TxStatus", "TxCompletion", "EventType", "Event", "TX_MAX_MESSAGES", "TX_MAX_FRAME",
 ]
 
 
@@ -221,3 +223,122 @@ def unpack(layout, value: int) -> dict[str, int]:
     for name, field in data.Layout.cast(layout):
         fields[name] = (value >> field.offset) & ((1 << field.width) - 1)
     return fields
+
+
+# --- Host-memory layouts of the NIC core's rings ------------------------------------------
+#
+# Descriptors, work items, completions and events live in host memory in LITTLE-ENDIAN order:
+# bit 0 of a layout is bit 0 of its first byte, so ``value.to_bytes(size // 8, "little")`` is
+# the memory image of a packed layout value. Every ring entry is a power of two in size.
+# A completion or event carries an ownership ``phase`` bit in the last bit of the entry: the
+# NIC writes 1 on its first pass over a ring, 0 on the second and so on; the host polls the
+# entry at its consumer index until the phase equals the one it expects (no register read).
+
+class RxDescriptor(data.Struct):
+    """An RX buffer the host posts (16 bytes). ``addr`` is aligned to the datapath width."""
+    addr: 64
+    length: 32              # buffer size in bytes
+    reserved: 32
+
+
+class RxCompletion(data.Struct):
+    """What the NIC writes when a frame has landed in a posted buffer (32 bytes)."""
+    length: 16              # frame bytes written into the buffer
+    desc_index: 16          # ring index of the descriptor whose buffer holds the frame
+    hash: 32
+    hash_type: HashType
+    error: ParseError       # nonzero only when CTRL.pass_errors delivers errored frames
+    flags: MetaFlags
+    queue: 8
+    instance: 4
+    rule: 8
+    reserved0: 7
+    generation: 16
+    timestamp: 48           # free-running core cycle counter when the frame's last beat came
+    reserved1: 64
+    reserved2: 19
+    phase: 1
+
+
+class TxOpcode(enum.IntEnum, shape=8):
+    NOP = 0                 # consumes its slot, sends nothing, still completes
+    SINGLE = 1              # one frame: addr, length (the baseline path)
+    BATCH = 2               # count messages packed in one buffer; lengths inline (TxLengths)
+    GATHER = 3              # count messages, one TxGatherEntry slot each
+
+
+class TxWorkItem(data.Struct):
+    """First 16-byte slot of a TX work item.
+
+    ``BATCH``: message ``i`` starts at ``addr + sum(align_up(len_j, DATA_ALIGN))`` for
+    ``j < i`` (each message padded to the datapath width); ``ceil(count / 8)`` TxLengths slots
+    follow the header. ``GATHER``: ``count`` TxGatherEntry slots follow. A work item may wrap
+    around the end of its ring.
+    """
+    opcode: TxOpcode
+    count: 8                # messages (BATCH, GATHER); 1..TX_MAX_MESSAGES
+    length: 16              # SINGLE: frame length
+    cookie: 32              # echoed in the completion
+    addr: 64                # SINGLE, BATCH: buffer address, aligned to the datapath width
+
+
+class TxLengths(data.Struct):
+    """Eight 16-bit message lengths (a 16-byte slot of a BATCH work item); unused ones 0."""
+    length0: 16
+    length1: 16
+    length2: 16
+    length3: 16
+    length4: 16
+    length5: 16
+    length6: 16
+    length7: 16
+
+
+class TxGatherEntry(data.Struct):
+    """One message of a GATHER work item (a 16-byte slot)."""
+    addr: 64                # aligned to the datapath width
+    length: 16
+    reserved: 48
+
+
+class TxStatus(enum.IntEnum, shape=8):
+    OK = 0
+    BAD_OPCODE = 1
+    BAD_COUNT = 2           # zero messages, or more than TX_MAX_MESSAGES
+    BAD_LENGTH = 3          # a message of 0 bytes, longer than TX_MAX_FRAME, or a misaligned addr
+    DMA_ERROR = 4           # a read of the work item or its data failed or overflowed 2**64
+
+
+class TxCompletion(data.Struct):
+    """One per work item (16 bytes), in work-item order."""
+    cookie: 32
+    wqe_index: 16           # ring slot of the work item's header
+    messages: 8             # frames sent
+    status: TxStatus
+    bytes: 32               # bytes sent
+    reserved: 31
+    phase: 1
+
+
+class EventType(enum.IntEnum, shape=8):
+    RX_COMPLETION = 1       # an armed RX completion ring has new entries (disarms it)
+    TX_COMPLETION = 2       # an armed TX completion ring has new entries (disarms it)
+    DROP = 3                # a frame was dropped (info = DropReason or NicDrop)
+    COMMIT_DONE = 4         # a COMMIT was applied (info = new generation)
+
+
+class Event(data.Struct):
+    """An event queue entry (16 bytes)."""
+    type: EventType
+    reserved0: 8
+    source: 16              # queue number, where the event concerns a queue
+    info: 32
+    timestamp: 48
+    reserved1: 15
+    phase: 1
+
+
+#: Messages one BATCH or GATHER work item may carry.
+TX_MAX_MESSAGES = 64
+#: Longest frame the TX path sends.
+TX_MAX_FRAME = 9216

@@ -70,6 +70,7 @@ class Register:
     reset: int = 0
     count: int | str = 1        # an int, or the name of a build parameter
     stride: int = 4
+    words: int = 1              # 32-bit words per element
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -81,6 +82,13 @@ class Register:
 def _action_fields() -> tuple[Field, ...]:
     layout = data.Layout.cast(RuleAction)
     return tuple(Field(name, f.offset, f.width) for name, f in layout)
+
+
+def _queue_registers(prefix, base, count, regs):
+    """Per-queue registers: element ``i`` of ``PREFIX_NAME`` is at ``base + i*0x40 + 4*k``."""
+    return tuple(Register(f"{prefix}_{name}", base + 4 * k, access, doc, count=count,
+                          stride=0x40)
+                 for k, (name, access, doc) in enumerate(regs))
 
 
 def _key_word(k: int) -> int:
@@ -142,7 +150,7 @@ REGISTERS: tuple[Register, ...] = (
              (Field("queue", 0, 8),), count="reta_size"),
     Register("RULE", 0x4000, "shadow",
              f"Classifier rules, {RULE_WORDS} words each (Rule layout, bit 0 of word 0 first); "
-             "lower index wins.", count="n_rules", stride=RULE_STRIDE),
+             "lower index wins.", count="n_rules", stride=RULE_STRIDE, words=RULE_WORDS),
     Register("RULE_HITS", 0x6000, "counter",
              "Frames matched per rule; the entry after the last rule counts the default action.",
              count="n_rules+1"),
@@ -152,10 +160,26 @@ REGISTERS: tuple[Register, ...] = (
              count="queues"),
     Register("BUCKET_PACKETS", 0x8000, "counter",
              "Frames per RETA entry (delivered and dropped alike).", count="reta_size"),
+    # --- TX queues: work-item ring and completion ring per queue, 0x40 bytes apart ----------
+    *_queue_registers("TXQ", 0xA000, "tx_queues", (
+        ("BASE_LO", "rw", "Work-item ring address, bits 31:0 (16-byte aligned)."),
+        ("BASE_HI", "rw", "Work-item ring address, bits 63:32."),
+        ("SIZE", "rw", "Work-item ring size in 16-byte slots: a power of two, 2..32768."),
+        ("PROD", "rw", "Doorbell: the host's producer slot index (free-running, 16 bits)."),
+        ("CONS", "ro", "The NIC's consumer slot index (free-running, 16 bits)."),
+        ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (16-byte aligned)."),
+        ("CQ_BASE_HI", "rw", "Completion ring address, bits 63:32."),
+        ("CQ_SIZE", "rw", "Completion ring size in entries: a power of two, 2..32768."),
+        ("CTRL", "rw", "Bit 0 enable. Sizes and addresses are checked when enabled."),
+        ("STATUS", "ro", "Error bits, sticky until the queue is disabled: 0 bad ring size, "
+                         "1 doorbell past the ring, 2 ring address overflows or misaligned, "
+                         "3 DMA error."),
+        ("CQ_PROD", "ro", "The NIC's completion producer index (free-running, 16 bits)."),
+    )),
 )
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
-                  "reta_size": 512, "queues": 64}
+                  "reta_size": 512, "queues": 64, "tx_queues": 0}
 
 
 class RegisterMap:
@@ -175,7 +199,8 @@ class RegisterMap:
         self._by_name = {r.name: r for r in REGISTERS}
         p = self.params
         for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
-                             ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256)):
+                             ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256),
+                             ("tx_queues", 0, 64)):
             if not isinstance(p[name], int) or not lo <= p[name] <= hi:
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
                                  f"not {p[name]!r}")
@@ -184,13 +209,21 @@ class RegisterMap:
         self._check()
 
     def _check(self):
-        spans = []
+        owner = {}
         for reg in REGISTERS:
-            spans.append((reg.offset, reg.offset + self.count(reg) * reg.stride, reg.name))
-        spans.sort()
-        for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
-            if a1 > b0:
-                raise ValueError(f"register {an} overlaps {bn} with parameters {self.params}")
+            for i in range(self.count(reg)):
+                for w in range(reg.words):
+                    addr = reg.offset + i * reg.stride + 4 * w
+                    if addr in owner:
+                        raise ValueError(f"register {reg.name} overlaps {owner[addr]} at "
+                                         f"{addr:#x} with parameters {self.params}")
+                    owner[addr] = reg.name
+        if max(owner) >= 1 << 16:
+            raise ValueError(f"registers exceed the 16-bit CSR window with {self.params}")
+
+    def present(self) -> list[Register]:
+        """The registers this build has (arrays of count 0 are absent)."""
+        return [r for r in REGISTERS if self.count(r) > 0]
 
     def __getitem__(self, name: str) -> Register:
         return self._by_name[name]
@@ -235,7 +268,7 @@ class RegisterMap:
     # --- exports ------------------------------------------------------------------------
     def to_json(self) -> str:
         regs = []
-        for reg in REGISTERS:
+        for reg in self.present():
             d = dataclasses.asdict(reg)
             d["count"] = self.count(reg)
             regs.append(d)
@@ -248,7 +281,7 @@ class RegisterMap:
                  "Build parameters: " + ", ".join(f"`{k}={v}`" for k, v in p.items()) + ".",
                  "", "| offset | name | access | count | reset | description |",
                  "|---|---|---|---|---|---|"]
-        for reg in REGISTERS:
+        for reg in self.present():
             n = self.count(reg)
             count = f"{n} x {reg.stride:#x}" if n > 1 else "1"
             reset = ("see text" if isinstance(reg.reset, tuple)
@@ -257,7 +290,7 @@ class RegisterMap:
             lines.append(f"| `{reg.offset:#06x}` | {reg.name} | {reg.access} | {count} | "
                          f"{reset} | {reg.doc} |")
         lines += ["", "## Fields", ""]
-        for reg in REGISTERS:
+        for reg in self.present():
             if not reg.fields:
                 continue
             lines.append(f"- **{reg.name}**: " + "; ".join(
@@ -269,7 +302,7 @@ class RegisterMap:
     def to_c_header(self) -> str:
         lines = ["/* hetnic register map. Generated by `hetnic regmap` from hetnic/regs.py. */",
                  "#ifndef HETNIC_REGS_H", "#define HETNIC_REGS_H", ""]
-        for reg in REGISTERS:
+        for reg in self.present():
             lines.append(f"#define HETNIC_{reg.name} 0x{reg.offset:04x}u")
             if self.count(reg) > 1:
                 lines.append(f"#define HETNIC_{reg.name}_COUNT {self.count(reg)}u")
