@@ -87,7 +87,7 @@ class RxCounters(wiring.Component):
         self.regmap = regmap
         p = regmap.params
         super().__init__({
-            "frame_in_stb": In(1), "frame_in_len": In(16),
+            "frame_in_stb": In(1), "frame_in_len": In(32),
             "meta_stb": In(1), "meta": In(PacketMeta), "bucket": In(range(p["reta_size"])),
             "csr": In(CsrSignature(16)),
         })

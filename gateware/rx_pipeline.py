@@ -44,6 +44,11 @@ class RxPipeline(wiring.Component):
     when no record is inside the metadata path, so no frame sees a mix of old and new
     configuration. While a commit waits, ``rx`` accepts no new frame (a few cycles).
 
+    Throughput: a beat per cycle as long as frames are at least as long as the header parse
+    (about 3 cycles for Eth/IPv4/TCP, up to 7 with IPv6 extension headers): at 64 bits every
+    frame of 49 bytes or more. At 256 or 512 bits, back-to-back minimum-size frames arrive
+    faster than that and ``rx`` stalls (about a third of line rate at 512 bits).
+
     Parameters
     ----------
     data_width : int
@@ -57,8 +62,11 @@ class RxPipeline(wiring.Component):
     hash_bytes_per_cycle : int or None
         Toeplitz input bytes per cycle; ``None`` matches the datapath (``data_width // 8``,
         at most 36).
-    data_fifo_depth : int
-        Beats the data FIFO holds.
+    data_fifo_bytes : int
+        Bytes the data FIFO holds (rounded up to whole beats). A consumer may wait for a
+        frame's record before it takes the frame's data (store and forward, as an RX DMA
+        does) only for frames up to this size; ``MAX_FRAME`` should not exceed it. A consumer
+        that takes ``data`` and ``meta`` independently works for any frame size.
 
     Members
     -------
@@ -68,14 +76,15 @@ class RxPipeline(wiring.Component):
     csr : In(AxiLiteSignature(16))
     """
     def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
-                 hash_bytes_per_cycle=None, data_fifo_depth=32):
+                 hash_bytes_per_cycle=None, data_fifo_bytes=2048):
         self.beat = Beat(data_width)
         self.regmap = rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
                                 queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle)
-        if not isinstance(data_fifo_depth, int) or data_fifo_depth < 2:
-            raise ValueError(f"data_fifo_depth must be an integer >= 2, not {data_fifo_depth!r}")
+        if not isinstance(data_fifo_bytes, int) or data_fifo_bytes < 2 * (data_width // 8):
+            raise ValueError(f"data_fifo_bytes must be an integer of at least two beats, "
+                             f"not {data_fifo_bytes!r}")
         self.data_width = data_width
-        self.data_fifo_depth = data_fifo_depth
+        self.data_fifo_depth = -(-data_fifo_bytes // (data_width // 8))
         super().__init__({
             "rx": In(stream.Signature(self.beat)),
             "data": Out(stream.Signature(self.beat)),
@@ -157,7 +166,7 @@ class RxPipeline(wiring.Component):
         m.d.comb += reta.flip_stb.eq(regs.commit_apply)
 
         # --- counters -----------------------------------------------------------------------
-        frame_len = Signal(16)
+        frame_len = Signal(32)         # bytes so far; BYTES_IN adds the whole frame
         beat_bytes = Signal(range(self.data_width // 8 + 1))
         m.d.comb += beat_bytes.eq(sum(self.rx.payload.keep))
         with m.If(take):

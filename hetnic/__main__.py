@@ -20,8 +20,11 @@ def _cmd_verilog(args) -> int:
     from .rtl import rtl_files, write_rtl
     out = Path(args.out)
     if args.check:
-        stale = [name for name, text in rtl_files().items()
+        files = rtl_files()
+        stale = [name for name, text in files.items()
                  if not (out / name).exists() or (out / name).read_text() != text]
+        if out.is_dir():
+            stale += sorted({p.name for p in out.iterdir()} - set(files))
         if stale:
             print(f"{out}: stale or missing: {', '.join(stale)} (run 'hetnic verilog')",
                   file=sys.stderr)
@@ -58,6 +61,11 @@ def _parse_key(text: str | None) -> bytes | None:
     return key
 
 
+def _build(args):
+    from .sim.rx_sim import RxBuild
+    return RxBuild(data_width=getattr(args, "width", 64))
+
+
 def _config(args):
     from .host.config import RxConfig
     from .host.rules import RuleError, load_rules
@@ -68,8 +76,10 @@ def _config(args):
     if args.symmetric:
         config.symmetric = True
     if args.rules:
+        params = _build(args).regmap().params
         try:
-            rules = load_rules(args.rules, max_rules=16, reta_entries=512)
+            rules = load_rules(args.rules, max_rules=params["n_rules"],
+                               reta_entries=params["reta_size"])
         except RuleError as exc:
             raise CliError(str(exc)) from None
         config.rules, config.default = rules.rules, rules.default
@@ -118,7 +128,7 @@ def _cmd_replay(args) -> int:
     print(f"replaying {len(frames)} frames from {args.pcap} at {args.width} bits "
           f"on Verilator ...", file=sys.stderr)
     result = replay_frames(frames, config, data_width=args.width, check=not args.no_check)
-    write_jsonl(Path(args.out), result, n_rules=16)
+    write_jsonl(Path(args.out), result, n_rules=_build(args).n_rules)
     dropped = sum(1 for r in result.records if r["drop"])
     print(f"wrote {len(result.records)} lines to {args.out}: "
           f"{len(result.records) - dropped} delivered, {dropped} dropped", file=sys.stderr)
@@ -133,8 +143,6 @@ def _cmd_replay(args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import bench_rx
-    if args.what != "rx":
-        raise CliError(f"unknown benchmark {args.what!r}; available: rx")
     print(json.dumps(bench_rx(frames=args.frames), indent=2))
     return 0
 

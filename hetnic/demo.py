@@ -38,6 +38,7 @@ def _table(title, header, rows):
 def run_demo(frames: int = 2000, out: Path = Path("out/demo"), seed: int = 1,
              pcap: str | None = None) -> int:
     from .replay import read_capture, record_line, replay_frames, write_jsonl
+    from .sim.rx_sim import RxBuild
     from .sim.traffic import traffic_mix
 
     t_start = time.perf_counter()
@@ -56,7 +57,7 @@ def run_demo(frames: int = 2000, out: Path = Path("out/demo"), seed: int = 1,
     print("[3/3] results\n", flush=True)
 
     recs = result.records
-    n_rules = 16
+    n_rules = RxBuild(data_width=64).n_rules
     lines = [record_line(i, r, n_rules) for i, r in enumerate(recs)]
     delivered = [l for l in lines if l["drop"] is None]
     per_queue = Counter(l["queue"] for l in delivered)

@@ -37,7 +37,7 @@ ETH_MIN_FRAME = 14          # shorter than an Ethernet header: a runt (FCS is no
 ETH_DEFAULT_MAX_FRAME = 1522  # 1500-byte MTU + 14-byte header + two 4-byte VLAN tags
 
 
-class EtherType(enum.IntEnum):
+class EtherType(enum.IntEnum, shape=16):
     IPV4 = 0x0800
     ARP = 0x0806
     VLAN = 0x8100           # IEEE 802.1Q C-tag
@@ -48,7 +48,7 @@ class EtherType(enum.IntEnum):
     DIRECT_DEFAULT = 0x88B5
 
 
-class IpProto(enum.IntEnum):
+class IpProto(enum.IntEnum, shape=8):
     HOPOPT = 0              # IPv6 hop-by-hop options
     TCP = 6
     UDP = 17

@@ -271,6 +271,9 @@ class RegisterMap:
         for reg in self.present():
             d = dataclasses.asdict(reg)
             d["count"] = self.count(reg)
+            if not isinstance(reg.reset, tuple):
+                d["reset"] = (self.ro_value(reg.name) if reg.access == "ro"
+                              else self.reset_value(reg.name))
             regs.append(d)
         return json.dumps({"params": self.params, "registers": regs}, indent=2) + "\n"
 

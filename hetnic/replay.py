@@ -53,7 +53,16 @@ def _read_frames(path, fh) -> list[bytes]:
             if linktype != DLT_EN10MB:
                 raise ReplayError(f"{path}: link type {linktype} is not Ethernet (1); "
                                   "hetnic replays Ethernet captures")
-            for data, _meta in reader:
+            for index, (data, meta) in enumerate(reader):
+                # pcapng names the link type per interface, so per record.
+                linktype = getattr(meta, "linktype", DLT_EN10MB)
+                if linktype != DLT_EN10MB:
+                    raise ReplayError(f"{path}: record {index} has link type {linktype}, not "
+                                      "Ethernet (1); hetnic replays Ethernet captures")
+                caplen = getattr(meta, "caplen", None)
+                if caplen is not None and len(data) < caplen:
+                    raise ReplayError(f"{path}: record {index} is cut short ({len(data)} of "
+                                      f"{caplen} bytes): the file is truncated")
                 frames.append(bytes(data))
     except Scapy_Exception as exc:
         raise ReplayError(f"{path}: not a pcap or pcapng file ({exc})") from None

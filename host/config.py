@@ -78,6 +78,9 @@ class RxConfig:
             raise ValueError(f"RETA names queue {bad[0]}, but the build has {p['queues']} queues")
         if len(self.rules) > p["n_rules"]:
             raise ValueError(f"{len(self.rules)} rules given, the build has {p['n_rules']}")
+        if not isinstance(self.hash_enable, int) or self.hash_enable & ~ALL_HASH_TYPES:
+            raise ValueError(f"hash_enable must be a mask of HashType bits 1..6 "
+                             f"({ALL_HASH_TYPES:#x}), not {self.hash_enable!r}")
         if not 14 <= self.max_frame <= 65535:
             raise ValueError(f"max_frame must be from 14 to 65535, not {self.max_frame!r}")
         if not 0 <= self.direct_ethertype <= 0xFFFF:

@@ -30,7 +30,9 @@ import time
 
 import numpy as np
 
-from hetnic.protocol import HashType, RSS_KEY_LEN
+from amaranth.lib import data
+
+from ..protocol import HashType, MetaFlags, RSS_KEY_LEN
 
 __all__ = [
     "toeplitz", "toeplitz_scalar_table", "toeplitz_byte_tables", "toeplitz_tables",
@@ -40,11 +42,9 @@ __all__ = [
 
 _MASK32 = 0xFFFF_FFFF
 
-# MetaFlags bit positions (hetnic.protocol.MetaFlags, LSB first).
-_FLAG_IPV4 = 1 << 2
-_FLAG_IPV6 = 1 << 3
-_FLAG_TCP = 1 << 5
-_FLAG_UDP = 1 << 6
+# MetaFlags bit positions, from the layout (LSB first).
+_FLAG_IPV4, _FLAG_IPV6, _FLAG_TCP, _FLAG_UDP = (
+    1 << data.Layout.cast(MetaFlags)[name].offset for name in ("ipv4", "ipv6", "tcp", "udp"))
 
 
 def _check_key(key, length: int) -> bytes:

@@ -15,7 +15,7 @@ Every match field is optional; ``None`` matches anything. A frame matches a rule
 given field matches; rules are tried in order and the first match wins. A frame no rule
 matches gets the rule set's default action. Addresses are prefixes: an IPv4 prefix matches
 only IPv4 frames (it is encoded IPv4-mapped, ``::ffff:a.b.c.d``, with the top 96 bits in the
-mask), an IPv6 prefix matches IPv6 addresses (``::/0`` matches every frame). Ports are
+mask, and the rule also requires ``flags.ipv4``), an IPv6 prefix matches IPv6 addresses (``::/0`` matches every frame). Ports are
 inclusive ranges; frames without TCP/UDP ports carry port 0, so a range that contains 0 also
 matches them (add ``flags = {tcp = true}`` or an ``ip_proto`` to exclude them).
 
@@ -130,6 +130,11 @@ def _prefix(value, key: str) -> tuple[int, int]:
         return (ipv4_mapped(int(net.network_address)),
                 _V4_MAPPED_MASK | int(net.netmask))
     return int(net.network_address), int(net.netmask)
+
+
+def _prefix_version(value, key: str) -> int:
+    _prefix(value, key)             # the same validation and messages
+    return ipaddress.ip_network(value, strict=True).version
 
 
 def _ip_proto(value) -> int:
@@ -287,6 +292,15 @@ class FlowRule:
                 raise RuleError("vlan is given but flags.vlan is false")
             flags |= 1 << _META_FLAG_BITS["vlan"]
             flags_mask |= 1 << _META_FLAG_BITS["vlan"]
+        # An IPv4 prefix is matched on the IPv4-mapped address *and* the ipv4 flag, so an
+        # IPv6 frame that carries a ::ffff:a.b.c.d address does not match it.
+        for key in ("src", "dst"):
+            value = getattr(self, key)
+            if value is not None and _prefix_version(value, key) == 4:
+                if self.flags.get("ipv4", True) is False:
+                    raise RuleError(f"{key} is an IPv4 prefix but flags.ipv4 is false")
+                flags |= 1 << _META_FLAG_BITS["ipv4"]
+                flags_mask |= 1 << _META_FLAG_BITS["ipv4"]
         m["flags"], m["flags_mask"] = flags, flags_mask
         if self.ethertype is not None:
             m["ethertype"], m["ethertype_mask"] = _ethertype(self.ethertype), 0xFFFF

@@ -308,7 +308,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [16:0] \$35 ;
+  wire [32:0] \$35 ;
   wire \$36 ;
   wire [24:0] \$37 ;
   wire [25:0] \$38 ;
@@ -342,10 +342,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [16:0] \$66 ;
+  wire [32:0] \$66 ;
   reg \$67 ;
   reg [7:0] \$68 ;
-  reg [15:0] \$69 ;
+  reg [31:0] \$69 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -464,9 +464,9 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
   wire [15:0] direct_ethertype;
   wire [15:0] \direct_ethertype$79 ;
   wire flip_stb;
-  wire [15:0] frame_in_len;
+  wire [31:0] frame_in_len;
   wire frame_in_stb;
-  reg [15:0] frame_len = 16'h0000;
+  reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
   wire [7:0] hash_enable;
@@ -2696,7 +2696,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
     .csr__r_data(counters__r_data),
     .csr__r_stb(\csr__r_stb$56 ),
     .csr__w_stb(\csr__w_stb$60 ),
-    .frame_in_len(\$35 [15:0]),
+    .frame_in_len(\$35 [31:0]),
     .frame_in_stb(frame_in_stb),
     .\inc_addr$48 (\$41 [8:0]),
     .meta(meta__payload),
@@ -2810,13 +2810,13 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
     if (\$65 ) begin
       (* full_case = 32'd1 *)
       if (w_data[72]) begin
-        \$69  = 16'h0000;
+        \$69  = 32'd0;
       end else begin
-        \$69  = \$66 [15:0];
+        \$69  = \$66 [31:0];
       end
     end
     if (rst) begin
-      \$69  = 16'h0000;
+      \$69  = 32'd0;
     end
   end
   assign csr__araddr = axi__araddr;
@@ -2887,7 +2887,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$134 , axi__awaddr, axi_
   assign meta__ready = \o__ready$134 ;
   assign flip_stb = commit_apply;
   assign beat_bytes = \$28 [3:0];
-  assign frame_in_len = \$35 [15:0];
+  assign frame_in_len = \$35 [31:0];
   assign meta = meta__payload;
   assign bucket = \$41 [8:0];
   assign \rules[0]  = rules[716:0];
@@ -8250,8 +8250,8 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] drop_rule = 32'd0;
   reg [31:0] drop_runt = 32'd0;
   reg [31:0] drop_truncated = 32'd0;
-  input [15:0] frame_in_len;
-  wire [15:0] frame_in_len;
+  input [31:0] frame_in_len;
+  wire [31:0] frame_in_len;
   input frame_in_stb;
   wire frame_in_stb;
   reg [31:0] frames_delivered = 32'd0;
@@ -10554,15 +10554,15 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [5:0] \$11 ;
-  wire [5:0] \$12 ;
+  wire [8:0] \$11 ;
+  wire [8:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [8:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -10570,36 +10570,36 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [5:0] \$26 ;
+  wire [8:0] \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [4:0] \$31 ;
-  reg [4:0] \$32 ;
+  reg [7:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg [7:0] \$32 ;
   reg \$33 ;
   wire \$4 ;
-  wire [5:0] \$5 ;
-  wire [5:0] \$6 ;
+  wire [8:0] \$5 ;
+  wire [8:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   input clk;
   wire clk;
-  (* init = 5'h00 *)
-  wire [4:0] consume;
-  reg [4:0] inner_level = 5'h00;
+  (* init = 8'h00 *)
+  wire [7:0] consume;
+  reg [7:0] inner_level = 8'h00;
   wire inner_r_rdy;
-  wire [5:0] level;
-  (* init = 5'h00 *)
-  wire [4:0] produce;
+  wire [8:0] level;
+  (* init = 8'h00 *)
+  wire [7:0] produce;
   output [73:0] r_data;
   wire [73:0] r_data;
   input r_en;
   wire r_en;
-  wire [5:0] r_level;
-  reg [4:0] r_port__addr = 5'h00;
+  wire [8:0] r_level;
+  reg [7:0] r_port__addr = 8'h00;
   wire [73:0] r_port__data;
   wire r_port__en;
   output r_rdy;
@@ -10609,14 +10609,14 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   wire [73:0] w_data;
   input w_en;
   wire w_en;
-  wire [5:0] w_level;
-  reg [4:0] w_port__addr = 5'h00;
+  wire [8:0] w_level;
+  reg [7:0] w_port__addr = 8'h00;
   input [73:0] w_port__data;
   wire [73:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [73:0] storage [30:0];
+  reg [73:0] storage [254:0];
   initial begin
     storage[0] = 74'h0000000000000000000;
     storage[1] = 74'h0000000000000000000;
@@ -10649,6 +10649,230 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
     storage[28] = 74'h0000000000000000000;
     storage[29] = 74'h0000000000000000000;
     storage[30] = 74'h0000000000000000000;
+    storage[31] = 74'h0000000000000000000;
+    storage[32] = 74'h0000000000000000000;
+    storage[33] = 74'h0000000000000000000;
+    storage[34] = 74'h0000000000000000000;
+    storage[35] = 74'h0000000000000000000;
+    storage[36] = 74'h0000000000000000000;
+    storage[37] = 74'h0000000000000000000;
+    storage[38] = 74'h0000000000000000000;
+    storage[39] = 74'h0000000000000000000;
+    storage[40] = 74'h0000000000000000000;
+    storage[41] = 74'h0000000000000000000;
+    storage[42] = 74'h0000000000000000000;
+    storage[43] = 74'h0000000000000000000;
+    storage[44] = 74'h0000000000000000000;
+    storage[45] = 74'h0000000000000000000;
+    storage[46] = 74'h0000000000000000000;
+    storage[47] = 74'h0000000000000000000;
+    storage[48] = 74'h0000000000000000000;
+    storage[49] = 74'h0000000000000000000;
+    storage[50] = 74'h0000000000000000000;
+    storage[51] = 74'h0000000000000000000;
+    storage[52] = 74'h0000000000000000000;
+    storage[53] = 74'h0000000000000000000;
+    storage[54] = 74'h0000000000000000000;
+    storage[55] = 74'h0000000000000000000;
+    storage[56] = 74'h0000000000000000000;
+    storage[57] = 74'h0000000000000000000;
+    storage[58] = 74'h0000000000000000000;
+    storage[59] = 74'h0000000000000000000;
+    storage[60] = 74'h0000000000000000000;
+    storage[61] = 74'h0000000000000000000;
+    storage[62] = 74'h0000000000000000000;
+    storage[63] = 74'h0000000000000000000;
+    storage[64] = 74'h0000000000000000000;
+    storage[65] = 74'h0000000000000000000;
+    storage[66] = 74'h0000000000000000000;
+    storage[67] = 74'h0000000000000000000;
+    storage[68] = 74'h0000000000000000000;
+    storage[69] = 74'h0000000000000000000;
+    storage[70] = 74'h0000000000000000000;
+    storage[71] = 74'h0000000000000000000;
+    storage[72] = 74'h0000000000000000000;
+    storage[73] = 74'h0000000000000000000;
+    storage[74] = 74'h0000000000000000000;
+    storage[75] = 74'h0000000000000000000;
+    storage[76] = 74'h0000000000000000000;
+    storage[77] = 74'h0000000000000000000;
+    storage[78] = 74'h0000000000000000000;
+    storage[79] = 74'h0000000000000000000;
+    storage[80] = 74'h0000000000000000000;
+    storage[81] = 74'h0000000000000000000;
+    storage[82] = 74'h0000000000000000000;
+    storage[83] = 74'h0000000000000000000;
+    storage[84] = 74'h0000000000000000000;
+    storage[85] = 74'h0000000000000000000;
+    storage[86] = 74'h0000000000000000000;
+    storage[87] = 74'h0000000000000000000;
+    storage[88] = 74'h0000000000000000000;
+    storage[89] = 74'h0000000000000000000;
+    storage[90] = 74'h0000000000000000000;
+    storage[91] = 74'h0000000000000000000;
+    storage[92] = 74'h0000000000000000000;
+    storage[93] = 74'h0000000000000000000;
+    storage[94] = 74'h0000000000000000000;
+    storage[95] = 74'h0000000000000000000;
+    storage[96] = 74'h0000000000000000000;
+    storage[97] = 74'h0000000000000000000;
+    storage[98] = 74'h0000000000000000000;
+    storage[99] = 74'h0000000000000000000;
+    storage[100] = 74'h0000000000000000000;
+    storage[101] = 74'h0000000000000000000;
+    storage[102] = 74'h0000000000000000000;
+    storage[103] = 74'h0000000000000000000;
+    storage[104] = 74'h0000000000000000000;
+    storage[105] = 74'h0000000000000000000;
+    storage[106] = 74'h0000000000000000000;
+    storage[107] = 74'h0000000000000000000;
+    storage[108] = 74'h0000000000000000000;
+    storage[109] = 74'h0000000000000000000;
+    storage[110] = 74'h0000000000000000000;
+    storage[111] = 74'h0000000000000000000;
+    storage[112] = 74'h0000000000000000000;
+    storage[113] = 74'h0000000000000000000;
+    storage[114] = 74'h0000000000000000000;
+    storage[115] = 74'h0000000000000000000;
+    storage[116] = 74'h0000000000000000000;
+    storage[117] = 74'h0000000000000000000;
+    storage[118] = 74'h0000000000000000000;
+    storage[119] = 74'h0000000000000000000;
+    storage[120] = 74'h0000000000000000000;
+    storage[121] = 74'h0000000000000000000;
+    storage[122] = 74'h0000000000000000000;
+    storage[123] = 74'h0000000000000000000;
+    storage[124] = 74'h0000000000000000000;
+    storage[125] = 74'h0000000000000000000;
+    storage[126] = 74'h0000000000000000000;
+    storage[127] = 74'h0000000000000000000;
+    storage[128] = 74'h0000000000000000000;
+    storage[129] = 74'h0000000000000000000;
+    storage[130] = 74'h0000000000000000000;
+    storage[131] = 74'h0000000000000000000;
+    storage[132] = 74'h0000000000000000000;
+    storage[133] = 74'h0000000000000000000;
+    storage[134] = 74'h0000000000000000000;
+    storage[135] = 74'h0000000000000000000;
+    storage[136] = 74'h0000000000000000000;
+    storage[137] = 74'h0000000000000000000;
+    storage[138] = 74'h0000000000000000000;
+    storage[139] = 74'h0000000000000000000;
+    storage[140] = 74'h0000000000000000000;
+    storage[141] = 74'h0000000000000000000;
+    storage[142] = 74'h0000000000000000000;
+    storage[143] = 74'h0000000000000000000;
+    storage[144] = 74'h0000000000000000000;
+    storage[145] = 74'h0000000000000000000;
+    storage[146] = 74'h0000000000000000000;
+    storage[147] = 74'h0000000000000000000;
+    storage[148] = 74'h0000000000000000000;
+    storage[149] = 74'h0000000000000000000;
+    storage[150] = 74'h0000000000000000000;
+    storage[151] = 74'h0000000000000000000;
+    storage[152] = 74'h0000000000000000000;
+    storage[153] = 74'h0000000000000000000;
+    storage[154] = 74'h0000000000000000000;
+    storage[155] = 74'h0000000000000000000;
+    storage[156] = 74'h0000000000000000000;
+    storage[157] = 74'h0000000000000000000;
+    storage[158] = 74'h0000000000000000000;
+    storage[159] = 74'h0000000000000000000;
+    storage[160] = 74'h0000000000000000000;
+    storage[161] = 74'h0000000000000000000;
+    storage[162] = 74'h0000000000000000000;
+    storage[163] = 74'h0000000000000000000;
+    storage[164] = 74'h0000000000000000000;
+    storage[165] = 74'h0000000000000000000;
+    storage[166] = 74'h0000000000000000000;
+    storage[167] = 74'h0000000000000000000;
+    storage[168] = 74'h0000000000000000000;
+    storage[169] = 74'h0000000000000000000;
+    storage[170] = 74'h0000000000000000000;
+    storage[171] = 74'h0000000000000000000;
+    storage[172] = 74'h0000000000000000000;
+    storage[173] = 74'h0000000000000000000;
+    storage[174] = 74'h0000000000000000000;
+    storage[175] = 74'h0000000000000000000;
+    storage[176] = 74'h0000000000000000000;
+    storage[177] = 74'h0000000000000000000;
+    storage[178] = 74'h0000000000000000000;
+    storage[179] = 74'h0000000000000000000;
+    storage[180] = 74'h0000000000000000000;
+    storage[181] = 74'h0000000000000000000;
+    storage[182] = 74'h0000000000000000000;
+    storage[183] = 74'h0000000000000000000;
+    storage[184] = 74'h0000000000000000000;
+    storage[185] = 74'h0000000000000000000;
+    storage[186] = 74'h0000000000000000000;
+    storage[187] = 74'h0000000000000000000;
+    storage[188] = 74'h0000000000000000000;
+    storage[189] = 74'h0000000000000000000;
+    storage[190] = 74'h0000000000000000000;
+    storage[191] = 74'h0000000000000000000;
+    storage[192] = 74'h0000000000000000000;
+    storage[193] = 74'h0000000000000000000;
+    storage[194] = 74'h0000000000000000000;
+    storage[195] = 74'h0000000000000000000;
+    storage[196] = 74'h0000000000000000000;
+    storage[197] = 74'h0000000000000000000;
+    storage[198] = 74'h0000000000000000000;
+    storage[199] = 74'h0000000000000000000;
+    storage[200] = 74'h0000000000000000000;
+    storage[201] = 74'h0000000000000000000;
+    storage[202] = 74'h0000000000000000000;
+    storage[203] = 74'h0000000000000000000;
+    storage[204] = 74'h0000000000000000000;
+    storage[205] = 74'h0000000000000000000;
+    storage[206] = 74'h0000000000000000000;
+    storage[207] = 74'h0000000000000000000;
+    storage[208] = 74'h0000000000000000000;
+    storage[209] = 74'h0000000000000000000;
+    storage[210] = 74'h0000000000000000000;
+    storage[211] = 74'h0000000000000000000;
+    storage[212] = 74'h0000000000000000000;
+    storage[213] = 74'h0000000000000000000;
+    storage[214] = 74'h0000000000000000000;
+    storage[215] = 74'h0000000000000000000;
+    storage[216] = 74'h0000000000000000000;
+    storage[217] = 74'h0000000000000000000;
+    storage[218] = 74'h0000000000000000000;
+    storage[219] = 74'h0000000000000000000;
+    storage[220] = 74'h0000000000000000000;
+    storage[221] = 74'h0000000000000000000;
+    storage[222] = 74'h0000000000000000000;
+    storage[223] = 74'h0000000000000000000;
+    storage[224] = 74'h0000000000000000000;
+    storage[225] = 74'h0000000000000000000;
+    storage[226] = 74'h0000000000000000000;
+    storage[227] = 74'h0000000000000000000;
+    storage[228] = 74'h0000000000000000000;
+    storage[229] = 74'h0000000000000000000;
+    storage[230] = 74'h0000000000000000000;
+    storage[231] = 74'h0000000000000000000;
+    storage[232] = 74'h0000000000000000000;
+    storage[233] = 74'h0000000000000000000;
+    storage[234] = 74'h0000000000000000000;
+    storage[235] = 74'h0000000000000000000;
+    storage[236] = 74'h0000000000000000000;
+    storage[237] = 74'h0000000000000000000;
+    storage[238] = 74'h0000000000000000000;
+    storage[239] = 74'h0000000000000000000;
+    storage[240] = 74'h0000000000000000000;
+    storage[241] = 74'h0000000000000000000;
+    storage[242] = 74'h0000000000000000000;
+    storage[243] = 74'h0000000000000000000;
+    storage[244] = 74'h0000000000000000000;
+    storage[245] = 74'h0000000000000000000;
+    storage[246] = 74'h0000000000000000000;
+    storage[247] = 74'h0000000000000000000;
+    storage[248] = 74'h0000000000000000000;
+    storage[249] = 74'h0000000000000000000;
+    storage[250] = 74'h0000000000000000000;
+    storage[251] = 74'h0000000000000000000;
+    storage[252] = 74'h0000000000000000000;
+    storage[253] = 74'h0000000000000000000;
+    storage[254] = 74'h0000000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -10661,7 +10885,7 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 5'h1f;
+  assign w_rdy = inner_level != 8'hff;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -10669,15 +10893,15 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   assign r_port__en = inner_r_rdy & \$2 ;
   assign w_level = inner_level + r_rdy;
   assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 5'h1e;
+  assign \$4  = w_port__addr == 8'hfe;
   assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 6'h00 : \$5 ;
+  assign \$6  = \$4  ? 9'h000 : \$5 ;
   assign \$7  = ~ r_rdy;
   assign \$8  = \$7  | r_en;
   assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 5'h1e;
+  assign \$10  = r_port__addr == 8'hfe;
   assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 6'h00 : \$11 ;
+  assign \$12  = \$10  ? 9'h000 : \$11 ;
   assign \$13  = w_rdy & w_en;
   assign \$14  = ~ r_rdy;
   assign \$15  = \$14  | r_en;
@@ -10707,33 +10931,33 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
-      \$30  = \$6 [4:0];
+      \$30  = \$6 [7:0];
     end
     if (rst) begin
-      \$30  = 5'h00;
+      \$30  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
-      \$31  = \$12 [4:0];
+      \$31  = \$12 [7:0];
     end
     if (rst) begin
-      \$31  = 5'h00;
+      \$31  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
-      \$32  = \$19 [4:0];
+      \$32  = \$19 [7:0];
     end
     if (\$25 ) begin
-      \$32  = \$26 [4:0];
+      \$32  = \$26 [7:0];
     end
     if (rst) begin
-      \$32  = 5'h00;
+      \$32  = 8'h00;
     end
   end
   always @* begin

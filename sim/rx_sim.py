@@ -111,14 +111,14 @@ def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tu
                *, commits: list[dict] = (), in_pause: float = 0.0, data_pause: float = 0.0,
                meta_pause: float = 0.0, seed: int = 1, keep_data: bool = False,
                read_counters: dict[str, int] | None = None,
-               expect_reads: list[tuple[int, int]] = (), timeout_s: float = 900,
-               waves: bool = False) -> RxRunResult:
+               expect_reads: list[tuple[int, int]] = (), waves: bool = False) -> RxRunResult:
     """Send ``frames`` (bytes, MAC error flag) through the pipeline after ``writes``.
 
     ``commits`` is a list of ``{"after_frame": k, "writes": [...]}``: configuration written
     (and committed, if the writes end with COMMIT) while the traffic flows. The pause
     arguments are per-cycle probabilities of idling the input, the data output and the
-    metadata output. Raises :class:`SimulationError` if the simulation fails or times out.
+    metadata output. The testbench gives up (and this raises :class:`SimulationError`) when
+    the records are not all out within a cycle budget proportional to the traffic.
     """
     from cocotb_tools.runner import get_runner
     build_dir = build_rx(build, waves=waves)

@@ -101,7 +101,7 @@ async def run_job(dut):
     # configuration and commit it while the following frames keep flowing.
     async def committer():
         for commit in sorted(job.get("commits", []), key=lambda c: c["after_frame"]):
-            while stats["frames_in"] < commit["after_frame"]:
+            while stats["frames_in"] < commit["after_frame"] and not done["monitor"]:
                 await RisingEdge(dut.clk)
             await write_all(axil, commit["writes"])
             # A shadow write while a commit is pending would be taken by that commit: the
@@ -120,7 +120,8 @@ async def run_job(dut):
     await ClockCycles(dut.clk, 4)
     done["monitor"] = True
     await mon
-    await commit_task
+    if not commit_task.done():
+        commit_task.cancel()
 
     data_frames = []
     while not sink.empty():

@@ -14,6 +14,8 @@ def test_committed_rtl_is_current():
         if not path.exists() or path.read_text() != text:
             stale.append(name)
     assert not stale, f"rtl/ is stale: {stale}; run 'hetnic verilog' and commit the result"
+    extra = sorted({p.name for p in RTL.iterdir()} - set(rtl_files()))
+    assert not extra, f"rtl/ holds files the gateware no longer generates: {extra}"
 
 
 def test_rtl_is_byte_stable():

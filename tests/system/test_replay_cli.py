@@ -151,3 +151,20 @@ def test_replay_unwritable_output_fails_before_simulating(tmp_path, capsys):
     code, _, err = run(capsys, "replay", str(pcap), "--out", str(tmp_path / "no" / "o.jsonl"))
     assert code == 2 and "--out" in err and "Traceback" not in err
     assert "replaying" not in err
+
+
+def test_replay_truncated_record(tmp_path, capsys):
+    pcap = tmp_path / "cut.pcap"
+    write_capture(pcap, [bytes(60), bytes(100)])
+    pcap.write_bytes(pcap.read_bytes()[:-40])         # the last record loses 40 bytes
+    code, _, err = run(capsys, "replay", str(pcap), "--out", str(tmp_path / "o"))
+    assert code == 2 and "truncated" in err and len(err.strip().splitlines()) == 1
+
+
+def test_replay_refuses_non_ethernet_pcapng(tmp_path, capsys):
+    from scapy.layers.l2 import CookedLinux
+    from scapy.layers.inet import IP
+    pcap = tmp_path / "sll.pcapng"
+    wrpcapng(str(pcap), [CookedLinux() / IP(dst="10.0.0.1")])
+    code, _, err = run(capsys, "replay", str(pcap), "--out", str(tmp_path / "o"))
+    assert code == 2 and "not Ethernet" in err
