@@ -286,3 +286,16 @@ def test_missing_file(tmp_path):
     with pytest.raises(RuleError, match="no such rule file"):
         load_rules(tmp_path / "nope.toml")
     assert issubclass(RuleError, ValueError)
+
+
+def test_ipv4_prefix_does_not_match_ipv6_frame_with_mapped_address():
+    """An IPv6 packet whose source is ::ffff:10.0.0.1 is not an IPv4 frame."""
+    from types import SimpleNamespace
+    from hetnic.sim.model.classifier import classify
+    rule = FlowRule(src="10.0.0.0/8", action=Action(drop=True)).encode(512)
+    flags_v4, flags_v6 = 1 << 2, 1 << 3
+    frame = dict(error=0, ethertype=0, vlan_id=0, dscp=0, ip_proto=6, tcp_flags=0,
+                 src_addr=ipv4_mapped(0x0A000001), dst_addr=0, src_port=1, dst_port=2)
+    v4 = classify(SimpleNamespace(flags=flags_v4, **frame), [rule], Action(), reta_entries=512)
+    v6 = classify(SimpleNamespace(flags=flags_v6, **frame), [rule], Action(), reta_entries=512)
+    assert v4.rule == 0 and v6.rule == 1
