@@ -175,11 +175,52 @@ REGISTERS: tuple[Register, ...] = (
                          "1 doorbell past the ring, 2 ring address overflows or misaligned, "
                          "3 DMA error."),
         ("CQ_PROD", "ro", "The NIC's completion producer index (free-running, 16 bits)."),
+        ("EQ", "rw", "Bits 5:0 event queue for this queue's completion events; bit 8 arm "
+                     "(one TX_COMPLETION event at the next completion, then disarmed)."),
+    )),
+    # --- event queues ----------------------------------------------------------------------
+    *_queue_registers("EQ", 0xB000, "event_queues", (
+        ("BASE_LO", "rw", "Event ring address, bits 31:0 (16-byte aligned)."),
+        ("BASE_HI", "rw", "Event ring address, bits 63:32."),
+        ("SIZE", "rw", "Event ring size in entries: a power of two, 2..32768."),
+        ("PROD", "ro", "The NIC's producer index (free-running, 16 bits)."),
+        ("CONS", "rw", "The host's consumer index (free-running, 16 bits); the NIC never "
+                       "overwrites an entry the host has not consumed: it drops the event and "
+                       "counts it in OVERFLOWS."),
+        ("CTRL", "rw", "Bit 0 enable, bit 1 interrupt enable."),
+        ("COALESCE_COUNT", "rw", "Raise the interrupt after this many events (0 or 1: every "
+                                 "event)."),
+        ("COALESCE_TIME", "rw", "...or this many cycles after the first event not yet "
+                                "signalled (0: no timer)."),
+        ("STATUS", "ro", "Error bits, sticky until disabled: 0 bad ring size, 2 ring address "
+                         "overflows or misaligned, 3 DMA error."),
+        ("OVERFLOWS", "counter", "Events dropped because the ring was full."),
+    )),
+    # --- RX queues: descriptor ring and completion ring (same size) per queue ---------------
+    *_queue_registers("RXQ", 0xC000, "rx_queues", (
+        ("BASE_LO", "rw", "Descriptor ring address, bits 31:0 (16-byte aligned)."),
+        ("BASE_HI", "rw", "Descriptor ring address, bits 63:32."),
+        ("SIZE", "rw", "Ring size in entries (descriptors and completions): a power of two, "
+                       "2..32768."),
+        ("PROD", "rw", "Doorbell: the host's descriptor producer index (free-running, 16 bits)."),
+        ("CONS", "ro", "The NIC's descriptor consumer index (free-running, 16 bits)."),
+        ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (32-byte aligned)."),
+        ("CQ_BASE_HI", "rw", "Completion ring address, bits 63:32."),
+        ("CTRL", "rw", "Bit 0 enable. Disabling stops taking descriptors after the frame in "
+                       "progress; frames for a disabled queue are dropped (NO_BUFFER)."),
+        ("STATUS", "ro", "Error bits, sticky until disabled: 0 bad ring size, 1 doorbell past "
+                         "the ring, 2 ring address overflows or misaligned, 3 DMA error."),
+        ("EQ", "rw", "Bits 5:0 event queue for this queue's events; bit 8 arm (one "
+                     "RX_COMPLETION event at the next completion, then disarmed)."),
+        ("NO_BUFFER", "counter", "Frames dropped: no posted buffer, or the queue disabled."),
+        ("TOO_LONG", "counter", "Frames dropped: longer than the next posted buffer (the "
+                                "buffer stays posted)."),
     )),
 )
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
-                  "reta_size": 512, "queues": 64, "tx_queues": 0}
+                  "reta_size": 512, "queues": 64, "tx_queues": 0,
+                  "event_queues": 0, "rx_queues": 0}
 
 
 class RegisterMap:
@@ -200,7 +241,8 @@ class RegisterMap:
         p = self.params
         for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
                              ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256),
-                             ("tx_queues", 0, 64)):
+                             ("tx_queues", 0, 64), ("event_queues", 0, 64),
+                             ("rx_queues", 0, 256)):
             if not isinstance(p[name], int) or not lo <= p[name] <= hi:
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
                                  f"not {p[name]!r}")

@@ -15121,8 +15121,32 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   reg [31:0] \$1239 ;
   wire \$124 ;
   reg [31:0] \$1240 ;
+  reg [31:0] \$1241 ;
+  reg [31:0] \$1242 ;
+  reg [31:0] \$1243 ;
+  reg [31:0] \$1244 ;
+  reg [31:0] \$1245 ;
+  reg [31:0] \$1246 ;
+  reg [31:0] \$1247 ;
+  reg [31:0] \$1248 ;
+  reg [31:0] \$1249 ;
   wire \$125 ;
+  reg [31:0] \$1250 ;
+  reg [31:0] \$1251 ;
+  reg [31:0] \$1252 ;
+  reg [31:0] \$1253 ;
+  reg [31:0] \$1254 ;
+  reg [31:0] \$1255 ;
+  reg [31:0] \$1256 ;
+  reg [31:0] \$1257 ;
+  reg [31:0] \$1258 ;
+  reg [31:0] \$1259 ;
   wire \$126 ;
+  reg [31:0] \$1260 ;
+  reg [31:0] \$1261 ;
+  reg [31:0] \$1262 ;
+  reg [31:0] \$1263 ;
+  reg [31:0] \$1264 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
@@ -15448,7 +15472,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [16:0] \$42 ;
+  wire \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
@@ -15581,7 +15605,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
+  wire [16:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
@@ -15924,44 +15948,44 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   wire \$846 ;
   wire \$847 ;
   wire \$848 ;
-  reg [7:0] \$849 ;
+  wire \$849 ;
   wire \$85 ;
-  reg \$850 ;
-  reg \$851 ;
-  reg [15:0] \$852 ;
-  reg [15:0] \$853 ;
-  reg [19:0] \$854 ;
-  reg [319:0] \$855 ;
-  reg [11471:0] \$856 ;
-  reg [15:0] \$857 ;
-  reg \$858 ;
-  reg [31:0] \$859 ;
+  wire \$850 ;
+  wire \$851 ;
+  wire \$852 ;
+  wire \$853 ;
+  wire \$854 ;
+  wire \$855 ;
+  wire \$856 ;
+  wire \$857 ;
+  wire \$858 ;
+  wire \$859 ;
   wire \$86 ;
-  reg [31:0] \$860 ;
-  reg [31:0] \$861 ;
-  reg [31:0] \$862 ;
-  reg [31:0] \$863 ;
-  reg [31:0] \$864 ;
-  reg [31:0] \$865 ;
-  reg [31:0] \$866 ;
-  reg [31:0] \$867 ;
-  reg [31:0] \$868 ;
-  reg [31:0] \$869 ;
+  wire \$860 ;
+  wire \$861 ;
+  wire \$862 ;
+  wire \$863 ;
+  wire \$864 ;
+  wire \$865 ;
+  wire \$866 ;
+  wire \$867 ;
+  wire \$868 ;
+  wire \$869 ;
   wire \$87 ;
-  reg [31:0] \$870 ;
-  reg [31:0] \$871 ;
-  reg [31:0] \$872 ;
-  reg [31:0] \$873 ;
-  reg [31:0] \$874 ;
-  reg [31:0] \$875 ;
-  reg [31:0] \$876 ;
-  reg [31:0] \$877 ;
-  reg [31:0] \$878 ;
-  reg [31:0] \$879 ;
+  wire \$870 ;
+  wire \$871 ;
+  wire \$872 ;
+  reg [7:0] \$873 ;
+  reg \$874 ;
+  reg \$875 ;
+  reg [15:0] \$876 ;
+  reg [15:0] \$877 ;
+  reg [19:0] \$878 ;
+  reg [319:0] \$879 ;
   wire \$88 ;
-  reg [31:0] \$880 ;
-  reg [31:0] \$881 ;
-  reg [31:0] \$882 ;
+  reg [11471:0] \$880 ;
+  reg [15:0] \$881 ;
+  reg \$882 ;
   reg [31:0] \$883 ;
   reg [31:0] \$884 ;
   reg [31:0] \$885 ;
@@ -17331,1597 +17355,1621 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   assign \$38  = csr__addr < 16'h8800;
   assign \$39  = \$37  & \$38 ;
   assign \$40  = \$36  | \$39 ;
-  assign \$41  = csr__r_stb | csr__w_stb;
-  assign \$42  = generation + 1'h1;
-  assign \$43  = csr__addr >= 13'h1000;
-  assign \$44  = csr__addr < 13'h1800;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = csr__addr >= 8'h80;
-  assign \$47  = csr__addr < 8'h84;
-  assign \$48  = \$46  & \$47 ;
-  assign \$50  = csr__addr >= 8'h84;
-  assign \$51  = csr__addr < 8'h88;
-  assign \$52  = \$50  & \$51 ;
-  assign \$53  = \$49  | \$52 ;
-  assign \$54  = csr__addr >= 8'h88;
-  assign \$55  = csr__addr < 8'h8c;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = \$53  | \$56 ;
-  assign \$58  = csr__addr >= 8'h8c;
-  assign \$59  = csr__addr < 8'h90;
+  assign \$41  = csr__addr >= 16'hb024;
+  assign \$42  = csr__addr < 16'hb024;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$40  | \$43 ;
+  assign \$45  = csr__addr >= 16'hc028;
+  assign \$46  = csr__addr < 16'hc028;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$44  | \$47 ;
+  assign \$49  = csr__addr >= 16'hc02c;
+  assign \$50  = csr__addr < 16'hc02c;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$48  | \$51 ;
+  assign \$53  = csr__r_stb | csr__w_stb;
+  assign \$54  = generation + 1'h1;
+  assign \$55  = csr__addr >= 13'h1000;
+  assign \$56  = csr__addr < 13'h1800;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = csr__addr >= 8'h80;
+  assign \$59  = csr__addr < 8'h84;
   assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$62  = csr__addr >= 8'hc0;
-  assign \$63  = csr__addr < 8'he4;
+  assign \$62  = csr__addr >= 8'h84;
+  assign \$63  = csr__addr < 8'h88;
   assign \$64  = \$62  & \$63 ;
   assign \$65  = \$61  | \$64 ;
-  assign \$66  = csr__addr >= 15'h6000;
-  assign \$67  = csr__addr < 15'h6044;
+  assign \$66  = csr__addr >= 8'h88;
+  assign \$67  = csr__addr < 8'h8c;
   assign \$68  = \$66  & \$67 ;
   assign \$69  = \$65  | \$68 ;
-  assign \$70  = csr__addr >= 15'h7000;
-  assign \$71  = csr__addr < 15'h7100;
+  assign \$70  = csr__addr >= 8'h8c;
+  assign \$71  = csr__addr < 8'h90;
   assign \$72  = \$70  & \$71 ;
   assign \$73  = \$69  | \$72 ;
-  assign \$74  = csr__addr >= 15'h7400;
-  assign \$75  = csr__addr < 15'h7500;
+  assign \$74  = csr__addr >= 8'hc0;
+  assign \$75  = csr__addr < 8'he4;
   assign \$76  = \$74  & \$75 ;
   assign \$77  = \$73  | \$76 ;
-  assign \$78  = csr__addr >= 16'h8000;
-  assign \$79  = csr__addr < 16'h8800;
+  assign \$78  = csr__addr >= 15'h6000;
+  assign \$79  = csr__addr < 15'h6044;
   assign \$80  = \$78  & \$79 ;
   assign \$81  = \$77  | \$80 ;
-  assign \$82  = csr__addr == 6'h30;
-  assign \$83  = csr__w_stb & \$82 ;
-  assign \$84  = \$83  & csr__w_data[0];
-  assign \$85  = csr__addr == 6'h20;
-  assign \$86  = csr__w_stb & \$85 ;
-  assign \$87  = csr__addr == 6'h24;
-  assign \$88  = csr__w_stb & \$87 ;
-  assign \$89  = csr__addr == 6'h28;
-  assign \$90  = csr__w_stb & \$89 ;
-  assign \$91  = csr__addr == 6'h2c;
-  assign \$92  = csr__w_stb & \$91 ;
-  assign \$93  = csr__addr == 7'h40;
-  assign \$94  = csr__w_stb & \$93 ;
-  assign \$95  = csr__addr == 7'h44;
-  assign \$96  = csr__w_stb & \$95 ;
-  assign \$97  = csr__addr == 7'h48;
-  assign \$98  = csr__w_stb & \$97 ;
-  assign \$99  = csr__addr == 7'h4c;
-  assign \$100  = csr__w_stb & \$99 ;
-  assign \$101  = csr__addr == 7'h50;
-  assign \$102  = csr__w_stb & \$101 ;
-  assign \$103  = csr__addr == 7'h54;
-  assign \$104  = csr__w_stb & \$103 ;
-  assign \$105  = csr__addr == 7'h58;
-  assign \$106  = csr__w_stb & \$105 ;
-  assign \$107  = csr__addr == 7'h5c;
-  assign \$108  = csr__w_stb & \$107 ;
-  assign \$109  = csr__addr == 7'h60;
+  assign \$82  = csr__addr >= 15'h7000;
+  assign \$83  = csr__addr < 15'h7100;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$81  | \$84 ;
+  assign \$86  = csr__addr >= 15'h7400;
+  assign \$87  = csr__addr < 15'h7500;
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = \$85  | \$88 ;
+  assign \$90  = csr__addr >= 16'h8000;
+  assign \$91  = csr__addr < 16'h8800;
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = \$89  | \$92 ;
+  assign \$94  = csr__addr >= 16'hb024;
+  assign \$95  = csr__addr < 16'hb024;
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  | \$96 ;
+  assign \$98  = csr__addr >= 16'hc028;
+  assign \$99  = csr__addr < 16'hc028;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = \$97  | \$100 ;
+  assign \$102  = csr__addr >= 16'hc02c;
+  assign \$103  = csr__addr < 16'hc02c;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  | \$104 ;
+  assign \$106  = csr__addr == 6'h30;
+  assign \$107  = csr__w_stb & \$106 ;
+  assign \$108  = \$107  & csr__w_data[0];
+  assign \$109  = csr__addr == 6'h20;
   assign \$110  = csr__w_stb & \$109 ;
-  assign \$111  = csr__addr == 7'h64;
+  assign \$111  = csr__addr == 6'h24;
   assign \$112  = csr__w_stb & \$111 ;
-  assign \$113  = csr__addr == 15'h4000;
+  assign \$113  = csr__addr == 6'h28;
   assign \$114  = csr__w_stb & \$113 ;
-  assign \$115  = csr__addr == 15'h4004;
+  assign \$115  = csr__addr == 6'h2c;
   assign \$116  = csr__w_stb & \$115 ;
-  assign \$117  = csr__addr == 15'h4008;
+  assign \$117  = csr__addr == 7'h40;
   assign \$118  = csr__w_stb & \$117 ;
-  assign \$119  = csr__addr == 15'h400c;
+  assign \$119  = csr__addr == 7'h44;
   assign \$120  = csr__w_stb & \$119 ;
-  assign \$121  = csr__addr == 15'h4010;
+  assign \$121  = csr__addr == 7'h48;
   assign \$122  = csr__w_stb & \$121 ;
-  assign \$123  = csr__addr == 15'h4014;
+  assign \$123  = csr__addr == 7'h4c;
   assign \$124  = csr__w_stb & \$123 ;
-  assign \$125  = csr__addr == 15'h4018;
+  assign \$125  = csr__addr == 7'h50;
   assign \$126  = csr__w_stb & \$125 ;
-  assign \$127  = csr__addr == 15'h401c;
+  assign \$127  = csr__addr == 7'h54;
   assign \$128  = csr__w_stb & \$127 ;
-  assign \$129  = csr__addr == 15'h4020;
+  assign \$129  = csr__addr == 7'h58;
   assign \$130  = csr__w_stb & \$129 ;
-  assign \$131  = csr__addr == 15'h4024;
+  assign \$131  = csr__addr == 7'h5c;
   assign \$132  = csr__w_stb & \$131 ;
-  assign \$133  = csr__addr == 15'h4028;
+  assign \$133  = csr__addr == 7'h60;
   assign \$134  = csr__w_stb & \$133 ;
-  assign \$135  = csr__addr == 15'h402c;
+  assign \$135  = csr__addr == 7'h64;
   assign \$136  = csr__w_stb & \$135 ;
-  assign \$137  = csr__addr == 15'h4030;
+  assign \$137  = csr__addr == 15'h4000;
   assign \$138  = csr__w_stb & \$137 ;
-  assign \$139  = csr__addr == 15'h4034;
+  assign \$139  = csr__addr == 15'h4004;
   assign \$140  = csr__w_stb & \$139 ;
-  assign \$141  = csr__addr == 15'h4038;
+  assign \$141  = csr__addr == 15'h4008;
   assign \$142  = csr__w_stb & \$141 ;
-  assign \$143  = csr__addr == 15'h403c;
+  assign \$143  = csr__addr == 15'h400c;
   assign \$144  = csr__w_stb & \$143 ;
-  assign \$145  = csr__addr == 15'h4040;
+  assign \$145  = csr__addr == 15'h4010;
   assign \$146  = csr__w_stb & \$145 ;
-  assign \$147  = csr__addr == 15'h4044;
+  assign \$147  = csr__addr == 15'h4014;
   assign \$148  = csr__w_stb & \$147 ;
-  assign \$149  = csr__addr == 15'h4048;
+  assign \$149  = csr__addr == 15'h4018;
   assign \$150  = csr__w_stb & \$149 ;
-  assign \$151  = csr__addr == 15'h404c;
+  assign \$151  = csr__addr == 15'h401c;
   assign \$152  = csr__w_stb & \$151 ;
-  assign \$153  = csr__addr == 15'h4050;
+  assign \$153  = csr__addr == 15'h4020;
   assign \$154  = csr__w_stb & \$153 ;
-  assign \$155  = csr__addr == 15'h4054;
+  assign \$155  = csr__addr == 15'h4024;
   assign \$156  = csr__w_stb & \$155 ;
-  assign \$157  = csr__addr == 15'h4058;
+  assign \$157  = csr__addr == 15'h4028;
   assign \$158  = csr__w_stb & \$157 ;
-  assign \$159  = csr__addr == 15'h4080;
+  assign \$159  = csr__addr == 15'h402c;
   assign \$160  = csr__w_stb & \$159 ;
-  assign \$161  = csr__addr == 15'h4084;
+  assign \$161  = csr__addr == 15'h4030;
   assign \$162  = csr__w_stb & \$161 ;
-  assign \$163  = csr__addr == 15'h4088;
+  assign \$163  = csr__addr == 15'h4034;
   assign \$164  = csr__w_stb & \$163 ;
-  assign \$165  = csr__addr == 15'h408c;
+  assign \$165  = csr__addr == 15'h4038;
   assign \$166  = csr__w_stb & \$165 ;
-  assign \$167  = csr__addr == 15'h4090;
+  assign \$167  = csr__addr == 15'h403c;
   assign \$168  = csr__w_stb & \$167 ;
-  assign \$169  = csr__addr == 15'h4094;
+  assign \$169  = csr__addr == 15'h4040;
   assign \$170  = csr__w_stb & \$169 ;
-  assign \$171  = csr__addr == 15'h4098;
+  assign \$171  = csr__addr == 15'h4044;
   assign \$172  = csr__w_stb & \$171 ;
-  assign \$173  = csr__addr == 15'h409c;
+  assign \$173  = csr__addr == 15'h4048;
   assign \$174  = csr__w_stb & \$173 ;
-  assign \$175  = csr__addr == 15'h40a0;
+  assign \$175  = csr__addr == 15'h404c;
   assign \$176  = csr__w_stb & \$175 ;
-  assign \$177  = csr__addr == 15'h40a4;
+  assign \$177  = csr__addr == 15'h4050;
   assign \$178  = csr__w_stb & \$177 ;
-  assign \$179  = csr__addr == 15'h40a8;
+  assign \$179  = csr__addr == 15'h4054;
   assign \$180  = csr__w_stb & \$179 ;
-  assign \$181  = csr__addr == 15'h40ac;
+  assign \$181  = csr__addr == 15'h4058;
   assign \$182  = csr__w_stb & \$181 ;
-  assign \$183  = csr__addr == 15'h40b0;
+  assign \$183  = csr__addr == 15'h4080;
   assign \$184  = csr__w_stb & \$183 ;
-  assign \$185  = csr__addr == 15'h40b4;
+  assign \$185  = csr__addr == 15'h4084;
   assign \$186  = csr__w_stb & \$185 ;
-  assign \$187  = csr__addr == 15'h40b8;
+  assign \$187  = csr__addr == 15'h4088;
   assign \$188  = csr__w_stb & \$187 ;
-  assign \$189  = csr__addr == 15'h40bc;
+  assign \$189  = csr__addr == 15'h408c;
   assign \$190  = csr__w_stb & \$189 ;
-  assign \$191  = csr__addr == 15'h40c0;
+  assign \$191  = csr__addr == 15'h4090;
   assign \$192  = csr__w_stb & \$191 ;
-  assign \$193  = csr__addr == 15'h40c4;
+  assign \$193  = csr__addr == 15'h4094;
   assign \$194  = csr__w_stb & \$193 ;
-  assign \$195  = csr__addr == 15'h40c8;
+  assign \$195  = csr__addr == 15'h4098;
   assign \$196  = csr__w_stb & \$195 ;
-  assign \$197  = csr__addr == 15'h40cc;
+  assign \$197  = csr__addr == 15'h409c;
   assign \$198  = csr__w_stb & \$197 ;
-  assign \$199  = csr__addr == 15'h40d0;
+  assign \$199  = csr__addr == 15'h40a0;
   assign \$200  = csr__w_stb & \$199 ;
-  assign \$201  = csr__addr == 15'h40d4;
+  assign \$201  = csr__addr == 15'h40a4;
   assign \$202  = csr__w_stb & \$201 ;
-  assign \$203  = csr__addr == 15'h40d8;
+  assign \$203  = csr__addr == 15'h40a8;
   assign \$204  = csr__w_stb & \$203 ;
-  assign \$205  = csr__addr == 15'h4100;
+  assign \$205  = csr__addr == 15'h40ac;
   assign \$206  = csr__w_stb & \$205 ;
-  assign \$207  = csr__addr == 15'h4104;
+  assign \$207  = csr__addr == 15'h40b0;
   assign \$208  = csr__w_stb & \$207 ;
-  assign \$209  = csr__addr == 15'h4108;
+  assign \$209  = csr__addr == 15'h40b4;
   assign \$210  = csr__w_stb & \$209 ;
-  assign \$211  = csr__addr == 15'h410c;
+  assign \$211  = csr__addr == 15'h40b8;
   assign \$212  = csr__w_stb & \$211 ;
-  assign \$213  = csr__addr == 15'h4110;
+  assign \$213  = csr__addr == 15'h40bc;
   assign \$214  = csr__w_stb & \$213 ;
-  assign \$215  = csr__addr == 15'h4114;
+  assign \$215  = csr__addr == 15'h40c0;
   assign \$216  = csr__w_stb & \$215 ;
-  assign \$217  = csr__addr == 15'h4118;
+  assign \$217  = csr__addr == 15'h40c4;
   assign \$218  = csr__w_stb & \$217 ;
-  assign \$219  = csr__addr == 15'h411c;
+  assign \$219  = csr__addr == 15'h40c8;
   assign \$220  = csr__w_stb & \$219 ;
-  assign \$221  = csr__addr == 15'h4120;
+  assign \$221  = csr__addr == 15'h40cc;
   assign \$222  = csr__w_stb & \$221 ;
-  assign \$223  = csr__addr == 15'h4124;
+  assign \$223  = csr__addr == 15'h40d0;
   assign \$224  = csr__w_stb & \$223 ;
-  assign \$225  = csr__addr == 15'h4128;
+  assign \$225  = csr__addr == 15'h40d4;
   assign \$226  = csr__w_stb & \$225 ;
-  assign \$227  = csr__addr == 15'h412c;
+  assign \$227  = csr__addr == 15'h40d8;
   assign \$228  = csr__w_stb & \$227 ;
-  assign \$229  = csr__addr == 15'h4130;
+  assign \$229  = csr__addr == 15'h4100;
   assign \$230  = csr__w_stb & \$229 ;
-  assign \$231  = csr__addr == 15'h4134;
+  assign \$231  = csr__addr == 15'h4104;
   assign \$232  = csr__w_stb & \$231 ;
-  assign \$233  = csr__addr == 15'h4138;
+  assign \$233  = csr__addr == 15'h4108;
   assign \$234  = csr__w_stb & \$233 ;
-  assign \$235  = csr__addr == 15'h413c;
+  assign \$235  = csr__addr == 15'h410c;
   assign \$236  = csr__w_stb & \$235 ;
-  assign \$237  = csr__addr == 15'h4140;
+  assign \$237  = csr__addr == 15'h4110;
   assign \$238  = csr__w_stb & \$237 ;
-  assign \$239  = csr__addr == 15'h4144;
+  assign \$239  = csr__addr == 15'h4114;
   assign \$240  = csr__w_stb & \$239 ;
-  assign \$241  = csr__addr == 15'h4148;
+  assign \$241  = csr__addr == 15'h4118;
   assign \$242  = csr__w_stb & \$241 ;
-  assign \$243  = csr__addr == 15'h414c;
+  assign \$243  = csr__addr == 15'h411c;
   assign \$244  = csr__w_stb & \$243 ;
-  assign \$245  = csr__addr == 15'h4150;
+  assign \$245  = csr__addr == 15'h4120;
   assign \$246  = csr__w_stb & \$245 ;
-  assign \$247  = csr__addr == 15'h4154;
+  assign \$247  = csr__addr == 15'h4124;
   assign \$248  = csr__w_stb & \$247 ;
-  assign \$249  = csr__addr == 15'h4158;
+  assign \$249  = csr__addr == 15'h4128;
   assign \$250  = csr__w_stb & \$249 ;
-  assign \$251  = csr__addr == 15'h4180;
+  assign \$251  = csr__addr == 15'h412c;
   assign \$252  = csr__w_stb & \$251 ;
-  assign \$253  = csr__addr == 15'h4184;
+  assign \$253  = csr__addr == 15'h4130;
   assign \$254  = csr__w_stb & \$253 ;
-  assign \$255  = csr__addr == 15'h4188;
+  assign \$255  = csr__addr == 15'h4134;
   assign \$256  = csr__w_stb & \$255 ;
-  assign \$257  = csr__addr == 15'h418c;
+  assign \$257  = csr__addr == 15'h4138;
   assign \$258  = csr__w_stb & \$257 ;
-  assign \$259  = csr__addr == 15'h4190;
+  assign \$259  = csr__addr == 15'h413c;
   assign \$260  = csr__w_stb & \$259 ;
-  assign \$261  = csr__addr == 15'h4194;
+  assign \$261  = csr__addr == 15'h4140;
   assign \$262  = csr__w_stb & \$261 ;
-  assign \$263  = csr__addr == 15'h4198;
+  assign \$263  = csr__addr == 15'h4144;
   assign \$264  = csr__w_stb & \$263 ;
-  assign \$265  = csr__addr == 15'h419c;
+  assign \$265  = csr__addr == 15'h4148;
   assign \$266  = csr__w_stb & \$265 ;
-  assign \$267  = csr__addr == 15'h41a0;
+  assign \$267  = csr__addr == 15'h414c;
   assign \$268  = csr__w_stb & \$267 ;
-  assign \$269  = csr__addr == 15'h41a4;
+  assign \$269  = csr__addr == 15'h4150;
   assign \$270  = csr__w_stb & \$269 ;
-  assign \$271  = csr__addr == 15'h41a8;
+  assign \$271  = csr__addr == 15'h4154;
   assign \$272  = csr__w_stb & \$271 ;
-  assign \$273  = csr__addr == 15'h41ac;
+  assign \$273  = csr__addr == 15'h4158;
   assign \$274  = csr__w_stb & \$273 ;
-  assign \$275  = csr__addr == 15'h41b0;
+  assign \$275  = csr__addr == 15'h4180;
   assign \$276  = csr__w_stb & \$275 ;
-  assign \$277  = csr__addr == 15'h41b4;
+  assign \$277  = csr__addr == 15'h4184;
   assign \$278  = csr__w_stb & \$277 ;
-  assign \$279  = csr__addr == 15'h41b8;
+  assign \$279  = csr__addr == 15'h4188;
   assign \$280  = csr__w_stb & \$279 ;
-  assign \$281  = csr__addr == 15'h41bc;
+  assign \$281  = csr__addr == 15'h418c;
   assign \$282  = csr__w_stb & \$281 ;
-  assign \$283  = csr__addr == 15'h41c0;
+  assign \$283  = csr__addr == 15'h4190;
   assign \$284  = csr__w_stb & \$283 ;
-  assign \$285  = csr__addr == 15'h41c4;
+  assign \$285  = csr__addr == 15'h4194;
   assign \$286  = csr__w_stb & \$285 ;
-  assign \$287  = csr__addr == 15'h41c8;
+  assign \$287  = csr__addr == 15'h4198;
   assign \$288  = csr__w_stb & \$287 ;
-  assign \$289  = csr__addr == 15'h41cc;
+  assign \$289  = csr__addr == 15'h419c;
   assign \$290  = csr__w_stb & \$289 ;
-  assign \$291  = csr__addr == 15'h41d0;
+  assign \$291  = csr__addr == 15'h41a0;
   assign \$292  = csr__w_stb & \$291 ;
-  assign \$293  = csr__addr == 15'h41d4;
+  assign \$293  = csr__addr == 15'h41a4;
   assign \$294  = csr__w_stb & \$293 ;
-  assign \$295  = csr__addr == 15'h41d8;
+  assign \$295  = csr__addr == 15'h41a8;
   assign \$296  = csr__w_stb & \$295 ;
-  assign \$297  = csr__addr == 15'h4200;
+  assign \$297  = csr__addr == 15'h41ac;
   assign \$298  = csr__w_stb & \$297 ;
-  assign \$299  = csr__addr == 15'h4204;
+  assign \$299  = csr__addr == 15'h41b0;
   assign \$300  = csr__w_stb & \$299 ;
-  assign \$301  = csr__addr == 15'h4208;
+  assign \$301  = csr__addr == 15'h41b4;
   assign \$302  = csr__w_stb & \$301 ;
-  assign \$303  = csr__addr == 15'h420c;
+  assign \$303  = csr__addr == 15'h41b8;
   assign \$304  = csr__w_stb & \$303 ;
-  assign \$305  = csr__addr == 15'h4210;
+  assign \$305  = csr__addr == 15'h41bc;
   assign \$306  = csr__w_stb & \$305 ;
-  assign \$307  = csr__addr == 15'h4214;
+  assign \$307  = csr__addr == 15'h41c0;
   assign \$308  = csr__w_stb & \$307 ;
-  assign \$309  = csr__addr == 15'h4218;
+  assign \$309  = csr__addr == 15'h41c4;
   assign \$310  = csr__w_stb & \$309 ;
-  assign \$311  = csr__addr == 15'h421c;
+  assign \$311  = csr__addr == 15'h41c8;
   assign \$312  = csr__w_stb & \$311 ;
-  assign \$313  = csr__addr == 15'h4220;
+  assign \$313  = csr__addr == 15'h41cc;
   assign \$314  = csr__w_stb & \$313 ;
-  assign \$315  = csr__addr == 15'h4224;
+  assign \$315  = csr__addr == 15'h41d0;
   assign \$316  = csr__w_stb & \$315 ;
-  assign \$317  = csr__addr == 15'h4228;
+  assign \$317  = csr__addr == 15'h41d4;
   assign \$318  = csr__w_stb & \$317 ;
-  assign \$319  = csr__addr == 15'h422c;
+  assign \$319  = csr__addr == 15'h41d8;
   assign \$320  = csr__w_stb & \$319 ;
-  assign \$321  = csr__addr == 15'h4230;
+  assign \$321  = csr__addr == 15'h4200;
   assign \$322  = csr__w_stb & \$321 ;
-  assign \$323  = csr__addr == 15'h4234;
+  assign \$323  = csr__addr == 15'h4204;
   assign \$324  = csr__w_stb & \$323 ;
-  assign \$325  = csr__addr == 15'h4238;
+  assign \$325  = csr__addr == 15'h4208;
   assign \$326  = csr__w_stb & \$325 ;
-  assign \$327  = csr__addr == 15'h423c;
+  assign \$327  = csr__addr == 15'h420c;
   assign \$328  = csr__w_stb & \$327 ;
-  assign \$329  = csr__addr == 15'h4240;
+  assign \$329  = csr__addr == 15'h4210;
   assign \$330  = csr__w_stb & \$329 ;
-  assign \$331  = csr__addr == 15'h4244;
+  assign \$331  = csr__addr == 15'h4214;
   assign \$332  = csr__w_stb & \$331 ;
-  assign \$333  = csr__addr == 15'h4248;
+  assign \$333  = csr__addr == 15'h4218;
   assign \$334  = csr__w_stb & \$333 ;
-  assign \$335  = csr__addr == 15'h424c;
+  assign \$335  = csr__addr == 15'h421c;
   assign \$336  = csr__w_stb & \$335 ;
-  assign \$337  = csr__addr == 15'h4250;
+  assign \$337  = csr__addr == 15'h4220;
   assign \$338  = csr__w_stb & \$337 ;
-  assign \$339  = csr__addr == 15'h4254;
+  assign \$339  = csr__addr == 15'h4224;
   assign \$340  = csr__w_stb & \$339 ;
-  assign \$341  = csr__addr == 15'h4258;
+  assign \$341  = csr__addr == 15'h4228;
   assign \$342  = csr__w_stb & \$341 ;
-  assign \$343  = csr__addr == 15'h4280;
+  assign \$343  = csr__addr == 15'h422c;
   assign \$344  = csr__w_stb & \$343 ;
-  assign \$345  = csr__addr == 15'h4284;
+  assign \$345  = csr__addr == 15'h4230;
   assign \$346  = csr__w_stb & \$345 ;
-  assign \$347  = csr__addr == 15'h4288;
+  assign \$347  = csr__addr == 15'h4234;
   assign \$348  = csr__w_stb & \$347 ;
-  assign \$349  = csr__addr == 15'h428c;
+  assign \$349  = csr__addr == 15'h4238;
   assign \$350  = csr__w_stb & \$349 ;
-  assign \$351  = csr__addr == 15'h4290;
+  assign \$351  = csr__addr == 15'h423c;
   assign \$352  = csr__w_stb & \$351 ;
-  assign \$353  = csr__addr == 15'h4294;
+  assign \$353  = csr__addr == 15'h4240;
   assign \$354  = csr__w_stb & \$353 ;
-  assign \$355  = csr__addr == 15'h4298;
+  assign \$355  = csr__addr == 15'h4244;
   assign \$356  = csr__w_stb & \$355 ;
-  assign \$357  = csr__addr == 15'h429c;
+  assign \$357  = csr__addr == 15'h4248;
   assign \$358  = csr__w_stb & \$357 ;
-  assign \$359  = csr__addr == 15'h42a0;
+  assign \$359  = csr__addr == 15'h424c;
   assign \$360  = csr__w_stb & \$359 ;
-  assign \$361  = csr__addr == 15'h42a4;
+  assign \$361  = csr__addr == 15'h4250;
   assign \$362  = csr__w_stb & \$361 ;
-  assign \$363  = csr__addr == 15'h42a8;
+  assign \$363  = csr__addr == 15'h4254;
   assign \$364  = csr__w_stb & \$363 ;
-  assign \$365  = csr__addr == 15'h42ac;
+  assign \$365  = csr__addr == 15'h4258;
   assign \$366  = csr__w_stb & \$365 ;
-  assign \$367  = csr__addr == 15'h42b0;
+  assign \$367  = csr__addr == 15'h4280;
   assign \$368  = csr__w_stb & \$367 ;
-  assign \$369  = csr__addr == 15'h42b4;
+  assign \$369  = csr__addr == 15'h4284;
   assign \$370  = csr__w_stb & \$369 ;
-  assign \$371  = csr__addr == 15'h42b8;
+  assign \$371  = csr__addr == 15'h4288;
   assign \$372  = csr__w_stb & \$371 ;
-  assign \$373  = csr__addr == 15'h42bc;
+  assign \$373  = csr__addr == 15'h428c;
   assign \$374  = csr__w_stb & \$373 ;
-  assign \$375  = csr__addr == 15'h42c0;
+  assign \$375  = csr__addr == 15'h4290;
   assign \$376  = csr__w_stb & \$375 ;
-  assign \$377  = csr__addr == 15'h42c4;
+  assign \$377  = csr__addr == 15'h4294;
   assign \$378  = csr__w_stb & \$377 ;
-  assign \$379  = csr__addr == 15'h42c8;
+  assign \$379  = csr__addr == 15'h4298;
   assign \$380  = csr__w_stb & \$379 ;
-  assign \$381  = csr__addr == 15'h42cc;
+  assign \$381  = csr__addr == 15'h429c;
   assign \$382  = csr__w_stb & \$381 ;
-  assign \$383  = csr__addr == 15'h42d0;
+  assign \$383  = csr__addr == 15'h42a0;
   assign \$384  = csr__w_stb & \$383 ;
-  assign \$385  = csr__addr == 15'h42d4;
+  assign \$385  = csr__addr == 15'h42a4;
   assign \$386  = csr__w_stb & \$385 ;
-  assign \$387  = csr__addr == 15'h42d8;
+  assign \$387  = csr__addr == 15'h42a8;
   assign \$388  = csr__w_stb & \$387 ;
-  assign \$389  = csr__addr == 15'h4300;
+  assign \$389  = csr__addr == 15'h42ac;
   assign \$390  = csr__w_stb & \$389 ;
-  assign \$391  = csr__addr == 15'h4304;
+  assign \$391  = csr__addr == 15'h42b0;
   assign \$392  = csr__w_stb & \$391 ;
-  assign \$393  = csr__addr == 15'h4308;
+  assign \$393  = csr__addr == 15'h42b4;
   assign \$394  = csr__w_stb & \$393 ;
-  assign \$395  = csr__addr == 15'h430c;
+  assign \$395  = csr__addr == 15'h42b8;
   assign \$396  = csr__w_stb & \$395 ;
-  assign \$397  = csr__addr == 15'h4310;
+  assign \$397  = csr__addr == 15'h42bc;
   assign \$398  = csr__w_stb & \$397 ;
-  assign \$399  = csr__addr == 15'h4314;
+  assign \$399  = csr__addr == 15'h42c0;
   assign \$400  = csr__w_stb & \$399 ;
-  assign \$401  = csr__addr == 15'h4318;
+  assign \$401  = csr__addr == 15'h42c4;
   assign \$402  = csr__w_stb & \$401 ;
-  assign \$403  = csr__addr == 15'h431c;
+  assign \$403  = csr__addr == 15'h42c8;
   assign \$404  = csr__w_stb & \$403 ;
-  assign \$405  = csr__addr == 15'h4320;
+  assign \$405  = csr__addr == 15'h42cc;
   assign \$406  = csr__w_stb & \$405 ;
-  assign \$407  = csr__addr == 15'h4324;
+  assign \$407  = csr__addr == 15'h42d0;
   assign \$408  = csr__w_stb & \$407 ;
-  assign \$409  = csr__addr == 15'h4328;
+  assign \$409  = csr__addr == 15'h42d4;
   assign \$410  = csr__w_stb & \$409 ;
-  assign \$411  = csr__addr == 15'h432c;
+  assign \$411  = csr__addr == 15'h42d8;
   assign \$412  = csr__w_stb & \$411 ;
-  assign \$413  = csr__addr == 15'h4330;
+  assign \$413  = csr__addr == 15'h4300;
   assign \$414  = csr__w_stb & \$413 ;
-  assign \$415  = csr__addr == 15'h4334;
+  assign \$415  = csr__addr == 15'h4304;
   assign \$416  = csr__w_stb & \$415 ;
-  assign \$417  = csr__addr == 15'h4338;
+  assign \$417  = csr__addr == 15'h4308;
   assign \$418  = csr__w_stb & \$417 ;
-  assign \$419  = csr__addr == 15'h433c;
+  assign \$419  = csr__addr == 15'h430c;
   assign \$420  = csr__w_stb & \$419 ;
-  assign \$421  = csr__addr == 15'h4340;
+  assign \$421  = csr__addr == 15'h4310;
   assign \$422  = csr__w_stb & \$421 ;
-  assign \$423  = csr__addr == 15'h4344;
+  assign \$423  = csr__addr == 15'h4314;
   assign \$424  = csr__w_stb & \$423 ;
-  assign \$425  = csr__addr == 15'h4348;
+  assign \$425  = csr__addr == 15'h4318;
   assign \$426  = csr__w_stb & \$425 ;
-  assign \$427  = csr__addr == 15'h434c;
+  assign \$427  = csr__addr == 15'h431c;
   assign \$428  = csr__w_stb & \$427 ;
-  assign \$429  = csr__addr == 15'h4350;
+  assign \$429  = csr__addr == 15'h4320;
   assign \$430  = csr__w_stb & \$429 ;
-  assign \$431  = csr__addr == 15'h4354;
+  assign \$431  = csr__addr == 15'h4324;
   assign \$432  = csr__w_stb & \$431 ;
-  assign \$433  = csr__addr == 15'h4358;
+  assign \$433  = csr__addr == 15'h4328;
   assign \$434  = csr__w_stb & \$433 ;
-  assign \$435  = csr__addr == 15'h4380;
+  assign \$435  = csr__addr == 15'h432c;
   assign \$436  = csr__w_stb & \$435 ;
-  assign \$437  = csr__addr == 15'h4384;
+  assign \$437  = csr__addr == 15'h4330;
   assign \$438  = csr__w_stb & \$437 ;
-  assign \$439  = csr__addr == 15'h4388;
+  assign \$439  = csr__addr == 15'h4334;
   assign \$440  = csr__w_stb & \$439 ;
-  assign \$441  = csr__addr == 15'h438c;
+  assign \$441  = csr__addr == 15'h4338;
   assign \$442  = csr__w_stb & \$441 ;
-  assign \$443  = csr__addr == 15'h4390;
+  assign \$443  = csr__addr == 15'h433c;
   assign \$444  = csr__w_stb & \$443 ;
-  assign \$445  = csr__addr == 15'h4394;
+  assign \$445  = csr__addr == 15'h4340;
   assign \$446  = csr__w_stb & \$445 ;
-  assign \$447  = csr__addr == 15'h4398;
+  assign \$447  = csr__addr == 15'h4344;
   assign \$448  = csr__w_stb & \$447 ;
-  assign \$449  = csr__addr == 15'h439c;
+  assign \$449  = csr__addr == 15'h4348;
   assign \$450  = csr__w_stb & \$449 ;
-  assign \$451  = csr__addr == 15'h43a0;
+  assign \$451  = csr__addr == 15'h434c;
   assign \$452  = csr__w_stb & \$451 ;
-  assign \$453  = csr__addr == 15'h43a4;
+  assign \$453  = csr__addr == 15'h4350;
   assign \$454  = csr__w_stb & \$453 ;
-  assign \$455  = csr__addr == 15'h43a8;
+  assign \$455  = csr__addr == 15'h4354;
   assign \$456  = csr__w_stb & \$455 ;
-  assign \$457  = csr__addr == 15'h43ac;
+  assign \$457  = csr__addr == 15'h4358;
   assign \$458  = csr__w_stb & \$457 ;
-  assign \$459  = csr__addr == 15'h43b0;
+  assign \$459  = csr__addr == 15'h4380;
   assign \$460  = csr__w_stb & \$459 ;
-  assign \$461  = csr__addr == 15'h43b4;
+  assign \$461  = csr__addr == 15'h4384;
   assign \$462  = csr__w_stb & \$461 ;
-  assign \$463  = csr__addr == 15'h43b8;
+  assign \$463  = csr__addr == 15'h4388;
   assign \$464  = csr__w_stb & \$463 ;
-  assign \$465  = csr__addr == 15'h43bc;
+  assign \$465  = csr__addr == 15'h438c;
   assign \$466  = csr__w_stb & \$465 ;
-  assign \$467  = csr__addr == 15'h43c0;
+  assign \$467  = csr__addr == 15'h4390;
   assign \$468  = csr__w_stb & \$467 ;
-  assign \$469  = csr__addr == 15'h43c4;
+  assign \$469  = csr__addr == 15'h4394;
   assign \$470  = csr__w_stb & \$469 ;
-  assign \$471  = csr__addr == 15'h43c8;
+  assign \$471  = csr__addr == 15'h4398;
   assign \$472  = csr__w_stb & \$471 ;
-  assign \$473  = csr__addr == 15'h43cc;
+  assign \$473  = csr__addr == 15'h439c;
   assign \$474  = csr__w_stb & \$473 ;
-  assign \$475  = csr__addr == 15'h43d0;
+  assign \$475  = csr__addr == 15'h43a0;
   assign \$476  = csr__w_stb & \$475 ;
-  assign \$477  = csr__addr == 15'h43d4;
+  assign \$477  = csr__addr == 15'h43a4;
   assign \$478  = csr__w_stb & \$477 ;
-  assign \$479  = csr__addr == 15'h43d8;
+  assign \$479  = csr__addr == 15'h43a8;
   assign \$480  = csr__w_stb & \$479 ;
-  assign \$481  = csr__addr == 15'h4400;
+  assign \$481  = csr__addr == 15'h43ac;
   assign \$482  = csr__w_stb & \$481 ;
-  assign \$483  = csr__addr == 15'h4404;
+  assign \$483  = csr__addr == 15'h43b0;
   assign \$484  = csr__w_stb & \$483 ;
-  assign \$485  = csr__addr == 15'h4408;
+  assign \$485  = csr__addr == 15'h43b4;
   assign \$486  = csr__w_stb & \$485 ;
-  assign \$487  = csr__addr == 15'h440c;
+  assign \$487  = csr__addr == 15'h43b8;
   assign \$488  = csr__w_stb & \$487 ;
-  assign \$489  = csr__addr == 15'h4410;
+  assign \$489  = csr__addr == 15'h43bc;
   assign \$490  = csr__w_stb & \$489 ;
-  assign \$491  = csr__addr == 15'h4414;
+  assign \$491  = csr__addr == 15'h43c0;
   assign \$492  = csr__w_stb & \$491 ;
-  assign \$493  = csr__addr == 15'h4418;
+  assign \$493  = csr__addr == 15'h43c4;
   assign \$494  = csr__w_stb & \$493 ;
-  assign \$495  = csr__addr == 15'h441c;
+  assign \$495  = csr__addr == 15'h43c8;
   assign \$496  = csr__w_stb & \$495 ;
-  assign \$497  = csr__addr == 15'h4420;
+  assign \$497  = csr__addr == 15'h43cc;
   assign \$498  = csr__w_stb & \$497 ;
-  assign \$499  = csr__addr == 15'h4424;
+  assign \$499  = csr__addr == 15'h43d0;
   assign \$500  = csr__w_stb & \$499 ;
-  assign \$501  = csr__addr == 15'h4428;
+  assign \$501  = csr__addr == 15'h43d4;
   assign \$502  = csr__w_stb & \$501 ;
-  assign \$503  = csr__addr == 15'h442c;
+  assign \$503  = csr__addr == 15'h43d8;
   assign \$504  = csr__w_stb & \$503 ;
-  assign \$505  = csr__addr == 15'h4430;
+  assign \$505  = csr__addr == 15'h4400;
   assign \$506  = csr__w_stb & \$505 ;
-  assign \$507  = csr__addr == 15'h4434;
+  assign \$507  = csr__addr == 15'h4404;
   assign \$508  = csr__w_stb & \$507 ;
-  assign \$509  = csr__addr == 15'h4438;
+  assign \$509  = csr__addr == 15'h4408;
   assign \$510  = csr__w_stb & \$509 ;
-  assign \$511  = csr__addr == 15'h443c;
+  assign \$511  = csr__addr == 15'h440c;
   assign \$512  = csr__w_stb & \$511 ;
-  assign \$513  = csr__addr == 15'h4440;
+  assign \$513  = csr__addr == 15'h4410;
   assign \$514  = csr__w_stb & \$513 ;
-  assign \$515  = csr__addr == 15'h4444;
+  assign \$515  = csr__addr == 15'h4414;
   assign \$516  = csr__w_stb & \$515 ;
-  assign \$517  = csr__addr == 15'h4448;
+  assign \$517  = csr__addr == 15'h4418;
   assign \$518  = csr__w_stb & \$517 ;
-  assign \$519  = csr__addr == 15'h444c;
+  assign \$519  = csr__addr == 15'h441c;
   assign \$520  = csr__w_stb & \$519 ;
-  assign \$521  = csr__addr == 15'h4450;
+  assign \$521  = csr__addr == 15'h4420;
   assign \$522  = csr__w_stb & \$521 ;
-  assign \$523  = csr__addr == 15'h4454;
+  assign \$523  = csr__addr == 15'h4424;
   assign \$524  = csr__w_stb & \$523 ;
-  assign \$525  = csr__addr == 15'h4458;
+  assign \$525  = csr__addr == 15'h4428;
   assign \$526  = csr__w_stb & \$525 ;
-  assign \$527  = csr__addr == 15'h4480;
+  assign \$527  = csr__addr == 15'h442c;
   assign \$528  = csr__w_stb & \$527 ;
-  assign \$529  = csr__addr == 15'h4484;
+  assign \$529  = csr__addr == 15'h4430;
   assign \$530  = csr__w_stb & \$529 ;
-  assign \$531  = csr__addr == 15'h4488;
+  assign \$531  = csr__addr == 15'h4434;
   assign \$532  = csr__w_stb & \$531 ;
-  assign \$533  = csr__addr == 15'h448c;
+  assign \$533  = csr__addr == 15'h4438;
   assign \$534  = csr__w_stb & \$533 ;
-  assign \$535  = csr__addr == 15'h4490;
+  assign \$535  = csr__addr == 15'h443c;
   assign \$536  = csr__w_stb & \$535 ;
-  assign \$537  = csr__addr == 15'h4494;
+  assign \$537  = csr__addr == 15'h4440;
   assign \$538  = csr__w_stb & \$537 ;
-  assign \$539  = csr__addr == 15'h4498;
+  assign \$539  = csr__addr == 15'h4444;
   assign \$540  = csr__w_stb & \$539 ;
-  assign \$541  = csr__addr == 15'h449c;
+  assign \$541  = csr__addr == 15'h4448;
   assign \$542  = csr__w_stb & \$541 ;
-  assign \$543  = csr__addr == 15'h44a0;
+  assign \$543  = csr__addr == 15'h444c;
   assign \$544  = csr__w_stb & \$543 ;
-  assign \$545  = csr__addr == 15'h44a4;
+  assign \$545  = csr__addr == 15'h4450;
   assign \$546  = csr__w_stb & \$545 ;
-  assign \$547  = csr__addr == 15'h44a8;
+  assign \$547  = csr__addr == 15'h4454;
   assign \$548  = csr__w_stb & \$547 ;
-  assign \$549  = csr__addr == 15'h44ac;
+  assign \$549  = csr__addr == 15'h4458;
   assign \$550  = csr__w_stb & \$549 ;
-  assign \$551  = csr__addr == 15'h44b0;
+  assign \$551  = csr__addr == 15'h4480;
   assign \$552  = csr__w_stb & \$551 ;
-  assign \$553  = csr__addr == 15'h44b4;
+  assign \$553  = csr__addr == 15'h4484;
   assign \$554  = csr__w_stb & \$553 ;
-  assign \$555  = csr__addr == 15'h44b8;
+  assign \$555  = csr__addr == 15'h4488;
   assign \$556  = csr__w_stb & \$555 ;
-  assign \$557  = csr__addr == 15'h44bc;
+  assign \$557  = csr__addr == 15'h448c;
   assign \$558  = csr__w_stb & \$557 ;
-  assign \$559  = csr__addr == 15'h44c0;
+  assign \$559  = csr__addr == 15'h4490;
   assign \$560  = csr__w_stb & \$559 ;
-  assign \$561  = csr__addr == 15'h44c4;
+  assign \$561  = csr__addr == 15'h4494;
   assign \$562  = csr__w_stb & \$561 ;
-  assign \$563  = csr__addr == 15'h44c8;
+  assign \$563  = csr__addr == 15'h4498;
   assign \$564  = csr__w_stb & \$563 ;
-  assign \$565  = csr__addr == 15'h44cc;
+  assign \$565  = csr__addr == 15'h449c;
   assign \$566  = csr__w_stb & \$565 ;
-  assign \$567  = csr__addr == 15'h44d0;
+  assign \$567  = csr__addr == 15'h44a0;
   assign \$568  = csr__w_stb & \$567 ;
-  assign \$569  = csr__addr == 15'h44d4;
+  assign \$569  = csr__addr == 15'h44a4;
   assign \$570  = csr__w_stb & \$569 ;
-  assign \$571  = csr__addr == 15'h44d8;
+  assign \$571  = csr__addr == 15'h44a8;
   assign \$572  = csr__w_stb & \$571 ;
-  assign \$573  = csr__addr == 15'h4500;
+  assign \$573  = csr__addr == 15'h44ac;
   assign \$574  = csr__w_stb & \$573 ;
-  assign \$575  = csr__addr == 15'h4504;
+  assign \$575  = csr__addr == 15'h44b0;
   assign \$576  = csr__w_stb & \$575 ;
-  assign \$577  = csr__addr == 15'h4508;
+  assign \$577  = csr__addr == 15'h44b4;
   assign \$578  = csr__w_stb & \$577 ;
-  assign \$579  = csr__addr == 15'h450c;
+  assign \$579  = csr__addr == 15'h44b8;
   assign \$580  = csr__w_stb & \$579 ;
-  assign \$581  = csr__addr == 15'h4510;
+  assign \$581  = csr__addr == 15'h44bc;
   assign \$582  = csr__w_stb & \$581 ;
-  assign \$583  = csr__addr == 15'h4514;
+  assign \$583  = csr__addr == 15'h44c0;
   assign \$584  = csr__w_stb & \$583 ;
-  assign \$585  = csr__addr == 15'h4518;
+  assign \$585  = csr__addr == 15'h44c4;
   assign \$586  = csr__w_stb & \$585 ;
-  assign \$587  = csr__addr == 15'h451c;
+  assign \$587  = csr__addr == 15'h44c8;
   assign \$588  = csr__w_stb & \$587 ;
-  assign \$589  = csr__addr == 15'h4520;
+  assign \$589  = csr__addr == 15'h44cc;
   assign \$590  = csr__w_stb & \$589 ;
-  assign \$591  = csr__addr == 15'h4524;
+  assign \$591  = csr__addr == 15'h44d0;
   assign \$592  = csr__w_stb & \$591 ;
-  assign \$593  = csr__addr == 15'h4528;
+  assign \$593  = csr__addr == 15'h44d4;
   assign \$594  = csr__w_stb & \$593 ;
-  assign \$595  = csr__addr == 15'h452c;
+  assign \$595  = csr__addr == 15'h44d8;
   assign \$596  = csr__w_stb & \$595 ;
-  assign \$597  = csr__addr == 15'h4530;
+  assign \$597  = csr__addr == 15'h4500;
   assign \$598  = csr__w_stb & \$597 ;
-  assign \$599  = csr__addr == 15'h4534;
+  assign \$599  = csr__addr == 15'h4504;
   assign \$600  = csr__w_stb & \$599 ;
-  assign \$601  = csr__addr == 15'h4538;
+  assign \$601  = csr__addr == 15'h4508;
   assign \$602  = csr__w_stb & \$601 ;
-  assign \$603  = csr__addr == 15'h453c;
+  assign \$603  = csr__addr == 15'h450c;
   assign \$604  = csr__w_stb & \$603 ;
-  assign \$605  = csr__addr == 15'h4540;
+  assign \$605  = csr__addr == 15'h4510;
   assign \$606  = csr__w_stb & \$605 ;
-  assign \$607  = csr__addr == 15'h4544;
+  assign \$607  = csr__addr == 15'h4514;
   assign \$608  = csr__w_stb & \$607 ;
-  assign \$609  = csr__addr == 15'h4548;
+  assign \$609  = csr__addr == 15'h4518;
   assign \$610  = csr__w_stb & \$609 ;
-  assign \$611  = csr__addr == 15'h454c;
+  assign \$611  = csr__addr == 15'h451c;
   assign \$612  = csr__w_stb & \$611 ;
-  assign \$613  = csr__addr == 15'h4550;
+  assign \$613  = csr__addr == 15'h4520;
   assign \$614  = csr__w_stb & \$613 ;
-  assign \$615  = csr__addr == 15'h4554;
+  assign \$615  = csr__addr == 15'h4524;
   assign \$616  = csr__w_stb & \$615 ;
-  assign \$617  = csr__addr == 15'h4558;
+  assign \$617  = csr__addr == 15'h4528;
   assign \$618  = csr__w_stb & \$617 ;
-  assign \$619  = csr__addr == 15'h4580;
+  assign \$619  = csr__addr == 15'h452c;
   assign \$620  = csr__w_stb & \$619 ;
-  assign \$621  = csr__addr == 15'h4584;
+  assign \$621  = csr__addr == 15'h4530;
   assign \$622  = csr__w_stb & \$621 ;
-  assign \$623  = csr__addr == 15'h4588;
+  assign \$623  = csr__addr == 15'h4534;
   assign \$624  = csr__w_stb & \$623 ;
-  assign \$625  = csr__addr == 15'h458c;
+  assign \$625  = csr__addr == 15'h4538;
   assign \$626  = csr__w_stb & \$625 ;
-  assign \$627  = csr__addr == 15'h4590;
+  assign \$627  = csr__addr == 15'h453c;
   assign \$628  = csr__w_stb & \$627 ;
-  assign \$629  = csr__addr == 15'h4594;
+  assign \$629  = csr__addr == 15'h4540;
   assign \$630  = csr__w_stb & \$629 ;
-  assign \$631  = csr__addr == 15'h4598;
+  assign \$631  = csr__addr == 15'h4544;
   assign \$632  = csr__w_stb & \$631 ;
-  assign \$633  = csr__addr == 15'h459c;
+  assign \$633  = csr__addr == 15'h4548;
   assign \$634  = csr__w_stb & \$633 ;
-  assign \$635  = csr__addr == 15'h45a0;
+  assign \$635  = csr__addr == 15'h454c;
   assign \$636  = csr__w_stb & \$635 ;
-  assign \$637  = csr__addr == 15'h45a4;
+  assign \$637  = csr__addr == 15'h4550;
   assign \$638  = csr__w_stb & \$637 ;
-  assign \$639  = csr__addr == 15'h45a8;
+  assign \$639  = csr__addr == 15'h4554;
   assign \$640  = csr__w_stb & \$639 ;
-  assign \$641  = csr__addr == 15'h45ac;
+  assign \$641  = csr__addr == 15'h4558;
   assign \$642  = csr__w_stb & \$641 ;
-  assign \$643  = csr__addr == 15'h45b0;
+  assign \$643  = csr__addr == 15'h4580;
   assign \$644  = csr__w_stb & \$643 ;
-  assign \$645  = csr__addr == 15'h45b4;
+  assign \$645  = csr__addr == 15'h4584;
   assign \$646  = csr__w_stb & \$645 ;
-  assign \$647  = csr__addr == 15'h45b8;
+  assign \$647  = csr__addr == 15'h4588;
   assign \$648  = csr__w_stb & \$647 ;
-  assign \$649  = csr__addr == 15'h45bc;
+  assign \$649  = csr__addr == 15'h458c;
   assign \$650  = csr__w_stb & \$649 ;
-  assign \$651  = csr__addr == 15'h45c0;
+  assign \$651  = csr__addr == 15'h4590;
   assign \$652  = csr__w_stb & \$651 ;
-  assign \$653  = csr__addr == 15'h45c4;
+  assign \$653  = csr__addr == 15'h4594;
   assign \$654  = csr__w_stb & \$653 ;
-  assign \$655  = csr__addr == 15'h45c8;
+  assign \$655  = csr__addr == 15'h4598;
   assign \$656  = csr__w_stb & \$655 ;
-  assign \$657  = csr__addr == 15'h45cc;
+  assign \$657  = csr__addr == 15'h459c;
   assign \$658  = csr__w_stb & \$657 ;
-  assign \$659  = csr__addr == 15'h45d0;
+  assign \$659  = csr__addr == 15'h45a0;
   assign \$660  = csr__w_stb & \$659 ;
-  assign \$661  = csr__addr == 15'h45d4;
+  assign \$661  = csr__addr == 15'h45a4;
   assign \$662  = csr__w_stb & \$661 ;
-  assign \$663  = csr__addr == 15'h45d8;
+  assign \$663  = csr__addr == 15'h45a8;
   assign \$664  = csr__w_stb & \$663 ;
-  assign \$665  = csr__addr == 15'h4600;
+  assign \$665  = csr__addr == 15'h45ac;
   assign \$666  = csr__w_stb & \$665 ;
-  assign \$667  = csr__addr == 15'h4604;
+  assign \$667  = csr__addr == 15'h45b0;
   assign \$668  = csr__w_stb & \$667 ;
-  assign \$669  = csr__addr == 15'h4608;
+  assign \$669  = csr__addr == 15'h45b4;
   assign \$670  = csr__w_stb & \$669 ;
-  assign \$671  = csr__addr == 15'h460c;
+  assign \$671  = csr__addr == 15'h45b8;
   assign \$672  = csr__w_stb & \$671 ;
-  assign \$673  = csr__addr == 15'h4610;
+  assign \$673  = csr__addr == 15'h45bc;
   assign \$674  = csr__w_stb & \$673 ;
-  assign \$675  = csr__addr == 15'h4614;
+  assign \$675  = csr__addr == 15'h45c0;
   assign \$676  = csr__w_stb & \$675 ;
-  assign \$677  = csr__addr == 15'h4618;
+  assign \$677  = csr__addr == 15'h45c4;
   assign \$678  = csr__w_stb & \$677 ;
-  assign \$679  = csr__addr == 15'h461c;
+  assign \$679  = csr__addr == 15'h45c8;
   assign \$680  = csr__w_stb & \$679 ;
-  assign \$681  = csr__addr == 15'h4620;
+  assign \$681  = csr__addr == 15'h45cc;
   assign \$682  = csr__w_stb & \$681 ;
-  assign \$683  = csr__addr == 15'h4624;
+  assign \$683  = csr__addr == 15'h45d0;
   assign \$684  = csr__w_stb & \$683 ;
-  assign \$685  = csr__addr == 15'h4628;
+  assign \$685  = csr__addr == 15'h45d4;
   assign \$686  = csr__w_stb & \$685 ;
-  assign \$687  = csr__addr == 15'h462c;
+  assign \$687  = csr__addr == 15'h45d8;
   assign \$688  = csr__w_stb & \$687 ;
-  assign \$689  = csr__addr == 15'h4630;
+  assign \$689  = csr__addr == 15'h4600;
   assign \$690  = csr__w_stb & \$689 ;
-  assign \$691  = csr__addr == 15'h4634;
+  assign \$691  = csr__addr == 15'h4604;
   assign \$692  = csr__w_stb & \$691 ;
-  assign \$693  = csr__addr == 15'h4638;
+  assign \$693  = csr__addr == 15'h4608;
   assign \$694  = csr__w_stb & \$693 ;
-  assign \$695  = csr__addr == 15'h463c;
+  assign \$695  = csr__addr == 15'h460c;
   assign \$696  = csr__w_stb & \$695 ;
-  assign \$697  = csr__addr == 15'h4640;
+  assign \$697  = csr__addr == 15'h4610;
   assign \$698  = csr__w_stb & \$697 ;
-  assign \$699  = csr__addr == 15'h4644;
+  assign \$699  = csr__addr == 15'h4614;
   assign \$700  = csr__w_stb & \$699 ;
-  assign \$701  = csr__addr == 15'h4648;
+  assign \$701  = csr__addr == 15'h4618;
   assign \$702  = csr__w_stb & \$701 ;
-  assign \$703  = csr__addr == 15'h464c;
+  assign \$703  = csr__addr == 15'h461c;
   assign \$704  = csr__w_stb & \$703 ;
-  assign \$705  = csr__addr == 15'h4650;
+  assign \$705  = csr__addr == 15'h4620;
   assign \$706  = csr__w_stb & \$705 ;
-  assign \$707  = csr__addr == 15'h4654;
+  assign \$707  = csr__addr == 15'h4624;
   assign \$708  = csr__w_stb & \$707 ;
-  assign \$709  = csr__addr == 15'h4658;
+  assign \$709  = csr__addr == 15'h4628;
   assign \$710  = csr__w_stb & \$709 ;
-  assign \$711  = csr__addr == 15'h4680;
+  assign \$711  = csr__addr == 15'h462c;
   assign \$712  = csr__w_stb & \$711 ;
-  assign \$713  = csr__addr == 15'h4684;
+  assign \$713  = csr__addr == 15'h4630;
   assign \$714  = csr__w_stb & \$713 ;
-  assign \$715  = csr__addr == 15'h4688;
+  assign \$715  = csr__addr == 15'h4634;
   assign \$716  = csr__w_stb & \$715 ;
-  assign \$717  = csr__addr == 15'h468c;
+  assign \$717  = csr__addr == 15'h4638;
   assign \$718  = csr__w_stb & \$717 ;
-  assign \$719  = csr__addr == 15'h4690;
+  assign \$719  = csr__addr == 15'h463c;
   assign \$720  = csr__w_stb & \$719 ;
-  assign \$721  = csr__addr == 15'h4694;
+  assign \$721  = csr__addr == 15'h4640;
   assign \$722  = csr__w_stb & \$721 ;
-  assign \$723  = csr__addr == 15'h4698;
+  assign \$723  = csr__addr == 15'h4644;
   assign \$724  = csr__w_stb & \$723 ;
-  assign \$725  = csr__addr == 15'h469c;
+  assign \$725  = csr__addr == 15'h4648;
   assign \$726  = csr__w_stb & \$725 ;
-  assign \$727  = csr__addr == 15'h46a0;
+  assign \$727  = csr__addr == 15'h464c;
   assign \$728  = csr__w_stb & \$727 ;
-  assign \$729  = csr__addr == 15'h46a4;
+  assign \$729  = csr__addr == 15'h4650;
   assign \$730  = csr__w_stb & \$729 ;
-  assign \$731  = csr__addr == 15'h46a8;
+  assign \$731  = csr__addr == 15'h4654;
   assign \$732  = csr__w_stb & \$731 ;
-  assign \$733  = csr__addr == 15'h46ac;
+  assign \$733  = csr__addr == 15'h4658;
   assign \$734  = csr__w_stb & \$733 ;
-  assign \$735  = csr__addr == 15'h46b0;
+  assign \$735  = csr__addr == 15'h4680;
   assign \$736  = csr__w_stb & \$735 ;
-  assign \$737  = csr__addr == 15'h46b4;
+  assign \$737  = csr__addr == 15'h4684;
   assign \$738  = csr__w_stb & \$737 ;
-  assign \$739  = csr__addr == 15'h46b8;
+  assign \$739  = csr__addr == 15'h4688;
   assign \$740  = csr__w_stb & \$739 ;
-  assign \$741  = csr__addr == 15'h46bc;
+  assign \$741  = csr__addr == 15'h468c;
   assign \$742  = csr__w_stb & \$741 ;
-  assign \$743  = csr__addr == 15'h46c0;
+  assign \$743  = csr__addr == 15'h4690;
   assign \$744  = csr__w_stb & \$743 ;
-  assign \$745  = csr__addr == 15'h46c4;
+  assign \$745  = csr__addr == 15'h4694;
   assign \$746  = csr__w_stb & \$745 ;
-  assign \$747  = csr__addr == 15'h46c8;
+  assign \$747  = csr__addr == 15'h4698;
   assign \$748  = csr__w_stb & \$747 ;
-  assign \$749  = csr__addr == 15'h46cc;
+  assign \$749  = csr__addr == 15'h469c;
   assign \$750  = csr__w_stb & \$749 ;
-  assign \$751  = csr__addr == 15'h46d0;
+  assign \$751  = csr__addr == 15'h46a0;
   assign \$752  = csr__w_stb & \$751 ;
-  assign \$753  = csr__addr == 15'h46d4;
+  assign \$753  = csr__addr == 15'h46a4;
   assign \$754  = csr__w_stb & \$753 ;
-  assign \$755  = csr__addr == 15'h46d8;
+  assign \$755  = csr__addr == 15'h46a8;
   assign \$756  = csr__w_stb & \$755 ;
-  assign \$757  = csr__addr == 15'h4700;
+  assign \$757  = csr__addr == 15'h46ac;
   assign \$758  = csr__w_stb & \$757 ;
-  assign \$759  = csr__addr == 15'h4704;
+  assign \$759  = csr__addr == 15'h46b0;
   assign \$760  = csr__w_stb & \$759 ;
-  assign \$761  = csr__addr == 15'h4708;
+  assign \$761  = csr__addr == 15'h46b4;
   assign \$762  = csr__w_stb & \$761 ;
-  assign \$763  = csr__addr == 15'h470c;
+  assign \$763  = csr__addr == 15'h46b8;
   assign \$764  = csr__w_stb & \$763 ;
-  assign \$765  = csr__addr == 15'h4710;
+  assign \$765  = csr__addr == 15'h46bc;
   assign \$766  = csr__w_stb & \$765 ;
-  assign \$767  = csr__addr == 15'h4714;
+  assign \$767  = csr__addr == 15'h46c0;
   assign \$768  = csr__w_stb & \$767 ;
-  assign \$769  = csr__addr == 15'h4718;
+  assign \$769  = csr__addr == 15'h46c4;
   assign \$770  = csr__w_stb & \$769 ;
-  assign \$771  = csr__addr == 15'h471c;
+  assign \$771  = csr__addr == 15'h46c8;
   assign \$772  = csr__w_stb & \$771 ;
-  assign \$773  = csr__addr == 15'h4720;
+  assign \$773  = csr__addr == 15'h46cc;
   assign \$774  = csr__w_stb & \$773 ;
-  assign \$775  = csr__addr == 15'h4724;
+  assign \$775  = csr__addr == 15'h46d0;
   assign \$776  = csr__w_stb & \$775 ;
-  assign \$777  = csr__addr == 15'h4728;
+  assign \$777  = csr__addr == 15'h46d4;
   assign \$778  = csr__w_stb & \$777 ;
-  assign \$779  = csr__addr == 15'h472c;
+  assign \$779  = csr__addr == 15'h46d8;
   assign \$780  = csr__w_stb & \$779 ;
-  assign \$781  = csr__addr == 15'h4730;
+  assign \$781  = csr__addr == 15'h4700;
   assign \$782  = csr__w_stb & \$781 ;
-  assign \$783  = csr__addr == 15'h4734;
+  assign \$783  = csr__addr == 15'h4704;
   assign \$784  = csr__w_stb & \$783 ;
-  assign \$785  = csr__addr == 15'h4738;
+  assign \$785  = csr__addr == 15'h4708;
   assign \$786  = csr__w_stb & \$785 ;
-  assign \$787  = csr__addr == 15'h473c;
+  assign \$787  = csr__addr == 15'h470c;
   assign \$788  = csr__w_stb & \$787 ;
-  assign \$789  = csr__addr == 15'h4740;
+  assign \$789  = csr__addr == 15'h4710;
   assign \$790  = csr__w_stb & \$789 ;
-  assign \$791  = csr__addr == 15'h4744;
+  assign \$791  = csr__addr == 15'h4714;
   assign \$792  = csr__w_stb & \$791 ;
-  assign \$793  = csr__addr == 15'h4748;
+  assign \$793  = csr__addr == 15'h4718;
   assign \$794  = csr__w_stb & \$793 ;
-  assign \$795  = csr__addr == 15'h474c;
+  assign \$795  = csr__addr == 15'h471c;
   assign \$796  = csr__w_stb & \$795 ;
-  assign \$797  = csr__addr == 15'h4750;
+  assign \$797  = csr__addr == 15'h4720;
   assign \$798  = csr__w_stb & \$797 ;
-  assign \$799  = csr__addr == 15'h4754;
+  assign \$799  = csr__addr == 15'h4724;
   assign \$800  = csr__w_stb & \$799 ;
-  assign \$801  = csr__addr == 15'h4758;
+  assign \$801  = csr__addr == 15'h4728;
   assign \$802  = csr__w_stb & \$801 ;
-  assign \$803  = csr__addr == 15'h4780;
+  assign \$803  = csr__addr == 15'h472c;
   assign \$804  = csr__w_stb & \$803 ;
-  assign \$805  = csr__addr == 15'h4784;
+  assign \$805  = csr__addr == 15'h4730;
   assign \$806  = csr__w_stb & \$805 ;
-  assign \$807  = csr__addr == 15'h4788;
+  assign \$807  = csr__addr == 15'h4734;
   assign \$808  = csr__w_stb & \$807 ;
-  assign \$809  = csr__addr == 15'h478c;
+  assign \$809  = csr__addr == 15'h4738;
   assign \$810  = csr__w_stb & \$809 ;
-  assign \$811  = csr__addr == 15'h4790;
+  assign \$811  = csr__addr == 15'h473c;
   assign \$812  = csr__w_stb & \$811 ;
-  assign \$813  = csr__addr == 15'h4794;
+  assign \$813  = csr__addr == 15'h4740;
   assign \$814  = csr__w_stb & \$813 ;
-  assign \$815  = csr__addr == 15'h4798;
+  assign \$815  = csr__addr == 15'h4744;
   assign \$816  = csr__w_stb & \$815 ;
-  assign \$817  = csr__addr == 15'h479c;
+  assign \$817  = csr__addr == 15'h4748;
   assign \$818  = csr__w_stb & \$817 ;
-  assign \$819  = csr__addr == 15'h47a0;
+  assign \$819  = csr__addr == 15'h474c;
   assign \$820  = csr__w_stb & \$819 ;
-  assign \$821  = csr__addr == 15'h47a4;
+  assign \$821  = csr__addr == 15'h4750;
   assign \$822  = csr__w_stb & \$821 ;
-  assign \$823  = csr__addr == 15'h47a8;
+  assign \$823  = csr__addr == 15'h4754;
   assign \$824  = csr__w_stb & \$823 ;
-  assign \$825  = csr__addr == 15'h47ac;
+  assign \$825  = csr__addr == 15'h4758;
   assign \$826  = csr__w_stb & \$825 ;
-  assign \$827  = csr__addr == 15'h47b0;
+  assign \$827  = csr__addr == 15'h4780;
   assign \$828  = csr__w_stb & \$827 ;
-  assign \$829  = csr__addr == 15'h47b4;
+  assign \$829  = csr__addr == 15'h4784;
   assign \$830  = csr__w_stb & \$829 ;
-  assign \$831  = csr__addr == 15'h47b8;
+  assign \$831  = csr__addr == 15'h4788;
   assign \$832  = csr__w_stb & \$831 ;
-  assign \$833  = csr__addr == 15'h47bc;
+  assign \$833  = csr__addr == 15'h478c;
   assign \$834  = csr__w_stb & \$833 ;
-  assign \$835  = csr__addr == 15'h47c0;
+  assign \$835  = csr__addr == 15'h4790;
   assign \$836  = csr__w_stb & \$835 ;
-  assign \$837  = csr__addr == 15'h47c4;
+  assign \$837  = csr__addr == 15'h4794;
   assign \$838  = csr__w_stb & \$837 ;
-  assign \$839  = csr__addr == 15'h47c8;
+  assign \$839  = csr__addr == 15'h4798;
   assign \$840  = csr__w_stb & \$839 ;
-  assign \$841  = csr__addr == 15'h47cc;
+  assign \$841  = csr__addr == 15'h479c;
   assign \$842  = csr__w_stb & \$841 ;
-  assign \$843  = csr__addr == 15'h47d0;
+  assign \$843  = csr__addr == 15'h47a0;
   assign \$844  = csr__w_stb & \$843 ;
-  assign \$845  = csr__addr == 15'h47d4;
+  assign \$845  = csr__addr == 15'h47a4;
   assign \$846  = csr__w_stb & \$845 ;
-  assign \$847  = csr__addr == 15'h47d8;
+  assign \$847  = csr__addr == 15'h47a8;
   assign \$848  = csr__w_stb & \$847 ;
+  assign \$849  = csr__addr == 15'h47ac;
+  assign \$850  = csr__w_stb & \$849 ;
+  assign \$851  = csr__addr == 15'h47b0;
+  assign \$852  = csr__w_stb & \$851 ;
+  assign \$853  = csr__addr == 15'h47b4;
+  assign \$854  = csr__w_stb & \$853 ;
+  assign \$855  = csr__addr == 15'h47b8;
+  assign \$856  = csr__w_stb & \$855 ;
+  assign \$857  = csr__addr == 15'h47bc;
+  assign \$858  = csr__w_stb & \$857 ;
+  assign \$859  = csr__addr == 15'h47c0;
+  assign \$860  = csr__w_stb & \$859 ;
+  assign \$861  = csr__addr == 15'h47c4;
+  assign \$862  = csr__w_stb & \$861 ;
+  assign \$863  = csr__addr == 15'h47c8;
+  assign \$864  = csr__w_stb & \$863 ;
+  assign \$865  = csr__addr == 15'h47cc;
+  assign \$866  = csr__w_stb & \$865 ;
+  assign \$867  = csr__addr == 15'h47d0;
+  assign \$868  = csr__w_stb & \$867 ;
+  assign \$869  = csr__addr == 15'h47d4;
+  assign \$870  = csr__w_stb & \$869 ;
+  assign \$871  = csr__addr == 15'h47d8;
+  assign \$872  = csr__w_stb & \$871 ;
   always @(posedge clk)
-    hash_enable <= \$849 ;
+    hash_enable <= \$873 ;
   always @(posedge clk)
-    symmetric <= \$850 ;
+    symmetric <= \$874 ;
   always @(posedge clk)
-    pass_errors <= \$851 ;
+    pass_errors <= \$875 ;
   always @(posedge clk)
-    max_frame <= \$852 ;
+    max_frame <= \$876 ;
   always @(posedge clk)
-    direct_ethertype <= \$853 ;
+    direct_ethertype <= \$877 ;
   always @(posedge clk)
-    default_action <= \$854 ;
+    default_action <= \$878 ;
   always @(posedge clk)
-    key <= \$855 ;
+    key <= \$879 ;
   always @(posedge clk)
-    rules <= \$856 ;
+    rules <= \$880 ;
   always @(posedge clk)
-    generation <= \$857 ;
+    generation <= \$881 ;
   always @(posedge clk)
-    commit_pending <= \$858 ;
+    commit_pending <= \$882 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$859 ;
+    shadow_ctrl_0_0 <= \$883 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$860 ;
+    shadow_max_frame_0_0 <= \$884 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$861 ;
+    shadow_direct_ethertype_0_0 <= \$885 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$862 ;
+    shadow_default_action_0_0 <= \$886 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$863 ;
+    shadow_rss_key_0_0 <= \$887 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$864 ;
+    shadow_rss_key_1_0 <= \$888 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$865 ;
+    shadow_rss_key_2_0 <= \$889 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$866 ;
+    shadow_rss_key_3_0 <= \$890 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$867 ;
+    shadow_rss_key_4_0 <= \$891 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$868 ;
+    shadow_rss_key_5_0 <= \$892 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$869 ;
+    shadow_rss_key_6_0 <= \$893 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$870 ;
+    shadow_rss_key_7_0 <= \$894 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$871 ;
+    shadow_rss_key_8_0 <= \$895 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$872 ;
+    shadow_rss_key_9_0 <= \$896 ;
   always @(posedge clk)
-    shadow_rule_0_0 <= \$873 ;
+    shadow_rule_0_0 <= \$897 ;
   always @(posedge clk)
-    shadow_rule_0_1 <= \$874 ;
+    shadow_rule_0_1 <= \$898 ;
   always @(posedge clk)
-    shadow_rule_0_2 <= \$875 ;
+    shadow_rule_0_2 <= \$899 ;
   always @(posedge clk)
-    shadow_rule_0_3 <= \$876 ;
+    shadow_rule_0_3 <= \$900 ;
   always @(posedge clk)
-    shadow_rule_0_4 <= \$877 ;
+    shadow_rule_0_4 <= \$901 ;
   always @(posedge clk)
-    shadow_rule_0_5 <= \$878 ;
+    shadow_rule_0_5 <= \$902 ;
   always @(posedge clk)
-    shadow_rule_0_6 <= \$879 ;
+    shadow_rule_0_6 <= \$903 ;
   always @(posedge clk)
-    shadow_rule_0_7 <= \$880 ;
+    shadow_rule_0_7 <= \$904 ;
   always @(posedge clk)
-    shadow_rule_0_8 <= \$881 ;
+    shadow_rule_0_8 <= \$905 ;
   always @(posedge clk)
-    shadow_rule_0_9 <= \$882 ;
+    shadow_rule_0_9 <= \$906 ;
   always @(posedge clk)
-    shadow_rule_0_10 <= \$883 ;
+    shadow_rule_0_10 <= \$907 ;
   always @(posedge clk)
-    shadow_rule_0_11 <= \$884 ;
+    shadow_rule_0_11 <= \$908 ;
   always @(posedge clk)
-    shadow_rule_0_12 <= \$885 ;
+    shadow_rule_0_12 <= \$909 ;
   always @(posedge clk)
-    shadow_rule_0_13 <= \$886 ;
+    shadow_rule_0_13 <= \$910 ;
   always @(posedge clk)
-    shadow_rule_0_14 <= \$887 ;
+    shadow_rule_0_14 <= \$911 ;
   always @(posedge clk)
-    shadow_rule_0_15 <= \$888 ;
+    shadow_rule_0_15 <= \$912 ;
   always @(posedge clk)
-    shadow_rule_0_16 <= \$889 ;
+    shadow_rule_0_16 <= \$913 ;
   always @(posedge clk)
-    shadow_rule_0_17 <= \$890 ;
+    shadow_rule_0_17 <= \$914 ;
   always @(posedge clk)
-    shadow_rule_0_18 <= \$891 ;
+    shadow_rule_0_18 <= \$915 ;
   always @(posedge clk)
-    shadow_rule_0_19 <= \$892 ;
+    shadow_rule_0_19 <= \$916 ;
   always @(posedge clk)
-    shadow_rule_0_20 <= \$893 ;
+    shadow_rule_0_20 <= \$917 ;
   always @(posedge clk)
-    shadow_rule_0_21 <= \$894 ;
+    shadow_rule_0_21 <= \$918 ;
   always @(posedge clk)
-    shadow_rule_0_22 <= \$895 ;
+    shadow_rule_0_22 <= \$919 ;
   always @(posedge clk)
-    shadow_rule_1_0 <= \$896 ;
+    shadow_rule_1_0 <= \$920 ;
   always @(posedge clk)
-    shadow_rule_1_1 <= \$897 ;
+    shadow_rule_1_1 <= \$921 ;
   always @(posedge clk)
-    shadow_rule_1_2 <= \$898 ;
+    shadow_rule_1_2 <= \$922 ;
   always @(posedge clk)
-    shadow_rule_1_3 <= \$899 ;
+    shadow_rule_1_3 <= \$923 ;
   always @(posedge clk)
-    shadow_rule_1_4 <= \$900 ;
+    shadow_rule_1_4 <= \$924 ;
   always @(posedge clk)
-    shadow_rule_1_5 <= \$901 ;
+    shadow_rule_1_5 <= \$925 ;
   always @(posedge clk)
-    shadow_rule_1_6 <= \$902 ;
+    shadow_rule_1_6 <= \$926 ;
   always @(posedge clk)
-    shadow_rule_1_7 <= \$903 ;
+    shadow_rule_1_7 <= \$927 ;
   always @(posedge clk)
-    shadow_rule_1_8 <= \$904 ;
+    shadow_rule_1_8 <= \$928 ;
   always @(posedge clk)
-    shadow_rule_1_9 <= \$905 ;
+    shadow_rule_1_9 <= \$929 ;
   always @(posedge clk)
-    shadow_rule_1_10 <= \$906 ;
+    shadow_rule_1_10 <= \$930 ;
   always @(posedge clk)
-    shadow_rule_1_11 <= \$907 ;
+    shadow_rule_1_11 <= \$931 ;
   always @(posedge clk)
-    shadow_rule_1_12 <= \$908 ;
+    shadow_rule_1_12 <= \$932 ;
   always @(posedge clk)
-    shadow_rule_1_13 <= \$909 ;
+    shadow_rule_1_13 <= \$933 ;
   always @(posedge clk)
-    shadow_rule_1_14 <= \$910 ;
+    shadow_rule_1_14 <= \$934 ;
   always @(posedge clk)
-    shadow_rule_1_15 <= \$911 ;
+    shadow_rule_1_15 <= \$935 ;
   always @(posedge clk)
-    shadow_rule_1_16 <= \$912 ;
+    shadow_rule_1_16 <= \$936 ;
   always @(posedge clk)
-    shadow_rule_1_17 <= \$913 ;
+    shadow_rule_1_17 <= \$937 ;
   always @(posedge clk)
-    shadow_rule_1_18 <= \$914 ;
+    shadow_rule_1_18 <= \$938 ;
   always @(posedge clk)
-    shadow_rule_1_19 <= \$915 ;
+    shadow_rule_1_19 <= \$939 ;
   always @(posedge clk)
-    shadow_rule_1_20 <= \$916 ;
+    shadow_rule_1_20 <= \$940 ;
   always @(posedge clk)
-    shadow_rule_1_21 <= \$917 ;
+    shadow_rule_1_21 <= \$941 ;
   always @(posedge clk)
-    shadow_rule_1_22 <= \$918 ;
+    shadow_rule_1_22 <= \$942 ;
   always @(posedge clk)
-    shadow_rule_2_0 <= \$919 ;
+    shadow_rule_2_0 <= \$943 ;
   always @(posedge clk)
-    shadow_rule_2_1 <= \$920 ;
+    shadow_rule_2_1 <= \$944 ;
   always @(posedge clk)
-    shadow_rule_2_2 <= \$921 ;
+    shadow_rule_2_2 <= \$945 ;
   always @(posedge clk)
-    shadow_rule_2_3 <= \$922 ;
+    shadow_rule_2_3 <= \$946 ;
   always @(posedge clk)
-    shadow_rule_2_4 <= \$923 ;
+    shadow_rule_2_4 <= \$947 ;
   always @(posedge clk)
-    shadow_rule_2_5 <= \$924 ;
+    shadow_rule_2_5 <= \$948 ;
   always @(posedge clk)
-    shadow_rule_2_6 <= \$925 ;
+    shadow_rule_2_6 <= \$949 ;
   always @(posedge clk)
-    shadow_rule_2_7 <= \$926 ;
+    shadow_rule_2_7 <= \$950 ;
   always @(posedge clk)
-    shadow_rule_2_8 <= \$927 ;
+    shadow_rule_2_8 <= \$951 ;
   always @(posedge clk)
-    shadow_rule_2_9 <= \$928 ;
+    shadow_rule_2_9 <= \$952 ;
   always @(posedge clk)
-    shadow_rule_2_10 <= \$929 ;
+    shadow_rule_2_10 <= \$953 ;
   always @(posedge clk)
-    shadow_rule_2_11 <= \$930 ;
+    shadow_rule_2_11 <= \$954 ;
   always @(posedge clk)
-    shadow_rule_2_12 <= \$931 ;
+    shadow_rule_2_12 <= \$955 ;
   always @(posedge clk)
-    shadow_rule_2_13 <= \$932 ;
+    shadow_rule_2_13 <= \$956 ;
   always @(posedge clk)
-    shadow_rule_2_14 <= \$933 ;
+    shadow_rule_2_14 <= \$957 ;
   always @(posedge clk)
-    shadow_rule_2_15 <= \$934 ;
+    shadow_rule_2_15 <= \$958 ;
   always @(posedge clk)
-    shadow_rule_2_16 <= \$935 ;
+    shadow_rule_2_16 <= \$959 ;
   always @(posedge clk)
-    shadow_rule_2_17 <= \$936 ;
+    shadow_rule_2_17 <= \$960 ;
   always @(posedge clk)
-    shadow_rule_2_18 <= \$937 ;
+    shadow_rule_2_18 <= \$961 ;
   always @(posedge clk)
-    shadow_rule_2_19 <= \$938 ;
+    shadow_rule_2_19 <= \$962 ;
   always @(posedge clk)
-    shadow_rule_2_20 <= \$939 ;
+    shadow_rule_2_20 <= \$963 ;
   always @(posedge clk)
-    shadow_rule_2_21 <= \$940 ;
+    shadow_rule_2_21 <= \$964 ;
   always @(posedge clk)
-    shadow_rule_2_22 <= \$941 ;
+    shadow_rule_2_22 <= \$965 ;
   always @(posedge clk)
-    shadow_rule_3_0 <= \$942 ;
+    shadow_rule_3_0 <= \$966 ;
   always @(posedge clk)
-    shadow_rule_3_1 <= \$943 ;
+    shadow_rule_3_1 <= \$967 ;
   always @(posedge clk)
-    shadow_rule_3_2 <= \$944 ;
+    shadow_rule_3_2 <= \$968 ;
   always @(posedge clk)
-    shadow_rule_3_3 <= \$945 ;
+    shadow_rule_3_3 <= \$969 ;
   always @(posedge clk)
-    shadow_rule_3_4 <= \$946 ;
+    shadow_rule_3_4 <= \$970 ;
   always @(posedge clk)
-    shadow_rule_3_5 <= \$947 ;
+    shadow_rule_3_5 <= \$971 ;
   always @(posedge clk)
-    shadow_rule_3_6 <= \$948 ;
+    shadow_rule_3_6 <= \$972 ;
   always @(posedge clk)
-    shadow_rule_3_7 <= \$949 ;
+    shadow_rule_3_7 <= \$973 ;
   always @(posedge clk)
-    shadow_rule_3_8 <= \$950 ;
+    shadow_rule_3_8 <= \$974 ;
   always @(posedge clk)
-    shadow_rule_3_9 <= \$951 ;
+    shadow_rule_3_9 <= \$975 ;
   always @(posedge clk)
-    shadow_rule_3_10 <= \$952 ;
+    shadow_rule_3_10 <= \$976 ;
   always @(posedge clk)
-    shadow_rule_3_11 <= \$953 ;
+    shadow_rule_3_11 <= \$977 ;
   always @(posedge clk)
-    shadow_rule_3_12 <= \$954 ;
+    shadow_rule_3_12 <= \$978 ;
   always @(posedge clk)
-    shadow_rule_3_13 <= \$955 ;
+    shadow_rule_3_13 <= \$979 ;
   always @(posedge clk)
-    shadow_rule_3_14 <= \$956 ;
+    shadow_rule_3_14 <= \$980 ;
   always @(posedge clk)
-    shadow_rule_3_15 <= \$957 ;
+    shadow_rule_3_15 <= \$981 ;
   always @(posedge clk)
-    shadow_rule_3_16 <= \$958 ;
+    shadow_rule_3_16 <= \$982 ;
   always @(posedge clk)
-    shadow_rule_3_17 <= \$959 ;
+    shadow_rule_3_17 <= \$983 ;
   always @(posedge clk)
-    shadow_rule_3_18 <= \$960 ;
+    shadow_rule_3_18 <= \$984 ;
   always @(posedge clk)
-    shadow_rule_3_19 <= \$961 ;
+    shadow_rule_3_19 <= \$985 ;
   always @(posedge clk)
-    shadow_rule_3_20 <= \$962 ;
+    shadow_rule_3_20 <= \$986 ;
   always @(posedge clk)
-    shadow_rule_3_21 <= \$963 ;
+    shadow_rule_3_21 <= \$987 ;
   always @(posedge clk)
-    shadow_rule_3_22 <= \$964 ;
+    shadow_rule_3_22 <= \$988 ;
   always @(posedge clk)
-    shadow_rule_4_0 <= \$965 ;
+    shadow_rule_4_0 <= \$989 ;
   always @(posedge clk)
-    shadow_rule_4_1 <= \$966 ;
+    shadow_rule_4_1 <= \$990 ;
   always @(posedge clk)
-    shadow_rule_4_2 <= \$967 ;
+    shadow_rule_4_2 <= \$991 ;
   always @(posedge clk)
-    shadow_rule_4_3 <= \$968 ;
+    shadow_rule_4_3 <= \$992 ;
   always @(posedge clk)
-    shadow_rule_4_4 <= \$969 ;
+    shadow_rule_4_4 <= \$993 ;
   always @(posedge clk)
-    shadow_rule_4_5 <= \$970 ;
+    shadow_rule_4_5 <= \$994 ;
   always @(posedge clk)
-    shadow_rule_4_6 <= \$971 ;
+    shadow_rule_4_6 <= \$995 ;
   always @(posedge clk)
-    shadow_rule_4_7 <= \$972 ;
+    shadow_rule_4_7 <= \$996 ;
   always @(posedge clk)
-    shadow_rule_4_8 <= \$973 ;
+    shadow_rule_4_8 <= \$997 ;
   always @(posedge clk)
-    shadow_rule_4_9 <= \$974 ;
+    shadow_rule_4_9 <= \$998 ;
   always @(posedge clk)
-    shadow_rule_4_10 <= \$975 ;
+    shadow_rule_4_10 <= \$999 ;
   always @(posedge clk)
-    shadow_rule_4_11 <= \$976 ;
+    shadow_rule_4_11 <= \$1000 ;
   always @(posedge clk)
-    shadow_rule_4_12 <= \$977 ;
+    shadow_rule_4_12 <= \$1001 ;
   always @(posedge clk)
-    shadow_rule_4_13 <= \$978 ;
+    shadow_rule_4_13 <= \$1002 ;
   always @(posedge clk)
-    shadow_rule_4_14 <= \$979 ;
+    shadow_rule_4_14 <= \$1003 ;
   always @(posedge clk)
-    shadow_rule_4_15 <= \$980 ;
+    shadow_rule_4_15 <= \$1004 ;
   always @(posedge clk)
-    shadow_rule_4_16 <= \$981 ;
+    shadow_rule_4_16 <= \$1005 ;
   always @(posedge clk)
-    shadow_rule_4_17 <= \$982 ;
+    shadow_rule_4_17 <= \$1006 ;
   always @(posedge clk)
-    shadow_rule_4_18 <= \$983 ;
+    shadow_rule_4_18 <= \$1007 ;
   always @(posedge clk)
-    shadow_rule_4_19 <= \$984 ;
+    shadow_rule_4_19 <= \$1008 ;
   always @(posedge clk)
-    shadow_rule_4_20 <= \$985 ;
+    shadow_rule_4_20 <= \$1009 ;
   always @(posedge clk)
-    shadow_rule_4_21 <= \$986 ;
+    shadow_rule_4_21 <= \$1010 ;
   always @(posedge clk)
-    shadow_rule_4_22 <= \$987 ;
+    shadow_rule_4_22 <= \$1011 ;
   always @(posedge clk)
-    shadow_rule_5_0 <= \$988 ;
+    shadow_rule_5_0 <= \$1012 ;
   always @(posedge clk)
-    shadow_rule_5_1 <= \$989 ;
+    shadow_rule_5_1 <= \$1013 ;
   always @(posedge clk)
-    shadow_rule_5_2 <= \$990 ;
+    shadow_rule_5_2 <= \$1014 ;
   always @(posedge clk)
-    shadow_rule_5_3 <= \$991 ;
+    shadow_rule_5_3 <= \$1015 ;
   always @(posedge clk)
-    shadow_rule_5_4 <= \$992 ;
+    shadow_rule_5_4 <= \$1016 ;
   always @(posedge clk)
-    shadow_rule_5_5 <= \$993 ;
+    shadow_rule_5_5 <= \$1017 ;
   always @(posedge clk)
-    shadow_rule_5_6 <= \$994 ;
+    shadow_rule_5_6 <= \$1018 ;
   always @(posedge clk)
-    shadow_rule_5_7 <= \$995 ;
+    shadow_rule_5_7 <= \$1019 ;
   always @(posedge clk)
-    shadow_rule_5_8 <= \$996 ;
+    shadow_rule_5_8 <= \$1020 ;
   always @(posedge clk)
-    shadow_rule_5_9 <= \$997 ;
+    shadow_rule_5_9 <= \$1021 ;
   always @(posedge clk)
-    shadow_rule_5_10 <= \$998 ;
+    shadow_rule_5_10 <= \$1022 ;
   always @(posedge clk)
-    shadow_rule_5_11 <= \$999 ;
+    shadow_rule_5_11 <= \$1023 ;
   always @(posedge clk)
-    shadow_rule_5_12 <= \$1000 ;
+    shadow_rule_5_12 <= \$1024 ;
   always @(posedge clk)
-    shadow_rule_5_13 <= \$1001 ;
+    shadow_rule_5_13 <= \$1025 ;
   always @(posedge clk)
-    shadow_rule_5_14 <= \$1002 ;
+    shadow_rule_5_14 <= \$1026 ;
   always @(posedge clk)
-    shadow_rule_5_15 <= \$1003 ;
+    shadow_rule_5_15 <= \$1027 ;
   always @(posedge clk)
-    shadow_rule_5_16 <= \$1004 ;
+    shadow_rule_5_16 <= \$1028 ;
   always @(posedge clk)
-    shadow_rule_5_17 <= \$1005 ;
+    shadow_rule_5_17 <= \$1029 ;
   always @(posedge clk)
-    shadow_rule_5_18 <= \$1006 ;
+    shadow_rule_5_18 <= \$1030 ;
   always @(posedge clk)
-    shadow_rule_5_19 <= \$1007 ;
+    shadow_rule_5_19 <= \$1031 ;
   always @(posedge clk)
-    shadow_rule_5_20 <= \$1008 ;
+    shadow_rule_5_20 <= \$1032 ;
   always @(posedge clk)
-    shadow_rule_5_21 <= \$1009 ;
+    shadow_rule_5_21 <= \$1033 ;
   always @(posedge clk)
-    shadow_rule_5_22 <= \$1010 ;
+    shadow_rule_5_22 <= \$1034 ;
   always @(posedge clk)
-    shadow_rule_6_0 <= \$1011 ;
+    shadow_rule_6_0 <= \$1035 ;
   always @(posedge clk)
-    shadow_rule_6_1 <= \$1012 ;
+    shadow_rule_6_1 <= \$1036 ;
   always @(posedge clk)
-    shadow_rule_6_2 <= \$1013 ;
+    shadow_rule_6_2 <= \$1037 ;
   always @(posedge clk)
-    shadow_rule_6_3 <= \$1014 ;
+    shadow_rule_6_3 <= \$1038 ;
   always @(posedge clk)
-    shadow_rule_6_4 <= \$1015 ;
+    shadow_rule_6_4 <= \$1039 ;
   always @(posedge clk)
-    shadow_rule_6_5 <= \$1016 ;
+    shadow_rule_6_5 <= \$1040 ;
   always @(posedge clk)
-    shadow_rule_6_6 <= \$1017 ;
+    shadow_rule_6_6 <= \$1041 ;
   always @(posedge clk)
-    shadow_rule_6_7 <= \$1018 ;
+    shadow_rule_6_7 <= \$1042 ;
   always @(posedge clk)
-    shadow_rule_6_8 <= \$1019 ;
+    shadow_rule_6_8 <= \$1043 ;
   always @(posedge clk)
-    shadow_rule_6_9 <= \$1020 ;
+    shadow_rule_6_9 <= \$1044 ;
   always @(posedge clk)
-    shadow_rule_6_10 <= \$1021 ;
+    shadow_rule_6_10 <= \$1045 ;
   always @(posedge clk)
-    shadow_rule_6_11 <= \$1022 ;
+    shadow_rule_6_11 <= \$1046 ;
   always @(posedge clk)
-    shadow_rule_6_12 <= \$1023 ;
+    shadow_rule_6_12 <= \$1047 ;
   always @(posedge clk)
-    shadow_rule_6_13 <= \$1024 ;
+    shadow_rule_6_13 <= \$1048 ;
   always @(posedge clk)
-    shadow_rule_6_14 <= \$1025 ;
+    shadow_rule_6_14 <= \$1049 ;
   always @(posedge clk)
-    shadow_rule_6_15 <= \$1026 ;
+    shadow_rule_6_15 <= \$1050 ;
   always @(posedge clk)
-    shadow_rule_6_16 <= \$1027 ;
+    shadow_rule_6_16 <= \$1051 ;
   always @(posedge clk)
-    shadow_rule_6_17 <= \$1028 ;
+    shadow_rule_6_17 <= \$1052 ;
   always @(posedge clk)
-    shadow_rule_6_18 <= \$1029 ;
+    shadow_rule_6_18 <= \$1053 ;
   always @(posedge clk)
-    shadow_rule_6_19 <= \$1030 ;
+    shadow_rule_6_19 <= \$1054 ;
   always @(posedge clk)
-    shadow_rule_6_20 <= \$1031 ;
+    shadow_rule_6_20 <= \$1055 ;
   always @(posedge clk)
-    shadow_rule_6_21 <= \$1032 ;
+    shadow_rule_6_21 <= \$1056 ;
   always @(posedge clk)
-    shadow_rule_6_22 <= \$1033 ;
+    shadow_rule_6_22 <= \$1057 ;
   always @(posedge clk)
-    shadow_rule_7_0 <= \$1034 ;
+    shadow_rule_7_0 <= \$1058 ;
   always @(posedge clk)
-    shadow_rule_7_1 <= \$1035 ;
+    shadow_rule_7_1 <= \$1059 ;
   always @(posedge clk)
-    shadow_rule_7_2 <= \$1036 ;
+    shadow_rule_7_2 <= \$1060 ;
   always @(posedge clk)
-    shadow_rule_7_3 <= \$1037 ;
+    shadow_rule_7_3 <= \$1061 ;
   always @(posedge clk)
-    shadow_rule_7_4 <= \$1038 ;
+    shadow_rule_7_4 <= \$1062 ;
   always @(posedge clk)
-    shadow_rule_7_5 <= \$1039 ;
+    shadow_rule_7_5 <= \$1063 ;
   always @(posedge clk)
-    shadow_rule_7_6 <= \$1040 ;
+    shadow_rule_7_6 <= \$1064 ;
   always @(posedge clk)
-    shadow_rule_7_7 <= \$1041 ;
+    shadow_rule_7_7 <= \$1065 ;
   always @(posedge clk)
-    shadow_rule_7_8 <= \$1042 ;
+    shadow_rule_7_8 <= \$1066 ;
   always @(posedge clk)
-    shadow_rule_7_9 <= \$1043 ;
+    shadow_rule_7_9 <= \$1067 ;
   always @(posedge clk)
-    shadow_rule_7_10 <= \$1044 ;
+    shadow_rule_7_10 <= \$1068 ;
   always @(posedge clk)
-    shadow_rule_7_11 <= \$1045 ;
+    shadow_rule_7_11 <= \$1069 ;
   always @(posedge clk)
-    shadow_rule_7_12 <= \$1046 ;
+    shadow_rule_7_12 <= \$1070 ;
   always @(posedge clk)
-    shadow_rule_7_13 <= \$1047 ;
+    shadow_rule_7_13 <= \$1071 ;
   always @(posedge clk)
-    shadow_rule_7_14 <= \$1048 ;
+    shadow_rule_7_14 <= \$1072 ;
   always @(posedge clk)
-    shadow_rule_7_15 <= \$1049 ;
+    shadow_rule_7_15 <= \$1073 ;
   always @(posedge clk)
-    shadow_rule_7_16 <= \$1050 ;
+    shadow_rule_7_16 <= \$1074 ;
   always @(posedge clk)
-    shadow_rule_7_17 <= \$1051 ;
+    shadow_rule_7_17 <= \$1075 ;
   always @(posedge clk)
-    shadow_rule_7_18 <= \$1052 ;
+    shadow_rule_7_18 <= \$1076 ;
   always @(posedge clk)
-    shadow_rule_7_19 <= \$1053 ;
+    shadow_rule_7_19 <= \$1077 ;
   always @(posedge clk)
-    shadow_rule_7_20 <= \$1054 ;
+    shadow_rule_7_20 <= \$1078 ;
   always @(posedge clk)
-    shadow_rule_7_21 <= \$1055 ;
+    shadow_rule_7_21 <= \$1079 ;
   always @(posedge clk)
-    shadow_rule_7_22 <= \$1056 ;
+    shadow_rule_7_22 <= \$1080 ;
   always @(posedge clk)
-    shadow_rule_8_0 <= \$1057 ;
+    shadow_rule_8_0 <= \$1081 ;
   always @(posedge clk)
-    shadow_rule_8_1 <= \$1058 ;
+    shadow_rule_8_1 <= \$1082 ;
   always @(posedge clk)
-    shadow_rule_8_2 <= \$1059 ;
+    shadow_rule_8_2 <= \$1083 ;
   always @(posedge clk)
-    shadow_rule_8_3 <= \$1060 ;
+    shadow_rule_8_3 <= \$1084 ;
   always @(posedge clk)
-    shadow_rule_8_4 <= \$1061 ;
+    shadow_rule_8_4 <= \$1085 ;
   always @(posedge clk)
-    shadow_rule_8_5 <= \$1062 ;
+    shadow_rule_8_5 <= \$1086 ;
   always @(posedge clk)
-    shadow_rule_8_6 <= \$1063 ;
+    shadow_rule_8_6 <= \$1087 ;
   always @(posedge clk)
-    shadow_rule_8_7 <= \$1064 ;
+    shadow_rule_8_7 <= \$1088 ;
   always @(posedge clk)
-    shadow_rule_8_8 <= \$1065 ;
+    shadow_rule_8_8 <= \$1089 ;
   always @(posedge clk)
-    shadow_rule_8_9 <= \$1066 ;
+    shadow_rule_8_9 <= \$1090 ;
   always @(posedge clk)
-    shadow_rule_8_10 <= \$1067 ;
+    shadow_rule_8_10 <= \$1091 ;
   always @(posedge clk)
-    shadow_rule_8_11 <= \$1068 ;
+    shadow_rule_8_11 <= \$1092 ;
   always @(posedge clk)
-    shadow_rule_8_12 <= \$1069 ;
+    shadow_rule_8_12 <= \$1093 ;
   always @(posedge clk)
-    shadow_rule_8_13 <= \$1070 ;
+    shadow_rule_8_13 <= \$1094 ;
   always @(posedge clk)
-    shadow_rule_8_14 <= \$1071 ;
+    shadow_rule_8_14 <= \$1095 ;
   always @(posedge clk)
-    shadow_rule_8_15 <= \$1072 ;
+    shadow_rule_8_15 <= \$1096 ;
   always @(posedge clk)
-    shadow_rule_8_16 <= \$1073 ;
+    shadow_rule_8_16 <= \$1097 ;
   always @(posedge clk)
-    shadow_rule_8_17 <= \$1074 ;
+    shadow_rule_8_17 <= \$1098 ;
   always @(posedge clk)
-    shadow_rule_8_18 <= \$1075 ;
+    shadow_rule_8_18 <= \$1099 ;
   always @(posedge clk)
-    shadow_rule_8_19 <= \$1076 ;
+    shadow_rule_8_19 <= \$1100 ;
   always @(posedge clk)
-    shadow_rule_8_20 <= \$1077 ;
+    shadow_rule_8_20 <= \$1101 ;
   always @(posedge clk)
-    shadow_rule_8_21 <= \$1078 ;
+    shadow_rule_8_21 <= \$1102 ;
   always @(posedge clk)
-    shadow_rule_8_22 <= \$1079 ;
+    shadow_rule_8_22 <= \$1103 ;
   always @(posedge clk)
-    shadow_rule_9_0 <= \$1080 ;
+    shadow_rule_9_0 <= \$1104 ;
   always @(posedge clk)
-    shadow_rule_9_1 <= \$1081 ;
+    shadow_rule_9_1 <= \$1105 ;
   always @(posedge clk)
-    shadow_rule_9_2 <= \$1082 ;
+    shadow_rule_9_2 <= \$1106 ;
   always @(posedge clk)
-    shadow_rule_9_3 <= \$1083 ;
+    shadow_rule_9_3 <= \$1107 ;
   always @(posedge clk)
-    shadow_rule_9_4 <= \$1084 ;
+    shadow_rule_9_4 <= \$1108 ;
   always @(posedge clk)
-    shadow_rule_9_5 <= \$1085 ;
+    shadow_rule_9_5 <= \$1109 ;
   always @(posedge clk)
-    shadow_rule_9_6 <= \$1086 ;
+    shadow_rule_9_6 <= \$1110 ;
   always @(posedge clk)
-    shadow_rule_9_7 <= \$1087 ;
+    shadow_rule_9_7 <= \$1111 ;
   always @(posedge clk)
-    shadow_rule_9_8 <= \$1088 ;
+    shadow_rule_9_8 <= \$1112 ;
   always @(posedge clk)
-    shadow_rule_9_9 <= \$1089 ;
+    shadow_rule_9_9 <= \$1113 ;
   always @(posedge clk)
-    shadow_rule_9_10 <= \$1090 ;
+    shadow_rule_9_10 <= \$1114 ;
   always @(posedge clk)
-    shadow_rule_9_11 <= \$1091 ;
+    shadow_rule_9_11 <= \$1115 ;
   always @(posedge clk)
-    shadow_rule_9_12 <= \$1092 ;
+    shadow_rule_9_12 <= \$1116 ;
   always @(posedge clk)
-    shadow_rule_9_13 <= \$1093 ;
+    shadow_rule_9_13 <= \$1117 ;
   always @(posedge clk)
-    shadow_rule_9_14 <= \$1094 ;
+    shadow_rule_9_14 <= \$1118 ;
   always @(posedge clk)
-    shadow_rule_9_15 <= \$1095 ;
+    shadow_rule_9_15 <= \$1119 ;
   always @(posedge clk)
-    shadow_rule_9_16 <= \$1096 ;
+    shadow_rule_9_16 <= \$1120 ;
   always @(posedge clk)
-    shadow_rule_9_17 <= \$1097 ;
+    shadow_rule_9_17 <= \$1121 ;
   always @(posedge clk)
-    shadow_rule_9_18 <= \$1098 ;
+    shadow_rule_9_18 <= \$1122 ;
   always @(posedge clk)
-    shadow_rule_9_19 <= \$1099 ;
+    shadow_rule_9_19 <= \$1123 ;
   always @(posedge clk)
-    shadow_rule_9_20 <= \$1100 ;
+    shadow_rule_9_20 <= \$1124 ;
   always @(posedge clk)
-    shadow_rule_9_21 <= \$1101 ;
+    shadow_rule_9_21 <= \$1125 ;
   always @(posedge clk)
-    shadow_rule_9_22 <= \$1102 ;
+    shadow_rule_9_22 <= \$1126 ;
   always @(posedge clk)
-    shadow_rule_10_0 <= \$1103 ;
+    shadow_rule_10_0 <= \$1127 ;
   always @(posedge clk)
-    shadow_rule_10_1 <= \$1104 ;
+    shadow_rule_10_1 <= \$1128 ;
   always @(posedge clk)
-    shadow_rule_10_2 <= \$1105 ;
+    shadow_rule_10_2 <= \$1129 ;
   always @(posedge clk)
-    shadow_rule_10_3 <= \$1106 ;
+    shadow_rule_10_3 <= \$1130 ;
   always @(posedge clk)
-    shadow_rule_10_4 <= \$1107 ;
+    shadow_rule_10_4 <= \$1131 ;
   always @(posedge clk)
-    shadow_rule_10_5 <= \$1108 ;
+    shadow_rule_10_5 <= \$1132 ;
   always @(posedge clk)
-    shadow_rule_10_6 <= \$1109 ;
+    shadow_rule_10_6 <= \$1133 ;
   always @(posedge clk)
-    shadow_rule_10_7 <= \$1110 ;
+    shadow_rule_10_7 <= \$1134 ;
   always @(posedge clk)
-    shadow_rule_10_8 <= \$1111 ;
+    shadow_rule_10_8 <= \$1135 ;
   always @(posedge clk)
-    shadow_rule_10_9 <= \$1112 ;
+    shadow_rule_10_9 <= \$1136 ;
   always @(posedge clk)
-    shadow_rule_10_10 <= \$1113 ;
+    shadow_rule_10_10 <= \$1137 ;
   always @(posedge clk)
-    shadow_rule_10_11 <= \$1114 ;
+    shadow_rule_10_11 <= \$1138 ;
   always @(posedge clk)
-    shadow_rule_10_12 <= \$1115 ;
+    shadow_rule_10_12 <= \$1139 ;
   always @(posedge clk)
-    shadow_rule_10_13 <= \$1116 ;
+    shadow_rule_10_13 <= \$1140 ;
   always @(posedge clk)
-    shadow_rule_10_14 <= \$1117 ;
+    shadow_rule_10_14 <= \$1141 ;
   always @(posedge clk)
-    shadow_rule_10_15 <= \$1118 ;
+    shadow_rule_10_15 <= \$1142 ;
   always @(posedge clk)
-    shadow_rule_10_16 <= \$1119 ;
+    shadow_rule_10_16 <= \$1143 ;
   always @(posedge clk)
-    shadow_rule_10_17 <= \$1120 ;
+    shadow_rule_10_17 <= \$1144 ;
   always @(posedge clk)
-    shadow_rule_10_18 <= \$1121 ;
+    shadow_rule_10_18 <= \$1145 ;
   always @(posedge clk)
-    shadow_rule_10_19 <= \$1122 ;
+    shadow_rule_10_19 <= \$1146 ;
   always @(posedge clk)
-    shadow_rule_10_20 <= \$1123 ;
+    shadow_rule_10_20 <= \$1147 ;
   always @(posedge clk)
-    shadow_rule_10_21 <= \$1124 ;
+    shadow_rule_10_21 <= \$1148 ;
   always @(posedge clk)
-    shadow_rule_10_22 <= \$1125 ;
+    shadow_rule_10_22 <= \$1149 ;
   always @(posedge clk)
-    shadow_rule_11_0 <= \$1126 ;
+    shadow_rule_11_0 <= \$1150 ;
   always @(posedge clk)
-    shadow_rule_11_1 <= \$1127 ;
+    shadow_rule_11_1 <= \$1151 ;
   always @(posedge clk)
-    shadow_rule_11_2 <= \$1128 ;
+    shadow_rule_11_2 <= \$1152 ;
   always @(posedge clk)
-    shadow_rule_11_3 <= \$1129 ;
+    shadow_rule_11_3 <= \$1153 ;
   always @(posedge clk)
-    shadow_rule_11_4 <= \$1130 ;
+    shadow_rule_11_4 <= \$1154 ;
   always @(posedge clk)
-    shadow_rule_11_5 <= \$1131 ;
+    shadow_rule_11_5 <= \$1155 ;
   always @(posedge clk)
-    shadow_rule_11_6 <= \$1132 ;
+    shadow_rule_11_6 <= \$1156 ;
   always @(posedge clk)
-    shadow_rule_11_7 <= \$1133 ;
+    shadow_rule_11_7 <= \$1157 ;
   always @(posedge clk)
-    shadow_rule_11_8 <= \$1134 ;
+    shadow_rule_11_8 <= \$1158 ;
   always @(posedge clk)
-    shadow_rule_11_9 <= \$1135 ;
+    shadow_rule_11_9 <= \$1159 ;
   always @(posedge clk)
-    shadow_rule_11_10 <= \$1136 ;
+    shadow_rule_11_10 <= \$1160 ;
   always @(posedge clk)
-    shadow_rule_11_11 <= \$1137 ;
+    shadow_rule_11_11 <= \$1161 ;
   always @(posedge clk)
-    shadow_rule_11_12 <= \$1138 ;
+    shadow_rule_11_12 <= \$1162 ;
   always @(posedge clk)
-    shadow_rule_11_13 <= \$1139 ;
+    shadow_rule_11_13 <= \$1163 ;
   always @(posedge clk)
-    shadow_rule_11_14 <= \$1140 ;
+    shadow_rule_11_14 <= \$1164 ;
   always @(posedge clk)
-    shadow_rule_11_15 <= \$1141 ;
+    shadow_rule_11_15 <= \$1165 ;
   always @(posedge clk)
-    shadow_rule_11_16 <= \$1142 ;
+    shadow_rule_11_16 <= \$1166 ;
   always @(posedge clk)
-    shadow_rule_11_17 <= \$1143 ;
+    shadow_rule_11_17 <= \$1167 ;
   always @(posedge clk)
-    shadow_rule_11_18 <= \$1144 ;
+    shadow_rule_11_18 <= \$1168 ;
   always @(posedge clk)
-    shadow_rule_11_19 <= \$1145 ;
+    shadow_rule_11_19 <= \$1169 ;
   always @(posedge clk)
-    shadow_rule_11_20 <= \$1146 ;
+    shadow_rule_11_20 <= \$1170 ;
   always @(posedge clk)
-    shadow_rule_11_21 <= \$1147 ;
+    shadow_rule_11_21 <= \$1171 ;
   always @(posedge clk)
-    shadow_rule_11_22 <= \$1148 ;
+    shadow_rule_11_22 <= \$1172 ;
   always @(posedge clk)
-    shadow_rule_12_0 <= \$1149 ;
+    shadow_rule_12_0 <= \$1173 ;
   always @(posedge clk)
-    shadow_rule_12_1 <= \$1150 ;
+    shadow_rule_12_1 <= \$1174 ;
   always @(posedge clk)
-    shadow_rule_12_2 <= \$1151 ;
+    shadow_rule_12_2 <= \$1175 ;
   always @(posedge clk)
-    shadow_rule_12_3 <= \$1152 ;
+    shadow_rule_12_3 <= \$1176 ;
   always @(posedge clk)
-    shadow_rule_12_4 <= \$1153 ;
+    shadow_rule_12_4 <= \$1177 ;
   always @(posedge clk)
-    shadow_rule_12_5 <= \$1154 ;
+    shadow_rule_12_5 <= \$1178 ;
   always @(posedge clk)
-    shadow_rule_12_6 <= \$1155 ;
+    shadow_rule_12_6 <= \$1179 ;
   always @(posedge clk)
-    shadow_rule_12_7 <= \$1156 ;
+    shadow_rule_12_7 <= \$1180 ;
   always @(posedge clk)
-    shadow_rule_12_8 <= \$1157 ;
+    shadow_rule_12_8 <= \$1181 ;
   always @(posedge clk)
-    shadow_rule_12_9 <= \$1158 ;
+    shadow_rule_12_9 <= \$1182 ;
   always @(posedge clk)
-    shadow_rule_12_10 <= \$1159 ;
+    shadow_rule_12_10 <= \$1183 ;
   always @(posedge clk)
-    shadow_rule_12_11 <= \$1160 ;
+    shadow_rule_12_11 <= \$1184 ;
   always @(posedge clk)
-    shadow_rule_12_12 <= \$1161 ;
+    shadow_rule_12_12 <= \$1185 ;
   always @(posedge clk)
-    shadow_rule_12_13 <= \$1162 ;
+    shadow_rule_12_13 <= \$1186 ;
   always @(posedge clk)
-    shadow_rule_12_14 <= \$1163 ;
+    shadow_rule_12_14 <= \$1187 ;
   always @(posedge clk)
-    shadow_rule_12_15 <= \$1164 ;
+    shadow_rule_12_15 <= \$1188 ;
   always @(posedge clk)
-    shadow_rule_12_16 <= \$1165 ;
+    shadow_rule_12_16 <= \$1189 ;
   always @(posedge clk)
-    shadow_rule_12_17 <= \$1166 ;
+    shadow_rule_12_17 <= \$1190 ;
   always @(posedge clk)
-    shadow_rule_12_18 <= \$1167 ;
+    shadow_rule_12_18 <= \$1191 ;
   always @(posedge clk)
-    shadow_rule_12_19 <= \$1168 ;
+    shadow_rule_12_19 <= \$1192 ;
   always @(posedge clk)
-    shadow_rule_12_20 <= \$1169 ;
+    shadow_rule_12_20 <= \$1193 ;
   always @(posedge clk)
-    shadow_rule_12_21 <= \$1170 ;
+    shadow_rule_12_21 <= \$1194 ;
   always @(posedge clk)
-    shadow_rule_12_22 <= \$1171 ;
+    shadow_rule_12_22 <= \$1195 ;
   always @(posedge clk)
-    shadow_rule_13_0 <= \$1172 ;
+    shadow_rule_13_0 <= \$1196 ;
   always @(posedge clk)
-    shadow_rule_13_1 <= \$1173 ;
+    shadow_rule_13_1 <= \$1197 ;
   always @(posedge clk)
-    shadow_rule_13_2 <= \$1174 ;
+    shadow_rule_13_2 <= \$1198 ;
   always @(posedge clk)
-    shadow_rule_13_3 <= \$1175 ;
+    shadow_rule_13_3 <= \$1199 ;
   always @(posedge clk)
-    shadow_rule_13_4 <= \$1176 ;
+    shadow_rule_13_4 <= \$1200 ;
   always @(posedge clk)
-    shadow_rule_13_5 <= \$1177 ;
+    shadow_rule_13_5 <= \$1201 ;
   always @(posedge clk)
-    shadow_rule_13_6 <= \$1178 ;
+    shadow_rule_13_6 <= \$1202 ;
   always @(posedge clk)
-    shadow_rule_13_7 <= \$1179 ;
+    shadow_rule_13_7 <= \$1203 ;
   always @(posedge clk)
-    shadow_rule_13_8 <= \$1180 ;
+    shadow_rule_13_8 <= \$1204 ;
   always @(posedge clk)
-    shadow_rule_13_9 <= \$1181 ;
+    shadow_rule_13_9 <= \$1205 ;
   always @(posedge clk)
-    shadow_rule_13_10 <= \$1182 ;
+    shadow_rule_13_10 <= \$1206 ;
   always @(posedge clk)
-    shadow_rule_13_11 <= \$1183 ;
+    shadow_rule_13_11 <= \$1207 ;
   always @(posedge clk)
-    shadow_rule_13_12 <= \$1184 ;
+    shadow_rule_13_12 <= \$1208 ;
   always @(posedge clk)
-    shadow_rule_13_13 <= \$1185 ;
+    shadow_rule_13_13 <= \$1209 ;
   always @(posedge clk)
-    shadow_rule_13_14 <= \$1186 ;
+    shadow_rule_13_14 <= \$1210 ;
   always @(posedge clk)
-    shadow_rule_13_15 <= \$1187 ;
+    shadow_rule_13_15 <= \$1211 ;
   always @(posedge clk)
-    shadow_rule_13_16 <= \$1188 ;
+    shadow_rule_13_16 <= \$1212 ;
   always @(posedge clk)
-    shadow_rule_13_17 <= \$1189 ;
+    shadow_rule_13_17 <= \$1213 ;
   always @(posedge clk)
-    shadow_rule_13_18 <= \$1190 ;
+    shadow_rule_13_18 <= \$1214 ;
   always @(posedge clk)
-    shadow_rule_13_19 <= \$1191 ;
+    shadow_rule_13_19 <= \$1215 ;
   always @(posedge clk)
-    shadow_rule_13_20 <= \$1192 ;
+    shadow_rule_13_20 <= \$1216 ;
   always @(posedge clk)
-    shadow_rule_13_21 <= \$1193 ;
+    shadow_rule_13_21 <= \$1217 ;
   always @(posedge clk)
-    shadow_rule_13_22 <= \$1194 ;
+    shadow_rule_13_22 <= \$1218 ;
   always @(posedge clk)
-    shadow_rule_14_0 <= \$1195 ;
+    shadow_rule_14_0 <= \$1219 ;
   always @(posedge clk)
-    shadow_rule_14_1 <= \$1196 ;
+    shadow_rule_14_1 <= \$1220 ;
   always @(posedge clk)
-    shadow_rule_14_2 <= \$1197 ;
+    shadow_rule_14_2 <= \$1221 ;
   always @(posedge clk)
-    shadow_rule_14_3 <= \$1198 ;
+    shadow_rule_14_3 <= \$1222 ;
   always @(posedge clk)
-    shadow_rule_14_4 <= \$1199 ;
+    shadow_rule_14_4 <= \$1223 ;
   always @(posedge clk)
-    shadow_rule_14_5 <= \$1200 ;
+    shadow_rule_14_5 <= \$1224 ;
   always @(posedge clk)
-    shadow_rule_14_6 <= \$1201 ;
+    shadow_rule_14_6 <= \$1225 ;
   always @(posedge clk)
-    shadow_rule_14_7 <= \$1202 ;
+    shadow_rule_14_7 <= \$1226 ;
   always @(posedge clk)
-    shadow_rule_14_8 <= \$1203 ;
+    shadow_rule_14_8 <= \$1227 ;
   always @(posedge clk)
-    shadow_rule_14_9 <= \$1204 ;
+    shadow_rule_14_9 <= \$1228 ;
   always @(posedge clk)
-    shadow_rule_14_10 <= \$1205 ;
+    shadow_rule_14_10 <= \$1229 ;
   always @(posedge clk)
-    shadow_rule_14_11 <= \$1206 ;
+    shadow_rule_14_11 <= \$1230 ;
   always @(posedge clk)
-    shadow_rule_14_12 <= \$1207 ;
+    shadow_rule_14_12 <= \$1231 ;
   always @(posedge clk)
-    shadow_rule_14_13 <= \$1208 ;
+    shadow_rule_14_13 <= \$1232 ;
   always @(posedge clk)
-    shadow_rule_14_14 <= \$1209 ;
+    shadow_rule_14_14 <= \$1233 ;
   always @(posedge clk)
-    shadow_rule_14_15 <= \$1210 ;
+    shadow_rule_14_15 <= \$1234 ;
   always @(posedge clk)
-    shadow_rule_14_16 <= \$1211 ;
+    shadow_rule_14_16 <= \$1235 ;
   always @(posedge clk)
-    shadow_rule_14_17 <= \$1212 ;
+    shadow_rule_14_17 <= \$1236 ;
   always @(posedge clk)
-    shadow_rule_14_18 <= \$1213 ;
+    shadow_rule_14_18 <= \$1237 ;
   always @(posedge clk)
-    shadow_rule_14_19 <= \$1214 ;
+    shadow_rule_14_19 <= \$1238 ;
   always @(posedge clk)
-    shadow_rule_14_20 <= \$1215 ;
+    shadow_rule_14_20 <= \$1239 ;
   always @(posedge clk)
-    shadow_rule_14_21 <= \$1216 ;
+    shadow_rule_14_21 <= \$1240 ;
   always @(posedge clk)
-    shadow_rule_14_22 <= \$1217 ;
+    shadow_rule_14_22 <= \$1241 ;
   always @(posedge clk)
-    shadow_rule_15_0 <= \$1218 ;
+    shadow_rule_15_0 <= \$1242 ;
   always @(posedge clk)
-    shadow_rule_15_1 <= \$1219 ;
+    shadow_rule_15_1 <= \$1243 ;
   always @(posedge clk)
-    shadow_rule_15_2 <= \$1220 ;
+    shadow_rule_15_2 <= \$1244 ;
   always @(posedge clk)
-    shadow_rule_15_3 <= \$1221 ;
+    shadow_rule_15_3 <= \$1245 ;
   always @(posedge clk)
-    shadow_rule_15_4 <= \$1222 ;
+    shadow_rule_15_4 <= \$1246 ;
   always @(posedge clk)
-    shadow_rule_15_5 <= \$1223 ;
+    shadow_rule_15_5 <= \$1247 ;
   always @(posedge clk)
-    shadow_rule_15_6 <= \$1224 ;
+    shadow_rule_15_6 <= \$1248 ;
   always @(posedge clk)
-    shadow_rule_15_7 <= \$1225 ;
+    shadow_rule_15_7 <= \$1249 ;
   always @(posedge clk)
-    shadow_rule_15_8 <= \$1226 ;
+    shadow_rule_15_8 <= \$1250 ;
   always @(posedge clk)
-    shadow_rule_15_9 <= \$1227 ;
+    shadow_rule_15_9 <= \$1251 ;
   always @(posedge clk)
-    shadow_rule_15_10 <= \$1228 ;
+    shadow_rule_15_10 <= \$1252 ;
   always @(posedge clk)
-    shadow_rule_15_11 <= \$1229 ;
+    shadow_rule_15_11 <= \$1253 ;
   always @(posedge clk)
-    shadow_rule_15_12 <= \$1230 ;
+    shadow_rule_15_12 <= \$1254 ;
   always @(posedge clk)
-    shadow_rule_15_13 <= \$1231 ;
+    shadow_rule_15_13 <= \$1255 ;
   always @(posedge clk)
-    shadow_rule_15_14 <= \$1232 ;
+    shadow_rule_15_14 <= \$1256 ;
   always @(posedge clk)
-    shadow_rule_15_15 <= \$1233 ;
+    shadow_rule_15_15 <= \$1257 ;
   always @(posedge clk)
-    shadow_rule_15_16 <= \$1234 ;
+    shadow_rule_15_16 <= \$1258 ;
   always @(posedge clk)
-    shadow_rule_15_17 <= \$1235 ;
+    shadow_rule_15_17 <= \$1259 ;
   always @(posedge clk)
-    shadow_rule_15_18 <= \$1236 ;
+    shadow_rule_15_18 <= \$1260 ;
   always @(posedge clk)
-    shadow_rule_15_19 <= \$1237 ;
+    shadow_rule_15_19 <= \$1261 ;
   always @(posedge clk)
-    shadow_rule_15_20 <= \$1238 ;
+    shadow_rule_15_20 <= \$1262 ;
   always @(posedge clk)
-    shadow_rule_15_21 <= \$1239 ;
+    shadow_rule_15_21 <= \$1263 ;
   always @(posedge clk)
-    shadow_rule_15_22 <= \$1240 ;
+    shadow_rule_15_22 <= \$1264 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     reta_r_stb = 1'h0;
@@ -18941,10 +18989,10 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
     (* full_case = 32'd1 *)
     if (\$4 ) begin
       csr__ack = reta_ack;
-    end else if (\$40 ) begin
+    end else if (\$52 ) begin
       csr__ack = counters__ack;
     end else begin
-      csr__ack = \$41 ;
+      csr__ack = \$53 ;
     end
   end
   always @* begin
@@ -18953,7 +19001,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
     (* full_case = 32'd1 *)
     if (\$4 ) begin
       csr__r_data = { 24'h000000, reta_r_data };
-    end else if (\$40 ) begin
+    end else if (\$52 ) begin
       csr__r_data = counters__r_data;
     end else begin
       casez (csr__addr)
@@ -19742,7 +19790,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     counters__r_stb = 1'h0;
     if (\$4 ) begin
-    end else if (\$40 ) begin
+    end else if (\$52 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
@@ -19750,711 +19798,351 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     counters__w_stb = 1'h0;
     if (\$4 ) begin
-    end else if (\$40 ) begin
+    end else if (\$52 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$849  = hash_enable;
+    \$873  = hash_enable;
     if (commit_apply) begin
-      \$849  = shadow_ctrl_0_0[7:0];
+      \$873  = shadow_ctrl_0_0[7:0];
     end
     if (rst) begin
-      \$849  = 8'h7e;
+      \$873  = 8'h7e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$850  = symmetric;
+    \$874  = symmetric;
     if (commit_apply) begin
-      \$850  = shadow_ctrl_0_0[8];
+      \$874  = shadow_ctrl_0_0[8];
     end
     if (rst) begin
-      \$850  = 1'h0;
+      \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$851  = pass_errors;
+    \$875  = pass_errors;
     if (commit_apply) begin
-      \$851  = shadow_ctrl_0_0[9];
+      \$875  = shadow_ctrl_0_0[9];
     end
     if (rst) begin
-      \$851  = 1'h0;
+      \$875  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$852  = max_frame;
+    \$876  = max_frame;
     if (commit_apply) begin
-      \$852  = shadow_max_frame_0_0[15:0];
+      \$876  = shadow_max_frame_0_0[15:0];
     end
     if (rst) begin
-      \$852  = 16'h05f2;
+      \$876  = 16'h05f2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$853  = direct_ethertype;
+    \$877  = direct_ethertype;
     if (commit_apply) begin
-      \$853  = shadow_direct_ethertype_0_0[15:0];
+      \$877  = shadow_direct_ethertype_0_0[15:0];
     end
     if (rst) begin
-      \$853  = 16'h88b5;
+      \$877  = 16'h88b5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$854  = default_action;
+    \$878  = default_action;
     if (commit_apply) begin
-      \$854  = shadow_default_action_0_0[19:0];
+      \$878  = shadow_default_action_0_0[19:0];
     end
     if (rst) begin
-      \$854  = 20'h90000;
+      \$878  = 20'h90000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$855  = key;
+    \$879  = key;
     if (commit_apply) begin
-      \$855  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+      \$879  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
     end
     if (rst) begin
-      \$855  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+      \$879  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$856  = rules;
+    \$880  = rules;
     if (commit_apply) begin
-      \$856 [716:0] = { shadow_rule_0_22[12:0], shadow_rule_0_21, shadow_rule_0_20, shadow_rule_0_19, shadow_rule_0_18, shadow_rule_0_17, shadow_rule_0_16, shadow_rule_0_15, shadow_rule_0_14, shadow_rule_0_13, shadow_rule_0_12, shadow_rule_0_11, shadow_rule_0_10, shadow_rule_0_9, shadow_rule_0_8, shadow_rule_0_7, shadow_rule_0_6, shadow_rule_0_5, shadow_rule_0_4, shadow_rule_0_3, shadow_rule_0_2, shadow_rule_0_1, shadow_rule_0_0 };
-      \$856 [1433:717] = { shadow_rule_1_22[12:0], shadow_rule_1_21, shadow_rule_1_20, shadow_rule_1_19, shadow_rule_1_18, shadow_rule_1_17, shadow_rule_1_16, shadow_rule_1_15, shadow_rule_1_14, shadow_rule_1_13, shadow_rule_1_12, shadow_rule_1_11, shadow_rule_1_10, shadow_rule_1_9, shadow_rule_1_8, shadow_rule_1_7, shadow_rule_1_6, shadow_rule_1_5, shadow_rule_1_4, shadow_rule_1_3, shadow_rule_1_2, shadow_rule_1_1, shadow_rule_1_0 };
-      \$856 [2150:1434] = { shadow_rule_2_22[12:0], shadow_rule_2_21, shadow_rule_2_20, shadow_rule_2_19, shadow_rule_2_18, shadow_rule_2_17, shadow_rule_2_16, shadow_rule_2_15, shadow_rule_2_14, shadow_rule_2_13, shadow_rule_2_12, shadow_rule_2_11, shadow_rule_2_10, shadow_rule_2_9, shadow_rule_2_8, shadow_rule_2_7, shadow_rule_2_6, shadow_rule_2_5, shadow_rule_2_4, shadow_rule_2_3, shadow_rule_2_2, shadow_rule_2_1, shadow_rule_2_0 };
-      \$856 [2867:2151] = { shadow_rule_3_22[12:0], shadow_rule_3_21, shadow_rule_3_20, shadow_rule_3_19, shadow_rule_3_18, shadow_rule_3_17, shadow_rule_3_16, shadow_rule_3_15, shadow_rule_3_14, shadow_rule_3_13, shadow_rule_3_12, shadow_rule_3_11, shadow_rule_3_10, shadow_rule_3_9, shadow_rule_3_8, shadow_rule_3_7, shadow_rule_3_6, shadow_rule_3_5, shadow_rule_3_4, shadow_rule_3_3, shadow_rule_3_2, shadow_rule_3_1, shadow_rule_3_0 };
-      \$856 [3584:2868] = { shadow_rule_4_22[12:0], shadow_rule_4_21, shadow_rule_4_20, shadow_rule_4_19, shadow_rule_4_18, shadow_rule_4_17, shadow_rule_4_16, shadow_rule_4_15, shadow_rule_4_14, shadow_rule_4_13, shadow_rule_4_12, shadow_rule_4_11, shadow_rule_4_10, shadow_rule_4_9, shadow_rule_4_8, shadow_rule_4_7, shadow_rule_4_6, shadow_rule_4_5, shadow_rule_4_4, shadow_rule_4_3, shadow_rule_4_2, shadow_rule_4_1, shadow_rule_4_0 };
-      \$856 [4301:3585] = { shadow_rule_5_22[12:0], shadow_rule_5_21, shadow_rule_5_20, shadow_rule_5_19, shadow_rule_5_18, shadow_rule_5_17, shadow_rule_5_16, shadow_rule_5_15, shadow_rule_5_14, shadow_rule_5_13, shadow_rule_5_12, shadow_rule_5_11, shadow_rule_5_10, shadow_rule_5_9, shadow_rule_5_8, shadow_rule_5_7, shadow_rule_5_6, shadow_rule_5_5, shadow_rule_5_4, shadow_rule_5_3, shadow_rule_5_2, shadow_rule_5_1, shadow_rule_5_0 };
-      \$856 [5018:4302] = { shadow_rule_6_22[12:0], shadow_rule_6_21, shadow_rule_6_20, shadow_rule_6_19, shadow_rule_6_18, shadow_rule_6_17, shadow_rule_6_16, shadow_rule_6_15, shadow_rule_6_14, shadow_rule_6_13, shadow_rule_6_12, shadow_rule_6_11, shadow_rule_6_10, shadow_rule_6_9, shadow_rule_6_8, shadow_rule_6_7, shadow_rule_6_6, shadow_rule_6_5, shadow_rule_6_4, shadow_rule_6_3, shadow_rule_6_2, shadow_rule_6_1, shadow_rule_6_0 };
-      \$856 [5735:5019] = { shadow_rule_7_22[12:0], shadow_rule_7_21, shadow_rule_7_20, shadow_rule_7_19, shadow_rule_7_18, shadow_rule_7_17, shadow_rule_7_16, shadow_rule_7_15, shadow_rule_7_14, shadow_rule_7_13, shadow_rule_7_12, shadow_rule_7_11, shadow_rule_7_10, shadow_rule_7_9, shadow_rule_7_8, shadow_rule_7_7, shadow_rule_7_6, shadow_rule_7_5, shadow_rule_7_4, shadow_rule_7_3, shadow_rule_7_2, shadow_rule_7_1, shadow_rule_7_0 };
-      \$856 [6452:5736] = { shadow_rule_8_22[12:0], shadow_rule_8_21, shadow_rule_8_20, shadow_rule_8_19, shadow_rule_8_18, shadow_rule_8_17, shadow_rule_8_16, shadow_rule_8_15, shadow_rule_8_14, shadow_rule_8_13, shadow_rule_8_12, shadow_rule_8_11, shadow_rule_8_10, shadow_rule_8_9, shadow_rule_8_8, shadow_rule_8_7, shadow_rule_8_6, shadow_rule_8_5, shadow_rule_8_4, shadow_rule_8_3, shadow_rule_8_2, shadow_rule_8_1, shadow_rule_8_0 };
-      \$856 [7169:6453] = { shadow_rule_9_22[12:0], shadow_rule_9_21, shadow_rule_9_20, shadow_rule_9_19, shadow_rule_9_18, shadow_rule_9_17, shadow_rule_9_16, shadow_rule_9_15, shadow_rule_9_14, shadow_rule_9_13, shadow_rule_9_12, shadow_rule_9_11, shadow_rule_9_10, shadow_rule_9_9, shadow_rule_9_8, shadow_rule_9_7, shadow_rule_9_6, shadow_rule_9_5, shadow_rule_9_4, shadow_rule_9_3, shadow_rule_9_2, shadow_rule_9_1, shadow_rule_9_0 };
-      \$856 [7886:7170] = { shadow_rule_10_22[12:0], shadow_rule_10_21, shadow_rule_10_20, shadow_rule_10_19, shadow_rule_10_18, shadow_rule_10_17, shadow_rule_10_16, shadow_rule_10_15, shadow_rule_10_14, shadow_rule_10_13, shadow_rule_10_12, shadow_rule_10_11, shadow_rule_10_10, shadow_rule_10_9, shadow_rule_10_8, shadow_rule_10_7, shadow_rule_10_6, shadow_rule_10_5, shadow_rule_10_4, shadow_rule_10_3, shadow_rule_10_2, shadow_rule_10_1, shadow_rule_10_0 };
-      \$856 [8603:7887] = { shadow_rule_11_22[12:0], shadow_rule_11_21, shadow_rule_11_20, shadow_rule_11_19, shadow_rule_11_18, shadow_rule_11_17, shadow_rule_11_16, shadow_rule_11_15, shadow_rule_11_14, shadow_rule_11_13, shadow_rule_11_12, shadow_rule_11_11, shadow_rule_11_10, shadow_rule_11_9, shadow_rule_11_8, shadow_rule_11_7, shadow_rule_11_6, shadow_rule_11_5, shadow_rule_11_4, shadow_rule_11_3, shadow_rule_11_2, shadow_rule_11_1, shadow_rule_11_0 };
-      \$856 [9320:8604] = { shadow_rule_12_22[12:0], shadow_rule_12_21, shadow_rule_12_20, shadow_rule_12_19, shadow_rule_12_18, shadow_rule_12_17, shadow_rule_12_16, shadow_rule_12_15, shadow_rule_12_14, shadow_rule_12_13, shadow_rule_12_12, shadow_rule_12_11, shadow_rule_12_10, shadow_rule_12_9, shadow_rule_12_8, shadow_rule_12_7, shadow_rule_12_6, shadow_rule_12_5, shadow_rule_12_4, shadow_rule_12_3, shadow_rule_12_2, shadow_rule_12_1, shadow_rule_12_0 };
-      \$856 [10037:9321] = { shadow_rule_13_22[12:0], shadow_rule_13_21, shadow_rule_13_20, shadow_rule_13_19, shadow_rule_13_18, shadow_rule_13_17, shadow_rule_13_16, shadow_rule_13_15, shadow_rule_13_14, shadow_rule_13_13, shadow_rule_13_12, shadow_rule_13_11, shadow_rule_13_10, shadow_rule_13_9, shadow_rule_13_8, shadow_rule_13_7, shadow_rule_13_6, shadow_rule_13_5, shadow_rule_13_4, shadow_rule_13_3, shadow_rule_13_2, shadow_rule_13_1, shadow_rule_13_0 };
-      \$856 [10754:10038] = { shadow_rule_14_22[12:0], shadow_rule_14_21, shadow_rule_14_20, shadow_rule_14_19, shadow_rule_14_18, shadow_rule_14_17, shadow_rule_14_16, shadow_rule_14_15, shadow_rule_14_14, shadow_rule_14_13, shadow_rule_14_12, shadow_rule_14_11, shadow_rule_14_10, shadow_rule_14_9, shadow_rule_14_8, shadow_rule_14_7, shadow_rule_14_6, shadow_rule_14_5, shadow_rule_14_4, shadow_rule_14_3, shadow_rule_14_2, shadow_rule_14_1, shadow_rule_14_0 };
-      \$856 [11471:10755] = { shadow_rule_15_22[12:0], shadow_rule_15_21, shadow_rule_15_20, shadow_rule_15_19, shadow_rule_15_18, shadow_rule_15_17, shadow_rule_15_16, shadow_rule_15_15, shadow_rule_15_14, shadow_rule_15_13, shadow_rule_15_12, shadow_rule_15_11, shadow_rule_15_10, shadow_rule_15_9, shadow_rule_15_8, shadow_rule_15_7, shadow_rule_15_6, shadow_rule_15_5, shadow_rule_15_4, shadow_rule_15_3, shadow_rule_15_2, shadow_rule_15_1, shadow_rule_15_0 };
+      \$880 [716:0] = { shadow_rule_0_22[12:0], shadow_rule_0_21, shadow_rule_0_20, shadow_rule_0_19, shadow_rule_0_18, shadow_rule_0_17, shadow_rule_0_16, shadow_rule_0_15, shadow_rule_0_14, shadow_rule_0_13, shadow_rule_0_12, shadow_rule_0_11, shadow_rule_0_10, shadow_rule_0_9, shadow_rule_0_8, shadow_rule_0_7, shadow_rule_0_6, shadow_rule_0_5, shadow_rule_0_4, shadow_rule_0_3, shadow_rule_0_2, shadow_rule_0_1, shadow_rule_0_0 };
+      \$880 [1433:717] = { shadow_rule_1_22[12:0], shadow_rule_1_21, shadow_rule_1_20, shadow_rule_1_19, shadow_rule_1_18, shadow_rule_1_17, shadow_rule_1_16, shadow_rule_1_15, shadow_rule_1_14, shadow_rule_1_13, shadow_rule_1_12, shadow_rule_1_11, shadow_rule_1_10, shadow_rule_1_9, shadow_rule_1_8, shadow_rule_1_7, shadow_rule_1_6, shadow_rule_1_5, shadow_rule_1_4, shadow_rule_1_3, shadow_rule_1_2, shadow_rule_1_1, shadow_rule_1_0 };
+      \$880 [2150:1434] = { shadow_rule_2_22[12:0], shadow_rule_2_21, shadow_rule_2_20, shadow_rule_2_19, shadow_rule_2_18, shadow_rule_2_17, shadow_rule_2_16, shadow_rule_2_15, shadow_rule_2_14, shadow_rule_2_13, shadow_rule_2_12, shadow_rule_2_11, shadow_rule_2_10, shadow_rule_2_9, shadow_rule_2_8, shadow_rule_2_7, shadow_rule_2_6, shadow_rule_2_5, shadow_rule_2_4, shadow_rule_2_3, shadow_rule_2_2, shadow_rule_2_1, shadow_rule_2_0 };
+      \$880 [2867:2151] = { shadow_rule_3_22[12:0], shadow_rule_3_21, shadow_rule_3_20, shadow_rule_3_19, shadow_rule_3_18, shadow_rule_3_17, shadow_rule_3_16, shadow_rule_3_15, shadow_rule_3_14, shadow_rule_3_13, shadow_rule_3_12, shadow_rule_3_11, shadow_rule_3_10, shadow_rule_3_9, shadow_rule_3_8, shadow_rule_3_7, shadow_rule_3_6, shadow_rule_3_5, shadow_rule_3_4, shadow_rule_3_3, shadow_rule_3_2, shadow_rule_3_1, shadow_rule_3_0 };
+      \$880 [3584:2868] = { shadow_rule_4_22[12:0], shadow_rule_4_21, shadow_rule_4_20, shadow_rule_4_19, shadow_rule_4_18, shadow_rule_4_17, shadow_rule_4_16, shadow_rule_4_15, shadow_rule_4_14, shadow_rule_4_13, shadow_rule_4_12, shadow_rule_4_11, shadow_rule_4_10, shadow_rule_4_9, shadow_rule_4_8, shadow_rule_4_7, shadow_rule_4_6, shadow_rule_4_5, shadow_rule_4_4, shadow_rule_4_3, shadow_rule_4_2, shadow_rule_4_1, shadow_rule_4_0 };
+      \$880 [4301:3585] = { shadow_rule_5_22[12:0], shadow_rule_5_21, shadow_rule_5_20, shadow_rule_5_19, shadow_rule_5_18, shadow_rule_5_17, shadow_rule_5_16, shadow_rule_5_15, shadow_rule_5_14, shadow_rule_5_13, shadow_rule_5_12, shadow_rule_5_11, shadow_rule_5_10, shadow_rule_5_9, shadow_rule_5_8, shadow_rule_5_7, shadow_rule_5_6, shadow_rule_5_5, shadow_rule_5_4, shadow_rule_5_3, shadow_rule_5_2, shadow_rule_5_1, shadow_rule_5_0 };
+      \$880 [5018:4302] = { shadow_rule_6_22[12:0], shadow_rule_6_21, shadow_rule_6_20, shadow_rule_6_19, shadow_rule_6_18, shadow_rule_6_17, shadow_rule_6_16, shadow_rule_6_15, shadow_rule_6_14, shadow_rule_6_13, shadow_rule_6_12, shadow_rule_6_11, shadow_rule_6_10, shadow_rule_6_9, shadow_rule_6_8, shadow_rule_6_7, shadow_rule_6_6, shadow_rule_6_5, shadow_rule_6_4, shadow_rule_6_3, shadow_rule_6_2, shadow_rule_6_1, shadow_rule_6_0 };
+      \$880 [5735:5019] = { shadow_rule_7_22[12:0], shadow_rule_7_21, shadow_rule_7_20, shadow_rule_7_19, shadow_rule_7_18, shadow_rule_7_17, shadow_rule_7_16, shadow_rule_7_15, shadow_rule_7_14, shadow_rule_7_13, shadow_rule_7_12, shadow_rule_7_11, shadow_rule_7_10, shadow_rule_7_9, shadow_rule_7_8, shadow_rule_7_7, shadow_rule_7_6, shadow_rule_7_5, shadow_rule_7_4, shadow_rule_7_3, shadow_rule_7_2, shadow_rule_7_1, shadow_rule_7_0 };
+      \$880 [6452:5736] = { shadow_rule_8_22[12:0], shadow_rule_8_21, shadow_rule_8_20, shadow_rule_8_19, shadow_rule_8_18, shadow_rule_8_17, shadow_rule_8_16, shadow_rule_8_15, shadow_rule_8_14, shadow_rule_8_13, shadow_rule_8_12, shadow_rule_8_11, shadow_rule_8_10, shadow_rule_8_9, shadow_rule_8_8, shadow_rule_8_7, shadow_rule_8_6, shadow_rule_8_5, shadow_rule_8_4, shadow_rule_8_3, shadow_rule_8_2, shadow_rule_8_1, shadow_rule_8_0 };
+      \$880 [7169:6453] = { shadow_rule_9_22[12:0], shadow_rule_9_21, shadow_rule_9_20, shadow_rule_9_19, shadow_rule_9_18, shadow_rule_9_17, shadow_rule_9_16, shadow_rule_9_15, shadow_rule_9_14, shadow_rule_9_13, shadow_rule_9_12, shadow_rule_9_11, shadow_rule_9_10, shadow_rule_9_9, shadow_rule_9_8, shadow_rule_9_7, shadow_rule_9_6, shadow_rule_9_5, shadow_rule_9_4, shadow_rule_9_3, shadow_rule_9_2, shadow_rule_9_1, shadow_rule_9_0 };
+      \$880 [7886:7170] = { shadow_rule_10_22[12:0], shadow_rule_10_21, shadow_rule_10_20, shadow_rule_10_19, shadow_rule_10_18, shadow_rule_10_17, shadow_rule_10_16, shadow_rule_10_15, shadow_rule_10_14, shadow_rule_10_13, shadow_rule_10_12, shadow_rule_10_11, shadow_rule_10_10, shadow_rule_10_9, shadow_rule_10_8, shadow_rule_10_7, shadow_rule_10_6, shadow_rule_10_5, shadow_rule_10_4, shadow_rule_10_3, shadow_rule_10_2, shadow_rule_10_1, shadow_rule_10_0 };
+      \$880 [8603:7887] = { shadow_rule_11_22[12:0], shadow_rule_11_21, shadow_rule_11_20, shadow_rule_11_19, shadow_rule_11_18, shadow_rule_11_17, shadow_rule_11_16, shadow_rule_11_15, shadow_rule_11_14, shadow_rule_11_13, shadow_rule_11_12, shadow_rule_11_11, shadow_rule_11_10, shadow_rule_11_9, shadow_rule_11_8, shadow_rule_11_7, shadow_rule_11_6, shadow_rule_11_5, shadow_rule_11_4, shadow_rule_11_3, shadow_rule_11_2, shadow_rule_11_1, shadow_rule_11_0 };
+      \$880 [9320:8604] = { shadow_rule_12_22[12:0], shadow_rule_12_21, shadow_rule_12_20, shadow_rule_12_19, shadow_rule_12_18, shadow_rule_12_17, shadow_rule_12_16, shadow_rule_12_15, shadow_rule_12_14, shadow_rule_12_13, shadow_rule_12_12, shadow_rule_12_11, shadow_rule_12_10, shadow_rule_12_9, shadow_rule_12_8, shadow_rule_12_7, shadow_rule_12_6, shadow_rule_12_5, shadow_rule_12_4, shadow_rule_12_3, shadow_rule_12_2, shadow_rule_12_1, shadow_rule_12_0 };
+      \$880 [10037:9321] = { shadow_rule_13_22[12:0], shadow_rule_13_21, shadow_rule_13_20, shadow_rule_13_19, shadow_rule_13_18, shadow_rule_13_17, shadow_rule_13_16, shadow_rule_13_15, shadow_rule_13_14, shadow_rule_13_13, shadow_rule_13_12, shadow_rule_13_11, shadow_rule_13_10, shadow_rule_13_9, shadow_rule_13_8, shadow_rule_13_7, shadow_rule_13_6, shadow_rule_13_5, shadow_rule_13_4, shadow_rule_13_3, shadow_rule_13_2, shadow_rule_13_1, shadow_rule_13_0 };
+      \$880 [10754:10038] = { shadow_rule_14_22[12:0], shadow_rule_14_21, shadow_rule_14_20, shadow_rule_14_19, shadow_rule_14_18, shadow_rule_14_17, shadow_rule_14_16, shadow_rule_14_15, shadow_rule_14_14, shadow_rule_14_13, shadow_rule_14_12, shadow_rule_14_11, shadow_rule_14_10, shadow_rule_14_9, shadow_rule_14_8, shadow_rule_14_7, shadow_rule_14_6, shadow_rule_14_5, shadow_rule_14_4, shadow_rule_14_3, shadow_rule_14_2, shadow_rule_14_1, shadow_rule_14_0 };
+      \$880 [11471:10755] = { shadow_rule_15_22[12:0], shadow_rule_15_21, shadow_rule_15_20, shadow_rule_15_19, shadow_rule_15_18, shadow_rule_15_17, shadow_rule_15_16, shadow_rule_15_15, shadow_rule_15_14, shadow_rule_15_13, shadow_rule_15_12, shadow_rule_15_11, shadow_rule_15_10, shadow_rule_15_9, shadow_rule_15_8, shadow_rule_15_7, shadow_rule_15_6, shadow_rule_15_5, shadow_rule_15_4, shadow_rule_15_3, shadow_rule_15_2, shadow_rule_15_1, shadow_rule_15_0 };
     end
     if (rst) begin
-      \$856  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$880  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$857  = generation;
+    \$881  = generation;
     if (commit_apply) begin
-      \$857  = \$42 [15:0];
+      \$881  = \$54 [15:0];
     end
     if (rst) begin
-      \$857  = 16'h0000;
+      \$881  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$858  = commit_pending;
+    \$882  = commit_pending;
     if (commit_apply) begin
-      \$858  = 1'h0;
+      \$882  = 1'h0;
     end
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$84 ) begin
-        \$858  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$858  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$859  = shadow_ctrl_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$86 ) begin
-        \$859  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$859  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$860  = shadow_max_frame_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$88 ) begin
-        \$860  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$860  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$861  = shadow_direct_ethertype_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$90 ) begin
-        \$861  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$861  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$862  = shadow_default_action_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$92 ) begin
-        \$862  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$862  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$863  = shadow_rss_key_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$94 ) begin
-        \$863  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$863  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$864  = shadow_rss_key_1_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$96 ) begin
-        \$864  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$864  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$865  = shadow_rss_key_2_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$98 ) begin
-        \$865  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$865  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$866  = shadow_rss_key_3_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$100 ) begin
-        \$866  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$866  = 32'd1134792624;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$867  = shadow_rss_key_4_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$102 ) begin
-        \$867  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$867  = 32'd3502910411;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$868  = shadow_rss_key_5_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$104 ) begin
-        \$868  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$868  = 32'd2927308980;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$869  = shadow_rss_key_6_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$106 ) begin
-        \$869  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$869  = 32'd2009804195;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$870  = shadow_rss_key_7_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
       if (\$108 ) begin
-        \$870  = csr__w_data;
+        \$882  = 1'h1;
       end
     end
     if (rst) begin
-      \$870  = 32'd2150691340;
+      \$882  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$871  = shadow_rss_key_8_0;
+    \$883  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
       if (\$110 ) begin
-        \$871  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$871  = 32'd1782757179;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$872  = shadow_rss_key_9_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$112 ) begin
-        \$872  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$872  = 32'd3198943738;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$873  = shadow_rule_0_0;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$114 ) begin
-        \$873  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$873  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$874  = shadow_rule_0_1;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$116 ) begin
-        \$874  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$874  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$875  = shadow_rule_0_2;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$118 ) begin
-        \$875  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$875  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$876  = shadow_rule_0_3;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$120 ) begin
-        \$876  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$876  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$877  = shadow_rule_0_4;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$122 ) begin
-        \$877  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$877  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$878  = shadow_rule_0_5;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$124 ) begin
-        \$878  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$878  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$879  = shadow_rule_0_6;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$126 ) begin
-        \$879  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$879  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$880  = shadow_rule_0_7;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$128 ) begin
-        \$880  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$880  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$881  = shadow_rule_0_8;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$130 ) begin
-        \$881  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$881  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$882  = shadow_rule_0_9;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$132 ) begin
-        \$882  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$882  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$883  = shadow_rule_0_10;
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
-    end else begin
-      if (\$134 ) begin
         \$883  = csr__w_data;
       end
     end
     if (rst) begin
-      \$883  = 32'd0;
+      \$883  = 32'd126;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$884  = shadow_rule_0_11;
+    \$884  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$136 ) begin
+      if (\$112 ) begin
         \$884  = csr__w_data;
       end
     end
     if (rst) begin
-      \$884  = 32'd0;
+      \$884  = 32'd1522;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$885  = shadow_rule_0_12;
+    \$885  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$138 ) begin
+      if (\$114 ) begin
         \$885  = csr__w_data;
       end
     end
     if (rst) begin
-      \$885  = 32'd0;
+      \$885  = 32'd34997;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$886  = shadow_rule_0_13;
+    \$886  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$140 ) begin
+      if (\$116 ) begin
         \$886  = csr__w_data;
       end
     end
     if (rst) begin
-      \$886  = 32'd0;
+      \$886  = 32'd589824;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$887  = shadow_rule_0_14;
+    \$887  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$142 ) begin
+      if (\$118 ) begin
         \$887  = csr__w_data;
       end
     end
     if (rst) begin
-      \$887  = 32'd0;
+      \$887  = 32'd1834637018;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$888  = shadow_rule_0_15;
+    \$888  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$144 ) begin
+      if (\$120 ) begin
         \$888  = csr__w_data;
       end
     end
     if (rst) begin
-      \$888  = 32'd0;
+      \$888  = 32'd626724546;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$889  = shadow_rule_0_16;
+    \$889  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$146 ) begin
+      if (\$122 ) begin
         \$889  = csr__w_data;
       end
     end
     if (rst) begin
-      \$889  = 32'd0;
+      \$889  = 32'd1097278781;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$890  = shadow_rule_0_17;
+    \$890  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$148 ) begin
+      if (\$124 ) begin
         \$890  = csr__w_data;
       end
     end
     if (rst) begin
-      \$890  = 32'd0;
+      \$890  = 32'd1134792624;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$891  = shadow_rule_0_18;
+    \$891  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$150 ) begin
+      if (\$126 ) begin
         \$891  = csr__w_data;
       end
     end
     if (rst) begin
-      \$891  = 32'd0;
+      \$891  = 32'd3502910411;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$892  = shadow_rule_0_19;
+    \$892  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$152 ) begin
+      if (\$128 ) begin
         \$892  = csr__w_data;
       end
     end
     if (rst) begin
-      \$892  = 32'd0;
+      \$892  = 32'd2927308980;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$893  = shadow_rule_0_20;
+    \$893  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$154 ) begin
+      if (\$130 ) begin
         \$893  = csr__w_data;
       end
     end
     if (rst) begin
-      \$893  = 32'd0;
+      \$893  = 32'd2009804195;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$894  = shadow_rule_0_21;
+    \$894  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$156 ) begin
+      if (\$132 ) begin
         \$894  = csr__w_data;
       end
     end
     if (rst) begin
-      \$894  = 32'd0;
+      \$894  = 32'd2150691340;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$895  = shadow_rule_0_22;
+    \$895  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$158 ) begin
+      if (\$134 ) begin
         \$895  = csr__w_data;
       end
     end
     if (rst) begin
-      \$895  = 32'd0;
+      \$895  = 32'd1782757179;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$896  = shadow_rule_1_0;
+    \$896  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$160 ) begin
+      if (\$136 ) begin
         \$896  = csr__w_data;
       end
     end
     if (rst) begin
-      \$896  = 32'd0;
+      \$896  = 32'd3198943738;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$897  = shadow_rule_1_1;
+    \$897  = shadow_rule_0_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$162 ) begin
+      if (\$138 ) begin
         \$897  = csr__w_data;
       end
     end
@@ -20464,12 +20152,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$898  = shadow_rule_1_2;
+    \$898  = shadow_rule_0_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$164 ) begin
+      if (\$140 ) begin
         \$898  = csr__w_data;
       end
     end
@@ -20479,12 +20167,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$899  = shadow_rule_1_3;
+    \$899  = shadow_rule_0_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$166 ) begin
+      if (\$142 ) begin
         \$899  = csr__w_data;
       end
     end
@@ -20494,12 +20182,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$900  = shadow_rule_1_4;
+    \$900  = shadow_rule_0_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$168 ) begin
+      if (\$144 ) begin
         \$900  = csr__w_data;
       end
     end
@@ -20509,12 +20197,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$901  = shadow_rule_1_5;
+    \$901  = shadow_rule_0_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$170 ) begin
+      if (\$146 ) begin
         \$901  = csr__w_data;
       end
     end
@@ -20524,12 +20212,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$902  = shadow_rule_1_6;
+    \$902  = shadow_rule_0_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$172 ) begin
+      if (\$148 ) begin
         \$902  = csr__w_data;
       end
     end
@@ -20539,12 +20227,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$903  = shadow_rule_1_7;
+    \$903  = shadow_rule_0_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$174 ) begin
+      if (\$150 ) begin
         \$903  = csr__w_data;
       end
     end
@@ -20554,12 +20242,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$904  = shadow_rule_1_8;
+    \$904  = shadow_rule_0_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$176 ) begin
+      if (\$152 ) begin
         \$904  = csr__w_data;
       end
     end
@@ -20569,12 +20257,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$905  = shadow_rule_1_9;
+    \$905  = shadow_rule_0_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$178 ) begin
+      if (\$154 ) begin
         \$905  = csr__w_data;
       end
     end
@@ -20584,12 +20272,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$906  = shadow_rule_1_10;
+    \$906  = shadow_rule_0_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$180 ) begin
+      if (\$156 ) begin
         \$906  = csr__w_data;
       end
     end
@@ -20599,12 +20287,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$907  = shadow_rule_1_11;
+    \$907  = shadow_rule_0_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$182 ) begin
+      if (\$158 ) begin
         \$907  = csr__w_data;
       end
     end
@@ -20614,12 +20302,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$908  = shadow_rule_1_12;
+    \$908  = shadow_rule_0_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$184 ) begin
+      if (\$160 ) begin
         \$908  = csr__w_data;
       end
     end
@@ -20629,12 +20317,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$909  = shadow_rule_1_13;
+    \$909  = shadow_rule_0_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$186 ) begin
+      if (\$162 ) begin
         \$909  = csr__w_data;
       end
     end
@@ -20644,12 +20332,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$910  = shadow_rule_1_14;
+    \$910  = shadow_rule_0_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$188 ) begin
+      if (\$164 ) begin
         \$910  = csr__w_data;
       end
     end
@@ -20659,12 +20347,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$911  = shadow_rule_1_15;
+    \$911  = shadow_rule_0_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$190 ) begin
+      if (\$166 ) begin
         \$911  = csr__w_data;
       end
     end
@@ -20674,12 +20362,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$912  = shadow_rule_1_16;
+    \$912  = shadow_rule_0_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$192 ) begin
+      if (\$168 ) begin
         \$912  = csr__w_data;
       end
     end
@@ -20689,12 +20377,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$913  = shadow_rule_1_17;
+    \$913  = shadow_rule_0_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$194 ) begin
+      if (\$170 ) begin
         \$913  = csr__w_data;
       end
     end
@@ -20704,12 +20392,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$914  = shadow_rule_1_18;
+    \$914  = shadow_rule_0_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$196 ) begin
+      if (\$172 ) begin
         \$914  = csr__w_data;
       end
     end
@@ -20719,12 +20407,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$915  = shadow_rule_1_19;
+    \$915  = shadow_rule_0_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$198 ) begin
+      if (\$174 ) begin
         \$915  = csr__w_data;
       end
     end
@@ -20734,12 +20422,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$916  = shadow_rule_1_20;
+    \$916  = shadow_rule_0_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$200 ) begin
+      if (\$176 ) begin
         \$916  = csr__w_data;
       end
     end
@@ -20749,12 +20437,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$917  = shadow_rule_1_21;
+    \$917  = shadow_rule_0_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$202 ) begin
+      if (\$178 ) begin
         \$917  = csr__w_data;
       end
     end
@@ -20764,12 +20452,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$918  = shadow_rule_1_22;
+    \$918  = shadow_rule_0_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$204 ) begin
+      if (\$180 ) begin
         \$918  = csr__w_data;
       end
     end
@@ -20779,12 +20467,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$919  = shadow_rule_2_0;
+    \$919  = shadow_rule_0_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$206 ) begin
+      if (\$182 ) begin
         \$919  = csr__w_data;
       end
     end
@@ -20794,12 +20482,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$920  = shadow_rule_2_1;
+    \$920  = shadow_rule_1_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$208 ) begin
+      if (\$184 ) begin
         \$920  = csr__w_data;
       end
     end
@@ -20809,12 +20497,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$921  = shadow_rule_2_2;
+    \$921  = shadow_rule_1_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$210 ) begin
+      if (\$186 ) begin
         \$921  = csr__w_data;
       end
     end
@@ -20824,12 +20512,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$922  = shadow_rule_2_3;
+    \$922  = shadow_rule_1_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$212 ) begin
+      if (\$188 ) begin
         \$922  = csr__w_data;
       end
     end
@@ -20839,12 +20527,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$923  = shadow_rule_2_4;
+    \$923  = shadow_rule_1_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$214 ) begin
+      if (\$190 ) begin
         \$923  = csr__w_data;
       end
     end
@@ -20854,12 +20542,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$924  = shadow_rule_2_5;
+    \$924  = shadow_rule_1_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$216 ) begin
+      if (\$192 ) begin
         \$924  = csr__w_data;
       end
     end
@@ -20869,12 +20557,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$925  = shadow_rule_2_6;
+    \$925  = shadow_rule_1_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$218 ) begin
+      if (\$194 ) begin
         \$925  = csr__w_data;
       end
     end
@@ -20884,12 +20572,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$926  = shadow_rule_2_7;
+    \$926  = shadow_rule_1_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$220 ) begin
+      if (\$196 ) begin
         \$926  = csr__w_data;
       end
     end
@@ -20899,12 +20587,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$927  = shadow_rule_2_8;
+    \$927  = shadow_rule_1_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$222 ) begin
+      if (\$198 ) begin
         \$927  = csr__w_data;
       end
     end
@@ -20914,12 +20602,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$928  = shadow_rule_2_9;
+    \$928  = shadow_rule_1_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$224 ) begin
+      if (\$200 ) begin
         \$928  = csr__w_data;
       end
     end
@@ -20929,12 +20617,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$929  = shadow_rule_2_10;
+    \$929  = shadow_rule_1_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$226 ) begin
+      if (\$202 ) begin
         \$929  = csr__w_data;
       end
     end
@@ -20944,12 +20632,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$930  = shadow_rule_2_11;
+    \$930  = shadow_rule_1_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$228 ) begin
+      if (\$204 ) begin
         \$930  = csr__w_data;
       end
     end
@@ -20959,12 +20647,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$931  = shadow_rule_2_12;
+    \$931  = shadow_rule_1_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$230 ) begin
+      if (\$206 ) begin
         \$931  = csr__w_data;
       end
     end
@@ -20974,12 +20662,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$932  = shadow_rule_2_13;
+    \$932  = shadow_rule_1_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$232 ) begin
+      if (\$208 ) begin
         \$932  = csr__w_data;
       end
     end
@@ -20989,12 +20677,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$933  = shadow_rule_2_14;
+    \$933  = shadow_rule_1_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$234 ) begin
+      if (\$210 ) begin
         \$933  = csr__w_data;
       end
     end
@@ -21004,12 +20692,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$934  = shadow_rule_2_15;
+    \$934  = shadow_rule_1_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$236 ) begin
+      if (\$212 ) begin
         \$934  = csr__w_data;
       end
     end
@@ -21019,12 +20707,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$935  = shadow_rule_2_16;
+    \$935  = shadow_rule_1_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$238 ) begin
+      if (\$214 ) begin
         \$935  = csr__w_data;
       end
     end
@@ -21034,12 +20722,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$936  = shadow_rule_2_17;
+    \$936  = shadow_rule_1_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$240 ) begin
+      if (\$216 ) begin
         \$936  = csr__w_data;
       end
     end
@@ -21049,12 +20737,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$937  = shadow_rule_2_18;
+    \$937  = shadow_rule_1_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$242 ) begin
+      if (\$218 ) begin
         \$937  = csr__w_data;
       end
     end
@@ -21064,12 +20752,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$938  = shadow_rule_2_19;
+    \$938  = shadow_rule_1_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$244 ) begin
+      if (\$220 ) begin
         \$938  = csr__w_data;
       end
     end
@@ -21079,12 +20767,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$939  = shadow_rule_2_20;
+    \$939  = shadow_rule_1_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$246 ) begin
+      if (\$222 ) begin
         \$939  = csr__w_data;
       end
     end
@@ -21094,12 +20782,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$940  = shadow_rule_2_21;
+    \$940  = shadow_rule_1_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$248 ) begin
+      if (\$224 ) begin
         \$940  = csr__w_data;
       end
     end
@@ -21109,12 +20797,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$941  = shadow_rule_2_22;
+    \$941  = shadow_rule_1_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$250 ) begin
+      if (\$226 ) begin
         \$941  = csr__w_data;
       end
     end
@@ -21124,12 +20812,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$942  = shadow_rule_3_0;
+    \$942  = shadow_rule_1_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$252 ) begin
+      if (\$228 ) begin
         \$942  = csr__w_data;
       end
     end
@@ -21139,12 +20827,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$943  = shadow_rule_3_1;
+    \$943  = shadow_rule_2_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$254 ) begin
+      if (\$230 ) begin
         \$943  = csr__w_data;
       end
     end
@@ -21154,12 +20842,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$944  = shadow_rule_3_2;
+    \$944  = shadow_rule_2_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$256 ) begin
+      if (\$232 ) begin
         \$944  = csr__w_data;
       end
     end
@@ -21169,12 +20857,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$945  = shadow_rule_3_3;
+    \$945  = shadow_rule_2_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$258 ) begin
+      if (\$234 ) begin
         \$945  = csr__w_data;
       end
     end
@@ -21184,12 +20872,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$946  = shadow_rule_3_4;
+    \$946  = shadow_rule_2_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$260 ) begin
+      if (\$236 ) begin
         \$946  = csr__w_data;
       end
     end
@@ -21199,12 +20887,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$947  = shadow_rule_3_5;
+    \$947  = shadow_rule_2_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$262 ) begin
+      if (\$238 ) begin
         \$947  = csr__w_data;
       end
     end
@@ -21214,12 +20902,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$948  = shadow_rule_3_6;
+    \$948  = shadow_rule_2_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$264 ) begin
+      if (\$240 ) begin
         \$948  = csr__w_data;
       end
     end
@@ -21229,12 +20917,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$949  = shadow_rule_3_7;
+    \$949  = shadow_rule_2_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$266 ) begin
+      if (\$242 ) begin
         \$949  = csr__w_data;
       end
     end
@@ -21244,12 +20932,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$950  = shadow_rule_3_8;
+    \$950  = shadow_rule_2_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$268 ) begin
+      if (\$244 ) begin
         \$950  = csr__w_data;
       end
     end
@@ -21259,12 +20947,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$951  = shadow_rule_3_9;
+    \$951  = shadow_rule_2_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$270 ) begin
+      if (\$246 ) begin
         \$951  = csr__w_data;
       end
     end
@@ -21274,12 +20962,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$952  = shadow_rule_3_10;
+    \$952  = shadow_rule_2_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$272 ) begin
+      if (\$248 ) begin
         \$952  = csr__w_data;
       end
     end
@@ -21289,12 +20977,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$953  = shadow_rule_3_11;
+    \$953  = shadow_rule_2_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$274 ) begin
+      if (\$250 ) begin
         \$953  = csr__w_data;
       end
     end
@@ -21304,12 +20992,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$954  = shadow_rule_3_12;
+    \$954  = shadow_rule_2_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$276 ) begin
+      if (\$252 ) begin
         \$954  = csr__w_data;
       end
     end
@@ -21319,12 +21007,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$955  = shadow_rule_3_13;
+    \$955  = shadow_rule_2_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$278 ) begin
+      if (\$254 ) begin
         \$955  = csr__w_data;
       end
     end
@@ -21334,12 +21022,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$956  = shadow_rule_3_14;
+    \$956  = shadow_rule_2_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$280 ) begin
+      if (\$256 ) begin
         \$956  = csr__w_data;
       end
     end
@@ -21349,12 +21037,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$957  = shadow_rule_3_15;
+    \$957  = shadow_rule_2_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$282 ) begin
+      if (\$258 ) begin
         \$957  = csr__w_data;
       end
     end
@@ -21364,12 +21052,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$958  = shadow_rule_3_16;
+    \$958  = shadow_rule_2_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$284 ) begin
+      if (\$260 ) begin
         \$958  = csr__w_data;
       end
     end
@@ -21379,12 +21067,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$959  = shadow_rule_3_17;
+    \$959  = shadow_rule_2_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$286 ) begin
+      if (\$262 ) begin
         \$959  = csr__w_data;
       end
     end
@@ -21394,12 +21082,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$960  = shadow_rule_3_18;
+    \$960  = shadow_rule_2_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$288 ) begin
+      if (\$264 ) begin
         \$960  = csr__w_data;
       end
     end
@@ -21409,12 +21097,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$961  = shadow_rule_3_19;
+    \$961  = shadow_rule_2_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$290 ) begin
+      if (\$266 ) begin
         \$961  = csr__w_data;
       end
     end
@@ -21424,12 +21112,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$962  = shadow_rule_3_20;
+    \$962  = shadow_rule_2_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$292 ) begin
+      if (\$268 ) begin
         \$962  = csr__w_data;
       end
     end
@@ -21439,12 +21127,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$963  = shadow_rule_3_21;
+    \$963  = shadow_rule_2_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$294 ) begin
+      if (\$270 ) begin
         \$963  = csr__w_data;
       end
     end
@@ -21454,12 +21142,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$964  = shadow_rule_3_22;
+    \$964  = shadow_rule_2_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$296 ) begin
+      if (\$272 ) begin
         \$964  = csr__w_data;
       end
     end
@@ -21469,12 +21157,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$965  = shadow_rule_4_0;
+    \$965  = shadow_rule_2_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$298 ) begin
+      if (\$274 ) begin
         \$965  = csr__w_data;
       end
     end
@@ -21484,12 +21172,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$966  = shadow_rule_4_1;
+    \$966  = shadow_rule_3_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$300 ) begin
+      if (\$276 ) begin
         \$966  = csr__w_data;
       end
     end
@@ -21499,12 +21187,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$967  = shadow_rule_4_2;
+    \$967  = shadow_rule_3_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$302 ) begin
+      if (\$278 ) begin
         \$967  = csr__w_data;
       end
     end
@@ -21514,12 +21202,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$968  = shadow_rule_4_3;
+    \$968  = shadow_rule_3_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$304 ) begin
+      if (\$280 ) begin
         \$968  = csr__w_data;
       end
     end
@@ -21529,12 +21217,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$969  = shadow_rule_4_4;
+    \$969  = shadow_rule_3_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$306 ) begin
+      if (\$282 ) begin
         \$969  = csr__w_data;
       end
     end
@@ -21544,12 +21232,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$970  = shadow_rule_4_5;
+    \$970  = shadow_rule_3_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$308 ) begin
+      if (\$284 ) begin
         \$970  = csr__w_data;
       end
     end
@@ -21559,12 +21247,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$971  = shadow_rule_4_6;
+    \$971  = shadow_rule_3_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$310 ) begin
+      if (\$286 ) begin
         \$971  = csr__w_data;
       end
     end
@@ -21574,12 +21262,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$972  = shadow_rule_4_7;
+    \$972  = shadow_rule_3_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$312 ) begin
+      if (\$288 ) begin
         \$972  = csr__w_data;
       end
     end
@@ -21589,12 +21277,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$973  = shadow_rule_4_8;
+    \$973  = shadow_rule_3_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$314 ) begin
+      if (\$290 ) begin
         \$973  = csr__w_data;
       end
     end
@@ -21604,12 +21292,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$974  = shadow_rule_4_9;
+    \$974  = shadow_rule_3_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$316 ) begin
+      if (\$292 ) begin
         \$974  = csr__w_data;
       end
     end
@@ -21619,12 +21307,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$975  = shadow_rule_4_10;
+    \$975  = shadow_rule_3_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$318 ) begin
+      if (\$294 ) begin
         \$975  = csr__w_data;
       end
     end
@@ -21634,12 +21322,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$976  = shadow_rule_4_11;
+    \$976  = shadow_rule_3_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$320 ) begin
+      if (\$296 ) begin
         \$976  = csr__w_data;
       end
     end
@@ -21649,12 +21337,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$977  = shadow_rule_4_12;
+    \$977  = shadow_rule_3_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$322 ) begin
+      if (\$298 ) begin
         \$977  = csr__w_data;
       end
     end
@@ -21664,12 +21352,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$978  = shadow_rule_4_13;
+    \$978  = shadow_rule_3_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$324 ) begin
+      if (\$300 ) begin
         \$978  = csr__w_data;
       end
     end
@@ -21679,12 +21367,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$979  = shadow_rule_4_14;
+    \$979  = shadow_rule_3_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$326 ) begin
+      if (\$302 ) begin
         \$979  = csr__w_data;
       end
     end
@@ -21694,12 +21382,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$980  = shadow_rule_4_15;
+    \$980  = shadow_rule_3_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$328 ) begin
+      if (\$304 ) begin
         \$980  = csr__w_data;
       end
     end
@@ -21709,12 +21397,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$981  = shadow_rule_4_16;
+    \$981  = shadow_rule_3_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$330 ) begin
+      if (\$306 ) begin
         \$981  = csr__w_data;
       end
     end
@@ -21724,12 +21412,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$982  = shadow_rule_4_17;
+    \$982  = shadow_rule_3_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$332 ) begin
+      if (\$308 ) begin
         \$982  = csr__w_data;
       end
     end
@@ -21739,12 +21427,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$983  = shadow_rule_4_18;
+    \$983  = shadow_rule_3_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$334 ) begin
+      if (\$310 ) begin
         \$983  = csr__w_data;
       end
     end
@@ -21754,12 +21442,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$984  = shadow_rule_4_19;
+    \$984  = shadow_rule_3_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$336 ) begin
+      if (\$312 ) begin
         \$984  = csr__w_data;
       end
     end
@@ -21769,12 +21457,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$985  = shadow_rule_4_20;
+    \$985  = shadow_rule_3_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$338 ) begin
+      if (\$314 ) begin
         \$985  = csr__w_data;
       end
     end
@@ -21784,12 +21472,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$986  = shadow_rule_4_21;
+    \$986  = shadow_rule_3_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$340 ) begin
+      if (\$316 ) begin
         \$986  = csr__w_data;
       end
     end
@@ -21799,12 +21487,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$987  = shadow_rule_4_22;
+    \$987  = shadow_rule_3_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$342 ) begin
+      if (\$318 ) begin
         \$987  = csr__w_data;
       end
     end
@@ -21814,12 +21502,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$988  = shadow_rule_5_0;
+    \$988  = shadow_rule_3_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$344 ) begin
+      if (\$320 ) begin
         \$988  = csr__w_data;
       end
     end
@@ -21829,12 +21517,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$989  = shadow_rule_5_1;
+    \$989  = shadow_rule_4_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$346 ) begin
+      if (\$322 ) begin
         \$989  = csr__w_data;
       end
     end
@@ -21844,12 +21532,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$990  = shadow_rule_5_2;
+    \$990  = shadow_rule_4_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$348 ) begin
+      if (\$324 ) begin
         \$990  = csr__w_data;
       end
     end
@@ -21859,12 +21547,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$991  = shadow_rule_5_3;
+    \$991  = shadow_rule_4_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$350 ) begin
+      if (\$326 ) begin
         \$991  = csr__w_data;
       end
     end
@@ -21874,12 +21562,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$992  = shadow_rule_5_4;
+    \$992  = shadow_rule_4_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$352 ) begin
+      if (\$328 ) begin
         \$992  = csr__w_data;
       end
     end
@@ -21889,12 +21577,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$993  = shadow_rule_5_5;
+    \$993  = shadow_rule_4_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$354 ) begin
+      if (\$330 ) begin
         \$993  = csr__w_data;
       end
     end
@@ -21904,12 +21592,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$994  = shadow_rule_5_6;
+    \$994  = shadow_rule_4_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$356 ) begin
+      if (\$332 ) begin
         \$994  = csr__w_data;
       end
     end
@@ -21919,12 +21607,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$995  = shadow_rule_5_7;
+    \$995  = shadow_rule_4_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$358 ) begin
+      if (\$334 ) begin
         \$995  = csr__w_data;
       end
     end
@@ -21934,12 +21622,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$996  = shadow_rule_5_8;
+    \$996  = shadow_rule_4_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$360 ) begin
+      if (\$336 ) begin
         \$996  = csr__w_data;
       end
     end
@@ -21949,12 +21637,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$997  = shadow_rule_5_9;
+    \$997  = shadow_rule_4_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$362 ) begin
+      if (\$338 ) begin
         \$997  = csr__w_data;
       end
     end
@@ -21964,12 +21652,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$998  = shadow_rule_5_10;
+    \$998  = shadow_rule_4_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$364 ) begin
+      if (\$340 ) begin
         \$998  = csr__w_data;
       end
     end
@@ -21979,12 +21667,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$999  = shadow_rule_5_11;
+    \$999  = shadow_rule_4_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$366 ) begin
+      if (\$342 ) begin
         \$999  = csr__w_data;
       end
     end
@@ -21994,12 +21682,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1000  = shadow_rule_5_12;
+    \$1000  = shadow_rule_4_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$368 ) begin
+      if (\$344 ) begin
         \$1000  = csr__w_data;
       end
     end
@@ -22009,12 +21697,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1001  = shadow_rule_5_13;
+    \$1001  = shadow_rule_4_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$370 ) begin
+      if (\$346 ) begin
         \$1001  = csr__w_data;
       end
     end
@@ -22024,12 +21712,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1002  = shadow_rule_5_14;
+    \$1002  = shadow_rule_4_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$372 ) begin
+      if (\$348 ) begin
         \$1002  = csr__w_data;
       end
     end
@@ -22039,12 +21727,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1003  = shadow_rule_5_15;
+    \$1003  = shadow_rule_4_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$374 ) begin
+      if (\$350 ) begin
         \$1003  = csr__w_data;
       end
     end
@@ -22054,12 +21742,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1004  = shadow_rule_5_16;
+    \$1004  = shadow_rule_4_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$376 ) begin
+      if (\$352 ) begin
         \$1004  = csr__w_data;
       end
     end
@@ -22069,12 +21757,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1005  = shadow_rule_5_17;
+    \$1005  = shadow_rule_4_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$378 ) begin
+      if (\$354 ) begin
         \$1005  = csr__w_data;
       end
     end
@@ -22084,12 +21772,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1006  = shadow_rule_5_18;
+    \$1006  = shadow_rule_4_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$380 ) begin
+      if (\$356 ) begin
         \$1006  = csr__w_data;
       end
     end
@@ -22099,12 +21787,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1007  = shadow_rule_5_19;
+    \$1007  = shadow_rule_4_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$382 ) begin
+      if (\$358 ) begin
         \$1007  = csr__w_data;
       end
     end
@@ -22114,12 +21802,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1008  = shadow_rule_5_20;
+    \$1008  = shadow_rule_4_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$384 ) begin
+      if (\$360 ) begin
         \$1008  = csr__w_data;
       end
     end
@@ -22129,12 +21817,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1009  = shadow_rule_5_21;
+    \$1009  = shadow_rule_4_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$386 ) begin
+      if (\$362 ) begin
         \$1009  = csr__w_data;
       end
     end
@@ -22144,12 +21832,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1010  = shadow_rule_5_22;
+    \$1010  = shadow_rule_4_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$388 ) begin
+      if (\$364 ) begin
         \$1010  = csr__w_data;
       end
     end
@@ -22159,12 +21847,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1011  = shadow_rule_6_0;
+    \$1011  = shadow_rule_4_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$390 ) begin
+      if (\$366 ) begin
         \$1011  = csr__w_data;
       end
     end
@@ -22174,12 +21862,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1012  = shadow_rule_6_1;
+    \$1012  = shadow_rule_5_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$392 ) begin
+      if (\$368 ) begin
         \$1012  = csr__w_data;
       end
     end
@@ -22189,12 +21877,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1013  = shadow_rule_6_2;
+    \$1013  = shadow_rule_5_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$394 ) begin
+      if (\$370 ) begin
         \$1013  = csr__w_data;
       end
     end
@@ -22204,12 +21892,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1014  = shadow_rule_6_3;
+    \$1014  = shadow_rule_5_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$396 ) begin
+      if (\$372 ) begin
         \$1014  = csr__w_data;
       end
     end
@@ -22219,12 +21907,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1015  = shadow_rule_6_4;
+    \$1015  = shadow_rule_5_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$398 ) begin
+      if (\$374 ) begin
         \$1015  = csr__w_data;
       end
     end
@@ -22234,12 +21922,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1016  = shadow_rule_6_5;
+    \$1016  = shadow_rule_5_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$400 ) begin
+      if (\$376 ) begin
         \$1016  = csr__w_data;
       end
     end
@@ -22249,12 +21937,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1017  = shadow_rule_6_6;
+    \$1017  = shadow_rule_5_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$402 ) begin
+      if (\$378 ) begin
         \$1017  = csr__w_data;
       end
     end
@@ -22264,12 +21952,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1018  = shadow_rule_6_7;
+    \$1018  = shadow_rule_5_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$404 ) begin
+      if (\$380 ) begin
         \$1018  = csr__w_data;
       end
     end
@@ -22279,12 +21967,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1019  = shadow_rule_6_8;
+    \$1019  = shadow_rule_5_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$406 ) begin
+      if (\$382 ) begin
         \$1019  = csr__w_data;
       end
     end
@@ -22294,12 +21982,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1020  = shadow_rule_6_9;
+    \$1020  = shadow_rule_5_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$408 ) begin
+      if (\$384 ) begin
         \$1020  = csr__w_data;
       end
     end
@@ -22309,12 +21997,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1021  = shadow_rule_6_10;
+    \$1021  = shadow_rule_5_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$410 ) begin
+      if (\$386 ) begin
         \$1021  = csr__w_data;
       end
     end
@@ -22324,12 +22012,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1022  = shadow_rule_6_11;
+    \$1022  = shadow_rule_5_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$412 ) begin
+      if (\$388 ) begin
         \$1022  = csr__w_data;
       end
     end
@@ -22339,12 +22027,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1023  = shadow_rule_6_12;
+    \$1023  = shadow_rule_5_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$414 ) begin
+      if (\$390 ) begin
         \$1023  = csr__w_data;
       end
     end
@@ -22354,12 +22042,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1024  = shadow_rule_6_13;
+    \$1024  = shadow_rule_5_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$416 ) begin
+      if (\$392 ) begin
         \$1024  = csr__w_data;
       end
     end
@@ -22369,12 +22057,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1025  = shadow_rule_6_14;
+    \$1025  = shadow_rule_5_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$418 ) begin
+      if (\$394 ) begin
         \$1025  = csr__w_data;
       end
     end
@@ -22384,12 +22072,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1026  = shadow_rule_6_15;
+    \$1026  = shadow_rule_5_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$420 ) begin
+      if (\$396 ) begin
         \$1026  = csr__w_data;
       end
     end
@@ -22399,12 +22087,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1027  = shadow_rule_6_16;
+    \$1027  = shadow_rule_5_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$422 ) begin
+      if (\$398 ) begin
         \$1027  = csr__w_data;
       end
     end
@@ -22414,12 +22102,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1028  = shadow_rule_6_17;
+    \$1028  = shadow_rule_5_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$424 ) begin
+      if (\$400 ) begin
         \$1028  = csr__w_data;
       end
     end
@@ -22429,12 +22117,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1029  = shadow_rule_6_18;
+    \$1029  = shadow_rule_5_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$426 ) begin
+      if (\$402 ) begin
         \$1029  = csr__w_data;
       end
     end
@@ -22444,12 +22132,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1030  = shadow_rule_6_19;
+    \$1030  = shadow_rule_5_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$428 ) begin
+      if (\$404 ) begin
         \$1030  = csr__w_data;
       end
     end
@@ -22459,12 +22147,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1031  = shadow_rule_6_20;
+    \$1031  = shadow_rule_5_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$430 ) begin
+      if (\$406 ) begin
         \$1031  = csr__w_data;
       end
     end
@@ -22474,12 +22162,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1032  = shadow_rule_6_21;
+    \$1032  = shadow_rule_5_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$432 ) begin
+      if (\$408 ) begin
         \$1032  = csr__w_data;
       end
     end
@@ -22489,12 +22177,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1033  = shadow_rule_6_22;
+    \$1033  = shadow_rule_5_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$434 ) begin
+      if (\$410 ) begin
         \$1033  = csr__w_data;
       end
     end
@@ -22504,12 +22192,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1034  = shadow_rule_7_0;
+    \$1034  = shadow_rule_5_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$436 ) begin
+      if (\$412 ) begin
         \$1034  = csr__w_data;
       end
     end
@@ -22519,12 +22207,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1035  = shadow_rule_7_1;
+    \$1035  = shadow_rule_6_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$438 ) begin
+      if (\$414 ) begin
         \$1035  = csr__w_data;
       end
     end
@@ -22534,12 +22222,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1036  = shadow_rule_7_2;
+    \$1036  = shadow_rule_6_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$440 ) begin
+      if (\$416 ) begin
         \$1036  = csr__w_data;
       end
     end
@@ -22549,12 +22237,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1037  = shadow_rule_7_3;
+    \$1037  = shadow_rule_6_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$442 ) begin
+      if (\$418 ) begin
         \$1037  = csr__w_data;
       end
     end
@@ -22564,12 +22252,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1038  = shadow_rule_7_4;
+    \$1038  = shadow_rule_6_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$444 ) begin
+      if (\$420 ) begin
         \$1038  = csr__w_data;
       end
     end
@@ -22579,12 +22267,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1039  = shadow_rule_7_5;
+    \$1039  = shadow_rule_6_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$446 ) begin
+      if (\$422 ) begin
         \$1039  = csr__w_data;
       end
     end
@@ -22594,12 +22282,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1040  = shadow_rule_7_6;
+    \$1040  = shadow_rule_6_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$448 ) begin
+      if (\$424 ) begin
         \$1040  = csr__w_data;
       end
     end
@@ -22609,12 +22297,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1041  = shadow_rule_7_7;
+    \$1041  = shadow_rule_6_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$450 ) begin
+      if (\$426 ) begin
         \$1041  = csr__w_data;
       end
     end
@@ -22624,12 +22312,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1042  = shadow_rule_7_8;
+    \$1042  = shadow_rule_6_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$452 ) begin
+      if (\$428 ) begin
         \$1042  = csr__w_data;
       end
     end
@@ -22639,12 +22327,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1043  = shadow_rule_7_9;
+    \$1043  = shadow_rule_6_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$454 ) begin
+      if (\$430 ) begin
         \$1043  = csr__w_data;
       end
     end
@@ -22654,12 +22342,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1044  = shadow_rule_7_10;
+    \$1044  = shadow_rule_6_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$456 ) begin
+      if (\$432 ) begin
         \$1044  = csr__w_data;
       end
     end
@@ -22669,12 +22357,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1045  = shadow_rule_7_11;
+    \$1045  = shadow_rule_6_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$458 ) begin
+      if (\$434 ) begin
         \$1045  = csr__w_data;
       end
     end
@@ -22684,12 +22372,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1046  = shadow_rule_7_12;
+    \$1046  = shadow_rule_6_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$460 ) begin
+      if (\$436 ) begin
         \$1046  = csr__w_data;
       end
     end
@@ -22699,12 +22387,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1047  = shadow_rule_7_13;
+    \$1047  = shadow_rule_6_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$462 ) begin
+      if (\$438 ) begin
         \$1047  = csr__w_data;
       end
     end
@@ -22714,12 +22402,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1048  = shadow_rule_7_14;
+    \$1048  = shadow_rule_6_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$464 ) begin
+      if (\$440 ) begin
         \$1048  = csr__w_data;
       end
     end
@@ -22729,12 +22417,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1049  = shadow_rule_7_15;
+    \$1049  = shadow_rule_6_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$466 ) begin
+      if (\$442 ) begin
         \$1049  = csr__w_data;
       end
     end
@@ -22744,12 +22432,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1050  = shadow_rule_7_16;
+    \$1050  = shadow_rule_6_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$468 ) begin
+      if (\$444 ) begin
         \$1050  = csr__w_data;
       end
     end
@@ -22759,12 +22447,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1051  = shadow_rule_7_17;
+    \$1051  = shadow_rule_6_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$470 ) begin
+      if (\$446 ) begin
         \$1051  = csr__w_data;
       end
     end
@@ -22774,12 +22462,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1052  = shadow_rule_7_18;
+    \$1052  = shadow_rule_6_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$472 ) begin
+      if (\$448 ) begin
         \$1052  = csr__w_data;
       end
     end
@@ -22789,12 +22477,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1053  = shadow_rule_7_19;
+    \$1053  = shadow_rule_6_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$474 ) begin
+      if (\$450 ) begin
         \$1053  = csr__w_data;
       end
     end
@@ -22804,12 +22492,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1054  = shadow_rule_7_20;
+    \$1054  = shadow_rule_6_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$476 ) begin
+      if (\$452 ) begin
         \$1054  = csr__w_data;
       end
     end
@@ -22819,12 +22507,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1055  = shadow_rule_7_21;
+    \$1055  = shadow_rule_6_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$478 ) begin
+      if (\$454 ) begin
         \$1055  = csr__w_data;
       end
     end
@@ -22834,12 +22522,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1056  = shadow_rule_7_22;
+    \$1056  = shadow_rule_6_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$480 ) begin
+      if (\$456 ) begin
         \$1056  = csr__w_data;
       end
     end
@@ -22849,12 +22537,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1057  = shadow_rule_8_0;
+    \$1057  = shadow_rule_6_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$482 ) begin
+      if (\$458 ) begin
         \$1057  = csr__w_data;
       end
     end
@@ -22864,12 +22552,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1058  = shadow_rule_8_1;
+    \$1058  = shadow_rule_7_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$484 ) begin
+      if (\$460 ) begin
         \$1058  = csr__w_data;
       end
     end
@@ -22879,12 +22567,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1059  = shadow_rule_8_2;
+    \$1059  = shadow_rule_7_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$486 ) begin
+      if (\$462 ) begin
         \$1059  = csr__w_data;
       end
     end
@@ -22894,12 +22582,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1060  = shadow_rule_8_3;
+    \$1060  = shadow_rule_7_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$488 ) begin
+      if (\$464 ) begin
         \$1060  = csr__w_data;
       end
     end
@@ -22909,12 +22597,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1061  = shadow_rule_8_4;
+    \$1061  = shadow_rule_7_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$490 ) begin
+      if (\$466 ) begin
         \$1061  = csr__w_data;
       end
     end
@@ -22924,12 +22612,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1062  = shadow_rule_8_5;
+    \$1062  = shadow_rule_7_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$492 ) begin
+      if (\$468 ) begin
         \$1062  = csr__w_data;
       end
     end
@@ -22939,12 +22627,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1063  = shadow_rule_8_6;
+    \$1063  = shadow_rule_7_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$494 ) begin
+      if (\$470 ) begin
         \$1063  = csr__w_data;
       end
     end
@@ -22954,12 +22642,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1064  = shadow_rule_8_7;
+    \$1064  = shadow_rule_7_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$496 ) begin
+      if (\$472 ) begin
         \$1064  = csr__w_data;
       end
     end
@@ -22969,12 +22657,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1065  = shadow_rule_8_8;
+    \$1065  = shadow_rule_7_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$498 ) begin
+      if (\$474 ) begin
         \$1065  = csr__w_data;
       end
     end
@@ -22984,12 +22672,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1066  = shadow_rule_8_9;
+    \$1066  = shadow_rule_7_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$500 ) begin
+      if (\$476 ) begin
         \$1066  = csr__w_data;
       end
     end
@@ -22999,12 +22687,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1067  = shadow_rule_8_10;
+    \$1067  = shadow_rule_7_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$502 ) begin
+      if (\$478 ) begin
         \$1067  = csr__w_data;
       end
     end
@@ -23014,12 +22702,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1068  = shadow_rule_8_11;
+    \$1068  = shadow_rule_7_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$504 ) begin
+      if (\$480 ) begin
         \$1068  = csr__w_data;
       end
     end
@@ -23029,12 +22717,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1069  = shadow_rule_8_12;
+    \$1069  = shadow_rule_7_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$506 ) begin
+      if (\$482 ) begin
         \$1069  = csr__w_data;
       end
     end
@@ -23044,12 +22732,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1070  = shadow_rule_8_13;
+    \$1070  = shadow_rule_7_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$508 ) begin
+      if (\$484 ) begin
         \$1070  = csr__w_data;
       end
     end
@@ -23059,12 +22747,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1071  = shadow_rule_8_14;
+    \$1071  = shadow_rule_7_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$510 ) begin
+      if (\$486 ) begin
         \$1071  = csr__w_data;
       end
     end
@@ -23074,12 +22762,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1072  = shadow_rule_8_15;
+    \$1072  = shadow_rule_7_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$512 ) begin
+      if (\$488 ) begin
         \$1072  = csr__w_data;
       end
     end
@@ -23089,12 +22777,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1073  = shadow_rule_8_16;
+    \$1073  = shadow_rule_7_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$514 ) begin
+      if (\$490 ) begin
         \$1073  = csr__w_data;
       end
     end
@@ -23104,12 +22792,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1074  = shadow_rule_8_17;
+    \$1074  = shadow_rule_7_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$516 ) begin
+      if (\$492 ) begin
         \$1074  = csr__w_data;
       end
     end
@@ -23119,12 +22807,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1075  = shadow_rule_8_18;
+    \$1075  = shadow_rule_7_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$518 ) begin
+      if (\$494 ) begin
         \$1075  = csr__w_data;
       end
     end
@@ -23134,12 +22822,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1076  = shadow_rule_8_19;
+    \$1076  = shadow_rule_7_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$520 ) begin
+      if (\$496 ) begin
         \$1076  = csr__w_data;
       end
     end
@@ -23149,12 +22837,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1077  = shadow_rule_8_20;
+    \$1077  = shadow_rule_7_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$522 ) begin
+      if (\$498 ) begin
         \$1077  = csr__w_data;
       end
     end
@@ -23164,12 +22852,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1078  = shadow_rule_8_21;
+    \$1078  = shadow_rule_7_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$524 ) begin
+      if (\$500 ) begin
         \$1078  = csr__w_data;
       end
     end
@@ -23179,12 +22867,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1079  = shadow_rule_8_22;
+    \$1079  = shadow_rule_7_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$526 ) begin
+      if (\$502 ) begin
         \$1079  = csr__w_data;
       end
     end
@@ -23194,12 +22882,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1080  = shadow_rule_9_0;
+    \$1080  = shadow_rule_7_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$528 ) begin
+      if (\$504 ) begin
         \$1080  = csr__w_data;
       end
     end
@@ -23209,12 +22897,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1081  = shadow_rule_9_1;
+    \$1081  = shadow_rule_8_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$530 ) begin
+      if (\$506 ) begin
         \$1081  = csr__w_data;
       end
     end
@@ -23224,12 +22912,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1082  = shadow_rule_9_2;
+    \$1082  = shadow_rule_8_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$532 ) begin
+      if (\$508 ) begin
         \$1082  = csr__w_data;
       end
     end
@@ -23239,12 +22927,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1083  = shadow_rule_9_3;
+    \$1083  = shadow_rule_8_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$534 ) begin
+      if (\$510 ) begin
         \$1083  = csr__w_data;
       end
     end
@@ -23254,12 +22942,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1084  = shadow_rule_9_4;
+    \$1084  = shadow_rule_8_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$536 ) begin
+      if (\$512 ) begin
         \$1084  = csr__w_data;
       end
     end
@@ -23269,12 +22957,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1085  = shadow_rule_9_5;
+    \$1085  = shadow_rule_8_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$538 ) begin
+      if (\$514 ) begin
         \$1085  = csr__w_data;
       end
     end
@@ -23284,12 +22972,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1086  = shadow_rule_9_6;
+    \$1086  = shadow_rule_8_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$540 ) begin
+      if (\$516 ) begin
         \$1086  = csr__w_data;
       end
     end
@@ -23299,12 +22987,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1087  = shadow_rule_9_7;
+    \$1087  = shadow_rule_8_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$542 ) begin
+      if (\$518 ) begin
         \$1087  = csr__w_data;
       end
     end
@@ -23314,12 +23002,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1088  = shadow_rule_9_8;
+    \$1088  = shadow_rule_8_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$544 ) begin
+      if (\$520 ) begin
         \$1088  = csr__w_data;
       end
     end
@@ -23329,12 +23017,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1089  = shadow_rule_9_9;
+    \$1089  = shadow_rule_8_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$546 ) begin
+      if (\$522 ) begin
         \$1089  = csr__w_data;
       end
     end
@@ -23344,12 +23032,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1090  = shadow_rule_9_10;
+    \$1090  = shadow_rule_8_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$548 ) begin
+      if (\$524 ) begin
         \$1090  = csr__w_data;
       end
     end
@@ -23359,12 +23047,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1091  = shadow_rule_9_11;
+    \$1091  = shadow_rule_8_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$550 ) begin
+      if (\$526 ) begin
         \$1091  = csr__w_data;
       end
     end
@@ -23374,12 +23062,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1092  = shadow_rule_9_12;
+    \$1092  = shadow_rule_8_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$552 ) begin
+      if (\$528 ) begin
         \$1092  = csr__w_data;
       end
     end
@@ -23389,12 +23077,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1093  = shadow_rule_9_13;
+    \$1093  = shadow_rule_8_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$554 ) begin
+      if (\$530 ) begin
         \$1093  = csr__w_data;
       end
     end
@@ -23404,12 +23092,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1094  = shadow_rule_9_14;
+    \$1094  = shadow_rule_8_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$556 ) begin
+      if (\$532 ) begin
         \$1094  = csr__w_data;
       end
     end
@@ -23419,12 +23107,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1095  = shadow_rule_9_15;
+    \$1095  = shadow_rule_8_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$558 ) begin
+      if (\$534 ) begin
         \$1095  = csr__w_data;
       end
     end
@@ -23434,12 +23122,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1096  = shadow_rule_9_16;
+    \$1096  = shadow_rule_8_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$560 ) begin
+      if (\$536 ) begin
         \$1096  = csr__w_data;
       end
     end
@@ -23449,12 +23137,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1097  = shadow_rule_9_17;
+    \$1097  = shadow_rule_8_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$562 ) begin
+      if (\$538 ) begin
         \$1097  = csr__w_data;
       end
     end
@@ -23464,12 +23152,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1098  = shadow_rule_9_18;
+    \$1098  = shadow_rule_8_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$564 ) begin
+      if (\$540 ) begin
         \$1098  = csr__w_data;
       end
     end
@@ -23479,12 +23167,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1099  = shadow_rule_9_19;
+    \$1099  = shadow_rule_8_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$566 ) begin
+      if (\$542 ) begin
         \$1099  = csr__w_data;
       end
     end
@@ -23494,12 +23182,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1100  = shadow_rule_9_20;
+    \$1100  = shadow_rule_8_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$568 ) begin
+      if (\$544 ) begin
         \$1100  = csr__w_data;
       end
     end
@@ -23509,12 +23197,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1101  = shadow_rule_9_21;
+    \$1101  = shadow_rule_8_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$570 ) begin
+      if (\$546 ) begin
         \$1101  = csr__w_data;
       end
     end
@@ -23524,12 +23212,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1102  = shadow_rule_9_22;
+    \$1102  = shadow_rule_8_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$572 ) begin
+      if (\$548 ) begin
         \$1102  = csr__w_data;
       end
     end
@@ -23539,12 +23227,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1103  = shadow_rule_10_0;
+    \$1103  = shadow_rule_8_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$574 ) begin
+      if (\$550 ) begin
         \$1103  = csr__w_data;
       end
     end
@@ -23554,12 +23242,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1104  = shadow_rule_10_1;
+    \$1104  = shadow_rule_9_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$576 ) begin
+      if (\$552 ) begin
         \$1104  = csr__w_data;
       end
     end
@@ -23569,12 +23257,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1105  = shadow_rule_10_2;
+    \$1105  = shadow_rule_9_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$578 ) begin
+      if (\$554 ) begin
         \$1105  = csr__w_data;
       end
     end
@@ -23584,12 +23272,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1106  = shadow_rule_10_3;
+    \$1106  = shadow_rule_9_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$580 ) begin
+      if (\$556 ) begin
         \$1106  = csr__w_data;
       end
     end
@@ -23599,12 +23287,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1107  = shadow_rule_10_4;
+    \$1107  = shadow_rule_9_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$582 ) begin
+      if (\$558 ) begin
         \$1107  = csr__w_data;
       end
     end
@@ -23614,12 +23302,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1108  = shadow_rule_10_5;
+    \$1108  = shadow_rule_9_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$584 ) begin
+      if (\$560 ) begin
         \$1108  = csr__w_data;
       end
     end
@@ -23629,12 +23317,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1109  = shadow_rule_10_6;
+    \$1109  = shadow_rule_9_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$586 ) begin
+      if (\$562 ) begin
         \$1109  = csr__w_data;
       end
     end
@@ -23644,12 +23332,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1110  = shadow_rule_10_7;
+    \$1110  = shadow_rule_9_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$588 ) begin
+      if (\$564 ) begin
         \$1110  = csr__w_data;
       end
     end
@@ -23659,12 +23347,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1111  = shadow_rule_10_8;
+    \$1111  = shadow_rule_9_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$590 ) begin
+      if (\$566 ) begin
         \$1111  = csr__w_data;
       end
     end
@@ -23674,12 +23362,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1112  = shadow_rule_10_9;
+    \$1112  = shadow_rule_9_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$592 ) begin
+      if (\$568 ) begin
         \$1112  = csr__w_data;
       end
     end
@@ -23689,12 +23377,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1113  = shadow_rule_10_10;
+    \$1113  = shadow_rule_9_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$594 ) begin
+      if (\$570 ) begin
         \$1113  = csr__w_data;
       end
     end
@@ -23704,12 +23392,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1114  = shadow_rule_10_11;
+    \$1114  = shadow_rule_9_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$596 ) begin
+      if (\$572 ) begin
         \$1114  = csr__w_data;
       end
     end
@@ -23719,12 +23407,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1115  = shadow_rule_10_12;
+    \$1115  = shadow_rule_9_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$598 ) begin
+      if (\$574 ) begin
         \$1115  = csr__w_data;
       end
     end
@@ -23734,12 +23422,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1116  = shadow_rule_10_13;
+    \$1116  = shadow_rule_9_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$600 ) begin
+      if (\$576 ) begin
         \$1116  = csr__w_data;
       end
     end
@@ -23749,12 +23437,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1117  = shadow_rule_10_14;
+    \$1117  = shadow_rule_9_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$602 ) begin
+      if (\$578 ) begin
         \$1117  = csr__w_data;
       end
     end
@@ -23764,12 +23452,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1118  = shadow_rule_10_15;
+    \$1118  = shadow_rule_9_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$604 ) begin
+      if (\$580 ) begin
         \$1118  = csr__w_data;
       end
     end
@@ -23779,12 +23467,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1119  = shadow_rule_10_16;
+    \$1119  = shadow_rule_9_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$606 ) begin
+      if (\$582 ) begin
         \$1119  = csr__w_data;
       end
     end
@@ -23794,12 +23482,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1120  = shadow_rule_10_17;
+    \$1120  = shadow_rule_9_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$608 ) begin
+      if (\$584 ) begin
         \$1120  = csr__w_data;
       end
     end
@@ -23809,12 +23497,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1121  = shadow_rule_10_18;
+    \$1121  = shadow_rule_9_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$610 ) begin
+      if (\$586 ) begin
         \$1121  = csr__w_data;
       end
     end
@@ -23824,12 +23512,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1122  = shadow_rule_10_19;
+    \$1122  = shadow_rule_9_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$612 ) begin
+      if (\$588 ) begin
         \$1122  = csr__w_data;
       end
     end
@@ -23839,12 +23527,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1123  = shadow_rule_10_20;
+    \$1123  = shadow_rule_9_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$614 ) begin
+      if (\$590 ) begin
         \$1123  = csr__w_data;
       end
     end
@@ -23854,12 +23542,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1124  = shadow_rule_10_21;
+    \$1124  = shadow_rule_9_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$616 ) begin
+      if (\$592 ) begin
         \$1124  = csr__w_data;
       end
     end
@@ -23869,12 +23557,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1125  = shadow_rule_10_22;
+    \$1125  = shadow_rule_9_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$618 ) begin
+      if (\$594 ) begin
         \$1125  = csr__w_data;
       end
     end
@@ -23884,12 +23572,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1126  = shadow_rule_11_0;
+    \$1126  = shadow_rule_9_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$620 ) begin
+      if (\$596 ) begin
         \$1126  = csr__w_data;
       end
     end
@@ -23899,12 +23587,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1127  = shadow_rule_11_1;
+    \$1127  = shadow_rule_10_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$622 ) begin
+      if (\$598 ) begin
         \$1127  = csr__w_data;
       end
     end
@@ -23914,12 +23602,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1128  = shadow_rule_11_2;
+    \$1128  = shadow_rule_10_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$624 ) begin
+      if (\$600 ) begin
         \$1128  = csr__w_data;
       end
     end
@@ -23929,12 +23617,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1129  = shadow_rule_11_3;
+    \$1129  = shadow_rule_10_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$626 ) begin
+      if (\$602 ) begin
         \$1129  = csr__w_data;
       end
     end
@@ -23944,12 +23632,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1130  = shadow_rule_11_4;
+    \$1130  = shadow_rule_10_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$628 ) begin
+      if (\$604 ) begin
         \$1130  = csr__w_data;
       end
     end
@@ -23959,12 +23647,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1131  = shadow_rule_11_5;
+    \$1131  = shadow_rule_10_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$630 ) begin
+      if (\$606 ) begin
         \$1131  = csr__w_data;
       end
     end
@@ -23974,12 +23662,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1132  = shadow_rule_11_6;
+    \$1132  = shadow_rule_10_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$632 ) begin
+      if (\$608 ) begin
         \$1132  = csr__w_data;
       end
     end
@@ -23989,12 +23677,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1133  = shadow_rule_11_7;
+    \$1133  = shadow_rule_10_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$634 ) begin
+      if (\$610 ) begin
         \$1133  = csr__w_data;
       end
     end
@@ -24004,12 +23692,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1134  = shadow_rule_11_8;
+    \$1134  = shadow_rule_10_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$636 ) begin
+      if (\$612 ) begin
         \$1134  = csr__w_data;
       end
     end
@@ -24019,12 +23707,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1135  = shadow_rule_11_9;
+    \$1135  = shadow_rule_10_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$638 ) begin
+      if (\$614 ) begin
         \$1135  = csr__w_data;
       end
     end
@@ -24034,12 +23722,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1136  = shadow_rule_11_10;
+    \$1136  = shadow_rule_10_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$640 ) begin
+      if (\$616 ) begin
         \$1136  = csr__w_data;
       end
     end
@@ -24049,12 +23737,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1137  = shadow_rule_11_11;
+    \$1137  = shadow_rule_10_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$642 ) begin
+      if (\$618 ) begin
         \$1137  = csr__w_data;
       end
     end
@@ -24064,12 +23752,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1138  = shadow_rule_11_12;
+    \$1138  = shadow_rule_10_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$644 ) begin
+      if (\$620 ) begin
         \$1138  = csr__w_data;
       end
     end
@@ -24079,12 +23767,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1139  = shadow_rule_11_13;
+    \$1139  = shadow_rule_10_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$646 ) begin
+      if (\$622 ) begin
         \$1139  = csr__w_data;
       end
     end
@@ -24094,12 +23782,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1140  = shadow_rule_11_14;
+    \$1140  = shadow_rule_10_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$648 ) begin
+      if (\$624 ) begin
         \$1140  = csr__w_data;
       end
     end
@@ -24109,12 +23797,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1141  = shadow_rule_11_15;
+    \$1141  = shadow_rule_10_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$650 ) begin
+      if (\$626 ) begin
         \$1141  = csr__w_data;
       end
     end
@@ -24124,12 +23812,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1142  = shadow_rule_11_16;
+    \$1142  = shadow_rule_10_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$652 ) begin
+      if (\$628 ) begin
         \$1142  = csr__w_data;
       end
     end
@@ -24139,12 +23827,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1143  = shadow_rule_11_17;
+    \$1143  = shadow_rule_10_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$654 ) begin
+      if (\$630 ) begin
         \$1143  = csr__w_data;
       end
     end
@@ -24154,12 +23842,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1144  = shadow_rule_11_18;
+    \$1144  = shadow_rule_10_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$656 ) begin
+      if (\$632 ) begin
         \$1144  = csr__w_data;
       end
     end
@@ -24169,12 +23857,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1145  = shadow_rule_11_19;
+    \$1145  = shadow_rule_10_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$658 ) begin
+      if (\$634 ) begin
         \$1145  = csr__w_data;
       end
     end
@@ -24184,12 +23872,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1146  = shadow_rule_11_20;
+    \$1146  = shadow_rule_10_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$660 ) begin
+      if (\$636 ) begin
         \$1146  = csr__w_data;
       end
     end
@@ -24199,12 +23887,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1147  = shadow_rule_11_21;
+    \$1147  = shadow_rule_10_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$662 ) begin
+      if (\$638 ) begin
         \$1147  = csr__w_data;
       end
     end
@@ -24214,12 +23902,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1148  = shadow_rule_11_22;
+    \$1148  = shadow_rule_10_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$664 ) begin
+      if (\$640 ) begin
         \$1148  = csr__w_data;
       end
     end
@@ -24229,12 +23917,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1149  = shadow_rule_12_0;
+    \$1149  = shadow_rule_10_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$666 ) begin
+      if (\$642 ) begin
         \$1149  = csr__w_data;
       end
     end
@@ -24244,12 +23932,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1150  = shadow_rule_12_1;
+    \$1150  = shadow_rule_11_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$668 ) begin
+      if (\$644 ) begin
         \$1150  = csr__w_data;
       end
     end
@@ -24259,12 +23947,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1151  = shadow_rule_12_2;
+    \$1151  = shadow_rule_11_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$670 ) begin
+      if (\$646 ) begin
         \$1151  = csr__w_data;
       end
     end
@@ -24274,12 +23962,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1152  = shadow_rule_12_3;
+    \$1152  = shadow_rule_11_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$672 ) begin
+      if (\$648 ) begin
         \$1152  = csr__w_data;
       end
     end
@@ -24289,12 +23977,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1153  = shadow_rule_12_4;
+    \$1153  = shadow_rule_11_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$674 ) begin
+      if (\$650 ) begin
         \$1153  = csr__w_data;
       end
     end
@@ -24304,12 +23992,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1154  = shadow_rule_12_5;
+    \$1154  = shadow_rule_11_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$676 ) begin
+      if (\$652 ) begin
         \$1154  = csr__w_data;
       end
     end
@@ -24319,12 +24007,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1155  = shadow_rule_12_6;
+    \$1155  = shadow_rule_11_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$678 ) begin
+      if (\$654 ) begin
         \$1155  = csr__w_data;
       end
     end
@@ -24334,12 +24022,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1156  = shadow_rule_12_7;
+    \$1156  = shadow_rule_11_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$680 ) begin
+      if (\$656 ) begin
         \$1156  = csr__w_data;
       end
     end
@@ -24349,12 +24037,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1157  = shadow_rule_12_8;
+    \$1157  = shadow_rule_11_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$682 ) begin
+      if (\$658 ) begin
         \$1157  = csr__w_data;
       end
     end
@@ -24364,12 +24052,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1158  = shadow_rule_12_9;
+    \$1158  = shadow_rule_11_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$684 ) begin
+      if (\$660 ) begin
         \$1158  = csr__w_data;
       end
     end
@@ -24379,12 +24067,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1159  = shadow_rule_12_10;
+    \$1159  = shadow_rule_11_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$686 ) begin
+      if (\$662 ) begin
         \$1159  = csr__w_data;
       end
     end
@@ -24394,12 +24082,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1160  = shadow_rule_12_11;
+    \$1160  = shadow_rule_11_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$688 ) begin
+      if (\$664 ) begin
         \$1160  = csr__w_data;
       end
     end
@@ -24409,12 +24097,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1161  = shadow_rule_12_12;
+    \$1161  = shadow_rule_11_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$690 ) begin
+      if (\$666 ) begin
         \$1161  = csr__w_data;
       end
     end
@@ -24424,12 +24112,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1162  = shadow_rule_12_13;
+    \$1162  = shadow_rule_11_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$692 ) begin
+      if (\$668 ) begin
         \$1162  = csr__w_data;
       end
     end
@@ -24439,12 +24127,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1163  = shadow_rule_12_14;
+    \$1163  = shadow_rule_11_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$694 ) begin
+      if (\$670 ) begin
         \$1163  = csr__w_data;
       end
     end
@@ -24454,12 +24142,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1164  = shadow_rule_12_15;
+    \$1164  = shadow_rule_11_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$696 ) begin
+      if (\$672 ) begin
         \$1164  = csr__w_data;
       end
     end
@@ -24469,12 +24157,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1165  = shadow_rule_12_16;
+    \$1165  = shadow_rule_11_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$698 ) begin
+      if (\$674 ) begin
         \$1165  = csr__w_data;
       end
     end
@@ -24484,12 +24172,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1166  = shadow_rule_12_17;
+    \$1166  = shadow_rule_11_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$700 ) begin
+      if (\$676 ) begin
         \$1166  = csr__w_data;
       end
     end
@@ -24499,12 +24187,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1167  = shadow_rule_12_18;
+    \$1167  = shadow_rule_11_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$702 ) begin
+      if (\$678 ) begin
         \$1167  = csr__w_data;
       end
     end
@@ -24514,12 +24202,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1168  = shadow_rule_12_19;
+    \$1168  = shadow_rule_11_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$704 ) begin
+      if (\$680 ) begin
         \$1168  = csr__w_data;
       end
     end
@@ -24529,12 +24217,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1169  = shadow_rule_12_20;
+    \$1169  = shadow_rule_11_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$706 ) begin
+      if (\$682 ) begin
         \$1169  = csr__w_data;
       end
     end
@@ -24544,12 +24232,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1170  = shadow_rule_12_21;
+    \$1170  = shadow_rule_11_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$708 ) begin
+      if (\$684 ) begin
         \$1170  = csr__w_data;
       end
     end
@@ -24559,12 +24247,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1171  = shadow_rule_12_22;
+    \$1171  = shadow_rule_11_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$710 ) begin
+      if (\$686 ) begin
         \$1171  = csr__w_data;
       end
     end
@@ -24574,12 +24262,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1172  = shadow_rule_13_0;
+    \$1172  = shadow_rule_11_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$712 ) begin
+      if (\$688 ) begin
         \$1172  = csr__w_data;
       end
     end
@@ -24589,12 +24277,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1173  = shadow_rule_13_1;
+    \$1173  = shadow_rule_12_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$714 ) begin
+      if (\$690 ) begin
         \$1173  = csr__w_data;
       end
     end
@@ -24604,12 +24292,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1174  = shadow_rule_13_2;
+    \$1174  = shadow_rule_12_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$716 ) begin
+      if (\$692 ) begin
         \$1174  = csr__w_data;
       end
     end
@@ -24619,12 +24307,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1175  = shadow_rule_13_3;
+    \$1175  = shadow_rule_12_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$718 ) begin
+      if (\$694 ) begin
         \$1175  = csr__w_data;
       end
     end
@@ -24634,12 +24322,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1176  = shadow_rule_13_4;
+    \$1176  = shadow_rule_12_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$720 ) begin
+      if (\$696 ) begin
         \$1176  = csr__w_data;
       end
     end
@@ -24649,12 +24337,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1177  = shadow_rule_13_5;
+    \$1177  = shadow_rule_12_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$722 ) begin
+      if (\$698 ) begin
         \$1177  = csr__w_data;
       end
     end
@@ -24664,12 +24352,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1178  = shadow_rule_13_6;
+    \$1178  = shadow_rule_12_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$724 ) begin
+      if (\$700 ) begin
         \$1178  = csr__w_data;
       end
     end
@@ -24679,12 +24367,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1179  = shadow_rule_13_7;
+    \$1179  = shadow_rule_12_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$726 ) begin
+      if (\$702 ) begin
         \$1179  = csr__w_data;
       end
     end
@@ -24694,12 +24382,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1180  = shadow_rule_13_8;
+    \$1180  = shadow_rule_12_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$728 ) begin
+      if (\$704 ) begin
         \$1180  = csr__w_data;
       end
     end
@@ -24709,12 +24397,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1181  = shadow_rule_13_9;
+    \$1181  = shadow_rule_12_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$730 ) begin
+      if (\$706 ) begin
         \$1181  = csr__w_data;
       end
     end
@@ -24724,12 +24412,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1182  = shadow_rule_13_10;
+    \$1182  = shadow_rule_12_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$732 ) begin
+      if (\$708 ) begin
         \$1182  = csr__w_data;
       end
     end
@@ -24739,12 +24427,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1183  = shadow_rule_13_11;
+    \$1183  = shadow_rule_12_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$734 ) begin
+      if (\$710 ) begin
         \$1183  = csr__w_data;
       end
     end
@@ -24754,12 +24442,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1184  = shadow_rule_13_12;
+    \$1184  = shadow_rule_12_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$736 ) begin
+      if (\$712 ) begin
         \$1184  = csr__w_data;
       end
     end
@@ -24769,12 +24457,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1185  = shadow_rule_13_13;
+    \$1185  = shadow_rule_12_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$738 ) begin
+      if (\$714 ) begin
         \$1185  = csr__w_data;
       end
     end
@@ -24784,12 +24472,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1186  = shadow_rule_13_14;
+    \$1186  = shadow_rule_12_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$740 ) begin
+      if (\$716 ) begin
         \$1186  = csr__w_data;
       end
     end
@@ -24799,12 +24487,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1187  = shadow_rule_13_15;
+    \$1187  = shadow_rule_12_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$742 ) begin
+      if (\$718 ) begin
         \$1187  = csr__w_data;
       end
     end
@@ -24814,12 +24502,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1188  = shadow_rule_13_16;
+    \$1188  = shadow_rule_12_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$744 ) begin
+      if (\$720 ) begin
         \$1188  = csr__w_data;
       end
     end
@@ -24829,12 +24517,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1189  = shadow_rule_13_17;
+    \$1189  = shadow_rule_12_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$746 ) begin
+      if (\$722 ) begin
         \$1189  = csr__w_data;
       end
     end
@@ -24844,12 +24532,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1190  = shadow_rule_13_18;
+    \$1190  = shadow_rule_12_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$748 ) begin
+      if (\$724 ) begin
         \$1190  = csr__w_data;
       end
     end
@@ -24859,12 +24547,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1191  = shadow_rule_13_19;
+    \$1191  = shadow_rule_12_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$750 ) begin
+      if (\$726 ) begin
         \$1191  = csr__w_data;
       end
     end
@@ -24874,12 +24562,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1192  = shadow_rule_13_20;
+    \$1192  = shadow_rule_12_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$752 ) begin
+      if (\$728 ) begin
         \$1192  = csr__w_data;
       end
     end
@@ -24889,12 +24577,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1193  = shadow_rule_13_21;
+    \$1193  = shadow_rule_12_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$754 ) begin
+      if (\$730 ) begin
         \$1193  = csr__w_data;
       end
     end
@@ -24904,12 +24592,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1194  = shadow_rule_13_22;
+    \$1194  = shadow_rule_12_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$756 ) begin
+      if (\$732 ) begin
         \$1194  = csr__w_data;
       end
     end
@@ -24919,12 +24607,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1195  = shadow_rule_14_0;
+    \$1195  = shadow_rule_12_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$758 ) begin
+      if (\$734 ) begin
         \$1195  = csr__w_data;
       end
     end
@@ -24934,12 +24622,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1196  = shadow_rule_14_1;
+    \$1196  = shadow_rule_13_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$760 ) begin
+      if (\$736 ) begin
         \$1196  = csr__w_data;
       end
     end
@@ -24949,12 +24637,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1197  = shadow_rule_14_2;
+    \$1197  = shadow_rule_13_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$762 ) begin
+      if (\$738 ) begin
         \$1197  = csr__w_data;
       end
     end
@@ -24964,12 +24652,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1198  = shadow_rule_14_3;
+    \$1198  = shadow_rule_13_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$764 ) begin
+      if (\$740 ) begin
         \$1198  = csr__w_data;
       end
     end
@@ -24979,12 +24667,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1199  = shadow_rule_14_4;
+    \$1199  = shadow_rule_13_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$766 ) begin
+      if (\$742 ) begin
         \$1199  = csr__w_data;
       end
     end
@@ -24994,12 +24682,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1200  = shadow_rule_14_5;
+    \$1200  = shadow_rule_13_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$768 ) begin
+      if (\$744 ) begin
         \$1200  = csr__w_data;
       end
     end
@@ -25009,12 +24697,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1201  = shadow_rule_14_6;
+    \$1201  = shadow_rule_13_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$770 ) begin
+      if (\$746 ) begin
         \$1201  = csr__w_data;
       end
     end
@@ -25024,12 +24712,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1202  = shadow_rule_14_7;
+    \$1202  = shadow_rule_13_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$772 ) begin
+      if (\$748 ) begin
         \$1202  = csr__w_data;
       end
     end
@@ -25039,12 +24727,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1203  = shadow_rule_14_8;
+    \$1203  = shadow_rule_13_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$774 ) begin
+      if (\$750 ) begin
         \$1203  = csr__w_data;
       end
     end
@@ -25054,12 +24742,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1204  = shadow_rule_14_9;
+    \$1204  = shadow_rule_13_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$776 ) begin
+      if (\$752 ) begin
         \$1204  = csr__w_data;
       end
     end
@@ -25069,12 +24757,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1205  = shadow_rule_14_10;
+    \$1205  = shadow_rule_13_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$778 ) begin
+      if (\$754 ) begin
         \$1205  = csr__w_data;
       end
     end
@@ -25084,12 +24772,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1206  = shadow_rule_14_11;
+    \$1206  = shadow_rule_13_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$780 ) begin
+      if (\$756 ) begin
         \$1206  = csr__w_data;
       end
     end
@@ -25099,12 +24787,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1207  = shadow_rule_14_12;
+    \$1207  = shadow_rule_13_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$782 ) begin
+      if (\$758 ) begin
         \$1207  = csr__w_data;
       end
     end
@@ -25114,12 +24802,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1208  = shadow_rule_14_13;
+    \$1208  = shadow_rule_13_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$784 ) begin
+      if (\$760 ) begin
         \$1208  = csr__w_data;
       end
     end
@@ -25129,12 +24817,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1209  = shadow_rule_14_14;
+    \$1209  = shadow_rule_13_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$786 ) begin
+      if (\$762 ) begin
         \$1209  = csr__w_data;
       end
     end
@@ -25144,12 +24832,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1210  = shadow_rule_14_15;
+    \$1210  = shadow_rule_13_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$788 ) begin
+      if (\$764 ) begin
         \$1210  = csr__w_data;
       end
     end
@@ -25159,12 +24847,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1211  = shadow_rule_14_16;
+    \$1211  = shadow_rule_13_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$790 ) begin
+      if (\$766 ) begin
         \$1211  = csr__w_data;
       end
     end
@@ -25174,12 +24862,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1212  = shadow_rule_14_17;
+    \$1212  = shadow_rule_13_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$792 ) begin
+      if (\$768 ) begin
         \$1212  = csr__w_data;
       end
     end
@@ -25189,12 +24877,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1213  = shadow_rule_14_18;
+    \$1213  = shadow_rule_13_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$794 ) begin
+      if (\$770 ) begin
         \$1213  = csr__w_data;
       end
     end
@@ -25204,12 +24892,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1214  = shadow_rule_14_19;
+    \$1214  = shadow_rule_13_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$796 ) begin
+      if (\$772 ) begin
         \$1214  = csr__w_data;
       end
     end
@@ -25219,12 +24907,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1215  = shadow_rule_14_20;
+    \$1215  = shadow_rule_13_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$798 ) begin
+      if (\$774 ) begin
         \$1215  = csr__w_data;
       end
     end
@@ -25234,12 +24922,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1216  = shadow_rule_14_21;
+    \$1216  = shadow_rule_13_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$800 ) begin
+      if (\$776 ) begin
         \$1216  = csr__w_data;
       end
     end
@@ -25249,12 +24937,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1217  = shadow_rule_14_22;
+    \$1217  = shadow_rule_13_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$802 ) begin
+      if (\$778 ) begin
         \$1217  = csr__w_data;
       end
     end
@@ -25264,12 +24952,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1218  = shadow_rule_15_0;
+    \$1218  = shadow_rule_13_22;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$804 ) begin
+      if (\$780 ) begin
         \$1218  = csr__w_data;
       end
     end
@@ -25279,12 +24967,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1219  = shadow_rule_15_1;
+    \$1219  = shadow_rule_14_0;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$806 ) begin
+      if (\$782 ) begin
         \$1219  = csr__w_data;
       end
     end
@@ -25294,12 +24982,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1220  = shadow_rule_15_2;
+    \$1220  = shadow_rule_14_1;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$808 ) begin
+      if (\$784 ) begin
         \$1220  = csr__w_data;
       end
     end
@@ -25309,12 +24997,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1221  = shadow_rule_15_3;
+    \$1221  = shadow_rule_14_2;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$810 ) begin
+      if (\$786 ) begin
         \$1221  = csr__w_data;
       end
     end
@@ -25324,12 +25012,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1222  = shadow_rule_15_4;
+    \$1222  = shadow_rule_14_3;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$812 ) begin
+      if (\$788 ) begin
         \$1222  = csr__w_data;
       end
     end
@@ -25339,12 +25027,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1223  = shadow_rule_15_5;
+    \$1223  = shadow_rule_14_4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$814 ) begin
+      if (\$790 ) begin
         \$1223  = csr__w_data;
       end
     end
@@ -25354,12 +25042,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1224  = shadow_rule_15_6;
+    \$1224  = shadow_rule_14_5;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$816 ) begin
+      if (\$792 ) begin
         \$1224  = csr__w_data;
       end
     end
@@ -25369,12 +25057,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1225  = shadow_rule_15_7;
+    \$1225  = shadow_rule_14_6;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$818 ) begin
+      if (\$794 ) begin
         \$1225  = csr__w_data;
       end
     end
@@ -25384,12 +25072,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1226  = shadow_rule_15_8;
+    \$1226  = shadow_rule_14_7;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$820 ) begin
+      if (\$796 ) begin
         \$1226  = csr__w_data;
       end
     end
@@ -25399,12 +25087,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1227  = shadow_rule_15_9;
+    \$1227  = shadow_rule_14_8;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$822 ) begin
+      if (\$798 ) begin
         \$1227  = csr__w_data;
       end
     end
@@ -25414,12 +25102,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1228  = shadow_rule_15_10;
+    \$1228  = shadow_rule_14_9;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$824 ) begin
+      if (\$800 ) begin
         \$1228  = csr__w_data;
       end
     end
@@ -25429,12 +25117,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1229  = shadow_rule_15_11;
+    \$1229  = shadow_rule_14_10;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$826 ) begin
+      if (\$802 ) begin
         \$1229  = csr__w_data;
       end
     end
@@ -25444,12 +25132,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1230  = shadow_rule_15_12;
+    \$1230  = shadow_rule_14_11;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$828 ) begin
+      if (\$804 ) begin
         \$1230  = csr__w_data;
       end
     end
@@ -25459,12 +25147,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1231  = shadow_rule_15_13;
+    \$1231  = shadow_rule_14_12;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$830 ) begin
+      if (\$806 ) begin
         \$1231  = csr__w_data;
       end
     end
@@ -25474,12 +25162,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1232  = shadow_rule_15_14;
+    \$1232  = shadow_rule_14_13;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$832 ) begin
+      if (\$808 ) begin
         \$1232  = csr__w_data;
       end
     end
@@ -25489,12 +25177,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1233  = shadow_rule_15_15;
+    \$1233  = shadow_rule_14_14;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$834 ) begin
+      if (\$810 ) begin
         \$1233  = csr__w_data;
       end
     end
@@ -25504,12 +25192,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1234  = shadow_rule_15_16;
+    \$1234  = shadow_rule_14_15;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$836 ) begin
+      if (\$812 ) begin
         \$1234  = csr__w_data;
       end
     end
@@ -25519,12 +25207,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1235  = shadow_rule_15_17;
+    \$1235  = shadow_rule_14_16;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$838 ) begin
+      if (\$814 ) begin
         \$1235  = csr__w_data;
       end
     end
@@ -25534,12 +25222,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1236  = shadow_rule_15_18;
+    \$1236  = shadow_rule_14_17;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$840 ) begin
+      if (\$816 ) begin
         \$1236  = csr__w_data;
       end
     end
@@ -25549,12 +25237,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1237  = shadow_rule_15_19;
+    \$1237  = shadow_rule_14_18;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$842 ) begin
+      if (\$818 ) begin
         \$1237  = csr__w_data;
       end
     end
@@ -25564,12 +25252,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1238  = shadow_rule_15_20;
+    \$1238  = shadow_rule_14_19;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$844 ) begin
+      if (\$820 ) begin
         \$1238  = csr__w_data;
       end
     end
@@ -25579,12 +25267,12 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1239  = shadow_rule_15_21;
+    \$1239  = shadow_rule_14_20;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$846 ) begin
+      if (\$822 ) begin
         \$1239  = csr__w_data;
       end
     end
@@ -25594,17 +25282,377 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1240  = shadow_rule_15_22;
+    \$1240  = shadow_rule_14_21;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
-    end else if (\$81 ) begin
+    if (\$57 ) begin
+    end else if (\$105 ) begin
     end else begin
-      if (\$848 ) begin
+      if (\$824 ) begin
         \$1240  = csr__w_data;
       end
     end
     if (rst) begin
       \$1240  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1241  = shadow_rule_14_22;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$826 ) begin
+        \$1241  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1241  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1242  = shadow_rule_15_0;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$828 ) begin
+        \$1242  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1242  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1243  = shadow_rule_15_1;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$830 ) begin
+        \$1243  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1243  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1244  = shadow_rule_15_2;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$832 ) begin
+        \$1244  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1244  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1245  = shadow_rule_15_3;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$834 ) begin
+        \$1245  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1245  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1246  = shadow_rule_15_4;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$836 ) begin
+        \$1246  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1246  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1247  = shadow_rule_15_5;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$838 ) begin
+        \$1247  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1247  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1248  = shadow_rule_15_6;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$840 ) begin
+        \$1248  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1248  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1249  = shadow_rule_15_7;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$842 ) begin
+        \$1249  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1249  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1250  = shadow_rule_15_8;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$844 ) begin
+        \$1250  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1250  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1251  = shadow_rule_15_9;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$846 ) begin
+        \$1251  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1251  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1252  = shadow_rule_15_10;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$848 ) begin
+        \$1252  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1252  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1253  = shadow_rule_15_11;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$850 ) begin
+        \$1253  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1253  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1254  = shadow_rule_15_12;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$852 ) begin
+        \$1254  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1254  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1255  = shadow_rule_15_13;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$854 ) begin
+        \$1255  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1255  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1256  = shadow_rule_15_14;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$856 ) begin
+        \$1256  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1256  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1257  = shadow_rule_15_15;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$858 ) begin
+        \$1257  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1257  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1258  = shadow_rule_15_16;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$860 ) begin
+        \$1258  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1258  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1259  = shadow_rule_15_17;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$862 ) begin
+        \$1259  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1259  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1260  = shadow_rule_15_18;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$864 ) begin
+        \$1260  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1260  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1261  = shadow_rule_15_19;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$866 ) begin
+        \$1261  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1261  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1262  = shadow_rule_15_20;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$868 ) begin
+        \$1262  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1262  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1263  = shadow_rule_15_21;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$870 ) begin
+        \$1263  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1263  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$1264  = shadow_rule_15_22;
+    (* full_case = 32'd1 *)
+    if (\$57 ) begin
+    end else if (\$105 ) begin
+    end else begin
+      if (\$872 ) begin
+        \$1264  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$1264  = 32'd0;
     end
   end
   assign pending = commit_pending;
@@ -26369,7 +26417,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   assign \rules[15].dst_addr  = rules[11343:11216];
   assign \rules[15].dst_mask  = rules[11471:11344];
   assign \$8  = \$7 ;
-  assign \$49  = \$48 ;
+  assign \$61  = \$60 ;
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_w_data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, o__ready);
