@@ -242,21 +242,24 @@ class RxDescriptor(data.Struct):
 
 
 class RxCompletion(data.Struct):
-    """What the NIC writes when a frame has landed in a posted buffer (32 bytes)."""
+    """What the NIC writes when a frame has landed in a posted buffer (16 bytes).
+
+    Completions are written in descriptor order, one per descriptor, so the entry at
+    completion index ``i`` belongs to descriptor ``i``. The entry is 16 bytes so that at
+    Ethernet line rate a 64-bit bus carries both: a minimum frame (60 bytes without FCS, 8
+    beats) comes every 84 byte times (10.5 cycles), leaving room for a 2-beat completion but
+    not a 4-beat one.
+    """
     length: 16              # frame bytes written into the buffer
-    desc_index: 16          # ring index of the descriptor whose buffer holds the frame
     hash: 32
     hash_type: HashType
     error: ParseError       # nonzero only when CTRL.pass_errors delivers errored frames
     flags: MetaFlags
     queue: 8
     instance: 4
-    rule: 8
-    reserved0: 7
+    rule: 7                 # the rule count for the default action (at most 64 rules)
     generation: 16
-    timestamp: 48           # free-running core cycle counter when the frame's last beat came
-    reserved1: 64
-    reserved2: 19
+    timestamp: 27           # low bits of the free-running core cycle counter at the last beat
     phase: 1
 
 

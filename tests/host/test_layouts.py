@@ -1,0 +1,90 @@
+"""The host-memory layouts of hetnic.protocol: sizes as documented, phase bit placement."""
+
+import inspect
+import random
+import re
+
+import pytest
+from amaranth.lib import data
+
+from hetnic import protocol
+from hetnic.host.rings import pack, unpack
+from hetnic.protocol import (Event, RxCompletion, RxDescriptor, TxCompletion, TxGatherEntry,
+                             TxLengths, TxWorkItem)
+
+#: Every ring entry layout and its documented size in bytes.
+RING_LAYOUTS = {RxDescriptor: 16, RxCompletion: 16, TxWorkItem: 16, TxLengths: 16,
+                TxGatherEntry: 16, TxCompletion: 16, Event: 16}
+#: Entries the NIC writes and the host polls by phase bit.
+PHASED = (RxCompletion, TxCompletion, Event)
+#: Struct layouts of protocol.py that are not ring entries.
+NOT_IN_HOST_MEMORY = {"MetaFlags", "PacketMeta", "RuleAction", "Rule"}
+
+
+def test_every_ring_layout_is_listed():
+    structs = {name for name, obj in vars(protocol).items()
+               if inspect.isclass(obj) and issubclass(obj, data.Struct) and obj is not data.Struct}
+    assert structs - NOT_IN_HOST_MEMORY == {lay.__name__ for lay in RING_LAYOUTS}
+
+
+@pytest.mark.parametrize("layout", RING_LAYOUTS, ids=lambda lay: lay.__name__)
+def test_size_as_documented(layout):
+    size = data.Layout.cast(layout).size
+    assert size == 8 * RING_LAYOUTS[layout]
+    documented = re.search(r"(\d+)[- ]byte", layout.__doc__)
+    assert documented, f"{layout.__name__}'s docstring does not state its size"
+    assert int(documented.group(1)) == RING_LAYOUTS[layout]
+    assert len(pack(layout)) == RING_LAYOUTS[layout]
+
+
+@pytest.mark.parametrize("layout", PHASED, ids=lambda lay: lay.__name__)
+def test_phase_is_the_last_bit(layout):
+    lay = data.Layout.cast(layout)
+    assert lay["phase"].offset == lay.size - 1 and lay["phase"].width == 1
+    image = pack(layout, phase=1)
+    assert image[-1] == 0x80 and not any(image[:-1])
+    assert unpack(layout, image)["phase"] == 1
+
+
+@pytest.mark.parametrize("layout", RING_LAYOUTS, ids=lambda lay: lay.__name__)
+def test_fields_are_packed_little_endian(layout):
+    # Fill every field with its all-ones value one at a time: the field's bits, and only
+    # those, appear at bit offset `offset` of the little-endian image.
+    for name, field in data.Layout.cast(layout):
+        if name.startswith("reserved"):
+            continue
+        try:
+            image = pack(layout, **{name: (1 << field.width) - 1})
+        except ValueError:          # an enum that has no all-ones member
+            continue
+        value = int.from_bytes(image, "little")
+        assert value == ((1 << field.width) - 1) << field.offset, name
+        assert unpack(layout, image)[name] == (1 << field.width) - 1
+
+
+def test_addresses_are_64_bit():
+    for layout in (RxDescriptor, TxWorkItem, TxGatherEntry):
+        assert data.Layout.cast(layout)["addr"].width == 64
+
+
+@pytest.mark.parametrize("layout", RING_LAYOUTS, ids=lambda lay: lay.__name__)
+def test_ring_codec_agrees_with_pack_and_unpack(layout):
+    # The rings encode and decode their entries from precomputed field positions; they must
+    # produce exactly the images of pack() and read them as unpack() does.
+    from hetnic.host.rings import _Codec
+    codec = _Codec(layout)
+    rng = random.Random(0xC0DEC)
+    for _ in range(50):
+        fields = {}
+        for name, field in data.Layout.cast(layout):
+            members = getattr(field.shape, "__members__", None)
+            fields[name] = (int(rng.choice(list(members.values()))) if members
+                            else rng.getrandbits(field.width))
+        image = pack(layout, **fields)
+        assert codec.encode(**fields) == image
+        assert codec.decode(image) == unpack(layout, image) == fields
+    for name, field in data.Layout.cast(layout):
+        for bad in (-1, 1 << field.width):
+            with pytest.raises(ValueError, match=f"{layout.__name__}.{name} is {field.width} "
+                                                 f"bits wide and cannot hold {bad}"):
+                codec.encode(**{name: bad})
