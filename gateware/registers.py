@@ -123,7 +123,7 @@ class RegisterFile(wiring.Component):
         with m.Else():
             m.d.comb += csr.ack.eq(csr.r_stb | csr.w_stb)
             with m.Switch(csr.addr):
-                for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "CAPS"):
+                for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS"):
                     with m.Case(rm.addr(name)):
                         m.d.comb += csr.r_data.eq(rm.ro_value(name))
                 with m.Case(rm.addr("COMMIT_STATUS")):

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out, connect
 
 from ..protocol import PacketMeta
 from ..regs import RegisterMap
-from .axil import AxiLiteSignature, AxiLiteSlave
+from .axil import CsrSignature
 from .beat import Beat
 from .classifier import FlowClassifier
 from .counters import RxCounters
@@ -20,13 +20,15 @@ __all__ = ["RxPipeline", "rx_regmap"]
 
 
 def rx_regmap(data_width=64, *, n_rules=16, reta_size=512, queues=64,
-              hash_bytes_per_cycle=None) -> RegisterMap:
+              hash_bytes_per_cycle=None, **queue_blocks) -> RegisterMap:
     """The register map of an :class:`RxPipeline` built with these parameters (the host
-    side uses it without elaborating any gateware)."""
+    side uses it without elaborating any gateware). ``queue_blocks`` (``rx_queues``,
+    ``tx_queues``, ``event_queues``) add the NIC core's queue registers."""
     if hash_bytes_per_cycle is None:
         hash_bytes_per_cycle = min(36, max(1, data_width // 8))
     return RegisterMap(data_bytes=data_width // 8, n_rules=n_rules, reta_size=reta_size,
-                       queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle)
+                       queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle,
+                       **queue_blocks)
 
 
 class RxPipeline(wiring.Component):
@@ -73,13 +75,16 @@ class RxPipeline(wiring.Component):
     rx : In(stream.Signature(Beat(data_width)))
     data : Out(stream.Signature(Beat(data_width)))
     meta : Out(stream.Signature(PacketMeta))
-    csr : In(AxiLiteSignature(16))
+    csr : In(CsrSignature(16))
+        Register accesses (the AXI4-Lite slave sits in the top level, so a NIC core can share
+        one bus between this and its queue blocks).
     """
     def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
-                 hash_bytes_per_cycle=None, data_fifo_bytes=2048):
+                 hash_bytes_per_cycle=None, data_fifo_bytes=2048, regmap=None):
         self.beat = Beat(data_width)
-        self.regmap = rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
-                                queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle)
+        self.regmap = regmap or rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
+                                          queues=queues,
+                                          hash_bytes_per_cycle=hash_bytes_per_cycle)
         if not isinstance(data_fifo_bytes, int) or data_fifo_bytes < 2 * (data_width // 8):
             raise ValueError(f"data_fifo_bytes must be an integer of at least two beats, "
                              f"not {data_fifo_bytes!r}")
@@ -89,14 +94,13 @@ class RxPipeline(wiring.Component):
             "rx": In(stream.Signature(self.beat)),
             "data": Out(stream.Signature(self.beat)),
             "meta": Out(stream.Signature(PacketMeta)),
-            "csr": In(AxiLiteSignature(16)),
+            "csr": In(CsrSignature(16)),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.regmap.params
 
-        m.submodules.axil = axil = AxiLiteSlave(16)
         m.submodules.regs = regs = RegisterFile(self.regmap)
         m.submodules.counters = counters = RxCounters(self.regmap)
         m.submodules.parser = parser = HeaderParser(self.data_width)
@@ -106,8 +110,7 @@ class RxPipeline(wiring.Component):
         m.submodules.data_fifo = data_fifo = SyncFIFOBuffered(
             width=len(self.rx.payload.as_value()), depth=self.data_fifo_depth)
 
-        connect(m, wiring.flipped(self.csr), axil.axi)
-        connect(m, axil.csr, regs.csr)
+        connect(m, wiring.flipped(self.csr), regs.csr)
         connect(m, regs.counters, counters.csr)
         m.d.comb += [
             reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),

@@ -3,10 +3,10 @@ cocotbext-axi binds to them with ``from_prefix``."""
 
 from amaranth.hdl import Module
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
 from ..protocol import PacketMeta
-from .axil import AxiLiteSignature
+from .axil import AxiLiteSignature, AxiLiteSlave
 from .rx_pipeline import RxPipeline
 
 __all__ = ["RxPipelineTop", "META_BITS"]
@@ -44,6 +44,8 @@ class RxPipelineTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.pipeline = p = self.pipeline
+        m.submodules.axil = axil = AxiLiteSlave(16)
+        connect(m, axil.csr, p.csr)
         rx, tx = p.rx, p.data
         m.d.comb += [
             rx.payload.data.eq(self.s_axis_tdata), rx.payload.keep.eq(self.s_axis_tkeep),
@@ -56,7 +58,7 @@ class RxPipelineTop(wiring.Component):
             p.meta.ready.eq(self.m_meta_tready),
         ]
         for name in _AXIL:
-            port, inner = getattr(self, f"s_axil_{name}"), getattr(p.csr, name)
+            port, inner = getattr(self, f"s_axil_{name}"), getattr(axil.axi, name)
             if AxiLiteSignature(16).members[name].flow == Out:   # driven by the master
                 m.d.comb += inner.eq(port)
             else:

@@ -108,6 +108,10 @@ REGISTERS: tuple[Register, ...] = (
     Register("PARAMS1", 0x000C, "ro", "Build parameters of queue selection.",
              (Field("reta_size", 0, 16, "RETA entries"),
               Field("queues", 16, 16, "receive queues"))),
+    Register("PARAMS2", 0x0014, "ro", "Build parameters of the NIC core's queues (0: absent).",
+             (Field("rx_queues", 0, 12, "RX queues with DMA rings"),
+              Field("tx_queues", 12, 8, "TX queues"),
+              Field("event_queues", 20, 8, "event queues"))),
     Register("CAPS", 0x0010, "ro", "Feature bits.",
              (Field("ipv6", 0, 1), Field("symmetric", 1, 1), Field("classifier", 2, 1),
               Field("counters", 3, 1)), reset=0b1111),
@@ -305,6 +309,8 @@ class RegisterMap:
             return p["data_bytes"] | p["hash_bytes_per_cycle"] << 8 | p["n_rules"] << 16
         if name == "PARAMS1":
             return p["reta_size"] | p["queues"] << 16
+        if name == "PARAMS2":
+            return p["rx_queues"] | p["tx_queues"] << 12 | p["event_queues"] << 20
         return reg.reset
 
     # --- exports ------------------------------------------------------------------------

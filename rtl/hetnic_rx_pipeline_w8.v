@@ -4,27 +4,39 @@
 
 module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tvalid, m_axis_tready, m_meta_tready, s_axil_awaddr, s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_axil_wvalid, s_axil_bready, s_axil_araddr, s_axil_arprot, s_axil_arvalid, s_axil_rready, clk, rst, s_axis_tready, m_axis_tdata
 , m_axis_tkeep, m_axis_tlast, m_axis_tuser, m_axis_tvalid, m_meta_tdata, m_meta_tvalid, s_axil_awready, s_axil_wready, s_axil_bresp, s_axil_bvalid, s_axil_arready, s_axil_rdata, s_axil_rresp, s_axil_rvalid, s_axis_tdata);
+  wire [15:0] axi__araddr;
+  wire [2:0] axi__arprot;
+  wire axi__arready;
+  wire axi__arvalid;
+  wire [15:0] axi__awaddr;
+  wire [2:0] axi__awprot;
+  wire axi__awready;
+  wire axi__awvalid;
+  wire axi__bready;
+  wire [1:0] axi__bresp;
+  wire axi__bvalid;
+  wire [31:0] axi__rdata;
+  wire axi__rready;
+  wire [1:0] axi__rresp;
+  wire axi__rvalid;
+  wire [31:0] axi__wdata;
+  wire axi__wready;
+  wire [3:0] axi__wstrb;
+  wire axi__wvalid;
   input clk;
   wire clk;
-  wire [15:0] csr__araddr;
-  wire [2:0] csr__arprot;
-  wire csr__arready;
-  wire csr__arvalid;
-  wire [15:0] csr__awaddr;
-  wire [2:0] csr__awprot;
-  wire csr__awready;
-  wire csr__awvalid;
-  wire csr__bready;
-  wire [1:0] csr__bresp;
-  wire csr__bvalid;
-  wire [31:0] csr__rdata;
-  wire csr__rready;
-  wire [1:0] csr__rresp;
-  wire csr__rvalid;
-  wire [31:0] csr__wdata;
-  wire csr__wready;
-  wire [3:0] csr__wstrb;
-  wire csr__wvalid;
+  wire csr__ack;
+  wire \csr__ack$37 ;
+  wire [15:0] csr__addr;
+  wire [15:0] \csr__addr$39 ;
+  wire [31:0] csr__r_data;
+  wire [31:0] \csr__r_data$41 ;
+  wire csr__r_stb;
+  wire \csr__r_stb$43 ;
+  wire [31:0] csr__w_data;
+  wire [31:0] \csr__w_data$45 ;
+  wire csr__w_stb;
+  wire \csr__w_stb$47 ;
   wire [10:0] data__payload;
   wire [7:0] \data__payload.data ;
   wire \data__payload.error ;
@@ -170,37 +182,57 @@ module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tv
   wire s_axis_tuser;
   input s_axis_tvalid;
   wire s_axis_tvalid;
-  \hetnic_rx_pipeline_w8.pipeline  pipeline (
+  \hetnic_rx_pipeline_w8.axil  axil (
     .axi__araddr(s_axil_araddr),
-    .axi__arprot(s_axil_arprot),
+    .axi__arready(s_axil_arready),
     .axi__arvalid(s_axil_arvalid),
     .axi__awaddr(s_axil_awaddr),
-    .axi__awprot(s_axil_awprot),
+    .axi__awready(s_axil_awready),
     .axi__awvalid(s_axil_awvalid),
     .axi__bready(s_axil_bready),
+    .axi__bresp(s_axil_bresp),
+    .axi__bvalid(s_axil_bvalid),
+    .axi__rdata(s_axil_rdata),
     .axi__rready(s_axil_rready),
+    .axi__rvalid(s_axil_rvalid),
     .axi__wdata(s_axil_wdata),
+    .axi__wready(s_axil_wready),
     .axi__wstrb(s_axil_wstrb),
     .axi__wvalid(s_axil_wvalid),
     .clk(clk),
-    .csr__arready(s_axil_arready),
-    .csr__awready(s_axil_awready),
-    .csr__bresp(s_axil_bresp),
-    .csr__bvalid(s_axil_bvalid),
-    .csr__rdata(s_axil_rdata),
-    .csr__rvalid(s_axil_rvalid),
-    .csr__wready(s_axil_wready),
+    .csr__ack(csr__ack),
+    .csr__addr(csr__addr),
+    .csr__r_data(csr__r_data),
+    .csr__r_stb(csr__r_stb),
+    .csr__w_data(csr__w_data),
+    .csr__w_stb(csr__w_stb),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w8.pipeline  pipeline (
+    .clk(clk),
+    .csr__ack(csr__ack),
+    .csr__addr(csr__addr),
+    .csr__r_data(csr__r_data),
+    .csr__r_stb(csr__r_stb),
+    .csr__w_data(csr__w_data),
+    .csr__w_stb(csr__w_stb),
     .data__payload(data__payload),
     .data__valid(m_axis_tvalid),
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
-    .\o__ready$134 (m_meta_tready),
+    .\o__ready$96 (m_meta_tready),
     .r_en(m_axis_tready),
     .rst(rst),
     .rx__ready(s_axis_tready),
     .rx__valid(s_axis_tvalid),
     .w_data(rx__payload)
   );
+  assign \csr__ack$37  = csr__ack;
+  assign \csr__addr$39  = csr__addr;
+  assign \csr__r_data$41  = csr__r_data;
+  assign \csr__r_stb$43  = csr__r_stb;
+  assign \csr__w_data$45  = csr__w_data;
+  assign \csr__w_stb$47  = csr__w_stb;
   assign rx__valid = s_axis_tvalid;
   assign rx__ready = s_axis_tready;
   assign data__valid = m_axis_tvalid;
@@ -208,25 +240,25 @@ module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tv
   assign meta__payload = m_meta_tdata;
   assign meta__valid = m_meta_tvalid;
   assign meta__ready = m_meta_tready;
-  assign csr__awaddr = s_axil_awaddr;
-  assign csr__awprot = s_axil_awprot;
-  assign csr__awvalid = s_axil_awvalid;
-  assign csr__awready = s_axil_awready;
-  assign csr__wdata = s_axil_wdata;
-  assign csr__wstrb = s_axil_wstrb;
-  assign csr__wvalid = s_axil_wvalid;
-  assign csr__wready = s_axil_wready;
-  assign csr__bresp = s_axil_bresp;
-  assign csr__bvalid = s_axil_bvalid;
-  assign csr__bready = s_axil_bready;
-  assign csr__araddr = s_axil_araddr;
-  assign csr__arprot = s_axil_arprot;
-  assign csr__arvalid = s_axil_arvalid;
-  assign csr__arready = s_axil_arready;
-  assign csr__rdata = s_axil_rdata;
-  assign csr__rresp = 2'h0;
-  assign csr__rvalid = s_axil_rvalid;
-  assign csr__rready = s_axil_rready;
+  assign axi__awaddr = s_axil_awaddr;
+  assign axi__awprot = s_axil_awprot;
+  assign axi__awvalid = s_axil_awvalid;
+  assign axi__awready = s_axil_awready;
+  assign axi__wdata = s_axil_wdata;
+  assign axi__wstrb = s_axil_wstrb;
+  assign axi__wvalid = s_axil_wvalid;
+  assign axi__wready = s_axil_wready;
+  assign axi__bresp = s_axil_bresp;
+  assign axi__bvalid = s_axil_bvalid;
+  assign axi__bready = s_axil_bready;
+  assign axi__araddr = s_axil_araddr;
+  assign axi__arprot = s_axil_arprot;
+  assign axi__arvalid = s_axil_arvalid;
+  assign axi__arready = s_axil_arready;
+  assign axi__rdata = s_axil_rdata;
+  assign axi__rresp = 2'h0;
+  assign axi__rvalid = s_axil_rvalid;
+  assign axi__rready = s_axil_rready;
   assign m_axis_tdata = data__payload[7:0];
   assign m_axis_tkeep = data__payload[8];
   assign m_axis_tlast = data__payload[9];
@@ -277,9 +309,348 @@ module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tv
   assign rx__payload[7:0] = s_axis_tdata;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__awprot, axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arprot, axi__arvalid, axi__rready, clk, rst, rx__ready, data__payload, w_data, meta__payload, csr__arready, csr__awready
-, csr__wready, csr__rvalid, csr__rdata, csr__bvalid, csr__bresp, meta__valid, data__valid, rx__valid);
+module \hetnic_rx_pipeline_w8.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arvalid, axi__rready, clk, rst, csr__ack, csr__r_data, axi__arready, axi__awready, axi__wready, csr__r_stb, axi__rvalid, axi__rdata, csr__w_stb, axi__bvalid, axi__bresp
+, csr__addr, csr__w_data, axi__awaddr);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [16:0] \$17 ;
+  wire [16:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  reg [15:0] \$20 ;
+  reg \$21 ;
+  reg [2:0] \$22 ;
+  reg [31:0] \$23 ;
+  reg \$24 ;
+  reg [31:0] \$25 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [1:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] axi__araddr;
+  wire [15:0] axi__araddr;
+  output axi__arready;
+  reg axi__arready;
+  input axi__arvalid;
+  wire axi__arvalid;
+  input [15:0] axi__awaddr;
+  wire [15:0] axi__awaddr;
+  output axi__awready;
+  reg axi__awready;
+  input axi__awvalid;
+  wire axi__awvalid;
+  input axi__bready;
+  wire axi__bready;
+  output [1:0] axi__bresp;
+  reg [1:0] axi__bresp;
+  output axi__bvalid;
+  reg axi__bvalid;
+  output [31:0] axi__rdata;
+  reg [31:0] axi__rdata;
+  input axi__rready;
+  wire axi__rready;
+  output axi__rvalid;
+  reg axi__rvalid;
+  input [31:0] axi__wdata;
+  wire [31:0] axi__wdata;
+  output axi__wready;
+  reg axi__wready;
+  input [3:0] axi__wstrb;
+  wire [3:0] axi__wstrb;
+  input axi__wvalid;
+  wire axi__wvalid;
+  reg bad_strb = 1'h0;
+  input clk;
+  wire clk;
+  input csr__ack;
+  wire csr__ack;
+  output [15:0] csr__addr;
+  reg [15:0] csr__addr = 16'h0000;
+  input [31:0] csr__r_data;
+  wire [31:0] csr__r_data;
+  output csr__r_stb;
+  reg csr__r_stb;
+  output [31:0] csr__w_data;
+  reg [31:0] csr__w_data = 32'd0;
+  output csr__w_stb;
+  reg csr__w_stb;
+  reg [2:0] fsm_state = 3'h0;
+  reg prefer_read = 1'h0;
+  reg [31:0] r_data = 32'd0;
+  input rst;
+  wire rst;
+  assign \$1  = axi__awvalid & axi__wvalid;
+  assign \$2  = ~ \$1 ;
+  assign \$3  = prefer_read | \$2 ;
+  assign \$4  = axi__arvalid & \$3 ;
+  assign \$5  = axi__awvalid & axi__wvalid;
+  assign \$7  = ! fsm_state;
+  assign \$8  = fsm_state == 1'h1;
+  assign \$9  = fsm_state == 2'h2;
+  assign \$10  = fsm_state == 2'h3;
+  assign \$11  = fsm_state == 3'h4;
+  assign \$12  = axi__awvalid & axi__wvalid;
+  assign \$13  = ~ \$12 ;
+  assign \$14  = prefer_read | \$13 ;
+  assign \$15  = axi__arvalid & \$14 ;
+  assign \$16  = axi__awvalid & axi__wvalid;
+  assign \$19  = axi__wstrb != 4'hf;
+  always @(posedge clk)
+    csr__addr <= \$20 ;
+  always @(posedge clk)
+    prefer_read <= \$21 ;
+  always @(posedge clk)
+    fsm_state <= \$22 ;
+  always @(posedge clk)
+    csr__w_data <= \$23 ;
+  always @(posedge clk)
+    bad_strb <= \$24 ;
+  always @(posedge clk)
+    r_data <= \$25 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__arready = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          if (\$4 ) begin
+            axi__arready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__awready = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          if (\$4 ) begin
+          end else if (\$5 ) begin
+            axi__awready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__wready = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          if (\$4 ) begin
+          end else if (\$5 ) begin
+            axi__wready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    csr__r_stb = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          csr__r_stb = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__rvalid = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          axi__rvalid = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__rdata = 32'd0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          axi__rdata = r_data;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    csr__w_stb = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (bad_strb) begin
+          end else begin
+            csr__w_stb = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__bvalid = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          axi__bvalid = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    axi__bresp = 2'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          axi__bresp = \$6 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$20  = csr__addr;
+    casez (fsm_state)
+      3'h0:
+          if (\$15 ) begin
+            \$20  = \$17 [15:0];
+          end else if (\$16 ) begin
+            \$20  = \$18 [15:0];
+          end
+    endcase
+    if (rst) begin
+      \$20  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$21  = prefer_read;
+    casez (fsm_state)
+      3'h0:
+          if (\$15 ) begin
+            \$21  = 1'h0;
+          end else if (\$16 ) begin
+            \$21  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$21  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$22  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (\$15 ) begin
+            \$22  = 3'h1;
+          end else if (\$16 ) begin
+            \$22  = 3'h2;
+          end
+      3'h1:
+          if (csr__ack) begin
+            \$22  = 3'h3;
+          end
+      3'h3:
+          if (axi__rready) begin
+            \$22  = 3'h0;
+          end
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (bad_strb) begin
+            \$22  = 3'h4;
+          end else begin
+            if (csr__ack) begin
+              \$22  = 3'h4;
+            end
+          end
+      3'h4:
+          if (axi__bready) begin
+            \$22  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$22  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$23  = csr__w_data;
+    casez (fsm_state)
+      3'h0:
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$23  = axi__wdata;
+          end
+    endcase
+    if (rst) begin
+      \$23  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$24  = bad_strb;
+    casez (fsm_state)
+      3'h0:
+          if (\$15 ) begin
+          end else if (\$16 ) begin
+            \$24  = \$19 ;
+          end
+    endcase
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = r_data;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (csr__ack) begin
+            \$25  = csr__r_data;
+          end
+    endcase
+    if (rst) begin
+      \$25  = 32'd0;
+    end
+  end
+  assign \$6  = { bad_strb, 1'h0 };
+  assign \$17 [1:0] = 2'h0;
+  assign \$17 [16:2] = { 1'h0, axi__araddr[15:2] };
+  assign \$18 [1:0] = 2'h0;
+  assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
+endmodule
+
+module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$96 , clk, rst, rx__ready, data__payload, w_data, meta__payload, csr__ack, csr__r_data, meta__valid, data__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -342,36 +713,6 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [15:0] axi__araddr;
-  wire [15:0] axi__araddr;
-  input [2:0] axi__arprot;
-  wire [2:0] axi__arprot;
-  wire axi__arready;
-  input axi__arvalid;
-  wire axi__arvalid;
-  input [15:0] axi__awaddr;
-  wire [15:0] axi__awaddr;
-  input [2:0] axi__awprot;
-  wire [2:0] axi__awprot;
-  wire axi__awready;
-  input axi__awvalid;
-  wire axi__awvalid;
-  input axi__bready;
-  wire axi__bready;
-  wire [1:0] axi__bresp;
-  wire axi__bvalid;
-  wire [31:0] axi__rdata;
-  input axi__rready;
-  wire axi__rready;
-  wire [1:0] axi__rresp;
-  wire axi__rvalid;
-  input [31:0] axi__wdata;
-  wire [31:0] axi__wdata;
-  wire axi__wready;
-  input [3:0] axi__wstrb;
-  wire [3:0] axi__wstrb;
-  input axi__wvalid;
-  wire axi__wvalid;
   wire beat_bytes;
   wire [8:0] bucket;
   wire bus_ack;
@@ -391,50 +732,30 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   wire counters__r_stb;
   wire [31:0] counters__w_data;
   wire counters__w_stb;
+  output csr__ack;
   wire csr__ack;
-  wire \csr__ack$39 ;
-  wire \csr__ack$51 ;
+  wire \csr__ack$1 ;
+  wire \csr__ack$13 ;
+  input [15:0] csr__addr;
   wire [15:0] csr__addr;
-  wire [15:0] \csr__addr$41 ;
-  wire [15:0] \csr__addr$52 ;
-  wire [15:0] csr__araddr;
-  wire [2:0] csr__arprot;
-  output csr__arready;
-  wire csr__arready;
-  wire csr__arvalid;
-  wire [15:0] csr__awaddr;
-  wire [2:0] csr__awprot;
-  output csr__awready;
-  wire csr__awready;
-  wire csr__awvalid;
-  wire csr__bready;
-  output [1:0] csr__bresp;
-  wire [1:0] csr__bresp;
-  output csr__bvalid;
-  wire csr__bvalid;
+  wire [15:0] \csr__addr$14 ;
+  wire [15:0] \csr__addr$3 ;
+  output [31:0] csr__r_data;
   wire [31:0] csr__r_data;
-  wire [31:0] \csr__r_data$43 ;
-  wire [31:0] \csr__r_data$55 ;
+  wire [31:0] \csr__r_data$17 ;
+  wire [31:0] \csr__r_data$5 ;
+  input csr__r_stb;
   wire csr__r_stb;
-  wire \csr__r_stb$45 ;
-  wire \csr__r_stb$56 ;
-  output [31:0] csr__rdata;
-  wire [31:0] csr__rdata;
-  wire csr__rready;
-  wire [1:0] csr__rresp;
-  output csr__rvalid;
-  wire csr__rvalid;
+  wire \csr__r_stb$18 ;
+  wire \csr__r_stb$7 ;
+  input [31:0] csr__w_data;
   wire [31:0] csr__w_data;
-  wire [31:0] \csr__w_data$47 ;
-  wire [31:0] \csr__w_data$58 ;
+  wire [31:0] \csr__w_data$20 ;
+  wire [31:0] \csr__w_data$9 ;
+  input csr__w_stb;
   wire csr__w_stb;
-  wire \csr__w_stb$49 ;
-  wire \csr__w_stb$60 ;
-  wire [31:0] csr__wdata;
-  output csr__wready;
-  wire csr__wready;
-  wire [3:0] csr__wstrb;
-  wire csr__wvalid;
+  wire \csr__w_stb$11 ;
+  wire \csr__w_stb$22 ;
   output [10:0] data__payload;
   wire [10:0] data__payload;
   wire [7:0] \data__payload.data ;
@@ -445,17 +766,17 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   output data__valid;
   wire data__valid;
   wire [19:0] default_action;
-  wire [19:0] \default_action$89 ;
-  wire \default_action$89.drop ;
-  wire [3:0] \default_action$89.instance ;
-  wire [10:0] \default_action$89.reta_offset ;
-  wire [3:0] \default_action$89.reta_size_log2 ;
+  wire [19:0] \default_action$51 ;
+  wire \default_action$51.drop ;
+  wire [3:0] \default_action$51.instance ;
+  wire [10:0] \default_action$51.reta_offset ;
+  wire [3:0] \default_action$51.reta_size_log2 ;
   wire \default_action.drop ;
   wire [3:0] \default_action.instance ;
   wire [10:0] \default_action.reta_offset ;
   wire [3:0] \default_action.reta_size_log2 ;
   wire [15:0] direct_ethertype;
-  wire [15:0] \direct_ethertype$79 ;
+  wire [15:0] \direct_ethertype$41 ;
   wire flip_stb;
   wire [31:0] frame_in_len;
   wire frame_in_stb;
@@ -463,9 +784,9 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   wire gate;
   wire [15:0] generation;
   wire [7:0] hash_enable;
-  wire [7:0] \hash_enable$83 ;
+  wire [7:0] \hash_enable$45 ;
   wire [10:0] i__payload;
-  wire [457:0] \i__payload$111 ;
+  wire [457:0] \i__payload$73 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -476,10 +797,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$111.drop ;
-  wire [5:0] \i__payload$111.dscp ;
-  wire [127:0] \i__payload$111.dst_addr ;
-  wire [15:0] \i__payload$111.dst_port ;
+  wire [3:0] \i__payload$73.drop ;
+  wire [5:0] \i__payload$73.dscp ;
+  wire [127:0] \i__payload$73.dst_addr ;
+  wire [15:0] \i__payload$73.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -489,21 +810,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$111.error ;
-  wire [15:0] \i__payload$111.ethertype ;
-  wire [9:0] \i__payload$111.flags ;
-  wire \i__payload$111.flags.direct ;
-  wire \i__payload$111.flags.fragment ;
-  wire \i__payload$111.flags.ip_options ;
-  wire \i__payload$111.flags.ipv4 ;
-  wire \i__payload$111.flags.ipv6 ;
-  wire \i__payload$111.flags.tcp ;
-  wire \i__payload$111.flags.tunnel ;
-  wire \i__payload$111.flags.udp ;
-  wire \i__payload$111.flags.vlan ;
-  wire \i__payload$111.flags.vlan2 ;
-  wire [15:0] \i__payload$111.generation ;
-  wire [31:0] \i__payload$111.hash ;
+  wire [3:0] \i__payload$73.error ;
+  wire [15:0] \i__payload$73.ethertype ;
+  wire [9:0] \i__payload$73.flags ;
+  wire \i__payload$73.flags.direct ;
+  wire \i__payload$73.flags.fragment ;
+  wire \i__payload$73.flags.ip_options ;
+  wire \i__payload$73.flags.ipv4 ;
+  wire \i__payload$73.flags.ipv6 ;
+  wire \i__payload$73.flags.tcp ;
+  wire \i__payload$73.flags.tunnel ;
+  wire \i__payload$73.flags.udp ;
+  wire \i__payload$73.flags.vlan ;
+  wire \i__payload$73.flags.vlan2 ;
+  wire [15:0] \i__payload$73.generation ;
+  wire [31:0] \i__payload$73.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -512,19 +833,19 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$111.hash_type ;
-  wire [3:0] \i__payload$111.instance ;
-  wire [7:0] \i__payload$111.ip_proto ;
-  wire [15:0] \i__payload$111.length ;
-  wire [7:0] \i__payload$111.queue ;
-  wire [10:0] \i__payload$111.reta_offset ;
-  wire [3:0] \i__payload$111.reta_size_log2 ;
-  wire [7:0] \i__payload$111.rule ;
-  wire [127:0] \i__payload$111.src_addr ;
-  wire [15:0] \i__payload$111.src_port ;
-  wire [7:0] \i__payload$111.tcp_flags ;
-  wire [11:0] \i__payload$111.vlan_id ;
-  wire [457:0] \i__payload$117 ;
+  wire [2:0] \i__payload$73.hash_type ;
+  wire [3:0] \i__payload$73.instance ;
+  wire [7:0] \i__payload$73.ip_proto ;
+  wire [15:0] \i__payload$73.length ;
+  wire [7:0] \i__payload$73.queue ;
+  wire [10:0] \i__payload$73.reta_offset ;
+  wire [3:0] \i__payload$73.reta_size_log2 ;
+  wire [7:0] \i__payload$73.rule ;
+  wire [127:0] \i__payload$73.src_addr ;
+  wire [15:0] \i__payload$73.src_port ;
+  wire [7:0] \i__payload$73.tcp_flags ;
+  wire [11:0] \i__payload$73.vlan_id ;
+  wire [457:0] \i__payload$79 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -535,10 +856,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$117.drop ;
-  wire [5:0] \i__payload$117.dscp ;
-  wire [127:0] \i__payload$117.dst_addr ;
-  wire [15:0] \i__payload$117.dst_port ;
+  wire [3:0] \i__payload$79.drop ;
+  wire [5:0] \i__payload$79.dscp ;
+  wire [127:0] \i__payload$79.dst_addr ;
+  wire [15:0] \i__payload$79.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -548,21 +869,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$117.error ;
-  wire [15:0] \i__payload$117.ethertype ;
-  wire [9:0] \i__payload$117.flags ;
-  wire \i__payload$117.flags.direct ;
-  wire \i__payload$117.flags.fragment ;
-  wire \i__payload$117.flags.ip_options ;
-  wire \i__payload$117.flags.ipv4 ;
-  wire \i__payload$117.flags.ipv6 ;
-  wire \i__payload$117.flags.tcp ;
-  wire \i__payload$117.flags.tunnel ;
-  wire \i__payload$117.flags.udp ;
-  wire \i__payload$117.flags.vlan ;
-  wire \i__payload$117.flags.vlan2 ;
-  wire [15:0] \i__payload$117.generation ;
-  wire [31:0] \i__payload$117.hash ;
+  wire [3:0] \i__payload$79.error ;
+  wire [15:0] \i__payload$79.ethertype ;
+  wire [9:0] \i__payload$79.flags ;
+  wire \i__payload$79.flags.direct ;
+  wire \i__payload$79.flags.fragment ;
+  wire \i__payload$79.flags.ip_options ;
+  wire \i__payload$79.flags.ipv4 ;
+  wire \i__payload$79.flags.ipv6 ;
+  wire \i__payload$79.flags.tcp ;
+  wire \i__payload$79.flags.tunnel ;
+  wire \i__payload$79.flags.udp ;
+  wire \i__payload$79.flags.vlan ;
+  wire \i__payload$79.flags.vlan2 ;
+  wire [15:0] \i__payload$79.generation ;
+  wire [31:0] \i__payload$79.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -571,19 +892,19 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$117.hash_type ;
-  wire [3:0] \i__payload$117.instance ;
-  wire [7:0] \i__payload$117.ip_proto ;
-  wire [15:0] \i__payload$117.length ;
-  wire [7:0] \i__payload$117.queue ;
-  wire [10:0] \i__payload$117.reta_offset ;
-  wire [3:0] \i__payload$117.reta_size_log2 ;
-  wire [7:0] \i__payload$117.rule ;
-  wire [127:0] \i__payload$117.src_addr ;
-  wire [15:0] \i__payload$117.src_port ;
-  wire [7:0] \i__payload$117.tcp_flags ;
-  wire [11:0] \i__payload$117.vlan_id ;
-  wire [457:0] \i__payload$123 ;
+  wire [2:0] \i__payload$79.hash_type ;
+  wire [3:0] \i__payload$79.instance ;
+  wire [7:0] \i__payload$79.ip_proto ;
+  wire [15:0] \i__payload$79.length ;
+  wire [7:0] \i__payload$79.queue ;
+  wire [10:0] \i__payload$79.reta_offset ;
+  wire [3:0] \i__payload$79.reta_size_log2 ;
+  wire [7:0] \i__payload$79.rule ;
+  wire [127:0] \i__payload$79.src_addr ;
+  wire [15:0] \i__payload$79.src_port ;
+  wire [7:0] \i__payload$79.tcp_flags ;
+  wire [11:0] \i__payload$79.vlan_id ;
+  wire [457:0] \i__payload$85 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -594,10 +915,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$123.drop ;
-  wire [5:0] \i__payload$123.dscp ;
-  wire [127:0] \i__payload$123.dst_addr ;
-  wire [15:0] \i__payload$123.dst_port ;
+  wire [3:0] \i__payload$85.drop ;
+  wire [5:0] \i__payload$85.dscp ;
+  wire [127:0] \i__payload$85.dst_addr ;
+  wire [15:0] \i__payload$85.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -607,21 +928,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$123.error ;
-  wire [15:0] \i__payload$123.ethertype ;
-  wire [9:0] \i__payload$123.flags ;
-  wire \i__payload$123.flags.direct ;
-  wire \i__payload$123.flags.fragment ;
-  wire \i__payload$123.flags.ip_options ;
-  wire \i__payload$123.flags.ipv4 ;
-  wire \i__payload$123.flags.ipv6 ;
-  wire \i__payload$123.flags.tcp ;
-  wire \i__payload$123.flags.tunnel ;
-  wire \i__payload$123.flags.udp ;
-  wire \i__payload$123.flags.vlan ;
-  wire \i__payload$123.flags.vlan2 ;
-  wire [15:0] \i__payload$123.generation ;
-  wire [31:0] \i__payload$123.hash ;
+  wire [3:0] \i__payload$85.error ;
+  wire [15:0] \i__payload$85.ethertype ;
+  wire [9:0] \i__payload$85.flags ;
+  wire \i__payload$85.flags.direct ;
+  wire \i__payload$85.flags.fragment ;
+  wire \i__payload$85.flags.ip_options ;
+  wire \i__payload$85.flags.ipv4 ;
+  wire \i__payload$85.flags.ipv6 ;
+  wire \i__payload$85.flags.tcp ;
+  wire \i__payload$85.flags.tunnel ;
+  wire \i__payload$85.flags.udp ;
+  wire \i__payload$85.flags.vlan ;
+  wire \i__payload$85.flags.vlan2 ;
+  wire [15:0] \i__payload$85.generation ;
+  wire [31:0] \i__payload$85.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -630,35 +951,35 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$123.hash_type ;
-  wire [3:0] \i__payload$123.instance ;
-  wire [7:0] \i__payload$123.ip_proto ;
-  wire [15:0] \i__payload$123.length ;
-  wire [7:0] \i__payload$123.queue ;
-  wire [10:0] \i__payload$123.reta_offset ;
-  wire [3:0] \i__payload$123.reta_size_log2 ;
-  wire [7:0] \i__payload$123.rule ;
-  wire [127:0] \i__payload$123.src_addr ;
-  wire [15:0] \i__payload$123.src_port ;
-  wire [7:0] \i__payload$123.tcp_flags ;
-  wire [11:0] \i__payload$123.vlan_id ;
+  wire [2:0] \i__payload$85.hash_type ;
+  wire [3:0] \i__payload$85.instance ;
+  wire [7:0] \i__payload$85.ip_proto ;
+  wire [15:0] \i__payload$85.length ;
+  wire [7:0] \i__payload$85.queue ;
+  wire [10:0] \i__payload$85.reta_offset ;
+  wire [3:0] \i__payload$85.reta_size_log2 ;
+  wire [7:0] \i__payload$85.rule ;
+  wire [127:0] \i__payload$85.src_addr ;
+  wire [15:0] \i__payload$85.src_port ;
+  wire [7:0] \i__payload$85.tcp_flags ;
+  wire [11:0] \i__payload$85.vlan_id ;
   wire [7:0] \i__payload.data ;
   wire \i__payload.error ;
   wire \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
-  wire \i__ready$114 ;
-  wire \i__ready$120 ;
-  wire \i__ready$126 ;
+  wire \i__ready$76 ;
+  wire \i__ready$82 ;
+  wire \i__ready$88 ;
   wire i__valid;
-  wire \i__valid$115 ;
-  wire \i__valid$121 ;
-  wire \i__valid$127 ;
+  wire \i__valid$77 ;
+  wire \i__valid$83 ;
+  wire \i__valid$89 ;
   reg [7:0] in_flight = 8'h00;
   wire [319:0] key;
-  wire [319:0] \key$81 ;
+  wire [319:0] \key$43 ;
   wire [15:0] max_frame;
-  wire [15:0] \max_frame$77 ;
+  wire [15:0] \max_frame$39 ;
   wire [457:0] meta;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -784,7 +1105,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [457:0] o__payload;
-  wire [457:0] \o__payload$118 ;
+  wire [457:0] \o__payload$80 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -795,10 +1116,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$118.drop ;
-  wire [5:0] \o__payload$118.dscp ;
-  wire [127:0] \o__payload$118.dst_addr ;
-  wire [15:0] \o__payload$118.dst_port ;
+  wire [3:0] \o__payload$80.drop ;
+  wire [5:0] \o__payload$80.dscp ;
+  wire [127:0] \o__payload$80.dst_addr ;
+  wire [15:0] \o__payload$80.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -808,21 +1129,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$118.error ;
-  wire [15:0] \o__payload$118.ethertype ;
-  wire [9:0] \o__payload$118.flags ;
-  wire \o__payload$118.flags.direct ;
-  wire \o__payload$118.flags.fragment ;
-  wire \o__payload$118.flags.ip_options ;
-  wire \o__payload$118.flags.ipv4 ;
-  wire \o__payload$118.flags.ipv6 ;
-  wire \o__payload$118.flags.tcp ;
-  wire \o__payload$118.flags.tunnel ;
-  wire \o__payload$118.flags.udp ;
-  wire \o__payload$118.flags.vlan ;
-  wire \o__payload$118.flags.vlan2 ;
-  wire [15:0] \o__payload$118.generation ;
-  wire [31:0] \o__payload$118.hash ;
+  wire [3:0] \o__payload$80.error ;
+  wire [15:0] \o__payload$80.ethertype ;
+  wire [9:0] \o__payload$80.flags ;
+  wire \o__payload$80.flags.direct ;
+  wire \o__payload$80.flags.fragment ;
+  wire \o__payload$80.flags.ip_options ;
+  wire \o__payload$80.flags.ipv4 ;
+  wire \o__payload$80.flags.ipv6 ;
+  wire \o__payload$80.flags.tcp ;
+  wire \o__payload$80.flags.tunnel ;
+  wire \o__payload$80.flags.udp ;
+  wire \o__payload$80.flags.vlan ;
+  wire \o__payload$80.flags.vlan2 ;
+  wire [15:0] \o__payload$80.generation ;
+  wire [31:0] \o__payload$80.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -831,19 +1152,19 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$118.hash_type ;
-  wire [3:0] \o__payload$118.instance ;
-  wire [7:0] \o__payload$118.ip_proto ;
-  wire [15:0] \o__payload$118.length ;
-  wire [7:0] \o__payload$118.queue ;
-  wire [10:0] \o__payload$118.reta_offset ;
-  wire [3:0] \o__payload$118.reta_size_log2 ;
-  wire [7:0] \o__payload$118.rule ;
-  wire [127:0] \o__payload$118.src_addr ;
-  wire [15:0] \o__payload$118.src_port ;
-  wire [7:0] \o__payload$118.tcp_flags ;
-  wire [11:0] \o__payload$118.vlan_id ;
-  wire [457:0] \o__payload$124 ;
+  wire [2:0] \o__payload$80.hash_type ;
+  wire [3:0] \o__payload$80.instance ;
+  wire [7:0] \o__payload$80.ip_proto ;
+  wire [15:0] \o__payload$80.length ;
+  wire [7:0] \o__payload$80.queue ;
+  wire [10:0] \o__payload$80.reta_offset ;
+  wire [3:0] \o__payload$80.reta_size_log2 ;
+  wire [7:0] \o__payload$80.rule ;
+  wire [127:0] \o__payload$80.src_addr ;
+  wire [15:0] \o__payload$80.src_port ;
+  wire [7:0] \o__payload$80.tcp_flags ;
+  wire [11:0] \o__payload$80.vlan_id ;
+  wire [457:0] \o__payload$86 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -854,10 +1175,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$124.drop ;
-  wire [5:0] \o__payload$124.dscp ;
-  wire [127:0] \o__payload$124.dst_addr ;
-  wire [15:0] \o__payload$124.dst_port ;
+  wire [3:0] \o__payload$86.drop ;
+  wire [5:0] \o__payload$86.dscp ;
+  wire [127:0] \o__payload$86.dst_addr ;
+  wire [15:0] \o__payload$86.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -867,21 +1188,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$124.error ;
-  wire [15:0] \o__payload$124.ethertype ;
-  wire [9:0] \o__payload$124.flags ;
-  wire \o__payload$124.flags.direct ;
-  wire \o__payload$124.flags.fragment ;
-  wire \o__payload$124.flags.ip_options ;
-  wire \o__payload$124.flags.ipv4 ;
-  wire \o__payload$124.flags.ipv6 ;
-  wire \o__payload$124.flags.tcp ;
-  wire \o__payload$124.flags.tunnel ;
-  wire \o__payload$124.flags.udp ;
-  wire \o__payload$124.flags.vlan ;
-  wire \o__payload$124.flags.vlan2 ;
-  wire [15:0] \o__payload$124.generation ;
-  wire [31:0] \o__payload$124.hash ;
+  wire [3:0] \o__payload$86.error ;
+  wire [15:0] \o__payload$86.ethertype ;
+  wire [9:0] \o__payload$86.flags ;
+  wire \o__payload$86.flags.direct ;
+  wire \o__payload$86.flags.fragment ;
+  wire \o__payload$86.flags.ip_options ;
+  wire \o__payload$86.flags.ipv4 ;
+  wire \o__payload$86.flags.ipv6 ;
+  wire \o__payload$86.flags.tcp ;
+  wire \o__payload$86.flags.tunnel ;
+  wire \o__payload$86.flags.udp ;
+  wire \o__payload$86.flags.vlan ;
+  wire \o__payload$86.flags.vlan2 ;
+  wire [15:0] \o__payload$86.generation ;
+  wire [31:0] \o__payload$86.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -890,19 +1211,19 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$124.hash_type ;
-  wire [3:0] \o__payload$124.instance ;
-  wire [7:0] \o__payload$124.ip_proto ;
-  wire [15:0] \o__payload$124.length ;
-  wire [7:0] \o__payload$124.queue ;
-  wire [10:0] \o__payload$124.reta_offset ;
-  wire [3:0] \o__payload$124.reta_size_log2 ;
-  wire [7:0] \o__payload$124.rule ;
-  wire [127:0] \o__payload$124.src_addr ;
-  wire [15:0] \o__payload$124.src_port ;
-  wire [7:0] \o__payload$124.tcp_flags ;
-  wire [11:0] \o__payload$124.vlan_id ;
-  wire [457:0] \o__payload$132 ;
+  wire [2:0] \o__payload$86.hash_type ;
+  wire [3:0] \o__payload$86.instance ;
+  wire [7:0] \o__payload$86.ip_proto ;
+  wire [15:0] \o__payload$86.length ;
+  wire [7:0] \o__payload$86.queue ;
+  wire [10:0] \o__payload$86.reta_offset ;
+  wire [3:0] \o__payload$86.reta_size_log2 ;
+  wire [7:0] \o__payload$86.rule ;
+  wire [127:0] \o__payload$86.src_addr ;
+  wire [15:0] \o__payload$86.src_port ;
+  wire [7:0] \o__payload$86.tcp_flags ;
+  wire [11:0] \o__payload$86.vlan_id ;
+  wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -913,10 +1234,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$132.drop ;
-  wire [5:0] \o__payload$132.dscp ;
-  wire [127:0] \o__payload$132.dst_addr ;
-  wire [15:0] \o__payload$132.dst_port ;
+  wire [3:0] \o__payload$94.drop ;
+  wire [5:0] \o__payload$94.dscp ;
+  wire [127:0] \o__payload$94.dst_addr ;
+  wire [15:0] \o__payload$94.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -926,21 +1247,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$132.error ;
-  wire [15:0] \o__payload$132.ethertype ;
-  wire [9:0] \o__payload$132.flags ;
-  wire \o__payload$132.flags.direct ;
-  wire \o__payload$132.flags.fragment ;
-  wire \o__payload$132.flags.ip_options ;
-  wire \o__payload$132.flags.ipv4 ;
-  wire \o__payload$132.flags.ipv6 ;
-  wire \o__payload$132.flags.tcp ;
-  wire \o__payload$132.flags.tunnel ;
-  wire \o__payload$132.flags.udp ;
-  wire \o__payload$132.flags.vlan ;
-  wire \o__payload$132.flags.vlan2 ;
-  wire [15:0] \o__payload$132.generation ;
-  wire [31:0] \o__payload$132.hash ;
+  wire [3:0] \o__payload$94.error ;
+  wire [15:0] \o__payload$94.ethertype ;
+  wire [9:0] \o__payload$94.flags ;
+  wire \o__payload$94.flags.direct ;
+  wire \o__payload$94.flags.fragment ;
+  wire \o__payload$94.flags.ip_options ;
+  wire \o__payload$94.flags.ipv4 ;
+  wire \o__payload$94.flags.ipv6 ;
+  wire \o__payload$94.flags.tcp ;
+  wire \o__payload$94.flags.tunnel ;
+  wire \o__payload$94.flags.udp ;
+  wire \o__payload$94.flags.vlan ;
+  wire \o__payload$94.flags.vlan2 ;
+  wire [15:0] \o__payload$94.generation ;
+  wire [31:0] \o__payload$94.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -949,18 +1270,18 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$132.hash_type ;
-  wire [3:0] \o__payload$132.instance ;
-  wire [7:0] \o__payload$132.ip_proto ;
-  wire [15:0] \o__payload$132.length ;
-  wire [7:0] \o__payload$132.queue ;
-  wire [10:0] \o__payload$132.reta_offset ;
-  wire [3:0] \o__payload$132.reta_size_log2 ;
-  wire [7:0] \o__payload$132.rule ;
-  wire [127:0] \o__payload$132.src_addr ;
-  wire [15:0] \o__payload$132.src_port ;
-  wire [7:0] \o__payload$132.tcp_flags ;
-  wire [11:0] \o__payload$132.vlan_id ;
+  wire [2:0] \o__payload$94.hash_type ;
+  wire [3:0] \o__payload$94.instance ;
+  wire [7:0] \o__payload$94.ip_proto ;
+  wire [15:0] \o__payload$94.length ;
+  wire [7:0] \o__payload$94.queue ;
+  wire [10:0] \o__payload$94.reta_offset ;
+  wire [3:0] \o__payload$94.reta_size_log2 ;
+  wire [7:0] \o__payload$94.rule ;
+  wire [127:0] \o__payload$94.src_addr ;
+  wire [15:0] \o__payload$94.src_port ;
+  wire [7:0] \o__payload$94.tcp_flags ;
+  wire [11:0] \o__payload$94.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1020,16 +1341,16 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
-  wire \o__ready$119 ;
-  wire \o__ready$125 ;
-  input \o__ready$134 ;
-  wire \o__ready$134 ;
+  wire \o__ready$81 ;
+  wire \o__ready$87 ;
+  input \o__ready$96 ;
+  wire \o__ready$96 ;
   wire o__valid;
-  wire \o__valid$122 ;
-  wire \o__valid$128 ;
-  wire \o__valid$130 ;
+  wire \o__valid$84 ;
+  wire \o__valid$90 ;
+  wire \o__valid$92 ;
   wire pass_errors;
-  wire \pass_errors$91 ;
+  wire \pass_errors$53 ;
   wire [10:0] r_data;
   input r_en;
   wire r_en;
@@ -1044,759 +1365,759 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   input rst;
   wire rst;
   wire [11471:0] rules;
-  wire [11471:0] \rules$87 ;
-  wire [716:0] \rules$87[0] ;
-  wire [19:0] \rules$87[0].action ;
-  wire \rules$87[0].action.drop ;
-  wire [3:0] \rules$87[0].action.instance ;
-  wire [10:0] \rules$87[0].action.reta_offset ;
-  wire [3:0] \rules$87[0].action.reta_size_log2 ;
-  wire [5:0] \rules$87[0].dscp ;
-  wire [5:0] \rules$87[0].dscp_mask ;
-  wire [127:0] \rules$87[0].dst_addr ;
-  wire [127:0] \rules$87[0].dst_mask ;
-  wire [15:0] \rules$87[0].dst_port_hi ;
-  wire [15:0] \rules$87[0].dst_port_lo ;
-  wire \rules$87[0].enable ;
-  wire [15:0] \rules$87[0].ethertype ;
-  wire [15:0] \rules$87[0].ethertype_mask ;
-  wire [9:0] \rules$87[0].flags ;
-  wire \rules$87[0].flags.direct ;
-  wire \rules$87[0].flags.fragment ;
-  wire \rules$87[0].flags.ip_options ;
-  wire \rules$87[0].flags.ipv4 ;
-  wire \rules$87[0].flags.ipv6 ;
-  wire \rules$87[0].flags.tcp ;
-  wire \rules$87[0].flags.tunnel ;
-  wire \rules$87[0].flags.udp ;
-  wire \rules$87[0].flags.vlan ;
-  wire \rules$87[0].flags.vlan2 ;
-  wire [9:0] \rules$87[0].flags_mask ;
-  wire \rules$87[0].flags_mask.direct ;
-  wire \rules$87[0].flags_mask.fragment ;
-  wire \rules$87[0].flags_mask.ip_options ;
-  wire \rules$87[0].flags_mask.ipv4 ;
-  wire \rules$87[0].flags_mask.ipv6 ;
-  wire \rules$87[0].flags_mask.tcp ;
-  wire \rules$87[0].flags_mask.tunnel ;
-  wire \rules$87[0].flags_mask.udp ;
-  wire \rules$87[0].flags_mask.vlan ;
-  wire \rules$87[0].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[0].ip_proto ;
-  wire [7:0] \rules$87[0].ip_proto_mask ;
-  wire [127:0] \rules$87[0].src_addr ;
-  wire [127:0] \rules$87[0].src_mask ;
-  wire [15:0] \rules$87[0].src_port_hi ;
-  wire [15:0] \rules$87[0].src_port_lo ;
-  wire [7:0] \rules$87[0].tcp_flags ;
-  wire [7:0] \rules$87[0].tcp_flags_mask ;
-  wire [11:0] \rules$87[0].vlan_id ;
-  wire [11:0] \rules$87[0].vlan_mask ;
-  wire [716:0] \rules$87[10] ;
-  wire [19:0] \rules$87[10].action ;
-  wire \rules$87[10].action.drop ;
-  wire [3:0] \rules$87[10].action.instance ;
-  wire [10:0] \rules$87[10].action.reta_offset ;
-  wire [3:0] \rules$87[10].action.reta_size_log2 ;
-  wire [5:0] \rules$87[10].dscp ;
-  wire [5:0] \rules$87[10].dscp_mask ;
-  wire [127:0] \rules$87[10].dst_addr ;
-  wire [127:0] \rules$87[10].dst_mask ;
-  wire [15:0] \rules$87[10].dst_port_hi ;
-  wire [15:0] \rules$87[10].dst_port_lo ;
-  wire \rules$87[10].enable ;
-  wire [15:0] \rules$87[10].ethertype ;
-  wire [15:0] \rules$87[10].ethertype_mask ;
-  wire [9:0] \rules$87[10].flags ;
-  wire \rules$87[10].flags.direct ;
-  wire \rules$87[10].flags.fragment ;
-  wire \rules$87[10].flags.ip_options ;
-  wire \rules$87[10].flags.ipv4 ;
-  wire \rules$87[10].flags.ipv6 ;
-  wire \rules$87[10].flags.tcp ;
-  wire \rules$87[10].flags.tunnel ;
-  wire \rules$87[10].flags.udp ;
-  wire \rules$87[10].flags.vlan ;
-  wire \rules$87[10].flags.vlan2 ;
-  wire [9:0] \rules$87[10].flags_mask ;
-  wire \rules$87[10].flags_mask.direct ;
-  wire \rules$87[10].flags_mask.fragment ;
-  wire \rules$87[10].flags_mask.ip_options ;
-  wire \rules$87[10].flags_mask.ipv4 ;
-  wire \rules$87[10].flags_mask.ipv6 ;
-  wire \rules$87[10].flags_mask.tcp ;
-  wire \rules$87[10].flags_mask.tunnel ;
-  wire \rules$87[10].flags_mask.udp ;
-  wire \rules$87[10].flags_mask.vlan ;
-  wire \rules$87[10].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[10].ip_proto ;
-  wire [7:0] \rules$87[10].ip_proto_mask ;
-  wire [127:0] \rules$87[10].src_addr ;
-  wire [127:0] \rules$87[10].src_mask ;
-  wire [15:0] \rules$87[10].src_port_hi ;
-  wire [15:0] \rules$87[10].src_port_lo ;
-  wire [7:0] \rules$87[10].tcp_flags ;
-  wire [7:0] \rules$87[10].tcp_flags_mask ;
-  wire [11:0] \rules$87[10].vlan_id ;
-  wire [11:0] \rules$87[10].vlan_mask ;
-  wire [716:0] \rules$87[11] ;
-  wire [19:0] \rules$87[11].action ;
-  wire \rules$87[11].action.drop ;
-  wire [3:0] \rules$87[11].action.instance ;
-  wire [10:0] \rules$87[11].action.reta_offset ;
-  wire [3:0] \rules$87[11].action.reta_size_log2 ;
-  wire [5:0] \rules$87[11].dscp ;
-  wire [5:0] \rules$87[11].dscp_mask ;
-  wire [127:0] \rules$87[11].dst_addr ;
-  wire [127:0] \rules$87[11].dst_mask ;
-  wire [15:0] \rules$87[11].dst_port_hi ;
-  wire [15:0] \rules$87[11].dst_port_lo ;
-  wire \rules$87[11].enable ;
-  wire [15:0] \rules$87[11].ethertype ;
-  wire [15:0] \rules$87[11].ethertype_mask ;
-  wire [9:0] \rules$87[11].flags ;
-  wire \rules$87[11].flags.direct ;
-  wire \rules$87[11].flags.fragment ;
-  wire \rules$87[11].flags.ip_options ;
-  wire \rules$87[11].flags.ipv4 ;
-  wire \rules$87[11].flags.ipv6 ;
-  wire \rules$87[11].flags.tcp ;
-  wire \rules$87[11].flags.tunnel ;
-  wire \rules$87[11].flags.udp ;
-  wire \rules$87[11].flags.vlan ;
-  wire \rules$87[11].flags.vlan2 ;
-  wire [9:0] \rules$87[11].flags_mask ;
-  wire \rules$87[11].flags_mask.direct ;
-  wire \rules$87[11].flags_mask.fragment ;
-  wire \rules$87[11].flags_mask.ip_options ;
-  wire \rules$87[11].flags_mask.ipv4 ;
-  wire \rules$87[11].flags_mask.ipv6 ;
-  wire \rules$87[11].flags_mask.tcp ;
-  wire \rules$87[11].flags_mask.tunnel ;
-  wire \rules$87[11].flags_mask.udp ;
-  wire \rules$87[11].flags_mask.vlan ;
-  wire \rules$87[11].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[11].ip_proto ;
-  wire [7:0] \rules$87[11].ip_proto_mask ;
-  wire [127:0] \rules$87[11].src_addr ;
-  wire [127:0] \rules$87[11].src_mask ;
-  wire [15:0] \rules$87[11].src_port_hi ;
-  wire [15:0] \rules$87[11].src_port_lo ;
-  wire [7:0] \rules$87[11].tcp_flags ;
-  wire [7:0] \rules$87[11].tcp_flags_mask ;
-  wire [11:0] \rules$87[11].vlan_id ;
-  wire [11:0] \rules$87[11].vlan_mask ;
-  wire [716:0] \rules$87[12] ;
-  wire [19:0] \rules$87[12].action ;
-  wire \rules$87[12].action.drop ;
-  wire [3:0] \rules$87[12].action.instance ;
-  wire [10:0] \rules$87[12].action.reta_offset ;
-  wire [3:0] \rules$87[12].action.reta_size_log2 ;
-  wire [5:0] \rules$87[12].dscp ;
-  wire [5:0] \rules$87[12].dscp_mask ;
-  wire [127:0] \rules$87[12].dst_addr ;
-  wire [127:0] \rules$87[12].dst_mask ;
-  wire [15:0] \rules$87[12].dst_port_hi ;
-  wire [15:0] \rules$87[12].dst_port_lo ;
-  wire \rules$87[12].enable ;
-  wire [15:0] \rules$87[12].ethertype ;
-  wire [15:0] \rules$87[12].ethertype_mask ;
-  wire [9:0] \rules$87[12].flags ;
-  wire \rules$87[12].flags.direct ;
-  wire \rules$87[12].flags.fragment ;
-  wire \rules$87[12].flags.ip_options ;
-  wire \rules$87[12].flags.ipv4 ;
-  wire \rules$87[12].flags.ipv6 ;
-  wire \rules$87[12].flags.tcp ;
-  wire \rules$87[12].flags.tunnel ;
-  wire \rules$87[12].flags.udp ;
-  wire \rules$87[12].flags.vlan ;
-  wire \rules$87[12].flags.vlan2 ;
-  wire [9:0] \rules$87[12].flags_mask ;
-  wire \rules$87[12].flags_mask.direct ;
-  wire \rules$87[12].flags_mask.fragment ;
-  wire \rules$87[12].flags_mask.ip_options ;
-  wire \rules$87[12].flags_mask.ipv4 ;
-  wire \rules$87[12].flags_mask.ipv6 ;
-  wire \rules$87[12].flags_mask.tcp ;
-  wire \rules$87[12].flags_mask.tunnel ;
-  wire \rules$87[12].flags_mask.udp ;
-  wire \rules$87[12].flags_mask.vlan ;
-  wire \rules$87[12].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[12].ip_proto ;
-  wire [7:0] \rules$87[12].ip_proto_mask ;
-  wire [127:0] \rules$87[12].src_addr ;
-  wire [127:0] \rules$87[12].src_mask ;
-  wire [15:0] \rules$87[12].src_port_hi ;
-  wire [15:0] \rules$87[12].src_port_lo ;
-  wire [7:0] \rules$87[12].tcp_flags ;
-  wire [7:0] \rules$87[12].tcp_flags_mask ;
-  wire [11:0] \rules$87[12].vlan_id ;
-  wire [11:0] \rules$87[12].vlan_mask ;
-  wire [716:0] \rules$87[13] ;
-  wire [19:0] \rules$87[13].action ;
-  wire \rules$87[13].action.drop ;
-  wire [3:0] \rules$87[13].action.instance ;
-  wire [10:0] \rules$87[13].action.reta_offset ;
-  wire [3:0] \rules$87[13].action.reta_size_log2 ;
-  wire [5:0] \rules$87[13].dscp ;
-  wire [5:0] \rules$87[13].dscp_mask ;
-  wire [127:0] \rules$87[13].dst_addr ;
-  wire [127:0] \rules$87[13].dst_mask ;
-  wire [15:0] \rules$87[13].dst_port_hi ;
-  wire [15:0] \rules$87[13].dst_port_lo ;
-  wire \rules$87[13].enable ;
-  wire [15:0] \rules$87[13].ethertype ;
-  wire [15:0] \rules$87[13].ethertype_mask ;
-  wire [9:0] \rules$87[13].flags ;
-  wire \rules$87[13].flags.direct ;
-  wire \rules$87[13].flags.fragment ;
-  wire \rules$87[13].flags.ip_options ;
-  wire \rules$87[13].flags.ipv4 ;
-  wire \rules$87[13].flags.ipv6 ;
-  wire \rules$87[13].flags.tcp ;
-  wire \rules$87[13].flags.tunnel ;
-  wire \rules$87[13].flags.udp ;
-  wire \rules$87[13].flags.vlan ;
-  wire \rules$87[13].flags.vlan2 ;
-  wire [9:0] \rules$87[13].flags_mask ;
-  wire \rules$87[13].flags_mask.direct ;
-  wire \rules$87[13].flags_mask.fragment ;
-  wire \rules$87[13].flags_mask.ip_options ;
-  wire \rules$87[13].flags_mask.ipv4 ;
-  wire \rules$87[13].flags_mask.ipv6 ;
-  wire \rules$87[13].flags_mask.tcp ;
-  wire \rules$87[13].flags_mask.tunnel ;
-  wire \rules$87[13].flags_mask.udp ;
-  wire \rules$87[13].flags_mask.vlan ;
-  wire \rules$87[13].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[13].ip_proto ;
-  wire [7:0] \rules$87[13].ip_proto_mask ;
-  wire [127:0] \rules$87[13].src_addr ;
-  wire [127:0] \rules$87[13].src_mask ;
-  wire [15:0] \rules$87[13].src_port_hi ;
-  wire [15:0] \rules$87[13].src_port_lo ;
-  wire [7:0] \rules$87[13].tcp_flags ;
-  wire [7:0] \rules$87[13].tcp_flags_mask ;
-  wire [11:0] \rules$87[13].vlan_id ;
-  wire [11:0] \rules$87[13].vlan_mask ;
-  wire [716:0] \rules$87[14] ;
-  wire [19:0] \rules$87[14].action ;
-  wire \rules$87[14].action.drop ;
-  wire [3:0] \rules$87[14].action.instance ;
-  wire [10:0] \rules$87[14].action.reta_offset ;
-  wire [3:0] \rules$87[14].action.reta_size_log2 ;
-  wire [5:0] \rules$87[14].dscp ;
-  wire [5:0] \rules$87[14].dscp_mask ;
-  wire [127:0] \rules$87[14].dst_addr ;
-  wire [127:0] \rules$87[14].dst_mask ;
-  wire [15:0] \rules$87[14].dst_port_hi ;
-  wire [15:0] \rules$87[14].dst_port_lo ;
-  wire \rules$87[14].enable ;
-  wire [15:0] \rules$87[14].ethertype ;
-  wire [15:0] \rules$87[14].ethertype_mask ;
-  wire [9:0] \rules$87[14].flags ;
-  wire \rules$87[14].flags.direct ;
-  wire \rules$87[14].flags.fragment ;
-  wire \rules$87[14].flags.ip_options ;
-  wire \rules$87[14].flags.ipv4 ;
-  wire \rules$87[14].flags.ipv6 ;
-  wire \rules$87[14].flags.tcp ;
-  wire \rules$87[14].flags.tunnel ;
-  wire \rules$87[14].flags.udp ;
-  wire \rules$87[14].flags.vlan ;
-  wire \rules$87[14].flags.vlan2 ;
-  wire [9:0] \rules$87[14].flags_mask ;
-  wire \rules$87[14].flags_mask.direct ;
-  wire \rules$87[14].flags_mask.fragment ;
-  wire \rules$87[14].flags_mask.ip_options ;
-  wire \rules$87[14].flags_mask.ipv4 ;
-  wire \rules$87[14].flags_mask.ipv6 ;
-  wire \rules$87[14].flags_mask.tcp ;
-  wire \rules$87[14].flags_mask.tunnel ;
-  wire \rules$87[14].flags_mask.udp ;
-  wire \rules$87[14].flags_mask.vlan ;
-  wire \rules$87[14].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[14].ip_proto ;
-  wire [7:0] \rules$87[14].ip_proto_mask ;
-  wire [127:0] \rules$87[14].src_addr ;
-  wire [127:0] \rules$87[14].src_mask ;
-  wire [15:0] \rules$87[14].src_port_hi ;
-  wire [15:0] \rules$87[14].src_port_lo ;
-  wire [7:0] \rules$87[14].tcp_flags ;
-  wire [7:0] \rules$87[14].tcp_flags_mask ;
-  wire [11:0] \rules$87[14].vlan_id ;
-  wire [11:0] \rules$87[14].vlan_mask ;
-  wire [716:0] \rules$87[15] ;
-  wire [19:0] \rules$87[15].action ;
-  wire \rules$87[15].action.drop ;
-  wire [3:0] \rules$87[15].action.instance ;
-  wire [10:0] \rules$87[15].action.reta_offset ;
-  wire [3:0] \rules$87[15].action.reta_size_log2 ;
-  wire [5:0] \rules$87[15].dscp ;
-  wire [5:0] \rules$87[15].dscp_mask ;
-  wire [127:0] \rules$87[15].dst_addr ;
-  wire [127:0] \rules$87[15].dst_mask ;
-  wire [15:0] \rules$87[15].dst_port_hi ;
-  wire [15:0] \rules$87[15].dst_port_lo ;
-  wire \rules$87[15].enable ;
-  wire [15:0] \rules$87[15].ethertype ;
-  wire [15:0] \rules$87[15].ethertype_mask ;
-  wire [9:0] \rules$87[15].flags ;
-  wire \rules$87[15].flags.direct ;
-  wire \rules$87[15].flags.fragment ;
-  wire \rules$87[15].flags.ip_options ;
-  wire \rules$87[15].flags.ipv4 ;
-  wire \rules$87[15].flags.ipv6 ;
-  wire \rules$87[15].flags.tcp ;
-  wire \rules$87[15].flags.tunnel ;
-  wire \rules$87[15].flags.udp ;
-  wire \rules$87[15].flags.vlan ;
-  wire \rules$87[15].flags.vlan2 ;
-  wire [9:0] \rules$87[15].flags_mask ;
-  wire \rules$87[15].flags_mask.direct ;
-  wire \rules$87[15].flags_mask.fragment ;
-  wire \rules$87[15].flags_mask.ip_options ;
-  wire \rules$87[15].flags_mask.ipv4 ;
-  wire \rules$87[15].flags_mask.ipv6 ;
-  wire \rules$87[15].flags_mask.tcp ;
-  wire \rules$87[15].flags_mask.tunnel ;
-  wire \rules$87[15].flags_mask.udp ;
-  wire \rules$87[15].flags_mask.vlan ;
-  wire \rules$87[15].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[15].ip_proto ;
-  wire [7:0] \rules$87[15].ip_proto_mask ;
-  wire [127:0] \rules$87[15].src_addr ;
-  wire [127:0] \rules$87[15].src_mask ;
-  wire [15:0] \rules$87[15].src_port_hi ;
-  wire [15:0] \rules$87[15].src_port_lo ;
-  wire [7:0] \rules$87[15].tcp_flags ;
-  wire [7:0] \rules$87[15].tcp_flags_mask ;
-  wire [11:0] \rules$87[15].vlan_id ;
-  wire [11:0] \rules$87[15].vlan_mask ;
-  wire [716:0] \rules$87[1] ;
-  wire [19:0] \rules$87[1].action ;
-  wire \rules$87[1].action.drop ;
-  wire [3:0] \rules$87[1].action.instance ;
-  wire [10:0] \rules$87[1].action.reta_offset ;
-  wire [3:0] \rules$87[1].action.reta_size_log2 ;
-  wire [5:0] \rules$87[1].dscp ;
-  wire [5:0] \rules$87[1].dscp_mask ;
-  wire [127:0] \rules$87[1].dst_addr ;
-  wire [127:0] \rules$87[1].dst_mask ;
-  wire [15:0] \rules$87[1].dst_port_hi ;
-  wire [15:0] \rules$87[1].dst_port_lo ;
-  wire \rules$87[1].enable ;
-  wire [15:0] \rules$87[1].ethertype ;
-  wire [15:0] \rules$87[1].ethertype_mask ;
-  wire [9:0] \rules$87[1].flags ;
-  wire \rules$87[1].flags.direct ;
-  wire \rules$87[1].flags.fragment ;
-  wire \rules$87[1].flags.ip_options ;
-  wire \rules$87[1].flags.ipv4 ;
-  wire \rules$87[1].flags.ipv6 ;
-  wire \rules$87[1].flags.tcp ;
-  wire \rules$87[1].flags.tunnel ;
-  wire \rules$87[1].flags.udp ;
-  wire \rules$87[1].flags.vlan ;
-  wire \rules$87[1].flags.vlan2 ;
-  wire [9:0] \rules$87[1].flags_mask ;
-  wire \rules$87[1].flags_mask.direct ;
-  wire \rules$87[1].flags_mask.fragment ;
-  wire \rules$87[1].flags_mask.ip_options ;
-  wire \rules$87[1].flags_mask.ipv4 ;
-  wire \rules$87[1].flags_mask.ipv6 ;
-  wire \rules$87[1].flags_mask.tcp ;
-  wire \rules$87[1].flags_mask.tunnel ;
-  wire \rules$87[1].flags_mask.udp ;
-  wire \rules$87[1].flags_mask.vlan ;
-  wire \rules$87[1].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[1].ip_proto ;
-  wire [7:0] \rules$87[1].ip_proto_mask ;
-  wire [127:0] \rules$87[1].src_addr ;
-  wire [127:0] \rules$87[1].src_mask ;
-  wire [15:0] \rules$87[1].src_port_hi ;
-  wire [15:0] \rules$87[1].src_port_lo ;
-  wire [7:0] \rules$87[1].tcp_flags ;
-  wire [7:0] \rules$87[1].tcp_flags_mask ;
-  wire [11:0] \rules$87[1].vlan_id ;
-  wire [11:0] \rules$87[1].vlan_mask ;
-  wire [716:0] \rules$87[2] ;
-  wire [19:0] \rules$87[2].action ;
-  wire \rules$87[2].action.drop ;
-  wire [3:0] \rules$87[2].action.instance ;
-  wire [10:0] \rules$87[2].action.reta_offset ;
-  wire [3:0] \rules$87[2].action.reta_size_log2 ;
-  wire [5:0] \rules$87[2].dscp ;
-  wire [5:0] \rules$87[2].dscp_mask ;
-  wire [127:0] \rules$87[2].dst_addr ;
-  wire [127:0] \rules$87[2].dst_mask ;
-  wire [15:0] \rules$87[2].dst_port_hi ;
-  wire [15:0] \rules$87[2].dst_port_lo ;
-  wire \rules$87[2].enable ;
-  wire [15:0] \rules$87[2].ethertype ;
-  wire [15:0] \rules$87[2].ethertype_mask ;
-  wire [9:0] \rules$87[2].flags ;
-  wire \rules$87[2].flags.direct ;
-  wire \rules$87[2].flags.fragment ;
-  wire \rules$87[2].flags.ip_options ;
-  wire \rules$87[2].flags.ipv4 ;
-  wire \rules$87[2].flags.ipv6 ;
-  wire \rules$87[2].flags.tcp ;
-  wire \rules$87[2].flags.tunnel ;
-  wire \rules$87[2].flags.udp ;
-  wire \rules$87[2].flags.vlan ;
-  wire \rules$87[2].flags.vlan2 ;
-  wire [9:0] \rules$87[2].flags_mask ;
-  wire \rules$87[2].flags_mask.direct ;
-  wire \rules$87[2].flags_mask.fragment ;
-  wire \rules$87[2].flags_mask.ip_options ;
-  wire \rules$87[2].flags_mask.ipv4 ;
-  wire \rules$87[2].flags_mask.ipv6 ;
-  wire \rules$87[2].flags_mask.tcp ;
-  wire \rules$87[2].flags_mask.tunnel ;
-  wire \rules$87[2].flags_mask.udp ;
-  wire \rules$87[2].flags_mask.vlan ;
-  wire \rules$87[2].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[2].ip_proto ;
-  wire [7:0] \rules$87[2].ip_proto_mask ;
-  wire [127:0] \rules$87[2].src_addr ;
-  wire [127:0] \rules$87[2].src_mask ;
-  wire [15:0] \rules$87[2].src_port_hi ;
-  wire [15:0] \rules$87[2].src_port_lo ;
-  wire [7:0] \rules$87[2].tcp_flags ;
-  wire [7:0] \rules$87[2].tcp_flags_mask ;
-  wire [11:0] \rules$87[2].vlan_id ;
-  wire [11:0] \rules$87[2].vlan_mask ;
-  wire [716:0] \rules$87[3] ;
-  wire [19:0] \rules$87[3].action ;
-  wire \rules$87[3].action.drop ;
-  wire [3:0] \rules$87[3].action.instance ;
-  wire [10:0] \rules$87[3].action.reta_offset ;
-  wire [3:0] \rules$87[3].action.reta_size_log2 ;
-  wire [5:0] \rules$87[3].dscp ;
-  wire [5:0] \rules$87[3].dscp_mask ;
-  wire [127:0] \rules$87[3].dst_addr ;
-  wire [127:0] \rules$87[3].dst_mask ;
-  wire [15:0] \rules$87[3].dst_port_hi ;
-  wire [15:0] \rules$87[3].dst_port_lo ;
-  wire \rules$87[3].enable ;
-  wire [15:0] \rules$87[3].ethertype ;
-  wire [15:0] \rules$87[3].ethertype_mask ;
-  wire [9:0] \rules$87[3].flags ;
-  wire \rules$87[3].flags.direct ;
-  wire \rules$87[3].flags.fragment ;
-  wire \rules$87[3].flags.ip_options ;
-  wire \rules$87[3].flags.ipv4 ;
-  wire \rules$87[3].flags.ipv6 ;
-  wire \rules$87[3].flags.tcp ;
-  wire \rules$87[3].flags.tunnel ;
-  wire \rules$87[3].flags.udp ;
-  wire \rules$87[3].flags.vlan ;
-  wire \rules$87[3].flags.vlan2 ;
-  wire [9:0] \rules$87[3].flags_mask ;
-  wire \rules$87[3].flags_mask.direct ;
-  wire \rules$87[3].flags_mask.fragment ;
-  wire \rules$87[3].flags_mask.ip_options ;
-  wire \rules$87[3].flags_mask.ipv4 ;
-  wire \rules$87[3].flags_mask.ipv6 ;
-  wire \rules$87[3].flags_mask.tcp ;
-  wire \rules$87[3].flags_mask.tunnel ;
-  wire \rules$87[3].flags_mask.udp ;
-  wire \rules$87[3].flags_mask.vlan ;
-  wire \rules$87[3].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[3].ip_proto ;
-  wire [7:0] \rules$87[3].ip_proto_mask ;
-  wire [127:0] \rules$87[3].src_addr ;
-  wire [127:0] \rules$87[3].src_mask ;
-  wire [15:0] \rules$87[3].src_port_hi ;
-  wire [15:0] \rules$87[3].src_port_lo ;
-  wire [7:0] \rules$87[3].tcp_flags ;
-  wire [7:0] \rules$87[3].tcp_flags_mask ;
-  wire [11:0] \rules$87[3].vlan_id ;
-  wire [11:0] \rules$87[3].vlan_mask ;
-  wire [716:0] \rules$87[4] ;
-  wire [19:0] \rules$87[4].action ;
-  wire \rules$87[4].action.drop ;
-  wire [3:0] \rules$87[4].action.instance ;
-  wire [10:0] \rules$87[4].action.reta_offset ;
-  wire [3:0] \rules$87[4].action.reta_size_log2 ;
-  wire [5:0] \rules$87[4].dscp ;
-  wire [5:0] \rules$87[4].dscp_mask ;
-  wire [127:0] \rules$87[4].dst_addr ;
-  wire [127:0] \rules$87[4].dst_mask ;
-  wire [15:0] \rules$87[4].dst_port_hi ;
-  wire [15:0] \rules$87[4].dst_port_lo ;
-  wire \rules$87[4].enable ;
-  wire [15:0] \rules$87[4].ethertype ;
-  wire [15:0] \rules$87[4].ethertype_mask ;
-  wire [9:0] \rules$87[4].flags ;
-  wire \rules$87[4].flags.direct ;
-  wire \rules$87[4].flags.fragment ;
-  wire \rules$87[4].flags.ip_options ;
-  wire \rules$87[4].flags.ipv4 ;
-  wire \rules$87[4].flags.ipv6 ;
-  wire \rules$87[4].flags.tcp ;
-  wire \rules$87[4].flags.tunnel ;
-  wire \rules$87[4].flags.udp ;
-  wire \rules$87[4].flags.vlan ;
-  wire \rules$87[4].flags.vlan2 ;
-  wire [9:0] \rules$87[4].flags_mask ;
-  wire \rules$87[4].flags_mask.direct ;
-  wire \rules$87[4].flags_mask.fragment ;
-  wire \rules$87[4].flags_mask.ip_options ;
-  wire \rules$87[4].flags_mask.ipv4 ;
-  wire \rules$87[4].flags_mask.ipv6 ;
-  wire \rules$87[4].flags_mask.tcp ;
-  wire \rules$87[4].flags_mask.tunnel ;
-  wire \rules$87[4].flags_mask.udp ;
-  wire \rules$87[4].flags_mask.vlan ;
-  wire \rules$87[4].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[4].ip_proto ;
-  wire [7:0] \rules$87[4].ip_proto_mask ;
-  wire [127:0] \rules$87[4].src_addr ;
-  wire [127:0] \rules$87[4].src_mask ;
-  wire [15:0] \rules$87[4].src_port_hi ;
-  wire [15:0] \rules$87[4].src_port_lo ;
-  wire [7:0] \rules$87[4].tcp_flags ;
-  wire [7:0] \rules$87[4].tcp_flags_mask ;
-  wire [11:0] \rules$87[4].vlan_id ;
-  wire [11:0] \rules$87[4].vlan_mask ;
-  wire [716:0] \rules$87[5] ;
-  wire [19:0] \rules$87[5].action ;
-  wire \rules$87[5].action.drop ;
-  wire [3:0] \rules$87[5].action.instance ;
-  wire [10:0] \rules$87[5].action.reta_offset ;
-  wire [3:0] \rules$87[5].action.reta_size_log2 ;
-  wire [5:0] \rules$87[5].dscp ;
-  wire [5:0] \rules$87[5].dscp_mask ;
-  wire [127:0] \rules$87[5].dst_addr ;
-  wire [127:0] \rules$87[5].dst_mask ;
-  wire [15:0] \rules$87[5].dst_port_hi ;
-  wire [15:0] \rules$87[5].dst_port_lo ;
-  wire \rules$87[5].enable ;
-  wire [15:0] \rules$87[5].ethertype ;
-  wire [15:0] \rules$87[5].ethertype_mask ;
-  wire [9:0] \rules$87[5].flags ;
-  wire \rules$87[5].flags.direct ;
-  wire \rules$87[5].flags.fragment ;
-  wire \rules$87[5].flags.ip_options ;
-  wire \rules$87[5].flags.ipv4 ;
-  wire \rules$87[5].flags.ipv6 ;
-  wire \rules$87[5].flags.tcp ;
-  wire \rules$87[5].flags.tunnel ;
-  wire \rules$87[5].flags.udp ;
-  wire \rules$87[5].flags.vlan ;
-  wire \rules$87[5].flags.vlan2 ;
-  wire [9:0] \rules$87[5].flags_mask ;
-  wire \rules$87[5].flags_mask.direct ;
-  wire \rules$87[5].flags_mask.fragment ;
-  wire \rules$87[5].flags_mask.ip_options ;
-  wire \rules$87[5].flags_mask.ipv4 ;
-  wire \rules$87[5].flags_mask.ipv6 ;
-  wire \rules$87[5].flags_mask.tcp ;
-  wire \rules$87[5].flags_mask.tunnel ;
-  wire \rules$87[5].flags_mask.udp ;
-  wire \rules$87[5].flags_mask.vlan ;
-  wire \rules$87[5].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[5].ip_proto ;
-  wire [7:0] \rules$87[5].ip_proto_mask ;
-  wire [127:0] \rules$87[5].src_addr ;
-  wire [127:0] \rules$87[5].src_mask ;
-  wire [15:0] \rules$87[5].src_port_hi ;
-  wire [15:0] \rules$87[5].src_port_lo ;
-  wire [7:0] \rules$87[5].tcp_flags ;
-  wire [7:0] \rules$87[5].tcp_flags_mask ;
-  wire [11:0] \rules$87[5].vlan_id ;
-  wire [11:0] \rules$87[5].vlan_mask ;
-  wire [716:0] \rules$87[6] ;
-  wire [19:0] \rules$87[6].action ;
-  wire \rules$87[6].action.drop ;
-  wire [3:0] \rules$87[6].action.instance ;
-  wire [10:0] \rules$87[6].action.reta_offset ;
-  wire [3:0] \rules$87[6].action.reta_size_log2 ;
-  wire [5:0] \rules$87[6].dscp ;
-  wire [5:0] \rules$87[6].dscp_mask ;
-  wire [127:0] \rules$87[6].dst_addr ;
-  wire [127:0] \rules$87[6].dst_mask ;
-  wire [15:0] \rules$87[6].dst_port_hi ;
-  wire [15:0] \rules$87[6].dst_port_lo ;
-  wire \rules$87[6].enable ;
-  wire [15:0] \rules$87[6].ethertype ;
-  wire [15:0] \rules$87[6].ethertype_mask ;
-  wire [9:0] \rules$87[6].flags ;
-  wire \rules$87[6].flags.direct ;
-  wire \rules$87[6].flags.fragment ;
-  wire \rules$87[6].flags.ip_options ;
-  wire \rules$87[6].flags.ipv4 ;
-  wire \rules$87[6].flags.ipv6 ;
-  wire \rules$87[6].flags.tcp ;
-  wire \rules$87[6].flags.tunnel ;
-  wire \rules$87[6].flags.udp ;
-  wire \rules$87[6].flags.vlan ;
-  wire \rules$87[6].flags.vlan2 ;
-  wire [9:0] \rules$87[6].flags_mask ;
-  wire \rules$87[6].flags_mask.direct ;
-  wire \rules$87[6].flags_mask.fragment ;
-  wire \rules$87[6].flags_mask.ip_options ;
-  wire \rules$87[6].flags_mask.ipv4 ;
-  wire \rules$87[6].flags_mask.ipv6 ;
-  wire \rules$87[6].flags_mask.tcp ;
-  wire \rules$87[6].flags_mask.tunnel ;
-  wire \rules$87[6].flags_mask.udp ;
-  wire \rules$87[6].flags_mask.vlan ;
-  wire \rules$87[6].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[6].ip_proto ;
-  wire [7:0] \rules$87[6].ip_proto_mask ;
-  wire [127:0] \rules$87[6].src_addr ;
-  wire [127:0] \rules$87[6].src_mask ;
-  wire [15:0] \rules$87[6].src_port_hi ;
-  wire [15:0] \rules$87[6].src_port_lo ;
-  wire [7:0] \rules$87[6].tcp_flags ;
-  wire [7:0] \rules$87[6].tcp_flags_mask ;
-  wire [11:0] \rules$87[6].vlan_id ;
-  wire [11:0] \rules$87[6].vlan_mask ;
-  wire [716:0] \rules$87[7] ;
-  wire [19:0] \rules$87[7].action ;
-  wire \rules$87[7].action.drop ;
-  wire [3:0] \rules$87[7].action.instance ;
-  wire [10:0] \rules$87[7].action.reta_offset ;
-  wire [3:0] \rules$87[7].action.reta_size_log2 ;
-  wire [5:0] \rules$87[7].dscp ;
-  wire [5:0] \rules$87[7].dscp_mask ;
-  wire [127:0] \rules$87[7].dst_addr ;
-  wire [127:0] \rules$87[7].dst_mask ;
-  wire [15:0] \rules$87[7].dst_port_hi ;
-  wire [15:0] \rules$87[7].dst_port_lo ;
-  wire \rules$87[7].enable ;
-  wire [15:0] \rules$87[7].ethertype ;
-  wire [15:0] \rules$87[7].ethertype_mask ;
-  wire [9:0] \rules$87[7].flags ;
-  wire \rules$87[7].flags.direct ;
-  wire \rules$87[7].flags.fragment ;
-  wire \rules$87[7].flags.ip_options ;
-  wire \rules$87[7].flags.ipv4 ;
-  wire \rules$87[7].flags.ipv6 ;
-  wire \rules$87[7].flags.tcp ;
-  wire \rules$87[7].flags.tunnel ;
-  wire \rules$87[7].flags.udp ;
-  wire \rules$87[7].flags.vlan ;
-  wire \rules$87[7].flags.vlan2 ;
-  wire [9:0] \rules$87[7].flags_mask ;
-  wire \rules$87[7].flags_mask.direct ;
-  wire \rules$87[7].flags_mask.fragment ;
-  wire \rules$87[7].flags_mask.ip_options ;
-  wire \rules$87[7].flags_mask.ipv4 ;
-  wire \rules$87[7].flags_mask.ipv6 ;
-  wire \rules$87[7].flags_mask.tcp ;
-  wire \rules$87[7].flags_mask.tunnel ;
-  wire \rules$87[7].flags_mask.udp ;
-  wire \rules$87[7].flags_mask.vlan ;
-  wire \rules$87[7].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[7].ip_proto ;
-  wire [7:0] \rules$87[7].ip_proto_mask ;
-  wire [127:0] \rules$87[7].src_addr ;
-  wire [127:0] \rules$87[7].src_mask ;
-  wire [15:0] \rules$87[7].src_port_hi ;
-  wire [15:0] \rules$87[7].src_port_lo ;
-  wire [7:0] \rules$87[7].tcp_flags ;
-  wire [7:0] \rules$87[7].tcp_flags_mask ;
-  wire [11:0] \rules$87[7].vlan_id ;
-  wire [11:0] \rules$87[7].vlan_mask ;
-  wire [716:0] \rules$87[8] ;
-  wire [19:0] \rules$87[8].action ;
-  wire \rules$87[8].action.drop ;
-  wire [3:0] \rules$87[8].action.instance ;
-  wire [10:0] \rules$87[8].action.reta_offset ;
-  wire [3:0] \rules$87[8].action.reta_size_log2 ;
-  wire [5:0] \rules$87[8].dscp ;
-  wire [5:0] \rules$87[8].dscp_mask ;
-  wire [127:0] \rules$87[8].dst_addr ;
-  wire [127:0] \rules$87[8].dst_mask ;
-  wire [15:0] \rules$87[8].dst_port_hi ;
-  wire [15:0] \rules$87[8].dst_port_lo ;
-  wire \rules$87[8].enable ;
-  wire [15:0] \rules$87[8].ethertype ;
-  wire [15:0] \rules$87[8].ethertype_mask ;
-  wire [9:0] \rules$87[8].flags ;
-  wire \rules$87[8].flags.direct ;
-  wire \rules$87[8].flags.fragment ;
-  wire \rules$87[8].flags.ip_options ;
-  wire \rules$87[8].flags.ipv4 ;
-  wire \rules$87[8].flags.ipv6 ;
-  wire \rules$87[8].flags.tcp ;
-  wire \rules$87[8].flags.tunnel ;
-  wire \rules$87[8].flags.udp ;
-  wire \rules$87[8].flags.vlan ;
-  wire \rules$87[8].flags.vlan2 ;
-  wire [9:0] \rules$87[8].flags_mask ;
-  wire \rules$87[8].flags_mask.direct ;
-  wire \rules$87[8].flags_mask.fragment ;
-  wire \rules$87[8].flags_mask.ip_options ;
-  wire \rules$87[8].flags_mask.ipv4 ;
-  wire \rules$87[8].flags_mask.ipv6 ;
-  wire \rules$87[8].flags_mask.tcp ;
-  wire \rules$87[8].flags_mask.tunnel ;
-  wire \rules$87[8].flags_mask.udp ;
-  wire \rules$87[8].flags_mask.vlan ;
-  wire \rules$87[8].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[8].ip_proto ;
-  wire [7:0] \rules$87[8].ip_proto_mask ;
-  wire [127:0] \rules$87[8].src_addr ;
-  wire [127:0] \rules$87[8].src_mask ;
-  wire [15:0] \rules$87[8].src_port_hi ;
-  wire [15:0] \rules$87[8].src_port_lo ;
-  wire [7:0] \rules$87[8].tcp_flags ;
-  wire [7:0] \rules$87[8].tcp_flags_mask ;
-  wire [11:0] \rules$87[8].vlan_id ;
-  wire [11:0] \rules$87[8].vlan_mask ;
-  wire [716:0] \rules$87[9] ;
-  wire [19:0] \rules$87[9].action ;
-  wire \rules$87[9].action.drop ;
-  wire [3:0] \rules$87[9].action.instance ;
-  wire [10:0] \rules$87[9].action.reta_offset ;
-  wire [3:0] \rules$87[9].action.reta_size_log2 ;
-  wire [5:0] \rules$87[9].dscp ;
-  wire [5:0] \rules$87[9].dscp_mask ;
-  wire [127:0] \rules$87[9].dst_addr ;
-  wire [127:0] \rules$87[9].dst_mask ;
-  wire [15:0] \rules$87[9].dst_port_hi ;
-  wire [15:0] \rules$87[9].dst_port_lo ;
-  wire \rules$87[9].enable ;
-  wire [15:0] \rules$87[9].ethertype ;
-  wire [15:0] \rules$87[9].ethertype_mask ;
-  wire [9:0] \rules$87[9].flags ;
-  wire \rules$87[9].flags.direct ;
-  wire \rules$87[9].flags.fragment ;
-  wire \rules$87[9].flags.ip_options ;
-  wire \rules$87[9].flags.ipv4 ;
-  wire \rules$87[9].flags.ipv6 ;
-  wire \rules$87[9].flags.tcp ;
-  wire \rules$87[9].flags.tunnel ;
-  wire \rules$87[9].flags.udp ;
-  wire \rules$87[9].flags.vlan ;
-  wire \rules$87[9].flags.vlan2 ;
-  wire [9:0] \rules$87[9].flags_mask ;
-  wire \rules$87[9].flags_mask.direct ;
-  wire \rules$87[9].flags_mask.fragment ;
-  wire \rules$87[9].flags_mask.ip_options ;
-  wire \rules$87[9].flags_mask.ipv4 ;
-  wire \rules$87[9].flags_mask.ipv6 ;
-  wire \rules$87[9].flags_mask.tcp ;
-  wire \rules$87[9].flags_mask.tunnel ;
-  wire \rules$87[9].flags_mask.udp ;
-  wire \rules$87[9].flags_mask.vlan ;
-  wire \rules$87[9].flags_mask.vlan2 ;
-  wire [7:0] \rules$87[9].ip_proto ;
-  wire [7:0] \rules$87[9].ip_proto_mask ;
-  wire [127:0] \rules$87[9].src_addr ;
-  wire [127:0] \rules$87[9].src_mask ;
-  wire [15:0] \rules$87[9].src_port_hi ;
-  wire [15:0] \rules$87[9].src_port_lo ;
-  wire [7:0] \rules$87[9].tcp_flags ;
-  wire [7:0] \rules$87[9].tcp_flags_mask ;
-  wire [11:0] \rules$87[9].vlan_id ;
-  wire [11:0] \rules$87[9].vlan_mask ;
+  wire [11471:0] \rules$49 ;
+  wire [716:0] \rules$49[0] ;
+  wire [19:0] \rules$49[0].action ;
+  wire \rules$49[0].action.drop ;
+  wire [3:0] \rules$49[0].action.instance ;
+  wire [10:0] \rules$49[0].action.reta_offset ;
+  wire [3:0] \rules$49[0].action.reta_size_log2 ;
+  wire [5:0] \rules$49[0].dscp ;
+  wire [5:0] \rules$49[0].dscp_mask ;
+  wire [127:0] \rules$49[0].dst_addr ;
+  wire [127:0] \rules$49[0].dst_mask ;
+  wire [15:0] \rules$49[0].dst_port_hi ;
+  wire [15:0] \rules$49[0].dst_port_lo ;
+  wire \rules$49[0].enable ;
+  wire [15:0] \rules$49[0].ethertype ;
+  wire [15:0] \rules$49[0].ethertype_mask ;
+  wire [9:0] \rules$49[0].flags ;
+  wire \rules$49[0].flags.direct ;
+  wire \rules$49[0].flags.fragment ;
+  wire \rules$49[0].flags.ip_options ;
+  wire \rules$49[0].flags.ipv4 ;
+  wire \rules$49[0].flags.ipv6 ;
+  wire \rules$49[0].flags.tcp ;
+  wire \rules$49[0].flags.tunnel ;
+  wire \rules$49[0].flags.udp ;
+  wire \rules$49[0].flags.vlan ;
+  wire \rules$49[0].flags.vlan2 ;
+  wire [9:0] \rules$49[0].flags_mask ;
+  wire \rules$49[0].flags_mask.direct ;
+  wire \rules$49[0].flags_mask.fragment ;
+  wire \rules$49[0].flags_mask.ip_options ;
+  wire \rules$49[0].flags_mask.ipv4 ;
+  wire \rules$49[0].flags_mask.ipv6 ;
+  wire \rules$49[0].flags_mask.tcp ;
+  wire \rules$49[0].flags_mask.tunnel ;
+  wire \rules$49[0].flags_mask.udp ;
+  wire \rules$49[0].flags_mask.vlan ;
+  wire \rules$49[0].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[0].ip_proto ;
+  wire [7:0] \rules$49[0].ip_proto_mask ;
+  wire [127:0] \rules$49[0].src_addr ;
+  wire [127:0] \rules$49[0].src_mask ;
+  wire [15:0] \rules$49[0].src_port_hi ;
+  wire [15:0] \rules$49[0].src_port_lo ;
+  wire [7:0] \rules$49[0].tcp_flags ;
+  wire [7:0] \rules$49[0].tcp_flags_mask ;
+  wire [11:0] \rules$49[0].vlan_id ;
+  wire [11:0] \rules$49[0].vlan_mask ;
+  wire [716:0] \rules$49[10] ;
+  wire [19:0] \rules$49[10].action ;
+  wire \rules$49[10].action.drop ;
+  wire [3:0] \rules$49[10].action.instance ;
+  wire [10:0] \rules$49[10].action.reta_offset ;
+  wire [3:0] \rules$49[10].action.reta_size_log2 ;
+  wire [5:0] \rules$49[10].dscp ;
+  wire [5:0] \rules$49[10].dscp_mask ;
+  wire [127:0] \rules$49[10].dst_addr ;
+  wire [127:0] \rules$49[10].dst_mask ;
+  wire [15:0] \rules$49[10].dst_port_hi ;
+  wire [15:0] \rules$49[10].dst_port_lo ;
+  wire \rules$49[10].enable ;
+  wire [15:0] \rules$49[10].ethertype ;
+  wire [15:0] \rules$49[10].ethertype_mask ;
+  wire [9:0] \rules$49[10].flags ;
+  wire \rules$49[10].flags.direct ;
+  wire \rules$49[10].flags.fragment ;
+  wire \rules$49[10].flags.ip_options ;
+  wire \rules$49[10].flags.ipv4 ;
+  wire \rules$49[10].flags.ipv6 ;
+  wire \rules$49[10].flags.tcp ;
+  wire \rules$49[10].flags.tunnel ;
+  wire \rules$49[10].flags.udp ;
+  wire \rules$49[10].flags.vlan ;
+  wire \rules$49[10].flags.vlan2 ;
+  wire [9:0] \rules$49[10].flags_mask ;
+  wire \rules$49[10].flags_mask.direct ;
+  wire \rules$49[10].flags_mask.fragment ;
+  wire \rules$49[10].flags_mask.ip_options ;
+  wire \rules$49[10].flags_mask.ipv4 ;
+  wire \rules$49[10].flags_mask.ipv6 ;
+  wire \rules$49[10].flags_mask.tcp ;
+  wire \rules$49[10].flags_mask.tunnel ;
+  wire \rules$49[10].flags_mask.udp ;
+  wire \rules$49[10].flags_mask.vlan ;
+  wire \rules$49[10].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[10].ip_proto ;
+  wire [7:0] \rules$49[10].ip_proto_mask ;
+  wire [127:0] \rules$49[10].src_addr ;
+  wire [127:0] \rules$49[10].src_mask ;
+  wire [15:0] \rules$49[10].src_port_hi ;
+  wire [15:0] \rules$49[10].src_port_lo ;
+  wire [7:0] \rules$49[10].tcp_flags ;
+  wire [7:0] \rules$49[10].tcp_flags_mask ;
+  wire [11:0] \rules$49[10].vlan_id ;
+  wire [11:0] \rules$49[10].vlan_mask ;
+  wire [716:0] \rules$49[11] ;
+  wire [19:0] \rules$49[11].action ;
+  wire \rules$49[11].action.drop ;
+  wire [3:0] \rules$49[11].action.instance ;
+  wire [10:0] \rules$49[11].action.reta_offset ;
+  wire [3:0] \rules$49[11].action.reta_size_log2 ;
+  wire [5:0] \rules$49[11].dscp ;
+  wire [5:0] \rules$49[11].dscp_mask ;
+  wire [127:0] \rules$49[11].dst_addr ;
+  wire [127:0] \rules$49[11].dst_mask ;
+  wire [15:0] \rules$49[11].dst_port_hi ;
+  wire [15:0] \rules$49[11].dst_port_lo ;
+  wire \rules$49[11].enable ;
+  wire [15:0] \rules$49[11].ethertype ;
+  wire [15:0] \rules$49[11].ethertype_mask ;
+  wire [9:0] \rules$49[11].flags ;
+  wire \rules$49[11].flags.direct ;
+  wire \rules$49[11].flags.fragment ;
+  wire \rules$49[11].flags.ip_options ;
+  wire \rules$49[11].flags.ipv4 ;
+  wire \rules$49[11].flags.ipv6 ;
+  wire \rules$49[11].flags.tcp ;
+  wire \rules$49[11].flags.tunnel ;
+  wire \rules$49[11].flags.udp ;
+  wire \rules$49[11].flags.vlan ;
+  wire \rules$49[11].flags.vlan2 ;
+  wire [9:0] \rules$49[11].flags_mask ;
+  wire \rules$49[11].flags_mask.direct ;
+  wire \rules$49[11].flags_mask.fragment ;
+  wire \rules$49[11].flags_mask.ip_options ;
+  wire \rules$49[11].flags_mask.ipv4 ;
+  wire \rules$49[11].flags_mask.ipv6 ;
+  wire \rules$49[11].flags_mask.tcp ;
+  wire \rules$49[11].flags_mask.tunnel ;
+  wire \rules$49[11].flags_mask.udp ;
+  wire \rules$49[11].flags_mask.vlan ;
+  wire \rules$49[11].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[11].ip_proto ;
+  wire [7:0] \rules$49[11].ip_proto_mask ;
+  wire [127:0] \rules$49[11].src_addr ;
+  wire [127:0] \rules$49[11].src_mask ;
+  wire [15:0] \rules$49[11].src_port_hi ;
+  wire [15:0] \rules$49[11].src_port_lo ;
+  wire [7:0] \rules$49[11].tcp_flags ;
+  wire [7:0] \rules$49[11].tcp_flags_mask ;
+  wire [11:0] \rules$49[11].vlan_id ;
+  wire [11:0] \rules$49[11].vlan_mask ;
+  wire [716:0] \rules$49[12] ;
+  wire [19:0] \rules$49[12].action ;
+  wire \rules$49[12].action.drop ;
+  wire [3:0] \rules$49[12].action.instance ;
+  wire [10:0] \rules$49[12].action.reta_offset ;
+  wire [3:0] \rules$49[12].action.reta_size_log2 ;
+  wire [5:0] \rules$49[12].dscp ;
+  wire [5:0] \rules$49[12].dscp_mask ;
+  wire [127:0] \rules$49[12].dst_addr ;
+  wire [127:0] \rules$49[12].dst_mask ;
+  wire [15:0] \rules$49[12].dst_port_hi ;
+  wire [15:0] \rules$49[12].dst_port_lo ;
+  wire \rules$49[12].enable ;
+  wire [15:0] \rules$49[12].ethertype ;
+  wire [15:0] \rules$49[12].ethertype_mask ;
+  wire [9:0] \rules$49[12].flags ;
+  wire \rules$49[12].flags.direct ;
+  wire \rules$49[12].flags.fragment ;
+  wire \rules$49[12].flags.ip_options ;
+  wire \rules$49[12].flags.ipv4 ;
+  wire \rules$49[12].flags.ipv6 ;
+  wire \rules$49[12].flags.tcp ;
+  wire \rules$49[12].flags.tunnel ;
+  wire \rules$49[12].flags.udp ;
+  wire \rules$49[12].flags.vlan ;
+  wire \rules$49[12].flags.vlan2 ;
+  wire [9:0] \rules$49[12].flags_mask ;
+  wire \rules$49[12].flags_mask.direct ;
+  wire \rules$49[12].flags_mask.fragment ;
+  wire \rules$49[12].flags_mask.ip_options ;
+  wire \rules$49[12].flags_mask.ipv4 ;
+  wire \rules$49[12].flags_mask.ipv6 ;
+  wire \rules$49[12].flags_mask.tcp ;
+  wire \rules$49[12].flags_mask.tunnel ;
+  wire \rules$49[12].flags_mask.udp ;
+  wire \rules$49[12].flags_mask.vlan ;
+  wire \rules$49[12].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[12].ip_proto ;
+  wire [7:0] \rules$49[12].ip_proto_mask ;
+  wire [127:0] \rules$49[12].src_addr ;
+  wire [127:0] \rules$49[12].src_mask ;
+  wire [15:0] \rules$49[12].src_port_hi ;
+  wire [15:0] \rules$49[12].src_port_lo ;
+  wire [7:0] \rules$49[12].tcp_flags ;
+  wire [7:0] \rules$49[12].tcp_flags_mask ;
+  wire [11:0] \rules$49[12].vlan_id ;
+  wire [11:0] \rules$49[12].vlan_mask ;
+  wire [716:0] \rules$49[13] ;
+  wire [19:0] \rules$49[13].action ;
+  wire \rules$49[13].action.drop ;
+  wire [3:0] \rules$49[13].action.instance ;
+  wire [10:0] \rules$49[13].action.reta_offset ;
+  wire [3:0] \rules$49[13].action.reta_size_log2 ;
+  wire [5:0] \rules$49[13].dscp ;
+  wire [5:0] \rules$49[13].dscp_mask ;
+  wire [127:0] \rules$49[13].dst_addr ;
+  wire [127:0] \rules$49[13].dst_mask ;
+  wire [15:0] \rules$49[13].dst_port_hi ;
+  wire [15:0] \rules$49[13].dst_port_lo ;
+  wire \rules$49[13].enable ;
+  wire [15:0] \rules$49[13].ethertype ;
+  wire [15:0] \rules$49[13].ethertype_mask ;
+  wire [9:0] \rules$49[13].flags ;
+  wire \rules$49[13].flags.direct ;
+  wire \rules$49[13].flags.fragment ;
+  wire \rules$49[13].flags.ip_options ;
+  wire \rules$49[13].flags.ipv4 ;
+  wire \rules$49[13].flags.ipv6 ;
+  wire \rules$49[13].flags.tcp ;
+  wire \rules$49[13].flags.tunnel ;
+  wire \rules$49[13].flags.udp ;
+  wire \rules$49[13].flags.vlan ;
+  wire \rules$49[13].flags.vlan2 ;
+  wire [9:0] \rules$49[13].flags_mask ;
+  wire \rules$49[13].flags_mask.direct ;
+  wire \rules$49[13].flags_mask.fragment ;
+  wire \rules$49[13].flags_mask.ip_options ;
+  wire \rules$49[13].flags_mask.ipv4 ;
+  wire \rules$49[13].flags_mask.ipv6 ;
+  wire \rules$49[13].flags_mask.tcp ;
+  wire \rules$49[13].flags_mask.tunnel ;
+  wire \rules$49[13].flags_mask.udp ;
+  wire \rules$49[13].flags_mask.vlan ;
+  wire \rules$49[13].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[13].ip_proto ;
+  wire [7:0] \rules$49[13].ip_proto_mask ;
+  wire [127:0] \rules$49[13].src_addr ;
+  wire [127:0] \rules$49[13].src_mask ;
+  wire [15:0] \rules$49[13].src_port_hi ;
+  wire [15:0] \rules$49[13].src_port_lo ;
+  wire [7:0] \rules$49[13].tcp_flags ;
+  wire [7:0] \rules$49[13].tcp_flags_mask ;
+  wire [11:0] \rules$49[13].vlan_id ;
+  wire [11:0] \rules$49[13].vlan_mask ;
+  wire [716:0] \rules$49[14] ;
+  wire [19:0] \rules$49[14].action ;
+  wire \rules$49[14].action.drop ;
+  wire [3:0] \rules$49[14].action.instance ;
+  wire [10:0] \rules$49[14].action.reta_offset ;
+  wire [3:0] \rules$49[14].action.reta_size_log2 ;
+  wire [5:0] \rules$49[14].dscp ;
+  wire [5:0] \rules$49[14].dscp_mask ;
+  wire [127:0] \rules$49[14].dst_addr ;
+  wire [127:0] \rules$49[14].dst_mask ;
+  wire [15:0] \rules$49[14].dst_port_hi ;
+  wire [15:0] \rules$49[14].dst_port_lo ;
+  wire \rules$49[14].enable ;
+  wire [15:0] \rules$49[14].ethertype ;
+  wire [15:0] \rules$49[14].ethertype_mask ;
+  wire [9:0] \rules$49[14].flags ;
+  wire \rules$49[14].flags.direct ;
+  wire \rules$49[14].flags.fragment ;
+  wire \rules$49[14].flags.ip_options ;
+  wire \rules$49[14].flags.ipv4 ;
+  wire \rules$49[14].flags.ipv6 ;
+  wire \rules$49[14].flags.tcp ;
+  wire \rules$49[14].flags.tunnel ;
+  wire \rules$49[14].flags.udp ;
+  wire \rules$49[14].flags.vlan ;
+  wire \rules$49[14].flags.vlan2 ;
+  wire [9:0] \rules$49[14].flags_mask ;
+  wire \rules$49[14].flags_mask.direct ;
+  wire \rules$49[14].flags_mask.fragment ;
+  wire \rules$49[14].flags_mask.ip_options ;
+  wire \rules$49[14].flags_mask.ipv4 ;
+  wire \rules$49[14].flags_mask.ipv6 ;
+  wire \rules$49[14].flags_mask.tcp ;
+  wire \rules$49[14].flags_mask.tunnel ;
+  wire \rules$49[14].flags_mask.udp ;
+  wire \rules$49[14].flags_mask.vlan ;
+  wire \rules$49[14].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[14].ip_proto ;
+  wire [7:0] \rules$49[14].ip_proto_mask ;
+  wire [127:0] \rules$49[14].src_addr ;
+  wire [127:0] \rules$49[14].src_mask ;
+  wire [15:0] \rules$49[14].src_port_hi ;
+  wire [15:0] \rules$49[14].src_port_lo ;
+  wire [7:0] \rules$49[14].tcp_flags ;
+  wire [7:0] \rules$49[14].tcp_flags_mask ;
+  wire [11:0] \rules$49[14].vlan_id ;
+  wire [11:0] \rules$49[14].vlan_mask ;
+  wire [716:0] \rules$49[15] ;
+  wire [19:0] \rules$49[15].action ;
+  wire \rules$49[15].action.drop ;
+  wire [3:0] \rules$49[15].action.instance ;
+  wire [10:0] \rules$49[15].action.reta_offset ;
+  wire [3:0] \rules$49[15].action.reta_size_log2 ;
+  wire [5:0] \rules$49[15].dscp ;
+  wire [5:0] \rules$49[15].dscp_mask ;
+  wire [127:0] \rules$49[15].dst_addr ;
+  wire [127:0] \rules$49[15].dst_mask ;
+  wire [15:0] \rules$49[15].dst_port_hi ;
+  wire [15:0] \rules$49[15].dst_port_lo ;
+  wire \rules$49[15].enable ;
+  wire [15:0] \rules$49[15].ethertype ;
+  wire [15:0] \rules$49[15].ethertype_mask ;
+  wire [9:0] \rules$49[15].flags ;
+  wire \rules$49[15].flags.direct ;
+  wire \rules$49[15].flags.fragment ;
+  wire \rules$49[15].flags.ip_options ;
+  wire \rules$49[15].flags.ipv4 ;
+  wire \rules$49[15].flags.ipv6 ;
+  wire \rules$49[15].flags.tcp ;
+  wire \rules$49[15].flags.tunnel ;
+  wire \rules$49[15].flags.udp ;
+  wire \rules$49[15].flags.vlan ;
+  wire \rules$49[15].flags.vlan2 ;
+  wire [9:0] \rules$49[15].flags_mask ;
+  wire \rules$49[15].flags_mask.direct ;
+  wire \rules$49[15].flags_mask.fragment ;
+  wire \rules$49[15].flags_mask.ip_options ;
+  wire \rules$49[15].flags_mask.ipv4 ;
+  wire \rules$49[15].flags_mask.ipv6 ;
+  wire \rules$49[15].flags_mask.tcp ;
+  wire \rules$49[15].flags_mask.tunnel ;
+  wire \rules$49[15].flags_mask.udp ;
+  wire \rules$49[15].flags_mask.vlan ;
+  wire \rules$49[15].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[15].ip_proto ;
+  wire [7:0] \rules$49[15].ip_proto_mask ;
+  wire [127:0] \rules$49[15].src_addr ;
+  wire [127:0] \rules$49[15].src_mask ;
+  wire [15:0] \rules$49[15].src_port_hi ;
+  wire [15:0] \rules$49[15].src_port_lo ;
+  wire [7:0] \rules$49[15].tcp_flags ;
+  wire [7:0] \rules$49[15].tcp_flags_mask ;
+  wire [11:0] \rules$49[15].vlan_id ;
+  wire [11:0] \rules$49[15].vlan_mask ;
+  wire [716:0] \rules$49[1] ;
+  wire [19:0] \rules$49[1].action ;
+  wire \rules$49[1].action.drop ;
+  wire [3:0] \rules$49[1].action.instance ;
+  wire [10:0] \rules$49[1].action.reta_offset ;
+  wire [3:0] \rules$49[1].action.reta_size_log2 ;
+  wire [5:0] \rules$49[1].dscp ;
+  wire [5:0] \rules$49[1].dscp_mask ;
+  wire [127:0] \rules$49[1].dst_addr ;
+  wire [127:0] \rules$49[1].dst_mask ;
+  wire [15:0] \rules$49[1].dst_port_hi ;
+  wire [15:0] \rules$49[1].dst_port_lo ;
+  wire \rules$49[1].enable ;
+  wire [15:0] \rules$49[1].ethertype ;
+  wire [15:0] \rules$49[1].ethertype_mask ;
+  wire [9:0] \rules$49[1].flags ;
+  wire \rules$49[1].flags.direct ;
+  wire \rules$49[1].flags.fragment ;
+  wire \rules$49[1].flags.ip_options ;
+  wire \rules$49[1].flags.ipv4 ;
+  wire \rules$49[1].flags.ipv6 ;
+  wire \rules$49[1].flags.tcp ;
+  wire \rules$49[1].flags.tunnel ;
+  wire \rules$49[1].flags.udp ;
+  wire \rules$49[1].flags.vlan ;
+  wire \rules$49[1].flags.vlan2 ;
+  wire [9:0] \rules$49[1].flags_mask ;
+  wire \rules$49[1].flags_mask.direct ;
+  wire \rules$49[1].flags_mask.fragment ;
+  wire \rules$49[1].flags_mask.ip_options ;
+  wire \rules$49[1].flags_mask.ipv4 ;
+  wire \rules$49[1].flags_mask.ipv6 ;
+  wire \rules$49[1].flags_mask.tcp ;
+  wire \rules$49[1].flags_mask.tunnel ;
+  wire \rules$49[1].flags_mask.udp ;
+  wire \rules$49[1].flags_mask.vlan ;
+  wire \rules$49[1].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[1].ip_proto ;
+  wire [7:0] \rules$49[1].ip_proto_mask ;
+  wire [127:0] \rules$49[1].src_addr ;
+  wire [127:0] \rules$49[1].src_mask ;
+  wire [15:0] \rules$49[1].src_port_hi ;
+  wire [15:0] \rules$49[1].src_port_lo ;
+  wire [7:0] \rules$49[1].tcp_flags ;
+  wire [7:0] \rules$49[1].tcp_flags_mask ;
+  wire [11:0] \rules$49[1].vlan_id ;
+  wire [11:0] \rules$49[1].vlan_mask ;
+  wire [716:0] \rules$49[2] ;
+  wire [19:0] \rules$49[2].action ;
+  wire \rules$49[2].action.drop ;
+  wire [3:0] \rules$49[2].action.instance ;
+  wire [10:0] \rules$49[2].action.reta_offset ;
+  wire [3:0] \rules$49[2].action.reta_size_log2 ;
+  wire [5:0] \rules$49[2].dscp ;
+  wire [5:0] \rules$49[2].dscp_mask ;
+  wire [127:0] \rules$49[2].dst_addr ;
+  wire [127:0] \rules$49[2].dst_mask ;
+  wire [15:0] \rules$49[2].dst_port_hi ;
+  wire [15:0] \rules$49[2].dst_port_lo ;
+  wire \rules$49[2].enable ;
+  wire [15:0] \rules$49[2].ethertype ;
+  wire [15:0] \rules$49[2].ethertype_mask ;
+  wire [9:0] \rules$49[2].flags ;
+  wire \rules$49[2].flags.direct ;
+  wire \rules$49[2].flags.fragment ;
+  wire \rules$49[2].flags.ip_options ;
+  wire \rules$49[2].flags.ipv4 ;
+  wire \rules$49[2].flags.ipv6 ;
+  wire \rules$49[2].flags.tcp ;
+  wire \rules$49[2].flags.tunnel ;
+  wire \rules$49[2].flags.udp ;
+  wire \rules$49[2].flags.vlan ;
+  wire \rules$49[2].flags.vlan2 ;
+  wire [9:0] \rules$49[2].flags_mask ;
+  wire \rules$49[2].flags_mask.direct ;
+  wire \rules$49[2].flags_mask.fragment ;
+  wire \rules$49[2].flags_mask.ip_options ;
+  wire \rules$49[2].flags_mask.ipv4 ;
+  wire \rules$49[2].flags_mask.ipv6 ;
+  wire \rules$49[2].flags_mask.tcp ;
+  wire \rules$49[2].flags_mask.tunnel ;
+  wire \rules$49[2].flags_mask.udp ;
+  wire \rules$49[2].flags_mask.vlan ;
+  wire \rules$49[2].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[2].ip_proto ;
+  wire [7:0] \rules$49[2].ip_proto_mask ;
+  wire [127:0] \rules$49[2].src_addr ;
+  wire [127:0] \rules$49[2].src_mask ;
+  wire [15:0] \rules$49[2].src_port_hi ;
+  wire [15:0] \rules$49[2].src_port_lo ;
+  wire [7:0] \rules$49[2].tcp_flags ;
+  wire [7:0] \rules$49[2].tcp_flags_mask ;
+  wire [11:0] \rules$49[2].vlan_id ;
+  wire [11:0] \rules$49[2].vlan_mask ;
+  wire [716:0] \rules$49[3] ;
+  wire [19:0] \rules$49[3].action ;
+  wire \rules$49[3].action.drop ;
+  wire [3:0] \rules$49[3].action.instance ;
+  wire [10:0] \rules$49[3].action.reta_offset ;
+  wire [3:0] \rules$49[3].action.reta_size_log2 ;
+  wire [5:0] \rules$49[3].dscp ;
+  wire [5:0] \rules$49[3].dscp_mask ;
+  wire [127:0] \rules$49[3].dst_addr ;
+  wire [127:0] \rules$49[3].dst_mask ;
+  wire [15:0] \rules$49[3].dst_port_hi ;
+  wire [15:0] \rules$49[3].dst_port_lo ;
+  wire \rules$49[3].enable ;
+  wire [15:0] \rules$49[3].ethertype ;
+  wire [15:0] \rules$49[3].ethertype_mask ;
+  wire [9:0] \rules$49[3].flags ;
+  wire \rules$49[3].flags.direct ;
+  wire \rules$49[3].flags.fragment ;
+  wire \rules$49[3].flags.ip_options ;
+  wire \rules$49[3].flags.ipv4 ;
+  wire \rules$49[3].flags.ipv6 ;
+  wire \rules$49[3].flags.tcp ;
+  wire \rules$49[3].flags.tunnel ;
+  wire \rules$49[3].flags.udp ;
+  wire \rules$49[3].flags.vlan ;
+  wire \rules$49[3].flags.vlan2 ;
+  wire [9:0] \rules$49[3].flags_mask ;
+  wire \rules$49[3].flags_mask.direct ;
+  wire \rules$49[3].flags_mask.fragment ;
+  wire \rules$49[3].flags_mask.ip_options ;
+  wire \rules$49[3].flags_mask.ipv4 ;
+  wire \rules$49[3].flags_mask.ipv6 ;
+  wire \rules$49[3].flags_mask.tcp ;
+  wire \rules$49[3].flags_mask.tunnel ;
+  wire \rules$49[3].flags_mask.udp ;
+  wire \rules$49[3].flags_mask.vlan ;
+  wire \rules$49[3].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[3].ip_proto ;
+  wire [7:0] \rules$49[3].ip_proto_mask ;
+  wire [127:0] \rules$49[3].src_addr ;
+  wire [127:0] \rules$49[3].src_mask ;
+  wire [15:0] \rules$49[3].src_port_hi ;
+  wire [15:0] \rules$49[3].src_port_lo ;
+  wire [7:0] \rules$49[3].tcp_flags ;
+  wire [7:0] \rules$49[3].tcp_flags_mask ;
+  wire [11:0] \rules$49[3].vlan_id ;
+  wire [11:0] \rules$49[3].vlan_mask ;
+  wire [716:0] \rules$49[4] ;
+  wire [19:0] \rules$49[4].action ;
+  wire \rules$49[4].action.drop ;
+  wire [3:0] \rules$49[4].action.instance ;
+  wire [10:0] \rules$49[4].action.reta_offset ;
+  wire [3:0] \rules$49[4].action.reta_size_log2 ;
+  wire [5:0] \rules$49[4].dscp ;
+  wire [5:0] \rules$49[4].dscp_mask ;
+  wire [127:0] \rules$49[4].dst_addr ;
+  wire [127:0] \rules$49[4].dst_mask ;
+  wire [15:0] \rules$49[4].dst_port_hi ;
+  wire [15:0] \rules$49[4].dst_port_lo ;
+  wire \rules$49[4].enable ;
+  wire [15:0] \rules$49[4].ethertype ;
+  wire [15:0] \rules$49[4].ethertype_mask ;
+  wire [9:0] \rules$49[4].flags ;
+  wire \rules$49[4].flags.direct ;
+  wire \rules$49[4].flags.fragment ;
+  wire \rules$49[4].flags.ip_options ;
+  wire \rules$49[4].flags.ipv4 ;
+  wire \rules$49[4].flags.ipv6 ;
+  wire \rules$49[4].flags.tcp ;
+  wire \rules$49[4].flags.tunnel ;
+  wire \rules$49[4].flags.udp ;
+  wire \rules$49[4].flags.vlan ;
+  wire \rules$49[4].flags.vlan2 ;
+  wire [9:0] \rules$49[4].flags_mask ;
+  wire \rules$49[4].flags_mask.direct ;
+  wire \rules$49[4].flags_mask.fragment ;
+  wire \rules$49[4].flags_mask.ip_options ;
+  wire \rules$49[4].flags_mask.ipv4 ;
+  wire \rules$49[4].flags_mask.ipv6 ;
+  wire \rules$49[4].flags_mask.tcp ;
+  wire \rules$49[4].flags_mask.tunnel ;
+  wire \rules$49[4].flags_mask.udp ;
+  wire \rules$49[4].flags_mask.vlan ;
+  wire \rules$49[4].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[4].ip_proto ;
+  wire [7:0] \rules$49[4].ip_proto_mask ;
+  wire [127:0] \rules$49[4].src_addr ;
+  wire [127:0] \rules$49[4].src_mask ;
+  wire [15:0] \rules$49[4].src_port_hi ;
+  wire [15:0] \rules$49[4].src_port_lo ;
+  wire [7:0] \rules$49[4].tcp_flags ;
+  wire [7:0] \rules$49[4].tcp_flags_mask ;
+  wire [11:0] \rules$49[4].vlan_id ;
+  wire [11:0] \rules$49[4].vlan_mask ;
+  wire [716:0] \rules$49[5] ;
+  wire [19:0] \rules$49[5].action ;
+  wire \rules$49[5].action.drop ;
+  wire [3:0] \rules$49[5].action.instance ;
+  wire [10:0] \rules$49[5].action.reta_offset ;
+  wire [3:0] \rules$49[5].action.reta_size_log2 ;
+  wire [5:0] \rules$49[5].dscp ;
+  wire [5:0] \rules$49[5].dscp_mask ;
+  wire [127:0] \rules$49[5].dst_addr ;
+  wire [127:0] \rules$49[5].dst_mask ;
+  wire [15:0] \rules$49[5].dst_port_hi ;
+  wire [15:0] \rules$49[5].dst_port_lo ;
+  wire \rules$49[5].enable ;
+  wire [15:0] \rules$49[5].ethertype ;
+  wire [15:0] \rules$49[5].ethertype_mask ;
+  wire [9:0] \rules$49[5].flags ;
+  wire \rules$49[5].flags.direct ;
+  wire \rules$49[5].flags.fragment ;
+  wire \rules$49[5].flags.ip_options ;
+  wire \rules$49[5].flags.ipv4 ;
+  wire \rules$49[5].flags.ipv6 ;
+  wire \rules$49[5].flags.tcp ;
+  wire \rules$49[5].flags.tunnel ;
+  wire \rules$49[5].flags.udp ;
+  wire \rules$49[5].flags.vlan ;
+  wire \rules$49[5].flags.vlan2 ;
+  wire [9:0] \rules$49[5].flags_mask ;
+  wire \rules$49[5].flags_mask.direct ;
+  wire \rules$49[5].flags_mask.fragment ;
+  wire \rules$49[5].flags_mask.ip_options ;
+  wire \rules$49[5].flags_mask.ipv4 ;
+  wire \rules$49[5].flags_mask.ipv6 ;
+  wire \rules$49[5].flags_mask.tcp ;
+  wire \rules$49[5].flags_mask.tunnel ;
+  wire \rules$49[5].flags_mask.udp ;
+  wire \rules$49[5].flags_mask.vlan ;
+  wire \rules$49[5].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[5].ip_proto ;
+  wire [7:0] \rules$49[5].ip_proto_mask ;
+  wire [127:0] \rules$49[5].src_addr ;
+  wire [127:0] \rules$49[5].src_mask ;
+  wire [15:0] \rules$49[5].src_port_hi ;
+  wire [15:0] \rules$49[5].src_port_lo ;
+  wire [7:0] \rules$49[5].tcp_flags ;
+  wire [7:0] \rules$49[5].tcp_flags_mask ;
+  wire [11:0] \rules$49[5].vlan_id ;
+  wire [11:0] \rules$49[5].vlan_mask ;
+  wire [716:0] \rules$49[6] ;
+  wire [19:0] \rules$49[6].action ;
+  wire \rules$49[6].action.drop ;
+  wire [3:0] \rules$49[6].action.instance ;
+  wire [10:0] \rules$49[6].action.reta_offset ;
+  wire [3:0] \rules$49[6].action.reta_size_log2 ;
+  wire [5:0] \rules$49[6].dscp ;
+  wire [5:0] \rules$49[6].dscp_mask ;
+  wire [127:0] \rules$49[6].dst_addr ;
+  wire [127:0] \rules$49[6].dst_mask ;
+  wire [15:0] \rules$49[6].dst_port_hi ;
+  wire [15:0] \rules$49[6].dst_port_lo ;
+  wire \rules$49[6].enable ;
+  wire [15:0] \rules$49[6].ethertype ;
+  wire [15:0] \rules$49[6].ethertype_mask ;
+  wire [9:0] \rules$49[6].flags ;
+  wire \rules$49[6].flags.direct ;
+  wire \rules$49[6].flags.fragment ;
+  wire \rules$49[6].flags.ip_options ;
+  wire \rules$49[6].flags.ipv4 ;
+  wire \rules$49[6].flags.ipv6 ;
+  wire \rules$49[6].flags.tcp ;
+  wire \rules$49[6].flags.tunnel ;
+  wire \rules$49[6].flags.udp ;
+  wire \rules$49[6].flags.vlan ;
+  wire \rules$49[6].flags.vlan2 ;
+  wire [9:0] \rules$49[6].flags_mask ;
+  wire \rules$49[6].flags_mask.direct ;
+  wire \rules$49[6].flags_mask.fragment ;
+  wire \rules$49[6].flags_mask.ip_options ;
+  wire \rules$49[6].flags_mask.ipv4 ;
+  wire \rules$49[6].flags_mask.ipv6 ;
+  wire \rules$49[6].flags_mask.tcp ;
+  wire \rules$49[6].flags_mask.tunnel ;
+  wire \rules$49[6].flags_mask.udp ;
+  wire \rules$49[6].flags_mask.vlan ;
+  wire \rules$49[6].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[6].ip_proto ;
+  wire [7:0] \rules$49[6].ip_proto_mask ;
+  wire [127:0] \rules$49[6].src_addr ;
+  wire [127:0] \rules$49[6].src_mask ;
+  wire [15:0] \rules$49[6].src_port_hi ;
+  wire [15:0] \rules$49[6].src_port_lo ;
+  wire [7:0] \rules$49[6].tcp_flags ;
+  wire [7:0] \rules$49[6].tcp_flags_mask ;
+  wire [11:0] \rules$49[6].vlan_id ;
+  wire [11:0] \rules$49[6].vlan_mask ;
+  wire [716:0] \rules$49[7] ;
+  wire [19:0] \rules$49[7].action ;
+  wire \rules$49[7].action.drop ;
+  wire [3:0] \rules$49[7].action.instance ;
+  wire [10:0] \rules$49[7].action.reta_offset ;
+  wire [3:0] \rules$49[7].action.reta_size_log2 ;
+  wire [5:0] \rules$49[7].dscp ;
+  wire [5:0] \rules$49[7].dscp_mask ;
+  wire [127:0] \rules$49[7].dst_addr ;
+  wire [127:0] \rules$49[7].dst_mask ;
+  wire [15:0] \rules$49[7].dst_port_hi ;
+  wire [15:0] \rules$49[7].dst_port_lo ;
+  wire \rules$49[7].enable ;
+  wire [15:0] \rules$49[7].ethertype ;
+  wire [15:0] \rules$49[7].ethertype_mask ;
+  wire [9:0] \rules$49[7].flags ;
+  wire \rules$49[7].flags.direct ;
+  wire \rules$49[7].flags.fragment ;
+  wire \rules$49[7].flags.ip_options ;
+  wire \rules$49[7].flags.ipv4 ;
+  wire \rules$49[7].flags.ipv6 ;
+  wire \rules$49[7].flags.tcp ;
+  wire \rules$49[7].flags.tunnel ;
+  wire \rules$49[7].flags.udp ;
+  wire \rules$49[7].flags.vlan ;
+  wire \rules$49[7].flags.vlan2 ;
+  wire [9:0] \rules$49[7].flags_mask ;
+  wire \rules$49[7].flags_mask.direct ;
+  wire \rules$49[7].flags_mask.fragment ;
+  wire \rules$49[7].flags_mask.ip_options ;
+  wire \rules$49[7].flags_mask.ipv4 ;
+  wire \rules$49[7].flags_mask.ipv6 ;
+  wire \rules$49[7].flags_mask.tcp ;
+  wire \rules$49[7].flags_mask.tunnel ;
+  wire \rules$49[7].flags_mask.udp ;
+  wire \rules$49[7].flags_mask.vlan ;
+  wire \rules$49[7].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[7].ip_proto ;
+  wire [7:0] \rules$49[7].ip_proto_mask ;
+  wire [127:0] \rules$49[7].src_addr ;
+  wire [127:0] \rules$49[7].src_mask ;
+  wire [15:0] \rules$49[7].src_port_hi ;
+  wire [15:0] \rules$49[7].src_port_lo ;
+  wire [7:0] \rules$49[7].tcp_flags ;
+  wire [7:0] \rules$49[7].tcp_flags_mask ;
+  wire [11:0] \rules$49[7].vlan_id ;
+  wire [11:0] \rules$49[7].vlan_mask ;
+  wire [716:0] \rules$49[8] ;
+  wire [19:0] \rules$49[8].action ;
+  wire \rules$49[8].action.drop ;
+  wire [3:0] \rules$49[8].action.instance ;
+  wire [10:0] \rules$49[8].action.reta_offset ;
+  wire [3:0] \rules$49[8].action.reta_size_log2 ;
+  wire [5:0] \rules$49[8].dscp ;
+  wire [5:0] \rules$49[8].dscp_mask ;
+  wire [127:0] \rules$49[8].dst_addr ;
+  wire [127:0] \rules$49[8].dst_mask ;
+  wire [15:0] \rules$49[8].dst_port_hi ;
+  wire [15:0] \rules$49[8].dst_port_lo ;
+  wire \rules$49[8].enable ;
+  wire [15:0] \rules$49[8].ethertype ;
+  wire [15:0] \rules$49[8].ethertype_mask ;
+  wire [9:0] \rules$49[8].flags ;
+  wire \rules$49[8].flags.direct ;
+  wire \rules$49[8].flags.fragment ;
+  wire \rules$49[8].flags.ip_options ;
+  wire \rules$49[8].flags.ipv4 ;
+  wire \rules$49[8].flags.ipv6 ;
+  wire \rules$49[8].flags.tcp ;
+  wire \rules$49[8].flags.tunnel ;
+  wire \rules$49[8].flags.udp ;
+  wire \rules$49[8].flags.vlan ;
+  wire \rules$49[8].flags.vlan2 ;
+  wire [9:0] \rules$49[8].flags_mask ;
+  wire \rules$49[8].flags_mask.direct ;
+  wire \rules$49[8].flags_mask.fragment ;
+  wire \rules$49[8].flags_mask.ip_options ;
+  wire \rules$49[8].flags_mask.ipv4 ;
+  wire \rules$49[8].flags_mask.ipv6 ;
+  wire \rules$49[8].flags_mask.tcp ;
+  wire \rules$49[8].flags_mask.tunnel ;
+  wire \rules$49[8].flags_mask.udp ;
+  wire \rules$49[8].flags_mask.vlan ;
+  wire \rules$49[8].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[8].ip_proto ;
+  wire [7:0] \rules$49[8].ip_proto_mask ;
+  wire [127:0] \rules$49[8].src_addr ;
+  wire [127:0] \rules$49[8].src_mask ;
+  wire [15:0] \rules$49[8].src_port_hi ;
+  wire [15:0] \rules$49[8].src_port_lo ;
+  wire [7:0] \rules$49[8].tcp_flags ;
+  wire [7:0] \rules$49[8].tcp_flags_mask ;
+  wire [11:0] \rules$49[8].vlan_id ;
+  wire [11:0] \rules$49[8].vlan_mask ;
+  wire [716:0] \rules$49[9] ;
+  wire [19:0] \rules$49[9].action ;
+  wire \rules$49[9].action.drop ;
+  wire [3:0] \rules$49[9].action.instance ;
+  wire [10:0] \rules$49[9].action.reta_offset ;
+  wire [3:0] \rules$49[9].action.reta_size_log2 ;
+  wire [5:0] \rules$49[9].dscp ;
+  wire [5:0] \rules$49[9].dscp_mask ;
+  wire [127:0] \rules$49[9].dst_addr ;
+  wire [127:0] \rules$49[9].dst_mask ;
+  wire [15:0] \rules$49[9].dst_port_hi ;
+  wire [15:0] \rules$49[9].dst_port_lo ;
+  wire \rules$49[9].enable ;
+  wire [15:0] \rules$49[9].ethertype ;
+  wire [15:0] \rules$49[9].ethertype_mask ;
+  wire [9:0] \rules$49[9].flags ;
+  wire \rules$49[9].flags.direct ;
+  wire \rules$49[9].flags.fragment ;
+  wire \rules$49[9].flags.ip_options ;
+  wire \rules$49[9].flags.ipv4 ;
+  wire \rules$49[9].flags.ipv6 ;
+  wire \rules$49[9].flags.tcp ;
+  wire \rules$49[9].flags.tunnel ;
+  wire \rules$49[9].flags.udp ;
+  wire \rules$49[9].flags.vlan ;
+  wire \rules$49[9].flags.vlan2 ;
+  wire [9:0] \rules$49[9].flags_mask ;
+  wire \rules$49[9].flags_mask.direct ;
+  wire \rules$49[9].flags_mask.fragment ;
+  wire \rules$49[9].flags_mask.ip_options ;
+  wire \rules$49[9].flags_mask.ipv4 ;
+  wire \rules$49[9].flags_mask.ipv6 ;
+  wire \rules$49[9].flags_mask.tcp ;
+  wire \rules$49[9].flags_mask.tunnel ;
+  wire \rules$49[9].flags_mask.udp ;
+  wire \rules$49[9].flags_mask.vlan ;
+  wire \rules$49[9].flags_mask.vlan2 ;
+  wire [7:0] \rules$49[9].ip_proto ;
+  wire [7:0] \rules$49[9].ip_proto_mask ;
+  wire [127:0] \rules$49[9].src_addr ;
+  wire [127:0] \rules$49[9].src_mask ;
+  wire [15:0] \rules$49[9].src_port_hi ;
+  wire [15:0] \rules$49[9].src_port_lo ;
+  wire [7:0] \rules$49[9].tcp_flags ;
+  wire [7:0] \rules$49[9].tcp_flags_mask ;
+  wire [11:0] \rules$49[9].vlan_id ;
+  wire [11:0] \rules$49[9].vlan_mask ;
   wire [716:0] \rules[0] ;
   wire [19:0] \rules[0].action ;
   wire \rules[0].action.drop ;
@@ -2559,15 +2880,15 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   input rx__valid;
   wire rx__valid;
   wire symmetric;
-  wire \symmetric$85 ;
+  wire \symmetric$47 ;
   input [10:0] w_data;
   wire [10:0] w_data;
   wire w_en;
   wire w_rdy;
   assign \$31  = \$30  - 1'h1;
   assign \$32  = \$29  ? 26'h00001ff : \$31 ;
-  assign \$33  = { 17'h00000, \o__payload$132 [376:368] } & \$32 ;
-  assign \$34  = $signed({ 1'h0, \o__payload$132 [425:415] }) + $signed(\$33 );
+  assign \$33  = { 17'h00000, \o__payload$94 [376:368] } & \$32 ;
+  assign \$34  = $signed({ 1'h0, \o__payload$94 [425:415] }) + $signed(\$33 );
   assign \$35  = ~ gate;
   assign \$36  = \$35  & w_rdy;
   assign \$37  = \$36  & i__ready;
@@ -2584,7 +2905,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \$48  = ~ mid_frame;
   assign \$49  = \$47  & \$48 ;
   assign \$50  = in_flight + \$49 ;
-  assign \$51  = meta__valid & \o__ready$134 ;
+  assign \$51  = meta__valid & \o__ready$96 ;
   assign \$52  = \$50  - \$51 ;
   assign \$53  = ~ gate;
   assign \$54  = \$53  & w_rdy;
@@ -2633,44 +2954,18 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \$27  = rx__valid & \$26 ;
   assign frame_in_stb = \$27  & w_data[9];
   assign \$28  = frame_len + \$21 [0];
-  assign meta_stb = meta__valid & \o__ready$134 ;
-  assign \$29  = \o__payload$132 [429:426] >= 4'h9;
-  assign \$30  = 1'h1 << \o__payload$132 [429:426];
-  \hetnic_rx_pipeline_w8.pipeline.axil  axil (
-    .axi__araddr(axi__araddr),
-    .axi__arready(csr__arready),
-    .axi__arvalid(axi__arvalid),
-    .axi__awaddr(axi__awaddr),
-    .axi__awready(csr__awready),
-    .axi__awvalid(axi__awvalid),
-    .axi__bready(axi__bready),
-    .axi__bresp(csr__bresp),
-    .axi__bvalid(csr__bvalid),
-    .axi__rdata(csr__rdata),
-    .axi__rready(axi__rready),
-    .axi__rvalid(csr__rvalid),
-    .axi__wdata(axi__wdata),
-    .axi__wready(csr__wready),
-    .axi__wstrb(axi__wstrb),
-    .axi__wvalid(axi__wvalid),
-    .clk(clk),
-    .csr__ack(csr__ack),
-    .csr__addr(csr__addr),
-    .csr__r_data(csr__r_data),
-    .csr__r_stb(csr__r_stb),
-    .csr__w_data(csr__w_data),
-    .csr__w_stb(csr__w_stb),
-    .rst(rst)
-  );
+  assign meta_stb = meta__valid & \o__ready$96 ;
+  assign \$29  = \o__payload$94 [429:426] >= 4'h9;
+  assign \$30  = 1'h1 << \o__payload$94 [429:426];
   \hetnic_rx_pipeline_w8.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$117 ),
-    .i__ready(\o__ready$119 ),
-    .i__valid(\i__valid$121 ),
-    .o__payload(\i__payload$123 ),
-    .o__ready(\o__ready$125 ),
-    .o__valid(\i__valid$127 ),
+    .i__payload(\i__payload$79 ),
+    .i__ready(\o__ready$81 ),
+    .i__valid(\i__valid$83 ),
+    .o__payload(\i__payload$85 ),
+    .o__ready(\o__ready$87 ),
+    .o__valid(\i__valid$89 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -2680,8 +2975,8 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
     .csr__ack(counters__ack),
     .csr__addr(csr__addr),
     .csr__r_data(counters__r_data),
-    .csr__r_stb(\csr__r_stb$56 ),
-    .csr__w_stb(\csr__w_stb$60 ),
+    .csr__r_stb(\csr__r_stb$18 ),
+    .csr__w_stb(\csr__w_stb$22 ),
     .frame_in_len(\$28 [31:0]),
     .frame_in_stb(frame_in_stb),
     .\inc_addr$48 (\$34 [8:0]),
@@ -2706,9 +3001,9 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
     .i__ready(i__ready),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$111 ),
+    .o__payload(\i__payload$73 ),
     .o__ready(o__ready),
-    .o__valid(\i__valid$115 ),
+    .o__valid(\i__valid$77 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.regs  regs (
@@ -2717,8 +3012,8 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
     .commit_pending(commit_pending),
     .counters__ack(counters__ack),
     .counters__r_data(counters__r_data),
-    .counters__r_stb(\csr__r_stb$56 ),
-    .counters__w_stb(\csr__w_stb$60 ),
+    .counters__r_stb(\csr__r_stb$18 ),
+    .counters__w_stb(\csr__w_stb$22 ),
     .csr__ack(csr__ack),
     .csr__addr(csr__addr),
     .csr__r_data(csr__r_data),
@@ -2751,11 +3046,11 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(commit_apply),
-    .i__payload(\i__payload$123 ),
-    .i__ready(\o__ready$125 ),
-    .i__valid(\i__valid$127 ),
-    .o__payload(\o__payload$132 ),
-    .o__ready(\o__ready$134 ),
+    .i__payload(\i__payload$85 ),
+    .i__ready(\o__ready$87 ),
+    .i__valid(\i__valid$89 ),
+    .o__payload(\o__payload$94 ),
+    .o__ready(\o__ready$96 ),
     .rst(rst),
     .s1_valid(meta__valid),
     .side__data(reta_r_data)
@@ -2763,18 +3058,18 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   \hetnic_rx_pipeline_w8.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$111 ),
+    .i__payload(\i__payload$73 ),
     .\i__ready$16 (o__ready),
-    .\i__valid$11 (\i__valid$115 ),
+    .\i__valid$11 (\i__valid$77 ),
     .key(key),
-    .o__ready(\o__ready$119 ),
-    .o__valid(\i__valid$121 ),
-    .out(\i__payload$117 ),
+    .o__ready(\o__ready$81 ),
+    .o__valid(\i__valid$83 ),
+    .out(\i__payload$79 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$60  = mid_frame;
     if (\$40 ) begin
       \$60  = \$41 ;
@@ -2784,14 +3079,14 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$61  = \$52 [7:0];
     if (rst) begin
       \$61  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$62  = frame_len;
     if (\$58 ) begin
       (* full_case = 32'd1 *)
@@ -2805,40 +3100,20 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
       \$62  = 32'd0;
     end
   end
-  assign csr__araddr = axi__araddr;
-  assign csr__arprot = axi__arprot;
-  assign axi__arready = csr__arready;
-  assign csr__arvalid = axi__arvalid;
-  assign csr__awaddr = axi__awaddr;
-  assign csr__awprot = axi__awprot;
-  assign axi__awready = csr__awready;
-  assign csr__awvalid = axi__awvalid;
-  assign csr__bready = axi__bready;
-  assign axi__bresp = csr__bresp;
-  assign axi__bvalid = csr__bvalid;
-  assign axi__rdata = csr__rdata;
-  assign csr__rready = axi__rready;
-  assign csr__rresp = 2'h0;
-  assign axi__rresp = 2'h0;
-  assign axi__rvalid = csr__rvalid;
-  assign csr__wdata = axi__wdata;
-  assign axi__wready = csr__wready;
-  assign csr__wstrb = axi__wstrb;
-  assign csr__wvalid = axi__wvalid;
-  assign \csr__ack$39  = csr__ack;
-  assign \csr__addr$41  = csr__addr;
-  assign \csr__r_data$43  = csr__r_data;
-  assign \csr__r_stb$45  = csr__r_stb;
-  assign \csr__w_data$47  = csr__w_data;
-  assign \csr__w_stb$49  = csr__w_stb;
-  assign \csr__ack$51  = counters__ack;
-  assign \csr__addr$52  = csr__addr;
+  assign \csr__ack$1  = csr__ack;
+  assign \csr__addr$3  = csr__addr;
+  assign \csr__r_data$5  = csr__r_data;
+  assign \csr__r_stb$7  = csr__r_stb;
+  assign \csr__w_data$9  = csr__w_data;
+  assign \csr__w_stb$11  = csr__w_stb;
+  assign \csr__ack$13  = counters__ack;
+  assign \csr__addr$14  = csr__addr;
   assign counters__addr = csr__addr;
-  assign \csr__r_data$55  = counters__r_data;
-  assign counters__r_stb = \csr__r_stb$56 ;
-  assign \csr__w_data$58  = csr__w_data;
+  assign \csr__r_data$17  = counters__r_data;
+  assign counters__r_stb = \csr__r_stb$18 ;
+  assign \csr__w_data$20  = csr__w_data;
   assign counters__w_data = csr__w_data;
-  assign counters__w_stb = \csr__w_stb$60 ;
+  assign counters__w_stb = \csr__w_stb$22 ;
   assign reta_addr = bus_addr;
   assign reta_r_stb = bus_r_stb;
   assign reta_w_stb = bus_w_stb;
@@ -2847,30 +3122,30 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign bus_ack = reta_ack;
   assign bus_r_data = reta_r_data;
   assign busy = reta_busy;
-  assign \max_frame$77  = max_frame;
-  assign \direct_ethertype$79  = direct_ethertype;
-  assign \key$81  = key;
-  assign \hash_enable$83  = hash_enable;
-  assign \symmetric$85  = symmetric;
-  assign \rules$87  = rules;
-  assign \default_action$89  = default_action;
-  assign \pass_errors$91  = pass_errors;
+  assign \max_frame$39  = max_frame;
+  assign \direct_ethertype$41  = direct_ethertype;
+  assign \key$43  = key;
+  assign \hash_enable$45  = hash_enable;
+  assign \symmetric$47  = symmetric;
+  assign \rules$49  = rules;
+  assign \default_action$51  = default_action;
+  assign \pass_errors$53  = pass_errors;
   assign rx__payload = w_data;
   assign i__payload = w_data;
   assign r_rdy = data__valid;
   assign r_data = data__payload;
   assign data__ready = r_en;
-  assign o__payload = \i__payload$111 ;
-  assign \i__ready$114  = o__ready;
-  assign o__valid = \i__valid$115 ;
-  assign \o__payload$118  = \i__payload$117 ;
-  assign \i__ready$120  = \o__ready$119 ;
-  assign \o__valid$122  = \i__valid$121 ;
-  assign \o__payload$124  = \i__payload$123 ;
-  assign \i__ready$126  = \o__ready$125 ;
-  assign \o__valid$128  = \i__valid$127 ;
-  assign \o__valid$130  = meta__valid;
-  assign meta__ready = \o__ready$134 ;
+  assign o__payload = \i__payload$73 ;
+  assign \i__ready$76  = o__ready;
+  assign o__valid = \i__valid$77 ;
+  assign \o__payload$80  = \i__payload$79 ;
+  assign \i__ready$82  = \o__ready$81 ;
+  assign \o__valid$84  = \i__valid$83 ;
+  assign \o__payload$86  = \i__payload$85 ;
+  assign \i__ready$88  = \o__ready$87 ;
+  assign \o__valid$90  = \i__valid$89 ;
+  assign \o__valid$92  = meta__valid;
+  assign meta__ready = \o__ready$96 ;
   assign flip_stb = commit_apply;
   assign beat_bytes = \$21 [0];
   assign frame_in_len = \$28 [31:0];
@@ -3628,766 +3903,766 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \rules[15].src_mask  = rules[11215:11088];
   assign \rules[15].dst_addr  = rules[11343:11216];
   assign \rules[15].dst_mask  = rules[11471:11344];
-  assign \rules$87[0]  = rules[716:0];
-  assign \rules$87[0].enable  = rules[0];
-  assign \rules$87[0].action  = rules[20:1];
-  assign \rules$87[0].action.drop  = rules[1];
-  assign \rules$87[0].action.instance  = rules[5:2];
-  assign \rules$87[0].action.reta_offset  = rules[16:6];
-  assign \rules$87[0].action.reta_size_log2  = rules[20:17];
-  assign \rules$87[0].flags  = rules[30:21];
-  assign \rules$87[0].flags.vlan  = rules[21];
-  assign \rules$87[0].flags.vlan2  = rules[22];
-  assign \rules$87[0].flags.ipv4  = rules[23];
-  assign \rules$87[0].flags.ipv6  = rules[24];
-  assign \rules$87[0].flags.fragment  = rules[25];
-  assign \rules$87[0].flags.tcp  = rules[26];
-  assign \rules$87[0].flags.udp  = rules[27];
-  assign \rules$87[0].flags.tunnel  = rules[28];
-  assign \rules$87[0].flags.direct  = rules[29];
-  assign \rules$87[0].flags.ip_options  = rules[30];
-  assign \rules$87[0].flags_mask  = rules[40:31];
-  assign \rules$87[0].flags_mask.vlan  = rules[31];
-  assign \rules$87[0].flags_mask.vlan2  = rules[32];
-  assign \rules$87[0].flags_mask.ipv4  = rules[33];
-  assign \rules$87[0].flags_mask.ipv6  = rules[34];
-  assign \rules$87[0].flags_mask.fragment  = rules[35];
-  assign \rules$87[0].flags_mask.tcp  = rules[36];
-  assign \rules$87[0].flags_mask.udp  = rules[37];
-  assign \rules$87[0].flags_mask.tunnel  = rules[38];
-  assign \rules$87[0].flags_mask.direct  = rules[39];
-  assign \rules$87[0].flags_mask.ip_options  = rules[40];
-  assign \rules$87[0].ethertype  = rules[56:41];
-  assign \rules$87[0].ethertype_mask  = rules[72:57];
-  assign \rules$87[0].vlan_id  = rules[84:73];
-  assign \rules$87[0].vlan_mask  = rules[96:85];
-  assign \rules$87[0].ip_proto  = rules[104:97];
-  assign \rules$87[0].ip_proto_mask  = rules[112:105];
-  assign \rules$87[0].dscp  = rules[118:113];
-  assign \rules$87[0].dscp_mask  = rules[124:119];
-  assign \rules$87[0].tcp_flags  = rules[132:125];
-  assign \rules$87[0].tcp_flags_mask  = rules[140:133];
-  assign \rules$87[0].src_port_lo  = rules[156:141];
-  assign \rules$87[0].src_port_hi  = rules[172:157];
-  assign \rules$87[0].dst_port_lo  = rules[188:173];
-  assign \rules$87[0].dst_port_hi  = rules[204:189];
-  assign \rules$87[0].src_addr  = rules[332:205];
-  assign \rules$87[0].src_mask  = rules[460:333];
-  assign \rules$87[0].dst_addr  = rules[588:461];
-  assign \rules$87[0].dst_mask  = rules[716:589];
-  assign \rules$87[1]  = rules[1433:717];
-  assign \rules$87[1].enable  = rules[717];
-  assign \rules$87[1].action  = rules[737:718];
-  assign \rules$87[1].action.drop  = rules[718];
-  assign \rules$87[1].action.instance  = rules[722:719];
-  assign \rules$87[1].action.reta_offset  = rules[733:723];
-  assign \rules$87[1].action.reta_size_log2  = rules[737:734];
-  assign \rules$87[1].flags  = rules[747:738];
-  assign \rules$87[1].flags.vlan  = rules[738];
-  assign \rules$87[1].flags.vlan2  = rules[739];
-  assign \rules$87[1].flags.ipv4  = rules[740];
-  assign \rules$87[1].flags.ipv6  = rules[741];
-  assign \rules$87[1].flags.fragment  = rules[742];
-  assign \rules$87[1].flags.tcp  = rules[743];
-  assign \rules$87[1].flags.udp  = rules[744];
-  assign \rules$87[1].flags.tunnel  = rules[745];
-  assign \rules$87[1].flags.direct  = rules[746];
-  assign \rules$87[1].flags.ip_options  = rules[747];
-  assign \rules$87[1].flags_mask  = rules[757:748];
-  assign \rules$87[1].flags_mask.vlan  = rules[748];
-  assign \rules$87[1].flags_mask.vlan2  = rules[749];
-  assign \rules$87[1].flags_mask.ipv4  = rules[750];
-  assign \rules$87[1].flags_mask.ipv6  = rules[751];
-  assign \rules$87[1].flags_mask.fragment  = rules[752];
-  assign \rules$87[1].flags_mask.tcp  = rules[753];
-  assign \rules$87[1].flags_mask.udp  = rules[754];
-  assign \rules$87[1].flags_mask.tunnel  = rules[755];
-  assign \rules$87[1].flags_mask.direct  = rules[756];
-  assign \rules$87[1].flags_mask.ip_options  = rules[757];
-  assign \rules$87[1].ethertype  = rules[773:758];
-  assign \rules$87[1].ethertype_mask  = rules[789:774];
-  assign \rules$87[1].vlan_id  = rules[801:790];
-  assign \rules$87[1].vlan_mask  = rules[813:802];
-  assign \rules$87[1].ip_proto  = rules[821:814];
-  assign \rules$87[1].ip_proto_mask  = rules[829:822];
-  assign \rules$87[1].dscp  = rules[835:830];
-  assign \rules$87[1].dscp_mask  = rules[841:836];
-  assign \rules$87[1].tcp_flags  = rules[849:842];
-  assign \rules$87[1].tcp_flags_mask  = rules[857:850];
-  assign \rules$87[1].src_port_lo  = rules[873:858];
-  assign \rules$87[1].src_port_hi  = rules[889:874];
-  assign \rules$87[1].dst_port_lo  = rules[905:890];
-  assign \rules$87[1].dst_port_hi  = rules[921:906];
-  assign \rules$87[1].src_addr  = rules[1049:922];
-  assign \rules$87[1].src_mask  = rules[1177:1050];
-  assign \rules$87[1].dst_addr  = rules[1305:1178];
-  assign \rules$87[1].dst_mask  = rules[1433:1306];
-  assign \rules$87[2]  = rules[2150:1434];
-  assign \rules$87[2].enable  = rules[1434];
-  assign \rules$87[2].action  = rules[1454:1435];
-  assign \rules$87[2].action.drop  = rules[1435];
-  assign \rules$87[2].action.instance  = rules[1439:1436];
-  assign \rules$87[2].action.reta_offset  = rules[1450:1440];
-  assign \rules$87[2].action.reta_size_log2  = rules[1454:1451];
-  assign \rules$87[2].flags  = rules[1464:1455];
-  assign \rules$87[2].flags.vlan  = rules[1455];
-  assign \rules$87[2].flags.vlan2  = rules[1456];
-  assign \rules$87[2].flags.ipv4  = rules[1457];
-  assign \rules$87[2].flags.ipv6  = rules[1458];
-  assign \rules$87[2].flags.fragment  = rules[1459];
-  assign \rules$87[2].flags.tcp  = rules[1460];
-  assign \rules$87[2].flags.udp  = rules[1461];
-  assign \rules$87[2].flags.tunnel  = rules[1462];
-  assign \rules$87[2].flags.direct  = rules[1463];
-  assign \rules$87[2].flags.ip_options  = rules[1464];
-  assign \rules$87[2].flags_mask  = rules[1474:1465];
-  assign \rules$87[2].flags_mask.vlan  = rules[1465];
-  assign \rules$87[2].flags_mask.vlan2  = rules[1466];
-  assign \rules$87[2].flags_mask.ipv4  = rules[1467];
-  assign \rules$87[2].flags_mask.ipv6  = rules[1468];
-  assign \rules$87[2].flags_mask.fragment  = rules[1469];
-  assign \rules$87[2].flags_mask.tcp  = rules[1470];
-  assign \rules$87[2].flags_mask.udp  = rules[1471];
-  assign \rules$87[2].flags_mask.tunnel  = rules[1472];
-  assign \rules$87[2].flags_mask.direct  = rules[1473];
-  assign \rules$87[2].flags_mask.ip_options  = rules[1474];
-  assign \rules$87[2].ethertype  = rules[1490:1475];
-  assign \rules$87[2].ethertype_mask  = rules[1506:1491];
-  assign \rules$87[2].vlan_id  = rules[1518:1507];
-  assign \rules$87[2].vlan_mask  = rules[1530:1519];
-  assign \rules$87[2].ip_proto  = rules[1538:1531];
-  assign \rules$87[2].ip_proto_mask  = rules[1546:1539];
-  assign \rules$87[2].dscp  = rules[1552:1547];
-  assign \rules$87[2].dscp_mask  = rules[1558:1553];
-  assign \rules$87[2].tcp_flags  = rules[1566:1559];
-  assign \rules$87[2].tcp_flags_mask  = rules[1574:1567];
-  assign \rules$87[2].src_port_lo  = rules[1590:1575];
-  assign \rules$87[2].src_port_hi  = rules[1606:1591];
-  assign \rules$87[2].dst_port_lo  = rules[1622:1607];
-  assign \rules$87[2].dst_port_hi  = rules[1638:1623];
-  assign \rules$87[2].src_addr  = rules[1766:1639];
-  assign \rules$87[2].src_mask  = rules[1894:1767];
-  assign \rules$87[2].dst_addr  = rules[2022:1895];
-  assign \rules$87[2].dst_mask  = rules[2150:2023];
-  assign \rules$87[3]  = rules[2867:2151];
-  assign \rules$87[3].enable  = rules[2151];
-  assign \rules$87[3].action  = rules[2171:2152];
-  assign \rules$87[3].action.drop  = rules[2152];
-  assign \rules$87[3].action.instance  = rules[2156:2153];
-  assign \rules$87[3].action.reta_offset  = rules[2167:2157];
-  assign \rules$87[3].action.reta_size_log2  = rules[2171:2168];
-  assign \rules$87[3].flags  = rules[2181:2172];
-  assign \rules$87[3].flags.vlan  = rules[2172];
-  assign \rules$87[3].flags.vlan2  = rules[2173];
-  assign \rules$87[3].flags.ipv4  = rules[2174];
-  assign \rules$87[3].flags.ipv6  = rules[2175];
-  assign \rules$87[3].flags.fragment  = rules[2176];
-  assign \rules$87[3].flags.tcp  = rules[2177];
-  assign \rules$87[3].flags.udp  = rules[2178];
-  assign \rules$87[3].flags.tunnel  = rules[2179];
-  assign \rules$87[3].flags.direct  = rules[2180];
-  assign \rules$87[3].flags.ip_options  = rules[2181];
-  assign \rules$87[3].flags_mask  = rules[2191:2182];
-  assign \rules$87[3].flags_mask.vlan  = rules[2182];
-  assign \rules$87[3].flags_mask.vlan2  = rules[2183];
-  assign \rules$87[3].flags_mask.ipv4  = rules[2184];
-  assign \rules$87[3].flags_mask.ipv6  = rules[2185];
-  assign \rules$87[3].flags_mask.fragment  = rules[2186];
-  assign \rules$87[3].flags_mask.tcp  = rules[2187];
-  assign \rules$87[3].flags_mask.udp  = rules[2188];
-  assign \rules$87[3].flags_mask.tunnel  = rules[2189];
-  assign \rules$87[3].flags_mask.direct  = rules[2190];
-  assign \rules$87[3].flags_mask.ip_options  = rules[2191];
-  assign \rules$87[3].ethertype  = rules[2207:2192];
-  assign \rules$87[3].ethertype_mask  = rules[2223:2208];
-  assign \rules$87[3].vlan_id  = rules[2235:2224];
-  assign \rules$87[3].vlan_mask  = rules[2247:2236];
-  assign \rules$87[3].ip_proto  = rules[2255:2248];
-  assign \rules$87[3].ip_proto_mask  = rules[2263:2256];
-  assign \rules$87[3].dscp  = rules[2269:2264];
-  assign \rules$87[3].dscp_mask  = rules[2275:2270];
-  assign \rules$87[3].tcp_flags  = rules[2283:2276];
-  assign \rules$87[3].tcp_flags_mask  = rules[2291:2284];
-  assign \rules$87[3].src_port_lo  = rules[2307:2292];
-  assign \rules$87[3].src_port_hi  = rules[2323:2308];
-  assign \rules$87[3].dst_port_lo  = rules[2339:2324];
-  assign \rules$87[3].dst_port_hi  = rules[2355:2340];
-  assign \rules$87[3].src_addr  = rules[2483:2356];
-  assign \rules$87[3].src_mask  = rules[2611:2484];
-  assign \rules$87[3].dst_addr  = rules[2739:2612];
-  assign \rules$87[3].dst_mask  = rules[2867:2740];
-  assign \rules$87[4]  = rules[3584:2868];
-  assign \rules$87[4].enable  = rules[2868];
-  assign \rules$87[4].action  = rules[2888:2869];
-  assign \rules$87[4].action.drop  = rules[2869];
-  assign \rules$87[4].action.instance  = rules[2873:2870];
-  assign \rules$87[4].action.reta_offset  = rules[2884:2874];
-  assign \rules$87[4].action.reta_size_log2  = rules[2888:2885];
-  assign \rules$87[4].flags  = rules[2898:2889];
-  assign \rules$87[4].flags.vlan  = rules[2889];
-  assign \rules$87[4].flags.vlan2  = rules[2890];
-  assign \rules$87[4].flags.ipv4  = rules[2891];
-  assign \rules$87[4].flags.ipv6  = rules[2892];
-  assign \rules$87[4].flags.fragment  = rules[2893];
-  assign \rules$87[4].flags.tcp  = rules[2894];
-  assign \rules$87[4].flags.udp  = rules[2895];
-  assign \rules$87[4].flags.tunnel  = rules[2896];
-  assign \rules$87[4].flags.direct  = rules[2897];
-  assign \rules$87[4].flags.ip_options  = rules[2898];
-  assign \rules$87[4].flags_mask  = rules[2908:2899];
-  assign \rules$87[4].flags_mask.vlan  = rules[2899];
-  assign \rules$87[4].flags_mask.vlan2  = rules[2900];
-  assign \rules$87[4].flags_mask.ipv4  = rules[2901];
-  assign \rules$87[4].flags_mask.ipv6  = rules[2902];
-  assign \rules$87[4].flags_mask.fragment  = rules[2903];
-  assign \rules$87[4].flags_mask.tcp  = rules[2904];
-  assign \rules$87[4].flags_mask.udp  = rules[2905];
-  assign \rules$87[4].flags_mask.tunnel  = rules[2906];
-  assign \rules$87[4].flags_mask.direct  = rules[2907];
-  assign \rules$87[4].flags_mask.ip_options  = rules[2908];
-  assign \rules$87[4].ethertype  = rules[2924:2909];
-  assign \rules$87[4].ethertype_mask  = rules[2940:2925];
-  assign \rules$87[4].vlan_id  = rules[2952:2941];
-  assign \rules$87[4].vlan_mask  = rules[2964:2953];
-  assign \rules$87[4].ip_proto  = rules[2972:2965];
-  assign \rules$87[4].ip_proto_mask  = rules[2980:2973];
-  assign \rules$87[4].dscp  = rules[2986:2981];
-  assign \rules$87[4].dscp_mask  = rules[2992:2987];
-  assign \rules$87[4].tcp_flags  = rules[3000:2993];
-  assign \rules$87[4].tcp_flags_mask  = rules[3008:3001];
-  assign \rules$87[4].src_port_lo  = rules[3024:3009];
-  assign \rules$87[4].src_port_hi  = rules[3040:3025];
-  assign \rules$87[4].dst_port_lo  = rules[3056:3041];
-  assign \rules$87[4].dst_port_hi  = rules[3072:3057];
-  assign \rules$87[4].src_addr  = rules[3200:3073];
-  assign \rules$87[4].src_mask  = rules[3328:3201];
-  assign \rules$87[4].dst_addr  = rules[3456:3329];
-  assign \rules$87[4].dst_mask  = rules[3584:3457];
-  assign \rules$87[5]  = rules[4301:3585];
-  assign \rules$87[5].enable  = rules[3585];
-  assign \rules$87[5].action  = rules[3605:3586];
-  assign \rules$87[5].action.drop  = rules[3586];
-  assign \rules$87[5].action.instance  = rules[3590:3587];
-  assign \rules$87[5].action.reta_offset  = rules[3601:3591];
-  assign \rules$87[5].action.reta_size_log2  = rules[3605:3602];
-  assign \rules$87[5].flags  = rules[3615:3606];
-  assign \rules$87[5].flags.vlan  = rules[3606];
-  assign \rules$87[5].flags.vlan2  = rules[3607];
-  assign \rules$87[5].flags.ipv4  = rules[3608];
-  assign \rules$87[5].flags.ipv6  = rules[3609];
-  assign \rules$87[5].flags.fragment  = rules[3610];
-  assign \rules$87[5].flags.tcp  = rules[3611];
-  assign \rules$87[5].flags.udp  = rules[3612];
-  assign \rules$87[5].flags.tunnel  = rules[3613];
-  assign \rules$87[5].flags.direct  = rules[3614];
-  assign \rules$87[5].flags.ip_options  = rules[3615];
-  assign \rules$87[5].flags_mask  = rules[3625:3616];
-  assign \rules$87[5].flags_mask.vlan  = rules[3616];
-  assign \rules$87[5].flags_mask.vlan2  = rules[3617];
-  assign \rules$87[5].flags_mask.ipv4  = rules[3618];
-  assign \rules$87[5].flags_mask.ipv6  = rules[3619];
-  assign \rules$87[5].flags_mask.fragment  = rules[3620];
-  assign \rules$87[5].flags_mask.tcp  = rules[3621];
-  assign \rules$87[5].flags_mask.udp  = rules[3622];
-  assign \rules$87[5].flags_mask.tunnel  = rules[3623];
-  assign \rules$87[5].flags_mask.direct  = rules[3624];
-  assign \rules$87[5].flags_mask.ip_options  = rules[3625];
-  assign \rules$87[5].ethertype  = rules[3641:3626];
-  assign \rules$87[5].ethertype_mask  = rules[3657:3642];
-  assign \rules$87[5].vlan_id  = rules[3669:3658];
-  assign \rules$87[5].vlan_mask  = rules[3681:3670];
-  assign \rules$87[5].ip_proto  = rules[3689:3682];
-  assign \rules$87[5].ip_proto_mask  = rules[3697:3690];
-  assign \rules$87[5].dscp  = rules[3703:3698];
-  assign \rules$87[5].dscp_mask  = rules[3709:3704];
-  assign \rules$87[5].tcp_flags  = rules[3717:3710];
-  assign \rules$87[5].tcp_flags_mask  = rules[3725:3718];
-  assign \rules$87[5].src_port_lo  = rules[3741:3726];
-  assign \rules$87[5].src_port_hi  = rules[3757:3742];
-  assign \rules$87[5].dst_port_lo  = rules[3773:3758];
-  assign \rules$87[5].dst_port_hi  = rules[3789:3774];
-  assign \rules$87[5].src_addr  = rules[3917:3790];
-  assign \rules$87[5].src_mask  = rules[4045:3918];
-  assign \rules$87[5].dst_addr  = rules[4173:4046];
-  assign \rules$87[5].dst_mask  = rules[4301:4174];
-  assign \rules$87[6]  = rules[5018:4302];
-  assign \rules$87[6].enable  = rules[4302];
-  assign \rules$87[6].action  = rules[4322:4303];
-  assign \rules$87[6].action.drop  = rules[4303];
-  assign \rules$87[6].action.instance  = rules[4307:4304];
-  assign \rules$87[6].action.reta_offset  = rules[4318:4308];
-  assign \rules$87[6].action.reta_size_log2  = rules[4322:4319];
-  assign \rules$87[6].flags  = rules[4332:4323];
-  assign \rules$87[6].flags.vlan  = rules[4323];
-  assign \rules$87[6].flags.vlan2  = rules[4324];
-  assign \rules$87[6].flags.ipv4  = rules[4325];
-  assign \rules$87[6].flags.ipv6  = rules[4326];
-  assign \rules$87[6].flags.fragment  = rules[4327];
-  assign \rules$87[6].flags.tcp  = rules[4328];
-  assign \rules$87[6].flags.udp  = rules[4329];
-  assign \rules$87[6].flags.tunnel  = rules[4330];
-  assign \rules$87[6].flags.direct  = rules[4331];
-  assign \rules$87[6].flags.ip_options  = rules[4332];
-  assign \rules$87[6].flags_mask  = rules[4342:4333];
-  assign \rules$87[6].flags_mask.vlan  = rules[4333];
-  assign \rules$87[6].flags_mask.vlan2  = rules[4334];
-  assign \rules$87[6].flags_mask.ipv4  = rules[4335];
-  assign \rules$87[6].flags_mask.ipv6  = rules[4336];
-  assign \rules$87[6].flags_mask.fragment  = rules[4337];
-  assign \rules$87[6].flags_mask.tcp  = rules[4338];
-  assign \rules$87[6].flags_mask.udp  = rules[4339];
-  assign \rules$87[6].flags_mask.tunnel  = rules[4340];
-  assign \rules$87[6].flags_mask.direct  = rules[4341];
-  assign \rules$87[6].flags_mask.ip_options  = rules[4342];
-  assign \rules$87[6].ethertype  = rules[4358:4343];
-  assign \rules$87[6].ethertype_mask  = rules[4374:4359];
-  assign \rules$87[6].vlan_id  = rules[4386:4375];
-  assign \rules$87[6].vlan_mask  = rules[4398:4387];
-  assign \rules$87[6].ip_proto  = rules[4406:4399];
-  assign \rules$87[6].ip_proto_mask  = rules[4414:4407];
-  assign \rules$87[6].dscp  = rules[4420:4415];
-  assign \rules$87[6].dscp_mask  = rules[4426:4421];
-  assign \rules$87[6].tcp_flags  = rules[4434:4427];
-  assign \rules$87[6].tcp_flags_mask  = rules[4442:4435];
-  assign \rules$87[6].src_port_lo  = rules[4458:4443];
-  assign \rules$87[6].src_port_hi  = rules[4474:4459];
-  assign \rules$87[6].dst_port_lo  = rules[4490:4475];
-  assign \rules$87[6].dst_port_hi  = rules[4506:4491];
-  assign \rules$87[6].src_addr  = rules[4634:4507];
-  assign \rules$87[6].src_mask  = rules[4762:4635];
-  assign \rules$87[6].dst_addr  = rules[4890:4763];
-  assign \rules$87[6].dst_mask  = rules[5018:4891];
-  assign \rules$87[7]  = rules[5735:5019];
-  assign \rules$87[7].enable  = rules[5019];
-  assign \rules$87[7].action  = rules[5039:5020];
-  assign \rules$87[7].action.drop  = rules[5020];
-  assign \rules$87[7].action.instance  = rules[5024:5021];
-  assign \rules$87[7].action.reta_offset  = rules[5035:5025];
-  assign \rules$87[7].action.reta_size_log2  = rules[5039:5036];
-  assign \rules$87[7].flags  = rules[5049:5040];
-  assign \rules$87[7].flags.vlan  = rules[5040];
-  assign \rules$87[7].flags.vlan2  = rules[5041];
-  assign \rules$87[7].flags.ipv4  = rules[5042];
-  assign \rules$87[7].flags.ipv6  = rules[5043];
-  assign \rules$87[7].flags.fragment  = rules[5044];
-  assign \rules$87[7].flags.tcp  = rules[5045];
-  assign \rules$87[7].flags.udp  = rules[5046];
-  assign \rules$87[7].flags.tunnel  = rules[5047];
-  assign \rules$87[7].flags.direct  = rules[5048];
-  assign \rules$87[7].flags.ip_options  = rules[5049];
-  assign \rules$87[7].flags_mask  = rules[5059:5050];
-  assign \rules$87[7].flags_mask.vlan  = rules[5050];
-  assign \rules$87[7].flags_mask.vlan2  = rules[5051];
-  assign \rules$87[7].flags_mask.ipv4  = rules[5052];
-  assign \rules$87[7].flags_mask.ipv6  = rules[5053];
-  assign \rules$87[7].flags_mask.fragment  = rules[5054];
-  assign \rules$87[7].flags_mask.tcp  = rules[5055];
-  assign \rules$87[7].flags_mask.udp  = rules[5056];
-  assign \rules$87[7].flags_mask.tunnel  = rules[5057];
-  assign \rules$87[7].flags_mask.direct  = rules[5058];
-  assign \rules$87[7].flags_mask.ip_options  = rules[5059];
-  assign \rules$87[7].ethertype  = rules[5075:5060];
-  assign \rules$87[7].ethertype_mask  = rules[5091:5076];
-  assign \rules$87[7].vlan_id  = rules[5103:5092];
-  assign \rules$87[7].vlan_mask  = rules[5115:5104];
-  assign \rules$87[7].ip_proto  = rules[5123:5116];
-  assign \rules$87[7].ip_proto_mask  = rules[5131:5124];
-  assign \rules$87[7].dscp  = rules[5137:5132];
-  assign \rules$87[7].dscp_mask  = rules[5143:5138];
-  assign \rules$87[7].tcp_flags  = rules[5151:5144];
-  assign \rules$87[7].tcp_flags_mask  = rules[5159:5152];
-  assign \rules$87[7].src_port_lo  = rules[5175:5160];
-  assign \rules$87[7].src_port_hi  = rules[5191:5176];
-  assign \rules$87[7].dst_port_lo  = rules[5207:5192];
-  assign \rules$87[7].dst_port_hi  = rules[5223:5208];
-  assign \rules$87[7].src_addr  = rules[5351:5224];
-  assign \rules$87[7].src_mask  = rules[5479:5352];
-  assign \rules$87[7].dst_addr  = rules[5607:5480];
-  assign \rules$87[7].dst_mask  = rules[5735:5608];
-  assign \rules$87[8]  = rules[6452:5736];
-  assign \rules$87[8].enable  = rules[5736];
-  assign \rules$87[8].action  = rules[5756:5737];
-  assign \rules$87[8].action.drop  = rules[5737];
-  assign \rules$87[8].action.instance  = rules[5741:5738];
-  assign \rules$87[8].action.reta_offset  = rules[5752:5742];
-  assign \rules$87[8].action.reta_size_log2  = rules[5756:5753];
-  assign \rules$87[8].flags  = rules[5766:5757];
-  assign \rules$87[8].flags.vlan  = rules[5757];
-  assign \rules$87[8].flags.vlan2  = rules[5758];
-  assign \rules$87[8].flags.ipv4  = rules[5759];
-  assign \rules$87[8].flags.ipv6  = rules[5760];
-  assign \rules$87[8].flags.fragment  = rules[5761];
-  assign \rules$87[8].flags.tcp  = rules[5762];
-  assign \rules$87[8].flags.udp  = rules[5763];
-  assign \rules$87[8].flags.tunnel  = rules[5764];
-  assign \rules$87[8].flags.direct  = rules[5765];
-  assign \rules$87[8].flags.ip_options  = rules[5766];
-  assign \rules$87[8].flags_mask  = rules[5776:5767];
-  assign \rules$87[8].flags_mask.vlan  = rules[5767];
-  assign \rules$87[8].flags_mask.vlan2  = rules[5768];
-  assign \rules$87[8].flags_mask.ipv4  = rules[5769];
-  assign \rules$87[8].flags_mask.ipv6  = rules[5770];
-  assign \rules$87[8].flags_mask.fragment  = rules[5771];
-  assign \rules$87[8].flags_mask.tcp  = rules[5772];
-  assign \rules$87[8].flags_mask.udp  = rules[5773];
-  assign \rules$87[8].flags_mask.tunnel  = rules[5774];
-  assign \rules$87[8].flags_mask.direct  = rules[5775];
-  assign \rules$87[8].flags_mask.ip_options  = rules[5776];
-  assign \rules$87[8].ethertype  = rules[5792:5777];
-  assign \rules$87[8].ethertype_mask  = rules[5808:5793];
-  assign \rules$87[8].vlan_id  = rules[5820:5809];
-  assign \rules$87[8].vlan_mask  = rules[5832:5821];
-  assign \rules$87[8].ip_proto  = rules[5840:5833];
-  assign \rules$87[8].ip_proto_mask  = rules[5848:5841];
-  assign \rules$87[8].dscp  = rules[5854:5849];
-  assign \rules$87[8].dscp_mask  = rules[5860:5855];
-  assign \rules$87[8].tcp_flags  = rules[5868:5861];
-  assign \rules$87[8].tcp_flags_mask  = rules[5876:5869];
-  assign \rules$87[8].src_port_lo  = rules[5892:5877];
-  assign \rules$87[8].src_port_hi  = rules[5908:5893];
-  assign \rules$87[8].dst_port_lo  = rules[5924:5909];
-  assign \rules$87[8].dst_port_hi  = rules[5940:5925];
-  assign \rules$87[8].src_addr  = rules[6068:5941];
-  assign \rules$87[8].src_mask  = rules[6196:6069];
-  assign \rules$87[8].dst_addr  = rules[6324:6197];
-  assign \rules$87[8].dst_mask  = rules[6452:6325];
-  assign \rules$87[9]  = rules[7169:6453];
-  assign \rules$87[9].enable  = rules[6453];
-  assign \rules$87[9].action  = rules[6473:6454];
-  assign \rules$87[9].action.drop  = rules[6454];
-  assign \rules$87[9].action.instance  = rules[6458:6455];
-  assign \rules$87[9].action.reta_offset  = rules[6469:6459];
-  assign \rules$87[9].action.reta_size_log2  = rules[6473:6470];
-  assign \rules$87[9].flags  = rules[6483:6474];
-  assign \rules$87[9].flags.vlan  = rules[6474];
-  assign \rules$87[9].flags.vlan2  = rules[6475];
-  assign \rules$87[9].flags.ipv4  = rules[6476];
-  assign \rules$87[9].flags.ipv6  = rules[6477];
-  assign \rules$87[9].flags.fragment  = rules[6478];
-  assign \rules$87[9].flags.tcp  = rules[6479];
-  assign \rules$87[9].flags.udp  = rules[6480];
-  assign \rules$87[9].flags.tunnel  = rules[6481];
-  assign \rules$87[9].flags.direct  = rules[6482];
-  assign \rules$87[9].flags.ip_options  = rules[6483];
-  assign \rules$87[9].flags_mask  = rules[6493:6484];
-  assign \rules$87[9].flags_mask.vlan  = rules[6484];
-  assign \rules$87[9].flags_mask.vlan2  = rules[6485];
-  assign \rules$87[9].flags_mask.ipv4  = rules[6486];
-  assign \rules$87[9].flags_mask.ipv6  = rules[6487];
-  assign \rules$87[9].flags_mask.fragment  = rules[6488];
-  assign \rules$87[9].flags_mask.tcp  = rules[6489];
-  assign \rules$87[9].flags_mask.udp  = rules[6490];
-  assign \rules$87[9].flags_mask.tunnel  = rules[6491];
-  assign \rules$87[9].flags_mask.direct  = rules[6492];
-  assign \rules$87[9].flags_mask.ip_options  = rules[6493];
-  assign \rules$87[9].ethertype  = rules[6509:6494];
-  assign \rules$87[9].ethertype_mask  = rules[6525:6510];
-  assign \rules$87[9].vlan_id  = rules[6537:6526];
-  assign \rules$87[9].vlan_mask  = rules[6549:6538];
-  assign \rules$87[9].ip_proto  = rules[6557:6550];
-  assign \rules$87[9].ip_proto_mask  = rules[6565:6558];
-  assign \rules$87[9].dscp  = rules[6571:6566];
-  assign \rules$87[9].dscp_mask  = rules[6577:6572];
-  assign \rules$87[9].tcp_flags  = rules[6585:6578];
-  assign \rules$87[9].tcp_flags_mask  = rules[6593:6586];
-  assign \rules$87[9].src_port_lo  = rules[6609:6594];
-  assign \rules$87[9].src_port_hi  = rules[6625:6610];
-  assign \rules$87[9].dst_port_lo  = rules[6641:6626];
-  assign \rules$87[9].dst_port_hi  = rules[6657:6642];
-  assign \rules$87[9].src_addr  = rules[6785:6658];
-  assign \rules$87[9].src_mask  = rules[6913:6786];
-  assign \rules$87[9].dst_addr  = rules[7041:6914];
-  assign \rules$87[9].dst_mask  = rules[7169:7042];
-  assign \rules$87[10]  = rules[7886:7170];
-  assign \rules$87[10].enable  = rules[7170];
-  assign \rules$87[10].action  = rules[7190:7171];
-  assign \rules$87[10].action.drop  = rules[7171];
-  assign \rules$87[10].action.instance  = rules[7175:7172];
-  assign \rules$87[10].action.reta_offset  = rules[7186:7176];
-  assign \rules$87[10].action.reta_size_log2  = rules[7190:7187];
-  assign \rules$87[10].flags  = rules[7200:7191];
-  assign \rules$87[10].flags.vlan  = rules[7191];
-  assign \rules$87[10].flags.vlan2  = rules[7192];
-  assign \rules$87[10].flags.ipv4  = rules[7193];
-  assign \rules$87[10].flags.ipv6  = rules[7194];
-  assign \rules$87[10].flags.fragment  = rules[7195];
-  assign \rules$87[10].flags.tcp  = rules[7196];
-  assign \rules$87[10].flags.udp  = rules[7197];
-  assign \rules$87[10].flags.tunnel  = rules[7198];
-  assign \rules$87[10].flags.direct  = rules[7199];
-  assign \rules$87[10].flags.ip_options  = rules[7200];
-  assign \rules$87[10].flags_mask  = rules[7210:7201];
-  assign \rules$87[10].flags_mask.vlan  = rules[7201];
-  assign \rules$87[10].flags_mask.vlan2  = rules[7202];
-  assign \rules$87[10].flags_mask.ipv4  = rules[7203];
-  assign \rules$87[10].flags_mask.ipv6  = rules[7204];
-  assign \rules$87[10].flags_mask.fragment  = rules[7205];
-  assign \rules$87[10].flags_mask.tcp  = rules[7206];
-  assign \rules$87[10].flags_mask.udp  = rules[7207];
-  assign \rules$87[10].flags_mask.tunnel  = rules[7208];
-  assign \rules$87[10].flags_mask.direct  = rules[7209];
-  assign \rules$87[10].flags_mask.ip_options  = rules[7210];
-  assign \rules$87[10].ethertype  = rules[7226:7211];
-  assign \rules$87[10].ethertype_mask  = rules[7242:7227];
-  assign \rules$87[10].vlan_id  = rules[7254:7243];
-  assign \rules$87[10].vlan_mask  = rules[7266:7255];
-  assign \rules$87[10].ip_proto  = rules[7274:7267];
-  assign \rules$87[10].ip_proto_mask  = rules[7282:7275];
-  assign \rules$87[10].dscp  = rules[7288:7283];
-  assign \rules$87[10].dscp_mask  = rules[7294:7289];
-  assign \rules$87[10].tcp_flags  = rules[7302:7295];
-  assign \rules$87[10].tcp_flags_mask  = rules[7310:7303];
-  assign \rules$87[10].src_port_lo  = rules[7326:7311];
-  assign \rules$87[10].src_port_hi  = rules[7342:7327];
-  assign \rules$87[10].dst_port_lo  = rules[7358:7343];
-  assign \rules$87[10].dst_port_hi  = rules[7374:7359];
-  assign \rules$87[10].src_addr  = rules[7502:7375];
-  assign \rules$87[10].src_mask  = rules[7630:7503];
-  assign \rules$87[10].dst_addr  = rules[7758:7631];
-  assign \rules$87[10].dst_mask  = rules[7886:7759];
-  assign \rules$87[11]  = rules[8603:7887];
-  assign \rules$87[11].enable  = rules[7887];
-  assign \rules$87[11].action  = rules[7907:7888];
-  assign \rules$87[11].action.drop  = rules[7888];
-  assign \rules$87[11].action.instance  = rules[7892:7889];
-  assign \rules$87[11].action.reta_offset  = rules[7903:7893];
-  assign \rules$87[11].action.reta_size_log2  = rules[7907:7904];
-  assign \rules$87[11].flags  = rules[7917:7908];
-  assign \rules$87[11].flags.vlan  = rules[7908];
-  assign \rules$87[11].flags.vlan2  = rules[7909];
-  assign \rules$87[11].flags.ipv4  = rules[7910];
-  assign \rules$87[11].flags.ipv6  = rules[7911];
-  assign \rules$87[11].flags.fragment  = rules[7912];
-  assign \rules$87[11].flags.tcp  = rules[7913];
-  assign \rules$87[11].flags.udp  = rules[7914];
-  assign \rules$87[11].flags.tunnel  = rules[7915];
-  assign \rules$87[11].flags.direct  = rules[7916];
-  assign \rules$87[11].flags.ip_options  = rules[7917];
-  assign \rules$87[11].flags_mask  = rules[7927:7918];
-  assign \rules$87[11].flags_mask.vlan  = rules[7918];
-  assign \rules$87[11].flags_mask.vlan2  = rules[7919];
-  assign \rules$87[11].flags_mask.ipv4  = rules[7920];
-  assign \rules$87[11].flags_mask.ipv6  = rules[7921];
-  assign \rules$87[11].flags_mask.fragment  = rules[7922];
-  assign \rules$87[11].flags_mask.tcp  = rules[7923];
-  assign \rules$87[11].flags_mask.udp  = rules[7924];
-  assign \rules$87[11].flags_mask.tunnel  = rules[7925];
-  assign \rules$87[11].flags_mask.direct  = rules[7926];
-  assign \rules$87[11].flags_mask.ip_options  = rules[7927];
-  assign \rules$87[11].ethertype  = rules[7943:7928];
-  assign \rules$87[11].ethertype_mask  = rules[7959:7944];
-  assign \rules$87[11].vlan_id  = rules[7971:7960];
-  assign \rules$87[11].vlan_mask  = rules[7983:7972];
-  assign \rules$87[11].ip_proto  = rules[7991:7984];
-  assign \rules$87[11].ip_proto_mask  = rules[7999:7992];
-  assign \rules$87[11].dscp  = rules[8005:8000];
-  assign \rules$87[11].dscp_mask  = rules[8011:8006];
-  assign \rules$87[11].tcp_flags  = rules[8019:8012];
-  assign \rules$87[11].tcp_flags_mask  = rules[8027:8020];
-  assign \rules$87[11].src_port_lo  = rules[8043:8028];
-  assign \rules$87[11].src_port_hi  = rules[8059:8044];
-  assign \rules$87[11].dst_port_lo  = rules[8075:8060];
-  assign \rules$87[11].dst_port_hi  = rules[8091:8076];
-  assign \rules$87[11].src_addr  = rules[8219:8092];
-  assign \rules$87[11].src_mask  = rules[8347:8220];
-  assign \rules$87[11].dst_addr  = rules[8475:8348];
-  assign \rules$87[11].dst_mask  = rules[8603:8476];
-  assign \rules$87[12]  = rules[9320:8604];
-  assign \rules$87[12].enable  = rules[8604];
-  assign \rules$87[12].action  = rules[8624:8605];
-  assign \rules$87[12].action.drop  = rules[8605];
-  assign \rules$87[12].action.instance  = rules[8609:8606];
-  assign \rules$87[12].action.reta_offset  = rules[8620:8610];
-  assign \rules$87[12].action.reta_size_log2  = rules[8624:8621];
-  assign \rules$87[12].flags  = rules[8634:8625];
-  assign \rules$87[12].flags.vlan  = rules[8625];
-  assign \rules$87[12].flags.vlan2  = rules[8626];
-  assign \rules$87[12].flags.ipv4  = rules[8627];
-  assign \rules$87[12].flags.ipv6  = rules[8628];
-  assign \rules$87[12].flags.fragment  = rules[8629];
-  assign \rules$87[12].flags.tcp  = rules[8630];
-  assign \rules$87[12].flags.udp  = rules[8631];
-  assign \rules$87[12].flags.tunnel  = rules[8632];
-  assign \rules$87[12].flags.direct  = rules[8633];
-  assign \rules$87[12].flags.ip_options  = rules[8634];
-  assign \rules$87[12].flags_mask  = rules[8644:8635];
-  assign \rules$87[12].flags_mask.vlan  = rules[8635];
-  assign \rules$87[12].flags_mask.vlan2  = rules[8636];
-  assign \rules$87[12].flags_mask.ipv4  = rules[8637];
-  assign \rules$87[12].flags_mask.ipv6  = rules[8638];
-  assign \rules$87[12].flags_mask.fragment  = rules[8639];
-  assign \rules$87[12].flags_mask.tcp  = rules[8640];
-  assign \rules$87[12].flags_mask.udp  = rules[8641];
-  assign \rules$87[12].flags_mask.tunnel  = rules[8642];
-  assign \rules$87[12].flags_mask.direct  = rules[8643];
-  assign \rules$87[12].flags_mask.ip_options  = rules[8644];
-  assign \rules$87[12].ethertype  = rules[8660:8645];
-  assign \rules$87[12].ethertype_mask  = rules[8676:8661];
-  assign \rules$87[12].vlan_id  = rules[8688:8677];
-  assign \rules$87[12].vlan_mask  = rules[8700:8689];
-  assign \rules$87[12].ip_proto  = rules[8708:8701];
-  assign \rules$87[12].ip_proto_mask  = rules[8716:8709];
-  assign \rules$87[12].dscp  = rules[8722:8717];
-  assign \rules$87[12].dscp_mask  = rules[8728:8723];
-  assign \rules$87[12].tcp_flags  = rules[8736:8729];
-  assign \rules$87[12].tcp_flags_mask  = rules[8744:8737];
-  assign \rules$87[12].src_port_lo  = rules[8760:8745];
-  assign \rules$87[12].src_port_hi  = rules[8776:8761];
-  assign \rules$87[12].dst_port_lo  = rules[8792:8777];
-  assign \rules$87[12].dst_port_hi  = rules[8808:8793];
-  assign \rules$87[12].src_addr  = rules[8936:8809];
-  assign \rules$87[12].src_mask  = rules[9064:8937];
-  assign \rules$87[12].dst_addr  = rules[9192:9065];
-  assign \rules$87[12].dst_mask  = rules[9320:9193];
-  assign \rules$87[13]  = rules[10037:9321];
-  assign \rules$87[13].enable  = rules[9321];
-  assign \rules$87[13].action  = rules[9341:9322];
-  assign \rules$87[13].action.drop  = rules[9322];
-  assign \rules$87[13].action.instance  = rules[9326:9323];
-  assign \rules$87[13].action.reta_offset  = rules[9337:9327];
-  assign \rules$87[13].action.reta_size_log2  = rules[9341:9338];
-  assign \rules$87[13].flags  = rules[9351:9342];
-  assign \rules$87[13].flags.vlan  = rules[9342];
-  assign \rules$87[13].flags.vlan2  = rules[9343];
-  assign \rules$87[13].flags.ipv4  = rules[9344];
-  assign \rules$87[13].flags.ipv6  = rules[9345];
-  assign \rules$87[13].flags.fragment  = rules[9346];
-  assign \rules$87[13].flags.tcp  = rules[9347];
-  assign \rules$87[13].flags.udp  = rules[9348];
-  assign \rules$87[13].flags.tunnel  = rules[9349];
-  assign \rules$87[13].flags.direct  = rules[9350];
-  assign \rules$87[13].flags.ip_options  = rules[9351];
-  assign \rules$87[13].flags_mask  = rules[9361:9352];
-  assign \rules$87[13].flags_mask.vlan  = rules[9352];
-  assign \rules$87[13].flags_mask.vlan2  = rules[9353];
-  assign \rules$87[13].flags_mask.ipv4  = rules[9354];
-  assign \rules$87[13].flags_mask.ipv6  = rules[9355];
-  assign \rules$87[13].flags_mask.fragment  = rules[9356];
-  assign \rules$87[13].flags_mask.tcp  = rules[9357];
-  assign \rules$87[13].flags_mask.udp  = rules[9358];
-  assign \rules$87[13].flags_mask.tunnel  = rules[9359];
-  assign \rules$87[13].flags_mask.direct  = rules[9360];
-  assign \rules$87[13].flags_mask.ip_options  = rules[9361];
-  assign \rules$87[13].ethertype  = rules[9377:9362];
-  assign \rules$87[13].ethertype_mask  = rules[9393:9378];
-  assign \rules$87[13].vlan_id  = rules[9405:9394];
-  assign \rules$87[13].vlan_mask  = rules[9417:9406];
-  assign \rules$87[13].ip_proto  = rules[9425:9418];
-  assign \rules$87[13].ip_proto_mask  = rules[9433:9426];
-  assign \rules$87[13].dscp  = rules[9439:9434];
-  assign \rules$87[13].dscp_mask  = rules[9445:9440];
-  assign \rules$87[13].tcp_flags  = rules[9453:9446];
-  assign \rules$87[13].tcp_flags_mask  = rules[9461:9454];
-  assign \rules$87[13].src_port_lo  = rules[9477:9462];
-  assign \rules$87[13].src_port_hi  = rules[9493:9478];
-  assign \rules$87[13].dst_port_lo  = rules[9509:9494];
-  assign \rules$87[13].dst_port_hi  = rules[9525:9510];
-  assign \rules$87[13].src_addr  = rules[9653:9526];
-  assign \rules$87[13].src_mask  = rules[9781:9654];
-  assign \rules$87[13].dst_addr  = rules[9909:9782];
-  assign \rules$87[13].dst_mask  = rules[10037:9910];
-  assign \rules$87[14]  = rules[10754:10038];
-  assign \rules$87[14].enable  = rules[10038];
-  assign \rules$87[14].action  = rules[10058:10039];
-  assign \rules$87[14].action.drop  = rules[10039];
-  assign \rules$87[14].action.instance  = rules[10043:10040];
-  assign \rules$87[14].action.reta_offset  = rules[10054:10044];
-  assign \rules$87[14].action.reta_size_log2  = rules[10058:10055];
-  assign \rules$87[14].flags  = rules[10068:10059];
-  assign \rules$87[14].flags.vlan  = rules[10059];
-  assign \rules$87[14].flags.vlan2  = rules[10060];
-  assign \rules$87[14].flags.ipv4  = rules[10061];
-  assign \rules$87[14].flags.ipv6  = rules[10062];
-  assign \rules$87[14].flags.fragment  = rules[10063];
-  assign \rules$87[14].flags.tcp  = rules[10064];
-  assign \rules$87[14].flags.udp  = rules[10065];
-  assign \rules$87[14].flags.tunnel  = rules[10066];
-  assign \rules$87[14].flags.direct  = rules[10067];
-  assign \rules$87[14].flags.ip_options  = rules[10068];
-  assign \rules$87[14].flags_mask  = rules[10078:10069];
-  assign \rules$87[14].flags_mask.vlan  = rules[10069];
-  assign \rules$87[14].flags_mask.vlan2  = rules[10070];
-  assign \rules$87[14].flags_mask.ipv4  = rules[10071];
-  assign \rules$87[14].flags_mask.ipv6  = rules[10072];
-  assign \rules$87[14].flags_mask.fragment  = rules[10073];
-  assign \rules$87[14].flags_mask.tcp  = rules[10074];
-  assign \rules$87[14].flags_mask.udp  = rules[10075];
-  assign \rules$87[14].flags_mask.tunnel  = rules[10076];
-  assign \rules$87[14].flags_mask.direct  = rules[10077];
-  assign \rules$87[14].flags_mask.ip_options  = rules[10078];
-  assign \rules$87[14].ethertype  = rules[10094:10079];
-  assign \rules$87[14].ethertype_mask  = rules[10110:10095];
-  assign \rules$87[14].vlan_id  = rules[10122:10111];
-  assign \rules$87[14].vlan_mask  = rules[10134:10123];
-  assign \rules$87[14].ip_proto  = rules[10142:10135];
-  assign \rules$87[14].ip_proto_mask  = rules[10150:10143];
-  assign \rules$87[14].dscp  = rules[10156:10151];
-  assign \rules$87[14].dscp_mask  = rules[10162:10157];
-  assign \rules$87[14].tcp_flags  = rules[10170:10163];
-  assign \rules$87[14].tcp_flags_mask  = rules[10178:10171];
-  assign \rules$87[14].src_port_lo  = rules[10194:10179];
-  assign \rules$87[14].src_port_hi  = rules[10210:10195];
-  assign \rules$87[14].dst_port_lo  = rules[10226:10211];
-  assign \rules$87[14].dst_port_hi  = rules[10242:10227];
-  assign \rules$87[14].src_addr  = rules[10370:10243];
-  assign \rules$87[14].src_mask  = rules[10498:10371];
-  assign \rules$87[14].dst_addr  = rules[10626:10499];
-  assign \rules$87[14].dst_mask  = rules[10754:10627];
-  assign \rules$87[15]  = rules[11471:10755];
-  assign \rules$87[15].enable  = rules[10755];
-  assign \rules$87[15].action  = rules[10775:10756];
-  assign \rules$87[15].action.drop  = rules[10756];
-  assign \rules$87[15].action.instance  = rules[10760:10757];
-  assign \rules$87[15].action.reta_offset  = rules[10771:10761];
-  assign \rules$87[15].action.reta_size_log2  = rules[10775:10772];
-  assign \rules$87[15].flags  = rules[10785:10776];
-  assign \rules$87[15].flags.vlan  = rules[10776];
-  assign \rules$87[15].flags.vlan2  = rules[10777];
-  assign \rules$87[15].flags.ipv4  = rules[10778];
-  assign \rules$87[15].flags.ipv6  = rules[10779];
-  assign \rules$87[15].flags.fragment  = rules[10780];
-  assign \rules$87[15].flags.tcp  = rules[10781];
-  assign \rules$87[15].flags.udp  = rules[10782];
-  assign \rules$87[15].flags.tunnel  = rules[10783];
-  assign \rules$87[15].flags.direct  = rules[10784];
-  assign \rules$87[15].flags.ip_options  = rules[10785];
-  assign \rules$87[15].flags_mask  = rules[10795:10786];
-  assign \rules$87[15].flags_mask.vlan  = rules[10786];
-  assign \rules$87[15].flags_mask.vlan2  = rules[10787];
-  assign \rules$87[15].flags_mask.ipv4  = rules[10788];
-  assign \rules$87[15].flags_mask.ipv6  = rules[10789];
-  assign \rules$87[15].flags_mask.fragment  = rules[10790];
-  assign \rules$87[15].flags_mask.tcp  = rules[10791];
-  assign \rules$87[15].flags_mask.udp  = rules[10792];
-  assign \rules$87[15].flags_mask.tunnel  = rules[10793];
-  assign \rules$87[15].flags_mask.direct  = rules[10794];
-  assign \rules$87[15].flags_mask.ip_options  = rules[10795];
-  assign \rules$87[15].ethertype  = rules[10811:10796];
-  assign \rules$87[15].ethertype_mask  = rules[10827:10812];
-  assign \rules$87[15].vlan_id  = rules[10839:10828];
-  assign \rules$87[15].vlan_mask  = rules[10851:10840];
-  assign \rules$87[15].ip_proto  = rules[10859:10852];
-  assign \rules$87[15].ip_proto_mask  = rules[10867:10860];
-  assign \rules$87[15].dscp  = rules[10873:10868];
-  assign \rules$87[15].dscp_mask  = rules[10879:10874];
-  assign \rules$87[15].tcp_flags  = rules[10887:10880];
-  assign \rules$87[15].tcp_flags_mask  = rules[10895:10888];
-  assign \rules$87[15].src_port_lo  = rules[10911:10896];
-  assign \rules$87[15].src_port_hi  = rules[10927:10912];
-  assign \rules$87[15].dst_port_lo  = rules[10943:10928];
-  assign \rules$87[15].dst_port_hi  = rules[10959:10944];
-  assign \rules$87[15].src_addr  = rules[11087:10960];
-  assign \rules$87[15].src_mask  = rules[11215:11088];
-  assign \rules$87[15].dst_addr  = rules[11343:11216];
-  assign \rules$87[15].dst_mask  = rules[11471:11344];
+  assign \rules$49[0]  = rules[716:0];
+  assign \rules$49[0].enable  = rules[0];
+  assign \rules$49[0].action  = rules[20:1];
+  assign \rules$49[0].action.drop  = rules[1];
+  assign \rules$49[0].action.instance  = rules[5:2];
+  assign \rules$49[0].action.reta_offset  = rules[16:6];
+  assign \rules$49[0].action.reta_size_log2  = rules[20:17];
+  assign \rules$49[0].flags  = rules[30:21];
+  assign \rules$49[0].flags.vlan  = rules[21];
+  assign \rules$49[0].flags.vlan2  = rules[22];
+  assign \rules$49[0].flags.ipv4  = rules[23];
+  assign \rules$49[0].flags.ipv6  = rules[24];
+  assign \rules$49[0].flags.fragment  = rules[25];
+  assign \rules$49[0].flags.tcp  = rules[26];
+  assign \rules$49[0].flags.udp  = rules[27];
+  assign \rules$49[0].flags.tunnel  = rules[28];
+  assign \rules$49[0].flags.direct  = rules[29];
+  assign \rules$49[0].flags.ip_options  = rules[30];
+  assign \rules$49[0].flags_mask  = rules[40:31];
+  assign \rules$49[0].flags_mask.vlan  = rules[31];
+  assign \rules$49[0].flags_mask.vlan2  = rules[32];
+  assign \rules$49[0].flags_mask.ipv4  = rules[33];
+  assign \rules$49[0].flags_mask.ipv6  = rules[34];
+  assign \rules$49[0].flags_mask.fragment  = rules[35];
+  assign \rules$49[0].flags_mask.tcp  = rules[36];
+  assign \rules$49[0].flags_mask.udp  = rules[37];
+  assign \rules$49[0].flags_mask.tunnel  = rules[38];
+  assign \rules$49[0].flags_mask.direct  = rules[39];
+  assign \rules$49[0].flags_mask.ip_options  = rules[40];
+  assign \rules$49[0].ethertype  = rules[56:41];
+  assign \rules$49[0].ethertype_mask  = rules[72:57];
+  assign \rules$49[0].vlan_id  = rules[84:73];
+  assign \rules$49[0].vlan_mask  = rules[96:85];
+  assign \rules$49[0].ip_proto  = rules[104:97];
+  assign \rules$49[0].ip_proto_mask  = rules[112:105];
+  assign \rules$49[0].dscp  = rules[118:113];
+  assign \rules$49[0].dscp_mask  = rules[124:119];
+  assign \rules$49[0].tcp_flags  = rules[132:125];
+  assign \rules$49[0].tcp_flags_mask  = rules[140:133];
+  assign \rules$49[0].src_port_lo  = rules[156:141];
+  assign \rules$49[0].src_port_hi  = rules[172:157];
+  assign \rules$49[0].dst_port_lo  = rules[188:173];
+  assign \rules$49[0].dst_port_hi  = rules[204:189];
+  assign \rules$49[0].src_addr  = rules[332:205];
+  assign \rules$49[0].src_mask  = rules[460:333];
+  assign \rules$49[0].dst_addr  = rules[588:461];
+  assign \rules$49[0].dst_mask  = rules[716:589];
+  assign \rules$49[1]  = rules[1433:717];
+  assign \rules$49[1].enable  = rules[717];
+  assign \rules$49[1].action  = rules[737:718];
+  assign \rules$49[1].action.drop  = rules[718];
+  assign \rules$49[1].action.instance  = rules[722:719];
+  assign \rules$49[1].action.reta_offset  = rules[733:723];
+  assign \rules$49[1].action.reta_size_log2  = rules[737:734];
+  assign \rules$49[1].flags  = rules[747:738];
+  assign \rules$49[1].flags.vlan  = rules[738];
+  assign \rules$49[1].flags.vlan2  = rules[739];
+  assign \rules$49[1].flags.ipv4  = rules[740];
+  assign \rules$49[1].flags.ipv6  = rules[741];
+  assign \rules$49[1].flags.fragment  = rules[742];
+  assign \rules$49[1].flags.tcp  = rules[743];
+  assign \rules$49[1].flags.udp  = rules[744];
+  assign \rules$49[1].flags.tunnel  = rules[745];
+  assign \rules$49[1].flags.direct  = rules[746];
+  assign \rules$49[1].flags.ip_options  = rules[747];
+  assign \rules$49[1].flags_mask  = rules[757:748];
+  assign \rules$49[1].flags_mask.vlan  = rules[748];
+  assign \rules$49[1].flags_mask.vlan2  = rules[749];
+  assign \rules$49[1].flags_mask.ipv4  = rules[750];
+  assign \rules$49[1].flags_mask.ipv6  = rules[751];
+  assign \rules$49[1].flags_mask.fragment  = rules[752];
+  assign \rules$49[1].flags_mask.tcp  = rules[753];
+  assign \rules$49[1].flags_mask.udp  = rules[754];
+  assign \rules$49[1].flags_mask.tunnel  = rules[755];
+  assign \rules$49[1].flags_mask.direct  = rules[756];
+  assign \rules$49[1].flags_mask.ip_options  = rules[757];
+  assign \rules$49[1].ethertype  = rules[773:758];
+  assign \rules$49[1].ethertype_mask  = rules[789:774];
+  assign \rules$49[1].vlan_id  = rules[801:790];
+  assign \rules$49[1].vlan_mask  = rules[813:802];
+  assign \rules$49[1].ip_proto  = rules[821:814];
+  assign \rules$49[1].ip_proto_mask  = rules[829:822];
+  assign \rules$49[1].dscp  = rules[835:830];
+  assign \rules$49[1].dscp_mask  = rules[841:836];
+  assign \rules$49[1].tcp_flags  = rules[849:842];
+  assign \rules$49[1].tcp_flags_mask  = rules[857:850];
+  assign \rules$49[1].src_port_lo  = rules[873:858];
+  assign \rules$49[1].src_port_hi  = rules[889:874];
+  assign \rules$49[1].dst_port_lo  = rules[905:890];
+  assign \rules$49[1].dst_port_hi  = rules[921:906];
+  assign \rules$49[1].src_addr  = rules[1049:922];
+  assign \rules$49[1].src_mask  = rules[1177:1050];
+  assign \rules$49[1].dst_addr  = rules[1305:1178];
+  assign \rules$49[1].dst_mask  = rules[1433:1306];
+  assign \rules$49[2]  = rules[2150:1434];
+  assign \rules$49[2].enable  = rules[1434];
+  assign \rules$49[2].action  = rules[1454:1435];
+  assign \rules$49[2].action.drop  = rules[1435];
+  assign \rules$49[2].action.instance  = rules[1439:1436];
+  assign \rules$49[2].action.reta_offset  = rules[1450:1440];
+  assign \rules$49[2].action.reta_size_log2  = rules[1454:1451];
+  assign \rules$49[2].flags  = rules[1464:1455];
+  assign \rules$49[2].flags.vlan  = rules[1455];
+  assign \rules$49[2].flags.vlan2  = rules[1456];
+  assign \rules$49[2].flags.ipv4  = rules[1457];
+  assign \rules$49[2].flags.ipv6  = rules[1458];
+  assign \rules$49[2].flags.fragment  = rules[1459];
+  assign \rules$49[2].flags.tcp  = rules[1460];
+  assign \rules$49[2].flags.udp  = rules[1461];
+  assign \rules$49[2].flags.tunnel  = rules[1462];
+  assign \rules$49[2].flags.direct  = rules[1463];
+  assign \rules$49[2].flags.ip_options  = rules[1464];
+  assign \rules$49[2].flags_mask  = rules[1474:1465];
+  assign \rules$49[2].flags_mask.vlan  = rules[1465];
+  assign \rules$49[2].flags_mask.vlan2  = rules[1466];
+  assign \rules$49[2].flags_mask.ipv4  = rules[1467];
+  assign \rules$49[2].flags_mask.ipv6  = rules[1468];
+  assign \rules$49[2].flags_mask.fragment  = rules[1469];
+  assign \rules$49[2].flags_mask.tcp  = rules[1470];
+  assign \rules$49[2].flags_mask.udp  = rules[1471];
+  assign \rules$49[2].flags_mask.tunnel  = rules[1472];
+  assign \rules$49[2].flags_mask.direct  = rules[1473];
+  assign \rules$49[2].flags_mask.ip_options  = rules[1474];
+  assign \rules$49[2].ethertype  = rules[1490:1475];
+  assign \rules$49[2].ethertype_mask  = rules[1506:1491];
+  assign \rules$49[2].vlan_id  = rules[1518:1507];
+  assign \rules$49[2].vlan_mask  = rules[1530:1519];
+  assign \rules$49[2].ip_proto  = rules[1538:1531];
+  assign \rules$49[2].ip_proto_mask  = rules[1546:1539];
+  assign \rules$49[2].dscp  = rules[1552:1547];
+  assign \rules$49[2].dscp_mask  = rules[1558:1553];
+  assign \rules$49[2].tcp_flags  = rules[1566:1559];
+  assign \rules$49[2].tcp_flags_mask  = rules[1574:1567];
+  assign \rules$49[2].src_port_lo  = rules[1590:1575];
+  assign \rules$49[2].src_port_hi  = rules[1606:1591];
+  assign \rules$49[2].dst_port_lo  = rules[1622:1607];
+  assign \rules$49[2].dst_port_hi  = rules[1638:1623];
+  assign \rules$49[2].src_addr  = rules[1766:1639];
+  assign \rules$49[2].src_mask  = rules[1894:1767];
+  assign \rules$49[2].dst_addr  = rules[2022:1895];
+  assign \rules$49[2].dst_mask  = rules[2150:2023];
+  assign \rules$49[3]  = rules[2867:2151];
+  assign \rules$49[3].enable  = rules[2151];
+  assign \rules$49[3].action  = rules[2171:2152];
+  assign \rules$49[3].action.drop  = rules[2152];
+  assign \rules$49[3].action.instance  = rules[2156:2153];
+  assign \rules$49[3].action.reta_offset  = rules[2167:2157];
+  assign \rules$49[3].action.reta_size_log2  = rules[2171:2168];
+  assign \rules$49[3].flags  = rules[2181:2172];
+  assign \rules$49[3].flags.vlan  = rules[2172];
+  assign \rules$49[3].flags.vlan2  = rules[2173];
+  assign \rules$49[3].flags.ipv4  = rules[2174];
+  assign \rules$49[3].flags.ipv6  = rules[2175];
+  assign \rules$49[3].flags.fragment  = rules[2176];
+  assign \rules$49[3].flags.tcp  = rules[2177];
+  assign \rules$49[3].flags.udp  = rules[2178];
+  assign \rules$49[3].flags.tunnel  = rules[2179];
+  assign \rules$49[3].flags.direct  = rules[2180];
+  assign \rules$49[3].flags.ip_options  = rules[2181];
+  assign \rules$49[3].flags_mask  = rules[2191:2182];
+  assign \rules$49[3].flags_mask.vlan  = rules[2182];
+  assign \rules$49[3].flags_mask.vlan2  = rules[2183];
+  assign \rules$49[3].flags_mask.ipv4  = rules[2184];
+  assign \rules$49[3].flags_mask.ipv6  = rules[2185];
+  assign \rules$49[3].flags_mask.fragment  = rules[2186];
+  assign \rules$49[3].flags_mask.tcp  = rules[2187];
+  assign \rules$49[3].flags_mask.udp  = rules[2188];
+  assign \rules$49[3].flags_mask.tunnel  = rules[2189];
+  assign \rules$49[3].flags_mask.direct  = rules[2190];
+  assign \rules$49[3].flags_mask.ip_options  = rules[2191];
+  assign \rules$49[3].ethertype  = rules[2207:2192];
+  assign \rules$49[3].ethertype_mask  = rules[2223:2208];
+  assign \rules$49[3].vlan_id  = rules[2235:2224];
+  assign \rules$49[3].vlan_mask  = rules[2247:2236];
+  assign \rules$49[3].ip_proto  = rules[2255:2248];
+  assign \rules$49[3].ip_proto_mask  = rules[2263:2256];
+  assign \rules$49[3].dscp  = rules[2269:2264];
+  assign \rules$49[3].dscp_mask  = rules[2275:2270];
+  assign \rules$49[3].tcp_flags  = rules[2283:2276];
+  assign \rules$49[3].tcp_flags_mask  = rules[2291:2284];
+  assign \rules$49[3].src_port_lo  = rules[2307:2292];
+  assign \rules$49[3].src_port_hi  = rules[2323:2308];
+  assign \rules$49[3].dst_port_lo  = rules[2339:2324];
+  assign \rules$49[3].dst_port_hi  = rules[2355:2340];
+  assign \rules$49[3].src_addr  = rules[2483:2356];
+  assign \rules$49[3].src_mask  = rules[2611:2484];
+  assign \rules$49[3].dst_addr  = rules[2739:2612];
+  assign \rules$49[3].dst_mask  = rules[2867:2740];
+  assign \rules$49[4]  = rules[3584:2868];
+  assign \rules$49[4].enable  = rules[2868];
+  assign \rules$49[4].action  = rules[2888:2869];
+  assign \rules$49[4].action.drop  = rules[2869];
+  assign \rules$49[4].action.instance  = rules[2873:2870];
+  assign \rules$49[4].action.reta_offset  = rules[2884:2874];
+  assign \rules$49[4].action.reta_size_log2  = rules[2888:2885];
+  assign \rules$49[4].flags  = rules[2898:2889];
+  assign \rules$49[4].flags.vlan  = rules[2889];
+  assign \rules$49[4].flags.vlan2  = rules[2890];
+  assign \rules$49[4].flags.ipv4  = rules[2891];
+  assign \rules$49[4].flags.ipv6  = rules[2892];
+  assign \rules$49[4].flags.fragment  = rules[2893];
+  assign \rules$49[4].flags.tcp  = rules[2894];
+  assign \rules$49[4].flags.udp  = rules[2895];
+  assign \rules$49[4].flags.tunnel  = rules[2896];
+  assign \rules$49[4].flags.direct  = rules[2897];
+  assign \rules$49[4].flags.ip_options  = rules[2898];
+  assign \rules$49[4].flags_mask  = rules[2908:2899];
+  assign \rules$49[4].flags_mask.vlan  = rules[2899];
+  assign \rules$49[4].flags_mask.vlan2  = rules[2900];
+  assign \rules$49[4].flags_mask.ipv4  = rules[2901];
+  assign \rules$49[4].flags_mask.ipv6  = rules[2902];
+  assign \rules$49[4].flags_mask.fragment  = rules[2903];
+  assign \rules$49[4].flags_mask.tcp  = rules[2904];
+  assign \rules$49[4].flags_mask.udp  = rules[2905];
+  assign \rules$49[4].flags_mask.tunnel  = rules[2906];
+  assign \rules$49[4].flags_mask.direct  = rules[2907];
+  assign \rules$49[4].flags_mask.ip_options  = rules[2908];
+  assign \rules$49[4].ethertype  = rules[2924:2909];
+  assign \rules$49[4].ethertype_mask  = rules[2940:2925];
+  assign \rules$49[4].vlan_id  = rules[2952:2941];
+  assign \rules$49[4].vlan_mask  = rules[2964:2953];
+  assign \rules$49[4].ip_proto  = rules[2972:2965];
+  assign \rules$49[4].ip_proto_mask  = rules[2980:2973];
+  assign \rules$49[4].dscp  = rules[2986:2981];
+  assign \rules$49[4].dscp_mask  = rules[2992:2987];
+  assign \rules$49[4].tcp_flags  = rules[3000:2993];
+  assign \rules$49[4].tcp_flags_mask  = rules[3008:3001];
+  assign \rules$49[4].src_port_lo  = rules[3024:3009];
+  assign \rules$49[4].src_port_hi  = rules[3040:3025];
+  assign \rules$49[4].dst_port_lo  = rules[3056:3041];
+  assign \rules$49[4].dst_port_hi  = rules[3072:3057];
+  assign \rules$49[4].src_addr  = rules[3200:3073];
+  assign \rules$49[4].src_mask  = rules[3328:3201];
+  assign \rules$49[4].dst_addr  = rules[3456:3329];
+  assign \rules$49[4].dst_mask  = rules[3584:3457];
+  assign \rules$49[5]  = rules[4301:3585];
+  assign \rules$49[5].enable  = rules[3585];
+  assign \rules$49[5].action  = rules[3605:3586];
+  assign \rules$49[5].action.drop  = rules[3586];
+  assign \rules$49[5].action.instance  = rules[3590:3587];
+  assign \rules$49[5].action.reta_offset  = rules[3601:3591];
+  assign \rules$49[5].action.reta_size_log2  = rules[3605:3602];
+  assign \rules$49[5].flags  = rules[3615:3606];
+  assign \rules$49[5].flags.vlan  = rules[3606];
+  assign \rules$49[5].flags.vlan2  = rules[3607];
+  assign \rules$49[5].flags.ipv4  = rules[3608];
+  assign \rules$49[5].flags.ipv6  = rules[3609];
+  assign \rules$49[5].flags.fragment  = rules[3610];
+  assign \rules$49[5].flags.tcp  = rules[3611];
+  assign \rules$49[5].flags.udp  = rules[3612];
+  assign \rules$49[5].flags.tunnel  = rules[3613];
+  assign \rules$49[5].flags.direct  = rules[3614];
+  assign \rules$49[5].flags.ip_options  = rules[3615];
+  assign \rules$49[5].flags_mask  = rules[3625:3616];
+  assign \rules$49[5].flags_mask.vlan  = rules[3616];
+  assign \rules$49[5].flags_mask.vlan2  = rules[3617];
+  assign \rules$49[5].flags_mask.ipv4  = rules[3618];
+  assign \rules$49[5].flags_mask.ipv6  = rules[3619];
+  assign \rules$49[5].flags_mask.fragment  = rules[3620];
+  assign \rules$49[5].flags_mask.tcp  = rules[3621];
+  assign \rules$49[5].flags_mask.udp  = rules[3622];
+  assign \rules$49[5].flags_mask.tunnel  = rules[3623];
+  assign \rules$49[5].flags_mask.direct  = rules[3624];
+  assign \rules$49[5].flags_mask.ip_options  = rules[3625];
+  assign \rules$49[5].ethertype  = rules[3641:3626];
+  assign \rules$49[5].ethertype_mask  = rules[3657:3642];
+  assign \rules$49[5].vlan_id  = rules[3669:3658];
+  assign \rules$49[5].vlan_mask  = rules[3681:3670];
+  assign \rules$49[5].ip_proto  = rules[3689:3682];
+  assign \rules$49[5].ip_proto_mask  = rules[3697:3690];
+  assign \rules$49[5].dscp  = rules[3703:3698];
+  assign \rules$49[5].dscp_mask  = rules[3709:3704];
+  assign \rules$49[5].tcp_flags  = rules[3717:3710];
+  assign \rules$49[5].tcp_flags_mask  = rules[3725:3718];
+  assign \rules$49[5].src_port_lo  = rules[3741:3726];
+  assign \rules$49[5].src_port_hi  = rules[3757:3742];
+  assign \rules$49[5].dst_port_lo  = rules[3773:3758];
+  assign \rules$49[5].dst_port_hi  = rules[3789:3774];
+  assign \rules$49[5].src_addr  = rules[3917:3790];
+  assign \rules$49[5].src_mask  = rules[4045:3918];
+  assign \rules$49[5].dst_addr  = rules[4173:4046];
+  assign \rules$49[5].dst_mask  = rules[4301:4174];
+  assign \rules$49[6]  = rules[5018:4302];
+  assign \rules$49[6].enable  = rules[4302];
+  assign \rules$49[6].action  = rules[4322:4303];
+  assign \rules$49[6].action.drop  = rules[4303];
+  assign \rules$49[6].action.instance  = rules[4307:4304];
+  assign \rules$49[6].action.reta_offset  = rules[4318:4308];
+  assign \rules$49[6].action.reta_size_log2  = rules[4322:4319];
+  assign \rules$49[6].flags  = rules[4332:4323];
+  assign \rules$49[6].flags.vlan  = rules[4323];
+  assign \rules$49[6].flags.vlan2  = rules[4324];
+  assign \rules$49[6].flags.ipv4  = rules[4325];
+  assign \rules$49[6].flags.ipv6  = rules[4326];
+  assign \rules$49[6].flags.fragment  = rules[4327];
+  assign \rules$49[6].flags.tcp  = rules[4328];
+  assign \rules$49[6].flags.udp  = rules[4329];
+  assign \rules$49[6].flags.tunnel  = rules[4330];
+  assign \rules$49[6].flags.direct  = rules[4331];
+  assign \rules$49[6].flags.ip_options  = rules[4332];
+  assign \rules$49[6].flags_mask  = rules[4342:4333];
+  assign \rules$49[6].flags_mask.vlan  = rules[4333];
+  assign \rules$49[6].flags_mask.vlan2  = rules[4334];
+  assign \rules$49[6].flags_mask.ipv4  = rules[4335];
+  assign \rules$49[6].flags_mask.ipv6  = rules[4336];
+  assign \rules$49[6].flags_mask.fragment  = rules[4337];
+  assign \rules$49[6].flags_mask.tcp  = rules[4338];
+  assign \rules$49[6].flags_mask.udp  = rules[4339];
+  assign \rules$49[6].flags_mask.tunnel  = rules[4340];
+  assign \rules$49[6].flags_mask.direct  = rules[4341];
+  assign \rules$49[6].flags_mask.ip_options  = rules[4342];
+  assign \rules$49[6].ethertype  = rules[4358:4343];
+  assign \rules$49[6].ethertype_mask  = rules[4374:4359];
+  assign \rules$49[6].vlan_id  = rules[4386:4375];
+  assign \rules$49[6].vlan_mask  = rules[4398:4387];
+  assign \rules$49[6].ip_proto  = rules[4406:4399];
+  assign \rules$49[6].ip_proto_mask  = rules[4414:4407];
+  assign \rules$49[6].dscp  = rules[4420:4415];
+  assign \rules$49[6].dscp_mask  = rules[4426:4421];
+  assign \rules$49[6].tcp_flags  = rules[4434:4427];
+  assign \rules$49[6].tcp_flags_mask  = rules[4442:4435];
+  assign \rules$49[6].src_port_lo  = rules[4458:4443];
+  assign \rules$49[6].src_port_hi  = rules[4474:4459];
+  assign \rules$49[6].dst_port_lo  = rules[4490:4475];
+  assign \rules$49[6].dst_port_hi  = rules[4506:4491];
+  assign \rules$49[6].src_addr  = rules[4634:4507];
+  assign \rules$49[6].src_mask  = rules[4762:4635];
+  assign \rules$49[6].dst_addr  = rules[4890:4763];
+  assign \rules$49[6].dst_mask  = rules[5018:4891];
+  assign \rules$49[7]  = rules[5735:5019];
+  assign \rules$49[7].enable  = rules[5019];
+  assign \rules$49[7].action  = rules[5039:5020];
+  assign \rules$49[7].action.drop  = rules[5020];
+  assign \rules$49[7].action.instance  = rules[5024:5021];
+  assign \rules$49[7].action.reta_offset  = rules[5035:5025];
+  assign \rules$49[7].action.reta_size_log2  = rules[5039:5036];
+  assign \rules$49[7].flags  = rules[5049:5040];
+  assign \rules$49[7].flags.vlan  = rules[5040];
+  assign \rules$49[7].flags.vlan2  = rules[5041];
+  assign \rules$49[7].flags.ipv4  = rules[5042];
+  assign \rules$49[7].flags.ipv6  = rules[5043];
+  assign \rules$49[7].flags.fragment  = rules[5044];
+  assign \rules$49[7].flags.tcp  = rules[5045];
+  assign \rules$49[7].flags.udp  = rules[5046];
+  assign \rules$49[7].flags.tunnel  = rules[5047];
+  assign \rules$49[7].flags.direct  = rules[5048];
+  assign \rules$49[7].flags.ip_options  = rules[5049];
+  assign \rules$49[7].flags_mask  = rules[5059:5050];
+  assign \rules$49[7].flags_mask.vlan  = rules[5050];
+  assign \rules$49[7].flags_mask.vlan2  = rules[5051];
+  assign \rules$49[7].flags_mask.ipv4  = rules[5052];
+  assign \rules$49[7].flags_mask.ipv6  = rules[5053];
+  assign \rules$49[7].flags_mask.fragment  = rules[5054];
+  assign \rules$49[7].flags_mask.tcp  = rules[5055];
+  assign \rules$49[7].flags_mask.udp  = rules[5056];
+  assign \rules$49[7].flags_mask.tunnel  = rules[5057];
+  assign \rules$49[7].flags_mask.direct  = rules[5058];
+  assign \rules$49[7].flags_mask.ip_options  = rules[5059];
+  assign \rules$49[7].ethertype  = rules[5075:5060];
+  assign \rules$49[7].ethertype_mask  = rules[5091:5076];
+  assign \rules$49[7].vlan_id  = rules[5103:5092];
+  assign \rules$49[7].vlan_mask  = rules[5115:5104];
+  assign \rules$49[7].ip_proto  = rules[5123:5116];
+  assign \rules$49[7].ip_proto_mask  = rules[5131:5124];
+  assign \rules$49[7].dscp  = rules[5137:5132];
+  assign \rules$49[7].dscp_mask  = rules[5143:5138];
+  assign \rules$49[7].tcp_flags  = rules[5151:5144];
+  assign \rules$49[7].tcp_flags_mask  = rules[5159:5152];
+  assign \rules$49[7].src_port_lo  = rules[5175:5160];
+  assign \rules$49[7].src_port_hi  = rules[5191:5176];
+  assign \rules$49[7].dst_port_lo  = rules[5207:5192];
+  assign \rules$49[7].dst_port_hi  = rules[5223:5208];
+  assign \rules$49[7].src_addr  = rules[5351:5224];
+  assign \rules$49[7].src_mask  = rules[5479:5352];
+  assign \rules$49[7].dst_addr  = rules[5607:5480];
+  assign \rules$49[7].dst_mask  = rules[5735:5608];
+  assign \rules$49[8]  = rules[6452:5736];
+  assign \rules$49[8].enable  = rules[5736];
+  assign \rules$49[8].action  = rules[5756:5737];
+  assign \rules$49[8].action.drop  = rules[5737];
+  assign \rules$49[8].action.instance  = rules[5741:5738];
+  assign \rules$49[8].action.reta_offset  = rules[5752:5742];
+  assign \rules$49[8].action.reta_size_log2  = rules[5756:5753];
+  assign \rules$49[8].flags  = rules[5766:5757];
+  assign \rules$49[8].flags.vlan  = rules[5757];
+  assign \rules$49[8].flags.vlan2  = rules[5758];
+  assign \rules$49[8].flags.ipv4  = rules[5759];
+  assign \rules$49[8].flags.ipv6  = rules[5760];
+  assign \rules$49[8].flags.fragment  = rules[5761];
+  assign \rules$49[8].flags.tcp  = rules[5762];
+  assign \rules$49[8].flags.udp  = rules[5763];
+  assign \rules$49[8].flags.tunnel  = rules[5764];
+  assign \rules$49[8].flags.direct  = rules[5765];
+  assign \rules$49[8].flags.ip_options  = rules[5766];
+  assign \rules$49[8].flags_mask  = rules[5776:5767];
+  assign \rules$49[8].flags_mask.vlan  = rules[5767];
+  assign \rules$49[8].flags_mask.vlan2  = rules[5768];
+  assign \rules$49[8].flags_mask.ipv4  = rules[5769];
+  assign \rules$49[8].flags_mask.ipv6  = rules[5770];
+  assign \rules$49[8].flags_mask.fragment  = rules[5771];
+  assign \rules$49[8].flags_mask.tcp  = rules[5772];
+  assign \rules$49[8].flags_mask.udp  = rules[5773];
+  assign \rules$49[8].flags_mask.tunnel  = rules[5774];
+  assign \rules$49[8].flags_mask.direct  = rules[5775];
+  assign \rules$49[8].flags_mask.ip_options  = rules[5776];
+  assign \rules$49[8].ethertype  = rules[5792:5777];
+  assign \rules$49[8].ethertype_mask  = rules[5808:5793];
+  assign \rules$49[8].vlan_id  = rules[5820:5809];
+  assign \rules$49[8].vlan_mask  = rules[5832:5821];
+  assign \rules$49[8].ip_proto  = rules[5840:5833];
+  assign \rules$49[8].ip_proto_mask  = rules[5848:5841];
+  assign \rules$49[8].dscp  = rules[5854:5849];
+  assign \rules$49[8].dscp_mask  = rules[5860:5855];
+  assign \rules$49[8].tcp_flags  = rules[5868:5861];
+  assign \rules$49[8].tcp_flags_mask  = rules[5876:5869];
+  assign \rules$49[8].src_port_lo  = rules[5892:5877];
+  assign \rules$49[8].src_port_hi  = rules[5908:5893];
+  assign \rules$49[8].dst_port_lo  = rules[5924:5909];
+  assign \rules$49[8].dst_port_hi  = rules[5940:5925];
+  assign \rules$49[8].src_addr  = rules[6068:5941];
+  assign \rules$49[8].src_mask  = rules[6196:6069];
+  assign \rules$49[8].dst_addr  = rules[6324:6197];
+  assign \rules$49[8].dst_mask  = rules[6452:6325];
+  assign \rules$49[9]  = rules[7169:6453];
+  assign \rules$49[9].enable  = rules[6453];
+  assign \rules$49[9].action  = rules[6473:6454];
+  assign \rules$49[9].action.drop  = rules[6454];
+  assign \rules$49[9].action.instance  = rules[6458:6455];
+  assign \rules$49[9].action.reta_offset  = rules[6469:6459];
+  assign \rules$49[9].action.reta_size_log2  = rules[6473:6470];
+  assign \rules$49[9].flags  = rules[6483:6474];
+  assign \rules$49[9].flags.vlan  = rules[6474];
+  assign \rules$49[9].flags.vlan2  = rules[6475];
+  assign \rules$49[9].flags.ipv4  = rules[6476];
+  assign \rules$49[9].flags.ipv6  = rules[6477];
+  assign \rules$49[9].flags.fragment  = rules[6478];
+  assign \rules$49[9].flags.tcp  = rules[6479];
+  assign \rules$49[9].flags.udp  = rules[6480];
+  assign \rules$49[9].flags.tunnel  = rules[6481];
+  assign \rules$49[9].flags.direct  = rules[6482];
+  assign \rules$49[9].flags.ip_options  = rules[6483];
+  assign \rules$49[9].flags_mask  = rules[6493:6484];
+  assign \rules$49[9].flags_mask.vlan  = rules[6484];
+  assign \rules$49[9].flags_mask.vlan2  = rules[6485];
+  assign \rules$49[9].flags_mask.ipv4  = rules[6486];
+  assign \rules$49[9].flags_mask.ipv6  = rules[6487];
+  assign \rules$49[9].flags_mask.fragment  = rules[6488];
+  assign \rules$49[9].flags_mask.tcp  = rules[6489];
+  assign \rules$49[9].flags_mask.udp  = rules[6490];
+  assign \rules$49[9].flags_mask.tunnel  = rules[6491];
+  assign \rules$49[9].flags_mask.direct  = rules[6492];
+  assign \rules$49[9].flags_mask.ip_options  = rules[6493];
+  assign \rules$49[9].ethertype  = rules[6509:6494];
+  assign \rules$49[9].ethertype_mask  = rules[6525:6510];
+  assign \rules$49[9].vlan_id  = rules[6537:6526];
+  assign \rules$49[9].vlan_mask  = rules[6549:6538];
+  assign \rules$49[9].ip_proto  = rules[6557:6550];
+  assign \rules$49[9].ip_proto_mask  = rules[6565:6558];
+  assign \rules$49[9].dscp  = rules[6571:6566];
+  assign \rules$49[9].dscp_mask  = rules[6577:6572];
+  assign \rules$49[9].tcp_flags  = rules[6585:6578];
+  assign \rules$49[9].tcp_flags_mask  = rules[6593:6586];
+  assign \rules$49[9].src_port_lo  = rules[6609:6594];
+  assign \rules$49[9].src_port_hi  = rules[6625:6610];
+  assign \rules$49[9].dst_port_lo  = rules[6641:6626];
+  assign \rules$49[9].dst_port_hi  = rules[6657:6642];
+  assign \rules$49[9].src_addr  = rules[6785:6658];
+  assign \rules$49[9].src_mask  = rules[6913:6786];
+  assign \rules$49[9].dst_addr  = rules[7041:6914];
+  assign \rules$49[9].dst_mask  = rules[7169:7042];
+  assign \rules$49[10]  = rules[7886:7170];
+  assign \rules$49[10].enable  = rules[7170];
+  assign \rules$49[10].action  = rules[7190:7171];
+  assign \rules$49[10].action.drop  = rules[7171];
+  assign \rules$49[10].action.instance  = rules[7175:7172];
+  assign \rules$49[10].action.reta_offset  = rules[7186:7176];
+  assign \rules$49[10].action.reta_size_log2  = rules[7190:7187];
+  assign \rules$49[10].flags  = rules[7200:7191];
+  assign \rules$49[10].flags.vlan  = rules[7191];
+  assign \rules$49[10].flags.vlan2  = rules[7192];
+  assign \rules$49[10].flags.ipv4  = rules[7193];
+  assign \rules$49[10].flags.ipv6  = rules[7194];
+  assign \rules$49[10].flags.fragment  = rules[7195];
+  assign \rules$49[10].flags.tcp  = rules[7196];
+  assign \rules$49[10].flags.udp  = rules[7197];
+  assign \rules$49[10].flags.tunnel  = rules[7198];
+  assign \rules$49[10].flags.direct  = rules[7199];
+  assign \rules$49[10].flags.ip_options  = rules[7200];
+  assign \rules$49[10].flags_mask  = rules[7210:7201];
+  assign \rules$49[10].flags_mask.vlan  = rules[7201];
+  assign \rules$49[10].flags_mask.vlan2  = rules[7202];
+  assign \rules$49[10].flags_mask.ipv4  = rules[7203];
+  assign \rules$49[10].flags_mask.ipv6  = rules[7204];
+  assign \rules$49[10].flags_mask.fragment  = rules[7205];
+  assign \rules$49[10].flags_mask.tcp  = rules[7206];
+  assign \rules$49[10].flags_mask.udp  = rules[7207];
+  assign \rules$49[10].flags_mask.tunnel  = rules[7208];
+  assign \rules$49[10].flags_mask.direct  = rules[7209];
+  assign \rules$49[10].flags_mask.ip_options  = rules[7210];
+  assign \rules$49[10].ethertype  = rules[7226:7211];
+  assign \rules$49[10].ethertype_mask  = rules[7242:7227];
+  assign \rules$49[10].vlan_id  = rules[7254:7243];
+  assign \rules$49[10].vlan_mask  = rules[7266:7255];
+  assign \rules$49[10].ip_proto  = rules[7274:7267];
+  assign \rules$49[10].ip_proto_mask  = rules[7282:7275];
+  assign \rules$49[10].dscp  = rules[7288:7283];
+  assign \rules$49[10].dscp_mask  = rules[7294:7289];
+  assign \rules$49[10].tcp_flags  = rules[7302:7295];
+  assign \rules$49[10].tcp_flags_mask  = rules[7310:7303];
+  assign \rules$49[10].src_port_lo  = rules[7326:7311];
+  assign \rules$49[10].src_port_hi  = rules[7342:7327];
+  assign \rules$49[10].dst_port_lo  = rules[7358:7343];
+  assign \rules$49[10].dst_port_hi  = rules[7374:7359];
+  assign \rules$49[10].src_addr  = rules[7502:7375];
+  assign \rules$49[10].src_mask  = rules[7630:7503];
+  assign \rules$49[10].dst_addr  = rules[7758:7631];
+  assign \rules$49[10].dst_mask  = rules[7886:7759];
+  assign \rules$49[11]  = rules[8603:7887];
+  assign \rules$49[11].enable  = rules[7887];
+  assign \rules$49[11].action  = rules[7907:7888];
+  assign \rules$49[11].action.drop  = rules[7888];
+  assign \rules$49[11].action.instance  = rules[7892:7889];
+  assign \rules$49[11].action.reta_offset  = rules[7903:7893];
+  assign \rules$49[11].action.reta_size_log2  = rules[7907:7904];
+  assign \rules$49[11].flags  = rules[7917:7908];
+  assign \rules$49[11].flags.vlan  = rules[7908];
+  assign \rules$49[11].flags.vlan2  = rules[7909];
+  assign \rules$49[11].flags.ipv4  = rules[7910];
+  assign \rules$49[11].flags.ipv6  = rules[7911];
+  assign \rules$49[11].flags.fragment  = rules[7912];
+  assign \rules$49[11].flags.tcp  = rules[7913];
+  assign \rules$49[11].flags.udp  = rules[7914];
+  assign \rules$49[11].flags.tunnel  = rules[7915];
+  assign \rules$49[11].flags.direct  = rules[7916];
+  assign \rules$49[11].flags.ip_options  = rules[7917];
+  assign \rules$49[11].flags_mask  = rules[7927:7918];
+  assign \rules$49[11].flags_mask.vlan  = rules[7918];
+  assign \rules$49[11].flags_mask.vlan2  = rules[7919];
+  assign \rules$49[11].flags_mask.ipv4  = rules[7920];
+  assign \rules$49[11].flags_mask.ipv6  = rules[7921];
+  assign \rules$49[11].flags_mask.fragment  = rules[7922];
+  assign \rules$49[11].flags_mask.tcp  = rules[7923];
+  assign \rules$49[11].flags_mask.udp  = rules[7924];
+  assign \rules$49[11].flags_mask.tunnel  = rules[7925];
+  assign \rules$49[11].flags_mask.direct  = rules[7926];
+  assign \rules$49[11].flags_mask.ip_options  = rules[7927];
+  assign \rules$49[11].ethertype  = rules[7943:7928];
+  assign \rules$49[11].ethertype_mask  = rules[7959:7944];
+  assign \rules$49[11].vlan_id  = rules[7971:7960];
+  assign \rules$49[11].vlan_mask  = rules[7983:7972];
+  assign \rules$49[11].ip_proto  = rules[7991:7984];
+  assign \rules$49[11].ip_proto_mask  = rules[7999:7992];
+  assign \rules$49[11].dscp  = rules[8005:8000];
+  assign \rules$49[11].dscp_mask  = rules[8011:8006];
+  assign \rules$49[11].tcp_flags  = rules[8019:8012];
+  assign \rules$49[11].tcp_flags_mask  = rules[8027:8020];
+  assign \rules$49[11].src_port_lo  = rules[8043:8028];
+  assign \rules$49[11].src_port_hi  = rules[8059:8044];
+  assign \rules$49[11].dst_port_lo  = rules[8075:8060];
+  assign \rules$49[11].dst_port_hi  = rules[8091:8076];
+  assign \rules$49[11].src_addr  = rules[8219:8092];
+  assign \rules$49[11].src_mask  = rules[8347:8220];
+  assign \rules$49[11].dst_addr  = rules[8475:8348];
+  assign \rules$49[11].dst_mask  = rules[8603:8476];
+  assign \rules$49[12]  = rules[9320:8604];
+  assign \rules$49[12].enable  = rules[8604];
+  assign \rules$49[12].action  = rules[8624:8605];
+  assign \rules$49[12].action.drop  = rules[8605];
+  assign \rules$49[12].action.instance  = rules[8609:8606];
+  assign \rules$49[12].action.reta_offset  = rules[8620:8610];
+  assign \rules$49[12].action.reta_size_log2  = rules[8624:8621];
+  assign \rules$49[12].flags  = rules[8634:8625];
+  assign \rules$49[12].flags.vlan  = rules[8625];
+  assign \rules$49[12].flags.vlan2  = rules[8626];
+  assign \rules$49[12].flags.ipv4  = rules[8627];
+  assign \rules$49[12].flags.ipv6  = rules[8628];
+  assign \rules$49[12].flags.fragment  = rules[8629];
+  assign \rules$49[12].flags.tcp  = rules[8630];
+  assign \rules$49[12].flags.udp  = rules[8631];
+  assign \rules$49[12].flags.tunnel  = rules[8632];
+  assign \rules$49[12].flags.direct  = rules[8633];
+  assign \rules$49[12].flags.ip_options  = rules[8634];
+  assign \rules$49[12].flags_mask  = rules[8644:8635];
+  assign \rules$49[12].flags_mask.vlan  = rules[8635];
+  assign \rules$49[12].flags_mask.vlan2  = rules[8636];
+  assign \rules$49[12].flags_mask.ipv4  = rules[8637];
+  assign \rules$49[12].flags_mask.ipv6  = rules[8638];
+  assign \rules$49[12].flags_mask.fragment  = rules[8639];
+  assign \rules$49[12].flags_mask.tcp  = rules[8640];
+  assign \rules$49[12].flags_mask.udp  = rules[8641];
+  assign \rules$49[12].flags_mask.tunnel  = rules[8642];
+  assign \rules$49[12].flags_mask.direct  = rules[8643];
+  assign \rules$49[12].flags_mask.ip_options  = rules[8644];
+  assign \rules$49[12].ethertype  = rules[8660:8645];
+  assign \rules$49[12].ethertype_mask  = rules[8676:8661];
+  assign \rules$49[12].vlan_id  = rules[8688:8677];
+  assign \rules$49[12].vlan_mask  = rules[8700:8689];
+  assign \rules$49[12].ip_proto  = rules[8708:8701];
+  assign \rules$49[12].ip_proto_mask  = rules[8716:8709];
+  assign \rules$49[12].dscp  = rules[8722:8717];
+  assign \rules$49[12].dscp_mask  = rules[8728:8723];
+  assign \rules$49[12].tcp_flags  = rules[8736:8729];
+  assign \rules$49[12].tcp_flags_mask  = rules[8744:8737];
+  assign \rules$49[12].src_port_lo  = rules[8760:8745];
+  assign \rules$49[12].src_port_hi  = rules[8776:8761];
+  assign \rules$49[12].dst_port_lo  = rules[8792:8777];
+  assign \rules$49[12].dst_port_hi  = rules[8808:8793];
+  assign \rules$49[12].src_addr  = rules[8936:8809];
+  assign \rules$49[12].src_mask  = rules[9064:8937];
+  assign \rules$49[12].dst_addr  = rules[9192:9065];
+  assign \rules$49[12].dst_mask  = rules[9320:9193];
+  assign \rules$49[13]  = rules[10037:9321];
+  assign \rules$49[13].enable  = rules[9321];
+  assign \rules$49[13].action  = rules[9341:9322];
+  assign \rules$49[13].action.drop  = rules[9322];
+  assign \rules$49[13].action.instance  = rules[9326:9323];
+  assign \rules$49[13].action.reta_offset  = rules[9337:9327];
+  assign \rules$49[13].action.reta_size_log2  = rules[9341:9338];
+  assign \rules$49[13].flags  = rules[9351:9342];
+  assign \rules$49[13].flags.vlan  = rules[9342];
+  assign \rules$49[13].flags.vlan2  = rules[9343];
+  assign \rules$49[13].flags.ipv4  = rules[9344];
+  assign \rules$49[13].flags.ipv6  = rules[9345];
+  assign \rules$49[13].flags.fragment  = rules[9346];
+  assign \rules$49[13].flags.tcp  = rules[9347];
+  assign \rules$49[13].flags.udp  = rules[9348];
+  assign \rules$49[13].flags.tunnel  = rules[9349];
+  assign \rules$49[13].flags.direct  = rules[9350];
+  assign \rules$49[13].flags.ip_options  = rules[9351];
+  assign \rules$49[13].flags_mask  = rules[9361:9352];
+  assign \rules$49[13].flags_mask.vlan  = rules[9352];
+  assign \rules$49[13].flags_mask.vlan2  = rules[9353];
+  assign \rules$49[13].flags_mask.ipv4  = rules[9354];
+  assign \rules$49[13].flags_mask.ipv6  = rules[9355];
+  assign \rules$49[13].flags_mask.fragment  = rules[9356];
+  assign \rules$49[13].flags_mask.tcp  = rules[9357];
+  assign \rules$49[13].flags_mask.udp  = rules[9358];
+  assign \rules$49[13].flags_mask.tunnel  = rules[9359];
+  assign \rules$49[13].flags_mask.direct  = rules[9360];
+  assign \rules$49[13].flags_mask.ip_options  = rules[9361];
+  assign \rules$49[13].ethertype  = rules[9377:9362];
+  assign \rules$49[13].ethertype_mask  = rules[9393:9378];
+  assign \rules$49[13].vlan_id  = rules[9405:9394];
+  assign \rules$49[13].vlan_mask  = rules[9417:9406];
+  assign \rules$49[13].ip_proto  = rules[9425:9418];
+  assign \rules$49[13].ip_proto_mask  = rules[9433:9426];
+  assign \rules$49[13].dscp  = rules[9439:9434];
+  assign \rules$49[13].dscp_mask  = rules[9445:9440];
+  assign \rules$49[13].tcp_flags  = rules[9453:9446];
+  assign \rules$49[13].tcp_flags_mask  = rules[9461:9454];
+  assign \rules$49[13].src_port_lo  = rules[9477:9462];
+  assign \rules$49[13].src_port_hi  = rules[9493:9478];
+  assign \rules$49[13].dst_port_lo  = rules[9509:9494];
+  assign \rules$49[13].dst_port_hi  = rules[9525:9510];
+  assign \rules$49[13].src_addr  = rules[9653:9526];
+  assign \rules$49[13].src_mask  = rules[9781:9654];
+  assign \rules$49[13].dst_addr  = rules[9909:9782];
+  assign \rules$49[13].dst_mask  = rules[10037:9910];
+  assign \rules$49[14]  = rules[10754:10038];
+  assign \rules$49[14].enable  = rules[10038];
+  assign \rules$49[14].action  = rules[10058:10039];
+  assign \rules$49[14].action.drop  = rules[10039];
+  assign \rules$49[14].action.instance  = rules[10043:10040];
+  assign \rules$49[14].action.reta_offset  = rules[10054:10044];
+  assign \rules$49[14].action.reta_size_log2  = rules[10058:10055];
+  assign \rules$49[14].flags  = rules[10068:10059];
+  assign \rules$49[14].flags.vlan  = rules[10059];
+  assign \rules$49[14].flags.vlan2  = rules[10060];
+  assign \rules$49[14].flags.ipv4  = rules[10061];
+  assign \rules$49[14].flags.ipv6  = rules[10062];
+  assign \rules$49[14].flags.fragment  = rules[10063];
+  assign \rules$49[14].flags.tcp  = rules[10064];
+  assign \rules$49[14].flags.udp  = rules[10065];
+  assign \rules$49[14].flags.tunnel  = rules[10066];
+  assign \rules$49[14].flags.direct  = rules[10067];
+  assign \rules$49[14].flags.ip_options  = rules[10068];
+  assign \rules$49[14].flags_mask  = rules[10078:10069];
+  assign \rules$49[14].flags_mask.vlan  = rules[10069];
+  assign \rules$49[14].flags_mask.vlan2  = rules[10070];
+  assign \rules$49[14].flags_mask.ipv4  = rules[10071];
+  assign \rules$49[14].flags_mask.ipv6  = rules[10072];
+  assign \rules$49[14].flags_mask.fragment  = rules[10073];
+  assign \rules$49[14].flags_mask.tcp  = rules[10074];
+  assign \rules$49[14].flags_mask.udp  = rules[10075];
+  assign \rules$49[14].flags_mask.tunnel  = rules[10076];
+  assign \rules$49[14].flags_mask.direct  = rules[10077];
+  assign \rules$49[14].flags_mask.ip_options  = rules[10078];
+  assign \rules$49[14].ethertype  = rules[10094:10079];
+  assign \rules$49[14].ethertype_mask  = rules[10110:10095];
+  assign \rules$49[14].vlan_id  = rules[10122:10111];
+  assign \rules$49[14].vlan_mask  = rules[10134:10123];
+  assign \rules$49[14].ip_proto  = rules[10142:10135];
+  assign \rules$49[14].ip_proto_mask  = rules[10150:10143];
+  assign \rules$49[14].dscp  = rules[10156:10151];
+  assign \rules$49[14].dscp_mask  = rules[10162:10157];
+  assign \rules$49[14].tcp_flags  = rules[10170:10163];
+  assign \rules$49[14].tcp_flags_mask  = rules[10178:10171];
+  assign \rules$49[14].src_port_lo  = rules[10194:10179];
+  assign \rules$49[14].src_port_hi  = rules[10210:10195];
+  assign \rules$49[14].dst_port_lo  = rules[10226:10211];
+  assign \rules$49[14].dst_port_hi  = rules[10242:10227];
+  assign \rules$49[14].src_addr  = rules[10370:10243];
+  assign \rules$49[14].src_mask  = rules[10498:10371];
+  assign \rules$49[14].dst_addr  = rules[10626:10499];
+  assign \rules$49[14].dst_mask  = rules[10754:10627];
+  assign \rules$49[15]  = rules[11471:10755];
+  assign \rules$49[15].enable  = rules[10755];
+  assign \rules$49[15].action  = rules[10775:10756];
+  assign \rules$49[15].action.drop  = rules[10756];
+  assign \rules$49[15].action.instance  = rules[10760:10757];
+  assign \rules$49[15].action.reta_offset  = rules[10771:10761];
+  assign \rules$49[15].action.reta_size_log2  = rules[10775:10772];
+  assign \rules$49[15].flags  = rules[10785:10776];
+  assign \rules$49[15].flags.vlan  = rules[10776];
+  assign \rules$49[15].flags.vlan2  = rules[10777];
+  assign \rules$49[15].flags.ipv4  = rules[10778];
+  assign \rules$49[15].flags.ipv6  = rules[10779];
+  assign \rules$49[15].flags.fragment  = rules[10780];
+  assign \rules$49[15].flags.tcp  = rules[10781];
+  assign \rules$49[15].flags.udp  = rules[10782];
+  assign \rules$49[15].flags.tunnel  = rules[10783];
+  assign \rules$49[15].flags.direct  = rules[10784];
+  assign \rules$49[15].flags.ip_options  = rules[10785];
+  assign \rules$49[15].flags_mask  = rules[10795:10786];
+  assign \rules$49[15].flags_mask.vlan  = rules[10786];
+  assign \rules$49[15].flags_mask.vlan2  = rules[10787];
+  assign \rules$49[15].flags_mask.ipv4  = rules[10788];
+  assign \rules$49[15].flags_mask.ipv6  = rules[10789];
+  assign \rules$49[15].flags_mask.fragment  = rules[10790];
+  assign \rules$49[15].flags_mask.tcp  = rules[10791];
+  assign \rules$49[15].flags_mask.udp  = rules[10792];
+  assign \rules$49[15].flags_mask.tunnel  = rules[10793];
+  assign \rules$49[15].flags_mask.direct  = rules[10794];
+  assign \rules$49[15].flags_mask.ip_options  = rules[10795];
+  assign \rules$49[15].ethertype  = rules[10811:10796];
+  assign \rules$49[15].ethertype_mask  = rules[10827:10812];
+  assign \rules$49[15].vlan_id  = rules[10839:10828];
+  assign \rules$49[15].vlan_mask  = rules[10851:10840];
+  assign \rules$49[15].ip_proto  = rules[10859:10852];
+  assign \rules$49[15].ip_proto_mask  = rules[10867:10860];
+  assign \rules$49[15].dscp  = rules[10873:10868];
+  assign \rules$49[15].dscp_mask  = rules[10879:10874];
+  assign \rules$49[15].tcp_flags  = rules[10887:10880];
+  assign \rules$49[15].tcp_flags_mask  = rules[10895:10888];
+  assign \rules$49[15].src_port_lo  = rules[10911:10896];
+  assign \rules$49[15].src_port_hi  = rules[10927:10912];
+  assign \rules$49[15].dst_port_lo  = rules[10943:10928];
+  assign \rules$49[15].dst_port_hi  = rules[10959:10944];
+  assign \rules$49[15].src_addr  = rules[11087:10960];
+  assign \rules$49[15].src_mask  = rules[11215:11088];
+  assign \rules$49[15].dst_addr  = rules[11343:11216];
+  assign \rules$49[15].dst_mask  = rules[11471:11344];
   assign \default_action.drop  = default_action[0];
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
-  assign \default_action$89.drop  = default_action[0];
-  assign \default_action$89.instance  = default_action[4:1];
-  assign \default_action$89.reta_offset  = default_action[15:5];
-  assign \default_action$89.reta_size_log2  = default_action[19:16];
+  assign \default_action$51.drop  = default_action[0];
+  assign \default_action$51.instance  = default_action[4:1];
+  assign \default_action$51.reta_offset  = default_action[15:5];
+  assign \default_action$51.reta_size_log2  = default_action[19:16];
   assign \rx__payload.data  = w_data[7:0];
   assign \rx__payload.keep  = w_data[8];
   assign \rx__payload.last  = w_data[9];
@@ -4400,192 +4675,192 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \data__payload.keep  = data__payload[8];
   assign \data__payload.last  = data__payload[9];
   assign \data__payload.error  = data__payload[10];
-  assign \i__payload$111.length  = \i__payload$111 [15:0];
-  assign \i__payload$111.error  = \i__payload$111 [19:16];
-  assign \i__payload$111.flags  = \i__payload$111 [29:20];
-  assign \i__payload$111.flags.vlan  = \i__payload$111 [20];
-  assign \i__payload$111.flags.vlan2  = \i__payload$111 [21];
-  assign \i__payload$111.flags.ipv4  = \i__payload$111 [22];
-  assign \i__payload$111.flags.ipv6  = \i__payload$111 [23];
-  assign \i__payload$111.flags.fragment  = \i__payload$111 [24];
-  assign \i__payload$111.flags.tcp  = \i__payload$111 [25];
-  assign \i__payload$111.flags.udp  = \i__payload$111 [26];
-  assign \i__payload$111.flags.tunnel  = \i__payload$111 [27];
-  assign \i__payload$111.flags.direct  = \i__payload$111 [28];
-  assign \i__payload$111.flags.ip_options  = \i__payload$111 [29];
-  assign \i__payload$111.ethertype  = \i__payload$111 [45:30];
-  assign \i__payload$111.vlan_id  = \i__payload$111 [57:46];
-  assign \i__payload$111.dscp  = \i__payload$111 [63:58];
-  assign \i__payload$111.ip_proto  = \i__payload$111 [71:64];
-  assign \i__payload$111.tcp_flags  = \i__payload$111 [79:72];
-  assign \i__payload$111.src_addr  = \i__payload$111 [207:80];
-  assign \i__payload$111.dst_addr  = \i__payload$111 [335:208];
-  assign \i__payload$111.src_port  = \i__payload$111 [351:336];
-  assign \i__payload$111.dst_port  = \i__payload$111 [367:352];
-  assign \i__payload$111.hash  = \i__payload$111 [399:368];
-  assign \i__payload$111.hash_type  = \i__payload$111 [402:400];
-  assign \i__payload$111.rule  = \i__payload$111 [410:403];
-  assign \i__payload$111.instance  = \i__payload$111 [414:411];
-  assign \i__payload$111.reta_offset  = \i__payload$111 [425:415];
-  assign \i__payload$111.reta_size_log2  = \i__payload$111 [429:426];
-  assign \i__payload$111.drop  = \i__payload$111 [433:430];
-  assign \i__payload$111.queue  = \i__payload$111 [441:434];
-  assign \i__payload$111.generation  = \i__payload$111 [457:442];
-  assign \o__payload.length  = \i__payload$111 [15:0];
-  assign \o__payload.error  = \i__payload$111 [19:16];
-  assign \o__payload.flags  = \i__payload$111 [29:20];
-  assign \o__payload.flags.vlan  = \i__payload$111 [20];
-  assign \o__payload.flags.vlan2  = \i__payload$111 [21];
-  assign \o__payload.flags.ipv4  = \i__payload$111 [22];
-  assign \o__payload.flags.ipv6  = \i__payload$111 [23];
-  assign \o__payload.flags.fragment  = \i__payload$111 [24];
-  assign \o__payload.flags.tcp  = \i__payload$111 [25];
-  assign \o__payload.flags.udp  = \i__payload$111 [26];
-  assign \o__payload.flags.tunnel  = \i__payload$111 [27];
-  assign \o__payload.flags.direct  = \i__payload$111 [28];
-  assign \o__payload.flags.ip_options  = \i__payload$111 [29];
-  assign \o__payload.ethertype  = \i__payload$111 [45:30];
-  assign \o__payload.vlan_id  = \i__payload$111 [57:46];
-  assign \o__payload.dscp  = \i__payload$111 [63:58];
-  assign \o__payload.ip_proto  = \i__payload$111 [71:64];
-  assign \o__payload.tcp_flags  = \i__payload$111 [79:72];
-  assign \o__payload.src_addr  = \i__payload$111 [207:80];
-  assign \o__payload.dst_addr  = \i__payload$111 [335:208];
-  assign \o__payload.src_port  = \i__payload$111 [351:336];
-  assign \o__payload.dst_port  = \i__payload$111 [367:352];
-  assign \o__payload.hash  = \i__payload$111 [399:368];
-  assign \o__payload.hash_type  = \i__payload$111 [402:400];
-  assign \o__payload.rule  = \i__payload$111 [410:403];
-  assign \o__payload.instance  = \i__payload$111 [414:411];
-  assign \o__payload.reta_offset  = \i__payload$111 [425:415];
-  assign \o__payload.reta_size_log2  = \i__payload$111 [429:426];
-  assign \o__payload.drop  = \i__payload$111 [433:430];
-  assign \o__payload.queue  = \i__payload$111 [441:434];
-  assign \o__payload.generation  = \i__payload$111 [457:442];
-  assign \i__payload$117.length  = \i__payload$117 [15:0];
-  assign \i__payload$117.error  = \i__payload$117 [19:16];
-  assign \i__payload$117.flags  = \i__payload$117 [29:20];
-  assign \i__payload$117.flags.vlan  = \i__payload$117 [20];
-  assign \i__payload$117.flags.vlan2  = \i__payload$117 [21];
-  assign \i__payload$117.flags.ipv4  = \i__payload$117 [22];
-  assign \i__payload$117.flags.ipv6  = \i__payload$117 [23];
-  assign \i__payload$117.flags.fragment  = \i__payload$117 [24];
-  assign \i__payload$117.flags.tcp  = \i__payload$117 [25];
-  assign \i__payload$117.flags.udp  = \i__payload$117 [26];
-  assign \i__payload$117.flags.tunnel  = \i__payload$117 [27];
-  assign \i__payload$117.flags.direct  = \i__payload$117 [28];
-  assign \i__payload$117.flags.ip_options  = \i__payload$117 [29];
-  assign \i__payload$117.ethertype  = \i__payload$117 [45:30];
-  assign \i__payload$117.vlan_id  = \i__payload$117 [57:46];
-  assign \i__payload$117.dscp  = \i__payload$117 [63:58];
-  assign \i__payload$117.ip_proto  = \i__payload$117 [71:64];
-  assign \i__payload$117.tcp_flags  = \i__payload$117 [79:72];
-  assign \i__payload$117.src_addr  = \i__payload$117 [207:80];
-  assign \i__payload$117.dst_addr  = \i__payload$117 [335:208];
-  assign \i__payload$117.src_port  = \i__payload$117 [351:336];
-  assign \i__payload$117.dst_port  = \i__payload$117 [367:352];
-  assign \i__payload$117.hash  = \i__payload$117 [399:368];
-  assign \i__payload$117.hash_type  = \i__payload$117 [402:400];
-  assign \i__payload$117.rule  = \i__payload$117 [410:403];
-  assign \i__payload$117.instance  = \i__payload$117 [414:411];
-  assign \i__payload$117.reta_offset  = \i__payload$117 [425:415];
-  assign \i__payload$117.reta_size_log2  = \i__payload$117 [429:426];
-  assign \i__payload$117.drop  = \i__payload$117 [433:430];
-  assign \i__payload$117.queue  = \i__payload$117 [441:434];
-  assign \i__payload$117.generation  = \i__payload$117 [457:442];
-  assign \o__payload$118.length  = \i__payload$117 [15:0];
-  assign \o__payload$118.error  = \i__payload$117 [19:16];
-  assign \o__payload$118.flags  = \i__payload$117 [29:20];
-  assign \o__payload$118.flags.vlan  = \i__payload$117 [20];
-  assign \o__payload$118.flags.vlan2  = \i__payload$117 [21];
-  assign \o__payload$118.flags.ipv4  = \i__payload$117 [22];
-  assign \o__payload$118.flags.ipv6  = \i__payload$117 [23];
-  assign \o__payload$118.flags.fragment  = \i__payload$117 [24];
-  assign \o__payload$118.flags.tcp  = \i__payload$117 [25];
-  assign \o__payload$118.flags.udp  = \i__payload$117 [26];
-  assign \o__payload$118.flags.tunnel  = \i__payload$117 [27];
-  assign \o__payload$118.flags.direct  = \i__payload$117 [28];
-  assign \o__payload$118.flags.ip_options  = \i__payload$117 [29];
-  assign \o__payload$118.ethertype  = \i__payload$117 [45:30];
-  assign \o__payload$118.vlan_id  = \i__payload$117 [57:46];
-  assign \o__payload$118.dscp  = \i__payload$117 [63:58];
-  assign \o__payload$118.ip_proto  = \i__payload$117 [71:64];
-  assign \o__payload$118.tcp_flags  = \i__payload$117 [79:72];
-  assign \o__payload$118.src_addr  = \i__payload$117 [207:80];
-  assign \o__payload$118.dst_addr  = \i__payload$117 [335:208];
-  assign \o__payload$118.src_port  = \i__payload$117 [351:336];
-  assign \o__payload$118.dst_port  = \i__payload$117 [367:352];
-  assign \o__payload$118.hash  = \i__payload$117 [399:368];
-  assign \o__payload$118.hash_type  = \i__payload$117 [402:400];
-  assign \o__payload$118.rule  = \i__payload$117 [410:403];
-  assign \o__payload$118.instance  = \i__payload$117 [414:411];
-  assign \o__payload$118.reta_offset  = \i__payload$117 [425:415];
-  assign \o__payload$118.reta_size_log2  = \i__payload$117 [429:426];
-  assign \o__payload$118.drop  = \i__payload$117 [433:430];
-  assign \o__payload$118.queue  = \i__payload$117 [441:434];
-  assign \o__payload$118.generation  = \i__payload$117 [457:442];
-  assign \i__payload$123.length  = \i__payload$123 [15:0];
-  assign \i__payload$123.error  = \i__payload$123 [19:16];
-  assign \i__payload$123.flags  = \i__payload$123 [29:20];
-  assign \i__payload$123.flags.vlan  = \i__payload$123 [20];
-  assign \i__payload$123.flags.vlan2  = \i__payload$123 [21];
-  assign \i__payload$123.flags.ipv4  = \i__payload$123 [22];
-  assign \i__payload$123.flags.ipv6  = \i__payload$123 [23];
-  assign \i__payload$123.flags.fragment  = \i__payload$123 [24];
-  assign \i__payload$123.flags.tcp  = \i__payload$123 [25];
-  assign \i__payload$123.flags.udp  = \i__payload$123 [26];
-  assign \i__payload$123.flags.tunnel  = \i__payload$123 [27];
-  assign \i__payload$123.flags.direct  = \i__payload$123 [28];
-  assign \i__payload$123.flags.ip_options  = \i__payload$123 [29];
-  assign \i__payload$123.ethertype  = \i__payload$123 [45:30];
-  assign \i__payload$123.vlan_id  = \i__payload$123 [57:46];
-  assign \i__payload$123.dscp  = \i__payload$123 [63:58];
-  assign \i__payload$123.ip_proto  = \i__payload$123 [71:64];
-  assign \i__payload$123.tcp_flags  = \i__payload$123 [79:72];
-  assign \i__payload$123.src_addr  = \i__payload$123 [207:80];
-  assign \i__payload$123.dst_addr  = \i__payload$123 [335:208];
-  assign \i__payload$123.src_port  = \i__payload$123 [351:336];
-  assign \i__payload$123.dst_port  = \i__payload$123 [367:352];
-  assign \i__payload$123.hash  = \i__payload$123 [399:368];
-  assign \i__payload$123.hash_type  = \i__payload$123 [402:400];
-  assign \i__payload$123.rule  = \i__payload$123 [410:403];
-  assign \i__payload$123.instance  = \i__payload$123 [414:411];
-  assign \i__payload$123.reta_offset  = \i__payload$123 [425:415];
-  assign \i__payload$123.reta_size_log2  = \i__payload$123 [429:426];
-  assign \i__payload$123.drop  = \i__payload$123 [433:430];
-  assign \i__payload$123.queue  = \i__payload$123 [441:434];
-  assign \i__payload$123.generation  = \i__payload$123 [457:442];
-  assign \o__payload$124.length  = \i__payload$123 [15:0];
-  assign \o__payload$124.error  = \i__payload$123 [19:16];
-  assign \o__payload$124.flags  = \i__payload$123 [29:20];
-  assign \o__payload$124.flags.vlan  = \i__payload$123 [20];
-  assign \o__payload$124.flags.vlan2  = \i__payload$123 [21];
-  assign \o__payload$124.flags.ipv4  = \i__payload$123 [22];
-  assign \o__payload$124.flags.ipv6  = \i__payload$123 [23];
-  assign \o__payload$124.flags.fragment  = \i__payload$123 [24];
-  assign \o__payload$124.flags.tcp  = \i__payload$123 [25];
-  assign \o__payload$124.flags.udp  = \i__payload$123 [26];
-  assign \o__payload$124.flags.tunnel  = \i__payload$123 [27];
-  assign \o__payload$124.flags.direct  = \i__payload$123 [28];
-  assign \o__payload$124.flags.ip_options  = \i__payload$123 [29];
-  assign \o__payload$124.ethertype  = \i__payload$123 [45:30];
-  assign \o__payload$124.vlan_id  = \i__payload$123 [57:46];
-  assign \o__payload$124.dscp  = \i__payload$123 [63:58];
-  assign \o__payload$124.ip_proto  = \i__payload$123 [71:64];
-  assign \o__payload$124.tcp_flags  = \i__payload$123 [79:72];
-  assign \o__payload$124.src_addr  = \i__payload$123 [207:80];
-  assign \o__payload$124.dst_addr  = \i__payload$123 [335:208];
-  assign \o__payload$124.src_port  = \i__payload$123 [351:336];
-  assign \o__payload$124.dst_port  = \i__payload$123 [367:352];
-  assign \o__payload$124.hash  = \i__payload$123 [399:368];
-  assign \o__payload$124.hash_type  = \i__payload$123 [402:400];
-  assign \o__payload$124.rule  = \i__payload$123 [410:403];
-  assign \o__payload$124.instance  = \i__payload$123 [414:411];
-  assign \o__payload$124.reta_offset  = \i__payload$123 [425:415];
-  assign \o__payload$124.reta_size_log2  = \i__payload$123 [429:426];
-  assign \o__payload$124.drop  = \i__payload$123 [433:430];
-  assign \o__payload$124.queue  = \i__payload$123 [441:434];
-  assign \o__payload$124.generation  = \i__payload$123 [457:442];
+  assign \i__payload$73.length  = \i__payload$73 [15:0];
+  assign \i__payload$73.error  = \i__payload$73 [19:16];
+  assign \i__payload$73.flags  = \i__payload$73 [29:20];
+  assign \i__payload$73.flags.vlan  = \i__payload$73 [20];
+  assign \i__payload$73.flags.vlan2  = \i__payload$73 [21];
+  assign \i__payload$73.flags.ipv4  = \i__payload$73 [22];
+  assign \i__payload$73.flags.ipv6  = \i__payload$73 [23];
+  assign \i__payload$73.flags.fragment  = \i__payload$73 [24];
+  assign \i__payload$73.flags.tcp  = \i__payload$73 [25];
+  assign \i__payload$73.flags.udp  = \i__payload$73 [26];
+  assign \i__payload$73.flags.tunnel  = \i__payload$73 [27];
+  assign \i__payload$73.flags.direct  = \i__payload$73 [28];
+  assign \i__payload$73.flags.ip_options  = \i__payload$73 [29];
+  assign \i__payload$73.ethertype  = \i__payload$73 [45:30];
+  assign \i__payload$73.vlan_id  = \i__payload$73 [57:46];
+  assign \i__payload$73.dscp  = \i__payload$73 [63:58];
+  assign \i__payload$73.ip_proto  = \i__payload$73 [71:64];
+  assign \i__payload$73.tcp_flags  = \i__payload$73 [79:72];
+  assign \i__payload$73.src_addr  = \i__payload$73 [207:80];
+  assign \i__payload$73.dst_addr  = \i__payload$73 [335:208];
+  assign \i__payload$73.src_port  = \i__payload$73 [351:336];
+  assign \i__payload$73.dst_port  = \i__payload$73 [367:352];
+  assign \i__payload$73.hash  = \i__payload$73 [399:368];
+  assign \i__payload$73.hash_type  = \i__payload$73 [402:400];
+  assign \i__payload$73.rule  = \i__payload$73 [410:403];
+  assign \i__payload$73.instance  = \i__payload$73 [414:411];
+  assign \i__payload$73.reta_offset  = \i__payload$73 [425:415];
+  assign \i__payload$73.reta_size_log2  = \i__payload$73 [429:426];
+  assign \i__payload$73.drop  = \i__payload$73 [433:430];
+  assign \i__payload$73.queue  = \i__payload$73 [441:434];
+  assign \i__payload$73.generation  = \i__payload$73 [457:442];
+  assign \o__payload.length  = \i__payload$73 [15:0];
+  assign \o__payload.error  = \i__payload$73 [19:16];
+  assign \o__payload.flags  = \i__payload$73 [29:20];
+  assign \o__payload.flags.vlan  = \i__payload$73 [20];
+  assign \o__payload.flags.vlan2  = \i__payload$73 [21];
+  assign \o__payload.flags.ipv4  = \i__payload$73 [22];
+  assign \o__payload.flags.ipv6  = \i__payload$73 [23];
+  assign \o__payload.flags.fragment  = \i__payload$73 [24];
+  assign \o__payload.flags.tcp  = \i__payload$73 [25];
+  assign \o__payload.flags.udp  = \i__payload$73 [26];
+  assign \o__payload.flags.tunnel  = \i__payload$73 [27];
+  assign \o__payload.flags.direct  = \i__payload$73 [28];
+  assign \o__payload.flags.ip_options  = \i__payload$73 [29];
+  assign \o__payload.ethertype  = \i__payload$73 [45:30];
+  assign \o__payload.vlan_id  = \i__payload$73 [57:46];
+  assign \o__payload.dscp  = \i__payload$73 [63:58];
+  assign \o__payload.ip_proto  = \i__payload$73 [71:64];
+  assign \o__payload.tcp_flags  = \i__payload$73 [79:72];
+  assign \o__payload.src_addr  = \i__payload$73 [207:80];
+  assign \o__payload.dst_addr  = \i__payload$73 [335:208];
+  assign \o__payload.src_port  = \i__payload$73 [351:336];
+  assign \o__payload.dst_port  = \i__payload$73 [367:352];
+  assign \o__payload.hash  = \i__payload$73 [399:368];
+  assign \o__payload.hash_type  = \i__payload$73 [402:400];
+  assign \o__payload.rule  = \i__payload$73 [410:403];
+  assign \o__payload.instance  = \i__payload$73 [414:411];
+  assign \o__payload.reta_offset  = \i__payload$73 [425:415];
+  assign \o__payload.reta_size_log2  = \i__payload$73 [429:426];
+  assign \o__payload.drop  = \i__payload$73 [433:430];
+  assign \o__payload.queue  = \i__payload$73 [441:434];
+  assign \o__payload.generation  = \i__payload$73 [457:442];
+  assign \i__payload$79.length  = \i__payload$79 [15:0];
+  assign \i__payload$79.error  = \i__payload$79 [19:16];
+  assign \i__payload$79.flags  = \i__payload$79 [29:20];
+  assign \i__payload$79.flags.vlan  = \i__payload$79 [20];
+  assign \i__payload$79.flags.vlan2  = \i__payload$79 [21];
+  assign \i__payload$79.flags.ipv4  = \i__payload$79 [22];
+  assign \i__payload$79.flags.ipv6  = \i__payload$79 [23];
+  assign \i__payload$79.flags.fragment  = \i__payload$79 [24];
+  assign \i__payload$79.flags.tcp  = \i__payload$79 [25];
+  assign \i__payload$79.flags.udp  = \i__payload$79 [26];
+  assign \i__payload$79.flags.tunnel  = \i__payload$79 [27];
+  assign \i__payload$79.flags.direct  = \i__payload$79 [28];
+  assign \i__payload$79.flags.ip_options  = \i__payload$79 [29];
+  assign \i__payload$79.ethertype  = \i__payload$79 [45:30];
+  assign \i__payload$79.vlan_id  = \i__payload$79 [57:46];
+  assign \i__payload$79.dscp  = \i__payload$79 [63:58];
+  assign \i__payload$79.ip_proto  = \i__payload$79 [71:64];
+  assign \i__payload$79.tcp_flags  = \i__payload$79 [79:72];
+  assign \i__payload$79.src_addr  = \i__payload$79 [207:80];
+  assign \i__payload$79.dst_addr  = \i__payload$79 [335:208];
+  assign \i__payload$79.src_port  = \i__payload$79 [351:336];
+  assign \i__payload$79.dst_port  = \i__payload$79 [367:352];
+  assign \i__payload$79.hash  = \i__payload$79 [399:368];
+  assign \i__payload$79.hash_type  = \i__payload$79 [402:400];
+  assign \i__payload$79.rule  = \i__payload$79 [410:403];
+  assign \i__payload$79.instance  = \i__payload$79 [414:411];
+  assign \i__payload$79.reta_offset  = \i__payload$79 [425:415];
+  assign \i__payload$79.reta_size_log2  = \i__payload$79 [429:426];
+  assign \i__payload$79.drop  = \i__payload$79 [433:430];
+  assign \i__payload$79.queue  = \i__payload$79 [441:434];
+  assign \i__payload$79.generation  = \i__payload$79 [457:442];
+  assign \o__payload$80.length  = \i__payload$79 [15:0];
+  assign \o__payload$80.error  = \i__payload$79 [19:16];
+  assign \o__payload$80.flags  = \i__payload$79 [29:20];
+  assign \o__payload$80.flags.vlan  = \i__payload$79 [20];
+  assign \o__payload$80.flags.vlan2  = \i__payload$79 [21];
+  assign \o__payload$80.flags.ipv4  = \i__payload$79 [22];
+  assign \o__payload$80.flags.ipv6  = \i__payload$79 [23];
+  assign \o__payload$80.flags.fragment  = \i__payload$79 [24];
+  assign \o__payload$80.flags.tcp  = \i__payload$79 [25];
+  assign \o__payload$80.flags.udp  = \i__payload$79 [26];
+  assign \o__payload$80.flags.tunnel  = \i__payload$79 [27];
+  assign \o__payload$80.flags.direct  = \i__payload$79 [28];
+  assign \o__payload$80.flags.ip_options  = \i__payload$79 [29];
+  assign \o__payload$80.ethertype  = \i__payload$79 [45:30];
+  assign \o__payload$80.vlan_id  = \i__payload$79 [57:46];
+  assign \o__payload$80.dscp  = \i__payload$79 [63:58];
+  assign \o__payload$80.ip_proto  = \i__payload$79 [71:64];
+  assign \o__payload$80.tcp_flags  = \i__payload$79 [79:72];
+  assign \o__payload$80.src_addr  = \i__payload$79 [207:80];
+  assign \o__payload$80.dst_addr  = \i__payload$79 [335:208];
+  assign \o__payload$80.src_port  = \i__payload$79 [351:336];
+  assign \o__payload$80.dst_port  = \i__payload$79 [367:352];
+  assign \o__payload$80.hash  = \i__payload$79 [399:368];
+  assign \o__payload$80.hash_type  = \i__payload$79 [402:400];
+  assign \o__payload$80.rule  = \i__payload$79 [410:403];
+  assign \o__payload$80.instance  = \i__payload$79 [414:411];
+  assign \o__payload$80.reta_offset  = \i__payload$79 [425:415];
+  assign \o__payload$80.reta_size_log2  = \i__payload$79 [429:426];
+  assign \o__payload$80.drop  = \i__payload$79 [433:430];
+  assign \o__payload$80.queue  = \i__payload$79 [441:434];
+  assign \o__payload$80.generation  = \i__payload$79 [457:442];
+  assign \i__payload$85.length  = \i__payload$85 [15:0];
+  assign \i__payload$85.error  = \i__payload$85 [19:16];
+  assign \i__payload$85.flags  = \i__payload$85 [29:20];
+  assign \i__payload$85.flags.vlan  = \i__payload$85 [20];
+  assign \i__payload$85.flags.vlan2  = \i__payload$85 [21];
+  assign \i__payload$85.flags.ipv4  = \i__payload$85 [22];
+  assign \i__payload$85.flags.ipv6  = \i__payload$85 [23];
+  assign \i__payload$85.flags.fragment  = \i__payload$85 [24];
+  assign \i__payload$85.flags.tcp  = \i__payload$85 [25];
+  assign \i__payload$85.flags.udp  = \i__payload$85 [26];
+  assign \i__payload$85.flags.tunnel  = \i__payload$85 [27];
+  assign \i__payload$85.flags.direct  = \i__payload$85 [28];
+  assign \i__payload$85.flags.ip_options  = \i__payload$85 [29];
+  assign \i__payload$85.ethertype  = \i__payload$85 [45:30];
+  assign \i__payload$85.vlan_id  = \i__payload$85 [57:46];
+  assign \i__payload$85.dscp  = \i__payload$85 [63:58];
+  assign \i__payload$85.ip_proto  = \i__payload$85 [71:64];
+  assign \i__payload$85.tcp_flags  = \i__payload$85 [79:72];
+  assign \i__payload$85.src_addr  = \i__payload$85 [207:80];
+  assign \i__payload$85.dst_addr  = \i__payload$85 [335:208];
+  assign \i__payload$85.src_port  = \i__payload$85 [351:336];
+  assign \i__payload$85.dst_port  = \i__payload$85 [367:352];
+  assign \i__payload$85.hash  = \i__payload$85 [399:368];
+  assign \i__payload$85.hash_type  = \i__payload$85 [402:400];
+  assign \i__payload$85.rule  = \i__payload$85 [410:403];
+  assign \i__payload$85.instance  = \i__payload$85 [414:411];
+  assign \i__payload$85.reta_offset  = \i__payload$85 [425:415];
+  assign \i__payload$85.reta_size_log2  = \i__payload$85 [429:426];
+  assign \i__payload$85.drop  = \i__payload$85 [433:430];
+  assign \i__payload$85.queue  = \i__payload$85 [441:434];
+  assign \i__payload$85.generation  = \i__payload$85 [457:442];
+  assign \o__payload$86.length  = \i__payload$85 [15:0];
+  assign \o__payload$86.error  = \i__payload$85 [19:16];
+  assign \o__payload$86.flags  = \i__payload$85 [29:20];
+  assign \o__payload$86.flags.vlan  = \i__payload$85 [20];
+  assign \o__payload$86.flags.vlan2  = \i__payload$85 [21];
+  assign \o__payload$86.flags.ipv4  = \i__payload$85 [22];
+  assign \o__payload$86.flags.ipv6  = \i__payload$85 [23];
+  assign \o__payload$86.flags.fragment  = \i__payload$85 [24];
+  assign \o__payload$86.flags.tcp  = \i__payload$85 [25];
+  assign \o__payload$86.flags.udp  = \i__payload$85 [26];
+  assign \o__payload$86.flags.tunnel  = \i__payload$85 [27];
+  assign \o__payload$86.flags.direct  = \i__payload$85 [28];
+  assign \o__payload$86.flags.ip_options  = \i__payload$85 [29];
+  assign \o__payload$86.ethertype  = \i__payload$85 [45:30];
+  assign \o__payload$86.vlan_id  = \i__payload$85 [57:46];
+  assign \o__payload$86.dscp  = \i__payload$85 [63:58];
+  assign \o__payload$86.ip_proto  = \i__payload$85 [71:64];
+  assign \o__payload$86.tcp_flags  = \i__payload$85 [79:72];
+  assign \o__payload$86.src_addr  = \i__payload$85 [207:80];
+  assign \o__payload$86.dst_addr  = \i__payload$85 [335:208];
+  assign \o__payload$86.src_port  = \i__payload$85 [351:336];
+  assign \o__payload$86.dst_port  = \i__payload$85 [367:352];
+  assign \o__payload$86.hash  = \i__payload$85 [399:368];
+  assign \o__payload$86.hash_type  = \i__payload$85 [402:400];
+  assign \o__payload$86.rule  = \i__payload$85 [410:403];
+  assign \o__payload$86.instance  = \i__payload$85 [414:411];
+  assign \o__payload$86.reta_offset  = \i__payload$85 [425:415];
+  assign \o__payload$86.reta_size_log2  = \i__payload$85 [429:426];
+  assign \o__payload$86.drop  = \i__payload$85 [433:430];
+  assign \o__payload$86.queue  = \i__payload$85 [441:434];
+  assign \o__payload$86.generation  = \i__payload$85 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -4617,37 +4892,37 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$132.length  = \o__payload$132 [15:0];
-  assign \o__payload$132.error  = \o__payload$132 [19:16];
-  assign \o__payload$132.flags  = \o__payload$132 [29:20];
-  assign \o__payload$132.flags.vlan  = \o__payload$132 [20];
-  assign \o__payload$132.flags.vlan2  = \o__payload$132 [21];
-  assign \o__payload$132.flags.ipv4  = \o__payload$132 [22];
-  assign \o__payload$132.flags.ipv6  = \o__payload$132 [23];
-  assign \o__payload$132.flags.fragment  = \o__payload$132 [24];
-  assign \o__payload$132.flags.tcp  = \o__payload$132 [25];
-  assign \o__payload$132.flags.udp  = \o__payload$132 [26];
-  assign \o__payload$132.flags.tunnel  = \o__payload$132 [27];
-  assign \o__payload$132.flags.direct  = \o__payload$132 [28];
-  assign \o__payload$132.flags.ip_options  = \o__payload$132 [29];
-  assign \o__payload$132.ethertype  = \o__payload$132 [45:30];
-  assign \o__payload$132.vlan_id  = \o__payload$132 [57:46];
-  assign \o__payload$132.dscp  = \o__payload$132 [63:58];
-  assign \o__payload$132.ip_proto  = \o__payload$132 [71:64];
-  assign \o__payload$132.tcp_flags  = \o__payload$132 [79:72];
-  assign \o__payload$132.src_addr  = \o__payload$132 [207:80];
-  assign \o__payload$132.dst_addr  = \o__payload$132 [335:208];
-  assign \o__payload$132.src_port  = \o__payload$132 [351:336];
-  assign \o__payload$132.dst_port  = \o__payload$132 [367:352];
-  assign \o__payload$132.hash  = \o__payload$132 [399:368];
-  assign \o__payload$132.hash_type  = \o__payload$132 [402:400];
-  assign \o__payload$132.rule  = \o__payload$132 [410:403];
-  assign \o__payload$132.instance  = \o__payload$132 [414:411];
-  assign \o__payload$132.reta_offset  = \o__payload$132 [425:415];
-  assign \o__payload$132.reta_size_log2  = \o__payload$132 [429:426];
-  assign \o__payload$132.drop  = \o__payload$132 [433:430];
-  assign \o__payload$132.queue  = \o__payload$132 [441:434];
-  assign \o__payload$132.generation  = \o__payload$132 [457:442];
+  assign \o__payload$94.length  = \o__payload$94 [15:0];
+  assign \o__payload$94.error  = \o__payload$94 [19:16];
+  assign \o__payload$94.flags  = \o__payload$94 [29:20];
+  assign \o__payload$94.flags.vlan  = \o__payload$94 [20];
+  assign \o__payload$94.flags.vlan2  = \o__payload$94 [21];
+  assign \o__payload$94.flags.ipv4  = \o__payload$94 [22];
+  assign \o__payload$94.flags.ipv6  = \o__payload$94 [23];
+  assign \o__payload$94.flags.fragment  = \o__payload$94 [24];
+  assign \o__payload$94.flags.tcp  = \o__payload$94 [25];
+  assign \o__payload$94.flags.udp  = \o__payload$94 [26];
+  assign \o__payload$94.flags.tunnel  = \o__payload$94 [27];
+  assign \o__payload$94.flags.direct  = \o__payload$94 [28];
+  assign \o__payload$94.flags.ip_options  = \o__payload$94 [29];
+  assign \o__payload$94.ethertype  = \o__payload$94 [45:30];
+  assign \o__payload$94.vlan_id  = \o__payload$94 [57:46];
+  assign \o__payload$94.dscp  = \o__payload$94 [63:58];
+  assign \o__payload$94.ip_proto  = \o__payload$94 [71:64];
+  assign \o__payload$94.tcp_flags  = \o__payload$94 [79:72];
+  assign \o__payload$94.src_addr  = \o__payload$94 [207:80];
+  assign \o__payload$94.dst_addr  = \o__payload$94 [335:208];
+  assign \o__payload$94.src_port  = \o__payload$94 [351:336];
+  assign \o__payload$94.dst_port  = \o__payload$94 [367:352];
+  assign \o__payload$94.hash  = \o__payload$94 [399:368];
+  assign \o__payload$94.hash_type  = \o__payload$94 [402:400];
+  assign \o__payload$94.rule  = \o__payload$94 [410:403];
+  assign \o__payload$94.instance  = \o__payload$94 [414:411];
+  assign \o__payload$94.reta_offset  = \o__payload$94 [425:415];
+  assign \o__payload$94.reta_size_log2  = \o__payload$94 [429:426];
+  assign \o__payload$94.drop  = \o__payload$94 [433:430];
+  assign \o__payload$94.queue  = \o__payload$94 [441:434];
+  assign \o__payload$94.generation  = \o__payload$94 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -4680,347 +4955,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$134 , axi__awaddr, axi__
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$132 [441:0];
-endmodule
-
-module \hetnic_rx_pipeline_w8.pipeline.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arvalid, axi__rready, clk, rst, axi__arready, axi__awready, axi__wready, csr__r_stb, axi__rvalid, axi__rdata, csr__w_stb, axi__bvalid, axi__bresp, csr__addr, csr__w_data
-, csr__ack, csr__r_data, axi__awaddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [16:0] \$17 ;
-  wire [16:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  reg [15:0] \$20 ;
-  reg \$21 ;
-  reg [2:0] \$22 ;
-  reg [31:0] \$23 ;
-  reg \$24 ;
-  reg [31:0] \$25 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [1:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] axi__araddr;
-  wire [15:0] axi__araddr;
-  output axi__arready;
-  reg axi__arready;
-  input axi__arvalid;
-  wire axi__arvalid;
-  input [15:0] axi__awaddr;
-  wire [15:0] axi__awaddr;
-  output axi__awready;
-  reg axi__awready;
-  input axi__awvalid;
-  wire axi__awvalid;
-  input axi__bready;
-  wire axi__bready;
-  output [1:0] axi__bresp;
-  reg [1:0] axi__bresp;
-  output axi__bvalid;
-  reg axi__bvalid;
-  output [31:0] axi__rdata;
-  reg [31:0] axi__rdata;
-  input axi__rready;
-  wire axi__rready;
-  output axi__rvalid;
-  reg axi__rvalid;
-  input [31:0] axi__wdata;
-  wire [31:0] axi__wdata;
-  output axi__wready;
-  reg axi__wready;
-  input [3:0] axi__wstrb;
-  wire [3:0] axi__wstrb;
-  input axi__wvalid;
-  wire axi__wvalid;
-  reg bad_strb = 1'h0;
-  input clk;
-  wire clk;
-  input csr__ack;
-  wire csr__ack;
-  output [15:0] csr__addr;
-  reg [15:0] csr__addr = 16'h0000;
-  input [31:0] csr__r_data;
-  wire [31:0] csr__r_data;
-  output csr__r_stb;
-  reg csr__r_stb;
-  output [31:0] csr__w_data;
-  reg [31:0] csr__w_data = 32'd0;
-  output csr__w_stb;
-  reg csr__w_stb;
-  reg [2:0] fsm_state = 3'h0;
-  reg prefer_read = 1'h0;
-  reg [31:0] r_data = 32'd0;
-  input rst;
-  wire rst;
-  assign \$1  = axi__awvalid & axi__wvalid;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = prefer_read | \$2 ;
-  assign \$4  = axi__arvalid & \$3 ;
-  assign \$5  = axi__awvalid & axi__wvalid;
-  assign \$7  = ! fsm_state;
-  assign \$8  = fsm_state == 1'h1;
-  assign \$9  = fsm_state == 2'h2;
-  assign \$10  = fsm_state == 2'h3;
-  assign \$11  = fsm_state == 3'h4;
-  assign \$12  = axi__awvalid & axi__wvalid;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = prefer_read | \$13 ;
-  assign \$15  = axi__arvalid & \$14 ;
-  assign \$16  = axi__awvalid & axi__wvalid;
-  assign \$19  = axi__wstrb != 4'hf;
-  always @(posedge clk)
-    csr__addr <= \$20 ;
-  always @(posedge clk)
-    prefer_read <= \$21 ;
-  always @(posedge clk)
-    fsm_state <= \$22 ;
-  always @(posedge clk)
-    csr__w_data <= \$23 ;
-  always @(posedge clk)
-    bad_strb <= \$24 ;
-  always @(posedge clk)
-    r_data <= \$25 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__arready = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          if (\$4 ) begin
-            axi__arready = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__awready = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          if (\$4 ) begin
-          end else if (\$5 ) begin
-            axi__awready = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__wready = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          if (\$4 ) begin
-          end else if (\$5 ) begin
-            axi__wready = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    csr__r_stb = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          csr__r_stb = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__rvalid = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          axi__rvalid = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__rdata = 32'd0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          axi__rdata = r_data;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    csr__w_stb = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (bad_strb) begin
-          end else begin
-            csr__w_stb = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__bvalid = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          axi__bvalid = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    axi__bresp = 2'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          axi__bresp = \$6 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$20  = csr__addr;
-    casez (fsm_state)
-      3'h0:
-          if (\$15 ) begin
-            \$20  = \$17 [15:0];
-          end else if (\$16 ) begin
-            \$20  = \$18 [15:0];
-          end
-    endcase
-    if (rst) begin
-      \$20  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$21  = prefer_read;
-    casez (fsm_state)
-      3'h0:
-          if (\$15 ) begin
-            \$21  = 1'h0;
-          end else if (\$16 ) begin
-            \$21  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$22  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (\$15 ) begin
-            \$22  = 3'h1;
-          end else if (\$16 ) begin
-            \$22  = 3'h2;
-          end
-      3'h1:
-          if (csr__ack) begin
-            \$22  = 3'h3;
-          end
-      3'h3:
-          if (axi__rready) begin
-            \$22  = 3'h0;
-          end
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (bad_strb) begin
-            \$22  = 3'h4;
-          end else begin
-            if (csr__ack) begin
-              \$22  = 3'h4;
-            end
-          end
-      3'h4:
-          if (axi__bready) begin
-            \$22  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$22  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$23  = csr__w_data;
-    casez (fsm_state)
-      3'h0:
-          if (\$15 ) begin
-          end else if (\$16 ) begin
-            \$23  = axi__wdata;
-          end
-    endcase
-    if (rst) begin
-      \$23  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$24  = bad_strb;
-    casez (fsm_state)
-      3'h0:
-          if (\$15 ) begin
-          end else if (\$16 ) begin
-            \$24  = \$19 ;
-          end
-    endcase
-    if (rst) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$25  = r_data;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (csr__ack) begin
-            \$25  = csr__r_data;
-          end
-    endcase
-    if (rst) begin
-      \$25  = 32'd0;
-    end
-  end
-  assign \$6  = { bad_strb, 1'h0 };
-  assign \$17 [1:0] = 2'h0;
-  assign \$17 [16:2] = { 1'h0, axi__araddr[15:2] };
-  assign \$18 [1:0] = 2'h0;
-  assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
+  assign meta__payload[441:0] = \o__payload$94 [441:0];
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.classifier (rst, i__valid, i__ready, o__ready, pass_errors, default_action, rules, i__payload, o__valid, o__payload, clk);
@@ -8115,7 +8050,7 @@ module \hetnic_rx_pipeline_w8.pipeline.classifier (rst, i__valid, i__ready, o__r
   assign \$64 [3:0] = { first[15], first[15], first[15], first[15] };
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$48 , meta, csr__addr, csr__r_stb, csr__w_stb, csr__ack, csr__r_data, clk);
+module \hetnic_rx_pipeline_w8.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$48 , meta, csr__r_stb, csr__w_stb, csr__ack, csr__r_data, csr__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [32:0] \$1 ;
   reg [31:0] \$10 ;
@@ -14848,8 +14783,8 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, i__valid, i__ready, o__ready
   assign \$307  = parse_sel;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action
-, key, rules, generation, commit_pending, counters__ack, counters__r_data, reta_ack, clk);
+module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, rules, generation, commit_pending
+, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -19013,6 +18948,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
             csr__r_data = 32'd1048833;
         16'h000c:
             csr__r_data = 32'd4194816;
+        16'h0014:
+            csr__r_data = 32'd0;
         16'h0010:
             csr__r_data = 32'd15;
         16'h0034:
@@ -26420,7 +26357,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_
   assign \$61  = \$60 ;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_w_data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, o__ready);
+module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;

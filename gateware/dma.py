@@ -1,0 +1,603 @@
+# Ref: AMBA AXI4 (ARM IHI 0022E), part A: AXI4 bursts, the 4 KiB rule, ordering by ID.
+"""The NIC core's DMA engine: an AXI4 master shared by several internal read and write clients.
+
+Clients hand the engine byte-addressed requests of up to 65535 bytes; the engine splits each
+into INCR bursts and moves the data between the AXI4 bus and the clients' beat streams. Host
+memory byte ``a`` travels in byte lane ``a % (W/8)`` of a beat (little-endian lanes, as on
+AXI), so a request's first byte is in lane 0 of its first beat.
+
+Layouts of the client ports:
+
+``DmaReadRequest``, ``DmaWriteRequest``
+    ``addr: 64`` byte address, aligned to ``W/8``; ``length: 16`` bytes, 1 to 65535;
+    ``tag: 8`` echoed in the data beats (reads) or the done record (writes).
+``DmaWriteDone``
+    ``tag: 8``; ``error: 1`` the request was refused or a B response was not OKAY.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "Axi4Signature", "DmaReadRequest", "DmaReadBeat", "DmaWriteRequest", "DmaWriteBeat",
+    "DmaWriteDone", "DmaEngine", "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR",
+]
+
+#: AxBURST of an incrementing burst.
+AXI_BURST_INCR = 0b01
+#: xRESP codes.
+AXI_RESP_OKAY = 0b00
+AXI_RESP_SLVERR = 0b10
+#: Bursts never cross this boundary (AXI4 A3.4.1).
+AXI_BOUNDARY = 4096
+#: AxCACHE of every transaction: normal non-cacheable bufferable.
+AXI_CACHE = 0b0011
+#: AxPROT of every transaction: unprivileged, non-secure, data.
+AXI_PROT = 0b010
+
+_DATA_WIDTHS = (8, 16, 32, 64, 128, 256, 512)
+
+#: A read request: ``addr`` (aligned to W/8), ``length`` in bytes (1..65535), ``tag``.
+DmaReadRequest = data.StructLayout({"addr": 64, "length": 16, "tag": 8})
+#: A write request: as :data:`DmaReadRequest`; its data comes on the client's ``wr_data``.
+DmaWriteRequest = data.StructLayout({"addr": 64, "length": 16, "tag": 8})
+#: The end of a write request: its ``tag``; ``error`` if refused or a BRESP was not OKAY.
+DmaWriteDone = data.StructLayout({"tag": 8, "error": 1})
+
+
+def _check_width(width):
+    if not isinstance(width, int) or width not in _DATA_WIDTHS:
+        raise ValueError(f"Data width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
+                         f"not {width!r}")
+
+
+class DmaReadBeat(data.StructLayout):
+    """One beat of read data returned to a client.
+
+    Members
+    -------
+    data : unsigned(width)
+        Byte lane ``k`` carries memory byte ``addr + (W/8) * beat_index + k``. Lanes outside
+        ``keep`` hold whatever the bus returned (zero in a refused request's beat).
+    keep : unsigned(width // 8)
+        Valid lanes: all ones except on the last beat, which keeps a contiguous run from
+        lane 0. Zero in the single beat of a refused request.
+    last : unsigned(1)
+        Last beat of the request.
+    error : unsigned(1)
+        On the last beat only: the request was refused or some RRESP of it was not OKAY.
+    tag : unsigned(8)
+        The request's tag, on every beat.
+    """
+    def __init__(self, width):
+        _check_width(width)
+        self.width = width
+        super().__init__({"data": width, "keep": width // 8, "last": 1, "error": 1, "tag": 8})
+
+
+class DmaWriteBeat(data.StructLayout):
+    """One beat of write data from a client: ``data`` (lanes as in :class:`DmaReadBeat`) and
+    ``last``. A request takes exactly ``ceil(length / (W/8))`` beats; the engine counts them
+    from the length and does not look at ``last``, which is for the client's own framing."""
+    def __init__(self, width):
+        _check_width(width)
+        self.width = width
+        super().__init__({"data": width, "last": 1})
+
+
+def _axi_write_members(data_width, id_width):
+    return {
+        "awid": Out(id_width), "awaddr": Out(64), "awlen": Out(8), "awsize": Out(3),
+        "awburst": Out(2), "awlock": Out(1), "awcache": Out(4), "awprot": Out(3),
+        "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+        "wvalid": Out(1), "wready": In(1),
+        "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+    }
+
+
+def _axi_read_members(data_width, id_width):
+    return {
+        "arid": Out(id_width), "araddr": Out(64), "arlen": Out(8), "arsize": Out(3),
+        "arburst": Out(2), "arlock": Out(1), "arcache": Out(4), "arprot": Out(3),
+        "arvalid": Out(1), "arready": In(1),
+        "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
+        "rvalid": In(1), "rready": Out(1),
+    }
+
+
+class Axi4Signature(wiring.Signature):
+    """AXI4 with 64-bit addresses, seen from the master (a slave uses ``.flip()``).
+
+    Parameters
+    ----------
+    data_width : int
+        8, 16, 32, 64, 128, 256 or 512 bits.
+    id_width : int
+        Width of the ID signals, 1 to 16.
+    """
+    def __init__(self, data_width, *, id_width=4):
+        _check_width(data_width)
+        if not isinstance(id_width, int) or not 1 <= id_width <= 16:
+            raise ValueError(f"ID width must be an integer from 1 to 16, not {id_width!r}")
+        self.data_width, self.id_width = data_width, id_width
+        super().__init__({**_axi_write_members(data_width, id_width),
+                          **_axi_read_members(data_width, id_width)})
+
+
+def _burst_info(n_clients, data_width):
+    """What the data side of a channel needs to know about one burst, in AXI order."""
+    return data.StructLayout({
+        "client": range(max(n_clients, 2)),
+        "tag": 8,
+        "beats": 16,        # 1..256; a refused request: ceil(length / (W/8)), may be 0
+        "last": 1,          # last burst of its request
+        "tail_bytes": range(1, data_width // 8 + 1),   # valid bytes of the request's last beat
+        "refused": 1,       # no AXI transaction; the whole request in one entry
+    })
+
+
+def _burst(n_clients, data_width):
+    return data.StructLayout({"addr": 64, "info": _burst_info(n_clients, data_width)})
+
+
+def _tail_mask(tail_bytes, lanes):
+    """``tail_bytes`` ones from lane 0: the keep/strobe of a request's last beat."""
+    return ((Const(1, lanes + 1) << tail_bytes) - 1)[:lanes]
+
+
+def _connect_subset(m, outer, inner, members):
+    """Drive the ``members`` of ``outer`` (a port of this component) from ``inner`` (the same
+    members of a submodule's port) and back, by direction."""
+    for name, member in members.items():
+        if member.flow == Out:
+            m.d.comb += getattr(outer, name).eq(getattr(inner, name))
+        else:
+            m.d.comb += getattr(inner, name).eq(getattr(outer, name))
+
+
+class _BurstSplitter(wiring.Component):
+    """Round-robin arbiter over the clients' requests, request check, and burst splitter.
+
+    Takes one request at a time (the granted client's ``ready`` rises in the cycle it is
+    taken, also in the cycle the previous request's last burst leaves) and emits its bursts
+    in order from the next cycle on, one per cycle while ``burst.ready``: each burst has at
+    most ``max_burst_beats`` beats and ends at or before the next 4 KiB boundary. A refused
+    request (length 0, misaligned, or ``addr + length > 2**64``) leaves as one entry with
+    ``refused`` set and ``beats = ceil(length / (W/8))``; ``refused_stb`` pulses when it is
+    taken.
+    """
+    def __init__(self, n_clients, data_width, max_burst_beats):
+        self.n_clients, self.data_width, self.max_burst_beats = (
+            n_clients, data_width, max_burst_beats)
+        super().__init__({
+            "req": In(stream.Signature(DmaReadRequest)).array(n_clients),
+            "burst": Out(stream.Signature(_burst(n_clients, data_width))),
+            "refused_stb": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lanes = self.n_clients, self.data_width // 8
+        size_log2 = lanes.bit_length() - 1
+
+        # --- the request being split
+        active = Signal()
+        cur_addr = Signal(64)
+        cur_left = Signal(16)           # bytes not yet handed out in a burst
+        cur_tag = Signal(8)
+        cur_client = Signal(range(max(n, 2)))
+        cur_refused = Signal()
+
+        beats_left = Signal(16)
+        to_boundary = Signal(range(AXI_BOUNDARY // lanes + 1))
+        limit = Signal(range(max(self.max_burst_beats, AXI_BOUNDARY // lanes) + 1))
+        is_last = Signal()
+        beats = Signal(16)
+        m.d.comb += [
+            beats_left.eq((cur_left + (lanes - 1)) >> size_log2),
+            to_boundary.eq((AXI_BOUNDARY - cur_addr[:12]) >> size_log2),
+            limit.eq(Mux(to_boundary < self.max_burst_beats, to_boundary,
+                         self.max_burst_beats)),
+            is_last.eq(cur_refused | (beats_left <= limit)),
+            beats.eq(Mux(is_last, beats_left, limit)),
+        ]
+        out = self.burst.payload
+        tail = cur_left[:size_log2] if size_log2 else Const(0, 1)
+        m.d.comb += [
+            self.burst.valid.eq(active),
+            out.addr.eq(cur_addr),
+            out.info.client.eq(cur_client),
+            out.info.tag.eq(cur_tag),
+            out.info.beats.eq(beats),
+            out.info.last.eq(is_last),
+            out.info.tail_bytes.eq(Mux(tail == 0, lanes, tail)),
+            out.info.refused.eq(cur_refused),
+        ]
+        taken = self.burst.valid & self.burst.ready
+        with m.If(taken):
+            m.d.sync += [
+                cur_addr.eq(cur_addr + (beats << size_log2)),
+                cur_left.eq(cur_left - (beats << size_log2)),
+            ]
+            with m.If(is_last):
+                m.d.sync += active.eq(0)
+
+        # --- round-robin grant: the first valid client after the last one granted
+        last_grant = Signal(range(max(n, 2)))
+        grant = Signal(range(max(n, 2)))
+        valids = Cat(req.valid for req in self.req)
+        with m.Switch(last_grant):
+            for prev in range(n):
+                with m.Case(prev):
+                    for k in reversed(range(n)):      # the last assignment has priority
+                        with m.If(valids[(prev + 1 + k) % n]):
+                            m.d.comb += grant.eq((prev + 1 + k) % n)
+
+        sel = Signal(DmaReadRequest)
+        can_take = ~active | (taken & is_last)
+        with m.Switch(grant):
+            for i, req in enumerate(self.req):
+                with m.Case(i):
+                    m.d.comb += [sel.eq(req.payload), req.ready.eq(can_take)]
+
+        end = Signal(65)
+        refused = Signal()
+        m.d.comb += [
+            end.eq(sel.addr + sel.length),
+            refused.eq((sel.length == 0) | (end[64] & (end[:64] != 0))),
+        ]
+        if size_log2:
+            with m.If(sel.addr[:size_log2] != 0):
+                m.d.comb += refused.eq(1)
+
+        with m.If(can_take & valids.any()):
+            m.d.comb += self.refused_stb.eq(refused)
+            m.d.sync += [
+                active.eq(1),
+                cur_addr.eq(sel.addr),
+                cur_left.eq(sel.length),
+                cur_tag.eq(sel.tag),
+                cur_client.eq(grant),
+                cur_refused.eq(refused),
+                last_grant.eq(grant),
+            ]
+        return m
+
+
+class _ReadPath(wiring.Component):
+    """AR issue and R return of the read bursts (see :class:`DmaEngine`)."""
+    def __init__(self, n_clients, data_width, outstanding):
+        self.n_clients, self.data_width, self.outstanding = n_clients, data_width, outstanding
+        self.axi_members = _axi_read_members(data_width, 4)
+        super().__init__({
+            "burst": In(stream.Signature(_burst(n_clients, data_width))),
+            "axi": Out(wiring.Signature(self.axi_members)),
+            "data": Out(stream.Signature(DmaReadBeat(data_width))).array(n_clients),
+            "error_stb": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, burst, lanes = self.axi, self.burst, self.data_width // 8
+        info_layout = _burst_info(self.n_clients, self.data_width)
+        m.d.comb += [axi.arsize.eq(lanes.bit_length() - 1), axi.arburst.eq(AXI_BURST_INCR),
+                     axi.arcache.eq(AXI_CACHE), axi.arprot.eq(AXI_PROT)]
+
+        # Bursts wait here, in AR order, from before their AR is issued until their last R
+        # beat: the depth bounds the bursts in flight.
+        m.submodules.pending = pending = SyncFIFO(width=info_layout.size,
+                                                  depth=self.outstanding)
+
+        # --- AR: a register stage loaded when a burst enters ``pending``
+        needs_ar = ~burst.payload.info.refused
+        ar_free = ~axi.arvalid | axi.arready
+        m.d.comb += [
+            burst.ready.eq(pending.w_rdy & (~needs_ar | ar_free)),
+            pending.w_en.eq(burst.valid & burst.ready),
+            pending.w_data.eq(burst.payload.info),
+        ]
+        with m.If(burst.valid & burst.ready & needs_ar):
+            m.d.sync += [
+                axi.arvalid.eq(1),
+                axi.araddr.eq(burst.payload.addr),
+                axi.arlen.eq(burst.payload.info.beats - 1),
+            ]
+        with m.Elif(axi.arready):
+            m.d.sync += axi.arvalid.eq(0)
+
+        # --- R: beats go through an output register to the client of the head burst
+        head = data.View(info_layout, pending.r_data)
+        o_valid = Signal()
+        o_client = Signal(range(max(self.n_clients, 2)))
+        o_beat = Signal(DmaReadBeat(self.data_width))
+        o_ready = Signal()
+        for i, port in enumerate(self.data):
+            m.d.comb += [port.valid.eq(o_valid & (o_client == i)), port.payload.eq(o_beat)]
+            with m.If(o_client == i):
+                m.d.comb += o_ready.eq(port.ready)
+        o_free = ~o_valid | o_ready
+        with m.If(o_free):
+            m.d.sync += o_valid.eq(0)
+
+        count = Signal(8)               # beat of the head burst
+        failed = Signal()               # a non-OKAY RRESP so far in this request
+        final = count == head.beats - 1
+        m.d.comb += axi.rready.eq(pending.r_rdy & ~head.refused & o_free)
+        with m.If(pending.r_rdy & head.refused & o_free):
+            m.d.comb += pending.r_en.eq(1)
+            m.d.sync += [
+                o_valid.eq(1), o_client.eq(head.client),
+                o_beat.data.eq(0), o_beat.keep.eq(0), o_beat.last.eq(1), o_beat.error.eq(1),
+                o_beat.tag.eq(head.tag),
+            ]
+        with m.If(axi.rvalid & axi.rready):
+            bad = axi.rresp != AXI_RESP_OKAY
+            request_end = final & head.last
+            m.d.comb += [pending.r_en.eq(final), self.error_stb.eq(bad)]
+            m.d.sync += [
+                o_valid.eq(1), o_client.eq(head.client),
+                o_beat.data.eq(axi.rdata),
+                o_beat.keep.eq(Mux(request_end, _tail_mask(head.tail_bytes, lanes),
+                                   (1 << lanes) - 1)),
+                o_beat.last.eq(request_end),
+                o_beat.error.eq(request_end & (failed | bad)),
+                o_beat.tag.eq(head.tag),
+                count.eq(Mux(final, 0, count + 1)),
+                failed.eq(~request_end & (failed | bad)),
+            ]
+        return m
+
+
+class _WritePath(wiring.Component):
+    """AW issue, W data and B responses of the write bursts (see :class:`DmaEngine`)."""
+    def __init__(self, n_clients, data_width, outstanding):
+        self.n_clients, self.data_width, self.outstanding = n_clients, data_width, outstanding
+        self.axi_members = _axi_write_members(data_width, 4)
+        super().__init__({
+            "burst": In(stream.Signature(_burst(n_clients, data_width))),
+            "axi": Out(wiring.Signature(self.axi_members)),
+            "data": In(stream.Signature(DmaWriteBeat(data_width))).array(n_clients),
+            "done": Out(stream.Signature(DmaWriteDone)).array(n_clients),
+            "error_stb": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, burst, lanes = self.axi, self.burst, self.data_width // 8
+        info_layout = _burst_info(self.n_clients, self.data_width)
+        m.d.comb += [axi.awsize.eq(lanes.bit_length() - 1), axi.awburst.eq(AXI_BURST_INCR),
+                     axi.awcache.eq(AXI_CACHE), axi.awprot.eq(AXI_PROT)]
+        response_layout = data.StructLayout({
+            "client": range(max(self.n_clients, 2)), "tag": 8, "last": 1, "refused": 1})
+
+        # Bursts whose W beats have not all been sent, in AW order.
+        m.submodules.to_send = to_send = SyncFIFO(width=info_layout.size,
+                                                  depth=self.outstanding)
+        # Bursts whose W beats were sent (or discarded) and whose B has not come yet.
+        m.submodules.to_answer = to_answer = SyncFIFO(width=response_layout.size,
+                                                      depth=self.outstanding)
+
+        # --- AW: a register stage loaded when a burst enters ``to_send``
+        needs_aw = ~burst.payload.info.refused
+        aw_free = ~axi.awvalid | axi.awready
+        m.d.comb += [
+            burst.ready.eq(to_send.w_rdy & (~needs_aw | aw_free)),
+            to_send.w_en.eq(burst.valid & burst.ready),
+            to_send.w_data.eq(burst.payload.info),
+        ]
+        with m.If(burst.valid & burst.ready & needs_aw):
+            m.d.sync += [
+                axi.awvalid.eq(1),
+                axi.awaddr.eq(burst.payload.addr),
+                axi.awlen.eq(burst.payload.info.beats - 1),
+            ]
+        with m.Elif(axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+
+        # --- W: the head burst's client's beats, through an output register; a refused
+        # request's beats are taken and dropped
+        head = data.View(info_layout, to_send.r_data)
+        src_valid = Signal()
+        src_data = Signal(self.data_width)
+        src_ready = Signal()
+        for i, port in enumerate(self.data):
+            with m.If(head.client == i):
+                m.d.comb += [src_valid.eq(port.valid), src_data.eq(port.payload.data),
+                             port.ready.eq(src_ready)]
+
+        count = Signal(16)              # beat of the head burst
+        final = count == head.beats - 1
+        w_free = ~axi.wvalid | axi.wready
+        with m.If(w_free):
+            m.d.sync += axi.wvalid.eq(0)
+        answering = data.View(response_layout, to_answer.w_data)
+        m.d.comb += [answering.client.eq(head.client), answering.tag.eq(head.tag),
+                     answering.last.eq(head.last), answering.refused.eq(head.refused)]
+        with m.If(to_send.r_rdy):
+            with m.If(head.refused & (head.beats == 0)):
+                m.d.comb += [to_send.r_en.eq(to_answer.w_rdy), to_answer.w_en.eq(1)]
+            with m.Else():
+                take = src_valid & (head.refused | w_free) & (~final | to_answer.w_rdy)
+                m.d.comb += [src_ready.eq(take),
+                             to_send.r_en.eq(take & final), to_answer.w_en.eq(take & final)]
+                with m.If(take):
+                    m.d.sync += count.eq(Mux(final, 0, count + 1))
+                    with m.If(~head.refused):
+                        m.d.sync += [
+                            axi.wvalid.eq(1),
+                            axi.wdata.eq(src_data),
+                            axi.wstrb.eq(Mux(final & head.last,
+                                             _tail_mask(head.tail_bytes, lanes),
+                                             (1 << lanes) - 1)),
+                            axi.wlast.eq(final),
+                        ]
+
+        # --- B: one done per request, after its last B response
+        answer = data.View(response_layout, to_answer.r_data)
+        d_valid = Signal()
+        d_client = Signal(range(max(self.n_clients, 2)))
+        d_done = Signal(DmaWriteDone)
+        d_ready = Signal()
+        for i, port in enumerate(self.done):
+            m.d.comb += [port.valid.eq(d_valid & (d_client == i)), port.payload.eq(d_done)]
+            with m.If(d_client == i):
+                m.d.comb += d_ready.eq(port.ready)
+        d_free = ~d_valid | d_ready
+        with m.If(d_free):
+            m.d.sync += d_valid.eq(0)
+
+        failed = Signal()               # a non-OKAY BRESP so far in this request
+        m.d.comb += axi.bready.eq(to_answer.r_rdy & ~answer.refused & (~answer.last | d_free))
+        with m.If(to_answer.r_rdy & answer.refused & d_free):
+            m.d.comb += to_answer.r_en.eq(1)
+            m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
+                         d_done.tag.eq(answer.tag), d_done.error.eq(1)]
+        with m.If(axi.bvalid & axi.bready):
+            bad = axi.bresp != AXI_RESP_OKAY
+            m.d.comb += [to_answer.r_en.eq(1), self.error_stb.eq(bad)]
+            m.d.sync += failed.eq(~answer.last & (failed | bad))
+            with m.If(answer.last):
+                m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
+                             d_done.tag.eq(answer.tag), d_done.error.eq(failed | bad)]
+        return m
+
+
+class DmaEngine(wiring.Component):
+    """AXI4 master that moves data between host memory and several internal clients.
+
+    Each client request is checked, then split into INCR bursts of at most
+    ``max_burst_beats`` beats that never cross a 4 KiB boundary, with ``AxSIZE = log2(W/8)``.
+    Requests of all read clients are taken one at a time, round robin, and so are those of
+    all write clients; a request's bursts are issued back to back, so its W beats are never
+    interleaved with another request's.
+
+    Every transaction uses ID 0 (AWID = ARID = 0; BID and RID are ignored), so the slave
+    returns R data and B responses in issue order; RLAST is not checked, the engine counts
+    beats. AxCACHE = 0b0011, AxPROT = 0b010, AxLOCK = 0.
+
+    A request is *refused* (no AXI transaction, ``errors`` counts it) when its length is 0,
+    its address is not a multiple of ``W/8``, or ``addr + length > 2**64``. A refused read
+    returns one beat with ``last = 1, error = 1, keep = 0``; a refused write still takes
+    and drops its ``ceil(length / (W/8))`` data beats, then reports done with ``error = 1``.
+
+    Reads. Up to ``outstanding`` bursts are in flight (counted from the burst's split, so
+    one of them may still wait for ARREADY); R data returns through one output register to
+    the client of the oldest burst, so every client gets its beats in request order, and a
+    client that stalls its ``rd_data`` stalls the R channel for all clients. Timing, with
+    the request taken in cycle 0: ARVALID from cycle 2; a beat reaches its client 1 cycle
+    after its R handshake. With a slave that accepts AR at once, raises RVALID L >= 1 cycles
+    later and never stalls, beat k of a request is offered in cycle 3 + L + k, so a 4 KiB
+    read at W=64 (two 256-beat bursts) ends in cycle 514 + L: bursts follow each other
+    without a bubble as long as ``outstanding`` bursts cover the slave's latency.
+
+    Writes. Timing, with the request taken in cycle 0 and the client's data waiting:
+    AWVALID from cycle 2, W beat k offered in cycle 3 + k (one beat per cycle while WREADY),
+    and the done record 1 cycle after the request's last B handshake (a 4 KiB write at
+    W=64 with a B response 1 cycle after WLAST: done in cycle 516). AW may run ahead of W by
+    up to ``outstanding`` bursts, and W beats may be offered before their AW is accepted.
+    WSTRB is all ones except on the request's last beat, where it covers the bytes below
+    ``length``. Dones of all write clients come in request order.
+
+    Parameters
+    ----------
+    data_width : int
+        Datapath width W in bits: 8, 16, 32, 64, 128, 256 or 512.
+    n_read_clients, n_write_clients : int
+        0 to 16 each, not both 0.
+    max_burst_beats : int
+        Longest burst, 1 to 256 beats.
+    outstanding : int
+        Bursts in flight per direction, 2 to 64.
+
+    Members
+    -------
+    axi : Out(Axi4Signature(data_width))
+        The bus (AXI4 names; in Verilog ``axi__awaddr`` and so on).
+    rd_req : list of In(stream.Signature(DmaReadRequest))
+        One per read client (Verilog ``rd_req__0__payload`` ...).
+    rd_data : list of Out(stream.Signature(DmaReadBeat(data_width)))
+        Read data, in request order per client.
+    wr_req : list of In(stream.Signature(DmaWriteRequest))
+    wr_data : list of In(stream.Signature(DmaWriteBeat(data_width)))
+        Write data: exactly ``ceil(length / (W/8))`` beats per request, in request order;
+        the engine takes them only once the request is taken, and may take them before AW.
+    wr_done : list of Out(stream.Signature(DmaWriteDone))
+        One record per write request, in request order, after every B response of it.
+    read_transactions, write_transactions : Out(32)
+        Free-running counts of AR and AW handshakes.
+    errors : Out(32)
+        Free-running count of refused requests plus R beats and B responses that were not
+        OKAY.
+    """
+    def __init__(self, data_width, n_read_clients, n_write_clients, max_burst_beats=256, *,
+                 outstanding=4):
+        _check_width(data_width)
+        for name, value in (("n_read_clients", n_read_clients),
+                            ("n_write_clients", n_write_clients)):
+            if not isinstance(value, int) or not 0 <= value <= 16:
+                raise ValueError(f"{name} must be an integer from 0 to 16, not {value!r}")
+        if n_read_clients + n_write_clients == 0:
+            raise ValueError("A DMA engine needs at least one read or write client, not 0")
+        if not isinstance(max_burst_beats, int) or not 1 <= max_burst_beats <= 256:
+            raise ValueError(f"max_burst_beats must be an integer from 1 to 256, "
+                             f"not {max_burst_beats!r}")
+        if not isinstance(outstanding, int) or not 2 <= outstanding <= 64:
+            raise ValueError(f"outstanding must be an integer from 2 to 64, "
+                             f"not {outstanding!r}")
+        self.data_width = data_width
+        self.n_read_clients, self.n_write_clients = n_read_clients, n_write_clients
+        self.max_burst_beats, self.outstanding = max_burst_beats, outstanding
+        super().__init__({
+            "axi": Out(Axi4Signature(data_width)),
+            "rd_req": In(stream.Signature(DmaReadRequest)).array(n_read_clients),
+            "rd_data": Out(stream.Signature(DmaReadBeat(data_width))).array(n_read_clients),
+            "wr_req": In(stream.Signature(DmaWriteRequest)).array(n_write_clients),
+            "wr_data": In(stream.Signature(DmaWriteBeat(data_width))).array(n_write_clients),
+            "wr_done": Out(stream.Signature(DmaWriteDone)).array(n_write_clients),
+            "read_transactions": Out(32),
+            "write_transactions": Out(32),
+            "errors": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, w = self.axi, self.data_width
+        error_stbs = []
+
+        if self.n_read_clients:
+            m.submodules.read_split = read_split = _BurstSplitter(
+                self.n_read_clients, w, self.max_burst_beats)
+            m.submodules.read_path = read_path = _ReadPath(
+                self.n_read_clients, w, self.outstanding)
+            for port, inner in zip(self.rd_req, read_split.req):
+                wiring.connect(m, wiring.flipped(port), inner)
+            for port, inner in zip(self.rd_data, read_path.data):
+                wiring.connect(m, wiring.flipped(port), inner)
+            wiring.connect(m, read_split.burst, read_path.burst)
+            _connect_subset(m, axi, read_path.axi, read_path.axi_members)
+            error_stbs += [read_split.refused_stb, read_path.error_stb]
+
+        if self.n_write_clients:
+            m.submodules.write_split = write_split = _BurstSplitter(
+                self.n_write_clients, w, self.max_burst_beats)
+            m.submodules.write_path = write_path = _WritePath(
+                self.n_write_clients, w, self.outstanding)
+            for port, inner in zip(self.wr_req, write_split.req):
+                wiring.connect(m, wiring.flipped(port), inner)
+            for port, inner in zip(self.wr_data, write_path.data):
+                wiring.connect(m, wiring.flipped(port), inner)
+            for port, inner in zip(self.wr_done, write_path.done):
+                wiring.connect(m, wiring.flipped(port), inner)
+            wiring.connect(m, write_split.burst, write_path.burst)
+            _connect_subset(m, axi, write_path.axi, write_path.axi_members)
+            error_stbs += [write_split.refused_stb, write_path.error_stb]
+
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += self.read_transactions.eq(self.read_transactions + 1)
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += self.write_transactions.eq(self.write_transactions + 1)
+        m.d.sync += self.errors.eq(self.errors + sum(error_stbs))
+        return m
