@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave"]
+__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder"]
 
 
 class AxiLiteSignature(wiring.Signature):
@@ -121,4 +121,56 @@ class AxiLiteSlave(wiring.Component):
                 m.d.comb += [axi.bvalid.eq(1), axi.bresp.eq(bad_strb << 1)]   # 0b10 SLVERR
                 with m.If(axi.bready):
                     m.next = "IDLE"
+        return m
+
+
+class CsrDecoder(wiring.Component):
+    """Splits one register access port into windows of the address space.
+
+    Parameters
+    ----------
+    addr_width : int
+    windows : list of (lo, hi)
+        Byte address ranges ``lo <= addr < hi``, one per ``sub`` port, non-overlapping.
+        Accesses outside every window go to ``default``.
+
+    Members
+    -------
+    bus : In(CsrSignature(addr_width))
+    sub : list of Out(CsrSignature(addr_width))
+        The full address is passed on unchanged.
+    default : Out(CsrSignature(addr_width))
+    """
+    def __init__(self, addr_width, windows):
+        windows = [tuple(w) for w in windows]
+        for lo, hi in windows:
+            if not 0 <= lo < hi <= 1 << addr_width:
+                raise ValueError(f"window {(lo, hi)!r} is not inside the {addr_width}-bit space")
+        spans = sorted(windows)
+        for (_, a1), (b0, _) in zip(spans, spans[1:]):
+            if a1 > b0:
+                raise ValueError(f"CSR windows overlap: {windows!r}")
+        self.windows = windows
+        super().__init__({
+            "bus": In(CsrSignature(addr_width)),
+            "sub": Out(CsrSignature(addr_width)).array(len(windows)),
+            "default": Out(CsrSignature(addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        ports = list(self.sub) + [self.default]
+        for port in ports:
+            m.d.comb += [port.addr.eq(bus.addr), port.w_data.eq(bus.w_data)]
+        hit_any = 0
+        for (lo, hi), port in zip(self.windows, self.sub):
+            hit = (bus.addr >= lo) & (bus.addr < hi)
+            hit_any = hit_any | hit
+            with m.If(hit):
+                m.d.comb += [port.r_stb.eq(bus.r_stb), port.w_stb.eq(bus.w_stb),
+                             bus.ack.eq(port.ack), bus.r_data.eq(port.r_data)]
+        with m.If(~hit_any):
+            m.d.comb += [self.default.r_stb.eq(bus.r_stb), self.default.w_stb.eq(bus.w_stb),
+                         bus.ack.eq(self.default.ack), bus.r_data.eq(self.default.r_data)]
         return m

@@ -21,7 +21,8 @@ from ..regs import RegisterMap
 from ..rtl import rx_pipeline_verilog
 from .toolchain import cache_dir, content_key, use_verilator
 
-__all__ = ["RxBuild", "RxRunResult", "SimulationError", "build_rx", "run_rx_job"]
+__all__ = ["RxBuild", "RxRunResult", "SimulationError", "build_rx", "build_cocotb",
+           "run_cocotb", "run_rx_job"]
 
 TOPLEVEL = "hetnic_rx_pipeline"
 _BUILD_FLAGS_VERSION = "2"   # bump when the build commands change
@@ -59,7 +60,12 @@ class RxRunResult:
 
 
 def build_rx(build: RxBuild, *, waves: bool = False) -> Path:
-    """Generate and Verilate the pipeline for cocotb; returns the build folder.
+    """Generate and Verilate the RX pipeline for cocotb; returns the build folder."""
+    return build_cocotb(rx_pipeline_verilog(TOPLEVEL, **build.params()), TOPLEVEL, waves=waves)
+
+
+def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
+    """Verilate ``verilog`` (top module ``toplevel``) for cocotb; returns the build folder.
 
     Cached by content: a second call with the same Verilog, cocotb version and options does
     not rebuild. Unlike cocotb's stock Verilator runner this does not pass
@@ -70,23 +76,22 @@ def build_rx(build: RxBuild, *, waves: bool = False) -> Path:
     import cocotb
     import cocotb_tools.config
     use_verilator()
-    verilog = rx_pipeline_verilog(TOPLEVEL, **build.params())
     key = content_key(verilog, cocotb.__version__, str(waves), _BUILD_FLAGS_VERSION)
-    build_dir = cache_dir("verilator", f"rx-{key}")
+    build_dir = cache_dir("verilator", f"{toplevel}-{key}")
     stamp = build_dir / ".built"
     if stamp.exists():
         return build_dir
-    src = build_dir / f"{TOPLEVEL}.v"
+    src = build_dir / f"{toplevel}.v"
     src.write_text(verilog)
     vlt = build_dir / "ports.vlt"
     vlt.write_text("`verilator_config\n"
-                   f'public_flat_rw -module "{TOPLEVEL}" -var "*"\n'
+                   f'public_flat_rw -module "{toplevel}" -var "*"\n'
                    'lint_off -rule WIDTH\nlint_off -rule UNUSED\n')
     libs = cocotb_tools.config.libs_dir
     harness = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
     verilate = [
-        "verilator", "-cc", "--exe", "-Mdir", str(build_dir), "--top-module", TOPLEVEL,
-        "--vpi", "--prefix", "Vtop", "-o", TOPLEVEL,
+        "verilator", "-cc", "--exe", "-Mdir", str(build_dir), "--top-module", toplevel,
+        "--vpi", "--prefix", "Vtop", "-o", toplevel,
         "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
         "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast",
         *(["--trace"] if waves else []),
@@ -107,6 +112,35 @@ def build_rx(build: RxBuild, *, waves: bool = False) -> Path:
     return build_dir
 
 
+def run_cocotb(build_dir: Path, toplevel: str, test_module: str, job: dict) -> dict:
+    """Run the cocotb ``test_module`` on a build with ``job`` (handed over as JSON in
+    ``HETNIC_JOB``); returns the JSON the testbench wrote to ``HETNIC_OUT``."""
+    from cocotb_tools.runner import get_runner
+    with tempfile.TemporaryDirectory(prefix="hetnic-sim-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "job.json").write_text(json.dumps(job))
+        out = tmp / "out.json"
+        env = {"HETNIC_JOB": str(tmp / "job.json"), "HETNIC_OUT": str(out),
+               "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
+               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        runner = get_runner("verilator")
+        try:
+            results = runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                                  hdl_toplevel_lang="verilog", build_dir=build_dir,
+                                  test_dir=tmp, extra_env=env,
+                                  results_xml=str(tmp / "results.xml"),
+                                  log_file=tmp / "sim.log")
+        except (SystemExit, subprocess.CalledProcessError) as exc:
+            raise SimulationError(f"simulation failed to run: {exc}") from None
+        log = (tmp / "sim.log").read_text()[-3000:] if (tmp / "sim.log").exists() else ""
+        if not out.exists():
+            raise SimulationError(f"simulation ended without a result\n{log}")
+        failed = _failures(results)
+        if failed:
+            raise SimulationError(f"testbench failed: {failed}\n{log}")
+        return json.loads(out.read_text())
+
+
 def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tuple[int, int]],
                *, commits: list[dict] = (), in_pause: float = 0.0, data_pause: float = 0.0,
                meta_pause: float = 0.0, seed: int = 1, keep_data: bool = False,
@@ -120,41 +154,17 @@ def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tu
     metadata output. The testbench gives up (and this raises :class:`SimulationError`) when
     the records are not all out within a cycle budget proportional to the traffic.
     """
-    from cocotb_tools.runner import get_runner
     build_dir = build_rx(build, waves=waves)
     regmap = build.regmap()
-    with tempfile.TemporaryDirectory(prefix="hetnic-rx-") as tmp:
-        tmp = Path(tmp)
-        job = {
-            "writes": list(writes), "frames": [(f.hex(), bool(e)) for f, e in frames],
-            "commits": list(commits), "in_pause": in_pause, "data_pause": data_pause,
-            "meta_pause": meta_pause, "seed": seed, "keep_data": keep_data,
-            "read_counters": read_counters or {},
-            "expect_reads": list(expect_reads),
-            "commit_status_addr": regmap.addr("COMMIT_STATUS"),
-        }
-        (tmp / "job.json").write_text(json.dumps(job))
-        out = tmp / "out.json"
-        runner = get_runner("verilator")
-        env = {"HETNIC_RX_JOB": str(tmp / "job.json"), "HETNIC_RX_OUT": str(out),
-               "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
-               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        try:
-            results = runner.test(test_module="hetnic.sim.rx_tb", hdl_toplevel=TOPLEVEL,
-                                  hdl_toplevel_lang="verilog",
-                                  build_dir=build_dir, test_dir=tmp, extra_env=env,
-                                  results_xml=str(tmp / "results.xml"), waves=waves,
-                                  log_file=tmp / "sim.log")
-        except (SystemExit, subprocess.CalledProcessError) as exc:
-            raise SimulationError(f"simulation failed to run: {exc}") from None
-        if not out.exists():
-            log = (tmp / "sim.log").read_text()[-3000:] if (tmp / "sim.log").exists() else ""
-            raise SimulationError(f"simulation ended without a result\n{log}")
-        result = json.loads(out.read_text())
-        failed = _failures(results)
-        if failed:
-            log = (tmp / "sim.log").read_text()[-3000:] if (tmp / "sim.log").exists() else ""
-            raise SimulationError(f"testbench failed: {failed}\n{log}")
+    job = {
+        "writes": list(writes), "frames": [(f.hex(), bool(e)) for f, e in frames],
+        "commits": list(commits), "in_pause": in_pause, "data_pause": data_pause,
+        "meta_pause": meta_pause, "seed": seed, "keep_data": keep_data,
+        "read_counters": read_counters or {},
+        "expect_reads": list(expect_reads),
+        "commit_status_addr": regmap.addr("COMMIT_STATUS"),
+    }
+    result = run_cocotb(build_dir, TOPLEVEL, "hetnic.sim.rx_tb", job)
     return RxRunResult(
         records=[unpack(PacketMeta, int(r, 16)) for r in result["records"]],
         stats=result["stats"], counters=result["counters"],

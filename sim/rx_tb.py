@@ -2,9 +2,9 @@
 
 Driven by cocotbext-axi: ``AxiLiteMaster`` programs the registers, ``AxiStreamSource`` sends
 the frames, ``AxiStreamSink`` takes the data output; a small monitor collects the metadata
-records. The job (a JSON file named by ``HETNIC_RX_JOB``) says what to write, what to send,
+records. The job (a JSON file named by ``HETNIC_JOB``) says what to write, what to send,
 how much backpressure to apply, and when to commit new configuration in the middle of the
-traffic; the result goes to ``HETNIC_RX_OUT``. :func:`hetnic.sim.rx_sim.run_rx_job` is the
+traffic; the result goes to ``HETNIC_OUT``. :func:`hetnic.sim.rx_sim.run_rx_job` is the
 Python side that writes the job and reads the result.
 """
 
@@ -41,7 +41,7 @@ def pause_generator(rng, probability):
 
 @cocotb.test()
 async def run_job(dut):
-    with open(os.environ["HETNIC_RX_JOB"]) as f:
+    with open(os.environ["HETNIC_JOB"]) as f:
         job = json.load(f)
     rng = random.Random(job.get("seed", 1))
 
@@ -140,7 +140,7 @@ async def run_job(dut):
         "data_tuser": [int(bool(f.tuser)) if not isinstance(f.tuser, list)
                        else int(any(f.tuser)) for f in data_frames] if keep_data else [],
     }
-    with open(os.environ["HETNIC_RX_OUT"], "w") as f:
+    with open(os.environ["HETNIC_OUT"], "w") as f:
         json.dump(result, f)
     assert len(records) == len(frames), \
         f"{len(frames)} frames sent but {len(records)} metadata records came out"
