@@ -208,7 +208,7 @@ REGISTERS: tuple[Register, ...] = (
                        "2..32768."),
         ("PROD", "rw", "Doorbell: the host's descriptor producer index (free-running, 16 bits)."),
         ("CONS", "ro", "The NIC's descriptor consumer index (free-running, 16 bits)."),
-        ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (32-byte aligned)."),
+        ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (16-byte aligned)."),
         ("CQ_BASE_HI", "rw", "Completion ring address, bits 63:32."),
         ("CTRL", "rw", "Bit 0 enable. Disabling stops taking descriptors after the frame in "
                        "progress; frames for a disabled queue are dropped (NO_BUFFER)."),
