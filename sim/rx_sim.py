@@ -108,6 +108,10 @@ def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
             if rc:
                 raise SimulationError(f"{cmd[0]} failed (exit {rc}); see {log}")
+    # A warning that means the model would not behave like the Verilog: refuse the build.
+    for fatal in ("ALWNEVER", "MULTIDRIVEN"):
+        if f"%Warning-{fatal}" in log.read_text():
+            raise SimulationError(f"Verilator reports {fatal} for {toplevel}; see {log}")
     stamp.write_text(key)
     return build_dir
 
@@ -131,13 +135,15 @@ def run_cocotb(build_dir: Path, toplevel: str, test_module: str, job: dict) -> d
                                   results_xml=str(tmp / "results.xml"),
                                   log_file=tmp / "sim.log")
         except (SystemExit, subprocess.CalledProcessError) as exc:
-            raise SimulationError(f"simulation failed to run: {exc}") from None
+            results = None
+            failure = f"simulation failed (exit {exc})"
+        else:
+            failure = _failures(results)
         log = (tmp / "sim.log").read_text()[-3000:] if (tmp / "sim.log").exists() else ""
+        if failure:
+            raise SimulationError(f"{failure}\n{log}")
         if not out.exists():
             raise SimulationError(f"simulation ended without a result\n{log}")
-        failed = _failures(results)
-        if failed:
-            raise SimulationError(f"testbench failed: {failed}\n{log}")
         return json.loads(out.read_text())
 
 
