@@ -9,7 +9,7 @@ from ..protocol import PacketMeta
 from .axil import AxiLiteSignature, AxiLiteSlave
 from .rx_pipeline import RxPipeline
 
-__all__ = ["RxPipelineTop", "META_BITS"]
+__all__ = ["RxPipelineTop", "NicCoreTop", "META_BITS"]
 
 META_BITS = data.Layout.cast(PacketMeta).size
 _AXIL = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
@@ -63,4 +63,59 @@ class RxPipelineTop(wiring.Component):
                 m.d.comb += inner.eq(port)
             else:
                 m.d.comb += port.eq(inner)
+        return m
+
+
+def _flat(prefix, signature, *, master):
+    """Flat top-level members for an interface given in its master view."""
+    members = {}
+    for name, member in signature.members.items():
+        flow = member.flow if master else member.flow.flip()
+        members[f"{prefix}_{name}"] = flow(member.shape)
+    return members
+
+
+class NicCoreTop(wiring.Component):
+    """:class:`NicCore` with flat AXI ports for cocotbext-axi: ``s_axis_*`` (rx MAC, ``tuser``
+    = MAC error), ``m_axis_*`` (tx MAC), ``s_axil_*`` (registers), ``m_axi_*`` (host memory,
+    AXI4 master) and ``irq``. Parameters as :class:`NicCore`."""
+    def __init__(self, data_width=64, **params):
+        from .dma import Axi4Signature
+        from .nic_core import NicCore
+        self.core = NicCore(data_width, **params)
+        self.regmap = self.core.regmap
+        self._axi = Axi4Signature(data_width)
+        w = data_width
+        members = {
+            "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
+            "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
+            "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "irq": Out(len(self.core.irq)),
+        }
+        members.update(_flat("s_axil", AxiLiteSignature(16), master=False))
+        members.update(_flat("m_axi", self._axi, master=True))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.axil = axil = AxiLiteSlave(16)
+        connect(m, axil.csr, core.csr)
+        rx, tx = core.rx_mac, core.tx_mac
+        m.d.comb += [
+            rx.payload.data.eq(self.s_axis_tdata), rx.payload.keep.eq(self.s_axis_tkeep),
+            rx.payload.last.eq(self.s_axis_tlast), rx.payload.error.eq(self.s_axis_tuser),
+            rx.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(rx.ready),
+            self.m_axis_tdata.eq(tx.payload.data), self.m_axis_tkeep.eq(tx.payload.keep),
+            self.m_axis_tlast.eq(tx.payload.last), self.m_axis_tuser.eq(tx.payload.error),
+            self.m_axis_tvalid.eq(tx.valid), tx.ready.eq(self.m_axis_tready),
+            self.irq.eq(core.irq),
+        ]
+        for name, member in AxiLiteSignature(16).members.items():
+            port, inner = getattr(self, f"s_axil_{name}"), getattr(axil.axi, name)
+            m.d.comb += inner.eq(port) if member.flow == Out else port.eq(inner)
+        for name, member in self._axi.members.items():
+            port, inner = getattr(self, f"m_axi_{name}"), getattr(core.dma, name)
+            m.d.comb += port.eq(inner) if member.flow == Out else inner.eq(port)
         return m

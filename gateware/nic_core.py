@@ -1,0 +1,122 @@
+"""The NIC core: RX classification, RX queues with DMA rings, TX work items, event queues."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from ..regs import RegisterMap
+from .axil import CsrDecoder, CsrSignature
+from .beat import Beat
+from .dma import Axi4Signature, DmaEngine
+from .event_queues import EventQueues
+from .rx_pipeline import RxPipeline, rx_regmap
+from .rx_queues import RxQueueManager
+from .tx_engine import TxWorkItemEngine
+
+__all__ = ["NicCore", "nic_regmap"]
+
+
+def nic_regmap(data_width=64, *, rx_queues=64, tx_queues=4, event_queues=4, n_rules=16,
+               reta_size=512) -> RegisterMap:
+    """The register map of a :class:`NicCore` with these parameters."""
+    return rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size, queues=rx_queues,
+                     rx_queues=rx_queues, tx_queues=tx_queues, event_queues=event_queues)
+
+
+class NicCore(wiring.Component):
+    """A complete SmartNIC datapath between two MAC streams and host memory.
+
+    Frames from ``rx_mac`` are parsed, hashed and classified (:class:`RxPipeline`), then
+    written into the posted buffers of their receive queue with one completion each
+    (:class:`RxQueueManager`). Work items in host memory become frames on ``tx_mac``
+    (:class:`TxWorkItemEngine`). Queue events go to event rings with coalesced interrupts
+    (:class:`EventQueues`). All host-memory traffic goes through one AXI4 master
+    (:class:`DmaEngine`, data width = datapath width); all registers through ``csr``.
+
+    Parameters
+    ----------
+    data_width : int
+        Datapath and DMA width in bits.
+    rx_queues, tx_queues, event_queues : int
+    n_rules, reta_size : int
+        As :class:`RxPipeline`.
+
+    Members
+    -------
+    rx_mac : In(stream.Signature(Beat(data_width)))
+    tx_mac : Out(stream.Signature(Beat(data_width)))
+    csr : In(CsrSignature(16))
+    dma : Out(Axi4Signature(data_width))
+    irq : Out(event_queues)
+        One-cycle pulses, one line per event queue.
+    """
+    def __init__(self, data_width=64, *, rx_queues=64, tx_queues=4, event_queues=4,
+                 n_rules=16, reta_size=512):
+        self.data_width = data_width
+        self.regmap = nic_regmap(data_width, rx_queues=rx_queues, tx_queues=tx_queues,
+                                 event_queues=event_queues, n_rules=n_rules,
+                                 reta_size=reta_size)
+        self.params = dict(rx_queues=rx_queues, tx_queues=tx_queues, event_queues=event_queues,
+                           n_rules=n_rules, reta_size=reta_size)
+        super().__init__({
+            "rx_mac": In(stream.Signature(Beat(data_width))),
+            "tx_mac": Out(stream.Signature(Beat(data_width))),
+            "csr": In(CsrSignature(16)),
+            "dma": Out(Axi4Signature(data_width)),
+            "irq": Out(event_queues),
+        })
+
+    def _window(self, prefix, count):
+        rm = self.regmap
+        first = rm[f"{prefix}_BASE_LO"]
+        return first.offset, first.offset + count * first.stride
+
+    def elaborate(self, platform):
+        m = Module()
+        p, w = self.params, self.data_width
+
+        m.submodules.pipeline = pipeline = RxPipeline(
+            w, n_rules=p["n_rules"], reta_size=p["reta_size"], queues=p["rx_queues"],
+            regmap=self.regmap)
+        m.submodules.rx_queues = rxq = RxQueueManager(w, p["rx_queues"])
+        m.submodules.tx_engine = txe = TxWorkItemEngine(w, p["tx_queues"])
+        m.submodules.event_queues = eqs = EventQueues(p["event_queues"], w)
+        m.submodules.dma = dma = DmaEngine(w, n_read_clients=2, n_write_clients=3)
+
+        # --- registers: the queue windows go to their blocks, the rest to the pipeline ----
+        m.submodules.csr_decoder = decoder = CsrDecoder(16, [
+            self._window("RXQ", p["rx_queues"]),
+            self._window("TXQ", p["tx_queues"]),
+            self._window("EQ", p["event_queues"]),
+        ])
+        connect(m, wiring.flipped(self.csr), decoder.bus)
+        connect(m, decoder.sub[0], rxq.csr)
+        connect(m, decoder.sub[1], txe.csr)
+        connect(m, decoder.sub[2], eqs.csr)
+        connect(m, decoder.default, pipeline.csr)
+
+        # --- datapath -----------------------------------------------------------------
+        connect(m, wiring.flipped(self.rx_mac), pipeline.rx)
+        connect(m, pipeline.data, rxq.data)
+        connect(m, pipeline.meta, rxq.meta)
+        connect(m, txe.tx, wiring.flipped(self.tx_mac))
+
+        # --- host memory: read clients 0 RX descriptors, 1 TX work items and data;
+        #     write clients 0 RX frames and completions, 1 TX completions, 2 events ------
+        connect(m, rxq.rd_req, dma.rd_req[0])
+        connect(m, dma.rd_data[0], rxq.rd_data)
+        connect(m, txe.rd_req, dma.rd_req[1])
+        connect(m, dma.rd_data[1], txe.rd_data)
+        for index, client in enumerate((rxq, txe, eqs)):
+            connect(m, client.wr_req, dma.wr_req[index])
+            connect(m, client.wr_data, dma.wr_data[index])
+            connect(m, dma.wr_done[index], client.wr_done)
+        connect(m, dma.axi, wiring.flipped(self.dma))
+
+        # --- events and interrupts ------------------------------------------------------
+        timestamp = Signal(48)
+        m.d.sync += timestamp.eq(timestamp + 1)
+        m.d.comb += [rxq.timestamp.eq(timestamp), eqs.timestamp.eq(timestamp),
+                     self.irq.eq(eqs.irq)]
+        connect(m, rxq.event, eqs.post)
+        return m
