@@ -142,8 +142,12 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import bench_rx
-    print(json.dumps(bench_rx(frames=args.frames), indent=2))
+    from .bench import bench_core, bench_rx
+    if args.what == "rx":
+        result = bench_rx(frames=args.frames or 10_000)
+    else:
+        result = bench_core(frames=args.frames or 2000)
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -187,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=("rx",), help="rx: RX pipeline and software Toeplitz")
-    p.add_argument("--frames", type=_positive, default=10_000,
-                   help="64-byte frames sent back to back (default 10000)")
+    p.add_argument("what", choices=("rx", "core"),
+                   help="rx: RX pipeline and software Toeplitz; core: the NIC core with DMA")
+    p.add_argument("--frames", type=_positive, default=None,
+                   help="64-byte frames sent back to back (default 10000 for rx, 2000 for core)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="generate a traffic mix, replay it, show where it went")

@@ -15,7 +15,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamBus,
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
@@ -69,6 +69,8 @@ async def run_job(dut):
             ch.set_pause_generator(pauses(rng, p))
     if job.get("tx_pause"):
         sink.set_pause_generator(pauses(rng, job["tx_pause"]))
+    if job.get("rx_pause"):
+        source.set_pause_generator(pauses(rng, job["rx_pause"]))
 
     mem = RamMemory(ram)
     alloc = MemoryAllocator(mem, RING_BASE, MEM_SIZE - RING_BASE)
@@ -96,17 +98,43 @@ async def run_job(dut):
         await write_all(queue_register_writes(regmap, "tx", q, ring))
 
     # --- traffic ---------------------------------------------------------------------------
-    stats = {"ar": 0, "aw": 0, "rx_first": None, "rx_last_beat": None, "cycles": 0}
+    stats = {"ar": 0, "aw": 0, "cycles": 0, "rx_frames": 0, "rx_first_beat": None,
+             "rx_last_beat": None, "tx_frames": 0, "tx_first_beat": None,
+             "tx_last_beat": None, "latencies": []}
     done = {"flag": False}
+    probe = job.get("latency_probe")         # {"queue": q}: watch that queue's completions
+    frame_ends = []                          # cycle of each frame's last beat on s_axis
 
     async def monitor():
+        # Sampled mid-cycle: valid & ready there is the handshake of the next rising edge.
+        next_completion = 0
         while not done["flag"]:
-            await RisingEdge(dut.clk)
-            stats["cycles"] += 1
+            await FallingEdge(dut.clk)
+            cycle = stats["cycles"] = stats["cycles"] + 1
             if dut.m_axi_arvalid.value and dut.m_axi_arready.value:
                 stats["ar"] += 1
             if dut.m_axi_awvalid.value and dut.m_axi_awready.value:
                 stats["aw"] += 1
+            if dut.s_axis_tvalid.value and dut.s_axis_tready.value:
+                if stats["rx_first_beat"] is None:
+                    stats["rx_first_beat"] = cycle
+                stats["rx_last_beat"] = cycle
+                if dut.s_axis_tlast.value:
+                    stats["rx_frames"] += 1
+                    frame_ends.append(cycle)
+            if dut.m_axis_tvalid.value and dut.m_axis_tready.value:
+                if stats["tx_first_beat"] is None:
+                    stats["tx_first_beat"] = cycle
+                stats["tx_last_beat"] = cycle
+                stats["tx_frames"] += int(dut.m_axis_tlast.value)
+            if probe is not None and next_completion < len(frame_ends):
+                ring = rx_rings[probe["queue"]]
+                size = ring.size
+                entry = ring.cq_base + 16 * (next_completion % size)
+                phase = (mem.read(entry + 15, 1)[0] >> 7) & 1
+                if phase == (1 - (next_completion // size) % 2):
+                    stats["latencies"].append(cycle - frame_ends[next_completion])
+                    next_completion += 1
 
     mon = cocotb.start_soon(monitor())
     for frame in job.get("rx_frames", []):

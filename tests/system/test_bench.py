@@ -21,3 +21,17 @@ def test_bench_rx_line_rate(capsys):
     for key in ("toeplitz_sw_hashes_per_s", "toeplitz_scalar_hashes_per_s",
                 "toeplitz_sw_speedup"):
         assert out[key] > 0
+
+
+def test_bench_core_figures(capsys):
+    """The NIC core keeps up with Ethernet line rate for 64-byte frames into host memory, and
+    BATCH work items need at least 8x fewer DMA reads per message than SINGLE ones (counts of
+    cycles and AXI transactions, not wall-clock time)."""
+    assert main(["bench", "core", "--frames", "400"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rx_frames"] == 400
+    assert out["rx_frames_per_cycle_64b"] >= out["rx_frames_per_cycle_ideal_ethernet"]
+    assert out["tx_dma_reads_per_message_batched"] * 8 <= out["tx_dma_reads_per_message_single"]
+    assert out["rx_completion_latency_cycles"]["samples"] == 200
+    assert 0 < out["rx_completion_latency_cycles"]["median"] <= \
+        out["rx_completion_latency_cycles"]["max"]
