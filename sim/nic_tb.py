@@ -147,6 +147,7 @@ async def run_job(dut):
     expected_rx = job.get("expect_rx", 0)
     budget = job.get("max_cycles", 200_000)
     waited = 0
+    drain_until = None
     while waited < budget:
         # Keep TX rings fed, one work item per loop turn.
         if tx_sent < len(tx_items):
@@ -182,7 +183,11 @@ async def run_job(dut):
         if (n_rx >= expected_rx and source.empty() and tx_sent == len(tx_items)
                 and len(tx_done) == len(tx_items)
                 and n_tx_frames >= job.get("expect_tx_frames", 0)):
-            break
+            # Keep reaping a while: frames still inside the core (or dropped) settle.
+            if drain_until is None:
+                drain_until = waited + job.get("drain_cycles", 0)
+            if waited >= drain_until:
+                break
         await ClockCycles(dut.clk, 16)
         waited += 16
     await ClockCycles(dut.clk, 32)
@@ -195,7 +200,12 @@ async def run_job(dut):
     counters = {}
     for name, addr in job.get("read_registers", {}).items():
         counters[name] = await axil.read_dword(addr)
+    # Nothing outside the allocated rings and buffers was written (AxiRam starts zeroed).
+    top = RING_BASE + alloc.used
+    guard_ok = (mem.read(0, RING_BASE) == bytes(RING_BASE)
+                and mem.read(top, 1 << 16) == bytes(1 << 16))
     result = {
+        "guard_ok": guard_ok,
         "rx": {str(q): [{"data": p.data.hex(), "hash": p.hash, "hash_type": int(p.hash_type),
                          "queue": p.queue, "instance": p.instance, "rule": p.rule,
                          "generation": p.generation, "length": p.length}
