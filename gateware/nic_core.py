@@ -2,13 +2,15 @@
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
+from ..protocol import EventType
 from ..regs import RegisterMap
 from .axil import CsrDecoder, CsrSignature
 from .beat import Beat
 from .dma import Axi4Signature, DmaEngine
-from .event_queues import EventQueues
+from .event_queues import EventArbiter, EventPost, EventQueues
 from .rx_pipeline import RxPipeline, rx_regmap
 from .rx_queues import RxQueueManager
 from .tx_engine import TxWorkItemEngine
@@ -118,5 +120,28 @@ class NicCore(wiring.Component):
         m.d.sync += timestamp.eq(timestamp + 1)
         m.d.comb += [rxq.timestamp.eq(timestamp), eqs.timestamp.eq(timestamp),
                      self.irq.eq(eqs.irq)]
-        connect(m, rxq.event, eqs.post)
+        # Event sources: RX completions of armed queues (a stream), TX completions of armed
+        # queues and applied commits (pulses, queued here: at most one per TX queue per arm
+        # and one per commit can be pending, so the queues never overflow). COMMIT_DONE goes
+        # to event queue 0 with the new generation.
+        m.submodules.tx_events = tx_events = SyncFIFOBuffered(
+            width=len(eqs.post.payload.as_value()), depth=p["tx_queues"] + 1)
+        m.submodules.commit_events = commit_events = SyncFIFOBuffered(
+            width=len(eqs.post.payload.as_value()), depth=2)
+        m.submodules.event_arbiter = arbiter = EventArbiter(3)
+        tx_post, commit_post = Signal(EventPost), Signal(EventPost)
+        m.d.comb += [
+            tx_post.event_queue.eq(txe.event_queue), tx_post.type.eq(EventType.TX_COMPLETION),
+            tx_post.source.eq(txe.completion_queue),
+            tx_events.w_data.eq(tx_post), tx_events.w_en.eq(txe.event_stb),
+            commit_post.event_queue.eq(0), commit_post.type.eq(EventType.COMMIT_DONE),
+            commit_post.info.eq(pipeline.generation + 1),
+            commit_events.w_data.eq(commit_post), commit_events.w_en.eq(pipeline.commit_stb),
+        ]
+        connect(m, rxq.event, arbiter.posts[0])
+        for index, fifo in ((1, tx_events), (2, commit_events)):
+            m.d.comb += [arbiter.posts[index].valid.eq(fifo.r_rdy),
+                         arbiter.posts[index].payload.eq(fifo.r_data),
+                         fifo.r_en.eq(arbiter.posts[index].ready)]
+        connect(m, arbiter.post, eqs.post)
         return m

@@ -95,6 +95,8 @@ class RxPipeline(wiring.Component):
             "data": Out(stream.Signature(self.beat)),
             "meta": Out(stream.Signature(PacketMeta)),
             "csr": In(CsrSignature(16)),
+            "commit_stb": Out(1),       # a COMMIT was applied in this cycle
+            "generation": Out(16),      # the configuration generation now in force
         })
 
     def elaborate(self, platform):
@@ -166,7 +168,8 @@ class RxPipeline(wiring.Component):
         # coherent; every record then carries the generation it was processed with.
         m.d.comb += regs.commit_apply.eq(regs.commit_pending & ~mid_frame & (in_flight == 0) &
                                          ~reta.busy)
-        m.d.comb += reta.flip_stb.eq(regs.commit_apply)
+        m.d.comb += [reta.flip_stb.eq(regs.commit_apply),
+                     self.commit_stb.eq(regs.commit_apply), self.generation.eq(regs.generation)]
 
         # --- counters -----------------------------------------------------------------------
         frame_len = Signal(32)         # bytes so far; BYTES_IN adds the whole frame

@@ -130,6 +130,9 @@ class TxWorkItemEngine(wiring.Component):
     completion_stb : Out(1)
     completion_queue : Out(range(n_queues))
         A completion of ``completion_queue`` has been written (one cycle after its done).
+    event_stb, event_queue : Out
+        Pulses with ``completion_stb`` when that queue was armed (``TXQ_EQ`` bit 8, which it
+        clears): a ``TX_COMPLETION`` event for event queue ``event_queue`` (``TXQ_EQ`` 5:0).
     dma_reads : Out(32)
         Free-running count of DMA read requests issued (work items and data).
     """
@@ -159,6 +162,7 @@ class TxWorkItemEngine(wiring.Component):
             "tx": Out(stream.Signature(Beat(data_width))),
             "completion_stb": Out(1),
             "completion_queue": Out(range(n_queues)),
+            "event_stb": Out(1), "event_queue": Out(6),
             "dma_reads": Out(32),
         })
 
@@ -169,7 +173,8 @@ class TxWorkItemEngine(wiring.Component):
         for name in ("wr_req", "wr_data", "wr_done"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(queues, name))
         m.d.comb += [self.completion_stb.eq(queues.completion_stb),
-                     self.completion_queue.eq(queues.completion_queue)]
+                     self.completion_queue.eq(queues.completion_queue),
+                     self.event_stb.eq(queues.event_stb), self.event_queue.eq(queues.event_queue)]
         # Message lengths from the fetch side to the cutter: a whole work item's lengths are
         # queued before its BATCH read is issued, so this holds two of the largest.
         m.submodules.lengths = lengths = SyncFIFOBuffered(width=16, depth=2 * TX_MAX_MESSAGES)

@@ -136,6 +136,7 @@ class TxQueueFile(wiring.Component):
             "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
             "wr_done": In(stream.Signature(DmaWriteDone)),
             "completion_stb": Out(1), "completion_queue": Out(range(n)),
+            "event_stb": Out(1), "event_queue": Out(6),
         })
 
     def elaborate(self, platform):
@@ -185,7 +186,7 @@ class TxQueueFile(wiring.Component):
             comp.bytes.eq(rec.bytes), comp.phase.eq(phase[c]),
         ]
         wr_req, wr_data, wr_done = self.wr_req, self.wr_data, self.wr_done
-        m.d.sync += self.completion_stb.eq(0)
+        m.d.sync += [self.completion_stb.eq(0), self.event_stb.eq(0)]
         with m.FSM(name="completion"):
             with m.State("IDLE"):
                 m.d.comb += self.result.ready.eq(1)
@@ -217,6 +218,13 @@ class TxQueueFile(wiring.Component):
                 with m.If(wr_done.valid):
                     m.d.comb += [done_stb.eq(1), write_error.eq(wr_done.payload.error)]
                     m.d.sync += [self.completion_stb.eq(1), self.completion_queue.eq(c)]
+                    # An armed queue (TXQ_EQ bit 8) reports this completion once, to the
+                    # event queue in TXQ_EQ bits 5:0, and is disarmed.
+                    if "EQ" in stored:
+                        with m.If(stored["EQ"][c][8]):
+                            m.d.sync += [self.event_stb.eq(1),
+                                         self.event_queue.eq(stored["EQ"][c][:6]),
+                                         stored["EQ"][c][8].eq(0)]
                     m.next = "IDLE"
 
         # --- engine side: fetch index, completions, in-flight count ----------------------------

@@ -733,6 +733,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire clk;
   wire commit_apply;
   wire commit_pending;
+  wire commit_stb;
   wire counters__ack;
   wire [15:0] counters__addr;
   wire [31:0] counters__r_data;
@@ -790,6 +791,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
+  wire [15:0] \generation$101 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
@@ -3161,6 +3163,8 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign \o__valid$92  = meta__valid;
   assign meta__ready = \o__ready$96 ;
   assign flip_stb = commit_apply;
+  assign commit_stb = commit_apply;
+  assign \generation$101  = generation;
   assign beat_bytes = \$28 [3:0];
   assign frame_in_len = \$35 [31:0];
   assign meta = meta__payload;

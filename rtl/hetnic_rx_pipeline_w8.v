@@ -726,6 +726,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$96 , clk, rst, rx__ready
   wire clk;
   wire commit_apply;
   wire commit_pending;
+  wire commit_stb;
   wire counters__ack;
   wire [15:0] counters__addr;
   wire [31:0] counters__r_data;
@@ -783,6 +784,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$96 , clk, rst, rx__ready
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
+  wire [15:0] \generation$101 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [10:0] i__payload;
@@ -3147,6 +3149,8 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$96 , clk, rst, rx__ready
   assign \o__valid$92  = meta__valid;
   assign meta__ready = \o__ready$96 ;
   assign flip_stb = commit_apply;
+  assign commit_stb = commit_apply;
+  assign \generation$101  = generation;
   assign beat_bytes = \$21 [0];
   assign frame_in_len = \$28 [31:0];
   assign meta = meta__payload;

@@ -20,7 +20,8 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from hetnic.gateware.nic_core import nic_regmap
-from hetnic.host.rings import MemoryAllocator, RxRing, TxRing, queue_register_writes
+from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
+                               queue_register_writes)
 
 CLOCK_NS = 8
 MEM_SIZE = 1 << 23
@@ -97,6 +98,19 @@ async def run_job(dut):
         tx_rings[q] = ring
         await write_all(queue_register_writes(regmap, "tx", q, ring))
 
+    eq_rings = {}
+    for q in job.get("event_queues_used", []):
+        ring = EventRing(mem, alloc, 64)
+        eq_rings[q] = ring
+        await write_all(queue_register_writes(regmap, "event", q, ring))
+        await axil.write_dword(regmap.addr("EQ_CTRL", q), 0b11)      # enable, interrupts
+    for q, eq in job.get("arm_rx", {}).items():
+        await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), 0x100 | eq)
+    for q, eq in job.get("arm_tx", {}).items():
+        await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), 0x100 | eq)
+    if job.get("late_commit"):
+        await write_all(job["late_commit"])
+
     # --- traffic ---------------------------------------------------------------------------
     stats = {"ar": 0, "aw": 0, "cycles": 0, "rx_frames": 0, "rx_first_beat": None,
              "rx_last_beat": None, "tx_frames": 0, "tx_first_beat": None,
@@ -113,6 +127,9 @@ async def run_job(dut):
             cycle = stats["cycles"] = stats["cycles"] + 1
             if dut.m_axi_arvalid.value and dut.m_axi_arready.value:
                 stats["ar"] += 1
+            irq = int(dut.irq.value)
+            if irq:
+                stats["irq_pulses"] = stats.get("irq_pulses", 0) + bin(irq).count("1")
             if dut.m_axi_awvalid.value and dut.m_axi_awready.value:
                 stats["aw"] += 1
             if dut.s_axis_tvalid.value and dut.s_axis_tready.value:
@@ -204,7 +221,12 @@ async def run_job(dut):
     top = RING_BASE + alloc.used
     guard_ok = (mem.read(0, RING_BASE) == bytes(RING_BASE)
                 and mem.read(top, 1 << 16) == bytes(1 << 16))
+    events = []
+    for q, ring in eq_rings.items():
+        for e in ring.reap(64):
+            events.append({"eq": q, "type": int(e.type), "source": e.source, "info": e.info})
     result = {
+        "events": events,
         "guard_ok": guard_ok,
         "rx": {str(q): [{"data": p.data.hex(), "hash": p.hash, "hash_type": int(p.hash_type),
                          "queue": p.queue, "instance": p.instance, "rule": p.rule,

@@ -8,6 +8,7 @@ import pytest
 
 from hetnic.gateware.nic_core import nic_regmap
 from hetnic.host.config import RxConfig
+from hetnic.protocol import EventType
 from hetnic.sim.model.rx_pipeline import RxModel
 from hetnic.sim.nic_sim import run_nic_job
 from hetnic.sim.traffic import traffic_mix
@@ -80,3 +81,26 @@ def test_tx_work_items_byte_exact():
         assert got == want
     assert len(result["tx_done"]) == len(items)
     assert all(d["status"] == 0 for d in result["tx_done"])
+
+
+def test_events_and_interrupts():
+    """Armed RX queue 0 and TX queue 1 each report one completion event to event queue 1,
+    a COMMIT applied during traffic reports COMMIT_DONE with the new generation to event
+    queue 0, and every event raises its interrupt line (no coalescing)."""
+    regmap = nic_regmap(**BUILD)
+    first, second = RxConfig(queues=1), RxConfig(queues=1, symmetric=True)
+    frames = [f for f, err in traffic_mix(40, seed=5, kinds={"ipv4_tcp": 1}) if not err]
+    result = run_nic_job(BUILD, {
+        "config_writes": first.register_writes(regmap), "rx_queues_used": [0],
+        "rx_ring_size": 64, "rx_buffer_size": 2048, "rx_frames": [f.hex() for f in frames],
+        "expect_rx": len(frames), "tx_queues_used": [1], "tx_ring_size": 64,
+        "tx_items": [{"queue": 1, "mode": "batch", "messages": ["ab" * 60] * 3}] * 2,
+        "expect_tx_frames": 6, "event_queues_used": [0, 1], "arm_rx": {"0": 1},
+        "arm_tx": {"1": 1}, "late_commit": second.register_writes(regmap),
+        "drain_cycles": 2000, "seed": 5})
+    events = sorted((e["eq"], e["type"], e["source"], e["info"]) for e in result["events"])
+    kinds = [(eq, t, src) for eq, t, src, _ in events]
+    assert kinds == [(0, EventType.COMMIT_DONE, 0), (1, EventType.RX_COMPLETION, 0),
+                     (1, EventType.TX_COMPLETION, 1)], events
+    assert events[0][3] == 2                        # the second commit: generation 2
+    assert result["stats"]["irq_pulses"] == 3
