@@ -110,6 +110,11 @@ async def run_job(dut):
         await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), 0x100 | eq)
     if job.get("late_commit"):
         await write_all(job["late_commit"])
+    # Bad input on purpose: a descriptor rewritten after posting, raw register writes.
+    for bad in job.get("corrupt_rx_descriptor", []):
+        ring = rx_rings[bad["queue"]]
+        mem.write(ring.base + 16 * bad["index"], bad["addr"].to_bytes(8, "little"))
+    await write_all(job.get("raw_writes", []))
 
     # --- traffic ---------------------------------------------------------------------------
     stats = {"ar": 0, "aw": 0, "cycles": 0, "rx_frames": 0, "rx_first_beat": None,
@@ -170,9 +175,11 @@ async def run_job(dut):
         if tx_sent < len(tx_items):
             item = tx_items[tx_sent]
             ring = tx_rings[item["queue"]]
-            messages = [bytes.fromhex(h) for h in item["messages"]]
+            messages = [bytes.fromhex(h) for h in item.get("messages", [])]
             try:
-                if item["mode"] == "batch":
+                if item["mode"] == "raw":
+                    doorbell = ring.raw_work_item([bytes.fromhex(h) for h in item["slots"]])
+                elif item["mode"] == "batch":
                     doorbell = ring.send_batch(messages)
                 elif item["mode"] == "gather":
                     doorbell = ring.send_gather(messages)

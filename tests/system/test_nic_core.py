@@ -104,3 +104,48 @@ def test_events_and_interrupts():
                      (1, EventType.TX_COMPLETION, 1)], events
     assert events[0][3] == 2                        # the second commit: generation 2
     assert result["stats"]["irq_pulses"] == 3
+
+
+def test_bad_input_is_refused_and_counted():
+    """Doorbells past the ring, rings of size 0 or not a power of two, a descriptor whose
+    buffer would wrap past 2**64, and malformed work items: each gives its STATUS bit or error
+    completion; host memory outside the rings and buffers is untouched; other queues go on."""
+    from hetnic.host.rings import pack
+    from hetnic.protocol import TxOpcode, TxStatus, TxWorkItem
+    regmap = nic_regmap(**BUILD)
+    config = RxConfig(queues=4)
+    frames = [f for f, err in traffic_mix(120, seed=8, kinds={"ipv4_tcp": 1}) if not err]
+    bad_header = pack(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=7).hex()
+    bad_opcode = (b"\x09" + pack(TxWorkItem, opcode=TxOpcode.NOP, count=1, cookie=8)[1:]).hex()
+    raw = [
+        (regmap.addr("RXQ_PROD", 0), 64 + 64 + 5),      # past a 64-entry ring
+        (regmap.addr("RXQ_CTRL", 3), 0),                # queue 3: size 0, then size 3
+        (regmap.addr("RXQ_SIZE", 3), 0), (regmap.addr("RXQ_CTRL", 3), 1),
+        (regmap.addr("RXQ_SIZE", 3), 3), (regmap.addr("RXQ_CTRL", 3), 1),
+        (regmap.addr("TXQ_PROD", 0), 500),              # past a 64-slot ring
+    ]
+    reads = {f"{r}[{q}]": regmap.addr(f"RXQ_{r}", q)
+             for r in ("STATUS", "CTRL", "NO_BUFFER", "CONS") for q in range(4)}
+    reads["TXQ_STATUS[0]"] = regmap.addr("TXQ_STATUS", 0)
+    result = run_nic_job(BUILD, {
+        "config_writes": config.register_writes(regmap), "rx_queues_used": [0, 1, 2, 3],
+        "rx_ring_size": 64, "rx_buffer_size": 2048, "rx_frames": [f.hex() for f in frames],
+        "expect_rx": 0, "drain_cycles": 3000, "raw_writes": raw,
+        "corrupt_rx_descriptor": [{"queue": 2, "index": 0, "addr": 2**64 - 8}],
+        "tx_queues_used": [0], "tx_ring_size": 64,
+        "tx_items": [{"queue": 0, "mode": "raw", "slots": [bad_header]},
+                     {"queue": 0, "mode": "raw", "slots": [bad_opcode]},
+                     {"queue": 0, "mode": "batch", "messages": ["cd" * 70] * 4}],
+        "expect_tx_frames": 4, "read_registers": reads, "seed": 8})
+    regs = result["registers"]
+    assert result["guard_ok"]
+    assert regs["STATUS[0]"] & 0b10                 # doorbell past the ring, ignored
+    assert regs["STATUS[3]"] & 0b1 and regs["CTRL[3]"] & 1 == 0   # bad size: stays disabled
+    assert regs["STATUS[2]"] & 0b1000 and regs["CONS[2]"] == 0    # overflowing descriptor
+    assert regs["STATUS[1]"] == 0 and len(result["rx"]["1"]) > 0  # an honest queue goes on
+    assert len(result["rx"]["0"]) > 0                              # so does queue 0
+    assert regs["NO_BUFFER[3]"] > 0
+    statuses = [d["status"] for d in result["tx_done"]]
+    assert statuses == [TxStatus.BAD_COUNT, TxStatus.BAD_OPCODE, TxStatus.OK]
+    assert regs["TXQ_STATUS[0]"] & 0b10
+    assert len(result["tx_frames"]) == 4
