@@ -5,7 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import DropReason, EventType, PacketMeta, RxCompletion, RxDescriptor
+from ..protocol import (DropReason, EventType, PacketMeta, QueueDrop, RxCompletion,
+                        RxDescriptor)
 from ..regs import RegisterMap
 from .axil import CsrSignature
 from .beat import Beat
@@ -23,8 +24,9 @@ _Move = data.StructLayout({"deliver": 1, "length": 16, "completion": RxCompletio
 #: The DMA writes of a delivered frame: ``length`` bytes at ``buffer``, then the completion.
 _Writes = data.StructLayout({"buffer": 64, "length": 16, "entry": 64, "queue": 8})
 #: A frame waiting for its write dones (in decision order): ``writes`` dones are due.
+#: ``drop`` is the QueueDrop reason of an undelivered frame of an existing queue, else 0.
 _Pending = data.StructLayout({"queue": 8, "writes": 2, "deliver": 1, "cons": 16,
-                              "event_queue": 6})
+                              "event_queue": 6, "drop": 2})
 
 
 class _FrameMover(wiring.Component):
@@ -122,6 +124,8 @@ class RxQueueManager(wiring.Component):
     * once the completion's ``wr_done`` has come, if the queue is armed (``RXQ_EQ`` bit 8) one
       ``RX_COMPLETION`` event is posted (``event_queue`` = ``RXQ_EQ`` bits 5:0,
       ``source`` = queue, ``info`` = ``CONS`` after this frame) and the queue is disarmed.
+      A frame an armed queue drops (no buffer, too long, bad descriptor) posts one ``DROP``
+      event instead (``info`` = :class:`~hetnic.protocol.QueueDrop`) and disarms it too.
 
     Register semantics are those of :class:`~.rx_queue_state.RxQueueFile`. Host protocol:
 
@@ -257,6 +261,9 @@ class RxQueueManager(wiring.Component):
             pend.queue.eq(cur.queue), pend.deliver.eq(deliver),
             pend.writes.eq(Mux(deliver, Mux(cur.length == 0, 1, 2), 0)),
             pend.cons.eq(qf.lu_cons + 1), pend.event_queue.eq(qf.lu_event_queue),
+            pend.drop.eq(Mux((early == 2) & qf.lu_valid, QueueDrop.NO_BUFFER,
+                         Mux(read & bad_desc, QueueDrop.BAD_DESCRIPTOR,
+                         Mux(read & ~deliver, QueueDrop.TOO_LONG, 0)))),
         ]
 
         def take_record():
@@ -346,7 +353,7 @@ class RxQueueManager(wiring.Component):
                     m.d.sync += got.eq(got + 1)
                     m.d.comb += qf.write_error_stb.eq(done.payload.error)
             with m.Else():
-                fire = head.deliver & qf.armed
+                fire = (head.deliver | (head.drop != 0)) & qf.armed
                 with m.If(~fire | ~event.valid | event.ready):
                     m.d.comb += [pending.r_en.eq(1), qf.frame_retire_stb.eq(1),
                                  qf.disarm_stb.eq(fire)]
@@ -355,7 +362,8 @@ class RxQueueManager(wiring.Component):
                         m.d.sync += [
                             event.valid.eq(1),
                             event.payload.event_queue.eq(head.event_queue),
-                            event.payload.type.eq(EventType.RX_COMPLETION),
+                            event.payload.type.eq(Mux(head.deliver, EventType.RX_COMPLETION,
+                                                      EventType.DROP)),
                             event.payload.source.eq(head.queue),
-                            event.payload.info.eq(head.cons),
+                            event.payload.info.eq(Mux(head.deliver, head.cons, head.drop)),
                         ]

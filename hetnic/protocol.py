@@ -28,7 +28,8 @@ __all__ = [
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
     "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "unpack",
     "RxDescriptor", "RxCompletion", "TxOpcode", "TxWorkItem", "TxLengths", "TxGatherEntry",
-    "TxStatus", "TxCompletion", "EventType", "Event", "TX_MAX_MESSAGES", "TX_MAX_FRAME",
+    "TxStatus", "TxCompletion", "EventType", "QueueDrop", "Event", "TX_MAX_MESSAGES",
+    "TX_MAX_FRAME",
 ]
 
 
@@ -326,8 +327,15 @@ class TxCompletion(data.Struct):
 class EventType(enum.IntEnum, shape=8):
     RX_COMPLETION = 1       # an armed RX completion ring has new entries (disarms it)
     TX_COMPLETION = 2       # an armed TX completion ring has new entries (disarms it)
-    DROP = 3                # a frame was dropped (info = DropReason or NicDrop)
+    DROP = 3                # an armed RX queue dropped a frame (info = QueueDrop; disarms it)
     COMMIT_DONE = 4         # a COMMIT was applied (info = new generation)
+
+
+class QueueDrop(enum.IntEnum, shape=2):
+    """Why an RX queue dropped a frame (the ``info`` of a ``DROP`` event)."""
+    NO_BUFFER = 1           # no posted descriptor, or the queue is disabled
+    TOO_LONG = 2            # longer than the next posted buffer
+    BAD_DESCRIPTOR = 3      # the descriptor could not be read, or its buffer is invalid
 
 
 class Event(data.Struct):

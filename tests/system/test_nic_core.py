@@ -111,7 +111,7 @@ def test_bad_input_is_refused_and_counted():
     buffer would wrap past 2**64, and malformed work items: each gives its STATUS bit or error
     completion; host memory outside the rings and buffers is untouched; other queues go on."""
     from hetnic.host.rings import pack
-    from hetnic.protocol import TxOpcode, TxStatus, TxWorkItem
+    from hetnic.protocol import QueueDrop, TxOpcode, TxStatus, TxWorkItem
     regmap = nic_regmap(**BUILD)
     config = RxConfig(queues=4)
     frames = [f for f, err in traffic_mix(120, seed=8, kinds={"ipv4_tcp": 1}) if not err]
@@ -136,7 +136,8 @@ def test_bad_input_is_refused_and_counted():
         "tx_items": [{"queue": 0, "mode": "raw", "slots": [bad_header]},
                      {"queue": 0, "mode": "raw", "slots": [bad_opcode]},
                      {"queue": 0, "mode": "batch", "messages": ["cd" * 70] * 4}],
-        "expect_tx_frames": 4, "read_registers": reads, "seed": 8})
+        "expect_tx_frames": 4, "read_registers": reads, "seed": 8,
+        "event_queues_used": [0], "arm_rx": {"3": 0}})
     regs = result["registers"]
     assert result["guard_ok"]
     assert regs["STATUS[0]"] & 0b10                 # doorbell past the ring, ignored
@@ -145,6 +146,9 @@ def test_bad_input_is_refused_and_counted():
     assert regs["STATUS[1]"] == 0 and len(result["rx"]["1"]) > 0  # an honest queue goes on
     assert len(result["rx"]["0"]) > 0                              # so does queue 0
     assert regs["NO_BUFFER[3]"] > 0
+    # The armed queue 3 reports its first drop once (then it is disarmed).
+    assert [(e["type"], e["source"], e["info"]) for e in result["events"]] == \
+        [(EventType.DROP, 3, QueueDrop.NO_BUFFER)]
     statuses = [d["status"] for d in result["tx_done"]]
     assert statuses == [TxStatus.BAD_COUNT, TxStatus.BAD_OPCODE, TxStatus.OK]
     assert regs["TXQ_STATUS[0]"] & 0b10
