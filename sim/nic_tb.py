@@ -159,6 +159,17 @@ async def run_job(dut):
                     next_completion += 1
 
     mon = cocotb.start_soon(monitor())
+
+    async def pause_queue(spec):
+        # Disable an RX queue under traffic, then enable it again (CTRL only: the NIC keeps
+        # its consumer index, so no completion is lost or repeated).
+        while stats["rx_frames"] < spec["after_frames"]:
+            await RisingEdge(dut.clk)
+        await axil.write_dword(regmap.addr("RXQ_CTRL", spec["queue"]), 0)
+        await ClockCycles(dut.clk, spec["cycles"])
+        await axil.write_dword(regmap.addr("RXQ_CTRL", spec["queue"]), 1)
+
+    pauser = cocotb.start_soon(pause_queue(job["pause_queue"])) if job.get("pause_queue") else None
     for frame in job.get("rx_frames", []):
         await source.send(AxiStreamFrame(bytes.fromhex(frame)))
 
@@ -217,6 +228,8 @@ async def run_job(dut):
     await ClockCycles(dut.clk, 32)
     done["flag"] = True
     await mon
+    if pauser is not None and not pauser.done():
+        pauser.cancel()
 
     tx_frames = []
     while not sink.empty():
