@@ -73,7 +73,7 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
     from .sim.nic_sim import run_nic_job
     from .sim.traffic import tcp4_min_frames
 
-    build = {"data_width": 64, "rx_queues": 8, "tx_queues": 1, "event_queues": 1}
+    build = {"data_width": 64, "rx_queues": 64, "tx_queues": 4, "event_queues": 4}  # default
     regmap = nic_regmap(**build)
     out = {}
 

@@ -15,7 +15,8 @@ from hetnic.sim.traffic import traffic_mix
 
 pytestmark = pytest.mark.timeout(900)
 
-BUILD = {"data_width": 64, "rx_queues": 8, "tx_queues": 2, "event_queues": 2}
+# The default build (the one exported to rtl/): 64 RX queues, 4 TX queues, 4 event queues.
+BUILD = {"data_width": 64, "rx_queues": 64, "tx_queues": 4, "event_queues": 4}
 
 
 def check_rx_against_model(result, delivered, queues):
