@@ -12,9 +12,44 @@ from .rx_pipeline import RxPipeline
 __all__ = ["RxPipelineTop", "NicCoreTop", "META_BITS"]
 
 META_BITS = data.Layout.cast(PacketMeta).size
-_AXIL = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
-         "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata",
-         "rresp", "rvalid", "rready")
+
+
+def _flat(prefix, signature, *, master):
+    """Flat top-level members for an interface given in its master view."""
+    members = {}
+    for name, member in signature.members.items():
+        flow = member.flow if master else member.flow.flip()
+        members[f"{prefix}_{name}"] = flow(member.shape)
+    return members
+
+
+def _axis_members(w):
+    """``s_axis_*`` (frames in, ``tuser`` = MAC error) and ``m_axis_*`` (frames out)."""
+    return {
+        "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
+        "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+        "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
+        "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+    }
+
+
+def _wire_axis(top, rx, tx):
+    """Statements joining the flat ``s_axis_*``/``m_axis_*`` ports to ``Beat`` streams."""
+    return [
+        rx.payload.data.eq(top.s_axis_tdata), rx.payload.keep.eq(top.s_axis_tkeep),
+        rx.payload.last.eq(top.s_axis_tlast), rx.payload.error.eq(top.s_axis_tuser),
+        rx.valid.eq(top.s_axis_tvalid), top.s_axis_tready.eq(rx.ready),
+        top.m_axis_tdata.eq(tx.payload.data), top.m_axis_tkeep.eq(tx.payload.keep),
+        top.m_axis_tlast.eq(tx.payload.last), top.m_axis_tuser.eq(tx.payload.error),
+        top.m_axis_tvalid.eq(tx.valid), tx.ready.eq(top.m_axis_tready),
+    ]
+
+
+def _wire_axil(top, axi):
+    """Statements joining the flat ``s_axil_*`` ports to an AXI4-Lite slave's bus."""
+    return [getattr(axi, name).eq(getattr(top, f"s_axil_{name}")) if member.flow == Out
+            else getattr(top, f"s_axil_{name}").eq(getattr(axi, name))
+            for name, member in AxiLiteSignature(16).members.items()]
 
 
 class RxPipelineTop(wiring.Component):
@@ -27,18 +62,11 @@ class RxPipelineTop(wiring.Component):
     def __init__(self, data_width=64, **params):
         self.pipeline = RxPipeline(data_width, **params)
         self.regmap = self.pipeline.regmap
-        w = data_width
         members = {
-            "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
-            "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
-            "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            **_axis_members(data_width),
             "m_meta_tdata": Out(META_BITS), "m_meta_tvalid": Out(1), "m_meta_tready": In(1),
+            **_flat("s_axil", AxiLiteSignature(16), master=False),
         }
-        axil = AxiLiteSignature(16).members         # as seen from the master
-        for name in _AXIL:
-            member = axil[name]
-            members[f"s_axil_{name}"] = In(member.shape) if member.flow == Out else Out(member.shape)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -46,33 +74,12 @@ class RxPipelineTop(wiring.Component):
         m.submodules.pipeline = p = self.pipeline
         m.submodules.axil = axil = AxiLiteSlave(16)
         connect(m, axil.csr, p.csr)
-        rx, tx = p.rx, p.data
+        m.d.comb += _wire_axis(self, p.rx, p.data) + _wire_axil(self, axil.axi)
         m.d.comb += [
-            rx.payload.data.eq(self.s_axis_tdata), rx.payload.keep.eq(self.s_axis_tkeep),
-            rx.payload.last.eq(self.s_axis_tlast), rx.payload.error.eq(self.s_axis_tuser),
-            rx.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(rx.ready),
-            self.m_axis_tdata.eq(tx.payload.data), self.m_axis_tkeep.eq(tx.payload.keep),
-            self.m_axis_tlast.eq(tx.payload.last), self.m_axis_tuser.eq(tx.payload.error),
-            self.m_axis_tvalid.eq(tx.valid), tx.ready.eq(self.m_axis_tready),
             self.m_meta_tdata.eq(p.meta.payload), self.m_meta_tvalid.eq(p.meta.valid),
             p.meta.ready.eq(self.m_meta_tready),
         ]
-        for name in _AXIL:
-            port, inner = getattr(self, f"s_axil_{name}"), getattr(axil.axi, name)
-            if AxiLiteSignature(16).members[name].flow == Out:   # driven by the master
-                m.d.comb += inner.eq(port)
-            else:
-                m.d.comb += port.eq(inner)
         return m
-
-
-def _flat(prefix, signature, *, master):
-    """Flat top-level members for an interface given in its master view."""
-    members = {}
-    for name, member in signature.members.items():
-        flow = member.flow if master else member.flow.flip()
-        members[f"{prefix}_{name}"] = flow(member.shape)
-    return members
 
 
 class NicCoreTop(wiring.Component):
@@ -85,14 +92,7 @@ class NicCoreTop(wiring.Component):
         self.core = NicCore(data_width, **params)
         self.regmap = self.core.regmap
         self._axi = Axi4Signature(data_width)
-        w = data_width
-        members = {
-            "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
-            "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
-            "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "irq": Out(len(self.core.irq)),
-        }
+        members = {**_axis_members(data_width), "irq": Out(len(self.core.irq))}
         members.update(_flat("s_axil", AxiLiteSignature(16), master=False))
         members.update(_flat("m_axi", self._axi, master=True))
         super().__init__(members)
@@ -102,19 +102,8 @@ class NicCoreTop(wiring.Component):
         m.submodules.core = core = self.core
         m.submodules.axil = axil = AxiLiteSlave(16)
         connect(m, axil.csr, core.csr)
-        rx, tx = core.rx_mac, core.tx_mac
-        m.d.comb += [
-            rx.payload.data.eq(self.s_axis_tdata), rx.payload.keep.eq(self.s_axis_tkeep),
-            rx.payload.last.eq(self.s_axis_tlast), rx.payload.error.eq(self.s_axis_tuser),
-            rx.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(rx.ready),
-            self.m_axis_tdata.eq(tx.payload.data), self.m_axis_tkeep.eq(tx.payload.keep),
-            self.m_axis_tlast.eq(tx.payload.last), self.m_axis_tuser.eq(tx.payload.error),
-            self.m_axis_tvalid.eq(tx.valid), tx.ready.eq(self.m_axis_tready),
-            self.irq.eq(core.irq),
-        ]
-        for name, member in AxiLiteSignature(16).members.items():
-            port, inner = getattr(self, f"s_axil_{name}"), getattr(axil.axi, name)
-            m.d.comb += inner.eq(port) if member.flow == Out else port.eq(inner)
+        m.d.comb += _wire_axis(self, core.rx_mac, core.tx_mac) + _wire_axil(self, axil.axi)
+        m.d.comb += self.irq.eq(core.irq)
         for name, member in self._axi.members.items():
             port, inner = getattr(self, f"m_axi_{name}"), getattr(core.dma, name)
             m.d.comb += port.eq(inner) if member.flow == Out else inner.eq(port)

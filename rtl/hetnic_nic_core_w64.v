@@ -76,7 +76,7 @@ module hetnic_nic_core_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tval
   wire dma__wvalid;
   output [3:0] irq;
   wire [3:0] irq;
-  wire [3:0] \irq$87 ;
+  wire [3:0] \irq$106 ;
   output [63:0] m_axi_araddr;
   wire [63:0] m_axi_araddr;
   output [1:0] m_axi_arburst;
@@ -301,7 +301,6 @@ module hetnic_nic_core_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tval
   assign rx_mac__ready = s_axis_tready;
   assign tx_mac__valid = m_axis_tvalid;
   assign tx_mac__ready = m_axis_tready;
-  assign \irq$87  = irq;
   assign axi__awaddr = s_axil_awaddr;
   assign axi__awprot = s_axil_awprot;
   assign axi__awvalid = s_axil_awvalid;
@@ -321,6 +320,7 @@ module hetnic_nic_core_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tval
   assign axi__rresp = 2'h0;
   assign axi__rvalid = s_axil_rvalid;
   assign axi__rready = s_axil_rready;
+  assign \irq$106  = irq;
   assign dma__awid = 4'h0;
   assign dma__awaddr = m_axi_awaddr;
   assign dma__awlen = m_axi_awlen;

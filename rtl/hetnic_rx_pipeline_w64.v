@@ -237,9 +237,6 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   assign rx__ready = s_axis_tready;
   assign data__valid = m_axis_tvalid;
   assign data__ready = m_axis_tready;
-  assign meta__payload = m_meta_tdata;
-  assign meta__valid = m_meta_tvalid;
-  assign meta__ready = m_meta_tready;
   assign axi__awaddr = s_axil_awaddr;
   assign axi__awprot = s_axil_awprot;
   assign axi__awvalid = s_axil_awvalid;
@@ -259,6 +256,9 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   assign axi__rresp = 2'h0;
   assign axi__rvalid = s_axil_rvalid;
   assign axi__rready = s_axil_rready;
+  assign meta__payload = m_meta_tdata;
+  assign meta__valid = m_meta_tvalid;
+  assign meta__ready = m_meta_tready;
   assign m_axis_tdata = data__payload[63:0];
   assign m_axis_tkeep = data__payload[71:64];
   assign m_axis_tlast = data__payload[72];

@@ -20,6 +20,7 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from hetnic.gateware.nic_core import nic_regmap
+from hetnic.sim.rx_tb import pause_generator
 from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
                                queue_register_writes)
 
@@ -38,11 +39,6 @@ class RamMemory:
 
     def write(self, addr: int, data: bytes) -> None:
         self.ram.write(addr, bytes(data))
-
-
-def pauses(rng, probability):
-    while True:
-        yield rng.random() < probability
 
 
 @cocotb.test()
@@ -67,11 +63,11 @@ async def run_job(dut):
         p = job["dma_pause"]
         for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.read_if.ar_channel,
                    ram.read_if.r_channel):
-            ch.set_pause_generator(pauses(rng, p))
+            ch.set_pause_generator(pause_generator(rng, p))
     if job.get("tx_pause"):
-        sink.set_pause_generator(pauses(rng, job["tx_pause"]))
+        sink.set_pause_generator(pause_generator(rng, job["tx_pause"]))
     if job.get("rx_pause"):
-        source.set_pause_generator(pauses(rng, job["rx_pause"]))
+        source.set_pause_generator(pause_generator(rng, job["rx_pause"]))
 
     mem = RamMemory(ram)
     alloc = MemoryAllocator(mem, RING_BASE, MEM_SIZE - RING_BASE)
