@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = [
     "Axi4Signature", "DmaReadRequest", "DmaReadBeat", "DmaWriteRequest", "DmaWriteBeat",
     "DmaWriteDone", "DmaEngine", "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR",
+    "dma_read_client", "dma_write_client",
 ]
 
 #: AxBURST of an incrementing burst.
@@ -106,6 +107,19 @@ def _axi_read_members(data_width, id_width):
         "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
         "rvalid": In(1), "rready": Out(1),
     }
+
+
+def dma_read_client(data_width):
+    """The members of a :class:`DmaEngine` read client, seen from the client."""
+    return {"rd_req": Out(stream.Signature(DmaReadRequest)),
+            "rd_data": In(stream.Signature(DmaReadBeat(data_width)))}
+
+
+def dma_write_client(data_width):
+    """The members of a :class:`DmaEngine` write client, seen from the client."""
+    return {"wr_req": Out(stream.Signature(DmaWriteRequest)),
+            "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
+            "wr_done": In(stream.Signature(DmaWriteDone))}
 
 
 class Axi4Signature(wiring.Signature):

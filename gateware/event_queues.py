@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import Event
 from ..regs import RegisterMap
 from .axil import CsrSignature
-from .dma import DmaWriteBeat, DmaWriteDone, DmaWriteRequest
+from .dma import dma_write_client
 
 __all__ = ["EventPost", "EventQueues", "EventArbiter", "event_ring_size_ok",
            "event_ring_addr_ok"]
@@ -18,9 +18,6 @@ __all__ = ["EventPost", "EventQueues", "EventArbiter", "event_ring_size_ok",
 #: :class:`~hetnic.protocol.EventType` value, ``source`` and ``info`` copied into the record.
 EventPost = data.StructLayout({"event_queue": 6, "type": 8, "source": 16, "info": 32})
 
-#: Registers of one event queue, as the register table names them (without ``EQ_``).
-_EQ_REGS = ("BASE_LO", "BASE_HI", "SIZE", "PROD", "CONS", "CTRL", "COALESCE_COUNT",
-            "COALESCE_TIME", "STATUS", "OVERFLOWS")
 #: Bits of ``EQ_CTRL`` and ``EQ_STATUS`` (the register table names no fields for them).
 CTRL_ENABLE, CTRL_IRQ_ENABLE = 0, 1
 STATUS_BAD_SIZE, STATUS_BAD_ADDR, STATUS_DMA = 0, 2, 3
@@ -131,9 +128,7 @@ class EventQueues(wiring.Component):
         super().__init__({
             "csr": In(CsrSignature(16)),
             "post": In(stream.Signature(EventPost)),
-            "wr_req": Out(stream.Signature(DmaWriteRequest)),
-            "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
-            "wr_done": In(stream.Signature(DmaWriteDone)),
+            **dma_write_client(data_width),
             "timestamp": In(48),
             "irq": Out(n_queues),
             "dropped": Out(32),
@@ -247,10 +242,8 @@ class EventQueues(wiring.Component):
 
     def _bus(self, m, q, busy, cur):
         rm, n, csr = self.regmap, self.n_queues, self.csr
-        window = min(rm.addr(f"EQ_{name}") for name in _EQ_REGS)
-        stride = rm["EQ_CTRL"].stride
+        window, stride, offset = rm.queue_window("EQ")
         word_bits = stride.bit_length() - 1
-        offset = {name: rm.addr(f"EQ_{name}") - window for name in _EQ_REGS}
 
         rel = Signal(16)
         qi = Signal(range(n))

@@ -69,9 +69,8 @@ class NicCore(wiring.Component):
         })
 
     def _window(self, prefix, count):
-        rm = self.regmap
-        first = rm[f"{prefix}_BASE_LO"]
-        return first.offset, first.offset + count * first.stride
+        base, stride, _ = self.regmap.queue_window(prefix)
+        return base, base + count * stride
 
     def elaborate(self, platform):
         m = Module()

@@ -131,10 +131,7 @@ class RxQueueFile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rm, n, csr = self.regmap, self.n_queues, self.csr
-        window = rm.addr("RXQ_BASE_LO")
-        stride = rm["RXQ_CTRL"].stride
-        offset = {r.name[4:]: r.offset - window for r in rm.present()
-                  if r.name.startswith("RXQ_")}
+        window, stride, offset = rm.queue_window("RXQ")
 
         # --- storage -----------------------------------------------------------------------
         m.submodules.cfg = cfg = Memory(shape=32 * len(_CFG_LANES), depth=n, init=[])

@@ -10,7 +10,7 @@ from ..protocol import (DropReason, EventType, PacketMeta, QueueDrop, RxCompleti
 from ..regs import RegisterMap
 from .axil import CsrSignature
 from .beat import Beat
-from .dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone, DmaWriteRequest
+from .dma import DmaWriteBeat, dma_read_client, dma_write_client
 from .event_queues import EventPost
 from .rx_queue_state import ENTRY_BYTES, RxQueueFile
 
@@ -189,11 +189,8 @@ class RxQueueManager(wiring.Component):
             "data": In(stream.Signature(Beat(data_width))),
             "meta": In(stream.Signature(PacketMeta)),
             "csr": In(CsrSignature(16)),
-            "rd_req": Out(stream.Signature(DmaReadRequest)),
-            "rd_data": In(stream.Signature(DmaReadBeat(data_width))),
-            "wr_req": Out(stream.Signature(DmaWriteRequest)),
-            "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
-            "wr_done": In(stream.Signature(DmaWriteDone)),
+            **dma_read_client(data_width),
+            **dma_write_client(data_width),
             "timestamp": In(48),
             "event": Out(stream.Signature(EventPost)),
         })

@@ -18,7 +18,7 @@ from ..protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxGatherEntry, TxOpcode, 
 from ..regs import RegisterMap
 from .axil import CsrSignature
 from .beat import Beat
-from .dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone, DmaWriteRequest
+from .dma import dma_read_client, dma_write_client
 from .tx_queues import SLOT_BYTES, TxQueueFile, WorkItemResult
 
 __all__ = ["TxWorkItemEngine"]
@@ -154,11 +154,8 @@ class TxWorkItemEngine(wiring.Component):
         self.data_width, self.n_queues, self.regmap = data_width, n_queues, regmap
         super().__init__({
             "csr": In(CsrSignature(16)),
-            "rd_req": Out(stream.Signature(DmaReadRequest)),
-            "rd_data": In(stream.Signature(DmaReadBeat(data_width))),
-            "wr_req": Out(stream.Signature(DmaWriteRequest)),
-            "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
-            "wr_done": In(stream.Signature(DmaWriteDone)),
+            **dma_read_client(data_width),
+            **dma_write_client(data_width),
             "tx": Out(stream.Signature(Beat(data_width))),
             "completion_stb": Out(1),
             "completion_queue": Out(range(n_queues)),

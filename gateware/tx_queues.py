@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import TxCompletion, TxStatus
 from ..regs import RegisterMap
 from .axil import CsrSignature
-from .dma import DmaWriteBeat, DmaWriteDone, DmaWriteRequest
+from .dma import dma_write_client
 
 __all__ = ["TxQueueFile", "WorkItemResult", "ring_size_ok", "ring_addr_ok", "STATUS_BAD_SIZE",
            "STATUS_DOORBELL", "STATUS_BAD_ADDR", "STATUS_DMA"]
@@ -132,9 +132,7 @@ class TxQueueFile(wiring.Component):
             "start_stb": In(1), "head_stb": In(1), "head_slots": In(7), "halt_stb": In(1),
             "flush_stb": Out(1), "flush_queue": Out(range(n)),
             "result": In(stream.Signature(WorkItemResult)),
-            "wr_req": Out(stream.Signature(DmaWriteRequest)),
-            "wr_data": Out(stream.Signature(DmaWriteBeat(data_width))),
-            "wr_done": In(stream.Signature(DmaWriteDone)),
+            **dma_write_client(data_width),
             "completion_stb": Out(1), "completion_queue": Out(range(n)),
             "event_stb": Out(1), "event_queue": Out(6),
         })
@@ -142,10 +140,7 @@ class TxQueueFile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rm, n, csr = self.regmap, self.n_queues, self.csr
-        window = rm.addr("TXQ_BASE_LO")
-        stride = rm["TXQ_CTRL"].stride
-        offset = {r.name[4:]: rm.addr(r.name) - window
-                  for r in rm.present() if r.name.startswith("TXQ_")}
+        window, stride, offset = rm.queue_window("TXQ")
         extra = [name for name in offset if rm[f"TXQ_{name}"].access == "rw" and name not in
                  (*_RING_REGS, "PROD", "CTRL")]
 

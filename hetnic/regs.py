@@ -271,6 +271,15 @@ class RegisterMap:
         """The registers this build has (arrays of count 0 are absent)."""
         return [r for r in REGISTERS if self.count(r) > 0]
 
+    def queue_window(self, prefix: str) -> tuple[int, int, dict[str, int]]:
+        """A per-queue register block ``PREFIX_*``: its base address, the stride between
+        queues, and each register's offset from the base by its name without the prefix."""
+        regs = [r for r in self.present() if r.name.startswith(prefix + "_")]
+        if not regs:
+            raise KeyError(f"this build has no {prefix}_* registers")
+        base = min(r.offset for r in regs)
+        return base, regs[0].stride, {r.name[len(prefix) + 1:]: r.offset - base for r in regs}
+
     def __getitem__(self, name: str) -> Register:
         return self._by_name[name]
 
