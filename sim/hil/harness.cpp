@@ -1,0 +1,627 @@
+// hetnic HIL harness: the Verilated NIC core (NicCoreTop) with the world around it.
+//
+// Compiled together with the Verilator model of the core into a shared library that
+// hetnic.sim.hil loads with ctypes. The harness models:
+//   - host memory: an AXI4 slave (INCR bursts, several outstanding reads and writes, byte
+//     strobes, DECERR outside the region) over one byte array that Python maps as a numpy
+//     array without copying;
+//   - the register bus: AXI4-Lite reads and writes, run to completion while the rest of
+//     the harness keeps running;
+//   - the MAC ports: a bounded queue of frames into rx_mac (paced like an Ethernet wire,
+//     or back to back) and a bounded capture of the frames leaving tx_mac (when it is
+//     full, tx_mac sees backpressure: no frame is ever thrown away);
+//   - the clock, reset and the interrupt lines (sticky bits and edge counts).
+//
+// Cycle discipline: inputs are driven while the clock is low and the model is settled;
+// handshakes (valid & ready) are sampled there, then the rising edge is evaluated, then the
+// harness applies what fired and drives the next inputs.
+//
+// Build-time macros: HIL_DATA_BYTES (datapath width in bytes), HIL_IRQS (interrupt lines),
+// HIL_TRACE (0: none, 1: VCD, 2: FST).
+
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "Vtop.h"
+#include "verilated.h"
+#if HIL_TRACE == 1
+#include "verilated_vcd_c.h"
+typedef VerilatedVcdC TraceFile;
+#elif HIL_TRACE == 2
+#include "verilated_fst_c.h"
+typedef VerilatedFstC TraceFile;
+#endif
+
+#ifndef HIL_DATA_BYTES
+#error "HIL_DATA_BYTES must be defined"
+#endif
+
+// Bump when a function's signature or meaning changes; hetnic.sim.hil checks it.
+#define HIL_ABI_VERSION 1
+
+static constexpr int DATA_BYTES = HIL_DATA_BYTES;
+static constexpr int WIRE_OVERHEAD_FCS = 4;
+
+namespace {
+
+// --- moving bytes in and out of Verilator signals of any width --------------------------
+
+template <typename T>
+inline void put_bytes(T& sig, const uint8_t* p) {
+    uint64_t v = 0;
+    std::memcpy(&v, p, sizeof(T) < 8 ? sizeof(T) : 8);
+    sig = static_cast<T>(v);
+}
+template <std::size_t N>
+inline void put_bytes(VlWide<N>& sig, const uint8_t* p) {
+    for (std::size_t i = 0; i < N; ++i) {
+        uint32_t w;
+        std::memcpy(&w, p + 4 * i, 4);
+        sig[i] = w;
+    }
+}
+template <typename T>
+inline void get_bytes(const T& sig, uint8_t* p) {
+    uint64_t v = sig;
+    std::memcpy(p, &v, sizeof(T) < 8 ? sizeof(T) : 8);
+}
+template <std::size_t N>
+inline void get_bytes(const VlWide<N>& sig, uint8_t* p) {
+    for (std::size_t i = 0; i < N; ++i) {
+        uint32_t w = sig[i];
+        std::memcpy(p + 4 * i, &w, 4);
+    }
+}
+
+// Byte buffers padded to whole 32-bit words so put/get never run past them.
+static constexpr int BEAT_BUF = ((DATA_BYTES + 7) / 8) * 8;
+
+struct Frame {
+    std::vector<uint8_t> data;
+    bool error = false;
+};
+
+struct Burst {
+    uint64_t addr;
+    uint32_t beats;         // remaining
+    uint32_t id;
+    uint64_t ready_at;      // first cycle its data may move (read latency)
+    bool bad;               // outside memory or malformed: DECERR/SLVERR, no access
+};
+
+struct WBeat {
+    uint8_t data[BEAT_BUF];
+    uint64_t strb;
+    bool last;
+};
+
+enum { CSR_IDLE, CSR_WRITE, CSR_READ };
+
+struct Counters {
+    uint64_t cycles, rx_frames, rx_beats, tx_frames, tx_beats;
+    uint64_t axi_reads, axi_writes, axi_read_beats, axi_write_beats;
+    uint64_t axi_errors, axi_protocol_errors;
+    uint64_t rx_stall_cycles, tx_backpressure_cycles;
+};
+
+}  // namespace
+
+struct Hil {
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<Vtop> top;
+#if HIL_TRACE
+    std::unique_ptr<TraceFile> trace;
+#endif
+    uint64_t time_ps = 0;
+    uint8_t* mem = nullptr;
+    uint64_t mem_size = 0;
+    uint32_t read_latency = 0;
+    uint32_t max_outstanding = 16;
+    Counters n{};
+    uint64_t last_activity = 0;
+
+    // rx_mac
+    std::deque<Frame> rx_q;
+    size_t rx_q_bytes = 0;
+    size_t rx_q_limit_bytes = 16u << 20;
+    size_t rx_pos = 0;               // bytes of rx_q.front() already sent
+    uint32_t ifg_bytes = 24;         // FCS + preamble/SFD + inter-frame gap, in byte times
+    uint64_t rx_gap = 0;             // idle cycles left before the next frame
+    // tx_mac
+    std::deque<Frame> tx_out;
+    Frame tx_cur;
+    size_t tx_out_limit = 65536;
+    // host memory
+    std::deque<Burst> rd_q, wr_q;
+    std::deque<WBeat> w_fifo;
+    std::deque<std::pair<uint32_t, uint32_t>> b_q;   // id, resp
+    // register bus
+    int csr_state = CSR_IDLE;
+    bool csr_addr_done = false, csr_data_done = false, csr_done = false;
+    uint32_t csr_addr = 0, csr_wdata = 0, csr_rdata = 0, csr_resp = 0;
+    // interrupts
+    uint32_t irq_sticky = 0, irq_prev = 0;
+    uint64_t irq_edges[32] = {};
+
+    void eval() {
+        top->eval();
+#if HIL_TRACE
+        if (trace) trace->dump(time_ps);
+#endif
+        time_ps += 4000;    // two evals per 8 ns cycle
+    }
+    void drive();
+    void cycle();
+};
+
+// Drive every input from the harness state (clock low).
+void Hil::drive() {
+    Vtop* t = top.get();
+    // rx_mac
+    if (rx_gap == 0 && !rx_q.empty()) {
+        const Frame& f = rx_q.front();
+        uint8_t beat[BEAT_BUF] = {};
+        size_t n = f.data.size() - rx_pos;
+        if (n > DATA_BYTES) n = DATA_BYTES;
+        std::memcpy(beat, f.data.data() + rx_pos, n);
+        put_bytes(t->s_axis_tdata, beat);
+        t->s_axis_tkeep = (n >= 64) ? ~0ull : ((1ull << n) - 1);
+        t->s_axis_tlast = (rx_pos + n == f.data.size());
+        t->s_axis_tuser = f.error && t->s_axis_tlast;
+        t->s_axis_tvalid = 1;
+    } else {
+        t->s_axis_tvalid = 0;
+        t->s_axis_tlast = 0;
+    }
+    // tx_mac: backpressure only when the capture is full
+    t->m_axis_tready = tx_out.size() < tx_out_limit;
+    // host memory
+    t->m_axi_arready = rd_q.size() < max_outstanding;
+    t->m_axi_awready = wr_q.size() < max_outstanding;
+    t->m_axi_wready = w_fifo.size() < 4u * 256u;
+    if (!rd_q.empty() && rd_q.front().ready_at <= n.cycles) {
+        Burst& b = rd_q.front();
+        uint8_t beat[BEAT_BUF] = {};
+        if (!b.bad) std::memcpy(beat, mem + b.addr, DATA_BYTES);
+        put_bytes(t->m_axi_rdata, beat);
+        t->m_axi_rid = b.id;
+        t->m_axi_rresp = b.bad ? 3 : 0;
+        t->m_axi_rlast = b.beats == 1;
+        t->m_axi_rvalid = 1;
+    } else {
+        t->m_axi_rvalid = 0;
+        t->m_axi_rlast = 0;
+    }
+    if (!b_q.empty()) {
+        t->m_axi_bid = b_q.front().first;
+        t->m_axi_bresp = b_q.front().second;
+        t->m_axi_bvalid = 1;
+    } else {
+        t->m_axi_bvalid = 0;
+    }
+    // register bus
+    t->s_axil_awvalid = csr_state == CSR_WRITE && !csr_addr_done;
+    t->s_axil_wvalid = csr_state == CSR_WRITE && !csr_data_done;
+    t->s_axil_awaddr = csr_addr;
+    t->s_axil_wdata = csr_wdata;
+    t->s_axil_wstrb = 0xF;
+    t->s_axil_bready = csr_state == CSR_WRITE;
+    t->s_axil_arvalid = csr_state == CSR_READ && !csr_addr_done;
+    t->s_axil_araddr = csr_addr;
+    t->s_axil_rready = csr_state == CSR_READ;
+}
+
+// One clock cycle: sample handshakes, rising edge, apply them, drive, settle.
+void Hil::cycle() {
+    Vtop* t = top.get();
+    const bool rx_fire = t->s_axis_tvalid && t->s_axis_tready;
+    const bool tx_fire = t->m_axis_tvalid && t->m_axis_tready;
+    const bool ar_fire = t->m_axi_arvalid && t->m_axi_arready;
+    const bool aw_fire = t->m_axi_awvalid && t->m_axi_awready;
+    const bool w_fire = t->m_axi_wvalid && t->m_axi_wready;
+    const bool r_fire = t->m_axi_rvalid && t->m_axi_rready;
+    const bool b_fire = t->m_axi_bvalid && t->m_axi_bready;
+    const bool cs_aw = t->s_axil_awvalid && t->s_axil_awready;
+    const bool cs_w = t->s_axil_wvalid && t->s_axil_wready;
+    const bool cs_b = t->s_axil_bvalid && t->s_axil_bready;
+    const bool cs_ar = t->s_axil_arvalid && t->s_axil_arready;
+    const bool cs_r = t->s_axil_rvalid && t->s_axil_rready;
+    if (t->s_axis_tvalid && !t->s_axis_tready) n.rx_stall_cycles++;
+    if (t->m_axis_tvalid && !t->m_axis_tready) n.tx_backpressure_cycles++;
+
+    // Capture what the core presents before the edge changes it.
+    uint8_t tx_beat[BEAT_BUF];
+    uint64_t tx_keep = 0;
+    bool tx_last = false, tx_user = false;
+    if (tx_fire) {
+        get_bytes(t->m_axis_tdata, tx_beat);
+        tx_keep = t->m_axis_tkeep;
+        tx_last = t->m_axis_tlast;
+        tx_user = t->m_axis_tuser;
+    }
+    Burst ar{}, aw{};
+    if (ar_fire || aw_fire) {
+        auto take = [&](uint64_t addr, uint32_t len, uint32_t size, uint32_t burst,
+                        uint32_t id) {
+            Burst b{addr, len + 1, id, n.cycles + read_latency, false};
+            const uint64_t bytes = uint64_t(len + 1) * DATA_BYTES;
+            if ((1u << size) != DATA_BYTES || burst != 1 || addr % DATA_BYTES ||
+                (addr & 0xFFF) + bytes > 0x1000) {
+                n.axi_protocol_errors++;
+                b.bad = true;
+            }
+            if (addr >= mem_size || bytes > mem_size - addr) {
+                n.axi_errors++;
+                b.bad = true;
+            }
+            return b;
+        };
+        if (ar_fire)
+            ar = take(t->m_axi_araddr, t->m_axi_arlen, t->m_axi_arsize, t->m_axi_arburst,
+                      t->m_axi_arid);
+        if (aw_fire)
+            aw = take(t->m_axi_awaddr, t->m_axi_awlen, t->m_axi_awsize, t->m_axi_awburst,
+                      t->m_axi_awid);
+    }
+    WBeat wb;
+    if (w_fire) {
+        get_bytes(t->m_axi_wdata, wb.data);
+        wb.strb = t->m_axi_wstrb;
+        wb.last = t->m_axi_wlast;
+    }
+    const uint32_t cs_rdata = t->s_axil_rdata;
+    const uint32_t cs_bresp = t->s_axil_bresp, cs_rresp = t->s_axil_rresp;
+    const uint32_t irq = t->irq;
+
+    t->clk = 1;
+    eval();
+    n.cycles++;
+
+    // rx_mac
+    if (rx_fire) {
+        const Frame& f = rx_q.front();
+        size_t step = f.data.size() - rx_pos;
+        if (step > DATA_BYTES) step = DATA_BYTES;
+        rx_pos += step;
+        n.rx_beats++;
+        if (rx_pos == f.data.size()) {
+            n.rx_frames++;
+            size_t len = f.data.size() < 60 ? 60 : f.data.size();
+            if (ifg_bytes) {
+                // Whole wire time of the frame, minus the beats it took.
+                uint64_t wire = (len + ifg_bytes + DATA_BYTES - 1) / DATA_BYTES;
+                uint64_t beats = (f.data.size() + DATA_BYTES - 1) / DATA_BYTES;
+                rx_gap = wire > beats ? wire - beats : 0;
+            }
+            rx_q_bytes -= f.data.size();
+            rx_q.pop_front();
+            rx_pos = 0;
+        }
+    } else if (rx_gap) {
+        rx_gap--;
+    }
+    // tx_mac
+    if (tx_fire) {
+        for (int i = 0; i < DATA_BYTES; ++i)
+            if (tx_keep >> i & 1) tx_cur.data.push_back(tx_beat[i]);
+        n.tx_beats++;
+        if (tx_last) {
+            tx_cur.error = tx_user;
+            tx_out.push_back(std::move(tx_cur));
+            tx_cur = Frame();
+            n.tx_frames++;
+        }
+    }
+    // host memory
+    if (ar_fire) {
+        rd_q.push_back(ar);
+        n.axi_reads++;
+    }
+    if (r_fire) {
+        Burst& b = rd_q.front();
+        b.addr += DATA_BYTES;
+        n.axi_read_beats++;
+        if (--b.beats == 0) rd_q.pop_front();
+    }
+    if (aw_fire) {
+        wr_q.push_back(aw);
+        n.axi_writes++;
+    }
+    if (w_fire) w_fifo.push_back(wb);
+    while (!wr_q.empty() && !w_fifo.empty()) {
+        Burst& b = wr_q.front();
+        WBeat& w = w_fifo.front();
+        if (!b.bad) {
+            uint8_t* dst = mem + b.addr;
+            for (int i = 0; i < DATA_BYTES; ++i)
+                if (w.strb >> i & 1) dst[i] = w.data[i];
+        }
+        b.addr += DATA_BYTES;
+        n.axi_write_beats++;
+        const bool last = --b.beats == 0;
+        if (last != w.last) n.axi_protocol_errors++;
+        w_fifo.pop_front();
+        if (last) {
+            b_q.emplace_back(b.id, b.bad ? 3u : 0u);
+            wr_q.pop_front();
+        }
+    }
+    if (b_fire) b_q.pop_front();
+    // register bus
+    if (csr_state == CSR_WRITE) {
+        if (cs_aw) csr_addr_done = true;
+        if (cs_w) csr_data_done = true;
+        if (cs_b) {
+            csr_resp = cs_bresp;
+            csr_done = true;
+            csr_state = CSR_IDLE;
+        }
+    } else if (csr_state == CSR_READ) {
+        if (cs_ar) csr_addr_done = true;
+        if (cs_r) {
+            csr_rdata = cs_rdata;
+            csr_resp = cs_rresp;
+            csr_done = true;
+            csr_state = CSR_IDLE;
+        }
+    }
+    // interrupts
+    irq_sticky |= irq;
+    const uint32_t rising = irq & ~irq_prev;
+    for (int i = 0; i < HIL_IRQS; ++i)
+        if (rising >> i & 1) irq_edges[i]++;
+    irq_prev = irq;
+
+    if (rx_fire || tx_fire || ar_fire || aw_fire || w_fire || r_fire || b_fire)
+        last_activity = n.cycles;
+
+    drive();
+    t->clk = 0;
+    eval();
+}
+
+extern "C" {
+
+int hil_abi_version() { return HIL_ABI_VERSION; }
+int hil_data_bytes() { return DATA_BYTES; }
+int hil_trace_kind() { return HIL_TRACE; }
+
+// A new harness with ``mem_size`` bytes of zeroed host memory at bus address 0; reset is
+// held for ``reset_cycles``. Returns null when the memory cannot be allocated.
+Hil* hil_create(uint64_t mem_size, uint32_t reset_cycles, const char* trace_path) {
+    auto* h = new Hil();
+    h->mem = static_cast<uint8_t*>(std::calloc(mem_size ? mem_size : 1, 1));
+    if (!h->mem) {
+        delete h;
+        return nullptr;
+    }
+    h->mem_size = mem_size;
+    h->ctx.reset(new VerilatedContext());
+    h->ctx->commandArgs(0, static_cast<const char**>(nullptr));
+#if HIL_TRACE
+    if (trace_path && *trace_path) h->ctx->traceEverOn(true);
+#endif
+    h->top.reset(new Vtop(h->ctx.get(), "top"));
+#if HIL_TRACE
+    if (trace_path && *trace_path) {
+        h->trace.reset(new TraceFile());
+        h->top->trace(h->trace.get(), 99);
+        h->trace->open(trace_path);
+    }
+#else
+    (void)trace_path;
+#endif
+    Vtop* t = h->top.get();
+    t->clk = 0;
+    t->rst = 1;
+    h->drive();
+    h->eval();
+    for (uint32_t i = 0; i < reset_cycles; ++i) {
+        t->clk = 1;
+        h->eval();
+        t->clk = 0;
+        h->eval();
+    }
+    // rst reaches the core through one flip-flop (hetnic.sim.hil.register_reset): clock
+    // once more so that the core is out of reset before the first cycle counted.
+    t->rst = 0;
+    h->eval();
+    t->clk = 1;
+    h->eval();
+    t->clk = 0;
+    h->eval();
+    return h;
+}
+
+void hil_destroy(Hil* h) {
+    if (!h) return;
+#if HIL_TRACE
+    if (h->trace) h->trace->close();
+#endif
+    h->top->final();
+    std::free(h->mem);
+    delete h;
+}
+
+uint8_t* hil_mem(Hil* h) { return h->mem; }
+uint64_t hil_mem_size(Hil* h) { return h->mem_size; }
+
+void hil_configure(Hil* h, uint32_t ifg_bytes, uint32_t read_latency, uint32_t max_outstanding,
+                   uint64_t rx_queue_limit_bytes, uint64_t tx_capture_limit) {
+    h->ifg_bytes = ifg_bytes;
+    h->read_latency = read_latency;
+    h->max_outstanding = max_outstanding ? max_outstanding : 1;
+    h->rx_q_limit_bytes = rx_queue_limit_bytes;
+    h->tx_out_limit = tx_capture_limit ? tx_capture_limit : 1;
+}
+
+// Run ``cycles`` clock cycles with the whole harness active.
+void hil_run(Hil* h, uint64_t cycles) {
+    for (uint64_t i = 0; i < cycles; ++i) h->cycle();
+}
+
+// Run until the wire has nothing left to send and no bus or stream has moved for ``quiet``
+// cycles, or ``max_cycles`` have passed. Returns the cycles run.
+uint64_t hil_run_until_idle(Hil* h, uint64_t quiet, uint64_t max_cycles) {
+    const uint64_t start = h->n.cycles;
+    while (h->n.cycles - start < max_cycles) {
+        if (h->rx_q.empty() && h->n.cycles - h->last_activity >= quiet) break;
+        h->cycle();
+    }
+    return h->n.cycles - start;
+}
+
+// The bare model clocked in a loop, inputs held idle: the baseline of ``hetnic bench hil``.
+void hil_run_raw(Hil* h, uint64_t cycles) {
+    Vtop* t = h->top.get();
+    for (uint64_t i = 0; i < cycles; ++i) {
+        t->clk = 1;
+        t->eval();
+        t->clk = 0;
+        t->eval();
+    }
+    h->n.cycles += cycles;
+}
+
+// Register access. Returns 0 (OKAY), the AXI response code, or -1 when the bus did not
+// answer within ``timeout`` cycles (the transaction is abandoned).
+static int csr_wait(Hil* h, uint64_t timeout) {
+    h->csr_done = false;
+    h->csr_addr_done = h->csr_data_done = false;
+    h->drive();
+    h->eval();
+    for (uint64_t i = 0; i < timeout && !h->csr_done; ++i) h->cycle();
+    if (!h->csr_done) {
+        h->csr_state = CSR_IDLE;
+        h->drive();
+        h->eval();
+        return -1;
+    }
+    return static_cast<int>(h->csr_resp);
+}
+
+int hil_reg_write(Hil* h, uint32_t addr, uint32_t value, uint64_t timeout) {
+    h->csr_state = CSR_WRITE;
+    h->csr_addr = addr;
+    h->csr_wdata = value;
+    return csr_wait(h, timeout);
+}
+
+// Several writes in order; stops at the first that fails and returns its index, else -1.
+int64_t hil_reg_write_many(Hil* h, const uint32_t* addrs, const uint32_t* values, uint64_t n,
+                           uint64_t timeout, int* status) {
+    for (uint64_t i = 0; i < n; ++i) {
+        int rc = hil_reg_write(h, addrs[i], values[i], timeout);
+        if (rc) {
+            *status = rc;
+            return static_cast<int64_t>(i);
+        }
+    }
+    *status = 0;
+    return -1;
+}
+
+int hil_reg_read(Hil* h, uint32_t addr, uint32_t* value, uint64_t timeout) {
+    h->csr_state = CSR_READ;
+    h->csr_addr = addr;
+    int rc = csr_wait(h, timeout);
+    *value = h->csr_rdata;
+    return rc;
+}
+
+// Reads into ``values``; returns the index of the first failing read (status in *status),
+// else -1.
+int64_t hil_reg_read_many(Hil* h, const uint32_t* addrs, uint32_t* values, uint64_t n,
+                          uint64_t timeout, int* status) {
+    for (uint64_t i = 0; i < n; ++i) {
+        int rc = hil_reg_read(h, addrs[i], &values[i], timeout);
+        if (rc) {
+            *status = rc;
+            return static_cast<int64_t>(i);
+        }
+    }
+    *status = 0;
+    return -1;
+}
+
+// Queue frames for rx_mac: ``count`` frames laid end to end in ``data`` with their
+// ``lengths`` and MAC error flags (``errors``, may be null). Takes frames while the queue
+// holds less than its byte limit; returns how many it took.
+uint64_t hil_wire_send(Hil* h, const uint8_t* data, const uint32_t* lengths,
+                       const uint8_t* errors, uint64_t count) {
+    uint64_t taken = 0;
+    size_t off = 0;
+    for (; taken < count; ++taken) {
+        const uint32_t len = lengths[taken];
+        if (h->rx_q_bytes >= h->rx_q_limit_bytes) break;
+        Frame f;
+        f.data.assign(data + off, data + off + len);
+        f.error = errors ? errors[taken] != 0 : false;
+        off += len;
+        if (len == 0) continue;          // nothing to put on the wire
+        h->rx_q_bytes += len;
+        h->rx_q.push_back(std::move(f));
+    }
+    if (h->csr_state == CSR_IDLE) {
+        h->drive();
+        h->eval();
+    }
+    return taken;
+}
+
+uint64_t hil_wire_pending(Hil* h) { return h->rx_q.size(); }
+
+// Frames captured at tx_mac, oldest first. Copies whole frames while they fit in ``cap``
+// bytes and ``max_frames``; returns how many were copied (and removed from the capture).
+uint64_t hil_wire_received(Hil* h, uint8_t* out, uint64_t cap, uint32_t* lengths,
+                           uint8_t* errors, uint64_t max_frames) {
+    uint64_t k = 0, off = 0;
+    while (k < max_frames && !h->tx_out.empty()) {
+        const Frame& f = h->tx_out.front();
+        if (off + f.data.size() > cap) break;
+        std::memcpy(out + off, f.data.data(), f.data.size());
+        lengths[k] = static_cast<uint32_t>(f.data.size());
+        errors[k] = f.error;
+        off += f.data.size();
+        h->tx_out.pop_front();
+        ++k;
+    }
+    return k;
+}
+
+uint64_t hil_wire_received_pending(Hil* h, uint64_t* bytes) {
+    uint64_t total = 0;
+    for (const Frame& f : h->tx_out) total += f.data.size();
+    *bytes = total;
+    return h->tx_out.size();
+}
+
+// Interrupt lines seen high since the last call with ``clear`` set.
+uint32_t hil_irq(Hil* h, int clear) {
+    uint32_t v = h->irq_sticky;
+    if (clear) h->irq_sticky = 0;
+    return v;
+}
+uint64_t hil_irq_edges(Hil* h, int line) {
+    return line >= 0 && line < 32 ? h->irq_edges[line] : 0;
+}
+
+// The harness counters, in the order of struct Counters (see hetnic.sim.hil).
+uint64_t hil_counters(Hil* h, uint64_t* out, uint64_t n) {
+    const uint64_t total = sizeof(Counters) / sizeof(uint64_t);
+    std::memcpy(out, &h->n, sizeof(uint64_t) * (n < total ? n : total));
+    return total;
+}
+
+void hil_trace_flush(Hil* h) {
+#if HIL_TRACE
+    if (h->trace) h->trace->flush();
+#else
+    (void)h;
+#endif
+}
+
+}  // extern "C"
