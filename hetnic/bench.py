@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["bench_rx"]
+__all__ = ["bench_rx", "bench_core", "bench_hil"]
 
 
 def bench_rx(frames: int = 10_000) -> dict:
@@ -114,3 +114,80 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
     out["tx_dma_reads_ratio_single_to_batched"] = round(
         out["tx_dma_reads_per_message_single"] / out["tx_dma_reads_per_message_batched"], 2)
     return out
+
+
+def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
+              cocotb_frames: int = 300) -> dict:
+    """The hardware-in-the-loop harness against its own baseline and against cocotb.
+
+    All on the default simulated NIC (64-bit, 8 RX queues, Ethernet inter-frame gaps):
+
+    ``raw_cycles_per_s``
+        The Verilated model clocked in a C++ loop with its inputs idle (no harness, no
+        Python): the most any driver can get.
+    ``harness_cycles_per_s``
+        The same model under the Python driver while it replays a traffic mix: frames go onto
+        the wire, the clock runs in chunks of 1024 cycles, software polls every RX queue after
+        each chunk (the :func:`hetnic.sim.scenarios.rx_stream` scenario).
+    ``packets_per_s_64``, ``packets_per_s_1500``
+        End to end (wire -> RX pipeline -> DMA into host memory -> ``poll``), frames of that
+        size, the same scenario.
+    ``cocotb_packets_per_s``
+        The same scenario with 64-byte frames and the same driver code inside cocotb on
+        Verilator (cocotbext-axi host memory, register bus and wire), ``cocotb_frames`` frames.
+    """
+    from .host.nic import Nic
+    from .sim.nic_sim import run_driver_job
+    from .sim.scenarios import rx_stream
+    from .sim.traffic import tcp4_min_frames, traffic_mix
+
+    mix = [f if isinstance(f, bytes) else f[0] for f in traffic_mix(frames, seed=7)]
+    small = tcp4_min_frames(frames, size=64)
+    large = tcp4_min_frames(large_frames, size=1500)
+    t0 = time.perf_counter()
+    with Nic.open("sim", width=64, rx_queues=8) as nic:
+        open_s = time.perf_counter() - t0
+        harness = nic.backend.harness
+        raw_cycles = 1_000_000
+        t0 = time.perf_counter()
+        harness.run_raw(raw_cycles)
+        raw_s = time.perf_counter() - t0
+        runs = {}
+        for name, traffic in (("mix", mix), ("64", small), ("1500", large)):
+            dropped = nic.counters()["frames_dropped"]
+            r = rx_stream(nic, [f.hex() for f in traffic], keep=False)
+            dropped = nic.counters()["frames_dropped"] - dropped  # the mix has bad frames
+            if r["packets"] + dropped != len(traffic):
+                raise RuntimeError(f"bench hil: {name}: {r['packets']} of {len(traffic)} "
+                                   f"frames arrived")
+            runs[name] = r
+        axi = harness.counters()
+    build = {"data_width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
+             "n_rules": 16, "reta_size": 512}
+    cocotb = run_driver_job(build, "rx_stream",
+                            {"frames": [f.hex() for f in small[:cocotb_frames]],
+                             "keep": False})
+    if cocotb["packets"] != cocotb_frames:
+        raise RuntimeError(f"bench hil: cocotb: {cocotb['packets']} of {cocotb_frames} "
+                           f"frames arrived")
+    raw_cps = raw_cycles / raw_s
+    harness_cps = runs["mix"]["cycles"] / runs["mix"]["seconds"]
+    pps64 = runs["64"]["packets"] / runs["64"]["seconds"]
+    cocotb_pps = cocotb["packets"] / cocotb["seconds"]
+    return {
+        "raw_cycles_per_s": round(raw_cps),
+        "harness_cycles_per_s": round(harness_cps),
+        "harness_to_raw_ratio": round(harness_cps / raw_cps, 3),
+        "packets_per_s_64": round(pps64),
+        "packets_per_s_1500": round(runs["1500"]["packets"] / runs["1500"]["seconds"]),
+        "cocotb_packets_per_s": round(cocotb_pps, 1),
+        "speedup_64_vs_cocotb": round(pps64 / cocotb_pps, 1),
+        "cycles_per_packet_64": round(runs["64"]["cycles"] / runs["64"]["packets"], 2),
+        "cycles_per_packet_1500": round(runs["1500"]["cycles"] / runs["1500"]["packets"], 2),
+        "cocotb_cycles_per_s": round(cocotb["cycles"] / cocotb["seconds"]),
+        "frames": {"mix": len(mix), "64": len(small), "1500": len(large),
+                   "cocotb_64": cocotb_frames},
+        "axi_errors": axi["axi_errors"], "axi_protocol_errors": axi["axi_protocol_errors"],
+        "nic_open_s": round(open_s, 2),
+        "build": build,
+    }

@@ -1,17 +1,22 @@
 """``hetnic replay``: how would this traffic be steered? Frames of a capture file through the
-RX pipeline's Verilog, one JSON line per frame, checked against the software model."""
+simulated NIC core (the compiled Verilator harness, driven by the host driver): the wire,
+the RX pipeline, the RX queues' DMA into host memory and the driver's ``poll``. One JSON line
+per frame, checked against the software model."""
 
 from __future__ import annotations
 
 import json
 import struct
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from .host.config import RxConfig
 from .protocol import DropReason, HashType, ParseError
 
-__all__ = ["ReplayError", "read_capture", "ReplayResult", "replay_frames", "record_line"]
+__all__ = ["ReplayError", "read_capture", "Consumer", "ReplayResult", "replay_frames",
+           "replay_on_nic", "record_line", "write_jsonl"]
 
 
 DLT_EN10MB = 1     # pcap link type of Ethernet
@@ -71,66 +76,175 @@ def _read_frames(path, fh) -> list[bytes]:
     return frames
 
 
+#: Completion fields checked against the model for every delivered frame.
+CHECKED_FIELDS = ("length", "hash", "hash_type", "queue", "instance", "rule", "generation",
+                  "flags", "error")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """How software serves an RX queue during a replay: every ``interval`` cycles it polls and
+    takes up to ``batch`` frames (a low-delay stack polls often, a throughput stack in big
+    batches)."""
+    interval: int = 512
+    batch: int = 64
+
+
 @dataclass
 class ReplayResult:
-    records: list[dict]         # one per input frame: decoded PacketMeta, plus "sent"
-    mismatches: list[tuple[int, dict]]   # (frame index, {field: (model, gateware)})
-    counters: dict[str, int]
-    stats: dict
+    records: list[dict]         # one per input frame (see record_line)
+    mismatches: list[tuple[int, dict]]   # (frame index, {field: (model, NIC)})
+    counters: dict[str, int]    # the NIC's counters after the replay
+    stats: dict                 # cycles, seconds, frames, delivered, ...
 
 
 def replay_frames(frames: list[bytes] | list[tuple[bytes, bool]], config: RxConfig, *,
-                  data_width: int = 64, check: bool = True, counters: bool = True,
-                  **run_args) -> ReplayResult:
-    """Run frames through the simulated pipeline (Verilator) and, with ``check``, compare
-    every record with :class:`~hetnic.sim.model.rx_pipeline.RxModel`.
-
-    Frames of zero bytes cannot be sent on AXI4-Stream: they are not sent and are reported
-    as dropped runts (``sent`` is false)."""
-    from .sim.model.rx_pipeline import RxModel, mismatches
-    from .sim.rx_sim import RxBuild, run_rx_job
-
-    items = [f if isinstance(f, tuple) else (f, False) for f in frames]
-    build = RxBuild(data_width=data_width)
-    regmap = build.regmap()
+                  data_width: int = 64, rx_queues: int | None = None, check: bool = True,
+                  consumers: dict[int, Consumer] | None = None, progress=None,
+                  trace=None, **open_args) -> ReplayResult:
+    """Replay ``frames`` (bytes, or (bytes, MAC error flag)) through the simulated NIC core:
+    the wire, the RX pipeline, the RX queues with DMA into host memory and the host driver's
+    ``poll``. See :func:`replay_on_nic`."""
+    from .host.nic import Nic
+    queues = rx_queues or max(8, config.queues)
     try:
-        writes = config.register_writes(regmap)
+        nic = Nic.open("sim", width=data_width, rx_queues=queues, trace=trace, **open_args)
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
-    sendable = [(i, f, e) for i, (f, e) in enumerate(items) if len(f) > 0]
-    read = {}
-    if counters:
-        read = {name: regmap.addr(name) for name in
-                ("FRAMES_IN", "BYTES_IN", "FRAMES_DELIVERED", "FRAMES_DROPPED")}
-        for q in range(config.queues):
-            read[f"QUEUE_PACKETS[{q}]"] = regmap.addr("QUEUE_PACKETS", q)
-        for r in range(regmap.params["n_rules"] + 1):
-            read[f"RULE_HITS[{r}]"] = regmap.addr("RULE_HITS", r)
-        for d in DropReason:
-            read[f"DROP_COUNT[{d.label}]"] = regmap.addr("DROP_COUNT", d)
-    result = run_rx_job(build, [(f, e) for _, f, e in sendable], writes,
-                        read_counters=read, **run_args)
-    records: list[dict] = [None] * len(items)
-    for (index, _, _), rec in zip(sendable, result.records):
-        records[index] = {**rec, "sent": True}
-    model = RxModel(regmap, config, generation=1) if check else None
-    bad = []
+    with nic:
+        return replay_on_nic(nic, frames, config, check=check, consumers=consumers,
+                             progress=progress)
+
+
+def replay_on_nic(nic, frames, config: RxConfig, *, check: bool = True,
+                  consumers: dict[int, Consumer] | None = None, step: int = 256,
+                  progress=None) -> ReplayResult:
+    """Program ``config`` into ``nic``, send ``frames`` on its wire at line rate, and let
+    software consumers (``consumers[queue]``, default :class:`Consumer`) poll the RX queues.
+
+    Every delivered frame is matched to its input frame (per queue, in order, by content)
+    and, with ``check``, compared field by field with
+    :class:`~hetnic.sim.model.rx_pipeline.RxModel`; a frame the model delivers but the NIC
+    does not is a mismatch unless the NIC counted a queue drop for it. ``progress`` is called
+    as ``progress(frames_done, frames_total)``. Frames of zero bytes cannot be sent: they are
+    reported as dropped runts with ``sent`` false.
+    """
+    from .sim.model.rx_pipeline import RxModel
+    t0 = time.perf_counter()
+    items = [f if isinstance(f, tuple) else (f, False) for f in frames]
+    try:
+        generation = nic.apply(config)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
+    model = RxModel(nic.regmap, config, generation=generation)
+    buffer_size = nic.rx_queues[0].ring.buffer_size
+    records: list[dict | None] = [None] * len(items)
+    expected: dict[int, deque] = {q.index: deque() for q in nic.rx_queues}
+    sendable = []
     for index, (frame, err) in enumerate(items):
-        if records[index] is None:
-            records[index] = {"length": 0, "error": int(ParseError.RUNT),
-                              "drop": int(DropReason.RUNT), "hash": 0,
-                              "hash_type": int(HashType.NONE), "queue": 0, "instance": 0,
-                              "rule": None, "generation": 1, "flags": 0, "sent": False}
+        if not frame:
+            records[index] = _unsent_record(generation)
             continue
-        if model is not None:
-            diff = mismatches(model.process(frame, err), records[index])
-            if diff:
-                bad.append((index, diff))
-    return ReplayResult(records, bad, result.counters, result.stats)
+        rec = model.process(frame, err)
+        rec["sent"], rec["delivered"], rec["latency"] = True, False, None
+        rec["queue_drop"] = None
+        if rec["drop"] == DropReason.NONE and len(frame) > buffer_size:
+            rec["queue_drop"] = "too_long"
+        records[index] = rec
+        sendable.append(index)
+        if rec["drop"] == DropReason.NONE and rec["queue_drop"] is None:
+            expected[rec["queue"]].append(index)
+
+    consumers = consumers or {}
+    plan = {q.index: consumers.get(q.index, Consumer()) for q in nic.rx_queues}
+    next_poll = {q: 0 for q in plan}
+    bad: list[tuple[int, dict]] = []
+    start_cycle = nic.now()
+    waiting = sum(len(v) for v in expected.values())
+    sent = 0
+    done_frames = 0
+
+    def take(queue, packets):
+        nonlocal done_frames
+        exp = expected[queue.index]
+        for p in packets:
+            # Frames the NIC dropped at the queue (no buffer) leave gaps: skip to the match.
+            while exp and items[exp[0]][0] != p.data:
+                records[exp.popleft()]["queue_drop"] = "no_buffer?"
+            if not exp:
+                bad.append((-1, {"unexpected_frame": (None, p.data[:32].hex())}))
+                continue
+            index = exp.popleft()
+            rec = records[index]
+            got = {"length": p.length, "hash": p.hash, "hash_type": int(p.hash_type),
+                   "queue": p.queue, "instance": p.instance, "rule": p.rule,
+                   "generation": p.generation, "flags": p.flags, "error": int(p.error)}
+            if check:
+                diff = {k: (rec[k], got[k]) for k in CHECKED_FIELDS if rec[k] != got[k]}
+                if diff:
+                    bad.append((index, diff))
+            rec.update(got)
+            rec["delivered"] = True
+            rec["latency"] = nic.age(p)
+            done_frames += 1
+
+    while True:
+        if sent < len(sendable) and nic.wire.pending() < 256:
+            chunk = sendable[sent:sent + 512]
+            nic.wire.send([items[i][0] for i in chunk], [items[i][1] for i in chunk])
+            sent += len(chunk)
+        nic.run(step)
+        now = nic.now()
+        for q in nic.rx_queues:
+            if now >= next_poll[q.index]:
+                next_poll[q.index] = now + plan[q.index].interval
+                take(q, q.poll(plan[q.index].batch))
+        if progress:
+            progress(min(sent, len(sendable)) - nic.wire.pending(), len(sendable))
+        if sent == len(sendable) and nic.wire.pending() == 0 and \
+                not any(expected.values()):
+            break
+        if sent == len(sendable) and nic.wire.pending() == 0 and \
+                now - start_cycle > 64 * len(sendable) + 1_000_000:
+            break                                   # whatever is missing stays missing
+    nic.run_until_idle()
+    for q in nic.rx_queues:
+        while True:
+            got = q.poll(1024)
+            if not got:
+                break
+            take(q, got)
+    # Whatever the model delivers and the NIC did not was dropped at its queue; the NIC's
+    # queue drop counters must account for every such frame.
+    for exp in expected.values():
+        for index in exp:
+            records[index]["queue_drop"] = "no_buffer"
+    for index in sendable:
+        if records[index]["queue_drop"] == "no_buffer?":
+            records[index]["queue_drop"] = "no_buffer"
+    counters = nic.counters()
+    nic_queue_drops = sum(v for k, v in counters.items()
+                          if k.startswith(("rxq_no_buffer", "rxq_too_long")))
+    queue_drops = sum(1 for i in sendable if records[i]["queue_drop"])
+    if check and queue_drops != nic_queue_drops:
+        bad.append((-1, {"queue_drops": (queue_drops, nic_queue_drops)}))
+    stats = {"frames": len(items), "sent": len(sendable), "delivered": done_frames,
+             "queue_drops": queue_drops,
+             "cycles": nic.now() - start_cycle, "seconds": time.perf_counter() - t0,
+             "generation": generation}
+    return ReplayResult(records, bad, counters, stats)
+
+
+def _unsent_record(generation: int) -> dict:
+    return {"length": 0, "error": int(ParseError.RUNT), "drop": int(DropReason.RUNT),
+            "hash": 0, "hash_type": int(HashType.NONE), "queue": 0, "instance": 0,
+            "rule": None, "generation": generation, "flags": 0, "sent": False,
+            "delivered": False, "latency": None, "queue_drop": None}
 
 
 def record_line(index: int, rec: dict, n_rules: int) -> dict:
-    """The JSON object ``hetnic replay`` writes for one frame."""
+    """The JSON object ``hetnic replay`` writes for one frame. For a delivered frame the
+    fields are what the NIC's completion said; for a dropped one, the model's reason."""
     rule = rec["rule"]
     return {
         "index": index,
@@ -141,9 +255,12 @@ def record_line(index: int, rec: dict, n_rules: int) -> dict:
         "instance": rec["instance"],
         "rule": None if rule is None or rule >= n_rules else rule,
         "drop": None if rec["drop"] == DropReason.NONE else DropReason(rec["drop"]).label,
+        "queue_drop": rec.get("queue_drop"),
         "error": None if rec["error"] == ParseError.NONE else ParseError(rec["error"]).label,
         "generation": rec["generation"],
         "sent": rec["sent"],
+        "delivered": rec.get("delivered", False),
+        "latency_cycles": rec.get("latency"),
     }
 
 

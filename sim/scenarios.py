@@ -56,12 +56,12 @@ def api_tour(nic: Nic, frames: list[str], tx_messages: list[str]) -> dict:
     nic.rss.set_key(key)
     nic.rss.set_table([1, 2])
     rule = nic.rules.add(FlowRule(name="udp53", ip_proto="udp", dst_port=53,
-                                  action=Action(instance=3, queue=0)))
+                                  action=Action(instance=3, reta_offset=0, reta_size=1)))
     drop = nic.rules.add(FlowRule(name="drop-udp-9", ip_proto="udp", dst_port=9,
                                   action=Action(drop=True)))
     out["rule_ids"] = [rule, drop]
     out["generation"] = nic.commit()
-    nic.rx_queues[0].arm(0)
+    nic.rx_queues[1].arm(0)            # queue 1 is in the table set above
     sent = nic.wire.send(bytes.fromhex(f) for f in frames)
     nic.run_until_idle()
     out["sent"] = sent

@@ -464,14 +464,17 @@ void hil_run(Hil* h, uint64_t cycles) {
 }
 
 // Run until the wire has nothing left to send and no bus or stream has moved for ``quiet``
-// cycles, or ``max_cycles`` have passed. Returns the cycles run.
+// cycles of this call (so a doorbell written just before gets its chance), or
+// ``max_cycles`` have passed. Returns the cycles run.
 uint64_t hil_run_until_idle(Hil* h, uint64_t quiet, uint64_t max_cycles) {
-    const uint64_t start = h->n.cycles;
-    while (h->n.cycles - start < max_cycles) {
-        if (h->rx_q.empty() && h->n.cycles - h->last_activity >= quiet) break;
+    uint64_t ran = 0, idle = 0;
+    while (ran < max_cycles) {
         h->cycle();
+        ++ran;
+        idle = h->last_activity == h->n.cycles ? 0 : idle + 1;
+        if (idle >= quiet && h->rx_q.empty() && h->rx_gap == 0) break;
     }
-    return h->n.cycles - start;
+    return ran;
 }
 
 // The bare model clocked in a loop, inputs held idle: the baseline of ``hetnic bench hil``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from amaranth.lib import data
 
 from ...host.config import RxConfig
+from ...host.rules import RuleFields
 from ...host.rss import meta_hash
 from ...protocol import PacketMeta
 from ...regs import RegisterMap
@@ -43,6 +44,7 @@ class RxModel:
         # the default action reports the table size as its rule index.
         self.rules = [r.encode(self.reta_size) for r in config.rules]
         self.rules += [0] * (regmap.params["n_rules"] - len(self.rules))
+        self.rules = [RuleFields.decode(r) for r in self.rules]   # once, not per frame
 
     def process(self, frame: bytes, mac_error: bool = False) -> dict[str, int]:
         """The metadata record (PacketMeta fields as integers) of one frame."""
