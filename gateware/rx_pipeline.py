@@ -1,11 +1,11 @@
 """The RX classification pipeline: parser -> RSS hash -> classifier -> indirection table."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
-from ..protocol import PacketMeta
+from ..protocol import RX_MAX_FRAME_LIMIT, PacketMeta
 from ..regs import RegisterMap
 from .axil import CsrSignature
 from .beat import Beat
@@ -67,8 +67,11 @@ class RxPipeline(wiring.Component):
     data_fifo_bytes : int
         Bytes the data FIFO holds (rounded up to whole beats). A consumer may wait for a
         frame's record before it takes the frame's data (store and forward, as an RX DMA
-        does) only for frames up to this size; ``MAX_FRAME`` should not exceed it. A consumer
-        that takes ``data`` and ``meta`` independently works for any frame size.
+        does). A frame longer than the FIFO never wedges such a consumer: once the frame has
+        filled all but one beat of the FIFO its further beats go only to the parser, its last
+        beat ends the stored (cut) frame, and its record says ``OVERSIZE`` (the effective
+        ``MAX_FRAME`` is at most ``data_fifo_bytes``). The default is
+        :data:`~hetnic.protocol.RX_MAX_FRAME_LIMIT`, which the software model assumes.
 
     Members
     -------
@@ -80,7 +83,7 @@ class RxPipeline(wiring.Component):
         one bus between this and its queue blocks).
     """
     def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
-                 hash_bytes_per_cycle=None, data_fifo_bytes=2048, regmap=None):
+                 hash_bytes_per_cycle=None, data_fifo_bytes=RX_MAX_FRAME_LIMIT, regmap=None):
         self.beat = Beat(data_width)
         self.regmap = regmap or rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
                                           queues=queues,
@@ -90,6 +93,7 @@ class RxPipeline(wiring.Component):
                              f"not {data_fifo_bytes!r}")
         self.data_width = data_width
         self.data_fifo_depth = -(-data_fifo_bytes // (data_width // 8))
+        self.data_fifo_bytes = data_fifo_bytes
         super().__init__({
             "rx": In(stream.Signature(self.beat)),
             "data": Out(stream.Signature(self.beat)),
@@ -123,7 +127,8 @@ class RxPipeline(wiring.Component):
 
         # --- configuration --------------------------------------------------------------
         m.d.comb += [
-            parser.max_frame.eq(regs.max_frame),
+            parser.max_frame.eq(Mux(regs.max_frame > self.data_fifo_bytes,
+                                    self.data_fifo_bytes, regs.max_frame)),
             parser.direct_ethertype.eq(regs.direct_ethertype),
             rss.key.eq(regs.key), rss.hash_enable.eq(regs.hash_enable),
             rss.symmetric.eq(regs.symmetric),
@@ -137,11 +142,18 @@ class RxPipeline(wiring.Component):
         gate = Signal()                 # no new frame may start: a commit waits
         m.d.comb += gate.eq(regs.commit_pending & ~mid_frame)
 
-        beat_ok = ~gate & data_fifo.w_rdy & parser.i.ready & (in_flight != 255)
+        # A frame that has filled all but one beat of the data FIFO is cut: its further beats
+        # go to the parser only, its last beat is stored to end it (see data_fifo_bytes).
+        stored = Signal(range(self.data_fifo_depth + 1))   # beats of this frame in the FIFO
+        cut = Signal()
+        m.d.comb += cut.eq((stored >= self.data_fifo_depth - 1) & ~self.rx.payload.last)
+        beat_ok = ~gate & (data_fifo.w_rdy | cut) & parser.i.ready & (in_flight != 255)
         take = self.rx.valid & beat_ok
+        with m.If(take):
+            m.d.sync += stored.eq(Mux(self.rx.payload.last, 0, Mux(cut, stored, stored + 1)))
         m.d.comb += [
             self.rx.ready.eq(beat_ok),
-            data_fifo.w_en.eq(take), data_fifo.w_data.eq(self.rx.payload),
+            data_fifo.w_en.eq(take & ~cut), data_fifo.w_data.eq(self.rx.payload),
             parser.i.valid.eq(take), parser.i.payload.eq(self.rx.payload),
             self.data.valid.eq(data_fifo.r_rdy), self.data.payload.eq(data_fifo.r_data),
             data_fifo.r_en.eq(self.data.ready),

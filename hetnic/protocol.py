@@ -22,7 +22,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, enum
 
 __all__ = [
-    "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME",
+    "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME", "RX_MAX_FRAME_LIMIT",
     "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS",
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
@@ -36,6 +36,9 @@ __all__ = [
 ETH_HEADER_LEN = 14         # destination MAC, source MAC, EtherType
 ETH_MIN_FRAME = 14          # shorter than an Ethernet header: a runt (FCS is not carried)
 ETH_DEFAULT_MAX_FRAME = 1522  # 1500-byte MTU + 14-byte header + two 4-byte VLAN tags
+#: The RX pipeline's data FIFO holds this many bytes; a frame longer than this is OVERSIZE
+#: whatever MAX_FRAME says (its data is cut short, so it can never be delivered whole).
+RX_MAX_FRAME_LIMIT = 2048
 
 
 class EtherType(enum.IntEnum, shape=16):

@@ -122,7 +122,9 @@ REGISTERS: tuple[Register, ...] = (
               Field("pass_errors", 9, 1, "deliver frames with parse errors instead of "
                                          "dropping them (their hash type is none)")),
              reset=0x7E),
-    Register("MAX_FRAME", 0x0024, "shadow", "Longest accepted frame in bytes (no FCS).",
+    Register("MAX_FRAME", 0x0024, "shadow",
+             "Longest accepted frame in bytes (no FCS); above 2048 (RX_MAX_FRAME_LIMIT, the "
+             "RX data FIFO) it acts as 2048.",
              (Field("bytes", 0, 16),), reset=1522),
     Register("DIRECT_ETHERTYPE", 0x0028, "shadow",
              "EtherType of direct-channel frames (flags.direct); 0 disables.",
@@ -158,10 +160,11 @@ REGISTERS: tuple[Register, ...] = (
     Register("RULE_HITS", 0x6000, "counter",
              "Frames matched per rule; the entry after the last rule counts the default action.",
              count="n_rules+1"),
-    Register("QUEUE_PACKETS", 0x7000, "counter", "Frames delivered per RX queue.",
-             count="queues"),
-    Register("QUEUE_BYTES", 0x7400, "counter", "Bytes delivered per RX queue.",
-             count="queues"),
+    Register("QUEUE_PACKETS", 0x7000, "counter",
+             "Frames the pipeline steered to each RX queue (the queue may still drop them: "
+             "RXQ_NO_BUFFER, RXQ_TOO_LONG).", count="queues"),
+    Register("QUEUE_BYTES", 0x7400, "counter",
+             "Bytes the pipeline steered to each RX queue.", count="queues"),
     Register("BUCKET_PACKETS", 0x8000, "counter",
              "Frames per RETA entry (delivered and dropped alike).", count="reta_size"),
     # --- TX queues: work-item ring and completion ring per queue, 0x40 bytes apart ----------

@@ -76,6 +76,9 @@ def _read_frames(path, fh) -> list[bytes]:
     return frames
 
 
+#: Cycles the wire may stand still with frames waiting before a replay calls the NIC wedged
+#: (the longest frame takes about 1200 cycles at 8 bits).
+STALL_CYCLES = 200_000
 #: Completion fields checked against the model for every delivered frame.
 CHECKED_FIELDS = ("length", "hash", "hash_type", "queue", "instance", "rule", "generation",
                   "flags", "error")
@@ -121,6 +124,7 @@ def replay_on_nic(nic, frames, config: RxConfig, *, check: bool = True,
                   progress=None) -> ReplayResult:
     """Program ``config`` into ``nic``, send ``frames`` on its wire at line rate, and let
     software consumers (``consumers[queue]``, default :class:`Consumer`) poll the RX queues.
+The clock runs in steps of ``step`` cycles (or the shortest poll interval, if shorter).
 
     Every delivered frame is matched to its input frame (per queue, in order, by content)
     and, with ``check``, compared field by field with
@@ -157,12 +161,19 @@ def replay_on_nic(nic, frames, config: RxConfig, *, check: bool = True,
 
     consumers = consumers or {}
     plan = {q.index: consumers.get(q.index, Consumer()) for q in nic.rx_queues}
+    for q, c in plan.items():
+        if not (isinstance(c.interval, int) and c.interval >= 1 and isinstance(c.batch, int)
+                and c.batch >= 1):
+            raise ReplayError(f"consumer of queue {q}: interval and batch must be positive "
+                              f"integers, not {c}")
+    step = min(step, *(c.interval for c in plan.values()))
     next_poll = {q: 0 for q in plan}
     bad: list[tuple[int, dict]] = []
     start_cycle = nic.now()
     waiting = sum(len(v) for v in expected.values())
     sent = 0
     done_frames = 0
+    stalled_since, last_pending = None, None     # the wire not moving: a wedged NIC
 
     def take(queue, packets):
         nonlocal done_frames
@@ -207,6 +218,14 @@ def replay_on_nic(nic, frames, config: RxConfig, *, check: bool = True,
         if sent == len(sendable) and nic.wire.pending() == 0 and \
                 now - start_cycle > 64 * len(sendable) + 1_000_000:
             break                                   # whatever is missing stays missing
+        pending = nic.wire.pending()
+        if pending and pending == last_pending:
+            if now - stalled_since > STALL_CYCLES:
+                raise ReplayError(f"the NIC took no frame from the wire for {STALL_CYCLES} "
+                                  f"cycles ({pending} frames waiting, {done_frames} "
+                                  f"delivered): it is wedged")
+        else:
+            stalled_since, last_pending = now, pending
     nic.run_until_idle()
     for q in nic.rx_queues:
         while True:

@@ -38,8 +38,8 @@ class RxConfig:
         Receive queues to spread over; the default RETA is ``i % queues``.
     reta : list of int, optional
         Explicit indirection table (one queue per entry, as many entries as the build has).
-    rules : list of FlowRule
-        Classifier rules, first match wins.
+    rules : list of FlowRule or None
+        Classifier rules by slot, first match wins; ``None`` is an empty slot.
     default : Action
         Action when no rule matches.
     hash_enable : int
@@ -108,7 +108,8 @@ class RxConfig:
         for i, queue in enumerate(self.table(regmap)):
             writes.append((regmap.addr("RETA", i), queue))
         for r in range(p["n_rules"]):
-            packed = self.rules[r].encode(p["reta_size"]) if r < len(self.rules) else 0
+            rule = self.rules[r] if r < len(self.rules) else None
+            packed = rule.encode(p["reta_size"]) if rule is not None else 0
             for w in range(RULE_WORDS):
                 writes.append((regmap.addr("RULE", r, w), (packed >> (32 * w)) & 0xFFFF_FFFF))
         if commit:

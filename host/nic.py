@@ -138,7 +138,18 @@ class Rules:
 
     def __init__(self, nic: "Nic"):
         self._nic = nic
-        self._slots: list[FlowRule | None] = [None] * nic.regmap.params["n_rules"]
+
+    @property
+    def _slots(self) -> list[FlowRule | None]:
+        rules = list(self._nic._config.rules)
+        return rules + [None] * (self._nic.regmap.params["n_rules"] - len(rules))
+
+    def _set(self, slot: int, rule: FlowRule | None) -> None:
+        slots = self._slots
+        slots[slot] = rule
+        while slots and slots[-1] is None:
+            slots.pop()
+        self._nic._config.rules = slots
 
     def __len__(self) -> int:
         return sum(r is not None for r in self._slots)
@@ -160,7 +171,7 @@ class Rules:
         elif not isinstance(slot, int) or not 0 <= slot < len(self._slots):
             raise ValueError(f"rule slot must be from 0 to {len(self._slots) - 1}, not {slot!r}")
         packed = rule.encode(self._nic.regmap.params["reta_size"])
-        self._slots[slot] = rule
+        self._set(slot, rule)
         self._write_slot(slot, packed)
         return slot
 
@@ -169,7 +180,7 @@ class Rules:
         if not isinstance(id, int) or not 0 <= id < len(self._slots) or self._slots[id] is None:
             used = [i for i, r in enumerate(self._slots) if r is not None]
             raise ValueError(f"no rule in slot {id!r}; slots in use: {used}")
-        self._slots[id] = None
+        self._set(id, None)
         self._write_slot(id, 0)
 
     def set_default(self, action: Action) -> None:
@@ -328,7 +339,7 @@ class Nic:
     def __init__(self, backend, *, rx_ring_size: int = 256, rx_buffer_size: int = 2048,
                  tx_ring_size: int = 256, event_ring_size: int = 256, tx_keep: int = 4096,
                  tx_timeout: int = 1_000_000):
-        self.backend = backend
+        self._backend = backend
         self.build = dict(backend.build)
         from ..gateware.nic_core import nic_regmap
         self.regmap: RegisterMap = nic_regmap(**self.build)
@@ -387,6 +398,9 @@ class Nic:
             v = driver.get(k, 2)
             if not isinstance(v, int) or v < 2 or v > 1 << 15 or v & (v - 1):
                 raise ValueError(f"{k} must be a power of two from 2 to 32768, not {v!r}")
+        buf = driver.get("rx_buffer_size", 2048)
+        if not isinstance(buf, int) or not 64 <= buf <= 65535:
+            raise ValueError(f"rx_buffer_size must be from 64 to 65535 bytes, not {buf!r}")
         klass = _backend_class(backend)
         need = _memory_needed(params, driver)
         b = klass(min_memory=need, **params)
@@ -396,10 +410,18 @@ class Nic:
             b.close()
             raise
 
+    @property
+    def backend(self):
+        """The backend moving registers, memory, wire and clock (see :data:`BACKENDS`)."""
+        if self._backend is None:
+            raise NicError("the NIC is closed; open it again with Nic.open()")
+        return self._backend
+
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        """Close the backend (for ``"sim"``: free the simulated NIC and its memory)."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def __enter__(self) -> "Nic":
         return self
@@ -432,9 +454,6 @@ class Nic:
         import copy
         config.validate(self.regmap)
         self._config = copy.deepcopy(config)
-        self.rules._slots = [None] * len(self.rules._slots)
-        for i, rule in enumerate(config.rules):
-            self.rules._slots[i] = rule
         self._write(self._config.register_writes(self.regmap, commit=False))
         return self.commit()
 
@@ -485,11 +504,14 @@ class Nic:
         return ran
 
     def now(self) -> int:
-        """The NIC's cycle count since reset (completion timestamps are its low 27 bits)."""
+        """The NIC's cycle count since reset; completion timestamps are the low 27 bits of the
+        core's own counter, which counts the same cycles (give or take one at reset)."""
         return self.backend.cycle
 
     def age(self, packet: RxPacket) -> int:
-        """Cycles from ``packet``'s last byte entering the NIC until now (mod 2**27)."""
+        """Cycles from ``packet``'s completion timestamp until now (mod 2**27). The timestamp
+        is taken when the frame's last beat reaches the RX queues, after the RX pipeline (a
+        few cycles after the frame left the wire)."""
         return (self.now() - packet.timestamp) & TIMESTAMP_MASK
 
     def _advance(self, cycles: int) -> None:
@@ -505,9 +527,16 @@ class Nic:
                     cb(event)
 
     # --- events and counters -------------------------------------------------------------
-    def events(self) -> Iterator[NicEvent]:
-        """New events from every event queue, queue 0 first (consumed as they are read)."""
+    def events(self, queue: int | None = None) -> Iterator[NicEvent]:
+        """New events from event queue ``queue``, or from every event queue, queue 0 first
+        (consumed as they are read)."""
+        if queue is not None and not (isinstance(queue, int)
+                                      and 0 <= queue < len(self.event_rings)):
+            raise ValueError(f"event queue must be from 0 to {len(self.event_rings) - 1}, "
+                             f"not {queue!r}")
         for q, ring in enumerate(self.event_rings):
+            if queue is not None and q != queue:
+                continue
             while True:
                 batch = ring.reap(64)
                 if not batch:

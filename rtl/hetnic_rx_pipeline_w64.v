@@ -220,12 +220,12 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
     .data__valid(m_axis_tvalid),
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
-    .\o__ready$96 (m_meta_tready),
+    .\o__ready$98 (m_meta_tready),
     .r_en(m_axis_tready),
     .rst(rst),
+    .rx__payload(rx__payload),
     .rx__ready(s_axis_tready),
-    .rx__valid(s_axis_tvalid),
-    .w_data(rx__payload)
+    .rx__valid(s_axis_tvalid)
   );
   assign \csr__ack$37  = csr__ack;
   assign \csr__addr$39  = csr__addr;
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__ready, data__payload, w_data, meta__payload, csr__ack, csr__r_data, meta__valid, data__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, meta__valid, data__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -664,62 +664,85 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [1:0] \$21 ;
-  wire [2:0] \$22 ;
-  wire [3:0] \$23 ;
-  wire [4:0] \$24 ;
-  wire [5:0] \$25 ;
-  wire [6:0] \$26 ;
-  wire [7:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire \$29 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [1:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [32:0] \$35 ;
-  wire \$36 ;
-  wire [24:0] \$37 ;
-  wire [25:0] \$38 ;
-  wire [25:0] \$39 ;
+  wire [2:0] \$30 ;
+  wire [3:0] \$31 ;
+  wire [4:0] \$32 ;
+  wire [5:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [25:0] \$40 ;
-  wire [26:0] \$41 ;
+  wire \$40 ;
+  wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
+  wire [32:0] \$44 ;
   wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [24:0] \$46 ;
+  wire [25:0] \$47 ;
+  wire [25:0] \$48 ;
+  wire [25:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [26:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [8:0] \$57 ;
-  wire \$58 ;
+  wire \$57 ;
+  wire [9:0] \$58 ;
   wire [9:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [9:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [32:0] \$66 ;
-  reg \$67 ;
-  reg [7:0] \$68 ;
-  reg [31:0] \$69 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [8:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [9:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [32:0] \$88 ;
+  reg [8:0] \$89 ;
   wire \$9 ;
+  reg \$90 ;
+  reg [7:0] \$91 ;
+  reg [31:0] \$92 ;
   wire [3:0] beat_bytes;
   wire [8:0] bucket;
   wire bus_ack;
@@ -764,6 +787,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire csr__w_stb;
   wire \csr__w_stb$11 ;
   wire \csr__w_stb$22 ;
+  wire cut;
   output [73:0] data__payload;
   wire [73:0] data__payload;
   wire [63:0] \data__payload.data ;
@@ -791,11 +815,11 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$101 ;
+  wire [15:0] \generation$103 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
-  wire [457:0] \i__payload$73 ;
+  wire [457:0] \i__payload$75 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -806,10 +830,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$73.drop ;
-  wire [5:0] \i__payload$73.dscp ;
-  wire [127:0] \i__payload$73.dst_addr ;
-  wire [15:0] \i__payload$73.dst_port ;
+  wire [3:0] \i__payload$75.drop ;
+  wire [5:0] \i__payload$75.dscp ;
+  wire [127:0] \i__payload$75.dst_addr ;
+  wire [15:0] \i__payload$75.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -819,21 +843,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$73.error ;
-  wire [15:0] \i__payload$73.ethertype ;
-  wire [9:0] \i__payload$73.flags ;
-  wire \i__payload$73.flags.direct ;
-  wire \i__payload$73.flags.fragment ;
-  wire \i__payload$73.flags.ip_options ;
-  wire \i__payload$73.flags.ipv4 ;
-  wire \i__payload$73.flags.ipv6 ;
-  wire \i__payload$73.flags.tcp ;
-  wire \i__payload$73.flags.tunnel ;
-  wire \i__payload$73.flags.udp ;
-  wire \i__payload$73.flags.vlan ;
-  wire \i__payload$73.flags.vlan2 ;
-  wire [15:0] \i__payload$73.generation ;
-  wire [31:0] \i__payload$73.hash ;
+  wire [3:0] \i__payload$75.error ;
+  wire [15:0] \i__payload$75.ethertype ;
+  wire [9:0] \i__payload$75.flags ;
+  wire \i__payload$75.flags.direct ;
+  wire \i__payload$75.flags.fragment ;
+  wire \i__payload$75.flags.ip_options ;
+  wire \i__payload$75.flags.ipv4 ;
+  wire \i__payload$75.flags.ipv6 ;
+  wire \i__payload$75.flags.tcp ;
+  wire \i__payload$75.flags.tunnel ;
+  wire \i__payload$75.flags.udp ;
+  wire \i__payload$75.flags.vlan ;
+  wire \i__payload$75.flags.vlan2 ;
+  wire [15:0] \i__payload$75.generation ;
+  wire [31:0] \i__payload$75.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -842,19 +866,19 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$73.hash_type ;
-  wire [3:0] \i__payload$73.instance ;
-  wire [7:0] \i__payload$73.ip_proto ;
-  wire [15:0] \i__payload$73.length ;
-  wire [7:0] \i__payload$73.queue ;
-  wire [10:0] \i__payload$73.reta_offset ;
-  wire [3:0] \i__payload$73.reta_size_log2 ;
-  wire [7:0] \i__payload$73.rule ;
-  wire [127:0] \i__payload$73.src_addr ;
-  wire [15:0] \i__payload$73.src_port ;
-  wire [7:0] \i__payload$73.tcp_flags ;
-  wire [11:0] \i__payload$73.vlan_id ;
-  wire [457:0] \i__payload$79 ;
+  wire [2:0] \i__payload$75.hash_type ;
+  wire [3:0] \i__payload$75.instance ;
+  wire [7:0] \i__payload$75.ip_proto ;
+  wire [15:0] \i__payload$75.length ;
+  wire [7:0] \i__payload$75.queue ;
+  wire [10:0] \i__payload$75.reta_offset ;
+  wire [3:0] \i__payload$75.reta_size_log2 ;
+  wire [7:0] \i__payload$75.rule ;
+  wire [127:0] \i__payload$75.src_addr ;
+  wire [15:0] \i__payload$75.src_port ;
+  wire [7:0] \i__payload$75.tcp_flags ;
+  wire [11:0] \i__payload$75.vlan_id ;
+  wire [457:0] \i__payload$81 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -865,10 +889,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$79.drop ;
-  wire [5:0] \i__payload$79.dscp ;
-  wire [127:0] \i__payload$79.dst_addr ;
-  wire [15:0] \i__payload$79.dst_port ;
+  wire [3:0] \i__payload$81.drop ;
+  wire [5:0] \i__payload$81.dscp ;
+  wire [127:0] \i__payload$81.dst_addr ;
+  wire [15:0] \i__payload$81.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -878,21 +902,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$79.error ;
-  wire [15:0] \i__payload$79.ethertype ;
-  wire [9:0] \i__payload$79.flags ;
-  wire \i__payload$79.flags.direct ;
-  wire \i__payload$79.flags.fragment ;
-  wire \i__payload$79.flags.ip_options ;
-  wire \i__payload$79.flags.ipv4 ;
-  wire \i__payload$79.flags.ipv6 ;
-  wire \i__payload$79.flags.tcp ;
-  wire \i__payload$79.flags.tunnel ;
-  wire \i__payload$79.flags.udp ;
-  wire \i__payload$79.flags.vlan ;
-  wire \i__payload$79.flags.vlan2 ;
-  wire [15:0] \i__payload$79.generation ;
-  wire [31:0] \i__payload$79.hash ;
+  wire [3:0] \i__payload$81.error ;
+  wire [15:0] \i__payload$81.ethertype ;
+  wire [9:0] \i__payload$81.flags ;
+  wire \i__payload$81.flags.direct ;
+  wire \i__payload$81.flags.fragment ;
+  wire \i__payload$81.flags.ip_options ;
+  wire \i__payload$81.flags.ipv4 ;
+  wire \i__payload$81.flags.ipv6 ;
+  wire \i__payload$81.flags.tcp ;
+  wire \i__payload$81.flags.tunnel ;
+  wire \i__payload$81.flags.udp ;
+  wire \i__payload$81.flags.vlan ;
+  wire \i__payload$81.flags.vlan2 ;
+  wire [15:0] \i__payload$81.generation ;
+  wire [31:0] \i__payload$81.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -901,19 +925,19 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$79.hash_type ;
-  wire [3:0] \i__payload$79.instance ;
-  wire [7:0] \i__payload$79.ip_proto ;
-  wire [15:0] \i__payload$79.length ;
-  wire [7:0] \i__payload$79.queue ;
-  wire [10:0] \i__payload$79.reta_offset ;
-  wire [3:0] \i__payload$79.reta_size_log2 ;
-  wire [7:0] \i__payload$79.rule ;
-  wire [127:0] \i__payload$79.src_addr ;
-  wire [15:0] \i__payload$79.src_port ;
-  wire [7:0] \i__payload$79.tcp_flags ;
-  wire [11:0] \i__payload$79.vlan_id ;
-  wire [457:0] \i__payload$85 ;
+  wire [2:0] \i__payload$81.hash_type ;
+  wire [3:0] \i__payload$81.instance ;
+  wire [7:0] \i__payload$81.ip_proto ;
+  wire [15:0] \i__payload$81.length ;
+  wire [7:0] \i__payload$81.queue ;
+  wire [10:0] \i__payload$81.reta_offset ;
+  wire [3:0] \i__payload$81.reta_size_log2 ;
+  wire [7:0] \i__payload$81.rule ;
+  wire [127:0] \i__payload$81.src_addr ;
+  wire [15:0] \i__payload$81.src_port ;
+  wire [7:0] \i__payload$81.tcp_flags ;
+  wire [11:0] \i__payload$81.vlan_id ;
+  wire [457:0] \i__payload$87 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -924,10 +948,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$85.drop ;
-  wire [5:0] \i__payload$85.dscp ;
-  wire [127:0] \i__payload$85.dst_addr ;
-  wire [15:0] \i__payload$85.dst_port ;
+  wire [3:0] \i__payload$87.drop ;
+  wire [5:0] \i__payload$87.dscp ;
+  wire [127:0] \i__payload$87.dst_addr ;
+  wire [15:0] \i__payload$87.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -937,21 +961,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$85.error ;
-  wire [15:0] \i__payload$85.ethertype ;
-  wire [9:0] \i__payload$85.flags ;
-  wire \i__payload$85.flags.direct ;
-  wire \i__payload$85.flags.fragment ;
-  wire \i__payload$85.flags.ip_options ;
-  wire \i__payload$85.flags.ipv4 ;
-  wire \i__payload$85.flags.ipv6 ;
-  wire \i__payload$85.flags.tcp ;
-  wire \i__payload$85.flags.tunnel ;
-  wire \i__payload$85.flags.udp ;
-  wire \i__payload$85.flags.vlan ;
-  wire \i__payload$85.flags.vlan2 ;
-  wire [15:0] \i__payload$85.generation ;
-  wire [31:0] \i__payload$85.hash ;
+  wire [3:0] \i__payload$87.error ;
+  wire [15:0] \i__payload$87.ethertype ;
+  wire [9:0] \i__payload$87.flags ;
+  wire \i__payload$87.flags.direct ;
+  wire \i__payload$87.flags.fragment ;
+  wire \i__payload$87.flags.ip_options ;
+  wire \i__payload$87.flags.ipv4 ;
+  wire \i__payload$87.flags.ipv6 ;
+  wire \i__payload$87.flags.tcp ;
+  wire \i__payload$87.flags.tunnel ;
+  wire \i__payload$87.flags.udp ;
+  wire \i__payload$87.flags.vlan ;
+  wire \i__payload$87.flags.vlan2 ;
+  wire [15:0] \i__payload$87.generation ;
+  wire [31:0] \i__payload$87.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -960,30 +984,30 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$85.hash_type ;
-  wire [3:0] \i__payload$85.instance ;
-  wire [7:0] \i__payload$85.ip_proto ;
-  wire [15:0] \i__payload$85.length ;
-  wire [7:0] \i__payload$85.queue ;
-  wire [10:0] \i__payload$85.reta_offset ;
-  wire [3:0] \i__payload$85.reta_size_log2 ;
-  wire [7:0] \i__payload$85.rule ;
-  wire [127:0] \i__payload$85.src_addr ;
-  wire [15:0] \i__payload$85.src_port ;
-  wire [7:0] \i__payload$85.tcp_flags ;
-  wire [11:0] \i__payload$85.vlan_id ;
+  wire [2:0] \i__payload$87.hash_type ;
+  wire [3:0] \i__payload$87.instance ;
+  wire [7:0] \i__payload$87.ip_proto ;
+  wire [15:0] \i__payload$87.length ;
+  wire [7:0] \i__payload$87.queue ;
+  wire [10:0] \i__payload$87.reta_offset ;
+  wire [3:0] \i__payload$87.reta_size_log2 ;
+  wire [7:0] \i__payload$87.rule ;
+  wire [127:0] \i__payload$87.src_addr ;
+  wire [15:0] \i__payload$87.src_port ;
+  wire [7:0] \i__payload$87.tcp_flags ;
+  wire [11:0] \i__payload$87.vlan_id ;
   wire [63:0] \i__payload.data ;
   wire \i__payload.error ;
   wire [7:0] \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
-  wire \i__ready$76 ;
-  wire \i__ready$82 ;
-  wire \i__ready$88 ;
+  wire \i__ready$78 ;
+  wire \i__ready$84 ;
+  wire \i__ready$90 ;
   wire i__valid;
-  wire \i__valid$77 ;
-  wire \i__valid$83 ;
-  wire \i__valid$89 ;
+  wire \i__valid$79 ;
+  wire \i__valid$85 ;
+  wire \i__valid$91 ;
   reg [7:0] in_flight = 8'h00;
   wire [319:0] key;
   wire [319:0] \key$43 ;
@@ -1114,7 +1138,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [457:0] o__payload;
-  wire [457:0] \o__payload$80 ;
+  wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1125,10 +1149,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$80.drop ;
-  wire [5:0] \o__payload$80.dscp ;
-  wire [127:0] \o__payload$80.dst_addr ;
-  wire [15:0] \o__payload$80.dst_port ;
+  wire [3:0] \o__payload$82.drop ;
+  wire [5:0] \o__payload$82.dscp ;
+  wire [127:0] \o__payload$82.dst_addr ;
+  wire [15:0] \o__payload$82.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1138,21 +1162,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$80.error ;
-  wire [15:0] \o__payload$80.ethertype ;
-  wire [9:0] \o__payload$80.flags ;
-  wire \o__payload$80.flags.direct ;
-  wire \o__payload$80.flags.fragment ;
-  wire \o__payload$80.flags.ip_options ;
-  wire \o__payload$80.flags.ipv4 ;
-  wire \o__payload$80.flags.ipv6 ;
-  wire \o__payload$80.flags.tcp ;
-  wire \o__payload$80.flags.tunnel ;
-  wire \o__payload$80.flags.udp ;
-  wire \o__payload$80.flags.vlan ;
-  wire \o__payload$80.flags.vlan2 ;
-  wire [15:0] \o__payload$80.generation ;
-  wire [31:0] \o__payload$80.hash ;
+  wire [3:0] \o__payload$82.error ;
+  wire [15:0] \o__payload$82.ethertype ;
+  wire [9:0] \o__payload$82.flags ;
+  wire \o__payload$82.flags.direct ;
+  wire \o__payload$82.flags.fragment ;
+  wire \o__payload$82.flags.ip_options ;
+  wire \o__payload$82.flags.ipv4 ;
+  wire \o__payload$82.flags.ipv6 ;
+  wire \o__payload$82.flags.tcp ;
+  wire \o__payload$82.flags.tunnel ;
+  wire \o__payload$82.flags.udp ;
+  wire \o__payload$82.flags.vlan ;
+  wire \o__payload$82.flags.vlan2 ;
+  wire [15:0] \o__payload$82.generation ;
+  wire [31:0] \o__payload$82.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1161,19 +1185,19 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$80.hash_type ;
-  wire [3:0] \o__payload$80.instance ;
-  wire [7:0] \o__payload$80.ip_proto ;
-  wire [15:0] \o__payload$80.length ;
-  wire [7:0] \o__payload$80.queue ;
-  wire [10:0] \o__payload$80.reta_offset ;
-  wire [3:0] \o__payload$80.reta_size_log2 ;
-  wire [7:0] \o__payload$80.rule ;
-  wire [127:0] \o__payload$80.src_addr ;
-  wire [15:0] \o__payload$80.src_port ;
-  wire [7:0] \o__payload$80.tcp_flags ;
-  wire [11:0] \o__payload$80.vlan_id ;
-  wire [457:0] \o__payload$86 ;
+  wire [2:0] \o__payload$82.hash_type ;
+  wire [3:0] \o__payload$82.instance ;
+  wire [7:0] \o__payload$82.ip_proto ;
+  wire [15:0] \o__payload$82.length ;
+  wire [7:0] \o__payload$82.queue ;
+  wire [10:0] \o__payload$82.reta_offset ;
+  wire [3:0] \o__payload$82.reta_size_log2 ;
+  wire [7:0] \o__payload$82.rule ;
+  wire [127:0] \o__payload$82.src_addr ;
+  wire [15:0] \o__payload$82.src_port ;
+  wire [7:0] \o__payload$82.tcp_flags ;
+  wire [11:0] \o__payload$82.vlan_id ;
+  wire [457:0] \o__payload$88 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1184,10 +1208,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$86.drop ;
-  wire [5:0] \o__payload$86.dscp ;
-  wire [127:0] \o__payload$86.dst_addr ;
-  wire [15:0] \o__payload$86.dst_port ;
+  wire [3:0] \o__payload$88.drop ;
+  wire [5:0] \o__payload$88.dscp ;
+  wire [127:0] \o__payload$88.dst_addr ;
+  wire [15:0] \o__payload$88.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1197,21 +1221,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$86.error ;
-  wire [15:0] \o__payload$86.ethertype ;
-  wire [9:0] \o__payload$86.flags ;
-  wire \o__payload$86.flags.direct ;
-  wire \o__payload$86.flags.fragment ;
-  wire \o__payload$86.flags.ip_options ;
-  wire \o__payload$86.flags.ipv4 ;
-  wire \o__payload$86.flags.ipv6 ;
-  wire \o__payload$86.flags.tcp ;
-  wire \o__payload$86.flags.tunnel ;
-  wire \o__payload$86.flags.udp ;
-  wire \o__payload$86.flags.vlan ;
-  wire \o__payload$86.flags.vlan2 ;
-  wire [15:0] \o__payload$86.generation ;
-  wire [31:0] \o__payload$86.hash ;
+  wire [3:0] \o__payload$88.error ;
+  wire [15:0] \o__payload$88.ethertype ;
+  wire [9:0] \o__payload$88.flags ;
+  wire \o__payload$88.flags.direct ;
+  wire \o__payload$88.flags.fragment ;
+  wire \o__payload$88.flags.ip_options ;
+  wire \o__payload$88.flags.ipv4 ;
+  wire \o__payload$88.flags.ipv6 ;
+  wire \o__payload$88.flags.tcp ;
+  wire \o__payload$88.flags.tunnel ;
+  wire \o__payload$88.flags.udp ;
+  wire \o__payload$88.flags.vlan ;
+  wire \o__payload$88.flags.vlan2 ;
+  wire [15:0] \o__payload$88.generation ;
+  wire [31:0] \o__payload$88.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1220,19 +1244,19 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$86.hash_type ;
-  wire [3:0] \o__payload$86.instance ;
-  wire [7:0] \o__payload$86.ip_proto ;
-  wire [15:0] \o__payload$86.length ;
-  wire [7:0] \o__payload$86.queue ;
-  wire [10:0] \o__payload$86.reta_offset ;
-  wire [3:0] \o__payload$86.reta_size_log2 ;
-  wire [7:0] \o__payload$86.rule ;
-  wire [127:0] \o__payload$86.src_addr ;
-  wire [15:0] \o__payload$86.src_port ;
-  wire [7:0] \o__payload$86.tcp_flags ;
-  wire [11:0] \o__payload$86.vlan_id ;
-  wire [457:0] \o__payload$94 ;
+  wire [2:0] \o__payload$88.hash_type ;
+  wire [3:0] \o__payload$88.instance ;
+  wire [7:0] \o__payload$88.ip_proto ;
+  wire [15:0] \o__payload$88.length ;
+  wire [7:0] \o__payload$88.queue ;
+  wire [10:0] \o__payload$88.reta_offset ;
+  wire [3:0] \o__payload$88.reta_size_log2 ;
+  wire [7:0] \o__payload$88.rule ;
+  wire [127:0] \o__payload$88.src_addr ;
+  wire [15:0] \o__payload$88.src_port ;
+  wire [7:0] \o__payload$88.tcp_flags ;
+  wire [11:0] \o__payload$88.vlan_id ;
+  wire [457:0] \o__payload$96 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1243,10 +1267,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$94.drop ;
-  wire [5:0] \o__payload$94.dscp ;
-  wire [127:0] \o__payload$94.dst_addr ;
-  wire [15:0] \o__payload$94.dst_port ;
+  wire [3:0] \o__payload$96.drop ;
+  wire [5:0] \o__payload$96.dscp ;
+  wire [127:0] \o__payload$96.dst_addr ;
+  wire [15:0] \o__payload$96.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1256,21 +1280,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$94.error ;
-  wire [15:0] \o__payload$94.ethertype ;
-  wire [9:0] \o__payload$94.flags ;
-  wire \o__payload$94.flags.direct ;
-  wire \o__payload$94.flags.fragment ;
-  wire \o__payload$94.flags.ip_options ;
-  wire \o__payload$94.flags.ipv4 ;
-  wire \o__payload$94.flags.ipv6 ;
-  wire \o__payload$94.flags.tcp ;
-  wire \o__payload$94.flags.tunnel ;
-  wire \o__payload$94.flags.udp ;
-  wire \o__payload$94.flags.vlan ;
-  wire \o__payload$94.flags.vlan2 ;
-  wire [15:0] \o__payload$94.generation ;
-  wire [31:0] \o__payload$94.hash ;
+  wire [3:0] \o__payload$96.error ;
+  wire [15:0] \o__payload$96.ethertype ;
+  wire [9:0] \o__payload$96.flags ;
+  wire \o__payload$96.flags.direct ;
+  wire \o__payload$96.flags.fragment ;
+  wire \o__payload$96.flags.ip_options ;
+  wire \o__payload$96.flags.ipv4 ;
+  wire \o__payload$96.flags.ipv6 ;
+  wire \o__payload$96.flags.tcp ;
+  wire \o__payload$96.flags.tunnel ;
+  wire \o__payload$96.flags.udp ;
+  wire \o__payload$96.flags.vlan ;
+  wire \o__payload$96.flags.vlan2 ;
+  wire [15:0] \o__payload$96.generation ;
+  wire [31:0] \o__payload$96.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1279,18 +1303,18 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$94.hash_type ;
-  wire [3:0] \o__payload$94.instance ;
-  wire [7:0] \o__payload$94.ip_proto ;
-  wire [15:0] \o__payload$94.length ;
-  wire [7:0] \o__payload$94.queue ;
-  wire [10:0] \o__payload$94.reta_offset ;
-  wire [3:0] \o__payload$94.reta_size_log2 ;
-  wire [7:0] \o__payload$94.rule ;
-  wire [127:0] \o__payload$94.src_addr ;
-  wire [15:0] \o__payload$94.src_port ;
-  wire [7:0] \o__payload$94.tcp_flags ;
-  wire [11:0] \o__payload$94.vlan_id ;
+  wire [2:0] \o__payload$96.hash_type ;
+  wire [3:0] \o__payload$96.instance ;
+  wire [7:0] \o__payload$96.ip_proto ;
+  wire [15:0] \o__payload$96.length ;
+  wire [7:0] \o__payload$96.queue ;
+  wire [10:0] \o__payload$96.reta_offset ;
+  wire [3:0] \o__payload$96.reta_size_log2 ;
+  wire [7:0] \o__payload$96.rule ;
+  wire [127:0] \o__payload$96.src_addr ;
+  wire [15:0] \o__payload$96.src_port ;
+  wire [7:0] \o__payload$96.tcp_flags ;
+  wire [11:0] \o__payload$96.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1350,14 +1374,14 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
-  wire \o__ready$81 ;
-  wire \o__ready$87 ;
-  input \o__ready$96 ;
-  wire \o__ready$96 ;
+  wire \o__ready$83 ;
+  wire \o__ready$89 ;
+  input \o__ready$98 ;
+  wire \o__ready$98 ;
   wire o__valid;
-  wire \o__valid$84 ;
-  wire \o__valid$90 ;
+  wire \o__valid$86 ;
   wire \o__valid$92 ;
+  wire \o__valid$94 ;
   wire pass_errors;
   wire \pass_errors$53 ;
   wire [73:0] r_data;
@@ -2879,6 +2903,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire [7:0] \rules[9].tcp_flags_mask ;
   wire [11:0] \rules[9].vlan_id ;
   wire [11:0] \rules[9].vlan_mask ;
+  input [73:0] rx__payload;
   wire [73:0] rx__payload;
   wire [63:0] \rx__payload.data ;
   wire \rx__payload.error ;
@@ -2888,100 +2913,126 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   wire rx__ready;
   input rx__valid;
   wire rx__valid;
+  reg [8:0] stored = 9'h000;
   wire symmetric;
   wire \symmetric$47 ;
-  input [73:0] w_data;
   wire [73:0] w_data;
   wire w_en;
   wire w_rdy;
-  assign \$26  = \$25  + w_data[69];
-  assign \$27  = \$26  + w_data[70];
-  assign \$28  = \$27  + w_data[71];
-  assign \$29  = ~ gate;
-  assign \$30  = \$29  & w_rdy;
-  assign \$31  = \$30  & i__ready;
-  assign \$32  = in_flight != 8'hff;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = rx__valid & \$33 ;
-  assign frame_in_stb = \$34  & w_data[72];
-  assign \$35  = frame_len + \$28 [3:0];
-  assign meta_stb = meta__valid & \o__ready$96 ;
-  assign \$36  = \o__payload$94 [429:426] >= 4'h9;
-  assign \$37  = 1'h1 << \o__payload$94 [429:426];
-  assign \$38  = \$37  - 1'h1;
-  assign \$39  = \$36  ? 26'h00001ff : \$38 ;
-  assign \$40  = { 17'h00000, \o__payload$94 [376:368] } & \$39 ;
-  assign \$41  = $signed({ 1'h0, \o__payload$94 [425:415] }) + $signed(\$40 );
-  assign \$42  = ~ gate;
-  assign \$43  = \$42  & w_rdy;
-  assign \$44  = \$43  & i__ready;
-  assign \$45  = in_flight != 8'hff;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = rx__valid & \$46 ;
-  assign \$48  = ~ w_data[72];
-  assign \$49  = ~ gate;
-  assign \$50  = \$49  & w_rdy;
-  assign \$51  = \$50  & i__ready;
-  assign \$52  = in_flight != 8'hff;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = rx__valid & \$53 ;
-  assign \$55  = ~ mid_frame;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = in_flight + \$56 ;
-  assign \$58  = meta__valid & \o__ready$96 ;
-  assign \$59  = \$57  - \$58 ;
-  assign \$60  = ~ gate;
-  assign \$61  = \$60  & w_rdy;
-  assign \$62  = \$61  & i__ready;
-  assign \$63  = in_flight != 8'hff;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = rx__valid & \$64 ;
-  assign \$66  = frame_len + \$28 [3:0];
-  always @(posedge clk)
-    mid_frame <= \$67 ;
-  always @(posedge clk)
-    in_flight <= \$68 ;
-  always @(posedge clk)
-    frame_len <= \$69 ;
-  assign \$1  = ~ mid_frame;
-  assign gate = commit_pending & \$1 ;
-  assign \$2  = ~ gate;
-  assign \$3  = \$2  & w_rdy;
-  assign \$4  = \$3  & i__ready;
-  assign \$5  = in_flight != 8'hff;
-  assign rx__ready = \$4  & \$5 ;
-  assign \$6  = ~ gate;
-  assign \$7  = \$6  & w_rdy;
+  assign \$5  = ~ gate;
+  assign \$6  = w_rdy | cut;
+  assign \$7  = \$5  & \$6 ;
   assign \$8  = \$7  & i__ready;
   assign \$9  = in_flight != 8'hff;
-  assign \$10  = \$8  & \$9 ;
-  assign w_en = rx__valid & \$10 ;
-  assign \$11  = ~ gate;
-  assign \$12  = \$11  & w_rdy;
+  assign rx__ready = \$8  & \$9 ;
+  assign \$10  = ~ gate;
+  assign \$11  = w_rdy | cut;
+  assign \$12  = \$10  & \$11 ;
   assign \$13  = \$12  & i__ready;
   assign \$14  = in_flight != 8'hff;
   assign \$15  = \$13  & \$14 ;
-  assign i__valid = rx__valid & \$15 ;
-  assign \$16  = ~ mid_frame;
-  assign \$17  = commit_pending & \$16 ;
-  assign \$18  = ! in_flight;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = ~ reta_busy;
-  assign commit_apply = \$19  & \$20 ;
-  assign \$21  = 1'h0 + w_data[64];
-  assign \$22  = \$21  + w_data[65];
-  assign \$23  = \$22  + w_data[66];
-  assign \$24  = \$23  + w_data[67];
-  assign \$25  = \$24  + w_data[68];
+  assign \$16  = rx__valid & \$15 ;
+  assign \$17  = ~ cut;
+  assign w_en = \$16  & \$17 ;
+  assign \$18  = ~ gate;
+  assign \$19  = w_rdy | cut;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = \$20  & i__ready;
+  assign \$22  = in_flight != 8'hff;
+  assign \$23  = \$21  & \$22 ;
+  assign i__valid = rx__valid & \$23 ;
+  assign \$24  = ~ mid_frame;
+  assign \$25  = commit_pending & \$24 ;
+  assign \$26  = ! in_flight;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = ~ reta_busy;
+  assign commit_apply = \$27  & \$28 ;
+  assign \$29  = 1'h0 + rx__payload[64];
+  assign \$30  = \$29  + rx__payload[65];
+  assign \$31  = \$30  + rx__payload[66];
+  assign \$32  = \$31  + rx__payload[67];
+  assign \$33  = \$32  + rx__payload[68];
+  assign \$34  = \$33  + rx__payload[69];
+  assign \$35  = \$34  + rx__payload[70];
+  assign \$36  = \$35  + rx__payload[71];
+  assign \$37  = ~ gate;
+  assign \$38  = w_rdy | cut;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = \$39  & i__ready;
+  assign \$41  = in_flight != 8'hff;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = rx__valid & \$42 ;
+  assign frame_in_stb = \$43  & rx__payload[72];
+  assign \$44  = frame_len + \$36 [3:0];
+  assign meta_stb = meta__valid & \o__ready$98 ;
+  assign \$45  = \o__payload$96 [429:426] >= 4'h9;
+  assign \$46  = 1'h1 << \o__payload$96 [429:426];
+  assign \$47  = \$46  - 1'h1;
+  assign \$48  = \$45  ? 26'h00001ff : \$47 ;
+  assign \$49  = { 17'h00000, \o__payload$96 [376:368] } & \$48 ;
+  assign \$50  = $signed({ 1'h0, \o__payload$96 [425:415] }) + $signed(\$49 );
+  assign \$51  = ~ gate;
+  assign \$52  = w_rdy | cut;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  & i__ready;
+  assign \$55  = in_flight != 8'hff;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = rx__valid & \$56 ;
+  assign \$58  = stored + 1'h1;
+  assign \$59  = cut ? { 1'h0, stored } : \$58 ;
+  assign \$60  = rx__payload[72] ? 10'h000 : \$59 ;
+  assign \$61  = ~ gate;
+  assign \$62  = w_rdy | cut;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = \$63  & i__ready;
+  assign \$65  = in_flight != 8'hff;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = rx__valid & \$66 ;
+  assign \$68  = ~ rx__payload[72];
+  assign \$69  = ~ gate;
+  assign \$70  = w_rdy | cut;
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = \$71  & i__ready;
+  assign \$73  = in_flight != 8'hff;
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = rx__valid & \$74 ;
+  assign \$76  = ~ mid_frame;
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = in_flight + \$77 ;
+  assign \$79  = meta__valid & \o__ready$98 ;
+  assign \$80  = \$78  - \$79 ;
+  assign \$81  = ~ gate;
+  assign \$82  = w_rdy | cut;
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = \$83  & i__ready;
+  assign \$85  = in_flight != 8'hff;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = rx__valid & \$86 ;
+  assign \$88  = frame_len + \$36 [3:0];
+  always @(posedge clk)
+    stored <= \$89 ;
+  always @(posedge clk)
+    mid_frame <= \$90 ;
+  always @(posedge clk)
+    in_flight <= \$91 ;
+  always @(posedge clk)
+    frame_len <= \$92 ;
+  assign \$1  = \max_frame$39  > 12'h800;
+  assign max_frame = \$1  ? 16'h0800 : \max_frame$39 ;
+  assign \$2  = ~ mid_frame;
+  assign gate = commit_pending & \$2 ;
+  assign \$3  = stored >= 8'hff;
+  assign \$4  = ~ rx__payload[72];
+  assign cut = \$3  & \$4 ;
   \hetnic_rx_pipeline_w64.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$79 ),
-    .i__ready(\o__ready$81 ),
-    .i__valid(\i__valid$83 ),
-    .o__payload(\i__payload$85 ),
-    .o__ready(\o__ready$87 ),
-    .o__valid(\i__valid$89 ),
+    .i__payload(\i__payload$81 ),
+    .i__ready(\o__ready$83 ),
+    .i__valid(\i__valid$85 ),
+    .o__payload(\i__payload$87 ),
+    .o__ready(\o__ready$89 ),
+    .o__valid(\i__valid$91 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -2993,9 +3044,9 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
     .csr__r_data(counters__r_data),
     .csr__r_stb(\csr__r_stb$18 ),
     .csr__w_stb(\csr__w_stb$22 ),
-    .frame_in_len(\$35 [31:0]),
+    .frame_in_len(\$44 [31:0]),
     .frame_in_stb(frame_in_stb),
-    .\inc_addr$48 (\$41 [8:0]),
+    .\inc_addr$48 (\$50 [8:0]),
     .meta(meta__payload),
     .meta_stb(meta_stb),
     .rst(rst)
@@ -3007,19 +3058,19 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
     .r_rdy(data__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(w_data),
+    .w_port__data(rx__payload),
     .w_rdy(w_rdy)
   );
   \hetnic_rx_pipeline_w64.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
-    .i__payload(w_data),
+    .i__payload(rx__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$73 ),
+    .o__payload(\i__payload$75 ),
     .o__ready(o__ready),
-    .o__valid(\i__valid$77 ),
+    .o__valid(\i__valid$79 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
@@ -3041,7 +3092,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
     .generation(generation),
     .hash_enable(hash_enable),
     .key(key),
-    .max_frame(max_frame),
+    .max_frame(\max_frame$39 ),
     .pass_errors(pass_errors),
     .reta_ack(reta_ack),
     .reta_addr(bus_addr),
@@ -3062,11 +3113,11 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(commit_apply),
-    .i__payload(\i__payload$85 ),
-    .i__ready(\o__ready$87 ),
-    .i__valid(\i__valid$89 ),
-    .o__payload(\o__payload$94 ),
-    .o__ready(\o__ready$96 ),
+    .i__payload(\i__payload$87 ),
+    .i__ready(\o__ready$89 ),
+    .i__valid(\i__valid$91 ),
+    .o__payload(\o__payload$96 ),
+    .o__ready(\o__ready$98 ),
     .rst(rst),
     .s1_valid(meta__valid),
     .side__data(reta_r_data)
@@ -3074,46 +3125,56 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   \hetnic_rx_pipeline_w64.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$73 ),
+    .i__payload(\i__payload$75 ),
     .\i__ready$16 (o__ready),
-    .\i__valid$11 (\i__valid$77 ),
+    .\i__valid$11 (\i__valid$79 ),
     .key(key),
-    .o__ready(\o__ready$81 ),
-    .o__valid(\i__valid$83 ),
-    .out(\i__payload$79 ),
+    .o__ready(\o__ready$83 ),
+    .o__valid(\i__valid$85 ),
+    .out(\i__payload$81 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$67  = mid_frame;
-    if (\$47 ) begin
-      \$67  = \$48 ;
+    \$89  = stored;
+    if (\$57 ) begin
+      \$89  = \$60 [8:0];
     end
     if (rst) begin
-      \$67  = 1'h0;
+      \$89  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$68  = \$59 [7:0];
+    \$90  = mid_frame;
+    if (\$67 ) begin
+      \$90  = \$68 ;
+    end
     if (rst) begin
-      \$68  = 8'h00;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$69  = frame_len;
-    if (\$65 ) begin
+    \$91  = \$80 [7:0];
+    if (rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = frame_len;
+    if (\$87 ) begin
       (* full_case = 32'd1 *)
-      if (w_data[72]) begin
-        \$69  = 32'd0;
+      if (rx__payload[72]) begin
+        \$92  = 32'd0;
       end else begin
-        \$69  = \$66 [31:0];
+        \$92  = \$88 [31:0];
       end
     end
     if (rst) begin
-      \$69  = 32'd0;
+      \$92  = 32'd0;
     end
   end
   assign \csr__ack$1  = csr__ack;
@@ -3138,7 +3199,6 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign bus_ack = reta_ack;
   assign bus_r_data = reta_r_data;
   assign busy = reta_busy;
-  assign \max_frame$39  = max_frame;
   assign \direct_ethertype$41  = direct_ethertype;
   assign \key$43  = key;
   assign \hash_enable$45  = hash_enable;
@@ -3146,29 +3206,29 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign \rules$49  = rules;
   assign \default_action$51  = default_action;
   assign \pass_errors$53  = pass_errors;
-  assign rx__payload = w_data;
-  assign i__payload = w_data;
+  assign w_data = rx__payload;
+  assign i__payload = rx__payload;
   assign r_rdy = data__valid;
   assign r_data = data__payload;
   assign data__ready = r_en;
-  assign o__payload = \i__payload$73 ;
-  assign \i__ready$76  = o__ready;
-  assign o__valid = \i__valid$77 ;
-  assign \o__payload$80  = \i__payload$79 ;
-  assign \i__ready$82  = \o__ready$81 ;
-  assign \o__valid$84  = \i__valid$83 ;
-  assign \o__payload$86  = \i__payload$85 ;
-  assign \i__ready$88  = \o__ready$87 ;
-  assign \o__valid$90  = \i__valid$89 ;
-  assign \o__valid$92  = meta__valid;
-  assign meta__ready = \o__ready$96 ;
+  assign o__payload = \i__payload$75 ;
+  assign \i__ready$78  = o__ready;
+  assign o__valid = \i__valid$79 ;
+  assign \o__payload$82  = \i__payload$81 ;
+  assign \i__ready$84  = \o__ready$83 ;
+  assign \o__valid$86  = \i__valid$85 ;
+  assign \o__payload$88  = \i__payload$87 ;
+  assign \i__ready$90  = \o__ready$89 ;
+  assign \o__valid$92  = \i__valid$91 ;
+  assign \o__valid$94  = meta__valid;
+  assign meta__ready = \o__ready$98 ;
   assign flip_stb = commit_apply;
   assign commit_stb = commit_apply;
-  assign \generation$101  = generation;
-  assign beat_bytes = \$28 [3:0];
-  assign frame_in_len = \$35 [31:0];
+  assign \generation$103  = generation;
+  assign beat_bytes = \$36 [3:0];
+  assign frame_in_len = \$44 [31:0];
   assign meta = meta__payload;
-  assign bucket = \$41 [8:0];
+  assign bucket = \$50 [8:0];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -4681,204 +4741,204 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign \default_action$51.instance  = default_action[4:1];
   assign \default_action$51.reta_offset  = default_action[15:5];
   assign \default_action$51.reta_size_log2  = default_action[19:16];
-  assign \rx__payload.data  = w_data[63:0];
-  assign \rx__payload.keep  = w_data[71:64];
-  assign \rx__payload.last  = w_data[72];
-  assign \rx__payload.error  = w_data[73];
-  assign \i__payload.data  = w_data[63:0];
-  assign \i__payload.keep  = w_data[71:64];
-  assign \i__payload.last  = w_data[72];
-  assign \i__payload.error  = w_data[73];
+  assign \rx__payload.data  = rx__payload[63:0];
+  assign \rx__payload.keep  = rx__payload[71:64];
+  assign \rx__payload.last  = rx__payload[72];
+  assign \rx__payload.error  = rx__payload[73];
+  assign \i__payload.data  = rx__payload[63:0];
+  assign \i__payload.keep  = rx__payload[71:64];
+  assign \i__payload.last  = rx__payload[72];
+  assign \i__payload.error  = rx__payload[73];
   assign \data__payload.data  = data__payload[63:0];
   assign \data__payload.keep  = data__payload[71:64];
   assign \data__payload.last  = data__payload[72];
   assign \data__payload.error  = data__payload[73];
-  assign \i__payload$73.length  = \i__payload$73 [15:0];
-  assign \i__payload$73.error  = \i__payload$73 [19:16];
-  assign \i__payload$73.flags  = \i__payload$73 [29:20];
-  assign \i__payload$73.flags.vlan  = \i__payload$73 [20];
-  assign \i__payload$73.flags.vlan2  = \i__payload$73 [21];
-  assign \i__payload$73.flags.ipv4  = \i__payload$73 [22];
-  assign \i__payload$73.flags.ipv6  = \i__payload$73 [23];
-  assign \i__payload$73.flags.fragment  = \i__payload$73 [24];
-  assign \i__payload$73.flags.tcp  = \i__payload$73 [25];
-  assign \i__payload$73.flags.udp  = \i__payload$73 [26];
-  assign \i__payload$73.flags.tunnel  = \i__payload$73 [27];
-  assign \i__payload$73.flags.direct  = \i__payload$73 [28];
-  assign \i__payload$73.flags.ip_options  = \i__payload$73 [29];
-  assign \i__payload$73.ethertype  = \i__payload$73 [45:30];
-  assign \i__payload$73.vlan_id  = \i__payload$73 [57:46];
-  assign \i__payload$73.dscp  = \i__payload$73 [63:58];
-  assign \i__payload$73.ip_proto  = \i__payload$73 [71:64];
-  assign \i__payload$73.tcp_flags  = \i__payload$73 [79:72];
-  assign \i__payload$73.src_addr  = \i__payload$73 [207:80];
-  assign \i__payload$73.dst_addr  = \i__payload$73 [335:208];
-  assign \i__payload$73.src_port  = \i__payload$73 [351:336];
-  assign \i__payload$73.dst_port  = \i__payload$73 [367:352];
-  assign \i__payload$73.hash  = \i__payload$73 [399:368];
-  assign \i__payload$73.hash_type  = \i__payload$73 [402:400];
-  assign \i__payload$73.rule  = \i__payload$73 [410:403];
-  assign \i__payload$73.instance  = \i__payload$73 [414:411];
-  assign \i__payload$73.reta_offset  = \i__payload$73 [425:415];
-  assign \i__payload$73.reta_size_log2  = \i__payload$73 [429:426];
-  assign \i__payload$73.drop  = \i__payload$73 [433:430];
-  assign \i__payload$73.queue  = \i__payload$73 [441:434];
-  assign \i__payload$73.generation  = \i__payload$73 [457:442];
-  assign \o__payload.length  = \i__payload$73 [15:0];
-  assign \o__payload.error  = \i__payload$73 [19:16];
-  assign \o__payload.flags  = \i__payload$73 [29:20];
-  assign \o__payload.flags.vlan  = \i__payload$73 [20];
-  assign \o__payload.flags.vlan2  = \i__payload$73 [21];
-  assign \o__payload.flags.ipv4  = \i__payload$73 [22];
-  assign \o__payload.flags.ipv6  = \i__payload$73 [23];
-  assign \o__payload.flags.fragment  = \i__payload$73 [24];
-  assign \o__payload.flags.tcp  = \i__payload$73 [25];
-  assign \o__payload.flags.udp  = \i__payload$73 [26];
-  assign \o__payload.flags.tunnel  = \i__payload$73 [27];
-  assign \o__payload.flags.direct  = \i__payload$73 [28];
-  assign \o__payload.flags.ip_options  = \i__payload$73 [29];
-  assign \o__payload.ethertype  = \i__payload$73 [45:30];
-  assign \o__payload.vlan_id  = \i__payload$73 [57:46];
-  assign \o__payload.dscp  = \i__payload$73 [63:58];
-  assign \o__payload.ip_proto  = \i__payload$73 [71:64];
-  assign \o__payload.tcp_flags  = \i__payload$73 [79:72];
-  assign \o__payload.src_addr  = \i__payload$73 [207:80];
-  assign \o__payload.dst_addr  = \i__payload$73 [335:208];
-  assign \o__payload.src_port  = \i__payload$73 [351:336];
-  assign \o__payload.dst_port  = \i__payload$73 [367:352];
-  assign \o__payload.hash  = \i__payload$73 [399:368];
-  assign \o__payload.hash_type  = \i__payload$73 [402:400];
-  assign \o__payload.rule  = \i__payload$73 [410:403];
-  assign \o__payload.instance  = \i__payload$73 [414:411];
-  assign \o__payload.reta_offset  = \i__payload$73 [425:415];
-  assign \o__payload.reta_size_log2  = \i__payload$73 [429:426];
-  assign \o__payload.drop  = \i__payload$73 [433:430];
-  assign \o__payload.queue  = \i__payload$73 [441:434];
-  assign \o__payload.generation  = \i__payload$73 [457:442];
-  assign \i__payload$79.length  = \i__payload$79 [15:0];
-  assign \i__payload$79.error  = \i__payload$79 [19:16];
-  assign \i__payload$79.flags  = \i__payload$79 [29:20];
-  assign \i__payload$79.flags.vlan  = \i__payload$79 [20];
-  assign \i__payload$79.flags.vlan2  = \i__payload$79 [21];
-  assign \i__payload$79.flags.ipv4  = \i__payload$79 [22];
-  assign \i__payload$79.flags.ipv6  = \i__payload$79 [23];
-  assign \i__payload$79.flags.fragment  = \i__payload$79 [24];
-  assign \i__payload$79.flags.tcp  = \i__payload$79 [25];
-  assign \i__payload$79.flags.udp  = \i__payload$79 [26];
-  assign \i__payload$79.flags.tunnel  = \i__payload$79 [27];
-  assign \i__payload$79.flags.direct  = \i__payload$79 [28];
-  assign \i__payload$79.flags.ip_options  = \i__payload$79 [29];
-  assign \i__payload$79.ethertype  = \i__payload$79 [45:30];
-  assign \i__payload$79.vlan_id  = \i__payload$79 [57:46];
-  assign \i__payload$79.dscp  = \i__payload$79 [63:58];
-  assign \i__payload$79.ip_proto  = \i__payload$79 [71:64];
-  assign \i__payload$79.tcp_flags  = \i__payload$79 [79:72];
-  assign \i__payload$79.src_addr  = \i__payload$79 [207:80];
-  assign \i__payload$79.dst_addr  = \i__payload$79 [335:208];
-  assign \i__payload$79.src_port  = \i__payload$79 [351:336];
-  assign \i__payload$79.dst_port  = \i__payload$79 [367:352];
-  assign \i__payload$79.hash  = \i__payload$79 [399:368];
-  assign \i__payload$79.hash_type  = \i__payload$79 [402:400];
-  assign \i__payload$79.rule  = \i__payload$79 [410:403];
-  assign \i__payload$79.instance  = \i__payload$79 [414:411];
-  assign \i__payload$79.reta_offset  = \i__payload$79 [425:415];
-  assign \i__payload$79.reta_size_log2  = \i__payload$79 [429:426];
-  assign \i__payload$79.drop  = \i__payload$79 [433:430];
-  assign \i__payload$79.queue  = \i__payload$79 [441:434];
-  assign \i__payload$79.generation  = \i__payload$79 [457:442];
-  assign \o__payload$80.length  = \i__payload$79 [15:0];
-  assign \o__payload$80.error  = \i__payload$79 [19:16];
-  assign \o__payload$80.flags  = \i__payload$79 [29:20];
-  assign \o__payload$80.flags.vlan  = \i__payload$79 [20];
-  assign \o__payload$80.flags.vlan2  = \i__payload$79 [21];
-  assign \o__payload$80.flags.ipv4  = \i__payload$79 [22];
-  assign \o__payload$80.flags.ipv6  = \i__payload$79 [23];
-  assign \o__payload$80.flags.fragment  = \i__payload$79 [24];
-  assign \o__payload$80.flags.tcp  = \i__payload$79 [25];
-  assign \o__payload$80.flags.udp  = \i__payload$79 [26];
-  assign \o__payload$80.flags.tunnel  = \i__payload$79 [27];
-  assign \o__payload$80.flags.direct  = \i__payload$79 [28];
-  assign \o__payload$80.flags.ip_options  = \i__payload$79 [29];
-  assign \o__payload$80.ethertype  = \i__payload$79 [45:30];
-  assign \o__payload$80.vlan_id  = \i__payload$79 [57:46];
-  assign \o__payload$80.dscp  = \i__payload$79 [63:58];
-  assign \o__payload$80.ip_proto  = \i__payload$79 [71:64];
-  assign \o__payload$80.tcp_flags  = \i__payload$79 [79:72];
-  assign \o__payload$80.src_addr  = \i__payload$79 [207:80];
-  assign \o__payload$80.dst_addr  = \i__payload$79 [335:208];
-  assign \o__payload$80.src_port  = \i__payload$79 [351:336];
-  assign \o__payload$80.dst_port  = \i__payload$79 [367:352];
-  assign \o__payload$80.hash  = \i__payload$79 [399:368];
-  assign \o__payload$80.hash_type  = \i__payload$79 [402:400];
-  assign \o__payload$80.rule  = \i__payload$79 [410:403];
-  assign \o__payload$80.instance  = \i__payload$79 [414:411];
-  assign \o__payload$80.reta_offset  = \i__payload$79 [425:415];
-  assign \o__payload$80.reta_size_log2  = \i__payload$79 [429:426];
-  assign \o__payload$80.drop  = \i__payload$79 [433:430];
-  assign \o__payload$80.queue  = \i__payload$79 [441:434];
-  assign \o__payload$80.generation  = \i__payload$79 [457:442];
-  assign \i__payload$85.length  = \i__payload$85 [15:0];
-  assign \i__payload$85.error  = \i__payload$85 [19:16];
-  assign \i__payload$85.flags  = \i__payload$85 [29:20];
-  assign \i__payload$85.flags.vlan  = \i__payload$85 [20];
-  assign \i__payload$85.flags.vlan2  = \i__payload$85 [21];
-  assign \i__payload$85.flags.ipv4  = \i__payload$85 [22];
-  assign \i__payload$85.flags.ipv6  = \i__payload$85 [23];
-  assign \i__payload$85.flags.fragment  = \i__payload$85 [24];
-  assign \i__payload$85.flags.tcp  = \i__payload$85 [25];
-  assign \i__payload$85.flags.udp  = \i__payload$85 [26];
-  assign \i__payload$85.flags.tunnel  = \i__payload$85 [27];
-  assign \i__payload$85.flags.direct  = \i__payload$85 [28];
-  assign \i__payload$85.flags.ip_options  = \i__payload$85 [29];
-  assign \i__payload$85.ethertype  = \i__payload$85 [45:30];
-  assign \i__payload$85.vlan_id  = \i__payload$85 [57:46];
-  assign \i__payload$85.dscp  = \i__payload$85 [63:58];
-  assign \i__payload$85.ip_proto  = \i__payload$85 [71:64];
-  assign \i__payload$85.tcp_flags  = \i__payload$85 [79:72];
-  assign \i__payload$85.src_addr  = \i__payload$85 [207:80];
-  assign \i__payload$85.dst_addr  = \i__payload$85 [335:208];
-  assign \i__payload$85.src_port  = \i__payload$85 [351:336];
-  assign \i__payload$85.dst_port  = \i__payload$85 [367:352];
-  assign \i__payload$85.hash  = \i__payload$85 [399:368];
-  assign \i__payload$85.hash_type  = \i__payload$85 [402:400];
-  assign \i__payload$85.rule  = \i__payload$85 [410:403];
-  assign \i__payload$85.instance  = \i__payload$85 [414:411];
-  assign \i__payload$85.reta_offset  = \i__payload$85 [425:415];
-  assign \i__payload$85.reta_size_log2  = \i__payload$85 [429:426];
-  assign \i__payload$85.drop  = \i__payload$85 [433:430];
-  assign \i__payload$85.queue  = \i__payload$85 [441:434];
-  assign \i__payload$85.generation  = \i__payload$85 [457:442];
-  assign \o__payload$86.length  = \i__payload$85 [15:0];
-  assign \o__payload$86.error  = \i__payload$85 [19:16];
-  assign \o__payload$86.flags  = \i__payload$85 [29:20];
-  assign \o__payload$86.flags.vlan  = \i__payload$85 [20];
-  assign \o__payload$86.flags.vlan2  = \i__payload$85 [21];
-  assign \o__payload$86.flags.ipv4  = \i__payload$85 [22];
-  assign \o__payload$86.flags.ipv6  = \i__payload$85 [23];
-  assign \o__payload$86.flags.fragment  = \i__payload$85 [24];
-  assign \o__payload$86.flags.tcp  = \i__payload$85 [25];
-  assign \o__payload$86.flags.udp  = \i__payload$85 [26];
-  assign \o__payload$86.flags.tunnel  = \i__payload$85 [27];
-  assign \o__payload$86.flags.direct  = \i__payload$85 [28];
-  assign \o__payload$86.flags.ip_options  = \i__payload$85 [29];
-  assign \o__payload$86.ethertype  = \i__payload$85 [45:30];
-  assign \o__payload$86.vlan_id  = \i__payload$85 [57:46];
-  assign \o__payload$86.dscp  = \i__payload$85 [63:58];
-  assign \o__payload$86.ip_proto  = \i__payload$85 [71:64];
-  assign \o__payload$86.tcp_flags  = \i__payload$85 [79:72];
-  assign \o__payload$86.src_addr  = \i__payload$85 [207:80];
-  assign \o__payload$86.dst_addr  = \i__payload$85 [335:208];
-  assign \o__payload$86.src_port  = \i__payload$85 [351:336];
-  assign \o__payload$86.dst_port  = \i__payload$85 [367:352];
-  assign \o__payload$86.hash  = \i__payload$85 [399:368];
-  assign \o__payload$86.hash_type  = \i__payload$85 [402:400];
-  assign \o__payload$86.rule  = \i__payload$85 [410:403];
-  assign \o__payload$86.instance  = \i__payload$85 [414:411];
-  assign \o__payload$86.reta_offset  = \i__payload$85 [425:415];
-  assign \o__payload$86.reta_size_log2  = \i__payload$85 [429:426];
-  assign \o__payload$86.drop  = \i__payload$85 [433:430];
-  assign \o__payload$86.queue  = \i__payload$85 [441:434];
-  assign \o__payload$86.generation  = \i__payload$85 [457:442];
+  assign \i__payload$75.length  = \i__payload$75 [15:0];
+  assign \i__payload$75.error  = \i__payload$75 [19:16];
+  assign \i__payload$75.flags  = \i__payload$75 [29:20];
+  assign \i__payload$75.flags.vlan  = \i__payload$75 [20];
+  assign \i__payload$75.flags.vlan2  = \i__payload$75 [21];
+  assign \i__payload$75.flags.ipv4  = \i__payload$75 [22];
+  assign \i__payload$75.flags.ipv6  = \i__payload$75 [23];
+  assign \i__payload$75.flags.fragment  = \i__payload$75 [24];
+  assign \i__payload$75.flags.tcp  = \i__payload$75 [25];
+  assign \i__payload$75.flags.udp  = \i__payload$75 [26];
+  assign \i__payload$75.flags.tunnel  = \i__payload$75 [27];
+  assign \i__payload$75.flags.direct  = \i__payload$75 [28];
+  assign \i__payload$75.flags.ip_options  = \i__payload$75 [29];
+  assign \i__payload$75.ethertype  = \i__payload$75 [45:30];
+  assign \i__payload$75.vlan_id  = \i__payload$75 [57:46];
+  assign \i__payload$75.dscp  = \i__payload$75 [63:58];
+  assign \i__payload$75.ip_proto  = \i__payload$75 [71:64];
+  assign \i__payload$75.tcp_flags  = \i__payload$75 [79:72];
+  assign \i__payload$75.src_addr  = \i__payload$75 [207:80];
+  assign \i__payload$75.dst_addr  = \i__payload$75 [335:208];
+  assign \i__payload$75.src_port  = \i__payload$75 [351:336];
+  assign \i__payload$75.dst_port  = \i__payload$75 [367:352];
+  assign \i__payload$75.hash  = \i__payload$75 [399:368];
+  assign \i__payload$75.hash_type  = \i__payload$75 [402:400];
+  assign \i__payload$75.rule  = \i__payload$75 [410:403];
+  assign \i__payload$75.instance  = \i__payload$75 [414:411];
+  assign \i__payload$75.reta_offset  = \i__payload$75 [425:415];
+  assign \i__payload$75.reta_size_log2  = \i__payload$75 [429:426];
+  assign \i__payload$75.drop  = \i__payload$75 [433:430];
+  assign \i__payload$75.queue  = \i__payload$75 [441:434];
+  assign \i__payload$75.generation  = \i__payload$75 [457:442];
+  assign \o__payload.length  = \i__payload$75 [15:0];
+  assign \o__payload.error  = \i__payload$75 [19:16];
+  assign \o__payload.flags  = \i__payload$75 [29:20];
+  assign \o__payload.flags.vlan  = \i__payload$75 [20];
+  assign \o__payload.flags.vlan2  = \i__payload$75 [21];
+  assign \o__payload.flags.ipv4  = \i__payload$75 [22];
+  assign \o__payload.flags.ipv6  = \i__payload$75 [23];
+  assign \o__payload.flags.fragment  = \i__payload$75 [24];
+  assign \o__payload.flags.tcp  = \i__payload$75 [25];
+  assign \o__payload.flags.udp  = \i__payload$75 [26];
+  assign \o__payload.flags.tunnel  = \i__payload$75 [27];
+  assign \o__payload.flags.direct  = \i__payload$75 [28];
+  assign \o__payload.flags.ip_options  = \i__payload$75 [29];
+  assign \o__payload.ethertype  = \i__payload$75 [45:30];
+  assign \o__payload.vlan_id  = \i__payload$75 [57:46];
+  assign \o__payload.dscp  = \i__payload$75 [63:58];
+  assign \o__payload.ip_proto  = \i__payload$75 [71:64];
+  assign \o__payload.tcp_flags  = \i__payload$75 [79:72];
+  assign \o__payload.src_addr  = \i__payload$75 [207:80];
+  assign \o__payload.dst_addr  = \i__payload$75 [335:208];
+  assign \o__payload.src_port  = \i__payload$75 [351:336];
+  assign \o__payload.dst_port  = \i__payload$75 [367:352];
+  assign \o__payload.hash  = \i__payload$75 [399:368];
+  assign \o__payload.hash_type  = \i__payload$75 [402:400];
+  assign \o__payload.rule  = \i__payload$75 [410:403];
+  assign \o__payload.instance  = \i__payload$75 [414:411];
+  assign \o__payload.reta_offset  = \i__payload$75 [425:415];
+  assign \o__payload.reta_size_log2  = \i__payload$75 [429:426];
+  assign \o__payload.drop  = \i__payload$75 [433:430];
+  assign \o__payload.queue  = \i__payload$75 [441:434];
+  assign \o__payload.generation  = \i__payload$75 [457:442];
+  assign \i__payload$81.length  = \i__payload$81 [15:0];
+  assign \i__payload$81.error  = \i__payload$81 [19:16];
+  assign \i__payload$81.flags  = \i__payload$81 [29:20];
+  assign \i__payload$81.flags.vlan  = \i__payload$81 [20];
+  assign \i__payload$81.flags.vlan2  = \i__payload$81 [21];
+  assign \i__payload$81.flags.ipv4  = \i__payload$81 [22];
+  assign \i__payload$81.flags.ipv6  = \i__payload$81 [23];
+  assign \i__payload$81.flags.fragment  = \i__payload$81 [24];
+  assign \i__payload$81.flags.tcp  = \i__payload$81 [25];
+  assign \i__payload$81.flags.udp  = \i__payload$81 [26];
+  assign \i__payload$81.flags.tunnel  = \i__payload$81 [27];
+  assign \i__payload$81.flags.direct  = \i__payload$81 [28];
+  assign \i__payload$81.flags.ip_options  = \i__payload$81 [29];
+  assign \i__payload$81.ethertype  = \i__payload$81 [45:30];
+  assign \i__payload$81.vlan_id  = \i__payload$81 [57:46];
+  assign \i__payload$81.dscp  = \i__payload$81 [63:58];
+  assign \i__payload$81.ip_proto  = \i__payload$81 [71:64];
+  assign \i__payload$81.tcp_flags  = \i__payload$81 [79:72];
+  assign \i__payload$81.src_addr  = \i__payload$81 [207:80];
+  assign \i__payload$81.dst_addr  = \i__payload$81 [335:208];
+  assign \i__payload$81.src_port  = \i__payload$81 [351:336];
+  assign \i__payload$81.dst_port  = \i__payload$81 [367:352];
+  assign \i__payload$81.hash  = \i__payload$81 [399:368];
+  assign \i__payload$81.hash_type  = \i__payload$81 [402:400];
+  assign \i__payload$81.rule  = \i__payload$81 [410:403];
+  assign \i__payload$81.instance  = \i__payload$81 [414:411];
+  assign \i__payload$81.reta_offset  = \i__payload$81 [425:415];
+  assign \i__payload$81.reta_size_log2  = \i__payload$81 [429:426];
+  assign \i__payload$81.drop  = \i__payload$81 [433:430];
+  assign \i__payload$81.queue  = \i__payload$81 [441:434];
+  assign \i__payload$81.generation  = \i__payload$81 [457:442];
+  assign \o__payload$82.length  = \i__payload$81 [15:0];
+  assign \o__payload$82.error  = \i__payload$81 [19:16];
+  assign \o__payload$82.flags  = \i__payload$81 [29:20];
+  assign \o__payload$82.flags.vlan  = \i__payload$81 [20];
+  assign \o__payload$82.flags.vlan2  = \i__payload$81 [21];
+  assign \o__payload$82.flags.ipv4  = \i__payload$81 [22];
+  assign \o__payload$82.flags.ipv6  = \i__payload$81 [23];
+  assign \o__payload$82.flags.fragment  = \i__payload$81 [24];
+  assign \o__payload$82.flags.tcp  = \i__payload$81 [25];
+  assign \o__payload$82.flags.udp  = \i__payload$81 [26];
+  assign \o__payload$82.flags.tunnel  = \i__payload$81 [27];
+  assign \o__payload$82.flags.direct  = \i__payload$81 [28];
+  assign \o__payload$82.flags.ip_options  = \i__payload$81 [29];
+  assign \o__payload$82.ethertype  = \i__payload$81 [45:30];
+  assign \o__payload$82.vlan_id  = \i__payload$81 [57:46];
+  assign \o__payload$82.dscp  = \i__payload$81 [63:58];
+  assign \o__payload$82.ip_proto  = \i__payload$81 [71:64];
+  assign \o__payload$82.tcp_flags  = \i__payload$81 [79:72];
+  assign \o__payload$82.src_addr  = \i__payload$81 [207:80];
+  assign \o__payload$82.dst_addr  = \i__payload$81 [335:208];
+  assign \o__payload$82.src_port  = \i__payload$81 [351:336];
+  assign \o__payload$82.dst_port  = \i__payload$81 [367:352];
+  assign \o__payload$82.hash  = \i__payload$81 [399:368];
+  assign \o__payload$82.hash_type  = \i__payload$81 [402:400];
+  assign \o__payload$82.rule  = \i__payload$81 [410:403];
+  assign \o__payload$82.instance  = \i__payload$81 [414:411];
+  assign \o__payload$82.reta_offset  = \i__payload$81 [425:415];
+  assign \o__payload$82.reta_size_log2  = \i__payload$81 [429:426];
+  assign \o__payload$82.drop  = \i__payload$81 [433:430];
+  assign \o__payload$82.queue  = \i__payload$81 [441:434];
+  assign \o__payload$82.generation  = \i__payload$81 [457:442];
+  assign \i__payload$87.length  = \i__payload$87 [15:0];
+  assign \i__payload$87.error  = \i__payload$87 [19:16];
+  assign \i__payload$87.flags  = \i__payload$87 [29:20];
+  assign \i__payload$87.flags.vlan  = \i__payload$87 [20];
+  assign \i__payload$87.flags.vlan2  = \i__payload$87 [21];
+  assign \i__payload$87.flags.ipv4  = \i__payload$87 [22];
+  assign \i__payload$87.flags.ipv6  = \i__payload$87 [23];
+  assign \i__payload$87.flags.fragment  = \i__payload$87 [24];
+  assign \i__payload$87.flags.tcp  = \i__payload$87 [25];
+  assign \i__payload$87.flags.udp  = \i__payload$87 [26];
+  assign \i__payload$87.flags.tunnel  = \i__payload$87 [27];
+  assign \i__payload$87.flags.direct  = \i__payload$87 [28];
+  assign \i__payload$87.flags.ip_options  = \i__payload$87 [29];
+  assign \i__payload$87.ethertype  = \i__payload$87 [45:30];
+  assign \i__payload$87.vlan_id  = \i__payload$87 [57:46];
+  assign \i__payload$87.dscp  = \i__payload$87 [63:58];
+  assign \i__payload$87.ip_proto  = \i__payload$87 [71:64];
+  assign \i__payload$87.tcp_flags  = \i__payload$87 [79:72];
+  assign \i__payload$87.src_addr  = \i__payload$87 [207:80];
+  assign \i__payload$87.dst_addr  = \i__payload$87 [335:208];
+  assign \i__payload$87.src_port  = \i__payload$87 [351:336];
+  assign \i__payload$87.dst_port  = \i__payload$87 [367:352];
+  assign \i__payload$87.hash  = \i__payload$87 [399:368];
+  assign \i__payload$87.hash_type  = \i__payload$87 [402:400];
+  assign \i__payload$87.rule  = \i__payload$87 [410:403];
+  assign \i__payload$87.instance  = \i__payload$87 [414:411];
+  assign \i__payload$87.reta_offset  = \i__payload$87 [425:415];
+  assign \i__payload$87.reta_size_log2  = \i__payload$87 [429:426];
+  assign \i__payload$87.drop  = \i__payload$87 [433:430];
+  assign \i__payload$87.queue  = \i__payload$87 [441:434];
+  assign \i__payload$87.generation  = \i__payload$87 [457:442];
+  assign \o__payload$88.length  = \i__payload$87 [15:0];
+  assign \o__payload$88.error  = \i__payload$87 [19:16];
+  assign \o__payload$88.flags  = \i__payload$87 [29:20];
+  assign \o__payload$88.flags.vlan  = \i__payload$87 [20];
+  assign \o__payload$88.flags.vlan2  = \i__payload$87 [21];
+  assign \o__payload$88.flags.ipv4  = \i__payload$87 [22];
+  assign \o__payload$88.flags.ipv6  = \i__payload$87 [23];
+  assign \o__payload$88.flags.fragment  = \i__payload$87 [24];
+  assign \o__payload$88.flags.tcp  = \i__payload$87 [25];
+  assign \o__payload$88.flags.udp  = \i__payload$87 [26];
+  assign \o__payload$88.flags.tunnel  = \i__payload$87 [27];
+  assign \o__payload$88.flags.direct  = \i__payload$87 [28];
+  assign \o__payload$88.flags.ip_options  = \i__payload$87 [29];
+  assign \o__payload$88.ethertype  = \i__payload$87 [45:30];
+  assign \o__payload$88.vlan_id  = \i__payload$87 [57:46];
+  assign \o__payload$88.dscp  = \i__payload$87 [63:58];
+  assign \o__payload$88.ip_proto  = \i__payload$87 [71:64];
+  assign \o__payload$88.tcp_flags  = \i__payload$87 [79:72];
+  assign \o__payload$88.src_addr  = \i__payload$87 [207:80];
+  assign \o__payload$88.dst_addr  = \i__payload$87 [335:208];
+  assign \o__payload$88.src_port  = \i__payload$87 [351:336];
+  assign \o__payload$88.dst_port  = \i__payload$87 [367:352];
+  assign \o__payload$88.hash  = \i__payload$87 [399:368];
+  assign \o__payload$88.hash_type  = \i__payload$87 [402:400];
+  assign \o__payload$88.rule  = \i__payload$87 [410:403];
+  assign \o__payload$88.instance  = \i__payload$87 [414:411];
+  assign \o__payload$88.reta_offset  = \i__payload$87 [425:415];
+  assign \o__payload$88.reta_size_log2  = \i__payload$87 [429:426];
+  assign \o__payload$88.drop  = \i__payload$87 [433:430];
+  assign \o__payload$88.queue  = \i__payload$87 [441:434];
+  assign \o__payload$88.generation  = \i__payload$87 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -4910,37 +4970,37 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$94.length  = \o__payload$94 [15:0];
-  assign \o__payload$94.error  = \o__payload$94 [19:16];
-  assign \o__payload$94.flags  = \o__payload$94 [29:20];
-  assign \o__payload$94.flags.vlan  = \o__payload$94 [20];
-  assign \o__payload$94.flags.vlan2  = \o__payload$94 [21];
-  assign \o__payload$94.flags.ipv4  = \o__payload$94 [22];
-  assign \o__payload$94.flags.ipv6  = \o__payload$94 [23];
-  assign \o__payload$94.flags.fragment  = \o__payload$94 [24];
-  assign \o__payload$94.flags.tcp  = \o__payload$94 [25];
-  assign \o__payload$94.flags.udp  = \o__payload$94 [26];
-  assign \o__payload$94.flags.tunnel  = \o__payload$94 [27];
-  assign \o__payload$94.flags.direct  = \o__payload$94 [28];
-  assign \o__payload$94.flags.ip_options  = \o__payload$94 [29];
-  assign \o__payload$94.ethertype  = \o__payload$94 [45:30];
-  assign \o__payload$94.vlan_id  = \o__payload$94 [57:46];
-  assign \o__payload$94.dscp  = \o__payload$94 [63:58];
-  assign \o__payload$94.ip_proto  = \o__payload$94 [71:64];
-  assign \o__payload$94.tcp_flags  = \o__payload$94 [79:72];
-  assign \o__payload$94.src_addr  = \o__payload$94 [207:80];
-  assign \o__payload$94.dst_addr  = \o__payload$94 [335:208];
-  assign \o__payload$94.src_port  = \o__payload$94 [351:336];
-  assign \o__payload$94.dst_port  = \o__payload$94 [367:352];
-  assign \o__payload$94.hash  = \o__payload$94 [399:368];
-  assign \o__payload$94.hash_type  = \o__payload$94 [402:400];
-  assign \o__payload$94.rule  = \o__payload$94 [410:403];
-  assign \o__payload$94.instance  = \o__payload$94 [414:411];
-  assign \o__payload$94.reta_offset  = \o__payload$94 [425:415];
-  assign \o__payload$94.reta_size_log2  = \o__payload$94 [429:426];
-  assign \o__payload$94.drop  = \o__payload$94 [433:430];
-  assign \o__payload$94.queue  = \o__payload$94 [441:434];
-  assign \o__payload$94.generation  = \o__payload$94 [457:442];
+  assign \o__payload$96.length  = \o__payload$96 [15:0];
+  assign \o__payload$96.error  = \o__payload$96 [19:16];
+  assign \o__payload$96.flags  = \o__payload$96 [29:20];
+  assign \o__payload$96.flags.vlan  = \o__payload$96 [20];
+  assign \o__payload$96.flags.vlan2  = \o__payload$96 [21];
+  assign \o__payload$96.flags.ipv4  = \o__payload$96 [22];
+  assign \o__payload$96.flags.ipv6  = \o__payload$96 [23];
+  assign \o__payload$96.flags.fragment  = \o__payload$96 [24];
+  assign \o__payload$96.flags.tcp  = \o__payload$96 [25];
+  assign \o__payload$96.flags.udp  = \o__payload$96 [26];
+  assign \o__payload$96.flags.tunnel  = \o__payload$96 [27];
+  assign \o__payload$96.flags.direct  = \o__payload$96 [28];
+  assign \o__payload$96.flags.ip_options  = \o__payload$96 [29];
+  assign \o__payload$96.ethertype  = \o__payload$96 [45:30];
+  assign \o__payload$96.vlan_id  = \o__payload$96 [57:46];
+  assign \o__payload$96.dscp  = \o__payload$96 [63:58];
+  assign \o__payload$96.ip_proto  = \o__payload$96 [71:64];
+  assign \o__payload$96.tcp_flags  = \o__payload$96 [79:72];
+  assign \o__payload$96.src_addr  = \o__payload$96 [207:80];
+  assign \o__payload$96.dst_addr  = \o__payload$96 [335:208];
+  assign \o__payload$96.src_port  = \o__payload$96 [351:336];
+  assign \o__payload$96.dst_port  = \o__payload$96 [367:352];
+  assign \o__payload$96.hash  = \o__payload$96 [399:368];
+  assign \o__payload$96.hash_type  = \o__payload$96 [402:400];
+  assign \o__payload$96.rule  = \o__payload$96 [410:403];
+  assign \o__payload$96.instance  = \o__payload$96 [414:411];
+  assign \o__payload$96.reta_offset  = \o__payload$96 [425:415];
+  assign \o__payload$96.reta_size_log2  = \o__payload$96 [429:426];
+  assign \o__payload$96.drop  = \o__payload$96 [433:430];
+  assign \o__payload$96.queue  = \o__payload$96 [441:434];
+  assign \o__payload$96.generation  = \o__payload$96 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -4973,7 +5033,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$96 , clk, rst, rx__read
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$94 [441:0];
+  assign meta__payload[441:0] = \o__payload$96 [441:0];
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__valid, i__ready, o__ready, pass_errors, default_action, rules, i__payload, o__valid, o__payload, clk);
@@ -10919,7 +10979,7 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.parser (rst, i__valid, i__ready, o__ready, i__payload, max_frame, direct_ethertype, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;

@@ -29,6 +29,9 @@ class SimBackend:
                              f"it takes {', '.join(SIM_PARAMETERS)} and the driver's ring "
                              f"sizes")
         p = {**SIM_PARAMETERS, **params}
+        for name in ("width", "rx_queues", "tx_queues", "event_queues", "n_rules", "reta_size"):
+            if not isinstance(p[name], int) or isinstance(p[name], bool):
+                raise ValueError(f"{name} must be an integer, not {p[name]!r}")
         build = HilBuild(data_width=p["width"], rx_queues=p["rx_queues"],
                          tx_queues=p["tx_queues"], event_queues=p["event_queues"],
                          n_rules=p["n_rules"], reta_size=p["reta_size"])

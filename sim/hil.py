@@ -186,6 +186,10 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
         shutil.rmtree(entry, ignore_errors=True)
     _last_build["cached"] = False
     use_verilator()             # only a build needs Verilator, make and a C++ compiler
+    if trace == "fst" and not any(Path(d, "lz4.h").exists()
+                                  for d in ("/usr/include", "/usr/local/include")):
+        raise HarnessError("FST waveforms need lz4.h (Debian/Ubuntu: liblz4-dev) for "
+                           "Verilator's FST writer; install it or write a .vcd instead")
     if progress:
         progress(f"building the simulation harness for {build} (once; cached in {entry})")
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
@@ -389,6 +393,7 @@ class Harness:
         self.memory[addr:addr + len(data)] = np.frombuffer(bytes(data), np.uint8)
 
     def _check_range(self, addr: int, n: int) -> None:
+        self._handle()
         if addr < 0 or n < 0 or addr + n > self.mem_size:
             raise ValueError(f"host memory access [{addr:#x}, {addr + n:#x}) is outside the "
                              f"{self.mem_size:#x}-byte region")
@@ -415,7 +420,14 @@ class Harness:
         if rc:
             raise HarnessError(f"{what}: the register bus answered {('OKAY', 'EXOKAY', 'SLVERR', 'DECERR')[rc & 3]}")
 
+    @staticmethod
+    def _check_addr(addr) -> None:
+        if not isinstance(addr, int) or not 0 <= addr < 1 << 16 or addr & 3:
+            raise ValueError(f"register address {addr!r} is not a 32-bit aligned address "
+                             f"on the 16-bit register bus")
+
     def reg_write(self, addr: int, value: int) -> None:
+        self._check_addr(addr)
         rc = self._lib.hil_reg_write(self._handle(), addr, value & 0xFFFF_FFFF,
                                      REGISTER_TIMEOUT)
         self._check_status(f"register write {addr:#06x}", rc)
@@ -424,6 +436,8 @@ class Harness:
         writes = list(writes)
         if not writes:
             return
+        for addr, _ in writes:
+            self._check_addr(addr)
         addrs = (ctypes.c_uint32 * len(writes))(*(a for a, _ in writes))
         values = (ctypes.c_uint32 * len(writes))(*(v & 0xFFFF_FFFF for _, v in writes))
         i = self._lib.hil_reg_write_many(self._handle(), addrs, values, len(writes),
@@ -432,6 +446,7 @@ class Harness:
             self._check_status(f"register write {writes[i][0]:#06x}", self._status.value)
 
     def reg_read(self, addr: int) -> int:
+        self._check_addr(addr)
         value = ctypes.c_uint32()
         rc = self._lib.hil_reg_read(self._handle(), addr, ctypes.byref(value), REGISTER_TIMEOUT)
         self._check_status(f"register read {addr:#06x}", rc)
@@ -441,6 +456,8 @@ class Harness:
         addrs = list(addrs)
         if not addrs:
             return []
+        for addr in addrs:
+            self._check_addr(addr)
         a = (ctypes.c_uint32 * len(addrs))(*addrs)
         v = (ctypes.c_uint32 * len(addrs))()
         i = self._lib.hil_reg_read_many(self._handle(), a, v, len(addrs), REGISTER_TIMEOUT,

@@ -48,10 +48,14 @@ def use_verilator() -> None:
     if os.environ.get("PATH", "").startswith(env["VERILATOR_ROOT"]):
         del env["PATH"]
     os.environ.update(env)
-    cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None and shutil.which("g++") is None:
-        raise ToolError("no C++ compiler found (looked for $CXX, c++ and g++): Verilator "
-                        "needs one; install g++ or clang++")
+    cxx = os.environ.get("CXX")
+    if cxx:
+        if shutil.which(cxx.split()[0]) is None:
+            raise ToolError(f"the C++ compiler CXX={cxx} is not found: Verilator needs one; "
+                            f"fix CXX or unset it to use c++/g++")
+    elif shutil.which("c++") is None and shutil.which("g++") is None:
+        raise ToolError("no C++ compiler found (looked for c++ and g++, CXX unset): "
+                        "Verilator needs one; install g++ or clang++")
     if shutil.which("make") is None:
         raise ToolError("'make' not found: Verilator's build needs GNU make")
     if shutil.which("perl") is None:

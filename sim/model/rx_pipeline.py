@@ -12,7 +12,7 @@ from amaranth.lib import data
 from ...host.config import RxConfig
 from ...host.rules import RuleFields
 from ...host.rss import meta_hash
-from ...protocol import PacketMeta
+from ...protocol import RX_MAX_FRAME_LIMIT, PacketMeta
 from ...regs import RegisterMap
 from .classifier import classify
 from .parser import parse_frame
@@ -42,14 +42,16 @@ class RxModel:
         self.table = config.table(regmap)
         # The gateware's table always has n_rules entries; unused ones are disabled (0), and
         # the default action reports the table size as its rule index.
-        self.rules = [r.encode(self.reta_size) for r in config.rules]
+        self.rules = [r.encode(self.reta_size) if r is not None else 0 for r in config.rules]
         self.rules += [0] * (regmap.params["n_rules"] - len(self.rules))
         self.rules = [RuleFields.decode(r) for r in self.rules]   # once, not per frame
 
     def process(self, frame: bytes, mac_error: bool = False) -> dict[str, int]:
         """The metadata record (PacketMeta fields as integers) of one frame."""
         c = self.config
-        parsed = parse_frame(frame, mac_error=mac_error, max_frame=c.max_frame,
+        # The gateware's effective MAX_FRAME is capped by its data FIFO.
+        parsed = parse_frame(frame, mac_error=mac_error,
+                             max_frame=min(c.max_frame, RX_MAX_FRAME_LIMIT),
                              direct_ethertype=c.direct_ethertype)
         hash_value, hash_type = meta_hash(parsed, c.key, c.hash_enable, c.symmetric)
         cls = classify(parsed, self.rules, c.default, reta_entries=self.reta_size,
