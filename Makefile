@@ -26,6 +26,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/hetnic bench rx
+	$(BIN)/hetnic bench core
+	$(BIN)/hetnic bench hil
 
 verilog: $(STAMP)
 	$(BIN)/hetnic verilog

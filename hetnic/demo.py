@@ -77,10 +77,9 @@ class StackInstance:
         return Consumer(interval=self.interval, batch=self.batch)
 
 
-#: The demo's stack instances, in the order of the tables. The replay polls on a 256-cycle
-#: step, so 256 cycles is the shortest poll interval it honours.
+#: The demo's stack instances, in the order of the tables.
 INSTANCES = (
-    StackInstance(1, "low-delay", "DNS: udp dst 53", 0, 2, 256, 8, "tab:orange"),
+    StackInstance(1, "low-delay", "DNS: udp dst 53", 0, 2, 128, 8, "tab:orange"),
     StackInstance(2, "throughput", "web: tcp dst 80, 443", 2, 4, 4096, 256, "tab:blue"),
     StackInstance(3, "direct channel", "direct EtherType frames", 6, 1, 512, 32, "tab:green"),
     StackInstance(0, "general", "everything else", 7, 1, 1024, 64, "tab:gray"),
