@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from .config import RxConfig
+from .ordering import GenerationOrder
 from .rings import (DOORBELL_MASK, EventRing, MemoryAllocator, NicEvent, RingFullError,
                     RxPacket, RxRing, TxDone, TxRing, queue_register_writes)
 from .rules import Action, FlowRule
@@ -209,18 +210,38 @@ class RxQueue:
 
     def poll(self, max_packets: int = 64) -> list[RxPacket]:
         """Up to ``max_packets`` received frames, oldest first; their buffers are posted
-        again at once. Does not advance simulated time."""
+        again at once. Does not advance simulated time.
+
+        With ``ordered`` (the default, see :mod:`hetnic.host.ordering`) a packet of a flow
+        that a commit moved here from another queue waits until that queue's consumer has
+        polled the flow's older packets; the rest of this queue waits behind it."""
         if not isinstance(max_packets, int) or max_packets < 1:
             raise ValueError(f"max_packets must be a positive integer, not {max_packets!r}")
-        packets = self.ring.reap(max_packets)
+        order = self._nic._order
+        if order is None:
+            return self._reap(max_packets)
+        room = self.ring.size - len(order.stash[self.index])   # the stash stays bounded
+        if room > 0:
+            packets = self._reap(room)
+            newest = order.sweep_needed(packets)
+            order.take(self.index, packets)
+            if newest is not None:
+                self._nic._sweep(newest)
+        return order.deliver(self.index, max_packets)
+
+    def _reap(self, limit: int | None = None) -> list[RxPacket]:
+        """Take completed frames off the ring, post their buffers again, ring the doorbell."""
+        packets = self.ring.reap(self.ring.size if limit is None else limit)
         if packets:
             self.ring.post()
             self._nic.backend.reg_write(self._prod_addr, self.ring.producer)
         return packets
 
     def ready(self) -> bool:
-        """Whether at least one completion is waiting (one memory read, no register access)."""
-        return bool(self.ring._cq.peek(1))
+        """Whether a frame is waiting: reaped but held back, or a completion in the ring (one
+        memory read, no register access)."""
+        order = self._nic._order
+        return bool(order and order.stash[self.index]) or bool(self.ring._cq.peek(1))
 
     def arm(self, event_queue: int = 0) -> None:
         """Ask for one RX_COMPLETION (or DROP) event on ``event_queue`` at the next frame."""
@@ -338,8 +359,9 @@ class Nic:
 
     def __init__(self, backend, *, rx_ring_size: int = 256, rx_buffer_size: int = 2048,
                  tx_ring_size: int = 256, event_ring_size: int = 256, tx_keep: int = 4096,
-                 tx_timeout: int = 1_000_000):
+                 tx_timeout: int = 1_000_000, ordered: bool = True):
         self._backend = backend
+        self._order: GenerationOrder | None = None
         self.build = dict(backend.build)
         from ..gateware.nic_core import nic_regmap
         self.regmap: RegisterMap = nic_regmap(**self.build)
@@ -377,7 +399,10 @@ class Nic:
             writes += queue_register_writes(self.regmap, "tx", q, ring)
         self._write(writes)
         self._write(self._config.register_writes(self.regmap, commit=False))
+        self._committed_hash = self._hash_settings()
         self.generation = self.commit()
+        if ordered:
+            self._order = GenerationOrder(len(self.rx_queues), self.generation)
         self.counters()             # the baseline for accumulating
 
     # --- opening and closing -------------------------------------------------------------
@@ -386,13 +411,15 @@ class Nic:
         """Open a NIC on ``backend`` (see :data:`BACKENDS`).
 
         Driver parameters (every backend): ``rx_ring_size``, ``rx_buffer_size``,
-        ``tx_ring_size``, ``event_ring_size``, ``tx_keep``, ``tx_timeout``. The rest go to
+        ``tx_ring_size``, ``event_ring_size``, ``tx_keep``, ``tx_timeout``, ``ordered``
+        (default true: per-flow order across commits, :mod:`hetnic.host.ordering`). The rest
+        go to
         the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
         ``event_queues``, ``n_rules``, ``reta_size``, ``mem_size``, ``trace`` (a ``.vcd`` or
         ``.fst`` file), ``ifg_bytes``, ``read_latency``.
         """
         driver_keys = ("rx_ring_size", "rx_buffer_size", "tx_ring_size", "event_ring_size",
-                       "tx_keep", "tx_timeout")
+                       "tx_keep", "tx_timeout", "ordered")
         driver = {k: params.pop(k) for k in driver_keys if k in params}
         for k in ("rx_ring_size", "tx_ring_size", "event_ring_size"):
             v = driver.get(k, 2)
@@ -445,7 +472,34 @@ class Nic:
         self.generation = b.reg_read(r.addr("GENERATION"))
         if self.generation == before:
             raise NicError(f"COMMIT_STATUS cleared but GENERATION stayed {before}")
+        settings = self._hash_settings()
+        if settings != self._committed_hash:
+            self._committed_hash = settings
+            if self._order is not None:
+                self._order.hash_changed(self.generation)
         return self.generation
+
+    def _hash_settings(self) -> tuple:
+        c = self._config
+        return c.key, c.symmetric, c.hash_enable
+
+    def _sweep(self, newest: int) -> None:
+        """Reap every RX queue into its stash until a whole pass finds no generation newer
+        than ``newest``: then every older packet is stashed (see
+        :mod:`hetnic.host.ordering`)."""
+        order = self._order
+        while True:
+            order.swept = newest        # a pass started after ``newest`` became visible
+            found = None
+            for q in self.rx_queues:
+                packets = q._reap()
+                newer = order.sweep_needed(packets)
+                order.take(q.index, packets)
+                if newer is not None and (found is None or order.is_older(found, newer)):
+                    found = newer
+            if found is None:
+                return
+            newest = found
 
     def apply(self, config: RxConfig) -> int:
         """Stage a whole :class:`~hetnic.host.config.RxConfig` (key, table, hash settings,

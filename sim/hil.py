@@ -1,5 +1,5 @@
 """The hardware-in-the-loop harness: the NIC core's Verilog, Verilated with a C++ harness of
-ours (``sim/hil/harness.cpp``) into a shared library, loaded with ctypes.
+ours (``sim/hil_harness.cpp``) into a shared library, loaded with ctypes.
 
 The harness models host memory (an AXI4 slave over a byte array that :attr:`Harness.memory`
 shows as a numpy array, no copies), register access (AXI4-Lite), the MAC ports (a bounded
@@ -33,7 +33,7 @@ from .toolchain import ToolError, cache_dir, content_key, use_verilator
 __all__ = ["HilBuild", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
            "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
 
-HARNESS_SOURCE = Path(__file__).parent / "hil" / "harness.cpp"
+HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
 TOPLEVEL = "hetnic_nic_core"
 ABI_VERSION = 1
 _BUILD_FLAGS_VERSION = "1"      # bump when the build commands change
