@@ -143,8 +143,10 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import bench_core, bench_hil, bench_rx
-    if args.what == "rx":
+    from .bench import bench_core, bench_hil, bench_rss, bench_rx
+    if args.what == "rss":
+        result = bench_rss(flows=args.frames or 10_000)
+    elif args.what == "rx":
         result = bench_rx(frames=args.frames or 10_000)
     elif args.what == "core":
         result = bench_core(frames=args.frames or 2000)
@@ -165,6 +167,73 @@ def _cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(frames=args.frames, out=Path(args.out), seed=args.seed,
                     pcap=args.pcap, trace=args.trace)
+
+
+def _cmd_rss_eval(args) -> int:
+    from .rss_eval import MAX_QUEUES, default_window, draw_figure, dumps, evaluate, format_table
+    from .rss_eval import parse_window
+    from .sim.workloads import WORKLOADS, synthetic_trace, trace_from_frames
+
+    def number(option, text, low, high=None, kind=int):
+        # Checked here rather than by argparse, so a bad value is one line, exit 2.
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise CliError(f"{option} {text!r} is not a {'whole ' if kind is int else ''}"
+                           "number") from None
+        if not value >= low or (high is not None and value > high):    # NaN fails too
+            upper = f" to {high}" if high is not None else " or more"
+            raise CliError(f"{option} must be from {low}{upper}, not {text}")
+        return value
+
+    if (args.pcap is None) == (args.synthetic is None):
+        raise CliError("give a capture file or --synthetic WORKLOAD (one of them)")
+    if args.synthetic is not None and args.synthetic not in WORKLOADS:
+        raise CliError(f"--synthetic {args.synthetic!r}: choose one of {', '.join(WORKLOADS)}")
+    queues = number("--queues", args.queues, 1, MAX_QUEUES)
+    flows = number("--flows", args.flows, 1, 1_000_000)
+    seed = number("--seed", args.seed, 0)
+    candidates = number("--candidates", args.candidates, 1, 65_536)
+    margin = number("--margin", args.margin, 0.0, kind=float)
+    max_moves = number("--max-moves", args.max_moves, 0, 65_536)
+    try:
+        window = parse_window(args.window) if args.window is not None else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    try:                    # fail before a long evaluation, not after it
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").open("a").close()
+    except OSError as exc:
+        raise CliError(f"--out {out}: {exc.strerror or exc}") from None
+
+    if args.pcap is not None:
+        from .replay import read_capture
+        if window is not None and window[0] == "seconds":
+            raise CliError(f"--window {args.window}: a capture is cut into windows by packet "
+                           "count (its timestamps are not read); give a number of packets")
+        trace = trace_from_frames(read_capture(args.pcap), name=str(args.pcap))
+        if not len(trace):
+            raise CliError(f"{args.pcap}: the capture holds no frames")
+    else:
+        trace = synthetic_trace(args.synthetic, flows=flows, seed=seed)
+    kind, size = window or default_window(trace)
+    try:
+        report = evaluate(trace, queues=queues, candidates=candidates, margin=margin,
+                          max_moves=max_moves, seed=seed,
+                          **{f"window_{kind}": size})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    text = dumps(report)
+    (out / "report.json").write_text(text + "\n")
+    draw_figure(report, out / "figure.png")
+    if args.json:
+        print(text)
+        print(f"wrote {out / 'report.json'} and {out / 'figure.png'}", file=sys.stderr)
+    else:
+        print(format_table(report))
+        print(f"wrote {out / 'report.json'} and {out / 'figure.png'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=("rx", "core", "hil"),
+    p.add_argument("what", choices=("rx", "core", "hil", "rss"),
                    help="rx: RX pipeline and software Toeplitz; core: the NIC core with DMA; "
-                   "hil: the compiled harness and driver against the bare model and cocotb")
+                   "hil: the compiled harness and driver against the bare model and cocotb; "
+                   "rss: key scoring speed and the RSS policies on synthetic web-search")
     p.add_argument("--frames", type=_positive, default=None,
-                   help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for hil)")
+                   help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
+                   "hil); for rss, flows (default 10000)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
@@ -234,6 +305,40 @@ def build_parser() -> argparse.ArgumentParser:
                    "first use compiles a tracing simulator (about a minute), and a VCD grows "
                    "by about 0.3 MB a frame: use a few dozen --frames")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "rss-eval", help="judge RSS policies (static, adaptive key, RETA rebalancing) on a "
+        "capture or synthetic datacenter traffic, on the window after each decision",
+        description="Cut the traffic into windows; after each window every policy decides "
+        "from that window alone and is scored on the next one: static (the default key and "
+        "table), adaptive_key (best of random candidate keys, switched with a margin), reta "
+        "(indirection-table rebalancing from per-bucket packet counts) and "
+        "adaptive_key+reta. Prints per policy the next-window max/mean queue load (packets, "
+        "bytes), the change against static, windows worse than static, flows migrated and "
+        "decision time, beside the lower bound that steering whole flows cannot beat. Writes "
+        "report.json and figure.png to --out. Exit status 2 for bad input.")
+    p.add_argument("pcap", nargs="?", help="capture file (pcap or pcapng); windows are "
+                   "counted in packets")
+    p.add_argument("--synthetic", metavar="WORKLOAD", help="generate traffic instead: "
+                   "websearch (DCTCP), datamining (VL2) or hadoop (Facebook) flow sizes, "
+                   "random TCP/IPv4 5-tuples, 1 s")
+    p.add_argument("--flows", default="10000", help="flows of --synthetic (default 10000)")
+    p.add_argument("--queues", default="16", help="RX queues, 1 to 256 (default 16)")
+    p.add_argument("--window", help="window: seconds ('0.1s', '100ms') or packets ('10000'); "
+                   "default 10ms for --synthetic, 10000 packets for a capture (a tenth of a "
+                   "capture shorter than 20000 packets)")
+    p.add_argument("--seed", default="0", help="traffic and key-candidate seed (default 0)")
+    p.add_argument("--candidates", default="256",
+                   help="random keys the key selector scores per decision (default 256)")
+    p.add_argument("--margin", default="0.05", help="relative improvement a candidate key "
+                   "needs to replace the active one (default 0.05)")
+    p.add_argument("--max-moves", default="16",
+                   help="RETA entries the balancer may move per decision (default 16)")
+    p.add_argument("--json", action="store_true",
+                   help="print only the report, as one JSON object")
+    p.add_argument("--out", default="out/rss-eval",
+                   help="output folder for report.json and figure.png (default out/rss-eval)")
+    p.set_defaults(func=_cmd_rss_eval)
     return parser
 
 

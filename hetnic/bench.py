@@ -191,3 +191,99 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
         "nic_open_s": round(open_s, 2),
         "build": build,
     }
+
+
+def bench_rss_keys(keys: int = 256, flows: int = 65536, seed: int = 1) -> dict:
+    """Scoring RSS keys (:func:`hetnic.host.rss_policy.score_keys`) against a per-key loop.
+
+    ``flows`` random IPv4 4-tuples with Zipf-distributed packet counts, a 512-entry RETA
+    over 16 queues (entry i -> queue i mod 16), ``keys`` random valid keys drawn beforehand.
+
+    - ``score_keys_per_s``: key-flow pairs scored per second by one :func:`score_keys` call
+      over all keys (best of three; per-key tables built inside the timing).
+    - ``scalar_baseline_keys_per_s``: key-flow pairs per second, measured now, of a plain loop
+      over keys: :func:`hetnic.host.rss.toeplitz_batch` per key (its word tables built per
+      key), then ``bincount`` over RETA entries; on 8 of the keys. Its scores must equal the
+      vectorised ones, else :class:`RuntimeError`.
+    - ``score_keys_speedup``: their ratio; ``keygen_seconds``: drawing and validating the
+      keys.
+    """
+    import numpy as np
+
+    from .host.config import default_reta
+    from .host.rss import _word_tables, toeplitz_batch
+    from .host.rss_policy import FlowSet, random_keys, score_keys
+
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, 256, size=(flows, 12), dtype=np.uint8)
+    packets = np.minimum(rng.zipf(1.8, size=flows), 1_000_000)
+    window = FlowSet(inputs, packets, packets * 800, np.zeros((0, 36), dtype=np.uint8),
+                     [], [])
+    table = np.array(default_reta(16, 512))
+    t0 = time.perf_counter()
+    candidates = random_keys(rng, keys)
+    keygen_s = time.perf_counter() - t0
+
+    seconds = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        result = score_keys(candidates, window, table, 16)
+        seconds = min(seconds, time.perf_counter() - t0)
+
+    baseline_keys = min(keys, 8)
+    weights = packets.astype(np.float64)
+    _word_tables.cache_clear()          # a new key's tables are part of its cost
+    t0 = time.perf_counter()
+    baseline = []
+    for key in candidates[:baseline_keys]:
+        hashes = toeplitz_batch(key.tobytes(), inputs)
+        queue = np.bincount(table[hashes & 511], weights=weights, minlength=16)
+        baseline.append(queue.max() * 16 / queue.sum())
+    baseline_s = time.perf_counter() - t0
+    if not np.array_equal(np.array(baseline), result[:baseline_keys]):
+        raise RuntimeError("bench rss_keys: score_keys disagrees with the per-key loop")
+
+    rate, base_rate = keys * flows / seconds, baseline_keys * flows / baseline_s
+    return {
+        "score_keys_per_s": round(rate),
+        "keys": keys,
+        "flows": flows,
+        "seconds": round(seconds, 4),
+        "scalar_baseline_keys_per_s": round(base_rate),
+        "score_keys_speedup": round(rate / base_rate, 2),
+        "keygen_seconds": round(keygen_s, 4),
+    }
+
+
+def bench_rss(flows: int = 10_000, queues: int = 16, seed: int = 0) -> dict:
+    """Adaptive RSS figures: key scoring speed (:func:`bench_rss_keys`) and the policies on
+    the synthetic web-search workload, judged on the window after each decision, at the
+    default 10 ms window and at RSS++'s 100 ms."""
+    from .rss_eval import TIME_WINDOW_SECONDS, evaluate
+    from .sim.workloads import synthetic_trace
+
+    out = bench_rss_keys()
+    trace = synthetic_trace("websearch", flows=flows, seed=seed)
+    for name, window in (("websearch", TIME_WINDOW_SECONDS), ("websearch_100ms", 0.1)):
+        t0 = time.perf_counter()
+        report = evaluate(trace, queues=queues, window_seconds=window, seed=seed)
+        policies = report["policies"]
+        bound = report["lower_bound"]
+        reta = policies["reta"]["next_window_max_mean"]
+        out[name] = {
+            "flows": flows, "queues": queues, "window_s": window,
+            "windows_scored": report["scored_windows"],
+            "lower_bound": round(bound, 4),
+            **{f"{p}_max_mean": round(policies[p]["next_window_max_mean"], 4)
+               for p in policies},
+            "reta_over_lower_bound": round(reta / bound, 4),
+            "reta_within_10pct_of_bound": reta <= 1.1 * bound,
+            "reta_vs_static": round(policies["reta"]["vs_static"], 4),
+            "reta_flows_migrated_per_decision":
+                round(policies["reta"]["flows_migrated_per_decision"], 1),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    return out
+
+
+__all__ += ["bench_rss_keys", "bench_rss"]
