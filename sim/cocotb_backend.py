@@ -25,14 +25,14 @@ from cocotb.triggers import ClockCycles, FallingEdge
 from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamBus,
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
-__all__ = ["CocotbBackend"]
+__all__ = ["CocotbBackend", "RamMemory"]
 
 CLOCK_NS = 8
 _WIRE_QUEUE_LIMIT = 4096        # frames queued in the AxiStreamSource at most
 
 
-class _RamMemory:
-    """HostMemory over the AxiRam backing store."""
+class RamMemory:
+    """:class:`hetnic.host.rings.HostMemory` over cocotbext-axi's AxiRam backing store."""
 
     def __init__(self, ram):
         self.ram = ram
@@ -76,7 +76,7 @@ class CocotbBackend:
         for obj in (self.ram.write_if, self.ram.read_if, self.source, self.sink, self.axil.write_if,
                     self.axil.read_if):
             obj.log.setLevel("WARNING")
-        self.memory = _RamMemory(self.ram)
+        self.memory = RamMemory(self.ram)
         await FallingEdge(dut.clk)
         self._t0 = get_sim_time("ns")
 

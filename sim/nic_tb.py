@@ -20,6 +20,7 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from hetnic.gateware.nic_core import nic_regmap
+from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator
 from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
                                queue_register_writes)
@@ -27,18 +28,6 @@ from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
 CLOCK_NS = 8
 MEM_SIZE = 1 << 23
 RING_BASE = 0x1000
-
-
-class RamMemory:
-    """:class:`hetnic.host.rings.HostMemory` over cocotbext-axi's AxiRam backing store."""
-    def __init__(self, ram):
-        self.ram = ram
-
-    def read(self, addr: int, n: int) -> bytes:
-        return bytes(self.ram.read(addr, n))
-
-    def write(self, addr: int, data: bytes) -> None:
-        self.ram.write(addr, bytes(data))
 
 
 @cocotb.test()
