@@ -23,6 +23,8 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME", "RX_MAX_FRAME_LIMIT",
+    "ETH_PREAMBLE_BYTE", "ETH_SFD_BYTE", "ETH_PAD_TO", "ETH_FCS_LEN", "CRC32_POLY",
+    "CRC32_RESIDUE",
     "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS",
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
@@ -36,6 +38,15 @@ __all__ = [
 ETH_HEADER_LEN = 14         # destination MAC, source MAC, EtherType
 ETH_MIN_FRAME = 14          # shorter than an Ethernet header: a runt (FCS is not carried)
 ETH_DEFAULT_MAX_FRAME = 1522  # 1500-byte MTU + 14-byte header + two 4-byte VLAN tags
+#: IEEE 802.3 framing on the wire (the MAC adds and strips these; the NIC core never sees them).
+ETH_PREAMBLE_BYTE = 0x55    # seven of these ...
+ETH_SFD_BYTE = 0xD5         # ... then the start frame delimiter
+ETH_PAD_TO = 60             # shortest frame without FCS: shorter ones are padded on transmit
+ETH_FCS_LEN = 4
+#: The IEEE 802.3 CRC-32 polynomial, bit-reversed (the FCS is sent least significant bit first).
+CRC32_POLY = 0xEDB88320
+#: The CRC register (initialised to all ones, not inverted) after a frame and its correct FCS.
+CRC32_RESIDUE = 0xDEBB20E3
 #: The RX pipeline's data FIFO holds this many bytes; a frame longer than this is OVERSIZE
 #: whatever MAX_FRAME says (its data is cut short, so it can never be delivered whole).
 RX_MAX_FRAME_LIMIT = 2048
