@@ -1,6 +1,6 @@
 """Statistics counters of the RX pipeline, readable over the register bus."""
 
-from amaranth.hdl import Module, Signal, Mux, Array
+from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -54,6 +54,25 @@ def _check_width(width):
                          f"not {width!r}")
 
 
+
+def _address_stage(m, burst, fifo, valid, ready, addr, length) -> None:
+    """The AR or AW channel's register stage: a burst from ``burst`` enters ``fifo`` (its
+    bookkeeping) and, unless refused, loads the channel's ``valid``/``addr``/``length``
+    registers, which hold until the slave's ``ready``. A refused burst needs no address
+    phase and enters ``fifo`` alone."""
+    needs = ~burst.payload.info.refused
+    free = ~valid | ready
+    m.d.comb += [
+        burst.ready.eq(fifo.w_rdy & (~needs | free)),
+        fifo.w_en.eq(burst.valid & burst.ready),
+        fifo.w_data.eq(burst.payload.info),
+    ]
+    with m.If(burst.valid & burst.ready & needs):
+        m.d.sync += [valid.eq(1), addr.eq(burst.payload.addr),
+                     length.eq(burst.payload.info.beats - 1)]
+    with m.Elif(ready):
+        m.d.sync += valid.eq(0)
+
 class DmaReadBeat(data.StructLayout):
     """One beat of read data returned to a client.
 
@@ -306,21 +325,7 @@ class _ReadPath(wiring.Component):
                                                   depth=self.outstanding)
 
         # --- AR: a register stage loaded when a burst enters ``pending``
-        needs_ar = ~burst.payload.info.refused
-        ar_free = ~axi.arvalid | axi.arready
-        m.d.comb += [
-            burst.ready.eq(pending.w_rdy & (~needs_ar | ar_free)),
-            pending.w_en.eq(burst.valid & burst.ready),
-            pending.w_data.eq(burst.payload.info),
-        ]
-        with m.If(burst.valid & burst.ready & needs_ar):
-            m.d.sync += [
-                axi.arvalid.eq(1),
-                axi.araddr.eq(burst.payload.addr),
-                axi.arlen.eq(burst.payload.info.beats - 1),
-            ]
-        with m.Elif(axi.arready):
-            m.d.sync += axi.arvalid.eq(0)
+        _address_stage(m, burst, pending, axi.arvalid, axi.arready, axi.araddr, axi.arlen)
 
         # --- R: beats go through an output register to the client of the head burst
         head = data.View(info_layout, pending.r_data)
@@ -395,21 +400,7 @@ class _WritePath(wiring.Component):
                                                       depth=self.outstanding)
 
         # --- AW: a register stage loaded when a burst enters ``to_send``
-        needs_aw = ~burst.payload.info.refused
-        aw_free = ~axi.awvalid | axi.awready
-        m.d.comb += [
-            burst.ready.eq(to_send.w_rdy & (~needs_aw | aw_free)),
-            to_send.w_en.eq(burst.valid & burst.ready),
-            to_send.w_data.eq(burst.payload.info),
-        ]
-        with m.If(burst.valid & burst.ready & needs_aw):
-            m.d.sync += [
-                axi.awvalid.eq(1),
-                axi.awaddr.eq(burst.payload.addr),
-                axi.awlen.eq(burst.payload.info.beats - 1),
-            ]
-        with m.Elif(axi.awready):
-            m.d.sync += axi.awvalid.eq(0)
+        _address_stage(m, burst, to_send, axi.awvalid, axi.awready, axi.awaddr, axi.awlen)
 
         # --- W: the head burst's client's beats, through an output register; a refused
         # request's beats are taken and dropped

@@ -18,7 +18,6 @@ fields, so one classifier rule layout serves both IP versions.
 
 
 
-from amaranth.hdl import unsigned
 from amaranth.lib import data, enum
 
 __all__ = [

@@ -170,7 +170,6 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
     next_poll = {q: 0 for q in plan}
     bad: list[tuple[int, dict]] = []
     start_cycle = nic.now()
-    waiting = sum(len(v) for v in expected.values())
     sent = 0
     done_frames = 0
     stalled_since, last_pending = None, None     # the wire not moving: a wedged NIC
@@ -178,25 +177,24 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
     def take(queue, packets):
         nonlocal done_frames
         exp = expected[queue.index]
+        now = nic.now()
         for p in packets:
             # Frames the NIC dropped at the queue (no buffer) leave gaps: skip to the match.
             while exp and items[exp[0]][0] != p.data:
-                records[exp.popleft()]["queue_drop"] = "no_buffer?"
+                records[exp.popleft()]["queue_drop"] = "no_buffer"
             if not exp:
                 bad.append((-1, {"unexpected_frame": (None, p.data[:32].hex())}))
                 continue
             index = exp.popleft()
             rec = records[index]
-            got = {"length": p.length, "hash": p.hash, "hash_type": int(p.hash_type),
-                   "queue": p.queue, "instance": p.instance, "rule": p.rule,
-                   "generation": p.generation, "flags": p.flags, "error": int(p.error)}
+            got = {k: int(getattr(p, k)) for k in CHECKED_FIELDS}
             if check:
                 diff = {k: (rec[k], got[k]) for k in CHECKED_FIELDS if rec[k] != got[k]}
                 if diff:
                     bad.append((index, diff))
             rec.update(got)
             rec["delivered"] = True
-            rec["latency"] = nic.age(p)
+            rec["latency"] = nic.age(p, now)
             done_frames += 1
 
     while True:
@@ -237,9 +235,6 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
     # queue drop counters must account for every such frame.
     for exp in expected.values():
         for index in exp:
-            records[index]["queue_drop"] = "no_buffer"
-    for index in sendable:
-        if records[index]["queue_drop"] == "no_buffer?":
             records[index]["queue_drop"] = "no_buffer"
     counters = nic.counters()
     nic_queue_drops = sum(v for k, v in counters.items()

@@ -40,8 +40,8 @@ from ..protocol import RSS_KEY_LEN, DropReason, HashType
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from .config import RxConfig
 from .ordering import GenerationOrder
-from .rings import (DOORBELL_MASK, EventRing, MemoryAllocator, NicEvent, RingFullError,
-                    RxPacket, RxRing, TxDone, TxRing, queue_register_writes)
+from .rings import (EventRing, MemoryAllocator, NicEvent, RingFullError, RxPacket, RxRing,
+                    TxDone, TxRing, queue_register_writes)
 from .rules import Action, FlowRule
 
 __all__ = ["Nic", "NicError", "BACKENDS", "RxPacket", "TxDone", "NicEvent"]
@@ -220,6 +220,16 @@ class RxQueue:
         order = self._nic._order
         if order is None:
             return self._reap(max_packets)
+        if order.empty:
+            # The common case: nothing waits anywhere, so only a newer generation needs the
+            # bookkeeping; the rest goes straight through.
+            packets = self._reap(max_packets)
+            newest = order.sweep_needed(packets)
+            if newest is None:
+                return packets
+            order.take(self.index, packets)
+            self._nic._sweep(newest)
+            return order.deliver(self.index, max_packets)
         room = self.ring.size - len(order.stash[self.index])   # the stash stays bounded
         if room > 0:
             packets = self._reap(room)
@@ -562,11 +572,12 @@ class Nic:
         core's own counter, which counts the same cycles (give or take one at reset)."""
         return self.backend.cycle
 
-    def age(self, packet: RxPacket) -> int:
-        """Cycles from ``packet``'s completion timestamp until now (mod 2**27). The timestamp
-        is taken when the frame's last beat reaches the RX queues, after the RX pipeline (a
-        few cycles after the frame left the wire)."""
-        return (self.now() - packet.timestamp) & TIMESTAMP_MASK
+    def age(self, packet: RxPacket, now: int | None = None) -> int:
+        """Cycles from ``packet``'s completion timestamp until ``now`` (default: the current
+        cycle; pass :meth:`now` once for a whole batch), mod 2**27. The timestamp is taken when
+        the frame's last beat reaches the RX queues, after the RX pipeline (a few cycles after
+        the frame left the wire)."""
+        return ((self.now() if now is None else now) - packet.timestamp) & TIMESTAMP_MASK
 
     def _advance(self, cycles: int) -> None:
         self.backend.run(cycles)

@@ -64,6 +64,12 @@ class GenerationOrder:
         self._hash_changes.append(generation)
         del self._hash_changes[:-64]    # only recent ones can still matter
 
+    @property
+    def empty(self) -> bool:
+        """No packet is stashed in any queue: a queue's reaped packets of a generation no
+        newer than the last sweep may go straight to software."""
+        return not self._all_gens
+
     def sweep_needed(self, packets) -> int | None:
         """The newest generation among ``packets`` if it is newer than the last sweep."""
         newest = None

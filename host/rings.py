@@ -339,7 +339,27 @@ class RxPacket:
         return bool(self.flags >> _FLAG_BITS[name] & 1)
 
 
-class RxRing:
+class _DoorbellRing:
+    """What RX and TX rings share: a completion ring (``_cq``) and a free-running producer
+    index (``_prod``) rung as a 16-bit doorbell."""
+    _cq: _PhaseRing
+    _prod: int
+
+    @property
+    def cq_base(self) -> int:
+        return self._cq.base
+
+    @property
+    def cq_size(self) -> int:
+        return self._cq.size
+
+    @property
+    def producer(self) -> int:
+        """The doorbell value (``RXQ_PROD``/``TXQ_PROD``): the producer index modulo 2**16."""
+        return self._prod & DOORBELL_MASK
+
+
+class RxRing(_DoorbellRing):
     """Descriptor ring and completion ring of one RX queue, with their buffers.
 
     Owns ``size`` buffers; :meth:`post` hands free ones to the NIC and :meth:`reap` takes
@@ -384,19 +404,6 @@ class RxRing:
         self._free: deque[int] = deque(region + i * stride for i in range(size))
         self._outstanding: dict[int, int] = {}      # descriptor slot -> buffer address
         self._prod = 0
-
-    @property
-    def cq_base(self) -> int:
-        return self._cq.base
-
-    @property
-    def cq_size(self) -> int:
-        return self._cq.size
-
-    @property
-    def producer(self) -> int:
-        """The doorbell value: the producer index modulo 2**16."""
-        return self._prod & DOORBELL_MASK
 
     @property
     def outstanding(self) -> int:
@@ -528,7 +535,7 @@ class TxDone:
     wqe_index: int
 
 
-class TxRing:
+class TxRing(_DoorbellRing):
     """Work-item ring (16-byte slots) and completion ring of one TX queue.
 
     The ``send`` methods copy messages into a staging area, write one work item and return
@@ -574,19 +581,6 @@ class TxRing:
         self._prod = 0          # free-running slot indices
         self._cons = 0
         self._items = 0         # work items ever posted: the default cookie
-
-    @property
-    def cq_base(self) -> int:
-        return self._cq.base
-
-    @property
-    def cq_size(self) -> int:
-        return self._cq.size
-
-    @property
-    def producer(self) -> int:
-        """The doorbell value (``TXQ_PROD``): the producer slot index modulo 2**16."""
-        return self._prod & DOORBELL_MASK
 
     @property
     def free_slots(self) -> int:

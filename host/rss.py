@@ -375,9 +375,9 @@ def bench_toeplitz(seconds: float = 1.0) -> dict:
     tables = toeplitz_byte_tables(key, 12)
     done, start = 0, time.perf_counter()
     while True:
-        for data in sample:
+        for tuple_bytes in sample:
             result = 0
-            for table, byte in zip(tables, data):
+            for table, byte in zip(tables, tuple_bytes):
                 result ^= table[byte]
         done += len(sample)
         elapsed = time.perf_counter() - start

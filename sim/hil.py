@@ -363,7 +363,6 @@ class Harness:
         self.mem_size = mem_size
         self._counters = (ctypes.c_uint64 * len(COUNTER_NAMES))()
         self._status = ctypes.c_int()
-        self._rx_buf = np.zeros(0, np.uint8)
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
