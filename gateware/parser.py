@@ -49,15 +49,36 @@ def _is_ext_header(next_header):
             (next_header == IpProto.FRAGMENT) | (next_header == IpProto.DSTOPTS))
 
 
+def _ext_header_len(header_type, length_byte):
+    """Bytes of an IPv6 extension header of ``header_type`` whose byte 1 is ``length_byte``:
+    8 for a fragment header, else (``length_byte`` + 1) * 8."""
+    return Mux(header_type == IpProto.FRAGMENT, 8, (length_byte + 1) * 8)
+
+
 def _is_tcp_udp(ip_proto):
     return (ip_proto == IpProto.TCP) | (ip_proto == IpProto.UDP)
 
 
 @dataclass
 class _WalkState:
-    """Signals the parse engine's steps share (see ``HeaderParser._elaborate_engine``)."""
-    frame: Signal
+    """Signals the capture and the parse engine share (see ``HeaderParser.elaborate``).
+
+    The capture drives the frame the engine walks: ``active`` (a captured frame waits for or
+    is in the engine), ``n``, ``mac_error``, and the header bytes the steps read: ``l2``
+    (bytes 12..23), ``hdr`` (the 40 bytes at L3, which starts at 14 + 4 * ``tags``) and
+    ``window`` (14 bytes at ``offset``, the header of extension/L4 step ``ext_count``) and
+    ``ext_len``, the length of that header if it is an IPv6 extension header (8 for a
+    fragment header, else (byte 1 + 1) * 8).
+    The engine drives ``release`` (the record leaves: the capture may drop the frame).
+    """
+    active: Signal
     n: Signal
+    mac_error: Signal
+    l2: Signal
+    hdr: Signal
+    window: Signal
+    ext_len: Signal
+    release: Signal
     rec: Signal
     rec_next: Signal
     error: Signal
@@ -67,7 +88,6 @@ class _WalkState:
     ext_count: Signal
     done: Signal
     advance: Signal
-    window: Signal
 
 
 class HeaderParser(wiring.Component):
@@ -103,6 +123,16 @@ class HeaderParser(wiring.Component):
     (7 beats) qualifies, so 64-byte frames stream at one beat per cycle indefinitely.
     ``i.ready`` is a register: it does not depend on ``i.valid``.
 
+    At ``data_width=8`` (the 1 GbE board core) the parser is built differently, for size and
+    clock rather than for engine cycles: it keeps only the header bytes the engine will
+    read, picked out as the bytes stream by (about 80 bytes instead of two 128-byte buffers
+    and the shifter that reads them), and every engine step takes three cycles (see
+    ``_elaborate_byte_capture`` and ``_elaborate_engine``). Latency then is 2 + 3 x (cycles
+    per frame) cycles after the last beat, and ``i.ready`` falls for one cycle after every
+    frame; a frame takes at least 60 cycles at 8 bits, so a stream from a MAC (which adds
+    at least 20 cycles of preamble and gap per frame) is never slowed down. Same records,
+    same model.
+
     Parameters
     ----------
     data_width : int
@@ -111,7 +141,8 @@ class HeaderParser(wiring.Component):
         Bytes of each frame the parser looks at, from 64 to 2048. Headers that end past
         this window are ``HEADER_LIMIT`` errors: long IPv6 extension chains and, in a
         window under 102 bytes, IPv4 options and the L4 header behind them. Costs two
-        register buffers of ``capture_bytes`` (rounded up to whole beats).
+        register buffers of ``capture_bytes`` (rounded up to whole beats), except at 8
+        bits.
 
     Members
     -------
@@ -156,6 +187,36 @@ class HeaderParser(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        shapes = {
+            "active": 1, "n": 16, "mac_error": 1, "l2": 12 * 8, "hdr": 40 * 8,
+            "window": 14 * 8, "release": 1,
+            "ext_len": 12,                          # length of the extension header at offset
+            "rec": PacketMeta, "rec_next": PacketMeta,
+            "error": ParseError,
+            "tags": range(3),                       # VLAN tags: L3 starts at 14 + 4 * tags
+            "offset": 13,                           # next extension/L4 header, in bytes
+            "ip_end": 17,                           # end of the IP packet, in bytes
+            # Extension headers walked; also which header `window` holds (0 .. 4).
+            "ext_count": range(MAX_IPV6_EXT_HEADERS + 1),
+            "done": 1,                              # this step finishes the frame
+            "advance": 1,                           # the step takes effect this cycle
+        }
+        st = _WalkState(**{name: Signal(shape, name=name) for name, shape in shapes.items()})
+        if self._data_width == 8:
+            self._elaborate_byte_capture(m, st)
+        else:
+            self._elaborate_buffer_capture(m, st)
+        self._elaborate_engine(m, st)
+        return m
+
+    def _frame_length(self, m, beat, length):
+        """The saturated length of the frame after ``beat``, given ``length`` before it."""
+        sum_length = length + _popcount(beat.keep)
+        return Mux(sum_length > 0xFFFF, 0xFFFF, sum_length)
+
+    def _elaborate_buffer_capture(self, m, st):
+        """Capture the first ``capture_bytes`` of each frame into one of two buffers (whole
+        beats) and hand the engine slices of the buffer it walks."""
         lanes = self._data_width // 8
         # The buffers hold whole beats; bytes past capture_bytes are never looked at.
         capture_beats = -(-self._capture_bytes // lanes)
@@ -167,12 +228,6 @@ class HeaderParser(wiring.Component):
         buf_mac_error = [Signal(name=f"buf{k}_mac_error") for k in range(2)]
         buf_full = [Signal(name=f"buf{k}_full") for k in range(2)]
 
-        self._elaborate_capture(m, capture_beats, buf, buf_length, buf_mac_error, buf_full)
-        self._elaborate_engine(m, buf, buf_length, buf_mac_error, buf_full)
-        return m
-
-    def _elaborate_capture(self, m, capture_beats, buf, buf_length, buf_mac_error, buf_full):
-        """Fill buffer ``fill_sel`` with the current frame; hand it over at the last beat."""
         fill_sel = Signal()                         # buffer the current frame goes to
         beat_count = Signal(range(capture_beats + 1))
         length = Signal(16)                         # bytes of the frame before this beat
@@ -182,9 +237,7 @@ class HeaderParser(wiring.Component):
         # A buffer is free once the engine has emitted its record; the frame in flight only
         # ever waits for that, so ready is a register and never looks at valid.
         m.d.comb += self.i.ready.eq(~Mux(fill_sel, buf_full[1], buf_full[0]))
-
-        sum_length = length + _popcount(beat.keep)
-        new_length = Mux(sum_length > 0xFFFF, 0xFFFF, sum_length)
+        new_length = self._frame_length(m, beat, length)
         new_mac_error = mac_error | beat.error
 
         with m.If(self.i.valid & self.i.ready):
@@ -214,43 +267,202 @@ class HeaderParser(wiring.Component):
                     mac_error.eq(new_mac_error),
                 ]
 
-    def _elaborate_engine(self, m, buf, buf_length, buf_mac_error, buf_full):
-        """Walk the headers of buffer ``parse_sel``, one step per cycle, and emit a record."""
-        parse_sel = Signal()                        # buffer of the frame being parsed
+        # The engine walks buffer `parse_sel`; its release frees the buffer.
+        parse_sel = Signal()
         frame = Signal.like(buf[0])
-        n = Signal(16)                              # frame length (saturated)
         m.d.comb += [
             frame.eq(Mux(parse_sel, buf[1], buf[0])),
-            n.eq(Mux(parse_sel, buf_length[1], buf_length[0])),
+            st.n.eq(Mux(parse_sel, buf_length[1], buf_length[0])),
+            st.active.eq(Mux(parse_sel, buf_full[1], buf_full[0])),
+            st.mac_error.eq(Mux(parse_sel, buf_mac_error[1], buf_mac_error[0])),
+            st.l2.eq(frame[12 * 8:24 * 8]),
+            # Extension-header and L4 offsets are even (L3 starts at 14/18/22 and IP header
+            # lengths are multiples of 4 or 8), so the shifter moves 16-bit words.
+            st.window.eq(frame.bit_select(Cat(C(0, 4), st.offset[1:]), 14 * 8)),
+            st.ext_len.eq(_ext_header_len(st.rec.ip_proto, _byte(st.window, 1))),
         ]
-        active = Mux(parse_sel, buf_full[1], buf_full[0])
-        frame_mac_error = Mux(parse_sel, buf_mac_error[1], buf_mac_error[0])
+        with m.Switch(st.tags):
+            for k in range(3):
+                with m.Case(k):
+                    start = (ETH_HEADER_LEN + 4 * k) * 8
+                    m.d.comb += st.hdr.eq(frame[start:start + 40 * 8])
+        with m.If(st.release):
+            m.d.sync += parse_sel.eq(~parse_sel)
+            for k in range(2):
+                with m.If(parse_sel == k):
+                    m.d.sync += buf_full[k].eq(0)
 
-        # Walk state. `rec` is the record so far (registers, error always NONE: an error
-        # ends the walk); `rec_next` is the record after this cycle's step and `error` the
-        # first error the step found (both comb).
-        st = _WalkState(
-            frame=frame, n=n,
-            rec=Signal(PacketMeta), rec_next=Signal(PacketMeta), error=Signal(ParseError),
-            tags=Signal(range(3)),                  # VLAN tags: L3 starts at 14 + 4 * tags
-            offset=Signal(13),                      # next extension/L4 header, in bytes
-            ip_end=Signal(17),                      # end of the IP packet, in bytes
-            ext_count=Signal(range(MAX_IPV6_EXT_HEADERS)),
-            done=Signal(),                          # this step finishes the frame
-            advance=Signal(),                       # the step takes effect this cycle
-            # 14 bytes at `offset`, for the extension-header and L4 steps. Those offsets
-            # are even (L3 starts at 14/18/22 and IP header lengths are multiples of 4 or
-            # 8), so the shifter moves 16-bit words.
-            window=Signal(14 * 8),
-        )
+    def _elaborate_byte_capture(self, m, st):
+        """At 8 bits: keep only the header bytes the engine reads, picked as they stream by.
+
+        Bytes 12..23 go to ``l2``; once the tags are known (byte 13, 17 or 21) the 40 bytes
+        at L3 go to ``hdr``. The offsets of the extension and L4 headers are followed the
+        way the engine will compute them (IPv4: L3 + 4 * IHL; IPv6: L3 + 40, then each
+        extension header's length: 8 for a fragment header, else (byte 1 + 1) * 8) and
+        bytes 0..3 and 13 of each are kept, up to :data:`MAX_IPV6_EXT_HEADERS` + 1 headers.
+        Where the engine stops early (an error, a fragment, a header past the window),
+        what was kept past that point is never read. A finished frame's bytes move to the
+        engine's registers in one cycle, so the engine walks one frame while the next
+        streams in: ``i.ready`` falls for one cycle after each frame's last beat, and for
+        longer only when a frame ends before the engine is done with the one before it.
+        """
+        beat = self.i.payload
+        byte = beat.data[:8]
+        n_windows = MAX_IPV6_EXT_HEADERS + 1
+        window_bytes = (0, 1, 2, 3, 13)             # what the extension and L4 steps read
+
+        # The frame streaming in.
+        count = Signal(range(self._capture_bytes + 1))  # index of this beat's byte (saturates)
+        length = Signal(16)
+        mac_error = Signal()
+        l2, hdr = Signal.like(st.l2), Signal.like(st.hdr)
+        windows = [Signal(14 * 8, name=f"window{k}") for k in range(n_windows)]
+        ext_lens = [Signal(12, name=f"ext_len{k}") for k in range(n_windows)]
+        l3 = Signal(range(ETH_HEADER_LEN + 9), init=ETH_HEADER_LEN)
+        prev = Signal(16)                           # the two bytes before this one
+        ipv4 = Signal()
+        win = Signal(range(n_windows))              # header being followed
+        win_offset = Signal(14)                     # its offset
+        win_type = Signal(8)                        # its type (IPv6 next header)
+        win_live = Signal()                         # win_offset and win_type are known
+        next_offset = Signal(14)
+        chain = Signal()                            # another extension/L4 header follows
+        finished = Signal()                         # the frame ended; the engine has not got it
+        n, frame_mac_error = Signal(16), Signal()   # of the finished frame
+
+        # The engine's copy.
+        e_n, e_mac_error = Signal(16), Signal()
+        e_l2, e_hdr = Signal.like(st.l2), Signal.like(st.hdr)
+        e_windows = [Signal(14 * 8, name=f"e_window{k}") for k in range(n_windows)]
+        e_ext_lens = [Signal(12, name=f"e_ext_len{k}") for k in range(n_windows)]
+        e_full = Signal()
+
+        m.d.comb += self.i.ready.eq(~finished)
+        take = self.i.valid & self.i.ready
+        new_length = self._frame_length(m, beat, length)
+        rel = Signal(14)
+        m.d.comb += rel.eq(count - win_offset)
+        in_window = win_live & (count >= win_offset) & (rel < 14)
+
+        with m.If(take & beat.keep[0]):
+            with m.If(count < self._capture_bytes):
+                m.d.sync += count.eq(count + 1)
+            m.d.sync += prev.eq(Cat(byte, prev[:8]))
+            for k in range(12):
+                with m.If(count == 12 + k):
+                    m.d.sync += l2.word_select(k, 8).eq(byte)
+            # Tags: a VLAN/QinQ EtherType at 12 or (after one tag) at 16 moves L3 on by 4.
+            type_here = Cat(byte, prev[:8])
+            is_tag = (type_here == EtherType.VLAN) | (type_here == EtherType.QINQ)
+            with m.If(((count == 13) | ((count == 17) & (l3 == 18))) & is_tag):
+                m.d.sync += l3.eq(l3 + 4)
+            rel_l3 = count - l3
+            for k in range(40):
+                with m.If(rel_l3 == k):
+                    m.d.sync += hdr.word_select(k, 8).eq(byte)
+            with m.If(count == l3):                 # first L3 byte; prev holds the EtherType
+                m.d.sync += [ipv4.eq(prev == EtherType.IPV4), win.eq(0)]
+                with m.If(prev == EtherType.IPV4):
+                    m.d.sync += [win_offset.eq(l3 + byte[:4] * 4), win_type.eq(0),
+                                 win_live.eq(1)]
+                with m.Else():
+                    m.d.sync += win_offset.eq(l3 + 40)
+            with m.If(~ipv4 & (count == l3 + 6)):   # IPv6 next header
+                m.d.sync += [win_type.eq(byte), win_live.eq(1)]
+            with m.If(in_window):
+                for w in range(n_windows):
+                    with m.If(win == w):
+                        for j in window_bytes:
+                            with m.If(rel == j):
+                                m.d.sync += windows[w].word_select(j, 8).eq(byte)
+                with m.If(rel == 1):
+                    ext_len = _ext_header_len(win_type, byte)
+                    for w in range(n_windows):
+                        with m.If(win == w):
+                            m.d.sync += ext_lens[w].eq(ext_len)
+                    m.d.sync += [
+                        next_offset.eq(win_offset + ext_len),
+                        chain.eq(~ipv4 & _is_ext_header(win_type) &
+                                 (win != n_windows - 1)),
+                    ]
+                with m.If((rel == 3) & chain):
+                    m.d.sync += [
+                        win.eq(win + 1), win_offset.eq(next_offset), chain.eq(0),
+                    ]
+                    for w in range(n_windows):
+                        with m.If(win == w):
+                            m.d.sync += win_type.eq(windows[w][:8])
+        with m.If(take):
+            with m.If(beat.last):
+                m.d.sync += [
+                    finished.eq(1), n.eq(new_length),
+                    frame_mac_error.eq(mac_error | beat.error),
+                    count.eq(0), length.eq(0), mac_error.eq(0), l3.eq(ETH_HEADER_LEN),
+                    win_live.eq(0), chain.eq(0), ipv4.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += [length.eq(new_length), mac_error.eq(mac_error | beat.error)]
+
+        # Hand over: the finished frame's bytes move to the engine once it is free.
+        with m.If(st.release):
+            m.d.sync += e_full.eq(0)
+        # (Not in the cycle the engine releases: the copy's enable stays off the engine's
+        # check logic, at the cost of a cycle per frame.)
+        with m.If(finished & ~e_full):
+            m.d.sync += [e_full.eq(1), finished.eq(0), e_l2.eq(l2), e_hdr.eq(hdr),
+                         e_n.eq(n), e_mac_error.eq(frame_mac_error)]
+            m.d.sync += [e.eq(w) for e, w in zip(e_windows, windows)]
+            m.d.sync += [e.eq(w) for e, w in zip(e_ext_lens, ext_lens)]
+
+        m.d.comb += [
+            st.active.eq(e_full), st.n.eq(e_n), st.mac_error.eq(e_mac_error),
+            st.l2.eq(e_l2), st.hdr.eq(e_hdr),
+        ]
+        # The window of the header the engine is at, as a register: the engine waits a
+        # cycle after each step for it (see _elaborate_engine).
+        with m.Switch(st.ext_count):
+            for w in range(n_windows):
+                with m.Case(w):
+                    m.d.sync += [st.window.eq(e_windows[w]), st.ext_len.eq(e_ext_lens[w])]
+
+    def _elaborate_engine(self, m, st):
+        """Walk the headers of the captured frame, one step per cycle, and emit a record.
+
+        ``rec`` is the record so far (registers, error always NONE: an error ends the walk);
+        ``rec_next`` is the record after this cycle's step and ``error`` the first error the
+        step found (both comb).
+
+        At 8 bits every step takes three cycles: in the first the header window register
+        loads, in the second the step's checks (``error``, ``done``) are registered, in the
+        third the step acts on the registered result. The step's inputs do not change in
+        between, so it computes the same values again; the long path from the header bytes
+        through the bound checks then ends at two registers instead of at the enables of
+        every record register. A frame takes at least 60 cycles to arrive at 8 bits, so the
+        engine's at most 21 cycles stay hidden.
+        """
+        settle = self._data_width == 8
+        done, error = st.done, st.error
+        if settle:
+            # 0: the window register loads; 1: the checks are registered; 2: act.
+            phase = Signal(range(3))
+            done, error = Signal(), Signal(ParseError)
+            with m.If(st.active & (phase != 2)):
+                m.d.sync += phase.eq(phase + 1)
+            with m.If(phase == 1):
+                m.d.sync += [done.eq(st.done), error.eq(st.error)]
+            with m.If(st.advance):
+                m.d.sync += phase.eq(0)
+            m.d.comb += st.advance.eq(st.active & (phase == 2) &
+                                      (~done | ~self.o.valid | self.o.ready))
+        else:
+            m.d.comb += st.advance.eq(st.active & (~st.done | ~self.o.valid | self.o.ready))
         m.d.comb += [
             st.rec_next.eq(st.rec),
-            st.window.eq(frame.bit_select(Cat(C(0, 4), st.offset[1:]), 14 * 8)),
-            st.advance.eq(active & (~st.done | ~self.o.valid | self.o.ready)),
+            st.release.eq(st.advance & done),
         ]
 
         steps = {
-            "L2": lambda: self._step_l2(m, st, frame_mac_error),
+            "L2": lambda: self._step_l2(m, st),
             "L3": lambda: self._step_l3(m, st),
             "EXT": lambda: self._step_ext(m, st),
             "L4": lambda: self._step_l4(m, st),
@@ -262,27 +474,21 @@ class HeaderParser(wiring.Component):
                     # A step stalls only to emit into a full output register.
                     with m.If(st.advance):
                         m.d.sync += st.rec.eq(st.rec_next)
-                        with m.If(st.done):
+                        with m.If(done):
                             m.next = "L2"
 
-        # Emit: the record goes to the output register and the buffer is freed.
+        # Emit: the record goes to the output register and the frame is released.
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(st.advance & st.done):
-            m.d.sync += [
-                self.o.valid.eq(1),
-                parse_sel.eq(~parse_sel),
-            ]
-            for k in range(2):
-                with m.If(parse_sel == k):
-                    m.d.sync += buf_full[k].eq(0)
-            with m.If(st.error == ParseError.NONE):
+        with m.If(st.release):
+            m.d.sync += self.o.valid.eq(1)
+            with m.If(error == ParseError.NONE):
                 m.d.sync += self.o.payload.eq(st.rec_next)
             with m.Else():
                 m.d.sync += [
                     self.o.payload.eq(0),
                     self.o.payload.length.eq(st.rec_next.length),
-                    self.o.payload.error.eq(st.error),
+                    self.o.payload.error.eq(error),
                 ]
 
     def _checks(self, m, st, checks):
@@ -296,11 +502,12 @@ class HeaderParser(wiring.Component):
         return [(end > bound, ParseError.TRUNCATED),
                 (end > self._capture_bytes, ParseError.HEADER_LIMIT)]
 
-    def _step_l2(self, m, st, frame_mac_error):
+    def _step_l2(self, m, st):
         """Frame-level errors, up to two VLAN tags, the EtherType, the direct flag."""
-        frame, n, rec_next = st.frame, st.n, st.rec_next
-        type0, type1, type2 = (_be(frame, offset, 2) for offset in (12, 16, 20))
-        tci0 = _be(frame, 14, 2)
+        n, rec_next = st.n, st.rec_next
+        # st.l2 holds frame bytes 12..23.
+        type0, type1, type2 = (_be(st.l2, offset - 12, 2) for offset in (12, 16, 20))
+        tci0 = _be(st.l2, 14 - 12, 2)
         tag0 = (type0 == EtherType.VLAN) | (type0 == EtherType.QINQ)
         tag1 = tag0 & ((type1 == EtherType.VLAN) | (type1 == EtherType.QINQ))
         ethertype = Mux(tag1, type2, Mux(tag0, type1, type0))
@@ -318,7 +525,7 @@ class HeaderParser(wiring.Component):
             rec_next.flags.direct.eq(direct),
         ]
         self._checks(m, st, [
-            (frame_mac_error, ParseError.MAC_ERROR),
+            (st.mac_error, ParseError.MAC_ERROR),
             (n < ETH_HEADER_LEN, ParseError.RUNT),
             (n > self.max_frame, ParseError.OVERSIZE),
             (tag0 & (n < ETH_HEADER_LEN + 4), ParseError.TRUNCATED),
@@ -333,13 +540,8 @@ class HeaderParser(wiring.Component):
         """The IPv4 header or the fixed IPv6 header, at byte 14, 18 or 22."""
         n, rec, rec_next = st.n, st.rec, st.rec_next
         l3 = Signal(range(ETH_HEADER_LEN + 9))
-        hdr = Signal(40 * 8)                    # 40 bytes at L3, little-endian lanes
+        hdr = st.hdr                            # 40 bytes at L3, little-endian lanes
         m.d.comb += l3.eq(ETH_HEADER_LEN + 4 * st.tags)
-        with m.Switch(st.tags):
-            for k in range(3):
-                with m.Case(k):
-                    start = (ETH_HEADER_LEN + 4 * k) * 8
-                    m.d.comb += hdr.eq(st.frame[start:start + 40 * 8])
         version, ihl = _byte(hdr, 0)[4:], _byte(hdr, 0)[:4]
 
         with m.If(rec.ethertype == EtherType.IPV4):
@@ -370,6 +572,7 @@ class HeaderParser(wiring.Component):
                 m.d.sync += [
                     st.offset.eq(l3 + header_len),
                     st.ip_end.eq(l3 + total_length),
+                    st.ext_count.eq(0),
                 ]
                 m.next = "L4"
 
@@ -410,7 +613,7 @@ class HeaderParser(wiring.Component):
         """Skip the IPv6 extension header at ``offset``; ``rec.ip_proto`` is its type."""
         rec, rec_next, window, offset = st.rec, st.rec_next, st.window, st.offset
         is_fragment = rec.ip_proto == IpProto.FRAGMENT
-        header_len = Mux(is_fragment, 8, (_byte(window, 1) + 1) * 8)
+        header_len = st.ext_len
         # A fragment offset (13 bits) or the M flag: only part of the packet, no L4 header.
         later_fragment = is_fragment & ((_be(window, 2, 2) & 0xFFF9) != 0)
         next_header = _byte(window, 0)

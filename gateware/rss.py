@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import HashType, ParseError, PacketMeta, RSS_KEY_LEN, RSS_MAX_INPUT_LEN
 from .toeplitz import ToeplitzHash
 
-__all__ = ["choose_hash_type", "RssHashStage"]
+__all__ = ["choose_hash_type", "greater_than", "RssHashStage"]
 
 
 def choose_hash_type(m, meta, hash_enable):
@@ -33,6 +33,18 @@ def choose_hash_type(m, meta, hash_enable):
         with m.Elif(flags.ipv6):
             pick(HashType.IPV6_TCP, HashType.IPV6_UDP, HashType.IPV6)
     return hash_type
+
+
+def greater_than(a, b, chunk=32):
+    """``a > b`` for unsigned values of equal width, as per-``chunk`` compares combined from
+    the top: short carry chains side by side instead of one as long as the operands (a
+    128-bit compare is one 64-cell carry chain on ECP5)."""
+    assert len(a) == len(b)
+    result = 0
+    for lsb in range(0, len(a), chunk):           # lowest chunk first, so the top one wins
+        hi, lo = a[lsb:lsb + chunk], b[lsb:lsb + chunk]
+        result = (hi > lo) | ((hi == lo) & result)
+    return result
 
 
 class RssHashStage(wiring.Component):
@@ -82,7 +94,7 @@ class RssHashStage(wiring.Component):
         hash_type = choose_hash_type(m, meta, self.hash_enable)
 
         # Symmetric mode: ascending addresses, ascending ports.
-        swap_addr = self.symmetric & (meta.src_addr > meta.dst_addr)
+        swap_addr = self.symmetric & greater_than(meta.src_addr, meta.dst_addr)
         swap_port = self.symmetric & (meta.src_port > meta.dst_port)
         src = Mux(swap_addr, meta.dst_addr, meta.src_addr)
         dst = Mux(swap_addr, meta.src_addr, meta.dst_addr)
@@ -110,15 +122,27 @@ class RssHashStage(wiring.Component):
         staged = Signal(PacketMeta)
         m.d.comb += [staged.eq(meta), staged.hash_type.eq(hash_type), staged.hash.eq(0)]
 
+        # An input register: the address compare and the input select above end here, not
+        # in the engine's shift register (one cycle of latency, no loss of throughput).
+        t_valid = Signal()
+        t_meta = Signal(PacketMeta)
+        t_data = Signal.like(tuple_data)
+        t_len = Signal.like(tuple_len)
+        fork_ready = engine.i.ready & pending.w_rdy
+        load = ~t_valid | fork_ready
+        m.d.comb += self.i.ready.eq(load)
+        with m.If(load):
+            m.d.sync += [t_valid.eq(self.i.valid), t_meta.eq(staged), t_data.eq(tuple_data),
+                         t_len.eq(tuple_len)]
+
         # Fork: a record enters the engine and the FIFO in the same cycle.
         m.d.comb += [
             engine.key.eq(self.key),
-            engine.i.payload.data.eq(tuple_data),
-            engine.i.payload.length.eq(tuple_len),
-            engine.i.valid.eq(self.i.valid & pending.w_rdy),
-            pending.w_data.eq(staged),
-            pending.w_en.eq(self.i.valid & engine.i.ready),
-            self.i.ready.eq(engine.i.ready & pending.w_rdy),
+            engine.i.payload.data.eq(t_data),
+            engine.i.payload.length.eq(t_len),
+            engine.i.valid.eq(t_valid & pending.w_rdy),
+            pending.w_data.eq(t_meta),
+            pending.w_en.eq(t_valid & engine.i.ready),
         ]
 
         # Join: the oldest record leaves with the oldest hash.

@@ -3126,8 +3126,8 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
     .clk(clk),
     .hash_enable(hash_enable),
     .i__payload(\i__payload$75 ),
-    .\i__ready$16 (o__ready),
-    .\i__valid$11 (\i__valid$79 ),
+    .i__ready(o__ready),
+    .\i__valid$32 (\i__valid$79 ),
     .key(key),
     .o__ready(\o__ready$83 ),
     .o__valid(\i__valid$85 ),
@@ -10988,40 +10988,40 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [15:0] \$105 ;
-  wire [15:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [15:0] \$107 ;
+  wire [15:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [4:0] \$112 ;
-  wire [5:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire [4:0] \$114 ;
+  wire [5:0] \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire [47:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [47:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
+  wire \$120 ;
+  wire [47:0] \$121 ;
+  wire [47:0] \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire [6:0] \$125 ;
-  wire [7:0] \$126 ;
-  wire \$127 ;
-  wire [6:0] \$128 ;
-  wire [7:0] \$129 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire [6:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [6:0] \$131 ;
+  wire [6:0] \$130 ;
+  wire [7:0] \$131 ;
   wire \$132 ;
-  wire [16:0] \$133 ;
+  wire [6:0] \$133 ;
   wire \$134 ;
-  wire \$135 ;
+  wire [16:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
@@ -11035,13 +11035,13 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [6:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire [6:0] \$150 ;
-  wire [16:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
+  wire \$151 ;
+  wire [6:0] \$152 ;
+  wire [16:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
@@ -11059,26 +11059,26 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [15:0] \$17 ;
-  wire [13:0] \$170 ;
+  wire \$17 ;
+  wire \$170 ;
   wire \$171 ;
   wire [13:0] \$172 ;
   wire \$173 ;
-  wire \$174 ;
-  wire [8:0] \$175 ;
-  wire [12:0] \$176 ;
-  wire [12:0] \$177 ;
+  wire [13:0] \$174 ;
+  wire \$175 ;
+  wire [13:0] \$176 ;
+  wire \$177 ;
   wire [13:0] \$178 ;
   wire \$179 ;
-  wire [15:0] \$18 ;
+  wire \$18 ;
   wire \$180 ;
-  wire [8:0] \$181 ;
-  wire [12:0] \$182 ;
-  wire [12:0] \$183 ;
-  wire [13:0] \$184 ;
+  wire [15:0] \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [15:0] \$187 ;
+  wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
@@ -11089,22 +11089,22 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
+  wire [15:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [15:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [15:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [15:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -11113,104 +11113,104 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
+  wire [7:0] \$218 ;
   wire \$219 ;
-  wire [11:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [7:0] \$224 ;
-  wire \$225 ;
-  wire \$226 ;
+  wire \$224 ;
+  wire [4:0] \$225 ;
+  wire [13:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
+  wire [4:0] \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire [4:0] \$231 ;
-  wire [13:0] \$232 ;
+  wire [13:0] \$230 ;
+  wire \$231 ;
+  wire \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire [4:0] \$235 ;
-  wire [13:0] \$236 ;
+  wire \$235 ;
+  wire \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [5:0] \$240 ;
   wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire [5:0] \$246 ;
-  wire \$247 ;
-  wire [1:0] \$248 ;
-  wire [1:0] \$249 ;
-  wire \$25 ;
-  wire [2:0] \$250 ;
+  wire [1:0] \$242 ;
+  wire [1:0] \$243 ;
+  wire [2:0] \$244 ;
+  wire [1:0] \$245 ;
+  wire [1:0] \$246 ;
+  wire [2:0] \$247 ;
+  wire [3:0] \$248 ;
+  wire [16:0] \$249 ;
+  wire [11:0] \$25 ;
+  wire \$250 ;
   wire [1:0] \$251 ;
   wire [1:0] \$252 ;
   wire [2:0] \$253 ;
-  wire [3:0] \$254 ;
-  wire [16:0] \$255 ;
-  wire \$256 ;
-  wire [1:0] \$257 ;
-  wire [1:0] \$258 ;
-  wire [2:0] \$259 ;
+  wire [1:0] \$254 ;
+  wire [1:0] \$255 ;
+  wire [2:0] \$256 ;
+  wire [3:0] \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
-  wire [1:0] \$260 ;
-  wire [1:0] \$261 ;
-  wire [2:0] \$262 ;
-  wire [3:0] \$263 ;
-  wire [16:0] \$264 ;
-  wire [16:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire [1:0] \$268 ;
-  wire [1:0] \$269 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [1:0] \$262 ;
+  wire [1:0] \$263 ;
+  wire [2:0] \$264 ;
+  wire [1:0] \$265 ;
+  wire [1:0] \$266 ;
+  wire [2:0] \$267 ;
+  wire [3:0] \$268 ;
+  wire [16:0] \$269 ;
   wire \$27 ;
-  wire [2:0] \$270 ;
+  wire \$270 ;
   wire [1:0] \$271 ;
   wire [1:0] \$272 ;
   wire [2:0] \$273 ;
-  wire [3:0] \$274 ;
-  wire [16:0] \$275 ;
-  wire \$276 ;
-  wire [1:0] \$277 ;
-  wire [1:0] \$278 ;
-  wire [2:0] \$279 ;
+  wire [1:0] \$274 ;
+  wire [1:0] \$275 ;
+  wire [2:0] \$276 ;
+  wire [3:0] \$277 ;
+  wire [16:0] \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
-  wire [1:0] \$280 ;
-  wire [1:0] \$281 ;
-  wire [2:0] \$282 ;
-  wire [3:0] \$283 ;
-  wire [16:0] \$284 ;
-  wire [16:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire [1:0] \$288 ;
-  wire [1:0] \$289 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire [1:0] \$282 ;
+  wire [1:0] \$283 ;
+  wire [2:0] \$284 ;
+  wire [1:0] \$285 ;
+  wire [1:0] \$286 ;
+  wire [2:0] \$287 ;
+  wire [3:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
-  wire [2:0] \$290 ;
+  wire \$290 ;
   wire [1:0] \$291 ;
   wire [1:0] \$292 ;
   wire [2:0] \$293 ;
-  wire [3:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire \$296 ;
-  wire [1:0] \$297 ;
-  wire [1:0] \$298 ;
-  wire [2:0] \$299 ;
-  wire \$3 ;
+  wire [1:0] \$294 ;
+  wire [1:0] \$295 ;
+  wire [2:0] \$296 ;
+  wire [3:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [16:0] \$299 ;
+  wire [8:0] \$3 ;
   wire \$30 ;
-  wire [1:0] \$300 ;
-  wire [1:0] \$301 ;
-  wire [2:0] \$302 ;
-  wire [3:0] \$303 ;
-  wire [16:0] \$304 ;
-  wire [16:0] \$305 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
@@ -11220,84 +11220,73 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
-  wire \$314 ;
+  wire [1:0] \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire [1:0] \$317 ;
-  wire \$318 ;
+  wire [6:0] \$316 ;
+  wire [7:0] \$317 ;
+  wire [16:0] \$318 ;
   wire [6:0] \$319 ;
   wire \$32 ;
-  wire [7:0] \$320 ;
+  wire [6:0] \$320 ;
   wire [16:0] \$321 ;
-  wire [6:0] \$322 ;
-  wire [6:0] \$323 ;
-  wire [16:0] \$324 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
   wire \$328 ;
-  wire \$329 ;
+  wire [13:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
+  wire [3:0] \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire [8:0] \$333 ;
-  wire [12:0] \$334 ;
-  wire [12:0] \$335 ;
-  wire [13:0] \$336 ;
-  wire [2:0] \$337 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
+  reg [1023:0] \$340 ;
+  reg [1023:0] \$341 ;
+  reg [4:0] \$342 ;
+  reg [15:0] \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg [15:0] \$346 ;
+  reg \$347 ;
+  reg \$348 ;
+  reg \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  reg [1023:0] \$351 ;
-  reg [1023:0] \$352 ;
-  reg [4:0] \$353 ;
-  reg [15:0] \$354 ;
-  reg \$355 ;
-  reg \$356 ;
-  reg [15:0] \$357 ;
-  reg \$358 ;
+  reg [15:0] \$350 ;
+  reg \$351 ;
+  reg \$352 ;
+  reg [1:0] \$353 ;
+  reg [1:0] \$354 ;
+  reg [457:0] \$355 ;
+  reg [12:0] \$356 ;
+  reg [16:0] \$357 ;
+  reg [2:0] \$358 ;
   reg \$359 ;
   wire \$36 ;
-  reg \$360 ;
-  reg [15:0] \$361 ;
-  reg \$362 ;
-  reg [1:0] \$363 ;
-  reg [1:0] \$364 ;
-  reg [457:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg [16:0] \$367 ;
-  reg [1:0] \$368 ;
-  reg \$369 ;
+  reg [457:0] \$360 ;
   wire \$37 ;
-  reg \$370 ;
-  reg [457:0] \$371 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [12:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire [15:0] \$44 ;
-  wire [15:0] \$45 ;
+  wire \$44 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
+  wire [15:0] \$47 ;
+  wire [15:0] \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [12:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -11327,11 +11316,11 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [15:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire \$79 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
+  wire [15:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
@@ -11344,149 +11333,16 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [15:0] \$92 ;
-  wire [15:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [15:0] \$94 ;
+  wire [15:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [457:0] \$signal ;
-  reg [457:0] \$signal$12  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal$12.drop ;
-  wire [5:0] \$signal$12.dscp ;
-  wire [127:0] \$signal$12.dst_addr ;
-  wire [15:0] \$signal$12.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal$12.error ;
-  wire [15:0] \$signal$12.ethertype ;
-  wire [9:0] \$signal$12.flags ;
-  wire \$signal$12.flags.direct ;
-  wire \$signal$12.flags.fragment ;
-  wire \$signal$12.flags.ip_options ;
-  wire \$signal$12.flags.ipv4 ;
-  wire \$signal$12.flags.ipv6 ;
-  wire \$signal$12.flags.tcp ;
-  wire \$signal$12.flags.tunnel ;
-  wire \$signal$12.flags.udp ;
-  wire \$signal$12.flags.vlan ;
-  wire \$signal$12.flags.vlan2 ;
-  wire [15:0] \$signal$12.generation ;
-  wire [31:0] \$signal$12.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal$12.hash_type ;
-  wire [3:0] \$signal$12.instance ;
-  wire [7:0] \$signal$12.ip_proto ;
-  wire [15:0] \$signal$12.length ;
-  wire [7:0] \$signal$12.queue ;
-  wire [10:0] \$signal$12.reta_offset ;
-  wire [3:0] \$signal$12.reta_size_log2 ;
-  wire [7:0] \$signal$12.rule ;
-  wire [127:0] \$signal$12.src_addr ;
-  wire [15:0] \$signal$12.src_port ;
-  wire [7:0] \$signal$12.tcp_flags ;
-  wire [11:0] \$signal$12.vlan_id ;
-  wire [111:0] \$signal$13 ;
-  reg [12:0] \$signal$14  = 13'h0000;
-  wire \$signal$15 ;
-  reg \$signal$16 ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  reg [3:0] \$signal$24 ;
-  reg [1:0] \$signal$26  = 2'h0;
-  reg [16:0] \$signal$28  = 17'h00000;
-  reg [1:0] \$signal$29  = 2'h0;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal.drop ;
-  wire [5:0] \$signal.dscp ;
-  wire [127:0] \$signal.dst_addr ;
-  wire [15:0] \$signal.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal.error ;
-  wire [15:0] \$signal.ethertype ;
-  wire [9:0] \$signal.flags ;
-  wire \$signal.flags.direct ;
-  wire \$signal.flags.fragment ;
-  wire \$signal.flags.ip_options ;
-  wire \$signal.flags.ipv4 ;
-  wire \$signal.flags.ipv6 ;
-  wire \$signal.flags.tcp ;
-  wire \$signal.flags.tunnel ;
-  wire \$signal.flags.udp ;
-  wire \$signal.flags.vlan ;
-  wire \$signal.flags.vlan2 ;
-  wire [15:0] \$signal.generation ;
-  wire [31:0] \$signal.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal.hash_type ;
-  wire [3:0] \$signal.instance ;
-  wire [7:0] \$signal.ip_proto ;
-  wire [15:0] \$signal.length ;
-  wire [7:0] \$signal.queue ;
-  wire [10:0] \$signal.reta_offset ;
-  wire [3:0] \$signal.reta_size_log2 ;
-  wire [7:0] \$signal.rule ;
-  wire [127:0] \$signal.src_addr ;
-  wire [15:0] \$signal.src_port ;
-  wire [7:0] \$signal.tcp_flags ;
-  wire [11:0] \$signal.vlan_id ;
+  wire active;
+  wire advance;
   reg [4:0] beat_count = 5'h00;
   reg [1023:0] buf0 = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg buf0_full = 1'h0;
@@ -11500,6 +11356,19 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire clk;
   input [15:0] direct_ethertype;
   wire [15:0] direct_ethertype;
+  reg done;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  reg [3:0] error;
+  reg [2:0] ext_count = 3'h0;
+  wire [11:0] ext_len;
   reg fill_sel = 1'h0;
   wire [1023:0] frame;
   reg [319:0] hdr;
@@ -11513,9 +11382,12 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [16:0] ip_end = 17'h00000;
+  wire [95:0] l2;
   reg [4:0] l3;
   reg [15:0] length = 16'h0000;
-  reg mac_error = 1'h0;
+  wire mac_error;
+  reg \mac_error$41  = 1'h0;
   input [15:0] max_frame;
   wire [15:0] max_frame;
   wire [15:0] n;
@@ -11583,511 +11455,637 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  reg [12:0] offset = 13'h0000;
   reg parse_sel = 1'h0;
+  reg [457:0] rec = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \rec.drop ;
+  wire [5:0] \rec.dscp ;
+  wire [127:0] \rec.dst_addr ;
+  wire [15:0] \rec.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \rec.error ;
+  wire [15:0] \rec.ethertype ;
+  wire [9:0] \rec.flags ;
+  wire \rec.flags.direct ;
+  wire \rec.flags.fragment ;
+  wire \rec.flags.ip_options ;
+  wire \rec.flags.ipv4 ;
+  wire \rec.flags.ipv6 ;
+  wire \rec.flags.tcp ;
+  wire \rec.flags.tunnel ;
+  wire \rec.flags.udp ;
+  wire \rec.flags.vlan ;
+  wire \rec.flags.vlan2 ;
+  wire [15:0] \rec.generation ;
+  wire [31:0] \rec.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \rec.hash_type ;
+  wire [3:0] \rec.instance ;
+  wire [7:0] \rec.ip_proto ;
+  wire [15:0] \rec.length ;
+  wire [7:0] \rec.queue ;
+  wire [10:0] \rec.reta_offset ;
+  wire [3:0] \rec.reta_size_log2 ;
+  wire [7:0] \rec.rule ;
+  wire [127:0] \rec.src_addr ;
+  wire [15:0] \rec.src_port ;
+  wire [7:0] \rec.tcp_flags ;
+  wire [11:0] \rec.vlan_id ;
+  reg [457:0] rec_next;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \rec_next.drop ;
+  wire [5:0] \rec_next.dscp ;
+  wire [127:0] \rec_next.dst_addr ;
+  wire [15:0] \rec_next.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \rec_next.error ;
+  wire [15:0] \rec_next.ethertype ;
+  wire [9:0] \rec_next.flags ;
+  wire \rec_next.flags.direct ;
+  wire \rec_next.flags.fragment ;
+  wire \rec_next.flags.ip_options ;
+  wire \rec_next.flags.ipv4 ;
+  wire \rec_next.flags.ipv6 ;
+  wire \rec_next.flags.tcp ;
+  wire \rec_next.flags.tunnel ;
+  wire \rec_next.flags.udp ;
+  wire \rec_next.flags.vlan ;
+  wire \rec_next.flags.vlan2 ;
+  wire [15:0] \rec_next.generation ;
+  wire [31:0] \rec_next.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \rec_next.hash_type ;
+  wire [3:0] \rec_next.instance ;
+  wire [7:0] \rec_next.ip_proto ;
+  wire [15:0] \rec_next.length ;
+  wire [7:0] \rec_next.queue ;
+  wire [10:0] \rec_next.reta_offset ;
+  wire [3:0] \rec_next.reta_size_log2 ;
+  wire [7:0] \rec_next.rule ;
+  wire [127:0] \rec_next.src_addr ;
+  wire [15:0] \rec_next.src_port ;
+  wire [7:0] \rec_next.tcp_flags ;
+  wire [11:0] \rec_next.vlan_id ;
+  wire \release ;
   input rst;
   wire rst;
   reg [1:0] step_state = 2'h0;
+  reg [1:0] tags = 2'h0;
+  wire [111:0] window;
   assign \$1  = fill_sel ? buf1_full : buf0_full;
   assign i__ready = ~ \$1 ;
   assign frame = parse_sel ? buf1 : buf0;
   assign n = parse_sel ? buf1_length : buf0_length;
-  assign \$signal$13  = frame >> { \$signal$14 [12:1], 4'h0 };
-  assign \$2  = parse_sel ? buf1_full : buf0_full;
-  assign \$3  = ~ \$signal$16 ;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$3  | \$4 ;
-  assign \$6  = \$5  | o__ready;
-  assign \$signal$15  = \$2  & \$6 ;
-  assign \$7  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$8  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$11  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign active = parse_sel ? buf1_full : buf0_full;
+  assign mac_error = parse_sel ? buf1_mac_error : buf0_mac_error;
+  assign window = frame >> { offset[12:1], 4'h0 };
+  assign \$2  = rec[71:64] == 6'h2c;
+  assign \$3  = window[15:8] + 1'h1;
+  assign \$4  = \$3  * 4'h8;
+  assign \$5  = \$2  ? 13'h0008 : \$4 ;
+  assign \$6  = ~ done;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$6  | \$7 ;
+  assign \$9  = \$8  | o__ready;
+  assign advance = active & \$9 ;
+  assign \release  = advance & done;
+  assign \$10  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$11  = { frame[103:96], frame[111:104] } == 16'h88a8;
   assign \$12  = \$10  | \$11 ;
-  assign \$13  = \$9  & \$12 ;
-  assign \$14  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$15  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = \$16  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$18  = \$13  ? { frame[167:160], frame[175:168] } : \$17 ;
-  assign \$19  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$20  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$21  = \$19  | \$20 ;
-  assign \$22  = \$21  ? { frame[115:112], frame[127:120] } : 12'h000;
-  assign \$23  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$24  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$25  = \$23  | \$24 ;
+  assign \$13  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$14  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$15  = \$13  | \$14 ;
+  assign \$16  = \$12  & \$15 ;
+  assign \$17  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$18  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$19  = \$17  | \$18 ;
+  assign \$20  = \$19  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
+  assign \$21  = \$16  ? { frame[167:160], frame[175:168] } : \$20 ;
+  assign \$22  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$23  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$24  = \$22  | \$23 ;
+  assign \$25  = \$24  ? { frame[115:112], frame[127:120] } : 12'h000;
   assign \$26  = { frame[103:96], frame[111:104] } == 16'h8100;
   assign \$27  = { frame[103:96], frame[111:104] } == 16'h88a8;
   assign \$28  = \$26  | \$27 ;
-  assign \$29  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$30  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$29  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$30  = { frame[103:96], frame[111:104] } == 16'h88a8;
   assign \$31  = \$29  | \$30 ;
-  assign \$32  = \$28  & \$31 ;
-  assign \$33  = | direct_ethertype;
-  assign \$34  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$35  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$38  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$32  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$33  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = \$31  & \$34 ;
+  assign \$36  = | direct_ethertype;
+  assign \$37  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$38  = { frame[103:96], frame[111:104] } == 16'h88a8;
   assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$36  & \$39 ;
-  assign \$41  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$42  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$43  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$45  = \$40  ? { frame[167:160], frame[175:168] } : \$44 ;
-  assign \$46  = \$45  == direct_ethertype;
-  assign \$47  = \$33  & \$46 ;
-  assign \$48  = parse_sel ? buf1_mac_error : buf0_mac_error;
-  assign \$49  = n < 4'he;
-  assign \$50  = n > max_frame;
-  assign \$51  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$52  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$53  = \$51  | \$52 ;
-  assign \$54  = n < 5'h12;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$57  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$58  = \$56  | \$57 ;
-  assign \$59  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$60  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = n < 5'h16;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = | \$signal$24 ;
-  assign \$66  = | direct_ethertype;
-  assign \$67  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$68  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$69  = \$67  | \$68 ;
-  assign \$70  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$71  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$75  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$76  = \$74  | \$75 ;
-  assign \$77  = \$76  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$78  = \$73  ? { frame[167:160], frame[175:168] } : \$77 ;
-  assign \$79  = \$78  == direct_ethertype;
-  assign \$80  = \$66  & \$79 ;
-  assign \$81  = ~ \$80 ;
-  assign \$82  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$83  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$86  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$84  & \$87 ;
-  assign \$89  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$90  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$91  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$93  = \$88  ? { frame[167:160], frame[175:168] } : \$92 ;
-  assign \$94  = \$93  == 12'h800;
-  assign \$95  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$96  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$99  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$100  = \$98  | \$99 ;
-  assign \$101  = \$97  & \$100 ;
-  assign \$102  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$103  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$104  = \$102  | \$103 ;
-  assign \$105  = \$104  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$106  = \$101  ? { frame[167:160], frame[175:168] } : \$105 ;
-  assign \$107  = \$106  == 16'h86dd;
-  assign \$108  = \$94  | \$107 ;
-  assign \$109  = \$81  & \$108 ;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = \$65  | \$110 ;
-  assign \$112  = 3'h4 * \$signal$26 ;
-  assign \$113  = 4'he + \$112 ;
-  assign \$114  = \$signal$12 [45:30] == 12'h800;
-  assign \$115  = hdr[3:0] > 3'h5;
-  assign \$116  = | { hdr[52:48], hdr[63:56] };
-  assign \$117  = hdr[53] | \$116 ;
-  assign \$118  = hdr[79:72] == 6'h2f;
-  assign \$121  = n <= l3;
-  assign \$122  = hdr[7:4] != 3'h4;
-  assign \$123  = hdr[3:0] < 3'h5;
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = hdr[3:0] * 3'h4;
-  assign \$126  = l3 + \$125 ;
-  assign \$127  = \$126  > n;
-  assign \$128  = hdr[3:0] * 3'h4;
-  assign \$129  = l3 + \$128 ;
-  assign \$130  = \$129  > 8'h80;
-  assign \$131  = hdr[3:0] * 3'h4;
-  assign \$132  = { hdr[23:16], hdr[31:24] } < \$131 ;
-  assign \$133  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$134  = \$133  > n;
-  assign \$135  = \$132  | \$134 ;
-  assign \$136  = | \$signal$24 ;
-  assign \$137  = | { hdr[52:48], hdr[63:56] };
-  assign \$138  = hdr[53] | \$137 ;
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = hdr[79:72] == 3'h6;
-  assign \$141  = hdr[79:72] == 5'h11;
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = ~ \$142 ;
-  assign \$144  = \$139  | \$143 ;
-  assign \$145  = hdr[55:48] == 6'h2f;
-  assign \$146  = n <= l3;
-  assign \$147  = hdr[7:4] != 3'h6;
-  assign \$148  = l3 + 6'h28;
-  assign \$149  = \$148  > n;
+  assign \$40  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$41  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$42  = \$40  | \$41 ;
+  assign \$43  = \$39  & \$42 ;
+  assign \$44  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$45  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$46  = \$44  | \$45 ;
+  assign \$47  = \$46  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
+  assign \$48  = \$43  ? { frame[167:160], frame[175:168] } : \$47 ;
+  assign \$49  = \$48  == direct_ethertype;
+  assign \$50  = \$36  & \$49 ;
+  assign \$51  = n < 4'he;
+  assign \$52  = n > max_frame;
+  assign \$53  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$54  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = n < 5'h12;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$59  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$60  = \$58  | \$59 ;
+  assign \$61  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$62  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign \$65  = n < 5'h16;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = | error;
+  assign \$68  = | direct_ethertype;
+  assign \$69  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$70  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$73  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$77  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$78  = \$76  | \$77 ;
+  assign \$79  = \$78  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
+  assign \$80  = \$75  ? { frame[167:160], frame[175:168] } : \$79 ;
+  assign \$81  = \$80  == direct_ethertype;
+  assign \$82  = \$68  & \$81 ;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$85  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$88  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$89  = \$87  | \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$92  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$93  = \$91  | \$92 ;
+  assign \$94  = \$93  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
+  assign \$95  = \$90  ? { frame[167:160], frame[175:168] } : \$94 ;
+  assign \$96  = \$95  == 12'h800;
+  assign \$97  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$98  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$99  = \$97  | \$98 ;
+  assign \$100  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$101  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = \$99  & \$102 ;
+  assign \$104  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$105  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$106  = \$104  | \$105 ;
+  assign \$107  = \$106  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
+  assign \$108  = \$103  ? { frame[167:160], frame[175:168] } : \$107 ;
+  assign \$109  = \$108  == 16'h86dd;
+  assign \$110  = \$96  | \$109 ;
+  assign \$111  = \$83  & \$110 ;
+  assign \$112  = ~ \$111 ;
+  assign \$113  = \$67  | \$112 ;
+  assign \$114  = 3'h4 * tags;
+  assign \$115  = 4'he + \$114 ;
+  assign \$116  = rec[45:30] == 12'h800;
+  assign \$117  = hdr[3:0] > 3'h5;
+  assign \$118  = | { hdr[52:48], hdr[63:56] };
+  assign \$119  = hdr[53] | \$118 ;
+  assign \$120  = hdr[79:72] == 6'h2f;
+  assign \$123  = n <= l3;
+  assign \$124  = hdr[7:4] != 3'h4;
+  assign \$125  = hdr[3:0] < 3'h5;
+  assign \$126  = \$124  | \$125 ;
+  assign \$127  = hdr[3:0] * 3'h4;
+  assign \$128  = l3 + \$127 ;
+  assign \$129  = \$128  > n;
+  assign \$130  = hdr[3:0] * 3'h4;
+  assign \$131  = l3 + \$130 ;
+  assign \$132  = \$131  > 8'h80;
+  assign \$133  = hdr[3:0] * 3'h4;
+  assign \$134  = { hdr[23:16], hdr[31:24] } < \$133 ;
+  assign \$135  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$136  = \$135  > n;
+  assign \$137  = \$134  | \$136 ;
+  assign \$138  = | error;
+  assign \$139  = | { hdr[52:48], hdr[63:56] };
+  assign \$140  = hdr[53] | \$139 ;
+  assign \$141  = \$138  | \$140 ;
+  assign \$142  = hdr[79:72] == 3'h6;
+  assign \$143  = hdr[79:72] == 5'h11;
+  assign \$144  = \$142  | \$143 ;
+  assign \$145  = ~ \$144 ;
+  assign \$146  = \$141  | \$145 ;
+  assign \$147  = hdr[55:48] == 6'h2f;
+  assign \$148  = n <= l3;
+  assign \$149  = hdr[7:4] != 3'h6;
   assign \$150  = l3 + 6'h28;
-  assign \$151  = \$150  + { hdr[39:32], hdr[47:40] };
-  assign \$152  = \$151  > n;
-  assign \$153  = | \$signal$24 ;
-  assign \$154  = ! hdr[55:48];
-  assign \$155  = hdr[55:48] == 6'h2b;
-  assign \$156  = \$154  | \$155 ;
-  assign \$157  = hdr[55:48] == 6'h2c;
+  assign \$151  = \$150  > n;
+  assign \$152  = l3 + 6'h28;
+  assign \$153  = \$152  + { hdr[39:32], hdr[47:40] };
+  assign \$154  = \$153  > n;
+  assign \$155  = | error;
+  assign \$156  = ! hdr[55:48];
+  assign \$157  = hdr[55:48] == 6'h2b;
   assign \$158  = \$156  | \$157 ;
-  assign \$159  = hdr[55:48] == 6'h3c;
+  assign \$159  = hdr[55:48] == 6'h2c;
   assign \$160  = \$158  | \$159 ;
-  assign \$161  = hdr[55:48] == 3'h6;
-  assign \$162  = hdr[55:48] == 5'h11;
-  assign \$163  = \$161  | \$162 ;
-  assign \$164  = \$160  | \$163 ;
-  assign \$165  = ~ \$164 ;
-  assign \$166  = \$153  | \$165 ;
-  assign \$167  = \$signal$12 [71:64] == 6'h2c;
-  assign \$168  = \$signal$12 [24] | \$167 ;
-  assign \$169  = \$signal$13 [7:0] == 6'h2f;
-  assign \$170  = \$signal$14  + 4'h8;
-  assign \$171  = \$170  > \$signal$28 ;
-  assign \$172  = \$signal$14  + 4'h8;
-  assign \$173  = \$172  > 8'h80;
-  assign \$174  = \$signal$12 [71:64] == 6'h2c;
-  assign \$175  = \$signal$13 [15:8] + 1'h1;
-  assign \$176  = \$175  * 4'h8;
-  assign \$177  = \$174  ? 13'h0008 : \$176 ;
-  assign \$178  = \$signal$14  + \$177 ;
-  assign \$179  = \$178  > \$signal$28 ;
-  assign \$180  = \$signal$12 [71:64] == 6'h2c;
-  assign \$181  = \$signal$13 [15:8] + 1'h1;
-  assign \$182  = \$181  * 4'h8;
-  assign \$183  = \$180  ? 13'h0008 : \$182 ;
-  assign \$184  = \$signal$14  + \$183 ;
-  assign \$185  = \$184  > 8'h80;
-  assign \$186  = \$signal$12 [71:64] == 6'h2c;
-  assign \$188  = | \$187 ;
-  assign \$189  = \$186  & \$188 ;
-  assign \$190  = ~ \$189 ;
-  assign \$191  = ! \$signal$13 [7:0];
-  assign \$192  = \$signal$13 [7:0] == 6'h2b;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = \$signal$13 [7:0] == 6'h2c;
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = \$signal$13 [7:0] == 6'h3c;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = \$190  & \$197 ;
-  assign \$199  = \$signal$29  == 2'h3;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = | \$signal$24 ;
-  assign \$202  = \$signal$12 [71:64] == 6'h2c;
-  assign \$204  = | \$203 ;
-  assign \$205  = \$202  & \$204 ;
-  assign \$206  = \$201  | \$205 ;
-  assign \$207  = ! \$signal$13 [7:0];
-  assign \$208  = \$signal$13 [7:0] == 6'h2b;
-  assign \$209  = \$207  | \$208 ;
-  assign \$210  = \$signal$13 [7:0] == 6'h2c;
-  assign \$211  = \$209  | \$210 ;
-  assign \$212  = \$signal$13 [7:0] == 6'h3c;
-  assign \$213  = \$211  | \$212 ;
-  assign \$214  = \$signal$13 [7:0] == 3'h6;
-  assign \$215  = \$signal$13 [7:0] == 5'h11;
-  assign \$216  = \$214  | \$215 ;
-  assign \$217  = \$213  | \$216 ;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = \$206  | \$218 ;
-  assign \$220  = \$signal$12 [71:64] == 3'h6;
-  assign \$221  = \$signal$12 [71:64] == 3'h6;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$signal$12 [71:64] == 3'h6;
-  assign \$224  = \$223  ? \$signal$13 [111:104] : 8'h00;
-  assign \$225  = \$signal$12 [71:64] == 3'h6;
-  assign \$226  = ~ \$225 ;
-  assign \$227  = { \$signal$13 [23:16], \$signal$13 [31:24] } == 13'h12b5;
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = \$signal$12 [27] | \$228 ;
-  assign \$230  = \$signal$12 [71:64] == 3'h6;
-  assign \$231  = \$230  ? 5'h14 : 5'h08;
-  assign \$232  = \$signal$14  + \$231 ;
-  assign \$233  = \$232  > \$signal$28 ;
-  assign \$234  = \$signal$12 [71:64] == 3'h6;
-  assign \$235  = \$234  ? 5'h14 : 5'h08;
-  assign \$236  = \$signal$14  + \$235 ;
-  assign \$237  = \$236  > 8'h80;
-  assign \$238  = ! step_state;
-  assign \$239  = step_state == 1'h1;
-  assign \$240  = step_state == 2'h2;
-  assign \$241  = step_state == 2'h3;
-  assign \$242  = i__valid & i__ready;
-  assign \$243  = beat_count < 5'h10;
-  assign \$244  = ! fill_sel;
-  assign \$246  = beat_count + 1'h1;
-  assign \$247  = ! fill_sel;
-  assign \$248  = i__payload[64] + i__payload[65];
-  assign \$249  = i__payload[66] + i__payload[67];
-  assign \$250  = \$248  + \$249 ;
-  assign \$251  = i__payload[68] + i__payload[69];
-  assign \$252  = i__payload[70] + i__payload[71];
+  assign \$161  = hdr[55:48] == 6'h3c;
+  assign \$162  = \$160  | \$161 ;
+  assign \$163  = hdr[55:48] == 3'h6;
+  assign \$164  = hdr[55:48] == 5'h11;
+  assign \$165  = \$163  | \$164 ;
+  assign \$166  = \$162  | \$165 ;
+  assign \$167  = ~ \$166 ;
+  assign \$168  = \$155  | \$167 ;
+  assign \$169  = rec[71:64] == 6'h2c;
+  assign \$170  = rec[24] | \$169 ;
+  assign \$171  = window[7:0] == 6'h2f;
+  assign \$172  = offset + 4'h8;
+  assign \$173  = \$172  > ip_end;
+  assign \$174  = offset + 4'h8;
+  assign \$175  = \$174  > 8'h80;
+  assign \$176  = offset + \$5 [11:0];
+  assign \$177  = \$176  > ip_end;
+  assign \$178  = offset + \$5 [11:0];
+  assign \$179  = \$178  > 8'h80;
+  assign \$180  = rec[71:64] == 6'h2c;
+  assign \$182  = | \$181 ;
+  assign \$183  = \$180  & \$182 ;
+  assign \$184  = ~ \$183 ;
+  assign \$185  = ! window[7:0];
+  assign \$186  = window[7:0] == 6'h2b;
+  assign \$187  = \$185  | \$186 ;
+  assign \$188  = window[7:0] == 6'h2c;
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = window[7:0] == 6'h3c;
+  assign \$191  = \$189  | \$190 ;
+  assign \$192  = \$184  & \$191 ;
+  assign \$193  = ext_count == 2'h3;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = | error;
+  assign \$196  = rec[71:64] == 6'h2c;
+  assign \$198  = | \$197 ;
+  assign \$199  = \$196  & \$198 ;
+  assign \$200  = \$195  | \$199 ;
+  assign \$201  = ! window[7:0];
+  assign \$202  = window[7:0] == 6'h2b;
+  assign \$203  = \$201  | \$202 ;
+  assign \$204  = window[7:0] == 6'h2c;
+  assign \$205  = \$203  | \$204 ;
+  assign \$206  = window[7:0] == 6'h3c;
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = window[7:0] == 3'h6;
+  assign \$209  = window[7:0] == 5'h11;
+  assign \$210  = \$208  | \$209 ;
+  assign \$211  = \$207  | \$210 ;
+  assign \$212  = ~ \$211 ;
+  assign \$213  = \$200  | \$212 ;
+  assign \$214  = rec[71:64] == 3'h6;
+  assign \$215  = rec[71:64] == 3'h6;
+  assign \$216  = ~ \$215 ;
+  assign \$217  = rec[71:64] == 3'h6;
+  assign \$218  = \$217  ? window[111:104] : 8'h00;
+  assign \$219  = rec[71:64] == 3'h6;
+  assign \$220  = ~ \$219 ;
+  assign \$221  = { window[23:16], window[31:24] } == 13'h12b5;
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = rec[27] | \$222 ;
+  assign \$224  = rec[71:64] == 3'h6;
+  assign \$225  = \$224  ? 5'h14 : 5'h08;
+  assign \$226  = offset + \$225 ;
+  assign \$227  = \$226  > ip_end;
+  assign \$228  = rec[71:64] == 3'h6;
+  assign \$229  = \$228  ? 5'h14 : 5'h08;
+  assign \$230  = offset + \$229 ;
+  assign \$231  = \$230  > 8'h80;
+  assign \$232  = ! step_state;
+  assign \$233  = step_state == 1'h1;
+  assign \$234  = step_state == 2'h2;
+  assign \$235  = step_state == 2'h3;
+  assign \$236  = i__valid & i__ready;
+  assign \$237  = beat_count < 5'h10;
+  assign \$238  = ! fill_sel;
+  assign \$240  = beat_count + 1'h1;
+  assign \$241  = ! fill_sel;
+  assign \$242  = i__payload[64] + i__payload[65];
+  assign \$243  = i__payload[66] + i__payload[67];
+  assign \$244  = \$242  + \$243 ;
+  assign \$245  = i__payload[68] + i__payload[69];
+  assign \$246  = i__payload[70] + i__payload[71];
+  assign \$247  = \$245  + \$246 ;
+  assign \$248  = \$244  + \$247 ;
+  assign \$249  = length + \$248 ;
+  assign \$250  = \$249  > 16'hffff;
+  assign \$251  = i__payload[64] + i__payload[65];
+  assign \$252  = i__payload[66] + i__payload[67];
   assign \$253  = \$251  + \$252 ;
-  assign \$254  = \$250  + \$253 ;
-  assign \$255  = length + \$254 ;
-  assign \$256  = \$255  > 16'hffff;
-  assign \$257  = i__payload[64] + i__payload[65];
-  assign \$258  = i__payload[66] + i__payload[67];
-  assign \$259  = \$257  + \$258 ;
-  assign \$260  = i__payload[68] + i__payload[69];
-  assign \$261  = i__payload[70] + i__payload[71];
-  assign \$262  = \$260  + \$261 ;
-  assign \$263  = \$259  + \$262 ;
-  assign \$264  = length + \$263 ;
-  assign \$265  = \$256  ? 17'h0ffff : \$264 ;
-  assign \$266  = mac_error | i__payload[73];
-  assign \$268  = i__payload[64] + i__payload[65];
-  assign \$269  = i__payload[66] + i__payload[67];
-  assign \$270  = \$268  + \$269 ;
-  assign \$271  = i__payload[68] + i__payload[69];
-  assign \$272  = i__payload[70] + i__payload[71];
+  assign \$254  = i__payload[68] + i__payload[69];
+  assign \$255  = i__payload[70] + i__payload[71];
+  assign \$256  = \$254  + \$255 ;
+  assign \$257  = \$253  + \$256 ;
+  assign \$258  = length + \$257 ;
+  assign \$259  = \$250  ? 17'h0ffff : \$258 ;
+  assign \$260  = \mac_error$41  | i__payload[73];
+  assign \$262  = i__payload[64] + i__payload[65];
+  assign \$263  = i__payload[66] + i__payload[67];
+  assign \$264  = \$262  + \$263 ;
+  assign \$265  = i__payload[68] + i__payload[69];
+  assign \$266  = i__payload[70] + i__payload[71];
+  assign \$267  = \$265  + \$266 ;
+  assign \$268  = \$264  + \$267 ;
+  assign \$269  = length + \$268 ;
+  assign \$270  = \$269  > 16'hffff;
+  assign \$271  = i__payload[64] + i__payload[65];
+  assign \$272  = i__payload[66] + i__payload[67];
   assign \$273  = \$271  + \$272 ;
-  assign \$274  = \$270  + \$273 ;
-  assign \$275  = length + \$274 ;
-  assign \$276  = \$275  > 16'hffff;
-  assign \$277  = i__payload[64] + i__payload[65];
-  assign \$278  = i__payload[66] + i__payload[67];
-  assign \$279  = \$277  + \$278 ;
-  assign \$280  = i__payload[68] + i__payload[69];
-  assign \$281  = i__payload[70] + i__payload[71];
-  assign \$282  = \$280  + \$281 ;
-  assign \$283  = \$279  + \$282 ;
-  assign \$284  = length + \$283 ;
-  assign \$285  = \$276  ? 17'h0ffff : \$284 ;
-  assign \$286  = mac_error | i__payload[73];
-  assign \$287  = ~ fill_sel;
-  assign \$288  = i__payload[64] + i__payload[65];
-  assign \$289  = i__payload[66] + i__payload[67];
-  assign \$290  = \$288  + \$289 ;
-  assign \$291  = i__payload[68] + i__payload[69];
-  assign \$292  = i__payload[70] + i__payload[71];
+  assign \$274  = i__payload[68] + i__payload[69];
+  assign \$275  = i__payload[70] + i__payload[71];
+  assign \$276  = \$274  + \$275 ;
+  assign \$277  = \$273  + \$276 ;
+  assign \$278  = length + \$277 ;
+  assign \$279  = \$270  ? 17'h0ffff : \$278 ;
+  assign \$280  = \mac_error$41  | i__payload[73];
+  assign \$281  = ~ fill_sel;
+  assign \$282  = i__payload[64] + i__payload[65];
+  assign \$283  = i__payload[66] + i__payload[67];
+  assign \$284  = \$282  + \$283 ;
+  assign \$285  = i__payload[68] + i__payload[69];
+  assign \$286  = i__payload[70] + i__payload[71];
+  assign \$287  = \$285  + \$286 ;
+  assign \$288  = \$284  + \$287 ;
+  assign \$289  = length + \$288 ;
+  assign \$290  = \$289  > 16'hffff;
+  assign \$291  = i__payload[64] + i__payload[65];
+  assign \$292  = i__payload[66] + i__payload[67];
   assign \$293  = \$291  + \$292 ;
-  assign \$294  = \$290  + \$293 ;
-  assign \$295  = length + \$294 ;
-  assign \$296  = \$295  > 16'hffff;
-  assign \$297  = i__payload[64] + i__payload[65];
-  assign \$298  = i__payload[66] + i__payload[67];
-  assign \$299  = \$297  + \$298 ;
-  assign \$300  = i__payload[68] + i__payload[69];
-  assign \$301  = i__payload[70] + i__payload[71];
-  assign \$302  = \$300  + \$301 ;
-  assign \$303  = \$299  + \$302 ;
-  assign \$304  = length + \$303 ;
-  assign \$305  = \$296  ? 17'h0ffff : \$304 ;
-  assign \$306  = mac_error | i__payload[73];
+  assign \$294  = i__payload[68] + i__payload[69];
+  assign \$295  = i__payload[70] + i__payload[71];
+  assign \$296  = \$294  + \$295 ;
+  assign \$297  = \$293  + \$296 ;
+  assign \$298  = length + \$297 ;
+  assign \$299  = \$290  ? 17'h0ffff : \$298 ;
+  assign \$300  = \mac_error$41  | i__payload[73];
+  assign \$301  = ~ parse_sel;
+  assign \$302  = ! parse_sel;
+  assign \$304  = { frame[103:96], frame[111:104] } == 16'h8100;
+  assign \$305  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$306  = \$304  | \$305 ;
   assign \$307  = { frame[103:96], frame[111:104] } == 16'h8100;
   assign \$308  = { frame[103:96], frame[111:104] } == 16'h88a8;
   assign \$309  = \$307  | \$308 ;
-  assign \$310  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$311  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$310  = { frame[135:128], frame[143:136] } == 16'h8100;
+  assign \$311  = { frame[135:128], frame[143:136] } == 16'h88a8;
   assign \$312  = \$310  | \$311 ;
-  assign \$313  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$314  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$315  = \$313  | \$314 ;
-  assign \$316  = \$312  & \$315 ;
-  assign \$317  = \$309  + \$316 ;
-  assign \$318  = \$signal$12 [45:30] == 12'h800;
-  assign \$319  = hdr[3:0] * 3'h4;
-  assign \$320  = l3 + \$319 ;
-  assign \$321  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$322  = l3 + 6'h28;
-  assign \$323  = l3 + 6'h28;
-  assign \$324  = \$323  + { hdr[39:32], hdr[47:40] };
-  assign \$325  = ! hdr[55:48];
-  assign \$326  = hdr[55:48] == 6'h2b;
-  assign \$327  = \$325  | \$326 ;
-  assign \$328  = hdr[55:48] == 6'h2c;
-  assign \$329  = \$327  | \$328 ;
-  assign \$330  = hdr[55:48] == 6'h3c;
-  assign \$331  = \$329  | \$330 ;
-  assign \$332  = \$signal$12 [71:64] == 6'h2c;
-  assign \$333  = \$signal$13 [15:8] + 1'h1;
-  assign \$334  = \$333  * 4'h8;
-  assign \$335  = \$332  ? 13'h0008 : \$334 ;
-  assign \$336  = \$signal$14  + \$335 ;
-  assign \$337  = \$signal$29  + 1'h1;
-  assign \$338  = ! \$signal$13 [7:0];
-  assign \$339  = \$signal$13 [7:0] == 6'h2b;
-  assign \$340  = \$338  | \$339 ;
-  assign \$341  = \$signal$13 [7:0] == 6'h2c;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$13 [7:0] == 6'h3c;
-  assign \$344  = \$342  | \$343 ;
-  assign \$345  = ~ \$344 ;
-  assign \$346  = \$signal$15  & \$signal$16 ;
-  assign \$347  = ~ parse_sel;
-  assign \$348  = ! parse_sel;
-  assign \$350  = ! \$signal$24 ;
+  assign \$313  = \$309  & \$312 ;
+  assign \$314  = \$306  + \$313 ;
+  assign \$315  = rec[45:30] == 12'h800;
+  assign \$316  = hdr[3:0] * 3'h4;
+  assign \$317  = l3 + \$316 ;
+  assign \$318  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$319  = l3 + 6'h28;
+  assign \$320  = l3 + 6'h28;
+  assign \$321  = \$320  + { hdr[39:32], hdr[47:40] };
+  assign \$322  = ! hdr[55:48];
+  assign \$323  = hdr[55:48] == 6'h2b;
+  assign \$324  = \$322  | \$323 ;
+  assign \$325  = hdr[55:48] == 6'h2c;
+  assign \$326  = \$324  | \$325 ;
+  assign \$327  = hdr[55:48] == 6'h3c;
+  assign \$328  = \$326  | \$327 ;
+  assign \$329  = offset + \$5 [11:0];
+  assign \$330  = ext_count + 1'h1;
+  assign \$331  = ! window[7:0];
+  assign \$332  = window[7:0] == 6'h2b;
+  assign \$333  = \$331  | \$332 ;
+  assign \$334  = window[7:0] == 6'h2c;
+  assign \$335  = \$333  | \$334 ;
+  assign \$336  = window[7:0] == 6'h3c;
+  assign \$337  = \$335  | \$336 ;
+  assign \$338  = ~ \$337 ;
+  assign \$339  = ! error;
   always @(posedge clk)
-    buf0 <= \$351 ;
+    buf0 <= \$340 ;
   always @(posedge clk)
-    buf1 <= \$352 ;
+    buf1 <= \$341 ;
   always @(posedge clk)
-    beat_count <= \$353 ;
+    beat_count <= \$342 ;
   always @(posedge clk)
-    buf0_length <= \$354 ;
+    buf0_length <= \$343 ;
   always @(posedge clk)
-    buf0_mac_error <= \$355 ;
+    buf0_mac_error <= \$344 ;
   always @(posedge clk)
-    buf0_full <= \$356 ;
+    buf0_full <= \$345 ;
   always @(posedge clk)
-    buf1_length <= \$357 ;
+    buf1_length <= \$346 ;
   always @(posedge clk)
-    buf1_mac_error <= \$358 ;
+    buf1_mac_error <= \$347 ;
   always @(posedge clk)
-    buf1_full <= \$359 ;
+    buf1_full <= \$348 ;
   always @(posedge clk)
-    fill_sel <= \$360 ;
+    fill_sel <= \$349 ;
   always @(posedge clk)
-    length <= \$361 ;
+    length <= \$350 ;
   always @(posedge clk)
-    mac_error <= \$362 ;
+    \mac_error$41  <= \$351 ;
   always @(posedge clk)
-    \$signal$26  <= \$363 ;
+    parse_sel <= \$352 ;
   always @(posedge clk)
-    step_state <= \$364 ;
+    tags <= \$353 ;
   always @(posedge clk)
-    \$signal$12  <= \$365 ;
+    step_state <= \$354 ;
   always @(posedge clk)
-    \$signal$14  <= \$366 ;
+    rec <= \$355 ;
   always @(posedge clk)
-    \$signal$28  <= \$367 ;
+    offset <= \$356 ;
   always @(posedge clk)
-    \$signal$29  <= \$368 ;
+    ip_end <= \$357 ;
   always @(posedge clk)
-    o__valid <= \$369 ;
+    ext_count <= \$358 ;
   always @(posedge clk)
-    parse_sel <= \$370 ;
+    o__valid <= \$359 ;
   always @(posedge clk)
-    o__payload <= \$371 ;
+    o__payload <= \$360 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    { \$signal [457:28], \$signal [26:0] } = { \$signal$12 [457:28], \$signal$12 [26:0] };
+    hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    casez (tags)
+      2'h0:
+          hdr = frame[431:112];
+      2'h1:
+          hdr = frame[463:144];
+      2'h2:
+          hdr = frame[495:176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
-          { \$signal [457:58], \$signal [29], \$signal [27:22], \$signal [19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-          \$signal [15:0] = n;
-          \$signal [45:30] = \$18 ;
-          \$signal [57:46] = \$22 ;
-          \$signal [20] = \$25 ;
-          \$signal [21] = \$32 ;
-          \$signal [28] = \$47 ;
+          { rec_next[457:58], rec_next[29], rec_next[27:22], rec_next[19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+          rec_next[15:0] = n;
+          rec_next[45:30] = \$21 ;
+          rec_next[57:46] = \$25 ;
+          rec_next[20] = \$28 ;
+          rec_next[21] = \$35 ;
+          rec_next[28] = \$50 ;
         end
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            \$signal [22] = 1'h1;
-            \$signal [29] = \$115 ;
-            \$signal [24] = \$117 ;
-            \$signal [63:58] = hdr[15:10];
-            \$signal [71:64] = hdr[79:72];
-            \$signal [27] = \$118 ;
-            \$signal [207:80] = { 80'h00000000000000000000, \$119  };
-            \$signal [335:208] = { 80'h00000000000000000000, \$120  };
+          if (\$116 ) begin
+            rec_next[22] = 1'h1;
+            rec_next[29] = \$117 ;
+            rec_next[24] = \$119 ;
+            rec_next[63:58] = hdr[15:10];
+            rec_next[71:64] = hdr[79:72];
+            rec_next[27] = \$120 ;
+            rec_next[207:80] = { 80'h00000000000000000000, \$121  };
+            rec_next[335:208] = { 80'h00000000000000000000, \$122  };
           end else begin
-            \$signal [23] = 1'h1;
-            \$signal [63:58] = { hdr[3:0], hdr[15:14] };
-            \$signal [71:64] = hdr[55:48];
-            \$signal [27] = \$145 ;
-            \$signal [207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
-            \$signal [335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
+            rec_next[23] = 1'h1;
+            rec_next[63:58] = { hdr[3:0], hdr[15:14] };
+            rec_next[71:64] = hdr[55:48];
+            rec_next[27] = \$147 ;
+            rec_next[207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
+            rec_next[335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
           end
       2'h3:
         begin
-          \$signal [29] = 1'h1;
-          \$signal [24] = \$168 ;
-          \$signal [71:64] = \$signal$13 [7:0];
-          \$signal [27] = \$169 ;
+          rec_next[29] = 1'h1;
+          rec_next[24] = \$170 ;
+          rec_next[71:64] = window[7:0];
+          rec_next[27] = \$171 ;
         end
       2'h2:
         begin
-          \$signal [25] = \$220 ;
-          \$signal [26] = \$222 ;
-          \$signal [351:336] = { \$signal$13 [7:0], \$signal$13 [15:8] };
-          \$signal [367:352] = { \$signal$13 [23:16], \$signal$13 [31:24] };
-          \$signal [79:72] = \$224 ;
-          \$signal [27] = \$229 ;
+          rec_next[25] = \$214 ;
+          rec_next[26] = \$216 ;
+          rec_next[351:336] = { window[7:0], window[15:8] };
+          rec_next[367:352] = { window[23:16], window[31:24] };
+          rec_next[79:72] = \$218 ;
+          rec_next[27] = \$223 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$signal$24  = 4'h0;
+    error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          if (\$48 ) begin
-            \$signal$24  = 4'h1;
-          end else if (\$49 ) begin
-            \$signal$24  = 4'h2;
-          end else if (\$50 ) begin
-            \$signal$24  = 4'h3;
-          end else if (\$55 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$64 ) begin
-            \$signal$24  = 4'h4;
+          if (mac_error) begin
+            error = 4'h1;
+          end else if (\$51 ) begin
+            error = 4'h2;
+          end else if (\$52 ) begin
+            error = 4'h3;
+          end else if (\$57 ) begin
+            error = 4'h4;
+          end else if (\$66 ) begin
+            error = 4'h4;
           end
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            if (\$121 ) begin
-              \$signal$24  = 4'h4;
-            end else if (\$124 ) begin
-              \$signal$24  = 4'h5;
-            end else if (\$127 ) begin
-              \$signal$24  = 4'h4;
-            end else if (\$130 ) begin
-              \$signal$24  = 4'h7;
-            end else if (\$135 ) begin
-              \$signal$24  = 4'h6;
+          if (\$116 ) begin
+            if (\$123 ) begin
+              error = 4'h4;
+            end else if (\$126 ) begin
+              error = 4'h5;
+            end else if (\$129 ) begin
+              error = 4'h4;
+            end else if (\$132 ) begin
+              error = 4'h7;
+            end else if (\$137 ) begin
+              error = 4'h6;
             end
           end else begin
-            if (\$146 ) begin
-              \$signal$24  = 4'h4;
-            end else if (\$147 ) begin
-              \$signal$24  = 4'h5;
+            if (\$148 ) begin
+              error = 4'h4;
             end else if (\$149 ) begin
-              \$signal$24  = 4'h4;
-            end else if (\$152 ) begin
-              \$signal$24  = 4'h6;
+              error = 4'h5;
+            end else if (\$151 ) begin
+              error = 4'h4;
+            end else if (\$154 ) begin
+              error = 4'h6;
             end
           end
       2'h3:
-          if (\$171 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$173 ) begin
-            \$signal$24  = 4'h7;
+          if (\$173 ) begin
+            error = 4'h4;
+          end else if (\$175 ) begin
+            error = 4'h7;
+          end else if (\$177 ) begin
+            error = 4'h4;
           end else if (\$179 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$185 ) begin
-            \$signal$24  = 4'h7;
-          end else if (\$200 ) begin
-            \$signal$24  = 4'h7;
+            error = 4'h7;
+          end else if (\$194 ) begin
+            error = 4'h7;
           end
       2'h2:
-          if (\$233 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$237 ) begin
-            \$signal$24  = 4'h7;
+          if (\$227 ) begin
+            error = 4'h4;
+          end else if (\$231 ) begin
+            error = 4'h7;
           end
     endcase
   end
@@ -12096,18 +12094,18 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          \$signal$16  = \$111 ;
+          done = \$113 ;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            \$signal$16  = \$144 ;
+          if (\$116 ) begin
+            done = \$146 ;
           end else begin
-            \$signal$16  = \$166 ;
+            done = \$168 ;
           end
       2'h3:
-          \$signal$16  = \$219 ;
+          done = \$213 ;
       2'h2:
-          \$signal$16  = 1'h1;
+          done = 1'h1;
     endcase
   end
   always @* begin
@@ -12117,224 +12115,448 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
       2'h0:
           /* empty */;
       2'h1:
-          l3 = \$113 [4:0];
+          l3 = \$115 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    \$340  = buf0;
+    if (\$236 ) begin
+      if (\$237 ) begin
+        if (\$238 ) begin
+          casez (beat_count)
+            5'h00:
+                \$340 [63:0] = i__payload[63:0];
+            5'h01:
+                \$340 [127:64] = i__payload[63:0];
+            5'h02:
+                \$340 [191:128] = i__payload[63:0];
+            5'h03:
+                \$340 [255:192] = i__payload[63:0];
+            5'h04:
+                \$340 [319:256] = i__payload[63:0];
+            5'h05:
+                \$340 [383:320] = i__payload[63:0];
+            5'h06:
+                \$340 [447:384] = i__payload[63:0];
+            5'h07:
+                \$340 [511:448] = i__payload[63:0];
+            5'h08:
+                \$340 [575:512] = i__payload[63:0];
+            5'h09:
+                \$340 [639:576] = i__payload[63:0];
+            5'h0a:
+                \$340 [703:640] = i__payload[63:0];
+            5'h0b:
+                \$340 [767:704] = i__payload[63:0];
+            5'h0c:
+                \$340 [831:768] = i__payload[63:0];
+            5'h0d:
+                \$340 [895:832] = i__payload[63:0];
+            5'h0e:
+                \$340 [959:896] = i__payload[63:0];
+            5'h0f:
+                \$340 [1023:960] = i__payload[63:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$340  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$341  = buf1;
+    if (\$236 ) begin
+      if (\$237 ) begin
+        if (\$239 ) begin
+          casez (beat_count)
+            5'h00:
+                \$341 [63:0] = i__payload[63:0];
+            5'h01:
+                \$341 [127:64] = i__payload[63:0];
+            5'h02:
+                \$341 [191:128] = i__payload[63:0];
+            5'h03:
+                \$341 [255:192] = i__payload[63:0];
+            5'h04:
+                \$341 [319:256] = i__payload[63:0];
+            5'h05:
+                \$341 [383:320] = i__payload[63:0];
+            5'h06:
+                \$341 [447:384] = i__payload[63:0];
+            5'h07:
+                \$341 [511:448] = i__payload[63:0];
+            5'h08:
+                \$341 [575:512] = i__payload[63:0];
+            5'h09:
+                \$341 [639:576] = i__payload[63:0];
+            5'h0a:
+                \$341 [703:640] = i__payload[63:0];
+            5'h0b:
+                \$341 [767:704] = i__payload[63:0];
+            5'h0c:
+                \$341 [831:768] = i__payload[63:0];
+            5'h0d:
+                \$341 [895:832] = i__payload[63:0];
+            5'h0e:
+                \$341 [959:896] = i__payload[63:0];
+            5'h0f:
+                \$341 [1023:960] = i__payload[63:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$341  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$342  = beat_count;
+    if (\$236 ) begin
+      if (\$237 ) begin
+        \$342  = \$240 [4:0];
+      end
+      if (i__payload[72]) begin
+        \$342  = 5'h00;
+      end
+    end
+    if (rst) begin
+      \$342  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$343  = buf0_length;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$241 ) begin
+          \$343  = \$259 [15:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$343  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$344  = buf0_mac_error;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$241 ) begin
+          \$344  = \$260 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$345  = buf0_full;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$241 ) begin
+          \$345  = 1'h1;
+        end
+      end
+    end
+    if (\release ) begin
+      if (\$302 ) begin
+        \$345  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$346  = buf1_length;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$261 ) begin
+          \$346  = \$279 [15:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$346  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$347  = buf1_mac_error;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$261 ) begin
+          \$347  = \$280 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$348  = buf1_full;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        if (\$261 ) begin
+          \$348  = 1'h1;
+        end
+      end
+    end
+    if (\release ) begin
+      if (\$303 ) begin
+        \$348  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$349  = fill_sel;
+    if (\$236 ) begin
+      if (i__payload[72]) begin
+        \$349  = \$281 ;
+      end
+    end
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$350  = length;
+    if (\$236 ) begin
+      (* full_case = 32'd1 *)
+      if (i__payload[72]) begin
+        \$350  = 16'h0000;
+      end else begin
+        \$350  = \$299 [15:0];
+      end
+    end
+    if (rst) begin
+      \$350  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$351  = \mac_error$41 ;
+    if (\$236 ) begin
+      (* full_case = 32'd1 *)
+      if (i__payload[72]) begin
+        \$351  = 1'h0;
+      end else begin
+        \$351  = \$300 ;
+      end
+    end
+    if (rst) begin
+      \$351  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$352  = parse_sel;
+    if (\release ) begin
+      \$352  = \$301 ;
+    end
+    if (rst) begin
+      \$352  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$353  = tags;
+    casez (step_state)
+      2'h0:
+          if (advance) begin
+            \$353  = \$314 ;
+          end
+    endcase
+    if (rst) begin
+      \$353  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$354  = step_state;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+        begin
+          if (advance) begin
+            \$354  = 2'h1;
+          end
+          if (advance) begin
+            if (done) begin
+              \$354  = 2'h0;
+            end
+          end
+        end
+      2'h1:
+        begin
+          (* full_case = 32'd1 *)
+          if (\$315 ) begin
+            if (advance) begin
+              \$354  = 2'h2;
+            end
+          end else begin
+            if (advance) begin
+              (* full_case = 32'd1 *)
+              if (\$328 ) begin
+                \$354  = 2'h3;
+              end else begin
+                \$354  = 2'h2;
+              end
+            end
+          end
+          if (advance) begin
+            if (done) begin
+              \$354  = 2'h0;
+            end
+          end
+        end
+      2'h3:
+        begin
+          if (advance) begin
+            if (\$338 ) begin
+              \$354  = 2'h2;
+            end
+          end
+          if (advance) begin
+            if (done) begin
+              \$354  = 2'h0;
+            end
+          end
+        end
+      2'h2:
+          if (advance) begin
+            if (done) begin
+              \$354  = 2'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$354  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$355  = rec;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          if (advance) begin
+            \$355  = rec_next;
+          end
+      2'h1:
+          if (advance) begin
+            \$355  = rec_next;
+          end
+      2'h3:
+          if (advance) begin
+            \$355  = rec_next;
+          end
+      2'h2:
+          if (advance) begin
+            \$355  = rec_next;
+          end
+    endcase
+    if (rst) begin
+      \$355  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$356  = offset;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          casez (\$signal$26 )
-            2'h0:
-                hdr = frame[431:112];
-            2'h1:
-                hdr = frame[463:144];
-            2'h2:
-                hdr = frame[495:176];
-          endcase
+          (* full_case = 32'd1 *)
+          if (\$315 ) begin
+            if (advance) begin
+              \$356  = { 5'h00, \$317  };
+            end
+          end else begin
+            if (advance) begin
+              \$356  = { 6'h00, \$319  };
+            end
+          end
+      2'h3:
+          if (advance) begin
+            \$356  = \$329 [12:0];
+          end
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$351  = buf0;
-    if (\$242 ) begin
-      if (\$243 ) begin
-        if (\$244 ) begin
-          casez (beat_count)
-            5'h00:
-                \$351 [63:0] = i__payload[63:0];
-            5'h01:
-                \$351 [127:64] = i__payload[63:0];
-            5'h02:
-                \$351 [191:128] = i__payload[63:0];
-            5'h03:
-                \$351 [255:192] = i__payload[63:0];
-            5'h04:
-                \$351 [319:256] = i__payload[63:0];
-            5'h05:
-                \$351 [383:320] = i__payload[63:0];
-            5'h06:
-                \$351 [447:384] = i__payload[63:0];
-            5'h07:
-                \$351 [511:448] = i__payload[63:0];
-            5'h08:
-                \$351 [575:512] = i__payload[63:0];
-            5'h09:
-                \$351 [639:576] = i__payload[63:0];
-            5'h0a:
-                \$351 [703:640] = i__payload[63:0];
-            5'h0b:
-                \$351 [767:704] = i__payload[63:0];
-            5'h0c:
-                \$351 [831:768] = i__payload[63:0];
-            5'h0d:
-                \$351 [895:832] = i__payload[63:0];
-            5'h0e:
-                \$351 [959:896] = i__payload[63:0];
-            5'h0f:
-                \$351 [1023:960] = i__payload[63:0];
-          endcase
-        end
-      end
-    end
     if (rst) begin
-      \$351  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$356  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$352  = buf1;
-    if (\$242 ) begin
-      if (\$243 ) begin
-        if (\$245 ) begin
-          casez (beat_count)
-            5'h00:
-                \$352 [63:0] = i__payload[63:0];
-            5'h01:
-                \$352 [127:64] = i__payload[63:0];
-            5'h02:
-                \$352 [191:128] = i__payload[63:0];
-            5'h03:
-                \$352 [255:192] = i__payload[63:0];
-            5'h04:
-                \$352 [319:256] = i__payload[63:0];
-            5'h05:
-                \$352 [383:320] = i__payload[63:0];
-            5'h06:
-                \$352 [447:384] = i__payload[63:0];
-            5'h07:
-                \$352 [511:448] = i__payload[63:0];
-            5'h08:
-                \$352 [575:512] = i__payload[63:0];
-            5'h09:
-                \$352 [639:576] = i__payload[63:0];
-            5'h0a:
-                \$352 [703:640] = i__payload[63:0];
-            5'h0b:
-                \$352 [767:704] = i__payload[63:0];
-            5'h0c:
-                \$352 [831:768] = i__payload[63:0];
-            5'h0d:
-                \$352 [895:832] = i__payload[63:0];
-            5'h0e:
-                \$352 [959:896] = i__payload[63:0];
-            5'h0f:
-                \$352 [1023:960] = i__payload[63:0];
-          endcase
-        end
-      end
-    end
+    \$357  = ip_end;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$315 ) begin
+            if (advance) begin
+              \$357  = \$318 ;
+            end
+          end else begin
+            if (advance) begin
+              \$357  = \$321 ;
+            end
+          end
+    endcase
     if (rst) begin
-      \$352  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$357  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$353  = beat_count;
-    if (\$242 ) begin
-      if (\$243 ) begin
-        \$353  = \$246 [4:0];
-      end
-      if (i__payload[72]) begin
-        \$353  = 5'h00;
-      end
-    end
+    \$358  = ext_count;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$315 ) begin
+            if (advance) begin
+              \$358  = 3'h0;
+            end
+          end else begin
+            if (advance) begin
+              \$358  = 3'h0;
+            end
+          end
+      2'h3:
+          if (advance) begin
+            \$358  = \$330 [2:0];
+          end
+    endcase
     if (rst) begin
-      \$353  = 5'h00;
+      \$358  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$354  = buf0_length;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$247 ) begin
-          \$354  = \$265 [15:0];
-        end
-      end
+    \$359  = o__valid;
+    if (o__ready) begin
+      \$359  = 1'h0;
     end
-    if (rst) begin
-      \$354  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$355  = buf0_mac_error;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$247 ) begin
-          \$355  = \$266 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$355  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$356  = buf0_full;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$247 ) begin
-          \$356  = 1'h1;
-        end
-      end
-    end
-    if (\$346 ) begin
-      if (\$348 ) begin
-        \$356  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$357  = buf1_length;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$267 ) begin
-          \$357  = \$285 [15:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$357  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$358  = buf1_mac_error;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$267 ) begin
-          \$358  = \$286 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$358  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$359  = buf1_full;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        if (\$267 ) begin
-          \$359  = 1'h1;
-        end
-      end
-    end
-    if (\$346 ) begin
-      if (\$349 ) begin
-        \$359  = 1'h0;
-      end
+    if (\release ) begin
+      \$359  = 1'h1;
     end
     if (rst) begin
       \$359  = 1'h0;
@@ -12342,321 +12564,85 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$360  = fill_sel;
-    if (\$242 ) begin
-      if (i__payload[72]) begin
-        \$360  = \$287 ;
-      end
-    end
-    if (rst) begin
-      \$360  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$361  = length;
-    if (\$242 ) begin
+    \$360  = o__payload;
+    if (\release ) begin
       (* full_case = 32'd1 *)
-      if (i__payload[72]) begin
-        \$361  = 16'h0000;
+      if (\$339 ) begin
+        \$360  = rec_next;
       end else begin
-        \$361  = \$305 [15:0];
+        \$360 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$360 [15:0] = rec_next[15:0];
+        \$360 [19:16] = error;
       end
     end
     if (rst) begin
-      \$361  = 16'h0000;
+      \$360  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$362  = mac_error;
-    if (\$242 ) begin
-      (* full_case = 32'd1 *)
-      if (i__payload[72]) begin
-        \$362  = 1'h0;
-      end else begin
-        \$362  = \$306 ;
-      end
-    end
-    if (rst) begin
-      \$362  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$363  = \$signal$26 ;
-    casez (step_state)
-      2'h0:
-          if (\$signal$15 ) begin
-            \$363  = \$317 ;
-          end
-    endcase
-    if (rst) begin
-      \$363  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$364  = step_state;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-        begin
-          if (\$signal$15 ) begin
-            \$364  = 2'h1;
-          end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$364  = 2'h0;
-            end
-          end
-        end
-      2'h1:
-        begin
-          (* full_case = 32'd1 *)
-          if (\$318 ) begin
-            if (\$signal$15 ) begin
-              \$364  = 2'h2;
-            end
-          end else begin
-            if (\$signal$15 ) begin
-              (* full_case = 32'd1 *)
-              if (\$331 ) begin
-                \$364  = 2'h3;
-              end else begin
-                \$364  = 2'h2;
-              end
-            end
-          end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$364  = 2'h0;
-            end
-          end
-        end
-      2'h3:
-        begin
-          if (\$signal$15 ) begin
-            if (\$345 ) begin
-              \$364  = 2'h2;
-            end
-          end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$364  = 2'h0;
-            end
-          end
-        end
-      2'h2:
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$364  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$364  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$365  = \$signal$12 ;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-          if (\$signal$15 ) begin
-            \$365  = \$signal ;
-          end
-      2'h1:
-          if (\$signal$15 ) begin
-            \$365  = \$signal ;
-          end
-      2'h3:
-          if (\$signal$15 ) begin
-            \$365  = \$signal ;
-          end
-      2'h2:
-          if (\$signal$15 ) begin
-            \$365  = \$signal ;
-          end
-    endcase
-    if (rst) begin
-      \$365  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$366  = \$signal$14 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (\$318 ) begin
-            if (\$signal$15 ) begin
-              \$366  = { 5'h00, \$320  };
-            end
-          end else begin
-            if (\$signal$15 ) begin
-              \$366  = { 6'h00, \$322  };
-            end
-          end
-      2'h3:
-          if (\$signal$15 ) begin
-            \$366  = \$336 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$366  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$367  = \$signal$28 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (\$318 ) begin
-            if (\$signal$15 ) begin
-              \$367  = \$321 ;
-            end
-          end else begin
-            if (\$signal$15 ) begin
-              \$367  = \$324 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$367  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$368  = \$signal$29 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (\$318 ) begin
-          end else begin
-            if (\$signal$15 ) begin
-              \$368  = 2'h0;
-            end
-          end
-      2'h3:
-          if (\$signal$15 ) begin
-            \$368  = \$337 [1:0];
-          end
-    endcase
-    if (rst) begin
-      \$368  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$369  = o__valid;
-    if (o__ready) begin
-      \$369  = 1'h0;
-    end
-    if (\$346 ) begin
-      \$369  = 1'h1;
-    end
-    if (rst) begin
-      \$369  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$370  = parse_sel;
-    if (\$346 ) begin
-      \$370  = \$347 ;
-    end
-    if (rst) begin
-      \$370  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$371  = o__payload;
-    if (\$346 ) begin
-      (* full_case = 32'd1 *)
-      if (\$350 ) begin
-        \$371  = \$signal ;
-      end else begin
-        \$371 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$371 [15:0] = \$signal [15:0];
-        \$371 [19:16] = \$signal$24 ;
-      end
-    end
-    if (rst) begin
-      \$371  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  assign \$signal.length  = \$signal [15:0];
-  assign \$signal.error  = \$signal [19:16];
-  assign \$signal.flags  = \$signal [29:20];
-  assign \$signal.flags.vlan  = \$signal [20];
-  assign \$signal.flags.vlan2  = \$signal [21];
-  assign \$signal.flags.ipv4  = \$signal [22];
-  assign \$signal.flags.ipv6  = \$signal [23];
-  assign \$signal.flags.fragment  = \$signal [24];
-  assign \$signal.flags.tcp  = \$signal [25];
-  assign \$signal.flags.udp  = \$signal [26];
-  assign \$signal.flags.tunnel  = \$signal [27];
-  assign \$signal.flags.direct  = \$signal [28];
-  assign \$signal.flags.ip_options  = \$signal [29];
-  assign \$signal.ethertype  = \$signal [45:30];
-  assign \$signal.vlan_id  = \$signal [57:46];
-  assign \$signal.dscp  = \$signal [63:58];
-  assign \$signal.ip_proto  = \$signal [71:64];
-  assign \$signal.tcp_flags  = \$signal [79:72];
-  assign \$signal.src_addr  = \$signal [207:80];
-  assign \$signal.dst_addr  = \$signal [335:208];
-  assign \$signal.src_port  = \$signal [351:336];
-  assign \$signal.dst_port  = \$signal [367:352];
-  assign \$signal.hash  = \$signal [399:368];
-  assign \$signal.hash_type  = \$signal [402:400];
-  assign \$signal.rule  = \$signal [410:403];
-  assign \$signal.instance  = \$signal [414:411];
-  assign \$signal.reta_offset  = \$signal [425:415];
-  assign \$signal.reta_size_log2  = \$signal [429:426];
-  assign \$signal.drop  = \$signal [433:430];
-  assign \$signal.queue  = \$signal [441:434];
-  assign \$signal.generation  = \$signal [457:442];
-  assign \$signal$12.length  = \$signal$12 [15:0];
-  assign \$signal$12.error  = \$signal$12 [19:16];
-  assign \$signal$12.flags  = \$signal$12 [29:20];
-  assign \$signal$12.flags.vlan  = \$signal$12 [20];
-  assign \$signal$12.flags.vlan2  = \$signal$12 [21];
-  assign \$signal$12.flags.ipv4  = \$signal$12 [22];
-  assign \$signal$12.flags.ipv6  = \$signal$12 [23];
-  assign \$signal$12.flags.fragment  = \$signal$12 [24];
-  assign \$signal$12.flags.tcp  = \$signal$12 [25];
-  assign \$signal$12.flags.udp  = \$signal$12 [26];
-  assign \$signal$12.flags.tunnel  = \$signal$12 [27];
-  assign \$signal$12.flags.direct  = \$signal$12 [28];
-  assign \$signal$12.flags.ip_options  = \$signal$12 [29];
-  assign \$signal$12.ethertype  = \$signal$12 [45:30];
-  assign \$signal$12.vlan_id  = \$signal$12 [57:46];
-  assign \$signal$12.dscp  = \$signal$12 [63:58];
-  assign \$signal$12.ip_proto  = \$signal$12 [71:64];
-  assign \$signal$12.tcp_flags  = \$signal$12 [79:72];
-  assign \$signal$12.src_addr  = \$signal$12 [207:80];
-  assign \$signal$12.dst_addr  = \$signal$12 [335:208];
-  assign \$signal$12.src_port  = \$signal$12 [351:336];
-  assign \$signal$12.dst_port  = \$signal$12 [367:352];
-  assign \$signal$12.hash  = \$signal$12 [399:368];
-  assign \$signal$12.hash_type  = \$signal$12 [402:400];
-  assign \$signal$12.rule  = \$signal$12 [410:403];
-  assign \$signal$12.instance  = \$signal$12 [414:411];
-  assign \$signal$12.reta_offset  = \$signal$12 [425:415];
-  assign \$signal$12.reta_size_log2  = \$signal$12 [429:426];
-  assign \$signal$12.drop  = \$signal$12 [433:430];
-  assign \$signal$12.queue  = \$signal$12 [441:434];
-  assign \$signal$12.generation  = \$signal$12 [457:442];
+  assign l2 = frame[191:96];
+  assign ext_len = \$5 [11:0];
+  assign \rec.length  = rec[15:0];
+  assign \rec.error  = rec[19:16];
+  assign \rec.flags  = rec[29:20];
+  assign \rec.flags.vlan  = rec[20];
+  assign \rec.flags.vlan2  = rec[21];
+  assign \rec.flags.ipv4  = rec[22];
+  assign \rec.flags.ipv6  = rec[23];
+  assign \rec.flags.fragment  = rec[24];
+  assign \rec.flags.tcp  = rec[25];
+  assign \rec.flags.udp  = rec[26];
+  assign \rec.flags.tunnel  = rec[27];
+  assign \rec.flags.direct  = rec[28];
+  assign \rec.flags.ip_options  = rec[29];
+  assign \rec.ethertype  = rec[45:30];
+  assign \rec.vlan_id  = rec[57:46];
+  assign \rec.dscp  = rec[63:58];
+  assign \rec.ip_proto  = rec[71:64];
+  assign \rec.tcp_flags  = rec[79:72];
+  assign \rec.src_addr  = rec[207:80];
+  assign \rec.dst_addr  = rec[335:208];
+  assign \rec.src_port  = rec[351:336];
+  assign \rec.dst_port  = rec[367:352];
+  assign \rec.hash  = rec[399:368];
+  assign \rec.hash_type  = rec[402:400];
+  assign \rec.rule  = rec[410:403];
+  assign \rec.instance  = rec[414:411];
+  assign \rec.reta_offset  = rec[425:415];
+  assign \rec.reta_size_log2  = rec[429:426];
+  assign \rec.drop  = rec[433:430];
+  assign \rec.queue  = rec[441:434];
+  assign \rec.generation  = rec[457:442];
+  assign \rec_next.length  = rec_next[15:0];
+  assign \rec_next.error  = rec_next[19:16];
+  assign \rec_next.flags  = rec_next[29:20];
+  assign \rec_next.flags.vlan  = rec_next[20];
+  assign \rec_next.flags.vlan2  = rec_next[21];
+  assign \rec_next.flags.ipv4  = rec_next[22];
+  assign \rec_next.flags.ipv6  = rec_next[23];
+  assign \rec_next.flags.fragment  = rec_next[24];
+  assign \rec_next.flags.tcp  = rec_next[25];
+  assign \rec_next.flags.udp  = rec_next[26];
+  assign \rec_next.flags.tunnel  = rec_next[27];
+  assign \rec_next.flags.direct  = rec_next[28];
+  assign \rec_next.flags.ip_options  = rec_next[29];
+  assign \rec_next.ethertype  = rec_next[45:30];
+  assign \rec_next.vlan_id  = rec_next[57:46];
+  assign \rec_next.dscp  = rec_next[63:58];
+  assign \rec_next.ip_proto  = rec_next[71:64];
+  assign \rec_next.tcp_flags  = rec_next[79:72];
+  assign \rec_next.src_addr  = rec_next[207:80];
+  assign \rec_next.dst_addr  = rec_next[335:208];
+  assign \rec_next.src_port  = rec_next[351:336];
+  assign \rec_next.dst_port  = rec_next[367:352];
+  assign \rec_next.hash  = rec_next[399:368];
+  assign \rec_next.hash_type  = rec_next[402:400];
+  assign \rec_next.rule  = rec_next[410:403];
+  assign \rec_next.instance  = rec_next[414:411];
+  assign \rec_next.reta_offset  = rec_next[425:415];
+  assign \rec_next.reta_size_log2  = rec_next[429:426];
+  assign \rec_next.drop  = rec_next[433:430];
+  assign \rec_next.queue  = rec_next[441:434];
+  assign \rec_next.generation  = rec_next[457:442];
   assign \i__payload.data  = i__payload[63:0];
   assign \i__payload.keep  = i__payload[71:64];
   assign \i__payload.last  = i__payload[72];
@@ -12692,17 +12678,17 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$119 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
-  assign \$119 [47:32] = 16'hffff;
-  assign \$120 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
-  assign \$120 [47:32] = 16'hffff;
-  assign \$187 [2:1] = 2'h0;
-  assign { \$187 [15:3], \$187 [0] } = { \$signal$13 [23:16], \$signal$13 [31:27], \$signal$13 [24] };
-  assign \$203 [2:1] = 2'h0;
-  assign { \$203 [15:3], \$203 [0] } = { \$signal$13 [23:16], \$signal$13 [31:27], \$signal$13 [24] };
-  assign \$245  = fill_sel;
-  assign \$267  = fill_sel;
-  assign \$349  = parse_sel;
+  assign \$121 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
+  assign \$121 [47:32] = 16'hffff;
+  assign \$122 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
+  assign \$122 [47:32] = 16'hffff;
+  assign \$181 [2:1] = 2'h0;
+  assign { \$181 [15:3], \$181 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$197 [2:1] = 2'h0;
+  assign { \$197 [15:3], \$197 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$239  = fill_sel;
+  assign \$261  = fill_sel;
+  assign \$303  = parse_sel;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, rules, generation, commit_pending
@@ -25868,49 +25854,178 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__ready, hash_enable, symmetric, key, \i__valid$11 , i__payload, out, clk);
+module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, \i__valid$32 , i__payload, out, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [127:0] \$11 ;
+  wire \$100 ;
+  wire [127:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire [127:0] \$119 ;
   wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [15:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [15:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [15:0] \$14 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [127:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [15:0] \$17 ;
+  wire \$160 ;
+  wire [127:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  reg \$167 ;
+  reg [457:0] \$168 ;
+  reg [287:0] \$169 ;
+  wire \$17 ;
+  reg [5:0] \$170 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [127:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire [127:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [127:0] \$26 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [127:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [15:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [15:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [127:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire [127:0] \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [15:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [15:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [127:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [127:0] \$8 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [127:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   input clk;
   wire clk;
   input [7:0] hash_enable;
@@ -25926,9 +26041,9 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   reg [2:0] hash_type;
   input [457:0] i__payload;
   wire [457:0] i__payload;
-  wire [293:0] \i__payload$9 ;
-  wire [287:0] \i__payload$9.data ;
-  wire [5:0] \i__payload$9.length ;
+  wire [293:0] \i__payload$13 ;
+  wire [287:0] \i__payload$13.data ;
+  wire [5:0] \i__payload$13.length ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -25987,17 +26102,17 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   wire [15:0] \i__payload.src_port ;
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
   wire i__ready;
-  output \i__ready$16 ;
-  wire \i__ready$16 ;
+  wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$11 ;
-  wire \i__valid$11 ;
+  input \i__valid$32 ;
+  wire \i__valid$32 ;
   input [319:0] key;
   wire [319:0] key;
-  wire [319:0] \key$8 ;
+  wire [319:0] \key$12 ;
   wire [31:0] o__payload;
-  wire [457:0] \o__payload$20 ;
+  wire [457:0] \o__payload$23 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -26008,10 +26123,10 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$20.drop ;
-  wire [5:0] \o__payload$20.dscp ;
-  wire [127:0] \o__payload$20.dst_addr ;
-  wire [15:0] \o__payload$20.dst_port ;
+  wire [3:0] \o__payload$23.drop ;
+  wire [5:0] \o__payload$23.dscp ;
+  wire [127:0] \o__payload$23.dst_addr ;
+  wire [15:0] \o__payload$23.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -26021,21 +26136,21 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$20.error ;
-  wire [15:0] \o__payload$20.ethertype ;
-  wire [9:0] \o__payload$20.flags ;
-  wire \o__payload$20.flags.direct ;
-  wire \o__payload$20.flags.fragment ;
-  wire \o__payload$20.flags.ip_options ;
-  wire \o__payload$20.flags.ipv4 ;
-  wire \o__payload$20.flags.ipv6 ;
-  wire \o__payload$20.flags.tcp ;
-  wire \o__payload$20.flags.tunnel ;
-  wire \o__payload$20.flags.udp ;
-  wire \o__payload$20.flags.vlan ;
-  wire \o__payload$20.flags.vlan2 ;
-  wire [15:0] \o__payload$20.generation ;
-  wire [31:0] \o__payload$20.hash ;
+  wire [3:0] \o__payload$23.error ;
+  wire [15:0] \o__payload$23.ethertype ;
+  wire [9:0] \o__payload$23.flags ;
+  wire \o__payload$23.flags.direct ;
+  wire \o__payload$23.flags.fragment ;
+  wire \o__payload$23.flags.ip_options ;
+  wire \o__payload$23.flags.ipv4 ;
+  wire \o__payload$23.flags.ipv6 ;
+  wire \o__payload$23.flags.tcp ;
+  wire \o__payload$23.flags.tunnel ;
+  wire \o__payload$23.flags.udp ;
+  wire \o__payload$23.flags.vlan ;
+  wire \o__payload$23.flags.vlan2 ;
+  wire [15:0] \o__payload$23.generation ;
+  wire [31:0] \o__payload$23.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -26044,24 +26159,24 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$20.hash_type ;
-  wire [3:0] \o__payload$20.instance ;
-  wire [7:0] \o__payload$20.ip_proto ;
-  wire [15:0] \o__payload$20.length ;
-  wire [7:0] \o__payload$20.queue ;
-  wire [10:0] \o__payload$20.reta_offset ;
-  wire [3:0] \o__payload$20.reta_size_log2 ;
-  wire [7:0] \o__payload$20.rule ;
-  wire [127:0] \o__payload$20.src_addr ;
-  wire [15:0] \o__payload$20.src_port ;
-  wire [7:0] \o__payload$20.tcp_flags ;
-  wire [11:0] \o__payload$20.vlan_id ;
+  wire [2:0] \o__payload$23.hash_type ;
+  wire [3:0] \o__payload$23.instance ;
+  wire [7:0] \o__payload$23.ip_proto ;
+  wire [15:0] \o__payload$23.length ;
+  wire [7:0] \o__payload$23.queue ;
+  wire [10:0] \o__payload$23.reta_offset ;
+  wire [3:0] \o__payload$23.reta_size_log2 ;
+  wire [7:0] \o__payload$23.rule ;
+  wire [127:0] \o__payload$23.src_addr ;
+  wire [15:0] \o__payload$23.src_port ;
+  wire [7:0] \o__payload$23.tcp_flags ;
+  wire [11:0] \o__payload$23.vlan_id ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$26 ;
+  wire \o__ready$29 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$23 ;
+  wire \o__valid$26 ;
   output [457:0] out;
   wire [457:0] out;
   (* enum_base_type = "DropReason" *)
@@ -26188,9 +26303,72 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   wire [11:0] \staged.vlan_id ;
   input symmetric;
   wire symmetric;
+  reg [287:0] t_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [5:0] t_len = 6'h00;
+  (* init = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [457:0] t_meta;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \t_meta.drop ;
+  wire [5:0] \t_meta.dscp ;
+  wire [127:0] \t_meta.dst_addr ;
+  wire [15:0] \t_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \t_meta.error ;
+  wire [15:0] \t_meta.ethertype ;
+  wire [9:0] \t_meta.flags ;
+  wire \t_meta.flags.direct ;
+  wire \t_meta.flags.fragment ;
+  wire \t_meta.flags.ip_options ;
+  wire \t_meta.flags.ipv4 ;
+  wire \t_meta.flags.ipv6 ;
+  wire \t_meta.flags.tcp ;
+  wire \t_meta.flags.tunnel ;
+  wire \t_meta.flags.udp ;
+  wire \t_meta.flags.vlan ;
+  wire \t_meta.flags.vlan2 ;
+  wire [15:0] \t_meta.generation ;
+  wire [31:0] \t_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \t_meta.hash_type ;
+  wire [3:0] \t_meta.instance ;
+  wire [7:0] \t_meta.ip_proto ;
+  wire [15:0] \t_meta.length ;
+  wire [7:0] \t_meta.queue ;
+  wire [10:0] \t_meta.reta_offset ;
+  wire [3:0] \t_meta.reta_size_log2 ;
+  wire [7:0] \t_meta.rule ;
+  wire [127:0] \t_meta.src_addr ;
+  wire [15:0] \t_meta.src_port ;
+  wire [7:0] \t_meta.tcp_flags ;
+  wire [11:0] \t_meta.vlan_id ;
+  reg t_valid = 1'h0;
   reg [287:0] tuple_data;
   reg [5:0] tuple_len;
-  wire [457:0] w_data;
+  reg [457:0] w_data = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
   wire w_rdy;
   assign \$1  = ! i__payload[19:16];
@@ -26198,57 +26376,174 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   assign \$3  = i__payload[26] & hash_enable[3];
   assign \$4  = i__payload[25] & hash_enable[5];
   assign \$5  = i__payload[26] & hash_enable[6];
-  assign \$6  = i__payload[207:80] > i__payload[335:208];
-  assign \$7  = symmetric & \$6 ;
-  assign \$8  = \$7  ? i__payload[207:80] : i__payload[335:208];
-  assign \$9  = i__payload[207:80] > i__payload[335:208];
-  assign \$10  = symmetric & \$9 ;
-  assign \$11  = \$10  ? i__payload[335:208] : i__payload[207:80];
-  assign \$12  = i__payload[351:336] > i__payload[367:352];
-  assign \$13  = symmetric & \$12 ;
-  assign \$14  = \$13  ? i__payload[351:336] : i__payload[367:352];
-  assign \$15  = i__payload[351:336] > i__payload[367:352];
-  assign \$16  = symmetric & \$15 ;
-  assign \$17  = \$16  ? i__payload[367:352] : i__payload[351:336];
-  assign \$18  = i__payload[207:80] > i__payload[335:208];
-  assign \$19  = symmetric & \$18 ;
-  assign \$20  = \$19  ? i__payload[207:80] : i__payload[335:208];
-  assign \$21  = i__payload[207:80] > i__payload[335:208];
+  assign \$6  = i__payload[207:176] > i__payload[335:304];
+  assign \$7  = i__payload[207:176] == i__payload[335:304];
+  assign \$8  = i__payload[175:144] > i__payload[303:272];
+  assign \$9  = i__payload[175:144] == i__payload[303:272];
+  assign \$10  = i__payload[143:112] > i__payload[271:240];
+  assign \$11  = i__payload[143:112] == i__payload[271:240];
+  assign \$12  = i__payload[111:80] > i__payload[239:208];
+  assign \$13  = i__payload[111:80] == i__payload[239:208];
+  assign \$16  = \$11  & \$15 ;
+  assign \$17  = \$10  | \$16 ;
+  assign \$18  = \$9  & \$17 ;
+  assign \$19  = \$8  | \$18 ;
+  assign \$20  = \$7  & \$19 ;
+  assign \$21  = \$6  | \$20 ;
   assign \$22  = symmetric & \$21 ;
-  assign \$23  = \$22  ? i__payload[335:208] : i__payload[207:80];
-  assign \$24  = i__payload[207:80] > i__payload[335:208];
-  assign \$25  = symmetric & \$24 ;
-  assign \$26  = \$25  ? i__payload[207:80] : i__payload[335:208];
-  assign \$27  = i__payload[207:80] > i__payload[335:208];
-  assign \$28  = symmetric & \$27 ;
-  assign \$29  = \$28  ? i__payload[335:208] : i__payload[207:80];
-  assign \$30  = i__payload[351:336] > i__payload[367:352];
-  assign \$31  = symmetric & \$30 ;
-  assign \$32  = \$31  ? i__payload[351:336] : i__payload[367:352];
-  assign \$33  = i__payload[351:336] > i__payload[367:352];
-  assign \$34  = symmetric & \$33 ;
-  assign \$35  = \$34  ? i__payload[367:352] : i__payload[351:336];
-  assign \$36  = i__payload[207:80] > i__payload[335:208];
-  assign \$37  = symmetric & \$36 ;
-  assign \$38  = \$37  ? i__payload[207:80] : i__payload[335:208];
-  assign \$39  = i__payload[207:80] > i__payload[335:208];
+  assign \$23  = \$22  ? i__payload[207:80] : i__payload[335:208];
+  assign \$24  = i__payload[207:176] > i__payload[335:304];
+  assign \$25  = i__payload[207:176] == i__payload[335:304];
+  assign \$26  = i__payload[175:144] > i__payload[303:272];
+  assign \$27  = i__payload[175:144] == i__payload[303:272];
+  assign \$28  = i__payload[143:112] > i__payload[271:240];
+  assign \$29  = i__payload[143:112] == i__payload[271:240];
+  assign \$30  = i__payload[111:80] > i__payload[239:208];
+  assign \$31  = i__payload[111:80] == i__payload[239:208];
+  assign \$34  = \$29  & \$33 ;
+  assign \$35  = \$28  | \$34 ;
+  assign \$36  = \$27  & \$35 ;
+  assign \$37  = \$26  | \$36 ;
+  assign \$38  = \$25  & \$37 ;
+  assign \$39  = \$24  | \$38 ;
   assign \$40  = symmetric & \$39 ;
   assign \$41  = \$40  ? i__payload[335:208] : i__payload[207:80];
-  assign i__valid = \i__valid$11  & w_rdy;
-  assign w_en = \i__valid$11  & i__ready;
-  assign \i__ready$16  = i__ready & w_rdy;
-  assign o__valid = r_rdy & \o__valid$23 ;
-  assign r_en = o__ready & \o__valid$23 ;
-  assign \o__ready$26  = o__ready & r_rdy;
+  assign \$42  = i__payload[351:336] > i__payload[367:352];
+  assign \$43  = symmetric & \$42 ;
+  assign \$44  = \$43  ? i__payload[351:336] : i__payload[367:352];
+  assign \$45  = i__payload[351:336] > i__payload[367:352];
+  assign \$46  = symmetric & \$45 ;
+  assign \$47  = \$46  ? i__payload[367:352] : i__payload[351:336];
+  assign \$48  = i__payload[207:176] > i__payload[335:304];
+  assign \$49  = i__payload[207:176] == i__payload[335:304];
+  assign \$50  = i__payload[175:144] > i__payload[303:272];
+  assign \$51  = i__payload[175:144] == i__payload[303:272];
+  assign \$52  = i__payload[143:112] > i__payload[271:240];
+  assign \$53  = i__payload[143:112] == i__payload[271:240];
+  assign \$54  = i__payload[111:80] > i__payload[239:208];
+  assign \$55  = i__payload[111:80] == i__payload[239:208];
+  assign \$58  = \$53  & \$57 ;
+  assign \$59  = \$52  | \$58 ;
+  assign \$60  = \$51  & \$59 ;
+  assign \$61  = \$50  | \$60 ;
+  assign \$62  = \$49  & \$61 ;
+  assign \$63  = \$48  | \$62 ;
+  assign \$64  = symmetric & \$63 ;
+  assign \$65  = \$64  ? i__payload[207:80] : i__payload[335:208];
+  assign \$66  = i__payload[207:176] > i__payload[335:304];
+  assign \$67  = i__payload[207:176] == i__payload[335:304];
+  assign \$68  = i__payload[175:144] > i__payload[303:272];
+  assign \$69  = i__payload[175:144] == i__payload[303:272];
+  assign \$70  = i__payload[143:112] > i__payload[271:240];
+  assign \$71  = i__payload[143:112] == i__payload[271:240];
+  assign \$72  = i__payload[111:80] > i__payload[239:208];
+  assign \$73  = i__payload[111:80] == i__payload[239:208];
+  assign \$76  = \$71  & \$75 ;
+  assign \$77  = \$70  | \$76 ;
+  assign \$78  = \$69  & \$77 ;
+  assign \$79  = \$68  | \$78 ;
+  assign \$80  = \$67  & \$79 ;
+  assign \$81  = \$66  | \$80 ;
+  assign \$82  = symmetric & \$81 ;
+  assign \$83  = \$82  ? i__payload[335:208] : i__payload[207:80];
+  assign \$84  = i__payload[207:176] > i__payload[335:304];
+  assign \$85  = i__payload[207:176] == i__payload[335:304];
+  assign \$86  = i__payload[175:144] > i__payload[303:272];
+  assign \$87  = i__payload[175:144] == i__payload[303:272];
+  assign \$88  = i__payload[143:112] > i__payload[271:240];
+  assign \$89  = i__payload[143:112] == i__payload[271:240];
+  assign \$90  = i__payload[111:80] > i__payload[239:208];
+  assign \$91  = i__payload[111:80] == i__payload[239:208];
+  assign \$94  = \$89  & \$93 ;
+  assign \$95  = \$88  | \$94 ;
+  assign \$96  = \$87  & \$95 ;
+  assign \$97  = \$86  | \$96 ;
+  assign \$98  = \$85  & \$97 ;
+  assign \$99  = \$84  | \$98 ;
+  assign \$100  = symmetric & \$99 ;
+  assign \$101  = \$100  ? i__payload[207:80] : i__payload[335:208];
+  assign \$102  = i__payload[207:176] > i__payload[335:304];
+  assign \$103  = i__payload[207:176] == i__payload[335:304];
+  assign \$104  = i__payload[175:144] > i__payload[303:272];
+  assign \$105  = i__payload[175:144] == i__payload[303:272];
+  assign \$106  = i__payload[143:112] > i__payload[271:240];
+  assign \$107  = i__payload[143:112] == i__payload[271:240];
+  assign \$108  = i__payload[111:80] > i__payload[239:208];
+  assign \$109  = i__payload[111:80] == i__payload[239:208];
+  assign \$112  = \$107  & \$111 ;
+  assign \$113  = \$106  | \$112 ;
+  assign \$114  = \$105  & \$113 ;
+  assign \$115  = \$104  | \$114 ;
+  assign \$116  = \$103  & \$115 ;
+  assign \$117  = \$102  | \$116 ;
+  assign \$118  = symmetric & \$117 ;
+  assign \$119  = \$118  ? i__payload[335:208] : i__payload[207:80];
+  assign \$120  = i__payload[351:336] > i__payload[367:352];
+  assign \$121  = symmetric & \$120 ;
+  assign \$122  = \$121  ? i__payload[351:336] : i__payload[367:352];
+  assign \$123  = i__payload[351:336] > i__payload[367:352];
+  assign \$124  = symmetric & \$123 ;
+  assign \$125  = \$124  ? i__payload[367:352] : i__payload[351:336];
+  assign \$126  = i__payload[207:176] > i__payload[335:304];
+  assign \$127  = i__payload[207:176] == i__payload[335:304];
+  assign \$128  = i__payload[175:144] > i__payload[303:272];
+  assign \$129  = i__payload[175:144] == i__payload[303:272];
+  assign \$130  = i__payload[143:112] > i__payload[271:240];
+  assign \$131  = i__payload[143:112] == i__payload[271:240];
+  assign \$132  = i__payload[111:80] > i__payload[239:208];
+  assign \$133  = i__payload[111:80] == i__payload[239:208];
+  assign \$136  = \$131  & \$135 ;
+  assign \$137  = \$130  | \$136 ;
+  assign \$138  = \$129  & \$137 ;
+  assign \$139  = \$128  | \$138 ;
+  assign \$140  = \$127  & \$139 ;
+  assign \$141  = \$126  | \$140 ;
+  assign \$142  = symmetric & \$141 ;
+  assign \$143  = \$142  ? i__payload[207:80] : i__payload[335:208];
+  assign \$144  = i__payload[207:176] > i__payload[335:304];
+  assign \$145  = i__payload[207:176] == i__payload[335:304];
+  assign \$146  = i__payload[175:144] > i__payload[303:272];
+  assign \$147  = i__payload[175:144] == i__payload[303:272];
+  assign \$148  = i__payload[143:112] > i__payload[271:240];
+  assign \$149  = i__payload[143:112] == i__payload[271:240];
+  assign \$150  = i__payload[111:80] > i__payload[239:208];
+  assign \$151  = i__payload[111:80] == i__payload[239:208];
+  assign \$154  = \$149  & \$153 ;
+  assign \$155  = \$148  | \$154 ;
+  assign \$156  = \$147  & \$155 ;
+  assign \$157  = \$146  | \$156 ;
+  assign \$158  = \$145  & \$157 ;
+  assign \$159  = \$144  | \$158 ;
+  assign \$160  = symmetric & \$159 ;
+  assign \$161  = \$160  ? i__payload[335:208] : i__payload[207:80];
+  assign \$162  = ~ t_valid;
+  assign \$163  = \i__ready$9  & w_rdy;
+  assign i__ready = \$162  | \$163 ;
+  assign i__valid = t_valid & w_rdy;
+  assign w_en = t_valid & \i__ready$9 ;
+  assign o__valid = r_rdy & \o__valid$26 ;
+  assign r_en = o__ready & \o__valid$26 ;
+  assign \o__ready$29  = o__ready & r_rdy;
+  assign \$164  = ~ t_valid;
+  assign \$165  = \i__ready$9  & w_rdy;
+  assign \$166  = \$164  | \$165 ;
+  always @(posedge clk)
+    t_valid <= \$167 ;
+  always @(posedge clk)
+    w_data <= \$168 ;
+  always @(posedge clk)
+    t_data <= \$169 ;
+  always @(posedge clk)
+    t_len <= \$170 ;
   \hetnic_rx_pipeline_w64.pipeline.rss.engine  engine (
     .clk(clk),
-    .i__payload(\i__payload$9 ),
-    .i__ready(i__ready),
+    .i__payload(\i__payload$13 ),
+    .i__ready(\i__ready$9 ),
     .i__valid(i__valid),
     .key(key),
     .o__payload(o__payload),
-    .o__ready(\o__ready$26 ),
-    .o__valid(\o__valid$23 ),
+    .o__ready(\o__ready$29 ),
+    .o__valid(\o__valid$26 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss.pending  pending (
@@ -26258,7 +26553,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(staged),
+    .w_port__data(w_data),
     .w_rdy(w_rdy)
   );
   always @* begin
@@ -26289,13 +26584,13 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
-          tuple_data = { \$11 [31:0], \$8 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$41 [31:0], \$23 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
       3'h2, 3'h3:
-          tuple_data = { \$23 [31:0], \$20 [31:0], \$17 , \$14 , 192'h000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$83 [31:0], \$65 [31:0], \$47 , \$44 , 192'h000000000000000000000000000000000000000000000000 };
       3'h4:
-          tuple_data = { \$29 , \$26 , 32'h00000000 };
+          tuple_data = { \$119 , \$101 , 32'h00000000 };
       3'h5, 3'h6:
-          tuple_data = { \$41 , \$38 , \$35 , \$32  };
+          tuple_data = { \$161 , \$143 , \$125 , \$122  };
     endcase
   end
   always @* begin
@@ -26312,9 +26607,49 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
           tuple_len = 6'h24;
     endcase
   end
-  assign \key$8  = key;
-  assign w_data = staged;
-  assign \o__payload$20  = out;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$167  = t_valid;
+    if (\$166 ) begin
+      \$167  = \i__valid$32 ;
+    end
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$168  = w_data;
+    if (\$166 ) begin
+      \$168  = staged;
+    end
+    if (rst) begin
+      \$168  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$169  = t_data;
+    if (\$166 ) begin
+      \$169  = tuple_data;
+    end
+    if (rst) begin
+      \$169  = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$170  = t_len;
+    if (\$166 ) begin
+      \$170  = tuple_len;
+    end
+    if (rst) begin
+      \$170  = 6'h00;
+    end
+  end
+  assign \key$12  = key;
+  assign t_meta = w_data;
+  assign \o__payload$23  = out;
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
   assign \i__payload.flags  = i__payload[29:20];
@@ -26377,8 +26712,39 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   assign \staged.drop  = staged[433:430];
   assign \staged.queue  = staged[441:434];
   assign \staged.generation  = staged[457:442];
-  assign \i__payload$9.data  = \i__payload$9 [287:0];
-  assign \i__payload$9.length  = \i__payload$9 [293:288];
+  assign \i__payload$13.data  = \i__payload$13 [287:0];
+  assign \i__payload$13.length  = \i__payload$13 [293:288];
+  assign \t_meta.length  = w_data[15:0];
+  assign \t_meta.error  = w_data[19:16];
+  assign \t_meta.flags  = w_data[29:20];
+  assign \t_meta.flags.vlan  = w_data[20];
+  assign \t_meta.flags.vlan2  = w_data[21];
+  assign \t_meta.flags.ipv4  = w_data[22];
+  assign \t_meta.flags.ipv6  = w_data[23];
+  assign \t_meta.flags.fragment  = w_data[24];
+  assign \t_meta.flags.tcp  = w_data[25];
+  assign \t_meta.flags.udp  = w_data[26];
+  assign \t_meta.flags.tunnel  = w_data[27];
+  assign \t_meta.flags.direct  = w_data[28];
+  assign \t_meta.flags.ip_options  = w_data[29];
+  assign \t_meta.ethertype  = w_data[45:30];
+  assign \t_meta.vlan_id  = w_data[57:46];
+  assign \t_meta.dscp  = w_data[63:58];
+  assign \t_meta.ip_proto  = w_data[71:64];
+  assign \t_meta.tcp_flags  = w_data[79:72];
+  assign \t_meta.src_addr  = w_data[207:80];
+  assign \t_meta.dst_addr  = w_data[335:208];
+  assign \t_meta.src_port  = w_data[351:336];
+  assign \t_meta.dst_port  = w_data[367:352];
+  assign \t_meta.hash  = w_data[399:368];
+  assign \t_meta.hash_type  = w_data[402:400];
+  assign \t_meta.rule  = w_data[410:403];
+  assign \t_meta.instance  = w_data[414:411];
+  assign \t_meta.reta_offset  = w_data[425:415];
+  assign \t_meta.reta_size_log2  = w_data[429:426];
+  assign \t_meta.drop  = w_data[433:430];
+  assign \t_meta.queue  = w_data[441:434];
+  assign \t_meta.generation  = w_data[457:442];
   assign \out.length  = out[15:0];
   assign \out.error  = out[19:16];
   assign \out.flags  = out[29:20];
@@ -26410,44 +26776,60 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \i__ready$16 , o__valid, o__re
   assign \out.drop  = out[433:430];
   assign \out.queue  = out[441:434];
   assign \out.generation  = out[457:442];
-  assign \o__payload$20.length  = out[15:0];
-  assign \o__payload$20.error  = out[19:16];
-  assign \o__payload$20.flags  = out[29:20];
-  assign \o__payload$20.flags.vlan  = out[20];
-  assign \o__payload$20.flags.vlan2  = out[21];
-  assign \o__payload$20.flags.ipv4  = out[22];
-  assign \o__payload$20.flags.ipv6  = out[23];
-  assign \o__payload$20.flags.fragment  = out[24];
-  assign \o__payload$20.flags.tcp  = out[25];
-  assign \o__payload$20.flags.udp  = out[26];
-  assign \o__payload$20.flags.tunnel  = out[27];
-  assign \o__payload$20.flags.direct  = out[28];
-  assign \o__payload$20.flags.ip_options  = out[29];
-  assign \o__payload$20.ethertype  = out[45:30];
-  assign \o__payload$20.vlan_id  = out[57:46];
-  assign \o__payload$20.dscp  = out[63:58];
-  assign \o__payload$20.ip_proto  = out[71:64];
-  assign \o__payload$20.tcp_flags  = out[79:72];
-  assign \o__payload$20.src_addr  = out[207:80];
-  assign \o__payload$20.dst_addr  = out[335:208];
-  assign \o__payload$20.src_port  = out[351:336];
-  assign \o__payload$20.dst_port  = out[367:352];
-  assign \o__payload$20.hash  = out[399:368];
-  assign \o__payload$20.hash_type  = out[402:400];
-  assign \o__payload$20.rule  = out[410:403];
-  assign \o__payload$20.instance  = out[414:411];
-  assign \o__payload$20.reta_offset  = out[425:415];
-  assign \o__payload$20.reta_size_log2  = out[429:426];
-  assign \o__payload$20.drop  = out[433:430];
-  assign \o__payload$20.queue  = out[441:434];
-  assign \o__payload$20.generation  = out[457:442];
+  assign \o__payload$23.length  = out[15:0];
+  assign \o__payload$23.error  = out[19:16];
+  assign \o__payload$23.flags  = out[29:20];
+  assign \o__payload$23.flags.vlan  = out[20];
+  assign \o__payload$23.flags.vlan2  = out[21];
+  assign \o__payload$23.flags.ipv4  = out[22];
+  assign \o__payload$23.flags.ipv6  = out[23];
+  assign \o__payload$23.flags.fragment  = out[24];
+  assign \o__payload$23.flags.tcp  = out[25];
+  assign \o__payload$23.flags.udp  = out[26];
+  assign \o__payload$23.flags.tunnel  = out[27];
+  assign \o__payload$23.flags.direct  = out[28];
+  assign \o__payload$23.flags.ip_options  = out[29];
+  assign \o__payload$23.ethertype  = out[45:30];
+  assign \o__payload$23.vlan_id  = out[57:46];
+  assign \o__payload$23.dscp  = out[63:58];
+  assign \o__payload$23.ip_proto  = out[71:64];
+  assign \o__payload$23.tcp_flags  = out[79:72];
+  assign \o__payload$23.src_addr  = out[207:80];
+  assign \o__payload$23.dst_addr  = out[335:208];
+  assign \o__payload$23.src_port  = out[351:336];
+  assign \o__payload$23.dst_port  = out[367:352];
+  assign \o__payload$23.hash  = out[399:368];
+  assign \o__payload$23.hash_type  = out[402:400];
+  assign \o__payload$23.rule  = out[410:403];
+  assign \o__payload$23.instance  = out[414:411];
+  assign \o__payload$23.reta_offset  = out[425:415];
+  assign \o__payload$23.reta_size_log2  = out[429:426];
+  assign \o__payload$23.drop  = out[433:430];
+  assign \o__payload$23.queue  = out[441:434];
+  assign \o__payload$23.generation  = out[457:442];
   assign out[399:368] = o__payload;
   assign { out[457:400], out[367:0] } = { r_data[457:400], r_data[367:0] };
-  assign \i__payload$9 [293:288] = tuple_len;
-  assign \i__payload$9 [287:0] = tuple_data;
+  assign \i__payload$13 [293:288] = t_len;
+  assign \i__payload$13 [287:0] = t_data;
   assign staged[399:368] = 32'd0;
   assign staged[402:400] = hash_type;
   assign { staged[457:403], staged[367:0] } = { i__payload[457:403], i__payload[367:0] };
+  assign \$14  = 1'h0;
+  assign \$15  = \$12 ;
+  assign \$32  = 1'h0;
+  assign \$33  = \$30 ;
+  assign \$56  = 1'h0;
+  assign \$57  = \$54 ;
+  assign \$74  = 1'h0;
+  assign \$75  = \$72 ;
+  assign \$92  = 1'h0;
+  assign \$93  = \$90 ;
+  assign \$110  = 1'h0;
+  assign \$111  = \$108 ;
+  assign \$134  = 1'h0;
+  assign \$135  = \$132 ;
+  assign \$152  = 1'h0;
+  assign \$153  = \$150 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);

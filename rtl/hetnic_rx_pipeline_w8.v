@@ -3112,8 +3112,8 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
     .clk(clk),
     .hash_enable(hash_enable),
     .i__payload(\i__payload$75 ),
-    .\i__ready$16 (o__ready),
-    .\i__valid$11 (\i__valid$79 ),
+    .i__ready(o__ready),
+    .\i__valid$32 (\i__valid$79 ),
     .key(key),
     .o__ready(\o__ready$83 ),
     .o__valid(\i__valid$85 ),
@@ -12759,7 +12759,7 @@ endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
+  wire [14:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
@@ -12837,35 +12837,35 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [15:0] \$17 ;
+  wire \$17 ;
   wire [13:0] \$170 ;
   wire \$171 ;
   wire [13:0] \$172 ;
   wire \$173 ;
-  wire \$174 ;
-  wire [8:0] \$175 ;
-  wire [12:0] \$176 ;
-  wire [12:0] \$177 ;
-  wire [13:0] \$178 ;
-  wire \$179 ;
+  wire [13:0] \$174 ;
+  wire \$175 ;
+  wire [13:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [15:0] \$179 ;
   wire [15:0] \$18 ;
   wire \$180 ;
-  wire [8:0] \$181 ;
-  wire [12:0] \$182 ;
-  wire [12:0] \$183 ;
-  wire [13:0] \$184 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [15:0] \$187 ;
+  wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [15:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
+  wire [15:0] \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
@@ -12875,7 +12875,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [15:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
@@ -12889,30 +12889,30 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire \$216 ;
+  wire [7:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [11:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
-  wire \$223 ;
-  wire [7:0] \$224 ;
+  wire [4:0] \$223 ;
+  wire [13:0] \$224 ;
   wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
+  wire [4:0] \$227 ;
+  wire [13:0] \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [11:0] \$23 ;
   wire \$230 ;
-  wire [4:0] \$231 ;
-  wire [13:0] \$232 ;
+  wire \$231 ;
+  wire \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire [4:0] \$235 ;
-  wire [13:0] \$236 ;
-  wire \$237 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire [8:0] \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
@@ -12922,123 +12922,335 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$243 ;
   wire \$244 ;
   wire \$245 ;
-  wire [8:0] \$246 ;
+  wire \$246 ;
   wire \$247 ;
-  wire [16:0] \$248 ;
+  wire \$248 ;
   wire \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire [16:0] \$251 ;
+  wire \$250 ;
+  wire \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire [16:0] \$254 ;
+  wire \$254 ;
   wire \$255 ;
-  wire [16:0] \$256 ;
-  wire [16:0] \$257 ;
+  wire \$256 ;
+  wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [5:0] \$259 ;
   wire \$26 ;
-  wire [16:0] \$260 ;
+  wire [8:0] \$260 ;
   wire \$261 ;
-  wire [16:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire \$264 ;
+  wire [8:0] \$262 ;
+  wire \$263 ;
+  wire [8:0] \$264 ;
   wire \$265 ;
-  wire \$266 ;
+  wire [8:0] \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [8:0] \$268 ;
   wire \$269 ;
   wire \$27 ;
-  wire \$270 ;
+  wire [8:0] \$270 ;
   wire \$271 ;
-  wire \$272 ;
+  wire [8:0] \$272 ;
   wire \$273 ;
-  wire \$274 ;
-  wire [1:0] \$275 ;
-  wire \$276 ;
-  wire [6:0] \$277 ;
-  wire [7:0] \$278 ;
-  wire [16:0] \$279 ;
+  wire [8:0] \$274 ;
+  wire \$275 ;
+  wire [8:0] \$276 ;
+  wire \$277 ;
+  wire [8:0] \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire [6:0] \$280 ;
-  wire [6:0] \$281 ;
-  wire [16:0] \$282 ;
+  wire [8:0] \$280 ;
+  wire \$281 ;
+  wire [8:0] \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  wire [8:0] \$284 ;
   wire \$285 ;
-  wire \$286 ;
+  wire [8:0] \$286 ;
   wire \$287 ;
-  wire \$288 ;
+  wire [8:0] \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire \$290 ;
-  wire [8:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [12:0] \$293 ;
-  wire [13:0] \$294 ;
-  wire [2:0] \$295 ;
-  wire \$296 ;
+  wire [8:0] \$290 ;
+  wire \$291 ;
+  wire [8:0] \$292 ;
+  wire \$293 ;
+  wire [8:0] \$294 ;
+  wire \$295 ;
+  wire [8:0] \$296 ;
   wire \$297 ;
-  wire \$298 ;
+  wire [8:0] \$298 ;
   wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$300 ;
+  wire [8:0] \$300 ;
   wire \$301 ;
-  wire \$302 ;
+  wire [8:0] \$302 ;
   wire \$303 ;
-  wire \$304 ;
+  wire [8:0] \$304 ;
   wire \$305 ;
-  wire \$306 ;
+  wire [8:0] \$306 ;
   wire \$307 ;
-  wire \$308 ;
-  reg [1023:0] \$309 ;
+  wire [8:0] \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  reg [1023:0] \$310 ;
-  reg [7:0] \$311 ;
-  reg [15:0] \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg [15:0] \$315 ;
-  reg \$316 ;
-  reg \$317 ;
-  reg \$318 ;
-  reg [15:0] \$319 ;
+  wire [8:0] \$310 ;
+  wire \$311 ;
+  wire [8:0] \$312 ;
+  wire \$313 ;
+  wire [8:0] \$314 ;
+  wire \$315 ;
+  wire [8:0] \$316 ;
+  wire \$317 ;
+  wire [8:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  reg \$320 ;
-  reg [1:0] \$321 ;
-  reg [1:0] \$322 ;
-  reg [457:0] \$323 ;
-  reg [12:0] \$324 ;
-  reg [16:0] \$325 ;
-  reg [1:0] \$326 ;
-  reg \$327 ;
-  reg \$328 ;
-  reg [457:0] \$329 ;
+  wire [8:0] \$320 ;
+  wire \$321 ;
+  wire [8:0] \$322 ;
+  wire \$323 ;
+  wire [8:0] \$324 ;
+  wire \$325 ;
+  wire [8:0] \$326 ;
+  wire \$327 ;
+  wire [8:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
+  wire [8:0] \$330 ;
+  wire \$331 ;
+  wire [8:0] \$332 ;
+  wire \$333 ;
+  wire [8:0] \$334 ;
+  wire \$335 ;
+  wire [8:0] \$336 ;
+  wire \$337 ;
+  wire [8:0] \$338 ;
+  wire \$339 ;
   wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire [6:0] \$343 ;
+  wire [7:0] \$344 ;
+  wire [6:0] \$345 ;
+  wire \$346 ;
+  wire [5:0] \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire [8:0] \$387 ;
+  wire [12:0] \$388 ;
+  wire [12:0] \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire [8:0] \$392 ;
+  wire [12:0] \$393 ;
+  wire [12:0] \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire [8:0] \$397 ;
+  wire [12:0] \$398 ;
+  wire [12:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire [8:0] \$402 ;
+  wire [12:0] \$403 ;
+  wire [12:0] \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire [8:0] \$407 ;
+  wire [12:0] \$408 ;
+  wire [12:0] \$409 ;
   wire \$41 ;
+  wire \$410 ;
+  wire [8:0] \$411 ;
+  wire [12:0] \$412 ;
+  wire [12:0] \$413 ;
+  wire [14:0] \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire [3:0] \$428 ;
+  wire \$429 ;
   wire \$43 ;
-  wire [15:0] \$44 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire [16:0] \$435 ;
+  wire \$436 ;
+  wire [16:0] \$437 ;
+  wire [16:0] \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire [16:0] \$440 ;
+  wire \$441 ;
+  wire [16:0] \$442 ;
+  wire [16:0] \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire [2:0] \$449 ;
   wire [15:0] \$45 ;
-  wire \$46 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire [15:0] \$46 ;
+  wire \$460 ;
+  wire [1:0] \$461 ;
+  wire \$462 ;
+  wire [6:0] \$463 ;
+  wire [7:0] \$464 ;
+  wire [16:0] \$465 ;
+  wire [6:0] \$466 ;
+  wire [6:0] \$467 ;
+  wire [16:0] \$468 ;
+  wire \$469 ;
   wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire [13:0] \$476 ;
+  wire [3:0] \$477 ;
+  wire \$478 ;
+  wire \$479 ;
   wire \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  reg [7:0] \$487 ;
+  reg [15:0] \$488 ;
+  reg [95:0] \$489 ;
   wire \$49 ;
+  reg [4:0] \$490 ;
+  reg [319:0] \$491 ;
+  reg \$492 ;
+  reg [2:0] \$493 ;
+  reg [13:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg \$496 ;
+  reg [111:0] \$497 ;
+  reg [111:0] \$498 ;
+  reg [111:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
+  reg [111:0] \$500 ;
+  reg [111:0] \$501 ;
+  reg [11:0] \$502 ;
+  reg [11:0] \$503 ;
+  reg [11:0] \$504 ;
+  reg [11:0] \$505 ;
+  reg [11:0] \$506 ;
+  reg [13:0] \$507 ;
+  reg \$508 ;
+  reg \$509 ;
   wire \$51 ;
+  reg [15:0] \$510 ;
+  reg \$511 ;
+  reg [15:0] \$512 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg [95:0] \$515 ;
+  reg [319:0] \$516 ;
+  reg [15:0] \$517 ;
+  reg \$518 ;
+  reg [111:0] \$519 ;
   wire \$52 ;
+  reg [111:0] \$520 ;
+  reg [111:0] \$521 ;
+  reg [111:0] \$522 ;
+  reg [111:0] \$523 ;
+  reg [11:0] \$524 ;
+  reg [11:0] \$525 ;
+  reg [11:0] \$526 ;
+  reg [11:0] \$527 ;
+  reg [11:0] \$528 ;
+  reg [111:0] \$529 ;
   wire \$53 ;
+  reg [11:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg \$532 ;
+  reg [3:0] \$533 ;
+  reg [1:0] \$534 ;
+  reg [1:0] \$535 ;
+  reg [457:0] \$536 ;
+  reg [12:0] \$537 ;
+  reg [16:0] \$538 ;
+  reg [2:0] \$539 ;
   wire \$54 ;
+  reg \$540 ;
+  reg [457:0] \$541 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -13088,157 +13300,69 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [457:0] \$signal ;
-  reg [457:0] \$signal$12  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal$12.drop ;
-  wire [5:0] \$signal$12.dscp ;
-  wire [127:0] \$signal$12.dst_addr ;
-  wire [15:0] \$signal$12.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal$12.error ;
-  wire [15:0] \$signal$12.ethertype ;
-  wire [9:0] \$signal$12.flags ;
-  wire \$signal$12.flags.direct ;
-  wire \$signal$12.flags.fragment ;
-  wire \$signal$12.flags.ip_options ;
-  wire \$signal$12.flags.ipv4 ;
-  wire \$signal$12.flags.ipv6 ;
-  wire \$signal$12.flags.tcp ;
-  wire \$signal$12.flags.tunnel ;
-  wire \$signal$12.flags.udp ;
-  wire \$signal$12.flags.vlan ;
-  wire \$signal$12.flags.vlan2 ;
-  wire [15:0] \$signal$12.generation ;
-  wire [31:0] \$signal$12.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal$12.hash_type ;
-  wire [3:0] \$signal$12.instance ;
-  wire [7:0] \$signal$12.ip_proto ;
-  wire [15:0] \$signal$12.length ;
-  wire [7:0] \$signal$12.queue ;
-  wire [10:0] \$signal$12.reta_offset ;
-  wire [3:0] \$signal$12.reta_size_log2 ;
-  wire [7:0] \$signal$12.rule ;
-  wire [127:0] \$signal$12.src_addr ;
-  wire [15:0] \$signal$12.src_port ;
-  wire [7:0] \$signal$12.tcp_flags ;
-  wire [11:0] \$signal$12.vlan_id ;
-  wire [111:0] \$signal$13 ;
-  reg [12:0] \$signal$14  = 13'h0000;
-  wire \$signal$15 ;
-  reg \$signal$16 ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  reg [3:0] \$signal$24 ;
-  reg [1:0] \$signal$26  = 2'h0;
-  reg [16:0] \$signal$28  = 17'h00000;
-  reg [1:0] \$signal$29  = 2'h0;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal.drop ;
-  wire [5:0] \$signal.dscp ;
-  wire [127:0] \$signal.dst_addr ;
-  wire [15:0] \$signal.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal.error ;
-  wire [15:0] \$signal.ethertype ;
-  wire [9:0] \$signal.flags ;
-  wire \$signal.flags.direct ;
-  wire \$signal.flags.fragment ;
-  wire \$signal.flags.ip_options ;
-  wire \$signal.flags.ipv4 ;
-  wire \$signal.flags.ipv6 ;
-  wire \$signal.flags.tcp ;
-  wire \$signal.flags.tunnel ;
-  wire \$signal.flags.udp ;
-  wire \$signal.flags.vlan ;
-  wire \$signal.flags.vlan2 ;
-  wire [15:0] \$signal.generation ;
-  wire [31:0] \$signal.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal.hash_type ;
-  wire [3:0] \$signal.instance ;
-  wire [7:0] \$signal.ip_proto ;
-  wire [15:0] \$signal.length ;
-  wire [7:0] \$signal.queue ;
-  wire [10:0] \$signal.reta_offset ;
-  wire [3:0] \$signal.reta_size_log2 ;
-  wire [7:0] \$signal.rule ;
-  wire [127:0] \$signal.src_addr ;
-  wire [15:0] \$signal.src_port ;
-  wire [7:0] \$signal.tcp_flags ;
-  wire [11:0] \$signal.vlan_id ;
-  reg [7:0] beat_count = 8'h00;
-  reg [1023:0] buf0 = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg buf0_full = 1'h0;
-  reg [15:0] buf0_length = 16'h0000;
-  reg buf0_mac_error = 1'h0;
-  reg [1023:0] buf1 = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg buf1_full = 1'h0;
-  reg [15:0] buf1_length = 16'h0000;
-  reg buf1_mac_error = 1'h0;
+  (* init = 96'h000000000000000000000000 *)
+  wire [95:0] \$like ;
+  reg [95:0] \$like$40  = 96'h000000000000000000000000;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal ;
+  reg \$signal$17  = 1'h0;
+  reg [15:0] \$signal$59  = 16'h0000;
+  reg active = 1'h0;
+  wire advance;
+  reg chain = 1'h0;
   input clk;
   wire clk;
+  reg [7:0] count = 8'h00;
   input [15:0] direct_ethertype;
   wire [15:0] direct_ethertype;
-  reg fill_sel = 1'h0;
-  wire [1023:0] frame;
-  reg [319:0] hdr;
+  reg done;
+  reg [11:0] e_ext_len0 = 12'h000;
+  reg [11:0] e_ext_len1 = 12'h000;
+  reg [11:0] e_ext_len2 = 12'h000;
+  reg [11:0] e_ext_len3 = 12'h000;
+  reg [11:0] e_ext_len4 = 12'h000;
+  (* init = 1'h0 *)
+  wire e_full;
+  (* init = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [319:0] e_hdr;
+  (* init = 1'h0 *)
+  wire e_mac_error;
+  reg [111:0] e_window0 = 112'h0000000000000000000000000000;
+  reg [111:0] e_window1 = 112'h0000000000000000000000000000;
+  reg [111:0] e_window2 = 112'h0000000000000000000000000000;
+  reg [111:0] e_window3 = 112'h0000000000000000000000000000;
+  reg [111:0] e_window4 = 112'h0000000000000000000000000000;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  reg [3:0] error;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  reg [3:0] \error$73  = 4'h0;
+  reg [2:0] ext_count = 3'h0;
+  reg [11:0] ext_len = 12'h000;
+  reg [11:0] ext_len0 = 12'h000;
+  reg [11:0] ext_len1 = 12'h000;
+  reg [11:0] ext_len2 = 12'h000;
+  reg [11:0] ext_len3 = 12'h000;
+  reg [11:0] ext_len4 = 12'h000;
+  reg finished = 1'h0;
+  reg frame_mac_error = 1'h0;
+  reg [319:0] hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [319:0] \hdr$42  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input [10:0] i__payload;
   wire [10:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -13249,12 +13373,18 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [16:0] ip_end = 17'h00000;
+  reg ipv4 = 1'h0;
+  reg [95:0] l2 = 96'h000000000000000000000000;
   reg [4:0] l3;
+  reg [4:0] \l3$41  = 5'h0e;
   reg [15:0] length = 16'h0000;
   reg mac_error = 1'h0;
+  reg \mac_error$62  = 1'h0;
   input [15:0] max_frame;
   wire [15:0] max_frame;
-  wire [15:0] n;
+  reg [15:0] n = 16'h0000;
+  reg [13:0] next_offset = 14'h0000;
   output [457:0] o__payload;
   reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
@@ -13319,129 +13449,401 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  reg parse_sel = 1'h0;
+  reg [12:0] offset = 13'h0000;
+  reg [1:0] phase = 2'h0;
+  reg [15:0] prev = 16'h0000;
+  reg [457:0] rec = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \rec.drop ;
+  wire [5:0] \rec.dscp ;
+  wire [127:0] \rec.dst_addr ;
+  wire [15:0] \rec.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \rec.error ;
+  wire [15:0] \rec.ethertype ;
+  wire [9:0] \rec.flags ;
+  wire \rec.flags.direct ;
+  wire \rec.flags.fragment ;
+  wire \rec.flags.ip_options ;
+  wire \rec.flags.ipv4 ;
+  wire \rec.flags.ipv6 ;
+  wire \rec.flags.tcp ;
+  wire \rec.flags.tunnel ;
+  wire \rec.flags.udp ;
+  wire \rec.flags.vlan ;
+  wire \rec.flags.vlan2 ;
+  wire [15:0] \rec.generation ;
+  wire [31:0] \rec.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \rec.hash_type ;
+  wire [3:0] \rec.instance ;
+  wire [7:0] \rec.ip_proto ;
+  wire [15:0] \rec.length ;
+  wire [7:0] \rec.queue ;
+  wire [10:0] \rec.reta_offset ;
+  wire [3:0] \rec.reta_size_log2 ;
+  wire [7:0] \rec.rule ;
+  wire [127:0] \rec.src_addr ;
+  wire [15:0] \rec.src_port ;
+  wire [7:0] \rec.tcp_flags ;
+  wire [11:0] \rec.vlan_id ;
+  reg [457:0] rec_next;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \rec_next.drop ;
+  wire [5:0] \rec_next.dscp ;
+  wire [127:0] \rec_next.dst_addr ;
+  wire [15:0] \rec_next.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \rec_next.error ;
+  wire [15:0] \rec_next.ethertype ;
+  wire [9:0] \rec_next.flags ;
+  wire \rec_next.flags.direct ;
+  wire \rec_next.flags.fragment ;
+  wire \rec_next.flags.ip_options ;
+  wire \rec_next.flags.ipv4 ;
+  wire \rec_next.flags.ipv6 ;
+  wire \rec_next.flags.tcp ;
+  wire \rec_next.flags.tunnel ;
+  wire \rec_next.flags.udp ;
+  wire \rec_next.flags.vlan ;
+  wire \rec_next.flags.vlan2 ;
+  wire [15:0] \rec_next.generation ;
+  wire [31:0] \rec_next.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \rec_next.hash_type ;
+  wire [3:0] \rec_next.instance ;
+  wire [7:0] \rec_next.ip_proto ;
+  wire [15:0] \rec_next.length ;
+  wire [7:0] \rec_next.queue ;
+  wire [10:0] \rec_next.reta_offset ;
+  wire [3:0] \rec_next.reta_size_log2 ;
+  wire [7:0] \rec_next.rule ;
+  wire [127:0] \rec_next.src_addr ;
+  wire [15:0] \rec_next.src_port ;
+  wire [7:0] \rec_next.tcp_flags ;
+  wire [11:0] \rec_next.vlan_id ;
+  wire [13:0] rel;
+  wire \release ;
   input rst;
   wire rst;
   reg [1:0] step_state = 2'h0;
-  assign \$1  = fill_sel ? buf1_full : buf0_full;
-  assign i__ready = ~ \$1 ;
-  assign frame = parse_sel ? buf1 : buf0;
-  assign n = parse_sel ? buf1_length : buf0_length;
-  assign \$signal$13  = frame >> { \$signal$14 [12:1], 4'h0 };
-  assign \$2  = parse_sel ? buf1_full : buf0_full;
-  assign \$3  = ~ \$signal$16 ;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$3  | \$4 ;
-  assign \$6  = \$5  | o__ready;
-  assign \$signal$15  = \$2  & \$6 ;
-  assign \$7  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$8  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$11  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = \$9  & \$12 ;
-  assign \$14  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$15  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = \$16  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$18  = \$13  ? { frame[167:160], frame[175:168] } : \$17 ;
-  assign \$19  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$20  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$21  = \$19  | \$20 ;
-  assign \$22  = \$21  ? { frame[115:112], frame[127:120] } : 12'h000;
-  assign \$23  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$24  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$27  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$30  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = \$28  & \$31 ;
-  assign \$33  = | direct_ethertype;
-  assign \$34  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$35  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$38  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$36  & \$39 ;
-  assign \$41  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$42  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$43  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$45  = \$40  ? { frame[167:160], frame[175:168] } : \$44 ;
-  assign \$46  = \$45  == direct_ethertype;
-  assign \$47  = \$33  & \$46 ;
-  assign \$48  = parse_sel ? buf1_mac_error : buf0_mac_error;
+  reg [1:0] tags = 2'h0;
+  reg [2:0] win = 3'h0;
+  reg win_live = 1'h0;
+  reg [13:0] win_offset = 14'h0000;
+  reg [7:0] win_type = 8'h00;
+  reg [111:0] window = 112'h0000000000000000000000000000;
+  reg [111:0] window0 = 112'h0000000000000000000000000000;
+  reg [111:0] window1 = 112'h0000000000000000000000000000;
+  reg [111:0] window2 = 112'h0000000000000000000000000000;
+  reg [111:0] window3 = 112'h0000000000000000000000000000;
+  reg [111:0] window4 = 112'h0000000000000000000000000000;
+  assign \$456  = \$454  | \$455 ;
+  assign \$457  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$458  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$459  = \$457  | \$458 ;
+  assign \$460  = \$456  & \$459 ;
+  assign \$461  = \$453  + \$460 ;
+  assign \$462  = rec[45:30] == 12'h800;
+  assign \$463  = hdr[3:0] * 3'h4;
+  assign \$464  = l3 + \$463 ;
+  assign \$465  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$466  = l3 + 6'h28;
+  assign \$467  = l3 + 6'h28;
+  assign \$468  = \$467  + { hdr[39:32], hdr[47:40] };
+  assign \$469  = ! hdr[55:48];
+  assign \$470  = hdr[55:48] == 6'h2b;
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = hdr[55:48] == 6'h2c;
+  assign \$473  = \$471  | \$472 ;
+  assign \$474  = hdr[55:48] == 6'h3c;
+  assign \$475  = \$473  | \$474 ;
+  assign \$476  = offset + ext_len;
+  assign \$477  = ext_count + 1'h1;
+  assign \$478  = ! window[7:0];
+  assign \$479  = window[7:0] == 6'h2b;
+  assign \$480  = \$478  | \$479 ;
+  assign \$481  = window[7:0] == 6'h2c;
+  assign \$482  = \$480  | \$481 ;
+  assign \$483  = window[7:0] == 6'h3c;
+  assign \$484  = \$482  | \$483 ;
+  assign \$485  = ~ \$484 ;
+  assign \$486  = ! \error$73 ;
+  always @(posedge clk)
+    count <= \$487 ;
+  always @(posedge clk)
+    prev <= \$488 ;
+  always @(posedge clk)
+    \$like$40  <= \$489 ;
+  always @(posedge clk)
+    \l3$41  <= \$490 ;
+  always @(posedge clk)
+    \hdr$42  <= \$491 ;
+  always @(posedge clk)
+    ipv4 <= \$492 ;
+  always @(posedge clk)
+    win <= \$493 ;
+  always @(posedge clk)
+    win_offset <= \$494 ;
+  always @(posedge clk)
+    win_type <= \$495 ;
+  always @(posedge clk)
+    win_live <= \$496 ;
+  always @(posedge clk)
+    window0 <= \$497 ;
+  always @(posedge clk)
+    window1 <= \$498 ;
+  always @(posedge clk)
+    window2 <= \$499 ;
+  always @(posedge clk)
+    window3 <= \$500 ;
+  always @(posedge clk)
+    window4 <= \$501 ;
+  always @(posedge clk)
+    ext_len0 <= \$502 ;
+  always @(posedge clk)
+    ext_len1 <= \$503 ;
+  always @(posedge clk)
+    ext_len2 <= \$504 ;
+  always @(posedge clk)
+    ext_len3 <= \$505 ;
+  always @(posedge clk)
+    ext_len4 <= \$506 ;
+  always @(posedge clk)
+    next_offset <= \$507 ;
+  always @(posedge clk)
+    chain <= \$508 ;
+  always @(posedge clk)
+    finished <= \$509 ;
+  always @(posedge clk)
+    \$signal$59  <= \$510 ;
+  always @(posedge clk)
+    frame_mac_error <= \$511 ;
+  always @(posedge clk)
+    length <= \$512 ;
+  always @(posedge clk)
+    \mac_error$62  <= \$513 ;
+  always @(posedge clk)
+    active <= \$514 ;
+  always @(posedge clk)
+    l2 <= \$515 ;
+  always @(posedge clk)
+    hdr <= \$516 ;
+  always @(posedge clk)
+    n <= \$517 ;
+  always @(posedge clk)
+    mac_error <= \$518 ;
+  always @(posedge clk)
+    e_window0 <= \$519 ;
+  always @(posedge clk)
+    e_window1 <= \$520 ;
+  always @(posedge clk)
+    e_window2 <= \$521 ;
+  always @(posedge clk)
+    e_window3 <= \$522 ;
+  always @(posedge clk)
+    e_window4 <= \$523 ;
+  always @(posedge clk)
+    e_ext_len0 <= \$524 ;
+  always @(posedge clk)
+    e_ext_len1 <= \$525 ;
+  always @(posedge clk)
+    e_ext_len2 <= \$526 ;
+  always @(posedge clk)
+    e_ext_len3 <= \$527 ;
+  always @(posedge clk)
+    e_ext_len4 <= \$528 ;
+  always @(posedge clk)
+    window <= \$529 ;
+  always @(posedge clk)
+    ext_len <= \$530 ;
+  always @(posedge clk)
+    phase <= \$531 ;
+  always @(posedge clk)
+    \$signal$17  <= \$532 ;
+  always @(posedge clk)
+    \error$73  <= \$533 ;
+  always @(posedge clk)
+    tags <= \$534 ;
+  always @(posedge clk)
+    step_state <= \$535 ;
+  always @(posedge clk)
+    rec <= \$536 ;
+  always @(posedge clk)
+    offset <= \$537 ;
+  always @(posedge clk)
+    ip_end <= \$538 ;
+  always @(posedge clk)
+    ext_count <= \$539 ;
+  always @(posedge clk)
+    o__valid <= \$540 ;
+  always @(posedge clk)
+    o__payload <= \$541 ;
+  assign i__ready = ~ finished;
+  assign \$1  = count - win_offset;
+  assign \$2  = phase == 2'h2;
+  assign \$3  = active & \$2 ;
+  assign \$4  = ~ \$signal$17 ;
+  assign \$5  = ~ o__valid;
+  assign \$6  = \$4  | \$5 ;
+  assign \$7  = \$6  | o__ready;
+  assign advance = \$3  & \$7 ;
+  assign \release  = advance & \$signal$17 ;
+  assign \$8  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$9  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$10  = \$8  | \$9 ;
+  assign \$11  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$12  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = \$10  & \$13 ;
+  assign \$15  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$16  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$17  = \$15  | \$16 ;
+  assign \$18  = \$17  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$19  = \$14  ? { l2[71:64], l2[79:72] } : \$18 ;
+  assign \$20  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$21  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$22  = \$20  | \$21 ;
+  assign \$23  = \$22  ? { l2[19:16], l2[31:24] } : 12'h000;
+  assign \$24  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$25  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$26  = \$24  | \$25 ;
+  assign \$27  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$28  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$31  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$32  = \$30  | \$31 ;
+  assign \$33  = \$29  & \$32 ;
+  assign \$34  = | direct_ethertype;
+  assign \$35  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$36  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$39  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = \$37  & \$40 ;
+  assign \$42  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$43  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$44  = \$42  | \$43 ;
+  assign \$45  = \$44  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$46  = \$41  ? { l2[71:64], l2[79:72] } : \$45 ;
+  assign \$47  = \$46  == direct_ethertype;
+  assign \$48  = \$34  & \$47 ;
   assign \$49  = n < 4'he;
   assign \$50  = n > max_frame;
-  assign \$51  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$52  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$51  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$52  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$53  = \$51  | \$52 ;
   assign \$54  = n < 5'h12;
   assign \$55  = \$53  & \$54 ;
-  assign \$56  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$57  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$56  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$57  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$58  = \$56  | \$57 ;
-  assign \$59  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$60  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$59  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$60  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$61  = \$59  | \$60 ;
   assign \$62  = \$58  & \$61 ;
   assign \$63  = n < 5'h16;
   assign \$64  = \$62  & \$63 ;
-  assign \$65  = | \$signal$24 ;
+  assign \$65  = | error;
   assign \$66  = | direct_ethertype;
-  assign \$67  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$68  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$67  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$68  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$69  = \$67  | \$68 ;
-  assign \$70  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$71  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$70  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$71  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
-  assign \$74  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$75  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$74  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$75  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$76  = \$74  | \$75 ;
-  assign \$77  = \$76  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$78  = \$73  ? { frame[167:160], frame[175:168] } : \$77 ;
+  assign \$77  = \$76  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$78  = \$73  ? { l2[71:64], l2[79:72] } : \$77 ;
   assign \$79  = \$78  == direct_ethertype;
   assign \$80  = \$66  & \$79 ;
   assign \$81  = ~ \$80 ;
-  assign \$82  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$83  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$82  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$83  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$86  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$85  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$86  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$87  = \$85  | \$86 ;
   assign \$88  = \$84  & \$87 ;
-  assign \$89  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$90  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$89  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$90  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$91  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$93  = \$88  ? { frame[167:160], frame[175:168] } : \$92 ;
+  assign \$92  = \$91  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$93  = \$88  ? { l2[71:64], l2[79:72] } : \$92 ;
   assign \$94  = \$93  == 12'h800;
-  assign \$95  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$96  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$95  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$96  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$97  = \$95  | \$96 ;
-  assign \$98  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$99  = { frame[135:128], frame[143:136] } == 16'h88a8;
+  assign \$98  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$99  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$100  = \$98  | \$99 ;
   assign \$101  = \$97  & \$100 ;
-  assign \$102  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$103  = { frame[103:96], frame[111:104] } == 16'h88a8;
+  assign \$102  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$103  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$104  = \$102  | \$103 ;
-  assign \$105  = \$104  ? { frame[135:128], frame[143:136] } : { frame[103:96], frame[111:104] };
-  assign \$106  = \$101  ? { frame[167:160], frame[175:168] } : \$105 ;
+  assign \$105  = \$104  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$106  = \$101  ? { l2[71:64], l2[79:72] } : \$105 ;
   assign \$107  = \$106  == 16'h86dd;
   assign \$108  = \$94  | \$107 ;
   assign \$109  = \$81  & \$108 ;
   assign \$110  = ~ \$109 ;
   assign \$111  = \$65  | \$110 ;
-  assign \$112  = 3'h4 * \$signal$26 ;
+  assign \$112  = 3'h4 * tags;
   assign \$113  = 4'he + \$112 ;
-  assign \$114  = \$signal$12 [45:30] == 12'h800;
+  assign \$114  = rec[45:30] == 12'h800;
   assign \$115  = hdr[3:0] > 3'h5;
   assign \$116  = | { hdr[52:48], hdr[63:56] };
   assign \$117  = hdr[53] | \$116 ;
@@ -13461,7 +13863,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$133  = l3 + { hdr[23:16], hdr[31:24] };
   assign \$134  = \$133  > n;
   assign \$135  = \$132  | \$134 ;
-  assign \$136  = | \$signal$24 ;
+  assign \$136  = | error;
   assign \$137  = | { hdr[52:48], hdr[63:56] };
   assign \$138  = hdr[53] | \$137 ;
   assign \$139  = \$136  | \$138 ;
@@ -13478,7 +13880,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$150  = l3 + 6'h28;
   assign \$151  = \$150  + { hdr[39:32], hdr[47:40] };
   assign \$152  = \$151  > n;
-  assign \$153  = | \$signal$24 ;
+  assign \$153  = | error;
   assign \$154  = ! hdr[55:48];
   assign \$155  = hdr[55:48] == 6'h2b;
   assign \$156  = \$154  | \$155 ;
@@ -13492,296 +13894,404 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$164  = \$160  | \$163 ;
   assign \$165  = ~ \$164 ;
   assign \$166  = \$153  | \$165 ;
-  assign \$167  = \$signal$12 [71:64] == 6'h2c;
-  assign \$168  = \$signal$12 [24] | \$167 ;
-  assign \$169  = \$signal$13 [7:0] == 6'h2f;
-  assign \$170  = \$signal$14  + 4'h8;
-  assign \$171  = \$170  > \$signal$28 ;
-  assign \$172  = \$signal$14  + 4'h8;
+  assign \$167  = rec[71:64] == 6'h2c;
+  assign \$168  = rec[24] | \$167 ;
+  assign \$169  = window[7:0] == 6'h2f;
+  assign \$170  = offset + 4'h8;
+  assign \$171  = \$170  > ip_end;
+  assign \$172  = offset + 4'h8;
   assign \$173  = \$172  > 8'h80;
-  assign \$174  = \$signal$12 [71:64] == 6'h2c;
-  assign \$175  = \$signal$13 [15:8] + 1'h1;
-  assign \$176  = \$175  * 4'h8;
-  assign \$177  = \$174  ? 13'h0008 : \$176 ;
-  assign \$178  = \$signal$14  + \$177 ;
-  assign \$179  = \$178  > \$signal$28 ;
-  assign \$180  = \$signal$12 [71:64] == 6'h2c;
-  assign \$181  = \$signal$13 [15:8] + 1'h1;
-  assign \$182  = \$181  * 4'h8;
-  assign \$183  = \$180  ? 13'h0008 : \$182 ;
-  assign \$184  = \$signal$14  + \$183 ;
-  assign \$185  = \$184  > 8'h80;
-  assign \$186  = \$signal$12 [71:64] == 6'h2c;
-  assign \$188  = | \$187 ;
-  assign \$189  = \$186  & \$188 ;
-  assign \$190  = ~ \$189 ;
-  assign \$191  = ! \$signal$13 [7:0];
-  assign \$192  = \$signal$13 [7:0] == 6'h2b;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = \$signal$13 [7:0] == 6'h2c;
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = \$signal$13 [7:0] == 6'h3c;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = \$190  & \$197 ;
-  assign \$199  = \$signal$29  == 2'h3;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = | \$signal$24 ;
-  assign \$202  = \$signal$12 [71:64] == 6'h2c;
-  assign \$204  = | \$203 ;
-  assign \$205  = \$202  & \$204 ;
-  assign \$206  = \$201  | \$205 ;
-  assign \$207  = ! \$signal$13 [7:0];
-  assign \$208  = \$signal$13 [7:0] == 6'h2b;
-  assign \$209  = \$207  | \$208 ;
-  assign \$210  = \$signal$13 [7:0] == 6'h2c;
-  assign \$211  = \$209  | \$210 ;
-  assign \$212  = \$signal$13 [7:0] == 6'h3c;
-  assign \$213  = \$211  | \$212 ;
-  assign \$214  = \$signal$13 [7:0] == 3'h6;
-  assign \$215  = \$signal$13 [7:0] == 5'h11;
-  assign \$216  = \$214  | \$215 ;
-  assign \$217  = \$213  | \$216 ;
+  assign \$174  = offset + ext_len;
+  assign \$175  = \$174  > ip_end;
+  assign \$176  = offset + ext_len;
+  assign \$177  = \$176  > 8'h80;
+  assign \$178  = rec[71:64] == 6'h2c;
+  assign \$180  = | \$179 ;
+  assign \$181  = \$178  & \$180 ;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = ! window[7:0];
+  assign \$184  = window[7:0] == 6'h2b;
+  assign \$185  = \$183  | \$184 ;
+  assign \$186  = window[7:0] == 6'h2c;
+  assign \$187  = \$185  | \$186 ;
+  assign \$188  = window[7:0] == 6'h3c;
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = \$182  & \$189 ;
+  assign \$191  = ext_count == 2'h3;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = | error;
+  assign \$194  = rec[71:64] == 6'h2c;
+  assign \$196  = | \$195 ;
+  assign \$197  = \$194  & \$196 ;
+  assign \$198  = \$193  | \$197 ;
+  assign \$199  = ! window[7:0];
+  assign \$200  = window[7:0] == 6'h2b;
+  assign \$201  = \$199  | \$200 ;
+  assign \$202  = window[7:0] == 6'h2c;
+  assign \$203  = \$201  | \$202 ;
+  assign \$204  = window[7:0] == 6'h3c;
+  assign \$205  = \$203  | \$204 ;
+  assign \$206  = window[7:0] == 3'h6;
+  assign \$207  = window[7:0] == 5'h11;
+  assign \$208  = \$206  | \$207 ;
+  assign \$209  = \$205  | \$208 ;
+  assign \$210  = ~ \$209 ;
+  assign \$211  = \$198  | \$210 ;
+  assign \$212  = rec[71:64] == 3'h6;
+  assign \$213  = rec[71:64] == 3'h6;
+  assign \$214  = ~ \$213 ;
+  assign \$215  = rec[71:64] == 3'h6;
+  assign \$216  = \$215  ? window[111:104] : 8'h00;
+  assign \$217  = rec[71:64] == 3'h6;
   assign \$218  = ~ \$217 ;
-  assign \$219  = \$206  | \$218 ;
-  assign \$220  = \$signal$12 [71:64] == 3'h6;
-  assign \$221  = \$signal$12 [71:64] == 3'h6;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$signal$12 [71:64] == 3'h6;
-  assign \$224  = \$223  ? \$signal$13 [111:104] : 8'h00;
-  assign \$225  = \$signal$12 [71:64] == 3'h6;
-  assign \$226  = ~ \$225 ;
-  assign \$227  = { \$signal$13 [23:16], \$signal$13 [31:24] } == 13'h12b5;
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = \$signal$12 [27] | \$228 ;
-  assign \$230  = \$signal$12 [71:64] == 3'h6;
-  assign \$231  = \$230  ? 5'h14 : 5'h08;
-  assign \$232  = \$signal$14  + \$231 ;
-  assign \$233  = \$232  > \$signal$28 ;
-  assign \$234  = \$signal$12 [71:64] == 3'h6;
-  assign \$235  = \$234  ? 5'h14 : 5'h08;
-  assign \$236  = \$signal$14  + \$235 ;
-  assign \$237  = \$236  > 8'h80;
-  assign \$238  = ! step_state;
-  assign \$239  = step_state == 1'h1;
-  assign \$240  = step_state == 2'h2;
-  assign \$241  = step_state == 2'h3;
-  assign \$242  = i__valid & i__ready;
-  assign \$243  = beat_count < 8'h80;
-  assign \$244  = ! fill_sel;
-  assign \$246  = beat_count + 1'h1;
-  assign \$247  = ! fill_sel;
-  assign \$248  = length + i__payload[8];
-  assign \$249  = \$248  > 16'hffff;
-  assign \$250  = length + i__payload[8];
-  assign \$251  = \$249  ? 17'h0ffff : \$250 ;
-  assign \$252  = mac_error | i__payload[10];
-  assign \$254  = length + i__payload[8];
-  assign \$255  = \$254  > 16'hffff;
-  assign \$256  = length + i__payload[8];
-  assign \$257  = \$255  ? 17'h0ffff : \$256 ;
-  assign \$258  = mac_error | i__payload[10];
-  assign \$259  = ~ fill_sel;
-  assign \$260  = length + i__payload[8];
-  assign \$261  = \$260  > 16'hffff;
-  assign \$262  = length + i__payload[8];
-  assign \$263  = \$261  ? 17'h0ffff : \$262 ;
-  assign \$264  = mac_error | i__payload[10];
-  assign \$265  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$266  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$267  = \$265  | \$266 ;
-  assign \$268  = { frame[103:96], frame[111:104] } == 16'h8100;
-  assign \$269  = { frame[103:96], frame[111:104] } == 16'h88a8;
-  assign \$270  = \$268  | \$269 ;
-  assign \$271  = { frame[135:128], frame[143:136] } == 16'h8100;
-  assign \$272  = { frame[135:128], frame[143:136] } == 16'h88a8;
-  assign \$273  = \$271  | \$272 ;
-  assign \$274  = \$270  & \$273 ;
-  assign \$275  = \$267  + \$274 ;
-  assign \$276  = \$signal$12 [45:30] == 12'h800;
-  assign \$277  = hdr[3:0] * 3'h4;
-  assign \$278  = l3 + \$277 ;
-  assign \$279  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$280  = l3 + 6'h28;
-  assign \$281  = l3 + 6'h28;
-  assign \$282  = \$281  + { hdr[39:32], hdr[47:40] };
-  assign \$283  = ! hdr[55:48];
-  assign \$284  = hdr[55:48] == 6'h2b;
-  assign \$285  = \$283  | \$284 ;
-  assign \$286  = hdr[55:48] == 6'h2c;
-  assign \$287  = \$285  | \$286 ;
-  assign \$288  = hdr[55:48] == 6'h3c;
-  assign \$289  = \$287  | \$288 ;
-  assign \$290  = \$signal$12 [71:64] == 6'h2c;
-  assign \$291  = \$signal$13 [15:8] + 1'h1;
-  assign \$292  = \$291  * 4'h8;
-  assign \$293  = \$290  ? 13'h0008 : \$292 ;
-  assign \$294  = \$signal$14  + \$293 ;
-  assign \$295  = \$signal$29  + 1'h1;
-  assign \$296  = ! \$signal$13 [7:0];
-  assign \$297  = \$signal$13 [7:0] == 6'h2b;
-  assign \$298  = \$296  | \$297 ;
-  assign \$299  = \$signal$13 [7:0] == 6'h2c;
-  assign \$300  = \$298  | \$299 ;
-  assign \$301  = \$signal$13 [7:0] == 6'h3c;
-  assign \$302  = \$300  | \$301 ;
-  assign \$303  = ~ \$302 ;
-  assign \$304  = \$signal$15  & \$signal$16 ;
-  assign \$305  = ~ parse_sel;
-  assign \$306  = ! parse_sel;
-  assign \$308  = ! \$signal$24 ;
-  always @(posedge clk)
-    buf0 <= \$309 ;
-  always @(posedge clk)
-    buf1 <= \$310 ;
-  always @(posedge clk)
-    beat_count <= \$311 ;
-  always @(posedge clk)
-    buf0_length <= \$312 ;
-  always @(posedge clk)
-    buf0_mac_error <= \$313 ;
-  always @(posedge clk)
-    buf0_full <= \$314 ;
-  always @(posedge clk)
-    buf1_length <= \$315 ;
-  always @(posedge clk)
-    buf1_mac_error <= \$316 ;
-  always @(posedge clk)
-    buf1_full <= \$317 ;
-  always @(posedge clk)
-    fill_sel <= \$318 ;
-  always @(posedge clk)
-    length <= \$319 ;
-  always @(posedge clk)
-    mac_error <= \$320 ;
-  always @(posedge clk)
-    \$signal$26  <= \$321 ;
-  always @(posedge clk)
-    step_state <= \$322 ;
-  always @(posedge clk)
-    \$signal$12  <= \$323 ;
-  always @(posedge clk)
-    \$signal$14  <= \$324 ;
-  always @(posedge clk)
-    \$signal$28  <= \$325 ;
-  always @(posedge clk)
-    \$signal$29  <= \$326 ;
-  always @(posedge clk)
-    o__valid <= \$327 ;
-  always @(posedge clk)
-    parse_sel <= \$328 ;
-  always @(posedge clk)
-    o__payload <= \$329 ;
+  assign \$219  = { window[23:16], window[31:24] } == 13'h12b5;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = rec[27] | \$220 ;
+  assign \$222  = rec[71:64] == 3'h6;
+  assign \$223  = \$222  ? 5'h14 : 5'h08;
+  assign \$224  = offset + \$223 ;
+  assign \$225  = \$224  > ip_end;
+  assign \$226  = rec[71:64] == 3'h6;
+  assign \$227  = \$226  ? 5'h14 : 5'h08;
+  assign \$228  = offset + \$227 ;
+  assign \$229  = \$228  > 8'h80;
+  assign \$230  = ! step_state;
+  assign \$231  = step_state == 1'h1;
+  assign \$232  = step_state == 2'h2;
+  assign \$233  = step_state == 2'h3;
+  assign \$234  = i__valid & i__ready;
+  assign \$235  = \$234  & i__payload[8];
+  assign \$236  = count < 8'h80;
+  assign \$237  = count + 1'h1;
+  assign \$238  = count == 4'hc;
+  assign \$239  = count == 4'hd;
+  assign \$240  = count == 4'he;
+  assign \$241  = count == 4'hf;
+  assign \$242  = count == 5'h10;
+  assign \$243  = count == 5'h11;
+  assign \$244  = count == 5'h12;
+  assign \$245  = count == 5'h13;
+  assign \$246  = count == 5'h14;
+  assign \$247  = count == 5'h15;
+  assign \$248  = count == 5'h16;
+  assign \$249  = count == 5'h17;
+  assign \$250  = count == 4'hd;
+  assign \$251  = count == 5'h11;
+  assign \$252  = \l3$41  == 5'h12;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = \$250  | \$253 ;
+  assign \$255  = { prev[7:0], i__payload[7:0] } == 16'h8100;
+  assign \$256  = { prev[7:0], i__payload[7:0] } == 16'h88a8;
+  assign \$257  = \$255  | \$256 ;
+  assign \$258  = \$254  & \$257 ;
+  assign \$259  = \l3$41  + 3'h4;
+  assign \$260  = count - \l3$41 ;
+  assign \$261  = ! \$260 ;
+  assign \$262  = count - \l3$41 ;
+  assign \$263  = \$262  == 1'h1;
+  assign \$264  = count - \l3$41 ;
+  assign \$265  = \$264  == 2'h2;
+  assign \$266  = count - \l3$41 ;
+  assign \$267  = \$266  == 2'h3;
+  assign \$268  = count - \l3$41 ;
+  assign \$269  = \$268  == 3'h4;
+  assign \$270  = count - \l3$41 ;
+  assign \$271  = \$270  == 3'h5;
+  assign \$272  = count - \l3$41 ;
+  assign \$273  = \$272  == 3'h6;
+  assign \$274  = count - \l3$41 ;
+  assign \$275  = \$274  == 3'h7;
+  assign \$276  = count - \l3$41 ;
+  assign \$277  = \$276  == 4'h8;
+  assign \$278  = count - \l3$41 ;
+  assign \$279  = \$278  == 4'h9;
+  assign \$280  = count - \l3$41 ;
+  assign \$281  = \$280  == 4'ha;
+  assign \$282  = count - \l3$41 ;
+  assign \$283  = \$282  == 4'hb;
+  assign \$284  = count - \l3$41 ;
+  assign \$285  = \$284  == 4'hc;
+  assign \$286  = count - \l3$41 ;
+  assign \$287  = \$286  == 4'hd;
+  assign \$288  = count - \l3$41 ;
+  assign \$289  = \$288  == 4'he;
+  assign \$290  = count - \l3$41 ;
+  assign \$291  = \$290  == 4'hf;
+  assign \$292  = count - \l3$41 ;
+  assign \$293  = \$292  == 5'h10;
+  assign \$294  = count - \l3$41 ;
+  assign \$295  = \$294  == 5'h11;
+  assign \$296  = count - \l3$41 ;
+  assign \$297  = \$296  == 5'h12;
+  assign \$298  = count - \l3$41 ;
+  assign \$299  = \$298  == 5'h13;
+  assign \$300  = count - \l3$41 ;
+  assign \$301  = \$300  == 5'h14;
+  assign \$302  = count - \l3$41 ;
+  assign \$303  = \$302  == 5'h15;
+  assign \$304  = count - \l3$41 ;
+  assign \$305  = \$304  == 5'h16;
+  assign \$306  = count - \l3$41 ;
+  assign \$307  = \$306  == 5'h17;
+  assign \$308  = count - \l3$41 ;
+  assign \$309  = \$308  == 5'h18;
+  assign \$310  = count - \l3$41 ;
+  assign \$311  = \$310  == 5'h19;
+  assign \$312  = count - \l3$41 ;
+  assign \$313  = \$312  == 5'h1a;
+  assign \$314  = count - \l3$41 ;
+  assign \$315  = \$314  == 5'h1b;
+  assign \$316  = count - \l3$41 ;
+  assign \$317  = \$316  == 5'h1c;
+  assign \$318  = count - \l3$41 ;
+  assign \$319  = \$318  == 5'h1d;
+  assign \$320  = count - \l3$41 ;
+  assign \$321  = \$320  == 5'h1e;
+  assign \$322  = count - \l3$41 ;
+  assign \$323  = \$322  == 5'h1f;
+  assign \$324  = count - \l3$41 ;
+  assign \$325  = \$324  == 6'h20;
+  assign \$326  = count - \l3$41 ;
+  assign \$327  = \$326  == 6'h21;
+  assign \$328  = count - \l3$41 ;
+  assign \$329  = \$328  == 6'h22;
+  assign \$330  = count - \l3$41 ;
+  assign \$331  = \$330  == 6'h23;
+  assign \$332  = count - \l3$41 ;
+  assign \$333  = \$332  == 6'h24;
+  assign \$334  = count - \l3$41 ;
+  assign \$335  = \$334  == 6'h25;
+  assign \$336  = count - \l3$41 ;
+  assign \$337  = \$336  == 6'h26;
+  assign \$338  = count - \l3$41 ;
+  assign \$339  = \$338  == 6'h27;
+  assign \$340  = count == \l3$41 ;
+  assign \$341  = prev == 12'h800;
+  assign \$342  = prev == 12'h800;
+  assign \$343  = i__payload[3:0] * 3'h4;
+  assign \$344  = \l3$41  + \$343 ;
+  assign \$345  = \l3$41  + 6'h28;
+  assign \$346  = ~ ipv4;
+  assign \$347  = \l3$41  + 3'h6;
+  assign \$348  = count == \$347 ;
+  assign \$349  = \$346  & \$348 ;
+  assign \$350  = count >= win_offset;
+  assign \$351  = win_live & \$350 ;
+  assign \$352  = \$1 [13:0] < 4'he;
+  assign \$353  = \$351  & \$352 ;
+  assign \$354  = ! win;
+  assign \$355  = ! \$1 [13:0];
+  assign \$356  = \$1 [13:0] == 1'h1;
+  assign \$357  = \$1 [13:0] == 2'h2;
+  assign \$358  = \$1 [13:0] == 2'h3;
+  assign \$359  = \$1 [13:0] == 4'hd;
+  assign \$360  = win == 1'h1;
+  assign \$361  = ! \$1 [13:0];
+  assign \$362  = \$1 [13:0] == 1'h1;
+  assign \$363  = \$1 [13:0] == 2'h2;
+  assign \$364  = \$1 [13:0] == 2'h3;
+  assign \$365  = \$1 [13:0] == 4'hd;
+  assign \$366  = win == 2'h2;
+  assign \$367  = ! \$1 [13:0];
+  assign \$368  = \$1 [13:0] == 1'h1;
+  assign \$369  = \$1 [13:0] == 2'h2;
+  assign \$370  = \$1 [13:0] == 2'h3;
+  assign \$371  = \$1 [13:0] == 4'hd;
+  assign \$372  = win == 2'h3;
+  assign \$373  = ! \$1 [13:0];
+  assign \$374  = \$1 [13:0] == 1'h1;
+  assign \$375  = \$1 [13:0] == 2'h2;
+  assign \$376  = \$1 [13:0] == 2'h3;
+  assign \$377  = \$1 [13:0] == 4'hd;
+  assign \$378  = win == 3'h4;
+  assign \$379  = ! \$1 [13:0];
+  assign \$380  = \$1 [13:0] == 1'h1;
+  assign \$381  = \$1 [13:0] == 2'h2;
+  assign \$382  = \$1 [13:0] == 2'h3;
+  assign \$383  = \$1 [13:0] == 4'hd;
+  assign \$384  = \$1 [13:0] == 1'h1;
+  assign \$385  = ! win;
+  assign \$386  = win_type == 6'h2c;
+  assign \$387  = i__payload[7:0] + 1'h1;
+  assign \$388  = \$387  * 4'h8;
+  assign \$389  = \$386  ? 13'h0008 : \$388 ;
+  assign \$390  = win == 1'h1;
+  assign \$391  = win_type == 6'h2c;
+  assign \$392  = i__payload[7:0] + 1'h1;
+  assign \$393  = \$392  * 4'h8;
+  assign \$394  = \$391  ? 13'h0008 : \$393 ;
+  assign \$395  = win == 2'h2;
+  assign \$396  = win_type == 6'h2c;
+  assign \$397  = i__payload[7:0] + 1'h1;
+  assign \$398  = \$397  * 4'h8;
+  assign \$399  = \$396  ? 13'h0008 : \$398 ;
+  assign \$400  = win == 2'h3;
+  assign \$401  = win_type == 6'h2c;
+  assign \$402  = i__payload[7:0] + 1'h1;
+  assign \$403  = \$402  * 4'h8;
+  assign \$404  = \$401  ? 13'h0008 : \$403 ;
+  assign \$405  = win == 3'h4;
+  assign \$406  = win_type == 6'h2c;
+  assign \$407  = i__payload[7:0] + 1'h1;
+  assign \$408  = \$407  * 4'h8;
+  assign \$409  = \$406  ? 13'h0008 : \$408 ;
+  assign \$410  = win_type == 6'h2c;
+  assign \$411  = i__payload[7:0] + 1'h1;
+  assign \$412  = \$411  * 4'h8;
+  assign \$413  = \$410  ? 13'h0008 : \$412 ;
+  assign \$414  = win_offset + \$413 ;
+  assign \$415  = ~ ipv4;
+  assign \$416  = ! win_type;
+  assign \$417  = win_type == 6'h2b;
+  assign \$418  = \$416  | \$417 ;
+  assign \$419  = win_type == 6'h2c;
+  assign \$420  = \$418  | \$419 ;
+  assign \$421  = win_type == 6'h3c;
+  assign \$422  = \$420  | \$421 ;
+  assign \$423  = \$415  & \$422 ;
+  assign \$424  = win != 3'h4;
+  assign \$425  = \$423  & \$424 ;
+  assign \$426  = \$1 [13:0] == 2'h3;
+  assign \$427  = \$426  & chain;
+  assign \$428  = win + 1'h1;
+  assign \$429  = ! win;
+  assign \$430  = win == 1'h1;
+  assign \$431  = win == 2'h2;
+  assign \$432  = win == 2'h3;
+  assign \$433  = win == 3'h4;
+  assign \$434  = i__valid & i__ready;
+  assign \$435  = length + i__payload[8];
+  assign \$436  = \$435  > 16'hffff;
+  assign \$437  = length + i__payload[8];
+  assign \$438  = \$436  ? 17'h0ffff : \$437 ;
+  assign \$439  = \mac_error$62  | i__payload[10];
+  assign \$440  = length + i__payload[8];
+  assign \$441  = \$440  > 16'hffff;
+  assign \$442  = length + i__payload[8];
+  assign \$443  = \$441  ? 17'h0ffff : \$442 ;
+  assign \$444  = \mac_error$62  | i__payload[10];
+  assign \$445  = ~ active;
+  assign \$446  = finished & \$445 ;
+  assign \$447  = phase != 2'h2;
+  assign \$448  = active & \$447 ;
+  assign \$449  = phase + 1'h1;
+  assign \$450  = phase == 1'h1;
+  assign \$451  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$452  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$453  = \$451  | \$452 ;
+  assign \$454  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$455  = { l2[7:0], l2[15:8] } == 16'h88a8;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    { \$signal [457:28], \$signal [26:0] } = { \$signal$12 [457:28], \$signal$12 [26:0] };
+    { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
-          { \$signal [457:58], \$signal [29], \$signal [27:22], \$signal [19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-          \$signal [15:0] = n;
-          \$signal [45:30] = \$18 ;
-          \$signal [57:46] = \$22 ;
-          \$signal [20] = \$25 ;
-          \$signal [21] = \$32 ;
-          \$signal [28] = \$47 ;
+          { rec_next[457:58], rec_next[29], rec_next[27:22], rec_next[19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+          rec_next[15:0] = n;
+          rec_next[45:30] = \$19 ;
+          rec_next[57:46] = \$23 ;
+          rec_next[20] = \$26 ;
+          rec_next[21] = \$33 ;
+          rec_next[28] = \$48 ;
         end
       2'h1:
           (* full_case = 32'd1 *)
           if (\$114 ) begin
-            \$signal [22] = 1'h1;
-            \$signal [29] = \$115 ;
-            \$signal [24] = \$117 ;
-            \$signal [63:58] = hdr[15:10];
-            \$signal [71:64] = hdr[79:72];
-            \$signal [27] = \$118 ;
-            \$signal [207:80] = { 80'h00000000000000000000, \$119  };
-            \$signal [335:208] = { 80'h00000000000000000000, \$120  };
+            rec_next[22] = 1'h1;
+            rec_next[29] = \$115 ;
+            rec_next[24] = \$117 ;
+            rec_next[63:58] = hdr[15:10];
+            rec_next[71:64] = hdr[79:72];
+            rec_next[27] = \$118 ;
+            rec_next[207:80] = { 80'h00000000000000000000, \$119  };
+            rec_next[335:208] = { 80'h00000000000000000000, \$120  };
           end else begin
-            \$signal [23] = 1'h1;
-            \$signal [63:58] = { hdr[3:0], hdr[15:14] };
-            \$signal [71:64] = hdr[55:48];
-            \$signal [27] = \$145 ;
-            \$signal [207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
-            \$signal [335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
+            rec_next[23] = 1'h1;
+            rec_next[63:58] = { hdr[3:0], hdr[15:14] };
+            rec_next[71:64] = hdr[55:48];
+            rec_next[27] = \$145 ;
+            rec_next[207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
+            rec_next[335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
           end
       2'h3:
         begin
-          \$signal [29] = 1'h1;
-          \$signal [24] = \$168 ;
-          \$signal [71:64] = \$signal$13 [7:0];
-          \$signal [27] = \$169 ;
+          rec_next[29] = 1'h1;
+          rec_next[24] = \$168 ;
+          rec_next[71:64] = window[7:0];
+          rec_next[27] = \$169 ;
         end
       2'h2:
         begin
-          \$signal [25] = \$220 ;
-          \$signal [26] = \$222 ;
-          \$signal [351:336] = { \$signal$13 [7:0], \$signal$13 [15:8] };
-          \$signal [367:352] = { \$signal$13 [23:16], \$signal$13 [31:24] };
-          \$signal [79:72] = \$224 ;
-          \$signal [27] = \$229 ;
+          rec_next[25] = \$212 ;
+          rec_next[26] = \$214 ;
+          rec_next[351:336] = { window[7:0], window[15:8] };
+          rec_next[367:352] = { window[23:16], window[31:24] };
+          rec_next[79:72] = \$216 ;
+          rec_next[27] = \$221 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$signal$24  = 4'h0;
+    error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          if (\$48 ) begin
-            \$signal$24  = 4'h1;
+          if (mac_error) begin
+            error = 4'h1;
           end else if (\$49 ) begin
-            \$signal$24  = 4'h2;
+            error = 4'h2;
           end else if (\$50 ) begin
-            \$signal$24  = 4'h3;
+            error = 4'h3;
           end else if (\$55 ) begin
-            \$signal$24  = 4'h4;
+            error = 4'h4;
           end else if (\$64 ) begin
-            \$signal$24  = 4'h4;
+            error = 4'h4;
           end
       2'h1:
           (* full_case = 32'd1 *)
           if (\$114 ) begin
             if (\$121 ) begin
-              \$signal$24  = 4'h4;
+              error = 4'h4;
             end else if (\$124 ) begin
-              \$signal$24  = 4'h5;
+              error = 4'h5;
             end else if (\$127 ) begin
-              \$signal$24  = 4'h4;
+              error = 4'h4;
             end else if (\$130 ) begin
-              \$signal$24  = 4'h7;
+              error = 4'h7;
             end else if (\$135 ) begin
-              \$signal$24  = 4'h6;
+              error = 4'h6;
             end
           end else begin
             if (\$146 ) begin
-              \$signal$24  = 4'h4;
+              error = 4'h4;
             end else if (\$147 ) begin
-              \$signal$24  = 4'h5;
+              error = 4'h5;
             end else if (\$149 ) begin
-              \$signal$24  = 4'h4;
+              error = 4'h4;
             end else if (\$152 ) begin
-              \$signal$24  = 4'h6;
+              error = 4'h6;
             end
           end
       2'h3:
           if (\$171 ) begin
-            \$signal$24  = 4'h4;
+            error = 4'h4;
           end else if (\$173 ) begin
-            \$signal$24  = 4'h7;
-          end else if (\$179 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$185 ) begin
-            \$signal$24  = 4'h7;
-          end else if (\$200 ) begin
-            \$signal$24  = 4'h7;
+            error = 4'h7;
+          end else if (\$175 ) begin
+            error = 4'h4;
+          end else if (\$177 ) begin
+            error = 4'h7;
+          end else if (\$192 ) begin
+            error = 4'h7;
           end
       2'h2:
-          if (\$233 ) begin
-            \$signal$24  = 4'h4;
-          end else if (\$237 ) begin
-            \$signal$24  = 4'h7;
+          if (\$225 ) begin
+            error = 4'h4;
+          end else if (\$229 ) begin
+            error = 4'h7;
           end
     endcase
   end
@@ -13790,18 +14300,18 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          \$signal$16  = \$111 ;
+          done = \$111 ;
       2'h1:
           (* full_case = 32'd1 *)
           if (\$114 ) begin
-            \$signal$16  = \$144 ;
+            done = \$144 ;
           end else begin
-            \$signal$16  = \$166 ;
+            done = \$166 ;
           end
       2'h3:
-          \$signal$16  = \$219 ;
+          done = \$211 ;
       2'h2:
-          \$signal$16  = 1'h1;
+          done = 1'h1;
     endcase
   end
   always @* begin
@@ -13816,989 +14326,1159 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          casez (\$signal$26 )
-            2'h0:
-                hdr = frame[431:112];
-            2'h1:
-                hdr = frame[463:144];
-            2'h2:
-                hdr = frame[495:176];
-          endcase
-    endcase
+    \$487  = count;
+    if (\$235 ) begin
+      if (\$236 ) begin
+        \$487  = \$237 [7:0];
+      end
+    end
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$487  = 8'h00;
+      end
+    end
+    if (rst) begin
+      \$487  = 8'h00;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$309  = buf0;
-    if (\$242 ) begin
+    \$488  = prev;
+    if (\$235 ) begin
+      \$488  = { prev[7:0], i__payload[7:0] };
+    end
+    if (rst) begin
+      \$488  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$489  = \$like$40 ;
+    if (\$235 ) begin
+      if (\$238 ) begin
+        \$489 [7:0] = i__payload[7:0];
+      end
+      if (\$239 ) begin
+        \$489 [15:8] = i__payload[7:0];
+      end
+      if (\$240 ) begin
+        \$489 [23:16] = i__payload[7:0];
+      end
+      if (\$241 ) begin
+        \$489 [31:24] = i__payload[7:0];
+      end
+      if (\$242 ) begin
+        \$489 [39:32] = i__payload[7:0];
+      end
       if (\$243 ) begin
-        if (\$244 ) begin
-          casez (beat_count)
-            8'h00:
-                \$309 [7:0] = i__payload[7:0];
-            8'h01:
-                \$309 [15:8] = i__payload[7:0];
-            8'h02:
-                \$309 [23:16] = i__payload[7:0];
-            8'h03:
-                \$309 [31:24] = i__payload[7:0];
-            8'h04:
-                \$309 [39:32] = i__payload[7:0];
-            8'h05:
-                \$309 [47:40] = i__payload[7:0];
-            8'h06:
-                \$309 [55:48] = i__payload[7:0];
-            8'h07:
-                \$309 [63:56] = i__payload[7:0];
-            8'h08:
-                \$309 [71:64] = i__payload[7:0];
-            8'h09:
-                \$309 [79:72] = i__payload[7:0];
-            8'h0a:
-                \$309 [87:80] = i__payload[7:0];
-            8'h0b:
-                \$309 [95:88] = i__payload[7:0];
-            8'h0c:
-                \$309 [103:96] = i__payload[7:0];
-            8'h0d:
-                \$309 [111:104] = i__payload[7:0];
-            8'h0e:
-                \$309 [119:112] = i__payload[7:0];
-            8'h0f:
-                \$309 [127:120] = i__payload[7:0];
-            8'h10:
-                \$309 [135:128] = i__payload[7:0];
-            8'h11:
-                \$309 [143:136] = i__payload[7:0];
-            8'h12:
-                \$309 [151:144] = i__payload[7:0];
-            8'h13:
-                \$309 [159:152] = i__payload[7:0];
-            8'h14:
-                \$309 [167:160] = i__payload[7:0];
-            8'h15:
-                \$309 [175:168] = i__payload[7:0];
-            8'h16:
-                \$309 [183:176] = i__payload[7:0];
-            8'h17:
-                \$309 [191:184] = i__payload[7:0];
-            8'h18:
-                \$309 [199:192] = i__payload[7:0];
-            8'h19:
-                \$309 [207:200] = i__payload[7:0];
-            8'h1a:
-                \$309 [215:208] = i__payload[7:0];
-            8'h1b:
-                \$309 [223:216] = i__payload[7:0];
-            8'h1c:
-                \$309 [231:224] = i__payload[7:0];
-            8'h1d:
-                \$309 [239:232] = i__payload[7:0];
-            8'h1e:
-                \$309 [247:240] = i__payload[7:0];
-            8'h1f:
-                \$309 [255:248] = i__payload[7:0];
-            8'h20:
-                \$309 [263:256] = i__payload[7:0];
-            8'h21:
-                \$309 [271:264] = i__payload[7:0];
-            8'h22:
-                \$309 [279:272] = i__payload[7:0];
-            8'h23:
-                \$309 [287:280] = i__payload[7:0];
-            8'h24:
-                \$309 [295:288] = i__payload[7:0];
-            8'h25:
-                \$309 [303:296] = i__payload[7:0];
-            8'h26:
-                \$309 [311:304] = i__payload[7:0];
-            8'h27:
-                \$309 [319:312] = i__payload[7:0];
-            8'h28:
-                \$309 [327:320] = i__payload[7:0];
-            8'h29:
-                \$309 [335:328] = i__payload[7:0];
-            8'h2a:
-                \$309 [343:336] = i__payload[7:0];
-            8'h2b:
-                \$309 [351:344] = i__payload[7:0];
-            8'h2c:
-                \$309 [359:352] = i__payload[7:0];
-            8'h2d:
-                \$309 [367:360] = i__payload[7:0];
-            8'h2e:
-                \$309 [375:368] = i__payload[7:0];
-            8'h2f:
-                \$309 [383:376] = i__payload[7:0];
-            8'h30:
-                \$309 [391:384] = i__payload[7:0];
-            8'h31:
-                \$309 [399:392] = i__payload[7:0];
-            8'h32:
-                \$309 [407:400] = i__payload[7:0];
-            8'h33:
-                \$309 [415:408] = i__payload[7:0];
-            8'h34:
-                \$309 [423:416] = i__payload[7:0];
-            8'h35:
-                \$309 [431:424] = i__payload[7:0];
-            8'h36:
-                \$309 [439:432] = i__payload[7:0];
-            8'h37:
-                \$309 [447:440] = i__payload[7:0];
-            8'h38:
-                \$309 [455:448] = i__payload[7:0];
-            8'h39:
-                \$309 [463:456] = i__payload[7:0];
-            8'h3a:
-                \$309 [471:464] = i__payload[7:0];
-            8'h3b:
-                \$309 [479:472] = i__payload[7:0];
-            8'h3c:
-                \$309 [487:480] = i__payload[7:0];
-            8'h3d:
-                \$309 [495:488] = i__payload[7:0];
-            8'h3e:
-                \$309 [503:496] = i__payload[7:0];
-            8'h3f:
-                \$309 [511:504] = i__payload[7:0];
-            8'h40:
-                \$309 [519:512] = i__payload[7:0];
-            8'h41:
-                \$309 [527:520] = i__payload[7:0];
-            8'h42:
-                \$309 [535:528] = i__payload[7:0];
-            8'h43:
-                \$309 [543:536] = i__payload[7:0];
-            8'h44:
-                \$309 [551:544] = i__payload[7:0];
-            8'h45:
-                \$309 [559:552] = i__payload[7:0];
-            8'h46:
-                \$309 [567:560] = i__payload[7:0];
-            8'h47:
-                \$309 [575:568] = i__payload[7:0];
-            8'h48:
-                \$309 [583:576] = i__payload[7:0];
-            8'h49:
-                \$309 [591:584] = i__payload[7:0];
-            8'h4a:
-                \$309 [599:592] = i__payload[7:0];
-            8'h4b:
-                \$309 [607:600] = i__payload[7:0];
-            8'h4c:
-                \$309 [615:608] = i__payload[7:0];
-            8'h4d:
-                \$309 [623:616] = i__payload[7:0];
-            8'h4e:
-                \$309 [631:624] = i__payload[7:0];
-            8'h4f:
-                \$309 [639:632] = i__payload[7:0];
-            8'h50:
-                \$309 [647:640] = i__payload[7:0];
-            8'h51:
-                \$309 [655:648] = i__payload[7:0];
-            8'h52:
-                \$309 [663:656] = i__payload[7:0];
-            8'h53:
-                \$309 [671:664] = i__payload[7:0];
-            8'h54:
-                \$309 [679:672] = i__payload[7:0];
-            8'h55:
-                \$309 [687:680] = i__payload[7:0];
-            8'h56:
-                \$309 [695:688] = i__payload[7:0];
-            8'h57:
-                \$309 [703:696] = i__payload[7:0];
-            8'h58:
-                \$309 [711:704] = i__payload[7:0];
-            8'h59:
-                \$309 [719:712] = i__payload[7:0];
-            8'h5a:
-                \$309 [727:720] = i__payload[7:0];
-            8'h5b:
-                \$309 [735:728] = i__payload[7:0];
-            8'h5c:
-                \$309 [743:736] = i__payload[7:0];
-            8'h5d:
-                \$309 [751:744] = i__payload[7:0];
-            8'h5e:
-                \$309 [759:752] = i__payload[7:0];
-            8'h5f:
-                \$309 [767:760] = i__payload[7:0];
-            8'h60:
-                \$309 [775:768] = i__payload[7:0];
-            8'h61:
-                \$309 [783:776] = i__payload[7:0];
-            8'h62:
-                \$309 [791:784] = i__payload[7:0];
-            8'h63:
-                \$309 [799:792] = i__payload[7:0];
-            8'h64:
-                \$309 [807:800] = i__payload[7:0];
-            8'h65:
-                \$309 [815:808] = i__payload[7:0];
-            8'h66:
-                \$309 [823:816] = i__payload[7:0];
-            8'h67:
-                \$309 [831:824] = i__payload[7:0];
-            8'h68:
-                \$309 [839:832] = i__payload[7:0];
-            8'h69:
-                \$309 [847:840] = i__payload[7:0];
-            8'h6a:
-                \$309 [855:848] = i__payload[7:0];
-            8'h6b:
-                \$309 [863:856] = i__payload[7:0];
-            8'h6c:
-                \$309 [871:864] = i__payload[7:0];
-            8'h6d:
-                \$309 [879:872] = i__payload[7:0];
-            8'h6e:
-                \$309 [887:880] = i__payload[7:0];
-            8'h6f:
-                \$309 [895:888] = i__payload[7:0];
-            8'h70:
-                \$309 [903:896] = i__payload[7:0];
-            8'h71:
-                \$309 [911:904] = i__payload[7:0];
-            8'h72:
-                \$309 [919:912] = i__payload[7:0];
-            8'h73:
-                \$309 [927:920] = i__payload[7:0];
-            8'h74:
-                \$309 [935:928] = i__payload[7:0];
-            8'h75:
-                \$309 [943:936] = i__payload[7:0];
-            8'h76:
-                \$309 [951:944] = i__payload[7:0];
-            8'h77:
-                \$309 [959:952] = i__payload[7:0];
-            8'h78:
-                \$309 [967:960] = i__payload[7:0];
-            8'h79:
-                \$309 [975:968] = i__payload[7:0];
-            8'h7a:
-                \$309 [983:976] = i__payload[7:0];
-            8'h7b:
-                \$309 [991:984] = i__payload[7:0];
-            8'h7c:
-                \$309 [999:992] = i__payload[7:0];
-            8'h7d:
-                \$309 [1007:1000] = i__payload[7:0];
-            8'h7e:
-                \$309 [1015:1008] = i__payload[7:0];
-            8'h7f:
-                \$309 [1023:1016] = i__payload[7:0];
-          endcase
-        end
+        \$489 [47:40] = i__payload[7:0];
+      end
+      if (\$244 ) begin
+        \$489 [55:48] = i__payload[7:0];
+      end
+      if (\$245 ) begin
+        \$489 [63:56] = i__payload[7:0];
+      end
+      if (\$246 ) begin
+        \$489 [71:64] = i__payload[7:0];
+      end
+      if (\$247 ) begin
+        \$489 [79:72] = i__payload[7:0];
+      end
+      if (\$248 ) begin
+        \$489 [87:80] = i__payload[7:0];
+      end
+      if (\$249 ) begin
+        \$489 [95:88] = i__payload[7:0];
       end
     end
     if (rst) begin
-      \$309  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$489  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$310  = buf1;
-    if (\$242 ) begin
-      if (\$243 ) begin
-        if (\$245 ) begin
-          casez (beat_count)
-            8'h00:
-                \$310 [7:0] = i__payload[7:0];
-            8'h01:
-                \$310 [15:8] = i__payload[7:0];
-            8'h02:
-                \$310 [23:16] = i__payload[7:0];
-            8'h03:
-                \$310 [31:24] = i__payload[7:0];
-            8'h04:
-                \$310 [39:32] = i__payload[7:0];
-            8'h05:
-                \$310 [47:40] = i__payload[7:0];
-            8'h06:
-                \$310 [55:48] = i__payload[7:0];
-            8'h07:
-                \$310 [63:56] = i__payload[7:0];
-            8'h08:
-                \$310 [71:64] = i__payload[7:0];
-            8'h09:
-                \$310 [79:72] = i__payload[7:0];
-            8'h0a:
-                \$310 [87:80] = i__payload[7:0];
-            8'h0b:
-                \$310 [95:88] = i__payload[7:0];
-            8'h0c:
-                \$310 [103:96] = i__payload[7:0];
-            8'h0d:
-                \$310 [111:104] = i__payload[7:0];
-            8'h0e:
-                \$310 [119:112] = i__payload[7:0];
-            8'h0f:
-                \$310 [127:120] = i__payload[7:0];
-            8'h10:
-                \$310 [135:128] = i__payload[7:0];
-            8'h11:
-                \$310 [143:136] = i__payload[7:0];
-            8'h12:
-                \$310 [151:144] = i__payload[7:0];
-            8'h13:
-                \$310 [159:152] = i__payload[7:0];
-            8'h14:
-                \$310 [167:160] = i__payload[7:0];
-            8'h15:
-                \$310 [175:168] = i__payload[7:0];
-            8'h16:
-                \$310 [183:176] = i__payload[7:0];
-            8'h17:
-                \$310 [191:184] = i__payload[7:0];
-            8'h18:
-                \$310 [199:192] = i__payload[7:0];
-            8'h19:
-                \$310 [207:200] = i__payload[7:0];
-            8'h1a:
-                \$310 [215:208] = i__payload[7:0];
-            8'h1b:
-                \$310 [223:216] = i__payload[7:0];
-            8'h1c:
-                \$310 [231:224] = i__payload[7:0];
-            8'h1d:
-                \$310 [239:232] = i__payload[7:0];
-            8'h1e:
-                \$310 [247:240] = i__payload[7:0];
-            8'h1f:
-                \$310 [255:248] = i__payload[7:0];
-            8'h20:
-                \$310 [263:256] = i__payload[7:0];
-            8'h21:
-                \$310 [271:264] = i__payload[7:0];
-            8'h22:
-                \$310 [279:272] = i__payload[7:0];
-            8'h23:
-                \$310 [287:280] = i__payload[7:0];
-            8'h24:
-                \$310 [295:288] = i__payload[7:0];
-            8'h25:
-                \$310 [303:296] = i__payload[7:0];
-            8'h26:
-                \$310 [311:304] = i__payload[7:0];
-            8'h27:
-                \$310 [319:312] = i__payload[7:0];
-            8'h28:
-                \$310 [327:320] = i__payload[7:0];
-            8'h29:
-                \$310 [335:328] = i__payload[7:0];
-            8'h2a:
-                \$310 [343:336] = i__payload[7:0];
-            8'h2b:
-                \$310 [351:344] = i__payload[7:0];
-            8'h2c:
-                \$310 [359:352] = i__payload[7:0];
-            8'h2d:
-                \$310 [367:360] = i__payload[7:0];
-            8'h2e:
-                \$310 [375:368] = i__payload[7:0];
-            8'h2f:
-                \$310 [383:376] = i__payload[7:0];
-            8'h30:
-                \$310 [391:384] = i__payload[7:0];
-            8'h31:
-                \$310 [399:392] = i__payload[7:0];
-            8'h32:
-                \$310 [407:400] = i__payload[7:0];
-            8'h33:
-                \$310 [415:408] = i__payload[7:0];
-            8'h34:
-                \$310 [423:416] = i__payload[7:0];
-            8'h35:
-                \$310 [431:424] = i__payload[7:0];
-            8'h36:
-                \$310 [439:432] = i__payload[7:0];
-            8'h37:
-                \$310 [447:440] = i__payload[7:0];
-            8'h38:
-                \$310 [455:448] = i__payload[7:0];
-            8'h39:
-                \$310 [463:456] = i__payload[7:0];
-            8'h3a:
-                \$310 [471:464] = i__payload[7:0];
-            8'h3b:
-                \$310 [479:472] = i__payload[7:0];
-            8'h3c:
-                \$310 [487:480] = i__payload[7:0];
-            8'h3d:
-                \$310 [495:488] = i__payload[7:0];
-            8'h3e:
-                \$310 [503:496] = i__payload[7:0];
-            8'h3f:
-                \$310 [511:504] = i__payload[7:0];
-            8'h40:
-                \$310 [519:512] = i__payload[7:0];
-            8'h41:
-                \$310 [527:520] = i__payload[7:0];
-            8'h42:
-                \$310 [535:528] = i__payload[7:0];
-            8'h43:
-                \$310 [543:536] = i__payload[7:0];
-            8'h44:
-                \$310 [551:544] = i__payload[7:0];
-            8'h45:
-                \$310 [559:552] = i__payload[7:0];
-            8'h46:
-                \$310 [567:560] = i__payload[7:0];
-            8'h47:
-                \$310 [575:568] = i__payload[7:0];
-            8'h48:
-                \$310 [583:576] = i__payload[7:0];
-            8'h49:
-                \$310 [591:584] = i__payload[7:0];
-            8'h4a:
-                \$310 [599:592] = i__payload[7:0];
-            8'h4b:
-                \$310 [607:600] = i__payload[7:0];
-            8'h4c:
-                \$310 [615:608] = i__payload[7:0];
-            8'h4d:
-                \$310 [623:616] = i__payload[7:0];
-            8'h4e:
-                \$310 [631:624] = i__payload[7:0];
-            8'h4f:
-                \$310 [639:632] = i__payload[7:0];
-            8'h50:
-                \$310 [647:640] = i__payload[7:0];
-            8'h51:
-                \$310 [655:648] = i__payload[7:0];
-            8'h52:
-                \$310 [663:656] = i__payload[7:0];
-            8'h53:
-                \$310 [671:664] = i__payload[7:0];
-            8'h54:
-                \$310 [679:672] = i__payload[7:0];
-            8'h55:
-                \$310 [687:680] = i__payload[7:0];
-            8'h56:
-                \$310 [695:688] = i__payload[7:0];
-            8'h57:
-                \$310 [703:696] = i__payload[7:0];
-            8'h58:
-                \$310 [711:704] = i__payload[7:0];
-            8'h59:
-                \$310 [719:712] = i__payload[7:0];
-            8'h5a:
-                \$310 [727:720] = i__payload[7:0];
-            8'h5b:
-                \$310 [735:728] = i__payload[7:0];
-            8'h5c:
-                \$310 [743:736] = i__payload[7:0];
-            8'h5d:
-                \$310 [751:744] = i__payload[7:0];
-            8'h5e:
-                \$310 [759:752] = i__payload[7:0];
-            8'h5f:
-                \$310 [767:760] = i__payload[7:0];
-            8'h60:
-                \$310 [775:768] = i__payload[7:0];
-            8'h61:
-                \$310 [783:776] = i__payload[7:0];
-            8'h62:
-                \$310 [791:784] = i__payload[7:0];
-            8'h63:
-                \$310 [799:792] = i__payload[7:0];
-            8'h64:
-                \$310 [807:800] = i__payload[7:0];
-            8'h65:
-                \$310 [815:808] = i__payload[7:0];
-            8'h66:
-                \$310 [823:816] = i__payload[7:0];
-            8'h67:
-                \$310 [831:824] = i__payload[7:0];
-            8'h68:
-                \$310 [839:832] = i__payload[7:0];
-            8'h69:
-                \$310 [847:840] = i__payload[7:0];
-            8'h6a:
-                \$310 [855:848] = i__payload[7:0];
-            8'h6b:
-                \$310 [863:856] = i__payload[7:0];
-            8'h6c:
-                \$310 [871:864] = i__payload[7:0];
-            8'h6d:
-                \$310 [879:872] = i__payload[7:0];
-            8'h6e:
-                \$310 [887:880] = i__payload[7:0];
-            8'h6f:
-                \$310 [895:888] = i__payload[7:0];
-            8'h70:
-                \$310 [903:896] = i__payload[7:0];
-            8'h71:
-                \$310 [911:904] = i__payload[7:0];
-            8'h72:
-                \$310 [919:912] = i__payload[7:0];
-            8'h73:
-                \$310 [927:920] = i__payload[7:0];
-            8'h74:
-                \$310 [935:928] = i__payload[7:0];
-            8'h75:
-                \$310 [943:936] = i__payload[7:0];
-            8'h76:
-                \$310 [951:944] = i__payload[7:0];
-            8'h77:
-                \$310 [959:952] = i__payload[7:0];
-            8'h78:
-                \$310 [967:960] = i__payload[7:0];
-            8'h79:
-                \$310 [975:968] = i__payload[7:0];
-            8'h7a:
-                \$310 [983:976] = i__payload[7:0];
-            8'h7b:
-                \$310 [991:984] = i__payload[7:0];
-            8'h7c:
-                \$310 [999:992] = i__payload[7:0];
-            8'h7d:
-                \$310 [1007:1000] = i__payload[7:0];
-            8'h7e:
-                \$310 [1015:1008] = i__payload[7:0];
-            8'h7f:
-                \$310 [1023:1016] = i__payload[7:0];
-          endcase
-        end
+    \$490  = \l3$41 ;
+    if (\$235 ) begin
+      if (\$258 ) begin
+        \$490  = \$259 [4:0];
       end
     end
-    if (rst) begin
-      \$310  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$311  = beat_count;
-    if (\$242 ) begin
-      if (\$243 ) begin
-        \$311  = \$246 [7:0];
-      end
+    if (\$434 ) begin
       if (i__payload[9]) begin
-        \$311  = 8'h00;
+        \$490  = 5'h0e;
       end
     end
     if (rst) begin
-      \$311  = 8'h00;
+      \$490  = 5'h0e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$312  = buf0_length;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$247 ) begin
-          \$312  = \$251 [15:0];
-        end
+    \$491  = \hdr$42 ;
+    if (\$235 ) begin
+      if (\$261 ) begin
+        \$491 [7:0] = i__payload[7:0];
       end
-    end
-    if (rst) begin
-      \$312  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$313  = buf0_mac_error;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$247 ) begin
-          \$313  = \$252 ;
-        end
+      if (\$263 ) begin
+        \$491 [15:8] = i__payload[7:0];
       end
-    end
-    if (rst) begin
-      \$313  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$314  = buf0_full;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$247 ) begin
-          \$314  = 1'h1;
-        end
+      if (\$265 ) begin
+        \$491 [23:16] = i__payload[7:0];
       end
-    end
-    if (\$304 ) begin
-      if (\$306 ) begin
-        \$314  = 1'h0;
+      if (\$267 ) begin
+        \$491 [31:24] = i__payload[7:0];
       end
-    end
-    if (rst) begin
-      \$314  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$315  = buf1_length;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$253 ) begin
-          \$315  = \$257 [15:0];
-        end
+      if (\$269 ) begin
+        \$491 [39:32] = i__payload[7:0];
       end
-    end
-    if (rst) begin
-      \$315  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$316  = buf1_mac_error;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$253 ) begin
-          \$316  = \$258 ;
-        end
+      if (\$271 ) begin
+        \$491 [47:40] = i__payload[7:0];
       end
-    end
-    if (rst) begin
-      \$316  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$317  = buf1_full;
-    if (\$242 ) begin
-      if (i__payload[9]) begin
-        if (\$253 ) begin
-          \$317  = 1'h1;
-        end
+      if (\$273 ) begin
+        \$491 [55:48] = i__payload[7:0];
       end
-    end
-    if (\$304 ) begin
+      if (\$275 ) begin
+        \$491 [63:56] = i__payload[7:0];
+      end
+      if (\$277 ) begin
+        \$491 [71:64] = i__payload[7:0];
+      end
+      if (\$279 ) begin
+        \$491 [79:72] = i__payload[7:0];
+      end
+      if (\$281 ) begin
+        \$491 [87:80] = i__payload[7:0];
+      end
+      if (\$283 ) begin
+        \$491 [95:88] = i__payload[7:0];
+      end
+      if (\$285 ) begin
+        \$491 [103:96] = i__payload[7:0];
+      end
+      if (\$287 ) begin
+        \$491 [111:104] = i__payload[7:0];
+      end
+      if (\$289 ) begin
+        \$491 [119:112] = i__payload[7:0];
+      end
+      if (\$291 ) begin
+        \$491 [127:120] = i__payload[7:0];
+      end
+      if (\$293 ) begin
+        \$491 [135:128] = i__payload[7:0];
+      end
+      if (\$295 ) begin
+        \$491 [143:136] = i__payload[7:0];
+      end
+      if (\$297 ) begin
+        \$491 [151:144] = i__payload[7:0];
+      end
+      if (\$299 ) begin
+        \$491 [159:152] = i__payload[7:0];
+      end
+      if (\$301 ) begin
+        \$491 [167:160] = i__payload[7:0];
+      end
+      if (\$303 ) begin
+        \$491 [175:168] = i__payload[7:0];
+      end
+      if (\$305 ) begin
+        \$491 [183:176] = i__payload[7:0];
+      end
       if (\$307 ) begin
-        \$317  = 1'h0;
+        \$491 [191:184] = i__payload[7:0];
+      end
+      if (\$309 ) begin
+        \$491 [199:192] = i__payload[7:0];
+      end
+      if (\$311 ) begin
+        \$491 [207:200] = i__payload[7:0];
+      end
+      if (\$313 ) begin
+        \$491 [215:208] = i__payload[7:0];
+      end
+      if (\$315 ) begin
+        \$491 [223:216] = i__payload[7:0];
+      end
+      if (\$317 ) begin
+        \$491 [231:224] = i__payload[7:0];
+      end
+      if (\$319 ) begin
+        \$491 [239:232] = i__payload[7:0];
+      end
+      if (\$321 ) begin
+        \$491 [247:240] = i__payload[7:0];
+      end
+      if (\$323 ) begin
+        \$491 [255:248] = i__payload[7:0];
+      end
+      if (\$325 ) begin
+        \$491 [263:256] = i__payload[7:0];
+      end
+      if (\$327 ) begin
+        \$491 [271:264] = i__payload[7:0];
+      end
+      if (\$329 ) begin
+        \$491 [279:272] = i__payload[7:0];
+      end
+      if (\$331 ) begin
+        \$491 [287:280] = i__payload[7:0];
+      end
+      if (\$333 ) begin
+        \$491 [295:288] = i__payload[7:0];
+      end
+      if (\$335 ) begin
+        \$491 [303:296] = i__payload[7:0];
+      end
+      if (\$337 ) begin
+        \$491 [311:304] = i__payload[7:0];
+      end
+      if (\$339 ) begin
+        \$491 [319:312] = i__payload[7:0];
       end
     end
     if (rst) begin
-      \$317  = 1'h0;
+      \$491  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$318  = fill_sel;
-    if (\$242 ) begin
+    \$492  = ipv4;
+    if (\$235 ) begin
+      if (\$340 ) begin
+        \$492  = \$341 ;
+      end
+    end
+    if (\$434 ) begin
       if (i__payload[9]) begin
-        \$318  = \$259 ;
+        \$492  = 1'h0;
       end
     end
     if (rst) begin
-      \$318  = 1'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$319  = length;
-    if (\$242 ) begin
+    \$493  = win;
+    if (\$235 ) begin
+      if (\$340 ) begin
+        \$493  = 3'h0;
+      end
+      if (\$353 ) begin
+        if (\$427 ) begin
+          \$493  = \$428 [2:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$493  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$494  = win_offset;
+    if (\$235 ) begin
+      if (\$340 ) begin
+        (* full_case = 32'd1 *)
+        if (\$342 ) begin
+          \$494  = { 6'h00, \$344  };
+        end else begin
+          \$494  = { 7'h00, \$345  };
+        end
+      end
+      if (\$353 ) begin
+        if (\$427 ) begin
+          \$494  = next_offset;
+        end
+      end
+    end
+    if (rst) begin
+      \$494  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$495  = win_type;
+    if (\$235 ) begin
+      if (\$340 ) begin
+        if (\$342 ) begin
+          \$495  = 8'h00;
+        end
+      end
+      if (\$349 ) begin
+        \$495  = i__payload[7:0];
+      end
+      if (\$353 ) begin
+        if (\$427 ) begin
+          if (\$429 ) begin
+            \$495  = window0[7:0];
+          end
+          if (\$430 ) begin
+            \$495  = window1[7:0];
+          end
+          if (\$431 ) begin
+            \$495  = window2[7:0];
+          end
+          if (\$432 ) begin
+            \$495  = window3[7:0];
+          end
+          if (\$433 ) begin
+            \$495  = window4[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$495  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$496  = win_live;
+    if (\$235 ) begin
+      if (\$340 ) begin
+        if (\$342 ) begin
+          \$496  = 1'h1;
+        end
+      end
+      if (\$349 ) begin
+        \$496  = 1'h1;
+      end
+    end
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$496  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$496  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$497  = window0;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$354 ) begin
+          if (\$355 ) begin
+            \$497 [7:0] = i__payload[7:0];
+          end
+          if (\$356 ) begin
+            \$497 [15:8] = i__payload[7:0];
+          end
+          if (\$357 ) begin
+            \$497 [23:16] = i__payload[7:0];
+          end
+          if (\$358 ) begin
+            \$497 [31:24] = i__payload[7:0];
+          end
+          if (\$359 ) begin
+            \$497 [111:104] = i__payload[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$497  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$498  = window1;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$360 ) begin
+          if (\$361 ) begin
+            \$498 [7:0] = i__payload[7:0];
+          end
+          if (\$362 ) begin
+            \$498 [15:8] = i__payload[7:0];
+          end
+          if (\$363 ) begin
+            \$498 [23:16] = i__payload[7:0];
+          end
+          if (\$364 ) begin
+            \$498 [31:24] = i__payload[7:0];
+          end
+          if (\$365 ) begin
+            \$498 [111:104] = i__payload[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$498  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$499  = window2;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$366 ) begin
+          if (\$367 ) begin
+            \$499 [7:0] = i__payload[7:0];
+          end
+          if (\$368 ) begin
+            \$499 [15:8] = i__payload[7:0];
+          end
+          if (\$369 ) begin
+            \$499 [23:16] = i__payload[7:0];
+          end
+          if (\$370 ) begin
+            \$499 [31:24] = i__payload[7:0];
+          end
+          if (\$371 ) begin
+            \$499 [111:104] = i__payload[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$499  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$500  = window3;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$372 ) begin
+          if (\$373 ) begin
+            \$500 [7:0] = i__payload[7:0];
+          end
+          if (\$374 ) begin
+            \$500 [15:8] = i__payload[7:0];
+          end
+          if (\$375 ) begin
+            \$500 [23:16] = i__payload[7:0];
+          end
+          if (\$376 ) begin
+            \$500 [31:24] = i__payload[7:0];
+          end
+          if (\$377 ) begin
+            \$500 [111:104] = i__payload[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$500  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$501  = window4;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$378 ) begin
+          if (\$379 ) begin
+            \$501 [7:0] = i__payload[7:0];
+          end
+          if (\$380 ) begin
+            \$501 [15:8] = i__payload[7:0];
+          end
+          if (\$381 ) begin
+            \$501 [23:16] = i__payload[7:0];
+          end
+          if (\$382 ) begin
+            \$501 [31:24] = i__payload[7:0];
+          end
+          if (\$383 ) begin
+            \$501 [111:104] = i__payload[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$501  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$502  = ext_len0;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          if (\$385 ) begin
+            \$502  = \$389 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$502  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$503  = ext_len1;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          if (\$390 ) begin
+            \$503  = \$394 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$503  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$504  = ext_len2;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          if (\$395 ) begin
+            \$504  = \$399 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$504  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$505  = ext_len3;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          if (\$400 ) begin
+            \$505  = \$404 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$505  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$506  = ext_len4;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          if (\$405 ) begin
+            \$506  = \$409 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$506  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$507  = next_offset;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          \$507  = \$414 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$507  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$508  = chain;
+    if (\$235 ) begin
+      if (\$353 ) begin
+        if (\$384 ) begin
+          \$508  = \$425 ;
+        end
+        if (\$427 ) begin
+          \$508  = 1'h0;
+        end
+      end
+    end
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$508  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$509  = finished;
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$509  = 1'h1;
+      end
+    end
+    if (\$446 ) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$510  = \$signal$59 ;
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$510  = \$438 [15:0];
+      end
+    end
+    if (rst) begin
+      \$510  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$511  = frame_mac_error;
+    if (\$434 ) begin
+      if (i__payload[9]) begin
+        \$511  = \$439 ;
+      end
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$512  = length;
+    if (\$434 ) begin
       (* full_case = 32'd1 *)
       if (i__payload[9]) begin
-        \$319  = 16'h0000;
+        \$512  = 16'h0000;
       end else begin
-        \$319  = \$263 [15:0];
+        \$512  = \$443 [15:0];
       end
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$512  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$320  = mac_error;
-    if (\$242 ) begin
+    \$513  = \mac_error$62 ;
+    if (\$434 ) begin
       (* full_case = 32'd1 *)
       if (i__payload[9]) begin
-        \$320  = 1'h0;
+        \$513  = 1'h0;
       end else begin
-        \$320  = \$264 ;
+        \$513  = \$444 ;
       end
     end
     if (rst) begin
-      \$320  = 1'h0;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$321  = \$signal$26 ;
+    \$514  = active;
+    if (\release ) begin
+      \$514  = 1'h0;
+    end
+    if (\$446 ) begin
+      \$514  = 1'h1;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$515  = l2;
+    if (\$446 ) begin
+      \$515  = \$like$40 ;
+    end
+    if (rst) begin
+      \$515  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$516  = hdr;
+    if (\$446 ) begin
+      \$516  = \hdr$42 ;
+    end
+    if (rst) begin
+      \$516  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$517  = n;
+    if (\$446 ) begin
+      \$517  = \$signal$59 ;
+    end
+    if (rst) begin
+      \$517  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$518  = mac_error;
+    if (\$446 ) begin
+      \$518  = frame_mac_error;
+    end
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$519  = e_window0;
+    if (\$446 ) begin
+      \$519  = window0;
+    end
+    if (rst) begin
+      \$519  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$520  = e_window1;
+    if (\$446 ) begin
+      \$520  = window1;
+    end
+    if (rst) begin
+      \$520  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$521  = e_window2;
+    if (\$446 ) begin
+      \$521  = window2;
+    end
+    if (rst) begin
+      \$521  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$522  = e_window3;
+    if (\$446 ) begin
+      \$522  = window3;
+    end
+    if (rst) begin
+      \$522  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$523  = e_window4;
+    if (\$446 ) begin
+      \$523  = window4;
+    end
+    if (rst) begin
+      \$523  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$524  = e_ext_len0;
+    if (\$446 ) begin
+      \$524  = ext_len0;
+    end
+    if (rst) begin
+      \$524  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$525  = e_ext_len1;
+    if (\$446 ) begin
+      \$525  = ext_len1;
+    end
+    if (rst) begin
+      \$525  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$526  = e_ext_len2;
+    if (\$446 ) begin
+      \$526  = ext_len2;
+    end
+    if (rst) begin
+      \$526  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$527  = e_ext_len3;
+    if (\$446 ) begin
+      \$527  = ext_len3;
+    end
+    if (rst) begin
+      \$527  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$528  = e_ext_len4;
+    if (\$446 ) begin
+      \$528  = ext_len4;
+    end
+    if (rst) begin
+      \$528  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$529  = window;
+    casez (ext_count)
+      3'h0:
+          \$529  = e_window0;
+      3'h1:
+          \$529  = e_window1;
+      3'h2:
+          \$529  = e_window2;
+      3'h3:
+          \$529  = e_window3;
+      3'h4:
+          \$529  = e_window4;
+    endcase
+    if (rst) begin
+      \$529  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$530  = ext_len;
+    casez (ext_count)
+      3'h0:
+          \$530  = e_ext_len0;
+      3'h1:
+          \$530  = e_ext_len1;
+      3'h2:
+          \$530  = e_ext_len2;
+      3'h3:
+          \$530  = e_ext_len3;
+      3'h4:
+          \$530  = e_ext_len4;
+    endcase
+    if (rst) begin
+      \$530  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$531  = phase;
+    if (\$448 ) begin
+      \$531  = \$449 [1:0];
+    end
+    if (advance) begin
+      \$531  = 2'h0;
+    end
+    if (rst) begin
+      \$531  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$532  = \$signal$17 ;
+    if (\$450 ) begin
+      \$532  = done;
+    end
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$533  = \error$73 ;
+    if (\$450 ) begin
+      \$533  = error;
+    end
+    if (rst) begin
+      \$533  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$534  = tags;
     casez (step_state)
       2'h0:
-          if (\$signal$15 ) begin
-            \$321  = \$275 ;
+          if (advance) begin
+            \$534  = \$461 ;
           end
     endcase
     if (rst) begin
-      \$321  = 2'h0;
+      \$534  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$322  = step_state;
+    \$535  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
-          if (\$signal$15 ) begin
-            \$322  = 2'h1;
+          if (advance) begin
+            \$535  = 2'h1;
           end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$322  = 2'h0;
+          if (advance) begin
+            if (\$signal$17 ) begin
+              \$535  = 2'h0;
             end
           end
         end
       2'h1:
         begin
           (* full_case = 32'd1 *)
-          if (\$276 ) begin
-            if (\$signal$15 ) begin
-              \$322  = 2'h2;
+          if (\$462 ) begin
+            if (advance) begin
+              \$535  = 2'h2;
             end
           end else begin
-            if (\$signal$15 ) begin
+            if (advance) begin
               (* full_case = 32'd1 *)
-              if (\$289 ) begin
-                \$322  = 2'h3;
+              if (\$475 ) begin
+                \$535  = 2'h3;
               end else begin
-                \$322  = 2'h2;
+                \$535  = 2'h2;
               end
             end
           end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$322  = 2'h0;
+          if (advance) begin
+            if (\$signal$17 ) begin
+              \$535  = 2'h0;
             end
           end
         end
       2'h3:
         begin
-          if (\$signal$15 ) begin
-            if (\$303 ) begin
-              \$322  = 2'h2;
+          if (advance) begin
+            if (\$485 ) begin
+              \$535  = 2'h2;
             end
           end
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$322  = 2'h0;
+          if (advance) begin
+            if (\$signal$17 ) begin
+              \$535  = 2'h0;
             end
           end
         end
       2'h2:
-          if (\$signal$15 ) begin
-            if (\$signal$16 ) begin
-              \$322  = 2'h0;
+          if (advance) begin
+            if (\$signal$17 ) begin
+              \$535  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$322  = 2'h0;
+      \$535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$323  = \$signal$12 ;
+    \$536  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          if (\$signal$15 ) begin
-            \$323  = \$signal ;
+          if (advance) begin
+            \$536  = rec_next;
           end
       2'h1:
-          if (\$signal$15 ) begin
-            \$323  = \$signal ;
+          if (advance) begin
+            \$536  = rec_next;
           end
       2'h3:
-          if (\$signal$15 ) begin
-            \$323  = \$signal ;
+          if (advance) begin
+            \$536  = rec_next;
           end
       2'h2:
-          if (\$signal$15 ) begin
-            \$323  = \$signal ;
+          if (advance) begin
+            \$536  = rec_next;
           end
     endcase
     if (rst) begin
-      \$323  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$536  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$324  = \$signal$14 ;
+    \$537  = offset;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$276 ) begin
-            if (\$signal$15 ) begin
-              \$324  = { 5'h00, \$278  };
+          if (\$462 ) begin
+            if (advance) begin
+              \$537  = { 5'h00, \$464  };
             end
           end else begin
-            if (\$signal$15 ) begin
-              \$324  = { 6'h00, \$280  };
+            if (advance) begin
+              \$537  = { 6'h00, \$466  };
             end
           end
       2'h3:
-          if (\$signal$15 ) begin
-            \$324  = \$294 [12:0];
+          if (advance) begin
+            \$537  = \$476 [12:0];
           end
     endcase
     if (rst) begin
-      \$324  = 13'h0000;
+      \$537  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$325  = \$signal$28 ;
+    \$538  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$276 ) begin
-            if (\$signal$15 ) begin
-              \$325  = \$279 ;
+          if (\$462 ) begin
+            if (advance) begin
+              \$538  = \$465 ;
             end
           end else begin
-            if (\$signal$15 ) begin
-              \$325  = \$282 ;
+            if (advance) begin
+              \$538  = \$468 ;
             end
           end
     endcase
     if (rst) begin
-      \$325  = 17'h00000;
+      \$538  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$326  = \$signal$29 ;
+    \$539  = ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$276 ) begin
+          if (\$462 ) begin
+            if (advance) begin
+              \$539  = 3'h0;
+            end
           end else begin
-            if (\$signal$15 ) begin
-              \$326  = 2'h0;
+            if (advance) begin
+              \$539  = 3'h0;
             end
           end
       2'h3:
-          if (\$signal$15 ) begin
-            \$326  = \$295 [1:0];
+          if (advance) begin
+            \$539  = \$477 [2:0];
           end
     endcase
     if (rst) begin
-      \$326  = 2'h0;
+      \$539  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$327  = o__valid;
+    \$540  = o__valid;
     if (o__ready) begin
-      \$327  = 1'h0;
+      \$540  = 1'h0;
     end
-    if (\$304 ) begin
-      \$327  = 1'h1;
+    if (\release ) begin
+      \$540  = 1'h1;
     end
     if (rst) begin
-      \$327  = 1'h0;
+      \$540  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$328  = parse_sel;
-    if (\$304 ) begin
-      \$328  = \$305 ;
-    end
-    if (rst) begin
-      \$328  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$329  = o__payload;
-    if (\$304 ) begin
+    \$541  = o__payload;
+    if (\release ) begin
       (* full_case = 32'd1 *)
-      if (\$308 ) begin
-        \$329  = \$signal ;
+      if (\$486 ) begin
+        \$541  = rec_next;
       end else begin
-        \$329 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$329 [15:0] = \$signal [15:0];
-        \$329 [19:16] = \$signal$24 ;
+        \$541 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$541 [15:0] = rec_next[15:0];
+        \$541 [19:16] = \error$73 ;
       end
     end
     if (rst) begin
-      \$329  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$541  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign \$signal.length  = \$signal [15:0];
-  assign \$signal.error  = \$signal [19:16];
-  assign \$signal.flags  = \$signal [29:20];
-  assign \$signal.flags.vlan  = \$signal [20];
-  assign \$signal.flags.vlan2  = \$signal [21];
-  assign \$signal.flags.ipv4  = \$signal [22];
-  assign \$signal.flags.ipv6  = \$signal [23];
-  assign \$signal.flags.fragment  = \$signal [24];
-  assign \$signal.flags.tcp  = \$signal [25];
-  assign \$signal.flags.udp  = \$signal [26];
-  assign \$signal.flags.tunnel  = \$signal [27];
-  assign \$signal.flags.direct  = \$signal [28];
-  assign \$signal.flags.ip_options  = \$signal [29];
-  assign \$signal.ethertype  = \$signal [45:30];
-  assign \$signal.vlan_id  = \$signal [57:46];
-  assign \$signal.dscp  = \$signal [63:58];
-  assign \$signal.ip_proto  = \$signal [71:64];
-  assign \$signal.tcp_flags  = \$signal [79:72];
-  assign \$signal.src_addr  = \$signal [207:80];
-  assign \$signal.dst_addr  = \$signal [335:208];
-  assign \$signal.src_port  = \$signal [351:336];
-  assign \$signal.dst_port  = \$signal [367:352];
-  assign \$signal.hash  = \$signal [399:368];
-  assign \$signal.hash_type  = \$signal [402:400];
-  assign \$signal.rule  = \$signal [410:403];
-  assign \$signal.instance  = \$signal [414:411];
-  assign \$signal.reta_offset  = \$signal [425:415];
-  assign \$signal.reta_size_log2  = \$signal [429:426];
-  assign \$signal.drop  = \$signal [433:430];
-  assign \$signal.queue  = \$signal [441:434];
-  assign \$signal.generation  = \$signal [457:442];
-  assign \$signal$12.length  = \$signal$12 [15:0];
-  assign \$signal$12.error  = \$signal$12 [19:16];
-  assign \$signal$12.flags  = \$signal$12 [29:20];
-  assign \$signal$12.flags.vlan  = \$signal$12 [20];
-  assign \$signal$12.flags.vlan2  = \$signal$12 [21];
-  assign \$signal$12.flags.ipv4  = \$signal$12 [22];
-  assign \$signal$12.flags.ipv6  = \$signal$12 [23];
-  assign \$signal$12.flags.fragment  = \$signal$12 [24];
-  assign \$signal$12.flags.tcp  = \$signal$12 [25];
-  assign \$signal$12.flags.udp  = \$signal$12 [26];
-  assign \$signal$12.flags.tunnel  = \$signal$12 [27];
-  assign \$signal$12.flags.direct  = \$signal$12 [28];
-  assign \$signal$12.flags.ip_options  = \$signal$12 [29];
-  assign \$signal$12.ethertype  = \$signal$12 [45:30];
-  assign \$signal$12.vlan_id  = \$signal$12 [57:46];
-  assign \$signal$12.dscp  = \$signal$12 [63:58];
-  assign \$signal$12.ip_proto  = \$signal$12 [71:64];
-  assign \$signal$12.tcp_flags  = \$signal$12 [79:72];
-  assign \$signal$12.src_addr  = \$signal$12 [207:80];
-  assign \$signal$12.dst_addr  = \$signal$12 [335:208];
-  assign \$signal$12.src_port  = \$signal$12 [351:336];
-  assign \$signal$12.dst_port  = \$signal$12 [367:352];
-  assign \$signal$12.hash  = \$signal$12 [399:368];
-  assign \$signal$12.hash_type  = \$signal$12 [402:400];
-  assign \$signal$12.rule  = \$signal$12 [410:403];
-  assign \$signal$12.instance  = \$signal$12 [414:411];
-  assign \$signal$12.reta_offset  = \$signal$12 [425:415];
-  assign \$signal$12.reta_size_log2  = \$signal$12 [429:426];
-  assign \$signal$12.drop  = \$signal$12 [433:430];
-  assign \$signal$12.queue  = \$signal$12 [441:434];
-  assign \$signal$12.generation  = \$signal$12 [457:442];
+  assign rel = \$1 [13:0];
+  assign e_full = active;
+  assign \$signal  = n;
+  assign e_mac_error = mac_error;
+  assign \$like  = l2;
+  assign e_hdr = hdr;
+  assign \rec_next.length  = rec_next[15:0];
+  assign \rec_next.error  = rec_next[19:16];
+  assign \rec_next.flags  = rec_next[29:20];
+  assign \rec_next.flags.vlan  = rec_next[20];
+  assign \rec_next.flags.vlan2  = rec_next[21];
+  assign \rec_next.flags.ipv4  = rec_next[22];
+  assign \rec_next.flags.ipv6  = rec_next[23];
+  assign \rec_next.flags.fragment  = rec_next[24];
+  assign \rec_next.flags.tcp  = rec_next[25];
+  assign \rec_next.flags.udp  = rec_next[26];
+  assign \rec_next.flags.tunnel  = rec_next[27];
+  assign \rec_next.flags.direct  = rec_next[28];
+  assign \rec_next.flags.ip_options  = rec_next[29];
+  assign \rec_next.ethertype  = rec_next[45:30];
+  assign \rec_next.vlan_id  = rec_next[57:46];
+  assign \rec_next.dscp  = rec_next[63:58];
+  assign \rec_next.ip_proto  = rec_next[71:64];
+  assign \rec_next.tcp_flags  = rec_next[79:72];
+  assign \rec_next.src_addr  = rec_next[207:80];
+  assign \rec_next.dst_addr  = rec_next[335:208];
+  assign \rec_next.src_port  = rec_next[351:336];
+  assign \rec_next.dst_port  = rec_next[367:352];
+  assign \rec_next.hash  = rec_next[399:368];
+  assign \rec_next.hash_type  = rec_next[402:400];
+  assign \rec_next.rule  = rec_next[410:403];
+  assign \rec_next.instance  = rec_next[414:411];
+  assign \rec_next.reta_offset  = rec_next[425:415];
+  assign \rec_next.reta_size_log2  = rec_next[429:426];
+  assign \rec_next.drop  = rec_next[433:430];
+  assign \rec_next.queue  = rec_next[441:434];
+  assign \rec_next.generation  = rec_next[457:442];
+  assign \rec.length  = rec[15:0];
+  assign \rec.error  = rec[19:16];
+  assign \rec.flags  = rec[29:20];
+  assign \rec.flags.vlan  = rec[20];
+  assign \rec.flags.vlan2  = rec[21];
+  assign \rec.flags.ipv4  = rec[22];
+  assign \rec.flags.ipv6  = rec[23];
+  assign \rec.flags.fragment  = rec[24];
+  assign \rec.flags.tcp  = rec[25];
+  assign \rec.flags.udp  = rec[26];
+  assign \rec.flags.tunnel  = rec[27];
+  assign \rec.flags.direct  = rec[28];
+  assign \rec.flags.ip_options  = rec[29];
+  assign \rec.ethertype  = rec[45:30];
+  assign \rec.vlan_id  = rec[57:46];
+  assign \rec.dscp  = rec[63:58];
+  assign \rec.ip_proto  = rec[71:64];
+  assign \rec.tcp_flags  = rec[79:72];
+  assign \rec.src_addr  = rec[207:80];
+  assign \rec.dst_addr  = rec[335:208];
+  assign \rec.src_port  = rec[351:336];
+  assign \rec.dst_port  = rec[367:352];
+  assign \rec.hash  = rec[399:368];
+  assign \rec.hash_type  = rec[402:400];
+  assign \rec.rule  = rec[410:403];
+  assign \rec.instance  = rec[414:411];
+  assign \rec.reta_offset  = rec[425:415];
+  assign \rec.reta_size_log2  = rec[429:426];
+  assign \rec.drop  = rec[433:430];
+  assign \rec.queue  = rec[441:434];
+  assign \rec.generation  = rec[457:442];
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.keep  = i__payload[8];
   assign \i__payload.last  = i__payload[9];
@@ -14838,13 +15518,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$119 [47:32] = 16'hffff;
   assign \$120 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
   assign \$120 [47:32] = 16'hffff;
-  assign \$187 [2:1] = 2'h0;
-  assign { \$187 [15:3], \$187 [0] } = { \$signal$13 [23:16], \$signal$13 [31:27], \$signal$13 [24] };
-  assign \$203 [2:1] = 2'h0;
-  assign { \$203 [15:3], \$203 [0] } = { \$signal$13 [23:16], \$signal$13 [31:27], \$signal$13 [24] };
-  assign \$245  = fill_sel;
-  assign \$253  = fill_sel;
-  assign \$307  = parse_sel;
+  assign \$179 [2:1] = 2'h0;
+  assign { \$179 [15:3], \$179 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$195 [2:1] = 2'h0;
+  assign { \$195 [15:3], \$195 [0] } = { window[23:16], window[31:27], window[24] };
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, rules, generation, commit_pending
@@ -28010,49 +28687,178 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__ready, hash_enable, symmetric, key, \i__valid$11 , i__payload, out, clk);
+module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, \i__valid$32 , i__payload, out, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [127:0] \$11 ;
+  wire \$100 ;
+  wire [127:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire [127:0] \$119 ;
   wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [15:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [15:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [15:0] \$14 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [127:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [15:0] \$17 ;
+  wire \$160 ;
+  wire [127:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  reg \$167 ;
+  reg [457:0] \$168 ;
+  reg [287:0] \$169 ;
+  wire \$17 ;
+  reg [5:0] \$170 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [127:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire [127:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [127:0] \$26 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [127:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [15:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [15:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [127:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire [127:0] \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [15:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [15:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [127:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [127:0] \$8 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [127:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   input clk;
   wire clk;
   input [7:0] hash_enable;
@@ -28068,9 +28874,9 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   reg [2:0] hash_type;
   input [457:0] i__payload;
   wire [457:0] i__payload;
-  wire [293:0] \i__payload$9 ;
-  wire [287:0] \i__payload$9.data ;
-  wire [5:0] \i__payload$9.length ;
+  wire [293:0] \i__payload$13 ;
+  wire [287:0] \i__payload$13.data ;
+  wire [5:0] \i__payload$13.length ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -28129,17 +28935,17 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   wire [15:0] \i__payload.src_port ;
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
   wire i__ready;
-  output \i__ready$16 ;
-  wire \i__ready$16 ;
+  wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$11 ;
-  wire \i__valid$11 ;
+  input \i__valid$32 ;
+  wire \i__valid$32 ;
   input [319:0] key;
   wire [319:0] key;
-  wire [319:0] \key$8 ;
+  wire [319:0] \key$12 ;
   wire [31:0] o__payload;
-  wire [457:0] \o__payload$20 ;
+  wire [457:0] \o__payload$23 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -28150,10 +28956,10 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$20.drop ;
-  wire [5:0] \o__payload$20.dscp ;
-  wire [127:0] \o__payload$20.dst_addr ;
-  wire [15:0] \o__payload$20.dst_port ;
+  wire [3:0] \o__payload$23.drop ;
+  wire [5:0] \o__payload$23.dscp ;
+  wire [127:0] \o__payload$23.dst_addr ;
+  wire [15:0] \o__payload$23.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -28163,21 +28969,21 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$20.error ;
-  wire [15:0] \o__payload$20.ethertype ;
-  wire [9:0] \o__payload$20.flags ;
-  wire \o__payload$20.flags.direct ;
-  wire \o__payload$20.flags.fragment ;
-  wire \o__payload$20.flags.ip_options ;
-  wire \o__payload$20.flags.ipv4 ;
-  wire \o__payload$20.flags.ipv6 ;
-  wire \o__payload$20.flags.tcp ;
-  wire \o__payload$20.flags.tunnel ;
-  wire \o__payload$20.flags.udp ;
-  wire \o__payload$20.flags.vlan ;
-  wire \o__payload$20.flags.vlan2 ;
-  wire [15:0] \o__payload$20.generation ;
-  wire [31:0] \o__payload$20.hash ;
+  wire [3:0] \o__payload$23.error ;
+  wire [15:0] \o__payload$23.ethertype ;
+  wire [9:0] \o__payload$23.flags ;
+  wire \o__payload$23.flags.direct ;
+  wire \o__payload$23.flags.fragment ;
+  wire \o__payload$23.flags.ip_options ;
+  wire \o__payload$23.flags.ipv4 ;
+  wire \o__payload$23.flags.ipv6 ;
+  wire \o__payload$23.flags.tcp ;
+  wire \o__payload$23.flags.tunnel ;
+  wire \o__payload$23.flags.udp ;
+  wire \o__payload$23.flags.vlan ;
+  wire \o__payload$23.flags.vlan2 ;
+  wire [15:0] \o__payload$23.generation ;
+  wire [31:0] \o__payload$23.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -28186,24 +28992,24 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$20.hash_type ;
-  wire [3:0] \o__payload$20.instance ;
-  wire [7:0] \o__payload$20.ip_proto ;
-  wire [15:0] \o__payload$20.length ;
-  wire [7:0] \o__payload$20.queue ;
-  wire [10:0] \o__payload$20.reta_offset ;
-  wire [3:0] \o__payload$20.reta_size_log2 ;
-  wire [7:0] \o__payload$20.rule ;
-  wire [127:0] \o__payload$20.src_addr ;
-  wire [15:0] \o__payload$20.src_port ;
-  wire [7:0] \o__payload$20.tcp_flags ;
-  wire [11:0] \o__payload$20.vlan_id ;
+  wire [2:0] \o__payload$23.hash_type ;
+  wire [3:0] \o__payload$23.instance ;
+  wire [7:0] \o__payload$23.ip_proto ;
+  wire [15:0] \o__payload$23.length ;
+  wire [7:0] \o__payload$23.queue ;
+  wire [10:0] \o__payload$23.reta_offset ;
+  wire [3:0] \o__payload$23.reta_size_log2 ;
+  wire [7:0] \o__payload$23.rule ;
+  wire [127:0] \o__payload$23.src_addr ;
+  wire [15:0] \o__payload$23.src_port ;
+  wire [7:0] \o__payload$23.tcp_flags ;
+  wire [11:0] \o__payload$23.vlan_id ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$26 ;
+  wire \o__ready$29 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$23 ;
+  wire \o__valid$26 ;
   output [457:0] out;
   wire [457:0] out;
   (* enum_base_type = "DropReason" *)
@@ -28330,9 +29136,72 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   wire [11:0] \staged.vlan_id ;
   input symmetric;
   wire symmetric;
+  reg [287:0] t_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [5:0] t_len = 6'h00;
+  (* init = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [457:0] t_meta;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \t_meta.drop ;
+  wire [5:0] \t_meta.dscp ;
+  wire [127:0] \t_meta.dst_addr ;
+  wire [15:0] \t_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \t_meta.error ;
+  wire [15:0] \t_meta.ethertype ;
+  wire [9:0] \t_meta.flags ;
+  wire \t_meta.flags.direct ;
+  wire \t_meta.flags.fragment ;
+  wire \t_meta.flags.ip_options ;
+  wire \t_meta.flags.ipv4 ;
+  wire \t_meta.flags.ipv6 ;
+  wire \t_meta.flags.tcp ;
+  wire \t_meta.flags.tunnel ;
+  wire \t_meta.flags.udp ;
+  wire \t_meta.flags.vlan ;
+  wire \t_meta.flags.vlan2 ;
+  wire [15:0] \t_meta.generation ;
+  wire [31:0] \t_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \t_meta.hash_type ;
+  wire [3:0] \t_meta.instance ;
+  wire [7:0] \t_meta.ip_proto ;
+  wire [15:0] \t_meta.length ;
+  wire [7:0] \t_meta.queue ;
+  wire [10:0] \t_meta.reta_offset ;
+  wire [3:0] \t_meta.reta_size_log2 ;
+  wire [7:0] \t_meta.rule ;
+  wire [127:0] \t_meta.src_addr ;
+  wire [15:0] \t_meta.src_port ;
+  wire [7:0] \t_meta.tcp_flags ;
+  wire [11:0] \t_meta.vlan_id ;
+  reg t_valid = 1'h0;
   reg [287:0] tuple_data;
   reg [5:0] tuple_len;
-  wire [457:0] w_data;
+  reg [457:0] w_data = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
   wire w_rdy;
   assign \$1  = ! i__payload[19:16];
@@ -28340,57 +29209,174 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   assign \$3  = i__payload[26] & hash_enable[3];
   assign \$4  = i__payload[25] & hash_enable[5];
   assign \$5  = i__payload[26] & hash_enable[6];
-  assign \$6  = i__payload[207:80] > i__payload[335:208];
-  assign \$7  = symmetric & \$6 ;
-  assign \$8  = \$7  ? i__payload[207:80] : i__payload[335:208];
-  assign \$9  = i__payload[207:80] > i__payload[335:208];
-  assign \$10  = symmetric & \$9 ;
-  assign \$11  = \$10  ? i__payload[335:208] : i__payload[207:80];
-  assign \$12  = i__payload[351:336] > i__payload[367:352];
-  assign \$13  = symmetric & \$12 ;
-  assign \$14  = \$13  ? i__payload[351:336] : i__payload[367:352];
-  assign \$15  = i__payload[351:336] > i__payload[367:352];
-  assign \$16  = symmetric & \$15 ;
-  assign \$17  = \$16  ? i__payload[367:352] : i__payload[351:336];
-  assign \$18  = i__payload[207:80] > i__payload[335:208];
-  assign \$19  = symmetric & \$18 ;
-  assign \$20  = \$19  ? i__payload[207:80] : i__payload[335:208];
-  assign \$21  = i__payload[207:80] > i__payload[335:208];
+  assign \$6  = i__payload[207:176] > i__payload[335:304];
+  assign \$7  = i__payload[207:176] == i__payload[335:304];
+  assign \$8  = i__payload[175:144] > i__payload[303:272];
+  assign \$9  = i__payload[175:144] == i__payload[303:272];
+  assign \$10  = i__payload[143:112] > i__payload[271:240];
+  assign \$11  = i__payload[143:112] == i__payload[271:240];
+  assign \$12  = i__payload[111:80] > i__payload[239:208];
+  assign \$13  = i__payload[111:80] == i__payload[239:208];
+  assign \$16  = \$11  & \$15 ;
+  assign \$17  = \$10  | \$16 ;
+  assign \$18  = \$9  & \$17 ;
+  assign \$19  = \$8  | \$18 ;
+  assign \$20  = \$7  & \$19 ;
+  assign \$21  = \$6  | \$20 ;
   assign \$22  = symmetric & \$21 ;
-  assign \$23  = \$22  ? i__payload[335:208] : i__payload[207:80];
-  assign \$24  = i__payload[207:80] > i__payload[335:208];
-  assign \$25  = symmetric & \$24 ;
-  assign \$26  = \$25  ? i__payload[207:80] : i__payload[335:208];
-  assign \$27  = i__payload[207:80] > i__payload[335:208];
-  assign \$28  = symmetric & \$27 ;
-  assign \$29  = \$28  ? i__payload[335:208] : i__payload[207:80];
-  assign \$30  = i__payload[351:336] > i__payload[367:352];
-  assign \$31  = symmetric & \$30 ;
-  assign \$32  = \$31  ? i__payload[351:336] : i__payload[367:352];
-  assign \$33  = i__payload[351:336] > i__payload[367:352];
-  assign \$34  = symmetric & \$33 ;
-  assign \$35  = \$34  ? i__payload[367:352] : i__payload[351:336];
-  assign \$36  = i__payload[207:80] > i__payload[335:208];
-  assign \$37  = symmetric & \$36 ;
-  assign \$38  = \$37  ? i__payload[207:80] : i__payload[335:208];
-  assign \$39  = i__payload[207:80] > i__payload[335:208];
+  assign \$23  = \$22  ? i__payload[207:80] : i__payload[335:208];
+  assign \$24  = i__payload[207:176] > i__payload[335:304];
+  assign \$25  = i__payload[207:176] == i__payload[335:304];
+  assign \$26  = i__payload[175:144] > i__payload[303:272];
+  assign \$27  = i__payload[175:144] == i__payload[303:272];
+  assign \$28  = i__payload[143:112] > i__payload[271:240];
+  assign \$29  = i__payload[143:112] == i__payload[271:240];
+  assign \$30  = i__payload[111:80] > i__payload[239:208];
+  assign \$31  = i__payload[111:80] == i__payload[239:208];
+  assign \$34  = \$29  & \$33 ;
+  assign \$35  = \$28  | \$34 ;
+  assign \$36  = \$27  & \$35 ;
+  assign \$37  = \$26  | \$36 ;
+  assign \$38  = \$25  & \$37 ;
+  assign \$39  = \$24  | \$38 ;
   assign \$40  = symmetric & \$39 ;
   assign \$41  = \$40  ? i__payload[335:208] : i__payload[207:80];
-  assign i__valid = \i__valid$11  & w_rdy;
-  assign w_en = \i__valid$11  & i__ready;
-  assign \i__ready$16  = i__ready & w_rdy;
-  assign o__valid = r_rdy & \o__valid$23 ;
-  assign r_en = o__ready & \o__valid$23 ;
-  assign \o__ready$26  = o__ready & r_rdy;
+  assign \$42  = i__payload[351:336] > i__payload[367:352];
+  assign \$43  = symmetric & \$42 ;
+  assign \$44  = \$43  ? i__payload[351:336] : i__payload[367:352];
+  assign \$45  = i__payload[351:336] > i__payload[367:352];
+  assign \$46  = symmetric & \$45 ;
+  assign \$47  = \$46  ? i__payload[367:352] : i__payload[351:336];
+  assign \$48  = i__payload[207:176] > i__payload[335:304];
+  assign \$49  = i__payload[207:176] == i__payload[335:304];
+  assign \$50  = i__payload[175:144] > i__payload[303:272];
+  assign \$51  = i__payload[175:144] == i__payload[303:272];
+  assign \$52  = i__payload[143:112] > i__payload[271:240];
+  assign \$53  = i__payload[143:112] == i__payload[271:240];
+  assign \$54  = i__payload[111:80] > i__payload[239:208];
+  assign \$55  = i__payload[111:80] == i__payload[239:208];
+  assign \$58  = \$53  & \$57 ;
+  assign \$59  = \$52  | \$58 ;
+  assign \$60  = \$51  & \$59 ;
+  assign \$61  = \$50  | \$60 ;
+  assign \$62  = \$49  & \$61 ;
+  assign \$63  = \$48  | \$62 ;
+  assign \$64  = symmetric & \$63 ;
+  assign \$65  = \$64  ? i__payload[207:80] : i__payload[335:208];
+  assign \$66  = i__payload[207:176] > i__payload[335:304];
+  assign \$67  = i__payload[207:176] == i__payload[335:304];
+  assign \$68  = i__payload[175:144] > i__payload[303:272];
+  assign \$69  = i__payload[175:144] == i__payload[303:272];
+  assign \$70  = i__payload[143:112] > i__payload[271:240];
+  assign \$71  = i__payload[143:112] == i__payload[271:240];
+  assign \$72  = i__payload[111:80] > i__payload[239:208];
+  assign \$73  = i__payload[111:80] == i__payload[239:208];
+  assign \$76  = \$71  & \$75 ;
+  assign \$77  = \$70  | \$76 ;
+  assign \$78  = \$69  & \$77 ;
+  assign \$79  = \$68  | \$78 ;
+  assign \$80  = \$67  & \$79 ;
+  assign \$81  = \$66  | \$80 ;
+  assign \$82  = symmetric & \$81 ;
+  assign \$83  = \$82  ? i__payload[335:208] : i__payload[207:80];
+  assign \$84  = i__payload[207:176] > i__payload[335:304];
+  assign \$85  = i__payload[207:176] == i__payload[335:304];
+  assign \$86  = i__payload[175:144] > i__payload[303:272];
+  assign \$87  = i__payload[175:144] == i__payload[303:272];
+  assign \$88  = i__payload[143:112] > i__payload[271:240];
+  assign \$89  = i__payload[143:112] == i__payload[271:240];
+  assign \$90  = i__payload[111:80] > i__payload[239:208];
+  assign \$91  = i__payload[111:80] == i__payload[239:208];
+  assign \$94  = \$89  & \$93 ;
+  assign \$95  = \$88  | \$94 ;
+  assign \$96  = \$87  & \$95 ;
+  assign \$97  = \$86  | \$96 ;
+  assign \$98  = \$85  & \$97 ;
+  assign \$99  = \$84  | \$98 ;
+  assign \$100  = symmetric & \$99 ;
+  assign \$101  = \$100  ? i__payload[207:80] : i__payload[335:208];
+  assign \$102  = i__payload[207:176] > i__payload[335:304];
+  assign \$103  = i__payload[207:176] == i__payload[335:304];
+  assign \$104  = i__payload[175:144] > i__payload[303:272];
+  assign \$105  = i__payload[175:144] == i__payload[303:272];
+  assign \$106  = i__payload[143:112] > i__payload[271:240];
+  assign \$107  = i__payload[143:112] == i__payload[271:240];
+  assign \$108  = i__payload[111:80] > i__payload[239:208];
+  assign \$109  = i__payload[111:80] == i__payload[239:208];
+  assign \$112  = \$107  & \$111 ;
+  assign \$113  = \$106  | \$112 ;
+  assign \$114  = \$105  & \$113 ;
+  assign \$115  = \$104  | \$114 ;
+  assign \$116  = \$103  & \$115 ;
+  assign \$117  = \$102  | \$116 ;
+  assign \$118  = symmetric & \$117 ;
+  assign \$119  = \$118  ? i__payload[335:208] : i__payload[207:80];
+  assign \$120  = i__payload[351:336] > i__payload[367:352];
+  assign \$121  = symmetric & \$120 ;
+  assign \$122  = \$121  ? i__payload[351:336] : i__payload[367:352];
+  assign \$123  = i__payload[351:336] > i__payload[367:352];
+  assign \$124  = symmetric & \$123 ;
+  assign \$125  = \$124  ? i__payload[367:352] : i__payload[351:336];
+  assign \$126  = i__payload[207:176] > i__payload[335:304];
+  assign \$127  = i__payload[207:176] == i__payload[335:304];
+  assign \$128  = i__payload[175:144] > i__payload[303:272];
+  assign \$129  = i__payload[175:144] == i__payload[303:272];
+  assign \$130  = i__payload[143:112] > i__payload[271:240];
+  assign \$131  = i__payload[143:112] == i__payload[271:240];
+  assign \$132  = i__payload[111:80] > i__payload[239:208];
+  assign \$133  = i__payload[111:80] == i__payload[239:208];
+  assign \$136  = \$131  & \$135 ;
+  assign \$137  = \$130  | \$136 ;
+  assign \$138  = \$129  & \$137 ;
+  assign \$139  = \$128  | \$138 ;
+  assign \$140  = \$127  & \$139 ;
+  assign \$141  = \$126  | \$140 ;
+  assign \$142  = symmetric & \$141 ;
+  assign \$143  = \$142  ? i__payload[207:80] : i__payload[335:208];
+  assign \$144  = i__payload[207:176] > i__payload[335:304];
+  assign \$145  = i__payload[207:176] == i__payload[335:304];
+  assign \$146  = i__payload[175:144] > i__payload[303:272];
+  assign \$147  = i__payload[175:144] == i__payload[303:272];
+  assign \$148  = i__payload[143:112] > i__payload[271:240];
+  assign \$149  = i__payload[143:112] == i__payload[271:240];
+  assign \$150  = i__payload[111:80] > i__payload[239:208];
+  assign \$151  = i__payload[111:80] == i__payload[239:208];
+  assign \$154  = \$149  & \$153 ;
+  assign \$155  = \$148  | \$154 ;
+  assign \$156  = \$147  & \$155 ;
+  assign \$157  = \$146  | \$156 ;
+  assign \$158  = \$145  & \$157 ;
+  assign \$159  = \$144  | \$158 ;
+  assign \$160  = symmetric & \$159 ;
+  assign \$161  = \$160  ? i__payload[335:208] : i__payload[207:80];
+  assign \$162  = ~ t_valid;
+  assign \$163  = \i__ready$9  & w_rdy;
+  assign i__ready = \$162  | \$163 ;
+  assign i__valid = t_valid & w_rdy;
+  assign w_en = t_valid & \i__ready$9 ;
+  assign o__valid = r_rdy & \o__valid$26 ;
+  assign r_en = o__ready & \o__valid$26 ;
+  assign \o__ready$29  = o__ready & r_rdy;
+  assign \$164  = ~ t_valid;
+  assign \$165  = \i__ready$9  & w_rdy;
+  assign \$166  = \$164  | \$165 ;
+  always @(posedge clk)
+    t_valid <= \$167 ;
+  always @(posedge clk)
+    w_data <= \$168 ;
+  always @(posedge clk)
+    t_data <= \$169 ;
+  always @(posedge clk)
+    t_len <= \$170 ;
   \hetnic_rx_pipeline_w8.pipeline.rss.engine  engine (
     .clk(clk),
-    .i__payload(\i__payload$9 ),
-    .i__ready(i__ready),
+    .i__payload(\i__payload$13 ),
+    .i__ready(\i__ready$9 ),
     .i__valid(i__valid),
     .key(key),
     .o__payload(o__payload),
-    .o__ready(\o__ready$26 ),
-    .o__valid(\o__valid$23 ),
+    .o__ready(\o__ready$29 ),
+    .o__valid(\o__valid$26 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.rss.pending  pending (
@@ -28400,7 +29386,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(staged),
+    .w_port__data(w_data),
     .w_rdy(w_rdy)
   );
   always @* begin
@@ -28431,13 +29417,13 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
-          tuple_data = { \$11 [31:0], \$8 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$41 [31:0], \$23 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
       3'h2, 3'h3:
-          tuple_data = { \$23 [31:0], \$20 [31:0], \$17 , \$14 , 192'h000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$83 [31:0], \$65 [31:0], \$47 , \$44 , 192'h000000000000000000000000000000000000000000000000 };
       3'h4:
-          tuple_data = { \$29 , \$26 , 32'h00000000 };
+          tuple_data = { \$119 , \$101 , 32'h00000000 };
       3'h5, 3'h6:
-          tuple_data = { \$41 , \$38 , \$35 , \$32  };
+          tuple_data = { \$161 , \$143 , \$125 , \$122  };
     endcase
   end
   always @* begin
@@ -28454,9 +29440,49 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
           tuple_len = 6'h24;
     endcase
   end
-  assign \key$8  = key;
-  assign w_data = staged;
-  assign \o__payload$20  = out;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$167  = t_valid;
+    if (\$166 ) begin
+      \$167  = \i__valid$32 ;
+    end
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$168  = w_data;
+    if (\$166 ) begin
+      \$168  = staged;
+    end
+    if (rst) begin
+      \$168  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$169  = t_data;
+    if (\$166 ) begin
+      \$169  = tuple_data;
+    end
+    if (rst) begin
+      \$169  = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$170  = t_len;
+    if (\$166 ) begin
+      \$170  = tuple_len;
+    end
+    if (rst) begin
+      \$170  = 6'h00;
+    end
+  end
+  assign \key$12  = key;
+  assign t_meta = w_data;
+  assign \o__payload$23  = out;
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
   assign \i__payload.flags  = i__payload[29:20];
@@ -28519,8 +29545,39 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   assign \staged.drop  = staged[433:430];
   assign \staged.queue  = staged[441:434];
   assign \staged.generation  = staged[457:442];
-  assign \i__payload$9.data  = \i__payload$9 [287:0];
-  assign \i__payload$9.length  = \i__payload$9 [293:288];
+  assign \i__payload$13.data  = \i__payload$13 [287:0];
+  assign \i__payload$13.length  = \i__payload$13 [293:288];
+  assign \t_meta.length  = w_data[15:0];
+  assign \t_meta.error  = w_data[19:16];
+  assign \t_meta.flags  = w_data[29:20];
+  assign \t_meta.flags.vlan  = w_data[20];
+  assign \t_meta.flags.vlan2  = w_data[21];
+  assign \t_meta.flags.ipv4  = w_data[22];
+  assign \t_meta.flags.ipv6  = w_data[23];
+  assign \t_meta.flags.fragment  = w_data[24];
+  assign \t_meta.flags.tcp  = w_data[25];
+  assign \t_meta.flags.udp  = w_data[26];
+  assign \t_meta.flags.tunnel  = w_data[27];
+  assign \t_meta.flags.direct  = w_data[28];
+  assign \t_meta.flags.ip_options  = w_data[29];
+  assign \t_meta.ethertype  = w_data[45:30];
+  assign \t_meta.vlan_id  = w_data[57:46];
+  assign \t_meta.dscp  = w_data[63:58];
+  assign \t_meta.ip_proto  = w_data[71:64];
+  assign \t_meta.tcp_flags  = w_data[79:72];
+  assign \t_meta.src_addr  = w_data[207:80];
+  assign \t_meta.dst_addr  = w_data[335:208];
+  assign \t_meta.src_port  = w_data[351:336];
+  assign \t_meta.dst_port  = w_data[367:352];
+  assign \t_meta.hash  = w_data[399:368];
+  assign \t_meta.hash_type  = w_data[402:400];
+  assign \t_meta.rule  = w_data[410:403];
+  assign \t_meta.instance  = w_data[414:411];
+  assign \t_meta.reta_offset  = w_data[425:415];
+  assign \t_meta.reta_size_log2  = w_data[429:426];
+  assign \t_meta.drop  = w_data[433:430];
+  assign \t_meta.queue  = w_data[441:434];
+  assign \t_meta.generation  = w_data[457:442];
   assign \out.length  = out[15:0];
   assign \out.error  = out[19:16];
   assign \out.flags  = out[29:20];
@@ -28552,44 +29609,60 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \i__ready$16 , o__valid, o__rea
   assign \out.drop  = out[433:430];
   assign \out.queue  = out[441:434];
   assign \out.generation  = out[457:442];
-  assign \o__payload$20.length  = out[15:0];
-  assign \o__payload$20.error  = out[19:16];
-  assign \o__payload$20.flags  = out[29:20];
-  assign \o__payload$20.flags.vlan  = out[20];
-  assign \o__payload$20.flags.vlan2  = out[21];
-  assign \o__payload$20.flags.ipv4  = out[22];
-  assign \o__payload$20.flags.ipv6  = out[23];
-  assign \o__payload$20.flags.fragment  = out[24];
-  assign \o__payload$20.flags.tcp  = out[25];
-  assign \o__payload$20.flags.udp  = out[26];
-  assign \o__payload$20.flags.tunnel  = out[27];
-  assign \o__payload$20.flags.direct  = out[28];
-  assign \o__payload$20.flags.ip_options  = out[29];
-  assign \o__payload$20.ethertype  = out[45:30];
-  assign \o__payload$20.vlan_id  = out[57:46];
-  assign \o__payload$20.dscp  = out[63:58];
-  assign \o__payload$20.ip_proto  = out[71:64];
-  assign \o__payload$20.tcp_flags  = out[79:72];
-  assign \o__payload$20.src_addr  = out[207:80];
-  assign \o__payload$20.dst_addr  = out[335:208];
-  assign \o__payload$20.src_port  = out[351:336];
-  assign \o__payload$20.dst_port  = out[367:352];
-  assign \o__payload$20.hash  = out[399:368];
-  assign \o__payload$20.hash_type  = out[402:400];
-  assign \o__payload$20.rule  = out[410:403];
-  assign \o__payload$20.instance  = out[414:411];
-  assign \o__payload$20.reta_offset  = out[425:415];
-  assign \o__payload$20.reta_size_log2  = out[429:426];
-  assign \o__payload$20.drop  = out[433:430];
-  assign \o__payload$20.queue  = out[441:434];
-  assign \o__payload$20.generation  = out[457:442];
+  assign \o__payload$23.length  = out[15:0];
+  assign \o__payload$23.error  = out[19:16];
+  assign \o__payload$23.flags  = out[29:20];
+  assign \o__payload$23.flags.vlan  = out[20];
+  assign \o__payload$23.flags.vlan2  = out[21];
+  assign \o__payload$23.flags.ipv4  = out[22];
+  assign \o__payload$23.flags.ipv6  = out[23];
+  assign \o__payload$23.flags.fragment  = out[24];
+  assign \o__payload$23.flags.tcp  = out[25];
+  assign \o__payload$23.flags.udp  = out[26];
+  assign \o__payload$23.flags.tunnel  = out[27];
+  assign \o__payload$23.flags.direct  = out[28];
+  assign \o__payload$23.flags.ip_options  = out[29];
+  assign \o__payload$23.ethertype  = out[45:30];
+  assign \o__payload$23.vlan_id  = out[57:46];
+  assign \o__payload$23.dscp  = out[63:58];
+  assign \o__payload$23.ip_proto  = out[71:64];
+  assign \o__payload$23.tcp_flags  = out[79:72];
+  assign \o__payload$23.src_addr  = out[207:80];
+  assign \o__payload$23.dst_addr  = out[335:208];
+  assign \o__payload$23.src_port  = out[351:336];
+  assign \o__payload$23.dst_port  = out[367:352];
+  assign \o__payload$23.hash  = out[399:368];
+  assign \o__payload$23.hash_type  = out[402:400];
+  assign \o__payload$23.rule  = out[410:403];
+  assign \o__payload$23.instance  = out[414:411];
+  assign \o__payload$23.reta_offset  = out[425:415];
+  assign \o__payload$23.reta_size_log2  = out[429:426];
+  assign \o__payload$23.drop  = out[433:430];
+  assign \o__payload$23.queue  = out[441:434];
+  assign \o__payload$23.generation  = out[457:442];
   assign out[399:368] = o__payload;
   assign { out[457:400], out[367:0] } = { r_data[457:400], r_data[367:0] };
-  assign \i__payload$9 [293:288] = tuple_len;
-  assign \i__payload$9 [287:0] = tuple_data;
+  assign \i__payload$13 [293:288] = t_len;
+  assign \i__payload$13 [287:0] = t_data;
   assign staged[399:368] = 32'd0;
   assign staged[402:400] = hash_type;
   assign { staged[457:403], staged[367:0] } = { i__payload[457:403], i__payload[367:0] };
+  assign \$14  = 1'h0;
+  assign \$15  = \$12 ;
+  assign \$32  = 1'h0;
+  assign \$33  = \$30 ;
+  assign \$56  = 1'h0;
+  assign \$57  = \$54 ;
+  assign \$74  = 1'h0;
+  assign \$75  = \$72 ;
+  assign \$92  = 1'h0;
+  assign \$93  = \$90 ;
+  assign \$110  = 1'h0;
+  assign \$111  = \$108 ;
+  assign \$134  = 1'h0;
+  assign \$135  = \$132 ;
+  assign \$152  = 1'h0;
+  assign \$153  = \$150 ;
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
