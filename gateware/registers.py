@@ -1,11 +1,12 @@
 """The register file: identification, shadowed configuration with an atomic commit."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
-from ..regs import RULE_WORDS, RegisterMap
+from ..regs import RULE_STRIDE, RULE_WORDS, RegisterMap
 from .axil import CsrSignature
 
 __all__ = ["RegisterFile"]
@@ -16,9 +17,15 @@ class RegisterFile(wiring.Component):
 
     Every ``shadow`` register has two copies: the bus reads and writes the shadow; the
     pipeline sees the active copy. ``COMMIT`` raises ``commit_pending``; the pipeline answers
-    with ``commit_apply`` at a frame boundary, in that cycle every shadow is copied to its
-    active copy and ``generation`` increments. The RETA lives in the indirection table and the
-    counters in the counter block: their accesses are forwarded (``reta_*``, ``counters``).
+    with ``commit_apply`` at a frame boundary and keeps the pipeline empty while
+    ``commit_pending`` stays high. The rule shadows live in a memory (one block RAM; a rule
+    is 23 words, and flip-flops plus a read-back multiplexer for every rule word cost more
+    than the rest of the core): the apply copies them into the active rules word by word,
+    ``n_rules * 32`` cycles, then in one cycle (``commit_done``) copies every other shadow
+    (key, control words), increments ``generation`` and lowers ``commit_pending``. The bus
+    waits (no ``ack``) for a rule access or a write during the copy; a rule read takes a
+    cycle more than a register read. The RETA lives in the indirection table and the counters
+    in the counter block: their accesses are forwarded (``reta_*``, ``counters``).
 
     Parameters
     ----------
@@ -30,7 +37,11 @@ class RegisterFile(wiring.Component):
     commit_pending : Out(1)
         COMMIT was written and not yet applied. A further COMMIT while pending is merged.
     commit_apply : In(1)
-        Apply now (only while ``commit_pending``).
+        The pipeline is empty at a frame boundary: start applying (only while
+        ``commit_pending``; the pipeline must stay empty until ``commit_done``).
+    commit_done : Out(1)
+        The apply ends in this cycle: the active copies and ``generation`` change at its
+        clock edge.
     key, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action,
     rules, generation : Out
         The active configuration. ``key`` is the 40-byte RSS key as one big-endian integer.
@@ -42,7 +53,8 @@ class RegisterFile(wiring.Component):
         ctrl = regmap["CTRL"]
         super().__init__({
             "csr": In(CsrSignature(16)),
-            "commit_pending": Out(1), "commit_apply": In(1), "reta_busy": In(1),
+            "commit_pending": Out(1), "commit_apply": In(1), "commit_done": Out(1),
+            "reta_busy": In(1),
             # The active copies start out equal to the shadows' reset values.
             "key": Out(320, init=int.from_bytes(MS_RSS_DEFAULT_KEY, "big")),
             "hash_enable": Out(8, init=regmap.reset_value("CTRL") & ctrl.field("hash_enable").mask),
@@ -72,15 +84,22 @@ class RegisterFile(wiring.Component):
         ctrl, max_frame = shadow("CTRL"), shadow("MAX_FRAME")
         direct, default = shadow("DIRECT_ETHERTYPE"), shadow("DEFAULT_ACTION")
         key_words = [shadow("RSS_KEY", k) for k in range(10)]
-        rule_words = [[Signal(32, name=f"shadow_rule_{r}_{w}") for w in range(RULE_WORDS)]
-                      for r in range(p["n_rules"])]
         writable = [(rm.addr("CTRL"), ctrl), (rm.addr("MAX_FRAME"), max_frame),
                     (rm.addr("DIRECT_ETHERTYPE"), direct), (rm.addr("DEFAULT_ACTION"), default)]
         writable += [(rm.addr("RSS_KEY", k), key_words[k]) for k in range(10)]
-        writable += [(rm.addr("RULE", r, w), rule_words[r][w])
-                     for r in range(p["n_rules"]) for w in range(RULE_WORDS)]
 
-        # --- active copies, loaded at commit -----------------------------------------------
+        # Rule shadows: word w of rule r at index r * 32 + w (the register stride); the
+        # words past RULE_WORDS are not registers and are never written.
+        slots = RULE_STRIDE // 4
+        m.submodules.rule_mem = rule_mem = Memory(shape=32, depth=p["n_rules"] * slots, init=[])
+        rule_w = rule_mem.write_port()
+        rule_r = rule_mem.read_port(transparent_for=(rule_w,))
+        rule_base = rm.addr("RULE")
+        rule_index = (csr.addr - rule_base)[2:2 + len(rule_r.addr)]
+        in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
+                    & ((csr.addr - rule_base)[2:2 + (slots - 1).bit_length()] < RULE_WORDS))
+
+        # --- active copies: the rules word by word, then the rest at commit_done ----------
         ctrl_f = rm["CTRL"]
         active = [
             (self.hash_enable, ctrl[ctrl_f.field("hash_enable").lsb:][:8]),
@@ -92,11 +111,29 @@ class RegisterFile(wiring.Component):
             # Key word 0 holds key bytes 0..3, byte 0 in its top bits: word 0 goes on top.
             (self.key, Cat(*reversed(key_words))),
         ]
-        for r in range(p["n_rules"]):
-            active.append((self.rules[r].as_value(), Cat(*rule_words[r])[:rule_bits]))
         pending = Signal()
+        copying = Signal()
+        copy_addr = Signal(len(rule_r.addr))    # the rule word being read
+        copy_last = copy_addr == p["n_rules"] * slots - 1
+        landing = Signal()                      # rule_r.data holds word copy_at
+        copy_at = Signal.like(copy_addr)
         m.d.comb += self.commit_pending.eq(pending)
-        with m.If(self.commit_apply):
+        m.d.sync += landing.eq(0)
+        with m.If(self.commit_apply & pending & ~copying & ~landing):
+            m.d.sync += [copying.eq(1), copy_addr.eq(0)]
+        with m.If(copying):
+            m.d.sync += [copy_addr.eq(copy_addr + 1), copy_at.eq(copy_addr), landing.eq(1)]
+            with m.If(copy_last):
+                m.d.sync += copying.eq(0)
+        with m.If(landing):
+            for r in range(p["n_rules"]):
+                rule = self.rules[r].as_value()
+                for w in range(RULE_WORDS):
+                    with m.If(copy_at == r * slots + w):
+                        bits = rule[32 * w:32 * (w + 1)]
+                        m.d.sync += bits.eq(rule_r.data[:len(bits)])
+        m.d.comb += self.commit_done.eq(landing & ~copying)
+        with m.If(self.commit_done):
             m.d.sync += [sig.eq(value) for sig, value in active]
             m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
 
@@ -114,14 +151,31 @@ class RegisterFile(wiring.Component):
             self.counters.addr.eq(csr.addr),
             self.counters.w_data.eq(csr.w_data),
         ]
+        busy = copying | landing               # the rules are being copied
+        rule_read_wait = Signal()               # the rule word is being read
+        m.d.comb += [
+            rule_r.addr.eq(Mux(busy, copy_addr, rule_index)),
+            rule_w.addr.eq(rule_index), rule_w.data.eq(csr.w_data),
+        ]
+        with m.If(busy):
+            m.d.sync += rule_read_wait.eq(0)    # the read port is the copy's: read again
         with m.If(in_reta):
             m.d.comb += [self.reta_r_stb.eq(csr.r_stb), self.reta_w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.reta_ack), csr.r_data.eq(self.reta_r_data)]
         with m.Elif(in_counters):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.counters.ack), csr.r_data.eq(self.counters.r_data)]
+        with m.Elif(in_rules):
+            # Reads: address in one cycle, data in the next. Both wait for the copy.
+            with m.If(csr.r_stb & ~busy):
+                m.d.sync += rule_read_wait.eq(~rule_read_wait)
+                m.d.comb += [csr.ack.eq(rule_read_wait), csr.r_data.eq(rule_r.data)]
+            with m.If(csr.w_stb & ~busy):
+                m.d.comb += [rule_w.en.eq(1), csr.ack.eq(1)]
         with m.Else():
-            m.d.comb += csr.ack.eq(csr.r_stb | csr.w_stb)
+            # Writes wait while the rules are copied: the commit takes the shadows as they
+            # are when it ends, and a write in the middle would land in half of it.
+            m.d.comb += csr.ack.eq(csr.r_stb | (csr.w_stb & ~busy))
             with m.Switch(csr.addr):
                 for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS"):
                     with m.Case(rm.addr(name)):
@@ -135,9 +189,10 @@ class RegisterFile(wiring.Component):
                         m.d.comb += csr.r_data.eq(sig)
             # One comparator per register keeps each flop's logic small (a shared Switch
             # would repeat the whole address decode for every register).
-            with m.If(csr.w_stb & (csr.addr == rm.addr("COMMIT")) & csr.w_data[0]):
+            write = csr.w_stb & ~busy
+            with m.If(write & (csr.addr == rm.addr("COMMIT")) & csr.w_data[0]):
                 m.d.sync += pending.eq(1)
             for addr, sig in writable:
-                with m.If(csr.w_stb & (csr.addr == addr)):
+                with m.If(write & (csr.addr == addr)):
                     m.d.sync += sig.eq(csr.w_data)
         return m

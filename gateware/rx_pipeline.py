@@ -44,7 +44,9 @@ class RxPipeline(wiring.Component):
 
     Configuration writes go to shadow registers; ``COMMIT`` is applied at a frame boundary
     when no record is inside the metadata path, so no frame sees a mix of old and new
-    configuration. While a commit waits, ``rx`` accepts no new frame (a few cycles).
+    configuration. While a commit waits and applies, ``rx`` accepts no new frame: the frames in
+    the metadata path drain, then the register file copies the rules (``n_rules * 32``
+    cycles, see :class:`~hetnic.gateware.registers.RegisterFile`).
 
     Throughput: a beat per cycle as long as frames are at least as long as the header parse
     (about 3 cycles for Eth/IPv4/TCP, up to 7 with IPv6 extension headers): at 64 bits every
@@ -177,11 +179,12 @@ class RxPipeline(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + frame_start - meta_out)
 
         # A commit applies when nothing is inside the metadata path and the RETA shadow is
-        # coherent; every record then carries the generation it was processed with.
+        # coherent (the register file then copies the rules, a few hundred cycles, while
+        # the gate stays shut); every record carries the generation it was processed with.
         m.d.comb += regs.commit_apply.eq(regs.commit_pending & ~mid_frame & (in_flight == 0) &
                                          ~reta.busy)
-        m.d.comb += [reta.flip_stb.eq(regs.commit_apply),
-                     self.commit_stb.eq(regs.commit_apply), self.generation.eq(regs.generation)]
+        m.d.comb += [reta.flip_stb.eq(regs.commit_done),
+                     self.commit_stb.eq(regs.commit_done), self.generation.eq(regs.generation)]
 
         # --- counters -----------------------------------------------------------------------
         frame_len = Signal(32)         # bytes so far; BYTES_IN adds the whole frame

@@ -16,7 +16,9 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
     processed entirely with the old or entirely with the new configuration, and the
     ``GENERATION`` register (carried in each frame's metadata) increments. The commit copies
     the shadows as they are when it applies, so the host writes the next configuration only
-    after ``COMMIT_STATUS`` reads 0 (the driver does this).
+    after ``COMMIT_STATUS`` reads 0 (the driver does this). Applying takes ``n_rules * 32``
+    cycles (the rule shadows are a block RAM, copied word by word) plus the frames still in
+    the pipeline; shadow writes issued meanwhile wait for the end of it.
 ``wo``
     Write-only strobe; reads return 0.
 ``counter``

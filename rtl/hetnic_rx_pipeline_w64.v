@@ -755,6 +755,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   input clk;
   wire clk;
   wire commit_apply;
+  wire commit_done;
   wire commit_pending;
   wire commit_stb;
   wire counters__ack;
@@ -815,7 +816,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$103 ;
+  wire [15:0] \generation$104 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
@@ -3076,6 +3077,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
     .clk(clk),
     .commit_apply(commit_apply),
+    .commit_done(flip_stb),
     .commit_pending(commit_pending),
     .counters__ack(counters__ack),
     .counters__r_data(counters__r_data),
@@ -3112,7 +3114,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
     .bus_w_stb(bus_w_stb),
     .busy(reta_busy),
     .clk(clk),
-    .flip_stb(commit_apply),
+    .flip_stb(flip_stb),
     .i__payload(\i__payload$87 ),
     .i__ready(\o__ready$89 ),
     .i__valid(\i__valid$91 ),
@@ -3222,9 +3224,9 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \o__valid$92  = \i__valid$91 ;
   assign \o__valid$94  = meta__valid;
   assign meta__ready = \o__ready$98 ;
-  assign flip_stb = commit_apply;
-  assign commit_stb = commit_apply;
-  assign \generation$103  = generation;
+  assign commit_done = flip_stb;
+  assign commit_stb = flip_stb;
+  assign \generation$104  = generation;
   assign beat_bytes = \$36 [3:0];
   assign frame_in_len = \$44 [31:0];
   assign meta = meta__payload;
@@ -5036,7 +5038,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign meta__payload[441:0] = \o__payload$96 [441:0];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__valid, i__ready, o__ready, pass_errors, default_action, rules, i__payload, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__valid, i__ready, o__ready, rules, pass_errors, default_action, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
@@ -12691,305 +12693,40 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \$303  = parse_sel;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, rules, generation, commit_pending
-, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation
+, commit_pending, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [16:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  reg [31:0] \$1000 ;
-  reg [31:0] \$1001 ;
-  reg [31:0] \$1002 ;
-  reg [31:0] \$1003 ;
-  reg [31:0] \$1004 ;
-  reg [31:0] \$1005 ;
-  reg [31:0] \$1006 ;
-  reg [31:0] \$1007 ;
-  reg [31:0] \$1008 ;
-  reg [31:0] \$1009 ;
   wire \$101 ;
-  reg [31:0] \$1010 ;
-  reg [31:0] \$1011 ;
-  reg [31:0] \$1012 ;
-  reg [31:0] \$1013 ;
-  reg [31:0] \$1014 ;
-  reg [31:0] \$1015 ;
-  reg [31:0] \$1016 ;
-  reg [31:0] \$1017 ;
-  reg [31:0] \$1018 ;
-  reg [31:0] \$1019 ;
   wire \$102 ;
-  reg [31:0] \$1020 ;
-  reg [31:0] \$1021 ;
-  reg [31:0] \$1022 ;
-  reg [31:0] \$1023 ;
-  reg [31:0] \$1024 ;
-  reg [31:0] \$1025 ;
-  reg [31:0] \$1026 ;
-  reg [31:0] \$1027 ;
-  reg [31:0] \$1028 ;
-  reg [31:0] \$1029 ;
   wire \$103 ;
-  reg [31:0] \$1030 ;
-  reg [31:0] \$1031 ;
-  reg [31:0] \$1032 ;
-  reg [31:0] \$1033 ;
-  reg [31:0] \$1034 ;
-  reg [31:0] \$1035 ;
-  reg [31:0] \$1036 ;
-  reg [31:0] \$1037 ;
-  reg [31:0] \$1038 ;
-  reg [31:0] \$1039 ;
   wire \$104 ;
-  reg [31:0] \$1040 ;
-  reg [31:0] \$1041 ;
-  reg [31:0] \$1042 ;
-  reg [31:0] \$1043 ;
-  reg [31:0] \$1044 ;
-  reg [31:0] \$1045 ;
-  reg [31:0] \$1046 ;
-  reg [31:0] \$1047 ;
-  reg [31:0] \$1048 ;
-  reg [31:0] \$1049 ;
   wire \$105 ;
-  reg [31:0] \$1050 ;
-  reg [31:0] \$1051 ;
-  reg [31:0] \$1052 ;
-  reg [31:0] \$1053 ;
-  reg [31:0] \$1054 ;
-  reg [31:0] \$1055 ;
-  reg [31:0] \$1056 ;
-  reg [31:0] \$1057 ;
-  reg [31:0] \$1058 ;
-  reg [31:0] \$1059 ;
   wire \$106 ;
-  reg [31:0] \$1060 ;
-  reg [31:0] \$1061 ;
-  reg [31:0] \$1062 ;
-  reg [31:0] \$1063 ;
-  reg [31:0] \$1064 ;
-  reg [31:0] \$1065 ;
-  reg [31:0] \$1066 ;
-  reg [31:0] \$1067 ;
-  reg [31:0] \$1068 ;
-  reg [31:0] \$1069 ;
   wire \$107 ;
-  reg [31:0] \$1070 ;
-  reg [31:0] \$1071 ;
-  reg [31:0] \$1072 ;
-  reg [31:0] \$1073 ;
-  reg [31:0] \$1074 ;
-  reg [31:0] \$1075 ;
-  reg [31:0] \$1076 ;
-  reg [31:0] \$1077 ;
-  reg [31:0] \$1078 ;
-  reg [31:0] \$1079 ;
   wire \$108 ;
-  reg [31:0] \$1080 ;
-  reg [31:0] \$1081 ;
-  reg [31:0] \$1082 ;
-  reg [31:0] \$1083 ;
-  reg [31:0] \$1084 ;
-  reg [31:0] \$1085 ;
-  reg [31:0] \$1086 ;
-  reg [31:0] \$1087 ;
-  reg [31:0] \$1088 ;
-  reg [31:0] \$1089 ;
   wire \$109 ;
-  reg [31:0] \$1090 ;
-  reg [31:0] \$1091 ;
-  reg [31:0] \$1092 ;
-  reg [31:0] \$1093 ;
-  reg [31:0] \$1094 ;
-  reg [31:0] \$1095 ;
-  reg [31:0] \$1096 ;
-  reg [31:0] \$1097 ;
-  reg [31:0] \$1098 ;
-  reg [31:0] \$1099 ;
   wire \$11 ;
   wire \$110 ;
-  reg [31:0] \$1100 ;
-  reg [31:0] \$1101 ;
-  reg [31:0] \$1102 ;
-  reg [31:0] \$1103 ;
-  reg [31:0] \$1104 ;
-  reg [31:0] \$1105 ;
-  reg [31:0] \$1106 ;
-  reg [31:0] \$1107 ;
-  reg [31:0] \$1108 ;
-  reg [31:0] \$1109 ;
   wire \$111 ;
-  reg [31:0] \$1110 ;
-  reg [31:0] \$1111 ;
-  reg [31:0] \$1112 ;
-  reg [31:0] \$1113 ;
-  reg [31:0] \$1114 ;
-  reg [31:0] \$1115 ;
-  reg [31:0] \$1116 ;
-  reg [31:0] \$1117 ;
-  reg [31:0] \$1118 ;
-  reg [31:0] \$1119 ;
   wire \$112 ;
-  reg [31:0] \$1120 ;
-  reg [31:0] \$1121 ;
-  reg [31:0] \$1122 ;
-  reg [31:0] \$1123 ;
-  reg [31:0] \$1124 ;
-  reg [31:0] \$1125 ;
-  reg [31:0] \$1126 ;
-  reg [31:0] \$1127 ;
-  reg [31:0] \$1128 ;
-  reg [31:0] \$1129 ;
   wire \$113 ;
-  reg [31:0] \$1130 ;
-  reg [31:0] \$1131 ;
-  reg [31:0] \$1132 ;
-  reg [31:0] \$1133 ;
-  reg [31:0] \$1134 ;
-  reg [31:0] \$1135 ;
-  reg [31:0] \$1136 ;
-  reg [31:0] \$1137 ;
-  reg [31:0] \$1138 ;
-  reg [31:0] \$1139 ;
   wire \$114 ;
-  reg [31:0] \$1140 ;
-  reg [31:0] \$1141 ;
-  reg [31:0] \$1142 ;
-  reg [31:0] \$1143 ;
-  reg [31:0] \$1144 ;
-  reg [31:0] \$1145 ;
-  reg [31:0] \$1146 ;
-  reg [31:0] \$1147 ;
-  reg [31:0] \$1148 ;
-  reg [31:0] \$1149 ;
   wire \$115 ;
-  reg [31:0] \$1150 ;
-  reg [31:0] \$1151 ;
-  reg [31:0] \$1152 ;
-  reg [31:0] \$1153 ;
-  reg [31:0] \$1154 ;
-  reg [31:0] \$1155 ;
-  reg [31:0] \$1156 ;
-  reg [31:0] \$1157 ;
-  reg [31:0] \$1158 ;
-  reg [31:0] \$1159 ;
   wire \$116 ;
-  reg [31:0] \$1160 ;
-  reg [31:0] \$1161 ;
-  reg [31:0] \$1162 ;
-  reg [31:0] \$1163 ;
-  reg [31:0] \$1164 ;
-  reg [31:0] \$1165 ;
-  reg [31:0] \$1166 ;
-  reg [31:0] \$1167 ;
-  reg [31:0] \$1168 ;
-  reg [31:0] \$1169 ;
   wire \$117 ;
-  reg [31:0] \$1170 ;
-  reg [31:0] \$1171 ;
-  reg [31:0] \$1172 ;
-  reg [31:0] \$1173 ;
-  reg [31:0] \$1174 ;
-  reg [31:0] \$1175 ;
-  reg [31:0] \$1176 ;
-  reg [31:0] \$1177 ;
-  reg [31:0] \$1178 ;
-  reg [31:0] \$1179 ;
   wire \$118 ;
-  reg [31:0] \$1180 ;
-  reg [31:0] \$1181 ;
-  reg [31:0] \$1182 ;
-  reg [31:0] \$1183 ;
-  reg [31:0] \$1184 ;
-  reg [31:0] \$1185 ;
-  reg [31:0] \$1186 ;
-  reg [31:0] \$1187 ;
-  reg [31:0] \$1188 ;
-  reg [31:0] \$1189 ;
   wire \$119 ;
-  reg [31:0] \$1190 ;
-  reg [31:0] \$1191 ;
-  reg [31:0] \$1192 ;
-  reg [31:0] \$1193 ;
-  reg [31:0] \$1194 ;
-  reg [31:0] \$1195 ;
-  reg [31:0] \$1196 ;
-  reg [31:0] \$1197 ;
-  reg [31:0] \$1198 ;
-  reg [31:0] \$1199 ;
   wire \$12 ;
   wire \$120 ;
-  reg [31:0] \$1200 ;
-  reg [31:0] \$1201 ;
-  reg [31:0] \$1202 ;
-  reg [31:0] \$1203 ;
-  reg [31:0] \$1204 ;
-  reg [31:0] \$1205 ;
-  reg [31:0] \$1206 ;
-  reg [31:0] \$1207 ;
-  reg [31:0] \$1208 ;
-  reg [31:0] \$1209 ;
   wire \$121 ;
-  reg [31:0] \$1210 ;
-  reg [31:0] \$1211 ;
-  reg [31:0] \$1212 ;
-  reg [31:0] \$1213 ;
-  reg [31:0] \$1214 ;
-  reg [31:0] \$1215 ;
-  reg [31:0] \$1216 ;
-  reg [31:0] \$1217 ;
-  reg [31:0] \$1218 ;
-  reg [31:0] \$1219 ;
   wire \$122 ;
-  reg [31:0] \$1220 ;
-  reg [31:0] \$1221 ;
-  reg [31:0] \$1222 ;
-  reg [31:0] \$1223 ;
-  reg [31:0] \$1224 ;
-  reg [31:0] \$1225 ;
-  reg [31:0] \$1226 ;
-  reg [31:0] \$1227 ;
-  reg [31:0] \$1228 ;
-  reg [31:0] \$1229 ;
   wire \$123 ;
-  reg [31:0] \$1230 ;
-  reg [31:0] \$1231 ;
-  reg [31:0] \$1232 ;
-  reg [31:0] \$1233 ;
-  reg [31:0] \$1234 ;
-  reg [31:0] \$1235 ;
-  reg [31:0] \$1236 ;
-  reg [31:0] \$1237 ;
-  reg [31:0] \$1238 ;
-  reg [31:0] \$1239 ;
   wire \$124 ;
-  reg [31:0] \$1240 ;
-  reg [31:0] \$1241 ;
-  reg [31:0] \$1242 ;
-  reg [31:0] \$1243 ;
-  reg [31:0] \$1244 ;
-  reg [31:0] \$1245 ;
-  reg [31:0] \$1246 ;
-  reg [31:0] \$1247 ;
-  reg [31:0] \$1248 ;
-  reg [31:0] \$1249 ;
   wire \$125 ;
-  reg [31:0] \$1250 ;
-  reg [31:0] \$1251 ;
-  reg [31:0] \$1252 ;
-  reg [31:0] \$1253 ;
-  reg [31:0] \$1254 ;
-  reg [31:0] \$1255 ;
-  reg [31:0] \$1256 ;
-  reg [31:0] \$1257 ;
-  reg [31:0] \$1258 ;
-  reg [31:0] \$1259 ;
   wire \$126 ;
-  reg [31:0] \$1260 ;
-  reg [31:0] \$1261 ;
-  reg [31:0] \$1262 ;
-  reg [31:0] \$1263 ;
-  reg [31:0] \$1264 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
@@ -13070,7 +12807,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire \$2 ;
+  wire [16:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
   wire \$201 ;
@@ -13292,7 +13029,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire \$4 ;
+  wire [16:0] \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -13346,7 +13083,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$445 ;
   wire \$446 ;
   wire \$447 ;
-  wire \$448 ;
+  wire [16:0] \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
@@ -13403,13 +13140,13 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
-  wire \$5 ;
+  wire [16:0] \$5 ;
   wire \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
-  wire \$504 ;
+  wire [16:0] \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire \$507 ;
@@ -13448,7 +13185,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire [16:0] \$54 ;
+  wire \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
@@ -13500,470 +13237,91 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg [8:0] \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  reg [8:0] \$590 ;
+  reg [11471:0] \$591 ;
+  reg [7:0] \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [15:0] \$595 ;
+  reg [15:0] \$596 ;
+  reg [19:0] \$597 ;
+  reg [319:0] \$598 ;
+  reg [15:0] \$599 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
+  wire [16:0] \$60 ;
+  reg \$600 ;
+  reg \$601 ;
+  reg [31:0] \$602 ;
+  reg [31:0] \$603 ;
+  reg [31:0] \$604 ;
+  reg [31:0] \$605 ;
+  reg [31:0] \$606 ;
+  reg [31:0] \$607 ;
+  reg [31:0] \$608 ;
+  reg [31:0] \$609 ;
   wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
+  reg [31:0] \$610 ;
+  reg [31:0] \$611 ;
+  reg [31:0] \$612 ;
+  reg [31:0] \$613 ;
+  reg [31:0] \$614 ;
+  reg [31:0] \$615 ;
   wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
   wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
   wire \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
   wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
   wire \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
   wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
   wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
   wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
   wire \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
   wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
   wire \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
   wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire \$759 ;
   wire \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire \$764 ;
-  wire \$765 ;
-  wire \$766 ;
-  wire \$767 ;
-  wire \$768 ;
-  wire \$769 ;
   wire \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
-  wire \$78 ;
-  wire \$780 ;
-  wire \$781 ;
-  wire \$782 ;
-  wire \$783 ;
-  wire \$784 ;
-  wire \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
+  wire [9:0] \$78 ;
   wire \$79 ;
-  wire \$790 ;
-  wire \$791 ;
-  wire \$792 ;
-  wire \$793 ;
-  wire \$794 ;
-  wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire \$798 ;
-  wire \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
-  wire \$807 ;
-  wire \$808 ;
-  wire \$809 ;
   wire \$81 ;
-  wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire \$813 ;
-  wire \$814 ;
-  wire \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire \$819 ;
   wire \$82 ;
-  wire \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
   wire \$83 ;
-  wire \$830 ;
-  wire \$831 ;
-  wire \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
   wire \$84 ;
-  wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire \$843 ;
-  wire \$844 ;
-  wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire \$849 ;
   wire \$85 ;
-  wire \$850 ;
-  wire \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire \$857 ;
-  wire \$858 ;
-  wire \$859 ;
   wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire \$869 ;
   wire \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  reg [7:0] \$873 ;
-  reg \$874 ;
-  reg \$875 ;
-  reg [15:0] \$876 ;
-  reg [15:0] \$877 ;
-  reg [19:0] \$878 ;
-  reg [319:0] \$879 ;
   wire \$88 ;
-  reg [11471:0] \$880 ;
-  reg [15:0] \$881 ;
-  reg \$882 ;
-  reg [31:0] \$883 ;
-  reg [31:0] \$884 ;
-  reg [31:0] \$885 ;
-  reg [31:0] \$886 ;
-  reg [31:0] \$887 ;
-  reg [31:0] \$888 ;
-  reg [31:0] \$889 ;
   wire \$89 ;
-  reg [31:0] \$890 ;
-  reg [31:0] \$891 ;
-  reg [31:0] \$892 ;
-  reg [31:0] \$893 ;
-  reg [31:0] \$894 ;
-  reg [31:0] \$895 ;
-  reg [31:0] \$896 ;
-  reg [31:0] \$897 ;
-  reg [31:0] \$898 ;
-  reg [31:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  reg [31:0] \$900 ;
-  reg [31:0] \$901 ;
-  reg [31:0] \$902 ;
-  reg [31:0] \$903 ;
-  reg [31:0] \$904 ;
-  reg [31:0] \$905 ;
-  reg [31:0] \$906 ;
-  reg [31:0] \$907 ;
-  reg [31:0] \$908 ;
-  reg [31:0] \$909 ;
   wire \$91 ;
-  reg [31:0] \$910 ;
-  reg [31:0] \$911 ;
-  reg [31:0] \$912 ;
-  reg [31:0] \$913 ;
-  reg [31:0] \$914 ;
-  reg [31:0] \$915 ;
-  reg [31:0] \$916 ;
-  reg [31:0] \$917 ;
-  reg [31:0] \$918 ;
-  reg [31:0] \$919 ;
   wire \$92 ;
-  reg [31:0] \$920 ;
-  reg [31:0] \$921 ;
-  reg [31:0] \$922 ;
-  reg [31:0] \$923 ;
-  reg [31:0] \$924 ;
-  reg [31:0] \$925 ;
-  reg [31:0] \$926 ;
-  reg [31:0] \$927 ;
-  reg [31:0] \$928 ;
-  reg [31:0] \$929 ;
   wire \$93 ;
-  reg [31:0] \$930 ;
-  reg [31:0] \$931 ;
-  reg [31:0] \$932 ;
-  reg [31:0] \$933 ;
-  reg [31:0] \$934 ;
-  reg [31:0] \$935 ;
-  reg [31:0] \$936 ;
-  reg [31:0] \$937 ;
-  reg [31:0] \$938 ;
-  reg [31:0] \$939 ;
   wire \$94 ;
-  reg [31:0] \$940 ;
-  reg [31:0] \$941 ;
-  reg [31:0] \$942 ;
-  reg [31:0] \$943 ;
-  reg [31:0] \$944 ;
-  reg [31:0] \$945 ;
-  reg [31:0] \$946 ;
-  reg [31:0] \$947 ;
-  reg [31:0] \$948 ;
-  reg [31:0] \$949 ;
   wire \$95 ;
-  reg [31:0] \$950 ;
-  reg [31:0] \$951 ;
-  reg [31:0] \$952 ;
-  reg [31:0] \$953 ;
-  reg [31:0] \$954 ;
-  reg [31:0] \$955 ;
-  reg [31:0] \$956 ;
-  reg [31:0] \$957 ;
-  reg [31:0] \$958 ;
-  reg [31:0] \$959 ;
   wire \$96 ;
-  reg [31:0] \$960 ;
-  reg [31:0] \$961 ;
-  reg [31:0] \$962 ;
-  reg [31:0] \$963 ;
-  reg [31:0] \$964 ;
-  reg [31:0] \$965 ;
-  reg [31:0] \$966 ;
-  reg [31:0] \$967 ;
-  reg [31:0] \$968 ;
-  reg [31:0] \$969 ;
   wire \$97 ;
-  reg [31:0] \$970 ;
-  reg [31:0] \$971 ;
-  reg [31:0] \$972 ;
-  reg [31:0] \$973 ;
-  reg [31:0] \$974 ;
-  reg [31:0] \$975 ;
-  reg [31:0] \$976 ;
-  reg [31:0] \$977 ;
-  reg [31:0] \$978 ;
-  reg [31:0] \$979 ;
   wire \$98 ;
-  reg [31:0] \$980 ;
-  reg [31:0] \$981 ;
-  reg [31:0] \$982 ;
-  reg [31:0] \$983 ;
-  reg [31:0] \$984 ;
-  reg [31:0] \$985 ;
-  reg [31:0] \$986 ;
-  reg [31:0] \$987 ;
-  reg [31:0] \$988 ;
-  reg [31:0] \$989 ;
   wire \$99 ;
-  reg [31:0] \$990 ;
-  reg [31:0] \$991 ;
-  reg [31:0] \$992 ;
-  reg [31:0] \$993 ;
-  reg [31:0] \$994 ;
-  reg [31:0] \$995 ;
-  reg [31:0] \$996 ;
-  reg [31:0] \$997 ;
-  reg [31:0] \$998 ;
-  reg [31:0] \$999 ;
   input clk;
   wire clk;
   input commit_apply;
   wire commit_apply;
+  output commit_done;
+  wire commit_done;
   output commit_pending;
   reg commit_pending = 1'h0;
+  reg [8:0] copy_addr = 9'h000;
+  reg [8:0] copy_at = 9'h000;
+  reg copying = 1'h0;
   input counters__ack;
   wire counters__ack;
   wire [15:0] counters__addr;
@@ -14000,6 +13358,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   reg [7:0] hash_enable = 8'h7e;
   output [319:0] key;
   reg [319:0] key = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+  reg landing = 1'h0;
   output [15:0] max_frame;
   reg [15:0] max_frame = 16'h05f2;
   output pass_errors;
@@ -14021,6 +13380,12 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   reg reta_w_stb;
   input rst;
   wire rst;
+  wire [8:0] rule_r__addr;
+  wire [31:0] rule_r__data;
+  reg rule_read_wait = 1'h0;
+  wire [8:0] rule_w__addr;
+  wire [31:0] rule_w__data;
+  reg rule_w__en;
   output [11471:0] rules;
   reg [11471:0] rules = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [716:0] \rules[0] ;
@@ -14789,2063 +14154,1221 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   reg [31:0] shadow_rss_key_7_0 = 32'd2150691340;
   reg [31:0] shadow_rss_key_8_0 = 32'd1782757179;
   reg [31:0] shadow_rss_key_9_0 = 32'd3198943738;
-  reg [31:0] shadow_rule_0_0 = 32'd0;
-  reg [31:0] shadow_rule_0_1 = 32'd0;
-  reg [31:0] shadow_rule_0_10 = 32'd0;
-  reg [31:0] shadow_rule_0_11 = 32'd0;
-  reg [31:0] shadow_rule_0_12 = 32'd0;
-  reg [31:0] shadow_rule_0_13 = 32'd0;
-  reg [31:0] shadow_rule_0_14 = 32'd0;
-  reg [31:0] shadow_rule_0_15 = 32'd0;
-  reg [31:0] shadow_rule_0_16 = 32'd0;
-  reg [31:0] shadow_rule_0_17 = 32'd0;
-  reg [31:0] shadow_rule_0_18 = 32'd0;
-  reg [31:0] shadow_rule_0_19 = 32'd0;
-  reg [31:0] shadow_rule_0_2 = 32'd0;
-  reg [31:0] shadow_rule_0_20 = 32'd0;
-  reg [31:0] shadow_rule_0_21 = 32'd0;
-  reg [31:0] shadow_rule_0_22 = 32'd0;
-  reg [31:0] shadow_rule_0_3 = 32'd0;
-  reg [31:0] shadow_rule_0_4 = 32'd0;
-  reg [31:0] shadow_rule_0_5 = 32'd0;
-  reg [31:0] shadow_rule_0_6 = 32'd0;
-  reg [31:0] shadow_rule_0_7 = 32'd0;
-  reg [31:0] shadow_rule_0_8 = 32'd0;
-  reg [31:0] shadow_rule_0_9 = 32'd0;
-  reg [31:0] shadow_rule_10_0 = 32'd0;
-  reg [31:0] shadow_rule_10_1 = 32'd0;
-  reg [31:0] shadow_rule_10_10 = 32'd0;
-  reg [31:0] shadow_rule_10_11 = 32'd0;
-  reg [31:0] shadow_rule_10_12 = 32'd0;
-  reg [31:0] shadow_rule_10_13 = 32'd0;
-  reg [31:0] shadow_rule_10_14 = 32'd0;
-  reg [31:0] shadow_rule_10_15 = 32'd0;
-  reg [31:0] shadow_rule_10_16 = 32'd0;
-  reg [31:0] shadow_rule_10_17 = 32'd0;
-  reg [31:0] shadow_rule_10_18 = 32'd0;
-  reg [31:0] shadow_rule_10_19 = 32'd0;
-  reg [31:0] shadow_rule_10_2 = 32'd0;
-  reg [31:0] shadow_rule_10_20 = 32'd0;
-  reg [31:0] shadow_rule_10_21 = 32'd0;
-  reg [31:0] shadow_rule_10_22 = 32'd0;
-  reg [31:0] shadow_rule_10_3 = 32'd0;
-  reg [31:0] shadow_rule_10_4 = 32'd0;
-  reg [31:0] shadow_rule_10_5 = 32'd0;
-  reg [31:0] shadow_rule_10_6 = 32'd0;
-  reg [31:0] shadow_rule_10_7 = 32'd0;
-  reg [31:0] shadow_rule_10_8 = 32'd0;
-  reg [31:0] shadow_rule_10_9 = 32'd0;
-  reg [31:0] shadow_rule_11_0 = 32'd0;
-  reg [31:0] shadow_rule_11_1 = 32'd0;
-  reg [31:0] shadow_rule_11_10 = 32'd0;
-  reg [31:0] shadow_rule_11_11 = 32'd0;
-  reg [31:0] shadow_rule_11_12 = 32'd0;
-  reg [31:0] shadow_rule_11_13 = 32'd0;
-  reg [31:0] shadow_rule_11_14 = 32'd0;
-  reg [31:0] shadow_rule_11_15 = 32'd0;
-  reg [31:0] shadow_rule_11_16 = 32'd0;
-  reg [31:0] shadow_rule_11_17 = 32'd0;
-  reg [31:0] shadow_rule_11_18 = 32'd0;
-  reg [31:0] shadow_rule_11_19 = 32'd0;
-  reg [31:0] shadow_rule_11_2 = 32'd0;
-  reg [31:0] shadow_rule_11_20 = 32'd0;
-  reg [31:0] shadow_rule_11_21 = 32'd0;
-  reg [31:0] shadow_rule_11_22 = 32'd0;
-  reg [31:0] shadow_rule_11_3 = 32'd0;
-  reg [31:0] shadow_rule_11_4 = 32'd0;
-  reg [31:0] shadow_rule_11_5 = 32'd0;
-  reg [31:0] shadow_rule_11_6 = 32'd0;
-  reg [31:0] shadow_rule_11_7 = 32'd0;
-  reg [31:0] shadow_rule_11_8 = 32'd0;
-  reg [31:0] shadow_rule_11_9 = 32'd0;
-  reg [31:0] shadow_rule_12_0 = 32'd0;
-  reg [31:0] shadow_rule_12_1 = 32'd0;
-  reg [31:0] shadow_rule_12_10 = 32'd0;
-  reg [31:0] shadow_rule_12_11 = 32'd0;
-  reg [31:0] shadow_rule_12_12 = 32'd0;
-  reg [31:0] shadow_rule_12_13 = 32'd0;
-  reg [31:0] shadow_rule_12_14 = 32'd0;
-  reg [31:0] shadow_rule_12_15 = 32'd0;
-  reg [31:0] shadow_rule_12_16 = 32'd0;
-  reg [31:0] shadow_rule_12_17 = 32'd0;
-  reg [31:0] shadow_rule_12_18 = 32'd0;
-  reg [31:0] shadow_rule_12_19 = 32'd0;
-  reg [31:0] shadow_rule_12_2 = 32'd0;
-  reg [31:0] shadow_rule_12_20 = 32'd0;
-  reg [31:0] shadow_rule_12_21 = 32'd0;
-  reg [31:0] shadow_rule_12_22 = 32'd0;
-  reg [31:0] shadow_rule_12_3 = 32'd0;
-  reg [31:0] shadow_rule_12_4 = 32'd0;
-  reg [31:0] shadow_rule_12_5 = 32'd0;
-  reg [31:0] shadow_rule_12_6 = 32'd0;
-  reg [31:0] shadow_rule_12_7 = 32'd0;
-  reg [31:0] shadow_rule_12_8 = 32'd0;
-  reg [31:0] shadow_rule_12_9 = 32'd0;
-  reg [31:0] shadow_rule_13_0 = 32'd0;
-  reg [31:0] shadow_rule_13_1 = 32'd0;
-  reg [31:0] shadow_rule_13_10 = 32'd0;
-  reg [31:0] shadow_rule_13_11 = 32'd0;
-  reg [31:0] shadow_rule_13_12 = 32'd0;
-  reg [31:0] shadow_rule_13_13 = 32'd0;
-  reg [31:0] shadow_rule_13_14 = 32'd0;
-  reg [31:0] shadow_rule_13_15 = 32'd0;
-  reg [31:0] shadow_rule_13_16 = 32'd0;
-  reg [31:0] shadow_rule_13_17 = 32'd0;
-  reg [31:0] shadow_rule_13_18 = 32'd0;
-  reg [31:0] shadow_rule_13_19 = 32'd0;
-  reg [31:0] shadow_rule_13_2 = 32'd0;
-  reg [31:0] shadow_rule_13_20 = 32'd0;
-  reg [31:0] shadow_rule_13_21 = 32'd0;
-  reg [31:0] shadow_rule_13_22 = 32'd0;
-  reg [31:0] shadow_rule_13_3 = 32'd0;
-  reg [31:0] shadow_rule_13_4 = 32'd0;
-  reg [31:0] shadow_rule_13_5 = 32'd0;
-  reg [31:0] shadow_rule_13_6 = 32'd0;
-  reg [31:0] shadow_rule_13_7 = 32'd0;
-  reg [31:0] shadow_rule_13_8 = 32'd0;
-  reg [31:0] shadow_rule_13_9 = 32'd0;
-  reg [31:0] shadow_rule_14_0 = 32'd0;
-  reg [31:0] shadow_rule_14_1 = 32'd0;
-  reg [31:0] shadow_rule_14_10 = 32'd0;
-  reg [31:0] shadow_rule_14_11 = 32'd0;
-  reg [31:0] shadow_rule_14_12 = 32'd0;
-  reg [31:0] shadow_rule_14_13 = 32'd0;
-  reg [31:0] shadow_rule_14_14 = 32'd0;
-  reg [31:0] shadow_rule_14_15 = 32'd0;
-  reg [31:0] shadow_rule_14_16 = 32'd0;
-  reg [31:0] shadow_rule_14_17 = 32'd0;
-  reg [31:0] shadow_rule_14_18 = 32'd0;
-  reg [31:0] shadow_rule_14_19 = 32'd0;
-  reg [31:0] shadow_rule_14_2 = 32'd0;
-  reg [31:0] shadow_rule_14_20 = 32'd0;
-  reg [31:0] shadow_rule_14_21 = 32'd0;
-  reg [31:0] shadow_rule_14_22 = 32'd0;
-  reg [31:0] shadow_rule_14_3 = 32'd0;
-  reg [31:0] shadow_rule_14_4 = 32'd0;
-  reg [31:0] shadow_rule_14_5 = 32'd0;
-  reg [31:0] shadow_rule_14_6 = 32'd0;
-  reg [31:0] shadow_rule_14_7 = 32'd0;
-  reg [31:0] shadow_rule_14_8 = 32'd0;
-  reg [31:0] shadow_rule_14_9 = 32'd0;
-  reg [31:0] shadow_rule_15_0 = 32'd0;
-  reg [31:0] shadow_rule_15_1 = 32'd0;
-  reg [31:0] shadow_rule_15_10 = 32'd0;
-  reg [31:0] shadow_rule_15_11 = 32'd0;
-  reg [31:0] shadow_rule_15_12 = 32'd0;
-  reg [31:0] shadow_rule_15_13 = 32'd0;
-  reg [31:0] shadow_rule_15_14 = 32'd0;
-  reg [31:0] shadow_rule_15_15 = 32'd0;
-  reg [31:0] shadow_rule_15_16 = 32'd0;
-  reg [31:0] shadow_rule_15_17 = 32'd0;
-  reg [31:0] shadow_rule_15_18 = 32'd0;
-  reg [31:0] shadow_rule_15_19 = 32'd0;
-  reg [31:0] shadow_rule_15_2 = 32'd0;
-  reg [31:0] shadow_rule_15_20 = 32'd0;
-  reg [31:0] shadow_rule_15_21 = 32'd0;
-  reg [31:0] shadow_rule_15_22 = 32'd0;
-  reg [31:0] shadow_rule_15_3 = 32'd0;
-  reg [31:0] shadow_rule_15_4 = 32'd0;
-  reg [31:0] shadow_rule_15_5 = 32'd0;
-  reg [31:0] shadow_rule_15_6 = 32'd0;
-  reg [31:0] shadow_rule_15_7 = 32'd0;
-  reg [31:0] shadow_rule_15_8 = 32'd0;
-  reg [31:0] shadow_rule_15_9 = 32'd0;
-  reg [31:0] shadow_rule_1_0 = 32'd0;
-  reg [31:0] shadow_rule_1_1 = 32'd0;
-  reg [31:0] shadow_rule_1_10 = 32'd0;
-  reg [31:0] shadow_rule_1_11 = 32'd0;
-  reg [31:0] shadow_rule_1_12 = 32'd0;
-  reg [31:0] shadow_rule_1_13 = 32'd0;
-  reg [31:0] shadow_rule_1_14 = 32'd0;
-  reg [31:0] shadow_rule_1_15 = 32'd0;
-  reg [31:0] shadow_rule_1_16 = 32'd0;
-  reg [31:0] shadow_rule_1_17 = 32'd0;
-  reg [31:0] shadow_rule_1_18 = 32'd0;
-  reg [31:0] shadow_rule_1_19 = 32'd0;
-  reg [31:0] shadow_rule_1_2 = 32'd0;
-  reg [31:0] shadow_rule_1_20 = 32'd0;
-  reg [31:0] shadow_rule_1_21 = 32'd0;
-  reg [31:0] shadow_rule_1_22 = 32'd0;
-  reg [31:0] shadow_rule_1_3 = 32'd0;
-  reg [31:0] shadow_rule_1_4 = 32'd0;
-  reg [31:0] shadow_rule_1_5 = 32'd0;
-  reg [31:0] shadow_rule_1_6 = 32'd0;
-  reg [31:0] shadow_rule_1_7 = 32'd0;
-  reg [31:0] shadow_rule_1_8 = 32'd0;
-  reg [31:0] shadow_rule_1_9 = 32'd0;
-  reg [31:0] shadow_rule_2_0 = 32'd0;
-  reg [31:0] shadow_rule_2_1 = 32'd0;
-  reg [31:0] shadow_rule_2_10 = 32'd0;
-  reg [31:0] shadow_rule_2_11 = 32'd0;
-  reg [31:0] shadow_rule_2_12 = 32'd0;
-  reg [31:0] shadow_rule_2_13 = 32'd0;
-  reg [31:0] shadow_rule_2_14 = 32'd0;
-  reg [31:0] shadow_rule_2_15 = 32'd0;
-  reg [31:0] shadow_rule_2_16 = 32'd0;
-  reg [31:0] shadow_rule_2_17 = 32'd0;
-  reg [31:0] shadow_rule_2_18 = 32'd0;
-  reg [31:0] shadow_rule_2_19 = 32'd0;
-  reg [31:0] shadow_rule_2_2 = 32'd0;
-  reg [31:0] shadow_rule_2_20 = 32'd0;
-  reg [31:0] shadow_rule_2_21 = 32'd0;
-  reg [31:0] shadow_rule_2_22 = 32'd0;
-  reg [31:0] shadow_rule_2_3 = 32'd0;
-  reg [31:0] shadow_rule_2_4 = 32'd0;
-  reg [31:0] shadow_rule_2_5 = 32'd0;
-  reg [31:0] shadow_rule_2_6 = 32'd0;
-  reg [31:0] shadow_rule_2_7 = 32'd0;
-  reg [31:0] shadow_rule_2_8 = 32'd0;
-  reg [31:0] shadow_rule_2_9 = 32'd0;
-  reg [31:0] shadow_rule_3_0 = 32'd0;
-  reg [31:0] shadow_rule_3_1 = 32'd0;
-  reg [31:0] shadow_rule_3_10 = 32'd0;
-  reg [31:0] shadow_rule_3_11 = 32'd0;
-  reg [31:0] shadow_rule_3_12 = 32'd0;
-  reg [31:0] shadow_rule_3_13 = 32'd0;
-  reg [31:0] shadow_rule_3_14 = 32'd0;
-  reg [31:0] shadow_rule_3_15 = 32'd0;
-  reg [31:0] shadow_rule_3_16 = 32'd0;
-  reg [31:0] shadow_rule_3_17 = 32'd0;
-  reg [31:0] shadow_rule_3_18 = 32'd0;
-  reg [31:0] shadow_rule_3_19 = 32'd0;
-  reg [31:0] shadow_rule_3_2 = 32'd0;
-  reg [31:0] shadow_rule_3_20 = 32'd0;
-  reg [31:0] shadow_rule_3_21 = 32'd0;
-  reg [31:0] shadow_rule_3_22 = 32'd0;
-  reg [31:0] shadow_rule_3_3 = 32'd0;
-  reg [31:0] shadow_rule_3_4 = 32'd0;
-  reg [31:0] shadow_rule_3_5 = 32'd0;
-  reg [31:0] shadow_rule_3_6 = 32'd0;
-  reg [31:0] shadow_rule_3_7 = 32'd0;
-  reg [31:0] shadow_rule_3_8 = 32'd0;
-  reg [31:0] shadow_rule_3_9 = 32'd0;
-  reg [31:0] shadow_rule_4_0 = 32'd0;
-  reg [31:0] shadow_rule_4_1 = 32'd0;
-  reg [31:0] shadow_rule_4_10 = 32'd0;
-  reg [31:0] shadow_rule_4_11 = 32'd0;
-  reg [31:0] shadow_rule_4_12 = 32'd0;
-  reg [31:0] shadow_rule_4_13 = 32'd0;
-  reg [31:0] shadow_rule_4_14 = 32'd0;
-  reg [31:0] shadow_rule_4_15 = 32'd0;
-  reg [31:0] shadow_rule_4_16 = 32'd0;
-  reg [31:0] shadow_rule_4_17 = 32'd0;
-  reg [31:0] shadow_rule_4_18 = 32'd0;
-  reg [31:0] shadow_rule_4_19 = 32'd0;
-  reg [31:0] shadow_rule_4_2 = 32'd0;
-  reg [31:0] shadow_rule_4_20 = 32'd0;
-  reg [31:0] shadow_rule_4_21 = 32'd0;
-  reg [31:0] shadow_rule_4_22 = 32'd0;
-  reg [31:0] shadow_rule_4_3 = 32'd0;
-  reg [31:0] shadow_rule_4_4 = 32'd0;
-  reg [31:0] shadow_rule_4_5 = 32'd0;
-  reg [31:0] shadow_rule_4_6 = 32'd0;
-  reg [31:0] shadow_rule_4_7 = 32'd0;
-  reg [31:0] shadow_rule_4_8 = 32'd0;
-  reg [31:0] shadow_rule_4_9 = 32'd0;
-  reg [31:0] shadow_rule_5_0 = 32'd0;
-  reg [31:0] shadow_rule_5_1 = 32'd0;
-  reg [31:0] shadow_rule_5_10 = 32'd0;
-  reg [31:0] shadow_rule_5_11 = 32'd0;
-  reg [31:0] shadow_rule_5_12 = 32'd0;
-  reg [31:0] shadow_rule_5_13 = 32'd0;
-  reg [31:0] shadow_rule_5_14 = 32'd0;
-  reg [31:0] shadow_rule_5_15 = 32'd0;
-  reg [31:0] shadow_rule_5_16 = 32'd0;
-  reg [31:0] shadow_rule_5_17 = 32'd0;
-  reg [31:0] shadow_rule_5_18 = 32'd0;
-  reg [31:0] shadow_rule_5_19 = 32'd0;
-  reg [31:0] shadow_rule_5_2 = 32'd0;
-  reg [31:0] shadow_rule_5_20 = 32'd0;
-  reg [31:0] shadow_rule_5_21 = 32'd0;
-  reg [31:0] shadow_rule_5_22 = 32'd0;
-  reg [31:0] shadow_rule_5_3 = 32'd0;
-  reg [31:0] shadow_rule_5_4 = 32'd0;
-  reg [31:0] shadow_rule_5_5 = 32'd0;
-  reg [31:0] shadow_rule_5_6 = 32'd0;
-  reg [31:0] shadow_rule_5_7 = 32'd0;
-  reg [31:0] shadow_rule_5_8 = 32'd0;
-  reg [31:0] shadow_rule_5_9 = 32'd0;
-  reg [31:0] shadow_rule_6_0 = 32'd0;
-  reg [31:0] shadow_rule_6_1 = 32'd0;
-  reg [31:0] shadow_rule_6_10 = 32'd0;
-  reg [31:0] shadow_rule_6_11 = 32'd0;
-  reg [31:0] shadow_rule_6_12 = 32'd0;
-  reg [31:0] shadow_rule_6_13 = 32'd0;
-  reg [31:0] shadow_rule_6_14 = 32'd0;
-  reg [31:0] shadow_rule_6_15 = 32'd0;
-  reg [31:0] shadow_rule_6_16 = 32'd0;
-  reg [31:0] shadow_rule_6_17 = 32'd0;
-  reg [31:0] shadow_rule_6_18 = 32'd0;
-  reg [31:0] shadow_rule_6_19 = 32'd0;
-  reg [31:0] shadow_rule_6_2 = 32'd0;
-  reg [31:0] shadow_rule_6_20 = 32'd0;
-  reg [31:0] shadow_rule_6_21 = 32'd0;
-  reg [31:0] shadow_rule_6_22 = 32'd0;
-  reg [31:0] shadow_rule_6_3 = 32'd0;
-  reg [31:0] shadow_rule_6_4 = 32'd0;
-  reg [31:0] shadow_rule_6_5 = 32'd0;
-  reg [31:0] shadow_rule_6_6 = 32'd0;
-  reg [31:0] shadow_rule_6_7 = 32'd0;
-  reg [31:0] shadow_rule_6_8 = 32'd0;
-  reg [31:0] shadow_rule_6_9 = 32'd0;
-  reg [31:0] shadow_rule_7_0 = 32'd0;
-  reg [31:0] shadow_rule_7_1 = 32'd0;
-  reg [31:0] shadow_rule_7_10 = 32'd0;
-  reg [31:0] shadow_rule_7_11 = 32'd0;
-  reg [31:0] shadow_rule_7_12 = 32'd0;
-  reg [31:0] shadow_rule_7_13 = 32'd0;
-  reg [31:0] shadow_rule_7_14 = 32'd0;
-  reg [31:0] shadow_rule_7_15 = 32'd0;
-  reg [31:0] shadow_rule_7_16 = 32'd0;
-  reg [31:0] shadow_rule_7_17 = 32'd0;
-  reg [31:0] shadow_rule_7_18 = 32'd0;
-  reg [31:0] shadow_rule_7_19 = 32'd0;
-  reg [31:0] shadow_rule_7_2 = 32'd0;
-  reg [31:0] shadow_rule_7_20 = 32'd0;
-  reg [31:0] shadow_rule_7_21 = 32'd0;
-  reg [31:0] shadow_rule_7_22 = 32'd0;
-  reg [31:0] shadow_rule_7_3 = 32'd0;
-  reg [31:0] shadow_rule_7_4 = 32'd0;
-  reg [31:0] shadow_rule_7_5 = 32'd0;
-  reg [31:0] shadow_rule_7_6 = 32'd0;
-  reg [31:0] shadow_rule_7_7 = 32'd0;
-  reg [31:0] shadow_rule_7_8 = 32'd0;
-  reg [31:0] shadow_rule_7_9 = 32'd0;
-  reg [31:0] shadow_rule_8_0 = 32'd0;
-  reg [31:0] shadow_rule_8_1 = 32'd0;
-  reg [31:0] shadow_rule_8_10 = 32'd0;
-  reg [31:0] shadow_rule_8_11 = 32'd0;
-  reg [31:0] shadow_rule_8_12 = 32'd0;
-  reg [31:0] shadow_rule_8_13 = 32'd0;
-  reg [31:0] shadow_rule_8_14 = 32'd0;
-  reg [31:0] shadow_rule_8_15 = 32'd0;
-  reg [31:0] shadow_rule_8_16 = 32'd0;
-  reg [31:0] shadow_rule_8_17 = 32'd0;
-  reg [31:0] shadow_rule_8_18 = 32'd0;
-  reg [31:0] shadow_rule_8_19 = 32'd0;
-  reg [31:0] shadow_rule_8_2 = 32'd0;
-  reg [31:0] shadow_rule_8_20 = 32'd0;
-  reg [31:0] shadow_rule_8_21 = 32'd0;
-  reg [31:0] shadow_rule_8_22 = 32'd0;
-  reg [31:0] shadow_rule_8_3 = 32'd0;
-  reg [31:0] shadow_rule_8_4 = 32'd0;
-  reg [31:0] shadow_rule_8_5 = 32'd0;
-  reg [31:0] shadow_rule_8_6 = 32'd0;
-  reg [31:0] shadow_rule_8_7 = 32'd0;
-  reg [31:0] shadow_rule_8_8 = 32'd0;
-  reg [31:0] shadow_rule_8_9 = 32'd0;
-  reg [31:0] shadow_rule_9_0 = 32'd0;
-  reg [31:0] shadow_rule_9_1 = 32'd0;
-  reg [31:0] shadow_rule_9_10 = 32'd0;
-  reg [31:0] shadow_rule_9_11 = 32'd0;
-  reg [31:0] shadow_rule_9_12 = 32'd0;
-  reg [31:0] shadow_rule_9_13 = 32'd0;
-  reg [31:0] shadow_rule_9_14 = 32'd0;
-  reg [31:0] shadow_rule_9_15 = 32'd0;
-  reg [31:0] shadow_rule_9_16 = 32'd0;
-  reg [31:0] shadow_rule_9_17 = 32'd0;
-  reg [31:0] shadow_rule_9_18 = 32'd0;
-  reg [31:0] shadow_rule_9_19 = 32'd0;
-  reg [31:0] shadow_rule_9_2 = 32'd0;
-  reg [31:0] shadow_rule_9_20 = 32'd0;
-  reg [31:0] shadow_rule_9_21 = 32'd0;
-  reg [31:0] shadow_rule_9_22 = 32'd0;
-  reg [31:0] shadow_rule_9_3 = 32'd0;
-  reg [31:0] shadow_rule_9_4 = 32'd0;
-  reg [31:0] shadow_rule_9_5 = 32'd0;
-  reg [31:0] shadow_rule_9_6 = 32'd0;
-  reg [31:0] shadow_rule_9_7 = 32'd0;
-  reg [31:0] shadow_rule_9_8 = 32'd0;
-  reg [31:0] shadow_rule_9_9 = 32'd0;
   output symmetric;
   reg symmetric = 1'h0;
-  assign \$1  = csr__addr - 13'h1000;
-  assign \$2  = csr__addr >= 13'h1000;
-  assign \$3  = csr__addr < 13'h1800;
-  assign \$4  = \$2  & \$3 ;
-  assign \$5  = csr__addr >= 8'h80;
-  assign \$6  = csr__addr < 8'h84;
-  assign \$7  = \$5  & \$6 ;
-  assign \$9  = csr__addr >= 8'h84;
-  assign \$10  = csr__addr < 8'h88;
+  reg [31:0] rule_mem [511:0];
+  initial begin
+    rule_mem[0] = 32'd0;
+    rule_mem[1] = 32'd0;
+    rule_mem[2] = 32'd0;
+    rule_mem[3] = 32'd0;
+    rule_mem[4] = 32'd0;
+    rule_mem[5] = 32'd0;
+    rule_mem[6] = 32'd0;
+    rule_mem[7] = 32'd0;
+    rule_mem[8] = 32'd0;
+    rule_mem[9] = 32'd0;
+    rule_mem[10] = 32'd0;
+    rule_mem[11] = 32'd0;
+    rule_mem[12] = 32'd0;
+    rule_mem[13] = 32'd0;
+    rule_mem[14] = 32'd0;
+    rule_mem[15] = 32'd0;
+    rule_mem[16] = 32'd0;
+    rule_mem[17] = 32'd0;
+    rule_mem[18] = 32'd0;
+    rule_mem[19] = 32'd0;
+    rule_mem[20] = 32'd0;
+    rule_mem[21] = 32'd0;
+    rule_mem[22] = 32'd0;
+    rule_mem[23] = 32'd0;
+    rule_mem[24] = 32'd0;
+    rule_mem[25] = 32'd0;
+    rule_mem[26] = 32'd0;
+    rule_mem[27] = 32'd0;
+    rule_mem[28] = 32'd0;
+    rule_mem[29] = 32'd0;
+    rule_mem[30] = 32'd0;
+    rule_mem[31] = 32'd0;
+    rule_mem[32] = 32'd0;
+    rule_mem[33] = 32'd0;
+    rule_mem[34] = 32'd0;
+    rule_mem[35] = 32'd0;
+    rule_mem[36] = 32'd0;
+    rule_mem[37] = 32'd0;
+    rule_mem[38] = 32'd0;
+    rule_mem[39] = 32'd0;
+    rule_mem[40] = 32'd0;
+    rule_mem[41] = 32'd0;
+    rule_mem[42] = 32'd0;
+    rule_mem[43] = 32'd0;
+    rule_mem[44] = 32'd0;
+    rule_mem[45] = 32'd0;
+    rule_mem[46] = 32'd0;
+    rule_mem[47] = 32'd0;
+    rule_mem[48] = 32'd0;
+    rule_mem[49] = 32'd0;
+    rule_mem[50] = 32'd0;
+    rule_mem[51] = 32'd0;
+    rule_mem[52] = 32'd0;
+    rule_mem[53] = 32'd0;
+    rule_mem[54] = 32'd0;
+    rule_mem[55] = 32'd0;
+    rule_mem[56] = 32'd0;
+    rule_mem[57] = 32'd0;
+    rule_mem[58] = 32'd0;
+    rule_mem[59] = 32'd0;
+    rule_mem[60] = 32'd0;
+    rule_mem[61] = 32'd0;
+    rule_mem[62] = 32'd0;
+    rule_mem[63] = 32'd0;
+    rule_mem[64] = 32'd0;
+    rule_mem[65] = 32'd0;
+    rule_mem[66] = 32'd0;
+    rule_mem[67] = 32'd0;
+    rule_mem[68] = 32'd0;
+    rule_mem[69] = 32'd0;
+    rule_mem[70] = 32'd0;
+    rule_mem[71] = 32'd0;
+    rule_mem[72] = 32'd0;
+    rule_mem[73] = 32'd0;
+    rule_mem[74] = 32'd0;
+    rule_mem[75] = 32'd0;
+    rule_mem[76] = 32'd0;
+    rule_mem[77] = 32'd0;
+    rule_mem[78] = 32'd0;
+    rule_mem[79] = 32'd0;
+    rule_mem[80] = 32'd0;
+    rule_mem[81] = 32'd0;
+    rule_mem[82] = 32'd0;
+    rule_mem[83] = 32'd0;
+    rule_mem[84] = 32'd0;
+    rule_mem[85] = 32'd0;
+    rule_mem[86] = 32'd0;
+    rule_mem[87] = 32'd0;
+    rule_mem[88] = 32'd0;
+    rule_mem[89] = 32'd0;
+    rule_mem[90] = 32'd0;
+    rule_mem[91] = 32'd0;
+    rule_mem[92] = 32'd0;
+    rule_mem[93] = 32'd0;
+    rule_mem[94] = 32'd0;
+    rule_mem[95] = 32'd0;
+    rule_mem[96] = 32'd0;
+    rule_mem[97] = 32'd0;
+    rule_mem[98] = 32'd0;
+    rule_mem[99] = 32'd0;
+    rule_mem[100] = 32'd0;
+    rule_mem[101] = 32'd0;
+    rule_mem[102] = 32'd0;
+    rule_mem[103] = 32'd0;
+    rule_mem[104] = 32'd0;
+    rule_mem[105] = 32'd0;
+    rule_mem[106] = 32'd0;
+    rule_mem[107] = 32'd0;
+    rule_mem[108] = 32'd0;
+    rule_mem[109] = 32'd0;
+    rule_mem[110] = 32'd0;
+    rule_mem[111] = 32'd0;
+    rule_mem[112] = 32'd0;
+    rule_mem[113] = 32'd0;
+    rule_mem[114] = 32'd0;
+    rule_mem[115] = 32'd0;
+    rule_mem[116] = 32'd0;
+    rule_mem[117] = 32'd0;
+    rule_mem[118] = 32'd0;
+    rule_mem[119] = 32'd0;
+    rule_mem[120] = 32'd0;
+    rule_mem[121] = 32'd0;
+    rule_mem[122] = 32'd0;
+    rule_mem[123] = 32'd0;
+    rule_mem[124] = 32'd0;
+    rule_mem[125] = 32'd0;
+    rule_mem[126] = 32'd0;
+    rule_mem[127] = 32'd0;
+    rule_mem[128] = 32'd0;
+    rule_mem[129] = 32'd0;
+    rule_mem[130] = 32'd0;
+    rule_mem[131] = 32'd0;
+    rule_mem[132] = 32'd0;
+    rule_mem[133] = 32'd0;
+    rule_mem[134] = 32'd0;
+    rule_mem[135] = 32'd0;
+    rule_mem[136] = 32'd0;
+    rule_mem[137] = 32'd0;
+    rule_mem[138] = 32'd0;
+    rule_mem[139] = 32'd0;
+    rule_mem[140] = 32'd0;
+    rule_mem[141] = 32'd0;
+    rule_mem[142] = 32'd0;
+    rule_mem[143] = 32'd0;
+    rule_mem[144] = 32'd0;
+    rule_mem[145] = 32'd0;
+    rule_mem[146] = 32'd0;
+    rule_mem[147] = 32'd0;
+    rule_mem[148] = 32'd0;
+    rule_mem[149] = 32'd0;
+    rule_mem[150] = 32'd0;
+    rule_mem[151] = 32'd0;
+    rule_mem[152] = 32'd0;
+    rule_mem[153] = 32'd0;
+    rule_mem[154] = 32'd0;
+    rule_mem[155] = 32'd0;
+    rule_mem[156] = 32'd0;
+    rule_mem[157] = 32'd0;
+    rule_mem[158] = 32'd0;
+    rule_mem[159] = 32'd0;
+    rule_mem[160] = 32'd0;
+    rule_mem[161] = 32'd0;
+    rule_mem[162] = 32'd0;
+    rule_mem[163] = 32'd0;
+    rule_mem[164] = 32'd0;
+    rule_mem[165] = 32'd0;
+    rule_mem[166] = 32'd0;
+    rule_mem[167] = 32'd0;
+    rule_mem[168] = 32'd0;
+    rule_mem[169] = 32'd0;
+    rule_mem[170] = 32'd0;
+    rule_mem[171] = 32'd0;
+    rule_mem[172] = 32'd0;
+    rule_mem[173] = 32'd0;
+    rule_mem[174] = 32'd0;
+    rule_mem[175] = 32'd0;
+    rule_mem[176] = 32'd0;
+    rule_mem[177] = 32'd0;
+    rule_mem[178] = 32'd0;
+    rule_mem[179] = 32'd0;
+    rule_mem[180] = 32'd0;
+    rule_mem[181] = 32'd0;
+    rule_mem[182] = 32'd0;
+    rule_mem[183] = 32'd0;
+    rule_mem[184] = 32'd0;
+    rule_mem[185] = 32'd0;
+    rule_mem[186] = 32'd0;
+    rule_mem[187] = 32'd0;
+    rule_mem[188] = 32'd0;
+    rule_mem[189] = 32'd0;
+    rule_mem[190] = 32'd0;
+    rule_mem[191] = 32'd0;
+    rule_mem[192] = 32'd0;
+    rule_mem[193] = 32'd0;
+    rule_mem[194] = 32'd0;
+    rule_mem[195] = 32'd0;
+    rule_mem[196] = 32'd0;
+    rule_mem[197] = 32'd0;
+    rule_mem[198] = 32'd0;
+    rule_mem[199] = 32'd0;
+    rule_mem[200] = 32'd0;
+    rule_mem[201] = 32'd0;
+    rule_mem[202] = 32'd0;
+    rule_mem[203] = 32'd0;
+    rule_mem[204] = 32'd0;
+    rule_mem[205] = 32'd0;
+    rule_mem[206] = 32'd0;
+    rule_mem[207] = 32'd0;
+    rule_mem[208] = 32'd0;
+    rule_mem[209] = 32'd0;
+    rule_mem[210] = 32'd0;
+    rule_mem[211] = 32'd0;
+    rule_mem[212] = 32'd0;
+    rule_mem[213] = 32'd0;
+    rule_mem[214] = 32'd0;
+    rule_mem[215] = 32'd0;
+    rule_mem[216] = 32'd0;
+    rule_mem[217] = 32'd0;
+    rule_mem[218] = 32'd0;
+    rule_mem[219] = 32'd0;
+    rule_mem[220] = 32'd0;
+    rule_mem[221] = 32'd0;
+    rule_mem[222] = 32'd0;
+    rule_mem[223] = 32'd0;
+    rule_mem[224] = 32'd0;
+    rule_mem[225] = 32'd0;
+    rule_mem[226] = 32'd0;
+    rule_mem[227] = 32'd0;
+    rule_mem[228] = 32'd0;
+    rule_mem[229] = 32'd0;
+    rule_mem[230] = 32'd0;
+    rule_mem[231] = 32'd0;
+    rule_mem[232] = 32'd0;
+    rule_mem[233] = 32'd0;
+    rule_mem[234] = 32'd0;
+    rule_mem[235] = 32'd0;
+    rule_mem[236] = 32'd0;
+    rule_mem[237] = 32'd0;
+    rule_mem[238] = 32'd0;
+    rule_mem[239] = 32'd0;
+    rule_mem[240] = 32'd0;
+    rule_mem[241] = 32'd0;
+    rule_mem[242] = 32'd0;
+    rule_mem[243] = 32'd0;
+    rule_mem[244] = 32'd0;
+    rule_mem[245] = 32'd0;
+    rule_mem[246] = 32'd0;
+    rule_mem[247] = 32'd0;
+    rule_mem[248] = 32'd0;
+    rule_mem[249] = 32'd0;
+    rule_mem[250] = 32'd0;
+    rule_mem[251] = 32'd0;
+    rule_mem[252] = 32'd0;
+    rule_mem[253] = 32'd0;
+    rule_mem[254] = 32'd0;
+    rule_mem[255] = 32'd0;
+    rule_mem[256] = 32'd0;
+    rule_mem[257] = 32'd0;
+    rule_mem[258] = 32'd0;
+    rule_mem[259] = 32'd0;
+    rule_mem[260] = 32'd0;
+    rule_mem[261] = 32'd0;
+    rule_mem[262] = 32'd0;
+    rule_mem[263] = 32'd0;
+    rule_mem[264] = 32'd0;
+    rule_mem[265] = 32'd0;
+    rule_mem[266] = 32'd0;
+    rule_mem[267] = 32'd0;
+    rule_mem[268] = 32'd0;
+    rule_mem[269] = 32'd0;
+    rule_mem[270] = 32'd0;
+    rule_mem[271] = 32'd0;
+    rule_mem[272] = 32'd0;
+    rule_mem[273] = 32'd0;
+    rule_mem[274] = 32'd0;
+    rule_mem[275] = 32'd0;
+    rule_mem[276] = 32'd0;
+    rule_mem[277] = 32'd0;
+    rule_mem[278] = 32'd0;
+    rule_mem[279] = 32'd0;
+    rule_mem[280] = 32'd0;
+    rule_mem[281] = 32'd0;
+    rule_mem[282] = 32'd0;
+    rule_mem[283] = 32'd0;
+    rule_mem[284] = 32'd0;
+    rule_mem[285] = 32'd0;
+    rule_mem[286] = 32'd0;
+    rule_mem[287] = 32'd0;
+    rule_mem[288] = 32'd0;
+    rule_mem[289] = 32'd0;
+    rule_mem[290] = 32'd0;
+    rule_mem[291] = 32'd0;
+    rule_mem[292] = 32'd0;
+    rule_mem[293] = 32'd0;
+    rule_mem[294] = 32'd0;
+    rule_mem[295] = 32'd0;
+    rule_mem[296] = 32'd0;
+    rule_mem[297] = 32'd0;
+    rule_mem[298] = 32'd0;
+    rule_mem[299] = 32'd0;
+    rule_mem[300] = 32'd0;
+    rule_mem[301] = 32'd0;
+    rule_mem[302] = 32'd0;
+    rule_mem[303] = 32'd0;
+    rule_mem[304] = 32'd0;
+    rule_mem[305] = 32'd0;
+    rule_mem[306] = 32'd0;
+    rule_mem[307] = 32'd0;
+    rule_mem[308] = 32'd0;
+    rule_mem[309] = 32'd0;
+    rule_mem[310] = 32'd0;
+    rule_mem[311] = 32'd0;
+    rule_mem[312] = 32'd0;
+    rule_mem[313] = 32'd0;
+    rule_mem[314] = 32'd0;
+    rule_mem[315] = 32'd0;
+    rule_mem[316] = 32'd0;
+    rule_mem[317] = 32'd0;
+    rule_mem[318] = 32'd0;
+    rule_mem[319] = 32'd0;
+    rule_mem[320] = 32'd0;
+    rule_mem[321] = 32'd0;
+    rule_mem[322] = 32'd0;
+    rule_mem[323] = 32'd0;
+    rule_mem[324] = 32'd0;
+    rule_mem[325] = 32'd0;
+    rule_mem[326] = 32'd0;
+    rule_mem[327] = 32'd0;
+    rule_mem[328] = 32'd0;
+    rule_mem[329] = 32'd0;
+    rule_mem[330] = 32'd0;
+    rule_mem[331] = 32'd0;
+    rule_mem[332] = 32'd0;
+    rule_mem[333] = 32'd0;
+    rule_mem[334] = 32'd0;
+    rule_mem[335] = 32'd0;
+    rule_mem[336] = 32'd0;
+    rule_mem[337] = 32'd0;
+    rule_mem[338] = 32'd0;
+    rule_mem[339] = 32'd0;
+    rule_mem[340] = 32'd0;
+    rule_mem[341] = 32'd0;
+    rule_mem[342] = 32'd0;
+    rule_mem[343] = 32'd0;
+    rule_mem[344] = 32'd0;
+    rule_mem[345] = 32'd0;
+    rule_mem[346] = 32'd0;
+    rule_mem[347] = 32'd0;
+    rule_mem[348] = 32'd0;
+    rule_mem[349] = 32'd0;
+    rule_mem[350] = 32'd0;
+    rule_mem[351] = 32'd0;
+    rule_mem[352] = 32'd0;
+    rule_mem[353] = 32'd0;
+    rule_mem[354] = 32'd0;
+    rule_mem[355] = 32'd0;
+    rule_mem[356] = 32'd0;
+    rule_mem[357] = 32'd0;
+    rule_mem[358] = 32'd0;
+    rule_mem[359] = 32'd0;
+    rule_mem[360] = 32'd0;
+    rule_mem[361] = 32'd0;
+    rule_mem[362] = 32'd0;
+    rule_mem[363] = 32'd0;
+    rule_mem[364] = 32'd0;
+    rule_mem[365] = 32'd0;
+    rule_mem[366] = 32'd0;
+    rule_mem[367] = 32'd0;
+    rule_mem[368] = 32'd0;
+    rule_mem[369] = 32'd0;
+    rule_mem[370] = 32'd0;
+    rule_mem[371] = 32'd0;
+    rule_mem[372] = 32'd0;
+    rule_mem[373] = 32'd0;
+    rule_mem[374] = 32'd0;
+    rule_mem[375] = 32'd0;
+    rule_mem[376] = 32'd0;
+    rule_mem[377] = 32'd0;
+    rule_mem[378] = 32'd0;
+    rule_mem[379] = 32'd0;
+    rule_mem[380] = 32'd0;
+    rule_mem[381] = 32'd0;
+    rule_mem[382] = 32'd0;
+    rule_mem[383] = 32'd0;
+    rule_mem[384] = 32'd0;
+    rule_mem[385] = 32'd0;
+    rule_mem[386] = 32'd0;
+    rule_mem[387] = 32'd0;
+    rule_mem[388] = 32'd0;
+    rule_mem[389] = 32'd0;
+    rule_mem[390] = 32'd0;
+    rule_mem[391] = 32'd0;
+    rule_mem[392] = 32'd0;
+    rule_mem[393] = 32'd0;
+    rule_mem[394] = 32'd0;
+    rule_mem[395] = 32'd0;
+    rule_mem[396] = 32'd0;
+    rule_mem[397] = 32'd0;
+    rule_mem[398] = 32'd0;
+    rule_mem[399] = 32'd0;
+    rule_mem[400] = 32'd0;
+    rule_mem[401] = 32'd0;
+    rule_mem[402] = 32'd0;
+    rule_mem[403] = 32'd0;
+    rule_mem[404] = 32'd0;
+    rule_mem[405] = 32'd0;
+    rule_mem[406] = 32'd0;
+    rule_mem[407] = 32'd0;
+    rule_mem[408] = 32'd0;
+    rule_mem[409] = 32'd0;
+    rule_mem[410] = 32'd0;
+    rule_mem[411] = 32'd0;
+    rule_mem[412] = 32'd0;
+    rule_mem[413] = 32'd0;
+    rule_mem[414] = 32'd0;
+    rule_mem[415] = 32'd0;
+    rule_mem[416] = 32'd0;
+    rule_mem[417] = 32'd0;
+    rule_mem[418] = 32'd0;
+    rule_mem[419] = 32'd0;
+    rule_mem[420] = 32'd0;
+    rule_mem[421] = 32'd0;
+    rule_mem[422] = 32'd0;
+    rule_mem[423] = 32'd0;
+    rule_mem[424] = 32'd0;
+    rule_mem[425] = 32'd0;
+    rule_mem[426] = 32'd0;
+    rule_mem[427] = 32'd0;
+    rule_mem[428] = 32'd0;
+    rule_mem[429] = 32'd0;
+    rule_mem[430] = 32'd0;
+    rule_mem[431] = 32'd0;
+    rule_mem[432] = 32'd0;
+    rule_mem[433] = 32'd0;
+    rule_mem[434] = 32'd0;
+    rule_mem[435] = 32'd0;
+    rule_mem[436] = 32'd0;
+    rule_mem[437] = 32'd0;
+    rule_mem[438] = 32'd0;
+    rule_mem[439] = 32'd0;
+    rule_mem[440] = 32'd0;
+    rule_mem[441] = 32'd0;
+    rule_mem[442] = 32'd0;
+    rule_mem[443] = 32'd0;
+    rule_mem[444] = 32'd0;
+    rule_mem[445] = 32'd0;
+    rule_mem[446] = 32'd0;
+    rule_mem[447] = 32'd0;
+    rule_mem[448] = 32'd0;
+    rule_mem[449] = 32'd0;
+    rule_mem[450] = 32'd0;
+    rule_mem[451] = 32'd0;
+    rule_mem[452] = 32'd0;
+    rule_mem[453] = 32'd0;
+    rule_mem[454] = 32'd0;
+    rule_mem[455] = 32'd0;
+    rule_mem[456] = 32'd0;
+    rule_mem[457] = 32'd0;
+    rule_mem[458] = 32'd0;
+    rule_mem[459] = 32'd0;
+    rule_mem[460] = 32'd0;
+    rule_mem[461] = 32'd0;
+    rule_mem[462] = 32'd0;
+    rule_mem[463] = 32'd0;
+    rule_mem[464] = 32'd0;
+    rule_mem[465] = 32'd0;
+    rule_mem[466] = 32'd0;
+    rule_mem[467] = 32'd0;
+    rule_mem[468] = 32'd0;
+    rule_mem[469] = 32'd0;
+    rule_mem[470] = 32'd0;
+    rule_mem[471] = 32'd0;
+    rule_mem[472] = 32'd0;
+    rule_mem[473] = 32'd0;
+    rule_mem[474] = 32'd0;
+    rule_mem[475] = 32'd0;
+    rule_mem[476] = 32'd0;
+    rule_mem[477] = 32'd0;
+    rule_mem[478] = 32'd0;
+    rule_mem[479] = 32'd0;
+    rule_mem[480] = 32'd0;
+    rule_mem[481] = 32'd0;
+    rule_mem[482] = 32'd0;
+    rule_mem[483] = 32'd0;
+    rule_mem[484] = 32'd0;
+    rule_mem[485] = 32'd0;
+    rule_mem[486] = 32'd0;
+    rule_mem[487] = 32'd0;
+    rule_mem[488] = 32'd0;
+    rule_mem[489] = 32'd0;
+    rule_mem[490] = 32'd0;
+    rule_mem[491] = 32'd0;
+    rule_mem[492] = 32'd0;
+    rule_mem[493] = 32'd0;
+    rule_mem[494] = 32'd0;
+    rule_mem[495] = 32'd0;
+    rule_mem[496] = 32'd0;
+    rule_mem[497] = 32'd0;
+    rule_mem[498] = 32'd0;
+    rule_mem[499] = 32'd0;
+    rule_mem[500] = 32'd0;
+    rule_mem[501] = 32'd0;
+    rule_mem[502] = 32'd0;
+    rule_mem[503] = 32'd0;
+    rule_mem[504] = 32'd0;
+    rule_mem[505] = 32'd0;
+    rule_mem[506] = 32'd0;
+    rule_mem[507] = 32'd0;
+    rule_mem[508] = 32'd0;
+    rule_mem[509] = 32'd0;
+    rule_mem[510] = 32'd0;
+    rule_mem[511] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (rule_w__en)
+      rule_mem[\$5 [10:2]] <= csr__w_data;
+  end
+  reg [8:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= rule_r__addr;
+  end
+  assign rule_r__data = rule_mem[_0_];
+  assign \$383  = copy_at == 9'h1a4;
+  assign \$384  = copy_at == 9'h1a5;
+  assign \$385  = copy_at == 9'h1a6;
+  assign \$386  = copy_at == 9'h1a7;
+  assign \$387  = copy_at == 9'h1a8;
+  assign \$388  = copy_at == 9'h1a9;
+  assign \$389  = copy_at == 9'h1aa;
+  assign \$390  = copy_at == 9'h1ab;
+  assign \$391  = copy_at == 9'h1ac;
+  assign \$392  = copy_at == 9'h1ad;
+  assign \$393  = copy_at == 9'h1ae;
+  assign \$394  = copy_at == 9'h1af;
+  assign \$395  = copy_at == 9'h1b0;
+  assign \$396  = copy_at == 9'h1b1;
+  assign \$397  = copy_at == 9'h1b2;
+  assign \$398  = copy_at == 9'h1b3;
+  assign \$399  = copy_at == 9'h1b4;
+  assign \$400  = copy_at == 9'h1b5;
+  assign \$401  = copy_at == 9'h1b6;
+  assign \$402  = copy_at == 9'h1c0;
+  assign \$403  = copy_at == 9'h1c1;
+  assign \$404  = copy_at == 9'h1c2;
+  assign \$405  = copy_at == 9'h1c3;
+  assign \$406  = copy_at == 9'h1c4;
+  assign \$407  = copy_at == 9'h1c5;
+  assign \$408  = copy_at == 9'h1c6;
+  assign \$409  = copy_at == 9'h1c7;
+  assign \$410  = copy_at == 9'h1c8;
+  assign \$411  = copy_at == 9'h1c9;
+  assign \$412  = copy_at == 9'h1ca;
+  assign \$413  = copy_at == 9'h1cb;
+  assign \$414  = copy_at == 9'h1cc;
+  assign \$415  = copy_at == 9'h1cd;
+  assign \$416  = copy_at == 9'h1ce;
+  assign \$417  = copy_at == 9'h1cf;
+  assign \$418  = copy_at == 9'h1d0;
+  assign \$419  = copy_at == 9'h1d1;
+  assign \$420  = copy_at == 9'h1d2;
+  assign \$421  = copy_at == 9'h1d3;
+  assign \$422  = copy_at == 9'h1d4;
+  assign \$423  = copy_at == 9'h1d5;
+  assign \$424  = copy_at == 9'h1d6;
+  assign \$425  = copy_at == 9'h1e0;
+  assign \$426  = copy_at == 9'h1e1;
+  assign \$427  = copy_at == 9'h1e2;
+  assign \$428  = copy_at == 9'h1e3;
+  assign \$429  = copy_at == 9'h1e4;
+  assign \$430  = copy_at == 9'h1e5;
+  assign \$431  = copy_at == 9'h1e6;
+  assign \$432  = copy_at == 9'h1e7;
+  assign \$433  = copy_at == 9'h1e8;
+  assign \$434  = copy_at == 9'h1e9;
+  assign \$435  = copy_at == 9'h1ea;
+  assign \$436  = copy_at == 9'h1eb;
+  assign \$437  = copy_at == 9'h1ec;
+  assign \$438  = copy_at == 9'h1ed;
+  assign \$439  = copy_at == 9'h1ee;
+  assign \$440  = copy_at == 9'h1ef;
+  assign \$441  = copy_at == 9'h1f0;
+  assign \$442  = copy_at == 9'h1f1;
+  assign \$443  = copy_at == 9'h1f2;
+  assign \$444  = copy_at == 9'h1f3;
+  assign \$445  = copy_at == 9'h1f4;
+  assign \$446  = copy_at == 9'h1f5;
+  assign \$447  = copy_at == 9'h1f6;
+  assign \$448  = generation + 1'h1;
+  assign \$449  = copying | landing;
+  assign \$450  = csr__addr >= 13'h1000;
+  assign \$451  = csr__addr < 13'h1800;
+  assign \$452  = \$450  & \$451 ;
+  assign \$453  = csr__addr >= 8'h80;
+  assign \$454  = csr__addr < 8'h84;
+  assign \$455  = \$453  & \$454 ;
+  assign \$457  = csr__addr >= 8'h84;
+  assign \$458  = csr__addr < 8'h88;
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = \$456  | \$459 ;
+  assign \$461  = csr__addr >= 8'h88;
+  assign \$462  = csr__addr < 8'h8c;
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = \$460  | \$463 ;
+  assign \$465  = csr__addr >= 8'h8c;
+  assign \$466  = csr__addr < 8'h90;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$464  | \$467 ;
+  assign \$469  = csr__addr >= 8'hc0;
+  assign \$470  = csr__addr < 8'he4;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = \$468  | \$471 ;
+  assign \$473  = csr__addr >= 15'h6000;
+  assign \$474  = csr__addr < 15'h6044;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$472  | \$475 ;
+  assign \$477  = csr__addr >= 15'h7000;
+  assign \$478  = csr__addr < 15'h7100;
+  assign \$479  = \$477  & \$478 ;
+  assign \$480  = \$476  | \$479 ;
+  assign \$481  = csr__addr >= 15'h7400;
+  assign \$482  = csr__addr < 15'h7500;
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = \$480  | \$483 ;
+  assign \$485  = csr__addr >= 16'h8000;
+  assign \$486  = csr__addr < 16'h8800;
+  assign \$487  = \$485  & \$486 ;
+  assign \$488  = \$484  | \$487 ;
+  assign \$489  = csr__addr >= 16'hb024;
+  assign \$490  = csr__addr < 16'hb024;
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = \$488  | \$491 ;
+  assign \$493  = csr__addr >= 16'hc028;
+  assign \$494  = csr__addr < 16'hc028;
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = \$492  | \$495 ;
+  assign \$497  = csr__addr >= 16'hc02c;
+  assign \$498  = csr__addr < 16'hc02c;
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = \$496  | \$499 ;
+  assign \$501  = csr__addr >= 15'h4000;
+  assign \$502  = csr__addr < 15'h4800;
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = csr__addr - 15'h4000;
+  assign \$505  = \$504 [6:2] < 5'h17;
+  assign \$506  = \$503  & \$505 ;
+  assign \$507  = copying | landing;
+  assign \$508  = ~ \$507 ;
+  assign \$509  = csr__r_stb & \$508 ;
+  assign \$510  = ~ rule_read_wait;
+  assign \$511  = copying | landing;
+  assign \$512  = ~ \$511 ;
+  assign \$513  = csr__w_stb & \$512 ;
+  assign \$514  = csr__addr == 6'h30;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = \$515  & csr__w_data[0];
+  assign \$517  = copying | landing;
+  assign \$518  = ~ \$517 ;
+  assign \$519  = csr__w_stb & \$518 ;
+  assign \$520  = csr__addr == 6'h20;
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = copying | landing;
+  assign \$523  = ~ \$522 ;
+  assign \$524  = csr__w_stb & \$523 ;
+  assign \$525  = csr__addr == 6'h24;
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = copying | landing;
+  assign \$528  = ~ \$527 ;
+  assign \$529  = csr__w_stb & \$528 ;
+  assign \$530  = csr__addr == 6'h28;
+  assign \$531  = \$529  & \$530 ;
+  assign \$532  = copying | landing;
+  assign \$533  = ~ \$532 ;
+  assign \$534  = csr__w_stb & \$533 ;
+  assign \$535  = csr__addr == 6'h2c;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = copying | landing;
+  assign \$538  = ~ \$537 ;
+  assign \$539  = csr__w_stb & \$538 ;
+  assign \$540  = csr__addr == 7'h40;
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = copying | landing;
+  assign \$543  = ~ \$542 ;
+  assign \$544  = csr__w_stb & \$543 ;
+  assign \$545  = csr__addr == 7'h44;
+  assign \$546  = \$544  & \$545 ;
+  assign \$547  = copying | landing;
+  assign \$548  = ~ \$547 ;
+  assign \$549  = csr__w_stb & \$548 ;
+  assign \$550  = csr__addr == 7'h48;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = copying | landing;
+  assign \$553  = ~ \$552 ;
+  assign \$554  = csr__w_stb & \$553 ;
+  assign \$555  = csr__addr == 7'h4c;
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = copying | landing;
+  assign \$558  = ~ \$557 ;
+  assign \$559  = csr__w_stb & \$558 ;
+  assign \$560  = csr__addr == 7'h50;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = copying | landing;
+  assign \$563  = ~ \$562 ;
+  assign \$564  = csr__w_stb & \$563 ;
+  assign \$565  = csr__addr == 7'h54;
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = copying | landing;
+  assign \$568  = ~ \$567 ;
+  assign \$569  = csr__w_stb & \$568 ;
+  assign \$570  = csr__addr == 7'h58;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = copying | landing;
+  assign \$573  = ~ \$572 ;
+  assign \$574  = csr__w_stb & \$573 ;
+  assign \$575  = csr__addr == 7'h5c;
+  assign \$576  = \$574  & \$575 ;
+  assign \$577  = copying | landing;
+  assign \$578  = ~ \$577 ;
+  assign \$579  = csr__w_stb & \$578 ;
+  assign \$580  = csr__addr == 7'h60;
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = copying | landing;
+  assign \$583  = ~ \$582 ;
+  assign \$584  = csr__w_stb & \$583 ;
+  assign \$585  = csr__addr == 7'h64;
+  assign \$586  = \$584  & \$585 ;
+  always @(posedge clk)
+    landing <= \$587 ;
+  always @(posedge clk)
+    copying <= \$588 ;
+  always @(posedge clk)
+    copy_addr <= \$589 ;
+  always @(posedge clk)
+    copy_at <= \$590 ;
+  always @(posedge clk)
+    rules <= \$591 ;
+  always @(posedge clk)
+    hash_enable <= \$592 ;
+  always @(posedge clk)
+    symmetric <= \$593 ;
+  always @(posedge clk)
+    pass_errors <= \$594 ;
+  always @(posedge clk)
+    max_frame <= \$595 ;
+  always @(posedge clk)
+    direct_ethertype <= \$596 ;
+  always @(posedge clk)
+    default_action <= \$597 ;
+  always @(posedge clk)
+    key <= \$598 ;
+  always @(posedge clk)
+    generation <= \$599 ;
+  always @(posedge clk)
+    commit_pending <= \$600 ;
+  always @(posedge clk)
+    rule_read_wait <= \$601 ;
+  always @(posedge clk)
+    shadow_ctrl_0_0 <= \$602 ;
+  always @(posedge clk)
+    shadow_max_frame_0_0 <= \$603 ;
+  always @(posedge clk)
+    shadow_direct_ethertype_0_0 <= \$604 ;
+  always @(posedge clk)
+    shadow_default_action_0_0 <= \$605 ;
+  always @(posedge clk)
+    shadow_rss_key_0_0 <= \$606 ;
+  always @(posedge clk)
+    shadow_rss_key_1_0 <= \$607 ;
+  always @(posedge clk)
+    shadow_rss_key_2_0 <= \$608 ;
+  always @(posedge clk)
+    shadow_rss_key_3_0 <= \$609 ;
+  always @(posedge clk)
+    shadow_rss_key_4_0 <= \$610 ;
+  always @(posedge clk)
+    shadow_rss_key_5_0 <= \$611 ;
+  always @(posedge clk)
+    shadow_rss_key_6_0 <= \$612 ;
+  always @(posedge clk)
+    shadow_rss_key_7_0 <= \$613 ;
+  always @(posedge clk)
+    shadow_rss_key_8_0 <= \$614 ;
+  always @(posedge clk)
+    shadow_rss_key_9_0 <= \$615 ;
+  assign \$1  = ~ copying;
+  assign commit_done = landing & \$1 ;
+  assign \$2  = csr__addr - 13'h1000;
+  assign \$3  = copying | landing;
+  assign \$4  = csr__addr - 15'h4000;
+  assign rule_r__addr = \$3  ? copy_addr : \$4 [10:2];
+  assign \$5  = csr__addr - 15'h4000;
+  assign \$6  = csr__addr >= 13'h1000;
+  assign \$7  = csr__addr < 13'h1800;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = csr__addr >= 8'h80;
+  assign \$10  = csr__addr < 8'h84;
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$8  | \$11 ;
-  assign \$13  = csr__addr >= 8'h88;
-  assign \$14  = csr__addr < 8'h8c;
+  assign \$13  = csr__addr >= 8'h84;
+  assign \$14  = csr__addr < 8'h88;
   assign \$15  = \$13  & \$14 ;
   assign \$16  = \$12  | \$15 ;
-  assign \$17  = csr__addr >= 8'h8c;
-  assign \$18  = csr__addr < 8'h90;
+  assign \$17  = csr__addr >= 8'h88;
+  assign \$18  = csr__addr < 8'h8c;
   assign \$19  = \$17  & \$18 ;
   assign \$20  = \$16  | \$19 ;
-  assign \$21  = csr__addr >= 8'hc0;
-  assign \$22  = csr__addr < 8'he4;
+  assign \$21  = csr__addr >= 8'h8c;
+  assign \$22  = csr__addr < 8'h90;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$20  | \$23 ;
-  assign \$25  = csr__addr >= 15'h6000;
-  assign \$26  = csr__addr < 15'h6044;
+  assign \$25  = csr__addr >= 8'hc0;
+  assign \$26  = csr__addr < 8'he4;
   assign \$27  = \$25  & \$26 ;
   assign \$28  = \$24  | \$27 ;
-  assign \$29  = csr__addr >= 15'h7000;
-  assign \$30  = csr__addr < 15'h7100;
+  assign \$29  = csr__addr >= 15'h6000;
+  assign \$30  = csr__addr < 15'h6044;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = \$28  | \$31 ;
-  assign \$33  = csr__addr >= 15'h7400;
-  assign \$34  = csr__addr < 15'h7500;
+  assign \$33  = csr__addr >= 15'h7000;
+  assign \$34  = csr__addr < 15'h7100;
   assign \$35  = \$33  & \$34 ;
   assign \$36  = \$32  | \$35 ;
-  assign \$37  = csr__addr >= 16'h8000;
-  assign \$38  = csr__addr < 16'h8800;
+  assign \$37  = csr__addr >= 15'h7400;
+  assign \$38  = csr__addr < 15'h7500;
   assign \$39  = \$37  & \$38 ;
   assign \$40  = \$36  | \$39 ;
-  assign \$41  = csr__addr >= 16'hb024;
-  assign \$42  = csr__addr < 16'hb024;
+  assign \$41  = csr__addr >= 16'h8000;
+  assign \$42  = csr__addr < 16'h8800;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$40  | \$43 ;
-  assign \$45  = csr__addr >= 16'hc028;
-  assign \$46  = csr__addr < 16'hc028;
+  assign \$45  = csr__addr >= 16'hb024;
+  assign \$46  = csr__addr < 16'hb024;
   assign \$47  = \$45  & \$46 ;
   assign \$48  = \$44  | \$47 ;
-  assign \$49  = csr__addr >= 16'hc02c;
-  assign \$50  = csr__addr < 16'hc02c;
+  assign \$49  = csr__addr >= 16'hc028;
+  assign \$50  = csr__addr < 16'hc028;
   assign \$51  = \$49  & \$50 ;
   assign \$52  = \$48  | \$51 ;
-  assign \$53  = csr__r_stb | csr__w_stb;
-  assign \$54  = generation + 1'h1;
-  assign \$55  = csr__addr >= 13'h1000;
-  assign \$56  = csr__addr < 13'h1800;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = csr__addr >= 8'h80;
-  assign \$59  = csr__addr < 8'h84;
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = csr__addr >= 8'h84;
-  assign \$63  = csr__addr < 8'h88;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = \$61  | \$64 ;
-  assign \$66  = csr__addr >= 8'h88;
-  assign \$67  = csr__addr < 8'h8c;
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = \$65  | \$68 ;
-  assign \$70  = csr__addr >= 8'h8c;
-  assign \$71  = csr__addr < 8'h90;
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = \$69  | \$72 ;
-  assign \$74  = csr__addr >= 8'hc0;
-  assign \$75  = csr__addr < 8'he4;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = \$73  | \$76 ;
-  assign \$78  = csr__addr >= 15'h6000;
-  assign \$79  = csr__addr < 15'h6044;
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = \$77  | \$80 ;
-  assign \$82  = csr__addr >= 15'h7000;
-  assign \$83  = csr__addr < 15'h7100;
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = \$81  | \$84 ;
-  assign \$86  = csr__addr >= 15'h7400;
-  assign \$87  = csr__addr < 15'h7500;
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = \$85  | \$88 ;
-  assign \$90  = csr__addr >= 16'h8000;
-  assign \$91  = csr__addr < 16'h8800;
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = \$89  | \$92 ;
-  assign \$94  = csr__addr >= 16'hb024;
-  assign \$95  = csr__addr < 16'hb024;
-  assign \$96  = \$94  & \$95 ;
-  assign \$97  = \$93  | \$96 ;
-  assign \$98  = csr__addr >= 16'hc028;
-  assign \$99  = csr__addr < 16'hc028;
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = \$97  | \$100 ;
-  assign \$102  = csr__addr >= 16'hc02c;
-  assign \$103  = csr__addr < 16'hc02c;
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = \$101  | \$104 ;
-  assign \$106  = csr__addr == 6'h30;
-  assign \$107  = csr__w_stb & \$106 ;
-  assign \$108  = \$107  & csr__w_data[0];
-  assign \$109  = csr__addr == 6'h20;
-  assign \$110  = csr__w_stb & \$109 ;
-  assign \$111  = csr__addr == 6'h24;
-  assign \$112  = csr__w_stb & \$111 ;
-  assign \$113  = csr__addr == 6'h28;
-  assign \$114  = csr__w_stb & \$113 ;
-  assign \$115  = csr__addr == 6'h2c;
-  assign \$116  = csr__w_stb & \$115 ;
-  assign \$117  = csr__addr == 7'h40;
-  assign \$118  = csr__w_stb & \$117 ;
-  assign \$119  = csr__addr == 7'h44;
-  assign \$120  = csr__w_stb & \$119 ;
-  assign \$121  = csr__addr == 7'h48;
-  assign \$122  = csr__w_stb & \$121 ;
-  assign \$123  = csr__addr == 7'h4c;
-  assign \$124  = csr__w_stb & \$123 ;
-  assign \$125  = csr__addr == 7'h50;
-  assign \$126  = csr__w_stb & \$125 ;
-  assign \$127  = csr__addr == 7'h54;
-  assign \$128  = csr__w_stb & \$127 ;
-  assign \$129  = csr__addr == 7'h58;
-  assign \$130  = csr__w_stb & \$129 ;
-  assign \$131  = csr__addr == 7'h5c;
-  assign \$132  = csr__w_stb & \$131 ;
-  assign \$133  = csr__addr == 7'h60;
-  assign \$134  = csr__w_stb & \$133 ;
-  assign \$135  = csr__addr == 7'h64;
-  assign \$136  = csr__w_stb & \$135 ;
-  assign \$137  = csr__addr == 15'h4000;
-  assign \$138  = csr__w_stb & \$137 ;
-  assign \$139  = csr__addr == 15'h4004;
-  assign \$140  = csr__w_stb & \$139 ;
-  assign \$141  = csr__addr == 15'h4008;
-  assign \$142  = csr__w_stb & \$141 ;
-  assign \$143  = csr__addr == 15'h400c;
-  assign \$144  = csr__w_stb & \$143 ;
-  assign \$145  = csr__addr == 15'h4010;
-  assign \$146  = csr__w_stb & \$145 ;
-  assign \$147  = csr__addr == 15'h4014;
-  assign \$148  = csr__w_stb & \$147 ;
-  assign \$149  = csr__addr == 15'h4018;
-  assign \$150  = csr__w_stb & \$149 ;
-  assign \$151  = csr__addr == 15'h401c;
-  assign \$152  = csr__w_stb & \$151 ;
-  assign \$153  = csr__addr == 15'h4020;
-  assign \$154  = csr__w_stb & \$153 ;
-  assign \$155  = csr__addr == 15'h4024;
-  assign \$156  = csr__w_stb & \$155 ;
-  assign \$157  = csr__addr == 15'h4028;
-  assign \$158  = csr__w_stb & \$157 ;
-  assign \$159  = csr__addr == 15'h402c;
-  assign \$160  = csr__w_stb & \$159 ;
-  assign \$161  = csr__addr == 15'h4030;
-  assign \$162  = csr__w_stb & \$161 ;
-  assign \$163  = csr__addr == 15'h4034;
-  assign \$164  = csr__w_stb & \$163 ;
-  assign \$165  = csr__addr == 15'h4038;
-  assign \$166  = csr__w_stb & \$165 ;
-  assign \$167  = csr__addr == 15'h403c;
-  assign \$168  = csr__w_stb & \$167 ;
-  assign \$169  = csr__addr == 15'h4040;
-  assign \$170  = csr__w_stb & \$169 ;
-  assign \$171  = csr__addr == 15'h4044;
-  assign \$172  = csr__w_stb & \$171 ;
-  assign \$173  = csr__addr == 15'h4048;
-  assign \$174  = csr__w_stb & \$173 ;
-  assign \$175  = csr__addr == 15'h404c;
-  assign \$176  = csr__w_stb & \$175 ;
-  assign \$177  = csr__addr == 15'h4050;
-  assign \$178  = csr__w_stb & \$177 ;
-  assign \$179  = csr__addr == 15'h4054;
-  assign \$180  = csr__w_stb & \$179 ;
-  assign \$181  = csr__addr == 15'h4058;
-  assign \$182  = csr__w_stb & \$181 ;
-  assign \$183  = csr__addr == 15'h4080;
-  assign \$184  = csr__w_stb & \$183 ;
-  assign \$185  = csr__addr == 15'h4084;
-  assign \$186  = csr__w_stb & \$185 ;
-  assign \$187  = csr__addr == 15'h4088;
-  assign \$188  = csr__w_stb & \$187 ;
-  assign \$189  = csr__addr == 15'h408c;
-  assign \$190  = csr__w_stb & \$189 ;
-  assign \$191  = csr__addr == 15'h4090;
-  assign \$192  = csr__w_stb & \$191 ;
-  assign \$193  = csr__addr == 15'h4094;
-  assign \$194  = csr__w_stb & \$193 ;
-  assign \$195  = csr__addr == 15'h4098;
-  assign \$196  = csr__w_stb & \$195 ;
-  assign \$197  = csr__addr == 15'h409c;
-  assign \$198  = csr__w_stb & \$197 ;
-  assign \$199  = csr__addr == 15'h40a0;
-  assign \$200  = csr__w_stb & \$199 ;
-  assign \$201  = csr__addr == 15'h40a4;
-  assign \$202  = csr__w_stb & \$201 ;
-  assign \$203  = csr__addr == 15'h40a8;
-  assign \$204  = csr__w_stb & \$203 ;
-  assign \$205  = csr__addr == 15'h40ac;
-  assign \$206  = csr__w_stb & \$205 ;
-  assign \$207  = csr__addr == 15'h40b0;
-  assign \$208  = csr__w_stb & \$207 ;
-  assign \$209  = csr__addr == 15'h40b4;
-  assign \$210  = csr__w_stb & \$209 ;
-  assign \$211  = csr__addr == 15'h40b8;
-  assign \$212  = csr__w_stb & \$211 ;
-  assign \$213  = csr__addr == 15'h40bc;
-  assign \$214  = csr__w_stb & \$213 ;
-  assign \$215  = csr__addr == 15'h40c0;
-  assign \$216  = csr__w_stb & \$215 ;
-  assign \$217  = csr__addr == 15'h40c4;
-  assign \$218  = csr__w_stb & \$217 ;
-  assign \$219  = csr__addr == 15'h40c8;
-  assign \$220  = csr__w_stb & \$219 ;
-  assign \$221  = csr__addr == 15'h40cc;
-  assign \$222  = csr__w_stb & \$221 ;
-  assign \$223  = csr__addr == 15'h40d0;
-  assign \$224  = csr__w_stb & \$223 ;
-  assign \$225  = csr__addr == 15'h40d4;
-  assign \$226  = csr__w_stb & \$225 ;
-  assign \$227  = csr__addr == 15'h40d8;
-  assign \$228  = csr__w_stb & \$227 ;
-  assign \$229  = csr__addr == 15'h4100;
-  assign \$230  = csr__w_stb & \$229 ;
-  assign \$231  = csr__addr == 15'h4104;
-  assign \$232  = csr__w_stb & \$231 ;
-  assign \$233  = csr__addr == 15'h4108;
-  assign \$234  = csr__w_stb & \$233 ;
-  assign \$235  = csr__addr == 15'h410c;
-  assign \$236  = csr__w_stb & \$235 ;
-  assign \$237  = csr__addr == 15'h4110;
-  assign \$238  = csr__w_stb & \$237 ;
-  assign \$239  = csr__addr == 15'h4114;
-  assign \$240  = csr__w_stb & \$239 ;
-  assign \$241  = csr__addr == 15'h4118;
-  assign \$242  = csr__w_stb & \$241 ;
-  assign \$243  = csr__addr == 15'h411c;
-  assign \$244  = csr__w_stb & \$243 ;
-  assign \$245  = csr__addr == 15'h4120;
-  assign \$246  = csr__w_stb & \$245 ;
-  assign \$247  = csr__addr == 15'h4124;
-  assign \$248  = csr__w_stb & \$247 ;
-  assign \$249  = csr__addr == 15'h4128;
-  assign \$250  = csr__w_stb & \$249 ;
-  assign \$251  = csr__addr == 15'h412c;
-  assign \$252  = csr__w_stb & \$251 ;
-  assign \$253  = csr__addr == 15'h4130;
-  assign \$254  = csr__w_stb & \$253 ;
-  assign \$255  = csr__addr == 15'h4134;
-  assign \$256  = csr__w_stb & \$255 ;
-  assign \$257  = csr__addr == 15'h4138;
-  assign \$258  = csr__w_stb & \$257 ;
-  assign \$259  = csr__addr == 15'h413c;
-  assign \$260  = csr__w_stb & \$259 ;
-  assign \$261  = csr__addr == 15'h4140;
-  assign \$262  = csr__w_stb & \$261 ;
-  assign \$263  = csr__addr == 15'h4144;
-  assign \$264  = csr__w_stb & \$263 ;
-  assign \$265  = csr__addr == 15'h4148;
-  assign \$266  = csr__w_stb & \$265 ;
-  assign \$267  = csr__addr == 15'h414c;
-  assign \$268  = csr__w_stb & \$267 ;
-  assign \$269  = csr__addr == 15'h4150;
-  assign \$270  = csr__w_stb & \$269 ;
-  assign \$271  = csr__addr == 15'h4154;
-  assign \$272  = csr__w_stb & \$271 ;
-  assign \$273  = csr__addr == 15'h4158;
-  assign \$274  = csr__w_stb & \$273 ;
-  assign \$275  = csr__addr == 15'h4180;
-  assign \$276  = csr__w_stb & \$275 ;
-  assign \$277  = csr__addr == 15'h4184;
-  assign \$278  = csr__w_stb & \$277 ;
-  assign \$279  = csr__addr == 15'h4188;
-  assign \$280  = csr__w_stb & \$279 ;
-  assign \$281  = csr__addr == 15'h418c;
-  assign \$282  = csr__w_stb & \$281 ;
-  assign \$283  = csr__addr == 15'h4190;
-  assign \$284  = csr__w_stb & \$283 ;
-  assign \$285  = csr__addr == 15'h4194;
-  assign \$286  = csr__w_stb & \$285 ;
-  assign \$287  = csr__addr == 15'h4198;
-  assign \$288  = csr__w_stb & \$287 ;
-  assign \$289  = csr__addr == 15'h419c;
-  assign \$290  = csr__w_stb & \$289 ;
-  assign \$291  = csr__addr == 15'h41a0;
-  assign \$292  = csr__w_stb & \$291 ;
-  assign \$293  = csr__addr == 15'h41a4;
-  assign \$294  = csr__w_stb & \$293 ;
-  assign \$295  = csr__addr == 15'h41a8;
-  assign \$296  = csr__w_stb & \$295 ;
-  assign \$297  = csr__addr == 15'h41ac;
-  assign \$298  = csr__w_stb & \$297 ;
-  assign \$299  = csr__addr == 15'h41b0;
-  assign \$300  = csr__w_stb & \$299 ;
-  assign \$301  = csr__addr == 15'h41b4;
-  assign \$302  = csr__w_stb & \$301 ;
-  assign \$303  = csr__addr == 15'h41b8;
-  assign \$304  = csr__w_stb & \$303 ;
-  assign \$305  = csr__addr == 15'h41bc;
-  assign \$306  = csr__w_stb & \$305 ;
-  assign \$307  = csr__addr == 15'h41c0;
-  assign \$308  = csr__w_stb & \$307 ;
-  assign \$309  = csr__addr == 15'h41c4;
-  assign \$310  = csr__w_stb & \$309 ;
-  assign \$311  = csr__addr == 15'h41c8;
-  assign \$312  = csr__w_stb & \$311 ;
-  assign \$313  = csr__addr == 15'h41cc;
-  assign \$314  = csr__w_stb & \$313 ;
-  assign \$315  = csr__addr == 15'h41d0;
-  assign \$316  = csr__w_stb & \$315 ;
-  assign \$317  = csr__addr == 15'h41d4;
-  assign \$318  = csr__w_stb & \$317 ;
-  assign \$319  = csr__addr == 15'h41d8;
-  assign \$320  = csr__w_stb & \$319 ;
-  assign \$321  = csr__addr == 15'h4200;
-  assign \$322  = csr__w_stb & \$321 ;
-  assign \$323  = csr__addr == 15'h4204;
-  assign \$324  = csr__w_stb & \$323 ;
-  assign \$325  = csr__addr == 15'h4208;
-  assign \$326  = csr__w_stb & \$325 ;
-  assign \$327  = csr__addr == 15'h420c;
-  assign \$328  = csr__w_stb & \$327 ;
-  assign \$329  = csr__addr == 15'h4210;
-  assign \$330  = csr__w_stb & \$329 ;
-  assign \$331  = csr__addr == 15'h4214;
-  assign \$332  = csr__w_stb & \$331 ;
-  assign \$333  = csr__addr == 15'h4218;
-  assign \$334  = csr__w_stb & \$333 ;
-  assign \$335  = csr__addr == 15'h421c;
-  assign \$336  = csr__w_stb & \$335 ;
-  assign \$337  = csr__addr == 15'h4220;
-  assign \$338  = csr__w_stb & \$337 ;
-  assign \$339  = csr__addr == 15'h4224;
-  assign \$340  = csr__w_stb & \$339 ;
-  assign \$341  = csr__addr == 15'h4228;
-  assign \$342  = csr__w_stb & \$341 ;
-  assign \$343  = csr__addr == 15'h422c;
-  assign \$344  = csr__w_stb & \$343 ;
-  assign \$345  = csr__addr == 15'h4230;
-  assign \$346  = csr__w_stb & \$345 ;
-  assign \$347  = csr__addr == 15'h4234;
-  assign \$348  = csr__w_stb & \$347 ;
-  assign \$349  = csr__addr == 15'h4238;
-  assign \$350  = csr__w_stb & \$349 ;
-  assign \$351  = csr__addr == 15'h423c;
-  assign \$352  = csr__w_stb & \$351 ;
-  assign \$353  = csr__addr == 15'h4240;
-  assign \$354  = csr__w_stb & \$353 ;
-  assign \$355  = csr__addr == 15'h4244;
-  assign \$356  = csr__w_stb & \$355 ;
-  assign \$357  = csr__addr == 15'h4248;
-  assign \$358  = csr__w_stb & \$357 ;
-  assign \$359  = csr__addr == 15'h424c;
-  assign \$360  = csr__w_stb & \$359 ;
-  assign \$361  = csr__addr == 15'h4250;
-  assign \$362  = csr__w_stb & \$361 ;
-  assign \$363  = csr__addr == 15'h4254;
-  assign \$364  = csr__w_stb & \$363 ;
-  assign \$365  = csr__addr == 15'h4258;
-  assign \$366  = csr__w_stb & \$365 ;
-  assign \$367  = csr__addr == 15'h4280;
-  assign \$368  = csr__w_stb & \$367 ;
-  assign \$369  = csr__addr == 15'h4284;
-  assign \$370  = csr__w_stb & \$369 ;
-  assign \$371  = csr__addr == 15'h4288;
-  assign \$372  = csr__w_stb & \$371 ;
-  assign \$373  = csr__addr == 15'h428c;
-  assign \$374  = csr__w_stb & \$373 ;
-  assign \$375  = csr__addr == 15'h4290;
-  assign \$376  = csr__w_stb & \$375 ;
-  assign \$377  = csr__addr == 15'h4294;
-  assign \$378  = csr__w_stb & \$377 ;
-  assign \$379  = csr__addr == 15'h4298;
-  assign \$380  = csr__w_stb & \$379 ;
-  assign \$381  = csr__addr == 15'h429c;
-  assign \$382  = csr__w_stb & \$381 ;
-  assign \$383  = csr__addr == 15'h42a0;
-  assign \$384  = csr__w_stb & \$383 ;
-  assign \$385  = csr__addr == 15'h42a4;
-  assign \$386  = csr__w_stb & \$385 ;
-  assign \$387  = csr__addr == 15'h42a8;
-  assign \$388  = csr__w_stb & \$387 ;
-  assign \$389  = csr__addr == 15'h42ac;
-  assign \$390  = csr__w_stb & \$389 ;
-  assign \$391  = csr__addr == 15'h42b0;
-  assign \$392  = csr__w_stb & \$391 ;
-  assign \$393  = csr__addr == 15'h42b4;
-  assign \$394  = csr__w_stb & \$393 ;
-  assign \$395  = csr__addr == 15'h42b8;
-  assign \$396  = csr__w_stb & \$395 ;
-  assign \$397  = csr__addr == 15'h42bc;
-  assign \$398  = csr__w_stb & \$397 ;
-  assign \$399  = csr__addr == 15'h42c0;
-  assign \$400  = csr__w_stb & \$399 ;
-  assign \$401  = csr__addr == 15'h42c4;
-  assign \$402  = csr__w_stb & \$401 ;
-  assign \$403  = csr__addr == 15'h42c8;
-  assign \$404  = csr__w_stb & \$403 ;
-  assign \$405  = csr__addr == 15'h42cc;
-  assign \$406  = csr__w_stb & \$405 ;
-  assign \$407  = csr__addr == 15'h42d0;
-  assign \$408  = csr__w_stb & \$407 ;
-  assign \$409  = csr__addr == 15'h42d4;
-  assign \$410  = csr__w_stb & \$409 ;
-  assign \$411  = csr__addr == 15'h42d8;
-  assign \$412  = csr__w_stb & \$411 ;
-  assign \$413  = csr__addr == 15'h4300;
-  assign \$414  = csr__w_stb & \$413 ;
-  assign \$415  = csr__addr == 15'h4304;
-  assign \$416  = csr__w_stb & \$415 ;
-  assign \$417  = csr__addr == 15'h4308;
-  assign \$418  = csr__w_stb & \$417 ;
-  assign \$419  = csr__addr == 15'h430c;
-  assign \$420  = csr__w_stb & \$419 ;
-  assign \$421  = csr__addr == 15'h4310;
-  assign \$422  = csr__w_stb & \$421 ;
-  assign \$423  = csr__addr == 15'h4314;
-  assign \$424  = csr__w_stb & \$423 ;
-  assign \$425  = csr__addr == 15'h4318;
-  assign \$426  = csr__w_stb & \$425 ;
-  assign \$427  = csr__addr == 15'h431c;
-  assign \$428  = csr__w_stb & \$427 ;
-  assign \$429  = csr__addr == 15'h4320;
-  assign \$430  = csr__w_stb & \$429 ;
-  assign \$431  = csr__addr == 15'h4324;
-  assign \$432  = csr__w_stb & \$431 ;
-  assign \$433  = csr__addr == 15'h4328;
-  assign \$434  = csr__w_stb & \$433 ;
-  assign \$435  = csr__addr == 15'h432c;
-  assign \$436  = csr__w_stb & \$435 ;
-  assign \$437  = csr__addr == 15'h4330;
-  assign \$438  = csr__w_stb & \$437 ;
-  assign \$439  = csr__addr == 15'h4334;
-  assign \$440  = csr__w_stb & \$439 ;
-  assign \$441  = csr__addr == 15'h4338;
-  assign \$442  = csr__w_stb & \$441 ;
-  assign \$443  = csr__addr == 15'h433c;
-  assign \$444  = csr__w_stb & \$443 ;
-  assign \$445  = csr__addr == 15'h4340;
-  assign \$446  = csr__w_stb & \$445 ;
-  assign \$447  = csr__addr == 15'h4344;
-  assign \$448  = csr__w_stb & \$447 ;
-  assign \$449  = csr__addr == 15'h4348;
-  assign \$450  = csr__w_stb & \$449 ;
-  assign \$451  = csr__addr == 15'h434c;
-  assign \$452  = csr__w_stb & \$451 ;
-  assign \$453  = csr__addr == 15'h4350;
-  assign \$454  = csr__w_stb & \$453 ;
-  assign \$455  = csr__addr == 15'h4354;
-  assign \$456  = csr__w_stb & \$455 ;
-  assign \$457  = csr__addr == 15'h4358;
-  assign \$458  = csr__w_stb & \$457 ;
-  assign \$459  = csr__addr == 15'h4380;
-  assign \$460  = csr__w_stb & \$459 ;
-  assign \$461  = csr__addr == 15'h4384;
-  assign \$462  = csr__w_stb & \$461 ;
-  assign \$463  = csr__addr == 15'h4388;
-  assign \$464  = csr__w_stb & \$463 ;
-  assign \$465  = csr__addr == 15'h438c;
-  assign \$466  = csr__w_stb & \$465 ;
-  assign \$467  = csr__addr == 15'h4390;
-  assign \$468  = csr__w_stb & \$467 ;
-  assign \$469  = csr__addr == 15'h4394;
-  assign \$470  = csr__w_stb & \$469 ;
-  assign \$471  = csr__addr == 15'h4398;
-  assign \$472  = csr__w_stb & \$471 ;
-  assign \$473  = csr__addr == 15'h439c;
-  assign \$474  = csr__w_stb & \$473 ;
-  assign \$475  = csr__addr == 15'h43a0;
-  assign \$476  = csr__w_stb & \$475 ;
-  assign \$477  = csr__addr == 15'h43a4;
-  assign \$478  = csr__w_stb & \$477 ;
-  assign \$479  = csr__addr == 15'h43a8;
-  assign \$480  = csr__w_stb & \$479 ;
-  assign \$481  = csr__addr == 15'h43ac;
-  assign \$482  = csr__w_stb & \$481 ;
-  assign \$483  = csr__addr == 15'h43b0;
-  assign \$484  = csr__w_stb & \$483 ;
-  assign \$485  = csr__addr == 15'h43b4;
-  assign \$486  = csr__w_stb & \$485 ;
-  assign \$487  = csr__addr == 15'h43b8;
-  assign \$488  = csr__w_stb & \$487 ;
-  assign \$489  = csr__addr == 15'h43bc;
-  assign \$490  = csr__w_stb & \$489 ;
-  assign \$491  = csr__addr == 15'h43c0;
-  assign \$492  = csr__w_stb & \$491 ;
-  assign \$493  = csr__addr == 15'h43c4;
-  assign \$494  = csr__w_stb & \$493 ;
-  assign \$495  = csr__addr == 15'h43c8;
-  assign \$496  = csr__w_stb & \$495 ;
-  assign \$497  = csr__addr == 15'h43cc;
-  assign \$498  = csr__w_stb & \$497 ;
-  assign \$499  = csr__addr == 15'h43d0;
-  assign \$500  = csr__w_stb & \$499 ;
-  assign \$501  = csr__addr == 15'h43d4;
-  assign \$502  = csr__w_stb & \$501 ;
-  assign \$503  = csr__addr == 15'h43d8;
-  assign \$504  = csr__w_stb & \$503 ;
-  assign \$505  = csr__addr == 15'h4400;
-  assign \$506  = csr__w_stb & \$505 ;
-  assign \$507  = csr__addr == 15'h4404;
-  assign \$508  = csr__w_stb & \$507 ;
-  assign \$509  = csr__addr == 15'h4408;
-  assign \$510  = csr__w_stb & \$509 ;
-  assign \$511  = csr__addr == 15'h440c;
-  assign \$512  = csr__w_stb & \$511 ;
-  assign \$513  = csr__addr == 15'h4410;
-  assign \$514  = csr__w_stb & \$513 ;
-  assign \$515  = csr__addr == 15'h4414;
-  assign \$516  = csr__w_stb & \$515 ;
-  assign \$517  = csr__addr == 15'h4418;
-  assign \$518  = csr__w_stb & \$517 ;
-  assign \$519  = csr__addr == 15'h441c;
-  assign \$520  = csr__w_stb & \$519 ;
-  assign \$521  = csr__addr == 15'h4420;
-  assign \$522  = csr__w_stb & \$521 ;
-  assign \$523  = csr__addr == 15'h4424;
-  assign \$524  = csr__w_stb & \$523 ;
-  assign \$525  = csr__addr == 15'h4428;
-  assign \$526  = csr__w_stb & \$525 ;
-  assign \$527  = csr__addr == 15'h442c;
-  assign \$528  = csr__w_stb & \$527 ;
-  assign \$529  = csr__addr == 15'h4430;
-  assign \$530  = csr__w_stb & \$529 ;
-  assign \$531  = csr__addr == 15'h4434;
-  assign \$532  = csr__w_stb & \$531 ;
-  assign \$533  = csr__addr == 15'h4438;
-  assign \$534  = csr__w_stb & \$533 ;
-  assign \$535  = csr__addr == 15'h443c;
-  assign \$536  = csr__w_stb & \$535 ;
-  assign \$537  = csr__addr == 15'h4440;
-  assign \$538  = csr__w_stb & \$537 ;
-  assign \$539  = csr__addr == 15'h4444;
-  assign \$540  = csr__w_stb & \$539 ;
-  assign \$541  = csr__addr == 15'h4448;
-  assign \$542  = csr__w_stb & \$541 ;
-  assign \$543  = csr__addr == 15'h444c;
-  assign \$544  = csr__w_stb & \$543 ;
-  assign \$545  = csr__addr == 15'h4450;
-  assign \$546  = csr__w_stb & \$545 ;
-  assign \$547  = csr__addr == 15'h4454;
-  assign \$548  = csr__w_stb & \$547 ;
-  assign \$549  = csr__addr == 15'h4458;
-  assign \$550  = csr__w_stb & \$549 ;
-  assign \$551  = csr__addr == 15'h4480;
-  assign \$552  = csr__w_stb & \$551 ;
-  assign \$553  = csr__addr == 15'h4484;
-  assign \$554  = csr__w_stb & \$553 ;
-  assign \$555  = csr__addr == 15'h4488;
-  assign \$556  = csr__w_stb & \$555 ;
-  assign \$557  = csr__addr == 15'h448c;
-  assign \$558  = csr__w_stb & \$557 ;
-  assign \$559  = csr__addr == 15'h4490;
-  assign \$560  = csr__w_stb & \$559 ;
-  assign \$561  = csr__addr == 15'h4494;
-  assign \$562  = csr__w_stb & \$561 ;
-  assign \$563  = csr__addr == 15'h4498;
-  assign \$564  = csr__w_stb & \$563 ;
-  assign \$565  = csr__addr == 15'h449c;
-  assign \$566  = csr__w_stb & \$565 ;
-  assign \$567  = csr__addr == 15'h44a0;
-  assign \$568  = csr__w_stb & \$567 ;
-  assign \$569  = csr__addr == 15'h44a4;
-  assign \$570  = csr__w_stb & \$569 ;
-  assign \$571  = csr__addr == 15'h44a8;
-  assign \$572  = csr__w_stb & \$571 ;
-  assign \$573  = csr__addr == 15'h44ac;
-  assign \$574  = csr__w_stb & \$573 ;
-  assign \$575  = csr__addr == 15'h44b0;
-  assign \$576  = csr__w_stb & \$575 ;
-  assign \$577  = csr__addr == 15'h44b4;
-  assign \$578  = csr__w_stb & \$577 ;
-  assign \$579  = csr__addr == 15'h44b8;
-  assign \$580  = csr__w_stb & \$579 ;
-  assign \$581  = csr__addr == 15'h44bc;
-  assign \$582  = csr__w_stb & \$581 ;
-  assign \$583  = csr__addr == 15'h44c0;
-  assign \$584  = csr__w_stb & \$583 ;
-  assign \$585  = csr__addr == 15'h44c4;
-  assign \$586  = csr__w_stb & \$585 ;
-  assign \$587  = csr__addr == 15'h44c8;
-  assign \$588  = csr__w_stb & \$587 ;
-  assign \$589  = csr__addr == 15'h44cc;
-  assign \$590  = csr__w_stb & \$589 ;
-  assign \$591  = csr__addr == 15'h44d0;
-  assign \$592  = csr__w_stb & \$591 ;
-  assign \$593  = csr__addr == 15'h44d4;
-  assign \$594  = csr__w_stb & \$593 ;
-  assign \$595  = csr__addr == 15'h44d8;
-  assign \$596  = csr__w_stb & \$595 ;
-  assign \$597  = csr__addr == 15'h4500;
-  assign \$598  = csr__w_stb & \$597 ;
-  assign \$599  = csr__addr == 15'h4504;
-  assign \$600  = csr__w_stb & \$599 ;
-  assign \$601  = csr__addr == 15'h4508;
-  assign \$602  = csr__w_stb & \$601 ;
-  assign \$603  = csr__addr == 15'h450c;
-  assign \$604  = csr__w_stb & \$603 ;
-  assign \$605  = csr__addr == 15'h4510;
-  assign \$606  = csr__w_stb & \$605 ;
-  assign \$607  = csr__addr == 15'h4514;
-  assign \$608  = csr__w_stb & \$607 ;
-  assign \$609  = csr__addr == 15'h4518;
-  assign \$610  = csr__w_stb & \$609 ;
-  assign \$611  = csr__addr == 15'h451c;
-  assign \$612  = csr__w_stb & \$611 ;
-  assign \$613  = csr__addr == 15'h4520;
-  assign \$614  = csr__w_stb & \$613 ;
-  assign \$615  = csr__addr == 15'h4524;
-  assign \$616  = csr__w_stb & \$615 ;
-  assign \$617  = csr__addr == 15'h4528;
-  assign \$618  = csr__w_stb & \$617 ;
-  assign \$619  = csr__addr == 15'h452c;
-  assign \$620  = csr__w_stb & \$619 ;
-  assign \$621  = csr__addr == 15'h4530;
-  assign \$622  = csr__w_stb & \$621 ;
-  assign \$623  = csr__addr == 15'h4534;
-  assign \$624  = csr__w_stb & \$623 ;
-  assign \$625  = csr__addr == 15'h4538;
-  assign \$626  = csr__w_stb & \$625 ;
-  assign \$627  = csr__addr == 15'h453c;
-  assign \$628  = csr__w_stb & \$627 ;
-  assign \$629  = csr__addr == 15'h4540;
-  assign \$630  = csr__w_stb & \$629 ;
-  assign \$631  = csr__addr == 15'h4544;
-  assign \$632  = csr__w_stb & \$631 ;
-  assign \$633  = csr__addr == 15'h4548;
-  assign \$634  = csr__w_stb & \$633 ;
-  assign \$635  = csr__addr == 15'h454c;
-  assign \$636  = csr__w_stb & \$635 ;
-  assign \$637  = csr__addr == 15'h4550;
-  assign \$638  = csr__w_stb & \$637 ;
-  assign \$639  = csr__addr == 15'h4554;
-  assign \$640  = csr__w_stb & \$639 ;
-  assign \$641  = csr__addr == 15'h4558;
-  assign \$642  = csr__w_stb & \$641 ;
-  assign \$643  = csr__addr == 15'h4580;
-  assign \$644  = csr__w_stb & \$643 ;
-  assign \$645  = csr__addr == 15'h4584;
-  assign \$646  = csr__w_stb & \$645 ;
-  assign \$647  = csr__addr == 15'h4588;
-  assign \$648  = csr__w_stb & \$647 ;
-  assign \$649  = csr__addr == 15'h458c;
-  assign \$650  = csr__w_stb & \$649 ;
-  assign \$651  = csr__addr == 15'h4590;
-  assign \$652  = csr__w_stb & \$651 ;
-  assign \$653  = csr__addr == 15'h4594;
-  assign \$654  = csr__w_stb & \$653 ;
-  assign \$655  = csr__addr == 15'h4598;
-  assign \$656  = csr__w_stb & \$655 ;
-  assign \$657  = csr__addr == 15'h459c;
-  assign \$658  = csr__w_stb & \$657 ;
-  assign \$659  = csr__addr == 15'h45a0;
-  assign \$660  = csr__w_stb & \$659 ;
-  assign \$661  = csr__addr == 15'h45a4;
-  assign \$662  = csr__w_stb & \$661 ;
-  assign \$663  = csr__addr == 15'h45a8;
-  assign \$664  = csr__w_stb & \$663 ;
-  assign \$665  = csr__addr == 15'h45ac;
-  assign \$666  = csr__w_stb & \$665 ;
-  assign \$667  = csr__addr == 15'h45b0;
-  assign \$668  = csr__w_stb & \$667 ;
-  assign \$669  = csr__addr == 15'h45b4;
-  assign \$670  = csr__w_stb & \$669 ;
-  assign \$671  = csr__addr == 15'h45b8;
-  assign \$672  = csr__w_stb & \$671 ;
-  assign \$673  = csr__addr == 15'h45bc;
-  assign \$674  = csr__w_stb & \$673 ;
-  assign \$675  = csr__addr == 15'h45c0;
-  assign \$676  = csr__w_stb & \$675 ;
-  assign \$677  = csr__addr == 15'h45c4;
-  assign \$678  = csr__w_stb & \$677 ;
-  assign \$679  = csr__addr == 15'h45c8;
-  assign \$680  = csr__w_stb & \$679 ;
-  assign \$681  = csr__addr == 15'h45cc;
-  assign \$682  = csr__w_stb & \$681 ;
-  assign \$683  = csr__addr == 15'h45d0;
-  assign \$684  = csr__w_stb & \$683 ;
-  assign \$685  = csr__addr == 15'h45d4;
-  assign \$686  = csr__w_stb & \$685 ;
-  assign \$687  = csr__addr == 15'h45d8;
-  assign \$688  = csr__w_stb & \$687 ;
-  assign \$689  = csr__addr == 15'h4600;
-  assign \$690  = csr__w_stb & \$689 ;
-  assign \$691  = csr__addr == 15'h4604;
-  assign \$692  = csr__w_stb & \$691 ;
-  assign \$693  = csr__addr == 15'h4608;
-  assign \$694  = csr__w_stb & \$693 ;
-  assign \$695  = csr__addr == 15'h460c;
-  assign \$696  = csr__w_stb & \$695 ;
-  assign \$697  = csr__addr == 15'h4610;
-  assign \$698  = csr__w_stb & \$697 ;
-  assign \$699  = csr__addr == 15'h4614;
-  assign \$700  = csr__w_stb & \$699 ;
-  assign \$701  = csr__addr == 15'h4618;
-  assign \$702  = csr__w_stb & \$701 ;
-  assign \$703  = csr__addr == 15'h461c;
-  assign \$704  = csr__w_stb & \$703 ;
-  assign \$705  = csr__addr == 15'h4620;
-  assign \$706  = csr__w_stb & \$705 ;
-  assign \$707  = csr__addr == 15'h4624;
-  assign \$708  = csr__w_stb & \$707 ;
-  assign \$709  = csr__addr == 15'h4628;
-  assign \$710  = csr__w_stb & \$709 ;
-  assign \$711  = csr__addr == 15'h462c;
-  assign \$712  = csr__w_stb & \$711 ;
-  assign \$713  = csr__addr == 15'h4630;
-  assign \$714  = csr__w_stb & \$713 ;
-  assign \$715  = csr__addr == 15'h4634;
-  assign \$716  = csr__w_stb & \$715 ;
-  assign \$717  = csr__addr == 15'h4638;
-  assign \$718  = csr__w_stb & \$717 ;
-  assign \$719  = csr__addr == 15'h463c;
-  assign \$720  = csr__w_stb & \$719 ;
-  assign \$721  = csr__addr == 15'h4640;
-  assign \$722  = csr__w_stb & \$721 ;
-  assign \$723  = csr__addr == 15'h4644;
-  assign \$724  = csr__w_stb & \$723 ;
-  assign \$725  = csr__addr == 15'h4648;
-  assign \$726  = csr__w_stb & \$725 ;
-  assign \$727  = csr__addr == 15'h464c;
-  assign \$728  = csr__w_stb & \$727 ;
-  assign \$729  = csr__addr == 15'h4650;
-  assign \$730  = csr__w_stb & \$729 ;
-  assign \$731  = csr__addr == 15'h4654;
-  assign \$732  = csr__w_stb & \$731 ;
-  assign \$733  = csr__addr == 15'h4658;
-  assign \$734  = csr__w_stb & \$733 ;
-  assign \$735  = csr__addr == 15'h4680;
-  assign \$736  = csr__w_stb & \$735 ;
-  assign \$737  = csr__addr == 15'h4684;
-  assign \$738  = csr__w_stb & \$737 ;
-  assign \$739  = csr__addr == 15'h4688;
-  assign \$740  = csr__w_stb & \$739 ;
-  assign \$741  = csr__addr == 15'h468c;
-  assign \$742  = csr__w_stb & \$741 ;
-  assign \$743  = csr__addr == 15'h4690;
-  assign \$744  = csr__w_stb & \$743 ;
-  assign \$745  = csr__addr == 15'h4694;
-  assign \$746  = csr__w_stb & \$745 ;
-  assign \$747  = csr__addr == 15'h4698;
-  assign \$748  = csr__w_stb & \$747 ;
-  assign \$749  = csr__addr == 15'h469c;
-  assign \$750  = csr__w_stb & \$749 ;
-  assign \$751  = csr__addr == 15'h46a0;
-  assign \$752  = csr__w_stb & \$751 ;
-  assign \$753  = csr__addr == 15'h46a4;
-  assign \$754  = csr__w_stb & \$753 ;
-  assign \$755  = csr__addr == 15'h46a8;
-  assign \$756  = csr__w_stb & \$755 ;
-  assign \$757  = csr__addr == 15'h46ac;
-  assign \$758  = csr__w_stb & \$757 ;
-  assign \$759  = csr__addr == 15'h46b0;
-  assign \$760  = csr__w_stb & \$759 ;
-  assign \$761  = csr__addr == 15'h46b4;
-  assign \$762  = csr__w_stb & \$761 ;
-  assign \$763  = csr__addr == 15'h46b8;
-  assign \$764  = csr__w_stb & \$763 ;
-  assign \$765  = csr__addr == 15'h46bc;
-  assign \$766  = csr__w_stb & \$765 ;
-  assign \$767  = csr__addr == 15'h46c0;
-  assign \$768  = csr__w_stb & \$767 ;
-  assign \$769  = csr__addr == 15'h46c4;
-  assign \$770  = csr__w_stb & \$769 ;
-  assign \$771  = csr__addr == 15'h46c8;
-  assign \$772  = csr__w_stb & \$771 ;
-  assign \$773  = csr__addr == 15'h46cc;
-  assign \$774  = csr__w_stb & \$773 ;
-  assign \$775  = csr__addr == 15'h46d0;
-  assign \$776  = csr__w_stb & \$775 ;
-  assign \$777  = csr__addr == 15'h46d4;
-  assign \$778  = csr__w_stb & \$777 ;
-  assign \$779  = csr__addr == 15'h46d8;
-  assign \$780  = csr__w_stb & \$779 ;
-  assign \$781  = csr__addr == 15'h4700;
-  assign \$782  = csr__w_stb & \$781 ;
-  assign \$783  = csr__addr == 15'h4704;
-  assign \$784  = csr__w_stb & \$783 ;
-  assign \$785  = csr__addr == 15'h4708;
-  assign \$786  = csr__w_stb & \$785 ;
-  assign \$787  = csr__addr == 15'h470c;
-  assign \$788  = csr__w_stb & \$787 ;
-  assign \$789  = csr__addr == 15'h4710;
-  assign \$790  = csr__w_stb & \$789 ;
-  assign \$791  = csr__addr == 15'h4714;
-  assign \$792  = csr__w_stb & \$791 ;
-  assign \$793  = csr__addr == 15'h4718;
-  assign \$794  = csr__w_stb & \$793 ;
-  assign \$795  = csr__addr == 15'h471c;
-  assign \$796  = csr__w_stb & \$795 ;
-  assign \$797  = csr__addr == 15'h4720;
-  assign \$798  = csr__w_stb & \$797 ;
-  assign \$799  = csr__addr == 15'h4724;
-  assign \$800  = csr__w_stb & \$799 ;
-  assign \$801  = csr__addr == 15'h4728;
-  assign \$802  = csr__w_stb & \$801 ;
-  assign \$803  = csr__addr == 15'h472c;
-  assign \$804  = csr__w_stb & \$803 ;
-  assign \$805  = csr__addr == 15'h4730;
-  assign \$806  = csr__w_stb & \$805 ;
-  assign \$807  = csr__addr == 15'h4734;
-  assign \$808  = csr__w_stb & \$807 ;
-  assign \$809  = csr__addr == 15'h4738;
-  assign \$810  = csr__w_stb & \$809 ;
-  assign \$811  = csr__addr == 15'h473c;
-  assign \$812  = csr__w_stb & \$811 ;
-  assign \$813  = csr__addr == 15'h4740;
-  assign \$814  = csr__w_stb & \$813 ;
-  assign \$815  = csr__addr == 15'h4744;
-  assign \$816  = csr__w_stb & \$815 ;
-  assign \$817  = csr__addr == 15'h4748;
-  assign \$818  = csr__w_stb & \$817 ;
-  assign \$819  = csr__addr == 15'h474c;
-  assign \$820  = csr__w_stb & \$819 ;
-  assign \$821  = csr__addr == 15'h4750;
-  assign \$822  = csr__w_stb & \$821 ;
-  assign \$823  = csr__addr == 15'h4754;
-  assign \$824  = csr__w_stb & \$823 ;
-  assign \$825  = csr__addr == 15'h4758;
-  assign \$826  = csr__w_stb & \$825 ;
-  assign \$827  = csr__addr == 15'h4780;
-  assign \$828  = csr__w_stb & \$827 ;
-  assign \$829  = csr__addr == 15'h4784;
-  assign \$830  = csr__w_stb & \$829 ;
-  assign \$831  = csr__addr == 15'h4788;
-  assign \$832  = csr__w_stb & \$831 ;
-  assign \$833  = csr__addr == 15'h478c;
-  assign \$834  = csr__w_stb & \$833 ;
-  assign \$835  = csr__addr == 15'h4790;
-  assign \$836  = csr__w_stb & \$835 ;
-  assign \$837  = csr__addr == 15'h4794;
-  assign \$838  = csr__w_stb & \$837 ;
-  assign \$839  = csr__addr == 15'h4798;
-  assign \$840  = csr__w_stb & \$839 ;
-  assign \$841  = csr__addr == 15'h479c;
-  assign \$842  = csr__w_stb & \$841 ;
-  assign \$843  = csr__addr == 15'h47a0;
-  assign \$844  = csr__w_stb & \$843 ;
-  assign \$845  = csr__addr == 15'h47a4;
-  assign \$846  = csr__w_stb & \$845 ;
-  assign \$847  = csr__addr == 15'h47a8;
-  assign \$848  = csr__w_stb & \$847 ;
-  assign \$849  = csr__addr == 15'h47ac;
-  assign \$850  = csr__w_stb & \$849 ;
-  assign \$851  = csr__addr == 15'h47b0;
-  assign \$852  = csr__w_stb & \$851 ;
-  assign \$853  = csr__addr == 15'h47b4;
-  assign \$854  = csr__w_stb & \$853 ;
-  assign \$855  = csr__addr == 15'h47b8;
-  assign \$856  = csr__w_stb & \$855 ;
-  assign \$857  = csr__addr == 15'h47bc;
-  assign \$858  = csr__w_stb & \$857 ;
-  assign \$859  = csr__addr == 15'h47c0;
-  assign \$860  = csr__w_stb & \$859 ;
-  assign \$861  = csr__addr == 15'h47c4;
-  assign \$862  = csr__w_stb & \$861 ;
-  assign \$863  = csr__addr == 15'h47c8;
-  assign \$864  = csr__w_stb & \$863 ;
-  assign \$865  = csr__addr == 15'h47cc;
-  assign \$866  = csr__w_stb & \$865 ;
-  assign \$867  = csr__addr == 15'h47d0;
-  assign \$868  = csr__w_stb & \$867 ;
-  assign \$869  = csr__addr == 15'h47d4;
-  assign \$870  = csr__w_stb & \$869 ;
-  assign \$871  = csr__addr == 15'h47d8;
-  assign \$872  = csr__w_stb & \$871 ;
-  always @(posedge clk)
-    hash_enable <= \$873 ;
-  always @(posedge clk)
-    symmetric <= \$874 ;
-  always @(posedge clk)
-    pass_errors <= \$875 ;
-  always @(posedge clk)
-    max_frame <= \$876 ;
-  always @(posedge clk)
-    direct_ethertype <= \$877 ;
-  always @(posedge clk)
-    default_action <= \$878 ;
-  always @(posedge clk)
-    key <= \$879 ;
-  always @(posedge clk)
-    rules <= \$880 ;
-  always @(posedge clk)
-    generation <= \$881 ;
-  always @(posedge clk)
-    commit_pending <= \$882 ;
-  always @(posedge clk)
-    shadow_ctrl_0_0 <= \$883 ;
-  always @(posedge clk)
-    shadow_max_frame_0_0 <= \$884 ;
-  always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$885 ;
-  always @(posedge clk)
-    shadow_default_action_0_0 <= \$886 ;
-  always @(posedge clk)
-    shadow_rss_key_0_0 <= \$887 ;
-  always @(posedge clk)
-    shadow_rss_key_1_0 <= \$888 ;
-  always @(posedge clk)
-    shadow_rss_key_2_0 <= \$889 ;
-  always @(posedge clk)
-    shadow_rss_key_3_0 <= \$890 ;
-  always @(posedge clk)
-    shadow_rss_key_4_0 <= \$891 ;
-  always @(posedge clk)
-    shadow_rss_key_5_0 <= \$892 ;
-  always @(posedge clk)
-    shadow_rss_key_6_0 <= \$893 ;
-  always @(posedge clk)
-    shadow_rss_key_7_0 <= \$894 ;
-  always @(posedge clk)
-    shadow_rss_key_8_0 <= \$895 ;
-  always @(posedge clk)
-    shadow_rss_key_9_0 <= \$896 ;
-  always @(posedge clk)
-    shadow_rule_0_0 <= \$897 ;
-  always @(posedge clk)
-    shadow_rule_0_1 <= \$898 ;
-  always @(posedge clk)
-    shadow_rule_0_2 <= \$899 ;
-  always @(posedge clk)
-    shadow_rule_0_3 <= \$900 ;
-  always @(posedge clk)
-    shadow_rule_0_4 <= \$901 ;
-  always @(posedge clk)
-    shadow_rule_0_5 <= \$902 ;
-  always @(posedge clk)
-    shadow_rule_0_6 <= \$903 ;
-  always @(posedge clk)
-    shadow_rule_0_7 <= \$904 ;
-  always @(posedge clk)
-    shadow_rule_0_8 <= \$905 ;
-  always @(posedge clk)
-    shadow_rule_0_9 <= \$906 ;
-  always @(posedge clk)
-    shadow_rule_0_10 <= \$907 ;
-  always @(posedge clk)
-    shadow_rule_0_11 <= \$908 ;
-  always @(posedge clk)
-    shadow_rule_0_12 <= \$909 ;
-  always @(posedge clk)
-    shadow_rule_0_13 <= \$910 ;
-  always @(posedge clk)
-    shadow_rule_0_14 <= \$911 ;
-  always @(posedge clk)
-    shadow_rule_0_15 <= \$912 ;
-  always @(posedge clk)
-    shadow_rule_0_16 <= \$913 ;
-  always @(posedge clk)
-    shadow_rule_0_17 <= \$914 ;
-  always @(posedge clk)
-    shadow_rule_0_18 <= \$915 ;
-  always @(posedge clk)
-    shadow_rule_0_19 <= \$916 ;
-  always @(posedge clk)
-    shadow_rule_0_20 <= \$917 ;
-  always @(posedge clk)
-    shadow_rule_0_21 <= \$918 ;
-  always @(posedge clk)
-    shadow_rule_0_22 <= \$919 ;
-  always @(posedge clk)
-    shadow_rule_1_0 <= \$920 ;
-  always @(posedge clk)
-    shadow_rule_1_1 <= \$921 ;
-  always @(posedge clk)
-    shadow_rule_1_2 <= \$922 ;
-  always @(posedge clk)
-    shadow_rule_1_3 <= \$923 ;
-  always @(posedge clk)
-    shadow_rule_1_4 <= \$924 ;
-  always @(posedge clk)
-    shadow_rule_1_5 <= \$925 ;
-  always @(posedge clk)
-    shadow_rule_1_6 <= \$926 ;
-  always @(posedge clk)
-    shadow_rule_1_7 <= \$927 ;
-  always @(posedge clk)
-    shadow_rule_1_8 <= \$928 ;
-  always @(posedge clk)
-    shadow_rule_1_9 <= \$929 ;
-  always @(posedge clk)
-    shadow_rule_1_10 <= \$930 ;
-  always @(posedge clk)
-    shadow_rule_1_11 <= \$931 ;
-  always @(posedge clk)
-    shadow_rule_1_12 <= \$932 ;
-  always @(posedge clk)
-    shadow_rule_1_13 <= \$933 ;
-  always @(posedge clk)
-    shadow_rule_1_14 <= \$934 ;
-  always @(posedge clk)
-    shadow_rule_1_15 <= \$935 ;
-  always @(posedge clk)
-    shadow_rule_1_16 <= \$936 ;
-  always @(posedge clk)
-    shadow_rule_1_17 <= \$937 ;
-  always @(posedge clk)
-    shadow_rule_1_18 <= \$938 ;
-  always @(posedge clk)
-    shadow_rule_1_19 <= \$939 ;
-  always @(posedge clk)
-    shadow_rule_1_20 <= \$940 ;
-  always @(posedge clk)
-    shadow_rule_1_21 <= \$941 ;
-  always @(posedge clk)
-    shadow_rule_1_22 <= \$942 ;
-  always @(posedge clk)
-    shadow_rule_2_0 <= \$943 ;
-  always @(posedge clk)
-    shadow_rule_2_1 <= \$944 ;
-  always @(posedge clk)
-    shadow_rule_2_2 <= \$945 ;
-  always @(posedge clk)
-    shadow_rule_2_3 <= \$946 ;
-  always @(posedge clk)
-    shadow_rule_2_4 <= \$947 ;
-  always @(posedge clk)
-    shadow_rule_2_5 <= \$948 ;
-  always @(posedge clk)
-    shadow_rule_2_6 <= \$949 ;
-  always @(posedge clk)
-    shadow_rule_2_7 <= \$950 ;
-  always @(posedge clk)
-    shadow_rule_2_8 <= \$951 ;
-  always @(posedge clk)
-    shadow_rule_2_9 <= \$952 ;
-  always @(posedge clk)
-    shadow_rule_2_10 <= \$953 ;
-  always @(posedge clk)
-    shadow_rule_2_11 <= \$954 ;
-  always @(posedge clk)
-    shadow_rule_2_12 <= \$955 ;
-  always @(posedge clk)
-    shadow_rule_2_13 <= \$956 ;
-  always @(posedge clk)
-    shadow_rule_2_14 <= \$957 ;
-  always @(posedge clk)
-    shadow_rule_2_15 <= \$958 ;
-  always @(posedge clk)
-    shadow_rule_2_16 <= \$959 ;
-  always @(posedge clk)
-    shadow_rule_2_17 <= \$960 ;
-  always @(posedge clk)
-    shadow_rule_2_18 <= \$961 ;
-  always @(posedge clk)
-    shadow_rule_2_19 <= \$962 ;
-  always @(posedge clk)
-    shadow_rule_2_20 <= \$963 ;
-  always @(posedge clk)
-    shadow_rule_2_21 <= \$964 ;
-  always @(posedge clk)
-    shadow_rule_2_22 <= \$965 ;
-  always @(posedge clk)
-    shadow_rule_3_0 <= \$966 ;
-  always @(posedge clk)
-    shadow_rule_3_1 <= \$967 ;
-  always @(posedge clk)
-    shadow_rule_3_2 <= \$968 ;
-  always @(posedge clk)
-    shadow_rule_3_3 <= \$969 ;
-  always @(posedge clk)
-    shadow_rule_3_4 <= \$970 ;
-  always @(posedge clk)
-    shadow_rule_3_5 <= \$971 ;
-  always @(posedge clk)
-    shadow_rule_3_6 <= \$972 ;
-  always @(posedge clk)
-    shadow_rule_3_7 <= \$973 ;
-  always @(posedge clk)
-    shadow_rule_3_8 <= \$974 ;
-  always @(posedge clk)
-    shadow_rule_3_9 <= \$975 ;
-  always @(posedge clk)
-    shadow_rule_3_10 <= \$976 ;
-  always @(posedge clk)
-    shadow_rule_3_11 <= \$977 ;
-  always @(posedge clk)
-    shadow_rule_3_12 <= \$978 ;
-  always @(posedge clk)
-    shadow_rule_3_13 <= \$979 ;
-  always @(posedge clk)
-    shadow_rule_3_14 <= \$980 ;
-  always @(posedge clk)
-    shadow_rule_3_15 <= \$981 ;
-  always @(posedge clk)
-    shadow_rule_3_16 <= \$982 ;
-  always @(posedge clk)
-    shadow_rule_3_17 <= \$983 ;
-  always @(posedge clk)
-    shadow_rule_3_18 <= \$984 ;
-  always @(posedge clk)
-    shadow_rule_3_19 <= \$985 ;
-  always @(posedge clk)
-    shadow_rule_3_20 <= \$986 ;
-  always @(posedge clk)
-    shadow_rule_3_21 <= \$987 ;
-  always @(posedge clk)
-    shadow_rule_3_22 <= \$988 ;
-  always @(posedge clk)
-    shadow_rule_4_0 <= \$989 ;
-  always @(posedge clk)
-    shadow_rule_4_1 <= \$990 ;
-  always @(posedge clk)
-    shadow_rule_4_2 <= \$991 ;
-  always @(posedge clk)
-    shadow_rule_4_3 <= \$992 ;
-  always @(posedge clk)
-    shadow_rule_4_4 <= \$993 ;
-  always @(posedge clk)
-    shadow_rule_4_5 <= \$994 ;
-  always @(posedge clk)
-    shadow_rule_4_6 <= \$995 ;
-  always @(posedge clk)
-    shadow_rule_4_7 <= \$996 ;
-  always @(posedge clk)
-    shadow_rule_4_8 <= \$997 ;
-  always @(posedge clk)
-    shadow_rule_4_9 <= \$998 ;
-  always @(posedge clk)
-    shadow_rule_4_10 <= \$999 ;
-  always @(posedge clk)
-    shadow_rule_4_11 <= \$1000 ;
-  always @(posedge clk)
-    shadow_rule_4_12 <= \$1001 ;
-  always @(posedge clk)
-    shadow_rule_4_13 <= \$1002 ;
-  always @(posedge clk)
-    shadow_rule_4_14 <= \$1003 ;
-  always @(posedge clk)
-    shadow_rule_4_15 <= \$1004 ;
-  always @(posedge clk)
-    shadow_rule_4_16 <= \$1005 ;
-  always @(posedge clk)
-    shadow_rule_4_17 <= \$1006 ;
-  always @(posedge clk)
-    shadow_rule_4_18 <= \$1007 ;
-  always @(posedge clk)
-    shadow_rule_4_19 <= \$1008 ;
-  always @(posedge clk)
-    shadow_rule_4_20 <= \$1009 ;
-  always @(posedge clk)
-    shadow_rule_4_21 <= \$1010 ;
-  always @(posedge clk)
-    shadow_rule_4_22 <= \$1011 ;
-  always @(posedge clk)
-    shadow_rule_5_0 <= \$1012 ;
-  always @(posedge clk)
-    shadow_rule_5_1 <= \$1013 ;
-  always @(posedge clk)
-    shadow_rule_5_2 <= \$1014 ;
-  always @(posedge clk)
-    shadow_rule_5_3 <= \$1015 ;
-  always @(posedge clk)
-    shadow_rule_5_4 <= \$1016 ;
-  always @(posedge clk)
-    shadow_rule_5_5 <= \$1017 ;
-  always @(posedge clk)
-    shadow_rule_5_6 <= \$1018 ;
-  always @(posedge clk)
-    shadow_rule_5_7 <= \$1019 ;
-  always @(posedge clk)
-    shadow_rule_5_8 <= \$1020 ;
-  always @(posedge clk)
-    shadow_rule_5_9 <= \$1021 ;
-  always @(posedge clk)
-    shadow_rule_5_10 <= \$1022 ;
-  always @(posedge clk)
-    shadow_rule_5_11 <= \$1023 ;
-  always @(posedge clk)
-    shadow_rule_5_12 <= \$1024 ;
-  always @(posedge clk)
-    shadow_rule_5_13 <= \$1025 ;
-  always @(posedge clk)
-    shadow_rule_5_14 <= \$1026 ;
-  always @(posedge clk)
-    shadow_rule_5_15 <= \$1027 ;
-  always @(posedge clk)
-    shadow_rule_5_16 <= \$1028 ;
-  always @(posedge clk)
-    shadow_rule_5_17 <= \$1029 ;
-  always @(posedge clk)
-    shadow_rule_5_18 <= \$1030 ;
-  always @(posedge clk)
-    shadow_rule_5_19 <= \$1031 ;
-  always @(posedge clk)
-    shadow_rule_5_20 <= \$1032 ;
-  always @(posedge clk)
-    shadow_rule_5_21 <= \$1033 ;
-  always @(posedge clk)
-    shadow_rule_5_22 <= \$1034 ;
-  always @(posedge clk)
-    shadow_rule_6_0 <= \$1035 ;
-  always @(posedge clk)
-    shadow_rule_6_1 <= \$1036 ;
-  always @(posedge clk)
-    shadow_rule_6_2 <= \$1037 ;
-  always @(posedge clk)
-    shadow_rule_6_3 <= \$1038 ;
-  always @(posedge clk)
-    shadow_rule_6_4 <= \$1039 ;
-  always @(posedge clk)
-    shadow_rule_6_5 <= \$1040 ;
-  always @(posedge clk)
-    shadow_rule_6_6 <= \$1041 ;
-  always @(posedge clk)
-    shadow_rule_6_7 <= \$1042 ;
-  always @(posedge clk)
-    shadow_rule_6_8 <= \$1043 ;
-  always @(posedge clk)
-    shadow_rule_6_9 <= \$1044 ;
-  always @(posedge clk)
-    shadow_rule_6_10 <= \$1045 ;
-  always @(posedge clk)
-    shadow_rule_6_11 <= \$1046 ;
-  always @(posedge clk)
-    shadow_rule_6_12 <= \$1047 ;
-  always @(posedge clk)
-    shadow_rule_6_13 <= \$1048 ;
-  always @(posedge clk)
-    shadow_rule_6_14 <= \$1049 ;
-  always @(posedge clk)
-    shadow_rule_6_15 <= \$1050 ;
-  always @(posedge clk)
-    shadow_rule_6_16 <= \$1051 ;
-  always @(posedge clk)
-    shadow_rule_6_17 <= \$1052 ;
-  always @(posedge clk)
-    shadow_rule_6_18 <= \$1053 ;
-  always @(posedge clk)
-    shadow_rule_6_19 <= \$1054 ;
-  always @(posedge clk)
-    shadow_rule_6_20 <= \$1055 ;
-  always @(posedge clk)
-    shadow_rule_6_21 <= \$1056 ;
-  always @(posedge clk)
-    shadow_rule_6_22 <= \$1057 ;
-  always @(posedge clk)
-    shadow_rule_7_0 <= \$1058 ;
-  always @(posedge clk)
-    shadow_rule_7_1 <= \$1059 ;
-  always @(posedge clk)
-    shadow_rule_7_2 <= \$1060 ;
-  always @(posedge clk)
-    shadow_rule_7_3 <= \$1061 ;
-  always @(posedge clk)
-    shadow_rule_7_4 <= \$1062 ;
-  always @(posedge clk)
-    shadow_rule_7_5 <= \$1063 ;
-  always @(posedge clk)
-    shadow_rule_7_6 <= \$1064 ;
-  always @(posedge clk)
-    shadow_rule_7_7 <= \$1065 ;
-  always @(posedge clk)
-    shadow_rule_7_8 <= \$1066 ;
-  always @(posedge clk)
-    shadow_rule_7_9 <= \$1067 ;
-  always @(posedge clk)
-    shadow_rule_7_10 <= \$1068 ;
-  always @(posedge clk)
-    shadow_rule_7_11 <= \$1069 ;
-  always @(posedge clk)
-    shadow_rule_7_12 <= \$1070 ;
-  always @(posedge clk)
-    shadow_rule_7_13 <= \$1071 ;
-  always @(posedge clk)
-    shadow_rule_7_14 <= \$1072 ;
-  always @(posedge clk)
-    shadow_rule_7_15 <= \$1073 ;
-  always @(posedge clk)
-    shadow_rule_7_16 <= \$1074 ;
-  always @(posedge clk)
-    shadow_rule_7_17 <= \$1075 ;
-  always @(posedge clk)
-    shadow_rule_7_18 <= \$1076 ;
-  always @(posedge clk)
-    shadow_rule_7_19 <= \$1077 ;
-  always @(posedge clk)
-    shadow_rule_7_20 <= \$1078 ;
-  always @(posedge clk)
-    shadow_rule_7_21 <= \$1079 ;
-  always @(posedge clk)
-    shadow_rule_7_22 <= \$1080 ;
-  always @(posedge clk)
-    shadow_rule_8_0 <= \$1081 ;
-  always @(posedge clk)
-    shadow_rule_8_1 <= \$1082 ;
-  always @(posedge clk)
-    shadow_rule_8_2 <= \$1083 ;
-  always @(posedge clk)
-    shadow_rule_8_3 <= \$1084 ;
-  always @(posedge clk)
-    shadow_rule_8_4 <= \$1085 ;
-  always @(posedge clk)
-    shadow_rule_8_5 <= \$1086 ;
-  always @(posedge clk)
-    shadow_rule_8_6 <= \$1087 ;
-  always @(posedge clk)
-    shadow_rule_8_7 <= \$1088 ;
-  always @(posedge clk)
-    shadow_rule_8_8 <= \$1089 ;
-  always @(posedge clk)
-    shadow_rule_8_9 <= \$1090 ;
-  always @(posedge clk)
-    shadow_rule_8_10 <= \$1091 ;
-  always @(posedge clk)
-    shadow_rule_8_11 <= \$1092 ;
-  always @(posedge clk)
-    shadow_rule_8_12 <= \$1093 ;
-  always @(posedge clk)
-    shadow_rule_8_13 <= \$1094 ;
-  always @(posedge clk)
-    shadow_rule_8_14 <= \$1095 ;
-  always @(posedge clk)
-    shadow_rule_8_15 <= \$1096 ;
-  always @(posedge clk)
-    shadow_rule_8_16 <= \$1097 ;
-  always @(posedge clk)
-    shadow_rule_8_17 <= \$1098 ;
-  always @(posedge clk)
-    shadow_rule_8_18 <= \$1099 ;
-  always @(posedge clk)
-    shadow_rule_8_19 <= \$1100 ;
-  always @(posedge clk)
-    shadow_rule_8_20 <= \$1101 ;
-  always @(posedge clk)
-    shadow_rule_8_21 <= \$1102 ;
-  always @(posedge clk)
-    shadow_rule_8_22 <= \$1103 ;
-  always @(posedge clk)
-    shadow_rule_9_0 <= \$1104 ;
-  always @(posedge clk)
-    shadow_rule_9_1 <= \$1105 ;
-  always @(posedge clk)
-    shadow_rule_9_2 <= \$1106 ;
-  always @(posedge clk)
-    shadow_rule_9_3 <= \$1107 ;
-  always @(posedge clk)
-    shadow_rule_9_4 <= \$1108 ;
-  always @(posedge clk)
-    shadow_rule_9_5 <= \$1109 ;
-  always @(posedge clk)
-    shadow_rule_9_6 <= \$1110 ;
-  always @(posedge clk)
-    shadow_rule_9_7 <= \$1111 ;
-  always @(posedge clk)
-    shadow_rule_9_8 <= \$1112 ;
-  always @(posedge clk)
-    shadow_rule_9_9 <= \$1113 ;
-  always @(posedge clk)
-    shadow_rule_9_10 <= \$1114 ;
-  always @(posedge clk)
-    shadow_rule_9_11 <= \$1115 ;
-  always @(posedge clk)
-    shadow_rule_9_12 <= \$1116 ;
-  always @(posedge clk)
-    shadow_rule_9_13 <= \$1117 ;
-  always @(posedge clk)
-    shadow_rule_9_14 <= \$1118 ;
-  always @(posedge clk)
-    shadow_rule_9_15 <= \$1119 ;
-  always @(posedge clk)
-    shadow_rule_9_16 <= \$1120 ;
-  always @(posedge clk)
-    shadow_rule_9_17 <= \$1121 ;
-  always @(posedge clk)
-    shadow_rule_9_18 <= \$1122 ;
-  always @(posedge clk)
-    shadow_rule_9_19 <= \$1123 ;
-  always @(posedge clk)
-    shadow_rule_9_20 <= \$1124 ;
-  always @(posedge clk)
-    shadow_rule_9_21 <= \$1125 ;
-  always @(posedge clk)
-    shadow_rule_9_22 <= \$1126 ;
-  always @(posedge clk)
-    shadow_rule_10_0 <= \$1127 ;
-  always @(posedge clk)
-    shadow_rule_10_1 <= \$1128 ;
-  always @(posedge clk)
-    shadow_rule_10_2 <= \$1129 ;
-  always @(posedge clk)
-    shadow_rule_10_3 <= \$1130 ;
-  always @(posedge clk)
-    shadow_rule_10_4 <= \$1131 ;
-  always @(posedge clk)
-    shadow_rule_10_5 <= \$1132 ;
-  always @(posedge clk)
-    shadow_rule_10_6 <= \$1133 ;
-  always @(posedge clk)
-    shadow_rule_10_7 <= \$1134 ;
-  always @(posedge clk)
-    shadow_rule_10_8 <= \$1135 ;
-  always @(posedge clk)
-    shadow_rule_10_9 <= \$1136 ;
-  always @(posedge clk)
-    shadow_rule_10_10 <= \$1137 ;
-  always @(posedge clk)
-    shadow_rule_10_11 <= \$1138 ;
-  always @(posedge clk)
-    shadow_rule_10_12 <= \$1139 ;
-  always @(posedge clk)
-    shadow_rule_10_13 <= \$1140 ;
-  always @(posedge clk)
-    shadow_rule_10_14 <= \$1141 ;
-  always @(posedge clk)
-    shadow_rule_10_15 <= \$1142 ;
-  always @(posedge clk)
-    shadow_rule_10_16 <= \$1143 ;
-  always @(posedge clk)
-    shadow_rule_10_17 <= \$1144 ;
-  always @(posedge clk)
-    shadow_rule_10_18 <= \$1145 ;
-  always @(posedge clk)
-    shadow_rule_10_19 <= \$1146 ;
-  always @(posedge clk)
-    shadow_rule_10_20 <= \$1147 ;
-  always @(posedge clk)
-    shadow_rule_10_21 <= \$1148 ;
-  always @(posedge clk)
-    shadow_rule_10_22 <= \$1149 ;
-  always @(posedge clk)
-    shadow_rule_11_0 <= \$1150 ;
-  always @(posedge clk)
-    shadow_rule_11_1 <= \$1151 ;
-  always @(posedge clk)
-    shadow_rule_11_2 <= \$1152 ;
-  always @(posedge clk)
-    shadow_rule_11_3 <= \$1153 ;
-  always @(posedge clk)
-    shadow_rule_11_4 <= \$1154 ;
-  always @(posedge clk)
-    shadow_rule_11_5 <= \$1155 ;
-  always @(posedge clk)
-    shadow_rule_11_6 <= \$1156 ;
-  always @(posedge clk)
-    shadow_rule_11_7 <= \$1157 ;
-  always @(posedge clk)
-    shadow_rule_11_8 <= \$1158 ;
-  always @(posedge clk)
-    shadow_rule_11_9 <= \$1159 ;
-  always @(posedge clk)
-    shadow_rule_11_10 <= \$1160 ;
-  always @(posedge clk)
-    shadow_rule_11_11 <= \$1161 ;
-  always @(posedge clk)
-    shadow_rule_11_12 <= \$1162 ;
-  always @(posedge clk)
-    shadow_rule_11_13 <= \$1163 ;
-  always @(posedge clk)
-    shadow_rule_11_14 <= \$1164 ;
-  always @(posedge clk)
-    shadow_rule_11_15 <= \$1165 ;
-  always @(posedge clk)
-    shadow_rule_11_16 <= \$1166 ;
-  always @(posedge clk)
-    shadow_rule_11_17 <= \$1167 ;
-  always @(posedge clk)
-    shadow_rule_11_18 <= \$1168 ;
-  always @(posedge clk)
-    shadow_rule_11_19 <= \$1169 ;
-  always @(posedge clk)
-    shadow_rule_11_20 <= \$1170 ;
-  always @(posedge clk)
-    shadow_rule_11_21 <= \$1171 ;
-  always @(posedge clk)
-    shadow_rule_11_22 <= \$1172 ;
-  always @(posedge clk)
-    shadow_rule_12_0 <= \$1173 ;
-  always @(posedge clk)
-    shadow_rule_12_1 <= \$1174 ;
-  always @(posedge clk)
-    shadow_rule_12_2 <= \$1175 ;
-  always @(posedge clk)
-    shadow_rule_12_3 <= \$1176 ;
-  always @(posedge clk)
-    shadow_rule_12_4 <= \$1177 ;
-  always @(posedge clk)
-    shadow_rule_12_5 <= \$1178 ;
-  always @(posedge clk)
-    shadow_rule_12_6 <= \$1179 ;
-  always @(posedge clk)
-    shadow_rule_12_7 <= \$1180 ;
-  always @(posedge clk)
-    shadow_rule_12_8 <= \$1181 ;
-  always @(posedge clk)
-    shadow_rule_12_9 <= \$1182 ;
-  always @(posedge clk)
-    shadow_rule_12_10 <= \$1183 ;
-  always @(posedge clk)
-    shadow_rule_12_11 <= \$1184 ;
-  always @(posedge clk)
-    shadow_rule_12_12 <= \$1185 ;
-  always @(posedge clk)
-    shadow_rule_12_13 <= \$1186 ;
-  always @(posedge clk)
-    shadow_rule_12_14 <= \$1187 ;
-  always @(posedge clk)
-    shadow_rule_12_15 <= \$1188 ;
-  always @(posedge clk)
-    shadow_rule_12_16 <= \$1189 ;
-  always @(posedge clk)
-    shadow_rule_12_17 <= \$1190 ;
-  always @(posedge clk)
-    shadow_rule_12_18 <= \$1191 ;
-  always @(posedge clk)
-    shadow_rule_12_19 <= \$1192 ;
-  always @(posedge clk)
-    shadow_rule_12_20 <= \$1193 ;
-  always @(posedge clk)
-    shadow_rule_12_21 <= \$1194 ;
-  always @(posedge clk)
-    shadow_rule_12_22 <= \$1195 ;
-  always @(posedge clk)
-    shadow_rule_13_0 <= \$1196 ;
-  always @(posedge clk)
-    shadow_rule_13_1 <= \$1197 ;
-  always @(posedge clk)
-    shadow_rule_13_2 <= \$1198 ;
-  always @(posedge clk)
-    shadow_rule_13_3 <= \$1199 ;
-  always @(posedge clk)
-    shadow_rule_13_4 <= \$1200 ;
-  always @(posedge clk)
-    shadow_rule_13_5 <= \$1201 ;
-  always @(posedge clk)
-    shadow_rule_13_6 <= \$1202 ;
-  always @(posedge clk)
-    shadow_rule_13_7 <= \$1203 ;
-  always @(posedge clk)
-    shadow_rule_13_8 <= \$1204 ;
-  always @(posedge clk)
-    shadow_rule_13_9 <= \$1205 ;
-  always @(posedge clk)
-    shadow_rule_13_10 <= \$1206 ;
-  always @(posedge clk)
-    shadow_rule_13_11 <= \$1207 ;
-  always @(posedge clk)
-    shadow_rule_13_12 <= \$1208 ;
-  always @(posedge clk)
-    shadow_rule_13_13 <= \$1209 ;
-  always @(posedge clk)
-    shadow_rule_13_14 <= \$1210 ;
-  always @(posedge clk)
-    shadow_rule_13_15 <= \$1211 ;
-  always @(posedge clk)
-    shadow_rule_13_16 <= \$1212 ;
-  always @(posedge clk)
-    shadow_rule_13_17 <= \$1213 ;
-  always @(posedge clk)
-    shadow_rule_13_18 <= \$1214 ;
-  always @(posedge clk)
-    shadow_rule_13_19 <= \$1215 ;
-  always @(posedge clk)
-    shadow_rule_13_20 <= \$1216 ;
-  always @(posedge clk)
-    shadow_rule_13_21 <= \$1217 ;
-  always @(posedge clk)
-    shadow_rule_13_22 <= \$1218 ;
-  always @(posedge clk)
-    shadow_rule_14_0 <= \$1219 ;
-  always @(posedge clk)
-    shadow_rule_14_1 <= \$1220 ;
-  always @(posedge clk)
-    shadow_rule_14_2 <= \$1221 ;
-  always @(posedge clk)
-    shadow_rule_14_3 <= \$1222 ;
-  always @(posedge clk)
-    shadow_rule_14_4 <= \$1223 ;
-  always @(posedge clk)
-    shadow_rule_14_5 <= \$1224 ;
-  always @(posedge clk)
-    shadow_rule_14_6 <= \$1225 ;
-  always @(posedge clk)
-    shadow_rule_14_7 <= \$1226 ;
-  always @(posedge clk)
-    shadow_rule_14_8 <= \$1227 ;
-  always @(posedge clk)
-    shadow_rule_14_9 <= \$1228 ;
-  always @(posedge clk)
-    shadow_rule_14_10 <= \$1229 ;
-  always @(posedge clk)
-    shadow_rule_14_11 <= \$1230 ;
-  always @(posedge clk)
-    shadow_rule_14_12 <= \$1231 ;
-  always @(posedge clk)
-    shadow_rule_14_13 <= \$1232 ;
-  always @(posedge clk)
-    shadow_rule_14_14 <= \$1233 ;
-  always @(posedge clk)
-    shadow_rule_14_15 <= \$1234 ;
-  always @(posedge clk)
-    shadow_rule_14_16 <= \$1235 ;
-  always @(posedge clk)
-    shadow_rule_14_17 <= \$1236 ;
-  always @(posedge clk)
-    shadow_rule_14_18 <= \$1237 ;
-  always @(posedge clk)
-    shadow_rule_14_19 <= \$1238 ;
-  always @(posedge clk)
-    shadow_rule_14_20 <= \$1239 ;
-  always @(posedge clk)
-    shadow_rule_14_21 <= \$1240 ;
-  always @(posedge clk)
-    shadow_rule_14_22 <= \$1241 ;
-  always @(posedge clk)
-    shadow_rule_15_0 <= \$1242 ;
-  always @(posedge clk)
-    shadow_rule_15_1 <= \$1243 ;
-  always @(posedge clk)
-    shadow_rule_15_2 <= \$1244 ;
-  always @(posedge clk)
-    shadow_rule_15_3 <= \$1245 ;
-  always @(posedge clk)
-    shadow_rule_15_4 <= \$1246 ;
-  always @(posedge clk)
-    shadow_rule_15_5 <= \$1247 ;
-  always @(posedge clk)
-    shadow_rule_15_6 <= \$1248 ;
-  always @(posedge clk)
-    shadow_rule_15_7 <= \$1249 ;
-  always @(posedge clk)
-    shadow_rule_15_8 <= \$1250 ;
-  always @(posedge clk)
-    shadow_rule_15_9 <= \$1251 ;
-  always @(posedge clk)
-    shadow_rule_15_10 <= \$1252 ;
-  always @(posedge clk)
-    shadow_rule_15_11 <= \$1253 ;
-  always @(posedge clk)
-    shadow_rule_15_12 <= \$1254 ;
-  always @(posedge clk)
-    shadow_rule_15_13 <= \$1255 ;
-  always @(posedge clk)
-    shadow_rule_15_14 <= \$1256 ;
-  always @(posedge clk)
-    shadow_rule_15_15 <= \$1257 ;
-  always @(posedge clk)
-    shadow_rule_15_16 <= \$1258 ;
-  always @(posedge clk)
-    shadow_rule_15_17 <= \$1259 ;
-  always @(posedge clk)
-    shadow_rule_15_18 <= \$1260 ;
-  always @(posedge clk)
-    shadow_rule_15_19 <= \$1261 ;
-  always @(posedge clk)
-    shadow_rule_15_20 <= \$1262 ;
-  always @(posedge clk)
-    shadow_rule_15_21 <= \$1263 ;
-  always @(posedge clk)
-    shadow_rule_15_22 <= \$1264 ;
+  assign \$53  = csr__addr >= 16'hc02c;
+  assign \$54  = csr__addr < 16'hc02c;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = \$52  | \$55 ;
+  assign \$57  = csr__addr >= 15'h4000;
+  assign \$58  = csr__addr < 15'h4800;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = csr__addr - 15'h4000;
+  assign \$61  = \$60 [6:2] < 5'h17;
+  assign \$62  = \$59  & \$61 ;
+  assign \$63  = copying | landing;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = csr__r_stb & \$64 ;
+  assign \$66  = copying | landing;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = csr__w_stb & \$67 ;
+  assign \$69  = copying | landing;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = csr__w_stb & \$70 ;
+  assign \$72  = csr__r_stb | \$71 ;
+  assign \$73  = commit_apply & commit_pending;
+  assign \$74  = ~ copying;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = ~ landing;
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = copy_addr + 1'h1;
+  assign \$79  = copy_addr == 9'h1ff;
+  assign \$80  = ! copy_at;
+  assign \$81  = copy_at == 1'h1;
+  assign \$82  = copy_at == 2'h2;
+  assign \$83  = copy_at == 2'h3;
+  assign \$84  = copy_at == 3'h4;
+  assign \$85  = copy_at == 3'h5;
+  assign \$86  = copy_at == 3'h6;
+  assign \$87  = copy_at == 3'h7;
+  assign \$88  = copy_at == 4'h8;
+  assign \$89  = copy_at == 4'h9;
+  assign \$90  = copy_at == 4'ha;
+  assign \$91  = copy_at == 4'hb;
+  assign \$92  = copy_at == 4'hc;
+  assign \$93  = copy_at == 4'hd;
+  assign \$94  = copy_at == 4'he;
+  assign \$95  = copy_at == 4'hf;
+  assign \$96  = copy_at == 5'h10;
+  assign \$97  = copy_at == 5'h11;
+  assign \$98  = copy_at == 5'h12;
+  assign \$99  = copy_at == 5'h13;
+  assign \$100  = copy_at == 5'h14;
+  assign \$101  = copy_at == 5'h15;
+  assign \$102  = copy_at == 5'h16;
+  assign \$103  = copy_at == 6'h20;
+  assign \$104  = copy_at == 6'h21;
+  assign \$105  = copy_at == 6'h22;
+  assign \$106  = copy_at == 6'h23;
+  assign \$107  = copy_at == 6'h24;
+  assign \$108  = copy_at == 6'h25;
+  assign \$109  = copy_at == 6'h26;
+  assign \$110  = copy_at == 6'h27;
+  assign \$111  = copy_at == 6'h28;
+  assign \$112  = copy_at == 6'h29;
+  assign \$113  = copy_at == 6'h2a;
+  assign \$114  = copy_at == 6'h2b;
+  assign \$115  = copy_at == 6'h2c;
+  assign \$116  = copy_at == 6'h2d;
+  assign \$117  = copy_at == 6'h2e;
+  assign \$118  = copy_at == 6'h2f;
+  assign \$119  = copy_at == 6'h30;
+  assign \$120  = copy_at == 6'h31;
+  assign \$121  = copy_at == 6'h32;
+  assign \$122  = copy_at == 6'h33;
+  assign \$123  = copy_at == 6'h34;
+  assign \$124  = copy_at == 6'h35;
+  assign \$125  = copy_at == 6'h36;
+  assign \$126  = copy_at == 7'h40;
+  assign \$127  = copy_at == 7'h41;
+  assign \$128  = copy_at == 7'h42;
+  assign \$129  = copy_at == 7'h43;
+  assign \$130  = copy_at == 7'h44;
+  assign \$131  = copy_at == 7'h45;
+  assign \$132  = copy_at == 7'h46;
+  assign \$133  = copy_at == 7'h47;
+  assign \$134  = copy_at == 7'h48;
+  assign \$135  = copy_at == 7'h49;
+  assign \$136  = copy_at == 7'h4a;
+  assign \$137  = copy_at == 7'h4b;
+  assign \$138  = copy_at == 7'h4c;
+  assign \$139  = copy_at == 7'h4d;
+  assign \$140  = copy_at == 7'h4e;
+  assign \$141  = copy_at == 7'h4f;
+  assign \$142  = copy_at == 7'h50;
+  assign \$143  = copy_at == 7'h51;
+  assign \$144  = copy_at == 7'h52;
+  assign \$145  = copy_at == 7'h53;
+  assign \$146  = copy_at == 7'h54;
+  assign \$147  = copy_at == 7'h55;
+  assign \$148  = copy_at == 7'h56;
+  assign \$149  = copy_at == 7'h60;
+  assign \$150  = copy_at == 7'h61;
+  assign \$151  = copy_at == 7'h62;
+  assign \$152  = copy_at == 7'h63;
+  assign \$153  = copy_at == 7'h64;
+  assign \$154  = copy_at == 7'h65;
+  assign \$155  = copy_at == 7'h66;
+  assign \$156  = copy_at == 7'h67;
+  assign \$157  = copy_at == 7'h68;
+  assign \$158  = copy_at == 7'h69;
+  assign \$159  = copy_at == 7'h6a;
+  assign \$160  = copy_at == 7'h6b;
+  assign \$161  = copy_at == 7'h6c;
+  assign \$162  = copy_at == 7'h6d;
+  assign \$163  = copy_at == 7'h6e;
+  assign \$164  = copy_at == 7'h6f;
+  assign \$165  = copy_at == 7'h70;
+  assign \$166  = copy_at == 7'h71;
+  assign \$167  = copy_at == 7'h72;
+  assign \$168  = copy_at == 7'h73;
+  assign \$169  = copy_at == 7'h74;
+  assign \$170  = copy_at == 7'h75;
+  assign \$171  = copy_at == 7'h76;
+  assign \$172  = copy_at == 8'h80;
+  assign \$173  = copy_at == 8'h81;
+  assign \$174  = copy_at == 8'h82;
+  assign \$175  = copy_at == 8'h83;
+  assign \$176  = copy_at == 8'h84;
+  assign \$177  = copy_at == 8'h85;
+  assign \$178  = copy_at == 8'h86;
+  assign \$179  = copy_at == 8'h87;
+  assign \$180  = copy_at == 8'h88;
+  assign \$181  = copy_at == 8'h89;
+  assign \$182  = copy_at == 8'h8a;
+  assign \$183  = copy_at == 8'h8b;
+  assign \$184  = copy_at == 8'h8c;
+  assign \$185  = copy_at == 8'h8d;
+  assign \$186  = copy_at == 8'h8e;
+  assign \$187  = copy_at == 8'h8f;
+  assign \$188  = copy_at == 8'h90;
+  assign \$189  = copy_at == 8'h91;
+  assign \$190  = copy_at == 8'h92;
+  assign \$191  = copy_at == 8'h93;
+  assign \$192  = copy_at == 8'h94;
+  assign \$193  = copy_at == 8'h95;
+  assign \$194  = copy_at == 8'h96;
+  assign \$195  = copy_at == 8'ha0;
+  assign \$196  = copy_at == 8'ha1;
+  assign \$197  = copy_at == 8'ha2;
+  assign \$198  = copy_at == 8'ha3;
+  assign \$199  = copy_at == 8'ha4;
+  assign \$200  = copy_at == 8'ha5;
+  assign \$201  = copy_at == 8'ha6;
+  assign \$202  = copy_at == 8'ha7;
+  assign \$203  = copy_at == 8'ha8;
+  assign \$204  = copy_at == 8'ha9;
+  assign \$205  = copy_at == 8'haa;
+  assign \$206  = copy_at == 8'hab;
+  assign \$207  = copy_at == 8'hac;
+  assign \$208  = copy_at == 8'had;
+  assign \$209  = copy_at == 8'hae;
+  assign \$210  = copy_at == 8'haf;
+  assign \$211  = copy_at == 8'hb0;
+  assign \$212  = copy_at == 8'hb1;
+  assign \$213  = copy_at == 8'hb2;
+  assign \$214  = copy_at == 8'hb3;
+  assign \$215  = copy_at == 8'hb4;
+  assign \$216  = copy_at == 8'hb5;
+  assign \$217  = copy_at == 8'hb6;
+  assign \$218  = copy_at == 8'hc0;
+  assign \$219  = copy_at == 8'hc1;
+  assign \$220  = copy_at == 8'hc2;
+  assign \$221  = copy_at == 8'hc3;
+  assign \$222  = copy_at == 8'hc4;
+  assign \$223  = copy_at == 8'hc5;
+  assign \$224  = copy_at == 8'hc6;
+  assign \$225  = copy_at == 8'hc7;
+  assign \$226  = copy_at == 8'hc8;
+  assign \$227  = copy_at == 8'hc9;
+  assign \$228  = copy_at == 8'hca;
+  assign \$229  = copy_at == 8'hcb;
+  assign \$230  = copy_at == 8'hcc;
+  assign \$231  = copy_at == 8'hcd;
+  assign \$232  = copy_at == 8'hce;
+  assign \$233  = copy_at == 8'hcf;
+  assign \$234  = copy_at == 8'hd0;
+  assign \$235  = copy_at == 8'hd1;
+  assign \$236  = copy_at == 8'hd2;
+  assign \$237  = copy_at == 8'hd3;
+  assign \$238  = copy_at == 8'hd4;
+  assign \$239  = copy_at == 8'hd5;
+  assign \$240  = copy_at == 8'hd6;
+  assign \$241  = copy_at == 8'he0;
+  assign \$242  = copy_at == 8'he1;
+  assign \$243  = copy_at == 8'he2;
+  assign \$244  = copy_at == 8'he3;
+  assign \$245  = copy_at == 8'he4;
+  assign \$246  = copy_at == 8'he5;
+  assign \$247  = copy_at == 8'he6;
+  assign \$248  = copy_at == 8'he7;
+  assign \$249  = copy_at == 8'he8;
+  assign \$250  = copy_at == 8'he9;
+  assign \$251  = copy_at == 8'hea;
+  assign \$252  = copy_at == 8'heb;
+  assign \$253  = copy_at == 8'hec;
+  assign \$254  = copy_at == 8'hed;
+  assign \$255  = copy_at == 8'hee;
+  assign \$256  = copy_at == 8'hef;
+  assign \$257  = copy_at == 8'hf0;
+  assign \$258  = copy_at == 8'hf1;
+  assign \$259  = copy_at == 8'hf2;
+  assign \$260  = copy_at == 8'hf3;
+  assign \$261  = copy_at == 8'hf4;
+  assign \$262  = copy_at == 8'hf5;
+  assign \$263  = copy_at == 8'hf6;
+  assign \$264  = copy_at == 9'h100;
+  assign \$265  = copy_at == 9'h101;
+  assign \$266  = copy_at == 9'h102;
+  assign \$267  = copy_at == 9'h103;
+  assign \$268  = copy_at == 9'h104;
+  assign \$269  = copy_at == 9'h105;
+  assign \$270  = copy_at == 9'h106;
+  assign \$271  = copy_at == 9'h107;
+  assign \$272  = copy_at == 9'h108;
+  assign \$273  = copy_at == 9'h109;
+  assign \$274  = copy_at == 9'h10a;
+  assign \$275  = copy_at == 9'h10b;
+  assign \$276  = copy_at == 9'h10c;
+  assign \$277  = copy_at == 9'h10d;
+  assign \$278  = copy_at == 9'h10e;
+  assign \$279  = copy_at == 9'h10f;
+  assign \$280  = copy_at == 9'h110;
+  assign \$281  = copy_at == 9'h111;
+  assign \$282  = copy_at == 9'h112;
+  assign \$283  = copy_at == 9'h113;
+  assign \$284  = copy_at == 9'h114;
+  assign \$285  = copy_at == 9'h115;
+  assign \$286  = copy_at == 9'h116;
+  assign \$287  = copy_at == 9'h120;
+  assign \$288  = copy_at == 9'h121;
+  assign \$289  = copy_at == 9'h122;
+  assign \$290  = copy_at == 9'h123;
+  assign \$291  = copy_at == 9'h124;
+  assign \$292  = copy_at == 9'h125;
+  assign \$293  = copy_at == 9'h126;
+  assign \$294  = copy_at == 9'h127;
+  assign \$295  = copy_at == 9'h128;
+  assign \$296  = copy_at == 9'h129;
+  assign \$297  = copy_at == 9'h12a;
+  assign \$298  = copy_at == 9'h12b;
+  assign \$299  = copy_at == 9'h12c;
+  assign \$300  = copy_at == 9'h12d;
+  assign \$301  = copy_at == 9'h12e;
+  assign \$302  = copy_at == 9'h12f;
+  assign \$303  = copy_at == 9'h130;
+  assign \$304  = copy_at == 9'h131;
+  assign \$305  = copy_at == 9'h132;
+  assign \$306  = copy_at == 9'h133;
+  assign \$307  = copy_at == 9'h134;
+  assign \$308  = copy_at == 9'h135;
+  assign \$309  = copy_at == 9'h136;
+  assign \$310  = copy_at == 9'h140;
+  assign \$311  = copy_at == 9'h141;
+  assign \$312  = copy_at == 9'h142;
+  assign \$313  = copy_at == 9'h143;
+  assign \$314  = copy_at == 9'h144;
+  assign \$315  = copy_at == 9'h145;
+  assign \$316  = copy_at == 9'h146;
+  assign \$317  = copy_at == 9'h147;
+  assign \$318  = copy_at == 9'h148;
+  assign \$319  = copy_at == 9'h149;
+  assign \$320  = copy_at == 9'h14a;
+  assign \$321  = copy_at == 9'h14b;
+  assign \$322  = copy_at == 9'h14c;
+  assign \$323  = copy_at == 9'h14d;
+  assign \$324  = copy_at == 9'h14e;
+  assign \$325  = copy_at == 9'h14f;
+  assign \$326  = copy_at == 9'h150;
+  assign \$327  = copy_at == 9'h151;
+  assign \$328  = copy_at == 9'h152;
+  assign \$329  = copy_at == 9'h153;
+  assign \$330  = copy_at == 9'h154;
+  assign \$331  = copy_at == 9'h155;
+  assign \$332  = copy_at == 9'h156;
+  assign \$333  = copy_at == 9'h160;
+  assign \$334  = copy_at == 9'h161;
+  assign \$335  = copy_at == 9'h162;
+  assign \$336  = copy_at == 9'h163;
+  assign \$337  = copy_at == 9'h164;
+  assign \$338  = copy_at == 9'h165;
+  assign \$339  = copy_at == 9'h166;
+  assign \$340  = copy_at == 9'h167;
+  assign \$341  = copy_at == 9'h168;
+  assign \$342  = copy_at == 9'h169;
+  assign \$343  = copy_at == 9'h16a;
+  assign \$344  = copy_at == 9'h16b;
+  assign \$345  = copy_at == 9'h16c;
+  assign \$346  = copy_at == 9'h16d;
+  assign \$347  = copy_at == 9'h16e;
+  assign \$348  = copy_at == 9'h16f;
+  assign \$349  = copy_at == 9'h170;
+  assign \$350  = copy_at == 9'h171;
+  assign \$351  = copy_at == 9'h172;
+  assign \$352  = copy_at == 9'h173;
+  assign \$353  = copy_at == 9'h174;
+  assign \$354  = copy_at == 9'h175;
+  assign \$355  = copy_at == 9'h176;
+  assign \$356  = copy_at == 9'h180;
+  assign \$357  = copy_at == 9'h181;
+  assign \$358  = copy_at == 9'h182;
+  assign \$359  = copy_at == 9'h183;
+  assign \$360  = copy_at == 9'h184;
+  assign \$361  = copy_at == 9'h185;
+  assign \$362  = copy_at == 9'h186;
+  assign \$363  = copy_at == 9'h187;
+  assign \$364  = copy_at == 9'h188;
+  assign \$365  = copy_at == 9'h189;
+  assign \$366  = copy_at == 9'h18a;
+  assign \$367  = copy_at == 9'h18b;
+  assign \$368  = copy_at == 9'h18c;
+  assign \$369  = copy_at == 9'h18d;
+  assign \$370  = copy_at == 9'h18e;
+  assign \$371  = copy_at == 9'h18f;
+  assign \$372  = copy_at == 9'h190;
+  assign \$373  = copy_at == 9'h191;
+  assign \$374  = copy_at == 9'h192;
+  assign \$375  = copy_at == 9'h193;
+  assign \$376  = copy_at == 9'h194;
+  assign \$377  = copy_at == 9'h195;
+  assign \$378  = copy_at == 9'h196;
+  assign \$379  = copy_at == 9'h1a0;
+  assign \$380  = copy_at == 9'h1a1;
+  assign \$381  = copy_at == 9'h1a2;
+  assign \$382  = copy_at == 9'h1a3;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     reta_r_stb = 1'h0;
-    if (\$4 ) begin
+    if (\$8 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     reta_w_stb = 1'h0;
-    if (\$4 ) begin
+    if (\$8 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    csr__ack = 1'h0;
     (* full_case = 32'd1 *)
-    if (\$4 ) begin
+    if (\$8 ) begin
       csr__ack = reta_ack;
-    end else if (\$52 ) begin
+    end else if (\$56 ) begin
       csr__ack = counters__ack;
+    end else if (\$62 ) begin
+      if (\$65 ) begin
+        csr__ack = rule_read_wait;
+      end
+      if (\$68 ) begin
+        csr__ack = 1'h1;
+      end
     end else begin
-      csr__ack = \$53 ;
+      csr__ack = \$72 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
-    if (\$4 ) begin
+    if (\$8 ) begin
       csr__r_data = { 24'h000000, reta_r_data };
-    end else if (\$52 ) begin
+    end else if (\$56 ) begin
       csr__r_data = counters__r_data;
+    end else if (\$62 ) begin
+      if (\$65 ) begin
+        csr__r_data = rule_r__data;
+      end
     end else begin
       casez (csr__addr)
         16'h0000:
@@ -16892,6623 +15415,1544 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
             csr__r_data = shadow_rss_key_8_0;
         16'h0064:
             csr__r_data = shadow_rss_key_9_0;
-        16'h4000:
-            csr__r_data = shadow_rule_0_0;
-        16'h4004:
-            csr__r_data = shadow_rule_0_1;
-        16'h4008:
-            csr__r_data = shadow_rule_0_2;
-        16'h400c:
-            csr__r_data = shadow_rule_0_3;
-        16'h4010:
-            csr__r_data = shadow_rule_0_4;
-        16'h4014:
-            csr__r_data = shadow_rule_0_5;
-        16'h4018:
-            csr__r_data = shadow_rule_0_6;
-        16'h401c:
-            csr__r_data = shadow_rule_0_7;
-        16'h4020:
-            csr__r_data = shadow_rule_0_8;
-        16'h4024:
-            csr__r_data = shadow_rule_0_9;
-        16'h4028:
-            csr__r_data = shadow_rule_0_10;
-        16'h402c:
-            csr__r_data = shadow_rule_0_11;
-        16'h4030:
-            csr__r_data = shadow_rule_0_12;
-        16'h4034:
-            csr__r_data = shadow_rule_0_13;
-        16'h4038:
-            csr__r_data = shadow_rule_0_14;
-        16'h403c:
-            csr__r_data = shadow_rule_0_15;
-        16'h4040:
-            csr__r_data = shadow_rule_0_16;
-        16'h4044:
-            csr__r_data = shadow_rule_0_17;
-        16'h4048:
-            csr__r_data = shadow_rule_0_18;
-        16'h404c:
-            csr__r_data = shadow_rule_0_19;
-        16'h4050:
-            csr__r_data = shadow_rule_0_20;
-        16'h4054:
-            csr__r_data = shadow_rule_0_21;
-        16'h4058:
-            csr__r_data = shadow_rule_0_22;
-        16'h4080:
-            csr__r_data = shadow_rule_1_0;
-        16'h4084:
-            csr__r_data = shadow_rule_1_1;
-        16'h4088:
-            csr__r_data = shadow_rule_1_2;
-        16'h408c:
-            csr__r_data = shadow_rule_1_3;
-        16'h4090:
-            csr__r_data = shadow_rule_1_4;
-        16'h4094:
-            csr__r_data = shadow_rule_1_5;
-        16'h4098:
-            csr__r_data = shadow_rule_1_6;
-        16'h409c:
-            csr__r_data = shadow_rule_1_7;
-        16'h40a0:
-            csr__r_data = shadow_rule_1_8;
-        16'h40a4:
-            csr__r_data = shadow_rule_1_9;
-        16'h40a8:
-            csr__r_data = shadow_rule_1_10;
-        16'h40ac:
-            csr__r_data = shadow_rule_1_11;
-        16'h40b0:
-            csr__r_data = shadow_rule_1_12;
-        16'h40b4:
-            csr__r_data = shadow_rule_1_13;
-        16'h40b8:
-            csr__r_data = shadow_rule_1_14;
-        16'h40bc:
-            csr__r_data = shadow_rule_1_15;
-        16'h40c0:
-            csr__r_data = shadow_rule_1_16;
-        16'h40c4:
-            csr__r_data = shadow_rule_1_17;
-        16'h40c8:
-            csr__r_data = shadow_rule_1_18;
-        16'h40cc:
-            csr__r_data = shadow_rule_1_19;
-        16'h40d0:
-            csr__r_data = shadow_rule_1_20;
-        16'h40d4:
-            csr__r_data = shadow_rule_1_21;
-        16'h40d8:
-            csr__r_data = shadow_rule_1_22;
-        16'h4100:
-            csr__r_data = shadow_rule_2_0;
-        16'h4104:
-            csr__r_data = shadow_rule_2_1;
-        16'h4108:
-            csr__r_data = shadow_rule_2_2;
-        16'h410c:
-            csr__r_data = shadow_rule_2_3;
-        16'h4110:
-            csr__r_data = shadow_rule_2_4;
-        16'h4114:
-            csr__r_data = shadow_rule_2_5;
-        16'h4118:
-            csr__r_data = shadow_rule_2_6;
-        16'h411c:
-            csr__r_data = shadow_rule_2_7;
-        16'h4120:
-            csr__r_data = shadow_rule_2_8;
-        16'h4124:
-            csr__r_data = shadow_rule_2_9;
-        16'h4128:
-            csr__r_data = shadow_rule_2_10;
-        16'h412c:
-            csr__r_data = shadow_rule_2_11;
-        16'h4130:
-            csr__r_data = shadow_rule_2_12;
-        16'h4134:
-            csr__r_data = shadow_rule_2_13;
-        16'h4138:
-            csr__r_data = shadow_rule_2_14;
-        16'h413c:
-            csr__r_data = shadow_rule_2_15;
-        16'h4140:
-            csr__r_data = shadow_rule_2_16;
-        16'h4144:
-            csr__r_data = shadow_rule_2_17;
-        16'h4148:
-            csr__r_data = shadow_rule_2_18;
-        16'h414c:
-            csr__r_data = shadow_rule_2_19;
-        16'h4150:
-            csr__r_data = shadow_rule_2_20;
-        16'h4154:
-            csr__r_data = shadow_rule_2_21;
-        16'h4158:
-            csr__r_data = shadow_rule_2_22;
-        16'h4180:
-            csr__r_data = shadow_rule_3_0;
-        16'h4184:
-            csr__r_data = shadow_rule_3_1;
-        16'h4188:
-            csr__r_data = shadow_rule_3_2;
-        16'h418c:
-            csr__r_data = shadow_rule_3_3;
-        16'h4190:
-            csr__r_data = shadow_rule_3_4;
-        16'h4194:
-            csr__r_data = shadow_rule_3_5;
-        16'h4198:
-            csr__r_data = shadow_rule_3_6;
-        16'h419c:
-            csr__r_data = shadow_rule_3_7;
-        16'h41a0:
-            csr__r_data = shadow_rule_3_8;
-        16'h41a4:
-            csr__r_data = shadow_rule_3_9;
-        16'h41a8:
-            csr__r_data = shadow_rule_3_10;
-        16'h41ac:
-            csr__r_data = shadow_rule_3_11;
-        16'h41b0:
-            csr__r_data = shadow_rule_3_12;
-        16'h41b4:
-            csr__r_data = shadow_rule_3_13;
-        16'h41b8:
-            csr__r_data = shadow_rule_3_14;
-        16'h41bc:
-            csr__r_data = shadow_rule_3_15;
-        16'h41c0:
-            csr__r_data = shadow_rule_3_16;
-        16'h41c4:
-            csr__r_data = shadow_rule_3_17;
-        16'h41c8:
-            csr__r_data = shadow_rule_3_18;
-        16'h41cc:
-            csr__r_data = shadow_rule_3_19;
-        16'h41d0:
-            csr__r_data = shadow_rule_3_20;
-        16'h41d4:
-            csr__r_data = shadow_rule_3_21;
-        16'h41d8:
-            csr__r_data = shadow_rule_3_22;
-        16'h4200:
-            csr__r_data = shadow_rule_4_0;
-        16'h4204:
-            csr__r_data = shadow_rule_4_1;
-        16'h4208:
-            csr__r_data = shadow_rule_4_2;
-        16'h420c:
-            csr__r_data = shadow_rule_4_3;
-        16'h4210:
-            csr__r_data = shadow_rule_4_4;
-        16'h4214:
-            csr__r_data = shadow_rule_4_5;
-        16'h4218:
-            csr__r_data = shadow_rule_4_6;
-        16'h421c:
-            csr__r_data = shadow_rule_4_7;
-        16'h4220:
-            csr__r_data = shadow_rule_4_8;
-        16'h4224:
-            csr__r_data = shadow_rule_4_9;
-        16'h4228:
-            csr__r_data = shadow_rule_4_10;
-        16'h422c:
-            csr__r_data = shadow_rule_4_11;
-        16'h4230:
-            csr__r_data = shadow_rule_4_12;
-        16'h4234:
-            csr__r_data = shadow_rule_4_13;
-        16'h4238:
-            csr__r_data = shadow_rule_4_14;
-        16'h423c:
-            csr__r_data = shadow_rule_4_15;
-        16'h4240:
-            csr__r_data = shadow_rule_4_16;
-        16'h4244:
-            csr__r_data = shadow_rule_4_17;
-        16'h4248:
-            csr__r_data = shadow_rule_4_18;
-        16'h424c:
-            csr__r_data = shadow_rule_4_19;
-        16'h4250:
-            csr__r_data = shadow_rule_4_20;
-        16'h4254:
-            csr__r_data = shadow_rule_4_21;
-        16'h4258:
-            csr__r_data = shadow_rule_4_22;
-        16'h4280:
-            csr__r_data = shadow_rule_5_0;
-        16'h4284:
-            csr__r_data = shadow_rule_5_1;
-        16'h4288:
-            csr__r_data = shadow_rule_5_2;
-        16'h428c:
-            csr__r_data = shadow_rule_5_3;
-        16'h4290:
-            csr__r_data = shadow_rule_5_4;
-        16'h4294:
-            csr__r_data = shadow_rule_5_5;
-        16'h4298:
-            csr__r_data = shadow_rule_5_6;
-        16'h429c:
-            csr__r_data = shadow_rule_5_7;
-        16'h42a0:
-            csr__r_data = shadow_rule_5_8;
-        16'h42a4:
-            csr__r_data = shadow_rule_5_9;
-        16'h42a8:
-            csr__r_data = shadow_rule_5_10;
-        16'h42ac:
-            csr__r_data = shadow_rule_5_11;
-        16'h42b0:
-            csr__r_data = shadow_rule_5_12;
-        16'h42b4:
-            csr__r_data = shadow_rule_5_13;
-        16'h42b8:
-            csr__r_data = shadow_rule_5_14;
-        16'h42bc:
-            csr__r_data = shadow_rule_5_15;
-        16'h42c0:
-            csr__r_data = shadow_rule_5_16;
-        16'h42c4:
-            csr__r_data = shadow_rule_5_17;
-        16'h42c8:
-            csr__r_data = shadow_rule_5_18;
-        16'h42cc:
-            csr__r_data = shadow_rule_5_19;
-        16'h42d0:
-            csr__r_data = shadow_rule_5_20;
-        16'h42d4:
-            csr__r_data = shadow_rule_5_21;
-        16'h42d8:
-            csr__r_data = shadow_rule_5_22;
-        16'h4300:
-            csr__r_data = shadow_rule_6_0;
-        16'h4304:
-            csr__r_data = shadow_rule_6_1;
-        16'h4308:
-            csr__r_data = shadow_rule_6_2;
-        16'h430c:
-            csr__r_data = shadow_rule_6_3;
-        16'h4310:
-            csr__r_data = shadow_rule_6_4;
-        16'h4314:
-            csr__r_data = shadow_rule_6_5;
-        16'h4318:
-            csr__r_data = shadow_rule_6_6;
-        16'h431c:
-            csr__r_data = shadow_rule_6_7;
-        16'h4320:
-            csr__r_data = shadow_rule_6_8;
-        16'h4324:
-            csr__r_data = shadow_rule_6_9;
-        16'h4328:
-            csr__r_data = shadow_rule_6_10;
-        16'h432c:
-            csr__r_data = shadow_rule_6_11;
-        16'h4330:
-            csr__r_data = shadow_rule_6_12;
-        16'h4334:
-            csr__r_data = shadow_rule_6_13;
-        16'h4338:
-            csr__r_data = shadow_rule_6_14;
-        16'h433c:
-            csr__r_data = shadow_rule_6_15;
-        16'h4340:
-            csr__r_data = shadow_rule_6_16;
-        16'h4344:
-            csr__r_data = shadow_rule_6_17;
-        16'h4348:
-            csr__r_data = shadow_rule_6_18;
-        16'h434c:
-            csr__r_data = shadow_rule_6_19;
-        16'h4350:
-            csr__r_data = shadow_rule_6_20;
-        16'h4354:
-            csr__r_data = shadow_rule_6_21;
-        16'h4358:
-            csr__r_data = shadow_rule_6_22;
-        16'h4380:
-            csr__r_data = shadow_rule_7_0;
-        16'h4384:
-            csr__r_data = shadow_rule_7_1;
-        16'h4388:
-            csr__r_data = shadow_rule_7_2;
-        16'h438c:
-            csr__r_data = shadow_rule_7_3;
-        16'h4390:
-            csr__r_data = shadow_rule_7_4;
-        16'h4394:
-            csr__r_data = shadow_rule_7_5;
-        16'h4398:
-            csr__r_data = shadow_rule_7_6;
-        16'h439c:
-            csr__r_data = shadow_rule_7_7;
-        16'h43a0:
-            csr__r_data = shadow_rule_7_8;
-        16'h43a4:
-            csr__r_data = shadow_rule_7_9;
-        16'h43a8:
-            csr__r_data = shadow_rule_7_10;
-        16'h43ac:
-            csr__r_data = shadow_rule_7_11;
-        16'h43b0:
-            csr__r_data = shadow_rule_7_12;
-        16'h43b4:
-            csr__r_data = shadow_rule_7_13;
-        16'h43b8:
-            csr__r_data = shadow_rule_7_14;
-        16'h43bc:
-            csr__r_data = shadow_rule_7_15;
-        16'h43c0:
-            csr__r_data = shadow_rule_7_16;
-        16'h43c4:
-            csr__r_data = shadow_rule_7_17;
-        16'h43c8:
-            csr__r_data = shadow_rule_7_18;
-        16'h43cc:
-            csr__r_data = shadow_rule_7_19;
-        16'h43d0:
-            csr__r_data = shadow_rule_7_20;
-        16'h43d4:
-            csr__r_data = shadow_rule_7_21;
-        16'h43d8:
-            csr__r_data = shadow_rule_7_22;
-        16'h4400:
-            csr__r_data = shadow_rule_8_0;
-        16'h4404:
-            csr__r_data = shadow_rule_8_1;
-        16'h4408:
-            csr__r_data = shadow_rule_8_2;
-        16'h440c:
-            csr__r_data = shadow_rule_8_3;
-        16'h4410:
-            csr__r_data = shadow_rule_8_4;
-        16'h4414:
-            csr__r_data = shadow_rule_8_5;
-        16'h4418:
-            csr__r_data = shadow_rule_8_6;
-        16'h441c:
-            csr__r_data = shadow_rule_8_7;
-        16'h4420:
-            csr__r_data = shadow_rule_8_8;
-        16'h4424:
-            csr__r_data = shadow_rule_8_9;
-        16'h4428:
-            csr__r_data = shadow_rule_8_10;
-        16'h442c:
-            csr__r_data = shadow_rule_8_11;
-        16'h4430:
-            csr__r_data = shadow_rule_8_12;
-        16'h4434:
-            csr__r_data = shadow_rule_8_13;
-        16'h4438:
-            csr__r_data = shadow_rule_8_14;
-        16'h443c:
-            csr__r_data = shadow_rule_8_15;
-        16'h4440:
-            csr__r_data = shadow_rule_8_16;
-        16'h4444:
-            csr__r_data = shadow_rule_8_17;
-        16'h4448:
-            csr__r_data = shadow_rule_8_18;
-        16'h444c:
-            csr__r_data = shadow_rule_8_19;
-        16'h4450:
-            csr__r_data = shadow_rule_8_20;
-        16'h4454:
-            csr__r_data = shadow_rule_8_21;
-        16'h4458:
-            csr__r_data = shadow_rule_8_22;
-        16'h4480:
-            csr__r_data = shadow_rule_9_0;
-        16'h4484:
-            csr__r_data = shadow_rule_9_1;
-        16'h4488:
-            csr__r_data = shadow_rule_9_2;
-        16'h448c:
-            csr__r_data = shadow_rule_9_3;
-        16'h4490:
-            csr__r_data = shadow_rule_9_4;
-        16'h4494:
-            csr__r_data = shadow_rule_9_5;
-        16'h4498:
-            csr__r_data = shadow_rule_9_6;
-        16'h449c:
-            csr__r_data = shadow_rule_9_7;
-        16'h44a0:
-            csr__r_data = shadow_rule_9_8;
-        16'h44a4:
-            csr__r_data = shadow_rule_9_9;
-        16'h44a8:
-            csr__r_data = shadow_rule_9_10;
-        16'h44ac:
-            csr__r_data = shadow_rule_9_11;
-        16'h44b0:
-            csr__r_data = shadow_rule_9_12;
-        16'h44b4:
-            csr__r_data = shadow_rule_9_13;
-        16'h44b8:
-            csr__r_data = shadow_rule_9_14;
-        16'h44bc:
-            csr__r_data = shadow_rule_9_15;
-        16'h44c0:
-            csr__r_data = shadow_rule_9_16;
-        16'h44c4:
-            csr__r_data = shadow_rule_9_17;
-        16'h44c8:
-            csr__r_data = shadow_rule_9_18;
-        16'h44cc:
-            csr__r_data = shadow_rule_9_19;
-        16'h44d0:
-            csr__r_data = shadow_rule_9_20;
-        16'h44d4:
-            csr__r_data = shadow_rule_9_21;
-        16'h44d8:
-            csr__r_data = shadow_rule_9_22;
-        16'h4500:
-            csr__r_data = shadow_rule_10_0;
-        16'h4504:
-            csr__r_data = shadow_rule_10_1;
-        16'h4508:
-            csr__r_data = shadow_rule_10_2;
-        16'h450c:
-            csr__r_data = shadow_rule_10_3;
-        16'h4510:
-            csr__r_data = shadow_rule_10_4;
-        16'h4514:
-            csr__r_data = shadow_rule_10_5;
-        16'h4518:
-            csr__r_data = shadow_rule_10_6;
-        16'h451c:
-            csr__r_data = shadow_rule_10_7;
-        16'h4520:
-            csr__r_data = shadow_rule_10_8;
-        16'h4524:
-            csr__r_data = shadow_rule_10_9;
-        16'h4528:
-            csr__r_data = shadow_rule_10_10;
-        16'h452c:
-            csr__r_data = shadow_rule_10_11;
-        16'h4530:
-            csr__r_data = shadow_rule_10_12;
-        16'h4534:
-            csr__r_data = shadow_rule_10_13;
-        16'h4538:
-            csr__r_data = shadow_rule_10_14;
-        16'h453c:
-            csr__r_data = shadow_rule_10_15;
-        16'h4540:
-            csr__r_data = shadow_rule_10_16;
-        16'h4544:
-            csr__r_data = shadow_rule_10_17;
-        16'h4548:
-            csr__r_data = shadow_rule_10_18;
-        16'h454c:
-            csr__r_data = shadow_rule_10_19;
-        16'h4550:
-            csr__r_data = shadow_rule_10_20;
-        16'h4554:
-            csr__r_data = shadow_rule_10_21;
-        16'h4558:
-            csr__r_data = shadow_rule_10_22;
-        16'h4580:
-            csr__r_data = shadow_rule_11_0;
-        16'h4584:
-            csr__r_data = shadow_rule_11_1;
-        16'h4588:
-            csr__r_data = shadow_rule_11_2;
-        16'h458c:
-            csr__r_data = shadow_rule_11_3;
-        16'h4590:
-            csr__r_data = shadow_rule_11_4;
-        16'h4594:
-            csr__r_data = shadow_rule_11_5;
-        16'h4598:
-            csr__r_data = shadow_rule_11_6;
-        16'h459c:
-            csr__r_data = shadow_rule_11_7;
-        16'h45a0:
-            csr__r_data = shadow_rule_11_8;
-        16'h45a4:
-            csr__r_data = shadow_rule_11_9;
-        16'h45a8:
-            csr__r_data = shadow_rule_11_10;
-        16'h45ac:
-            csr__r_data = shadow_rule_11_11;
-        16'h45b0:
-            csr__r_data = shadow_rule_11_12;
-        16'h45b4:
-            csr__r_data = shadow_rule_11_13;
-        16'h45b8:
-            csr__r_data = shadow_rule_11_14;
-        16'h45bc:
-            csr__r_data = shadow_rule_11_15;
-        16'h45c0:
-            csr__r_data = shadow_rule_11_16;
-        16'h45c4:
-            csr__r_data = shadow_rule_11_17;
-        16'h45c8:
-            csr__r_data = shadow_rule_11_18;
-        16'h45cc:
-            csr__r_data = shadow_rule_11_19;
-        16'h45d0:
-            csr__r_data = shadow_rule_11_20;
-        16'h45d4:
-            csr__r_data = shadow_rule_11_21;
-        16'h45d8:
-            csr__r_data = shadow_rule_11_22;
-        16'h4600:
-            csr__r_data = shadow_rule_12_0;
-        16'h4604:
-            csr__r_data = shadow_rule_12_1;
-        16'h4608:
-            csr__r_data = shadow_rule_12_2;
-        16'h460c:
-            csr__r_data = shadow_rule_12_3;
-        16'h4610:
-            csr__r_data = shadow_rule_12_4;
-        16'h4614:
-            csr__r_data = shadow_rule_12_5;
-        16'h4618:
-            csr__r_data = shadow_rule_12_6;
-        16'h461c:
-            csr__r_data = shadow_rule_12_7;
-        16'h4620:
-            csr__r_data = shadow_rule_12_8;
-        16'h4624:
-            csr__r_data = shadow_rule_12_9;
-        16'h4628:
-            csr__r_data = shadow_rule_12_10;
-        16'h462c:
-            csr__r_data = shadow_rule_12_11;
-        16'h4630:
-            csr__r_data = shadow_rule_12_12;
-        16'h4634:
-            csr__r_data = shadow_rule_12_13;
-        16'h4638:
-            csr__r_data = shadow_rule_12_14;
-        16'h463c:
-            csr__r_data = shadow_rule_12_15;
-        16'h4640:
-            csr__r_data = shadow_rule_12_16;
-        16'h4644:
-            csr__r_data = shadow_rule_12_17;
-        16'h4648:
-            csr__r_data = shadow_rule_12_18;
-        16'h464c:
-            csr__r_data = shadow_rule_12_19;
-        16'h4650:
-            csr__r_data = shadow_rule_12_20;
-        16'h4654:
-            csr__r_data = shadow_rule_12_21;
-        16'h4658:
-            csr__r_data = shadow_rule_12_22;
-        16'h4680:
-            csr__r_data = shadow_rule_13_0;
-        16'h4684:
-            csr__r_data = shadow_rule_13_1;
-        16'h4688:
-            csr__r_data = shadow_rule_13_2;
-        16'h468c:
-            csr__r_data = shadow_rule_13_3;
-        16'h4690:
-            csr__r_data = shadow_rule_13_4;
-        16'h4694:
-            csr__r_data = shadow_rule_13_5;
-        16'h4698:
-            csr__r_data = shadow_rule_13_6;
-        16'h469c:
-            csr__r_data = shadow_rule_13_7;
-        16'h46a0:
-            csr__r_data = shadow_rule_13_8;
-        16'h46a4:
-            csr__r_data = shadow_rule_13_9;
-        16'h46a8:
-            csr__r_data = shadow_rule_13_10;
-        16'h46ac:
-            csr__r_data = shadow_rule_13_11;
-        16'h46b0:
-            csr__r_data = shadow_rule_13_12;
-        16'h46b4:
-            csr__r_data = shadow_rule_13_13;
-        16'h46b8:
-            csr__r_data = shadow_rule_13_14;
-        16'h46bc:
-            csr__r_data = shadow_rule_13_15;
-        16'h46c0:
-            csr__r_data = shadow_rule_13_16;
-        16'h46c4:
-            csr__r_data = shadow_rule_13_17;
-        16'h46c8:
-            csr__r_data = shadow_rule_13_18;
-        16'h46cc:
-            csr__r_data = shadow_rule_13_19;
-        16'h46d0:
-            csr__r_data = shadow_rule_13_20;
-        16'h46d4:
-            csr__r_data = shadow_rule_13_21;
-        16'h46d8:
-            csr__r_data = shadow_rule_13_22;
-        16'h4700:
-            csr__r_data = shadow_rule_14_0;
-        16'h4704:
-            csr__r_data = shadow_rule_14_1;
-        16'h4708:
-            csr__r_data = shadow_rule_14_2;
-        16'h470c:
-            csr__r_data = shadow_rule_14_3;
-        16'h4710:
-            csr__r_data = shadow_rule_14_4;
-        16'h4714:
-            csr__r_data = shadow_rule_14_5;
-        16'h4718:
-            csr__r_data = shadow_rule_14_6;
-        16'h471c:
-            csr__r_data = shadow_rule_14_7;
-        16'h4720:
-            csr__r_data = shadow_rule_14_8;
-        16'h4724:
-            csr__r_data = shadow_rule_14_9;
-        16'h4728:
-            csr__r_data = shadow_rule_14_10;
-        16'h472c:
-            csr__r_data = shadow_rule_14_11;
-        16'h4730:
-            csr__r_data = shadow_rule_14_12;
-        16'h4734:
-            csr__r_data = shadow_rule_14_13;
-        16'h4738:
-            csr__r_data = shadow_rule_14_14;
-        16'h473c:
-            csr__r_data = shadow_rule_14_15;
-        16'h4740:
-            csr__r_data = shadow_rule_14_16;
-        16'h4744:
-            csr__r_data = shadow_rule_14_17;
-        16'h4748:
-            csr__r_data = shadow_rule_14_18;
-        16'h474c:
-            csr__r_data = shadow_rule_14_19;
-        16'h4750:
-            csr__r_data = shadow_rule_14_20;
-        16'h4754:
-            csr__r_data = shadow_rule_14_21;
-        16'h4758:
-            csr__r_data = shadow_rule_14_22;
-        16'h4780:
-            csr__r_data = shadow_rule_15_0;
-        16'h4784:
-            csr__r_data = shadow_rule_15_1;
-        16'h4788:
-            csr__r_data = shadow_rule_15_2;
-        16'h478c:
-            csr__r_data = shadow_rule_15_3;
-        16'h4790:
-            csr__r_data = shadow_rule_15_4;
-        16'h4794:
-            csr__r_data = shadow_rule_15_5;
-        16'h4798:
-            csr__r_data = shadow_rule_15_6;
-        16'h479c:
-            csr__r_data = shadow_rule_15_7;
-        16'h47a0:
-            csr__r_data = shadow_rule_15_8;
-        16'h47a4:
-            csr__r_data = shadow_rule_15_9;
-        16'h47a8:
-            csr__r_data = shadow_rule_15_10;
-        16'h47ac:
-            csr__r_data = shadow_rule_15_11;
-        16'h47b0:
-            csr__r_data = shadow_rule_15_12;
-        16'h47b4:
-            csr__r_data = shadow_rule_15_13;
-        16'h47b8:
-            csr__r_data = shadow_rule_15_14;
-        16'h47bc:
-            csr__r_data = shadow_rule_15_15;
-        16'h47c0:
-            csr__r_data = shadow_rule_15_16;
-        16'h47c4:
-            csr__r_data = shadow_rule_15_17;
-        16'h47c8:
-            csr__r_data = shadow_rule_15_18;
-        16'h47cc:
-            csr__r_data = shadow_rule_15_19;
-        16'h47d0:
-            csr__r_data = shadow_rule_15_20;
-        16'h47d4:
-            csr__r_data = shadow_rule_15_21;
-        16'h47d8:
-            csr__r_data = shadow_rule_15_22;
       endcase
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     counters__r_stb = 1'h0;
-    if (\$4 ) begin
-    end else if (\$52 ) begin
+    if (\$8 ) begin
+    end else if (\$56 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     counters__w_stb = 1'h0;
-    if (\$4 ) begin
-    end else if (\$52 ) begin
+    if (\$8 ) begin
+    end else if (\$56 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$873  = hash_enable;
-    if (commit_apply) begin
-      \$873  = shadow_ctrl_0_0[7:0];
-    end
-    if (rst) begin
-      \$873  = 8'h7e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$874  = symmetric;
-    if (commit_apply) begin
-      \$874  = shadow_ctrl_0_0[8];
-    end
-    if (rst) begin
-      \$874  = 1'h0;
+    rule_w__en = 1'h0;
+    if (\$8 ) begin
+    end else if (\$56 ) begin
+    end else if (\$62 ) begin
+      if (\$68 ) begin
+        rule_w__en = 1'h1;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$875  = pass_errors;
-    if (commit_apply) begin
-      \$875  = shadow_ctrl_0_0[9];
+    \$587  = 1'h0;
+    if (copying) begin
+      \$587  = 1'h1;
     end
     if (rst) begin
-      \$875  = 1'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$876  = max_frame;
-    if (commit_apply) begin
-      \$876  = shadow_max_frame_0_0[15:0];
+    \$588  = copying;
+    if (\$77 ) begin
+      \$588  = 1'h1;
+    end
+    if (copying) begin
+      if (\$79 ) begin
+        \$588  = 1'h0;
+      end
     end
     if (rst) begin
-      \$876  = 16'h05f2;
+      \$588  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$877  = direct_ethertype;
-    if (commit_apply) begin
-      \$877  = shadow_direct_ethertype_0_0[15:0];
+    \$589  = copy_addr;
+    if (\$77 ) begin
+      \$589  = 9'h000;
+    end
+    if (copying) begin
+      \$589  = \$78 [8:0];
     end
     if (rst) begin
-      \$877  = 16'h88b5;
+      \$589  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$878  = default_action;
-    if (commit_apply) begin
-      \$878  = shadow_default_action_0_0[19:0];
+    \$590  = copy_at;
+    if (copying) begin
+      \$590  = copy_addr;
     end
     if (rst) begin
-      \$878  = 20'h90000;
+      \$590  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$879  = key;
-    if (commit_apply) begin
-      \$879  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
-    end
-    if (rst) begin
-      \$879  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$880  = rules;
-    if (commit_apply) begin
-      \$880 [716:0] = { shadow_rule_0_22[12:0], shadow_rule_0_21, shadow_rule_0_20, shadow_rule_0_19, shadow_rule_0_18, shadow_rule_0_17, shadow_rule_0_16, shadow_rule_0_15, shadow_rule_0_14, shadow_rule_0_13, shadow_rule_0_12, shadow_rule_0_11, shadow_rule_0_10, shadow_rule_0_9, shadow_rule_0_8, shadow_rule_0_7, shadow_rule_0_6, shadow_rule_0_5, shadow_rule_0_4, shadow_rule_0_3, shadow_rule_0_2, shadow_rule_0_1, shadow_rule_0_0 };
-      \$880 [1433:717] = { shadow_rule_1_22[12:0], shadow_rule_1_21, shadow_rule_1_20, shadow_rule_1_19, shadow_rule_1_18, shadow_rule_1_17, shadow_rule_1_16, shadow_rule_1_15, shadow_rule_1_14, shadow_rule_1_13, shadow_rule_1_12, shadow_rule_1_11, shadow_rule_1_10, shadow_rule_1_9, shadow_rule_1_8, shadow_rule_1_7, shadow_rule_1_6, shadow_rule_1_5, shadow_rule_1_4, shadow_rule_1_3, shadow_rule_1_2, shadow_rule_1_1, shadow_rule_1_0 };
-      \$880 [2150:1434] = { shadow_rule_2_22[12:0], shadow_rule_2_21, shadow_rule_2_20, shadow_rule_2_19, shadow_rule_2_18, shadow_rule_2_17, shadow_rule_2_16, shadow_rule_2_15, shadow_rule_2_14, shadow_rule_2_13, shadow_rule_2_12, shadow_rule_2_11, shadow_rule_2_10, shadow_rule_2_9, shadow_rule_2_8, shadow_rule_2_7, shadow_rule_2_6, shadow_rule_2_5, shadow_rule_2_4, shadow_rule_2_3, shadow_rule_2_2, shadow_rule_2_1, shadow_rule_2_0 };
-      \$880 [2867:2151] = { shadow_rule_3_22[12:0], shadow_rule_3_21, shadow_rule_3_20, shadow_rule_3_19, shadow_rule_3_18, shadow_rule_3_17, shadow_rule_3_16, shadow_rule_3_15, shadow_rule_3_14, shadow_rule_3_13, shadow_rule_3_12, shadow_rule_3_11, shadow_rule_3_10, shadow_rule_3_9, shadow_rule_3_8, shadow_rule_3_7, shadow_rule_3_6, shadow_rule_3_5, shadow_rule_3_4, shadow_rule_3_3, shadow_rule_3_2, shadow_rule_3_1, shadow_rule_3_0 };
-      \$880 [3584:2868] = { shadow_rule_4_22[12:0], shadow_rule_4_21, shadow_rule_4_20, shadow_rule_4_19, shadow_rule_4_18, shadow_rule_4_17, shadow_rule_4_16, shadow_rule_4_15, shadow_rule_4_14, shadow_rule_4_13, shadow_rule_4_12, shadow_rule_4_11, shadow_rule_4_10, shadow_rule_4_9, shadow_rule_4_8, shadow_rule_4_7, shadow_rule_4_6, shadow_rule_4_5, shadow_rule_4_4, shadow_rule_4_3, shadow_rule_4_2, shadow_rule_4_1, shadow_rule_4_0 };
-      \$880 [4301:3585] = { shadow_rule_5_22[12:0], shadow_rule_5_21, shadow_rule_5_20, shadow_rule_5_19, shadow_rule_5_18, shadow_rule_5_17, shadow_rule_5_16, shadow_rule_5_15, shadow_rule_5_14, shadow_rule_5_13, shadow_rule_5_12, shadow_rule_5_11, shadow_rule_5_10, shadow_rule_5_9, shadow_rule_5_8, shadow_rule_5_7, shadow_rule_5_6, shadow_rule_5_5, shadow_rule_5_4, shadow_rule_5_3, shadow_rule_5_2, shadow_rule_5_1, shadow_rule_5_0 };
-      \$880 [5018:4302] = { shadow_rule_6_22[12:0], shadow_rule_6_21, shadow_rule_6_20, shadow_rule_6_19, shadow_rule_6_18, shadow_rule_6_17, shadow_rule_6_16, shadow_rule_6_15, shadow_rule_6_14, shadow_rule_6_13, shadow_rule_6_12, shadow_rule_6_11, shadow_rule_6_10, shadow_rule_6_9, shadow_rule_6_8, shadow_rule_6_7, shadow_rule_6_6, shadow_rule_6_5, shadow_rule_6_4, shadow_rule_6_3, shadow_rule_6_2, shadow_rule_6_1, shadow_rule_6_0 };
-      \$880 [5735:5019] = { shadow_rule_7_22[12:0], shadow_rule_7_21, shadow_rule_7_20, shadow_rule_7_19, shadow_rule_7_18, shadow_rule_7_17, shadow_rule_7_16, shadow_rule_7_15, shadow_rule_7_14, shadow_rule_7_13, shadow_rule_7_12, shadow_rule_7_11, shadow_rule_7_10, shadow_rule_7_9, shadow_rule_7_8, shadow_rule_7_7, shadow_rule_7_6, shadow_rule_7_5, shadow_rule_7_4, shadow_rule_7_3, shadow_rule_7_2, shadow_rule_7_1, shadow_rule_7_0 };
-      \$880 [6452:5736] = { shadow_rule_8_22[12:0], shadow_rule_8_21, shadow_rule_8_20, shadow_rule_8_19, shadow_rule_8_18, shadow_rule_8_17, shadow_rule_8_16, shadow_rule_8_15, shadow_rule_8_14, shadow_rule_8_13, shadow_rule_8_12, shadow_rule_8_11, shadow_rule_8_10, shadow_rule_8_9, shadow_rule_8_8, shadow_rule_8_7, shadow_rule_8_6, shadow_rule_8_5, shadow_rule_8_4, shadow_rule_8_3, shadow_rule_8_2, shadow_rule_8_1, shadow_rule_8_0 };
-      \$880 [7169:6453] = { shadow_rule_9_22[12:0], shadow_rule_9_21, shadow_rule_9_20, shadow_rule_9_19, shadow_rule_9_18, shadow_rule_9_17, shadow_rule_9_16, shadow_rule_9_15, shadow_rule_9_14, shadow_rule_9_13, shadow_rule_9_12, shadow_rule_9_11, shadow_rule_9_10, shadow_rule_9_9, shadow_rule_9_8, shadow_rule_9_7, shadow_rule_9_6, shadow_rule_9_5, shadow_rule_9_4, shadow_rule_9_3, shadow_rule_9_2, shadow_rule_9_1, shadow_rule_9_0 };
-      \$880 [7886:7170] = { shadow_rule_10_22[12:0], shadow_rule_10_21, shadow_rule_10_20, shadow_rule_10_19, shadow_rule_10_18, shadow_rule_10_17, shadow_rule_10_16, shadow_rule_10_15, shadow_rule_10_14, shadow_rule_10_13, shadow_rule_10_12, shadow_rule_10_11, shadow_rule_10_10, shadow_rule_10_9, shadow_rule_10_8, shadow_rule_10_7, shadow_rule_10_6, shadow_rule_10_5, shadow_rule_10_4, shadow_rule_10_3, shadow_rule_10_2, shadow_rule_10_1, shadow_rule_10_0 };
-      \$880 [8603:7887] = { shadow_rule_11_22[12:0], shadow_rule_11_21, shadow_rule_11_20, shadow_rule_11_19, shadow_rule_11_18, shadow_rule_11_17, shadow_rule_11_16, shadow_rule_11_15, shadow_rule_11_14, shadow_rule_11_13, shadow_rule_11_12, shadow_rule_11_11, shadow_rule_11_10, shadow_rule_11_9, shadow_rule_11_8, shadow_rule_11_7, shadow_rule_11_6, shadow_rule_11_5, shadow_rule_11_4, shadow_rule_11_3, shadow_rule_11_2, shadow_rule_11_1, shadow_rule_11_0 };
-      \$880 [9320:8604] = { shadow_rule_12_22[12:0], shadow_rule_12_21, shadow_rule_12_20, shadow_rule_12_19, shadow_rule_12_18, shadow_rule_12_17, shadow_rule_12_16, shadow_rule_12_15, shadow_rule_12_14, shadow_rule_12_13, shadow_rule_12_12, shadow_rule_12_11, shadow_rule_12_10, shadow_rule_12_9, shadow_rule_12_8, shadow_rule_12_7, shadow_rule_12_6, shadow_rule_12_5, shadow_rule_12_4, shadow_rule_12_3, shadow_rule_12_2, shadow_rule_12_1, shadow_rule_12_0 };
-      \$880 [10037:9321] = { shadow_rule_13_22[12:0], shadow_rule_13_21, shadow_rule_13_20, shadow_rule_13_19, shadow_rule_13_18, shadow_rule_13_17, shadow_rule_13_16, shadow_rule_13_15, shadow_rule_13_14, shadow_rule_13_13, shadow_rule_13_12, shadow_rule_13_11, shadow_rule_13_10, shadow_rule_13_9, shadow_rule_13_8, shadow_rule_13_7, shadow_rule_13_6, shadow_rule_13_5, shadow_rule_13_4, shadow_rule_13_3, shadow_rule_13_2, shadow_rule_13_1, shadow_rule_13_0 };
-      \$880 [10754:10038] = { shadow_rule_14_22[12:0], shadow_rule_14_21, shadow_rule_14_20, shadow_rule_14_19, shadow_rule_14_18, shadow_rule_14_17, shadow_rule_14_16, shadow_rule_14_15, shadow_rule_14_14, shadow_rule_14_13, shadow_rule_14_12, shadow_rule_14_11, shadow_rule_14_10, shadow_rule_14_9, shadow_rule_14_8, shadow_rule_14_7, shadow_rule_14_6, shadow_rule_14_5, shadow_rule_14_4, shadow_rule_14_3, shadow_rule_14_2, shadow_rule_14_1, shadow_rule_14_0 };
-      \$880 [11471:10755] = { shadow_rule_15_22[12:0], shadow_rule_15_21, shadow_rule_15_20, shadow_rule_15_19, shadow_rule_15_18, shadow_rule_15_17, shadow_rule_15_16, shadow_rule_15_15, shadow_rule_15_14, shadow_rule_15_13, shadow_rule_15_12, shadow_rule_15_11, shadow_rule_15_10, shadow_rule_15_9, shadow_rule_15_8, shadow_rule_15_7, shadow_rule_15_6, shadow_rule_15_5, shadow_rule_15_4, shadow_rule_15_3, shadow_rule_15_2, shadow_rule_15_1, shadow_rule_15_0 };
-    end
-    if (rst) begin
-      \$880  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$881  = generation;
-    if (commit_apply) begin
-      \$881  = \$54 [15:0];
-    end
-    if (rst) begin
-      \$881  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$882  = commit_pending;
-    if (commit_apply) begin
-      \$882  = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+    \$591  = rules;
+    if (landing) begin
+      if (\$80 ) begin
+        \$591 [31:0] = rule_r__data;
+      end
+      if (\$81 ) begin
+        \$591 [63:32] = rule_r__data;
+      end
+      if (\$82 ) begin
+        \$591 [95:64] = rule_r__data;
+      end
+      if (\$83 ) begin
+        \$591 [127:96] = rule_r__data;
+      end
+      if (\$84 ) begin
+        \$591 [159:128] = rule_r__data;
+      end
+      if (\$85 ) begin
+        \$591 [191:160] = rule_r__data;
+      end
+      if (\$86 ) begin
+        \$591 [223:192] = rule_r__data;
+      end
+      if (\$87 ) begin
+        \$591 [255:224] = rule_r__data;
+      end
+      if (\$88 ) begin
+        \$591 [287:256] = rule_r__data;
+      end
+      if (\$89 ) begin
+        \$591 [319:288] = rule_r__data;
+      end
+      if (\$90 ) begin
+        \$591 [351:320] = rule_r__data;
+      end
+      if (\$91 ) begin
+        \$591 [383:352] = rule_r__data;
+      end
+      if (\$92 ) begin
+        \$591 [415:384] = rule_r__data;
+      end
+      if (\$93 ) begin
+        \$591 [447:416] = rule_r__data;
+      end
+      if (\$94 ) begin
+        \$591 [479:448] = rule_r__data;
+      end
+      if (\$95 ) begin
+        \$591 [511:480] = rule_r__data;
+      end
+      if (\$96 ) begin
+        \$591 [543:512] = rule_r__data;
+      end
+      if (\$97 ) begin
+        \$591 [575:544] = rule_r__data;
+      end
+      if (\$98 ) begin
+        \$591 [607:576] = rule_r__data;
+      end
+      if (\$99 ) begin
+        \$591 [639:608] = rule_r__data;
+      end
+      if (\$100 ) begin
+        \$591 [671:640] = rule_r__data;
+      end
+      if (\$101 ) begin
+        \$591 [703:672] = rule_r__data;
+      end
+      if (\$102 ) begin
+        \$591 [716:704] = rule_r__data[12:0];
+      end
+      if (\$103 ) begin
+        \$591 [748:717] = rule_r__data;
+      end
+      if (\$104 ) begin
+        \$591 [780:749] = rule_r__data;
+      end
+      if (\$105 ) begin
+        \$591 [812:781] = rule_r__data;
+      end
+      if (\$106 ) begin
+        \$591 [844:813] = rule_r__data;
+      end
+      if (\$107 ) begin
+        \$591 [876:845] = rule_r__data;
+      end
       if (\$108 ) begin
-        \$882  = 1'h1;
+        \$591 [908:877] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$882  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$883  = shadow_ctrl_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$109 ) begin
+        \$591 [940:909] = rule_r__data;
+      end
       if (\$110 ) begin
-        \$883  = csr__w_data;
+        \$591 [972:941] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$883  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$884  = shadow_max_frame_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$111 ) begin
+        \$591 [1004:973] = rule_r__data;
+      end
       if (\$112 ) begin
-        \$884  = csr__w_data;
+        \$591 [1036:1005] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$884  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$885  = shadow_direct_ethertype_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$113 ) begin
+        \$591 [1068:1037] = rule_r__data;
+      end
       if (\$114 ) begin
-        \$885  = csr__w_data;
+        \$591 [1100:1069] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$885  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$886  = shadow_default_action_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$115 ) begin
+        \$591 [1132:1101] = rule_r__data;
+      end
       if (\$116 ) begin
-        \$886  = csr__w_data;
+        \$591 [1164:1133] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$886  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$887  = shadow_rss_key_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$117 ) begin
+        \$591 [1196:1165] = rule_r__data;
+      end
       if (\$118 ) begin
-        \$887  = csr__w_data;
+        \$591 [1228:1197] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$887  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$888  = shadow_rss_key_1_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$119 ) begin
+        \$591 [1260:1229] = rule_r__data;
+      end
       if (\$120 ) begin
-        \$888  = csr__w_data;
+        \$591 [1292:1261] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$888  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$889  = shadow_rss_key_2_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$121 ) begin
+        \$591 [1324:1293] = rule_r__data;
+      end
       if (\$122 ) begin
-        \$889  = csr__w_data;
+        \$591 [1356:1325] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$889  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$890  = shadow_rss_key_3_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$123 ) begin
+        \$591 [1388:1357] = rule_r__data;
+      end
       if (\$124 ) begin
-        \$890  = csr__w_data;
+        \$591 [1420:1389] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$890  = 32'd1134792624;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$891  = shadow_rss_key_4_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$125 ) begin
+        \$591 [1433:1421] = rule_r__data[12:0];
+      end
       if (\$126 ) begin
-        \$891  = csr__w_data;
+        \$591 [1465:1434] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$891  = 32'd3502910411;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$892  = shadow_rss_key_5_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$127 ) begin
+        \$591 [1497:1466] = rule_r__data;
+      end
       if (\$128 ) begin
-        \$892  = csr__w_data;
+        \$591 [1529:1498] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$892  = 32'd2927308980;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$893  = shadow_rss_key_6_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$129 ) begin
+        \$591 [1561:1530] = rule_r__data;
+      end
       if (\$130 ) begin
-        \$893  = csr__w_data;
+        \$591 [1593:1562] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$893  = 32'd2009804195;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$894  = shadow_rss_key_7_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$131 ) begin
+        \$591 [1625:1594] = rule_r__data;
+      end
       if (\$132 ) begin
-        \$894  = csr__w_data;
+        \$591 [1657:1626] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$894  = 32'd2150691340;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$895  = shadow_rss_key_8_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$133 ) begin
+        \$591 [1689:1658] = rule_r__data;
+      end
       if (\$134 ) begin
-        \$895  = csr__w_data;
+        \$591 [1721:1690] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$895  = 32'd1782757179;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$896  = shadow_rss_key_9_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$135 ) begin
+        \$591 [1753:1722] = rule_r__data;
+      end
       if (\$136 ) begin
-        \$896  = csr__w_data;
+        \$591 [1785:1754] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$896  = 32'd3198943738;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$897  = shadow_rule_0_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$137 ) begin
+        \$591 [1817:1786] = rule_r__data;
+      end
       if (\$138 ) begin
-        \$897  = csr__w_data;
+        \$591 [1849:1818] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$897  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$898  = shadow_rule_0_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$139 ) begin
+        \$591 [1881:1850] = rule_r__data;
+      end
       if (\$140 ) begin
-        \$898  = csr__w_data;
+        \$591 [1913:1882] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$898  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$899  = shadow_rule_0_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$141 ) begin
+        \$591 [1945:1914] = rule_r__data;
+      end
       if (\$142 ) begin
-        \$899  = csr__w_data;
+        \$591 [1977:1946] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$899  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$900  = shadow_rule_0_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$143 ) begin
+        \$591 [2009:1978] = rule_r__data;
+      end
       if (\$144 ) begin
-        \$900  = csr__w_data;
+        \$591 [2041:2010] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$900  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$901  = shadow_rule_0_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$145 ) begin
+        \$591 [2073:2042] = rule_r__data;
+      end
       if (\$146 ) begin
-        \$901  = csr__w_data;
+        \$591 [2105:2074] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$901  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$902  = shadow_rule_0_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$147 ) begin
+        \$591 [2137:2106] = rule_r__data;
+      end
       if (\$148 ) begin
-        \$902  = csr__w_data;
+        \$591 [2150:2138] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$902  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$903  = shadow_rule_0_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$149 ) begin
+        \$591 [2182:2151] = rule_r__data;
+      end
       if (\$150 ) begin
-        \$903  = csr__w_data;
+        \$591 [2214:2183] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$903  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$904  = shadow_rule_0_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$151 ) begin
+        \$591 [2246:2215] = rule_r__data;
+      end
       if (\$152 ) begin
-        \$904  = csr__w_data;
+        \$591 [2278:2247] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$904  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$905  = shadow_rule_0_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$153 ) begin
+        \$591 [2310:2279] = rule_r__data;
+      end
       if (\$154 ) begin
-        \$905  = csr__w_data;
+        \$591 [2342:2311] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$905  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$906  = shadow_rule_0_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$155 ) begin
+        \$591 [2374:2343] = rule_r__data;
+      end
       if (\$156 ) begin
-        \$906  = csr__w_data;
+        \$591 [2406:2375] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$906  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$907  = shadow_rule_0_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$157 ) begin
+        \$591 [2438:2407] = rule_r__data;
+      end
       if (\$158 ) begin
-        \$907  = csr__w_data;
+        \$591 [2470:2439] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$907  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$908  = shadow_rule_0_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$159 ) begin
+        \$591 [2502:2471] = rule_r__data;
+      end
       if (\$160 ) begin
-        \$908  = csr__w_data;
+        \$591 [2534:2503] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$908  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$909  = shadow_rule_0_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$161 ) begin
+        \$591 [2566:2535] = rule_r__data;
+      end
       if (\$162 ) begin
-        \$909  = csr__w_data;
+        \$591 [2598:2567] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$909  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$910  = shadow_rule_0_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$163 ) begin
+        \$591 [2630:2599] = rule_r__data;
+      end
       if (\$164 ) begin
-        \$910  = csr__w_data;
+        \$591 [2662:2631] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$910  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$911  = shadow_rule_0_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$165 ) begin
+        \$591 [2694:2663] = rule_r__data;
+      end
       if (\$166 ) begin
-        \$911  = csr__w_data;
+        \$591 [2726:2695] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$911  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$912  = shadow_rule_0_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$167 ) begin
+        \$591 [2758:2727] = rule_r__data;
+      end
       if (\$168 ) begin
-        \$912  = csr__w_data;
+        \$591 [2790:2759] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$912  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$913  = shadow_rule_0_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$169 ) begin
+        \$591 [2822:2791] = rule_r__data;
+      end
       if (\$170 ) begin
-        \$913  = csr__w_data;
+        \$591 [2854:2823] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$913  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$914  = shadow_rule_0_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$171 ) begin
+        \$591 [2867:2855] = rule_r__data[12:0];
+      end
       if (\$172 ) begin
-        \$914  = csr__w_data;
+        \$591 [2899:2868] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$914  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$915  = shadow_rule_0_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$173 ) begin
+        \$591 [2931:2900] = rule_r__data;
+      end
       if (\$174 ) begin
-        \$915  = csr__w_data;
+        \$591 [2963:2932] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$915  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$916  = shadow_rule_0_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$175 ) begin
+        \$591 [2995:2964] = rule_r__data;
+      end
       if (\$176 ) begin
-        \$916  = csr__w_data;
+        \$591 [3027:2996] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$916  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$917  = shadow_rule_0_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$177 ) begin
+        \$591 [3059:3028] = rule_r__data;
+      end
       if (\$178 ) begin
-        \$917  = csr__w_data;
+        \$591 [3091:3060] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$917  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$918  = shadow_rule_0_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$179 ) begin
+        \$591 [3123:3092] = rule_r__data;
+      end
       if (\$180 ) begin
-        \$918  = csr__w_data;
+        \$591 [3155:3124] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$918  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$919  = shadow_rule_0_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$181 ) begin
+        \$591 [3187:3156] = rule_r__data;
+      end
       if (\$182 ) begin
-        \$919  = csr__w_data;
+        \$591 [3219:3188] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$919  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$920  = shadow_rule_1_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$183 ) begin
+        \$591 [3251:3220] = rule_r__data;
+      end
       if (\$184 ) begin
-        \$920  = csr__w_data;
+        \$591 [3283:3252] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$920  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$921  = shadow_rule_1_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$185 ) begin
+        \$591 [3315:3284] = rule_r__data;
+      end
       if (\$186 ) begin
-        \$921  = csr__w_data;
+        \$591 [3347:3316] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$921  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$922  = shadow_rule_1_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$187 ) begin
+        \$591 [3379:3348] = rule_r__data;
+      end
       if (\$188 ) begin
-        \$922  = csr__w_data;
+        \$591 [3411:3380] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$922  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$923  = shadow_rule_1_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$189 ) begin
+        \$591 [3443:3412] = rule_r__data;
+      end
       if (\$190 ) begin
-        \$923  = csr__w_data;
+        \$591 [3475:3444] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$923  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$924  = shadow_rule_1_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$191 ) begin
+        \$591 [3507:3476] = rule_r__data;
+      end
       if (\$192 ) begin
-        \$924  = csr__w_data;
+        \$591 [3539:3508] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$924  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$925  = shadow_rule_1_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$193 ) begin
+        \$591 [3571:3540] = rule_r__data;
+      end
       if (\$194 ) begin
-        \$925  = csr__w_data;
+        \$591 [3584:3572] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$925  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$926  = shadow_rule_1_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$195 ) begin
+        \$591 [3616:3585] = rule_r__data;
+      end
       if (\$196 ) begin
-        \$926  = csr__w_data;
+        \$591 [3648:3617] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$926  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$927  = shadow_rule_1_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$197 ) begin
+        \$591 [3680:3649] = rule_r__data;
+      end
       if (\$198 ) begin
-        \$927  = csr__w_data;
+        \$591 [3712:3681] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$927  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$928  = shadow_rule_1_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$199 ) begin
+        \$591 [3744:3713] = rule_r__data;
+      end
       if (\$200 ) begin
-        \$928  = csr__w_data;
+        \$591 [3776:3745] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$928  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$929  = shadow_rule_1_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$201 ) begin
+        \$591 [3808:3777] = rule_r__data;
+      end
       if (\$202 ) begin
-        \$929  = csr__w_data;
+        \$591 [3840:3809] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$929  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$930  = shadow_rule_1_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$203 ) begin
+        \$591 [3872:3841] = rule_r__data;
+      end
       if (\$204 ) begin
-        \$930  = csr__w_data;
+        \$591 [3904:3873] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$930  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$931  = shadow_rule_1_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$205 ) begin
+        \$591 [3936:3905] = rule_r__data;
+      end
       if (\$206 ) begin
-        \$931  = csr__w_data;
+        \$591 [3968:3937] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$931  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$932  = shadow_rule_1_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$207 ) begin
+        \$591 [4000:3969] = rule_r__data;
+      end
       if (\$208 ) begin
-        \$932  = csr__w_data;
+        \$591 [4032:4001] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$932  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$933  = shadow_rule_1_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$209 ) begin
+        \$591 [4064:4033] = rule_r__data;
+      end
       if (\$210 ) begin
-        \$933  = csr__w_data;
+        \$591 [4096:4065] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$933  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$934  = shadow_rule_1_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$211 ) begin
+        \$591 [4128:4097] = rule_r__data;
+      end
       if (\$212 ) begin
-        \$934  = csr__w_data;
+        \$591 [4160:4129] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$934  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$935  = shadow_rule_1_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$213 ) begin
+        \$591 [4192:4161] = rule_r__data;
+      end
       if (\$214 ) begin
-        \$935  = csr__w_data;
+        \$591 [4224:4193] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$935  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$936  = shadow_rule_1_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$215 ) begin
+        \$591 [4256:4225] = rule_r__data;
+      end
       if (\$216 ) begin
-        \$936  = csr__w_data;
+        \$591 [4288:4257] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$936  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$937  = shadow_rule_1_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$217 ) begin
+        \$591 [4301:4289] = rule_r__data[12:0];
+      end
       if (\$218 ) begin
-        \$937  = csr__w_data;
+        \$591 [4333:4302] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$937  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$938  = shadow_rule_1_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$219 ) begin
+        \$591 [4365:4334] = rule_r__data;
+      end
       if (\$220 ) begin
-        \$938  = csr__w_data;
+        \$591 [4397:4366] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$938  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$939  = shadow_rule_1_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$221 ) begin
+        \$591 [4429:4398] = rule_r__data;
+      end
       if (\$222 ) begin
-        \$939  = csr__w_data;
+        \$591 [4461:4430] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$939  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$940  = shadow_rule_1_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$223 ) begin
+        \$591 [4493:4462] = rule_r__data;
+      end
       if (\$224 ) begin
-        \$940  = csr__w_data;
+        \$591 [4525:4494] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$940  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$941  = shadow_rule_1_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$225 ) begin
+        \$591 [4557:4526] = rule_r__data;
+      end
       if (\$226 ) begin
-        \$941  = csr__w_data;
+        \$591 [4589:4558] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$941  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$942  = shadow_rule_1_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$227 ) begin
+        \$591 [4621:4590] = rule_r__data;
+      end
       if (\$228 ) begin
-        \$942  = csr__w_data;
+        \$591 [4653:4622] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$942  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$943  = shadow_rule_2_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$229 ) begin
+        \$591 [4685:4654] = rule_r__data;
+      end
       if (\$230 ) begin
-        \$943  = csr__w_data;
+        \$591 [4717:4686] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$943  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$944  = shadow_rule_2_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$231 ) begin
+        \$591 [4749:4718] = rule_r__data;
+      end
       if (\$232 ) begin
-        \$944  = csr__w_data;
+        \$591 [4781:4750] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$944  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$945  = shadow_rule_2_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$233 ) begin
+        \$591 [4813:4782] = rule_r__data;
+      end
       if (\$234 ) begin
-        \$945  = csr__w_data;
+        \$591 [4845:4814] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$945  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$946  = shadow_rule_2_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$235 ) begin
+        \$591 [4877:4846] = rule_r__data;
+      end
       if (\$236 ) begin
-        \$946  = csr__w_data;
+        \$591 [4909:4878] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$946  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$947  = shadow_rule_2_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$237 ) begin
+        \$591 [4941:4910] = rule_r__data;
+      end
       if (\$238 ) begin
-        \$947  = csr__w_data;
+        \$591 [4973:4942] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$947  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$948  = shadow_rule_2_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$239 ) begin
+        \$591 [5005:4974] = rule_r__data;
+      end
       if (\$240 ) begin
-        \$948  = csr__w_data;
+        \$591 [5018:5006] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$948  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$949  = shadow_rule_2_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$241 ) begin
+        \$591 [5050:5019] = rule_r__data;
+      end
       if (\$242 ) begin
-        \$949  = csr__w_data;
+        \$591 [5082:5051] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$949  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$950  = shadow_rule_2_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$243 ) begin
+        \$591 [5114:5083] = rule_r__data;
+      end
       if (\$244 ) begin
-        \$950  = csr__w_data;
+        \$591 [5146:5115] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$950  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$951  = shadow_rule_2_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$245 ) begin
+        \$591 [5178:5147] = rule_r__data;
+      end
       if (\$246 ) begin
-        \$951  = csr__w_data;
+        \$591 [5210:5179] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$951  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$952  = shadow_rule_2_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$247 ) begin
+        \$591 [5242:5211] = rule_r__data;
+      end
       if (\$248 ) begin
-        \$952  = csr__w_data;
+        \$591 [5274:5243] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$952  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$953  = shadow_rule_2_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$249 ) begin
+        \$591 [5306:5275] = rule_r__data;
+      end
       if (\$250 ) begin
-        \$953  = csr__w_data;
+        \$591 [5338:5307] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$953  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$954  = shadow_rule_2_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$251 ) begin
+        \$591 [5370:5339] = rule_r__data;
+      end
       if (\$252 ) begin
-        \$954  = csr__w_data;
+        \$591 [5402:5371] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$954  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$955  = shadow_rule_2_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$253 ) begin
+        \$591 [5434:5403] = rule_r__data;
+      end
       if (\$254 ) begin
-        \$955  = csr__w_data;
+        \$591 [5466:5435] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$955  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$956  = shadow_rule_2_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$255 ) begin
+        \$591 [5498:5467] = rule_r__data;
+      end
       if (\$256 ) begin
-        \$956  = csr__w_data;
+        \$591 [5530:5499] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$956  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$957  = shadow_rule_2_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$257 ) begin
+        \$591 [5562:5531] = rule_r__data;
+      end
       if (\$258 ) begin
-        \$957  = csr__w_data;
+        \$591 [5594:5563] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$957  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$958  = shadow_rule_2_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$259 ) begin
+        \$591 [5626:5595] = rule_r__data;
+      end
       if (\$260 ) begin
-        \$958  = csr__w_data;
+        \$591 [5658:5627] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$958  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$959  = shadow_rule_2_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$261 ) begin
+        \$591 [5690:5659] = rule_r__data;
+      end
       if (\$262 ) begin
-        \$959  = csr__w_data;
+        \$591 [5722:5691] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$959  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$960  = shadow_rule_2_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$263 ) begin
+        \$591 [5735:5723] = rule_r__data[12:0];
+      end
       if (\$264 ) begin
-        \$960  = csr__w_data;
+        \$591 [5767:5736] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$960  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$961  = shadow_rule_2_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$265 ) begin
+        \$591 [5799:5768] = rule_r__data;
+      end
       if (\$266 ) begin
-        \$961  = csr__w_data;
+        \$591 [5831:5800] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$961  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$962  = shadow_rule_2_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$267 ) begin
+        \$591 [5863:5832] = rule_r__data;
+      end
       if (\$268 ) begin
-        \$962  = csr__w_data;
+        \$591 [5895:5864] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$962  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$963  = shadow_rule_2_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$269 ) begin
+        \$591 [5927:5896] = rule_r__data;
+      end
       if (\$270 ) begin
-        \$963  = csr__w_data;
+        \$591 [5959:5928] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$963  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$964  = shadow_rule_2_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$271 ) begin
+        \$591 [5991:5960] = rule_r__data;
+      end
       if (\$272 ) begin
-        \$964  = csr__w_data;
+        \$591 [6023:5992] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$964  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$965  = shadow_rule_2_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$273 ) begin
+        \$591 [6055:6024] = rule_r__data;
+      end
       if (\$274 ) begin
-        \$965  = csr__w_data;
+        \$591 [6087:6056] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$965  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$966  = shadow_rule_3_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$275 ) begin
+        \$591 [6119:6088] = rule_r__data;
+      end
       if (\$276 ) begin
-        \$966  = csr__w_data;
+        \$591 [6151:6120] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$966  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$967  = shadow_rule_3_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$277 ) begin
+        \$591 [6183:6152] = rule_r__data;
+      end
       if (\$278 ) begin
-        \$967  = csr__w_data;
+        \$591 [6215:6184] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$967  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$968  = shadow_rule_3_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$279 ) begin
+        \$591 [6247:6216] = rule_r__data;
+      end
       if (\$280 ) begin
-        \$968  = csr__w_data;
+        \$591 [6279:6248] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$968  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$969  = shadow_rule_3_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$281 ) begin
+        \$591 [6311:6280] = rule_r__data;
+      end
       if (\$282 ) begin
-        \$969  = csr__w_data;
+        \$591 [6343:6312] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$969  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$970  = shadow_rule_3_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$283 ) begin
+        \$591 [6375:6344] = rule_r__data;
+      end
       if (\$284 ) begin
-        \$970  = csr__w_data;
+        \$591 [6407:6376] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$970  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$971  = shadow_rule_3_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$285 ) begin
+        \$591 [6439:6408] = rule_r__data;
+      end
       if (\$286 ) begin
-        \$971  = csr__w_data;
+        \$591 [6452:6440] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$971  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$972  = shadow_rule_3_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$287 ) begin
+        \$591 [6484:6453] = rule_r__data;
+      end
       if (\$288 ) begin
-        \$972  = csr__w_data;
+        \$591 [6516:6485] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$972  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$973  = shadow_rule_3_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$289 ) begin
+        \$591 [6548:6517] = rule_r__data;
+      end
       if (\$290 ) begin
-        \$973  = csr__w_data;
+        \$591 [6580:6549] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$973  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$974  = shadow_rule_3_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$291 ) begin
+        \$591 [6612:6581] = rule_r__data;
+      end
       if (\$292 ) begin
-        \$974  = csr__w_data;
+        \$591 [6644:6613] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$974  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$975  = shadow_rule_3_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$293 ) begin
+        \$591 [6676:6645] = rule_r__data;
+      end
       if (\$294 ) begin
-        \$975  = csr__w_data;
+        \$591 [6708:6677] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$975  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$976  = shadow_rule_3_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$295 ) begin
+        \$591 [6740:6709] = rule_r__data;
+      end
       if (\$296 ) begin
-        \$976  = csr__w_data;
+        \$591 [6772:6741] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$976  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$977  = shadow_rule_3_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$297 ) begin
+        \$591 [6804:6773] = rule_r__data;
+      end
       if (\$298 ) begin
-        \$977  = csr__w_data;
+        \$591 [6836:6805] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$977  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$978  = shadow_rule_3_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$299 ) begin
+        \$591 [6868:6837] = rule_r__data;
+      end
       if (\$300 ) begin
-        \$978  = csr__w_data;
+        \$591 [6900:6869] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$978  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$979  = shadow_rule_3_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$301 ) begin
+        \$591 [6932:6901] = rule_r__data;
+      end
       if (\$302 ) begin
-        \$979  = csr__w_data;
+        \$591 [6964:6933] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$979  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$980  = shadow_rule_3_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$303 ) begin
+        \$591 [6996:6965] = rule_r__data;
+      end
       if (\$304 ) begin
-        \$980  = csr__w_data;
+        \$591 [7028:6997] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$980  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$981  = shadow_rule_3_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$305 ) begin
+        \$591 [7060:7029] = rule_r__data;
+      end
       if (\$306 ) begin
-        \$981  = csr__w_data;
+        \$591 [7092:7061] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$981  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$982  = shadow_rule_3_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$307 ) begin
+        \$591 [7124:7093] = rule_r__data;
+      end
       if (\$308 ) begin
-        \$982  = csr__w_data;
+        \$591 [7156:7125] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$982  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$983  = shadow_rule_3_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$309 ) begin
+        \$591 [7169:7157] = rule_r__data[12:0];
+      end
       if (\$310 ) begin
-        \$983  = csr__w_data;
+        \$591 [7201:7170] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$983  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$984  = shadow_rule_3_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$311 ) begin
+        \$591 [7233:7202] = rule_r__data;
+      end
       if (\$312 ) begin
-        \$984  = csr__w_data;
+        \$591 [7265:7234] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$984  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$985  = shadow_rule_3_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$313 ) begin
+        \$591 [7297:7266] = rule_r__data;
+      end
       if (\$314 ) begin
-        \$985  = csr__w_data;
+        \$591 [7329:7298] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$985  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$986  = shadow_rule_3_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$315 ) begin
+        \$591 [7361:7330] = rule_r__data;
+      end
       if (\$316 ) begin
-        \$986  = csr__w_data;
+        \$591 [7393:7362] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$986  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$987  = shadow_rule_3_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$317 ) begin
+        \$591 [7425:7394] = rule_r__data;
+      end
       if (\$318 ) begin
-        \$987  = csr__w_data;
+        \$591 [7457:7426] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$987  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$988  = shadow_rule_3_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$319 ) begin
+        \$591 [7489:7458] = rule_r__data;
+      end
       if (\$320 ) begin
-        \$988  = csr__w_data;
+        \$591 [7521:7490] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$988  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$989  = shadow_rule_4_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$321 ) begin
+        \$591 [7553:7522] = rule_r__data;
+      end
       if (\$322 ) begin
-        \$989  = csr__w_data;
+        \$591 [7585:7554] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$989  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$990  = shadow_rule_4_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$323 ) begin
+        \$591 [7617:7586] = rule_r__data;
+      end
       if (\$324 ) begin
-        \$990  = csr__w_data;
+        \$591 [7649:7618] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$990  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$991  = shadow_rule_4_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$325 ) begin
+        \$591 [7681:7650] = rule_r__data;
+      end
       if (\$326 ) begin
-        \$991  = csr__w_data;
+        \$591 [7713:7682] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$991  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$992  = shadow_rule_4_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$327 ) begin
+        \$591 [7745:7714] = rule_r__data;
+      end
       if (\$328 ) begin
-        \$992  = csr__w_data;
+        \$591 [7777:7746] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$992  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$993  = shadow_rule_4_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$329 ) begin
+        \$591 [7809:7778] = rule_r__data;
+      end
       if (\$330 ) begin
-        \$993  = csr__w_data;
+        \$591 [7841:7810] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$993  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$994  = shadow_rule_4_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$331 ) begin
+        \$591 [7873:7842] = rule_r__data;
+      end
       if (\$332 ) begin
-        \$994  = csr__w_data;
+        \$591 [7886:7874] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$994  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$995  = shadow_rule_4_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$333 ) begin
+        \$591 [7918:7887] = rule_r__data;
+      end
       if (\$334 ) begin
-        \$995  = csr__w_data;
+        \$591 [7950:7919] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$995  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$996  = shadow_rule_4_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$335 ) begin
+        \$591 [7982:7951] = rule_r__data;
+      end
       if (\$336 ) begin
-        \$996  = csr__w_data;
+        \$591 [8014:7983] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$996  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$997  = shadow_rule_4_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$337 ) begin
+        \$591 [8046:8015] = rule_r__data;
+      end
       if (\$338 ) begin
-        \$997  = csr__w_data;
+        \$591 [8078:8047] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$997  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$998  = shadow_rule_4_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$339 ) begin
+        \$591 [8110:8079] = rule_r__data;
+      end
       if (\$340 ) begin
-        \$998  = csr__w_data;
+        \$591 [8142:8111] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$998  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$999  = shadow_rule_4_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$341 ) begin
+        \$591 [8174:8143] = rule_r__data;
+      end
       if (\$342 ) begin
-        \$999  = csr__w_data;
+        \$591 [8206:8175] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$999  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1000  = shadow_rule_4_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$343 ) begin
+        \$591 [8238:8207] = rule_r__data;
+      end
       if (\$344 ) begin
-        \$1000  = csr__w_data;
+        \$591 [8270:8239] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1000  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1001  = shadow_rule_4_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$345 ) begin
+        \$591 [8302:8271] = rule_r__data;
+      end
       if (\$346 ) begin
-        \$1001  = csr__w_data;
+        \$591 [8334:8303] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1001  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1002  = shadow_rule_4_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$347 ) begin
+        \$591 [8366:8335] = rule_r__data;
+      end
       if (\$348 ) begin
-        \$1002  = csr__w_data;
+        \$591 [8398:8367] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1002  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1003  = shadow_rule_4_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$349 ) begin
+        \$591 [8430:8399] = rule_r__data;
+      end
       if (\$350 ) begin
-        \$1003  = csr__w_data;
+        \$591 [8462:8431] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1003  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1004  = shadow_rule_4_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$351 ) begin
+        \$591 [8494:8463] = rule_r__data;
+      end
       if (\$352 ) begin
-        \$1004  = csr__w_data;
+        \$591 [8526:8495] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1004  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1005  = shadow_rule_4_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$353 ) begin
+        \$591 [8558:8527] = rule_r__data;
+      end
       if (\$354 ) begin
-        \$1005  = csr__w_data;
+        \$591 [8590:8559] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1005  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1006  = shadow_rule_4_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$355 ) begin
+        \$591 [8603:8591] = rule_r__data[12:0];
+      end
       if (\$356 ) begin
-        \$1006  = csr__w_data;
+        \$591 [8635:8604] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1006  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1007  = shadow_rule_4_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$357 ) begin
+        \$591 [8667:8636] = rule_r__data;
+      end
       if (\$358 ) begin
-        \$1007  = csr__w_data;
+        \$591 [8699:8668] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1007  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1008  = shadow_rule_4_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$359 ) begin
+        \$591 [8731:8700] = rule_r__data;
+      end
       if (\$360 ) begin
-        \$1008  = csr__w_data;
+        \$591 [8763:8732] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1008  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1009  = shadow_rule_4_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$361 ) begin
+        \$591 [8795:8764] = rule_r__data;
+      end
       if (\$362 ) begin
-        \$1009  = csr__w_data;
+        \$591 [8827:8796] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1009  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1010  = shadow_rule_4_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$363 ) begin
+        \$591 [8859:8828] = rule_r__data;
+      end
       if (\$364 ) begin
-        \$1010  = csr__w_data;
+        \$591 [8891:8860] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1010  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1011  = shadow_rule_4_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$365 ) begin
+        \$591 [8923:8892] = rule_r__data;
+      end
       if (\$366 ) begin
-        \$1011  = csr__w_data;
+        \$591 [8955:8924] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1011  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1012  = shadow_rule_5_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$367 ) begin
+        \$591 [8987:8956] = rule_r__data;
+      end
       if (\$368 ) begin
-        \$1012  = csr__w_data;
+        \$591 [9019:8988] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1012  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1013  = shadow_rule_5_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$369 ) begin
+        \$591 [9051:9020] = rule_r__data;
+      end
       if (\$370 ) begin
-        \$1013  = csr__w_data;
+        \$591 [9083:9052] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1013  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1014  = shadow_rule_5_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$371 ) begin
+        \$591 [9115:9084] = rule_r__data;
+      end
       if (\$372 ) begin
-        \$1014  = csr__w_data;
+        \$591 [9147:9116] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1014  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1015  = shadow_rule_5_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$373 ) begin
+        \$591 [9179:9148] = rule_r__data;
+      end
       if (\$374 ) begin
-        \$1015  = csr__w_data;
+        \$591 [9211:9180] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1015  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1016  = shadow_rule_5_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$375 ) begin
+        \$591 [9243:9212] = rule_r__data;
+      end
       if (\$376 ) begin
-        \$1016  = csr__w_data;
+        \$591 [9275:9244] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1016  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1017  = shadow_rule_5_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$377 ) begin
+        \$591 [9307:9276] = rule_r__data;
+      end
       if (\$378 ) begin
-        \$1017  = csr__w_data;
+        \$591 [9320:9308] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$1017  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1018  = shadow_rule_5_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$379 ) begin
+        \$591 [9352:9321] = rule_r__data;
+      end
       if (\$380 ) begin
-        \$1018  = csr__w_data;
+        \$591 [9384:9353] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1018  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1019  = shadow_rule_5_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$381 ) begin
+        \$591 [9416:9385] = rule_r__data;
+      end
       if (\$382 ) begin
-        \$1019  = csr__w_data;
+        \$591 [9448:9417] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1019  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1020  = shadow_rule_5_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$383 ) begin
+        \$591 [9480:9449] = rule_r__data;
+      end
       if (\$384 ) begin
-        \$1020  = csr__w_data;
+        \$591 [9512:9481] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1020  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1021  = shadow_rule_5_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$385 ) begin
+        \$591 [9544:9513] = rule_r__data;
+      end
       if (\$386 ) begin
-        \$1021  = csr__w_data;
+        \$591 [9576:9545] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1021  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1022  = shadow_rule_5_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$387 ) begin
+        \$591 [9608:9577] = rule_r__data;
+      end
       if (\$388 ) begin
-        \$1022  = csr__w_data;
+        \$591 [9640:9609] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1022  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1023  = shadow_rule_5_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$389 ) begin
+        \$591 [9672:9641] = rule_r__data;
+      end
       if (\$390 ) begin
-        \$1023  = csr__w_data;
+        \$591 [9704:9673] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1023  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1024  = shadow_rule_5_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$391 ) begin
+        \$591 [9736:9705] = rule_r__data;
+      end
       if (\$392 ) begin
-        \$1024  = csr__w_data;
+        \$591 [9768:9737] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1024  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1025  = shadow_rule_5_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$393 ) begin
+        \$591 [9800:9769] = rule_r__data;
+      end
       if (\$394 ) begin
-        \$1025  = csr__w_data;
+        \$591 [9832:9801] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1025  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1026  = shadow_rule_5_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$395 ) begin
+        \$591 [9864:9833] = rule_r__data;
+      end
       if (\$396 ) begin
-        \$1026  = csr__w_data;
+        \$591 [9896:9865] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1026  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1027  = shadow_rule_5_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$397 ) begin
+        \$591 [9928:9897] = rule_r__data;
+      end
       if (\$398 ) begin
-        \$1027  = csr__w_data;
+        \$591 [9960:9929] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1027  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1028  = shadow_rule_5_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$399 ) begin
+        \$591 [9992:9961] = rule_r__data;
+      end
       if (\$400 ) begin
-        \$1028  = csr__w_data;
+        \$591 [10024:9993] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1028  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1029  = shadow_rule_5_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$401 ) begin
+        \$591 [10037:10025] = rule_r__data[12:0];
+      end
       if (\$402 ) begin
-        \$1029  = csr__w_data;
+        \$591 [10069:10038] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1029  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1030  = shadow_rule_5_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$403 ) begin
+        \$591 [10101:10070] = rule_r__data;
+      end
       if (\$404 ) begin
-        \$1030  = csr__w_data;
+        \$591 [10133:10102] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1030  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1031  = shadow_rule_5_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$405 ) begin
+        \$591 [10165:10134] = rule_r__data;
+      end
       if (\$406 ) begin
-        \$1031  = csr__w_data;
+        \$591 [10197:10166] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1031  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1032  = shadow_rule_5_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$407 ) begin
+        \$591 [10229:10198] = rule_r__data;
+      end
       if (\$408 ) begin
-        \$1032  = csr__w_data;
+        \$591 [10261:10230] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1032  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1033  = shadow_rule_5_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$409 ) begin
+        \$591 [10293:10262] = rule_r__data;
+      end
       if (\$410 ) begin
-        \$1033  = csr__w_data;
+        \$591 [10325:10294] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1033  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1034  = shadow_rule_5_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$411 ) begin
+        \$591 [10357:10326] = rule_r__data;
+      end
       if (\$412 ) begin
-        \$1034  = csr__w_data;
+        \$591 [10389:10358] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1034  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1035  = shadow_rule_6_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$413 ) begin
+        \$591 [10421:10390] = rule_r__data;
+      end
       if (\$414 ) begin
-        \$1035  = csr__w_data;
+        \$591 [10453:10422] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1035  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1036  = shadow_rule_6_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$415 ) begin
+        \$591 [10485:10454] = rule_r__data;
+      end
       if (\$416 ) begin
-        \$1036  = csr__w_data;
+        \$591 [10517:10486] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1036  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1037  = shadow_rule_6_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$417 ) begin
+        \$591 [10549:10518] = rule_r__data;
+      end
       if (\$418 ) begin
-        \$1037  = csr__w_data;
+        \$591 [10581:10550] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1037  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1038  = shadow_rule_6_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$419 ) begin
+        \$591 [10613:10582] = rule_r__data;
+      end
       if (\$420 ) begin
-        \$1038  = csr__w_data;
+        \$591 [10645:10614] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1038  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1039  = shadow_rule_6_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$421 ) begin
+        \$591 [10677:10646] = rule_r__data;
+      end
       if (\$422 ) begin
-        \$1039  = csr__w_data;
+        \$591 [10709:10678] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1039  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1040  = shadow_rule_6_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$423 ) begin
+        \$591 [10741:10710] = rule_r__data;
+      end
       if (\$424 ) begin
-        \$1040  = csr__w_data;
+        \$591 [10754:10742] = rule_r__data[12:0];
       end
-    end
-    if (rst) begin
-      \$1040  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1041  = shadow_rule_6_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$425 ) begin
+        \$591 [10786:10755] = rule_r__data;
+      end
       if (\$426 ) begin
-        \$1041  = csr__w_data;
+        \$591 [10818:10787] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1041  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1042  = shadow_rule_6_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$427 ) begin
+        \$591 [10850:10819] = rule_r__data;
+      end
       if (\$428 ) begin
-        \$1042  = csr__w_data;
+        \$591 [10882:10851] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1042  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1043  = shadow_rule_6_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$429 ) begin
+        \$591 [10914:10883] = rule_r__data;
+      end
       if (\$430 ) begin
-        \$1043  = csr__w_data;
+        \$591 [10946:10915] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1043  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1044  = shadow_rule_6_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$431 ) begin
+        \$591 [10978:10947] = rule_r__data;
+      end
       if (\$432 ) begin
-        \$1044  = csr__w_data;
+        \$591 [11010:10979] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1044  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1045  = shadow_rule_6_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$433 ) begin
+        \$591 [11042:11011] = rule_r__data;
+      end
       if (\$434 ) begin
-        \$1045  = csr__w_data;
+        \$591 [11074:11043] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1045  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1046  = shadow_rule_6_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$435 ) begin
+        \$591 [11106:11075] = rule_r__data;
+      end
       if (\$436 ) begin
-        \$1046  = csr__w_data;
+        \$591 [11138:11107] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1046  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1047  = shadow_rule_6_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$437 ) begin
+        \$591 [11170:11139] = rule_r__data;
+      end
       if (\$438 ) begin
-        \$1047  = csr__w_data;
+        \$591 [11202:11171] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1047  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1048  = shadow_rule_6_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$439 ) begin
+        \$591 [11234:11203] = rule_r__data;
+      end
       if (\$440 ) begin
-        \$1048  = csr__w_data;
+        \$591 [11266:11235] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1048  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1049  = shadow_rule_6_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$441 ) begin
+        \$591 [11298:11267] = rule_r__data;
+      end
       if (\$442 ) begin
-        \$1049  = csr__w_data;
+        \$591 [11330:11299] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1049  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1050  = shadow_rule_6_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$443 ) begin
+        \$591 [11362:11331] = rule_r__data;
+      end
       if (\$444 ) begin
-        \$1050  = csr__w_data;
+        \$591 [11394:11363] = rule_r__data;
       end
-    end
-    if (rst) begin
-      \$1050  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1051  = shadow_rule_6_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
+      if (\$445 ) begin
+        \$591 [11426:11395] = rule_r__data;
+      end
       if (\$446 ) begin
-        \$1051  = csr__w_data;
+        \$591 [11458:11427] = rule_r__data;
+      end
+      if (\$447 ) begin
+        \$591 [11471:11459] = rule_r__data[12:0];
       end
     end
     if (rst) begin
-      \$1051  = 32'd0;
+      \$591  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1052  = shadow_rule_6_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$448 ) begin
-        \$1052  = csr__w_data;
-      end
+    \$592  = hash_enable;
+    if (commit_done) begin
+      \$592  = shadow_ctrl_0_0[7:0];
     end
     if (rst) begin
-      \$1052  = 32'd0;
+      \$592  = 8'h7e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1053  = shadow_rule_6_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$450 ) begin
-        \$1053  = csr__w_data;
-      end
+    \$593  = symmetric;
+    if (commit_done) begin
+      \$593  = shadow_ctrl_0_0[8];
     end
     if (rst) begin
-      \$1053  = 32'd0;
+      \$593  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1054  = shadow_rule_6_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$452 ) begin
-        \$1054  = csr__w_data;
-      end
+    \$594  = pass_errors;
+    if (commit_done) begin
+      \$594  = shadow_ctrl_0_0[9];
     end
     if (rst) begin
-      \$1054  = 32'd0;
+      \$594  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1055  = shadow_rule_6_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$454 ) begin
-        \$1055  = csr__w_data;
-      end
+    \$595  = max_frame;
+    if (commit_done) begin
+      \$595  = shadow_max_frame_0_0[15:0];
     end
     if (rst) begin
-      \$1055  = 32'd0;
+      \$595  = 16'h05f2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1056  = shadow_rule_6_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$456 ) begin
-        \$1056  = csr__w_data;
-      end
+    \$596  = direct_ethertype;
+    if (commit_done) begin
+      \$596  = shadow_direct_ethertype_0_0[15:0];
     end
     if (rst) begin
-      \$1056  = 32'd0;
+      \$596  = 16'h88b5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1057  = shadow_rule_6_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$458 ) begin
-        \$1057  = csr__w_data;
-      end
+    \$597  = default_action;
+    if (commit_done) begin
+      \$597  = shadow_default_action_0_0[19:0];
     end
     if (rst) begin
-      \$1057  = 32'd0;
+      \$597  = 20'h90000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1058  = shadow_rule_7_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$460 ) begin
-        \$1058  = csr__w_data;
-      end
+    \$598  = key;
+    if (commit_done) begin
+      \$598  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
     end
     if (rst) begin
-      \$1058  = 32'd0;
+      \$598  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1059  = shadow_rule_7_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$462 ) begin
-        \$1059  = csr__w_data;
-      end
+    \$599  = generation;
+    if (commit_done) begin
+      \$599  = \$448 [15:0];
     end
     if (rst) begin
-      \$1059  = 32'd0;
+      \$599  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1060  = shadow_rule_7_2;
+    \$600  = commit_pending;
+    if (commit_done) begin
+      \$600  = 1'h0;
+    end
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$464 ) begin
-        \$1060  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1060  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1061  = shadow_rule_7_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$466 ) begin
-        \$1061  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1061  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1062  = shadow_rule_7_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$468 ) begin
-        \$1062  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1062  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1063  = shadow_rule_7_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$470 ) begin
-        \$1063  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1063  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1064  = shadow_rule_7_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$472 ) begin
-        \$1064  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1064  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1065  = shadow_rule_7_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$474 ) begin
-        \$1065  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1065  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1066  = shadow_rule_7_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$476 ) begin
-        \$1066  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1066  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1067  = shadow_rule_7_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$478 ) begin
-        \$1067  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1067  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1068  = shadow_rule_7_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$480 ) begin
-        \$1068  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1068  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1069  = shadow_rule_7_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$482 ) begin
-        \$1069  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1069  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1070  = shadow_rule_7_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$484 ) begin
-        \$1070  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1070  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1071  = shadow_rule_7_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$486 ) begin
-        \$1071  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1071  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1072  = shadow_rule_7_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$488 ) begin
-        \$1072  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1072  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1073  = shadow_rule_7_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$490 ) begin
-        \$1073  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1073  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1074  = shadow_rule_7_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$492 ) begin
-        \$1074  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1074  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1075  = shadow_rule_7_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$494 ) begin
-        \$1075  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1075  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1076  = shadow_rule_7_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$496 ) begin
-        \$1076  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1076  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1077  = shadow_rule_7_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$498 ) begin
-        \$1077  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1077  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1078  = shadow_rule_7_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$500 ) begin
-        \$1078  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1078  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1079  = shadow_rule_7_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$502 ) begin
-        \$1079  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1079  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1080  = shadow_rule_7_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$504 ) begin
-        \$1080  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1080  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1081  = shadow_rule_8_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$506 ) begin
-        \$1081  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1081  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1082  = shadow_rule_8_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$508 ) begin
-        \$1082  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1082  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1083  = shadow_rule_8_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$510 ) begin
-        \$1083  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1083  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1084  = shadow_rule_8_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$512 ) begin
-        \$1084  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1084  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1085  = shadow_rule_8_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$514 ) begin
-        \$1085  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1085  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1086  = shadow_rule_8_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$516 ) begin
-        \$1086  = csr__w_data;
+        \$600  = 1'h1;
       end
     end
     if (rst) begin
-      \$1086  = 32'd0;
+      \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1087  = shadow_rule_8_6;
+    \$601  = rule_read_wait;
+    if (\$449 ) begin
+      \$601  = 1'h0;
+    end
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
+      if (\$509 ) begin
+        \$601  = \$510 ;
+      end
+    end
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$602  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$518 ) begin
-        \$1087  = csr__w_data;
+      if (\$521 ) begin
+        \$602  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1087  = 32'd0;
+      \$602  = 32'd126;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1088  = shadow_rule_8_7;
+    \$603  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$520 ) begin
-        \$1088  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1088  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1089  = shadow_rule_8_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$522 ) begin
-        \$1089  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1089  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1090  = shadow_rule_8_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$524 ) begin
-        \$1090  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1090  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1091  = shadow_rule_8_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$526 ) begin
-        \$1091  = csr__w_data;
+        \$603  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1091  = 32'd0;
+      \$603  = 32'd1522;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1092  = shadow_rule_8_11;
+    \$604  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$528 ) begin
-        \$1092  = csr__w_data;
+      if (\$531 ) begin
+        \$604  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1092  = 32'd0;
+      \$604  = 32'd34997;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1093  = shadow_rule_8_12;
+    \$605  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$530 ) begin
-        \$1093  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1093  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1094  = shadow_rule_8_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$532 ) begin
-        \$1094  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1094  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1095  = shadow_rule_8_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$534 ) begin
-        \$1095  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1095  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1096  = shadow_rule_8_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$536 ) begin
-        \$1096  = csr__w_data;
+        \$605  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1096  = 32'd0;
+      \$605  = 32'd589824;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1097  = shadow_rule_8_16;
+    \$606  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$538 ) begin
-        \$1097  = csr__w_data;
+      if (\$541 ) begin
+        \$606  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1097  = 32'd0;
+      \$606  = 32'd1834637018;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1098  = shadow_rule_8_17;
+    \$607  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$540 ) begin
-        \$1098  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1098  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1099  = shadow_rule_8_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$542 ) begin
-        \$1099  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1099  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1100  = shadow_rule_8_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$544 ) begin
-        \$1100  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1100  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1101  = shadow_rule_8_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$546 ) begin
-        \$1101  = csr__w_data;
+        \$607  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1101  = 32'd0;
+      \$607  = 32'd626724546;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1102  = shadow_rule_8_21;
+    \$608  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$548 ) begin
-        \$1102  = csr__w_data;
+      if (\$551 ) begin
+        \$608  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1102  = 32'd0;
+      \$608  = 32'd1097278781;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1103  = shadow_rule_8_22;
+    \$609  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$550 ) begin
-        \$1103  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1103  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1104  = shadow_rule_9_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$552 ) begin
-        \$1104  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1104  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1105  = shadow_rule_9_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$554 ) begin
-        \$1105  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1105  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1106  = shadow_rule_9_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$556 ) begin
-        \$1106  = csr__w_data;
+        \$609  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1106  = 32'd0;
+      \$609  = 32'd1134792624;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1107  = shadow_rule_9_3;
+    \$610  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$558 ) begin
-        \$1107  = csr__w_data;
+      if (\$561 ) begin
+        \$610  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1107  = 32'd0;
+      \$610  = 32'd3502910411;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1108  = shadow_rule_9_4;
+    \$611  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$560 ) begin
-        \$1108  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1108  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1109  = shadow_rule_9_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$562 ) begin
-        \$1109  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1109  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1110  = shadow_rule_9_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$564 ) begin
-        \$1110  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1110  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1111  = shadow_rule_9_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$566 ) begin
-        \$1111  = csr__w_data;
+        \$611  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1111  = 32'd0;
+      \$611  = 32'd2927308980;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1112  = shadow_rule_9_8;
+    \$612  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$568 ) begin
-        \$1112  = csr__w_data;
+      if (\$571 ) begin
+        \$612  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1112  = 32'd0;
+      \$612  = 32'd2009804195;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1113  = shadow_rule_9_9;
+    \$613  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$570 ) begin
-        \$1113  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1113  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1114  = shadow_rule_9_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$572 ) begin
-        \$1114  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1114  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1115  = shadow_rule_9_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$574 ) begin
-        \$1115  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1115  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1116  = shadow_rule_9_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$576 ) begin
-        \$1116  = csr__w_data;
+        \$613  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1116  = 32'd0;
+      \$613  = 32'd2150691340;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1117  = shadow_rule_9_13;
+    \$614  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
-      if (\$578 ) begin
-        \$1117  = csr__w_data;
+      if (\$581 ) begin
+        \$614  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1117  = 32'd0;
+      \$614  = 32'd1782757179;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1118  = shadow_rule_9_14;
+    \$615  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$580 ) begin
-        \$1118  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1118  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1119  = shadow_rule_9_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$582 ) begin
-        \$1119  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1119  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1120  = shadow_rule_9_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$584 ) begin
-        \$1120  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1120  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1121  = shadow_rule_9_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
+    if (\$452 ) begin
+    end else if (\$500 ) begin
+    end else if (\$506 ) begin
     end else begin
       if (\$586 ) begin
-        \$1121  = csr__w_data;
+        \$615  = csr__w_data;
       end
     end
     if (rst) begin
-      \$1121  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1122  = shadow_rule_9_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$588 ) begin
-        \$1122  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1122  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1123  = shadow_rule_9_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$590 ) begin
-        \$1123  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1123  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1124  = shadow_rule_9_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$592 ) begin
-        \$1124  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1124  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1125  = shadow_rule_9_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$594 ) begin
-        \$1125  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1125  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1126  = shadow_rule_9_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$596 ) begin
-        \$1126  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1126  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1127  = shadow_rule_10_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$598 ) begin
-        \$1127  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1127  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1128  = shadow_rule_10_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$600 ) begin
-        \$1128  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1128  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1129  = shadow_rule_10_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$602 ) begin
-        \$1129  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1129  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1130  = shadow_rule_10_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$604 ) begin
-        \$1130  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1130  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1131  = shadow_rule_10_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$606 ) begin
-        \$1131  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1131  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1132  = shadow_rule_10_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$608 ) begin
-        \$1132  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1132  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1133  = shadow_rule_10_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$610 ) begin
-        \$1133  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1133  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1134  = shadow_rule_10_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$612 ) begin
-        \$1134  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1134  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1135  = shadow_rule_10_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$614 ) begin
-        \$1135  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1135  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1136  = shadow_rule_10_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$616 ) begin
-        \$1136  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1136  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1137  = shadow_rule_10_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$618 ) begin
-        \$1137  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1137  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1138  = shadow_rule_10_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$620 ) begin
-        \$1138  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1138  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1139  = shadow_rule_10_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$622 ) begin
-        \$1139  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1139  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1140  = shadow_rule_10_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$624 ) begin
-        \$1140  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1140  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1141  = shadow_rule_10_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$626 ) begin
-        \$1141  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1141  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1142  = shadow_rule_10_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$628 ) begin
-        \$1142  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1142  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1143  = shadow_rule_10_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$630 ) begin
-        \$1143  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1143  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1144  = shadow_rule_10_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$632 ) begin
-        \$1144  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1144  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1145  = shadow_rule_10_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$634 ) begin
-        \$1145  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1145  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1146  = shadow_rule_10_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$636 ) begin
-        \$1146  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1146  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1147  = shadow_rule_10_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$638 ) begin
-        \$1147  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1147  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1148  = shadow_rule_10_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$640 ) begin
-        \$1148  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1148  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1149  = shadow_rule_10_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$642 ) begin
-        \$1149  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1149  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1150  = shadow_rule_11_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$644 ) begin
-        \$1150  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1150  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1151  = shadow_rule_11_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$646 ) begin
-        \$1151  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1151  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1152  = shadow_rule_11_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$648 ) begin
-        \$1152  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1152  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1153  = shadow_rule_11_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$650 ) begin
-        \$1153  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1153  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1154  = shadow_rule_11_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$652 ) begin
-        \$1154  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1154  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1155  = shadow_rule_11_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$654 ) begin
-        \$1155  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1155  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1156  = shadow_rule_11_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$656 ) begin
-        \$1156  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1156  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1157  = shadow_rule_11_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$658 ) begin
-        \$1157  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1157  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1158  = shadow_rule_11_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$660 ) begin
-        \$1158  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1158  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1159  = shadow_rule_11_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$662 ) begin
-        \$1159  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1159  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1160  = shadow_rule_11_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$664 ) begin
-        \$1160  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1160  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1161  = shadow_rule_11_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$666 ) begin
-        \$1161  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1161  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1162  = shadow_rule_11_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$668 ) begin
-        \$1162  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1162  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1163  = shadow_rule_11_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$670 ) begin
-        \$1163  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1163  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1164  = shadow_rule_11_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$672 ) begin
-        \$1164  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1164  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1165  = shadow_rule_11_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$674 ) begin
-        \$1165  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1165  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1166  = shadow_rule_11_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$676 ) begin
-        \$1166  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1166  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1167  = shadow_rule_11_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$678 ) begin
-        \$1167  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1167  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1168  = shadow_rule_11_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$680 ) begin
-        \$1168  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1168  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1169  = shadow_rule_11_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$682 ) begin
-        \$1169  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1169  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1170  = shadow_rule_11_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$684 ) begin
-        \$1170  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1170  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1171  = shadow_rule_11_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$686 ) begin
-        \$1171  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1171  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1172  = shadow_rule_11_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$688 ) begin
-        \$1172  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1172  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1173  = shadow_rule_12_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$690 ) begin
-        \$1173  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1173  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1174  = shadow_rule_12_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$692 ) begin
-        \$1174  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1174  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1175  = shadow_rule_12_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$694 ) begin
-        \$1175  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1175  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1176  = shadow_rule_12_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$696 ) begin
-        \$1176  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1176  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1177  = shadow_rule_12_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$698 ) begin
-        \$1177  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1177  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1178  = shadow_rule_12_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$700 ) begin
-        \$1178  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1178  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1179  = shadow_rule_12_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$702 ) begin
-        \$1179  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1179  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1180  = shadow_rule_12_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$704 ) begin
-        \$1180  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1180  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1181  = shadow_rule_12_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$706 ) begin
-        \$1181  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1181  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1182  = shadow_rule_12_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$708 ) begin
-        \$1182  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1182  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1183  = shadow_rule_12_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$710 ) begin
-        \$1183  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1183  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1184  = shadow_rule_12_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$712 ) begin
-        \$1184  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1184  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1185  = shadow_rule_12_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$714 ) begin
-        \$1185  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1185  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1186  = shadow_rule_12_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$716 ) begin
-        \$1186  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1186  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1187  = shadow_rule_12_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$718 ) begin
-        \$1187  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1187  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1188  = shadow_rule_12_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$720 ) begin
-        \$1188  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1188  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1189  = shadow_rule_12_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$722 ) begin
-        \$1189  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1189  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1190  = shadow_rule_12_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$724 ) begin
-        \$1190  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1190  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1191  = shadow_rule_12_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$726 ) begin
-        \$1191  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1191  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1192  = shadow_rule_12_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$728 ) begin
-        \$1192  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1192  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1193  = shadow_rule_12_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$730 ) begin
-        \$1193  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1193  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1194  = shadow_rule_12_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$732 ) begin
-        \$1194  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1194  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1195  = shadow_rule_12_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$734 ) begin
-        \$1195  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1195  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1196  = shadow_rule_13_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$736 ) begin
-        \$1196  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1196  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1197  = shadow_rule_13_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$738 ) begin
-        \$1197  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1197  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1198  = shadow_rule_13_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$740 ) begin
-        \$1198  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1198  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1199  = shadow_rule_13_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$742 ) begin
-        \$1199  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1199  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1200  = shadow_rule_13_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$744 ) begin
-        \$1200  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1200  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1201  = shadow_rule_13_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$746 ) begin
-        \$1201  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1201  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1202  = shadow_rule_13_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$748 ) begin
-        \$1202  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1202  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1203  = shadow_rule_13_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$750 ) begin
-        \$1203  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1203  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1204  = shadow_rule_13_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$752 ) begin
-        \$1204  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1204  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1205  = shadow_rule_13_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$754 ) begin
-        \$1205  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1205  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1206  = shadow_rule_13_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$756 ) begin
-        \$1206  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1206  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1207  = shadow_rule_13_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$758 ) begin
-        \$1207  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1207  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1208  = shadow_rule_13_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$760 ) begin
-        \$1208  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1208  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1209  = shadow_rule_13_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$762 ) begin
-        \$1209  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1209  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1210  = shadow_rule_13_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$764 ) begin
-        \$1210  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1210  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1211  = shadow_rule_13_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$766 ) begin
-        \$1211  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1211  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1212  = shadow_rule_13_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$768 ) begin
-        \$1212  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1212  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1213  = shadow_rule_13_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$770 ) begin
-        \$1213  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1213  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1214  = shadow_rule_13_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$772 ) begin
-        \$1214  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1214  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1215  = shadow_rule_13_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$774 ) begin
-        \$1215  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1215  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1216  = shadow_rule_13_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$776 ) begin
-        \$1216  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1216  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1217  = shadow_rule_13_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$778 ) begin
-        \$1217  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1217  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1218  = shadow_rule_13_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$780 ) begin
-        \$1218  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1218  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1219  = shadow_rule_14_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$782 ) begin
-        \$1219  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1219  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1220  = shadow_rule_14_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$784 ) begin
-        \$1220  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1220  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1221  = shadow_rule_14_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$786 ) begin
-        \$1221  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1221  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1222  = shadow_rule_14_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$788 ) begin
-        \$1222  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1222  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1223  = shadow_rule_14_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$790 ) begin
-        \$1223  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1223  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1224  = shadow_rule_14_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$792 ) begin
-        \$1224  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1224  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1225  = shadow_rule_14_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$794 ) begin
-        \$1225  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1225  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1226  = shadow_rule_14_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$796 ) begin
-        \$1226  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1226  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1227  = shadow_rule_14_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$798 ) begin
-        \$1227  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1227  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1228  = shadow_rule_14_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$800 ) begin
-        \$1228  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1228  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1229  = shadow_rule_14_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$802 ) begin
-        \$1229  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1229  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1230  = shadow_rule_14_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$804 ) begin
-        \$1230  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1230  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1231  = shadow_rule_14_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$806 ) begin
-        \$1231  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1231  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1232  = shadow_rule_14_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$808 ) begin
-        \$1232  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1232  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1233  = shadow_rule_14_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$810 ) begin
-        \$1233  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1233  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1234  = shadow_rule_14_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$812 ) begin
-        \$1234  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1234  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1235  = shadow_rule_14_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$814 ) begin
-        \$1235  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1235  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1236  = shadow_rule_14_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$816 ) begin
-        \$1236  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1236  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1237  = shadow_rule_14_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$818 ) begin
-        \$1237  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1237  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1238  = shadow_rule_14_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$820 ) begin
-        \$1238  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1238  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1239  = shadow_rule_14_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$822 ) begin
-        \$1239  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1239  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1240  = shadow_rule_14_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$824 ) begin
-        \$1240  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1240  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1241  = shadow_rule_14_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$826 ) begin
-        \$1241  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1241  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1242  = shadow_rule_15_0;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$828 ) begin
-        \$1242  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1242  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1243  = shadow_rule_15_1;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$830 ) begin
-        \$1243  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1243  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1244  = shadow_rule_15_2;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$832 ) begin
-        \$1244  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1244  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1245  = shadow_rule_15_3;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$834 ) begin
-        \$1245  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1245  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1246  = shadow_rule_15_4;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$836 ) begin
-        \$1246  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1246  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1247  = shadow_rule_15_5;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$838 ) begin
-        \$1247  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1247  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1248  = shadow_rule_15_6;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$840 ) begin
-        \$1248  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1248  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1249  = shadow_rule_15_7;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$842 ) begin
-        \$1249  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1249  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1250  = shadow_rule_15_8;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$844 ) begin
-        \$1250  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1250  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1251  = shadow_rule_15_9;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$846 ) begin
-        \$1251  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1251  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1252  = shadow_rule_15_10;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$848 ) begin
-        \$1252  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1252  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1253  = shadow_rule_15_11;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$850 ) begin
-        \$1253  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1253  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1254  = shadow_rule_15_12;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$852 ) begin
-        \$1254  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1254  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1255  = shadow_rule_15_13;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$854 ) begin
-        \$1255  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1255  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1256  = shadow_rule_15_14;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$856 ) begin
-        \$1256  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1256  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1257  = shadow_rule_15_15;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$858 ) begin
-        \$1257  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1257  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1258  = shadow_rule_15_16;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$860 ) begin
-        \$1258  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1258  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1259  = shadow_rule_15_17;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$862 ) begin
-        \$1259  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1259  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1260  = shadow_rule_15_18;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$864 ) begin
-        \$1260  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1260  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1261  = shadow_rule_15_19;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$866 ) begin
-        \$1261  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1261  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1262  = shadow_rule_15_20;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$868 ) begin
-        \$1262  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1262  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1263  = shadow_rule_15_21;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$870 ) begin
-        \$1263  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1263  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1264  = shadow_rule_15_22;
-    (* full_case = 32'd1 *)
-    if (\$57 ) begin
-    end else if (\$105 ) begin
-    end else begin
-      if (\$872 ) begin
-        \$1264  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$1264  = 32'd0;
+      \$615  = 32'd3198943738;
     end
   end
   assign pending = commit_pending;
   assign reta_w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
-  assign reta_addr = \$1 [10:2];
-  assign \default_action.drop  = default_action[0];
-  assign \default_action.instance  = default_action[4:1];
-  assign \default_action.reta_offset  = default_action[15:5];
-  assign \default_action.reta_size_log2  = default_action[19:16];
+  assign rule_w__addr = \$5 [10:2];
+  assign rule_w__data = csr__w_data;
+  assign reta_addr = \$2 [10:2];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -24261,8 +17705,12 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   assign \rules[15].src_mask  = rules[11215:11088];
   assign \rules[15].dst_addr  = rules[11343:11216];
   assign \rules[15].dst_mask  = rules[11471:11344];
-  assign \$8  = \$7 ;
-  assign \$61  = \$60 ;
+  assign \default_action.drop  = default_action[0];
+  assign \default_action.instance  = default_action[4:1];
+  assign \default_action.reta_offset  = default_action[15:5];
+  assign \default_action.reta_size_log2  = default_action[19:16];
+  assign \$12  = \$11 ;
+  assign \$456  = \$455 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, o__ready);

@@ -24,7 +24,7 @@ from hetnic.gateware.registers import RegisterFile
 from hetnic.gateware.reta import IndirectionTable
 from hetnic.gateware.rx_pipeline import rx_regmap
 from hetnic.protocol import Rule, RuleAction
-from hetnic.regs import RULE_WORDS
+from hetnic.regs import RULE_STRIDE, RULE_WORDS
 
 SEED = 0x5EED_A11E
 OKAY, SLVERR = 0, 2
@@ -59,7 +59,7 @@ class RegisterBlock(wiring.Component):
             regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
             regs.reta_busy.eq(reta.busy),
             regs.commit_apply.eq(regs.commit_pending & ~reta.busy & self.apply_en),
-            reta.flip_stb.eq(regs.commit_apply),
+            reta.flip_stb.eq(regs.commit_done),
         ]
         return m
 
@@ -326,10 +326,19 @@ def test_shadow_reset_write_commit():
                 assert active_outputs(ctx, regs) == active
                 assert ctx.get(regs.generation) == generation
 
-            # The apply cycle: outputs still old in it, new right after its clock edge.
+            # The apply: the rules are copied word by word (pending stays high, generation
+            # holds), then commit_done: every output new right after its clock edge.
             ctx.set(dut.apply_en, 1)
             assert ctx.get(regs.commit_apply)
-            assert active_outputs(ctx, regs) == active
+            copy_cycles = rm.params["n_rules"] * RULE_STRIDE // 4
+            for cycle in range(copy_cycles + 10):
+                await ctx.tick()
+                if ctx.get(regs.commit_done):
+                    break
+                assert ctx.get(regs.commit_pending) and ctx.get(regs.generation) == generation
+            else:
+                raise AssertionError("commit_done never came")
+            assert cycle >= copy_cycles
             await ctx.tick()
             ctx.set(dut.apply_en, 0)
             generation += 1
@@ -375,6 +384,10 @@ def test_commit_waits_for_reta_refresh():
             assert await master.read_ok(ctx, rm.addr("RETA", index)) == queue
         await master.write_ok(ctx, rm.addr("COMMIT"), 1)
         ctx.set(dut.apply_en, 1)
+        for _ in range(rm.params["n_rules"] * RULE_STRIDE // 4 + 10):
+            await ctx.tick()
+            if ctx.get(regs.commit_done):
+                break
         await ctx.tick()
         ctx.set(dut.apply_en, 0)
         assert ctx.get(dut.reta.busy) and ctx.get(regs.generation) == 1
@@ -387,10 +400,15 @@ def test_commit_waits_for_reta_refresh():
             assert ctx.get(dut.reta.busy) and not ctx.get(regs.commit_apply)
             await ctx.tick()
         assert ctx.get(regs.generation) == 1
-        # A RETA write now waits: the pending commit applies as soon as the refresh is done
-        # (a second refresh), and the write is performed after that one.
+        # A RETA write now waits for the refresh. Then the pending commit applies: while it
+        # copies the rules the write lands in the RETA shadow, so it is part of the commit
+        # (the shadows as they are when the commit ends), and a second refresh follows.
         await master.write_ok(ctx, rm.addr("RETA", 3), 0xA5)
-        assert master.last_cycles >= size, "RETA write did not wait for the refreshes"
+        assert master.last_cycles >= 20, "RETA write did not wait for the refresh"
+        for _ in range(rm.params["n_rules"] * RULE_STRIDE // 4 + 2 * size + 20):
+            if ctx.get(regs.generation) == 2 and not ctx.get(dut.reta.busy):
+                break
+            await ctx.tick()
         ctx.set(dut.apply_en, 0)
         assert ctx.get(regs.generation) == 2 and not ctx.get(regs.commit_pending)
         assert not ctx.get(dut.reta.busy)
@@ -399,6 +417,48 @@ def test_commit_waits_for_reta_refresh():
             assert await master.read_ok(ctx, rm.addr("RETA", index)) == queue, index
 
     run(dut, bench, cycle_limit=20_000)
+
+
+def test_rule_access_waits_for_the_copy():
+    """A rule write or any shadow write issued while the rules are being copied waits until
+    the commit is done, and is not part of it; reads of other registers are answered."""
+    seed = SEED + 3
+    rng = random.Random(seed)
+    rm = small_map(n_rules=4)
+    dut = RegisterBlock(rm)
+    regs = dut.regs
+    master = AxiLiteMaster(dut.axi, random.Random(seed + 1), max_delay=0)
+    copy_cycles = rm.params["n_rules"] * RULE_STRIDE // 4
+
+    async def bench(ctx):
+        old = rng.getrandbits(32)
+        await master.write_ok(ctx, rm.addr("RULE", 3, 0), old)
+        await master.write_ok(ctx, rm.addr("COMMIT"), 1)
+        ctx.set(dut.apply_en, 1)
+        for _ in range(4):
+            await ctx.tick()
+        assert ctx.get(regs.commit_pending)
+        assert await master.read_ok(ctx, rm.addr("GENERATION")) == 0   # answered
+        new = old ^ 0xFFFF_FFFF
+        await master.write_ok(ctx, rm.addr("RULE", 3, 0), new)          # waits for the copy
+        assert master.last_cycles >= copy_cycles - 10
+        assert ctx.get(regs.generation) == 1 and not ctx.get(regs.commit_pending)
+        ctx.set(dut.apply_en, 0)
+        assert ctx.get(regs.rules[3].as_value()) & 0xFFFF_FFFF == old       # not in the commit
+        assert await master.read_ok(ctx, rm.addr("RULE", 3, 0)) == new
+        await master.write_ok(ctx, rm.addr("MAX_FRAME"), 0x1234)
+        await master.write_ok(ctx, rm.addr("COMMIT"), 1)
+        while ctx.get(dut.reta.busy):           # the RETA refresh after the first commit
+            await ctx.tick()
+        ctx.set(dut.apply_en, 1)
+        await ctx.tick()
+        await ctx.tick()
+        assert ctx.get(regs.commit_pending)     # copying
+        await master.write_ok(ctx, rm.addr("MAX_FRAME"), 0x4321)         # waits too
+        assert ctx.get(regs.max_frame) == 0x1234 and ctx.get(regs.generation) == 2
+        assert await master.read_ok(ctx, rm.addr("MAX_FRAME")) == 0x4321
+
+    run(dut, bench, cycle_limit=5_000)
 
 
 def test_byte_strobes_are_rejected():
