@@ -74,21 +74,26 @@ class Board:
 
 BOARDS: dict[str, Board] = {board.name: board for board in (
     Board("versa_ecp5", "versa_ecp5:VersaECP5Platform", ports=2, reduced=False,
-          clock_mhz=125, top="BumpInTheWireTop", oscillator="clk100", osc_mhz=100,
+          clock_mhz=125, top="Ecp5BoardTop", oscillator="clk100", osc_mhz=100,
           note="bump in the wire: port 0 classified and tagged to port 1, port 1 passed "
                "to port 0; UART register bridge; 125 MHz not met yet (core about 35 MHz "
                "estimated after placement)", loader=("-c", "ft2232")),
     Board("colorlight_5a75b", "colorlight_5a75b_r7_0:Colorlight_5A75B_R70Platform", ports=2,
-          reduced=False, clock_mhz=125, top="BumpInTheWireTop", oscillator="clk25",
+          reduced=False, clock_mhz=125, top="Ecp5BoardTop", oscillator="clk25",
           osc_mhz=25,
           note="same top as versa_ecp5 (LFE5U-25F); build plan only, never placed and "
                "routed here; UART on the LED/button pins", loader=("-b", "colorlight")),
     Board("ecpix5", "ecpix5:ECPIX545Platform", ports=1, reduced=False, clock_mhz=125,
-          top=None, note="one RGMII port: needs a one-port top (not a bump in the wire)",
-          loader=("-b", "ecpix5")),
+          top="Ecp5BoardTop", oscillator="clk100", osc_mhz=100,
+          note="one RGMII port: frames are classified, tagged and sent back on the port "
+               "they came in on; UART register bridge on amaranth-boards' uart 0; "
+               "build plan only, never placed and routed here", loader=("-b", "ecpix5")),
     Board("butterstick", "butterstick:ButterStickPlatform", ports=1, reduced=False,
           clock_mhz=125, top=None,
-          note="one RGMII port and no UART resource in amaranth-boards 0.0.21",
+          note="amaranth-boards 0.0.21 gives it eth_rgmii 0 but no uart resource (its USB "
+               "port is a ULPI PHY, not a serial bridge) and a 30 MHz oscillator, which "
+               "Ecp5Pll (multiples of 25 MHz) does not take: the one-port core needs a UART "
+               "on a SYZYGY pin pair and a PLL setting for 30 MHz",
           loader=("-c", "ft2232")),
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", ports=0, reduced=True,
           clock_mhz=12, top=None,

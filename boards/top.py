@@ -1,7 +1,13 @@
 # Ref: Lattice FPGA-TN-02200 (ECP5 sysCLOCK PLL, EHXPLLL); RGMII version 2.0 (HP, 2002).
-"""Board tops: the RX pipeline between two RGMII ports of an ECP5 board.
+"""Board tops: the RX pipeline behind the RGMII ports of an ECP5 board.
 
-:class:`BumpInTheWireTop` (two-port boards: Versa ECP5, Colorlight 5A-75B)::
+A board top is two parts. :class:`BoardCore` is everything that does not depend on the
+FPGA: the RGMII adapters, the MACs, the clock-domain crossings, the RX pipeline, the tag
+inserter and the UART register bridge. It is simulated whole (:mod:`hetnic.boards.sim_top`).
+:class:`Ecp5BoardTop` is the shell around it for an ECP5 board: PLL, resets, pin buffers
+and the DDR primitives.
+
+Two-port core (Versa ECP5, Colorlight 5A-75B), a bump in the wire::
 
     port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFO -> RxPipeline (sync, 125 MHz)
               -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
@@ -9,17 +15,32 @@
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
     UART -> UartBridge -> RxPipeline.csr (the register table of ``rx_regmap``)
 
-Clocking. ``sync`` (125 MHz) comes from an ECP5 PLL on the board oscillator, so the core and
-both transmitters run whether or not a link is up; ``tx90`` is the same clock shifted by 90
-degrees and is forwarded as ``TX_CLK``, so the PHYs must *not* add their own TX delay. Each
-receiver runs in its own domain (``rx0``, ``rx1``) clocked by the PHY's ``RX_CLK``, and
-crosses into ``sync`` through an asynchronous FIFO; the PHYs must add the RX delay (RGMII-ID
-on the receive side) since no input delay is configured here. Neither PHY delay setting has
-been checked on hardware: no board was available.
+The network is on port 0 and the host on port 1: the host receives every frame the network
+sent, tagged with the steering decision (:mod:`hetnic.steering_tag`; dropped frames are not
+forwarded), and what the host sends reaches the network unchanged.
+
+One-port core (ECPIX-5): the host and the network share the one link, so frames come back
+on the port they came in on::
+
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFO -> RxPipeline -> TagInserter
+              -> GmiiTxMac -> RgmiiPhy -> port 0 TX
+
+Everything received is classified and returned tagged, including what the host itself
+sends; the board is a classifier on a stick, not a bump in the wire.
+
+Clocking (shell). ``sync`` (125 MHz) comes from an ECP5 PLL on the board oscillator, so the
+core and the transmitters run whether or not a link is up; ``tx90`` is the same clock
+shifted by 90 degrees and is forwarded as ``TX_CLK``, so the PHYs must *not* add their own
+TX delay. Each receiver runs in its own domain (``rx0``, ``rx1``) clocked by the PHY's
+``RX_CLK``, and crosses into ``sync`` through an asynchronous FIFO; the PHYs must add the RX
+delay (RGMII-ID on the receive side) since no input delay is configured here. Neither PHY
+delay setting has been checked on hardware: no board was available.
 
 Reset: the board reset button (if any) or an unlocked PLL resets every domain and holds the
 PHYs in reset (their ``rst`` pins). MDIO is not driven (``mdc`` low, ``mdio`` released).
 """
+
+from typing import NamedTuple
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance, \
     Module, ResetSignal, Signal
@@ -31,11 +52,12 @@ from amaranth.lib.wiring import In, Out, connect
 
 from ..gateware.beat import Beat
 from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
-from ..gateware.rx_pipeline import RxPipeline
-from ..gateware.uart_bridge import UartBridge
+from ..gateware.rx_pipeline import RxPipeline, rx_regmap
+from ..gateware.uart_bridge import UartBridge, uart_divisor
 from .tag_inserter import TagInserter
 
-__all__ = ["BumpInTheWireTop", "FrameFifo", "Ecp5Pll", "CORE_PARAMS", "UART_BAUD"]
+__all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "CORE_PARAMS",
+           "CORE_HZ", "UART_BAUD"]
 
 #: RX pipeline parameters of the board build: small enough to leave room on a 25k-LUT ECP5.
 CORE_PARAMS = {"data_width": 8, "n_rules": 4, "reta_size": 128, "queues": 16}
@@ -123,22 +145,153 @@ def _connect_fifo(m, source, fifo, sink):
                  fifo.r_en.eq(sink.ready)]
 
 
-class BumpInTheWireTop(Elaboratable):
-    """The two-port board top (see module doc). ``board`` is a :class:`~hetnic.boards.Board`
-    with ``ports == 2``; elaborate only with its platform (the PLL and DDR buffers are ECP5
-    primitives). The blocks are built in ``elaborate``, so a top that is never built
-    leaves nothing unused behind.
+class RgmiiPins(NamedTuple):
+    """The RGMII pins of one port as :class:`~hetnic.gateware.mac.RgmiiPhy` takes them
+    (``RX_CLK`` is not among them: it clocks the port's ``rx<n>`` domain)."""
+    rxd: io.PortLike
+    rx_ctl: io.PortLike
+    txd: io.PortLike
+    tx_ctl: io.PortLike
+    tx_clk: io.PortLike
+
+
+class BoardCore(wiring.Component):
+    """The board design between the pins' buffers (see the module documentation).
+
+    The core uses clock domains its parent creates: ``sync`` (the core clock, ``clk_hz``),
+    ``tx90`` (``sync`` a quarter period later, forwarded as every port's ``TX_CLK``) and
+    ``rx<n>`` for each port (clocked by the port's ``RX_CLK``). Port ``n``'s received
+    bytes cross from ``rx<n>`` into ``sync`` through a 512-entry asynchronous FIFO (a block
+    RAM). The receive MAC cannot wait, so the FIFO must absorb the pipeline's pauses: a
+    commit stops ``rx`` while the metadata path drains and the rules are copied (about
+    ``n_rules * 32`` + 30 cycles, 160 at the board's 4 rules), and the parser takes a cycle
+    after every frame. What does not fit is cut by the MAC and counted (its
+    ``overflow_count``, not yet readable over the UART). The tagged copy is 12 bytes
+    longer than the frame, so port 1 cannot carry a sustained line-rate stream of short
+    frames from port 0: the data FIFO, then this FIFO fill, and the MAC cuts frames.
+
+    Latency from the end of a frame on port 0 RX to the first preamble byte of its tagged
+    copy: the clock-domain crossing (a few cycles), the pipeline's record (about 20 to 30
+    cycles after the frame's last byte, :class:`~hetnic.gateware.rx_pipeline.RxPipeline`),
+    then the transmit MAC's interframe gap if a frame is still going out. The tagged frame
+    leaves whole at one byte per cycle (the pipeline's data FIFO holds it).
+
+    Parameters
+    ----------
+    ports : int
+        1 or 2 (see the module documentation).
+    pins : sequence of RgmiiPins
+        One per port.
+    core_params : dict
+        :class:`~hetnic.gateware.rx_pipeline.RxPipeline` parameters; ``data_width`` must be
+        8 (the MACs move a byte per cycle).
+    clk_hz : float
+        Frequency of ``sync`` in Hz, for the UART's bit timing.
+    baud : int
+        UART line rate; ``clk_hz / baud`` must be 8 or more (see
+        :func:`~hetnic.gateware.uart_bridge.uart_divisor`).
+    ddr_buffer : type
+        ``amaranth.lib.io.DDRBuffer`` on a board, :class:`~hetnic.gateware.mac.DdrBufferModel`
+        in simulation.
+
+    Members
+    -------
+    uart_rx : In(1)
+        Serial line from the host, asynchronous, idle high.
+    uart_tx : Out(1)
+        Serial line to the host, idle high.
+    """
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+
+    def __init__(self, ports, *, pins, core_params=CORE_PARAMS, clk_hz=CORE_HZ,
+                 baud=UART_BAUD, ddr_buffer=io.DDRBuffer):
+        self.regmap = self.check_parameters(ports, core_params=core_params, clk_hz=clk_hz,
+                                            baud=baud)
+        pins = list(pins)
+        if len(pins) != ports or not all(isinstance(p, RgmiiPins) for p in pins):
+            raise TypeError(f"pins must be {ports} RgmiiPins, one per port, not {pins!r}")
+        self.ports, self.pins, self.core_params = ports, pins, dict(core_params)
+        self.clk_hz, self.baud, self.ddr_buffer = clk_hz, baud, ddr_buffer
+        super().__init__()
+
+    @staticmethod
+    def check_parameters(ports, *, core_params, clk_hz, baud):
+        """Raise ``ValueError`` for parameters the core cannot be built with (before anything
+        is built); returns the register map the core will have."""
+        if ports not in (1, 2):
+            raise ValueError(f"ports must be 1 or 2, not {ports!r}")
+        if core_params.get("data_width") != 8:
+            raise ValueError(f"the board core's RX pipeline takes a byte per cycle from the "
+                             f"MAC: core_params needs data_width=8, not "
+                             f"{core_params.get('data_width')!r}")
+        uart_divisor(clk_hz, baud)
+        return rx_regmap(**core_params)
+
+    def elaborate(self, platform):
+        m = Module()
+        rx_macs, tx_macs = [], []
+        for n, pins in enumerate(self.pins):
+            rx_mac, tx_mac = self._port(m, n, pins)
+            rx_macs.append(rx_mac)
+            tx_macs.append(tx_mac)
+
+        # --- port 0 -> pipeline -> tag -> port 1 (port 0 on a one-port board) ---------------
+        m.submodules.cdc0 = cdc0 = _rx_crossing("rx0")
+        m.submodules.pipeline = pipeline = RxPipeline(**self.core_params)
+        m.submodules.tagger = tagger = TagInserter()
+        _connect_fifo(m, rx_macs[0].o, cdc0, pipeline.rx)
+        connect(m, pipeline.data, tagger.data)
+        connect(m, pipeline.meta, tagger.meta)
+        connect(m, tagger.o, tx_macs[-1].i)
+
+        # --- port 1 -> port 0, untouched ------------------------------------------------------
+        if self.ports == 2:
+            m.submodules.cdc1 = cdc1 = _rx_crossing("rx1")
+            m.submodules.store1 = store1 = FrameFifo()
+            _connect_fifo(m, rx_macs[1].o, cdc1, store1.i)
+            connect(m, store1.o, tx_macs[0].i)
+
+        # --- registers over the UART ----------------------------------------------------------
+        m.submodules.bridge = bridge = UartBridge(self.clk_hz, self.baud, addr_width=16)
+        connect(m, bridge.csr, pipeline.csr)
+        m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
+        return m
+
+    def _port(self, m, n, pins):
+        """RGMII adapter, receive MAC (in ``rx<n>``) and transmit MAC (in ``sync``)."""
+        domain = f"rx{n}"
+        m.submodules[f"phy{n}"] = phy = RgmiiPhy(
+            *pins, rx_domain=domain, tx_domain="sync", tx_clk_domain="tx90",
+            ddr_buffer=self.ddr_buffer)
+        m.submodules[f"rx_mac{n}"] = rx_mac = DomainRenamer(domain)(GmiiRxMac())
+        m.submodules[f"tx_mac{n}"] = tx_mac = GmiiTxMac()
+        connect(m, phy.rx, rx_mac.gmii)
+        connect(m, tx_mac.gmii, phy.tx)
+        return rx_mac, tx_mac
+
+
+def _rx_crossing(domain):
+    return AsyncFIFO(width=Beat(8).size, depth=512, w_domain=domain, r_domain="sync")
+
+
+class Ecp5BoardTop(Elaboratable):
+    """An ECP5 board's top: the clocks, resets and pins around a :class:`BoardCore` with
+    ``board.ports`` ports (see the module documentation). ``board`` is a
+    :class:`~hetnic.boards.Board`; elaborate only with its platform (the PLL and DDR
+    buffers are ECP5 primitives). The core is built in ``elaborate``, so a top that is never
+    built leaves nothing unused behind.
     """
     def __init__(self, board):
-        if board.ports != 2:
-            raise ValueError(f"BumpInTheWireTop needs a board with two RGMII ports; "
+        if board.ports not in (1, 2):
+            raise ValueError(f"Ecp5BoardTop needs a board with one or two RGMII ports; "
                              f"{board.name} has {board.ports}")
         self.board = board
 
     def elaborate(self, platform):
         if platform is None:
-            raise TypeError("BumpInTheWireTop is built for a board platform only; simulate "
-                            "its blocks instead")
+            raise TypeError("Ecp5BoardTop is built for a board platform only; simulate "
+                            "hetnic.boards.sim_top.BoardSimTop instead")
         m = Module()
 
         # --- clocks and resets --------------------------------------------------------------
@@ -156,9 +309,9 @@ class BumpInTheWireTop(Elaboratable):
         m.d.comb += [ClockSignal("sync").eq(pll.clk), ClockSignal("tx90").eq(pll.clk90)]
         m.submodules.sync_rst = ResetSynchronizer(arst, domain="sync")
 
-        # --- ports --------------------------------------------------------------------------
-        phys, rx_macs, tx_macs = [], [], []
-        for n in range(2):
+        # --- pins: RX clocks, PHY management, the RGMII data pins for the core -----------------
+        core_pins = []
+        for n in range(self.board.ports):
             pins, rx_ctl, tx_ctl = _request_rgmii(platform, n)
             domain = f"rx{n}"
             m.domains += ClockDomain(domain)
@@ -171,42 +324,15 @@ class BumpInTheWireTop(Elaboratable):
                 m.submodules[f"mdc{n}"] = mdc = io.Buffer("o", pins.mdc)
                 m.submodules[f"mdio{n}"] = io.Buffer("io", pins.mdio)     # oe = 0: released
                 m.d.comb += [phy_rst.o.eq(ResetSignal("sync")), mdc.o.eq(0)]
-            m.submodules[f"phy{n}"] = phy = RgmiiPhy(
-                pins.rx_data, rx_ctl, pins.tx_data, tx_ctl, pins.tx_clk, rx_domain=domain,
-                tx_domain="sync", tx_clk_domain="tx90")
-            m.submodules[f"rx_mac{n}"] = rx_mac = DomainRenamer(domain)(GmiiRxMac())
-            m.submodules[f"tx_mac{n}"] = tx_mac = GmiiTxMac()
-            connect(m, phy.rx, rx_mac.gmii)
-            connect(m, tx_mac.gmii, phy.tx)
-            phys.append(phy)
-            rx_macs.append(rx_mac)
-            tx_macs.append(tx_mac)
+            core_pins.append(RgmiiPins(pins.rx_data, rx_ctl, pins.tx_data, tx_ctl,
+                                       pins.tx_clk))
 
-        # --- port 0 -> pipeline -> tag -> port 1 ------------------------------------------------
-        width = Beat(8).size
-        m.submodules.cdc0 = cdc0 = AsyncFIFO(width=width, depth=64, w_domain="rx0",
-                                             r_domain="sync")
-        m.submodules.pipeline = pipeline = RxPipeline(**CORE_PARAMS)
-        m.submodules.tagger = tagger = TagInserter()
-        _connect_fifo(m, rx_macs[0].o, cdc0, pipeline.rx)
-        connect(m, pipeline.data, tagger.data)
-        connect(m, pipeline.meta, tagger.meta)
-        connect(m, tagger.o, tx_macs[1].i)
-
-        # --- port 1 -> port 0, untouched ------------------------------------------------------
-        m.submodules.cdc1 = cdc1 = AsyncFIFO(width=width, depth=64, w_domain="rx1",
-                                             r_domain="sync")
-        m.submodules.store1 = store1 = FrameFifo()
-        _connect_fifo(m, rx_macs[1].o, cdc1, store1.i)
-        connect(m, store1.o, tx_macs[0].i)
-
-        # --- registers over the UART ----------------------------------------------------------
-        m.submodules.bridge = bridge = UartBridge(CORE_HZ, UART_BAUD, addr_width=16)
-        connect(m, bridge.csr, pipeline.csr)
+        m.submodules.core = core = BoardCore(self.board.ports, pins=core_pins,
+                                             clk_hz=CORE_HZ, baud=UART_BAUD)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [bridge.rx.eq(uart_rx.i), uart_tx.o.eq(bridge.tx)]
+        m.d.comb += [core.uart_rx.eq(uart_rx.i), uart_tx.o.eq(core.uart_tx)]
         return m
 
 

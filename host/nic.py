@@ -9,8 +9,9 @@
 ...     packets = nic.rx_queues[0].poll()
 
 Backends (:data:`BACKENDS`) move register reads and writes, host memory, the wire and the
-clock; everything else — rings, configuration, counters, events — is this module and
-:mod:`hetnic.host.rings`, the same code for every backend:
+clock; everything else — rings, configuration, counters, events — is this module,
+:mod:`hetnic.host.control` (identity, configuration, commit and counters, shared with the
+board driver) and :mod:`hetnic.host.rings`, the same code for every backend:
 
 ``"sim"``
     The compiled Verilator harness (:class:`hetnic.sim.backend.SimBackend`). Simulated time
@@ -19,6 +20,11 @@ clock; everything else — rings, configuration, counters, events — is this mo
 ``"cocotb"``
     Inside a cocotb test, from a thread started with ``cocotb.task.bridge``
     (:class:`hetnic.sim.cocotb_backend.CocotbBackend`): the same driver over cocotbext-axi.
+``"serial:DEVICE"``
+    A board (:mod:`hetnic.boards`): registers over its serial bridge, frames over a network
+    interface (``data=``). :meth:`Nic.open` returns a :class:`hetnic.host.board.BoardNic`,
+    which has the configuration, commit and counters of this driver, receive queues fed
+    from the frames' steering tags, and no DMA rings, events or clock (see that module).
 
 What :meth:`Nic.open` sets up
 -----------------------------
@@ -33,18 +39,17 @@ from __future__ import annotations
 
 import importlib
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from ..protocol import RSS_KEY_LEN, DropReason, HashType
-from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
-from .config import RxConfig
+from .control import NicControl, NicError, Rss, Rules
 from .ordering import GenerationOrder
 from .rings import (EventRing, MemoryAllocator, NicEvent, RingFullError, RxPacket, RxRing,
                     TxDone, TxRing, queue_register_writes)
-from .rules import Action, FlowRule
 
-__all__ = ["Nic", "NicError", "BACKENDS", "RxPacket", "TxDone", "NicEvent"]
+if TYPE_CHECKING:
+    from .board import BoardNic
+
+__all__ = ["Nic", "NicError", "BACKENDS", "RxPacket", "TxDone", "NicEvent", "Rss", "Rules"]
 
 #: Backend names and where their class lives (imported on first use).
 BACKENDS = {"sim": "hetnic.sim.backend:SimBackend",
@@ -57,144 +62,14 @@ COMMIT_TIMEOUT = 1_000_000
 TIMESTAMP_MASK = (1 << 27) - 1
 
 
-class NicError(RuntimeError):
-    """The NIC did not do what the driver asked (a commit that never applies, a queue that
-    reports an error, a device that is not a hetnic NIC)."""
-
-
 def _backend_class(name: str):
     if not isinstance(name, str):
         raise ValueError(f"backend must be a name like 'sim', not {name!r}")
-    if name.startswith("serial:"):
-        raise NotImplementedError("the board backend ('serial:DEVICE') comes with the boards "
-                                  "work; use 'sim' for the simulated NIC")
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} "
+                         f"or 'serial:DEVICE'")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-class Rss:
-    """The RSS key, hash settings and indirection table (shadow state until
-    :meth:`Nic.commit`)."""
-
-    def __init__(self, nic: "Nic"):
-        self._nic = nic
-
-    @property
-    def key(self) -> bytes:
-        return self._nic._config.key
-
-    @property
-    def table(self) -> list[int]:
-        return self._nic._config.table(self._nic.regmap)
-
-    def set_key(self, key: bytes) -> None:
-        """Stage a 40-byte Toeplitz key."""
-        if not isinstance(key, (bytes, bytearray)) or len(key) != RSS_KEY_LEN:
-            got = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else repr(key)
-            raise ValueError(f"an RSS key is {RSS_KEY_LEN} bytes, not {got}")
-        key = bytes(key)
-        self._nic._config.key = key
-        self._nic._write([(self._nic.regmap.addr("RSS_KEY", k),
-                           int.from_bytes(key[4 * k:4 * k + 4], "big"))
-                          for k in range(RSS_KEY_LEN // 4)])
-
-    def set_table(self, queues: Sequence[int]) -> None:
-        """Stage the indirection table: one RX queue per entry. A shorter list whose length
-        divides the table size is repeated (``[0, 1]`` alternates two queues)."""
-        size = self._nic.regmap.params["reta_size"]
-        queues = list(queues)
-        if not queues or size % len(queues):
-            raise ValueError(f"the table has {size} entries; give {size} queues or a list "
-                             f"whose length divides {size}, not {len(queues)}")
-        n = self._nic.build["rx_queues"]
-        for q in queues:
-            if not isinstance(q, int) or isinstance(q, bool) or not 0 <= q < n:
-                raise ValueError(f"the table names RX queue {q!r}, but this NIC has queues "
-                                 f"0 to {n - 1}")
-        table = queues * (size // len(queues))
-        self._nic._config.reta = table
-        self._nic._write([(self._nic.regmap.addr("RETA", i), q) for i, q in enumerate(table)])
-
-    def configure(self, *, symmetric: bool | None = None, hash_types: Iterable | None = None
-                  ) -> None:
-        """Stage the hash settings: symmetric hashing, and which :class:`HashType` values are
-        enabled (the others hash nothing and go to RETA entry 0)."""
-        cfg = self._nic._config
-        if symmetric is not None:
-            cfg.symmetric = bool(symmetric)
-        if hash_types is not None:
-            mask = 0
-            for t in hash_types:
-                mask |= 1 << HashType(t)
-            cfg.hash_enable = mask
-        self._nic._write_config_head()
-
-
-class Rules:
-    """Classifier rules in the NIC's rule slots; a lower slot wins over a higher one."""
-
-    def __init__(self, nic: "Nic"):
-        self._nic = nic
-
-    @property
-    def _slots(self) -> list[FlowRule | None]:
-        rules = list(self._nic._config.rules)
-        return rules + [None] * (self._nic.regmap.params["n_rules"] - len(rules))
-
-    def _set(self, slot: int, rule: FlowRule | None) -> None:
-        slots = self._slots
-        slots[slot] = rule
-        while slots and slots[-1] is None:
-            slots.pop()
-        self._nic._config.rules = slots
-
-    def __len__(self) -> int:
-        return sum(r is not None for r in self._slots)
-
-    def __iter__(self) -> Iterator[tuple[int, FlowRule]]:
-        return ((i, r) for i, r in enumerate(self._slots) if r is not None)
-
-    def add(self, rule: FlowRule, slot: int | None = None) -> int:
-        """Stage ``rule`` in the lowest free slot (or ``slot``); returns the slot, which is
-        the ``rule`` number in the completions of frames it matches."""
-        if not isinstance(rule, FlowRule):
-            raise TypeError(f"rules.add takes a FlowRule, not {type(rule).__name__}")
-        if slot is None:
-            free = [i for i, r in enumerate(self._slots) if r is None]
-            if not free:
-                raise ValueError(f"all {len(self._slots)} rule slots are in use; remove one "
-                                 f"first")
-            slot = free[0]
-        elif not isinstance(slot, int) or not 0 <= slot < len(self._slots):
-            raise ValueError(f"rule slot must be from 0 to {len(self._slots) - 1}, not {slot!r}")
-        packed = rule.encode(self._nic.regmap.params["reta_size"])
-        self._set(slot, rule)
-        self._write_slot(slot, packed)
-        return slot
-
-    def remove(self, id: int) -> None:
-        """Stage the removal of the rule in slot ``id``."""
-        if not isinstance(id, int) or not 0 <= id < len(self._slots) or self._slots[id] is None:
-            used = [i for i, r in enumerate(self._slots) if r is not None]
-            raise ValueError(f"no rule in slot {id!r}; slots in use: {used}")
-        self._set(id, None)
-        self._write_slot(id, 0)
-
-    def set_default(self, action: Action) -> None:
-        """Stage the action for frames no rule matches."""
-        if not isinstance(action, Action):
-            raise TypeError(f"set_default takes an Action, not {type(action).__name__}")
-        self._nic._config.default = action
-        self._nic._write_config_head()
-
-    def _write_slot(self, slot: int, packed: int) -> None:
-        regmap = self._nic.regmap
-        self._nic._write([(regmap.addr("RULE", slot, w), packed >> (32 * w) & 0xFFFF_FFFF)
-                          for w in range(RULE_WORDS)])
 
 
 # --- queues ----------------------------------------------------------------------------------
@@ -355,39 +230,22 @@ class Wire:
 
 # --- the driver ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Layout:
-    rx_ring_size: int
-    rx_buffer_size: int
-    tx_ring_size: int
-    event_ring_size: int
-    tx_keep: int
-
-
-class Nic:
+class Nic(NicControl):
     """A hetnic NIC, opened with :meth:`open`. See the module documentation."""
 
     def __init__(self, backend, *, rx_ring_size: int = 256, rx_buffer_size: int = 2048,
                  tx_ring_size: int = 256, event_ring_size: int = 256, tx_keep: int = 4096,
                  tx_timeout: int = 1_000_000, ordered: bool = True):
-        self._backend = backend
-        self._order: GenerationOrder | None = None
-        self.build = dict(backend.build)
         from ..gateware.nic_core import nic_regmap
-        self.regmap: RegisterMap = nic_regmap(**self.build)
+        self._order: GenerationOrder | None = None
+        build = dict(backend.build)
+        super().__init__(backend, build, nic_regmap(**build), queues=build["rx_queues"])
         self.tx_timeout = tx_timeout
-        self._check_identity()
-        self._counter_regs = self._counter_addresses()
-        self._counter_last: list[int] | None = None
-        self._counter_total = [0] * len(self._counter_regs)
         self._event_callbacks: list[Callable[[NicEvent], None]] = []
 
         align = self.build["data_width"] // 8
         mem = backend.memory
         self.allocator = MemoryAllocator(mem, RING_BASE, backend.mem_size - RING_BASE)
-        self._config = RxConfig(queues=self.build["rx_queues"])
-        self.rss = Rss(self)
-        self.rules = Rules(self)
         self.wire = Wire(self)
         writes = []
         self.event_rings = []
@@ -408,26 +266,29 @@ class Nic:
             self.tx_queues.append(TxQueue(self, q, ring, tx_keep))
             writes += queue_register_writes(self.regmap, "tx", q, ring)
         self._write(writes)
-        self._write(self._config.register_writes(self.regmap, commit=False))
-        self._committed_hash = self._hash_settings()
-        self.generation = self.commit()
+        self._start()
         if ordered:
             self._order = GenerationOrder(len(self.rx_queues), self.generation)
-        self.counters()             # the baseline for accumulating
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
-    def open(cls, backend: str = "sim", **params) -> "Nic":
+    def open(cls, backend: str = "sim", **params) -> "Nic | BoardNic":
         """Open a NIC on ``backend`` (see :data:`BACKENDS`).
 
-        Driver parameters (every backend): ``rx_ring_size``, ``rx_buffer_size``,
+        Driver parameters (the NIC core backends): ``rx_ring_size``, ``rx_buffer_size``,
         ``tx_ring_size``, ``event_ring_size``, ``tx_keep``, ``tx_timeout``, ``ordered``
         (default true: per-flow order across commits, :mod:`hetnic.host.ordering`). The rest
-        go to
-        the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
+        go to the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
         ``event_queues``, ``n_rules``, ``reta_size``, ``mem_size``, ``trace`` (a ``.vcd`` or
         ``.fst`` file), ``ifg_bytes``, ``read_latency``.
+
+        ``"serial:DEVICE"`` opens a board and returns a
+        :class:`~hetnic.host.board.BoardNic`; its parameters are those of
+        :meth:`BoardNic.open <hetnic.host.board.BoardNic.open>` (``data=`` is required).
         """
+        if isinstance(backend, str) and backend.startswith("serial:"):
+            from .board import BoardNic
+            return BoardNic.open(backend.removeprefix("serial:"), **params)
         driver_keys = ("rx_ring_size", "rx_buffer_size", "tx_ring_size", "event_ring_size",
                        "tx_keep", "tx_timeout", "ordered")
         driver = {k: params.pop(k) for k in driver_keys if k in params}
@@ -447,51 +308,16 @@ class Nic:
             b.close()
             raise
 
-    @property
-    def backend(self):
-        """The backend moving registers, memory, wire and clock (see :data:`BACKENDS`)."""
-        if self._backend is None:
-            raise NicError("the NIC is closed; open it again with Nic.open()")
-        return self._backend
-
-    def close(self) -> None:
-        """Close the backend (for ``"sim"``: free the simulated NIC and its memory)."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
-
-    def __enter__(self) -> "Nic":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     # --- configuration -------------------------------------------------------------------
-    def commit(self) -> int:
-        """Apply the staged key, table, rules and settings atomically at a frame boundary;
-        returns the new configuration generation (carried by every later completion)."""
-        b, r = self.backend, self.regmap
-        before = b.reg_read(r.addr("GENERATION"))
-        b.reg_write(r.addr("COMMIT"), 1)
-        waited = 0
-        while b.reg_read(r.addr("COMMIT_STATUS")) != 0:
-            if waited >= COMMIT_TIMEOUT:
-                raise NicError(f"the commit did not apply within {COMMIT_TIMEOUT} cycles")
+    def _commit_waiter(self) -> Iterator[None]:
+        for _ in range(0, COMMIT_TIMEOUT, 64):
             self._advance(64)
-            waited += 64
-        self.generation = b.reg_read(r.addr("GENERATION"))
-        if self.generation == before:
-            raise NicError(f"COMMIT_STATUS cleared but GENERATION stayed {before}")
-        settings = self._hash_settings()
-        if settings != self._committed_hash:
-            self._committed_hash = settings
-            if self._order is not None:
-                self._order.hash_changed(self.generation)
-        return self.generation
+            yield
+        raise NicError(f"the commit did not apply within {COMMIT_TIMEOUT} cycles")
 
-    def _hash_settings(self) -> tuple:
-        c = self._config
-        return c.key, c.symmetric, c.hash_enable
+    def _hash_changed(self, generation: int) -> None:
+        if self._order is not None:
+            self._order.hash_changed(generation)
 
     def _sweep(self, newest: int) -> None:
         """Reap every RX queue into its stash until a whole pass finds no generation newer
@@ -511,45 +337,11 @@ class Nic:
                 return
             newest = found
 
-    def apply(self, config: RxConfig) -> int:
-        """Stage a whole :class:`~hetnic.host.config.RxConfig` (key, table, hash settings,
-        rules in slots 0.., default action, frame limits) and commit it; returns the new
-        generation. Raises ``ValueError`` (nothing written) if this NIC cannot take it."""
-        import copy
-        config.validate(self.regmap)
-        self._config = copy.deepcopy(config)
-        self._write(self._config.register_writes(self.regmap, commit=False))
-        return self.commit()
-
-    @property
-    def config(self) -> RxConfig:
-        """The staged configuration (what :meth:`commit` applies)."""
-        return self._config
-
-    def _write_config_head(self) -> None:
-        # CTRL, MAX_FRAME, DIRECT_ETHERTYPE, DEFAULT_ACTION: the first writes of the config.
-        self._write(self._config.register_writes(self.regmap, commit=False)[:4])
-
-    def _write(self, writes: list[tuple[int, int]]) -> None:
-        self.backend.reg_write_many(writes)
-
     def _arm(self, reg: str, queue: int, event_queue: int) -> None:
         n = self.build["event_queues"]
         if not isinstance(event_queue, int) or not 0 <= event_queue < n:
             raise ValueError(f"event queue must be from 0 to {n - 1}, not {event_queue!r}")
         self.backend.reg_write(self.regmap.addr(reg, queue), 0x100 | event_queue)
-
-    def _check_identity(self) -> None:
-        b, r = self.backend, self.regmap
-        magic = b.reg_read(r.addr("ID"))
-        if magic != ID_MAGIC:
-            raise NicError(f"register 0 reads {magic:#010x}, not the hetnic magic "
-                           f"{ID_MAGIC:#010x}: this is not a hetnic NIC")
-        for name in ("PARAMS0", "PARAMS1", "PARAMS2"):
-            got, want = b.reg_read(r.addr(name)), r.ro_value(name)
-            if got != want:
-                raise NicError(f"{name} reads {got:#x}, expected {want:#x} for the build "
-                               f"{self.build}; the backend and the driver disagree")
 
     # --- time ----------------------------------------------------------------------------
     def run(self, cycles: int) -> None:
@@ -616,38 +408,6 @@ class Nic:
     def irq(self) -> int:
         """Interrupt lines that went high since the last call (bit ``q``: event queue q)."""
         return self.backend.irq()
-
-    def counters(self) -> dict[str, int]:
-        """Every NIC counter, accumulated since :meth:`open` (the registers are 32-bit and
-        wrap; the driver adds up the differences, so read at least every 2**32 frames)."""
-        raw = self.backend.reg_read_many([a for _, a in self._counter_regs])
-        if self._counter_last is None:
-            self._counter_last = raw
-            return {name: 0 for name, _ in self._counter_regs}
-        for i, (new, old) in enumerate(zip(raw, self._counter_last)):
-            self._counter_total[i] += (new - old) & 0xFFFF_FFFF
-        self._counter_last = raw
-        return {name: total for (name, _), total in zip(self._counter_regs,
-                                                          self._counter_total)}
-
-    def _counter_addresses(self) -> list[tuple[str, int]]:
-        r = self.regmap
-        out = []
-        for reg in r:
-            if reg.access != "counter":
-                continue
-            n = r.count(reg)
-            for i in range(n):
-                if reg.name == "DROP_COUNT":
-                    label = f"drop[{DropReason(i).name.lower()}]" if i in DropReason._value2member_map_ else f"drop[{i}]"
-                elif reg.name == "RULE_HITS" and i == n - 1:
-                    label = "rule_hits[default]"
-                elif n == 1:
-                    label = reg.name.lower()
-                else:
-                    label = f"{reg.name.lower()}[{i}]"
-                out.append((label, r.addr(reg.name, i)))
-        return out
 
 
 def _memory_needed(params: dict, driver: dict) -> int:

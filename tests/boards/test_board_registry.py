@@ -37,10 +37,32 @@ def test_build_plan(name):
     script = plan.files[f"{plan.script}.sh"]
     assert f"--report {NEXTPNR_REPORT}" in script
     lpf = plan.files[f"hetnic_{name}.lpf"]
-    port1 = "eth_rgmii_1" if name == "versa_ecp5" else "hetnic_rgmii_data_1"
-    for port in ("eth_rgmii_0", port1):
+    ports = ["eth_rgmii_0"]
+    if board.ports == 2:
+        ports.append("eth_rgmii_1" if name == "versa_ecp5" else "hetnic_rgmii_data_1")
+    for port in ports:
         assert f'FREQUENCY PORT "{port}__rx_clk__io" 125000000.0 HZ;' in lpf
+    if board.ports == 1:
+        assert "_1__rx_clk__io" not in lpf
     assert "uart_0__rx__io" in lpf
+
+
+def test_one_port_build_plan():
+    """ECPIX-5: the one-port core (no port 1, no store-and-forward FIFO) with its PLL, the
+    ECP5 DDR primitives on the one RGMII port and the tag inserter; no tools run."""
+    _, plan = build_plan(get_board("ecpix5"))
+    design = plan.files["hetnic_ecpix5.il"]
+    assert design.count("EHXPLLL") == 1
+    assert "IDDRX1F" in design and "ODDRX1F" in design
+    assert "tagger" in design and "store1" not in design
+    lpf = plan.files["hetnic_ecpix5.lpf"]
+    assert 'LOCATE COMP "uart_0__rx__io" SITE "R26";' in lpf
+    assert "eth_rgmii_1" not in lpf
+
+
+def test_butterstick_says_what_is_missing():
+    with pytest.raises(BoardNotImplemented, match="no uart resource .* 30 MHz oscillator"):
+        build_plan(get_board("butterstick"))
 
 
 def test_cli_boards_lists_every_board(capsys):
