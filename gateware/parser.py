@@ -126,8 +126,8 @@ class HeaderParser(wiring.Component):
     At ``data_width=8`` (the 1 GbE board core) the parser is built differently, for size and
     clock rather than for engine cycles: it keeps only the header bytes the engine will
     read, picked out as the bytes stream by (about 80 bytes instead of two 128-byte buffers
-    and the shifter that reads them), and every engine step takes three cycles (see
-    ``_elaborate_byte_capture`` and ``_elaborate_engine``). Latency then is 2 + 3 x (cycles
+    and the shifter that reads them), and every engine step takes four cycles (see
+    ``_elaborate_byte_capture`` and ``_elaborate_engine``). Latency then is 2 + 4 x (cycles
     per frame) cycles after the last beat, and ``i.ready`` falls for one cycle after every
     frame; a frame takes at least 60 cycles at 8 bits, so a stream from a MAC (which adds
     at least 20 cycles of preamble and gap per frame) is never slowed down. Same records,
@@ -432,27 +432,28 @@ class HeaderParser(wiring.Component):
         ``rec_next`` is the record after this cycle's step and ``error`` the first error the
         step found (both comb).
 
-        At 8 bits every step takes three cycles: in the first the header window register
-        loads, in the second the step's checks (``error``, ``done``) are registered, in the
-        third the step acts on the registered result. The step's inputs do not change in
-        between, so it computes the same values again; the long path from the header bytes
-        through the bound checks then ends at two registers instead of at the enables of
-        every record register. A frame takes at least 60 cycles to arrive at 8 bits, so the
-        engine's at most 21 cycles stay hidden.
+        At 8 bits every step takes four cycles: in the first the header window register
+        loads, in the second the conditions of the step's checks are registered, in the
+        third their result (``error``, ``done``), in the fourth the step acts on it. The
+        step's inputs do not change in between, so it computes the same values again; the
+        long path from the header bytes through the bound checks is cut in three, and the
+        enables of every record register hang off registers. A frame takes at least 60
+        cycles to arrive at 8 bits, so the engine's at most 28 cycles stay hidden.
         """
         settle = self._data_width == 8
         done, error = st.done, st.error
         if settle:
-            # 0: the window register loads; 1: the checks are registered; 2: act.
-            phase = Signal(range(3))
+            # 0: the window register loads; 1: the checks' conditions are registered;
+            # 2: the checks' result (error, done) is registered; 3: act.
+            phase = Signal(range(4))
             done, error = Signal(), Signal(ParseError)
-            with m.If(st.active & (phase != 2)):
+            with m.If(st.active & (phase != 3)):
                 m.d.sync += phase.eq(phase + 1)
-            with m.If(phase == 1):
+            with m.If(phase == 2):
                 m.d.sync += [done.eq(st.done), error.eq(st.error)]
             with m.If(st.advance):
                 m.d.sync += phase.eq(0)
-            m.d.comb += st.advance.eq(st.active & (phase == 2) &
+            m.d.comb += st.advance.eq(st.active & (phase == 3) &
                                       (~done | ~self.o.valid | self.o.ready))
         else:
             m.d.comb += st.advance.eq(st.active & (~st.done | ~self.o.valid | self.o.ready))
@@ -492,7 +493,16 @@ class HeaderParser(wiring.Component):
                 ]
 
     def _checks(self, m, st, checks):
-        """Set ``st.error`` to the error of the first true condition of ``checks``."""
+        """Set ``st.error`` to the error of the first true condition of ``checks``. At 8 bits
+        each condition is registered first (the step's inputs hold still meanwhile, see
+        ``_elaborate_engine``), so the compares and the priority chain are separate paths."""
+        if self._data_width == 8:
+            registered = []
+            for index, (condition, error) in enumerate(checks):
+                flag = Signal(name=f"check_{error.name.lower()}_{index}")
+                m.d.sync += flag.eq(condition)
+                registered.append((flag, error))
+            checks = registered
         for index, (condition, error) in enumerate(checks):
             with (m.If if index == 0 else m.Elif)(condition):
                 m.d.comb += st.error.eq(error)

@@ -15,6 +15,7 @@ from .parser import HeaderParser
 from .registers import RegisterFile
 from .reta import IndirectionTable, reta_index
 from .rss import RssHashStage
+from .skid import SkidBuffer
 
 __all__ = ["RxPipeline", "rx_regmap"]
 
@@ -166,14 +167,23 @@ class RxPipeline(wiring.Component):
         frame_end = take & self.rx.payload.last
 
         # --- metadata path ------------------------------------------------------------------
-        connect(m, parser.o, rss.i)
-        connect(m, rss.o, classifier.i)
+        # Each stage passes `ready` on combinationally; register slices after the parser,
+        # after the hash stage and at the output keep that chain (and the enables of every
+        # record register it reaches) to one or two stages.
+        m.submodules.parser_slice = parser_slice = SkidBuffer(PacketMeta)
+        m.submodules.rss_slice = rss_slice = SkidBuffer(PacketMeta)
+        m.submodules.out_slice = out_slice = SkidBuffer(PacketMeta)
+        connect(m, parser.o, parser_slice.i)
+        connect(m, parser_slice.o, rss.i)
+        connect(m, rss.o, rss_slice.i)
+        connect(m, rss_slice.o, classifier.i)
         connect(m, classifier.o, reta.i)
+        connect(m, reta.o, out_slice.i)
         m.d.comb += [
-            self.meta.valid.eq(reta.o.valid),
-            self.meta.payload.eq(reta.o.payload),
+            self.meta.valid.eq(out_slice.o.valid),
+            self.meta.payload.eq(out_slice.o.payload),
             self.meta.payload.generation.eq(regs.generation),
-            reta.o.ready.eq(self.meta.ready),
+            out_slice.o.ready.eq(self.meta.ready),
         ]
         meta_out = self.meta.valid & self.meta.ready
         m.d.sync += in_flight.eq(in_flight + frame_start - meta_out)
@@ -200,6 +210,6 @@ class RxPipeline(wiring.Component):
             counters.frame_in_len.eq(frame_len + beat_bytes),
             counters.meta_stb.eq(meta_out),
             counters.meta.eq(self.meta.payload),
-            counters.bucket.eq(reta_index(reta.o.payload, p["reta_size"])),
+            counters.bucket.eq(reta_index(out_slice.o.payload, p["reta_size"])),
         ]
         return m

@@ -1447,7 +1447,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .generation(generation),
     .meta__payload(meta__payload),
     .meta__valid(meta__valid),
-    .\o__ready$98 (meta__ready),
+    .\o__ready$116 (meta__ready),
     .r_en(data__ready),
     .rst(rst),
     .rx__payload(rx__payload),
@@ -9780,7 +9780,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign wr_req__payload[63:0] = addr;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, generation, meta__valid, data__valid, \o__ready$98 , r_en, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, generation, data__valid, meta__valid, \o__ready$116 , r_en, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9949,10 +9949,69 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   wire gate;
   output [15:0] generation;
   wire [15:0] generation;
-  wire [15:0] \generation$104 ;
+  wire [15:0] \generation$122 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
+  wire [457:0] \i__payload$105 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$105.drop ;
+  wire [5:0] \i__payload$105.dscp ;
+  wire [127:0] \i__payload$105.dst_addr ;
+  wire [15:0] \i__payload$105.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$105.error ;
+  wire [15:0] \i__payload$105.ethertype ;
+  wire [9:0] \i__payload$105.flags ;
+  wire \i__payload$105.flags.direct ;
+  wire \i__payload$105.flags.fragment ;
+  wire \i__payload$105.flags.ip_options ;
+  wire \i__payload$105.flags.ipv4 ;
+  wire \i__payload$105.flags.ipv6 ;
+  wire \i__payload$105.flags.tcp ;
+  wire \i__payload$105.flags.tunnel ;
+  wire \i__payload$105.flags.udp ;
+  wire \i__payload$105.flags.vlan ;
+  wire \i__payload$105.flags.vlan2 ;
+  wire [15:0] \i__payload$105.generation ;
+  wire [31:0] \i__payload$105.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$105.hash_type ;
+  wire [3:0] \i__payload$105.instance ;
+  wire [7:0] \i__payload$105.ip_proto ;
+  wire [15:0] \i__payload$105.length ;
+  wire [7:0] \i__payload$105.queue ;
+  wire [10:0] \i__payload$105.reta_offset ;
+  wire [3:0] \i__payload$105.reta_size_log2 ;
+  wire [7:0] \i__payload$105.rule ;
+  wire [127:0] \i__payload$105.src_addr ;
+  wire [15:0] \i__payload$105.src_port ;
+  wire [7:0] \i__payload$105.tcp_flags ;
+  wire [11:0] \i__payload$105.vlan_id ;
   wire [457:0] \i__payload$75 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10130,18 +10189,142 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   wire [15:0] \i__payload$87.src_port ;
   wire [7:0] \i__payload$87.tcp_flags ;
   wire [11:0] \i__payload$87.vlan_id ;
+  wire [457:0] \i__payload$93 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$93.drop ;
+  wire [5:0] \i__payload$93.dscp ;
+  wire [127:0] \i__payload$93.dst_addr ;
+  wire [15:0] \i__payload$93.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$93.error ;
+  wire [15:0] \i__payload$93.ethertype ;
+  wire [9:0] \i__payload$93.flags ;
+  wire \i__payload$93.flags.direct ;
+  wire \i__payload$93.flags.fragment ;
+  wire \i__payload$93.flags.ip_options ;
+  wire \i__payload$93.flags.ipv4 ;
+  wire \i__payload$93.flags.ipv6 ;
+  wire \i__payload$93.flags.tcp ;
+  wire \i__payload$93.flags.tunnel ;
+  wire \i__payload$93.flags.udp ;
+  wire \i__payload$93.flags.vlan ;
+  wire \i__payload$93.flags.vlan2 ;
+  wire [15:0] \i__payload$93.generation ;
+  wire [31:0] \i__payload$93.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$93.hash_type ;
+  wire [3:0] \i__payload$93.instance ;
+  wire [7:0] \i__payload$93.ip_proto ;
+  wire [15:0] \i__payload$93.length ;
+  wire [7:0] \i__payload$93.queue ;
+  wire [10:0] \i__payload$93.reta_offset ;
+  wire [3:0] \i__payload$93.reta_size_log2 ;
+  wire [7:0] \i__payload$93.rule ;
+  wire [127:0] \i__payload$93.src_addr ;
+  wire [15:0] \i__payload$93.src_port ;
+  wire [7:0] \i__payload$93.tcp_flags ;
+  wire [11:0] \i__payload$93.vlan_id ;
+  wire [457:0] \i__payload$99 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$99.drop ;
+  wire [5:0] \i__payload$99.dscp ;
+  wire [127:0] \i__payload$99.dst_addr ;
+  wire [15:0] \i__payload$99.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$99.error ;
+  wire [15:0] \i__payload$99.ethertype ;
+  wire [9:0] \i__payload$99.flags ;
+  wire \i__payload$99.flags.direct ;
+  wire \i__payload$99.flags.fragment ;
+  wire \i__payload$99.flags.ip_options ;
+  wire \i__payload$99.flags.ipv4 ;
+  wire \i__payload$99.flags.ipv6 ;
+  wire \i__payload$99.flags.tcp ;
+  wire \i__payload$99.flags.tunnel ;
+  wire \i__payload$99.flags.udp ;
+  wire \i__payload$99.flags.vlan ;
+  wire \i__payload$99.flags.vlan2 ;
+  wire [15:0] \i__payload$99.generation ;
+  wire [31:0] \i__payload$99.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$99.hash_type ;
+  wire [3:0] \i__payload$99.instance ;
+  wire [7:0] \i__payload$99.ip_proto ;
+  wire [15:0] \i__payload$99.length ;
+  wire [7:0] \i__payload$99.queue ;
+  wire [10:0] \i__payload$99.reta_offset ;
+  wire [3:0] \i__payload$99.reta_size_log2 ;
+  wire [7:0] \i__payload$99.rule ;
+  wire [127:0] \i__payload$99.src_addr ;
+  wire [15:0] \i__payload$99.src_port ;
+  wire [7:0] \i__payload$99.tcp_flags ;
+  wire [11:0] \i__payload$99.vlan_id ;
   wire [63:0] \i__payload.data ;
   wire \i__payload.error ;
   wire [7:0] \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
+  wire \i__ready$102 ;
+  wire \i__ready$108 ;
   wire \i__ready$78 ;
   wire \i__ready$84 ;
   wire \i__ready$90 ;
+  wire \i__ready$96 ;
   wire i__valid;
+  wire \i__valid$103 ;
+  wire \i__valid$109 ;
   wire \i__valid$79 ;
   wire \i__valid$85 ;
   wire \i__valid$91 ;
+  wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   wire [319:0] key;
   wire [319:0] \key$43 ;
@@ -10272,6 +10455,183 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [457:0] o__payload;
+  wire [457:0] \o__payload$100 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$100.drop ;
+  wire [5:0] \o__payload$100.dscp ;
+  wire [127:0] \o__payload$100.dst_addr ;
+  wire [15:0] \o__payload$100.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$100.error ;
+  wire [15:0] \o__payload$100.ethertype ;
+  wire [9:0] \o__payload$100.flags ;
+  wire \o__payload$100.flags.direct ;
+  wire \o__payload$100.flags.fragment ;
+  wire \o__payload$100.flags.ip_options ;
+  wire \o__payload$100.flags.ipv4 ;
+  wire \o__payload$100.flags.ipv6 ;
+  wire \o__payload$100.flags.tcp ;
+  wire \o__payload$100.flags.tunnel ;
+  wire \o__payload$100.flags.udp ;
+  wire \o__payload$100.flags.vlan ;
+  wire \o__payload$100.flags.vlan2 ;
+  wire [15:0] \o__payload$100.generation ;
+  wire [31:0] \o__payload$100.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$100.hash_type ;
+  wire [3:0] \o__payload$100.instance ;
+  wire [7:0] \o__payload$100.ip_proto ;
+  wire [15:0] \o__payload$100.length ;
+  wire [7:0] \o__payload$100.queue ;
+  wire [10:0] \o__payload$100.reta_offset ;
+  wire [3:0] \o__payload$100.reta_size_log2 ;
+  wire [7:0] \o__payload$100.rule ;
+  wire [127:0] \o__payload$100.src_addr ;
+  wire [15:0] \o__payload$100.src_port ;
+  wire [7:0] \o__payload$100.tcp_flags ;
+  wire [11:0] \o__payload$100.vlan_id ;
+  wire [457:0] \o__payload$106 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$106.drop ;
+  wire [5:0] \o__payload$106.dscp ;
+  wire [127:0] \o__payload$106.dst_addr ;
+  wire [15:0] \o__payload$106.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$106.error ;
+  wire [15:0] \o__payload$106.ethertype ;
+  wire [9:0] \o__payload$106.flags ;
+  wire \o__payload$106.flags.direct ;
+  wire \o__payload$106.flags.fragment ;
+  wire \o__payload$106.flags.ip_options ;
+  wire \o__payload$106.flags.ipv4 ;
+  wire \o__payload$106.flags.ipv6 ;
+  wire \o__payload$106.flags.tcp ;
+  wire \o__payload$106.flags.tunnel ;
+  wire \o__payload$106.flags.udp ;
+  wire \o__payload$106.flags.vlan ;
+  wire \o__payload$106.flags.vlan2 ;
+  wire [15:0] \o__payload$106.generation ;
+  wire [31:0] \o__payload$106.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$106.hash_type ;
+  wire [3:0] \o__payload$106.instance ;
+  wire [7:0] \o__payload$106.ip_proto ;
+  wire [15:0] \o__payload$106.length ;
+  wire [7:0] \o__payload$106.queue ;
+  wire [10:0] \o__payload$106.reta_offset ;
+  wire [3:0] \o__payload$106.reta_size_log2 ;
+  wire [7:0] \o__payload$106.rule ;
+  wire [127:0] \o__payload$106.src_addr ;
+  wire [15:0] \o__payload$106.src_port ;
+  wire [7:0] \o__payload$106.tcp_flags ;
+  wire [11:0] \o__payload$106.vlan_id ;
+  wire [457:0] \o__payload$114 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$114.drop ;
+  wire [5:0] \o__payload$114.dscp ;
+  wire [127:0] \o__payload$114.dst_addr ;
+  wire [15:0] \o__payload$114.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$114.error ;
+  wire [15:0] \o__payload$114.ethertype ;
+  wire [9:0] \o__payload$114.flags ;
+  wire \o__payload$114.flags.direct ;
+  wire \o__payload$114.flags.fragment ;
+  wire \o__payload$114.flags.ip_options ;
+  wire \o__payload$114.flags.ipv4 ;
+  wire \o__payload$114.flags.ipv6 ;
+  wire \o__payload$114.flags.tcp ;
+  wire \o__payload$114.flags.tunnel ;
+  wire \o__payload$114.flags.udp ;
+  wire \o__payload$114.flags.vlan ;
+  wire \o__payload$114.flags.vlan2 ;
+  wire [15:0] \o__payload$114.generation ;
+  wire [31:0] \o__payload$114.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$114.hash_type ;
+  wire [3:0] \o__payload$114.instance ;
+  wire [7:0] \o__payload$114.ip_proto ;
+  wire [15:0] \o__payload$114.length ;
+  wire [7:0] \o__payload$114.queue ;
+  wire [10:0] \o__payload$114.reta_offset ;
+  wire [3:0] \o__payload$114.reta_size_log2 ;
+  wire [7:0] \o__payload$114.rule ;
+  wire [127:0] \o__payload$114.src_addr ;
+  wire [15:0] \o__payload$114.src_port ;
+  wire [7:0] \o__payload$114.tcp_flags ;
+  wire [11:0] \o__payload$114.vlan_id ;
   wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10390,7 +10750,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   wire [15:0] \o__payload$88.src_port ;
   wire [7:0] \o__payload$88.tcp_flags ;
   wire [11:0] \o__payload$88.vlan_id ;
-  wire [457:0] \o__payload$96 ;
+  wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10401,10 +10761,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$96.drop ;
-  wire [5:0] \o__payload$96.dscp ;
-  wire [127:0] \o__payload$96.dst_addr ;
-  wire [15:0] \o__payload$96.dst_port ;
+  wire [3:0] \o__payload$94.drop ;
+  wire [5:0] \o__payload$94.dscp ;
+  wire [127:0] \o__payload$94.dst_addr ;
+  wire [15:0] \o__payload$94.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10414,21 +10774,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$96.error ;
-  wire [15:0] \o__payload$96.ethertype ;
-  wire [9:0] \o__payload$96.flags ;
-  wire \o__payload$96.flags.direct ;
-  wire \o__payload$96.flags.fragment ;
-  wire \o__payload$96.flags.ip_options ;
-  wire \o__payload$96.flags.ipv4 ;
-  wire \o__payload$96.flags.ipv6 ;
-  wire \o__payload$96.flags.tcp ;
-  wire \o__payload$96.flags.tunnel ;
-  wire \o__payload$96.flags.udp ;
-  wire \o__payload$96.flags.vlan ;
-  wire \o__payload$96.flags.vlan2 ;
-  wire [15:0] \o__payload$96.generation ;
-  wire [31:0] \o__payload$96.hash ;
+  wire [3:0] \o__payload$94.error ;
+  wire [15:0] \o__payload$94.ethertype ;
+  wire [9:0] \o__payload$94.flags ;
+  wire \o__payload$94.flags.direct ;
+  wire \o__payload$94.flags.fragment ;
+  wire \o__payload$94.flags.ip_options ;
+  wire \o__payload$94.flags.ipv4 ;
+  wire \o__payload$94.flags.ipv6 ;
+  wire \o__payload$94.flags.tcp ;
+  wire \o__payload$94.flags.tunnel ;
+  wire \o__payload$94.flags.udp ;
+  wire \o__payload$94.flags.vlan ;
+  wire \o__payload$94.flags.vlan2 ;
+  wire [15:0] \o__payload$94.generation ;
+  wire [31:0] \o__payload$94.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10437,18 +10797,18 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$96.hash_type ;
-  wire [3:0] \o__payload$96.instance ;
-  wire [7:0] \o__payload$96.ip_proto ;
-  wire [15:0] \o__payload$96.length ;
-  wire [7:0] \o__payload$96.queue ;
-  wire [10:0] \o__payload$96.reta_offset ;
-  wire [3:0] \o__payload$96.reta_size_log2 ;
-  wire [7:0] \o__payload$96.rule ;
-  wire [127:0] \o__payload$96.src_addr ;
-  wire [15:0] \o__payload$96.src_port ;
-  wire [7:0] \o__payload$96.tcp_flags ;
-  wire [11:0] \o__payload$96.vlan_id ;
+  wire [2:0] \o__payload$94.hash_type ;
+  wire [3:0] \o__payload$94.instance ;
+  wire [7:0] \o__payload$94.ip_proto ;
+  wire [15:0] \o__payload$94.length ;
+  wire [7:0] \o__payload$94.queue ;
+  wire [10:0] \o__payload$94.reta_offset ;
+  wire [3:0] \o__payload$94.reta_size_log2 ;
+  wire [7:0] \o__payload$94.rule ;
+  wire [127:0] \o__payload$94.src_addr ;
+  wire [15:0] \o__payload$94.src_port ;
+  wire [7:0] \o__payload$94.tcp_flags ;
+  wire [11:0] \o__payload$94.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10508,14 +10868,20 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
+  wire \o__ready$101 ;
+  wire \o__ready$107 ;
+  input \o__ready$116 ;
+  wire \o__ready$116 ;
   wire \o__ready$83 ;
   wire \o__ready$89 ;
-  input \o__ready$98 ;
-  wire \o__ready$98 ;
+  wire \o__ready$95 ;
   wire o__valid;
+  wire \o__valid$104 ;
+  wire \o__valid$110 ;
+  wire \o__valid$112 ;
   wire \o__valid$86 ;
   wire \o__valid$92 ;
-  wire \o__valid$94 ;
+  wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$53 ;
   wire [73:0] r_data;
@@ -12098,13 +12464,13 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \$43  = rx__valid & \$42 ;
   assign frame_in_stb = \$43  & rx__payload[72];
   assign \$44  = frame_len + \$36 [3:0];
-  assign meta_stb = meta__valid & \o__ready$98 ;
-  assign \$45  = \o__payload$96 [429:426] >= 4'h9;
-  assign \$46  = 1'h1 << \o__payload$96 [429:426];
+  assign meta_stb = meta__valid & \o__ready$116 ;
+  assign \$45  = \o__payload$114 [429:426] >= 4'h9;
+  assign \$46  = 1'h1 << \o__payload$114 [429:426];
   assign \$47  = \$46  - 1'h1;
   assign \$48  = \$45  ? 26'h00001ff : \$47 ;
-  assign \$49  = { 17'h00000, \o__payload$96 [376:368] } & \$48 ;
-  assign \$50  = $signed({ 1'h0, \o__payload$96 [425:415] }) + $signed(\$49 );
+  assign \$49  = { 17'h00000, \o__payload$114 [376:368] } & \$48 ;
+  assign \$50  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$49 );
   assign \$51  = ~ gate;
   assign \$52  = w_rdy | cut;
   assign \$53  = \$51  & \$52 ;
@@ -12133,7 +12499,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \$76  = ~ mid_frame;
   assign \$77  = \$75  & \$76 ;
   assign \$78  = in_flight + \$77 ;
-  assign \$79  = meta__valid & \o__ready$98 ;
+  assign \$79  = meta__valid & \o__ready$116 ;
   assign \$80  = \$78  - \$79 ;
   assign \$81  = ~ gate;
   assign \$82  = w_rdy | cut;
@@ -12161,12 +12527,12 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   \hetnic_nic_core_w64.core.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -12195,6 +12561,16 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
     .w_port__data(rx__payload),
     .w_rdy(w_rdy)
   );
+  \hetnic_nic_core_w64.core.pipeline.out_slice  out_slice (
+    .clk(clk),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\o__payload$114 ),
+    .o__ready(\o__ready$116 ),
+    .o__valid(meta__valid),
+    .rst(rst)
+  );
   \hetnic_nic_core_w64.core.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
@@ -12205,6 +12581,16 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
     .o__payload(\i__payload$75 ),
     .o__ready(o__ready),
     .o__valid(\i__valid$79 ),
+    .rst(rst)
+  );
+  \hetnic_nic_core_w64.core.pipeline.parser_slice  parser_slice (
+    .clk(clk),
+    .i__payload(\i__payload$75 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$79 ),
+    .o__payload(\i__payload$81 ),
+    .o__ready(\o__ready$83 ),
+    .o__valid(\i__valid$85 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.regs  regs (
@@ -12248,27 +12634,37 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
-    .o__payload(\o__payload$96 ),
-    .o__ready(\o__ready$98 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
+    .o__payload(\i__payload$105 ),
+    .o__ready(\o__ready$107 ),
     .rst(rst),
-    .s1_valid(meta__valid),
+    .s1_valid(\i__valid$109 ),
     .side__data(reta_r_data)
   );
   \hetnic_nic_core_w64.core.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$75 ),
-    .i__ready(o__ready),
-    .\i__valid$32 (\i__valid$79 ),
+    .i__payload(\i__payload$81 ),
+    .i__ready(\o__ready$83 ),
+    .\i__valid$32 (\i__valid$85 ),
     .key(key),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
-    .out(\i__payload$81 ),
+    .o__ready(\o__ready$89 ),
+    .o__valid(\i__valid$91 ),
+    .out(\i__payload$87 ),
     .rst(rst),
     .symmetric(symmetric)
+  );
+  \hetnic_nic_core_w64.core.pipeline.rss_slice  rss_slice (
+    .clk(clk),
+    .i__payload(\i__payload$87 ),
+    .i__ready(\o__ready$89 ),
+    .i__valid(\i__valid$91 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
@@ -12355,11 +12751,20 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \o__payload$88  = \i__payload$87 ;
   assign \i__ready$90  = \o__ready$89 ;
   assign \o__valid$92  = \i__valid$91 ;
-  assign \o__valid$94  = meta__valid;
-  assign meta__ready = \o__ready$98 ;
+  assign \o__payload$94  = \i__payload$93 ;
+  assign \i__ready$96  = \o__ready$95 ;
+  assign \o__valid$98  = \i__valid$97 ;
+  assign \o__payload$100  = \i__payload$99 ;
+  assign \i__ready$102  = \o__ready$101 ;
+  assign \o__valid$104  = \i__valid$103 ;
+  assign \o__payload$106  = \i__payload$105 ;
+  assign \i__ready$108  = \o__ready$107 ;
+  assign \o__valid$110  = \i__valid$109 ;
+  assign \o__valid$112  = meta__valid;
+  assign meta__ready = \o__ready$116 ;
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$104  = generation;
+  assign \generation$122  = generation;
   assign beat_bytes = \$36 [3:0];
   assign frame_in_len = \$44 [31:0];
   assign meta = meta__payload;
@@ -14074,6 +14479,192 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \o__payload$88.drop  = \i__payload$87 [433:430];
   assign \o__payload$88.queue  = \i__payload$87 [441:434];
   assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload$93.length  = \i__payload$93 [15:0];
+  assign \i__payload$93.error  = \i__payload$93 [19:16];
+  assign \i__payload$93.flags  = \i__payload$93 [29:20];
+  assign \i__payload$93.flags.vlan  = \i__payload$93 [20];
+  assign \i__payload$93.flags.vlan2  = \i__payload$93 [21];
+  assign \i__payload$93.flags.ipv4  = \i__payload$93 [22];
+  assign \i__payload$93.flags.ipv6  = \i__payload$93 [23];
+  assign \i__payload$93.flags.fragment  = \i__payload$93 [24];
+  assign \i__payload$93.flags.tcp  = \i__payload$93 [25];
+  assign \i__payload$93.flags.udp  = \i__payload$93 [26];
+  assign \i__payload$93.flags.tunnel  = \i__payload$93 [27];
+  assign \i__payload$93.flags.direct  = \i__payload$93 [28];
+  assign \i__payload$93.flags.ip_options  = \i__payload$93 [29];
+  assign \i__payload$93.ethertype  = \i__payload$93 [45:30];
+  assign \i__payload$93.vlan_id  = \i__payload$93 [57:46];
+  assign \i__payload$93.dscp  = \i__payload$93 [63:58];
+  assign \i__payload$93.ip_proto  = \i__payload$93 [71:64];
+  assign \i__payload$93.tcp_flags  = \i__payload$93 [79:72];
+  assign \i__payload$93.src_addr  = \i__payload$93 [207:80];
+  assign \i__payload$93.dst_addr  = \i__payload$93 [335:208];
+  assign \i__payload$93.src_port  = \i__payload$93 [351:336];
+  assign \i__payload$93.dst_port  = \i__payload$93 [367:352];
+  assign \i__payload$93.hash  = \i__payload$93 [399:368];
+  assign \i__payload$93.hash_type  = \i__payload$93 [402:400];
+  assign \i__payload$93.rule  = \i__payload$93 [410:403];
+  assign \i__payload$93.instance  = \i__payload$93 [414:411];
+  assign \i__payload$93.reta_offset  = \i__payload$93 [425:415];
+  assign \i__payload$93.reta_size_log2  = \i__payload$93 [429:426];
+  assign \i__payload$93.drop  = \i__payload$93 [433:430];
+  assign \i__payload$93.queue  = \i__payload$93 [441:434];
+  assign \i__payload$93.generation  = \i__payload$93 [457:442];
+  assign \o__payload$94.length  = \i__payload$93 [15:0];
+  assign \o__payload$94.error  = \i__payload$93 [19:16];
+  assign \o__payload$94.flags  = \i__payload$93 [29:20];
+  assign \o__payload$94.flags.vlan  = \i__payload$93 [20];
+  assign \o__payload$94.flags.vlan2  = \i__payload$93 [21];
+  assign \o__payload$94.flags.ipv4  = \i__payload$93 [22];
+  assign \o__payload$94.flags.ipv6  = \i__payload$93 [23];
+  assign \o__payload$94.flags.fragment  = \i__payload$93 [24];
+  assign \o__payload$94.flags.tcp  = \i__payload$93 [25];
+  assign \o__payload$94.flags.udp  = \i__payload$93 [26];
+  assign \o__payload$94.flags.tunnel  = \i__payload$93 [27];
+  assign \o__payload$94.flags.direct  = \i__payload$93 [28];
+  assign \o__payload$94.flags.ip_options  = \i__payload$93 [29];
+  assign \o__payload$94.ethertype  = \i__payload$93 [45:30];
+  assign \o__payload$94.vlan_id  = \i__payload$93 [57:46];
+  assign \o__payload$94.dscp  = \i__payload$93 [63:58];
+  assign \o__payload$94.ip_proto  = \i__payload$93 [71:64];
+  assign \o__payload$94.tcp_flags  = \i__payload$93 [79:72];
+  assign \o__payload$94.src_addr  = \i__payload$93 [207:80];
+  assign \o__payload$94.dst_addr  = \i__payload$93 [335:208];
+  assign \o__payload$94.src_port  = \i__payload$93 [351:336];
+  assign \o__payload$94.dst_port  = \i__payload$93 [367:352];
+  assign \o__payload$94.hash  = \i__payload$93 [399:368];
+  assign \o__payload$94.hash_type  = \i__payload$93 [402:400];
+  assign \o__payload$94.rule  = \i__payload$93 [410:403];
+  assign \o__payload$94.instance  = \i__payload$93 [414:411];
+  assign \o__payload$94.reta_offset  = \i__payload$93 [425:415];
+  assign \o__payload$94.reta_size_log2  = \i__payload$93 [429:426];
+  assign \o__payload$94.drop  = \i__payload$93 [433:430];
+  assign \o__payload$94.queue  = \i__payload$93 [441:434];
+  assign \o__payload$94.generation  = \i__payload$93 [457:442];
+  assign \i__payload$99.length  = \i__payload$99 [15:0];
+  assign \i__payload$99.error  = \i__payload$99 [19:16];
+  assign \i__payload$99.flags  = \i__payload$99 [29:20];
+  assign \i__payload$99.flags.vlan  = \i__payload$99 [20];
+  assign \i__payload$99.flags.vlan2  = \i__payload$99 [21];
+  assign \i__payload$99.flags.ipv4  = \i__payload$99 [22];
+  assign \i__payload$99.flags.ipv6  = \i__payload$99 [23];
+  assign \i__payload$99.flags.fragment  = \i__payload$99 [24];
+  assign \i__payload$99.flags.tcp  = \i__payload$99 [25];
+  assign \i__payload$99.flags.udp  = \i__payload$99 [26];
+  assign \i__payload$99.flags.tunnel  = \i__payload$99 [27];
+  assign \i__payload$99.flags.direct  = \i__payload$99 [28];
+  assign \i__payload$99.flags.ip_options  = \i__payload$99 [29];
+  assign \i__payload$99.ethertype  = \i__payload$99 [45:30];
+  assign \i__payload$99.vlan_id  = \i__payload$99 [57:46];
+  assign \i__payload$99.dscp  = \i__payload$99 [63:58];
+  assign \i__payload$99.ip_proto  = \i__payload$99 [71:64];
+  assign \i__payload$99.tcp_flags  = \i__payload$99 [79:72];
+  assign \i__payload$99.src_addr  = \i__payload$99 [207:80];
+  assign \i__payload$99.dst_addr  = \i__payload$99 [335:208];
+  assign \i__payload$99.src_port  = \i__payload$99 [351:336];
+  assign \i__payload$99.dst_port  = \i__payload$99 [367:352];
+  assign \i__payload$99.hash  = \i__payload$99 [399:368];
+  assign \i__payload$99.hash_type  = \i__payload$99 [402:400];
+  assign \i__payload$99.rule  = \i__payload$99 [410:403];
+  assign \i__payload$99.instance  = \i__payload$99 [414:411];
+  assign \i__payload$99.reta_offset  = \i__payload$99 [425:415];
+  assign \i__payload$99.reta_size_log2  = \i__payload$99 [429:426];
+  assign \i__payload$99.drop  = \i__payload$99 [433:430];
+  assign \i__payload$99.queue  = \i__payload$99 [441:434];
+  assign \i__payload$99.generation  = \i__payload$99 [457:442];
+  assign \o__payload$100.length  = \i__payload$99 [15:0];
+  assign \o__payload$100.error  = \i__payload$99 [19:16];
+  assign \o__payload$100.flags  = \i__payload$99 [29:20];
+  assign \o__payload$100.flags.vlan  = \i__payload$99 [20];
+  assign \o__payload$100.flags.vlan2  = \i__payload$99 [21];
+  assign \o__payload$100.flags.ipv4  = \i__payload$99 [22];
+  assign \o__payload$100.flags.ipv6  = \i__payload$99 [23];
+  assign \o__payload$100.flags.fragment  = \i__payload$99 [24];
+  assign \o__payload$100.flags.tcp  = \i__payload$99 [25];
+  assign \o__payload$100.flags.udp  = \i__payload$99 [26];
+  assign \o__payload$100.flags.tunnel  = \i__payload$99 [27];
+  assign \o__payload$100.flags.direct  = \i__payload$99 [28];
+  assign \o__payload$100.flags.ip_options  = \i__payload$99 [29];
+  assign \o__payload$100.ethertype  = \i__payload$99 [45:30];
+  assign \o__payload$100.vlan_id  = \i__payload$99 [57:46];
+  assign \o__payload$100.dscp  = \i__payload$99 [63:58];
+  assign \o__payload$100.ip_proto  = \i__payload$99 [71:64];
+  assign \o__payload$100.tcp_flags  = \i__payload$99 [79:72];
+  assign \o__payload$100.src_addr  = \i__payload$99 [207:80];
+  assign \o__payload$100.dst_addr  = \i__payload$99 [335:208];
+  assign \o__payload$100.src_port  = \i__payload$99 [351:336];
+  assign \o__payload$100.dst_port  = \i__payload$99 [367:352];
+  assign \o__payload$100.hash  = \i__payload$99 [399:368];
+  assign \o__payload$100.hash_type  = \i__payload$99 [402:400];
+  assign \o__payload$100.rule  = \i__payload$99 [410:403];
+  assign \o__payload$100.instance  = \i__payload$99 [414:411];
+  assign \o__payload$100.reta_offset  = \i__payload$99 [425:415];
+  assign \o__payload$100.reta_size_log2  = \i__payload$99 [429:426];
+  assign \o__payload$100.drop  = \i__payload$99 [433:430];
+  assign \o__payload$100.queue  = \i__payload$99 [441:434];
+  assign \o__payload$100.generation  = \i__payload$99 [457:442];
+  assign \i__payload$105.length  = \i__payload$105 [15:0];
+  assign \i__payload$105.error  = \i__payload$105 [19:16];
+  assign \i__payload$105.flags  = \i__payload$105 [29:20];
+  assign \i__payload$105.flags.vlan  = \i__payload$105 [20];
+  assign \i__payload$105.flags.vlan2  = \i__payload$105 [21];
+  assign \i__payload$105.flags.ipv4  = \i__payload$105 [22];
+  assign \i__payload$105.flags.ipv6  = \i__payload$105 [23];
+  assign \i__payload$105.flags.fragment  = \i__payload$105 [24];
+  assign \i__payload$105.flags.tcp  = \i__payload$105 [25];
+  assign \i__payload$105.flags.udp  = \i__payload$105 [26];
+  assign \i__payload$105.flags.tunnel  = \i__payload$105 [27];
+  assign \i__payload$105.flags.direct  = \i__payload$105 [28];
+  assign \i__payload$105.flags.ip_options  = \i__payload$105 [29];
+  assign \i__payload$105.ethertype  = \i__payload$105 [45:30];
+  assign \i__payload$105.vlan_id  = \i__payload$105 [57:46];
+  assign \i__payload$105.dscp  = \i__payload$105 [63:58];
+  assign \i__payload$105.ip_proto  = \i__payload$105 [71:64];
+  assign \i__payload$105.tcp_flags  = \i__payload$105 [79:72];
+  assign \i__payload$105.src_addr  = \i__payload$105 [207:80];
+  assign \i__payload$105.dst_addr  = \i__payload$105 [335:208];
+  assign \i__payload$105.src_port  = \i__payload$105 [351:336];
+  assign \i__payload$105.dst_port  = \i__payload$105 [367:352];
+  assign \i__payload$105.hash  = \i__payload$105 [399:368];
+  assign \i__payload$105.hash_type  = \i__payload$105 [402:400];
+  assign \i__payload$105.rule  = \i__payload$105 [410:403];
+  assign \i__payload$105.instance  = \i__payload$105 [414:411];
+  assign \i__payload$105.reta_offset  = \i__payload$105 [425:415];
+  assign \i__payload$105.reta_size_log2  = \i__payload$105 [429:426];
+  assign \i__payload$105.drop  = \i__payload$105 [433:430];
+  assign \i__payload$105.queue  = \i__payload$105 [441:434];
+  assign \i__payload$105.generation  = \i__payload$105 [457:442];
+  assign \o__payload$106.length  = \i__payload$105 [15:0];
+  assign \o__payload$106.error  = \i__payload$105 [19:16];
+  assign \o__payload$106.flags  = \i__payload$105 [29:20];
+  assign \o__payload$106.flags.vlan  = \i__payload$105 [20];
+  assign \o__payload$106.flags.vlan2  = \i__payload$105 [21];
+  assign \o__payload$106.flags.ipv4  = \i__payload$105 [22];
+  assign \o__payload$106.flags.ipv6  = \i__payload$105 [23];
+  assign \o__payload$106.flags.fragment  = \i__payload$105 [24];
+  assign \o__payload$106.flags.tcp  = \i__payload$105 [25];
+  assign \o__payload$106.flags.udp  = \i__payload$105 [26];
+  assign \o__payload$106.flags.tunnel  = \i__payload$105 [27];
+  assign \o__payload$106.flags.direct  = \i__payload$105 [28];
+  assign \o__payload$106.flags.ip_options  = \i__payload$105 [29];
+  assign \o__payload$106.ethertype  = \i__payload$105 [45:30];
+  assign \o__payload$106.vlan_id  = \i__payload$105 [57:46];
+  assign \o__payload$106.dscp  = \i__payload$105 [63:58];
+  assign \o__payload$106.ip_proto  = \i__payload$105 [71:64];
+  assign \o__payload$106.tcp_flags  = \i__payload$105 [79:72];
+  assign \o__payload$106.src_addr  = \i__payload$105 [207:80];
+  assign \o__payload$106.dst_addr  = \i__payload$105 [335:208];
+  assign \o__payload$106.src_port  = \i__payload$105 [351:336];
+  assign \o__payload$106.dst_port  = \i__payload$105 [367:352];
+  assign \o__payload$106.hash  = \i__payload$105 [399:368];
+  assign \o__payload$106.hash_type  = \i__payload$105 [402:400];
+  assign \o__payload$106.rule  = \i__payload$105 [410:403];
+  assign \o__payload$106.instance  = \i__payload$105 [414:411];
+  assign \o__payload$106.reta_offset  = \i__payload$105 [425:415];
+  assign \o__payload$106.reta_size_log2  = \i__payload$105 [429:426];
+  assign \o__payload$106.drop  = \i__payload$105 [433:430];
+  assign \o__payload$106.queue  = \i__payload$105 [441:434];
+  assign \o__payload$106.generation  = \i__payload$105 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -14105,37 +14696,37 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$96.length  = \o__payload$96 [15:0];
-  assign \o__payload$96.error  = \o__payload$96 [19:16];
-  assign \o__payload$96.flags  = \o__payload$96 [29:20];
-  assign \o__payload$96.flags.vlan  = \o__payload$96 [20];
-  assign \o__payload$96.flags.vlan2  = \o__payload$96 [21];
-  assign \o__payload$96.flags.ipv4  = \o__payload$96 [22];
-  assign \o__payload$96.flags.ipv6  = \o__payload$96 [23];
-  assign \o__payload$96.flags.fragment  = \o__payload$96 [24];
-  assign \o__payload$96.flags.tcp  = \o__payload$96 [25];
-  assign \o__payload$96.flags.udp  = \o__payload$96 [26];
-  assign \o__payload$96.flags.tunnel  = \o__payload$96 [27];
-  assign \o__payload$96.flags.direct  = \o__payload$96 [28];
-  assign \o__payload$96.flags.ip_options  = \o__payload$96 [29];
-  assign \o__payload$96.ethertype  = \o__payload$96 [45:30];
-  assign \o__payload$96.vlan_id  = \o__payload$96 [57:46];
-  assign \o__payload$96.dscp  = \o__payload$96 [63:58];
-  assign \o__payload$96.ip_proto  = \o__payload$96 [71:64];
-  assign \o__payload$96.tcp_flags  = \o__payload$96 [79:72];
-  assign \o__payload$96.src_addr  = \o__payload$96 [207:80];
-  assign \o__payload$96.dst_addr  = \o__payload$96 [335:208];
-  assign \o__payload$96.src_port  = \o__payload$96 [351:336];
-  assign \o__payload$96.dst_port  = \o__payload$96 [367:352];
-  assign \o__payload$96.hash  = \o__payload$96 [399:368];
-  assign \o__payload$96.hash_type  = \o__payload$96 [402:400];
-  assign \o__payload$96.rule  = \o__payload$96 [410:403];
-  assign \o__payload$96.instance  = \o__payload$96 [414:411];
-  assign \o__payload$96.reta_offset  = \o__payload$96 [425:415];
-  assign \o__payload$96.reta_size_log2  = \o__payload$96 [429:426];
-  assign \o__payload$96.drop  = \o__payload$96 [433:430];
-  assign \o__payload$96.queue  = \o__payload$96 [441:434];
-  assign \o__payload$96.generation  = \o__payload$96 [457:442];
+  assign \o__payload$114.length  = \o__payload$114 [15:0];
+  assign \o__payload$114.error  = \o__payload$114 [19:16];
+  assign \o__payload$114.flags  = \o__payload$114 [29:20];
+  assign \o__payload$114.flags.vlan  = \o__payload$114 [20];
+  assign \o__payload$114.flags.vlan2  = \o__payload$114 [21];
+  assign \o__payload$114.flags.ipv4  = \o__payload$114 [22];
+  assign \o__payload$114.flags.ipv6  = \o__payload$114 [23];
+  assign \o__payload$114.flags.fragment  = \o__payload$114 [24];
+  assign \o__payload$114.flags.tcp  = \o__payload$114 [25];
+  assign \o__payload$114.flags.udp  = \o__payload$114 [26];
+  assign \o__payload$114.flags.tunnel  = \o__payload$114 [27];
+  assign \o__payload$114.flags.direct  = \o__payload$114 [28];
+  assign \o__payload$114.flags.ip_options  = \o__payload$114 [29];
+  assign \o__payload$114.ethertype  = \o__payload$114 [45:30];
+  assign \o__payload$114.vlan_id  = \o__payload$114 [57:46];
+  assign \o__payload$114.dscp  = \o__payload$114 [63:58];
+  assign \o__payload$114.ip_proto  = \o__payload$114 [71:64];
+  assign \o__payload$114.tcp_flags  = \o__payload$114 [79:72];
+  assign \o__payload$114.src_addr  = \o__payload$114 [207:80];
+  assign \o__payload$114.dst_addr  = \o__payload$114 [335:208];
+  assign \o__payload$114.src_port  = \o__payload$114 [351:336];
+  assign \o__payload$114.dst_port  = \o__payload$114 [367:352];
+  assign \o__payload$114.hash  = \o__payload$114 [399:368];
+  assign \o__payload$114.hash_type  = \o__payload$114 [402:400];
+  assign \o__payload$114.rule  = \o__payload$114 [410:403];
+  assign \o__payload$114.instance  = \o__payload$114 [414:411];
+  assign \o__payload$114.reta_offset  = \o__payload$114 [425:415];
+  assign \o__payload$114.reta_size_log2  = \o__payload$114 [429:426];
+  assign \o__payload$114.drop  = \o__payload$114 [433:430];
+  assign \o__payload$114.queue  = \o__payload$114 [441:434];
+  assign \o__payload$114.generation  = \o__payload$114 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -14168,10 +14759,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, flip_stb, data__
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$96 [441:0];
+  assign meta__payload[441:0] = \o__payload$114 [441:0];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__valid, i__ready, o__ready, rules, pass_errors, default_action, i__payload, o__valid, o__payload, clk);
+module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
@@ -20114,8 +20705,373 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, w_rdy, r_data, w
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -21099,7 +22055,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -21111,7 +22067,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -21163,7 +22119,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -21225,7 +22181,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -21244,7 +22200,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -21254,7 +22210,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -21301,7 +22257,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -21348,7 +22304,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -21363,7 +22319,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21377,7 +22333,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21391,7 +22347,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21410,7 +22366,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21424,7 +22380,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21438,7 +22394,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21457,7 +22413,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -21469,7 +22425,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -21484,7 +22440,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -21499,7 +22455,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -21509,7 +22465,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -21522,7 +22478,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -21585,7 +22541,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -21611,7 +22567,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -21637,7 +22593,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -21659,7 +22615,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -21685,7 +22641,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -21698,7 +22654,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -21826,9 +22782,374 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   assign \$303  = parse_sel;
 endmodule
 
+module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation
 , commit_pending, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -24458,21 +25779,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
   assign \$381  = copy_at == 9'h1a2;
   assign \$382  = copy_at == 9'h1a3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     reta_r_stb = 1'h0;
     if (\$8 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     reta_w_stb = 1'h0;
     if (\$8 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     csr__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -24491,7 +25812,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -24552,7 +25873,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     counters__r_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -24560,7 +25881,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     counters__w_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -24568,7 +25889,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     rule_w__en = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -24579,7 +25900,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$587  = 1'h0;
     if (copying) begin
       \$587  = 1'h1;
@@ -24589,7 +25910,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$588  = copying;
     if (\$77 ) begin
       \$588  = 1'h1;
@@ -24604,7 +25925,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$589  = copy_addr;
     if (\$77 ) begin
       \$589  = 9'h000;
@@ -24617,7 +25938,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$590  = copy_at;
     if (copying) begin
       \$590  = copy_addr;
@@ -24627,7 +25948,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$591  = rules;
     if (landing) begin
       if (\$80 ) begin
@@ -25740,7 +27061,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$592  = hash_enable;
     if (commit_done) begin
       \$592  = shadow_ctrl_0_0[7:0];
@@ -25750,7 +27071,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$593  = symmetric;
     if (commit_done) begin
       \$593  = shadow_ctrl_0_0[8];
@@ -25760,7 +27081,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$594  = pass_errors;
     if (commit_done) begin
       \$594  = shadow_ctrl_0_0[9];
@@ -25770,7 +27091,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$595  = max_frame;
     if (commit_done) begin
       \$595  = shadow_max_frame_0_0[15:0];
@@ -25780,7 +27101,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$596  = direct_ethertype;
     if (commit_done) begin
       \$596  = shadow_direct_ethertype_0_0[15:0];
@@ -25790,7 +27111,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$597  = default_action;
     if (commit_done) begin
       \$597  = shadow_default_action_0_0[19:0];
@@ -25800,7 +27121,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$598  = key;
     if (commit_done) begin
       \$598  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -25810,7 +27131,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$599  = generation;
     if (commit_done) begin
       \$599  = \$448 [15:0];
@@ -25820,7 +27141,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$600  = commit_pending;
     if (commit_done) begin
       \$600  = 1'h0;
@@ -25839,7 +27160,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$601  = rule_read_wait;
     if (\$449 ) begin
       \$601  = 1'h0;
@@ -25856,7 +27177,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$602  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25872,7 +27193,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$603  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25888,7 +27209,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$604  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25904,7 +27225,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$605  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25920,7 +27241,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$606  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25936,7 +27257,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$607  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25952,7 +27273,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$608  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25968,7 +27289,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$609  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -25984,7 +27305,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$610  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26000,7 +27321,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$611  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26016,7 +27337,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$612  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26032,7 +27353,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$613  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26048,7 +27369,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$614  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26064,7 +27385,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$615  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -26846,8 +28167,8 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, commit_done, 
   assign \$456  = \$455 ;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, o__ready, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__ready, busy, side__data, o__ready, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -28186,7 +29507,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
   always @(posedge clk)
     read_wait <= \$35 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28197,7 +29518,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28212,7 +29533,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28227,7 +29548,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28242,7 +29563,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28256,7 +29577,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$30  = s1_valid;
     if (\$23 ) begin
       \$30  = 1'h1;
@@ -28268,7 +29589,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$31  = s1_meta;
     if (\$23 ) begin
       \$31  = i__payload;
@@ -28278,7 +29599,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$32  = active;
     if (flip_stb) begin
       \$32  = \$24 ;
@@ -28288,7 +29609,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$33  = copy_index;
     if (flip_stb) begin
       \$33  = 10'h000;
@@ -28300,7 +29621,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$34  = copy_write;
     if (flip_stb) begin
       \$34  = 1'h0;
@@ -28312,7 +29633,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$35  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -28435,8 +29756,8 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, flip_stb, bus_addr, i__read
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, \i__valid$32 , i__payload, out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, out, i__payload, \i__valid$32 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -29138,7 +30459,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -29161,7 +30482,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
@@ -29175,7 +30496,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     tuple_len = 6'h00;
     casez (hash_type)
       3'h1:
@@ -29189,7 +30510,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$167  = t_valid;
     if (\$166 ) begin
       \$167  = \i__valid$32 ;
@@ -29199,7 +30520,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$168  = w_data;
     if (\$166 ) begin
       \$168  = staged;
@@ -29209,7 +30530,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$169  = t_data;
     if (\$166 ) begin
       \$169  = tuple_data;
@@ -29219,7 +30540,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$170  = t_len;
     if (\$166 ) begin
       \$170  = tuple_len;
@@ -29414,7 +30735,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -29977,7 +31298,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$265 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -29992,7 +31313,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$260  = shift_data;
     if (\$11 ) begin
       \$260  = \$12 [319:0];
@@ -30005,7 +31326,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$261  = shift_key;
     if (\$11 ) begin
       \$261  = \$13 [351:0];
@@ -30018,7 +31339,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$262  = remaining;
     if (\$11 ) begin
       \$262  = \$16 [5:0];
@@ -30031,7 +31352,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$263  = acc;
     if (\$11 ) begin
       \$263  = \$81 ;
@@ -30044,7 +31365,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$264  = o__payload;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -30056,7 +31377,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$265  = busy;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -30077,7 +31398,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -30202,7 +31523,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -30212,7 +31533,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -30222,7 +31543,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -30235,7 +31556,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -30254,9 +31575,374 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, wr_done__valid, timestamp, meta__payload, meta__valid, data__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
+module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
+module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31074,7 +32760,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$5249$0 (\$217 ),
+    .\port$5279$0 (\$217 ),
     .rst(rst),
     .take_stb(take_stb),
     .too_long_stb(too_long_stb),
@@ -31092,7 +32778,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -31110,7 +32796,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -31122,7 +32808,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31140,7 +32826,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31162,7 +32848,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31174,7 +32860,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31188,7 +32874,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31206,7 +32892,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31224,7 +32910,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31242,7 +32928,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31260,7 +32946,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31278,7 +32964,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31296,7 +32982,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -31314,14 +33000,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -31336,7 +33022,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -31349,7 +33035,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -31358,7 +33044,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -31369,7 +33055,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -31382,7 +33068,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -31395,7 +33081,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -31408,7 +33094,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -31433,7 +33119,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -31472,7 +33158,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -31485,7 +33171,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -31498,7 +33184,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -31523,7 +33209,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -31545,7 +33231,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -31566,7 +33252,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -31585,7 +33271,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -31606,7 +33292,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -31625,7 +33311,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -31814,7 +33500,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__payload, timestamp, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -32027,7 +33713,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -32046,7 +33732,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -32061,7 +33747,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -32078,7 +33764,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -32096,7 +33782,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -32109,7 +33795,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -32125,7 +33811,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -32137,7 +33823,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -32152,7 +33838,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -32227,7 +33913,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -32352,7 +34038,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -32362,7 +34048,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -32372,7 +34058,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -32385,7 +34071,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -32405,7 +34091,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -32542,7 +34228,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -32552,7 +34238,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -32562,7 +34248,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -32575,7 +34261,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -32594,9 +34280,9 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5249$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5279$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -33819,8 +35505,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   wire lu_valid;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$5249$0 ;
-  wire [175:0] \port$5249$0 ;
+  output [175:0] \port$5279$0 ;
+  wire [175:0] \port$5279$0 ;
   reg [3:0] q0_status = 4'h0;
   reg [3:0] q10_status = 4'h0;
   reg [3:0] q11_status = 4'h0;
@@ -35379,7 +37065,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   always @(posedge clk)
     q63_status <= \$1152 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     casez (\$992 [11:6])
       6'h00:
@@ -35513,28 +37199,28 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1082  = lookup_queue;
     if (rst) begin
       \$1082  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1083  = \$1 [7:0];
     if (rst) begin
       \$1083  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1084  = \$2 [7:0];
     if (rst) begin
       \$1084  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1085  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -35560,7 +37246,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1086  = target;
     casez (fsm_state)
       2'h0:
@@ -35578,7 +37264,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1087  = enable;
     if (set_enable) begin
       (* full_case = 32'd1 *)
@@ -35851,7 +37537,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$29 ) begin
       \$1088  = 4'h0;
@@ -35863,7 +37549,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$1089  = arm;
     if (\$40 ) begin
       \$1089 [0] = csr__w_data[8];
@@ -36190,7 +37876,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$44 ) begin
       \$1090  = 4'h0;
@@ -36202,7 +37888,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$59 ) begin
       \$1091  = 4'h0;
@@ -36214,7 +37900,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 ) begin
       \$1092  = 4'h0;
@@ -36226,7 +37912,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1093  = 4'h0;
@@ -36238,7 +37924,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 ) begin
       \$1094  = 4'h0;
@@ -36250,7 +37936,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$1095  = 4'h0;
@@ -36262,7 +37948,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$134 ) begin
       \$1096  = 4'h0;
@@ -36274,7 +37960,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$149 ) begin
       \$1097  = 4'h0;
@@ -36286,7 +37972,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$164 ) begin
       \$1098  = 4'h0;
@@ -36298,7 +37984,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$179 ) begin
       \$1099  = 4'h0;
@@ -36310,7 +37996,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$194 ) begin
       \$1100  = 4'h0;
@@ -36322,7 +38008,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 ) begin
       \$1101  = 4'h0;
@@ -36334,7 +38020,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$224 ) begin
       \$1102  = 4'h0;
@@ -36346,7 +38032,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$239 ) begin
       \$1103  = 4'h0;
@@ -36358,7 +38044,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$254 ) begin
       \$1104  = 4'h0;
@@ -36370,7 +38056,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$269 ) begin
       \$1105  = 4'h0;
@@ -36382,7 +38068,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$284 ) begin
       \$1106  = 4'h0;
@@ -36394,7 +38080,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$299 ) begin
       \$1107  = 4'h0;
@@ -36406,7 +38092,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$314 ) begin
       \$1108  = 4'h0;
@@ -36418,7 +38104,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$329 ) begin
       \$1109  = 4'h0;
@@ -36430,7 +38116,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1110  = 4'h0;
@@ -36442,7 +38128,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$359 ) begin
       \$1111  = 4'h0;
@@ -36454,7 +38140,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 ) begin
       \$1112  = 4'h0;
@@ -36466,7 +38152,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 ) begin
       \$1113  = 4'h0;
@@ -36478,7 +38164,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$404 ) begin
       \$1114  = 4'h0;
@@ -36490,7 +38176,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$419 ) begin
       \$1115  = 4'h0;
@@ -36502,7 +38188,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$434 ) begin
       \$1116  = 4'h0;
@@ -36514,7 +38200,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$449 ) begin
       \$1117  = 4'h0;
@@ -36526,7 +38212,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$464 ) begin
       \$1118  = 4'h0;
@@ -36538,7 +38224,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$479 ) begin
       \$1119  = 4'h0;
@@ -36550,7 +38236,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 ) begin
       \$1120  = 4'h0;
@@ -36562,7 +38248,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$509 ) begin
       \$1121  = 4'h0;
@@ -36574,7 +38260,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$524 ) begin
       \$1122  = 4'h0;
@@ -36586,7 +38272,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$539 ) begin
       \$1123  = 4'h0;
@@ -36598,7 +38284,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$554 ) begin
       \$1124  = 4'h0;
@@ -36610,7 +38296,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$569 ) begin
       \$1125  = 4'h0;
@@ -36622,7 +38308,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$584 ) begin
       \$1126  = 4'h0;
@@ -36634,7 +38320,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1127  = 4'h0;
@@ -36646,7 +38332,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$614 ) begin
       \$1128  = 4'h0;
@@ -36658,7 +38344,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$629 ) begin
       \$1129  = 4'h0;
@@ -36670,7 +38356,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$644 ) begin
       \$1130  = 4'h0;
@@ -36682,7 +38368,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$659 ) begin
       \$1131  = 4'h0;
@@ -36694,7 +38380,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$674 ) begin
       \$1132  = 4'h0;
@@ -36706,7 +38392,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$689 ) begin
       \$1133  = 4'h0;
@@ -36718,7 +38404,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$704 ) begin
       \$1134  = 4'h0;
@@ -36730,7 +38416,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$719 ) begin
       \$1135  = 4'h0;
@@ -36742,7 +38428,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$734 ) begin
       \$1136  = 4'h0;
@@ -36754,7 +38440,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$749 ) begin
       \$1137  = 4'h0;
@@ -36766,7 +38452,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$764 ) begin
       \$1138  = 4'h0;
@@ -36778,7 +38464,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 ) begin
       \$1139  = 4'h0;
@@ -36790,7 +38476,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$794 ) begin
       \$1140  = 4'h0;
@@ -36802,7 +38488,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$809 ) begin
       \$1141  = 4'h0;
@@ -36814,7 +38500,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$824 ) begin
       \$1142  = 4'h0;
@@ -36826,7 +38512,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$839 ) begin
       \$1143  = 4'h0;
@@ -36838,7 +38524,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1144  = 4'h0;
@@ -36850,7 +38536,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$869 ) begin
       \$1145  = 4'h0;
@@ -36862,7 +38548,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$884 ) begin
       \$1146  = 4'h0;
@@ -36874,7 +38560,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$899 ) begin
       \$1147  = 4'h0;
@@ -36886,7 +38572,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$914 ) begin
       \$1148  = 4'h0;
@@ -36898,7 +38584,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$929 ) begin
       \$1149  = 4'h0;
@@ -36910,7 +38596,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$944 ) begin
       \$1150  = 4'h0;
@@ -36922,7 +38608,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$959 ) begin
       \$1151  = 4'h0;
@@ -36934,7 +38620,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     (* full_case = 32'd1 *)
     if (\$974 ) begin
       \$1152  = 4'h0;
@@ -36946,7 +38632,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = lu_queue[5:0];
@@ -36963,7 +38649,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$995 [15:0];
@@ -36980,7 +38666,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -36997,7 +38683,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -37015,7 +38701,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -37054,7 +38740,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -37089,7 +38775,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -37124,7 +38810,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -37151,7 +38837,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     write_arm = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -37169,7 +38855,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     clear_status = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -37191,7 +38877,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     set_enable = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -37233,14 +38919,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   assign cfg_w__addr = \$992 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$5249$0  = \$signature__data [175:0];
+  assign \port$5279$0  = \$signature__data [175:0];
   assign lu_event_queue = \$signature__data [197:192];
   assign \$8  = \$7 ;
   assign \$1000  = \$999 ;
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -37365,7 +39051,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -37375,7 +39061,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -37385,7 +39071,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -37398,7 +39084,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -37419,7 +39105,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, rd_req__valid, rd_req__payload, tx__payload, tx__valid, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, csr__r_data, event_stb, completion_queue, event_queue, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -38789,8 +40475,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6053$0 (\$465 ),
-    .\port$6054$0 (\$466 ),
+    .\port$6083$0 (\$465 ),
+    .\port$6084$0 (\$466 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -38812,7 +40498,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$464  = \$signal$105 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -38836,7 +40522,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     ptr_d = \$signal$49 ;
     casez (fetch_state)
       4'h0:
@@ -38881,7 +40567,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     first = 2'h0;
     if (\$3 [3]) begin
       first = 2'h3;
@@ -38897,7 +40583,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -38907,7 +40593,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -38942,7 +40628,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -38991,7 +40677,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$signal  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39005,7 +40691,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39023,7 +40709,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -39041,7 +40727,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -39059,7 +40745,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39075,7 +40761,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39097,7 +40783,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -39126,7 +40812,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39150,7 +40836,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -39174,7 +40860,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_data$93  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -39204,7 +40890,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_en$95  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -39234,7 +40920,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -39252,7 +40938,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \r_en$107  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -39266,7 +40952,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     tx__valid = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -39281,7 +40967,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     data_ready = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -39300,7 +40986,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \r_en$114  = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -39318,7 +41004,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_en$115  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -39329,7 +41015,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_data$116  = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -39346,7 +41032,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$423  = dma_reads;
     if (\$144 ) begin
       \$423  = \$145 [31:0];
@@ -39356,14 +41042,14 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$424  = ptr_d;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$425  = sel;
     casez (fetch_state)
       4'h0:
@@ -39376,7 +41062,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$426  = rr_last;
     casez (fetch_state)
       4'h0:
@@ -39389,7 +41075,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$427  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -39487,7 +41173,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$428  = \$signal$71 ;
     casez (fetch_state)
       4'h0:
@@ -39500,7 +41186,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$429  = \$signal$60 ;
     casez (fetch_state)
       4'h0:
@@ -39513,7 +41199,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$430  = \$signal$62 ;
     casez (fetch_state)
       4'h0:
@@ -39526,7 +41212,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$431  = \$signal$55 ;
     casez (fetch_state)
       4'h0:
@@ -39539,7 +41225,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$432  = \$signal$66 ;
     casez (fetch_state)
       4'h0:
@@ -39571,7 +41257,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$433  = \$signal$65 ;
     casez (fetch_state)
       4'h0:
@@ -39592,7 +41278,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$434  = \$signal$63 ;
     casez (fetch_state)
       4'h0:
@@ -39614,7 +41300,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$435  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -39644,7 +41330,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$436  = \$signal$82 ;
     casez (fetch_state)
       4'h0:
@@ -39665,7 +41351,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$437  = \$signal$84 ;
     casez (fetch_state)
       4'h0:
@@ -39686,7 +41372,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$438  = \$signal$129 ;
     casez (fetch_state)
       4'h0:
@@ -39704,7 +41390,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$439  = \$signal$130 ;
     casez (fetch_state)
       4'h0:
@@ -39719,7 +41405,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$440  = hi;
     casez (fetch_state)
       4'h0:
@@ -39758,7 +41444,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$441  = \$signal$99 ;
     casez (fetch_state)
       4'h0:
@@ -39805,7 +41491,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$442  = \$signal$86 ;
     casez (fetch_state)
       4'h0:
@@ -39836,7 +41522,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$443  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -39858,7 +41544,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$444  = \$signal$73 ;
     casez (fetch_state)
       4'h0:
@@ -39884,7 +41570,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$445  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -39912,7 +41598,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$446  = acc;
     casez (fetch_state)
       4'h0:
@@ -39931,7 +41617,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$447  = \$signal$87 ;
     casez (fetch_state)
       4'h0:
@@ -39991,7 +41677,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$448  = slots;
     casez (fetch_state)
       4'h0:
@@ -40026,7 +41712,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$449  = \$signal$100 ;
     casez (fetch_state)
       4'h0:
@@ -40047,7 +41733,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$450  = length;
     casez (fetch_state)
       4'h0:
@@ -40068,7 +41754,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$451  = addr;
     casez (fetch_state)
       4'h0:
@@ -40089,7 +41775,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$452  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -40124,7 +41810,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$453  = lane;
     casez (fetch_state)
       4'h0:
@@ -40157,7 +41843,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$454  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -40192,7 +41878,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$455  = \$signal$102 ;
     casez (fetch_state)
       4'h0:
@@ -40227,7 +41913,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$456  = job;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40248,7 +41934,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$457  = \$signal$104 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40270,7 +41956,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$458  = \$signal$108 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40296,7 +41982,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$459  = off;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40329,7 +42015,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$460  = left;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40362,7 +42048,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$461  = \$signal$119 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40392,7 +42078,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$462  = \$signal$120 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40422,7 +42108,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$463  = \$signal$118 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40548,7 +42234,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -40652,7 +42338,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -40665,7 +42351,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -40686,7 +42372,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -40790,7 +42476,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -40803,7 +42489,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -40824,7 +42510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -41073,7 +42759,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -41083,7 +42769,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -41093,7 +42779,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -41106,7 +42792,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -41125,9 +42811,9 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$6054$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6083$0 , \port$6084$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
 , csr__r_data, flush_stb, flush_queue, completion_stb, event_stb, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -42167,10 +43853,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
   wire [6:0] head_slots;
   input head_stb;
   wire head_stb;
-  output [31:0] \port$6053$0 ;
-  wire [31:0] \port$6053$0 ;
-  output [31:0] \port$6054$0 ;
-  wire [31:0] \port$6054$0 ;
+  output [31:0] \port$6083$0 ;
+  wire [31:0] \port$6083$0 ;
+  output [31:0] \port$6084$0 ;
+  wire [31:0] \port$6084$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -43162,7 +44848,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
   assign \$12  = \$10  & \$11 ;
   assign \$13  = ~ q3_halted;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -43176,7 +44862,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -43190,7 +44876,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -43204,7 +44890,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -43218,7 +44904,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -43232,7 +44918,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43246,7 +44932,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43260,7 +44946,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43274,7 +44960,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43288,7 +44974,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43302,7 +44988,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43316,7 +45002,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43330,7 +45016,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43344,7 +45030,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43358,7 +45044,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43372,7 +45058,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43386,7 +45072,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43400,7 +45086,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43414,7 +45100,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43428,7 +45114,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43442,7 +45128,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43456,7 +45142,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43470,7 +45156,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43484,7 +45170,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43498,7 +45184,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43512,7 +45198,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43526,7 +45212,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43540,7 +45226,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43554,7 +45240,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43568,7 +45254,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43582,7 +45268,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43596,7 +45282,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43610,7 +45296,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43624,7 +45310,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43638,7 +45324,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -43652,7 +45338,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43666,7 +45352,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43680,7 +45366,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43694,7 +45380,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43708,7 +45394,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43722,7 +45408,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43736,7 +45422,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43750,7 +45436,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43764,7 +45450,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43778,7 +45464,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43792,7 +45478,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43806,7 +45492,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43820,7 +45506,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43834,7 +45520,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43848,7 +45534,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43862,7 +45548,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43876,7 +45562,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43890,7 +45576,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43904,7 +45590,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43918,7 +45604,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43932,7 +45618,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43946,7 +45632,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43960,7 +45646,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43974,7 +45660,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -43988,7 +45674,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44002,7 +45688,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44016,7 +45702,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44030,7 +45716,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44044,7 +45730,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44058,7 +45744,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44072,7 +45758,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44086,7 +45772,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44100,7 +45786,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44114,7 +45800,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44128,7 +45814,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44142,7 +45828,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44156,7 +45842,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44170,7 +45856,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44184,7 +45870,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44198,7 +45884,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44212,7 +45898,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44226,7 +45912,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44240,7 +45926,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44254,7 +45940,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44268,7 +45954,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44282,7 +45968,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44296,7 +45982,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44310,7 +45996,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44324,7 +46010,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44338,7 +46024,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44352,7 +46038,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44366,7 +46052,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44380,7 +46066,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44394,7 +46080,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44408,7 +46094,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44422,7 +46108,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44436,7 +46122,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44450,7 +46136,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44464,7 +46150,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44478,7 +46164,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44492,7 +46178,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44506,7 +46192,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44520,7 +46206,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44534,7 +46220,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44548,7 +46234,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44562,7 +46248,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44576,7 +46262,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44590,7 +46276,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44604,7 +46290,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44618,7 +46304,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44632,7 +46318,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44646,7 +46332,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44660,7 +46346,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44674,7 +46360,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44688,7 +46374,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44702,7 +46388,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44716,7 +46402,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44730,7 +46416,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44744,7 +46430,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44758,7 +46444,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44772,7 +46458,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44786,7 +46472,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44800,7 +46486,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44814,7 +46500,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44828,7 +46514,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44842,7 +46528,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44856,7 +46542,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44870,7 +46556,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44884,7 +46570,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44898,7 +46584,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44912,7 +46598,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44926,7 +46612,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44940,7 +46626,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44954,7 +46640,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44968,7 +46654,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44982,7 +46668,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -44996,7 +46682,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45010,7 +46696,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45024,7 +46710,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45038,7 +46724,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45052,7 +46738,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45066,7 +46752,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45080,7 +46766,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45094,7 +46780,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45108,7 +46794,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45122,7 +46808,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45136,7 +46822,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45150,7 +46836,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45164,7 +46850,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45178,7 +46864,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45192,7 +46878,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45206,7 +46892,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45220,7 +46906,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45234,7 +46920,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45248,7 +46934,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45262,7 +46948,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45276,7 +46962,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45290,7 +46976,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45304,7 +46990,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45318,7 +47004,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45332,7 +47018,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45346,7 +47032,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45360,7 +47046,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45374,7 +47060,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45388,7 +47074,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45402,7 +47088,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45416,7 +47102,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45430,7 +47116,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45444,7 +47130,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45458,7 +47144,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45472,7 +47158,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45486,7 +47172,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45500,7 +47186,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45514,7 +47200,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45528,7 +47214,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45542,7 +47228,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45556,7 +47242,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45570,7 +47256,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45584,7 +47270,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45598,7 +47284,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45612,7 +47298,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45626,7 +47312,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45640,7 +47326,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45654,7 +47340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45668,7 +47354,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45682,7 +47368,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45696,7 +47382,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45710,7 +47396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45724,7 +47410,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45738,7 +47424,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45752,7 +47438,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45766,7 +47452,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45780,7 +47466,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45794,7 +47480,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45808,7 +47494,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45822,7 +47508,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45836,7 +47522,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45850,7 +47536,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45864,7 +47550,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45878,7 +47564,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45892,7 +47578,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45900,7 +47586,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$signal  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45912,7 +47598,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45922,7 +47608,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -45936,7 +47622,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45946,7 +47632,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -45959,7 +47645,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45971,7 +47657,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$signal$67  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45985,7 +47671,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -45999,7 +47685,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     csr__r_data = 32'd0;
     if (\$65 ) begin
       casez (\$34 [5:0])
@@ -46031,7 +47717,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     flush_stb = 1'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -46135,7 +47821,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     flush_queue = 2'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -46239,7 +47925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$915  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -46256,7 +47942,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$916  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -46275,7 +47961,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$917  = rec;
     casez (completion_state)
       2'h0:
@@ -46288,7 +47974,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$918  = \$signal$44 ;
     casez (completion_state)
       2'h0:
@@ -46305,7 +47991,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$919  = beat_i;
     casez (completion_state)
       2'h0:
@@ -46322,7 +48008,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$920  = completion_state;
     casez (completion_state)
       2'h0:
@@ -46343,7 +48029,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$921  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -46360,7 +48046,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$922  = event_queue;
     casez (completion_state)
       2'h0:
@@ -46379,7 +48065,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$923  = q0_eq;
     casez (completion_state)
       2'h0:
@@ -46419,7 +48105,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$924  = q1_eq;
     casez (completion_state)
       2'h0:
@@ -46461,7 +48147,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$925  = q2_eq;
     casez (completion_state)
       2'h0:
@@ -46505,7 +48191,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$926  = q3_eq;
     casez (completion_state)
       2'h0:
@@ -46552,14 +48238,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$927  = \$244 [3:0];
     if (rst) begin
       \$927  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$928  = q0_head;
     if (\$246 ) begin
       \$928  = \$247 [15:0];
@@ -46594,7 +48280,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$929  = q0_halted;
     if (\$249 ) begin
       \$929  = 1'h1;
@@ -46630,7 +48316,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$930  = q0_status;
     if (\$249 ) begin
       \$930 [3] = 1'h1;
@@ -46675,7 +48361,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$931  = q0_cons;
     if (\$251 ) begin
       \$931  = \$252 [15:0];
@@ -46710,7 +48396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$932  = q0_cq_prod;
     if (\$251 ) begin
       \$932  = \$253 [15:0];
@@ -46745,7 +48431,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$933  = q0_phase;
     if (\$251 ) begin
       if (\$257 ) begin
@@ -46782,14 +48468,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$934  = \$266 [3:0];
     if (rst) begin
       \$934  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$935  = q1_head;
     if (\$268 ) begin
       \$935  = \$269 [15:0];
@@ -46824,7 +48510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$936  = q1_halted;
     if (\$271 ) begin
       \$936  = 1'h1;
@@ -46860,7 +48546,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$937  = q1_status;
     if (\$271 ) begin
       \$937 [3] = 1'h1;
@@ -46905,7 +48591,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$938  = q1_cons;
     if (\$273 ) begin
       \$938  = \$274 [15:0];
@@ -46940,7 +48626,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$939  = q1_cq_prod;
     if (\$273 ) begin
       \$939  = \$275 [15:0];
@@ -46975,7 +48661,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$940  = q1_phase;
     if (\$273 ) begin
       if (\$279 ) begin
@@ -47012,14 +48698,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$941  = \$288 [3:0];
     if (rst) begin
       \$941  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$942  = q2_head;
     if (\$290 ) begin
       \$942  = \$291 [15:0];
@@ -47054,7 +48740,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$943  = q2_halted;
     if (\$293 ) begin
       \$943  = 1'h1;
@@ -47090,7 +48776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$944  = q2_status;
     if (\$293 ) begin
       \$944 [3] = 1'h1;
@@ -47135,7 +48821,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$945  = q2_cons;
     if (\$295 ) begin
       \$945  = \$296 [15:0];
@@ -47170,7 +48856,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$946  = q2_cq_prod;
     if (\$295 ) begin
       \$946  = \$297 [15:0];
@@ -47205,7 +48891,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$947  = q2_phase;
     if (\$295 ) begin
       if (\$301 ) begin
@@ -47242,14 +48928,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$948  = \$310 [3:0];
     if (rst) begin
       \$948  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$949  = q3_head;
     if (\$312 ) begin
       \$949  = \$313 [15:0];
@@ -47284,7 +48970,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$950  = q3_halted;
     if (\$315 ) begin
       \$950  = 1'h1;
@@ -47320,7 +49006,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$951  = q3_status;
     if (\$315 ) begin
       \$951 [3] = 1'h1;
@@ -47365,7 +49051,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$952  = q3_cons;
     if (\$317 ) begin
       \$952  = \$318 [15:0];
@@ -47400,7 +49086,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$953  = q3_cq_prod;
     if (\$317 ) begin
       \$953  = \$319 [15:0];
@@ -47435,7 +49121,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$954  = q3_phase;
     if (\$317 ) begin
       if (\$323 ) begin
@@ -47472,7 +49158,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$955  = q0_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47487,7 +49173,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$956  = q0_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47504,7 +49190,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$957  = q0_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47523,7 +49209,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$958  = q0_cq_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47544,7 +49230,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$959  = q0_cq_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47567,7 +49253,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$960  = q0_cq_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47592,7 +49278,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$961  = q0_prod;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47621,7 +49307,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$962  = q0_en;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -47654,7 +49340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$963  = q1_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47669,7 +49355,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$964  = q1_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47686,7 +49372,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$965  = q1_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47705,7 +49391,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$966  = q1_cq_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47726,7 +49412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$967  = q1_cq_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47749,7 +49435,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$968  = q1_cq_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47774,7 +49460,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$969  = q1_prod;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47803,7 +49489,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$970  = q1_en;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -47836,7 +49522,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$971  = q2_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47851,7 +49537,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$972  = q2_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47868,7 +49554,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$973  = q2_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47887,7 +49573,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$974  = q2_cq_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47908,7 +49594,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$975  = q2_cq_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47931,7 +49617,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$976  = q2_cq_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47956,7 +49642,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$977  = q2_prod;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -47985,7 +49671,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$978  = q2_en;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -48018,7 +49704,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$979  = q3_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48033,7 +49719,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$980  = q3_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48050,7 +49736,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$981  = q3_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48069,7 +49755,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$982  = q3_cq_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48090,7 +49776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$983  = q3_cq_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48113,7 +49799,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$984  = q3_cq_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48138,7 +49824,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$985  = q3_prod;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48167,7 +49853,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$986  = q3_en;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -48203,8 +49889,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
   assign rel = \$34 [15:0];
   assign qi = \$34 [7:6];
   assign freed = \$82 [15:0];
-  assign \port$6053$0  = \$17 ;
-  assign \port$6054$0  = \$18 ;
+  assign \port$6083$0  = \$17 ;
+  assign \port$6084$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \comp.cookie  = comp[31:0];
   assign \comp.wqe_index  = comp[47:32];
@@ -48265,7 +49951,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6053$0 , \port$605
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -48383,7 +50069,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -48393,7 +50079,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -48403,7 +50089,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -48416,7 +50102,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;

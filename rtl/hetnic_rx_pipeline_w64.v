@@ -220,7 +220,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
     .data__valid(m_axis_tvalid),
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
-    .\o__ready$98 (m_meta_tready),
+    .\o__ready$116 (m_meta_tready),
     .r_en(m_axis_tready),
     .rst(rst),
     .rx__payload(rx__payload),
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, meta__valid, data__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__ready, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -816,10 +816,69 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$104 ;
+  wire [15:0] \generation$122 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
+  wire [457:0] \i__payload$105 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$105.drop ;
+  wire [5:0] \i__payload$105.dscp ;
+  wire [127:0] \i__payload$105.dst_addr ;
+  wire [15:0] \i__payload$105.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$105.error ;
+  wire [15:0] \i__payload$105.ethertype ;
+  wire [9:0] \i__payload$105.flags ;
+  wire \i__payload$105.flags.direct ;
+  wire \i__payload$105.flags.fragment ;
+  wire \i__payload$105.flags.ip_options ;
+  wire \i__payload$105.flags.ipv4 ;
+  wire \i__payload$105.flags.ipv6 ;
+  wire \i__payload$105.flags.tcp ;
+  wire \i__payload$105.flags.tunnel ;
+  wire \i__payload$105.flags.udp ;
+  wire \i__payload$105.flags.vlan ;
+  wire \i__payload$105.flags.vlan2 ;
+  wire [15:0] \i__payload$105.generation ;
+  wire [31:0] \i__payload$105.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$105.hash_type ;
+  wire [3:0] \i__payload$105.instance ;
+  wire [7:0] \i__payload$105.ip_proto ;
+  wire [15:0] \i__payload$105.length ;
+  wire [7:0] \i__payload$105.queue ;
+  wire [10:0] \i__payload$105.reta_offset ;
+  wire [3:0] \i__payload$105.reta_size_log2 ;
+  wire [7:0] \i__payload$105.rule ;
+  wire [127:0] \i__payload$105.src_addr ;
+  wire [15:0] \i__payload$105.src_port ;
+  wire [7:0] \i__payload$105.tcp_flags ;
+  wire [11:0] \i__payload$105.vlan_id ;
   wire [457:0] \i__payload$75 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -997,18 +1056,142 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   wire [15:0] \i__payload$87.src_port ;
   wire [7:0] \i__payload$87.tcp_flags ;
   wire [11:0] \i__payload$87.vlan_id ;
+  wire [457:0] \i__payload$93 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$93.drop ;
+  wire [5:0] \i__payload$93.dscp ;
+  wire [127:0] \i__payload$93.dst_addr ;
+  wire [15:0] \i__payload$93.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$93.error ;
+  wire [15:0] \i__payload$93.ethertype ;
+  wire [9:0] \i__payload$93.flags ;
+  wire \i__payload$93.flags.direct ;
+  wire \i__payload$93.flags.fragment ;
+  wire \i__payload$93.flags.ip_options ;
+  wire \i__payload$93.flags.ipv4 ;
+  wire \i__payload$93.flags.ipv6 ;
+  wire \i__payload$93.flags.tcp ;
+  wire \i__payload$93.flags.tunnel ;
+  wire \i__payload$93.flags.udp ;
+  wire \i__payload$93.flags.vlan ;
+  wire \i__payload$93.flags.vlan2 ;
+  wire [15:0] \i__payload$93.generation ;
+  wire [31:0] \i__payload$93.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$93.hash_type ;
+  wire [3:0] \i__payload$93.instance ;
+  wire [7:0] \i__payload$93.ip_proto ;
+  wire [15:0] \i__payload$93.length ;
+  wire [7:0] \i__payload$93.queue ;
+  wire [10:0] \i__payload$93.reta_offset ;
+  wire [3:0] \i__payload$93.reta_size_log2 ;
+  wire [7:0] \i__payload$93.rule ;
+  wire [127:0] \i__payload$93.src_addr ;
+  wire [15:0] \i__payload$93.src_port ;
+  wire [7:0] \i__payload$93.tcp_flags ;
+  wire [11:0] \i__payload$93.vlan_id ;
+  wire [457:0] \i__payload$99 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$99.drop ;
+  wire [5:0] \i__payload$99.dscp ;
+  wire [127:0] \i__payload$99.dst_addr ;
+  wire [15:0] \i__payload$99.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$99.error ;
+  wire [15:0] \i__payload$99.ethertype ;
+  wire [9:0] \i__payload$99.flags ;
+  wire \i__payload$99.flags.direct ;
+  wire \i__payload$99.flags.fragment ;
+  wire \i__payload$99.flags.ip_options ;
+  wire \i__payload$99.flags.ipv4 ;
+  wire \i__payload$99.flags.ipv6 ;
+  wire \i__payload$99.flags.tcp ;
+  wire \i__payload$99.flags.tunnel ;
+  wire \i__payload$99.flags.udp ;
+  wire \i__payload$99.flags.vlan ;
+  wire \i__payload$99.flags.vlan2 ;
+  wire [15:0] \i__payload$99.generation ;
+  wire [31:0] \i__payload$99.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$99.hash_type ;
+  wire [3:0] \i__payload$99.instance ;
+  wire [7:0] \i__payload$99.ip_proto ;
+  wire [15:0] \i__payload$99.length ;
+  wire [7:0] \i__payload$99.queue ;
+  wire [10:0] \i__payload$99.reta_offset ;
+  wire [3:0] \i__payload$99.reta_size_log2 ;
+  wire [7:0] \i__payload$99.rule ;
+  wire [127:0] \i__payload$99.src_addr ;
+  wire [15:0] \i__payload$99.src_port ;
+  wire [7:0] \i__payload$99.tcp_flags ;
+  wire [11:0] \i__payload$99.vlan_id ;
   wire [63:0] \i__payload.data ;
   wire \i__payload.error ;
   wire [7:0] \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
+  wire \i__ready$102 ;
+  wire \i__ready$108 ;
   wire \i__ready$78 ;
   wire \i__ready$84 ;
   wire \i__ready$90 ;
+  wire \i__ready$96 ;
   wire i__valid;
+  wire \i__valid$103 ;
+  wire \i__valid$109 ;
   wire \i__valid$79 ;
   wire \i__valid$85 ;
   wire \i__valid$91 ;
+  wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   wire [319:0] key;
   wire [319:0] \key$43 ;
@@ -1139,6 +1322,183 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [457:0] o__payload;
+  wire [457:0] \o__payload$100 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$100.drop ;
+  wire [5:0] \o__payload$100.dscp ;
+  wire [127:0] \o__payload$100.dst_addr ;
+  wire [15:0] \o__payload$100.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$100.error ;
+  wire [15:0] \o__payload$100.ethertype ;
+  wire [9:0] \o__payload$100.flags ;
+  wire \o__payload$100.flags.direct ;
+  wire \o__payload$100.flags.fragment ;
+  wire \o__payload$100.flags.ip_options ;
+  wire \o__payload$100.flags.ipv4 ;
+  wire \o__payload$100.flags.ipv6 ;
+  wire \o__payload$100.flags.tcp ;
+  wire \o__payload$100.flags.tunnel ;
+  wire \o__payload$100.flags.udp ;
+  wire \o__payload$100.flags.vlan ;
+  wire \o__payload$100.flags.vlan2 ;
+  wire [15:0] \o__payload$100.generation ;
+  wire [31:0] \o__payload$100.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$100.hash_type ;
+  wire [3:0] \o__payload$100.instance ;
+  wire [7:0] \o__payload$100.ip_proto ;
+  wire [15:0] \o__payload$100.length ;
+  wire [7:0] \o__payload$100.queue ;
+  wire [10:0] \o__payload$100.reta_offset ;
+  wire [3:0] \o__payload$100.reta_size_log2 ;
+  wire [7:0] \o__payload$100.rule ;
+  wire [127:0] \o__payload$100.src_addr ;
+  wire [15:0] \o__payload$100.src_port ;
+  wire [7:0] \o__payload$100.tcp_flags ;
+  wire [11:0] \o__payload$100.vlan_id ;
+  wire [457:0] \o__payload$106 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$106.drop ;
+  wire [5:0] \o__payload$106.dscp ;
+  wire [127:0] \o__payload$106.dst_addr ;
+  wire [15:0] \o__payload$106.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$106.error ;
+  wire [15:0] \o__payload$106.ethertype ;
+  wire [9:0] \o__payload$106.flags ;
+  wire \o__payload$106.flags.direct ;
+  wire \o__payload$106.flags.fragment ;
+  wire \o__payload$106.flags.ip_options ;
+  wire \o__payload$106.flags.ipv4 ;
+  wire \o__payload$106.flags.ipv6 ;
+  wire \o__payload$106.flags.tcp ;
+  wire \o__payload$106.flags.tunnel ;
+  wire \o__payload$106.flags.udp ;
+  wire \o__payload$106.flags.vlan ;
+  wire \o__payload$106.flags.vlan2 ;
+  wire [15:0] \o__payload$106.generation ;
+  wire [31:0] \o__payload$106.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$106.hash_type ;
+  wire [3:0] \o__payload$106.instance ;
+  wire [7:0] \o__payload$106.ip_proto ;
+  wire [15:0] \o__payload$106.length ;
+  wire [7:0] \o__payload$106.queue ;
+  wire [10:0] \o__payload$106.reta_offset ;
+  wire [3:0] \o__payload$106.reta_size_log2 ;
+  wire [7:0] \o__payload$106.rule ;
+  wire [127:0] \o__payload$106.src_addr ;
+  wire [15:0] \o__payload$106.src_port ;
+  wire [7:0] \o__payload$106.tcp_flags ;
+  wire [11:0] \o__payload$106.vlan_id ;
+  wire [457:0] \o__payload$114 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$114.drop ;
+  wire [5:0] \o__payload$114.dscp ;
+  wire [127:0] \o__payload$114.dst_addr ;
+  wire [15:0] \o__payload$114.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$114.error ;
+  wire [15:0] \o__payload$114.ethertype ;
+  wire [9:0] \o__payload$114.flags ;
+  wire \o__payload$114.flags.direct ;
+  wire \o__payload$114.flags.fragment ;
+  wire \o__payload$114.flags.ip_options ;
+  wire \o__payload$114.flags.ipv4 ;
+  wire \o__payload$114.flags.ipv6 ;
+  wire \o__payload$114.flags.tcp ;
+  wire \o__payload$114.flags.tunnel ;
+  wire \o__payload$114.flags.udp ;
+  wire \o__payload$114.flags.vlan ;
+  wire \o__payload$114.flags.vlan2 ;
+  wire [15:0] \o__payload$114.generation ;
+  wire [31:0] \o__payload$114.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$114.hash_type ;
+  wire [3:0] \o__payload$114.instance ;
+  wire [7:0] \o__payload$114.ip_proto ;
+  wire [15:0] \o__payload$114.length ;
+  wire [7:0] \o__payload$114.queue ;
+  wire [10:0] \o__payload$114.reta_offset ;
+  wire [3:0] \o__payload$114.reta_size_log2 ;
+  wire [7:0] \o__payload$114.rule ;
+  wire [127:0] \o__payload$114.src_addr ;
+  wire [15:0] \o__payload$114.src_port ;
+  wire [7:0] \o__payload$114.tcp_flags ;
+  wire [11:0] \o__payload$114.vlan_id ;
   wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1257,7 +1617,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   wire [15:0] \o__payload$88.src_port ;
   wire [7:0] \o__payload$88.tcp_flags ;
   wire [11:0] \o__payload$88.vlan_id ;
-  wire [457:0] \o__payload$96 ;
+  wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1268,10 +1628,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$96.drop ;
-  wire [5:0] \o__payload$96.dscp ;
-  wire [127:0] \o__payload$96.dst_addr ;
-  wire [15:0] \o__payload$96.dst_port ;
+  wire [3:0] \o__payload$94.drop ;
+  wire [5:0] \o__payload$94.dscp ;
+  wire [127:0] \o__payload$94.dst_addr ;
+  wire [15:0] \o__payload$94.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1281,21 +1641,21 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$96.error ;
-  wire [15:0] \o__payload$96.ethertype ;
-  wire [9:0] \o__payload$96.flags ;
-  wire \o__payload$96.flags.direct ;
-  wire \o__payload$96.flags.fragment ;
-  wire \o__payload$96.flags.ip_options ;
-  wire \o__payload$96.flags.ipv4 ;
-  wire \o__payload$96.flags.ipv6 ;
-  wire \o__payload$96.flags.tcp ;
-  wire \o__payload$96.flags.tunnel ;
-  wire \o__payload$96.flags.udp ;
-  wire \o__payload$96.flags.vlan ;
-  wire \o__payload$96.flags.vlan2 ;
-  wire [15:0] \o__payload$96.generation ;
-  wire [31:0] \o__payload$96.hash ;
+  wire [3:0] \o__payload$94.error ;
+  wire [15:0] \o__payload$94.ethertype ;
+  wire [9:0] \o__payload$94.flags ;
+  wire \o__payload$94.flags.direct ;
+  wire \o__payload$94.flags.fragment ;
+  wire \o__payload$94.flags.ip_options ;
+  wire \o__payload$94.flags.ipv4 ;
+  wire \o__payload$94.flags.ipv6 ;
+  wire \o__payload$94.flags.tcp ;
+  wire \o__payload$94.flags.tunnel ;
+  wire \o__payload$94.flags.udp ;
+  wire \o__payload$94.flags.vlan ;
+  wire \o__payload$94.flags.vlan2 ;
+  wire [15:0] \o__payload$94.generation ;
+  wire [31:0] \o__payload$94.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1304,18 +1664,18 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$96.hash_type ;
-  wire [3:0] \o__payload$96.instance ;
-  wire [7:0] \o__payload$96.ip_proto ;
-  wire [15:0] \o__payload$96.length ;
-  wire [7:0] \o__payload$96.queue ;
-  wire [10:0] \o__payload$96.reta_offset ;
-  wire [3:0] \o__payload$96.reta_size_log2 ;
-  wire [7:0] \o__payload$96.rule ;
-  wire [127:0] \o__payload$96.src_addr ;
-  wire [15:0] \o__payload$96.src_port ;
-  wire [7:0] \o__payload$96.tcp_flags ;
-  wire [11:0] \o__payload$96.vlan_id ;
+  wire [2:0] \o__payload$94.hash_type ;
+  wire [3:0] \o__payload$94.instance ;
+  wire [7:0] \o__payload$94.ip_proto ;
+  wire [15:0] \o__payload$94.length ;
+  wire [7:0] \o__payload$94.queue ;
+  wire [10:0] \o__payload$94.reta_offset ;
+  wire [3:0] \o__payload$94.reta_size_log2 ;
+  wire [7:0] \o__payload$94.rule ;
+  wire [127:0] \o__payload$94.src_addr ;
+  wire [15:0] \o__payload$94.src_port ;
+  wire [7:0] \o__payload$94.tcp_flags ;
+  wire [11:0] \o__payload$94.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1375,14 +1735,20 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
+  wire \o__ready$101 ;
+  wire \o__ready$107 ;
+  input \o__ready$116 ;
+  wire \o__ready$116 ;
   wire \o__ready$83 ;
   wire \o__ready$89 ;
-  input \o__ready$98 ;
-  wire \o__ready$98 ;
+  wire \o__ready$95 ;
   wire o__valid;
+  wire \o__valid$104 ;
+  wire \o__valid$110 ;
+  wire \o__valid$112 ;
   wire \o__valid$86 ;
   wire \o__valid$92 ;
-  wire \o__valid$94 ;
+  wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$53 ;
   wire [73:0] r_data;
@@ -2965,13 +3331,13 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \$43  = rx__valid & \$42 ;
   assign frame_in_stb = \$43  & rx__payload[72];
   assign \$44  = frame_len + \$36 [3:0];
-  assign meta_stb = meta__valid & \o__ready$98 ;
-  assign \$45  = \o__payload$96 [429:426] >= 4'h9;
-  assign \$46  = 1'h1 << \o__payload$96 [429:426];
+  assign meta_stb = meta__valid & \o__ready$116 ;
+  assign \$45  = \o__payload$114 [429:426] >= 4'h9;
+  assign \$46  = 1'h1 << \o__payload$114 [429:426];
   assign \$47  = \$46  - 1'h1;
   assign \$48  = \$45  ? 26'h00001ff : \$47 ;
-  assign \$49  = { 17'h00000, \o__payload$96 [376:368] } & \$48 ;
-  assign \$50  = $signed({ 1'h0, \o__payload$96 [425:415] }) + $signed(\$49 );
+  assign \$49  = { 17'h00000, \o__payload$114 [376:368] } & \$48 ;
+  assign \$50  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$49 );
   assign \$51  = ~ gate;
   assign \$52  = w_rdy | cut;
   assign \$53  = \$51  & \$52 ;
@@ -3000,7 +3366,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \$76  = ~ mid_frame;
   assign \$77  = \$75  & \$76 ;
   assign \$78  = in_flight + \$77 ;
-  assign \$79  = meta__valid & \o__ready$98 ;
+  assign \$79  = meta__valid & \o__ready$116 ;
   assign \$80  = \$78  - \$79 ;
   assign \$81  = ~ gate;
   assign \$82  = w_rdy | cut;
@@ -3028,12 +3394,12 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   \hetnic_rx_pipeline_w64.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -3062,6 +3428,16 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
     .w_port__data(rx__payload),
     .w_rdy(w_rdy)
   );
+  \hetnic_rx_pipeline_w64.pipeline.out_slice  out_slice (
+    .clk(clk),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\o__payload$114 ),
+    .o__ready(\o__ready$116 ),
+    .o__valid(meta__valid),
+    .rst(rst)
+  );
   \hetnic_rx_pipeline_w64.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
@@ -3072,6 +3448,16 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
     .o__payload(\i__payload$75 ),
     .o__ready(o__ready),
     .o__valid(\i__valid$79 ),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.parser_slice  parser_slice (
+    .clk(clk),
+    .i__payload(\i__payload$75 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$79 ),
+    .o__payload(\i__payload$81 ),
+    .o__ready(\o__ready$83 ),
+    .o__valid(\i__valid$85 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
@@ -3115,27 +3501,37 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
-    .o__payload(\o__payload$96 ),
-    .o__ready(\o__ready$98 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
+    .o__payload(\i__payload$105 ),
+    .o__ready(\o__ready$107 ),
     .rst(rst),
-    .s1_valid(meta__valid),
+    .s1_valid(\i__valid$109 ),
     .side__data(reta_r_data)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$75 ),
-    .i__ready(o__ready),
-    .\i__valid$32 (\i__valid$79 ),
+    .i__payload(\i__payload$81 ),
+    .i__ready(\o__ready$83 ),
+    .\i__valid$32 (\i__valid$85 ),
     .key(key),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
-    .out(\i__payload$81 ),
+    .o__ready(\o__ready$89 ),
+    .o__valid(\i__valid$91 ),
+    .out(\i__payload$87 ),
     .rst(rst),
     .symmetric(symmetric)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.rss_slice  rss_slice (
+    .clk(clk),
+    .i__payload(\i__payload$87 ),
+    .i__ready(\o__ready$89 ),
+    .i__valid(\i__valid$91 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -3222,11 +3618,20 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \o__payload$88  = \i__payload$87 ;
   assign \i__ready$90  = \o__ready$89 ;
   assign \o__valid$92  = \i__valid$91 ;
-  assign \o__valid$94  = meta__valid;
-  assign meta__ready = \o__ready$98 ;
+  assign \o__payload$94  = \i__payload$93 ;
+  assign \i__ready$96  = \o__ready$95 ;
+  assign \o__valid$98  = \i__valid$97 ;
+  assign \o__payload$100  = \i__payload$99 ;
+  assign \i__ready$102  = \o__ready$101 ;
+  assign \o__valid$104  = \i__valid$103 ;
+  assign \o__payload$106  = \i__payload$105 ;
+  assign \i__ready$108  = \o__ready$107 ;
+  assign \o__valid$110  = \i__valid$109 ;
+  assign \o__valid$112  = meta__valid;
+  assign meta__ready = \o__ready$116 ;
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$104  = generation;
+  assign \generation$122  = generation;
   assign beat_bytes = \$36 [3:0];
   assign frame_in_len = \$44 [31:0];
   assign meta = meta__payload;
@@ -4941,6 +5346,192 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \o__payload$88.drop  = \i__payload$87 [433:430];
   assign \o__payload$88.queue  = \i__payload$87 [441:434];
   assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload$93.length  = \i__payload$93 [15:0];
+  assign \i__payload$93.error  = \i__payload$93 [19:16];
+  assign \i__payload$93.flags  = \i__payload$93 [29:20];
+  assign \i__payload$93.flags.vlan  = \i__payload$93 [20];
+  assign \i__payload$93.flags.vlan2  = \i__payload$93 [21];
+  assign \i__payload$93.flags.ipv4  = \i__payload$93 [22];
+  assign \i__payload$93.flags.ipv6  = \i__payload$93 [23];
+  assign \i__payload$93.flags.fragment  = \i__payload$93 [24];
+  assign \i__payload$93.flags.tcp  = \i__payload$93 [25];
+  assign \i__payload$93.flags.udp  = \i__payload$93 [26];
+  assign \i__payload$93.flags.tunnel  = \i__payload$93 [27];
+  assign \i__payload$93.flags.direct  = \i__payload$93 [28];
+  assign \i__payload$93.flags.ip_options  = \i__payload$93 [29];
+  assign \i__payload$93.ethertype  = \i__payload$93 [45:30];
+  assign \i__payload$93.vlan_id  = \i__payload$93 [57:46];
+  assign \i__payload$93.dscp  = \i__payload$93 [63:58];
+  assign \i__payload$93.ip_proto  = \i__payload$93 [71:64];
+  assign \i__payload$93.tcp_flags  = \i__payload$93 [79:72];
+  assign \i__payload$93.src_addr  = \i__payload$93 [207:80];
+  assign \i__payload$93.dst_addr  = \i__payload$93 [335:208];
+  assign \i__payload$93.src_port  = \i__payload$93 [351:336];
+  assign \i__payload$93.dst_port  = \i__payload$93 [367:352];
+  assign \i__payload$93.hash  = \i__payload$93 [399:368];
+  assign \i__payload$93.hash_type  = \i__payload$93 [402:400];
+  assign \i__payload$93.rule  = \i__payload$93 [410:403];
+  assign \i__payload$93.instance  = \i__payload$93 [414:411];
+  assign \i__payload$93.reta_offset  = \i__payload$93 [425:415];
+  assign \i__payload$93.reta_size_log2  = \i__payload$93 [429:426];
+  assign \i__payload$93.drop  = \i__payload$93 [433:430];
+  assign \i__payload$93.queue  = \i__payload$93 [441:434];
+  assign \i__payload$93.generation  = \i__payload$93 [457:442];
+  assign \o__payload$94.length  = \i__payload$93 [15:0];
+  assign \o__payload$94.error  = \i__payload$93 [19:16];
+  assign \o__payload$94.flags  = \i__payload$93 [29:20];
+  assign \o__payload$94.flags.vlan  = \i__payload$93 [20];
+  assign \o__payload$94.flags.vlan2  = \i__payload$93 [21];
+  assign \o__payload$94.flags.ipv4  = \i__payload$93 [22];
+  assign \o__payload$94.flags.ipv6  = \i__payload$93 [23];
+  assign \o__payload$94.flags.fragment  = \i__payload$93 [24];
+  assign \o__payload$94.flags.tcp  = \i__payload$93 [25];
+  assign \o__payload$94.flags.udp  = \i__payload$93 [26];
+  assign \o__payload$94.flags.tunnel  = \i__payload$93 [27];
+  assign \o__payload$94.flags.direct  = \i__payload$93 [28];
+  assign \o__payload$94.flags.ip_options  = \i__payload$93 [29];
+  assign \o__payload$94.ethertype  = \i__payload$93 [45:30];
+  assign \o__payload$94.vlan_id  = \i__payload$93 [57:46];
+  assign \o__payload$94.dscp  = \i__payload$93 [63:58];
+  assign \o__payload$94.ip_proto  = \i__payload$93 [71:64];
+  assign \o__payload$94.tcp_flags  = \i__payload$93 [79:72];
+  assign \o__payload$94.src_addr  = \i__payload$93 [207:80];
+  assign \o__payload$94.dst_addr  = \i__payload$93 [335:208];
+  assign \o__payload$94.src_port  = \i__payload$93 [351:336];
+  assign \o__payload$94.dst_port  = \i__payload$93 [367:352];
+  assign \o__payload$94.hash  = \i__payload$93 [399:368];
+  assign \o__payload$94.hash_type  = \i__payload$93 [402:400];
+  assign \o__payload$94.rule  = \i__payload$93 [410:403];
+  assign \o__payload$94.instance  = \i__payload$93 [414:411];
+  assign \o__payload$94.reta_offset  = \i__payload$93 [425:415];
+  assign \o__payload$94.reta_size_log2  = \i__payload$93 [429:426];
+  assign \o__payload$94.drop  = \i__payload$93 [433:430];
+  assign \o__payload$94.queue  = \i__payload$93 [441:434];
+  assign \o__payload$94.generation  = \i__payload$93 [457:442];
+  assign \i__payload$99.length  = \i__payload$99 [15:0];
+  assign \i__payload$99.error  = \i__payload$99 [19:16];
+  assign \i__payload$99.flags  = \i__payload$99 [29:20];
+  assign \i__payload$99.flags.vlan  = \i__payload$99 [20];
+  assign \i__payload$99.flags.vlan2  = \i__payload$99 [21];
+  assign \i__payload$99.flags.ipv4  = \i__payload$99 [22];
+  assign \i__payload$99.flags.ipv6  = \i__payload$99 [23];
+  assign \i__payload$99.flags.fragment  = \i__payload$99 [24];
+  assign \i__payload$99.flags.tcp  = \i__payload$99 [25];
+  assign \i__payload$99.flags.udp  = \i__payload$99 [26];
+  assign \i__payload$99.flags.tunnel  = \i__payload$99 [27];
+  assign \i__payload$99.flags.direct  = \i__payload$99 [28];
+  assign \i__payload$99.flags.ip_options  = \i__payload$99 [29];
+  assign \i__payload$99.ethertype  = \i__payload$99 [45:30];
+  assign \i__payload$99.vlan_id  = \i__payload$99 [57:46];
+  assign \i__payload$99.dscp  = \i__payload$99 [63:58];
+  assign \i__payload$99.ip_proto  = \i__payload$99 [71:64];
+  assign \i__payload$99.tcp_flags  = \i__payload$99 [79:72];
+  assign \i__payload$99.src_addr  = \i__payload$99 [207:80];
+  assign \i__payload$99.dst_addr  = \i__payload$99 [335:208];
+  assign \i__payload$99.src_port  = \i__payload$99 [351:336];
+  assign \i__payload$99.dst_port  = \i__payload$99 [367:352];
+  assign \i__payload$99.hash  = \i__payload$99 [399:368];
+  assign \i__payload$99.hash_type  = \i__payload$99 [402:400];
+  assign \i__payload$99.rule  = \i__payload$99 [410:403];
+  assign \i__payload$99.instance  = \i__payload$99 [414:411];
+  assign \i__payload$99.reta_offset  = \i__payload$99 [425:415];
+  assign \i__payload$99.reta_size_log2  = \i__payload$99 [429:426];
+  assign \i__payload$99.drop  = \i__payload$99 [433:430];
+  assign \i__payload$99.queue  = \i__payload$99 [441:434];
+  assign \i__payload$99.generation  = \i__payload$99 [457:442];
+  assign \o__payload$100.length  = \i__payload$99 [15:0];
+  assign \o__payload$100.error  = \i__payload$99 [19:16];
+  assign \o__payload$100.flags  = \i__payload$99 [29:20];
+  assign \o__payload$100.flags.vlan  = \i__payload$99 [20];
+  assign \o__payload$100.flags.vlan2  = \i__payload$99 [21];
+  assign \o__payload$100.flags.ipv4  = \i__payload$99 [22];
+  assign \o__payload$100.flags.ipv6  = \i__payload$99 [23];
+  assign \o__payload$100.flags.fragment  = \i__payload$99 [24];
+  assign \o__payload$100.flags.tcp  = \i__payload$99 [25];
+  assign \o__payload$100.flags.udp  = \i__payload$99 [26];
+  assign \o__payload$100.flags.tunnel  = \i__payload$99 [27];
+  assign \o__payload$100.flags.direct  = \i__payload$99 [28];
+  assign \o__payload$100.flags.ip_options  = \i__payload$99 [29];
+  assign \o__payload$100.ethertype  = \i__payload$99 [45:30];
+  assign \o__payload$100.vlan_id  = \i__payload$99 [57:46];
+  assign \o__payload$100.dscp  = \i__payload$99 [63:58];
+  assign \o__payload$100.ip_proto  = \i__payload$99 [71:64];
+  assign \o__payload$100.tcp_flags  = \i__payload$99 [79:72];
+  assign \o__payload$100.src_addr  = \i__payload$99 [207:80];
+  assign \o__payload$100.dst_addr  = \i__payload$99 [335:208];
+  assign \o__payload$100.src_port  = \i__payload$99 [351:336];
+  assign \o__payload$100.dst_port  = \i__payload$99 [367:352];
+  assign \o__payload$100.hash  = \i__payload$99 [399:368];
+  assign \o__payload$100.hash_type  = \i__payload$99 [402:400];
+  assign \o__payload$100.rule  = \i__payload$99 [410:403];
+  assign \o__payload$100.instance  = \i__payload$99 [414:411];
+  assign \o__payload$100.reta_offset  = \i__payload$99 [425:415];
+  assign \o__payload$100.reta_size_log2  = \i__payload$99 [429:426];
+  assign \o__payload$100.drop  = \i__payload$99 [433:430];
+  assign \o__payload$100.queue  = \i__payload$99 [441:434];
+  assign \o__payload$100.generation  = \i__payload$99 [457:442];
+  assign \i__payload$105.length  = \i__payload$105 [15:0];
+  assign \i__payload$105.error  = \i__payload$105 [19:16];
+  assign \i__payload$105.flags  = \i__payload$105 [29:20];
+  assign \i__payload$105.flags.vlan  = \i__payload$105 [20];
+  assign \i__payload$105.flags.vlan2  = \i__payload$105 [21];
+  assign \i__payload$105.flags.ipv4  = \i__payload$105 [22];
+  assign \i__payload$105.flags.ipv6  = \i__payload$105 [23];
+  assign \i__payload$105.flags.fragment  = \i__payload$105 [24];
+  assign \i__payload$105.flags.tcp  = \i__payload$105 [25];
+  assign \i__payload$105.flags.udp  = \i__payload$105 [26];
+  assign \i__payload$105.flags.tunnel  = \i__payload$105 [27];
+  assign \i__payload$105.flags.direct  = \i__payload$105 [28];
+  assign \i__payload$105.flags.ip_options  = \i__payload$105 [29];
+  assign \i__payload$105.ethertype  = \i__payload$105 [45:30];
+  assign \i__payload$105.vlan_id  = \i__payload$105 [57:46];
+  assign \i__payload$105.dscp  = \i__payload$105 [63:58];
+  assign \i__payload$105.ip_proto  = \i__payload$105 [71:64];
+  assign \i__payload$105.tcp_flags  = \i__payload$105 [79:72];
+  assign \i__payload$105.src_addr  = \i__payload$105 [207:80];
+  assign \i__payload$105.dst_addr  = \i__payload$105 [335:208];
+  assign \i__payload$105.src_port  = \i__payload$105 [351:336];
+  assign \i__payload$105.dst_port  = \i__payload$105 [367:352];
+  assign \i__payload$105.hash  = \i__payload$105 [399:368];
+  assign \i__payload$105.hash_type  = \i__payload$105 [402:400];
+  assign \i__payload$105.rule  = \i__payload$105 [410:403];
+  assign \i__payload$105.instance  = \i__payload$105 [414:411];
+  assign \i__payload$105.reta_offset  = \i__payload$105 [425:415];
+  assign \i__payload$105.reta_size_log2  = \i__payload$105 [429:426];
+  assign \i__payload$105.drop  = \i__payload$105 [433:430];
+  assign \i__payload$105.queue  = \i__payload$105 [441:434];
+  assign \i__payload$105.generation  = \i__payload$105 [457:442];
+  assign \o__payload$106.length  = \i__payload$105 [15:0];
+  assign \o__payload$106.error  = \i__payload$105 [19:16];
+  assign \o__payload$106.flags  = \i__payload$105 [29:20];
+  assign \o__payload$106.flags.vlan  = \i__payload$105 [20];
+  assign \o__payload$106.flags.vlan2  = \i__payload$105 [21];
+  assign \o__payload$106.flags.ipv4  = \i__payload$105 [22];
+  assign \o__payload$106.flags.ipv6  = \i__payload$105 [23];
+  assign \o__payload$106.flags.fragment  = \i__payload$105 [24];
+  assign \o__payload$106.flags.tcp  = \i__payload$105 [25];
+  assign \o__payload$106.flags.udp  = \i__payload$105 [26];
+  assign \o__payload$106.flags.tunnel  = \i__payload$105 [27];
+  assign \o__payload$106.flags.direct  = \i__payload$105 [28];
+  assign \o__payload$106.flags.ip_options  = \i__payload$105 [29];
+  assign \o__payload$106.ethertype  = \i__payload$105 [45:30];
+  assign \o__payload$106.vlan_id  = \i__payload$105 [57:46];
+  assign \o__payload$106.dscp  = \i__payload$105 [63:58];
+  assign \o__payload$106.ip_proto  = \i__payload$105 [71:64];
+  assign \o__payload$106.tcp_flags  = \i__payload$105 [79:72];
+  assign \o__payload$106.src_addr  = \i__payload$105 [207:80];
+  assign \o__payload$106.dst_addr  = \i__payload$105 [335:208];
+  assign \o__payload$106.src_port  = \i__payload$105 [351:336];
+  assign \o__payload$106.dst_port  = \i__payload$105 [367:352];
+  assign \o__payload$106.hash  = \i__payload$105 [399:368];
+  assign \o__payload$106.hash_type  = \i__payload$105 [402:400];
+  assign \o__payload$106.rule  = \i__payload$105 [410:403];
+  assign \o__payload$106.instance  = \i__payload$105 [414:411];
+  assign \o__payload$106.reta_offset  = \i__payload$105 [425:415];
+  assign \o__payload$106.reta_size_log2  = \i__payload$105 [429:426];
+  assign \o__payload$106.drop  = \i__payload$105 [433:430];
+  assign \o__payload$106.queue  = \i__payload$105 [441:434];
+  assign \o__payload$106.generation  = \i__payload$105 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -4972,37 +5563,37 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$96.length  = \o__payload$96 [15:0];
-  assign \o__payload$96.error  = \o__payload$96 [19:16];
-  assign \o__payload$96.flags  = \o__payload$96 [29:20];
-  assign \o__payload$96.flags.vlan  = \o__payload$96 [20];
-  assign \o__payload$96.flags.vlan2  = \o__payload$96 [21];
-  assign \o__payload$96.flags.ipv4  = \o__payload$96 [22];
-  assign \o__payload$96.flags.ipv6  = \o__payload$96 [23];
-  assign \o__payload$96.flags.fragment  = \o__payload$96 [24];
-  assign \o__payload$96.flags.tcp  = \o__payload$96 [25];
-  assign \o__payload$96.flags.udp  = \o__payload$96 [26];
-  assign \o__payload$96.flags.tunnel  = \o__payload$96 [27];
-  assign \o__payload$96.flags.direct  = \o__payload$96 [28];
-  assign \o__payload$96.flags.ip_options  = \o__payload$96 [29];
-  assign \o__payload$96.ethertype  = \o__payload$96 [45:30];
-  assign \o__payload$96.vlan_id  = \o__payload$96 [57:46];
-  assign \o__payload$96.dscp  = \o__payload$96 [63:58];
-  assign \o__payload$96.ip_proto  = \o__payload$96 [71:64];
-  assign \o__payload$96.tcp_flags  = \o__payload$96 [79:72];
-  assign \o__payload$96.src_addr  = \o__payload$96 [207:80];
-  assign \o__payload$96.dst_addr  = \o__payload$96 [335:208];
-  assign \o__payload$96.src_port  = \o__payload$96 [351:336];
-  assign \o__payload$96.dst_port  = \o__payload$96 [367:352];
-  assign \o__payload$96.hash  = \o__payload$96 [399:368];
-  assign \o__payload$96.hash_type  = \o__payload$96 [402:400];
-  assign \o__payload$96.rule  = \o__payload$96 [410:403];
-  assign \o__payload$96.instance  = \o__payload$96 [414:411];
-  assign \o__payload$96.reta_offset  = \o__payload$96 [425:415];
-  assign \o__payload$96.reta_size_log2  = \o__payload$96 [429:426];
-  assign \o__payload$96.drop  = \o__payload$96 [433:430];
-  assign \o__payload$96.queue  = \o__payload$96 [441:434];
-  assign \o__payload$96.generation  = \o__payload$96 [457:442];
+  assign \o__payload$114.length  = \o__payload$114 [15:0];
+  assign \o__payload$114.error  = \o__payload$114 [19:16];
+  assign \o__payload$114.flags  = \o__payload$114 [29:20];
+  assign \o__payload$114.flags.vlan  = \o__payload$114 [20];
+  assign \o__payload$114.flags.vlan2  = \o__payload$114 [21];
+  assign \o__payload$114.flags.ipv4  = \o__payload$114 [22];
+  assign \o__payload$114.flags.ipv6  = \o__payload$114 [23];
+  assign \o__payload$114.flags.fragment  = \o__payload$114 [24];
+  assign \o__payload$114.flags.tcp  = \o__payload$114 [25];
+  assign \o__payload$114.flags.udp  = \o__payload$114 [26];
+  assign \o__payload$114.flags.tunnel  = \o__payload$114 [27];
+  assign \o__payload$114.flags.direct  = \o__payload$114 [28];
+  assign \o__payload$114.flags.ip_options  = \o__payload$114 [29];
+  assign \o__payload$114.ethertype  = \o__payload$114 [45:30];
+  assign \o__payload$114.vlan_id  = \o__payload$114 [57:46];
+  assign \o__payload$114.dscp  = \o__payload$114 [63:58];
+  assign \o__payload$114.ip_proto  = \o__payload$114 [71:64];
+  assign \o__payload$114.tcp_flags  = \o__payload$114 [79:72];
+  assign \o__payload$114.src_addr  = \o__payload$114 [207:80];
+  assign \o__payload$114.dst_addr  = \o__payload$114 [335:208];
+  assign \o__payload$114.src_port  = \o__payload$114 [351:336];
+  assign \o__payload$114.dst_port  = \o__payload$114 [367:352];
+  assign \o__payload$114.hash  = \o__payload$114 [399:368];
+  assign \o__payload$114.hash_type  = \o__payload$114 [402:400];
+  assign \o__payload$114.rule  = \o__payload$114 [410:403];
+  assign \o__payload$114.instance  = \o__payload$114 [414:411];
+  assign \o__payload$114.reta_offset  = \o__payload$114 [425:415];
+  assign \o__payload$114.reta_size_log2  = \o__payload$114 [429:426];
+  assign \o__payload$114.drop  = \o__payload$114 [433:430];
+  assign \o__payload$114.queue  = \o__payload$114 [441:434];
+  assign \o__payload$114.generation  = \o__payload$114 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -5035,10 +5626,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$98 , clk, rst, rx__read
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$96 [441:0];
+  assign meta__payload[441:0] = \o__payload$114 [441:0];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__valid, i__ready, o__ready, rules, pass_errors, default_action, i__payload, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
@@ -10981,8 +11572,373 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
+module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -11966,7 +12922,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -11978,7 +12934,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -12030,7 +12986,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -12092,7 +13048,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -12111,7 +13067,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -12121,7 +13077,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -12168,7 +13124,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -12215,7 +13171,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -12230,7 +13186,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12244,7 +13200,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12258,7 +13214,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12277,7 +13233,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12291,7 +13247,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12305,7 +13261,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12324,7 +13280,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -12336,7 +13292,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -12351,7 +13307,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -12366,7 +13322,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -12376,7 +13332,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -12389,7 +13345,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -12452,7 +13408,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -12478,7 +13434,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -12504,7 +13460,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -12526,7 +13482,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -12552,7 +13508,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -12565,7 +13521,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -12693,9 +13649,374 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \$303  = parse_sel;
 endmodule
 
+module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
 module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation
 , commit_pending, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15325,21 +16646,21 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   assign \$381  = copy_at == 9'h1a2;
   assign \$382  = copy_at == 9'h1a3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_r_stb = 1'h0;
     if (\$8 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_w_stb = 1'h0;
     if (\$8 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -15358,7 +16679,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -15419,7 +16740,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__r_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -15427,7 +16748,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__w_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -15435,7 +16756,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     rule_w__en = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -15446,7 +16767,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$587  = 1'h0;
     if (copying) begin
       \$587  = 1'h1;
@@ -15456,7 +16777,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$588  = copying;
     if (\$77 ) begin
       \$588  = 1'h1;
@@ -15471,7 +16792,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$589  = copy_addr;
     if (\$77 ) begin
       \$589  = 9'h000;
@@ -15484,7 +16805,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$590  = copy_at;
     if (copying) begin
       \$590  = copy_addr;
@@ -15494,7 +16815,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$591  = rules;
     if (landing) begin
       if (\$80 ) begin
@@ -16607,7 +17928,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$592  = hash_enable;
     if (commit_done) begin
       \$592  = shadow_ctrl_0_0[7:0];
@@ -16617,7 +17938,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$593  = symmetric;
     if (commit_done) begin
       \$593  = shadow_ctrl_0_0[8];
@@ -16627,7 +17948,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$594  = pass_errors;
     if (commit_done) begin
       \$594  = shadow_ctrl_0_0[9];
@@ -16637,7 +17958,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$595  = max_frame;
     if (commit_done) begin
       \$595  = shadow_max_frame_0_0[15:0];
@@ -16647,7 +17968,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$596  = direct_ethertype;
     if (commit_done) begin
       \$596  = shadow_direct_ethertype_0_0[15:0];
@@ -16657,7 +17978,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$597  = default_action;
     if (commit_done) begin
       \$597  = shadow_default_action_0_0[19:0];
@@ -16667,7 +17988,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$598  = key;
     if (commit_done) begin
       \$598  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -16677,7 +17998,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$599  = generation;
     if (commit_done) begin
       \$599  = \$448 [15:0];
@@ -16687,7 +18008,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$600  = commit_pending;
     if (commit_done) begin
       \$600  = 1'h0;
@@ -16706,7 +18027,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$601  = rule_read_wait;
     if (\$449 ) begin
       \$601  = 1'h0;
@@ -16723,7 +18044,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$602  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16739,7 +18060,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$603  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16755,7 +18076,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$604  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16771,7 +18092,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$605  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16787,7 +18108,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$606  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16803,7 +18124,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$607  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16819,7 +18140,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$608  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16835,7 +18156,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$609  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16851,7 +18172,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$610  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16867,7 +18188,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$611  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16883,7 +18204,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$612  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16899,7 +18220,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$613  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16915,7 +18236,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$614  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -16931,7 +18252,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$615  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -17713,8 +19034,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   assign \$456  = \$455 ;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.reta (rst, flip_stb, bus_addr, i__ready, busy, side__data, o__ready, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -19053,7 +20374,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
   always @(posedge clk)
     read_wait <= \$35 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19064,7 +20385,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19079,7 +20400,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19094,7 +20415,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19109,7 +20430,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19123,7 +20444,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$30  = s1_valid;
     if (\$23 ) begin
       \$30  = 1'h1;
@@ -19135,7 +20456,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$31  = s1_meta;
     if (\$23 ) begin
       \$31  = i__payload;
@@ -19145,7 +20466,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$32  = active;
     if (flip_stb) begin
       \$32  = \$24 ;
@@ -19155,7 +20476,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$33  = copy_index;
     if (flip_stb) begin
       \$33  = 10'h000;
@@ -19167,7 +20488,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$34  = copy_write;
     if (flip_stb) begin
       \$34  = 1'h0;
@@ -19179,7 +20500,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$35  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -19302,8 +20623,8 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (clk, rst, flip_stb, bus_addr, i__r
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, \i__valid$32 , i__payload, out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, out, i__payload, \i__valid$32 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -20005,7 +21326,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -20028,7 +21349,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
@@ -20042,7 +21363,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     tuple_len = 6'h00;
     casez (hash_type)
       3'h1:
@@ -20056,7 +21377,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$167  = t_valid;
     if (\$166 ) begin
       \$167  = \i__valid$32 ;
@@ -20066,7 +21387,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$168  = w_data;
     if (\$166 ) begin
       \$168  = staged;
@@ -20076,7 +21397,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$169  = t_data;
     if (\$166 ) begin
       \$169  = tuple_data;
@@ -20086,7 +21407,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$170  = t_len;
     if (\$166 ) begin
       \$170  = tuple_len;
@@ -20281,7 +21602,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -20844,7 +22165,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   always @(posedge clk)
     busy <= \$265 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -20859,7 +22180,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$260  = shift_data;
     if (\$11 ) begin
       \$260  = \$12 [319:0];
@@ -20872,7 +22193,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$261  = shift_key;
     if (\$11 ) begin
       \$261  = \$13 [351:0];
@@ -20885,7 +22206,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$262  = remaining;
     if (\$11 ) begin
       \$262  = \$16 [5:0];
@@ -20898,7 +22219,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$263  = acc;
     if (\$11 ) begin
       \$263  = \$81 ;
@@ -20911,7 +22232,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$264  = o__payload;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -20923,7 +22244,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$265  = busy;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -20944,7 +22265,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -21069,7 +22390,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -21079,7 +22400,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -21089,7 +22410,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -21102,7 +22423,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -21119,4 +22440,369 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
 endmodule

@@ -220,7 +220,7 @@ module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tv
     .data__valid(m_axis_tvalid),
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
-    .\o__ready$98 (m_meta_tready),
+    .\o__ready$116 (m_meta_tready),
     .r_en(m_axis_tready),
     .rst(rst),
     .rx__payload(rx__payload),
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w8.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__w
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, meta__valid, data__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$116 , clk, rst, rx__ready, data__payload, rx__payload, meta__payload, csr__ack, csr__r_data, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -809,10 +809,69 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$104 ;
+  wire [15:0] \generation$122 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [10:0] i__payload;
+  wire [457:0] \i__payload$105 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$105.drop ;
+  wire [5:0] \i__payload$105.dscp ;
+  wire [127:0] \i__payload$105.dst_addr ;
+  wire [15:0] \i__payload$105.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$105.error ;
+  wire [15:0] \i__payload$105.ethertype ;
+  wire [9:0] \i__payload$105.flags ;
+  wire \i__payload$105.flags.direct ;
+  wire \i__payload$105.flags.fragment ;
+  wire \i__payload$105.flags.ip_options ;
+  wire \i__payload$105.flags.ipv4 ;
+  wire \i__payload$105.flags.ipv6 ;
+  wire \i__payload$105.flags.tcp ;
+  wire \i__payload$105.flags.tunnel ;
+  wire \i__payload$105.flags.udp ;
+  wire \i__payload$105.flags.vlan ;
+  wire \i__payload$105.flags.vlan2 ;
+  wire [15:0] \i__payload$105.generation ;
+  wire [31:0] \i__payload$105.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$105.hash_type ;
+  wire [3:0] \i__payload$105.instance ;
+  wire [7:0] \i__payload$105.ip_proto ;
+  wire [15:0] \i__payload$105.length ;
+  wire [7:0] \i__payload$105.queue ;
+  wire [10:0] \i__payload$105.reta_offset ;
+  wire [3:0] \i__payload$105.reta_size_log2 ;
+  wire [7:0] \i__payload$105.rule ;
+  wire [127:0] \i__payload$105.src_addr ;
+  wire [15:0] \i__payload$105.src_port ;
+  wire [7:0] \i__payload$105.tcp_flags ;
+  wire [11:0] \i__payload$105.vlan_id ;
   wire [457:0] \i__payload$75 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -990,18 +1049,142 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   wire [15:0] \i__payload$87.src_port ;
   wire [7:0] \i__payload$87.tcp_flags ;
   wire [11:0] \i__payload$87.vlan_id ;
+  wire [457:0] \i__payload$93 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$93.drop ;
+  wire [5:0] \i__payload$93.dscp ;
+  wire [127:0] \i__payload$93.dst_addr ;
+  wire [15:0] \i__payload$93.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$93.error ;
+  wire [15:0] \i__payload$93.ethertype ;
+  wire [9:0] \i__payload$93.flags ;
+  wire \i__payload$93.flags.direct ;
+  wire \i__payload$93.flags.fragment ;
+  wire \i__payload$93.flags.ip_options ;
+  wire \i__payload$93.flags.ipv4 ;
+  wire \i__payload$93.flags.ipv6 ;
+  wire \i__payload$93.flags.tcp ;
+  wire \i__payload$93.flags.tunnel ;
+  wire \i__payload$93.flags.udp ;
+  wire \i__payload$93.flags.vlan ;
+  wire \i__payload$93.flags.vlan2 ;
+  wire [15:0] \i__payload$93.generation ;
+  wire [31:0] \i__payload$93.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$93.hash_type ;
+  wire [3:0] \i__payload$93.instance ;
+  wire [7:0] \i__payload$93.ip_proto ;
+  wire [15:0] \i__payload$93.length ;
+  wire [7:0] \i__payload$93.queue ;
+  wire [10:0] \i__payload$93.reta_offset ;
+  wire [3:0] \i__payload$93.reta_size_log2 ;
+  wire [7:0] \i__payload$93.rule ;
+  wire [127:0] \i__payload$93.src_addr ;
+  wire [15:0] \i__payload$93.src_port ;
+  wire [7:0] \i__payload$93.tcp_flags ;
+  wire [11:0] \i__payload$93.vlan_id ;
+  wire [457:0] \i__payload$99 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$99.drop ;
+  wire [5:0] \i__payload$99.dscp ;
+  wire [127:0] \i__payload$99.dst_addr ;
+  wire [15:0] \i__payload$99.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$99.error ;
+  wire [15:0] \i__payload$99.ethertype ;
+  wire [9:0] \i__payload$99.flags ;
+  wire \i__payload$99.flags.direct ;
+  wire \i__payload$99.flags.fragment ;
+  wire \i__payload$99.flags.ip_options ;
+  wire \i__payload$99.flags.ipv4 ;
+  wire \i__payload$99.flags.ipv6 ;
+  wire \i__payload$99.flags.tcp ;
+  wire \i__payload$99.flags.tunnel ;
+  wire \i__payload$99.flags.udp ;
+  wire \i__payload$99.flags.vlan ;
+  wire \i__payload$99.flags.vlan2 ;
+  wire [15:0] \i__payload$99.generation ;
+  wire [31:0] \i__payload$99.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$99.hash_type ;
+  wire [3:0] \i__payload$99.instance ;
+  wire [7:0] \i__payload$99.ip_proto ;
+  wire [15:0] \i__payload$99.length ;
+  wire [7:0] \i__payload$99.queue ;
+  wire [10:0] \i__payload$99.reta_offset ;
+  wire [3:0] \i__payload$99.reta_size_log2 ;
+  wire [7:0] \i__payload$99.rule ;
+  wire [127:0] \i__payload$99.src_addr ;
+  wire [15:0] \i__payload$99.src_port ;
+  wire [7:0] \i__payload$99.tcp_flags ;
+  wire [11:0] \i__payload$99.vlan_id ;
   wire [7:0] \i__payload.data ;
   wire \i__payload.error ;
   wire \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
+  wire \i__ready$102 ;
+  wire \i__ready$108 ;
   wire \i__ready$78 ;
   wire \i__ready$84 ;
   wire \i__ready$90 ;
+  wire \i__ready$96 ;
   wire i__valid;
+  wire \i__valid$103 ;
+  wire \i__valid$109 ;
   wire \i__valid$79 ;
   wire \i__valid$85 ;
   wire \i__valid$91 ;
+  wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   wire [319:0] key;
   wire [319:0] \key$43 ;
@@ -1132,6 +1315,183 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [457:0] o__payload;
+  wire [457:0] \o__payload$100 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$100.drop ;
+  wire [5:0] \o__payload$100.dscp ;
+  wire [127:0] \o__payload$100.dst_addr ;
+  wire [15:0] \o__payload$100.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$100.error ;
+  wire [15:0] \o__payload$100.ethertype ;
+  wire [9:0] \o__payload$100.flags ;
+  wire \o__payload$100.flags.direct ;
+  wire \o__payload$100.flags.fragment ;
+  wire \o__payload$100.flags.ip_options ;
+  wire \o__payload$100.flags.ipv4 ;
+  wire \o__payload$100.flags.ipv6 ;
+  wire \o__payload$100.flags.tcp ;
+  wire \o__payload$100.flags.tunnel ;
+  wire \o__payload$100.flags.udp ;
+  wire \o__payload$100.flags.vlan ;
+  wire \o__payload$100.flags.vlan2 ;
+  wire [15:0] \o__payload$100.generation ;
+  wire [31:0] \o__payload$100.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$100.hash_type ;
+  wire [3:0] \o__payload$100.instance ;
+  wire [7:0] \o__payload$100.ip_proto ;
+  wire [15:0] \o__payload$100.length ;
+  wire [7:0] \o__payload$100.queue ;
+  wire [10:0] \o__payload$100.reta_offset ;
+  wire [3:0] \o__payload$100.reta_size_log2 ;
+  wire [7:0] \o__payload$100.rule ;
+  wire [127:0] \o__payload$100.src_addr ;
+  wire [15:0] \o__payload$100.src_port ;
+  wire [7:0] \o__payload$100.tcp_flags ;
+  wire [11:0] \o__payload$100.vlan_id ;
+  wire [457:0] \o__payload$106 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$106.drop ;
+  wire [5:0] \o__payload$106.dscp ;
+  wire [127:0] \o__payload$106.dst_addr ;
+  wire [15:0] \o__payload$106.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$106.error ;
+  wire [15:0] \o__payload$106.ethertype ;
+  wire [9:0] \o__payload$106.flags ;
+  wire \o__payload$106.flags.direct ;
+  wire \o__payload$106.flags.fragment ;
+  wire \o__payload$106.flags.ip_options ;
+  wire \o__payload$106.flags.ipv4 ;
+  wire \o__payload$106.flags.ipv6 ;
+  wire \o__payload$106.flags.tcp ;
+  wire \o__payload$106.flags.tunnel ;
+  wire \o__payload$106.flags.udp ;
+  wire \o__payload$106.flags.vlan ;
+  wire \o__payload$106.flags.vlan2 ;
+  wire [15:0] \o__payload$106.generation ;
+  wire [31:0] \o__payload$106.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$106.hash_type ;
+  wire [3:0] \o__payload$106.instance ;
+  wire [7:0] \o__payload$106.ip_proto ;
+  wire [15:0] \o__payload$106.length ;
+  wire [7:0] \o__payload$106.queue ;
+  wire [10:0] \o__payload$106.reta_offset ;
+  wire [3:0] \o__payload$106.reta_size_log2 ;
+  wire [7:0] \o__payload$106.rule ;
+  wire [127:0] \o__payload$106.src_addr ;
+  wire [15:0] \o__payload$106.src_port ;
+  wire [7:0] \o__payload$106.tcp_flags ;
+  wire [11:0] \o__payload$106.vlan_id ;
+  wire [457:0] \o__payload$114 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$114.drop ;
+  wire [5:0] \o__payload$114.dscp ;
+  wire [127:0] \o__payload$114.dst_addr ;
+  wire [15:0] \o__payload$114.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$114.error ;
+  wire [15:0] \o__payload$114.ethertype ;
+  wire [9:0] \o__payload$114.flags ;
+  wire \o__payload$114.flags.direct ;
+  wire \o__payload$114.flags.fragment ;
+  wire \o__payload$114.flags.ip_options ;
+  wire \o__payload$114.flags.ipv4 ;
+  wire \o__payload$114.flags.ipv6 ;
+  wire \o__payload$114.flags.tcp ;
+  wire \o__payload$114.flags.tunnel ;
+  wire \o__payload$114.flags.udp ;
+  wire \o__payload$114.flags.vlan ;
+  wire \o__payload$114.flags.vlan2 ;
+  wire [15:0] \o__payload$114.generation ;
+  wire [31:0] \o__payload$114.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$114.hash_type ;
+  wire [3:0] \o__payload$114.instance ;
+  wire [7:0] \o__payload$114.ip_proto ;
+  wire [15:0] \o__payload$114.length ;
+  wire [7:0] \o__payload$114.queue ;
+  wire [10:0] \o__payload$114.reta_offset ;
+  wire [3:0] \o__payload$114.reta_size_log2 ;
+  wire [7:0] \o__payload$114.rule ;
+  wire [127:0] \o__payload$114.src_addr ;
+  wire [15:0] \o__payload$114.src_port ;
+  wire [7:0] \o__payload$114.tcp_flags ;
+  wire [11:0] \o__payload$114.vlan_id ;
   wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1250,7 +1610,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   wire [15:0] \o__payload$88.src_port ;
   wire [7:0] \o__payload$88.tcp_flags ;
   wire [11:0] \o__payload$88.vlan_id ;
-  wire [457:0] \o__payload$96 ;
+  wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1261,10 +1621,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$96.drop ;
-  wire [5:0] \o__payload$96.dscp ;
-  wire [127:0] \o__payload$96.dst_addr ;
-  wire [15:0] \o__payload$96.dst_port ;
+  wire [3:0] \o__payload$94.drop ;
+  wire [5:0] \o__payload$94.dscp ;
+  wire [127:0] \o__payload$94.dst_addr ;
+  wire [15:0] \o__payload$94.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1274,21 +1634,21 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$96.error ;
-  wire [15:0] \o__payload$96.ethertype ;
-  wire [9:0] \o__payload$96.flags ;
-  wire \o__payload$96.flags.direct ;
-  wire \o__payload$96.flags.fragment ;
-  wire \o__payload$96.flags.ip_options ;
-  wire \o__payload$96.flags.ipv4 ;
-  wire \o__payload$96.flags.ipv6 ;
-  wire \o__payload$96.flags.tcp ;
-  wire \o__payload$96.flags.tunnel ;
-  wire \o__payload$96.flags.udp ;
-  wire \o__payload$96.flags.vlan ;
-  wire \o__payload$96.flags.vlan2 ;
-  wire [15:0] \o__payload$96.generation ;
-  wire [31:0] \o__payload$96.hash ;
+  wire [3:0] \o__payload$94.error ;
+  wire [15:0] \o__payload$94.ethertype ;
+  wire [9:0] \o__payload$94.flags ;
+  wire \o__payload$94.flags.direct ;
+  wire \o__payload$94.flags.fragment ;
+  wire \o__payload$94.flags.ip_options ;
+  wire \o__payload$94.flags.ipv4 ;
+  wire \o__payload$94.flags.ipv6 ;
+  wire \o__payload$94.flags.tcp ;
+  wire \o__payload$94.flags.tunnel ;
+  wire \o__payload$94.flags.udp ;
+  wire \o__payload$94.flags.vlan ;
+  wire \o__payload$94.flags.vlan2 ;
+  wire [15:0] \o__payload$94.generation ;
+  wire [31:0] \o__payload$94.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1297,18 +1657,18 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$96.hash_type ;
-  wire [3:0] \o__payload$96.instance ;
-  wire [7:0] \o__payload$96.ip_proto ;
-  wire [15:0] \o__payload$96.length ;
-  wire [7:0] \o__payload$96.queue ;
-  wire [10:0] \o__payload$96.reta_offset ;
-  wire [3:0] \o__payload$96.reta_size_log2 ;
-  wire [7:0] \o__payload$96.rule ;
-  wire [127:0] \o__payload$96.src_addr ;
-  wire [15:0] \o__payload$96.src_port ;
-  wire [7:0] \o__payload$96.tcp_flags ;
-  wire [11:0] \o__payload$96.vlan_id ;
+  wire [2:0] \o__payload$94.hash_type ;
+  wire [3:0] \o__payload$94.instance ;
+  wire [7:0] \o__payload$94.ip_proto ;
+  wire [15:0] \o__payload$94.length ;
+  wire [7:0] \o__payload$94.queue ;
+  wire [10:0] \o__payload$94.reta_offset ;
+  wire [3:0] \o__payload$94.reta_size_log2 ;
+  wire [7:0] \o__payload$94.rule ;
+  wire [127:0] \o__payload$94.src_addr ;
+  wire [15:0] \o__payload$94.src_port ;
+  wire [7:0] \o__payload$94.tcp_flags ;
+  wire [11:0] \o__payload$94.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1368,14 +1728,20 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
+  wire \o__ready$101 ;
+  wire \o__ready$107 ;
+  input \o__ready$116 ;
+  wire \o__ready$116 ;
   wire \o__ready$83 ;
   wire \o__ready$89 ;
-  input \o__ready$98 ;
-  wire \o__ready$98 ;
+  wire \o__ready$95 ;
   wire o__valid;
+  wire \o__valid$104 ;
+  wire \o__valid$110 ;
+  wire \o__valid$112 ;
   wire \o__valid$86 ;
   wire \o__valid$92 ;
-  wire \o__valid$94 ;
+  wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$53 ;
   wire [10:0] r_data;
@@ -2944,13 +3310,13 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \$36  = rx__valid & \$35 ;
   assign frame_in_stb = \$36  & rx__payload[9];
   assign \$37  = frame_len + \$29 [0];
-  assign meta_stb = meta__valid & \o__ready$98 ;
-  assign \$38  = \o__payload$96 [429:426] >= 4'h9;
-  assign \$39  = 1'h1 << \o__payload$96 [429:426];
+  assign meta_stb = meta__valid & \o__ready$116 ;
+  assign \$38  = \o__payload$114 [429:426] >= 4'h9;
+  assign \$39  = 1'h1 << \o__payload$114 [429:426];
   assign \$40  = \$39  - 1'h1;
   assign \$41  = \$38  ? 26'h00001ff : \$40 ;
-  assign \$42  = { 17'h00000, \o__payload$96 [376:368] } & \$41 ;
-  assign \$43  = $signed({ 1'h0, \o__payload$96 [425:415] }) + $signed(\$42 );
+  assign \$42  = { 17'h00000, \o__payload$114 [376:368] } & \$41 ;
+  assign \$43  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$42 );
   assign \$44  = ~ gate;
   assign \$45  = w_rdy | cut;
   assign \$46  = \$44  & \$45 ;
@@ -2979,7 +3345,7 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \$69  = ~ mid_frame;
   assign \$70  = \$68  & \$69 ;
   assign \$71  = in_flight + \$70 ;
-  assign \$72  = meta__valid & \o__ready$98 ;
+  assign \$72  = meta__valid & \o__ready$116 ;
   assign \$73  = \$71  - \$72 ;
   assign \$74  = ~ gate;
   assign \$75  = w_rdy | cut;
@@ -3014,12 +3380,12 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   \hetnic_rx_pipeline_w8.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -3048,6 +3414,16 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
     .w_port__data(rx__payload),
     .w_rdy(w_rdy)
   );
+  \hetnic_rx_pipeline_w8.pipeline.out_slice  out_slice (
+    .clk(clk),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\o__payload$114 ),
+    .o__ready(\o__ready$116 ),
+    .o__valid(meta__valid),
+    .rst(rst)
+  );
   \hetnic_rx_pipeline_w8.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
@@ -3058,6 +3434,16 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
     .o__payload(\i__payload$75 ),
     .o__ready(o__ready),
     .o__valid(\i__valid$79 ),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w8.pipeline.parser_slice  parser_slice (
+    .clk(clk),
+    .i__payload(\i__payload$75 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$79 ),
+    .o__payload(\i__payload$81 ),
+    .o__ready(\o__ready$83 ),
+    .o__valid(\i__valid$85 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.regs  regs (
@@ -3101,27 +3487,37 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
-    .o__payload(\o__payload$96 ),
-    .o__ready(\o__ready$98 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
+    .o__payload(\i__payload$105 ),
+    .o__ready(\o__ready$107 ),
     .rst(rst),
-    .s1_valid(meta__valid),
+    .s1_valid(\i__valid$109 ),
     .side__data(reta_r_data)
   );
   \hetnic_rx_pipeline_w8.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$75 ),
-    .i__ready(o__ready),
-    .\i__valid$32 (\i__valid$79 ),
+    .i__payload(\i__payload$81 ),
+    .i__ready(\o__ready$83 ),
+    .\i__valid$32 (\i__valid$85 ),
     .key(key),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
-    .out(\i__payload$81 ),
+    .o__ready(\o__ready$89 ),
+    .o__valid(\i__valid$91 ),
+    .out(\i__payload$87 ),
     .rst(rst),
     .symmetric(symmetric)
+  );
+  \hetnic_rx_pipeline_w8.pipeline.rss_slice  rss_slice (
+    .clk(clk),
+    .i__payload(\i__payload$87 ),
+    .i__ready(\o__ready$89 ),
+    .i__valid(\i__valid$91 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -3208,11 +3604,20 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \o__payload$88  = \i__payload$87 ;
   assign \i__ready$90  = \o__ready$89 ;
   assign \o__valid$92  = \i__valid$91 ;
-  assign \o__valid$94  = meta__valid;
-  assign meta__ready = \o__ready$98 ;
+  assign \o__payload$94  = \i__payload$93 ;
+  assign \i__ready$96  = \o__ready$95 ;
+  assign \o__valid$98  = \i__valid$97 ;
+  assign \o__payload$100  = \i__payload$99 ;
+  assign \i__ready$102  = \o__ready$101 ;
+  assign \o__valid$104  = \i__valid$103 ;
+  assign \o__payload$106  = \i__payload$105 ;
+  assign \i__ready$108  = \o__ready$107 ;
+  assign \o__valid$110  = \i__valid$109 ;
+  assign \o__valid$112  = meta__valid;
+  assign meta__ready = \o__ready$116 ;
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$104  = generation;
+  assign \generation$122  = generation;
   assign beat_bytes = \$29 [0];
   assign frame_in_len = \$37 [31:0];
   assign meta = meta__payload;
@@ -4927,6 +5332,192 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \o__payload$88.drop  = \i__payload$87 [433:430];
   assign \o__payload$88.queue  = \i__payload$87 [441:434];
   assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload$93.length  = \i__payload$93 [15:0];
+  assign \i__payload$93.error  = \i__payload$93 [19:16];
+  assign \i__payload$93.flags  = \i__payload$93 [29:20];
+  assign \i__payload$93.flags.vlan  = \i__payload$93 [20];
+  assign \i__payload$93.flags.vlan2  = \i__payload$93 [21];
+  assign \i__payload$93.flags.ipv4  = \i__payload$93 [22];
+  assign \i__payload$93.flags.ipv6  = \i__payload$93 [23];
+  assign \i__payload$93.flags.fragment  = \i__payload$93 [24];
+  assign \i__payload$93.flags.tcp  = \i__payload$93 [25];
+  assign \i__payload$93.flags.udp  = \i__payload$93 [26];
+  assign \i__payload$93.flags.tunnel  = \i__payload$93 [27];
+  assign \i__payload$93.flags.direct  = \i__payload$93 [28];
+  assign \i__payload$93.flags.ip_options  = \i__payload$93 [29];
+  assign \i__payload$93.ethertype  = \i__payload$93 [45:30];
+  assign \i__payload$93.vlan_id  = \i__payload$93 [57:46];
+  assign \i__payload$93.dscp  = \i__payload$93 [63:58];
+  assign \i__payload$93.ip_proto  = \i__payload$93 [71:64];
+  assign \i__payload$93.tcp_flags  = \i__payload$93 [79:72];
+  assign \i__payload$93.src_addr  = \i__payload$93 [207:80];
+  assign \i__payload$93.dst_addr  = \i__payload$93 [335:208];
+  assign \i__payload$93.src_port  = \i__payload$93 [351:336];
+  assign \i__payload$93.dst_port  = \i__payload$93 [367:352];
+  assign \i__payload$93.hash  = \i__payload$93 [399:368];
+  assign \i__payload$93.hash_type  = \i__payload$93 [402:400];
+  assign \i__payload$93.rule  = \i__payload$93 [410:403];
+  assign \i__payload$93.instance  = \i__payload$93 [414:411];
+  assign \i__payload$93.reta_offset  = \i__payload$93 [425:415];
+  assign \i__payload$93.reta_size_log2  = \i__payload$93 [429:426];
+  assign \i__payload$93.drop  = \i__payload$93 [433:430];
+  assign \i__payload$93.queue  = \i__payload$93 [441:434];
+  assign \i__payload$93.generation  = \i__payload$93 [457:442];
+  assign \o__payload$94.length  = \i__payload$93 [15:0];
+  assign \o__payload$94.error  = \i__payload$93 [19:16];
+  assign \o__payload$94.flags  = \i__payload$93 [29:20];
+  assign \o__payload$94.flags.vlan  = \i__payload$93 [20];
+  assign \o__payload$94.flags.vlan2  = \i__payload$93 [21];
+  assign \o__payload$94.flags.ipv4  = \i__payload$93 [22];
+  assign \o__payload$94.flags.ipv6  = \i__payload$93 [23];
+  assign \o__payload$94.flags.fragment  = \i__payload$93 [24];
+  assign \o__payload$94.flags.tcp  = \i__payload$93 [25];
+  assign \o__payload$94.flags.udp  = \i__payload$93 [26];
+  assign \o__payload$94.flags.tunnel  = \i__payload$93 [27];
+  assign \o__payload$94.flags.direct  = \i__payload$93 [28];
+  assign \o__payload$94.flags.ip_options  = \i__payload$93 [29];
+  assign \o__payload$94.ethertype  = \i__payload$93 [45:30];
+  assign \o__payload$94.vlan_id  = \i__payload$93 [57:46];
+  assign \o__payload$94.dscp  = \i__payload$93 [63:58];
+  assign \o__payload$94.ip_proto  = \i__payload$93 [71:64];
+  assign \o__payload$94.tcp_flags  = \i__payload$93 [79:72];
+  assign \o__payload$94.src_addr  = \i__payload$93 [207:80];
+  assign \o__payload$94.dst_addr  = \i__payload$93 [335:208];
+  assign \o__payload$94.src_port  = \i__payload$93 [351:336];
+  assign \o__payload$94.dst_port  = \i__payload$93 [367:352];
+  assign \o__payload$94.hash  = \i__payload$93 [399:368];
+  assign \o__payload$94.hash_type  = \i__payload$93 [402:400];
+  assign \o__payload$94.rule  = \i__payload$93 [410:403];
+  assign \o__payload$94.instance  = \i__payload$93 [414:411];
+  assign \o__payload$94.reta_offset  = \i__payload$93 [425:415];
+  assign \o__payload$94.reta_size_log2  = \i__payload$93 [429:426];
+  assign \o__payload$94.drop  = \i__payload$93 [433:430];
+  assign \o__payload$94.queue  = \i__payload$93 [441:434];
+  assign \o__payload$94.generation  = \i__payload$93 [457:442];
+  assign \i__payload$99.length  = \i__payload$99 [15:0];
+  assign \i__payload$99.error  = \i__payload$99 [19:16];
+  assign \i__payload$99.flags  = \i__payload$99 [29:20];
+  assign \i__payload$99.flags.vlan  = \i__payload$99 [20];
+  assign \i__payload$99.flags.vlan2  = \i__payload$99 [21];
+  assign \i__payload$99.flags.ipv4  = \i__payload$99 [22];
+  assign \i__payload$99.flags.ipv6  = \i__payload$99 [23];
+  assign \i__payload$99.flags.fragment  = \i__payload$99 [24];
+  assign \i__payload$99.flags.tcp  = \i__payload$99 [25];
+  assign \i__payload$99.flags.udp  = \i__payload$99 [26];
+  assign \i__payload$99.flags.tunnel  = \i__payload$99 [27];
+  assign \i__payload$99.flags.direct  = \i__payload$99 [28];
+  assign \i__payload$99.flags.ip_options  = \i__payload$99 [29];
+  assign \i__payload$99.ethertype  = \i__payload$99 [45:30];
+  assign \i__payload$99.vlan_id  = \i__payload$99 [57:46];
+  assign \i__payload$99.dscp  = \i__payload$99 [63:58];
+  assign \i__payload$99.ip_proto  = \i__payload$99 [71:64];
+  assign \i__payload$99.tcp_flags  = \i__payload$99 [79:72];
+  assign \i__payload$99.src_addr  = \i__payload$99 [207:80];
+  assign \i__payload$99.dst_addr  = \i__payload$99 [335:208];
+  assign \i__payload$99.src_port  = \i__payload$99 [351:336];
+  assign \i__payload$99.dst_port  = \i__payload$99 [367:352];
+  assign \i__payload$99.hash  = \i__payload$99 [399:368];
+  assign \i__payload$99.hash_type  = \i__payload$99 [402:400];
+  assign \i__payload$99.rule  = \i__payload$99 [410:403];
+  assign \i__payload$99.instance  = \i__payload$99 [414:411];
+  assign \i__payload$99.reta_offset  = \i__payload$99 [425:415];
+  assign \i__payload$99.reta_size_log2  = \i__payload$99 [429:426];
+  assign \i__payload$99.drop  = \i__payload$99 [433:430];
+  assign \i__payload$99.queue  = \i__payload$99 [441:434];
+  assign \i__payload$99.generation  = \i__payload$99 [457:442];
+  assign \o__payload$100.length  = \i__payload$99 [15:0];
+  assign \o__payload$100.error  = \i__payload$99 [19:16];
+  assign \o__payload$100.flags  = \i__payload$99 [29:20];
+  assign \o__payload$100.flags.vlan  = \i__payload$99 [20];
+  assign \o__payload$100.flags.vlan2  = \i__payload$99 [21];
+  assign \o__payload$100.flags.ipv4  = \i__payload$99 [22];
+  assign \o__payload$100.flags.ipv6  = \i__payload$99 [23];
+  assign \o__payload$100.flags.fragment  = \i__payload$99 [24];
+  assign \o__payload$100.flags.tcp  = \i__payload$99 [25];
+  assign \o__payload$100.flags.udp  = \i__payload$99 [26];
+  assign \o__payload$100.flags.tunnel  = \i__payload$99 [27];
+  assign \o__payload$100.flags.direct  = \i__payload$99 [28];
+  assign \o__payload$100.flags.ip_options  = \i__payload$99 [29];
+  assign \o__payload$100.ethertype  = \i__payload$99 [45:30];
+  assign \o__payload$100.vlan_id  = \i__payload$99 [57:46];
+  assign \o__payload$100.dscp  = \i__payload$99 [63:58];
+  assign \o__payload$100.ip_proto  = \i__payload$99 [71:64];
+  assign \o__payload$100.tcp_flags  = \i__payload$99 [79:72];
+  assign \o__payload$100.src_addr  = \i__payload$99 [207:80];
+  assign \o__payload$100.dst_addr  = \i__payload$99 [335:208];
+  assign \o__payload$100.src_port  = \i__payload$99 [351:336];
+  assign \o__payload$100.dst_port  = \i__payload$99 [367:352];
+  assign \o__payload$100.hash  = \i__payload$99 [399:368];
+  assign \o__payload$100.hash_type  = \i__payload$99 [402:400];
+  assign \o__payload$100.rule  = \i__payload$99 [410:403];
+  assign \o__payload$100.instance  = \i__payload$99 [414:411];
+  assign \o__payload$100.reta_offset  = \i__payload$99 [425:415];
+  assign \o__payload$100.reta_size_log2  = \i__payload$99 [429:426];
+  assign \o__payload$100.drop  = \i__payload$99 [433:430];
+  assign \o__payload$100.queue  = \i__payload$99 [441:434];
+  assign \o__payload$100.generation  = \i__payload$99 [457:442];
+  assign \i__payload$105.length  = \i__payload$105 [15:0];
+  assign \i__payload$105.error  = \i__payload$105 [19:16];
+  assign \i__payload$105.flags  = \i__payload$105 [29:20];
+  assign \i__payload$105.flags.vlan  = \i__payload$105 [20];
+  assign \i__payload$105.flags.vlan2  = \i__payload$105 [21];
+  assign \i__payload$105.flags.ipv4  = \i__payload$105 [22];
+  assign \i__payload$105.flags.ipv6  = \i__payload$105 [23];
+  assign \i__payload$105.flags.fragment  = \i__payload$105 [24];
+  assign \i__payload$105.flags.tcp  = \i__payload$105 [25];
+  assign \i__payload$105.flags.udp  = \i__payload$105 [26];
+  assign \i__payload$105.flags.tunnel  = \i__payload$105 [27];
+  assign \i__payload$105.flags.direct  = \i__payload$105 [28];
+  assign \i__payload$105.flags.ip_options  = \i__payload$105 [29];
+  assign \i__payload$105.ethertype  = \i__payload$105 [45:30];
+  assign \i__payload$105.vlan_id  = \i__payload$105 [57:46];
+  assign \i__payload$105.dscp  = \i__payload$105 [63:58];
+  assign \i__payload$105.ip_proto  = \i__payload$105 [71:64];
+  assign \i__payload$105.tcp_flags  = \i__payload$105 [79:72];
+  assign \i__payload$105.src_addr  = \i__payload$105 [207:80];
+  assign \i__payload$105.dst_addr  = \i__payload$105 [335:208];
+  assign \i__payload$105.src_port  = \i__payload$105 [351:336];
+  assign \i__payload$105.dst_port  = \i__payload$105 [367:352];
+  assign \i__payload$105.hash  = \i__payload$105 [399:368];
+  assign \i__payload$105.hash_type  = \i__payload$105 [402:400];
+  assign \i__payload$105.rule  = \i__payload$105 [410:403];
+  assign \i__payload$105.instance  = \i__payload$105 [414:411];
+  assign \i__payload$105.reta_offset  = \i__payload$105 [425:415];
+  assign \i__payload$105.reta_size_log2  = \i__payload$105 [429:426];
+  assign \i__payload$105.drop  = \i__payload$105 [433:430];
+  assign \i__payload$105.queue  = \i__payload$105 [441:434];
+  assign \i__payload$105.generation  = \i__payload$105 [457:442];
+  assign \o__payload$106.length  = \i__payload$105 [15:0];
+  assign \o__payload$106.error  = \i__payload$105 [19:16];
+  assign \o__payload$106.flags  = \i__payload$105 [29:20];
+  assign \o__payload$106.flags.vlan  = \i__payload$105 [20];
+  assign \o__payload$106.flags.vlan2  = \i__payload$105 [21];
+  assign \o__payload$106.flags.ipv4  = \i__payload$105 [22];
+  assign \o__payload$106.flags.ipv6  = \i__payload$105 [23];
+  assign \o__payload$106.flags.fragment  = \i__payload$105 [24];
+  assign \o__payload$106.flags.tcp  = \i__payload$105 [25];
+  assign \o__payload$106.flags.udp  = \i__payload$105 [26];
+  assign \o__payload$106.flags.tunnel  = \i__payload$105 [27];
+  assign \o__payload$106.flags.direct  = \i__payload$105 [28];
+  assign \o__payload$106.flags.ip_options  = \i__payload$105 [29];
+  assign \o__payload$106.ethertype  = \i__payload$105 [45:30];
+  assign \o__payload$106.vlan_id  = \i__payload$105 [57:46];
+  assign \o__payload$106.dscp  = \i__payload$105 [63:58];
+  assign \o__payload$106.ip_proto  = \i__payload$105 [71:64];
+  assign \o__payload$106.tcp_flags  = \i__payload$105 [79:72];
+  assign \o__payload$106.src_addr  = \i__payload$105 [207:80];
+  assign \o__payload$106.dst_addr  = \i__payload$105 [335:208];
+  assign \o__payload$106.src_port  = \i__payload$105 [351:336];
+  assign \o__payload$106.dst_port  = \i__payload$105 [367:352];
+  assign \o__payload$106.hash  = \i__payload$105 [399:368];
+  assign \o__payload$106.hash_type  = \i__payload$105 [402:400];
+  assign \o__payload$106.rule  = \i__payload$105 [410:403];
+  assign \o__payload$106.instance  = \i__payload$105 [414:411];
+  assign \o__payload$106.reta_offset  = \i__payload$105 [425:415];
+  assign \o__payload$106.reta_size_log2  = \i__payload$105 [429:426];
+  assign \o__payload$106.drop  = \i__payload$105 [433:430];
+  assign \o__payload$106.queue  = \i__payload$105 [441:434];
+  assign \o__payload$106.generation  = \i__payload$105 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -4958,37 +5549,37 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$96.length  = \o__payload$96 [15:0];
-  assign \o__payload$96.error  = \o__payload$96 [19:16];
-  assign \o__payload$96.flags  = \o__payload$96 [29:20];
-  assign \o__payload$96.flags.vlan  = \o__payload$96 [20];
-  assign \o__payload$96.flags.vlan2  = \o__payload$96 [21];
-  assign \o__payload$96.flags.ipv4  = \o__payload$96 [22];
-  assign \o__payload$96.flags.ipv6  = \o__payload$96 [23];
-  assign \o__payload$96.flags.fragment  = \o__payload$96 [24];
-  assign \o__payload$96.flags.tcp  = \o__payload$96 [25];
-  assign \o__payload$96.flags.udp  = \o__payload$96 [26];
-  assign \o__payload$96.flags.tunnel  = \o__payload$96 [27];
-  assign \o__payload$96.flags.direct  = \o__payload$96 [28];
-  assign \o__payload$96.flags.ip_options  = \o__payload$96 [29];
-  assign \o__payload$96.ethertype  = \o__payload$96 [45:30];
-  assign \o__payload$96.vlan_id  = \o__payload$96 [57:46];
-  assign \o__payload$96.dscp  = \o__payload$96 [63:58];
-  assign \o__payload$96.ip_proto  = \o__payload$96 [71:64];
-  assign \o__payload$96.tcp_flags  = \o__payload$96 [79:72];
-  assign \o__payload$96.src_addr  = \o__payload$96 [207:80];
-  assign \o__payload$96.dst_addr  = \o__payload$96 [335:208];
-  assign \o__payload$96.src_port  = \o__payload$96 [351:336];
-  assign \o__payload$96.dst_port  = \o__payload$96 [367:352];
-  assign \o__payload$96.hash  = \o__payload$96 [399:368];
-  assign \o__payload$96.hash_type  = \o__payload$96 [402:400];
-  assign \o__payload$96.rule  = \o__payload$96 [410:403];
-  assign \o__payload$96.instance  = \o__payload$96 [414:411];
-  assign \o__payload$96.reta_offset  = \o__payload$96 [425:415];
-  assign \o__payload$96.reta_size_log2  = \o__payload$96 [429:426];
-  assign \o__payload$96.drop  = \o__payload$96 [433:430];
-  assign \o__payload$96.queue  = \o__payload$96 [441:434];
-  assign \o__payload$96.generation  = \o__payload$96 [457:442];
+  assign \o__payload$114.length  = \o__payload$114 [15:0];
+  assign \o__payload$114.error  = \o__payload$114 [19:16];
+  assign \o__payload$114.flags  = \o__payload$114 [29:20];
+  assign \o__payload$114.flags.vlan  = \o__payload$114 [20];
+  assign \o__payload$114.flags.vlan2  = \o__payload$114 [21];
+  assign \o__payload$114.flags.ipv4  = \o__payload$114 [22];
+  assign \o__payload$114.flags.ipv6  = \o__payload$114 [23];
+  assign \o__payload$114.flags.fragment  = \o__payload$114 [24];
+  assign \o__payload$114.flags.tcp  = \o__payload$114 [25];
+  assign \o__payload$114.flags.udp  = \o__payload$114 [26];
+  assign \o__payload$114.flags.tunnel  = \o__payload$114 [27];
+  assign \o__payload$114.flags.direct  = \o__payload$114 [28];
+  assign \o__payload$114.flags.ip_options  = \o__payload$114 [29];
+  assign \o__payload$114.ethertype  = \o__payload$114 [45:30];
+  assign \o__payload$114.vlan_id  = \o__payload$114 [57:46];
+  assign \o__payload$114.dscp  = \o__payload$114 [63:58];
+  assign \o__payload$114.ip_proto  = \o__payload$114 [71:64];
+  assign \o__payload$114.tcp_flags  = \o__payload$114 [79:72];
+  assign \o__payload$114.src_addr  = \o__payload$114 [207:80];
+  assign \o__payload$114.dst_addr  = \o__payload$114 [335:208];
+  assign \o__payload$114.src_port  = \o__payload$114 [351:336];
+  assign \o__payload$114.dst_port  = \o__payload$114 [367:352];
+  assign \o__payload$114.hash  = \o__payload$114 [399:368];
+  assign \o__payload$114.hash_type  = \o__payload$114 [402:400];
+  assign \o__payload$114.rule  = \o__payload$114 [410:403];
+  assign \o__payload$114.instance  = \o__payload$114 [414:411];
+  assign \o__payload$114.reta_offset  = \o__payload$114 [425:415];
+  assign \o__payload$114.reta_size_log2  = \o__payload$114 [429:426];
+  assign \o__payload$114.drop  = \o__payload$114 [433:430];
+  assign \o__payload$114.queue  = \o__payload$114 [441:434];
+  assign \o__payload$114.generation  = \o__payload$114 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -5021,10 +5612,10 @@ module \hetnic_rx_pipeline_w8.pipeline (r_en, \o__ready$98 , clk, rst, rx__ready
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$96 [441:0];
+  assign meta__payload[441:0] = \o__payload$114 [441:0];
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.classifier (rst, i__valid, i__ready, o__ready, rules, pass_errors, default_action, i__payload, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w8.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
@@ -12759,48 +13350,413 @@ module \hetnic_rx_pipeline_w8.pipeline.data_fifo (clk, rst, w_en, w_rdy, r_data,
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
+module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [14:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire [15:0] \$105 ;
-  wire [15:0] \$106 ;
+  wire [47:0] \$103 ;
+  wire [47:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [4:0] \$112 ;
-  wire [5:0] \$113 ;
+  wire \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire [47:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [47:0] \$120 ;
+  wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire [6:0] \$125 ;
-  wire [7:0] \$126 ;
+  wire \$125 ;
+  wire \$126 ;
   wire \$127 ;
-  wire [6:0] \$128 ;
-  wire [7:0] \$129 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [6:0] \$131 ;
+  wire \$131 ;
   wire \$132 ;
-  wire [16:0] \$133 ;
-  wire \$134 ;
+  wire \$133 ;
+  wire [15:0] \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
@@ -12815,15 +13771,15 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [6:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [6:0] \$150 ;
-  wire [16:0] \$151 ;
+  wire \$150 ;
+  wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
+  wire [7:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
@@ -12837,19 +13793,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
+  wire [8:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [13:0] \$170 ;
+  wire \$170 ;
   wire \$171 ;
-  wire [13:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
-  wire [13:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [13:0] \$176 ;
+  wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [15:0] \$179 ;
+  wire \$179 ;
   wire [15:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
@@ -12862,181 +13818,181 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$188 ;
   wire \$189 ;
   wire [15:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
+  wire [5:0] \$190 ;
+  wire [8:0] \$191 ;
   wire \$192 ;
-  wire \$193 ;
+  wire [8:0] \$193 ;
   wire \$194 ;
-  wire [15:0] \$195 ;
+  wire [8:0] \$195 ;
   wire \$196 ;
-  wire \$197 ;
+  wire [8:0] \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [8:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
+  wire [8:0] \$201 ;
   wire \$202 ;
-  wire \$203 ;
+  wire [8:0] \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [8:0] \$205 ;
   wire \$206 ;
-  wire \$207 ;
+  wire [8:0] \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [8:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire \$211 ;
+  wire [8:0] \$211 ;
   wire \$212 ;
-  wire \$213 ;
+  wire [8:0] \$213 ;
   wire \$214 ;
-  wire \$215 ;
-  wire [7:0] \$216 ;
-  wire \$217 ;
+  wire [8:0] \$215 ;
+  wire \$216 ;
+  wire [8:0] \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [8:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [8:0] \$221 ;
   wire \$222 ;
-  wire [4:0] \$223 ;
-  wire [13:0] \$224 ;
-  wire \$225 ;
+  wire [8:0] \$223 ;
+  wire \$224 ;
+  wire [8:0] \$225 ;
   wire \$226 ;
-  wire [4:0] \$227 ;
-  wire [13:0] \$228 ;
-  wire \$229 ;
+  wire [8:0] \$227 ;
+  wire \$228 ;
+  wire [8:0] \$229 ;
   wire [11:0] \$23 ;
   wire \$230 ;
-  wire \$231 ;
+  wire [8:0] \$231 ;
   wire \$232 ;
-  wire \$233 ;
+  wire [8:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
+  wire [8:0] \$235 ;
   wire \$236 ;
   wire [8:0] \$237 ;
   wire \$238 ;
-  wire \$239 ;
+  wire [8:0] \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire \$241 ;
+  wire [8:0] \$241 ;
   wire \$242 ;
-  wire \$243 ;
+  wire [8:0] \$243 ;
   wire \$244 ;
-  wire \$245 ;
+  wire [8:0] \$245 ;
   wire \$246 ;
-  wire \$247 ;
+  wire [8:0] \$247 ;
   wire \$248 ;
-  wire \$249 ;
+  wire [8:0] \$249 ;
   wire \$25 ;
   wire \$250 ;
-  wire \$251 ;
+  wire [8:0] \$251 ;
   wire \$252 ;
-  wire \$253 ;
+  wire [8:0] \$253 ;
   wire \$254 ;
-  wire \$255 ;
+  wire [8:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [8:0] \$257 ;
   wire \$258 ;
-  wire [5:0] \$259 ;
+  wire [8:0] \$259 ;
   wire \$26 ;
-  wire [8:0] \$260 ;
-  wire \$261 ;
-  wire [8:0] \$262 ;
-  wire \$263 ;
-  wire [8:0] \$264 ;
-  wire \$265 ;
-  wire [8:0] \$266 ;
-  wire \$267 ;
-  wire [8:0] \$268 ;
-  wire \$269 ;
+  wire \$260 ;
+  wire [8:0] \$261 ;
+  wire \$262 ;
+  wire [8:0] \$263 ;
+  wire \$264 ;
+  wire [8:0] \$265 ;
+  wire \$266 ;
+  wire [8:0] \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
   wire \$27 ;
-  wire [8:0] \$270 ;
+  wire \$270 ;
   wire \$271 ;
-  wire [8:0] \$272 ;
+  wire \$272 ;
   wire \$273 ;
-  wire [8:0] \$274 ;
-  wire \$275 ;
-  wire [8:0] \$276 ;
+  wire [6:0] \$274 ;
+  wire [7:0] \$275 ;
+  wire [6:0] \$276 ;
   wire \$277 ;
-  wire [8:0] \$278 ;
+  wire [5:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [8:0] \$280 ;
+  wire \$280 ;
   wire \$281 ;
-  wire [8:0] \$282 ;
+  wire \$282 ;
   wire \$283 ;
-  wire [8:0] \$284 ;
+  wire \$284 ;
   wire \$285 ;
-  wire [8:0] \$286 ;
+  wire \$286 ;
   wire \$287 ;
-  wire [8:0] \$288 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire [8:0] \$290 ;
+  wire \$290 ;
   wire \$291 ;
-  wire [8:0] \$292 ;
+  wire \$292 ;
   wire \$293 ;
-  wire [8:0] \$294 ;
+  wire \$294 ;
   wire \$295 ;
-  wire [8:0] \$296 ;
+  wire \$296 ;
   wire \$297 ;
-  wire [8:0] \$298 ;
+  wire \$298 ;
   wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [8:0] \$300 ;
+  wire \$300 ;
   wire \$301 ;
-  wire [8:0] \$302 ;
+  wire \$302 ;
   wire \$303 ;
-  wire [8:0] \$304 ;
+  wire \$304 ;
   wire \$305 ;
-  wire [8:0] \$306 ;
+  wire \$306 ;
   wire \$307 ;
-  wire [8:0] \$308 ;
+  wire \$308 ;
   wire \$309 ;
   wire \$31 ;
-  wire [8:0] \$310 ;
+  wire \$310 ;
   wire \$311 ;
-  wire [8:0] \$312 ;
+  wire \$312 ;
   wire \$313 ;
-  wire [8:0] \$314 ;
+  wire \$314 ;
   wire \$315 ;
-  wire [8:0] \$316 ;
+  wire \$316 ;
   wire \$317 ;
   wire [8:0] \$318 ;
-  wire \$319 ;
+  wire [12:0] \$319 ;
   wire \$32 ;
-  wire [8:0] \$320 ;
+  wire [12:0] \$320 ;
   wire \$321 ;
-  wire [8:0] \$322 ;
-  wire \$323 ;
-  wire [8:0] \$324 ;
-  wire \$325 ;
-  wire [8:0] \$326 ;
+  wire \$322 ;
+  wire [8:0] \$323 ;
+  wire [12:0] \$324 ;
+  wire [12:0] \$325 ;
+  wire \$326 ;
   wire \$327 ;
   wire [8:0] \$328 ;
-  wire \$329 ;
+  wire [12:0] \$329 ;
   wire \$33 ;
-  wire [8:0] \$330 ;
+  wire [12:0] \$330 ;
   wire \$331 ;
-  wire [8:0] \$332 ;
-  wire \$333 ;
-  wire [8:0] \$334 ;
-  wire \$335 ;
-  wire [8:0] \$336 ;
+  wire \$332 ;
+  wire [8:0] \$333 ;
+  wire [12:0] \$334 ;
+  wire [12:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
   wire [8:0] \$338 ;
-  wire \$339 ;
+  wire [12:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
+  wire [12:0] \$340 ;
   wire \$341 ;
-  wire \$342 ;
-  wire [6:0] \$343 ;
-  wire [7:0] \$344 ;
-  wire [6:0] \$345 ;
+  wire [8:0] \$342 ;
+  wire [12:0] \$343 ;
+  wire [12:0] \$344 ;
+  wire [14:0] \$345 ;
   wire \$346 ;
-  wire [5:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
@@ -13049,7 +14005,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$356 ;
   wire \$357 ;
   wire \$358 ;
-  wire \$359 ;
+  wire [3:0] \$359 ;
   wire \$36 ;
   wire \$360 ;
   wire \$361 ;
@@ -13057,105 +14013,105 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire \$366 ;
+  wire [16:0] \$366 ;
   wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
+  wire [16:0] \$368 ;
+  wire [16:0] \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire \$371 ;
+  wire [16:0] \$371 ;
   wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
+  wire [16:0] \$373 ;
+  wire [16:0] \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [2:0] \$380 ;
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
   wire \$385 ;
   wire \$386 ;
-  wire [8:0] \$387 ;
-  wire [12:0] \$388 ;
-  wire [12:0] \$389 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire [8:0] \$392 ;
-  wire [12:0] \$393 ;
-  wire [12:0] \$394 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
   wire \$395 ;
   wire \$396 ;
-  wire [8:0] \$397 ;
-  wire [12:0] \$398 ;
-  wire [12:0] \$399 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
-  wire [8:0] \$402 ;
-  wire [12:0] \$403 ;
-  wire [12:0] \$404 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
   wire \$405 ;
   wire \$406 ;
-  wire [8:0] \$407 ;
-  wire [12:0] \$408 ;
-  wire [12:0] \$409 ;
+  wire \$407 ;
+  wire [1:0] \$408 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire [8:0] \$411 ;
-  wire [12:0] \$412 ;
-  wire [12:0] \$413 ;
-  wire [14:0] \$414 ;
-  wire \$415 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire [6:0] \$414 ;
+  wire [7:0] \$415 ;
   wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
+  wire [6:0] \$417 ;
+  wire [7:0] \$418 ;
   wire \$419 ;
   wire \$42 ;
-  wire \$420 ;
+  wire [6:0] \$420 ;
   wire \$421 ;
-  wire \$422 ;
+  wire [16:0] \$422 ;
   wire \$423 ;
   wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire [3:0] \$428 ;
+  wire [6:0] \$425 ;
+  wire [7:0] \$426 ;
+  wire [16:0] \$427 ;
+  wire \$428 ;
   wire \$429 ;
   wire \$43 ;
-  wire \$430 ;
+  wire [6:0] \$430 ;
   wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
+  wire [6:0] \$432 ;
+  wire [16:0] \$433 ;
   wire \$434 ;
-  wire [16:0] \$435 ;
-  wire \$436 ;
+  wire [6:0] \$435 ;
+  wire [6:0] \$436 ;
   wire [16:0] \$437 ;
-  wire [16:0] \$438 ;
+  wire \$438 ;
   wire \$439 ;
   wire \$44 ;
-  wire [16:0] \$440 ;
+  wire \$440 ;
   wire \$441 ;
-  wire [16:0] \$442 ;
-  wire [16:0] \$443 ;
+  wire \$442 ;
+  wire \$443 ;
   wire \$444 ;
-  wire \$445 ;
+  wire [13:0] \$445 ;
   wire \$446 ;
-  wire \$447 ;
+  wire [13:0] \$447 ;
   wire \$448 ;
-  wire [2:0] \$449 ;
+  wire [13:0] \$449 ;
   wire [15:0] \$45 ;
   wire \$450 ;
-  wire \$451 ;
+  wire [13:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
+  wire [15:0] \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
@@ -13163,15 +14119,15 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$459 ;
   wire [15:0] \$46 ;
   wire \$460 ;
-  wire [1:0] \$461 ;
+  wire \$461 ;
   wire \$462 ;
-  wire [6:0] \$463 ;
-  wire [7:0] \$464 ;
-  wire [16:0] \$465 ;
-  wire [6:0] \$466 ;
-  wire [6:0] \$467 ;
-  wire [16:0] \$468 ;
-  wire \$469 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire [13:0] \$468 ;
+  wire [3:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
@@ -13179,16 +14135,16 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire [13:0] \$476 ;
-  wire [3:0] \$477 ;
+  wire \$476 ;
+  wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  wire [4:0] \$479 ;
   wire \$48 ;
-  wire \$480 ;
+  wire [13:0] \$480 ;
   wire \$481 ;
   wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
+  wire [4:0] \$483 ;
+  wire [13:0] \$484 ;
   wire \$485 ;
   wire \$486 ;
   reg [7:0] \$487 ;
@@ -13244,24 +14200,45 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg [1:0] \$531 ;
   reg \$532 ;
   reg [3:0] \$533 ;
-  reg [1:0] \$534 ;
-  reg [1:0] \$535 ;
-  reg [457:0] \$536 ;
-  reg [12:0] \$537 ;
-  reg [16:0] \$538 ;
-  reg [2:0] \$539 ;
+  reg \$534 ;
+  reg \$535 ;
+  reg \$536 ;
+  reg \$537 ;
+  reg \$538 ;
+  reg [1:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  reg [1:0] \$540 ;
   reg [457:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg [12:0] \$547 ;
+  reg [16:0] \$548 ;
+  reg [2:0] \$549 ;
   wire \$55 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg \$557 ;
+  reg \$558 ;
+  reg \$559 ;
   wire \$56 ;
+  reg \$560 ;
+  reg \$561 ;
+  reg [457:0] \$562 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [15:0] \$61 ;
+  wire [15:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -13276,9 +14253,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
+  wire [15:0] \$76 ;
   wire [15:0] \$77 ;
-  wire [15:0] \$78 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
@@ -13290,28 +14267,49 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [15:0] \$90 ;
   wire \$91 ;
-  wire [15:0] \$92 ;
-  wire [15:0] \$93 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
+  wire [4:0] \$96 ;
+  wire [5:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
   (* init = 96'h000000000000000000000000 *)
   wire [95:0] \$like ;
-  reg [95:0] \$like$40  = 96'h000000000000000000000000;
+  reg [95:0] \$like$56  = 96'h000000000000000000000000;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
   reg \$signal$17  = 1'h0;
-  reg [15:0] \$signal$59  = 16'h0000;
+  reg [15:0] \$signal$75  = 16'h0000;
   reg active = 1'h0;
   wire advance;
   reg chain = 1'h0;
+  reg check_bad_ihl_1 = 1'h0;
+  reg \check_bad_ihl_1$40  = 1'h0;
+  reg check_bad_length_3 = 1'h0;
+  reg check_bad_length_4 = 1'h0;
+  reg check_header_limit_1 = 1'h0;
+  reg \check_header_limit_1$50  = 1'h0;
+  reg check_header_limit_3 = 1'h0;
+  reg \check_header_limit_3$47  = 1'h0;
+  reg check_header_limit_4 = 1'h0;
+  reg check_mac_error_0 = 1'h0;
+  reg check_oversize_2 = 1'h0;
+  reg check_runt_1 = 1'h0;
+  reg check_truncated_0 = 1'h0;
+  reg \check_truncated_0$39  = 1'h0;
+  reg \check_truncated_0$44  = 1'h0;
+  reg \check_truncated_0$49  = 1'h0;
+  reg check_truncated_2 = 1'h0;
+  reg \check_truncated_2$41  = 1'h0;
+  reg \check_truncated_2$46  = 1'h0;
+  reg check_truncated_3 = 1'h0;
+  reg check_truncated_4 = 1'h0;
   input clk;
   wire clk;
   reg [7:0] count = 8'h00;
@@ -13353,7 +14351,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  reg [3:0] \error$73  = 4'h0;
+  reg [3:0] \error$91  = 4'h0;
   reg [2:0] ext_count = 3'h0;
   reg [11:0] ext_len = 12'h000;
   reg [11:0] ext_len0 = 12'h000;
@@ -13364,7 +14362,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg finished = 1'h0;
   reg frame_mac_error = 1'h0;
   reg [319:0] hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [319:0] \hdr$42  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [319:0] \hdr$58  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input [10:0] i__payload;
   wire [10:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -13379,10 +14377,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg ipv4 = 1'h0;
   reg [95:0] l2 = 96'h000000000000000000000000;
   reg [4:0] l3;
-  reg [4:0] \l3$41  = 5'h0e;
+  reg [4:0] \l3$57  = 5'h0e;
   reg [15:0] length = 16'h0000;
   reg mac_error = 1'h0;
-  reg \mac_error$62  = 1'h0;
+  reg \mac_error$78  = 1'h0;
   input [15:0] max_frame;
   wire [15:0] max_frame;
   reg [15:0] n = 16'h0000;
@@ -13588,47 +14586,67 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg [111:0] window2 = 112'h0000000000000000000000000000;
   reg [111:0] window3 = 112'h0000000000000000000000000000;
   reg [111:0] window4 = 112'h0000000000000000000000000000;
-  assign \$456  = \$454  | \$455 ;
-  assign \$457  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$458  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$459  = \$457  | \$458 ;
-  assign \$460  = \$456  & \$459 ;
-  assign \$461  = \$453  + \$460 ;
-  assign \$462  = rec[45:30] == 12'h800;
-  assign \$463  = hdr[3:0] * 3'h4;
-  assign \$464  = l3 + \$463 ;
-  assign \$465  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$466  = l3 + 6'h28;
-  assign \$467  = l3 + 6'h28;
-  assign \$468  = \$467  + { hdr[39:32], hdr[47:40] };
-  assign \$469  = ! hdr[55:48];
-  assign \$470  = hdr[55:48] == 6'h2b;
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = hdr[55:48] == 6'h2c;
-  assign \$473  = \$471  | \$472 ;
-  assign \$474  = hdr[55:48] == 6'h3c;
-  assign \$475  = \$473  | \$474 ;
-  assign \$476  = offset + ext_len;
-  assign \$477  = ext_count + 1'h1;
-  assign \$478  = ! window[7:0];
-  assign \$479  = window[7:0] == 6'h2b;
-  assign \$480  = \$478  | \$479 ;
-  assign \$481  = window[7:0] == 6'h2c;
-  assign \$482  = \$480  | \$481 ;
-  assign \$483  = window[7:0] == 6'h3c;
-  assign \$484  = \$482  | \$483 ;
-  assign \$485  = ~ \$484 ;
-  assign \$486  = ! \error$73 ;
+  assign \$435  = l3 + 6'h28;
+  assign \$436  = l3 + 6'h28;
+  assign \$437  = \$436  + { hdr[39:32], hdr[47:40] };
+  assign \$438  = ! hdr[55:48];
+  assign \$439  = hdr[55:48] == 6'h2b;
+  assign \$440  = \$438  | \$439 ;
+  assign \$441  = hdr[55:48] == 6'h2c;
+  assign \$442  = \$440  | \$441 ;
+  assign \$443  = hdr[55:48] == 6'h3c;
+  assign \$444  = \$442  | \$443 ;
+  assign \$445  = offset + 4'h8;
+  assign \$446  = \$445  > ip_end;
+  assign \$447  = offset + 4'h8;
+  assign \$448  = \$447  > 8'h80;
+  assign \$449  = offset + ext_len;
+  assign \$450  = \$449  > ip_end;
+  assign \$451  = offset + ext_len;
+  assign \$452  = \$451  > 8'h80;
+  assign \$453  = rec[71:64] == 6'h2c;
+  assign \$455  = | \$454 ;
+  assign \$456  = \$453  & \$455 ;
+  assign \$457  = ~ \$456 ;
+  assign \$458  = ! window[7:0];
+  assign \$459  = window[7:0] == 6'h2b;
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = window[7:0] == 6'h2c;
+  assign \$462  = \$460  | \$461 ;
+  assign \$463  = window[7:0] == 6'h3c;
+  assign \$464  = \$462  | \$463 ;
+  assign \$465  = \$457  & \$464 ;
+  assign \$466  = ext_count == 2'h3;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = offset + ext_len;
+  assign \$469  = ext_count + 1'h1;
+  assign \$470  = ! window[7:0];
+  assign \$471  = window[7:0] == 6'h2b;
+  assign \$472  = \$470  | \$471 ;
+  assign \$473  = window[7:0] == 6'h2c;
+  assign \$474  = \$472  | \$473 ;
+  assign \$475  = window[7:0] == 6'h3c;
+  assign \$476  = \$474  | \$475 ;
+  assign \$477  = ~ \$476 ;
+  assign \$478  = rec[71:64] == 3'h6;
+  assign \$479  = \$478  ? 5'h14 : 5'h08;
+  assign \$480  = offset + \$479 ;
+  assign \$481  = \$480  > ip_end;
+  assign \$482  = rec[71:64] == 3'h6;
+  assign \$483  = \$482  ? 5'h14 : 5'h08;
+  assign \$484  = offset + \$483 ;
+  assign \$485  = \$484  > 8'h80;
+  assign \$486  = ! \error$91 ;
   always @(posedge clk)
     count <= \$487 ;
   always @(posedge clk)
     prev <= \$488 ;
   always @(posedge clk)
-    \$like$40  <= \$489 ;
+    \$like$56  <= \$489 ;
   always @(posedge clk)
-    \l3$41  <= \$490 ;
+    \l3$57  <= \$490 ;
   always @(posedge clk)
-    \hdr$42  <= \$491 ;
+    \hdr$58  <= \$491 ;
   always @(posedge clk)
     ipv4 <= \$492 ;
   always @(posedge clk)
@@ -13666,13 +14684,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   always @(posedge clk)
     finished <= \$509 ;
   always @(posedge clk)
-    \$signal$59  <= \$510 ;
+    \$signal$75  <= \$510 ;
   always @(posedge clk)
     frame_mac_error <= \$511 ;
   always @(posedge clk)
     length <= \$512 ;
   always @(posedge clk)
-    \mac_error$62  <= \$513 ;
+    \mac_error$78  <= \$513 ;
   always @(posedge clk)
     active <= \$514 ;
   always @(posedge clk)
@@ -13712,26 +14730,68 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   always @(posedge clk)
     \$signal$17  <= \$532 ;
   always @(posedge clk)
-    \error$73  <= \$533 ;
+    \error$91  <= \$533 ;
   always @(posedge clk)
-    tags <= \$534 ;
+    check_mac_error_0 <= \$534 ;
   always @(posedge clk)
-    step_state <= \$535 ;
+    check_runt_1 <= \$535 ;
   always @(posedge clk)
-    rec <= \$536 ;
+    check_oversize_2 <= \$536 ;
   always @(posedge clk)
-    offset <= \$537 ;
+    check_truncated_3 <= \$537 ;
   always @(posedge clk)
-    ip_end <= \$538 ;
+    check_truncated_4 <= \$538 ;
   always @(posedge clk)
-    ext_count <= \$539 ;
+    tags <= \$539 ;
   always @(posedge clk)
-    o__valid <= \$540 ;
+    step_state <= \$540 ;
   always @(posedge clk)
-    o__payload <= \$541 ;
+    rec <= \$541 ;
+  always @(posedge clk)
+    check_truncated_0 <= \$542 ;
+  always @(posedge clk)
+    check_bad_ihl_1 <= \$543 ;
+  always @(posedge clk)
+    check_truncated_2 <= \$544 ;
+  always @(posedge clk)
+    check_header_limit_3 <= \$545 ;
+  always @(posedge clk)
+    check_bad_length_4 <= \$546 ;
+  always @(posedge clk)
+    offset <= \$547 ;
+  always @(posedge clk)
+    ip_end <= \$548 ;
+  always @(posedge clk)
+    ext_count <= \$549 ;
+  always @(posedge clk)
+    \check_truncated_0$39  <= \$550 ;
+  always @(posedge clk)
+    \check_bad_ihl_1$40  <= \$551 ;
+  always @(posedge clk)
+    \check_truncated_2$41  <= \$552 ;
+  always @(posedge clk)
+    check_bad_length_3 <= \$553 ;
+  always @(posedge clk)
+    \check_truncated_0$44  <= \$554 ;
+  always @(posedge clk)
+    check_header_limit_1 <= \$555 ;
+  always @(posedge clk)
+    \check_truncated_2$46  <= \$556 ;
+  always @(posedge clk)
+    \check_header_limit_3$47  <= \$557 ;
+  always @(posedge clk)
+    check_header_limit_4 <= \$558 ;
+  always @(posedge clk)
+    \check_truncated_0$49  <= \$559 ;
+  always @(posedge clk)
+    \check_header_limit_1$50  <= \$560 ;
+  always @(posedge clk)
+    o__valid <= \$561 ;
+  always @(posedge clk)
+    o__payload <= \$562 ;
   assign i__ready = ~ finished;
   assign \$1  = count - win_offset;
-  assign \$2  = phase == 2'h2;
+  assign \$2  = phase == 2'h3;
   assign \$3  = active & \$2 ;
   assign \$4  = ~ \$signal$17 ;
   assign \$5  = ~ o__valid;
@@ -13780,411 +14840,391 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$46  = \$41  ? { l2[71:64], l2[79:72] } : \$45 ;
   assign \$47  = \$46  == direct_ethertype;
   assign \$48  = \$34  & \$47 ;
-  assign \$49  = n < 4'he;
-  assign \$50  = n > max_frame;
+  assign \$49  = | error;
+  assign \$50  = | direct_ethertype;
   assign \$51  = { l2[7:0], l2[15:8] } == 16'h8100;
   assign \$52  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$53  = \$51  | \$52 ;
-  assign \$54  = n < 5'h12;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$57  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$58  = \$56  | \$57 ;
-  assign \$59  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$60  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = n < 5'h16;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = | error;
-  assign \$66  = | direct_ethertype;
-  assign \$67  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$68  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$69  = \$67  | \$68 ;
-  assign \$70  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$71  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$75  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$76  = \$74  | \$75 ;
-  assign \$77  = \$76  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$78  = \$73  ? { l2[71:64], l2[79:72] } : \$77 ;
-  assign \$79  = \$78  == direct_ethertype;
-  assign \$80  = \$66  & \$79 ;
-  assign \$81  = ~ \$80 ;
-  assign \$82  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$83  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$54  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$55  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$53  & \$56 ;
+  assign \$58  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$59  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$60  = \$58  | \$59 ;
+  assign \$61  = \$60  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$62  = \$57  ? { l2[71:64], l2[79:72] } : \$61 ;
+  assign \$63  = \$62  == direct_ethertype;
+  assign \$64  = \$50  & \$63 ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$67  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$70  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = \$68  & \$71 ;
+  assign \$73  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$74  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$75  = \$73  | \$74 ;
+  assign \$76  = \$75  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$77  = \$72  ? { l2[71:64], l2[79:72] } : \$76 ;
+  assign \$78  = \$77  == 12'h800;
+  assign \$79  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$80  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$83  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$86  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$84  & \$87 ;
-  assign \$89  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$90  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$91  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$93  = \$88  ? { l2[71:64], l2[79:72] } : \$92 ;
-  assign \$94  = \$93  == 12'h800;
-  assign \$95  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$96  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$99  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$100  = \$98  | \$99 ;
-  assign \$101  = \$97  & \$100 ;
-  assign \$102  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$103  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$104  = \$102  | \$103 ;
-  assign \$105  = \$104  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$106  = \$101  ? { l2[71:64], l2[79:72] } : \$105 ;
-  assign \$107  = \$106  == 16'h86dd;
-  assign \$108  = \$94  | \$107 ;
-  assign \$109  = \$81  & \$108 ;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = \$65  | \$110 ;
-  assign \$112  = 3'h4 * tags;
-  assign \$113  = 4'he + \$112 ;
-  assign \$114  = rec[45:30] == 12'h800;
-  assign \$115  = hdr[3:0] > 3'h5;
-  assign \$116  = | { hdr[52:48], hdr[63:56] };
-  assign \$117  = hdr[53] | \$116 ;
-  assign \$118  = hdr[79:72] == 6'h2f;
-  assign \$121  = n <= l3;
-  assign \$122  = hdr[7:4] != 3'h4;
-  assign \$123  = hdr[3:0] < 3'h5;
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = hdr[3:0] * 3'h4;
-  assign \$126  = l3 + \$125 ;
-  assign \$127  = \$126  > n;
-  assign \$128  = hdr[3:0] * 3'h4;
-  assign \$129  = l3 + \$128 ;
-  assign \$130  = \$129  > 8'h80;
-  assign \$131  = hdr[3:0] * 3'h4;
-  assign \$132  = { hdr[23:16], hdr[31:24] } < \$131 ;
-  assign \$133  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$134  = \$133  > n;
-  assign \$135  = \$132  | \$134 ;
-  assign \$136  = | error;
-  assign \$137  = | { hdr[52:48], hdr[63:56] };
-  assign \$138  = hdr[53] | \$137 ;
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = hdr[79:72] == 3'h6;
-  assign \$141  = hdr[79:72] == 5'h11;
+  assign \$85  = \$81  & \$84 ;
+  assign \$86  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$87  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$88  = \$86  | \$87 ;
+  assign \$89  = \$88  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$90  = \$85  ? { l2[71:64], l2[79:72] } : \$89 ;
+  assign \$91  = \$90  == 16'h86dd;
+  assign \$92  = \$78  | \$91 ;
+  assign \$93  = \$65  & \$92 ;
+  assign \$94  = ~ \$93 ;
+  assign \$95  = \$49  | \$94 ;
+  assign \$96  = 3'h4 * tags;
+  assign \$97  = 4'he + \$96 ;
+  assign \$98  = rec[45:30] == 12'h800;
+  assign \$99  = hdr[3:0] > 3'h5;
+  assign \$100  = | { hdr[52:48], hdr[63:56] };
+  assign \$101  = hdr[53] | \$100 ;
+  assign \$102  = hdr[79:72] == 6'h2f;
+  assign \$105  = | error;
+  assign \$106  = | { hdr[52:48], hdr[63:56] };
+  assign \$107  = hdr[53] | \$106 ;
+  assign \$108  = \$105  | \$107 ;
+  assign \$109  = hdr[79:72] == 3'h6;
+  assign \$110  = hdr[79:72] == 5'h11;
+  assign \$111  = \$109  | \$110 ;
+  assign \$112  = ~ \$111 ;
+  assign \$113  = \$108  | \$112 ;
+  assign \$114  = hdr[55:48] == 6'h2f;
+  assign \$115  = | error;
+  assign \$116  = ! hdr[55:48];
+  assign \$117  = hdr[55:48] == 6'h2b;
+  assign \$118  = \$116  | \$117 ;
+  assign \$119  = hdr[55:48] == 6'h2c;
+  assign \$120  = \$118  | \$119 ;
+  assign \$121  = hdr[55:48] == 6'h3c;
+  assign \$122  = \$120  | \$121 ;
+  assign \$123  = hdr[55:48] == 3'h6;
+  assign \$124  = hdr[55:48] == 5'h11;
+  assign \$125  = \$123  | \$124 ;
+  assign \$126  = \$122  | \$125 ;
+  assign \$127  = ~ \$126 ;
+  assign \$128  = \$115  | \$127 ;
+  assign \$129  = rec[71:64] == 6'h2c;
+  assign \$130  = rec[24] | \$129 ;
+  assign \$131  = window[7:0] == 6'h2f;
+  assign \$132  = | error;
+  assign \$133  = rec[71:64] == 6'h2c;
+  assign \$135  = | \$134 ;
+  assign \$136  = \$133  & \$135 ;
+  assign \$137  = \$132  | \$136 ;
+  assign \$138  = ! window[7:0];
+  assign \$139  = window[7:0] == 6'h2b;
+  assign \$140  = \$138  | \$139 ;
+  assign \$141  = window[7:0] == 6'h2c;
   assign \$142  = \$140  | \$141 ;
-  assign \$143  = ~ \$142 ;
-  assign \$144  = \$139  | \$143 ;
-  assign \$145  = hdr[55:48] == 6'h2f;
-  assign \$146  = n <= l3;
-  assign \$147  = hdr[7:4] != 3'h6;
-  assign \$148  = l3 + 6'h28;
-  assign \$149  = \$148  > n;
-  assign \$150  = l3 + 6'h28;
-  assign \$151  = \$150  + { hdr[39:32], hdr[47:40] };
-  assign \$152  = \$151  > n;
-  assign \$153  = | error;
-  assign \$154  = ! hdr[55:48];
-  assign \$155  = hdr[55:48] == 6'h2b;
-  assign \$156  = \$154  | \$155 ;
-  assign \$157  = hdr[55:48] == 6'h2c;
-  assign \$158  = \$156  | \$157 ;
-  assign \$159  = hdr[55:48] == 6'h3c;
-  assign \$160  = \$158  | \$159 ;
-  assign \$161  = hdr[55:48] == 3'h6;
-  assign \$162  = hdr[55:48] == 5'h11;
-  assign \$163  = \$161  | \$162 ;
-  assign \$164  = \$160  | \$163 ;
-  assign \$165  = ~ \$164 ;
-  assign \$166  = \$153  | \$165 ;
-  assign \$167  = rec[71:64] == 6'h2c;
-  assign \$168  = rec[24] | \$167 ;
-  assign \$169  = window[7:0] == 6'h2f;
-  assign \$170  = offset + 4'h8;
-  assign \$171  = \$170  > ip_end;
-  assign \$172  = offset + 4'h8;
-  assign \$173  = \$172  > 8'h80;
-  assign \$174  = offset + ext_len;
-  assign \$175  = \$174  > ip_end;
-  assign \$176  = offset + ext_len;
-  assign \$177  = \$176  > 8'h80;
-  assign \$178  = rec[71:64] == 6'h2c;
-  assign \$180  = | \$179 ;
-  assign \$181  = \$178  & \$180 ;
-  assign \$182  = ~ \$181 ;
-  assign \$183  = ! window[7:0];
-  assign \$184  = window[7:0] == 6'h2b;
-  assign \$185  = \$183  | \$184 ;
-  assign \$186  = window[7:0] == 6'h2c;
-  assign \$187  = \$185  | \$186 ;
-  assign \$188  = window[7:0] == 6'h3c;
-  assign \$189  = \$187  | \$188 ;
-  assign \$190  = \$182  & \$189 ;
-  assign \$191  = ext_count == 2'h3;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = | error;
-  assign \$194  = rec[71:64] == 6'h2c;
-  assign \$196  = | \$195 ;
-  assign \$197  = \$194  & \$196 ;
-  assign \$198  = \$193  | \$197 ;
-  assign \$199  = ! window[7:0];
-  assign \$200  = window[7:0] == 6'h2b;
-  assign \$201  = \$199  | \$200 ;
-  assign \$202  = window[7:0] == 6'h2c;
-  assign \$203  = \$201  | \$202 ;
-  assign \$204  = window[7:0] == 6'h3c;
-  assign \$205  = \$203  | \$204 ;
-  assign \$206  = window[7:0] == 3'h6;
-  assign \$207  = window[7:0] == 5'h11;
-  assign \$208  = \$206  | \$207 ;
-  assign \$209  = \$205  | \$208 ;
-  assign \$210  = ~ \$209 ;
-  assign \$211  = \$198  | \$210 ;
-  assign \$212  = rec[71:64] == 3'h6;
-  assign \$213  = rec[71:64] == 3'h6;
-  assign \$214  = ~ \$213 ;
-  assign \$215  = rec[71:64] == 3'h6;
-  assign \$216  = \$215  ? window[111:104] : 8'h00;
-  assign \$217  = rec[71:64] == 3'h6;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = { window[23:16], window[31:24] } == 13'h12b5;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = rec[27] | \$220 ;
-  assign \$222  = rec[71:64] == 3'h6;
-  assign \$223  = \$222  ? 5'h14 : 5'h08;
-  assign \$224  = offset + \$223 ;
-  assign \$225  = \$224  > ip_end;
-  assign \$226  = rec[71:64] == 3'h6;
-  assign \$227  = \$226  ? 5'h14 : 5'h08;
-  assign \$228  = offset + \$227 ;
-  assign \$229  = \$228  > 8'h80;
-  assign \$230  = ! step_state;
-  assign \$231  = step_state == 1'h1;
-  assign \$232  = step_state == 2'h2;
-  assign \$233  = step_state == 2'h3;
-  assign \$234  = i__valid & i__ready;
-  assign \$235  = \$234  & i__payload[8];
-  assign \$236  = count < 8'h80;
-  assign \$237  = count + 1'h1;
-  assign \$238  = count == 4'hc;
-  assign \$239  = count == 4'hd;
-  assign \$240  = count == 4'he;
-  assign \$241  = count == 4'hf;
-  assign \$242  = count == 5'h10;
-  assign \$243  = count == 5'h11;
-  assign \$244  = count == 5'h12;
-  assign \$245  = count == 5'h13;
-  assign \$246  = count == 5'h14;
-  assign \$247  = count == 5'h15;
-  assign \$248  = count == 5'h16;
-  assign \$249  = count == 5'h17;
-  assign \$250  = count == 4'hd;
-  assign \$251  = count == 5'h11;
-  assign \$252  = \l3$41  == 5'h12;
-  assign \$253  = \$251  & \$252 ;
-  assign \$254  = \$250  | \$253 ;
-  assign \$255  = { prev[7:0], i__payload[7:0] } == 16'h8100;
-  assign \$256  = { prev[7:0], i__payload[7:0] } == 16'h88a8;
-  assign \$257  = \$255  | \$256 ;
-  assign \$258  = \$254  & \$257 ;
-  assign \$259  = \l3$41  + 3'h4;
-  assign \$260  = count - \l3$41 ;
-  assign \$261  = ! \$260 ;
-  assign \$262  = count - \l3$41 ;
-  assign \$263  = \$262  == 1'h1;
-  assign \$264  = count - \l3$41 ;
-  assign \$265  = \$264  == 2'h2;
-  assign \$266  = count - \l3$41 ;
-  assign \$267  = \$266  == 2'h3;
-  assign \$268  = count - \l3$41 ;
-  assign \$269  = \$268  == 3'h4;
-  assign \$270  = count - \l3$41 ;
-  assign \$271  = \$270  == 3'h5;
-  assign \$272  = count - \l3$41 ;
-  assign \$273  = \$272  == 3'h6;
-  assign \$274  = count - \l3$41 ;
-  assign \$275  = \$274  == 3'h7;
-  assign \$276  = count - \l3$41 ;
-  assign \$277  = \$276  == 4'h8;
-  assign \$278  = count - \l3$41 ;
-  assign \$279  = \$278  == 4'h9;
-  assign \$280  = count - \l3$41 ;
-  assign \$281  = \$280  == 4'ha;
-  assign \$282  = count - \l3$41 ;
-  assign \$283  = \$282  == 4'hb;
-  assign \$284  = count - \l3$41 ;
-  assign \$285  = \$284  == 4'hc;
-  assign \$286  = count - \l3$41 ;
-  assign \$287  = \$286  == 4'hd;
-  assign \$288  = count - \l3$41 ;
-  assign \$289  = \$288  == 4'he;
-  assign \$290  = count - \l3$41 ;
-  assign \$291  = \$290  == 4'hf;
-  assign \$292  = count - \l3$41 ;
-  assign \$293  = \$292  == 5'h10;
-  assign \$294  = count - \l3$41 ;
-  assign \$295  = \$294  == 5'h11;
-  assign \$296  = count - \l3$41 ;
-  assign \$297  = \$296  == 5'h12;
-  assign \$298  = count - \l3$41 ;
-  assign \$299  = \$298  == 5'h13;
-  assign \$300  = count - \l3$41 ;
-  assign \$301  = \$300  == 5'h14;
-  assign \$302  = count - \l3$41 ;
-  assign \$303  = \$302  == 5'h15;
-  assign \$304  = count - \l3$41 ;
-  assign \$305  = \$304  == 5'h16;
-  assign \$306  = count - \l3$41 ;
-  assign \$307  = \$306  == 5'h17;
-  assign \$308  = count - \l3$41 ;
-  assign \$309  = \$308  == 5'h18;
-  assign \$310  = count - \l3$41 ;
-  assign \$311  = \$310  == 5'h19;
-  assign \$312  = count - \l3$41 ;
-  assign \$313  = \$312  == 5'h1a;
-  assign \$314  = count - \l3$41 ;
-  assign \$315  = \$314  == 5'h1b;
-  assign \$316  = count - \l3$41 ;
-  assign \$317  = \$316  == 5'h1c;
-  assign \$318  = count - \l3$41 ;
-  assign \$319  = \$318  == 5'h1d;
-  assign \$320  = count - \l3$41 ;
-  assign \$321  = \$320  == 5'h1e;
-  assign \$322  = count - \l3$41 ;
-  assign \$323  = \$322  == 5'h1f;
-  assign \$324  = count - \l3$41 ;
-  assign \$325  = \$324  == 6'h20;
-  assign \$326  = count - \l3$41 ;
-  assign \$327  = \$326  == 6'h21;
-  assign \$328  = count - \l3$41 ;
-  assign \$329  = \$328  == 6'h22;
-  assign \$330  = count - \l3$41 ;
-  assign \$331  = \$330  == 6'h23;
-  assign \$332  = count - \l3$41 ;
-  assign \$333  = \$332  == 6'h24;
-  assign \$334  = count - \l3$41 ;
-  assign \$335  = \$334  == 6'h25;
-  assign \$336  = count - \l3$41 ;
-  assign \$337  = \$336  == 6'h26;
-  assign \$338  = count - \l3$41 ;
-  assign \$339  = \$338  == 6'h27;
-  assign \$340  = count == \l3$41 ;
-  assign \$341  = prev == 12'h800;
-  assign \$342  = prev == 12'h800;
-  assign \$343  = i__payload[3:0] * 3'h4;
-  assign \$344  = \l3$41  + \$343 ;
-  assign \$345  = \l3$41  + 6'h28;
+  assign \$143  = window[7:0] == 6'h3c;
+  assign \$144  = \$142  | \$143 ;
+  assign \$145  = window[7:0] == 3'h6;
+  assign \$146  = window[7:0] == 5'h11;
+  assign \$147  = \$145  | \$146 ;
+  assign \$148  = \$144  | \$147 ;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = \$137  | \$149 ;
+  assign \$151  = rec[71:64] == 3'h6;
+  assign \$152  = rec[71:64] == 3'h6;
+  assign \$153  = ~ \$152 ;
+  assign \$154  = rec[71:64] == 3'h6;
+  assign \$155  = \$154  ? window[111:104] : 8'h00;
+  assign \$156  = rec[71:64] == 3'h6;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = { window[23:16], window[31:24] } == 13'h12b5;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = rec[27] | \$159 ;
+  assign \$161  = ! step_state;
+  assign \$162  = step_state == 1'h1;
+  assign \$163  = step_state == 2'h2;
+  assign \$164  = step_state == 2'h3;
+  assign \$165  = i__valid & i__ready;
+  assign \$166  = \$165  & i__payload[8];
+  assign \$167  = count < 8'h80;
+  assign \$168  = count + 1'h1;
+  assign \$169  = count == 4'hc;
+  assign \$170  = count == 4'hd;
+  assign \$171  = count == 4'he;
+  assign \$172  = count == 4'hf;
+  assign \$173  = count == 5'h10;
+  assign \$174  = count == 5'h11;
+  assign \$175  = count == 5'h12;
+  assign \$176  = count == 5'h13;
+  assign \$177  = count == 5'h14;
+  assign \$178  = count == 5'h15;
+  assign \$179  = count == 5'h16;
+  assign \$180  = count == 5'h17;
+  assign \$181  = count == 4'hd;
+  assign \$182  = count == 5'h11;
+  assign \$183  = \l3$57  == 5'h12;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$181  | \$184 ;
+  assign \$186  = { prev[7:0], i__payload[7:0] } == 16'h8100;
+  assign \$187  = { prev[7:0], i__payload[7:0] } == 16'h88a8;
+  assign \$188  = \$186  | \$187 ;
+  assign \$189  = \$185  & \$188 ;
+  assign \$190  = \l3$57  + 3'h4;
+  assign \$191  = count - \l3$57 ;
+  assign \$192  = ! \$191 ;
+  assign \$193  = count - \l3$57 ;
+  assign \$194  = \$193  == 1'h1;
+  assign \$195  = count - \l3$57 ;
+  assign \$196  = \$195  == 2'h2;
+  assign \$197  = count - \l3$57 ;
+  assign \$198  = \$197  == 2'h3;
+  assign \$199  = count - \l3$57 ;
+  assign \$200  = \$199  == 3'h4;
+  assign \$201  = count - \l3$57 ;
+  assign \$202  = \$201  == 3'h5;
+  assign \$203  = count - \l3$57 ;
+  assign \$204  = \$203  == 3'h6;
+  assign \$205  = count - \l3$57 ;
+  assign \$206  = \$205  == 3'h7;
+  assign \$207  = count - \l3$57 ;
+  assign \$208  = \$207  == 4'h8;
+  assign \$209  = count - \l3$57 ;
+  assign \$210  = \$209  == 4'h9;
+  assign \$211  = count - \l3$57 ;
+  assign \$212  = \$211  == 4'ha;
+  assign \$213  = count - \l3$57 ;
+  assign \$214  = \$213  == 4'hb;
+  assign \$215  = count - \l3$57 ;
+  assign \$216  = \$215  == 4'hc;
+  assign \$217  = count - \l3$57 ;
+  assign \$218  = \$217  == 4'hd;
+  assign \$219  = count - \l3$57 ;
+  assign \$220  = \$219  == 4'he;
+  assign \$221  = count - \l3$57 ;
+  assign \$222  = \$221  == 4'hf;
+  assign \$223  = count - \l3$57 ;
+  assign \$224  = \$223  == 5'h10;
+  assign \$225  = count - \l3$57 ;
+  assign \$226  = \$225  == 5'h11;
+  assign \$227  = count - \l3$57 ;
+  assign \$228  = \$227  == 5'h12;
+  assign \$229  = count - \l3$57 ;
+  assign \$230  = \$229  == 5'h13;
+  assign \$231  = count - \l3$57 ;
+  assign \$232  = \$231  == 5'h14;
+  assign \$233  = count - \l3$57 ;
+  assign \$234  = \$233  == 5'h15;
+  assign \$235  = count - \l3$57 ;
+  assign \$236  = \$235  == 5'h16;
+  assign \$237  = count - \l3$57 ;
+  assign \$238  = \$237  == 5'h17;
+  assign \$239  = count - \l3$57 ;
+  assign \$240  = \$239  == 5'h18;
+  assign \$241  = count - \l3$57 ;
+  assign \$242  = \$241  == 5'h19;
+  assign \$243  = count - \l3$57 ;
+  assign \$244  = \$243  == 5'h1a;
+  assign \$245  = count - \l3$57 ;
+  assign \$246  = \$245  == 5'h1b;
+  assign \$247  = count - \l3$57 ;
+  assign \$248  = \$247  == 5'h1c;
+  assign \$249  = count - \l3$57 ;
+  assign \$250  = \$249  == 5'h1d;
+  assign \$251  = count - \l3$57 ;
+  assign \$252  = \$251  == 5'h1e;
+  assign \$253  = count - \l3$57 ;
+  assign \$254  = \$253  == 5'h1f;
+  assign \$255  = count - \l3$57 ;
+  assign \$256  = \$255  == 6'h20;
+  assign \$257  = count - \l3$57 ;
+  assign \$258  = \$257  == 6'h21;
+  assign \$259  = count - \l3$57 ;
+  assign \$260  = \$259  == 6'h22;
+  assign \$261  = count - \l3$57 ;
+  assign \$262  = \$261  == 6'h23;
+  assign \$263  = count - \l3$57 ;
+  assign \$264  = \$263  == 6'h24;
+  assign \$265  = count - \l3$57 ;
+  assign \$266  = \$265  == 6'h25;
+  assign \$267  = count - \l3$57 ;
+  assign \$268  = \$267  == 6'h26;
+  assign \$269  = count - \l3$57 ;
+  assign \$270  = \$269  == 6'h27;
+  assign \$271  = count == \l3$57 ;
+  assign \$272  = prev == 12'h800;
+  assign \$273  = prev == 12'h800;
+  assign \$274  = i__payload[3:0] * 3'h4;
+  assign \$275  = \l3$57  + \$274 ;
+  assign \$276  = \l3$57  + 6'h28;
+  assign \$277  = ~ ipv4;
+  assign \$278  = \l3$57  + 3'h6;
+  assign \$279  = count == \$278 ;
+  assign \$280  = \$277  & \$279 ;
+  assign \$281  = count >= win_offset;
+  assign \$282  = win_live & \$281 ;
+  assign \$283  = \$1 [13:0] < 4'he;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = ! win;
+  assign \$286  = ! \$1 [13:0];
+  assign \$287  = \$1 [13:0] == 1'h1;
+  assign \$288  = \$1 [13:0] == 2'h2;
+  assign \$289  = \$1 [13:0] == 2'h3;
+  assign \$290  = \$1 [13:0] == 4'hd;
+  assign \$291  = win == 1'h1;
+  assign \$292  = ! \$1 [13:0];
+  assign \$293  = \$1 [13:0] == 1'h1;
+  assign \$294  = \$1 [13:0] == 2'h2;
+  assign \$295  = \$1 [13:0] == 2'h3;
+  assign \$296  = \$1 [13:0] == 4'hd;
+  assign \$297  = win == 2'h2;
+  assign \$298  = ! \$1 [13:0];
+  assign \$299  = \$1 [13:0] == 1'h1;
+  assign \$300  = \$1 [13:0] == 2'h2;
+  assign \$301  = \$1 [13:0] == 2'h3;
+  assign \$302  = \$1 [13:0] == 4'hd;
+  assign \$303  = win == 2'h3;
+  assign \$304  = ! \$1 [13:0];
+  assign \$305  = \$1 [13:0] == 1'h1;
+  assign \$306  = \$1 [13:0] == 2'h2;
+  assign \$307  = \$1 [13:0] == 2'h3;
+  assign \$308  = \$1 [13:0] == 4'hd;
+  assign \$309  = win == 3'h4;
+  assign \$310  = ! \$1 [13:0];
+  assign \$311  = \$1 [13:0] == 1'h1;
+  assign \$312  = \$1 [13:0] == 2'h2;
+  assign \$313  = \$1 [13:0] == 2'h3;
+  assign \$314  = \$1 [13:0] == 4'hd;
+  assign \$315  = \$1 [13:0] == 1'h1;
+  assign \$316  = ! win;
+  assign \$317  = win_type == 6'h2c;
+  assign \$318  = i__payload[7:0] + 1'h1;
+  assign \$319  = \$318  * 4'h8;
+  assign \$320  = \$317  ? 13'h0008 : \$319 ;
+  assign \$321  = win == 1'h1;
+  assign \$322  = win_type == 6'h2c;
+  assign \$323  = i__payload[7:0] + 1'h1;
+  assign \$324  = \$323  * 4'h8;
+  assign \$325  = \$322  ? 13'h0008 : \$324 ;
+  assign \$326  = win == 2'h2;
+  assign \$327  = win_type == 6'h2c;
+  assign \$328  = i__payload[7:0] + 1'h1;
+  assign \$329  = \$328  * 4'h8;
+  assign \$330  = \$327  ? 13'h0008 : \$329 ;
+  assign \$331  = win == 2'h3;
+  assign \$332  = win_type == 6'h2c;
+  assign \$333  = i__payload[7:0] + 1'h1;
+  assign \$334  = \$333  * 4'h8;
+  assign \$335  = \$332  ? 13'h0008 : \$334 ;
+  assign \$336  = win == 3'h4;
+  assign \$337  = win_type == 6'h2c;
+  assign \$338  = i__payload[7:0] + 1'h1;
+  assign \$339  = \$338  * 4'h8;
+  assign \$340  = \$337  ? 13'h0008 : \$339 ;
+  assign \$341  = win_type == 6'h2c;
+  assign \$342  = i__payload[7:0] + 1'h1;
+  assign \$343  = \$342  * 4'h8;
+  assign \$344  = \$341  ? 13'h0008 : \$343 ;
+  assign \$345  = win_offset + \$344 ;
   assign \$346  = ~ ipv4;
-  assign \$347  = \l3$41  + 3'h6;
-  assign \$348  = count == \$347 ;
-  assign \$349  = \$346  & \$348 ;
-  assign \$350  = count >= win_offset;
-  assign \$351  = win_live & \$350 ;
-  assign \$352  = \$1 [13:0] < 4'he;
-  assign \$353  = \$351  & \$352 ;
-  assign \$354  = ! win;
-  assign \$355  = ! \$1 [13:0];
-  assign \$356  = \$1 [13:0] == 1'h1;
-  assign \$357  = \$1 [13:0] == 2'h2;
-  assign \$358  = \$1 [13:0] == 2'h3;
-  assign \$359  = \$1 [13:0] == 4'hd;
-  assign \$360  = win == 1'h1;
-  assign \$361  = ! \$1 [13:0];
-  assign \$362  = \$1 [13:0] == 1'h1;
-  assign \$363  = \$1 [13:0] == 2'h2;
-  assign \$364  = \$1 [13:0] == 2'h3;
-  assign \$365  = \$1 [13:0] == 4'hd;
-  assign \$366  = win == 2'h2;
-  assign \$367  = ! \$1 [13:0];
-  assign \$368  = \$1 [13:0] == 1'h1;
-  assign \$369  = \$1 [13:0] == 2'h2;
-  assign \$370  = \$1 [13:0] == 2'h3;
-  assign \$371  = \$1 [13:0] == 4'hd;
-  assign \$372  = win == 2'h3;
-  assign \$373  = ! \$1 [13:0];
-  assign \$374  = \$1 [13:0] == 1'h1;
-  assign \$375  = \$1 [13:0] == 2'h2;
-  assign \$376  = \$1 [13:0] == 2'h3;
-  assign \$377  = \$1 [13:0] == 4'hd;
-  assign \$378  = win == 3'h4;
-  assign \$379  = ! \$1 [13:0];
-  assign \$380  = \$1 [13:0] == 1'h1;
-  assign \$381  = \$1 [13:0] == 2'h2;
-  assign \$382  = \$1 [13:0] == 2'h3;
-  assign \$383  = \$1 [13:0] == 4'hd;
-  assign \$384  = \$1 [13:0] == 1'h1;
-  assign \$385  = ! win;
-  assign \$386  = win_type == 6'h2c;
-  assign \$387  = i__payload[7:0] + 1'h1;
-  assign \$388  = \$387  * 4'h8;
-  assign \$389  = \$386  ? 13'h0008 : \$388 ;
-  assign \$390  = win == 1'h1;
-  assign \$391  = win_type == 6'h2c;
-  assign \$392  = i__payload[7:0] + 1'h1;
-  assign \$393  = \$392  * 4'h8;
-  assign \$394  = \$391  ? 13'h0008 : \$393 ;
-  assign \$395  = win == 2'h2;
-  assign \$396  = win_type == 6'h2c;
-  assign \$397  = i__payload[7:0] + 1'h1;
-  assign \$398  = \$397  * 4'h8;
-  assign \$399  = \$396  ? 13'h0008 : \$398 ;
-  assign \$400  = win == 2'h3;
-  assign \$401  = win_type == 6'h2c;
-  assign \$402  = i__payload[7:0] + 1'h1;
-  assign \$403  = \$402  * 4'h8;
-  assign \$404  = \$401  ? 13'h0008 : \$403 ;
-  assign \$405  = win == 3'h4;
-  assign \$406  = win_type == 6'h2c;
-  assign \$407  = i__payload[7:0] + 1'h1;
-  assign \$408  = \$407  * 4'h8;
-  assign \$409  = \$406  ? 13'h0008 : \$408 ;
-  assign \$410  = win_type == 6'h2c;
-  assign \$411  = i__payload[7:0] + 1'h1;
-  assign \$412  = \$411  * 4'h8;
-  assign \$413  = \$410  ? 13'h0008 : \$412 ;
-  assign \$414  = win_offset + \$413 ;
-  assign \$415  = ~ ipv4;
-  assign \$416  = ! win_type;
-  assign \$417  = win_type == 6'h2b;
-  assign \$418  = \$416  | \$417 ;
-  assign \$419  = win_type == 6'h2c;
-  assign \$420  = \$418  | \$419 ;
-  assign \$421  = win_type == 6'h3c;
-  assign \$422  = \$420  | \$421 ;
-  assign \$423  = \$415  & \$422 ;
-  assign \$424  = win != 3'h4;
-  assign \$425  = \$423  & \$424 ;
-  assign \$426  = \$1 [13:0] == 2'h3;
-  assign \$427  = \$426  & chain;
-  assign \$428  = win + 1'h1;
-  assign \$429  = ! win;
-  assign \$430  = win == 1'h1;
-  assign \$431  = win == 2'h2;
-  assign \$432  = win == 2'h3;
-  assign \$433  = win == 3'h4;
-  assign \$434  = i__valid & i__ready;
-  assign \$435  = length + i__payload[8];
-  assign \$436  = \$435  > 16'hffff;
-  assign \$437  = length + i__payload[8];
-  assign \$438  = \$436  ? 17'h0ffff : \$437 ;
-  assign \$439  = \mac_error$62  | i__payload[10];
-  assign \$440  = length + i__payload[8];
-  assign \$441  = \$440  > 16'hffff;
-  assign \$442  = length + i__payload[8];
-  assign \$443  = \$441  ? 17'h0ffff : \$442 ;
-  assign \$444  = \mac_error$62  | i__payload[10];
-  assign \$445  = ~ active;
-  assign \$446  = finished & \$445 ;
-  assign \$447  = phase != 2'h2;
-  assign \$448  = active & \$447 ;
-  assign \$449  = phase + 1'h1;
-  assign \$450  = phase == 1'h1;
-  assign \$451  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$452  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$453  = \$451  | \$452 ;
-  assign \$454  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$455  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$347  = ! win_type;
+  assign \$348  = win_type == 6'h2b;
+  assign \$349  = \$347  | \$348 ;
+  assign \$350  = win_type == 6'h2c;
+  assign \$351  = \$349  | \$350 ;
+  assign \$352  = win_type == 6'h3c;
+  assign \$353  = \$351  | \$352 ;
+  assign \$354  = \$346  & \$353 ;
+  assign \$355  = win != 3'h4;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = \$1 [13:0] == 2'h3;
+  assign \$358  = \$357  & chain;
+  assign \$359  = win + 1'h1;
+  assign \$360  = ! win;
+  assign \$361  = win == 1'h1;
+  assign \$362  = win == 2'h2;
+  assign \$363  = win == 2'h3;
+  assign \$364  = win == 3'h4;
+  assign \$365  = i__valid & i__ready;
+  assign \$366  = length + i__payload[8];
+  assign \$367  = \$366  > 16'hffff;
+  assign \$368  = length + i__payload[8];
+  assign \$369  = \$367  ? 17'h0ffff : \$368 ;
+  assign \$370  = \mac_error$78  | i__payload[10];
+  assign \$371  = length + i__payload[8];
+  assign \$372  = \$371  > 16'hffff;
+  assign \$373  = length + i__payload[8];
+  assign \$374  = \$372  ? 17'h0ffff : \$373 ;
+  assign \$375  = \mac_error$78  | i__payload[10];
+  assign \$376  = ~ active;
+  assign \$377  = finished & \$376 ;
+  assign \$378  = phase != 2'h3;
+  assign \$379  = active & \$378 ;
+  assign \$380  = phase + 1'h1;
+  assign \$381  = phase == 2'h2;
+  assign \$382  = n < 4'he;
+  assign \$383  = n > max_frame;
+  assign \$384  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$385  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$386  = \$384  | \$385 ;
+  assign \$387  = n < 5'h12;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$390  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$391  = \$389  | \$390 ;
+  assign \$392  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$393  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$394  = \$392  | \$393 ;
+  assign \$395  = \$391  & \$394 ;
+  assign \$396  = n < 5'h16;
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$399  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$400  = \$398  | \$399 ;
+  assign \$401  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$402  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$403  = \$401  | \$402 ;
+  assign \$404  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$405  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$406  = \$404  | \$405 ;
+  assign \$407  = \$403  & \$406 ;
+  assign \$408  = \$400  + \$407 ;
+  assign \$409  = rec[45:30] == 12'h800;
+  assign \$410  = n <= l3;
+  assign \$411  = hdr[7:4] != 3'h4;
+  assign \$412  = hdr[3:0] < 3'h5;
+  assign \$413  = \$411  | \$412 ;
+  assign \$414  = hdr[3:0] * 3'h4;
+  assign \$415  = l3 + \$414 ;
+  assign \$416  = \$415  > n;
+  assign \$417  = hdr[3:0] * 3'h4;
+  assign \$418  = l3 + \$417 ;
+  assign \$419  = \$418  > 8'h80;
+  assign \$420  = hdr[3:0] * 3'h4;
+  assign \$421  = { hdr[23:16], hdr[31:24] } < \$420 ;
+  assign \$422  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$423  = \$422  > n;
+  assign \$424  = \$421  | \$423 ;
+  assign \$425  = hdr[3:0] * 3'h4;
+  assign \$426  = l3 + \$425 ;
+  assign \$427  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$428  = n <= l3;
+  assign \$429  = hdr[7:4] != 3'h6;
+  assign \$430  = l3 + 6'h28;
+  assign \$431  = \$430  > n;
+  assign \$432  = l3 + 6'h28;
+  assign \$433  = \$432  + { hdr[39:32], hdr[47:40] };
+  assign \$434  = \$433  > n;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -14200,141 +15240,141 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
         end
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
+          if (\$98 ) begin
             rec_next[22] = 1'h1;
-            rec_next[29] = \$115 ;
-            rec_next[24] = \$117 ;
+            rec_next[29] = \$99 ;
+            rec_next[24] = \$101 ;
             rec_next[63:58] = hdr[15:10];
             rec_next[71:64] = hdr[79:72];
-            rec_next[27] = \$118 ;
-            rec_next[207:80] = { 80'h00000000000000000000, \$119  };
-            rec_next[335:208] = { 80'h00000000000000000000, \$120  };
+            rec_next[27] = \$102 ;
+            rec_next[207:80] = { 80'h00000000000000000000, \$103  };
+            rec_next[335:208] = { 80'h00000000000000000000, \$104  };
           end else begin
             rec_next[23] = 1'h1;
             rec_next[63:58] = { hdr[3:0], hdr[15:14] };
             rec_next[71:64] = hdr[55:48];
-            rec_next[27] = \$145 ;
+            rec_next[27] = \$114 ;
             rec_next[207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
             rec_next[335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
           end
       2'h3:
         begin
           rec_next[29] = 1'h1;
-          rec_next[24] = \$168 ;
+          rec_next[24] = \$130 ;
           rec_next[71:64] = window[7:0];
-          rec_next[27] = \$169 ;
+          rec_next[27] = \$131 ;
         end
       2'h2:
         begin
-          rec_next[25] = \$212 ;
-          rec_next[26] = \$214 ;
+          rec_next[25] = \$151 ;
+          rec_next[26] = \$153 ;
           rec_next[351:336] = { window[7:0], window[15:8] };
           rec_next[367:352] = { window[23:16], window[31:24] };
-          rec_next[79:72] = \$216 ;
-          rec_next[27] = \$221 ;
+          rec_next[79:72] = \$155 ;
+          rec_next[27] = \$160 ;
         end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          if (mac_error) begin
+          if (check_mac_error_0) begin
             error = 4'h1;
-          end else if (\$49 ) begin
+          end else if (check_runt_1) begin
             error = 4'h2;
-          end else if (\$50 ) begin
+          end else if (check_oversize_2) begin
             error = 4'h3;
-          end else if (\$55 ) begin
+          end else if (check_truncated_3) begin
             error = 4'h4;
-          end else if (\$64 ) begin
+          end else if (check_truncated_4) begin
             error = 4'h4;
           end
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            if (\$121 ) begin
+          if (\$98 ) begin
+            if (check_truncated_0) begin
               error = 4'h4;
-            end else if (\$124 ) begin
+            end else if (check_bad_ihl_1) begin
               error = 4'h5;
-            end else if (\$127 ) begin
+            end else if (check_truncated_2) begin
               error = 4'h4;
-            end else if (\$130 ) begin
+            end else if (check_header_limit_3) begin
               error = 4'h7;
-            end else if (\$135 ) begin
+            end else if (check_bad_length_4) begin
               error = 4'h6;
             end
           end else begin
-            if (\$146 ) begin
+            if (\check_truncated_0$39 ) begin
               error = 4'h4;
-            end else if (\$147 ) begin
+            end else if (\check_bad_ihl_1$40 ) begin
               error = 4'h5;
-            end else if (\$149 ) begin
+            end else if (\check_truncated_2$41 ) begin
               error = 4'h4;
-            end else if (\$152 ) begin
+            end else if (check_bad_length_3) begin
               error = 4'h6;
             end
           end
       2'h3:
-          if (\$171 ) begin
+          if (\check_truncated_0$44 ) begin
             error = 4'h4;
-          end else if (\$173 ) begin
+          end else if (check_header_limit_1) begin
             error = 4'h7;
-          end else if (\$175 ) begin
+          end else if (\check_truncated_2$46 ) begin
             error = 4'h4;
-          end else if (\$177 ) begin
+          end else if (\check_header_limit_3$47 ) begin
             error = 4'h7;
-          end else if (\$192 ) begin
+          end else if (check_header_limit_4) begin
             error = 4'h7;
           end
       2'h2:
-          if (\$225 ) begin
+          if (\check_truncated_0$49 ) begin
             error = 4'h4;
-          end else if (\$229 ) begin
+          end else if (\check_header_limit_1$50 ) begin
             error = 4'h7;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          done = \$111 ;
+          done = \$95 ;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            done = \$144 ;
+          if (\$98 ) begin
+            done = \$113 ;
           end else begin
-            done = \$166 ;
+            done = \$128 ;
           end
       2'h3:
-          done = \$211 ;
+          done = \$150 ;
       2'h2:
           done = 1'h1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          l3 = \$113 [4:0];
+          l3 = \$97 [4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$487  = count;
-    if (\$235 ) begin
-      if (\$236 ) begin
-        \$487  = \$237 [7:0];
+    if (\$166 ) begin
+      if (\$167 ) begin
+        \$487  = \$168 [7:0];
       end
     end
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$487  = 8'h00;
       end
@@ -14344,9 +15384,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$488  = prev;
-    if (\$235 ) begin
+    if (\$166 ) begin
       \$488  = { prev[7:0], i__payload[7:0] };
     end
     if (rst) begin
@@ -14354,43 +15394,43 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$489  = \$like$40 ;
-    if (\$235 ) begin
-      if (\$238 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$489  = \$like$56 ;
+    if (\$166 ) begin
+      if (\$169 ) begin
         \$489 [7:0] = i__payload[7:0];
       end
-      if (\$239 ) begin
+      if (\$170 ) begin
         \$489 [15:8] = i__payload[7:0];
       end
-      if (\$240 ) begin
+      if (\$171 ) begin
         \$489 [23:16] = i__payload[7:0];
       end
-      if (\$241 ) begin
+      if (\$172 ) begin
         \$489 [31:24] = i__payload[7:0];
       end
-      if (\$242 ) begin
+      if (\$173 ) begin
         \$489 [39:32] = i__payload[7:0];
       end
-      if (\$243 ) begin
+      if (\$174 ) begin
         \$489 [47:40] = i__payload[7:0];
       end
-      if (\$244 ) begin
+      if (\$175 ) begin
         \$489 [55:48] = i__payload[7:0];
       end
-      if (\$245 ) begin
+      if (\$176 ) begin
         \$489 [63:56] = i__payload[7:0];
       end
-      if (\$246 ) begin
+      if (\$177 ) begin
         \$489 [71:64] = i__payload[7:0];
       end
-      if (\$247 ) begin
+      if (\$178 ) begin
         \$489 [79:72] = i__payload[7:0];
       end
-      if (\$248 ) begin
+      if (\$179 ) begin
         \$489 [87:80] = i__payload[7:0];
       end
-      if (\$249 ) begin
+      if (\$180 ) begin
         \$489 [95:88] = i__payload[7:0];
       end
     end
@@ -14399,14 +15439,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$490  = \l3$41 ;
-    if (\$235 ) begin
-      if (\$258 ) begin
-        \$490  = \$259 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$490  = \l3$57 ;
+    if (\$166 ) begin
+      if (\$189 ) begin
+        \$490  = \$190 [4:0];
       end
     end
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$490  = 5'h0e;
       end
@@ -14416,127 +15456,127 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$491  = \hdr$42 ;
-    if (\$235 ) begin
-      if (\$261 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$491  = \hdr$58 ;
+    if (\$166 ) begin
+      if (\$192 ) begin
         \$491 [7:0] = i__payload[7:0];
       end
-      if (\$263 ) begin
+      if (\$194 ) begin
         \$491 [15:8] = i__payload[7:0];
       end
-      if (\$265 ) begin
+      if (\$196 ) begin
         \$491 [23:16] = i__payload[7:0];
       end
-      if (\$267 ) begin
+      if (\$198 ) begin
         \$491 [31:24] = i__payload[7:0];
       end
-      if (\$269 ) begin
+      if (\$200 ) begin
         \$491 [39:32] = i__payload[7:0];
       end
-      if (\$271 ) begin
+      if (\$202 ) begin
         \$491 [47:40] = i__payload[7:0];
       end
-      if (\$273 ) begin
+      if (\$204 ) begin
         \$491 [55:48] = i__payload[7:0];
       end
-      if (\$275 ) begin
+      if (\$206 ) begin
         \$491 [63:56] = i__payload[7:0];
       end
-      if (\$277 ) begin
+      if (\$208 ) begin
         \$491 [71:64] = i__payload[7:0];
       end
-      if (\$279 ) begin
+      if (\$210 ) begin
         \$491 [79:72] = i__payload[7:0];
       end
-      if (\$281 ) begin
+      if (\$212 ) begin
         \$491 [87:80] = i__payload[7:0];
       end
-      if (\$283 ) begin
+      if (\$214 ) begin
         \$491 [95:88] = i__payload[7:0];
       end
-      if (\$285 ) begin
+      if (\$216 ) begin
         \$491 [103:96] = i__payload[7:0];
       end
-      if (\$287 ) begin
+      if (\$218 ) begin
         \$491 [111:104] = i__payload[7:0];
       end
-      if (\$289 ) begin
+      if (\$220 ) begin
         \$491 [119:112] = i__payload[7:0];
       end
-      if (\$291 ) begin
+      if (\$222 ) begin
         \$491 [127:120] = i__payload[7:0];
       end
-      if (\$293 ) begin
+      if (\$224 ) begin
         \$491 [135:128] = i__payload[7:0];
       end
-      if (\$295 ) begin
+      if (\$226 ) begin
         \$491 [143:136] = i__payload[7:0];
       end
-      if (\$297 ) begin
+      if (\$228 ) begin
         \$491 [151:144] = i__payload[7:0];
       end
-      if (\$299 ) begin
+      if (\$230 ) begin
         \$491 [159:152] = i__payload[7:0];
       end
-      if (\$301 ) begin
+      if (\$232 ) begin
         \$491 [167:160] = i__payload[7:0];
       end
-      if (\$303 ) begin
+      if (\$234 ) begin
         \$491 [175:168] = i__payload[7:0];
       end
-      if (\$305 ) begin
+      if (\$236 ) begin
         \$491 [183:176] = i__payload[7:0];
       end
-      if (\$307 ) begin
+      if (\$238 ) begin
         \$491 [191:184] = i__payload[7:0];
       end
-      if (\$309 ) begin
+      if (\$240 ) begin
         \$491 [199:192] = i__payload[7:0];
       end
-      if (\$311 ) begin
+      if (\$242 ) begin
         \$491 [207:200] = i__payload[7:0];
       end
-      if (\$313 ) begin
+      if (\$244 ) begin
         \$491 [215:208] = i__payload[7:0];
       end
-      if (\$315 ) begin
+      if (\$246 ) begin
         \$491 [223:216] = i__payload[7:0];
       end
-      if (\$317 ) begin
+      if (\$248 ) begin
         \$491 [231:224] = i__payload[7:0];
       end
-      if (\$319 ) begin
+      if (\$250 ) begin
         \$491 [239:232] = i__payload[7:0];
       end
-      if (\$321 ) begin
+      if (\$252 ) begin
         \$491 [247:240] = i__payload[7:0];
       end
-      if (\$323 ) begin
+      if (\$254 ) begin
         \$491 [255:248] = i__payload[7:0];
       end
-      if (\$325 ) begin
+      if (\$256 ) begin
         \$491 [263:256] = i__payload[7:0];
       end
-      if (\$327 ) begin
+      if (\$258 ) begin
         \$491 [271:264] = i__payload[7:0];
       end
-      if (\$329 ) begin
+      if (\$260 ) begin
         \$491 [279:272] = i__payload[7:0];
       end
-      if (\$331 ) begin
+      if (\$262 ) begin
         \$491 [287:280] = i__payload[7:0];
       end
-      if (\$333 ) begin
+      if (\$264 ) begin
         \$491 [295:288] = i__payload[7:0];
       end
-      if (\$335 ) begin
+      if (\$266 ) begin
         \$491 [303:296] = i__payload[7:0];
       end
-      if (\$337 ) begin
+      if (\$268 ) begin
         \$491 [311:304] = i__payload[7:0];
       end
-      if (\$339 ) begin
+      if (\$270 ) begin
         \$491 [319:312] = i__payload[7:0];
       end
     end
@@ -14545,14 +15585,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$492  = ipv4;
-    if (\$235 ) begin
-      if (\$340 ) begin
-        \$492  = \$341 ;
+    if (\$166 ) begin
+      if (\$271 ) begin
+        \$492  = \$272 ;
       end
     end
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$492  = 1'h0;
       end
@@ -14562,15 +15602,15 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$493  = win;
-    if (\$235 ) begin
-      if (\$340 ) begin
+    if (\$166 ) begin
+      if (\$271 ) begin
         \$493  = 3'h0;
       end
-      if (\$353 ) begin
-        if (\$427 ) begin
-          \$493  = \$428 [2:0];
+      if (\$284 ) begin
+        if (\$358 ) begin
+          \$493  = \$359 [2:0];
         end
       end
     end
@@ -14579,19 +15619,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$494  = win_offset;
-    if (\$235 ) begin
-      if (\$340 ) begin
+    if (\$166 ) begin
+      if (\$271 ) begin
         (* full_case = 32'd1 *)
-        if (\$342 ) begin
-          \$494  = { 6'h00, \$344  };
+        if (\$273 ) begin
+          \$494  = { 6'h00, \$275  };
         end else begin
-          \$494  = { 7'h00, \$345  };
+          \$494  = { 7'h00, \$276  };
         end
       end
-      if (\$353 ) begin
-        if (\$427 ) begin
+      if (\$284 ) begin
+        if (\$358 ) begin
           \$494  = next_offset;
         end
       end
@@ -14601,32 +15641,32 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$495  = win_type;
-    if (\$235 ) begin
-      if (\$340 ) begin
-        if (\$342 ) begin
+    if (\$166 ) begin
+      if (\$271 ) begin
+        if (\$273 ) begin
           \$495  = 8'h00;
         end
       end
-      if (\$349 ) begin
+      if (\$280 ) begin
         \$495  = i__payload[7:0];
       end
-      if (\$353 ) begin
-        if (\$427 ) begin
-          if (\$429 ) begin
+      if (\$284 ) begin
+        if (\$358 ) begin
+          if (\$360 ) begin
             \$495  = window0[7:0];
           end
-          if (\$430 ) begin
+          if (\$361 ) begin
             \$495  = window1[7:0];
           end
-          if (\$431 ) begin
+          if (\$362 ) begin
             \$495  = window2[7:0];
           end
-          if (\$432 ) begin
+          if (\$363 ) begin
             \$495  = window3[7:0];
           end
-          if (\$433 ) begin
+          if (\$364 ) begin
             \$495  = window4[7:0];
           end
         end
@@ -14637,19 +15677,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$496  = win_live;
-    if (\$235 ) begin
-      if (\$340 ) begin
-        if (\$342 ) begin
+    if (\$166 ) begin
+      if (\$271 ) begin
+        if (\$273 ) begin
           \$496  = 1'h1;
         end
       end
-      if (\$349 ) begin
+      if (\$280 ) begin
         \$496  = 1'h1;
       end
     end
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$496  = 1'h0;
       end
@@ -14659,24 +15699,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$497  = window0;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$354 ) begin
-          if (\$355 ) begin
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$285 ) begin
+          if (\$286 ) begin
             \$497 [7:0] = i__payload[7:0];
           end
-          if (\$356 ) begin
+          if (\$287 ) begin
             \$497 [15:8] = i__payload[7:0];
           end
-          if (\$357 ) begin
+          if (\$288 ) begin
             \$497 [23:16] = i__payload[7:0];
           end
-          if (\$358 ) begin
+          if (\$289 ) begin
             \$497 [31:24] = i__payload[7:0];
           end
-          if (\$359 ) begin
+          if (\$290 ) begin
             \$497 [111:104] = i__payload[7:0];
           end
         end
@@ -14687,24 +15727,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$498  = window1;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$360 ) begin
-          if (\$361 ) begin
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$291 ) begin
+          if (\$292 ) begin
             \$498 [7:0] = i__payload[7:0];
           end
-          if (\$362 ) begin
+          if (\$293 ) begin
             \$498 [15:8] = i__payload[7:0];
           end
-          if (\$363 ) begin
+          if (\$294 ) begin
             \$498 [23:16] = i__payload[7:0];
           end
-          if (\$364 ) begin
+          if (\$295 ) begin
             \$498 [31:24] = i__payload[7:0];
           end
-          if (\$365 ) begin
+          if (\$296 ) begin
             \$498 [111:104] = i__payload[7:0];
           end
         end
@@ -14715,24 +15755,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$499  = window2;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$366 ) begin
-          if (\$367 ) begin
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$297 ) begin
+          if (\$298 ) begin
             \$499 [7:0] = i__payload[7:0];
           end
-          if (\$368 ) begin
+          if (\$299 ) begin
             \$499 [15:8] = i__payload[7:0];
           end
-          if (\$369 ) begin
+          if (\$300 ) begin
             \$499 [23:16] = i__payload[7:0];
           end
-          if (\$370 ) begin
+          if (\$301 ) begin
             \$499 [31:24] = i__payload[7:0];
           end
-          if (\$371 ) begin
+          if (\$302 ) begin
             \$499 [111:104] = i__payload[7:0];
           end
         end
@@ -14743,24 +15783,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$500  = window3;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$372 ) begin
-          if (\$373 ) begin
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$303 ) begin
+          if (\$304 ) begin
             \$500 [7:0] = i__payload[7:0];
           end
-          if (\$374 ) begin
+          if (\$305 ) begin
             \$500 [15:8] = i__payload[7:0];
           end
-          if (\$375 ) begin
+          if (\$306 ) begin
             \$500 [23:16] = i__payload[7:0];
           end
-          if (\$376 ) begin
+          if (\$307 ) begin
             \$500 [31:24] = i__payload[7:0];
           end
-          if (\$377 ) begin
+          if (\$308 ) begin
             \$500 [111:104] = i__payload[7:0];
           end
         end
@@ -14771,24 +15811,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$501  = window4;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$378 ) begin
-          if (\$379 ) begin
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$309 ) begin
+          if (\$310 ) begin
             \$501 [7:0] = i__payload[7:0];
           end
-          if (\$380 ) begin
+          if (\$311 ) begin
             \$501 [15:8] = i__payload[7:0];
           end
-          if (\$381 ) begin
+          if (\$312 ) begin
             \$501 [23:16] = i__payload[7:0];
           end
-          if (\$382 ) begin
+          if (\$313 ) begin
             \$501 [31:24] = i__payload[7:0];
           end
-          if (\$383 ) begin
+          if (\$314 ) begin
             \$501 [111:104] = i__payload[7:0];
           end
         end
@@ -14799,13 +15839,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$502  = ext_len0;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          if (\$385 ) begin
-            \$502  = \$389 [11:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          if (\$316 ) begin
+            \$502  = \$320 [11:0];
           end
         end
       end
@@ -14815,13 +15855,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$503  = ext_len1;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          if (\$390 ) begin
-            \$503  = \$394 [11:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          if (\$321 ) begin
+            \$503  = \$325 [11:0];
           end
         end
       end
@@ -14831,13 +15871,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$504  = ext_len2;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          if (\$395 ) begin
-            \$504  = \$399 [11:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          if (\$326 ) begin
+            \$504  = \$330 [11:0];
           end
         end
       end
@@ -14847,13 +15887,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$505  = ext_len3;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          if (\$400 ) begin
-            \$505  = \$404 [11:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          if (\$331 ) begin
+            \$505  = \$335 [11:0];
           end
         end
       end
@@ -14863,13 +15903,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$506  = ext_len4;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          if (\$405 ) begin
-            \$506  = \$409 [11:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          if (\$336 ) begin
+            \$506  = \$340 [11:0];
           end
         end
       end
@@ -14879,12 +15919,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$507  = next_offset;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          \$507  = \$414 [13:0];
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          \$507  = \$345 [13:0];
         end
       end
     end
@@ -14893,19 +15933,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$508  = chain;
-    if (\$235 ) begin
-      if (\$353 ) begin
-        if (\$384 ) begin
-          \$508  = \$425 ;
+    if (\$166 ) begin
+      if (\$284 ) begin
+        if (\$315 ) begin
+          \$508  = \$356 ;
         end
-        if (\$427 ) begin
+        if (\$358 ) begin
           \$508  = 1'h0;
         end
       end
     end
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$508  = 1'h0;
       end
@@ -14915,14 +15955,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$509  = finished;
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
         \$509  = 1'h1;
       end
     end
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$509  = 1'h0;
     end
     if (rst) begin
@@ -14930,11 +15970,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$510  = \$signal$59 ;
-    if (\$434 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$510  = \$signal$75 ;
+    if (\$365 ) begin
       if (i__payload[9]) begin
-        \$510  = \$438 [15:0];
+        \$510  = \$369 [15:0];
       end
     end
     if (rst) begin
@@ -14942,11 +15982,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$511  = frame_mac_error;
-    if (\$434 ) begin
+    if (\$365 ) begin
       if (i__payload[9]) begin
-        \$511  = \$439 ;
+        \$511  = \$370 ;
       end
     end
     if (rst) begin
@@ -14954,14 +15994,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$512  = length;
-    if (\$434 ) begin
+    if (\$365 ) begin
       (* full_case = 32'd1 *)
       if (i__payload[9]) begin
         \$512  = 16'h0000;
       end else begin
-        \$512  = \$443 [15:0];
+        \$512  = \$374 [15:0];
       end
     end
     if (rst) begin
@@ -14969,14 +16009,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$513  = \mac_error$62 ;
-    if (\$434 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$513  = \mac_error$78 ;
+    if (\$365 ) begin
       (* full_case = 32'd1 *)
       if (i__payload[9]) begin
         \$513  = 1'h0;
       end else begin
-        \$513  = \$444 ;
+        \$513  = \$375 ;
       end
     end
     if (rst) begin
@@ -14984,12 +16024,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$514  = active;
     if (\release ) begin
       \$514  = 1'h0;
     end
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$514  = 1'h1;
     end
     if (rst) begin
@@ -14997,39 +16037,39 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$515  = l2;
-    if (\$446 ) begin
-      \$515  = \$like$40 ;
+    if (\$377 ) begin
+      \$515  = \$like$56 ;
     end
     if (rst) begin
       \$515  = 96'h000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$516  = hdr;
-    if (\$446 ) begin
-      \$516  = \hdr$42 ;
+    if (\$377 ) begin
+      \$516  = \hdr$58 ;
     end
     if (rst) begin
       \$516  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$517  = n;
-    if (\$446 ) begin
-      \$517  = \$signal$59 ;
+    if (\$377 ) begin
+      \$517  = \$signal$75 ;
     end
     if (rst) begin
       \$517  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$518  = mac_error;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$518  = frame_mac_error;
     end
     if (rst) begin
@@ -15037,9 +16077,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$519  = e_window0;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$519  = window0;
     end
     if (rst) begin
@@ -15047,9 +16087,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$520  = e_window1;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$520  = window1;
     end
     if (rst) begin
@@ -15057,9 +16097,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$521  = e_window2;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$521  = window2;
     end
     if (rst) begin
@@ -15067,9 +16107,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$522  = e_window3;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$522  = window3;
     end
     if (rst) begin
@@ -15077,9 +16117,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$523  = e_window4;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$523  = window4;
     end
     if (rst) begin
@@ -15087,9 +16127,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$524  = e_ext_len0;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$524  = ext_len0;
     end
     if (rst) begin
@@ -15097,9 +16137,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$525  = e_ext_len1;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$525  = ext_len1;
     end
     if (rst) begin
@@ -15107,9 +16147,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$526  = e_ext_len2;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$526  = ext_len2;
     end
     if (rst) begin
@@ -15117,9 +16157,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$527  = e_ext_len3;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$527  = ext_len3;
     end
     if (rst) begin
@@ -15127,9 +16167,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$528  = e_ext_len4;
-    if (\$446 ) begin
+    if (\$377 ) begin
       \$528  = ext_len4;
     end
     if (rst) begin
@@ -15137,7 +16177,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$529  = window;
     casez (ext_count)
       3'h0:
@@ -15156,7 +16196,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$530  = ext_len;
     casez (ext_count)
       3'h0:
@@ -15175,10 +16215,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$531  = phase;
-    if (\$448 ) begin
-      \$531  = \$449 [1:0];
+    if (\$379 ) begin
+      \$531  = \$380 [1:0];
     end
     if (advance) begin
       \$531  = 2'h0;
@@ -15188,9 +16228,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$532  = \$signal$17 ;
-    if (\$450 ) begin
+    if (\$381 ) begin
       \$532  = done;
     end
     if (rst) begin
@@ -15198,9 +16238,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$533  = \error$73 ;
-    if (\$450 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$533  = \error$91 ;
+    if (\$381 ) begin
       \$533  = error;
     end
     if (rst) begin
@@ -15208,209 +16248,518 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$534  = tags;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$534  = check_mac_error_0;
     casez (step_state)
       2'h0:
-          if (advance) begin
-            \$534  = \$461 ;
-          end
+          \$534  = mac_error;
     endcase
     if (rst) begin
-      \$534  = 2'h0;
+      \$534  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$535  = step_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$535  = check_runt_1;
+    casez (step_state)
+      2'h0:
+          \$535  = \$382 ;
+    endcase
+    if (rst) begin
+      \$535  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$536  = check_oversize_2;
+    casez (step_state)
+      2'h0:
+          \$536  = \$383 ;
+    endcase
+    if (rst) begin
+      \$536  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$537  = check_truncated_3;
+    casez (step_state)
+      2'h0:
+          \$537  = \$388 ;
+    endcase
+    if (rst) begin
+      \$537  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$538  = check_truncated_4;
+    casez (step_state)
+      2'h0:
+          \$538  = \$397 ;
+    endcase
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$539  = tags;
+    casez (step_state)
+      2'h0:
+          if (advance) begin
+            \$539  = \$408 ;
+          end
+    endcase
+    if (rst) begin
+      \$539  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$540  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
           if (advance) begin
-            \$535  = 2'h1;
+            \$540  = 2'h1;
           end
           if (advance) begin
             if (\$signal$17 ) begin
-              \$535  = 2'h0;
+              \$540  = 2'h0;
             end
           end
         end
       2'h1:
         begin
           (* full_case = 32'd1 *)
-          if (\$462 ) begin
+          if (\$409 ) begin
             if (advance) begin
-              \$535  = 2'h2;
+              \$540  = 2'h2;
             end
           end else begin
             if (advance) begin
               (* full_case = 32'd1 *)
-              if (\$475 ) begin
-                \$535  = 2'h3;
+              if (\$444 ) begin
+                \$540  = 2'h3;
               end else begin
-                \$535  = 2'h2;
+                \$540  = 2'h2;
               end
             end
           end
           if (advance) begin
             if (\$signal$17 ) begin
-              \$535  = 2'h0;
+              \$540  = 2'h0;
             end
           end
         end
       2'h3:
         begin
           if (advance) begin
-            if (\$485 ) begin
-              \$535  = 2'h2;
+            if (\$477 ) begin
+              \$540  = 2'h2;
             end
           end
           if (advance) begin
             if (\$signal$17 ) begin
-              \$535  = 2'h0;
+              \$540  = 2'h0;
             end
           end
         end
       2'h2:
           if (advance) begin
             if (\$signal$17 ) begin
-              \$535  = 2'h0;
+              \$540  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$535  = 2'h0;
+      \$540  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$536  = rec;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$541  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$536  = rec_next;
+            \$541  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$536  = rec_next;
+            \$541  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$536  = rec_next;
+            \$541  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$536  = rec_next;
+            \$541  = rec_next;
           end
     endcase
     if (rst) begin
-      \$536  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$541  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$537  = offset;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$542  = check_truncated_0;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$409 ) begin
+            \$542  = \$410 ;
+          end
+    endcase
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$543  = check_bad_ihl_1;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$409 ) begin
+            \$543  = \$413 ;
+          end
+    endcase
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$544  = check_truncated_2;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$409 ) begin
+            \$544  = \$416 ;
+          end
+    endcase
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$545  = check_header_limit_3;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$409 ) begin
+            \$545  = \$419 ;
+          end
+    endcase
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$546  = check_bad_length_4;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$409 ) begin
+            \$546  = \$424 ;
+          end
+    endcase
+    if (rst) begin
+      \$546  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$547  = offset;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$462 ) begin
+          if (\$409 ) begin
             if (advance) begin
-              \$537  = { 5'h00, \$464  };
+              \$547  = { 5'h00, \$426  };
             end
           end else begin
             if (advance) begin
-              \$537  = { 6'h00, \$466  };
+              \$547  = { 6'h00, \$435  };
             end
           end
       2'h3:
           if (advance) begin
-            \$537  = \$476 [12:0];
+            \$547  = \$468 [12:0];
           end
     endcase
     if (rst) begin
-      \$537  = 13'h0000;
+      \$547  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$538  = ip_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$548  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$462 ) begin
+          if (\$409 ) begin
             if (advance) begin
-              \$538  = \$465 ;
+              \$548  = \$427 ;
             end
           end else begin
             if (advance) begin
-              \$538  = \$468 ;
+              \$548  = \$437 ;
             end
           end
     endcase
     if (rst) begin
-      \$538  = 17'h00000;
+      \$548  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$539  = ext_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$549  = ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$462 ) begin
+          if (\$409 ) begin
             if (advance) begin
-              \$539  = 3'h0;
+              \$549  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$539  = 3'h0;
+              \$549  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$539  = \$477 [2:0];
+            \$549  = \$469 [2:0];
           end
     endcase
     if (rst) begin
-      \$539  = 3'h0;
+      \$549  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$540  = o__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$550  = \check_truncated_0$39 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$409 ) begin
+          end else begin
+            \$550  = \$428 ;
+          end
+    endcase
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$551  = \check_bad_ihl_1$40 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$409 ) begin
+          end else begin
+            \$551  = \$429 ;
+          end
+    endcase
+    if (rst) begin
+      \$551  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$552  = \check_truncated_2$41 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$409 ) begin
+          end else begin
+            \$552  = \$431 ;
+          end
+    endcase
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$553  = check_bad_length_3;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\$409 ) begin
+          end else begin
+            \$553  = \$434 ;
+          end
+    endcase
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$554  = \check_truncated_0$44 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$554  = \$446 ;
+    endcase
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$555  = check_header_limit_1;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$555  = \$448 ;
+    endcase
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$556  = \check_truncated_2$46 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$556  = \$450 ;
+    endcase
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$557  = \check_header_limit_3$47 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$557  = \$452 ;
+    endcase
+    if (rst) begin
+      \$557  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$558  = check_header_limit_4;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$558  = \$467 ;
+    endcase
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$559  = \check_truncated_0$49 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$559  = \$481 ;
+    endcase
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$560  = \check_header_limit_1$50 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$560  = \$485 ;
+    endcase
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$561  = o__valid;
     if (o__ready) begin
-      \$540  = 1'h0;
+      \$561  = 1'h0;
     end
     if (\release ) begin
-      \$540  = 1'h1;
+      \$561  = 1'h1;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$561  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$541  = o__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$562  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
       if (\$486 ) begin
-        \$541  = rec_next;
+        \$562  = rec_next;
       end else begin
-        \$541 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$541 [15:0] = rec_next[15:0];
-        \$541 [19:16] = \error$73 ;
+        \$562 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$562 [15:0] = rec_next[15:0];
+        \$562 [19:16] = \error$91 ;
       end
     end
     if (rst) begin
-      \$541  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$562  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign rel = \$1 [13:0];
@@ -15516,19 +16865,384 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$119 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
-  assign \$119 [47:32] = 16'hffff;
-  assign \$120 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
-  assign \$120 [47:32] = 16'hffff;
-  assign \$179 [2:1] = 2'h0;
-  assign { \$179 [15:3], \$179 [0] } = { window[23:16], window[31:27], window[24] };
-  assign \$195 [2:1] = 2'h0;
-  assign { \$195 [15:3], \$195 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$103 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
+  assign \$103 [47:32] = 16'hffff;
+  assign \$104 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
+  assign \$104 [47:32] = 16'hffff;
+  assign \$134 [2:1] = 2'h0;
+  assign { \$134 [15:3], \$134 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$454 [2:1] = 2'h0;
+  assign { \$454 [15:3], \$454 [0] } = { window[23:16], window[31:27], window[24] };
+endmodule
+
+module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation
 , commit_pending, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -18158,21 +19872,21 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
   assign \$381  = copy_at == 9'h1a2;
   assign \$382  = copy_at == 9'h1a3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_r_stb = 1'h0;
     if (\$8 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_w_stb = 1'h0;
     if (\$8 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -18191,7 +19905,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
     if (\$8 ) begin
@@ -18252,7 +19966,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__r_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -18260,7 +19974,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__w_stb = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -18268,7 +19982,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     rule_w__en = 1'h0;
     if (\$8 ) begin
     end else if (\$56 ) begin
@@ -18279,7 +19993,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$587  = 1'h0;
     if (copying) begin
       \$587  = 1'h1;
@@ -18289,7 +20003,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$588  = copying;
     if (\$77 ) begin
       \$588  = 1'h1;
@@ -18304,7 +20018,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$589  = copy_addr;
     if (\$77 ) begin
       \$589  = 9'h000;
@@ -18317,7 +20031,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$590  = copy_at;
     if (copying) begin
       \$590  = copy_addr;
@@ -18327,7 +20041,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$591  = rules;
     if (landing) begin
       if (\$80 ) begin
@@ -19440,7 +21154,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$592  = hash_enable;
     if (commit_done) begin
       \$592  = shadow_ctrl_0_0[7:0];
@@ -19450,7 +21164,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$593  = symmetric;
     if (commit_done) begin
       \$593  = shadow_ctrl_0_0[8];
@@ -19460,7 +21174,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$594  = pass_errors;
     if (commit_done) begin
       \$594  = shadow_ctrl_0_0[9];
@@ -19470,7 +21184,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$595  = max_frame;
     if (commit_done) begin
       \$595  = shadow_max_frame_0_0[15:0];
@@ -19480,7 +21194,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$596  = direct_ethertype;
     if (commit_done) begin
       \$596  = shadow_direct_ethertype_0_0[15:0];
@@ -19490,7 +21204,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$597  = default_action;
     if (commit_done) begin
       \$597  = shadow_default_action_0_0[19:0];
@@ -19500,7 +21214,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$598  = key;
     if (commit_done) begin
       \$598  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -19510,7 +21224,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$599  = generation;
     if (commit_done) begin
       \$599  = \$448 [15:0];
@@ -19520,7 +21234,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$600  = commit_pending;
     if (commit_done) begin
       \$600  = 1'h0;
@@ -19539,7 +21253,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$601  = rule_read_wait;
     if (\$449 ) begin
       \$601  = 1'h0;
@@ -19556,7 +21270,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$602  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19572,7 +21286,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$603  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19588,7 +21302,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$604  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19604,7 +21318,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$605  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19620,7 +21334,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$606  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19636,7 +21350,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$607  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19652,7 +21366,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$608  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19668,7 +21382,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$609  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19684,7 +21398,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$610  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19700,7 +21414,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$611  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19716,7 +21430,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$612  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19732,7 +21446,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$613  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19748,7 +21462,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$614  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -19764,7 +21478,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$615  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
     if (\$452 ) begin
@@ -20546,8 +22260,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, commit_done, ret
   assign \$456  = \$455 ;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__ready, busy, side__data, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hetnic_rx_pipeline_w8.pipeline.reta (rst, flip_stb, bus_addr, i__ready, busy, side__data, o__ready, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -21886,7 +23600,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
   always @(posedge clk)
     read_wait <= \$35 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21897,7 +23611,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21912,7 +23626,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21927,7 +23641,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21942,7 +23656,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21956,7 +23670,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$30  = s1_valid;
     if (\$23 ) begin
       \$30  = 1'h1;
@@ -21968,7 +23682,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$31  = s1_meta;
     if (\$23 ) begin
       \$31  = i__payload;
@@ -21978,7 +23692,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$32  = active;
     if (flip_stb) begin
       \$32  = \$24 ;
@@ -21988,7 +23702,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$33  = copy_index;
     if (flip_stb) begin
       \$33  = 10'h000;
@@ -22000,7 +23714,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$34  = copy_write;
     if (flip_stb) begin
       \$34  = 1'h0;
@@ -22012,7 +23726,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$35  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -22135,8 +23849,8 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (clk, rst, flip_stb, bus_addr, i__re
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, \i__valid$32 , i__payload, out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, out, i__payload, \i__valid$32 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22838,7 +24552,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -22861,7 +24575,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
@@ -22875,7 +24589,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     tuple_len = 6'h00;
     casez (hash_type)
       3'h1:
@@ -22889,7 +24603,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$167  = t_valid;
     if (\$166 ) begin
       \$167  = \i__valid$32 ;
@@ -22899,7 +24613,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$168  = w_data;
     if (\$166 ) begin
       \$168  = staged;
@@ -22909,7 +24623,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$169  = t_data;
     if (\$166 ) begin
       \$169  = tuple_data;
@@ -22919,7 +24633,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$170  = t_len;
     if (\$166 ) begin
       \$170  = tuple_len;
@@ -23114,7 +24828,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, i__ready, o__valid, o__ready, h
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -23677,7 +25391,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
   always @(posedge clk)
     busy <= \$265 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -23692,7 +25406,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$260  = shift_data;
     if (\$11 ) begin
       \$260  = \$12 [287:0];
@@ -23705,7 +25419,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$261  = shift_key;
     if (\$11 ) begin
       \$261  = \$13 [319:0];
@@ -23718,7 +25432,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$262  = remaining;
     if (\$11 ) begin
       \$262  = \$16 [5:0];
@@ -23731,7 +25445,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$263  = acc;
     if (\$11 ) begin
       \$263  = \$81 ;
@@ -23744,7 +25458,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$264  = o__payload;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -23756,7 +25470,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$265  = busy;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -23777,7 +25491,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -23902,7 +25616,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -23912,7 +25626,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -23922,7 +25636,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -23935,7 +25649,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -23952,4 +25666,369 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
 endmodule
