@@ -71,7 +71,7 @@ def build_plan(board: Board, name: str | None = None):
     top = board.make_top()
     platform = board.platform_class()()
     plan = platform.build(top, name=name or f"hetnic_{board.name}", do_build=False,
-                          nextpnr_opts=f"--report {NEXTPNR_REPORT}")
+                          nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     return platform, plan
 
 

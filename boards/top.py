@@ -9,11 +9,11 @@ and the DDR primitives.
 
 Two-port core (Versa ECP5, Colorlight 5A-75B), a bump in the wire::
 
-    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFO -> RxPipeline (sync, 125 MHz)
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> RxPipeline (sync, 125 MHz)
               -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
-    port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFO -> FrameFifo (store and forward)
+    port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFOBuffered -> FrameFifo (store and forward)
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
-    UART -> UartBridge -> RxPipeline.csr (the register table of ``rx_regmap``)
+    UART -> UartBridge -> CsrSlice -> RxPipeline.csr (the register table of ``rx_regmap``)
 
 The network is on port 0 and the host on port 1: the host receives every frame the network
 sent, tagged with the steering decision (:mod:`hetnic.steering_tag`; dropped frames are not
@@ -22,7 +22,7 @@ forwarded), and what the host sends reaches the network unchanged.
 One-port core (ECPIX-5): the host and the network share the one link, so frames come back
 on the port they came in on::
 
-    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFO -> RxPipeline -> TagInserter
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> RxPipeline -> TagInserter
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
 
 Everything received is classified and returned tagged, including what the host itself
@@ -46,10 +46,11 @@ from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, 
     Module, ResetSignal, Signal
 from amaranth.build import Resource
 from amaranth.lib import io, stream, wiring
-from amaranth.lib.cdc import ResetSynchronizer
-from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
+from amaranth.lib.cdc import AsyncFFSynchronizer, ResetSynchronizer
+from amaranth.lib.fifo import AsyncFIFOBuffered, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
+from ..gateware.axil import CsrSlice
 from ..gateware.beat import Beat
 from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
 from ..gateware.rx_pipeline import RxPipeline, rx_regmap
@@ -161,8 +162,8 @@ class BoardCore(wiring.Component):
     The core uses clock domains its parent creates: ``sync`` (the core clock, ``clk_hz``),
     ``tx90`` (``sync`` a quarter period later, forwarded as every port's ``TX_CLK``) and
     ``rx<n>`` for each port (clocked by the port's ``RX_CLK``). Port ``n``'s received
-    bytes cross from ``rx<n>`` into ``sync`` through a 512-entry asynchronous FIFO (a block
-    RAM). The receive MAC cannot wait, so the FIFO must absorb the pipeline's pauses: a
+    bytes cross from ``rx<n>`` into ``sync`` through a 513-entry asynchronous FIFO (a block
+    RAM and an output register). The receive MAC cannot wait, so the FIFO must absorb the pipeline's pauses: a
     commit stops ``rx`` while the metadata path drains and the rules are copied (about
     ``n_rules * 32`` + 30 cycles, 160 at the board's 4 rules), and the parser takes a cycle
     after every frame. What does not fit is cut by the MAC and counted (its
@@ -254,7 +255,11 @@ class BoardCore(wiring.Component):
 
         # --- registers over the UART ----------------------------------------------------------
         m.submodules.bridge = bridge = UartBridge(self.clk_hz, self.baud, addr_width=16)
-        connect(m, bridge.csr, pipeline.csr)
+        # A register stage between the bridge and the register file: the bridge's answer
+        # path and the register file's address decode are separate paths.
+        m.submodules.csr_slice = csr_slice = CsrSlice(16)
+        connect(m, bridge.csr, csr_slice.bus)
+        connect(m, csr_slice.csr, pipeline.csr)
         m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
         return m
 
@@ -272,7 +277,9 @@ class BoardCore(wiring.Component):
 
 
 def _rx_crossing(domain):
-    return AsyncFIFO(width=Beat(8).size, depth=512, w_domain=domain, r_domain="sync")
+    # Buffered: the read side is a register, not the block RAM's output (4 ns clock to out
+    # on ECP5, which then started the core's critical path).
+    return AsyncFIFOBuffered(width=Beat(8).size, depth=513, w_domain=domain, r_domain="sync")
 
 
 class Ecp5BoardTop(Elaboratable):
@@ -307,7 +314,13 @@ class Ecp5BoardTop(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.domains.tx90 = ClockDomain("tx90", reset_less=True)
         m.d.comb += [ClockSignal("sync").eq(pll.clk), ClockSignal("tx90").eq(pll.clk90)]
-        m.submodules.sync_rst = ResetSynchronizer(arst, domain="sync")
+        # The core's reset reaches some ten thousand flip-flops: synchronise it, then put it
+        # on a global network (a DCCA, which nextpnr routes like a clock) instead of the
+        # general routing, where a net that size ruins both timing and routing time.
+        sync_rst = Signal()
+        m.submodules.sync_rst = AsyncFFSynchronizer(arst, sync_rst, o_domain="sync")
+        m.submodules.sync_rst_global = Instance("DCCA", i_CLKI=sync_rst, i_CE=1,
+                                                o_CLKO=ResetSignal("sync"))
 
         # --- pins: RX clocks, PHY management, the RGMII data pins for the core -----------------
         core_pins = []

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder"]
+__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder", "CsrSlice"]
 
 
 class AxiLiteSignature(wiring.Signature):
@@ -173,4 +173,43 @@ class CsrDecoder(wiring.Component):
         with m.If(~hit_any):
             m.d.comb += [self.default.r_stb.eq(bus.r_stb), self.default.w_stb.eq(bus.w_stb),
                          bus.ack.eq(self.default.ack), bus.r_data.eq(self.default.r_data)]
+        return m
+
+
+class CsrSlice(wiring.Component):
+    """A register stage on a :class:`CsrSignature` port: no combinational path from ``bus``
+    to ``csr`` or back.
+
+    An access on ``bus`` is latched (address, data, kind), performed on ``csr`` from the
+    next cycle until ``csr.ack``, and acknowledged on ``bus`` one cycle after that with the
+    latched read data; the access is performed once even though ``bus`` holds its strobe
+    until it sees ``ack``. Two cycles more per access.
+
+    Members
+    -------
+    bus : In(CsrSignature(addr_width))
+    csr : Out(CsrSignature(addr_width))
+    """
+    def __init__(self, addr_width):
+        super().__init__({"bus": In(CsrSignature(addr_width)),
+                          "csr": Out(CsrSignature(addr_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, csr = self.bus, self.csr
+        write = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(bus.r_stb | bus.w_stb):
+                    m.d.sync += [csr.addr.eq(bus.addr), csr.w_data.eq(bus.w_data),
+                                 write.eq(bus.w_stb)]
+                    m.next = "ACCESS"
+            with m.State("ACCESS"):
+                m.d.comb += [csr.r_stb.eq(~write), csr.w_stb.eq(write)]
+                with m.If(csr.ack):
+                    m.d.sync += bus.r_data.eq(csr.r_data)
+                    m.next = "ANSWER"
+            with m.State("ANSWER"):
+                m.d.comb += bus.ack.eq(1)
+                m.next = "IDLE"
         return m

@@ -33,7 +33,8 @@ class CounterMemory(wiring.Component):
     inc_stb : In(1)
         Add ``inc_amount`` to counter ``inc_addr`` (visible to ``rd_*`` two cycles later).
     rd_en, rd_addr : In
-        Read counter ``rd_addr``; ``rd_data`` holds it from the next cycle on.
+        Read counter ``rd_addr``; ``rd_data`` holds it two cycles later, until the next
+        read.
     """
     def __init__(self, depth, width=32, amount_width=16):
         if not isinstance(depth, int) or depth < 1:
@@ -60,8 +61,10 @@ class CounterMemory(wiring.Component):
         m.d.comb += [wr.addr.eq(s1_addr), wr.data.eq(rmw.data + s1_amount),
                      wr.en.eq(s1_valid)]
 
-        m.d.comb += [bus.addr.eq(self.rd_addr), bus.en.eq(self.rd_en),
-                     self.rd_data.eq(bus.data)]
+        # A register after the block RAM's output (its own output register on ECP5), so the
+        # read data enters the register bus's multiplexers from a flop.
+        m.d.comb += [bus.addr.eq(self.rd_addr), bus.en.eq(self.rd_en)]
+        m.d.sync += self.rd_data.eq(bus.data)
         return m
 
 
@@ -81,7 +84,7 @@ class RxCounters(wiring.Component):
         ``meta`` (a finished record) left the pipeline; ``bucket`` is its RETA index.
     csr : In(CsrSignature)
         Reads of the counter registers (``addr`` is the full byte address). Writes are
-        acknowledged and ignored. Memory-held counters answer one cycle after the request.
+        acknowledged and ignored. Memory-held counters answer two cycles after the request.
     """
     def __init__(self, regmap: RegisterMap):
         self.regmap = regmap
@@ -160,7 +163,9 @@ class RxCounters(wiring.Component):
                 with m.If(hit & csr.r_stb):
                     m.d.comb += [mem.rd_en.eq(1), csr.ack.eq(0)]
                     m.d.sync += [mem_wait.eq(1), mem_sel.eq(sel)]
-        with m.If(mem_wait):
+        mem_ready = Signal()                # rd_data holds the counter (a cycle later)
+        m.d.sync += mem_ready.eq(mem_wait & ~mem_ready)
+        with m.If(mem_ready):
             m.d.comb += csr.ack.eq(1)
             m.d.sync += mem_wait.eq(0)
             with m.Switch(mem_sel):

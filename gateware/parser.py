@@ -127,8 +127,8 @@ class HeaderParser(wiring.Component):
     clock rather than for engine cycles: it keeps only the header bytes the engine will
     read, picked out as the bytes stream by (about 80 bytes instead of two 128-byte buffers
     and the shifter that reads them), and every engine step takes four cycles (see
-    ``_elaborate_byte_capture`` and ``_elaborate_engine``). Latency then is 2 + 4 x (cycles
-    per frame) cycles after the last beat, and ``i.ready`` falls for one cycle after every
+    ``_elaborate_byte_capture`` and ``_elaborate_engine``). Latency then is 3 + 4 x (cycles
+    per frame) cycles after the last beat, and ``i.ready`` falls for two cycles after every
     frame; a frame takes at least 60 cycles at 8 bits, so a stream from a MAC (which adds
     at least 20 cycles of preamble and gap per frame) is never slowed down. Same records,
     same model.
@@ -303,10 +303,13 @@ class HeaderParser(wiring.Component):
         Where the engine stops early (an error, a fragment, a header past the window),
         what was kept past that point is never read. A finished frame's bytes move to the
         engine's registers in one cycle, so the engine walks one frame while the next
-        streams in: ``i.ready`` falls for one cycle after each frame's last beat, and for
+        streams in: ``i.ready`` falls for two cycles after each frame's last beat, and for
         longer only when a frame ends before the engine is done with the one before it.
         """
-        beat = self.i.payload
+        # The beat is registered first: the capture's many enables hang off `take` below,
+        # a flop, not off the stream handshake.
+        beat = Signal.like(self.i.payload)
+        take = Signal()
         byte = beat.data[:8]
         n_windows = MAX_IPV6_EXT_HEADERS + 1
         window_bytes = (0, 1, 2, 3, 13)             # what the extension and L4 steps read
@@ -337,8 +340,10 @@ class HeaderParser(wiring.Component):
         e_ext_lens = [Signal(12, name=f"e_ext_len{k}") for k in range(n_windows)]
         e_full = Signal()
 
-        m.d.comb += self.i.ready.eq(~finished)
-        take = self.i.valid & self.i.ready
+        # Not ready while a finished frame waits for the engine, nor right after a last beat
+        # (the registered beat ends its frame in this cycle).
+        m.d.comb += self.i.ready.eq(~finished & ~(take & beat.last))
+        m.d.sync += [take.eq(self.i.valid & self.i.ready), beat.eq(self.i.payload)]
         new_length = self._frame_length(m, beat, length)
         rel = Signal(14)
         m.d.comb += rel.eq(count - win_offset)

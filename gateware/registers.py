@@ -23,8 +23,8 @@ class RegisterFile(wiring.Component):
     than the rest of the core): the apply copies them into the active rules word by word,
     ``n_rules * 32`` cycles, then in one cycle (``commit_done``) copies every other shadow
     (key, control words), increments ``generation`` and lowers ``commit_pending``. The bus
-    waits (no ``ack``) for a rule access or a write during the copy; a rule read takes a
-    cycle more than a register read. The RETA lives in the indirection table and the counters
+    waits (no ``ack``) for a rule access or a write during the copy; a rule read takes two
+    cycles more than a register read. The RETA lives in the indirection table and the counters
     in the counter block: their accesses are forwarded (``reta_*``, ``counters``).
 
     Parameters
@@ -115,14 +115,20 @@ class RegisterFile(wiring.Component):
         copying = Signal()
         copy_addr = Signal(len(rule_r.addr))    # the rule word being read
         copy_last = copy_addr == p["n_rules"] * slots - 1
-        landing = Signal()                      # rule_r.data holds word copy_at
-        copy_at = Signal.like(copy_addr)
+        # The read data is registered (the block RAM's output register) before it goes
+        # anywhere: `landing` marks the cycle `rule_data` holds word `copy_at`.
+        rule_data = Signal(32)
+        m.d.sync += rule_data.eq(rule_r.data)
+        reading, landing = Signal(), Signal()
+        read_at, copy_at = Signal.like(copy_addr), Signal.like(copy_addr)
+        read_last, landing_last = Signal(), Signal()
         m.d.comb += self.commit_pending.eq(pending)
-        m.d.sync += landing.eq(0)
-        with m.If(self.commit_apply & pending & ~copying & ~landing):
+        m.d.sync += [reading.eq(copying), read_at.eq(copy_addr), read_last.eq(copying & copy_last),
+                     landing.eq(reading), copy_at.eq(read_at), landing_last.eq(read_last)]
+        with m.If(self.commit_apply & pending & ~copying & ~reading & ~landing):
             m.d.sync += [copying.eq(1), copy_addr.eq(0)]
         with m.If(copying):
-            m.d.sync += [copy_addr.eq(copy_addr + 1), copy_at.eq(copy_addr), landing.eq(1)]
+            m.d.sync += copy_addr.eq(copy_addr + 1)
             with m.If(copy_last):
                 m.d.sync += copying.eq(0)
         with m.If(landing):
@@ -131,8 +137,8 @@ class RegisterFile(wiring.Component):
                 for w in range(RULE_WORDS):
                     with m.If(copy_at == r * slots + w):
                         bits = rule[32 * w:32 * (w + 1)]
-                        m.d.sync += bits.eq(rule_r.data[:len(bits)])
-        m.d.comb += self.commit_done.eq(landing & ~copying)
+                        m.d.sync += bits.eq(rule_data[:len(bits)])
+        m.d.comb += self.commit_done.eq(landing_last)
         with m.If(self.commit_done):
             m.d.sync += [sig.eq(value) for sig, value in active]
             m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
@@ -151,8 +157,8 @@ class RegisterFile(wiring.Component):
             self.counters.addr.eq(csr.addr),
             self.counters.w_data.eq(csr.w_data),
         ]
-        busy = copying | landing               # the rules are being copied
-        rule_read_wait = Signal()               # the rule word is being read
+        busy = copying | reading | landing     # the rules are being copied
+        rule_read_wait = Signal(2)              # cycles the rule word has been read for
         m.d.comb += [
             rule_r.addr.eq(Mux(busy, copy_addr, rule_index)),
             rule_w.addr.eq(rule_index), rule_w.data.eq(csr.w_data),
@@ -166,10 +172,11 @@ class RegisterFile(wiring.Component):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.counters.ack), csr.r_data.eq(self.counters.r_data)]
         with m.Elif(in_rules):
-            # Reads: address in one cycle, data in the next. Both wait for the copy.
+            # Reads: address in one cycle, data registered in the next, answer in the third.
+            # Reads and writes wait for the copy.
             with m.If(csr.r_stb & ~busy):
-                m.d.sync += rule_read_wait.eq(~rule_read_wait)
-                m.d.comb += [csr.ack.eq(rule_read_wait), csr.r_data.eq(rule_r.data)]
+                m.d.sync += rule_read_wait.eq(Mux(rule_read_wait == 2, 0, rule_read_wait + 1))
+                m.d.comb += [csr.ack.eq(rule_read_wait == 2), csr.r_data.eq(rule_data)]
             with m.If(csr.w_stb & ~busy):
                 m.d.comb += [rule_w.en.eq(1), csr.ack.eq(1)]
         with m.Else():

@@ -147,13 +147,21 @@ class RxPipeline(wiring.Component):
 
         # A frame that has filled all but one beat of the data FIFO is cut: its further beats
         # go to the parser only, its last beat is stored to end it (see data_fifo_bytes).
+        # The limits are registered flags, so no counter compare sits on the path from `rx`
+        # to every register that takes the beat.
         stored = Signal(range(self.data_fifo_depth + 1))   # beats of this frame in the FIFO
+        at_limit = Signal()                 # stored == data_fifo_depth - 1
         cut = Signal()
-        m.d.comb += cut.eq((stored >= self.data_fifo_depth - 1) & ~self.rx.payload.last)
-        beat_ok = ~gate & (data_fifo.w_rdy | cut) & parser.i.ready & (in_flight != 255)
+        m.d.comb += cut.eq(at_limit & ~self.rx.payload.last)
+        in_flight_full = Signal()           # in_flight == 255
+        beat_ok = ~gate & (data_fifo.w_rdy | cut) & parser.i.ready & ~in_flight_full
         take = self.rx.valid & beat_ok
         with m.If(take):
-            m.d.sync += stored.eq(Mux(self.rx.payload.last, 0, Mux(cut, stored, stored + 1)))
+            with m.If(self.rx.payload.last):
+                m.d.sync += [stored.eq(0), at_limit.eq(0)]
+            with m.Elif(~cut):
+                m.d.sync += [stored.eq(stored + 1),
+                             at_limit.eq(stored == self.data_fifo_depth - 2)]
         m.d.comb += [
             self.rx.ready.eq(beat_ok),
             data_fifo.w_en.eq(take & ~cut), data_fifo.w_data.eq(self.rx.payload),
@@ -186,7 +194,9 @@ class RxPipeline(wiring.Component):
             out_slice.o.ready.eq(self.meta.ready),
         ]
         meta_out = self.meta.valid & self.meta.ready
-        m.d.sync += in_flight.eq(in_flight + frame_start - meta_out)
+        next_in_flight = Signal.like(in_flight)
+        m.d.comb += next_in_flight.eq(in_flight + frame_start - meta_out)
+        m.d.sync += [in_flight.eq(next_in_flight), in_flight_full.eq(next_in_flight == 255)]
 
         # A commit applies when nothing is inside the metadata path and the RETA shadow is
         # coherent (the register file then copies the rules, a few hundred cycles, while

@@ -672,43 +672,43 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [1:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [2:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire [4:0] \$32 ;
-  wire [5:0] \$33 ;
-  wire [6:0] \$34 ;
-  wire [7:0] \$35 ;
-  wire [8:0] \$36 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [8:0] \$32 ;
+  wire \$33 ;
+  wire [9:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire [32:0] \$44 ;
-  wire \$45 ;
-  wire [24:0] \$46 ;
-  wire [25:0] \$47 ;
-  wire [25:0] \$48 ;
-  wire [25:0] \$49 ;
+  wire [1:0] \$40 ;
+  wire [2:0] \$41 ;
+  wire [3:0] \$42 ;
+  wire [4:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire [7:0] \$46 ;
+  wire [8:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [26:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
+  wire [32:0] \$55 ;
   wire \$56 ;
-  wire \$57 ;
-  wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [24:0] \$57 ;
+  wire [25:0] \$58 ;
+  wire [25:0] \$59 ;
   wire \$6 ;
-  wire [9:0] \$60 ;
-  wire \$61 ;
+  wire [25:0] \$60 ;
+  wire [26:0] \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -718,7 +718,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
+  wire [9:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
@@ -726,10 +726,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [8:0] \$78 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
@@ -741,8 +741,11 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   reg [8:0] \$89 ;
   wire \$9 ;
   reg \$90 ;
-  reg [7:0] \$91 ;
-  reg [31:0] \$92 ;
+  reg \$91 ;
+  reg [7:0] \$92 ;
+  reg \$93 ;
+  reg [31:0] \$94 ;
+  reg at_limit = 1'h0;
   wire [3:0] beat_bytes;
   wire [8:0] bucket;
   wire bus_ack;
@@ -816,7 +819,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$122 ;
+  wire [15:0] \generation$124 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$45 ;
   wire [73:0] i__payload;
@@ -1193,6 +1196,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire \i__valid$91 ;
   wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
+  reg in_flight_full = 1'h0;
   wire [319:0] key;
   wire [319:0] \key$43 ;
   wire [15:0] max_frame;
@@ -1321,6 +1325,7 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire meta__valid;
   wire meta_stb;
   reg mid_frame = 1'h0;
+  wire [7:0] next_in_flight;
   wire [457:0] o__payload;
   wire [457:0] \o__payload$100 ;
   (* enum_base_type = "DropReason" *)
@@ -3286,111 +3291,115 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   wire [73:0] w_data;
   wire w_en;
   wire w_rdy;
-  assign \$5  = ~ gate;
-  assign \$6  = w_rdy | cut;
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = \$7  & i__ready;
-  assign \$9  = in_flight != 8'hff;
-  assign rx__ready = \$8  & \$9 ;
-  assign \$10  = ~ gate;
-  assign \$11  = w_rdy | cut;
-  assign \$12  = \$10  & \$11 ;
-  assign \$13  = \$12  & i__ready;
-  assign \$14  = in_flight != 8'hff;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = rx__valid & \$15 ;
-  assign \$17  = ~ cut;
-  assign w_en = \$16  & \$17 ;
-  assign \$18  = ~ gate;
-  assign \$19  = w_rdy | cut;
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = \$20  & i__ready;
-  assign \$22  = in_flight != 8'hff;
-  assign \$23  = \$21  & \$22 ;
-  assign i__valid = rx__valid & \$23 ;
-  assign \$24  = ~ mid_frame;
-  assign \$25  = commit_pending & \$24 ;
-  assign \$26  = ! in_flight;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = ~ reta_busy;
-  assign commit_apply = \$27  & \$28 ;
-  assign \$29  = 1'h0 + rx__payload[64];
-  assign \$30  = \$29  + rx__payload[65];
-  assign \$31  = \$30  + rx__payload[66];
-  assign \$32  = \$31  + rx__payload[67];
-  assign \$33  = \$32  + rx__payload[68];
-  assign \$34  = \$33  + rx__payload[69];
-  assign \$35  = \$34  + rx__payload[70];
-  assign \$36  = \$35  + rx__payload[71];
-  assign \$37  = ~ gate;
-  assign \$38  = w_rdy | cut;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$39  & i__ready;
-  assign \$41  = in_flight != 8'hff;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = rx__valid & \$42 ;
-  assign frame_in_stb = \$43  & rx__payload[72];
-  assign \$44  = frame_len + \$36 [3:0];
-  assign meta_stb = meta__valid & \o__ready$116 ;
-  assign \$45  = \o__payload$114 [429:426] >= 4'h9;
-  assign \$46  = 1'h1 << \o__payload$114 [429:426];
-  assign \$47  = \$46  - 1'h1;
-  assign \$48  = \$45  ? 26'h00001ff : \$47 ;
-  assign \$49  = { 17'h00000, \o__payload$114 [376:368] } & \$48 ;
-  assign \$50  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$49 );
-  assign \$51  = ~ gate;
-  assign \$52  = w_rdy | cut;
+  assign cut = at_limit & \$3 ;
+  assign \$4  = ~ gate;
+  assign \$5  = w_rdy | cut;
+  assign \$6  = \$4  & \$5 ;
+  assign \$7  = \$6  & i__ready;
+  assign \$8  = ~ in_flight_full;
+  assign rx__ready = \$7  & \$8 ;
+  assign \$9  = ~ gate;
+  assign \$10  = w_rdy | cut;
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = \$11  & i__ready;
+  assign \$13  = ~ in_flight_full;
+  assign \$14  = \$12  & \$13 ;
+  assign \$15  = rx__valid & \$14 ;
+  assign \$16  = ~ cut;
+  assign w_en = \$15  & \$16 ;
+  assign \$17  = ~ gate;
+  assign \$18  = w_rdy | cut;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$19  & i__ready;
+  assign \$21  = ~ in_flight_full;
+  assign \$22  = \$20  & \$21 ;
+  assign i__valid = rx__valid & \$22 ;
+  assign \$23  = ~ gate;
+  assign \$24  = w_rdy | cut;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$25  & i__ready;
+  assign \$27  = ~ in_flight_full;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = rx__valid & \$28 ;
+  assign \$30  = ~ mid_frame;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = in_flight + \$31 ;
+  assign \$33  = meta__valid & \o__ready$116 ;
+  assign \$34  = \$32  - \$33 ;
+  assign \$35  = ~ mid_frame;
+  assign \$36  = commit_pending & \$35 ;
+  assign \$37  = ! in_flight;
+  assign \$38  = \$36  & \$37 ;
+  assign \$39  = ~ reta_busy;
+  assign commit_apply = \$38  & \$39 ;
+  assign \$40  = 1'h0 + rx__payload[64];
+  assign \$41  = \$40  + rx__payload[65];
+  assign \$42  = \$41  + rx__payload[66];
+  assign \$43  = \$42  + rx__payload[67];
+  assign \$44  = \$43  + rx__payload[68];
+  assign \$45  = \$44  + rx__payload[69];
+  assign \$46  = \$45  + rx__payload[70];
+  assign \$47  = \$46  + rx__payload[71];
+  assign \$48  = ~ gate;
+  assign \$49  = w_rdy | cut;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$50  & i__ready;
+  assign \$52  = ~ in_flight_full;
   assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  & i__ready;
-  assign \$55  = in_flight != 8'hff;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = rx__valid & \$56 ;
-  assign \$58  = stored + 1'h1;
-  assign \$59  = cut ? { 1'h0, stored } : \$58 ;
-  assign \$60  = rx__payload[72] ? 10'h000 : \$59 ;
-  assign \$61  = ~ gate;
-  assign \$62  = w_rdy | cut;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$63  & i__ready;
-  assign \$65  = in_flight != 8'hff;
-  assign \$66  = \$64  & \$65 ;
-  assign \$67  = rx__valid & \$66 ;
-  assign \$68  = ~ rx__payload[72];
-  assign \$69  = ~ gate;
-  assign \$70  = w_rdy | cut;
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = \$71  & i__ready;
-  assign \$73  = in_flight != 8'hff;
+  assign \$54  = rx__valid & \$53 ;
+  assign frame_in_stb = \$54  & rx__payload[72];
+  assign \$55  = frame_len + \$47 [3:0];
+  assign meta_stb = meta__valid & \o__ready$116 ;
+  assign \$56  = \o__payload$114 [429:426] >= 4'h9;
+  assign \$57  = 1'h1 << \o__payload$114 [429:426];
+  assign \$58  = \$57  - 1'h1;
+  assign \$59  = \$56  ? 26'h00001ff : \$58 ;
+  assign \$60  = { 17'h00000, \o__payload$114 [376:368] } & \$59 ;
+  assign \$61  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$60 );
+  assign \$62  = ~ gate;
+  assign \$63  = w_rdy | cut;
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = \$64  & i__ready;
+  assign \$66  = ~ in_flight_full;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = rx__valid & \$67 ;
+  assign \$69  = ~ cut;
+  assign \$70  = stored + 1'h1;
+  assign \$71  = stored == 8'hfe;
+  assign \$72  = ~ gate;
+  assign \$73  = w_rdy | cut;
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = rx__valid & \$74 ;
-  assign \$76  = ~ mid_frame;
+  assign \$75  = \$74  & i__ready;
+  assign \$76  = ~ in_flight_full;
   assign \$77  = \$75  & \$76 ;
-  assign \$78  = in_flight + \$77 ;
-  assign \$79  = meta__valid & \o__ready$116 ;
-  assign \$80  = \$78  - \$79 ;
+  assign \$78  = rx__valid & \$77 ;
+  assign \$79  = ~ rx__payload[72];
+  assign \$80  = \$34 [7:0] == 8'hff;
   assign \$81  = ~ gate;
   assign \$82  = w_rdy | cut;
   assign \$83  = \$81  & \$82 ;
   assign \$84  = \$83  & i__ready;
-  assign \$85  = in_flight != 8'hff;
+  assign \$85  = ~ in_flight_full;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = rx__valid & \$86 ;
-  assign \$88  = frame_len + \$36 [3:0];
+  assign \$88  = frame_len + \$47 [3:0];
   always @(posedge clk)
     stored <= \$89 ;
   always @(posedge clk)
-    mid_frame <= \$90 ;
+    at_limit <= \$90 ;
   always @(posedge clk)
-    in_flight <= \$91 ;
+    mid_frame <= \$91 ;
   always @(posedge clk)
-    frame_len <= \$92 ;
+    in_flight <= \$92 ;
+  always @(posedge clk)
+    in_flight_full <= \$93 ;
+  always @(posedge clk)
+    frame_len <= \$94 ;
   assign \$1  = \max_frame$39  > 12'h800;
   assign max_frame = \$1  ? 16'h0800 : \max_frame$39 ;
   assign \$2  = ~ mid_frame;
   assign gate = commit_pending & \$2 ;
-  assign \$3  = stored >= 8'hff;
-  assign \$4  = ~ rx__payload[72];
-  assign cut = \$3  & \$4 ;
+  assign \$3  = ~ rx__payload[72];
   \hetnic_rx_pipeline_w64.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
@@ -3411,9 +3420,9 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
     .csr__r_data(counters__r_data),
     .csr__r_stb(\csr__r_stb$18 ),
     .csr__w_stb(\csr__w_stb$22 ),
-    .frame_in_len(\$44 [31:0]),
+    .frame_in_len(\$55 [31:0]),
     .frame_in_stb(frame_in_stb),
-    .\inc_addr$48 (\$50 [8:0]),
+    .\inc_addr$49 (\$61 [8:0]),
     .meta(meta__payload),
     .meta_stb(meta_stb),
     .rst(rst)
@@ -3463,8 +3472,6 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
     .clk(clk),
     .commit_apply(commit_apply),
-    .commit_done(flip_stb),
-    .commit_pending(commit_pending),
     .counters__ack(counters__ack),
     .counters__r_data(counters__r_data),
     .counters__r_stb(\csr__r_stb$18 ),
@@ -3480,8 +3487,10 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
     .generation(generation),
     .hash_enable(hash_enable),
     .key(key),
+    .landing_last(flip_stb),
     .max_frame(\max_frame$39 ),
     .pass_errors(pass_errors),
+    .pending(commit_pending),
     .reta_ack(reta_ack),
     .reta_addr(bus_addr),
     .reta_busy(reta_busy),
@@ -3536,8 +3545,12 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$89  = stored;
-    if (\$57 ) begin
-      \$89  = \$60 [8:0];
+    if (\$68 ) begin
+      if (rx__payload[72]) begin
+        \$89  = 9'h000;
+      end else if (\$69 ) begin
+        \$89  = \$70 [8:0];
+      end
     end
     if (rst) begin
       \$89  = 9'h000;
@@ -3545,9 +3558,13 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = mid_frame;
-    if (\$67 ) begin
-      \$90  = \$68 ;
+    \$90  = at_limit;
+    if (\$68 ) begin
+      if (rx__payload[72]) begin
+        \$90  = 1'h0;
+      end else if (\$69 ) begin
+        \$90  = \$71 ;
+      end
     end
     if (rst) begin
       \$90  = 1'h0;
@@ -3555,24 +3572,41 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$80 [7:0];
+    \$91  = mid_frame;
+    if (\$78 ) begin
+      \$91  = \$79 ;
+    end
     if (rst) begin
-      \$91  = 8'h00;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = frame_len;
+    \$92  = \$34 [7:0];
+    if (rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = \$80 ;
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = frame_len;
     if (\$87 ) begin
       (* full_case = 32'd1 *)
       if (rx__payload[72]) begin
-        \$92  = 32'd0;
+        \$94  = 32'd0;
       end else begin
-        \$92  = \$88 [31:0];
+        \$94  = \$88 [31:0];
       end
     end
     if (rst) begin
-      \$92  = 32'd0;
+      \$94  = 32'd0;
     end
   end
   assign \csr__ack$1  = csr__ack;
@@ -3629,13 +3663,14 @@ module \hetnic_rx_pipeline_w64.pipeline (r_en, \o__ready$116 , clk, rst, rx__rea
   assign \o__valid$110  = \i__valid$109 ;
   assign \o__valid$112  = meta__valid;
   assign meta__ready = \o__ready$116 ;
+  assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$122  = generation;
-  assign beat_bytes = \$36 [3:0];
-  assign frame_in_len = \$44 [31:0];
+  assign \generation$124  = generation;
+  assign beat_bytes = \$47 [3:0];
+  assign frame_in_len = \$55 [31:0];
   assign meta = meta__payload;
-  assign bucket = \$50 [8:0];
+  assign bucket = \$61 [8:0];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -8721,7 +8756,7 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   assign \$64 [3:0] = { first[15], first[15], first[15], first[15] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$48 , meta, csr__r_stb, csr__w_stb, csr__ack, csr__r_data, csr__addr, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$49 , meta, csr__r_stb, csr__w_stb, csr__ack, csr__r_data, csr__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [32:0] \$1 ;
   reg [31:0] \$10 ;
@@ -8760,32 +8795,32 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire [16:0] \$43 ;
-  reg [31:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire [16:0] \$45 ;
+  reg [31:0] \$46 ;
   wire \$47 ;
-  wire [16:0] \$48 ;
-  reg [31:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [32:0] \$5 ;
   wire [16:0] \$50 ;
-  wire \$51 ;
-  wire \$52 ;
+  reg [31:0] \$51 ;
+  wire [16:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
+  wire [16:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
+  wire \$60 ;
   wire \$61 ;
-  wire \$62 ;
+  wire [16:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
-  reg [31:0] \$65 ;
-  reg [31:0] \$66 ;
+  wire \$65 ;
+  wire \$66 ;
   reg [31:0] \$67 ;
   reg [31:0] \$68 ;
   reg [31:0] \$69 ;
@@ -8817,8 +8852,11 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] \$92 ;
   reg [31:0] \$93 ;
   reg [31:0] \$94 ;
-  reg \$95 ;
-  reg [1:0] \$96 ;
+  reg [31:0] \$95 ;
+  reg [31:0] \$96 ;
+  reg \$97 ;
+  reg [1:0] \$98 ;
+  reg \$99 ;
   wire [8:0] bucket;
   reg [31:0] bytes_in = 32'd0;
   input clk;
@@ -8850,15 +8888,16 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] frames_dropped = 32'd0;
   reg [31:0] frames_in = 32'd0;
   wire [5:0] inc_addr;
-  wire [5:0] \inc_addr$45 ;
-  input [8:0] \inc_addr$48 ;
-  wire [8:0] \inc_addr$48 ;
+  wire [5:0] \inc_addr$46 ;
+  input [8:0] \inc_addr$49 ;
+  wire [8:0] \inc_addr$49 ;
   wire inc_amount;
-  wire [15:0] \inc_amount$46 ;
-  wire \inc_amount$50 ;
+  wire [15:0] \inc_amount$47 ;
+  wire \inc_amount$51 ;
   wire inc_stb;
-  wire \inc_stb$44 ;
-  wire \inc_stb$47 ;
+  wire \inc_stb$45 ;
+  wire \inc_stb$48 ;
+  reg mem_ready = 1'h0;
   reg [1:0] mem_sel = 2'h0;
   reg mem_wait = 1'h0;
   input [457:0] meta;
@@ -8924,14 +8963,14 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   input meta_stb;
   wire meta_stb;
   reg [5:0] rd_addr;
-  reg [5:0] \rd_addr$55 ;
-  reg [8:0] \rd_addr$57 ;
+  reg [5:0] \rd_addr$56 ;
+  reg [8:0] \rd_addr$58 ;
   wire [31:0] rd_data;
-  wire [31:0] \rd_data$60 ;
   wire [31:0] \rd_data$61 ;
+  wire [31:0] \rd_data$62 ;
   reg rd_en;
-  reg \rd_en$56 ;
-  reg \rd_en$58 ;
+  reg \rd_en$57 ;
+  reg \rd_en$59 ;
   input rst;
   wire rst;
   reg [31:0] rule_hits_0 = 32'd0;
@@ -8951,6 +8990,9 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] rule_hits_7 = 32'd0;
   reg [31:0] rule_hits_8 = 32'd0;
   reg [31:0] rule_hits_9 = 32'd0;
+  assign \$1  = frames_in + 1'h1;
+  assign \$2  = bytes_in + frame_in_len;
+  assign \$3  = ! meta[433:430];
   assign \$4  = frames_delivered + 1'h1;
   assign \$5  = frames_dropped + 1'h1;
   assign \$6  = meta[433:430] < 4'h9;
@@ -8972,127 +9014,128 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   assign \$24  = csr__addr < 16'h8800;
   assign \$25  = \$23  & \$24 ;
   assign \$26  = \$25  & csr__r_stb;
-  assign \$27  = ! meta[433:430];
-  assign \$28  = meta_stb & \$27 ;
-  assign \$29  = meta[441:434] < 7'h40;
-  assign inc_stb = \$28  & \$29 ;
-  assign \$30  = ! meta[433:430];
-  assign \$31  = meta_stb & \$30 ;
-  assign \$32  = meta[441:434] < 7'h40;
-  assign \inc_stb$44  = \$31  & \$32 ;
-  assign \$33  = csr__r_stb | csr__w_stb;
-  assign \$34  = ~ mem_wait;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = csr__addr == 8'h80;
-  assign \$37  = csr__addr == 8'h8c;
-  assign \$38  = csr__addr == 8'h84;
-  assign \$39  = csr__addr == 8'h88;
-  assign \$40  = csr__addr >= 8'hc0;
-  assign \$41  = csr__addr < 8'he4;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = csr__addr - 8'hc0;
-  assign \$45  = csr__addr >= 15'h6000;
-  assign \$46  = csr__addr < 15'h6044;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = csr__addr - 15'h6000;
-  assign \$50  = csr__addr - 15'h7000;
-  assign \$51  = csr__addr >= 15'h7000;
-  assign \$52  = csr__addr < 15'h7100;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  & csr__r_stb;
-  assign \$55  = csr__addr - 15'h7400;
-  assign \$56  = csr__addr >= 15'h7400;
-  assign \$57  = csr__addr < 15'h7500;
-  assign \$58  = \$56  & \$57 ;
-  assign \$59  = \$58  & csr__r_stb;
-  assign \$60  = csr__addr - 16'h8000;
-  assign \$61  = csr__addr >= 16'h8000;
-  assign \$62  = csr__addr < 16'h8800;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$63  & csr__r_stb;
+  assign \$27  = ~ mem_ready;
+  assign \$28  = mem_wait & \$27 ;
+  assign \$29  = ! meta[433:430];
+  assign \$30  = meta_stb & \$29 ;
+  assign \$31  = meta[441:434] < 7'h40;
+  assign inc_stb = \$30  & \$31 ;
+  assign \$32  = ! meta[433:430];
+  assign \$33  = meta_stb & \$32 ;
+  assign \$34  = meta[441:434] < 7'h40;
+  assign \inc_stb$45  = \$33  & \$34 ;
+  assign \$35  = csr__r_stb | csr__w_stb;
+  assign \$36  = ~ mem_wait;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = csr__addr == 8'h80;
+  assign \$39  = csr__addr == 8'h8c;
+  assign \$40  = csr__addr == 8'h84;
+  assign \$41  = csr__addr == 8'h88;
+  assign \$42  = csr__addr >= 8'hc0;
+  assign \$43  = csr__addr < 8'he4;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = csr__addr - 8'hc0;
+  assign \$47  = csr__addr >= 15'h6000;
+  assign \$48  = csr__addr < 15'h6044;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = csr__addr - 15'h6000;
+  assign \$52  = csr__addr - 15'h7000;
+  assign \$53  = csr__addr >= 15'h7000;
+  assign \$54  = csr__addr < 15'h7100;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = \$55  & csr__r_stb;
+  assign \$57  = csr__addr - 15'h7400;
+  assign \$58  = csr__addr >= 15'h7400;
+  assign \$59  = csr__addr < 15'h7500;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$60  & csr__r_stb;
+  assign \$62  = csr__addr - 16'h8000;
+  assign \$63  = csr__addr >= 16'h8000;
+  assign \$64  = csr__addr < 16'h8800;
+  assign \$65  = \$63  & \$64 ;
+  assign \$66  = \$65  & csr__r_stb;
   always @(posedge clk)
-    frames_in <= \$65 ;
+    frames_in <= \$67 ;
   always @(posedge clk)
-    bytes_in <= \$66 ;
+    bytes_in <= \$68 ;
   always @(posedge clk)
-    frames_delivered <= \$67 ;
+    frames_delivered <= \$69 ;
   always @(posedge clk)
-    frames_dropped <= \$68 ;
+    frames_dropped <= \$70 ;
   always @(posedge clk)
-    drop_none <= \$69 ;
+    drop_none <= \$71 ;
   always @(posedge clk)
-    drop_mac_error <= \$70 ;
+    drop_mac_error <= \$72 ;
   always @(posedge clk)
-    drop_runt <= \$71 ;
+    drop_runt <= \$73 ;
   always @(posedge clk)
-    drop_oversize <= \$72 ;
+    drop_oversize <= \$74 ;
   always @(posedge clk)
-    drop_truncated <= \$73 ;
+    drop_truncated <= \$75 ;
   always @(posedge clk)
-    drop_bad_ihl <= \$74 ;
+    drop_bad_ihl <= \$76 ;
   always @(posedge clk)
-    drop_bad_length <= \$75 ;
+    drop_bad_length <= \$77 ;
   always @(posedge clk)
-    drop_header_limit <= \$76 ;
+    drop_header_limit <= \$78 ;
   always @(posedge clk)
-    drop_rule <= \$77 ;
+    drop_rule <= \$79 ;
   always @(posedge clk)
-    rule_hits_0 <= \$78 ;
+    rule_hits_0 <= \$80 ;
   always @(posedge clk)
-    rule_hits_1 <= \$79 ;
+    rule_hits_1 <= \$81 ;
   always @(posedge clk)
-    rule_hits_2 <= \$80 ;
+    rule_hits_2 <= \$82 ;
   always @(posedge clk)
-    rule_hits_3 <= \$81 ;
+    rule_hits_3 <= \$83 ;
   always @(posedge clk)
-    rule_hits_4 <= \$82 ;
+    rule_hits_4 <= \$84 ;
   always @(posedge clk)
-    rule_hits_5 <= \$83 ;
+    rule_hits_5 <= \$85 ;
   always @(posedge clk)
-    rule_hits_6 <= \$84 ;
+    rule_hits_6 <= \$86 ;
   always @(posedge clk)
-    rule_hits_7 <= \$85 ;
+    rule_hits_7 <= \$87 ;
   always @(posedge clk)
-    rule_hits_8 <= \$86 ;
+    rule_hits_8 <= \$88 ;
   always @(posedge clk)
-    rule_hits_9 <= \$87 ;
+    rule_hits_9 <= \$89 ;
   always @(posedge clk)
-    rule_hits_10 <= \$88 ;
+    rule_hits_10 <= \$90 ;
   always @(posedge clk)
-    rule_hits_11 <= \$89 ;
+    rule_hits_11 <= \$91 ;
   always @(posedge clk)
-    rule_hits_12 <= \$90 ;
+    rule_hits_12 <= \$92 ;
   always @(posedge clk)
-    rule_hits_13 <= \$91 ;
+    rule_hits_13 <= \$93 ;
   always @(posedge clk)
-    rule_hits_14 <= \$92 ;
+    rule_hits_14 <= \$94 ;
   always @(posedge clk)
-    rule_hits_15 <= \$93 ;
+    rule_hits_15 <= \$95 ;
   always @(posedge clk)
-    rule_hits_16 <= \$94 ;
+    rule_hits_16 <= \$96 ;
   always @(posedge clk)
-    mem_wait <= \$95 ;
+    mem_wait <= \$97 ;
   always @(posedge clk)
-    mem_sel <= \$96 ;
-  assign \$1  = frames_in + 1'h1;
-  assign \$2  = bytes_in + frame_in_len;
-  assign \$3  = ! meta[433:430];
+    mem_sel <= \$98 ;
+  always @(posedge clk)
+    mem_ready <= \$99 ;
   \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets  bucket_packets (
-    .bus__addr(\rd_addr$57 ),
-    .bus__en(\rd_en$58 ),
+    .bus__addr(\rd_addr$58 ),
+    .bus__en(\rd_en$59 ),
     .clk(clk),
     .inc_stb(meta_stb),
-    .rd_data(\rd_data$61 ),
-    .rmw__addr(\inc_addr$48 ),
+    .rd_data(\rd_data$62 ),
+    .rmw__addr(\inc_addr$49 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes  queue_bytes (
-    .bus__addr(\rd_addr$55 ),
-    .bus__en(\rd_en$56 ),
+    .bus__addr(\rd_addr$56 ),
+    .bus__en(\rd_en$57 ),
     .clk(clk),
     .inc_amount(meta[15:0]),
-    .inc_stb(\inc_stb$44 ),
-    .rd_data(\rd_data$60 ),
+    .inc_stb(\inc_stb$45 ),
+    .rd_data(\rd_data$61 ),
     .rmw__addr(meta[439:434]),
     .rst(rst)
   );
@@ -9171,95 +9214,73 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = 32'd0;
-    casez (\$43 [15:2])
+    \$46  = 32'd0;
+    casez (\$45 [15:2])
       14'h0000:
-          \$44  = drop_none;
+          \$46  = drop_none;
       14'h0001:
-          \$44  = drop_mac_error;
+          \$46  = drop_mac_error;
       14'h0002:
-          \$44  = drop_runt;
+          \$46  = drop_runt;
       14'h0003:
-          \$44  = drop_oversize;
+          \$46  = drop_oversize;
       14'h0004:
-          \$44  = drop_truncated;
+          \$46  = drop_truncated;
       14'h0005:
-          \$44  = drop_bad_ihl;
+          \$46  = drop_bad_ihl;
       14'h0006:
-          \$44  = drop_bad_length;
+          \$46  = drop_bad_length;
       14'h0007:
-          \$44  = drop_header_limit;
+          \$46  = drop_header_limit;
       14'h0008:
-          \$44  = drop_rule;
+          \$46  = drop_rule;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = 32'd0;
-    casez (\$48 [15:2])
+    \$51  = 32'd0;
+    casez (\$50 [15:2])
       14'h0000:
-          \$49  = rule_hits_0;
+          \$51  = rule_hits_0;
       14'h0001:
-          \$49  = rule_hits_1;
+          \$51  = rule_hits_1;
       14'h0002:
-          \$49  = rule_hits_2;
+          \$51  = rule_hits_2;
       14'h0003:
-          \$49  = rule_hits_3;
+          \$51  = rule_hits_3;
       14'h0004:
-          \$49  = rule_hits_4;
+          \$51  = rule_hits_4;
       14'h0005:
-          \$49  = rule_hits_5;
+          \$51  = rule_hits_5;
       14'h0006:
-          \$49  = rule_hits_6;
+          \$51  = rule_hits_6;
       14'h0007:
-          \$49  = rule_hits_7;
+          \$51  = rule_hits_7;
       14'h0008:
-          \$49  = rule_hits_8;
+          \$51  = rule_hits_8;
       14'h0009:
-          \$49  = rule_hits_9;
+          \$51  = rule_hits_9;
       14'h000a:
-          \$49  = rule_hits_10;
+          \$51  = rule_hits_10;
       14'h000b:
-          \$49  = rule_hits_11;
+          \$51  = rule_hits_11;
       14'h000c:
-          \$49  = rule_hits_12;
+          \$51  = rule_hits_12;
       14'h000d:
-          \$49  = rule_hits_13;
+          \$51  = rule_hits_13;
       14'h000e:
-          \$49  = rule_hits_14;
+          \$51  = rule_hits_14;
       14'h000f:
-          \$49  = rule_hits_15;
+          \$51  = rule_hits_15;
       14'h0010:
-          \$49  = rule_hits_16;
+          \$51  = rule_hits_16;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$65  = frames_in;
+    \$67  = frames_in;
     if (frame_in_stb) begin
-      \$65  = \$1 [31:0];
-    end
-    if (rst) begin
-      \$65  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$66  = bytes_in;
-    if (frame_in_stb) begin
-      \$66  = \$2 [31:0];
-    end
-    if (rst) begin
-      \$66  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$67  = frames_delivered;
-    if (meta_stb) begin
-      if (\$3 ) begin
-        \$67  = \$4 [31:0];
-      end
+      \$67  = \$1 [31:0];
     end
     if (rst) begin
       \$67  = 32'd0;
@@ -9267,13 +9288,9 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$68  = frames_dropped;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        \$68  = \$5 [31:0];
-      end
+    \$68  = bytes_in;
+    if (frame_in_stb) begin
+      \$68  = \$2 [31:0];
     end
     if (rst) begin
       \$68  = 32'd0;
@@ -9281,17 +9298,10 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$69  = drop_none;
+    \$69  = frames_delivered;
     if (meta_stb) begin
-      (* full_case = 32'd1 *)
       if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                \$69  = \$8 [31:0];
-          endcase
-        end
+        \$69  = \$4 [31:0];
       end
     end
     if (rst) begin
@@ -9300,19 +9310,12 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = drop_mac_error;
+    \$70  = frames_dropped;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
       end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                \$70  = \$8 [31:0];
-          endcase
-        end
+        \$70  = \$5 [31:0];
       end
     end
     if (rst) begin
@@ -9321,7 +9324,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = drop_runt;
+    \$71  = drop_none;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9329,10 +9332,6 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
         if (\$6 ) begin
           casez (meta[433:430])
             4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
                 \$71  = \$8 [31:0];
           endcase
         end
@@ -9344,7 +9343,51 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$72  = drop_oversize;
+    \$72  = drop_mac_error;
+    if (meta_stb) begin
+      (* full_case = 32'd1 *)
+      if (\$3 ) begin
+      end else begin
+        if (\$6 ) begin
+          casez (meta[433:430])
+            4'h0:
+                /* empty */;
+            4'h1:
+                \$72  = \$8 [31:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$72  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$73  = drop_runt;
+    if (meta_stb) begin
+      (* full_case = 32'd1 *)
+      if (\$3 ) begin
+      end else begin
+        if (\$6 ) begin
+          casez (meta[433:430])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                \$73  = \$8 [31:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$73  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$74  = drop_oversize;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9358,18 +9401,18 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h2:
                 /* empty */;
             4'h3:
-                \$72  = \$8 [31:0];
+                \$74  = \$8 [31:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$72  = 32'd0;
+      \$74  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$73  = drop_truncated;
+    \$75  = drop_truncated;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9385,18 +9428,18 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h3:
                 /* empty */;
             4'h4:
-                \$73  = \$8 [31:0];
+                \$75  = \$8 [31:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$73  = 32'd0;
+      \$75  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$74  = drop_bad_ihl;
+    \$76  = drop_bad_ihl;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9414,18 +9457,18 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h4:
                 /* empty */;
             4'h5:
-                \$74  = \$8 [31:0];
+                \$76  = \$8 [31:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$74  = 32'd0;
+      \$76  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = drop_bad_length;
+    \$77  = drop_bad_length;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9445,18 +9488,18 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h5:
                 /* empty */;
             4'h6:
-                \$75  = \$8 [31:0];
+                \$77  = \$8 [31:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$75  = 32'd0;
+      \$77  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = drop_header_limit;
+    \$78  = drop_header_limit;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9478,18 +9521,18 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h6:
                 /* empty */;
             4'h7:
-                \$76  = \$8 [31:0];
+                \$78  = \$8 [31:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$76  = 32'd0;
+      \$78  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = drop_rule;
+    \$79  = drop_rule;
     if (meta_stb) begin
       (* full_case = 32'd1 *)
       if (\$3 ) begin
@@ -9513,41 +9556,9 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
             4'h7:
                 /* empty */;
             4'h8:
-                \$77  = \$8 [31:0];
+                \$79  = \$8 [31:0];
           endcase
         end
-      end
-    end
-    if (rst) begin
-      \$77  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = rule_hits_0;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              \$78  = \$11 [31:0];
-        endcase
-      end
-    end
-    if (rst) begin
-      \$78  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$79  = rule_hits_1;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              \$79  = \$11 [31:0];
-        endcase
       end
     end
     if (rst) begin
@@ -9556,15 +9567,11 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$80  = rule_hits_2;
+    \$80  = rule_hits_0;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
           8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
               \$80  = \$11 [31:0];
         endcase
       end
@@ -9575,17 +9582,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$81  = rule_hits_3;
+    \$81  = rule_hits_1;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
           8'h00:
               /* empty */;
           8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
               \$81  = \$11 [31:0];
         endcase
       end
@@ -9596,7 +9599,47 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$82  = rule_hits_4;
+    \$82  = rule_hits_2;
+    if (meta_stb) begin
+      if (\$9 ) begin
+        casez (meta[410:403])
+          8'h00:
+              /* empty */;
+          8'h01:
+              /* empty */;
+          8'h02:
+              \$82  = \$11 [31:0];
+        endcase
+      end
+    end
+    if (rst) begin
+      \$82  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$83  = rule_hits_3;
+    if (meta_stb) begin
+      if (\$9 ) begin
+        casez (meta[410:403])
+          8'h00:
+              /* empty */;
+          8'h01:
+              /* empty */;
+          8'h02:
+              /* empty */;
+          8'h03:
+              \$83  = \$11 [31:0];
+        endcase
+      end
+    end
+    if (rst) begin
+      \$83  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$84  = rule_hits_4;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9609,17 +9652,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h03:
               /* empty */;
           8'h04:
-              \$82  = \$11 [31:0];
+              \$84  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$82  = 32'd0;
+      \$84  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$83  = rule_hits_5;
+    \$85  = rule_hits_5;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9634,17 +9677,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h04:
               /* empty */;
           8'h05:
-              \$83  = \$11 [31:0];
+              \$85  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$83  = 32'd0;
+      \$85  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$84  = rule_hits_6;
+    \$86  = rule_hits_6;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9661,17 +9704,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h05:
               /* empty */;
           8'h06:
-              \$84  = \$11 [31:0];
+              \$86  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$84  = 32'd0;
+      \$86  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$85  = rule_hits_7;
+    \$87  = rule_hits_7;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9690,17 +9733,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h06:
               /* empty */;
           8'h07:
-              \$85  = \$11 [31:0];
+              \$87  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$85  = 32'd0;
+      \$87  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$86  = rule_hits_8;
+    \$88  = rule_hits_8;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9721,17 +9764,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h07:
               /* empty */;
           8'h08:
-              \$86  = \$11 [31:0];
+              \$88  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$86  = 32'd0;
+      \$88  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$87  = rule_hits_9;
+    \$89  = rule_hits_9;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9754,17 +9797,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h08:
               /* empty */;
           8'h09:
-              \$87  = \$11 [31:0];
+              \$89  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$87  = 32'd0;
+      \$89  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$88  = rule_hits_10;
+    \$90  = rule_hits_10;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9789,17 +9832,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h09:
               /* empty */;
           8'h0a:
-              \$88  = \$11 [31:0];
+              \$90  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$88  = 32'd0;
+      \$90  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$89  = rule_hits_11;
+    \$91  = rule_hits_11;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9826,17 +9869,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0a:
               /* empty */;
           8'h0b:
-              \$89  = \$11 [31:0];
+              \$91  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$89  = 32'd0;
+      \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = rule_hits_12;
+    \$92  = rule_hits_12;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9865,17 +9908,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0b:
               /* empty */;
           8'h0c:
-              \$90  = \$11 [31:0];
+              \$92  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$90  = 32'd0;
+      \$92  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$91  = rule_hits_13;
+    \$93  = rule_hits_13;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9906,17 +9949,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0c:
               /* empty */;
           8'h0d:
-              \$91  = \$11 [31:0];
+              \$93  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$91  = 32'd0;
+      \$93  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$92  = rule_hits_14;
+    \$94  = rule_hits_14;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9949,17 +9992,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0d:
               /* empty */;
           8'h0e:
-              \$92  = \$11 [31:0];
+              \$94  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$92  = 32'd0;
+      \$94  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$93  = rule_hits_15;
+    \$95  = rule_hits_15;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -9994,17 +10037,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0e:
               /* empty */;
           8'h0f:
-              \$93  = \$11 [31:0];
+              \$95  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$93  = 32'd0;
+      \$95  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = rule_hits_16;
+    \$96  = rule_hits_16;
     if (meta_stb) begin
       if (\$9 ) begin
         casez (meta[410:403])
@@ -10041,161 +10084,168 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
           8'h0f:
               /* empty */;
           8'h10:
-              \$94  = \$11 [31:0];
+              \$96  = \$11 [31:0];
         endcase
       end
     end
     if (rst) begin
-      \$94  = 32'd0;
+      \$96  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = mem_wait;
+    \$97  = mem_wait;
     if (\$14 ) begin
       if (\$18 ) begin
-        \$95  = 1'h1;
+        \$97  = 1'h1;
       end
       if (\$22 ) begin
-        \$95  = 1'h1;
+        \$97  = 1'h1;
       end
       if (\$26 ) begin
-        \$95  = 1'h1;
+        \$97  = 1'h1;
       end
     end
-    if (mem_wait) begin
-      \$95  = 1'h0;
+    if (mem_ready) begin
+      \$97  = 1'h0;
     end
     if (rst) begin
-      \$95  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$96  = mem_sel;
+    \$98  = mem_sel;
     if (\$14 ) begin
       if (\$18 ) begin
-        \$96  = 2'h1;
+        \$98  = 2'h1;
       end
       if (\$22 ) begin
-        \$96  = 2'h2;
+        \$98  = 2'h2;
       end
       if (\$26 ) begin
-        \$96  = 2'h3;
+        \$98  = 2'h3;
       end
     end
     if (rst) begin
-      \$96  = 2'h0;
+      \$98  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$99  = \$28 ;
+    if (rst) begin
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     csr__ack = 1'h0;
-    if (\$35 ) begin
+    if (\$37 ) begin
       csr__ack = 1'h1;
-      if (\$54 ) begin
+      if (\$56 ) begin
         csr__ack = 1'h0;
       end
-      if (\$59 ) begin
+      if (\$61 ) begin
         csr__ack = 1'h0;
       end
-      if (\$64 ) begin
+      if (\$66 ) begin
         csr__ack = 1'h0;
       end
     end
-    if (mem_wait) begin
+    if (mem_ready) begin
       csr__ack = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     csr__r_data = 32'd0;
-    if (\$35 ) begin
-      if (\$36 ) begin
+    if (\$37 ) begin
+      if (\$38 ) begin
         csr__r_data = frames_in;
       end
-      if (\$37 ) begin
+      if (\$39 ) begin
         csr__r_data = bytes_in;
       end
-      if (\$38 ) begin
+      if (\$40 ) begin
         csr__r_data = frames_delivered;
       end
-      if (\$39 ) begin
+      if (\$41 ) begin
         csr__r_data = frames_dropped;
       end
-      if (\$42 ) begin
-        csr__r_data = \$44 ;
+      if (\$44 ) begin
+        csr__r_data = \$46 ;
       end
-      if (\$47 ) begin
-        csr__r_data = \$49 ;
+      if (\$49 ) begin
+        csr__r_data = \$51 ;
       end
     end
-    if (mem_wait) begin
+    if (mem_ready) begin
       casez (mem_sel)
         2'h1:
             csr__r_data = rd_data;
         2'h2:
-            csr__r_data = \rd_data$60 ;
-        2'h3:
             csr__r_data = \rd_data$61 ;
+        2'h3:
+            csr__r_data = \rd_data$62 ;
       endcase
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     rd_addr = 6'h00;
-    if (\$35 ) begin
-      rd_addr = \$50 [7:2];
+    if (\$37 ) begin
+      rd_addr = \$52 [7:2];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     rd_en = 1'h0;
-    if (\$35 ) begin
-      if (\$54 ) begin
+    if (\$37 ) begin
+      if (\$56 ) begin
         rd_en = 1'h1;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_addr$55  = 6'h00;
-    if (\$35 ) begin
-      \rd_addr$55  = \$55 [7:2];
+    \rd_addr$56  = 6'h00;
+    if (\$37 ) begin
+      \rd_addr$56  = \$57 [7:2];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_en$56  = 1'h0;
-    if (\$35 ) begin
-      if (\$59 ) begin
-        \rd_en$56  = 1'h1;
+    \rd_en$57  = 1'h0;
+    if (\$37 ) begin
+      if (\$61 ) begin
+        \rd_en$57  = 1'h1;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_addr$57  = 9'h000;
-    if (\$35 ) begin
-      \rd_addr$57  = \$60 [10:2];
+    \rd_addr$58  = 9'h000;
+    if (\$37 ) begin
+      \rd_addr$58  = \$62 [10:2];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_en$58  = 1'h0;
-    if (\$35 ) begin
-      if (\$64 ) begin
-        \rd_en$58  = 1'h1;
+    \rd_en$59  = 1'h0;
+    if (\$37 ) begin
+      if (\$66 ) begin
+        \rd_en$59  = 1'h1;
       end
     end
   end
   assign inc_addr = meta[439:434];
   assign inc_amount = 1'h1;
-  assign \inc_addr$45  = meta[439:434];
-  assign \inc_amount$46  = meta[15:0];
-  assign \inc_stb$47  = meta_stb;
-  assign bucket = \inc_addr$48 ;
-  assign \inc_amount$50  = 1'h1;
+  assign \inc_addr$46  = meta[439:434];
+  assign \inc_amount$47  = meta[15:0];
+  assign \inc_stb$48  = meta_stb;
+  assign bucket = \inc_addr$49 ;
+  assign \inc_amount$51  = 1'h1;
   assign \meta.length  = meta[15:0];
   assign \meta.error  = meta[19:16];
   assign \meta.flags  = meta[29:20];
@@ -10229,12 +10279,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   assign \meta.generation  = meta[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, rmw__addr, rd_data, bus__addr, bus__en, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, rmw__addr, bus__addr, bus__en, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [32:0] \$1 ;
   reg \$2 ;
   reg [8:0] \$3 ;
   reg \$4 ;
+  reg [31:0] \$5 ;
   input [8:0] bus__addr;
   wire [8:0] bus__addr;
   wire [31:0] bus__data;
@@ -10248,7 +10299,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
   wire inc_stb;
   wire [8:0] rd_addr;
   output [31:0] rd_data;
-  wire [31:0] rd_data;
+  reg [31:0] rd_data = 32'd0;
   wire rd_en;
   input [8:0] rmw__addr;
   wire [8:0] rmw__addr;
@@ -10783,22 +10834,24 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
     if (wr__en)
       mem[wr__addr] <= \$1 [31:0];
   end
-  reg [31:0] _0_;
-  reg [8:0] _1_;
+  reg [8:0] _0_;
+  reg [31:0] _1_;
   always @(posedge clk) begin
+    _0_ <= rmw__addr;
     if (bus__en) begin
-      _0_ <= mem[bus__addr];
+      _1_ <= mem[bus__addr];
     end
-    _1_ <= rmw__addr;
   end
-  assign rd_data = _0_;
-  assign rmw__data = mem[_1_];
+  assign rmw__data = mem[_0_];
+  assign bus__data = _1_;
   always @(posedge clk)
     wr__en <= \$2 ;
   always @(posedge clk)
     wr__addr <= \$3 ;
   always @(posedge clk)
     s1_amount <= \$4 ;
+  always @(posedge clk)
+    rd_data <= \$5 ;
   assign \$1  = rmw__data + s1_amount;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -10821,6 +10874,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
       \$4  = 1'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$5  = bus__data;
+    if (rst) begin
+      \$5  = 32'd0;
+    end
+  end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
   assign s1_addr = wr__addr;
@@ -10828,16 +10888,16 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
   assign s1_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
-  assign bus__data = rd_data;
   assign inc_amount = 1'h1;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, rd_data, inc_amount, rmw__addr, bus__addr, bus__en, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, inc_amount, rmw__addr, bus__addr, bus__en, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [32:0] \$1 ;
   reg \$2 ;
   reg [5:0] \$3 ;
   reg [15:0] \$4 ;
+  reg [31:0] \$5 ;
   input [5:0] bus__addr;
   wire [5:0] bus__addr;
   wire [31:0] bus__data;
@@ -10852,7 +10912,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, rd_d
   wire inc_stb;
   wire [5:0] rd_addr;
   output [31:0] rd_data;
-  wire [31:0] rd_data;
+  reg [31:0] rd_data = 32'd0;
   wire rd_en;
   input [5:0] rmw__addr;
   wire [5:0] rmw__addr;
@@ -10939,22 +10999,24 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, rd_d
     if (wr__en)
       mem[wr__addr] <= \$1 [31:0];
   end
-  reg [31:0] _0_;
-  reg [5:0] _1_;
+  reg [5:0] _0_;
+  reg [31:0] _1_;
   always @(posedge clk) begin
+    _0_ <= rmw__addr;
     if (bus__en) begin
-      _0_ <= mem[bus__addr];
+      _1_ <= mem[bus__addr];
     end
-    _1_ <= rmw__addr;
   end
-  assign rd_data = _0_;
-  assign rmw__data = mem[_1_];
+  assign rmw__data = mem[_0_];
+  assign bus__data = _1_;
   always @(posedge clk)
     wr__en <= \$2 ;
   always @(posedge clk)
     wr__addr <= \$3 ;
   always @(posedge clk)
     s1_amount <= \$4 ;
+  always @(posedge clk)
+    rd_data <= \$5 ;
   assign \$1  = rmw__data + s1_amount;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -10977,6 +11039,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, rd_d
       \$4  = 16'h0000;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$5  = bus__data;
+    if (rst) begin
+      \$5  = 32'd0;
+    end
+  end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
   assign s1_addr = wr__addr;
@@ -10984,15 +11053,15 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, rd_d
   assign s1_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
-  assign bus__data = rd_data;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rd_data, rmw__addr, bus__addr, bus__en, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rmw__addr, bus__addr, bus__en, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [32:0] \$1 ;
   reg \$2 ;
   reg [5:0] \$3 ;
   reg \$4 ;
+  reg [31:0] \$5 ;
   input [5:0] bus__addr;
   wire [5:0] bus__addr;
   wire [31:0] bus__data;
@@ -11006,7 +11075,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rd
   wire inc_stb;
   wire [5:0] rd_addr;
   output [31:0] rd_data;
-  wire [31:0] rd_data;
+  reg [31:0] rd_data = 32'd0;
   wire rd_en;
   input [5:0] rmw__addr;
   wire [5:0] rmw__addr;
@@ -11093,22 +11162,24 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rd
     if (wr__en)
       mem[wr__addr] <= \$1 [31:0];
   end
-  reg [31:0] _0_;
-  reg [5:0] _1_;
+  reg [5:0] _0_;
+  reg [31:0] _1_;
   always @(posedge clk) begin
+    _0_ <= rmw__addr;
     if (bus__en) begin
-      _0_ <= mem[bus__addr];
+      _1_ <= mem[bus__addr];
     end
-    _1_ <= rmw__addr;
   end
-  assign rd_data = _0_;
-  assign rmw__data = mem[_1_];
+  assign rmw__data = mem[_0_];
+  assign bus__data = _1_;
   always @(posedge clk)
     wr__en <= \$2 ;
   always @(posedge clk)
     wr__addr <= \$3 ;
   always @(posedge clk)
     s1_amount <= \$4 ;
+  always @(posedge clk)
+    rd_data <= \$5 ;
   assign \$1  = rmw__data + s1_amount;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
@@ -11131,6 +11202,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rd
       \$4  = 1'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$5  = bus__data;
+    if (rst) begin
+      \$5  = 32'd0;
+    end
+  end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
   assign s1_addr = wr__addr;
@@ -11138,7 +11216,6 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rd
   assign s1_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
-  assign bus__data = rd_data;
   assign inc_amount = 1'h1;
 endmodule
 
@@ -14014,11 +14091,11 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, reta_addr, reta_busy, reta_r_data, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation
-, commit_pending, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb
+, counters__w_stb, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [9:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
@@ -14128,7 +14205,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [16:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$200 ;
   wire \$201 ;
@@ -14329,7 +14406,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [16:0] \$380 ;
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
@@ -14350,7 +14427,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [16:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
@@ -14392,7 +14469,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire \$437 ;
+  wire [16:0] \$437 ;
   wire \$438 ;
   wire \$439 ;
   wire \$44 ;
@@ -14401,10 +14478,10 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
+  wire [2:0] \$445 ;
+  wire [2:0] \$446 ;
   wire \$447 ;
-  wire [16:0] \$448 ;
+  wire \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
@@ -14461,13 +14538,13 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
-  wire [16:0] \$5 ;
+  wire \$5 ;
   wire \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
-  wire [16:0] \$504 ;
+  wire \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire \$507 ;
@@ -14504,12 +14581,12 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire \$538 ;
+  wire [16:0] \$538 ;
   wire \$539 ;
   wire \$54 ;
   wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
+  wire [16:0] \$541 ;
+  wire [16:0] \$542 ;
   wire \$543 ;
   wire \$544 ;
   wire \$545 ;
@@ -14558,42 +14635,74 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$584 ;
   wire \$585 ;
   wire \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg [8:0] \$589 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
-  reg [8:0] \$590 ;
-  reg [11471:0] \$591 ;
-  reg [7:0] \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg [15:0] \$595 ;
-  reg [15:0] \$596 ;
-  reg [19:0] \$597 ;
-  reg [319:0] \$598 ;
-  reg [15:0] \$599 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire [16:0] \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg [31:0] \$602 ;
-  reg [31:0] \$603 ;
-  reg [31:0] \$604 ;
-  reg [31:0] \$605 ;
-  reg [31:0] \$606 ;
-  reg [31:0] \$607 ;
-  reg [31:0] \$608 ;
-  reg [31:0] \$609 ;
+  wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
   wire \$61 ;
-  reg [31:0] \$610 ;
-  reg [31:0] \$611 ;
-  reg [31:0] \$612 ;
-  reg [31:0] \$613 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
   reg [31:0] \$614 ;
-  reg [31:0] \$615 ;
+  reg \$615 ;
+  reg [8:0] \$616 ;
+  reg \$617 ;
+  reg \$618 ;
+  reg [8:0] \$619 ;
   wire \$62 ;
+  reg \$620 ;
+  reg \$621 ;
+  reg [8:0] \$622 ;
+  reg [11471:0] \$623 ;
+  reg [7:0] \$624 ;
+  reg \$625 ;
+  reg \$626 ;
+  reg [15:0] \$627 ;
+  reg [15:0] \$628 ;
+  reg [19:0] \$629 ;
   wire \$63 ;
+  reg [319:0] \$630 ;
+  reg [15:0] \$631 ;
+  reg \$632 ;
+  reg [1:0] \$633 ;
+  reg [31:0] \$634 ;
+  reg [31:0] \$635 ;
+  reg [31:0] \$636 ;
+  reg [31:0] \$637 ;
+  reg [31:0] \$638 ;
+  reg [31:0] \$639 ;
   wire \$64 ;
+  reg [31:0] \$640 ;
+  reg [31:0] \$641 ;
+  reg [31:0] \$642 ;
+  reg [31:0] \$643 ;
+  reg [31:0] \$644 ;
+  reg [31:0] \$645 ;
+  reg [31:0] \$646 ;
+  reg [31:0] \$647 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -14608,7 +14717,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [9:0] \$78 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
@@ -14632,14 +14741,17 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  reg [8:0] \$like  = 9'h000;
+  reg \$signal  = 1'h0;
+  reg \$signal$8  = 1'h0;
   input clk;
   wire clk;
   input commit_apply;
   wire commit_apply;
-  output commit_done;
+  (* init = 1'h0 *)
   wire commit_done;
-  output commit_pending;
-  reg commit_pending = 1'h0;
+  (* init = 1'h0 *)
+  wire commit_pending;
   reg [8:0] copy_addr = 9'h000;
   reg [8:0] copy_at = 9'h000;
   reg copying = 1'h0;
@@ -14680,12 +14792,14 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   output [319:0] key;
   reg [319:0] key = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
   reg landing = 1'h0;
+  output landing_last;
+  reg landing_last = 1'h0;
   output [15:0] max_frame;
   reg [15:0] max_frame = 16'h05f2;
   output pass_errors;
   reg pass_errors = 1'h0;
-  (* init = 1'h0 *)
-  wire pending;
+  output pending;
+  reg pending = 1'h0;
   input reta_ack;
   wire reta_ack;
   output [8:0] reta_addr;
@@ -14701,9 +14815,10 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   reg reta_w_stb;
   input rst;
   wire rst;
+  reg [31:0] rule_data = 32'd0;
   wire [8:0] rule_r__addr;
   wire [31:0] rule_r__data;
-  reg rule_read_wait = 1'h0;
+  reg [1:0] rule_read_wait = 2'h0;
   wire [8:0] rule_w__addr;
   wire [31:0] rule_w__data;
   reg rule_w__en;
@@ -15994,668 +16109,2234 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   end
   always @(posedge clk) begin
     if (rule_w__en)
-      rule_mem[\$5 [10:2]] <= csr__w_data;
+      rule_mem[\$542 [10:2]] <= csr__w_data;
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
     _0_ <= rule_r__addr;
   end
   assign rule_r__data = rule_mem[_0_];
-  assign \$383  = copy_at == 9'h1a4;
-  assign \$384  = copy_at == 9'h1a5;
-  assign \$385  = copy_at == 9'h1a6;
-  assign \$386  = copy_at == 9'h1a7;
-  assign \$387  = copy_at == 9'h1a8;
-  assign \$388  = copy_at == 9'h1a9;
-  assign \$389  = copy_at == 9'h1aa;
-  assign \$390  = copy_at == 9'h1ab;
-  assign \$391  = copy_at == 9'h1ac;
-  assign \$392  = copy_at == 9'h1ad;
-  assign \$393  = copy_at == 9'h1ae;
-  assign \$394  = copy_at == 9'h1af;
-  assign \$395  = copy_at == 9'h1b0;
-  assign \$396  = copy_at == 9'h1b1;
-  assign \$397  = copy_at == 9'h1b2;
-  assign \$398  = copy_at == 9'h1b3;
-  assign \$399  = copy_at == 9'h1b4;
-  assign \$400  = copy_at == 9'h1b5;
-  assign \$401  = copy_at == 9'h1b6;
-  assign \$402  = copy_at == 9'h1c0;
-  assign \$403  = copy_at == 9'h1c1;
-  assign \$404  = copy_at == 9'h1c2;
-  assign \$405  = copy_at == 9'h1c3;
-  assign \$406  = copy_at == 9'h1c4;
-  assign \$407  = copy_at == 9'h1c5;
-  assign \$408  = copy_at == 9'h1c6;
-  assign \$409  = copy_at == 9'h1c7;
-  assign \$410  = copy_at == 9'h1c8;
-  assign \$411  = copy_at == 9'h1c9;
-  assign \$412  = copy_at == 9'h1ca;
-  assign \$413  = copy_at == 9'h1cb;
-  assign \$414  = copy_at == 9'h1cc;
-  assign \$415  = copy_at == 9'h1cd;
-  assign \$416  = copy_at == 9'h1ce;
-  assign \$417  = copy_at == 9'h1cf;
-  assign \$418  = copy_at == 9'h1d0;
-  assign \$419  = copy_at == 9'h1d1;
-  assign \$420  = copy_at == 9'h1d2;
-  assign \$421  = copy_at == 9'h1d3;
-  assign \$422  = copy_at == 9'h1d4;
-  assign \$423  = copy_at == 9'h1d5;
-  assign \$424  = copy_at == 9'h1d6;
-  assign \$425  = copy_at == 9'h1e0;
-  assign \$426  = copy_at == 9'h1e1;
-  assign \$427  = copy_at == 9'h1e2;
-  assign \$428  = copy_at == 9'h1e3;
-  assign \$429  = copy_at == 9'h1e4;
-  assign \$430  = copy_at == 9'h1e5;
-  assign \$431  = copy_at == 9'h1e6;
-  assign \$432  = copy_at == 9'h1e7;
-  assign \$433  = copy_at == 9'h1e8;
-  assign \$434  = copy_at == 9'h1e9;
-  assign \$435  = copy_at == 9'h1ea;
-  assign \$436  = copy_at == 9'h1eb;
-  assign \$437  = copy_at == 9'h1ec;
-  assign \$438  = copy_at == 9'h1ed;
-  assign \$439  = copy_at == 9'h1ee;
-  assign \$440  = copy_at == 9'h1ef;
-  assign \$441  = copy_at == 9'h1f0;
-  assign \$442  = copy_at == 9'h1f1;
-  assign \$443  = copy_at == 9'h1f2;
-  assign \$444  = copy_at == 9'h1f3;
-  assign \$445  = copy_at == 9'h1f4;
-  assign \$446  = copy_at == 9'h1f5;
-  assign \$447  = copy_at == 9'h1f6;
-  assign \$448  = generation + 1'h1;
-  assign \$449  = copying | landing;
-  assign \$450  = csr__addr >= 13'h1000;
-  assign \$451  = csr__addr < 13'h1800;
+  assign \$353  = copy_at == 9'h1d3;
+  assign \$354  = copy_at == 9'h1d4;
+  assign \$355  = copy_at == 9'h1d5;
+  assign \$356  = copy_at == 9'h1d6;
+  assign \$357  = copy_at == 9'h1e0;
+  assign \$358  = copy_at == 9'h1e1;
+  assign \$359  = copy_at == 9'h1e2;
+  assign \$360  = copy_at == 9'h1e3;
+  assign \$361  = copy_at == 9'h1e4;
+  assign \$362  = copy_at == 9'h1e5;
+  assign \$363  = copy_at == 9'h1e6;
+  assign \$364  = copy_at == 9'h1e7;
+  assign \$365  = copy_at == 9'h1e8;
+  assign \$366  = copy_at == 9'h1e9;
+  assign \$367  = copy_at == 9'h1ea;
+  assign \$368  = copy_at == 9'h1eb;
+  assign \$369  = copy_at == 9'h1ec;
+  assign \$370  = copy_at == 9'h1ed;
+  assign \$371  = copy_at == 9'h1ee;
+  assign \$372  = copy_at == 9'h1ef;
+  assign \$373  = copy_at == 9'h1f0;
+  assign \$374  = copy_at == 9'h1f1;
+  assign \$375  = copy_at == 9'h1f2;
+  assign \$376  = copy_at == 9'h1f3;
+  assign \$377  = copy_at == 9'h1f4;
+  assign \$378  = copy_at == 9'h1f5;
+  assign \$379  = copy_at == 9'h1f6;
+  assign \$380  = generation + 1'h1;
+  assign \$381  = copying | \$signal ;
+  assign \$382  = \$381  | landing;
+  assign \$383  = csr__addr >= 13'h1000;
+  assign \$384  = csr__addr < 13'h1800;
+  assign \$385  = \$383  & \$384 ;
+  assign \$386  = csr__addr >= 8'h80;
+  assign \$387  = csr__addr < 8'h84;
+  assign \$388  = \$386  & \$387 ;
+  assign \$390  = csr__addr >= 8'h84;
+  assign \$391  = csr__addr < 8'h88;
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = \$389  | \$392 ;
+  assign \$394  = csr__addr >= 8'h88;
+  assign \$395  = csr__addr < 8'h8c;
+  assign \$396  = \$394  & \$395 ;
+  assign \$397  = \$393  | \$396 ;
+  assign \$398  = csr__addr >= 8'h8c;
+  assign \$399  = csr__addr < 8'h90;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = \$397  | \$400 ;
+  assign \$402  = csr__addr >= 8'hc0;
+  assign \$403  = csr__addr < 8'he4;
+  assign \$404  = \$402  & \$403 ;
+  assign \$405  = \$401  | \$404 ;
+  assign \$406  = csr__addr >= 15'h6000;
+  assign \$407  = csr__addr < 15'h6044;
+  assign \$408  = \$406  & \$407 ;
+  assign \$409  = \$405  | \$408 ;
+  assign \$410  = csr__addr >= 15'h7000;
+  assign \$411  = csr__addr < 15'h7100;
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = \$409  | \$412 ;
+  assign \$414  = csr__addr >= 15'h7400;
+  assign \$415  = csr__addr < 15'h7500;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$413  | \$416 ;
+  assign \$418  = csr__addr >= 16'h8000;
+  assign \$419  = csr__addr < 16'h8800;
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = \$417  | \$420 ;
+  assign \$422  = csr__addr >= 16'hb024;
+  assign \$423  = csr__addr < 16'hb024;
+  assign \$424  = \$422  & \$423 ;
+  assign \$425  = \$421  | \$424 ;
+  assign \$426  = csr__addr >= 16'hc028;
+  assign \$427  = csr__addr < 16'hc028;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = \$425  | \$428 ;
+  assign \$430  = csr__addr >= 16'hc02c;
+  assign \$431  = csr__addr < 16'hc02c;
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = \$429  | \$432 ;
+  assign \$434  = csr__addr >= 15'h4000;
+  assign \$435  = csr__addr < 15'h4800;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = csr__addr - 15'h4000;
+  assign \$438  = \$437 [6:2] < 5'h17;
+  assign \$439  = \$436  & \$438 ;
+  assign \$440  = copying | \$signal ;
+  assign \$441  = \$440  | landing;
+  assign \$442  = ~ \$441 ;
+  assign \$443  = csr__r_stb & \$442 ;
+  assign \$444  = rule_read_wait == 2'h2;
+  assign \$445  = rule_read_wait + 1'h1;
+  assign \$446  = \$444  ? 3'h0 : \$445 ;
+  assign \$447  = copying | \$signal ;
+  assign \$448  = \$447  | landing;
+  assign \$449  = ~ \$448 ;
+  assign \$450  = csr__w_stb & \$449 ;
+  assign \$451  = csr__addr == 6'h30;
   assign \$452  = \$450  & \$451 ;
-  assign \$453  = csr__addr >= 8'h80;
-  assign \$454  = csr__addr < 8'h84;
-  assign \$455  = \$453  & \$454 ;
-  assign \$457  = csr__addr >= 8'h84;
-  assign \$458  = csr__addr < 8'h88;
+  assign \$453  = \$452  & csr__w_data[0];
+  assign \$454  = copying | \$signal ;
+  assign \$455  = \$454  | landing;
+  assign \$456  = ~ \$455 ;
+  assign \$457  = csr__w_stb & \$456 ;
+  assign \$458  = csr__addr == 6'h20;
   assign \$459  = \$457  & \$458 ;
-  assign \$460  = \$456  | \$459 ;
-  assign \$461  = csr__addr >= 8'h88;
-  assign \$462  = csr__addr < 8'h8c;
-  assign \$463  = \$461  & \$462 ;
-  assign \$464  = \$460  | \$463 ;
-  assign \$465  = csr__addr >= 8'h8c;
-  assign \$466  = csr__addr < 8'h90;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$464  | \$467 ;
-  assign \$469  = csr__addr >= 8'hc0;
-  assign \$470  = csr__addr < 8'he4;
+  assign \$460  = copying | \$signal ;
+  assign \$461  = \$460  | landing;
+  assign \$462  = ~ \$461 ;
+  assign \$463  = csr__w_stb & \$462 ;
+  assign \$464  = csr__addr == 6'h24;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = copying | \$signal ;
+  assign \$467  = \$466  | landing;
+  assign \$468  = ~ \$467 ;
+  assign \$469  = csr__w_stb & \$468 ;
+  assign \$470  = csr__addr == 6'h28;
   assign \$471  = \$469  & \$470 ;
-  assign \$472  = \$468  | \$471 ;
-  assign \$473  = csr__addr >= 15'h6000;
-  assign \$474  = csr__addr < 15'h6044;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$472  | \$475 ;
-  assign \$477  = csr__addr >= 15'h7000;
-  assign \$478  = csr__addr < 15'h7100;
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = \$476  | \$479 ;
-  assign \$481  = csr__addr >= 15'h7400;
-  assign \$482  = csr__addr < 15'h7500;
+  assign \$472  = copying | \$signal ;
+  assign \$473  = \$472  | landing;
+  assign \$474  = ~ \$473 ;
+  assign \$475  = csr__w_stb & \$474 ;
+  assign \$476  = csr__addr == 6'h2c;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = copying | \$signal ;
+  assign \$479  = \$478  | landing;
+  assign \$480  = ~ \$479 ;
+  assign \$481  = csr__w_stb & \$480 ;
+  assign \$482  = csr__addr == 7'h40;
   assign \$483  = \$481  & \$482 ;
-  assign \$484  = \$480  | \$483 ;
-  assign \$485  = csr__addr >= 16'h8000;
-  assign \$486  = csr__addr < 16'h8800;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$484  | \$487 ;
-  assign \$489  = csr__addr >= 16'hb024;
-  assign \$490  = csr__addr < 16'hb024;
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = \$488  | \$491 ;
-  assign \$493  = csr__addr >= 16'hc028;
-  assign \$494  = csr__addr < 16'hc028;
+  assign \$484  = copying | \$signal ;
+  assign \$485  = \$484  | landing;
+  assign \$486  = ~ \$485 ;
+  assign \$487  = csr__w_stb & \$486 ;
+  assign \$488  = csr__addr == 7'h44;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = copying | \$signal ;
+  assign \$491  = \$490  | landing;
+  assign \$492  = ~ \$491 ;
+  assign \$493  = csr__w_stb & \$492 ;
+  assign \$494  = csr__addr == 7'h48;
   assign \$495  = \$493  & \$494 ;
-  assign \$496  = \$492  | \$495 ;
-  assign \$497  = csr__addr >= 16'hc02c;
-  assign \$498  = csr__addr < 16'hc02c;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = \$496  | \$499 ;
-  assign \$501  = csr__addr >= 15'h4000;
-  assign \$502  = csr__addr < 15'h4800;
-  assign \$503  = \$501  & \$502 ;
-  assign \$504  = csr__addr - 15'h4000;
-  assign \$505  = \$504 [6:2] < 5'h17;
-  assign \$506  = \$503  & \$505 ;
-  assign \$507  = copying | landing;
-  assign \$508  = ~ \$507 ;
-  assign \$509  = csr__r_stb & \$508 ;
-  assign \$510  = ~ rule_read_wait;
-  assign \$511  = copying | landing;
-  assign \$512  = ~ \$511 ;
-  assign \$513  = csr__w_stb & \$512 ;
-  assign \$514  = csr__addr == 6'h30;
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = \$515  & csr__w_data[0];
-  assign \$517  = copying | landing;
-  assign \$518  = ~ \$517 ;
-  assign \$519  = csr__w_stb & \$518 ;
-  assign \$520  = csr__addr == 6'h20;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = copying | landing;
-  assign \$523  = ~ \$522 ;
-  assign \$524  = csr__w_stb & \$523 ;
-  assign \$525  = csr__addr == 6'h24;
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = copying | landing;
+  assign \$496  = copying | \$signal ;
+  assign \$497  = \$496  | landing;
+  assign \$498  = ~ \$497 ;
+  assign \$499  = csr__w_stb & \$498 ;
+  assign \$500  = csr__addr == 7'h4c;
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = copying | \$signal ;
+  assign \$503  = \$502  | landing;
+  assign \$504  = ~ \$503 ;
+  assign \$505  = csr__w_stb & \$504 ;
+  assign \$506  = csr__addr == 7'h50;
+  assign \$507  = \$505  & \$506 ;
+  assign \$508  = copying | \$signal ;
+  assign \$509  = \$508  | landing;
+  assign \$510  = ~ \$509 ;
+  assign \$511  = csr__w_stb & \$510 ;
+  assign \$512  = csr__addr == 7'h54;
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = copying | \$signal ;
+  assign \$515  = \$514  | landing;
+  assign \$516  = ~ \$515 ;
+  assign \$517  = csr__w_stb & \$516 ;
+  assign \$518  = csr__addr == 7'h58;
+  assign \$519  = \$517  & \$518 ;
+  assign \$520  = copying | \$signal ;
+  assign \$521  = \$520  | landing;
+  assign \$522  = ~ \$521 ;
+  assign \$523  = csr__w_stb & \$522 ;
+  assign \$524  = csr__addr == 7'h5c;
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = copying | \$signal ;
+  assign \$527  = \$526  | landing;
   assign \$528  = ~ \$527 ;
   assign \$529  = csr__w_stb & \$528 ;
-  assign \$530  = csr__addr == 6'h28;
+  assign \$530  = csr__addr == 7'h60;
   assign \$531  = \$529  & \$530 ;
-  assign \$532  = copying | landing;
-  assign \$533  = ~ \$532 ;
-  assign \$534  = csr__w_stb & \$533 ;
-  assign \$535  = csr__addr == 6'h2c;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = copying | landing;
-  assign \$538  = ~ \$537 ;
-  assign \$539  = csr__w_stb & \$538 ;
-  assign \$540  = csr__addr == 7'h40;
-  assign \$541  = \$539  & \$540 ;
-  assign \$542  = copying | landing;
-  assign \$543  = ~ \$542 ;
-  assign \$544  = csr__w_stb & \$543 ;
-  assign \$545  = csr__addr == 7'h44;
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = copying | landing;
-  assign \$548  = ~ \$547 ;
-  assign \$549  = csr__w_stb & \$548 ;
-  assign \$550  = csr__addr == 7'h48;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = copying | landing;
-  assign \$553  = ~ \$552 ;
-  assign \$554  = csr__w_stb & \$553 ;
-  assign \$555  = csr__addr == 7'h4c;
+  assign \$532  = copying | \$signal ;
+  assign \$533  = \$532  | landing;
+  assign \$534  = ~ \$533 ;
+  assign \$535  = csr__w_stb & \$534 ;
+  assign \$536  = csr__addr == 7'h64;
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = csr__addr - 13'h1000;
+  assign \$539  = copying | \$signal ;
+  assign \$540  = \$539  | landing;
+  assign \$541  = csr__addr - 15'h4000;
+  assign rule_r__addr = \$540  ? copy_addr : \$541 [10:2];
+  assign \$542  = csr__addr - 15'h4000;
+  assign \$543  = csr__addr >= 13'h1000;
+  assign \$544  = csr__addr < 13'h1800;
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = csr__addr >= 8'h80;
+  assign \$547  = csr__addr < 8'h84;
+  assign \$548  = \$546  & \$547 ;
+  assign \$550  = csr__addr >= 8'h84;
+  assign \$551  = csr__addr < 8'h88;
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = \$549  | \$552 ;
+  assign \$554  = csr__addr >= 8'h88;
+  assign \$555  = csr__addr < 8'h8c;
   assign \$556  = \$554  & \$555 ;
-  assign \$557  = copying | landing;
-  assign \$558  = ~ \$557 ;
-  assign \$559  = csr__w_stb & \$558 ;
-  assign \$560  = csr__addr == 7'h50;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = copying | landing;
-  assign \$563  = ~ \$562 ;
-  assign \$564  = csr__w_stb & \$563 ;
-  assign \$565  = csr__addr == 7'h54;
-  assign \$566  = \$564  & \$565 ;
-  assign \$567  = copying | landing;
-  assign \$568  = ~ \$567 ;
-  assign \$569  = csr__w_stb & \$568 ;
-  assign \$570  = csr__addr == 7'h58;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = copying | landing;
-  assign \$573  = ~ \$572 ;
-  assign \$574  = csr__w_stb & \$573 ;
-  assign \$575  = csr__addr == 7'h5c;
+  assign \$557  = \$553  | \$556 ;
+  assign \$558  = csr__addr >= 8'h8c;
+  assign \$559  = csr__addr < 8'h90;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = \$557  | \$560 ;
+  assign \$562  = csr__addr >= 8'hc0;
+  assign \$563  = csr__addr < 8'he4;
+  assign \$564  = \$562  & \$563 ;
+  assign \$565  = \$561  | \$564 ;
+  assign \$566  = csr__addr >= 15'h6000;
+  assign \$567  = csr__addr < 15'h6044;
+  assign \$568  = \$566  & \$567 ;
+  assign \$569  = \$565  | \$568 ;
+  assign \$570  = csr__addr >= 15'h7000;
+  assign \$571  = csr__addr < 15'h7100;
+  assign \$572  = \$570  & \$571 ;
+  assign \$573  = \$569  | \$572 ;
+  assign \$574  = csr__addr >= 15'h7400;
+  assign \$575  = csr__addr < 15'h7500;
   assign \$576  = \$574  & \$575 ;
-  assign \$577  = copying | landing;
-  assign \$578  = ~ \$577 ;
-  assign \$579  = csr__w_stb & \$578 ;
-  assign \$580  = csr__addr == 7'h60;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = copying | landing;
-  assign \$583  = ~ \$582 ;
-  assign \$584  = csr__w_stb & \$583 ;
-  assign \$585  = csr__addr == 7'h64;
-  assign \$586  = \$584  & \$585 ;
+  assign \$577  = \$573  | \$576 ;
+  assign \$578  = csr__addr >= 16'h8000;
+  assign \$579  = csr__addr < 16'h8800;
+  assign \$580  = \$578  & \$579 ;
+  assign \$581  = \$577  | \$580 ;
+  assign \$582  = csr__addr >= 16'hb024;
+  assign \$583  = csr__addr < 16'hb024;
+  assign \$584  = \$582  & \$583 ;
+  assign \$585  = \$581  | \$584 ;
+  assign \$586  = csr__addr >= 16'hc028;
+  assign \$587  = csr__addr < 16'hc028;
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = \$585  | \$588 ;
+  assign \$590  = csr__addr >= 16'hc02c;
+  assign \$591  = csr__addr < 16'hc02c;
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = \$589  | \$592 ;
+  assign \$594  = csr__addr >= 15'h4000;
+  assign \$595  = csr__addr < 15'h4800;
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = csr__addr - 15'h4000;
+  assign \$598  = \$597 [6:2] < 5'h17;
+  assign \$599  = \$596  & \$598 ;
+  assign \$600  = copying | \$signal ;
+  assign \$601  = \$600  | landing;
+  assign \$602  = ~ \$601 ;
+  assign \$603  = csr__r_stb & \$602 ;
+  assign \$604  = rule_read_wait == 2'h2;
+  assign \$605  = copying | \$signal ;
+  assign \$606  = \$605  | landing;
+  assign \$607  = ~ \$606 ;
+  assign \$608  = csr__w_stb & \$607 ;
+  assign \$609  = copying | \$signal ;
+  assign \$610  = \$609  | landing;
+  assign \$611  = ~ \$610 ;
+  assign \$612  = csr__w_stb & \$611 ;
+  assign \$613  = csr__r_stb | \$612 ;
   always @(posedge clk)
-    landing <= \$587 ;
+    rule_data <= \$614 ;
   always @(posedge clk)
-    copying <= \$588 ;
+    \$signal  <= \$615 ;
   always @(posedge clk)
-    copy_addr <= \$589 ;
+    \$like  <= \$616 ;
   always @(posedge clk)
-    copy_at <= \$590 ;
+    \$signal$8  <= \$617 ;
   always @(posedge clk)
-    rules <= \$591 ;
+    landing <= \$618 ;
   always @(posedge clk)
-    hash_enable <= \$592 ;
+    copy_at <= \$619 ;
   always @(posedge clk)
-    symmetric <= \$593 ;
+    landing_last <= \$620 ;
   always @(posedge clk)
-    pass_errors <= \$594 ;
+    copying <= \$621 ;
   always @(posedge clk)
-    max_frame <= \$595 ;
+    copy_addr <= \$622 ;
   always @(posedge clk)
-    direct_ethertype <= \$596 ;
+    rules <= \$623 ;
   always @(posedge clk)
-    default_action <= \$597 ;
+    hash_enable <= \$624 ;
   always @(posedge clk)
-    key <= \$598 ;
+    symmetric <= \$625 ;
   always @(posedge clk)
-    generation <= \$599 ;
+    pass_errors <= \$626 ;
   always @(posedge clk)
-    commit_pending <= \$600 ;
+    max_frame <= \$627 ;
   always @(posedge clk)
-    rule_read_wait <= \$601 ;
+    direct_ethertype <= \$628 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$602 ;
+    default_action <= \$629 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$603 ;
+    key <= \$630 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$604 ;
+    generation <= \$631 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$605 ;
+    pending <= \$632 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$606 ;
+    rule_read_wait <= \$633 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$607 ;
+    shadow_ctrl_0_0 <= \$634 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$608 ;
+    shadow_max_frame_0_0 <= \$635 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$609 ;
+    shadow_direct_ethertype_0_0 <= \$636 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$610 ;
+    shadow_default_action_0_0 <= \$637 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$611 ;
+    shadow_rss_key_0_0 <= \$638 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$612 ;
+    shadow_rss_key_1_0 <= \$639 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$613 ;
+    shadow_rss_key_2_0 <= \$640 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$614 ;
+    shadow_rss_key_3_0 <= \$641 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$615 ;
-  assign \$1  = ~ copying;
-  assign commit_done = landing & \$1 ;
-  assign \$2  = csr__addr - 13'h1000;
-  assign \$3  = copying | landing;
-  assign \$4  = csr__addr - 15'h4000;
-  assign rule_r__addr = \$3  ? copy_addr : \$4 [10:2];
-  assign \$5  = csr__addr - 15'h4000;
-  assign \$6  = csr__addr >= 13'h1000;
-  assign \$7  = csr__addr < 13'h1800;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = csr__addr >= 8'h80;
-  assign \$10  = csr__addr < 8'h84;
-  assign \$11  = \$9  & \$10 ;
-  assign \$13  = csr__addr >= 8'h84;
-  assign \$14  = csr__addr < 8'h88;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = \$12  | \$15 ;
-  assign \$17  = csr__addr >= 8'h88;
-  assign \$18  = csr__addr < 8'h8c;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$16  | \$19 ;
-  assign \$21  = csr__addr >= 8'h8c;
-  assign \$22  = csr__addr < 8'h90;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$20  | \$23 ;
-  assign \$25  = csr__addr >= 8'hc0;
-  assign \$26  = csr__addr < 8'he4;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$24  | \$27 ;
-  assign \$29  = csr__addr >= 15'h6000;
-  assign \$30  = csr__addr < 15'h6044;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$28  | \$31 ;
-  assign \$33  = csr__addr >= 15'h7000;
-  assign \$34  = csr__addr < 15'h7100;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$32  | \$35 ;
-  assign \$37  = csr__addr >= 15'h7400;
-  assign \$38  = csr__addr < 15'h7500;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$36  | \$39 ;
-  assign \$41  = csr__addr >= 16'h8000;
-  assign \$42  = csr__addr < 16'h8800;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$40  | \$43 ;
-  assign \$45  = csr__addr >= 16'hb024;
-  assign \$46  = csr__addr < 16'hb024;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$44  | \$47 ;
-  assign \$49  = csr__addr >= 16'hc028;
-  assign \$50  = csr__addr < 16'hc028;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$48  | \$51 ;
-  assign \$53  = csr__addr >= 16'hc02c;
-  assign \$54  = csr__addr < 16'hc02c;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$52  | \$55 ;
-  assign \$57  = csr__addr >= 15'h4000;
-  assign \$58  = csr__addr < 15'h4800;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = csr__addr - 15'h4000;
-  assign \$61  = \$60 [6:2] < 5'h17;
-  assign \$62  = \$59  & \$61 ;
-  assign \$63  = copying | landing;
-  assign \$64  = ~ \$63 ;
-  assign \$65  = csr__r_stb & \$64 ;
-  assign \$66  = copying | landing;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = csr__w_stb & \$67 ;
-  assign \$69  = copying | landing;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = csr__w_stb & \$70 ;
-  assign \$72  = csr__r_stb | \$71 ;
-  assign \$73  = commit_apply & commit_pending;
-  assign \$74  = ~ copying;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = ~ landing;
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = copy_addr + 1'h1;
-  assign \$79  = copy_addr == 9'h1ff;
-  assign \$80  = ! copy_at;
-  assign \$81  = copy_at == 1'h1;
-  assign \$82  = copy_at == 2'h2;
-  assign \$83  = copy_at == 2'h3;
-  assign \$84  = copy_at == 3'h4;
-  assign \$85  = copy_at == 3'h5;
-  assign \$86  = copy_at == 3'h6;
-  assign \$87  = copy_at == 3'h7;
-  assign \$88  = copy_at == 4'h8;
-  assign \$89  = copy_at == 4'h9;
-  assign \$90  = copy_at == 4'ha;
-  assign \$91  = copy_at == 4'hb;
-  assign \$92  = copy_at == 4'hc;
-  assign \$93  = copy_at == 4'hd;
-  assign \$94  = copy_at == 4'he;
-  assign \$95  = copy_at == 4'hf;
-  assign \$96  = copy_at == 5'h10;
-  assign \$97  = copy_at == 5'h11;
-  assign \$98  = copy_at == 5'h12;
-  assign \$99  = copy_at == 5'h13;
-  assign \$100  = copy_at == 5'h14;
-  assign \$101  = copy_at == 5'h15;
-  assign \$102  = copy_at == 5'h16;
-  assign \$103  = copy_at == 6'h20;
-  assign \$104  = copy_at == 6'h21;
-  assign \$105  = copy_at == 6'h22;
-  assign \$106  = copy_at == 6'h23;
-  assign \$107  = copy_at == 6'h24;
-  assign \$108  = copy_at == 6'h25;
-  assign \$109  = copy_at == 6'h26;
-  assign \$110  = copy_at == 6'h27;
-  assign \$111  = copy_at == 6'h28;
-  assign \$112  = copy_at == 6'h29;
-  assign \$113  = copy_at == 6'h2a;
-  assign \$114  = copy_at == 6'h2b;
-  assign \$115  = copy_at == 6'h2c;
-  assign \$116  = copy_at == 6'h2d;
-  assign \$117  = copy_at == 6'h2e;
-  assign \$118  = copy_at == 6'h2f;
-  assign \$119  = copy_at == 6'h30;
-  assign \$120  = copy_at == 6'h31;
-  assign \$121  = copy_at == 6'h32;
-  assign \$122  = copy_at == 6'h33;
-  assign \$123  = copy_at == 6'h34;
-  assign \$124  = copy_at == 6'h35;
-  assign \$125  = copy_at == 6'h36;
-  assign \$126  = copy_at == 7'h40;
-  assign \$127  = copy_at == 7'h41;
-  assign \$128  = copy_at == 7'h42;
-  assign \$129  = copy_at == 7'h43;
-  assign \$130  = copy_at == 7'h44;
-  assign \$131  = copy_at == 7'h45;
-  assign \$132  = copy_at == 7'h46;
-  assign \$133  = copy_at == 7'h47;
-  assign \$134  = copy_at == 7'h48;
-  assign \$135  = copy_at == 7'h49;
-  assign \$136  = copy_at == 7'h4a;
-  assign \$137  = copy_at == 7'h4b;
-  assign \$138  = copy_at == 7'h4c;
-  assign \$139  = copy_at == 7'h4d;
-  assign \$140  = copy_at == 7'h4e;
-  assign \$141  = copy_at == 7'h4f;
-  assign \$142  = copy_at == 7'h50;
-  assign \$143  = copy_at == 7'h51;
-  assign \$144  = copy_at == 7'h52;
-  assign \$145  = copy_at == 7'h53;
-  assign \$146  = copy_at == 7'h54;
-  assign \$147  = copy_at == 7'h55;
-  assign \$148  = copy_at == 7'h56;
-  assign \$149  = copy_at == 7'h60;
-  assign \$150  = copy_at == 7'h61;
-  assign \$151  = copy_at == 7'h62;
-  assign \$152  = copy_at == 7'h63;
-  assign \$153  = copy_at == 7'h64;
-  assign \$154  = copy_at == 7'h65;
-  assign \$155  = copy_at == 7'h66;
-  assign \$156  = copy_at == 7'h67;
-  assign \$157  = copy_at == 7'h68;
-  assign \$158  = copy_at == 7'h69;
-  assign \$159  = copy_at == 7'h6a;
-  assign \$160  = copy_at == 7'h6b;
-  assign \$161  = copy_at == 7'h6c;
-  assign \$162  = copy_at == 7'h6d;
-  assign \$163  = copy_at == 7'h6e;
-  assign \$164  = copy_at == 7'h6f;
-  assign \$165  = copy_at == 7'h70;
-  assign \$166  = copy_at == 7'h71;
-  assign \$167  = copy_at == 7'h72;
-  assign \$168  = copy_at == 7'h73;
-  assign \$169  = copy_at == 7'h74;
-  assign \$170  = copy_at == 7'h75;
-  assign \$171  = copy_at == 7'h76;
-  assign \$172  = copy_at == 8'h80;
-  assign \$173  = copy_at == 8'h81;
-  assign \$174  = copy_at == 8'h82;
-  assign \$175  = copy_at == 8'h83;
-  assign \$176  = copy_at == 8'h84;
-  assign \$177  = copy_at == 8'h85;
-  assign \$178  = copy_at == 8'h86;
-  assign \$179  = copy_at == 8'h87;
-  assign \$180  = copy_at == 8'h88;
-  assign \$181  = copy_at == 8'h89;
-  assign \$182  = copy_at == 8'h8a;
-  assign \$183  = copy_at == 8'h8b;
-  assign \$184  = copy_at == 8'h8c;
-  assign \$185  = copy_at == 8'h8d;
-  assign \$186  = copy_at == 8'h8e;
-  assign \$187  = copy_at == 8'h8f;
-  assign \$188  = copy_at == 8'h90;
-  assign \$189  = copy_at == 8'h91;
-  assign \$190  = copy_at == 8'h92;
-  assign \$191  = copy_at == 8'h93;
-  assign \$192  = copy_at == 8'h94;
-  assign \$193  = copy_at == 8'h95;
-  assign \$194  = copy_at == 8'h96;
-  assign \$195  = copy_at == 8'ha0;
-  assign \$196  = copy_at == 8'ha1;
-  assign \$197  = copy_at == 8'ha2;
-  assign \$198  = copy_at == 8'ha3;
-  assign \$199  = copy_at == 8'ha4;
-  assign \$200  = copy_at == 8'ha5;
-  assign \$201  = copy_at == 8'ha6;
-  assign \$202  = copy_at == 8'ha7;
-  assign \$203  = copy_at == 8'ha8;
-  assign \$204  = copy_at == 8'ha9;
-  assign \$205  = copy_at == 8'haa;
-  assign \$206  = copy_at == 8'hab;
-  assign \$207  = copy_at == 8'hac;
-  assign \$208  = copy_at == 8'had;
-  assign \$209  = copy_at == 8'hae;
-  assign \$210  = copy_at == 8'haf;
-  assign \$211  = copy_at == 8'hb0;
-  assign \$212  = copy_at == 8'hb1;
-  assign \$213  = copy_at == 8'hb2;
-  assign \$214  = copy_at == 8'hb3;
-  assign \$215  = copy_at == 8'hb4;
-  assign \$216  = copy_at == 8'hb5;
-  assign \$217  = copy_at == 8'hb6;
-  assign \$218  = copy_at == 8'hc0;
-  assign \$219  = copy_at == 8'hc1;
-  assign \$220  = copy_at == 8'hc2;
-  assign \$221  = copy_at == 8'hc3;
-  assign \$222  = copy_at == 8'hc4;
-  assign \$223  = copy_at == 8'hc5;
-  assign \$224  = copy_at == 8'hc6;
-  assign \$225  = copy_at == 8'hc7;
-  assign \$226  = copy_at == 8'hc8;
-  assign \$227  = copy_at == 8'hc9;
-  assign \$228  = copy_at == 8'hca;
-  assign \$229  = copy_at == 8'hcb;
-  assign \$230  = copy_at == 8'hcc;
-  assign \$231  = copy_at == 8'hcd;
-  assign \$232  = copy_at == 8'hce;
-  assign \$233  = copy_at == 8'hcf;
-  assign \$234  = copy_at == 8'hd0;
-  assign \$235  = copy_at == 8'hd1;
-  assign \$236  = copy_at == 8'hd2;
-  assign \$237  = copy_at == 8'hd3;
-  assign \$238  = copy_at == 8'hd4;
-  assign \$239  = copy_at == 8'hd5;
-  assign \$240  = copy_at == 8'hd6;
-  assign \$241  = copy_at == 8'he0;
-  assign \$242  = copy_at == 8'he1;
-  assign \$243  = copy_at == 8'he2;
-  assign \$244  = copy_at == 8'he3;
-  assign \$245  = copy_at == 8'he4;
-  assign \$246  = copy_at == 8'he5;
-  assign \$247  = copy_at == 8'he6;
-  assign \$248  = copy_at == 8'he7;
-  assign \$249  = copy_at == 8'he8;
-  assign \$250  = copy_at == 8'he9;
-  assign \$251  = copy_at == 8'hea;
-  assign \$252  = copy_at == 8'heb;
-  assign \$253  = copy_at == 8'hec;
-  assign \$254  = copy_at == 8'hed;
-  assign \$255  = copy_at == 8'hee;
-  assign \$256  = copy_at == 8'hef;
-  assign \$257  = copy_at == 8'hf0;
-  assign \$258  = copy_at == 8'hf1;
-  assign \$259  = copy_at == 8'hf2;
-  assign \$260  = copy_at == 8'hf3;
-  assign \$261  = copy_at == 8'hf4;
-  assign \$262  = copy_at == 8'hf5;
-  assign \$263  = copy_at == 8'hf6;
-  assign \$264  = copy_at == 9'h100;
-  assign \$265  = copy_at == 9'h101;
-  assign \$266  = copy_at == 9'h102;
-  assign \$267  = copy_at == 9'h103;
-  assign \$268  = copy_at == 9'h104;
-  assign \$269  = copy_at == 9'h105;
-  assign \$270  = copy_at == 9'h106;
-  assign \$271  = copy_at == 9'h107;
-  assign \$272  = copy_at == 9'h108;
-  assign \$273  = copy_at == 9'h109;
-  assign \$274  = copy_at == 9'h10a;
-  assign \$275  = copy_at == 9'h10b;
-  assign \$276  = copy_at == 9'h10c;
-  assign \$277  = copy_at == 9'h10d;
-  assign \$278  = copy_at == 9'h10e;
-  assign \$279  = copy_at == 9'h10f;
-  assign \$280  = copy_at == 9'h110;
-  assign \$281  = copy_at == 9'h111;
-  assign \$282  = copy_at == 9'h112;
-  assign \$283  = copy_at == 9'h113;
-  assign \$284  = copy_at == 9'h114;
-  assign \$285  = copy_at == 9'h115;
-  assign \$286  = copy_at == 9'h116;
-  assign \$287  = copy_at == 9'h120;
-  assign \$288  = copy_at == 9'h121;
-  assign \$289  = copy_at == 9'h122;
-  assign \$290  = copy_at == 9'h123;
-  assign \$291  = copy_at == 9'h124;
-  assign \$292  = copy_at == 9'h125;
-  assign \$293  = copy_at == 9'h126;
-  assign \$294  = copy_at == 9'h127;
-  assign \$295  = copy_at == 9'h128;
-  assign \$296  = copy_at == 9'h129;
-  assign \$297  = copy_at == 9'h12a;
-  assign \$298  = copy_at == 9'h12b;
-  assign \$299  = copy_at == 9'h12c;
-  assign \$300  = copy_at == 9'h12d;
-  assign \$301  = copy_at == 9'h12e;
-  assign \$302  = copy_at == 9'h12f;
-  assign \$303  = copy_at == 9'h130;
-  assign \$304  = copy_at == 9'h131;
-  assign \$305  = copy_at == 9'h132;
-  assign \$306  = copy_at == 9'h133;
-  assign \$307  = copy_at == 9'h134;
-  assign \$308  = copy_at == 9'h135;
-  assign \$309  = copy_at == 9'h136;
-  assign \$310  = copy_at == 9'h140;
-  assign \$311  = copy_at == 9'h141;
-  assign \$312  = copy_at == 9'h142;
-  assign \$313  = copy_at == 9'h143;
-  assign \$314  = copy_at == 9'h144;
-  assign \$315  = copy_at == 9'h145;
-  assign \$316  = copy_at == 9'h146;
-  assign \$317  = copy_at == 9'h147;
-  assign \$318  = copy_at == 9'h148;
-  assign \$319  = copy_at == 9'h149;
-  assign \$320  = copy_at == 9'h14a;
-  assign \$321  = copy_at == 9'h14b;
-  assign \$322  = copy_at == 9'h14c;
-  assign \$323  = copy_at == 9'h14d;
-  assign \$324  = copy_at == 9'h14e;
-  assign \$325  = copy_at == 9'h14f;
-  assign \$326  = copy_at == 9'h150;
-  assign \$327  = copy_at == 9'h151;
-  assign \$328  = copy_at == 9'h152;
-  assign \$329  = copy_at == 9'h153;
-  assign \$330  = copy_at == 9'h154;
-  assign \$331  = copy_at == 9'h155;
-  assign \$332  = copy_at == 9'h156;
-  assign \$333  = copy_at == 9'h160;
-  assign \$334  = copy_at == 9'h161;
-  assign \$335  = copy_at == 9'h162;
-  assign \$336  = copy_at == 9'h163;
-  assign \$337  = copy_at == 9'h164;
-  assign \$338  = copy_at == 9'h165;
-  assign \$339  = copy_at == 9'h166;
-  assign \$340  = copy_at == 9'h167;
-  assign \$341  = copy_at == 9'h168;
-  assign \$342  = copy_at == 9'h169;
-  assign \$343  = copy_at == 9'h16a;
-  assign \$344  = copy_at == 9'h16b;
-  assign \$345  = copy_at == 9'h16c;
-  assign \$346  = copy_at == 9'h16d;
-  assign \$347  = copy_at == 9'h16e;
-  assign \$348  = copy_at == 9'h16f;
-  assign \$349  = copy_at == 9'h170;
-  assign \$350  = copy_at == 9'h171;
-  assign \$351  = copy_at == 9'h172;
-  assign \$352  = copy_at == 9'h173;
-  assign \$353  = copy_at == 9'h174;
-  assign \$354  = copy_at == 9'h175;
-  assign \$355  = copy_at == 9'h176;
-  assign \$356  = copy_at == 9'h180;
-  assign \$357  = copy_at == 9'h181;
-  assign \$358  = copy_at == 9'h182;
-  assign \$359  = copy_at == 9'h183;
-  assign \$360  = copy_at == 9'h184;
-  assign \$361  = copy_at == 9'h185;
-  assign \$362  = copy_at == 9'h186;
-  assign \$363  = copy_at == 9'h187;
-  assign \$364  = copy_at == 9'h188;
-  assign \$365  = copy_at == 9'h189;
-  assign \$366  = copy_at == 9'h18a;
-  assign \$367  = copy_at == 9'h18b;
-  assign \$368  = copy_at == 9'h18c;
-  assign \$369  = copy_at == 9'h18d;
-  assign \$370  = copy_at == 9'h18e;
-  assign \$371  = copy_at == 9'h18f;
-  assign \$372  = copy_at == 9'h190;
-  assign \$373  = copy_at == 9'h191;
-  assign \$374  = copy_at == 9'h192;
-  assign \$375  = copy_at == 9'h193;
-  assign \$376  = copy_at == 9'h194;
-  assign \$377  = copy_at == 9'h195;
-  assign \$378  = copy_at == 9'h196;
-  assign \$379  = copy_at == 9'h1a0;
-  assign \$380  = copy_at == 9'h1a1;
-  assign \$381  = copy_at == 9'h1a2;
-  assign \$382  = copy_at == 9'h1a3;
+    shadow_rss_key_4_0 <= \$642 ;
+  always @(posedge clk)
+    shadow_rss_key_5_0 <= \$643 ;
+  always @(posedge clk)
+    shadow_rss_key_6_0 <= \$644 ;
+  always @(posedge clk)
+    shadow_rss_key_7_0 <= \$645 ;
+  always @(posedge clk)
+    shadow_rss_key_8_0 <= \$646 ;
+  always @(posedge clk)
+    shadow_rss_key_9_0 <= \$647 ;
+  assign \$1  = copy_addr == 9'h1ff;
+  assign \$2  = copying & \$1 ;
+  assign \$3  = commit_apply & pending;
+  assign \$4  = ~ copying;
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = ~ \$signal ;
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = ~ landing;
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = copy_addr + 1'h1;
+  assign \$11  = copy_addr == 9'h1ff;
+  assign \$12  = ! copy_at;
+  assign \$13  = copy_at == 1'h1;
+  assign \$14  = copy_at == 2'h2;
+  assign \$15  = copy_at == 2'h3;
+  assign \$16  = copy_at == 3'h4;
+  assign \$17  = copy_at == 3'h5;
+  assign \$18  = copy_at == 3'h6;
+  assign \$19  = copy_at == 3'h7;
+  assign \$20  = copy_at == 4'h8;
+  assign \$21  = copy_at == 4'h9;
+  assign \$22  = copy_at == 4'ha;
+  assign \$23  = copy_at == 4'hb;
+  assign \$24  = copy_at == 4'hc;
+  assign \$25  = copy_at == 4'hd;
+  assign \$26  = copy_at == 4'he;
+  assign \$27  = copy_at == 4'hf;
+  assign \$28  = copy_at == 5'h10;
+  assign \$29  = copy_at == 5'h11;
+  assign \$30  = copy_at == 5'h12;
+  assign \$31  = copy_at == 5'h13;
+  assign \$32  = copy_at == 5'h14;
+  assign \$33  = copy_at == 5'h15;
+  assign \$34  = copy_at == 5'h16;
+  assign \$35  = copy_at == 6'h20;
+  assign \$36  = copy_at == 6'h21;
+  assign \$37  = copy_at == 6'h22;
+  assign \$38  = copy_at == 6'h23;
+  assign \$39  = copy_at == 6'h24;
+  assign \$40  = copy_at == 6'h25;
+  assign \$41  = copy_at == 6'h26;
+  assign \$42  = copy_at == 6'h27;
+  assign \$43  = copy_at == 6'h28;
+  assign \$44  = copy_at == 6'h29;
+  assign \$45  = copy_at == 6'h2a;
+  assign \$46  = copy_at == 6'h2b;
+  assign \$47  = copy_at == 6'h2c;
+  assign \$48  = copy_at == 6'h2d;
+  assign \$49  = copy_at == 6'h2e;
+  assign \$50  = copy_at == 6'h2f;
+  assign \$51  = copy_at == 6'h30;
+  assign \$52  = copy_at == 6'h31;
+  assign \$53  = copy_at == 6'h32;
+  assign \$54  = copy_at == 6'h33;
+  assign \$55  = copy_at == 6'h34;
+  assign \$56  = copy_at == 6'h35;
+  assign \$57  = copy_at == 6'h36;
+  assign \$58  = copy_at == 7'h40;
+  assign \$59  = copy_at == 7'h41;
+  assign \$60  = copy_at == 7'h42;
+  assign \$61  = copy_at == 7'h43;
+  assign \$62  = copy_at == 7'h44;
+  assign \$63  = copy_at == 7'h45;
+  assign \$64  = copy_at == 7'h46;
+  assign \$65  = copy_at == 7'h47;
+  assign \$66  = copy_at == 7'h48;
+  assign \$67  = copy_at == 7'h49;
+  assign \$68  = copy_at == 7'h4a;
+  assign \$69  = copy_at == 7'h4b;
+  assign \$70  = copy_at == 7'h4c;
+  assign \$71  = copy_at == 7'h4d;
+  assign \$72  = copy_at == 7'h4e;
+  assign \$73  = copy_at == 7'h4f;
+  assign \$74  = copy_at == 7'h50;
+  assign \$75  = copy_at == 7'h51;
+  assign \$76  = copy_at == 7'h52;
+  assign \$77  = copy_at == 7'h53;
+  assign \$78  = copy_at == 7'h54;
+  assign \$79  = copy_at == 7'h55;
+  assign \$80  = copy_at == 7'h56;
+  assign \$81  = copy_at == 7'h60;
+  assign \$82  = copy_at == 7'h61;
+  assign \$83  = copy_at == 7'h62;
+  assign \$84  = copy_at == 7'h63;
+  assign \$85  = copy_at == 7'h64;
+  assign \$86  = copy_at == 7'h65;
+  assign \$87  = copy_at == 7'h66;
+  assign \$88  = copy_at == 7'h67;
+  assign \$89  = copy_at == 7'h68;
+  assign \$90  = copy_at == 7'h69;
+  assign \$91  = copy_at == 7'h6a;
+  assign \$92  = copy_at == 7'h6b;
+  assign \$93  = copy_at == 7'h6c;
+  assign \$94  = copy_at == 7'h6d;
+  assign \$95  = copy_at == 7'h6e;
+  assign \$96  = copy_at == 7'h6f;
+  assign \$97  = copy_at == 7'h70;
+  assign \$98  = copy_at == 7'h71;
+  assign \$99  = copy_at == 7'h72;
+  assign \$100  = copy_at == 7'h73;
+  assign \$101  = copy_at == 7'h74;
+  assign \$102  = copy_at == 7'h75;
+  assign \$103  = copy_at == 7'h76;
+  assign \$104  = copy_at == 8'h80;
+  assign \$105  = copy_at == 8'h81;
+  assign \$106  = copy_at == 8'h82;
+  assign \$107  = copy_at == 8'h83;
+  assign \$108  = copy_at == 8'h84;
+  assign \$109  = copy_at == 8'h85;
+  assign \$110  = copy_at == 8'h86;
+  assign \$111  = copy_at == 8'h87;
+  assign \$112  = copy_at == 8'h88;
+  assign \$113  = copy_at == 8'h89;
+  assign \$114  = copy_at == 8'h8a;
+  assign \$115  = copy_at == 8'h8b;
+  assign \$116  = copy_at == 8'h8c;
+  assign \$117  = copy_at == 8'h8d;
+  assign \$118  = copy_at == 8'h8e;
+  assign \$119  = copy_at == 8'h8f;
+  assign \$120  = copy_at == 8'h90;
+  assign \$121  = copy_at == 8'h91;
+  assign \$122  = copy_at == 8'h92;
+  assign \$123  = copy_at == 8'h93;
+  assign \$124  = copy_at == 8'h94;
+  assign \$125  = copy_at == 8'h95;
+  assign \$126  = copy_at == 8'h96;
+  assign \$127  = copy_at == 8'ha0;
+  assign \$128  = copy_at == 8'ha1;
+  assign \$129  = copy_at == 8'ha2;
+  assign \$130  = copy_at == 8'ha3;
+  assign \$131  = copy_at == 8'ha4;
+  assign \$132  = copy_at == 8'ha5;
+  assign \$133  = copy_at == 8'ha6;
+  assign \$134  = copy_at == 8'ha7;
+  assign \$135  = copy_at == 8'ha8;
+  assign \$136  = copy_at == 8'ha9;
+  assign \$137  = copy_at == 8'haa;
+  assign \$138  = copy_at == 8'hab;
+  assign \$139  = copy_at == 8'hac;
+  assign \$140  = copy_at == 8'had;
+  assign \$141  = copy_at == 8'hae;
+  assign \$142  = copy_at == 8'haf;
+  assign \$143  = copy_at == 8'hb0;
+  assign \$144  = copy_at == 8'hb1;
+  assign \$145  = copy_at == 8'hb2;
+  assign \$146  = copy_at == 8'hb3;
+  assign \$147  = copy_at == 8'hb4;
+  assign \$148  = copy_at == 8'hb5;
+  assign \$149  = copy_at == 8'hb6;
+  assign \$150  = copy_at == 8'hc0;
+  assign \$151  = copy_at == 8'hc1;
+  assign \$152  = copy_at == 8'hc2;
+  assign \$153  = copy_at == 8'hc3;
+  assign \$154  = copy_at == 8'hc4;
+  assign \$155  = copy_at == 8'hc5;
+  assign \$156  = copy_at == 8'hc6;
+  assign \$157  = copy_at == 8'hc7;
+  assign \$158  = copy_at == 8'hc8;
+  assign \$159  = copy_at == 8'hc9;
+  assign \$160  = copy_at == 8'hca;
+  assign \$161  = copy_at == 8'hcb;
+  assign \$162  = copy_at == 8'hcc;
+  assign \$163  = copy_at == 8'hcd;
+  assign \$164  = copy_at == 8'hce;
+  assign \$165  = copy_at == 8'hcf;
+  assign \$166  = copy_at == 8'hd0;
+  assign \$167  = copy_at == 8'hd1;
+  assign \$168  = copy_at == 8'hd2;
+  assign \$169  = copy_at == 8'hd3;
+  assign \$170  = copy_at == 8'hd4;
+  assign \$171  = copy_at == 8'hd5;
+  assign \$172  = copy_at == 8'hd6;
+  assign \$173  = copy_at == 8'he0;
+  assign \$174  = copy_at == 8'he1;
+  assign \$175  = copy_at == 8'he2;
+  assign \$176  = copy_at == 8'he3;
+  assign \$177  = copy_at == 8'he4;
+  assign \$178  = copy_at == 8'he5;
+  assign \$179  = copy_at == 8'he6;
+  assign \$180  = copy_at == 8'he7;
+  assign \$181  = copy_at == 8'he8;
+  assign \$182  = copy_at == 8'he9;
+  assign \$183  = copy_at == 8'hea;
+  assign \$184  = copy_at == 8'heb;
+  assign \$185  = copy_at == 8'hec;
+  assign \$186  = copy_at == 8'hed;
+  assign \$187  = copy_at == 8'hee;
+  assign \$188  = copy_at == 8'hef;
+  assign \$189  = copy_at == 8'hf0;
+  assign \$190  = copy_at == 8'hf1;
+  assign \$191  = copy_at == 8'hf2;
+  assign \$192  = copy_at == 8'hf3;
+  assign \$193  = copy_at == 8'hf4;
+  assign \$194  = copy_at == 8'hf5;
+  assign \$195  = copy_at == 8'hf6;
+  assign \$196  = copy_at == 9'h100;
+  assign \$197  = copy_at == 9'h101;
+  assign \$198  = copy_at == 9'h102;
+  assign \$199  = copy_at == 9'h103;
+  assign \$200  = copy_at == 9'h104;
+  assign \$201  = copy_at == 9'h105;
+  assign \$202  = copy_at == 9'h106;
+  assign \$203  = copy_at == 9'h107;
+  assign \$204  = copy_at == 9'h108;
+  assign \$205  = copy_at == 9'h109;
+  assign \$206  = copy_at == 9'h10a;
+  assign \$207  = copy_at == 9'h10b;
+  assign \$208  = copy_at == 9'h10c;
+  assign \$209  = copy_at == 9'h10d;
+  assign \$210  = copy_at == 9'h10e;
+  assign \$211  = copy_at == 9'h10f;
+  assign \$212  = copy_at == 9'h110;
+  assign \$213  = copy_at == 9'h111;
+  assign \$214  = copy_at == 9'h112;
+  assign \$215  = copy_at == 9'h113;
+  assign \$216  = copy_at == 9'h114;
+  assign \$217  = copy_at == 9'h115;
+  assign \$218  = copy_at == 9'h116;
+  assign \$219  = copy_at == 9'h120;
+  assign \$220  = copy_at == 9'h121;
+  assign \$221  = copy_at == 9'h122;
+  assign \$222  = copy_at == 9'h123;
+  assign \$223  = copy_at == 9'h124;
+  assign \$224  = copy_at == 9'h125;
+  assign \$225  = copy_at == 9'h126;
+  assign \$226  = copy_at == 9'h127;
+  assign \$227  = copy_at == 9'h128;
+  assign \$228  = copy_at == 9'h129;
+  assign \$229  = copy_at == 9'h12a;
+  assign \$230  = copy_at == 9'h12b;
+  assign \$231  = copy_at == 9'h12c;
+  assign \$232  = copy_at == 9'h12d;
+  assign \$233  = copy_at == 9'h12e;
+  assign \$234  = copy_at == 9'h12f;
+  assign \$235  = copy_at == 9'h130;
+  assign \$236  = copy_at == 9'h131;
+  assign \$237  = copy_at == 9'h132;
+  assign \$238  = copy_at == 9'h133;
+  assign \$239  = copy_at == 9'h134;
+  assign \$240  = copy_at == 9'h135;
+  assign \$241  = copy_at == 9'h136;
+  assign \$242  = copy_at == 9'h140;
+  assign \$243  = copy_at == 9'h141;
+  assign \$244  = copy_at == 9'h142;
+  assign \$245  = copy_at == 9'h143;
+  assign \$246  = copy_at == 9'h144;
+  assign \$247  = copy_at == 9'h145;
+  assign \$248  = copy_at == 9'h146;
+  assign \$249  = copy_at == 9'h147;
+  assign \$250  = copy_at == 9'h148;
+  assign \$251  = copy_at == 9'h149;
+  assign \$252  = copy_at == 9'h14a;
+  assign \$253  = copy_at == 9'h14b;
+  assign \$254  = copy_at == 9'h14c;
+  assign \$255  = copy_at == 9'h14d;
+  assign \$256  = copy_at == 9'h14e;
+  assign \$257  = copy_at == 9'h14f;
+  assign \$258  = copy_at == 9'h150;
+  assign \$259  = copy_at == 9'h151;
+  assign \$260  = copy_at == 9'h152;
+  assign \$261  = copy_at == 9'h153;
+  assign \$262  = copy_at == 9'h154;
+  assign \$263  = copy_at == 9'h155;
+  assign \$264  = copy_at == 9'h156;
+  assign \$265  = copy_at == 9'h160;
+  assign \$266  = copy_at == 9'h161;
+  assign \$267  = copy_at == 9'h162;
+  assign \$268  = copy_at == 9'h163;
+  assign \$269  = copy_at == 9'h164;
+  assign \$270  = copy_at == 9'h165;
+  assign \$271  = copy_at == 9'h166;
+  assign \$272  = copy_at == 9'h167;
+  assign \$273  = copy_at == 9'h168;
+  assign \$274  = copy_at == 9'h169;
+  assign \$275  = copy_at == 9'h16a;
+  assign \$276  = copy_at == 9'h16b;
+  assign \$277  = copy_at == 9'h16c;
+  assign \$278  = copy_at == 9'h16d;
+  assign \$279  = copy_at == 9'h16e;
+  assign \$280  = copy_at == 9'h16f;
+  assign \$281  = copy_at == 9'h170;
+  assign \$282  = copy_at == 9'h171;
+  assign \$283  = copy_at == 9'h172;
+  assign \$284  = copy_at == 9'h173;
+  assign \$285  = copy_at == 9'h174;
+  assign \$286  = copy_at == 9'h175;
+  assign \$287  = copy_at == 9'h176;
+  assign \$288  = copy_at == 9'h180;
+  assign \$289  = copy_at == 9'h181;
+  assign \$290  = copy_at == 9'h182;
+  assign \$291  = copy_at == 9'h183;
+  assign \$292  = copy_at == 9'h184;
+  assign \$293  = copy_at == 9'h185;
+  assign \$294  = copy_at == 9'h186;
+  assign \$295  = copy_at == 9'h187;
+  assign \$296  = copy_at == 9'h188;
+  assign \$297  = copy_at == 9'h189;
+  assign \$298  = copy_at == 9'h18a;
+  assign \$299  = copy_at == 9'h18b;
+  assign \$300  = copy_at == 9'h18c;
+  assign \$301  = copy_at == 9'h18d;
+  assign \$302  = copy_at == 9'h18e;
+  assign \$303  = copy_at == 9'h18f;
+  assign \$304  = copy_at == 9'h190;
+  assign \$305  = copy_at == 9'h191;
+  assign \$306  = copy_at == 9'h192;
+  assign \$307  = copy_at == 9'h193;
+  assign \$308  = copy_at == 9'h194;
+  assign \$309  = copy_at == 9'h195;
+  assign \$310  = copy_at == 9'h196;
+  assign \$311  = copy_at == 9'h1a0;
+  assign \$312  = copy_at == 9'h1a1;
+  assign \$313  = copy_at == 9'h1a2;
+  assign \$314  = copy_at == 9'h1a3;
+  assign \$315  = copy_at == 9'h1a4;
+  assign \$316  = copy_at == 9'h1a5;
+  assign \$317  = copy_at == 9'h1a6;
+  assign \$318  = copy_at == 9'h1a7;
+  assign \$319  = copy_at == 9'h1a8;
+  assign \$320  = copy_at == 9'h1a9;
+  assign \$321  = copy_at == 9'h1aa;
+  assign \$322  = copy_at == 9'h1ab;
+  assign \$323  = copy_at == 9'h1ac;
+  assign \$324  = copy_at == 9'h1ad;
+  assign \$325  = copy_at == 9'h1ae;
+  assign \$326  = copy_at == 9'h1af;
+  assign \$327  = copy_at == 9'h1b0;
+  assign \$328  = copy_at == 9'h1b1;
+  assign \$329  = copy_at == 9'h1b2;
+  assign \$330  = copy_at == 9'h1b3;
+  assign \$331  = copy_at == 9'h1b4;
+  assign \$332  = copy_at == 9'h1b5;
+  assign \$333  = copy_at == 9'h1b6;
+  assign \$334  = copy_at == 9'h1c0;
+  assign \$335  = copy_at == 9'h1c1;
+  assign \$336  = copy_at == 9'h1c2;
+  assign \$337  = copy_at == 9'h1c3;
+  assign \$338  = copy_at == 9'h1c4;
+  assign \$339  = copy_at == 9'h1c5;
+  assign \$340  = copy_at == 9'h1c6;
+  assign \$341  = copy_at == 9'h1c7;
+  assign \$342  = copy_at == 9'h1c8;
+  assign \$343  = copy_at == 9'h1c9;
+  assign \$344  = copy_at == 9'h1ca;
+  assign \$345  = copy_at == 9'h1cb;
+  assign \$346  = copy_at == 9'h1cc;
+  assign \$347  = copy_at == 9'h1cd;
+  assign \$348  = copy_at == 9'h1ce;
+  assign \$349  = copy_at == 9'h1cf;
+  assign \$350  = copy_at == 9'h1d0;
+  assign \$351  = copy_at == 9'h1d1;
+  assign \$352  = copy_at == 9'h1d2;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$614  = rule_r__data;
+    if (rst) begin
+      \$614  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$615  = copying;
+    if (rst) begin
+      \$615  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$616  = copy_addr;
+    if (rst) begin
+      \$616  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$617  = \$2 ;
+    if (rst) begin
+      \$617  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$618  = \$signal ;
+    if (rst) begin
+      \$618  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$619  = \$like ;
+    if (rst) begin
+      \$619  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$620  = \$signal$8 ;
+    if (rst) begin
+      \$620  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$621  = copying;
+    if (\$9 ) begin
+      \$621  = 1'h1;
+    end
+    if (copying) begin
+      if (\$11 ) begin
+        \$621  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$621  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$622  = copy_addr;
+    if (\$9 ) begin
+      \$622  = 9'h000;
+    end
+    if (copying) begin
+      \$622  = \$10 [8:0];
+    end
+    if (rst) begin
+      \$622  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$623  = rules;
+    if (landing) begin
+      if (\$12 ) begin
+        \$623 [31:0] = rule_data;
+      end
+      if (\$13 ) begin
+        \$623 [63:32] = rule_data;
+      end
+      if (\$14 ) begin
+        \$623 [95:64] = rule_data;
+      end
+      if (\$15 ) begin
+        \$623 [127:96] = rule_data;
+      end
+      if (\$16 ) begin
+        \$623 [159:128] = rule_data;
+      end
+      if (\$17 ) begin
+        \$623 [191:160] = rule_data;
+      end
+      if (\$18 ) begin
+        \$623 [223:192] = rule_data;
+      end
+      if (\$19 ) begin
+        \$623 [255:224] = rule_data;
+      end
+      if (\$20 ) begin
+        \$623 [287:256] = rule_data;
+      end
+      if (\$21 ) begin
+        \$623 [319:288] = rule_data;
+      end
+      if (\$22 ) begin
+        \$623 [351:320] = rule_data;
+      end
+      if (\$23 ) begin
+        \$623 [383:352] = rule_data;
+      end
+      if (\$24 ) begin
+        \$623 [415:384] = rule_data;
+      end
+      if (\$25 ) begin
+        \$623 [447:416] = rule_data;
+      end
+      if (\$26 ) begin
+        \$623 [479:448] = rule_data;
+      end
+      if (\$27 ) begin
+        \$623 [511:480] = rule_data;
+      end
+      if (\$28 ) begin
+        \$623 [543:512] = rule_data;
+      end
+      if (\$29 ) begin
+        \$623 [575:544] = rule_data;
+      end
+      if (\$30 ) begin
+        \$623 [607:576] = rule_data;
+      end
+      if (\$31 ) begin
+        \$623 [639:608] = rule_data;
+      end
+      if (\$32 ) begin
+        \$623 [671:640] = rule_data;
+      end
+      if (\$33 ) begin
+        \$623 [703:672] = rule_data;
+      end
+      if (\$34 ) begin
+        \$623 [716:704] = rule_data[12:0];
+      end
+      if (\$35 ) begin
+        \$623 [748:717] = rule_data;
+      end
+      if (\$36 ) begin
+        \$623 [780:749] = rule_data;
+      end
+      if (\$37 ) begin
+        \$623 [812:781] = rule_data;
+      end
+      if (\$38 ) begin
+        \$623 [844:813] = rule_data;
+      end
+      if (\$39 ) begin
+        \$623 [876:845] = rule_data;
+      end
+      if (\$40 ) begin
+        \$623 [908:877] = rule_data;
+      end
+      if (\$41 ) begin
+        \$623 [940:909] = rule_data;
+      end
+      if (\$42 ) begin
+        \$623 [972:941] = rule_data;
+      end
+      if (\$43 ) begin
+        \$623 [1004:973] = rule_data;
+      end
+      if (\$44 ) begin
+        \$623 [1036:1005] = rule_data;
+      end
+      if (\$45 ) begin
+        \$623 [1068:1037] = rule_data;
+      end
+      if (\$46 ) begin
+        \$623 [1100:1069] = rule_data;
+      end
+      if (\$47 ) begin
+        \$623 [1132:1101] = rule_data;
+      end
+      if (\$48 ) begin
+        \$623 [1164:1133] = rule_data;
+      end
+      if (\$49 ) begin
+        \$623 [1196:1165] = rule_data;
+      end
+      if (\$50 ) begin
+        \$623 [1228:1197] = rule_data;
+      end
+      if (\$51 ) begin
+        \$623 [1260:1229] = rule_data;
+      end
+      if (\$52 ) begin
+        \$623 [1292:1261] = rule_data;
+      end
+      if (\$53 ) begin
+        \$623 [1324:1293] = rule_data;
+      end
+      if (\$54 ) begin
+        \$623 [1356:1325] = rule_data;
+      end
+      if (\$55 ) begin
+        \$623 [1388:1357] = rule_data;
+      end
+      if (\$56 ) begin
+        \$623 [1420:1389] = rule_data;
+      end
+      if (\$57 ) begin
+        \$623 [1433:1421] = rule_data[12:0];
+      end
+      if (\$58 ) begin
+        \$623 [1465:1434] = rule_data;
+      end
+      if (\$59 ) begin
+        \$623 [1497:1466] = rule_data;
+      end
+      if (\$60 ) begin
+        \$623 [1529:1498] = rule_data;
+      end
+      if (\$61 ) begin
+        \$623 [1561:1530] = rule_data;
+      end
+      if (\$62 ) begin
+        \$623 [1593:1562] = rule_data;
+      end
+      if (\$63 ) begin
+        \$623 [1625:1594] = rule_data;
+      end
+      if (\$64 ) begin
+        \$623 [1657:1626] = rule_data;
+      end
+      if (\$65 ) begin
+        \$623 [1689:1658] = rule_data;
+      end
+      if (\$66 ) begin
+        \$623 [1721:1690] = rule_data;
+      end
+      if (\$67 ) begin
+        \$623 [1753:1722] = rule_data;
+      end
+      if (\$68 ) begin
+        \$623 [1785:1754] = rule_data;
+      end
+      if (\$69 ) begin
+        \$623 [1817:1786] = rule_data;
+      end
+      if (\$70 ) begin
+        \$623 [1849:1818] = rule_data;
+      end
+      if (\$71 ) begin
+        \$623 [1881:1850] = rule_data;
+      end
+      if (\$72 ) begin
+        \$623 [1913:1882] = rule_data;
+      end
+      if (\$73 ) begin
+        \$623 [1945:1914] = rule_data;
+      end
+      if (\$74 ) begin
+        \$623 [1977:1946] = rule_data;
+      end
+      if (\$75 ) begin
+        \$623 [2009:1978] = rule_data;
+      end
+      if (\$76 ) begin
+        \$623 [2041:2010] = rule_data;
+      end
+      if (\$77 ) begin
+        \$623 [2073:2042] = rule_data;
+      end
+      if (\$78 ) begin
+        \$623 [2105:2074] = rule_data;
+      end
+      if (\$79 ) begin
+        \$623 [2137:2106] = rule_data;
+      end
+      if (\$80 ) begin
+        \$623 [2150:2138] = rule_data[12:0];
+      end
+      if (\$81 ) begin
+        \$623 [2182:2151] = rule_data;
+      end
+      if (\$82 ) begin
+        \$623 [2214:2183] = rule_data;
+      end
+      if (\$83 ) begin
+        \$623 [2246:2215] = rule_data;
+      end
+      if (\$84 ) begin
+        \$623 [2278:2247] = rule_data;
+      end
+      if (\$85 ) begin
+        \$623 [2310:2279] = rule_data;
+      end
+      if (\$86 ) begin
+        \$623 [2342:2311] = rule_data;
+      end
+      if (\$87 ) begin
+        \$623 [2374:2343] = rule_data;
+      end
+      if (\$88 ) begin
+        \$623 [2406:2375] = rule_data;
+      end
+      if (\$89 ) begin
+        \$623 [2438:2407] = rule_data;
+      end
+      if (\$90 ) begin
+        \$623 [2470:2439] = rule_data;
+      end
+      if (\$91 ) begin
+        \$623 [2502:2471] = rule_data;
+      end
+      if (\$92 ) begin
+        \$623 [2534:2503] = rule_data;
+      end
+      if (\$93 ) begin
+        \$623 [2566:2535] = rule_data;
+      end
+      if (\$94 ) begin
+        \$623 [2598:2567] = rule_data;
+      end
+      if (\$95 ) begin
+        \$623 [2630:2599] = rule_data;
+      end
+      if (\$96 ) begin
+        \$623 [2662:2631] = rule_data;
+      end
+      if (\$97 ) begin
+        \$623 [2694:2663] = rule_data;
+      end
+      if (\$98 ) begin
+        \$623 [2726:2695] = rule_data;
+      end
+      if (\$99 ) begin
+        \$623 [2758:2727] = rule_data;
+      end
+      if (\$100 ) begin
+        \$623 [2790:2759] = rule_data;
+      end
+      if (\$101 ) begin
+        \$623 [2822:2791] = rule_data;
+      end
+      if (\$102 ) begin
+        \$623 [2854:2823] = rule_data;
+      end
+      if (\$103 ) begin
+        \$623 [2867:2855] = rule_data[12:0];
+      end
+      if (\$104 ) begin
+        \$623 [2899:2868] = rule_data;
+      end
+      if (\$105 ) begin
+        \$623 [2931:2900] = rule_data;
+      end
+      if (\$106 ) begin
+        \$623 [2963:2932] = rule_data;
+      end
+      if (\$107 ) begin
+        \$623 [2995:2964] = rule_data;
+      end
+      if (\$108 ) begin
+        \$623 [3027:2996] = rule_data;
+      end
+      if (\$109 ) begin
+        \$623 [3059:3028] = rule_data;
+      end
+      if (\$110 ) begin
+        \$623 [3091:3060] = rule_data;
+      end
+      if (\$111 ) begin
+        \$623 [3123:3092] = rule_data;
+      end
+      if (\$112 ) begin
+        \$623 [3155:3124] = rule_data;
+      end
+      if (\$113 ) begin
+        \$623 [3187:3156] = rule_data;
+      end
+      if (\$114 ) begin
+        \$623 [3219:3188] = rule_data;
+      end
+      if (\$115 ) begin
+        \$623 [3251:3220] = rule_data;
+      end
+      if (\$116 ) begin
+        \$623 [3283:3252] = rule_data;
+      end
+      if (\$117 ) begin
+        \$623 [3315:3284] = rule_data;
+      end
+      if (\$118 ) begin
+        \$623 [3347:3316] = rule_data;
+      end
+      if (\$119 ) begin
+        \$623 [3379:3348] = rule_data;
+      end
+      if (\$120 ) begin
+        \$623 [3411:3380] = rule_data;
+      end
+      if (\$121 ) begin
+        \$623 [3443:3412] = rule_data;
+      end
+      if (\$122 ) begin
+        \$623 [3475:3444] = rule_data;
+      end
+      if (\$123 ) begin
+        \$623 [3507:3476] = rule_data;
+      end
+      if (\$124 ) begin
+        \$623 [3539:3508] = rule_data;
+      end
+      if (\$125 ) begin
+        \$623 [3571:3540] = rule_data;
+      end
+      if (\$126 ) begin
+        \$623 [3584:3572] = rule_data[12:0];
+      end
+      if (\$127 ) begin
+        \$623 [3616:3585] = rule_data;
+      end
+      if (\$128 ) begin
+        \$623 [3648:3617] = rule_data;
+      end
+      if (\$129 ) begin
+        \$623 [3680:3649] = rule_data;
+      end
+      if (\$130 ) begin
+        \$623 [3712:3681] = rule_data;
+      end
+      if (\$131 ) begin
+        \$623 [3744:3713] = rule_data;
+      end
+      if (\$132 ) begin
+        \$623 [3776:3745] = rule_data;
+      end
+      if (\$133 ) begin
+        \$623 [3808:3777] = rule_data;
+      end
+      if (\$134 ) begin
+        \$623 [3840:3809] = rule_data;
+      end
+      if (\$135 ) begin
+        \$623 [3872:3841] = rule_data;
+      end
+      if (\$136 ) begin
+        \$623 [3904:3873] = rule_data;
+      end
+      if (\$137 ) begin
+        \$623 [3936:3905] = rule_data;
+      end
+      if (\$138 ) begin
+        \$623 [3968:3937] = rule_data;
+      end
+      if (\$139 ) begin
+        \$623 [4000:3969] = rule_data;
+      end
+      if (\$140 ) begin
+        \$623 [4032:4001] = rule_data;
+      end
+      if (\$141 ) begin
+        \$623 [4064:4033] = rule_data;
+      end
+      if (\$142 ) begin
+        \$623 [4096:4065] = rule_data;
+      end
+      if (\$143 ) begin
+        \$623 [4128:4097] = rule_data;
+      end
+      if (\$144 ) begin
+        \$623 [4160:4129] = rule_data;
+      end
+      if (\$145 ) begin
+        \$623 [4192:4161] = rule_data;
+      end
+      if (\$146 ) begin
+        \$623 [4224:4193] = rule_data;
+      end
+      if (\$147 ) begin
+        \$623 [4256:4225] = rule_data;
+      end
+      if (\$148 ) begin
+        \$623 [4288:4257] = rule_data;
+      end
+      if (\$149 ) begin
+        \$623 [4301:4289] = rule_data[12:0];
+      end
+      if (\$150 ) begin
+        \$623 [4333:4302] = rule_data;
+      end
+      if (\$151 ) begin
+        \$623 [4365:4334] = rule_data;
+      end
+      if (\$152 ) begin
+        \$623 [4397:4366] = rule_data;
+      end
+      if (\$153 ) begin
+        \$623 [4429:4398] = rule_data;
+      end
+      if (\$154 ) begin
+        \$623 [4461:4430] = rule_data;
+      end
+      if (\$155 ) begin
+        \$623 [4493:4462] = rule_data;
+      end
+      if (\$156 ) begin
+        \$623 [4525:4494] = rule_data;
+      end
+      if (\$157 ) begin
+        \$623 [4557:4526] = rule_data;
+      end
+      if (\$158 ) begin
+        \$623 [4589:4558] = rule_data;
+      end
+      if (\$159 ) begin
+        \$623 [4621:4590] = rule_data;
+      end
+      if (\$160 ) begin
+        \$623 [4653:4622] = rule_data;
+      end
+      if (\$161 ) begin
+        \$623 [4685:4654] = rule_data;
+      end
+      if (\$162 ) begin
+        \$623 [4717:4686] = rule_data;
+      end
+      if (\$163 ) begin
+        \$623 [4749:4718] = rule_data;
+      end
+      if (\$164 ) begin
+        \$623 [4781:4750] = rule_data;
+      end
+      if (\$165 ) begin
+        \$623 [4813:4782] = rule_data;
+      end
+      if (\$166 ) begin
+        \$623 [4845:4814] = rule_data;
+      end
+      if (\$167 ) begin
+        \$623 [4877:4846] = rule_data;
+      end
+      if (\$168 ) begin
+        \$623 [4909:4878] = rule_data;
+      end
+      if (\$169 ) begin
+        \$623 [4941:4910] = rule_data;
+      end
+      if (\$170 ) begin
+        \$623 [4973:4942] = rule_data;
+      end
+      if (\$171 ) begin
+        \$623 [5005:4974] = rule_data;
+      end
+      if (\$172 ) begin
+        \$623 [5018:5006] = rule_data[12:0];
+      end
+      if (\$173 ) begin
+        \$623 [5050:5019] = rule_data;
+      end
+      if (\$174 ) begin
+        \$623 [5082:5051] = rule_data;
+      end
+      if (\$175 ) begin
+        \$623 [5114:5083] = rule_data;
+      end
+      if (\$176 ) begin
+        \$623 [5146:5115] = rule_data;
+      end
+      if (\$177 ) begin
+        \$623 [5178:5147] = rule_data;
+      end
+      if (\$178 ) begin
+        \$623 [5210:5179] = rule_data;
+      end
+      if (\$179 ) begin
+        \$623 [5242:5211] = rule_data;
+      end
+      if (\$180 ) begin
+        \$623 [5274:5243] = rule_data;
+      end
+      if (\$181 ) begin
+        \$623 [5306:5275] = rule_data;
+      end
+      if (\$182 ) begin
+        \$623 [5338:5307] = rule_data;
+      end
+      if (\$183 ) begin
+        \$623 [5370:5339] = rule_data;
+      end
+      if (\$184 ) begin
+        \$623 [5402:5371] = rule_data;
+      end
+      if (\$185 ) begin
+        \$623 [5434:5403] = rule_data;
+      end
+      if (\$186 ) begin
+        \$623 [5466:5435] = rule_data;
+      end
+      if (\$187 ) begin
+        \$623 [5498:5467] = rule_data;
+      end
+      if (\$188 ) begin
+        \$623 [5530:5499] = rule_data;
+      end
+      if (\$189 ) begin
+        \$623 [5562:5531] = rule_data;
+      end
+      if (\$190 ) begin
+        \$623 [5594:5563] = rule_data;
+      end
+      if (\$191 ) begin
+        \$623 [5626:5595] = rule_data;
+      end
+      if (\$192 ) begin
+        \$623 [5658:5627] = rule_data;
+      end
+      if (\$193 ) begin
+        \$623 [5690:5659] = rule_data;
+      end
+      if (\$194 ) begin
+        \$623 [5722:5691] = rule_data;
+      end
+      if (\$195 ) begin
+        \$623 [5735:5723] = rule_data[12:0];
+      end
+      if (\$196 ) begin
+        \$623 [5767:5736] = rule_data;
+      end
+      if (\$197 ) begin
+        \$623 [5799:5768] = rule_data;
+      end
+      if (\$198 ) begin
+        \$623 [5831:5800] = rule_data;
+      end
+      if (\$199 ) begin
+        \$623 [5863:5832] = rule_data;
+      end
+      if (\$200 ) begin
+        \$623 [5895:5864] = rule_data;
+      end
+      if (\$201 ) begin
+        \$623 [5927:5896] = rule_data;
+      end
+      if (\$202 ) begin
+        \$623 [5959:5928] = rule_data;
+      end
+      if (\$203 ) begin
+        \$623 [5991:5960] = rule_data;
+      end
+      if (\$204 ) begin
+        \$623 [6023:5992] = rule_data;
+      end
+      if (\$205 ) begin
+        \$623 [6055:6024] = rule_data;
+      end
+      if (\$206 ) begin
+        \$623 [6087:6056] = rule_data;
+      end
+      if (\$207 ) begin
+        \$623 [6119:6088] = rule_data;
+      end
+      if (\$208 ) begin
+        \$623 [6151:6120] = rule_data;
+      end
+      if (\$209 ) begin
+        \$623 [6183:6152] = rule_data;
+      end
+      if (\$210 ) begin
+        \$623 [6215:6184] = rule_data;
+      end
+      if (\$211 ) begin
+        \$623 [6247:6216] = rule_data;
+      end
+      if (\$212 ) begin
+        \$623 [6279:6248] = rule_data;
+      end
+      if (\$213 ) begin
+        \$623 [6311:6280] = rule_data;
+      end
+      if (\$214 ) begin
+        \$623 [6343:6312] = rule_data;
+      end
+      if (\$215 ) begin
+        \$623 [6375:6344] = rule_data;
+      end
+      if (\$216 ) begin
+        \$623 [6407:6376] = rule_data;
+      end
+      if (\$217 ) begin
+        \$623 [6439:6408] = rule_data;
+      end
+      if (\$218 ) begin
+        \$623 [6452:6440] = rule_data[12:0];
+      end
+      if (\$219 ) begin
+        \$623 [6484:6453] = rule_data;
+      end
+      if (\$220 ) begin
+        \$623 [6516:6485] = rule_data;
+      end
+      if (\$221 ) begin
+        \$623 [6548:6517] = rule_data;
+      end
+      if (\$222 ) begin
+        \$623 [6580:6549] = rule_data;
+      end
+      if (\$223 ) begin
+        \$623 [6612:6581] = rule_data;
+      end
+      if (\$224 ) begin
+        \$623 [6644:6613] = rule_data;
+      end
+      if (\$225 ) begin
+        \$623 [6676:6645] = rule_data;
+      end
+      if (\$226 ) begin
+        \$623 [6708:6677] = rule_data;
+      end
+      if (\$227 ) begin
+        \$623 [6740:6709] = rule_data;
+      end
+      if (\$228 ) begin
+        \$623 [6772:6741] = rule_data;
+      end
+      if (\$229 ) begin
+        \$623 [6804:6773] = rule_data;
+      end
+      if (\$230 ) begin
+        \$623 [6836:6805] = rule_data;
+      end
+      if (\$231 ) begin
+        \$623 [6868:6837] = rule_data;
+      end
+      if (\$232 ) begin
+        \$623 [6900:6869] = rule_data;
+      end
+      if (\$233 ) begin
+        \$623 [6932:6901] = rule_data;
+      end
+      if (\$234 ) begin
+        \$623 [6964:6933] = rule_data;
+      end
+      if (\$235 ) begin
+        \$623 [6996:6965] = rule_data;
+      end
+      if (\$236 ) begin
+        \$623 [7028:6997] = rule_data;
+      end
+      if (\$237 ) begin
+        \$623 [7060:7029] = rule_data;
+      end
+      if (\$238 ) begin
+        \$623 [7092:7061] = rule_data;
+      end
+      if (\$239 ) begin
+        \$623 [7124:7093] = rule_data;
+      end
+      if (\$240 ) begin
+        \$623 [7156:7125] = rule_data;
+      end
+      if (\$241 ) begin
+        \$623 [7169:7157] = rule_data[12:0];
+      end
+      if (\$242 ) begin
+        \$623 [7201:7170] = rule_data;
+      end
+      if (\$243 ) begin
+        \$623 [7233:7202] = rule_data;
+      end
+      if (\$244 ) begin
+        \$623 [7265:7234] = rule_data;
+      end
+      if (\$245 ) begin
+        \$623 [7297:7266] = rule_data;
+      end
+      if (\$246 ) begin
+        \$623 [7329:7298] = rule_data;
+      end
+      if (\$247 ) begin
+        \$623 [7361:7330] = rule_data;
+      end
+      if (\$248 ) begin
+        \$623 [7393:7362] = rule_data;
+      end
+      if (\$249 ) begin
+        \$623 [7425:7394] = rule_data;
+      end
+      if (\$250 ) begin
+        \$623 [7457:7426] = rule_data;
+      end
+      if (\$251 ) begin
+        \$623 [7489:7458] = rule_data;
+      end
+      if (\$252 ) begin
+        \$623 [7521:7490] = rule_data;
+      end
+      if (\$253 ) begin
+        \$623 [7553:7522] = rule_data;
+      end
+      if (\$254 ) begin
+        \$623 [7585:7554] = rule_data;
+      end
+      if (\$255 ) begin
+        \$623 [7617:7586] = rule_data;
+      end
+      if (\$256 ) begin
+        \$623 [7649:7618] = rule_data;
+      end
+      if (\$257 ) begin
+        \$623 [7681:7650] = rule_data;
+      end
+      if (\$258 ) begin
+        \$623 [7713:7682] = rule_data;
+      end
+      if (\$259 ) begin
+        \$623 [7745:7714] = rule_data;
+      end
+      if (\$260 ) begin
+        \$623 [7777:7746] = rule_data;
+      end
+      if (\$261 ) begin
+        \$623 [7809:7778] = rule_data;
+      end
+      if (\$262 ) begin
+        \$623 [7841:7810] = rule_data;
+      end
+      if (\$263 ) begin
+        \$623 [7873:7842] = rule_data;
+      end
+      if (\$264 ) begin
+        \$623 [7886:7874] = rule_data[12:0];
+      end
+      if (\$265 ) begin
+        \$623 [7918:7887] = rule_data;
+      end
+      if (\$266 ) begin
+        \$623 [7950:7919] = rule_data;
+      end
+      if (\$267 ) begin
+        \$623 [7982:7951] = rule_data;
+      end
+      if (\$268 ) begin
+        \$623 [8014:7983] = rule_data;
+      end
+      if (\$269 ) begin
+        \$623 [8046:8015] = rule_data;
+      end
+      if (\$270 ) begin
+        \$623 [8078:8047] = rule_data;
+      end
+      if (\$271 ) begin
+        \$623 [8110:8079] = rule_data;
+      end
+      if (\$272 ) begin
+        \$623 [8142:8111] = rule_data;
+      end
+      if (\$273 ) begin
+        \$623 [8174:8143] = rule_data;
+      end
+      if (\$274 ) begin
+        \$623 [8206:8175] = rule_data;
+      end
+      if (\$275 ) begin
+        \$623 [8238:8207] = rule_data;
+      end
+      if (\$276 ) begin
+        \$623 [8270:8239] = rule_data;
+      end
+      if (\$277 ) begin
+        \$623 [8302:8271] = rule_data;
+      end
+      if (\$278 ) begin
+        \$623 [8334:8303] = rule_data;
+      end
+      if (\$279 ) begin
+        \$623 [8366:8335] = rule_data;
+      end
+      if (\$280 ) begin
+        \$623 [8398:8367] = rule_data;
+      end
+      if (\$281 ) begin
+        \$623 [8430:8399] = rule_data;
+      end
+      if (\$282 ) begin
+        \$623 [8462:8431] = rule_data;
+      end
+      if (\$283 ) begin
+        \$623 [8494:8463] = rule_data;
+      end
+      if (\$284 ) begin
+        \$623 [8526:8495] = rule_data;
+      end
+      if (\$285 ) begin
+        \$623 [8558:8527] = rule_data;
+      end
+      if (\$286 ) begin
+        \$623 [8590:8559] = rule_data;
+      end
+      if (\$287 ) begin
+        \$623 [8603:8591] = rule_data[12:0];
+      end
+      if (\$288 ) begin
+        \$623 [8635:8604] = rule_data;
+      end
+      if (\$289 ) begin
+        \$623 [8667:8636] = rule_data;
+      end
+      if (\$290 ) begin
+        \$623 [8699:8668] = rule_data;
+      end
+      if (\$291 ) begin
+        \$623 [8731:8700] = rule_data;
+      end
+      if (\$292 ) begin
+        \$623 [8763:8732] = rule_data;
+      end
+      if (\$293 ) begin
+        \$623 [8795:8764] = rule_data;
+      end
+      if (\$294 ) begin
+        \$623 [8827:8796] = rule_data;
+      end
+      if (\$295 ) begin
+        \$623 [8859:8828] = rule_data;
+      end
+      if (\$296 ) begin
+        \$623 [8891:8860] = rule_data;
+      end
+      if (\$297 ) begin
+        \$623 [8923:8892] = rule_data;
+      end
+      if (\$298 ) begin
+        \$623 [8955:8924] = rule_data;
+      end
+      if (\$299 ) begin
+        \$623 [8987:8956] = rule_data;
+      end
+      if (\$300 ) begin
+        \$623 [9019:8988] = rule_data;
+      end
+      if (\$301 ) begin
+        \$623 [9051:9020] = rule_data;
+      end
+      if (\$302 ) begin
+        \$623 [9083:9052] = rule_data;
+      end
+      if (\$303 ) begin
+        \$623 [9115:9084] = rule_data;
+      end
+      if (\$304 ) begin
+        \$623 [9147:9116] = rule_data;
+      end
+      if (\$305 ) begin
+        \$623 [9179:9148] = rule_data;
+      end
+      if (\$306 ) begin
+        \$623 [9211:9180] = rule_data;
+      end
+      if (\$307 ) begin
+        \$623 [9243:9212] = rule_data;
+      end
+      if (\$308 ) begin
+        \$623 [9275:9244] = rule_data;
+      end
+      if (\$309 ) begin
+        \$623 [9307:9276] = rule_data;
+      end
+      if (\$310 ) begin
+        \$623 [9320:9308] = rule_data[12:0];
+      end
+      if (\$311 ) begin
+        \$623 [9352:9321] = rule_data;
+      end
+      if (\$312 ) begin
+        \$623 [9384:9353] = rule_data;
+      end
+      if (\$313 ) begin
+        \$623 [9416:9385] = rule_data;
+      end
+      if (\$314 ) begin
+        \$623 [9448:9417] = rule_data;
+      end
+      if (\$315 ) begin
+        \$623 [9480:9449] = rule_data;
+      end
+      if (\$316 ) begin
+        \$623 [9512:9481] = rule_data;
+      end
+      if (\$317 ) begin
+        \$623 [9544:9513] = rule_data;
+      end
+      if (\$318 ) begin
+        \$623 [9576:9545] = rule_data;
+      end
+      if (\$319 ) begin
+        \$623 [9608:9577] = rule_data;
+      end
+      if (\$320 ) begin
+        \$623 [9640:9609] = rule_data;
+      end
+      if (\$321 ) begin
+        \$623 [9672:9641] = rule_data;
+      end
+      if (\$322 ) begin
+        \$623 [9704:9673] = rule_data;
+      end
+      if (\$323 ) begin
+        \$623 [9736:9705] = rule_data;
+      end
+      if (\$324 ) begin
+        \$623 [9768:9737] = rule_data;
+      end
+      if (\$325 ) begin
+        \$623 [9800:9769] = rule_data;
+      end
+      if (\$326 ) begin
+        \$623 [9832:9801] = rule_data;
+      end
+      if (\$327 ) begin
+        \$623 [9864:9833] = rule_data;
+      end
+      if (\$328 ) begin
+        \$623 [9896:9865] = rule_data;
+      end
+      if (\$329 ) begin
+        \$623 [9928:9897] = rule_data;
+      end
+      if (\$330 ) begin
+        \$623 [9960:9929] = rule_data;
+      end
+      if (\$331 ) begin
+        \$623 [9992:9961] = rule_data;
+      end
+      if (\$332 ) begin
+        \$623 [10024:9993] = rule_data;
+      end
+      if (\$333 ) begin
+        \$623 [10037:10025] = rule_data[12:0];
+      end
+      if (\$334 ) begin
+        \$623 [10069:10038] = rule_data;
+      end
+      if (\$335 ) begin
+        \$623 [10101:10070] = rule_data;
+      end
+      if (\$336 ) begin
+        \$623 [10133:10102] = rule_data;
+      end
+      if (\$337 ) begin
+        \$623 [10165:10134] = rule_data;
+      end
+      if (\$338 ) begin
+        \$623 [10197:10166] = rule_data;
+      end
+      if (\$339 ) begin
+        \$623 [10229:10198] = rule_data;
+      end
+      if (\$340 ) begin
+        \$623 [10261:10230] = rule_data;
+      end
+      if (\$341 ) begin
+        \$623 [10293:10262] = rule_data;
+      end
+      if (\$342 ) begin
+        \$623 [10325:10294] = rule_data;
+      end
+      if (\$343 ) begin
+        \$623 [10357:10326] = rule_data;
+      end
+      if (\$344 ) begin
+        \$623 [10389:10358] = rule_data;
+      end
+      if (\$345 ) begin
+        \$623 [10421:10390] = rule_data;
+      end
+      if (\$346 ) begin
+        \$623 [10453:10422] = rule_data;
+      end
+      if (\$347 ) begin
+        \$623 [10485:10454] = rule_data;
+      end
+      if (\$348 ) begin
+        \$623 [10517:10486] = rule_data;
+      end
+      if (\$349 ) begin
+        \$623 [10549:10518] = rule_data;
+      end
+      if (\$350 ) begin
+        \$623 [10581:10550] = rule_data;
+      end
+      if (\$351 ) begin
+        \$623 [10613:10582] = rule_data;
+      end
+      if (\$352 ) begin
+        \$623 [10645:10614] = rule_data;
+      end
+      if (\$353 ) begin
+        \$623 [10677:10646] = rule_data;
+      end
+      if (\$354 ) begin
+        \$623 [10709:10678] = rule_data;
+      end
+      if (\$355 ) begin
+        \$623 [10741:10710] = rule_data;
+      end
+      if (\$356 ) begin
+        \$623 [10754:10742] = rule_data[12:0];
+      end
+      if (\$357 ) begin
+        \$623 [10786:10755] = rule_data;
+      end
+      if (\$358 ) begin
+        \$623 [10818:10787] = rule_data;
+      end
+      if (\$359 ) begin
+        \$623 [10850:10819] = rule_data;
+      end
+      if (\$360 ) begin
+        \$623 [10882:10851] = rule_data;
+      end
+      if (\$361 ) begin
+        \$623 [10914:10883] = rule_data;
+      end
+      if (\$362 ) begin
+        \$623 [10946:10915] = rule_data;
+      end
+      if (\$363 ) begin
+        \$623 [10978:10947] = rule_data;
+      end
+      if (\$364 ) begin
+        \$623 [11010:10979] = rule_data;
+      end
+      if (\$365 ) begin
+        \$623 [11042:11011] = rule_data;
+      end
+      if (\$366 ) begin
+        \$623 [11074:11043] = rule_data;
+      end
+      if (\$367 ) begin
+        \$623 [11106:11075] = rule_data;
+      end
+      if (\$368 ) begin
+        \$623 [11138:11107] = rule_data;
+      end
+      if (\$369 ) begin
+        \$623 [11170:11139] = rule_data;
+      end
+      if (\$370 ) begin
+        \$623 [11202:11171] = rule_data;
+      end
+      if (\$371 ) begin
+        \$623 [11234:11203] = rule_data;
+      end
+      if (\$372 ) begin
+        \$623 [11266:11235] = rule_data;
+      end
+      if (\$373 ) begin
+        \$623 [11298:11267] = rule_data;
+      end
+      if (\$374 ) begin
+        \$623 [11330:11299] = rule_data;
+      end
+      if (\$375 ) begin
+        \$623 [11362:11331] = rule_data;
+      end
+      if (\$376 ) begin
+        \$623 [11394:11363] = rule_data;
+      end
+      if (\$377 ) begin
+        \$623 [11426:11395] = rule_data;
+      end
+      if (\$378 ) begin
+        \$623 [11458:11427] = rule_data;
+      end
+      if (\$379 ) begin
+        \$623 [11471:11459] = rule_data[12:0];
+      end
+    end
+    if (rst) begin
+      \$623  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$624  = hash_enable;
+    if (landing_last) begin
+      \$624  = shadow_ctrl_0_0[7:0];
+    end
+    if (rst) begin
+      \$624  = 8'h7e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$625  = symmetric;
+    if (landing_last) begin
+      \$625  = shadow_ctrl_0_0[8];
+    end
+    if (rst) begin
+      \$625  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$626  = pass_errors;
+    if (landing_last) begin
+      \$626  = shadow_ctrl_0_0[9];
+    end
+    if (rst) begin
+      \$626  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$627  = max_frame;
+    if (landing_last) begin
+      \$627  = shadow_max_frame_0_0[15:0];
+    end
+    if (rst) begin
+      \$627  = 16'h05f2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$628  = direct_ethertype;
+    if (landing_last) begin
+      \$628  = shadow_direct_ethertype_0_0[15:0];
+    end
+    if (rst) begin
+      \$628  = 16'h88b5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$629  = default_action;
+    if (landing_last) begin
+      \$629  = shadow_default_action_0_0[19:0];
+    end
+    if (rst) begin
+      \$629  = 20'h90000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$630  = key;
+    if (landing_last) begin
+      \$630  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+    end
+    if (rst) begin
+      \$630  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$631  = generation;
+    if (landing_last) begin
+      \$631  = \$380 [15:0];
+    end
+    if (rst) begin
+      \$631  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$632  = pending;
+    if (landing_last) begin
+      \$632  = 1'h0;
+    end
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$453 ) begin
+        \$632  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$632  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$633  = rule_read_wait;
+    if (\$382 ) begin
+      \$633  = 2'h0;
+    end
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+      if (\$443 ) begin
+        \$633  = \$446 [1:0];
+      end
+    end
+    if (rst) begin
+      \$633  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$634  = shadow_ctrl_0_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$459 ) begin
+        \$634  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$634  = 32'd126;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$635  = shadow_max_frame_0_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$465 ) begin
+        \$635  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$635  = 32'd1522;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$636  = shadow_direct_ethertype_0_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$471 ) begin
+        \$636  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$636  = 32'd34997;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$637  = shadow_default_action_0_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$477 ) begin
+        \$637  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$637  = 32'd589824;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$638  = shadow_rss_key_0_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$483 ) begin
+        \$638  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$638  = 32'd1834637018;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$639  = shadow_rss_key_1_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$489 ) begin
+        \$639  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$639  = 32'd626724546;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$640  = shadow_rss_key_2_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$495 ) begin
+        \$640  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$640  = 32'd1097278781;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$641  = shadow_rss_key_3_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$501 ) begin
+        \$641  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$641  = 32'd1134792624;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$642  = shadow_rss_key_4_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$507 ) begin
+        \$642  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$642  = 32'd3502910411;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$643  = shadow_rss_key_5_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$513 ) begin
+        \$643  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$643  = 32'd2927308980;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$644  = shadow_rss_key_6_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$519 ) begin
+        \$644  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$644  = 32'd2009804195;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$645  = shadow_rss_key_7_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$525 ) begin
+        \$645  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$645  = 32'd2150691340;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$646  = shadow_rss_key_8_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$531 ) begin
+        \$646  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$646  = 32'd1782757179;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$647  = shadow_rss_key_9_0;
+    (* full_case = 32'd1 *)
+    if (\$385 ) begin
+    end else if (\$433 ) begin
+    end else if (\$439 ) begin
+    end else begin
+      if (\$537 ) begin
+        \$647  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$647  = 32'd3198943738;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_r_stb = 1'h0;
-    if (\$8 ) begin
+    if (\$545 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     reta_w_stb = 1'h0;
-    if (\$8 ) begin
+    if (\$545 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
@@ -16663,32 +18344,32 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__ack = 1'h0;
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$545 ) begin
       csr__ack = reta_ack;
-    end else if (\$56 ) begin
+    end else if (\$593 ) begin
       csr__ack = counters__ack;
-    end else if (\$62 ) begin
-      if (\$65 ) begin
-        csr__ack = rule_read_wait;
+    end else if (\$599 ) begin
+      if (\$603 ) begin
+        csr__ack = \$604 ;
       end
-      if (\$68 ) begin
+      if (\$608 ) begin
         csr__ack = 1'h1;
       end
     end else begin
-      csr__ack = \$72 ;
+      csr__ack = \$613 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$545 ) begin
       csr__r_data = { 24'h000000, reta_r_data };
-    end else if (\$56 ) begin
+    end else if (\$593 ) begin
       csr__r_data = counters__r_data;
-    end else if (\$62 ) begin
-      if (\$65 ) begin
-        csr__r_data = rule_r__data;
+    end else if (\$599 ) begin
+      if (\$603 ) begin
+        csr__r_data = rule_data;
       end
     end else begin
       casez (csr__addr)
@@ -16705,7 +18386,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
         16'h0010:
             csr__r_data = 32'd15;
         16'h0034:
-            csr__r_data = { 30'h00000000, reta_busy, commit_pending };
+            csr__r_data = { 30'h00000000, reta_busy, pending };
         16'h0038:
             csr__r_data = { 16'h0000, generation };
         16'h0020:
@@ -16742,1538 +18423,38 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__r_stb = 1'h0;
-    if (\$8 ) begin
-    end else if (\$56 ) begin
+    if (\$545 ) begin
+    end else if (\$593 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     counters__w_stb = 1'h0;
-    if (\$8 ) begin
-    end else if (\$56 ) begin
+    if (\$545 ) begin
+    end else if (\$593 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     rule_w__en = 1'h0;
-    if (\$8 ) begin
-    end else if (\$56 ) begin
-    end else if (\$62 ) begin
-      if (\$68 ) begin
+    if (\$545 ) begin
+    end else if (\$593 ) begin
+    end else if (\$599 ) begin
+      if (\$608 ) begin
         rule_w__en = 1'h1;
       end
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$587  = 1'h0;
-    if (copying) begin
-      \$587  = 1'h1;
-    end
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$588  = copying;
-    if (\$77 ) begin
-      \$588  = 1'h1;
-    end
-    if (copying) begin
-      if (\$79 ) begin
-        \$588  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$589  = copy_addr;
-    if (\$77 ) begin
-      \$589  = 9'h000;
-    end
-    if (copying) begin
-      \$589  = \$78 [8:0];
-    end
-    if (rst) begin
-      \$589  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$590  = copy_at;
-    if (copying) begin
-      \$590  = copy_addr;
-    end
-    if (rst) begin
-      \$590  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$591  = rules;
-    if (landing) begin
-      if (\$80 ) begin
-        \$591 [31:0] = rule_r__data;
-      end
-      if (\$81 ) begin
-        \$591 [63:32] = rule_r__data;
-      end
-      if (\$82 ) begin
-        \$591 [95:64] = rule_r__data;
-      end
-      if (\$83 ) begin
-        \$591 [127:96] = rule_r__data;
-      end
-      if (\$84 ) begin
-        \$591 [159:128] = rule_r__data;
-      end
-      if (\$85 ) begin
-        \$591 [191:160] = rule_r__data;
-      end
-      if (\$86 ) begin
-        \$591 [223:192] = rule_r__data;
-      end
-      if (\$87 ) begin
-        \$591 [255:224] = rule_r__data;
-      end
-      if (\$88 ) begin
-        \$591 [287:256] = rule_r__data;
-      end
-      if (\$89 ) begin
-        \$591 [319:288] = rule_r__data;
-      end
-      if (\$90 ) begin
-        \$591 [351:320] = rule_r__data;
-      end
-      if (\$91 ) begin
-        \$591 [383:352] = rule_r__data;
-      end
-      if (\$92 ) begin
-        \$591 [415:384] = rule_r__data;
-      end
-      if (\$93 ) begin
-        \$591 [447:416] = rule_r__data;
-      end
-      if (\$94 ) begin
-        \$591 [479:448] = rule_r__data;
-      end
-      if (\$95 ) begin
-        \$591 [511:480] = rule_r__data;
-      end
-      if (\$96 ) begin
-        \$591 [543:512] = rule_r__data;
-      end
-      if (\$97 ) begin
-        \$591 [575:544] = rule_r__data;
-      end
-      if (\$98 ) begin
-        \$591 [607:576] = rule_r__data;
-      end
-      if (\$99 ) begin
-        \$591 [639:608] = rule_r__data;
-      end
-      if (\$100 ) begin
-        \$591 [671:640] = rule_r__data;
-      end
-      if (\$101 ) begin
-        \$591 [703:672] = rule_r__data;
-      end
-      if (\$102 ) begin
-        \$591 [716:704] = rule_r__data[12:0];
-      end
-      if (\$103 ) begin
-        \$591 [748:717] = rule_r__data;
-      end
-      if (\$104 ) begin
-        \$591 [780:749] = rule_r__data;
-      end
-      if (\$105 ) begin
-        \$591 [812:781] = rule_r__data;
-      end
-      if (\$106 ) begin
-        \$591 [844:813] = rule_r__data;
-      end
-      if (\$107 ) begin
-        \$591 [876:845] = rule_r__data;
-      end
-      if (\$108 ) begin
-        \$591 [908:877] = rule_r__data;
-      end
-      if (\$109 ) begin
-        \$591 [940:909] = rule_r__data;
-      end
-      if (\$110 ) begin
-        \$591 [972:941] = rule_r__data;
-      end
-      if (\$111 ) begin
-        \$591 [1004:973] = rule_r__data;
-      end
-      if (\$112 ) begin
-        \$591 [1036:1005] = rule_r__data;
-      end
-      if (\$113 ) begin
-        \$591 [1068:1037] = rule_r__data;
-      end
-      if (\$114 ) begin
-        \$591 [1100:1069] = rule_r__data;
-      end
-      if (\$115 ) begin
-        \$591 [1132:1101] = rule_r__data;
-      end
-      if (\$116 ) begin
-        \$591 [1164:1133] = rule_r__data;
-      end
-      if (\$117 ) begin
-        \$591 [1196:1165] = rule_r__data;
-      end
-      if (\$118 ) begin
-        \$591 [1228:1197] = rule_r__data;
-      end
-      if (\$119 ) begin
-        \$591 [1260:1229] = rule_r__data;
-      end
-      if (\$120 ) begin
-        \$591 [1292:1261] = rule_r__data;
-      end
-      if (\$121 ) begin
-        \$591 [1324:1293] = rule_r__data;
-      end
-      if (\$122 ) begin
-        \$591 [1356:1325] = rule_r__data;
-      end
-      if (\$123 ) begin
-        \$591 [1388:1357] = rule_r__data;
-      end
-      if (\$124 ) begin
-        \$591 [1420:1389] = rule_r__data;
-      end
-      if (\$125 ) begin
-        \$591 [1433:1421] = rule_r__data[12:0];
-      end
-      if (\$126 ) begin
-        \$591 [1465:1434] = rule_r__data;
-      end
-      if (\$127 ) begin
-        \$591 [1497:1466] = rule_r__data;
-      end
-      if (\$128 ) begin
-        \$591 [1529:1498] = rule_r__data;
-      end
-      if (\$129 ) begin
-        \$591 [1561:1530] = rule_r__data;
-      end
-      if (\$130 ) begin
-        \$591 [1593:1562] = rule_r__data;
-      end
-      if (\$131 ) begin
-        \$591 [1625:1594] = rule_r__data;
-      end
-      if (\$132 ) begin
-        \$591 [1657:1626] = rule_r__data;
-      end
-      if (\$133 ) begin
-        \$591 [1689:1658] = rule_r__data;
-      end
-      if (\$134 ) begin
-        \$591 [1721:1690] = rule_r__data;
-      end
-      if (\$135 ) begin
-        \$591 [1753:1722] = rule_r__data;
-      end
-      if (\$136 ) begin
-        \$591 [1785:1754] = rule_r__data;
-      end
-      if (\$137 ) begin
-        \$591 [1817:1786] = rule_r__data;
-      end
-      if (\$138 ) begin
-        \$591 [1849:1818] = rule_r__data;
-      end
-      if (\$139 ) begin
-        \$591 [1881:1850] = rule_r__data;
-      end
-      if (\$140 ) begin
-        \$591 [1913:1882] = rule_r__data;
-      end
-      if (\$141 ) begin
-        \$591 [1945:1914] = rule_r__data;
-      end
-      if (\$142 ) begin
-        \$591 [1977:1946] = rule_r__data;
-      end
-      if (\$143 ) begin
-        \$591 [2009:1978] = rule_r__data;
-      end
-      if (\$144 ) begin
-        \$591 [2041:2010] = rule_r__data;
-      end
-      if (\$145 ) begin
-        \$591 [2073:2042] = rule_r__data;
-      end
-      if (\$146 ) begin
-        \$591 [2105:2074] = rule_r__data;
-      end
-      if (\$147 ) begin
-        \$591 [2137:2106] = rule_r__data;
-      end
-      if (\$148 ) begin
-        \$591 [2150:2138] = rule_r__data[12:0];
-      end
-      if (\$149 ) begin
-        \$591 [2182:2151] = rule_r__data;
-      end
-      if (\$150 ) begin
-        \$591 [2214:2183] = rule_r__data;
-      end
-      if (\$151 ) begin
-        \$591 [2246:2215] = rule_r__data;
-      end
-      if (\$152 ) begin
-        \$591 [2278:2247] = rule_r__data;
-      end
-      if (\$153 ) begin
-        \$591 [2310:2279] = rule_r__data;
-      end
-      if (\$154 ) begin
-        \$591 [2342:2311] = rule_r__data;
-      end
-      if (\$155 ) begin
-        \$591 [2374:2343] = rule_r__data;
-      end
-      if (\$156 ) begin
-        \$591 [2406:2375] = rule_r__data;
-      end
-      if (\$157 ) begin
-        \$591 [2438:2407] = rule_r__data;
-      end
-      if (\$158 ) begin
-        \$591 [2470:2439] = rule_r__data;
-      end
-      if (\$159 ) begin
-        \$591 [2502:2471] = rule_r__data;
-      end
-      if (\$160 ) begin
-        \$591 [2534:2503] = rule_r__data;
-      end
-      if (\$161 ) begin
-        \$591 [2566:2535] = rule_r__data;
-      end
-      if (\$162 ) begin
-        \$591 [2598:2567] = rule_r__data;
-      end
-      if (\$163 ) begin
-        \$591 [2630:2599] = rule_r__data;
-      end
-      if (\$164 ) begin
-        \$591 [2662:2631] = rule_r__data;
-      end
-      if (\$165 ) begin
-        \$591 [2694:2663] = rule_r__data;
-      end
-      if (\$166 ) begin
-        \$591 [2726:2695] = rule_r__data;
-      end
-      if (\$167 ) begin
-        \$591 [2758:2727] = rule_r__data;
-      end
-      if (\$168 ) begin
-        \$591 [2790:2759] = rule_r__data;
-      end
-      if (\$169 ) begin
-        \$591 [2822:2791] = rule_r__data;
-      end
-      if (\$170 ) begin
-        \$591 [2854:2823] = rule_r__data;
-      end
-      if (\$171 ) begin
-        \$591 [2867:2855] = rule_r__data[12:0];
-      end
-      if (\$172 ) begin
-        \$591 [2899:2868] = rule_r__data;
-      end
-      if (\$173 ) begin
-        \$591 [2931:2900] = rule_r__data;
-      end
-      if (\$174 ) begin
-        \$591 [2963:2932] = rule_r__data;
-      end
-      if (\$175 ) begin
-        \$591 [2995:2964] = rule_r__data;
-      end
-      if (\$176 ) begin
-        \$591 [3027:2996] = rule_r__data;
-      end
-      if (\$177 ) begin
-        \$591 [3059:3028] = rule_r__data;
-      end
-      if (\$178 ) begin
-        \$591 [3091:3060] = rule_r__data;
-      end
-      if (\$179 ) begin
-        \$591 [3123:3092] = rule_r__data;
-      end
-      if (\$180 ) begin
-        \$591 [3155:3124] = rule_r__data;
-      end
-      if (\$181 ) begin
-        \$591 [3187:3156] = rule_r__data;
-      end
-      if (\$182 ) begin
-        \$591 [3219:3188] = rule_r__data;
-      end
-      if (\$183 ) begin
-        \$591 [3251:3220] = rule_r__data;
-      end
-      if (\$184 ) begin
-        \$591 [3283:3252] = rule_r__data;
-      end
-      if (\$185 ) begin
-        \$591 [3315:3284] = rule_r__data;
-      end
-      if (\$186 ) begin
-        \$591 [3347:3316] = rule_r__data;
-      end
-      if (\$187 ) begin
-        \$591 [3379:3348] = rule_r__data;
-      end
-      if (\$188 ) begin
-        \$591 [3411:3380] = rule_r__data;
-      end
-      if (\$189 ) begin
-        \$591 [3443:3412] = rule_r__data;
-      end
-      if (\$190 ) begin
-        \$591 [3475:3444] = rule_r__data;
-      end
-      if (\$191 ) begin
-        \$591 [3507:3476] = rule_r__data;
-      end
-      if (\$192 ) begin
-        \$591 [3539:3508] = rule_r__data;
-      end
-      if (\$193 ) begin
-        \$591 [3571:3540] = rule_r__data;
-      end
-      if (\$194 ) begin
-        \$591 [3584:3572] = rule_r__data[12:0];
-      end
-      if (\$195 ) begin
-        \$591 [3616:3585] = rule_r__data;
-      end
-      if (\$196 ) begin
-        \$591 [3648:3617] = rule_r__data;
-      end
-      if (\$197 ) begin
-        \$591 [3680:3649] = rule_r__data;
-      end
-      if (\$198 ) begin
-        \$591 [3712:3681] = rule_r__data;
-      end
-      if (\$199 ) begin
-        \$591 [3744:3713] = rule_r__data;
-      end
-      if (\$200 ) begin
-        \$591 [3776:3745] = rule_r__data;
-      end
-      if (\$201 ) begin
-        \$591 [3808:3777] = rule_r__data;
-      end
-      if (\$202 ) begin
-        \$591 [3840:3809] = rule_r__data;
-      end
-      if (\$203 ) begin
-        \$591 [3872:3841] = rule_r__data;
-      end
-      if (\$204 ) begin
-        \$591 [3904:3873] = rule_r__data;
-      end
-      if (\$205 ) begin
-        \$591 [3936:3905] = rule_r__data;
-      end
-      if (\$206 ) begin
-        \$591 [3968:3937] = rule_r__data;
-      end
-      if (\$207 ) begin
-        \$591 [4000:3969] = rule_r__data;
-      end
-      if (\$208 ) begin
-        \$591 [4032:4001] = rule_r__data;
-      end
-      if (\$209 ) begin
-        \$591 [4064:4033] = rule_r__data;
-      end
-      if (\$210 ) begin
-        \$591 [4096:4065] = rule_r__data;
-      end
-      if (\$211 ) begin
-        \$591 [4128:4097] = rule_r__data;
-      end
-      if (\$212 ) begin
-        \$591 [4160:4129] = rule_r__data;
-      end
-      if (\$213 ) begin
-        \$591 [4192:4161] = rule_r__data;
-      end
-      if (\$214 ) begin
-        \$591 [4224:4193] = rule_r__data;
-      end
-      if (\$215 ) begin
-        \$591 [4256:4225] = rule_r__data;
-      end
-      if (\$216 ) begin
-        \$591 [4288:4257] = rule_r__data;
-      end
-      if (\$217 ) begin
-        \$591 [4301:4289] = rule_r__data[12:0];
-      end
-      if (\$218 ) begin
-        \$591 [4333:4302] = rule_r__data;
-      end
-      if (\$219 ) begin
-        \$591 [4365:4334] = rule_r__data;
-      end
-      if (\$220 ) begin
-        \$591 [4397:4366] = rule_r__data;
-      end
-      if (\$221 ) begin
-        \$591 [4429:4398] = rule_r__data;
-      end
-      if (\$222 ) begin
-        \$591 [4461:4430] = rule_r__data;
-      end
-      if (\$223 ) begin
-        \$591 [4493:4462] = rule_r__data;
-      end
-      if (\$224 ) begin
-        \$591 [4525:4494] = rule_r__data;
-      end
-      if (\$225 ) begin
-        \$591 [4557:4526] = rule_r__data;
-      end
-      if (\$226 ) begin
-        \$591 [4589:4558] = rule_r__data;
-      end
-      if (\$227 ) begin
-        \$591 [4621:4590] = rule_r__data;
-      end
-      if (\$228 ) begin
-        \$591 [4653:4622] = rule_r__data;
-      end
-      if (\$229 ) begin
-        \$591 [4685:4654] = rule_r__data;
-      end
-      if (\$230 ) begin
-        \$591 [4717:4686] = rule_r__data;
-      end
-      if (\$231 ) begin
-        \$591 [4749:4718] = rule_r__data;
-      end
-      if (\$232 ) begin
-        \$591 [4781:4750] = rule_r__data;
-      end
-      if (\$233 ) begin
-        \$591 [4813:4782] = rule_r__data;
-      end
-      if (\$234 ) begin
-        \$591 [4845:4814] = rule_r__data;
-      end
-      if (\$235 ) begin
-        \$591 [4877:4846] = rule_r__data;
-      end
-      if (\$236 ) begin
-        \$591 [4909:4878] = rule_r__data;
-      end
-      if (\$237 ) begin
-        \$591 [4941:4910] = rule_r__data;
-      end
-      if (\$238 ) begin
-        \$591 [4973:4942] = rule_r__data;
-      end
-      if (\$239 ) begin
-        \$591 [5005:4974] = rule_r__data;
-      end
-      if (\$240 ) begin
-        \$591 [5018:5006] = rule_r__data[12:0];
-      end
-      if (\$241 ) begin
-        \$591 [5050:5019] = rule_r__data;
-      end
-      if (\$242 ) begin
-        \$591 [5082:5051] = rule_r__data;
-      end
-      if (\$243 ) begin
-        \$591 [5114:5083] = rule_r__data;
-      end
-      if (\$244 ) begin
-        \$591 [5146:5115] = rule_r__data;
-      end
-      if (\$245 ) begin
-        \$591 [5178:5147] = rule_r__data;
-      end
-      if (\$246 ) begin
-        \$591 [5210:5179] = rule_r__data;
-      end
-      if (\$247 ) begin
-        \$591 [5242:5211] = rule_r__data;
-      end
-      if (\$248 ) begin
-        \$591 [5274:5243] = rule_r__data;
-      end
-      if (\$249 ) begin
-        \$591 [5306:5275] = rule_r__data;
-      end
-      if (\$250 ) begin
-        \$591 [5338:5307] = rule_r__data;
-      end
-      if (\$251 ) begin
-        \$591 [5370:5339] = rule_r__data;
-      end
-      if (\$252 ) begin
-        \$591 [5402:5371] = rule_r__data;
-      end
-      if (\$253 ) begin
-        \$591 [5434:5403] = rule_r__data;
-      end
-      if (\$254 ) begin
-        \$591 [5466:5435] = rule_r__data;
-      end
-      if (\$255 ) begin
-        \$591 [5498:5467] = rule_r__data;
-      end
-      if (\$256 ) begin
-        \$591 [5530:5499] = rule_r__data;
-      end
-      if (\$257 ) begin
-        \$591 [5562:5531] = rule_r__data;
-      end
-      if (\$258 ) begin
-        \$591 [5594:5563] = rule_r__data;
-      end
-      if (\$259 ) begin
-        \$591 [5626:5595] = rule_r__data;
-      end
-      if (\$260 ) begin
-        \$591 [5658:5627] = rule_r__data;
-      end
-      if (\$261 ) begin
-        \$591 [5690:5659] = rule_r__data;
-      end
-      if (\$262 ) begin
-        \$591 [5722:5691] = rule_r__data;
-      end
-      if (\$263 ) begin
-        \$591 [5735:5723] = rule_r__data[12:0];
-      end
-      if (\$264 ) begin
-        \$591 [5767:5736] = rule_r__data;
-      end
-      if (\$265 ) begin
-        \$591 [5799:5768] = rule_r__data;
-      end
-      if (\$266 ) begin
-        \$591 [5831:5800] = rule_r__data;
-      end
-      if (\$267 ) begin
-        \$591 [5863:5832] = rule_r__data;
-      end
-      if (\$268 ) begin
-        \$591 [5895:5864] = rule_r__data;
-      end
-      if (\$269 ) begin
-        \$591 [5927:5896] = rule_r__data;
-      end
-      if (\$270 ) begin
-        \$591 [5959:5928] = rule_r__data;
-      end
-      if (\$271 ) begin
-        \$591 [5991:5960] = rule_r__data;
-      end
-      if (\$272 ) begin
-        \$591 [6023:5992] = rule_r__data;
-      end
-      if (\$273 ) begin
-        \$591 [6055:6024] = rule_r__data;
-      end
-      if (\$274 ) begin
-        \$591 [6087:6056] = rule_r__data;
-      end
-      if (\$275 ) begin
-        \$591 [6119:6088] = rule_r__data;
-      end
-      if (\$276 ) begin
-        \$591 [6151:6120] = rule_r__data;
-      end
-      if (\$277 ) begin
-        \$591 [6183:6152] = rule_r__data;
-      end
-      if (\$278 ) begin
-        \$591 [6215:6184] = rule_r__data;
-      end
-      if (\$279 ) begin
-        \$591 [6247:6216] = rule_r__data;
-      end
-      if (\$280 ) begin
-        \$591 [6279:6248] = rule_r__data;
-      end
-      if (\$281 ) begin
-        \$591 [6311:6280] = rule_r__data;
-      end
-      if (\$282 ) begin
-        \$591 [6343:6312] = rule_r__data;
-      end
-      if (\$283 ) begin
-        \$591 [6375:6344] = rule_r__data;
-      end
-      if (\$284 ) begin
-        \$591 [6407:6376] = rule_r__data;
-      end
-      if (\$285 ) begin
-        \$591 [6439:6408] = rule_r__data;
-      end
-      if (\$286 ) begin
-        \$591 [6452:6440] = rule_r__data[12:0];
-      end
-      if (\$287 ) begin
-        \$591 [6484:6453] = rule_r__data;
-      end
-      if (\$288 ) begin
-        \$591 [6516:6485] = rule_r__data;
-      end
-      if (\$289 ) begin
-        \$591 [6548:6517] = rule_r__data;
-      end
-      if (\$290 ) begin
-        \$591 [6580:6549] = rule_r__data;
-      end
-      if (\$291 ) begin
-        \$591 [6612:6581] = rule_r__data;
-      end
-      if (\$292 ) begin
-        \$591 [6644:6613] = rule_r__data;
-      end
-      if (\$293 ) begin
-        \$591 [6676:6645] = rule_r__data;
-      end
-      if (\$294 ) begin
-        \$591 [6708:6677] = rule_r__data;
-      end
-      if (\$295 ) begin
-        \$591 [6740:6709] = rule_r__data;
-      end
-      if (\$296 ) begin
-        \$591 [6772:6741] = rule_r__data;
-      end
-      if (\$297 ) begin
-        \$591 [6804:6773] = rule_r__data;
-      end
-      if (\$298 ) begin
-        \$591 [6836:6805] = rule_r__data;
-      end
-      if (\$299 ) begin
-        \$591 [6868:6837] = rule_r__data;
-      end
-      if (\$300 ) begin
-        \$591 [6900:6869] = rule_r__data;
-      end
-      if (\$301 ) begin
-        \$591 [6932:6901] = rule_r__data;
-      end
-      if (\$302 ) begin
-        \$591 [6964:6933] = rule_r__data;
-      end
-      if (\$303 ) begin
-        \$591 [6996:6965] = rule_r__data;
-      end
-      if (\$304 ) begin
-        \$591 [7028:6997] = rule_r__data;
-      end
-      if (\$305 ) begin
-        \$591 [7060:7029] = rule_r__data;
-      end
-      if (\$306 ) begin
-        \$591 [7092:7061] = rule_r__data;
-      end
-      if (\$307 ) begin
-        \$591 [7124:7093] = rule_r__data;
-      end
-      if (\$308 ) begin
-        \$591 [7156:7125] = rule_r__data;
-      end
-      if (\$309 ) begin
-        \$591 [7169:7157] = rule_r__data[12:0];
-      end
-      if (\$310 ) begin
-        \$591 [7201:7170] = rule_r__data;
-      end
-      if (\$311 ) begin
-        \$591 [7233:7202] = rule_r__data;
-      end
-      if (\$312 ) begin
-        \$591 [7265:7234] = rule_r__data;
-      end
-      if (\$313 ) begin
-        \$591 [7297:7266] = rule_r__data;
-      end
-      if (\$314 ) begin
-        \$591 [7329:7298] = rule_r__data;
-      end
-      if (\$315 ) begin
-        \$591 [7361:7330] = rule_r__data;
-      end
-      if (\$316 ) begin
-        \$591 [7393:7362] = rule_r__data;
-      end
-      if (\$317 ) begin
-        \$591 [7425:7394] = rule_r__data;
-      end
-      if (\$318 ) begin
-        \$591 [7457:7426] = rule_r__data;
-      end
-      if (\$319 ) begin
-        \$591 [7489:7458] = rule_r__data;
-      end
-      if (\$320 ) begin
-        \$591 [7521:7490] = rule_r__data;
-      end
-      if (\$321 ) begin
-        \$591 [7553:7522] = rule_r__data;
-      end
-      if (\$322 ) begin
-        \$591 [7585:7554] = rule_r__data;
-      end
-      if (\$323 ) begin
-        \$591 [7617:7586] = rule_r__data;
-      end
-      if (\$324 ) begin
-        \$591 [7649:7618] = rule_r__data;
-      end
-      if (\$325 ) begin
-        \$591 [7681:7650] = rule_r__data;
-      end
-      if (\$326 ) begin
-        \$591 [7713:7682] = rule_r__data;
-      end
-      if (\$327 ) begin
-        \$591 [7745:7714] = rule_r__data;
-      end
-      if (\$328 ) begin
-        \$591 [7777:7746] = rule_r__data;
-      end
-      if (\$329 ) begin
-        \$591 [7809:7778] = rule_r__data;
-      end
-      if (\$330 ) begin
-        \$591 [7841:7810] = rule_r__data;
-      end
-      if (\$331 ) begin
-        \$591 [7873:7842] = rule_r__data;
-      end
-      if (\$332 ) begin
-        \$591 [7886:7874] = rule_r__data[12:0];
-      end
-      if (\$333 ) begin
-        \$591 [7918:7887] = rule_r__data;
-      end
-      if (\$334 ) begin
-        \$591 [7950:7919] = rule_r__data;
-      end
-      if (\$335 ) begin
-        \$591 [7982:7951] = rule_r__data;
-      end
-      if (\$336 ) begin
-        \$591 [8014:7983] = rule_r__data;
-      end
-      if (\$337 ) begin
-        \$591 [8046:8015] = rule_r__data;
-      end
-      if (\$338 ) begin
-        \$591 [8078:8047] = rule_r__data;
-      end
-      if (\$339 ) begin
-        \$591 [8110:8079] = rule_r__data;
-      end
-      if (\$340 ) begin
-        \$591 [8142:8111] = rule_r__data;
-      end
-      if (\$341 ) begin
-        \$591 [8174:8143] = rule_r__data;
-      end
-      if (\$342 ) begin
-        \$591 [8206:8175] = rule_r__data;
-      end
-      if (\$343 ) begin
-        \$591 [8238:8207] = rule_r__data;
-      end
-      if (\$344 ) begin
-        \$591 [8270:8239] = rule_r__data;
-      end
-      if (\$345 ) begin
-        \$591 [8302:8271] = rule_r__data;
-      end
-      if (\$346 ) begin
-        \$591 [8334:8303] = rule_r__data;
-      end
-      if (\$347 ) begin
-        \$591 [8366:8335] = rule_r__data;
-      end
-      if (\$348 ) begin
-        \$591 [8398:8367] = rule_r__data;
-      end
-      if (\$349 ) begin
-        \$591 [8430:8399] = rule_r__data;
-      end
-      if (\$350 ) begin
-        \$591 [8462:8431] = rule_r__data;
-      end
-      if (\$351 ) begin
-        \$591 [8494:8463] = rule_r__data;
-      end
-      if (\$352 ) begin
-        \$591 [8526:8495] = rule_r__data;
-      end
-      if (\$353 ) begin
-        \$591 [8558:8527] = rule_r__data;
-      end
-      if (\$354 ) begin
-        \$591 [8590:8559] = rule_r__data;
-      end
-      if (\$355 ) begin
-        \$591 [8603:8591] = rule_r__data[12:0];
-      end
-      if (\$356 ) begin
-        \$591 [8635:8604] = rule_r__data;
-      end
-      if (\$357 ) begin
-        \$591 [8667:8636] = rule_r__data;
-      end
-      if (\$358 ) begin
-        \$591 [8699:8668] = rule_r__data;
-      end
-      if (\$359 ) begin
-        \$591 [8731:8700] = rule_r__data;
-      end
-      if (\$360 ) begin
-        \$591 [8763:8732] = rule_r__data;
-      end
-      if (\$361 ) begin
-        \$591 [8795:8764] = rule_r__data;
-      end
-      if (\$362 ) begin
-        \$591 [8827:8796] = rule_r__data;
-      end
-      if (\$363 ) begin
-        \$591 [8859:8828] = rule_r__data;
-      end
-      if (\$364 ) begin
-        \$591 [8891:8860] = rule_r__data;
-      end
-      if (\$365 ) begin
-        \$591 [8923:8892] = rule_r__data;
-      end
-      if (\$366 ) begin
-        \$591 [8955:8924] = rule_r__data;
-      end
-      if (\$367 ) begin
-        \$591 [8987:8956] = rule_r__data;
-      end
-      if (\$368 ) begin
-        \$591 [9019:8988] = rule_r__data;
-      end
-      if (\$369 ) begin
-        \$591 [9051:9020] = rule_r__data;
-      end
-      if (\$370 ) begin
-        \$591 [9083:9052] = rule_r__data;
-      end
-      if (\$371 ) begin
-        \$591 [9115:9084] = rule_r__data;
-      end
-      if (\$372 ) begin
-        \$591 [9147:9116] = rule_r__data;
-      end
-      if (\$373 ) begin
-        \$591 [9179:9148] = rule_r__data;
-      end
-      if (\$374 ) begin
-        \$591 [9211:9180] = rule_r__data;
-      end
-      if (\$375 ) begin
-        \$591 [9243:9212] = rule_r__data;
-      end
-      if (\$376 ) begin
-        \$591 [9275:9244] = rule_r__data;
-      end
-      if (\$377 ) begin
-        \$591 [9307:9276] = rule_r__data;
-      end
-      if (\$378 ) begin
-        \$591 [9320:9308] = rule_r__data[12:0];
-      end
-      if (\$379 ) begin
-        \$591 [9352:9321] = rule_r__data;
-      end
-      if (\$380 ) begin
-        \$591 [9384:9353] = rule_r__data;
-      end
-      if (\$381 ) begin
-        \$591 [9416:9385] = rule_r__data;
-      end
-      if (\$382 ) begin
-        \$591 [9448:9417] = rule_r__data;
-      end
-      if (\$383 ) begin
-        \$591 [9480:9449] = rule_r__data;
-      end
-      if (\$384 ) begin
-        \$591 [9512:9481] = rule_r__data;
-      end
-      if (\$385 ) begin
-        \$591 [9544:9513] = rule_r__data;
-      end
-      if (\$386 ) begin
-        \$591 [9576:9545] = rule_r__data;
-      end
-      if (\$387 ) begin
-        \$591 [9608:9577] = rule_r__data;
-      end
-      if (\$388 ) begin
-        \$591 [9640:9609] = rule_r__data;
-      end
-      if (\$389 ) begin
-        \$591 [9672:9641] = rule_r__data;
-      end
-      if (\$390 ) begin
-        \$591 [9704:9673] = rule_r__data;
-      end
-      if (\$391 ) begin
-        \$591 [9736:9705] = rule_r__data;
-      end
-      if (\$392 ) begin
-        \$591 [9768:9737] = rule_r__data;
-      end
-      if (\$393 ) begin
-        \$591 [9800:9769] = rule_r__data;
-      end
-      if (\$394 ) begin
-        \$591 [9832:9801] = rule_r__data;
-      end
-      if (\$395 ) begin
-        \$591 [9864:9833] = rule_r__data;
-      end
-      if (\$396 ) begin
-        \$591 [9896:9865] = rule_r__data;
-      end
-      if (\$397 ) begin
-        \$591 [9928:9897] = rule_r__data;
-      end
-      if (\$398 ) begin
-        \$591 [9960:9929] = rule_r__data;
-      end
-      if (\$399 ) begin
-        \$591 [9992:9961] = rule_r__data;
-      end
-      if (\$400 ) begin
-        \$591 [10024:9993] = rule_r__data;
-      end
-      if (\$401 ) begin
-        \$591 [10037:10025] = rule_r__data[12:0];
-      end
-      if (\$402 ) begin
-        \$591 [10069:10038] = rule_r__data;
-      end
-      if (\$403 ) begin
-        \$591 [10101:10070] = rule_r__data;
-      end
-      if (\$404 ) begin
-        \$591 [10133:10102] = rule_r__data;
-      end
-      if (\$405 ) begin
-        \$591 [10165:10134] = rule_r__data;
-      end
-      if (\$406 ) begin
-        \$591 [10197:10166] = rule_r__data;
-      end
-      if (\$407 ) begin
-        \$591 [10229:10198] = rule_r__data;
-      end
-      if (\$408 ) begin
-        \$591 [10261:10230] = rule_r__data;
-      end
-      if (\$409 ) begin
-        \$591 [10293:10262] = rule_r__data;
-      end
-      if (\$410 ) begin
-        \$591 [10325:10294] = rule_r__data;
-      end
-      if (\$411 ) begin
-        \$591 [10357:10326] = rule_r__data;
-      end
-      if (\$412 ) begin
-        \$591 [10389:10358] = rule_r__data;
-      end
-      if (\$413 ) begin
-        \$591 [10421:10390] = rule_r__data;
-      end
-      if (\$414 ) begin
-        \$591 [10453:10422] = rule_r__data;
-      end
-      if (\$415 ) begin
-        \$591 [10485:10454] = rule_r__data;
-      end
-      if (\$416 ) begin
-        \$591 [10517:10486] = rule_r__data;
-      end
-      if (\$417 ) begin
-        \$591 [10549:10518] = rule_r__data;
-      end
-      if (\$418 ) begin
-        \$591 [10581:10550] = rule_r__data;
-      end
-      if (\$419 ) begin
-        \$591 [10613:10582] = rule_r__data;
-      end
-      if (\$420 ) begin
-        \$591 [10645:10614] = rule_r__data;
-      end
-      if (\$421 ) begin
-        \$591 [10677:10646] = rule_r__data;
-      end
-      if (\$422 ) begin
-        \$591 [10709:10678] = rule_r__data;
-      end
-      if (\$423 ) begin
-        \$591 [10741:10710] = rule_r__data;
-      end
-      if (\$424 ) begin
-        \$591 [10754:10742] = rule_r__data[12:0];
-      end
-      if (\$425 ) begin
-        \$591 [10786:10755] = rule_r__data;
-      end
-      if (\$426 ) begin
-        \$591 [10818:10787] = rule_r__data;
-      end
-      if (\$427 ) begin
-        \$591 [10850:10819] = rule_r__data;
-      end
-      if (\$428 ) begin
-        \$591 [10882:10851] = rule_r__data;
-      end
-      if (\$429 ) begin
-        \$591 [10914:10883] = rule_r__data;
-      end
-      if (\$430 ) begin
-        \$591 [10946:10915] = rule_r__data;
-      end
-      if (\$431 ) begin
-        \$591 [10978:10947] = rule_r__data;
-      end
-      if (\$432 ) begin
-        \$591 [11010:10979] = rule_r__data;
-      end
-      if (\$433 ) begin
-        \$591 [11042:11011] = rule_r__data;
-      end
-      if (\$434 ) begin
-        \$591 [11074:11043] = rule_r__data;
-      end
-      if (\$435 ) begin
-        \$591 [11106:11075] = rule_r__data;
-      end
-      if (\$436 ) begin
-        \$591 [11138:11107] = rule_r__data;
-      end
-      if (\$437 ) begin
-        \$591 [11170:11139] = rule_r__data;
-      end
-      if (\$438 ) begin
-        \$591 [11202:11171] = rule_r__data;
-      end
-      if (\$439 ) begin
-        \$591 [11234:11203] = rule_r__data;
-      end
-      if (\$440 ) begin
-        \$591 [11266:11235] = rule_r__data;
-      end
-      if (\$441 ) begin
-        \$591 [11298:11267] = rule_r__data;
-      end
-      if (\$442 ) begin
-        \$591 [11330:11299] = rule_r__data;
-      end
-      if (\$443 ) begin
-        \$591 [11362:11331] = rule_r__data;
-      end
-      if (\$444 ) begin
-        \$591 [11394:11363] = rule_r__data;
-      end
-      if (\$445 ) begin
-        \$591 [11426:11395] = rule_r__data;
-      end
-      if (\$446 ) begin
-        \$591 [11458:11427] = rule_r__data;
-      end
-      if (\$447 ) begin
-        \$591 [11471:11459] = rule_r__data[12:0];
-      end
-    end
-    if (rst) begin
-      \$591  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$592  = hash_enable;
-    if (commit_done) begin
-      \$592  = shadow_ctrl_0_0[7:0];
-    end
-    if (rst) begin
-      \$592  = 8'h7e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$593  = symmetric;
-    if (commit_done) begin
-      \$593  = shadow_ctrl_0_0[8];
-    end
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$594  = pass_errors;
-    if (commit_done) begin
-      \$594  = shadow_ctrl_0_0[9];
-    end
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$595  = max_frame;
-    if (commit_done) begin
-      \$595  = shadow_max_frame_0_0[15:0];
-    end
-    if (rst) begin
-      \$595  = 16'h05f2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$596  = direct_ethertype;
-    if (commit_done) begin
-      \$596  = shadow_direct_ethertype_0_0[15:0];
-    end
-    if (rst) begin
-      \$596  = 16'h88b5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$597  = default_action;
-    if (commit_done) begin
-      \$597  = shadow_default_action_0_0[19:0];
-    end
-    if (rst) begin
-      \$597  = 20'h90000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$598  = key;
-    if (commit_done) begin
-      \$598  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
-    end
-    if (rst) begin
-      \$598  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$599  = generation;
-    if (commit_done) begin
-      \$599  = \$448 [15:0];
-    end
-    if (rst) begin
-      \$599  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$600  = commit_pending;
-    if (commit_done) begin
-      \$600  = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$516 ) begin
-        \$600  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$601  = rule_read_wait;
-    if (\$449 ) begin
-      \$601  = 1'h0;
-    end
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-      if (\$509 ) begin
-        \$601  = \$510 ;
-      end
-    end
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$602  = shadow_ctrl_0_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$521 ) begin
-        \$602  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$602  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$603  = shadow_max_frame_0_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$526 ) begin
-        \$603  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$603  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$604  = shadow_direct_ethertype_0_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$531 ) begin
-        \$604  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$604  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$605  = shadow_default_action_0_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$536 ) begin
-        \$605  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$605  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$606  = shadow_rss_key_0_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$541 ) begin
-        \$606  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$606  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$607  = shadow_rss_key_1_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$546 ) begin
-        \$607  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$607  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$608  = shadow_rss_key_2_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$551 ) begin
-        \$608  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$608  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$609  = shadow_rss_key_3_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$556 ) begin
-        \$609  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$609  = 32'd1134792624;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$610  = shadow_rss_key_4_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$561 ) begin
-        \$610  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$610  = 32'd3502910411;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$611  = shadow_rss_key_5_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$566 ) begin
-        \$611  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$611  = 32'd2927308980;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$612  = shadow_rss_key_6_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$571 ) begin
-        \$612  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$612  = 32'd2009804195;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$613  = shadow_rss_key_7_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$576 ) begin
-        \$613  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$613  = 32'd2150691340;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$614  = shadow_rss_key_8_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$581 ) begin
-        \$614  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$614  = 32'd1782757179;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$615  = shadow_rss_key_9_0;
-    (* full_case = 32'd1 *)
-    if (\$452 ) begin
-    end else if (\$500 ) begin
-    end else if (\$506 ) begin
-    end else begin
-      if (\$586 ) begin
-        \$615  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$615  = 32'd3198943738;
-    end
-  end
-  assign pending = commit_pending;
+  assign commit_done = landing_last;
+  assign commit_pending = pending;
   assign reta_w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
-  assign rule_w__addr = \$5 [10:2];
+  assign rule_w__addr = \$542 [10:2];
   assign rule_w__data = csr__w_data;
-  assign reta_addr = \$2 [10:2];
+  assign reta_addr = \$538 [10:2];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -19030,11 +19211,11 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, commit_done, re
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
-  assign \$12  = \$11 ;
-  assign \$456  = \$455 ;
+  assign \$389  = \$388 ;
+  assign \$549  = \$548 ;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.reta (rst, flip_stb, bus_addr, i__ready, busy, side__data, o__ready, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, side__data, o__ready, flip_stb, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;

@@ -269,7 +269,7 @@ def test_throughput_any_well_formed_frame():
 @pytest.mark.parametrize("width", [8, 64])
 def test_latency(name, frame, cycles, width):
     # The documented latency: o.valid rises 1 + (engine cycles) after the last beat; at 8
-    # bits the hand-over takes a cycle and every step four.
+    # bits the input register and the hand-over take a cycle each and every step four.
     dut = HeaderParser(width)
     beats = beats_of(frame, width, None)
     latency = []
@@ -293,7 +293,7 @@ def test_latency(name, frame, cycles, width):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    assert latency == [1 + cycles if width > 8 else 2 + 4 * cycles]
+    assert latency == [1 + cycles if width > 8 else 3 + 4 * cycles]
 
 
 def test_short_frames_stall_but_stay_in_order():
