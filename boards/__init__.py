@@ -35,7 +35,9 @@ class Board:
     clock_mhz : float
         Core clock target.
     top : str or None
-        ``hetnic.boards.top`` class building the design; ``None``: not implemented yet.
+        The class building the design: a class of ``hetnic.boards.top``, or
+        ``module:Class`` for one in another ``hetnic.boards`` module; ``None``: not
+        implemented yet.
     oscillator : str
         The board clock resource the core PLL runs from, and ``osc_mhz`` its frequency.
     note : str
@@ -63,8 +65,8 @@ class Board:
         if self.top is None:
             raise BoardNotImplemented(f"board {self.name!r}: no board top is implemented yet "
                                       f"({self.note})")
-        from . import top
-        return getattr(top, self.top)(self)
+        module, _, cls = self.top.rpartition(":")
+        return getattr(importlib.import_module(f".{module or 'top'}", __name__), cls)(self)
 
     @property
     def device(self) -> str:
@@ -96,8 +98,10 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
                "on a SYZYGY pin pair and a PLL setting for 30 MHz",
           loader=("-c", "ft2232")),
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", ports=0, reduced=True,
-          clock_mhz=12, top=None,
-          note="iCE40UP5K, no Ethernet: needs a reduced core fed from the UART",
+          clock_mhz=12, top="ice40_top:Ice40BoardTop",
+          note="iCE40UP5K, no Ethernet: a reduced core on the UART, the Toeplitz hash with "
+               "the programmable key and the RETA (the host parses; no parser, rules or "
+               "counters fit beside the bridge and register file)",
           loader=("-b", "icebreaker")),
 )}
 

@@ -44,8 +44,8 @@ class BuildFailed(BoardError):
 
 
 def _family(platform) -> str:
-    return "ice40" if any("ICE40" in cls.__name__.upper() for cls in type(platform).__mro__) \
-        else "ecp5"
+    from amaranth.vendor import SiliconBluePlatform
+    return "ice40" if isinstance(platform, SiliconBluePlatform) else "ecp5"
 
 
 def tool_env(family: str) -> dict[str, str]:
@@ -94,17 +94,17 @@ def build_board(board: Board, out: Path) -> dict:
     plan.extract(str(out))
     script = f"{plan.script}.sh"
     # sh -x echoes each command before running it: that is how the phases are seen.
-    proc = subprocess.Popen(["sh", "-x", script], cwd=out, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
     phase, log_tail = None, []
-    for line in proc.stdout:
-        log_tail = (log_tail + [line.rstrip()])[-20:]
-        if line.startswith("+ "):
-            for var, label in _PHASES.items():
-                if env.get(var) and line[2:].lstrip("'\"").startswith(env[var]):
-                    phase = label
-                    _log(label, start)
-    if proc.wait() != 0:
+    with subprocess.Popen(["sh", "-x", script], cwd=out, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log_tail = (log_tail + [line.rstrip()])[-20:]
+            if line.startswith("+ "):
+                for var, label in _PHASES.items():
+                    if env.get(var) and line[2:].lstrip("'\"").startswith(env[var]):
+                        phase = label
+                        _log(label, start)
+    if proc.returncode != 0:
         raise BuildFailed(f"{phase or 'build script'} failed (exit {proc.returncode}); see "
                           f"{out}/{plan.script.removeprefix('build_')}.tim or .rpt: "
                           f"{log_tail[-1] if log_tail else ''}")

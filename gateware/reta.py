@@ -47,8 +47,8 @@ class IndirectionTable(wiring.Component):
     o : Out(stream.Signature(PacketMeta))
         ``queue`` filled in. One record per cycle, latency 1 cycle.
     bus_addr, bus_r_stb, bus_w_stb, bus_w_data, bus_ack, bus_r_data
-        Shadow-bank access by entry index; ``bus_ack`` answers a read one cycle after the
-        request and a write when it is performed.
+        Shadow-bank access by entry index; ``bus_ack`` answers a read two cycles after the
+        request (the read data is registered) and a write when it is performed.
     flip_stb : In(1)
         Make the shadow bank active. Must only be given while ``busy`` is low and no record
         is inside the table (``i.valid``/``o.valid`` low).
@@ -102,7 +102,7 @@ class IndirectionTable(wiring.Component):
         copy_write = Signal()               # side.data holds entry copy_index - 1
         m.d.comb += self.busy.eq((copy_index != size) | copy_write)
         m.d.comb += side.en.eq(1)
-        read_wait = Signal()                # a bus read was issued last cycle
+        read_wait = Signal(2)               # cycles a bus read has been under way
         with m.If(self.flip_stb):
             m.d.sync += [active.eq(~active), copy_index.eq(0), copy_write.eq(0),
                          read_wait.eq(0)]
@@ -121,7 +121,9 @@ class IndirectionTable(wiring.Component):
                 m.d.comb += [wr.en.eq(1), wr.data.eq(self.bus_w_data),
                              wr.addr.eq(~active << log2 | self.bus_addr), self.bus_ack.eq(1)]
             with m.Elif(self.bus_r_stb):
-                m.d.sync += read_wait.eq(~read_wait)
-                m.d.comb += self.bus_ack.eq(read_wait)
-        m.d.comb += self.bus_r_data.eq(side.data)
+                # Address in one cycle, data registered in the next, answer in the third:
+                # the block RAM's output goes to a flop, not into the bus's multiplexers.
+                m.d.sync += read_wait.eq(Mux(read_wait == 2, 0, read_wait + 1))
+                m.d.comb += self.bus_ack.eq(read_wait == 2)
+        m.d.sync += self.bus_r_data.eq(side.data)
         return m

@@ -26,6 +26,8 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
 
 Register arrays (``count > 1``) repeat every ``stride`` bytes; their count may depend on a
 build parameter (``"reta_size"``, ``"n_rules"``, ``"queues"``), resolved by :class:`RegisterMap`.
+A count of 0 leaves a register out of a build: the NIC core's queue blocks, and the hash
+requests of the reduced serial core (``"injector"``, 0 or 1).
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from dataclasses import dataclass
 
 from amaranth.lib import data
 
-from .protocol import DropReason, MS_RSS_DEFAULT_KEY, Rule, RuleAction
+from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
+                       RuleAction)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
-           "RULE_WORDS", "RULE_STRIDE", "DEFAULT_PARAMS"]
+           "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS"]
 
 ID_MAGIC = 0x484E4943           # "HNIC"
 VERSION = (0, 1)                # (major, minor) of the register interface
@@ -48,6 +51,8 @@ VERSION = (0, 1)                # (major, minor) of the register interface
 RULE_WORDS = (data.Layout.cast(Rule).size + 31) // 32
 RULE_STRIDE = 0x80              # bytes between rules (room for 32 words)
 assert RULE_WORDS * 4 <= RULE_STRIDE
+#: 32-bit words of a Toeplitz input in the reduced serial core's INJ_DATA (36 bytes).
+INJ_DATA_WORDS = RSS_MAX_INPUT_LEN // 4
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Register:
     doc: str
     fields: tuple[Field, ...] = ()
     reset: int = 0
-    count: int | str = 1        # an int, or the name of a build parameter
+    count: int | str = 1        # an int, or a build parameter: "name", "name+1", "name*k"
     stride: int = 4
     words: int = 1              # 32-bit words per element
 
@@ -115,8 +120,17 @@ REGISTERS: tuple[Register, ...] = (
               Field("tx_queues", 12, 8, "TX queues"),
               Field("event_queues", 20, 8, "event queues"))),
     Register("CAPS", 0x0010, "ro", "Feature bits.",
-             (Field("ipv6", 0, 1), Field("symmetric", 1, 1), Field("classifier", 2, 1),
-              Field("counters", 3, 1)), reset=0b1111),
+             (Field("ipv6", 0, 1),
+              Field("symmetric", 1, 1, "the hash stage sorts addresses and ports (0 in the "
+                                       "reduced serial core: its host does)"),
+              Field("classifier", 2, 1, "classifier rules (0 in the reduced serial core: it "
+                                        "steers with DEFAULT_ACTION)"),
+              Field("counters", 3, 1, "the counter registers (0 in the reduced serial core: "
+                                      "they do not answer)"),
+              Field("injector", 4, 1, "the reduced serial core: Toeplitz inputs come in and "
+                                      "results go out through the INJ_* and RES_* registers; "
+                                      "no parser")),
+             reset=0b1111),
     # --- committed configuration ----------------------------------------------------------
     Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
              (Field("hash_enable", 0, 8, "bit n enables HashType n (bits 1..6)"),
@@ -153,6 +167,47 @@ REGISTERS: tuple[Register, ...] = (
     Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
     Register("DROP_COUNT", 0x00C0, "counter", "Dropped frames per DropReason value.",
              count=len(DropReason)),
+    # --- hash requests and results: the reduced serial core only (iCEBreaker) -------------
+    # The host sends Toeplitz inputs instead of frames (it parses them itself); each input's
+    # result waits in a queue until the host takes it (hetnic.gateware.hash_injector). Every
+    # write here may be repeated without harm, as the serial bridge's retries need.
+    Register("INJ_DATA", 0x0800, "wo",
+             "Toeplitz input bytes 4k..4k+3 of the next request in word k, byte 4k in bits "
+             "31:24. Words not written since the previous request are 0.",
+             count=f"injector*{INJ_DATA_WORDS}"),
+    Register("INJ_END", 0x0824, "wo",
+             "Sends the input: hashes its first `length` bytes with the key in force and looks "
+             "its queue up through DEFAULT_ACTION's RETA slice. Taken only if `seq` is "
+             "INJ_STATUS.requests (a repeated write is ignored); waits (no ack) while the hash "
+             "engine is busy or a commit is pending.",
+             (Field("length", 0, 6, "input bytes, 0 to 36; more act as 36 (counted)"),
+              Field("seq", 16, 16, "INJ_STATUS.requests")),
+             count="injector"),
+    Register("INJ_STATUS", 0x0828, "ro", "Hash requests so far.",
+             (Field("requests", 0, 16, "requests taken (wraps); the `seq` of the next one"),
+              Field("ignored", 16, 8, "INJ_END writes with another `seq` (wraps)"),
+              Field("cut", 24, 8, "requests longer than 36 bytes, hashed as 36 (wraps)")),
+             count="injector"),
+    Register("RES_STATUS", 0x082C, "ro", "The result queue.",
+             (Field("waiting", 0, 16, "results waiting to be taken"),
+              Field("lost", 16, 16, "results dropped because the queue was full (wraps); "
+                                    "their `seq` is skipped")),
+             count="injector"),
+    Register("RES_INFO", 0x0830, "ro",
+             "The oldest waiting result (0 in every field when none waits).",
+             (Field("valid", 0, 1, "a result waits; the RES_* registers describe it"),
+              Field("queue", 16, 8), Field("instance", 24, 4)),
+             count="injector"),
+    Register("RES_HASH", 0x0834, "ro", "The oldest result's Toeplitz hash.",
+             count="injector"),
+    Register("RES_TAG", 0x0838, "ro", "The oldest result's request.",
+             (Field("seq", 0, 16, "the request's INJ_END `seq`"),
+              Field("generation", 16, 16, "configuration generation it was computed with")),
+             count="injector"),
+    Register("RES_POP", 0x083C, "wo",
+             "Removes the oldest result if its `seq` is the value written (so a repeated "
+             "write removes nothing more).",
+             (Field("seq", 0, 16),), count="injector"),
     # --- tables ---------------------------------------------------------------------------
     Register("RETA", 0x1000, "shadow", "Indirection table: RX queue per entry.",
              (Field("queue", 0, 8),), count="reta_size"),
@@ -229,7 +284,7 @@ REGISTERS: tuple[Register, ...] = (
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "reta_size": 512, "queues": 64, "tx_queues": 0,
-                  "event_queues": 0, "rx_queues": 0}
+                  "event_queues": 0, "rx_queues": 0, "injector": 0}
 
 
 class RegisterMap:
@@ -239,7 +294,9 @@ class RegisterMap:
     ----------
     params : dict
         Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
-        ``queues``. Missing ones take :data:`DEFAULT_PARAMS`.
+        ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``, and
+        ``injector`` (1 for the reduced serial core). Missing ones take
+        :data:`DEFAULT_PARAMS`.
     """
     def __init__(self, **params):
         unknown = set(params) - set(DEFAULT_PARAMS)
@@ -251,7 +308,7 @@ class RegisterMap:
         for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
                              ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256),
                              ("tx_queues", 0, 64), ("event_queues", 0, 64),
-                             ("rx_queues", 0, 256)):
+                             ("rx_queues", 0, 256), ("injector", 0, 1)):
             if not isinstance(p[name], int) or not lo <= p[name] <= hi:
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
                                  f"not {p[name]!r}")
@@ -297,7 +354,8 @@ class RegisterMap:
             return reg.count
         if reg.count.endswith("+1"):
             return self.params[reg.count[:-2]] + 1
-        return self.params[reg.count]
+        name, _, factor = reg.count.partition("*")
+        return self.params[name] * int(factor or 1)
 
     def addr(self, name: str, index: int = 0, word: int = 0) -> int:
         """Byte address of element ``index`` (and 32-bit ``word`` inside it) of a register."""
@@ -325,6 +383,9 @@ class RegisterMap:
             return p["reta_size"] | p["queues"] << 16
         if name == "PARAMS2":
             return p["rx_queues"] | p["tx_queues"] << 12 | p["event_queues"] << 20
+        if name == "CAPS" and p["injector"]:
+            # The reduced serial core: a Toeplitz engine and the RETA, nothing else.
+            return reg.field("ipv6").mask | reg.field("injector").mask
         return reg.reset
 
     # --- exports ------------------------------------------------------------------------

@@ -243,6 +243,10 @@ def _board_build(backend) -> tuple[dict, RegisterMap]:
         value = backend.reg_read(probe.addr(name))
         for f in probe[name].fields:
             params[f.name] = (value & f.mask) >> f.lsb
+    caps = backend.reg_read(probe.addr("CAPS"))
+    if caps & probe["CAPS"].field("injector").mask:
+        raise NicError(f"the board on {backend.name} is the reduced serial core (no Ethernet, "
+                       f"no parser): drive it with hetnic.host.serial_core.ReducedCore")
     queues = {k: params.pop(k) for k in ("rx_queues", "tx_queues", "event_queues")}
     if any(queues.values()):
         raise NicError(f"the device on {backend.name} is a NIC core with DMA queues "

@@ -36,6 +36,8 @@ def test_build_plan(name):
     platform, plan = build_plan(board)
     script = plan.files[f"{plan.script}.sh"]
     assert f"--report {NEXTPNR_REPORT}" in script
+    if not board.ports:
+        return          # the serial-fed iCE40 core: tests/boards/test_ice40_build.py
     lpf = plan.files[f"hetnic_{name}.lpf"]
     ports = ["eth_rgmii_0"]
     if board.ports == 2:
@@ -81,7 +83,7 @@ def test_cli_unknown_board_is_one_line_exit_2(capsys):
 
 
 def test_cli_build_of_unimplemented_board(capsys, tmp_path):
-    assert main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 2
+    assert main(["build", "--board", "butterstick", "--out", str(tmp_path)]) == 2
     assert "no board top is implemented yet" in capsys.readouterr().err
 
 

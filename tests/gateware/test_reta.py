@@ -277,7 +277,7 @@ def test_bus_writes_go_to_shadow_and_flip():
 
 
 def test_refresh_timing_and_bus_latency():
-    """``busy`` lasts ``size + 1`` cycles after the flip; reads are answered one cycle after
+    """``busy`` lasts ``size + 1`` cycles after the flip; reads are answered two cycles after
     the request, writes at once, one after another."""
     size = 16
 
@@ -287,7 +287,7 @@ def test_refresh_timing_and_bus_latency():
             assert cycles == 0, "write not performed in the cycle of the request"
         for addr in range(size):
             _, _, value, cycles = await tb.bus_access(ctx, "r", addr)
-            assert cycles == 1 and value == addr ^ 0x33
+            assert cycles == 2 and value == addr ^ 0x33
         busy = await tb.flip(ctx)
         assert busy == size + 1, f"busy for {busy} cycles"
         assert tb.shadow == tb.active == [a ^ 0x33 for a in range(size)]

@@ -39,10 +39,12 @@ class FakeBoard:
     side by a thread. ``path`` is the slave side for the driver. ``regs`` holds what was
     written; ``commit_sticks`` keeps COMMIT_STATUS pending for ever."""
 
-    def __init__(self, regmap=REGMAP, *, magic=ID_MAGIC, params2=None):
+    def __init__(self, regmap=REGMAP, *, magic=ID_MAGIC, params2=None, caps=None):
         self.regmap = regmap
         self.regs = {regmap.addr(n): regmap.ro_value(n)
-                     for n in ("PARAMS0", "PARAMS1", "PARAMS2")}
+                     for n in ("PARAMS0", "PARAMS1", "PARAMS2", "CAPS")}
+        if caps is not None:
+            self.regs[regmap.addr("CAPS")] = caps
         self.regs[regmap.addr("ID")] = magic
         if params2 is not None:
             self.regs[regmap.addr("PARAMS2")] = params2
@@ -179,6 +181,9 @@ def test_refuses_a_device_that_is_not_a_board(board):
         Nic.open(f"serial:{fake.path}", data=QueuePort(), timeout=1.0)
     fake = board(params2=4)
     with pytest.raises(NicError, match="is a NIC core with DMA queues"):
+        Nic.open(f"serial:{fake.path}", data=QueuePort(), timeout=1.0)
+    fake = board(caps=REGMAP["CAPS"].field("injector").mask)
+    with pytest.raises(NicError, match=r"is the reduced serial core .*ReducedCore"):
         Nic.open(f"serial:{fake.path}", data=QueuePort(), timeout=1.0)
 
 

@@ -1,0 +1,110 @@
+"""The iCEBreaker's top: the RSS hash and the RETA, fed with Toeplitz inputs over the UART.
+
+The iCE40 UP5K has 5,280 logic cells (a LUT4 and a flip-flop each; a flip-flop takes a cell
+of its own unless the LUT in front of it is its only driver), 30 4-kbit block RAMs and no
+Ethernet. The RX pipeline's blocks, placed for this device by nextpnr (packed cells, the
+README's table), do not fit together: the UART bridge, the register file and the RETA take
+about 3,000 cells before any frame is handled; the 8-bit parser adds about 1,900 and the hash
+stage about 2,200 (3,800 behind the parser, which must then keep every address and port it
+parses). What fits beside the bridge and the register file is the Toeplitz engine with the
+programmable key and the RETA (:class:`~hetnic.gateware.rss_steering.RssSteering`): the host
+parses a frame and picks its hash input (the software model does it bit for bit), the
+board hashes it with the key in force and looks its queue up::
+
+    UART -> UartBridge -> CsrDecoder -+-> HashInjector (INJ_*, RES_*) -> i
+                                      |        ^ result queue <--------- o
+                                      +-> RssSteering.csr (everything else)
+
+:class:`SerialCore` is that design, clocked by ``sync``; it is simulated whole in the tests.
+:class:`Ice40BoardTop` puts it on the board: ``sync`` is the 12 MHz oscillator itself (no
+PLL: at 115200 baud a steered frame takes about 13 ms on the line whatever the clock, and a
+slow clock leaves the placer room on a nearly full device), with the platform's power-on
+reset that iCE40 block RAMs need.
+"""
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from ..gateware.axil import CsrDecoder
+from ..gateware.hash_injector import HashInjector, injector_window
+from ..gateware.rss_steering import RssSteering, steering_regmap
+from ..gateware.uart_bridge import UartBridge, uart_divisor
+from .top import UART_BAUD
+
+__all__ = ["SerialCore", "Ice40BoardTop", "SERIAL_CORE_PARAMS", "ICE40_CLK_HZ"]
+
+#: Parameters of the iCEBreaker build (:func:`~hetnic.gateware.rss_steering.steering_regmap`).
+SERIAL_CORE_PARAMS = {"reta_size": 16, "queues": 4}
+ICE40_CLK_HZ = 12e6
+
+
+class SerialCore(wiring.Component):
+    """UART bridge, hash injector and RSS steering (see the module documentation).
+
+    Parameters
+    ----------
+    clk_hz : float
+        Frequency of ``sync`` in Hz, for the UART's bit timing.
+    baud : int
+        UART line rate; ``clk_hz / baud`` must be 8 or more.
+    reta_size, queues : int
+        :func:`~hetnic.gateware.rss_steering.steering_regmap` parameters.
+    result_depth : int
+        Results the injector's queue holds.
+
+    Members
+    -------
+    uart_rx : In(1)
+        Serial line from the host, asynchronous, idle high.
+    uart_tx : Out(1)
+        Serial line to the host, idle high.
+    """
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+
+    def __init__(self, *, clk_hz=ICE40_CLK_HZ, baud=UART_BAUD, reta_size=16, queues=4,
+                 result_depth=256):
+        uart_divisor(clk_hz, baud)
+        self.regmap = steering_regmap(reta_size=reta_size, queues=queues)
+        self.clk_hz, self.baud, self.result_depth = clk_hz, baud, result_depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bridge = bridge = UartBridge(self.clk_hz, self.baud, addr_width=16)
+        m.submodules.decoder = decoder = CsrDecoder(16, [injector_window(self.regmap)])
+        m.submodules.injector = injector = HashInjector(self.regmap,
+                                                        result_depth=self.result_depth)
+        m.submodules.steering = steering = RssSteering(self.regmap)
+        m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
+        connect(m, bridge.csr, decoder.bus)
+        connect(m, decoder.sub[0], injector.csr)
+        connect(m, decoder.default, steering.csr)
+        connect(m, injector.o, steering.i)
+        connect(m, steering.o, injector.meta)
+        return m
+
+
+class Ice40BoardTop(Elaboratable):
+    """The iCEBreaker's top: :class:`SerialCore` on the 12 MHz oscillator (the platform's
+    default ``sync`` domain, with its power-on reset) and the FTDI UART (``uart`` 0).
+    ``board`` is a :class:`~hetnic.boards.Board`; elaborate only with its platform."""
+    def __init__(self, board):
+        if board.ports != 0:
+            raise ValueError(f"Ice40BoardTop is the serial-fed core of a board without "
+                             f"Ethernet; {board.name} has {board.ports} RGMII ports")
+        self.board = board
+
+    def elaborate(self, platform):
+        if platform is None:
+            raise TypeError("Ice40BoardTop is built for a board platform only; simulate "
+                            "hetnic.boards.ice40_top.SerialCore instead")
+        m = Module()
+        m.submodules.core = core = SerialCore(clk_hz=platform.default_clk_frequency,
+                                              **SERIAL_CORE_PARAMS)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.uart_rx.eq(uart_rx.i), uart_tx.o.eq(core.uart_tx)]
+        return m
