@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hetnic demo
 
+# The Versa ECP5 place and route (single-threaded, several minutes) runs beside the rest of
+# the suite, its output kept in build/pnr-test.log and shown at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@mkdir -p build
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m pnr > build/pnr-test.log 2>&1 & pnr=$$!; \
+	status=0; $(BIN)/python -m pytest -q || status=$$?; \
+	echo "--- place and route (build/pnr-test.log) ---"; \
+	if wait $$pnr; then tail -n 3 build/pnr-test.log; else status=1; cat build/pnr-test.log; fi; \
+	exit $$status
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

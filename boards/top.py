@@ -54,6 +54,7 @@ from ..gateware.axil import CsrSlice
 from ..gateware.beat import Beat
 from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
 from ..gateware.rx_pipeline import RxPipeline, rx_regmap
+from ..gateware.skid import SkidBuffer
 from ..gateware.uart_bridge import UartBridge, uart_divisor
 from .tag_inserter import TagInserter
 
@@ -125,15 +126,22 @@ class FrameFifo(wiring.Component):
         m = Module()
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(self.i.payload.as_value()),
                                                     depth=self.depth)
-        frames = Signal(range(self.depth + 1))      # complete frames stored
+        # Complete frames stored that have not started to leave; a frame is taken off the
+        # count as its first beat leaves. The read data comes straight from a block RAM, so
+        # only `sending` (a register's input) looks at its `last` bit.
+        frames = Signal(range(self.depth + 1))
+        sending = Signal()                          # a frame has started to leave
+        may_read = sending | (frames != 0)
         write_last = self.i.valid & fifo.w_rdy & self.i.payload.last
-        read_last = self.o.valid & self.o.ready & self.o.payload.last
-        m.d.sync += frames.eq(frames + write_last - read_last)
+        read = self.o.valid & self.o.ready
+        m.d.sync += frames.eq(frames + write_last - (read & ~sending))
+        with m.If(read):
+            m.d.sync += sending.eq(~self.o.payload.last)
         m.d.comb += [
             fifo.w_en.eq(self.i.valid), fifo.w_data.eq(self.i.payload),
             self.i.ready.eq(fifo.w_rdy),
-            self.o.valid.eq(fifo.r_rdy & (frames != 0)), self.o.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.o.ready & (frames != 0)),
+            self.o.valid.eq(fifo.r_rdy & may_read), self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready & may_read),
         ]
         return m
 
@@ -251,7 +259,10 @@ class BoardCore(wiring.Component):
             m.submodules.cdc1 = cdc1 = _rx_crossing("rx1")
             m.submodules.store1 = store1 = FrameFifo()
             _connect_fifo(m, rx_macs[1].o, cdc1, store1.i)
-            connect(m, store1.o, tx_macs[0].i)
+            # A register slice between the FIFO's block RAM and the transmit MAC's logic.
+            m.submodules.store1_slice = store1_slice = SkidBuffer(Beat(8))
+            connect(m, store1.o, store1_slice.i)
+            connect(m, store1_slice.o, tx_macs[0].i)
 
         # --- registers over the UART ----------------------------------------------------------
         m.submodules.bridge = bridge = UartBridge(self.clk_hz, self.baud, addr_width=16)

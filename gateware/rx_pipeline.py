@@ -116,6 +116,10 @@ class RxPipeline(wiring.Component):
         m.submodules.rss = rss = RssHashStage(p["hash_bytes_per_cycle"])
         m.submodules.classifier = classifier = FlowClassifier(p["n_rules"])
         m.submodules.reta = reta = IndirectionTable(p["reta_size"])
+        # The FIFO's read data comes straight from a block RAM (4 ns clock to out on ECP5); a
+        # register slice takes it before the consumer's logic does.
+        m.submodules.data_slice = data_slice = SkidBuffer(self.beat)
+        connect(m, data_slice.o, wiring.flipped(self.data))
         m.submodules.data_fifo = data_fifo = SyncFIFOBuffered(
             width=len(self.rx.payload.as_value()), depth=self.data_fifo_depth)
 
@@ -166,8 +170,8 @@ class RxPipeline(wiring.Component):
             self.rx.ready.eq(beat_ok),
             data_fifo.w_en.eq(take & ~cut), data_fifo.w_data.eq(self.rx.payload),
             parser.i.valid.eq(take), parser.i.payload.eq(self.rx.payload),
-            self.data.valid.eq(data_fifo.r_rdy), self.data.payload.eq(data_fifo.r_data),
-            data_fifo.r_en.eq(self.data.ready),
+            data_slice.i.valid.eq(data_fifo.r_rdy), data_slice.i.payload.eq(data_fifo.r_data),
+            data_fifo.r_en.eq(data_slice.i.ready),
         ]
         with m.If(take):
             m.d.sync += mid_frame.eq(~self.rx.payload.last)

@@ -1447,8 +1447,8 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .generation(generation),
     .meta__payload(meta__payload),
     .meta__valid(meta__valid),
-    .\o__ready$116 (meta__ready),
-    .r_en(data__ready),
+    .o__ready(data__ready),
+    .\o__ready$122 (meta__ready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(rx_mac__ready),
@@ -9780,7 +9780,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign wr_req__payload[63:0] = addr;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, rx__payload, meta__payload, flip_stb, generation, csr__ack, csr__r_data, data__valid, meta__valid, \o__ready$116 , r_en, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, rx__payload, meta__payload, flip_stb, generation, csr__ack, csr__r_data, data__payload, data__valid, meta__valid, \o__ready$122 , o__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9900,28 +9900,28 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire counters__w_stb;
   output csr__ack;
   wire csr__ack;
-  wire \csr__ack$1 ;
-  wire \csr__ack$13 ;
+  wire \csr__ack$19 ;
+  wire \csr__ack$7 ;
   input [15:0] csr__addr;
   wire [15:0] csr__addr;
-  wire [15:0] \csr__addr$14 ;
-  wire [15:0] \csr__addr$3 ;
+  wire [15:0] \csr__addr$20 ;
+  wire [15:0] \csr__addr$9 ;
   output [31:0] csr__r_data;
   wire [31:0] csr__r_data;
-  wire [31:0] \csr__r_data$17 ;
-  wire [31:0] \csr__r_data$5 ;
+  wire [31:0] \csr__r_data$11 ;
+  wire [31:0] \csr__r_data$23 ;
   input csr__r_stb;
   wire csr__r_stb;
-  wire \csr__r_stb$18 ;
-  wire \csr__r_stb$7 ;
+  wire \csr__r_stb$13 ;
+  wire \csr__r_stb$24 ;
   input [31:0] csr__w_data;
   wire [31:0] csr__w_data;
-  wire [31:0] \csr__w_data$20 ;
-  wire [31:0] \csr__w_data$9 ;
+  wire [31:0] \csr__w_data$15 ;
+  wire [31:0] \csr__w_data$26 ;
   input csr__w_stb;
   wire csr__w_stb;
-  wire \csr__w_stb$11 ;
-  wire \csr__w_stb$22 ;
+  wire \csr__w_stb$17 ;
+  wire \csr__w_stb$28 ;
   wire cut;
   output [73:0] data__payload;
   wire [73:0] data__payload;
@@ -9933,17 +9933,17 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   output data__valid;
   wire data__valid;
   wire [19:0] default_action;
-  wire [19:0] \default_action$51 ;
-  wire \default_action$51.drop ;
-  wire [3:0] \default_action$51.instance ;
-  wire [10:0] \default_action$51.reta_offset ;
-  wire [3:0] \default_action$51.reta_size_log2 ;
+  wire [19:0] \default_action$57 ;
+  wire \default_action$57.drop ;
+  wire [3:0] \default_action$57.instance ;
+  wire [10:0] \default_action$57.reta_offset ;
+  wire [3:0] \default_action$57.reta_size_log2 ;
   wire \default_action.drop ;
   wire [3:0] \default_action.instance ;
   wire [10:0] \default_action.reta_offset ;
   wire [3:0] \default_action.reta_size_log2 ;
   wire [15:0] direct_ethertype;
-  wire [15:0] \direct_ethertype$41 ;
+  wire [15:0] \direct_ethertype$47 ;
   output flip_stb;
   wire flip_stb;
   wire [31:0] frame_in_len;
@@ -9952,9 +9952,9 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire gate;
   output [15:0] generation;
   wire [15:0] generation;
-  wire [15:0] \generation$124 ;
+  wire [15:0] \generation$130 ;
   wire [7:0] hash_enable;
-  wire [7:0] \hash_enable$45 ;
+  wire [7:0] \hash_enable$51 ;
   wire [73:0] i__payload;
   wire [457:0] \i__payload$105 ;
   (* enum_base_type = "DropReason" *)
@@ -10015,7 +10015,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire [15:0] \i__payload$105.src_port ;
   wire [7:0] \i__payload$105.tcp_flags ;
   wire [11:0] \i__payload$105.vlan_id ;
-  wire [457:0] \i__payload$75 ;
+  wire [457:0] \i__payload$111 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10026,10 +10026,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$75.drop ;
-  wire [5:0] \i__payload$75.dscp ;
-  wire [127:0] \i__payload$75.dst_addr ;
-  wire [15:0] \i__payload$75.dst_port ;
+  wire [3:0] \i__payload$111.drop ;
+  wire [5:0] \i__payload$111.dscp ;
+  wire [127:0] \i__payload$111.dst_addr ;
+  wire [15:0] \i__payload$111.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10039,21 +10039,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$75.error ;
-  wire [15:0] \i__payload$75.ethertype ;
-  wire [9:0] \i__payload$75.flags ;
-  wire \i__payload$75.flags.direct ;
-  wire \i__payload$75.flags.fragment ;
-  wire \i__payload$75.flags.ip_options ;
-  wire \i__payload$75.flags.ipv4 ;
-  wire \i__payload$75.flags.ipv6 ;
-  wire \i__payload$75.flags.tcp ;
-  wire \i__payload$75.flags.tunnel ;
-  wire \i__payload$75.flags.udp ;
-  wire \i__payload$75.flags.vlan ;
-  wire \i__payload$75.flags.vlan2 ;
-  wire [15:0] \i__payload$75.generation ;
-  wire [31:0] \i__payload$75.hash ;
+  wire [3:0] \i__payload$111.error ;
+  wire [15:0] \i__payload$111.ethertype ;
+  wire [9:0] \i__payload$111.flags ;
+  wire \i__payload$111.flags.direct ;
+  wire \i__payload$111.flags.fragment ;
+  wire \i__payload$111.flags.ip_options ;
+  wire \i__payload$111.flags.ipv4 ;
+  wire \i__payload$111.flags.ipv6 ;
+  wire \i__payload$111.flags.tcp ;
+  wire \i__payload$111.flags.tunnel ;
+  wire \i__payload$111.flags.udp ;
+  wire \i__payload$111.flags.vlan ;
+  wire \i__payload$111.flags.vlan2 ;
+  wire [15:0] \i__payload$111.generation ;
+  wire [31:0] \i__payload$111.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10062,18 +10062,23 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$75.hash_type ;
-  wire [3:0] \i__payload$75.instance ;
-  wire [7:0] \i__payload$75.ip_proto ;
-  wire [15:0] \i__payload$75.length ;
-  wire [7:0] \i__payload$75.queue ;
-  wire [10:0] \i__payload$75.reta_offset ;
-  wire [3:0] \i__payload$75.reta_size_log2 ;
-  wire [7:0] \i__payload$75.rule ;
-  wire [127:0] \i__payload$75.src_addr ;
-  wire [15:0] \i__payload$75.src_port ;
-  wire [7:0] \i__payload$75.tcp_flags ;
-  wire [11:0] \i__payload$75.vlan_id ;
+  wire [2:0] \i__payload$111.hash_type ;
+  wire [3:0] \i__payload$111.instance ;
+  wire [7:0] \i__payload$111.ip_proto ;
+  wire [15:0] \i__payload$111.length ;
+  wire [7:0] \i__payload$111.queue ;
+  wire [10:0] \i__payload$111.reta_offset ;
+  wire [3:0] \i__payload$111.reta_size_log2 ;
+  wire [7:0] \i__payload$111.rule ;
+  wire [127:0] \i__payload$111.src_addr ;
+  wire [15:0] \i__payload$111.src_port ;
+  wire [7:0] \i__payload$111.tcp_flags ;
+  wire [11:0] \i__payload$111.vlan_id ;
+  wire [73:0] \i__payload$77 ;
+  wire [63:0] \i__payload$77.data ;
+  wire \i__payload$77.error ;
+  wire [7:0] \i__payload$77.keep ;
+  wire \i__payload$77.last ;
   wire [457:0] \i__payload$81 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10317,23 +10322,25 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire i__ready;
   wire \i__ready$102 ;
   wire \i__ready$108 ;
-  wire \i__ready$78 ;
+  wire \i__ready$114 ;
+  wire \i__ready$80 ;
   wire \i__ready$84 ;
   wire \i__ready$90 ;
   wire \i__ready$96 ;
   wire i__valid;
   wire \i__valid$103 ;
   wire \i__valid$109 ;
-  wire \i__valid$79 ;
+  wire \i__valid$115 ;
+  wire \i__valid$75 ;
   wire \i__valid$85 ;
   wire \i__valid$91 ;
   wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   reg in_flight_full = 1'h0;
   wire [319:0] key;
-  wire [319:0] \key$43 ;
+  wire [319:0] \key$49 ;
   wire [15:0] max_frame;
-  wire [15:0] \max_frame$39 ;
+  wire [15:0] \max_frame$45 ;
   wire [457:0] meta;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10459,7 +10466,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire meta_stb;
   reg mid_frame = 1'h0;
   wire [7:0] next_in_flight;
-  wire [457:0] o__payload;
+  wire [73:0] o__payload;
   wire [457:0] \o__payload$100 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10578,7 +10585,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire [15:0] \o__payload$106.src_port ;
   wire [7:0] \o__payload$106.tcp_flags ;
   wire [11:0] \o__payload$106.vlan_id ;
-  wire [457:0] \o__payload$114 ;
+  wire [457:0] \o__payload$112 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10589,10 +10596,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$114.drop ;
-  wire [5:0] \o__payload$114.dscp ;
-  wire [127:0] \o__payload$114.dst_addr ;
-  wire [15:0] \o__payload$114.dst_port ;
+  wire [3:0] \o__payload$112.drop ;
+  wire [5:0] \o__payload$112.dscp ;
+  wire [127:0] \o__payload$112.dst_addr ;
+  wire [15:0] \o__payload$112.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10602,21 +10609,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$114.error ;
-  wire [15:0] \o__payload$114.ethertype ;
-  wire [9:0] \o__payload$114.flags ;
-  wire \o__payload$114.flags.direct ;
-  wire \o__payload$114.flags.fragment ;
-  wire \o__payload$114.flags.ip_options ;
-  wire \o__payload$114.flags.ipv4 ;
-  wire \o__payload$114.flags.ipv6 ;
-  wire \o__payload$114.flags.tcp ;
-  wire \o__payload$114.flags.tunnel ;
-  wire \o__payload$114.flags.udp ;
-  wire \o__payload$114.flags.vlan ;
-  wire \o__payload$114.flags.vlan2 ;
-  wire [15:0] \o__payload$114.generation ;
-  wire [31:0] \o__payload$114.hash ;
+  wire [3:0] \o__payload$112.error ;
+  wire [15:0] \o__payload$112.ethertype ;
+  wire [9:0] \o__payload$112.flags ;
+  wire \o__payload$112.flags.direct ;
+  wire \o__payload$112.flags.fragment ;
+  wire \o__payload$112.flags.ip_options ;
+  wire \o__payload$112.flags.ipv4 ;
+  wire \o__payload$112.flags.ipv6 ;
+  wire \o__payload$112.flags.tcp ;
+  wire \o__payload$112.flags.tunnel ;
+  wire \o__payload$112.flags.udp ;
+  wire \o__payload$112.flags.vlan ;
+  wire \o__payload$112.flags.vlan2 ;
+  wire [15:0] \o__payload$112.generation ;
+  wire [31:0] \o__payload$112.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10625,18 +10632,77 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$114.hash_type ;
-  wire [3:0] \o__payload$114.instance ;
-  wire [7:0] \o__payload$114.ip_proto ;
-  wire [15:0] \o__payload$114.length ;
-  wire [7:0] \o__payload$114.queue ;
-  wire [10:0] \o__payload$114.reta_offset ;
-  wire [3:0] \o__payload$114.reta_size_log2 ;
-  wire [7:0] \o__payload$114.rule ;
-  wire [127:0] \o__payload$114.src_addr ;
-  wire [15:0] \o__payload$114.src_port ;
-  wire [7:0] \o__payload$114.tcp_flags ;
-  wire [11:0] \o__payload$114.vlan_id ;
+  wire [2:0] \o__payload$112.hash_type ;
+  wire [3:0] \o__payload$112.instance ;
+  wire [7:0] \o__payload$112.ip_proto ;
+  wire [15:0] \o__payload$112.length ;
+  wire [7:0] \o__payload$112.queue ;
+  wire [10:0] \o__payload$112.reta_offset ;
+  wire [3:0] \o__payload$112.reta_size_log2 ;
+  wire [7:0] \o__payload$112.rule ;
+  wire [127:0] \o__payload$112.src_addr ;
+  wire [15:0] \o__payload$112.src_port ;
+  wire [7:0] \o__payload$112.tcp_flags ;
+  wire [11:0] \o__payload$112.vlan_id ;
+  wire [457:0] \o__payload$120 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$120.drop ;
+  wire [5:0] \o__payload$120.dscp ;
+  wire [127:0] \o__payload$120.dst_addr ;
+  wire [15:0] \o__payload$120.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$120.error ;
+  wire [15:0] \o__payload$120.ethertype ;
+  wire [9:0] \o__payload$120.flags ;
+  wire \o__payload$120.flags.direct ;
+  wire \o__payload$120.flags.fragment ;
+  wire \o__payload$120.flags.ip_options ;
+  wire \o__payload$120.flags.ipv4 ;
+  wire \o__payload$120.flags.ipv6 ;
+  wire \o__payload$120.flags.tcp ;
+  wire \o__payload$120.flags.tunnel ;
+  wire \o__payload$120.flags.udp ;
+  wire \o__payload$120.flags.vlan ;
+  wire \o__payload$120.flags.vlan2 ;
+  wire [15:0] \o__payload$120.generation ;
+  wire [31:0] \o__payload$120.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$120.hash_type ;
+  wire [3:0] \o__payload$120.instance ;
+  wire [7:0] \o__payload$120.ip_proto ;
+  wire [15:0] \o__payload$120.length ;
+  wire [7:0] \o__payload$120.queue ;
+  wire [10:0] \o__payload$120.reta_offset ;
+  wire [3:0] \o__payload$120.reta_size_log2 ;
+  wire [7:0] \o__payload$120.rule ;
+  wire [127:0] \o__payload$120.src_addr ;
+  wire [15:0] \o__payload$120.src_port ;
+  wire [7:0] \o__payload$120.tcp_flags ;
+  wire [11:0] \o__payload$120.vlan_id ;
   wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10814,83 +10880,31 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire [15:0] \o__payload$94.src_port ;
   wire [7:0] \o__payload$94.tcp_flags ;
   wire [11:0] \o__payload$94.vlan_id ;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload.drop ;
-  wire [5:0] \o__payload.dscp ;
-  wire [127:0] \o__payload.dst_addr ;
-  wire [15:0] \o__payload.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload.error ;
-  wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
-  wire \o__payload.flags.direct ;
-  wire \o__payload.flags.fragment ;
-  wire \o__payload.flags.ip_options ;
-  wire \o__payload.flags.ipv4 ;
-  wire \o__payload.flags.ipv6 ;
-  wire \o__payload.flags.tcp ;
-  wire \o__payload.flags.tunnel ;
-  wire \o__payload.flags.udp ;
-  wire \o__payload.flags.vlan ;
-  wire \o__payload.flags.vlan2 ;
-  wire [15:0] \o__payload.generation ;
-  wire [31:0] \o__payload.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload.hash_type ;
-  wire [3:0] \o__payload.instance ;
-  wire [7:0] \o__payload.ip_proto ;
-  wire [15:0] \o__payload.length ;
-  wire [7:0] \o__payload.queue ;
-  wire [10:0] \o__payload.reta_offset ;
-  wire [3:0] \o__payload.reta_size_log2 ;
-  wire [7:0] \o__payload.rule ;
-  wire [127:0] \o__payload.src_addr ;
-  wire [15:0] \o__payload.src_port ;
-  wire [7:0] \o__payload.tcp_flags ;
-  wire [11:0] \o__payload.vlan_id ;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
   wire o__ready;
   wire \o__ready$101 ;
   wire \o__ready$107 ;
-  input \o__ready$116 ;
-  wire \o__ready$116 ;
+  wire \o__ready$113 ;
+  input \o__ready$122 ;
+  wire \o__ready$122 ;
   wire \o__ready$83 ;
   wire \o__ready$89 ;
   wire \o__ready$95 ;
   wire o__valid;
   wire \o__valid$104 ;
   wire \o__valid$110 ;
-  wire \o__valid$112 ;
+  wire \o__valid$116 ;
+  wire \o__valid$118 ;
   wire \o__valid$86 ;
   wire \o__valid$92 ;
   wire \o__valid$98 ;
   wire pass_errors;
-  wire \pass_errors$53 ;
+  wire \pass_errors$59 ;
   wire [73:0] r_data;
-  input r_en;
   wire r_en;
   wire r_rdy;
   wire reta_ack;
@@ -10903,759 +10917,759 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   input rst;
   wire rst;
   wire [11471:0] rules;
-  wire [11471:0] \rules$49 ;
-  wire [716:0] \rules$49[0] ;
-  wire [19:0] \rules$49[0].action ;
-  wire \rules$49[0].action.drop ;
-  wire [3:0] \rules$49[0].action.instance ;
-  wire [10:0] \rules$49[0].action.reta_offset ;
-  wire [3:0] \rules$49[0].action.reta_size_log2 ;
-  wire [5:0] \rules$49[0].dscp ;
-  wire [5:0] \rules$49[0].dscp_mask ;
-  wire [127:0] \rules$49[0].dst_addr ;
-  wire [127:0] \rules$49[0].dst_mask ;
-  wire [15:0] \rules$49[0].dst_port_hi ;
-  wire [15:0] \rules$49[0].dst_port_lo ;
-  wire \rules$49[0].enable ;
-  wire [15:0] \rules$49[0].ethertype ;
-  wire [15:0] \rules$49[0].ethertype_mask ;
-  wire [9:0] \rules$49[0].flags ;
-  wire \rules$49[0].flags.direct ;
-  wire \rules$49[0].flags.fragment ;
-  wire \rules$49[0].flags.ip_options ;
-  wire \rules$49[0].flags.ipv4 ;
-  wire \rules$49[0].flags.ipv6 ;
-  wire \rules$49[0].flags.tcp ;
-  wire \rules$49[0].flags.tunnel ;
-  wire \rules$49[0].flags.udp ;
-  wire \rules$49[0].flags.vlan ;
-  wire \rules$49[0].flags.vlan2 ;
-  wire [9:0] \rules$49[0].flags_mask ;
-  wire \rules$49[0].flags_mask.direct ;
-  wire \rules$49[0].flags_mask.fragment ;
-  wire \rules$49[0].flags_mask.ip_options ;
-  wire \rules$49[0].flags_mask.ipv4 ;
-  wire \rules$49[0].flags_mask.ipv6 ;
-  wire \rules$49[0].flags_mask.tcp ;
-  wire \rules$49[0].flags_mask.tunnel ;
-  wire \rules$49[0].flags_mask.udp ;
-  wire \rules$49[0].flags_mask.vlan ;
-  wire \rules$49[0].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[0].ip_proto ;
-  wire [7:0] \rules$49[0].ip_proto_mask ;
-  wire [127:0] \rules$49[0].src_addr ;
-  wire [127:0] \rules$49[0].src_mask ;
-  wire [15:0] \rules$49[0].src_port_hi ;
-  wire [15:0] \rules$49[0].src_port_lo ;
-  wire [7:0] \rules$49[0].tcp_flags ;
-  wire [7:0] \rules$49[0].tcp_flags_mask ;
-  wire [11:0] \rules$49[0].vlan_id ;
-  wire [11:0] \rules$49[0].vlan_mask ;
-  wire [716:0] \rules$49[10] ;
-  wire [19:0] \rules$49[10].action ;
-  wire \rules$49[10].action.drop ;
-  wire [3:0] \rules$49[10].action.instance ;
-  wire [10:0] \rules$49[10].action.reta_offset ;
-  wire [3:0] \rules$49[10].action.reta_size_log2 ;
-  wire [5:0] \rules$49[10].dscp ;
-  wire [5:0] \rules$49[10].dscp_mask ;
-  wire [127:0] \rules$49[10].dst_addr ;
-  wire [127:0] \rules$49[10].dst_mask ;
-  wire [15:0] \rules$49[10].dst_port_hi ;
-  wire [15:0] \rules$49[10].dst_port_lo ;
-  wire \rules$49[10].enable ;
-  wire [15:0] \rules$49[10].ethertype ;
-  wire [15:0] \rules$49[10].ethertype_mask ;
-  wire [9:0] \rules$49[10].flags ;
-  wire \rules$49[10].flags.direct ;
-  wire \rules$49[10].flags.fragment ;
-  wire \rules$49[10].flags.ip_options ;
-  wire \rules$49[10].flags.ipv4 ;
-  wire \rules$49[10].flags.ipv6 ;
-  wire \rules$49[10].flags.tcp ;
-  wire \rules$49[10].flags.tunnel ;
-  wire \rules$49[10].flags.udp ;
-  wire \rules$49[10].flags.vlan ;
-  wire \rules$49[10].flags.vlan2 ;
-  wire [9:0] \rules$49[10].flags_mask ;
-  wire \rules$49[10].flags_mask.direct ;
-  wire \rules$49[10].flags_mask.fragment ;
-  wire \rules$49[10].flags_mask.ip_options ;
-  wire \rules$49[10].flags_mask.ipv4 ;
-  wire \rules$49[10].flags_mask.ipv6 ;
-  wire \rules$49[10].flags_mask.tcp ;
-  wire \rules$49[10].flags_mask.tunnel ;
-  wire \rules$49[10].flags_mask.udp ;
-  wire \rules$49[10].flags_mask.vlan ;
-  wire \rules$49[10].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[10].ip_proto ;
-  wire [7:0] \rules$49[10].ip_proto_mask ;
-  wire [127:0] \rules$49[10].src_addr ;
-  wire [127:0] \rules$49[10].src_mask ;
-  wire [15:0] \rules$49[10].src_port_hi ;
-  wire [15:0] \rules$49[10].src_port_lo ;
-  wire [7:0] \rules$49[10].tcp_flags ;
-  wire [7:0] \rules$49[10].tcp_flags_mask ;
-  wire [11:0] \rules$49[10].vlan_id ;
-  wire [11:0] \rules$49[10].vlan_mask ;
-  wire [716:0] \rules$49[11] ;
-  wire [19:0] \rules$49[11].action ;
-  wire \rules$49[11].action.drop ;
-  wire [3:0] \rules$49[11].action.instance ;
-  wire [10:0] \rules$49[11].action.reta_offset ;
-  wire [3:0] \rules$49[11].action.reta_size_log2 ;
-  wire [5:0] \rules$49[11].dscp ;
-  wire [5:0] \rules$49[11].dscp_mask ;
-  wire [127:0] \rules$49[11].dst_addr ;
-  wire [127:0] \rules$49[11].dst_mask ;
-  wire [15:0] \rules$49[11].dst_port_hi ;
-  wire [15:0] \rules$49[11].dst_port_lo ;
-  wire \rules$49[11].enable ;
-  wire [15:0] \rules$49[11].ethertype ;
-  wire [15:0] \rules$49[11].ethertype_mask ;
-  wire [9:0] \rules$49[11].flags ;
-  wire \rules$49[11].flags.direct ;
-  wire \rules$49[11].flags.fragment ;
-  wire \rules$49[11].flags.ip_options ;
-  wire \rules$49[11].flags.ipv4 ;
-  wire \rules$49[11].flags.ipv6 ;
-  wire \rules$49[11].flags.tcp ;
-  wire \rules$49[11].flags.tunnel ;
-  wire \rules$49[11].flags.udp ;
-  wire \rules$49[11].flags.vlan ;
-  wire \rules$49[11].flags.vlan2 ;
-  wire [9:0] \rules$49[11].flags_mask ;
-  wire \rules$49[11].flags_mask.direct ;
-  wire \rules$49[11].flags_mask.fragment ;
-  wire \rules$49[11].flags_mask.ip_options ;
-  wire \rules$49[11].flags_mask.ipv4 ;
-  wire \rules$49[11].flags_mask.ipv6 ;
-  wire \rules$49[11].flags_mask.tcp ;
-  wire \rules$49[11].flags_mask.tunnel ;
-  wire \rules$49[11].flags_mask.udp ;
-  wire \rules$49[11].flags_mask.vlan ;
-  wire \rules$49[11].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[11].ip_proto ;
-  wire [7:0] \rules$49[11].ip_proto_mask ;
-  wire [127:0] \rules$49[11].src_addr ;
-  wire [127:0] \rules$49[11].src_mask ;
-  wire [15:0] \rules$49[11].src_port_hi ;
-  wire [15:0] \rules$49[11].src_port_lo ;
-  wire [7:0] \rules$49[11].tcp_flags ;
-  wire [7:0] \rules$49[11].tcp_flags_mask ;
-  wire [11:0] \rules$49[11].vlan_id ;
-  wire [11:0] \rules$49[11].vlan_mask ;
-  wire [716:0] \rules$49[12] ;
-  wire [19:0] \rules$49[12].action ;
-  wire \rules$49[12].action.drop ;
-  wire [3:0] \rules$49[12].action.instance ;
-  wire [10:0] \rules$49[12].action.reta_offset ;
-  wire [3:0] \rules$49[12].action.reta_size_log2 ;
-  wire [5:0] \rules$49[12].dscp ;
-  wire [5:0] \rules$49[12].dscp_mask ;
-  wire [127:0] \rules$49[12].dst_addr ;
-  wire [127:0] \rules$49[12].dst_mask ;
-  wire [15:0] \rules$49[12].dst_port_hi ;
-  wire [15:0] \rules$49[12].dst_port_lo ;
-  wire \rules$49[12].enable ;
-  wire [15:0] \rules$49[12].ethertype ;
-  wire [15:0] \rules$49[12].ethertype_mask ;
-  wire [9:0] \rules$49[12].flags ;
-  wire \rules$49[12].flags.direct ;
-  wire \rules$49[12].flags.fragment ;
-  wire \rules$49[12].flags.ip_options ;
-  wire \rules$49[12].flags.ipv4 ;
-  wire \rules$49[12].flags.ipv6 ;
-  wire \rules$49[12].flags.tcp ;
-  wire \rules$49[12].flags.tunnel ;
-  wire \rules$49[12].flags.udp ;
-  wire \rules$49[12].flags.vlan ;
-  wire \rules$49[12].flags.vlan2 ;
-  wire [9:0] \rules$49[12].flags_mask ;
-  wire \rules$49[12].flags_mask.direct ;
-  wire \rules$49[12].flags_mask.fragment ;
-  wire \rules$49[12].flags_mask.ip_options ;
-  wire \rules$49[12].flags_mask.ipv4 ;
-  wire \rules$49[12].flags_mask.ipv6 ;
-  wire \rules$49[12].flags_mask.tcp ;
-  wire \rules$49[12].flags_mask.tunnel ;
-  wire \rules$49[12].flags_mask.udp ;
-  wire \rules$49[12].flags_mask.vlan ;
-  wire \rules$49[12].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[12].ip_proto ;
-  wire [7:0] \rules$49[12].ip_proto_mask ;
-  wire [127:0] \rules$49[12].src_addr ;
-  wire [127:0] \rules$49[12].src_mask ;
-  wire [15:0] \rules$49[12].src_port_hi ;
-  wire [15:0] \rules$49[12].src_port_lo ;
-  wire [7:0] \rules$49[12].tcp_flags ;
-  wire [7:0] \rules$49[12].tcp_flags_mask ;
-  wire [11:0] \rules$49[12].vlan_id ;
-  wire [11:0] \rules$49[12].vlan_mask ;
-  wire [716:0] \rules$49[13] ;
-  wire [19:0] \rules$49[13].action ;
-  wire \rules$49[13].action.drop ;
-  wire [3:0] \rules$49[13].action.instance ;
-  wire [10:0] \rules$49[13].action.reta_offset ;
-  wire [3:0] \rules$49[13].action.reta_size_log2 ;
-  wire [5:0] \rules$49[13].dscp ;
-  wire [5:0] \rules$49[13].dscp_mask ;
-  wire [127:0] \rules$49[13].dst_addr ;
-  wire [127:0] \rules$49[13].dst_mask ;
-  wire [15:0] \rules$49[13].dst_port_hi ;
-  wire [15:0] \rules$49[13].dst_port_lo ;
-  wire \rules$49[13].enable ;
-  wire [15:0] \rules$49[13].ethertype ;
-  wire [15:0] \rules$49[13].ethertype_mask ;
-  wire [9:0] \rules$49[13].flags ;
-  wire \rules$49[13].flags.direct ;
-  wire \rules$49[13].flags.fragment ;
-  wire \rules$49[13].flags.ip_options ;
-  wire \rules$49[13].flags.ipv4 ;
-  wire \rules$49[13].flags.ipv6 ;
-  wire \rules$49[13].flags.tcp ;
-  wire \rules$49[13].flags.tunnel ;
-  wire \rules$49[13].flags.udp ;
-  wire \rules$49[13].flags.vlan ;
-  wire \rules$49[13].flags.vlan2 ;
-  wire [9:0] \rules$49[13].flags_mask ;
-  wire \rules$49[13].flags_mask.direct ;
-  wire \rules$49[13].flags_mask.fragment ;
-  wire \rules$49[13].flags_mask.ip_options ;
-  wire \rules$49[13].flags_mask.ipv4 ;
-  wire \rules$49[13].flags_mask.ipv6 ;
-  wire \rules$49[13].flags_mask.tcp ;
-  wire \rules$49[13].flags_mask.tunnel ;
-  wire \rules$49[13].flags_mask.udp ;
-  wire \rules$49[13].flags_mask.vlan ;
-  wire \rules$49[13].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[13].ip_proto ;
-  wire [7:0] \rules$49[13].ip_proto_mask ;
-  wire [127:0] \rules$49[13].src_addr ;
-  wire [127:0] \rules$49[13].src_mask ;
-  wire [15:0] \rules$49[13].src_port_hi ;
-  wire [15:0] \rules$49[13].src_port_lo ;
-  wire [7:0] \rules$49[13].tcp_flags ;
-  wire [7:0] \rules$49[13].tcp_flags_mask ;
-  wire [11:0] \rules$49[13].vlan_id ;
-  wire [11:0] \rules$49[13].vlan_mask ;
-  wire [716:0] \rules$49[14] ;
-  wire [19:0] \rules$49[14].action ;
-  wire \rules$49[14].action.drop ;
-  wire [3:0] \rules$49[14].action.instance ;
-  wire [10:0] \rules$49[14].action.reta_offset ;
-  wire [3:0] \rules$49[14].action.reta_size_log2 ;
-  wire [5:0] \rules$49[14].dscp ;
-  wire [5:0] \rules$49[14].dscp_mask ;
-  wire [127:0] \rules$49[14].dst_addr ;
-  wire [127:0] \rules$49[14].dst_mask ;
-  wire [15:0] \rules$49[14].dst_port_hi ;
-  wire [15:0] \rules$49[14].dst_port_lo ;
-  wire \rules$49[14].enable ;
-  wire [15:0] \rules$49[14].ethertype ;
-  wire [15:0] \rules$49[14].ethertype_mask ;
-  wire [9:0] \rules$49[14].flags ;
-  wire \rules$49[14].flags.direct ;
-  wire \rules$49[14].flags.fragment ;
-  wire \rules$49[14].flags.ip_options ;
-  wire \rules$49[14].flags.ipv4 ;
-  wire \rules$49[14].flags.ipv6 ;
-  wire \rules$49[14].flags.tcp ;
-  wire \rules$49[14].flags.tunnel ;
-  wire \rules$49[14].flags.udp ;
-  wire \rules$49[14].flags.vlan ;
-  wire \rules$49[14].flags.vlan2 ;
-  wire [9:0] \rules$49[14].flags_mask ;
-  wire \rules$49[14].flags_mask.direct ;
-  wire \rules$49[14].flags_mask.fragment ;
-  wire \rules$49[14].flags_mask.ip_options ;
-  wire \rules$49[14].flags_mask.ipv4 ;
-  wire \rules$49[14].flags_mask.ipv6 ;
-  wire \rules$49[14].flags_mask.tcp ;
-  wire \rules$49[14].flags_mask.tunnel ;
-  wire \rules$49[14].flags_mask.udp ;
-  wire \rules$49[14].flags_mask.vlan ;
-  wire \rules$49[14].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[14].ip_proto ;
-  wire [7:0] \rules$49[14].ip_proto_mask ;
-  wire [127:0] \rules$49[14].src_addr ;
-  wire [127:0] \rules$49[14].src_mask ;
-  wire [15:0] \rules$49[14].src_port_hi ;
-  wire [15:0] \rules$49[14].src_port_lo ;
-  wire [7:0] \rules$49[14].tcp_flags ;
-  wire [7:0] \rules$49[14].tcp_flags_mask ;
-  wire [11:0] \rules$49[14].vlan_id ;
-  wire [11:0] \rules$49[14].vlan_mask ;
-  wire [716:0] \rules$49[15] ;
-  wire [19:0] \rules$49[15].action ;
-  wire \rules$49[15].action.drop ;
-  wire [3:0] \rules$49[15].action.instance ;
-  wire [10:0] \rules$49[15].action.reta_offset ;
-  wire [3:0] \rules$49[15].action.reta_size_log2 ;
-  wire [5:0] \rules$49[15].dscp ;
-  wire [5:0] \rules$49[15].dscp_mask ;
-  wire [127:0] \rules$49[15].dst_addr ;
-  wire [127:0] \rules$49[15].dst_mask ;
-  wire [15:0] \rules$49[15].dst_port_hi ;
-  wire [15:0] \rules$49[15].dst_port_lo ;
-  wire \rules$49[15].enable ;
-  wire [15:0] \rules$49[15].ethertype ;
-  wire [15:0] \rules$49[15].ethertype_mask ;
-  wire [9:0] \rules$49[15].flags ;
-  wire \rules$49[15].flags.direct ;
-  wire \rules$49[15].flags.fragment ;
-  wire \rules$49[15].flags.ip_options ;
-  wire \rules$49[15].flags.ipv4 ;
-  wire \rules$49[15].flags.ipv6 ;
-  wire \rules$49[15].flags.tcp ;
-  wire \rules$49[15].flags.tunnel ;
-  wire \rules$49[15].flags.udp ;
-  wire \rules$49[15].flags.vlan ;
-  wire \rules$49[15].flags.vlan2 ;
-  wire [9:0] \rules$49[15].flags_mask ;
-  wire \rules$49[15].flags_mask.direct ;
-  wire \rules$49[15].flags_mask.fragment ;
-  wire \rules$49[15].flags_mask.ip_options ;
-  wire \rules$49[15].flags_mask.ipv4 ;
-  wire \rules$49[15].flags_mask.ipv6 ;
-  wire \rules$49[15].flags_mask.tcp ;
-  wire \rules$49[15].flags_mask.tunnel ;
-  wire \rules$49[15].flags_mask.udp ;
-  wire \rules$49[15].flags_mask.vlan ;
-  wire \rules$49[15].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[15].ip_proto ;
-  wire [7:0] \rules$49[15].ip_proto_mask ;
-  wire [127:0] \rules$49[15].src_addr ;
-  wire [127:0] \rules$49[15].src_mask ;
-  wire [15:0] \rules$49[15].src_port_hi ;
-  wire [15:0] \rules$49[15].src_port_lo ;
-  wire [7:0] \rules$49[15].tcp_flags ;
-  wire [7:0] \rules$49[15].tcp_flags_mask ;
-  wire [11:0] \rules$49[15].vlan_id ;
-  wire [11:0] \rules$49[15].vlan_mask ;
-  wire [716:0] \rules$49[1] ;
-  wire [19:0] \rules$49[1].action ;
-  wire \rules$49[1].action.drop ;
-  wire [3:0] \rules$49[1].action.instance ;
-  wire [10:0] \rules$49[1].action.reta_offset ;
-  wire [3:0] \rules$49[1].action.reta_size_log2 ;
-  wire [5:0] \rules$49[1].dscp ;
-  wire [5:0] \rules$49[1].dscp_mask ;
-  wire [127:0] \rules$49[1].dst_addr ;
-  wire [127:0] \rules$49[1].dst_mask ;
-  wire [15:0] \rules$49[1].dst_port_hi ;
-  wire [15:0] \rules$49[1].dst_port_lo ;
-  wire \rules$49[1].enable ;
-  wire [15:0] \rules$49[1].ethertype ;
-  wire [15:0] \rules$49[1].ethertype_mask ;
-  wire [9:0] \rules$49[1].flags ;
-  wire \rules$49[1].flags.direct ;
-  wire \rules$49[1].flags.fragment ;
-  wire \rules$49[1].flags.ip_options ;
-  wire \rules$49[1].flags.ipv4 ;
-  wire \rules$49[1].flags.ipv6 ;
-  wire \rules$49[1].flags.tcp ;
-  wire \rules$49[1].flags.tunnel ;
-  wire \rules$49[1].flags.udp ;
-  wire \rules$49[1].flags.vlan ;
-  wire \rules$49[1].flags.vlan2 ;
-  wire [9:0] \rules$49[1].flags_mask ;
-  wire \rules$49[1].flags_mask.direct ;
-  wire \rules$49[1].flags_mask.fragment ;
-  wire \rules$49[1].flags_mask.ip_options ;
-  wire \rules$49[1].flags_mask.ipv4 ;
-  wire \rules$49[1].flags_mask.ipv6 ;
-  wire \rules$49[1].flags_mask.tcp ;
-  wire \rules$49[1].flags_mask.tunnel ;
-  wire \rules$49[1].flags_mask.udp ;
-  wire \rules$49[1].flags_mask.vlan ;
-  wire \rules$49[1].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[1].ip_proto ;
-  wire [7:0] \rules$49[1].ip_proto_mask ;
-  wire [127:0] \rules$49[1].src_addr ;
-  wire [127:0] \rules$49[1].src_mask ;
-  wire [15:0] \rules$49[1].src_port_hi ;
-  wire [15:0] \rules$49[1].src_port_lo ;
-  wire [7:0] \rules$49[1].tcp_flags ;
-  wire [7:0] \rules$49[1].tcp_flags_mask ;
-  wire [11:0] \rules$49[1].vlan_id ;
-  wire [11:0] \rules$49[1].vlan_mask ;
-  wire [716:0] \rules$49[2] ;
-  wire [19:0] \rules$49[2].action ;
-  wire \rules$49[2].action.drop ;
-  wire [3:0] \rules$49[2].action.instance ;
-  wire [10:0] \rules$49[2].action.reta_offset ;
-  wire [3:0] \rules$49[2].action.reta_size_log2 ;
-  wire [5:0] \rules$49[2].dscp ;
-  wire [5:0] \rules$49[2].dscp_mask ;
-  wire [127:0] \rules$49[2].dst_addr ;
-  wire [127:0] \rules$49[2].dst_mask ;
-  wire [15:0] \rules$49[2].dst_port_hi ;
-  wire [15:0] \rules$49[2].dst_port_lo ;
-  wire \rules$49[2].enable ;
-  wire [15:0] \rules$49[2].ethertype ;
-  wire [15:0] \rules$49[2].ethertype_mask ;
-  wire [9:0] \rules$49[2].flags ;
-  wire \rules$49[2].flags.direct ;
-  wire \rules$49[2].flags.fragment ;
-  wire \rules$49[2].flags.ip_options ;
-  wire \rules$49[2].flags.ipv4 ;
-  wire \rules$49[2].flags.ipv6 ;
-  wire \rules$49[2].flags.tcp ;
-  wire \rules$49[2].flags.tunnel ;
-  wire \rules$49[2].flags.udp ;
-  wire \rules$49[2].flags.vlan ;
-  wire \rules$49[2].flags.vlan2 ;
-  wire [9:0] \rules$49[2].flags_mask ;
-  wire \rules$49[2].flags_mask.direct ;
-  wire \rules$49[2].flags_mask.fragment ;
-  wire \rules$49[2].flags_mask.ip_options ;
-  wire \rules$49[2].flags_mask.ipv4 ;
-  wire \rules$49[2].flags_mask.ipv6 ;
-  wire \rules$49[2].flags_mask.tcp ;
-  wire \rules$49[2].flags_mask.tunnel ;
-  wire \rules$49[2].flags_mask.udp ;
-  wire \rules$49[2].flags_mask.vlan ;
-  wire \rules$49[2].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[2].ip_proto ;
-  wire [7:0] \rules$49[2].ip_proto_mask ;
-  wire [127:0] \rules$49[2].src_addr ;
-  wire [127:0] \rules$49[2].src_mask ;
-  wire [15:0] \rules$49[2].src_port_hi ;
-  wire [15:0] \rules$49[2].src_port_lo ;
-  wire [7:0] \rules$49[2].tcp_flags ;
-  wire [7:0] \rules$49[2].tcp_flags_mask ;
-  wire [11:0] \rules$49[2].vlan_id ;
-  wire [11:0] \rules$49[2].vlan_mask ;
-  wire [716:0] \rules$49[3] ;
-  wire [19:0] \rules$49[3].action ;
-  wire \rules$49[3].action.drop ;
-  wire [3:0] \rules$49[3].action.instance ;
-  wire [10:0] \rules$49[3].action.reta_offset ;
-  wire [3:0] \rules$49[3].action.reta_size_log2 ;
-  wire [5:0] \rules$49[3].dscp ;
-  wire [5:0] \rules$49[3].dscp_mask ;
-  wire [127:0] \rules$49[3].dst_addr ;
-  wire [127:0] \rules$49[3].dst_mask ;
-  wire [15:0] \rules$49[3].dst_port_hi ;
-  wire [15:0] \rules$49[3].dst_port_lo ;
-  wire \rules$49[3].enable ;
-  wire [15:0] \rules$49[3].ethertype ;
-  wire [15:0] \rules$49[3].ethertype_mask ;
-  wire [9:0] \rules$49[3].flags ;
-  wire \rules$49[3].flags.direct ;
-  wire \rules$49[3].flags.fragment ;
-  wire \rules$49[3].flags.ip_options ;
-  wire \rules$49[3].flags.ipv4 ;
-  wire \rules$49[3].flags.ipv6 ;
-  wire \rules$49[3].flags.tcp ;
-  wire \rules$49[3].flags.tunnel ;
-  wire \rules$49[3].flags.udp ;
-  wire \rules$49[3].flags.vlan ;
-  wire \rules$49[3].flags.vlan2 ;
-  wire [9:0] \rules$49[3].flags_mask ;
-  wire \rules$49[3].flags_mask.direct ;
-  wire \rules$49[3].flags_mask.fragment ;
-  wire \rules$49[3].flags_mask.ip_options ;
-  wire \rules$49[3].flags_mask.ipv4 ;
-  wire \rules$49[3].flags_mask.ipv6 ;
-  wire \rules$49[3].flags_mask.tcp ;
-  wire \rules$49[3].flags_mask.tunnel ;
-  wire \rules$49[3].flags_mask.udp ;
-  wire \rules$49[3].flags_mask.vlan ;
-  wire \rules$49[3].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[3].ip_proto ;
-  wire [7:0] \rules$49[3].ip_proto_mask ;
-  wire [127:0] \rules$49[3].src_addr ;
-  wire [127:0] \rules$49[3].src_mask ;
-  wire [15:0] \rules$49[3].src_port_hi ;
-  wire [15:0] \rules$49[3].src_port_lo ;
-  wire [7:0] \rules$49[3].tcp_flags ;
-  wire [7:0] \rules$49[3].tcp_flags_mask ;
-  wire [11:0] \rules$49[3].vlan_id ;
-  wire [11:0] \rules$49[3].vlan_mask ;
-  wire [716:0] \rules$49[4] ;
-  wire [19:0] \rules$49[4].action ;
-  wire \rules$49[4].action.drop ;
-  wire [3:0] \rules$49[4].action.instance ;
-  wire [10:0] \rules$49[4].action.reta_offset ;
-  wire [3:0] \rules$49[4].action.reta_size_log2 ;
-  wire [5:0] \rules$49[4].dscp ;
-  wire [5:0] \rules$49[4].dscp_mask ;
-  wire [127:0] \rules$49[4].dst_addr ;
-  wire [127:0] \rules$49[4].dst_mask ;
-  wire [15:0] \rules$49[4].dst_port_hi ;
-  wire [15:0] \rules$49[4].dst_port_lo ;
-  wire \rules$49[4].enable ;
-  wire [15:0] \rules$49[4].ethertype ;
-  wire [15:0] \rules$49[4].ethertype_mask ;
-  wire [9:0] \rules$49[4].flags ;
-  wire \rules$49[4].flags.direct ;
-  wire \rules$49[4].flags.fragment ;
-  wire \rules$49[4].flags.ip_options ;
-  wire \rules$49[4].flags.ipv4 ;
-  wire \rules$49[4].flags.ipv6 ;
-  wire \rules$49[4].flags.tcp ;
-  wire \rules$49[4].flags.tunnel ;
-  wire \rules$49[4].flags.udp ;
-  wire \rules$49[4].flags.vlan ;
-  wire \rules$49[4].flags.vlan2 ;
-  wire [9:0] \rules$49[4].flags_mask ;
-  wire \rules$49[4].flags_mask.direct ;
-  wire \rules$49[4].flags_mask.fragment ;
-  wire \rules$49[4].flags_mask.ip_options ;
-  wire \rules$49[4].flags_mask.ipv4 ;
-  wire \rules$49[4].flags_mask.ipv6 ;
-  wire \rules$49[4].flags_mask.tcp ;
-  wire \rules$49[4].flags_mask.tunnel ;
-  wire \rules$49[4].flags_mask.udp ;
-  wire \rules$49[4].flags_mask.vlan ;
-  wire \rules$49[4].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[4].ip_proto ;
-  wire [7:0] \rules$49[4].ip_proto_mask ;
-  wire [127:0] \rules$49[4].src_addr ;
-  wire [127:0] \rules$49[4].src_mask ;
-  wire [15:0] \rules$49[4].src_port_hi ;
-  wire [15:0] \rules$49[4].src_port_lo ;
-  wire [7:0] \rules$49[4].tcp_flags ;
-  wire [7:0] \rules$49[4].tcp_flags_mask ;
-  wire [11:0] \rules$49[4].vlan_id ;
-  wire [11:0] \rules$49[4].vlan_mask ;
-  wire [716:0] \rules$49[5] ;
-  wire [19:0] \rules$49[5].action ;
-  wire \rules$49[5].action.drop ;
-  wire [3:0] \rules$49[5].action.instance ;
-  wire [10:0] \rules$49[5].action.reta_offset ;
-  wire [3:0] \rules$49[5].action.reta_size_log2 ;
-  wire [5:0] \rules$49[5].dscp ;
-  wire [5:0] \rules$49[5].dscp_mask ;
-  wire [127:0] \rules$49[5].dst_addr ;
-  wire [127:0] \rules$49[5].dst_mask ;
-  wire [15:0] \rules$49[5].dst_port_hi ;
-  wire [15:0] \rules$49[5].dst_port_lo ;
-  wire \rules$49[5].enable ;
-  wire [15:0] \rules$49[5].ethertype ;
-  wire [15:0] \rules$49[5].ethertype_mask ;
-  wire [9:0] \rules$49[5].flags ;
-  wire \rules$49[5].flags.direct ;
-  wire \rules$49[5].flags.fragment ;
-  wire \rules$49[5].flags.ip_options ;
-  wire \rules$49[5].flags.ipv4 ;
-  wire \rules$49[5].flags.ipv6 ;
-  wire \rules$49[5].flags.tcp ;
-  wire \rules$49[5].flags.tunnel ;
-  wire \rules$49[5].flags.udp ;
-  wire \rules$49[5].flags.vlan ;
-  wire \rules$49[5].flags.vlan2 ;
-  wire [9:0] \rules$49[5].flags_mask ;
-  wire \rules$49[5].flags_mask.direct ;
-  wire \rules$49[5].flags_mask.fragment ;
-  wire \rules$49[5].flags_mask.ip_options ;
-  wire \rules$49[5].flags_mask.ipv4 ;
-  wire \rules$49[5].flags_mask.ipv6 ;
-  wire \rules$49[5].flags_mask.tcp ;
-  wire \rules$49[5].flags_mask.tunnel ;
-  wire \rules$49[5].flags_mask.udp ;
-  wire \rules$49[5].flags_mask.vlan ;
-  wire \rules$49[5].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[5].ip_proto ;
-  wire [7:0] \rules$49[5].ip_proto_mask ;
-  wire [127:0] \rules$49[5].src_addr ;
-  wire [127:0] \rules$49[5].src_mask ;
-  wire [15:0] \rules$49[5].src_port_hi ;
-  wire [15:0] \rules$49[5].src_port_lo ;
-  wire [7:0] \rules$49[5].tcp_flags ;
-  wire [7:0] \rules$49[5].tcp_flags_mask ;
-  wire [11:0] \rules$49[5].vlan_id ;
-  wire [11:0] \rules$49[5].vlan_mask ;
-  wire [716:0] \rules$49[6] ;
-  wire [19:0] \rules$49[6].action ;
-  wire \rules$49[6].action.drop ;
-  wire [3:0] \rules$49[6].action.instance ;
-  wire [10:0] \rules$49[6].action.reta_offset ;
-  wire [3:0] \rules$49[6].action.reta_size_log2 ;
-  wire [5:0] \rules$49[6].dscp ;
-  wire [5:0] \rules$49[6].dscp_mask ;
-  wire [127:0] \rules$49[6].dst_addr ;
-  wire [127:0] \rules$49[6].dst_mask ;
-  wire [15:0] \rules$49[6].dst_port_hi ;
-  wire [15:0] \rules$49[6].dst_port_lo ;
-  wire \rules$49[6].enable ;
-  wire [15:0] \rules$49[6].ethertype ;
-  wire [15:0] \rules$49[6].ethertype_mask ;
-  wire [9:0] \rules$49[6].flags ;
-  wire \rules$49[6].flags.direct ;
-  wire \rules$49[6].flags.fragment ;
-  wire \rules$49[6].flags.ip_options ;
-  wire \rules$49[6].flags.ipv4 ;
-  wire \rules$49[6].flags.ipv6 ;
-  wire \rules$49[6].flags.tcp ;
-  wire \rules$49[6].flags.tunnel ;
-  wire \rules$49[6].flags.udp ;
-  wire \rules$49[6].flags.vlan ;
-  wire \rules$49[6].flags.vlan2 ;
-  wire [9:0] \rules$49[6].flags_mask ;
-  wire \rules$49[6].flags_mask.direct ;
-  wire \rules$49[6].flags_mask.fragment ;
-  wire \rules$49[6].flags_mask.ip_options ;
-  wire \rules$49[6].flags_mask.ipv4 ;
-  wire \rules$49[6].flags_mask.ipv6 ;
-  wire \rules$49[6].flags_mask.tcp ;
-  wire \rules$49[6].flags_mask.tunnel ;
-  wire \rules$49[6].flags_mask.udp ;
-  wire \rules$49[6].flags_mask.vlan ;
-  wire \rules$49[6].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[6].ip_proto ;
-  wire [7:0] \rules$49[6].ip_proto_mask ;
-  wire [127:0] \rules$49[6].src_addr ;
-  wire [127:0] \rules$49[6].src_mask ;
-  wire [15:0] \rules$49[6].src_port_hi ;
-  wire [15:0] \rules$49[6].src_port_lo ;
-  wire [7:0] \rules$49[6].tcp_flags ;
-  wire [7:0] \rules$49[6].tcp_flags_mask ;
-  wire [11:0] \rules$49[6].vlan_id ;
-  wire [11:0] \rules$49[6].vlan_mask ;
-  wire [716:0] \rules$49[7] ;
-  wire [19:0] \rules$49[7].action ;
-  wire \rules$49[7].action.drop ;
-  wire [3:0] \rules$49[7].action.instance ;
-  wire [10:0] \rules$49[7].action.reta_offset ;
-  wire [3:0] \rules$49[7].action.reta_size_log2 ;
-  wire [5:0] \rules$49[7].dscp ;
-  wire [5:0] \rules$49[7].dscp_mask ;
-  wire [127:0] \rules$49[7].dst_addr ;
-  wire [127:0] \rules$49[7].dst_mask ;
-  wire [15:0] \rules$49[7].dst_port_hi ;
-  wire [15:0] \rules$49[7].dst_port_lo ;
-  wire \rules$49[7].enable ;
-  wire [15:0] \rules$49[7].ethertype ;
-  wire [15:0] \rules$49[7].ethertype_mask ;
-  wire [9:0] \rules$49[7].flags ;
-  wire \rules$49[7].flags.direct ;
-  wire \rules$49[7].flags.fragment ;
-  wire \rules$49[7].flags.ip_options ;
-  wire \rules$49[7].flags.ipv4 ;
-  wire \rules$49[7].flags.ipv6 ;
-  wire \rules$49[7].flags.tcp ;
-  wire \rules$49[7].flags.tunnel ;
-  wire \rules$49[7].flags.udp ;
-  wire \rules$49[7].flags.vlan ;
-  wire \rules$49[7].flags.vlan2 ;
-  wire [9:0] \rules$49[7].flags_mask ;
-  wire \rules$49[7].flags_mask.direct ;
-  wire \rules$49[7].flags_mask.fragment ;
-  wire \rules$49[7].flags_mask.ip_options ;
-  wire \rules$49[7].flags_mask.ipv4 ;
-  wire \rules$49[7].flags_mask.ipv6 ;
-  wire \rules$49[7].flags_mask.tcp ;
-  wire \rules$49[7].flags_mask.tunnel ;
-  wire \rules$49[7].flags_mask.udp ;
-  wire \rules$49[7].flags_mask.vlan ;
-  wire \rules$49[7].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[7].ip_proto ;
-  wire [7:0] \rules$49[7].ip_proto_mask ;
-  wire [127:0] \rules$49[7].src_addr ;
-  wire [127:0] \rules$49[7].src_mask ;
-  wire [15:0] \rules$49[7].src_port_hi ;
-  wire [15:0] \rules$49[7].src_port_lo ;
-  wire [7:0] \rules$49[7].tcp_flags ;
-  wire [7:0] \rules$49[7].tcp_flags_mask ;
-  wire [11:0] \rules$49[7].vlan_id ;
-  wire [11:0] \rules$49[7].vlan_mask ;
-  wire [716:0] \rules$49[8] ;
-  wire [19:0] \rules$49[8].action ;
-  wire \rules$49[8].action.drop ;
-  wire [3:0] \rules$49[8].action.instance ;
-  wire [10:0] \rules$49[8].action.reta_offset ;
-  wire [3:0] \rules$49[8].action.reta_size_log2 ;
-  wire [5:0] \rules$49[8].dscp ;
-  wire [5:0] \rules$49[8].dscp_mask ;
-  wire [127:0] \rules$49[8].dst_addr ;
-  wire [127:0] \rules$49[8].dst_mask ;
-  wire [15:0] \rules$49[8].dst_port_hi ;
-  wire [15:0] \rules$49[8].dst_port_lo ;
-  wire \rules$49[8].enable ;
-  wire [15:0] \rules$49[8].ethertype ;
-  wire [15:0] \rules$49[8].ethertype_mask ;
-  wire [9:0] \rules$49[8].flags ;
-  wire \rules$49[8].flags.direct ;
-  wire \rules$49[8].flags.fragment ;
-  wire \rules$49[8].flags.ip_options ;
-  wire \rules$49[8].flags.ipv4 ;
-  wire \rules$49[8].flags.ipv6 ;
-  wire \rules$49[8].flags.tcp ;
-  wire \rules$49[8].flags.tunnel ;
-  wire \rules$49[8].flags.udp ;
-  wire \rules$49[8].flags.vlan ;
-  wire \rules$49[8].flags.vlan2 ;
-  wire [9:0] \rules$49[8].flags_mask ;
-  wire \rules$49[8].flags_mask.direct ;
-  wire \rules$49[8].flags_mask.fragment ;
-  wire \rules$49[8].flags_mask.ip_options ;
-  wire \rules$49[8].flags_mask.ipv4 ;
-  wire \rules$49[8].flags_mask.ipv6 ;
-  wire \rules$49[8].flags_mask.tcp ;
-  wire \rules$49[8].flags_mask.tunnel ;
-  wire \rules$49[8].flags_mask.udp ;
-  wire \rules$49[8].flags_mask.vlan ;
-  wire \rules$49[8].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[8].ip_proto ;
-  wire [7:0] \rules$49[8].ip_proto_mask ;
-  wire [127:0] \rules$49[8].src_addr ;
-  wire [127:0] \rules$49[8].src_mask ;
-  wire [15:0] \rules$49[8].src_port_hi ;
-  wire [15:0] \rules$49[8].src_port_lo ;
-  wire [7:0] \rules$49[8].tcp_flags ;
-  wire [7:0] \rules$49[8].tcp_flags_mask ;
-  wire [11:0] \rules$49[8].vlan_id ;
-  wire [11:0] \rules$49[8].vlan_mask ;
-  wire [716:0] \rules$49[9] ;
-  wire [19:0] \rules$49[9].action ;
-  wire \rules$49[9].action.drop ;
-  wire [3:0] \rules$49[9].action.instance ;
-  wire [10:0] \rules$49[9].action.reta_offset ;
-  wire [3:0] \rules$49[9].action.reta_size_log2 ;
-  wire [5:0] \rules$49[9].dscp ;
-  wire [5:0] \rules$49[9].dscp_mask ;
-  wire [127:0] \rules$49[9].dst_addr ;
-  wire [127:0] \rules$49[9].dst_mask ;
-  wire [15:0] \rules$49[9].dst_port_hi ;
-  wire [15:0] \rules$49[9].dst_port_lo ;
-  wire \rules$49[9].enable ;
-  wire [15:0] \rules$49[9].ethertype ;
-  wire [15:0] \rules$49[9].ethertype_mask ;
-  wire [9:0] \rules$49[9].flags ;
-  wire \rules$49[9].flags.direct ;
-  wire \rules$49[9].flags.fragment ;
-  wire \rules$49[9].flags.ip_options ;
-  wire \rules$49[9].flags.ipv4 ;
-  wire \rules$49[9].flags.ipv6 ;
-  wire \rules$49[9].flags.tcp ;
-  wire \rules$49[9].flags.tunnel ;
-  wire \rules$49[9].flags.udp ;
-  wire \rules$49[9].flags.vlan ;
-  wire \rules$49[9].flags.vlan2 ;
-  wire [9:0] \rules$49[9].flags_mask ;
-  wire \rules$49[9].flags_mask.direct ;
-  wire \rules$49[9].flags_mask.fragment ;
-  wire \rules$49[9].flags_mask.ip_options ;
-  wire \rules$49[9].flags_mask.ipv4 ;
-  wire \rules$49[9].flags_mask.ipv6 ;
-  wire \rules$49[9].flags_mask.tcp ;
-  wire \rules$49[9].flags_mask.tunnel ;
-  wire \rules$49[9].flags_mask.udp ;
-  wire \rules$49[9].flags_mask.vlan ;
-  wire \rules$49[9].flags_mask.vlan2 ;
-  wire [7:0] \rules$49[9].ip_proto ;
-  wire [7:0] \rules$49[9].ip_proto_mask ;
-  wire [127:0] \rules$49[9].src_addr ;
-  wire [127:0] \rules$49[9].src_mask ;
-  wire [15:0] \rules$49[9].src_port_hi ;
-  wire [15:0] \rules$49[9].src_port_lo ;
-  wire [7:0] \rules$49[9].tcp_flags ;
-  wire [7:0] \rules$49[9].tcp_flags_mask ;
-  wire [11:0] \rules$49[9].vlan_id ;
-  wire [11:0] \rules$49[9].vlan_mask ;
+  wire [11471:0] \rules$55 ;
+  wire [716:0] \rules$55[0] ;
+  wire [19:0] \rules$55[0].action ;
+  wire \rules$55[0].action.drop ;
+  wire [3:0] \rules$55[0].action.instance ;
+  wire [10:0] \rules$55[0].action.reta_offset ;
+  wire [3:0] \rules$55[0].action.reta_size_log2 ;
+  wire [5:0] \rules$55[0].dscp ;
+  wire [5:0] \rules$55[0].dscp_mask ;
+  wire [127:0] \rules$55[0].dst_addr ;
+  wire [127:0] \rules$55[0].dst_mask ;
+  wire [15:0] \rules$55[0].dst_port_hi ;
+  wire [15:0] \rules$55[0].dst_port_lo ;
+  wire \rules$55[0].enable ;
+  wire [15:0] \rules$55[0].ethertype ;
+  wire [15:0] \rules$55[0].ethertype_mask ;
+  wire [9:0] \rules$55[0].flags ;
+  wire \rules$55[0].flags.direct ;
+  wire \rules$55[0].flags.fragment ;
+  wire \rules$55[0].flags.ip_options ;
+  wire \rules$55[0].flags.ipv4 ;
+  wire \rules$55[0].flags.ipv6 ;
+  wire \rules$55[0].flags.tcp ;
+  wire \rules$55[0].flags.tunnel ;
+  wire \rules$55[0].flags.udp ;
+  wire \rules$55[0].flags.vlan ;
+  wire \rules$55[0].flags.vlan2 ;
+  wire [9:0] \rules$55[0].flags_mask ;
+  wire \rules$55[0].flags_mask.direct ;
+  wire \rules$55[0].flags_mask.fragment ;
+  wire \rules$55[0].flags_mask.ip_options ;
+  wire \rules$55[0].flags_mask.ipv4 ;
+  wire \rules$55[0].flags_mask.ipv6 ;
+  wire \rules$55[0].flags_mask.tcp ;
+  wire \rules$55[0].flags_mask.tunnel ;
+  wire \rules$55[0].flags_mask.udp ;
+  wire \rules$55[0].flags_mask.vlan ;
+  wire \rules$55[0].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[0].ip_proto ;
+  wire [7:0] \rules$55[0].ip_proto_mask ;
+  wire [127:0] \rules$55[0].src_addr ;
+  wire [127:0] \rules$55[0].src_mask ;
+  wire [15:0] \rules$55[0].src_port_hi ;
+  wire [15:0] \rules$55[0].src_port_lo ;
+  wire [7:0] \rules$55[0].tcp_flags ;
+  wire [7:0] \rules$55[0].tcp_flags_mask ;
+  wire [11:0] \rules$55[0].vlan_id ;
+  wire [11:0] \rules$55[0].vlan_mask ;
+  wire [716:0] \rules$55[10] ;
+  wire [19:0] \rules$55[10].action ;
+  wire \rules$55[10].action.drop ;
+  wire [3:0] \rules$55[10].action.instance ;
+  wire [10:0] \rules$55[10].action.reta_offset ;
+  wire [3:0] \rules$55[10].action.reta_size_log2 ;
+  wire [5:0] \rules$55[10].dscp ;
+  wire [5:0] \rules$55[10].dscp_mask ;
+  wire [127:0] \rules$55[10].dst_addr ;
+  wire [127:0] \rules$55[10].dst_mask ;
+  wire [15:0] \rules$55[10].dst_port_hi ;
+  wire [15:0] \rules$55[10].dst_port_lo ;
+  wire \rules$55[10].enable ;
+  wire [15:0] \rules$55[10].ethertype ;
+  wire [15:0] \rules$55[10].ethertype_mask ;
+  wire [9:0] \rules$55[10].flags ;
+  wire \rules$55[10].flags.direct ;
+  wire \rules$55[10].flags.fragment ;
+  wire \rules$55[10].flags.ip_options ;
+  wire \rules$55[10].flags.ipv4 ;
+  wire \rules$55[10].flags.ipv6 ;
+  wire \rules$55[10].flags.tcp ;
+  wire \rules$55[10].flags.tunnel ;
+  wire \rules$55[10].flags.udp ;
+  wire \rules$55[10].flags.vlan ;
+  wire \rules$55[10].flags.vlan2 ;
+  wire [9:0] \rules$55[10].flags_mask ;
+  wire \rules$55[10].flags_mask.direct ;
+  wire \rules$55[10].flags_mask.fragment ;
+  wire \rules$55[10].flags_mask.ip_options ;
+  wire \rules$55[10].flags_mask.ipv4 ;
+  wire \rules$55[10].flags_mask.ipv6 ;
+  wire \rules$55[10].flags_mask.tcp ;
+  wire \rules$55[10].flags_mask.tunnel ;
+  wire \rules$55[10].flags_mask.udp ;
+  wire \rules$55[10].flags_mask.vlan ;
+  wire \rules$55[10].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[10].ip_proto ;
+  wire [7:0] \rules$55[10].ip_proto_mask ;
+  wire [127:0] \rules$55[10].src_addr ;
+  wire [127:0] \rules$55[10].src_mask ;
+  wire [15:0] \rules$55[10].src_port_hi ;
+  wire [15:0] \rules$55[10].src_port_lo ;
+  wire [7:0] \rules$55[10].tcp_flags ;
+  wire [7:0] \rules$55[10].tcp_flags_mask ;
+  wire [11:0] \rules$55[10].vlan_id ;
+  wire [11:0] \rules$55[10].vlan_mask ;
+  wire [716:0] \rules$55[11] ;
+  wire [19:0] \rules$55[11].action ;
+  wire \rules$55[11].action.drop ;
+  wire [3:0] \rules$55[11].action.instance ;
+  wire [10:0] \rules$55[11].action.reta_offset ;
+  wire [3:0] \rules$55[11].action.reta_size_log2 ;
+  wire [5:0] \rules$55[11].dscp ;
+  wire [5:0] \rules$55[11].dscp_mask ;
+  wire [127:0] \rules$55[11].dst_addr ;
+  wire [127:0] \rules$55[11].dst_mask ;
+  wire [15:0] \rules$55[11].dst_port_hi ;
+  wire [15:0] \rules$55[11].dst_port_lo ;
+  wire \rules$55[11].enable ;
+  wire [15:0] \rules$55[11].ethertype ;
+  wire [15:0] \rules$55[11].ethertype_mask ;
+  wire [9:0] \rules$55[11].flags ;
+  wire \rules$55[11].flags.direct ;
+  wire \rules$55[11].flags.fragment ;
+  wire \rules$55[11].flags.ip_options ;
+  wire \rules$55[11].flags.ipv4 ;
+  wire \rules$55[11].flags.ipv6 ;
+  wire \rules$55[11].flags.tcp ;
+  wire \rules$55[11].flags.tunnel ;
+  wire \rules$55[11].flags.udp ;
+  wire \rules$55[11].flags.vlan ;
+  wire \rules$55[11].flags.vlan2 ;
+  wire [9:0] \rules$55[11].flags_mask ;
+  wire \rules$55[11].flags_mask.direct ;
+  wire \rules$55[11].flags_mask.fragment ;
+  wire \rules$55[11].flags_mask.ip_options ;
+  wire \rules$55[11].flags_mask.ipv4 ;
+  wire \rules$55[11].flags_mask.ipv6 ;
+  wire \rules$55[11].flags_mask.tcp ;
+  wire \rules$55[11].flags_mask.tunnel ;
+  wire \rules$55[11].flags_mask.udp ;
+  wire \rules$55[11].flags_mask.vlan ;
+  wire \rules$55[11].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[11].ip_proto ;
+  wire [7:0] \rules$55[11].ip_proto_mask ;
+  wire [127:0] \rules$55[11].src_addr ;
+  wire [127:0] \rules$55[11].src_mask ;
+  wire [15:0] \rules$55[11].src_port_hi ;
+  wire [15:0] \rules$55[11].src_port_lo ;
+  wire [7:0] \rules$55[11].tcp_flags ;
+  wire [7:0] \rules$55[11].tcp_flags_mask ;
+  wire [11:0] \rules$55[11].vlan_id ;
+  wire [11:0] \rules$55[11].vlan_mask ;
+  wire [716:0] \rules$55[12] ;
+  wire [19:0] \rules$55[12].action ;
+  wire \rules$55[12].action.drop ;
+  wire [3:0] \rules$55[12].action.instance ;
+  wire [10:0] \rules$55[12].action.reta_offset ;
+  wire [3:0] \rules$55[12].action.reta_size_log2 ;
+  wire [5:0] \rules$55[12].dscp ;
+  wire [5:0] \rules$55[12].dscp_mask ;
+  wire [127:0] \rules$55[12].dst_addr ;
+  wire [127:0] \rules$55[12].dst_mask ;
+  wire [15:0] \rules$55[12].dst_port_hi ;
+  wire [15:0] \rules$55[12].dst_port_lo ;
+  wire \rules$55[12].enable ;
+  wire [15:0] \rules$55[12].ethertype ;
+  wire [15:0] \rules$55[12].ethertype_mask ;
+  wire [9:0] \rules$55[12].flags ;
+  wire \rules$55[12].flags.direct ;
+  wire \rules$55[12].flags.fragment ;
+  wire \rules$55[12].flags.ip_options ;
+  wire \rules$55[12].flags.ipv4 ;
+  wire \rules$55[12].flags.ipv6 ;
+  wire \rules$55[12].flags.tcp ;
+  wire \rules$55[12].flags.tunnel ;
+  wire \rules$55[12].flags.udp ;
+  wire \rules$55[12].flags.vlan ;
+  wire \rules$55[12].flags.vlan2 ;
+  wire [9:0] \rules$55[12].flags_mask ;
+  wire \rules$55[12].flags_mask.direct ;
+  wire \rules$55[12].flags_mask.fragment ;
+  wire \rules$55[12].flags_mask.ip_options ;
+  wire \rules$55[12].flags_mask.ipv4 ;
+  wire \rules$55[12].flags_mask.ipv6 ;
+  wire \rules$55[12].flags_mask.tcp ;
+  wire \rules$55[12].flags_mask.tunnel ;
+  wire \rules$55[12].flags_mask.udp ;
+  wire \rules$55[12].flags_mask.vlan ;
+  wire \rules$55[12].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[12].ip_proto ;
+  wire [7:0] \rules$55[12].ip_proto_mask ;
+  wire [127:0] \rules$55[12].src_addr ;
+  wire [127:0] \rules$55[12].src_mask ;
+  wire [15:0] \rules$55[12].src_port_hi ;
+  wire [15:0] \rules$55[12].src_port_lo ;
+  wire [7:0] \rules$55[12].tcp_flags ;
+  wire [7:0] \rules$55[12].tcp_flags_mask ;
+  wire [11:0] \rules$55[12].vlan_id ;
+  wire [11:0] \rules$55[12].vlan_mask ;
+  wire [716:0] \rules$55[13] ;
+  wire [19:0] \rules$55[13].action ;
+  wire \rules$55[13].action.drop ;
+  wire [3:0] \rules$55[13].action.instance ;
+  wire [10:0] \rules$55[13].action.reta_offset ;
+  wire [3:0] \rules$55[13].action.reta_size_log2 ;
+  wire [5:0] \rules$55[13].dscp ;
+  wire [5:0] \rules$55[13].dscp_mask ;
+  wire [127:0] \rules$55[13].dst_addr ;
+  wire [127:0] \rules$55[13].dst_mask ;
+  wire [15:0] \rules$55[13].dst_port_hi ;
+  wire [15:0] \rules$55[13].dst_port_lo ;
+  wire \rules$55[13].enable ;
+  wire [15:0] \rules$55[13].ethertype ;
+  wire [15:0] \rules$55[13].ethertype_mask ;
+  wire [9:0] \rules$55[13].flags ;
+  wire \rules$55[13].flags.direct ;
+  wire \rules$55[13].flags.fragment ;
+  wire \rules$55[13].flags.ip_options ;
+  wire \rules$55[13].flags.ipv4 ;
+  wire \rules$55[13].flags.ipv6 ;
+  wire \rules$55[13].flags.tcp ;
+  wire \rules$55[13].flags.tunnel ;
+  wire \rules$55[13].flags.udp ;
+  wire \rules$55[13].flags.vlan ;
+  wire \rules$55[13].flags.vlan2 ;
+  wire [9:0] \rules$55[13].flags_mask ;
+  wire \rules$55[13].flags_mask.direct ;
+  wire \rules$55[13].flags_mask.fragment ;
+  wire \rules$55[13].flags_mask.ip_options ;
+  wire \rules$55[13].flags_mask.ipv4 ;
+  wire \rules$55[13].flags_mask.ipv6 ;
+  wire \rules$55[13].flags_mask.tcp ;
+  wire \rules$55[13].flags_mask.tunnel ;
+  wire \rules$55[13].flags_mask.udp ;
+  wire \rules$55[13].flags_mask.vlan ;
+  wire \rules$55[13].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[13].ip_proto ;
+  wire [7:0] \rules$55[13].ip_proto_mask ;
+  wire [127:0] \rules$55[13].src_addr ;
+  wire [127:0] \rules$55[13].src_mask ;
+  wire [15:0] \rules$55[13].src_port_hi ;
+  wire [15:0] \rules$55[13].src_port_lo ;
+  wire [7:0] \rules$55[13].tcp_flags ;
+  wire [7:0] \rules$55[13].tcp_flags_mask ;
+  wire [11:0] \rules$55[13].vlan_id ;
+  wire [11:0] \rules$55[13].vlan_mask ;
+  wire [716:0] \rules$55[14] ;
+  wire [19:0] \rules$55[14].action ;
+  wire \rules$55[14].action.drop ;
+  wire [3:0] \rules$55[14].action.instance ;
+  wire [10:0] \rules$55[14].action.reta_offset ;
+  wire [3:0] \rules$55[14].action.reta_size_log2 ;
+  wire [5:0] \rules$55[14].dscp ;
+  wire [5:0] \rules$55[14].dscp_mask ;
+  wire [127:0] \rules$55[14].dst_addr ;
+  wire [127:0] \rules$55[14].dst_mask ;
+  wire [15:0] \rules$55[14].dst_port_hi ;
+  wire [15:0] \rules$55[14].dst_port_lo ;
+  wire \rules$55[14].enable ;
+  wire [15:0] \rules$55[14].ethertype ;
+  wire [15:0] \rules$55[14].ethertype_mask ;
+  wire [9:0] \rules$55[14].flags ;
+  wire \rules$55[14].flags.direct ;
+  wire \rules$55[14].flags.fragment ;
+  wire \rules$55[14].flags.ip_options ;
+  wire \rules$55[14].flags.ipv4 ;
+  wire \rules$55[14].flags.ipv6 ;
+  wire \rules$55[14].flags.tcp ;
+  wire \rules$55[14].flags.tunnel ;
+  wire \rules$55[14].flags.udp ;
+  wire \rules$55[14].flags.vlan ;
+  wire \rules$55[14].flags.vlan2 ;
+  wire [9:0] \rules$55[14].flags_mask ;
+  wire \rules$55[14].flags_mask.direct ;
+  wire \rules$55[14].flags_mask.fragment ;
+  wire \rules$55[14].flags_mask.ip_options ;
+  wire \rules$55[14].flags_mask.ipv4 ;
+  wire \rules$55[14].flags_mask.ipv6 ;
+  wire \rules$55[14].flags_mask.tcp ;
+  wire \rules$55[14].flags_mask.tunnel ;
+  wire \rules$55[14].flags_mask.udp ;
+  wire \rules$55[14].flags_mask.vlan ;
+  wire \rules$55[14].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[14].ip_proto ;
+  wire [7:0] \rules$55[14].ip_proto_mask ;
+  wire [127:0] \rules$55[14].src_addr ;
+  wire [127:0] \rules$55[14].src_mask ;
+  wire [15:0] \rules$55[14].src_port_hi ;
+  wire [15:0] \rules$55[14].src_port_lo ;
+  wire [7:0] \rules$55[14].tcp_flags ;
+  wire [7:0] \rules$55[14].tcp_flags_mask ;
+  wire [11:0] \rules$55[14].vlan_id ;
+  wire [11:0] \rules$55[14].vlan_mask ;
+  wire [716:0] \rules$55[15] ;
+  wire [19:0] \rules$55[15].action ;
+  wire \rules$55[15].action.drop ;
+  wire [3:0] \rules$55[15].action.instance ;
+  wire [10:0] \rules$55[15].action.reta_offset ;
+  wire [3:0] \rules$55[15].action.reta_size_log2 ;
+  wire [5:0] \rules$55[15].dscp ;
+  wire [5:0] \rules$55[15].dscp_mask ;
+  wire [127:0] \rules$55[15].dst_addr ;
+  wire [127:0] \rules$55[15].dst_mask ;
+  wire [15:0] \rules$55[15].dst_port_hi ;
+  wire [15:0] \rules$55[15].dst_port_lo ;
+  wire \rules$55[15].enable ;
+  wire [15:0] \rules$55[15].ethertype ;
+  wire [15:0] \rules$55[15].ethertype_mask ;
+  wire [9:0] \rules$55[15].flags ;
+  wire \rules$55[15].flags.direct ;
+  wire \rules$55[15].flags.fragment ;
+  wire \rules$55[15].flags.ip_options ;
+  wire \rules$55[15].flags.ipv4 ;
+  wire \rules$55[15].flags.ipv6 ;
+  wire \rules$55[15].flags.tcp ;
+  wire \rules$55[15].flags.tunnel ;
+  wire \rules$55[15].flags.udp ;
+  wire \rules$55[15].flags.vlan ;
+  wire \rules$55[15].flags.vlan2 ;
+  wire [9:0] \rules$55[15].flags_mask ;
+  wire \rules$55[15].flags_mask.direct ;
+  wire \rules$55[15].flags_mask.fragment ;
+  wire \rules$55[15].flags_mask.ip_options ;
+  wire \rules$55[15].flags_mask.ipv4 ;
+  wire \rules$55[15].flags_mask.ipv6 ;
+  wire \rules$55[15].flags_mask.tcp ;
+  wire \rules$55[15].flags_mask.tunnel ;
+  wire \rules$55[15].flags_mask.udp ;
+  wire \rules$55[15].flags_mask.vlan ;
+  wire \rules$55[15].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[15].ip_proto ;
+  wire [7:0] \rules$55[15].ip_proto_mask ;
+  wire [127:0] \rules$55[15].src_addr ;
+  wire [127:0] \rules$55[15].src_mask ;
+  wire [15:0] \rules$55[15].src_port_hi ;
+  wire [15:0] \rules$55[15].src_port_lo ;
+  wire [7:0] \rules$55[15].tcp_flags ;
+  wire [7:0] \rules$55[15].tcp_flags_mask ;
+  wire [11:0] \rules$55[15].vlan_id ;
+  wire [11:0] \rules$55[15].vlan_mask ;
+  wire [716:0] \rules$55[1] ;
+  wire [19:0] \rules$55[1].action ;
+  wire \rules$55[1].action.drop ;
+  wire [3:0] \rules$55[1].action.instance ;
+  wire [10:0] \rules$55[1].action.reta_offset ;
+  wire [3:0] \rules$55[1].action.reta_size_log2 ;
+  wire [5:0] \rules$55[1].dscp ;
+  wire [5:0] \rules$55[1].dscp_mask ;
+  wire [127:0] \rules$55[1].dst_addr ;
+  wire [127:0] \rules$55[1].dst_mask ;
+  wire [15:0] \rules$55[1].dst_port_hi ;
+  wire [15:0] \rules$55[1].dst_port_lo ;
+  wire \rules$55[1].enable ;
+  wire [15:0] \rules$55[1].ethertype ;
+  wire [15:0] \rules$55[1].ethertype_mask ;
+  wire [9:0] \rules$55[1].flags ;
+  wire \rules$55[1].flags.direct ;
+  wire \rules$55[1].flags.fragment ;
+  wire \rules$55[1].flags.ip_options ;
+  wire \rules$55[1].flags.ipv4 ;
+  wire \rules$55[1].flags.ipv6 ;
+  wire \rules$55[1].flags.tcp ;
+  wire \rules$55[1].flags.tunnel ;
+  wire \rules$55[1].flags.udp ;
+  wire \rules$55[1].flags.vlan ;
+  wire \rules$55[1].flags.vlan2 ;
+  wire [9:0] \rules$55[1].flags_mask ;
+  wire \rules$55[1].flags_mask.direct ;
+  wire \rules$55[1].flags_mask.fragment ;
+  wire \rules$55[1].flags_mask.ip_options ;
+  wire \rules$55[1].flags_mask.ipv4 ;
+  wire \rules$55[1].flags_mask.ipv6 ;
+  wire \rules$55[1].flags_mask.tcp ;
+  wire \rules$55[1].flags_mask.tunnel ;
+  wire \rules$55[1].flags_mask.udp ;
+  wire \rules$55[1].flags_mask.vlan ;
+  wire \rules$55[1].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[1].ip_proto ;
+  wire [7:0] \rules$55[1].ip_proto_mask ;
+  wire [127:0] \rules$55[1].src_addr ;
+  wire [127:0] \rules$55[1].src_mask ;
+  wire [15:0] \rules$55[1].src_port_hi ;
+  wire [15:0] \rules$55[1].src_port_lo ;
+  wire [7:0] \rules$55[1].tcp_flags ;
+  wire [7:0] \rules$55[1].tcp_flags_mask ;
+  wire [11:0] \rules$55[1].vlan_id ;
+  wire [11:0] \rules$55[1].vlan_mask ;
+  wire [716:0] \rules$55[2] ;
+  wire [19:0] \rules$55[2].action ;
+  wire \rules$55[2].action.drop ;
+  wire [3:0] \rules$55[2].action.instance ;
+  wire [10:0] \rules$55[2].action.reta_offset ;
+  wire [3:0] \rules$55[2].action.reta_size_log2 ;
+  wire [5:0] \rules$55[2].dscp ;
+  wire [5:0] \rules$55[2].dscp_mask ;
+  wire [127:0] \rules$55[2].dst_addr ;
+  wire [127:0] \rules$55[2].dst_mask ;
+  wire [15:0] \rules$55[2].dst_port_hi ;
+  wire [15:0] \rules$55[2].dst_port_lo ;
+  wire \rules$55[2].enable ;
+  wire [15:0] \rules$55[2].ethertype ;
+  wire [15:0] \rules$55[2].ethertype_mask ;
+  wire [9:0] \rules$55[2].flags ;
+  wire \rules$55[2].flags.direct ;
+  wire \rules$55[2].flags.fragment ;
+  wire \rules$55[2].flags.ip_options ;
+  wire \rules$55[2].flags.ipv4 ;
+  wire \rules$55[2].flags.ipv6 ;
+  wire \rules$55[2].flags.tcp ;
+  wire \rules$55[2].flags.tunnel ;
+  wire \rules$55[2].flags.udp ;
+  wire \rules$55[2].flags.vlan ;
+  wire \rules$55[2].flags.vlan2 ;
+  wire [9:0] \rules$55[2].flags_mask ;
+  wire \rules$55[2].flags_mask.direct ;
+  wire \rules$55[2].flags_mask.fragment ;
+  wire \rules$55[2].flags_mask.ip_options ;
+  wire \rules$55[2].flags_mask.ipv4 ;
+  wire \rules$55[2].flags_mask.ipv6 ;
+  wire \rules$55[2].flags_mask.tcp ;
+  wire \rules$55[2].flags_mask.tunnel ;
+  wire \rules$55[2].flags_mask.udp ;
+  wire \rules$55[2].flags_mask.vlan ;
+  wire \rules$55[2].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[2].ip_proto ;
+  wire [7:0] \rules$55[2].ip_proto_mask ;
+  wire [127:0] \rules$55[2].src_addr ;
+  wire [127:0] \rules$55[2].src_mask ;
+  wire [15:0] \rules$55[2].src_port_hi ;
+  wire [15:0] \rules$55[2].src_port_lo ;
+  wire [7:0] \rules$55[2].tcp_flags ;
+  wire [7:0] \rules$55[2].tcp_flags_mask ;
+  wire [11:0] \rules$55[2].vlan_id ;
+  wire [11:0] \rules$55[2].vlan_mask ;
+  wire [716:0] \rules$55[3] ;
+  wire [19:0] \rules$55[3].action ;
+  wire \rules$55[3].action.drop ;
+  wire [3:0] \rules$55[3].action.instance ;
+  wire [10:0] \rules$55[3].action.reta_offset ;
+  wire [3:0] \rules$55[3].action.reta_size_log2 ;
+  wire [5:0] \rules$55[3].dscp ;
+  wire [5:0] \rules$55[3].dscp_mask ;
+  wire [127:0] \rules$55[3].dst_addr ;
+  wire [127:0] \rules$55[3].dst_mask ;
+  wire [15:0] \rules$55[3].dst_port_hi ;
+  wire [15:0] \rules$55[3].dst_port_lo ;
+  wire \rules$55[3].enable ;
+  wire [15:0] \rules$55[3].ethertype ;
+  wire [15:0] \rules$55[3].ethertype_mask ;
+  wire [9:0] \rules$55[3].flags ;
+  wire \rules$55[3].flags.direct ;
+  wire \rules$55[3].flags.fragment ;
+  wire \rules$55[3].flags.ip_options ;
+  wire \rules$55[3].flags.ipv4 ;
+  wire \rules$55[3].flags.ipv6 ;
+  wire \rules$55[3].flags.tcp ;
+  wire \rules$55[3].flags.tunnel ;
+  wire \rules$55[3].flags.udp ;
+  wire \rules$55[3].flags.vlan ;
+  wire \rules$55[3].flags.vlan2 ;
+  wire [9:0] \rules$55[3].flags_mask ;
+  wire \rules$55[3].flags_mask.direct ;
+  wire \rules$55[3].flags_mask.fragment ;
+  wire \rules$55[3].flags_mask.ip_options ;
+  wire \rules$55[3].flags_mask.ipv4 ;
+  wire \rules$55[3].flags_mask.ipv6 ;
+  wire \rules$55[3].flags_mask.tcp ;
+  wire \rules$55[3].flags_mask.tunnel ;
+  wire \rules$55[3].flags_mask.udp ;
+  wire \rules$55[3].flags_mask.vlan ;
+  wire \rules$55[3].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[3].ip_proto ;
+  wire [7:0] \rules$55[3].ip_proto_mask ;
+  wire [127:0] \rules$55[3].src_addr ;
+  wire [127:0] \rules$55[3].src_mask ;
+  wire [15:0] \rules$55[3].src_port_hi ;
+  wire [15:0] \rules$55[3].src_port_lo ;
+  wire [7:0] \rules$55[3].tcp_flags ;
+  wire [7:0] \rules$55[3].tcp_flags_mask ;
+  wire [11:0] \rules$55[3].vlan_id ;
+  wire [11:0] \rules$55[3].vlan_mask ;
+  wire [716:0] \rules$55[4] ;
+  wire [19:0] \rules$55[4].action ;
+  wire \rules$55[4].action.drop ;
+  wire [3:0] \rules$55[4].action.instance ;
+  wire [10:0] \rules$55[4].action.reta_offset ;
+  wire [3:0] \rules$55[4].action.reta_size_log2 ;
+  wire [5:0] \rules$55[4].dscp ;
+  wire [5:0] \rules$55[4].dscp_mask ;
+  wire [127:0] \rules$55[4].dst_addr ;
+  wire [127:0] \rules$55[4].dst_mask ;
+  wire [15:0] \rules$55[4].dst_port_hi ;
+  wire [15:0] \rules$55[4].dst_port_lo ;
+  wire \rules$55[4].enable ;
+  wire [15:0] \rules$55[4].ethertype ;
+  wire [15:0] \rules$55[4].ethertype_mask ;
+  wire [9:0] \rules$55[4].flags ;
+  wire \rules$55[4].flags.direct ;
+  wire \rules$55[4].flags.fragment ;
+  wire \rules$55[4].flags.ip_options ;
+  wire \rules$55[4].flags.ipv4 ;
+  wire \rules$55[4].flags.ipv6 ;
+  wire \rules$55[4].flags.tcp ;
+  wire \rules$55[4].flags.tunnel ;
+  wire \rules$55[4].flags.udp ;
+  wire \rules$55[4].flags.vlan ;
+  wire \rules$55[4].flags.vlan2 ;
+  wire [9:0] \rules$55[4].flags_mask ;
+  wire \rules$55[4].flags_mask.direct ;
+  wire \rules$55[4].flags_mask.fragment ;
+  wire \rules$55[4].flags_mask.ip_options ;
+  wire \rules$55[4].flags_mask.ipv4 ;
+  wire \rules$55[4].flags_mask.ipv6 ;
+  wire \rules$55[4].flags_mask.tcp ;
+  wire \rules$55[4].flags_mask.tunnel ;
+  wire \rules$55[4].flags_mask.udp ;
+  wire \rules$55[4].flags_mask.vlan ;
+  wire \rules$55[4].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[4].ip_proto ;
+  wire [7:0] \rules$55[4].ip_proto_mask ;
+  wire [127:0] \rules$55[4].src_addr ;
+  wire [127:0] \rules$55[4].src_mask ;
+  wire [15:0] \rules$55[4].src_port_hi ;
+  wire [15:0] \rules$55[4].src_port_lo ;
+  wire [7:0] \rules$55[4].tcp_flags ;
+  wire [7:0] \rules$55[4].tcp_flags_mask ;
+  wire [11:0] \rules$55[4].vlan_id ;
+  wire [11:0] \rules$55[4].vlan_mask ;
+  wire [716:0] \rules$55[5] ;
+  wire [19:0] \rules$55[5].action ;
+  wire \rules$55[5].action.drop ;
+  wire [3:0] \rules$55[5].action.instance ;
+  wire [10:0] \rules$55[5].action.reta_offset ;
+  wire [3:0] \rules$55[5].action.reta_size_log2 ;
+  wire [5:0] \rules$55[5].dscp ;
+  wire [5:0] \rules$55[5].dscp_mask ;
+  wire [127:0] \rules$55[5].dst_addr ;
+  wire [127:0] \rules$55[5].dst_mask ;
+  wire [15:0] \rules$55[5].dst_port_hi ;
+  wire [15:0] \rules$55[5].dst_port_lo ;
+  wire \rules$55[5].enable ;
+  wire [15:0] \rules$55[5].ethertype ;
+  wire [15:0] \rules$55[5].ethertype_mask ;
+  wire [9:0] \rules$55[5].flags ;
+  wire \rules$55[5].flags.direct ;
+  wire \rules$55[5].flags.fragment ;
+  wire \rules$55[5].flags.ip_options ;
+  wire \rules$55[5].flags.ipv4 ;
+  wire \rules$55[5].flags.ipv6 ;
+  wire \rules$55[5].flags.tcp ;
+  wire \rules$55[5].flags.tunnel ;
+  wire \rules$55[5].flags.udp ;
+  wire \rules$55[5].flags.vlan ;
+  wire \rules$55[5].flags.vlan2 ;
+  wire [9:0] \rules$55[5].flags_mask ;
+  wire \rules$55[5].flags_mask.direct ;
+  wire \rules$55[5].flags_mask.fragment ;
+  wire \rules$55[5].flags_mask.ip_options ;
+  wire \rules$55[5].flags_mask.ipv4 ;
+  wire \rules$55[5].flags_mask.ipv6 ;
+  wire \rules$55[5].flags_mask.tcp ;
+  wire \rules$55[5].flags_mask.tunnel ;
+  wire \rules$55[5].flags_mask.udp ;
+  wire \rules$55[5].flags_mask.vlan ;
+  wire \rules$55[5].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[5].ip_proto ;
+  wire [7:0] \rules$55[5].ip_proto_mask ;
+  wire [127:0] \rules$55[5].src_addr ;
+  wire [127:0] \rules$55[5].src_mask ;
+  wire [15:0] \rules$55[5].src_port_hi ;
+  wire [15:0] \rules$55[5].src_port_lo ;
+  wire [7:0] \rules$55[5].tcp_flags ;
+  wire [7:0] \rules$55[5].tcp_flags_mask ;
+  wire [11:0] \rules$55[5].vlan_id ;
+  wire [11:0] \rules$55[5].vlan_mask ;
+  wire [716:0] \rules$55[6] ;
+  wire [19:0] \rules$55[6].action ;
+  wire \rules$55[6].action.drop ;
+  wire [3:0] \rules$55[6].action.instance ;
+  wire [10:0] \rules$55[6].action.reta_offset ;
+  wire [3:0] \rules$55[6].action.reta_size_log2 ;
+  wire [5:0] \rules$55[6].dscp ;
+  wire [5:0] \rules$55[6].dscp_mask ;
+  wire [127:0] \rules$55[6].dst_addr ;
+  wire [127:0] \rules$55[6].dst_mask ;
+  wire [15:0] \rules$55[6].dst_port_hi ;
+  wire [15:0] \rules$55[6].dst_port_lo ;
+  wire \rules$55[6].enable ;
+  wire [15:0] \rules$55[6].ethertype ;
+  wire [15:0] \rules$55[6].ethertype_mask ;
+  wire [9:0] \rules$55[6].flags ;
+  wire \rules$55[6].flags.direct ;
+  wire \rules$55[6].flags.fragment ;
+  wire \rules$55[6].flags.ip_options ;
+  wire \rules$55[6].flags.ipv4 ;
+  wire \rules$55[6].flags.ipv6 ;
+  wire \rules$55[6].flags.tcp ;
+  wire \rules$55[6].flags.tunnel ;
+  wire \rules$55[6].flags.udp ;
+  wire \rules$55[6].flags.vlan ;
+  wire \rules$55[6].flags.vlan2 ;
+  wire [9:0] \rules$55[6].flags_mask ;
+  wire \rules$55[6].flags_mask.direct ;
+  wire \rules$55[6].flags_mask.fragment ;
+  wire \rules$55[6].flags_mask.ip_options ;
+  wire \rules$55[6].flags_mask.ipv4 ;
+  wire \rules$55[6].flags_mask.ipv6 ;
+  wire \rules$55[6].flags_mask.tcp ;
+  wire \rules$55[6].flags_mask.tunnel ;
+  wire \rules$55[6].flags_mask.udp ;
+  wire \rules$55[6].flags_mask.vlan ;
+  wire \rules$55[6].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[6].ip_proto ;
+  wire [7:0] \rules$55[6].ip_proto_mask ;
+  wire [127:0] \rules$55[6].src_addr ;
+  wire [127:0] \rules$55[6].src_mask ;
+  wire [15:0] \rules$55[6].src_port_hi ;
+  wire [15:0] \rules$55[6].src_port_lo ;
+  wire [7:0] \rules$55[6].tcp_flags ;
+  wire [7:0] \rules$55[6].tcp_flags_mask ;
+  wire [11:0] \rules$55[6].vlan_id ;
+  wire [11:0] \rules$55[6].vlan_mask ;
+  wire [716:0] \rules$55[7] ;
+  wire [19:0] \rules$55[7].action ;
+  wire \rules$55[7].action.drop ;
+  wire [3:0] \rules$55[7].action.instance ;
+  wire [10:0] \rules$55[7].action.reta_offset ;
+  wire [3:0] \rules$55[7].action.reta_size_log2 ;
+  wire [5:0] \rules$55[7].dscp ;
+  wire [5:0] \rules$55[7].dscp_mask ;
+  wire [127:0] \rules$55[7].dst_addr ;
+  wire [127:0] \rules$55[7].dst_mask ;
+  wire [15:0] \rules$55[7].dst_port_hi ;
+  wire [15:0] \rules$55[7].dst_port_lo ;
+  wire \rules$55[7].enable ;
+  wire [15:0] \rules$55[7].ethertype ;
+  wire [15:0] \rules$55[7].ethertype_mask ;
+  wire [9:0] \rules$55[7].flags ;
+  wire \rules$55[7].flags.direct ;
+  wire \rules$55[7].flags.fragment ;
+  wire \rules$55[7].flags.ip_options ;
+  wire \rules$55[7].flags.ipv4 ;
+  wire \rules$55[7].flags.ipv6 ;
+  wire \rules$55[7].flags.tcp ;
+  wire \rules$55[7].flags.tunnel ;
+  wire \rules$55[7].flags.udp ;
+  wire \rules$55[7].flags.vlan ;
+  wire \rules$55[7].flags.vlan2 ;
+  wire [9:0] \rules$55[7].flags_mask ;
+  wire \rules$55[7].flags_mask.direct ;
+  wire \rules$55[7].flags_mask.fragment ;
+  wire \rules$55[7].flags_mask.ip_options ;
+  wire \rules$55[7].flags_mask.ipv4 ;
+  wire \rules$55[7].flags_mask.ipv6 ;
+  wire \rules$55[7].flags_mask.tcp ;
+  wire \rules$55[7].flags_mask.tunnel ;
+  wire \rules$55[7].flags_mask.udp ;
+  wire \rules$55[7].flags_mask.vlan ;
+  wire \rules$55[7].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[7].ip_proto ;
+  wire [7:0] \rules$55[7].ip_proto_mask ;
+  wire [127:0] \rules$55[7].src_addr ;
+  wire [127:0] \rules$55[7].src_mask ;
+  wire [15:0] \rules$55[7].src_port_hi ;
+  wire [15:0] \rules$55[7].src_port_lo ;
+  wire [7:0] \rules$55[7].tcp_flags ;
+  wire [7:0] \rules$55[7].tcp_flags_mask ;
+  wire [11:0] \rules$55[7].vlan_id ;
+  wire [11:0] \rules$55[7].vlan_mask ;
+  wire [716:0] \rules$55[8] ;
+  wire [19:0] \rules$55[8].action ;
+  wire \rules$55[8].action.drop ;
+  wire [3:0] \rules$55[8].action.instance ;
+  wire [10:0] \rules$55[8].action.reta_offset ;
+  wire [3:0] \rules$55[8].action.reta_size_log2 ;
+  wire [5:0] \rules$55[8].dscp ;
+  wire [5:0] \rules$55[8].dscp_mask ;
+  wire [127:0] \rules$55[8].dst_addr ;
+  wire [127:0] \rules$55[8].dst_mask ;
+  wire [15:0] \rules$55[8].dst_port_hi ;
+  wire [15:0] \rules$55[8].dst_port_lo ;
+  wire \rules$55[8].enable ;
+  wire [15:0] \rules$55[8].ethertype ;
+  wire [15:0] \rules$55[8].ethertype_mask ;
+  wire [9:0] \rules$55[8].flags ;
+  wire \rules$55[8].flags.direct ;
+  wire \rules$55[8].flags.fragment ;
+  wire \rules$55[8].flags.ip_options ;
+  wire \rules$55[8].flags.ipv4 ;
+  wire \rules$55[8].flags.ipv6 ;
+  wire \rules$55[8].flags.tcp ;
+  wire \rules$55[8].flags.tunnel ;
+  wire \rules$55[8].flags.udp ;
+  wire \rules$55[8].flags.vlan ;
+  wire \rules$55[8].flags.vlan2 ;
+  wire [9:0] \rules$55[8].flags_mask ;
+  wire \rules$55[8].flags_mask.direct ;
+  wire \rules$55[8].flags_mask.fragment ;
+  wire \rules$55[8].flags_mask.ip_options ;
+  wire \rules$55[8].flags_mask.ipv4 ;
+  wire \rules$55[8].flags_mask.ipv6 ;
+  wire \rules$55[8].flags_mask.tcp ;
+  wire \rules$55[8].flags_mask.tunnel ;
+  wire \rules$55[8].flags_mask.udp ;
+  wire \rules$55[8].flags_mask.vlan ;
+  wire \rules$55[8].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[8].ip_proto ;
+  wire [7:0] \rules$55[8].ip_proto_mask ;
+  wire [127:0] \rules$55[8].src_addr ;
+  wire [127:0] \rules$55[8].src_mask ;
+  wire [15:0] \rules$55[8].src_port_hi ;
+  wire [15:0] \rules$55[8].src_port_lo ;
+  wire [7:0] \rules$55[8].tcp_flags ;
+  wire [7:0] \rules$55[8].tcp_flags_mask ;
+  wire [11:0] \rules$55[8].vlan_id ;
+  wire [11:0] \rules$55[8].vlan_mask ;
+  wire [716:0] \rules$55[9] ;
+  wire [19:0] \rules$55[9].action ;
+  wire \rules$55[9].action.drop ;
+  wire [3:0] \rules$55[9].action.instance ;
+  wire [10:0] \rules$55[9].action.reta_offset ;
+  wire [3:0] \rules$55[9].action.reta_size_log2 ;
+  wire [5:0] \rules$55[9].dscp ;
+  wire [5:0] \rules$55[9].dscp_mask ;
+  wire [127:0] \rules$55[9].dst_addr ;
+  wire [127:0] \rules$55[9].dst_mask ;
+  wire [15:0] \rules$55[9].dst_port_hi ;
+  wire [15:0] \rules$55[9].dst_port_lo ;
+  wire \rules$55[9].enable ;
+  wire [15:0] \rules$55[9].ethertype ;
+  wire [15:0] \rules$55[9].ethertype_mask ;
+  wire [9:0] \rules$55[9].flags ;
+  wire \rules$55[9].flags.direct ;
+  wire \rules$55[9].flags.fragment ;
+  wire \rules$55[9].flags.ip_options ;
+  wire \rules$55[9].flags.ipv4 ;
+  wire \rules$55[9].flags.ipv6 ;
+  wire \rules$55[9].flags.tcp ;
+  wire \rules$55[9].flags.tunnel ;
+  wire \rules$55[9].flags.udp ;
+  wire \rules$55[9].flags.vlan ;
+  wire \rules$55[9].flags.vlan2 ;
+  wire [9:0] \rules$55[9].flags_mask ;
+  wire \rules$55[9].flags_mask.direct ;
+  wire \rules$55[9].flags_mask.fragment ;
+  wire \rules$55[9].flags_mask.ip_options ;
+  wire \rules$55[9].flags_mask.ipv4 ;
+  wire \rules$55[9].flags_mask.ipv6 ;
+  wire \rules$55[9].flags_mask.tcp ;
+  wire \rules$55[9].flags_mask.tunnel ;
+  wire \rules$55[9].flags_mask.udp ;
+  wire \rules$55[9].flags_mask.vlan ;
+  wire \rules$55[9].flags_mask.vlan2 ;
+  wire [7:0] \rules$55[9].ip_proto ;
+  wire [7:0] \rules$55[9].ip_proto_mask ;
+  wire [127:0] \rules$55[9].src_addr ;
+  wire [127:0] \rules$55[9].src_mask ;
+  wire [15:0] \rules$55[9].src_port_hi ;
+  wire [15:0] \rules$55[9].src_port_lo ;
+  wire [7:0] \rules$55[9].tcp_flags ;
+  wire [7:0] \rules$55[9].tcp_flags_mask ;
+  wire [11:0] \rules$55[9].vlan_id ;
+  wire [11:0] \rules$55[9].vlan_mask ;
   wire [716:0] \rules[0] ;
   wire [19:0] \rules[0].action ;
   wire \rules[0].action.drop ;
@@ -12420,7 +12434,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   wire rx__valid;
   reg [8:0] stored = 9'h000;
   wire symmetric;
-  wire \symmetric$47 ;
+  wire \symmetric$53 ;
   wire [73:0] w_data;
   wire w_en;
   wire w_rdy;
@@ -12457,7 +12471,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \$30  = ~ mid_frame;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = in_flight + \$31 ;
-  assign \$33  = meta__valid & \o__ready$116 ;
+  assign \$33  = meta__valid & \o__ready$122 ;
   assign \$34  = \$32  - \$33 ;
   assign \$35  = ~ mid_frame;
   assign \$36  = commit_pending & \$35 ;
@@ -12482,13 +12496,13 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \$54  = rx__valid & \$53 ;
   assign frame_in_stb = \$54  & rx__payload[72];
   assign \$55  = frame_len + \$47 [3:0];
-  assign meta_stb = meta__valid & \o__ready$116 ;
-  assign \$56  = \o__payload$114 [429:426] >= 4'h9;
-  assign \$57  = 1'h1 << \o__payload$114 [429:426];
+  assign meta_stb = meta__valid & \o__ready$122 ;
+  assign \$56  = \o__payload$120 [429:426] >= 4'h9;
+  assign \$57  = 1'h1 << \o__payload$120 [429:426];
   assign \$58  = \$57  - 1'h1;
   assign \$59  = \$56  ? 26'h00001ff : \$58 ;
-  assign \$60  = { 17'h00000, \o__payload$114 [376:368] } & \$59 ;
-  assign \$61  = $signed({ 1'h0, \o__payload$114 [425:415] }) + $signed(\$60 );
+  assign \$60  = { 17'h00000, \o__payload$120 [376:368] } & \$59 ;
+  assign \$61  = $signed({ 1'h0, \o__payload$120 [425:415] }) + $signed(\$60 );
   assign \$62  = ~ gate;
   assign \$63  = w_rdy | cut;
   assign \$64  = \$62  & \$63 ;
@@ -12528,20 +12542,20 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
     in_flight_full <= \$93 ;
   always @(posedge clk)
     frame_len <= \$94 ;
-  assign \$1  = \max_frame$39  > 12'h800;
-  assign max_frame = \$1  ? 16'h0800 : \max_frame$39 ;
+  assign \$1  = \max_frame$45  > 12'h800;
+  assign max_frame = \$1  ? 16'h0800 : \max_frame$45 ;
   assign \$2  = ~ mid_frame;
   assign gate = commit_pending & \$2 ;
   assign \$3  = ~ rx__payload[72];
   \hetnic_nic_core_w64.core.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$93 ),
-    .i__ready(\o__ready$95 ),
-    .i__valid(\i__valid$97 ),
-    .o__payload(\i__payload$99 ),
-    .o__ready(\o__ready$101 ),
-    .o__valid(\i__valid$103 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
+    .o__payload(\i__payload$105 ),
+    .o__ready(\o__ready$107 ),
+    .o__valid(\i__valid$109 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -12551,8 +12565,8 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
     .csr__ack(counters__ack),
     .csr__addr(csr__addr),
     .csr__r_data(counters__r_data),
-    .csr__r_stb(\csr__r_stb$18 ),
-    .csr__w_stb(\csr__w_stb$22 ),
+    .csr__r_stb(\csr__r_stb$24 ),
+    .csr__w_stb(\csr__w_stb$28 ),
     .frame_in_len(\$55 [31:0]),
     .frame_in_stb(frame_in_stb),
     .\inc_addr$49 (\$61 [8:0]),
@@ -12562,21 +12576,31 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   );
   \hetnic_nic_core_w64.core.pipeline.data_fifo  data_fifo (
     .clk(clk),
-    .r_data(data__payload),
+    .r_data(\i__payload$77 ),
     .r_en(r_en),
-    .r_rdy(data__valid),
+    .r_rdy(\i__valid$75 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(rx__payload),
     .w_rdy(w_rdy)
   );
+  \hetnic_nic_core_w64.core.pipeline.data_slice  data_slice (
+    .clk(clk),
+    .i__payload(\i__payload$77 ),
+    .i__ready(r_en),
+    .i__valid(\i__valid$75 ),
+    .o__payload(data__payload),
+    .o__ready(o__ready),
+    .o__valid(data__valid),
+    .rst(rst)
+  );
   \hetnic_nic_core_w64.core.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$105 ),
-    .i__ready(\o__ready$107 ),
-    .i__valid(\i__valid$109 ),
-    .o__payload(\o__payload$114 ),
-    .o__ready(\o__ready$116 ),
+    .i__payload(\i__payload$111 ),
+    .i__ready(\o__ready$113 ),
+    .i__valid(\i__valid$115 ),
+    .o__payload(\o__payload$120 ),
+    .o__ready(\o__ready$122 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
@@ -12587,19 +12611,19 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
     .i__ready(i__ready),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$75 ),
-    .o__ready(o__ready),
-    .o__valid(\i__valid$79 ),
+    .o__payload(\i__payload$81 ),
+    .o__ready(\o__ready$83 ),
+    .o__valid(\i__valid$85 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.parser_slice  parser_slice (
     .clk(clk),
-    .i__payload(\i__payload$75 ),
-    .i__ready(o__ready),
-    .i__valid(\i__valid$79 ),
-    .o__payload(\i__payload$81 ),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
+    .i__payload(\i__payload$81 ),
+    .i__ready(\o__ready$83 ),
+    .i__valid(\i__valid$85 ),
+    .o__payload(\i__payload$87 ),
+    .o__ready(\o__ready$89 ),
+    .o__valid(\i__valid$91 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.regs  regs (
@@ -12607,8 +12631,8 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
     .commit_apply(commit_apply),
     .counters__ack(counters__ack),
     .counters__r_data(counters__r_data),
-    .counters__r_stb(\csr__r_stb$18 ),
-    .counters__w_stb(\csr__w_stb$22 ),
+    .counters__r_stb(\csr__r_stb$24 ),
+    .counters__w_stb(\csr__w_stb$28 ),
     .csr__ack(csr__ack),
     .csr__addr(csr__addr),
     .csr__r_data(csr__r_data),
@@ -12621,7 +12645,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
     .hash_enable(hash_enable),
     .key(key),
     .landing_last(flip_stb),
-    .max_frame(\max_frame$39 ),
+    .max_frame(\max_frame$45 ),
     .pass_errors(pass_errors),
     .pending(commit_pending),
     .reta_ack(reta_ack),
@@ -12637,42 +12661,42 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   \hetnic_nic_core_w64.core.pipeline.reta  reta (
     .bus_ack(reta_ack),
     .bus_addr(bus_addr),
+    .bus_r_data(reta_r_data),
     .bus_r_stb(bus_r_stb),
     .bus_w_data(csr__w_data[7:0]),
     .bus_w_stb(bus_w_stb),
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$99 ),
-    .i__ready(\o__ready$101 ),
-    .i__valid(\i__valid$103 ),
-    .o__payload(\i__payload$105 ),
-    .o__ready(\o__ready$107 ),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\i__payload$111 ),
+    .o__ready(\o__ready$113 ),
     .rst(rst),
-    .s1_valid(\i__valid$109 ),
-    .side__data(reta_r_data)
+    .s1_valid(\i__valid$115 )
   );
   \hetnic_nic_core_w64.core.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .\i__valid$32 (\i__valid$85 ),
+    .i__payload(\i__payload$87 ),
+    .i__ready(\o__ready$89 ),
+    .\i__valid$32 (\i__valid$91 ),
     .key(key),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
-    .out(\i__payload$87 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .out(\i__payload$93 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   \hetnic_nic_core_w64.core.pipeline.rss_slice  rss_slice (
     .clk(clk),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
-    .o__payload(\i__payload$93 ),
-    .o__ready(\o__ready$95 ),
-    .o__valid(\i__valid$97 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .rst(rst)
   );
   always @* begin
@@ -12742,20 +12766,23 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
       \$94  = 32'd0;
     end
   end
-  assign \csr__ack$1  = csr__ack;
-  assign \csr__addr$3  = csr__addr;
-  assign \csr__r_data$5  = csr__r_data;
-  assign \csr__r_stb$7  = csr__r_stb;
-  assign \csr__w_data$9  = csr__w_data;
-  assign \csr__w_stb$11  = csr__w_stb;
-  assign \csr__ack$13  = counters__ack;
-  assign \csr__addr$14  = csr__addr;
+  assign o__payload = data__payload;
+  assign data__ready = o__ready;
+  assign o__valid = data__valid;
+  assign \csr__ack$7  = csr__ack;
+  assign \csr__addr$9  = csr__addr;
+  assign \csr__r_data$11  = csr__r_data;
+  assign \csr__r_stb$13  = csr__r_stb;
+  assign \csr__w_data$15  = csr__w_data;
+  assign \csr__w_stb$17  = csr__w_stb;
+  assign \csr__ack$19  = counters__ack;
+  assign \csr__addr$20  = csr__addr;
   assign counters__addr = csr__addr;
-  assign \csr__r_data$17  = counters__r_data;
-  assign counters__r_stb = \csr__r_stb$18 ;
-  assign \csr__w_data$20  = csr__w_data;
+  assign \csr__r_data$23  = counters__r_data;
+  assign counters__r_stb = \csr__r_stb$24 ;
+  assign \csr__w_data$26  = csr__w_data;
   assign counters__w_data = csr__w_data;
-  assign counters__w_stb = \csr__w_stb$22 ;
+  assign counters__w_stb = \csr__w_stb$28 ;
   assign reta_addr = bus_addr;
   assign reta_r_stb = bus_r_stb;
   assign reta_w_stb = bus_w_stb;
@@ -12764,21 +12791,18 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign bus_ack = reta_ack;
   assign bus_r_data = reta_r_data;
   assign busy = reta_busy;
-  assign \direct_ethertype$41  = direct_ethertype;
-  assign \key$43  = key;
-  assign \hash_enable$45  = hash_enable;
-  assign \symmetric$47  = symmetric;
-  assign \rules$49  = rules;
-  assign \default_action$51  = default_action;
-  assign \pass_errors$53  = pass_errors;
+  assign \direct_ethertype$47  = direct_ethertype;
+  assign \key$49  = key;
+  assign \hash_enable$51  = hash_enable;
+  assign \symmetric$53  = symmetric;
+  assign \rules$55  = rules;
+  assign \default_action$57  = default_action;
+  assign \pass_errors$59  = pass_errors;
   assign w_data = rx__payload;
   assign i__payload = rx__payload;
-  assign r_rdy = data__valid;
-  assign r_data = data__payload;
-  assign data__ready = r_en;
-  assign o__payload = \i__payload$75 ;
-  assign \i__ready$78  = o__ready;
-  assign o__valid = \i__valid$79 ;
+  assign r_rdy = \i__valid$75 ;
+  assign r_data = \i__payload$77 ;
+  assign \i__ready$80  = r_en;
   assign \o__payload$82  = \i__payload$81 ;
   assign \i__ready$84  = \o__ready$83 ;
   assign \o__valid$86  = \i__valid$85 ;
@@ -12794,16 +12818,27 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \o__payload$106  = \i__payload$105 ;
   assign \i__ready$108  = \o__ready$107 ;
   assign \o__valid$110  = \i__valid$109 ;
-  assign \o__valid$112  = meta__valid;
-  assign meta__ready = \o__ready$116 ;
+  assign \o__payload$112  = \i__payload$111 ;
+  assign \i__ready$114  = \o__ready$113 ;
+  assign \o__valid$116  = \i__valid$115 ;
+  assign \o__valid$118  = meta__valid;
+  assign meta__ready = \o__ready$122 ;
   assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$124  = generation;
+  assign \generation$130  = generation;
   assign beat_bytes = \$47 [3:0];
   assign frame_in_len = \$55 [31:0];
   assign meta = meta__payload;
   assign bucket = \$61 [8:0];
+  assign \data__payload.data  = data__payload[63:0];
+  assign \data__payload.keep  = data__payload[71:64];
+  assign \data__payload.last  = data__payload[72];
+  assign \data__payload.error  = data__payload[73];
+  assign \o__payload.data  = data__payload[63:0];
+  assign \o__payload.keep  = data__payload[71:64];
+  assign \o__payload.last  = data__payload[72];
+  assign \o__payload.error  = data__payload[73];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -13556,766 +13591,766 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \rules[15].src_mask  = rules[11215:11088];
   assign \rules[15].dst_addr  = rules[11343:11216];
   assign \rules[15].dst_mask  = rules[11471:11344];
-  assign \rules$49[0]  = rules[716:0];
-  assign \rules$49[0].enable  = rules[0];
-  assign \rules$49[0].action  = rules[20:1];
-  assign \rules$49[0].action.drop  = rules[1];
-  assign \rules$49[0].action.instance  = rules[5:2];
-  assign \rules$49[0].action.reta_offset  = rules[16:6];
-  assign \rules$49[0].action.reta_size_log2  = rules[20:17];
-  assign \rules$49[0].flags  = rules[30:21];
-  assign \rules$49[0].flags.vlan  = rules[21];
-  assign \rules$49[0].flags.vlan2  = rules[22];
-  assign \rules$49[0].flags.ipv4  = rules[23];
-  assign \rules$49[0].flags.ipv6  = rules[24];
-  assign \rules$49[0].flags.fragment  = rules[25];
-  assign \rules$49[0].flags.tcp  = rules[26];
-  assign \rules$49[0].flags.udp  = rules[27];
-  assign \rules$49[0].flags.tunnel  = rules[28];
-  assign \rules$49[0].flags.direct  = rules[29];
-  assign \rules$49[0].flags.ip_options  = rules[30];
-  assign \rules$49[0].flags_mask  = rules[40:31];
-  assign \rules$49[0].flags_mask.vlan  = rules[31];
-  assign \rules$49[0].flags_mask.vlan2  = rules[32];
-  assign \rules$49[0].flags_mask.ipv4  = rules[33];
-  assign \rules$49[0].flags_mask.ipv6  = rules[34];
-  assign \rules$49[0].flags_mask.fragment  = rules[35];
-  assign \rules$49[0].flags_mask.tcp  = rules[36];
-  assign \rules$49[0].flags_mask.udp  = rules[37];
-  assign \rules$49[0].flags_mask.tunnel  = rules[38];
-  assign \rules$49[0].flags_mask.direct  = rules[39];
-  assign \rules$49[0].flags_mask.ip_options  = rules[40];
-  assign \rules$49[0].ethertype  = rules[56:41];
-  assign \rules$49[0].ethertype_mask  = rules[72:57];
-  assign \rules$49[0].vlan_id  = rules[84:73];
-  assign \rules$49[0].vlan_mask  = rules[96:85];
-  assign \rules$49[0].ip_proto  = rules[104:97];
-  assign \rules$49[0].ip_proto_mask  = rules[112:105];
-  assign \rules$49[0].dscp  = rules[118:113];
-  assign \rules$49[0].dscp_mask  = rules[124:119];
-  assign \rules$49[0].tcp_flags  = rules[132:125];
-  assign \rules$49[0].tcp_flags_mask  = rules[140:133];
-  assign \rules$49[0].src_port_lo  = rules[156:141];
-  assign \rules$49[0].src_port_hi  = rules[172:157];
-  assign \rules$49[0].dst_port_lo  = rules[188:173];
-  assign \rules$49[0].dst_port_hi  = rules[204:189];
-  assign \rules$49[0].src_addr  = rules[332:205];
-  assign \rules$49[0].src_mask  = rules[460:333];
-  assign \rules$49[0].dst_addr  = rules[588:461];
-  assign \rules$49[0].dst_mask  = rules[716:589];
-  assign \rules$49[1]  = rules[1433:717];
-  assign \rules$49[1].enable  = rules[717];
-  assign \rules$49[1].action  = rules[737:718];
-  assign \rules$49[1].action.drop  = rules[718];
-  assign \rules$49[1].action.instance  = rules[722:719];
-  assign \rules$49[1].action.reta_offset  = rules[733:723];
-  assign \rules$49[1].action.reta_size_log2  = rules[737:734];
-  assign \rules$49[1].flags  = rules[747:738];
-  assign \rules$49[1].flags.vlan  = rules[738];
-  assign \rules$49[1].flags.vlan2  = rules[739];
-  assign \rules$49[1].flags.ipv4  = rules[740];
-  assign \rules$49[1].flags.ipv6  = rules[741];
-  assign \rules$49[1].flags.fragment  = rules[742];
-  assign \rules$49[1].flags.tcp  = rules[743];
-  assign \rules$49[1].flags.udp  = rules[744];
-  assign \rules$49[1].flags.tunnel  = rules[745];
-  assign \rules$49[1].flags.direct  = rules[746];
-  assign \rules$49[1].flags.ip_options  = rules[747];
-  assign \rules$49[1].flags_mask  = rules[757:748];
-  assign \rules$49[1].flags_mask.vlan  = rules[748];
-  assign \rules$49[1].flags_mask.vlan2  = rules[749];
-  assign \rules$49[1].flags_mask.ipv4  = rules[750];
-  assign \rules$49[1].flags_mask.ipv6  = rules[751];
-  assign \rules$49[1].flags_mask.fragment  = rules[752];
-  assign \rules$49[1].flags_mask.tcp  = rules[753];
-  assign \rules$49[1].flags_mask.udp  = rules[754];
-  assign \rules$49[1].flags_mask.tunnel  = rules[755];
-  assign \rules$49[1].flags_mask.direct  = rules[756];
-  assign \rules$49[1].flags_mask.ip_options  = rules[757];
-  assign \rules$49[1].ethertype  = rules[773:758];
-  assign \rules$49[1].ethertype_mask  = rules[789:774];
-  assign \rules$49[1].vlan_id  = rules[801:790];
-  assign \rules$49[1].vlan_mask  = rules[813:802];
-  assign \rules$49[1].ip_proto  = rules[821:814];
-  assign \rules$49[1].ip_proto_mask  = rules[829:822];
-  assign \rules$49[1].dscp  = rules[835:830];
-  assign \rules$49[1].dscp_mask  = rules[841:836];
-  assign \rules$49[1].tcp_flags  = rules[849:842];
-  assign \rules$49[1].tcp_flags_mask  = rules[857:850];
-  assign \rules$49[1].src_port_lo  = rules[873:858];
-  assign \rules$49[1].src_port_hi  = rules[889:874];
-  assign \rules$49[1].dst_port_lo  = rules[905:890];
-  assign \rules$49[1].dst_port_hi  = rules[921:906];
-  assign \rules$49[1].src_addr  = rules[1049:922];
-  assign \rules$49[1].src_mask  = rules[1177:1050];
-  assign \rules$49[1].dst_addr  = rules[1305:1178];
-  assign \rules$49[1].dst_mask  = rules[1433:1306];
-  assign \rules$49[2]  = rules[2150:1434];
-  assign \rules$49[2].enable  = rules[1434];
-  assign \rules$49[2].action  = rules[1454:1435];
-  assign \rules$49[2].action.drop  = rules[1435];
-  assign \rules$49[2].action.instance  = rules[1439:1436];
-  assign \rules$49[2].action.reta_offset  = rules[1450:1440];
-  assign \rules$49[2].action.reta_size_log2  = rules[1454:1451];
-  assign \rules$49[2].flags  = rules[1464:1455];
-  assign \rules$49[2].flags.vlan  = rules[1455];
-  assign \rules$49[2].flags.vlan2  = rules[1456];
-  assign \rules$49[2].flags.ipv4  = rules[1457];
-  assign \rules$49[2].flags.ipv6  = rules[1458];
-  assign \rules$49[2].flags.fragment  = rules[1459];
-  assign \rules$49[2].flags.tcp  = rules[1460];
-  assign \rules$49[2].flags.udp  = rules[1461];
-  assign \rules$49[2].flags.tunnel  = rules[1462];
-  assign \rules$49[2].flags.direct  = rules[1463];
-  assign \rules$49[2].flags.ip_options  = rules[1464];
-  assign \rules$49[2].flags_mask  = rules[1474:1465];
-  assign \rules$49[2].flags_mask.vlan  = rules[1465];
-  assign \rules$49[2].flags_mask.vlan2  = rules[1466];
-  assign \rules$49[2].flags_mask.ipv4  = rules[1467];
-  assign \rules$49[2].flags_mask.ipv6  = rules[1468];
-  assign \rules$49[2].flags_mask.fragment  = rules[1469];
-  assign \rules$49[2].flags_mask.tcp  = rules[1470];
-  assign \rules$49[2].flags_mask.udp  = rules[1471];
-  assign \rules$49[2].flags_mask.tunnel  = rules[1472];
-  assign \rules$49[2].flags_mask.direct  = rules[1473];
-  assign \rules$49[2].flags_mask.ip_options  = rules[1474];
-  assign \rules$49[2].ethertype  = rules[1490:1475];
-  assign \rules$49[2].ethertype_mask  = rules[1506:1491];
-  assign \rules$49[2].vlan_id  = rules[1518:1507];
-  assign \rules$49[2].vlan_mask  = rules[1530:1519];
-  assign \rules$49[2].ip_proto  = rules[1538:1531];
-  assign \rules$49[2].ip_proto_mask  = rules[1546:1539];
-  assign \rules$49[2].dscp  = rules[1552:1547];
-  assign \rules$49[2].dscp_mask  = rules[1558:1553];
-  assign \rules$49[2].tcp_flags  = rules[1566:1559];
-  assign \rules$49[2].tcp_flags_mask  = rules[1574:1567];
-  assign \rules$49[2].src_port_lo  = rules[1590:1575];
-  assign \rules$49[2].src_port_hi  = rules[1606:1591];
-  assign \rules$49[2].dst_port_lo  = rules[1622:1607];
-  assign \rules$49[2].dst_port_hi  = rules[1638:1623];
-  assign \rules$49[2].src_addr  = rules[1766:1639];
-  assign \rules$49[2].src_mask  = rules[1894:1767];
-  assign \rules$49[2].dst_addr  = rules[2022:1895];
-  assign \rules$49[2].dst_mask  = rules[2150:2023];
-  assign \rules$49[3]  = rules[2867:2151];
-  assign \rules$49[3].enable  = rules[2151];
-  assign \rules$49[3].action  = rules[2171:2152];
-  assign \rules$49[3].action.drop  = rules[2152];
-  assign \rules$49[3].action.instance  = rules[2156:2153];
-  assign \rules$49[3].action.reta_offset  = rules[2167:2157];
-  assign \rules$49[3].action.reta_size_log2  = rules[2171:2168];
-  assign \rules$49[3].flags  = rules[2181:2172];
-  assign \rules$49[3].flags.vlan  = rules[2172];
-  assign \rules$49[3].flags.vlan2  = rules[2173];
-  assign \rules$49[3].flags.ipv4  = rules[2174];
-  assign \rules$49[3].flags.ipv6  = rules[2175];
-  assign \rules$49[3].flags.fragment  = rules[2176];
-  assign \rules$49[3].flags.tcp  = rules[2177];
-  assign \rules$49[3].flags.udp  = rules[2178];
-  assign \rules$49[3].flags.tunnel  = rules[2179];
-  assign \rules$49[3].flags.direct  = rules[2180];
-  assign \rules$49[3].flags.ip_options  = rules[2181];
-  assign \rules$49[3].flags_mask  = rules[2191:2182];
-  assign \rules$49[3].flags_mask.vlan  = rules[2182];
-  assign \rules$49[3].flags_mask.vlan2  = rules[2183];
-  assign \rules$49[3].flags_mask.ipv4  = rules[2184];
-  assign \rules$49[3].flags_mask.ipv6  = rules[2185];
-  assign \rules$49[3].flags_mask.fragment  = rules[2186];
-  assign \rules$49[3].flags_mask.tcp  = rules[2187];
-  assign \rules$49[3].flags_mask.udp  = rules[2188];
-  assign \rules$49[3].flags_mask.tunnel  = rules[2189];
-  assign \rules$49[3].flags_mask.direct  = rules[2190];
-  assign \rules$49[3].flags_mask.ip_options  = rules[2191];
-  assign \rules$49[3].ethertype  = rules[2207:2192];
-  assign \rules$49[3].ethertype_mask  = rules[2223:2208];
-  assign \rules$49[3].vlan_id  = rules[2235:2224];
-  assign \rules$49[3].vlan_mask  = rules[2247:2236];
-  assign \rules$49[3].ip_proto  = rules[2255:2248];
-  assign \rules$49[3].ip_proto_mask  = rules[2263:2256];
-  assign \rules$49[3].dscp  = rules[2269:2264];
-  assign \rules$49[3].dscp_mask  = rules[2275:2270];
-  assign \rules$49[3].tcp_flags  = rules[2283:2276];
-  assign \rules$49[3].tcp_flags_mask  = rules[2291:2284];
-  assign \rules$49[3].src_port_lo  = rules[2307:2292];
-  assign \rules$49[3].src_port_hi  = rules[2323:2308];
-  assign \rules$49[3].dst_port_lo  = rules[2339:2324];
-  assign \rules$49[3].dst_port_hi  = rules[2355:2340];
-  assign \rules$49[3].src_addr  = rules[2483:2356];
-  assign \rules$49[3].src_mask  = rules[2611:2484];
-  assign \rules$49[3].dst_addr  = rules[2739:2612];
-  assign \rules$49[3].dst_mask  = rules[2867:2740];
-  assign \rules$49[4]  = rules[3584:2868];
-  assign \rules$49[4].enable  = rules[2868];
-  assign \rules$49[4].action  = rules[2888:2869];
-  assign \rules$49[4].action.drop  = rules[2869];
-  assign \rules$49[4].action.instance  = rules[2873:2870];
-  assign \rules$49[4].action.reta_offset  = rules[2884:2874];
-  assign \rules$49[4].action.reta_size_log2  = rules[2888:2885];
-  assign \rules$49[4].flags  = rules[2898:2889];
-  assign \rules$49[4].flags.vlan  = rules[2889];
-  assign \rules$49[4].flags.vlan2  = rules[2890];
-  assign \rules$49[4].flags.ipv4  = rules[2891];
-  assign \rules$49[4].flags.ipv6  = rules[2892];
-  assign \rules$49[4].flags.fragment  = rules[2893];
-  assign \rules$49[4].flags.tcp  = rules[2894];
-  assign \rules$49[4].flags.udp  = rules[2895];
-  assign \rules$49[4].flags.tunnel  = rules[2896];
-  assign \rules$49[4].flags.direct  = rules[2897];
-  assign \rules$49[4].flags.ip_options  = rules[2898];
-  assign \rules$49[4].flags_mask  = rules[2908:2899];
-  assign \rules$49[4].flags_mask.vlan  = rules[2899];
-  assign \rules$49[4].flags_mask.vlan2  = rules[2900];
-  assign \rules$49[4].flags_mask.ipv4  = rules[2901];
-  assign \rules$49[4].flags_mask.ipv6  = rules[2902];
-  assign \rules$49[4].flags_mask.fragment  = rules[2903];
-  assign \rules$49[4].flags_mask.tcp  = rules[2904];
-  assign \rules$49[4].flags_mask.udp  = rules[2905];
-  assign \rules$49[4].flags_mask.tunnel  = rules[2906];
-  assign \rules$49[4].flags_mask.direct  = rules[2907];
-  assign \rules$49[4].flags_mask.ip_options  = rules[2908];
-  assign \rules$49[4].ethertype  = rules[2924:2909];
-  assign \rules$49[4].ethertype_mask  = rules[2940:2925];
-  assign \rules$49[4].vlan_id  = rules[2952:2941];
-  assign \rules$49[4].vlan_mask  = rules[2964:2953];
-  assign \rules$49[4].ip_proto  = rules[2972:2965];
-  assign \rules$49[4].ip_proto_mask  = rules[2980:2973];
-  assign \rules$49[4].dscp  = rules[2986:2981];
-  assign \rules$49[4].dscp_mask  = rules[2992:2987];
-  assign \rules$49[4].tcp_flags  = rules[3000:2993];
-  assign \rules$49[4].tcp_flags_mask  = rules[3008:3001];
-  assign \rules$49[4].src_port_lo  = rules[3024:3009];
-  assign \rules$49[4].src_port_hi  = rules[3040:3025];
-  assign \rules$49[4].dst_port_lo  = rules[3056:3041];
-  assign \rules$49[4].dst_port_hi  = rules[3072:3057];
-  assign \rules$49[4].src_addr  = rules[3200:3073];
-  assign \rules$49[4].src_mask  = rules[3328:3201];
-  assign \rules$49[4].dst_addr  = rules[3456:3329];
-  assign \rules$49[4].dst_mask  = rules[3584:3457];
-  assign \rules$49[5]  = rules[4301:3585];
-  assign \rules$49[5].enable  = rules[3585];
-  assign \rules$49[5].action  = rules[3605:3586];
-  assign \rules$49[5].action.drop  = rules[3586];
-  assign \rules$49[5].action.instance  = rules[3590:3587];
-  assign \rules$49[5].action.reta_offset  = rules[3601:3591];
-  assign \rules$49[5].action.reta_size_log2  = rules[3605:3602];
-  assign \rules$49[5].flags  = rules[3615:3606];
-  assign \rules$49[5].flags.vlan  = rules[3606];
-  assign \rules$49[5].flags.vlan2  = rules[3607];
-  assign \rules$49[5].flags.ipv4  = rules[3608];
-  assign \rules$49[5].flags.ipv6  = rules[3609];
-  assign \rules$49[5].flags.fragment  = rules[3610];
-  assign \rules$49[5].flags.tcp  = rules[3611];
-  assign \rules$49[5].flags.udp  = rules[3612];
-  assign \rules$49[5].flags.tunnel  = rules[3613];
-  assign \rules$49[5].flags.direct  = rules[3614];
-  assign \rules$49[5].flags.ip_options  = rules[3615];
-  assign \rules$49[5].flags_mask  = rules[3625:3616];
-  assign \rules$49[5].flags_mask.vlan  = rules[3616];
-  assign \rules$49[5].flags_mask.vlan2  = rules[3617];
-  assign \rules$49[5].flags_mask.ipv4  = rules[3618];
-  assign \rules$49[5].flags_mask.ipv6  = rules[3619];
-  assign \rules$49[5].flags_mask.fragment  = rules[3620];
-  assign \rules$49[5].flags_mask.tcp  = rules[3621];
-  assign \rules$49[5].flags_mask.udp  = rules[3622];
-  assign \rules$49[5].flags_mask.tunnel  = rules[3623];
-  assign \rules$49[5].flags_mask.direct  = rules[3624];
-  assign \rules$49[5].flags_mask.ip_options  = rules[3625];
-  assign \rules$49[5].ethertype  = rules[3641:3626];
-  assign \rules$49[5].ethertype_mask  = rules[3657:3642];
-  assign \rules$49[5].vlan_id  = rules[3669:3658];
-  assign \rules$49[5].vlan_mask  = rules[3681:3670];
-  assign \rules$49[5].ip_proto  = rules[3689:3682];
-  assign \rules$49[5].ip_proto_mask  = rules[3697:3690];
-  assign \rules$49[5].dscp  = rules[3703:3698];
-  assign \rules$49[5].dscp_mask  = rules[3709:3704];
-  assign \rules$49[5].tcp_flags  = rules[3717:3710];
-  assign \rules$49[5].tcp_flags_mask  = rules[3725:3718];
-  assign \rules$49[5].src_port_lo  = rules[3741:3726];
-  assign \rules$49[5].src_port_hi  = rules[3757:3742];
-  assign \rules$49[5].dst_port_lo  = rules[3773:3758];
-  assign \rules$49[5].dst_port_hi  = rules[3789:3774];
-  assign \rules$49[5].src_addr  = rules[3917:3790];
-  assign \rules$49[5].src_mask  = rules[4045:3918];
-  assign \rules$49[5].dst_addr  = rules[4173:4046];
-  assign \rules$49[5].dst_mask  = rules[4301:4174];
-  assign \rules$49[6]  = rules[5018:4302];
-  assign \rules$49[6].enable  = rules[4302];
-  assign \rules$49[6].action  = rules[4322:4303];
-  assign \rules$49[6].action.drop  = rules[4303];
-  assign \rules$49[6].action.instance  = rules[4307:4304];
-  assign \rules$49[6].action.reta_offset  = rules[4318:4308];
-  assign \rules$49[6].action.reta_size_log2  = rules[4322:4319];
-  assign \rules$49[6].flags  = rules[4332:4323];
-  assign \rules$49[6].flags.vlan  = rules[4323];
-  assign \rules$49[6].flags.vlan2  = rules[4324];
-  assign \rules$49[6].flags.ipv4  = rules[4325];
-  assign \rules$49[6].flags.ipv6  = rules[4326];
-  assign \rules$49[6].flags.fragment  = rules[4327];
-  assign \rules$49[6].flags.tcp  = rules[4328];
-  assign \rules$49[6].flags.udp  = rules[4329];
-  assign \rules$49[6].flags.tunnel  = rules[4330];
-  assign \rules$49[6].flags.direct  = rules[4331];
-  assign \rules$49[6].flags.ip_options  = rules[4332];
-  assign \rules$49[6].flags_mask  = rules[4342:4333];
-  assign \rules$49[6].flags_mask.vlan  = rules[4333];
-  assign \rules$49[6].flags_mask.vlan2  = rules[4334];
-  assign \rules$49[6].flags_mask.ipv4  = rules[4335];
-  assign \rules$49[6].flags_mask.ipv6  = rules[4336];
-  assign \rules$49[6].flags_mask.fragment  = rules[4337];
-  assign \rules$49[6].flags_mask.tcp  = rules[4338];
-  assign \rules$49[6].flags_mask.udp  = rules[4339];
-  assign \rules$49[6].flags_mask.tunnel  = rules[4340];
-  assign \rules$49[6].flags_mask.direct  = rules[4341];
-  assign \rules$49[6].flags_mask.ip_options  = rules[4342];
-  assign \rules$49[6].ethertype  = rules[4358:4343];
-  assign \rules$49[6].ethertype_mask  = rules[4374:4359];
-  assign \rules$49[6].vlan_id  = rules[4386:4375];
-  assign \rules$49[6].vlan_mask  = rules[4398:4387];
-  assign \rules$49[6].ip_proto  = rules[4406:4399];
-  assign \rules$49[6].ip_proto_mask  = rules[4414:4407];
-  assign \rules$49[6].dscp  = rules[4420:4415];
-  assign \rules$49[6].dscp_mask  = rules[4426:4421];
-  assign \rules$49[6].tcp_flags  = rules[4434:4427];
-  assign \rules$49[6].tcp_flags_mask  = rules[4442:4435];
-  assign \rules$49[6].src_port_lo  = rules[4458:4443];
-  assign \rules$49[6].src_port_hi  = rules[4474:4459];
-  assign \rules$49[6].dst_port_lo  = rules[4490:4475];
-  assign \rules$49[6].dst_port_hi  = rules[4506:4491];
-  assign \rules$49[6].src_addr  = rules[4634:4507];
-  assign \rules$49[6].src_mask  = rules[4762:4635];
-  assign \rules$49[6].dst_addr  = rules[4890:4763];
-  assign \rules$49[6].dst_mask  = rules[5018:4891];
-  assign \rules$49[7]  = rules[5735:5019];
-  assign \rules$49[7].enable  = rules[5019];
-  assign \rules$49[7].action  = rules[5039:5020];
-  assign \rules$49[7].action.drop  = rules[5020];
-  assign \rules$49[7].action.instance  = rules[5024:5021];
-  assign \rules$49[7].action.reta_offset  = rules[5035:5025];
-  assign \rules$49[7].action.reta_size_log2  = rules[5039:5036];
-  assign \rules$49[7].flags  = rules[5049:5040];
-  assign \rules$49[7].flags.vlan  = rules[5040];
-  assign \rules$49[7].flags.vlan2  = rules[5041];
-  assign \rules$49[7].flags.ipv4  = rules[5042];
-  assign \rules$49[7].flags.ipv6  = rules[5043];
-  assign \rules$49[7].flags.fragment  = rules[5044];
-  assign \rules$49[7].flags.tcp  = rules[5045];
-  assign \rules$49[7].flags.udp  = rules[5046];
-  assign \rules$49[7].flags.tunnel  = rules[5047];
-  assign \rules$49[7].flags.direct  = rules[5048];
-  assign \rules$49[7].flags.ip_options  = rules[5049];
-  assign \rules$49[7].flags_mask  = rules[5059:5050];
-  assign \rules$49[7].flags_mask.vlan  = rules[5050];
-  assign \rules$49[7].flags_mask.vlan2  = rules[5051];
-  assign \rules$49[7].flags_mask.ipv4  = rules[5052];
-  assign \rules$49[7].flags_mask.ipv6  = rules[5053];
-  assign \rules$49[7].flags_mask.fragment  = rules[5054];
-  assign \rules$49[7].flags_mask.tcp  = rules[5055];
-  assign \rules$49[7].flags_mask.udp  = rules[5056];
-  assign \rules$49[7].flags_mask.tunnel  = rules[5057];
-  assign \rules$49[7].flags_mask.direct  = rules[5058];
-  assign \rules$49[7].flags_mask.ip_options  = rules[5059];
-  assign \rules$49[7].ethertype  = rules[5075:5060];
-  assign \rules$49[7].ethertype_mask  = rules[5091:5076];
-  assign \rules$49[7].vlan_id  = rules[5103:5092];
-  assign \rules$49[7].vlan_mask  = rules[5115:5104];
-  assign \rules$49[7].ip_proto  = rules[5123:5116];
-  assign \rules$49[7].ip_proto_mask  = rules[5131:5124];
-  assign \rules$49[7].dscp  = rules[5137:5132];
-  assign \rules$49[7].dscp_mask  = rules[5143:5138];
-  assign \rules$49[7].tcp_flags  = rules[5151:5144];
-  assign \rules$49[7].tcp_flags_mask  = rules[5159:5152];
-  assign \rules$49[7].src_port_lo  = rules[5175:5160];
-  assign \rules$49[7].src_port_hi  = rules[5191:5176];
-  assign \rules$49[7].dst_port_lo  = rules[5207:5192];
-  assign \rules$49[7].dst_port_hi  = rules[5223:5208];
-  assign \rules$49[7].src_addr  = rules[5351:5224];
-  assign \rules$49[7].src_mask  = rules[5479:5352];
-  assign \rules$49[7].dst_addr  = rules[5607:5480];
-  assign \rules$49[7].dst_mask  = rules[5735:5608];
-  assign \rules$49[8]  = rules[6452:5736];
-  assign \rules$49[8].enable  = rules[5736];
-  assign \rules$49[8].action  = rules[5756:5737];
-  assign \rules$49[8].action.drop  = rules[5737];
-  assign \rules$49[8].action.instance  = rules[5741:5738];
-  assign \rules$49[8].action.reta_offset  = rules[5752:5742];
-  assign \rules$49[8].action.reta_size_log2  = rules[5756:5753];
-  assign \rules$49[8].flags  = rules[5766:5757];
-  assign \rules$49[8].flags.vlan  = rules[5757];
-  assign \rules$49[8].flags.vlan2  = rules[5758];
-  assign \rules$49[8].flags.ipv4  = rules[5759];
-  assign \rules$49[8].flags.ipv6  = rules[5760];
-  assign \rules$49[8].flags.fragment  = rules[5761];
-  assign \rules$49[8].flags.tcp  = rules[5762];
-  assign \rules$49[8].flags.udp  = rules[5763];
-  assign \rules$49[8].flags.tunnel  = rules[5764];
-  assign \rules$49[8].flags.direct  = rules[5765];
-  assign \rules$49[8].flags.ip_options  = rules[5766];
-  assign \rules$49[8].flags_mask  = rules[5776:5767];
-  assign \rules$49[8].flags_mask.vlan  = rules[5767];
-  assign \rules$49[8].flags_mask.vlan2  = rules[5768];
-  assign \rules$49[8].flags_mask.ipv4  = rules[5769];
-  assign \rules$49[8].flags_mask.ipv6  = rules[5770];
-  assign \rules$49[8].flags_mask.fragment  = rules[5771];
-  assign \rules$49[8].flags_mask.tcp  = rules[5772];
-  assign \rules$49[8].flags_mask.udp  = rules[5773];
-  assign \rules$49[8].flags_mask.tunnel  = rules[5774];
-  assign \rules$49[8].flags_mask.direct  = rules[5775];
-  assign \rules$49[8].flags_mask.ip_options  = rules[5776];
-  assign \rules$49[8].ethertype  = rules[5792:5777];
-  assign \rules$49[8].ethertype_mask  = rules[5808:5793];
-  assign \rules$49[8].vlan_id  = rules[5820:5809];
-  assign \rules$49[8].vlan_mask  = rules[5832:5821];
-  assign \rules$49[8].ip_proto  = rules[5840:5833];
-  assign \rules$49[8].ip_proto_mask  = rules[5848:5841];
-  assign \rules$49[8].dscp  = rules[5854:5849];
-  assign \rules$49[8].dscp_mask  = rules[5860:5855];
-  assign \rules$49[8].tcp_flags  = rules[5868:5861];
-  assign \rules$49[8].tcp_flags_mask  = rules[5876:5869];
-  assign \rules$49[8].src_port_lo  = rules[5892:5877];
-  assign \rules$49[8].src_port_hi  = rules[5908:5893];
-  assign \rules$49[8].dst_port_lo  = rules[5924:5909];
-  assign \rules$49[8].dst_port_hi  = rules[5940:5925];
-  assign \rules$49[8].src_addr  = rules[6068:5941];
-  assign \rules$49[8].src_mask  = rules[6196:6069];
-  assign \rules$49[8].dst_addr  = rules[6324:6197];
-  assign \rules$49[8].dst_mask  = rules[6452:6325];
-  assign \rules$49[9]  = rules[7169:6453];
-  assign \rules$49[9].enable  = rules[6453];
-  assign \rules$49[9].action  = rules[6473:6454];
-  assign \rules$49[9].action.drop  = rules[6454];
-  assign \rules$49[9].action.instance  = rules[6458:6455];
-  assign \rules$49[9].action.reta_offset  = rules[6469:6459];
-  assign \rules$49[9].action.reta_size_log2  = rules[6473:6470];
-  assign \rules$49[9].flags  = rules[6483:6474];
-  assign \rules$49[9].flags.vlan  = rules[6474];
-  assign \rules$49[9].flags.vlan2  = rules[6475];
-  assign \rules$49[9].flags.ipv4  = rules[6476];
-  assign \rules$49[9].flags.ipv6  = rules[6477];
-  assign \rules$49[9].flags.fragment  = rules[6478];
-  assign \rules$49[9].flags.tcp  = rules[6479];
-  assign \rules$49[9].flags.udp  = rules[6480];
-  assign \rules$49[9].flags.tunnel  = rules[6481];
-  assign \rules$49[9].flags.direct  = rules[6482];
-  assign \rules$49[9].flags.ip_options  = rules[6483];
-  assign \rules$49[9].flags_mask  = rules[6493:6484];
-  assign \rules$49[9].flags_mask.vlan  = rules[6484];
-  assign \rules$49[9].flags_mask.vlan2  = rules[6485];
-  assign \rules$49[9].flags_mask.ipv4  = rules[6486];
-  assign \rules$49[9].flags_mask.ipv6  = rules[6487];
-  assign \rules$49[9].flags_mask.fragment  = rules[6488];
-  assign \rules$49[9].flags_mask.tcp  = rules[6489];
-  assign \rules$49[9].flags_mask.udp  = rules[6490];
-  assign \rules$49[9].flags_mask.tunnel  = rules[6491];
-  assign \rules$49[9].flags_mask.direct  = rules[6492];
-  assign \rules$49[9].flags_mask.ip_options  = rules[6493];
-  assign \rules$49[9].ethertype  = rules[6509:6494];
-  assign \rules$49[9].ethertype_mask  = rules[6525:6510];
-  assign \rules$49[9].vlan_id  = rules[6537:6526];
-  assign \rules$49[9].vlan_mask  = rules[6549:6538];
-  assign \rules$49[9].ip_proto  = rules[6557:6550];
-  assign \rules$49[9].ip_proto_mask  = rules[6565:6558];
-  assign \rules$49[9].dscp  = rules[6571:6566];
-  assign \rules$49[9].dscp_mask  = rules[6577:6572];
-  assign \rules$49[9].tcp_flags  = rules[6585:6578];
-  assign \rules$49[9].tcp_flags_mask  = rules[6593:6586];
-  assign \rules$49[9].src_port_lo  = rules[6609:6594];
-  assign \rules$49[9].src_port_hi  = rules[6625:6610];
-  assign \rules$49[9].dst_port_lo  = rules[6641:6626];
-  assign \rules$49[9].dst_port_hi  = rules[6657:6642];
-  assign \rules$49[9].src_addr  = rules[6785:6658];
-  assign \rules$49[9].src_mask  = rules[6913:6786];
-  assign \rules$49[9].dst_addr  = rules[7041:6914];
-  assign \rules$49[9].dst_mask  = rules[7169:7042];
-  assign \rules$49[10]  = rules[7886:7170];
-  assign \rules$49[10].enable  = rules[7170];
-  assign \rules$49[10].action  = rules[7190:7171];
-  assign \rules$49[10].action.drop  = rules[7171];
-  assign \rules$49[10].action.instance  = rules[7175:7172];
-  assign \rules$49[10].action.reta_offset  = rules[7186:7176];
-  assign \rules$49[10].action.reta_size_log2  = rules[7190:7187];
-  assign \rules$49[10].flags  = rules[7200:7191];
-  assign \rules$49[10].flags.vlan  = rules[7191];
-  assign \rules$49[10].flags.vlan2  = rules[7192];
-  assign \rules$49[10].flags.ipv4  = rules[7193];
-  assign \rules$49[10].flags.ipv6  = rules[7194];
-  assign \rules$49[10].flags.fragment  = rules[7195];
-  assign \rules$49[10].flags.tcp  = rules[7196];
-  assign \rules$49[10].flags.udp  = rules[7197];
-  assign \rules$49[10].flags.tunnel  = rules[7198];
-  assign \rules$49[10].flags.direct  = rules[7199];
-  assign \rules$49[10].flags.ip_options  = rules[7200];
-  assign \rules$49[10].flags_mask  = rules[7210:7201];
-  assign \rules$49[10].flags_mask.vlan  = rules[7201];
-  assign \rules$49[10].flags_mask.vlan2  = rules[7202];
-  assign \rules$49[10].flags_mask.ipv4  = rules[7203];
-  assign \rules$49[10].flags_mask.ipv6  = rules[7204];
-  assign \rules$49[10].flags_mask.fragment  = rules[7205];
-  assign \rules$49[10].flags_mask.tcp  = rules[7206];
-  assign \rules$49[10].flags_mask.udp  = rules[7207];
-  assign \rules$49[10].flags_mask.tunnel  = rules[7208];
-  assign \rules$49[10].flags_mask.direct  = rules[7209];
-  assign \rules$49[10].flags_mask.ip_options  = rules[7210];
-  assign \rules$49[10].ethertype  = rules[7226:7211];
-  assign \rules$49[10].ethertype_mask  = rules[7242:7227];
-  assign \rules$49[10].vlan_id  = rules[7254:7243];
-  assign \rules$49[10].vlan_mask  = rules[7266:7255];
-  assign \rules$49[10].ip_proto  = rules[7274:7267];
-  assign \rules$49[10].ip_proto_mask  = rules[7282:7275];
-  assign \rules$49[10].dscp  = rules[7288:7283];
-  assign \rules$49[10].dscp_mask  = rules[7294:7289];
-  assign \rules$49[10].tcp_flags  = rules[7302:7295];
-  assign \rules$49[10].tcp_flags_mask  = rules[7310:7303];
-  assign \rules$49[10].src_port_lo  = rules[7326:7311];
-  assign \rules$49[10].src_port_hi  = rules[7342:7327];
-  assign \rules$49[10].dst_port_lo  = rules[7358:7343];
-  assign \rules$49[10].dst_port_hi  = rules[7374:7359];
-  assign \rules$49[10].src_addr  = rules[7502:7375];
-  assign \rules$49[10].src_mask  = rules[7630:7503];
-  assign \rules$49[10].dst_addr  = rules[7758:7631];
-  assign \rules$49[10].dst_mask  = rules[7886:7759];
-  assign \rules$49[11]  = rules[8603:7887];
-  assign \rules$49[11].enable  = rules[7887];
-  assign \rules$49[11].action  = rules[7907:7888];
-  assign \rules$49[11].action.drop  = rules[7888];
-  assign \rules$49[11].action.instance  = rules[7892:7889];
-  assign \rules$49[11].action.reta_offset  = rules[7903:7893];
-  assign \rules$49[11].action.reta_size_log2  = rules[7907:7904];
-  assign \rules$49[11].flags  = rules[7917:7908];
-  assign \rules$49[11].flags.vlan  = rules[7908];
-  assign \rules$49[11].flags.vlan2  = rules[7909];
-  assign \rules$49[11].flags.ipv4  = rules[7910];
-  assign \rules$49[11].flags.ipv6  = rules[7911];
-  assign \rules$49[11].flags.fragment  = rules[7912];
-  assign \rules$49[11].flags.tcp  = rules[7913];
-  assign \rules$49[11].flags.udp  = rules[7914];
-  assign \rules$49[11].flags.tunnel  = rules[7915];
-  assign \rules$49[11].flags.direct  = rules[7916];
-  assign \rules$49[11].flags.ip_options  = rules[7917];
-  assign \rules$49[11].flags_mask  = rules[7927:7918];
-  assign \rules$49[11].flags_mask.vlan  = rules[7918];
-  assign \rules$49[11].flags_mask.vlan2  = rules[7919];
-  assign \rules$49[11].flags_mask.ipv4  = rules[7920];
-  assign \rules$49[11].flags_mask.ipv6  = rules[7921];
-  assign \rules$49[11].flags_mask.fragment  = rules[7922];
-  assign \rules$49[11].flags_mask.tcp  = rules[7923];
-  assign \rules$49[11].flags_mask.udp  = rules[7924];
-  assign \rules$49[11].flags_mask.tunnel  = rules[7925];
-  assign \rules$49[11].flags_mask.direct  = rules[7926];
-  assign \rules$49[11].flags_mask.ip_options  = rules[7927];
-  assign \rules$49[11].ethertype  = rules[7943:7928];
-  assign \rules$49[11].ethertype_mask  = rules[7959:7944];
-  assign \rules$49[11].vlan_id  = rules[7971:7960];
-  assign \rules$49[11].vlan_mask  = rules[7983:7972];
-  assign \rules$49[11].ip_proto  = rules[7991:7984];
-  assign \rules$49[11].ip_proto_mask  = rules[7999:7992];
-  assign \rules$49[11].dscp  = rules[8005:8000];
-  assign \rules$49[11].dscp_mask  = rules[8011:8006];
-  assign \rules$49[11].tcp_flags  = rules[8019:8012];
-  assign \rules$49[11].tcp_flags_mask  = rules[8027:8020];
-  assign \rules$49[11].src_port_lo  = rules[8043:8028];
-  assign \rules$49[11].src_port_hi  = rules[8059:8044];
-  assign \rules$49[11].dst_port_lo  = rules[8075:8060];
-  assign \rules$49[11].dst_port_hi  = rules[8091:8076];
-  assign \rules$49[11].src_addr  = rules[8219:8092];
-  assign \rules$49[11].src_mask  = rules[8347:8220];
-  assign \rules$49[11].dst_addr  = rules[8475:8348];
-  assign \rules$49[11].dst_mask  = rules[8603:8476];
-  assign \rules$49[12]  = rules[9320:8604];
-  assign \rules$49[12].enable  = rules[8604];
-  assign \rules$49[12].action  = rules[8624:8605];
-  assign \rules$49[12].action.drop  = rules[8605];
-  assign \rules$49[12].action.instance  = rules[8609:8606];
-  assign \rules$49[12].action.reta_offset  = rules[8620:8610];
-  assign \rules$49[12].action.reta_size_log2  = rules[8624:8621];
-  assign \rules$49[12].flags  = rules[8634:8625];
-  assign \rules$49[12].flags.vlan  = rules[8625];
-  assign \rules$49[12].flags.vlan2  = rules[8626];
-  assign \rules$49[12].flags.ipv4  = rules[8627];
-  assign \rules$49[12].flags.ipv6  = rules[8628];
-  assign \rules$49[12].flags.fragment  = rules[8629];
-  assign \rules$49[12].flags.tcp  = rules[8630];
-  assign \rules$49[12].flags.udp  = rules[8631];
-  assign \rules$49[12].flags.tunnel  = rules[8632];
-  assign \rules$49[12].flags.direct  = rules[8633];
-  assign \rules$49[12].flags.ip_options  = rules[8634];
-  assign \rules$49[12].flags_mask  = rules[8644:8635];
-  assign \rules$49[12].flags_mask.vlan  = rules[8635];
-  assign \rules$49[12].flags_mask.vlan2  = rules[8636];
-  assign \rules$49[12].flags_mask.ipv4  = rules[8637];
-  assign \rules$49[12].flags_mask.ipv6  = rules[8638];
-  assign \rules$49[12].flags_mask.fragment  = rules[8639];
-  assign \rules$49[12].flags_mask.tcp  = rules[8640];
-  assign \rules$49[12].flags_mask.udp  = rules[8641];
-  assign \rules$49[12].flags_mask.tunnel  = rules[8642];
-  assign \rules$49[12].flags_mask.direct  = rules[8643];
-  assign \rules$49[12].flags_mask.ip_options  = rules[8644];
-  assign \rules$49[12].ethertype  = rules[8660:8645];
-  assign \rules$49[12].ethertype_mask  = rules[8676:8661];
-  assign \rules$49[12].vlan_id  = rules[8688:8677];
-  assign \rules$49[12].vlan_mask  = rules[8700:8689];
-  assign \rules$49[12].ip_proto  = rules[8708:8701];
-  assign \rules$49[12].ip_proto_mask  = rules[8716:8709];
-  assign \rules$49[12].dscp  = rules[8722:8717];
-  assign \rules$49[12].dscp_mask  = rules[8728:8723];
-  assign \rules$49[12].tcp_flags  = rules[8736:8729];
-  assign \rules$49[12].tcp_flags_mask  = rules[8744:8737];
-  assign \rules$49[12].src_port_lo  = rules[8760:8745];
-  assign \rules$49[12].src_port_hi  = rules[8776:8761];
-  assign \rules$49[12].dst_port_lo  = rules[8792:8777];
-  assign \rules$49[12].dst_port_hi  = rules[8808:8793];
-  assign \rules$49[12].src_addr  = rules[8936:8809];
-  assign \rules$49[12].src_mask  = rules[9064:8937];
-  assign \rules$49[12].dst_addr  = rules[9192:9065];
-  assign \rules$49[12].dst_mask  = rules[9320:9193];
-  assign \rules$49[13]  = rules[10037:9321];
-  assign \rules$49[13].enable  = rules[9321];
-  assign \rules$49[13].action  = rules[9341:9322];
-  assign \rules$49[13].action.drop  = rules[9322];
-  assign \rules$49[13].action.instance  = rules[9326:9323];
-  assign \rules$49[13].action.reta_offset  = rules[9337:9327];
-  assign \rules$49[13].action.reta_size_log2  = rules[9341:9338];
-  assign \rules$49[13].flags  = rules[9351:9342];
-  assign \rules$49[13].flags.vlan  = rules[9342];
-  assign \rules$49[13].flags.vlan2  = rules[9343];
-  assign \rules$49[13].flags.ipv4  = rules[9344];
-  assign \rules$49[13].flags.ipv6  = rules[9345];
-  assign \rules$49[13].flags.fragment  = rules[9346];
-  assign \rules$49[13].flags.tcp  = rules[9347];
-  assign \rules$49[13].flags.udp  = rules[9348];
-  assign \rules$49[13].flags.tunnel  = rules[9349];
-  assign \rules$49[13].flags.direct  = rules[9350];
-  assign \rules$49[13].flags.ip_options  = rules[9351];
-  assign \rules$49[13].flags_mask  = rules[9361:9352];
-  assign \rules$49[13].flags_mask.vlan  = rules[9352];
-  assign \rules$49[13].flags_mask.vlan2  = rules[9353];
-  assign \rules$49[13].flags_mask.ipv4  = rules[9354];
-  assign \rules$49[13].flags_mask.ipv6  = rules[9355];
-  assign \rules$49[13].flags_mask.fragment  = rules[9356];
-  assign \rules$49[13].flags_mask.tcp  = rules[9357];
-  assign \rules$49[13].flags_mask.udp  = rules[9358];
-  assign \rules$49[13].flags_mask.tunnel  = rules[9359];
-  assign \rules$49[13].flags_mask.direct  = rules[9360];
-  assign \rules$49[13].flags_mask.ip_options  = rules[9361];
-  assign \rules$49[13].ethertype  = rules[9377:9362];
-  assign \rules$49[13].ethertype_mask  = rules[9393:9378];
-  assign \rules$49[13].vlan_id  = rules[9405:9394];
-  assign \rules$49[13].vlan_mask  = rules[9417:9406];
-  assign \rules$49[13].ip_proto  = rules[9425:9418];
-  assign \rules$49[13].ip_proto_mask  = rules[9433:9426];
-  assign \rules$49[13].dscp  = rules[9439:9434];
-  assign \rules$49[13].dscp_mask  = rules[9445:9440];
-  assign \rules$49[13].tcp_flags  = rules[9453:9446];
-  assign \rules$49[13].tcp_flags_mask  = rules[9461:9454];
-  assign \rules$49[13].src_port_lo  = rules[9477:9462];
-  assign \rules$49[13].src_port_hi  = rules[9493:9478];
-  assign \rules$49[13].dst_port_lo  = rules[9509:9494];
-  assign \rules$49[13].dst_port_hi  = rules[9525:9510];
-  assign \rules$49[13].src_addr  = rules[9653:9526];
-  assign \rules$49[13].src_mask  = rules[9781:9654];
-  assign \rules$49[13].dst_addr  = rules[9909:9782];
-  assign \rules$49[13].dst_mask  = rules[10037:9910];
-  assign \rules$49[14]  = rules[10754:10038];
-  assign \rules$49[14].enable  = rules[10038];
-  assign \rules$49[14].action  = rules[10058:10039];
-  assign \rules$49[14].action.drop  = rules[10039];
-  assign \rules$49[14].action.instance  = rules[10043:10040];
-  assign \rules$49[14].action.reta_offset  = rules[10054:10044];
-  assign \rules$49[14].action.reta_size_log2  = rules[10058:10055];
-  assign \rules$49[14].flags  = rules[10068:10059];
-  assign \rules$49[14].flags.vlan  = rules[10059];
-  assign \rules$49[14].flags.vlan2  = rules[10060];
-  assign \rules$49[14].flags.ipv4  = rules[10061];
-  assign \rules$49[14].flags.ipv6  = rules[10062];
-  assign \rules$49[14].flags.fragment  = rules[10063];
-  assign \rules$49[14].flags.tcp  = rules[10064];
-  assign \rules$49[14].flags.udp  = rules[10065];
-  assign \rules$49[14].flags.tunnel  = rules[10066];
-  assign \rules$49[14].flags.direct  = rules[10067];
-  assign \rules$49[14].flags.ip_options  = rules[10068];
-  assign \rules$49[14].flags_mask  = rules[10078:10069];
-  assign \rules$49[14].flags_mask.vlan  = rules[10069];
-  assign \rules$49[14].flags_mask.vlan2  = rules[10070];
-  assign \rules$49[14].flags_mask.ipv4  = rules[10071];
-  assign \rules$49[14].flags_mask.ipv6  = rules[10072];
-  assign \rules$49[14].flags_mask.fragment  = rules[10073];
-  assign \rules$49[14].flags_mask.tcp  = rules[10074];
-  assign \rules$49[14].flags_mask.udp  = rules[10075];
-  assign \rules$49[14].flags_mask.tunnel  = rules[10076];
-  assign \rules$49[14].flags_mask.direct  = rules[10077];
-  assign \rules$49[14].flags_mask.ip_options  = rules[10078];
-  assign \rules$49[14].ethertype  = rules[10094:10079];
-  assign \rules$49[14].ethertype_mask  = rules[10110:10095];
-  assign \rules$49[14].vlan_id  = rules[10122:10111];
-  assign \rules$49[14].vlan_mask  = rules[10134:10123];
-  assign \rules$49[14].ip_proto  = rules[10142:10135];
-  assign \rules$49[14].ip_proto_mask  = rules[10150:10143];
-  assign \rules$49[14].dscp  = rules[10156:10151];
-  assign \rules$49[14].dscp_mask  = rules[10162:10157];
-  assign \rules$49[14].tcp_flags  = rules[10170:10163];
-  assign \rules$49[14].tcp_flags_mask  = rules[10178:10171];
-  assign \rules$49[14].src_port_lo  = rules[10194:10179];
-  assign \rules$49[14].src_port_hi  = rules[10210:10195];
-  assign \rules$49[14].dst_port_lo  = rules[10226:10211];
-  assign \rules$49[14].dst_port_hi  = rules[10242:10227];
-  assign \rules$49[14].src_addr  = rules[10370:10243];
-  assign \rules$49[14].src_mask  = rules[10498:10371];
-  assign \rules$49[14].dst_addr  = rules[10626:10499];
-  assign \rules$49[14].dst_mask  = rules[10754:10627];
-  assign \rules$49[15]  = rules[11471:10755];
-  assign \rules$49[15].enable  = rules[10755];
-  assign \rules$49[15].action  = rules[10775:10756];
-  assign \rules$49[15].action.drop  = rules[10756];
-  assign \rules$49[15].action.instance  = rules[10760:10757];
-  assign \rules$49[15].action.reta_offset  = rules[10771:10761];
-  assign \rules$49[15].action.reta_size_log2  = rules[10775:10772];
-  assign \rules$49[15].flags  = rules[10785:10776];
-  assign \rules$49[15].flags.vlan  = rules[10776];
-  assign \rules$49[15].flags.vlan2  = rules[10777];
-  assign \rules$49[15].flags.ipv4  = rules[10778];
-  assign \rules$49[15].flags.ipv6  = rules[10779];
-  assign \rules$49[15].flags.fragment  = rules[10780];
-  assign \rules$49[15].flags.tcp  = rules[10781];
-  assign \rules$49[15].flags.udp  = rules[10782];
-  assign \rules$49[15].flags.tunnel  = rules[10783];
-  assign \rules$49[15].flags.direct  = rules[10784];
-  assign \rules$49[15].flags.ip_options  = rules[10785];
-  assign \rules$49[15].flags_mask  = rules[10795:10786];
-  assign \rules$49[15].flags_mask.vlan  = rules[10786];
-  assign \rules$49[15].flags_mask.vlan2  = rules[10787];
-  assign \rules$49[15].flags_mask.ipv4  = rules[10788];
-  assign \rules$49[15].flags_mask.ipv6  = rules[10789];
-  assign \rules$49[15].flags_mask.fragment  = rules[10790];
-  assign \rules$49[15].flags_mask.tcp  = rules[10791];
-  assign \rules$49[15].flags_mask.udp  = rules[10792];
-  assign \rules$49[15].flags_mask.tunnel  = rules[10793];
-  assign \rules$49[15].flags_mask.direct  = rules[10794];
-  assign \rules$49[15].flags_mask.ip_options  = rules[10795];
-  assign \rules$49[15].ethertype  = rules[10811:10796];
-  assign \rules$49[15].ethertype_mask  = rules[10827:10812];
-  assign \rules$49[15].vlan_id  = rules[10839:10828];
-  assign \rules$49[15].vlan_mask  = rules[10851:10840];
-  assign \rules$49[15].ip_proto  = rules[10859:10852];
-  assign \rules$49[15].ip_proto_mask  = rules[10867:10860];
-  assign \rules$49[15].dscp  = rules[10873:10868];
-  assign \rules$49[15].dscp_mask  = rules[10879:10874];
-  assign \rules$49[15].tcp_flags  = rules[10887:10880];
-  assign \rules$49[15].tcp_flags_mask  = rules[10895:10888];
-  assign \rules$49[15].src_port_lo  = rules[10911:10896];
-  assign \rules$49[15].src_port_hi  = rules[10927:10912];
-  assign \rules$49[15].dst_port_lo  = rules[10943:10928];
-  assign \rules$49[15].dst_port_hi  = rules[10959:10944];
-  assign \rules$49[15].src_addr  = rules[11087:10960];
-  assign \rules$49[15].src_mask  = rules[11215:11088];
-  assign \rules$49[15].dst_addr  = rules[11343:11216];
-  assign \rules$49[15].dst_mask  = rules[11471:11344];
+  assign \rules$55[0]  = rules[716:0];
+  assign \rules$55[0].enable  = rules[0];
+  assign \rules$55[0].action  = rules[20:1];
+  assign \rules$55[0].action.drop  = rules[1];
+  assign \rules$55[0].action.instance  = rules[5:2];
+  assign \rules$55[0].action.reta_offset  = rules[16:6];
+  assign \rules$55[0].action.reta_size_log2  = rules[20:17];
+  assign \rules$55[0].flags  = rules[30:21];
+  assign \rules$55[0].flags.vlan  = rules[21];
+  assign \rules$55[0].flags.vlan2  = rules[22];
+  assign \rules$55[0].flags.ipv4  = rules[23];
+  assign \rules$55[0].flags.ipv6  = rules[24];
+  assign \rules$55[0].flags.fragment  = rules[25];
+  assign \rules$55[0].flags.tcp  = rules[26];
+  assign \rules$55[0].flags.udp  = rules[27];
+  assign \rules$55[0].flags.tunnel  = rules[28];
+  assign \rules$55[0].flags.direct  = rules[29];
+  assign \rules$55[0].flags.ip_options  = rules[30];
+  assign \rules$55[0].flags_mask  = rules[40:31];
+  assign \rules$55[0].flags_mask.vlan  = rules[31];
+  assign \rules$55[0].flags_mask.vlan2  = rules[32];
+  assign \rules$55[0].flags_mask.ipv4  = rules[33];
+  assign \rules$55[0].flags_mask.ipv6  = rules[34];
+  assign \rules$55[0].flags_mask.fragment  = rules[35];
+  assign \rules$55[0].flags_mask.tcp  = rules[36];
+  assign \rules$55[0].flags_mask.udp  = rules[37];
+  assign \rules$55[0].flags_mask.tunnel  = rules[38];
+  assign \rules$55[0].flags_mask.direct  = rules[39];
+  assign \rules$55[0].flags_mask.ip_options  = rules[40];
+  assign \rules$55[0].ethertype  = rules[56:41];
+  assign \rules$55[0].ethertype_mask  = rules[72:57];
+  assign \rules$55[0].vlan_id  = rules[84:73];
+  assign \rules$55[0].vlan_mask  = rules[96:85];
+  assign \rules$55[0].ip_proto  = rules[104:97];
+  assign \rules$55[0].ip_proto_mask  = rules[112:105];
+  assign \rules$55[0].dscp  = rules[118:113];
+  assign \rules$55[0].dscp_mask  = rules[124:119];
+  assign \rules$55[0].tcp_flags  = rules[132:125];
+  assign \rules$55[0].tcp_flags_mask  = rules[140:133];
+  assign \rules$55[0].src_port_lo  = rules[156:141];
+  assign \rules$55[0].src_port_hi  = rules[172:157];
+  assign \rules$55[0].dst_port_lo  = rules[188:173];
+  assign \rules$55[0].dst_port_hi  = rules[204:189];
+  assign \rules$55[0].src_addr  = rules[332:205];
+  assign \rules$55[0].src_mask  = rules[460:333];
+  assign \rules$55[0].dst_addr  = rules[588:461];
+  assign \rules$55[0].dst_mask  = rules[716:589];
+  assign \rules$55[1]  = rules[1433:717];
+  assign \rules$55[1].enable  = rules[717];
+  assign \rules$55[1].action  = rules[737:718];
+  assign \rules$55[1].action.drop  = rules[718];
+  assign \rules$55[1].action.instance  = rules[722:719];
+  assign \rules$55[1].action.reta_offset  = rules[733:723];
+  assign \rules$55[1].action.reta_size_log2  = rules[737:734];
+  assign \rules$55[1].flags  = rules[747:738];
+  assign \rules$55[1].flags.vlan  = rules[738];
+  assign \rules$55[1].flags.vlan2  = rules[739];
+  assign \rules$55[1].flags.ipv4  = rules[740];
+  assign \rules$55[1].flags.ipv6  = rules[741];
+  assign \rules$55[1].flags.fragment  = rules[742];
+  assign \rules$55[1].flags.tcp  = rules[743];
+  assign \rules$55[1].flags.udp  = rules[744];
+  assign \rules$55[1].flags.tunnel  = rules[745];
+  assign \rules$55[1].flags.direct  = rules[746];
+  assign \rules$55[1].flags.ip_options  = rules[747];
+  assign \rules$55[1].flags_mask  = rules[757:748];
+  assign \rules$55[1].flags_mask.vlan  = rules[748];
+  assign \rules$55[1].flags_mask.vlan2  = rules[749];
+  assign \rules$55[1].flags_mask.ipv4  = rules[750];
+  assign \rules$55[1].flags_mask.ipv6  = rules[751];
+  assign \rules$55[1].flags_mask.fragment  = rules[752];
+  assign \rules$55[1].flags_mask.tcp  = rules[753];
+  assign \rules$55[1].flags_mask.udp  = rules[754];
+  assign \rules$55[1].flags_mask.tunnel  = rules[755];
+  assign \rules$55[1].flags_mask.direct  = rules[756];
+  assign \rules$55[1].flags_mask.ip_options  = rules[757];
+  assign \rules$55[1].ethertype  = rules[773:758];
+  assign \rules$55[1].ethertype_mask  = rules[789:774];
+  assign \rules$55[1].vlan_id  = rules[801:790];
+  assign \rules$55[1].vlan_mask  = rules[813:802];
+  assign \rules$55[1].ip_proto  = rules[821:814];
+  assign \rules$55[1].ip_proto_mask  = rules[829:822];
+  assign \rules$55[1].dscp  = rules[835:830];
+  assign \rules$55[1].dscp_mask  = rules[841:836];
+  assign \rules$55[1].tcp_flags  = rules[849:842];
+  assign \rules$55[1].tcp_flags_mask  = rules[857:850];
+  assign \rules$55[1].src_port_lo  = rules[873:858];
+  assign \rules$55[1].src_port_hi  = rules[889:874];
+  assign \rules$55[1].dst_port_lo  = rules[905:890];
+  assign \rules$55[1].dst_port_hi  = rules[921:906];
+  assign \rules$55[1].src_addr  = rules[1049:922];
+  assign \rules$55[1].src_mask  = rules[1177:1050];
+  assign \rules$55[1].dst_addr  = rules[1305:1178];
+  assign \rules$55[1].dst_mask  = rules[1433:1306];
+  assign \rules$55[2]  = rules[2150:1434];
+  assign \rules$55[2].enable  = rules[1434];
+  assign \rules$55[2].action  = rules[1454:1435];
+  assign \rules$55[2].action.drop  = rules[1435];
+  assign \rules$55[2].action.instance  = rules[1439:1436];
+  assign \rules$55[2].action.reta_offset  = rules[1450:1440];
+  assign \rules$55[2].action.reta_size_log2  = rules[1454:1451];
+  assign \rules$55[2].flags  = rules[1464:1455];
+  assign \rules$55[2].flags.vlan  = rules[1455];
+  assign \rules$55[2].flags.vlan2  = rules[1456];
+  assign \rules$55[2].flags.ipv4  = rules[1457];
+  assign \rules$55[2].flags.ipv6  = rules[1458];
+  assign \rules$55[2].flags.fragment  = rules[1459];
+  assign \rules$55[2].flags.tcp  = rules[1460];
+  assign \rules$55[2].flags.udp  = rules[1461];
+  assign \rules$55[2].flags.tunnel  = rules[1462];
+  assign \rules$55[2].flags.direct  = rules[1463];
+  assign \rules$55[2].flags.ip_options  = rules[1464];
+  assign \rules$55[2].flags_mask  = rules[1474:1465];
+  assign \rules$55[2].flags_mask.vlan  = rules[1465];
+  assign \rules$55[2].flags_mask.vlan2  = rules[1466];
+  assign \rules$55[2].flags_mask.ipv4  = rules[1467];
+  assign \rules$55[2].flags_mask.ipv6  = rules[1468];
+  assign \rules$55[2].flags_mask.fragment  = rules[1469];
+  assign \rules$55[2].flags_mask.tcp  = rules[1470];
+  assign \rules$55[2].flags_mask.udp  = rules[1471];
+  assign \rules$55[2].flags_mask.tunnel  = rules[1472];
+  assign \rules$55[2].flags_mask.direct  = rules[1473];
+  assign \rules$55[2].flags_mask.ip_options  = rules[1474];
+  assign \rules$55[2].ethertype  = rules[1490:1475];
+  assign \rules$55[2].ethertype_mask  = rules[1506:1491];
+  assign \rules$55[2].vlan_id  = rules[1518:1507];
+  assign \rules$55[2].vlan_mask  = rules[1530:1519];
+  assign \rules$55[2].ip_proto  = rules[1538:1531];
+  assign \rules$55[2].ip_proto_mask  = rules[1546:1539];
+  assign \rules$55[2].dscp  = rules[1552:1547];
+  assign \rules$55[2].dscp_mask  = rules[1558:1553];
+  assign \rules$55[2].tcp_flags  = rules[1566:1559];
+  assign \rules$55[2].tcp_flags_mask  = rules[1574:1567];
+  assign \rules$55[2].src_port_lo  = rules[1590:1575];
+  assign \rules$55[2].src_port_hi  = rules[1606:1591];
+  assign \rules$55[2].dst_port_lo  = rules[1622:1607];
+  assign \rules$55[2].dst_port_hi  = rules[1638:1623];
+  assign \rules$55[2].src_addr  = rules[1766:1639];
+  assign \rules$55[2].src_mask  = rules[1894:1767];
+  assign \rules$55[2].dst_addr  = rules[2022:1895];
+  assign \rules$55[2].dst_mask  = rules[2150:2023];
+  assign \rules$55[3]  = rules[2867:2151];
+  assign \rules$55[3].enable  = rules[2151];
+  assign \rules$55[3].action  = rules[2171:2152];
+  assign \rules$55[3].action.drop  = rules[2152];
+  assign \rules$55[3].action.instance  = rules[2156:2153];
+  assign \rules$55[3].action.reta_offset  = rules[2167:2157];
+  assign \rules$55[3].action.reta_size_log2  = rules[2171:2168];
+  assign \rules$55[3].flags  = rules[2181:2172];
+  assign \rules$55[3].flags.vlan  = rules[2172];
+  assign \rules$55[3].flags.vlan2  = rules[2173];
+  assign \rules$55[3].flags.ipv4  = rules[2174];
+  assign \rules$55[3].flags.ipv6  = rules[2175];
+  assign \rules$55[3].flags.fragment  = rules[2176];
+  assign \rules$55[3].flags.tcp  = rules[2177];
+  assign \rules$55[3].flags.udp  = rules[2178];
+  assign \rules$55[3].flags.tunnel  = rules[2179];
+  assign \rules$55[3].flags.direct  = rules[2180];
+  assign \rules$55[3].flags.ip_options  = rules[2181];
+  assign \rules$55[3].flags_mask  = rules[2191:2182];
+  assign \rules$55[3].flags_mask.vlan  = rules[2182];
+  assign \rules$55[3].flags_mask.vlan2  = rules[2183];
+  assign \rules$55[3].flags_mask.ipv4  = rules[2184];
+  assign \rules$55[3].flags_mask.ipv6  = rules[2185];
+  assign \rules$55[3].flags_mask.fragment  = rules[2186];
+  assign \rules$55[3].flags_mask.tcp  = rules[2187];
+  assign \rules$55[3].flags_mask.udp  = rules[2188];
+  assign \rules$55[3].flags_mask.tunnel  = rules[2189];
+  assign \rules$55[3].flags_mask.direct  = rules[2190];
+  assign \rules$55[3].flags_mask.ip_options  = rules[2191];
+  assign \rules$55[3].ethertype  = rules[2207:2192];
+  assign \rules$55[3].ethertype_mask  = rules[2223:2208];
+  assign \rules$55[3].vlan_id  = rules[2235:2224];
+  assign \rules$55[3].vlan_mask  = rules[2247:2236];
+  assign \rules$55[3].ip_proto  = rules[2255:2248];
+  assign \rules$55[3].ip_proto_mask  = rules[2263:2256];
+  assign \rules$55[3].dscp  = rules[2269:2264];
+  assign \rules$55[3].dscp_mask  = rules[2275:2270];
+  assign \rules$55[3].tcp_flags  = rules[2283:2276];
+  assign \rules$55[3].tcp_flags_mask  = rules[2291:2284];
+  assign \rules$55[3].src_port_lo  = rules[2307:2292];
+  assign \rules$55[3].src_port_hi  = rules[2323:2308];
+  assign \rules$55[3].dst_port_lo  = rules[2339:2324];
+  assign \rules$55[3].dst_port_hi  = rules[2355:2340];
+  assign \rules$55[3].src_addr  = rules[2483:2356];
+  assign \rules$55[3].src_mask  = rules[2611:2484];
+  assign \rules$55[3].dst_addr  = rules[2739:2612];
+  assign \rules$55[3].dst_mask  = rules[2867:2740];
+  assign \rules$55[4]  = rules[3584:2868];
+  assign \rules$55[4].enable  = rules[2868];
+  assign \rules$55[4].action  = rules[2888:2869];
+  assign \rules$55[4].action.drop  = rules[2869];
+  assign \rules$55[4].action.instance  = rules[2873:2870];
+  assign \rules$55[4].action.reta_offset  = rules[2884:2874];
+  assign \rules$55[4].action.reta_size_log2  = rules[2888:2885];
+  assign \rules$55[4].flags  = rules[2898:2889];
+  assign \rules$55[4].flags.vlan  = rules[2889];
+  assign \rules$55[4].flags.vlan2  = rules[2890];
+  assign \rules$55[4].flags.ipv4  = rules[2891];
+  assign \rules$55[4].flags.ipv6  = rules[2892];
+  assign \rules$55[4].flags.fragment  = rules[2893];
+  assign \rules$55[4].flags.tcp  = rules[2894];
+  assign \rules$55[4].flags.udp  = rules[2895];
+  assign \rules$55[4].flags.tunnel  = rules[2896];
+  assign \rules$55[4].flags.direct  = rules[2897];
+  assign \rules$55[4].flags.ip_options  = rules[2898];
+  assign \rules$55[4].flags_mask  = rules[2908:2899];
+  assign \rules$55[4].flags_mask.vlan  = rules[2899];
+  assign \rules$55[4].flags_mask.vlan2  = rules[2900];
+  assign \rules$55[4].flags_mask.ipv4  = rules[2901];
+  assign \rules$55[4].flags_mask.ipv6  = rules[2902];
+  assign \rules$55[4].flags_mask.fragment  = rules[2903];
+  assign \rules$55[4].flags_mask.tcp  = rules[2904];
+  assign \rules$55[4].flags_mask.udp  = rules[2905];
+  assign \rules$55[4].flags_mask.tunnel  = rules[2906];
+  assign \rules$55[4].flags_mask.direct  = rules[2907];
+  assign \rules$55[4].flags_mask.ip_options  = rules[2908];
+  assign \rules$55[4].ethertype  = rules[2924:2909];
+  assign \rules$55[4].ethertype_mask  = rules[2940:2925];
+  assign \rules$55[4].vlan_id  = rules[2952:2941];
+  assign \rules$55[4].vlan_mask  = rules[2964:2953];
+  assign \rules$55[4].ip_proto  = rules[2972:2965];
+  assign \rules$55[4].ip_proto_mask  = rules[2980:2973];
+  assign \rules$55[4].dscp  = rules[2986:2981];
+  assign \rules$55[4].dscp_mask  = rules[2992:2987];
+  assign \rules$55[4].tcp_flags  = rules[3000:2993];
+  assign \rules$55[4].tcp_flags_mask  = rules[3008:3001];
+  assign \rules$55[4].src_port_lo  = rules[3024:3009];
+  assign \rules$55[4].src_port_hi  = rules[3040:3025];
+  assign \rules$55[4].dst_port_lo  = rules[3056:3041];
+  assign \rules$55[4].dst_port_hi  = rules[3072:3057];
+  assign \rules$55[4].src_addr  = rules[3200:3073];
+  assign \rules$55[4].src_mask  = rules[3328:3201];
+  assign \rules$55[4].dst_addr  = rules[3456:3329];
+  assign \rules$55[4].dst_mask  = rules[3584:3457];
+  assign \rules$55[5]  = rules[4301:3585];
+  assign \rules$55[5].enable  = rules[3585];
+  assign \rules$55[5].action  = rules[3605:3586];
+  assign \rules$55[5].action.drop  = rules[3586];
+  assign \rules$55[5].action.instance  = rules[3590:3587];
+  assign \rules$55[5].action.reta_offset  = rules[3601:3591];
+  assign \rules$55[5].action.reta_size_log2  = rules[3605:3602];
+  assign \rules$55[5].flags  = rules[3615:3606];
+  assign \rules$55[5].flags.vlan  = rules[3606];
+  assign \rules$55[5].flags.vlan2  = rules[3607];
+  assign \rules$55[5].flags.ipv4  = rules[3608];
+  assign \rules$55[5].flags.ipv6  = rules[3609];
+  assign \rules$55[5].flags.fragment  = rules[3610];
+  assign \rules$55[5].flags.tcp  = rules[3611];
+  assign \rules$55[5].flags.udp  = rules[3612];
+  assign \rules$55[5].flags.tunnel  = rules[3613];
+  assign \rules$55[5].flags.direct  = rules[3614];
+  assign \rules$55[5].flags.ip_options  = rules[3615];
+  assign \rules$55[5].flags_mask  = rules[3625:3616];
+  assign \rules$55[5].flags_mask.vlan  = rules[3616];
+  assign \rules$55[5].flags_mask.vlan2  = rules[3617];
+  assign \rules$55[5].flags_mask.ipv4  = rules[3618];
+  assign \rules$55[5].flags_mask.ipv6  = rules[3619];
+  assign \rules$55[5].flags_mask.fragment  = rules[3620];
+  assign \rules$55[5].flags_mask.tcp  = rules[3621];
+  assign \rules$55[5].flags_mask.udp  = rules[3622];
+  assign \rules$55[5].flags_mask.tunnel  = rules[3623];
+  assign \rules$55[5].flags_mask.direct  = rules[3624];
+  assign \rules$55[5].flags_mask.ip_options  = rules[3625];
+  assign \rules$55[5].ethertype  = rules[3641:3626];
+  assign \rules$55[5].ethertype_mask  = rules[3657:3642];
+  assign \rules$55[5].vlan_id  = rules[3669:3658];
+  assign \rules$55[5].vlan_mask  = rules[3681:3670];
+  assign \rules$55[5].ip_proto  = rules[3689:3682];
+  assign \rules$55[5].ip_proto_mask  = rules[3697:3690];
+  assign \rules$55[5].dscp  = rules[3703:3698];
+  assign \rules$55[5].dscp_mask  = rules[3709:3704];
+  assign \rules$55[5].tcp_flags  = rules[3717:3710];
+  assign \rules$55[5].tcp_flags_mask  = rules[3725:3718];
+  assign \rules$55[5].src_port_lo  = rules[3741:3726];
+  assign \rules$55[5].src_port_hi  = rules[3757:3742];
+  assign \rules$55[5].dst_port_lo  = rules[3773:3758];
+  assign \rules$55[5].dst_port_hi  = rules[3789:3774];
+  assign \rules$55[5].src_addr  = rules[3917:3790];
+  assign \rules$55[5].src_mask  = rules[4045:3918];
+  assign \rules$55[5].dst_addr  = rules[4173:4046];
+  assign \rules$55[5].dst_mask  = rules[4301:4174];
+  assign \rules$55[6]  = rules[5018:4302];
+  assign \rules$55[6].enable  = rules[4302];
+  assign \rules$55[6].action  = rules[4322:4303];
+  assign \rules$55[6].action.drop  = rules[4303];
+  assign \rules$55[6].action.instance  = rules[4307:4304];
+  assign \rules$55[6].action.reta_offset  = rules[4318:4308];
+  assign \rules$55[6].action.reta_size_log2  = rules[4322:4319];
+  assign \rules$55[6].flags  = rules[4332:4323];
+  assign \rules$55[6].flags.vlan  = rules[4323];
+  assign \rules$55[6].flags.vlan2  = rules[4324];
+  assign \rules$55[6].flags.ipv4  = rules[4325];
+  assign \rules$55[6].flags.ipv6  = rules[4326];
+  assign \rules$55[6].flags.fragment  = rules[4327];
+  assign \rules$55[6].flags.tcp  = rules[4328];
+  assign \rules$55[6].flags.udp  = rules[4329];
+  assign \rules$55[6].flags.tunnel  = rules[4330];
+  assign \rules$55[6].flags.direct  = rules[4331];
+  assign \rules$55[6].flags.ip_options  = rules[4332];
+  assign \rules$55[6].flags_mask  = rules[4342:4333];
+  assign \rules$55[6].flags_mask.vlan  = rules[4333];
+  assign \rules$55[6].flags_mask.vlan2  = rules[4334];
+  assign \rules$55[6].flags_mask.ipv4  = rules[4335];
+  assign \rules$55[6].flags_mask.ipv6  = rules[4336];
+  assign \rules$55[6].flags_mask.fragment  = rules[4337];
+  assign \rules$55[6].flags_mask.tcp  = rules[4338];
+  assign \rules$55[6].flags_mask.udp  = rules[4339];
+  assign \rules$55[6].flags_mask.tunnel  = rules[4340];
+  assign \rules$55[6].flags_mask.direct  = rules[4341];
+  assign \rules$55[6].flags_mask.ip_options  = rules[4342];
+  assign \rules$55[6].ethertype  = rules[4358:4343];
+  assign \rules$55[6].ethertype_mask  = rules[4374:4359];
+  assign \rules$55[6].vlan_id  = rules[4386:4375];
+  assign \rules$55[6].vlan_mask  = rules[4398:4387];
+  assign \rules$55[6].ip_proto  = rules[4406:4399];
+  assign \rules$55[6].ip_proto_mask  = rules[4414:4407];
+  assign \rules$55[6].dscp  = rules[4420:4415];
+  assign \rules$55[6].dscp_mask  = rules[4426:4421];
+  assign \rules$55[6].tcp_flags  = rules[4434:4427];
+  assign \rules$55[6].tcp_flags_mask  = rules[4442:4435];
+  assign \rules$55[6].src_port_lo  = rules[4458:4443];
+  assign \rules$55[6].src_port_hi  = rules[4474:4459];
+  assign \rules$55[6].dst_port_lo  = rules[4490:4475];
+  assign \rules$55[6].dst_port_hi  = rules[4506:4491];
+  assign \rules$55[6].src_addr  = rules[4634:4507];
+  assign \rules$55[6].src_mask  = rules[4762:4635];
+  assign \rules$55[6].dst_addr  = rules[4890:4763];
+  assign \rules$55[6].dst_mask  = rules[5018:4891];
+  assign \rules$55[7]  = rules[5735:5019];
+  assign \rules$55[7].enable  = rules[5019];
+  assign \rules$55[7].action  = rules[5039:5020];
+  assign \rules$55[7].action.drop  = rules[5020];
+  assign \rules$55[7].action.instance  = rules[5024:5021];
+  assign \rules$55[7].action.reta_offset  = rules[5035:5025];
+  assign \rules$55[7].action.reta_size_log2  = rules[5039:5036];
+  assign \rules$55[7].flags  = rules[5049:5040];
+  assign \rules$55[7].flags.vlan  = rules[5040];
+  assign \rules$55[7].flags.vlan2  = rules[5041];
+  assign \rules$55[7].flags.ipv4  = rules[5042];
+  assign \rules$55[7].flags.ipv6  = rules[5043];
+  assign \rules$55[7].flags.fragment  = rules[5044];
+  assign \rules$55[7].flags.tcp  = rules[5045];
+  assign \rules$55[7].flags.udp  = rules[5046];
+  assign \rules$55[7].flags.tunnel  = rules[5047];
+  assign \rules$55[7].flags.direct  = rules[5048];
+  assign \rules$55[7].flags.ip_options  = rules[5049];
+  assign \rules$55[7].flags_mask  = rules[5059:5050];
+  assign \rules$55[7].flags_mask.vlan  = rules[5050];
+  assign \rules$55[7].flags_mask.vlan2  = rules[5051];
+  assign \rules$55[7].flags_mask.ipv4  = rules[5052];
+  assign \rules$55[7].flags_mask.ipv6  = rules[5053];
+  assign \rules$55[7].flags_mask.fragment  = rules[5054];
+  assign \rules$55[7].flags_mask.tcp  = rules[5055];
+  assign \rules$55[7].flags_mask.udp  = rules[5056];
+  assign \rules$55[7].flags_mask.tunnel  = rules[5057];
+  assign \rules$55[7].flags_mask.direct  = rules[5058];
+  assign \rules$55[7].flags_mask.ip_options  = rules[5059];
+  assign \rules$55[7].ethertype  = rules[5075:5060];
+  assign \rules$55[7].ethertype_mask  = rules[5091:5076];
+  assign \rules$55[7].vlan_id  = rules[5103:5092];
+  assign \rules$55[7].vlan_mask  = rules[5115:5104];
+  assign \rules$55[7].ip_proto  = rules[5123:5116];
+  assign \rules$55[7].ip_proto_mask  = rules[5131:5124];
+  assign \rules$55[7].dscp  = rules[5137:5132];
+  assign \rules$55[7].dscp_mask  = rules[5143:5138];
+  assign \rules$55[7].tcp_flags  = rules[5151:5144];
+  assign \rules$55[7].tcp_flags_mask  = rules[5159:5152];
+  assign \rules$55[7].src_port_lo  = rules[5175:5160];
+  assign \rules$55[7].src_port_hi  = rules[5191:5176];
+  assign \rules$55[7].dst_port_lo  = rules[5207:5192];
+  assign \rules$55[7].dst_port_hi  = rules[5223:5208];
+  assign \rules$55[7].src_addr  = rules[5351:5224];
+  assign \rules$55[7].src_mask  = rules[5479:5352];
+  assign \rules$55[7].dst_addr  = rules[5607:5480];
+  assign \rules$55[7].dst_mask  = rules[5735:5608];
+  assign \rules$55[8]  = rules[6452:5736];
+  assign \rules$55[8].enable  = rules[5736];
+  assign \rules$55[8].action  = rules[5756:5737];
+  assign \rules$55[8].action.drop  = rules[5737];
+  assign \rules$55[8].action.instance  = rules[5741:5738];
+  assign \rules$55[8].action.reta_offset  = rules[5752:5742];
+  assign \rules$55[8].action.reta_size_log2  = rules[5756:5753];
+  assign \rules$55[8].flags  = rules[5766:5757];
+  assign \rules$55[8].flags.vlan  = rules[5757];
+  assign \rules$55[8].flags.vlan2  = rules[5758];
+  assign \rules$55[8].flags.ipv4  = rules[5759];
+  assign \rules$55[8].flags.ipv6  = rules[5760];
+  assign \rules$55[8].flags.fragment  = rules[5761];
+  assign \rules$55[8].flags.tcp  = rules[5762];
+  assign \rules$55[8].flags.udp  = rules[5763];
+  assign \rules$55[8].flags.tunnel  = rules[5764];
+  assign \rules$55[8].flags.direct  = rules[5765];
+  assign \rules$55[8].flags.ip_options  = rules[5766];
+  assign \rules$55[8].flags_mask  = rules[5776:5767];
+  assign \rules$55[8].flags_mask.vlan  = rules[5767];
+  assign \rules$55[8].flags_mask.vlan2  = rules[5768];
+  assign \rules$55[8].flags_mask.ipv4  = rules[5769];
+  assign \rules$55[8].flags_mask.ipv6  = rules[5770];
+  assign \rules$55[8].flags_mask.fragment  = rules[5771];
+  assign \rules$55[8].flags_mask.tcp  = rules[5772];
+  assign \rules$55[8].flags_mask.udp  = rules[5773];
+  assign \rules$55[8].flags_mask.tunnel  = rules[5774];
+  assign \rules$55[8].flags_mask.direct  = rules[5775];
+  assign \rules$55[8].flags_mask.ip_options  = rules[5776];
+  assign \rules$55[8].ethertype  = rules[5792:5777];
+  assign \rules$55[8].ethertype_mask  = rules[5808:5793];
+  assign \rules$55[8].vlan_id  = rules[5820:5809];
+  assign \rules$55[8].vlan_mask  = rules[5832:5821];
+  assign \rules$55[8].ip_proto  = rules[5840:5833];
+  assign \rules$55[8].ip_proto_mask  = rules[5848:5841];
+  assign \rules$55[8].dscp  = rules[5854:5849];
+  assign \rules$55[8].dscp_mask  = rules[5860:5855];
+  assign \rules$55[8].tcp_flags  = rules[5868:5861];
+  assign \rules$55[8].tcp_flags_mask  = rules[5876:5869];
+  assign \rules$55[8].src_port_lo  = rules[5892:5877];
+  assign \rules$55[8].src_port_hi  = rules[5908:5893];
+  assign \rules$55[8].dst_port_lo  = rules[5924:5909];
+  assign \rules$55[8].dst_port_hi  = rules[5940:5925];
+  assign \rules$55[8].src_addr  = rules[6068:5941];
+  assign \rules$55[8].src_mask  = rules[6196:6069];
+  assign \rules$55[8].dst_addr  = rules[6324:6197];
+  assign \rules$55[8].dst_mask  = rules[6452:6325];
+  assign \rules$55[9]  = rules[7169:6453];
+  assign \rules$55[9].enable  = rules[6453];
+  assign \rules$55[9].action  = rules[6473:6454];
+  assign \rules$55[9].action.drop  = rules[6454];
+  assign \rules$55[9].action.instance  = rules[6458:6455];
+  assign \rules$55[9].action.reta_offset  = rules[6469:6459];
+  assign \rules$55[9].action.reta_size_log2  = rules[6473:6470];
+  assign \rules$55[9].flags  = rules[6483:6474];
+  assign \rules$55[9].flags.vlan  = rules[6474];
+  assign \rules$55[9].flags.vlan2  = rules[6475];
+  assign \rules$55[9].flags.ipv4  = rules[6476];
+  assign \rules$55[9].flags.ipv6  = rules[6477];
+  assign \rules$55[9].flags.fragment  = rules[6478];
+  assign \rules$55[9].flags.tcp  = rules[6479];
+  assign \rules$55[9].flags.udp  = rules[6480];
+  assign \rules$55[9].flags.tunnel  = rules[6481];
+  assign \rules$55[9].flags.direct  = rules[6482];
+  assign \rules$55[9].flags.ip_options  = rules[6483];
+  assign \rules$55[9].flags_mask  = rules[6493:6484];
+  assign \rules$55[9].flags_mask.vlan  = rules[6484];
+  assign \rules$55[9].flags_mask.vlan2  = rules[6485];
+  assign \rules$55[9].flags_mask.ipv4  = rules[6486];
+  assign \rules$55[9].flags_mask.ipv6  = rules[6487];
+  assign \rules$55[9].flags_mask.fragment  = rules[6488];
+  assign \rules$55[9].flags_mask.tcp  = rules[6489];
+  assign \rules$55[9].flags_mask.udp  = rules[6490];
+  assign \rules$55[9].flags_mask.tunnel  = rules[6491];
+  assign \rules$55[9].flags_mask.direct  = rules[6492];
+  assign \rules$55[9].flags_mask.ip_options  = rules[6493];
+  assign \rules$55[9].ethertype  = rules[6509:6494];
+  assign \rules$55[9].ethertype_mask  = rules[6525:6510];
+  assign \rules$55[9].vlan_id  = rules[6537:6526];
+  assign \rules$55[9].vlan_mask  = rules[6549:6538];
+  assign \rules$55[9].ip_proto  = rules[6557:6550];
+  assign \rules$55[9].ip_proto_mask  = rules[6565:6558];
+  assign \rules$55[9].dscp  = rules[6571:6566];
+  assign \rules$55[9].dscp_mask  = rules[6577:6572];
+  assign \rules$55[9].tcp_flags  = rules[6585:6578];
+  assign \rules$55[9].tcp_flags_mask  = rules[6593:6586];
+  assign \rules$55[9].src_port_lo  = rules[6609:6594];
+  assign \rules$55[9].src_port_hi  = rules[6625:6610];
+  assign \rules$55[9].dst_port_lo  = rules[6641:6626];
+  assign \rules$55[9].dst_port_hi  = rules[6657:6642];
+  assign \rules$55[9].src_addr  = rules[6785:6658];
+  assign \rules$55[9].src_mask  = rules[6913:6786];
+  assign \rules$55[9].dst_addr  = rules[7041:6914];
+  assign \rules$55[9].dst_mask  = rules[7169:7042];
+  assign \rules$55[10]  = rules[7886:7170];
+  assign \rules$55[10].enable  = rules[7170];
+  assign \rules$55[10].action  = rules[7190:7171];
+  assign \rules$55[10].action.drop  = rules[7171];
+  assign \rules$55[10].action.instance  = rules[7175:7172];
+  assign \rules$55[10].action.reta_offset  = rules[7186:7176];
+  assign \rules$55[10].action.reta_size_log2  = rules[7190:7187];
+  assign \rules$55[10].flags  = rules[7200:7191];
+  assign \rules$55[10].flags.vlan  = rules[7191];
+  assign \rules$55[10].flags.vlan2  = rules[7192];
+  assign \rules$55[10].flags.ipv4  = rules[7193];
+  assign \rules$55[10].flags.ipv6  = rules[7194];
+  assign \rules$55[10].flags.fragment  = rules[7195];
+  assign \rules$55[10].flags.tcp  = rules[7196];
+  assign \rules$55[10].flags.udp  = rules[7197];
+  assign \rules$55[10].flags.tunnel  = rules[7198];
+  assign \rules$55[10].flags.direct  = rules[7199];
+  assign \rules$55[10].flags.ip_options  = rules[7200];
+  assign \rules$55[10].flags_mask  = rules[7210:7201];
+  assign \rules$55[10].flags_mask.vlan  = rules[7201];
+  assign \rules$55[10].flags_mask.vlan2  = rules[7202];
+  assign \rules$55[10].flags_mask.ipv4  = rules[7203];
+  assign \rules$55[10].flags_mask.ipv6  = rules[7204];
+  assign \rules$55[10].flags_mask.fragment  = rules[7205];
+  assign \rules$55[10].flags_mask.tcp  = rules[7206];
+  assign \rules$55[10].flags_mask.udp  = rules[7207];
+  assign \rules$55[10].flags_mask.tunnel  = rules[7208];
+  assign \rules$55[10].flags_mask.direct  = rules[7209];
+  assign \rules$55[10].flags_mask.ip_options  = rules[7210];
+  assign \rules$55[10].ethertype  = rules[7226:7211];
+  assign \rules$55[10].ethertype_mask  = rules[7242:7227];
+  assign \rules$55[10].vlan_id  = rules[7254:7243];
+  assign \rules$55[10].vlan_mask  = rules[7266:7255];
+  assign \rules$55[10].ip_proto  = rules[7274:7267];
+  assign \rules$55[10].ip_proto_mask  = rules[7282:7275];
+  assign \rules$55[10].dscp  = rules[7288:7283];
+  assign \rules$55[10].dscp_mask  = rules[7294:7289];
+  assign \rules$55[10].tcp_flags  = rules[7302:7295];
+  assign \rules$55[10].tcp_flags_mask  = rules[7310:7303];
+  assign \rules$55[10].src_port_lo  = rules[7326:7311];
+  assign \rules$55[10].src_port_hi  = rules[7342:7327];
+  assign \rules$55[10].dst_port_lo  = rules[7358:7343];
+  assign \rules$55[10].dst_port_hi  = rules[7374:7359];
+  assign \rules$55[10].src_addr  = rules[7502:7375];
+  assign \rules$55[10].src_mask  = rules[7630:7503];
+  assign \rules$55[10].dst_addr  = rules[7758:7631];
+  assign \rules$55[10].dst_mask  = rules[7886:7759];
+  assign \rules$55[11]  = rules[8603:7887];
+  assign \rules$55[11].enable  = rules[7887];
+  assign \rules$55[11].action  = rules[7907:7888];
+  assign \rules$55[11].action.drop  = rules[7888];
+  assign \rules$55[11].action.instance  = rules[7892:7889];
+  assign \rules$55[11].action.reta_offset  = rules[7903:7893];
+  assign \rules$55[11].action.reta_size_log2  = rules[7907:7904];
+  assign \rules$55[11].flags  = rules[7917:7908];
+  assign \rules$55[11].flags.vlan  = rules[7908];
+  assign \rules$55[11].flags.vlan2  = rules[7909];
+  assign \rules$55[11].flags.ipv4  = rules[7910];
+  assign \rules$55[11].flags.ipv6  = rules[7911];
+  assign \rules$55[11].flags.fragment  = rules[7912];
+  assign \rules$55[11].flags.tcp  = rules[7913];
+  assign \rules$55[11].flags.udp  = rules[7914];
+  assign \rules$55[11].flags.tunnel  = rules[7915];
+  assign \rules$55[11].flags.direct  = rules[7916];
+  assign \rules$55[11].flags.ip_options  = rules[7917];
+  assign \rules$55[11].flags_mask  = rules[7927:7918];
+  assign \rules$55[11].flags_mask.vlan  = rules[7918];
+  assign \rules$55[11].flags_mask.vlan2  = rules[7919];
+  assign \rules$55[11].flags_mask.ipv4  = rules[7920];
+  assign \rules$55[11].flags_mask.ipv6  = rules[7921];
+  assign \rules$55[11].flags_mask.fragment  = rules[7922];
+  assign \rules$55[11].flags_mask.tcp  = rules[7923];
+  assign \rules$55[11].flags_mask.udp  = rules[7924];
+  assign \rules$55[11].flags_mask.tunnel  = rules[7925];
+  assign \rules$55[11].flags_mask.direct  = rules[7926];
+  assign \rules$55[11].flags_mask.ip_options  = rules[7927];
+  assign \rules$55[11].ethertype  = rules[7943:7928];
+  assign \rules$55[11].ethertype_mask  = rules[7959:7944];
+  assign \rules$55[11].vlan_id  = rules[7971:7960];
+  assign \rules$55[11].vlan_mask  = rules[7983:7972];
+  assign \rules$55[11].ip_proto  = rules[7991:7984];
+  assign \rules$55[11].ip_proto_mask  = rules[7999:7992];
+  assign \rules$55[11].dscp  = rules[8005:8000];
+  assign \rules$55[11].dscp_mask  = rules[8011:8006];
+  assign \rules$55[11].tcp_flags  = rules[8019:8012];
+  assign \rules$55[11].tcp_flags_mask  = rules[8027:8020];
+  assign \rules$55[11].src_port_lo  = rules[8043:8028];
+  assign \rules$55[11].src_port_hi  = rules[8059:8044];
+  assign \rules$55[11].dst_port_lo  = rules[8075:8060];
+  assign \rules$55[11].dst_port_hi  = rules[8091:8076];
+  assign \rules$55[11].src_addr  = rules[8219:8092];
+  assign \rules$55[11].src_mask  = rules[8347:8220];
+  assign \rules$55[11].dst_addr  = rules[8475:8348];
+  assign \rules$55[11].dst_mask  = rules[8603:8476];
+  assign \rules$55[12]  = rules[9320:8604];
+  assign \rules$55[12].enable  = rules[8604];
+  assign \rules$55[12].action  = rules[8624:8605];
+  assign \rules$55[12].action.drop  = rules[8605];
+  assign \rules$55[12].action.instance  = rules[8609:8606];
+  assign \rules$55[12].action.reta_offset  = rules[8620:8610];
+  assign \rules$55[12].action.reta_size_log2  = rules[8624:8621];
+  assign \rules$55[12].flags  = rules[8634:8625];
+  assign \rules$55[12].flags.vlan  = rules[8625];
+  assign \rules$55[12].flags.vlan2  = rules[8626];
+  assign \rules$55[12].flags.ipv4  = rules[8627];
+  assign \rules$55[12].flags.ipv6  = rules[8628];
+  assign \rules$55[12].flags.fragment  = rules[8629];
+  assign \rules$55[12].flags.tcp  = rules[8630];
+  assign \rules$55[12].flags.udp  = rules[8631];
+  assign \rules$55[12].flags.tunnel  = rules[8632];
+  assign \rules$55[12].flags.direct  = rules[8633];
+  assign \rules$55[12].flags.ip_options  = rules[8634];
+  assign \rules$55[12].flags_mask  = rules[8644:8635];
+  assign \rules$55[12].flags_mask.vlan  = rules[8635];
+  assign \rules$55[12].flags_mask.vlan2  = rules[8636];
+  assign \rules$55[12].flags_mask.ipv4  = rules[8637];
+  assign \rules$55[12].flags_mask.ipv6  = rules[8638];
+  assign \rules$55[12].flags_mask.fragment  = rules[8639];
+  assign \rules$55[12].flags_mask.tcp  = rules[8640];
+  assign \rules$55[12].flags_mask.udp  = rules[8641];
+  assign \rules$55[12].flags_mask.tunnel  = rules[8642];
+  assign \rules$55[12].flags_mask.direct  = rules[8643];
+  assign \rules$55[12].flags_mask.ip_options  = rules[8644];
+  assign \rules$55[12].ethertype  = rules[8660:8645];
+  assign \rules$55[12].ethertype_mask  = rules[8676:8661];
+  assign \rules$55[12].vlan_id  = rules[8688:8677];
+  assign \rules$55[12].vlan_mask  = rules[8700:8689];
+  assign \rules$55[12].ip_proto  = rules[8708:8701];
+  assign \rules$55[12].ip_proto_mask  = rules[8716:8709];
+  assign \rules$55[12].dscp  = rules[8722:8717];
+  assign \rules$55[12].dscp_mask  = rules[8728:8723];
+  assign \rules$55[12].tcp_flags  = rules[8736:8729];
+  assign \rules$55[12].tcp_flags_mask  = rules[8744:8737];
+  assign \rules$55[12].src_port_lo  = rules[8760:8745];
+  assign \rules$55[12].src_port_hi  = rules[8776:8761];
+  assign \rules$55[12].dst_port_lo  = rules[8792:8777];
+  assign \rules$55[12].dst_port_hi  = rules[8808:8793];
+  assign \rules$55[12].src_addr  = rules[8936:8809];
+  assign \rules$55[12].src_mask  = rules[9064:8937];
+  assign \rules$55[12].dst_addr  = rules[9192:9065];
+  assign \rules$55[12].dst_mask  = rules[9320:9193];
+  assign \rules$55[13]  = rules[10037:9321];
+  assign \rules$55[13].enable  = rules[9321];
+  assign \rules$55[13].action  = rules[9341:9322];
+  assign \rules$55[13].action.drop  = rules[9322];
+  assign \rules$55[13].action.instance  = rules[9326:9323];
+  assign \rules$55[13].action.reta_offset  = rules[9337:9327];
+  assign \rules$55[13].action.reta_size_log2  = rules[9341:9338];
+  assign \rules$55[13].flags  = rules[9351:9342];
+  assign \rules$55[13].flags.vlan  = rules[9342];
+  assign \rules$55[13].flags.vlan2  = rules[9343];
+  assign \rules$55[13].flags.ipv4  = rules[9344];
+  assign \rules$55[13].flags.ipv6  = rules[9345];
+  assign \rules$55[13].flags.fragment  = rules[9346];
+  assign \rules$55[13].flags.tcp  = rules[9347];
+  assign \rules$55[13].flags.udp  = rules[9348];
+  assign \rules$55[13].flags.tunnel  = rules[9349];
+  assign \rules$55[13].flags.direct  = rules[9350];
+  assign \rules$55[13].flags.ip_options  = rules[9351];
+  assign \rules$55[13].flags_mask  = rules[9361:9352];
+  assign \rules$55[13].flags_mask.vlan  = rules[9352];
+  assign \rules$55[13].flags_mask.vlan2  = rules[9353];
+  assign \rules$55[13].flags_mask.ipv4  = rules[9354];
+  assign \rules$55[13].flags_mask.ipv6  = rules[9355];
+  assign \rules$55[13].flags_mask.fragment  = rules[9356];
+  assign \rules$55[13].flags_mask.tcp  = rules[9357];
+  assign \rules$55[13].flags_mask.udp  = rules[9358];
+  assign \rules$55[13].flags_mask.tunnel  = rules[9359];
+  assign \rules$55[13].flags_mask.direct  = rules[9360];
+  assign \rules$55[13].flags_mask.ip_options  = rules[9361];
+  assign \rules$55[13].ethertype  = rules[9377:9362];
+  assign \rules$55[13].ethertype_mask  = rules[9393:9378];
+  assign \rules$55[13].vlan_id  = rules[9405:9394];
+  assign \rules$55[13].vlan_mask  = rules[9417:9406];
+  assign \rules$55[13].ip_proto  = rules[9425:9418];
+  assign \rules$55[13].ip_proto_mask  = rules[9433:9426];
+  assign \rules$55[13].dscp  = rules[9439:9434];
+  assign \rules$55[13].dscp_mask  = rules[9445:9440];
+  assign \rules$55[13].tcp_flags  = rules[9453:9446];
+  assign \rules$55[13].tcp_flags_mask  = rules[9461:9454];
+  assign \rules$55[13].src_port_lo  = rules[9477:9462];
+  assign \rules$55[13].src_port_hi  = rules[9493:9478];
+  assign \rules$55[13].dst_port_lo  = rules[9509:9494];
+  assign \rules$55[13].dst_port_hi  = rules[9525:9510];
+  assign \rules$55[13].src_addr  = rules[9653:9526];
+  assign \rules$55[13].src_mask  = rules[9781:9654];
+  assign \rules$55[13].dst_addr  = rules[9909:9782];
+  assign \rules$55[13].dst_mask  = rules[10037:9910];
+  assign \rules$55[14]  = rules[10754:10038];
+  assign \rules$55[14].enable  = rules[10038];
+  assign \rules$55[14].action  = rules[10058:10039];
+  assign \rules$55[14].action.drop  = rules[10039];
+  assign \rules$55[14].action.instance  = rules[10043:10040];
+  assign \rules$55[14].action.reta_offset  = rules[10054:10044];
+  assign \rules$55[14].action.reta_size_log2  = rules[10058:10055];
+  assign \rules$55[14].flags  = rules[10068:10059];
+  assign \rules$55[14].flags.vlan  = rules[10059];
+  assign \rules$55[14].flags.vlan2  = rules[10060];
+  assign \rules$55[14].flags.ipv4  = rules[10061];
+  assign \rules$55[14].flags.ipv6  = rules[10062];
+  assign \rules$55[14].flags.fragment  = rules[10063];
+  assign \rules$55[14].flags.tcp  = rules[10064];
+  assign \rules$55[14].flags.udp  = rules[10065];
+  assign \rules$55[14].flags.tunnel  = rules[10066];
+  assign \rules$55[14].flags.direct  = rules[10067];
+  assign \rules$55[14].flags.ip_options  = rules[10068];
+  assign \rules$55[14].flags_mask  = rules[10078:10069];
+  assign \rules$55[14].flags_mask.vlan  = rules[10069];
+  assign \rules$55[14].flags_mask.vlan2  = rules[10070];
+  assign \rules$55[14].flags_mask.ipv4  = rules[10071];
+  assign \rules$55[14].flags_mask.ipv6  = rules[10072];
+  assign \rules$55[14].flags_mask.fragment  = rules[10073];
+  assign \rules$55[14].flags_mask.tcp  = rules[10074];
+  assign \rules$55[14].flags_mask.udp  = rules[10075];
+  assign \rules$55[14].flags_mask.tunnel  = rules[10076];
+  assign \rules$55[14].flags_mask.direct  = rules[10077];
+  assign \rules$55[14].flags_mask.ip_options  = rules[10078];
+  assign \rules$55[14].ethertype  = rules[10094:10079];
+  assign \rules$55[14].ethertype_mask  = rules[10110:10095];
+  assign \rules$55[14].vlan_id  = rules[10122:10111];
+  assign \rules$55[14].vlan_mask  = rules[10134:10123];
+  assign \rules$55[14].ip_proto  = rules[10142:10135];
+  assign \rules$55[14].ip_proto_mask  = rules[10150:10143];
+  assign \rules$55[14].dscp  = rules[10156:10151];
+  assign \rules$55[14].dscp_mask  = rules[10162:10157];
+  assign \rules$55[14].tcp_flags  = rules[10170:10163];
+  assign \rules$55[14].tcp_flags_mask  = rules[10178:10171];
+  assign \rules$55[14].src_port_lo  = rules[10194:10179];
+  assign \rules$55[14].src_port_hi  = rules[10210:10195];
+  assign \rules$55[14].dst_port_lo  = rules[10226:10211];
+  assign \rules$55[14].dst_port_hi  = rules[10242:10227];
+  assign \rules$55[14].src_addr  = rules[10370:10243];
+  assign \rules$55[14].src_mask  = rules[10498:10371];
+  assign \rules$55[14].dst_addr  = rules[10626:10499];
+  assign \rules$55[14].dst_mask  = rules[10754:10627];
+  assign \rules$55[15]  = rules[11471:10755];
+  assign \rules$55[15].enable  = rules[10755];
+  assign \rules$55[15].action  = rules[10775:10756];
+  assign \rules$55[15].action.drop  = rules[10756];
+  assign \rules$55[15].action.instance  = rules[10760:10757];
+  assign \rules$55[15].action.reta_offset  = rules[10771:10761];
+  assign \rules$55[15].action.reta_size_log2  = rules[10775:10772];
+  assign \rules$55[15].flags  = rules[10785:10776];
+  assign \rules$55[15].flags.vlan  = rules[10776];
+  assign \rules$55[15].flags.vlan2  = rules[10777];
+  assign \rules$55[15].flags.ipv4  = rules[10778];
+  assign \rules$55[15].flags.ipv6  = rules[10779];
+  assign \rules$55[15].flags.fragment  = rules[10780];
+  assign \rules$55[15].flags.tcp  = rules[10781];
+  assign \rules$55[15].flags.udp  = rules[10782];
+  assign \rules$55[15].flags.tunnel  = rules[10783];
+  assign \rules$55[15].flags.direct  = rules[10784];
+  assign \rules$55[15].flags.ip_options  = rules[10785];
+  assign \rules$55[15].flags_mask  = rules[10795:10786];
+  assign \rules$55[15].flags_mask.vlan  = rules[10786];
+  assign \rules$55[15].flags_mask.vlan2  = rules[10787];
+  assign \rules$55[15].flags_mask.ipv4  = rules[10788];
+  assign \rules$55[15].flags_mask.ipv6  = rules[10789];
+  assign \rules$55[15].flags_mask.fragment  = rules[10790];
+  assign \rules$55[15].flags_mask.tcp  = rules[10791];
+  assign \rules$55[15].flags_mask.udp  = rules[10792];
+  assign \rules$55[15].flags_mask.tunnel  = rules[10793];
+  assign \rules$55[15].flags_mask.direct  = rules[10794];
+  assign \rules$55[15].flags_mask.ip_options  = rules[10795];
+  assign \rules$55[15].ethertype  = rules[10811:10796];
+  assign \rules$55[15].ethertype_mask  = rules[10827:10812];
+  assign \rules$55[15].vlan_id  = rules[10839:10828];
+  assign \rules$55[15].vlan_mask  = rules[10851:10840];
+  assign \rules$55[15].ip_proto  = rules[10859:10852];
+  assign \rules$55[15].ip_proto_mask  = rules[10867:10860];
+  assign \rules$55[15].dscp  = rules[10873:10868];
+  assign \rules$55[15].dscp_mask  = rules[10879:10874];
+  assign \rules$55[15].tcp_flags  = rules[10887:10880];
+  assign \rules$55[15].tcp_flags_mask  = rules[10895:10888];
+  assign \rules$55[15].src_port_lo  = rules[10911:10896];
+  assign \rules$55[15].src_port_hi  = rules[10927:10912];
+  assign \rules$55[15].dst_port_lo  = rules[10943:10928];
+  assign \rules$55[15].dst_port_hi  = rules[10959:10944];
+  assign \rules$55[15].src_addr  = rules[11087:10960];
+  assign \rules$55[15].src_mask  = rules[11215:11088];
+  assign \rules$55[15].dst_addr  = rules[11343:11216];
+  assign \rules$55[15].dst_mask  = rules[11471:11344];
   assign \default_action.drop  = default_action[0];
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
-  assign \default_action$51.drop  = default_action[0];
-  assign \default_action$51.instance  = default_action[4:1];
-  assign \default_action$51.reta_offset  = default_action[15:5];
-  assign \default_action$51.reta_size_log2  = default_action[19:16];
+  assign \default_action$57.drop  = default_action[0];
+  assign \default_action$57.instance  = default_action[4:1];
+  assign \default_action$57.reta_offset  = default_action[15:5];
+  assign \default_action$57.reta_size_log2  = default_action[19:16];
   assign \rx__payload.data  = rx__payload[63:0];
   assign \rx__payload.keep  = rx__payload[71:64];
   assign \rx__payload.last  = rx__payload[72];
@@ -14324,72 +14359,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \i__payload.keep  = rx__payload[71:64];
   assign \i__payload.last  = rx__payload[72];
   assign \i__payload.error  = rx__payload[73];
-  assign \data__payload.data  = data__payload[63:0];
-  assign \data__payload.keep  = data__payload[71:64];
-  assign \data__payload.last  = data__payload[72];
-  assign \data__payload.error  = data__payload[73];
-  assign \i__payload$75.length  = \i__payload$75 [15:0];
-  assign \i__payload$75.error  = \i__payload$75 [19:16];
-  assign \i__payload$75.flags  = \i__payload$75 [29:20];
-  assign \i__payload$75.flags.vlan  = \i__payload$75 [20];
-  assign \i__payload$75.flags.vlan2  = \i__payload$75 [21];
-  assign \i__payload$75.flags.ipv4  = \i__payload$75 [22];
-  assign \i__payload$75.flags.ipv6  = \i__payload$75 [23];
-  assign \i__payload$75.flags.fragment  = \i__payload$75 [24];
-  assign \i__payload$75.flags.tcp  = \i__payload$75 [25];
-  assign \i__payload$75.flags.udp  = \i__payload$75 [26];
-  assign \i__payload$75.flags.tunnel  = \i__payload$75 [27];
-  assign \i__payload$75.flags.direct  = \i__payload$75 [28];
-  assign \i__payload$75.flags.ip_options  = \i__payload$75 [29];
-  assign \i__payload$75.ethertype  = \i__payload$75 [45:30];
-  assign \i__payload$75.vlan_id  = \i__payload$75 [57:46];
-  assign \i__payload$75.dscp  = \i__payload$75 [63:58];
-  assign \i__payload$75.ip_proto  = \i__payload$75 [71:64];
-  assign \i__payload$75.tcp_flags  = \i__payload$75 [79:72];
-  assign \i__payload$75.src_addr  = \i__payload$75 [207:80];
-  assign \i__payload$75.dst_addr  = \i__payload$75 [335:208];
-  assign \i__payload$75.src_port  = \i__payload$75 [351:336];
-  assign \i__payload$75.dst_port  = \i__payload$75 [367:352];
-  assign \i__payload$75.hash  = \i__payload$75 [399:368];
-  assign \i__payload$75.hash_type  = \i__payload$75 [402:400];
-  assign \i__payload$75.rule  = \i__payload$75 [410:403];
-  assign \i__payload$75.instance  = \i__payload$75 [414:411];
-  assign \i__payload$75.reta_offset  = \i__payload$75 [425:415];
-  assign \i__payload$75.reta_size_log2  = \i__payload$75 [429:426];
-  assign \i__payload$75.drop  = \i__payload$75 [433:430];
-  assign \i__payload$75.queue  = \i__payload$75 [441:434];
-  assign \i__payload$75.generation  = \i__payload$75 [457:442];
-  assign \o__payload.length  = \i__payload$75 [15:0];
-  assign \o__payload.error  = \i__payload$75 [19:16];
-  assign \o__payload.flags  = \i__payload$75 [29:20];
-  assign \o__payload.flags.vlan  = \i__payload$75 [20];
-  assign \o__payload.flags.vlan2  = \i__payload$75 [21];
-  assign \o__payload.flags.ipv4  = \i__payload$75 [22];
-  assign \o__payload.flags.ipv6  = \i__payload$75 [23];
-  assign \o__payload.flags.fragment  = \i__payload$75 [24];
-  assign \o__payload.flags.tcp  = \i__payload$75 [25];
-  assign \o__payload.flags.udp  = \i__payload$75 [26];
-  assign \o__payload.flags.tunnel  = \i__payload$75 [27];
-  assign \o__payload.flags.direct  = \i__payload$75 [28];
-  assign \o__payload.flags.ip_options  = \i__payload$75 [29];
-  assign \o__payload.ethertype  = \i__payload$75 [45:30];
-  assign \o__payload.vlan_id  = \i__payload$75 [57:46];
-  assign \o__payload.dscp  = \i__payload$75 [63:58];
-  assign \o__payload.ip_proto  = \i__payload$75 [71:64];
-  assign \o__payload.tcp_flags  = \i__payload$75 [79:72];
-  assign \o__payload.src_addr  = \i__payload$75 [207:80];
-  assign \o__payload.dst_addr  = \i__payload$75 [335:208];
-  assign \o__payload.src_port  = \i__payload$75 [351:336];
-  assign \o__payload.dst_port  = \i__payload$75 [367:352];
-  assign \o__payload.hash  = \i__payload$75 [399:368];
-  assign \o__payload.hash_type  = \i__payload$75 [402:400];
-  assign \o__payload.rule  = \i__payload$75 [410:403];
-  assign \o__payload.instance  = \i__payload$75 [414:411];
-  assign \o__payload.reta_offset  = \i__payload$75 [425:415];
-  assign \o__payload.reta_size_log2  = \i__payload$75 [429:426];
-  assign \o__payload.drop  = \i__payload$75 [433:430];
-  assign \o__payload.queue  = \i__payload$75 [441:434];
-  assign \o__payload.generation  = \i__payload$75 [457:442];
+  assign \i__payload$77.data  = \i__payload$77 [63:0];
+  assign \i__payload$77.keep  = \i__payload$77 [71:64];
+  assign \i__payload$77.last  = \i__payload$77 [72];
+  assign \i__payload$77.error  = \i__payload$77 [73];
   assign \i__payload$81.length  = \i__payload$81 [15:0];
   assign \i__payload$81.error  = \i__payload$81 [19:16];
   assign \i__payload$81.flags  = \i__payload$81 [29:20];
@@ -14700,6 +14673,68 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \o__payload$106.drop  = \i__payload$105 [433:430];
   assign \o__payload$106.queue  = \i__payload$105 [441:434];
   assign \o__payload$106.generation  = \i__payload$105 [457:442];
+  assign \i__payload$111.length  = \i__payload$111 [15:0];
+  assign \i__payload$111.error  = \i__payload$111 [19:16];
+  assign \i__payload$111.flags  = \i__payload$111 [29:20];
+  assign \i__payload$111.flags.vlan  = \i__payload$111 [20];
+  assign \i__payload$111.flags.vlan2  = \i__payload$111 [21];
+  assign \i__payload$111.flags.ipv4  = \i__payload$111 [22];
+  assign \i__payload$111.flags.ipv6  = \i__payload$111 [23];
+  assign \i__payload$111.flags.fragment  = \i__payload$111 [24];
+  assign \i__payload$111.flags.tcp  = \i__payload$111 [25];
+  assign \i__payload$111.flags.udp  = \i__payload$111 [26];
+  assign \i__payload$111.flags.tunnel  = \i__payload$111 [27];
+  assign \i__payload$111.flags.direct  = \i__payload$111 [28];
+  assign \i__payload$111.flags.ip_options  = \i__payload$111 [29];
+  assign \i__payload$111.ethertype  = \i__payload$111 [45:30];
+  assign \i__payload$111.vlan_id  = \i__payload$111 [57:46];
+  assign \i__payload$111.dscp  = \i__payload$111 [63:58];
+  assign \i__payload$111.ip_proto  = \i__payload$111 [71:64];
+  assign \i__payload$111.tcp_flags  = \i__payload$111 [79:72];
+  assign \i__payload$111.src_addr  = \i__payload$111 [207:80];
+  assign \i__payload$111.dst_addr  = \i__payload$111 [335:208];
+  assign \i__payload$111.src_port  = \i__payload$111 [351:336];
+  assign \i__payload$111.dst_port  = \i__payload$111 [367:352];
+  assign \i__payload$111.hash  = \i__payload$111 [399:368];
+  assign \i__payload$111.hash_type  = \i__payload$111 [402:400];
+  assign \i__payload$111.rule  = \i__payload$111 [410:403];
+  assign \i__payload$111.instance  = \i__payload$111 [414:411];
+  assign \i__payload$111.reta_offset  = \i__payload$111 [425:415];
+  assign \i__payload$111.reta_size_log2  = \i__payload$111 [429:426];
+  assign \i__payload$111.drop  = \i__payload$111 [433:430];
+  assign \i__payload$111.queue  = \i__payload$111 [441:434];
+  assign \i__payload$111.generation  = \i__payload$111 [457:442];
+  assign \o__payload$112.length  = \i__payload$111 [15:0];
+  assign \o__payload$112.error  = \i__payload$111 [19:16];
+  assign \o__payload$112.flags  = \i__payload$111 [29:20];
+  assign \o__payload$112.flags.vlan  = \i__payload$111 [20];
+  assign \o__payload$112.flags.vlan2  = \i__payload$111 [21];
+  assign \o__payload$112.flags.ipv4  = \i__payload$111 [22];
+  assign \o__payload$112.flags.ipv6  = \i__payload$111 [23];
+  assign \o__payload$112.flags.fragment  = \i__payload$111 [24];
+  assign \o__payload$112.flags.tcp  = \i__payload$111 [25];
+  assign \o__payload$112.flags.udp  = \i__payload$111 [26];
+  assign \o__payload$112.flags.tunnel  = \i__payload$111 [27];
+  assign \o__payload$112.flags.direct  = \i__payload$111 [28];
+  assign \o__payload$112.flags.ip_options  = \i__payload$111 [29];
+  assign \o__payload$112.ethertype  = \i__payload$111 [45:30];
+  assign \o__payload$112.vlan_id  = \i__payload$111 [57:46];
+  assign \o__payload$112.dscp  = \i__payload$111 [63:58];
+  assign \o__payload$112.ip_proto  = \i__payload$111 [71:64];
+  assign \o__payload$112.tcp_flags  = \i__payload$111 [79:72];
+  assign \o__payload$112.src_addr  = \i__payload$111 [207:80];
+  assign \o__payload$112.dst_addr  = \i__payload$111 [335:208];
+  assign \o__payload$112.src_port  = \i__payload$111 [351:336];
+  assign \o__payload$112.dst_port  = \i__payload$111 [367:352];
+  assign \o__payload$112.hash  = \i__payload$111 [399:368];
+  assign \o__payload$112.hash_type  = \i__payload$111 [402:400];
+  assign \o__payload$112.rule  = \i__payload$111 [410:403];
+  assign \o__payload$112.instance  = \i__payload$111 [414:411];
+  assign \o__payload$112.reta_offset  = \i__payload$111 [425:415];
+  assign \o__payload$112.reta_size_log2  = \i__payload$111 [429:426];
+  assign \o__payload$112.drop  = \i__payload$111 [433:430];
+  assign \o__payload$112.queue  = \i__payload$111 [441:434];
+  assign \o__payload$112.generation  = \i__payload$111 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -14731,37 +14766,37 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$114.length  = \o__payload$114 [15:0];
-  assign \o__payload$114.error  = \o__payload$114 [19:16];
-  assign \o__payload$114.flags  = \o__payload$114 [29:20];
-  assign \o__payload$114.flags.vlan  = \o__payload$114 [20];
-  assign \o__payload$114.flags.vlan2  = \o__payload$114 [21];
-  assign \o__payload$114.flags.ipv4  = \o__payload$114 [22];
-  assign \o__payload$114.flags.ipv6  = \o__payload$114 [23];
-  assign \o__payload$114.flags.fragment  = \o__payload$114 [24];
-  assign \o__payload$114.flags.tcp  = \o__payload$114 [25];
-  assign \o__payload$114.flags.udp  = \o__payload$114 [26];
-  assign \o__payload$114.flags.tunnel  = \o__payload$114 [27];
-  assign \o__payload$114.flags.direct  = \o__payload$114 [28];
-  assign \o__payload$114.flags.ip_options  = \o__payload$114 [29];
-  assign \o__payload$114.ethertype  = \o__payload$114 [45:30];
-  assign \o__payload$114.vlan_id  = \o__payload$114 [57:46];
-  assign \o__payload$114.dscp  = \o__payload$114 [63:58];
-  assign \o__payload$114.ip_proto  = \o__payload$114 [71:64];
-  assign \o__payload$114.tcp_flags  = \o__payload$114 [79:72];
-  assign \o__payload$114.src_addr  = \o__payload$114 [207:80];
-  assign \o__payload$114.dst_addr  = \o__payload$114 [335:208];
-  assign \o__payload$114.src_port  = \o__payload$114 [351:336];
-  assign \o__payload$114.dst_port  = \o__payload$114 [367:352];
-  assign \o__payload$114.hash  = \o__payload$114 [399:368];
-  assign \o__payload$114.hash_type  = \o__payload$114 [402:400];
-  assign \o__payload$114.rule  = \o__payload$114 [410:403];
-  assign \o__payload$114.instance  = \o__payload$114 [414:411];
-  assign \o__payload$114.reta_offset  = \o__payload$114 [425:415];
-  assign \o__payload$114.reta_size_log2  = \o__payload$114 [429:426];
-  assign \o__payload$114.drop  = \o__payload$114 [433:430];
-  assign \o__payload$114.queue  = \o__payload$114 [441:434];
-  assign \o__payload$114.generation  = \o__payload$114 [457:442];
+  assign \o__payload$120.length  = \o__payload$120 [15:0];
+  assign \o__payload$120.error  = \o__payload$120 [19:16];
+  assign \o__payload$120.flags  = \o__payload$120 [29:20];
+  assign \o__payload$120.flags.vlan  = \o__payload$120 [20];
+  assign \o__payload$120.flags.vlan2  = \o__payload$120 [21];
+  assign \o__payload$120.flags.ipv4  = \o__payload$120 [22];
+  assign \o__payload$120.flags.ipv6  = \o__payload$120 [23];
+  assign \o__payload$120.flags.fragment  = \o__payload$120 [24];
+  assign \o__payload$120.flags.tcp  = \o__payload$120 [25];
+  assign \o__payload$120.flags.udp  = \o__payload$120 [26];
+  assign \o__payload$120.flags.tunnel  = \o__payload$120 [27];
+  assign \o__payload$120.flags.direct  = \o__payload$120 [28];
+  assign \o__payload$120.flags.ip_options  = \o__payload$120 [29];
+  assign \o__payload$120.ethertype  = \o__payload$120 [45:30];
+  assign \o__payload$120.vlan_id  = \o__payload$120 [57:46];
+  assign \o__payload$120.dscp  = \o__payload$120 [63:58];
+  assign \o__payload$120.ip_proto  = \o__payload$120 [71:64];
+  assign \o__payload$120.tcp_flags  = \o__payload$120 [79:72];
+  assign \o__payload$120.src_addr  = \o__payload$120 [207:80];
+  assign \o__payload$120.dst_addr  = \o__payload$120 [335:208];
+  assign \o__payload$120.src_port  = \o__payload$120 [351:336];
+  assign \o__payload$120.dst_port  = \o__payload$120 [367:352];
+  assign \o__payload$120.hash  = \o__payload$120 [399:368];
+  assign \o__payload$120.hash_type  = \o__payload$120 [402:400];
+  assign \o__payload$120.rule  = \o__payload$120 [410:403];
+  assign \o__payload$120.instance  = \o__payload$120 [414:411];
+  assign \o__payload$120.reta_offset  = \o__payload$120 [425:415];
+  assign \o__payload$120.reta_size_log2  = \o__payload$120 [429:426];
+  assign \o__payload$120.drop  = \o__payload$120 [433:430];
+  assign \o__payload$120.queue  = \o__payload$120 [441:434];
+  assign \o__payload$120.generation  = \o__payload$120 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -14794,7 +14829,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, data__payload, r
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$114 [441:0];
+  assign meta__payload[441:0] = \o__payload$120 [441:0];
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
@@ -20352,7 +20387,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, inc_stb, 
   assign inc_amount = 1'h1;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, w_rdy, r_data, w_port__data, r_rdy, r_en, clk);
+module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -20782,8 +20817,130 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, w_rdy, r_data, w
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -20998,7 +21155,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21013,7 +21170,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21028,7 +21185,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -21042,7 +21199,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -21148,7 +21305,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22132,7 +22289,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -22144,7 +22301,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22196,7 +22353,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22258,7 +22415,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -22277,7 +22434,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -22287,7 +22444,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22334,7 +22491,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22381,7 +22538,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22396,7 +22553,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22410,7 +22567,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22424,7 +22581,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22443,7 +22600,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22457,7 +22614,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22471,7 +22628,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22490,7 +22647,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22502,7 +22659,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -22517,7 +22674,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -22532,7 +22689,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -22542,7 +22699,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -22555,7 +22712,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22618,7 +22775,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22644,7 +22801,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -22670,7 +22827,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -22692,7 +22849,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -22718,7 +22875,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -22731,7 +22888,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -22860,7 +23017,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23075,7 +23232,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23090,7 +23247,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23105,7 +23262,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -23119,7 +23276,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -23224,9 +23381,9 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, reta_r_data, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb
-, counters__w_stb, counters__ack, counters__r_data, reta_ack, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb
+, counters__ack, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
   wire \$100 ;
@@ -25930,56 +26087,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
   assign \$351  = copy_at == 9'h1d1;
   assign \$352  = copy_at == 9'h1d2;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$614  = rule_r__data;
     if (rst) begin
       \$614  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$615  = copying;
     if (rst) begin
       \$615  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$616  = copy_addr;
     if (rst) begin
       \$616  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$617  = \$2 ;
     if (rst) begin
       \$617  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$618  = \$signal ;
     if (rst) begin
       \$618  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$619  = \$like ;
     if (rst) begin
       \$619  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$620  = \$signal$8 ;
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$621  = copying;
     if (\$9 ) begin
       \$621  = 1'h1;
@@ -25994,7 +26151,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$622  = copy_addr;
     if (\$9 ) begin
       \$622  = 9'h000;
@@ -26007,7 +26164,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$623  = rules;
     if (landing) begin
       if (\$12 ) begin
@@ -27120,7 +27277,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$624  = hash_enable;
     if (landing_last) begin
       \$624  = shadow_ctrl_0_0[7:0];
@@ -27130,7 +27287,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$625  = symmetric;
     if (landing_last) begin
       \$625  = shadow_ctrl_0_0[8];
@@ -27140,7 +27297,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$626  = pass_errors;
     if (landing_last) begin
       \$626  = shadow_ctrl_0_0[9];
@@ -27150,7 +27307,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$627  = max_frame;
     if (landing_last) begin
       \$627  = shadow_max_frame_0_0[15:0];
@@ -27160,7 +27317,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$628  = direct_ethertype;
     if (landing_last) begin
       \$628  = shadow_direct_ethertype_0_0[15:0];
@@ -27170,7 +27327,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$629  = default_action;
     if (landing_last) begin
       \$629  = shadow_default_action_0_0[19:0];
@@ -27180,7 +27337,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$630  = key;
     if (landing_last) begin
       \$630  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -27190,7 +27347,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$631  = generation;
     if (landing_last) begin
       \$631  = \$380 [15:0];
@@ -27200,7 +27357,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$632  = pending;
     if (landing_last) begin
       \$632  = 1'h0;
@@ -27219,7 +27376,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$633  = rule_read_wait;
     if (\$382 ) begin
       \$633  = 2'h0;
@@ -27236,7 +27393,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$634  = shadow_ctrl_0_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27252,7 +27409,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$635  = shadow_max_frame_0_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27268,7 +27425,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$636  = shadow_direct_ethertype_0_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27284,7 +27441,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$637  = shadow_default_action_0_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27300,7 +27457,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$638  = shadow_rss_key_0_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27316,7 +27473,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$639  = shadow_rss_key_1_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27332,7 +27489,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$640  = shadow_rss_key_2_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27348,7 +27505,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$641  = shadow_rss_key_3_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27364,7 +27521,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$642  = shadow_rss_key_4_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27380,7 +27537,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$643  = shadow_rss_key_5_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27396,7 +27553,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$644  = shadow_rss_key_6_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27412,7 +27569,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$645  = shadow_rss_key_7_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27428,7 +27585,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$646  = shadow_rss_key_8_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27444,7 +27601,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$647  = shadow_rss_key_9_0;
     (* full_case = 32'd1 *)
     if (\$385 ) begin
@@ -27460,21 +27617,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     reta_r_stb = 1'h0;
     if (\$545 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     reta_w_stb = 1'h0;
     if (\$545 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     csr__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (\$545 ) begin
@@ -27493,7 +27650,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     csr__r_data = 32'd0;
     (* full_case = 32'd1 *)
     if (\$545 ) begin
@@ -27554,7 +27711,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     counters__r_stb = 1'h0;
     if (\$545 ) begin
     end else if (\$593 ) begin
@@ -27562,7 +27719,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     counters__w_stb = 1'h0;
     if (\$545 ) begin
     end else if (\$593 ) begin
@@ -27570,7 +27727,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     rule_w__en = 1'h0;
     if (\$545 ) begin
     end else if (\$593 ) begin
@@ -28348,8 +28505,8 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, re
   assign \$549  = \$548 ;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, side__data, o__ready, flip_stb, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_r_data, bus_w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -28369,16 +28526,20 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire [10:0] \$27 ;
+  wire \$27 ;
   wire [10:0] \$28 ;
-  wire \$29 ;
+  wire [10:0] \$29 ;
   wire \$3 ;
-  reg \$30 ;
-  reg [457:0] \$31 ;
-  reg \$32 ;
-  reg [9:0] \$33 ;
-  reg \$34 ;
+  wire \$30 ;
+  wire [2:0] \$31 ;
+  wire [2:0] \$32 ;
+  reg \$33 ;
+  reg [457:0] \$34 ;
   reg \$35 ;
+  reg [9:0] \$36 ;
+  reg \$37 ;
+  reg [1:0] \$38 ;
+  reg [7:0] \$39 ;
   wire [24:0] \$4 ;
   wire [25:0] \$5 ;
   wire [25:0] \$6 ;
@@ -28390,7 +28551,8 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
   reg bus_ack;
   input [8:0] bus_addr;
   wire [8:0] bus_addr;
-  wire [7:0] bus_r_data;
+  output [7:0] bus_r_data;
+  reg [7:0] bus_r_data = 8'h00;
   input bus_r_stb;
   wire bus_r_stb;
   input [7:0] bus_w_data;
@@ -28536,7 +28698,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
   wire o__ready;
   (* init = 1'h0 *)
   wire o__valid;
-  reg read_wait = 1'h0;
+  reg [1:0] read_wait = 2'h0;
   input rst;
   wire rst;
   reg [457:0] s1_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -28601,7 +28763,6 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
   output s1_valid;
   reg s1_valid = 1'h0;
   reg [9:0] side__addr;
-  output [7:0] side__data;
   wire [7:0] side__data;
   wire side__en;
   reg [9:0] wr__addr;
@@ -29668,27 +29829,32 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
   assign \$19  = \$18  | { 7'h00, bus_addr };
   assign \$20  = ~ active;
   assign \$22  = \$21  | { 7'h00, bus_addr };
-  assign \$23  = i__valid & i__ready;
-  assign \$24  = ~ active;
-  assign \$25  = copy_index != 10'h200;
-  assign \$26  = copy_index == 10'h200;
-  assign \$27  = copy_index + 1'h1;
-  assign \$28  = \$26  ? 11'h200 : \$27 ;
-  assign \$29  = ~ read_wait;
+  assign \$23  = read_wait == 2'h2;
+  assign \$24  = i__valid & i__ready;
+  assign \$25  = ~ active;
+  assign \$26  = copy_index != 10'h200;
+  assign \$27  = copy_index == 10'h200;
+  assign \$28  = copy_index + 1'h1;
+  assign \$29  = \$27  ? 11'h200 : \$28 ;
+  assign \$30  = read_wait == 2'h2;
+  assign \$31  = read_wait + 1'h1;
+  assign \$32  = \$30  ? 3'h0 : \$31 ;
   always @(posedge clk)
-    s1_valid <= \$30 ;
+    s1_valid <= \$33 ;
   always @(posedge clk)
-    s1_meta <= \$31 ;
+    s1_meta <= \$34 ;
   always @(posedge clk)
-    active <= \$32 ;
+    active <= \$35 ;
   always @(posedge clk)
-    copy_index <= \$33 ;
+    copy_index <= \$36 ;
   always @(posedge clk)
-    copy_write <= \$34 ;
+    copy_write <= \$37 ;
   always @(posedge clk)
-    read_wait <= \$35 ;
+    read_wait <= \$38 ;
+  always @(posedge clk)
+    bus_r_data <= \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -29699,7 +29865,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -29714,7 +29880,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -29729,7 +29895,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -29744,7 +29910,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -29753,88 +29919,94 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
       if (bus_w_stb) begin
         bus_ack = 1'h1;
       end else if (bus_r_stb) begin
-        bus_ack = read_wait;
+        bus_ack = \$23 ;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$30  = s1_valid;
-    if (\$23 ) begin
-      \$30  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$33  = s1_valid;
+    if (\$24 ) begin
+      \$33  = 1'h1;
     end else if (o__ready) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$31  = s1_meta;
-    if (\$23 ) begin
-      \$31  = i__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$34  = s1_meta;
+    if (\$24 ) begin
+      \$34  = i__payload;
     end
     if (rst) begin
-      \$31  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$34  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$32  = active;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$35  = active;
     if (flip_stb) begin
-      \$32  = \$24 ;
+      \$35  = \$25 ;
     end
     if (rst) begin
-      \$32  = 1'h0;
+      \$35  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$33  = copy_index;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$36  = copy_index;
     if (flip_stb) begin
-      \$33  = 10'h000;
+      \$36  = 10'h000;
     end else if (busy) begin
-      \$33  = \$28 [9:0];
+      \$36  = \$29 [9:0];
     end
     if (rst) begin
-      \$33  = 10'h200;
+      \$36  = 10'h200;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$34  = copy_write;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$37  = copy_write;
     if (flip_stb) begin
-      \$34  = 1'h0;
+      \$37  = 1'h0;
     end else if (busy) begin
-      \$34  = \$25 ;
+      \$37  = \$26 ;
     end
     if (rst) begin
-      \$34  = 1'h0;
+      \$37  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$35  = read_wait;
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$38  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
-      \$35  = 1'h0;
+      \$38  = 2'h0;
     end else if (busy) begin
-      \$35  = 1'h0;
+      \$38  = 2'h0;
     end else begin
       if (bus_w_stb) begin
       end else if (bus_r_stb) begin
-        \$35  = \$29 ;
+        \$38  = \$32 [1:0];
       end
     end
     if (rst) begin
-      \$35  = 1'h0;
+      \$38  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$39  = side__data;
+    if (rst) begin
+      \$39  = 8'h00;
     end
   end
   assign lookup__addr = \$9 [9:0];
   assign o__valid = s1_valid;
   assign side__en = 1'h1;
-  assign bus_r_data = side__data;
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
   assign \i__payload.flags  = i__payload[29:20];
@@ -29938,7 +30110,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, s
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, out, i__payload, \i__valid$32 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -30640,7 +30812,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -30663,7 +30835,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (hash_type)
       3'h1:
@@ -30677,7 +30849,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     tuple_len = 6'h00;
     casez (hash_type)
       3'h1:
@@ -30691,7 +30863,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$167  = t_valid;
     if (\$166 ) begin
       \$167  = \i__valid$32 ;
@@ -30701,7 +30873,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$168  = w_data;
     if (\$166 ) begin
       \$168  = staged;
@@ -30711,7 +30883,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$169  = t_data;
     if (\$166 ) begin
       \$169  = tuple_data;
@@ -30721,7 +30893,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$170  = t_len;
     if (\$166 ) begin
       \$170  = tuple_len;
@@ -30916,7 +31088,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, i__ready, o__valid, o__ready
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31479,7 +31651,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$265 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -31494,7 +31666,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$260  = shift_data;
     if (\$11 ) begin
       \$260  = \$12 [319:0];
@@ -31507,7 +31679,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$261  = shift_key;
     if (\$11 ) begin
       \$261  = \$13 [351:0];
@@ -31520,7 +31692,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$262  = remaining;
     if (\$11 ) begin
       \$262  = \$16 [5:0];
@@ -31533,7 +31705,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$263  = acc;
     if (\$11 ) begin
       \$263  = \$81 ;
@@ -31546,7 +31718,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$264  = o__payload;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -31558,7 +31730,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$265  = busy;
     if (\$11 ) begin
       if (\$82 ) begin
@@ -31579,7 +31751,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -31704,7 +31876,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -31714,7 +31886,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -31724,7 +31896,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -31737,7 +31909,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -31757,7 +31929,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -31972,7 +32144,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -31987,7 +32159,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32002,7 +32174,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -32016,7 +32188,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32121,9 +32293,9 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
+module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -32941,7 +33113,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$5310$0 (\$217 ),
+    .\port$5323$0 (\$217 ),
     .rst(rst),
     .take_stb(take_stb),
     .too_long_stb(too_long_stb),
@@ -32959,7 +33131,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -32977,7 +33149,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -32989,7 +33161,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33007,7 +33179,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33029,7 +33201,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33041,7 +33213,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33055,7 +33227,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33073,7 +33245,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33091,7 +33263,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33109,7 +33281,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33127,7 +33299,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33145,7 +33317,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33163,7 +33335,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -33181,14 +33353,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -33203,7 +33375,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -33216,7 +33388,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -33225,7 +33397,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -33236,7 +33408,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -33249,7 +33421,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -33262,7 +33434,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -33275,7 +33447,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -33300,7 +33472,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -33339,7 +33511,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -33352,7 +33524,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -33365,7 +33537,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -33390,7 +33562,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -33412,7 +33584,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -33433,7 +33605,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -33452,7 +33624,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -33473,7 +33645,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -33492,7 +33664,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -33680,8 +33852,8 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, data__payload, rd_data__valid, 
   initial rd_req__payload[79:64] = 16'h0010;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__payload, timestamp, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -33894,7 +34066,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -33913,7 +34085,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -33928,7 +34100,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -33945,7 +34117,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -33963,7 +34135,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -33976,7 +34148,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -33992,7 +34164,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -34004,7 +34176,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -34019,7 +34191,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -34094,7 +34266,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, data__payload, job__paylo
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -34219,7 +34391,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -34229,7 +34401,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -34239,7 +34411,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -34252,7 +34424,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -34272,7 +34444,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -34409,7 +34581,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -34419,7 +34591,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -34429,7 +34601,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -34442,7 +34614,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -34461,9 +34633,9 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5310$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5323$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -35686,8 +35858,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   wire lu_valid;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$5310$0 ;
-  wire [175:0] \port$5310$0 ;
+  output [175:0] \port$5323$0 ;
+  wire [175:0] \port$5323$0 ;
   reg [3:0] q0_status = 4'h0;
   reg [3:0] q10_status = 4'h0;
   reg [3:0] q11_status = 4'h0;
@@ -37246,7 +37418,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   always @(posedge clk)
     q63_status <= \$1152 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     casez (\$992 [11:6])
       6'h00:
@@ -37380,28 +37552,28 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1082  = lookup_queue;
     if (rst) begin
       \$1082  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1083  = \$1 [7:0];
     if (rst) begin
       \$1083  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1084  = \$2 [7:0];
     if (rst) begin
       \$1084  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1085  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -37427,7 +37599,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1086  = target;
     casez (fsm_state)
       2'h0:
@@ -37445,7 +37617,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1087  = enable;
     if (set_enable) begin
       (* full_case = 32'd1 *)
@@ -37718,7 +37890,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$29 ) begin
       \$1088  = 4'h0;
@@ -37730,7 +37902,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$1089  = arm;
     if (\$40 ) begin
       \$1089 [0] = csr__w_data[8];
@@ -38057,7 +38229,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$44 ) begin
       \$1090  = 4'h0;
@@ -38069,7 +38241,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$59 ) begin
       \$1091  = 4'h0;
@@ -38081,7 +38253,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 ) begin
       \$1092  = 4'h0;
@@ -38093,7 +38265,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1093  = 4'h0;
@@ -38105,7 +38277,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 ) begin
       \$1094  = 4'h0;
@@ -38117,7 +38289,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$1095  = 4'h0;
@@ -38129,7 +38301,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$134 ) begin
       \$1096  = 4'h0;
@@ -38141,7 +38313,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$149 ) begin
       \$1097  = 4'h0;
@@ -38153,7 +38325,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$164 ) begin
       \$1098  = 4'h0;
@@ -38165,7 +38337,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$179 ) begin
       \$1099  = 4'h0;
@@ -38177,7 +38349,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$194 ) begin
       \$1100  = 4'h0;
@@ -38189,7 +38361,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 ) begin
       \$1101  = 4'h0;
@@ -38201,7 +38373,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$224 ) begin
       \$1102  = 4'h0;
@@ -38213,7 +38385,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$239 ) begin
       \$1103  = 4'h0;
@@ -38225,7 +38397,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$254 ) begin
       \$1104  = 4'h0;
@@ -38237,7 +38409,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$269 ) begin
       \$1105  = 4'h0;
@@ -38249,7 +38421,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$284 ) begin
       \$1106  = 4'h0;
@@ -38261,7 +38433,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$299 ) begin
       \$1107  = 4'h0;
@@ -38273,7 +38445,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$314 ) begin
       \$1108  = 4'h0;
@@ -38285,7 +38457,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$329 ) begin
       \$1109  = 4'h0;
@@ -38297,7 +38469,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1110  = 4'h0;
@@ -38309,7 +38481,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$359 ) begin
       \$1111  = 4'h0;
@@ -38321,7 +38493,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 ) begin
       \$1112  = 4'h0;
@@ -38333,7 +38505,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 ) begin
       \$1113  = 4'h0;
@@ -38345,7 +38517,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$404 ) begin
       \$1114  = 4'h0;
@@ -38357,7 +38529,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$419 ) begin
       \$1115  = 4'h0;
@@ -38369,7 +38541,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$434 ) begin
       \$1116  = 4'h0;
@@ -38381,7 +38553,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$449 ) begin
       \$1117  = 4'h0;
@@ -38393,7 +38565,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$464 ) begin
       \$1118  = 4'h0;
@@ -38405,7 +38577,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$479 ) begin
       \$1119  = 4'h0;
@@ -38417,7 +38589,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 ) begin
       \$1120  = 4'h0;
@@ -38429,7 +38601,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$509 ) begin
       \$1121  = 4'h0;
@@ -38441,7 +38613,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$524 ) begin
       \$1122  = 4'h0;
@@ -38453,7 +38625,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$539 ) begin
       \$1123  = 4'h0;
@@ -38465,7 +38637,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$554 ) begin
       \$1124  = 4'h0;
@@ -38477,7 +38649,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$569 ) begin
       \$1125  = 4'h0;
@@ -38489,7 +38661,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$584 ) begin
       \$1126  = 4'h0;
@@ -38501,7 +38673,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1127  = 4'h0;
@@ -38513,7 +38685,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$614 ) begin
       \$1128  = 4'h0;
@@ -38525,7 +38697,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$629 ) begin
       \$1129  = 4'h0;
@@ -38537,7 +38709,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$644 ) begin
       \$1130  = 4'h0;
@@ -38549,7 +38721,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$659 ) begin
       \$1131  = 4'h0;
@@ -38561,7 +38733,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$674 ) begin
       \$1132  = 4'h0;
@@ -38573,7 +38745,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$689 ) begin
       \$1133  = 4'h0;
@@ -38585,7 +38757,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$704 ) begin
       \$1134  = 4'h0;
@@ -38597,7 +38769,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$719 ) begin
       \$1135  = 4'h0;
@@ -38609,7 +38781,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$734 ) begin
       \$1136  = 4'h0;
@@ -38621,7 +38793,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$749 ) begin
       \$1137  = 4'h0;
@@ -38633,7 +38805,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$764 ) begin
       \$1138  = 4'h0;
@@ -38645,7 +38817,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 ) begin
       \$1139  = 4'h0;
@@ -38657,7 +38829,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$794 ) begin
       \$1140  = 4'h0;
@@ -38669,7 +38841,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$809 ) begin
       \$1141  = 4'h0;
@@ -38681,7 +38853,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$824 ) begin
       \$1142  = 4'h0;
@@ -38693,7 +38865,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$839 ) begin
       \$1143  = 4'h0;
@@ -38705,7 +38877,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1144  = 4'h0;
@@ -38717,7 +38889,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$869 ) begin
       \$1145  = 4'h0;
@@ -38729,7 +38901,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$884 ) begin
       \$1146  = 4'h0;
@@ -38741,7 +38913,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$899 ) begin
       \$1147  = 4'h0;
@@ -38753,7 +38925,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$914 ) begin
       \$1148  = 4'h0;
@@ -38765,7 +38937,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$929 ) begin
       \$1149  = 4'h0;
@@ -38777,7 +38949,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$944 ) begin
       \$1150  = 4'h0;
@@ -38789,7 +38961,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$959 ) begin
       \$1151  = 4'h0;
@@ -38801,7 +38973,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     (* full_case = 32'd1 *)
     if (\$974 ) begin
       \$1152  = 4'h0;
@@ -38813,7 +38985,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = lu_queue[5:0];
@@ -38830,7 +39002,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$995 [15:0];
@@ -38847,7 +39019,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -38864,7 +39036,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -38882,7 +39054,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -38921,7 +39093,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -38956,7 +39128,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -38991,7 +39163,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -39018,7 +39190,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     write_arm = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -39036,7 +39208,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     clear_status = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -39058,7 +39230,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     set_enable = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -39100,14 +39272,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   assign cfg_w__addr = \$992 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$5310$0  = \$signature__data [175:0];
+  assign \port$5323$0  = \$signature__data [175:0];
   assign lu_event_queue = \$signature__data [197:192];
   assign \$8  = \$7 ;
   assign \$1000  = \$999 ;
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -39232,7 +39404,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -39242,7 +39414,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -39252,7 +39424,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -39265,7 +39437,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -39286,7 +39458,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, rd_req__valid, rd_req__payload, tx__payload, tx__valid, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, csr__r_data, event_stb, completion_queue, event_queue, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -40656,8 +40828,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6114$0 (\$465 ),
-    .\port$6115$0 (\$466 ),
+    .\port$6127$0 (\$465 ),
+    .\port$6128$0 (\$466 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -40679,7 +40851,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$464  = \$signal$105 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -40703,7 +40875,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     ptr_d = \$signal$49 ;
     casez (fetch_state)
       4'h0:
@@ -40748,7 +40920,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     first = 2'h0;
     if (\$3 [3]) begin
       first = 2'h3;
@@ -40764,7 +40936,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40774,7 +40946,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40809,7 +40981,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -40858,7 +41030,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$signal  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40872,7 +41044,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40890,7 +41062,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -40908,7 +41080,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -40926,7 +41098,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40942,7 +41114,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -40964,7 +41136,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -40993,7 +41165,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -41017,7 +41189,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -41041,7 +41213,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \w_data$93  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -41071,7 +41243,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \w_en$95  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -41101,7 +41273,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -41119,7 +41291,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \r_en$107  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -41133,7 +41305,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     tx__valid = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -41148,7 +41320,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     data_ready = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -41167,7 +41339,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \r_en$114  = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -41185,7 +41357,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \w_en$115  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -41196,7 +41368,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \w_data$116  = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -41213,7 +41385,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$423  = dma_reads;
     if (\$144 ) begin
       \$423  = \$145 [31:0];
@@ -41223,14 +41395,14 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$424  = ptr_d;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$425  = sel;
     casez (fetch_state)
       4'h0:
@@ -41243,7 +41415,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$426  = rr_last;
     casez (fetch_state)
       4'h0:
@@ -41256,7 +41428,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$427  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -41354,7 +41526,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$428  = \$signal$71 ;
     casez (fetch_state)
       4'h0:
@@ -41367,7 +41539,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$429  = \$signal$60 ;
     casez (fetch_state)
       4'h0:
@@ -41380,7 +41552,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$430  = \$signal$62 ;
     casez (fetch_state)
       4'h0:
@@ -41393,7 +41565,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$431  = \$signal$55 ;
     casez (fetch_state)
       4'h0:
@@ -41406,7 +41578,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$432  = \$signal$66 ;
     casez (fetch_state)
       4'h0:
@@ -41438,7 +41610,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$433  = \$signal$65 ;
     casez (fetch_state)
       4'h0:
@@ -41459,7 +41631,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$434  = \$signal$63 ;
     casez (fetch_state)
       4'h0:
@@ -41481,7 +41653,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$435  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -41511,7 +41683,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$436  = \$signal$82 ;
     casez (fetch_state)
       4'h0:
@@ -41532,7 +41704,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$437  = \$signal$84 ;
     casez (fetch_state)
       4'h0:
@@ -41553,7 +41725,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$438  = \$signal$129 ;
     casez (fetch_state)
       4'h0:
@@ -41571,7 +41743,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$439  = \$signal$130 ;
     casez (fetch_state)
       4'h0:
@@ -41586,7 +41758,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$440  = hi;
     casez (fetch_state)
       4'h0:
@@ -41625,7 +41797,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$441  = \$signal$99 ;
     casez (fetch_state)
       4'h0:
@@ -41672,7 +41844,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$442  = \$signal$86 ;
     casez (fetch_state)
       4'h0:
@@ -41703,7 +41875,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$443  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -41725,7 +41897,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$444  = \$signal$73 ;
     casez (fetch_state)
       4'h0:
@@ -41751,7 +41923,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$445  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -41779,7 +41951,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$446  = acc;
     casez (fetch_state)
       4'h0:
@@ -41798,7 +41970,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$447  = \$signal$87 ;
     casez (fetch_state)
       4'h0:
@@ -41858,7 +42030,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$448  = slots;
     casez (fetch_state)
       4'h0:
@@ -41893,7 +42065,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$449  = \$signal$100 ;
     casez (fetch_state)
       4'h0:
@@ -41914,7 +42086,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$450  = length;
     casez (fetch_state)
       4'h0:
@@ -41935,7 +42107,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$451  = addr;
     casez (fetch_state)
       4'h0:
@@ -41956,7 +42128,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$452  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -41991,7 +42163,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$453  = lane;
     casez (fetch_state)
       4'h0:
@@ -42024,7 +42196,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$454  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -42059,7 +42231,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$455  = \$signal$102 ;
     casez (fetch_state)
       4'h0:
@@ -42094,7 +42266,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$456  = job;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42115,7 +42287,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$457  = \$signal$104 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42137,7 +42309,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$458  = \$signal$108 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42163,7 +42335,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$459  = off;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42196,7 +42368,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$460  = left;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42229,7 +42401,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$461  = \$signal$119 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42259,7 +42431,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$462  = \$signal$120 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42289,7 +42461,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$463  = \$signal$118 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42415,7 +42587,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -42519,7 +42691,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -42532,7 +42704,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -42553,7 +42725,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -42657,7 +42829,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -42670,7 +42842,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -42691,7 +42863,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -42940,7 +43112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -42950,7 +43122,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -42960,7 +43132,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -42973,7 +43145,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -42992,9 +43164,9 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$6115$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6127$0 , \port$6128$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
 , csr__r_data, flush_stb, flush_queue, completion_stb, event_stb, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -44034,10 +44206,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
   wire [6:0] head_slots;
   input head_stb;
   wire head_stb;
-  output [31:0] \port$6114$0 ;
-  wire [31:0] \port$6114$0 ;
-  output [31:0] \port$6115$0 ;
-  wire [31:0] \port$6115$0 ;
+  output [31:0] \port$6127$0 ;
+  wire [31:0] \port$6127$0 ;
+  output [31:0] \port$6128$0 ;
+  wire [31:0] \port$6128$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -45029,7 +45201,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
   assign \$12  = \$10  & \$11 ;
   assign \$13  = ~ q3_halted;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -45043,7 +45215,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -45057,7 +45229,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -45071,7 +45243,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -45085,7 +45257,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -45099,7 +45271,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45113,7 +45285,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45127,7 +45299,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45141,7 +45313,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45155,7 +45327,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45169,7 +45341,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45183,7 +45355,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45197,7 +45369,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45211,7 +45383,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45225,7 +45397,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45239,7 +45411,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45253,7 +45425,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45267,7 +45439,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45281,7 +45453,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45295,7 +45467,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45309,7 +45481,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45323,7 +45495,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45337,7 +45509,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45351,7 +45523,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45365,7 +45537,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45379,7 +45551,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45393,7 +45565,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45407,7 +45579,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45421,7 +45593,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45435,7 +45607,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45449,7 +45621,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45463,7 +45635,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45477,7 +45649,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45491,7 +45663,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45505,7 +45677,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -45519,7 +45691,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45533,7 +45705,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45547,7 +45719,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45561,7 +45733,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45575,7 +45747,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45589,7 +45761,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45603,7 +45775,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45617,7 +45789,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45631,7 +45803,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45645,7 +45817,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45659,7 +45831,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45673,7 +45845,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45687,7 +45859,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45701,7 +45873,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45715,7 +45887,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45729,7 +45901,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45743,7 +45915,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45757,7 +45929,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45771,7 +45943,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45785,7 +45957,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45799,7 +45971,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45813,7 +45985,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45827,7 +45999,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45841,7 +46013,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45855,7 +46027,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45869,7 +46041,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45883,7 +46055,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45897,7 +46069,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45911,7 +46083,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45925,7 +46097,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45939,7 +46111,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45953,7 +46125,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45967,7 +46139,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45981,7 +46153,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -45995,7 +46167,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46009,7 +46181,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46023,7 +46195,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46037,7 +46209,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46051,7 +46223,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46065,7 +46237,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46079,7 +46251,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46093,7 +46265,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46107,7 +46279,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46121,7 +46293,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46135,7 +46307,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46149,7 +46321,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46163,7 +46335,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46177,7 +46349,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46191,7 +46363,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46205,7 +46377,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46219,7 +46391,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46233,7 +46405,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46247,7 +46419,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46261,7 +46433,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46275,7 +46447,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46289,7 +46461,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46303,7 +46475,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46317,7 +46489,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46331,7 +46503,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46345,7 +46517,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46359,7 +46531,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46373,7 +46545,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46387,7 +46559,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46401,7 +46573,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46415,7 +46587,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46429,7 +46601,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46443,7 +46615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46457,7 +46629,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46471,7 +46643,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46485,7 +46657,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46499,7 +46671,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46513,7 +46685,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46527,7 +46699,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46541,7 +46713,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46555,7 +46727,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46569,7 +46741,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46583,7 +46755,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46597,7 +46769,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46611,7 +46783,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46625,7 +46797,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46639,7 +46811,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46653,7 +46825,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46667,7 +46839,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46681,7 +46853,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46695,7 +46867,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46709,7 +46881,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46723,7 +46895,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46737,7 +46909,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46751,7 +46923,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46765,7 +46937,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46779,7 +46951,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46793,7 +46965,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46807,7 +46979,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46821,7 +46993,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46835,7 +47007,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46849,7 +47021,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46863,7 +47035,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46877,7 +47049,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46891,7 +47063,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46905,7 +47077,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46919,7 +47091,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46933,7 +47105,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46947,7 +47119,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46961,7 +47133,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46975,7 +47147,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46989,7 +47161,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47003,7 +47175,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47017,7 +47189,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47031,7 +47203,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47045,7 +47217,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47059,7 +47231,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47073,7 +47245,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47087,7 +47259,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47101,7 +47273,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47115,7 +47287,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47129,7 +47301,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47143,7 +47315,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47157,7 +47329,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47171,7 +47343,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47185,7 +47357,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47199,7 +47371,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47213,7 +47385,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47227,7 +47399,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47241,7 +47413,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47255,7 +47427,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47269,7 +47441,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47283,7 +47455,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47297,7 +47469,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47311,7 +47483,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47325,7 +47497,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47339,7 +47511,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47353,7 +47525,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47367,7 +47539,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47381,7 +47553,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47395,7 +47567,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47409,7 +47581,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47423,7 +47595,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47437,7 +47609,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47451,7 +47623,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47465,7 +47637,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47479,7 +47651,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47493,7 +47665,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47507,7 +47679,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47521,7 +47693,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47535,7 +47707,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47549,7 +47721,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47563,7 +47735,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47577,7 +47749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47591,7 +47763,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47605,7 +47777,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47619,7 +47791,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47633,7 +47805,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47647,7 +47819,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47661,7 +47833,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47675,7 +47847,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47689,7 +47861,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47703,7 +47875,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47717,7 +47889,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47731,7 +47903,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47745,7 +47917,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47759,7 +47931,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47767,7 +47939,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$signal  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47779,7 +47951,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47789,7 +47961,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -47803,7 +47975,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47813,7 +47985,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -47826,7 +47998,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47838,7 +48010,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$signal$67  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47852,7 +48024,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -47866,7 +48038,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     csr__r_data = 32'd0;
     if (\$65 ) begin
       casez (\$34 [5:0])
@@ -47898,7 +48070,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     flush_stb = 1'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -48002,7 +48174,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     flush_queue = 2'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -48106,7 +48278,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$915  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48123,7 +48295,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$916  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48142,7 +48314,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$917  = rec;
     casez (completion_state)
       2'h0:
@@ -48155,7 +48327,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$918  = \$signal$44 ;
     casez (completion_state)
       2'h0:
@@ -48172,7 +48344,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$919  = beat_i;
     casez (completion_state)
       2'h0:
@@ -48189,7 +48361,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$920  = completion_state;
     casez (completion_state)
       2'h0:
@@ -48210,7 +48382,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$921  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -48227,7 +48399,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$922  = event_queue;
     casez (completion_state)
       2'h0:
@@ -48246,7 +48418,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$923  = q0_eq;
     casez (completion_state)
       2'h0:
@@ -48286,7 +48458,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$924  = q1_eq;
     casez (completion_state)
       2'h0:
@@ -48328,7 +48500,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$925  = q2_eq;
     casez (completion_state)
       2'h0:
@@ -48372,7 +48544,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$926  = q3_eq;
     casez (completion_state)
       2'h0:
@@ -48419,14 +48591,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$927  = \$244 [3:0];
     if (rst) begin
       \$927  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$928  = q0_head;
     if (\$246 ) begin
       \$928  = \$247 [15:0];
@@ -48461,7 +48633,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$929  = q0_halted;
     if (\$249 ) begin
       \$929  = 1'h1;
@@ -48497,7 +48669,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$930  = q0_status;
     if (\$249 ) begin
       \$930 [3] = 1'h1;
@@ -48542,7 +48714,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$931  = q0_cons;
     if (\$251 ) begin
       \$931  = \$252 [15:0];
@@ -48577,7 +48749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$932  = q0_cq_prod;
     if (\$251 ) begin
       \$932  = \$253 [15:0];
@@ -48612,7 +48784,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$933  = q0_phase;
     if (\$251 ) begin
       if (\$257 ) begin
@@ -48649,14 +48821,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$934  = \$266 [3:0];
     if (rst) begin
       \$934  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$935  = q1_head;
     if (\$268 ) begin
       \$935  = \$269 [15:0];
@@ -48691,7 +48863,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$936  = q1_halted;
     if (\$271 ) begin
       \$936  = 1'h1;
@@ -48727,7 +48899,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$937  = q1_status;
     if (\$271 ) begin
       \$937 [3] = 1'h1;
@@ -48772,7 +48944,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$938  = q1_cons;
     if (\$273 ) begin
       \$938  = \$274 [15:0];
@@ -48807,7 +48979,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$939  = q1_cq_prod;
     if (\$273 ) begin
       \$939  = \$275 [15:0];
@@ -48842,7 +49014,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$940  = q1_phase;
     if (\$273 ) begin
       if (\$279 ) begin
@@ -48879,14 +49051,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$941  = \$288 [3:0];
     if (rst) begin
       \$941  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$942  = q2_head;
     if (\$290 ) begin
       \$942  = \$291 [15:0];
@@ -48921,7 +49093,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$943  = q2_halted;
     if (\$293 ) begin
       \$943  = 1'h1;
@@ -48957,7 +49129,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$944  = q2_status;
     if (\$293 ) begin
       \$944 [3] = 1'h1;
@@ -49002,7 +49174,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$945  = q2_cons;
     if (\$295 ) begin
       \$945  = \$296 [15:0];
@@ -49037,7 +49209,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$946  = q2_cq_prod;
     if (\$295 ) begin
       \$946  = \$297 [15:0];
@@ -49072,7 +49244,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$947  = q2_phase;
     if (\$295 ) begin
       if (\$301 ) begin
@@ -49109,14 +49281,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$948  = \$310 [3:0];
     if (rst) begin
       \$948  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$949  = q3_head;
     if (\$312 ) begin
       \$949  = \$313 [15:0];
@@ -49151,7 +49323,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$950  = q3_halted;
     if (\$315 ) begin
       \$950  = 1'h1;
@@ -49187,7 +49359,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$951  = q3_status;
     if (\$315 ) begin
       \$951 [3] = 1'h1;
@@ -49232,7 +49404,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$952  = q3_cons;
     if (\$317 ) begin
       \$952  = \$318 [15:0];
@@ -49267,7 +49439,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$953  = q3_cq_prod;
     if (\$317 ) begin
       \$953  = \$319 [15:0];
@@ -49302,7 +49474,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$954  = q3_phase;
     if (\$317 ) begin
       if (\$323 ) begin
@@ -49339,7 +49511,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$955  = q0_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49354,7 +49526,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$956  = q0_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49371,7 +49543,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$957  = q0_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49390,7 +49562,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$958  = q0_cq_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49411,7 +49583,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$959  = q0_cq_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49434,7 +49606,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$960  = q0_cq_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49459,7 +49631,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$961  = q0_prod;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49488,7 +49660,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$962  = q0_en;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -49521,7 +49693,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$963  = q1_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49536,7 +49708,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$964  = q1_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49553,7 +49725,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$965  = q1_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49572,7 +49744,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$966  = q1_cq_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49593,7 +49765,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$967  = q1_cq_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49616,7 +49788,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$968  = q1_cq_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49641,7 +49813,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$969  = q1_prod;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49670,7 +49842,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$970  = q1_en;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -49703,7 +49875,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$971  = q2_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49718,7 +49890,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$972  = q2_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49735,7 +49907,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$973  = q2_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49754,7 +49926,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$974  = q2_cq_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49775,7 +49947,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$975  = q2_cq_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49798,7 +49970,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$976  = q2_cq_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49823,7 +49995,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$977  = q2_prod;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49852,7 +50024,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$978  = q2_en;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -49885,7 +50057,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$979  = q3_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -49900,7 +50072,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$980  = q3_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -49917,7 +50089,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$981  = q3_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -49936,7 +50108,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$982  = q3_cq_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -49957,7 +50129,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$983  = q3_cq_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -49980,7 +50152,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$984  = q3_cq_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -50005,7 +50177,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$985  = q3_prod;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -50034,7 +50206,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$986  = q3_en;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -50070,8 +50242,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
   assign rel = \$34 [15:0];
   assign qi = \$34 [7:6];
   assign freed = \$82 [15:0];
-  assign \port$6114$0  = \$17 ;
-  assign \port$6115$0  = \$18 ;
+  assign \port$6127$0  = \$17 ;
+  assign \port$6128$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \comp.cookie  = comp[31:0];
   assign \comp.wqe_index  = comp[47:32];
@@ -50132,7 +50304,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6114$0 , \port$611
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -50250,7 +50422,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -50260,7 +50432,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -50270,7 +50442,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -50283,7 +50455,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
