@@ -72,7 +72,7 @@ from ..bridge_protocol import DEFAULT_BAUD
 from ..protocol import ETH_HEADER_LEN, HashType
 from ..regs import RegisterMap
 from ..steering_tag import TagError, strip_tag
-from .control import NicControl, NicError, check_magic
+from .control import NicControl, NicError, build_regmap, read_identity
 from .serial_bridge import BridgeError, SerialBridge
 
 __all__ = ["BoardNic", "BoardRxQueue", "BoardTxQueue", "TaggedPacket", "DataStats",
@@ -234,17 +234,11 @@ class SerialBackend:
 
 
 def _board_build(backend) -> tuple[dict, RegisterMap]:
-    """Read ``ID`` and ``PARAMS0..2`` of a board: its build parameters and register map."""
+    """Read ``ID``, ``PARAMS0..2`` and ``CAPS`` of a board: its build parameters and
+    register map."""
     from ..gateware.rx_pipeline import rx_regmap
-    probe = RegisterMap()               # ID and PARAMS sit at the same place in every build
-    check_magic(backend, probe)
-    params = {}
-    for name in ("PARAMS0", "PARAMS1", "PARAMS2"):
-        value = backend.reg_read(probe.addr(name))
-        for f in probe[name].fields:
-            params[f.name] = (value & f.mask) >> f.lsb
-    caps = backend.reg_read(probe.addr("CAPS"))
-    if caps & probe["CAPS"].field("injector").mask:
+    params = read_identity(backend, ("PARAMS0", "PARAMS1", "PARAMS2"))
+    if read_identity(backend, ("CAPS",))["injector"]:
         raise NicError(f"the board on {backend.name} is the reduced serial core (no Ethernet, "
                        f"no parser): drive it with hetnic.host.serial_core.ReducedCore")
     queues = {k: params.pop(k) for k in ("rx_queues", "tx_queues", "event_queues")}
@@ -253,12 +247,7 @@ def _board_build(backend) -> tuple[dict, RegisterMap]:
                        f"({queues}); the board backend drives boards whose registers are the "
                        f"RX pipeline's only")
     build = {"data_width": 8 * params.pop("data_bytes"), **params}
-    try:
-        regmap = rx_regmap(**build)
-    except ValueError as e:
-        raise NicError(f"the board on {backend.name} reports build parameters {build} that "
-                       f"are not a hetnic build: {e}") from None
-    return build, regmap
+    return build, build_regmap(backend, rx_regmap, build)
 
 
 # --- receive and send ------------------------------------------------------------------------

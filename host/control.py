@@ -16,14 +16,14 @@ A backend needs ``reg_read(addr)``, ``reg_write(addr, value)``, ``reg_read_many(
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from .config import RxConfig
 from .rules import Action, FlowRule
 
-__all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic"]
+__all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "read_identity", "build_regmap"]
 
 
 class NicError(RuntimeError):
@@ -37,6 +37,29 @@ def check_magic(backend, regmap: RegisterMap) -> None:
     if magic != ID_MAGIC:
         raise NicError(f"register 0 reads {magic:#010x}, not the hetnic magic "
                        f"{ID_MAGIC:#010x}: this is not a hetnic NIC")
+
+
+def read_identity(backend, names: tuple[str, ...]) -> dict[str, int]:
+    """Check the magic, then read the identification registers ``names`` of whatever build
+    is behind ``backend`` (they sit at the same place in every build) and return their
+    fields by name."""
+    probe = RegisterMap()
+    check_magic(backend, probe)
+    fields = {}
+    for name in names:
+        value = backend.reg_read(probe.addr(name))
+        for f in probe[name].fields:
+            fields[f.name] = (value & f.mask) >> f.lsb
+    return fields
+
+
+def build_regmap(backend, make: Callable[..., RegisterMap], build: dict) -> RegisterMap:
+    """``make(**build)``, or :class:`NicError` saying the device reports no hetnic build."""
+    try:
+        return make(**build)
+    except ValueError as e:
+        raise NicError(f"the board on {backend.name} reports build parameters {build} that "
+                       f"are not a hetnic build: {e}") from None
 
 
 # --- configuration ---------------------------------------------------------------------------

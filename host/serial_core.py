@@ -41,7 +41,7 @@ from ..regs import RegisterMap
 from ..sim.model.parser import parse_frame
 from .board import SerialBackend
 from .config import RxConfig
-from .control import NicControl, NicError, Rules, check_magic
+from .control import NicControl, NicError, Rules, build_regmap, read_identity
 from .rss import meta_hash_input, select_hash_type
 from .rules import FlowRule
 from .serial_bridge import BridgeError, SerialBridge
@@ -278,21 +278,10 @@ def _core_build(backend) -> tuple[dict, RegisterMap]:
     """The build of the board behind ``backend`` from ``ID``, ``CAPS`` and ``PARAMS1``;
     refuses anything but the reduced serial core (``PARAMS0..2`` are checked after)."""
     from ..gateware.rss_steering import steering_regmap
-    probe = RegisterMap()               # ID and PARAMS sit at the same place in every build
-    check_magic(backend, probe)
-    params = {}
-    for name in ("CAPS", "PARAMS1"):
-        value = backend.reg_read(probe.addr(name))
-        for f in probe[name].fields:
-            params[f.name] = (value & f.mask) >> f.lsb
+    params = read_identity(backend, ("CAPS", "PARAMS1"))
     if not params["injector"]:
         raise NicError(f"the board on {backend.name} is not the reduced serial core "
                        f"(CAPS.injector is 0): open it with Nic.open('serial:DEVICE', "
                        f"data=...)")
     build = {"reta_size": params["reta_size"], "queues": params["queues"]}
-    try:
-        regmap = steering_regmap(**build)
-    except ValueError as e:
-        raise NicError(f"the board on {backend.name} reports build parameters {build} that "
-                       f"are not a hetnic build: {e}") from None
-    return build, regmap
+    return build, build_regmap(backend, steering_regmap, build)
