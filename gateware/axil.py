@@ -1,11 +1,15 @@
 # Ref: AMBA AXI and ACE Protocol Specification (ARM IHI 0022E), part B: AXI4-Lite.
 """AXI4-Lite slave that turns bus transactions into single register accesses."""
 
-from amaranth.hdl import Module, Signal
+from functools import reduce
+from operator import or_
+
+from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder", "CsrSlice"]
+__all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder", "CsrSlice",
+           "one_hot_select"]
 
 
 class AxiLiteSignature(wiring.Signature):
@@ -43,6 +47,14 @@ class CsrSignature(wiring.Signature):
             "addr": Out(addr_width), "r_stb": Out(1), "w_stb": Out(1), "w_data": Out(32),
             "ack": In(1), "r_data": In(32),
         })
+
+
+def one_hot_select(sel, values, width=32):
+    """``values[k]`` where bit ``k`` of ``sel`` is set, as an AND-OR tree (no priority chain):
+    ``sel`` must be one-hot or zero (zero selects 0). Meant for a register bus's read
+    multiplexer with its selects coming from flops."""
+    return reduce(or_, (sel[k].replicate(width) & value for k, value in enumerate(values)),
+                  Const(0, width))
 
 
 class AxiLiteSlave(wiring.Component):

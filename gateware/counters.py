@@ -1,13 +1,13 @@
 """Statistics counters of the RX pipeline, readable over the register bus."""
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import DropReason, PacketMeta
 from ..regs import RegisterMap
-from .axil import CsrSignature
+from .axil import CsrSignature, one_hot_select
 
 __all__ = ["CounterMemory", "RxCounters"]
 
@@ -15,9 +15,12 @@ __all__ = ["CounterMemory", "RxCounters"]
 class CounterMemory(wiring.Component):
     """An array of wrapping counters kept in a block RAM.
 
-    Each update is a read-modify-write over two cycles; a read port transparent to the write
-    port forwards the value written in the previous cycle, so updates may come every cycle,
-    to the same entry or not, and none is lost.
+    Each update is a read-modify-write over three cycles: the entry is read, the block RAM's
+    output goes into a register (its 4 ns clock-to-out leaves no room for an adder behind
+    it at 125 MHz on ECP5), then the sum is written. The read port is transparent to the
+    write port, and the one update it cannot see (the one written while this one's read
+    data is being registered) is forwarded, so updates may come every cycle, to the same
+    entry or not, and none is lost.
 
     Parameters
     ----------
@@ -31,7 +34,8 @@ class CounterMemory(wiring.Component):
     Members
     -------
     inc_stb : In(1)
-        Add ``inc_amount`` to counter ``inc_addr`` (visible to ``rd_*`` two cycles later).
+        Add ``inc_amount`` to counter ``inc_addr`` (written two cycles later; a ``rd_*``
+        read issued three cycles later or more sees it).
     rd_en, rd_addr : In
         Read counter ``rd_addr``; ``rd_data`` holds it two cycles later, until the next
         read.
@@ -52,14 +56,24 @@ class CounterMemory(wiring.Component):
         rmw = mem.read_port(transparent_for=(wr,))
         bus = mem.read_port()
 
-        s1_valid = Signal()
-        s1_addr = Signal.like(self.inc_addr)
-        s1_amount = Signal.like(self.inc_amount)
+        # Stage 1: the read is under way. Stage 2: its data is in `s2_old`; the sum is
+        # written. An update in stage 2 writes while the next one is in stage 1, after that
+        # one's read: `s2_forward` (compared in stage 1, from flops) says to take the value
+        # just written (`written`) instead of `s2_old`.
+        s1_valid, s2_valid = Signal(), Signal()
+        s1_addr, s2_addr = Signal.like(self.inc_addr), Signal.like(self.inc_addr)
+        s1_amount, s2_amount = Signal.like(self.inc_amount), Signal.like(self.inc_amount)
+        s2_old, written = Signal(self.width), Signal(self.width)
+        s2_forward = Signal()
         m.d.comb += [rmw.addr.eq(self.inc_addr), rmw.en.eq(1)]
-        m.d.sync += [s1_valid.eq(self.inc_stb), s1_addr.eq(self.inc_addr),
-                     s1_amount.eq(self.inc_amount)]
-        m.d.comb += [wr.addr.eq(s1_addr), wr.data.eq(rmw.data + s1_amount),
-                     wr.en.eq(s1_valid)]
+        m.d.sync += [
+            s1_valid.eq(self.inc_stb), s1_addr.eq(self.inc_addr), s1_amount.eq(self.inc_amount),
+            s2_valid.eq(s1_valid), s2_addr.eq(s1_addr), s2_amount.eq(s1_amount),
+            s2_old.eq(rmw.data), s2_forward.eq(s2_valid & (s2_addr == s1_addr)),
+        ]
+        total = Mux(s2_forward, written, s2_old) + s2_amount
+        m.d.comb += [wr.addr.eq(s2_addr), wr.data.eq(total), wr.en.eq(s2_valid)]
+        m.d.sync += written.eq(total)
 
         # A register after the block RAM's output (its own output register on ECP5), so the
         # read data enters the register bus's multiplexers from a flop.
@@ -83,8 +97,11 @@ class RxCounters(wiring.Component):
     meta_stb : In(1)
         ``meta`` (a finished record) left the pipeline; ``bucket`` is its RETA index.
     csr : In(CsrSignature)
-        Reads of the counter registers (``addr`` is the full byte address). Writes are
-        acknowledged and ignored. Memory-held counters answer two cycles after the request.
+        Reads of the counter registers (``addr`` is the full byte address). Every access is
+        acknowledged three cycles after its request (the decode and the read multiplexers
+        are registered); writes are ignored. A flop counter's answer counts the events
+        given before the request's cycle, a memory counter's those given at least three
+        cycles before it.
     """
     def __init__(self, regmap: RegisterMap):
         self.regmap = regmap
@@ -105,20 +122,35 @@ class RxCounters(wiring.Component):
 
         frames_in, bytes_in = counter("FRAMES_IN"), counter("BYTES_IN")
         delivered, dropped = counter("FRAMES_DELIVERED"), counter("FRAMES_DROPPED")
-        drop_count = Array(Signal(32, name=f"drop_{r.label}") for r in DropReason)
-        rule_hits = Array(Signal(32, name=f"rule_hits_{i}") for i in range(p["n_rules"] + 1))
+        drop_count = [Signal(32, name=f"drop_{r.label}") for r in DropReason]
+        rule_hits = [Signal(32, name=f"rule_hits_{i}") for i in range(p["n_rules"] + 1)]
 
-        with m.If(self.frame_in_stb):
-            m.d.sync += [frames_in.eq(frames_in + 1), bytes_in.eq(bytes_in + self.frame_in_len)]
-        with m.If(self.meta_stb):
-            with m.If(meta.drop == DropReason.NONE):
-                m.d.sync += delivered.eq(delivered + 1)
-            with m.Else():
-                m.d.sync += dropped.eq(dropped + 1)
-                with m.If(meta.drop < len(DropReason)):
-                    m.d.sync += drop_count[meta.drop].eq(drop_count[meta.drop] + 1)
-            with m.If(meta.rule <= p["n_rules"]):
-                m.d.sync += rule_hits[meta.rule].eq(rule_hits[meta.rule] + 1)
+        # The flop counters count events registered first, one-hot: which counter to step is
+        # then a flop, not a decode of the record in front of a 32-bit adder's enable.
+        e_frame, e_frame_len = Signal(), Signal(32)
+        e_delivered, e_dropped = Signal(), Signal()
+        e_drop = Signal(len(drop_count))            # bit r: count drop reason r
+        e_rule = Signal(len(rule_hits))             # bit k: count a hit of rule k
+        dropping = self.meta_stb & (meta.drop != DropReason.NONE)
+        m.d.sync += [
+            e_frame.eq(self.frame_in_stb), e_frame_len.eq(self.frame_in_len),
+            e_delivered.eq(self.meta_stb & (meta.drop == DropReason.NONE)),
+            e_dropped.eq(dropping),
+            e_drop.eq(Cat(dropping & (meta.drop == r) for r in range(len(drop_count)))),
+            e_rule.eq(Cat(self.meta_stb & (meta.rule == k) for k in range(len(rule_hits)))),
+        ]
+        with m.If(e_frame):
+            m.d.sync += [frames_in.eq(frames_in + 1), bytes_in.eq(bytes_in + e_frame_len)]
+        with m.If(e_delivered):
+            m.d.sync += delivered.eq(delivered + 1)
+        with m.If(e_dropped):
+            m.d.sync += dropped.eq(dropped + 1)
+        for r, counter in enumerate(drop_count):
+            with m.If(e_drop[r]):
+                m.d.sync += counter.eq(counter + 1)
+        for k, counter in enumerate(rule_hits):
+            with m.If(e_rule[k]):
+                m.d.sync += counter.eq(counter + 1)
 
         m.submodules.queue_packets = q_pkts = CounterMemory(p["queues"], amount_width=1)
         m.submodules.queue_bytes = q_bytes = CounterMemory(p["queues"], amount_width=16)
@@ -133,43 +165,42 @@ class RxCounters(wiring.Component):
             buckets.inc_amount.eq(1),
         ]
 
-        # Bus reads: flop counters answer at once, memory counters one cycle later.
+        # Bus reads, registered at every step so no address decode or read multiplexer lies
+        # on a path into the bus: `step` counts the cycles of an access (the address holds
+        # until `ack`). Step 0: the memories read the address and each "which counter"
+        # compare goes into a flop. Step 1: the flop counters' multiplexer (one-hot, from
+        # those flops) into `flop_data`. Step 2: the chosen value into `r_data`. Step 3:
+        # `ack`. Writes are acknowledged the same way and ignored.
         csr = self.csr
         req = csr.r_stb | csr.w_stb
-        mem_wait = Signal()
-        mem_sel = Signal(2)
+        step = Signal(2)
+        with m.If(req & ~csr.ack):
+            m.d.sync += step.eq(step + (step != 3))
+        with m.Else():
+            m.d.sync += step.eq(0)
 
-        def in_array(name):
+        flops = [(rm.addr(name), sig) for name, sig in (
+            ("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
+            ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped))]
+        flops += [(rm.addr("DROP_COUNT", i), sig) for i, sig in enumerate(drop_count)]
+        flops += [(rm.addr("RULE_HITS", i), sig) for i, sig in enumerate(rule_hits)]
+        flop_sel = Signal(len(flops))
+        m.d.sync += flop_sel.eq(Cat(csr.addr == addr for addr, _ in flops))
+        flop_data = Signal(32)
+        m.d.sync += flop_data.eq(one_hot_select(flop_sel, [sig for _, sig in flops]))
+
+        mems = (("QUEUE_PACKETS", q_pkts), ("QUEUE_BYTES", q_bytes), ("BUCKET_PACKETS", buckets))
+        mem_sel = Signal(len(mems))
+        hits = []
+        for name, mem in mems:
             reg = rm[name]
-            lo = reg.offset
-            return (csr.addr >= lo) & (csr.addr < lo + rm.count(reg) * reg.stride), \
-                (csr.addr - lo)[2:16]
-
-        with m.If(req & ~mem_wait):
-            m.d.comb += csr.ack.eq(1)
-            for name, sig in (("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
-                              ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped)):
-                with m.If(csr.addr == rm.addr(name)):
-                    m.d.comb += csr.r_data.eq(sig)
-            for name, arr in (("DROP_COUNT", drop_count), ("RULE_HITS", rule_hits)):
-                hit, index = in_array(name)
-                with m.If(hit):
-                    m.d.comb += csr.r_data.eq(arr[index])
-            for sel, (name, mem) in enumerate((("QUEUE_PACKETS", q_pkts),
-                                               ("QUEUE_BYTES", q_bytes),
-                                               ("BUCKET_PACKETS", buckets)), start=1):
-                hit, index = in_array(name)
-                m.d.comb += mem.rd_addr.eq(index)
-                with m.If(hit & csr.r_stb):
-                    m.d.comb += [mem.rd_en.eq(1), csr.ack.eq(0)]
-                    m.d.sync += [mem_wait.eq(1), mem_sel.eq(sel)]
-        mem_ready = Signal()                # rd_data holds the counter (a cycle later)
-        m.d.sync += mem_ready.eq(mem_wait & ~mem_ready)
-        with m.If(mem_ready):
-            m.d.comb += csr.ack.eq(1)
-            m.d.sync += mem_wait.eq(0)
-            with m.Switch(mem_sel):
-                for sel, mem in ((1, q_pkts), (2, q_bytes), (3, buckets)):
-                    with m.Case(sel):
-                        m.d.comb += csr.r_data.eq(mem.rd_data)
+            m.d.comb += [mem.rd_addr.eq((csr.addr - reg.offset)[2:16]), mem.rd_en.eq(step == 0)]
+            hits.append((csr.addr >= reg.offset) &
+                        (csr.addr < reg.offset + rm.count(reg) * reg.stride))
+        m.d.sync += mem_sel.eq(Cat(*hits))
+        with m.If(step == 2):
+            # mem_sel and flop_sel are one-hot or zero (an unknown address reads 0).
+            m.d.sync += csr.r_data.eq(
+                flop_data | one_hot_select(mem_sel, [mem.rd_data for _, mem in mems]))
+        m.d.comb += csr.ack.eq(step == 3)
         return m

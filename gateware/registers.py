@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
 from ..regs import RULE_STRIDE, RULE_WORDS, RegisterMap
-from .axil import CsrSignature
+from .axil import CsrSignature, one_hot_select
 
 __all__ = ["RegisterFile"]
 
@@ -23,9 +23,14 @@ class RegisterFile(wiring.Component):
     than the rest of the core): the apply copies them into the active rules word by word,
     ``n_rules * 32`` cycles, then in one cycle (``commit_done``) copies every other shadow
     (key, control words), increments ``generation`` and lowers ``commit_pending``. The bus
-    waits (no ``ack``) for a rule access or a write during the copy; a rule read takes two
-    cycles more than a register read. The RETA lives in the indirection table and the counters
-    in the counter block: their accesses are forwarded (``reta_*``, ``counters``).
+    waits (no ``ack``) for a rule access or a write during the copy. The RETA lives in the
+    indirection table and the counters in the counter block: their accesses are forwarded
+    (``reta_*``, ``counters``) from the access's second cycle.
+
+    The address decode and the read multiplexer are registered (see the bus section), so
+    accesses are not answered in their first cycle: a register write in the second, a
+    register read in the third, a rule read in the fourth; forwarded accesses when their
+    block answers.
 
     Parameters
     ----------
@@ -144,13 +149,40 @@ class RegisterFile(wiring.Component):
             m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
 
         # --- bus -----------------------------------------------------------------------------
+        # The decode is registered: in an access's first cycle every "which target, which
+        # register" compare goes from csr.addr into a flop (the address holds until ack), and
+        # from the second cycle (`decoded`) only those flops steer the access. A register
+        # read goes through a registered one-hot multiplexer and is answered in the third
+        # cycle. Into csr.r_data there is then only a choice between four flop outputs.
         reta = rm["RETA"]
-        in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
         counter_regs = [r for r in rm if r.access == "counter"]
+        in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
         in_counters = 0
         for reg in counter_regs:
             in_counters |= ((csr.addr >= reg.offset) &
                             (csr.addr < reg.offset + rm.count(reg) * reg.stride))
+        readable = [(rm.addr(name), rm.ro_value(name))
+                    for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS")]
+        readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta_busy)),
+                     (rm.addr("GENERATION"), self.generation)]
+        readable += writable
+        hit_reta, hit_counters, hit_rules, hit_local = (Signal(name=f"hit_{n}") for n in
+                                                        ("reta", "counters", "rules", "local"))
+        read_sel, write_sel = Signal(len(readable)), Signal(len(writable))
+        hit_commit = Signal()
+        m.d.sync += [
+            hit_reta.eq(in_reta), hit_counters.eq(in_counters), hit_rules.eq(in_rules),
+            hit_local.eq(~in_reta & ~in_counters & ~in_rules),
+            read_sel.eq(Cat(csr.addr == addr for addr, _ in readable)),
+            write_sel.eq(Cat(csr.addr == addr for addr, _ in writable)),
+            hit_commit.eq(csr.addr == rm.addr("COMMIT")),
+        ]
+        decoded, local_ready = Signal(), Signal()
+        stb = csr.r_stb | csr.w_stb
+        m.d.sync += [decoded.eq(stb & ~csr.ack), local_ready.eq(decoded & stb & ~csr.ack)]
+        local_data = Signal(32)
+        m.d.sync += local_data.eq(one_hot_select(read_sel, [value for _, value in readable]))
+
         m.d.comb += [
             self.reta_addr.eq((csr.addr - reta.offset)[2:2 + self.reta_bits]),
             self.reta_w_data.eq(csr.w_data[:8]),
@@ -165,41 +197,32 @@ class RegisterFile(wiring.Component):
         ]
         with m.If(busy):
             m.d.sync += rule_read_wait.eq(0)    # the read port is the copy's: read again
-        with m.If(in_reta):
+        # The answer: the selects are flops, so this is a four-way AND-OR per bit.
+        m.d.comb += csr.r_data.eq(
+            one_hot_select(Cat(hit_reta, hit_counters, hit_rules, hit_local),
+                           [self.reta_r_data, self.counters.r_data, rule_data, local_data]))
+        with m.If(decoded & hit_reta):
             m.d.comb += [self.reta_r_stb.eq(csr.r_stb), self.reta_w_stb.eq(csr.w_stb),
-                         csr.ack.eq(self.reta_ack), csr.r_data.eq(self.reta_r_data)]
-        with m.Elif(in_counters):
+                         csr.ack.eq(self.reta_ack)]
+        with m.If(decoded & hit_counters):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
-                         csr.ack.eq(self.counters.ack), csr.r_data.eq(self.counters.r_data)]
-        with m.Elif(in_rules):
-            # Reads: address in one cycle, data registered in the next, answer in the third.
-            # Reads and writes wait for the copy.
+                         csr.ack.eq(self.counters.ack)]
+        with m.If(decoded & hit_rules):
+            # Reads: address from the first cycle, data registered two cycles after the
+            # decode; the answer then. Reads and writes wait for the copy.
             with m.If(csr.r_stb & ~busy):
                 m.d.sync += rule_read_wait.eq(Mux(rule_read_wait == 2, 0, rule_read_wait + 1))
-                m.d.comb += [csr.ack.eq(rule_read_wait == 2), csr.r_data.eq(rule_data)]
+                m.d.comb += csr.ack.eq(rule_read_wait == 2)
             with m.If(csr.w_stb & ~busy):
                 m.d.comb += [rule_w.en.eq(1), csr.ack.eq(1)]
-        with m.Else():
-            # Writes wait while the rules are copied: the commit takes the shadows as they
-            # are when it ends, and a write in the middle would land in half of it.
-            m.d.comb += csr.ack.eq(csr.r_stb | (csr.w_stb & ~busy))
-            with m.Switch(csr.addr):
-                for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS"):
-                    with m.Case(rm.addr(name)):
-                        m.d.comb += csr.r_data.eq(rm.ro_value(name))
-                with m.Case(rm.addr("COMMIT_STATUS")):
-                    m.d.comb += csr.r_data.eq(Cat(pending, self.reta_busy))
-                with m.Case(rm.addr("GENERATION")):
-                    m.d.comb += csr.r_data.eq(self.generation)
-                for addr, sig in writable:
-                    with m.Case(addr):
-                        m.d.comb += csr.r_data.eq(sig)
-            # One comparator per register keeps each flop's logic small (a shared Switch
-            # would repeat the whole address decode for every register).
-            write = csr.w_stb & ~busy
-            with m.If(write & (csr.addr == rm.addr("COMMIT")) & csr.w_data[0]):
-                m.d.sync += pending.eq(1)
-            for addr, sig in writable:
-                with m.If(write & (csr.addr == addr)):
-                    m.d.sync += sig.eq(csr.w_data)
+        # Writes wait while the rules are copied: the commit takes the shadows as they are
+        # when it ends, and a write in the middle would land in half of it.
+        write = decoded & hit_local & csr.w_stb & ~busy
+        with m.If(write | (local_ready & hit_local & csr.r_stb)):
+            m.d.comb += csr.ack.eq(1)
+        with m.If(write & hit_commit & csr.w_data[0]):
+            m.d.sync += pending.eq(1)
+        for k, (_, sig) in enumerate(writable):
+            with m.If(write & write_sel[k]):
+                m.d.sync += sig.eq(csr.w_data)
         return m
