@@ -5,7 +5,7 @@
 
 from dataclasses import dataclass
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -316,19 +316,25 @@ class HeaderParser(wiring.Component):
 
         # The frame streaming in.
         count = Signal(range(self._capture_bytes + 1))  # index of this beat's byte (saturates)
+        counting = Signal(init=1)                   # count < capture bytes, as a flop
         length = Signal(16)
         mac_error = Signal()
         l2, hdr = Signal.like(st.l2), Signal.like(st.hdr)
         windows = [Signal(14 * 8, name=f"window{k}") for k in range(n_windows)]
         ext_lens = [Signal(12, name=f"ext_len{k}") for k in range(n_windows)]
         l3 = Signal(range(ETH_HEADER_LEN + 9), init=ETH_HEADER_LEN)
+        # Positions are kept as distances, counted along with `count`, not computed from it:
+        # a subtract and a compare in front of every capture enable were the core's
+        # critical path. rel_l3 = count - L3 offset; rel = count - the followed header's
+        # offset (both saturate with `count`; `rel` also stops once past the window).
+        rel_l3 = Signal(signed(16), init=-ETH_HEADER_LEN)
+        rel = Signal(signed(16))
+        next_rel = Signal(signed(16))               # `rel` at the next header's byte 0, + 4
         prev = Signal(16)                           # the two bytes before this one
         ipv4 = Signal()
         win = Signal(range(n_windows))              # header being followed
-        win_offset = Signal(14)                     # its offset
         win_type = Signal(8)                        # its type (IPv6 next header)
-        win_live = Signal()                         # win_offset and win_type are known
-        next_offset = Signal(14)
+        win_live = Signal()                         # its offset and win_type are known
         chain = Signal()                            # another extension/L4 header follows
         finished = Signal()                         # the frame ended; the engine has not got it
         n, frame_mac_error = Signal(16), Signal()   # of the finished frame
@@ -345,13 +351,22 @@ class HeaderParser(wiring.Component):
         m.d.comb += self.i.ready.eq(~finished & ~(take & beat.last))
         m.d.sync += [take.eq(self.i.valid & self.i.ready), beat.eq(self.i.payload)]
         new_length = self._frame_length(m, beat, length)
-        rel = Signal(14)
-        m.d.comb += rel.eq(count - win_offset)
-        in_window = win_live & (count >= win_offset) & (rel < 14)
+        # `rel`'s compares are flops too, each worked out beside the value `rel` is about to
+        # take (from the old value, not from the new one: no compare after an adder).
+        rel_next = Signal.like(rel)
+        rel_ge0, rel_lt14 = Signal(init=1), Signal(init=1)
+        ge0_next, lt14_next = Signal(), Signal()
+        m.d.comb += [rel_next.eq(rel), ge0_next.eq(rel_ge0), lt14_next.eq(rel_lt14)]
+        m.d.sync += [rel.eq(rel_next), rel_ge0.eq(ge0_next), rel_lt14.eq(lt14_next)]
+        in_window = win_live & rel_ge0 & rel_lt14
 
         with m.If(take & beat.keep[0]):
-            with m.If(count < self._capture_bytes):
-                m.d.sync += count.eq(count + 1)
+            with m.If(counting):
+                m.d.sync += [count.eq(count + 1), rel_l3.eq(rel_l3 + 1),
+                             counting.eq(count != self._capture_bytes - 1)]
+                with m.If(rel_lt14):
+                    m.d.comb += [rel_next.eq(rel + 1), ge0_next.eq(rel >= -1),
+                                 lt14_next.eq(rel < 13)]
             m.d.sync += prev.eq(Cat(byte, prev[:8]))
             for k in range(12):
                 with m.If(count == 12 + k):
@@ -360,19 +375,21 @@ class HeaderParser(wiring.Component):
             type_here = Cat(byte, prev[:8])
             is_tag = (type_here == EtherType.VLAN) | (type_here == EtherType.QINQ)
             with m.If(((count == 13) | ((count == 17) & (l3 == 18))) & is_tag):
-                m.d.sync += l3.eq(l3 + 4)
-            rel_l3 = count - l3
+                m.d.sync += [l3.eq(l3 + 4), rel_l3.eq(rel_l3 + 1 - 4)]
             for k in range(40):
                 with m.If(rel_l3 == k):
                     m.d.sync += hdr.word_select(k, 8).eq(byte)
-            with m.If(count == l3):                 # first L3 byte; prev holds the EtherType
+            with m.If(rel_l3 == 0):                 # first L3 byte; prev holds the EtherType
                 m.d.sync += [ipv4.eq(prev == EtherType.IPV4), win.eq(0)]
+                # The header followed starts at L3 + 4 * IHL (IPv4) or L3 + 40 (IPv6):
+                # `rel` of the next byte.
                 with m.If(prev == EtherType.IPV4):
-                    m.d.sync += [win_offset.eq(l3 + byte[:4] * 4), win_type.eq(0),
-                                 win_live.eq(1)]
+                    m.d.comb += [rel_next.eq(1 - byte[:4] * 4), ge0_next.eq(byte[:4] == 0),
+                                 lt14_next.eq(1)]
+                    m.d.sync += [win_type.eq(0), win_live.eq(1)]
                 with m.Else():
-                    m.d.sync += win_offset.eq(l3 + 40)
-            with m.If(~ipv4 & (count == l3 + 6)):   # IPv6 next header
+                    m.d.comb += [rel_next.eq(1 - 40), ge0_next.eq(0), lt14_next.eq(1)]
+            with m.If(~ipv4 & (rel_l3 == 6)):       # IPv6 next header
                 m.d.sync += [win_type.eq(byte), win_live.eq(1)]
             with m.If(in_window):
                 for w in range(n_windows):
@@ -386,14 +403,16 @@ class HeaderParser(wiring.Component):
                         with m.If(win == w):
                             m.d.sync += ext_lens[w].eq(ext_len)
                     m.d.sync += [
-                        next_offset.eq(win_offset + ext_len),
+                        next_rel.eq(4 - ext_len),
                         chain.eq(~ipv4 & _is_ext_header(win_type) &
                                  (win != n_windows - 1)),
                     ]
                 with m.If((rel == 3) & chain):
                     m.d.sync += [
-                        win.eq(win + 1), win_offset.eq(next_offset), chain.eq(0),
+                        win.eq(win + 1), chain.eq(0),
                     ]
+                    m.d.comb += [rel_next.eq(next_rel), ge0_next.eq(next_rel >= 0),
+                                 lt14_next.eq(next_rel < 14)]
                     for w in range(n_windows):
                         with m.If(win == w):
                             m.d.sync += win_type.eq(windows[w][:8])
@@ -402,7 +421,9 @@ class HeaderParser(wiring.Component):
                 m.d.sync += [
                     finished.eq(1), n.eq(new_length),
                     frame_mac_error.eq(mac_error | beat.error),
-                    count.eq(0), length.eq(0), mac_error.eq(0), l3.eq(ETH_HEADER_LEN),
+                    count.eq(0), counting.eq(1), length.eq(0), mac_error.eq(0),
+                    l3.eq(ETH_HEADER_LEN),
+                    rel_l3.eq(-ETH_HEADER_LEN),
                     win_live.eq(0), chain.eq(0), ipv4.eq(0),
                 ]
             with m.Else():
@@ -438,7 +459,8 @@ class HeaderParser(wiring.Component):
         step found (both comb).
 
         At 8 bits every step takes four cycles: in the first the header window register
-        loads, in the second the conditions of the step's checks are registered, in the
+        loads, in the second the conditions of the step's checks (and whether the walk
+        stops after it) are registered, in the
         third their result (``error``, ``done``), in the fourth the step acts on it. The
         step's inputs do not change in between, so it computes the same values again; the
         long path from the header bytes through the bound checks is cut in three, and the
@@ -497,20 +519,31 @@ class HeaderParser(wiring.Component):
                     self.o.payload.error.eq(error),
                 ]
 
+    def _settled(self, m, value, name):
+        """At 8 bits, ``value`` registered: the step's inputs hold still over its four cycles
+        (see ``_elaborate_engine``), so the flop holds the same value from the second cycle
+        on and the logic behind it starts from a flop. At wider widths (a step per cycle),
+        ``value`` itself."""
+        if self._data_width != 8:
+            return value
+        flag = Signal(len(value), name=name)
+        m.d.sync += flag.eq(value)
+        return flag
+
     def _checks(self, m, st, checks):
         """Set ``st.error`` to the error of the first true condition of ``checks``. At 8 bits
-        each condition is registered first (the step's inputs hold still meanwhile, see
-        ``_elaborate_engine``), so the compares and the priority chain are separate paths."""
-        if self._data_width == 8:
-            registered = []
-            for index, (condition, error) in enumerate(checks):
-                flag = Signal(name=f"check_{error.name.lower()}_{index}")
-                m.d.sync += flag.eq(condition)
-                registered.append((flag, error))
-            checks = registered
+        each condition is registered first, so the compares and the priority chain are
+        separate paths."""
+        checks = [(self._settled(m, condition, f"check_{error.name.lower()}_{index}"), error)
+                  for index, (condition, error) in enumerate(checks)]
         for index, (condition, error) in enumerate(checks):
             with (m.If if index == 0 else m.Elif)(condition):
                 m.d.comb += st.error.eq(error)
+
+    def _done(self, m, st, stop):
+        """``st.done``: the step found an error, or ``stop`` (the walk ends after this step).
+        At 8 bits ``stop`` is registered first, like the checks' conditions."""
+        m.d.comb += st.done.eq((st.error != ParseError.NONE) | self._settled(m, stop, "stop"))
 
     def _bounds(self, end, bound):
         """Checks that header bytes up to ``end`` lie inside ``bound`` and the capture window."""
@@ -546,7 +579,7 @@ class HeaderParser(wiring.Component):
             (tag0 & (n < ETH_HEADER_LEN + 4), ParseError.TRUNCATED),
             (tag1 & (n < ETH_HEADER_LEN + 8), ParseError.TRUNCATED),
         ])
-        m.d.comb += st.done.eq((st.error != ParseError.NONE) | ~is_ip)
+        self._done(m, st, ~is_ip)
         with m.If(st.advance):
             m.d.sync += st.tags.eq(tag0 + tag1)
             m.next = "L3"
@@ -559,7 +592,8 @@ class HeaderParser(wiring.Component):
         m.d.comb += l3.eq(ETH_HEADER_LEN + 4 * st.tags)
         version, ihl = _byte(hdr, 0)[4:], _byte(hdr, 0)[:4]
 
-        with m.If(rec.ethertype == EtherType.IPV4):
+        # Which checks apply (IPv4 or IPv6) is settled too: it picks the error.
+        with m.If(self._settled(m, rec.ethertype == EtherType.IPV4, "l3_ipv4")):
             header_len = ihl * 4
             total_length = _be(hdr, 2, 2)
             frag = _be(hdr, 6, 2)
@@ -581,8 +615,7 @@ class HeaderParser(wiring.Component):
                 *self._bounds(l3 + header_len, n),
                 ((total_length < header_len) | (l3 + total_length > n), ParseError.BAD_LENGTH),
             ])
-            m.d.comb += st.done.eq((st.error != ParseError.NONE) | fragment |
-                                   ~_is_tcp_udp(ip_proto))
+            self._done(m, st, fragment | ~_is_tcp_udp(ip_proto))
             with m.If(st.advance):
                 m.d.sync += [
                     st.offset.eq(l3 + header_len),
@@ -611,8 +644,7 @@ class HeaderParser(wiring.Component):
                 (l3 + 40 > n, ParseError.TRUNCATED),
                 (l3 + 40 + payload_length > n, ParseError.BAD_LENGTH),
             ])
-            m.d.comb += st.done.eq((st.error != ParseError.NONE) |
-                                   ~(extension | _is_tcp_udp(next_header)))
+            self._done(m, st, ~(extension | _is_tcp_udp(next_header)))
             with m.If(st.advance):
                 m.d.sync += [
                     st.offset.eq(l3 + 40),
@@ -646,8 +678,7 @@ class HeaderParser(wiring.Component):
             (~later_fragment & extension & (st.ext_count == MAX_IPV6_EXT_HEADERS - 1),
              ParseError.HEADER_LIMIT),
         ])
-        m.d.comb += st.done.eq((st.error != ParseError.NONE) | later_fragment |
-                               ~(extension | _is_tcp_udp(next_header)))
+        self._done(m, st, later_fragment | ~(extension | _is_tcp_udp(next_header)))
         with m.If(st.advance):
             m.d.sync += [
                 st.offset.eq(offset + header_len),
