@@ -2,11 +2,12 @@
 """The RSS hash stage: picks a frame's hash type, builds the Toeplitz input, hashes it."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import HashType, ParseError, PacketMeta, RSS_KEY_LEN, RSS_MAX_INPUT_LEN
+from .skid import SkidBuffer
 from .toeplitz import ToeplitzHash
 
 __all__ = ["choose_hash_type", "greater_than", "RssHashStage"]
@@ -90,12 +91,25 @@ class RssHashStage(wiring.Component):
         # pipeline so a fully parallel engine still takes one record per cycle.
         m.submodules.pending = pending = SyncFIFOBuffered(width=len(self.i.payload.as_value()),
                                                           depth=4)
+        # Two register slices before the engine, each `i.ready` from a flop: the first
+        # holds the hash type and the symmetric-mode address and port compares, the second
+        # the Toeplitz input chosen by them (the compares and the input select in one cycle
+        # were too long a path at 125 MHz on ECP5). Two cycles of latency, full throughput.
         meta = self.i.payload
         hash_type = choose_hash_type(m, meta, self.hash_enable)
-
-        # Symmetric mode: ascending addresses, ascending ports.
-        swap_addr = self.symmetric & greater_than(meta.src_addr, meta.dst_addr)
-        swap_port = self.symmetric & (meta.src_port > meta.dst_port)
+        m.submodules.a_slice = a_slice = SkidBuffer(data.StructLayout({
+            "meta": PacketMeta, "swap_addr": 1, "swap_port": 1}))
+        m.d.comb += [
+            a_slice.i.valid.eq(self.i.valid), self.i.ready.eq(a_slice.i.ready),
+            a_slice.i.payload.meta.eq(meta), a_slice.i.payload.meta.hash_type.eq(hash_type),
+            a_slice.i.payload.meta.hash.eq(0),
+            # Symmetric mode: ascending addresses, ascending ports.
+            a_slice.i.payload.swap_addr.eq(self.symmetric &
+                                           greater_than(meta.src_addr, meta.dst_addr)),
+            a_slice.i.payload.swap_port.eq(self.symmetric & (meta.src_port > meta.dst_port)),
+        ]
+        a = a_slice.o.payload
+        meta, swap_addr, swap_port = a.meta, a.swap_addr, a.swap_port
         src = Mux(swap_addr, meta.dst_addr, meta.src_addr)
         dst = Mux(swap_addr, meta.src_addr, meta.dst_addr)
         sport = Mux(swap_port, meta.dst_port, meta.src_port)
@@ -105,7 +119,7 @@ class RssHashStage(wiring.Component):
         width = 8 * RSS_MAX_INPUT_LEN
         tuple_data = Signal(width)
         tuple_len = Signal(range(RSS_MAX_INPUT_LEN + 1))
-        with m.Switch(hash_type):
+        with m.Switch(meta.hash_type):
             with m.Case(HashType.IPV4):
                 m.d.comb += [tuple_data.eq(Cat(Const(0, width - 64), dst[:32], src[:32])),
                              tuple_len.eq(8)]
@@ -119,29 +133,23 @@ class RssHashStage(wiring.Component):
             with m.Case(HashType.IPV6_TCP, HashType.IPV6_UDP):
                 m.d.comb += [tuple_data.eq(Cat(dport, sport, dst, src)), tuple_len.eq(36)]
 
-        staged = Signal(PacketMeta)
-        m.d.comb += [staged.eq(meta), staged.hash_type.eq(hash_type), staged.hash.eq(0)]
-
-        # An input register: the address compare and the input select above end here, not
-        # in the engine's shift register (one cycle of latency, no loss of throughput).
-        t_valid = Signal()
-        t_meta = Signal(PacketMeta)
-        t_data = Signal.like(tuple_data)
-        t_len = Signal.like(tuple_len)
-        fork_ready = engine.i.ready & pending.w_rdy
-        load = ~t_valid | fork_ready
-        m.d.comb += self.i.ready.eq(load)
-        with m.If(load):
-            m.d.sync += [t_valid.eq(self.i.valid), t_meta.eq(staged), t_data.eq(tuple_data),
-                         t_len.eq(tuple_len)]
+        m.submodules.t_slice = t_slice = SkidBuffer(data.StructLayout({
+            "meta": PacketMeta, "data": len(tuple_data), "len": len(tuple_len)}))
+        m.d.comb += [
+            t_slice.i.valid.eq(a_slice.o.valid), a_slice.o.ready.eq(t_slice.i.ready),
+            t_slice.i.payload.meta.eq(meta), t_slice.i.payload.data.eq(tuple_data),
+            t_slice.i.payload.len.eq(tuple_len),
+        ]
+        t_valid, t = t_slice.o.valid, t_slice.o.payload
+        m.d.comb += t_slice.o.ready.eq(engine.i.ready & pending.w_rdy)
 
         # Fork: a record enters the engine and the FIFO in the same cycle.
         m.d.comb += [
             engine.key.eq(self.key),
-            engine.i.payload.data.eq(t_data),
-            engine.i.payload.length.eq(t_len),
+            engine.i.payload.data.eq(t.data),
+            engine.i.payload.length.eq(t.len),
             engine.i.valid.eq(t_valid & pending.w_rdy),
-            pending.w_data.eq(t_meta),
+            pending.w_data.eq(t.meta),
             pending.w_en.eq(t_valid & engine.i.ready),
         ]
 

@@ -189,10 +189,11 @@ class ToeplitzHash(wiring.Component):
         remaining = Signal(range(self.max_input + 1))   # bytes not yet folded in
         acc = Signal(32)
         busy = Signal()
+        # `remaining <= step_bytes`, kept in a flop: it is on the `ready` path.
+        last = Signal()
 
         chunk = shift_data[-step:]
         partial = _window_xor(chunk, shift_key[-(step + 31):])
-        last = remaining <= step_bytes
         o_free = ~self.o.valid | self.o.ready
         fold = busy & (~last | o_free)
 
@@ -205,6 +206,7 @@ class ToeplitzHash(wiring.Component):
                 shift_data.eq(shift_data << step),
                 shift_key.eq(shift_key << step),
                 remaining.eq(Mux(last, 0, remaining - step_bytes)),
+                last.eq(last | (remaining <= 2 * step_bytes)),
                 acc.eq(acc ^ partial),
             ]
             with m.If(last):
@@ -221,6 +223,7 @@ class ToeplitzHash(wiring.Component):
                               _byte_mask(self.i.payload.data, length, self.max_input))),
                 shift_key.eq(Cat(Const(0, pad), self.key)),
                 remaining.eq(Mux(length > self.max_input, self.max_input, length)),
+                last.eq((length <= step_bytes) | (self.max_input <= step_bytes)),
                 acc.eq(0),
                 busy.eq(1),
             ]
