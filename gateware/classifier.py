@@ -6,12 +6,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import DropReason, PacketMeta, Rule, RuleAction
 
-__all__ = ["FlowClassifier"]
+__all__ = ["FlowClassifier", "rule_terms"]
 
 
-def rule_matches(rule, meta) -> Value:
-    """One comparator set: 1 when the ``Rule`` view ``rule`` matches the ``PacketMeta`` view
-    ``meta`` (enabled, every masked field equal under its mask, both ports in range)."""
+def rule_terms(rule, meta) -> Value:
+    """One comparator set: one bit per condition of the ``Rule`` view ``rule`` on the
+    ``PacketMeta`` view ``meta`` (enabled, each masked field equal under its mask, each port
+    bound); the rule matches when every bit is 1."""
     masked = [
         (meta.flags, rule.flags, rule.flags_mask),
         (meta.ethertype, rule.ethertype, rule.ethertype_mask),
@@ -27,10 +28,10 @@ def rule_matches(rule, meta) -> Value:
         field, value, mask = (Value.cast(x) for x in (field, value, mask))
         terms.append(((field ^ value) & mask) == 0)
     terms += [
-        (meta.src_port >= rule.src_port_lo) & (meta.src_port <= rule.src_port_hi),
-        (meta.dst_port >= rule.dst_port_lo) & (meta.dst_port <= rule.dst_port_hi),
+        meta.src_port >= rule.src_port_lo, meta.src_port <= rule.src_port_hi,
+        meta.dst_port >= rule.dst_port_lo, meta.dst_port <= rule.dst_port_hi,
     ]
-    return Cat(*terms).all()
+    return Cat(*terms)
 
 
 def or_tree(values: list[Value]) -> Value:
@@ -53,8 +54,8 @@ class FlowClassifier(wiring.Component):
     ``error != 0`` and ``pass_errors`` is low; else ``RULE`` if the action's drop bit is set;
     else ``NONE``. Errored frames are still classified (``rule`` and the action are reported).
 
-    Timing: two pipeline stages (``s1``: the per-rule match vector; ``o``: priority encode and
-    action select): a record taken from ``i`` in cycle *c* is offered on ``o`` in cycle
+    Timing: two pipeline stages (``s1``: every rule's conditions, each a bit; ``o``: the
+    match of each rule, priority encode and action select): a record taken from ``i`` in cycle *c* is offered on ``o`` in cycle
     *c + 2* when ``o`` does not stall, a fixed latency of 2 cycles. One record per cycle
     while ``o.ready`` is high. Each stage advances when it is empty or the stage after it
     moves, so a stalled ``o`` holds its payload and ``i.ready`` falls only when both stages
@@ -100,18 +101,22 @@ class FlowClassifier(wiring.Component):
         o_advance = ~self.o.valid | self.o.ready
         s1_valid = Signal()
         s1_meta = Signal(PacketMeta)
-        s1_match = Signal(n)            # bit k: rule k matches s1_meta
         s1_advance = ~s1_valid | o_advance
         m.d.comb += self.i.ready.eq(s1_advance)
 
-        # Stage 1: one comparator set per rule.
-        match = Cat(*(rule_matches(self.rules[k], self.i.payload) for k in range(n)))
+        # Stage 1: one comparator set per rule, each condition into its own flop (the
+        # compares and the AND of a rule's conditions in one cycle were too long a path at
+        # 125 MHz on ECP5).
+        terms = [rule_terms(self.rules[k], self.i.payload) for k in range(n)]
+        s1_terms = [Signal(len(t), name=f"s1_terms{k}") for k, t in enumerate(terms)]
         with m.If(s1_advance):
             m.d.sync += [
                 s1_valid.eq(self.i.valid),
                 s1_meta.eq(self.i.payload),
-                s1_match.eq(match),
             ]
+            m.d.sync += [reg.eq(t) for reg, t in zip(s1_terms, terms)]
+        s1_match = Signal(n)            # bit k: rule k matches s1_meta
+        m.d.comb += s1_match.eq(Cat(*(t.all() for t in s1_terms)))
 
         # Stage 2: keep the lowest set bit (two's complement trick), then select by one-hot.
         first = Signal(n)

@@ -309,7 +309,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   assign rx__payload[63:0] = s_axis_tdata;
 endmodule
 
-module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arvalid, axi__rready, clk, rst, csr__ack, csr__r_data, axi__arready, axi__awready, axi__wready, csr__r_stb, axi__rvalid, axi__rdata, csr__w_stb, axi__bvalid, axi__bresp
+module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arvalid, axi__rready, clk, rst, csr__r_data, csr__ack, axi__arready, axi__awready, axi__wready, csr__r_stb, axi__rvalid, axi__rdata, csr__w_stb, axi__bvalid, axi__bresp
 , csr__addr, csr__w_data, axi__awaddr);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$122 , clk, rst, rx__ready, rx__payload, meta__payload, csr__ack, csr__r_data, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$122 , clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3436,7 +3436,7 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$122 , clk, rst, rx_
     .csr__w_stb(\csr__w_stb$28 ),
     .frame_in_len(\$55 [31:0]),
     .frame_in_stb(frame_in_stb),
-    .\inc_addr$49 (\$61 [8:0]),
+    .\inc_addr$61 (\$61 [8:0]),
     .meta(meta__payload),
     .meta_stb(meta_stb),
     .rst(rst)
@@ -3548,10 +3548,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$122 , clk, rst, rx_
     .hash_enable(hash_enable),
     .i__payload(\i__payload$87 ),
     .i__ready(\o__ready$89 ),
-    .\i__valid$32 (\i__valid$91 ),
+    .i__valid(\i__valid$91 ),
     .key(key),
-    .o__ready(\o__ready$95 ),
-    .o__valid(\i__valid$97 ),
+    .\o__ready$36 (\o__ready$95 ),
+    .\o__valid$32 (\i__valid$97 ),
     .out(\i__payload$93 ),
     .rst(rst),
     .symmetric(symmetric)
@@ -5702,489 +5702,489 @@ endmodule
 module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
-  wire [19:0] \$10 ;
+  wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [5:0] \$104 ;
+  wire [5:0] \$105 ;
   wire \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
   wire \$109 ;
-  wire [19:0] \$11 ;
-  wire [15:0] \$110 ;
-  wire [15:0] \$111 ;
+  wire \$11 ;
+  wire [127:0] \$110 ;
+  wire [127:0] \$111 ;
   wire \$112 ;
-  wire [11:0] \$113 ;
-  wire [11:0] \$114 ;
+  wire [127:0] \$113 ;
+  wire [127:0] \$114 ;
   wire \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
+  wire \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  wire [5:0] \$119 ;
-  wire [19:0] \$12 ;
-  wire [5:0] \$120 ;
-  wire \$121 ;
-  wire [7:0] \$122 ;
-  wire [7:0] \$123 ;
-  wire \$124 ;
-  wire [127:0] \$125 ;
-  wire [127:0] \$126 ;
-  wire \$127 ;
-  wire [127:0] \$128 ;
-  wire [127:0] \$129 ;
-  wire [19:0] \$13 ;
-  wire \$130 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire [9:0] \$120 ;
+  wire [9:0] \$121 ;
+  wire \$122 ;
+  wire [15:0] \$123 ;
+  wire [15:0] \$124 ;
+  wire \$125 ;
+  wire [11:0] \$126 ;
+  wire [11:0] \$127 ;
+  wire \$128 ;
+  wire [7:0] \$129 ;
+  wire \$13 ;
+  wire [7:0] \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
+  wire [5:0] \$132 ;
+  wire [5:0] \$133 ;
   wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
+  wire [7:0] \$135 ;
+  wire [7:0] \$136 ;
   wire \$137 ;
-  wire [9:0] \$138 ;
-  wire [9:0] \$139 ;
-  wire [19:0] \$14 ;
+  wire [127:0] \$138 ;
+  wire [127:0] \$139 ;
+  wire \$14 ;
   wire \$140 ;
-  wire [15:0] \$141 ;
-  wire [15:0] \$142 ;
+  wire [127:0] \$141 ;
+  wire [127:0] \$142 ;
   wire \$143 ;
-  wire [11:0] \$144 ;
-  wire [11:0] \$145 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [7:0] \$147 ;
-  wire [7:0] \$148 ;
-  wire \$149 ;
-  wire [19:0] \$15 ;
-  wire [5:0] \$150 ;
-  wire [5:0] \$151 ;
-  wire \$152 ;
-  wire [7:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire \$155 ;
-  wire [127:0] \$156 ;
-  wire [127:0] \$157 ;
-  wire \$158 ;
-  wire [127:0] \$159 ;
-  wire [19:0] \$16 ;
-  wire [127:0] \$160 ;
-  wire \$161 ;
+  wire \$147 ;
+  wire [9:0] \$148 ;
+  wire [9:0] \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [15:0] \$151 ;
+  wire [15:0] \$152 ;
+  wire \$153 ;
+  wire [11:0] \$154 ;
+  wire [11:0] \$155 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
+  wire [7:0] \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire [5:0] \$160 ;
+  wire [5:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [7:0] \$163 ;
+  wire [7:0] \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
+  wire [127:0] \$166 ;
+  wire [127:0] \$167 ;
   wire \$168 ;
-  wire [9:0] \$169 ;
-  wire [19:0] \$17 ;
-  wire [9:0] \$170 ;
+  wire [127:0] \$169 ;
+  wire \$17 ;
+  wire [127:0] \$170 ;
   wire \$171 ;
-  wire [15:0] \$172 ;
-  wire [15:0] \$173 ;
+  wire \$172 ;
+  wire \$173 ;
   wire \$174 ;
-  wire [11:0] \$175 ;
-  wire [11:0] \$176 ;
-  wire \$177 ;
-  wire [7:0] \$178 ;
-  wire [7:0] \$179 ;
-  wire [19:0] \$18 ;
-  wire \$180 ;
-  wire [5:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire \$183 ;
-  wire [7:0] \$184 ;
+  wire \$175 ;
+  wire [9:0] \$176 ;
+  wire [9:0] \$177 ;
+  wire \$178 ;
+  wire [15:0] \$179 ;
+  wire \$18 ;
+  wire [15:0] \$180 ;
+  wire \$181 ;
+  wire [11:0] \$182 ;
+  wire [11:0] \$183 ;
+  wire \$184 ;
   wire [7:0] \$185 ;
-  wire \$186 ;
-  wire [127:0] \$187 ;
-  wire [127:0] \$188 ;
-  wire \$189 ;
-  wire [19:0] \$19 ;
-  wire [127:0] \$190 ;
-  wire [127:0] \$191 ;
-  wire \$192 ;
+  wire [7:0] \$186 ;
+  wire \$187 ;
+  wire [5:0] \$188 ;
+  wire [5:0] \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
+  wire [127:0] \$194 ;
+  wire [127:0] \$195 ;
   wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
+  wire [127:0] \$197 ;
+  wire [127:0] \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [19:0] \$20 ;
-  wire [9:0] \$200 ;
-  wire [9:0] \$201 ;
+  wire [15:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
   wire \$202 ;
-  wire [15:0] \$203 ;
-  wire [15:0] \$204 ;
-  wire \$205 ;
-  wire [11:0] \$206 ;
-  wire [11:0] \$207 ;
-  wire \$208 ;
-  wire [7:0] \$209 ;
-  wire [19:0] \$21 ;
-  wire [7:0] \$210 ;
-  wire \$211 ;
-  wire [5:0] \$212 ;
-  wire [5:0] \$213 ;
-  wire \$214 ;
-  wire [7:0] \$215 ;
-  wire [7:0] \$216 ;
-  wire \$217 ;
-  wire [127:0] \$218 ;
-  wire [127:0] \$219 ;
-  wire [19:0] \$22 ;
-  wire \$220 ;
-  wire [127:0] \$221 ;
+  wire \$203 ;
+  wire [9:0] \$204 ;
+  wire [9:0] \$205 ;
+  wire \$206 ;
+  wire [15:0] \$207 ;
+  wire [15:0] \$208 ;
+  wire \$209 ;
+  wire [16:0] \$21 ;
+  wire [11:0] \$210 ;
+  wire [11:0] \$211 ;
+  wire \$212 ;
+  wire [7:0] \$213 ;
+  wire [7:0] \$214 ;
+  wire \$215 ;
+  wire [5:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire \$218 ;
+  wire [7:0] \$219 ;
+  wire \$22 ;
+  wire [7:0] \$220 ;
+  wire \$221 ;
   wire [127:0] \$222 ;
-  wire \$223 ;
+  wire [127:0] \$223 ;
   wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
+  wire [127:0] \$225 ;
+  wire [127:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [19:0] \$23 ;
   wire \$230 ;
-  wire [9:0] \$231 ;
+  wire \$231 ;
   wire [9:0] \$232 ;
-  wire \$233 ;
-  wire [15:0] \$234 ;
+  wire [9:0] \$233 ;
+  wire \$234 ;
   wire [15:0] \$235 ;
-  wire \$236 ;
-  wire [11:0] \$237 ;
+  wire [15:0] \$236 ;
+  wire \$237 ;
   wire [11:0] \$238 ;
-  wire \$239 ;
+  wire [11:0] \$239 ;
   wire [19:0] \$24 ;
-  wire [7:0] \$240 ;
+  wire \$240 ;
   wire [7:0] \$241 ;
-  wire \$242 ;
-  wire [5:0] \$243 ;
+  wire [7:0] \$242 ;
+  wire \$243 ;
   wire [5:0] \$244 ;
-  wire \$245 ;
-  wire [7:0] \$246 ;
+  wire [5:0] \$245 ;
+  wire \$246 ;
   wire [7:0] \$247 ;
-  wire \$248 ;
-  wire [127:0] \$249 ;
+  wire [7:0] \$248 ;
+  wire \$249 ;
   wire [19:0] \$25 ;
   wire [127:0] \$250 ;
-  wire \$251 ;
-  wire [127:0] \$252 ;
+  wire [127:0] \$251 ;
+  wire \$252 ;
   wire [127:0] \$253 ;
-  wire \$254 ;
+  wire [127:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [19:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire [9:0] \$262 ;
-  wire [9:0] \$263 ;
-  wire \$264 ;
-  wire [15:0] \$265 ;
-  wire [15:0] \$266 ;
-  wire \$267 ;
-  wire [11:0] \$268 ;
-  wire [11:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [9:0] \$261 ;
+  wire \$262 ;
+  wire [15:0] \$263 ;
+  wire [15:0] \$264 ;
+  wire \$265 ;
+  wire [11:0] \$266 ;
+  wire [11:0] \$267 ;
+  wire \$268 ;
+  wire [7:0] \$269 ;
   wire [19:0] \$27 ;
-  wire \$270 ;
-  wire [7:0] \$271 ;
-  wire [7:0] \$272 ;
-  wire \$273 ;
-  wire [5:0] \$274 ;
-  wire [5:0] \$275 ;
-  wire \$276 ;
-  wire [7:0] \$277 ;
-  wire [7:0] \$278 ;
-  wire \$279 ;
+  wire [7:0] \$270 ;
+  wire \$271 ;
+  wire [5:0] \$272 ;
+  wire [5:0] \$273 ;
+  wire \$274 ;
+  wire [7:0] \$275 ;
+  wire [7:0] \$276 ;
+  wire \$277 ;
+  wire [127:0] \$278 ;
+  wire [127:0] \$279 ;
   wire [19:0] \$28 ;
-  wire [127:0] \$280 ;
+  wire \$280 ;
   wire [127:0] \$281 ;
-  wire \$282 ;
-  wire [127:0] \$283 ;
-  wire [127:0] \$284 ;
+  wire [127:0] \$282 ;
+  wire \$283 ;
+  wire \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire [9:0] \$288 ;
+  wire [9:0] \$289 ;
   wire [19:0] \$29 ;
   wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire [9:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire \$295 ;
-  wire [15:0] \$296 ;
-  wire [15:0] \$297 ;
-  wire \$298 ;
-  wire [11:0] \$299 ;
+  wire [15:0] \$291 ;
+  wire [15:0] \$292 ;
+  wire \$293 ;
+  wire [11:0] \$294 ;
+  wire [11:0] \$295 ;
+  wire \$296 ;
+  wire [7:0] \$297 ;
+  wire [7:0] \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire [19:0] \$30 ;
-  wire [11:0] \$300 ;
-  wire \$301 ;
-  wire [7:0] \$302 ;
+  wire [5:0] \$300 ;
+  wire [5:0] \$301 ;
+  wire \$302 ;
   wire [7:0] \$303 ;
-  wire \$304 ;
-  wire [5:0] \$305 ;
-  wire [5:0] \$306 ;
-  wire \$307 ;
-  wire [7:0] \$308 ;
-  wire [7:0] \$309 ;
+  wire [7:0] \$304 ;
+  wire \$305 ;
+  wire [127:0] \$306 ;
+  wire [127:0] \$307 ;
+  wire \$308 ;
+  wire [127:0] \$309 ;
   wire [19:0] \$31 ;
-  wire \$310 ;
-  wire [127:0] \$311 ;
-  wire [127:0] \$312 ;
+  wire [127:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
   wire \$313 ;
-  wire [127:0] \$314 ;
-  wire [127:0] \$315 ;
-  wire \$316 ;
-  wire \$317 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire [9:0] \$316 ;
+  wire [9:0] \$317 ;
   wire \$318 ;
-  wire \$319 ;
+  wire [15:0] \$319 ;
   wire [19:0] \$32 ;
-  wire \$320 ;
+  wire [15:0] \$320 ;
   wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire [9:0] \$324 ;
-  wire [9:0] \$325 ;
-  wire \$326 ;
-  wire [15:0] \$327 ;
-  wire [15:0] \$328 ;
-  wire \$329 ;
+  wire [11:0] \$322 ;
+  wire [11:0] \$323 ;
+  wire \$324 ;
+  wire [7:0] \$325 ;
+  wire [7:0] \$326 ;
+  wire \$327 ;
+  wire [5:0] \$328 ;
+  wire [5:0] \$329 ;
   wire [19:0] \$33 ;
-  wire [11:0] \$330 ;
-  wire [11:0] \$331 ;
-  wire \$332 ;
-  wire [7:0] \$333 ;
-  wire [7:0] \$334 ;
-  wire \$335 ;
-  wire [5:0] \$336 ;
-  wire [5:0] \$337 ;
-  wire \$338 ;
-  wire [7:0] \$339 ;
+  wire \$330 ;
+  wire [7:0] \$331 ;
+  wire [7:0] \$332 ;
+  wire \$333 ;
+  wire [127:0] \$334 ;
+  wire [127:0] \$335 ;
+  wire \$336 ;
+  wire [127:0] \$337 ;
+  wire [127:0] \$338 ;
+  wire \$339 ;
   wire [19:0] \$34 ;
-  wire [7:0] \$340 ;
+  wire \$340 ;
   wire \$341 ;
-  wire [127:0] \$342 ;
-  wire [127:0] \$343 ;
-  wire \$344 ;
-  wire [127:0] \$345 ;
-  wire [127:0] \$346 ;
-  wire \$347 ;
-  wire \$348 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [9:0] \$344 ;
+  wire [9:0] \$345 ;
+  wire \$346 ;
+  wire [15:0] \$347 ;
+  wire [15:0] \$348 ;
   wire \$349 ;
   wire [19:0] \$35 ;
-  wire \$350 ;
-  wire \$351 ;
+  wire [11:0] \$350 ;
+  wire [11:0] \$351 ;
   wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire [9:0] \$355 ;
-  wire [9:0] \$356 ;
-  wire \$357 ;
-  wire [15:0] \$358 ;
-  wire [15:0] \$359 ;
+  wire [7:0] \$353 ;
+  wire [7:0] \$354 ;
+  wire \$355 ;
+  wire [5:0] \$356 ;
+  wire [5:0] \$357 ;
+  wire \$358 ;
+  wire [7:0] \$359 ;
   wire [19:0] \$36 ;
-  wire \$360 ;
-  wire [11:0] \$361 ;
-  wire [11:0] \$362 ;
-  wire \$363 ;
-  wire [7:0] \$364 ;
-  wire [7:0] \$365 ;
-  wire \$366 ;
-  wire [5:0] \$367 ;
-  wire [5:0] \$368 ;
+  wire [7:0] \$360 ;
+  wire \$361 ;
+  wire [127:0] \$362 ;
+  wire [127:0] \$363 ;
+  wire \$364 ;
+  wire [127:0] \$365 ;
+  wire [127:0] \$366 ;
+  wire \$367 ;
+  wire \$368 ;
   wire \$369 ;
   wire [19:0] \$37 ;
-  wire [7:0] \$370 ;
-  wire [7:0] \$371 ;
-  wire \$372 ;
-  wire [127:0] \$373 ;
-  wire [127:0] \$374 ;
-  wire \$375 ;
-  wire [127:0] \$376 ;
-  wire [127:0] \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire [7:0] \$38 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire [9:0] \$372 ;
+  wire [9:0] \$373 ;
+  wire \$374 ;
+  wire [15:0] \$375 ;
+  wire [15:0] \$376 ;
+  wire \$377 ;
+  wire [11:0] \$378 ;
+  wire [11:0] \$379 ;
+  wire [19:0] \$38 ;
   wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
+  wire [7:0] \$381 ;
+  wire [7:0] \$382 ;
   wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire [9:0] \$386 ;
-  wire [9:0] \$387 ;
-  wire \$388 ;
-  wire [15:0] \$389 ;
-  wire [7:0] \$39 ;
-  wire [15:0] \$390 ;
-  wire \$391 ;
-  wire [11:0] \$392 ;
-  wire [11:0] \$393 ;
-  wire \$394 ;
-  wire [7:0] \$395 ;
-  wire [7:0] \$396 ;
+  wire [5:0] \$384 ;
+  wire [5:0] \$385 ;
+  wire \$386 ;
+  wire [7:0] \$387 ;
+  wire [7:0] \$388 ;
+  wire \$389 ;
+  wire [19:0] \$39 ;
+  wire [127:0] \$390 ;
+  wire [127:0] \$391 ;
+  wire \$392 ;
+  wire [127:0] \$393 ;
+  wire [127:0] \$394 ;
+  wire \$395 ;
+  wire \$396 ;
   wire \$397 ;
-  wire [5:0] \$398 ;
-  wire [5:0] \$399 ;
-  wire [15:0] \$4 ;
-  wire [7:0] \$40 ;
-  wire \$400 ;
-  wire [7:0] \$401 ;
-  wire [7:0] \$402 ;
-  wire \$403 ;
-  wire [127:0] \$404 ;
-  wire [127:0] \$405 ;
-  wire \$406 ;
-  wire [127:0] \$407 ;
-  wire [127:0] \$408 ;
-  wire \$409 ;
-  wire [7:0] \$41 ;
-  wire \$410 ;
+  wire \$398 ;
+  wire \$399 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  wire [9:0] \$400 ;
+  wire [9:0] \$401 ;
+  wire \$402 ;
+  wire [15:0] \$403 ;
+  wire [15:0] \$404 ;
+  wire \$405 ;
+  wire [11:0] \$406 ;
+  wire [11:0] \$407 ;
+  wire \$408 ;
+  wire [7:0] \$409 ;
+  wire [19:0] \$41 ;
+  wire [7:0] \$410 ;
   wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
+  wire [5:0] \$412 ;
+  wire [5:0] \$413 ;
   wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire [9:0] \$417 ;
-  wire [9:0] \$418 ;
-  wire \$419 ;
-  wire [7:0] \$42 ;
-  wire [15:0] \$420 ;
-  wire [15:0] \$421 ;
-  wire \$422 ;
-  wire [11:0] \$423 ;
-  wire [11:0] \$424 ;
+  wire [7:0] \$415 ;
+  wire [7:0] \$416 ;
+  wire \$417 ;
+  wire [127:0] \$418 ;
+  wire [127:0] \$419 ;
+  wire [19:0] \$42 ;
+  wire \$420 ;
+  wire [127:0] \$421 ;
+  wire [127:0] \$422 ;
+  wire \$423 ;
+  wire \$424 ;
   wire \$425 ;
-  wire [7:0] \$426 ;
-  wire [7:0] \$427 ;
-  wire \$428 ;
-  wire [5:0] \$429 ;
-  wire [7:0] \$43 ;
-  wire [5:0] \$430 ;
-  wire \$431 ;
-  wire [7:0] \$432 ;
-  wire [7:0] \$433 ;
-  wire \$434 ;
-  wire [127:0] \$435 ;
-  wire [127:0] \$436 ;
-  wire \$437 ;
-  wire [127:0] \$438 ;
-  wire [127:0] \$439 ;
-  wire [7:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire [9:0] \$428 ;
+  wire [9:0] \$429 ;
+  wire [19:0] \$43 ;
+  wire \$430 ;
+  wire [15:0] \$431 ;
+  wire [15:0] \$432 ;
+  wire \$433 ;
+  wire [11:0] \$434 ;
+  wire [11:0] \$435 ;
+  wire \$436 ;
+  wire [7:0] \$437 ;
+  wire [7:0] \$438 ;
+  wire \$439 ;
+  wire [19:0] \$44 ;
+  wire [5:0] \$440 ;
+  wire [5:0] \$441 ;
   wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
+  wire [7:0] \$443 ;
+  wire [7:0] \$444 ;
   wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire [9:0] \$448 ;
-  wire [9:0] \$449 ;
-  wire [7:0] \$45 ;
-  wire \$450 ;
-  wire [15:0] \$451 ;
-  wire [15:0] \$452 ;
+  wire [127:0] \$446 ;
+  wire [127:0] \$447 ;
+  wire \$448 ;
+  wire [127:0] \$449 ;
+  wire [19:0] \$45 ;
+  wire [127:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
   wire \$453 ;
-  wire [11:0] \$454 ;
-  wire [11:0] \$455 ;
-  wire \$456 ;
-  wire [7:0] \$457 ;
-  wire [7:0] \$458 ;
-  wire \$459 ;
-  wire [7:0] \$46 ;
-  wire [5:0] \$460 ;
-  wire [5:0] \$461 ;
-  wire \$462 ;
-  wire [7:0] \$463 ;
-  wire [7:0] \$464 ;
-  wire \$465 ;
-  wire [127:0] \$466 ;
-  wire [127:0] \$467 ;
-  wire \$468 ;
-  wire [127:0] \$469 ;
-  wire [7:0] \$47 ;
-  wire [127:0] \$470 ;
-  wire \$471 ;
-  wire \$472 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire [9:0] \$456 ;
+  wire [9:0] \$457 ;
+  wire \$458 ;
+  wire [15:0] \$459 ;
+  wire [19:0] \$46 ;
+  wire [15:0] \$460 ;
+  wire \$461 ;
+  wire [11:0] \$462 ;
+  wire [11:0] \$463 ;
+  wire \$464 ;
+  wire [7:0] \$465 ;
+  wire [7:0] \$466 ;
+  wire \$467 ;
+  wire [5:0] \$468 ;
+  wire [5:0] \$469 ;
+  wire [19:0] \$47 ;
+  wire \$470 ;
+  wire [7:0] \$471 ;
+  wire [7:0] \$472 ;
   wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
+  wire [127:0] \$474 ;
+  wire [127:0] \$475 ;
   wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire [9:0] \$479 ;
-  wire [7:0] \$48 ;
-  wire [9:0] \$480 ;
+  wire [127:0] \$477 ;
+  wire [127:0] \$478 ;
+  wire \$479 ;
+  wire [19:0] \$48 ;
+  wire \$480 ;
   wire \$481 ;
-  wire [15:0] \$482 ;
-  wire [15:0] \$483 ;
-  wire \$484 ;
-  wire [11:0] \$485 ;
-  wire [11:0] \$486 ;
-  wire \$487 ;
-  wire [7:0] \$488 ;
-  wire [7:0] \$489 ;
-  wire [7:0] \$49 ;
-  wire \$490 ;
-  wire [5:0] \$491 ;
-  wire [5:0] \$492 ;
-  wire \$493 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire [9:0] \$484 ;
+  wire [9:0] \$485 ;
+  wire \$486 ;
+  wire [15:0] \$487 ;
+  wire [15:0] \$488 ;
+  wire \$489 ;
+  wire [19:0] \$49 ;
+  wire [11:0] \$490 ;
+  wire [11:0] \$491 ;
+  wire \$492 ;
+  wire [7:0] \$493 ;
   wire [7:0] \$494 ;
-  wire [7:0] \$495 ;
-  wire \$496 ;
-  wire [127:0] \$497 ;
-  wire [127:0] \$498 ;
-  wire \$499 ;
-  wire [16:0] \$5 ;
-  wire [7:0] \$50 ;
-  wire [127:0] \$500 ;
-  wire [127:0] \$501 ;
-  wire \$502 ;
-  wire \$503 ;
+  wire \$495 ;
+  wire [5:0] \$496 ;
+  wire [5:0] \$497 ;
+  wire \$498 ;
+  wire [7:0] \$499 ;
+  wire \$5 ;
+  wire [19:0] \$50 ;
+  wire [7:0] \$500 ;
+  wire \$501 ;
+  wire [127:0] \$502 ;
+  wire [127:0] \$503 ;
   wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
+  wire [127:0] \$505 ;
+  wire [127:0] \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
-  wire [7:0] \$51 ;
-  wire [9:0] \$510 ;
-  wire [9:0] \$511 ;
-  wire \$512 ;
-  wire [15:0] \$513 ;
-  wire [15:0] \$514 ;
-  wire \$515 ;
-  wire [11:0] \$516 ;
-  wire [11:0] \$517 ;
-  wire \$518 ;
-  wire [7:0] \$519 ;
-  wire [7:0] \$52 ;
-  wire [7:0] \$520 ;
-  wire \$521 ;
-  wire [5:0] \$522 ;
-  wire [5:0] \$523 ;
-  wire \$524 ;
-  wire [7:0] \$525 ;
-  wire [7:0] \$526 ;
-  wire \$527 ;
-  wire [127:0] \$528 ;
-  wire [127:0] \$529 ;
-  wire [7:0] \$53 ;
-  wire \$530 ;
+  wire [19:0] \$51 ;
+  wire \$510 ;
+  wire \$511 ;
+  wire [9:0] \$512 ;
+  wire [9:0] \$513 ;
+  wire \$514 ;
+  wire [15:0] \$515 ;
+  wire [15:0] \$516 ;
+  wire \$517 ;
+  wire [11:0] \$518 ;
+  wire [11:0] \$519 ;
+  wire [19:0] \$52 ;
+  wire \$520 ;
+  wire [7:0] \$521 ;
+  wire [7:0] \$522 ;
+  wire \$523 ;
+  wire [5:0] \$524 ;
+  wire [5:0] \$525 ;
+  wire \$526 ;
+  wire [7:0] \$527 ;
+  wire [7:0] \$528 ;
+  wire \$529 ;
+  wire [19:0] \$53 ;
+  wire [127:0] \$530 ;
   wire [127:0] \$531 ;
-  wire [127:0] \$532 ;
-  wire \$533 ;
-  wire \$534 ;
+  wire \$532 ;
+  wire [127:0] \$533 ;
+  wire [127:0] \$534 ;
   wire \$535 ;
   wire \$536 ;
   wire \$537 ;
@@ -6192,47 +6192,30 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   wire \$539 ;
   wire [7:0] \$54 ;
   wire \$540 ;
-  wire [9:0] \$541 ;
-  wire [9:0] \$542 ;
-  wire \$543 ;
-  wire [15:0] \$544 ;
-  wire [15:0] \$545 ;
-  wire \$546 ;
-  wire [11:0] \$547 ;
-  wire [11:0] \$548 ;
-  wire \$549 ;
+  wire \$541 ;
+  reg \$542 ;
+  reg [457:0] \$543 ;
+  reg [12:0] \$544 ;
+  reg [12:0] \$545 ;
+  reg [12:0] \$546 ;
+  reg [12:0] \$547 ;
+  reg [12:0] \$548 ;
+  reg [12:0] \$549 ;
   wire [7:0] \$55 ;
-  wire [7:0] \$550 ;
-  wire [7:0] \$551 ;
-  wire \$552 ;
-  wire [5:0] \$553 ;
-  wire [5:0] \$554 ;
-  wire \$555 ;
-  wire [7:0] \$556 ;
-  wire [7:0] \$557 ;
-  wire \$558 ;
-  wire [127:0] \$559 ;
+  reg [12:0] \$550 ;
+  reg [12:0] \$551 ;
+  reg [12:0] \$552 ;
+  reg [12:0] \$553 ;
+  reg [12:0] \$554 ;
+  reg [12:0] \$555 ;
+  reg [12:0] \$556 ;
+  reg [12:0] \$557 ;
+  reg [12:0] \$558 ;
+  reg [12:0] \$559 ;
   wire [7:0] \$56 ;
-  wire [127:0] \$560 ;
-  wire \$561 ;
-  wire [127:0] \$562 ;
-  wire [127:0] \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
+  reg \$560 ;
+  reg [457:0] \$561 ;
   wire [7:0] \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  reg \$574 ;
-  reg [457:0] \$575 ;
-  reg [15:0] \$576 ;
-  reg \$577 ;
-  reg [457:0] \$578 ;
   wire [7:0] \$58 ;
   wire [7:0] \$59 ;
   wire \$6 ;
@@ -6245,40 +6228,40 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   wire [7:0] \$66 ;
   wire [7:0] \$67 ;
   wire [7:0] \$68 ;
-  wire \$69 ;
-  wire [19:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [9:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire \$78 ;
-  wire [15:0] \$79 ;
-  wire [19:0] \$8 ;
-  wire [15:0] \$80 ;
-  wire \$81 ;
-  wire [11:0] \$82 ;
-  wire [11:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire [7:0] \$86 ;
+  wire [7:0] \$69 ;
+  wire \$7 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$77 ;
+  wire [7:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire \$8 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
   wire \$87 ;
-  wire [5:0] \$88 ;
-  wire [5:0] \$89 ;
-  wire [19:0] \$9 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
   wire \$90 ;
-  wire [7:0] \$91 ;
-  wire [7:0] \$92 ;
-  wire \$93 ;
-  wire [127:0] \$94 ;
-  wire [127:0] \$95 ;
-  wire \$96 ;
-  wire [127:0] \$97 ;
-  wire [127:0] \$98 ;
-  wire \$99 ;
+  wire \$91 ;
+  wire [9:0] \$92 ;
+  wire [9:0] \$93 ;
+  wire \$94 ;
+  wire [15:0] \$95 ;
+  wire [15:0] \$96 ;
+  wire \$97 ;
+  wire [11:0] \$98 ;
+  wire [11:0] \$99 ;
   reg [19:0] action;
   wire \action.drop ;
   wire [3:0] \action.instance ;
@@ -7191,7 +7174,7 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   wire [7:0] \rules[9].tcp_flags_mask ;
   wire [11:0] \rules[9].vlan_id ;
   wire [11:0] \rules[9].vlan_mask ;
-  reg [15:0] s1_match = 16'h0000;
+  wire [15:0] s1_match;
   reg [457:0] s1_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -7251,580 +7234,594 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   wire [15:0] \s1_meta.src_port ;
   wire [7:0] \s1_meta.tcp_flags ;
   wire [11:0] \s1_meta.vlan_id ;
+  reg [12:0] s1_terms0 = 13'h0000;
+  reg [12:0] s1_terms1 = 13'h0000;
+  reg [12:0] s1_terms10 = 13'h0000;
+  reg [12:0] s1_terms11 = 13'h0000;
+  reg [12:0] s1_terms12 = 13'h0000;
+  reg [12:0] s1_terms13 = 13'h0000;
+  reg [12:0] s1_terms14 = 13'h0000;
+  reg [12:0] s1_terms15 = 13'h0000;
+  reg [12:0] s1_terms2 = 13'h0000;
+  reg [12:0] s1_terms3 = 13'h0000;
+  reg [12:0] s1_terms4 = 13'h0000;
+  reg [12:0] s1_terms5 = 13'h0000;
+  reg [12:0] s1_terms6 = 13'h0000;
+  reg [12:0] s1_terms7 = 13'h0000;
+  reg [12:0] s1_terms8 = 13'h0000;
+  reg [12:0] s1_terms9 = 13'h0000;
   reg s1_valid = 1'h0;
-  assign \$420  = i__payload[45:30] ^ rules[7943:7928];
-  assign \$421  = \$420  & rules[7959:7944];
-  assign \$422  = ! \$421 ;
-  assign \$423  = i__payload[57:46] ^ rules[7971:7960];
-  assign \$424  = \$423  & rules[7983:7972];
-  assign \$425  = ! \$424 ;
-  assign \$426  = i__payload[71:64] ^ rules[7991:7984];
-  assign \$427  = \$426  & rules[7999:7992];
-  assign \$428  = ! \$427 ;
-  assign \$429  = i__payload[63:58] ^ rules[8005:8000];
-  assign \$430  = \$429  & rules[8011:8006];
-  assign \$431  = ! \$430 ;
-  assign \$432  = i__payload[79:72] ^ rules[8019:8012];
-  assign \$433  = \$432  & rules[8027:8020];
-  assign \$434  = ! \$433 ;
-  assign \$435  = i__payload[207:80] ^ rules[8219:8092];
-  assign \$436  = \$435  & rules[8347:8220];
-  assign \$437  = ! \$436 ;
-  assign \$438  = i__payload[335:208] ^ rules[8475:8348];
-  assign \$439  = \$438  & rules[8603:8476];
-  assign \$440  = ! \$439 ;
-  assign \$441  = i__payload[351:336] >= rules[8043:8028];
-  assign \$442  = i__payload[351:336] <= rules[8059:8044];
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = i__payload[367:352] >= rules[8075:8060];
-  assign \$445  = i__payload[367:352] <= rules[8091:8076];
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = & { \$446 , \$443 , \$440 , \$437 , \$434 , \$431 , \$428 , \$425 , \$422 , \$419 , rules[7887] };
-  assign \$448  = i__payload[29:20] ^ rules[8634:8625];
-  assign \$449  = \$448  & rules[8644:8635];
-  assign \$450  = ! \$449 ;
-  assign \$451  = i__payload[45:30] ^ rules[8660:8645];
-  assign \$452  = \$451  & rules[8676:8661];
-  assign \$453  = ! \$452 ;
-  assign \$454  = i__payload[57:46] ^ rules[8688:8677];
-  assign \$455  = \$454  & rules[8700:8689];
-  assign \$456  = ! \$455 ;
-  assign \$457  = i__payload[71:64] ^ rules[8708:8701];
-  assign \$458  = \$457  & rules[8716:8709];
-  assign \$459  = ! \$458 ;
-  assign \$460  = i__payload[63:58] ^ rules[8722:8717];
-  assign \$461  = \$460  & rules[8728:8723];
-  assign \$462  = ! \$461 ;
-  assign \$463  = i__payload[79:72] ^ rules[8736:8729];
-  assign \$464  = \$463  & rules[8744:8737];
-  assign \$465  = ! \$464 ;
-  assign \$466  = i__payload[207:80] ^ rules[8936:8809];
-  assign \$467  = \$466  & rules[9064:8937];
-  assign \$468  = ! \$467 ;
-  assign \$469  = i__payload[335:208] ^ rules[9192:9065];
-  assign \$470  = \$469  & rules[9320:9193];
-  assign \$471  = ! \$470 ;
-  assign \$472  = i__payload[351:336] >= rules[8760:8745];
-  assign \$473  = i__payload[351:336] <= rules[8776:8761];
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = i__payload[367:352] >= rules[8792:8777];
-  assign \$476  = i__payload[367:352] <= rules[8808:8793];
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = & { \$477 , \$474 , \$471 , \$468 , \$465 , \$462 , \$459 , \$456 , \$453 , \$450 , rules[8604] };
-  assign \$479  = i__payload[29:20] ^ rules[9351:9342];
-  assign \$480  = \$479  & rules[9361:9352];
-  assign \$481  = ! \$480 ;
-  assign \$482  = i__payload[45:30] ^ rules[9377:9362];
-  assign \$483  = \$482  & rules[9393:9378];
-  assign \$484  = ! \$483 ;
-  assign \$485  = i__payload[57:46] ^ rules[9405:9394];
-  assign \$486  = \$485  & rules[9417:9406];
-  assign \$487  = ! \$486 ;
-  assign \$488  = i__payload[71:64] ^ rules[9425:9418];
-  assign \$489  = \$488  & rules[9433:9426];
-  assign \$490  = ! \$489 ;
-  assign \$491  = i__payload[63:58] ^ rules[9439:9434];
-  assign \$492  = \$491  & rules[9445:9440];
-  assign \$493  = ! \$492 ;
-  assign \$494  = i__payload[79:72] ^ rules[9453:9446];
-  assign \$495  = \$494  & rules[9461:9454];
-  assign \$496  = ! \$495 ;
-  assign \$497  = i__payload[207:80] ^ rules[9653:9526];
-  assign \$498  = \$497  & rules[9781:9654];
-  assign \$499  = ! \$498 ;
-  assign \$500  = i__payload[335:208] ^ rules[9909:9782];
-  assign \$501  = \$500  & rules[10037:9910];
-  assign \$502  = ! \$501 ;
-  assign \$503  = i__payload[351:336] >= rules[9477:9462];
-  assign \$504  = i__payload[351:336] <= rules[9493:9478];
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = i__payload[367:352] >= rules[9509:9494];
-  assign \$507  = i__payload[367:352] <= rules[9525:9510];
-  assign \$508  = \$506  & \$507 ;
-  assign \$509  = & { \$508 , \$505 , \$502 , \$499 , \$496 , \$493 , \$490 , \$487 , \$484 , \$481 , rules[9321] };
-  assign \$510  = i__payload[29:20] ^ rules[10068:10059];
-  assign \$511  = \$510  & rules[10078:10069];
-  assign \$512  = ! \$511 ;
-  assign \$513  = i__payload[45:30] ^ rules[10094:10079];
-  assign \$514  = \$513  & rules[10110:10095];
-  assign \$515  = ! \$514 ;
-  assign \$516  = i__payload[57:46] ^ rules[10122:10111];
-  assign \$517  = \$516  & rules[10134:10123];
-  assign \$518  = ! \$517 ;
-  assign \$519  = i__payload[71:64] ^ rules[10142:10135];
-  assign \$520  = \$519  & rules[10150:10143];
-  assign \$521  = ! \$520 ;
-  assign \$522  = i__payload[63:58] ^ rules[10156:10151];
-  assign \$523  = \$522  & rules[10162:10157];
-  assign \$524  = ! \$523 ;
-  assign \$525  = i__payload[79:72] ^ rules[10170:10163];
-  assign \$526  = \$525  & rules[10178:10171];
-  assign \$527  = ! \$526 ;
-  assign \$528  = i__payload[207:80] ^ rules[10370:10243];
-  assign \$529  = \$528  & rules[10498:10371];
-  assign \$530  = ! \$529 ;
-  assign \$531  = i__payload[335:208] ^ rules[10626:10499];
-  assign \$532  = \$531  & rules[10754:10627];
-  assign \$533  = ! \$532 ;
-  assign \$534  = i__payload[351:336] >= rules[10194:10179];
-  assign \$535  = i__payload[351:336] <= rules[10210:10195];
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = i__payload[367:352] >= rules[10226:10211];
-  assign \$538  = i__payload[367:352] <= rules[10242:10227];
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = & { \$539 , \$536 , \$533 , \$530 , \$527 , \$524 , \$521 , \$518 , \$515 , \$512 , rules[10038] };
-  assign \$541  = i__payload[29:20] ^ rules[10785:10776];
-  assign \$542  = \$541  & rules[10795:10786];
-  assign \$543  = ! \$542 ;
-  assign \$544  = i__payload[45:30] ^ rules[10811:10796];
-  assign \$545  = \$544  & rules[10827:10812];
-  assign \$546  = ! \$545 ;
-  assign \$547  = i__payload[57:46] ^ rules[10839:10828];
-  assign \$548  = \$547  & rules[10851:10840];
-  assign \$549  = ! \$548 ;
-  assign \$550  = i__payload[71:64] ^ rules[10859:10852];
-  assign \$551  = \$550  & rules[10867:10860];
-  assign \$552  = ! \$551 ;
-  assign \$553  = i__payload[63:58] ^ rules[10873:10868];
-  assign \$554  = \$553  & rules[10879:10874];
-  assign \$555  = ! \$554 ;
-  assign \$556  = i__payload[79:72] ^ rules[10887:10880];
-  assign \$557  = \$556  & rules[10895:10888];
-  assign \$558  = ! \$557 ;
-  assign \$559  = i__payload[207:80] ^ rules[11087:10960];
-  assign \$560  = \$559  & rules[11215:11088];
-  assign \$561  = ! \$560 ;
-  assign \$562  = i__payload[335:208] ^ rules[11343:11216];
-  assign \$563  = \$562  & rules[11471:11344];
-  assign \$564  = ! \$563 ;
-  assign \$565  = i__payload[351:336] >= rules[10911:10896];
-  assign \$566  = i__payload[351:336] <= rules[10927:10912];
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = i__payload[367:352] >= rules[10943:10928];
-  assign \$569  = i__payload[367:352] <= rules[10959:10944];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = & { \$570 , \$567 , \$564 , \$561 , \$558 , \$555 , \$552 , \$549 , \$546 , \$543 , rules[10755] };
-  assign \$572  = ~ o__valid;
-  assign \$573  = \$572  | o__ready;
+  assign \$437  = i__payload[71:64] ^ rules[8708:8701];
+  assign \$438  = \$437  & rules[8716:8709];
+  assign \$439  = ! \$438 ;
+  assign \$440  = i__payload[63:58] ^ rules[8722:8717];
+  assign \$441  = \$440  & rules[8728:8723];
+  assign \$442  = ! \$441 ;
+  assign \$443  = i__payload[79:72] ^ rules[8736:8729];
+  assign \$444  = \$443  & rules[8744:8737];
+  assign \$445  = ! \$444 ;
+  assign \$446  = i__payload[207:80] ^ rules[8936:8809];
+  assign \$447  = \$446  & rules[9064:8937];
+  assign \$448  = ! \$447 ;
+  assign \$449  = i__payload[335:208] ^ rules[9192:9065];
+  assign \$450  = \$449  & rules[9320:9193];
+  assign \$451  = ! \$450 ;
+  assign \$452  = i__payload[351:336] >= rules[8760:8745];
+  assign \$453  = i__payload[351:336] <= rules[8776:8761];
+  assign \$454  = i__payload[367:352] >= rules[8792:8777];
+  assign \$455  = i__payload[367:352] <= rules[8808:8793];
+  assign \$456  = i__payload[29:20] ^ rules[9351:9342];
+  assign \$457  = \$456  & rules[9361:9352];
+  assign \$458  = ! \$457 ;
+  assign \$459  = i__payload[45:30] ^ rules[9377:9362];
+  assign \$460  = \$459  & rules[9393:9378];
+  assign \$461  = ! \$460 ;
+  assign \$462  = i__payload[57:46] ^ rules[9405:9394];
+  assign \$463  = \$462  & rules[9417:9406];
+  assign \$464  = ! \$463 ;
+  assign \$465  = i__payload[71:64] ^ rules[9425:9418];
+  assign \$466  = \$465  & rules[9433:9426];
+  assign \$467  = ! \$466 ;
+  assign \$468  = i__payload[63:58] ^ rules[9439:9434];
+  assign \$469  = \$468  & rules[9445:9440];
+  assign \$470  = ! \$469 ;
+  assign \$471  = i__payload[79:72] ^ rules[9453:9446];
+  assign \$472  = \$471  & rules[9461:9454];
+  assign \$473  = ! \$472 ;
+  assign \$474  = i__payload[207:80] ^ rules[9653:9526];
+  assign \$475  = \$474  & rules[9781:9654];
+  assign \$476  = ! \$475 ;
+  assign \$477  = i__payload[335:208] ^ rules[9909:9782];
+  assign \$478  = \$477  & rules[10037:9910];
+  assign \$479  = ! \$478 ;
+  assign \$480  = i__payload[351:336] >= rules[9477:9462];
+  assign \$481  = i__payload[351:336] <= rules[9493:9478];
+  assign \$482  = i__payload[367:352] >= rules[9509:9494];
+  assign \$483  = i__payload[367:352] <= rules[9525:9510];
+  assign \$484  = i__payload[29:20] ^ rules[10068:10059];
+  assign \$485  = \$484  & rules[10078:10069];
+  assign \$486  = ! \$485 ;
+  assign \$487  = i__payload[45:30] ^ rules[10094:10079];
+  assign \$488  = \$487  & rules[10110:10095];
+  assign \$489  = ! \$488 ;
+  assign \$490  = i__payload[57:46] ^ rules[10122:10111];
+  assign \$491  = \$490  & rules[10134:10123];
+  assign \$492  = ! \$491 ;
+  assign \$493  = i__payload[71:64] ^ rules[10142:10135];
+  assign \$494  = \$493  & rules[10150:10143];
+  assign \$495  = ! \$494 ;
+  assign \$496  = i__payload[63:58] ^ rules[10156:10151];
+  assign \$497  = \$496  & rules[10162:10157];
+  assign \$498  = ! \$497 ;
+  assign \$499  = i__payload[79:72] ^ rules[10170:10163];
+  assign \$500  = \$499  & rules[10178:10171];
+  assign \$501  = ! \$500 ;
+  assign \$502  = i__payload[207:80] ^ rules[10370:10243];
+  assign \$503  = \$502  & rules[10498:10371];
+  assign \$504  = ! \$503 ;
+  assign \$505  = i__payload[335:208] ^ rules[10626:10499];
+  assign \$506  = \$505  & rules[10754:10627];
+  assign \$507  = ! \$506 ;
+  assign \$508  = i__payload[351:336] >= rules[10194:10179];
+  assign \$509  = i__payload[351:336] <= rules[10210:10195];
+  assign \$510  = i__payload[367:352] >= rules[10226:10211];
+  assign \$511  = i__payload[367:352] <= rules[10242:10227];
+  assign \$512  = i__payload[29:20] ^ rules[10785:10776];
+  assign \$513  = \$512  & rules[10795:10786];
+  assign \$514  = ! \$513 ;
+  assign \$515  = i__payload[45:30] ^ rules[10811:10796];
+  assign \$516  = \$515  & rules[10827:10812];
+  assign \$517  = ! \$516 ;
+  assign \$518  = i__payload[57:46] ^ rules[10839:10828];
+  assign \$519  = \$518  & rules[10851:10840];
+  assign \$520  = ! \$519 ;
+  assign \$521  = i__payload[71:64] ^ rules[10859:10852];
+  assign \$522  = \$521  & rules[10867:10860];
+  assign \$523  = ! \$522 ;
+  assign \$524  = i__payload[63:58] ^ rules[10873:10868];
+  assign \$525  = \$524  & rules[10879:10874];
+  assign \$526  = ! \$525 ;
+  assign \$527  = i__payload[79:72] ^ rules[10887:10880];
+  assign \$528  = \$527  & rules[10895:10888];
+  assign \$529  = ! \$528 ;
+  assign \$530  = i__payload[207:80] ^ rules[11087:10960];
+  assign \$531  = \$530  & rules[11215:11088];
+  assign \$532  = ! \$531 ;
+  assign \$533  = i__payload[335:208] ^ rules[11343:11216];
+  assign \$534  = \$533  & rules[11471:11344];
+  assign \$535  = ! \$534 ;
+  assign \$536  = i__payload[351:336] >= rules[10911:10896];
+  assign \$537  = i__payload[351:336] <= rules[10927:10912];
+  assign \$538  = i__payload[367:352] >= rules[10943:10928];
+  assign \$539  = i__payload[367:352] <= rules[10959:10944];
+  assign \$540  = ~ o__valid;
+  assign \$541  = \$540  | o__ready;
   always @(posedge clk)
-    s1_valid <= \$574 ;
+    s1_valid <= \$542 ;
   always @(posedge clk)
-    s1_meta <= \$575 ;
+    s1_meta <= \$543 ;
   always @(posedge clk)
-    s1_match <= \$576 ;
+    s1_terms0 <= \$544 ;
   always @(posedge clk)
-    o__valid <= \$577 ;
+    s1_terms1 <= \$545 ;
   always @(posedge clk)
-    o__payload <= \$578 ;
+    s1_terms2 <= \$546 ;
+  always @(posedge clk)
+    s1_terms3 <= \$547 ;
+  always @(posedge clk)
+    s1_terms4 <= \$548 ;
+  always @(posedge clk)
+    s1_terms5 <= \$549 ;
+  always @(posedge clk)
+    s1_terms6 <= \$550 ;
+  always @(posedge clk)
+    s1_terms7 <= \$551 ;
+  always @(posedge clk)
+    s1_terms8 <= \$552 ;
+  always @(posedge clk)
+    s1_terms9 <= \$553 ;
+  always @(posedge clk)
+    s1_terms10 <= \$554 ;
+  always @(posedge clk)
+    s1_terms11 <= \$555 ;
+  always @(posedge clk)
+    s1_terms12 <= \$556 ;
+  always @(posedge clk)
+    s1_terms13 <= \$557 ;
+  always @(posedge clk)
+    s1_terms14 <= \$558 ;
+  always @(posedge clk)
+    s1_terms15 <= \$559 ;
+  always @(posedge clk)
+    o__valid <= \$560 ;
+  always @(posedge clk)
+    o__payload <= \$561 ;
   assign \$1  = ~ s1_valid;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   assign i__ready = \$1  | \$3 ;
-  assign \$4  = ~ s1_match;
-  assign \$5  = \$4  + 1'h1;
-  assign first = s1_match & \$5 [15:0];
-  assign \$6  = | s1_match;
-  assign \$7  = rules[20:1] & { first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0] };
-  assign \$8  = rules[737:718] & { first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1] };
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = rules[1454:1435] & { first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2] };
-  assign \$11  = rules[2171:2152] & { first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3] };
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = \$9  | \$12 ;
-  assign \$14  = rules[2888:2869] & { first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4] };
-  assign \$15  = rules[3605:3586] & { first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5] };
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = rules[4322:4303] & { first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6] };
-  assign \$18  = rules[5039:5020] & { first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7] };
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = \$16  | \$19 ;
-  assign \$21  = \$13  | \$20 ;
-  assign \$22  = rules[5756:5737] & { first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8] };
-  assign \$23  = rules[6473:6454] & { first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9] };
-  assign \$24  = \$22  | \$23 ;
-  assign \$25  = rules[7190:7171] & { first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10] };
-  assign \$26  = rules[7907:7888] & { first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11] };
-  assign \$27  = \$25  | \$26 ;
-  assign \$28  = \$24  | \$27 ;
-  assign \$29  = rules[8624:8605] & { first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12] };
-  assign \$30  = rules[9341:9322] & { first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13] };
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = rules[10058:10039] & { first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14] };
-  assign \$33  = rules[10775:10756] & { first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15] };
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = \$31  | \$34 ;
-  assign \$36  = \$28  | \$35 ;
-  assign \$37  = \$21  | \$36 ;
+  assign \$4  = & s1_terms0;
+  assign \$5  = & s1_terms1;
+  assign \$6  = & s1_terms2;
+  assign \$7  = & s1_terms3;
+  assign \$8  = & s1_terms4;
+  assign \$9  = & s1_terms5;
+  assign \$10  = & s1_terms6;
+  assign \$11  = & s1_terms7;
+  assign \$12  = & s1_terms8;
+  assign \$13  = & s1_terms9;
+  assign \$14  = & s1_terms10;
+  assign \$15  = & s1_terms11;
+  assign \$16  = & s1_terms12;
+  assign \$17  = & s1_terms13;
+  assign \$18  = & s1_terms14;
+  assign \$19  = & s1_terms15;
+  assign \$20  = ~ { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
+  assign \$21  = \$20  + 1'h1;
+  assign first = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  } & \$21 [15:0];
+  assign \$22  = | { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
+  assign \$23  = rules[20:1] & { first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0] };
+  assign \$24  = rules[737:718] & { first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1] };
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = rules[1454:1435] & { first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2] };
+  assign \$27  = rules[2171:2152] & { first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3] };
+  assign \$28  = \$26  | \$27 ;
+  assign \$29  = \$25  | \$28 ;
+  assign \$30  = rules[2888:2869] & { first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4] };
+  assign \$31  = rules[3605:3586] & { first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5] };
+  assign \$32  = \$30  | \$31 ;
+  assign \$33  = rules[4322:4303] & { first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6] };
+  assign \$34  = rules[5039:5020] & { first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7] };
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = \$32  | \$35 ;
+  assign \$37  = \$29  | \$36 ;
+  assign \$38  = rules[5756:5737] & { first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8] };
+  assign \$39  = rules[6473:6454] & { first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9] };
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = rules[7190:7171] & { first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10] };
+  assign \$42  = rules[7907:7888] & { first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11] };
   assign \$43  = \$41  | \$42 ;
   assign \$44  = \$40  | \$43 ;
+  assign \$45  = rules[8624:8605] & { first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12] };
+  assign \$46  = rules[9341:9322] & { first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13] };
   assign \$47  = \$45  | \$46 ;
+  assign \$48  = rules[10058:10039] & { first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14] };
+  assign \$49  = rules[10775:10756] & { first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15] };
   assign \$50  = \$48  | \$49 ;
   assign \$51  = \$47  | \$50 ;
   assign \$52  = \$44  | \$51 ;
-  assign \$55  = \$53  | \$54 ;
-  assign \$58  = \$56  | \$57 ;
-  assign \$59  = \$55  | \$58 ;
-  assign \$62  = \$60  | \$61 ;
-  assign \$65  = \$63  | \$64 ;
-  assign \$66  = \$62  | \$65 ;
-  assign \$67  = \$59  | \$66 ;
-  assign \$68  = \$52  | \$67 ;
-  assign \$69  = | s1_meta[19:16];
-  assign \$70  = ~ pass_errors;
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = ~ s1_valid;
-  assign \$73  = ~ o__valid;
-  assign \$74  = \$73  | o__ready;
-  assign \$75  = \$72  | \$74 ;
-  assign \$76  = i__payload[29:20] ^ rules[30:21];
-  assign \$77  = \$76  & rules[40:31];
-  assign \$78  = ! \$77 ;
-  assign \$79  = i__payload[45:30] ^ rules[56:41];
-  assign \$80  = \$79  & rules[72:57];
-  assign \$81  = ! \$80 ;
-  assign \$82  = i__payload[57:46] ^ rules[84:73];
-  assign \$83  = \$82  & rules[96:85];
-  assign \$84  = ! \$83 ;
-  assign \$85  = i__payload[71:64] ^ rules[104:97];
-  assign \$86  = \$85  & rules[112:105];
-  assign \$87  = ! \$86 ;
-  assign \$88  = i__payload[63:58] ^ rules[118:113];
-  assign \$89  = \$88  & rules[124:119];
-  assign \$90  = ! \$89 ;
-  assign \$91  = i__payload[79:72] ^ rules[132:125];
-  assign \$92  = \$91  & rules[140:133];
-  assign \$93  = ! \$92 ;
-  assign \$94  = i__payload[207:80] ^ rules[332:205];
-  assign \$95  = \$94  & rules[460:333];
-  assign \$96  = ! \$95 ;
-  assign \$97  = i__payload[335:208] ^ rules[588:461];
-  assign \$98  = \$97  & rules[716:589];
-  assign \$99  = ! \$98 ;
-  assign \$100  = i__payload[351:336] >= rules[156:141];
-  assign \$101  = i__payload[351:336] <= rules[172:157];
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = i__payload[367:352] >= rules[188:173];
-  assign \$104  = i__payload[367:352] <= rules[204:189];
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = & { \$105 , \$102 , \$99 , \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , rules[0] };
-  assign \$107  = i__payload[29:20] ^ rules[747:738];
-  assign \$108  = \$107  & rules[757:748];
+  assign \$53  = \$37  | \$52 ;
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = \$56  | \$59 ;
+  assign \$63  = \$61  | \$62 ;
+  assign \$66  = \$64  | \$65 ;
+  assign \$67  = \$63  | \$66 ;
+  assign \$68  = \$60  | \$67 ;
+  assign \$71  = \$69  | \$70 ;
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$71  | \$74 ;
+  assign \$78  = \$76  | \$77 ;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = \$78  | \$81 ;
+  assign \$83  = \$75  | \$82 ;
+  assign \$84  = \$68  | \$83 ;
+  assign \$85  = | s1_meta[19:16];
+  assign \$86  = ~ pass_errors;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = ~ s1_valid;
+  assign \$89  = ~ o__valid;
+  assign \$90  = \$89  | o__ready;
+  assign \$91  = \$88  | \$90 ;
+  assign \$92  = i__payload[29:20] ^ rules[30:21];
+  assign \$93  = \$92  & rules[40:31];
+  assign \$94  = ! \$93 ;
+  assign \$95  = i__payload[45:30] ^ rules[56:41];
+  assign \$96  = \$95  & rules[72:57];
+  assign \$97  = ! \$96 ;
+  assign \$98  = i__payload[57:46] ^ rules[84:73];
+  assign \$99  = \$98  & rules[96:85];
+  assign \$100  = ! \$99 ;
+  assign \$101  = i__payload[71:64] ^ rules[104:97];
+  assign \$102  = \$101  & rules[112:105];
+  assign \$103  = ! \$102 ;
+  assign \$104  = i__payload[63:58] ^ rules[118:113];
+  assign \$105  = \$104  & rules[124:119];
+  assign \$106  = ! \$105 ;
+  assign \$107  = i__payload[79:72] ^ rules[132:125];
+  assign \$108  = \$107  & rules[140:133];
   assign \$109  = ! \$108 ;
-  assign \$110  = i__payload[45:30] ^ rules[773:758];
-  assign \$111  = \$110  & rules[789:774];
+  assign \$110  = i__payload[207:80] ^ rules[332:205];
+  assign \$111  = \$110  & rules[460:333];
   assign \$112  = ! \$111 ;
-  assign \$113  = i__payload[57:46] ^ rules[801:790];
-  assign \$114  = \$113  & rules[813:802];
+  assign \$113  = i__payload[335:208] ^ rules[588:461];
+  assign \$114  = \$113  & rules[716:589];
   assign \$115  = ! \$114 ;
-  assign \$116  = i__payload[71:64] ^ rules[821:814];
-  assign \$117  = \$116  & rules[829:822];
-  assign \$118  = ! \$117 ;
-  assign \$119  = i__payload[63:58] ^ rules[835:830];
-  assign \$120  = \$119  & rules[841:836];
-  assign \$121  = ! \$120 ;
-  assign \$122  = i__payload[79:72] ^ rules[849:842];
-  assign \$123  = \$122  & rules[857:850];
-  assign \$124  = ! \$123 ;
-  assign \$125  = i__payload[207:80] ^ rules[1049:922];
-  assign \$126  = \$125  & rules[1177:1050];
-  assign \$127  = ! \$126 ;
-  assign \$128  = i__payload[335:208] ^ rules[1305:1178];
-  assign \$129  = \$128  & rules[1433:1306];
-  assign \$130  = ! \$129 ;
-  assign \$131  = i__payload[351:336] >= rules[873:858];
-  assign \$132  = i__payload[351:336] <= rules[889:874];
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = i__payload[367:352] >= rules[905:890];
-  assign \$135  = i__payload[367:352] <= rules[921:906];
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = & { \$136 , \$133 , \$130 , \$127 , \$124 , \$121 , \$118 , \$115 , \$112 , \$109 , rules[717] };
-  assign \$138  = i__payload[29:20] ^ rules[1464:1455];
-  assign \$139  = \$138  & rules[1474:1465];
+  assign \$116  = i__payload[351:336] >= rules[156:141];
+  assign \$117  = i__payload[351:336] <= rules[172:157];
+  assign \$118  = i__payload[367:352] >= rules[188:173];
+  assign \$119  = i__payload[367:352] <= rules[204:189];
+  assign \$120  = i__payload[29:20] ^ rules[747:738];
+  assign \$121  = \$120  & rules[757:748];
+  assign \$122  = ! \$121 ;
+  assign \$123  = i__payload[45:30] ^ rules[773:758];
+  assign \$124  = \$123  & rules[789:774];
+  assign \$125  = ! \$124 ;
+  assign \$126  = i__payload[57:46] ^ rules[801:790];
+  assign \$127  = \$126  & rules[813:802];
+  assign \$128  = ! \$127 ;
+  assign \$129  = i__payload[71:64] ^ rules[821:814];
+  assign \$130  = \$129  & rules[829:822];
+  assign \$131  = ! \$130 ;
+  assign \$132  = i__payload[63:58] ^ rules[835:830];
+  assign \$133  = \$132  & rules[841:836];
+  assign \$134  = ! \$133 ;
+  assign \$135  = i__payload[79:72] ^ rules[849:842];
+  assign \$136  = \$135  & rules[857:850];
+  assign \$137  = ! \$136 ;
+  assign \$138  = i__payload[207:80] ^ rules[1049:922];
+  assign \$139  = \$138  & rules[1177:1050];
   assign \$140  = ! \$139 ;
-  assign \$141  = i__payload[45:30] ^ rules[1490:1475];
-  assign \$142  = \$141  & rules[1506:1491];
+  assign \$141  = i__payload[335:208] ^ rules[1305:1178];
+  assign \$142  = \$141  & rules[1433:1306];
   assign \$143  = ! \$142 ;
-  assign \$144  = i__payload[57:46] ^ rules[1518:1507];
-  assign \$145  = \$144  & rules[1530:1519];
-  assign \$146  = ! \$145 ;
-  assign \$147  = i__payload[71:64] ^ rules[1538:1531];
-  assign \$148  = \$147  & rules[1546:1539];
-  assign \$149  = ! \$148 ;
-  assign \$150  = i__payload[63:58] ^ rules[1552:1547];
-  assign \$151  = \$150  & rules[1558:1553];
-  assign \$152  = ! \$151 ;
-  assign \$153  = i__payload[79:72] ^ rules[1566:1559];
-  assign \$154  = \$153  & rules[1574:1567];
-  assign \$155  = ! \$154 ;
-  assign \$156  = i__payload[207:80] ^ rules[1766:1639];
-  assign \$157  = \$156  & rules[1894:1767];
-  assign \$158  = ! \$157 ;
-  assign \$159  = i__payload[335:208] ^ rules[2022:1895];
-  assign \$160  = \$159  & rules[2150:2023];
-  assign \$161  = ! \$160 ;
-  assign \$162  = i__payload[351:336] >= rules[1590:1575];
-  assign \$163  = i__payload[351:336] <= rules[1606:1591];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = i__payload[367:352] >= rules[1622:1607];
-  assign \$166  = i__payload[367:352] <= rules[1638:1623];
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = & { \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , \$149 , \$146 , \$143 , \$140 , rules[1434] };
-  assign \$169  = i__payload[29:20] ^ rules[2181:2172];
-  assign \$170  = \$169  & rules[2191:2182];
+  assign \$144  = i__payload[351:336] >= rules[873:858];
+  assign \$145  = i__payload[351:336] <= rules[889:874];
+  assign \$146  = i__payload[367:352] >= rules[905:890];
+  assign \$147  = i__payload[367:352] <= rules[921:906];
+  assign \$148  = i__payload[29:20] ^ rules[1464:1455];
+  assign \$149  = \$148  & rules[1474:1465];
+  assign \$150  = ! \$149 ;
+  assign \$151  = i__payload[45:30] ^ rules[1490:1475];
+  assign \$152  = \$151  & rules[1506:1491];
+  assign \$153  = ! \$152 ;
+  assign \$154  = i__payload[57:46] ^ rules[1518:1507];
+  assign \$155  = \$154  & rules[1530:1519];
+  assign \$156  = ! \$155 ;
+  assign \$157  = i__payload[71:64] ^ rules[1538:1531];
+  assign \$158  = \$157  & rules[1546:1539];
+  assign \$159  = ! \$158 ;
+  assign \$160  = i__payload[63:58] ^ rules[1552:1547];
+  assign \$161  = \$160  & rules[1558:1553];
+  assign \$162  = ! \$161 ;
+  assign \$163  = i__payload[79:72] ^ rules[1566:1559];
+  assign \$164  = \$163  & rules[1574:1567];
+  assign \$165  = ! \$164 ;
+  assign \$166  = i__payload[207:80] ^ rules[1766:1639];
+  assign \$167  = \$166  & rules[1894:1767];
+  assign \$168  = ! \$167 ;
+  assign \$169  = i__payload[335:208] ^ rules[2022:1895];
+  assign \$170  = \$169  & rules[2150:2023];
   assign \$171  = ! \$170 ;
-  assign \$172  = i__payload[45:30] ^ rules[2207:2192];
-  assign \$173  = \$172  & rules[2223:2208];
-  assign \$174  = ! \$173 ;
-  assign \$175  = i__payload[57:46] ^ rules[2235:2224];
-  assign \$176  = \$175  & rules[2247:2236];
-  assign \$177  = ! \$176 ;
-  assign \$178  = i__payload[71:64] ^ rules[2255:2248];
-  assign \$179  = \$178  & rules[2263:2256];
-  assign \$180  = ! \$179 ;
-  assign \$181  = i__payload[63:58] ^ rules[2269:2264];
-  assign \$182  = \$181  & rules[2275:2270];
-  assign \$183  = ! \$182 ;
-  assign \$184  = i__payload[79:72] ^ rules[2283:2276];
-  assign \$185  = \$184  & rules[2291:2284];
-  assign \$186  = ! \$185 ;
-  assign \$187  = i__payload[207:80] ^ rules[2483:2356];
-  assign \$188  = \$187  & rules[2611:2484];
-  assign \$189  = ! \$188 ;
-  assign \$190  = i__payload[335:208] ^ rules[2739:2612];
-  assign \$191  = \$190  & rules[2867:2740];
-  assign \$192  = ! \$191 ;
-  assign \$193  = i__payload[351:336] >= rules[2307:2292];
-  assign \$194  = i__payload[351:336] <= rules[2323:2308];
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = i__payload[367:352] >= rules[2339:2324];
-  assign \$197  = i__payload[367:352] <= rules[2355:2340];
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = & { \$198 , \$195 , \$192 , \$189 , \$186 , \$183 , \$180 , \$177 , \$174 , \$171 , rules[2151] };
-  assign \$200  = i__payload[29:20] ^ rules[2898:2889];
-  assign \$201  = \$200  & rules[2908:2899];
-  assign \$202  = ! \$201 ;
-  assign \$203  = i__payload[45:30] ^ rules[2924:2909];
-  assign \$204  = \$203  & rules[2940:2925];
-  assign \$205  = ! \$204 ;
-  assign \$206  = i__payload[57:46] ^ rules[2952:2941];
-  assign \$207  = \$206  & rules[2964:2953];
-  assign \$208  = ! \$207 ;
-  assign \$209  = i__payload[71:64] ^ rules[2972:2965];
-  assign \$210  = \$209  & rules[2980:2973];
-  assign \$211  = ! \$210 ;
-  assign \$212  = i__payload[63:58] ^ rules[2986:2981];
-  assign \$213  = \$212  & rules[2992:2987];
-  assign \$214  = ! \$213 ;
-  assign \$215  = i__payload[79:72] ^ rules[3000:2993];
-  assign \$216  = \$215  & rules[3008:3001];
-  assign \$217  = ! \$216 ;
-  assign \$218  = i__payload[207:80] ^ rules[3200:3073];
-  assign \$219  = \$218  & rules[3328:3201];
-  assign \$220  = ! \$219 ;
-  assign \$221  = i__payload[335:208] ^ rules[3456:3329];
-  assign \$222  = \$221  & rules[3584:3457];
-  assign \$223  = ! \$222 ;
-  assign \$224  = i__payload[351:336] >= rules[3024:3009];
-  assign \$225  = i__payload[351:336] <= rules[3040:3025];
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = i__payload[367:352] >= rules[3056:3041];
-  assign \$228  = i__payload[367:352] <= rules[3072:3057];
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = & { \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , \$205 , \$202 , rules[2868] };
-  assign \$231  = i__payload[29:20] ^ rules[3615:3606];
-  assign \$232  = \$231  & rules[3625:3616];
-  assign \$233  = ! \$232 ;
-  assign \$234  = i__payload[45:30] ^ rules[3641:3626];
-  assign \$235  = \$234  & rules[3657:3642];
-  assign \$236  = ! \$235 ;
-  assign \$237  = i__payload[57:46] ^ rules[3669:3658];
-  assign \$238  = \$237  & rules[3681:3670];
-  assign \$239  = ! \$238 ;
-  assign \$240  = i__payload[71:64] ^ rules[3689:3682];
-  assign \$241  = \$240  & rules[3697:3690];
-  assign \$242  = ! \$241 ;
-  assign \$243  = i__payload[63:58] ^ rules[3703:3698];
-  assign \$244  = \$243  & rules[3709:3704];
-  assign \$245  = ! \$244 ;
-  assign \$246  = i__payload[79:72] ^ rules[3717:3710];
-  assign \$247  = \$246  & rules[3725:3718];
-  assign \$248  = ! \$247 ;
-  assign \$249  = i__payload[207:80] ^ rules[3917:3790];
-  assign \$250  = \$249  & rules[4045:3918];
-  assign \$251  = ! \$250 ;
-  assign \$252  = i__payload[335:208] ^ rules[4173:4046];
-  assign \$253  = \$252  & rules[4301:4174];
-  assign \$254  = ! \$253 ;
-  assign \$255  = i__payload[351:336] >= rules[3741:3726];
-  assign \$256  = i__payload[351:336] <= rules[3757:3742];
-  assign \$257  = \$255  & \$256 ;
+  assign \$172  = i__payload[351:336] >= rules[1590:1575];
+  assign \$173  = i__payload[351:336] <= rules[1606:1591];
+  assign \$174  = i__payload[367:352] >= rules[1622:1607];
+  assign \$175  = i__payload[367:352] <= rules[1638:1623];
+  assign \$176  = i__payload[29:20] ^ rules[2181:2172];
+  assign \$177  = \$176  & rules[2191:2182];
+  assign \$178  = ! \$177 ;
+  assign \$179  = i__payload[45:30] ^ rules[2207:2192];
+  assign \$180  = \$179  & rules[2223:2208];
+  assign \$181  = ! \$180 ;
+  assign \$182  = i__payload[57:46] ^ rules[2235:2224];
+  assign \$183  = \$182  & rules[2247:2236];
+  assign \$184  = ! \$183 ;
+  assign \$185  = i__payload[71:64] ^ rules[2255:2248];
+  assign \$186  = \$185  & rules[2263:2256];
+  assign \$187  = ! \$186 ;
+  assign \$188  = i__payload[63:58] ^ rules[2269:2264];
+  assign \$189  = \$188  & rules[2275:2270];
+  assign \$190  = ! \$189 ;
+  assign \$191  = i__payload[79:72] ^ rules[2283:2276];
+  assign \$192  = \$191  & rules[2291:2284];
+  assign \$193  = ! \$192 ;
+  assign \$194  = i__payload[207:80] ^ rules[2483:2356];
+  assign \$195  = \$194  & rules[2611:2484];
+  assign \$196  = ! \$195 ;
+  assign \$197  = i__payload[335:208] ^ rules[2739:2612];
+  assign \$198  = \$197  & rules[2867:2740];
+  assign \$199  = ! \$198 ;
+  assign \$200  = i__payload[351:336] >= rules[2307:2292];
+  assign \$201  = i__payload[351:336] <= rules[2323:2308];
+  assign \$202  = i__payload[367:352] >= rules[2339:2324];
+  assign \$203  = i__payload[367:352] <= rules[2355:2340];
+  assign \$204  = i__payload[29:20] ^ rules[2898:2889];
+  assign \$205  = \$204  & rules[2908:2899];
+  assign \$206  = ! \$205 ;
+  assign \$207  = i__payload[45:30] ^ rules[2924:2909];
+  assign \$208  = \$207  & rules[2940:2925];
+  assign \$209  = ! \$208 ;
+  assign \$210  = i__payload[57:46] ^ rules[2952:2941];
+  assign \$211  = \$210  & rules[2964:2953];
+  assign \$212  = ! \$211 ;
+  assign \$213  = i__payload[71:64] ^ rules[2972:2965];
+  assign \$214  = \$213  & rules[2980:2973];
+  assign \$215  = ! \$214 ;
+  assign \$216  = i__payload[63:58] ^ rules[2986:2981];
+  assign \$217  = \$216  & rules[2992:2987];
+  assign \$218  = ! \$217 ;
+  assign \$219  = i__payload[79:72] ^ rules[3000:2993];
+  assign \$220  = \$219  & rules[3008:3001];
+  assign \$221  = ! \$220 ;
+  assign \$222  = i__payload[207:80] ^ rules[3200:3073];
+  assign \$223  = \$222  & rules[3328:3201];
+  assign \$224  = ! \$223 ;
+  assign \$225  = i__payload[335:208] ^ rules[3456:3329];
+  assign \$226  = \$225  & rules[3584:3457];
+  assign \$227  = ! \$226 ;
+  assign \$228  = i__payload[351:336] >= rules[3024:3009];
+  assign \$229  = i__payload[351:336] <= rules[3040:3025];
+  assign \$230  = i__payload[367:352] >= rules[3056:3041];
+  assign \$231  = i__payload[367:352] <= rules[3072:3057];
+  assign \$232  = i__payload[29:20] ^ rules[3615:3606];
+  assign \$233  = \$232  & rules[3625:3616];
+  assign \$234  = ! \$233 ;
+  assign \$235  = i__payload[45:30] ^ rules[3641:3626];
+  assign \$236  = \$235  & rules[3657:3642];
+  assign \$237  = ! \$236 ;
+  assign \$238  = i__payload[57:46] ^ rules[3669:3658];
+  assign \$239  = \$238  & rules[3681:3670];
+  assign \$240  = ! \$239 ;
+  assign \$241  = i__payload[71:64] ^ rules[3689:3682];
+  assign \$242  = \$241  & rules[3697:3690];
+  assign \$243  = ! \$242 ;
+  assign \$244  = i__payload[63:58] ^ rules[3703:3698];
+  assign \$245  = \$244  & rules[3709:3704];
+  assign \$246  = ! \$245 ;
+  assign \$247  = i__payload[79:72] ^ rules[3717:3710];
+  assign \$248  = \$247  & rules[3725:3718];
+  assign \$249  = ! \$248 ;
+  assign \$250  = i__payload[207:80] ^ rules[3917:3790];
+  assign \$251  = \$250  & rules[4045:3918];
+  assign \$252  = ! \$251 ;
+  assign \$253  = i__payload[335:208] ^ rules[4173:4046];
+  assign \$254  = \$253  & rules[4301:4174];
+  assign \$255  = ! \$254 ;
+  assign \$256  = i__payload[351:336] >= rules[3741:3726];
+  assign \$257  = i__payload[351:336] <= rules[3757:3742];
   assign \$258  = i__payload[367:352] >= rules[3773:3758];
   assign \$259  = i__payload[367:352] <= rules[3789:3774];
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = & { \$260 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , \$233 , rules[3585] };
-  assign \$262  = i__payload[29:20] ^ rules[4332:4323];
-  assign \$263  = \$262  & rules[4342:4333];
-  assign \$264  = ! \$263 ;
-  assign \$265  = i__payload[45:30] ^ rules[4358:4343];
-  assign \$266  = \$265  & rules[4374:4359];
-  assign \$267  = ! \$266 ;
-  assign \$268  = i__payload[57:46] ^ rules[4386:4375];
-  assign \$269  = \$268  & rules[4398:4387];
-  assign \$270  = ! \$269 ;
-  assign \$271  = i__payload[71:64] ^ rules[4406:4399];
-  assign \$272  = \$271  & rules[4414:4407];
-  assign \$273  = ! \$272 ;
-  assign \$274  = i__payload[63:58] ^ rules[4420:4415];
-  assign \$275  = \$274  & rules[4426:4421];
-  assign \$276  = ! \$275 ;
-  assign \$277  = i__payload[79:72] ^ rules[4434:4427];
-  assign \$278  = \$277  & rules[4442:4435];
-  assign \$279  = ! \$278 ;
-  assign \$280  = i__payload[207:80] ^ rules[4634:4507];
-  assign \$281  = \$280  & rules[4762:4635];
-  assign \$282  = ! \$281 ;
-  assign \$283  = i__payload[335:208] ^ rules[4890:4763];
-  assign \$284  = \$283  & rules[5018:4891];
-  assign \$285  = ! \$284 ;
-  assign \$286  = i__payload[351:336] >= rules[4458:4443];
-  assign \$287  = i__payload[351:336] <= rules[4474:4459];
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = i__payload[367:352] >= rules[4490:4475];
-  assign \$290  = i__payload[367:352] <= rules[4506:4491];
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = & { \$291 , \$288 , \$285 , \$282 , \$279 , \$276 , \$273 , \$270 , \$267 , \$264 , rules[4302] };
-  assign \$293  = i__payload[29:20] ^ rules[5049:5040];
-  assign \$294  = \$293  & rules[5059:5050];
-  assign \$295  = ! \$294 ;
-  assign \$296  = i__payload[45:30] ^ rules[5075:5060];
-  assign \$297  = \$296  & rules[5091:5076];
-  assign \$298  = ! \$297 ;
-  assign \$299  = i__payload[57:46] ^ rules[5103:5092];
-  assign \$300  = \$299  & rules[5115:5104];
-  assign \$301  = ! \$300 ;
-  assign \$302  = i__payload[71:64] ^ rules[5123:5116];
-  assign \$303  = \$302  & rules[5131:5124];
-  assign \$304  = ! \$303 ;
-  assign \$305  = i__payload[63:58] ^ rules[5137:5132];
-  assign \$306  = \$305  & rules[5143:5138];
-  assign \$307  = ! \$306 ;
-  assign \$308  = i__payload[79:72] ^ rules[5151:5144];
-  assign \$309  = \$308  & rules[5159:5152];
-  assign \$310  = ! \$309 ;
-  assign \$311  = i__payload[207:80] ^ rules[5351:5224];
-  assign \$312  = \$311  & rules[5479:5352];
-  assign \$313  = ! \$312 ;
-  assign \$314  = i__payload[335:208] ^ rules[5607:5480];
-  assign \$315  = \$314  & rules[5735:5608];
-  assign \$316  = ! \$315 ;
-  assign \$317  = i__payload[351:336] >= rules[5175:5160];
-  assign \$318  = i__payload[351:336] <= rules[5191:5176];
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = i__payload[367:352] >= rules[5207:5192];
-  assign \$321  = i__payload[367:352] <= rules[5223:5208];
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = & { \$322 , \$319 , \$316 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , rules[5019] };
-  assign \$324  = i__payload[29:20] ^ rules[5766:5757];
-  assign \$325  = \$324  & rules[5776:5767];
-  assign \$326  = ! \$325 ;
-  assign \$327  = i__payload[45:30] ^ rules[5792:5777];
-  assign \$328  = \$327  & rules[5808:5793];
-  assign \$329  = ! \$328 ;
-  assign \$330  = i__payload[57:46] ^ rules[5820:5809];
-  assign \$331  = \$330  & rules[5832:5821];
-  assign \$332  = ! \$331 ;
-  assign \$333  = i__payload[71:64] ^ rules[5840:5833];
-  assign \$334  = \$333  & rules[5848:5841];
-  assign \$335  = ! \$334 ;
-  assign \$336  = i__payload[63:58] ^ rules[5854:5849];
-  assign \$337  = \$336  & rules[5860:5855];
-  assign \$338  = ! \$337 ;
-  assign \$339  = i__payload[79:72] ^ rules[5868:5861];
-  assign \$340  = \$339  & rules[5876:5869];
-  assign \$341  = ! \$340 ;
-  assign \$342  = i__payload[207:80] ^ rules[6068:5941];
-  assign \$343  = \$342  & rules[6196:6069];
-  assign \$344  = ! \$343 ;
-  assign \$345  = i__payload[335:208] ^ rules[6324:6197];
-  assign \$346  = \$345  & rules[6452:6325];
-  assign \$347  = ! \$346 ;
-  assign \$348  = i__payload[351:336] >= rules[5892:5877];
-  assign \$349  = i__payload[351:336] <= rules[5908:5893];
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = i__payload[367:352] >= rules[5924:5909];
-  assign \$352  = i__payload[367:352] <= rules[5940:5925];
-  assign \$353  = \$351  & \$352 ;
-  assign \$354  = & { \$353 , \$350 , \$347 , \$344 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , rules[5736] };
-  assign \$355  = i__payload[29:20] ^ rules[6483:6474];
-  assign \$356  = \$355  & rules[6493:6484];
-  assign \$357  = ! \$356 ;
-  assign \$358  = i__payload[45:30] ^ rules[6509:6494];
-  assign \$359  = \$358  & rules[6525:6510];
-  assign \$360  = ! \$359 ;
-  assign \$361  = i__payload[57:46] ^ rules[6537:6526];
-  assign \$362  = \$361  & rules[6549:6538];
-  assign \$363  = ! \$362 ;
-  assign \$364  = i__payload[71:64] ^ rules[6557:6550];
-  assign \$365  = \$364  & rules[6565:6558];
-  assign \$366  = ! \$365 ;
-  assign \$367  = i__payload[63:58] ^ rules[6571:6566];
-  assign \$368  = \$367  & rules[6577:6572];
-  assign \$369  = ! \$368 ;
-  assign \$370  = i__payload[79:72] ^ rules[6585:6578];
-  assign \$371  = \$370  & rules[6593:6586];
-  assign \$372  = ! \$371 ;
-  assign \$373  = i__payload[207:80] ^ rules[6785:6658];
-  assign \$374  = \$373  & rules[6913:6786];
-  assign \$375  = ! \$374 ;
-  assign \$376  = i__payload[335:208] ^ rules[7041:6914];
-  assign \$377  = \$376  & rules[7169:7042];
-  assign \$378  = ! \$377 ;
-  assign \$379  = i__payload[351:336] >= rules[6609:6594];
-  assign \$380  = i__payload[351:336] <= rules[6625:6610];
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = i__payload[367:352] >= rules[6641:6626];
-  assign \$383  = i__payload[367:352] <= rules[6657:6642];
-  assign \$384  = \$382  & \$383 ;
-  assign \$385  = & { \$384 , \$381 , \$378 , \$375 , \$372 , \$369 , \$366 , \$363 , \$360 , \$357 , rules[6453] };
-  assign \$386  = i__payload[29:20] ^ rules[7200:7191];
-  assign \$387  = \$386  & rules[7210:7201];
-  assign \$388  = ! \$387 ;
-  assign \$389  = i__payload[45:30] ^ rules[7226:7211];
-  assign \$390  = \$389  & rules[7242:7227];
-  assign \$391  = ! \$390 ;
-  assign \$392  = i__payload[57:46] ^ rules[7254:7243];
-  assign \$393  = \$392  & rules[7266:7255];
-  assign \$394  = ! \$393 ;
-  assign \$395  = i__payload[71:64] ^ rules[7274:7267];
-  assign \$396  = \$395  & rules[7282:7275];
-  assign \$397  = ! \$396 ;
-  assign \$398  = i__payload[63:58] ^ rules[7288:7283];
-  assign \$399  = \$398  & rules[7294:7289];
-  assign \$400  = ! \$399 ;
-  assign \$401  = i__payload[79:72] ^ rules[7302:7295];
-  assign \$402  = \$401  & rules[7310:7303];
-  assign \$403  = ! \$402 ;
-  assign \$404  = i__payload[207:80] ^ rules[7502:7375];
-  assign \$405  = \$404  & rules[7630:7503];
-  assign \$406  = ! \$405 ;
-  assign \$407  = i__payload[335:208] ^ rules[7758:7631];
-  assign \$408  = \$407  & rules[7886:7759];
-  assign \$409  = ! \$408 ;
-  assign \$410  = i__payload[351:336] >= rules[7326:7311];
-  assign \$411  = i__payload[351:336] <= rules[7342:7327];
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = i__payload[367:352] >= rules[7358:7343];
-  assign \$414  = i__payload[367:352] <= rules[7374:7359];
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = & { \$415 , \$412 , \$409 , \$406 , \$403 , \$400 , \$397 , \$394 , \$391 , \$388 , rules[7170] };
-  assign \$417  = i__payload[29:20] ^ rules[7917:7908];
-  assign \$418  = \$417  & rules[7927:7918];
-  assign \$419  = ! \$418 ;
+  assign \$260  = i__payload[29:20] ^ rules[4332:4323];
+  assign \$261  = \$260  & rules[4342:4333];
+  assign \$262  = ! \$261 ;
+  assign \$263  = i__payload[45:30] ^ rules[4358:4343];
+  assign \$264  = \$263  & rules[4374:4359];
+  assign \$265  = ! \$264 ;
+  assign \$266  = i__payload[57:46] ^ rules[4386:4375];
+  assign \$267  = \$266  & rules[4398:4387];
+  assign \$268  = ! \$267 ;
+  assign \$269  = i__payload[71:64] ^ rules[4406:4399];
+  assign \$270  = \$269  & rules[4414:4407];
+  assign \$271  = ! \$270 ;
+  assign \$272  = i__payload[63:58] ^ rules[4420:4415];
+  assign \$273  = \$272  & rules[4426:4421];
+  assign \$274  = ! \$273 ;
+  assign \$275  = i__payload[79:72] ^ rules[4434:4427];
+  assign \$276  = \$275  & rules[4442:4435];
+  assign \$277  = ! \$276 ;
+  assign \$278  = i__payload[207:80] ^ rules[4634:4507];
+  assign \$279  = \$278  & rules[4762:4635];
+  assign \$280  = ! \$279 ;
+  assign \$281  = i__payload[335:208] ^ rules[4890:4763];
+  assign \$282  = \$281  & rules[5018:4891];
+  assign \$283  = ! \$282 ;
+  assign \$284  = i__payload[351:336] >= rules[4458:4443];
+  assign \$285  = i__payload[351:336] <= rules[4474:4459];
+  assign \$286  = i__payload[367:352] >= rules[4490:4475];
+  assign \$287  = i__payload[367:352] <= rules[4506:4491];
+  assign \$288  = i__payload[29:20] ^ rules[5049:5040];
+  assign \$289  = \$288  & rules[5059:5050];
+  assign \$290  = ! \$289 ;
+  assign \$291  = i__payload[45:30] ^ rules[5075:5060];
+  assign \$292  = \$291  & rules[5091:5076];
+  assign \$293  = ! \$292 ;
+  assign \$294  = i__payload[57:46] ^ rules[5103:5092];
+  assign \$295  = \$294  & rules[5115:5104];
+  assign \$296  = ! \$295 ;
+  assign \$297  = i__payload[71:64] ^ rules[5123:5116];
+  assign \$298  = \$297  & rules[5131:5124];
+  assign \$299  = ! \$298 ;
+  assign \$300  = i__payload[63:58] ^ rules[5137:5132];
+  assign \$301  = \$300  & rules[5143:5138];
+  assign \$302  = ! \$301 ;
+  assign \$303  = i__payload[79:72] ^ rules[5151:5144];
+  assign \$304  = \$303  & rules[5159:5152];
+  assign \$305  = ! \$304 ;
+  assign \$306  = i__payload[207:80] ^ rules[5351:5224];
+  assign \$307  = \$306  & rules[5479:5352];
+  assign \$308  = ! \$307 ;
+  assign \$309  = i__payload[335:208] ^ rules[5607:5480];
+  assign \$310  = \$309  & rules[5735:5608];
+  assign \$311  = ! \$310 ;
+  assign \$312  = i__payload[351:336] >= rules[5175:5160];
+  assign \$313  = i__payload[351:336] <= rules[5191:5176];
+  assign \$314  = i__payload[367:352] >= rules[5207:5192];
+  assign \$315  = i__payload[367:352] <= rules[5223:5208];
+  assign \$316  = i__payload[29:20] ^ rules[5766:5757];
+  assign \$317  = \$316  & rules[5776:5767];
+  assign \$318  = ! \$317 ;
+  assign \$319  = i__payload[45:30] ^ rules[5792:5777];
+  assign \$320  = \$319  & rules[5808:5793];
+  assign \$321  = ! \$320 ;
+  assign \$322  = i__payload[57:46] ^ rules[5820:5809];
+  assign \$323  = \$322  & rules[5832:5821];
+  assign \$324  = ! \$323 ;
+  assign \$325  = i__payload[71:64] ^ rules[5840:5833];
+  assign \$326  = \$325  & rules[5848:5841];
+  assign \$327  = ! \$326 ;
+  assign \$328  = i__payload[63:58] ^ rules[5854:5849];
+  assign \$329  = \$328  & rules[5860:5855];
+  assign \$330  = ! \$329 ;
+  assign \$331  = i__payload[79:72] ^ rules[5868:5861];
+  assign \$332  = \$331  & rules[5876:5869];
+  assign \$333  = ! \$332 ;
+  assign \$334  = i__payload[207:80] ^ rules[6068:5941];
+  assign \$335  = \$334  & rules[6196:6069];
+  assign \$336  = ! \$335 ;
+  assign \$337  = i__payload[335:208] ^ rules[6324:6197];
+  assign \$338  = \$337  & rules[6452:6325];
+  assign \$339  = ! \$338 ;
+  assign \$340  = i__payload[351:336] >= rules[5892:5877];
+  assign \$341  = i__payload[351:336] <= rules[5908:5893];
+  assign \$342  = i__payload[367:352] >= rules[5924:5909];
+  assign \$343  = i__payload[367:352] <= rules[5940:5925];
+  assign \$344  = i__payload[29:20] ^ rules[6483:6474];
+  assign \$345  = \$344  & rules[6493:6484];
+  assign \$346  = ! \$345 ;
+  assign \$347  = i__payload[45:30] ^ rules[6509:6494];
+  assign \$348  = \$347  & rules[6525:6510];
+  assign \$349  = ! \$348 ;
+  assign \$350  = i__payload[57:46] ^ rules[6537:6526];
+  assign \$351  = \$350  & rules[6549:6538];
+  assign \$352  = ! \$351 ;
+  assign \$353  = i__payload[71:64] ^ rules[6557:6550];
+  assign \$354  = \$353  & rules[6565:6558];
+  assign \$355  = ! \$354 ;
+  assign \$356  = i__payload[63:58] ^ rules[6571:6566];
+  assign \$357  = \$356  & rules[6577:6572];
+  assign \$358  = ! \$357 ;
+  assign \$359  = i__payload[79:72] ^ rules[6585:6578];
+  assign \$360  = \$359  & rules[6593:6586];
+  assign \$361  = ! \$360 ;
+  assign \$362  = i__payload[207:80] ^ rules[6785:6658];
+  assign \$363  = \$362  & rules[6913:6786];
+  assign \$364  = ! \$363 ;
+  assign \$365  = i__payload[335:208] ^ rules[7041:6914];
+  assign \$366  = \$365  & rules[7169:7042];
+  assign \$367  = ! \$366 ;
+  assign \$368  = i__payload[351:336] >= rules[6609:6594];
+  assign \$369  = i__payload[351:336] <= rules[6625:6610];
+  assign \$370  = i__payload[367:352] >= rules[6641:6626];
+  assign \$371  = i__payload[367:352] <= rules[6657:6642];
+  assign \$372  = i__payload[29:20] ^ rules[7200:7191];
+  assign \$373  = \$372  & rules[7210:7201];
+  assign \$374  = ! \$373 ;
+  assign \$375  = i__payload[45:30] ^ rules[7226:7211];
+  assign \$376  = \$375  & rules[7242:7227];
+  assign \$377  = ! \$376 ;
+  assign \$378  = i__payload[57:46] ^ rules[7254:7243];
+  assign \$379  = \$378  & rules[7266:7255];
+  assign \$380  = ! \$379 ;
+  assign \$381  = i__payload[71:64] ^ rules[7274:7267];
+  assign \$382  = \$381  & rules[7282:7275];
+  assign \$383  = ! \$382 ;
+  assign \$384  = i__payload[63:58] ^ rules[7288:7283];
+  assign \$385  = \$384  & rules[7294:7289];
+  assign \$386  = ! \$385 ;
+  assign \$387  = i__payload[79:72] ^ rules[7302:7295];
+  assign \$388  = \$387  & rules[7310:7303];
+  assign \$389  = ! \$388 ;
+  assign \$390  = i__payload[207:80] ^ rules[7502:7375];
+  assign \$391  = \$390  & rules[7630:7503];
+  assign \$392  = ! \$391 ;
+  assign \$393  = i__payload[335:208] ^ rules[7758:7631];
+  assign \$394  = \$393  & rules[7886:7759];
+  assign \$395  = ! \$394 ;
+  assign \$396  = i__payload[351:336] >= rules[7326:7311];
+  assign \$397  = i__payload[351:336] <= rules[7342:7327];
+  assign \$398  = i__payload[367:352] >= rules[7358:7343];
+  assign \$399  = i__payload[367:352] <= rules[7374:7359];
+  assign \$400  = i__payload[29:20] ^ rules[7917:7908];
+  assign \$401  = \$400  & rules[7927:7918];
+  assign \$402  = ! \$401 ;
+  assign \$403  = i__payload[45:30] ^ rules[7943:7928];
+  assign \$404  = \$403  & rules[7959:7944];
+  assign \$405  = ! \$404 ;
+  assign \$406  = i__payload[57:46] ^ rules[7971:7960];
+  assign \$407  = \$406  & rules[7983:7972];
+  assign \$408  = ! \$407 ;
+  assign \$409  = i__payload[71:64] ^ rules[7991:7984];
+  assign \$410  = \$409  & rules[7999:7992];
+  assign \$411  = ! \$410 ;
+  assign \$412  = i__payload[63:58] ^ rules[8005:8000];
+  assign \$413  = \$412  & rules[8011:8006];
+  assign \$414  = ! \$413 ;
+  assign \$415  = i__payload[79:72] ^ rules[8019:8012];
+  assign \$416  = \$415  & rules[8027:8020];
+  assign \$417  = ! \$416 ;
+  assign \$418  = i__payload[207:80] ^ rules[8219:8092];
+  assign \$419  = \$418  & rules[8347:8220];
+  assign \$420  = ! \$419 ;
+  assign \$421  = i__payload[335:208] ^ rules[8475:8348];
+  assign \$422  = \$421  & rules[8603:8476];
+  assign \$423  = ! \$422 ;
+  assign \$424  = i__payload[351:336] >= rules[8043:8028];
+  assign \$425  = i__payload[351:336] <= rules[8059:8044];
+  assign \$426  = i__payload[367:352] >= rules[8075:8060];
+  assign \$427  = i__payload[367:352] <= rules[8091:8076];
+  assign \$428  = i__payload[29:20] ^ rules[8634:8625];
+  assign \$429  = \$428  & rules[8644:8635];
+  assign \$430  = ! \$429 ;
+  assign \$431  = i__payload[45:30] ^ rules[8660:8645];
+  assign \$432  = \$431  & rules[8676:8661];
+  assign \$433  = ! \$432 ;
+  assign \$434  = i__payload[57:46] ^ rules[8688:8677];
+  assign \$435  = \$434  & rules[8700:8689];
+  assign \$436  = ! \$435 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
-      action = \$37 ;
+    if (\$22 ) begin
+      action = \$53 ;
     end else begin
       action = default_action;
     end
@@ -7832,8 +7829,8 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
-      rule_index = \$68 ;
+    if (\$22 ) begin
+      rule_index = \$84 ;
     end else begin
       rule_index = 8'h10;
     end
@@ -7841,7 +7838,7 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    if (\$71 ) begin
+    if (\$87 ) begin
       drop = s1_meta[19:16];
     end else if (action[0]) begin
       drop = 4'h8;
@@ -7851,59 +7848,210 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$574  = s1_valid;
-    if (\$75 ) begin
-      \$574  = i__valid;
+    \$542  = s1_valid;
+    if (\$91 ) begin
+      \$542  = i__valid;
     end
     if (rst) begin
-      \$574  = 1'h0;
+      \$542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$575  = s1_meta;
-    if (\$75 ) begin
-      \$575  = i__payload;
+    \$543  = s1_meta;
+    if (\$91 ) begin
+      \$543  = i__payload;
     end
     if (rst) begin
-      \$575  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$543  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$576  = s1_match;
-    if (\$75 ) begin
-      \$576  = { \$571 , \$540 , \$509 , \$478 , \$447 , \$416 , \$385 , \$354 , \$323 , \$292 , \$261 , \$230 , \$199 , \$168 , \$137 , \$106  };
+    \$544  = s1_terms0;
+    if (\$91 ) begin
+      \$544  = { \$119 , \$118 , \$117 , \$116 , \$115 , \$112 , \$109 , \$106 , \$103 , \$100 , \$97 , \$94 , rules[0] };
     end
     if (rst) begin
-      \$576  = 16'h0000;
+      \$544  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$577  = o__valid;
-    if (\$573 ) begin
-      \$577  = s1_valid;
+    \$545  = s1_terms1;
+    if (\$91 ) begin
+      \$545  = { \$147 , \$146 , \$145 , \$144 , \$143 , \$140 , \$137 , \$134 , \$131 , \$128 , \$125 , \$122 , rules[717] };
     end
     if (rst) begin
-      \$577  = 1'h0;
+      \$545  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$578  = o__payload;
-    if (\$573 ) begin
-      { \$578 [457:434], \$578 [402:0] } = { s1_meta[457:434], s1_meta[402:0] };
-      \$578 [410:403] = rule_index;
-      \$578 [414:411] = action[4:1];
-      \$578 [425:415] = action[15:5];
-      \$578 [429:426] = action[19:16];
-      \$578 [433:430] = drop;
+    \$546  = s1_terms2;
+    if (\$91 ) begin
+      \$546  = { \$175 , \$174 , \$173 , \$172 , \$171 , \$168 , \$165 , \$162 , \$159 , \$156 , \$153 , \$150 , rules[1434] };
     end
     if (rst) begin
-      \$578  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$546  = 13'h0000;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$547  = s1_terms3;
+    if (\$91 ) begin
+      \$547  = { \$203 , \$202 , \$201 , \$200 , \$199 , \$196 , \$193 , \$190 , \$187 , \$184 , \$181 , \$178 , rules[2151] };
+    end
+    if (rst) begin
+      \$547  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$548  = s1_terms4;
+    if (\$91 ) begin
+      \$548  = { \$231 , \$230 , \$229 , \$228 , \$227 , \$224 , \$221 , \$218 , \$215 , \$212 , \$209 , \$206 , rules[2868] };
+    end
+    if (rst) begin
+      \$548  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$549  = s1_terms5;
+    if (\$91 ) begin
+      \$549  = { \$259 , \$258 , \$257 , \$256 , \$255 , \$252 , \$249 , \$246 , \$243 , \$240 , \$237 , \$234 , rules[3585] };
+    end
+    if (rst) begin
+      \$549  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$550  = s1_terms6;
+    if (\$91 ) begin
+      \$550  = { \$287 , \$286 , \$285 , \$284 , \$283 , \$280 , \$277 , \$274 , \$271 , \$268 , \$265 , \$262 , rules[4302] };
+    end
+    if (rst) begin
+      \$550  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$551  = s1_terms7;
+    if (\$91 ) begin
+      \$551  = { \$315 , \$314 , \$313 , \$312 , \$311 , \$308 , \$305 , \$302 , \$299 , \$296 , \$293 , \$290 , rules[5019] };
+    end
+    if (rst) begin
+      \$551  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$552  = s1_terms8;
+    if (\$91 ) begin
+      \$552  = { \$343 , \$342 , \$341 , \$340 , \$339 , \$336 , \$333 , \$330 , \$327 , \$324 , \$321 , \$318 , rules[5736] };
+    end
+    if (rst) begin
+      \$552  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$553  = s1_terms9;
+    if (\$91 ) begin
+      \$553  = { \$371 , \$370 , \$369 , \$368 , \$367 , \$364 , \$361 , \$358 , \$355 , \$352 , \$349 , \$346 , rules[6453] };
+    end
+    if (rst) begin
+      \$553  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$554  = s1_terms10;
+    if (\$91 ) begin
+      \$554  = { \$399 , \$398 , \$397 , \$396 , \$395 , \$392 , \$389 , \$386 , \$383 , \$380 , \$377 , \$374 , rules[7170] };
+    end
+    if (rst) begin
+      \$554  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$555  = s1_terms11;
+    if (\$91 ) begin
+      \$555  = { \$427 , \$426 , \$425 , \$424 , \$423 , \$420 , \$417 , \$414 , \$411 , \$408 , \$405 , \$402 , rules[7887] };
+    end
+    if (rst) begin
+      \$555  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$556  = s1_terms12;
+    if (\$91 ) begin
+      \$556  = { \$455 , \$454 , \$453 , \$452 , \$451 , \$448 , \$445 , \$442 , \$439 , \$436 , \$433 , \$430 , rules[8604] };
+    end
+    if (rst) begin
+      \$556  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$557  = s1_terms13;
+    if (\$91 ) begin
+      \$557  = { \$483 , \$482 , \$481 , \$480 , \$479 , \$476 , \$473 , \$470 , \$467 , \$464 , \$461 , \$458 , rules[9321] };
+    end
+    if (rst) begin
+      \$557  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$558  = s1_terms14;
+    if (\$91 ) begin
+      \$558  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$504 , \$501 , \$498 , \$495 , \$492 , \$489 , \$486 , rules[10038] };
+    end
+    if (rst) begin
+      \$558  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$559  = s1_terms15;
+    if (\$91 ) begin
+      \$559  = { \$539 , \$538 , \$537 , \$536 , \$535 , \$532 , \$529 , \$526 , \$523 , \$520 , \$517 , \$514 , rules[10755] };
+    end
+    if (rst) begin
+      \$559  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$560  = o__valid;
+    if (\$541 ) begin
+      \$560  = s1_valid;
+    end
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$561  = o__payload;
+    if (\$541 ) begin
+      { \$561 [457:434], \$561 [402:0] } = { s1_meta[457:434], s1_meta[402:0] };
+      \$561 [410:403] = rule_index;
+      \$561 [414:411] = action[4:1];
+      \$561 [425:415] = action[15:5];
+      \$561 [429:426] = action[19:16];
+      \$561 [433:430] = drop;
+    end
+    if (rst) begin
+      \$561  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign s1_match = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
   assign \action.drop  = action[0];
   assign \action.instance  = action[4:1];
   assign \action.reta_offset  = action[15:5];
@@ -8757,61 +8905,228 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, rul
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$38  = 8'h00;
-  assign \$39 [7:1] = 7'h00;
-  assign \$39 [0] = first[1];
-  assign \$40  = { 7'h00, first[1] };
-  assign { \$41 [7:2], \$41 [0] } = 7'h00;
-  assign \$41 [1] = first[2];
-  assign \$42 [7:2] = 6'h00;
-  assign \$42 [1:0] = { first[3], first[3] };
-  assign { \$45 [7:3], \$45 [1:0] } = 7'h00;
-  assign \$45 [2] = first[4];
-  assign { \$46 [7:3], \$46 [1] } = 6'h00;
-  assign { \$46 [2], \$46 [0] } = { first[5], first[5] };
-  assign { \$48 [7:3], \$48 [0] } = 6'h00;
-  assign \$48 [2:1] = { first[6], first[6] };
-  assign \$49 [7:3] = 5'h00;
-  assign \$49 [2:0] = { first[7], first[7], first[7] };
-  assign { \$53 [7:4], \$53 [2:0] } = 7'h00;
-  assign \$53 [3] = first[8];
-  assign { \$54 [7:4], \$54 [2:1] } = 6'h00;
-  assign { \$54 [3], \$54 [0] } = { first[9], first[9] };
-  assign { \$56 [7:4], \$56 [2], \$56 [0] } = 6'h00;
-  assign { \$56 [3], \$56 [1] } = { first[10], first[10] };
-  assign { \$57 [7:4], \$57 [2] } = 5'h00;
-  assign { \$57 [3], \$57 [1:0] } = { first[11], first[11], first[11] };
-  assign { \$60 [7:4], \$60 [1:0] } = 6'h00;
-  assign \$60 [3:2] = { first[12], first[12] };
-  assign { \$61 [7:4], \$61 [1] } = 5'h00;
-  assign { \$61 [3:2], \$61 [0] } = { first[13], first[13], first[13] };
-  assign { \$63 [7:4], \$63 [0] } = 5'h00;
-  assign \$63 [3:1] = { first[14], first[14], first[14] };
-  assign \$64 [7:4] = 4'h0;
-  assign \$64 [3:0] = { first[15], first[15], first[15], first[15] };
+  assign \$54  = 8'h00;
+  assign \$55 [7:1] = 7'h00;
+  assign \$55 [0] = first[1];
+  assign \$56  = { 7'h00, first[1] };
+  assign { \$57 [7:2], \$57 [0] } = 7'h00;
+  assign \$57 [1] = first[2];
+  assign \$58 [7:2] = 6'h00;
+  assign \$58 [1:0] = { first[3], first[3] };
+  assign { \$61 [7:3], \$61 [1:0] } = 7'h00;
+  assign \$61 [2] = first[4];
+  assign { \$62 [7:3], \$62 [1] } = 6'h00;
+  assign { \$62 [2], \$62 [0] } = { first[5], first[5] };
+  assign { \$64 [7:3], \$64 [0] } = 6'h00;
+  assign \$64 [2:1] = { first[6], first[6] };
+  assign \$65 [7:3] = 5'h00;
+  assign \$65 [2:0] = { first[7], first[7], first[7] };
+  assign { \$69 [7:4], \$69 [2:0] } = 7'h00;
+  assign \$69 [3] = first[8];
+  assign { \$70 [7:4], \$70 [2:1] } = 6'h00;
+  assign { \$70 [3], \$70 [0] } = { first[9], first[9] };
+  assign { \$72 [7:4], \$72 [2], \$72 [0] } = 6'h00;
+  assign { \$72 [3], \$72 [1] } = { first[10], first[10] };
+  assign { \$73 [7:4], \$73 [2] } = 5'h00;
+  assign { \$73 [3], \$73 [1:0] } = { first[11], first[11], first[11] };
+  assign { \$76 [7:4], \$76 [1:0] } = 6'h00;
+  assign \$76 [3:2] = { first[12], first[12] };
+  assign { \$77 [7:4], \$77 [1] } = 5'h00;
+  assign { \$77 [3:2], \$77 [0] } = { first[13], first[13], first[13] };
+  assign { \$79 [7:4], \$79 [0] } = 5'h00;
+  assign \$79 [3:1] = { first[14], first[14], first[14] };
+  assign \$80 [7:4] = 4'h0;
+  assign \$80 [3:0] = { first[15], first[15], first[15], first[15] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$49 , meta, csr__r_stb, csr__w_stb, csr__ack, csr__r_data, csr__addr, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$61 , csr__ack, meta, csr__r_stb, csr__w_stb, csr__r_data, csr__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [32:0] \$1 ;
-  reg [31:0] \$10 ;
-  wire [32:0] \$11 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire [32:0] \$100 ;
+  wire [32:0] \$101 ;
+  wire [32:0] \$102 ;
+  wire [32:0] \$103 ;
+  wire [32:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [2:0] \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire [31:0] \$140 ;
+  wire [31:0] \$141 ;
+  wire [31:0] \$142 ;
+  wire [31:0] \$143 ;
+  wire [31:0] \$144 ;
+  wire [31:0] \$145 ;
+  wire [31:0] \$146 ;
+  wire [31:0] \$147 ;
+  wire [31:0] \$148 ;
+  wire [31:0] \$149 ;
   wire \$15 ;
+  wire [31:0] \$150 ;
+  wire [31:0] \$151 ;
+  wire [31:0] \$152 ;
+  wire [31:0] \$153 ;
+  wire [31:0] \$154 ;
+  wire [31:0] \$155 ;
+  wire [31:0] \$156 ;
+  wire [31:0] \$157 ;
+  wire [31:0] \$158 ;
+  wire [31:0] \$159 ;
   wire \$16 ;
+  wire [31:0] \$160 ;
+  wire [31:0] \$161 ;
+  wire [31:0] \$162 ;
+  wire [31:0] \$163 ;
+  wire [31:0] \$164 ;
+  wire [31:0] \$165 ;
+  wire [31:0] \$166 ;
+  wire [31:0] \$167 ;
+  wire [31:0] \$168 ;
+  wire [31:0] \$169 ;
   wire \$17 ;
+  wire [31:0] \$170 ;
+  wire [31:0] \$171 ;
+  wire [31:0] \$172 ;
+  wire [31:0] \$173 ;
+  wire [31:0] \$174 ;
+  wire [31:0] \$175 ;
+  wire [31:0] \$176 ;
+  wire [31:0] \$177 ;
+  wire [31:0] \$178 ;
+  wire [31:0] \$179 ;
   wire \$18 ;
+  wire [31:0] \$180 ;
+  wire [31:0] \$181 ;
+  wire [31:0] \$182 ;
+  wire [31:0] \$183 ;
+  wire [31:0] \$184 ;
+  wire [31:0] \$185 ;
+  wire [31:0] \$186 ;
+  wire [31:0] \$187 ;
+  wire [31:0] \$188 ;
+  wire [31:0] \$189 ;
   wire \$19 ;
-  wire [32:0] \$2 ;
+  wire [31:0] \$190 ;
+  wire [31:0] \$191 ;
+  wire [31:0] \$192 ;
+  wire [31:0] \$193 ;
+  wire [31:0] \$194 ;
+  wire [31:0] \$195 ;
+  wire [31:0] \$196 ;
+  wire [31:0] \$197 ;
+  wire [31:0] \$198 ;
+  wire [31:0] \$199 ;
+  wire \$2 ;
   wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
+  wire [31:0] \$210 ;
+  wire [31:0] \$211 ;
+  wire [31:0] \$212 ;
+  wire [31:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [31:0] \$215 ;
+  wire [31:0] \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire [16:0] \$223 ;
+  wire [16:0] \$224 ;
+  wire [16:0] \$225 ;
+  reg \$226 ;
+  reg [31:0] \$227 ;
+  reg \$228 ;
+  reg \$229 ;
   wire \$23 ;
+  reg [8:0] \$230 ;
+  reg [16:0] \$231 ;
+  reg [31:0] \$232 ;
+  reg [31:0] \$233 ;
+  reg [31:0] \$234 ;
+  reg [31:0] \$235 ;
+  reg [31:0] \$236 ;
+  reg [31:0] \$237 ;
+  reg [31:0] \$238 ;
+  reg [31:0] \$239 ;
   wire \$24 ;
+  reg [31:0] \$240 ;
+  reg [31:0] \$241 ;
+  reg [31:0] \$242 ;
+  reg [31:0] \$243 ;
+  reg [31:0] \$244 ;
+  reg [31:0] \$245 ;
+  reg [31:0] \$246 ;
+  reg [31:0] \$247 ;
+  reg [31:0] \$248 ;
+  reg [31:0] \$249 ;
   wire \$25 ;
+  reg [31:0] \$250 ;
+  reg [31:0] \$251 ;
+  reg [31:0] \$252 ;
+  reg [31:0] \$253 ;
+  reg [31:0] \$254 ;
+  reg [31:0] \$255 ;
+  reg [31:0] \$256 ;
+  reg [31:0] \$257 ;
+  reg [31:0] \$258 ;
+  reg [31:0] \$259 ;
   wire \$26 ;
+  reg [31:0] \$260 ;
+  reg [31:0] \$261 ;
+  reg [1:0] \$262 ;
+  reg [29:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [2:0] \$265 ;
+  reg [31:0] \$266 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -8826,82 +9141,84 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [32:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [16:0] \$45 ;
-  reg [31:0] \$46 ;
+  wire \$45 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [32:0] \$5 ;
-  wire [16:0] \$50 ;
-  reg [31:0] \$51 ;
-  wire [16:0] \$52 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [16:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [16:0] \$62 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  reg [31:0] \$67 ;
-  reg [31:0] \$68 ;
-  reg [31:0] \$69 ;
-  reg [31:0] \$7 ;
-  reg [31:0] \$70 ;
-  reg [31:0] \$71 ;
-  reg [31:0] \$72 ;
-  reg [31:0] \$73 ;
-  reg [31:0] \$74 ;
-  reg [31:0] \$75 ;
-  reg [31:0] \$76 ;
-  reg [31:0] \$77 ;
-  reg [31:0] \$78 ;
-  reg [31:0] \$79 ;
-  wire [32:0] \$8 ;
-  reg [31:0] \$80 ;
-  reg [31:0] \$81 ;
-  reg [31:0] \$82 ;
-  reg [31:0] \$83 ;
-  reg [31:0] \$84 ;
-  reg [31:0] \$85 ;
-  reg [31:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [31:0] \$88 ;
-  reg [31:0] \$89 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [32:0] \$75 ;
+  wire [32:0] \$76 ;
+  wire [32:0] \$77 ;
+  wire [32:0] \$78 ;
+  wire [32:0] \$79 ;
+  wire \$8 ;
+  wire [32:0] \$80 ;
+  wire [32:0] \$81 ;
+  wire [32:0] \$82 ;
+  wire [32:0] \$83 ;
+  wire [32:0] \$84 ;
+  wire [32:0] \$85 ;
+  wire [32:0] \$86 ;
+  wire [32:0] \$87 ;
+  wire [32:0] \$88 ;
+  wire [32:0] \$89 ;
   wire \$9 ;
-  reg [31:0] \$90 ;
-  reg [31:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [31:0] \$93 ;
-  reg [31:0] \$94 ;
-  reg [31:0] \$95 ;
-  reg [31:0] \$96 ;
-  reg \$97 ;
-  reg [1:0] \$98 ;
-  reg \$99 ;
+  wire [32:0] \$90 ;
+  wire [32:0] \$91 ;
+  wire [32:0] \$92 ;
+  wire [32:0] \$93 ;
+  wire [32:0] \$94 ;
+  wire [32:0] \$95 ;
+  wire [32:0] \$96 ;
+  wire [32:0] \$97 ;
+  wire [32:0] \$98 ;
+  wire [32:0] \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$6  = 1'h0;
   wire [8:0] bucket;
   reg [31:0] bytes_in = 32'd0;
   input clk;
   wire clk;
   output csr__ack;
-  reg csr__ack;
+  wire csr__ack;
   input [15:0] csr__addr;
   wire [15:0] csr__addr;
   output [31:0] csr__r_data;
-  reg [31:0] csr__r_data;
+  reg [31:0] csr__r_data = 32'd0;
   input csr__r_stb;
   wire csr__r_stb;
   input csr__w_stb;
@@ -8915,6 +9232,12 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] drop_rule = 32'd0;
   reg [31:0] drop_runt = 32'd0;
   reg [31:0] drop_truncated = 32'd0;
+  reg [8:0] e_drop = 9'h000;
+  reg e_dropped = 1'h0;
+  reg [31:0] e_frame_len = 32'd0;
+  reg [16:0] e_rule = 17'h00000;
+  reg [31:0] flop_data = 32'd0;
+  reg [29:0] flop_sel = 30'h00000000;
   input [31:0] frame_in_len;
   wire [31:0] frame_in_len;
   input frame_in_stb;
@@ -8923,18 +9246,16 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] frames_dropped = 32'd0;
   reg [31:0] frames_in = 32'd0;
   wire [5:0] inc_addr;
-  wire [5:0] \inc_addr$46 ;
-  input [8:0] \inc_addr$49 ;
-  wire [8:0] \inc_addr$49 ;
+  wire [5:0] \inc_addr$58 ;
+  input [8:0] \inc_addr$61 ;
+  wire [8:0] \inc_addr$61 ;
   wire inc_amount;
-  wire [15:0] \inc_amount$47 ;
-  wire \inc_amount$51 ;
+  wire [15:0] \inc_amount$59 ;
+  wire \inc_amount$63 ;
   wire inc_stb;
-  wire \inc_stb$45 ;
-  wire \inc_stb$48 ;
-  reg mem_ready = 1'h0;
-  reg [1:0] mem_sel = 2'h0;
-  reg mem_wait = 1'h0;
+  wire \inc_stb$57 ;
+  wire \inc_stb$60 ;
+  reg [2:0] mem_sel = 3'h0;
   input [457:0] meta;
   wire [457:0] meta;
   (* enum_base_type = "DropReason" *)
@@ -8997,15 +9318,15 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   wire [11:0] \meta.vlan_id ;
   input meta_stb;
   wire meta_stb;
-  reg [5:0] rd_addr;
-  reg [5:0] \rd_addr$56 ;
-  reg [8:0] \rd_addr$58 ;
+  wire [5:0] rd_addr;
+  wire [5:0] \rd_addr$66 ;
+  wire [8:0] \rd_addr$68 ;
   wire [31:0] rd_data;
-  wire [31:0] \rd_data$61 ;
-  wire [31:0] \rd_data$62 ;
-  reg rd_en;
-  reg \rd_en$57 ;
-  reg \rd_en$59 ;
+  wire [31:0] \rd_data$52 ;
+  wire [31:0] \rd_data$53 ;
+  wire rd_en;
+  wire \rd_en$67 ;
+  wire \rd_en$69 ;
   input rst;
   wire rst;
   reg [31:0] rule_hits_0 = 32'd0;
@@ -9025,157 +9346,339 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   reg [31:0] rule_hits_7 = 32'd0;
   reg [31:0] rule_hits_8 = 32'd0;
   reg [31:0] rule_hits_9 = 32'd0;
-  assign \$1  = frames_in + 1'h1;
-  assign \$2  = bytes_in + frame_in_len;
-  assign \$3  = ! meta[433:430];
-  assign \$4  = frames_delivered + 1'h1;
-  assign \$5  = frames_dropped + 1'h1;
-  assign \$6  = meta[433:430] < 4'h9;
-  assign \$8  = \$7  + 1'h1;
-  assign \$9  = meta[410:403] <= 5'h10;
-  assign \$11  = \$10  + 1'h1;
-  assign \$12  = csr__r_stb | csr__w_stb;
-  assign \$13  = ~ mem_wait;
-  assign \$14  = \$12  & \$13 ;
-  assign \$15  = csr__addr >= 15'h7000;
-  assign \$16  = csr__addr < 15'h7100;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  & csr__r_stb;
-  assign \$19  = csr__addr >= 15'h7400;
-  assign \$20  = csr__addr < 15'h7500;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = \$21  & csr__r_stb;
-  assign \$23  = csr__addr >= 16'h8000;
-  assign \$24  = csr__addr < 16'h8800;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  & csr__r_stb;
-  assign \$27  = ~ mem_ready;
-  assign \$28  = mem_wait & \$27 ;
-  assign \$29  = ! meta[433:430];
+  reg [1:0] step = 2'h0;
+  assign \$1  = ! meta[433:430];
+  assign \$2  = meta_stb & \$1 ;
+  assign \$3  = | meta[433:430];
+  assign \$4  = meta_stb & \$3 ;
+  assign \$5  = | meta[433:430];
+  assign \$6  = meta_stb & \$5 ;
+  assign \$7  = ! meta[433:430];
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = | meta[433:430];
+  assign \$10  = meta_stb & \$9 ;
+  assign \$11  = meta[433:430] == 1'h1;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = | meta[433:430];
+  assign \$14  = meta_stb & \$13 ;
+  assign \$15  = meta[433:430] == 2'h2;
+  assign \$16  = \$14  & \$15 ;
+  assign \$17  = | meta[433:430];
+  assign \$18  = meta_stb & \$17 ;
+  assign \$19  = meta[433:430] == 2'h3;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = | meta[433:430];
+  assign \$22  = meta_stb & \$21 ;
+  assign \$23  = meta[433:430] == 3'h4;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = | meta[433:430];
+  assign \$26  = meta_stb & \$25 ;
+  assign \$27  = meta[433:430] == 3'h5;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = | meta[433:430];
   assign \$30  = meta_stb & \$29 ;
-  assign \$31  = meta[441:434] < 7'h40;
-  assign inc_stb = \$30  & \$31 ;
-  assign \$32  = ! meta[433:430];
-  assign \$33  = meta_stb & \$32 ;
-  assign \$34  = meta[441:434] < 7'h40;
-  assign \inc_stb$45  = \$33  & \$34 ;
-  assign \$35  = csr__r_stb | csr__w_stb;
-  assign \$36  = ~ mem_wait;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = csr__addr == 8'h80;
-  assign \$39  = csr__addr == 8'h8c;
-  assign \$40  = csr__addr == 8'h84;
-  assign \$41  = csr__addr == 8'h88;
-  assign \$42  = csr__addr >= 8'hc0;
-  assign \$43  = csr__addr < 8'he4;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = csr__addr - 8'hc0;
-  assign \$47  = csr__addr >= 15'h6000;
-  assign \$48  = csr__addr < 15'h6044;
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = csr__addr - 15'h6000;
-  assign \$52  = csr__addr - 15'h7000;
-  assign \$53  = csr__addr >= 15'h7000;
-  assign \$54  = csr__addr < 15'h7100;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$55  & csr__r_stb;
-  assign \$57  = csr__addr - 15'h7400;
-  assign \$58  = csr__addr >= 15'h7400;
-  assign \$59  = csr__addr < 15'h7500;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$60  & csr__r_stb;
-  assign \$62  = csr__addr - 16'h8000;
-  assign \$63  = csr__addr >= 16'h8000;
-  assign \$64  = csr__addr < 16'h8800;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = \$65  & csr__r_stb;
+  assign \$31  = meta[433:430] == 3'h6;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = | meta[433:430];
+  assign \$34  = meta_stb & \$33 ;
+  assign \$35  = meta[433:430] == 3'h7;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = | meta[433:430];
+  assign \$38  = meta_stb & \$37 ;
+  assign \$39  = meta[433:430] == 4'h8;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = ! meta[410:403];
+  assign \$42  = meta_stb & \$41 ;
+  assign \$43  = meta[410:403] == 1'h1;
+  assign \$44  = meta_stb & \$43 ;
+  assign \$45  = meta[410:403] == 2'h2;
+  assign \$46  = meta_stb & \$45 ;
+  assign \$47  = meta[410:403] == 2'h3;
+  assign \$48  = meta_stb & \$47 ;
+  assign \$49  = meta[410:403] == 3'h4;
+  assign \$50  = meta_stb & \$49 ;
+  assign \$51  = meta[410:403] == 3'h5;
+  assign \$52  = meta_stb & \$51 ;
+  assign \$53  = meta[410:403] == 3'h6;
+  assign \$54  = meta_stb & \$53 ;
+  assign \$55  = meta[410:403] == 3'h7;
+  assign \$56  = meta_stb & \$55 ;
+  assign \$57  = meta[410:403] == 4'h8;
+  assign \$58  = meta_stb & \$57 ;
+  assign \$59  = meta[410:403] == 4'h9;
+  assign \$60  = meta_stb & \$59 ;
+  assign \$61  = meta[410:403] == 4'ha;
+  assign \$62  = meta_stb & \$61 ;
+  assign \$63  = meta[410:403] == 4'hb;
+  assign \$64  = meta_stb & \$63 ;
+  assign \$65  = meta[410:403] == 4'hc;
+  assign \$66  = meta_stb & \$65 ;
+  assign \$67  = meta[410:403] == 4'hd;
+  assign \$68  = meta_stb & \$67 ;
+  assign \$69  = meta[410:403] == 4'he;
+  assign \$70  = meta_stb & \$69 ;
+  assign \$71  = meta[410:403] == 4'hf;
+  assign \$72  = meta_stb & \$71 ;
+  assign \$73  = meta[410:403] == 5'h10;
+  assign \$74  = meta_stb & \$73 ;
+  assign \$75  = frames_in + 1'h1;
+  assign \$76  = bytes_in + e_frame_len;
+  assign \$77  = frames_delivered + 1'h1;
+  assign \$78  = frames_dropped + 1'h1;
+  assign \$79  = drop_none + 1'h1;
+  assign \$80  = drop_mac_error + 1'h1;
+  assign \$81  = drop_runt + 1'h1;
+  assign \$82  = drop_oversize + 1'h1;
+  assign \$83  = drop_truncated + 1'h1;
+  assign \$84  = drop_bad_ihl + 1'h1;
+  assign \$85  = drop_bad_length + 1'h1;
+  assign \$86  = drop_header_limit + 1'h1;
+  assign \$87  = drop_rule + 1'h1;
+  assign \$88  = rule_hits_0 + 1'h1;
+  assign \$89  = rule_hits_1 + 1'h1;
+  assign \$90  = rule_hits_2 + 1'h1;
+  assign \$91  = rule_hits_3 + 1'h1;
+  assign \$92  = rule_hits_4 + 1'h1;
+  assign \$93  = rule_hits_5 + 1'h1;
+  assign \$94  = rule_hits_6 + 1'h1;
+  assign \$95  = rule_hits_7 + 1'h1;
+  assign \$96  = rule_hits_8 + 1'h1;
+  assign \$97  = rule_hits_9 + 1'h1;
+  assign \$98  = rule_hits_10 + 1'h1;
+  assign \$99  = rule_hits_11 + 1'h1;
+  assign \$100  = rule_hits_12 + 1'h1;
+  assign \$101  = rule_hits_13 + 1'h1;
+  assign \$102  = rule_hits_14 + 1'h1;
+  assign \$103  = rule_hits_15 + 1'h1;
+  assign \$104  = rule_hits_16 + 1'h1;
+  assign \$105  = csr__r_stb | csr__w_stb;
+  assign \$106  = ~ csr__ack;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = step != 2'h3;
+  assign \$109  = step + \$108 ;
+  assign \$110  = csr__addr == 8'h80;
+  assign \$111  = csr__addr == 8'h8c;
+  assign \$112  = csr__addr == 8'h84;
+  assign \$113  = csr__addr == 8'h88;
+  assign \$114  = csr__addr == 8'hc0;
+  assign \$115  = csr__addr == 8'hc4;
+  assign \$116  = csr__addr == 8'hc8;
+  assign \$117  = csr__addr == 8'hcc;
+  assign \$118  = csr__addr == 8'hd0;
+  assign \$119  = csr__addr == 8'hd4;
+  assign \$120  = csr__addr == 8'hd8;
+  assign \$121  = csr__addr == 8'hdc;
+  assign \$122  = csr__addr == 8'he0;
+  assign \$123  = csr__addr == 15'h6000;
+  assign \$124  = csr__addr == 15'h6004;
+  assign \$125  = csr__addr == 15'h6008;
+  assign \$126  = csr__addr == 15'h600c;
+  assign \$127  = csr__addr == 15'h6010;
+  assign \$128  = csr__addr == 15'h6014;
+  assign \$129  = csr__addr == 15'h6018;
+  assign \$130  = csr__addr == 15'h601c;
+  assign \$131  = csr__addr == 15'h6020;
+  assign \$132  = csr__addr == 15'h6024;
+  assign \$133  = csr__addr == 15'h6028;
+  assign \$134  = csr__addr == 15'h602c;
+  assign \$135  = csr__addr == 15'h6030;
+  assign \$136  = csr__addr == 15'h6034;
+  assign \$137  = csr__addr == 15'h6038;
+  assign \$138  = csr__addr == 15'h603c;
+  assign \$139  = csr__addr == 15'h6040;
+  assign \$140  = { flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0] } & frames_in;
+  assign \$142  = { flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1] } & bytes_in;
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = { flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2] } & frames_delivered;
+  assign \$145  = \$143  | \$144 ;
+  assign \$146  = { flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3] } & frames_dropped;
+  assign \$147  = \$145  | \$146 ;
+  assign \$148  = { flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4] } & drop_none;
+  assign \$149  = \$147  | \$148 ;
+  assign \$150  = { flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5] } & drop_mac_error;
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = { flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6] } & drop_runt;
+  assign \$153  = \$151  | \$152 ;
+  assign \$154  = { flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7] } & drop_oversize;
+  assign \$155  = \$153  | \$154 ;
+  assign \$156  = { flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8] } & drop_truncated;
+  assign \$157  = \$155  | \$156 ;
+  assign \$158  = { flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9] } & drop_bad_ihl;
+  assign \$159  = \$157  | \$158 ;
+  assign \$160  = { flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10] } & drop_bad_length;
+  assign \$161  = \$159  | \$160 ;
+  assign \$162  = { flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11] } & drop_header_limit;
+  assign \$163  = \$161  | \$162 ;
+  assign \$164  = { flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12] } & drop_rule;
+  assign \$165  = \$163  | \$164 ;
+  assign \$166  = { flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13] } & rule_hits_0;
+  assign \$167  = \$165  | \$166 ;
+  assign \$168  = { flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14] } & rule_hits_1;
+  assign \$169  = \$167  | \$168 ;
+  assign \$170  = { flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15] } & rule_hits_2;
+  assign \$171  = \$169  | \$170 ;
+  assign \$172  = { flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16] } & rule_hits_3;
+  assign \$173  = \$171  | \$172 ;
+  assign \$174  = { flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17] } & rule_hits_4;
+  assign \$175  = \$173  | \$174 ;
+  assign \$176  = { flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18] } & rule_hits_5;
+  assign \$177  = \$175  | \$176 ;
+  assign \$178  = { flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19] } & rule_hits_6;
+  assign \$179  = \$177  | \$178 ;
+  assign \$180  = { flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20] } & rule_hits_7;
+  assign \$181  = \$179  | \$180 ;
+  assign \$182  = { flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21] } & rule_hits_8;
+  assign \$183  = \$181  | \$182 ;
+  assign \$184  = { flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22] } & rule_hits_9;
+  assign \$185  = \$183  | \$184 ;
+  assign \$186  = { flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23] } & rule_hits_10;
+  assign \$187  = \$185  | \$186 ;
+  assign \$188  = { flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24] } & rule_hits_11;
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = { flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25] } & rule_hits_12;
+  assign \$191  = \$189  | \$190 ;
+  assign \$192  = { flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26] } & rule_hits_13;
+  assign \$193  = \$191  | \$192 ;
+  assign \$194  = { flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27] } & rule_hits_14;
+  assign \$195  = \$193  | \$194 ;
+  assign \$196  = { flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28] } & rule_hits_15;
+  assign \$197  = \$195  | \$196 ;
+  assign \$198  = { flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29] } & rule_hits_16;
+  assign \$199  = \$197  | \$198 ;
+  assign \$200  = csr__addr >= 15'h7000;
+  assign \$201  = csr__addr < 15'h7100;
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = csr__addr >= 15'h7400;
+  assign \$204  = csr__addr < 15'h7500;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = csr__addr >= 16'h8000;
+  assign \$207  = csr__addr < 16'h8800;
+  assign \$208  = \$206  & \$207 ;
+  assign \$209  = step == 2'h2;
+  assign \$210  = { mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0] } & rd_data;
+  assign \$212  = { mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1] } & \rd_data$52 ;
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = { mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2] } & \rd_data$53 ;
+  assign \$215  = \$213  | \$214 ;
+  assign \$216  = flop_data | \$215 ;
+  assign \$217  = ! meta[433:430];
+  assign \$218  = meta_stb & \$217 ;
+  assign \$219  = meta[441:434] < 7'h40;
+  assign inc_stb = \$218  & \$219 ;
+  assign \$220  = ! meta[433:430];
+  assign \$221  = meta_stb & \$220 ;
+  assign \$222  = meta[441:434] < 7'h40;
+  assign \inc_stb$57  = \$221  & \$222 ;
+  assign \$223  = csr__addr - 15'h7000;
+  assign rd_en = ! step;
+  assign \$224  = csr__addr - 15'h7400;
+  assign \rd_en$67  = ! step;
+  assign \$225  = csr__addr - 16'h8000;
+  assign \rd_en$69  = ! step;
+  assign csr__ack = step == 2'h3;
   always @(posedge clk)
-    frames_in <= \$67 ;
+    \$signal  <= \$226 ;
   always @(posedge clk)
-    bytes_in <= \$68 ;
+    e_frame_len <= \$227 ;
   always @(posedge clk)
-    frames_delivered <= \$69 ;
+    \$signal$6  <= \$228 ;
   always @(posedge clk)
-    frames_dropped <= \$70 ;
+    e_dropped <= \$229 ;
   always @(posedge clk)
-    drop_none <= \$71 ;
+    e_drop <= \$230 ;
   always @(posedge clk)
-    drop_mac_error <= \$72 ;
+    e_rule <= \$231 ;
   always @(posedge clk)
-    drop_runt <= \$73 ;
+    frames_in <= \$232 ;
   always @(posedge clk)
-    drop_oversize <= \$74 ;
+    bytes_in <= \$233 ;
   always @(posedge clk)
-    drop_truncated <= \$75 ;
+    frames_delivered <= \$234 ;
   always @(posedge clk)
-    drop_bad_ihl <= \$76 ;
+    frames_dropped <= \$235 ;
   always @(posedge clk)
-    drop_bad_length <= \$77 ;
+    drop_none <= \$236 ;
   always @(posedge clk)
-    drop_header_limit <= \$78 ;
+    drop_mac_error <= \$237 ;
   always @(posedge clk)
-    drop_rule <= \$79 ;
+    drop_runt <= \$238 ;
   always @(posedge clk)
-    rule_hits_0 <= \$80 ;
+    drop_oversize <= \$239 ;
   always @(posedge clk)
-    rule_hits_1 <= \$81 ;
+    drop_truncated <= \$240 ;
   always @(posedge clk)
-    rule_hits_2 <= \$82 ;
+    drop_bad_ihl <= \$241 ;
   always @(posedge clk)
-    rule_hits_3 <= \$83 ;
+    drop_bad_length <= \$242 ;
   always @(posedge clk)
-    rule_hits_4 <= \$84 ;
+    drop_header_limit <= \$243 ;
   always @(posedge clk)
-    rule_hits_5 <= \$85 ;
+    drop_rule <= \$244 ;
   always @(posedge clk)
-    rule_hits_6 <= \$86 ;
+    rule_hits_0 <= \$245 ;
   always @(posedge clk)
-    rule_hits_7 <= \$87 ;
+    rule_hits_1 <= \$246 ;
   always @(posedge clk)
-    rule_hits_8 <= \$88 ;
+    rule_hits_2 <= \$247 ;
   always @(posedge clk)
-    rule_hits_9 <= \$89 ;
+    rule_hits_3 <= \$248 ;
   always @(posedge clk)
-    rule_hits_10 <= \$90 ;
+    rule_hits_4 <= \$249 ;
   always @(posedge clk)
-    rule_hits_11 <= \$91 ;
+    rule_hits_5 <= \$250 ;
   always @(posedge clk)
-    rule_hits_12 <= \$92 ;
+    rule_hits_6 <= \$251 ;
   always @(posedge clk)
-    rule_hits_13 <= \$93 ;
+    rule_hits_7 <= \$252 ;
   always @(posedge clk)
-    rule_hits_14 <= \$94 ;
+    rule_hits_8 <= \$253 ;
   always @(posedge clk)
-    rule_hits_15 <= \$95 ;
+    rule_hits_9 <= \$254 ;
   always @(posedge clk)
-    rule_hits_16 <= \$96 ;
+    rule_hits_10 <= \$255 ;
   always @(posedge clk)
-    mem_wait <= \$97 ;
+    rule_hits_11 <= \$256 ;
   always @(posedge clk)
-    mem_sel <= \$98 ;
+    rule_hits_12 <= \$257 ;
   always @(posedge clk)
-    mem_ready <= \$99 ;
+    rule_hits_13 <= \$258 ;
+  always @(posedge clk)
+    rule_hits_14 <= \$259 ;
+  always @(posedge clk)
+    rule_hits_15 <= \$260 ;
+  always @(posedge clk)
+    rule_hits_16 <= \$261 ;
+  always @(posedge clk)
+    step <= \$262 ;
+  always @(posedge clk)
+    flop_sel <= \$263 ;
+  always @(posedge clk)
+    flop_data <= \$264 ;
+  always @(posedge clk)
+    mem_sel <= \$265 ;
+  always @(posedge clk)
+    csr__r_data <= \$266 ;
   \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets  bucket_packets (
-    .bus__addr(\rd_addr$58 ),
-    .bus__en(\rd_en$59 ),
+    .bus__addr(\$225 [10:2]),
+    .bus__en(\rd_en$69 ),
     .clk(clk),
     .inc_stb(meta_stb),
-    .rd_data(\rd_data$62 ),
-    .rmw__addr(\inc_addr$49 ),
+    .rd_data(\rd_data$53 ),
+    .rmw__addr(\inc_addr$61 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes  queue_bytes (
-    .bus__addr(\rd_addr$56 ),
-    .bus__en(\rd_en$57 ),
+    .bus__addr(\$224 [7:2]),
+    .bus__en(\rd_en$67 ),
     .clk(clk),
     .inc_amount(meta[15:0]),
-    .inc_stb(\inc_stb$45 ),
-    .rd_data(\rd_data$61 ),
+    .inc_stb(\inc_stb$57 ),
+    .rd_data(\rd_data$52 ),
     .rmw__addr(meta[439:434]),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets  queue_packets (
-    .bus__addr(rd_addr),
+    .bus__addr(\$223 [7:2]),
     .bus__en(rd_en),
     .clk(clk),
     .inc_stb(inc_stb),
@@ -9185,1102 +9688,399 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$7  = 32'd0;
-    casez (meta[433:430])
-      4'h0:
-          \$7  = drop_none;
-      4'h1:
-          \$7  = drop_mac_error;
-      4'h2:
-          \$7  = drop_runt;
-      4'h3:
-          \$7  = drop_oversize;
-      4'h4:
-          \$7  = drop_truncated;
-      4'h5:
-          \$7  = drop_bad_ihl;
-      4'h6:
-          \$7  = drop_bad_length;
-      4'h7:
-          \$7  = drop_header_limit;
-      4'h8:
-          \$7  = drop_rule;
-    endcase
+    \$226  = frame_in_stb;
+    if (rst) begin
+      \$226  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$10  = 32'd0;
-    casez (meta[410:403])
-      8'h00:
-          \$10  = rule_hits_0;
-      8'h01:
-          \$10  = rule_hits_1;
-      8'h02:
-          \$10  = rule_hits_2;
-      8'h03:
-          \$10  = rule_hits_3;
-      8'h04:
-          \$10  = rule_hits_4;
-      8'h05:
-          \$10  = rule_hits_5;
-      8'h06:
-          \$10  = rule_hits_6;
-      8'h07:
-          \$10  = rule_hits_7;
-      8'h08:
-          \$10  = rule_hits_8;
-      8'h09:
-          \$10  = rule_hits_9;
-      8'h0a:
-          \$10  = rule_hits_10;
-      8'h0b:
-          \$10  = rule_hits_11;
-      8'h0c:
-          \$10  = rule_hits_12;
-      8'h0d:
-          \$10  = rule_hits_13;
-      8'h0e:
-          \$10  = rule_hits_14;
-      8'h0f:
-          \$10  = rule_hits_15;
-      8'h10:
-          \$10  = rule_hits_16;
-    endcase
+    \$227  = frame_in_len;
+    if (rst) begin
+      \$227  = 32'd0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = 32'd0;
-    casez (\$45 [15:2])
-      14'h0000:
-          \$46  = drop_none;
-      14'h0001:
-          \$46  = drop_mac_error;
-      14'h0002:
-          \$46  = drop_runt;
-      14'h0003:
-          \$46  = drop_oversize;
-      14'h0004:
-          \$46  = drop_truncated;
-      14'h0005:
-          \$46  = drop_bad_ihl;
-      14'h0006:
-          \$46  = drop_bad_length;
-      14'h0007:
-          \$46  = drop_header_limit;
-      14'h0008:
-          \$46  = drop_rule;
-    endcase
+    \$228  = \$2 ;
+    if (rst) begin
+      \$228  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = 32'd0;
-    casez (\$50 [15:2])
-      14'h0000:
-          \$51  = rule_hits_0;
-      14'h0001:
-          \$51  = rule_hits_1;
-      14'h0002:
-          \$51  = rule_hits_2;
-      14'h0003:
-          \$51  = rule_hits_3;
-      14'h0004:
-          \$51  = rule_hits_4;
-      14'h0005:
-          \$51  = rule_hits_5;
-      14'h0006:
-          \$51  = rule_hits_6;
-      14'h0007:
-          \$51  = rule_hits_7;
-      14'h0008:
-          \$51  = rule_hits_8;
-      14'h0009:
-          \$51  = rule_hits_9;
-      14'h000a:
-          \$51  = rule_hits_10;
-      14'h000b:
-          \$51  = rule_hits_11;
-      14'h000c:
-          \$51  = rule_hits_12;
-      14'h000d:
-          \$51  = rule_hits_13;
-      14'h000e:
-          \$51  = rule_hits_14;
-      14'h000f:
-          \$51  = rule_hits_15;
-      14'h0010:
-          \$51  = rule_hits_16;
-    endcase
+    \$229  = \$4 ;
+    if (rst) begin
+      \$229  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$67  = frames_in;
-    if (frame_in_stb) begin
-      \$67  = \$1 [31:0];
+    \$230  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
+    if (rst) begin
+      \$230  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$231  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
+    if (rst) begin
+      \$231  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$232  = frames_in;
+    if (\$signal ) begin
+      \$232  = \$75 [31:0];
     end
     if (rst) begin
-      \$67  = 32'd0;
+      \$232  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$68  = bytes_in;
-    if (frame_in_stb) begin
-      \$68  = \$2 [31:0];
+    \$233  = bytes_in;
+    if (\$signal ) begin
+      \$233  = \$76 [31:0];
     end
     if (rst) begin
-      \$68  = 32'd0;
+      \$233  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$69  = frames_delivered;
-    if (meta_stb) begin
-      if (\$3 ) begin
-        \$69  = \$4 [31:0];
-      end
+    \$234  = frames_delivered;
+    if (\$signal$6 ) begin
+      \$234  = \$77 [31:0];
     end
     if (rst) begin
-      \$69  = 32'd0;
+      \$234  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = frames_dropped;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        \$70  = \$5 [31:0];
-      end
+    \$235  = frames_dropped;
+    if (e_dropped) begin
+      \$235  = \$78 [31:0];
     end
     if (rst) begin
-      \$70  = 32'd0;
+      \$235  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = drop_none;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                \$71  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$236  = drop_none;
+    if (e_drop[0]) begin
+      \$236  = \$79 [31:0];
     end
     if (rst) begin
-      \$71  = 32'd0;
+      \$236  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$72  = drop_mac_error;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                \$72  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$237  = drop_mac_error;
+    if (e_drop[1]) begin
+      \$237  = \$80 [31:0];
     end
     if (rst) begin
-      \$72  = 32'd0;
+      \$237  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$73  = drop_runt;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                \$73  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$238  = drop_runt;
+    if (e_drop[2]) begin
+      \$238  = \$81 [31:0];
     end
     if (rst) begin
-      \$73  = 32'd0;
+      \$238  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$74  = drop_oversize;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                \$74  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$239  = drop_oversize;
+    if (e_drop[3]) begin
+      \$239  = \$82 [31:0];
     end
     if (rst) begin
-      \$74  = 32'd0;
+      \$239  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = drop_truncated;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                \$75  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$240  = drop_truncated;
+    if (e_drop[4]) begin
+      \$240  = \$83 [31:0];
     end
     if (rst) begin
-      \$75  = 32'd0;
+      \$240  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = drop_bad_ihl;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
-                \$76  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$241  = drop_bad_ihl;
+    if (e_drop[5]) begin
+      \$241  = \$84 [31:0];
     end
     if (rst) begin
-      \$76  = 32'd0;
+      \$241  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = drop_bad_length;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
-                /* empty */;
-            4'h6:
-                \$77  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$242  = drop_bad_length;
+    if (e_drop[6]) begin
+      \$242  = \$85 [31:0];
     end
     if (rst) begin
-      \$77  = 32'd0;
+      \$242  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = drop_header_limit;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
-                /* empty */;
-            4'h6:
-                /* empty */;
-            4'h7:
-                \$78  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$243  = drop_header_limit;
+    if (e_drop[7]) begin
+      \$243  = \$86 [31:0];
     end
     if (rst) begin
-      \$78  = 32'd0;
+      \$243  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$79  = drop_rule;
-    if (meta_stb) begin
-      (* full_case = 32'd1 *)
-      if (\$3 ) begin
-      end else begin
-        if (\$6 ) begin
-          casez (meta[433:430])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
-                /* empty */;
-            4'h6:
-                /* empty */;
-            4'h7:
-                /* empty */;
-            4'h8:
-                \$79  = \$8 [31:0];
-          endcase
-        end
-      end
+    \$244  = drop_rule;
+    if (e_drop[8]) begin
+      \$244  = \$87 [31:0];
     end
     if (rst) begin
-      \$79  = 32'd0;
+      \$244  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$80  = rule_hits_0;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              \$80  = \$11 [31:0];
-        endcase
-      end
+    \$245  = rule_hits_0;
+    if (e_rule[0]) begin
+      \$245  = \$88 [31:0];
     end
     if (rst) begin
-      \$80  = 32'd0;
+      \$245  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$81  = rule_hits_1;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              \$81  = \$11 [31:0];
-        endcase
-      end
+    \$246  = rule_hits_1;
+    if (e_rule[1]) begin
+      \$246  = \$89 [31:0];
     end
     if (rst) begin
-      \$81  = 32'd0;
+      \$246  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$82  = rule_hits_2;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              \$82  = \$11 [31:0];
-        endcase
-      end
+    \$247  = rule_hits_2;
+    if (e_rule[2]) begin
+      \$247  = \$90 [31:0];
     end
     if (rst) begin
-      \$82  = 32'd0;
+      \$247  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$83  = rule_hits_3;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              \$83  = \$11 [31:0];
-        endcase
-      end
+    \$248  = rule_hits_3;
+    if (e_rule[3]) begin
+      \$248  = \$91 [31:0];
     end
     if (rst) begin
-      \$83  = 32'd0;
+      \$248  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$84  = rule_hits_4;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              \$84  = \$11 [31:0];
-        endcase
-      end
+    \$249  = rule_hits_4;
+    if (e_rule[4]) begin
+      \$249  = \$92 [31:0];
     end
     if (rst) begin
-      \$84  = 32'd0;
+      \$249  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$85  = rule_hits_5;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              \$85  = \$11 [31:0];
-        endcase
-      end
+    \$250  = rule_hits_5;
+    if (e_rule[5]) begin
+      \$250  = \$93 [31:0];
     end
     if (rst) begin
-      \$85  = 32'd0;
+      \$250  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$86  = rule_hits_6;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              \$86  = \$11 [31:0];
-        endcase
-      end
+    \$251  = rule_hits_6;
+    if (e_rule[6]) begin
+      \$251  = \$94 [31:0];
     end
     if (rst) begin
-      \$86  = 32'd0;
+      \$251  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$87  = rule_hits_7;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              \$87  = \$11 [31:0];
-        endcase
-      end
+    \$252  = rule_hits_7;
+    if (e_rule[7]) begin
+      \$252  = \$95 [31:0];
     end
     if (rst) begin
-      \$87  = 32'd0;
+      \$252  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$88  = rule_hits_8;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              \$88  = \$11 [31:0];
-        endcase
-      end
+    \$253  = rule_hits_8;
+    if (e_rule[8]) begin
+      \$253  = \$96 [31:0];
     end
     if (rst) begin
-      \$88  = 32'd0;
+      \$253  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$89  = rule_hits_9;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              \$89  = \$11 [31:0];
-        endcase
-      end
+    \$254  = rule_hits_9;
+    if (e_rule[9]) begin
+      \$254  = \$97 [31:0];
     end
     if (rst) begin
-      \$89  = 32'd0;
+      \$254  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = rule_hits_10;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              \$90  = \$11 [31:0];
-        endcase
-      end
+    \$255  = rule_hits_10;
+    if (e_rule[10]) begin
+      \$255  = \$98 [31:0];
     end
     if (rst) begin
-      \$90  = 32'd0;
+      \$255  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$91  = rule_hits_11;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              \$91  = \$11 [31:0];
-        endcase
-      end
+    \$256  = rule_hits_11;
+    if (e_rule[11]) begin
+      \$256  = \$99 [31:0];
     end
     if (rst) begin
-      \$91  = 32'd0;
+      \$256  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$92  = rule_hits_12;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              /* empty */;
-          8'h0c:
-              \$92  = \$11 [31:0];
-        endcase
-      end
+    \$257  = rule_hits_12;
+    if (e_rule[12]) begin
+      \$257  = \$100 [31:0];
     end
     if (rst) begin
-      \$92  = 32'd0;
+      \$257  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$93  = rule_hits_13;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              /* empty */;
-          8'h0c:
-              /* empty */;
-          8'h0d:
-              \$93  = \$11 [31:0];
-        endcase
-      end
+    \$258  = rule_hits_13;
+    if (e_rule[13]) begin
+      \$258  = \$101 [31:0];
     end
     if (rst) begin
-      \$93  = 32'd0;
+      \$258  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = rule_hits_14;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              /* empty */;
-          8'h0c:
-              /* empty */;
-          8'h0d:
-              /* empty */;
-          8'h0e:
-              \$94  = \$11 [31:0];
-        endcase
-      end
+    \$259  = rule_hits_14;
+    if (e_rule[14]) begin
+      \$259  = \$102 [31:0];
     end
     if (rst) begin
-      \$94  = 32'd0;
+      \$259  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = rule_hits_15;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              /* empty */;
-          8'h0c:
-              /* empty */;
-          8'h0d:
-              /* empty */;
-          8'h0e:
-              /* empty */;
-          8'h0f:
-              \$95  = \$11 [31:0];
-        endcase
-      end
+    \$260  = rule_hits_15;
+    if (e_rule[15]) begin
+      \$260  = \$103 [31:0];
     end
     if (rst) begin
-      \$95  = 32'd0;
+      \$260  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$96  = rule_hits_16;
-    if (meta_stb) begin
-      if (\$9 ) begin
-        casez (meta[410:403])
-          8'h00:
-              /* empty */;
-          8'h01:
-              /* empty */;
-          8'h02:
-              /* empty */;
-          8'h03:
-              /* empty */;
-          8'h04:
-              /* empty */;
-          8'h05:
-              /* empty */;
-          8'h06:
-              /* empty */;
-          8'h07:
-              /* empty */;
-          8'h08:
-              /* empty */;
-          8'h09:
-              /* empty */;
-          8'h0a:
-              /* empty */;
-          8'h0b:
-              /* empty */;
-          8'h0c:
-              /* empty */;
-          8'h0d:
-              /* empty */;
-          8'h0e:
-              /* empty */;
-          8'h0f:
-              /* empty */;
-          8'h10:
-              \$96  = \$11 [31:0];
-        endcase
-      end
+    \$261  = rule_hits_16;
+    if (e_rule[16]) begin
+      \$261  = \$104 [31:0];
     end
     if (rst) begin
-      \$96  = 32'd0;
+      \$261  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$97  = mem_wait;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$97  = 1'h1;
-      end
-      if (\$22 ) begin
-        \$97  = 1'h1;
-      end
-      if (\$26 ) begin
-        \$97  = 1'h1;
-      end
-    end
-    if (mem_ready) begin
-      \$97  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (\$107 ) begin
+      \$262  = \$109 [1:0];
+    end else begin
+      \$262  = 2'h0;
     end
     if (rst) begin
-      \$97  = 1'h0;
+      \$262  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$98  = mem_sel;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$98  = 2'h1;
-      end
-      if (\$22 ) begin
-        \$98  = 2'h2;
-      end
-      if (\$26 ) begin
-        \$98  = 2'h3;
-      end
+    \$263  = { \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110  };
+    if (rst) begin
+      \$263  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$264  = \$199 ;
+    if (rst) begin
+      \$264  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$265  = { \$208 , \$205 , \$202  };
+    if (rst) begin
+      \$265  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$266  = csr__r_data;
+    if (\$209 ) begin
+      \$266  = \$216 ;
     end
     if (rst) begin
-      \$98  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$99  = \$28 ;
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    csr__ack = 1'h0;
-    if (\$37 ) begin
-      csr__ack = 1'h1;
-      if (\$56 ) begin
-        csr__ack = 1'h0;
-      end
-      if (\$61 ) begin
-        csr__ack = 1'h0;
-      end
-      if (\$66 ) begin
-        csr__ack = 1'h0;
-      end
-    end
-    if (mem_ready) begin
-      csr__ack = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    csr__r_data = 32'd0;
-    if (\$37 ) begin
-      if (\$38 ) begin
-        csr__r_data = frames_in;
-      end
-      if (\$39 ) begin
-        csr__r_data = bytes_in;
-      end
-      if (\$40 ) begin
-        csr__r_data = frames_delivered;
-      end
-      if (\$41 ) begin
-        csr__r_data = frames_dropped;
-      end
-      if (\$44 ) begin
-        csr__r_data = \$46 ;
-      end
-      if (\$49 ) begin
-        csr__r_data = \$51 ;
-      end
-    end
-    if (mem_ready) begin
-      casez (mem_sel)
-        2'h1:
-            csr__r_data = rd_data;
-        2'h2:
-            csr__r_data = \rd_data$61 ;
-        2'h3:
-            csr__r_data = \rd_data$62 ;
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    rd_addr = 6'h00;
-    if (\$37 ) begin
-      rd_addr = \$52 [7:2];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    rd_en = 1'h0;
-    if (\$37 ) begin
-      if (\$56 ) begin
-        rd_en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_addr$56  = 6'h00;
-    if (\$37 ) begin
-      \rd_addr$56  = \$57 [7:2];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_en$57  = 1'h0;
-    if (\$37 ) begin
-      if (\$61 ) begin
-        \rd_en$57  = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_addr$58  = 9'h000;
-    if (\$37 ) begin
-      \rd_addr$58  = \$62 [10:2];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \rd_en$59  = 1'h0;
-    if (\$37 ) begin
-      if (\$66 ) begin
-        \rd_en$59  = 1'h1;
-      end
+      \$266  = 32'd0;
     end
   end
   assign inc_addr = meta[439:434];
   assign inc_amount = 1'h1;
-  assign \inc_addr$46  = meta[439:434];
-  assign \inc_amount$47  = meta[15:0];
-  assign \inc_stb$48  = meta_stb;
-  assign bucket = \inc_addr$49 ;
-  assign \inc_amount$51  = 1'h1;
+  assign \inc_addr$58  = meta[439:434];
+  assign \inc_amount$59  = meta[15:0];
+  assign \inc_stb$60  = meta_stb;
+  assign bucket = \inc_addr$61 ;
+  assign \inc_amount$63  = 1'h1;
+  assign rd_addr = \$223 [7:2];
+  assign \rd_addr$66  = \$224 [7:2];
+  assign \rd_addr$68  = \$225 [10:2];
   assign \meta.length  = meta[15:0];
   assign \meta.error  = meta[19:16];
   assign \meta.flags  = meta[29:20];
@@ -10312,15 +10112,32 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, frame_in_stb, frame_in_le
   assign \meta.drop  = meta[433:430];
   assign \meta.queue  = meta[441:434];
   assign \meta.generation  = meta[457:442];
+  assign \$141  = \$140 ;
+  assign \$211  = \$210 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, rmw__addr, bus__addr, bus__en, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [32:0] \$1 ;
-  reg \$2 ;
-  reg [8:0] \$3 ;
-  reg \$4 ;
-  reg [31:0] \$5 ;
+  wire [31:0] \$1 ;
+  reg \$10 ;
+  reg [8:0] \$11 ;
+  reg \$12 ;
+  reg [31:0] \$13 ;
+  reg \$14 ;
+  reg [31:0] \$15 ;
+  reg [31:0] \$16 ;
+  wire [32:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [31:0] \$5 ;
+  wire [32:0] \$6 ;
+  reg \$7 ;
+  reg [8:0] \$8 ;
+  reg \$9 ;
+  reg [8:0] \$like  = 9'h000;
+  reg \$like$21  = 1'h0;
+  reg [31:0] \$signal  = 32'd0;
+  reg \$signal$18  = 1'h0;
   input [8:0] bus__addr;
   wire [8:0] bus__addr;
   wire [31:0] bus__data;
@@ -10343,13 +10160,15 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
   input rst;
   wire rst;
   (* init = 9'h000 *)
-  wire [8:0] s1_addr;
-  reg s1_amount = 1'h0;
+  wire [8:0] s2_addr;
+  reg s2_amount = 1'h0;
+  reg s2_forward = 1'h0;
   (* init = 1'h0 *)
-  wire s1_valid;
+  wire s2_valid;
   reg [8:0] wr__addr = 9'h000;
   wire [31:0] wr__data;
   reg wr__en = 1'h0;
+  reg [31:0] written = 32'd0;
   reg [31:0] mem [511:0];
   initial begin
     mem[0] = 32'd0;
@@ -10867,72 +10686,146 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, inc_stb, r
   end
   always @(posedge clk) begin
     if (wr__en)
-      mem[wr__addr] <= \$1 [31:0];
+      mem[wr__addr] <= \$2 [31:0];
   end
-  reg [8:0] _0_;
-  reg [31:0] _1_;
+  reg [31:0] _0_;
+  reg [8:0] _1_;
   always @(posedge clk) begin
-    _0_ <= rmw__addr;
     if (bus__en) begin
-      _1_ <= mem[bus__addr];
+      _0_ <= mem[bus__addr];
     end
+    _1_ <= rmw__addr;
   end
-  assign rmw__data = mem[_0_];
-  assign bus__data = _1_;
+  assign bus__data = _0_;
+  assign rmw__data = mem[_1_];
+  assign \$1  = s2_forward ? written : \$signal ;
+  assign \$2  = \$1  + s2_amount;
+  assign \$3  = wr__addr == \$like ;
+  assign \$4  = wr__en & \$3 ;
+  assign \$5  = s2_forward ? written : \$signal ;
+  assign \$6  = \$5  + s2_amount;
   always @(posedge clk)
-    wr__en <= \$2 ;
+    \$signal$18  <= \$7 ;
   always @(posedge clk)
-    wr__addr <= \$3 ;
+    \$like  <= \$8 ;
   always @(posedge clk)
-    s1_amount <= \$4 ;
+    \$like$21  <= \$9 ;
   always @(posedge clk)
-    rd_data <= \$5 ;
-  assign \$1  = rmw__data + s1_amount;
+    wr__en <= \$10 ;
+  always @(posedge clk)
+    wr__addr <= \$11 ;
+  always @(posedge clk)
+    s2_amount <= \$12 ;
+  always @(posedge clk)
+    \$signal  <= \$13 ;
+  always @(posedge clk)
+    s2_forward <= \$14 ;
+  always @(posedge clk)
+    written <= \$15 ;
+  always @(posedge clk)
+    rd_data <= \$16 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$2  = inc_stb;
+    \$7  = inc_stb;
     if (rst) begin
-      \$2  = 1'h0;
+      \$7  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3  = rmw__addr;
+    \$8  = rmw__addr;
     if (rst) begin
-      \$3  = 9'h000;
+      \$8  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4  = 1'h1;
+    \$9  = 1'h1;
     if (rst) begin
-      \$4  = 1'h0;
+      \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$5  = bus__data;
+    \$10  = \$signal$18 ;
     if (rst) begin
-      \$5  = 32'd0;
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$11  = \$like ;
+    if (rst) begin
+      \$11  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$12  = \$like$21 ;
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$13  = rmw__data;
+    if (rst) begin
+      \$13  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$14  = \$4 ;
+    if (rst) begin
+      \$14  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$15  = \$6 [31:0];
+    if (rst) begin
+      \$15  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$16  = bus__data;
+    if (rst) begin
+      \$16  = 32'd0;
     end
   end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
-  assign s1_addr = wr__addr;
-  assign wr__data = \$1 [31:0];
-  assign s1_valid = wr__en;
+  assign s2_addr = wr__addr;
+  assign wr__data = \$2 [31:0];
+  assign s2_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
   assign inc_amount = 1'h1;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, inc_amount, rmw__addr, bus__addr, bus__en, rd_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, bus__addr, bus__en, inc_amount, rmw__addr, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [32:0] \$1 ;
-  reg \$2 ;
-  reg [5:0] \$3 ;
-  reg [15:0] \$4 ;
-  reg [31:0] \$5 ;
+  wire [31:0] \$1 ;
+  reg \$10 ;
+  reg [5:0] \$11 ;
+  reg [15:0] \$12 ;
+  reg [31:0] \$13 ;
+  reg \$14 ;
+  reg [31:0] \$15 ;
+  reg [31:0] \$16 ;
+  wire [32:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [31:0] \$5 ;
+  wire [32:0] \$6 ;
+  reg \$7 ;
+  reg [5:0] \$8 ;
+  reg [15:0] \$9 ;
+  reg [5:0] \$like  = 6'h00;
+  reg [15:0] \$like$21  = 16'h0000;
+  reg [31:0] \$signal  = 32'd0;
+  reg \$signal$18  = 1'h0;
   input [5:0] bus__addr;
   wire [5:0] bus__addr;
   wire [31:0] bus__data;
@@ -10956,13 +10849,15 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, inc_
   input rst;
   wire rst;
   (* init = 6'h00 *)
-  wire [5:0] s1_addr;
-  reg [15:0] s1_amount = 16'h0000;
+  wire [5:0] s2_addr;
+  reg [15:0] s2_amount = 16'h0000;
+  reg s2_forward = 1'h0;
   (* init = 1'h0 *)
-  wire s1_valid;
+  wire s2_valid;
   reg [5:0] wr__addr = 6'h00;
   wire [31:0] wr__data;
   reg wr__en = 1'h0;
+  reg [31:0] written = 32'd0;
   reg [31:0] mem [63:0];
   initial begin
     mem[0] = 32'd0;
@@ -11032,71 +10927,145 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, inc_stb, inc_
   end
   always @(posedge clk) begin
     if (wr__en)
-      mem[wr__addr] <= \$1 [31:0];
+      mem[wr__addr] <= \$2 [31:0];
   end
-  reg [5:0] _0_;
-  reg [31:0] _1_;
+  reg [31:0] _0_;
+  reg [5:0] _1_;
   always @(posedge clk) begin
-    _0_ <= rmw__addr;
     if (bus__en) begin
-      _1_ <= mem[bus__addr];
+      _0_ <= mem[bus__addr];
     end
+    _1_ <= rmw__addr;
   end
-  assign rmw__data = mem[_0_];
-  assign bus__data = _1_;
+  assign bus__data = _0_;
+  assign rmw__data = mem[_1_];
+  assign \$1  = s2_forward ? written : \$signal ;
+  assign \$2  = \$1  + s2_amount;
+  assign \$3  = wr__addr == \$like ;
+  assign \$4  = wr__en & \$3 ;
+  assign \$5  = s2_forward ? written : \$signal ;
+  assign \$6  = \$5  + s2_amount;
   always @(posedge clk)
-    wr__en <= \$2 ;
+    \$signal$18  <= \$7 ;
   always @(posedge clk)
-    wr__addr <= \$3 ;
+    \$like  <= \$8 ;
   always @(posedge clk)
-    s1_amount <= \$4 ;
+    \$like$21  <= \$9 ;
   always @(posedge clk)
-    rd_data <= \$5 ;
-  assign \$1  = rmw__data + s1_amount;
+    wr__en <= \$10 ;
+  always @(posedge clk)
+    wr__addr <= \$11 ;
+  always @(posedge clk)
+    s2_amount <= \$12 ;
+  always @(posedge clk)
+    \$signal  <= \$13 ;
+  always @(posedge clk)
+    s2_forward <= \$14 ;
+  always @(posedge clk)
+    written <= \$15 ;
+  always @(posedge clk)
+    rd_data <= \$16 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$2  = inc_stb;
+    \$7  = inc_stb;
     if (rst) begin
-      \$2  = 1'h0;
+      \$7  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$3  = rmw__addr;
+    \$8  = rmw__addr;
     if (rst) begin
-      \$3  = 6'h00;
+      \$8  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$4  = inc_amount;
+    \$9  = inc_amount;
     if (rst) begin
-      \$4  = 16'h0000;
+      \$9  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$5  = bus__data;
+    \$10  = \$signal$18 ;
     if (rst) begin
-      \$5  = 32'd0;
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$11  = \$like ;
+    if (rst) begin
+      \$11  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$12  = \$like$21 ;
+    if (rst) begin
+      \$12  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$13  = rmw__data;
+    if (rst) begin
+      \$13  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$14  = \$4 ;
+    if (rst) begin
+      \$14  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$15  = \$6 [31:0];
+    if (rst) begin
+      \$15  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$16  = bus__data;
+    if (rst) begin
+      \$16  = 32'd0;
     end
   end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
-  assign s1_addr = wr__addr;
-  assign wr__data = \$1 [31:0];
-  assign s1_valid = wr__en;
+  assign s2_addr = wr__addr;
+  assign wr__data = \$2 [31:0];
+  assign s2_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rmw__addr, bus__addr, bus__en, rd_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, bus__addr, bus__en, rmw__addr, rd_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [32:0] \$1 ;
-  reg \$2 ;
-  reg [5:0] \$3 ;
-  reg \$4 ;
-  reg [31:0] \$5 ;
+  wire [31:0] \$1 ;
+  reg \$10 ;
+  reg [5:0] \$11 ;
+  reg \$12 ;
+  reg [31:0] \$13 ;
+  reg \$14 ;
+  reg [31:0] \$15 ;
+  reg [31:0] \$16 ;
+  wire [32:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [31:0] \$5 ;
+  wire [32:0] \$6 ;
+  reg \$7 ;
+  reg [5:0] \$8 ;
+  reg \$9 ;
+  reg [5:0] \$like  = 6'h00;
+  reg \$like$21  = 1'h0;
+  reg [31:0] \$signal  = 32'd0;
+  reg \$signal$18  = 1'h0;
   input [5:0] bus__addr;
   wire [5:0] bus__addr;
   wire [31:0] bus__data;
@@ -11119,13 +11088,15 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rm
   input rst;
   wire rst;
   (* init = 6'h00 *)
-  wire [5:0] s1_addr;
-  reg s1_amount = 1'h0;
+  wire [5:0] s2_addr;
+  reg s2_amount = 1'h0;
+  reg s2_forward = 1'h0;
   (* init = 1'h0 *)
-  wire s1_valid;
+  wire s2_valid;
   reg [5:0] wr__addr = 6'h00;
   wire [31:0] wr__data;
   reg wr__en = 1'h0;
+  reg [31:0] written = 32'd0;
   reg [31:0] mem [63:0];
   initial begin
     mem[0] = 32'd0;
@@ -11195,60 +11166,119 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, inc_stb, rm
   end
   always @(posedge clk) begin
     if (wr__en)
-      mem[wr__addr] <= \$1 [31:0];
+      mem[wr__addr] <= \$2 [31:0];
   end
-  reg [5:0] _0_;
-  reg [31:0] _1_;
+  reg [31:0] _0_;
+  reg [5:0] _1_;
   always @(posedge clk) begin
-    _0_ <= rmw__addr;
     if (bus__en) begin
-      _1_ <= mem[bus__addr];
+      _0_ <= mem[bus__addr];
     end
+    _1_ <= rmw__addr;
   end
-  assign rmw__data = mem[_0_];
-  assign bus__data = _1_;
+  assign bus__data = _0_;
+  assign rmw__data = mem[_1_];
+  assign \$1  = s2_forward ? written : \$signal ;
+  assign \$2  = \$1  + s2_amount;
+  assign \$3  = wr__addr == \$like ;
+  assign \$4  = wr__en & \$3 ;
+  assign \$5  = s2_forward ? written : \$signal ;
+  assign \$6  = \$5  + s2_amount;
   always @(posedge clk)
-    wr__en <= \$2 ;
+    \$signal$18  <= \$7 ;
   always @(posedge clk)
-    wr__addr <= \$3 ;
+    \$like  <= \$8 ;
   always @(posedge clk)
-    s1_amount <= \$4 ;
+    \$like$21  <= \$9 ;
   always @(posedge clk)
-    rd_data <= \$5 ;
-  assign \$1  = rmw__data + s1_amount;
+    wr__en <= \$10 ;
+  always @(posedge clk)
+    wr__addr <= \$11 ;
+  always @(posedge clk)
+    s2_amount <= \$12 ;
+  always @(posedge clk)
+    \$signal  <= \$13 ;
+  always @(posedge clk)
+    s2_forward <= \$14 ;
+  always @(posedge clk)
+    written <= \$15 ;
+  always @(posedge clk)
+    rd_data <= \$16 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2  = inc_stb;
+    \$7  = inc_stb;
     if (rst) begin
-      \$2  = 1'h0;
+      \$7  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3  = rmw__addr;
+    \$8  = rmw__addr;
     if (rst) begin
-      \$3  = 6'h00;
+      \$8  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = 1'h1;
+    \$9  = 1'h1;
     if (rst) begin
-      \$4  = 1'h0;
+      \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = bus__data;
+    \$10  = \$signal$18 ;
     if (rst) begin
-      \$5  = 32'd0;
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$11  = \$like ;
+    if (rst) begin
+      \$11  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$12  = \$like$21 ;
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$13  = rmw__data;
+    if (rst) begin
+      \$13  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$14  = \$4 ;
+    if (rst) begin
+      \$14  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$15  = \$6 [31:0];
+    if (rst) begin
+      \$15  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$16  = bus__data;
+    if (rst) begin
+      \$16  = 32'd0;
     end
   end
   assign inc_addr = rmw__addr;
   assign rmw__en = 1'h1;
-  assign s1_addr = wr__addr;
-  assign wr__data = \$1 [31:0];
-  assign s1_valid = wr__en;
+  assign s2_addr = wr__addr;
+  assign wr__data = \$2 [31:0];
+  assign s2_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
   assign inc_amount = 1'h1;
@@ -12919,12 +12949,12 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \$138  = | error;
   assign \$139  = | { hdr[52:48], hdr[63:56] };
   assign \$140  = hdr[53] | \$139 ;
-  assign \$141  = \$138  | \$140 ;
-  assign \$142  = hdr[79:72] == 3'h6;
-  assign \$143  = hdr[79:72] == 5'h11;
-  assign \$144  = \$142  | \$143 ;
-  assign \$145  = ~ \$144 ;
-  assign \$146  = \$141  | \$145 ;
+  assign \$141  = hdr[79:72] == 3'h6;
+  assign \$142  = hdr[79:72] == 5'h11;
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = ~ \$143 ;
+  assign \$145  = \$140  | \$144 ;
+  assign \$146  = \$138  | \$145 ;
   assign \$147  = hdr[55:48] == 6'h2f;
   assign \$148  = n <= l3;
   assign \$149  = hdr[7:4] != 3'h6;
@@ -12976,20 +13006,20 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \$196  = rec[71:64] == 6'h2c;
   assign \$198  = | \$197 ;
   assign \$199  = \$196  & \$198 ;
-  assign \$200  = \$195  | \$199 ;
-  assign \$201  = ! window[7:0];
-  assign \$202  = window[7:0] == 6'h2b;
-  assign \$203  = \$201  | \$202 ;
-  assign \$204  = window[7:0] == 6'h2c;
-  assign \$205  = \$203  | \$204 ;
-  assign \$206  = window[7:0] == 6'h3c;
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = window[7:0] == 3'h6;
-  assign \$209  = window[7:0] == 5'h11;
-  assign \$210  = \$208  | \$209 ;
-  assign \$211  = \$207  | \$210 ;
-  assign \$212  = ~ \$211 ;
-  assign \$213  = \$200  | \$212 ;
+  assign \$200  = ! window[7:0];
+  assign \$201  = window[7:0] == 6'h2b;
+  assign \$202  = \$200  | \$201 ;
+  assign \$203  = window[7:0] == 6'h2c;
+  assign \$204  = \$202  | \$203 ;
+  assign \$205  = window[7:0] == 6'h3c;
+  assign \$206  = \$204  | \$205 ;
+  assign \$207  = window[7:0] == 3'h6;
+  assign \$208  = window[7:0] == 5'h11;
+  assign \$209  = \$207  | \$208 ;
+  assign \$210  = \$206  | \$209 ;
+  assign \$211  = ~ \$210 ;
+  assign \$212  = \$199  | \$211 ;
+  assign \$213  = \$195  | \$212 ;
   assign \$214  = rec[71:64] == 3'h6;
   assign \$215  = rec[71:64] == 3'h6;
   assign \$216  = ~ \$215 ;
@@ -14248,8 +14278,8 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, csr__r_data, counters__r_stb, counters__w_stb
-, counters__ack, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
+module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr__r_data, counters__ack, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, counters__r_stb
+, counters__w_stb, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -14624,9 +14654,9 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire \$435 ;
+  wire [16:0] \$435 ;
   wire \$436 ;
-  wire [16:0] \$437 ;
+  wire \$437 ;
   wire \$438 ;
   wire \$439 ;
   wire \$44 ;
@@ -14635,8 +14665,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire [2:0] \$445 ;
-  wire [2:0] \$446 ;
+  wire \$445 ;
+  wire \$446 ;
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
@@ -14690,7 +14720,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
+  wire [16:0] \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
@@ -14738,61 +14768,61 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire [16:0] \$538 ;
+  wire \$538 ;
   wire \$539 ;
   wire \$54 ;
   wire \$540 ;
-  wire [16:0] \$541 ;
-  wire [16:0] \$542 ;
+  wire \$541 ;
+  wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
+  wire [31:0] \$544 ;
+  wire [31:0] \$545 ;
+  wire [31:0] \$546 ;
+  wire [31:0] \$547 ;
+  wire [31:0] \$548 ;
+  wire [31:0] \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
+  wire [31:0] \$550 ;
+  wire [31:0] \$551 ;
+  wire [31:0] \$552 ;
+  wire [31:0] \$553 ;
+  wire [31:0] \$554 ;
+  wire [31:0] \$555 ;
+  wire [31:0] \$556 ;
+  wire [31:0] \$557 ;
+  wire [31:0] \$558 ;
+  wire [31:0] \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
+  wire [31:0] \$560 ;
+  wire [31:0] \$561 ;
+  wire [31:0] \$562 ;
+  wire [31:0] \$563 ;
+  wire [31:0] \$564 ;
+  wire [31:0] \$565 ;
+  wire [31:0] \$566 ;
+  wire [31:0] \$567 ;
+  wire [31:0] \$568 ;
+  wire [31:0] \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
+  wire [31:0] \$570 ;
+  wire [31:0] \$571 ;
+  wire [31:0] \$572 ;
+  wire [31:0] \$573 ;
+  wire [31:0] \$574 ;
+  wire [31:0] \$575 ;
+  wire [31:0] \$576 ;
+  wire [31:0] \$577 ;
+  wire [31:0] \$578 ;
+  wire [31:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
+  wire [31:0] \$580 ;
+  wire [31:0] \$581 ;
+  wire [31:0] \$582 ;
+  wire [31:0] \$583 ;
+  wire [31:0] \$584 ;
+  wire [31:0] \$585 ;
+  wire [31:0] \$586 ;
+  wire [31:0] \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
@@ -14802,8 +14832,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$593 ;
   wire \$594 ;
   wire \$595 ;
-  wire \$596 ;
-  wire [16:0] \$597 ;
+  wire [2:0] \$596 ;
+  wire [2:0] \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
@@ -14823,58 +14853,191 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$611 ;
   wire \$612 ;
   wire \$613 ;
-  reg [31:0] \$614 ;
-  reg \$615 ;
-  reg [8:0] \$616 ;
-  reg \$617 ;
-  reg \$618 ;
-  reg [8:0] \$619 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire \$619 ;
   wire \$62 ;
-  reg \$620 ;
-  reg \$621 ;
-  reg [8:0] \$622 ;
-  reg [11471:0] \$623 ;
-  reg [7:0] \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg [15:0] \$627 ;
-  reg [15:0] \$628 ;
-  reg [19:0] \$629 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire \$629 ;
   wire \$63 ;
-  reg [319:0] \$630 ;
-  reg [15:0] \$631 ;
-  reg \$632 ;
-  reg [1:0] \$633 ;
-  reg [31:0] \$634 ;
-  reg [31:0] \$635 ;
-  reg [31:0] \$636 ;
-  reg [31:0] \$637 ;
-  reg [31:0] \$638 ;
-  reg [31:0] \$639 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
   wire \$64 ;
-  reg [31:0] \$640 ;
-  reg [31:0] \$641 ;
-  reg [31:0] \$642 ;
-  reg [31:0] \$643 ;
-  reg [31:0] \$644 ;
-  reg [31:0] \$645 ;
-  reg [31:0] \$646 ;
-  reg [31:0] \$647 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
   wire \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
   wire \$66 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire \$668 ;
+  wire \$669 ;
   wire \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire \$678 ;
+  wire \$679 ;
   wire \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire \$7 ;
   wire \$70 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire [16:0] \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire [16:0] \$707 ;
+  wire [16:0] \$708 ;
+  wire [31:0] \$709 ;
   wire \$71 ;
+  wire [31:0] \$710 ;
+  wire [31:0] \$711 ;
+  wire [31:0] \$712 ;
+  wire [31:0] \$713 ;
+  wire [31:0] \$714 ;
+  wire [31:0] \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
   wire \$72 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire \$728 ;
+  wire \$729 ;
   wire \$73 ;
+  wire \$730 ;
+  wire \$731 ;
+  wire \$732 ;
+  wire \$733 ;
+  wire \$734 ;
+  wire \$735 ;
+  wire \$736 ;
+  reg [31:0] \$737 ;
+  reg \$738 ;
+  reg [8:0] \$739 ;
   wire \$74 ;
+  reg \$740 ;
+  reg \$741 ;
+  reg [8:0] \$742 ;
+  reg \$743 ;
+  reg \$744 ;
+  reg [8:0] \$745 ;
+  reg [11471:0] \$746 ;
+  reg [7:0] \$747 ;
+  reg \$748 ;
+  reg \$749 ;
   wire \$75 ;
+  reg [15:0] \$750 ;
+  reg [15:0] \$751 ;
+  reg [19:0] \$752 ;
+  reg [319:0] \$753 ;
+  reg [15:0] \$754 ;
+  reg \$755 ;
+  reg \$756 ;
+  reg \$757 ;
+  reg \$758 ;
+  reg \$759 ;
   wire \$76 ;
+  reg [21:0] \$760 ;
+  reg [13:0] \$761 ;
+  reg \$762 ;
+  reg \$763 ;
+  reg \$764 ;
+  reg [31:0] \$765 ;
+  reg [1:0] \$766 ;
+  reg [31:0] \$767 ;
+  reg [31:0] \$768 ;
+  reg [31:0] \$769 ;
   wire \$77 ;
+  reg [31:0] \$770 ;
+  reg [31:0] \$771 ;
+  reg [31:0] \$772 ;
+  reg [31:0] \$773 ;
+  reg [31:0] \$774 ;
+  reg [31:0] \$775 ;
+  reg [31:0] \$776 ;
+  reg [31:0] \$777 ;
+  reg [31:0] \$778 ;
+  reg [31:0] \$779 ;
   wire \$78 ;
+  reg [31:0] \$780 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
@@ -14900,6 +15063,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   wire \$99 ;
   reg [8:0] \$like  = 9'h000;
   reg \$signal  = 1'h0;
+  reg [21:0] \$signal$43  = 22'h000000;
+  reg \$signal$46  = 1'h0;
   reg \$signal$8  = 1'h0;
   input clk;
   wire clk;
@@ -14927,7 +15092,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   input [15:0] csr__addr;
   wire [15:0] csr__addr;
   output [31:0] csr__r_data;
-  reg [31:0] csr__r_data;
+  wire [31:0] csr__r_data;
   input csr__r_stb;
   wire csr__r_stb;
   input [31:0] csr__w_data;
@@ -14946,11 +15111,18 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   reg [15:0] generation = 16'h0000;
   output [7:0] hash_enable;
   reg [7:0] hash_enable = 8'h7e;
+  reg hit_commit = 1'h0;
+  reg hit_counters = 1'h0;
+  reg hit_local = 1'h0;
+  reg hit_reta = 1'h0;
+  reg hit_rules = 1'h0;
   output [319:0] key;
   reg [319:0] key = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
   reg landing = 1'h0;
   output landing_last;
   reg landing_last = 1'h0;
+  reg [31:0] local_data = 32'd0;
+  reg local_ready = 1'h0;
   output [15:0] max_frame;
   reg [15:0] max_frame = 16'h05f2;
   output pass_errors;
@@ -15749,6 +15921,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   reg [31:0] shadow_rss_key_9_0 = 32'd3198943738;
   output symmetric;
   reg symmetric = 1'h0;
+  reg [13:0] write_sel = 14'h0000;
   reg [31:0] rule_mem [511:0];
   initial begin
     rule_mem[0] = 32'd0;
@@ -16266,13 +16439,146 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   end
   always @(posedge clk) begin
     if (rule_w__en)
-      rule_mem[\$542 [10:2]] <= csr__w_data;
+      rule_mem[\$708 [10:2]] <= csr__w_data;
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
     _0_ <= rule_r__addr;
   end
   assign rule_r__data = rule_mem[_0_];
+  assign \$220  = copy_at == 9'h121;
+  assign \$221  = copy_at == 9'h122;
+  assign \$222  = copy_at == 9'h123;
+  assign \$223  = copy_at == 9'h124;
+  assign \$224  = copy_at == 9'h125;
+  assign \$225  = copy_at == 9'h126;
+  assign \$226  = copy_at == 9'h127;
+  assign \$227  = copy_at == 9'h128;
+  assign \$228  = copy_at == 9'h129;
+  assign \$229  = copy_at == 9'h12a;
+  assign \$230  = copy_at == 9'h12b;
+  assign \$231  = copy_at == 9'h12c;
+  assign \$232  = copy_at == 9'h12d;
+  assign \$233  = copy_at == 9'h12e;
+  assign \$234  = copy_at == 9'h12f;
+  assign \$235  = copy_at == 9'h130;
+  assign \$236  = copy_at == 9'h131;
+  assign \$237  = copy_at == 9'h132;
+  assign \$238  = copy_at == 9'h133;
+  assign \$239  = copy_at == 9'h134;
+  assign \$240  = copy_at == 9'h135;
+  assign \$241  = copy_at == 9'h136;
+  assign \$242  = copy_at == 9'h140;
+  assign \$243  = copy_at == 9'h141;
+  assign \$244  = copy_at == 9'h142;
+  assign \$245  = copy_at == 9'h143;
+  assign \$246  = copy_at == 9'h144;
+  assign \$247  = copy_at == 9'h145;
+  assign \$248  = copy_at == 9'h146;
+  assign \$249  = copy_at == 9'h147;
+  assign \$250  = copy_at == 9'h148;
+  assign \$251  = copy_at == 9'h149;
+  assign \$252  = copy_at == 9'h14a;
+  assign \$253  = copy_at == 9'h14b;
+  assign \$254  = copy_at == 9'h14c;
+  assign \$255  = copy_at == 9'h14d;
+  assign \$256  = copy_at == 9'h14e;
+  assign \$257  = copy_at == 9'h14f;
+  assign \$258  = copy_at == 9'h150;
+  assign \$259  = copy_at == 9'h151;
+  assign \$260  = copy_at == 9'h152;
+  assign \$261  = copy_at == 9'h153;
+  assign \$262  = copy_at == 9'h154;
+  assign \$263  = copy_at == 9'h155;
+  assign \$264  = copy_at == 9'h156;
+  assign \$265  = copy_at == 9'h160;
+  assign \$266  = copy_at == 9'h161;
+  assign \$267  = copy_at == 9'h162;
+  assign \$268  = copy_at == 9'h163;
+  assign \$269  = copy_at == 9'h164;
+  assign \$270  = copy_at == 9'h165;
+  assign \$271  = copy_at == 9'h166;
+  assign \$272  = copy_at == 9'h167;
+  assign \$273  = copy_at == 9'h168;
+  assign \$274  = copy_at == 9'h169;
+  assign \$275  = copy_at == 9'h16a;
+  assign \$276  = copy_at == 9'h16b;
+  assign \$277  = copy_at == 9'h16c;
+  assign \$278  = copy_at == 9'h16d;
+  assign \$279  = copy_at == 9'h16e;
+  assign \$280  = copy_at == 9'h16f;
+  assign \$281  = copy_at == 9'h170;
+  assign \$282  = copy_at == 9'h171;
+  assign \$283  = copy_at == 9'h172;
+  assign \$284  = copy_at == 9'h173;
+  assign \$285  = copy_at == 9'h174;
+  assign \$286  = copy_at == 9'h175;
+  assign \$287  = copy_at == 9'h176;
+  assign \$288  = copy_at == 9'h180;
+  assign \$289  = copy_at == 9'h181;
+  assign \$290  = copy_at == 9'h182;
+  assign \$291  = copy_at == 9'h183;
+  assign \$292  = copy_at == 9'h184;
+  assign \$293  = copy_at == 9'h185;
+  assign \$294  = copy_at == 9'h186;
+  assign \$295  = copy_at == 9'h187;
+  assign \$296  = copy_at == 9'h188;
+  assign \$297  = copy_at == 9'h189;
+  assign \$298  = copy_at == 9'h18a;
+  assign \$299  = copy_at == 9'h18b;
+  assign \$300  = copy_at == 9'h18c;
+  assign \$301  = copy_at == 9'h18d;
+  assign \$302  = copy_at == 9'h18e;
+  assign \$303  = copy_at == 9'h18f;
+  assign \$304  = copy_at == 9'h190;
+  assign \$305  = copy_at == 9'h191;
+  assign \$306  = copy_at == 9'h192;
+  assign \$307  = copy_at == 9'h193;
+  assign \$308  = copy_at == 9'h194;
+  assign \$309  = copy_at == 9'h195;
+  assign \$310  = copy_at == 9'h196;
+  assign \$311  = copy_at == 9'h1a0;
+  assign \$312  = copy_at == 9'h1a1;
+  assign \$313  = copy_at == 9'h1a2;
+  assign \$314  = copy_at == 9'h1a3;
+  assign \$315  = copy_at == 9'h1a4;
+  assign \$316  = copy_at == 9'h1a5;
+  assign \$317  = copy_at == 9'h1a6;
+  assign \$318  = copy_at == 9'h1a7;
+  assign \$319  = copy_at == 9'h1a8;
+  assign \$320  = copy_at == 9'h1a9;
+  assign \$321  = copy_at == 9'h1aa;
+  assign \$322  = copy_at == 9'h1ab;
+  assign \$323  = copy_at == 9'h1ac;
+  assign \$324  = copy_at == 9'h1ad;
+  assign \$325  = copy_at == 9'h1ae;
+  assign \$326  = copy_at == 9'h1af;
+  assign \$327  = copy_at == 9'h1b0;
+  assign \$328  = copy_at == 9'h1b1;
+  assign \$329  = copy_at == 9'h1b2;
+  assign \$330  = copy_at == 9'h1b3;
+  assign \$331  = copy_at == 9'h1b4;
+  assign \$332  = copy_at == 9'h1b5;
+  assign \$333  = copy_at == 9'h1b6;
+  assign \$334  = copy_at == 9'h1c0;
+  assign \$335  = copy_at == 9'h1c1;
+  assign \$336  = copy_at == 9'h1c2;
+  assign \$337  = copy_at == 9'h1c3;
+  assign \$338  = copy_at == 9'h1c4;
+  assign \$339  = copy_at == 9'h1c5;
+  assign \$340  = copy_at == 9'h1c6;
+  assign \$341  = copy_at == 9'h1c7;
+  assign \$342  = copy_at == 9'h1c8;
+  assign \$343  = copy_at == 9'h1c9;
+  assign \$344  = copy_at == 9'h1ca;
+  assign \$345  = copy_at == 9'h1cb;
+  assign \$346  = copy_at == 9'h1cc;
+  assign \$347  = copy_at == 9'h1cd;
+  assign \$348  = copy_at == 9'h1ce;
+  assign \$349  = copy_at == 9'h1cf;
+  assign \$350  = copy_at == 9'h1d0;
+  assign \$351  = copy_at == 9'h1d1;
+  assign \$352  = copy_at == 9'h1d2;
   assign \$353  = copy_at == 9'h1d3;
   assign \$354  = copy_at == 9'h1d4;
   assign \$355  = copy_at == 9'h1d5;
@@ -16301,306 +16607,441 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   assign \$378  = copy_at == 9'h1f5;
   assign \$379  = copy_at == 9'h1f6;
   assign \$380  = generation + 1'h1;
-  assign \$381  = copying | \$signal ;
-  assign \$382  = \$381  | landing;
-  assign \$383  = csr__addr >= 13'h1000;
-  assign \$384  = csr__addr < 13'h1800;
-  assign \$385  = \$383  & \$384 ;
-  assign \$386  = csr__addr >= 8'h80;
-  assign \$387  = csr__addr < 8'h84;
-  assign \$388  = \$386  & \$387 ;
-  assign \$390  = csr__addr >= 8'h84;
-  assign \$391  = csr__addr < 8'h88;
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = \$389  | \$392 ;
-  assign \$394  = csr__addr >= 8'h88;
-  assign \$395  = csr__addr < 8'h8c;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$393  | \$396 ;
-  assign \$398  = csr__addr >= 8'h8c;
-  assign \$399  = csr__addr < 8'h90;
-  assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$397  | \$400 ;
-  assign \$402  = csr__addr >= 8'hc0;
-  assign \$403  = csr__addr < 8'he4;
-  assign \$404  = \$402  & \$403 ;
-  assign \$405  = \$401  | \$404 ;
-  assign \$406  = csr__addr >= 15'h6000;
-  assign \$407  = csr__addr < 15'h6044;
-  assign \$408  = \$406  & \$407 ;
-  assign \$409  = \$405  | \$408 ;
-  assign \$410  = csr__addr >= 15'h7000;
-  assign \$411  = csr__addr < 15'h7100;
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = \$409  | \$412 ;
-  assign \$414  = csr__addr >= 15'h7400;
-  assign \$415  = csr__addr < 15'h7500;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$413  | \$416 ;
-  assign \$418  = csr__addr >= 16'h8000;
-  assign \$419  = csr__addr < 16'h8800;
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = \$417  | \$420 ;
-  assign \$422  = csr__addr >= 16'hb024;
-  assign \$423  = csr__addr < 16'hb024;
-  assign \$424  = \$422  & \$423 ;
-  assign \$425  = \$421  | \$424 ;
-  assign \$426  = csr__addr >= 16'hc028;
-  assign \$427  = csr__addr < 16'hc028;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = \$425  | \$428 ;
-  assign \$430  = csr__addr >= 16'hc02c;
-  assign \$431  = csr__addr < 16'hc02c;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$429  | \$432 ;
-  assign \$434  = csr__addr >= 15'h4000;
-  assign \$435  = csr__addr < 15'h4800;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = csr__addr - 15'h4000;
-  assign \$438  = \$437 [6:2] < 5'h17;
-  assign \$439  = \$436  & \$438 ;
-  assign \$440  = copying | \$signal ;
-  assign \$441  = \$440  | landing;
-  assign \$442  = ~ \$441 ;
-  assign \$443  = csr__r_stb & \$442 ;
-  assign \$444  = rule_read_wait == 2'h2;
-  assign \$445  = rule_read_wait + 1'h1;
-  assign \$446  = \$444  ? 3'h0 : \$445 ;
-  assign \$447  = copying | \$signal ;
-  assign \$448  = \$447  | landing;
-  assign \$449  = ~ \$448 ;
-  assign \$450  = csr__w_stb & \$449 ;
-  assign \$451  = csr__addr == 6'h30;
+  assign \$381  = csr__addr >= 13'h1000;
+  assign \$382  = csr__addr < 13'h1800;
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = csr__addr >= 8'h80;
+  assign \$385  = csr__addr < 8'h84;
+  assign \$386  = \$384  & \$385 ;
+  assign \$388  = csr__addr >= 8'h84;
+  assign \$389  = csr__addr < 8'h88;
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$387  | \$390 ;
+  assign \$392  = csr__addr >= 8'h88;
+  assign \$393  = csr__addr < 8'h8c;
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$391  | \$394 ;
+  assign \$396  = csr__addr >= 8'h8c;
+  assign \$397  = csr__addr < 8'h90;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = \$395  | \$398 ;
+  assign \$400  = csr__addr >= 8'hc0;
+  assign \$401  = csr__addr < 8'he4;
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = \$399  | \$402 ;
+  assign \$404  = csr__addr >= 15'h6000;
+  assign \$405  = csr__addr < 15'h6044;
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = \$403  | \$406 ;
+  assign \$408  = csr__addr >= 15'h7000;
+  assign \$409  = csr__addr < 15'h7100;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = \$407  | \$410 ;
+  assign \$412  = csr__addr >= 15'h7400;
+  assign \$413  = csr__addr < 15'h7500;
+  assign \$414  = \$412  & \$413 ;
+  assign \$415  = \$411  | \$414 ;
+  assign \$416  = csr__addr >= 16'h8000;
+  assign \$417  = csr__addr < 16'h8800;
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$415  | \$418 ;
+  assign \$420  = csr__addr >= 16'hb024;
+  assign \$421  = csr__addr < 16'hb024;
+  assign \$422  = \$420  & \$421 ;
+  assign \$423  = \$419  | \$422 ;
+  assign \$424  = csr__addr >= 16'hc028;
+  assign \$425  = csr__addr < 16'hc028;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = \$423  | \$426 ;
+  assign \$428  = csr__addr >= 16'hc02c;
+  assign \$429  = csr__addr < 16'hc02c;
+  assign \$430  = \$428  & \$429 ;
+  assign \$431  = \$427  | \$430 ;
+  assign \$432  = csr__addr >= 15'h4000;
+  assign \$433  = csr__addr < 15'h4800;
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = csr__addr - 15'h4000;
+  assign \$436  = \$435 [6:2] < 5'h17;
+  assign \$437  = \$434  & \$436 ;
+  assign \$438  = csr__addr >= 13'h1000;
+  assign \$439  = csr__addr < 13'h1800;
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = ~ \$440 ;
+  assign \$442  = csr__addr >= 8'h80;
+  assign \$443  = csr__addr < 8'h84;
+  assign \$444  = \$442  & \$443 ;
+  assign \$446  = csr__addr >= 8'h84;
+  assign \$447  = csr__addr < 8'h88;
+  assign \$448  = \$446  & \$447 ;
+  assign \$449  = \$445  | \$448 ;
+  assign \$450  = csr__addr >= 8'h88;
+  assign \$451  = csr__addr < 8'h8c;
   assign \$452  = \$450  & \$451 ;
-  assign \$453  = \$452  & csr__w_data[0];
-  assign \$454  = copying | \$signal ;
-  assign \$455  = \$454  | landing;
-  assign \$456  = ~ \$455 ;
-  assign \$457  = csr__w_stb & \$456 ;
-  assign \$458  = csr__addr == 6'h20;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = copying | \$signal ;
-  assign \$461  = \$460  | landing;
-  assign \$462  = ~ \$461 ;
-  assign \$463  = csr__w_stb & \$462 ;
-  assign \$464  = csr__addr == 6'h24;
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = copying | \$signal ;
-  assign \$467  = \$466  | landing;
-  assign \$468  = ~ \$467 ;
-  assign \$469  = csr__w_stb & \$468 ;
-  assign \$470  = csr__addr == 6'h28;
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = copying | \$signal ;
-  assign \$473  = \$472  | landing;
-  assign \$474  = ~ \$473 ;
-  assign \$475  = csr__w_stb & \$474 ;
-  assign \$476  = csr__addr == 6'h2c;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = copying | \$signal ;
-  assign \$479  = \$478  | landing;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = csr__w_stb & \$480 ;
-  assign \$482  = csr__addr == 7'h40;
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = copying | \$signal ;
-  assign \$485  = \$484  | landing;
-  assign \$486  = ~ \$485 ;
-  assign \$487  = csr__w_stb & \$486 ;
-  assign \$488  = csr__addr == 7'h44;
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = copying | \$signal ;
-  assign \$491  = \$490  | landing;
-  assign \$492  = ~ \$491 ;
-  assign \$493  = csr__w_stb & \$492 ;
-  assign \$494  = csr__addr == 7'h48;
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = copying | \$signal ;
-  assign \$497  = \$496  | landing;
+  assign \$453  = \$449  | \$452 ;
+  assign \$454  = csr__addr >= 8'h8c;
+  assign \$455  = csr__addr < 8'h90;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = \$453  | \$456 ;
+  assign \$458  = csr__addr >= 8'hc0;
+  assign \$459  = csr__addr < 8'he4;
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = \$457  | \$460 ;
+  assign \$462  = csr__addr >= 15'h6000;
+  assign \$463  = csr__addr < 15'h6044;
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = \$461  | \$464 ;
+  assign \$466  = csr__addr >= 15'h7000;
+  assign \$467  = csr__addr < 15'h7100;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$465  | \$468 ;
+  assign \$470  = csr__addr >= 15'h7400;
+  assign \$471  = csr__addr < 15'h7500;
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = \$469  | \$472 ;
+  assign \$474  = csr__addr >= 16'h8000;
+  assign \$475  = csr__addr < 16'h8800;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = \$473  | \$476 ;
+  assign \$478  = csr__addr >= 16'hb024;
+  assign \$479  = csr__addr < 16'hb024;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = \$477  | \$480 ;
+  assign \$482  = csr__addr >= 16'hc028;
+  assign \$483  = csr__addr < 16'hc028;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$481  | \$484 ;
+  assign \$486  = csr__addr >= 16'hc02c;
+  assign \$487  = csr__addr < 16'hc02c;
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = \$485  | \$488 ;
+  assign \$490  = ~ \$489 ;
+  assign \$491  = \$441  & \$490 ;
+  assign \$492  = csr__addr >= 15'h4000;
+  assign \$493  = csr__addr < 15'h4800;
+  assign \$494  = \$492  & \$493 ;
+  assign \$495  = csr__addr - 15'h4000;
+  assign \$496  = \$495 [6:2] < 5'h17;
+  assign \$497  = \$494  & \$496 ;
   assign \$498  = ~ \$497 ;
-  assign \$499  = csr__w_stb & \$498 ;
-  assign \$500  = csr__addr == 7'h4c;
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = copying | \$signal ;
-  assign \$503  = \$502  | landing;
-  assign \$504  = ~ \$503 ;
-  assign \$505  = csr__w_stb & \$504 ;
-  assign \$506  = csr__addr == 7'h50;
-  assign \$507  = \$505  & \$506 ;
-  assign \$508  = copying | \$signal ;
-  assign \$509  = \$508  | landing;
-  assign \$510  = ~ \$509 ;
-  assign \$511  = csr__w_stb & \$510 ;
-  assign \$512  = csr__addr == 7'h54;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = copying | \$signal ;
-  assign \$515  = \$514  | landing;
-  assign \$516  = ~ \$515 ;
-  assign \$517  = csr__w_stb & \$516 ;
+  assign \$499  = \$491  & \$498 ;
+  assign \$500  = ! csr__addr;
+  assign \$501  = csr__addr == 3'h4;
+  assign \$502  = csr__addr == 4'h8;
+  assign \$503  = csr__addr == 4'hc;
+  assign \$504  = csr__addr == 5'h14;
+  assign \$505  = csr__addr == 5'h10;
+  assign \$506  = csr__addr == 6'h34;
+  assign \$507  = csr__addr == 6'h38;
+  assign \$508  = csr__addr == 6'h20;
+  assign \$509  = csr__addr == 6'h24;
+  assign \$510  = csr__addr == 6'h28;
+  assign \$511  = csr__addr == 6'h2c;
+  assign \$512  = csr__addr == 7'h40;
+  assign \$513  = csr__addr == 7'h44;
+  assign \$514  = csr__addr == 7'h48;
+  assign \$515  = csr__addr == 7'h4c;
+  assign \$516  = csr__addr == 7'h50;
+  assign \$517  = csr__addr == 7'h54;
   assign \$518  = csr__addr == 7'h58;
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = copying | \$signal ;
-  assign \$521  = \$520  | landing;
-  assign \$522  = ~ \$521 ;
-  assign \$523  = csr__w_stb & \$522 ;
-  assign \$524  = csr__addr == 7'h5c;
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = copying | \$signal ;
-  assign \$527  = \$526  | landing;
-  assign \$528  = ~ \$527 ;
-  assign \$529  = csr__w_stb & \$528 ;
-  assign \$530  = csr__addr == 7'h60;
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = copying | \$signal ;
-  assign \$533  = \$532  | landing;
-  assign \$534  = ~ \$533 ;
-  assign \$535  = csr__w_stb & \$534 ;
-  assign \$536  = csr__addr == 7'h64;
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = csr__addr - 13'h1000;
-  assign \$539  = copying | \$signal ;
-  assign \$540  = \$539  | landing;
-  assign \$541  = csr__addr - 15'h4000;
-  assign rule_r__addr = \$540  ? copy_addr : \$541 [10:2];
-  assign \$542  = csr__addr - 15'h4000;
-  assign \$543  = csr__addr >= 13'h1000;
-  assign \$544  = csr__addr < 13'h1800;
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = csr__addr >= 8'h80;
-  assign \$547  = csr__addr < 8'h84;
-  assign \$548  = \$546  & \$547 ;
-  assign \$550  = csr__addr >= 8'h84;
-  assign \$551  = csr__addr < 8'h88;
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = \$549  | \$552 ;
-  assign \$554  = csr__addr >= 8'h88;
-  assign \$555  = csr__addr < 8'h8c;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = \$553  | \$556 ;
-  assign \$558  = csr__addr >= 8'h8c;
-  assign \$559  = csr__addr < 8'h90;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = \$557  | \$560 ;
-  assign \$562  = csr__addr >= 8'hc0;
-  assign \$563  = csr__addr < 8'he4;
-  assign \$564  = \$562  & \$563 ;
-  assign \$565  = \$561  | \$564 ;
-  assign \$566  = csr__addr >= 15'h6000;
-  assign \$567  = csr__addr < 15'h6044;
-  assign \$568  = \$566  & \$567 ;
-  assign \$569  = \$565  | \$568 ;
-  assign \$570  = csr__addr >= 15'h7000;
-  assign \$571  = csr__addr < 15'h7100;
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = \$569  | \$572 ;
-  assign \$574  = csr__addr >= 15'h7400;
-  assign \$575  = csr__addr < 15'h7500;
-  assign \$576  = \$574  & \$575 ;
-  assign \$577  = \$573  | \$576 ;
-  assign \$578  = csr__addr >= 16'h8000;
-  assign \$579  = csr__addr < 16'h8800;
-  assign \$580  = \$578  & \$579 ;
-  assign \$581  = \$577  | \$580 ;
-  assign \$582  = csr__addr >= 16'hb024;
-  assign \$583  = csr__addr < 16'hb024;
-  assign \$584  = \$582  & \$583 ;
-  assign \$585  = \$581  | \$584 ;
-  assign \$586  = csr__addr >= 16'hc028;
-  assign \$587  = csr__addr < 16'hc028;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = \$585  | \$588 ;
-  assign \$590  = csr__addr >= 16'hc02c;
-  assign \$591  = csr__addr < 16'hc02c;
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = \$589  | \$592 ;
-  assign \$594  = csr__addr >= 15'h4000;
-  assign \$595  = csr__addr < 15'h4800;
-  assign \$596  = \$594  & \$595 ;
-  assign \$597  = csr__addr - 15'h4000;
-  assign \$598  = \$597 [6:2] < 5'h17;
-  assign \$599  = \$596  & \$598 ;
+  assign \$519  = csr__addr == 7'h5c;
+  assign \$520  = csr__addr == 7'h60;
+  assign \$521  = csr__addr == 7'h64;
+  assign \$522  = csr__addr == 6'h20;
+  assign \$523  = csr__addr == 6'h24;
+  assign \$524  = csr__addr == 6'h28;
+  assign \$525  = csr__addr == 6'h2c;
+  assign \$526  = csr__addr == 7'h40;
+  assign \$527  = csr__addr == 7'h44;
+  assign \$528  = csr__addr == 7'h48;
+  assign \$529  = csr__addr == 7'h4c;
+  assign \$530  = csr__addr == 7'h50;
+  assign \$531  = csr__addr == 7'h54;
+  assign \$532  = csr__addr == 7'h58;
+  assign \$533  = csr__addr == 7'h5c;
+  assign \$534  = csr__addr == 7'h60;
+  assign \$535  = csr__addr == 7'h64;
+  assign \$536  = csr__addr == 6'h30;
+  assign \$537  = csr__r_stb | csr__w_stb;
+  assign \$538  = ~ csr__ack;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = csr__r_stb | csr__w_stb;
+  assign \$541  = \$signal$46  & \$540 ;
+  assign \$542  = ~ csr__ack;
+  assign \$543  = \$541  & \$542 ;
+  assign \$547  = \$545  | \$546 ;
+  assign \$549  = \$547  | \$548 ;
+  assign \$551  = \$549  | \$550 ;
+  assign \$555  = \$553  | \$554 ;
+  assign \$556  = { \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6] } & { 30'h00000000, reta_busy, pending };
+  assign \$557  = \$555  | \$556 ;
+  assign \$558  = { \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7] } & { 16'h0000, generation };
+  assign \$559  = \$557  | \$558 ;
+  assign \$560  = { \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8] } & shadow_ctrl_0_0;
+  assign \$561  = \$559  | \$560 ;
+  assign \$562  = { \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9] } & shadow_max_frame_0_0;
+  assign \$563  = \$561  | \$562 ;
+  assign \$564  = { \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10] } & shadow_direct_ethertype_0_0;
+  assign \$565  = \$563  | \$564 ;
+  assign \$566  = { \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11] } & shadow_default_action_0_0;
+  assign \$567  = \$565  | \$566 ;
+  assign \$568  = { \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12] } & shadow_rss_key_0_0;
+  assign \$569  = \$567  | \$568 ;
+  assign \$570  = { \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13] } & shadow_rss_key_1_0;
+  assign \$571  = \$569  | \$570 ;
+  assign \$572  = { \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14] } & shadow_rss_key_2_0;
+  assign \$573  = \$571  | \$572 ;
+  assign \$574  = { \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15] } & shadow_rss_key_3_0;
+  assign \$575  = \$573  | \$574 ;
+  assign \$576  = { \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16] } & shadow_rss_key_4_0;
+  assign \$577  = \$575  | \$576 ;
+  assign \$578  = { \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17] } & shadow_rss_key_5_0;
+  assign \$579  = \$577  | \$578 ;
+  assign \$580  = { \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18] } & shadow_rss_key_6_0;
+  assign \$581  = \$579  | \$580 ;
+  assign \$582  = { \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19] } & shadow_rss_key_7_0;
+  assign \$583  = \$581  | \$582 ;
+  assign \$584  = { \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20] } & shadow_rss_key_8_0;
+  assign \$585  = \$583  | \$584 ;
+  assign \$586  = { \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21] } & shadow_rss_key_9_0;
+  assign \$587  = \$585  | \$586 ;
+  assign \$588  = copying | \$signal ;
+  assign \$589  = \$588  | landing;
+  assign \$590  = \$signal$46  & hit_rules;
+  assign \$591  = copying | \$signal ;
+  assign \$592  = \$591  | landing;
+  assign \$593  = ~ \$592 ;
+  assign \$594  = csr__r_stb & \$593 ;
+  assign \$595  = rule_read_wait == 2'h2;
+  assign \$596  = rule_read_wait + 1'h1;
+  assign \$597  = \$595  ? 3'h0 : \$596 ;
+  assign \$598  = \$signal$46  & hit_local;
+  assign \$599  = \$598  & csr__w_stb;
   assign \$600  = copying | \$signal ;
   assign \$601  = \$600  | landing;
   assign \$602  = ~ \$601 ;
-  assign \$603  = csr__r_stb & \$602 ;
-  assign \$604  = rule_read_wait == 2'h2;
-  assign \$605  = copying | \$signal ;
-  assign \$606  = \$605  | landing;
-  assign \$607  = ~ \$606 ;
-  assign \$608  = csr__w_stb & \$607 ;
-  assign \$609  = copying | \$signal ;
-  assign \$610  = \$609  | landing;
-  assign \$611  = ~ \$610 ;
-  assign \$612  = csr__w_stb & \$611 ;
-  assign \$613  = csr__r_stb | \$612 ;
+  assign \$603  = \$599  & \$602 ;
+  assign \$604  = \$603  & hit_commit;
+  assign \$605  = \$604  & csr__w_data[0];
+  assign \$606  = \$signal$46  & hit_local;
+  assign \$607  = \$606  & csr__w_stb;
+  assign \$608  = copying | \$signal ;
+  assign \$609  = \$608  | landing;
+  assign \$610  = ~ \$609 ;
+  assign \$611  = \$607  & \$610 ;
+  assign \$612  = \$611  & write_sel[0];
+  assign \$613  = \$signal$46  & hit_local;
+  assign \$614  = \$613  & csr__w_stb;
+  assign \$615  = copying | \$signal ;
+  assign \$616  = \$615  | landing;
+  assign \$617  = ~ \$616 ;
+  assign \$618  = \$614  & \$617 ;
+  assign \$619  = \$618  & write_sel[1];
+  assign \$620  = \$signal$46  & hit_local;
+  assign \$621  = \$620  & csr__w_stb;
+  assign \$622  = copying | \$signal ;
+  assign \$623  = \$622  | landing;
+  assign \$624  = ~ \$623 ;
+  assign \$625  = \$621  & \$624 ;
+  assign \$626  = \$625  & write_sel[2];
+  assign \$627  = \$signal$46  & hit_local;
+  assign \$628  = \$627  & csr__w_stb;
+  assign \$629  = copying | \$signal ;
+  assign \$630  = \$629  | landing;
+  assign \$631  = ~ \$630 ;
+  assign \$632  = \$628  & \$631 ;
+  assign \$633  = \$632  & write_sel[3];
+  assign \$634  = \$signal$46  & hit_local;
+  assign \$635  = \$634  & csr__w_stb;
+  assign \$636  = copying | \$signal ;
+  assign \$637  = \$636  | landing;
+  assign \$638  = ~ \$637 ;
+  assign \$639  = \$635  & \$638 ;
+  assign \$640  = \$639  & write_sel[4];
+  assign \$641  = \$signal$46  & hit_local;
+  assign \$642  = \$641  & csr__w_stb;
+  assign \$643  = copying | \$signal ;
+  assign \$644  = \$643  | landing;
+  assign \$645  = ~ \$644 ;
+  assign \$646  = \$642  & \$645 ;
+  assign \$647  = \$646  & write_sel[5];
+  assign \$648  = \$signal$46  & hit_local;
+  assign \$649  = \$648  & csr__w_stb;
+  assign \$650  = copying | \$signal ;
+  assign \$651  = \$650  | landing;
+  assign \$652  = ~ \$651 ;
+  assign \$653  = \$649  & \$652 ;
+  assign \$654  = \$653  & write_sel[6];
+  assign \$655  = \$signal$46  & hit_local;
+  assign \$656  = \$655  & csr__w_stb;
+  assign \$657  = copying | \$signal ;
+  assign \$658  = \$657  | landing;
+  assign \$659  = ~ \$658 ;
+  assign \$660  = \$656  & \$659 ;
+  assign \$661  = \$660  & write_sel[7];
+  assign \$662  = \$signal$46  & hit_local;
+  assign \$663  = \$662  & csr__w_stb;
+  assign \$664  = copying | \$signal ;
+  assign \$665  = \$664  | landing;
+  assign \$666  = ~ \$665 ;
+  assign \$667  = \$663  & \$666 ;
+  assign \$668  = \$667  & write_sel[8];
+  assign \$669  = \$signal$46  & hit_local;
+  assign \$670  = \$669  & csr__w_stb;
+  assign \$671  = copying | \$signal ;
+  assign \$672  = \$671  | landing;
+  assign \$673  = ~ \$672 ;
+  assign \$674  = \$670  & \$673 ;
+  assign \$675  = \$674  & write_sel[9];
+  assign \$676  = \$signal$46  & hit_local;
+  assign \$677  = \$676  & csr__w_stb;
+  assign \$678  = copying | \$signal ;
+  assign \$679  = \$678  | landing;
+  assign \$680  = ~ \$679 ;
+  assign \$681  = \$677  & \$680 ;
+  assign \$682  = \$681  & write_sel[10];
+  assign \$683  = \$signal$46  & hit_local;
+  assign \$684  = \$683  & csr__w_stb;
+  assign \$685  = copying | \$signal ;
+  assign \$686  = \$685  | landing;
+  assign \$687  = ~ \$686 ;
+  assign \$688  = \$684  & \$687 ;
+  assign \$689  = \$688  & write_sel[11];
+  assign \$690  = \$signal$46  & hit_local;
+  assign \$691  = \$690  & csr__w_stb;
+  assign \$692  = copying | \$signal ;
+  assign \$693  = \$692  | landing;
+  assign \$694  = ~ \$693 ;
+  assign \$695  = \$691  & \$694 ;
+  assign \$696  = \$695  & write_sel[12];
+  assign \$697  = \$signal$46  & hit_local;
+  assign \$698  = \$697  & csr__w_stb;
+  assign \$699  = copying | \$signal ;
+  assign \$700  = \$699  | landing;
+  assign \$701  = ~ \$700 ;
+  assign \$702  = \$698  & \$701 ;
+  assign \$703  = \$702  & write_sel[13];
+  assign \$704  = csr__addr - 13'h1000;
+  assign \$705  = copying | \$signal ;
+  assign \$706  = \$705  | landing;
+  assign \$707  = csr__addr - 15'h4000;
+  assign rule_r__addr = \$706  ? copy_addr : \$707 [10:2];
+  assign \$708  = csr__addr - 15'h4000;
+  assign \$709  = { hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta } & { 24'h000000, reta_r_data };
+  assign \$711  = { hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters } & counters__r_data;
+  assign \$712  = \$710  | \$711 ;
+  assign \$713  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & rule_data;
+  assign \$714  = \$712  | \$713 ;
+  assign \$715  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
+  assign csr__r_data = \$714  | \$715 ;
+  assign \$716  = \$signal$46  & hit_reta;
+  assign \$717  = \$signal$46  & hit_counters;
+  assign \$718  = \$signal$46  & hit_rules;
+  assign \$719  = copying | \$signal ;
+  assign \$720  = \$719  | landing;
+  assign \$721  = ~ \$720 ;
+  assign \$722  = csr__r_stb & \$721 ;
+  assign \$723  = rule_read_wait == 2'h2;
+  assign \$724  = copying | \$signal ;
+  assign \$725  = \$724  | landing;
+  assign \$726  = ~ \$725 ;
+  assign \$727  = csr__w_stb & \$726 ;
+  assign \$728  = \$signal$46  & hit_local;
+  assign \$729  = \$728  & csr__w_stb;
+  assign \$730  = copying | \$signal ;
+  assign \$731  = \$730  | landing;
+  assign \$732  = ~ \$731 ;
+  assign \$733  = \$729  & \$732 ;
+  assign \$734  = local_ready & hit_local;
+  assign \$735  = \$734  & csr__r_stb;
+  assign \$736  = \$733  | \$735 ;
   always @(posedge clk)
-    rule_data <= \$614 ;
+    rule_data <= \$737 ;
   always @(posedge clk)
-    \$signal  <= \$615 ;
+    \$signal  <= \$738 ;
   always @(posedge clk)
-    \$like  <= \$616 ;
+    \$like  <= \$739 ;
   always @(posedge clk)
-    \$signal$8  <= \$617 ;
+    \$signal$8  <= \$740 ;
   always @(posedge clk)
-    landing <= \$618 ;
+    landing <= \$741 ;
   always @(posedge clk)
-    copy_at <= \$619 ;
+    copy_at <= \$742 ;
   always @(posedge clk)
-    landing_last <= \$620 ;
+    landing_last <= \$743 ;
   always @(posedge clk)
-    copying <= \$621 ;
+    copying <= \$744 ;
   always @(posedge clk)
-    copy_addr <= \$622 ;
+    copy_addr <= \$745 ;
   always @(posedge clk)
-    rules <= \$623 ;
+    rules <= \$746 ;
   always @(posedge clk)
-    hash_enable <= \$624 ;
+    hash_enable <= \$747 ;
   always @(posedge clk)
-    symmetric <= \$625 ;
+    symmetric <= \$748 ;
   always @(posedge clk)
-    pass_errors <= \$626 ;
+    pass_errors <= \$749 ;
   always @(posedge clk)
-    max_frame <= \$627 ;
+    max_frame <= \$750 ;
   always @(posedge clk)
-    direct_ethertype <= \$628 ;
+    direct_ethertype <= \$751 ;
   always @(posedge clk)
-    default_action <= \$629 ;
+    default_action <= \$752 ;
   always @(posedge clk)
-    key <= \$630 ;
+    key <= \$753 ;
   always @(posedge clk)
-    generation <= \$631 ;
+    generation <= \$754 ;
   always @(posedge clk)
-    pending <= \$632 ;
+    pending <= \$755 ;
   always @(posedge clk)
-    rule_read_wait <= \$633 ;
+    hit_reta <= \$756 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$634 ;
+    hit_counters <= \$757 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$635 ;
+    hit_rules <= \$758 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$636 ;
+    hit_local <= \$759 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$637 ;
+    \$signal$43  <= \$760 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$638 ;
+    write_sel <= \$761 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$639 ;
+    hit_commit <= \$762 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$640 ;
+    \$signal$46  <= \$763 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$641 ;
+    local_ready <= \$764 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$642 ;
+    local_data <= \$765 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$643 ;
+    rule_read_wait <= \$766 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$644 ;
+    shadow_ctrl_0_0 <= \$767 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$645 ;
+    shadow_max_frame_0_0 <= \$768 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$646 ;
+    shadow_direct_ethertype_0_0 <= \$769 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$647 ;
+    shadow_default_action_0_0 <= \$770 ;
+  always @(posedge clk)
+    shadow_rss_key_0_0 <= \$771 ;
+  always @(posedge clk)
+    shadow_rss_key_1_0 <= \$772 ;
+  always @(posedge clk)
+    shadow_rss_key_2_0 <= \$773 ;
+  always @(posedge clk)
+    shadow_rss_key_3_0 <= \$774 ;
+  always @(posedge clk)
+    shadow_rss_key_4_0 <= \$775 ;
+  always @(posedge clk)
+    shadow_rss_key_5_0 <= \$776 ;
+  always @(posedge clk)
+    shadow_rss_key_6_0 <= \$777 ;
+  always @(posedge clk)
+    shadow_rss_key_7_0 <= \$778 ;
+  always @(posedge clk)
+    shadow_rss_key_8_0 <= \$779 ;
+  always @(posedge clk)
+    shadow_rss_key_9_0 <= \$780 ;
   assign \$1  = copy_addr == 9'h1ff;
   assign \$2  = copying & \$1 ;
   assign \$3  = commit_apply & pending;
@@ -16820,1786 +17261,1568 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   assign \$217  = copy_at == 9'h115;
   assign \$218  = copy_at == 9'h116;
   assign \$219  = copy_at == 9'h120;
-  assign \$220  = copy_at == 9'h121;
-  assign \$221  = copy_at == 9'h122;
-  assign \$222  = copy_at == 9'h123;
-  assign \$223  = copy_at == 9'h124;
-  assign \$224  = copy_at == 9'h125;
-  assign \$225  = copy_at == 9'h126;
-  assign \$226  = copy_at == 9'h127;
-  assign \$227  = copy_at == 9'h128;
-  assign \$228  = copy_at == 9'h129;
-  assign \$229  = copy_at == 9'h12a;
-  assign \$230  = copy_at == 9'h12b;
-  assign \$231  = copy_at == 9'h12c;
-  assign \$232  = copy_at == 9'h12d;
-  assign \$233  = copy_at == 9'h12e;
-  assign \$234  = copy_at == 9'h12f;
-  assign \$235  = copy_at == 9'h130;
-  assign \$236  = copy_at == 9'h131;
-  assign \$237  = copy_at == 9'h132;
-  assign \$238  = copy_at == 9'h133;
-  assign \$239  = copy_at == 9'h134;
-  assign \$240  = copy_at == 9'h135;
-  assign \$241  = copy_at == 9'h136;
-  assign \$242  = copy_at == 9'h140;
-  assign \$243  = copy_at == 9'h141;
-  assign \$244  = copy_at == 9'h142;
-  assign \$245  = copy_at == 9'h143;
-  assign \$246  = copy_at == 9'h144;
-  assign \$247  = copy_at == 9'h145;
-  assign \$248  = copy_at == 9'h146;
-  assign \$249  = copy_at == 9'h147;
-  assign \$250  = copy_at == 9'h148;
-  assign \$251  = copy_at == 9'h149;
-  assign \$252  = copy_at == 9'h14a;
-  assign \$253  = copy_at == 9'h14b;
-  assign \$254  = copy_at == 9'h14c;
-  assign \$255  = copy_at == 9'h14d;
-  assign \$256  = copy_at == 9'h14e;
-  assign \$257  = copy_at == 9'h14f;
-  assign \$258  = copy_at == 9'h150;
-  assign \$259  = copy_at == 9'h151;
-  assign \$260  = copy_at == 9'h152;
-  assign \$261  = copy_at == 9'h153;
-  assign \$262  = copy_at == 9'h154;
-  assign \$263  = copy_at == 9'h155;
-  assign \$264  = copy_at == 9'h156;
-  assign \$265  = copy_at == 9'h160;
-  assign \$266  = copy_at == 9'h161;
-  assign \$267  = copy_at == 9'h162;
-  assign \$268  = copy_at == 9'h163;
-  assign \$269  = copy_at == 9'h164;
-  assign \$270  = copy_at == 9'h165;
-  assign \$271  = copy_at == 9'h166;
-  assign \$272  = copy_at == 9'h167;
-  assign \$273  = copy_at == 9'h168;
-  assign \$274  = copy_at == 9'h169;
-  assign \$275  = copy_at == 9'h16a;
-  assign \$276  = copy_at == 9'h16b;
-  assign \$277  = copy_at == 9'h16c;
-  assign \$278  = copy_at == 9'h16d;
-  assign \$279  = copy_at == 9'h16e;
-  assign \$280  = copy_at == 9'h16f;
-  assign \$281  = copy_at == 9'h170;
-  assign \$282  = copy_at == 9'h171;
-  assign \$283  = copy_at == 9'h172;
-  assign \$284  = copy_at == 9'h173;
-  assign \$285  = copy_at == 9'h174;
-  assign \$286  = copy_at == 9'h175;
-  assign \$287  = copy_at == 9'h176;
-  assign \$288  = copy_at == 9'h180;
-  assign \$289  = copy_at == 9'h181;
-  assign \$290  = copy_at == 9'h182;
-  assign \$291  = copy_at == 9'h183;
-  assign \$292  = copy_at == 9'h184;
-  assign \$293  = copy_at == 9'h185;
-  assign \$294  = copy_at == 9'h186;
-  assign \$295  = copy_at == 9'h187;
-  assign \$296  = copy_at == 9'h188;
-  assign \$297  = copy_at == 9'h189;
-  assign \$298  = copy_at == 9'h18a;
-  assign \$299  = copy_at == 9'h18b;
-  assign \$300  = copy_at == 9'h18c;
-  assign \$301  = copy_at == 9'h18d;
-  assign \$302  = copy_at == 9'h18e;
-  assign \$303  = copy_at == 9'h18f;
-  assign \$304  = copy_at == 9'h190;
-  assign \$305  = copy_at == 9'h191;
-  assign \$306  = copy_at == 9'h192;
-  assign \$307  = copy_at == 9'h193;
-  assign \$308  = copy_at == 9'h194;
-  assign \$309  = copy_at == 9'h195;
-  assign \$310  = copy_at == 9'h196;
-  assign \$311  = copy_at == 9'h1a0;
-  assign \$312  = copy_at == 9'h1a1;
-  assign \$313  = copy_at == 9'h1a2;
-  assign \$314  = copy_at == 9'h1a3;
-  assign \$315  = copy_at == 9'h1a4;
-  assign \$316  = copy_at == 9'h1a5;
-  assign \$317  = copy_at == 9'h1a6;
-  assign \$318  = copy_at == 9'h1a7;
-  assign \$319  = copy_at == 9'h1a8;
-  assign \$320  = copy_at == 9'h1a9;
-  assign \$321  = copy_at == 9'h1aa;
-  assign \$322  = copy_at == 9'h1ab;
-  assign \$323  = copy_at == 9'h1ac;
-  assign \$324  = copy_at == 9'h1ad;
-  assign \$325  = copy_at == 9'h1ae;
-  assign \$326  = copy_at == 9'h1af;
-  assign \$327  = copy_at == 9'h1b0;
-  assign \$328  = copy_at == 9'h1b1;
-  assign \$329  = copy_at == 9'h1b2;
-  assign \$330  = copy_at == 9'h1b3;
-  assign \$331  = copy_at == 9'h1b4;
-  assign \$332  = copy_at == 9'h1b5;
-  assign \$333  = copy_at == 9'h1b6;
-  assign \$334  = copy_at == 9'h1c0;
-  assign \$335  = copy_at == 9'h1c1;
-  assign \$336  = copy_at == 9'h1c2;
-  assign \$337  = copy_at == 9'h1c3;
-  assign \$338  = copy_at == 9'h1c4;
-  assign \$339  = copy_at == 9'h1c5;
-  assign \$340  = copy_at == 9'h1c6;
-  assign \$341  = copy_at == 9'h1c7;
-  assign \$342  = copy_at == 9'h1c8;
-  assign \$343  = copy_at == 9'h1c9;
-  assign \$344  = copy_at == 9'h1ca;
-  assign \$345  = copy_at == 9'h1cb;
-  assign \$346  = copy_at == 9'h1cc;
-  assign \$347  = copy_at == 9'h1cd;
-  assign \$348  = copy_at == 9'h1ce;
-  assign \$349  = copy_at == 9'h1cf;
-  assign \$350  = copy_at == 9'h1d0;
-  assign \$351  = copy_at == 9'h1d1;
-  assign \$352  = copy_at == 9'h1d2;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$614  = rule_r__data;
+    \$737  = rule_r__data;
     if (rst) begin
-      \$614  = 32'd0;
+      \$737  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$615  = copying;
+    \$738  = copying;
     if (rst) begin
-      \$615  = 1'h0;
+      \$738  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$616  = copy_addr;
+    \$739  = copy_addr;
     if (rst) begin
-      \$616  = 9'h000;
+      \$739  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$617  = \$2 ;
+    \$740  = \$2 ;
     if (rst) begin
-      \$617  = 1'h0;
+      \$740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$618  = \$signal ;
+    \$741  = \$signal ;
     if (rst) begin
-      \$618  = 1'h0;
+      \$741  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$619  = \$like ;
+    \$742  = \$like ;
     if (rst) begin
-      \$619  = 9'h000;
+      \$742  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$620  = \$signal$8 ;
+    \$743  = \$signal$8 ;
     if (rst) begin
-      \$620  = 1'h0;
+      \$743  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$621  = copying;
+    \$744  = copying;
     if (\$9 ) begin
-      \$621  = 1'h1;
+      \$744  = 1'h1;
     end
     if (copying) begin
       if (\$11 ) begin
-        \$621  = 1'h0;
+        \$744  = 1'h0;
       end
     end
     if (rst) begin
-      \$621  = 1'h0;
+      \$744  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$622  = copy_addr;
+    \$745  = copy_addr;
     if (\$9 ) begin
-      \$622  = 9'h000;
+      \$745  = 9'h000;
     end
     if (copying) begin
-      \$622  = \$10 [8:0];
+      \$745  = \$10 [8:0];
     end
     if (rst) begin
-      \$622  = 9'h000;
+      \$745  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$623  = rules;
+    \$746  = rules;
     if (landing) begin
       if (\$12 ) begin
-        \$623 [31:0] = rule_data;
+        \$746 [31:0] = rule_data;
       end
       if (\$13 ) begin
-        \$623 [63:32] = rule_data;
+        \$746 [63:32] = rule_data;
       end
       if (\$14 ) begin
-        \$623 [95:64] = rule_data;
+        \$746 [95:64] = rule_data;
       end
       if (\$15 ) begin
-        \$623 [127:96] = rule_data;
+        \$746 [127:96] = rule_data;
       end
       if (\$16 ) begin
-        \$623 [159:128] = rule_data;
+        \$746 [159:128] = rule_data;
       end
       if (\$17 ) begin
-        \$623 [191:160] = rule_data;
+        \$746 [191:160] = rule_data;
       end
       if (\$18 ) begin
-        \$623 [223:192] = rule_data;
+        \$746 [223:192] = rule_data;
       end
       if (\$19 ) begin
-        \$623 [255:224] = rule_data;
+        \$746 [255:224] = rule_data;
       end
       if (\$20 ) begin
-        \$623 [287:256] = rule_data;
+        \$746 [287:256] = rule_data;
       end
       if (\$21 ) begin
-        \$623 [319:288] = rule_data;
+        \$746 [319:288] = rule_data;
       end
       if (\$22 ) begin
-        \$623 [351:320] = rule_data;
+        \$746 [351:320] = rule_data;
       end
       if (\$23 ) begin
-        \$623 [383:352] = rule_data;
+        \$746 [383:352] = rule_data;
       end
       if (\$24 ) begin
-        \$623 [415:384] = rule_data;
+        \$746 [415:384] = rule_data;
       end
       if (\$25 ) begin
-        \$623 [447:416] = rule_data;
+        \$746 [447:416] = rule_data;
       end
       if (\$26 ) begin
-        \$623 [479:448] = rule_data;
+        \$746 [479:448] = rule_data;
       end
       if (\$27 ) begin
-        \$623 [511:480] = rule_data;
+        \$746 [511:480] = rule_data;
       end
       if (\$28 ) begin
-        \$623 [543:512] = rule_data;
+        \$746 [543:512] = rule_data;
       end
       if (\$29 ) begin
-        \$623 [575:544] = rule_data;
+        \$746 [575:544] = rule_data;
       end
       if (\$30 ) begin
-        \$623 [607:576] = rule_data;
+        \$746 [607:576] = rule_data;
       end
       if (\$31 ) begin
-        \$623 [639:608] = rule_data;
+        \$746 [639:608] = rule_data;
       end
       if (\$32 ) begin
-        \$623 [671:640] = rule_data;
+        \$746 [671:640] = rule_data;
       end
       if (\$33 ) begin
-        \$623 [703:672] = rule_data;
+        \$746 [703:672] = rule_data;
       end
       if (\$34 ) begin
-        \$623 [716:704] = rule_data[12:0];
+        \$746 [716:704] = rule_data[12:0];
       end
       if (\$35 ) begin
-        \$623 [748:717] = rule_data;
+        \$746 [748:717] = rule_data;
       end
       if (\$36 ) begin
-        \$623 [780:749] = rule_data;
+        \$746 [780:749] = rule_data;
       end
       if (\$37 ) begin
-        \$623 [812:781] = rule_data;
+        \$746 [812:781] = rule_data;
       end
       if (\$38 ) begin
-        \$623 [844:813] = rule_data;
+        \$746 [844:813] = rule_data;
       end
       if (\$39 ) begin
-        \$623 [876:845] = rule_data;
+        \$746 [876:845] = rule_data;
       end
       if (\$40 ) begin
-        \$623 [908:877] = rule_data;
+        \$746 [908:877] = rule_data;
       end
       if (\$41 ) begin
-        \$623 [940:909] = rule_data;
+        \$746 [940:909] = rule_data;
       end
       if (\$42 ) begin
-        \$623 [972:941] = rule_data;
+        \$746 [972:941] = rule_data;
       end
       if (\$43 ) begin
-        \$623 [1004:973] = rule_data;
+        \$746 [1004:973] = rule_data;
       end
       if (\$44 ) begin
-        \$623 [1036:1005] = rule_data;
+        \$746 [1036:1005] = rule_data;
       end
       if (\$45 ) begin
-        \$623 [1068:1037] = rule_data;
+        \$746 [1068:1037] = rule_data;
       end
       if (\$46 ) begin
-        \$623 [1100:1069] = rule_data;
+        \$746 [1100:1069] = rule_data;
       end
       if (\$47 ) begin
-        \$623 [1132:1101] = rule_data;
+        \$746 [1132:1101] = rule_data;
       end
       if (\$48 ) begin
-        \$623 [1164:1133] = rule_data;
+        \$746 [1164:1133] = rule_data;
       end
       if (\$49 ) begin
-        \$623 [1196:1165] = rule_data;
+        \$746 [1196:1165] = rule_data;
       end
       if (\$50 ) begin
-        \$623 [1228:1197] = rule_data;
+        \$746 [1228:1197] = rule_data;
       end
       if (\$51 ) begin
-        \$623 [1260:1229] = rule_data;
+        \$746 [1260:1229] = rule_data;
       end
       if (\$52 ) begin
-        \$623 [1292:1261] = rule_data;
+        \$746 [1292:1261] = rule_data;
       end
       if (\$53 ) begin
-        \$623 [1324:1293] = rule_data;
+        \$746 [1324:1293] = rule_data;
       end
       if (\$54 ) begin
-        \$623 [1356:1325] = rule_data;
+        \$746 [1356:1325] = rule_data;
       end
       if (\$55 ) begin
-        \$623 [1388:1357] = rule_data;
+        \$746 [1388:1357] = rule_data;
       end
       if (\$56 ) begin
-        \$623 [1420:1389] = rule_data;
+        \$746 [1420:1389] = rule_data;
       end
       if (\$57 ) begin
-        \$623 [1433:1421] = rule_data[12:0];
+        \$746 [1433:1421] = rule_data[12:0];
       end
       if (\$58 ) begin
-        \$623 [1465:1434] = rule_data;
+        \$746 [1465:1434] = rule_data;
       end
       if (\$59 ) begin
-        \$623 [1497:1466] = rule_data;
+        \$746 [1497:1466] = rule_data;
       end
       if (\$60 ) begin
-        \$623 [1529:1498] = rule_data;
+        \$746 [1529:1498] = rule_data;
       end
       if (\$61 ) begin
-        \$623 [1561:1530] = rule_data;
+        \$746 [1561:1530] = rule_data;
       end
       if (\$62 ) begin
-        \$623 [1593:1562] = rule_data;
+        \$746 [1593:1562] = rule_data;
       end
       if (\$63 ) begin
-        \$623 [1625:1594] = rule_data;
+        \$746 [1625:1594] = rule_data;
       end
       if (\$64 ) begin
-        \$623 [1657:1626] = rule_data;
+        \$746 [1657:1626] = rule_data;
       end
       if (\$65 ) begin
-        \$623 [1689:1658] = rule_data;
+        \$746 [1689:1658] = rule_data;
       end
       if (\$66 ) begin
-        \$623 [1721:1690] = rule_data;
+        \$746 [1721:1690] = rule_data;
       end
       if (\$67 ) begin
-        \$623 [1753:1722] = rule_data;
+        \$746 [1753:1722] = rule_data;
       end
       if (\$68 ) begin
-        \$623 [1785:1754] = rule_data;
+        \$746 [1785:1754] = rule_data;
       end
       if (\$69 ) begin
-        \$623 [1817:1786] = rule_data;
+        \$746 [1817:1786] = rule_data;
       end
       if (\$70 ) begin
-        \$623 [1849:1818] = rule_data;
+        \$746 [1849:1818] = rule_data;
       end
       if (\$71 ) begin
-        \$623 [1881:1850] = rule_data;
+        \$746 [1881:1850] = rule_data;
       end
       if (\$72 ) begin
-        \$623 [1913:1882] = rule_data;
+        \$746 [1913:1882] = rule_data;
       end
       if (\$73 ) begin
-        \$623 [1945:1914] = rule_data;
+        \$746 [1945:1914] = rule_data;
       end
       if (\$74 ) begin
-        \$623 [1977:1946] = rule_data;
+        \$746 [1977:1946] = rule_data;
       end
       if (\$75 ) begin
-        \$623 [2009:1978] = rule_data;
+        \$746 [2009:1978] = rule_data;
       end
       if (\$76 ) begin
-        \$623 [2041:2010] = rule_data;
+        \$746 [2041:2010] = rule_data;
       end
       if (\$77 ) begin
-        \$623 [2073:2042] = rule_data;
+        \$746 [2073:2042] = rule_data;
       end
       if (\$78 ) begin
-        \$623 [2105:2074] = rule_data;
+        \$746 [2105:2074] = rule_data;
       end
       if (\$79 ) begin
-        \$623 [2137:2106] = rule_data;
+        \$746 [2137:2106] = rule_data;
       end
       if (\$80 ) begin
-        \$623 [2150:2138] = rule_data[12:0];
+        \$746 [2150:2138] = rule_data[12:0];
       end
       if (\$81 ) begin
-        \$623 [2182:2151] = rule_data;
+        \$746 [2182:2151] = rule_data;
       end
       if (\$82 ) begin
-        \$623 [2214:2183] = rule_data;
+        \$746 [2214:2183] = rule_data;
       end
       if (\$83 ) begin
-        \$623 [2246:2215] = rule_data;
+        \$746 [2246:2215] = rule_data;
       end
       if (\$84 ) begin
-        \$623 [2278:2247] = rule_data;
+        \$746 [2278:2247] = rule_data;
       end
       if (\$85 ) begin
-        \$623 [2310:2279] = rule_data;
+        \$746 [2310:2279] = rule_data;
       end
       if (\$86 ) begin
-        \$623 [2342:2311] = rule_data;
+        \$746 [2342:2311] = rule_data;
       end
       if (\$87 ) begin
-        \$623 [2374:2343] = rule_data;
+        \$746 [2374:2343] = rule_data;
       end
       if (\$88 ) begin
-        \$623 [2406:2375] = rule_data;
+        \$746 [2406:2375] = rule_data;
       end
       if (\$89 ) begin
-        \$623 [2438:2407] = rule_data;
+        \$746 [2438:2407] = rule_data;
       end
       if (\$90 ) begin
-        \$623 [2470:2439] = rule_data;
+        \$746 [2470:2439] = rule_data;
       end
       if (\$91 ) begin
-        \$623 [2502:2471] = rule_data;
+        \$746 [2502:2471] = rule_data;
       end
       if (\$92 ) begin
-        \$623 [2534:2503] = rule_data;
+        \$746 [2534:2503] = rule_data;
       end
       if (\$93 ) begin
-        \$623 [2566:2535] = rule_data;
+        \$746 [2566:2535] = rule_data;
       end
       if (\$94 ) begin
-        \$623 [2598:2567] = rule_data;
+        \$746 [2598:2567] = rule_data;
       end
       if (\$95 ) begin
-        \$623 [2630:2599] = rule_data;
+        \$746 [2630:2599] = rule_data;
       end
       if (\$96 ) begin
-        \$623 [2662:2631] = rule_data;
+        \$746 [2662:2631] = rule_data;
       end
       if (\$97 ) begin
-        \$623 [2694:2663] = rule_data;
+        \$746 [2694:2663] = rule_data;
       end
       if (\$98 ) begin
-        \$623 [2726:2695] = rule_data;
+        \$746 [2726:2695] = rule_data;
       end
       if (\$99 ) begin
-        \$623 [2758:2727] = rule_data;
+        \$746 [2758:2727] = rule_data;
       end
       if (\$100 ) begin
-        \$623 [2790:2759] = rule_data;
+        \$746 [2790:2759] = rule_data;
       end
       if (\$101 ) begin
-        \$623 [2822:2791] = rule_data;
+        \$746 [2822:2791] = rule_data;
       end
       if (\$102 ) begin
-        \$623 [2854:2823] = rule_data;
+        \$746 [2854:2823] = rule_data;
       end
       if (\$103 ) begin
-        \$623 [2867:2855] = rule_data[12:0];
+        \$746 [2867:2855] = rule_data[12:0];
       end
       if (\$104 ) begin
-        \$623 [2899:2868] = rule_data;
+        \$746 [2899:2868] = rule_data;
       end
       if (\$105 ) begin
-        \$623 [2931:2900] = rule_data;
+        \$746 [2931:2900] = rule_data;
       end
       if (\$106 ) begin
-        \$623 [2963:2932] = rule_data;
+        \$746 [2963:2932] = rule_data;
       end
       if (\$107 ) begin
-        \$623 [2995:2964] = rule_data;
+        \$746 [2995:2964] = rule_data;
       end
       if (\$108 ) begin
-        \$623 [3027:2996] = rule_data;
+        \$746 [3027:2996] = rule_data;
       end
       if (\$109 ) begin
-        \$623 [3059:3028] = rule_data;
+        \$746 [3059:3028] = rule_data;
       end
       if (\$110 ) begin
-        \$623 [3091:3060] = rule_data;
+        \$746 [3091:3060] = rule_data;
       end
       if (\$111 ) begin
-        \$623 [3123:3092] = rule_data;
+        \$746 [3123:3092] = rule_data;
       end
       if (\$112 ) begin
-        \$623 [3155:3124] = rule_data;
+        \$746 [3155:3124] = rule_data;
       end
       if (\$113 ) begin
-        \$623 [3187:3156] = rule_data;
+        \$746 [3187:3156] = rule_data;
       end
       if (\$114 ) begin
-        \$623 [3219:3188] = rule_data;
+        \$746 [3219:3188] = rule_data;
       end
       if (\$115 ) begin
-        \$623 [3251:3220] = rule_data;
+        \$746 [3251:3220] = rule_data;
       end
       if (\$116 ) begin
-        \$623 [3283:3252] = rule_data;
+        \$746 [3283:3252] = rule_data;
       end
       if (\$117 ) begin
-        \$623 [3315:3284] = rule_data;
+        \$746 [3315:3284] = rule_data;
       end
       if (\$118 ) begin
-        \$623 [3347:3316] = rule_data;
+        \$746 [3347:3316] = rule_data;
       end
       if (\$119 ) begin
-        \$623 [3379:3348] = rule_data;
+        \$746 [3379:3348] = rule_data;
       end
       if (\$120 ) begin
-        \$623 [3411:3380] = rule_data;
+        \$746 [3411:3380] = rule_data;
       end
       if (\$121 ) begin
-        \$623 [3443:3412] = rule_data;
+        \$746 [3443:3412] = rule_data;
       end
       if (\$122 ) begin
-        \$623 [3475:3444] = rule_data;
+        \$746 [3475:3444] = rule_data;
       end
       if (\$123 ) begin
-        \$623 [3507:3476] = rule_data;
+        \$746 [3507:3476] = rule_data;
       end
       if (\$124 ) begin
-        \$623 [3539:3508] = rule_data;
+        \$746 [3539:3508] = rule_data;
       end
       if (\$125 ) begin
-        \$623 [3571:3540] = rule_data;
+        \$746 [3571:3540] = rule_data;
       end
       if (\$126 ) begin
-        \$623 [3584:3572] = rule_data[12:0];
+        \$746 [3584:3572] = rule_data[12:0];
       end
       if (\$127 ) begin
-        \$623 [3616:3585] = rule_data;
+        \$746 [3616:3585] = rule_data;
       end
       if (\$128 ) begin
-        \$623 [3648:3617] = rule_data;
+        \$746 [3648:3617] = rule_data;
       end
       if (\$129 ) begin
-        \$623 [3680:3649] = rule_data;
+        \$746 [3680:3649] = rule_data;
       end
       if (\$130 ) begin
-        \$623 [3712:3681] = rule_data;
+        \$746 [3712:3681] = rule_data;
       end
       if (\$131 ) begin
-        \$623 [3744:3713] = rule_data;
+        \$746 [3744:3713] = rule_data;
       end
       if (\$132 ) begin
-        \$623 [3776:3745] = rule_data;
+        \$746 [3776:3745] = rule_data;
       end
       if (\$133 ) begin
-        \$623 [3808:3777] = rule_data;
+        \$746 [3808:3777] = rule_data;
       end
       if (\$134 ) begin
-        \$623 [3840:3809] = rule_data;
+        \$746 [3840:3809] = rule_data;
       end
       if (\$135 ) begin
-        \$623 [3872:3841] = rule_data;
+        \$746 [3872:3841] = rule_data;
       end
       if (\$136 ) begin
-        \$623 [3904:3873] = rule_data;
+        \$746 [3904:3873] = rule_data;
       end
       if (\$137 ) begin
-        \$623 [3936:3905] = rule_data;
+        \$746 [3936:3905] = rule_data;
       end
       if (\$138 ) begin
-        \$623 [3968:3937] = rule_data;
+        \$746 [3968:3937] = rule_data;
       end
       if (\$139 ) begin
-        \$623 [4000:3969] = rule_data;
+        \$746 [4000:3969] = rule_data;
       end
       if (\$140 ) begin
-        \$623 [4032:4001] = rule_data;
+        \$746 [4032:4001] = rule_data;
       end
       if (\$141 ) begin
-        \$623 [4064:4033] = rule_data;
+        \$746 [4064:4033] = rule_data;
       end
       if (\$142 ) begin
-        \$623 [4096:4065] = rule_data;
+        \$746 [4096:4065] = rule_data;
       end
       if (\$143 ) begin
-        \$623 [4128:4097] = rule_data;
+        \$746 [4128:4097] = rule_data;
       end
       if (\$144 ) begin
-        \$623 [4160:4129] = rule_data;
+        \$746 [4160:4129] = rule_data;
       end
       if (\$145 ) begin
-        \$623 [4192:4161] = rule_data;
+        \$746 [4192:4161] = rule_data;
       end
       if (\$146 ) begin
-        \$623 [4224:4193] = rule_data;
+        \$746 [4224:4193] = rule_data;
       end
       if (\$147 ) begin
-        \$623 [4256:4225] = rule_data;
+        \$746 [4256:4225] = rule_data;
       end
       if (\$148 ) begin
-        \$623 [4288:4257] = rule_data;
+        \$746 [4288:4257] = rule_data;
       end
       if (\$149 ) begin
-        \$623 [4301:4289] = rule_data[12:0];
+        \$746 [4301:4289] = rule_data[12:0];
       end
       if (\$150 ) begin
-        \$623 [4333:4302] = rule_data;
+        \$746 [4333:4302] = rule_data;
       end
       if (\$151 ) begin
-        \$623 [4365:4334] = rule_data;
+        \$746 [4365:4334] = rule_data;
       end
       if (\$152 ) begin
-        \$623 [4397:4366] = rule_data;
+        \$746 [4397:4366] = rule_data;
       end
       if (\$153 ) begin
-        \$623 [4429:4398] = rule_data;
+        \$746 [4429:4398] = rule_data;
       end
       if (\$154 ) begin
-        \$623 [4461:4430] = rule_data;
+        \$746 [4461:4430] = rule_data;
       end
       if (\$155 ) begin
-        \$623 [4493:4462] = rule_data;
+        \$746 [4493:4462] = rule_data;
       end
       if (\$156 ) begin
-        \$623 [4525:4494] = rule_data;
+        \$746 [4525:4494] = rule_data;
       end
       if (\$157 ) begin
-        \$623 [4557:4526] = rule_data;
+        \$746 [4557:4526] = rule_data;
       end
       if (\$158 ) begin
-        \$623 [4589:4558] = rule_data;
+        \$746 [4589:4558] = rule_data;
       end
       if (\$159 ) begin
-        \$623 [4621:4590] = rule_data;
+        \$746 [4621:4590] = rule_data;
       end
       if (\$160 ) begin
-        \$623 [4653:4622] = rule_data;
+        \$746 [4653:4622] = rule_data;
       end
       if (\$161 ) begin
-        \$623 [4685:4654] = rule_data;
+        \$746 [4685:4654] = rule_data;
       end
       if (\$162 ) begin
-        \$623 [4717:4686] = rule_data;
+        \$746 [4717:4686] = rule_data;
       end
       if (\$163 ) begin
-        \$623 [4749:4718] = rule_data;
+        \$746 [4749:4718] = rule_data;
       end
       if (\$164 ) begin
-        \$623 [4781:4750] = rule_data;
+        \$746 [4781:4750] = rule_data;
       end
       if (\$165 ) begin
-        \$623 [4813:4782] = rule_data;
+        \$746 [4813:4782] = rule_data;
       end
       if (\$166 ) begin
-        \$623 [4845:4814] = rule_data;
+        \$746 [4845:4814] = rule_data;
       end
       if (\$167 ) begin
-        \$623 [4877:4846] = rule_data;
+        \$746 [4877:4846] = rule_data;
       end
       if (\$168 ) begin
-        \$623 [4909:4878] = rule_data;
+        \$746 [4909:4878] = rule_data;
       end
       if (\$169 ) begin
-        \$623 [4941:4910] = rule_data;
+        \$746 [4941:4910] = rule_data;
       end
       if (\$170 ) begin
-        \$623 [4973:4942] = rule_data;
+        \$746 [4973:4942] = rule_data;
       end
       if (\$171 ) begin
-        \$623 [5005:4974] = rule_data;
+        \$746 [5005:4974] = rule_data;
       end
       if (\$172 ) begin
-        \$623 [5018:5006] = rule_data[12:0];
+        \$746 [5018:5006] = rule_data[12:0];
       end
       if (\$173 ) begin
-        \$623 [5050:5019] = rule_data;
+        \$746 [5050:5019] = rule_data;
       end
       if (\$174 ) begin
-        \$623 [5082:5051] = rule_data;
+        \$746 [5082:5051] = rule_data;
       end
       if (\$175 ) begin
-        \$623 [5114:5083] = rule_data;
+        \$746 [5114:5083] = rule_data;
       end
       if (\$176 ) begin
-        \$623 [5146:5115] = rule_data;
+        \$746 [5146:5115] = rule_data;
       end
       if (\$177 ) begin
-        \$623 [5178:5147] = rule_data;
+        \$746 [5178:5147] = rule_data;
       end
       if (\$178 ) begin
-        \$623 [5210:5179] = rule_data;
+        \$746 [5210:5179] = rule_data;
       end
       if (\$179 ) begin
-        \$623 [5242:5211] = rule_data;
+        \$746 [5242:5211] = rule_data;
       end
       if (\$180 ) begin
-        \$623 [5274:5243] = rule_data;
+        \$746 [5274:5243] = rule_data;
       end
       if (\$181 ) begin
-        \$623 [5306:5275] = rule_data;
+        \$746 [5306:5275] = rule_data;
       end
       if (\$182 ) begin
-        \$623 [5338:5307] = rule_data;
+        \$746 [5338:5307] = rule_data;
       end
       if (\$183 ) begin
-        \$623 [5370:5339] = rule_data;
+        \$746 [5370:5339] = rule_data;
       end
       if (\$184 ) begin
-        \$623 [5402:5371] = rule_data;
+        \$746 [5402:5371] = rule_data;
       end
       if (\$185 ) begin
-        \$623 [5434:5403] = rule_data;
+        \$746 [5434:5403] = rule_data;
       end
       if (\$186 ) begin
-        \$623 [5466:5435] = rule_data;
+        \$746 [5466:5435] = rule_data;
       end
       if (\$187 ) begin
-        \$623 [5498:5467] = rule_data;
+        \$746 [5498:5467] = rule_data;
       end
       if (\$188 ) begin
-        \$623 [5530:5499] = rule_data;
+        \$746 [5530:5499] = rule_data;
       end
       if (\$189 ) begin
-        \$623 [5562:5531] = rule_data;
+        \$746 [5562:5531] = rule_data;
       end
       if (\$190 ) begin
-        \$623 [5594:5563] = rule_data;
+        \$746 [5594:5563] = rule_data;
       end
       if (\$191 ) begin
-        \$623 [5626:5595] = rule_data;
+        \$746 [5626:5595] = rule_data;
       end
       if (\$192 ) begin
-        \$623 [5658:5627] = rule_data;
+        \$746 [5658:5627] = rule_data;
       end
       if (\$193 ) begin
-        \$623 [5690:5659] = rule_data;
+        \$746 [5690:5659] = rule_data;
       end
       if (\$194 ) begin
-        \$623 [5722:5691] = rule_data;
+        \$746 [5722:5691] = rule_data;
       end
       if (\$195 ) begin
-        \$623 [5735:5723] = rule_data[12:0];
+        \$746 [5735:5723] = rule_data[12:0];
       end
       if (\$196 ) begin
-        \$623 [5767:5736] = rule_data;
+        \$746 [5767:5736] = rule_data;
       end
       if (\$197 ) begin
-        \$623 [5799:5768] = rule_data;
+        \$746 [5799:5768] = rule_data;
       end
       if (\$198 ) begin
-        \$623 [5831:5800] = rule_data;
+        \$746 [5831:5800] = rule_data;
       end
       if (\$199 ) begin
-        \$623 [5863:5832] = rule_data;
+        \$746 [5863:5832] = rule_data;
       end
       if (\$200 ) begin
-        \$623 [5895:5864] = rule_data;
+        \$746 [5895:5864] = rule_data;
       end
       if (\$201 ) begin
-        \$623 [5927:5896] = rule_data;
+        \$746 [5927:5896] = rule_data;
       end
       if (\$202 ) begin
-        \$623 [5959:5928] = rule_data;
+        \$746 [5959:5928] = rule_data;
       end
       if (\$203 ) begin
-        \$623 [5991:5960] = rule_data;
+        \$746 [5991:5960] = rule_data;
       end
       if (\$204 ) begin
-        \$623 [6023:5992] = rule_data;
+        \$746 [6023:5992] = rule_data;
       end
       if (\$205 ) begin
-        \$623 [6055:6024] = rule_data;
+        \$746 [6055:6024] = rule_data;
       end
       if (\$206 ) begin
-        \$623 [6087:6056] = rule_data;
+        \$746 [6087:6056] = rule_data;
       end
       if (\$207 ) begin
-        \$623 [6119:6088] = rule_data;
+        \$746 [6119:6088] = rule_data;
       end
       if (\$208 ) begin
-        \$623 [6151:6120] = rule_data;
+        \$746 [6151:6120] = rule_data;
       end
       if (\$209 ) begin
-        \$623 [6183:6152] = rule_data;
+        \$746 [6183:6152] = rule_data;
       end
       if (\$210 ) begin
-        \$623 [6215:6184] = rule_data;
+        \$746 [6215:6184] = rule_data;
       end
       if (\$211 ) begin
-        \$623 [6247:6216] = rule_data;
+        \$746 [6247:6216] = rule_data;
       end
       if (\$212 ) begin
-        \$623 [6279:6248] = rule_data;
+        \$746 [6279:6248] = rule_data;
       end
       if (\$213 ) begin
-        \$623 [6311:6280] = rule_data;
+        \$746 [6311:6280] = rule_data;
       end
       if (\$214 ) begin
-        \$623 [6343:6312] = rule_data;
+        \$746 [6343:6312] = rule_data;
       end
       if (\$215 ) begin
-        \$623 [6375:6344] = rule_data;
+        \$746 [6375:6344] = rule_data;
       end
       if (\$216 ) begin
-        \$623 [6407:6376] = rule_data;
+        \$746 [6407:6376] = rule_data;
       end
       if (\$217 ) begin
-        \$623 [6439:6408] = rule_data;
+        \$746 [6439:6408] = rule_data;
       end
       if (\$218 ) begin
-        \$623 [6452:6440] = rule_data[12:0];
+        \$746 [6452:6440] = rule_data[12:0];
       end
       if (\$219 ) begin
-        \$623 [6484:6453] = rule_data;
+        \$746 [6484:6453] = rule_data;
       end
       if (\$220 ) begin
-        \$623 [6516:6485] = rule_data;
+        \$746 [6516:6485] = rule_data;
       end
       if (\$221 ) begin
-        \$623 [6548:6517] = rule_data;
+        \$746 [6548:6517] = rule_data;
       end
       if (\$222 ) begin
-        \$623 [6580:6549] = rule_data;
+        \$746 [6580:6549] = rule_data;
       end
       if (\$223 ) begin
-        \$623 [6612:6581] = rule_data;
+        \$746 [6612:6581] = rule_data;
       end
       if (\$224 ) begin
-        \$623 [6644:6613] = rule_data;
+        \$746 [6644:6613] = rule_data;
       end
       if (\$225 ) begin
-        \$623 [6676:6645] = rule_data;
+        \$746 [6676:6645] = rule_data;
       end
       if (\$226 ) begin
-        \$623 [6708:6677] = rule_data;
+        \$746 [6708:6677] = rule_data;
       end
       if (\$227 ) begin
-        \$623 [6740:6709] = rule_data;
+        \$746 [6740:6709] = rule_data;
       end
       if (\$228 ) begin
-        \$623 [6772:6741] = rule_data;
+        \$746 [6772:6741] = rule_data;
       end
       if (\$229 ) begin
-        \$623 [6804:6773] = rule_data;
+        \$746 [6804:6773] = rule_data;
       end
       if (\$230 ) begin
-        \$623 [6836:6805] = rule_data;
+        \$746 [6836:6805] = rule_data;
       end
       if (\$231 ) begin
-        \$623 [6868:6837] = rule_data;
+        \$746 [6868:6837] = rule_data;
       end
       if (\$232 ) begin
-        \$623 [6900:6869] = rule_data;
+        \$746 [6900:6869] = rule_data;
       end
       if (\$233 ) begin
-        \$623 [6932:6901] = rule_data;
+        \$746 [6932:6901] = rule_data;
       end
       if (\$234 ) begin
-        \$623 [6964:6933] = rule_data;
+        \$746 [6964:6933] = rule_data;
       end
       if (\$235 ) begin
-        \$623 [6996:6965] = rule_data;
+        \$746 [6996:6965] = rule_data;
       end
       if (\$236 ) begin
-        \$623 [7028:6997] = rule_data;
+        \$746 [7028:6997] = rule_data;
       end
       if (\$237 ) begin
-        \$623 [7060:7029] = rule_data;
+        \$746 [7060:7029] = rule_data;
       end
       if (\$238 ) begin
-        \$623 [7092:7061] = rule_data;
+        \$746 [7092:7061] = rule_data;
       end
       if (\$239 ) begin
-        \$623 [7124:7093] = rule_data;
+        \$746 [7124:7093] = rule_data;
       end
       if (\$240 ) begin
-        \$623 [7156:7125] = rule_data;
+        \$746 [7156:7125] = rule_data;
       end
       if (\$241 ) begin
-        \$623 [7169:7157] = rule_data[12:0];
+        \$746 [7169:7157] = rule_data[12:0];
       end
       if (\$242 ) begin
-        \$623 [7201:7170] = rule_data;
+        \$746 [7201:7170] = rule_data;
       end
       if (\$243 ) begin
-        \$623 [7233:7202] = rule_data;
+        \$746 [7233:7202] = rule_data;
       end
       if (\$244 ) begin
-        \$623 [7265:7234] = rule_data;
+        \$746 [7265:7234] = rule_data;
       end
       if (\$245 ) begin
-        \$623 [7297:7266] = rule_data;
+        \$746 [7297:7266] = rule_data;
       end
       if (\$246 ) begin
-        \$623 [7329:7298] = rule_data;
+        \$746 [7329:7298] = rule_data;
       end
       if (\$247 ) begin
-        \$623 [7361:7330] = rule_data;
+        \$746 [7361:7330] = rule_data;
       end
       if (\$248 ) begin
-        \$623 [7393:7362] = rule_data;
+        \$746 [7393:7362] = rule_data;
       end
       if (\$249 ) begin
-        \$623 [7425:7394] = rule_data;
+        \$746 [7425:7394] = rule_data;
       end
       if (\$250 ) begin
-        \$623 [7457:7426] = rule_data;
+        \$746 [7457:7426] = rule_data;
       end
       if (\$251 ) begin
-        \$623 [7489:7458] = rule_data;
+        \$746 [7489:7458] = rule_data;
       end
       if (\$252 ) begin
-        \$623 [7521:7490] = rule_data;
+        \$746 [7521:7490] = rule_data;
       end
       if (\$253 ) begin
-        \$623 [7553:7522] = rule_data;
+        \$746 [7553:7522] = rule_data;
       end
       if (\$254 ) begin
-        \$623 [7585:7554] = rule_data;
+        \$746 [7585:7554] = rule_data;
       end
       if (\$255 ) begin
-        \$623 [7617:7586] = rule_data;
+        \$746 [7617:7586] = rule_data;
       end
       if (\$256 ) begin
-        \$623 [7649:7618] = rule_data;
+        \$746 [7649:7618] = rule_data;
       end
       if (\$257 ) begin
-        \$623 [7681:7650] = rule_data;
+        \$746 [7681:7650] = rule_data;
       end
       if (\$258 ) begin
-        \$623 [7713:7682] = rule_data;
+        \$746 [7713:7682] = rule_data;
       end
       if (\$259 ) begin
-        \$623 [7745:7714] = rule_data;
+        \$746 [7745:7714] = rule_data;
       end
       if (\$260 ) begin
-        \$623 [7777:7746] = rule_data;
+        \$746 [7777:7746] = rule_data;
       end
       if (\$261 ) begin
-        \$623 [7809:7778] = rule_data;
+        \$746 [7809:7778] = rule_data;
       end
       if (\$262 ) begin
-        \$623 [7841:7810] = rule_data;
+        \$746 [7841:7810] = rule_data;
       end
       if (\$263 ) begin
-        \$623 [7873:7842] = rule_data;
+        \$746 [7873:7842] = rule_data;
       end
       if (\$264 ) begin
-        \$623 [7886:7874] = rule_data[12:0];
+        \$746 [7886:7874] = rule_data[12:0];
       end
       if (\$265 ) begin
-        \$623 [7918:7887] = rule_data;
+        \$746 [7918:7887] = rule_data;
       end
       if (\$266 ) begin
-        \$623 [7950:7919] = rule_data;
+        \$746 [7950:7919] = rule_data;
       end
       if (\$267 ) begin
-        \$623 [7982:7951] = rule_data;
+        \$746 [7982:7951] = rule_data;
       end
       if (\$268 ) begin
-        \$623 [8014:7983] = rule_data;
+        \$746 [8014:7983] = rule_data;
       end
       if (\$269 ) begin
-        \$623 [8046:8015] = rule_data;
+        \$746 [8046:8015] = rule_data;
       end
       if (\$270 ) begin
-        \$623 [8078:8047] = rule_data;
+        \$746 [8078:8047] = rule_data;
       end
       if (\$271 ) begin
-        \$623 [8110:8079] = rule_data;
+        \$746 [8110:8079] = rule_data;
       end
       if (\$272 ) begin
-        \$623 [8142:8111] = rule_data;
+        \$746 [8142:8111] = rule_data;
       end
       if (\$273 ) begin
-        \$623 [8174:8143] = rule_data;
+        \$746 [8174:8143] = rule_data;
       end
       if (\$274 ) begin
-        \$623 [8206:8175] = rule_data;
+        \$746 [8206:8175] = rule_data;
       end
       if (\$275 ) begin
-        \$623 [8238:8207] = rule_data;
+        \$746 [8238:8207] = rule_data;
       end
       if (\$276 ) begin
-        \$623 [8270:8239] = rule_data;
+        \$746 [8270:8239] = rule_data;
       end
       if (\$277 ) begin
-        \$623 [8302:8271] = rule_data;
+        \$746 [8302:8271] = rule_data;
       end
       if (\$278 ) begin
-        \$623 [8334:8303] = rule_data;
+        \$746 [8334:8303] = rule_data;
       end
       if (\$279 ) begin
-        \$623 [8366:8335] = rule_data;
+        \$746 [8366:8335] = rule_data;
       end
       if (\$280 ) begin
-        \$623 [8398:8367] = rule_data;
+        \$746 [8398:8367] = rule_data;
       end
       if (\$281 ) begin
-        \$623 [8430:8399] = rule_data;
+        \$746 [8430:8399] = rule_data;
       end
       if (\$282 ) begin
-        \$623 [8462:8431] = rule_data;
+        \$746 [8462:8431] = rule_data;
       end
       if (\$283 ) begin
-        \$623 [8494:8463] = rule_data;
+        \$746 [8494:8463] = rule_data;
       end
       if (\$284 ) begin
-        \$623 [8526:8495] = rule_data;
+        \$746 [8526:8495] = rule_data;
       end
       if (\$285 ) begin
-        \$623 [8558:8527] = rule_data;
+        \$746 [8558:8527] = rule_data;
       end
       if (\$286 ) begin
-        \$623 [8590:8559] = rule_data;
+        \$746 [8590:8559] = rule_data;
       end
       if (\$287 ) begin
-        \$623 [8603:8591] = rule_data[12:0];
+        \$746 [8603:8591] = rule_data[12:0];
       end
       if (\$288 ) begin
-        \$623 [8635:8604] = rule_data;
+        \$746 [8635:8604] = rule_data;
       end
       if (\$289 ) begin
-        \$623 [8667:8636] = rule_data;
+        \$746 [8667:8636] = rule_data;
       end
       if (\$290 ) begin
-        \$623 [8699:8668] = rule_data;
+        \$746 [8699:8668] = rule_data;
       end
       if (\$291 ) begin
-        \$623 [8731:8700] = rule_data;
+        \$746 [8731:8700] = rule_data;
       end
       if (\$292 ) begin
-        \$623 [8763:8732] = rule_data;
+        \$746 [8763:8732] = rule_data;
       end
       if (\$293 ) begin
-        \$623 [8795:8764] = rule_data;
+        \$746 [8795:8764] = rule_data;
       end
       if (\$294 ) begin
-        \$623 [8827:8796] = rule_data;
+        \$746 [8827:8796] = rule_data;
       end
       if (\$295 ) begin
-        \$623 [8859:8828] = rule_data;
+        \$746 [8859:8828] = rule_data;
       end
       if (\$296 ) begin
-        \$623 [8891:8860] = rule_data;
+        \$746 [8891:8860] = rule_data;
       end
       if (\$297 ) begin
-        \$623 [8923:8892] = rule_data;
+        \$746 [8923:8892] = rule_data;
       end
       if (\$298 ) begin
-        \$623 [8955:8924] = rule_data;
+        \$746 [8955:8924] = rule_data;
       end
       if (\$299 ) begin
-        \$623 [8987:8956] = rule_data;
+        \$746 [8987:8956] = rule_data;
       end
       if (\$300 ) begin
-        \$623 [9019:8988] = rule_data;
+        \$746 [9019:8988] = rule_data;
       end
       if (\$301 ) begin
-        \$623 [9051:9020] = rule_data;
+        \$746 [9051:9020] = rule_data;
       end
       if (\$302 ) begin
-        \$623 [9083:9052] = rule_data;
+        \$746 [9083:9052] = rule_data;
       end
       if (\$303 ) begin
-        \$623 [9115:9084] = rule_data;
+        \$746 [9115:9084] = rule_data;
       end
       if (\$304 ) begin
-        \$623 [9147:9116] = rule_data;
+        \$746 [9147:9116] = rule_data;
       end
       if (\$305 ) begin
-        \$623 [9179:9148] = rule_data;
+        \$746 [9179:9148] = rule_data;
       end
       if (\$306 ) begin
-        \$623 [9211:9180] = rule_data;
+        \$746 [9211:9180] = rule_data;
       end
       if (\$307 ) begin
-        \$623 [9243:9212] = rule_data;
+        \$746 [9243:9212] = rule_data;
       end
       if (\$308 ) begin
-        \$623 [9275:9244] = rule_data;
+        \$746 [9275:9244] = rule_data;
       end
       if (\$309 ) begin
-        \$623 [9307:9276] = rule_data;
+        \$746 [9307:9276] = rule_data;
       end
       if (\$310 ) begin
-        \$623 [9320:9308] = rule_data[12:0];
+        \$746 [9320:9308] = rule_data[12:0];
       end
       if (\$311 ) begin
-        \$623 [9352:9321] = rule_data;
+        \$746 [9352:9321] = rule_data;
       end
       if (\$312 ) begin
-        \$623 [9384:9353] = rule_data;
+        \$746 [9384:9353] = rule_data;
       end
       if (\$313 ) begin
-        \$623 [9416:9385] = rule_data;
+        \$746 [9416:9385] = rule_data;
       end
       if (\$314 ) begin
-        \$623 [9448:9417] = rule_data;
+        \$746 [9448:9417] = rule_data;
       end
       if (\$315 ) begin
-        \$623 [9480:9449] = rule_data;
+        \$746 [9480:9449] = rule_data;
       end
       if (\$316 ) begin
-        \$623 [9512:9481] = rule_data;
+        \$746 [9512:9481] = rule_data;
       end
       if (\$317 ) begin
-        \$623 [9544:9513] = rule_data;
+        \$746 [9544:9513] = rule_data;
       end
       if (\$318 ) begin
-        \$623 [9576:9545] = rule_data;
+        \$746 [9576:9545] = rule_data;
       end
       if (\$319 ) begin
-        \$623 [9608:9577] = rule_data;
+        \$746 [9608:9577] = rule_data;
       end
       if (\$320 ) begin
-        \$623 [9640:9609] = rule_data;
+        \$746 [9640:9609] = rule_data;
       end
       if (\$321 ) begin
-        \$623 [9672:9641] = rule_data;
+        \$746 [9672:9641] = rule_data;
       end
       if (\$322 ) begin
-        \$623 [9704:9673] = rule_data;
+        \$746 [9704:9673] = rule_data;
       end
       if (\$323 ) begin
-        \$623 [9736:9705] = rule_data;
+        \$746 [9736:9705] = rule_data;
       end
       if (\$324 ) begin
-        \$623 [9768:9737] = rule_data;
+        \$746 [9768:9737] = rule_data;
       end
       if (\$325 ) begin
-        \$623 [9800:9769] = rule_data;
+        \$746 [9800:9769] = rule_data;
       end
       if (\$326 ) begin
-        \$623 [9832:9801] = rule_data;
+        \$746 [9832:9801] = rule_data;
       end
       if (\$327 ) begin
-        \$623 [9864:9833] = rule_data;
+        \$746 [9864:9833] = rule_data;
       end
       if (\$328 ) begin
-        \$623 [9896:9865] = rule_data;
+        \$746 [9896:9865] = rule_data;
       end
       if (\$329 ) begin
-        \$623 [9928:9897] = rule_data;
+        \$746 [9928:9897] = rule_data;
       end
       if (\$330 ) begin
-        \$623 [9960:9929] = rule_data;
+        \$746 [9960:9929] = rule_data;
       end
       if (\$331 ) begin
-        \$623 [9992:9961] = rule_data;
+        \$746 [9992:9961] = rule_data;
       end
       if (\$332 ) begin
-        \$623 [10024:9993] = rule_data;
+        \$746 [10024:9993] = rule_data;
       end
       if (\$333 ) begin
-        \$623 [10037:10025] = rule_data[12:0];
+        \$746 [10037:10025] = rule_data[12:0];
       end
       if (\$334 ) begin
-        \$623 [10069:10038] = rule_data;
+        \$746 [10069:10038] = rule_data;
       end
       if (\$335 ) begin
-        \$623 [10101:10070] = rule_data;
+        \$746 [10101:10070] = rule_data;
       end
       if (\$336 ) begin
-        \$623 [10133:10102] = rule_data;
+        \$746 [10133:10102] = rule_data;
       end
       if (\$337 ) begin
-        \$623 [10165:10134] = rule_data;
+        \$746 [10165:10134] = rule_data;
       end
       if (\$338 ) begin
-        \$623 [10197:10166] = rule_data;
+        \$746 [10197:10166] = rule_data;
       end
       if (\$339 ) begin
-        \$623 [10229:10198] = rule_data;
+        \$746 [10229:10198] = rule_data;
       end
       if (\$340 ) begin
-        \$623 [10261:10230] = rule_data;
+        \$746 [10261:10230] = rule_data;
       end
       if (\$341 ) begin
-        \$623 [10293:10262] = rule_data;
+        \$746 [10293:10262] = rule_data;
       end
       if (\$342 ) begin
-        \$623 [10325:10294] = rule_data;
+        \$746 [10325:10294] = rule_data;
       end
       if (\$343 ) begin
-        \$623 [10357:10326] = rule_data;
+        \$746 [10357:10326] = rule_data;
       end
       if (\$344 ) begin
-        \$623 [10389:10358] = rule_data;
+        \$746 [10389:10358] = rule_data;
       end
       if (\$345 ) begin
-        \$623 [10421:10390] = rule_data;
+        \$746 [10421:10390] = rule_data;
       end
       if (\$346 ) begin
-        \$623 [10453:10422] = rule_data;
+        \$746 [10453:10422] = rule_data;
       end
       if (\$347 ) begin
-        \$623 [10485:10454] = rule_data;
+        \$746 [10485:10454] = rule_data;
       end
       if (\$348 ) begin
-        \$623 [10517:10486] = rule_data;
+        \$746 [10517:10486] = rule_data;
       end
       if (\$349 ) begin
-        \$623 [10549:10518] = rule_data;
+        \$746 [10549:10518] = rule_data;
       end
       if (\$350 ) begin
-        \$623 [10581:10550] = rule_data;
+        \$746 [10581:10550] = rule_data;
       end
       if (\$351 ) begin
-        \$623 [10613:10582] = rule_data;
+        \$746 [10613:10582] = rule_data;
       end
       if (\$352 ) begin
-        \$623 [10645:10614] = rule_data;
+        \$746 [10645:10614] = rule_data;
       end
       if (\$353 ) begin
-        \$623 [10677:10646] = rule_data;
+        \$746 [10677:10646] = rule_data;
       end
       if (\$354 ) begin
-        \$623 [10709:10678] = rule_data;
+        \$746 [10709:10678] = rule_data;
       end
       if (\$355 ) begin
-        \$623 [10741:10710] = rule_data;
+        \$746 [10741:10710] = rule_data;
       end
       if (\$356 ) begin
-        \$623 [10754:10742] = rule_data[12:0];
+        \$746 [10754:10742] = rule_data[12:0];
       end
       if (\$357 ) begin
-        \$623 [10786:10755] = rule_data;
+        \$746 [10786:10755] = rule_data;
       end
       if (\$358 ) begin
-        \$623 [10818:10787] = rule_data;
+        \$746 [10818:10787] = rule_data;
       end
       if (\$359 ) begin
-        \$623 [10850:10819] = rule_data;
+        \$746 [10850:10819] = rule_data;
       end
       if (\$360 ) begin
-        \$623 [10882:10851] = rule_data;
+        \$746 [10882:10851] = rule_data;
       end
       if (\$361 ) begin
-        \$623 [10914:10883] = rule_data;
+        \$746 [10914:10883] = rule_data;
       end
       if (\$362 ) begin
-        \$623 [10946:10915] = rule_data;
+        \$746 [10946:10915] = rule_data;
       end
       if (\$363 ) begin
-        \$623 [10978:10947] = rule_data;
+        \$746 [10978:10947] = rule_data;
       end
       if (\$364 ) begin
-        \$623 [11010:10979] = rule_data;
+        \$746 [11010:10979] = rule_data;
       end
       if (\$365 ) begin
-        \$623 [11042:11011] = rule_data;
+        \$746 [11042:11011] = rule_data;
       end
       if (\$366 ) begin
-        \$623 [11074:11043] = rule_data;
+        \$746 [11074:11043] = rule_data;
       end
       if (\$367 ) begin
-        \$623 [11106:11075] = rule_data;
+        \$746 [11106:11075] = rule_data;
       end
       if (\$368 ) begin
-        \$623 [11138:11107] = rule_data;
+        \$746 [11138:11107] = rule_data;
       end
       if (\$369 ) begin
-        \$623 [11170:11139] = rule_data;
+        \$746 [11170:11139] = rule_data;
       end
       if (\$370 ) begin
-        \$623 [11202:11171] = rule_data;
+        \$746 [11202:11171] = rule_data;
       end
       if (\$371 ) begin
-        \$623 [11234:11203] = rule_data;
+        \$746 [11234:11203] = rule_data;
       end
       if (\$372 ) begin
-        \$623 [11266:11235] = rule_data;
+        \$746 [11266:11235] = rule_data;
       end
       if (\$373 ) begin
-        \$623 [11298:11267] = rule_data;
+        \$746 [11298:11267] = rule_data;
       end
       if (\$374 ) begin
-        \$623 [11330:11299] = rule_data;
+        \$746 [11330:11299] = rule_data;
       end
       if (\$375 ) begin
-        \$623 [11362:11331] = rule_data;
+        \$746 [11362:11331] = rule_data;
       end
       if (\$376 ) begin
-        \$623 [11394:11363] = rule_data;
+        \$746 [11394:11363] = rule_data;
       end
       if (\$377 ) begin
-        \$623 [11426:11395] = rule_data;
+        \$746 [11426:11395] = rule_data;
       end
       if (\$378 ) begin
-        \$623 [11458:11427] = rule_data;
+        \$746 [11458:11427] = rule_data;
       end
       if (\$379 ) begin
-        \$623 [11471:11459] = rule_data[12:0];
+        \$746 [11471:11459] = rule_data[12:0];
       end
     end
     if (rst) begin
-      \$623  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$746  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$624  = hash_enable;
+    \$747  = hash_enable;
     if (landing_last) begin
-      \$624  = shadow_ctrl_0_0[7:0];
+      \$747  = shadow_ctrl_0_0[7:0];
     end
     if (rst) begin
-      \$624  = 8'h7e;
+      \$747  = 8'h7e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$625  = symmetric;
+    \$748  = symmetric;
     if (landing_last) begin
-      \$625  = shadow_ctrl_0_0[8];
+      \$748  = shadow_ctrl_0_0[8];
     end
     if (rst) begin
-      \$625  = 1'h0;
+      \$748  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$626  = pass_errors;
+    \$749  = pass_errors;
     if (landing_last) begin
-      \$626  = shadow_ctrl_0_0[9];
+      \$749  = shadow_ctrl_0_0[9];
     end
     if (rst) begin
-      \$626  = 1'h0;
+      \$749  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$627  = max_frame;
+    \$750  = max_frame;
     if (landing_last) begin
-      \$627  = shadow_max_frame_0_0[15:0];
+      \$750  = shadow_max_frame_0_0[15:0];
     end
     if (rst) begin
-      \$627  = 16'h05f2;
+      \$750  = 16'h05f2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$628  = direct_ethertype;
+    \$751  = direct_ethertype;
     if (landing_last) begin
-      \$628  = shadow_direct_ethertype_0_0[15:0];
+      \$751  = shadow_direct_ethertype_0_0[15:0];
     end
     if (rst) begin
-      \$628  = 16'h88b5;
+      \$751  = 16'h88b5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$629  = default_action;
+    \$752  = default_action;
     if (landing_last) begin
-      \$629  = shadow_default_action_0_0[19:0];
+      \$752  = shadow_default_action_0_0[19:0];
     end
     if (rst) begin
-      \$629  = 20'h90000;
+      \$752  = 20'h90000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$630  = key;
+    \$753  = key;
     if (landing_last) begin
-      \$630  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+      \$753  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
     end
     if (rst) begin
-      \$630  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+      \$753  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$631  = generation;
+    \$754  = generation;
     if (landing_last) begin
-      \$631  = \$380 [15:0];
+      \$754  = \$380 [15:0];
     end
     if (rst) begin
-      \$631  = 16'h0000;
+      \$754  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$632  = pending;
+    \$755  = pending;
     if (landing_last) begin
-      \$632  = 1'h0;
+      \$755  = 1'h0;
     end
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$453 ) begin
-        \$632  = 1'h1;
-      end
+    if (\$605 ) begin
+      \$755  = 1'h1;
     end
     if (rst) begin
-      \$632  = 1'h0;
+      \$755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$633  = rule_read_wait;
-    if (\$382 ) begin
-      \$633  = 2'h0;
-    end
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-      if (\$443 ) begin
-        \$633  = \$446 [1:0];
-      end
-    end
+    \$756  = \$383 ;
     if (rst) begin
-      \$633  = 2'h0;
+      \$756  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$634  = shadow_ctrl_0_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$459 ) begin
-        \$634  = csr__w_data;
-      end
-    end
+    \$757  = \$431 ;
     if (rst) begin
-      \$634  = 32'd126;
+      \$757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$635  = shadow_max_frame_0_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$465 ) begin
-        \$635  = csr__w_data;
-      end
-    end
+    \$758  = \$437 ;
     if (rst) begin
-      \$635  = 32'd1522;
+      \$758  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$636  = shadow_direct_ethertype_0_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$471 ) begin
-        \$636  = csr__w_data;
-      end
-    end
+    \$759  = \$499 ;
     if (rst) begin
-      \$636  = 32'd34997;
+      \$759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$637  = shadow_default_action_0_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$477 ) begin
-        \$637  = csr__w_data;
-      end
-    end
+    \$760  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500  };
     if (rst) begin
-      \$637  = 32'd589824;
+      \$760  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$638  = shadow_rss_key_0_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$483 ) begin
-        \$638  = csr__w_data;
-      end
-    end
+    \$761  = { \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522  };
     if (rst) begin
-      \$638  = 32'd1834637018;
+      \$761  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$639  = shadow_rss_key_1_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$489 ) begin
-        \$639  = csr__w_data;
-      end
-    end
+    \$762  = \$536 ;
     if (rst) begin
-      \$639  = 32'd626724546;
+      \$762  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$640  = shadow_rss_key_2_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$495 ) begin
-        \$640  = csr__w_data;
-      end
-    end
+    \$763  = \$539 ;
     if (rst) begin
-      \$640  = 32'd1097278781;
+      \$763  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$641  = shadow_rss_key_3_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$501 ) begin
-        \$641  = csr__w_data;
-      end
-    end
+    \$764  = \$543 ;
     if (rst) begin
-      \$641  = 32'd1134792624;
+      \$764  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$642  = shadow_rss_key_4_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$507 ) begin
-        \$642  = csr__w_data;
-      end
-    end
+    \$765  = \$587 ;
     if (rst) begin
-      \$642  = 32'd3502910411;
+      \$765  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$643  = shadow_rss_key_5_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$513 ) begin
-        \$643  = csr__w_data;
+    \$766  = rule_read_wait;
+    if (\$589 ) begin
+      \$766  = 2'h0;
+    end
+    if (\$590 ) begin
+      if (\$594 ) begin
+        \$766  = \$597 [1:0];
       end
     end
     if (rst) begin
-      \$643  = 32'd2927308980;
+      \$766  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$644  = shadow_rss_key_6_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$519 ) begin
-        \$644  = csr__w_data;
-      end
+    \$767  = shadow_ctrl_0_0;
+    if (\$612 ) begin
+      \$767  = csr__w_data;
     end
     if (rst) begin
-      \$644  = 32'd2009804195;
+      \$767  = 32'd126;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$645  = shadow_rss_key_7_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$525 ) begin
-        \$645  = csr__w_data;
-      end
+    \$768  = shadow_max_frame_0_0;
+    if (\$619 ) begin
+      \$768  = csr__w_data;
     end
     if (rst) begin
-      \$645  = 32'd2150691340;
+      \$768  = 32'd1522;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$646  = shadow_rss_key_8_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$531 ) begin
-        \$646  = csr__w_data;
-      end
+    \$769  = shadow_direct_ethertype_0_0;
+    if (\$626 ) begin
+      \$769  = csr__w_data;
     end
     if (rst) begin
-      \$646  = 32'd1782757179;
+      \$769  = 32'd34997;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$647  = shadow_rss_key_9_0;
-    (* full_case = 32'd1 *)
-    if (\$385 ) begin
-    end else if (\$433 ) begin
-    end else if (\$439 ) begin
-    end else begin
-      if (\$537 ) begin
-        \$647  = csr__w_data;
-      end
+    \$770  = shadow_default_action_0_0;
+    if (\$633 ) begin
+      \$770  = csr__w_data;
     end
     if (rst) begin
-      \$647  = 32'd3198943738;
+      \$770  = 32'd589824;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$771  = shadow_rss_key_0_0;
+    if (\$640 ) begin
+      \$771  = csr__w_data;
+    end
+    if (rst) begin
+      \$771  = 32'd1834637018;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$772  = shadow_rss_key_1_0;
+    if (\$647 ) begin
+      \$772  = csr__w_data;
+    end
+    if (rst) begin
+      \$772  = 32'd626724546;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$773  = shadow_rss_key_2_0;
+    if (\$654 ) begin
+      \$773  = csr__w_data;
+    end
+    if (rst) begin
+      \$773  = 32'd1097278781;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$774  = shadow_rss_key_3_0;
+    if (\$661 ) begin
+      \$774  = csr__w_data;
+    end
+    if (rst) begin
+      \$774  = 32'd1134792624;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$775  = shadow_rss_key_4_0;
+    if (\$668 ) begin
+      \$775  = csr__w_data;
+    end
+    if (rst) begin
+      \$775  = 32'd3502910411;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$776  = shadow_rss_key_5_0;
+    if (\$675 ) begin
+      \$776  = csr__w_data;
+    end
+    if (rst) begin
+      \$776  = 32'd2927308980;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$777  = shadow_rss_key_6_0;
+    if (\$682 ) begin
+      \$777  = csr__w_data;
+    end
+    if (rst) begin
+      \$777  = 32'd2009804195;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$778  = shadow_rss_key_7_0;
+    if (\$689 ) begin
+      \$778  = csr__w_data;
+    end
+    if (rst) begin
+      \$778  = 32'd2150691340;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$779  = shadow_rss_key_8_0;
+    if (\$696 ) begin
+      \$779  = csr__w_data;
+    end
+    if (rst) begin
+      \$779  = 32'd1782757179;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$780  = shadow_rss_key_9_0;
+    if (\$703 ) begin
+      \$780  = csr__w_data;
+    end
+    if (rst) begin
+      \$780  = 32'd3198943738;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     reta_r_stb = 1'h0;
-    if (\$545 ) begin
+    if (\$716 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     reta_w_stb = 1'h0;
-    if (\$545 ) begin
+    if (\$716 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     csr__ack = 1'h0;
-    (* full_case = 32'd1 *)
-    if (\$545 ) begin
+    if (\$716 ) begin
       csr__ack = reta_ack;
-    end else if (\$593 ) begin
+    end
+    if (\$717 ) begin
       csr__ack = counters__ack;
-    end else if (\$599 ) begin
-      if (\$603 ) begin
-        csr__ack = \$604 ;
+    end
+    if (\$718 ) begin
+      if (\$722 ) begin
+        csr__ack = \$723 ;
       end
-      if (\$608 ) begin
+      if (\$727 ) begin
         csr__ack = 1'h1;
       end
-    end else begin
-      csr__ack = \$613 ;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    csr__r_data = 32'd0;
-    (* full_case = 32'd1 *)
-    if (\$545 ) begin
-      csr__r_data = { 24'h000000, reta_r_data };
-    end else if (\$593 ) begin
-      csr__r_data = counters__r_data;
-    end else if (\$599 ) begin
-      if (\$603 ) begin
-        csr__r_data = rule_data;
-      end
-    end else begin
-      casez (csr__addr)
-        16'h0000:
-            csr__r_data = 32'd1213090115;
-        16'h0004:
-            csr__r_data = 32'd1;
-        16'h0008:
-            csr__r_data = 32'd1050632;
-        16'h000c:
-            csr__r_data = 32'd4194816;
-        16'h0014:
-            csr__r_data = 32'd0;
-        16'h0010:
-            csr__r_data = 32'd15;
-        16'h0034:
-            csr__r_data = { 30'h00000000, reta_busy, pending };
-        16'h0038:
-            csr__r_data = { 16'h0000, generation };
-        16'h0020:
-            csr__r_data = shadow_ctrl_0_0;
-        16'h0024:
-            csr__r_data = shadow_max_frame_0_0;
-        16'h0028:
-            csr__r_data = shadow_direct_ethertype_0_0;
-        16'h002c:
-            csr__r_data = shadow_default_action_0_0;
-        16'h0040:
-            csr__r_data = shadow_rss_key_0_0;
-        16'h0044:
-            csr__r_data = shadow_rss_key_1_0;
-        16'h0048:
-            csr__r_data = shadow_rss_key_2_0;
-        16'h004c:
-            csr__r_data = shadow_rss_key_3_0;
-        16'h0050:
-            csr__r_data = shadow_rss_key_4_0;
-        16'h0054:
-            csr__r_data = shadow_rss_key_5_0;
-        16'h0058:
-            csr__r_data = shadow_rss_key_6_0;
-        16'h005c:
-            csr__r_data = shadow_rss_key_7_0;
-        16'h0060:
-            csr__r_data = shadow_rss_key_8_0;
-        16'h0064:
-            csr__r_data = shadow_rss_key_9_0;
-      endcase
+    if (\$736 ) begin
+      csr__ack = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     counters__r_stb = 1'h0;
-    if (\$545 ) begin
-    end else if (\$593 ) begin
+    if (\$717 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     counters__w_stb = 1'h0;
-    if (\$545 ) begin
-    end else if (\$593 ) begin
+    if (\$717 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     rule_w__en = 1'h0;
-    if (\$545 ) begin
-    end else if (\$593 ) begin
-    end else if (\$599 ) begin
-      if (\$608 ) begin
+    if (\$718 ) begin
+      if (\$727 ) begin
         rule_w__en = 1'h1;
       end
     end
@@ -18609,9 +18832,9 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   assign reta_w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
-  assign rule_w__addr = \$542 [10:2];
+  assign rule_w__addr = \$708 [10:2];
   assign rule_w__data = csr__w_data;
-  assign reta_addr = \$538 [10:2];
+  assign reta_addr = \$704 [10:2];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -19368,8 +19591,22 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, reta
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
-  assign \$389  = \$388 ;
-  assign \$549  = \$548 ;
+  assign \$387  = \$386 ;
+  assign \$445  = \$444 ;
+  assign { \$544 [31], \$544 [29:28], \$544 [26:23], \$544 [21:20], \$544 [16:15], \$544 [13:12], \$544 [10:9], \$544 [7], \$544 [5:2] } = 20'h00000;
+  assign { \$544 [30], \$544 [27], \$544 [22], \$544 [19:17], \$544 [14], \$544 [11], \$544 [8], \$544 [6], \$544 [1:0] } = { \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0] };
+  assign \$545  = { 1'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 1'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], \$signal$43 [0] };
+  assign \$546 [31:1] = 31'h00000000;
+  assign \$546 [0] = \$signal$43 [1];
+  assign { \$548 [31:21], \$548 [19:12], \$548 [10:4], \$548 [2:0] } = 29'h00000000;
+  assign { \$548 [20], \$548 [11], \$548 [3] } = { \$signal$43 [2], \$signal$43 [2], \$signal$43 [2] };
+  assign { \$550 [31:23], \$550 [21:10], \$550 [8:0] } = 30'h00000000;
+  assign { \$550 [22], \$550 [9] } = { \$signal$43 [3], \$signal$43 [3] };
+  assign \$552  = 32'd0;
+  assign \$553  = \$551 ;
+  assign \$554 [31:4] = 28'h0000000;
+  assign \$554 [3:0] = { \$signal$43 [5], \$signal$43 [5], \$signal$43 [5], \$signal$43 [5] };
+  assign \$710  = \$709 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_r_data, bus_w_data, clk);
@@ -20976,178 +21213,44 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
   assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, hash_enable, symmetric, key, out, i__payload, \i__valid$32 , clk);
+module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [127:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire [127:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [15:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [15:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [127:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [127:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  reg \$167 ;
-  reg [457:0] \$168 ;
-  reg [287:0] \$169 ;
   wire \$17 ;
-  reg [5:0] \$170 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [127:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [127:0] \$25 ;
+  wire [127:0] \$26 ;
+  wire [15:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [127:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [127:0] \$30 ;
+  wire [127:0] \$31 ;
+  wire [127:0] \$32 ;
+  wire [15:0] \$33 ;
+  wire [15:0] \$34 ;
+  wire [127:0] \$35 ;
+  wire [127:0] \$36 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [127:0] \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire [15:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [15:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [127:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [127:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
   input clk;
   wire clk;
   input [7:0] hash_enable;
@@ -21163,9 +21266,133 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   reg [2:0] hash_type;
   input [457:0] i__payload;
   wire [457:0] i__payload;
-  wire [293:0] \i__payload$13 ;
-  wire [287:0] \i__payload$13.data ;
-  wire [5:0] \i__payload$13.length ;
+  wire [751:0] \i__payload$16 ;
+  wire [287:0] \i__payload$16.data ;
+  wire [5:0] \i__payload$16.len ;
+  wire [457:0] \i__payload$16.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$16.meta.drop ;
+  wire [5:0] \i__payload$16.meta.dscp ;
+  wire [127:0] \i__payload$16.meta.dst_addr ;
+  wire [15:0] \i__payload$16.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$16.meta.error ;
+  wire [15:0] \i__payload$16.meta.ethertype ;
+  wire [9:0] \i__payload$16.meta.flags ;
+  wire \i__payload$16.meta.flags.direct ;
+  wire \i__payload$16.meta.flags.fragment ;
+  wire \i__payload$16.meta.flags.ip_options ;
+  wire \i__payload$16.meta.flags.ipv4 ;
+  wire \i__payload$16.meta.flags.ipv6 ;
+  wire \i__payload$16.meta.flags.tcp ;
+  wire \i__payload$16.meta.flags.tunnel ;
+  wire \i__payload$16.meta.flags.udp ;
+  wire \i__payload$16.meta.flags.vlan ;
+  wire \i__payload$16.meta.flags.vlan2 ;
+  wire [15:0] \i__payload$16.meta.generation ;
+  wire [31:0] \i__payload$16.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$16.meta.hash_type ;
+  wire [3:0] \i__payload$16.meta.instance ;
+  wire [7:0] \i__payload$16.meta.ip_proto ;
+  wire [15:0] \i__payload$16.meta.length ;
+  wire [7:0] \i__payload$16.meta.queue ;
+  wire [10:0] \i__payload$16.meta.reta_offset ;
+  wire [3:0] \i__payload$16.meta.reta_size_log2 ;
+  wire [7:0] \i__payload$16.meta.rule ;
+  wire [127:0] \i__payload$16.meta.src_addr ;
+  wire [15:0] \i__payload$16.meta.src_port ;
+  wire [7:0] \i__payload$16.meta.tcp_flags ;
+  wire [11:0] \i__payload$16.meta.vlan_id ;
+  wire [293:0] \i__payload$22 ;
+  wire [287:0] \i__payload$22.data ;
+  wire [5:0] \i__payload$22.length ;
+  wire [459:0] \i__payload$7 ;
+  wire [457:0] \i__payload$7.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$7.meta.drop ;
+  wire [5:0] \i__payload$7.meta.dscp ;
+  wire [127:0] \i__payload$7.meta.dst_addr ;
+  wire [15:0] \i__payload$7.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$7.meta.error ;
+  wire [15:0] \i__payload$7.meta.ethertype ;
+  wire [9:0] \i__payload$7.meta.flags ;
+  wire \i__payload$7.meta.flags.direct ;
+  wire \i__payload$7.meta.flags.fragment ;
+  wire \i__payload$7.meta.flags.ip_options ;
+  wire \i__payload$7.meta.flags.ipv4 ;
+  wire \i__payload$7.meta.flags.ipv6 ;
+  wire \i__payload$7.meta.flags.tcp ;
+  wire \i__payload$7.meta.flags.tunnel ;
+  wire \i__payload$7.meta.flags.udp ;
+  wire \i__payload$7.meta.flags.vlan ;
+  wire \i__payload$7.meta.flags.vlan2 ;
+  wire [15:0] \i__payload$7.meta.generation ;
+  wire [31:0] \i__payload$7.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$7.meta.hash_type ;
+  wire [3:0] \i__payload$7.meta.instance ;
+  wire [7:0] \i__payload$7.meta.ip_proto ;
+  wire [15:0] \i__payload$7.meta.length ;
+  wire [7:0] \i__payload$7.meta.queue ;
+  wire [10:0] \i__payload$7.meta.reta_offset ;
+  wire [3:0] \i__payload$7.meta.reta_size_log2 ;
+  wire [7:0] \i__payload$7.meta.rule ;
+  wire [127:0] \i__payload$7.meta.src_addr ;
+  wire [15:0] \i__payload$7.meta.src_port ;
+  wire [7:0] \i__payload$7.meta.tcp_flags ;
+  wire [11:0] \i__payload$7.meta.vlan_id ;
+  wire \i__payload$7.swap_addr ;
+  wire \i__payload$7.swap_port ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -21226,15 +21453,22 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   wire [11:0] \i__payload.vlan_id ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$9 ;
+  wire \i__ready$15 ;
+  wire \i__ready$18 ;
+  wire \i__ready$6 ;
+  input i__valid;
   wire i__valid;
-  input \i__valid$32 ;
-  wire \i__valid$32 ;
+  wire \i__valid$12 ;
+  wire \i__valid$24 ;
+  wire \i__valid$4 ;
   input [319:0] key;
   wire [319:0] key;
-  wire [319:0] \key$12 ;
-  wire [31:0] o__payload;
-  wire [457:0] \o__payload$23 ;
+  wire [319:0] \key$21 ;
+  wire [459:0] o__payload;
+  wire [751:0] \o__payload$23 ;
+  wire [287:0] \o__payload$23.data ;
+  wire [5:0] \o__payload$23.len ;
+  wire [457:0] \o__payload$23.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -21245,10 +21479,10 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$23.drop ;
-  wire [5:0] \o__payload$23.dscp ;
-  wire [127:0] \o__payload$23.dst_addr ;
-  wire [15:0] \o__payload$23.dst_port ;
+  wire [3:0] \o__payload$23.meta.drop ;
+  wire [5:0] \o__payload$23.meta.dscp ;
+  wire [127:0] \o__payload$23.meta.dst_addr ;
+  wire [15:0] \o__payload$23.meta.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -21258,21 +21492,21 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$23.error ;
-  wire [15:0] \o__payload$23.ethertype ;
-  wire [9:0] \o__payload$23.flags ;
-  wire \o__payload$23.flags.direct ;
-  wire \o__payload$23.flags.fragment ;
-  wire \o__payload$23.flags.ip_options ;
-  wire \o__payload$23.flags.ipv4 ;
-  wire \o__payload$23.flags.ipv6 ;
-  wire \o__payload$23.flags.tcp ;
-  wire \o__payload$23.flags.tunnel ;
-  wire \o__payload$23.flags.udp ;
-  wire \o__payload$23.flags.vlan ;
-  wire \o__payload$23.flags.vlan2 ;
-  wire [15:0] \o__payload$23.generation ;
-  wire [31:0] \o__payload$23.hash ;
+  wire [3:0] \o__payload$23.meta.error ;
+  wire [15:0] \o__payload$23.meta.ethertype ;
+  wire [9:0] \o__payload$23.meta.flags ;
+  wire \o__payload$23.meta.flags.direct ;
+  wire \o__payload$23.meta.flags.fragment ;
+  wire \o__payload$23.meta.flags.ip_options ;
+  wire \o__payload$23.meta.flags.ipv4 ;
+  wire \o__payload$23.meta.flags.ipv6 ;
+  wire \o__payload$23.meta.flags.tcp ;
+  wire \o__payload$23.meta.flags.tunnel ;
+  wire \o__payload$23.meta.flags.udp ;
+  wire \o__payload$23.meta.flags.vlan ;
+  wire \o__payload$23.meta.flags.vlan2 ;
+  wire [15:0] \o__payload$23.meta.generation ;
+  wire [31:0] \o__payload$23.meta.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -21281,24 +21515,149 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$23.hash_type ;
-  wire [3:0] \o__payload$23.instance ;
-  wire [7:0] \o__payload$23.ip_proto ;
-  wire [15:0] \o__payload$23.length ;
-  wire [7:0] \o__payload$23.queue ;
-  wire [10:0] \o__payload$23.reta_offset ;
-  wire [3:0] \o__payload$23.reta_size_log2 ;
-  wire [7:0] \o__payload$23.rule ;
-  wire [127:0] \o__payload$23.src_addr ;
-  wire [15:0] \o__payload$23.src_port ;
-  wire [7:0] \o__payload$23.tcp_flags ;
-  wire [11:0] \o__payload$23.vlan_id ;
-  input o__ready;
+  wire [2:0] \o__payload$23.meta.hash_type ;
+  wire [3:0] \o__payload$23.meta.instance ;
+  wire [7:0] \o__payload$23.meta.ip_proto ;
+  wire [15:0] \o__payload$23.meta.length ;
+  wire [7:0] \o__payload$23.meta.queue ;
+  wire [10:0] \o__payload$23.meta.reta_offset ;
+  wire [3:0] \o__payload$23.meta.reta_size_log2 ;
+  wire [7:0] \o__payload$23.meta.rule ;
+  wire [127:0] \o__payload$23.meta.src_addr ;
+  wire [15:0] \o__payload$23.meta.src_port ;
+  wire [7:0] \o__payload$23.meta.tcp_flags ;
+  wire [11:0] \o__payload$23.meta.vlan_id ;
+  wire [31:0] \o__payload$30 ;
+  wire [457:0] \o__payload$31 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$31.drop ;
+  wire [5:0] \o__payload$31.dscp ;
+  wire [127:0] \o__payload$31.dst_addr ;
+  wire [15:0] \o__payload$31.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$31.error ;
+  wire [15:0] \o__payload$31.ethertype ;
+  wire [9:0] \o__payload$31.flags ;
+  wire \o__payload$31.flags.direct ;
+  wire \o__payload$31.flags.fragment ;
+  wire \o__payload$31.flags.ip_options ;
+  wire \o__payload$31.flags.ipv4 ;
+  wire \o__payload$31.flags.ipv6 ;
+  wire \o__payload$31.flags.tcp ;
+  wire \o__payload$31.flags.tunnel ;
+  wire \o__payload$31.flags.udp ;
+  wire \o__payload$31.flags.vlan ;
+  wire \o__payload$31.flags.vlan2 ;
+  wire [15:0] \o__payload$31.generation ;
+  wire [31:0] \o__payload$31.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$31.hash_type ;
+  wire [3:0] \o__payload$31.instance ;
+  wire [7:0] \o__payload$31.ip_proto ;
+  wire [15:0] \o__payload$31.length ;
+  wire [7:0] \o__payload$31.queue ;
+  wire [10:0] \o__payload$31.reta_offset ;
+  wire [3:0] \o__payload$31.reta_size_log2 ;
+  wire [7:0] \o__payload$31.rule ;
+  wire [127:0] \o__payload$31.src_addr ;
+  wire [15:0] \o__payload$31.src_port ;
+  wire [7:0] \o__payload$31.tcp_flags ;
+  wire [11:0] \o__payload$31.vlan_id ;
+  wire [457:0] \o__payload.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.meta.drop ;
+  wire [5:0] \o__payload.meta.dscp ;
+  wire [127:0] \o__payload.meta.dst_addr ;
+  wire [15:0] \o__payload.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.meta.error ;
+  wire [15:0] \o__payload.meta.ethertype ;
+  wire [9:0] \o__payload.meta.flags ;
+  wire \o__payload.meta.flags.direct ;
+  wire \o__payload.meta.flags.fragment ;
+  wire \o__payload.meta.flags.ip_options ;
+  wire \o__payload.meta.flags.ipv4 ;
+  wire \o__payload.meta.flags.ipv6 ;
+  wire \o__payload.meta.flags.tcp ;
+  wire \o__payload.meta.flags.tunnel ;
+  wire \o__payload.meta.flags.udp ;
+  wire \o__payload.meta.flags.vlan ;
+  wire \o__payload.meta.flags.vlan2 ;
+  wire [15:0] \o__payload.meta.generation ;
+  wire [31:0] \o__payload.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.meta.hash_type ;
+  wire [3:0] \o__payload.meta.instance ;
+  wire [7:0] \o__payload.meta.ip_proto ;
+  wire [15:0] \o__payload.meta.length ;
+  wire [7:0] \o__payload.meta.queue ;
+  wire [10:0] \o__payload.meta.reta_offset ;
+  wire [3:0] \o__payload.meta.reta_size_log2 ;
+  wire [7:0] \o__payload.meta.rule ;
+  wire [127:0] \o__payload.meta.src_addr ;
+  wire [15:0] \o__payload.meta.src_port ;
+  wire [7:0] \o__payload.meta.tcp_flags ;
+  wire [11:0] \o__payload.meta.vlan_id ;
+  wire \o__payload.swap_addr ;
+  wire \o__payload.swap_port ;
   wire o__ready;
-  wire \o__ready$29 ;
-  output o__valid;
+  wire \o__ready$17 ;
+  input \o__ready$36 ;
+  wire \o__ready$36 ;
+  wire \o__ready$37 ;
   wire o__valid;
-  wire \o__valid$26 ;
+  wire \o__valid$25 ;
+  output \o__valid$32 ;
+  wire \o__valid$32 ;
+  wire \o__valid$34 ;
   output [457:0] out;
   wire [457:0] out;
   (* enum_base_type = "DropReason" *)
@@ -21364,133 +21723,11 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   wire r_rdy;
   input rst;
   wire rst;
-  wire [457:0] staged;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \staged.drop ;
-  wire [5:0] \staged.dscp ;
-  wire [127:0] \staged.dst_addr ;
-  wire [15:0] \staged.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \staged.error ;
-  wire [15:0] \staged.ethertype ;
-  wire [9:0] \staged.flags ;
-  wire \staged.flags.direct ;
-  wire \staged.flags.fragment ;
-  wire \staged.flags.ip_options ;
-  wire \staged.flags.ipv4 ;
-  wire \staged.flags.ipv6 ;
-  wire \staged.flags.tcp ;
-  wire \staged.flags.tunnel ;
-  wire \staged.flags.udp ;
-  wire \staged.flags.vlan ;
-  wire \staged.flags.vlan2 ;
-  wire [15:0] \staged.generation ;
-  wire [31:0] \staged.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \staged.hash_type ;
-  wire [3:0] \staged.instance ;
-  wire [7:0] \staged.ip_proto ;
-  wire [15:0] \staged.length ;
-  wire [7:0] \staged.queue ;
-  wire [10:0] \staged.reta_offset ;
-  wire [3:0] \staged.reta_size_log2 ;
-  wire [7:0] \staged.rule ;
-  wire [127:0] \staged.src_addr ;
-  wire [15:0] \staged.src_port ;
-  wire [7:0] \staged.tcp_flags ;
-  wire [11:0] \staged.vlan_id ;
   input symmetric;
   wire symmetric;
-  reg [287:0] t_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [5:0] t_len = 6'h00;
-  (* init = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [457:0] t_meta;
-  (* enum_base_type = "DropReason" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  (* enum_value_1000 = "RULE" *)
-  wire [3:0] \t_meta.drop ;
-  wire [5:0] \t_meta.dscp ;
-  wire [127:0] \t_meta.dst_addr ;
-  wire [15:0] \t_meta.dst_port ;
-  (* enum_base_type = "ParseError" *)
-  (* enum_value_0000 = "NONE" *)
-  (* enum_value_0001 = "MAC_ERROR" *)
-  (* enum_value_0010 = "RUNT" *)
-  (* enum_value_0011 = "OVERSIZE" *)
-  (* enum_value_0100 = "TRUNCATED" *)
-  (* enum_value_0101 = "BAD_IHL" *)
-  (* enum_value_0110 = "BAD_LENGTH" *)
-  (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \t_meta.error ;
-  wire [15:0] \t_meta.ethertype ;
-  wire [9:0] \t_meta.flags ;
-  wire \t_meta.flags.direct ;
-  wire \t_meta.flags.fragment ;
-  wire \t_meta.flags.ip_options ;
-  wire \t_meta.flags.ipv4 ;
-  wire \t_meta.flags.ipv6 ;
-  wire \t_meta.flags.tcp ;
-  wire \t_meta.flags.tunnel ;
-  wire \t_meta.flags.udp ;
-  wire \t_meta.flags.vlan ;
-  wire \t_meta.flags.vlan2 ;
-  wire [15:0] \t_meta.generation ;
-  wire [31:0] \t_meta.hash ;
-  (* enum_base_type = "HashType" *)
-  (* enum_value_000 = "NONE" *)
-  (* enum_value_001 = "IPV4" *)
-  (* enum_value_010 = "IPV4_TCP" *)
-  (* enum_value_011 = "IPV4_UDP" *)
-  (* enum_value_100 = "IPV6" *)
-  (* enum_value_101 = "IPV6_TCP" *)
-  (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \t_meta.hash_type ;
-  wire [3:0] \t_meta.instance ;
-  wire [7:0] \t_meta.ip_proto ;
-  wire [15:0] \t_meta.length ;
-  wire [7:0] \t_meta.queue ;
-  wire [10:0] \t_meta.reta_offset ;
-  wire [3:0] \t_meta.reta_size_log2 ;
-  wire [7:0] \t_meta.rule ;
-  wire [127:0] \t_meta.src_addr ;
-  wire [15:0] \t_meta.src_port ;
-  wire [7:0] \t_meta.tcp_flags ;
-  wire [11:0] \t_meta.vlan_id ;
-  reg t_valid = 1'h0;
   reg [287:0] tuple_data;
   reg [5:0] tuple_len;
-  reg [457:0] w_data = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [457:0] w_data;
   wire w_en;
   wire w_rdy;
   assign \$1  = ! i__payload[19:16];
@@ -21513,159 +21750,45 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   assign \$20  = \$7  & \$19 ;
   assign \$21  = \$6  | \$20 ;
   assign \$22  = symmetric & \$21 ;
-  assign \$23  = \$22  ? i__payload[207:80] : i__payload[335:208];
-  assign \$24  = i__payload[207:176] > i__payload[335:304];
-  assign \$25  = i__payload[207:176] == i__payload[335:304];
-  assign \$26  = i__payload[175:144] > i__payload[303:272];
-  assign \$27  = i__payload[175:144] == i__payload[303:272];
-  assign \$28  = i__payload[143:112] > i__payload[271:240];
-  assign \$29  = i__payload[143:112] == i__payload[271:240];
-  assign \$30  = i__payload[111:80] > i__payload[239:208];
-  assign \$31  = i__payload[111:80] == i__payload[239:208];
-  assign \$34  = \$29  & \$33 ;
-  assign \$35  = \$28  | \$34 ;
-  assign \$36  = \$27  & \$35 ;
-  assign \$37  = \$26  | \$36 ;
-  assign \$38  = \$25  & \$37 ;
-  assign \$39  = \$24  | \$38 ;
-  assign \$40  = symmetric & \$39 ;
-  assign \$41  = \$40  ? i__payload[335:208] : i__payload[207:80];
-  assign \$42  = i__payload[351:336] > i__payload[367:352];
-  assign \$43  = symmetric & \$42 ;
-  assign \$44  = \$43  ? i__payload[351:336] : i__payload[367:352];
-  assign \$45  = i__payload[351:336] > i__payload[367:352];
-  assign \$46  = symmetric & \$45 ;
-  assign \$47  = \$46  ? i__payload[367:352] : i__payload[351:336];
-  assign \$48  = i__payload[207:176] > i__payload[335:304];
-  assign \$49  = i__payload[207:176] == i__payload[335:304];
-  assign \$50  = i__payload[175:144] > i__payload[303:272];
-  assign \$51  = i__payload[175:144] == i__payload[303:272];
-  assign \$52  = i__payload[143:112] > i__payload[271:240];
-  assign \$53  = i__payload[143:112] == i__payload[271:240];
-  assign \$54  = i__payload[111:80] > i__payload[239:208];
-  assign \$55  = i__payload[111:80] == i__payload[239:208];
-  assign \$58  = \$53  & \$57 ;
-  assign \$59  = \$52  | \$58 ;
-  assign \$60  = \$51  & \$59 ;
-  assign \$61  = \$50  | \$60 ;
-  assign \$62  = \$49  & \$61 ;
-  assign \$63  = \$48  | \$62 ;
-  assign \$64  = symmetric & \$63 ;
-  assign \$65  = \$64  ? i__payload[207:80] : i__payload[335:208];
-  assign \$66  = i__payload[207:176] > i__payload[335:304];
-  assign \$67  = i__payload[207:176] == i__payload[335:304];
-  assign \$68  = i__payload[175:144] > i__payload[303:272];
-  assign \$69  = i__payload[175:144] == i__payload[303:272];
-  assign \$70  = i__payload[143:112] > i__payload[271:240];
-  assign \$71  = i__payload[143:112] == i__payload[271:240];
-  assign \$72  = i__payload[111:80] > i__payload[239:208];
-  assign \$73  = i__payload[111:80] == i__payload[239:208];
-  assign \$76  = \$71  & \$75 ;
-  assign \$77  = \$70  | \$76 ;
-  assign \$78  = \$69  & \$77 ;
-  assign \$79  = \$68  | \$78 ;
-  assign \$80  = \$67  & \$79 ;
-  assign \$81  = \$66  | \$80 ;
-  assign \$82  = symmetric & \$81 ;
-  assign \$83  = \$82  ? i__payload[335:208] : i__payload[207:80];
-  assign \$84  = i__payload[207:176] > i__payload[335:304];
-  assign \$85  = i__payload[207:176] == i__payload[335:304];
-  assign \$86  = i__payload[175:144] > i__payload[303:272];
-  assign \$87  = i__payload[175:144] == i__payload[303:272];
-  assign \$88  = i__payload[143:112] > i__payload[271:240];
-  assign \$89  = i__payload[143:112] == i__payload[271:240];
-  assign \$90  = i__payload[111:80] > i__payload[239:208];
-  assign \$91  = i__payload[111:80] == i__payload[239:208];
-  assign \$94  = \$89  & \$93 ;
-  assign \$95  = \$88  | \$94 ;
-  assign \$96  = \$87  & \$95 ;
-  assign \$97  = \$86  | \$96 ;
-  assign \$98  = \$85  & \$97 ;
-  assign \$99  = \$84  | \$98 ;
-  assign \$100  = symmetric & \$99 ;
-  assign \$101  = \$100  ? i__payload[207:80] : i__payload[335:208];
-  assign \$102  = i__payload[207:176] > i__payload[335:304];
-  assign \$103  = i__payload[207:176] == i__payload[335:304];
-  assign \$104  = i__payload[175:144] > i__payload[303:272];
-  assign \$105  = i__payload[175:144] == i__payload[303:272];
-  assign \$106  = i__payload[143:112] > i__payload[271:240];
-  assign \$107  = i__payload[143:112] == i__payload[271:240];
-  assign \$108  = i__payload[111:80] > i__payload[239:208];
-  assign \$109  = i__payload[111:80] == i__payload[239:208];
-  assign \$112  = \$107  & \$111 ;
-  assign \$113  = \$106  | \$112 ;
-  assign \$114  = \$105  & \$113 ;
-  assign \$115  = \$104  | \$114 ;
-  assign \$116  = \$103  & \$115 ;
-  assign \$117  = \$102  | \$116 ;
-  assign \$118  = symmetric & \$117 ;
-  assign \$119  = \$118  ? i__payload[335:208] : i__payload[207:80];
-  assign \$120  = i__payload[351:336] > i__payload[367:352];
-  assign \$121  = symmetric & \$120 ;
-  assign \$122  = \$121  ? i__payload[351:336] : i__payload[367:352];
-  assign \$123  = i__payload[351:336] > i__payload[367:352];
-  assign \$124  = symmetric & \$123 ;
-  assign \$125  = \$124  ? i__payload[367:352] : i__payload[351:336];
-  assign \$126  = i__payload[207:176] > i__payload[335:304];
-  assign \$127  = i__payload[207:176] == i__payload[335:304];
-  assign \$128  = i__payload[175:144] > i__payload[303:272];
-  assign \$129  = i__payload[175:144] == i__payload[303:272];
-  assign \$130  = i__payload[143:112] > i__payload[271:240];
-  assign \$131  = i__payload[143:112] == i__payload[271:240];
-  assign \$132  = i__payload[111:80] > i__payload[239:208];
-  assign \$133  = i__payload[111:80] == i__payload[239:208];
-  assign \$136  = \$131  & \$135 ;
-  assign \$137  = \$130  | \$136 ;
-  assign \$138  = \$129  & \$137 ;
-  assign \$139  = \$128  | \$138 ;
-  assign \$140  = \$127  & \$139 ;
-  assign \$141  = \$126  | \$140 ;
-  assign \$142  = symmetric & \$141 ;
-  assign \$143  = \$142  ? i__payload[207:80] : i__payload[335:208];
-  assign \$144  = i__payload[207:176] > i__payload[335:304];
-  assign \$145  = i__payload[207:176] == i__payload[335:304];
-  assign \$146  = i__payload[175:144] > i__payload[303:272];
-  assign \$147  = i__payload[175:144] == i__payload[303:272];
-  assign \$148  = i__payload[143:112] > i__payload[271:240];
-  assign \$149  = i__payload[143:112] == i__payload[271:240];
-  assign \$150  = i__payload[111:80] > i__payload[239:208];
-  assign \$151  = i__payload[111:80] == i__payload[239:208];
-  assign \$154  = \$149  & \$153 ;
-  assign \$155  = \$148  | \$154 ;
-  assign \$156  = \$147  & \$155 ;
-  assign \$157  = \$146  | \$156 ;
-  assign \$158  = \$145  & \$157 ;
-  assign \$159  = \$144  | \$158 ;
-  assign \$160  = symmetric & \$159 ;
-  assign \$161  = \$160  ? i__payload[335:208] : i__payload[207:80];
-  assign \$162  = ~ t_valid;
-  assign \$163  = \i__ready$9  & w_rdy;
-  assign i__ready = \$162  | \$163 ;
-  assign i__valid = t_valid & w_rdy;
-  assign w_en = t_valid & \i__ready$9 ;
-  assign o__valid = r_rdy & \o__valid$26 ;
-  assign r_en = o__ready & \o__valid$26 ;
-  assign \o__ready$29  = o__ready & r_rdy;
-  assign \$164  = ~ t_valid;
-  assign \$165  = \i__ready$9  & w_rdy;
-  assign \$166  = \$164  | \$165 ;
-  always @(posedge clk)
-    t_valid <= \$167 ;
-  always @(posedge clk)
-    w_data <= \$168 ;
-  always @(posedge clk)
-    t_data <= \$169 ;
-  always @(posedge clk)
-    t_len <= \$170 ;
+  assign \$23  = i__payload[351:336] > i__payload[367:352];
+  assign \$24  = symmetric & \$23 ;
+  assign \$25  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
+  assign \$26  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
+  assign \$27  = o__payload[459] ? o__payload[351:336] : o__payload[367:352];
+  assign \$28  = o__payload[459] ? o__payload[367:352] : o__payload[351:336];
+  assign \$29  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
+  assign \$30  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
+  assign \$31  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
+  assign \$32  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
+  assign \$33  = o__payload[459] ? o__payload[351:336] : o__payload[367:352];
+  assign \$34  = o__payload[459] ? o__payload[367:352] : o__payload[351:336];
+  assign \$35  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
+  assign \$36  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
+  assign \o__ready$17  = \i__ready$18  & w_rdy;
+  assign \i__valid$24  = \o__valid$25  & w_rdy;
+  assign w_en = \o__valid$25  & \i__ready$18 ;
+  assign \o__valid$32  = r_rdy & \o__valid$34 ;
+  assign r_en = \o__ready$36  & \o__valid$34 ;
+  assign \o__ready$37  = \o__ready$36  & r_rdy;
+  \hetnic_rx_pipeline_w64.pipeline.rss.a_slice  a_slice (
+    .clk(clk),
+    .i__payload(\i__payload$7 ),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$12 ),
+    .rst(rst)
+  );
   \hetnic_rx_pipeline_w64.pipeline.rss.engine  engine (
     .clk(clk),
-    .i__payload(\i__payload$13 ),
-    .i__ready(\i__ready$9 ),
-    .i__valid(i__valid),
+    .i__payload(\i__payload$22 ),
+    .i__ready(\i__ready$18 ),
+    .i__valid(\i__valid$24 ),
     .key(key),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$29 ),
-    .o__valid(\o__valid$26 ),
+    .o__payload(\o__payload$30 ),
+    .o__ready(\o__ready$37 ),
+    .o__valid(\o__valid$34 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss.pending  pending (
@@ -21675,8 +21798,18 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(w_data),
+    .w_port__data(\o__payload$23 [457:0]),
     .w_rdy(w_rdy)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.rss.t_slice  t_slice (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$12 ),
+    .o__payload(\o__payload$23 ),
+    .o__ready(\o__ready$17 ),
+    .o__valid(\o__valid$25 ),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
@@ -21704,21 +21837,21 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
-    casez (hash_type)
+    casez (o__payload[402:400])
       3'h1:
-          tuple_data = { \$41 [31:0], \$23 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$26 [31:0], \$25 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
       3'h2, 3'h3:
-          tuple_data = { \$83 [31:0], \$65 [31:0], \$47 , \$44 , 192'h000000000000000000000000000000000000000000000000 };
+          tuple_data = { \$30 [31:0], \$29 [31:0], \$28 , \$27 , 192'h000000000000000000000000000000000000000000000000 };
       3'h4:
-          tuple_data = { \$119 , \$101 , 32'h00000000 };
+          tuple_data = { \$32 , \$31 , 32'h00000000 };
       3'h5, 3'h6:
-          tuple_data = { \$161 , \$143 , \$125 , \$122  };
+          tuple_data = { \$36 , \$35 , \$34 , \$33  };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     tuple_len = 6'h00;
-    casez (hash_type)
+    casez (o__payload[402:400])
       3'h1:
           tuple_len = 6'h08;
       3'h2, 3'h3:
@@ -21729,49 +21862,13 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
           tuple_len = 6'h24;
     endcase
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$167  = t_valid;
-    if (\$166 ) begin
-      \$167  = \i__valid$32 ;
-    end
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$168  = w_data;
-    if (\$166 ) begin
-      \$168  = staged;
-    end
-    if (rst) begin
-      \$168  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$169  = t_data;
-    if (\$166 ) begin
-      \$169  = tuple_data;
-    end
-    if (rst) begin
-      \$169  = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$170  = t_len;
-    if (\$166 ) begin
-      \$170  = tuple_len;
-    end
-    if (rst) begin
-      \$170  = 6'h00;
-    end
-  end
-  assign \key$12  = key;
-  assign t_meta = w_data;
-  assign \o__payload$23  = out;
+  assign \i__valid$4  = i__valid;
+  assign \i__ready$6  = i__ready;
+  assign o__valid = \i__valid$12 ;
+  assign \i__ready$15  = o__ready;
+  assign \key$21  = key;
+  assign w_data = \o__payload$23 [457:0];
+  assign \o__payload$31  = out;
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
   assign \i__payload.flags  = i__payload[29:20];
@@ -21803,70 +21900,144 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   assign \i__payload.drop  = i__payload[433:430];
   assign \i__payload.queue  = i__payload[441:434];
   assign \i__payload.generation  = i__payload[457:442];
-  assign \staged.length  = staged[15:0];
-  assign \staged.error  = staged[19:16];
-  assign \staged.flags  = staged[29:20];
-  assign \staged.flags.vlan  = staged[20];
-  assign \staged.flags.vlan2  = staged[21];
-  assign \staged.flags.ipv4  = staged[22];
-  assign \staged.flags.ipv6  = staged[23];
-  assign \staged.flags.fragment  = staged[24];
-  assign \staged.flags.tcp  = staged[25];
-  assign \staged.flags.udp  = staged[26];
-  assign \staged.flags.tunnel  = staged[27];
-  assign \staged.flags.direct  = staged[28];
-  assign \staged.flags.ip_options  = staged[29];
-  assign \staged.ethertype  = staged[45:30];
-  assign \staged.vlan_id  = staged[57:46];
-  assign \staged.dscp  = staged[63:58];
-  assign \staged.ip_proto  = staged[71:64];
-  assign \staged.tcp_flags  = staged[79:72];
-  assign \staged.src_addr  = staged[207:80];
-  assign \staged.dst_addr  = staged[335:208];
-  assign \staged.src_port  = staged[351:336];
-  assign \staged.dst_port  = staged[367:352];
-  assign \staged.hash  = staged[399:368];
-  assign \staged.hash_type  = staged[402:400];
-  assign \staged.rule  = staged[410:403];
-  assign \staged.instance  = staged[414:411];
-  assign \staged.reta_offset  = staged[425:415];
-  assign \staged.reta_size_log2  = staged[429:426];
-  assign \staged.drop  = staged[433:430];
-  assign \staged.queue  = staged[441:434];
-  assign \staged.generation  = staged[457:442];
-  assign \i__payload$13.data  = \i__payload$13 [287:0];
-  assign \i__payload$13.length  = \i__payload$13 [293:288];
-  assign \t_meta.length  = w_data[15:0];
-  assign \t_meta.error  = w_data[19:16];
-  assign \t_meta.flags  = w_data[29:20];
-  assign \t_meta.flags.vlan  = w_data[20];
-  assign \t_meta.flags.vlan2  = w_data[21];
-  assign \t_meta.flags.ipv4  = w_data[22];
-  assign \t_meta.flags.ipv6  = w_data[23];
-  assign \t_meta.flags.fragment  = w_data[24];
-  assign \t_meta.flags.tcp  = w_data[25];
-  assign \t_meta.flags.udp  = w_data[26];
-  assign \t_meta.flags.tunnel  = w_data[27];
-  assign \t_meta.flags.direct  = w_data[28];
-  assign \t_meta.flags.ip_options  = w_data[29];
-  assign \t_meta.ethertype  = w_data[45:30];
-  assign \t_meta.vlan_id  = w_data[57:46];
-  assign \t_meta.dscp  = w_data[63:58];
-  assign \t_meta.ip_proto  = w_data[71:64];
-  assign \t_meta.tcp_flags  = w_data[79:72];
-  assign \t_meta.src_addr  = w_data[207:80];
-  assign \t_meta.dst_addr  = w_data[335:208];
-  assign \t_meta.src_port  = w_data[351:336];
-  assign \t_meta.dst_port  = w_data[367:352];
-  assign \t_meta.hash  = w_data[399:368];
-  assign \t_meta.hash_type  = w_data[402:400];
-  assign \t_meta.rule  = w_data[410:403];
-  assign \t_meta.instance  = w_data[414:411];
-  assign \t_meta.reta_offset  = w_data[425:415];
-  assign \t_meta.reta_size_log2  = w_data[429:426];
-  assign \t_meta.drop  = w_data[433:430];
-  assign \t_meta.queue  = w_data[441:434];
-  assign \t_meta.generation  = w_data[457:442];
+  assign \i__payload$7.meta  = \i__payload$7 [457:0];
+  assign \i__payload$7.meta.length  = \i__payload$7 [15:0];
+  assign \i__payload$7.meta.error  = \i__payload$7 [19:16];
+  assign \i__payload$7.meta.flags  = \i__payload$7 [29:20];
+  assign \i__payload$7.meta.flags.vlan  = \i__payload$7 [20];
+  assign \i__payload$7.meta.flags.vlan2  = \i__payload$7 [21];
+  assign \i__payload$7.meta.flags.ipv4  = \i__payload$7 [22];
+  assign \i__payload$7.meta.flags.ipv6  = \i__payload$7 [23];
+  assign \i__payload$7.meta.flags.fragment  = \i__payload$7 [24];
+  assign \i__payload$7.meta.flags.tcp  = \i__payload$7 [25];
+  assign \i__payload$7.meta.flags.udp  = \i__payload$7 [26];
+  assign \i__payload$7.meta.flags.tunnel  = \i__payload$7 [27];
+  assign \i__payload$7.meta.flags.direct  = \i__payload$7 [28];
+  assign \i__payload$7.meta.flags.ip_options  = \i__payload$7 [29];
+  assign \i__payload$7.meta.ethertype  = \i__payload$7 [45:30];
+  assign \i__payload$7.meta.vlan_id  = \i__payload$7 [57:46];
+  assign \i__payload$7.meta.dscp  = \i__payload$7 [63:58];
+  assign \i__payload$7.meta.ip_proto  = \i__payload$7 [71:64];
+  assign \i__payload$7.meta.tcp_flags  = \i__payload$7 [79:72];
+  assign \i__payload$7.meta.src_addr  = \i__payload$7 [207:80];
+  assign \i__payload$7.meta.dst_addr  = \i__payload$7 [335:208];
+  assign \i__payload$7.meta.src_port  = \i__payload$7 [351:336];
+  assign \i__payload$7.meta.dst_port  = \i__payload$7 [367:352];
+  assign \i__payload$7.meta.hash  = \i__payload$7 [399:368];
+  assign \i__payload$7.meta.hash_type  = \i__payload$7 [402:400];
+  assign \i__payload$7.meta.rule  = \i__payload$7 [410:403];
+  assign \i__payload$7.meta.instance  = \i__payload$7 [414:411];
+  assign \i__payload$7.meta.reta_offset  = \i__payload$7 [425:415];
+  assign \i__payload$7.meta.reta_size_log2  = \i__payload$7 [429:426];
+  assign \i__payload$7.meta.drop  = \i__payload$7 [433:430];
+  assign \i__payload$7.meta.queue  = \i__payload$7 [441:434];
+  assign \i__payload$7.meta.generation  = \i__payload$7 [457:442];
+  assign \i__payload$7.swap_addr  = \i__payload$7 [458];
+  assign \i__payload$7.swap_port  = \i__payload$7 [459];
+  assign \o__payload.meta  = o__payload[457:0];
+  assign \o__payload.meta.length  = o__payload[15:0];
+  assign \o__payload.meta.error  = o__payload[19:16];
+  assign \o__payload.meta.flags  = o__payload[29:20];
+  assign \o__payload.meta.flags.vlan  = o__payload[20];
+  assign \o__payload.meta.flags.vlan2  = o__payload[21];
+  assign \o__payload.meta.flags.ipv4  = o__payload[22];
+  assign \o__payload.meta.flags.ipv6  = o__payload[23];
+  assign \o__payload.meta.flags.fragment  = o__payload[24];
+  assign \o__payload.meta.flags.tcp  = o__payload[25];
+  assign \o__payload.meta.flags.udp  = o__payload[26];
+  assign \o__payload.meta.flags.tunnel  = o__payload[27];
+  assign \o__payload.meta.flags.direct  = o__payload[28];
+  assign \o__payload.meta.flags.ip_options  = o__payload[29];
+  assign \o__payload.meta.ethertype  = o__payload[45:30];
+  assign \o__payload.meta.vlan_id  = o__payload[57:46];
+  assign \o__payload.meta.dscp  = o__payload[63:58];
+  assign \o__payload.meta.ip_proto  = o__payload[71:64];
+  assign \o__payload.meta.tcp_flags  = o__payload[79:72];
+  assign \o__payload.meta.src_addr  = o__payload[207:80];
+  assign \o__payload.meta.dst_addr  = o__payload[335:208];
+  assign \o__payload.meta.src_port  = o__payload[351:336];
+  assign \o__payload.meta.dst_port  = o__payload[367:352];
+  assign \o__payload.meta.hash  = o__payload[399:368];
+  assign \o__payload.meta.hash_type  = o__payload[402:400];
+  assign \o__payload.meta.rule  = o__payload[410:403];
+  assign \o__payload.meta.instance  = o__payload[414:411];
+  assign \o__payload.meta.reta_offset  = o__payload[425:415];
+  assign \o__payload.meta.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.meta.drop  = o__payload[433:430];
+  assign \o__payload.meta.queue  = o__payload[441:434];
+  assign \o__payload.meta.generation  = o__payload[457:442];
+  assign \o__payload.swap_addr  = o__payload[458];
+  assign \o__payload.swap_port  = o__payload[459];
+  assign \i__payload$16.meta  = \i__payload$16 [457:0];
+  assign \i__payload$16.meta.length  = \i__payload$16 [15:0];
+  assign \i__payload$16.meta.error  = \i__payload$16 [19:16];
+  assign \i__payload$16.meta.flags  = \i__payload$16 [29:20];
+  assign \i__payload$16.meta.flags.vlan  = \i__payload$16 [20];
+  assign \i__payload$16.meta.flags.vlan2  = \i__payload$16 [21];
+  assign \i__payload$16.meta.flags.ipv4  = \i__payload$16 [22];
+  assign \i__payload$16.meta.flags.ipv6  = \i__payload$16 [23];
+  assign \i__payload$16.meta.flags.fragment  = \i__payload$16 [24];
+  assign \i__payload$16.meta.flags.tcp  = \i__payload$16 [25];
+  assign \i__payload$16.meta.flags.udp  = \i__payload$16 [26];
+  assign \i__payload$16.meta.flags.tunnel  = \i__payload$16 [27];
+  assign \i__payload$16.meta.flags.direct  = \i__payload$16 [28];
+  assign \i__payload$16.meta.flags.ip_options  = \i__payload$16 [29];
+  assign \i__payload$16.meta.ethertype  = \i__payload$16 [45:30];
+  assign \i__payload$16.meta.vlan_id  = \i__payload$16 [57:46];
+  assign \i__payload$16.meta.dscp  = \i__payload$16 [63:58];
+  assign \i__payload$16.meta.ip_proto  = \i__payload$16 [71:64];
+  assign \i__payload$16.meta.tcp_flags  = \i__payload$16 [79:72];
+  assign \i__payload$16.meta.src_addr  = \i__payload$16 [207:80];
+  assign \i__payload$16.meta.dst_addr  = \i__payload$16 [335:208];
+  assign \i__payload$16.meta.src_port  = \i__payload$16 [351:336];
+  assign \i__payload$16.meta.dst_port  = \i__payload$16 [367:352];
+  assign \i__payload$16.meta.hash  = \i__payload$16 [399:368];
+  assign \i__payload$16.meta.hash_type  = \i__payload$16 [402:400];
+  assign \i__payload$16.meta.rule  = \i__payload$16 [410:403];
+  assign \i__payload$16.meta.instance  = \i__payload$16 [414:411];
+  assign \i__payload$16.meta.reta_offset  = \i__payload$16 [425:415];
+  assign \i__payload$16.meta.reta_size_log2  = \i__payload$16 [429:426];
+  assign \i__payload$16.meta.drop  = \i__payload$16 [433:430];
+  assign \i__payload$16.meta.queue  = \i__payload$16 [441:434];
+  assign \i__payload$16.meta.generation  = \i__payload$16 [457:442];
+  assign \i__payload$16.data  = \i__payload$16 [745:458];
+  assign \i__payload$16.len  = \i__payload$16 [751:746];
+  assign \i__payload$22.data  = \i__payload$22 [287:0];
+  assign \i__payload$22.length  = \i__payload$22 [293:288];
+  assign \o__payload$23.meta  = \o__payload$23 [457:0];
+  assign \o__payload$23.meta.length  = \o__payload$23 [15:0];
+  assign \o__payload$23.meta.error  = \o__payload$23 [19:16];
+  assign \o__payload$23.meta.flags  = \o__payload$23 [29:20];
+  assign \o__payload$23.meta.flags.vlan  = \o__payload$23 [20];
+  assign \o__payload$23.meta.flags.vlan2  = \o__payload$23 [21];
+  assign \o__payload$23.meta.flags.ipv4  = \o__payload$23 [22];
+  assign \o__payload$23.meta.flags.ipv6  = \o__payload$23 [23];
+  assign \o__payload$23.meta.flags.fragment  = \o__payload$23 [24];
+  assign \o__payload$23.meta.flags.tcp  = \o__payload$23 [25];
+  assign \o__payload$23.meta.flags.udp  = \o__payload$23 [26];
+  assign \o__payload$23.meta.flags.tunnel  = \o__payload$23 [27];
+  assign \o__payload$23.meta.flags.direct  = \o__payload$23 [28];
+  assign \o__payload$23.meta.flags.ip_options  = \o__payload$23 [29];
+  assign \o__payload$23.meta.ethertype  = \o__payload$23 [45:30];
+  assign \o__payload$23.meta.vlan_id  = \o__payload$23 [57:46];
+  assign \o__payload$23.meta.dscp  = \o__payload$23 [63:58];
+  assign \o__payload$23.meta.ip_proto  = \o__payload$23 [71:64];
+  assign \o__payload$23.meta.tcp_flags  = \o__payload$23 [79:72];
+  assign \o__payload$23.meta.src_addr  = \o__payload$23 [207:80];
+  assign \o__payload$23.meta.dst_addr  = \o__payload$23 [335:208];
+  assign \o__payload$23.meta.src_port  = \o__payload$23 [351:336];
+  assign \o__payload$23.meta.dst_port  = \o__payload$23 [367:352];
+  assign \o__payload$23.meta.hash  = \o__payload$23 [399:368];
+  assign \o__payload$23.meta.hash_type  = \o__payload$23 [402:400];
+  assign \o__payload$23.meta.rule  = \o__payload$23 [410:403];
+  assign \o__payload$23.meta.instance  = \o__payload$23 [414:411];
+  assign \o__payload$23.meta.reta_offset  = \o__payload$23 [425:415];
+  assign \o__payload$23.meta.reta_size_log2  = \o__payload$23 [429:426];
+  assign \o__payload$23.meta.drop  = \o__payload$23 [433:430];
+  assign \o__payload$23.meta.queue  = \o__payload$23 [441:434];
+  assign \o__payload$23.meta.generation  = \o__payload$23 [457:442];
+  assign \o__payload$23.data  = \o__payload$23 [745:458];
+  assign \o__payload$23.len  = \o__payload$23 [751:746];
   assign \out.length  = out[15:0];
   assign \out.error  = out[19:16];
   assign \out.flags  = out[29:20];
@@ -21898,66 +22069,440 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, i__ready, o__valid, o__ready, 
   assign \out.drop  = out[433:430];
   assign \out.queue  = out[441:434];
   assign \out.generation  = out[457:442];
-  assign \o__payload$23.length  = out[15:0];
-  assign \o__payload$23.error  = out[19:16];
-  assign \o__payload$23.flags  = out[29:20];
-  assign \o__payload$23.flags.vlan  = out[20];
-  assign \o__payload$23.flags.vlan2  = out[21];
-  assign \o__payload$23.flags.ipv4  = out[22];
-  assign \o__payload$23.flags.ipv6  = out[23];
-  assign \o__payload$23.flags.fragment  = out[24];
-  assign \o__payload$23.flags.tcp  = out[25];
-  assign \o__payload$23.flags.udp  = out[26];
-  assign \o__payload$23.flags.tunnel  = out[27];
-  assign \o__payload$23.flags.direct  = out[28];
-  assign \o__payload$23.flags.ip_options  = out[29];
-  assign \o__payload$23.ethertype  = out[45:30];
-  assign \o__payload$23.vlan_id  = out[57:46];
-  assign \o__payload$23.dscp  = out[63:58];
-  assign \o__payload$23.ip_proto  = out[71:64];
-  assign \o__payload$23.tcp_flags  = out[79:72];
-  assign \o__payload$23.src_addr  = out[207:80];
-  assign \o__payload$23.dst_addr  = out[335:208];
-  assign \o__payload$23.src_port  = out[351:336];
-  assign \o__payload$23.dst_port  = out[367:352];
-  assign \o__payload$23.hash  = out[399:368];
-  assign \o__payload$23.hash_type  = out[402:400];
-  assign \o__payload$23.rule  = out[410:403];
-  assign \o__payload$23.instance  = out[414:411];
-  assign \o__payload$23.reta_offset  = out[425:415];
-  assign \o__payload$23.reta_size_log2  = out[429:426];
-  assign \o__payload$23.drop  = out[433:430];
-  assign \o__payload$23.queue  = out[441:434];
-  assign \o__payload$23.generation  = out[457:442];
-  assign out[399:368] = o__payload;
+  assign \o__payload$31.length  = out[15:0];
+  assign \o__payload$31.error  = out[19:16];
+  assign \o__payload$31.flags  = out[29:20];
+  assign \o__payload$31.flags.vlan  = out[20];
+  assign \o__payload$31.flags.vlan2  = out[21];
+  assign \o__payload$31.flags.ipv4  = out[22];
+  assign \o__payload$31.flags.ipv6  = out[23];
+  assign \o__payload$31.flags.fragment  = out[24];
+  assign \o__payload$31.flags.tcp  = out[25];
+  assign \o__payload$31.flags.udp  = out[26];
+  assign \o__payload$31.flags.tunnel  = out[27];
+  assign \o__payload$31.flags.direct  = out[28];
+  assign \o__payload$31.flags.ip_options  = out[29];
+  assign \o__payload$31.ethertype  = out[45:30];
+  assign \o__payload$31.vlan_id  = out[57:46];
+  assign \o__payload$31.dscp  = out[63:58];
+  assign \o__payload$31.ip_proto  = out[71:64];
+  assign \o__payload$31.tcp_flags  = out[79:72];
+  assign \o__payload$31.src_addr  = out[207:80];
+  assign \o__payload$31.dst_addr  = out[335:208];
+  assign \o__payload$31.src_port  = out[351:336];
+  assign \o__payload$31.dst_port  = out[367:352];
+  assign \o__payload$31.hash  = out[399:368];
+  assign \o__payload$31.hash_type  = out[402:400];
+  assign \o__payload$31.rule  = out[410:403];
+  assign \o__payload$31.instance  = out[414:411];
+  assign \o__payload$31.reta_offset  = out[425:415];
+  assign \o__payload$31.reta_size_log2  = out[429:426];
+  assign \o__payload$31.drop  = out[433:430];
+  assign \o__payload$31.queue  = out[441:434];
+  assign \o__payload$31.generation  = out[457:442];
+  assign out[399:368] = \o__payload$30 ;
   assign { out[457:400], out[367:0] } = { r_data[457:400], r_data[367:0] };
-  assign \i__payload$13 [293:288] = t_len;
-  assign \i__payload$13 [287:0] = t_data;
-  assign staged[399:368] = 32'd0;
-  assign staged[402:400] = hash_type;
-  assign { staged[457:403], staged[367:0] } = { i__payload[457:403], i__payload[367:0] };
+  assign \i__payload$22 [293:288] = \o__payload$23 [751:746];
+  assign \i__payload$22 [287:0] = \o__payload$23 [745:458];
+  assign \i__payload$16 [751:746] = tuple_len;
+  assign \i__payload$16 [745:458] = tuple_data;
+  assign \i__payload$16 [457:0] = o__payload[457:0];
+  assign \i__payload$7 [459] = \$24 ;
+  assign \i__payload$7 [458] = \$22 ;
+  assign \i__payload$7 [399:368] = 32'd0;
+  assign \i__payload$7 [402:400] = hash_type;
+  assign { \i__payload$7 [457:403], \i__payload$7 [367:0] } = { i__payload[457:403], i__payload[367:0] };
   assign \$14  = 1'h0;
   assign \$15  = \$12 ;
-  assign \$32  = 1'h0;
-  assign \$33  = \$30 ;
-  assign \$56  = 1'h0;
-  assign \$57  = \$54 ;
-  assign \$74  = 1'h0;
-  assign \$75  = \$72 ;
-  assign \$92  = 1'h0;
-  assign \$93  = \$90 ;
-  assign \$110  = 1'h0;
-  assign \$111  = \$108 ;
-  assign \$134  = 1'h0;
-  assign \$135  = \$132 ;
-  assign \$152  = 1'h0;
-  assign \$153  = \$150 ;
+endmodule
+
+module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [459:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [459:0] \$8 ;
+  input clk;
+  wire clk;
+  input [459:0] i__payload;
+  wire [459:0] i__payload;
+  wire [457:0] \i__payload.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.meta.drop ;
+  wire [5:0] \i__payload.meta.dscp ;
+  wire [127:0] \i__payload.meta.dst_addr ;
+  wire [15:0] \i__payload.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.meta.error ;
+  wire [15:0] \i__payload.meta.ethertype ;
+  wire [9:0] \i__payload.meta.flags ;
+  wire \i__payload.meta.flags.direct ;
+  wire \i__payload.meta.flags.fragment ;
+  wire \i__payload.meta.flags.ip_options ;
+  wire \i__payload.meta.flags.ipv4 ;
+  wire \i__payload.meta.flags.ipv6 ;
+  wire \i__payload.meta.flags.tcp ;
+  wire \i__payload.meta.flags.tunnel ;
+  wire \i__payload.meta.flags.udp ;
+  wire \i__payload.meta.flags.vlan ;
+  wire \i__payload.meta.flags.vlan2 ;
+  wire [15:0] \i__payload.meta.generation ;
+  wire [31:0] \i__payload.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.meta.hash_type ;
+  wire [3:0] \i__payload.meta.instance ;
+  wire [7:0] \i__payload.meta.ip_proto ;
+  wire [15:0] \i__payload.meta.length ;
+  wire [7:0] \i__payload.meta.queue ;
+  wire [10:0] \i__payload.meta.reta_offset ;
+  wire [3:0] \i__payload.meta.reta_size_log2 ;
+  wire [7:0] \i__payload.meta.rule ;
+  wire [127:0] \i__payload.meta.src_addr ;
+  wire [15:0] \i__payload.meta.src_port ;
+  wire [7:0] \i__payload.meta.tcp_flags ;
+  wire [11:0] \i__payload.meta.vlan_id ;
+  wire \i__payload.swap_addr ;
+  wire \i__payload.swap_port ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [459:0] o__payload;
+  reg [459:0] o__payload = 460'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [457:0] \o__payload.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.meta.drop ;
+  wire [5:0] \o__payload.meta.dscp ;
+  wire [127:0] \o__payload.meta.dst_addr ;
+  wire [15:0] \o__payload.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.meta.error ;
+  wire [15:0] \o__payload.meta.ethertype ;
+  wire [9:0] \o__payload.meta.flags ;
+  wire \o__payload.meta.flags.direct ;
+  wire \o__payload.meta.flags.fragment ;
+  wire \o__payload.meta.flags.ip_options ;
+  wire \o__payload.meta.flags.ipv4 ;
+  wire \o__payload.meta.flags.ipv6 ;
+  wire \o__payload.meta.flags.tcp ;
+  wire \o__payload.meta.flags.tunnel ;
+  wire \o__payload.meta.flags.udp ;
+  wire \o__payload.meta.flags.vlan ;
+  wire \o__payload.meta.flags.vlan2 ;
+  wire [15:0] \o__payload.meta.generation ;
+  wire [31:0] \o__payload.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.meta.hash_type ;
+  wire [3:0] \o__payload.meta.instance ;
+  wire [7:0] \o__payload.meta.ip_proto ;
+  wire [15:0] \o__payload.meta.length ;
+  wire [7:0] \o__payload.meta.queue ;
+  wire [10:0] \o__payload.meta.reta_offset ;
+  wire [3:0] \o__payload.meta.reta_size_log2 ;
+  wire [7:0] \o__payload.meta.rule ;
+  wire [127:0] \o__payload.meta.src_addr ;
+  wire [15:0] \o__payload.meta.src_port ;
+  wire [7:0] \o__payload.meta.tcp_flags ;
+  wire [11:0] \o__payload.meta.vlan_id ;
+  wire \o__payload.swap_addr ;
+  wire \o__payload.swap_port ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [459:0] skid = 460'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [457:0] \skid.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.meta.drop ;
+  wire [5:0] \skid.meta.dscp ;
+  wire [127:0] \skid.meta.dst_addr ;
+  wire [15:0] \skid.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.meta.error ;
+  wire [15:0] \skid.meta.ethertype ;
+  wire [9:0] \skid.meta.flags ;
+  wire \skid.meta.flags.direct ;
+  wire \skid.meta.flags.fragment ;
+  wire \skid.meta.flags.ip_options ;
+  wire \skid.meta.flags.ipv4 ;
+  wire \skid.meta.flags.ipv6 ;
+  wire \skid.meta.flags.tcp ;
+  wire \skid.meta.flags.tunnel ;
+  wire \skid.meta.flags.udp ;
+  wire \skid.meta.flags.vlan ;
+  wire \skid.meta.flags.vlan2 ;
+  wire [15:0] \skid.meta.generation ;
+  wire [31:0] \skid.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.meta.hash_type ;
+  wire [3:0] \skid.meta.instance ;
+  wire [7:0] \skid.meta.ip_proto ;
+  wire [15:0] \skid.meta.length ;
+  wire [7:0] \skid.meta.queue ;
+  wire [10:0] \skid.meta.reta_offset ;
+  wire [3:0] \skid.meta.reta_size_log2 ;
+  wire [7:0] \skid.meta.rule ;
+  wire [127:0] \skid.meta.src_addr ;
+  wire [15:0] \skid.meta.src_port ;
+  wire [7:0] \skid.meta.tcp_flags ;
+  wire [11:0] \skid.meta.vlan_id ;
+  wire \skid.swap_addr ;
+  wire \skid.swap_port ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 460'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 460'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.meta  = o__payload[457:0];
+  assign \o__payload.meta.length  = o__payload[15:0];
+  assign \o__payload.meta.error  = o__payload[19:16];
+  assign \o__payload.meta.flags  = o__payload[29:20];
+  assign \o__payload.meta.flags.vlan  = o__payload[20];
+  assign \o__payload.meta.flags.vlan2  = o__payload[21];
+  assign \o__payload.meta.flags.ipv4  = o__payload[22];
+  assign \o__payload.meta.flags.ipv6  = o__payload[23];
+  assign \o__payload.meta.flags.fragment  = o__payload[24];
+  assign \o__payload.meta.flags.tcp  = o__payload[25];
+  assign \o__payload.meta.flags.udp  = o__payload[26];
+  assign \o__payload.meta.flags.tunnel  = o__payload[27];
+  assign \o__payload.meta.flags.direct  = o__payload[28];
+  assign \o__payload.meta.flags.ip_options  = o__payload[29];
+  assign \o__payload.meta.ethertype  = o__payload[45:30];
+  assign \o__payload.meta.vlan_id  = o__payload[57:46];
+  assign \o__payload.meta.dscp  = o__payload[63:58];
+  assign \o__payload.meta.ip_proto  = o__payload[71:64];
+  assign \o__payload.meta.tcp_flags  = o__payload[79:72];
+  assign \o__payload.meta.src_addr  = o__payload[207:80];
+  assign \o__payload.meta.dst_addr  = o__payload[335:208];
+  assign \o__payload.meta.src_port  = o__payload[351:336];
+  assign \o__payload.meta.dst_port  = o__payload[367:352];
+  assign \o__payload.meta.hash  = o__payload[399:368];
+  assign \o__payload.meta.hash_type  = o__payload[402:400];
+  assign \o__payload.meta.rule  = o__payload[410:403];
+  assign \o__payload.meta.instance  = o__payload[414:411];
+  assign \o__payload.meta.reta_offset  = o__payload[425:415];
+  assign \o__payload.meta.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.meta.drop  = o__payload[433:430];
+  assign \o__payload.meta.queue  = o__payload[441:434];
+  assign \o__payload.meta.generation  = o__payload[457:442];
+  assign \o__payload.swap_addr  = o__payload[458];
+  assign \o__payload.swap_port  = o__payload[459];
+  assign \skid.meta  = skid[457:0];
+  assign \skid.meta.length  = skid[15:0];
+  assign \skid.meta.error  = skid[19:16];
+  assign \skid.meta.flags  = skid[29:20];
+  assign \skid.meta.flags.vlan  = skid[20];
+  assign \skid.meta.flags.vlan2  = skid[21];
+  assign \skid.meta.flags.ipv4  = skid[22];
+  assign \skid.meta.flags.ipv6  = skid[23];
+  assign \skid.meta.flags.fragment  = skid[24];
+  assign \skid.meta.flags.tcp  = skid[25];
+  assign \skid.meta.flags.udp  = skid[26];
+  assign \skid.meta.flags.tunnel  = skid[27];
+  assign \skid.meta.flags.direct  = skid[28];
+  assign \skid.meta.flags.ip_options  = skid[29];
+  assign \skid.meta.ethertype  = skid[45:30];
+  assign \skid.meta.vlan_id  = skid[57:46];
+  assign \skid.meta.dscp  = skid[63:58];
+  assign \skid.meta.ip_proto  = skid[71:64];
+  assign \skid.meta.tcp_flags  = skid[79:72];
+  assign \skid.meta.src_addr  = skid[207:80];
+  assign \skid.meta.dst_addr  = skid[335:208];
+  assign \skid.meta.src_port  = skid[351:336];
+  assign \skid.meta.dst_port  = skid[367:352];
+  assign \skid.meta.hash  = skid[399:368];
+  assign \skid.meta.hash_type  = skid[402:400];
+  assign \skid.meta.rule  = skid[410:403];
+  assign \skid.meta.instance  = skid[414:411];
+  assign \skid.meta.reta_offset  = skid[425:415];
+  assign \skid.meta.reta_size_log2  = skid[429:426];
+  assign \skid.meta.drop  = skid[433:430];
+  assign \skid.meta.queue  = skid[441:434];
+  assign \skid.meta.generation  = skid[457:442];
+  assign \skid.swap_addr  = skid[458];
+  assign \skid.swap_port  = skid[459];
+  assign \i__payload.meta  = i__payload[457:0];
+  assign \i__payload.meta.length  = i__payload[15:0];
+  assign \i__payload.meta.error  = i__payload[19:16];
+  assign \i__payload.meta.flags  = i__payload[29:20];
+  assign \i__payload.meta.flags.vlan  = i__payload[20];
+  assign \i__payload.meta.flags.vlan2  = i__payload[21];
+  assign \i__payload.meta.flags.ipv4  = i__payload[22];
+  assign \i__payload.meta.flags.ipv6  = i__payload[23];
+  assign \i__payload.meta.flags.fragment  = i__payload[24];
+  assign \i__payload.meta.flags.tcp  = i__payload[25];
+  assign \i__payload.meta.flags.udp  = i__payload[26];
+  assign \i__payload.meta.flags.tunnel  = i__payload[27];
+  assign \i__payload.meta.flags.direct  = i__payload[28];
+  assign \i__payload.meta.flags.ip_options  = i__payload[29];
+  assign \i__payload.meta.ethertype  = i__payload[45:30];
+  assign \i__payload.meta.vlan_id  = i__payload[57:46];
+  assign \i__payload.meta.dscp  = i__payload[63:58];
+  assign \i__payload.meta.ip_proto  = i__payload[71:64];
+  assign \i__payload.meta.tcp_flags  = i__payload[79:72];
+  assign \i__payload.meta.src_addr  = i__payload[207:80];
+  assign \i__payload.meta.dst_addr  = i__payload[335:208];
+  assign \i__payload.meta.src_port  = i__payload[351:336];
+  assign \i__payload.meta.dst_port  = i__payload[367:352];
+  assign \i__payload.meta.hash  = i__payload[399:368];
+  assign \i__payload.meta.hash_type  = i__payload[402:400];
+  assign \i__payload.meta.rule  = i__payload[410:403];
+  assign \i__payload.meta.instance  = i__payload[414:411];
+  assign \i__payload.meta.reta_offset  = i__payload[425:415];
+  assign \i__payload.meta.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.meta.drop  = i__payload[433:430];
+  assign \i__payload.meta.queue  = i__payload[441:434];
+  assign \i__payload.meta.generation  = i__payload[457:442];
+  assign \i__payload.swap_addr  = i__payload[458];
+  assign \i__payload.swap_port  = i__payload[459];
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [446:0] \$10 ;
   wire \$100 ;
   wire [63:0] \$101 ;
   wire \$102 ;
@@ -21968,7 +22513,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   wire [63:0] \$107 ;
   wire \$108 ;
   wire [63:0] \$109 ;
-  wire \$11 ;
+  wire [478:0] \$11 ;
   wire \$110 ;
   wire [63:0] \$111 ;
   wire \$112 ;
@@ -21979,7 +22524,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   wire [63:0] \$117 ;
   wire \$118 ;
   wire [63:0] \$119 ;
-  wire [446:0] \$12 ;
+  wire [6:0] \$12 ;
   wire \$120 ;
   wire [63:0] \$121 ;
   wire \$122 ;
@@ -21990,7 +22535,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   wire [63:0] \$127 ;
   wire \$128 ;
   wire [63:0] \$129 ;
-  wire [478:0] \$13 ;
+  wire [6:0] \$13 ;
   wire \$130 ;
   wire [63:0] \$131 ;
   wire \$132 ;
@@ -22007,201 +22552,202 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   wire \$142 ;
   wire [63:0] \$143 ;
   wire \$144 ;
-  wire [63:0] \$145 ;
+  wire [31:0] \$145 ;
   wire \$146 ;
-  wire [31:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [6:0] \$15 ;
-  wire [7:0] \$150 ;
+  wire \$147 ;
+  wire [7:0] \$148 ;
+  wire [7:0] \$149 ;
+  wire \$15 ;
+  wire \$150 ;
   wire [7:0] \$151 ;
-  wire \$152 ;
-  wire [7:0] \$153 ;
+  wire [7:0] \$152 ;
+  wire \$153 ;
   wire [7:0] \$154 ;
-  wire \$155 ;
-  wire [7:0] \$156 ;
+  wire [7:0] \$155 ;
+  wire \$156 ;
   wire [7:0] \$157 ;
-  wire \$158 ;
-  wire [7:0] \$159 ;
-  wire [6:0] \$16 ;
+  wire [7:0] \$158 ;
+  wire \$159 ;
+  wire [63:0] \$16 ;
   wire [7:0] \$160 ;
-  wire \$161 ;
-  wire [7:0] \$162 ;
+  wire [7:0] \$161 ;
+  wire \$162 ;
   wire [7:0] \$163 ;
-  wire \$164 ;
-  wire [7:0] \$165 ;
+  wire [7:0] \$164 ;
+  wire \$165 ;
   wire [7:0] \$166 ;
-  wire \$167 ;
-  wire [7:0] \$168 ;
+  wire [7:0] \$167 ;
+  wire \$168 ;
   wire [7:0] \$169 ;
-  wire [63:0] \$17 ;
-  wire \$170 ;
-  wire [7:0] \$171 ;
+  wire \$17 ;
+  wire [7:0] \$170 ;
+  wire \$171 ;
   wire [7:0] \$172 ;
-  wire \$173 ;
-  wire [7:0] \$174 ;
+  wire [7:0] \$173 ;
+  wire \$174 ;
   wire [7:0] \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
+  wire [7:0] \$176 ;
+  wire \$177 ;
   wire [7:0] \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire [7:0] \$180 ;
+  wire [7:0] \$179 ;
+  wire [63:0] \$18 ;
+  wire \$180 ;
   wire [7:0] \$181 ;
-  wire \$182 ;
-  wire [7:0] \$183 ;
+  wire [7:0] \$182 ;
+  wire \$183 ;
   wire [7:0] \$184 ;
-  wire \$185 ;
-  wire [7:0] \$186 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
   wire [7:0] \$187 ;
-  wire \$188 ;
-  wire [7:0] \$189 ;
-  wire [63:0] \$19 ;
+  wire [7:0] \$188 ;
+  wire \$189 ;
+  wire \$19 ;
   wire [7:0] \$190 ;
-  wire \$191 ;
-  wire [7:0] \$192 ;
+  wire [7:0] \$191 ;
+  wire \$192 ;
   wire [7:0] \$193 ;
-  wire \$194 ;
-  wire [7:0] \$195 ;
+  wire [7:0] \$194 ;
+  wire \$195 ;
   wire [7:0] \$196 ;
-  wire \$197 ;
-  wire [7:0] \$198 ;
+  wire [7:0] \$197 ;
+  wire \$198 ;
   wire [7:0] \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire [7:0] \$201 ;
+  wire [63:0] \$20 ;
+  wire [7:0] \$200 ;
+  wire \$201 ;
   wire [7:0] \$202 ;
-  wire \$203 ;
-  wire [7:0] \$204 ;
+  wire [7:0] \$203 ;
+  wire \$204 ;
   wire [7:0] \$205 ;
-  wire \$206 ;
-  wire [7:0] \$207 ;
+  wire [7:0] \$206 ;
+  wire \$207 ;
   wire [7:0] \$208 ;
-  wire \$209 ;
-  wire [63:0] \$21 ;
-  wire [7:0] \$210 ;
+  wire [7:0] \$209 ;
+  wire \$21 ;
+  wire \$210 ;
   wire [7:0] \$211 ;
-  wire \$212 ;
-  wire [7:0] \$213 ;
+  wire [7:0] \$212 ;
+  wire \$213 ;
   wire [7:0] \$214 ;
-  wire \$215 ;
-  wire [7:0] \$216 ;
+  wire [7:0] \$215 ;
+  wire \$216 ;
   wire [7:0] \$217 ;
-  wire \$218 ;
-  wire [7:0] \$219 ;
-  wire \$22 ;
+  wire [7:0] \$218 ;
+  wire \$219 ;
+  wire [63:0] \$22 ;
   wire [7:0] \$220 ;
-  wire \$221 ;
-  wire [7:0] \$222 ;
+  wire [7:0] \$221 ;
+  wire \$222 ;
   wire [7:0] \$223 ;
-  wire \$224 ;
-  wire [7:0] \$225 ;
+  wire [7:0] \$224 ;
+  wire \$225 ;
   wire [7:0] \$226 ;
-  wire \$227 ;
-  wire [7:0] \$228 ;
+  wire [7:0] \$227 ;
+  wire \$228 ;
   wire [7:0] \$229 ;
-  wire [63:0] \$23 ;
-  wire \$230 ;
-  wire [7:0] \$231 ;
+  wire \$23 ;
+  wire [7:0] \$230 ;
+  wire \$231 ;
   wire [7:0] \$232 ;
-  wire \$233 ;
-  wire [7:0] \$234 ;
+  wire [7:0] \$233 ;
+  wire \$234 ;
   wire [7:0] \$235 ;
-  wire \$236 ;
-  wire [7:0] \$237 ;
+  wire [7:0] \$236 ;
+  wire \$237 ;
   wire [7:0] \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire [7:0] \$240 ;
+  wire [7:0] \$239 ;
+  wire [63:0] \$24 ;
+  wire \$240 ;
   wire [7:0] \$241 ;
-  wire \$242 ;
-  wire [7:0] \$243 ;
+  wire [7:0] \$242 ;
+  wire \$243 ;
   wire [7:0] \$244 ;
-  wire \$245 ;
-  wire [7:0] \$246 ;
+  wire [7:0] \$245 ;
+  wire \$246 ;
   wire [7:0] \$247 ;
-  wire \$248 ;
-  wire [7:0] \$249 ;
-  wire [63:0] \$25 ;
+  wire [7:0] \$248 ;
+  wire \$249 ;
+  wire \$25 ;
   wire [7:0] \$250 ;
-  wire \$251 ;
-  wire [7:0] \$252 ;
+  wire [7:0] \$251 ;
+  wire \$252 ;
   wire [7:0] \$253 ;
-  wire \$254 ;
-  wire [7:0] \$255 ;
-  wire [7:0] \$256 ;
+  wire [7:0] \$254 ;
+  wire \$255 ;
+  wire [5:0] \$256 ;
   wire \$257 ;
-  wire [5:0] \$258 ;
+  wire \$258 ;
   reg \$259 ;
-  wire \$26 ;
+  wire [63:0] \$26 ;
   reg [319:0] \$260 ;
   reg [351:0] \$261 ;
   reg [5:0] \$262 ;
-  reg [31:0] \$263 ;
+  reg \$263 ;
   reg [31:0] \$264 ;
-  reg \$265 ;
-  wire [63:0] \$27 ;
-  wire \$28 ;
-  wire [63:0] \$29 ;
+  reg [31:0] \$265 ;
+  reg \$266 ;
+  wire \$27 ;
+  wire [63:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [63:0] \$31 ;
-  wire \$32 ;
-  wire [63:0] \$33 ;
-  wire \$34 ;
-  wire [63:0] \$35 ;
-  wire \$36 ;
-  wire [63:0] \$37 ;
-  wire \$38 ;
-  wire [63:0] \$39 ;
+  wire [63:0] \$30 ;
+  wire \$31 ;
+  wire [63:0] \$32 ;
+  wire \$33 ;
+  wire [63:0] \$34 ;
+  wire \$35 ;
+  wire [63:0] \$36 ;
+  wire \$37 ;
+  wire [63:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [63:0] \$41 ;
-  wire \$42 ;
-  wire [63:0] \$43 ;
-  wire \$44 ;
-  wire [63:0] \$45 ;
-  wire \$46 ;
-  wire [63:0] \$47 ;
-  wire \$48 ;
-  wire [63:0] \$49 ;
+  wire [63:0] \$40 ;
+  wire \$41 ;
+  wire [63:0] \$42 ;
+  wire \$43 ;
+  wire [63:0] \$44 ;
+  wire \$45 ;
+  wire [63:0] \$46 ;
+  wire \$47 ;
+  wire [63:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [63:0] \$51 ;
-  wire \$52 ;
-  wire [63:0] \$53 ;
-  wire \$54 ;
-  wire [63:0] \$55 ;
-  wire \$56 ;
-  wire [63:0] \$57 ;
-  wire \$58 ;
-  wire [63:0] \$59 ;
+  wire [63:0] \$50 ;
+  wire \$51 ;
+  wire [63:0] \$52 ;
+  wire \$53 ;
+  wire [63:0] \$54 ;
+  wire \$55 ;
+  wire [63:0] \$56 ;
+  wire \$57 ;
+  wire [63:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [63:0] \$61 ;
-  wire \$62 ;
-  wire [63:0] \$63 ;
-  wire \$64 ;
-  wire [63:0] \$65 ;
-  wire \$66 ;
-  wire [63:0] \$67 ;
-  wire \$68 ;
-  wire [63:0] \$69 ;
+  wire [63:0] \$60 ;
+  wire \$61 ;
+  wire [63:0] \$62 ;
+  wire \$63 ;
+  wire [63:0] \$64 ;
+  wire \$65 ;
+  wire [63:0] \$66 ;
+  wire \$67 ;
+  wire [63:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [63:0] \$71 ;
-  wire \$72 ;
-  wire [63:0] \$73 ;
-  wire \$74 ;
-  wire [63:0] \$75 ;
-  wire \$76 ;
-  wire [63:0] \$77 ;
-  wire \$78 ;
-  wire [63:0] \$79 ;
+  wire [63:0] \$70 ;
+  wire \$71 ;
+  wire [63:0] \$72 ;
+  wire \$73 ;
+  wire [63:0] \$74 ;
+  wire \$75 ;
+  wire [63:0] \$76 ;
+  wire \$77 ;
+  wire [63:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [31:0] \$81 ;
+  wire [31:0] \$80 ;
+  wire [63:0] \$81 ;
   wire \$82 ;
   wire [63:0] \$83 ;
   wire \$84 ;
@@ -22235,6 +22781,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   wire i__valid;
   input [319:0] key;
   wire [319:0] key;
+  reg last = 1'h0;
   output [31:0] o__payload;
   reg [31:0] o__payload = 32'd0;
   input o__ready;
@@ -22247,262 +22794,261 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   reg [319:0] shift_data = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [351:0] shift_key = 352'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = ~ busy;
-  assign \$2  = remaining <= 4'h8;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = \$2  & \$4 ;
-  assign i__ready = \$1  | \$5 ;
-  assign \$6  = remaining <= 4'h8;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = ~ o__valid;
-  assign \$9  = \$8  | o__ready;
-  assign \$10  = \$7  | \$9 ;
-  assign \$11  = busy & \$10 ;
-  assign \$14  = remaining <= 4'h8;
-  assign \$15  = remaining - 4'h8;
-  assign \$16  = \$14  ? 7'h00 : \$15 ;
-  assign \$17  = shift_data[319:256] & shift_key[320:257];
-  assign \$18  = ^ \$17 ;
-  assign \$19  = shift_data[319:256] & shift_key[321:258];
-  assign \$20  = ^ \$19 ;
-  assign \$21  = shift_data[319:256] & shift_key[322:259];
-  assign \$22  = ^ \$21 ;
-  assign \$23  = shift_data[319:256] & shift_key[323:260];
-  assign \$24  = ^ \$23 ;
-  assign \$25  = shift_data[319:256] & shift_key[324:261];
-  assign \$26  = ^ \$25 ;
-  assign \$27  = shift_data[319:256] & shift_key[325:262];
-  assign \$28  = ^ \$27 ;
-  assign \$29  = shift_data[319:256] & shift_key[326:263];
-  assign \$30  = ^ \$29 ;
-  assign \$31  = shift_data[319:256] & shift_key[327:264];
-  assign \$32  = ^ \$31 ;
-  assign \$33  = shift_data[319:256] & shift_key[328:265];
-  assign \$34  = ^ \$33 ;
-  assign \$35  = shift_data[319:256] & shift_key[329:266];
-  assign \$36  = ^ \$35 ;
-  assign \$37  = shift_data[319:256] & shift_key[330:267];
-  assign \$38  = ^ \$37 ;
-  assign \$39  = shift_data[319:256] & shift_key[331:268];
-  assign \$40  = ^ \$39 ;
-  assign \$41  = shift_data[319:256] & shift_key[332:269];
-  assign \$42  = ^ \$41 ;
-  assign \$43  = shift_data[319:256] & shift_key[333:270];
-  assign \$44  = ^ \$43 ;
-  assign \$45  = shift_data[319:256] & shift_key[334:271];
-  assign \$46  = ^ \$45 ;
-  assign \$47  = shift_data[319:256] & shift_key[335:272];
-  assign \$48  = ^ \$47 ;
-  assign \$49  = shift_data[319:256] & shift_key[336:273];
-  assign \$50  = ^ \$49 ;
-  assign \$51  = shift_data[319:256] & shift_key[337:274];
-  assign \$52  = ^ \$51 ;
-  assign \$53  = shift_data[319:256] & shift_key[338:275];
-  assign \$54  = ^ \$53 ;
-  assign \$55  = shift_data[319:256] & shift_key[339:276];
-  assign \$56  = ^ \$55 ;
-  assign \$57  = shift_data[319:256] & shift_key[340:277];
-  assign \$58  = ^ \$57 ;
-  assign \$59  = shift_data[319:256] & shift_key[341:278];
-  assign \$60  = ^ \$59 ;
-  assign \$61  = shift_data[319:256] & shift_key[342:279];
-  assign \$62  = ^ \$61 ;
-  assign \$63  = shift_data[319:256] & shift_key[343:280];
-  assign \$64  = ^ \$63 ;
-  assign \$65  = shift_data[319:256] & shift_key[344:281];
-  assign \$66  = ^ \$65 ;
-  assign \$67  = shift_data[319:256] & shift_key[345:282];
-  assign \$68  = ^ \$67 ;
-  assign \$69  = shift_data[319:256] & shift_key[346:283];
-  assign \$70  = ^ \$69 ;
-  assign \$71  = shift_data[319:256] & shift_key[347:284];
-  assign \$72  = ^ \$71 ;
-  assign \$73  = shift_data[319:256] & shift_key[348:285];
-  assign \$74  = ^ \$73 ;
-  assign \$75  = shift_data[319:256] & shift_key[349:286];
-  assign \$76  = ^ \$75 ;
-  assign \$77  = shift_data[319:256] & shift_key[350:287];
-  assign \$78  = ^ \$77 ;
-  assign \$79  = shift_data[319:256] & shift_key[351:288];
-  assign \$80  = ^ \$79 ;
-  assign \$81  = acc ^ { \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18  };
-  assign \$82  = remaining <= 4'h8;
-  assign \$83  = shift_data[319:256] & shift_key[320:257];
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  assign \$4  = last & \$3 ;
+  assign i__ready = \$1  | \$4 ;
+  assign \$5  = ~ last;
+  assign \$6  = ~ o__valid;
+  assign \$7  = \$6  | o__ready;
+  assign \$8  = \$5  | \$7 ;
+  assign \$9  = busy & \$8 ;
+  assign \$12  = remaining - 4'h8;
+  assign \$13  = last ? 7'h00 : \$12 ;
+  assign \$14  = remaining <= 5'h10;
+  assign \$15  = last | \$14 ;
+  assign \$16  = shift_data[319:256] & shift_key[320:257];
+  assign \$17  = ^ \$16 ;
+  assign \$18  = shift_data[319:256] & shift_key[321:258];
+  assign \$19  = ^ \$18 ;
+  assign \$20  = shift_data[319:256] & shift_key[322:259];
+  assign \$21  = ^ \$20 ;
+  assign \$22  = shift_data[319:256] & shift_key[323:260];
+  assign \$23  = ^ \$22 ;
+  assign \$24  = shift_data[319:256] & shift_key[324:261];
+  assign \$25  = ^ \$24 ;
+  assign \$26  = shift_data[319:256] & shift_key[325:262];
+  assign \$27  = ^ \$26 ;
+  assign \$28  = shift_data[319:256] & shift_key[326:263];
+  assign \$29  = ^ \$28 ;
+  assign \$30  = shift_data[319:256] & shift_key[327:264];
+  assign \$31  = ^ \$30 ;
+  assign \$32  = shift_data[319:256] & shift_key[328:265];
+  assign \$33  = ^ \$32 ;
+  assign \$34  = shift_data[319:256] & shift_key[329:266];
+  assign \$35  = ^ \$34 ;
+  assign \$36  = shift_data[319:256] & shift_key[330:267];
+  assign \$37  = ^ \$36 ;
+  assign \$38  = shift_data[319:256] & shift_key[331:268];
+  assign \$39  = ^ \$38 ;
+  assign \$40  = shift_data[319:256] & shift_key[332:269];
+  assign \$41  = ^ \$40 ;
+  assign \$42  = shift_data[319:256] & shift_key[333:270];
+  assign \$43  = ^ \$42 ;
+  assign \$44  = shift_data[319:256] & shift_key[334:271];
+  assign \$45  = ^ \$44 ;
+  assign \$46  = shift_data[319:256] & shift_key[335:272];
+  assign \$47  = ^ \$46 ;
+  assign \$48  = shift_data[319:256] & shift_key[336:273];
+  assign \$49  = ^ \$48 ;
+  assign \$50  = shift_data[319:256] & shift_key[337:274];
+  assign \$51  = ^ \$50 ;
+  assign \$52  = shift_data[319:256] & shift_key[338:275];
+  assign \$53  = ^ \$52 ;
+  assign \$54  = shift_data[319:256] & shift_key[339:276];
+  assign \$55  = ^ \$54 ;
+  assign \$56  = shift_data[319:256] & shift_key[340:277];
+  assign \$57  = ^ \$56 ;
+  assign \$58  = shift_data[319:256] & shift_key[341:278];
+  assign \$59  = ^ \$58 ;
+  assign \$60  = shift_data[319:256] & shift_key[342:279];
+  assign \$61  = ^ \$60 ;
+  assign \$62  = shift_data[319:256] & shift_key[343:280];
+  assign \$63  = ^ \$62 ;
+  assign \$64  = shift_data[319:256] & shift_key[344:281];
+  assign \$65  = ^ \$64 ;
+  assign \$66  = shift_data[319:256] & shift_key[345:282];
+  assign \$67  = ^ \$66 ;
+  assign \$68  = shift_data[319:256] & shift_key[346:283];
+  assign \$69  = ^ \$68 ;
+  assign \$70  = shift_data[319:256] & shift_key[347:284];
+  assign \$71  = ^ \$70 ;
+  assign \$72  = shift_data[319:256] & shift_key[348:285];
+  assign \$73  = ^ \$72 ;
+  assign \$74  = shift_data[319:256] & shift_key[349:286];
+  assign \$75  = ^ \$74 ;
+  assign \$76  = shift_data[319:256] & shift_key[350:287];
+  assign \$77  = ^ \$76 ;
+  assign \$78  = shift_data[319:256] & shift_key[351:288];
+  assign \$79  = ^ \$78 ;
+  assign \$80  = acc ^ { \$79 , \$77 , \$75 , \$73 , \$71 , \$69 , \$67 , \$65 , \$63 , \$61 , \$59 , \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43 , \$41 , \$39 , \$37 , \$35 , \$33 , \$31 , \$29 , \$27 , \$25 , \$23 , \$21 , \$19 , \$17  };
+  assign \$81  = shift_data[319:256] & shift_key[320:257];
+  assign \$82  = ^ \$81 ;
+  assign \$83  = shift_data[319:256] & shift_key[321:258];
   assign \$84  = ^ \$83 ;
-  assign \$85  = shift_data[319:256] & shift_key[321:258];
+  assign \$85  = shift_data[319:256] & shift_key[322:259];
   assign \$86  = ^ \$85 ;
-  assign \$87  = shift_data[319:256] & shift_key[322:259];
+  assign \$87  = shift_data[319:256] & shift_key[323:260];
   assign \$88  = ^ \$87 ;
-  assign \$89  = shift_data[319:256] & shift_key[323:260];
+  assign \$89  = shift_data[319:256] & shift_key[324:261];
   assign \$90  = ^ \$89 ;
-  assign \$91  = shift_data[319:256] & shift_key[324:261];
+  assign \$91  = shift_data[319:256] & shift_key[325:262];
   assign \$92  = ^ \$91 ;
-  assign \$93  = shift_data[319:256] & shift_key[325:262];
+  assign \$93  = shift_data[319:256] & shift_key[326:263];
   assign \$94  = ^ \$93 ;
-  assign \$95  = shift_data[319:256] & shift_key[326:263];
+  assign \$95  = shift_data[319:256] & shift_key[327:264];
   assign \$96  = ^ \$95 ;
-  assign \$97  = shift_data[319:256] & shift_key[327:264];
+  assign \$97  = shift_data[319:256] & shift_key[328:265];
   assign \$98  = ^ \$97 ;
-  assign \$99  = shift_data[319:256] & shift_key[328:265];
+  assign \$99  = shift_data[319:256] & shift_key[329:266];
   assign \$100  = ^ \$99 ;
-  assign \$101  = shift_data[319:256] & shift_key[329:266];
+  assign \$101  = shift_data[319:256] & shift_key[330:267];
   assign \$102  = ^ \$101 ;
-  assign \$103  = shift_data[319:256] & shift_key[330:267];
+  assign \$103  = shift_data[319:256] & shift_key[331:268];
   assign \$104  = ^ \$103 ;
-  assign \$105  = shift_data[319:256] & shift_key[331:268];
+  assign \$105  = shift_data[319:256] & shift_key[332:269];
   assign \$106  = ^ \$105 ;
-  assign \$107  = shift_data[319:256] & shift_key[332:269];
+  assign \$107  = shift_data[319:256] & shift_key[333:270];
   assign \$108  = ^ \$107 ;
-  assign \$109  = shift_data[319:256] & shift_key[333:270];
+  assign \$109  = shift_data[319:256] & shift_key[334:271];
   assign \$110  = ^ \$109 ;
-  assign \$111  = shift_data[319:256] & shift_key[334:271];
+  assign \$111  = shift_data[319:256] & shift_key[335:272];
   assign \$112  = ^ \$111 ;
-  assign \$113  = shift_data[319:256] & shift_key[335:272];
+  assign \$113  = shift_data[319:256] & shift_key[336:273];
   assign \$114  = ^ \$113 ;
-  assign \$115  = shift_data[319:256] & shift_key[336:273];
+  assign \$115  = shift_data[319:256] & shift_key[337:274];
   assign \$116  = ^ \$115 ;
-  assign \$117  = shift_data[319:256] & shift_key[337:274];
+  assign \$117  = shift_data[319:256] & shift_key[338:275];
   assign \$118  = ^ \$117 ;
-  assign \$119  = shift_data[319:256] & shift_key[338:275];
+  assign \$119  = shift_data[319:256] & shift_key[339:276];
   assign \$120  = ^ \$119 ;
-  assign \$121  = shift_data[319:256] & shift_key[339:276];
+  assign \$121  = shift_data[319:256] & shift_key[340:277];
   assign \$122  = ^ \$121 ;
-  assign \$123  = shift_data[319:256] & shift_key[340:277];
+  assign \$123  = shift_data[319:256] & shift_key[341:278];
   assign \$124  = ^ \$123 ;
-  assign \$125  = shift_data[319:256] & shift_key[341:278];
+  assign \$125  = shift_data[319:256] & shift_key[342:279];
   assign \$126  = ^ \$125 ;
-  assign \$127  = shift_data[319:256] & shift_key[342:279];
+  assign \$127  = shift_data[319:256] & shift_key[343:280];
   assign \$128  = ^ \$127 ;
-  assign \$129  = shift_data[319:256] & shift_key[343:280];
+  assign \$129  = shift_data[319:256] & shift_key[344:281];
   assign \$130  = ^ \$129 ;
-  assign \$131  = shift_data[319:256] & shift_key[344:281];
+  assign \$131  = shift_data[319:256] & shift_key[345:282];
   assign \$132  = ^ \$131 ;
-  assign \$133  = shift_data[319:256] & shift_key[345:282];
+  assign \$133  = shift_data[319:256] & shift_key[346:283];
   assign \$134  = ^ \$133 ;
-  assign \$135  = shift_data[319:256] & shift_key[346:283];
+  assign \$135  = shift_data[319:256] & shift_key[347:284];
   assign \$136  = ^ \$135 ;
-  assign \$137  = shift_data[319:256] & shift_key[347:284];
+  assign \$137  = shift_data[319:256] & shift_key[348:285];
   assign \$138  = ^ \$137 ;
-  assign \$139  = shift_data[319:256] & shift_key[348:285];
+  assign \$139  = shift_data[319:256] & shift_key[349:286];
   assign \$140  = ^ \$139 ;
-  assign \$141  = shift_data[319:256] & shift_key[349:286];
+  assign \$141  = shift_data[319:256] & shift_key[350:287];
   assign \$142  = ^ \$141 ;
-  assign \$143  = shift_data[319:256] & shift_key[350:287];
+  assign \$143  = shift_data[319:256] & shift_key[351:288];
   assign \$144  = ^ \$143 ;
-  assign \$145  = shift_data[319:256] & shift_key[351:288];
-  assign \$146  = ^ \$145 ;
-  assign \$147  = acc ^ { \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84  };
-  assign \$148  = i__valid & i__ready;
-  assign \$149  = i__payload[293:288] > 6'h23;
-  assign \$150  = \$149  ? 8'hff : 8'h00;
-  assign \$151  = i__payload[7:0] & \$150 ;
-  assign \$152  = i__payload[293:288] > 6'h22;
-  assign \$153  = \$152  ? 8'hff : 8'h00;
-  assign \$154  = i__payload[15:8] & \$153 ;
-  assign \$155  = i__payload[293:288] > 6'h21;
-  assign \$156  = \$155  ? 8'hff : 8'h00;
-  assign \$157  = i__payload[23:16] & \$156 ;
-  assign \$158  = i__payload[293:288] > 6'h20;
-  assign \$159  = \$158  ? 8'hff : 8'h00;
-  assign \$160  = i__payload[31:24] & \$159 ;
-  assign \$161  = i__payload[293:288] > 5'h1f;
-  assign \$162  = \$161  ? 8'hff : 8'h00;
-  assign \$163  = i__payload[39:32] & \$162 ;
-  assign \$164  = i__payload[293:288] > 5'h1e;
-  assign \$165  = \$164  ? 8'hff : 8'h00;
-  assign \$166  = i__payload[47:40] & \$165 ;
-  assign \$167  = i__payload[293:288] > 5'h1d;
-  assign \$168  = \$167  ? 8'hff : 8'h00;
-  assign \$169  = i__payload[55:48] & \$168 ;
-  assign \$170  = i__payload[293:288] > 5'h1c;
-  assign \$171  = \$170  ? 8'hff : 8'h00;
-  assign \$172  = i__payload[63:56] & \$171 ;
-  assign \$173  = i__payload[293:288] > 5'h1b;
-  assign \$174  = \$173  ? 8'hff : 8'h00;
-  assign \$175  = i__payload[71:64] & \$174 ;
-  assign \$176  = i__payload[293:288] > 5'h1a;
-  assign \$177  = \$176  ? 8'hff : 8'h00;
-  assign \$178  = i__payload[79:72] & \$177 ;
-  assign \$179  = i__payload[293:288] > 5'h19;
-  assign \$180  = \$179  ? 8'hff : 8'h00;
-  assign \$181  = i__payload[87:80] & \$180 ;
-  assign \$182  = i__payload[293:288] > 5'h18;
-  assign \$183  = \$182  ? 8'hff : 8'h00;
-  assign \$184  = i__payload[95:88] & \$183 ;
-  assign \$185  = i__payload[293:288] > 5'h17;
-  assign \$186  = \$185  ? 8'hff : 8'h00;
-  assign \$187  = i__payload[103:96] & \$186 ;
-  assign \$188  = i__payload[293:288] > 5'h16;
-  assign \$189  = \$188  ? 8'hff : 8'h00;
-  assign \$190  = i__payload[111:104] & \$189 ;
-  assign \$191  = i__payload[293:288] > 5'h15;
-  assign \$192  = \$191  ? 8'hff : 8'h00;
-  assign \$193  = i__payload[119:112] & \$192 ;
-  assign \$194  = i__payload[293:288] > 5'h14;
-  assign \$195  = \$194  ? 8'hff : 8'h00;
-  assign \$196  = i__payload[127:120] & \$195 ;
-  assign \$197  = i__payload[293:288] > 5'h13;
-  assign \$198  = \$197  ? 8'hff : 8'h00;
-  assign \$199  = i__payload[135:128] & \$198 ;
-  assign \$200  = i__payload[293:288] > 5'h12;
-  assign \$201  = \$200  ? 8'hff : 8'h00;
-  assign \$202  = i__payload[143:136] & \$201 ;
-  assign \$203  = i__payload[293:288] > 5'h11;
-  assign \$204  = \$203  ? 8'hff : 8'h00;
-  assign \$205  = i__payload[151:144] & \$204 ;
-  assign \$206  = i__payload[293:288] > 5'h10;
-  assign \$207  = \$206  ? 8'hff : 8'h00;
-  assign \$208  = i__payload[159:152] & \$207 ;
-  assign \$209  = i__payload[293:288] > 4'hf;
-  assign \$210  = \$209  ? 8'hff : 8'h00;
-  assign \$211  = i__payload[167:160] & \$210 ;
-  assign \$212  = i__payload[293:288] > 4'he;
-  assign \$213  = \$212  ? 8'hff : 8'h00;
-  assign \$214  = i__payload[175:168] & \$213 ;
-  assign \$215  = i__payload[293:288] > 4'hd;
-  assign \$216  = \$215  ? 8'hff : 8'h00;
-  assign \$217  = i__payload[183:176] & \$216 ;
-  assign \$218  = i__payload[293:288] > 4'hc;
-  assign \$219  = \$218  ? 8'hff : 8'h00;
-  assign \$220  = i__payload[191:184] & \$219 ;
-  assign \$221  = i__payload[293:288] > 4'hb;
-  assign \$222  = \$221  ? 8'hff : 8'h00;
-  assign \$223  = i__payload[199:192] & \$222 ;
-  assign \$224  = i__payload[293:288] > 4'ha;
-  assign \$225  = \$224  ? 8'hff : 8'h00;
-  assign \$226  = i__payload[207:200] & \$225 ;
-  assign \$227  = i__payload[293:288] > 4'h9;
-  assign \$228  = \$227  ? 8'hff : 8'h00;
-  assign \$229  = i__payload[215:208] & \$228 ;
-  assign \$230  = i__payload[293:288] > 4'h8;
-  assign \$231  = \$230  ? 8'hff : 8'h00;
-  assign \$232  = i__payload[223:216] & \$231 ;
-  assign \$233  = i__payload[293:288] > 3'h7;
-  assign \$234  = \$233  ? 8'hff : 8'h00;
-  assign \$235  = i__payload[231:224] & \$234 ;
-  assign \$236  = i__payload[293:288] > 3'h6;
-  assign \$237  = \$236  ? 8'hff : 8'h00;
-  assign \$238  = i__payload[239:232] & \$237 ;
-  assign \$239  = i__payload[293:288] > 3'h5;
-  assign \$240  = \$239  ? 8'hff : 8'h00;
-  assign \$241  = i__payload[247:240] & \$240 ;
-  assign \$242  = i__payload[293:288] > 3'h4;
-  assign \$243  = \$242  ? 8'hff : 8'h00;
-  assign \$244  = i__payload[255:248] & \$243 ;
-  assign \$245  = i__payload[293:288] > 2'h3;
-  assign \$246  = \$245  ? 8'hff : 8'h00;
-  assign \$247  = i__payload[263:256] & \$246 ;
-  assign \$248  = i__payload[293:288] > 2'h2;
-  assign \$249  = \$248  ? 8'hff : 8'h00;
-  assign \$250  = i__payload[271:264] & \$249 ;
-  assign \$251  = i__payload[293:288] > 1'h1;
-  assign \$252  = \$251  ? 8'hff : 8'h00;
-  assign \$253  = i__payload[279:272] & \$252 ;
-  assign \$254  = i__payload[293:288] > 1'h0;
-  assign \$255  = \$254  ? 8'hff : 8'h00;
-  assign \$256  = i__payload[287:280] & \$255 ;
-  assign \$257  = i__payload[293:288] > 6'h24;
-  assign \$258  = \$257  ? 6'h24 : i__payload[293:288];
+  assign \$145  = acc ^ { \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82  };
+  assign \$146  = i__valid & i__ready;
+  assign \$147  = i__payload[293:288] > 6'h23;
+  assign \$148  = \$147  ? 8'hff : 8'h00;
+  assign \$149  = i__payload[7:0] & \$148 ;
+  assign \$150  = i__payload[293:288] > 6'h22;
+  assign \$151  = \$150  ? 8'hff : 8'h00;
+  assign \$152  = i__payload[15:8] & \$151 ;
+  assign \$153  = i__payload[293:288] > 6'h21;
+  assign \$154  = \$153  ? 8'hff : 8'h00;
+  assign \$155  = i__payload[23:16] & \$154 ;
+  assign \$156  = i__payload[293:288] > 6'h20;
+  assign \$157  = \$156  ? 8'hff : 8'h00;
+  assign \$158  = i__payload[31:24] & \$157 ;
+  assign \$159  = i__payload[293:288] > 5'h1f;
+  assign \$160  = \$159  ? 8'hff : 8'h00;
+  assign \$161  = i__payload[39:32] & \$160 ;
+  assign \$162  = i__payload[293:288] > 5'h1e;
+  assign \$163  = \$162  ? 8'hff : 8'h00;
+  assign \$164  = i__payload[47:40] & \$163 ;
+  assign \$165  = i__payload[293:288] > 5'h1d;
+  assign \$166  = \$165  ? 8'hff : 8'h00;
+  assign \$167  = i__payload[55:48] & \$166 ;
+  assign \$168  = i__payload[293:288] > 5'h1c;
+  assign \$169  = \$168  ? 8'hff : 8'h00;
+  assign \$170  = i__payload[63:56] & \$169 ;
+  assign \$171  = i__payload[293:288] > 5'h1b;
+  assign \$172  = \$171  ? 8'hff : 8'h00;
+  assign \$173  = i__payload[71:64] & \$172 ;
+  assign \$174  = i__payload[293:288] > 5'h1a;
+  assign \$175  = \$174  ? 8'hff : 8'h00;
+  assign \$176  = i__payload[79:72] & \$175 ;
+  assign \$177  = i__payload[293:288] > 5'h19;
+  assign \$178  = \$177  ? 8'hff : 8'h00;
+  assign \$179  = i__payload[87:80] & \$178 ;
+  assign \$180  = i__payload[293:288] > 5'h18;
+  assign \$181  = \$180  ? 8'hff : 8'h00;
+  assign \$182  = i__payload[95:88] & \$181 ;
+  assign \$183  = i__payload[293:288] > 5'h17;
+  assign \$184  = \$183  ? 8'hff : 8'h00;
+  assign \$185  = i__payload[103:96] & \$184 ;
+  assign \$186  = i__payload[293:288] > 5'h16;
+  assign \$187  = \$186  ? 8'hff : 8'h00;
+  assign \$188  = i__payload[111:104] & \$187 ;
+  assign \$189  = i__payload[293:288] > 5'h15;
+  assign \$190  = \$189  ? 8'hff : 8'h00;
+  assign \$191  = i__payload[119:112] & \$190 ;
+  assign \$192  = i__payload[293:288] > 5'h14;
+  assign \$193  = \$192  ? 8'hff : 8'h00;
+  assign \$194  = i__payload[127:120] & \$193 ;
+  assign \$195  = i__payload[293:288] > 5'h13;
+  assign \$196  = \$195  ? 8'hff : 8'h00;
+  assign \$197  = i__payload[135:128] & \$196 ;
+  assign \$198  = i__payload[293:288] > 5'h12;
+  assign \$199  = \$198  ? 8'hff : 8'h00;
+  assign \$200  = i__payload[143:136] & \$199 ;
+  assign \$201  = i__payload[293:288] > 5'h11;
+  assign \$202  = \$201  ? 8'hff : 8'h00;
+  assign \$203  = i__payload[151:144] & \$202 ;
+  assign \$204  = i__payload[293:288] > 5'h10;
+  assign \$205  = \$204  ? 8'hff : 8'h00;
+  assign \$206  = i__payload[159:152] & \$205 ;
+  assign \$207  = i__payload[293:288] > 4'hf;
+  assign \$208  = \$207  ? 8'hff : 8'h00;
+  assign \$209  = i__payload[167:160] & \$208 ;
+  assign \$210  = i__payload[293:288] > 4'he;
+  assign \$211  = \$210  ? 8'hff : 8'h00;
+  assign \$212  = i__payload[175:168] & \$211 ;
+  assign \$213  = i__payload[293:288] > 4'hd;
+  assign \$214  = \$213  ? 8'hff : 8'h00;
+  assign \$215  = i__payload[183:176] & \$214 ;
+  assign \$216  = i__payload[293:288] > 4'hc;
+  assign \$217  = \$216  ? 8'hff : 8'h00;
+  assign \$218  = i__payload[191:184] & \$217 ;
+  assign \$219  = i__payload[293:288] > 4'hb;
+  assign \$220  = \$219  ? 8'hff : 8'h00;
+  assign \$221  = i__payload[199:192] & \$220 ;
+  assign \$222  = i__payload[293:288] > 4'ha;
+  assign \$223  = \$222  ? 8'hff : 8'h00;
+  assign \$224  = i__payload[207:200] & \$223 ;
+  assign \$225  = i__payload[293:288] > 4'h9;
+  assign \$226  = \$225  ? 8'hff : 8'h00;
+  assign \$227  = i__payload[215:208] & \$226 ;
+  assign \$228  = i__payload[293:288] > 4'h8;
+  assign \$229  = \$228  ? 8'hff : 8'h00;
+  assign \$230  = i__payload[223:216] & \$229 ;
+  assign \$231  = i__payload[293:288] > 3'h7;
+  assign \$232  = \$231  ? 8'hff : 8'h00;
+  assign \$233  = i__payload[231:224] & \$232 ;
+  assign \$234  = i__payload[293:288] > 3'h6;
+  assign \$235  = \$234  ? 8'hff : 8'h00;
+  assign \$236  = i__payload[239:232] & \$235 ;
+  assign \$237  = i__payload[293:288] > 3'h5;
+  assign \$238  = \$237  ? 8'hff : 8'h00;
+  assign \$239  = i__payload[247:240] & \$238 ;
+  assign \$240  = i__payload[293:288] > 3'h4;
+  assign \$241  = \$240  ? 8'hff : 8'h00;
+  assign \$242  = i__payload[255:248] & \$241 ;
+  assign \$243  = i__payload[293:288] > 2'h3;
+  assign \$244  = \$243  ? 8'hff : 8'h00;
+  assign \$245  = i__payload[263:256] & \$244 ;
+  assign \$246  = i__payload[293:288] > 2'h2;
+  assign \$247  = \$246  ? 8'hff : 8'h00;
+  assign \$248  = i__payload[271:264] & \$247 ;
+  assign \$249  = i__payload[293:288] > 1'h1;
+  assign \$250  = \$249  ? 8'hff : 8'h00;
+  assign \$251  = i__payload[279:272] & \$250 ;
+  assign \$252  = i__payload[293:288] > 1'h0;
+  assign \$253  = \$252  ? 8'hff : 8'h00;
+  assign \$254  = i__payload[287:280] & \$253 ;
+  assign \$255  = i__payload[293:288] > 6'h24;
+  assign \$256  = \$255  ? 6'h24 : i__payload[293:288];
+  assign \$257  = i__payload[293:288] <= 4'h8;
   always @(posedge clk)
     o__valid <= \$259 ;
   always @(posedge clk)
@@ -22512,19 +23058,21 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   always @(posedge clk)
     remaining <= \$262 ;
   always @(posedge clk)
-    acc <= \$263 ;
+    last <= \$263 ;
   always @(posedge clk)
-    o__payload <= \$264 ;
+    acc <= \$264 ;
   always @(posedge clk)
-    busy <= \$265 ;
+    o__payload <= \$265 ;
+  always @(posedge clk)
+    busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
     end
-    if (\$11 ) begin
-      if (\$82 ) begin
+    if (\$9 ) begin
+      if (last) begin
         \$259  = 1'h1;
       end
     end
@@ -22533,25 +23081,25 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$260  = shift_data;
-    if (\$11 ) begin
-      \$260  = \$12 [319:0];
+    if (\$9 ) begin
+      \$260  = \$10 [319:0];
     end
-    if (\$148 ) begin
-      \$260  = { \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , \$232 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , \$205 , \$202 , \$199 , \$196 , \$193 , \$190 , \$187 , \$184 , \$181 , \$178 , \$175 , \$172 , \$169 , \$166 , \$163 , \$160 , \$157 , \$154 , \$151 , 32'h00000000 };
+    if (\$146 ) begin
+      \$260  = { \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , \$233 , \$230 , \$227 , \$224 , \$221 , \$218 , \$215 , \$212 , \$209 , \$206 , \$203 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , \$149 , 32'h00000000 };
     end
     if (rst) begin
       \$260  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$261  = shift_key;
-    if (\$11 ) begin
-      \$261  = \$13 [351:0];
+    if (\$9 ) begin
+      \$261  = \$11 [351:0];
     end
-    if (\$148 ) begin
+    if (\$146 ) begin
       \$261  = { key, 32'h00000000 };
     end
     if (rst) begin
@@ -22559,66 +23107,80 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$262  = remaining;
-    if (\$11 ) begin
-      \$262  = \$16 [5:0];
+    if (\$9 ) begin
+      \$262  = \$13 [5:0];
     end
-    if (\$148 ) begin
-      \$262  = \$258 ;
+    if (\$146 ) begin
+      \$262  = \$256 ;
     end
     if (rst) begin
       \$262  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$263  = acc;
-    if (\$11 ) begin
-      \$263  = \$81 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$263  = last;
+    if (\$9 ) begin
+      \$263  = \$15 ;
     end
-    if (\$148 ) begin
-      \$263  = 32'd0;
+    if (\$146 ) begin
+      \$263  = \$258 ;
     end
     if (rst) begin
-      \$263  = 32'd0;
+      \$263  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$264  = o__payload;
-    if (\$11 ) begin
-      if (\$82 ) begin
-        \$264  = \$147 ;
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$264  = acc;
+    if (\$9 ) begin
+      \$264  = \$80 ;
+    end
+    if (\$146 ) begin
+      \$264  = 32'd0;
     end
     if (rst) begin
       \$264  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$265  = busy;
-    if (\$11 ) begin
-      if (\$82 ) begin
-        \$265  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$265  = o__payload;
+    if (\$9 ) begin
+      if (last) begin
+        \$265  = \$145 ;
       end
     end
-    if (\$148 ) begin
-      \$265  = 1'h1;
+    if (rst) begin
+      \$265  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$266  = busy;
+    if (\$9 ) begin
+      if (last) begin
+        \$266  = 1'h0;
+      end
+    end
+    if (\$146 ) begin
+      \$266  = 1'h1;
     end
     if (rst) begin
-      \$265  = 1'h0;
+      \$266  = 1'h0;
     end
   end
   assign \i__payload.data  = i__payload[287:0];
   assign \i__payload.length  = i__payload[293:288];
-  assign \$12  = { 63'h0000000000000000, shift_data, 64'h0000000000000000 };
-  assign \$13  = { 63'h0000000000000000, shift_key, 64'h0000000000000000 };
+  assign \$10  = { 63'h0000000000000000, shift_data, 64'h0000000000000000 };
+  assign \$11  = { 63'h0000000000000000, shift_key, 64'h0000000000000000 };
+  assign \$258  = \$257 ;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -22743,7 +23305,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -22753,7 +23315,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -22763,7 +23325,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -22776,7 +23338,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -22795,8 +23357,391 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   assign r_port__data = r_data;
 endmodule
 
+module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [751:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [751:0] \$8 ;
+  input clk;
+  wire clk;
+  input [751:0] i__payload;
+  wire [751:0] i__payload;
+  wire [287:0] \i__payload.data ;
+  wire [5:0] \i__payload.len ;
+  wire [457:0] \i__payload.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.meta.drop ;
+  wire [5:0] \i__payload.meta.dscp ;
+  wire [127:0] \i__payload.meta.dst_addr ;
+  wire [15:0] \i__payload.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.meta.error ;
+  wire [15:0] \i__payload.meta.ethertype ;
+  wire [9:0] \i__payload.meta.flags ;
+  wire \i__payload.meta.flags.direct ;
+  wire \i__payload.meta.flags.fragment ;
+  wire \i__payload.meta.flags.ip_options ;
+  wire \i__payload.meta.flags.ipv4 ;
+  wire \i__payload.meta.flags.ipv6 ;
+  wire \i__payload.meta.flags.tcp ;
+  wire \i__payload.meta.flags.tunnel ;
+  wire \i__payload.meta.flags.udp ;
+  wire \i__payload.meta.flags.vlan ;
+  wire \i__payload.meta.flags.vlan2 ;
+  wire [15:0] \i__payload.meta.generation ;
+  wire [31:0] \i__payload.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.meta.hash_type ;
+  wire [3:0] \i__payload.meta.instance ;
+  wire [7:0] \i__payload.meta.ip_proto ;
+  wire [15:0] \i__payload.meta.length ;
+  wire [7:0] \i__payload.meta.queue ;
+  wire [10:0] \i__payload.meta.reta_offset ;
+  wire [3:0] \i__payload.meta.reta_size_log2 ;
+  wire [7:0] \i__payload.meta.rule ;
+  wire [127:0] \i__payload.meta.src_addr ;
+  wire [15:0] \i__payload.meta.src_port ;
+  wire [7:0] \i__payload.meta.tcp_flags ;
+  wire [11:0] \i__payload.meta.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [751:0] o__payload;
+  reg [751:0] o__payload = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [287:0] \o__payload.data ;
+  wire [5:0] \o__payload.len ;
+  wire [457:0] \o__payload.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.meta.drop ;
+  wire [5:0] \o__payload.meta.dscp ;
+  wire [127:0] \o__payload.meta.dst_addr ;
+  wire [15:0] \o__payload.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.meta.error ;
+  wire [15:0] \o__payload.meta.ethertype ;
+  wire [9:0] \o__payload.meta.flags ;
+  wire \o__payload.meta.flags.direct ;
+  wire \o__payload.meta.flags.fragment ;
+  wire \o__payload.meta.flags.ip_options ;
+  wire \o__payload.meta.flags.ipv4 ;
+  wire \o__payload.meta.flags.ipv6 ;
+  wire \o__payload.meta.flags.tcp ;
+  wire \o__payload.meta.flags.tunnel ;
+  wire \o__payload.meta.flags.udp ;
+  wire \o__payload.meta.flags.vlan ;
+  wire \o__payload.meta.flags.vlan2 ;
+  wire [15:0] \o__payload.meta.generation ;
+  wire [31:0] \o__payload.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.meta.hash_type ;
+  wire [3:0] \o__payload.meta.instance ;
+  wire [7:0] \o__payload.meta.ip_proto ;
+  wire [15:0] \o__payload.meta.length ;
+  wire [7:0] \o__payload.meta.queue ;
+  wire [10:0] \o__payload.meta.reta_offset ;
+  wire [3:0] \o__payload.meta.reta_size_log2 ;
+  wire [7:0] \o__payload.meta.rule ;
+  wire [127:0] \o__payload.meta.src_addr ;
+  wire [15:0] \o__payload.meta.src_port ;
+  wire [7:0] \o__payload.meta.tcp_flags ;
+  wire [11:0] \o__payload.meta.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [751:0] skid = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [287:0] \skid.data ;
+  wire [5:0] \skid.len ;
+  wire [457:0] \skid.meta ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.meta.drop ;
+  wire [5:0] \skid.meta.dscp ;
+  wire [127:0] \skid.meta.dst_addr ;
+  wire [15:0] \skid.meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.meta.error ;
+  wire [15:0] \skid.meta.ethertype ;
+  wire [9:0] \skid.meta.flags ;
+  wire \skid.meta.flags.direct ;
+  wire \skid.meta.flags.fragment ;
+  wire \skid.meta.flags.ip_options ;
+  wire \skid.meta.flags.ipv4 ;
+  wire \skid.meta.flags.ipv6 ;
+  wire \skid.meta.flags.tcp ;
+  wire \skid.meta.flags.tunnel ;
+  wire \skid.meta.flags.udp ;
+  wire \skid.meta.flags.vlan ;
+  wire \skid.meta.flags.vlan2 ;
+  wire [15:0] \skid.meta.generation ;
+  wire [31:0] \skid.meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.meta.hash_type ;
+  wire [3:0] \skid.meta.instance ;
+  wire [7:0] \skid.meta.ip_proto ;
+  wire [15:0] \skid.meta.length ;
+  wire [7:0] \skid.meta.queue ;
+  wire [10:0] \skid.meta.reta_offset ;
+  wire [3:0] \skid.meta.reta_size_log2 ;
+  wire [7:0] \skid.meta.rule ;
+  wire [127:0] \skid.meta.src_addr ;
+  wire [15:0] \skid.meta.src_port ;
+  wire [7:0] \skid.meta.tcp_flags ;
+  wire [11:0] \skid.meta.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.meta  = o__payload[457:0];
+  assign \o__payload.meta.length  = o__payload[15:0];
+  assign \o__payload.meta.error  = o__payload[19:16];
+  assign \o__payload.meta.flags  = o__payload[29:20];
+  assign \o__payload.meta.flags.vlan  = o__payload[20];
+  assign \o__payload.meta.flags.vlan2  = o__payload[21];
+  assign \o__payload.meta.flags.ipv4  = o__payload[22];
+  assign \o__payload.meta.flags.ipv6  = o__payload[23];
+  assign \o__payload.meta.flags.fragment  = o__payload[24];
+  assign \o__payload.meta.flags.tcp  = o__payload[25];
+  assign \o__payload.meta.flags.udp  = o__payload[26];
+  assign \o__payload.meta.flags.tunnel  = o__payload[27];
+  assign \o__payload.meta.flags.direct  = o__payload[28];
+  assign \o__payload.meta.flags.ip_options  = o__payload[29];
+  assign \o__payload.meta.ethertype  = o__payload[45:30];
+  assign \o__payload.meta.vlan_id  = o__payload[57:46];
+  assign \o__payload.meta.dscp  = o__payload[63:58];
+  assign \o__payload.meta.ip_proto  = o__payload[71:64];
+  assign \o__payload.meta.tcp_flags  = o__payload[79:72];
+  assign \o__payload.meta.src_addr  = o__payload[207:80];
+  assign \o__payload.meta.dst_addr  = o__payload[335:208];
+  assign \o__payload.meta.src_port  = o__payload[351:336];
+  assign \o__payload.meta.dst_port  = o__payload[367:352];
+  assign \o__payload.meta.hash  = o__payload[399:368];
+  assign \o__payload.meta.hash_type  = o__payload[402:400];
+  assign \o__payload.meta.rule  = o__payload[410:403];
+  assign \o__payload.meta.instance  = o__payload[414:411];
+  assign \o__payload.meta.reta_offset  = o__payload[425:415];
+  assign \o__payload.meta.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.meta.drop  = o__payload[433:430];
+  assign \o__payload.meta.queue  = o__payload[441:434];
+  assign \o__payload.meta.generation  = o__payload[457:442];
+  assign \o__payload.data  = o__payload[745:458];
+  assign \o__payload.len  = o__payload[751:746];
+  assign \skid.meta  = skid[457:0];
+  assign \skid.meta.length  = skid[15:0];
+  assign \skid.meta.error  = skid[19:16];
+  assign \skid.meta.flags  = skid[29:20];
+  assign \skid.meta.flags.vlan  = skid[20];
+  assign \skid.meta.flags.vlan2  = skid[21];
+  assign \skid.meta.flags.ipv4  = skid[22];
+  assign \skid.meta.flags.ipv6  = skid[23];
+  assign \skid.meta.flags.fragment  = skid[24];
+  assign \skid.meta.flags.tcp  = skid[25];
+  assign \skid.meta.flags.udp  = skid[26];
+  assign \skid.meta.flags.tunnel  = skid[27];
+  assign \skid.meta.flags.direct  = skid[28];
+  assign \skid.meta.flags.ip_options  = skid[29];
+  assign \skid.meta.ethertype  = skid[45:30];
+  assign \skid.meta.vlan_id  = skid[57:46];
+  assign \skid.meta.dscp  = skid[63:58];
+  assign \skid.meta.ip_proto  = skid[71:64];
+  assign \skid.meta.tcp_flags  = skid[79:72];
+  assign \skid.meta.src_addr  = skid[207:80];
+  assign \skid.meta.dst_addr  = skid[335:208];
+  assign \skid.meta.src_port  = skid[351:336];
+  assign \skid.meta.dst_port  = skid[367:352];
+  assign \skid.meta.hash  = skid[399:368];
+  assign \skid.meta.hash_type  = skid[402:400];
+  assign \skid.meta.rule  = skid[410:403];
+  assign \skid.meta.instance  = skid[414:411];
+  assign \skid.meta.reta_offset  = skid[425:415];
+  assign \skid.meta.reta_size_log2  = skid[429:426];
+  assign \skid.meta.drop  = skid[433:430];
+  assign \skid.meta.queue  = skid[441:434];
+  assign \skid.meta.generation  = skid[457:442];
+  assign \skid.data  = skid[745:458];
+  assign \skid.len  = skid[751:746];
+  assign \i__payload.meta  = i__payload[457:0];
+  assign \i__payload.meta.length  = i__payload[15:0];
+  assign \i__payload.meta.error  = i__payload[19:16];
+  assign \i__payload.meta.flags  = i__payload[29:20];
+  assign \i__payload.meta.flags.vlan  = i__payload[20];
+  assign \i__payload.meta.flags.vlan2  = i__payload[21];
+  assign \i__payload.meta.flags.ipv4  = i__payload[22];
+  assign \i__payload.meta.flags.ipv6  = i__payload[23];
+  assign \i__payload.meta.flags.fragment  = i__payload[24];
+  assign \i__payload.meta.flags.tcp  = i__payload[25];
+  assign \i__payload.meta.flags.udp  = i__payload[26];
+  assign \i__payload.meta.flags.tunnel  = i__payload[27];
+  assign \i__payload.meta.flags.direct  = i__payload[28];
+  assign \i__payload.meta.flags.ip_options  = i__payload[29];
+  assign \i__payload.meta.ethertype  = i__payload[45:30];
+  assign \i__payload.meta.vlan_id  = i__payload[57:46];
+  assign \i__payload.meta.dscp  = i__payload[63:58];
+  assign \i__payload.meta.ip_proto  = i__payload[71:64];
+  assign \i__payload.meta.tcp_flags  = i__payload[79:72];
+  assign \i__payload.meta.src_addr  = i__payload[207:80];
+  assign \i__payload.meta.dst_addr  = i__payload[335:208];
+  assign \i__payload.meta.src_port  = i__payload[351:336];
+  assign \i__payload.meta.dst_port  = i__payload[367:352];
+  assign \i__payload.meta.hash  = i__payload[399:368];
+  assign \i__payload.meta.hash_type  = i__payload[402:400];
+  assign \i__payload.meta.rule  = i__payload[410:403];
+  assign \i__payload.meta.instance  = i__payload[414:411];
+  assign \i__payload.meta.reta_offset  = i__payload[425:415];
+  assign \i__payload.meta.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.meta.drop  = i__payload[433:430];
+  assign \i__payload.meta.queue  = i__payload[441:434];
+  assign \i__payload.meta.generation  = i__payload[457:442];
+  assign \i__payload.data  = i__payload[745:458];
+  assign \i__payload.len  = i__payload[751:746];
+endmodule
+
 module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23011,7 +23956,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23026,7 +23971,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23041,7 +23986,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -23055,7 +24000,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
