@@ -44,8 +44,9 @@ class IndirectionTable(wiring.Component):
     Members
     -------
     i : In(stream.Signature(PacketMeta))
+        ``i.ready`` depends combinationally on ``o.ready``.
     o : Out(stream.Signature(PacketMeta))
-        ``queue`` filled in. One record per cycle, latency 1 cycle.
+        ``queue`` filled in. One record per cycle, latency 2 cycles.
     bus_addr, bus_r_stb, bus_w_stb, bus_w_data, bus_ack, bus_r_data
         Shadow-bank access by entry index; ``bus_ack`` answers a read two cycles after the
         request (the read data is registered) and a write when it is performed.
@@ -80,22 +81,27 @@ class IndirectionTable(wiring.Component):
 
         active = Signal()                   # bank the pipeline reads
 
-        # --- lookup: a one-entry pipeline stage around the synchronous read port ---------
-        s1_valid = Signal()
-        s1_meta = Signal(PacketMeta)
-        take = self.i.valid & self.i.ready
+        # --- lookup: two pipeline stages. s1 holds the record and its entry index (the
+        # index's mask and add end in a flop, not in the memory's address); in s2 the read
+        # data is the queue. Each stage loads when it is empty or moves on.
+        s1_valid, s2_valid = Signal(), Signal()
+        s1_meta, s2_meta = Signal(PacketMeta), Signal(PacketMeta)
+        s1_index = Signal(log2)
+        s2_advance = ~s2_valid | self.o.ready
+        s1_advance = ~s1_valid | s2_advance
         m.d.comb += [
-            self.i.ready.eq(~s1_valid | self.o.ready),
-            lookup.addr.eq(active << log2 | reta_index(self.i.payload, size)),
-            lookup.en.eq(take),
-            self.o.valid.eq(s1_valid),
-            self.o.payload.eq(s1_meta),
+            self.i.ready.eq(s1_advance),
+            lookup.addr.eq(active << log2 | s1_index),
+            lookup.en.eq(s2_advance),
+            self.o.valid.eq(s2_valid),
+            self.o.payload.eq(s2_meta),
             self.o.payload.queue.eq(lookup.data),
         ]
-        with m.If(take):
-            m.d.sync += [s1_valid.eq(1), s1_meta.eq(self.i.payload)]
-        with m.Elif(self.o.ready):
-            m.d.sync += s1_valid.eq(0)
+        with m.If(s1_advance):
+            m.d.sync += [s1_valid.eq(self.i.valid), s1_meta.eq(self.i.payload),
+                         s1_index.eq(reta_index(self.i.payload, size))]
+        with m.If(s2_advance):
+            m.d.sync += [s2_valid.eq(s1_valid), s2_meta.eq(s1_meta)]
 
         # --- shadow refresh after a flip ---------------------------------------------------
         copy_index = Signal(log2 + 1, init=size)    # entry being read; == size when done

@@ -189,7 +189,7 @@ def test_lookups_random(size, gap, stall):
         await tb.drain(ctx)
         assert tb.out_count == 400
         if not gap and not stall:
-            assert tb.latencies == [1] * 400
+            assert tb.latencies == [2] * 400
 
     simulate(size, bench, seed=SEED + size + int(10 * gap), gap=gap, stall=stall)
 
