@@ -54,12 +54,13 @@ class FlowClassifier(wiring.Component):
     ``error != 0`` and ``pass_errors`` is low; else ``RULE`` if the action's drop bit is set;
     else ``NONE``. Errored frames are still classified (``rule`` and the action are reported).
 
-    Timing: two pipeline stages (``s1``: every rule's conditions, each a bit; ``o``: the
-    match of each rule, priority encode and action select): a record taken from ``i`` in cycle *c* is offered on ``o`` in cycle
-    *c + 2* when ``o`` does not stall, a fixed latency of 2 cycles. One record per cycle
-    while ``o.ready`` is high. Each stage advances when it is empty or the stage after it
-    moves, so a stalled ``o`` holds its payload and ``i.ready`` falls only when both stages
-    are full. ``o.valid`` is a register; ``i.ready`` depends combinationally on ``o.ready``.
+    Timing: three pipeline stages (``s1``: every rule's conditions, each a bit; ``s2``: the
+    first matching rule, one-hot; ``o``: the action it selects): a record taken from ``i``
+    in cycle *c* is offered on ``o`` in cycle *c + 3* when ``o`` does not stall, a fixed
+    latency of 3 cycles. One record per cycle while ``o.ready`` is high. Each stage
+    advances when it is empty or the stage after it moves, so a stalled ``o`` holds its
+    payload and ``i.ready`` falls only when all three stages are full. ``o.valid`` is a
+    register; ``i.ready`` depends combinationally on ``o.ready``.
 
     Parameters
     ----------
@@ -101,7 +102,10 @@ class FlowClassifier(wiring.Component):
         o_advance = ~self.o.valid | self.o.ready
         s1_valid = Signal()
         s1_meta = Signal(PacketMeta)
-        s1_advance = ~s1_valid | o_advance
+        s2_valid = Signal()
+        s2_meta = Signal(PacketMeta)
+        s2_advance = ~s2_valid | o_advance
+        s1_advance = ~s1_valid | s2_advance
         m.d.comb += self.i.ready.eq(s1_advance)
 
         # Stage 1: one comparator set per rule, each condition into its own flop (the
@@ -118,9 +122,17 @@ class FlowClassifier(wiring.Component):
         s1_match = Signal(n)            # bit k: rule k matches s1_meta
         m.d.comb += s1_match.eq(Cat(*(t.all() for t in s1_terms)))
 
-        # Stage 2: keep the lowest set bit (two's complement trick), then select by one-hot.
-        first = Signal(n)
-        m.d.comb += first.eq(s1_match & (~s1_match + 1)[:n])
+        # Stage 2: each rule's match, the lowest one kept (two's complement trick).
+        s2_first = Signal(n)            # one-hot: the first matching rule, or 0
+        s2_any = Signal()
+        with m.If(s2_advance):
+            m.d.sync += [
+                s2_valid.eq(s1_valid), s2_meta.eq(s1_meta),
+                s2_first.eq(s1_match & (~s1_match + 1)[:n]), s2_any.eq(s1_match.any()),
+            ]
+
+        # Stage 3: select the action by the one-hot.
+        first = s2_first
         index = or_tree([Const(k, 8) & first[k].replicate(8) for k in range(n)])
         action_width = RuleAction.as_shape().size
         hit_action = or_tree([
@@ -128,14 +140,14 @@ class FlowClassifier(wiring.Component):
             for k in range(n)])
         action = Signal(RuleAction)
         rule_index = Signal(8)
-        with m.If(s1_match.any()):
+        with m.If(s2_any):
             m.d.comb += [action.eq(hit_action), rule_index.eq(index)]
         with m.Else():
             m.d.comb += [action.eq(self.default_action), rule_index.eq(n)]
 
         drop = Signal(DropReason)
-        with m.If((s1_meta.error != 0) & ~self.pass_errors):
-            m.d.comb += drop.eq(s1_meta.error)
+        with m.If((s2_meta.error != 0) & ~self.pass_errors):
+            m.d.comb += drop.eq(s2_meta.error)
         with m.Elif(action.drop):
             m.d.comb += drop.eq(DropReason.RULE)
         with m.Else():
@@ -143,8 +155,8 @@ class FlowClassifier(wiring.Component):
 
         with m.If(o_advance):
             m.d.sync += [
-                self.o.valid.eq(s1_valid),
-                self.o.payload.eq(s1_meta),
+                self.o.valid.eq(s2_valid),
+                self.o.payload.eq(s2_meta),
                 self.o.payload.rule.eq(rule_index),
                 self.o.payload.instance.eq(action.instance),
                 self.o.payload.reta_offset.eq(action.reta_offset),

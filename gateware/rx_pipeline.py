@@ -180,16 +180,18 @@ class RxPipeline(wiring.Component):
 
         # --- metadata path ------------------------------------------------------------------
         # Each stage passes `ready` on combinationally; register slices after the parser,
-        # after the hash stage and at the output keep that chain (and the enables of every
-        # record register it reaches) to one or two stages.
+        # the hash stage and the classifier and at the output keep that chain (and the
+        # enables of every record register it reaches) to one stage.
         m.submodules.parser_slice = parser_slice = SkidBuffer(PacketMeta)
         m.submodules.rss_slice = rss_slice = SkidBuffer(PacketMeta)
+        m.submodules.class_slice = class_slice = SkidBuffer(PacketMeta)
         m.submodules.out_slice = out_slice = SkidBuffer(PacketMeta)
         connect(m, parser.o, parser_slice.i)
         connect(m, parser_slice.o, rss.i)
         connect(m, rss.o, rss_slice.i)
         connect(m, rss_slice.o, classifier.i)
-        connect(m, classifier.o, reta.i)
+        connect(m, classifier.o, class_slice.i)
+        connect(m, class_slice.o, reta.i)
         connect(m, reta.o, out_slice.i)
         m.d.comb += [
             self.meta.valid.eq(out_slice.o.valid),

@@ -65,7 +65,7 @@ def simulate(n_rules: int, rules: list[int], default: Action, metas: list[dict],
     The source holds each record until taken; ``gap`` and ``stall`` are the chances of an idle
     source cycle and of ``o.ready`` low. Checks that a stalled output holds its payload, that
     every record comes out exactly once and in order, that nothing comes out afterwards, and
-    (without stalls) that the latency is exactly 2 cycles.
+    (without stalls) that the latency is exactly 3 cycles.
     """
     rng = rng or random.Random(SEED)
     rules = rules + [0] * (n_rules - len(rules))
@@ -115,7 +115,7 @@ def simulate(n_rules: int, rules: list[int], default: Action, metas: list[dict],
     for index, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"record {index}: got {g}, want {w}"
     if not stall:
-        assert [e - t for t, e in zip(taken_at, emitted_at)] == [2] * len(metas)
+        assert [e - t for t, e in zip(taken_at, emitted_at)] == [3] * len(metas)
     return got
 
 
