@@ -100,7 +100,7 @@ class RxCounters(wiring.Component):
         Reads of the counter registers (``addr`` is the full byte address). Every access is
         acknowledged three cycles after its request (the decode and the read multiplexers
         are registered); writes are ignored. A flop counter's answer counts the events
-        given before the request's cycle, a memory counter's those given at least three
+        given before the request's cycle, a memory counter's those given at least four
         cycles before it.
     """
     def __init__(self, regmap: RegisterMap):
@@ -155,15 +155,14 @@ class RxCounters(wiring.Component):
         m.submodules.queue_packets = q_pkts = CounterMemory(p["queues"], amount_width=1)
         m.submodules.queue_bytes = q_bytes = CounterMemory(p["queues"], amount_width=16)
         m.submodules.bucket_packets = buckets = CounterMemory(p["reta_size"], amount_width=1)
+        # The memories' updates are registered too: the bucket index (an add on the record)
+        # and the queue compare end in flops, not in a block RAM's address.
         delivered_stb = self.meta_stb & (meta.drop == DropReason.NONE) & (meta.queue < p["queues"])
-        m.d.comb += [
-            q_pkts.inc_stb.eq(delivered_stb), q_pkts.inc_addr.eq(meta.queue),
-            q_pkts.inc_amount.eq(1),
-            q_bytes.inc_stb.eq(delivered_stb), q_bytes.inc_addr.eq(meta.queue),
-            q_bytes.inc_amount.eq(meta.length),
-            buckets.inc_stb.eq(self.meta_stb), buckets.inc_addr.eq(self.bucket),
-            buckets.inc_amount.eq(1),
-        ]
+        for mem, stb, addr, amount in (
+                (q_pkts, delivered_stb, meta.queue, 1),
+                (q_bytes, delivered_stb, meta.queue, meta.length),
+                (buckets, self.meta_stb, self.bucket, 1)):
+            m.d.sync += [mem.inc_stb.eq(stb), mem.inc_addr.eq(addr), mem.inc_amount.eq(amount)]
 
         # Bus reads, registered at every step so no address decode or read multiplexer lies
         # on a path into the bus: `step` counts the cycles of an access (the address holds

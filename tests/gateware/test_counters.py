@@ -251,9 +251,9 @@ def test_rx_counters_random(n_rules, reta_size, queues):
                 if kind == "w":
                     pass
                 elif addr in model.memory:
-                    # Events up to cycle start - 3 are in, none after (the memory writes an
-                    # update two cycles after it is given).
-                    want = {snaps[max(start - 2, 0)][addr]}
+                    # Events up to cycle start - 4 are in, none after (an event is
+                    # registered, then the memory writes it two cycles later).
+                    want = {snaps[max(start - 3, 0)][addr]}
                     assert r_data in want, (f"cycle {cycle}: counter {addr:#06x} = {r_data}, "
                                             f"want one of {want}")
                     reads["memory"] += 1
