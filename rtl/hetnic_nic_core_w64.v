@@ -1448,7 +1448,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .meta__payload(meta__payload),
     .meta__valid(meta__valid),
     .o__ready(data__ready),
-    .\o__ready$122 (meta__ready),
+    .\o__ready$128 (meta__ready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(rx_mac__ready),
@@ -9780,7 +9780,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign wr_req__payload[63:0] = addr;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, flip_stb, generation, csr__ack, data__payload, data__valid, meta__valid, \o__ready$122 , o__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, flip_stb, generation, csr__ack, data__payload, data__valid, meta__valid, \o__ready$128 , o__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9952,7 +9952,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire gate;
   output [15:0] generation;
   wire [15:0] generation;
-  wire [15:0] \generation$130 ;
+  wire [15:0] \generation$136 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$51 ;
   wire [73:0] i__payload;
@@ -10074,6 +10074,65 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire [15:0] \i__payload$111.src_port ;
   wire [7:0] \i__payload$111.tcp_flags ;
   wire [11:0] \i__payload$111.vlan_id ;
+  wire [457:0] \i__payload$117 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$117.drop ;
+  wire [5:0] \i__payload$117.dscp ;
+  wire [127:0] \i__payload$117.dst_addr ;
+  wire [15:0] \i__payload$117.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$117.error ;
+  wire [15:0] \i__payload$117.ethertype ;
+  wire [9:0] \i__payload$117.flags ;
+  wire \i__payload$117.flags.direct ;
+  wire \i__payload$117.flags.fragment ;
+  wire \i__payload$117.flags.ip_options ;
+  wire \i__payload$117.flags.ipv4 ;
+  wire \i__payload$117.flags.ipv6 ;
+  wire \i__payload$117.flags.tcp ;
+  wire \i__payload$117.flags.tunnel ;
+  wire \i__payload$117.flags.udp ;
+  wire \i__payload$117.flags.vlan ;
+  wire \i__payload$117.flags.vlan2 ;
+  wire [15:0] \i__payload$117.generation ;
+  wire [31:0] \i__payload$117.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$117.hash_type ;
+  wire [3:0] \i__payload$117.instance ;
+  wire [7:0] \i__payload$117.ip_proto ;
+  wire [15:0] \i__payload$117.length ;
+  wire [7:0] \i__payload$117.queue ;
+  wire [10:0] \i__payload$117.reta_offset ;
+  wire [3:0] \i__payload$117.reta_size_log2 ;
+  wire [7:0] \i__payload$117.rule ;
+  wire [127:0] \i__payload$117.src_addr ;
+  wire [15:0] \i__payload$117.src_port ;
+  wire [7:0] \i__payload$117.tcp_flags ;
+  wire [11:0] \i__payload$117.vlan_id ;
   wire [73:0] \i__payload$77 ;
   wire [63:0] \i__payload$77.data ;
   wire \i__payload$77.error ;
@@ -10323,6 +10382,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \i__ready$102 ;
   wire \i__ready$108 ;
   wire \i__ready$114 ;
+  wire \i__ready$120 ;
   wire \i__ready$80 ;
   wire \i__ready$84 ;
   wire \i__ready$90 ;
@@ -10331,6 +10391,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \i__valid$103 ;
   wire \i__valid$109 ;
   wire \i__valid$115 ;
+  wire \i__valid$121 ;
   wire \i__valid$75 ;
   wire \i__valid$85 ;
   wire \i__valid$91 ;
@@ -10644,7 +10705,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire [15:0] \o__payload$112.src_port ;
   wire [7:0] \o__payload$112.tcp_flags ;
   wire [11:0] \o__payload$112.vlan_id ;
-  wire [457:0] \o__payload$120 ;
+  wire [457:0] \o__payload$118 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10655,10 +10716,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$120.drop ;
-  wire [5:0] \o__payload$120.dscp ;
-  wire [127:0] \o__payload$120.dst_addr ;
-  wire [15:0] \o__payload$120.dst_port ;
+  wire [3:0] \o__payload$118.drop ;
+  wire [5:0] \o__payload$118.dscp ;
+  wire [127:0] \o__payload$118.dst_addr ;
+  wire [15:0] \o__payload$118.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10668,21 +10729,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$120.error ;
-  wire [15:0] \o__payload$120.ethertype ;
-  wire [9:0] \o__payload$120.flags ;
-  wire \o__payload$120.flags.direct ;
-  wire \o__payload$120.flags.fragment ;
-  wire \o__payload$120.flags.ip_options ;
-  wire \o__payload$120.flags.ipv4 ;
-  wire \o__payload$120.flags.ipv6 ;
-  wire \o__payload$120.flags.tcp ;
-  wire \o__payload$120.flags.tunnel ;
-  wire \o__payload$120.flags.udp ;
-  wire \o__payload$120.flags.vlan ;
-  wire \o__payload$120.flags.vlan2 ;
-  wire [15:0] \o__payload$120.generation ;
-  wire [31:0] \o__payload$120.hash ;
+  wire [3:0] \o__payload$118.error ;
+  wire [15:0] \o__payload$118.ethertype ;
+  wire [9:0] \o__payload$118.flags ;
+  wire \o__payload$118.flags.direct ;
+  wire \o__payload$118.flags.fragment ;
+  wire \o__payload$118.flags.ip_options ;
+  wire \o__payload$118.flags.ipv4 ;
+  wire \o__payload$118.flags.ipv6 ;
+  wire \o__payload$118.flags.tcp ;
+  wire \o__payload$118.flags.tunnel ;
+  wire \o__payload$118.flags.udp ;
+  wire \o__payload$118.flags.vlan ;
+  wire \o__payload$118.flags.vlan2 ;
+  wire [15:0] \o__payload$118.generation ;
+  wire [31:0] \o__payload$118.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10691,18 +10752,77 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$120.hash_type ;
-  wire [3:0] \o__payload$120.instance ;
-  wire [7:0] \o__payload$120.ip_proto ;
-  wire [15:0] \o__payload$120.length ;
-  wire [7:0] \o__payload$120.queue ;
-  wire [10:0] \o__payload$120.reta_offset ;
-  wire [3:0] \o__payload$120.reta_size_log2 ;
-  wire [7:0] \o__payload$120.rule ;
-  wire [127:0] \o__payload$120.src_addr ;
-  wire [15:0] \o__payload$120.src_port ;
-  wire [7:0] \o__payload$120.tcp_flags ;
-  wire [11:0] \o__payload$120.vlan_id ;
+  wire [2:0] \o__payload$118.hash_type ;
+  wire [3:0] \o__payload$118.instance ;
+  wire [7:0] \o__payload$118.ip_proto ;
+  wire [15:0] \o__payload$118.length ;
+  wire [7:0] \o__payload$118.queue ;
+  wire [10:0] \o__payload$118.reta_offset ;
+  wire [3:0] \o__payload$118.reta_size_log2 ;
+  wire [7:0] \o__payload$118.rule ;
+  wire [127:0] \o__payload$118.src_addr ;
+  wire [15:0] \o__payload$118.src_port ;
+  wire [7:0] \o__payload$118.tcp_flags ;
+  wire [11:0] \o__payload$118.vlan_id ;
+  wire [457:0] \o__payload$126 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$126.drop ;
+  wire [5:0] \o__payload$126.dscp ;
+  wire [127:0] \o__payload$126.dst_addr ;
+  wire [15:0] \o__payload$126.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$126.error ;
+  wire [15:0] \o__payload$126.ethertype ;
+  wire [9:0] \o__payload$126.flags ;
+  wire \o__payload$126.flags.direct ;
+  wire \o__payload$126.flags.fragment ;
+  wire \o__payload$126.flags.ip_options ;
+  wire \o__payload$126.flags.ipv4 ;
+  wire \o__payload$126.flags.ipv6 ;
+  wire \o__payload$126.flags.tcp ;
+  wire \o__payload$126.flags.tunnel ;
+  wire \o__payload$126.flags.udp ;
+  wire \o__payload$126.flags.vlan ;
+  wire \o__payload$126.flags.vlan2 ;
+  wire [15:0] \o__payload$126.generation ;
+  wire [31:0] \o__payload$126.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$126.hash_type ;
+  wire [3:0] \o__payload$126.instance ;
+  wire [7:0] \o__payload$126.ip_proto ;
+  wire [15:0] \o__payload$126.length ;
+  wire [7:0] \o__payload$126.queue ;
+  wire [10:0] \o__payload$126.reta_offset ;
+  wire [3:0] \o__payload$126.reta_size_log2 ;
+  wire [7:0] \o__payload$126.rule ;
+  wire [127:0] \o__payload$126.src_addr ;
+  wire [15:0] \o__payload$126.src_port ;
+  wire [7:0] \o__payload$126.tcp_flags ;
+  wire [11:0] \o__payload$126.vlan_id ;
   wire [457:0] \o__payload$82 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10889,8 +11009,9 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \o__ready$101 ;
   wire \o__ready$107 ;
   wire \o__ready$113 ;
-  input \o__ready$122 ;
-  wire \o__ready$122 ;
+  wire \o__ready$119 ;
+  input \o__ready$128 ;
+  wire \o__ready$128 ;
   wire \o__ready$83 ;
   wire \o__ready$89 ;
   wire \o__ready$95 ;
@@ -10898,7 +11019,8 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \o__valid$104 ;
   wire \o__valid$110 ;
   wire \o__valid$116 ;
-  wire \o__valid$118 ;
+  wire \o__valid$122 ;
+  wire \o__valid$124 ;
   wire \o__valid$86 ;
   wire \o__valid$92 ;
   wire \o__valid$98 ;
@@ -12471,7 +12593,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$30  = ~ mid_frame;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = in_flight + \$31 ;
-  assign \$33  = meta__valid & \o__ready$122 ;
+  assign \$33  = meta__valid & \o__ready$128 ;
   assign \$34  = \$32  - \$33 ;
   assign \$35  = ~ mid_frame;
   assign \$36  = commit_pending & \$35 ;
@@ -12496,13 +12618,13 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$54  = rx__valid & \$53 ;
   assign frame_in_stb = \$54  & rx__payload[72];
   assign \$55  = frame_len + \$47 [3:0];
-  assign meta_stb = meta__valid & \o__ready$122 ;
-  assign \$56  = \o__payload$120 [429:426] >= 4'h9;
-  assign \$57  = 1'h1 << \o__payload$120 [429:426];
+  assign meta_stb = meta__valid & \o__ready$128 ;
+  assign \$56  = \o__payload$126 [429:426] >= 4'h9;
+  assign \$57  = 1'h1 << \o__payload$126 [429:426];
   assign \$58  = \$57  - 1'h1;
   assign \$59  = \$56  ? 26'h00001ff : \$58 ;
-  assign \$60  = { 17'h00000, \o__payload$120 [376:368] } & \$59 ;
-  assign \$61  = $signed({ 1'h0, \o__payload$120 [425:415] }) + $signed(\$60 );
+  assign \$60  = { 17'h00000, \o__payload$126 [376:368] } & \$59 ;
+  assign \$61  = $signed({ 1'h0, \o__payload$126 [425:415] }) + $signed(\$60 );
   assign \$62  = ~ gate;
   assign \$63  = w_rdy | cut;
   assign \$64  = \$62  & \$63 ;
@@ -12547,6 +12669,16 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$2  = ~ mid_frame;
   assign gate = commit_pending & \$2 ;
   assign \$3  = ~ rx__payload[72];
+  \hetnic_nic_core_w64.core.pipeline.class_slice  class_slice (
+    .clk(clk),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\i__payload$111 ),
+    .o__ready(\o__ready$113 ),
+    .o__valid(\i__valid$115 ),
+    .rst(rst)
+  );
   \hetnic_nic_core_w64.core.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
@@ -12561,6 +12693,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
     .rules(rules)
   );
   \hetnic_nic_core_w64.core.pipeline.counters  counters (
+    .bucket(\$61 [8:0]),
     .clk(clk),
     .csr__ack(counters__ack),
     .csr__addr(csr__addr),
@@ -12569,7 +12702,6 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
     .csr__w_stb(\csr__w_stb$28 ),
     .frame_in_len(\$55 [31:0]),
     .frame_in_stb(frame_in_stb),
-    .\inc_addr$61 (\$61 [8:0]),
     .meta(meta__payload),
     .meta_stb(meta_stb),
     .rst(rst)
@@ -12596,11 +12728,11 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   );
   \hetnic_nic_core_w64.core.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$111 ),
-    .i__ready(\o__ready$113 ),
-    .i__valid(\i__valid$115 ),
-    .o__payload(\o__payload$120 ),
-    .o__ready(\o__ready$122 ),
+    .i__payload(\i__payload$117 ),
+    .i__ready(\o__ready$119 ),
+    .i__valid(\i__valid$121 ),
+    .o__payload(\o__payload$126 ),
+    .o__ready(\o__ready$128 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
@@ -12668,13 +12800,13 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$105 ),
-    .i__ready(\o__ready$107 ),
-    .i__valid(\i__valid$109 ),
-    .o__payload(\i__payload$111 ),
-    .o__ready(\o__ready$113 ),
+    .i__payload(\i__payload$111 ),
+    .i__ready(\o__ready$113 ),
+    .i__valid(\i__valid$115 ),
+    .o__payload(\i__payload$117 ),
+    .o__ready(\o__ready$119 ),
     .rst(rst),
-    .s1_valid(\i__valid$115 )
+    .s2_valid(\i__valid$121 )
   );
   \hetnic_nic_core_w64.core.pipeline.rss  rss (
     .clk(clk),
@@ -12821,12 +12953,15 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \o__payload$112  = \i__payload$111 ;
   assign \i__ready$114  = \o__ready$113 ;
   assign \o__valid$116  = \i__valid$115 ;
-  assign \o__valid$118  = meta__valid;
-  assign meta__ready = \o__ready$122 ;
+  assign \o__payload$118  = \i__payload$117 ;
+  assign \i__ready$120  = \o__ready$119 ;
+  assign \o__valid$122  = \i__valid$121 ;
+  assign \o__valid$124  = meta__valid;
+  assign meta__ready = \o__ready$128 ;
   assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$130  = generation;
+  assign \generation$136  = generation;
   assign beat_bytes = \$47 [3:0];
   assign frame_in_len = \$55 [31:0];
   assign meta = meta__payload;
@@ -14735,6 +14870,68 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \o__payload$112.drop  = \i__payload$111 [433:430];
   assign \o__payload$112.queue  = \i__payload$111 [441:434];
   assign \o__payload$112.generation  = \i__payload$111 [457:442];
+  assign \i__payload$117.length  = \i__payload$117 [15:0];
+  assign \i__payload$117.error  = \i__payload$117 [19:16];
+  assign \i__payload$117.flags  = \i__payload$117 [29:20];
+  assign \i__payload$117.flags.vlan  = \i__payload$117 [20];
+  assign \i__payload$117.flags.vlan2  = \i__payload$117 [21];
+  assign \i__payload$117.flags.ipv4  = \i__payload$117 [22];
+  assign \i__payload$117.flags.ipv6  = \i__payload$117 [23];
+  assign \i__payload$117.flags.fragment  = \i__payload$117 [24];
+  assign \i__payload$117.flags.tcp  = \i__payload$117 [25];
+  assign \i__payload$117.flags.udp  = \i__payload$117 [26];
+  assign \i__payload$117.flags.tunnel  = \i__payload$117 [27];
+  assign \i__payload$117.flags.direct  = \i__payload$117 [28];
+  assign \i__payload$117.flags.ip_options  = \i__payload$117 [29];
+  assign \i__payload$117.ethertype  = \i__payload$117 [45:30];
+  assign \i__payload$117.vlan_id  = \i__payload$117 [57:46];
+  assign \i__payload$117.dscp  = \i__payload$117 [63:58];
+  assign \i__payload$117.ip_proto  = \i__payload$117 [71:64];
+  assign \i__payload$117.tcp_flags  = \i__payload$117 [79:72];
+  assign \i__payload$117.src_addr  = \i__payload$117 [207:80];
+  assign \i__payload$117.dst_addr  = \i__payload$117 [335:208];
+  assign \i__payload$117.src_port  = \i__payload$117 [351:336];
+  assign \i__payload$117.dst_port  = \i__payload$117 [367:352];
+  assign \i__payload$117.hash  = \i__payload$117 [399:368];
+  assign \i__payload$117.hash_type  = \i__payload$117 [402:400];
+  assign \i__payload$117.rule  = \i__payload$117 [410:403];
+  assign \i__payload$117.instance  = \i__payload$117 [414:411];
+  assign \i__payload$117.reta_offset  = \i__payload$117 [425:415];
+  assign \i__payload$117.reta_size_log2  = \i__payload$117 [429:426];
+  assign \i__payload$117.drop  = \i__payload$117 [433:430];
+  assign \i__payload$117.queue  = \i__payload$117 [441:434];
+  assign \i__payload$117.generation  = \i__payload$117 [457:442];
+  assign \o__payload$118.length  = \i__payload$117 [15:0];
+  assign \o__payload$118.error  = \i__payload$117 [19:16];
+  assign \o__payload$118.flags  = \i__payload$117 [29:20];
+  assign \o__payload$118.flags.vlan  = \i__payload$117 [20];
+  assign \o__payload$118.flags.vlan2  = \i__payload$117 [21];
+  assign \o__payload$118.flags.ipv4  = \i__payload$117 [22];
+  assign \o__payload$118.flags.ipv6  = \i__payload$117 [23];
+  assign \o__payload$118.flags.fragment  = \i__payload$117 [24];
+  assign \o__payload$118.flags.tcp  = \i__payload$117 [25];
+  assign \o__payload$118.flags.udp  = \i__payload$117 [26];
+  assign \o__payload$118.flags.tunnel  = \i__payload$117 [27];
+  assign \o__payload$118.flags.direct  = \i__payload$117 [28];
+  assign \o__payload$118.flags.ip_options  = \i__payload$117 [29];
+  assign \o__payload$118.ethertype  = \i__payload$117 [45:30];
+  assign \o__payload$118.vlan_id  = \i__payload$117 [57:46];
+  assign \o__payload$118.dscp  = \i__payload$117 [63:58];
+  assign \o__payload$118.ip_proto  = \i__payload$117 [71:64];
+  assign \o__payload$118.tcp_flags  = \i__payload$117 [79:72];
+  assign \o__payload$118.src_addr  = \i__payload$117 [207:80];
+  assign \o__payload$118.dst_addr  = \i__payload$117 [335:208];
+  assign \o__payload$118.src_port  = \i__payload$117 [351:336];
+  assign \o__payload$118.dst_port  = \i__payload$117 [367:352];
+  assign \o__payload$118.hash  = \i__payload$117 [399:368];
+  assign \o__payload$118.hash_type  = \i__payload$117 [402:400];
+  assign \o__payload$118.rule  = \i__payload$117 [410:403];
+  assign \o__payload$118.instance  = \i__payload$117 [414:411];
+  assign \o__payload$118.reta_offset  = \i__payload$117 [425:415];
+  assign \o__payload$118.reta_size_log2  = \i__payload$117 [429:426];
+  assign \o__payload$118.drop  = \i__payload$117 [433:430];
+  assign \o__payload$118.queue  = \i__payload$117 [441:434];
+  assign \o__payload$118.generation  = \i__payload$117 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -14766,37 +14963,37 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$120.length  = \o__payload$120 [15:0];
-  assign \o__payload$120.error  = \o__payload$120 [19:16];
-  assign \o__payload$120.flags  = \o__payload$120 [29:20];
-  assign \o__payload$120.flags.vlan  = \o__payload$120 [20];
-  assign \o__payload$120.flags.vlan2  = \o__payload$120 [21];
-  assign \o__payload$120.flags.ipv4  = \o__payload$120 [22];
-  assign \o__payload$120.flags.ipv6  = \o__payload$120 [23];
-  assign \o__payload$120.flags.fragment  = \o__payload$120 [24];
-  assign \o__payload$120.flags.tcp  = \o__payload$120 [25];
-  assign \o__payload$120.flags.udp  = \o__payload$120 [26];
-  assign \o__payload$120.flags.tunnel  = \o__payload$120 [27];
-  assign \o__payload$120.flags.direct  = \o__payload$120 [28];
-  assign \o__payload$120.flags.ip_options  = \o__payload$120 [29];
-  assign \o__payload$120.ethertype  = \o__payload$120 [45:30];
-  assign \o__payload$120.vlan_id  = \o__payload$120 [57:46];
-  assign \o__payload$120.dscp  = \o__payload$120 [63:58];
-  assign \o__payload$120.ip_proto  = \o__payload$120 [71:64];
-  assign \o__payload$120.tcp_flags  = \o__payload$120 [79:72];
-  assign \o__payload$120.src_addr  = \o__payload$120 [207:80];
-  assign \o__payload$120.dst_addr  = \o__payload$120 [335:208];
-  assign \o__payload$120.src_port  = \o__payload$120 [351:336];
-  assign \o__payload$120.dst_port  = \o__payload$120 [367:352];
-  assign \o__payload$120.hash  = \o__payload$120 [399:368];
-  assign \o__payload$120.hash_type  = \o__payload$120 [402:400];
-  assign \o__payload$120.rule  = \o__payload$120 [410:403];
-  assign \o__payload$120.instance  = \o__payload$120 [414:411];
-  assign \o__payload$120.reta_offset  = \o__payload$120 [425:415];
-  assign \o__payload$120.reta_size_log2  = \o__payload$120 [429:426];
-  assign \o__payload$120.drop  = \o__payload$120 [433:430];
-  assign \o__payload$120.queue  = \o__payload$120 [441:434];
-  assign \o__payload$120.generation  = \o__payload$120 [457:442];
+  assign \o__payload$126.length  = \o__payload$126 [15:0];
+  assign \o__payload$126.error  = \o__payload$126 [19:16];
+  assign \o__payload$126.flags  = \o__payload$126 [29:20];
+  assign \o__payload$126.flags.vlan  = \o__payload$126 [20];
+  assign \o__payload$126.flags.vlan2  = \o__payload$126 [21];
+  assign \o__payload$126.flags.ipv4  = \o__payload$126 [22];
+  assign \o__payload$126.flags.ipv6  = \o__payload$126 [23];
+  assign \o__payload$126.flags.fragment  = \o__payload$126 [24];
+  assign \o__payload$126.flags.tcp  = \o__payload$126 [25];
+  assign \o__payload$126.flags.udp  = \o__payload$126 [26];
+  assign \o__payload$126.flags.tunnel  = \o__payload$126 [27];
+  assign \o__payload$126.flags.direct  = \o__payload$126 [28];
+  assign \o__payload$126.flags.ip_options  = \o__payload$126 [29];
+  assign \o__payload$126.ethertype  = \o__payload$126 [45:30];
+  assign \o__payload$126.vlan_id  = \o__payload$126 [57:46];
+  assign \o__payload$126.dscp  = \o__payload$126 [63:58];
+  assign \o__payload$126.ip_proto  = \o__payload$126 [71:64];
+  assign \o__payload$126.tcp_flags  = \o__payload$126 [79:72];
+  assign \o__payload$126.src_addr  = \o__payload$126 [207:80];
+  assign \o__payload$126.dst_addr  = \o__payload$126 [335:208];
+  assign \o__payload$126.src_port  = \o__payload$126 [351:336];
+  assign \o__payload$126.dst_port  = \o__payload$126 [367:352];
+  assign \o__payload$126.hash  = \o__payload$126 [399:368];
+  assign \o__payload$126.hash_type  = \o__payload$126 [402:400];
+  assign \o__payload$126.rule  = \o__payload$126 [410:403];
+  assign \o__payload$126.instance  = \o__payload$126 [414:411];
+  assign \o__payload$126.reta_offset  = \o__payload$126 [425:415];
+  assign \o__payload$126.reta_size_log2  = \o__payload$126 [429:426];
+  assign \o__payload$126.drop  = \o__payload$126 [433:430];
+  assign \o__payload$126.queue  = \o__payload$126 [441:434];
+  assign \o__payload$126.generation  = \o__payload$126 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -14829,496 +15026,861 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$120 [441:0];
+  assign meta__payload[441:0] = \o__payload$126 [441:0];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, rules, pass_errors, default_action, o__valid, o__payload, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [7:0] \$101 ;
+  wire [11:0] \$100 ;
+  wire \$101 ;
   wire [7:0] \$102 ;
-  wire \$103 ;
-  wire [5:0] \$104 ;
+  wire [7:0] \$103 ;
+  wire \$104 ;
   wire [5:0] \$105 ;
-  wire \$106 ;
-  wire [7:0] \$107 ;
+  wire [5:0] \$106 ;
+  wire \$107 ;
   wire [7:0] \$108 ;
-  wire \$109 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
-  wire [127:0] \$110 ;
+  wire \$110 ;
   wire [127:0] \$111 ;
-  wire \$112 ;
-  wire [127:0] \$113 ;
+  wire [127:0] \$112 ;
+  wire \$113 ;
   wire [127:0] \$114 ;
-  wire \$115 ;
+  wire [127:0] \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [9:0] \$120 ;
+  wire \$120 ;
   wire [9:0] \$121 ;
-  wire \$122 ;
-  wire [15:0] \$123 ;
+  wire [9:0] \$122 ;
+  wire \$123 ;
   wire [15:0] \$124 ;
-  wire \$125 ;
-  wire [11:0] \$126 ;
+  wire [15:0] \$125 ;
+  wire \$126 ;
   wire [11:0] \$127 ;
-  wire \$128 ;
-  wire [7:0] \$129 ;
+  wire [11:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire [7:0] \$130 ;
-  wire \$131 ;
-  wire [5:0] \$132 ;
+  wire [7:0] \$131 ;
+  wire \$132 ;
   wire [5:0] \$133 ;
-  wire \$134 ;
-  wire [7:0] \$135 ;
+  wire [5:0] \$134 ;
+  wire \$135 ;
   wire [7:0] \$136 ;
-  wire \$137 ;
-  wire [127:0] \$138 ;
+  wire [7:0] \$137 ;
+  wire \$138 ;
   wire [127:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [127:0] \$141 ;
+  wire [127:0] \$140 ;
+  wire \$141 ;
   wire [127:0] \$142 ;
-  wire \$143 ;
+  wire [127:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [9:0] \$148 ;
+  wire \$148 ;
   wire [9:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [15:0] \$151 ;
+  wire [9:0] \$150 ;
+  wire \$151 ;
   wire [15:0] \$152 ;
-  wire \$153 ;
-  wire [11:0] \$154 ;
+  wire [15:0] \$153 ;
+  wire \$154 ;
   wire [11:0] \$155 ;
-  wire \$156 ;
-  wire [7:0] \$157 ;
+  wire [11:0] \$156 ;
+  wire \$157 ;
   wire [7:0] \$158 ;
-  wire \$159 ;
+  wire [7:0] \$159 ;
   wire \$16 ;
-  wire [5:0] \$160 ;
+  wire \$160 ;
   wire [5:0] \$161 ;
-  wire \$162 ;
-  wire [7:0] \$163 ;
+  wire [5:0] \$162 ;
+  wire \$163 ;
   wire [7:0] \$164 ;
-  wire \$165 ;
-  wire [127:0] \$166 ;
+  wire [7:0] \$165 ;
+  wire \$166 ;
   wire [127:0] \$167 ;
-  wire \$168 ;
-  wire [127:0] \$169 ;
+  wire [127:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire [127:0] \$170 ;
-  wire \$171 ;
+  wire [127:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [9:0] \$176 ;
+  wire \$176 ;
   wire [9:0] \$177 ;
-  wire \$178 ;
-  wire [15:0] \$179 ;
+  wire [9:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
   wire [15:0] \$180 ;
-  wire \$181 ;
-  wire [11:0] \$182 ;
+  wire [15:0] \$181 ;
+  wire \$182 ;
   wire [11:0] \$183 ;
-  wire \$184 ;
-  wire [7:0] \$185 ;
+  wire [11:0] \$184 ;
+  wire \$185 ;
   wire [7:0] \$186 ;
-  wire \$187 ;
-  wire [5:0] \$188 ;
+  wire [7:0] \$187 ;
+  wire \$188 ;
   wire [5:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [7:0] \$191 ;
+  wire [5:0] \$190 ;
+  wire \$191 ;
   wire [7:0] \$192 ;
-  wire \$193 ;
-  wire [127:0] \$194 ;
+  wire [7:0] \$193 ;
+  wire \$194 ;
   wire [127:0] \$195 ;
-  wire \$196 ;
-  wire [127:0] \$197 ;
+  wire [127:0] \$196 ;
+  wire \$197 ;
   wire [127:0] \$198 ;
-  wire \$199 ;
+  wire [127:0] \$199 ;
   wire \$2 ;
-  wire [15:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
-  wire [9:0] \$204 ;
+  wire \$204 ;
   wire [9:0] \$205 ;
-  wire \$206 ;
-  wire [15:0] \$207 ;
+  wire [9:0] \$206 ;
+  wire \$207 ;
   wire [15:0] \$208 ;
-  wire \$209 ;
-  wire [16:0] \$21 ;
-  wire [11:0] \$210 ;
+  wire [15:0] \$209 ;
+  wire \$21 ;
+  wire \$210 ;
   wire [11:0] \$211 ;
-  wire \$212 ;
-  wire [7:0] \$213 ;
+  wire [11:0] \$212 ;
+  wire \$213 ;
   wire [7:0] \$214 ;
-  wire \$215 ;
-  wire [5:0] \$216 ;
+  wire [7:0] \$215 ;
+  wire \$216 ;
   wire [5:0] \$217 ;
-  wire \$218 ;
-  wire [7:0] \$219 ;
-  wire \$22 ;
+  wire [5:0] \$218 ;
+  wire \$219 ;
+  wire [19:0] \$22 ;
   wire [7:0] \$220 ;
-  wire \$221 ;
-  wire [127:0] \$222 ;
+  wire [7:0] \$221 ;
+  wire \$222 ;
   wire [127:0] \$223 ;
-  wire \$224 ;
-  wire [127:0] \$225 ;
+  wire [127:0] \$224 ;
+  wire \$225 ;
   wire [127:0] \$226 ;
-  wire \$227 ;
+  wire [127:0] \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [19:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire [9:0] \$232 ;
+  wire \$232 ;
   wire [9:0] \$233 ;
-  wire \$234 ;
-  wire [15:0] \$235 ;
+  wire [9:0] \$234 ;
+  wire \$235 ;
   wire [15:0] \$236 ;
-  wire \$237 ;
-  wire [11:0] \$238 ;
+  wire [15:0] \$237 ;
+  wire \$238 ;
   wire [11:0] \$239 ;
   wire [19:0] \$24 ;
-  wire \$240 ;
-  wire [7:0] \$241 ;
+  wire [11:0] \$240 ;
+  wire \$241 ;
   wire [7:0] \$242 ;
-  wire \$243 ;
-  wire [5:0] \$244 ;
+  wire [7:0] \$243 ;
+  wire \$244 ;
   wire [5:0] \$245 ;
-  wire \$246 ;
-  wire [7:0] \$247 ;
+  wire [5:0] \$246 ;
+  wire \$247 ;
   wire [7:0] \$248 ;
-  wire \$249 ;
+  wire [7:0] \$249 ;
   wire [19:0] \$25 ;
-  wire [127:0] \$250 ;
+  wire \$250 ;
   wire [127:0] \$251 ;
-  wire \$252 ;
-  wire [127:0] \$253 ;
+  wire [127:0] \$252 ;
+  wire \$253 ;
   wire [127:0] \$254 ;
-  wire \$255 ;
+  wire [127:0] \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [19:0] \$26 ;
-  wire [9:0] \$260 ;
+  wire \$260 ;
   wire [9:0] \$261 ;
-  wire \$262 ;
-  wire [15:0] \$263 ;
+  wire [9:0] \$262 ;
+  wire \$263 ;
   wire [15:0] \$264 ;
-  wire \$265 ;
-  wire [11:0] \$266 ;
+  wire [15:0] \$265 ;
+  wire \$266 ;
   wire [11:0] \$267 ;
-  wire \$268 ;
-  wire [7:0] \$269 ;
+  wire [11:0] \$268 ;
+  wire \$269 ;
   wire [19:0] \$27 ;
   wire [7:0] \$270 ;
-  wire \$271 ;
-  wire [5:0] \$272 ;
+  wire [7:0] \$271 ;
+  wire \$272 ;
   wire [5:0] \$273 ;
-  wire \$274 ;
-  wire [7:0] \$275 ;
+  wire [5:0] \$274 ;
+  wire \$275 ;
   wire [7:0] \$276 ;
-  wire \$277 ;
-  wire [127:0] \$278 ;
+  wire [7:0] \$277 ;
+  wire \$278 ;
   wire [127:0] \$279 ;
   wire [19:0] \$28 ;
-  wire \$280 ;
-  wire [127:0] \$281 ;
+  wire [127:0] \$280 ;
+  wire \$281 ;
   wire [127:0] \$282 ;
-  wire \$283 ;
+  wire [127:0] \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [9:0] \$288 ;
+  wire \$288 ;
   wire [9:0] \$289 ;
   wire [19:0] \$29 ;
-  wire \$290 ;
-  wire [15:0] \$291 ;
+  wire [9:0] \$290 ;
+  wire \$291 ;
   wire [15:0] \$292 ;
-  wire \$293 ;
-  wire [11:0] \$294 ;
+  wire [15:0] \$293 ;
+  wire \$294 ;
   wire [11:0] \$295 ;
-  wire \$296 ;
-  wire [7:0] \$297 ;
+  wire [11:0] \$296 ;
+  wire \$297 ;
   wire [7:0] \$298 ;
-  wire \$299 ;
+  wire [7:0] \$299 ;
   wire \$3 ;
   wire [19:0] \$30 ;
-  wire [5:0] \$300 ;
+  wire \$300 ;
   wire [5:0] \$301 ;
-  wire \$302 ;
-  wire [7:0] \$303 ;
+  wire [5:0] \$302 ;
+  wire \$303 ;
   wire [7:0] \$304 ;
-  wire \$305 ;
-  wire [127:0] \$306 ;
+  wire [7:0] \$305 ;
+  wire \$306 ;
   wire [127:0] \$307 ;
-  wire \$308 ;
-  wire [127:0] \$309 ;
+  wire [127:0] \$308 ;
+  wire \$309 ;
   wire [19:0] \$31 ;
   wire [127:0] \$310 ;
-  wire \$311 ;
+  wire [127:0] \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
-  wire [9:0] \$316 ;
+  wire \$316 ;
   wire [9:0] \$317 ;
-  wire \$318 ;
-  wire [15:0] \$319 ;
+  wire [9:0] \$318 ;
+  wire \$319 ;
   wire [19:0] \$32 ;
   wire [15:0] \$320 ;
-  wire \$321 ;
-  wire [11:0] \$322 ;
+  wire [15:0] \$321 ;
+  wire \$322 ;
   wire [11:0] \$323 ;
-  wire \$324 ;
-  wire [7:0] \$325 ;
+  wire [11:0] \$324 ;
+  wire \$325 ;
   wire [7:0] \$326 ;
-  wire \$327 ;
-  wire [5:0] \$328 ;
+  wire [7:0] \$327 ;
+  wire \$328 ;
   wire [5:0] \$329 ;
   wire [19:0] \$33 ;
-  wire \$330 ;
-  wire [7:0] \$331 ;
+  wire [5:0] \$330 ;
+  wire \$331 ;
   wire [7:0] \$332 ;
-  wire \$333 ;
-  wire [127:0] \$334 ;
+  wire [7:0] \$333 ;
+  wire \$334 ;
   wire [127:0] \$335 ;
-  wire \$336 ;
-  wire [127:0] \$337 ;
+  wire [127:0] \$336 ;
+  wire \$337 ;
   wire [127:0] \$338 ;
-  wire \$339 ;
+  wire [127:0] \$339 ;
   wire [19:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
-  wire [9:0] \$344 ;
+  wire \$344 ;
   wire [9:0] \$345 ;
-  wire \$346 ;
-  wire [15:0] \$347 ;
+  wire [9:0] \$346 ;
+  wire \$347 ;
   wire [15:0] \$348 ;
-  wire \$349 ;
+  wire [15:0] \$349 ;
   wire [19:0] \$35 ;
-  wire [11:0] \$350 ;
+  wire \$350 ;
   wire [11:0] \$351 ;
-  wire \$352 ;
-  wire [7:0] \$353 ;
+  wire [11:0] \$352 ;
+  wire \$353 ;
   wire [7:0] \$354 ;
-  wire \$355 ;
-  wire [5:0] \$356 ;
+  wire [7:0] \$355 ;
+  wire \$356 ;
   wire [5:0] \$357 ;
-  wire \$358 ;
-  wire [7:0] \$359 ;
+  wire [5:0] \$358 ;
+  wire \$359 ;
   wire [19:0] \$36 ;
   wire [7:0] \$360 ;
-  wire \$361 ;
-  wire [127:0] \$362 ;
+  wire [7:0] \$361 ;
+  wire \$362 ;
   wire [127:0] \$363 ;
-  wire \$364 ;
-  wire [127:0] \$365 ;
+  wire [127:0] \$364 ;
+  wire \$365 ;
   wire [127:0] \$366 ;
-  wire \$367 ;
+  wire [127:0] \$367 ;
   wire \$368 ;
   wire \$369 ;
   wire [19:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
-  wire [9:0] \$372 ;
+  wire \$372 ;
   wire [9:0] \$373 ;
-  wire \$374 ;
-  wire [15:0] \$375 ;
+  wire [9:0] \$374 ;
+  wire \$375 ;
   wire [15:0] \$376 ;
-  wire \$377 ;
-  wire [11:0] \$378 ;
+  wire [15:0] \$377 ;
+  wire \$378 ;
   wire [11:0] \$379 ;
   wire [19:0] \$38 ;
-  wire \$380 ;
-  wire [7:0] \$381 ;
+  wire [11:0] \$380 ;
+  wire \$381 ;
   wire [7:0] \$382 ;
-  wire \$383 ;
-  wire [5:0] \$384 ;
+  wire [7:0] \$383 ;
+  wire \$384 ;
   wire [5:0] \$385 ;
-  wire \$386 ;
-  wire [7:0] \$387 ;
+  wire [5:0] \$386 ;
+  wire \$387 ;
   wire [7:0] \$388 ;
-  wire \$389 ;
+  wire [7:0] \$389 ;
   wire [19:0] \$39 ;
-  wire [127:0] \$390 ;
+  wire \$390 ;
   wire [127:0] \$391 ;
-  wire \$392 ;
-  wire [127:0] \$393 ;
+  wire [127:0] \$392 ;
+  wire \$393 ;
   wire [127:0] \$394 ;
-  wire \$395 ;
+  wire [127:0] \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire [19:0] \$40 ;
-  wire [9:0] \$400 ;
+  wire \$400 ;
   wire [9:0] \$401 ;
-  wire \$402 ;
-  wire [15:0] \$403 ;
+  wire [9:0] \$402 ;
+  wire \$403 ;
   wire [15:0] \$404 ;
-  wire \$405 ;
-  wire [11:0] \$406 ;
+  wire [15:0] \$405 ;
+  wire \$406 ;
   wire [11:0] \$407 ;
-  wire \$408 ;
-  wire [7:0] \$409 ;
+  wire [11:0] \$408 ;
+  wire \$409 ;
   wire [19:0] \$41 ;
   wire [7:0] \$410 ;
-  wire \$411 ;
-  wire [5:0] \$412 ;
+  wire [7:0] \$411 ;
+  wire \$412 ;
   wire [5:0] \$413 ;
-  wire \$414 ;
-  wire [7:0] \$415 ;
+  wire [5:0] \$414 ;
+  wire \$415 ;
   wire [7:0] \$416 ;
-  wire \$417 ;
-  wire [127:0] \$418 ;
+  wire [7:0] \$417 ;
+  wire \$418 ;
   wire [127:0] \$419 ;
   wire [19:0] \$42 ;
-  wire \$420 ;
-  wire [127:0] \$421 ;
+  wire [127:0] \$420 ;
+  wire \$421 ;
   wire [127:0] \$422 ;
-  wire \$423 ;
+  wire [127:0] \$423 ;
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire [9:0] \$428 ;
+  wire \$428 ;
   wire [9:0] \$429 ;
   wire [19:0] \$43 ;
-  wire \$430 ;
-  wire [15:0] \$431 ;
+  wire [9:0] \$430 ;
+  wire \$431 ;
   wire [15:0] \$432 ;
-  wire \$433 ;
-  wire [11:0] \$434 ;
+  wire [15:0] \$433 ;
+  wire \$434 ;
   wire [11:0] \$435 ;
-  wire \$436 ;
-  wire [7:0] \$437 ;
+  wire [11:0] \$436 ;
+  wire \$437 ;
   wire [7:0] \$438 ;
-  wire \$439 ;
+  wire [7:0] \$439 ;
   wire [19:0] \$44 ;
-  wire [5:0] \$440 ;
+  wire \$440 ;
   wire [5:0] \$441 ;
-  wire \$442 ;
-  wire [7:0] \$443 ;
+  wire [5:0] \$442 ;
+  wire \$443 ;
   wire [7:0] \$444 ;
-  wire \$445 ;
-  wire [127:0] \$446 ;
+  wire [7:0] \$445 ;
+  wire \$446 ;
   wire [127:0] \$447 ;
-  wire \$448 ;
-  wire [127:0] \$449 ;
+  wire [127:0] \$448 ;
+  wire \$449 ;
   wire [19:0] \$45 ;
   wire [127:0] \$450 ;
-  wire \$451 ;
+  wire [127:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
-  wire [9:0] \$456 ;
+  wire \$456 ;
   wire [9:0] \$457 ;
-  wire \$458 ;
-  wire [15:0] \$459 ;
+  wire [9:0] \$458 ;
+  wire \$459 ;
   wire [19:0] \$46 ;
   wire [15:0] \$460 ;
-  wire \$461 ;
-  wire [11:0] \$462 ;
+  wire [15:0] \$461 ;
+  wire \$462 ;
   wire [11:0] \$463 ;
-  wire \$464 ;
-  wire [7:0] \$465 ;
+  wire [11:0] \$464 ;
+  wire \$465 ;
   wire [7:0] \$466 ;
-  wire \$467 ;
-  wire [5:0] \$468 ;
+  wire [7:0] \$467 ;
+  wire \$468 ;
   wire [5:0] \$469 ;
   wire [19:0] \$47 ;
-  wire \$470 ;
-  wire [7:0] \$471 ;
+  wire [5:0] \$470 ;
+  wire \$471 ;
   wire [7:0] \$472 ;
-  wire \$473 ;
-  wire [127:0] \$474 ;
+  wire [7:0] \$473 ;
+  wire \$474 ;
   wire [127:0] \$475 ;
-  wire \$476 ;
-  wire [127:0] \$477 ;
+  wire [127:0] \$476 ;
+  wire \$477 ;
   wire [127:0] \$478 ;
-  wire \$479 ;
+  wire [127:0] \$479 ;
   wire [19:0] \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [9:0] \$484 ;
+  wire \$484 ;
   wire [9:0] \$485 ;
-  wire \$486 ;
-  wire [15:0] \$487 ;
+  wire [9:0] \$486 ;
+  wire \$487 ;
   wire [15:0] \$488 ;
-  wire \$489 ;
+  wire [15:0] \$489 ;
   wire [19:0] \$49 ;
-  wire [11:0] \$490 ;
+  wire \$490 ;
   wire [11:0] \$491 ;
-  wire \$492 ;
-  wire [7:0] \$493 ;
+  wire [11:0] \$492 ;
+  wire \$493 ;
   wire [7:0] \$494 ;
-  wire \$495 ;
-  wire [5:0] \$496 ;
+  wire [7:0] \$495 ;
+  wire \$496 ;
   wire [5:0] \$497 ;
-  wire \$498 ;
-  wire [7:0] \$499 ;
+  wire [5:0] \$498 ;
+  wire \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
   wire [7:0] \$500 ;
-  wire \$501 ;
-  wire [127:0] \$502 ;
+  wire [7:0] \$501 ;
+  wire \$502 ;
   wire [127:0] \$503 ;
-  wire \$504 ;
-  wire [127:0] \$505 ;
+  wire [127:0] \$504 ;
+  wire \$505 ;
   wire [127:0] \$506 ;
-  wire \$507 ;
+  wire [127:0] \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire [19:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire [9:0] \$512 ;
+  wire \$512 ;
   wire [9:0] \$513 ;
-  wire \$514 ;
-  wire [15:0] \$515 ;
+  wire [9:0] \$514 ;
+  wire \$515 ;
   wire [15:0] \$516 ;
-  wire \$517 ;
-  wire [11:0] \$518 ;
+  wire [15:0] \$517 ;
+  wire \$518 ;
   wire [11:0] \$519 ;
   wire [19:0] \$52 ;
-  wire \$520 ;
-  wire [7:0] \$521 ;
+  wire [11:0] \$520 ;
+  wire \$521 ;
   wire [7:0] \$522 ;
-  wire \$523 ;
-  wire [5:0] \$524 ;
+  wire [7:0] \$523 ;
+  wire \$524 ;
   wire [5:0] \$525 ;
-  wire \$526 ;
-  wire [7:0] \$527 ;
+  wire [5:0] \$526 ;
+  wire \$527 ;
   wire [7:0] \$528 ;
-  wire \$529 ;
-  wire [19:0] \$53 ;
-  wire [127:0] \$530 ;
+  wire [7:0] \$529 ;
+  wire [7:0] \$53 ;
+  wire \$530 ;
   wire [127:0] \$531 ;
-  wire \$532 ;
-  wire [127:0] \$533 ;
+  wire [127:0] \$532 ;
+  wire \$533 ;
   wire [127:0] \$534 ;
-  wire \$535 ;
+  wire [127:0] \$535 ;
   wire \$536 ;
   wire \$537 ;
   wire \$538 ;
@@ -15326,18 +15888,18 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   wire [7:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
-  reg \$542 ;
-  reg [457:0] \$543 ;
-  reg [12:0] \$544 ;
-  reg [12:0] \$545 ;
-  reg [12:0] \$546 ;
-  reg [12:0] \$547 ;
-  reg [12:0] \$548 ;
-  reg [12:0] \$549 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire [15:0] \$545 ;
+  wire [16:0] \$546 ;
+  wire [15:0] \$547 ;
+  wire \$548 ;
+  wire \$549 ;
   wire [7:0] \$55 ;
-  reg [12:0] \$550 ;
-  reg [12:0] \$551 ;
-  reg [12:0] \$552 ;
+  wire \$550 ;
+  reg \$551 ;
+  reg [457:0] \$552 ;
   reg [12:0] \$553 ;
   reg [12:0] \$554 ;
   reg [12:0] \$555 ;
@@ -15346,9 +15908,22 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   reg [12:0] \$558 ;
   reg [12:0] \$559 ;
   wire [7:0] \$56 ;
-  reg \$560 ;
-  reg [457:0] \$561 ;
+  reg [12:0] \$560 ;
+  reg [12:0] \$561 ;
+  reg [12:0] \$562 ;
+  reg [12:0] \$563 ;
+  reg [12:0] \$564 ;
+  reg [12:0] \$565 ;
+  reg [12:0] \$566 ;
+  reg [12:0] \$567 ;
+  reg [12:0] \$568 ;
+  reg \$569 ;
   wire [7:0] \$57 ;
+  reg [457:0] \$570 ;
+  reg [15:0] \$571 ;
+  reg \$572 ;
+  reg \$573 ;
+  reg [457:0] \$574 ;
   wire [7:0] \$58 ;
   wire [7:0] \$59 ;
   wire \$6 ;
@@ -15378,7 +15953,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   wire [7:0] \$81 ;
   wire [7:0] \$82 ;
   wire [7:0] \$83 ;
-  wire [7:0] \$84 ;
+  wire \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
@@ -15387,13 +15962,13 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [9:0] \$92 ;
+  wire \$92 ;
   wire [9:0] \$93 ;
-  wire \$94 ;
-  wire [15:0] \$95 ;
+  wire [9:0] \$94 ;
+  wire \$95 ;
   wire [15:0] \$96 ;
-  wire \$97 ;
-  wire [11:0] \$98 ;
+  wire [15:0] \$97 ;
+  wire \$98 ;
   wire [11:0] \$99 ;
   reg [19:0] action;
   wire \action.drop ;
@@ -15419,7 +15994,6 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
   reg [3:0] drop;
-  wire [15:0] first;
   input [457:0] i__payload;
   wire [457:0] i__payload;
   (* enum_base_type = "DropReason" *)
@@ -16384,595 +16958,673 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   reg [12:0] s1_terms8 = 13'h0000;
   reg [12:0] s1_terms9 = 13'h0000;
   reg s1_valid = 1'h0;
-  assign \$437  = i__payload[71:64] ^ rules[8708:8701];
-  assign \$438  = \$437  & rules[8716:8709];
-  assign \$439  = ! \$438 ;
-  assign \$440  = i__payload[63:58] ^ rules[8722:8717];
-  assign \$441  = \$440  & rules[8728:8723];
-  assign \$442  = ! \$441 ;
-  assign \$443  = i__payload[79:72] ^ rules[8736:8729];
-  assign \$444  = \$443  & rules[8744:8737];
-  assign \$445  = ! \$444 ;
-  assign \$446  = i__payload[207:80] ^ rules[8936:8809];
-  assign \$447  = \$446  & rules[9064:8937];
-  assign \$448  = ! \$447 ;
-  assign \$449  = i__payload[335:208] ^ rules[9192:9065];
-  assign \$450  = \$449  & rules[9320:9193];
-  assign \$451  = ! \$450 ;
-  assign \$452  = i__payload[351:336] >= rules[8760:8745];
-  assign \$453  = i__payload[351:336] <= rules[8776:8761];
-  assign \$454  = i__payload[367:352] >= rules[8792:8777];
-  assign \$455  = i__payload[367:352] <= rules[8808:8793];
-  assign \$456  = i__payload[29:20] ^ rules[9351:9342];
-  assign \$457  = \$456  & rules[9361:9352];
-  assign \$458  = ! \$457 ;
-  assign \$459  = i__payload[45:30] ^ rules[9377:9362];
-  assign \$460  = \$459  & rules[9393:9378];
-  assign \$461  = ! \$460 ;
-  assign \$462  = i__payload[57:46] ^ rules[9405:9394];
-  assign \$463  = \$462  & rules[9417:9406];
-  assign \$464  = ! \$463 ;
-  assign \$465  = i__payload[71:64] ^ rules[9425:9418];
-  assign \$466  = \$465  & rules[9433:9426];
-  assign \$467  = ! \$466 ;
-  assign \$468  = i__payload[63:58] ^ rules[9439:9434];
-  assign \$469  = \$468  & rules[9445:9440];
-  assign \$470  = ! \$469 ;
-  assign \$471  = i__payload[79:72] ^ rules[9453:9446];
-  assign \$472  = \$471  & rules[9461:9454];
-  assign \$473  = ! \$472 ;
-  assign \$474  = i__payload[207:80] ^ rules[9653:9526];
-  assign \$475  = \$474  & rules[9781:9654];
-  assign \$476  = ! \$475 ;
-  assign \$477  = i__payload[335:208] ^ rules[9909:9782];
-  assign \$478  = \$477  & rules[10037:9910];
-  assign \$479  = ! \$478 ;
-  assign \$480  = i__payload[351:336] >= rules[9477:9462];
-  assign \$481  = i__payload[351:336] <= rules[9493:9478];
-  assign \$482  = i__payload[367:352] >= rules[9509:9494];
-  assign \$483  = i__payload[367:352] <= rules[9525:9510];
-  assign \$484  = i__payload[29:20] ^ rules[10068:10059];
-  assign \$485  = \$484  & rules[10078:10069];
-  assign \$486  = ! \$485 ;
-  assign \$487  = i__payload[45:30] ^ rules[10094:10079];
-  assign \$488  = \$487  & rules[10110:10095];
-  assign \$489  = ! \$488 ;
-  assign \$490  = i__payload[57:46] ^ rules[10122:10111];
-  assign \$491  = \$490  & rules[10134:10123];
-  assign \$492  = ! \$491 ;
-  assign \$493  = i__payload[71:64] ^ rules[10142:10135];
-  assign \$494  = \$493  & rules[10150:10143];
-  assign \$495  = ! \$494 ;
-  assign \$496  = i__payload[63:58] ^ rules[10156:10151];
-  assign \$497  = \$496  & rules[10162:10157];
-  assign \$498  = ! \$497 ;
-  assign \$499  = i__payload[79:72] ^ rules[10170:10163];
-  assign \$500  = \$499  & rules[10178:10171];
-  assign \$501  = ! \$500 ;
-  assign \$502  = i__payload[207:80] ^ rules[10370:10243];
-  assign \$503  = \$502  & rules[10498:10371];
-  assign \$504  = ! \$503 ;
-  assign \$505  = i__payload[335:208] ^ rules[10626:10499];
-  assign \$506  = \$505  & rules[10754:10627];
-  assign \$507  = ! \$506 ;
-  assign \$508  = i__payload[351:336] >= rules[10194:10179];
-  assign \$509  = i__payload[351:336] <= rules[10210:10195];
-  assign \$510  = i__payload[367:352] >= rules[10226:10211];
-  assign \$511  = i__payload[367:352] <= rules[10242:10227];
-  assign \$512  = i__payload[29:20] ^ rules[10785:10776];
-  assign \$513  = \$512  & rules[10795:10786];
-  assign \$514  = ! \$513 ;
-  assign \$515  = i__payload[45:30] ^ rules[10811:10796];
-  assign \$516  = \$515  & rules[10827:10812];
-  assign \$517  = ! \$516 ;
-  assign \$518  = i__payload[57:46] ^ rules[10839:10828];
-  assign \$519  = \$518  & rules[10851:10840];
-  assign \$520  = ! \$519 ;
-  assign \$521  = i__payload[71:64] ^ rules[10859:10852];
-  assign \$522  = \$521  & rules[10867:10860];
-  assign \$523  = ! \$522 ;
-  assign \$524  = i__payload[63:58] ^ rules[10873:10868];
-  assign \$525  = \$524  & rules[10879:10874];
-  assign \$526  = ! \$525 ;
-  assign \$527  = i__payload[79:72] ^ rules[10887:10880];
-  assign \$528  = \$527  & rules[10895:10888];
-  assign \$529  = ! \$528 ;
-  assign \$530  = i__payload[207:80] ^ rules[11087:10960];
-  assign \$531  = \$530  & rules[11215:11088];
-  assign \$532  = ! \$531 ;
-  assign \$533  = i__payload[335:208] ^ rules[11343:11216];
-  assign \$534  = \$533  & rules[11471:11344];
-  assign \$535  = ! \$534 ;
-  assign \$536  = i__payload[351:336] >= rules[10911:10896];
-  assign \$537  = i__payload[351:336] <= rules[10927:10912];
-  assign \$538  = i__payload[367:352] >= rules[10943:10928];
-  assign \$539  = i__payload[367:352] <= rules[10959:10944];
-  assign \$540  = ~ o__valid;
-  assign \$541  = \$540  | o__ready;
+  reg s2_any = 1'h0;
+  reg [15:0] s2_first = 16'h0000;
+  reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s2_meta.drop ;
+  wire [5:0] \s2_meta.dscp ;
+  wire [127:0] \s2_meta.dst_addr ;
+  wire [15:0] \s2_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s2_meta.error ;
+  wire [15:0] \s2_meta.ethertype ;
+  wire [9:0] \s2_meta.flags ;
+  wire \s2_meta.flags.direct ;
+  wire \s2_meta.flags.fragment ;
+  wire \s2_meta.flags.ip_options ;
+  wire \s2_meta.flags.ipv4 ;
+  wire \s2_meta.flags.ipv6 ;
+  wire \s2_meta.flags.tcp ;
+  wire \s2_meta.flags.tunnel ;
+  wire \s2_meta.flags.udp ;
+  wire \s2_meta.flags.vlan ;
+  wire \s2_meta.flags.vlan2 ;
+  wire [15:0] \s2_meta.generation ;
+  wire [31:0] \s2_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s2_meta.hash_type ;
+  wire [3:0] \s2_meta.instance ;
+  wire [7:0] \s2_meta.ip_proto ;
+  wire [15:0] \s2_meta.length ;
+  wire [7:0] \s2_meta.queue ;
+  wire [10:0] \s2_meta.reta_offset ;
+  wire [3:0] \s2_meta.reta_size_log2 ;
+  wire [7:0] \s2_meta.rule ;
+  wire [127:0] \s2_meta.src_addr ;
+  wire [15:0] \s2_meta.src_port ;
+  wire [7:0] \s2_meta.tcp_flags ;
+  wire [11:0] \s2_meta.vlan_id ;
+  reg s2_valid = 1'h0;
+  assign \$425  = i__payload[351:336] >= rules[8043:8028];
+  assign \$426  = i__payload[351:336] <= rules[8059:8044];
+  assign \$427  = i__payload[367:352] >= rules[8075:8060];
+  assign \$428  = i__payload[367:352] <= rules[8091:8076];
+  assign \$429  = i__payload[29:20] ^ rules[8634:8625];
+  assign \$430  = \$429  & rules[8644:8635];
+  assign \$431  = ! \$430 ;
+  assign \$432  = i__payload[45:30] ^ rules[8660:8645];
+  assign \$433  = \$432  & rules[8676:8661];
+  assign \$434  = ! \$433 ;
+  assign \$435  = i__payload[57:46] ^ rules[8688:8677];
+  assign \$436  = \$435  & rules[8700:8689];
+  assign \$437  = ! \$436 ;
+  assign \$438  = i__payload[71:64] ^ rules[8708:8701];
+  assign \$439  = \$438  & rules[8716:8709];
+  assign \$440  = ! \$439 ;
+  assign \$441  = i__payload[63:58] ^ rules[8722:8717];
+  assign \$442  = \$441  & rules[8728:8723];
+  assign \$443  = ! \$442 ;
+  assign \$444  = i__payload[79:72] ^ rules[8736:8729];
+  assign \$445  = \$444  & rules[8744:8737];
+  assign \$446  = ! \$445 ;
+  assign \$447  = i__payload[207:80] ^ rules[8936:8809];
+  assign \$448  = \$447  & rules[9064:8937];
+  assign \$449  = ! \$448 ;
+  assign \$450  = i__payload[335:208] ^ rules[9192:9065];
+  assign \$451  = \$450  & rules[9320:9193];
+  assign \$452  = ! \$451 ;
+  assign \$453  = i__payload[351:336] >= rules[8760:8745];
+  assign \$454  = i__payload[351:336] <= rules[8776:8761];
+  assign \$455  = i__payload[367:352] >= rules[8792:8777];
+  assign \$456  = i__payload[367:352] <= rules[8808:8793];
+  assign \$457  = i__payload[29:20] ^ rules[9351:9342];
+  assign \$458  = \$457  & rules[9361:9352];
+  assign \$459  = ! \$458 ;
+  assign \$460  = i__payload[45:30] ^ rules[9377:9362];
+  assign \$461  = \$460  & rules[9393:9378];
+  assign \$462  = ! \$461 ;
+  assign \$463  = i__payload[57:46] ^ rules[9405:9394];
+  assign \$464  = \$463  & rules[9417:9406];
+  assign \$465  = ! \$464 ;
+  assign \$466  = i__payload[71:64] ^ rules[9425:9418];
+  assign \$467  = \$466  & rules[9433:9426];
+  assign \$468  = ! \$467 ;
+  assign \$469  = i__payload[63:58] ^ rules[9439:9434];
+  assign \$470  = \$469  & rules[9445:9440];
+  assign \$471  = ! \$470 ;
+  assign \$472  = i__payload[79:72] ^ rules[9453:9446];
+  assign \$473  = \$472  & rules[9461:9454];
+  assign \$474  = ! \$473 ;
+  assign \$475  = i__payload[207:80] ^ rules[9653:9526];
+  assign \$476  = \$475  & rules[9781:9654];
+  assign \$477  = ! \$476 ;
+  assign \$478  = i__payload[335:208] ^ rules[9909:9782];
+  assign \$479  = \$478  & rules[10037:9910];
+  assign \$480  = ! \$479 ;
+  assign \$481  = i__payload[351:336] >= rules[9477:9462];
+  assign \$482  = i__payload[351:336] <= rules[9493:9478];
+  assign \$483  = i__payload[367:352] >= rules[9509:9494];
+  assign \$484  = i__payload[367:352] <= rules[9525:9510];
+  assign \$485  = i__payload[29:20] ^ rules[10068:10059];
+  assign \$486  = \$485  & rules[10078:10069];
+  assign \$487  = ! \$486 ;
+  assign \$488  = i__payload[45:30] ^ rules[10094:10079];
+  assign \$489  = \$488  & rules[10110:10095];
+  assign \$490  = ! \$489 ;
+  assign \$491  = i__payload[57:46] ^ rules[10122:10111];
+  assign \$492  = \$491  & rules[10134:10123];
+  assign \$493  = ! \$492 ;
+  assign \$494  = i__payload[71:64] ^ rules[10142:10135];
+  assign \$495  = \$494  & rules[10150:10143];
+  assign \$496  = ! \$495 ;
+  assign \$497  = i__payload[63:58] ^ rules[10156:10151];
+  assign \$498  = \$497  & rules[10162:10157];
+  assign \$499  = ! \$498 ;
+  assign \$500  = i__payload[79:72] ^ rules[10170:10163];
+  assign \$501  = \$500  & rules[10178:10171];
+  assign \$502  = ! \$501 ;
+  assign \$503  = i__payload[207:80] ^ rules[10370:10243];
+  assign \$504  = \$503  & rules[10498:10371];
+  assign \$505  = ! \$504 ;
+  assign \$506  = i__payload[335:208] ^ rules[10626:10499];
+  assign \$507  = \$506  & rules[10754:10627];
+  assign \$508  = ! \$507 ;
+  assign \$509  = i__payload[351:336] >= rules[10194:10179];
+  assign \$510  = i__payload[351:336] <= rules[10210:10195];
+  assign \$511  = i__payload[367:352] >= rules[10226:10211];
+  assign \$512  = i__payload[367:352] <= rules[10242:10227];
+  assign \$513  = i__payload[29:20] ^ rules[10785:10776];
+  assign \$514  = \$513  & rules[10795:10786];
+  assign \$515  = ! \$514 ;
+  assign \$516  = i__payload[45:30] ^ rules[10811:10796];
+  assign \$517  = \$516  & rules[10827:10812];
+  assign \$518  = ! \$517 ;
+  assign \$519  = i__payload[57:46] ^ rules[10839:10828];
+  assign \$520  = \$519  & rules[10851:10840];
+  assign \$521  = ! \$520 ;
+  assign \$522  = i__payload[71:64] ^ rules[10859:10852];
+  assign \$523  = \$522  & rules[10867:10860];
+  assign \$524  = ! \$523 ;
+  assign \$525  = i__payload[63:58] ^ rules[10873:10868];
+  assign \$526  = \$525  & rules[10879:10874];
+  assign \$527  = ! \$526 ;
+  assign \$528  = i__payload[79:72] ^ rules[10887:10880];
+  assign \$529  = \$528  & rules[10895:10888];
+  assign \$530  = ! \$529 ;
+  assign \$531  = i__payload[207:80] ^ rules[11087:10960];
+  assign \$532  = \$531  & rules[11215:11088];
+  assign \$533  = ! \$532 ;
+  assign \$534  = i__payload[335:208] ^ rules[11343:11216];
+  assign \$535  = \$534  & rules[11471:11344];
+  assign \$536  = ! \$535 ;
+  assign \$537  = i__payload[351:336] >= rules[10911:10896];
+  assign \$538  = i__payload[351:336] <= rules[10927:10912];
+  assign \$539  = i__payload[367:352] >= rules[10943:10928];
+  assign \$540  = i__payload[367:352] <= rules[10959:10944];
+  assign \$541  = ~ s2_valid;
+  assign \$542  = ~ o__valid;
+  assign \$543  = \$542  | o__ready;
+  assign \$544  = \$541  | \$543 ;
+  assign \$545  = ~ { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$546  = \$545  + 1'h1;
+  assign \$547  = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  } & \$546 [15:0];
+  assign \$548  = | { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$549  = ~ o__valid;
+  assign \$550  = \$549  | o__ready;
   always @(posedge clk)
-    s1_valid <= \$542 ;
+    s1_valid <= \$551 ;
   always @(posedge clk)
-    s1_meta <= \$543 ;
+    s1_meta <= \$552 ;
   always @(posedge clk)
-    s1_terms0 <= \$544 ;
+    s1_terms0 <= \$553 ;
   always @(posedge clk)
-    s1_terms1 <= \$545 ;
+    s1_terms1 <= \$554 ;
   always @(posedge clk)
-    s1_terms2 <= \$546 ;
+    s1_terms2 <= \$555 ;
   always @(posedge clk)
-    s1_terms3 <= \$547 ;
+    s1_terms3 <= \$556 ;
   always @(posedge clk)
-    s1_terms4 <= \$548 ;
+    s1_terms4 <= \$557 ;
   always @(posedge clk)
-    s1_terms5 <= \$549 ;
+    s1_terms5 <= \$558 ;
   always @(posedge clk)
-    s1_terms6 <= \$550 ;
+    s1_terms6 <= \$559 ;
   always @(posedge clk)
-    s1_terms7 <= \$551 ;
+    s1_terms7 <= \$560 ;
   always @(posedge clk)
-    s1_terms8 <= \$552 ;
+    s1_terms8 <= \$561 ;
   always @(posedge clk)
-    s1_terms9 <= \$553 ;
+    s1_terms9 <= \$562 ;
   always @(posedge clk)
-    s1_terms10 <= \$554 ;
+    s1_terms10 <= \$563 ;
   always @(posedge clk)
-    s1_terms11 <= \$555 ;
+    s1_terms11 <= \$564 ;
   always @(posedge clk)
-    s1_terms12 <= \$556 ;
+    s1_terms12 <= \$565 ;
   always @(posedge clk)
-    s1_terms13 <= \$557 ;
+    s1_terms13 <= \$566 ;
   always @(posedge clk)
-    s1_terms14 <= \$558 ;
+    s1_terms14 <= \$567 ;
   always @(posedge clk)
-    s1_terms15 <= \$559 ;
+    s1_terms15 <= \$568 ;
   always @(posedge clk)
-    o__valid <= \$560 ;
+    s2_valid <= \$569 ;
   always @(posedge clk)
-    o__payload <= \$561 ;
+    s2_meta <= \$570 ;
+  always @(posedge clk)
+    s2_first <= \$571 ;
+  always @(posedge clk)
+    s2_any <= \$572 ;
+  always @(posedge clk)
+    o__valid <= \$573 ;
+  always @(posedge clk)
+    o__payload <= \$574 ;
   assign \$1  = ~ s1_valid;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
-  assign \$4  = & s1_terms0;
-  assign \$5  = & s1_terms1;
-  assign \$6  = & s1_terms2;
-  assign \$7  = & s1_terms3;
-  assign \$8  = & s1_terms4;
-  assign \$9  = & s1_terms5;
-  assign \$10  = & s1_terms6;
-  assign \$11  = & s1_terms7;
-  assign \$12  = & s1_terms8;
-  assign \$13  = & s1_terms9;
-  assign \$14  = & s1_terms10;
-  assign \$15  = & s1_terms11;
-  assign \$16  = & s1_terms12;
-  assign \$17  = & s1_terms13;
-  assign \$18  = & s1_terms14;
-  assign \$19  = & s1_terms15;
-  assign \$20  = ~ { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
-  assign \$21  = \$20  + 1'h1;
-  assign first = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  } & \$21 [15:0];
-  assign \$22  = | { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
-  assign \$23  = rules[20:1] & { first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0], first[0] };
-  assign \$24  = rules[737:718] & { first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1], first[1] };
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = rules[1454:1435] & { first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2], first[2] };
-  assign \$27  = rules[2171:2152] & { first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3], first[3] };
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = \$25  | \$28 ;
-  assign \$30  = rules[2888:2869] & { first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4], first[4] };
-  assign \$31  = rules[3605:3586] & { first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5], first[5] };
-  assign \$32  = \$30  | \$31 ;
-  assign \$33  = rules[4322:4303] & { first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6], first[6] };
-  assign \$34  = rules[5039:5020] & { first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7], first[7] };
-  assign \$35  = \$33  | \$34 ;
-  assign \$36  = \$32  | \$35 ;
-  assign \$37  = \$29  | \$36 ;
-  assign \$38  = rules[5756:5737] & { first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8], first[8] };
-  assign \$39  = rules[6473:6454] & { first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9], first[9] };
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = rules[7190:7171] & { first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10], first[10] };
-  assign \$42  = rules[7907:7888] & { first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11], first[11] };
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$40  | \$43 ;
-  assign \$45  = rules[8624:8605] & { first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12], first[12] };
-  assign \$46  = rules[9341:9322] & { first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13], first[13] };
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = rules[10058:10039] & { first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14], first[14] };
-  assign \$49  = rules[10775:10756] & { first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15], first[15] };
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = \$47  | \$50 ;
-  assign \$52  = \$44  | \$51 ;
-  assign \$53  = \$37  | \$52 ;
-  assign \$59  = \$57  | \$58 ;
-  assign \$60  = \$56  | \$59 ;
-  assign \$63  = \$61  | \$62 ;
-  assign \$66  = \$64  | \$65 ;
-  assign \$67  = \$63  | \$66 ;
-  assign \$68  = \$60  | \$67 ;
-  assign \$71  = \$69  | \$70 ;
-  assign \$74  = \$72  | \$73 ;
-  assign \$75  = \$71  | \$74 ;
-  assign \$78  = \$76  | \$77 ;
-  assign \$81  = \$79  | \$80 ;
-  assign \$82  = \$78  | \$81 ;
-  assign \$83  = \$75  | \$82 ;
-  assign \$84  = \$68  | \$83 ;
-  assign \$85  = | s1_meta[19:16];
-  assign \$86  = ~ pass_errors;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = ~ s1_valid;
+  assign \$2  = ~ s2_valid;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = \$2  | \$4 ;
+  assign i__ready = \$1  | \$5 ;
+  assign \$6  = & s1_terms0;
+  assign \$7  = & s1_terms1;
+  assign \$8  = & s1_terms2;
+  assign \$9  = & s1_terms3;
+  assign \$10  = & s1_terms4;
+  assign \$11  = & s1_terms5;
+  assign \$12  = & s1_terms6;
+  assign \$13  = & s1_terms7;
+  assign \$14  = & s1_terms8;
+  assign \$15  = & s1_terms9;
+  assign \$16  = & s1_terms10;
+  assign \$17  = & s1_terms11;
+  assign \$18  = & s1_terms12;
+  assign \$19  = & s1_terms13;
+  assign \$20  = & s1_terms14;
+  assign \$21  = & s1_terms15;
+  assign \$22  = rules[20:1] & { s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0], s2_first[0] };
+  assign \$23  = rules[737:718] & { s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1], s2_first[1] };
+  assign \$24  = \$22  | \$23 ;
+  assign \$25  = rules[1454:1435] & { s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2], s2_first[2] };
+  assign \$26  = rules[2171:2152] & { s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3], s2_first[3] };
+  assign \$27  = \$25  | \$26 ;
+  assign \$28  = \$24  | \$27 ;
+  assign \$29  = rules[2888:2869] & { s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4], s2_first[4] };
+  assign \$30  = rules[3605:3586] & { s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5], s2_first[5] };
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = rules[4322:4303] & { s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6], s2_first[6] };
+  assign \$33  = rules[5039:5020] & { s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7], s2_first[7] };
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$36  = \$28  | \$35 ;
+  assign \$37  = rules[5756:5737] & { s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8], s2_first[8] };
+  assign \$38  = rules[6473:6454] & { s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9], s2_first[9] };
+  assign \$39  = \$37  | \$38 ;
+  assign \$40  = rules[7190:7171] & { s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10], s2_first[10] };
+  assign \$41  = rules[7907:7888] & { s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11], s2_first[11] };
+  assign \$42  = \$40  | \$41 ;
+  assign \$43  = \$39  | \$42 ;
+  assign \$44  = rules[8624:8605] & { s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12], s2_first[12] };
+  assign \$45  = rules[9341:9322] & { s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13], s2_first[13] };
+  assign \$46  = \$44  | \$45 ;
+  assign \$47  = rules[10058:10039] & { s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14], s2_first[14] };
+  assign \$48  = rules[10775:10756] & { s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15], s2_first[15] };
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = \$46  | \$49 ;
+  assign \$51  = \$43  | \$50 ;
+  assign \$52  = \$36  | \$51 ;
+  assign \$58  = \$56  | \$57 ;
+  assign \$59  = \$55  | \$58 ;
+  assign \$62  = \$60  | \$61 ;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = \$62  | \$65 ;
+  assign \$67  = \$59  | \$66 ;
+  assign \$70  = \$68  | \$69 ;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = \$70  | \$73 ;
+  assign \$77  = \$75  | \$76 ;
+  assign \$80  = \$78  | \$79 ;
+  assign \$81  = \$77  | \$80 ;
+  assign \$82  = \$74  | \$81 ;
+  assign \$83  = \$67  | \$82 ;
+  assign \$84  = | s2_meta[19:16];
+  assign \$85  = ~ pass_errors;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ s1_valid;
+  assign \$88  = ~ s2_valid;
   assign \$89  = ~ o__valid;
   assign \$90  = \$89  | o__ready;
   assign \$91  = \$88  | \$90 ;
-  assign \$92  = i__payload[29:20] ^ rules[30:21];
-  assign \$93  = \$92  & rules[40:31];
-  assign \$94  = ! \$93 ;
-  assign \$95  = i__payload[45:30] ^ rules[56:41];
-  assign \$96  = \$95  & rules[72:57];
-  assign \$97  = ! \$96 ;
-  assign \$98  = i__payload[57:46] ^ rules[84:73];
-  assign \$99  = \$98  & rules[96:85];
-  assign \$100  = ! \$99 ;
-  assign \$101  = i__payload[71:64] ^ rules[104:97];
-  assign \$102  = \$101  & rules[112:105];
-  assign \$103  = ! \$102 ;
-  assign \$104  = i__payload[63:58] ^ rules[118:113];
-  assign \$105  = \$104  & rules[124:119];
-  assign \$106  = ! \$105 ;
-  assign \$107  = i__payload[79:72] ^ rules[132:125];
-  assign \$108  = \$107  & rules[140:133];
-  assign \$109  = ! \$108 ;
-  assign \$110  = i__payload[207:80] ^ rules[332:205];
-  assign \$111  = \$110  & rules[460:333];
-  assign \$112  = ! \$111 ;
-  assign \$113  = i__payload[335:208] ^ rules[588:461];
-  assign \$114  = \$113  & rules[716:589];
-  assign \$115  = ! \$114 ;
-  assign \$116  = i__payload[351:336] >= rules[156:141];
-  assign \$117  = i__payload[351:336] <= rules[172:157];
-  assign \$118  = i__payload[367:352] >= rules[188:173];
-  assign \$119  = i__payload[367:352] <= rules[204:189];
-  assign \$120  = i__payload[29:20] ^ rules[747:738];
-  assign \$121  = \$120  & rules[757:748];
-  assign \$122  = ! \$121 ;
-  assign \$123  = i__payload[45:30] ^ rules[773:758];
-  assign \$124  = \$123  & rules[789:774];
-  assign \$125  = ! \$124 ;
-  assign \$126  = i__payload[57:46] ^ rules[801:790];
-  assign \$127  = \$126  & rules[813:802];
-  assign \$128  = ! \$127 ;
-  assign \$129  = i__payload[71:64] ^ rules[821:814];
-  assign \$130  = \$129  & rules[829:822];
-  assign \$131  = ! \$130 ;
-  assign \$132  = i__payload[63:58] ^ rules[835:830];
-  assign \$133  = \$132  & rules[841:836];
-  assign \$134  = ! \$133 ;
-  assign \$135  = i__payload[79:72] ^ rules[849:842];
-  assign \$136  = \$135  & rules[857:850];
-  assign \$137  = ! \$136 ;
-  assign \$138  = i__payload[207:80] ^ rules[1049:922];
-  assign \$139  = \$138  & rules[1177:1050];
-  assign \$140  = ! \$139 ;
-  assign \$141  = i__payload[335:208] ^ rules[1305:1178];
-  assign \$142  = \$141  & rules[1433:1306];
-  assign \$143  = ! \$142 ;
-  assign \$144  = i__payload[351:336] >= rules[873:858];
-  assign \$145  = i__payload[351:336] <= rules[889:874];
-  assign \$146  = i__payload[367:352] >= rules[905:890];
-  assign \$147  = i__payload[367:352] <= rules[921:906];
-  assign \$148  = i__payload[29:20] ^ rules[1464:1455];
-  assign \$149  = \$148  & rules[1474:1465];
-  assign \$150  = ! \$149 ;
-  assign \$151  = i__payload[45:30] ^ rules[1490:1475];
-  assign \$152  = \$151  & rules[1506:1491];
-  assign \$153  = ! \$152 ;
-  assign \$154  = i__payload[57:46] ^ rules[1518:1507];
-  assign \$155  = \$154  & rules[1530:1519];
-  assign \$156  = ! \$155 ;
-  assign \$157  = i__payload[71:64] ^ rules[1538:1531];
-  assign \$158  = \$157  & rules[1546:1539];
-  assign \$159  = ! \$158 ;
-  assign \$160  = i__payload[63:58] ^ rules[1552:1547];
-  assign \$161  = \$160  & rules[1558:1553];
-  assign \$162  = ! \$161 ;
-  assign \$163  = i__payload[79:72] ^ rules[1566:1559];
-  assign \$164  = \$163  & rules[1574:1567];
-  assign \$165  = ! \$164 ;
-  assign \$166  = i__payload[207:80] ^ rules[1766:1639];
-  assign \$167  = \$166  & rules[1894:1767];
-  assign \$168  = ! \$167 ;
-  assign \$169  = i__payload[335:208] ^ rules[2022:1895];
-  assign \$170  = \$169  & rules[2150:2023];
-  assign \$171  = ! \$170 ;
-  assign \$172  = i__payload[351:336] >= rules[1590:1575];
-  assign \$173  = i__payload[351:336] <= rules[1606:1591];
-  assign \$174  = i__payload[367:352] >= rules[1622:1607];
-  assign \$175  = i__payload[367:352] <= rules[1638:1623];
-  assign \$176  = i__payload[29:20] ^ rules[2181:2172];
-  assign \$177  = \$176  & rules[2191:2182];
-  assign \$178  = ! \$177 ;
-  assign \$179  = i__payload[45:30] ^ rules[2207:2192];
-  assign \$180  = \$179  & rules[2223:2208];
-  assign \$181  = ! \$180 ;
-  assign \$182  = i__payload[57:46] ^ rules[2235:2224];
-  assign \$183  = \$182  & rules[2247:2236];
-  assign \$184  = ! \$183 ;
-  assign \$185  = i__payload[71:64] ^ rules[2255:2248];
-  assign \$186  = \$185  & rules[2263:2256];
-  assign \$187  = ! \$186 ;
-  assign \$188  = i__payload[63:58] ^ rules[2269:2264];
-  assign \$189  = \$188  & rules[2275:2270];
-  assign \$190  = ! \$189 ;
-  assign \$191  = i__payload[79:72] ^ rules[2283:2276];
-  assign \$192  = \$191  & rules[2291:2284];
-  assign \$193  = ! \$192 ;
-  assign \$194  = i__payload[207:80] ^ rules[2483:2356];
-  assign \$195  = \$194  & rules[2611:2484];
-  assign \$196  = ! \$195 ;
-  assign \$197  = i__payload[335:208] ^ rules[2739:2612];
-  assign \$198  = \$197  & rules[2867:2740];
-  assign \$199  = ! \$198 ;
-  assign \$200  = i__payload[351:336] >= rules[2307:2292];
-  assign \$201  = i__payload[351:336] <= rules[2323:2308];
-  assign \$202  = i__payload[367:352] >= rules[2339:2324];
-  assign \$203  = i__payload[367:352] <= rules[2355:2340];
-  assign \$204  = i__payload[29:20] ^ rules[2898:2889];
-  assign \$205  = \$204  & rules[2908:2899];
-  assign \$206  = ! \$205 ;
-  assign \$207  = i__payload[45:30] ^ rules[2924:2909];
-  assign \$208  = \$207  & rules[2940:2925];
-  assign \$209  = ! \$208 ;
-  assign \$210  = i__payload[57:46] ^ rules[2952:2941];
-  assign \$211  = \$210  & rules[2964:2953];
-  assign \$212  = ! \$211 ;
-  assign \$213  = i__payload[71:64] ^ rules[2972:2965];
-  assign \$214  = \$213  & rules[2980:2973];
-  assign \$215  = ! \$214 ;
-  assign \$216  = i__payload[63:58] ^ rules[2986:2981];
-  assign \$217  = \$216  & rules[2992:2987];
-  assign \$218  = ! \$217 ;
-  assign \$219  = i__payload[79:72] ^ rules[3000:2993];
-  assign \$220  = \$219  & rules[3008:3001];
-  assign \$221  = ! \$220 ;
-  assign \$222  = i__payload[207:80] ^ rules[3200:3073];
-  assign \$223  = \$222  & rules[3328:3201];
-  assign \$224  = ! \$223 ;
-  assign \$225  = i__payload[335:208] ^ rules[3456:3329];
-  assign \$226  = \$225  & rules[3584:3457];
-  assign \$227  = ! \$226 ;
-  assign \$228  = i__payload[351:336] >= rules[3024:3009];
-  assign \$229  = i__payload[351:336] <= rules[3040:3025];
-  assign \$230  = i__payload[367:352] >= rules[3056:3041];
-  assign \$231  = i__payload[367:352] <= rules[3072:3057];
-  assign \$232  = i__payload[29:20] ^ rules[3615:3606];
-  assign \$233  = \$232  & rules[3625:3616];
-  assign \$234  = ! \$233 ;
-  assign \$235  = i__payload[45:30] ^ rules[3641:3626];
-  assign \$236  = \$235  & rules[3657:3642];
-  assign \$237  = ! \$236 ;
-  assign \$238  = i__payload[57:46] ^ rules[3669:3658];
-  assign \$239  = \$238  & rules[3681:3670];
-  assign \$240  = ! \$239 ;
-  assign \$241  = i__payload[71:64] ^ rules[3689:3682];
-  assign \$242  = \$241  & rules[3697:3690];
-  assign \$243  = ! \$242 ;
-  assign \$244  = i__payload[63:58] ^ rules[3703:3698];
-  assign \$245  = \$244  & rules[3709:3704];
-  assign \$246  = ! \$245 ;
-  assign \$247  = i__payload[79:72] ^ rules[3717:3710];
-  assign \$248  = \$247  & rules[3725:3718];
-  assign \$249  = ! \$248 ;
-  assign \$250  = i__payload[207:80] ^ rules[3917:3790];
-  assign \$251  = \$250  & rules[4045:3918];
-  assign \$252  = ! \$251 ;
-  assign \$253  = i__payload[335:208] ^ rules[4173:4046];
-  assign \$254  = \$253  & rules[4301:4174];
-  assign \$255  = ! \$254 ;
-  assign \$256  = i__payload[351:336] >= rules[3741:3726];
-  assign \$257  = i__payload[351:336] <= rules[3757:3742];
-  assign \$258  = i__payload[367:352] >= rules[3773:3758];
-  assign \$259  = i__payload[367:352] <= rules[3789:3774];
-  assign \$260  = i__payload[29:20] ^ rules[4332:4323];
-  assign \$261  = \$260  & rules[4342:4333];
-  assign \$262  = ! \$261 ;
-  assign \$263  = i__payload[45:30] ^ rules[4358:4343];
-  assign \$264  = \$263  & rules[4374:4359];
-  assign \$265  = ! \$264 ;
-  assign \$266  = i__payload[57:46] ^ rules[4386:4375];
-  assign \$267  = \$266  & rules[4398:4387];
-  assign \$268  = ! \$267 ;
-  assign \$269  = i__payload[71:64] ^ rules[4406:4399];
-  assign \$270  = \$269  & rules[4414:4407];
-  assign \$271  = ! \$270 ;
-  assign \$272  = i__payload[63:58] ^ rules[4420:4415];
-  assign \$273  = \$272  & rules[4426:4421];
-  assign \$274  = ! \$273 ;
-  assign \$275  = i__payload[79:72] ^ rules[4434:4427];
-  assign \$276  = \$275  & rules[4442:4435];
-  assign \$277  = ! \$276 ;
-  assign \$278  = i__payload[207:80] ^ rules[4634:4507];
-  assign \$279  = \$278  & rules[4762:4635];
-  assign \$280  = ! \$279 ;
-  assign \$281  = i__payload[335:208] ^ rules[4890:4763];
-  assign \$282  = \$281  & rules[5018:4891];
-  assign \$283  = ! \$282 ;
-  assign \$284  = i__payload[351:336] >= rules[4458:4443];
-  assign \$285  = i__payload[351:336] <= rules[4474:4459];
-  assign \$286  = i__payload[367:352] >= rules[4490:4475];
-  assign \$287  = i__payload[367:352] <= rules[4506:4491];
-  assign \$288  = i__payload[29:20] ^ rules[5049:5040];
-  assign \$289  = \$288  & rules[5059:5050];
-  assign \$290  = ! \$289 ;
-  assign \$291  = i__payload[45:30] ^ rules[5075:5060];
-  assign \$292  = \$291  & rules[5091:5076];
-  assign \$293  = ! \$292 ;
-  assign \$294  = i__payload[57:46] ^ rules[5103:5092];
-  assign \$295  = \$294  & rules[5115:5104];
-  assign \$296  = ! \$295 ;
-  assign \$297  = i__payload[71:64] ^ rules[5123:5116];
-  assign \$298  = \$297  & rules[5131:5124];
-  assign \$299  = ! \$298 ;
-  assign \$300  = i__payload[63:58] ^ rules[5137:5132];
-  assign \$301  = \$300  & rules[5143:5138];
-  assign \$302  = ! \$301 ;
-  assign \$303  = i__payload[79:72] ^ rules[5151:5144];
-  assign \$304  = \$303  & rules[5159:5152];
-  assign \$305  = ! \$304 ;
-  assign \$306  = i__payload[207:80] ^ rules[5351:5224];
-  assign \$307  = \$306  & rules[5479:5352];
-  assign \$308  = ! \$307 ;
-  assign \$309  = i__payload[335:208] ^ rules[5607:5480];
-  assign \$310  = \$309  & rules[5735:5608];
-  assign \$311  = ! \$310 ;
-  assign \$312  = i__payload[351:336] >= rules[5175:5160];
-  assign \$313  = i__payload[351:336] <= rules[5191:5176];
-  assign \$314  = i__payload[367:352] >= rules[5207:5192];
-  assign \$315  = i__payload[367:352] <= rules[5223:5208];
-  assign \$316  = i__payload[29:20] ^ rules[5766:5757];
-  assign \$317  = \$316  & rules[5776:5767];
-  assign \$318  = ! \$317 ;
-  assign \$319  = i__payload[45:30] ^ rules[5792:5777];
-  assign \$320  = \$319  & rules[5808:5793];
-  assign \$321  = ! \$320 ;
-  assign \$322  = i__payload[57:46] ^ rules[5820:5809];
-  assign \$323  = \$322  & rules[5832:5821];
-  assign \$324  = ! \$323 ;
-  assign \$325  = i__payload[71:64] ^ rules[5840:5833];
-  assign \$326  = \$325  & rules[5848:5841];
-  assign \$327  = ! \$326 ;
-  assign \$328  = i__payload[63:58] ^ rules[5854:5849];
-  assign \$329  = \$328  & rules[5860:5855];
-  assign \$330  = ! \$329 ;
-  assign \$331  = i__payload[79:72] ^ rules[5868:5861];
-  assign \$332  = \$331  & rules[5876:5869];
-  assign \$333  = ! \$332 ;
-  assign \$334  = i__payload[207:80] ^ rules[6068:5941];
-  assign \$335  = \$334  & rules[6196:6069];
-  assign \$336  = ! \$335 ;
-  assign \$337  = i__payload[335:208] ^ rules[6324:6197];
-  assign \$338  = \$337  & rules[6452:6325];
-  assign \$339  = ! \$338 ;
-  assign \$340  = i__payload[351:336] >= rules[5892:5877];
-  assign \$341  = i__payload[351:336] <= rules[5908:5893];
-  assign \$342  = i__payload[367:352] >= rules[5924:5909];
-  assign \$343  = i__payload[367:352] <= rules[5940:5925];
-  assign \$344  = i__payload[29:20] ^ rules[6483:6474];
-  assign \$345  = \$344  & rules[6493:6484];
-  assign \$346  = ! \$345 ;
-  assign \$347  = i__payload[45:30] ^ rules[6509:6494];
-  assign \$348  = \$347  & rules[6525:6510];
-  assign \$349  = ! \$348 ;
-  assign \$350  = i__payload[57:46] ^ rules[6537:6526];
-  assign \$351  = \$350  & rules[6549:6538];
-  assign \$352  = ! \$351 ;
-  assign \$353  = i__payload[71:64] ^ rules[6557:6550];
-  assign \$354  = \$353  & rules[6565:6558];
-  assign \$355  = ! \$354 ;
-  assign \$356  = i__payload[63:58] ^ rules[6571:6566];
-  assign \$357  = \$356  & rules[6577:6572];
-  assign \$358  = ! \$357 ;
-  assign \$359  = i__payload[79:72] ^ rules[6585:6578];
-  assign \$360  = \$359  & rules[6593:6586];
-  assign \$361  = ! \$360 ;
-  assign \$362  = i__payload[207:80] ^ rules[6785:6658];
-  assign \$363  = \$362  & rules[6913:6786];
-  assign \$364  = ! \$363 ;
-  assign \$365  = i__payload[335:208] ^ rules[7041:6914];
-  assign \$366  = \$365  & rules[7169:7042];
-  assign \$367  = ! \$366 ;
-  assign \$368  = i__payload[351:336] >= rules[6609:6594];
-  assign \$369  = i__payload[351:336] <= rules[6625:6610];
-  assign \$370  = i__payload[367:352] >= rules[6641:6626];
-  assign \$371  = i__payload[367:352] <= rules[6657:6642];
-  assign \$372  = i__payload[29:20] ^ rules[7200:7191];
-  assign \$373  = \$372  & rules[7210:7201];
-  assign \$374  = ! \$373 ;
-  assign \$375  = i__payload[45:30] ^ rules[7226:7211];
-  assign \$376  = \$375  & rules[7242:7227];
-  assign \$377  = ! \$376 ;
-  assign \$378  = i__payload[57:46] ^ rules[7254:7243];
-  assign \$379  = \$378  & rules[7266:7255];
-  assign \$380  = ! \$379 ;
-  assign \$381  = i__payload[71:64] ^ rules[7274:7267];
-  assign \$382  = \$381  & rules[7282:7275];
-  assign \$383  = ! \$382 ;
-  assign \$384  = i__payload[63:58] ^ rules[7288:7283];
-  assign \$385  = \$384  & rules[7294:7289];
-  assign \$386  = ! \$385 ;
-  assign \$387  = i__payload[79:72] ^ rules[7302:7295];
-  assign \$388  = \$387  & rules[7310:7303];
-  assign \$389  = ! \$388 ;
-  assign \$390  = i__payload[207:80] ^ rules[7502:7375];
-  assign \$391  = \$390  & rules[7630:7503];
-  assign \$392  = ! \$391 ;
-  assign \$393  = i__payload[335:208] ^ rules[7758:7631];
-  assign \$394  = \$393  & rules[7886:7759];
-  assign \$395  = ! \$394 ;
-  assign \$396  = i__payload[351:336] >= rules[7326:7311];
-  assign \$397  = i__payload[351:336] <= rules[7342:7327];
-  assign \$398  = i__payload[367:352] >= rules[7358:7343];
-  assign \$399  = i__payload[367:352] <= rules[7374:7359];
-  assign \$400  = i__payload[29:20] ^ rules[7917:7908];
-  assign \$401  = \$400  & rules[7927:7918];
-  assign \$402  = ! \$401 ;
-  assign \$403  = i__payload[45:30] ^ rules[7943:7928];
-  assign \$404  = \$403  & rules[7959:7944];
-  assign \$405  = ! \$404 ;
-  assign \$406  = i__payload[57:46] ^ rules[7971:7960];
-  assign \$407  = \$406  & rules[7983:7972];
-  assign \$408  = ! \$407 ;
-  assign \$409  = i__payload[71:64] ^ rules[7991:7984];
-  assign \$410  = \$409  & rules[7999:7992];
-  assign \$411  = ! \$410 ;
-  assign \$412  = i__payload[63:58] ^ rules[8005:8000];
-  assign \$413  = \$412  & rules[8011:8006];
-  assign \$414  = ! \$413 ;
-  assign \$415  = i__payload[79:72] ^ rules[8019:8012];
-  assign \$416  = \$415  & rules[8027:8020];
-  assign \$417  = ! \$416 ;
-  assign \$418  = i__payload[207:80] ^ rules[8219:8092];
-  assign \$419  = \$418  & rules[8347:8220];
-  assign \$420  = ! \$419 ;
-  assign \$421  = i__payload[335:208] ^ rules[8475:8348];
-  assign \$422  = \$421  & rules[8603:8476];
-  assign \$423  = ! \$422 ;
-  assign \$424  = i__payload[351:336] >= rules[8043:8028];
-  assign \$425  = i__payload[351:336] <= rules[8059:8044];
-  assign \$426  = i__payload[367:352] >= rules[8075:8060];
-  assign \$427  = i__payload[367:352] <= rules[8091:8076];
-  assign \$428  = i__payload[29:20] ^ rules[8634:8625];
-  assign \$429  = \$428  & rules[8644:8635];
-  assign \$430  = ! \$429 ;
-  assign \$431  = i__payload[45:30] ^ rules[8660:8645];
-  assign \$432  = \$431  & rules[8676:8661];
-  assign \$433  = ! \$432 ;
-  assign \$434  = i__payload[57:46] ^ rules[8688:8677];
-  assign \$435  = \$434  & rules[8700:8689];
-  assign \$436  = ! \$435 ;
+  assign \$92  = \$87  | \$91 ;
+  assign \$93  = i__payload[29:20] ^ rules[30:21];
+  assign \$94  = \$93  & rules[40:31];
+  assign \$95  = ! \$94 ;
+  assign \$96  = i__payload[45:30] ^ rules[56:41];
+  assign \$97  = \$96  & rules[72:57];
+  assign \$98  = ! \$97 ;
+  assign \$99  = i__payload[57:46] ^ rules[84:73];
+  assign \$100  = \$99  & rules[96:85];
+  assign \$101  = ! \$100 ;
+  assign \$102  = i__payload[71:64] ^ rules[104:97];
+  assign \$103  = \$102  & rules[112:105];
+  assign \$104  = ! \$103 ;
+  assign \$105  = i__payload[63:58] ^ rules[118:113];
+  assign \$106  = \$105  & rules[124:119];
+  assign \$107  = ! \$106 ;
+  assign \$108  = i__payload[79:72] ^ rules[132:125];
+  assign \$109  = \$108  & rules[140:133];
+  assign \$110  = ! \$109 ;
+  assign \$111  = i__payload[207:80] ^ rules[332:205];
+  assign \$112  = \$111  & rules[460:333];
+  assign \$113  = ! \$112 ;
+  assign \$114  = i__payload[335:208] ^ rules[588:461];
+  assign \$115  = \$114  & rules[716:589];
+  assign \$116  = ! \$115 ;
+  assign \$117  = i__payload[351:336] >= rules[156:141];
+  assign \$118  = i__payload[351:336] <= rules[172:157];
+  assign \$119  = i__payload[367:352] >= rules[188:173];
+  assign \$120  = i__payload[367:352] <= rules[204:189];
+  assign \$121  = i__payload[29:20] ^ rules[747:738];
+  assign \$122  = \$121  & rules[757:748];
+  assign \$123  = ! \$122 ;
+  assign \$124  = i__payload[45:30] ^ rules[773:758];
+  assign \$125  = \$124  & rules[789:774];
+  assign \$126  = ! \$125 ;
+  assign \$127  = i__payload[57:46] ^ rules[801:790];
+  assign \$128  = \$127  & rules[813:802];
+  assign \$129  = ! \$128 ;
+  assign \$130  = i__payload[71:64] ^ rules[821:814];
+  assign \$131  = \$130  & rules[829:822];
+  assign \$132  = ! \$131 ;
+  assign \$133  = i__payload[63:58] ^ rules[835:830];
+  assign \$134  = \$133  & rules[841:836];
+  assign \$135  = ! \$134 ;
+  assign \$136  = i__payload[79:72] ^ rules[849:842];
+  assign \$137  = \$136  & rules[857:850];
+  assign \$138  = ! \$137 ;
+  assign \$139  = i__payload[207:80] ^ rules[1049:922];
+  assign \$140  = \$139  & rules[1177:1050];
+  assign \$141  = ! \$140 ;
+  assign \$142  = i__payload[335:208] ^ rules[1305:1178];
+  assign \$143  = \$142  & rules[1433:1306];
+  assign \$144  = ! \$143 ;
+  assign \$145  = i__payload[351:336] >= rules[873:858];
+  assign \$146  = i__payload[351:336] <= rules[889:874];
+  assign \$147  = i__payload[367:352] >= rules[905:890];
+  assign \$148  = i__payload[367:352] <= rules[921:906];
+  assign \$149  = i__payload[29:20] ^ rules[1464:1455];
+  assign \$150  = \$149  & rules[1474:1465];
+  assign \$151  = ! \$150 ;
+  assign \$152  = i__payload[45:30] ^ rules[1490:1475];
+  assign \$153  = \$152  & rules[1506:1491];
+  assign \$154  = ! \$153 ;
+  assign \$155  = i__payload[57:46] ^ rules[1518:1507];
+  assign \$156  = \$155  & rules[1530:1519];
+  assign \$157  = ! \$156 ;
+  assign \$158  = i__payload[71:64] ^ rules[1538:1531];
+  assign \$159  = \$158  & rules[1546:1539];
+  assign \$160  = ! \$159 ;
+  assign \$161  = i__payload[63:58] ^ rules[1552:1547];
+  assign \$162  = \$161  & rules[1558:1553];
+  assign \$163  = ! \$162 ;
+  assign \$164  = i__payload[79:72] ^ rules[1566:1559];
+  assign \$165  = \$164  & rules[1574:1567];
+  assign \$166  = ! \$165 ;
+  assign \$167  = i__payload[207:80] ^ rules[1766:1639];
+  assign \$168  = \$167  & rules[1894:1767];
+  assign \$169  = ! \$168 ;
+  assign \$170  = i__payload[335:208] ^ rules[2022:1895];
+  assign \$171  = \$170  & rules[2150:2023];
+  assign \$172  = ! \$171 ;
+  assign \$173  = i__payload[351:336] >= rules[1590:1575];
+  assign \$174  = i__payload[351:336] <= rules[1606:1591];
+  assign \$175  = i__payload[367:352] >= rules[1622:1607];
+  assign \$176  = i__payload[367:352] <= rules[1638:1623];
+  assign \$177  = i__payload[29:20] ^ rules[2181:2172];
+  assign \$178  = \$177  & rules[2191:2182];
+  assign \$179  = ! \$178 ;
+  assign \$180  = i__payload[45:30] ^ rules[2207:2192];
+  assign \$181  = \$180  & rules[2223:2208];
+  assign \$182  = ! \$181 ;
+  assign \$183  = i__payload[57:46] ^ rules[2235:2224];
+  assign \$184  = \$183  & rules[2247:2236];
+  assign \$185  = ! \$184 ;
+  assign \$186  = i__payload[71:64] ^ rules[2255:2248];
+  assign \$187  = \$186  & rules[2263:2256];
+  assign \$188  = ! \$187 ;
+  assign \$189  = i__payload[63:58] ^ rules[2269:2264];
+  assign \$190  = \$189  & rules[2275:2270];
+  assign \$191  = ! \$190 ;
+  assign \$192  = i__payload[79:72] ^ rules[2283:2276];
+  assign \$193  = \$192  & rules[2291:2284];
+  assign \$194  = ! \$193 ;
+  assign \$195  = i__payload[207:80] ^ rules[2483:2356];
+  assign \$196  = \$195  & rules[2611:2484];
+  assign \$197  = ! \$196 ;
+  assign \$198  = i__payload[335:208] ^ rules[2739:2612];
+  assign \$199  = \$198  & rules[2867:2740];
+  assign \$200  = ! \$199 ;
+  assign \$201  = i__payload[351:336] >= rules[2307:2292];
+  assign \$202  = i__payload[351:336] <= rules[2323:2308];
+  assign \$203  = i__payload[367:352] >= rules[2339:2324];
+  assign \$204  = i__payload[367:352] <= rules[2355:2340];
+  assign \$205  = i__payload[29:20] ^ rules[2898:2889];
+  assign \$206  = \$205  & rules[2908:2899];
+  assign \$207  = ! \$206 ;
+  assign \$208  = i__payload[45:30] ^ rules[2924:2909];
+  assign \$209  = \$208  & rules[2940:2925];
+  assign \$210  = ! \$209 ;
+  assign \$211  = i__payload[57:46] ^ rules[2952:2941];
+  assign \$212  = \$211  & rules[2964:2953];
+  assign \$213  = ! \$212 ;
+  assign \$214  = i__payload[71:64] ^ rules[2972:2965];
+  assign \$215  = \$214  & rules[2980:2973];
+  assign \$216  = ! \$215 ;
+  assign \$217  = i__payload[63:58] ^ rules[2986:2981];
+  assign \$218  = \$217  & rules[2992:2987];
+  assign \$219  = ! \$218 ;
+  assign \$220  = i__payload[79:72] ^ rules[3000:2993];
+  assign \$221  = \$220  & rules[3008:3001];
+  assign \$222  = ! \$221 ;
+  assign \$223  = i__payload[207:80] ^ rules[3200:3073];
+  assign \$224  = \$223  & rules[3328:3201];
+  assign \$225  = ! \$224 ;
+  assign \$226  = i__payload[335:208] ^ rules[3456:3329];
+  assign \$227  = \$226  & rules[3584:3457];
+  assign \$228  = ! \$227 ;
+  assign \$229  = i__payload[351:336] >= rules[3024:3009];
+  assign \$230  = i__payload[351:336] <= rules[3040:3025];
+  assign \$231  = i__payload[367:352] >= rules[3056:3041];
+  assign \$232  = i__payload[367:352] <= rules[3072:3057];
+  assign \$233  = i__payload[29:20] ^ rules[3615:3606];
+  assign \$234  = \$233  & rules[3625:3616];
+  assign \$235  = ! \$234 ;
+  assign \$236  = i__payload[45:30] ^ rules[3641:3626];
+  assign \$237  = \$236  & rules[3657:3642];
+  assign \$238  = ! \$237 ;
+  assign \$239  = i__payload[57:46] ^ rules[3669:3658];
+  assign \$240  = \$239  & rules[3681:3670];
+  assign \$241  = ! \$240 ;
+  assign \$242  = i__payload[71:64] ^ rules[3689:3682];
+  assign \$243  = \$242  & rules[3697:3690];
+  assign \$244  = ! \$243 ;
+  assign \$245  = i__payload[63:58] ^ rules[3703:3698];
+  assign \$246  = \$245  & rules[3709:3704];
+  assign \$247  = ! \$246 ;
+  assign \$248  = i__payload[79:72] ^ rules[3717:3710];
+  assign \$249  = \$248  & rules[3725:3718];
+  assign \$250  = ! \$249 ;
+  assign \$251  = i__payload[207:80] ^ rules[3917:3790];
+  assign \$252  = \$251  & rules[4045:3918];
+  assign \$253  = ! \$252 ;
+  assign \$254  = i__payload[335:208] ^ rules[4173:4046];
+  assign \$255  = \$254  & rules[4301:4174];
+  assign \$256  = ! \$255 ;
+  assign \$257  = i__payload[351:336] >= rules[3741:3726];
+  assign \$258  = i__payload[351:336] <= rules[3757:3742];
+  assign \$259  = i__payload[367:352] >= rules[3773:3758];
+  assign \$260  = i__payload[367:352] <= rules[3789:3774];
+  assign \$261  = i__payload[29:20] ^ rules[4332:4323];
+  assign \$262  = \$261  & rules[4342:4333];
+  assign \$263  = ! \$262 ;
+  assign \$264  = i__payload[45:30] ^ rules[4358:4343];
+  assign \$265  = \$264  & rules[4374:4359];
+  assign \$266  = ! \$265 ;
+  assign \$267  = i__payload[57:46] ^ rules[4386:4375];
+  assign \$268  = \$267  & rules[4398:4387];
+  assign \$269  = ! \$268 ;
+  assign \$270  = i__payload[71:64] ^ rules[4406:4399];
+  assign \$271  = \$270  & rules[4414:4407];
+  assign \$272  = ! \$271 ;
+  assign \$273  = i__payload[63:58] ^ rules[4420:4415];
+  assign \$274  = \$273  & rules[4426:4421];
+  assign \$275  = ! \$274 ;
+  assign \$276  = i__payload[79:72] ^ rules[4434:4427];
+  assign \$277  = \$276  & rules[4442:4435];
+  assign \$278  = ! \$277 ;
+  assign \$279  = i__payload[207:80] ^ rules[4634:4507];
+  assign \$280  = \$279  & rules[4762:4635];
+  assign \$281  = ! \$280 ;
+  assign \$282  = i__payload[335:208] ^ rules[4890:4763];
+  assign \$283  = \$282  & rules[5018:4891];
+  assign \$284  = ! \$283 ;
+  assign \$285  = i__payload[351:336] >= rules[4458:4443];
+  assign \$286  = i__payload[351:336] <= rules[4474:4459];
+  assign \$287  = i__payload[367:352] >= rules[4490:4475];
+  assign \$288  = i__payload[367:352] <= rules[4506:4491];
+  assign \$289  = i__payload[29:20] ^ rules[5049:5040];
+  assign \$290  = \$289  & rules[5059:5050];
+  assign \$291  = ! \$290 ;
+  assign \$292  = i__payload[45:30] ^ rules[5075:5060];
+  assign \$293  = \$292  & rules[5091:5076];
+  assign \$294  = ! \$293 ;
+  assign \$295  = i__payload[57:46] ^ rules[5103:5092];
+  assign \$296  = \$295  & rules[5115:5104];
+  assign \$297  = ! \$296 ;
+  assign \$298  = i__payload[71:64] ^ rules[5123:5116];
+  assign \$299  = \$298  & rules[5131:5124];
+  assign \$300  = ! \$299 ;
+  assign \$301  = i__payload[63:58] ^ rules[5137:5132];
+  assign \$302  = \$301  & rules[5143:5138];
+  assign \$303  = ! \$302 ;
+  assign \$304  = i__payload[79:72] ^ rules[5151:5144];
+  assign \$305  = \$304  & rules[5159:5152];
+  assign \$306  = ! \$305 ;
+  assign \$307  = i__payload[207:80] ^ rules[5351:5224];
+  assign \$308  = \$307  & rules[5479:5352];
+  assign \$309  = ! \$308 ;
+  assign \$310  = i__payload[335:208] ^ rules[5607:5480];
+  assign \$311  = \$310  & rules[5735:5608];
+  assign \$312  = ! \$311 ;
+  assign \$313  = i__payload[351:336] >= rules[5175:5160];
+  assign \$314  = i__payload[351:336] <= rules[5191:5176];
+  assign \$315  = i__payload[367:352] >= rules[5207:5192];
+  assign \$316  = i__payload[367:352] <= rules[5223:5208];
+  assign \$317  = i__payload[29:20] ^ rules[5766:5757];
+  assign \$318  = \$317  & rules[5776:5767];
+  assign \$319  = ! \$318 ;
+  assign \$320  = i__payload[45:30] ^ rules[5792:5777];
+  assign \$321  = \$320  & rules[5808:5793];
+  assign \$322  = ! \$321 ;
+  assign \$323  = i__payload[57:46] ^ rules[5820:5809];
+  assign \$324  = \$323  & rules[5832:5821];
+  assign \$325  = ! \$324 ;
+  assign \$326  = i__payload[71:64] ^ rules[5840:5833];
+  assign \$327  = \$326  & rules[5848:5841];
+  assign \$328  = ! \$327 ;
+  assign \$329  = i__payload[63:58] ^ rules[5854:5849];
+  assign \$330  = \$329  & rules[5860:5855];
+  assign \$331  = ! \$330 ;
+  assign \$332  = i__payload[79:72] ^ rules[5868:5861];
+  assign \$333  = \$332  & rules[5876:5869];
+  assign \$334  = ! \$333 ;
+  assign \$335  = i__payload[207:80] ^ rules[6068:5941];
+  assign \$336  = \$335  & rules[6196:6069];
+  assign \$337  = ! \$336 ;
+  assign \$338  = i__payload[335:208] ^ rules[6324:6197];
+  assign \$339  = \$338  & rules[6452:6325];
+  assign \$340  = ! \$339 ;
+  assign \$341  = i__payload[351:336] >= rules[5892:5877];
+  assign \$342  = i__payload[351:336] <= rules[5908:5893];
+  assign \$343  = i__payload[367:352] >= rules[5924:5909];
+  assign \$344  = i__payload[367:352] <= rules[5940:5925];
+  assign \$345  = i__payload[29:20] ^ rules[6483:6474];
+  assign \$346  = \$345  & rules[6493:6484];
+  assign \$347  = ! \$346 ;
+  assign \$348  = i__payload[45:30] ^ rules[6509:6494];
+  assign \$349  = \$348  & rules[6525:6510];
+  assign \$350  = ! \$349 ;
+  assign \$351  = i__payload[57:46] ^ rules[6537:6526];
+  assign \$352  = \$351  & rules[6549:6538];
+  assign \$353  = ! \$352 ;
+  assign \$354  = i__payload[71:64] ^ rules[6557:6550];
+  assign \$355  = \$354  & rules[6565:6558];
+  assign \$356  = ! \$355 ;
+  assign \$357  = i__payload[63:58] ^ rules[6571:6566];
+  assign \$358  = \$357  & rules[6577:6572];
+  assign \$359  = ! \$358 ;
+  assign \$360  = i__payload[79:72] ^ rules[6585:6578];
+  assign \$361  = \$360  & rules[6593:6586];
+  assign \$362  = ! \$361 ;
+  assign \$363  = i__payload[207:80] ^ rules[6785:6658];
+  assign \$364  = \$363  & rules[6913:6786];
+  assign \$365  = ! \$364 ;
+  assign \$366  = i__payload[335:208] ^ rules[7041:6914];
+  assign \$367  = \$366  & rules[7169:7042];
+  assign \$368  = ! \$367 ;
+  assign \$369  = i__payload[351:336] >= rules[6609:6594];
+  assign \$370  = i__payload[351:336] <= rules[6625:6610];
+  assign \$371  = i__payload[367:352] >= rules[6641:6626];
+  assign \$372  = i__payload[367:352] <= rules[6657:6642];
+  assign \$373  = i__payload[29:20] ^ rules[7200:7191];
+  assign \$374  = \$373  & rules[7210:7201];
+  assign \$375  = ! \$374 ;
+  assign \$376  = i__payload[45:30] ^ rules[7226:7211];
+  assign \$377  = \$376  & rules[7242:7227];
+  assign \$378  = ! \$377 ;
+  assign \$379  = i__payload[57:46] ^ rules[7254:7243];
+  assign \$380  = \$379  & rules[7266:7255];
+  assign \$381  = ! \$380 ;
+  assign \$382  = i__payload[71:64] ^ rules[7274:7267];
+  assign \$383  = \$382  & rules[7282:7275];
+  assign \$384  = ! \$383 ;
+  assign \$385  = i__payload[63:58] ^ rules[7288:7283];
+  assign \$386  = \$385  & rules[7294:7289];
+  assign \$387  = ! \$386 ;
+  assign \$388  = i__payload[79:72] ^ rules[7302:7295];
+  assign \$389  = \$388  & rules[7310:7303];
+  assign \$390  = ! \$389 ;
+  assign \$391  = i__payload[207:80] ^ rules[7502:7375];
+  assign \$392  = \$391  & rules[7630:7503];
+  assign \$393  = ! \$392 ;
+  assign \$394  = i__payload[335:208] ^ rules[7758:7631];
+  assign \$395  = \$394  & rules[7886:7759];
+  assign \$396  = ! \$395 ;
+  assign \$397  = i__payload[351:336] >= rules[7326:7311];
+  assign \$398  = i__payload[351:336] <= rules[7342:7327];
+  assign \$399  = i__payload[367:352] >= rules[7358:7343];
+  assign \$400  = i__payload[367:352] <= rules[7374:7359];
+  assign \$401  = i__payload[29:20] ^ rules[7917:7908];
+  assign \$402  = \$401  & rules[7927:7918];
+  assign \$403  = ! \$402 ;
+  assign \$404  = i__payload[45:30] ^ rules[7943:7928];
+  assign \$405  = \$404  & rules[7959:7944];
+  assign \$406  = ! \$405 ;
+  assign \$407  = i__payload[57:46] ^ rules[7971:7960];
+  assign \$408  = \$407  & rules[7983:7972];
+  assign \$409  = ! \$408 ;
+  assign \$410  = i__payload[71:64] ^ rules[7991:7984];
+  assign \$411  = \$410  & rules[7999:7992];
+  assign \$412  = ! \$411 ;
+  assign \$413  = i__payload[63:58] ^ rules[8005:8000];
+  assign \$414  = \$413  & rules[8011:8006];
+  assign \$415  = ! \$414 ;
+  assign \$416  = i__payload[79:72] ^ rules[8019:8012];
+  assign \$417  = \$416  & rules[8027:8020];
+  assign \$418  = ! \$417 ;
+  assign \$419  = i__payload[207:80] ^ rules[8219:8092];
+  assign \$420  = \$419  & rules[8347:8220];
+  assign \$421  = ! \$420 ;
+  assign \$422  = i__payload[335:208] ^ rules[8475:8348];
+  assign \$423  = \$422  & rules[8603:8476];
+  assign \$424  = ! \$423 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      action = \$53 ;
+    if (s2_any) begin
+      action = \$52 ;
     end else begin
       action = default_action;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      rule_index = \$84 ;
+    if (s2_any) begin
+      rule_index = \$83 ;
     end else begin
       rule_index = 8'h10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    if (\$87 ) begin
-      drop = s1_meta[19:16];
+    if (\$86 ) begin
+      drop = s2_meta[19:16];
     end else if (action[0]) begin
       drop = 4'h8;
     end else begin
@@ -16980,211 +17632,251 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$542  = s1_valid;
-    if (\$91 ) begin
-      \$542  = i__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$551  = s1_valid;
+    if (\$92 ) begin
+      \$551  = i__valid;
     end
     if (rst) begin
-      \$542  = 1'h0;
+      \$551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$543  = s1_meta;
-    if (\$91 ) begin
-      \$543  = i__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$552  = s1_meta;
+    if (\$92 ) begin
+      \$552  = i__payload;
     end
     if (rst) begin
-      \$543  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$552  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$544  = s1_terms0;
-    if (\$91 ) begin
-      \$544  = { \$119 , \$118 , \$117 , \$116 , \$115 , \$112 , \$109 , \$106 , \$103 , \$100 , \$97 , \$94 , rules[0] };
-    end
-    if (rst) begin
-      \$544  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$545  = s1_terms1;
-    if (\$91 ) begin
-      \$545  = { \$147 , \$146 , \$145 , \$144 , \$143 , \$140 , \$137 , \$134 , \$131 , \$128 , \$125 , \$122 , rules[717] };
-    end
-    if (rst) begin
-      \$545  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$546  = s1_terms2;
-    if (\$91 ) begin
-      \$546  = { \$175 , \$174 , \$173 , \$172 , \$171 , \$168 , \$165 , \$162 , \$159 , \$156 , \$153 , \$150 , rules[1434] };
-    end
-    if (rst) begin
-      \$546  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$547  = s1_terms3;
-    if (\$91 ) begin
-      \$547  = { \$203 , \$202 , \$201 , \$200 , \$199 , \$196 , \$193 , \$190 , \$187 , \$184 , \$181 , \$178 , rules[2151] };
-    end
-    if (rst) begin
-      \$547  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$548  = s1_terms4;
-    if (\$91 ) begin
-      \$548  = { \$231 , \$230 , \$229 , \$228 , \$227 , \$224 , \$221 , \$218 , \$215 , \$212 , \$209 , \$206 , rules[2868] };
-    end
-    if (rst) begin
-      \$548  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$549  = s1_terms5;
-    if (\$91 ) begin
-      \$549  = { \$259 , \$258 , \$257 , \$256 , \$255 , \$252 , \$249 , \$246 , \$243 , \$240 , \$237 , \$234 , rules[3585] };
-    end
-    if (rst) begin
-      \$549  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$550  = s1_terms6;
-    if (\$91 ) begin
-      \$550  = { \$287 , \$286 , \$285 , \$284 , \$283 , \$280 , \$277 , \$274 , \$271 , \$268 , \$265 , \$262 , rules[4302] };
-    end
-    if (rst) begin
-      \$550  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$551  = s1_terms7;
-    if (\$91 ) begin
-      \$551  = { \$315 , \$314 , \$313 , \$312 , \$311 , \$308 , \$305 , \$302 , \$299 , \$296 , \$293 , \$290 , rules[5019] };
-    end
-    if (rst) begin
-      \$551  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$552  = s1_terms8;
-    if (\$91 ) begin
-      \$552  = { \$343 , \$342 , \$341 , \$340 , \$339 , \$336 , \$333 , \$330 , \$327 , \$324 , \$321 , \$318 , rules[5736] };
-    end
-    if (rst) begin
-      \$552  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$553  = s1_terms9;
-    if (\$91 ) begin
-      \$553  = { \$371 , \$370 , \$369 , \$368 , \$367 , \$364 , \$361 , \$358 , \$355 , \$352 , \$349 , \$346 , rules[6453] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$553  = s1_terms0;
+    if (\$92 ) begin
+      \$553  = { \$120 , \$119 , \$118 , \$117 , \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98 , \$95 , rules[0] };
     end
     if (rst) begin
       \$553  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$554  = s1_terms10;
-    if (\$91 ) begin
-      \$554  = { \$399 , \$398 , \$397 , \$396 , \$395 , \$392 , \$389 , \$386 , \$383 , \$380 , \$377 , \$374 , rules[7170] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$554  = s1_terms1;
+    if (\$92 ) begin
+      \$554  = { \$148 , \$147 , \$146 , \$145 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , rules[717] };
     end
     if (rst) begin
       \$554  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$555  = s1_terms11;
-    if (\$91 ) begin
-      \$555  = { \$427 , \$426 , \$425 , \$424 , \$423 , \$420 , \$417 , \$414 , \$411 , \$408 , \$405 , \$402 , rules[7887] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$555  = s1_terms2;
+    if (\$92 ) begin
+      \$555  = { \$176 , \$175 , \$174 , \$173 , \$172 , \$169 , \$166 , \$163 , \$160 , \$157 , \$154 , \$151 , rules[1434] };
     end
     if (rst) begin
       \$555  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$556  = s1_terms12;
-    if (\$91 ) begin
-      \$556  = { \$455 , \$454 , \$453 , \$452 , \$451 , \$448 , \$445 , \$442 , \$439 , \$436 , \$433 , \$430 , rules[8604] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$556  = s1_terms3;
+    if (\$92 ) begin
+      \$556  = { \$204 , \$203 , \$202 , \$201 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , rules[2151] };
     end
     if (rst) begin
       \$556  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$557  = s1_terms13;
-    if (\$91 ) begin
-      \$557  = { \$483 , \$482 , \$481 , \$480 , \$479 , \$476 , \$473 , \$470 , \$467 , \$464 , \$461 , \$458 , rules[9321] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$557  = s1_terms4;
+    if (\$92 ) begin
+      \$557  = { \$232 , \$231 , \$230 , \$229 , \$228 , \$225 , \$222 , \$219 , \$216 , \$213 , \$210 , \$207 , rules[2868] };
     end
     if (rst) begin
       \$557  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$558  = s1_terms14;
-    if (\$91 ) begin
-      \$558  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$504 , \$501 , \$498 , \$495 , \$492 , \$489 , \$486 , rules[10038] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$558  = s1_terms5;
+    if (\$92 ) begin
+      \$558  = { \$260 , \$259 , \$258 , \$257 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , rules[3585] };
     end
     if (rst) begin
       \$558  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$559  = s1_terms15;
-    if (\$91 ) begin
-      \$559  = { \$539 , \$538 , \$537 , \$536 , \$535 , \$532 , \$529 , \$526 , \$523 , \$520 , \$517 , \$514 , rules[10755] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$559  = s1_terms6;
+    if (\$92 ) begin
+      \$559  = { \$288 , \$287 , \$286 , \$285 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , rules[4302] };
     end
     if (rst) begin
       \$559  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$560  = o__valid;
-    if (\$541 ) begin
-      \$560  = s1_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$560  = s1_terms7;
+    if (\$92 ) begin
+      \$560  = { \$316 , \$315 , \$314 , \$313 , \$312 , \$309 , \$306 , \$303 , \$300 , \$297 , \$294 , \$291 , rules[5019] };
     end
     if (rst) begin
-      \$560  = 1'h0;
+      \$560  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$561  = o__payload;
-    if (\$541 ) begin
-      { \$561 [457:434], \$561 [402:0] } = { s1_meta[457:434], s1_meta[402:0] };
-      \$561 [410:403] = rule_index;
-      \$561 [414:411] = action[4:1];
-      \$561 [425:415] = action[15:5];
-      \$561 [429:426] = action[19:16];
-      \$561 [433:430] = drop;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$561  = s1_terms8;
+    if (\$92 ) begin
+      \$561  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , rules[5736] };
     end
     if (rst) begin
-      \$561  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$561  = 13'h0000;
     end
   end
-  assign s1_match = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$562  = s1_terms9;
+    if (\$92 ) begin
+      \$562  = { \$372 , \$371 , \$370 , \$369 , \$368 , \$365 , \$362 , \$359 , \$356 , \$353 , \$350 , \$347 , rules[6453] };
+    end
+    if (rst) begin
+      \$562  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$563  = s1_terms10;
+    if (\$92 ) begin
+      \$563  = { \$400 , \$399 , \$398 , \$397 , \$396 , \$393 , \$390 , \$387 , \$384 , \$381 , \$378 , \$375 , rules[7170] };
+    end
+    if (rst) begin
+      \$563  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$564  = s1_terms11;
+    if (\$92 ) begin
+      \$564  = { \$428 , \$427 , \$426 , \$425 , \$424 , \$421 , \$418 , \$415 , \$412 , \$409 , \$406 , \$403 , rules[7887] };
+    end
+    if (rst) begin
+      \$564  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$565  = s1_terms12;
+    if (\$92 ) begin
+      \$565  = { \$456 , \$455 , \$454 , \$453 , \$452 , \$449 , \$446 , \$443 , \$440 , \$437 , \$434 , \$431 , rules[8604] };
+    end
+    if (rst) begin
+      \$565  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$566  = s1_terms13;
+    if (\$92 ) begin
+      \$566  = { \$484 , \$483 , \$482 , \$481 , \$480 , \$477 , \$474 , \$471 , \$468 , \$465 , \$462 , \$459 , rules[9321] };
+    end
+    if (rst) begin
+      \$566  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$567  = s1_terms14;
+    if (\$92 ) begin
+      \$567  = { \$512 , \$511 , \$510 , \$509 , \$508 , \$505 , \$502 , \$499 , \$496 , \$493 , \$490 , \$487 , rules[10038] };
+    end
+    if (rst) begin
+      \$567  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$568  = s1_terms15;
+    if (\$92 ) begin
+      \$568  = { \$540 , \$539 , \$538 , \$537 , \$536 , \$533 , \$530 , \$527 , \$524 , \$521 , \$518 , \$515 , rules[10755] };
+    end
+    if (rst) begin
+      \$568  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$569  = s2_valid;
+    if (\$544 ) begin
+      \$569  = s1_valid;
+    end
+    if (rst) begin
+      \$569  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$570  = s2_meta;
+    if (\$544 ) begin
+      \$570  = s1_meta;
+    end
+    if (rst) begin
+      \$570  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$571  = s2_first;
+    if (\$544 ) begin
+      \$571  = \$547 ;
+    end
+    if (rst) begin
+      \$571  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$572  = s2_any;
+    if (\$544 ) begin
+      \$572  = \$548 ;
+    end
+    if (rst) begin
+      \$572  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$573  = o__valid;
+    if (\$550 ) begin
+      \$573  = s2_valid;
+    end
+    if (rst) begin
+      \$573  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$574  = o__payload;
+    if (\$550 ) begin
+      { \$574 [457:434], \$574 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
+      \$574 [410:403] = rule_index;
+      \$574 [414:411] = action[4:1];
+      \$574 [425:415] = action[15:5];
+      \$574 [429:426] = action[19:16];
+      \$574 [433:430] = drop;
+    end
+    if (rst) begin
+      \$574  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign s1_match = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
   assign \action.drop  = action[0];
   assign \action.instance  = action[4:1];
   assign \action.reta_offset  = action[15:5];
@@ -17945,6 +18637,37 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
+  assign \s2_meta.length  = s2_meta[15:0];
+  assign \s2_meta.error  = s2_meta[19:16];
+  assign \s2_meta.flags  = s2_meta[29:20];
+  assign \s2_meta.flags.vlan  = s2_meta[20];
+  assign \s2_meta.flags.vlan2  = s2_meta[21];
+  assign \s2_meta.flags.ipv4  = s2_meta[22];
+  assign \s2_meta.flags.ipv6  = s2_meta[23];
+  assign \s2_meta.flags.fragment  = s2_meta[24];
+  assign \s2_meta.flags.tcp  = s2_meta[25];
+  assign \s2_meta.flags.udp  = s2_meta[26];
+  assign \s2_meta.flags.tunnel  = s2_meta[27];
+  assign \s2_meta.flags.direct  = s2_meta[28];
+  assign \s2_meta.flags.ip_options  = s2_meta[29];
+  assign \s2_meta.ethertype  = s2_meta[45:30];
+  assign \s2_meta.vlan_id  = s2_meta[57:46];
+  assign \s2_meta.dscp  = s2_meta[63:58];
+  assign \s2_meta.ip_proto  = s2_meta[71:64];
+  assign \s2_meta.tcp_flags  = s2_meta[79:72];
+  assign \s2_meta.src_addr  = s2_meta[207:80];
+  assign \s2_meta.dst_addr  = s2_meta[335:208];
+  assign \s2_meta.src_port  = s2_meta[351:336];
+  assign \s2_meta.dst_port  = s2_meta[367:352];
+  assign \s2_meta.hash  = s2_meta[399:368];
+  assign \s2_meta.hash_type  = s2_meta[402:400];
+  assign \s2_meta.rule  = s2_meta[410:403];
+  assign \s2_meta.instance  = s2_meta[414:411];
+  assign \s2_meta.reta_offset  = s2_meta[425:415];
+  assign \s2_meta.reta_size_log2  = s2_meta[429:426];
+  assign \s2_meta.drop  = s2_meta[433:430];
+  assign \s2_meta.queue  = s2_meta[441:434];
+  assign \s2_meta.generation  = s2_meta[457:442];
   assign \s1_meta.length  = s1_meta[15:0];
   assign \s1_meta.error  = s1_meta[19:16];
   assign \s1_meta.flags  = s1_meta[29:20];
@@ -18038,42 +18761,42 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, r
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$54  = 8'h00;
-  assign \$55 [7:1] = 7'h00;
-  assign \$55 [0] = first[1];
-  assign \$56  = { 7'h00, first[1] };
-  assign { \$57 [7:2], \$57 [0] } = 7'h00;
-  assign \$57 [1] = first[2];
-  assign \$58 [7:2] = 6'h00;
-  assign \$58 [1:0] = { first[3], first[3] };
-  assign { \$61 [7:3], \$61 [1:0] } = 7'h00;
-  assign \$61 [2] = first[4];
-  assign { \$62 [7:3], \$62 [1] } = 6'h00;
-  assign { \$62 [2], \$62 [0] } = { first[5], first[5] };
-  assign { \$64 [7:3], \$64 [0] } = 6'h00;
-  assign \$64 [2:1] = { first[6], first[6] };
-  assign \$65 [7:3] = 5'h00;
-  assign \$65 [2:0] = { first[7], first[7], first[7] };
-  assign { \$69 [7:4], \$69 [2:0] } = 7'h00;
-  assign \$69 [3] = first[8];
-  assign { \$70 [7:4], \$70 [2:1] } = 6'h00;
-  assign { \$70 [3], \$70 [0] } = { first[9], first[9] };
-  assign { \$72 [7:4], \$72 [2], \$72 [0] } = 6'h00;
-  assign { \$72 [3], \$72 [1] } = { first[10], first[10] };
-  assign { \$73 [7:4], \$73 [2] } = 5'h00;
-  assign { \$73 [3], \$73 [1:0] } = { first[11], first[11], first[11] };
-  assign { \$76 [7:4], \$76 [1:0] } = 6'h00;
-  assign \$76 [3:2] = { first[12], first[12] };
-  assign { \$77 [7:4], \$77 [1] } = 5'h00;
-  assign { \$77 [3:2], \$77 [0] } = { first[13], first[13], first[13] };
-  assign { \$79 [7:4], \$79 [0] } = 5'h00;
-  assign \$79 [3:1] = { first[14], first[14], first[14] };
-  assign \$80 [7:4] = 4'h0;
-  assign \$80 [3:0] = { first[15], first[15], first[15], first[15] };
+  assign \$53  = 8'h00;
+  assign \$54 [7:1] = 7'h00;
+  assign \$54 [0] = s2_first[1];
+  assign \$55  = { 7'h00, s2_first[1] };
+  assign { \$56 [7:2], \$56 [0] } = 7'h00;
+  assign \$56 [1] = s2_first[2];
+  assign \$57 [7:2] = 6'h00;
+  assign \$57 [1:0] = { s2_first[3], s2_first[3] };
+  assign { \$60 [7:3], \$60 [1:0] } = 7'h00;
+  assign \$60 [2] = s2_first[4];
+  assign { \$61 [7:3], \$61 [1] } = 6'h00;
+  assign { \$61 [2], \$61 [0] } = { s2_first[5], s2_first[5] };
+  assign { \$63 [7:3], \$63 [0] } = 6'h00;
+  assign \$63 [2:1] = { s2_first[6], s2_first[6] };
+  assign \$64 [7:3] = 5'h00;
+  assign \$64 [2:0] = { s2_first[7], s2_first[7], s2_first[7] };
+  assign { \$68 [7:4], \$68 [2:0] } = 7'h00;
+  assign \$68 [3] = s2_first[8];
+  assign { \$69 [7:4], \$69 [2:1] } = 6'h00;
+  assign { \$69 [3], \$69 [0] } = { s2_first[9], s2_first[9] };
+  assign { \$71 [7:4], \$71 [2], \$71 [0] } = 6'h00;
+  assign { \$71 [3], \$71 [1] } = { s2_first[10], s2_first[10] };
+  assign { \$72 [7:4], \$72 [2] } = 5'h00;
+  assign { \$72 [3], \$72 [1:0] } = { s2_first[11], s2_first[11], s2_first[11] };
+  assign { \$75 [7:4], \$75 [1:0] } = 6'h00;
+  assign \$75 [3:2] = { s2_first[12], s2_first[12] };
+  assign { \$76 [7:4], \$76 [1] } = 5'h00;
+  assign { \$76 [3:2], \$76 [0] } = { s2_first[13], s2_first[13], s2_first[13] };
+  assign { \$78 [7:4], \$78 [0] } = 5'h00;
+  assign \$78 [3:1] = { s2_first[14], s2_first[14], s2_first[14] };
+  assign \$79 [7:4] = 4'h0;
+  assign \$79 [3:0] = { s2_first[15], s2_first[15], s2_first[15], s2_first[15] };
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, \inc_addr$61 , csr__ack, meta, csr__r_stb, csr__w_stb, csr__r_data, csr__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_len, meta_stb, bucket, csr__ack, meta, csr__r_stb, csr__w_stb, csr__r_data, csr__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -18085,7 +18808,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [2:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
@@ -18094,7 +18817,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
+  wire [2:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
@@ -18120,14 +18843,14 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
-  wire [31:0] \$140 ;
-  wire [31:0] \$141 ;
-  wire [31:0] \$142 ;
-  wire [31:0] \$143 ;
-  wire [31:0] \$144 ;
-  wire [31:0] \$145 ;
-  wire [31:0] \$146 ;
-  wire [31:0] \$147 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
   wire [31:0] \$148 ;
   wire [31:0] \$149 ;
   wire \$15 ;
@@ -18187,43 +18910,43 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire [31:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
+  wire [31:0] \$200 ;
+  wire [31:0] \$201 ;
+  wire [31:0] \$202 ;
+  wire [31:0] \$203 ;
+  wire [31:0] \$204 ;
+  wire [31:0] \$205 ;
+  wire [31:0] \$206 ;
+  wire [31:0] \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire \$21 ;
-  wire [31:0] \$210 ;
-  wire [31:0] \$211 ;
-  wire [31:0] \$212 ;
-  wire [31:0] \$213 ;
-  wire [31:0] \$214 ;
-  wire [31:0] \$215 ;
-  wire [31:0] \$216 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [31:0] \$218 ;
+  wire [31:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire [16:0] \$223 ;
-  wire [16:0] \$224 ;
+  wire [31:0] \$220 ;
+  wire [31:0] \$221 ;
+  wire [31:0] \$222 ;
+  wire [31:0] \$223 ;
+  wire [31:0] \$224 ;
   wire [16:0] \$225 ;
-  reg \$226 ;
-  reg [31:0] \$227 ;
+  wire [16:0] \$226 ;
+  wire [16:0] \$227 ;
   reg \$228 ;
-  reg \$229 ;
+  reg [31:0] \$229 ;
   wire \$23 ;
-  reg [8:0] \$230 ;
-  reg [16:0] \$231 ;
-  reg [31:0] \$232 ;
-  reg [31:0] \$233 ;
+  reg \$230 ;
+  reg \$231 ;
+  reg [8:0] \$232 ;
+  reg [16:0] \$233 ;
   reg [31:0] \$234 ;
   reg [31:0] \$235 ;
   reg [31:0] \$236 ;
@@ -18255,12 +18978,23 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire \$26 ;
   reg [31:0] \$260 ;
   reg [31:0] \$261 ;
-  reg [1:0] \$262 ;
-  reg [29:0] \$263 ;
-  reg [31:0] \$264 ;
-  reg [2:0] \$265 ;
-  reg [31:0] \$266 ;
+  reg [31:0] \$262 ;
+  reg [31:0] \$263 ;
+  reg \$264 ;
+  reg [5:0] \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg [5:0] \$268 ;
+  reg [15:0] \$269 ;
   wire \$27 ;
+  reg \$270 ;
+  reg [8:0] \$271 ;
+  reg \$272 ;
+  reg [1:0] \$273 ;
+  reg [29:0] \$274 ;
+  reg [31:0] \$275 ;
+  reg [2:0] \$276 ;
+  reg [31:0] \$277 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -18342,6 +19076,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire [32:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$6  = 1'h0;
+  input [8:0] bucket;
   wire [8:0] bucket;
   reg [31:0] bytes_in = 32'd0;
   input clk;
@@ -18378,16 +19113,15 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   reg [31:0] frames_delivered = 32'd0;
   reg [31:0] frames_dropped = 32'd0;
   reg [31:0] frames_in = 32'd0;
-  wire [5:0] inc_addr;
-  wire [5:0] \inc_addr$58 ;
-  input [8:0] \inc_addr$61 ;
-  wire [8:0] \inc_addr$61 ;
-  wire inc_amount;
-  wire [15:0] \inc_amount$59 ;
-  wire \inc_amount$63 ;
-  wire inc_stb;
-  wire \inc_stb$57 ;
-  wire \inc_stb$60 ;
+  reg [5:0] inc_addr = 6'h00;
+  reg [5:0] \inc_addr$46  = 6'h00;
+  reg [8:0] \inc_addr$49  = 9'h000;
+  reg inc_amount = 1'h0;
+  reg [15:0] \inc_amount$47  = 16'h0000;
+  reg \inc_amount$51  = 1'h0;
+  reg inc_stb = 1'h0;
+  reg \inc_stb$45  = 1'h0;
+  reg \inc_stb$48  = 1'h0;
   reg [2:0] mem_sel = 3'h0;
   input [457:0] meta;
   wire [457:0] meta;
@@ -18455,8 +19189,8 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   wire [5:0] \rd_addr$66 ;
   wire [8:0] \rd_addr$68 ;
   wire [31:0] rd_data;
-  wire [31:0] \rd_data$52 ;
-  wire [31:0] \rd_data$53 ;
+  wire [31:0] \rd_data$62 ;
+  wire [31:0] \rd_data$63 ;
   wire rd_en;
   wire \rd_en$67 ;
   wire \rd_en$69 ;
@@ -18584,636 +19318,712 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   assign \$102  = rule_hits_14 + 1'h1;
   assign \$103  = rule_hits_15 + 1'h1;
   assign \$104  = rule_hits_16 + 1'h1;
-  assign \$105  = csr__r_stb | csr__w_stb;
-  assign \$106  = ~ csr__ack;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = step != 2'h3;
-  assign \$109  = step + \$108 ;
-  assign \$110  = csr__addr == 8'h80;
-  assign \$111  = csr__addr == 8'h8c;
-  assign \$112  = csr__addr == 8'h84;
-  assign \$113  = csr__addr == 8'h88;
-  assign \$114  = csr__addr == 8'hc0;
-  assign \$115  = csr__addr == 8'hc4;
-  assign \$116  = csr__addr == 8'hc8;
-  assign \$117  = csr__addr == 8'hcc;
-  assign \$118  = csr__addr == 8'hd0;
-  assign \$119  = csr__addr == 8'hd4;
-  assign \$120  = csr__addr == 8'hd8;
-  assign \$121  = csr__addr == 8'hdc;
-  assign \$122  = csr__addr == 8'he0;
-  assign \$123  = csr__addr == 15'h6000;
-  assign \$124  = csr__addr == 15'h6004;
-  assign \$125  = csr__addr == 15'h6008;
-  assign \$126  = csr__addr == 15'h600c;
-  assign \$127  = csr__addr == 15'h6010;
-  assign \$128  = csr__addr == 15'h6014;
-  assign \$129  = csr__addr == 15'h6018;
-  assign \$130  = csr__addr == 15'h601c;
-  assign \$131  = csr__addr == 15'h6020;
-  assign \$132  = csr__addr == 15'h6024;
-  assign \$133  = csr__addr == 15'h6028;
-  assign \$134  = csr__addr == 15'h602c;
-  assign \$135  = csr__addr == 15'h6030;
-  assign \$136  = csr__addr == 15'h6034;
-  assign \$137  = csr__addr == 15'h6038;
-  assign \$138  = csr__addr == 15'h603c;
-  assign \$139  = csr__addr == 15'h6040;
-  assign \$140  = { flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0] } & frames_in;
-  assign \$142  = { flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1] } & bytes_in;
-  assign \$143  = \$141  | \$142 ;
-  assign \$144  = { flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2] } & frames_delivered;
-  assign \$145  = \$143  | \$144 ;
-  assign \$146  = { flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3] } & frames_dropped;
-  assign \$147  = \$145  | \$146 ;
-  assign \$148  = { flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4] } & drop_none;
-  assign \$149  = \$147  | \$148 ;
-  assign \$150  = { flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5] } & drop_mac_error;
+  assign \$105  = ! meta[433:430];
+  assign \$106  = meta_stb & \$105 ;
+  assign \$107  = meta[441:434] < 7'h40;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! meta[433:430];
+  assign \$110  = meta_stb & \$109 ;
+  assign \$111  = meta[441:434] < 7'h40;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = csr__r_stb | csr__w_stb;
+  assign \$114  = ~ csr__ack;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = step != 2'h3;
+  assign \$117  = step + \$116 ;
+  assign \$118  = csr__addr == 8'h80;
+  assign \$119  = csr__addr == 8'h8c;
+  assign \$120  = csr__addr == 8'h84;
+  assign \$121  = csr__addr == 8'h88;
+  assign \$122  = csr__addr == 8'hc0;
+  assign \$123  = csr__addr == 8'hc4;
+  assign \$124  = csr__addr == 8'hc8;
+  assign \$125  = csr__addr == 8'hcc;
+  assign \$126  = csr__addr == 8'hd0;
+  assign \$127  = csr__addr == 8'hd4;
+  assign \$128  = csr__addr == 8'hd8;
+  assign \$129  = csr__addr == 8'hdc;
+  assign \$130  = csr__addr == 8'he0;
+  assign \$131  = csr__addr == 15'h6000;
+  assign \$132  = csr__addr == 15'h6004;
+  assign \$133  = csr__addr == 15'h6008;
+  assign \$134  = csr__addr == 15'h600c;
+  assign \$135  = csr__addr == 15'h6010;
+  assign \$136  = csr__addr == 15'h6014;
+  assign \$137  = csr__addr == 15'h6018;
+  assign \$138  = csr__addr == 15'h601c;
+  assign \$139  = csr__addr == 15'h6020;
+  assign \$140  = csr__addr == 15'h6024;
+  assign \$141  = csr__addr == 15'h6028;
+  assign \$142  = csr__addr == 15'h602c;
+  assign \$143  = csr__addr == 15'h6030;
+  assign \$144  = csr__addr == 15'h6034;
+  assign \$145  = csr__addr == 15'h6038;
+  assign \$146  = csr__addr == 15'h603c;
+  assign \$147  = csr__addr == 15'h6040;
+  assign \$148  = { flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0], flop_sel[0] } & frames_in;
+  assign \$150  = { flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1], flop_sel[1] } & bytes_in;
   assign \$151  = \$149  | \$150 ;
-  assign \$152  = { flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6] } & drop_runt;
+  assign \$152  = { flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2], flop_sel[2] } & frames_delivered;
   assign \$153  = \$151  | \$152 ;
-  assign \$154  = { flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7] } & drop_oversize;
+  assign \$154  = { flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3], flop_sel[3] } & frames_dropped;
   assign \$155  = \$153  | \$154 ;
-  assign \$156  = { flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8] } & drop_truncated;
+  assign \$156  = { flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4], flop_sel[4] } & drop_none;
   assign \$157  = \$155  | \$156 ;
-  assign \$158  = { flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9] } & drop_bad_ihl;
+  assign \$158  = { flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5], flop_sel[5] } & drop_mac_error;
   assign \$159  = \$157  | \$158 ;
-  assign \$160  = { flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10] } & drop_bad_length;
+  assign \$160  = { flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6], flop_sel[6] } & drop_runt;
   assign \$161  = \$159  | \$160 ;
-  assign \$162  = { flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11] } & drop_header_limit;
+  assign \$162  = { flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7], flop_sel[7] } & drop_oversize;
   assign \$163  = \$161  | \$162 ;
-  assign \$164  = { flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12] } & drop_rule;
+  assign \$164  = { flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8], flop_sel[8] } & drop_truncated;
   assign \$165  = \$163  | \$164 ;
-  assign \$166  = { flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13] } & rule_hits_0;
+  assign \$166  = { flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9], flop_sel[9] } & drop_bad_ihl;
   assign \$167  = \$165  | \$166 ;
-  assign \$168  = { flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14] } & rule_hits_1;
+  assign \$168  = { flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10], flop_sel[10] } & drop_bad_length;
   assign \$169  = \$167  | \$168 ;
-  assign \$170  = { flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15] } & rule_hits_2;
+  assign \$170  = { flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11], flop_sel[11] } & drop_header_limit;
   assign \$171  = \$169  | \$170 ;
-  assign \$172  = { flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16] } & rule_hits_3;
+  assign \$172  = { flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12], flop_sel[12] } & drop_rule;
   assign \$173  = \$171  | \$172 ;
-  assign \$174  = { flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17] } & rule_hits_4;
+  assign \$174  = { flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13], flop_sel[13] } & rule_hits_0;
   assign \$175  = \$173  | \$174 ;
-  assign \$176  = { flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18] } & rule_hits_5;
+  assign \$176  = { flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14], flop_sel[14] } & rule_hits_1;
   assign \$177  = \$175  | \$176 ;
-  assign \$178  = { flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19] } & rule_hits_6;
+  assign \$178  = { flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15], flop_sel[15] } & rule_hits_2;
   assign \$179  = \$177  | \$178 ;
-  assign \$180  = { flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20] } & rule_hits_7;
+  assign \$180  = { flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16], flop_sel[16] } & rule_hits_3;
   assign \$181  = \$179  | \$180 ;
-  assign \$182  = { flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21] } & rule_hits_8;
+  assign \$182  = { flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17], flop_sel[17] } & rule_hits_4;
   assign \$183  = \$181  | \$182 ;
-  assign \$184  = { flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22] } & rule_hits_9;
+  assign \$184  = { flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18], flop_sel[18] } & rule_hits_5;
   assign \$185  = \$183  | \$184 ;
-  assign \$186  = { flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23] } & rule_hits_10;
+  assign \$186  = { flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19], flop_sel[19] } & rule_hits_6;
   assign \$187  = \$185  | \$186 ;
-  assign \$188  = { flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24] } & rule_hits_11;
+  assign \$188  = { flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20], flop_sel[20] } & rule_hits_7;
   assign \$189  = \$187  | \$188 ;
-  assign \$190  = { flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25] } & rule_hits_12;
+  assign \$190  = { flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21], flop_sel[21] } & rule_hits_8;
   assign \$191  = \$189  | \$190 ;
-  assign \$192  = { flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26] } & rule_hits_13;
+  assign \$192  = { flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22], flop_sel[22] } & rule_hits_9;
   assign \$193  = \$191  | \$192 ;
-  assign \$194  = { flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27] } & rule_hits_14;
+  assign \$194  = { flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23], flop_sel[23] } & rule_hits_10;
   assign \$195  = \$193  | \$194 ;
-  assign \$196  = { flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28] } & rule_hits_15;
+  assign \$196  = { flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24], flop_sel[24] } & rule_hits_11;
   assign \$197  = \$195  | \$196 ;
-  assign \$198  = { flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29] } & rule_hits_16;
+  assign \$198  = { flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25], flop_sel[25] } & rule_hits_12;
   assign \$199  = \$197  | \$198 ;
-  assign \$200  = csr__addr >= 15'h7000;
-  assign \$201  = csr__addr < 15'h7100;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = csr__addr >= 15'h7400;
-  assign \$204  = csr__addr < 15'h7500;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = csr__addr >= 16'h8000;
-  assign \$207  = csr__addr < 16'h8800;
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = step == 2'h2;
-  assign \$210  = { mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0] } & rd_data;
-  assign \$212  = { mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1] } & \rd_data$52 ;
-  assign \$213  = \$211  | \$212 ;
-  assign \$214  = { mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2] } & \rd_data$53 ;
-  assign \$215  = \$213  | \$214 ;
-  assign \$216  = flop_data | \$215 ;
-  assign \$217  = ! meta[433:430];
-  assign \$218  = meta_stb & \$217 ;
-  assign \$219  = meta[441:434] < 7'h40;
-  assign inc_stb = \$218  & \$219 ;
-  assign \$220  = ! meta[433:430];
-  assign \$221  = meta_stb & \$220 ;
-  assign \$222  = meta[441:434] < 7'h40;
-  assign \inc_stb$57  = \$221  & \$222 ;
-  assign \$223  = csr__addr - 15'h7000;
+  assign \$200  = { flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26], flop_sel[26] } & rule_hits_13;
+  assign \$201  = \$199  | \$200 ;
+  assign \$202  = { flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27], flop_sel[27] } & rule_hits_14;
+  assign \$203  = \$201  | \$202 ;
+  assign \$204  = { flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28], flop_sel[28] } & rule_hits_15;
+  assign \$205  = \$203  | \$204 ;
+  assign \$206  = { flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29], flop_sel[29] } & rule_hits_16;
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = csr__addr >= 15'h7000;
+  assign \$209  = csr__addr < 15'h7100;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = csr__addr >= 15'h7400;
+  assign \$212  = csr__addr < 15'h7500;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = csr__addr >= 16'h8000;
+  assign \$215  = csr__addr < 16'h8800;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = step == 2'h2;
+  assign \$218  = { mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0] } & rd_data;
+  assign \$220  = { mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1] } & \rd_data$62 ;
+  assign \$221  = \$219  | \$220 ;
+  assign \$222  = { mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2] } & \rd_data$63 ;
+  assign \$223  = \$221  | \$222 ;
+  assign \$224  = flop_data | \$223 ;
+  assign \$225  = csr__addr - 15'h7000;
   assign rd_en = ! step;
-  assign \$224  = csr__addr - 15'h7400;
+  assign \$226  = csr__addr - 15'h7400;
   assign \rd_en$67  = ! step;
-  assign \$225  = csr__addr - 16'h8000;
+  assign \$227  = csr__addr - 16'h8000;
   assign \rd_en$69  = ! step;
   assign csr__ack = step == 2'h3;
   always @(posedge clk)
-    \$signal  <= \$226 ;
+    \$signal  <= \$228 ;
   always @(posedge clk)
-    e_frame_len <= \$227 ;
+    e_frame_len <= \$229 ;
   always @(posedge clk)
-    \$signal$6  <= \$228 ;
+    \$signal$6  <= \$230 ;
   always @(posedge clk)
-    e_dropped <= \$229 ;
+    e_dropped <= \$231 ;
   always @(posedge clk)
-    e_drop <= \$230 ;
+    e_drop <= \$232 ;
   always @(posedge clk)
-    e_rule <= \$231 ;
+    e_rule <= \$233 ;
   always @(posedge clk)
-    frames_in <= \$232 ;
+    frames_in <= \$234 ;
   always @(posedge clk)
-    bytes_in <= \$233 ;
+    bytes_in <= \$235 ;
   always @(posedge clk)
-    frames_delivered <= \$234 ;
+    frames_delivered <= \$236 ;
   always @(posedge clk)
-    frames_dropped <= \$235 ;
+    frames_dropped <= \$237 ;
   always @(posedge clk)
-    drop_none <= \$236 ;
+    drop_none <= \$238 ;
   always @(posedge clk)
-    drop_mac_error <= \$237 ;
+    drop_mac_error <= \$239 ;
   always @(posedge clk)
-    drop_runt <= \$238 ;
+    drop_runt <= \$240 ;
   always @(posedge clk)
-    drop_oversize <= \$239 ;
+    drop_oversize <= \$241 ;
   always @(posedge clk)
-    drop_truncated <= \$240 ;
+    drop_truncated <= \$242 ;
   always @(posedge clk)
-    drop_bad_ihl <= \$241 ;
+    drop_bad_ihl <= \$243 ;
   always @(posedge clk)
-    drop_bad_length <= \$242 ;
+    drop_bad_length <= \$244 ;
   always @(posedge clk)
-    drop_header_limit <= \$243 ;
+    drop_header_limit <= \$245 ;
   always @(posedge clk)
-    drop_rule <= \$244 ;
+    drop_rule <= \$246 ;
   always @(posedge clk)
-    rule_hits_0 <= \$245 ;
+    rule_hits_0 <= \$247 ;
   always @(posedge clk)
-    rule_hits_1 <= \$246 ;
+    rule_hits_1 <= \$248 ;
   always @(posedge clk)
-    rule_hits_2 <= \$247 ;
+    rule_hits_2 <= \$249 ;
   always @(posedge clk)
-    rule_hits_3 <= \$248 ;
+    rule_hits_3 <= \$250 ;
   always @(posedge clk)
-    rule_hits_4 <= \$249 ;
+    rule_hits_4 <= \$251 ;
   always @(posedge clk)
-    rule_hits_5 <= \$250 ;
+    rule_hits_5 <= \$252 ;
   always @(posedge clk)
-    rule_hits_6 <= \$251 ;
+    rule_hits_6 <= \$253 ;
   always @(posedge clk)
-    rule_hits_7 <= \$252 ;
+    rule_hits_7 <= \$254 ;
   always @(posedge clk)
-    rule_hits_8 <= \$253 ;
+    rule_hits_8 <= \$255 ;
   always @(posedge clk)
-    rule_hits_9 <= \$254 ;
+    rule_hits_9 <= \$256 ;
   always @(posedge clk)
-    rule_hits_10 <= \$255 ;
+    rule_hits_10 <= \$257 ;
   always @(posedge clk)
-    rule_hits_11 <= \$256 ;
+    rule_hits_11 <= \$258 ;
   always @(posedge clk)
-    rule_hits_12 <= \$257 ;
+    rule_hits_12 <= \$259 ;
   always @(posedge clk)
-    rule_hits_13 <= \$258 ;
+    rule_hits_13 <= \$260 ;
   always @(posedge clk)
-    rule_hits_14 <= \$259 ;
+    rule_hits_14 <= \$261 ;
   always @(posedge clk)
-    rule_hits_15 <= \$260 ;
+    rule_hits_15 <= \$262 ;
   always @(posedge clk)
-    rule_hits_16 <= \$261 ;
+    rule_hits_16 <= \$263 ;
   always @(posedge clk)
-    step <= \$262 ;
+    inc_stb <= \$264 ;
   always @(posedge clk)
-    flop_sel <= \$263 ;
+    inc_addr <= \$265 ;
   always @(posedge clk)
-    flop_data <= \$264 ;
+    inc_amount <= \$266 ;
   always @(posedge clk)
-    mem_sel <= \$265 ;
+    \inc_stb$45  <= \$267 ;
   always @(posedge clk)
-    csr__r_data <= \$266 ;
+    \inc_addr$46  <= \$268 ;
+  always @(posedge clk)
+    \inc_amount$47  <= \$269 ;
+  always @(posedge clk)
+    \inc_stb$48  <= \$270 ;
+  always @(posedge clk)
+    \inc_addr$49  <= \$271 ;
+  always @(posedge clk)
+    \inc_amount$51  <= \$272 ;
+  always @(posedge clk)
+    step <= \$273 ;
+  always @(posedge clk)
+    flop_sel <= \$274 ;
+  always @(posedge clk)
+    flop_data <= \$275 ;
+  always @(posedge clk)
+    mem_sel <= \$276 ;
+  always @(posedge clk)
+    csr__r_data <= \$277 ;
   \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets  bucket_packets (
-    .bus__addr(\$225 [10:2]),
+    .bus__addr(\$227 [10:2]),
     .bus__en(\rd_en$69 ),
     .clk(clk),
-    .inc_stb(meta_stb),
-    .rd_data(\rd_data$53 ),
-    .rmw__addr(\inc_addr$61 ),
+    .inc_amount(\inc_amount$51 ),
+    .inc_stb(\inc_stb$48 ),
+    .rd_data(\rd_data$63 ),
+    .rmw__addr(\inc_addr$49 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes  queue_bytes (
-    .bus__addr(\$224 [7:2]),
+    .bus__addr(\$226 [7:2]),
     .bus__en(\rd_en$67 ),
     .clk(clk),
-    .inc_amount(meta[15:0]),
-    .inc_stb(\inc_stb$57 ),
-    .rd_data(\rd_data$52 ),
-    .rmw__addr(meta[439:434]),
+    .inc_amount(\inc_amount$47 ),
+    .inc_stb(\inc_stb$45 ),
+    .rd_data(\rd_data$62 ),
+    .rmw__addr(\inc_addr$46 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.counters.queue_packets  queue_packets (
-    .bus__addr(\$223 [7:2]),
+    .bus__addr(\$225 [7:2]),
     .bus__en(rd_en),
     .clk(clk),
+    .inc_amount(inc_amount),
     .inc_stb(inc_stb),
     .rd_data(rd_data),
-    .rmw__addr(meta[439:434]),
+    .rmw__addr(inc_addr),
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$226  = frame_in_stb;
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$227  = frame_in_len;
-    if (rst) begin
-      \$227  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$228  = \$2 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$228  = frame_in_stb;
     if (rst) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$229  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$229  = frame_in_len;
     if (rst) begin
-      \$229  = 1'h0;
+      \$229  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$230  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$230  = \$2 ;
     if (rst) begin
-      \$230  = 9'h000;
+      \$230  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$231  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$231  = \$4 ;
     if (rst) begin
-      \$231  = 17'h00000;
+      \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$232  = frames_in;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$232  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
+    if (rst) begin
+      \$232  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$233  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
+    if (rst) begin
+      \$233  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$234  = frames_in;
     if (\$signal ) begin
-      \$232  = \$75 [31:0];
-    end
-    if (rst) begin
-      \$232  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$233  = bytes_in;
-    if (\$signal ) begin
-      \$233  = \$76 [31:0];
-    end
-    if (rst) begin
-      \$233  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$234  = frames_delivered;
-    if (\$signal$6 ) begin
-      \$234  = \$77 [31:0];
+      \$234  = \$75 [31:0];
     end
     if (rst) begin
       \$234  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$235  = frames_dropped;
-    if (e_dropped) begin
-      \$235  = \$78 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = bytes_in;
+    if (\$signal ) begin
+      \$235  = \$76 [31:0];
     end
     if (rst) begin
       \$235  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$236  = drop_none;
-    if (e_drop[0]) begin
-      \$236  = \$79 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = frames_delivered;
+    if (\$signal$6 ) begin
+      \$236  = \$77 [31:0];
     end
     if (rst) begin
       \$236  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$237  = drop_mac_error;
-    if (e_drop[1]) begin
-      \$237  = \$80 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$237  = frames_dropped;
+    if (e_dropped) begin
+      \$237  = \$78 [31:0];
     end
     if (rst) begin
       \$237  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$238  = drop_runt;
-    if (e_drop[2]) begin
-      \$238  = \$81 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$238  = drop_none;
+    if (e_drop[0]) begin
+      \$238  = \$79 [31:0];
     end
     if (rst) begin
       \$238  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$239  = drop_oversize;
-    if (e_drop[3]) begin
-      \$239  = \$82 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$239  = drop_mac_error;
+    if (e_drop[1]) begin
+      \$239  = \$80 [31:0];
     end
     if (rst) begin
       \$239  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$240  = drop_truncated;
-    if (e_drop[4]) begin
-      \$240  = \$83 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$240  = drop_runt;
+    if (e_drop[2]) begin
+      \$240  = \$81 [31:0];
     end
     if (rst) begin
       \$240  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$241  = drop_bad_ihl;
-    if (e_drop[5]) begin
-      \$241  = \$84 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$241  = drop_oversize;
+    if (e_drop[3]) begin
+      \$241  = \$82 [31:0];
     end
     if (rst) begin
       \$241  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$242  = drop_bad_length;
-    if (e_drop[6]) begin
-      \$242  = \$85 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$242  = drop_truncated;
+    if (e_drop[4]) begin
+      \$242  = \$83 [31:0];
     end
     if (rst) begin
       \$242  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$243  = drop_header_limit;
-    if (e_drop[7]) begin
-      \$243  = \$86 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$243  = drop_bad_ihl;
+    if (e_drop[5]) begin
+      \$243  = \$84 [31:0];
     end
     if (rst) begin
       \$243  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$244  = drop_rule;
-    if (e_drop[8]) begin
-      \$244  = \$87 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$244  = drop_bad_length;
+    if (e_drop[6]) begin
+      \$244  = \$85 [31:0];
     end
     if (rst) begin
       \$244  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$245  = rule_hits_0;
-    if (e_rule[0]) begin
-      \$245  = \$88 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$245  = drop_header_limit;
+    if (e_drop[7]) begin
+      \$245  = \$86 [31:0];
     end
     if (rst) begin
       \$245  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$246  = rule_hits_1;
-    if (e_rule[1]) begin
-      \$246  = \$89 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$246  = drop_rule;
+    if (e_drop[8]) begin
+      \$246  = \$87 [31:0];
     end
     if (rst) begin
       \$246  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$247  = rule_hits_2;
-    if (e_rule[2]) begin
-      \$247  = \$90 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$247  = rule_hits_0;
+    if (e_rule[0]) begin
+      \$247  = \$88 [31:0];
     end
     if (rst) begin
       \$247  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$248  = rule_hits_3;
-    if (e_rule[3]) begin
-      \$248  = \$91 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$248  = rule_hits_1;
+    if (e_rule[1]) begin
+      \$248  = \$89 [31:0];
     end
     if (rst) begin
       \$248  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$249  = rule_hits_4;
-    if (e_rule[4]) begin
-      \$249  = \$92 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$249  = rule_hits_2;
+    if (e_rule[2]) begin
+      \$249  = \$90 [31:0];
     end
     if (rst) begin
       \$249  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$250  = rule_hits_5;
-    if (e_rule[5]) begin
-      \$250  = \$93 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$250  = rule_hits_3;
+    if (e_rule[3]) begin
+      \$250  = \$91 [31:0];
     end
     if (rst) begin
       \$250  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$251  = rule_hits_6;
-    if (e_rule[6]) begin
-      \$251  = \$94 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$251  = rule_hits_4;
+    if (e_rule[4]) begin
+      \$251  = \$92 [31:0];
     end
     if (rst) begin
       \$251  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$252  = rule_hits_7;
-    if (e_rule[7]) begin
-      \$252  = \$95 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$252  = rule_hits_5;
+    if (e_rule[5]) begin
+      \$252  = \$93 [31:0];
     end
     if (rst) begin
       \$252  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$253  = rule_hits_8;
-    if (e_rule[8]) begin
-      \$253  = \$96 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$253  = rule_hits_6;
+    if (e_rule[6]) begin
+      \$253  = \$94 [31:0];
     end
     if (rst) begin
       \$253  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$254  = rule_hits_9;
-    if (e_rule[9]) begin
-      \$254  = \$97 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$254  = rule_hits_7;
+    if (e_rule[7]) begin
+      \$254  = \$95 [31:0];
     end
     if (rst) begin
       \$254  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$255  = rule_hits_10;
-    if (e_rule[10]) begin
-      \$255  = \$98 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$255  = rule_hits_8;
+    if (e_rule[8]) begin
+      \$255  = \$96 [31:0];
     end
     if (rst) begin
       \$255  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$256  = rule_hits_11;
-    if (e_rule[11]) begin
-      \$256  = \$99 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$256  = rule_hits_9;
+    if (e_rule[9]) begin
+      \$256  = \$97 [31:0];
     end
     if (rst) begin
       \$256  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$257  = rule_hits_12;
-    if (e_rule[12]) begin
-      \$257  = \$100 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$257  = rule_hits_10;
+    if (e_rule[10]) begin
+      \$257  = \$98 [31:0];
     end
     if (rst) begin
       \$257  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$258  = rule_hits_13;
-    if (e_rule[13]) begin
-      \$258  = \$101 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$258  = rule_hits_11;
+    if (e_rule[11]) begin
+      \$258  = \$99 [31:0];
     end
     if (rst) begin
       \$258  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$259  = rule_hits_14;
-    if (e_rule[14]) begin
-      \$259  = \$102 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$259  = rule_hits_12;
+    if (e_rule[12]) begin
+      \$259  = \$100 [31:0];
     end
     if (rst) begin
       \$259  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$260  = rule_hits_15;
-    if (e_rule[15]) begin
-      \$260  = \$103 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$260  = rule_hits_13;
+    if (e_rule[13]) begin
+      \$260  = \$101 [31:0];
     end
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$261  = rule_hits_16;
-    if (e_rule[16]) begin
-      \$261  = \$104 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$261  = rule_hits_14;
+    if (e_rule[14]) begin
+      \$261  = \$102 [31:0];
     end
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$262  = rule_hits_15;
+    if (e_rule[15]) begin
+      \$262  = \$103 [31:0];
+    end
+    if (rst) begin
+      \$262  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$263  = rule_hits_16;
+    if (e_rule[16]) begin
+      \$263  = \$104 [31:0];
+    end
+    if (rst) begin
+      \$263  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$264  = \$108 ;
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$265  = meta[439:434];
+    if (rst) begin
+      \$265  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$266  = 1'h1;
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$267  = \$112 ;
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$268  = meta[439:434];
+    if (rst) begin
+      \$268  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$269  = meta[15:0];
+    if (rst) begin
+      \$269  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$270  = meta_stb;
+    if (rst) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$271  = bucket;
+    if (rst) begin
+      \$271  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$272  = 1'h1;
+    if (rst) begin
+      \$272  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
-    if (\$107 ) begin
-      \$262  = \$109 [1:0];
+    if (\$115 ) begin
+      \$273  = \$117 [1:0];
     end else begin
-      \$262  = 2'h0;
+      \$273  = 2'h0;
     end
     if (rst) begin
-      \$262  = 2'h0;
+      \$273  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$263  = { \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$274  = { \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118  };
     if (rst) begin
-      \$263  = 30'h00000000;
+      \$274  = 30'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$264  = \$199 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$275  = \$207 ;
     if (rst) begin
-      \$264  = 32'd0;
+      \$275  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$265  = { \$208 , \$205 , \$202  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$276  = { \$216 , \$213 , \$210  };
     if (rst) begin
-      \$265  = 3'h0;
+      \$276  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$266  = csr__r_data;
-    if (\$209 ) begin
-      \$266  = \$216 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$277  = csr__r_data;
+    if (\$217 ) begin
+      \$277  = \$224 ;
     end
     if (rst) begin
-      \$266  = 32'd0;
+      \$277  = 32'd0;
     end
   end
-  assign inc_addr = meta[439:434];
-  assign inc_amount = 1'h1;
-  assign \inc_addr$58  = meta[439:434];
-  assign \inc_amount$59  = meta[15:0];
-  assign \inc_stb$60  = meta_stb;
-  assign bucket = \inc_addr$61 ;
-  assign \inc_amount$63  = 1'h1;
-  assign rd_addr = \$223 [7:2];
-  assign \rd_addr$66  = \$224 [7:2];
-  assign \rd_addr$68  = \$225 [10:2];
+  assign rd_addr = \$225 [7:2];
+  assign \rd_addr$66  = \$226 [7:2];
+  assign \rd_addr$68  = \$227 [10:2];
   assign \meta.length  = meta[15:0];
   assign \meta.error  = meta[19:16];
   assign \meta.flags  = meta[29:20];
@@ -19245,12 +20055,12 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, frame_in_stb, frame_in_
   assign \meta.drop  = meta[433:430];
   assign \meta.queue  = meta[441:434];
   assign \meta.generation  = meta[457:442];
-  assign \$141  = \$140 ;
-  assign \$211  = \$210 ;
+  assign \$149  = \$148 ;
+  assign \$219  = \$218 ;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, inc_stb, rmw__addr, bus__addr, bus__en, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [8:0] \$11 ;
@@ -19279,6 +20089,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, inc_stb,
   input clk;
   wire clk;
   wire [8:0] inc_addr;
+  input inc_amount;
   wire inc_amount;
   input inc_stb;
   wire inc_stb;
@@ -19858,70 +20669,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, inc_stb,
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$9  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -19934,11 +20745,10 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, inc_stb,
   assign s2_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
-  assign inc_amount = 1'h1;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, inc_stb, bus__addr, bus__en, inc_amount, rmw__addr, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -20099,70 +20909,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, inc_stb, bu
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -20177,8 +20987,8 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, inc_stb, bu
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, inc_stb, bus__addr, bus__en, rmw__addr, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -20207,6 +21017,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, inc_stb, 
   input clk;
   wire clk;
   wire [5:0] inc_addr;
+  input inc_amount;
   wire inc_amount;
   input inc_stb;
   wire inc_stb;
@@ -20338,70 +21149,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, inc_stb, 
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$9  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -20414,11 +21225,10 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, inc_stb, 
   assign s2_valid = wr__en;
   assign rd_addr = bus__addr;
   assign rd_en = bus__en;
-  assign inc_amount = 1'h1;
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -20795,7 +21605,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [7:0];
@@ -20805,7 +21615,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [7:0];
@@ -20815,7 +21625,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [7:0];
@@ -20828,7 +21638,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -20848,7 +21658,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -20901,7 +21711,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -20916,7 +21726,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -20931,7 +21741,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -20945,7 +21755,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -20970,7 +21780,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -21185,7 +21995,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21200,7 +22010,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21215,7 +22025,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -21229,7 +22039,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -21335,7 +22145,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22319,7 +23129,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -22331,7 +23141,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22383,7 +23193,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22445,7 +23255,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -22464,7 +23274,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -22474,7 +23284,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22521,7 +23331,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22568,7 +23378,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -22583,7 +23393,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22597,7 +23407,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22611,7 +23421,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22630,7 +23440,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22644,7 +23454,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22658,7 +23468,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22677,7 +23487,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -22689,7 +23499,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -22704,7 +23514,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -22719,7 +23529,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -22729,7 +23539,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -22742,7 +23552,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22805,7 +23615,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -22831,7 +23641,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -22857,7 +23667,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -22879,7 +23689,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -22905,7 +23715,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -22918,7 +23728,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -23047,7 +23857,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23262,7 +24072,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23277,7 +24087,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23292,7 +24102,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -23306,7 +24116,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -23413,7 +24223,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, csr__r_data, counters__ack, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, counters__r_stb
 , counters__w_stb, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
   wire \$100 ;
@@ -26396,56 +27206,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
   assign \$218  = copy_at == 9'h116;
   assign \$219  = copy_at == 9'h120;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$737  = rule_r__data;
     if (rst) begin
       \$737  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$738  = copying;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$739  = copy_addr;
     if (rst) begin
       \$739  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$740  = \$2 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$741  = \$signal ;
     if (rst) begin
       \$741  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$742  = \$like ;
     if (rst) begin
       \$742  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$743  = \$signal$8 ;
     if (rst) begin
       \$743  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$744  = copying;
     if (\$9 ) begin
       \$744  = 1'h1;
@@ -26460,7 +27270,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$745  = copy_addr;
     if (\$9 ) begin
       \$745  = 9'h000;
@@ -26473,7 +27283,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$746  = rules;
     if (landing) begin
       if (\$12 ) begin
@@ -27586,7 +28396,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$747  = hash_enable;
     if (landing_last) begin
       \$747  = shadow_ctrl_0_0[7:0];
@@ -27596,7 +28406,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$748  = symmetric;
     if (landing_last) begin
       \$748  = shadow_ctrl_0_0[8];
@@ -27606,7 +28416,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$749  = pass_errors;
     if (landing_last) begin
       \$749  = shadow_ctrl_0_0[9];
@@ -27616,7 +28426,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$750  = max_frame;
     if (landing_last) begin
       \$750  = shadow_max_frame_0_0[15:0];
@@ -27626,7 +28436,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$751  = direct_ethertype;
     if (landing_last) begin
       \$751  = shadow_direct_ethertype_0_0[15:0];
@@ -27636,7 +28446,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$752  = default_action;
     if (landing_last) begin
       \$752  = shadow_default_action_0_0[19:0];
@@ -27646,7 +28456,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$753  = key;
     if (landing_last) begin
       \$753  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -27656,7 +28466,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$754  = generation;
     if (landing_last) begin
       \$754  = \$380 [15:0];
@@ -27666,7 +28476,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$755  = pending;
     if (landing_last) begin
       \$755  = 1'h0;
@@ -27679,77 +28489,77 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$756  = \$383 ;
     if (rst) begin
       \$756  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$757  = \$431 ;
     if (rst) begin
       \$757  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$758  = \$437 ;
     if (rst) begin
       \$758  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$759  = \$499 ;
     if (rst) begin
       \$759  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$760  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500  };
     if (rst) begin
       \$760  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$761  = { \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522  };
     if (rst) begin
       \$761  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$762  = \$536 ;
     if (rst) begin
       \$762  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$763  = \$539 ;
     if (rst) begin
       \$763  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$764  = \$543 ;
     if (rst) begin
       \$764  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$765  = \$587 ;
     if (rst) begin
       \$765  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$766  = rule_read_wait;
     if (\$589 ) begin
       \$766  = 2'h0;
@@ -27764,7 +28574,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$767  = shadow_ctrl_0_0;
     if (\$612 ) begin
       \$767  = csr__w_data;
@@ -27774,7 +28584,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$768  = shadow_max_frame_0_0;
     if (\$619 ) begin
       \$768  = csr__w_data;
@@ -27784,7 +28594,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$769  = shadow_direct_ethertype_0_0;
     if (\$626 ) begin
       \$769  = csr__w_data;
@@ -27794,7 +28604,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$770  = shadow_default_action_0_0;
     if (\$633 ) begin
       \$770  = csr__w_data;
@@ -27804,7 +28614,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$771  = shadow_rss_key_0_0;
     if (\$640 ) begin
       \$771  = csr__w_data;
@@ -27814,7 +28624,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$772  = shadow_rss_key_1_0;
     if (\$647 ) begin
       \$772  = csr__w_data;
@@ -27824,7 +28634,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$773  = shadow_rss_key_2_0;
     if (\$654 ) begin
       \$773  = csr__w_data;
@@ -27834,7 +28644,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$774  = shadow_rss_key_3_0;
     if (\$661 ) begin
       \$774  = csr__w_data;
@@ -27844,7 +28654,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$775  = shadow_rss_key_4_0;
     if (\$668 ) begin
       \$775  = csr__w_data;
@@ -27854,7 +28664,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$776  = shadow_rss_key_5_0;
     if (\$675 ) begin
       \$776  = csr__w_data;
@@ -27864,7 +28674,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$777  = shadow_rss_key_6_0;
     if (\$682 ) begin
       \$777  = csr__w_data;
@@ -27874,7 +28684,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$778  = shadow_rss_key_7_0;
     if (\$689 ) begin
       \$778  = csr__w_data;
@@ -27884,7 +28694,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$779  = shadow_rss_key_8_0;
     if (\$696 ) begin
       \$779  = csr__w_data;
@@ -27894,7 +28704,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$780  = shadow_rss_key_9_0;
     if (\$703 ) begin
       \$780  = csr__w_data;
@@ -27904,21 +28714,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     reta_r_stb = 1'h0;
     if (\$716 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     reta_w_stb = 1'h0;
     if (\$716 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     csr__ack = 1'h0;
     if (\$716 ) begin
       csr__ack = reta_ack;
@@ -27939,21 +28749,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     counters__r_stb = 1'h0;
     if (\$717 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     counters__w_stb = 1'h0;
     if (\$717 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     rule_w__en = 1'h0;
     if (\$718 ) begin
       if (\$727 ) begin
@@ -28743,47 +29553,118 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
   assign \$710  = \$709 ;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, i__valid, i__payload, o__payload, bus_ack, s1_valid, bus_r_data, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire \$13 ;
-  wire [15:0] \$14 ;
-  wire [10:0] \$15 ;
+  wire [10:0] \$12 ;
+  wire [15:0] \$13 ;
+  wire \$14 ;
+  wire [15:0] \$15 ;
   wire [15:0] \$16 ;
   wire \$17 ;
   wire [15:0] \$18 ;
   wire [15:0] \$19 ;
-  wire [15:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
-  wire [15:0] \$21 ;
-  wire [15:0] \$22 ;
+  wire \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire [10:0] \$28 ;
-  wire [10:0] \$29 ;
+  wire [24:0] \$26 ;
+  wire [25:0] \$27 ;
+  wire [25:0] \$28 ;
+  wire [25:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [2:0] \$31 ;
-  wire [2:0] \$32 ;
-  reg \$33 ;
-  reg [457:0] \$34 ;
-  reg \$35 ;
-  reg [9:0] \$36 ;
-  reg \$37 ;
-  reg [1:0] \$38 ;
-  reg [7:0] \$39 ;
-  wire [24:0] \$4 ;
-  wire [25:0] \$5 ;
-  wire [25:0] \$6 ;
-  wire [25:0] \$7 ;
-  wire [26:0] \$8 ;
+  wire [26:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [10:0] \$36 ;
+  wire [10:0] \$37 ;
+  wire \$38 ;
+  wire [2:0] \$39 ;
+  wire [15:0] \$4 ;
+  wire [2:0] \$40 ;
+  reg \$41 ;
+  reg [457:0] \$42 ;
+  reg [8:0] \$43 ;
+  reg \$44 ;
+  reg [457:0] \$45 ;
+  reg \$46 ;
+  reg [9:0] \$47 ;
+  reg \$48 ;
+  reg [1:0] \$49 ;
+  wire [15:0] \$5 ;
+  reg [7:0] \$50 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [15:0] \$8 ;
   wire [15:0] \$9 ;
+  reg \$signal  = 1'h0;
+  reg [457:0] \$signal$31  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \$signal$31.drop ;
+  wire [5:0] \$signal$31.dscp ;
+  wire [127:0] \$signal$31.dst_addr ;
+  wire [15:0] \$signal$31.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \$signal$31.error ;
+  wire [15:0] \$signal$31.ethertype ;
+  wire [9:0] \$signal$31.flags ;
+  wire \$signal$31.flags.direct ;
+  wire \$signal$31.flags.fragment ;
+  wire \$signal$31.flags.ip_options ;
+  wire \$signal$31.flags.ipv4 ;
+  wire \$signal$31.flags.ipv6 ;
+  wire \$signal$31.flags.tcp ;
+  wire \$signal$31.flags.tunnel ;
+  wire \$signal$31.flags.udp ;
+  wire \$signal$31.flags.vlan ;
+  wire \$signal$31.flags.vlan2 ;
+  wire [15:0] \$signal$31.generation ;
+  wire [31:0] \$signal$31.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \$signal$31.hash_type ;
+  wire [3:0] \$signal$31.instance ;
+  wire [7:0] \$signal$31.ip_proto ;
+  wire [15:0] \$signal$31.length ;
+  wire [7:0] \$signal$31.queue ;
+  wire [10:0] \$signal$31.reta_offset ;
+  wire [3:0] \$signal$31.reta_size_log2 ;
+  wire [7:0] \$signal$31.rule ;
+  wire [127:0] \$signal$31.src_addr ;
+  wire [15:0] \$signal$31.src_port ;
+  wire [7:0] \$signal$31.tcp_flags ;
+  wire [11:0] \$signal$31.vlan_id ;
   reg active = 1'h0;
   output bus_ack;
   reg bus_ack;
@@ -28939,7 +29820,8 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   reg [1:0] read_wait = 2'h0;
   input rst;
   wire rst;
-  reg [457:0] s1_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [8:0] s1_index = 9'h000;
+  reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -28950,10 +29832,10 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \s1_meta.drop ;
-  wire [5:0] \s1_meta.dscp ;
-  wire [127:0] \s1_meta.dst_addr ;
-  wire [15:0] \s1_meta.dst_port ;
+  wire [3:0] \s2_meta.drop ;
+  wire [5:0] \s2_meta.dscp ;
+  wire [127:0] \s2_meta.dst_addr ;
+  wire [15:0] \s2_meta.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -28963,21 +29845,21 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \s1_meta.error ;
-  wire [15:0] \s1_meta.ethertype ;
-  wire [9:0] \s1_meta.flags ;
-  wire \s1_meta.flags.direct ;
-  wire \s1_meta.flags.fragment ;
-  wire \s1_meta.flags.ip_options ;
-  wire \s1_meta.flags.ipv4 ;
-  wire \s1_meta.flags.ipv6 ;
-  wire \s1_meta.flags.tcp ;
-  wire \s1_meta.flags.tunnel ;
-  wire \s1_meta.flags.udp ;
-  wire \s1_meta.flags.vlan ;
-  wire \s1_meta.flags.vlan2 ;
-  wire [15:0] \s1_meta.generation ;
-  wire [31:0] \s1_meta.hash ;
+  wire [3:0] \s2_meta.error ;
+  wire [15:0] \s2_meta.ethertype ;
+  wire [9:0] \s2_meta.flags ;
+  wire \s2_meta.flags.direct ;
+  wire \s2_meta.flags.fragment ;
+  wire \s2_meta.flags.ip_options ;
+  wire \s2_meta.flags.ipv4 ;
+  wire \s2_meta.flags.ipv6 ;
+  wire \s2_meta.flags.tcp ;
+  wire \s2_meta.flags.tunnel ;
+  wire \s2_meta.flags.udp ;
+  wire \s2_meta.flags.vlan ;
+  wire \s2_meta.flags.vlan2 ;
+  wire [15:0] \s2_meta.generation ;
+  wire [31:0] \s2_meta.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -28986,20 +29868,20 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \s1_meta.hash_type ;
-  wire [3:0] \s1_meta.instance ;
-  wire [7:0] \s1_meta.ip_proto ;
-  wire [15:0] \s1_meta.length ;
-  wire [7:0] \s1_meta.queue ;
-  wire [10:0] \s1_meta.reta_offset ;
-  wire [3:0] \s1_meta.reta_size_log2 ;
-  wire [7:0] \s1_meta.rule ;
-  wire [127:0] \s1_meta.src_addr ;
-  wire [15:0] \s1_meta.src_port ;
-  wire [7:0] \s1_meta.tcp_flags ;
-  wire [11:0] \s1_meta.vlan_id ;
-  output s1_valid;
-  reg s1_valid = 1'h0;
+  wire [2:0] \s2_meta.hash_type ;
+  wire [3:0] \s2_meta.instance ;
+  wire [7:0] \s2_meta.ip_proto ;
+  wire [15:0] \s2_meta.length ;
+  wire [7:0] \s2_meta.queue ;
+  wire [10:0] \s2_meta.reta_offset ;
+  wire [3:0] \s2_meta.reta_size_log2 ;
+  wire [7:0] \s2_meta.rule ;
+  wire [127:0] \s2_meta.src_addr ;
+  wire [15:0] \s2_meta.src_port ;
+  wire [7:0] \s2_meta.tcp_flags ;
+  wire [11:0] \s2_meta.vlan_id ;
+  output s2_valid;
+  reg s2_valid = 1'h0;
   reg [9:0] side__addr;
   wire [7:0] side__data;
   wire side__en;
@@ -30042,68 +30924,71 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   always @(posedge clk) begin
     _0_ <= mem[side__addr];
     if (lookup__en) begin
-      _1_ <= mem[\$9 [9:0]];
+      _1_ <= mem[\$5 [9:0]];
     end
   end
   assign side__data = _0_;
   assign lookup__data = _1_;
-  assign \$1  = ~ s1_valid;
-  assign i__ready = \$1  | o__ready;
-  assign \$3  = i__payload[429:426] >= 4'h9;
-  assign \$4  = 1'h1 << i__payload[429:426];
-  assign \$5  = \$4  - 1'h1;
-  assign \$6  = \$3  ? 26'h00001ff : \$5 ;
-  assign \$7  = { 17'h00000, i__payload[376:368] } & \$6 ;
-  assign \$8  = $signed({ 1'h0, i__payload[425:415] }) + $signed(\$7 );
-  assign \$9  = \$2  | { 7'h00, \$8 [8:0] };
-  assign lookup__en = i__valid & i__ready;
-  assign \$10  = copy_index != 10'h200;
-  assign busy = \$10  | copy_write;
-  assign \$12  = \$11  | { 7'h00, copy_index[8:0] };
-  assign \$13  = ~ active;
-  assign \$15  = copy_index - 1'h1;
-  assign \$16  = \$14  | { 7'h00, \$15 [8:0] };
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    \$signal$31  <= \$42 ;
+  always @(posedge clk)
+    s1_index <= \$43 ;
+  always @(posedge clk)
+    s2_valid <= \$44 ;
+  always @(posedge clk)
+    s2_meta <= \$45 ;
+  always @(posedge clk)
+    active <= \$46 ;
+  always @(posedge clk)
+    copy_index <= \$47 ;
+  always @(posedge clk)
+    copy_write <= \$48 ;
+  always @(posedge clk)
+    read_wait <= \$49 ;
+  always @(posedge clk)
+    bus_r_data <= \$50 ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = ~ s2_valid;
+  assign \$3  = \$2  | o__ready;
+  assign i__ready = \$1  | \$3 ;
+  assign \$5  = \$4  | { 7'h00, s1_index };
+  assign \$6  = ~ s2_valid;
+  assign lookup__en = \$6  | o__ready;
+  assign \$7  = copy_index != 10'h200;
+  assign busy = \$7  | copy_write;
+  assign \$9  = \$8  | { 7'h00, copy_index[8:0] };
+  assign \$10  = ~ active;
+  assign \$12  = copy_index - 1'h1;
+  assign \$13  = \$11  | { 7'h00, \$12 [8:0] };
+  assign \$14  = ~ active;
+  assign \$16  = \$15  | { 7'h00, bus_addr };
   assign \$17  = ~ active;
   assign \$19  = \$18  | { 7'h00, bus_addr };
-  assign \$20  = ~ active;
-  assign \$22  = \$21  | { 7'h00, bus_addr };
-  assign \$23  = read_wait == 2'h2;
-  assign \$24  = i__valid & i__ready;
-  assign \$25  = ~ active;
-  assign \$26  = copy_index != 10'h200;
-  assign \$27  = copy_index == 10'h200;
-  assign \$28  = copy_index + 1'h1;
-  assign \$29  = \$27  ? 11'h200 : \$28 ;
-  assign \$30  = read_wait == 2'h2;
-  assign \$31  = read_wait + 1'h1;
-  assign \$32  = \$30  ? 3'h0 : \$31 ;
-  always @(posedge clk)
-    s1_valid <= \$33 ;
-  always @(posedge clk)
-    s1_meta <= \$34 ;
-  always @(posedge clk)
-    active <= \$35 ;
-  always @(posedge clk)
-    copy_index <= \$36 ;
-  always @(posedge clk)
-    copy_write <= \$37 ;
-  always @(posedge clk)
-    read_wait <= \$38 ;
-  always @(posedge clk)
-    bus_r_data <= \$39 ;
+  assign \$20  = read_wait == 2'h2;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = ~ s2_valid;
+  assign \$23  = \$22  | o__ready;
+  assign \$24  = \$21  | \$23 ;
+  assign \$25  = i__payload[429:426] >= 4'h9;
+  assign \$26  = 1'h1 << i__payload[429:426];
+  assign \$27  = \$26  - 1'h1;
+  assign \$28  = \$25  ? 26'h00001ff : \$27 ;
+  assign \$29  = { 17'h00000, i__payload[376:368] } & \$28 ;
+  assign \$30  = $signed({ 1'h0, i__payload[425:415] }) + $signed(\$29 );
+  assign \$31  = ~ s2_valid;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = ~ active;
+  assign \$34  = copy_index != 10'h200;
+  assign \$35  = copy_index == 10'h200;
+  assign \$36  = copy_index + 1'h1;
+  assign \$37  = \$35  ? 11'h200 : \$36 ;
+  assign \$38  = read_wait == 2'h2;
+  assign \$39  = read_wait + 1'h1;
+  assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    side__addr = 10'h000;
-    (* full_case = 32'd1 *)
-    if (flip_stb) begin
-    end else if (busy) begin
-      side__addr = \$12 [9:0];
-    end else begin
-      side__addr = \$19 [9:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -30118,7 +31003,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -30133,22 +31018,22 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
     end else if (busy) begin
       if (copy_write) begin
-        wr__addr = \$16 [9:0];
+        wr__addr = \$13 [9:0];
       end
     end else begin
       if (bus_w_stb) begin
-        wr__addr = \$22 [9:0];
+        wr__addr = \$19 [9:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -30157,125 +31042,133 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
       if (bus_w_stb) begin
         bus_ack = 1'h1;
       end else if (bus_r_stb) begin
-        bus_ack = \$23 ;
+        bus_ack = \$20 ;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$33  = s1_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$41  = \$signal ;
     if (\$24 ) begin
-      \$33  = 1'h1;
-    end else if (o__ready) begin
-      \$33  = 1'h0;
+      \$41  = i__valid;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$41  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$34  = s1_meta;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$42  = \$signal$31 ;
     if (\$24 ) begin
-      \$34  = i__payload;
+      \$42  = i__payload;
     end
     if (rst) begin
-      \$34  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$42  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$35  = active;
-    if (flip_stb) begin
-      \$35  = \$25 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$43  = s1_index;
+    if (\$24 ) begin
+      \$43  = \$30 [8:0];
     end
     if (rst) begin
-      \$35  = 1'h0;
+      \$43  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$36  = copy_index;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$44  = s2_valid;
+    if (\$32 ) begin
+      \$44  = \$signal ;
+    end
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$45  = s2_meta;
+    if (\$32 ) begin
+      \$45  = \$signal$31 ;
+    end
+    if (rst) begin
+      \$45  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$46  = active;
     if (flip_stb) begin
-      \$36  = 10'h000;
+      \$46  = \$33 ;
+    end
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$47  = copy_index;
+    if (flip_stb) begin
+      \$47  = 10'h000;
     end else if (busy) begin
-      \$36  = \$29 [9:0];
+      \$47  = \$37 [9:0];
     end
     if (rst) begin
-      \$36  = 10'h200;
+      \$47  = 10'h200;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$37  = copy_write;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$48  = copy_write;
     if (flip_stb) begin
-      \$37  = 1'h0;
+      \$48  = 1'h0;
     end else if (busy) begin
-      \$37  = \$26 ;
+      \$48  = \$34 ;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$38  = read_wait;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
-      \$38  = 2'h0;
+      \$49  = 2'h0;
     end else if (busy) begin
-      \$38  = 2'h0;
+      \$49  = 2'h0;
     end else begin
       if (bus_w_stb) begin
       end else if (bus_r_stb) begin
-        \$38  = \$32 [1:0];
+        \$49  = \$40 [1:0];
       end
     end
     if (rst) begin
-      \$38  = 2'h0;
+      \$49  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$39  = side__data;
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$50  = side__data;
     if (rst) begin
-      \$39  = 8'h00;
+      \$50  = 8'h00;
     end
   end
-  assign lookup__addr = \$9 [9:0];
-  assign o__valid = s1_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    side__addr = 10'h000;
+    (* full_case = 32'd1 *)
+    if (flip_stb) begin
+    end else if (busy) begin
+      side__addr = \$9 [9:0];
+    end else begin
+      side__addr = \$16 [9:0];
+    end
+  end
+  assign lookup__addr = \$5 [9:0];
+  assign o__valid = s2_valid;
   assign side__en = 1'h1;
-  assign \i__payload.length  = i__payload[15:0];
-  assign \i__payload.error  = i__payload[19:16];
-  assign \i__payload.flags  = i__payload[29:20];
-  assign \i__payload.flags.vlan  = i__payload[20];
-  assign \i__payload.flags.vlan2  = i__payload[21];
-  assign \i__payload.flags.ipv4  = i__payload[22];
-  assign \i__payload.flags.ipv6  = i__payload[23];
-  assign \i__payload.flags.fragment  = i__payload[24];
-  assign \i__payload.flags.tcp  = i__payload[25];
-  assign \i__payload.flags.udp  = i__payload[26];
-  assign \i__payload.flags.tunnel  = i__payload[27];
-  assign \i__payload.flags.direct  = i__payload[28];
-  assign \i__payload.flags.ip_options  = i__payload[29];
-  assign \i__payload.ethertype  = i__payload[45:30];
-  assign \i__payload.vlan_id  = i__payload[57:46];
-  assign \i__payload.dscp  = i__payload[63:58];
-  assign \i__payload.ip_proto  = i__payload[71:64];
-  assign \i__payload.tcp_flags  = i__payload[79:72];
-  assign \i__payload.src_addr  = i__payload[207:80];
-  assign \i__payload.dst_addr  = i__payload[335:208];
-  assign \i__payload.src_port  = i__payload[351:336];
-  assign \i__payload.dst_port  = i__payload[367:352];
-  assign \i__payload.hash  = i__payload[399:368];
-  assign \i__payload.hash_type  = i__payload[402:400];
-  assign \i__payload.rule  = i__payload[410:403];
-  assign \i__payload.instance  = i__payload[414:411];
-  assign \i__payload.reta_offset  = i__payload[425:415];
-  assign \i__payload.reta_size_log2  = i__payload[429:426];
-  assign \i__payload.drop  = i__payload[433:430];
-  assign \i__payload.queue  = i__payload[441:434];
-  assign \i__payload.generation  = i__payload[457:442];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
   assign \o__payload.flags  = o__payload[29:20];
@@ -30307,48 +31200,110 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \s1_meta.length  = s1_meta[15:0];
-  assign \s1_meta.error  = s1_meta[19:16];
-  assign \s1_meta.flags  = s1_meta[29:20];
-  assign \s1_meta.flags.vlan  = s1_meta[20];
-  assign \s1_meta.flags.vlan2  = s1_meta[21];
-  assign \s1_meta.flags.ipv4  = s1_meta[22];
-  assign \s1_meta.flags.ipv6  = s1_meta[23];
-  assign \s1_meta.flags.fragment  = s1_meta[24];
-  assign \s1_meta.flags.tcp  = s1_meta[25];
-  assign \s1_meta.flags.udp  = s1_meta[26];
-  assign \s1_meta.flags.tunnel  = s1_meta[27];
-  assign \s1_meta.flags.direct  = s1_meta[28];
-  assign \s1_meta.flags.ip_options  = s1_meta[29];
-  assign \s1_meta.ethertype  = s1_meta[45:30];
-  assign \s1_meta.vlan_id  = s1_meta[57:46];
-  assign \s1_meta.dscp  = s1_meta[63:58];
-  assign \s1_meta.ip_proto  = s1_meta[71:64];
-  assign \s1_meta.tcp_flags  = s1_meta[79:72];
-  assign \s1_meta.src_addr  = s1_meta[207:80];
-  assign \s1_meta.dst_addr  = s1_meta[335:208];
-  assign \s1_meta.src_port  = s1_meta[351:336];
-  assign \s1_meta.dst_port  = s1_meta[367:352];
-  assign \s1_meta.hash  = s1_meta[399:368];
-  assign \s1_meta.hash_type  = s1_meta[402:400];
-  assign \s1_meta.rule  = s1_meta[410:403];
-  assign \s1_meta.instance  = s1_meta[414:411];
-  assign \s1_meta.reta_offset  = s1_meta[425:415];
-  assign \s1_meta.reta_size_log2  = s1_meta[429:426];
-  assign \s1_meta.drop  = s1_meta[433:430];
-  assign \s1_meta.queue  = s1_meta[441:434];
-  assign \s1_meta.generation  = s1_meta[457:442];
+  assign \s2_meta.length  = s2_meta[15:0];
+  assign \s2_meta.error  = s2_meta[19:16];
+  assign \s2_meta.flags  = s2_meta[29:20];
+  assign \s2_meta.flags.vlan  = s2_meta[20];
+  assign \s2_meta.flags.vlan2  = s2_meta[21];
+  assign \s2_meta.flags.ipv4  = s2_meta[22];
+  assign \s2_meta.flags.ipv6  = s2_meta[23];
+  assign \s2_meta.flags.fragment  = s2_meta[24];
+  assign \s2_meta.flags.tcp  = s2_meta[25];
+  assign \s2_meta.flags.udp  = s2_meta[26];
+  assign \s2_meta.flags.tunnel  = s2_meta[27];
+  assign \s2_meta.flags.direct  = s2_meta[28];
+  assign \s2_meta.flags.ip_options  = s2_meta[29];
+  assign \s2_meta.ethertype  = s2_meta[45:30];
+  assign \s2_meta.vlan_id  = s2_meta[57:46];
+  assign \s2_meta.dscp  = s2_meta[63:58];
+  assign \s2_meta.ip_proto  = s2_meta[71:64];
+  assign \s2_meta.tcp_flags  = s2_meta[79:72];
+  assign \s2_meta.src_addr  = s2_meta[207:80];
+  assign \s2_meta.dst_addr  = s2_meta[335:208];
+  assign \s2_meta.src_port  = s2_meta[351:336];
+  assign \s2_meta.dst_port  = s2_meta[367:352];
+  assign \s2_meta.hash  = s2_meta[399:368];
+  assign \s2_meta.hash_type  = s2_meta[402:400];
+  assign \s2_meta.rule  = s2_meta[410:403];
+  assign \s2_meta.instance  = s2_meta[414:411];
+  assign \s2_meta.reta_offset  = s2_meta[425:415];
+  assign \s2_meta.reta_size_log2  = s2_meta[429:426];
+  assign \s2_meta.drop  = s2_meta[433:430];
+  assign \s2_meta.queue  = s2_meta[441:434];
+  assign \s2_meta.generation  = s2_meta[457:442];
+  assign \$signal$31.length  = \$signal$31 [15:0];
+  assign \$signal$31.error  = \$signal$31 [19:16];
+  assign \$signal$31.flags  = \$signal$31 [29:20];
+  assign \$signal$31.flags.vlan  = \$signal$31 [20];
+  assign \$signal$31.flags.vlan2  = \$signal$31 [21];
+  assign \$signal$31.flags.ipv4  = \$signal$31 [22];
+  assign \$signal$31.flags.ipv6  = \$signal$31 [23];
+  assign \$signal$31.flags.fragment  = \$signal$31 [24];
+  assign \$signal$31.flags.tcp  = \$signal$31 [25];
+  assign \$signal$31.flags.udp  = \$signal$31 [26];
+  assign \$signal$31.flags.tunnel  = \$signal$31 [27];
+  assign \$signal$31.flags.direct  = \$signal$31 [28];
+  assign \$signal$31.flags.ip_options  = \$signal$31 [29];
+  assign \$signal$31.ethertype  = \$signal$31 [45:30];
+  assign \$signal$31.vlan_id  = \$signal$31 [57:46];
+  assign \$signal$31.dscp  = \$signal$31 [63:58];
+  assign \$signal$31.ip_proto  = \$signal$31 [71:64];
+  assign \$signal$31.tcp_flags  = \$signal$31 [79:72];
+  assign \$signal$31.src_addr  = \$signal$31 [207:80];
+  assign \$signal$31.dst_addr  = \$signal$31 [335:208];
+  assign \$signal$31.src_port  = \$signal$31 [351:336];
+  assign \$signal$31.dst_port  = \$signal$31 [367:352];
+  assign \$signal$31.hash  = \$signal$31 [399:368];
+  assign \$signal$31.hash_type  = \$signal$31 [402:400];
+  assign \$signal$31.rule  = \$signal$31 [410:403];
+  assign \$signal$31.instance  = \$signal$31 [414:411];
+  assign \$signal$31.reta_offset  = \$signal$31 [425:415];
+  assign \$signal$31.reta_size_log2  = \$signal$31 [429:426];
+  assign \$signal$31.drop  = \$signal$31 [433:430];
+  assign \$signal$31.queue  = \$signal$31 [441:434];
+  assign \$signal$31.generation  = \$signal$31 [457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
   assign o__payload[441:434] = lookup__data;
-  assign { o__payload[457:442], o__payload[433:0] } = { s1_meta[457:442], s1_meta[433:0] };
-  assign \$2  = { 6'h00, active, 9'h000 };
-  assign \$11  = { 6'h00, active, 9'h000 };
-  assign \$14  = { 6'h00, \$13 , 9'h000 };
+  assign { o__payload[457:442], o__payload[433:0] } = { s2_meta[457:442], s2_meta[433:0] };
+  assign \$4  = { 6'h00, active, 9'h000 };
+  assign \$8  = { 6'h00, active, 9'h000 };
+  assign \$11  = { 6'h00, \$10 , 9'h000 };
+  assign \$15  = { 6'h00, \$14 , 9'h000 };
   assign \$18  = { 6'h00, \$17 , 9'h000 };
-  assign \$21  = { 6'h00, \$20 , 9'h000 };
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30946,7 +31901,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -30969,7 +31924,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -30983,7 +31938,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -31251,7 +32206,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -31475,7 +32430,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -31490,7 +32445,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -31505,7 +32460,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -31519,7 +32474,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -31634,7 +32589,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -32200,7 +33155,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -32215,7 +33170,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -32228,7 +33183,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -32241,7 +33196,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -32254,7 +33209,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -32267,7 +33222,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -32280,7 +33235,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -32292,7 +33247,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -32314,7 +33269,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -32439,7 +33394,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -32449,7 +33404,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -32459,7 +33414,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -32472,7 +33427,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -32492,7 +33447,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32716,7 +33671,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32731,7 +33686,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32746,7 +33701,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -32760,7 +33715,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32875,7 +33830,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -33090,7 +34045,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -33105,7 +34060,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -33120,7 +34075,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -33134,7 +34089,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -33241,7 +34196,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -34059,7 +35014,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$5420$0 (\$217 ),
+    .\port$5449$0 (\$217 ),
     .rst(rst),
     .take_stb(take_stb),
     .too_long_stb(too_long_stb),
@@ -34077,7 +35032,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -34095,7 +35050,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -34107,7 +35062,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34125,7 +35080,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34147,7 +35102,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34159,7 +35114,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34173,7 +35128,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34191,7 +35146,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34209,7 +35164,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34227,7 +35182,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34245,7 +35200,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34263,7 +35218,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34281,7 +35236,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -34299,14 +35254,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -34321,7 +35276,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -34334,7 +35289,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -34343,7 +35298,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -34354,7 +35309,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -34367,7 +35322,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -34380,7 +35335,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -34393,7 +35348,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -34418,7 +35373,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -34457,7 +35412,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -34470,7 +35425,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -34483,7 +35438,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -34508,7 +35463,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -34530,7 +35485,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -34551,7 +35506,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -34570,7 +35525,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -34591,7 +35546,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -34610,7 +35565,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -34799,7 +35754,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -35012,7 +35967,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -35031,7 +35986,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -35046,7 +36001,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -35063,7 +36018,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -35081,7 +36036,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -35094,7 +36049,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -35110,7 +36065,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -35122,7 +36077,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -35137,7 +36092,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -35212,7 +36167,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -35337,7 +36292,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -35347,7 +36302,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -35357,7 +36312,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -35370,7 +36325,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -35390,7 +36345,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -35527,7 +36482,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -35537,7 +36492,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -35547,7 +36502,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -35560,7 +36515,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -35579,9 +36534,9 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5420$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5449$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -36804,8 +37759,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   wire lu_valid;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$5420$0 ;
-  wire [175:0] \port$5420$0 ;
+  output [175:0] \port$5449$0 ;
+  wire [175:0] \port$5449$0 ;
   reg [3:0] q0_status = 4'h0;
   reg [3:0] q10_status = 4'h0;
   reg [3:0] q11_status = 4'h0;
@@ -38364,7 +39319,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   always @(posedge clk)
     q63_status <= \$1152 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$992 [11:6])
       6'h00:
@@ -38498,28 +39453,28 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1082  = lookup_queue;
     if (rst) begin
       \$1082  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1083  = \$1 [7:0];
     if (rst) begin
       \$1083  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1084  = \$2 [7:0];
     if (rst) begin
       \$1084  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1085  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -38545,7 +39500,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1086  = target;
     casez (fsm_state)
       2'h0:
@@ -38563,7 +39518,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1087  = enable;
     if (set_enable) begin
       (* full_case = 32'd1 *)
@@ -38836,7 +39791,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$29 ) begin
       \$1088  = 4'h0;
@@ -38848,7 +39803,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$1089  = arm;
     if (\$40 ) begin
       \$1089 [0] = csr__w_data[8];
@@ -39175,7 +40130,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$44 ) begin
       \$1090  = 4'h0;
@@ -39187,7 +40142,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$59 ) begin
       \$1091  = 4'h0;
@@ -39199,7 +40154,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 ) begin
       \$1092  = 4'h0;
@@ -39211,7 +40166,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1093  = 4'h0;
@@ -39223,7 +40178,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 ) begin
       \$1094  = 4'h0;
@@ -39235,7 +40190,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$1095  = 4'h0;
@@ -39247,7 +40202,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$134 ) begin
       \$1096  = 4'h0;
@@ -39259,7 +40214,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$149 ) begin
       \$1097  = 4'h0;
@@ -39271,7 +40226,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$164 ) begin
       \$1098  = 4'h0;
@@ -39283,7 +40238,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$179 ) begin
       \$1099  = 4'h0;
@@ -39295,7 +40250,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$194 ) begin
       \$1100  = 4'h0;
@@ -39307,7 +40262,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 ) begin
       \$1101  = 4'h0;
@@ -39319,7 +40274,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$224 ) begin
       \$1102  = 4'h0;
@@ -39331,7 +40286,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$239 ) begin
       \$1103  = 4'h0;
@@ -39343,7 +40298,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$254 ) begin
       \$1104  = 4'h0;
@@ -39355,7 +40310,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$269 ) begin
       \$1105  = 4'h0;
@@ -39367,7 +40322,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$284 ) begin
       \$1106  = 4'h0;
@@ -39379,7 +40334,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$299 ) begin
       \$1107  = 4'h0;
@@ -39391,7 +40346,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$314 ) begin
       \$1108  = 4'h0;
@@ -39403,7 +40358,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$329 ) begin
       \$1109  = 4'h0;
@@ -39415,7 +40370,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1110  = 4'h0;
@@ -39427,7 +40382,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$359 ) begin
       \$1111  = 4'h0;
@@ -39439,7 +40394,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 ) begin
       \$1112  = 4'h0;
@@ -39451,7 +40406,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 ) begin
       \$1113  = 4'h0;
@@ -39463,7 +40418,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$404 ) begin
       \$1114  = 4'h0;
@@ -39475,7 +40430,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$419 ) begin
       \$1115  = 4'h0;
@@ -39487,7 +40442,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$434 ) begin
       \$1116  = 4'h0;
@@ -39499,7 +40454,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$449 ) begin
       \$1117  = 4'h0;
@@ -39511,7 +40466,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$464 ) begin
       \$1118  = 4'h0;
@@ -39523,7 +40478,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$479 ) begin
       \$1119  = 4'h0;
@@ -39535,7 +40490,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 ) begin
       \$1120  = 4'h0;
@@ -39547,7 +40502,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$509 ) begin
       \$1121  = 4'h0;
@@ -39559,7 +40514,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$524 ) begin
       \$1122  = 4'h0;
@@ -39571,7 +40526,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$539 ) begin
       \$1123  = 4'h0;
@@ -39583,7 +40538,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$554 ) begin
       \$1124  = 4'h0;
@@ -39595,7 +40550,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$569 ) begin
       \$1125  = 4'h0;
@@ -39607,7 +40562,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$584 ) begin
       \$1126  = 4'h0;
@@ -39619,7 +40574,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1127  = 4'h0;
@@ -39631,7 +40586,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$614 ) begin
       \$1128  = 4'h0;
@@ -39643,7 +40598,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$629 ) begin
       \$1129  = 4'h0;
@@ -39655,7 +40610,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$644 ) begin
       \$1130  = 4'h0;
@@ -39667,7 +40622,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$659 ) begin
       \$1131  = 4'h0;
@@ -39679,7 +40634,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$674 ) begin
       \$1132  = 4'h0;
@@ -39691,7 +40646,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$689 ) begin
       \$1133  = 4'h0;
@@ -39703,7 +40658,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$704 ) begin
       \$1134  = 4'h0;
@@ -39715,7 +40670,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$719 ) begin
       \$1135  = 4'h0;
@@ -39727,7 +40682,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$734 ) begin
       \$1136  = 4'h0;
@@ -39739,7 +40694,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$749 ) begin
       \$1137  = 4'h0;
@@ -39751,7 +40706,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$764 ) begin
       \$1138  = 4'h0;
@@ -39763,7 +40718,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 ) begin
       \$1139  = 4'h0;
@@ -39775,7 +40730,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$794 ) begin
       \$1140  = 4'h0;
@@ -39787,7 +40742,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$809 ) begin
       \$1141  = 4'h0;
@@ -39799,7 +40754,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$824 ) begin
       \$1142  = 4'h0;
@@ -39811,7 +40766,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$839 ) begin
       \$1143  = 4'h0;
@@ -39823,7 +40778,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1144  = 4'h0;
@@ -39835,7 +40790,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$869 ) begin
       \$1145  = 4'h0;
@@ -39847,7 +40802,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$884 ) begin
       \$1146  = 4'h0;
@@ -39859,7 +40814,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$899 ) begin
       \$1147  = 4'h0;
@@ -39871,7 +40826,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$914 ) begin
       \$1148  = 4'h0;
@@ -39883,7 +40838,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$929 ) begin
       \$1149  = 4'h0;
@@ -39895,7 +40850,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$944 ) begin
       \$1150  = 4'h0;
@@ -39907,7 +40862,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$959 ) begin
       \$1151  = 4'h0;
@@ -39919,7 +40874,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     if (\$974 ) begin
       \$1152  = 4'h0;
@@ -39931,7 +40886,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = lu_queue[5:0];
@@ -39948,7 +40903,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$995 [15:0];
@@ -39965,7 +40920,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -39982,7 +40937,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -40000,7 +40955,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -40039,7 +40994,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -40074,7 +41029,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -40109,7 +41064,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -40136,7 +41091,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     write_arm = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -40154,7 +41109,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     clear_status = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -40176,7 +41131,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     set_enable = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -40218,14 +41173,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   assign cfg_w__addr = \$992 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$5420$0  = \$signature__data [175:0];
+  assign \port$5449$0  = \$signature__data [175:0];
   assign lu_event_queue = \$signature__data [197:192];
   assign \$8  = \$7 ;
   assign \$1000  = \$999 ;
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -40350,7 +41305,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -40360,7 +41315,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -40370,7 +41325,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -40383,7 +41338,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -40404,7 +41359,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, rd_req__valid, rd_req__payload, tx__payload, tx__valid, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, csr__r_data, event_stb, completion_queue, event_queue, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -41774,8 +42729,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6224$0 (\$465 ),
-    .\port$6225$0 (\$466 ),
+    .\port$6253$0 (\$465 ),
+    .\port$6254$0 (\$466 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -41797,7 +42752,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$464  = \$signal$105 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -41821,7 +42776,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     ptr_d = \$signal$49 ;
     casez (fetch_state)
       4'h0:
@@ -41866,7 +42821,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     first = 2'h0;
     if (\$3 [3]) begin
       first = 2'h3;
@@ -41882,7 +42837,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -41892,7 +42847,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -41927,7 +42882,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -41976,7 +42931,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$signal  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -41990,7 +42945,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42008,7 +42963,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -42026,7 +42981,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -42044,7 +42999,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42060,7 +43015,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42082,7 +43037,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -42111,7 +43066,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42135,7 +43090,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -42159,7 +43114,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \w_data$93  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -42189,7 +43144,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \w_en$95  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42219,7 +43174,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -42237,7 +43192,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \r_en$107  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -42251,7 +43206,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     tx__valid = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -42266,7 +43221,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     data_ready = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -42285,7 +43240,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \r_en$114  = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -42303,7 +43258,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \w_en$115  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -42314,7 +43269,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \w_data$116  = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -42331,7 +43286,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$423  = dma_reads;
     if (\$144 ) begin
       \$423  = \$145 [31:0];
@@ -42341,14 +43296,14 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$424  = ptr_d;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$425  = sel;
     casez (fetch_state)
       4'h0:
@@ -42361,7 +43316,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$426  = rr_last;
     casez (fetch_state)
       4'h0:
@@ -42374,7 +43329,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$427  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -42472,7 +43427,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$428  = \$signal$71 ;
     casez (fetch_state)
       4'h0:
@@ -42485,7 +43440,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$429  = \$signal$60 ;
     casez (fetch_state)
       4'h0:
@@ -42498,7 +43453,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$430  = \$signal$62 ;
     casez (fetch_state)
       4'h0:
@@ -42511,7 +43466,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$431  = \$signal$55 ;
     casez (fetch_state)
       4'h0:
@@ -42524,7 +43479,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$432  = \$signal$66 ;
     casez (fetch_state)
       4'h0:
@@ -42556,7 +43511,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$433  = \$signal$65 ;
     casez (fetch_state)
       4'h0:
@@ -42577,7 +43532,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$434  = \$signal$63 ;
     casez (fetch_state)
       4'h0:
@@ -42599,7 +43554,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$435  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -42629,7 +43584,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$436  = \$signal$82 ;
     casez (fetch_state)
       4'h0:
@@ -42650,7 +43605,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$437  = \$signal$84 ;
     casez (fetch_state)
       4'h0:
@@ -42671,7 +43626,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$438  = \$signal$129 ;
     casez (fetch_state)
       4'h0:
@@ -42689,7 +43644,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$439  = \$signal$130 ;
     casez (fetch_state)
       4'h0:
@@ -42704,7 +43659,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$440  = hi;
     casez (fetch_state)
       4'h0:
@@ -42743,7 +43698,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$441  = \$signal$99 ;
     casez (fetch_state)
       4'h0:
@@ -42790,7 +43745,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$442  = \$signal$86 ;
     casez (fetch_state)
       4'h0:
@@ -42821,7 +43776,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$443  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -42843,7 +43798,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$444  = \$signal$73 ;
     casez (fetch_state)
       4'h0:
@@ -42869,7 +43824,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$445  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -42897,7 +43852,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$446  = acc;
     casez (fetch_state)
       4'h0:
@@ -42916,7 +43871,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$447  = \$signal$87 ;
     casez (fetch_state)
       4'h0:
@@ -42976,7 +43931,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$448  = slots;
     casez (fetch_state)
       4'h0:
@@ -43011,7 +43966,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$449  = \$signal$100 ;
     casez (fetch_state)
       4'h0:
@@ -43032,7 +43987,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$450  = length;
     casez (fetch_state)
       4'h0:
@@ -43053,7 +44008,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$451  = addr;
     casez (fetch_state)
       4'h0:
@@ -43074,7 +44029,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$452  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -43109,7 +44064,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$453  = lane;
     casez (fetch_state)
       4'h0:
@@ -43142,7 +44097,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$454  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -43177,7 +44132,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$455  = \$signal$102 ;
     casez (fetch_state)
       4'h0:
@@ -43212,7 +44167,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$456  = job;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43233,7 +44188,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$457  = \$signal$104 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43255,7 +44210,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$458  = \$signal$108 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43281,7 +44236,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$459  = off;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43314,7 +44269,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$460  = left;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43347,7 +44302,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$461  = \$signal$119 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43377,7 +44332,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$462  = \$signal$120 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43407,7 +44362,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$463  = \$signal$118 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -43533,7 +44488,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -43637,7 +44592,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -43650,7 +44605,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -43671,7 +44626,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -43775,7 +44730,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -43788,7 +44743,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -43809,7 +44764,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -44058,7 +45013,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -44068,7 +45023,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -44078,7 +45033,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -44091,7 +45046,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -44110,9 +45065,9 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$6225$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$6254$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
 , csr__r_data, flush_stb, flush_queue, completion_stb, event_stb, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -45152,10 +46107,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
   wire [6:0] head_slots;
   input head_stb;
   wire head_stb;
-  output [31:0] \port$6224$0 ;
-  wire [31:0] \port$6224$0 ;
-  output [31:0] \port$6225$0 ;
-  wire [31:0] \port$6225$0 ;
+  output [31:0] \port$6253$0 ;
+  wire [31:0] \port$6253$0 ;
+  output [31:0] \port$6254$0 ;
+  wire [31:0] \port$6254$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -46147,7 +47102,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
   assign \$12  = \$10  & \$11 ;
   assign \$13  = ~ q3_halted;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -46161,7 +47116,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -46175,7 +47130,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -46189,7 +47144,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -46203,7 +47158,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -46217,7 +47172,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46231,7 +47186,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46245,7 +47200,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46259,7 +47214,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46273,7 +47228,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46287,7 +47242,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46301,7 +47256,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46315,7 +47270,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46329,7 +47284,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46343,7 +47298,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46357,7 +47312,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46371,7 +47326,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46385,7 +47340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46399,7 +47354,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46413,7 +47368,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46427,7 +47382,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46441,7 +47396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46455,7 +47410,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46469,7 +47424,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46483,7 +47438,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46497,7 +47452,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46511,7 +47466,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46525,7 +47480,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46539,7 +47494,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46553,7 +47508,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46567,7 +47522,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46581,7 +47536,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46595,7 +47550,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46609,7 +47564,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46623,7 +47578,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -46637,7 +47592,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46651,7 +47606,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46665,7 +47620,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46679,7 +47634,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46693,7 +47648,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46707,7 +47662,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46721,7 +47676,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46735,7 +47690,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46749,7 +47704,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46763,7 +47718,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46777,7 +47732,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46791,7 +47746,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46805,7 +47760,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46819,7 +47774,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46833,7 +47788,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46847,7 +47802,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46861,7 +47816,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46875,7 +47830,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46889,7 +47844,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46903,7 +47858,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46917,7 +47872,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46931,7 +47886,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46945,7 +47900,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46959,7 +47914,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46973,7 +47928,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -46987,7 +47942,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47001,7 +47956,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47015,7 +47970,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47029,7 +47984,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47043,7 +47998,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47057,7 +48012,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47071,7 +48026,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47085,7 +48040,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47099,7 +48054,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47113,7 +48068,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47127,7 +48082,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47141,7 +48096,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47155,7 +48110,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47169,7 +48124,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47183,7 +48138,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47197,7 +48152,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47211,7 +48166,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47225,7 +48180,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47239,7 +48194,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47253,7 +48208,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47267,7 +48222,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47281,7 +48236,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47295,7 +48250,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47309,7 +48264,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47323,7 +48278,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47337,7 +48292,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47351,7 +48306,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47365,7 +48320,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47379,7 +48334,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47393,7 +48348,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47407,7 +48362,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47421,7 +48376,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47435,7 +48390,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47449,7 +48404,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47463,7 +48418,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47477,7 +48432,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47491,7 +48446,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47505,7 +48460,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47519,7 +48474,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47533,7 +48488,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47547,7 +48502,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47561,7 +48516,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47575,7 +48530,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47589,7 +48544,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47603,7 +48558,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47617,7 +48572,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47631,7 +48586,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47645,7 +48600,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47659,7 +48614,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47673,7 +48628,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47687,7 +48642,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47701,7 +48656,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47715,7 +48670,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47729,7 +48684,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47743,7 +48698,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47757,7 +48712,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47771,7 +48726,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47785,7 +48740,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47799,7 +48754,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47813,7 +48768,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47827,7 +48782,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47841,7 +48796,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47855,7 +48810,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47869,7 +48824,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47883,7 +48838,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47897,7 +48852,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47911,7 +48866,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47925,7 +48880,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47939,7 +48894,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47953,7 +48908,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47967,7 +48922,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47981,7 +48936,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47995,7 +48950,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48009,7 +48964,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48023,7 +48978,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48037,7 +48992,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48051,7 +49006,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48065,7 +49020,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48079,7 +49034,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48093,7 +49048,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48107,7 +49062,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48121,7 +49076,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48135,7 +49090,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48149,7 +49104,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48163,7 +49118,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48177,7 +49132,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48191,7 +49146,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48205,7 +49160,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48219,7 +49174,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48233,7 +49188,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48247,7 +49202,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48261,7 +49216,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48275,7 +49230,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48289,7 +49244,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48303,7 +49258,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48317,7 +49272,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48331,7 +49286,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48345,7 +49300,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48359,7 +49314,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48373,7 +49328,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48387,7 +49342,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48401,7 +49356,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48415,7 +49370,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48429,7 +49384,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48443,7 +49398,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48457,7 +49412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48471,7 +49426,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48485,7 +49440,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48499,7 +49454,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48513,7 +49468,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48527,7 +49482,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48541,7 +49496,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48555,7 +49510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48569,7 +49524,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48583,7 +49538,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48597,7 +49552,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48611,7 +49566,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48625,7 +49580,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48639,7 +49594,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48653,7 +49608,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48667,7 +49622,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48681,7 +49636,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48695,7 +49650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48709,7 +49664,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48723,7 +49678,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48737,7 +49692,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48751,7 +49706,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48765,7 +49720,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48779,7 +49734,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48793,7 +49748,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48807,7 +49762,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48821,7 +49776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48835,7 +49790,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48849,7 +49804,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48863,7 +49818,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48877,7 +49832,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48885,7 +49840,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$signal  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48897,7 +49852,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48907,7 +49862,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -48921,7 +49876,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48931,7 +49886,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -48944,7 +49899,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48956,7 +49911,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$signal$67  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48970,7 +49925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -48984,7 +49939,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     csr__r_data = 32'd0;
     if (\$65 ) begin
       casez (\$34 [5:0])
@@ -49016,7 +49971,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     flush_stb = 1'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -49120,7 +50075,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     flush_queue = 2'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -49224,7 +50179,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$915  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49241,7 +50196,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$916  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49260,7 +50215,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$917  = rec;
     casez (completion_state)
       2'h0:
@@ -49273,7 +50228,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$918  = \$signal$44 ;
     casez (completion_state)
       2'h0:
@@ -49290,7 +50245,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$919  = beat_i;
     casez (completion_state)
       2'h0:
@@ -49307,7 +50262,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$920  = completion_state;
     casez (completion_state)
       2'h0:
@@ -49328,7 +50283,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$921  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -49345,7 +50300,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$922  = event_queue;
     casez (completion_state)
       2'h0:
@@ -49364,7 +50319,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$923  = q0_eq;
     casez (completion_state)
       2'h0:
@@ -49404,7 +50359,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$924  = q1_eq;
     casez (completion_state)
       2'h0:
@@ -49446,7 +50401,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$925  = q2_eq;
     casez (completion_state)
       2'h0:
@@ -49490,7 +50445,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$926  = q3_eq;
     casez (completion_state)
       2'h0:
@@ -49537,14 +50492,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$927  = \$244 [3:0];
     if (rst) begin
       \$927  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$928  = q0_head;
     if (\$246 ) begin
       \$928  = \$247 [15:0];
@@ -49579,7 +50534,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$929  = q0_halted;
     if (\$249 ) begin
       \$929  = 1'h1;
@@ -49615,7 +50570,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$930  = q0_status;
     if (\$249 ) begin
       \$930 [3] = 1'h1;
@@ -49660,7 +50615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$931  = q0_cons;
     if (\$251 ) begin
       \$931  = \$252 [15:0];
@@ -49695,7 +50650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$932  = q0_cq_prod;
     if (\$251 ) begin
       \$932  = \$253 [15:0];
@@ -49730,7 +50685,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$933  = q0_phase;
     if (\$251 ) begin
       if (\$257 ) begin
@@ -49767,14 +50722,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$934  = \$266 [3:0];
     if (rst) begin
       \$934  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$935  = q1_head;
     if (\$268 ) begin
       \$935  = \$269 [15:0];
@@ -49809,7 +50764,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$936  = q1_halted;
     if (\$271 ) begin
       \$936  = 1'h1;
@@ -49845,7 +50800,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$937  = q1_status;
     if (\$271 ) begin
       \$937 [3] = 1'h1;
@@ -49890,7 +50845,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$938  = q1_cons;
     if (\$273 ) begin
       \$938  = \$274 [15:0];
@@ -49925,7 +50880,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$939  = q1_cq_prod;
     if (\$273 ) begin
       \$939  = \$275 [15:0];
@@ -49960,7 +50915,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$940  = q1_phase;
     if (\$273 ) begin
       if (\$279 ) begin
@@ -49997,14 +50952,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$941  = \$288 [3:0];
     if (rst) begin
       \$941  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$942  = q2_head;
     if (\$290 ) begin
       \$942  = \$291 [15:0];
@@ -50039,7 +50994,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$943  = q2_halted;
     if (\$293 ) begin
       \$943  = 1'h1;
@@ -50075,7 +51030,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$944  = q2_status;
     if (\$293 ) begin
       \$944 [3] = 1'h1;
@@ -50120,7 +51075,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$945  = q2_cons;
     if (\$295 ) begin
       \$945  = \$296 [15:0];
@@ -50155,7 +51110,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$946  = q2_cq_prod;
     if (\$295 ) begin
       \$946  = \$297 [15:0];
@@ -50190,7 +51145,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$947  = q2_phase;
     if (\$295 ) begin
       if (\$301 ) begin
@@ -50227,14 +51182,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$948  = \$310 [3:0];
     if (rst) begin
       \$948  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$949  = q3_head;
     if (\$312 ) begin
       \$949  = \$313 [15:0];
@@ -50269,7 +51224,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$950  = q3_halted;
     if (\$315 ) begin
       \$950  = 1'h1;
@@ -50305,7 +51260,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$951  = q3_status;
     if (\$315 ) begin
       \$951 [3] = 1'h1;
@@ -50350,7 +51305,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$952  = q3_cons;
     if (\$317 ) begin
       \$952  = \$318 [15:0];
@@ -50385,7 +51340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$953  = q3_cq_prod;
     if (\$317 ) begin
       \$953  = \$319 [15:0];
@@ -50420,7 +51375,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$954  = q3_phase;
     if (\$317 ) begin
       if (\$323 ) begin
@@ -50457,7 +51412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$955  = q0_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50472,7 +51427,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$956  = q0_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50489,7 +51444,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$957  = q0_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50508,7 +51463,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$958  = q0_cq_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50529,7 +51484,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$959  = q0_cq_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50552,7 +51507,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$960  = q0_cq_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50577,7 +51532,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$961  = q0_prod;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50606,7 +51561,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$962  = q0_en;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -50639,7 +51594,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$963  = q1_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50654,7 +51609,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$964  = q1_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50671,7 +51626,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$965  = q1_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50690,7 +51645,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$966  = q1_cq_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50711,7 +51666,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$967  = q1_cq_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50734,7 +51689,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$968  = q1_cq_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50759,7 +51714,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$969  = q1_prod;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50788,7 +51743,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$970  = q1_en;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -50821,7 +51776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$971  = q2_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50836,7 +51791,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$972  = q2_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50853,7 +51808,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$973  = q2_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50872,7 +51827,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$974  = q2_cq_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50893,7 +51848,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$975  = q2_cq_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50916,7 +51871,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$976  = q2_cq_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50941,7 +51896,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$977  = q2_prod;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -50970,7 +51925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$978  = q2_en;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51003,7 +51958,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$979  = q3_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51018,7 +51973,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$980  = q3_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51035,7 +51990,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$981  = q3_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51054,7 +52009,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$982  = q3_cq_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51075,7 +52030,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$983  = q3_cq_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51098,7 +52053,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$984  = q3_cq_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51123,7 +52078,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$985  = q3_prod;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51152,7 +52107,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$986  = q3_en;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51188,8 +52143,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
   assign rel = \$34 [15:0];
   assign qi = \$34 [7:6];
   assign freed = \$82 [15:0];
-  assign \port$6224$0  = \$17 ;
-  assign \port$6225$0  = \$18 ;
+  assign \port$6253$0  = \$17 ;
+  assign \port$6254$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \comp.cookie  = comp[31:0];
   assign \comp.wqe_index  = comp[47:32];
@@ -51250,7 +52205,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6224$0 , \port$622
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -51368,7 +52323,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -51378,7 +52333,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -51388,7 +52343,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -51401,7 +52356,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;

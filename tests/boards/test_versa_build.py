@@ -2,7 +2,9 @@
 
 Several minutes on one core: marked ``pnr``, so ``make test`` runs it beside the rest of
 the suite (``pytest -m pnr``). The build must produce a bitstream and a report with every
-clock at its 125 MHz constraint, the utilisation, and the time it took.
+clock at its 125 MHz constraint and met, the utilisation, and the time it took; ``hetnic
+build`` exits 0. (The YoWASP tools are pinned, so the result is the same on every machine:
+a design change that loses timing fails here.)
 """
 
 import json
@@ -28,6 +30,7 @@ def test_versa_ecp5_build(tmp_path, capsys):
     assert all(clock["constraint_mhz"] == 125 for clock in report["clocks"])
     assert {"TRELLIS_COMB", "TRELLIS_FF", "DP16KD"} <= set(report["utilisation"])
     assert report["seconds"] > 0
-    assert status == (0 if report["timing_met"] else 1)
-    if not report["timing_met"]:
-        assert "timing not met" in captured.err
+    failing = [(c["name"], c["fmax_mhz"]) for c in report["clocks"] if not c["met"]]
+    assert not failing and report["timing_met"], \
+        f"timing not met: {failing}; critical paths: {report['critical_paths']}"
+    assert status == 0 and "timing not met" not in captured.err
