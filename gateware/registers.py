@@ -9,7 +9,7 @@ from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
 from ..regs import RULE_STRIDE, RULE_WORDS, RegisterMap
 from .axil import CsrSignature, one_hot_select
 
-__all__ = ["RegisterFile"]
+__all__ = ["RegisterFile", "connect_reta"]
 
 
 class RegisterFile(wiring.Component):
@@ -79,7 +79,6 @@ class RegisterFile(wiring.Component):
         m = Module()
         rm, p = self.regmap, self.regmap.params
         csr = self.csr
-        rule_bits = data.Layout.cast(Rule).size
 
         # --- shadow registers: (address, signal) for every word the bus may write ----------
         def shadow(name, index=0, word=0):
@@ -226,3 +225,14 @@ class RegisterFile(wiring.Component):
             with m.If(write & write_sel[k]):
                 m.d.sync += sig.eq(csr.w_data)
         return m
+
+
+def connect_reta(m, regs, reta):
+    """Wire a :class:`RegisterFile`'s forwarded RETA accesses (``reta_*``) to an
+    :class:`~hetnic.gateware.reta.IndirectionTable`'s bus and its ``busy``."""
+    m.d.comb += [
+        reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
+        reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
+        regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
+        regs.reta_busy.eq(reta.busy),
+    ]

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out, connect
 from ..protocol import RSS_MAX_INPUT_LEN, PacketMeta
 from ..regs import RegisterMap
 from .axil import CsrSignature
-from .registers import RegisterFile
+from .registers import RegisterFile, connect_reta
 from .reta import IndirectionTable
 from .toeplitz import ToeplitzHash, ToeplitzInput
 
@@ -80,12 +80,7 @@ class RssSteering(wiring.Component):
         m.submodules.reta = reta = IndirectionTable(self.regmap.params["reta_size"])
 
         connect(m, wiring.flipped(self.csr), regs.csr)
-        m.d.comb += [
-            reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
-            reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
-            regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
-            regs.reta_busy.eq(reta.busy),
-        ]
+        connect_reta(m, regs, reta)
 
         # --- inputs: none while a commit waits -------------------------------------------------
         m.d.comb += [

@@ -12,7 +12,7 @@ from .beat import Beat
 from .classifier import FlowClassifier
 from .counters import RxCounters
 from .parser import HeaderParser
-from .registers import RegisterFile
+from .registers import RegisterFile, connect_reta
 from .reta import IndirectionTable, reta_index
 from .rss import RssHashStage
 from .skid import SkidBuffer
@@ -125,12 +125,7 @@ class RxPipeline(wiring.Component):
 
         connect(m, wiring.flipped(self.csr), regs.csr)
         connect(m, regs.counters, counters.csr)
-        m.d.comb += [
-            reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
-            reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
-            regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
-            regs.reta_busy.eq(reta.busy),
-        ]
+        connect_reta(m, regs, reta)
 
         # --- configuration --------------------------------------------------------------
         m.d.comb += [

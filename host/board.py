@@ -72,7 +72,8 @@ from ..bridge_protocol import DEFAULT_BAUD
 from ..protocol import ETH_HEADER_LEN, HashType
 from ..regs import RegisterMap
 from ..steering_tag import TagError, strip_tag
-from .control import NicControl, NicError, build_regmap, read_identity
+from .control import (NicControl, NicError, build_regmap, read_identity,
+                      serial_commit_waiter)
 from .serial_bridge import BridgeError, SerialBridge
 
 __all__ = ["BoardNic", "BoardRxQueue", "BoardTxQueue", "TaggedPacket", "DataStats",
@@ -425,11 +426,7 @@ class BoardNic(NicControl):
 
     # --- commit --------------------------------------------------------------------------
     def _commit_waiter(self) -> Iterator[None]:
-        deadline = time.monotonic() + self.commit_timeout
-        while time.monotonic() < deadline:
-            yield               # each COMMIT_STATUS read takes a serial round trip
-        raise NicError(f"the commit on the board at {self.backend.name} did not apply within "
-                       f"{self.commit_timeout:g} s: COMMIT_STATUS stays set")
+        return serial_commit_waiter(self.backend.name, self.commit_timeout)
 
     # --- the data link -------------------------------------------------------------------
     def _pump(self) -> None:

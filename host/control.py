@@ -16,6 +16,7 @@ A backend needs ``reg_read(addr)``, ``reg_write(addr, value)``, ``reg_read_many(
 from __future__ import annotations
 
 import copy
+import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
@@ -29,6 +30,17 @@ __all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "read_identi
 class NicError(RuntimeError):
     """The NIC did not do what the driver asked (a commit that never applies, a queue that
     reports an error, a device that is not a hetnic NIC, a board that does not answer)."""
+
+
+def serial_commit_waiter(where: str, timeout: float) -> Iterator[None]:
+    """The commit wait of a NIC behind a serial link: every ``COMMIT_STATUS`` read is a round
+    trip, so the waiter only bounds the wall-clock time, ``timeout`` seconds; ``where`` names
+    the link in the error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        yield
+    raise NicError(f"the commit on the board at {where} did not apply within "
+                   f"{timeout:g} s: COMMIT_STATUS stays set")
 
 
 def check_magic(backend, regmap: RegisterMap) -> None:

@@ -41,7 +41,8 @@ from ..regs import RegisterMap
 from ..sim.model.parser import parse_frame
 from .board import SerialBackend
 from .config import RxConfig
-from .control import NicControl, NicError, Rules, build_regmap, read_identity
+from .control import (NicControl, NicError, Rules, build_regmap, read_identity,
+                      serial_commit_waiter)
 from .rss import meta_hash_input, select_hash_type
 from .rules import FlowRule
 from .serial_bridge import BridgeError, SerialBridge
@@ -150,11 +151,7 @@ class ReducedCore(NicControl):
         return generation
 
     def _commit_waiter(self) -> Iterator[None]:
-        deadline = time.monotonic() + self.commit_timeout
-        while time.monotonic() < deadline:
-            yield               # each COMMIT_STATUS read takes a serial round trip
-        raise NicError(f"the commit on the board at {self.backend.name} did not apply within "
-                       f"{self.commit_timeout:g} s: COMMIT_STATUS stays set")
+        return serial_commit_waiter(self.backend.name, self.commit_timeout)
 
     def counters(self) -> dict[str, int]:
         raise NicError("the reduced serial core has no counters (CAPS.counters is 0); "
