@@ -13,7 +13,8 @@ Two-port core (Versa ECP5, Colorlight 5A-75B), a bump in the wire::
               -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
     port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFOBuffered -> FrameFifo (store and forward)
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
-    UART -> UartBridge -> CsrSlice -> RxPipeline.csr (the register table of ``rx_regmap``)
+    UART -> UartBridge -+-> MacCounters (the MAC_* registers: every MAC's counters)
+                        +-> CsrSlice -> RxPipeline.csr (the rest of ``rx_regmap``'s table)
 
 The network is on port 0 and the host on port 1: the host receives every frame the network
 sent, tagged with the steering decision (:mod:`hetnic.steering_tag`; dropped frames are not
@@ -50,16 +51,17 @@ from amaranth.lib.cdc import AsyncFFSynchronizer, ResetSynchronizer
 from amaranth.lib.fifo import AsyncFIFOBuffered, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
-from ..gateware.axil import CsrSlice
+from ..gateware.axil import CsrDecoder, CsrSlice
 from ..gateware.beat import Beat
 from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
+from ..gateware.mac_counters import MacCounters
 from ..gateware.rx_pipeline import RxPipeline, rx_regmap
 from ..gateware.skid import SkidBuffer
 from ..gateware.uart_bridge import UartBridge, uart_divisor
 from .tag_inserter import TagInserter
 
-__all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "CORE_PARAMS",
-           "CORE_HZ", "UART_BAUD"]
+__all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "board_regmap",
+           "CORE_PARAMS", "CORE_HZ", "UART_BAUD"]
 
 #: RX pipeline parameters of the board build: small enough to leave room on a 25k-LUT ECP5.
 CORE_PARAMS = {"data_width": 8, "n_rules": 4, "reta_size": 128, "queues": 16}
@@ -146,6 +148,12 @@ class FrameFifo(wiring.Component):
         return m
 
 
+def board_regmap(ports, core_params=CORE_PARAMS):
+    """The register map of a board core with ``ports`` Ethernet ports: the RX pipeline's
+    registers and each port's ``MAC_*`` counters."""
+    return rx_regmap(**core_params, mac_ports=ports)
+
+
 def _connect_fifo(m, source, fifo, sink):
     """stream -> FIFO (``w_*``) and FIFO (``r_*``) -> stream."""
     m.d.comb += [fifo.w_en.eq(source.valid), fifo.w_data.eq(source.payload),
@@ -175,7 +183,7 @@ class BoardCore(wiring.Component):
     commit stops ``rx`` while the metadata path drains and the rules are copied (about
     ``n_rules * 32`` + 30 cycles, 160 at the board's 4 rules), and the parser takes a cycle
     after every frame. What does not fit is cut by the MAC and counted (its
-    ``overflow_count``, not yet readable over the UART). The tagged copy is 12 bytes
+    ``overflow_count``, register ``MAC_RX_OVERFLOW``). The tagged copy is 12 bytes
     longer than the frame, so port 1 cannot carry a sustained line-rate stream of short
     frames from port 0: the data FIFO, then this FIFO fill, and the MAC cuts frames.
 
@@ -235,7 +243,7 @@ class BoardCore(wiring.Component):
                              f"MAC: core_params needs data_width=8, not "
                              f"{core_params.get('data_width')!r}")
         uart_divisor(clk_hz, baud)
-        return rx_regmap(**core_params)
+        return board_regmap(ports, core_params)
 
     def elaborate(self, platform):
         m = Module()
@@ -247,7 +255,7 @@ class BoardCore(wiring.Component):
 
         # --- port 0 -> pipeline -> tag -> port 1 (port 0 on a one-port board) ---------------
         m.submodules.cdc0 = cdc0 = _rx_crossing("rx0")
-        m.submodules.pipeline = pipeline = RxPipeline(**self.core_params)
+        m.submodules.pipeline = pipeline = RxPipeline(**self.core_params, regmap=self.regmap)
         m.submodules.tagger = tagger = TagInserter()
         _connect_fifo(m, rx_macs[0].o, cdc0, pipeline.rx)
         connect(m, pipeline.data, tagger.data)
@@ -266,10 +274,16 @@ class BoardCore(wiring.Component):
 
         # --- registers over the UART ----------------------------------------------------------
         m.submodules.bridge = bridge = UartBridge(self.clk_hz, self.baud, addr_width=16)
+        m.submodules.mac_counters = mac_counters = MacCounters(self.regmap)
+        for n, (rx_mac, tx_mac) in enumerate(zip(rx_macs, tx_macs)):
+            mac_counters.attach(m, n, rx_mac, tx_mac)
+        m.submodules.csr_decoder = decoder = CsrDecoder(16, [mac_counters.window()])
         # A register stage between the bridge and the register file: the bridge's answer
         # path and the register file's address decode are separate paths.
         m.submodules.csr_slice = csr_slice = CsrSlice(16)
-        connect(m, bridge.csr, csr_slice.bus)
+        connect(m, bridge.csr, decoder.bus)
+        connect(m, decoder.sub[0], mac_counters.csr)
+        connect(m, decoder.default, csr_slice.bus)
         connect(m, csr_slice.csr, pipeline.csr)
         m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
         return m

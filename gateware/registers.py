@@ -154,7 +154,7 @@ class RegisterFile(wiring.Component):
         # read goes through a registered one-hot multiplexer and is answered in the third
         # cycle. Into csr.r_data there is then only a choice between four flop outputs.
         reta = rm["RETA"]
-        counter_regs = [r for r in rm if r.access == "counter"]
+        counter_regs = [r for r in rm.present() if r.access == "counter"]
         in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
         in_counters = 0
         for reg in counter_regs:

@@ -27,7 +27,8 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
 Register arrays (``count > 1``) repeat every ``stride`` bytes; their count may depend on a
 build parameter (``"reta_size"``, ``"n_rules"``, ``"queues"``), resolved by :class:`RegisterMap`.
 A count of 0 leaves a register out of a build: the NIC core's queue blocks, and the hash
-requests of the reduced serial core (``"injector"``, 0 or 1).
+requests of the reduced serial core (``"injector"``, 0 or 1), and the MAC counters of a
+board (``"mac_ports"``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("PARAMS2", 0x0014, "ro", "Build parameters of the NIC core's queues (0: absent).",
              (Field("rx_queues", 0, 12, "RX queues with DMA rings"),
               Field("tx_queues", 12, 8, "TX queues"),
-              Field("event_queues", 20, 8, "event queues"))),
+              Field("event_queues", 20, 8, "event queues"),
+              Field("mac_ports", 28, 4, "Ethernet MACs with MAC_* counters (the boards)"))),
     Register("CAPS", 0x0010, "ro", "Feature bits.",
              (Field("ipv6", 0, 1),
               Field("symmetric", 1, 1, "the hash stage sorts addresses and ports (0 in the "
@@ -222,6 +224,23 @@ REGISTERS: tuple[Register, ...] = (
              "RXQ_NO_BUFFER, RXQ_TOO_LONG).", count="queues"),
     Register("QUEUE_BYTES", 0x7400, "counter",
              "Bytes the pipeline steered to each RX queue.", count="queues"),
+    # --- Ethernet MACs of a board: counters per port, 0x40 bytes apart ------------------------
+    # Each frame a receive MAC ends is counted once, in the first of RX_OVERFLOW, RX_OVERSIZE,
+    # RX_PHY_ERROR, RX_RUNT, RX_FCS_ERROR, RX_FRAMES_OK that applies (the MAC's own order).
+    *_queue_registers("MAC", 0x7800, "mac_ports", (
+        ("RX_FRAMES_OK", "counter", "Good frames received: FCS correct, 64 bytes or more."),
+        ("RX_FCS_ERROR", "counter", "Frames received with a bad FCS."),
+        ("RX_RUNT", "counter", "Frames received shorter than 64 bytes with their FCS."),
+        ("RX_OVERSIZE", "counter", "Frames received longer than the MAC's limit (cut there)."),
+        ("RX_PHY_ERROR", "counter", "Frames during which the PHY signalled a receive error."),
+        ("RX_OVERFLOW", "counter", "Frames cut because the receive FIFO was full: their end "
+                                   "is lost, and nothing downstream counts them."),
+        ("TX_FRAMES", "counter", "Frames sent whole."),
+        ("TX_ERROR", "counter", "Frames sent with an inverted FCS because they carried an "
+                                "error (the far end drops them)."),
+        ("TX_UNDERRUN", "counter", "Frames cut short because their data did not come in "
+                                   "time."),
+    )),
     Register("BUCKET_PACKETS", 0x8000, "counter",
              "Frames per RETA entry (delivered and dropped alike).", count="reta_size"),
     # --- TX queues: work-item ring and completion ring per queue, 0x40 bytes apart ----------
@@ -284,7 +303,7 @@ REGISTERS: tuple[Register, ...] = (
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "reta_size": 512, "queues": 64, "tx_queues": 0,
-                  "event_queues": 0, "rx_queues": 0, "injector": 0}
+                  "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0}
 
 
 class RegisterMap:
@@ -294,8 +313,9 @@ class RegisterMap:
     ----------
     params : dict
         Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
-        ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``, and
-        ``injector`` (1 for the reduced serial core). Missing ones take
+        ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``,
+        ``injector`` (1 for the reduced serial core) and ``mac_ports`` (a board's Ethernet
+        ports). Missing ones take
         :data:`DEFAULT_PARAMS`.
     """
     def __init__(self, **params):
@@ -308,7 +328,7 @@ class RegisterMap:
         for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
                              ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256),
                              ("tx_queues", 0, 64), ("event_queues", 0, 64),
-                             ("rx_queues", 0, 256), ("injector", 0, 1)):
+                             ("rx_queues", 0, 256), ("injector", 0, 1), ("mac_ports", 0, 15)):
             if not isinstance(p[name], int) or not lo <= p[name] <= hi:
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
                                  f"not {p[name]!r}")
@@ -382,7 +402,8 @@ class RegisterMap:
         if name == "PARAMS1":
             return p["reta_size"] | p["queues"] << 16
         if name == "PARAMS2":
-            return p["rx_queues"] | p["tx_queues"] << 12 | p["event_queues"] << 20
+            return (p["rx_queues"] | p["tx_queues"] << 12 | p["event_queues"] << 20
+                    | p["mac_ports"] << 28)
         if name == "CAPS" and p["injector"]:
             # The reduced serial core: a Toeplitz engine and the RETA, nothing else.
             return reg.field("ipv6").mask | reg.field("injector").mask

@@ -17,8 +17,8 @@ The pins:
   :func:`uart_from_board` samples ``uart_tx`` at the middle of each bit and writes the bytes
   back.
 - Port 0, the network: cocotbext-eth ``RgmiiSource`` sends the job's ``network`` frames
-  (each ``[hex, bad_fcs]``) once the host has committed; ``RgmiiSink`` takes what the board
-  forwards from the host.
+  (each ``[hex, bad_fcs]``, sent as given: one shorter than 60 bytes is a runt) once the
+  host has committed; ``RgmiiSink`` takes what the board forwards from the host.
 - Port 1, the host's link: ``RgmiiSink`` takes the tagged frames and hands their payload to
   the host's :class:`~hetnic.host.board.QueuePort`; ``RgmiiSource`` sends what the host
   sends (padded to 60 bytes and given an FCS, as a host NIC does).
@@ -280,7 +280,8 @@ async def run_job(dut):
             to_network.append(net_out.recv_nowait())
         if network_go.is_set() and not sent_network:
             for data, bad_fcs in job["network"]:
-                frame = GmiiFrame.from_payload(bytes.fromhex(data))
+                # Sent as given: a frame shorter than 60 bytes is a runt on the wire.
+                frame = GmiiFrame.from_payload(bytes.fromhex(data), min_len=0)
                 if bad_fcs:
                     frame.data[-1] ^= 0xFF
                 net_in.send_nowait(frame)

@@ -18,7 +18,8 @@ One simulation (about 12 ms of simulated time), then the checks:
   the queue, with the hash, instance, rule and generation the software model
   (:class:`~hetnic.sim.model.rx_pipeline.RxModel`) gives, and the frame itself unchanged;
   dropped frames (a rule, a bad FCS) are not forwarded;
-- the counters the driver reads over the bridge are the model's;
+- the counters the driver reads over the bridge are the model's, and the MACs' counters
+  (``MAC_*``: a bad FCS, a runt and an oversize frame from the network) are what was sent;
 - frames the host sends leave port 0 untouched.
 
 The UART runs at 16 clock cycles a bit (the host side of a pseudo-terminal ignores the baud
@@ -33,9 +34,8 @@ import pytest
 from frames import tcp4, udp4, udp6
 
 from hetnic.boards.sim_top import BoardSimTop
-from hetnic.boards.top import CORE_PARAMS
+from hetnic.boards.top import CORE_PARAMS, board_regmap
 from hetnic.bridge_protocol import GAP_TIMEOUT_BITS, REQUEST_SYNC, Status
-from hetnic.gateware.rx_pipeline import rx_regmap
 from hetnic.host.config import RxConfig
 from hetnic.protocol import DropReason
 from hetnic.regs import ID_MAGIC
@@ -63,16 +63,27 @@ RULES = [
 ]
 
 
+RUNT = udp4(dport=7, pad_to=0)                     # 42 bytes: 46 with its FCS
+OVERSIZE = tcp4(dport=80, payload=bytes(1600))     # cut by the MAC after MAX_FRAME bytes
+
+
 def network_traffic(rng):
-    """``(frame, bad_fcs)``: frames every rule sees, a bad FCS, and a seeded mix; at least
-    60 bytes (shorter ones are padded, as a sender's MAC does), at most ``MAX_FRAME``."""
+    """``(frame, bad_fcs)``: frames every rule sees, a bad FCS, a runt, an oversize frame,
+    and a seeded mix (at most ``MAX_FRAME``, shorter than 60 bytes padded, as a sender's MAC
+    does)."""
     frames = [(udp4(dport=53, sport=1000 + k), False) for k in range(4)]
-    frames += [(udp6(dport=53), False), (udp4(dport=9), False), (tcp4(dport=80), True)]
+    frames += [(udp6(dport=53), False), (udp4(dport=9), False), (tcp4(dport=80), True),
+               (RUNT, False), (OVERSIZE, False)]
     for frame, error in traffic_mix(40, seed=rng.randrange(1 << 30)):
         if len(frame) <= MAX_FRAME:
             frames.append((frame + bytes(max(0, 60 - len(frame))), error))
     rng.shuffle(frames)
     return frames
+
+
+def seen_by_pipeline(frame, bad_fcs):
+    """What the receive MAC passes on: ``(bytes, error)`` (an oversize frame is cut)."""
+    return frame[:MAX_FRAME], bad_fcs or not 60 <= len(frame) <= MAX_FRAME
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +97,9 @@ def run():
     config = RxConfig(key=KEY, queues=CORE_PARAMS["queues"],
                       reta=TABLE * (CORE_PARAMS["reta_size"] // len(TABLE)),
                       rules=[rule_from_spec(spec) for spec in RULES])
-    regmap = rx_regmap(**CORE_PARAMS)
+    regmap = board_regmap(2)
     model = RxModel(regmap, config, generation=2)          # open commits 1, the test 2
-    expected = [model.process(frame, bad) for frame, bad in network]
+    expected = [model.process(*seen_by_pipeline(frame, bad)) for frame, bad in network]
     job = {
         "bit_ns": BIT_CYCLES * CLOCK_NS, "gap_ns": GAP_TIMEOUT_BITS * BIT_CYCLES * CLOCK_NS,
         "key": KEY.hex(), "table": TABLE, "rules": RULES,
@@ -121,7 +132,7 @@ def test_bridge_recovers_from_bad_input(run):
 def test_driver_opens_the_board_from_its_params(run):
     host = run[-1]["host"]
     assert host["build"] == {"data_width": 8, "hash_bytes_per_cycle": 1, "n_rules": 4,
-                             "reta_size": 128, "queues": 16}
+                             "reta_size": 128, "queues": 16, "mac_ports": 2}
     assert host["open_generation"] == 1 and host["generation"] == 2
     assert host["slots"] == [0, 1]
     # Every request of the session was answered the first time.
@@ -151,10 +162,12 @@ def test_tagged_frames_match_the_model(run):
     assert len(result["to_host"]) == stats["delivered"]
 
 
-def model_counters(network, expected, regmap):
-    """Every counter the driver reads, by its label, as the model's records say it reads."""
+def model_counters(network, expected, regmap, host_tx):
+    """Every counter the driver reads, by its label, as the model's records say it reads,
+    and the MACs' counters as the frames sent say."""
     delivered = [e for e in expected if e["drop"] == DropReason.NONE]
-    want = {"frames_in": len(network), "bytes_in": sum(len(frame) for frame, _ in network),
+    want = {"frames_in": len(network),
+            "bytes_in": sum(len(seen_by_pipeline(f, bad)[0]) for f, bad in network),
             "frames_delivered": len(delivered),
             "frames_dropped": len(network) - len(delivered)}
     # DROP_COUNT has an entry for NONE too; a delivered frame does not count in it.
@@ -169,15 +182,30 @@ def model_counters(network, expected, regmap):
         want[f"queue_bytes[{q}]"] = sum(e["length"] for e in mine)
     want.update({f"bucket_packets[{b}]": sum(e["bucket"] == b for e in expected)
                  for b in range(regmap.params["reta_size"])})
+    # Port 0 receives the network and sends what the host sent; port 1 receives the host's
+    # frames and sends the tagged ones. Nothing overflows, underruns or carries an error out.
+    mac = {"rx_frames_ok": [sum(not bad and 60 <= len(f) <= MAX_FRAME for f, bad in network),
+                            len(host_tx)],
+           "rx_fcs_error": [sum(bad for _, bad in network), 0],
+           "rx_runt": [sum(len(f) < 60 for f, _ in network), 0],
+           "rx_oversize": [sum(len(f) > MAX_FRAME for f, _ in network), 0],
+           "tx_frames": [len(host_tx), len(delivered)]}
+    for name in ("rx_frames_ok", "rx_fcs_error", "rx_runt", "rx_oversize", "rx_phy_error",
+                 "rx_overflow", "tx_frames", "tx_error", "tx_underrun"):
+        for port in range(2):
+            want[f"mac_{name}[{port}]"] = mac.get(name, [0, 0])[port]
     return want
 
 
 def test_counters_over_the_bridge_match_the_model(run):
-    network, expected, _, _, regmap, result = run
+    network, expected, host_tx, _, regmap, result = run
     got = result["host"]["counters"]
-    want = model_counters(network, expected, regmap)
+    want = model_counters(network, expected, regmap, host_tx)
     assert set(got) == set(want)                    # every counter the board has
     assert got == want
+    assert got["mac_rx_runt[0]"] == got["mac_rx_oversize[0]"] == 1
+    assert got["drop[mac_error]"] == sum(got[f"mac_rx_{n}[0]"] for n in
+                                         ("fcs_error", "runt", "oversize"))
 
 
 def test_host_frames_leave_port_0_untouched(run):

@@ -15,10 +15,9 @@ import time
 
 import pytest
 
-from hetnic.boards.top import CORE_PARAMS
+from hetnic.boards.top import board_regmap
 from hetnic.bridge_protocol import (BRIDGE_IDENT, INFO_IDENT, REQUEST_LEN, REQUEST_SYNC,
                                     Command, Status)
-from hetnic.gateware.rx_pipeline import rx_regmap
 from hetnic.host.board import BoardNic, QueuePort, RawSocketPort, TaggedPacket
 from hetnic.host.control import NicError
 from hetnic.host.nic import Nic
@@ -30,7 +29,7 @@ from hetnic.steering_tag import TagFields, insert_tag
 
 pytestmark = pytest.mark.timeout(60)
 
-REGMAP = rx_regmap(**CORE_PARAMS)
+REGMAP = board_regmap(2)
 FRAME = bytes.fromhex("02000000000102000000000208004500") + bytes(60)
 
 
@@ -132,7 +131,7 @@ def test_open_sizes_the_driver_from_params_and_commits_defaults(nic):
     nic, fake, _ = nic
     assert isinstance(nic, BoardNic)
     assert nic.build == {"data_width": 8, "hash_bytes_per_cycle": 1, "n_rules": 4,
-                         "reta_size": 128, "queues": 16}
+                         "reta_size": 128, "queues": 16, "mac_ports": 2}
     assert len(nic.rx_queues) == 16 and len(nic.tx_queues) == 1
     assert nic.generation == 1
     # The default configuration was written before COMMIT: Microsoft key, RETA i % 16.
