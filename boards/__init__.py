@@ -91,11 +91,10 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
                "they came in on; UART register bridge on amaranth-boards' uart 0; "
                "build plan only, never placed and routed here", loader=("-b", "ecpix5")),
     Board("butterstick", "butterstick:ButterStickPlatform", ports=1, reduced=False,
-          clock_mhz=125, top=None,
-          note="amaranth-boards 0.0.21 gives it eth_rgmii 0 but no uart resource (its USB "
-               "port is a ULPI PHY, not a serial bridge) and a 30 MHz oscillator, which "
-               "Ecp5Pll (multiples of 25 MHz) does not take: the one-port core needs a UART "
-               "on a SYZYGY pin pair and a PLL setting for 30 MHz",
+          clock_mhz=125, top="butterstick:ButterStickTop", oscillator="clk30", osc_mhz=30,
+          note="one RGMII port, as ecpix5; UART register bridge on SYZYGY port 0 (S0 = "
+               "board TX, S1 = board RX, 3.3 V: the design sets all three SYZYGY banks to "
+               "3.3 V); build plan only, never placed and routed here",
           loader=("-c", "ft2232")),
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", ports=0, reduced=True,
           clock_mhz=12, top="ice40_top:Ice40BoardTop",

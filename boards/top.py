@@ -72,20 +72,37 @@ CORE_HZ = 125e6
 class Ecp5Pll(wiring.Component):
     """``EHXPLLL``: 125 MHz on ``clk`` and ``clk90`` (90 degrees later) from ``osc_mhz``.
 
-    The phase detector runs at 25 MHz (``CLKI_DIV = osc / 25``), the VCO at 625 MHz
-    (``CLKFB_DIV = 5`` on ``CLKOP`` divided by 5). One VCO period is 1.6 ns, a 90-degree
-    shift 2 ns = 1.25 periods: ``CPHASE`` one more than ``CLKOP``'s and ``FPHASE`` 2/8.
+    The VCO runs at 625 MHz (``CLKOP`` divided by 5 is the feedback), the phase detector at
+    the greatest common divisor of the oscillator and 125 MHz: 25 MHz for a 25 or 100 MHz
+    oscillator (``CLKI_DIV`` 1 or 4, ``CLKFB_DIV`` 5), 5 MHz for the ButterStick's 30 MHz
+    (``CLKI_DIV`` 6, ``CLKFB_DIV`` 25). The phase detector must run at 3.125 MHz or more
+    and the dividers stay at 128 or less (Lattice FPGA-TN-02200), which leaves out
+    oscillators such as 12 or 27 MHz. One VCO period is 1.6 ns, a 90-degree shift 2 ns =
+    1.25 periods: ``CPHASE`` one more than ``CLKOP``'s and ``FPHASE`` 2/8.
     """
     clk: Out(1)
     clk90: Out(1)
     locked: Out(1)
 
     def __init__(self, clkin, osc_mhz):
-        if osc_mhz % 25 or not 25 <= osc_mhz <= 400:
-            raise ValueError(f"osc_mhz must be a multiple of 25 MHz from 25 to 400, "
-                             f"not {osc_mhz!r}")
+        self.clki_div, self.clkfb_div = self.dividers(osc_mhz)
         self._clkin, self._osc_mhz = clkin, osc_mhz
         super().__init__()
+
+    @staticmethod
+    def dividers(osc_mhz):
+        """``(CLKI_DIV, CLKFB_DIV)`` for 125 MHz from a whole-MHz ``osc_mhz``;
+        ``ValueError`` if the PLL cannot make it exactly."""
+        from math import gcd
+        if not (isinstance(osc_mhz, int) or float(osc_mhz).is_integer()) or \
+                not 10 <= osc_mhz <= 400:
+            raise ValueError(f"osc_mhz must be a whole number of MHz from 10 to 400, not "
+                             f"{osc_mhz!r}")
+        pfd = gcd(int(osc_mhz), 125)
+        if pfd < 5:             # 125 = 5**3: the divisors are 1, 5, 25 and 125
+            raise ValueError(f"a {osc_mhz} MHz oscillator gives the PLL a {pfd} MHz phase "
+                             f"detector for 125 MHz, below its 3.125 MHz minimum")
+        return int(osc_mhz) // pfd, 125 // pfd
 
     def elaborate(self, platform):
         m = Module()
@@ -97,7 +114,7 @@ class Ecp5Pll(wiring.Component):
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
             p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
             p_CLKOP_ENABLE="ENABLED", p_CLKOS_ENABLE="ENABLED",
-            p_CLKI_DIV=int(self._osc_mhz) // 25, p_CLKFB_DIV=5, p_FEEDBK_PATH="CLKOP",
+            p_CLKI_DIV=self.clki_div, p_CLKFB_DIV=self.clkfb_div, p_FEEDBK_PATH="CLKOP",
             p_CLKOP_DIV=5, p_CLKOP_CPHASE=4, p_CLKOP_FPHASE=0,
             p_CLKOS_DIV=5, p_CLKOS_CPHASE=5, p_CLKOS_FPHASE=2,
             i_CLKI=self._clkin, i_CLKFB=self.clk, i_RST=0, i_STDBY=0, i_PLLWAKESYNC=0,
@@ -367,11 +384,18 @@ class Ecp5BoardTop(Elaboratable):
 
         m.submodules.core = core = BoardCore(self.board.ports, pins=core_pins,
                                              clk_hz=CORE_HZ, baud=UART_BAUD)
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [core.uart_rx.eq(uart_rx.i), uart_tx.o.eq(core.uart_tx)]
+        uart_rx, uart_tx = self.uart(m, platform)
+        m.d.comb += [core.uart_rx.eq(uart_rx), uart_tx.eq(core.uart_tx)]
         return m
+
+    def uart(self, m, platform):
+        """The register bridge's serial line: ``(rx, tx)``, the received line (idle high)
+        and the line to drive. Here amaranth-boards' ``uart`` 0; a board without one
+        overrides this (:class:`~hetnic.boards.butterstick.ButterStickTop`)."""
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        return rx.i, tx.o
 
 
 def _request_rgmii(platform, number):
