@@ -350,6 +350,12 @@ class HeaderParser(wiring.Component):
         # (the registered beat ends its frame in this cycle).
         m.d.comb += self.i.ready.eq(~finished & ~(take & beat.last))
         m.d.sync += [take.eq(self.i.valid & self.i.ready), beat.eq(self.i.payload)]
+        # If this byte is the first of an IPv4 header: `rel` of the next byte (1 - 4 * IHL)
+        # and whether that is 0 or more, worked out as the byte is registered (an adder
+        # behind `beat` fed the core's critical path).
+        ihl_rel, ihl_zero = Signal(signed(8)), Signal()
+        m.d.sync += [ihl_rel.eq(1 - self.i.payload.data[:4] * 4),
+                     ihl_zero.eq(self.i.payload.data[:4] == 0)]
         new_length = self._frame_length(m, beat, length)
         # `rel`'s compares are flops too, each worked out beside the value `rel` is about to
         # take (from the old value, not from the new one: no compare after an adder).
@@ -384,7 +390,7 @@ class HeaderParser(wiring.Component):
                 # The header followed starts at L3 + 4 * IHL (IPv4) or L3 + 40 (IPv6):
                 # `rel` of the next byte.
                 with m.If(prev == EtherType.IPV4):
-                    m.d.comb += [rel_next.eq(1 - byte[:4] * 4), ge0_next.eq(byte[:4] == 0),
+                    m.d.comb += [rel_next.eq(ihl_rel), ge0_next.eq(ihl_zero),
                                  lt14_next.eq(1)]
                     m.d.sync += [win_type.eq(0), win_live.eq(1)]
                 with m.Else():

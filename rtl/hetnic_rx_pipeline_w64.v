@@ -15451,7 +15451,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
-  wire \$423 ;
+  wire [16:0] \$423 ;
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
@@ -15464,7 +15464,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire [16:0] \$435 ;
+  wire \$435 ;
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
@@ -15504,7 +15504,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire \$471 ;
+  wire [16:0] \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
@@ -15530,7 +15530,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire [16:0] \$495 ;
+  wire \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
@@ -15559,32 +15559,32 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
+  wire [31:0] \$520 ;
+  wire [31:0] \$521 ;
+  wire [31:0] \$522 ;
+  wire [31:0] \$523 ;
+  wire [31:0] \$524 ;
+  wire [31:0] \$525 ;
+  wire [31:0] \$526 ;
+  wire [31:0] \$527 ;
+  wire [31:0] \$528 ;
+  wire [31:0] \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
+  wire [31:0] \$530 ;
+  wire [31:0] \$531 ;
+  wire [31:0] \$532 ;
+  wire [31:0] \$533 ;
+  wire [31:0] \$534 ;
+  wire [31:0] \$535 ;
+  wire [31:0] \$536 ;
+  wire [31:0] \$537 ;
+  wire [31:0] \$538 ;
+  wire [31:0] \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
+  wire [31:0] \$540 ;
+  wire [31:0] \$541 ;
+  wire [31:0] \$542 ;
+  wire [31:0] \$543 ;
   wire [31:0] \$544 ;
   wire [31:0] \$545 ;
   wire [31:0] \$546 ;
@@ -15607,32 +15607,32 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire [31:0] \$561 ;
   wire [31:0] \$562 ;
   wire [31:0] \$563 ;
-  wire [31:0] \$564 ;
-  wire [31:0] \$565 ;
-  wire [31:0] \$566 ;
-  wire [31:0] \$567 ;
-  wire [31:0] \$568 ;
-  wire [31:0] \$569 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   wire \$57 ;
-  wire [31:0] \$570 ;
-  wire [31:0] \$571 ;
-  wire [31:0] \$572 ;
-  wire [31:0] \$573 ;
-  wire [31:0] \$574 ;
-  wire [31:0] \$575 ;
-  wire [31:0] \$576 ;
-  wire [31:0] \$577 ;
-  wire [31:0] \$578 ;
-  wire [31:0] \$579 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire [2:0] \$572 ;
+  wire [2:0] \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   wire \$58 ;
-  wire [31:0] \$580 ;
-  wire [31:0] \$581 ;
-  wire [31:0] \$582 ;
-  wire [31:0] \$583 ;
-  wire [31:0] \$584 ;
-  wire [31:0] \$585 ;
-  wire [31:0] \$586 ;
-  wire [31:0] \$587 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
@@ -15642,8 +15642,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$593 ;
   wire \$594 ;
   wire \$595 ;
-  wire [2:0] \$596 ;
-  wire [2:0] \$597 ;
+  wire \$596 ;
+  wire \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
@@ -15736,19 +15736,19 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$678 ;
   wire \$679 ;
   wire \$68 ;
-  wire \$680 ;
+  wire [16:0] \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
+  wire [16:0] \$683 ;
+  wire [16:0] \$684 ;
+  wire [31:0] \$685 ;
+  wire [31:0] \$686 ;
+  wire [31:0] \$687 ;
+  wire [31:0] \$688 ;
+  wire [31:0] \$689 ;
   wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
+  wire [31:0] \$690 ;
+  wire [31:0] \$691 ;
   wire \$692 ;
   wire \$693 ;
   wire \$694 ;
@@ -15763,91 +15763,67 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   wire \$701 ;
   wire \$702 ;
   wire \$703 ;
-  wire [16:0] \$704 ;
+  wire \$704 ;
   wire \$705 ;
   wire \$706 ;
-  wire [16:0] \$707 ;
-  wire [16:0] \$708 ;
-  wire [31:0] \$709 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire \$71 ;
-  wire [31:0] \$710 ;
-  wire [31:0] \$711 ;
-  wire [31:0] \$712 ;
-  wire [31:0] \$713 ;
-  wire [31:0] \$714 ;
-  wire [31:0] \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  reg [31:0] \$713 ;
+  reg \$714 ;
+  reg [8:0] \$715 ;
+  reg \$716 ;
+  reg \$717 ;
+  reg [8:0] \$718 ;
+  reg \$719 ;
   wire \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
+  reg \$720 ;
+  reg [8:0] \$721 ;
+  reg [11471:0] \$722 ;
+  reg [7:0] \$723 ;
+  reg \$724 ;
+  reg \$725 ;
+  reg [15:0] \$726 ;
+  reg [15:0] \$727 ;
+  reg [19:0] \$728 ;
+  reg [319:0] \$729 ;
   wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  reg [31:0] \$737 ;
+  reg [15:0] \$730 ;
+  reg \$731 ;
+  reg \$732 ;
+  reg \$733 ;
+  reg \$734 ;
+  reg \$735 ;
+  reg [21:0] \$736 ;
+  reg [13:0] \$737 ;
   reg \$738 ;
-  reg [8:0] \$739 ;
+  reg \$739 ;
   wire \$74 ;
   reg \$740 ;
-  reg \$741 ;
-  reg [8:0] \$742 ;
-  reg \$743 ;
-  reg \$744 ;
-  reg [8:0] \$745 ;
-  reg [11471:0] \$746 ;
-  reg [7:0] \$747 ;
-  reg \$748 ;
-  reg \$749 ;
+  reg [31:0] \$741 ;
+  reg [1:0] \$742 ;
+  reg [31:0] \$743 ;
+  reg [31:0] \$744 ;
+  reg [31:0] \$745 ;
+  reg [31:0] \$746 ;
+  reg [31:0] \$747 ;
+  reg [31:0] \$748 ;
+  reg [31:0] \$749 ;
   wire \$75 ;
-  reg [15:0] \$750 ;
-  reg [15:0] \$751 ;
-  reg [19:0] \$752 ;
-  reg [319:0] \$753 ;
-  reg [15:0] \$754 ;
-  reg \$755 ;
-  reg \$756 ;
-  reg \$757 ;
-  reg \$758 ;
-  reg \$759 ;
+  reg [31:0] \$750 ;
+  reg [31:0] \$751 ;
+  reg [31:0] \$752 ;
+  reg [31:0] \$753 ;
+  reg [31:0] \$754 ;
+  reg [31:0] \$755 ;
+  reg [31:0] \$756 ;
   wire \$76 ;
-  reg [21:0] \$760 ;
-  reg [13:0] \$761 ;
-  reg \$762 ;
-  reg \$763 ;
-  reg \$764 ;
-  reg [31:0] \$765 ;
-  reg [1:0] \$766 ;
-  reg [31:0] \$767 ;
-  reg [31:0] \$768 ;
-  reg [31:0] \$769 ;
   wire \$77 ;
-  reg [31:0] \$770 ;
-  reg [31:0] \$771 ;
-  reg [31:0] \$772 ;
-  reg [31:0] \$773 ;
-  reg [31:0] \$774 ;
-  reg [31:0] \$775 ;
-  reg [31:0] \$776 ;
-  reg [31:0] \$777 ;
-  reg [31:0] \$778 ;
-  reg [31:0] \$779 ;
   wire \$78 ;
-  reg [31:0] \$780 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
@@ -17249,37 +17225,13 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   end
   always @(posedge clk) begin
     if (rule_w__en)
-      rule_mem[\$708 [10:2]] <= csr__w_data;
+      rule_mem[\$684 [10:2]] <= csr__w_data;
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
     _0_ <= rule_r__addr;
   end
   assign rule_r__data = rule_mem[_0_];
-  assign \$220  = copy_at == 9'h121;
-  assign \$221  = copy_at == 9'h122;
-  assign \$222  = copy_at == 9'h123;
-  assign \$223  = copy_at == 9'h124;
-  assign \$224  = copy_at == 9'h125;
-  assign \$225  = copy_at == 9'h126;
-  assign \$226  = copy_at == 9'h127;
-  assign \$227  = copy_at == 9'h128;
-  assign \$228  = copy_at == 9'h129;
-  assign \$229  = copy_at == 9'h12a;
-  assign \$230  = copy_at == 9'h12b;
-  assign \$231  = copy_at == 9'h12c;
-  assign \$232  = copy_at == 9'h12d;
-  assign \$233  = copy_at == 9'h12e;
-  assign \$234  = copy_at == 9'h12f;
-  assign \$235  = copy_at == 9'h130;
-  assign \$236  = copy_at == 9'h131;
-  assign \$237  = copy_at == 9'h132;
-  assign \$238  = copy_at == 9'h133;
-  assign \$239  = copy_at == 9'h134;
-  assign \$240  = copy_at == 9'h135;
-  assign \$241  = copy_at == 9'h136;
-  assign \$242  = copy_at == 9'h140;
-  assign \$243  = copy_at == 9'h141;
   assign \$244  = copy_at == 9'h142;
   assign \$245  = copy_at == 9'h143;
   assign \$246  = copy_at == 9'h144;
@@ -17455,403 +17407,379 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   assign \$417  = csr__addr < 16'h8800;
   assign \$418  = \$416  & \$417 ;
   assign \$419  = \$415  | \$418 ;
-  assign \$420  = csr__addr >= 16'hb024;
-  assign \$421  = csr__addr < 16'hb024;
+  assign \$420  = csr__addr >= 15'h4000;
+  assign \$421  = csr__addr < 15'h4800;
   assign \$422  = \$420  & \$421 ;
-  assign \$423  = \$419  | \$422 ;
-  assign \$424  = csr__addr >= 16'hc028;
-  assign \$425  = csr__addr < 16'hc028;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = \$423  | \$426 ;
-  assign \$428  = csr__addr >= 16'hc02c;
-  assign \$429  = csr__addr < 16'hc02c;
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$427  | \$430 ;
-  assign \$432  = csr__addr >= 15'h4000;
-  assign \$433  = csr__addr < 15'h4800;
-  assign \$434  = \$432  & \$433 ;
-  assign \$435  = csr__addr - 15'h4000;
-  assign \$436  = \$435 [6:2] < 5'h17;
-  assign \$437  = \$434  & \$436 ;
-  assign \$438  = csr__addr >= 13'h1000;
-  assign \$439  = csr__addr < 13'h1800;
+  assign \$423  = csr__addr - 15'h4000;
+  assign \$424  = \$423 [6:2] < 5'h17;
+  assign \$425  = \$422  & \$424 ;
+  assign \$426  = csr__addr >= 13'h1000;
+  assign \$427  = csr__addr < 13'h1800;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = ~ \$428 ;
+  assign \$430  = csr__addr >= 8'h80;
+  assign \$431  = csr__addr < 8'h84;
+  assign \$432  = \$430  & \$431 ;
+  assign \$434  = csr__addr >= 8'h84;
+  assign \$435  = csr__addr < 8'h88;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$433  | \$436 ;
+  assign \$438  = csr__addr >= 8'h88;
+  assign \$439  = csr__addr < 8'h8c;
   assign \$440  = \$438  & \$439 ;
-  assign \$441  = ~ \$440 ;
-  assign \$442  = csr__addr >= 8'h80;
-  assign \$443  = csr__addr < 8'h84;
+  assign \$441  = \$437  | \$440 ;
+  assign \$442  = csr__addr >= 8'h8c;
+  assign \$443  = csr__addr < 8'h90;
   assign \$444  = \$442  & \$443 ;
-  assign \$446  = csr__addr >= 8'h84;
-  assign \$447  = csr__addr < 8'h88;
+  assign \$445  = \$441  | \$444 ;
+  assign \$446  = csr__addr >= 8'hc0;
+  assign \$447  = csr__addr < 8'he4;
   assign \$448  = \$446  & \$447 ;
   assign \$449  = \$445  | \$448 ;
-  assign \$450  = csr__addr >= 8'h88;
-  assign \$451  = csr__addr < 8'h8c;
+  assign \$450  = csr__addr >= 15'h6000;
+  assign \$451  = csr__addr < 15'h6044;
   assign \$452  = \$450  & \$451 ;
   assign \$453  = \$449  | \$452 ;
-  assign \$454  = csr__addr >= 8'h8c;
-  assign \$455  = csr__addr < 8'h90;
+  assign \$454  = csr__addr >= 15'h7000;
+  assign \$455  = csr__addr < 15'h7100;
   assign \$456  = \$454  & \$455 ;
   assign \$457  = \$453  | \$456 ;
-  assign \$458  = csr__addr >= 8'hc0;
-  assign \$459  = csr__addr < 8'he4;
+  assign \$458  = csr__addr >= 15'h7400;
+  assign \$459  = csr__addr < 15'h7500;
   assign \$460  = \$458  & \$459 ;
   assign \$461  = \$457  | \$460 ;
-  assign \$462  = csr__addr >= 15'h6000;
-  assign \$463  = csr__addr < 15'h6044;
+  assign \$462  = csr__addr >= 16'h8000;
+  assign \$463  = csr__addr < 16'h8800;
   assign \$464  = \$462  & \$463 ;
   assign \$465  = \$461  | \$464 ;
-  assign \$466  = csr__addr >= 15'h7000;
-  assign \$467  = csr__addr < 15'h7100;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$465  | \$468 ;
-  assign \$470  = csr__addr >= 15'h7400;
-  assign \$471  = csr__addr < 15'h7500;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = \$469  | \$472 ;
-  assign \$474  = csr__addr >= 16'h8000;
-  assign \$475  = csr__addr < 16'h8800;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$473  | \$476 ;
-  assign \$478  = csr__addr >= 16'hb024;
-  assign \$479  = csr__addr < 16'hb024;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$477  | \$480 ;
-  assign \$482  = csr__addr >= 16'hc028;
-  assign \$483  = csr__addr < 16'hc028;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$481  | \$484 ;
-  assign \$486  = csr__addr >= 16'hc02c;
-  assign \$487  = csr__addr < 16'hc02c;
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = \$485  | \$488 ;
-  assign \$490  = ~ \$489 ;
-  assign \$491  = \$441  & \$490 ;
-  assign \$492  = csr__addr >= 15'h4000;
-  assign \$493  = csr__addr < 15'h4800;
-  assign \$494  = \$492  & \$493 ;
-  assign \$495  = csr__addr - 15'h4000;
-  assign \$496  = \$495 [6:2] < 5'h17;
-  assign \$497  = \$494  & \$496 ;
-  assign \$498  = ~ \$497 ;
-  assign \$499  = \$491  & \$498 ;
-  assign \$500  = ! csr__addr;
-  assign \$501  = csr__addr == 3'h4;
-  assign \$502  = csr__addr == 4'h8;
-  assign \$503  = csr__addr == 4'hc;
-  assign \$504  = csr__addr == 5'h14;
-  assign \$505  = csr__addr == 5'h10;
-  assign \$506  = csr__addr == 6'h34;
-  assign \$507  = csr__addr == 6'h38;
-  assign \$508  = csr__addr == 6'h20;
-  assign \$509  = csr__addr == 6'h24;
-  assign \$510  = csr__addr == 6'h28;
-  assign \$511  = csr__addr == 6'h2c;
-  assign \$512  = csr__addr == 7'h40;
-  assign \$513  = csr__addr == 7'h44;
-  assign \$514  = csr__addr == 7'h48;
-  assign \$515  = csr__addr == 7'h4c;
-  assign \$516  = csr__addr == 7'h50;
-  assign \$517  = csr__addr == 7'h54;
-  assign \$518  = csr__addr == 7'h58;
-  assign \$519  = csr__addr == 7'h5c;
-  assign \$520  = csr__addr == 7'h60;
-  assign \$521  = csr__addr == 7'h64;
-  assign \$522  = csr__addr == 6'h20;
-  assign \$523  = csr__addr == 6'h24;
-  assign \$524  = csr__addr == 6'h28;
-  assign \$525  = csr__addr == 6'h2c;
-  assign \$526  = csr__addr == 7'h40;
-  assign \$527  = csr__addr == 7'h44;
-  assign \$528  = csr__addr == 7'h48;
-  assign \$529  = csr__addr == 7'h4c;
-  assign \$530  = csr__addr == 7'h50;
-  assign \$531  = csr__addr == 7'h54;
-  assign \$532  = csr__addr == 7'h58;
-  assign \$533  = csr__addr == 7'h5c;
-  assign \$534  = csr__addr == 7'h60;
-  assign \$535  = csr__addr == 7'h64;
-  assign \$536  = csr__addr == 6'h30;
-  assign \$537  = csr__r_stb | csr__w_stb;
-  assign \$538  = ~ csr__ack;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = csr__r_stb | csr__w_stb;
-  assign \$541  = \$signal$46  & \$540 ;
-  assign \$542  = ~ csr__ack;
-  assign \$543  = \$541  & \$542 ;
+  assign \$466  = ~ \$465 ;
+  assign \$467  = \$429  & \$466 ;
+  assign \$468  = csr__addr >= 15'h4000;
+  assign \$469  = csr__addr < 15'h4800;
+  assign \$470  = \$468  & \$469 ;
+  assign \$471  = csr__addr - 15'h4000;
+  assign \$472  = \$471 [6:2] < 5'h17;
+  assign \$473  = \$470  & \$472 ;
+  assign \$474  = ~ \$473 ;
+  assign \$475  = \$467  & \$474 ;
+  assign \$476  = ! csr__addr;
+  assign \$477  = csr__addr == 3'h4;
+  assign \$478  = csr__addr == 4'h8;
+  assign \$479  = csr__addr == 4'hc;
+  assign \$480  = csr__addr == 5'h14;
+  assign \$481  = csr__addr == 5'h10;
+  assign \$482  = csr__addr == 6'h34;
+  assign \$483  = csr__addr == 6'h38;
+  assign \$484  = csr__addr == 6'h20;
+  assign \$485  = csr__addr == 6'h24;
+  assign \$486  = csr__addr == 6'h28;
+  assign \$487  = csr__addr == 6'h2c;
+  assign \$488  = csr__addr == 7'h40;
+  assign \$489  = csr__addr == 7'h44;
+  assign \$490  = csr__addr == 7'h48;
+  assign \$491  = csr__addr == 7'h4c;
+  assign \$492  = csr__addr == 7'h50;
+  assign \$493  = csr__addr == 7'h54;
+  assign \$494  = csr__addr == 7'h58;
+  assign \$495  = csr__addr == 7'h5c;
+  assign \$496  = csr__addr == 7'h60;
+  assign \$497  = csr__addr == 7'h64;
+  assign \$498  = csr__addr == 6'h20;
+  assign \$499  = csr__addr == 6'h24;
+  assign \$500  = csr__addr == 6'h28;
+  assign \$501  = csr__addr == 6'h2c;
+  assign \$502  = csr__addr == 7'h40;
+  assign \$503  = csr__addr == 7'h44;
+  assign \$504  = csr__addr == 7'h48;
+  assign \$505  = csr__addr == 7'h4c;
+  assign \$506  = csr__addr == 7'h50;
+  assign \$507  = csr__addr == 7'h54;
+  assign \$508  = csr__addr == 7'h58;
+  assign \$509  = csr__addr == 7'h5c;
+  assign \$510  = csr__addr == 7'h60;
+  assign \$511  = csr__addr == 7'h64;
+  assign \$512  = csr__addr == 6'h30;
+  assign \$513  = csr__r_stb | csr__w_stb;
+  assign \$514  = ~ csr__ack;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = csr__r_stb | csr__w_stb;
+  assign \$517  = \$signal$46  & \$516 ;
+  assign \$518  = ~ csr__ack;
+  assign \$519  = \$517  & \$518 ;
+  assign \$523  = \$521  | \$522 ;
+  assign \$525  = \$523  | \$524 ;
+  assign \$527  = \$525  | \$526 ;
+  assign \$531  = \$529  | \$530 ;
+  assign \$532  = { \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6] } & { 30'h00000000, reta_busy, pending };
+  assign \$533  = \$531  | \$532 ;
+  assign \$534  = { \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7] } & { 16'h0000, generation };
+  assign \$535  = \$533  | \$534 ;
+  assign \$536  = { \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8] } & shadow_ctrl_0_0;
+  assign \$537  = \$535  | \$536 ;
+  assign \$538  = { \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9] } & shadow_max_frame_0_0;
+  assign \$539  = \$537  | \$538 ;
+  assign \$540  = { \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10] } & shadow_direct_ethertype_0_0;
+  assign \$541  = \$539  | \$540 ;
+  assign \$542  = { \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11] } & shadow_default_action_0_0;
+  assign \$543  = \$541  | \$542 ;
+  assign \$544  = { \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12] } & shadow_rss_key_0_0;
+  assign \$545  = \$543  | \$544 ;
+  assign \$546  = { \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13] } & shadow_rss_key_1_0;
   assign \$547  = \$545  | \$546 ;
+  assign \$548  = { \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14] } & shadow_rss_key_2_0;
   assign \$549  = \$547  | \$548 ;
+  assign \$550  = { \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15] } & shadow_rss_key_3_0;
   assign \$551  = \$549  | \$550 ;
+  assign \$552  = { \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16] } & shadow_rss_key_4_0;
+  assign \$553  = \$551  | \$552 ;
+  assign \$554  = { \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17] } & shadow_rss_key_5_0;
   assign \$555  = \$553  | \$554 ;
-  assign \$556  = { \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6] } & { 30'h00000000, reta_busy, pending };
+  assign \$556  = { \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18] } & shadow_rss_key_6_0;
   assign \$557  = \$555  | \$556 ;
-  assign \$558  = { \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7] } & { 16'h0000, generation };
+  assign \$558  = { \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19] } & shadow_rss_key_7_0;
   assign \$559  = \$557  | \$558 ;
-  assign \$560  = { \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8] } & shadow_ctrl_0_0;
+  assign \$560  = { \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20] } & shadow_rss_key_8_0;
   assign \$561  = \$559  | \$560 ;
-  assign \$562  = { \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9] } & shadow_max_frame_0_0;
+  assign \$562  = { \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21] } & shadow_rss_key_9_0;
   assign \$563  = \$561  | \$562 ;
-  assign \$564  = { \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10] } & shadow_direct_ethertype_0_0;
-  assign \$565  = \$563  | \$564 ;
-  assign \$566  = { \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11] } & shadow_default_action_0_0;
-  assign \$567  = \$565  | \$566 ;
-  assign \$568  = { \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12] } & shadow_rss_key_0_0;
-  assign \$569  = \$567  | \$568 ;
-  assign \$570  = { \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13] } & shadow_rss_key_1_0;
-  assign \$571  = \$569  | \$570 ;
-  assign \$572  = { \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14] } & shadow_rss_key_2_0;
-  assign \$573  = \$571  | \$572 ;
-  assign \$574  = { \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15] } & shadow_rss_key_3_0;
-  assign \$575  = \$573  | \$574 ;
-  assign \$576  = { \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16] } & shadow_rss_key_4_0;
-  assign \$577  = \$575  | \$576 ;
-  assign \$578  = { \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17] } & shadow_rss_key_5_0;
-  assign \$579  = \$577  | \$578 ;
-  assign \$580  = { \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18] } & shadow_rss_key_6_0;
-  assign \$581  = \$579  | \$580 ;
-  assign \$582  = { \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19] } & shadow_rss_key_7_0;
-  assign \$583  = \$581  | \$582 ;
-  assign \$584  = { \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20] } & shadow_rss_key_8_0;
-  assign \$585  = \$583  | \$584 ;
-  assign \$586  = { \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21] } & shadow_rss_key_9_0;
-  assign \$587  = \$585  | \$586 ;
-  assign \$588  = copying | \$signal ;
-  assign \$589  = \$588  | landing;
-  assign \$590  = \$signal$46  & hit_rules;
+  assign \$564  = copying | \$signal ;
+  assign \$565  = \$564  | landing;
+  assign \$566  = \$signal$46  & hit_rules;
+  assign \$567  = copying | \$signal ;
+  assign \$568  = \$567  | landing;
+  assign \$569  = ~ \$568 ;
+  assign \$570  = csr__r_stb & \$569 ;
+  assign \$571  = rule_read_wait == 2'h2;
+  assign \$572  = rule_read_wait + 1'h1;
+  assign \$573  = \$571  ? 3'h0 : \$572 ;
+  assign \$574  = \$signal$46  & hit_local;
+  assign \$575  = \$574  & csr__w_stb;
+  assign \$576  = copying | \$signal ;
+  assign \$577  = \$576  | landing;
+  assign \$578  = ~ \$577 ;
+  assign \$579  = \$575  & \$578 ;
+  assign \$580  = \$579  & hit_commit;
+  assign \$581  = \$580  & csr__w_data[0];
+  assign \$582  = \$signal$46  & hit_local;
+  assign \$583  = \$582  & csr__w_stb;
+  assign \$584  = copying | \$signal ;
+  assign \$585  = \$584  | landing;
+  assign \$586  = ~ \$585 ;
+  assign \$587  = \$583  & \$586 ;
+  assign \$588  = \$587  & write_sel[0];
+  assign \$589  = \$signal$46  & hit_local;
+  assign \$590  = \$589  & csr__w_stb;
   assign \$591  = copying | \$signal ;
   assign \$592  = \$591  | landing;
   assign \$593  = ~ \$592 ;
-  assign \$594  = csr__r_stb & \$593 ;
-  assign \$595  = rule_read_wait == 2'h2;
-  assign \$596  = rule_read_wait + 1'h1;
-  assign \$597  = \$595  ? 3'h0 : \$596 ;
-  assign \$598  = \$signal$46  & hit_local;
-  assign \$599  = \$598  & csr__w_stb;
-  assign \$600  = copying | \$signal ;
-  assign \$601  = \$600  | landing;
-  assign \$602  = ~ \$601 ;
-  assign \$603  = \$599  & \$602 ;
-  assign \$604  = \$603  & hit_commit;
-  assign \$605  = \$604  & csr__w_data[0];
-  assign \$606  = \$signal$46  & hit_local;
-  assign \$607  = \$606  & csr__w_stb;
-  assign \$608  = copying | \$signal ;
-  assign \$609  = \$608  | landing;
-  assign \$610  = ~ \$609 ;
-  assign \$611  = \$607  & \$610 ;
-  assign \$612  = \$611  & write_sel[0];
-  assign \$613  = \$signal$46  & hit_local;
-  assign \$614  = \$613  & csr__w_stb;
-  assign \$615  = copying | \$signal ;
-  assign \$616  = \$615  | landing;
-  assign \$617  = ~ \$616 ;
-  assign \$618  = \$614  & \$617 ;
-  assign \$619  = \$618  & write_sel[1];
-  assign \$620  = \$signal$46  & hit_local;
-  assign \$621  = \$620  & csr__w_stb;
-  assign \$622  = copying | \$signal ;
-  assign \$623  = \$622  | landing;
-  assign \$624  = ~ \$623 ;
-  assign \$625  = \$621  & \$624 ;
-  assign \$626  = \$625  & write_sel[2];
-  assign \$627  = \$signal$46  & hit_local;
-  assign \$628  = \$627  & csr__w_stb;
-  assign \$629  = copying | \$signal ;
-  assign \$630  = \$629  | landing;
-  assign \$631  = ~ \$630 ;
-  assign \$632  = \$628  & \$631 ;
-  assign \$633  = \$632  & write_sel[3];
-  assign \$634  = \$signal$46  & hit_local;
-  assign \$635  = \$634  & csr__w_stb;
-  assign \$636  = copying | \$signal ;
-  assign \$637  = \$636  | landing;
-  assign \$638  = ~ \$637 ;
-  assign \$639  = \$635  & \$638 ;
-  assign \$640  = \$639  & write_sel[4];
-  assign \$641  = \$signal$46  & hit_local;
-  assign \$642  = \$641  & csr__w_stb;
-  assign \$643  = copying | \$signal ;
-  assign \$644  = \$643  | landing;
-  assign \$645  = ~ \$644 ;
-  assign \$646  = \$642  & \$645 ;
-  assign \$647  = \$646  & write_sel[5];
-  assign \$648  = \$signal$46  & hit_local;
-  assign \$649  = \$648  & csr__w_stb;
-  assign \$650  = copying | \$signal ;
-  assign \$651  = \$650  | landing;
-  assign \$652  = ~ \$651 ;
-  assign \$653  = \$649  & \$652 ;
-  assign \$654  = \$653  & write_sel[6];
-  assign \$655  = \$signal$46  & hit_local;
-  assign \$656  = \$655  & csr__w_stb;
-  assign \$657  = copying | \$signal ;
-  assign \$658  = \$657  | landing;
-  assign \$659  = ~ \$658 ;
-  assign \$660  = \$656  & \$659 ;
-  assign \$661  = \$660  & write_sel[7];
-  assign \$662  = \$signal$46  & hit_local;
-  assign \$663  = \$662  & csr__w_stb;
-  assign \$664  = copying | \$signal ;
-  assign \$665  = \$664  | landing;
-  assign \$666  = ~ \$665 ;
-  assign \$667  = \$663  & \$666 ;
-  assign \$668  = \$667  & write_sel[8];
-  assign \$669  = \$signal$46  & hit_local;
-  assign \$670  = \$669  & csr__w_stb;
-  assign \$671  = copying | \$signal ;
-  assign \$672  = \$671  | landing;
-  assign \$673  = ~ \$672 ;
-  assign \$674  = \$670  & \$673 ;
-  assign \$675  = \$674  & write_sel[9];
-  assign \$676  = \$signal$46  & hit_local;
-  assign \$677  = \$676  & csr__w_stb;
-  assign \$678  = copying | \$signal ;
-  assign \$679  = \$678  | landing;
-  assign \$680  = ~ \$679 ;
-  assign \$681  = \$677  & \$680 ;
-  assign \$682  = \$681  & write_sel[10];
-  assign \$683  = \$signal$46  & hit_local;
-  assign \$684  = \$683  & csr__w_stb;
-  assign \$685  = copying | \$signal ;
-  assign \$686  = \$685  | landing;
-  assign \$687  = ~ \$686 ;
-  assign \$688  = \$684  & \$687 ;
-  assign \$689  = \$688  & write_sel[11];
-  assign \$690  = \$signal$46  & hit_local;
-  assign \$691  = \$690  & csr__w_stb;
-  assign \$692  = copying | \$signal ;
-  assign \$693  = \$692  | landing;
-  assign \$694  = ~ \$693 ;
-  assign \$695  = \$691  & \$694 ;
-  assign \$696  = \$695  & write_sel[12];
-  assign \$697  = \$signal$46  & hit_local;
-  assign \$698  = \$697  & csr__w_stb;
-  assign \$699  = copying | \$signal ;
-  assign \$700  = \$699  | landing;
-  assign \$701  = ~ \$700 ;
-  assign \$702  = \$698  & \$701 ;
-  assign \$703  = \$702  & write_sel[13];
-  assign \$704  = csr__addr - 13'h1000;
-  assign \$705  = copying | \$signal ;
-  assign \$706  = \$705  | landing;
-  assign \$707  = csr__addr - 15'h4000;
-  assign rule_r__addr = \$706  ? copy_addr : \$707 [10:2];
-  assign \$708  = csr__addr - 15'h4000;
-  assign \$709  = { hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta } & { 24'h000000, reta_r_data };
-  assign \$711  = { hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters } & counters__r_data;
-  assign \$712  = \$710  | \$711 ;
-  assign \$713  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & rule_data;
-  assign \$714  = \$712  | \$713 ;
-  assign \$715  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
-  assign csr__r_data = \$714  | \$715 ;
-  assign \$716  = \$signal$46  & hit_reta;
-  assign \$717  = \$signal$46  & hit_counters;
-  assign \$718  = \$signal$46  & hit_rules;
-  assign \$719  = copying | \$signal ;
-  assign \$720  = \$719  | landing;
-  assign \$721  = ~ \$720 ;
-  assign \$722  = csr__r_stb & \$721 ;
-  assign \$723  = rule_read_wait == 2'h2;
-  assign \$724  = copying | \$signal ;
-  assign \$725  = \$724  | landing;
-  assign \$726  = ~ \$725 ;
-  assign \$727  = csr__w_stb & \$726 ;
-  assign \$728  = \$signal$46  & hit_local;
-  assign \$729  = \$728  & csr__w_stb;
-  assign \$730  = copying | \$signal ;
-  assign \$731  = \$730  | landing;
-  assign \$732  = ~ \$731 ;
-  assign \$733  = \$729  & \$732 ;
-  assign \$734  = local_ready & hit_local;
-  assign \$735  = \$734  & csr__r_stb;
-  assign \$736  = \$733  | \$735 ;
+  assign \$594  = \$590  & \$593 ;
+  assign \$595  = \$594  & write_sel[1];
+  assign \$596  = \$signal$46  & hit_local;
+  assign \$597  = \$596  & csr__w_stb;
+  assign \$598  = copying | \$signal ;
+  assign \$599  = \$598  | landing;
+  assign \$600  = ~ \$599 ;
+  assign \$601  = \$597  & \$600 ;
+  assign \$602  = \$601  & write_sel[2];
+  assign \$603  = \$signal$46  & hit_local;
+  assign \$604  = \$603  & csr__w_stb;
+  assign \$605  = copying | \$signal ;
+  assign \$606  = \$605  | landing;
+  assign \$607  = ~ \$606 ;
+  assign \$608  = \$604  & \$607 ;
+  assign \$609  = \$608  & write_sel[3];
+  assign \$610  = \$signal$46  & hit_local;
+  assign \$611  = \$610  & csr__w_stb;
+  assign \$612  = copying | \$signal ;
+  assign \$613  = \$612  | landing;
+  assign \$614  = ~ \$613 ;
+  assign \$615  = \$611  & \$614 ;
+  assign \$616  = \$615  & write_sel[4];
+  assign \$617  = \$signal$46  & hit_local;
+  assign \$618  = \$617  & csr__w_stb;
+  assign \$619  = copying | \$signal ;
+  assign \$620  = \$619  | landing;
+  assign \$621  = ~ \$620 ;
+  assign \$622  = \$618  & \$621 ;
+  assign \$623  = \$622  & write_sel[5];
+  assign \$624  = \$signal$46  & hit_local;
+  assign \$625  = \$624  & csr__w_stb;
+  assign \$626  = copying | \$signal ;
+  assign \$627  = \$626  | landing;
+  assign \$628  = ~ \$627 ;
+  assign \$629  = \$625  & \$628 ;
+  assign \$630  = \$629  & write_sel[6];
+  assign \$631  = \$signal$46  & hit_local;
+  assign \$632  = \$631  & csr__w_stb;
+  assign \$633  = copying | \$signal ;
+  assign \$634  = \$633  | landing;
+  assign \$635  = ~ \$634 ;
+  assign \$636  = \$632  & \$635 ;
+  assign \$637  = \$636  & write_sel[7];
+  assign \$638  = \$signal$46  & hit_local;
+  assign \$639  = \$638  & csr__w_stb;
+  assign \$640  = copying | \$signal ;
+  assign \$641  = \$640  | landing;
+  assign \$642  = ~ \$641 ;
+  assign \$643  = \$639  & \$642 ;
+  assign \$644  = \$643  & write_sel[8];
+  assign \$645  = \$signal$46  & hit_local;
+  assign \$646  = \$645  & csr__w_stb;
+  assign \$647  = copying | \$signal ;
+  assign \$648  = \$647  | landing;
+  assign \$649  = ~ \$648 ;
+  assign \$650  = \$646  & \$649 ;
+  assign \$651  = \$650  & write_sel[9];
+  assign \$652  = \$signal$46  & hit_local;
+  assign \$653  = \$652  & csr__w_stb;
+  assign \$654  = copying | \$signal ;
+  assign \$655  = \$654  | landing;
+  assign \$656  = ~ \$655 ;
+  assign \$657  = \$653  & \$656 ;
+  assign \$658  = \$657  & write_sel[10];
+  assign \$659  = \$signal$46  & hit_local;
+  assign \$660  = \$659  & csr__w_stb;
+  assign \$661  = copying | \$signal ;
+  assign \$662  = \$661  | landing;
+  assign \$663  = ~ \$662 ;
+  assign \$664  = \$660  & \$663 ;
+  assign \$665  = \$664  & write_sel[11];
+  assign \$666  = \$signal$46  & hit_local;
+  assign \$667  = \$666  & csr__w_stb;
+  assign \$668  = copying | \$signal ;
+  assign \$669  = \$668  | landing;
+  assign \$670  = ~ \$669 ;
+  assign \$671  = \$667  & \$670 ;
+  assign \$672  = \$671  & write_sel[12];
+  assign \$673  = \$signal$46  & hit_local;
+  assign \$674  = \$673  & csr__w_stb;
+  assign \$675  = copying | \$signal ;
+  assign \$676  = \$675  | landing;
+  assign \$677  = ~ \$676 ;
+  assign \$678  = \$674  & \$677 ;
+  assign \$679  = \$678  & write_sel[13];
+  assign \$680  = csr__addr - 13'h1000;
+  assign \$681  = copying | \$signal ;
+  assign \$682  = \$681  | landing;
+  assign \$683  = csr__addr - 15'h4000;
+  assign rule_r__addr = \$682  ? copy_addr : \$683 [10:2];
+  assign \$684  = csr__addr - 15'h4000;
+  assign \$685  = { hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta } & { 24'h000000, reta_r_data };
+  assign \$687  = { hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters } & counters__r_data;
+  assign \$688  = \$686  | \$687 ;
+  assign \$689  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & rule_data;
+  assign \$690  = \$688  | \$689 ;
+  assign \$691  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
+  assign csr__r_data = \$690  | \$691 ;
+  assign \$692  = \$signal$46  & hit_reta;
+  assign \$693  = \$signal$46  & hit_counters;
+  assign \$694  = \$signal$46  & hit_rules;
+  assign \$695  = copying | \$signal ;
+  assign \$696  = \$695  | landing;
+  assign \$697  = ~ \$696 ;
+  assign \$698  = csr__r_stb & \$697 ;
+  assign \$699  = rule_read_wait == 2'h2;
+  assign \$700  = copying | \$signal ;
+  assign \$701  = \$700  | landing;
+  assign \$702  = ~ \$701 ;
+  assign \$703  = csr__w_stb & \$702 ;
+  assign \$704  = \$signal$46  & hit_local;
+  assign \$705  = \$704  & csr__w_stb;
+  assign \$706  = copying | \$signal ;
+  assign \$707  = \$706  | landing;
+  assign \$708  = ~ \$707 ;
+  assign \$709  = \$705  & \$708 ;
+  assign \$710  = local_ready & hit_local;
+  assign \$711  = \$710  & csr__r_stb;
+  assign \$712  = \$709  | \$711 ;
   always @(posedge clk)
-    rule_data <= \$737 ;
+    rule_data <= \$713 ;
   always @(posedge clk)
-    \$signal  <= \$738 ;
+    \$signal  <= \$714 ;
   always @(posedge clk)
-    \$like  <= \$739 ;
+    \$like  <= \$715 ;
   always @(posedge clk)
-    \$signal$8  <= \$740 ;
+    \$signal$8  <= \$716 ;
   always @(posedge clk)
-    landing <= \$741 ;
+    landing <= \$717 ;
   always @(posedge clk)
-    copy_at <= \$742 ;
+    copy_at <= \$718 ;
   always @(posedge clk)
-    landing_last <= \$743 ;
+    landing_last <= \$719 ;
   always @(posedge clk)
-    copying <= \$744 ;
+    copying <= \$720 ;
   always @(posedge clk)
-    copy_addr <= \$745 ;
+    copy_addr <= \$721 ;
   always @(posedge clk)
-    rules <= \$746 ;
+    rules <= \$722 ;
   always @(posedge clk)
-    hash_enable <= \$747 ;
+    hash_enable <= \$723 ;
   always @(posedge clk)
-    symmetric <= \$748 ;
+    symmetric <= \$724 ;
   always @(posedge clk)
-    pass_errors <= \$749 ;
+    pass_errors <= \$725 ;
   always @(posedge clk)
-    max_frame <= \$750 ;
+    max_frame <= \$726 ;
   always @(posedge clk)
-    direct_ethertype <= \$751 ;
+    direct_ethertype <= \$727 ;
   always @(posedge clk)
-    default_action <= \$752 ;
+    default_action <= \$728 ;
   always @(posedge clk)
-    key <= \$753 ;
+    key <= \$729 ;
   always @(posedge clk)
-    generation <= \$754 ;
+    generation <= \$730 ;
   always @(posedge clk)
-    pending <= \$755 ;
+    pending <= \$731 ;
   always @(posedge clk)
-    hit_reta <= \$756 ;
+    hit_reta <= \$732 ;
   always @(posedge clk)
-    hit_counters <= \$757 ;
+    hit_counters <= \$733 ;
   always @(posedge clk)
-    hit_rules <= \$758 ;
+    hit_rules <= \$734 ;
   always @(posedge clk)
-    hit_local <= \$759 ;
+    hit_local <= \$735 ;
   always @(posedge clk)
-    \$signal$43  <= \$760 ;
+    \$signal$43  <= \$736 ;
   always @(posedge clk)
-    write_sel <= \$761 ;
+    write_sel <= \$737 ;
   always @(posedge clk)
-    hit_commit <= \$762 ;
+    hit_commit <= \$738 ;
   always @(posedge clk)
-    \$signal$46  <= \$763 ;
+    \$signal$46  <= \$739 ;
   always @(posedge clk)
-    local_ready <= \$764 ;
+    local_ready <= \$740 ;
   always @(posedge clk)
-    local_data <= \$765 ;
+    local_data <= \$741 ;
   always @(posedge clk)
-    rule_read_wait <= \$766 ;
+    rule_read_wait <= \$742 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$767 ;
+    shadow_ctrl_0_0 <= \$743 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$768 ;
+    shadow_max_frame_0_0 <= \$744 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$769 ;
+    shadow_direct_ethertype_0_0 <= \$745 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$770 ;
+    shadow_default_action_0_0 <= \$746 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$771 ;
+    shadow_rss_key_0_0 <= \$747 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$772 ;
+    shadow_rss_key_1_0 <= \$748 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$773 ;
+    shadow_rss_key_2_0 <= \$749 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$774 ;
+    shadow_rss_key_3_0 <= \$750 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$775 ;
+    shadow_rss_key_4_0 <= \$751 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$776 ;
+    shadow_rss_key_5_0 <= \$752 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$777 ;
+    shadow_rss_key_6_0 <= \$753 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$778 ;
+    shadow_rss_key_7_0 <= \$754 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$779 ;
+    shadow_rss_key_8_0 <= \$755 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$780 ;
+    shadow_rss_key_9_0 <= \$756 ;
   assign \$1  = copy_addr == 9'h1ff;
   assign \$2  = copying & \$1 ;
   assign \$3  = commit_apply & pending;
@@ -18071,1568 +17999,1592 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   assign \$217  = copy_at == 9'h115;
   assign \$218  = copy_at == 9'h116;
   assign \$219  = copy_at == 9'h120;
+  assign \$220  = copy_at == 9'h121;
+  assign \$221  = copy_at == 9'h122;
+  assign \$222  = copy_at == 9'h123;
+  assign \$223  = copy_at == 9'h124;
+  assign \$224  = copy_at == 9'h125;
+  assign \$225  = copy_at == 9'h126;
+  assign \$226  = copy_at == 9'h127;
+  assign \$227  = copy_at == 9'h128;
+  assign \$228  = copy_at == 9'h129;
+  assign \$229  = copy_at == 9'h12a;
+  assign \$230  = copy_at == 9'h12b;
+  assign \$231  = copy_at == 9'h12c;
+  assign \$232  = copy_at == 9'h12d;
+  assign \$233  = copy_at == 9'h12e;
+  assign \$234  = copy_at == 9'h12f;
+  assign \$235  = copy_at == 9'h130;
+  assign \$236  = copy_at == 9'h131;
+  assign \$237  = copy_at == 9'h132;
+  assign \$238  = copy_at == 9'h133;
+  assign \$239  = copy_at == 9'h134;
+  assign \$240  = copy_at == 9'h135;
+  assign \$241  = copy_at == 9'h136;
+  assign \$242  = copy_at == 9'h140;
+  assign \$243  = copy_at == 9'h141;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$737  = rule_r__data;
+    \$713  = rule_r__data;
     if (rst) begin
-      \$737  = 32'd0;
+      \$713  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$738  = copying;
+    \$714  = copying;
+    if (rst) begin
+      \$714  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$715  = copy_addr;
+    if (rst) begin
+      \$715  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$716  = \$2 ;
+    if (rst) begin
+      \$716  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$717  = \$signal ;
+    if (rst) begin
+      \$717  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$718  = \$like ;
+    if (rst) begin
+      \$718  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$719  = \$signal$8 ;
+    if (rst) begin
+      \$719  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$720  = copying;
+    if (\$9 ) begin
+      \$720  = 1'h1;
+    end
+    if (copying) begin
+      if (\$11 ) begin
+        \$720  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$720  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$721  = copy_addr;
+    if (\$9 ) begin
+      \$721  = 9'h000;
+    end
+    if (copying) begin
+      \$721  = \$10 [8:0];
+    end
+    if (rst) begin
+      \$721  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$722  = rules;
+    if (landing) begin
+      if (\$12 ) begin
+        \$722 [31:0] = rule_data;
+      end
+      if (\$13 ) begin
+        \$722 [63:32] = rule_data;
+      end
+      if (\$14 ) begin
+        \$722 [95:64] = rule_data;
+      end
+      if (\$15 ) begin
+        \$722 [127:96] = rule_data;
+      end
+      if (\$16 ) begin
+        \$722 [159:128] = rule_data;
+      end
+      if (\$17 ) begin
+        \$722 [191:160] = rule_data;
+      end
+      if (\$18 ) begin
+        \$722 [223:192] = rule_data;
+      end
+      if (\$19 ) begin
+        \$722 [255:224] = rule_data;
+      end
+      if (\$20 ) begin
+        \$722 [287:256] = rule_data;
+      end
+      if (\$21 ) begin
+        \$722 [319:288] = rule_data;
+      end
+      if (\$22 ) begin
+        \$722 [351:320] = rule_data;
+      end
+      if (\$23 ) begin
+        \$722 [383:352] = rule_data;
+      end
+      if (\$24 ) begin
+        \$722 [415:384] = rule_data;
+      end
+      if (\$25 ) begin
+        \$722 [447:416] = rule_data;
+      end
+      if (\$26 ) begin
+        \$722 [479:448] = rule_data;
+      end
+      if (\$27 ) begin
+        \$722 [511:480] = rule_data;
+      end
+      if (\$28 ) begin
+        \$722 [543:512] = rule_data;
+      end
+      if (\$29 ) begin
+        \$722 [575:544] = rule_data;
+      end
+      if (\$30 ) begin
+        \$722 [607:576] = rule_data;
+      end
+      if (\$31 ) begin
+        \$722 [639:608] = rule_data;
+      end
+      if (\$32 ) begin
+        \$722 [671:640] = rule_data;
+      end
+      if (\$33 ) begin
+        \$722 [703:672] = rule_data;
+      end
+      if (\$34 ) begin
+        \$722 [716:704] = rule_data[12:0];
+      end
+      if (\$35 ) begin
+        \$722 [748:717] = rule_data;
+      end
+      if (\$36 ) begin
+        \$722 [780:749] = rule_data;
+      end
+      if (\$37 ) begin
+        \$722 [812:781] = rule_data;
+      end
+      if (\$38 ) begin
+        \$722 [844:813] = rule_data;
+      end
+      if (\$39 ) begin
+        \$722 [876:845] = rule_data;
+      end
+      if (\$40 ) begin
+        \$722 [908:877] = rule_data;
+      end
+      if (\$41 ) begin
+        \$722 [940:909] = rule_data;
+      end
+      if (\$42 ) begin
+        \$722 [972:941] = rule_data;
+      end
+      if (\$43 ) begin
+        \$722 [1004:973] = rule_data;
+      end
+      if (\$44 ) begin
+        \$722 [1036:1005] = rule_data;
+      end
+      if (\$45 ) begin
+        \$722 [1068:1037] = rule_data;
+      end
+      if (\$46 ) begin
+        \$722 [1100:1069] = rule_data;
+      end
+      if (\$47 ) begin
+        \$722 [1132:1101] = rule_data;
+      end
+      if (\$48 ) begin
+        \$722 [1164:1133] = rule_data;
+      end
+      if (\$49 ) begin
+        \$722 [1196:1165] = rule_data;
+      end
+      if (\$50 ) begin
+        \$722 [1228:1197] = rule_data;
+      end
+      if (\$51 ) begin
+        \$722 [1260:1229] = rule_data;
+      end
+      if (\$52 ) begin
+        \$722 [1292:1261] = rule_data;
+      end
+      if (\$53 ) begin
+        \$722 [1324:1293] = rule_data;
+      end
+      if (\$54 ) begin
+        \$722 [1356:1325] = rule_data;
+      end
+      if (\$55 ) begin
+        \$722 [1388:1357] = rule_data;
+      end
+      if (\$56 ) begin
+        \$722 [1420:1389] = rule_data;
+      end
+      if (\$57 ) begin
+        \$722 [1433:1421] = rule_data[12:0];
+      end
+      if (\$58 ) begin
+        \$722 [1465:1434] = rule_data;
+      end
+      if (\$59 ) begin
+        \$722 [1497:1466] = rule_data;
+      end
+      if (\$60 ) begin
+        \$722 [1529:1498] = rule_data;
+      end
+      if (\$61 ) begin
+        \$722 [1561:1530] = rule_data;
+      end
+      if (\$62 ) begin
+        \$722 [1593:1562] = rule_data;
+      end
+      if (\$63 ) begin
+        \$722 [1625:1594] = rule_data;
+      end
+      if (\$64 ) begin
+        \$722 [1657:1626] = rule_data;
+      end
+      if (\$65 ) begin
+        \$722 [1689:1658] = rule_data;
+      end
+      if (\$66 ) begin
+        \$722 [1721:1690] = rule_data;
+      end
+      if (\$67 ) begin
+        \$722 [1753:1722] = rule_data;
+      end
+      if (\$68 ) begin
+        \$722 [1785:1754] = rule_data;
+      end
+      if (\$69 ) begin
+        \$722 [1817:1786] = rule_data;
+      end
+      if (\$70 ) begin
+        \$722 [1849:1818] = rule_data;
+      end
+      if (\$71 ) begin
+        \$722 [1881:1850] = rule_data;
+      end
+      if (\$72 ) begin
+        \$722 [1913:1882] = rule_data;
+      end
+      if (\$73 ) begin
+        \$722 [1945:1914] = rule_data;
+      end
+      if (\$74 ) begin
+        \$722 [1977:1946] = rule_data;
+      end
+      if (\$75 ) begin
+        \$722 [2009:1978] = rule_data;
+      end
+      if (\$76 ) begin
+        \$722 [2041:2010] = rule_data;
+      end
+      if (\$77 ) begin
+        \$722 [2073:2042] = rule_data;
+      end
+      if (\$78 ) begin
+        \$722 [2105:2074] = rule_data;
+      end
+      if (\$79 ) begin
+        \$722 [2137:2106] = rule_data;
+      end
+      if (\$80 ) begin
+        \$722 [2150:2138] = rule_data[12:0];
+      end
+      if (\$81 ) begin
+        \$722 [2182:2151] = rule_data;
+      end
+      if (\$82 ) begin
+        \$722 [2214:2183] = rule_data;
+      end
+      if (\$83 ) begin
+        \$722 [2246:2215] = rule_data;
+      end
+      if (\$84 ) begin
+        \$722 [2278:2247] = rule_data;
+      end
+      if (\$85 ) begin
+        \$722 [2310:2279] = rule_data;
+      end
+      if (\$86 ) begin
+        \$722 [2342:2311] = rule_data;
+      end
+      if (\$87 ) begin
+        \$722 [2374:2343] = rule_data;
+      end
+      if (\$88 ) begin
+        \$722 [2406:2375] = rule_data;
+      end
+      if (\$89 ) begin
+        \$722 [2438:2407] = rule_data;
+      end
+      if (\$90 ) begin
+        \$722 [2470:2439] = rule_data;
+      end
+      if (\$91 ) begin
+        \$722 [2502:2471] = rule_data;
+      end
+      if (\$92 ) begin
+        \$722 [2534:2503] = rule_data;
+      end
+      if (\$93 ) begin
+        \$722 [2566:2535] = rule_data;
+      end
+      if (\$94 ) begin
+        \$722 [2598:2567] = rule_data;
+      end
+      if (\$95 ) begin
+        \$722 [2630:2599] = rule_data;
+      end
+      if (\$96 ) begin
+        \$722 [2662:2631] = rule_data;
+      end
+      if (\$97 ) begin
+        \$722 [2694:2663] = rule_data;
+      end
+      if (\$98 ) begin
+        \$722 [2726:2695] = rule_data;
+      end
+      if (\$99 ) begin
+        \$722 [2758:2727] = rule_data;
+      end
+      if (\$100 ) begin
+        \$722 [2790:2759] = rule_data;
+      end
+      if (\$101 ) begin
+        \$722 [2822:2791] = rule_data;
+      end
+      if (\$102 ) begin
+        \$722 [2854:2823] = rule_data;
+      end
+      if (\$103 ) begin
+        \$722 [2867:2855] = rule_data[12:0];
+      end
+      if (\$104 ) begin
+        \$722 [2899:2868] = rule_data;
+      end
+      if (\$105 ) begin
+        \$722 [2931:2900] = rule_data;
+      end
+      if (\$106 ) begin
+        \$722 [2963:2932] = rule_data;
+      end
+      if (\$107 ) begin
+        \$722 [2995:2964] = rule_data;
+      end
+      if (\$108 ) begin
+        \$722 [3027:2996] = rule_data;
+      end
+      if (\$109 ) begin
+        \$722 [3059:3028] = rule_data;
+      end
+      if (\$110 ) begin
+        \$722 [3091:3060] = rule_data;
+      end
+      if (\$111 ) begin
+        \$722 [3123:3092] = rule_data;
+      end
+      if (\$112 ) begin
+        \$722 [3155:3124] = rule_data;
+      end
+      if (\$113 ) begin
+        \$722 [3187:3156] = rule_data;
+      end
+      if (\$114 ) begin
+        \$722 [3219:3188] = rule_data;
+      end
+      if (\$115 ) begin
+        \$722 [3251:3220] = rule_data;
+      end
+      if (\$116 ) begin
+        \$722 [3283:3252] = rule_data;
+      end
+      if (\$117 ) begin
+        \$722 [3315:3284] = rule_data;
+      end
+      if (\$118 ) begin
+        \$722 [3347:3316] = rule_data;
+      end
+      if (\$119 ) begin
+        \$722 [3379:3348] = rule_data;
+      end
+      if (\$120 ) begin
+        \$722 [3411:3380] = rule_data;
+      end
+      if (\$121 ) begin
+        \$722 [3443:3412] = rule_data;
+      end
+      if (\$122 ) begin
+        \$722 [3475:3444] = rule_data;
+      end
+      if (\$123 ) begin
+        \$722 [3507:3476] = rule_data;
+      end
+      if (\$124 ) begin
+        \$722 [3539:3508] = rule_data;
+      end
+      if (\$125 ) begin
+        \$722 [3571:3540] = rule_data;
+      end
+      if (\$126 ) begin
+        \$722 [3584:3572] = rule_data[12:0];
+      end
+      if (\$127 ) begin
+        \$722 [3616:3585] = rule_data;
+      end
+      if (\$128 ) begin
+        \$722 [3648:3617] = rule_data;
+      end
+      if (\$129 ) begin
+        \$722 [3680:3649] = rule_data;
+      end
+      if (\$130 ) begin
+        \$722 [3712:3681] = rule_data;
+      end
+      if (\$131 ) begin
+        \$722 [3744:3713] = rule_data;
+      end
+      if (\$132 ) begin
+        \$722 [3776:3745] = rule_data;
+      end
+      if (\$133 ) begin
+        \$722 [3808:3777] = rule_data;
+      end
+      if (\$134 ) begin
+        \$722 [3840:3809] = rule_data;
+      end
+      if (\$135 ) begin
+        \$722 [3872:3841] = rule_data;
+      end
+      if (\$136 ) begin
+        \$722 [3904:3873] = rule_data;
+      end
+      if (\$137 ) begin
+        \$722 [3936:3905] = rule_data;
+      end
+      if (\$138 ) begin
+        \$722 [3968:3937] = rule_data;
+      end
+      if (\$139 ) begin
+        \$722 [4000:3969] = rule_data;
+      end
+      if (\$140 ) begin
+        \$722 [4032:4001] = rule_data;
+      end
+      if (\$141 ) begin
+        \$722 [4064:4033] = rule_data;
+      end
+      if (\$142 ) begin
+        \$722 [4096:4065] = rule_data;
+      end
+      if (\$143 ) begin
+        \$722 [4128:4097] = rule_data;
+      end
+      if (\$144 ) begin
+        \$722 [4160:4129] = rule_data;
+      end
+      if (\$145 ) begin
+        \$722 [4192:4161] = rule_data;
+      end
+      if (\$146 ) begin
+        \$722 [4224:4193] = rule_data;
+      end
+      if (\$147 ) begin
+        \$722 [4256:4225] = rule_data;
+      end
+      if (\$148 ) begin
+        \$722 [4288:4257] = rule_data;
+      end
+      if (\$149 ) begin
+        \$722 [4301:4289] = rule_data[12:0];
+      end
+      if (\$150 ) begin
+        \$722 [4333:4302] = rule_data;
+      end
+      if (\$151 ) begin
+        \$722 [4365:4334] = rule_data;
+      end
+      if (\$152 ) begin
+        \$722 [4397:4366] = rule_data;
+      end
+      if (\$153 ) begin
+        \$722 [4429:4398] = rule_data;
+      end
+      if (\$154 ) begin
+        \$722 [4461:4430] = rule_data;
+      end
+      if (\$155 ) begin
+        \$722 [4493:4462] = rule_data;
+      end
+      if (\$156 ) begin
+        \$722 [4525:4494] = rule_data;
+      end
+      if (\$157 ) begin
+        \$722 [4557:4526] = rule_data;
+      end
+      if (\$158 ) begin
+        \$722 [4589:4558] = rule_data;
+      end
+      if (\$159 ) begin
+        \$722 [4621:4590] = rule_data;
+      end
+      if (\$160 ) begin
+        \$722 [4653:4622] = rule_data;
+      end
+      if (\$161 ) begin
+        \$722 [4685:4654] = rule_data;
+      end
+      if (\$162 ) begin
+        \$722 [4717:4686] = rule_data;
+      end
+      if (\$163 ) begin
+        \$722 [4749:4718] = rule_data;
+      end
+      if (\$164 ) begin
+        \$722 [4781:4750] = rule_data;
+      end
+      if (\$165 ) begin
+        \$722 [4813:4782] = rule_data;
+      end
+      if (\$166 ) begin
+        \$722 [4845:4814] = rule_data;
+      end
+      if (\$167 ) begin
+        \$722 [4877:4846] = rule_data;
+      end
+      if (\$168 ) begin
+        \$722 [4909:4878] = rule_data;
+      end
+      if (\$169 ) begin
+        \$722 [4941:4910] = rule_data;
+      end
+      if (\$170 ) begin
+        \$722 [4973:4942] = rule_data;
+      end
+      if (\$171 ) begin
+        \$722 [5005:4974] = rule_data;
+      end
+      if (\$172 ) begin
+        \$722 [5018:5006] = rule_data[12:0];
+      end
+      if (\$173 ) begin
+        \$722 [5050:5019] = rule_data;
+      end
+      if (\$174 ) begin
+        \$722 [5082:5051] = rule_data;
+      end
+      if (\$175 ) begin
+        \$722 [5114:5083] = rule_data;
+      end
+      if (\$176 ) begin
+        \$722 [5146:5115] = rule_data;
+      end
+      if (\$177 ) begin
+        \$722 [5178:5147] = rule_data;
+      end
+      if (\$178 ) begin
+        \$722 [5210:5179] = rule_data;
+      end
+      if (\$179 ) begin
+        \$722 [5242:5211] = rule_data;
+      end
+      if (\$180 ) begin
+        \$722 [5274:5243] = rule_data;
+      end
+      if (\$181 ) begin
+        \$722 [5306:5275] = rule_data;
+      end
+      if (\$182 ) begin
+        \$722 [5338:5307] = rule_data;
+      end
+      if (\$183 ) begin
+        \$722 [5370:5339] = rule_data;
+      end
+      if (\$184 ) begin
+        \$722 [5402:5371] = rule_data;
+      end
+      if (\$185 ) begin
+        \$722 [5434:5403] = rule_data;
+      end
+      if (\$186 ) begin
+        \$722 [5466:5435] = rule_data;
+      end
+      if (\$187 ) begin
+        \$722 [5498:5467] = rule_data;
+      end
+      if (\$188 ) begin
+        \$722 [5530:5499] = rule_data;
+      end
+      if (\$189 ) begin
+        \$722 [5562:5531] = rule_data;
+      end
+      if (\$190 ) begin
+        \$722 [5594:5563] = rule_data;
+      end
+      if (\$191 ) begin
+        \$722 [5626:5595] = rule_data;
+      end
+      if (\$192 ) begin
+        \$722 [5658:5627] = rule_data;
+      end
+      if (\$193 ) begin
+        \$722 [5690:5659] = rule_data;
+      end
+      if (\$194 ) begin
+        \$722 [5722:5691] = rule_data;
+      end
+      if (\$195 ) begin
+        \$722 [5735:5723] = rule_data[12:0];
+      end
+      if (\$196 ) begin
+        \$722 [5767:5736] = rule_data;
+      end
+      if (\$197 ) begin
+        \$722 [5799:5768] = rule_data;
+      end
+      if (\$198 ) begin
+        \$722 [5831:5800] = rule_data;
+      end
+      if (\$199 ) begin
+        \$722 [5863:5832] = rule_data;
+      end
+      if (\$200 ) begin
+        \$722 [5895:5864] = rule_data;
+      end
+      if (\$201 ) begin
+        \$722 [5927:5896] = rule_data;
+      end
+      if (\$202 ) begin
+        \$722 [5959:5928] = rule_data;
+      end
+      if (\$203 ) begin
+        \$722 [5991:5960] = rule_data;
+      end
+      if (\$204 ) begin
+        \$722 [6023:5992] = rule_data;
+      end
+      if (\$205 ) begin
+        \$722 [6055:6024] = rule_data;
+      end
+      if (\$206 ) begin
+        \$722 [6087:6056] = rule_data;
+      end
+      if (\$207 ) begin
+        \$722 [6119:6088] = rule_data;
+      end
+      if (\$208 ) begin
+        \$722 [6151:6120] = rule_data;
+      end
+      if (\$209 ) begin
+        \$722 [6183:6152] = rule_data;
+      end
+      if (\$210 ) begin
+        \$722 [6215:6184] = rule_data;
+      end
+      if (\$211 ) begin
+        \$722 [6247:6216] = rule_data;
+      end
+      if (\$212 ) begin
+        \$722 [6279:6248] = rule_data;
+      end
+      if (\$213 ) begin
+        \$722 [6311:6280] = rule_data;
+      end
+      if (\$214 ) begin
+        \$722 [6343:6312] = rule_data;
+      end
+      if (\$215 ) begin
+        \$722 [6375:6344] = rule_data;
+      end
+      if (\$216 ) begin
+        \$722 [6407:6376] = rule_data;
+      end
+      if (\$217 ) begin
+        \$722 [6439:6408] = rule_data;
+      end
+      if (\$218 ) begin
+        \$722 [6452:6440] = rule_data[12:0];
+      end
+      if (\$219 ) begin
+        \$722 [6484:6453] = rule_data;
+      end
+      if (\$220 ) begin
+        \$722 [6516:6485] = rule_data;
+      end
+      if (\$221 ) begin
+        \$722 [6548:6517] = rule_data;
+      end
+      if (\$222 ) begin
+        \$722 [6580:6549] = rule_data;
+      end
+      if (\$223 ) begin
+        \$722 [6612:6581] = rule_data;
+      end
+      if (\$224 ) begin
+        \$722 [6644:6613] = rule_data;
+      end
+      if (\$225 ) begin
+        \$722 [6676:6645] = rule_data;
+      end
+      if (\$226 ) begin
+        \$722 [6708:6677] = rule_data;
+      end
+      if (\$227 ) begin
+        \$722 [6740:6709] = rule_data;
+      end
+      if (\$228 ) begin
+        \$722 [6772:6741] = rule_data;
+      end
+      if (\$229 ) begin
+        \$722 [6804:6773] = rule_data;
+      end
+      if (\$230 ) begin
+        \$722 [6836:6805] = rule_data;
+      end
+      if (\$231 ) begin
+        \$722 [6868:6837] = rule_data;
+      end
+      if (\$232 ) begin
+        \$722 [6900:6869] = rule_data;
+      end
+      if (\$233 ) begin
+        \$722 [6932:6901] = rule_data;
+      end
+      if (\$234 ) begin
+        \$722 [6964:6933] = rule_data;
+      end
+      if (\$235 ) begin
+        \$722 [6996:6965] = rule_data;
+      end
+      if (\$236 ) begin
+        \$722 [7028:6997] = rule_data;
+      end
+      if (\$237 ) begin
+        \$722 [7060:7029] = rule_data;
+      end
+      if (\$238 ) begin
+        \$722 [7092:7061] = rule_data;
+      end
+      if (\$239 ) begin
+        \$722 [7124:7093] = rule_data;
+      end
+      if (\$240 ) begin
+        \$722 [7156:7125] = rule_data;
+      end
+      if (\$241 ) begin
+        \$722 [7169:7157] = rule_data[12:0];
+      end
+      if (\$242 ) begin
+        \$722 [7201:7170] = rule_data;
+      end
+      if (\$243 ) begin
+        \$722 [7233:7202] = rule_data;
+      end
+      if (\$244 ) begin
+        \$722 [7265:7234] = rule_data;
+      end
+      if (\$245 ) begin
+        \$722 [7297:7266] = rule_data;
+      end
+      if (\$246 ) begin
+        \$722 [7329:7298] = rule_data;
+      end
+      if (\$247 ) begin
+        \$722 [7361:7330] = rule_data;
+      end
+      if (\$248 ) begin
+        \$722 [7393:7362] = rule_data;
+      end
+      if (\$249 ) begin
+        \$722 [7425:7394] = rule_data;
+      end
+      if (\$250 ) begin
+        \$722 [7457:7426] = rule_data;
+      end
+      if (\$251 ) begin
+        \$722 [7489:7458] = rule_data;
+      end
+      if (\$252 ) begin
+        \$722 [7521:7490] = rule_data;
+      end
+      if (\$253 ) begin
+        \$722 [7553:7522] = rule_data;
+      end
+      if (\$254 ) begin
+        \$722 [7585:7554] = rule_data;
+      end
+      if (\$255 ) begin
+        \$722 [7617:7586] = rule_data;
+      end
+      if (\$256 ) begin
+        \$722 [7649:7618] = rule_data;
+      end
+      if (\$257 ) begin
+        \$722 [7681:7650] = rule_data;
+      end
+      if (\$258 ) begin
+        \$722 [7713:7682] = rule_data;
+      end
+      if (\$259 ) begin
+        \$722 [7745:7714] = rule_data;
+      end
+      if (\$260 ) begin
+        \$722 [7777:7746] = rule_data;
+      end
+      if (\$261 ) begin
+        \$722 [7809:7778] = rule_data;
+      end
+      if (\$262 ) begin
+        \$722 [7841:7810] = rule_data;
+      end
+      if (\$263 ) begin
+        \$722 [7873:7842] = rule_data;
+      end
+      if (\$264 ) begin
+        \$722 [7886:7874] = rule_data[12:0];
+      end
+      if (\$265 ) begin
+        \$722 [7918:7887] = rule_data;
+      end
+      if (\$266 ) begin
+        \$722 [7950:7919] = rule_data;
+      end
+      if (\$267 ) begin
+        \$722 [7982:7951] = rule_data;
+      end
+      if (\$268 ) begin
+        \$722 [8014:7983] = rule_data;
+      end
+      if (\$269 ) begin
+        \$722 [8046:8015] = rule_data;
+      end
+      if (\$270 ) begin
+        \$722 [8078:8047] = rule_data;
+      end
+      if (\$271 ) begin
+        \$722 [8110:8079] = rule_data;
+      end
+      if (\$272 ) begin
+        \$722 [8142:8111] = rule_data;
+      end
+      if (\$273 ) begin
+        \$722 [8174:8143] = rule_data;
+      end
+      if (\$274 ) begin
+        \$722 [8206:8175] = rule_data;
+      end
+      if (\$275 ) begin
+        \$722 [8238:8207] = rule_data;
+      end
+      if (\$276 ) begin
+        \$722 [8270:8239] = rule_data;
+      end
+      if (\$277 ) begin
+        \$722 [8302:8271] = rule_data;
+      end
+      if (\$278 ) begin
+        \$722 [8334:8303] = rule_data;
+      end
+      if (\$279 ) begin
+        \$722 [8366:8335] = rule_data;
+      end
+      if (\$280 ) begin
+        \$722 [8398:8367] = rule_data;
+      end
+      if (\$281 ) begin
+        \$722 [8430:8399] = rule_data;
+      end
+      if (\$282 ) begin
+        \$722 [8462:8431] = rule_data;
+      end
+      if (\$283 ) begin
+        \$722 [8494:8463] = rule_data;
+      end
+      if (\$284 ) begin
+        \$722 [8526:8495] = rule_data;
+      end
+      if (\$285 ) begin
+        \$722 [8558:8527] = rule_data;
+      end
+      if (\$286 ) begin
+        \$722 [8590:8559] = rule_data;
+      end
+      if (\$287 ) begin
+        \$722 [8603:8591] = rule_data[12:0];
+      end
+      if (\$288 ) begin
+        \$722 [8635:8604] = rule_data;
+      end
+      if (\$289 ) begin
+        \$722 [8667:8636] = rule_data;
+      end
+      if (\$290 ) begin
+        \$722 [8699:8668] = rule_data;
+      end
+      if (\$291 ) begin
+        \$722 [8731:8700] = rule_data;
+      end
+      if (\$292 ) begin
+        \$722 [8763:8732] = rule_data;
+      end
+      if (\$293 ) begin
+        \$722 [8795:8764] = rule_data;
+      end
+      if (\$294 ) begin
+        \$722 [8827:8796] = rule_data;
+      end
+      if (\$295 ) begin
+        \$722 [8859:8828] = rule_data;
+      end
+      if (\$296 ) begin
+        \$722 [8891:8860] = rule_data;
+      end
+      if (\$297 ) begin
+        \$722 [8923:8892] = rule_data;
+      end
+      if (\$298 ) begin
+        \$722 [8955:8924] = rule_data;
+      end
+      if (\$299 ) begin
+        \$722 [8987:8956] = rule_data;
+      end
+      if (\$300 ) begin
+        \$722 [9019:8988] = rule_data;
+      end
+      if (\$301 ) begin
+        \$722 [9051:9020] = rule_data;
+      end
+      if (\$302 ) begin
+        \$722 [9083:9052] = rule_data;
+      end
+      if (\$303 ) begin
+        \$722 [9115:9084] = rule_data;
+      end
+      if (\$304 ) begin
+        \$722 [9147:9116] = rule_data;
+      end
+      if (\$305 ) begin
+        \$722 [9179:9148] = rule_data;
+      end
+      if (\$306 ) begin
+        \$722 [9211:9180] = rule_data;
+      end
+      if (\$307 ) begin
+        \$722 [9243:9212] = rule_data;
+      end
+      if (\$308 ) begin
+        \$722 [9275:9244] = rule_data;
+      end
+      if (\$309 ) begin
+        \$722 [9307:9276] = rule_data;
+      end
+      if (\$310 ) begin
+        \$722 [9320:9308] = rule_data[12:0];
+      end
+      if (\$311 ) begin
+        \$722 [9352:9321] = rule_data;
+      end
+      if (\$312 ) begin
+        \$722 [9384:9353] = rule_data;
+      end
+      if (\$313 ) begin
+        \$722 [9416:9385] = rule_data;
+      end
+      if (\$314 ) begin
+        \$722 [9448:9417] = rule_data;
+      end
+      if (\$315 ) begin
+        \$722 [9480:9449] = rule_data;
+      end
+      if (\$316 ) begin
+        \$722 [9512:9481] = rule_data;
+      end
+      if (\$317 ) begin
+        \$722 [9544:9513] = rule_data;
+      end
+      if (\$318 ) begin
+        \$722 [9576:9545] = rule_data;
+      end
+      if (\$319 ) begin
+        \$722 [9608:9577] = rule_data;
+      end
+      if (\$320 ) begin
+        \$722 [9640:9609] = rule_data;
+      end
+      if (\$321 ) begin
+        \$722 [9672:9641] = rule_data;
+      end
+      if (\$322 ) begin
+        \$722 [9704:9673] = rule_data;
+      end
+      if (\$323 ) begin
+        \$722 [9736:9705] = rule_data;
+      end
+      if (\$324 ) begin
+        \$722 [9768:9737] = rule_data;
+      end
+      if (\$325 ) begin
+        \$722 [9800:9769] = rule_data;
+      end
+      if (\$326 ) begin
+        \$722 [9832:9801] = rule_data;
+      end
+      if (\$327 ) begin
+        \$722 [9864:9833] = rule_data;
+      end
+      if (\$328 ) begin
+        \$722 [9896:9865] = rule_data;
+      end
+      if (\$329 ) begin
+        \$722 [9928:9897] = rule_data;
+      end
+      if (\$330 ) begin
+        \$722 [9960:9929] = rule_data;
+      end
+      if (\$331 ) begin
+        \$722 [9992:9961] = rule_data;
+      end
+      if (\$332 ) begin
+        \$722 [10024:9993] = rule_data;
+      end
+      if (\$333 ) begin
+        \$722 [10037:10025] = rule_data[12:0];
+      end
+      if (\$334 ) begin
+        \$722 [10069:10038] = rule_data;
+      end
+      if (\$335 ) begin
+        \$722 [10101:10070] = rule_data;
+      end
+      if (\$336 ) begin
+        \$722 [10133:10102] = rule_data;
+      end
+      if (\$337 ) begin
+        \$722 [10165:10134] = rule_data;
+      end
+      if (\$338 ) begin
+        \$722 [10197:10166] = rule_data;
+      end
+      if (\$339 ) begin
+        \$722 [10229:10198] = rule_data;
+      end
+      if (\$340 ) begin
+        \$722 [10261:10230] = rule_data;
+      end
+      if (\$341 ) begin
+        \$722 [10293:10262] = rule_data;
+      end
+      if (\$342 ) begin
+        \$722 [10325:10294] = rule_data;
+      end
+      if (\$343 ) begin
+        \$722 [10357:10326] = rule_data;
+      end
+      if (\$344 ) begin
+        \$722 [10389:10358] = rule_data;
+      end
+      if (\$345 ) begin
+        \$722 [10421:10390] = rule_data;
+      end
+      if (\$346 ) begin
+        \$722 [10453:10422] = rule_data;
+      end
+      if (\$347 ) begin
+        \$722 [10485:10454] = rule_data;
+      end
+      if (\$348 ) begin
+        \$722 [10517:10486] = rule_data;
+      end
+      if (\$349 ) begin
+        \$722 [10549:10518] = rule_data;
+      end
+      if (\$350 ) begin
+        \$722 [10581:10550] = rule_data;
+      end
+      if (\$351 ) begin
+        \$722 [10613:10582] = rule_data;
+      end
+      if (\$352 ) begin
+        \$722 [10645:10614] = rule_data;
+      end
+      if (\$353 ) begin
+        \$722 [10677:10646] = rule_data;
+      end
+      if (\$354 ) begin
+        \$722 [10709:10678] = rule_data;
+      end
+      if (\$355 ) begin
+        \$722 [10741:10710] = rule_data;
+      end
+      if (\$356 ) begin
+        \$722 [10754:10742] = rule_data[12:0];
+      end
+      if (\$357 ) begin
+        \$722 [10786:10755] = rule_data;
+      end
+      if (\$358 ) begin
+        \$722 [10818:10787] = rule_data;
+      end
+      if (\$359 ) begin
+        \$722 [10850:10819] = rule_data;
+      end
+      if (\$360 ) begin
+        \$722 [10882:10851] = rule_data;
+      end
+      if (\$361 ) begin
+        \$722 [10914:10883] = rule_data;
+      end
+      if (\$362 ) begin
+        \$722 [10946:10915] = rule_data;
+      end
+      if (\$363 ) begin
+        \$722 [10978:10947] = rule_data;
+      end
+      if (\$364 ) begin
+        \$722 [11010:10979] = rule_data;
+      end
+      if (\$365 ) begin
+        \$722 [11042:11011] = rule_data;
+      end
+      if (\$366 ) begin
+        \$722 [11074:11043] = rule_data;
+      end
+      if (\$367 ) begin
+        \$722 [11106:11075] = rule_data;
+      end
+      if (\$368 ) begin
+        \$722 [11138:11107] = rule_data;
+      end
+      if (\$369 ) begin
+        \$722 [11170:11139] = rule_data;
+      end
+      if (\$370 ) begin
+        \$722 [11202:11171] = rule_data;
+      end
+      if (\$371 ) begin
+        \$722 [11234:11203] = rule_data;
+      end
+      if (\$372 ) begin
+        \$722 [11266:11235] = rule_data;
+      end
+      if (\$373 ) begin
+        \$722 [11298:11267] = rule_data;
+      end
+      if (\$374 ) begin
+        \$722 [11330:11299] = rule_data;
+      end
+      if (\$375 ) begin
+        \$722 [11362:11331] = rule_data;
+      end
+      if (\$376 ) begin
+        \$722 [11394:11363] = rule_data;
+      end
+      if (\$377 ) begin
+        \$722 [11426:11395] = rule_data;
+      end
+      if (\$378 ) begin
+        \$722 [11458:11427] = rule_data;
+      end
+      if (\$379 ) begin
+        \$722 [11471:11459] = rule_data[12:0];
+      end
+    end
+    if (rst) begin
+      \$722  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$723  = hash_enable;
+    if (landing_last) begin
+      \$723  = shadow_ctrl_0_0[7:0];
+    end
+    if (rst) begin
+      \$723  = 8'h7e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$724  = symmetric;
+    if (landing_last) begin
+      \$724  = shadow_ctrl_0_0[8];
+    end
+    if (rst) begin
+      \$724  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$725  = pass_errors;
+    if (landing_last) begin
+      \$725  = shadow_ctrl_0_0[9];
+    end
+    if (rst) begin
+      \$725  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$726  = max_frame;
+    if (landing_last) begin
+      \$726  = shadow_max_frame_0_0[15:0];
+    end
+    if (rst) begin
+      \$726  = 16'h05f2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$727  = direct_ethertype;
+    if (landing_last) begin
+      \$727  = shadow_direct_ethertype_0_0[15:0];
+    end
+    if (rst) begin
+      \$727  = 16'h88b5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$728  = default_action;
+    if (landing_last) begin
+      \$728  = shadow_default_action_0_0[19:0];
+    end
+    if (rst) begin
+      \$728  = 20'h90000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$729  = key;
+    if (landing_last) begin
+      \$729  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+    end
+    if (rst) begin
+      \$729  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$730  = generation;
+    if (landing_last) begin
+      \$730  = \$380 [15:0];
+    end
+    if (rst) begin
+      \$730  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$731  = pending;
+    if (landing_last) begin
+      \$731  = 1'h0;
+    end
+    if (\$581 ) begin
+      \$731  = 1'h1;
+    end
+    if (rst) begin
+      \$731  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$732  = \$383 ;
+    if (rst) begin
+      \$732  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$733  = \$419 ;
+    if (rst) begin
+      \$733  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$734  = \$425 ;
+    if (rst) begin
+      \$734  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$735  = \$475 ;
+    if (rst) begin
+      \$735  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$736  = { \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
+    if (rst) begin
+      \$736  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$737  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498  };
+    if (rst) begin
+      \$737  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$738  = \$512 ;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$739  = copy_addr;
+    \$739  = \$515 ;
     if (rst) begin
-      \$739  = 9'h000;
+      \$739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$740  = \$2 ;
+    \$740  = \$519 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$741  = \$signal ;
+    \$741  = \$563 ;
     if (rst) begin
-      \$741  = 1'h0;
+      \$741  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$742  = \$like ;
+    \$742  = rule_read_wait;
+    if (\$565 ) begin
+      \$742  = 2'h0;
+    end
+    if (\$566 ) begin
+      if (\$570 ) begin
+        \$742  = \$573 [1:0];
+      end
+    end
     if (rst) begin
-      \$742  = 9'h000;
+      \$742  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$743  = \$signal$8 ;
+    \$743  = shadow_ctrl_0_0;
+    if (\$588 ) begin
+      \$743  = csr__w_data;
+    end
     if (rst) begin
-      \$743  = 1'h0;
+      \$743  = 32'd126;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$744  = copying;
-    if (\$9 ) begin
-      \$744  = 1'h1;
-    end
-    if (copying) begin
-      if (\$11 ) begin
-        \$744  = 1'h0;
-      end
+    \$744  = shadow_max_frame_0_0;
+    if (\$595 ) begin
+      \$744  = csr__w_data;
     end
     if (rst) begin
-      \$744  = 1'h0;
+      \$744  = 32'd1522;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$745  = copy_addr;
-    if (\$9 ) begin
-      \$745  = 9'h000;
-    end
-    if (copying) begin
-      \$745  = \$10 [8:0];
+    \$745  = shadow_direct_ethertype_0_0;
+    if (\$602 ) begin
+      \$745  = csr__w_data;
     end
     if (rst) begin
-      \$745  = 9'h000;
+      \$745  = 32'd34997;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$746  = rules;
-    if (landing) begin
-      if (\$12 ) begin
-        \$746 [31:0] = rule_data;
-      end
-      if (\$13 ) begin
-        \$746 [63:32] = rule_data;
-      end
-      if (\$14 ) begin
-        \$746 [95:64] = rule_data;
-      end
-      if (\$15 ) begin
-        \$746 [127:96] = rule_data;
-      end
-      if (\$16 ) begin
-        \$746 [159:128] = rule_data;
-      end
-      if (\$17 ) begin
-        \$746 [191:160] = rule_data;
-      end
-      if (\$18 ) begin
-        \$746 [223:192] = rule_data;
-      end
-      if (\$19 ) begin
-        \$746 [255:224] = rule_data;
-      end
-      if (\$20 ) begin
-        \$746 [287:256] = rule_data;
-      end
-      if (\$21 ) begin
-        \$746 [319:288] = rule_data;
-      end
-      if (\$22 ) begin
-        \$746 [351:320] = rule_data;
-      end
-      if (\$23 ) begin
-        \$746 [383:352] = rule_data;
-      end
-      if (\$24 ) begin
-        \$746 [415:384] = rule_data;
-      end
-      if (\$25 ) begin
-        \$746 [447:416] = rule_data;
-      end
-      if (\$26 ) begin
-        \$746 [479:448] = rule_data;
-      end
-      if (\$27 ) begin
-        \$746 [511:480] = rule_data;
-      end
-      if (\$28 ) begin
-        \$746 [543:512] = rule_data;
-      end
-      if (\$29 ) begin
-        \$746 [575:544] = rule_data;
-      end
-      if (\$30 ) begin
-        \$746 [607:576] = rule_data;
-      end
-      if (\$31 ) begin
-        \$746 [639:608] = rule_data;
-      end
-      if (\$32 ) begin
-        \$746 [671:640] = rule_data;
-      end
-      if (\$33 ) begin
-        \$746 [703:672] = rule_data;
-      end
-      if (\$34 ) begin
-        \$746 [716:704] = rule_data[12:0];
-      end
-      if (\$35 ) begin
-        \$746 [748:717] = rule_data;
-      end
-      if (\$36 ) begin
-        \$746 [780:749] = rule_data;
-      end
-      if (\$37 ) begin
-        \$746 [812:781] = rule_data;
-      end
-      if (\$38 ) begin
-        \$746 [844:813] = rule_data;
-      end
-      if (\$39 ) begin
-        \$746 [876:845] = rule_data;
-      end
-      if (\$40 ) begin
-        \$746 [908:877] = rule_data;
-      end
-      if (\$41 ) begin
-        \$746 [940:909] = rule_data;
-      end
-      if (\$42 ) begin
-        \$746 [972:941] = rule_data;
-      end
-      if (\$43 ) begin
-        \$746 [1004:973] = rule_data;
-      end
-      if (\$44 ) begin
-        \$746 [1036:1005] = rule_data;
-      end
-      if (\$45 ) begin
-        \$746 [1068:1037] = rule_data;
-      end
-      if (\$46 ) begin
-        \$746 [1100:1069] = rule_data;
-      end
-      if (\$47 ) begin
-        \$746 [1132:1101] = rule_data;
-      end
-      if (\$48 ) begin
-        \$746 [1164:1133] = rule_data;
-      end
-      if (\$49 ) begin
-        \$746 [1196:1165] = rule_data;
-      end
-      if (\$50 ) begin
-        \$746 [1228:1197] = rule_data;
-      end
-      if (\$51 ) begin
-        \$746 [1260:1229] = rule_data;
-      end
-      if (\$52 ) begin
-        \$746 [1292:1261] = rule_data;
-      end
-      if (\$53 ) begin
-        \$746 [1324:1293] = rule_data;
-      end
-      if (\$54 ) begin
-        \$746 [1356:1325] = rule_data;
-      end
-      if (\$55 ) begin
-        \$746 [1388:1357] = rule_data;
-      end
-      if (\$56 ) begin
-        \$746 [1420:1389] = rule_data;
-      end
-      if (\$57 ) begin
-        \$746 [1433:1421] = rule_data[12:0];
-      end
-      if (\$58 ) begin
-        \$746 [1465:1434] = rule_data;
-      end
-      if (\$59 ) begin
-        \$746 [1497:1466] = rule_data;
-      end
-      if (\$60 ) begin
-        \$746 [1529:1498] = rule_data;
-      end
-      if (\$61 ) begin
-        \$746 [1561:1530] = rule_data;
-      end
-      if (\$62 ) begin
-        \$746 [1593:1562] = rule_data;
-      end
-      if (\$63 ) begin
-        \$746 [1625:1594] = rule_data;
-      end
-      if (\$64 ) begin
-        \$746 [1657:1626] = rule_data;
-      end
-      if (\$65 ) begin
-        \$746 [1689:1658] = rule_data;
-      end
-      if (\$66 ) begin
-        \$746 [1721:1690] = rule_data;
-      end
-      if (\$67 ) begin
-        \$746 [1753:1722] = rule_data;
-      end
-      if (\$68 ) begin
-        \$746 [1785:1754] = rule_data;
-      end
-      if (\$69 ) begin
-        \$746 [1817:1786] = rule_data;
-      end
-      if (\$70 ) begin
-        \$746 [1849:1818] = rule_data;
-      end
-      if (\$71 ) begin
-        \$746 [1881:1850] = rule_data;
-      end
-      if (\$72 ) begin
-        \$746 [1913:1882] = rule_data;
-      end
-      if (\$73 ) begin
-        \$746 [1945:1914] = rule_data;
-      end
-      if (\$74 ) begin
-        \$746 [1977:1946] = rule_data;
-      end
-      if (\$75 ) begin
-        \$746 [2009:1978] = rule_data;
-      end
-      if (\$76 ) begin
-        \$746 [2041:2010] = rule_data;
-      end
-      if (\$77 ) begin
-        \$746 [2073:2042] = rule_data;
-      end
-      if (\$78 ) begin
-        \$746 [2105:2074] = rule_data;
-      end
-      if (\$79 ) begin
-        \$746 [2137:2106] = rule_data;
-      end
-      if (\$80 ) begin
-        \$746 [2150:2138] = rule_data[12:0];
-      end
-      if (\$81 ) begin
-        \$746 [2182:2151] = rule_data;
-      end
-      if (\$82 ) begin
-        \$746 [2214:2183] = rule_data;
-      end
-      if (\$83 ) begin
-        \$746 [2246:2215] = rule_data;
-      end
-      if (\$84 ) begin
-        \$746 [2278:2247] = rule_data;
-      end
-      if (\$85 ) begin
-        \$746 [2310:2279] = rule_data;
-      end
-      if (\$86 ) begin
-        \$746 [2342:2311] = rule_data;
-      end
-      if (\$87 ) begin
-        \$746 [2374:2343] = rule_data;
-      end
-      if (\$88 ) begin
-        \$746 [2406:2375] = rule_data;
-      end
-      if (\$89 ) begin
-        \$746 [2438:2407] = rule_data;
-      end
-      if (\$90 ) begin
-        \$746 [2470:2439] = rule_data;
-      end
-      if (\$91 ) begin
-        \$746 [2502:2471] = rule_data;
-      end
-      if (\$92 ) begin
-        \$746 [2534:2503] = rule_data;
-      end
-      if (\$93 ) begin
-        \$746 [2566:2535] = rule_data;
-      end
-      if (\$94 ) begin
-        \$746 [2598:2567] = rule_data;
-      end
-      if (\$95 ) begin
-        \$746 [2630:2599] = rule_data;
-      end
-      if (\$96 ) begin
-        \$746 [2662:2631] = rule_data;
-      end
-      if (\$97 ) begin
-        \$746 [2694:2663] = rule_data;
-      end
-      if (\$98 ) begin
-        \$746 [2726:2695] = rule_data;
-      end
-      if (\$99 ) begin
-        \$746 [2758:2727] = rule_data;
-      end
-      if (\$100 ) begin
-        \$746 [2790:2759] = rule_data;
-      end
-      if (\$101 ) begin
-        \$746 [2822:2791] = rule_data;
-      end
-      if (\$102 ) begin
-        \$746 [2854:2823] = rule_data;
-      end
-      if (\$103 ) begin
-        \$746 [2867:2855] = rule_data[12:0];
-      end
-      if (\$104 ) begin
-        \$746 [2899:2868] = rule_data;
-      end
-      if (\$105 ) begin
-        \$746 [2931:2900] = rule_data;
-      end
-      if (\$106 ) begin
-        \$746 [2963:2932] = rule_data;
-      end
-      if (\$107 ) begin
-        \$746 [2995:2964] = rule_data;
-      end
-      if (\$108 ) begin
-        \$746 [3027:2996] = rule_data;
-      end
-      if (\$109 ) begin
-        \$746 [3059:3028] = rule_data;
-      end
-      if (\$110 ) begin
-        \$746 [3091:3060] = rule_data;
-      end
-      if (\$111 ) begin
-        \$746 [3123:3092] = rule_data;
-      end
-      if (\$112 ) begin
-        \$746 [3155:3124] = rule_data;
-      end
-      if (\$113 ) begin
-        \$746 [3187:3156] = rule_data;
-      end
-      if (\$114 ) begin
-        \$746 [3219:3188] = rule_data;
-      end
-      if (\$115 ) begin
-        \$746 [3251:3220] = rule_data;
-      end
-      if (\$116 ) begin
-        \$746 [3283:3252] = rule_data;
-      end
-      if (\$117 ) begin
-        \$746 [3315:3284] = rule_data;
-      end
-      if (\$118 ) begin
-        \$746 [3347:3316] = rule_data;
-      end
-      if (\$119 ) begin
-        \$746 [3379:3348] = rule_data;
-      end
-      if (\$120 ) begin
-        \$746 [3411:3380] = rule_data;
-      end
-      if (\$121 ) begin
-        \$746 [3443:3412] = rule_data;
-      end
-      if (\$122 ) begin
-        \$746 [3475:3444] = rule_data;
-      end
-      if (\$123 ) begin
-        \$746 [3507:3476] = rule_data;
-      end
-      if (\$124 ) begin
-        \$746 [3539:3508] = rule_data;
-      end
-      if (\$125 ) begin
-        \$746 [3571:3540] = rule_data;
-      end
-      if (\$126 ) begin
-        \$746 [3584:3572] = rule_data[12:0];
-      end
-      if (\$127 ) begin
-        \$746 [3616:3585] = rule_data;
-      end
-      if (\$128 ) begin
-        \$746 [3648:3617] = rule_data;
-      end
-      if (\$129 ) begin
-        \$746 [3680:3649] = rule_data;
-      end
-      if (\$130 ) begin
-        \$746 [3712:3681] = rule_data;
-      end
-      if (\$131 ) begin
-        \$746 [3744:3713] = rule_data;
-      end
-      if (\$132 ) begin
-        \$746 [3776:3745] = rule_data;
-      end
-      if (\$133 ) begin
-        \$746 [3808:3777] = rule_data;
-      end
-      if (\$134 ) begin
-        \$746 [3840:3809] = rule_data;
-      end
-      if (\$135 ) begin
-        \$746 [3872:3841] = rule_data;
-      end
-      if (\$136 ) begin
-        \$746 [3904:3873] = rule_data;
-      end
-      if (\$137 ) begin
-        \$746 [3936:3905] = rule_data;
-      end
-      if (\$138 ) begin
-        \$746 [3968:3937] = rule_data;
-      end
-      if (\$139 ) begin
-        \$746 [4000:3969] = rule_data;
-      end
-      if (\$140 ) begin
-        \$746 [4032:4001] = rule_data;
-      end
-      if (\$141 ) begin
-        \$746 [4064:4033] = rule_data;
-      end
-      if (\$142 ) begin
-        \$746 [4096:4065] = rule_data;
-      end
-      if (\$143 ) begin
-        \$746 [4128:4097] = rule_data;
-      end
-      if (\$144 ) begin
-        \$746 [4160:4129] = rule_data;
-      end
-      if (\$145 ) begin
-        \$746 [4192:4161] = rule_data;
-      end
-      if (\$146 ) begin
-        \$746 [4224:4193] = rule_data;
-      end
-      if (\$147 ) begin
-        \$746 [4256:4225] = rule_data;
-      end
-      if (\$148 ) begin
-        \$746 [4288:4257] = rule_data;
-      end
-      if (\$149 ) begin
-        \$746 [4301:4289] = rule_data[12:0];
-      end
-      if (\$150 ) begin
-        \$746 [4333:4302] = rule_data;
-      end
-      if (\$151 ) begin
-        \$746 [4365:4334] = rule_data;
-      end
-      if (\$152 ) begin
-        \$746 [4397:4366] = rule_data;
-      end
-      if (\$153 ) begin
-        \$746 [4429:4398] = rule_data;
-      end
-      if (\$154 ) begin
-        \$746 [4461:4430] = rule_data;
-      end
-      if (\$155 ) begin
-        \$746 [4493:4462] = rule_data;
-      end
-      if (\$156 ) begin
-        \$746 [4525:4494] = rule_data;
-      end
-      if (\$157 ) begin
-        \$746 [4557:4526] = rule_data;
-      end
-      if (\$158 ) begin
-        \$746 [4589:4558] = rule_data;
-      end
-      if (\$159 ) begin
-        \$746 [4621:4590] = rule_data;
-      end
-      if (\$160 ) begin
-        \$746 [4653:4622] = rule_data;
-      end
-      if (\$161 ) begin
-        \$746 [4685:4654] = rule_data;
-      end
-      if (\$162 ) begin
-        \$746 [4717:4686] = rule_data;
-      end
-      if (\$163 ) begin
-        \$746 [4749:4718] = rule_data;
-      end
-      if (\$164 ) begin
-        \$746 [4781:4750] = rule_data;
-      end
-      if (\$165 ) begin
-        \$746 [4813:4782] = rule_data;
-      end
-      if (\$166 ) begin
-        \$746 [4845:4814] = rule_data;
-      end
-      if (\$167 ) begin
-        \$746 [4877:4846] = rule_data;
-      end
-      if (\$168 ) begin
-        \$746 [4909:4878] = rule_data;
-      end
-      if (\$169 ) begin
-        \$746 [4941:4910] = rule_data;
-      end
-      if (\$170 ) begin
-        \$746 [4973:4942] = rule_data;
-      end
-      if (\$171 ) begin
-        \$746 [5005:4974] = rule_data;
-      end
-      if (\$172 ) begin
-        \$746 [5018:5006] = rule_data[12:0];
-      end
-      if (\$173 ) begin
-        \$746 [5050:5019] = rule_data;
-      end
-      if (\$174 ) begin
-        \$746 [5082:5051] = rule_data;
-      end
-      if (\$175 ) begin
-        \$746 [5114:5083] = rule_data;
-      end
-      if (\$176 ) begin
-        \$746 [5146:5115] = rule_data;
-      end
-      if (\$177 ) begin
-        \$746 [5178:5147] = rule_data;
-      end
-      if (\$178 ) begin
-        \$746 [5210:5179] = rule_data;
-      end
-      if (\$179 ) begin
-        \$746 [5242:5211] = rule_data;
-      end
-      if (\$180 ) begin
-        \$746 [5274:5243] = rule_data;
-      end
-      if (\$181 ) begin
-        \$746 [5306:5275] = rule_data;
-      end
-      if (\$182 ) begin
-        \$746 [5338:5307] = rule_data;
-      end
-      if (\$183 ) begin
-        \$746 [5370:5339] = rule_data;
-      end
-      if (\$184 ) begin
-        \$746 [5402:5371] = rule_data;
-      end
-      if (\$185 ) begin
-        \$746 [5434:5403] = rule_data;
-      end
-      if (\$186 ) begin
-        \$746 [5466:5435] = rule_data;
-      end
-      if (\$187 ) begin
-        \$746 [5498:5467] = rule_data;
-      end
-      if (\$188 ) begin
-        \$746 [5530:5499] = rule_data;
-      end
-      if (\$189 ) begin
-        \$746 [5562:5531] = rule_data;
-      end
-      if (\$190 ) begin
-        \$746 [5594:5563] = rule_data;
-      end
-      if (\$191 ) begin
-        \$746 [5626:5595] = rule_data;
-      end
-      if (\$192 ) begin
-        \$746 [5658:5627] = rule_data;
-      end
-      if (\$193 ) begin
-        \$746 [5690:5659] = rule_data;
-      end
-      if (\$194 ) begin
-        \$746 [5722:5691] = rule_data;
-      end
-      if (\$195 ) begin
-        \$746 [5735:5723] = rule_data[12:0];
-      end
-      if (\$196 ) begin
-        \$746 [5767:5736] = rule_data;
-      end
-      if (\$197 ) begin
-        \$746 [5799:5768] = rule_data;
-      end
-      if (\$198 ) begin
-        \$746 [5831:5800] = rule_data;
-      end
-      if (\$199 ) begin
-        \$746 [5863:5832] = rule_data;
-      end
-      if (\$200 ) begin
-        \$746 [5895:5864] = rule_data;
-      end
-      if (\$201 ) begin
-        \$746 [5927:5896] = rule_data;
-      end
-      if (\$202 ) begin
-        \$746 [5959:5928] = rule_data;
-      end
-      if (\$203 ) begin
-        \$746 [5991:5960] = rule_data;
-      end
-      if (\$204 ) begin
-        \$746 [6023:5992] = rule_data;
-      end
-      if (\$205 ) begin
-        \$746 [6055:6024] = rule_data;
-      end
-      if (\$206 ) begin
-        \$746 [6087:6056] = rule_data;
-      end
-      if (\$207 ) begin
-        \$746 [6119:6088] = rule_data;
-      end
-      if (\$208 ) begin
-        \$746 [6151:6120] = rule_data;
-      end
-      if (\$209 ) begin
-        \$746 [6183:6152] = rule_data;
-      end
-      if (\$210 ) begin
-        \$746 [6215:6184] = rule_data;
-      end
-      if (\$211 ) begin
-        \$746 [6247:6216] = rule_data;
-      end
-      if (\$212 ) begin
-        \$746 [6279:6248] = rule_data;
-      end
-      if (\$213 ) begin
-        \$746 [6311:6280] = rule_data;
-      end
-      if (\$214 ) begin
-        \$746 [6343:6312] = rule_data;
-      end
-      if (\$215 ) begin
-        \$746 [6375:6344] = rule_data;
-      end
-      if (\$216 ) begin
-        \$746 [6407:6376] = rule_data;
-      end
-      if (\$217 ) begin
-        \$746 [6439:6408] = rule_data;
-      end
-      if (\$218 ) begin
-        \$746 [6452:6440] = rule_data[12:0];
-      end
-      if (\$219 ) begin
-        \$746 [6484:6453] = rule_data;
-      end
-      if (\$220 ) begin
-        \$746 [6516:6485] = rule_data;
-      end
-      if (\$221 ) begin
-        \$746 [6548:6517] = rule_data;
-      end
-      if (\$222 ) begin
-        \$746 [6580:6549] = rule_data;
-      end
-      if (\$223 ) begin
-        \$746 [6612:6581] = rule_data;
-      end
-      if (\$224 ) begin
-        \$746 [6644:6613] = rule_data;
-      end
-      if (\$225 ) begin
-        \$746 [6676:6645] = rule_data;
-      end
-      if (\$226 ) begin
-        \$746 [6708:6677] = rule_data;
-      end
-      if (\$227 ) begin
-        \$746 [6740:6709] = rule_data;
-      end
-      if (\$228 ) begin
-        \$746 [6772:6741] = rule_data;
-      end
-      if (\$229 ) begin
-        \$746 [6804:6773] = rule_data;
-      end
-      if (\$230 ) begin
-        \$746 [6836:6805] = rule_data;
-      end
-      if (\$231 ) begin
-        \$746 [6868:6837] = rule_data;
-      end
-      if (\$232 ) begin
-        \$746 [6900:6869] = rule_data;
-      end
-      if (\$233 ) begin
-        \$746 [6932:6901] = rule_data;
-      end
-      if (\$234 ) begin
-        \$746 [6964:6933] = rule_data;
-      end
-      if (\$235 ) begin
-        \$746 [6996:6965] = rule_data;
-      end
-      if (\$236 ) begin
-        \$746 [7028:6997] = rule_data;
-      end
-      if (\$237 ) begin
-        \$746 [7060:7029] = rule_data;
-      end
-      if (\$238 ) begin
-        \$746 [7092:7061] = rule_data;
-      end
-      if (\$239 ) begin
-        \$746 [7124:7093] = rule_data;
-      end
-      if (\$240 ) begin
-        \$746 [7156:7125] = rule_data;
-      end
-      if (\$241 ) begin
-        \$746 [7169:7157] = rule_data[12:0];
-      end
-      if (\$242 ) begin
-        \$746 [7201:7170] = rule_data;
-      end
-      if (\$243 ) begin
-        \$746 [7233:7202] = rule_data;
-      end
-      if (\$244 ) begin
-        \$746 [7265:7234] = rule_data;
-      end
-      if (\$245 ) begin
-        \$746 [7297:7266] = rule_data;
-      end
-      if (\$246 ) begin
-        \$746 [7329:7298] = rule_data;
-      end
-      if (\$247 ) begin
-        \$746 [7361:7330] = rule_data;
-      end
-      if (\$248 ) begin
-        \$746 [7393:7362] = rule_data;
-      end
-      if (\$249 ) begin
-        \$746 [7425:7394] = rule_data;
-      end
-      if (\$250 ) begin
-        \$746 [7457:7426] = rule_data;
-      end
-      if (\$251 ) begin
-        \$746 [7489:7458] = rule_data;
-      end
-      if (\$252 ) begin
-        \$746 [7521:7490] = rule_data;
-      end
-      if (\$253 ) begin
-        \$746 [7553:7522] = rule_data;
-      end
-      if (\$254 ) begin
-        \$746 [7585:7554] = rule_data;
-      end
-      if (\$255 ) begin
-        \$746 [7617:7586] = rule_data;
-      end
-      if (\$256 ) begin
-        \$746 [7649:7618] = rule_data;
-      end
-      if (\$257 ) begin
-        \$746 [7681:7650] = rule_data;
-      end
-      if (\$258 ) begin
-        \$746 [7713:7682] = rule_data;
-      end
-      if (\$259 ) begin
-        \$746 [7745:7714] = rule_data;
-      end
-      if (\$260 ) begin
-        \$746 [7777:7746] = rule_data;
-      end
-      if (\$261 ) begin
-        \$746 [7809:7778] = rule_data;
-      end
-      if (\$262 ) begin
-        \$746 [7841:7810] = rule_data;
-      end
-      if (\$263 ) begin
-        \$746 [7873:7842] = rule_data;
-      end
-      if (\$264 ) begin
-        \$746 [7886:7874] = rule_data[12:0];
-      end
-      if (\$265 ) begin
-        \$746 [7918:7887] = rule_data;
-      end
-      if (\$266 ) begin
-        \$746 [7950:7919] = rule_data;
-      end
-      if (\$267 ) begin
-        \$746 [7982:7951] = rule_data;
-      end
-      if (\$268 ) begin
-        \$746 [8014:7983] = rule_data;
-      end
-      if (\$269 ) begin
-        \$746 [8046:8015] = rule_data;
-      end
-      if (\$270 ) begin
-        \$746 [8078:8047] = rule_data;
-      end
-      if (\$271 ) begin
-        \$746 [8110:8079] = rule_data;
-      end
-      if (\$272 ) begin
-        \$746 [8142:8111] = rule_data;
-      end
-      if (\$273 ) begin
-        \$746 [8174:8143] = rule_data;
-      end
-      if (\$274 ) begin
-        \$746 [8206:8175] = rule_data;
-      end
-      if (\$275 ) begin
-        \$746 [8238:8207] = rule_data;
-      end
-      if (\$276 ) begin
-        \$746 [8270:8239] = rule_data;
-      end
-      if (\$277 ) begin
-        \$746 [8302:8271] = rule_data;
-      end
-      if (\$278 ) begin
-        \$746 [8334:8303] = rule_data;
-      end
-      if (\$279 ) begin
-        \$746 [8366:8335] = rule_data;
-      end
-      if (\$280 ) begin
-        \$746 [8398:8367] = rule_data;
-      end
-      if (\$281 ) begin
-        \$746 [8430:8399] = rule_data;
-      end
-      if (\$282 ) begin
-        \$746 [8462:8431] = rule_data;
-      end
-      if (\$283 ) begin
-        \$746 [8494:8463] = rule_data;
-      end
-      if (\$284 ) begin
-        \$746 [8526:8495] = rule_data;
-      end
-      if (\$285 ) begin
-        \$746 [8558:8527] = rule_data;
-      end
-      if (\$286 ) begin
-        \$746 [8590:8559] = rule_data;
-      end
-      if (\$287 ) begin
-        \$746 [8603:8591] = rule_data[12:0];
-      end
-      if (\$288 ) begin
-        \$746 [8635:8604] = rule_data;
-      end
-      if (\$289 ) begin
-        \$746 [8667:8636] = rule_data;
-      end
-      if (\$290 ) begin
-        \$746 [8699:8668] = rule_data;
-      end
-      if (\$291 ) begin
-        \$746 [8731:8700] = rule_data;
-      end
-      if (\$292 ) begin
-        \$746 [8763:8732] = rule_data;
-      end
-      if (\$293 ) begin
-        \$746 [8795:8764] = rule_data;
-      end
-      if (\$294 ) begin
-        \$746 [8827:8796] = rule_data;
-      end
-      if (\$295 ) begin
-        \$746 [8859:8828] = rule_data;
-      end
-      if (\$296 ) begin
-        \$746 [8891:8860] = rule_data;
-      end
-      if (\$297 ) begin
-        \$746 [8923:8892] = rule_data;
-      end
-      if (\$298 ) begin
-        \$746 [8955:8924] = rule_data;
-      end
-      if (\$299 ) begin
-        \$746 [8987:8956] = rule_data;
-      end
-      if (\$300 ) begin
-        \$746 [9019:8988] = rule_data;
-      end
-      if (\$301 ) begin
-        \$746 [9051:9020] = rule_data;
-      end
-      if (\$302 ) begin
-        \$746 [9083:9052] = rule_data;
-      end
-      if (\$303 ) begin
-        \$746 [9115:9084] = rule_data;
-      end
-      if (\$304 ) begin
-        \$746 [9147:9116] = rule_data;
-      end
-      if (\$305 ) begin
-        \$746 [9179:9148] = rule_data;
-      end
-      if (\$306 ) begin
-        \$746 [9211:9180] = rule_data;
-      end
-      if (\$307 ) begin
-        \$746 [9243:9212] = rule_data;
-      end
-      if (\$308 ) begin
-        \$746 [9275:9244] = rule_data;
-      end
-      if (\$309 ) begin
-        \$746 [9307:9276] = rule_data;
-      end
-      if (\$310 ) begin
-        \$746 [9320:9308] = rule_data[12:0];
-      end
-      if (\$311 ) begin
-        \$746 [9352:9321] = rule_data;
-      end
-      if (\$312 ) begin
-        \$746 [9384:9353] = rule_data;
-      end
-      if (\$313 ) begin
-        \$746 [9416:9385] = rule_data;
-      end
-      if (\$314 ) begin
-        \$746 [9448:9417] = rule_data;
-      end
-      if (\$315 ) begin
-        \$746 [9480:9449] = rule_data;
-      end
-      if (\$316 ) begin
-        \$746 [9512:9481] = rule_data;
-      end
-      if (\$317 ) begin
-        \$746 [9544:9513] = rule_data;
-      end
-      if (\$318 ) begin
-        \$746 [9576:9545] = rule_data;
-      end
-      if (\$319 ) begin
-        \$746 [9608:9577] = rule_data;
-      end
-      if (\$320 ) begin
-        \$746 [9640:9609] = rule_data;
-      end
-      if (\$321 ) begin
-        \$746 [9672:9641] = rule_data;
-      end
-      if (\$322 ) begin
-        \$746 [9704:9673] = rule_data;
-      end
-      if (\$323 ) begin
-        \$746 [9736:9705] = rule_data;
-      end
-      if (\$324 ) begin
-        \$746 [9768:9737] = rule_data;
-      end
-      if (\$325 ) begin
-        \$746 [9800:9769] = rule_data;
-      end
-      if (\$326 ) begin
-        \$746 [9832:9801] = rule_data;
-      end
-      if (\$327 ) begin
-        \$746 [9864:9833] = rule_data;
-      end
-      if (\$328 ) begin
-        \$746 [9896:9865] = rule_data;
-      end
-      if (\$329 ) begin
-        \$746 [9928:9897] = rule_data;
-      end
-      if (\$330 ) begin
-        \$746 [9960:9929] = rule_data;
-      end
-      if (\$331 ) begin
-        \$746 [9992:9961] = rule_data;
-      end
-      if (\$332 ) begin
-        \$746 [10024:9993] = rule_data;
-      end
-      if (\$333 ) begin
-        \$746 [10037:10025] = rule_data[12:0];
-      end
-      if (\$334 ) begin
-        \$746 [10069:10038] = rule_data;
-      end
-      if (\$335 ) begin
-        \$746 [10101:10070] = rule_data;
-      end
-      if (\$336 ) begin
-        \$746 [10133:10102] = rule_data;
-      end
-      if (\$337 ) begin
-        \$746 [10165:10134] = rule_data;
-      end
-      if (\$338 ) begin
-        \$746 [10197:10166] = rule_data;
-      end
-      if (\$339 ) begin
-        \$746 [10229:10198] = rule_data;
-      end
-      if (\$340 ) begin
-        \$746 [10261:10230] = rule_data;
-      end
-      if (\$341 ) begin
-        \$746 [10293:10262] = rule_data;
-      end
-      if (\$342 ) begin
-        \$746 [10325:10294] = rule_data;
-      end
-      if (\$343 ) begin
-        \$746 [10357:10326] = rule_data;
-      end
-      if (\$344 ) begin
-        \$746 [10389:10358] = rule_data;
-      end
-      if (\$345 ) begin
-        \$746 [10421:10390] = rule_data;
-      end
-      if (\$346 ) begin
-        \$746 [10453:10422] = rule_data;
-      end
-      if (\$347 ) begin
-        \$746 [10485:10454] = rule_data;
-      end
-      if (\$348 ) begin
-        \$746 [10517:10486] = rule_data;
-      end
-      if (\$349 ) begin
-        \$746 [10549:10518] = rule_data;
-      end
-      if (\$350 ) begin
-        \$746 [10581:10550] = rule_data;
-      end
-      if (\$351 ) begin
-        \$746 [10613:10582] = rule_data;
-      end
-      if (\$352 ) begin
-        \$746 [10645:10614] = rule_data;
-      end
-      if (\$353 ) begin
-        \$746 [10677:10646] = rule_data;
-      end
-      if (\$354 ) begin
-        \$746 [10709:10678] = rule_data;
-      end
-      if (\$355 ) begin
-        \$746 [10741:10710] = rule_data;
-      end
-      if (\$356 ) begin
-        \$746 [10754:10742] = rule_data[12:0];
-      end
-      if (\$357 ) begin
-        \$746 [10786:10755] = rule_data;
-      end
-      if (\$358 ) begin
-        \$746 [10818:10787] = rule_data;
-      end
-      if (\$359 ) begin
-        \$746 [10850:10819] = rule_data;
-      end
-      if (\$360 ) begin
-        \$746 [10882:10851] = rule_data;
-      end
-      if (\$361 ) begin
-        \$746 [10914:10883] = rule_data;
-      end
-      if (\$362 ) begin
-        \$746 [10946:10915] = rule_data;
-      end
-      if (\$363 ) begin
-        \$746 [10978:10947] = rule_data;
-      end
-      if (\$364 ) begin
-        \$746 [11010:10979] = rule_data;
-      end
-      if (\$365 ) begin
-        \$746 [11042:11011] = rule_data;
-      end
-      if (\$366 ) begin
-        \$746 [11074:11043] = rule_data;
-      end
-      if (\$367 ) begin
-        \$746 [11106:11075] = rule_data;
-      end
-      if (\$368 ) begin
-        \$746 [11138:11107] = rule_data;
-      end
-      if (\$369 ) begin
-        \$746 [11170:11139] = rule_data;
-      end
-      if (\$370 ) begin
-        \$746 [11202:11171] = rule_data;
-      end
-      if (\$371 ) begin
-        \$746 [11234:11203] = rule_data;
-      end
-      if (\$372 ) begin
-        \$746 [11266:11235] = rule_data;
-      end
-      if (\$373 ) begin
-        \$746 [11298:11267] = rule_data;
-      end
-      if (\$374 ) begin
-        \$746 [11330:11299] = rule_data;
-      end
-      if (\$375 ) begin
-        \$746 [11362:11331] = rule_data;
-      end
-      if (\$376 ) begin
-        \$746 [11394:11363] = rule_data;
-      end
-      if (\$377 ) begin
-        \$746 [11426:11395] = rule_data;
-      end
-      if (\$378 ) begin
-        \$746 [11458:11427] = rule_data;
-      end
-      if (\$379 ) begin
-        \$746 [11471:11459] = rule_data[12:0];
-      end
+    \$746  = shadow_default_action_0_0;
+    if (\$609 ) begin
+      \$746  = csr__w_data;
     end
     if (rst) begin
-      \$746  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$746  = 32'd589824;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$747  = hash_enable;
-    if (landing_last) begin
-      \$747  = shadow_ctrl_0_0[7:0];
+    \$747  = shadow_rss_key_0_0;
+    if (\$616 ) begin
+      \$747  = csr__w_data;
     end
     if (rst) begin
-      \$747  = 8'h7e;
+      \$747  = 32'd1834637018;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$748  = symmetric;
-    if (landing_last) begin
-      \$748  = shadow_ctrl_0_0[8];
+    \$748  = shadow_rss_key_1_0;
+    if (\$623 ) begin
+      \$748  = csr__w_data;
     end
     if (rst) begin
-      \$748  = 1'h0;
+      \$748  = 32'd626724546;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$749  = pass_errors;
-    if (landing_last) begin
-      \$749  = shadow_ctrl_0_0[9];
+    \$749  = shadow_rss_key_2_0;
+    if (\$630 ) begin
+      \$749  = csr__w_data;
     end
     if (rst) begin
-      \$749  = 1'h0;
+      \$749  = 32'd1097278781;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$750  = max_frame;
-    if (landing_last) begin
-      \$750  = shadow_max_frame_0_0[15:0];
+    \$750  = shadow_rss_key_3_0;
+    if (\$637 ) begin
+      \$750  = csr__w_data;
     end
     if (rst) begin
-      \$750  = 16'h05f2;
+      \$750  = 32'd1134792624;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$751  = direct_ethertype;
-    if (landing_last) begin
-      \$751  = shadow_direct_ethertype_0_0[15:0];
+    \$751  = shadow_rss_key_4_0;
+    if (\$644 ) begin
+      \$751  = csr__w_data;
     end
     if (rst) begin
-      \$751  = 16'h88b5;
+      \$751  = 32'd3502910411;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$752  = default_action;
-    if (landing_last) begin
-      \$752  = shadow_default_action_0_0[19:0];
+    \$752  = shadow_rss_key_5_0;
+    if (\$651 ) begin
+      \$752  = csr__w_data;
     end
     if (rst) begin
-      \$752  = 20'h90000;
+      \$752  = 32'd2927308980;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$753  = key;
-    if (landing_last) begin
-      \$753  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+    \$753  = shadow_rss_key_6_0;
+    if (\$658 ) begin
+      \$753  = csr__w_data;
     end
     if (rst) begin
-      \$753  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+      \$753  = 32'd2009804195;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$754  = generation;
-    if (landing_last) begin
-      \$754  = \$380 [15:0];
+    \$754  = shadow_rss_key_7_0;
+    if (\$665 ) begin
+      \$754  = csr__w_data;
     end
     if (rst) begin
-      \$754  = 16'h0000;
+      \$754  = 32'd2150691340;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$755  = pending;
-    if (landing_last) begin
-      \$755  = 1'h0;
-    end
-    if (\$605 ) begin
-      \$755  = 1'h1;
+    \$755  = shadow_rss_key_8_0;
+    if (\$672 ) begin
+      \$755  = csr__w_data;
     end
     if (rst) begin
-      \$755  = 1'h0;
+      \$755  = 32'd1782757179;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$756  = \$383 ;
-    if (rst) begin
-      \$756  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$757  = \$431 ;
-    if (rst) begin
-      \$757  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$758  = \$437 ;
-    if (rst) begin
-      \$758  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$759  = \$499 ;
-    if (rst) begin
-      \$759  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$760  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500  };
-    if (rst) begin
-      \$760  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$761  = { \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522  };
-    if (rst) begin
-      \$761  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$762  = \$536 ;
-    if (rst) begin
-      \$762  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$763  = \$539 ;
-    if (rst) begin
-      \$763  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$764  = \$543 ;
-    if (rst) begin
-      \$764  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$765  = \$587 ;
-    if (rst) begin
-      \$765  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$766  = rule_read_wait;
-    if (\$589 ) begin
-      \$766  = 2'h0;
-    end
-    if (\$590 ) begin
-      if (\$594 ) begin
-        \$766  = \$597 [1:0];
-      end
+    \$756  = shadow_rss_key_9_0;
+    if (\$679 ) begin
+      \$756  = csr__w_data;
     end
     if (rst) begin
-      \$766  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$767  = shadow_ctrl_0_0;
-    if (\$612 ) begin
-      \$767  = csr__w_data;
-    end
-    if (rst) begin
-      \$767  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$768  = shadow_max_frame_0_0;
-    if (\$619 ) begin
-      \$768  = csr__w_data;
-    end
-    if (rst) begin
-      \$768  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$769  = shadow_direct_ethertype_0_0;
-    if (\$626 ) begin
-      \$769  = csr__w_data;
-    end
-    if (rst) begin
-      \$769  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$770  = shadow_default_action_0_0;
-    if (\$633 ) begin
-      \$770  = csr__w_data;
-    end
-    if (rst) begin
-      \$770  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$771  = shadow_rss_key_0_0;
-    if (\$640 ) begin
-      \$771  = csr__w_data;
-    end
-    if (rst) begin
-      \$771  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$772  = shadow_rss_key_1_0;
-    if (\$647 ) begin
-      \$772  = csr__w_data;
-    end
-    if (rst) begin
-      \$772  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$773  = shadow_rss_key_2_0;
-    if (\$654 ) begin
-      \$773  = csr__w_data;
-    end
-    if (rst) begin
-      \$773  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$774  = shadow_rss_key_3_0;
-    if (\$661 ) begin
-      \$774  = csr__w_data;
-    end
-    if (rst) begin
-      \$774  = 32'd1134792624;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$775  = shadow_rss_key_4_0;
-    if (\$668 ) begin
-      \$775  = csr__w_data;
-    end
-    if (rst) begin
-      \$775  = 32'd3502910411;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$776  = shadow_rss_key_5_0;
-    if (\$675 ) begin
-      \$776  = csr__w_data;
-    end
-    if (rst) begin
-      \$776  = 32'd2927308980;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$777  = shadow_rss_key_6_0;
-    if (\$682 ) begin
-      \$777  = csr__w_data;
-    end
-    if (rst) begin
-      \$777  = 32'd2009804195;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$778  = shadow_rss_key_7_0;
-    if (\$689 ) begin
-      \$778  = csr__w_data;
-    end
-    if (rst) begin
-      \$778  = 32'd2150691340;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$779  = shadow_rss_key_8_0;
-    if (\$696 ) begin
-      \$779  = csr__w_data;
-    end
-    if (rst) begin
-      \$779  = 32'd1782757179;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$780  = shadow_rss_key_9_0;
-    if (\$703 ) begin
-      \$780  = csr__w_data;
-    end
-    if (rst) begin
-      \$780  = 32'd3198943738;
+      \$756  = 32'd3198943738;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     reta_r_stb = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     reta_w_stb = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     csr__ack = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       csr__ack = reta_ack;
     end
-    if (\$717 ) begin
+    if (\$693 ) begin
       csr__ack = counters__ack;
     end
-    if (\$718 ) begin
-      if (\$722 ) begin
-        csr__ack = \$723 ;
+    if (\$694 ) begin
+      if (\$698 ) begin
+        csr__ack = \$699 ;
       end
-      if (\$727 ) begin
+      if (\$703 ) begin
         csr__ack = 1'h1;
       end
     end
-    if (\$736 ) begin
+    if (\$712 ) begin
       csr__ack = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     counters__r_stb = 1'h0;
-    if (\$717 ) begin
+    if (\$693 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     counters__w_stb = 1'h0;
-    if (\$717 ) begin
+    if (\$693 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     rule_w__en = 1'h0;
-    if (\$718 ) begin
-      if (\$727 ) begin
+    if (\$694 ) begin
+      if (\$703 ) begin
         rule_w__en = 1'h1;
       end
     end
@@ -19642,9 +19594,9 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   assign reta_w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
-  assign rule_w__addr = \$708 [10:2];
+  assign rule_w__addr = \$684 [10:2];
   assign rule_w__data = csr__w_data;
-  assign reta_addr = \$704 [10:2];
+  assign reta_addr = \$680 [10:2];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -20402,21 +20354,21 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
   assign \$387  = \$386 ;
-  assign \$445  = \$444 ;
-  assign { \$544 [31], \$544 [29:28], \$544 [26:23], \$544 [21:20], \$544 [16:15], \$544 [13:12], \$544 [10:9], \$544 [7], \$544 [5:2] } = 20'h00000;
-  assign { \$544 [30], \$544 [27], \$544 [22], \$544 [19:17], \$544 [14], \$544 [11], \$544 [8], \$544 [6], \$544 [1:0] } = { \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0] };
-  assign \$545  = { 1'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 1'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], \$signal$43 [0] };
-  assign \$546 [31:1] = 31'h00000000;
-  assign \$546 [0] = \$signal$43 [1];
-  assign { \$548 [31:21], \$548 [19:12], \$548 [10:4], \$548 [2:0] } = 29'h00000000;
-  assign { \$548 [20], \$548 [11], \$548 [3] } = { \$signal$43 [2], \$signal$43 [2], \$signal$43 [2] };
-  assign { \$550 [31:23], \$550 [21:10], \$550 [8:0] } = 30'h00000000;
-  assign { \$550 [22], \$550 [9] } = { \$signal$43 [3], \$signal$43 [3] };
-  assign \$552  = 32'd0;
-  assign \$553  = \$551 ;
-  assign \$554 [31:4] = 28'h0000000;
-  assign \$554 [3:0] = { \$signal$43 [5], \$signal$43 [5], \$signal$43 [5], \$signal$43 [5] };
-  assign \$710  = \$709 ;
+  assign \$433  = \$432 ;
+  assign { \$520 [31], \$520 [29:28], \$520 [26:23], \$520 [21:20], \$520 [16:15], \$520 [13:12], \$520 [10:9], \$520 [7], \$520 [5:2] } = 20'h00000;
+  assign { \$520 [30], \$520 [27], \$520 [22], \$520 [19:17], \$520 [14], \$520 [11], \$520 [8], \$520 [6], \$520 [1:0] } = { \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0] };
+  assign \$521  = { 1'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 1'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], \$signal$43 [0] };
+  assign \$522 [31:1] = 31'h00000000;
+  assign \$522 [0] = \$signal$43 [1];
+  assign { \$524 [31:21], \$524 [19:12], \$524 [10:4], \$524 [2:0] } = 29'h00000000;
+  assign { \$524 [20], \$524 [11], \$524 [3] } = { \$signal$43 [2], \$signal$43 [2], \$signal$43 [2] };
+  assign { \$526 [31:23], \$526 [21:10], \$526 [8:0] } = 30'h00000000;
+  assign { \$526 [22], \$526 [9] } = { \$signal$43 [3], \$signal$43 [3] };
+  assign \$528  = 32'd0;
+  assign \$529  = \$527 ;
+  assign \$530 [31:4] = 28'h0000000;
+  assign \$530 [3:0] = { \$signal$43 [5], \$signal$43 [5], \$signal$43 [5], \$signal$43 [5] };
+  assign \$686  = \$685 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);

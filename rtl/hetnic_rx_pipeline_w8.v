@@ -14792,7 +14792,7 @@ endmodule
 module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
+  wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire [8:0] \$102 ;
@@ -14803,7 +14803,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [7:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -15036,7 +15036,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire \$32 ;
+  wire [15:0] \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
@@ -15047,7 +15047,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$327 ;
   wire [15:0] \$328 ;
   wire [15:0] \$329 ;
-  wire \$33 ;
+  wire [15:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
@@ -15069,7 +15069,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire [15:0] \$35 ;
+  wire \$35 ;
   wire [6:0] \$350 ;
   wire [7:0] \$351 ;
   wire \$352 ;
@@ -15080,7 +15080,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$357 ;
   wire [16:0] \$358 ;
   wire \$359 ;
-  wire [15:0] \$36 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -15091,7 +15091,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$367 ;
   wire [6:0] \$368 ;
   wire [7:0] \$369 ;
-  wire \$37 ;
+  wire [11:0] \$37 ;
   wire [16:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
@@ -15125,7 +15125,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
+  wire \$40 ;
   wire [13:0] \$400 ;
   wire \$401 ;
   wire [13:0] \$402 ;
@@ -15193,86 +15193,86 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg \$459 ;
   wire \$46 ;
   reg [10:0] \$460 ;
-  reg [15:0] \$461 ;
+  reg [7:0] \$461 ;
   reg \$462 ;
-  reg \$463 ;
-  reg [7:0] \$464 ;
-  reg [15:0] \$465 ;
-  reg \$466 ;
+  reg [15:0] \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg [7:0] \$466 ;
   reg [15:0] \$467 ;
-  reg [95:0] \$468 ;
-  reg [4:0] \$469 ;
+  reg \$468 ;
+  reg [15:0] \$469 ;
   wire \$47 ;
-  reg [319:0] \$470 ;
-  reg \$471 ;
-  reg [2:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg \$474 ;
-  reg [111:0] \$475 ;
-  reg [111:0] \$476 ;
+  reg [95:0] \$470 ;
+  reg [4:0] \$471 ;
+  reg [319:0] \$472 ;
+  reg \$473 ;
+  reg [2:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg \$476 ;
   reg [111:0] \$477 ;
   reg [111:0] \$478 ;
   reg [111:0] \$479 ;
   wire \$48 ;
-  reg [11:0] \$480 ;
-  reg [11:0] \$481 ;
+  reg [111:0] \$480 ;
+  reg [111:0] \$481 ;
   reg [11:0] \$482 ;
   reg [11:0] \$483 ;
   reg [11:0] \$484 ;
-  reg [15:0] \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg [15:0] \$488 ;
+  reg [11:0] \$485 ;
+  reg [11:0] \$486 ;
+  reg [15:0] \$487 ;
+  reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg [15:0] \$490 ;
   reg \$491 ;
-  reg \$492 ;
-  reg [95:0] \$493 ;
-  reg [319:0] \$494 ;
-  reg [15:0] \$495 ;
-  reg \$496 ;
-  reg [111:0] \$497 ;
-  reg [111:0] \$498 ;
+  reg [15:0] \$492 ;
+  reg \$493 ;
+  reg \$494 ;
+  reg [95:0] \$495 ;
+  reg [319:0] \$496 ;
+  reg [15:0] \$497 ;
+  reg \$498 ;
   reg [111:0] \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
   reg [111:0] \$500 ;
   reg [111:0] \$501 ;
-  reg [11:0] \$502 ;
-  reg [11:0] \$503 ;
+  reg [111:0] \$502 ;
+  reg [111:0] \$503 ;
   reg [11:0] \$504 ;
   reg [11:0] \$505 ;
   reg [11:0] \$506 ;
-  reg [111:0] \$507 ;
+  reg [11:0] \$507 ;
   reg [11:0] \$508 ;
-  reg [1:0] \$509 ;
+  reg [111:0] \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [3:0] \$511 ;
+  reg [11:0] \$510 ;
+  reg [1:0] \$511 ;
   reg \$512 ;
-  reg \$513 ;
+  reg [3:0] \$513 ;
   reg \$514 ;
   reg \$515 ;
   reg \$516 ;
   reg \$517 ;
-  reg [1:0] \$518 ;
-  reg [1:0] \$519 ;
+  reg \$518 ;
+  reg \$519 ;
   wire \$52 ;
-  reg [457:0] \$520 ;
-  reg \$521 ;
-  reg \$522 ;
+  reg [1:0] \$520 ;
+  reg [1:0] \$521 ;
+  reg [457:0] \$522 ;
   reg \$523 ;
   reg \$524 ;
   reg \$525 ;
   reg \$526 ;
   reg \$527 ;
-  reg [12:0] \$528 ;
-  reg [16:0] \$529 ;
+  reg \$528 ;
+  reg \$529 ;
   wire \$53 ;
-  reg [2:0] \$530 ;
-  reg \$531 ;
-  reg \$532 ;
+  reg [12:0] \$530 ;
+  reg [16:0] \$531 ;
+  reg [2:0] \$532 ;
   reg \$533 ;
   reg \$534 ;
   reg \$535 ;
@@ -15286,30 +15286,32 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg \$542 ;
   reg \$543 ;
   reg \$544 ;
-  reg [457:0] \$545 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg [457:0] \$547 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [15:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [15:0] \$60 ;
   wire \$61 ;
-  wire [15:0] \$62 ;
-  wire [15:0] \$63 ;
+  wire \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
+  wire [4:0] \$65 ;
+  wire [5:0] \$66 ;
   wire \$67 ;
-  wire [4:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
+  wire [47:0] \$71 ;
+  wire [47:0] \$72 ;
   wire \$73 ;
-  wire [47:0] \$74 ;
-  wire [47:0] \$75 ;
+  wire \$74 ;
+  wire \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
@@ -15322,11 +15324,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [7:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [7:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -15334,17 +15336,18 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [6:0] \$98 ;
+  wire [7:0] \$99 ;
   (* init = 96'h000000000000000000000000 *)
   wire [95:0] \$like ;
-  reg [95:0] \$like$72  = 96'h000000000000000000000000;
+  reg [95:0] \$like$74  = 96'h000000000000000000000000;
   reg \$signal ;
+  reg [7:0] \$signal$13  = 8'h00;
   (* init = 16'h0000 *)
-  wire [15:0] \$signal$19 ;
-  reg \$signal$28  = 1'h0;
+  wire [15:0] \$signal$21 ;
+  reg \$signal$30  = 1'h0;
   reg \$signal$7  = 1'h1;
-  reg [15:0] \$signal$88  = 16'h0000;
+  reg [15:0] \$signal$90  = 16'h0000;
   reg active = 1'h0;
   wire advance;
   reg [10:0] beat = 11'h000;
@@ -15354,24 +15357,24 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \beat.last ;
   reg chain = 1'h0;
   reg check_bad_ihl_1 = 1'h0;
-  reg \check_bad_ihl_1$54  = 1'h0;
+  reg \check_bad_ihl_1$56  = 1'h0;
   reg check_bad_length_3 = 1'h0;
   reg check_bad_length_4 = 1'h0;
   reg check_header_limit_1 = 1'h0;
-  reg \check_header_limit_1$66  = 1'h0;
+  reg \check_header_limit_1$68  = 1'h0;
   reg check_header_limit_3 = 1'h0;
-  reg \check_header_limit_3$62  = 1'h0;
+  reg \check_header_limit_3$64  = 1'h0;
   reg check_header_limit_4 = 1'h0;
   reg check_mac_error_0 = 1'h0;
   reg check_oversize_2 = 1'h0;
   reg check_runt_1 = 1'h0;
   reg check_truncated_0 = 1'h0;
-  reg \check_truncated_0$53  = 1'h0;
-  reg \check_truncated_0$59  = 1'h0;
-  reg \check_truncated_0$65  = 1'h0;
+  reg \check_truncated_0$55  = 1'h0;
+  reg \check_truncated_0$61  = 1'h0;
+  reg \check_truncated_0$67  = 1'h0;
   reg check_truncated_2 = 1'h0;
-  reg \check_truncated_2$55  = 1'h0;
-  reg \check_truncated_2$61  = 1'h0;
+  reg \check_truncated_2$57  = 1'h0;
+  reg \check_truncated_2$63  = 1'h0;
   reg check_truncated_3 = 1'h0;
   reg check_truncated_4 = 1'h0;
   input clk;
@@ -15416,7 +15419,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  reg [3:0] \error$104  = 4'h0;
+  reg [3:0] \error$106  = 4'h0;
   reg [2:0] ext_count = 3'h0;
   reg [11:0] ext_len = 12'h000;
   reg [11:0] ext_len0 = 12'h000;
@@ -15427,7 +15430,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg finished = 1'h0;
   reg frame_mac_error = 1'h0;
   reg [319:0] hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [319:0] \hdr$74  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [319:0] \hdr$76  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input [10:0] i__payload;
   wire [10:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -15438,16 +15441,17 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg ihl_zero = 1'h0;
   reg [16:0] ip_end = 17'h00000;
   reg ipv4 = 1'h0;
   reg [95:0] l2 = 96'h000000000000000000000000;
   reg [4:0] l3;
-  reg [4:0] \l3$73  = 5'h0e;
+  reg [4:0] \l3$75  = 5'h0e;
   reg l3_ipv4 = 1'h0;
   reg [15:0] length = 16'h0000;
   reg lt14_next;
   reg mac_error = 1'h0;
-  reg \mac_error$91  = 1'h0;
+  reg \mac_error$93  = 1'h0;
   input [15:0] max_frame;
   wire [15:0] max_frame;
   reg [15:0] n = 16'h0000;
@@ -15646,9 +15650,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire rst;
   reg [1:0] step_state = 2'h0;
   reg stop = 1'h0;
-  reg \stop$52  = 1'h0;
-  reg \stop$57  = 1'h0;
-  reg \stop$64  = 1'h0;
+  reg \stop$54  = 1'h0;
+  reg \stop$59  = 1'h0;
+  reg \stop$66  = 1'h0;
   reg [1:0] tags = 2'h0;
   reg take = 1'h0;
   reg [2:0] win = 3'h0;
@@ -15660,187 +15664,193 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg [111:0] window2 = 112'h0000000000000000000000000000;
   reg [111:0] window3 = 112'h0000000000000000000000000000;
   reg [111:0] window4 = 112'h0000000000000000000000000000;
+  assign \$450  = rec[71:64] == 3'h6;
+  assign \$451  = \$450  ? 5'h14 : 5'h08;
   assign \$452  = offset + \$451 ;
   assign \$453  = \$452  > ip_end;
   assign \$454  = rec[71:64] == 3'h6;
   assign \$455  = \$454  ? 5'h14 : 5'h08;
   assign \$456  = offset + \$455 ;
   assign \$457  = \$456  > 8'h80;
-  assign \$458  = ! \error$104 ;
+  assign \$458  = ! \error$106 ;
   always @(posedge clk)
     take <= \$459 ;
   always @(posedge clk)
     beat <= \$460 ;
   always @(posedge clk)
-    rel <= \$461 ;
+    \$signal$13  <= \$461 ;
   always @(posedge clk)
-    \$signal$7  <= \$462 ;
+    ihl_zero <= \$462 ;
   always @(posedge clk)
-    rel_lt14 <= \$463 ;
+    rel <= \$463 ;
   always @(posedge clk)
-    count <= \$464 ;
+    \$signal$7  <= \$464 ;
   always @(posedge clk)
-    rel_l3 <= \$465 ;
+    rel_lt14 <= \$465 ;
   always @(posedge clk)
-    counting <= \$466 ;
+    count <= \$466 ;
   always @(posedge clk)
-    prev <= \$467 ;
+    rel_l3 <= \$467 ;
   always @(posedge clk)
-    \$like$72  <= \$468 ;
+    counting <= \$468 ;
   always @(posedge clk)
-    \l3$73  <= \$469 ;
+    prev <= \$469 ;
   always @(posedge clk)
-    \hdr$74  <= \$470 ;
+    \$like$74  <= \$470 ;
   always @(posedge clk)
-    ipv4 <= \$471 ;
+    \l3$75  <= \$471 ;
   always @(posedge clk)
-    win <= \$472 ;
+    \hdr$76  <= \$472 ;
   always @(posedge clk)
-    win_type <= \$473 ;
+    ipv4 <= \$473 ;
   always @(posedge clk)
-    win_live <= \$474 ;
+    win <= \$474 ;
   always @(posedge clk)
-    window0 <= \$475 ;
+    win_type <= \$475 ;
   always @(posedge clk)
-    window1 <= \$476 ;
+    win_live <= \$476 ;
   always @(posedge clk)
-    window2 <= \$477 ;
+    window0 <= \$477 ;
   always @(posedge clk)
-    window3 <= \$478 ;
+    window1 <= \$478 ;
   always @(posedge clk)
-    window4 <= \$479 ;
+    window2 <= \$479 ;
   always @(posedge clk)
-    ext_len0 <= \$480 ;
+    window3 <= \$480 ;
   always @(posedge clk)
-    ext_len1 <= \$481 ;
+    window4 <= \$481 ;
   always @(posedge clk)
-    ext_len2 <= \$482 ;
+    ext_len0 <= \$482 ;
   always @(posedge clk)
-    ext_len3 <= \$483 ;
+    ext_len1 <= \$483 ;
   always @(posedge clk)
-    ext_len4 <= \$484 ;
+    ext_len2 <= \$484 ;
   always @(posedge clk)
-    next_rel <= \$485 ;
+    ext_len3 <= \$485 ;
   always @(posedge clk)
-    chain <= \$486 ;
+    ext_len4 <= \$486 ;
   always @(posedge clk)
-    finished <= \$487 ;
+    next_rel <= \$487 ;
   always @(posedge clk)
-    \$signal$88  <= \$488 ;
+    chain <= \$488 ;
   always @(posedge clk)
-    frame_mac_error <= \$489 ;
+    finished <= \$489 ;
   always @(posedge clk)
-    length <= \$490 ;
+    \$signal$90  <= \$490 ;
   always @(posedge clk)
-    \mac_error$91  <= \$491 ;
+    frame_mac_error <= \$491 ;
   always @(posedge clk)
-    active <= \$492 ;
+    length <= \$492 ;
   always @(posedge clk)
-    l2 <= \$493 ;
+    \mac_error$93  <= \$493 ;
   always @(posedge clk)
-    hdr <= \$494 ;
+    active <= \$494 ;
   always @(posedge clk)
-    n <= \$495 ;
+    l2 <= \$495 ;
   always @(posedge clk)
-    mac_error <= \$496 ;
+    hdr <= \$496 ;
   always @(posedge clk)
-    e_window0 <= \$497 ;
+    n <= \$497 ;
   always @(posedge clk)
-    e_window1 <= \$498 ;
+    mac_error <= \$498 ;
   always @(posedge clk)
-    e_window2 <= \$499 ;
+    e_window0 <= \$499 ;
   always @(posedge clk)
-    e_window3 <= \$500 ;
+    e_window1 <= \$500 ;
   always @(posedge clk)
-    e_window4 <= \$501 ;
+    e_window2 <= \$501 ;
   always @(posedge clk)
-    e_ext_len0 <= \$502 ;
+    e_window3 <= \$502 ;
   always @(posedge clk)
-    e_ext_len1 <= \$503 ;
+    e_window4 <= \$503 ;
   always @(posedge clk)
-    e_ext_len2 <= \$504 ;
+    e_ext_len0 <= \$504 ;
   always @(posedge clk)
-    e_ext_len3 <= \$505 ;
+    e_ext_len1 <= \$505 ;
   always @(posedge clk)
-    e_ext_len4 <= \$506 ;
+    e_ext_len2 <= \$506 ;
   always @(posedge clk)
-    window <= \$507 ;
+    e_ext_len3 <= \$507 ;
   always @(posedge clk)
-    ext_len <= \$508 ;
+    e_ext_len4 <= \$508 ;
   always @(posedge clk)
-    phase <= \$509 ;
+    window <= \$509 ;
   always @(posedge clk)
-    \$signal$28  <= \$510 ;
+    ext_len <= \$510 ;
   always @(posedge clk)
-    \error$104  <= \$511 ;
+    phase <= \$511 ;
   always @(posedge clk)
-    check_mac_error_0 <= \$512 ;
+    \$signal$30  <= \$512 ;
   always @(posedge clk)
-    check_runt_1 <= \$513 ;
+    \error$106  <= \$513 ;
   always @(posedge clk)
-    check_oversize_2 <= \$514 ;
+    check_mac_error_0 <= \$514 ;
   always @(posedge clk)
-    check_truncated_3 <= \$515 ;
+    check_runt_1 <= \$515 ;
   always @(posedge clk)
-    check_truncated_4 <= \$516 ;
+    check_oversize_2 <= \$516 ;
   always @(posedge clk)
-    stop <= \$517 ;
+    check_truncated_3 <= \$517 ;
   always @(posedge clk)
-    tags <= \$518 ;
+    check_truncated_4 <= \$518 ;
   always @(posedge clk)
-    step_state <= \$519 ;
+    stop <= \$519 ;
   always @(posedge clk)
-    rec <= \$520 ;
+    tags <= \$520 ;
   always @(posedge clk)
-    l3_ipv4 <= \$521 ;
+    step_state <= \$521 ;
   always @(posedge clk)
-    check_truncated_0 <= \$522 ;
+    rec <= \$522 ;
   always @(posedge clk)
-    check_bad_ihl_1 <= \$523 ;
+    l3_ipv4 <= \$523 ;
   always @(posedge clk)
-    check_truncated_2 <= \$524 ;
+    check_truncated_0 <= \$524 ;
   always @(posedge clk)
-    check_header_limit_3 <= \$525 ;
+    check_bad_ihl_1 <= \$525 ;
   always @(posedge clk)
-    check_bad_length_4 <= \$526 ;
+    check_truncated_2 <= \$526 ;
   always @(posedge clk)
-    \stop$52  <= \$527 ;
+    check_header_limit_3 <= \$527 ;
   always @(posedge clk)
-    offset <= \$528 ;
+    check_bad_length_4 <= \$528 ;
   always @(posedge clk)
-    ip_end <= \$529 ;
+    \stop$54  <= \$529 ;
   always @(posedge clk)
-    ext_count <= \$530 ;
+    offset <= \$530 ;
   always @(posedge clk)
-    \check_truncated_0$53  <= \$531 ;
+    ip_end <= \$531 ;
   always @(posedge clk)
-    \check_bad_ihl_1$54  <= \$532 ;
+    ext_count <= \$532 ;
   always @(posedge clk)
-    \check_truncated_2$55  <= \$533 ;
+    \check_truncated_0$55  <= \$533 ;
   always @(posedge clk)
-    check_bad_length_3 <= \$534 ;
+    \check_bad_ihl_1$56  <= \$534 ;
   always @(posedge clk)
-    \stop$57  <= \$535 ;
+    \check_truncated_2$57  <= \$535 ;
   always @(posedge clk)
-    \check_truncated_0$59  <= \$536 ;
+    check_bad_length_3 <= \$536 ;
   always @(posedge clk)
-    check_header_limit_1 <= \$537 ;
+    \stop$59  <= \$537 ;
   always @(posedge clk)
-    \check_truncated_2$61  <= \$538 ;
+    \check_truncated_0$61  <= \$538 ;
   always @(posedge clk)
-    \check_header_limit_3$62  <= \$539 ;
+    check_header_limit_1 <= \$539 ;
   always @(posedge clk)
-    check_header_limit_4 <= \$540 ;
+    \check_truncated_2$63  <= \$540 ;
   always @(posedge clk)
-    \stop$64  <= \$541 ;
+    \check_header_limit_3$64  <= \$541 ;
   always @(posedge clk)
-    \check_truncated_0$65  <= \$542 ;
+    check_header_limit_4 <= \$542 ;
   always @(posedge clk)
-    \check_header_limit_1$66  <= \$543 ;
+    \stop$66  <= \$543 ;
   always @(posedge clk)
-    o__valid <= \$544 ;
+    \check_truncated_0$67  <= \$544 ;
   always @(posedge clk)
-    o__payload <= \$545 ;
+    \check_header_limit_1$68  <= \$545 ;
+  always @(posedge clk)
+    o__valid <= \$546 ;
+  always @(posedge clk)
+    o__payload <= \$547 ;
   assign \$1  = ~ finished;
   assign \$2  = take & beat[9];
   assign \$3  = ~ \$2 ;
@@ -15851,97 +15861,97 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$7  = $signed(rel) < $signed(5'h0d);
   assign \$8  = ! rel_l3;
   assign \$9  = prev == 12'h800;
-  assign \$10  = beat[3:0] * 3'h4;
-  assign \$11  = 1'h1 - \$10 ;
-  assign \$12  = ! beat[3:0];
-  assign \$13  = win_live & \$signal$7 ;
-  assign \$14  = \$13  & rel_lt14;
-  assign \$15  = rel == 2'h3;
-  assign \$16  = \$15  & chain;
-  assign \$17  = $signed(next_rel) >= $signed(1'h0);
-  assign \$18  = $signed(next_rel) < $signed(5'h0e);
-  assign \$19  = phase == 2'h3;
-  assign \$20  = active & \$19 ;
-  assign \$21  = ~ \$signal$28 ;
-  assign \$22  = ~ o__valid;
-  assign \$23  = \$21  | \$22 ;
-  assign \$24  = \$23  | o__ready;
-  assign advance = \$20  & \$24 ;
-  assign \release  = advance & \$signal$28 ;
-  assign \$25  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$26  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$10  = win_live & \$signal$7 ;
+  assign \$11  = \$10  & rel_lt14;
+  assign \$12  = rel == 2'h3;
+  assign \$13  = \$12  & chain;
+  assign \$14  = $signed(next_rel) >= $signed(1'h0);
+  assign \$15  = $signed(next_rel) < $signed(5'h0e);
+  assign \$16  = phase == 2'h3;
+  assign \$17  = active & \$16 ;
+  assign \$18  = ~ \$signal$30 ;
+  assign \$19  = ~ o__valid;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$20  | o__ready;
+  assign advance = \$17  & \$21 ;
+  assign \release  = advance & \$signal$30 ;
+  assign \$22  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$23  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$24  = \$22  | \$23 ;
+  assign \$25  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$26  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$27  = \$25  | \$26 ;
-  assign \$28  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$29  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$30  = \$28  | \$29 ;
-  assign \$31  = \$27  & \$30 ;
-  assign \$32  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$33  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = \$34  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$36  = \$31  ? { l2[71:64], l2[79:72] } : \$35 ;
-  assign \$37  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$38  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$39  ? { l2[19:16], l2[31:24] } : 12'h000;
+  assign \$28  = \$24  & \$27 ;
+  assign \$29  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$30  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$31  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$33  = \$28  ? { l2[71:64], l2[79:72] } : \$32 ;
+  assign \$34  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$35  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$36  = \$34  | \$35 ;
+  assign \$37  = \$36  ? { l2[19:16], l2[31:24] } : 12'h000;
+  assign \$38  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$39  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$40  = \$38  | \$39 ;
   assign \$41  = { l2[7:0], l2[15:8] } == 16'h8100;
   assign \$42  = { l2[7:0], l2[15:8] } == 16'h88a8;
   assign \$43  = \$41  | \$42 ;
-  assign \$44  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$45  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$44  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$45  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$46  = \$44  | \$45 ;
-  assign \$47  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$48  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = \$46  & \$49 ;
-  assign \$51  = | direct_ethertype;
-  assign \$52  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$53  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$47  = \$43  & \$46 ;
+  assign \$48  = | direct_ethertype;
+  assign \$49  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$50  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$53  = { l2[39:32], l2[47:40] } == 16'h88a8;
   assign \$54  = \$52  | \$53 ;
-  assign \$55  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$56  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$57  = \$55  | \$56 ;
-  assign \$58  = \$54  & \$57 ;
-  assign \$59  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$60  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$61  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$63  = \$58  ? { l2[71:64], l2[79:72] } : \$62 ;
-  assign \$64  = \$63  == direct_ethertype;
-  assign \$65  = \$51  & \$64 ;
-  assign \$66  = | error;
-  assign \$67  = \$66  | stop;
-  assign \$68  = 3'h4 * tags;
-  assign \$69  = 4'he + \$68 ;
-  assign \$70  = hdr[3:0] > 3'h5;
-  assign \$71  = | { hdr[52:48], hdr[63:56] };
-  assign \$72  = hdr[53] | \$71 ;
-  assign \$73  = hdr[79:72] == 6'h2f;
+  assign \$55  = \$51  & \$54 ;
+  assign \$56  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$57  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$58  = \$56  | \$57 ;
+  assign \$59  = \$58  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$60  = \$55  ? { l2[71:64], l2[79:72] } : \$59 ;
+  assign \$61  = \$60  == direct_ethertype;
+  assign \$62  = \$48  & \$61 ;
+  assign \$63  = | error;
+  assign \$64  = \$63  | stop;
+  assign \$65  = 3'h4 * tags;
+  assign \$66  = 4'he + \$65 ;
+  assign \$67  = hdr[3:0] > 3'h5;
+  assign \$68  = | { hdr[52:48], hdr[63:56] };
+  assign \$69  = hdr[53] | \$68 ;
+  assign \$70  = hdr[79:72] == 6'h2f;
+  assign \$73  = | error;
+  assign \$74  = \$73  | \stop$54 ;
+  assign \$75  = hdr[55:48] == 6'h2f;
   assign \$76  = | error;
-  assign \$77  = \$76  | \stop$52 ;
-  assign \$78  = hdr[55:48] == 6'h2f;
-  assign \$79  = | error;
-  assign \$80  = \$79  | \stop$57 ;
-  assign \$81  = rec[71:64] == 6'h2c;
-  assign \$82  = rec[24] | \$81 ;
-  assign \$83  = window[7:0] == 6'h2f;
-  assign \$84  = | error;
-  assign \$85  = \$84  | \stop$64 ;
+  assign \$77  = \$76  | \stop$59 ;
+  assign \$78  = rec[71:64] == 6'h2c;
+  assign \$79  = rec[24] | \$78 ;
+  assign \$80  = window[7:0] == 6'h2f;
+  assign \$81  = | error;
+  assign \$82  = \$81  | \stop$66 ;
+  assign \$83  = rec[71:64] == 3'h6;
+  assign \$84  = rec[71:64] == 3'h6;
+  assign \$85  = ~ \$84 ;
   assign \$86  = rec[71:64] == 3'h6;
-  assign \$87  = rec[71:64] == 3'h6;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = rec[71:64] == 3'h6;
-  assign \$90  = \$89  ? window[111:104] : 8'h00;
-  assign \$91  = rec[71:64] == 3'h6;
-  assign \$92  = ~ \$91 ;
-  assign \$93  = { window[23:16], window[31:24] } == 13'h12b5;
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = rec[27] | \$94 ;
-  assign \$96  = ! step_state;
-  assign \$97  = step_state == 1'h1;
-  assign \$98  = step_state == 2'h2;
-  assign \$99  = step_state == 2'h3;
-  assign \$100  = i__valid & i__ready;
+  assign \$87  = \$86  ? window[111:104] : 8'h00;
+  assign \$88  = rec[71:64] == 3'h6;
+  assign \$89  = ~ \$88 ;
+  assign \$90  = { window[23:16], window[31:24] } == 13'h12b5;
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = rec[27] | \$91 ;
+  assign \$93  = ! step_state;
+  assign \$94  = step_state == 1'h1;
+  assign \$95  = step_state == 2'h2;
+  assign \$96  = step_state == 2'h3;
+  assign \$97  = i__valid & i__ready;
+  assign \$98  = i__payload[3:0] * 3'h4;
+  assign \$99  = 1'h1 - \$98 ;
+  assign \$100  = ! i__payload[3:0];
   assign \$101  = take & beat[8];
   assign \$102  = count + 1'h1;
   assign \$103  = $signed(rel_l3) + $signed(2'h1);
@@ -15960,14 +15970,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$116  = count == 5'h17;
   assign \$117  = count == 4'hd;
   assign \$118  = count == 5'h11;
-  assign \$119  = \l3$73  == 5'h12;
+  assign \$119  = \l3$75  == 5'h12;
   assign \$120  = \$118  & \$119 ;
   assign \$121  = \$117  | \$120 ;
   assign \$122  = { prev[7:0], beat[7:0] } == 16'h8100;
   assign \$123  = { prev[7:0], beat[7:0] } == 16'h88a8;
   assign \$124  = \$122  | \$123 ;
   assign \$125  = \$121  & \$124 ;
-  assign \$126  = \l3$73  + 3'h4;
+  assign \$126  = \l3$75  + 3'h4;
   assign \$127  = $signed(rel_l3) + $signed(2'h1);
   assign \$128  = $signed(\$127 ) - $signed(4'h4);
   assign \$129  = ! rel_l3;
@@ -16102,12 +16112,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$258  = \$257  > 16'hffff;
   assign \$259  = length + beat[8];
   assign \$260  = \$258  ? 17'h0ffff : \$259 ;
-  assign \$261  = \mac_error$91  | beat[10];
+  assign \$261  = \mac_error$93  | beat[10];
   assign \$262  = length + beat[8];
   assign \$263  = \$262  > 16'hffff;
   assign \$264  = length + beat[8];
   assign \$265  = \$263  ? 17'h0ffff : \$264 ;
-  assign \$266  = \mac_error$91  | beat[10];
+  assign \$266  = \mac_error$93  | beat[10];
   assign \$267  = ~ active;
   assign \$268  = finished & \$267 ;
   assign \$269  = phase != 2'h3;
@@ -16289,8 +16299,6 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$447  = window[7:0] == 6'h3c;
   assign \$448  = \$446  | \$447 ;
   assign \$449  = ~ \$448 ;
-  assign \$450  = rec[71:64] == 3'h6;
-  assign \$451  = \$450  ? 5'h14 : 5'h08;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     rel_next = rel;
@@ -16303,13 +16311,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       if (\$8 ) begin
         (* full_case = 32'd1 *)
         if (\$9 ) begin
-          rel_next = { \$11 [7], \$11 [7], \$11 [7], \$11 [7], \$11 [7], \$11 [7], \$11 [7], \$11 [7], \$11  };
+          rel_next = { \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13  };
         end else begin
           rel_next = 16'hffd9;
         end
       end
-      if (\$14 ) begin
-        if (\$16 ) begin
+      if (\$11 ) begin
+        if (\$13 ) begin
           rel_next = next_rel;
         end
       end
@@ -16327,14 +16335,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       if (\$8 ) begin
         (* full_case = 32'd1 *)
         if (\$9 ) begin
-          \$signal  = \$12 ;
+          \$signal  = ihl_zero;
         end else begin
           \$signal  = 1'h0;
         end
       end
-      if (\$14 ) begin
-        if (\$16 ) begin
-          \$signal  = \$17 ;
+      if (\$11 ) begin
+        if (\$13 ) begin
+          \$signal  = \$14 ;
         end
       end
     end
@@ -16356,9 +16364,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           lt14_next = 1'h1;
         end
       end
-      if (\$14 ) begin
-        if (\$16 ) begin
-          lt14_next = \$18 ;
+      if (\$11 ) begin
+        if (\$13 ) begin
+          lt14_next = \$15 ;
         end
       end
     end
@@ -16372,46 +16380,46 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
         begin
           { rec_next[457:58], rec_next[29], rec_next[27:22], rec_next[19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
           rec_next[15:0] = n;
-          rec_next[45:30] = \$36 ;
-          rec_next[57:46] = \$40 ;
-          rec_next[20] = \$43 ;
-          rec_next[21] = \$50 ;
-          rec_next[28] = \$65 ;
+          rec_next[45:30] = \$33 ;
+          rec_next[57:46] = \$37 ;
+          rec_next[20] = \$40 ;
+          rec_next[21] = \$47 ;
+          rec_next[28] = \$62 ;
         end
       2'h1:
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             rec_next[22] = 1'h1;
-            rec_next[29] = \$70 ;
-            rec_next[24] = \$72 ;
+            rec_next[29] = \$67 ;
+            rec_next[24] = \$69 ;
             rec_next[63:58] = hdr[15:10];
             rec_next[71:64] = hdr[79:72];
-            rec_next[27] = \$73 ;
-            rec_next[207:80] = { 80'h00000000000000000000, \$74  };
-            rec_next[335:208] = { 80'h00000000000000000000, \$75  };
+            rec_next[27] = \$70 ;
+            rec_next[207:80] = { 80'h00000000000000000000, \$71  };
+            rec_next[335:208] = { 80'h00000000000000000000, \$72  };
           end else begin
             rec_next[23] = 1'h1;
             rec_next[63:58] = { hdr[3:0], hdr[15:14] };
             rec_next[71:64] = hdr[55:48];
-            rec_next[27] = \$78 ;
+            rec_next[27] = \$75 ;
             rec_next[207:80] = { hdr[71:64], hdr[79:72], hdr[87:80], hdr[95:88], hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120], hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152], hdr[167:160], hdr[175:168], hdr[183:176], hdr[191:184] };
             rec_next[335:208] = { hdr[199:192], hdr[207:200], hdr[215:208], hdr[223:216], hdr[231:224], hdr[239:232], hdr[247:240], hdr[255:248], hdr[263:256], hdr[271:264], hdr[279:272], hdr[287:280], hdr[295:288], hdr[303:296], hdr[311:304], hdr[319:312] };
           end
       2'h3:
         begin
           rec_next[29] = 1'h1;
-          rec_next[24] = \$82 ;
+          rec_next[24] = \$79 ;
           rec_next[71:64] = window[7:0];
-          rec_next[27] = \$83 ;
+          rec_next[27] = \$80 ;
         end
       2'h2:
         begin
-          rec_next[25] = \$86 ;
-          rec_next[26] = \$88 ;
+          rec_next[25] = \$83 ;
+          rec_next[26] = \$85 ;
           rec_next[351:336] = { window[7:0], window[15:8] };
           rec_next[367:352] = { window[23:16], window[31:24] };
-          rec_next[79:72] = \$90 ;
-          rec_next[27] = \$95 ;
+          rec_next[79:72] = \$87 ;
+          rec_next[27] = \$92 ;
         end
     endcase
   end
@@ -16447,32 +16455,32 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
               error = 4'h6;
             end
           end else begin
-            if (\check_truncated_0$53 ) begin
+            if (\check_truncated_0$55 ) begin
               error = 4'h4;
-            end else if (\check_bad_ihl_1$54 ) begin
+            end else if (\check_bad_ihl_1$56 ) begin
               error = 4'h5;
-            end else if (\check_truncated_2$55 ) begin
+            end else if (\check_truncated_2$57 ) begin
               error = 4'h4;
             end else if (check_bad_length_3) begin
               error = 4'h6;
             end
           end
       2'h3:
-          if (\check_truncated_0$59 ) begin
+          if (\check_truncated_0$61 ) begin
             error = 4'h4;
           end else if (check_header_limit_1) begin
             error = 4'h7;
-          end else if (\check_truncated_2$61 ) begin
+          end else if (\check_truncated_2$63 ) begin
             error = 4'h4;
-          end else if (\check_header_limit_3$62 ) begin
+          end else if (\check_header_limit_3$64 ) begin
             error = 4'h7;
           end else if (check_header_limit_4) begin
             error = 4'h7;
           end
       2'h2:
-          if (\check_truncated_0$65 ) begin
+          if (\check_truncated_0$67 ) begin
             error = 4'h4;
-          end else if (\check_header_limit_1$66 ) begin
+          end else if (\check_header_limit_1$68 ) begin
             error = 4'h7;
           end
     endcase
@@ -16482,16 +16490,16 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          done = \$67 ;
+          done = \$64 ;
       2'h1:
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
-            done = \$77 ;
+            done = \$74 ;
           end else begin
-            done = \$80 ;
+            done = \$77 ;
           end
       2'h3:
-          done = \$85 ;
+          done = \$82 ;
       2'h2:
           done = 1'h1;
     endcase
@@ -16503,12 +16511,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       2'h0:
           /* empty */;
       2'h1:
-          l3 = \$69 [4:0];
+          l3 = \$66 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$459  = \$100 ;
+    \$459  = \$97 ;
     if (rst) begin
       \$459  = 1'h0;
     end
@@ -16522,447 +16530,405 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$461  = rel_next;
+    \$461  = \$99 ;
     if (rst) begin
-      \$461  = 16'h0000;
+      \$461  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$462  = \$signal ;
+    \$462  = \$100 ;
     if (rst) begin
-      \$462  = 1'h1;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$463  = lt14_next;
+    \$463  = rel_next;
     if (rst) begin
-      \$463  = 1'h1;
+      \$463  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$464  = count;
+    \$464  = \$signal ;
+    if (rst) begin
+      \$464  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$465  = lt14_next;
+    if (rst) begin
+      \$465  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$466  = count;
     if (\$101 ) begin
       if (counting) begin
-        \$464  = \$102 [7:0];
+        \$466  = \$102 [7:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$464  = 8'h00;
+        \$466  = 8'h00;
       end
     end
     if (rst) begin
-      \$464  = 8'h00;
+      \$466  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$465  = rel_l3;
+    \$467  = rel_l3;
     if (\$101 ) begin
       if (counting) begin
-        \$465  = \$103 [15:0];
+        \$467  = \$103 [15:0];
       end
       if (\$125 ) begin
-        \$465  = \$128 [15:0];
+        \$467  = \$128 [15:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$465  = 16'hfff2;
+        \$467  = 16'hfff2;
       end
     end
     if (rst) begin
-      \$465  = 16'hfff2;
+      \$467  = 16'hfff2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$466  = counting;
+    \$468  = counting;
     if (\$101 ) begin
       if (counting) begin
-        \$466  = \$104 ;
+        \$468  = \$104 ;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$466  = 1'h1;
+        \$468  = 1'h1;
       end
     end
     if (rst) begin
-      \$466  = 1'h1;
+      \$468  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$467  = prev;
+    \$469  = prev;
     if (\$101 ) begin
-      \$467  = { prev[7:0], beat[7:0] };
+      \$469  = { prev[7:0], beat[7:0] };
     end
     if (rst) begin
-      \$467  = 16'h0000;
+      \$469  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$468  = \$like$72 ;
+    \$470  = \$like$74 ;
     if (\$101 ) begin
       if (\$105 ) begin
-        \$468 [7:0] = beat[7:0];
-      end
-      if (\$106 ) begin
-        \$468 [15:8] = beat[7:0];
-      end
-      if (\$107 ) begin
-        \$468 [23:16] = beat[7:0];
-      end
-      if (\$108 ) begin
-        \$468 [31:24] = beat[7:0];
-      end
-      if (\$109 ) begin
-        \$468 [39:32] = beat[7:0];
-      end
-      if (\$110 ) begin
-        \$468 [47:40] = beat[7:0];
-      end
-      if (\$111 ) begin
-        \$468 [55:48] = beat[7:0];
-      end
-      if (\$112 ) begin
-        \$468 [63:56] = beat[7:0];
-      end
-      if (\$113 ) begin
-        \$468 [71:64] = beat[7:0];
-      end
-      if (\$114 ) begin
-        \$468 [79:72] = beat[7:0];
-      end
-      if (\$115 ) begin
-        \$468 [87:80] = beat[7:0];
-      end
-      if (\$116 ) begin
-        \$468 [95:88] = beat[7:0];
-      end
-    end
-    if (rst) begin
-      \$468  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$469  = \l3$73 ;
-    if (\$101 ) begin
-      if (\$125 ) begin
-        \$469  = \$126 [4:0];
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$469  = 5'h0e;
-      end
-    end
-    if (rst) begin
-      \$469  = 5'h0e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$470  = \hdr$74 ;
-    if (\$101 ) begin
-      if (\$129 ) begin
         \$470 [7:0] = beat[7:0];
       end
-      if (\$130 ) begin
+      if (\$106 ) begin
         \$470 [15:8] = beat[7:0];
       end
-      if (\$131 ) begin
+      if (\$107 ) begin
         \$470 [23:16] = beat[7:0];
       end
-      if (\$132 ) begin
+      if (\$108 ) begin
         \$470 [31:24] = beat[7:0];
       end
-      if (\$133 ) begin
+      if (\$109 ) begin
         \$470 [39:32] = beat[7:0];
       end
-      if (\$134 ) begin
+      if (\$110 ) begin
         \$470 [47:40] = beat[7:0];
       end
-      if (\$135 ) begin
+      if (\$111 ) begin
         \$470 [55:48] = beat[7:0];
       end
-      if (\$136 ) begin
+      if (\$112 ) begin
         \$470 [63:56] = beat[7:0];
       end
-      if (\$137 ) begin
+      if (\$113 ) begin
         \$470 [71:64] = beat[7:0];
       end
-      if (\$138 ) begin
+      if (\$114 ) begin
         \$470 [79:72] = beat[7:0];
       end
-      if (\$139 ) begin
+      if (\$115 ) begin
         \$470 [87:80] = beat[7:0];
       end
-      if (\$140 ) begin
+      if (\$116 ) begin
         \$470 [95:88] = beat[7:0];
-      end
-      if (\$141 ) begin
-        \$470 [103:96] = beat[7:0];
-      end
-      if (\$142 ) begin
-        \$470 [111:104] = beat[7:0];
-      end
-      if (\$143 ) begin
-        \$470 [119:112] = beat[7:0];
-      end
-      if (\$144 ) begin
-        \$470 [127:120] = beat[7:0];
-      end
-      if (\$145 ) begin
-        \$470 [135:128] = beat[7:0];
-      end
-      if (\$146 ) begin
-        \$470 [143:136] = beat[7:0];
-      end
-      if (\$147 ) begin
-        \$470 [151:144] = beat[7:0];
-      end
-      if (\$148 ) begin
-        \$470 [159:152] = beat[7:0];
-      end
-      if (\$149 ) begin
-        \$470 [167:160] = beat[7:0];
-      end
-      if (\$150 ) begin
-        \$470 [175:168] = beat[7:0];
-      end
-      if (\$151 ) begin
-        \$470 [183:176] = beat[7:0];
-      end
-      if (\$152 ) begin
-        \$470 [191:184] = beat[7:0];
-      end
-      if (\$153 ) begin
-        \$470 [199:192] = beat[7:0];
-      end
-      if (\$154 ) begin
-        \$470 [207:200] = beat[7:0];
-      end
-      if (\$155 ) begin
-        \$470 [215:208] = beat[7:0];
-      end
-      if (\$156 ) begin
-        \$470 [223:216] = beat[7:0];
-      end
-      if (\$157 ) begin
-        \$470 [231:224] = beat[7:0];
-      end
-      if (\$158 ) begin
-        \$470 [239:232] = beat[7:0];
-      end
-      if (\$159 ) begin
-        \$470 [247:240] = beat[7:0];
-      end
-      if (\$160 ) begin
-        \$470 [255:248] = beat[7:0];
-      end
-      if (\$161 ) begin
-        \$470 [263:256] = beat[7:0];
-      end
-      if (\$162 ) begin
-        \$470 [271:264] = beat[7:0];
-      end
-      if (\$163 ) begin
-        \$470 [279:272] = beat[7:0];
-      end
-      if (\$164 ) begin
-        \$470 [287:280] = beat[7:0];
-      end
-      if (\$165 ) begin
-        \$470 [295:288] = beat[7:0];
-      end
-      if (\$166 ) begin
-        \$470 [303:296] = beat[7:0];
-      end
-      if (\$167 ) begin
-        \$470 [311:304] = beat[7:0];
-      end
-      if (\$168 ) begin
-        \$470 [319:312] = beat[7:0];
       end
     end
     if (rst) begin
-      \$470  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$470  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$471  = ipv4;
+    \$471  = \l3$75 ;
     if (\$101 ) begin
-      if (\$169 ) begin
-        \$471  = \$170 ;
+      if (\$125 ) begin
+        \$471  = \$126 [4:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$471  = 1'h0;
+        \$471  = 5'h0e;
       end
     end
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 5'h0e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$472  = win;
+    \$472  = \hdr$76 ;
+    if (\$101 ) begin
+      if (\$129 ) begin
+        \$472 [7:0] = beat[7:0];
+      end
+      if (\$130 ) begin
+        \$472 [15:8] = beat[7:0];
+      end
+      if (\$131 ) begin
+        \$472 [23:16] = beat[7:0];
+      end
+      if (\$132 ) begin
+        \$472 [31:24] = beat[7:0];
+      end
+      if (\$133 ) begin
+        \$472 [39:32] = beat[7:0];
+      end
+      if (\$134 ) begin
+        \$472 [47:40] = beat[7:0];
+      end
+      if (\$135 ) begin
+        \$472 [55:48] = beat[7:0];
+      end
+      if (\$136 ) begin
+        \$472 [63:56] = beat[7:0];
+      end
+      if (\$137 ) begin
+        \$472 [71:64] = beat[7:0];
+      end
+      if (\$138 ) begin
+        \$472 [79:72] = beat[7:0];
+      end
+      if (\$139 ) begin
+        \$472 [87:80] = beat[7:0];
+      end
+      if (\$140 ) begin
+        \$472 [95:88] = beat[7:0];
+      end
+      if (\$141 ) begin
+        \$472 [103:96] = beat[7:0];
+      end
+      if (\$142 ) begin
+        \$472 [111:104] = beat[7:0];
+      end
+      if (\$143 ) begin
+        \$472 [119:112] = beat[7:0];
+      end
+      if (\$144 ) begin
+        \$472 [127:120] = beat[7:0];
+      end
+      if (\$145 ) begin
+        \$472 [135:128] = beat[7:0];
+      end
+      if (\$146 ) begin
+        \$472 [143:136] = beat[7:0];
+      end
+      if (\$147 ) begin
+        \$472 [151:144] = beat[7:0];
+      end
+      if (\$148 ) begin
+        \$472 [159:152] = beat[7:0];
+      end
+      if (\$149 ) begin
+        \$472 [167:160] = beat[7:0];
+      end
+      if (\$150 ) begin
+        \$472 [175:168] = beat[7:0];
+      end
+      if (\$151 ) begin
+        \$472 [183:176] = beat[7:0];
+      end
+      if (\$152 ) begin
+        \$472 [191:184] = beat[7:0];
+      end
+      if (\$153 ) begin
+        \$472 [199:192] = beat[7:0];
+      end
+      if (\$154 ) begin
+        \$472 [207:200] = beat[7:0];
+      end
+      if (\$155 ) begin
+        \$472 [215:208] = beat[7:0];
+      end
+      if (\$156 ) begin
+        \$472 [223:216] = beat[7:0];
+      end
+      if (\$157 ) begin
+        \$472 [231:224] = beat[7:0];
+      end
+      if (\$158 ) begin
+        \$472 [239:232] = beat[7:0];
+      end
+      if (\$159 ) begin
+        \$472 [247:240] = beat[7:0];
+      end
+      if (\$160 ) begin
+        \$472 [255:248] = beat[7:0];
+      end
+      if (\$161 ) begin
+        \$472 [263:256] = beat[7:0];
+      end
+      if (\$162 ) begin
+        \$472 [271:264] = beat[7:0];
+      end
+      if (\$163 ) begin
+        \$472 [279:272] = beat[7:0];
+      end
+      if (\$164 ) begin
+        \$472 [287:280] = beat[7:0];
+      end
+      if (\$165 ) begin
+        \$472 [295:288] = beat[7:0];
+      end
+      if (\$166 ) begin
+        \$472 [303:296] = beat[7:0];
+      end
+      if (\$167 ) begin
+        \$472 [311:304] = beat[7:0];
+      end
+      if (\$168 ) begin
+        \$472 [319:312] = beat[7:0];
+      end
+    end
+    if (rst) begin
+      \$472  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$473  = ipv4;
     if (\$101 ) begin
       if (\$169 ) begin
-        \$472  = 3'h0;
+        \$473  = \$170 ;
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$473  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$474  = win;
+    if (\$101 ) begin
+      if (\$169 ) begin
+        \$474  = 3'h0;
       end
       if (\$176 ) begin
         if (\$250 ) begin
-          \$472  = \$251 [2:0];
+          \$474  = \$251 [2:0];
         end
       end
     end
     if (rst) begin
-      \$472  = 3'h0;
+      \$474  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$473  = win_type;
+    \$475  = win_type;
     if (\$101 ) begin
       if (\$169 ) begin
         if (\$171 ) begin
-          \$473  = 8'h00;
+          \$475  = 8'h00;
         end
       end
       if (\$174 ) begin
-        \$473  = beat[7:0];
+        \$475  = beat[7:0];
       end
       if (\$176 ) begin
         if (\$250 ) begin
           if (\$252 ) begin
-            \$473  = window0[7:0];
+            \$475  = window0[7:0];
           end
           if (\$253 ) begin
-            \$473  = window1[7:0];
+            \$475  = window1[7:0];
           end
           if (\$254 ) begin
-            \$473  = window2[7:0];
+            \$475  = window2[7:0];
           end
           if (\$255 ) begin
-            \$473  = window3[7:0];
+            \$475  = window3[7:0];
           end
           if (\$256 ) begin
-            \$473  = window4[7:0];
+            \$475  = window4[7:0];
           end
         end
       end
     end
     if (rst) begin
-      \$473  = 8'h00;
+      \$475  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$474  = win_live;
+    \$476  = win_live;
     if (\$101 ) begin
       if (\$169 ) begin
         if (\$171 ) begin
-          \$474  = 1'h1;
+          \$476  = 1'h1;
         end
       end
       if (\$174 ) begin
-        \$474  = 1'h1;
+        \$476  = 1'h1;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$474  = 1'h0;
+        \$476  = 1'h0;
       end
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$475  = window0;
+    \$477  = window0;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$177 ) begin
           if (\$178 ) begin
-            \$475 [7:0] = beat[7:0];
-          end
-          if (\$179 ) begin
-            \$475 [15:8] = beat[7:0];
-          end
-          if (\$180 ) begin
-            \$475 [23:16] = beat[7:0];
-          end
-          if (\$181 ) begin
-            \$475 [31:24] = beat[7:0];
-          end
-          if (\$182 ) begin
-            \$475 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$475  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$476  = window1;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$183 ) begin
-          if (\$184 ) begin
-            \$476 [7:0] = beat[7:0];
-          end
-          if (\$185 ) begin
-            \$476 [15:8] = beat[7:0];
-          end
-          if (\$186 ) begin
-            \$476 [23:16] = beat[7:0];
-          end
-          if (\$187 ) begin
-            \$476 [31:24] = beat[7:0];
-          end
-          if (\$188 ) begin
-            \$476 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$476  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$477  = window2;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$189 ) begin
-          if (\$190 ) begin
             \$477 [7:0] = beat[7:0];
           end
-          if (\$191 ) begin
+          if (\$179 ) begin
             \$477 [15:8] = beat[7:0];
           end
-          if (\$192 ) begin
+          if (\$180 ) begin
             \$477 [23:16] = beat[7:0];
           end
-          if (\$193 ) begin
+          if (\$181 ) begin
             \$477 [31:24] = beat[7:0];
           end
-          if (\$194 ) begin
+          if (\$182 ) begin
             \$477 [111:104] = beat[7:0];
           end
         end
@@ -16974,23 +16940,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$478  = window3;
+    \$478  = window1;
     if (\$101 ) begin
       if (\$176 ) begin
-        if (\$195 ) begin
-          if (\$196 ) begin
+        if (\$183 ) begin
+          if (\$184 ) begin
             \$478 [7:0] = beat[7:0];
           end
-          if (\$197 ) begin
+          if (\$185 ) begin
             \$478 [15:8] = beat[7:0];
           end
-          if (\$198 ) begin
+          if (\$186 ) begin
             \$478 [23:16] = beat[7:0];
           end
-          if (\$199 ) begin
+          if (\$187 ) begin
             \$478 [31:24] = beat[7:0];
           end
-          if (\$200 ) begin
+          if (\$188 ) begin
             \$478 [111:104] = beat[7:0];
           end
         end
@@ -17002,23 +16968,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$479  = window4;
+    \$479  = window2;
     if (\$101 ) begin
       if (\$176 ) begin
-        if (\$201 ) begin
-          if (\$202 ) begin
+        if (\$189 ) begin
+          if (\$190 ) begin
             \$479 [7:0] = beat[7:0];
           end
-          if (\$203 ) begin
+          if (\$191 ) begin
             \$479 [15:8] = beat[7:0];
           end
-          if (\$204 ) begin
+          if (\$192 ) begin
             \$479 [23:16] = beat[7:0];
           end
-          if (\$205 ) begin
+          if (\$193 ) begin
             \$479 [31:24] = beat[7:0];
           end
-          if (\$206 ) begin
+          if (\$194 ) begin
             \$479 [111:104] = beat[7:0];
           end
         end
@@ -17030,44 +16996,68 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$480  = ext_len0;
+    \$480  = window3;
+    if (\$101 ) begin
+      if (\$176 ) begin
+        if (\$195 ) begin
+          if (\$196 ) begin
+            \$480 [7:0] = beat[7:0];
+          end
+          if (\$197 ) begin
+            \$480 [15:8] = beat[7:0];
+          end
+          if (\$198 ) begin
+            \$480 [23:16] = beat[7:0];
+          end
+          if (\$199 ) begin
+            \$480 [31:24] = beat[7:0];
+          end
+          if (\$200 ) begin
+            \$480 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$480  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$481  = window4;
+    if (\$101 ) begin
+      if (\$176 ) begin
+        if (\$201 ) begin
+          if (\$202 ) begin
+            \$481 [7:0] = beat[7:0];
+          end
+          if (\$203 ) begin
+            \$481 [15:8] = beat[7:0];
+          end
+          if (\$204 ) begin
+            \$481 [23:16] = beat[7:0];
+          end
+          if (\$205 ) begin
+            \$481 [31:24] = beat[7:0];
+          end
+          if (\$206 ) begin
+            \$481 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$481  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$482  = ext_len0;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$207 ) begin
           if (\$208 ) begin
-            \$480  = \$212 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$480  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$481  = ext_len1;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$213 ) begin
-            \$481  = \$217 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$481  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$482  = ext_len2;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$218 ) begin
-            \$482  = \$222 [11:0];
+            \$482  = \$212 [11:0];
           end
         end
       end
@@ -17078,12 +17068,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$483  = ext_len3;
+    \$483  = ext_len1;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$207 ) begin
-          if (\$223 ) begin
-            \$483  = \$227 [11:0];
+          if (\$213 ) begin
+            \$483  = \$217 [11:0];
           end
         end
       end
@@ -17094,12 +17084,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$484  = ext_len4;
+    \$484  = ext_len2;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$207 ) begin
-          if (\$228 ) begin
-            \$484  = \$232 [11:0];
+          if (\$218 ) begin
+            \$484  = \$222 [11:0];
           end
         end
       end
@@ -17110,74 +17100,82 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$485  = next_rel;
+    \$485  = ext_len3;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$207 ) begin
-          \$485  = { \$237 [13], \$237 [13], \$237  };
+          if (\$223 ) begin
+            \$485  = \$227 [11:0];
+          end
         end
       end
     end
     if (rst) begin
-      \$485  = 16'h0000;
+      \$485  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$486  = chain;
+    \$486  = ext_len4;
     if (\$101 ) begin
       if (\$176 ) begin
         if (\$207 ) begin
-          \$486  = \$248 ;
+          if (\$228 ) begin
+            \$486  = \$232 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$486  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$487  = next_rel;
+    if (\$101 ) begin
+      if (\$176 ) begin
+        if (\$207 ) begin
+          \$487  = { \$237 [13], \$237 [13], \$237  };
+        end
+      end
+    end
+    if (rst) begin
+      \$487  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$488  = chain;
+    if (\$101 ) begin
+      if (\$176 ) begin
+        if (\$207 ) begin
+          \$488  = \$248 ;
         end
         if (\$250 ) begin
-          \$486  = 1'h0;
+          \$488  = 1'h0;
         end
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$486  = 1'h0;
+        \$488  = 1'h0;
       end
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$487  = finished;
+    \$489  = finished;
     if (take) begin
       if (beat[9]) begin
-        \$487  = 1'h1;
+        \$489  = 1'h1;
       end
     end
     if (\$268 ) begin
-      \$487  = 1'h0;
-    end
-    if (rst) begin
-      \$487  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$488  = \$signal$88 ;
-    if (take) begin
-      if (beat[9]) begin
-        \$488  = \$260 [15:0];
-      end
-    end
-    if (rst) begin
-      \$488  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$489  = frame_mac_error;
-    if (take) begin
-      if (beat[9]) begin
-        \$489  = \$261 ;
-      end
+      \$489  = 1'h0;
     end
     if (rst) begin
       \$489  = 1'h0;
@@ -17185,13 +17183,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$490  = length;
+    \$490  = \$signal$90 ;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$490  = 16'h0000;
-      end else begin
-        \$490  = \$265 [15:0];
+        \$490  = \$260 [15:0];
       end
     end
     if (rst) begin
@@ -17200,13 +17195,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$491  = \mac_error$91 ;
+    \$491  = frame_mac_error;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$491  = 1'h0;
-      end else begin
-        \$491  = \$266 ;
+        \$491  = \$261 ;
       end
     end
     if (rst) begin
@@ -17215,82 +17207,92 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$492  = active;
+    \$492  = length;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$492  = 16'h0000;
+      end else begin
+        \$492  = \$265 [15:0];
+      end
+    end
+    if (rst) begin
+      \$492  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$493  = \mac_error$93 ;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$493  = 1'h0;
+      end else begin
+        \$493  = \$266 ;
+      end
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$494  = active;
     if (\release ) begin
-      \$492  = 1'h0;
+      \$494  = 1'h0;
     end
     if (\$268 ) begin
-      \$492  = 1'h1;
+      \$494  = 1'h1;
     end
     if (rst) begin
-      \$492  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$493  = l2;
+    \$495  = l2;
     if (\$268 ) begin
-      \$493  = \$like$72 ;
+      \$495  = \$like$74 ;
     end
     if (rst) begin
-      \$493  = 96'h000000000000000000000000;
+      \$495  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$494  = hdr;
+    \$496  = hdr;
     if (\$268 ) begin
-      \$494  = \hdr$74 ;
+      \$496  = \hdr$76 ;
     end
     if (rst) begin
-      \$494  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$496  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$495  = n;
+    \$497  = n;
     if (\$268 ) begin
-      \$495  = \$signal$88 ;
+      \$497  = \$signal$90 ;
     end
     if (rst) begin
-      \$495  = 16'h0000;
+      \$497  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$496  = mac_error;
+    \$498  = mac_error;
     if (\$268 ) begin
-      \$496  = frame_mac_error;
+      \$498  = frame_mac_error;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$497  = e_window0;
+    \$499  = e_window0;
     if (\$268 ) begin
-      \$497  = window0;
-    end
-    if (rst) begin
-      \$497  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$498  = e_window1;
-    if (\$268 ) begin
-      \$498  = window1;
-    end
-    if (rst) begin
-      \$498  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$499  = e_window2;
-    if (\$268 ) begin
-      \$499  = window2;
+      \$499  = window0;
     end
     if (rst) begin
       \$499  = 112'h0000000000000000000000000000;
@@ -17298,9 +17300,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$500  = e_window3;
+    \$500  = e_window1;
     if (\$268 ) begin
-      \$500  = window3;
+      \$500  = window1;
     end
     if (rst) begin
       \$500  = 112'h0000000000000000000000000000;
@@ -17308,9 +17310,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$501  = e_window4;
+    \$501  = e_window2;
     if (\$268 ) begin
-      \$501  = window4;
+      \$501  = window2;
     end
     if (rst) begin
       \$501  = 112'h0000000000000000000000000000;
@@ -17318,29 +17320,29 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$502  = e_ext_len0;
+    \$502  = e_window3;
     if (\$268 ) begin
-      \$502  = ext_len0;
+      \$502  = window3;
     end
     if (rst) begin
-      \$502  = 12'h000;
+      \$502  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$503  = e_ext_len1;
+    \$503  = e_window4;
     if (\$268 ) begin
-      \$503  = ext_len1;
+      \$503  = window4;
     end
     if (rst) begin
-      \$503  = 12'h000;
+      \$503  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$504  = e_ext_len2;
+    \$504  = e_ext_len0;
     if (\$268 ) begin
-      \$504  = ext_len2;
+      \$504  = ext_len0;
     end
     if (rst) begin
       \$504  = 12'h000;
@@ -17348,9 +17350,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$505  = e_ext_len3;
+    \$505  = e_ext_len1;
     if (\$268 ) begin
-      \$505  = ext_len3;
+      \$505  = ext_len1;
     end
     if (rst) begin
       \$505  = 12'h000;
@@ -17358,9 +17360,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$506  = e_ext_len4;
+    \$506  = e_ext_len2;
     if (\$268 ) begin
-      \$506  = ext_len4;
+      \$506  = ext_len2;
     end
     if (rst) begin
       \$506  = 12'h000;
@@ -17368,103 +17370,101 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$507  = window;
-    casez (ext_count)
-      3'h0:
-          \$507  = e_window0;
-      3'h1:
-          \$507  = e_window1;
-      3'h2:
-          \$507  = e_window2;
-      3'h3:
-          \$507  = e_window3;
-      3'h4:
-          \$507  = e_window4;
-    endcase
+    \$507  = e_ext_len3;
+    if (\$268 ) begin
+      \$507  = ext_len3;
+    end
     if (rst) begin
-      \$507  = 112'h0000000000000000000000000000;
+      \$507  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$508  = ext_len;
-    casez (ext_count)
-      3'h0:
-          \$508  = e_ext_len0;
-      3'h1:
-          \$508  = e_ext_len1;
-      3'h2:
-          \$508  = e_ext_len2;
-      3'h3:
-          \$508  = e_ext_len3;
-      3'h4:
-          \$508  = e_ext_len4;
-    endcase
+    \$508  = e_ext_len4;
+    if (\$268 ) begin
+      \$508  = ext_len4;
+    end
     if (rst) begin
       \$508  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$509  = phase;
+    \$509  = window;
+    casez (ext_count)
+      3'h0:
+          \$509  = e_window0;
+      3'h1:
+          \$509  = e_window1;
+      3'h2:
+          \$509  = e_window2;
+      3'h3:
+          \$509  = e_window3;
+      3'h4:
+          \$509  = e_window4;
+    endcase
+    if (rst) begin
+      \$509  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$510  = ext_len;
+    casez (ext_count)
+      3'h0:
+          \$510  = e_ext_len0;
+      3'h1:
+          \$510  = e_ext_len1;
+      3'h2:
+          \$510  = e_ext_len2;
+      3'h3:
+          \$510  = e_ext_len3;
+      3'h4:
+          \$510  = e_ext_len4;
+    endcase
+    if (rst) begin
+      \$510  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$511  = phase;
     if (\$270 ) begin
-      \$509  = \$271 [1:0];
+      \$511  = \$271 [1:0];
     end
     if (advance) begin
-      \$509  = 2'h0;
+      \$511  = 2'h0;
     end
     if (rst) begin
-      \$509  = 2'h0;
+      \$511  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$510  = \$signal$28 ;
+    \$512  = \$signal$30 ;
     if (\$272 ) begin
-      \$510  = done;
+      \$512  = done;
     end
-    if (rst) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$511  = \error$104 ;
-    if (\$272 ) begin
-      \$511  = error;
-    end
-    if (rst) begin
-      \$511  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$512  = check_mac_error_0;
-    casez (step_state)
-      2'h0:
-          \$512  = mac_error;
-    endcase
     if (rst) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$513  = check_runt_1;
-    casez (step_state)
-      2'h0:
-          \$513  = \$273 ;
-    endcase
+    \$513  = \error$106 ;
+    if (\$272 ) begin
+      \$513  = error;
+    end
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$514  = check_oversize_2;
+    \$514  = check_mac_error_0;
     casez (step_state)
       2'h0:
-          \$514  = \$274 ;
+          \$514  = mac_error;
     endcase
     if (rst) begin
       \$514  = 1'h0;
@@ -17472,10 +17472,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$515  = check_truncated_3;
+    \$515  = check_runt_1;
     casez (step_state)
       2'h0:
-          \$515  = \$279 ;
+          \$515  = \$273 ;
     endcase
     if (rst) begin
       \$515  = 1'h0;
@@ -17483,10 +17483,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$516  = check_truncated_4;
+    \$516  = check_oversize_2;
     casez (step_state)
       2'h0:
-          \$516  = \$288 ;
+          \$516  = \$274 ;
     endcase
     if (rst) begin
       \$516  = 1'h0;
@@ -17494,10 +17494,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$517  = stop;
+    \$517  = check_truncated_3;
     casez (step_state)
       2'h0:
-          \$517  = \$333 ;
+          \$517  = \$279 ;
     endcase
     if (rst) begin
       \$517  = 1'h0;
@@ -17505,30 +17505,52 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$518  = tags;
+    \$518  = check_truncated_4;
     casez (step_state)
       2'h0:
-          if (advance) begin
-            \$518  = \$344 ;
-          end
+          \$518  = \$288 ;
     endcase
     if (rst) begin
-      \$518  = 2'h0;
+      \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$519  = step_state;
+    \$519  = stop;
+    casez (step_state)
+      2'h0:
+          \$519  = \$333 ;
+    endcase
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$520  = tags;
+    casez (step_state)
+      2'h0:
+          if (advance) begin
+            \$520  = \$344 ;
+          end
+    endcase
+    if (rst) begin
+      \$520  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$521  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
           if (advance) begin
-            \$519  = 2'h1;
+            \$521  = 2'h1;
           end
           if (advance) begin
-            if (\$signal$28 ) begin
-              \$519  = 2'h0;
+            if (\$signal$30 ) begin
+              \$521  = 2'h0;
             end
           end
         end
@@ -17537,21 +17559,21 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$519  = 2'h2;
+              \$521  = 2'h2;
             end
           end else begin
             if (advance) begin
               (* full_case = 32'd1 *)
               if (\$399 ) begin
-                \$519  = 2'h3;
+                \$521  = 2'h3;
               end else begin
-                \$519  = 2'h2;
+                \$521  = 2'h2;
               end
             end
           end
           if (advance) begin
-            if (\$signal$28 ) begin
-              \$519  = 2'h0;
+            if (\$signal$30 ) begin
+              \$521  = 2'h0;
             end
           end
         end
@@ -17559,90 +17581,60 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
         begin
           if (advance) begin
             if (\$449 ) begin
-              \$519  = 2'h2;
+              \$521  = 2'h2;
             end
           end
           if (advance) begin
-            if (\$signal$28 ) begin
-              \$519  = 2'h0;
+            if (\$signal$30 ) begin
+              \$521  = 2'h0;
             end
           end
         end
       2'h2:
           if (advance) begin
-            if (\$signal$28 ) begin
-              \$519  = 2'h0;
+            if (\$signal$30 ) begin
+              \$521  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$519  = 2'h0;
+      \$521  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$520  = rec;
+    \$522  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$520  = rec_next;
+            \$522  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$520  = rec_next;
+            \$522  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$520  = rec_next;
+            \$522  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$520  = rec_next;
+            \$522  = rec_next;
           end
     endcase
     if (rst) begin
-      \$520  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$522  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$521  = l3_ipv4;
+    \$523  = l3_ipv4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$521  = \$345 ;
-    endcase
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$522  = check_truncated_0;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$522  = \$346 ;
-          end
-    endcase
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$523  = check_bad_ihl_1;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$523  = \$349 ;
-          end
+          \$523  = \$345 ;
     endcase
     if (rst) begin
       \$523  = 1'h0;
@@ -17650,13 +17642,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$524  = check_truncated_2;
+    \$524  = check_truncated_0;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$524  = \$352 ;
+            \$524  = \$346 ;
           end
     endcase
     if (rst) begin
@@ -17665,13 +17657,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$525  = check_header_limit_3;
+    \$525  = check_bad_ihl_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$525  = \$355 ;
+            \$525  = \$349 ;
           end
     endcase
     if (rst) begin
@@ -17680,13 +17672,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$526  = check_bad_length_4;
+    \$526  = check_truncated_2;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$526  = \$360 ;
+            \$526  = \$352 ;
           end
     endcase
     if (rst) begin
@@ -17695,13 +17687,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$527  = \stop$52 ;
+    \$527  = check_header_limit_3;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$527  = \$367 ;
+            \$527  = \$355 ;
           end
     endcase
     if (rst) begin
@@ -17710,7 +17702,37 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$528  = offset;
+    \$528  = check_bad_length_4;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$528  = \$360 ;
+          end
+    endcase
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$529  = \stop$54 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$529  = \$367 ;
+          end
+    endcase
+    if (rst) begin
+      \$529  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$530  = offset;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17718,25 +17740,25 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$528  = { 5'h00, \$369  };
+              \$530  = { 5'h00, \$369  };
             end
           end else begin
             if (advance) begin
-              \$528  = { 6'h00, \$390  };
+              \$530  = { 6'h00, \$390  };
             end
           end
       2'h3:
           if (advance) begin
-            \$528  = \$440 [12:0];
+            \$530  = \$440 [12:0];
           end
     endcase
     if (rst) begin
-      \$528  = 13'h0000;
+      \$530  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$529  = ip_end;
+    \$531  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17744,21 +17766,21 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$529  = \$370 ;
+              \$531  = \$370 ;
             end
           end else begin
             if (advance) begin
-              \$529  = \$392 ;
+              \$531  = \$392 ;
             end
           end
     endcase
     if (rst) begin
-      \$529  = 17'h00000;
+      \$531  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$530  = ext_count;
+    \$532  = ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17766,25 +17788,25 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$530  = 3'h0;
+              \$532  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$530  = 3'h0;
+              \$532  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$530  = \$441 [2:0];
+            \$532  = \$441 [2:0];
           end
     endcase
     if (rst) begin
-      \$530  = 3'h0;
+      \$532  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$531  = \check_truncated_0$53 ;
+    \$533  = \check_truncated_0$55 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17792,41 +17814,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$531  = \$371 ;
-          end
-    endcase
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$532  = \check_bad_ihl_1$54 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$532  = \$372 ;
-          end
-    endcase
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$533  = \check_truncated_2$55 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$533  = \$374 ;
+            \$533  = \$371 ;
           end
     endcase
     if (rst) begin
@@ -17835,7 +17823,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$534  = check_bad_length_3;
+    \$534  = \check_bad_ihl_1$56 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17843,7 +17831,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$534  = \$377 ;
+            \$534  = \$372 ;
           end
     endcase
     if (rst) begin
@@ -17852,7 +17840,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$535  = \stop$57 ;
+    \$535  = \check_truncated_2$57 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17860,7 +17848,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$535  = \$389 ;
+            \$535  = \$374 ;
           end
     endcase
     if (rst) begin
@@ -17869,14 +17857,16 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$536  = \check_truncated_0$59 ;
+    \$536  = check_bad_length_3;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h3:
-          \$536  = \$401 ;
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$536  = \$377 ;
+          end
     endcase
     if (rst) begin
       \$536  = 1'h0;
@@ -17884,14 +17874,16 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$537  = check_header_limit_1;
+    \$537  = \stop$59 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h3:
-          \$537  = \$403 ;
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$537  = \$389 ;
+          end
     endcase
     if (rst) begin
       \$537  = 1'h0;
@@ -17899,14 +17891,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$538  = \check_truncated_2$61 ;
+    \$538  = \check_truncated_0$61 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$538  = \$405 ;
+          \$538  = \$401 ;
     endcase
     if (rst) begin
       \$538  = 1'h0;
@@ -17914,14 +17906,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$539  = \check_header_limit_3$62 ;
+    \$539  = check_header_limit_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$539  = \$407 ;
+          \$539  = \$403 ;
     endcase
     if (rst) begin
       \$539  = 1'h0;
@@ -17929,14 +17921,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$540  = check_header_limit_4;
+    \$540  = \check_truncated_2$63 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$540  = \$422 ;
+          \$540  = \$405 ;
     endcase
     if (rst) begin
       \$540  = 1'h0;
@@ -17944,14 +17936,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$541  = \stop$64 ;
+    \$541  = \check_header_limit_3$64 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$541  = \$439 ;
+          \$541  = \$407 ;
     endcase
     if (rst) begin
       \$541  = 1'h0;
@@ -17959,17 +17951,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$542  = \check_truncated_0$65 ;
-    (* full_case = 32'd1 *)
+    \$542  = check_header_limit_4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          /* empty */;
-      2'h2:
-          \$542  = \$453 ;
+          \$542  = \$422 ;
     endcase
     if (rst) begin
       \$542  = 1'h0;
@@ -17977,7 +17966,22 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$543  = \check_header_limit_1$66 ;
+    \$543  = \stop$66 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$543  = \$439 ;
+    endcase
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$544  = \check_truncated_0$67 ;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -17987,44 +17991,62 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       2'h3:
           /* empty */;
       2'h2:
-          \$543  = \$457 ;
+          \$544  = \$453 ;
     endcase
     if (rst) begin
-      \$543  = 1'h0;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$544  = o__valid;
+    \$545  = \check_header_limit_1$68 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$545  = \$457 ;
+    endcase
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$546  = o__valid;
     if (o__ready) begin
-      \$544  = 1'h0;
+      \$546  = 1'h0;
     end
     if (\release ) begin
-      \$544  = 1'h1;
+      \$546  = 1'h1;
     end
     if (rst) begin
-      \$544  = 1'h0;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$545  = o__payload;
+    \$547  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
       if (\$458 ) begin
-        \$545  = rec_next;
+        \$547  = rec_next;
       end else begin
-        \$545 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$545 [15:0] = rec_next[15:0];
-        \$545 [19:16] = \error$104 ;
+        \$547 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$547 [15:0] = rec_next[15:0];
+        \$547 [19:16] = \error$106 ;
       end
     end
     if (rst) begin
-      \$545  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$547  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign e_full = active;
-  assign \$signal$19  = n;
+  assign \$signal$21  = n;
   assign e_mac_error = mac_error;
   assign \$like  = l2;
   assign e_hdr = hdr;
@@ -18129,10 +18151,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$74 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
-  assign \$74 [47:32] = 16'hffff;
-  assign \$75 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
-  assign \$75 [47:32] = 16'hffff;
+  assign \$71 [31:0] = { hdr[103:96], hdr[111:104], hdr[119:112], hdr[127:120] };
+  assign \$71 [47:32] = 16'hffff;
+  assign \$72 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
+  assign \$72 [47:32] = 16'hffff;
   assign \$409 [2:1] = 2'h0;
   assign { \$409 [15:3], \$409 [0] } = { window[23:16], window[31:27], window[24] };
   assign \$424 [2:1] = 2'h0;
@@ -18867,7 +18889,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
-  wire \$423 ;
+  wire [16:0] \$423 ;
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
@@ -18880,7 +18902,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire [16:0] \$435 ;
+  wire \$435 ;
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
@@ -18920,7 +18942,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire \$471 ;
+  wire [16:0] \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
@@ -18946,7 +18968,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire [16:0] \$495 ;
+  wire \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
@@ -18975,32 +18997,32 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
+  wire [31:0] \$520 ;
+  wire [31:0] \$521 ;
+  wire [31:0] \$522 ;
+  wire [31:0] \$523 ;
+  wire [31:0] \$524 ;
+  wire [31:0] \$525 ;
+  wire [31:0] \$526 ;
+  wire [31:0] \$527 ;
+  wire [31:0] \$528 ;
+  wire [31:0] \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
+  wire [31:0] \$530 ;
+  wire [31:0] \$531 ;
+  wire [31:0] \$532 ;
+  wire [31:0] \$533 ;
+  wire [31:0] \$534 ;
+  wire [31:0] \$535 ;
+  wire [31:0] \$536 ;
+  wire [31:0] \$537 ;
+  wire [31:0] \$538 ;
+  wire [31:0] \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
+  wire [31:0] \$540 ;
+  wire [31:0] \$541 ;
+  wire [31:0] \$542 ;
+  wire [31:0] \$543 ;
   wire [31:0] \$544 ;
   wire [31:0] \$545 ;
   wire [31:0] \$546 ;
@@ -19023,32 +19045,32 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire [31:0] \$561 ;
   wire [31:0] \$562 ;
   wire [31:0] \$563 ;
-  wire [31:0] \$564 ;
-  wire [31:0] \$565 ;
-  wire [31:0] \$566 ;
-  wire [31:0] \$567 ;
-  wire [31:0] \$568 ;
-  wire [31:0] \$569 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   wire \$57 ;
-  wire [31:0] \$570 ;
-  wire [31:0] \$571 ;
-  wire [31:0] \$572 ;
-  wire [31:0] \$573 ;
-  wire [31:0] \$574 ;
-  wire [31:0] \$575 ;
-  wire [31:0] \$576 ;
-  wire [31:0] \$577 ;
-  wire [31:0] \$578 ;
-  wire [31:0] \$579 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire [2:0] \$572 ;
+  wire [2:0] \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   wire \$58 ;
-  wire [31:0] \$580 ;
-  wire [31:0] \$581 ;
-  wire [31:0] \$582 ;
-  wire [31:0] \$583 ;
-  wire [31:0] \$584 ;
-  wire [31:0] \$585 ;
-  wire [31:0] \$586 ;
-  wire [31:0] \$587 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
@@ -19058,8 +19080,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$593 ;
   wire \$594 ;
   wire \$595 ;
-  wire [2:0] \$596 ;
-  wire [2:0] \$597 ;
+  wire \$596 ;
+  wire \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
@@ -19152,19 +19174,19 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$678 ;
   wire \$679 ;
   wire \$68 ;
-  wire \$680 ;
+  wire [16:0] \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
+  wire [16:0] \$683 ;
+  wire [16:0] \$684 ;
+  wire [31:0] \$685 ;
+  wire [31:0] \$686 ;
+  wire [31:0] \$687 ;
+  wire [31:0] \$688 ;
+  wire [31:0] \$689 ;
   wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
+  wire [31:0] \$690 ;
+  wire [31:0] \$691 ;
   wire \$692 ;
   wire \$693 ;
   wire \$694 ;
@@ -19179,91 +19201,67 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   wire \$701 ;
   wire \$702 ;
   wire \$703 ;
-  wire [16:0] \$704 ;
+  wire \$704 ;
   wire \$705 ;
   wire \$706 ;
-  wire [16:0] \$707 ;
-  wire [16:0] \$708 ;
-  wire [31:0] \$709 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire \$71 ;
-  wire [31:0] \$710 ;
-  wire [31:0] \$711 ;
-  wire [31:0] \$712 ;
-  wire [31:0] \$713 ;
-  wire [31:0] \$714 ;
-  wire [31:0] \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  reg [31:0] \$713 ;
+  reg \$714 ;
+  reg [8:0] \$715 ;
+  reg \$716 ;
+  reg \$717 ;
+  reg [8:0] \$718 ;
+  reg \$719 ;
   wire \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
+  reg \$720 ;
+  reg [8:0] \$721 ;
+  reg [11471:0] \$722 ;
+  reg [7:0] \$723 ;
+  reg \$724 ;
+  reg \$725 ;
+  reg [15:0] \$726 ;
+  reg [15:0] \$727 ;
+  reg [19:0] \$728 ;
+  reg [319:0] \$729 ;
   wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  reg [31:0] \$737 ;
+  reg [15:0] \$730 ;
+  reg \$731 ;
+  reg \$732 ;
+  reg \$733 ;
+  reg \$734 ;
+  reg \$735 ;
+  reg [21:0] \$736 ;
+  reg [13:0] \$737 ;
   reg \$738 ;
-  reg [8:0] \$739 ;
+  reg \$739 ;
   wire \$74 ;
   reg \$740 ;
-  reg \$741 ;
-  reg [8:0] \$742 ;
-  reg \$743 ;
-  reg \$744 ;
-  reg [8:0] \$745 ;
-  reg [11471:0] \$746 ;
-  reg [7:0] \$747 ;
-  reg \$748 ;
-  reg \$749 ;
+  reg [31:0] \$741 ;
+  reg [1:0] \$742 ;
+  reg [31:0] \$743 ;
+  reg [31:0] \$744 ;
+  reg [31:0] \$745 ;
+  reg [31:0] \$746 ;
+  reg [31:0] \$747 ;
+  reg [31:0] \$748 ;
+  reg [31:0] \$749 ;
   wire \$75 ;
-  reg [15:0] \$750 ;
-  reg [15:0] \$751 ;
-  reg [19:0] \$752 ;
-  reg [319:0] \$753 ;
-  reg [15:0] \$754 ;
-  reg \$755 ;
-  reg \$756 ;
-  reg \$757 ;
-  reg \$758 ;
-  reg \$759 ;
+  reg [31:0] \$750 ;
+  reg [31:0] \$751 ;
+  reg [31:0] \$752 ;
+  reg [31:0] \$753 ;
+  reg [31:0] \$754 ;
+  reg [31:0] \$755 ;
+  reg [31:0] \$756 ;
   wire \$76 ;
-  reg [21:0] \$760 ;
-  reg [13:0] \$761 ;
-  reg \$762 ;
-  reg \$763 ;
-  reg \$764 ;
-  reg [31:0] \$765 ;
-  reg [1:0] \$766 ;
-  reg [31:0] \$767 ;
-  reg [31:0] \$768 ;
-  reg [31:0] \$769 ;
   wire \$77 ;
-  reg [31:0] \$770 ;
-  reg [31:0] \$771 ;
-  reg [31:0] \$772 ;
-  reg [31:0] \$773 ;
-  reg [31:0] \$774 ;
-  reg [31:0] \$775 ;
-  reg [31:0] \$776 ;
-  reg [31:0] \$777 ;
-  reg [31:0] \$778 ;
-  reg [31:0] \$779 ;
   wire \$78 ;
-  reg [31:0] \$780 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
@@ -20665,37 +20663,13 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   end
   always @(posedge clk) begin
     if (rule_w__en)
-      rule_mem[\$708 [10:2]] <= csr__w_data;
+      rule_mem[\$684 [10:2]] <= csr__w_data;
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
     _0_ <= rule_r__addr;
   end
   assign rule_r__data = rule_mem[_0_];
-  assign \$220  = copy_at == 9'h121;
-  assign \$221  = copy_at == 9'h122;
-  assign \$222  = copy_at == 9'h123;
-  assign \$223  = copy_at == 9'h124;
-  assign \$224  = copy_at == 9'h125;
-  assign \$225  = copy_at == 9'h126;
-  assign \$226  = copy_at == 9'h127;
-  assign \$227  = copy_at == 9'h128;
-  assign \$228  = copy_at == 9'h129;
-  assign \$229  = copy_at == 9'h12a;
-  assign \$230  = copy_at == 9'h12b;
-  assign \$231  = copy_at == 9'h12c;
-  assign \$232  = copy_at == 9'h12d;
-  assign \$233  = copy_at == 9'h12e;
-  assign \$234  = copy_at == 9'h12f;
-  assign \$235  = copy_at == 9'h130;
-  assign \$236  = copy_at == 9'h131;
-  assign \$237  = copy_at == 9'h132;
-  assign \$238  = copy_at == 9'h133;
-  assign \$239  = copy_at == 9'h134;
-  assign \$240  = copy_at == 9'h135;
-  assign \$241  = copy_at == 9'h136;
-  assign \$242  = copy_at == 9'h140;
-  assign \$243  = copy_at == 9'h141;
   assign \$244  = copy_at == 9'h142;
   assign \$245  = copy_at == 9'h143;
   assign \$246  = copy_at == 9'h144;
@@ -20871,403 +20845,379 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   assign \$417  = csr__addr < 16'h8800;
   assign \$418  = \$416  & \$417 ;
   assign \$419  = \$415  | \$418 ;
-  assign \$420  = csr__addr >= 16'hb024;
-  assign \$421  = csr__addr < 16'hb024;
+  assign \$420  = csr__addr >= 15'h4000;
+  assign \$421  = csr__addr < 15'h4800;
   assign \$422  = \$420  & \$421 ;
-  assign \$423  = \$419  | \$422 ;
-  assign \$424  = csr__addr >= 16'hc028;
-  assign \$425  = csr__addr < 16'hc028;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = \$423  | \$426 ;
-  assign \$428  = csr__addr >= 16'hc02c;
-  assign \$429  = csr__addr < 16'hc02c;
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$427  | \$430 ;
-  assign \$432  = csr__addr >= 15'h4000;
-  assign \$433  = csr__addr < 15'h4800;
-  assign \$434  = \$432  & \$433 ;
-  assign \$435  = csr__addr - 15'h4000;
-  assign \$436  = \$435 [6:2] < 5'h17;
-  assign \$437  = \$434  & \$436 ;
-  assign \$438  = csr__addr >= 13'h1000;
-  assign \$439  = csr__addr < 13'h1800;
+  assign \$423  = csr__addr - 15'h4000;
+  assign \$424  = \$423 [6:2] < 5'h17;
+  assign \$425  = \$422  & \$424 ;
+  assign \$426  = csr__addr >= 13'h1000;
+  assign \$427  = csr__addr < 13'h1800;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = ~ \$428 ;
+  assign \$430  = csr__addr >= 8'h80;
+  assign \$431  = csr__addr < 8'h84;
+  assign \$432  = \$430  & \$431 ;
+  assign \$434  = csr__addr >= 8'h84;
+  assign \$435  = csr__addr < 8'h88;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$433  | \$436 ;
+  assign \$438  = csr__addr >= 8'h88;
+  assign \$439  = csr__addr < 8'h8c;
   assign \$440  = \$438  & \$439 ;
-  assign \$441  = ~ \$440 ;
-  assign \$442  = csr__addr >= 8'h80;
-  assign \$443  = csr__addr < 8'h84;
+  assign \$441  = \$437  | \$440 ;
+  assign \$442  = csr__addr >= 8'h8c;
+  assign \$443  = csr__addr < 8'h90;
   assign \$444  = \$442  & \$443 ;
-  assign \$446  = csr__addr >= 8'h84;
-  assign \$447  = csr__addr < 8'h88;
+  assign \$445  = \$441  | \$444 ;
+  assign \$446  = csr__addr >= 8'hc0;
+  assign \$447  = csr__addr < 8'he4;
   assign \$448  = \$446  & \$447 ;
   assign \$449  = \$445  | \$448 ;
-  assign \$450  = csr__addr >= 8'h88;
-  assign \$451  = csr__addr < 8'h8c;
+  assign \$450  = csr__addr >= 15'h6000;
+  assign \$451  = csr__addr < 15'h6044;
   assign \$452  = \$450  & \$451 ;
   assign \$453  = \$449  | \$452 ;
-  assign \$454  = csr__addr >= 8'h8c;
-  assign \$455  = csr__addr < 8'h90;
+  assign \$454  = csr__addr >= 15'h7000;
+  assign \$455  = csr__addr < 15'h7100;
   assign \$456  = \$454  & \$455 ;
   assign \$457  = \$453  | \$456 ;
-  assign \$458  = csr__addr >= 8'hc0;
-  assign \$459  = csr__addr < 8'he4;
+  assign \$458  = csr__addr >= 15'h7400;
+  assign \$459  = csr__addr < 15'h7500;
   assign \$460  = \$458  & \$459 ;
   assign \$461  = \$457  | \$460 ;
-  assign \$462  = csr__addr >= 15'h6000;
-  assign \$463  = csr__addr < 15'h6044;
+  assign \$462  = csr__addr >= 16'h8000;
+  assign \$463  = csr__addr < 16'h8800;
   assign \$464  = \$462  & \$463 ;
   assign \$465  = \$461  | \$464 ;
-  assign \$466  = csr__addr >= 15'h7000;
-  assign \$467  = csr__addr < 15'h7100;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$465  | \$468 ;
-  assign \$470  = csr__addr >= 15'h7400;
-  assign \$471  = csr__addr < 15'h7500;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = \$469  | \$472 ;
-  assign \$474  = csr__addr >= 16'h8000;
-  assign \$475  = csr__addr < 16'h8800;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$473  | \$476 ;
-  assign \$478  = csr__addr >= 16'hb024;
-  assign \$479  = csr__addr < 16'hb024;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$477  | \$480 ;
-  assign \$482  = csr__addr >= 16'hc028;
-  assign \$483  = csr__addr < 16'hc028;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$481  | \$484 ;
-  assign \$486  = csr__addr >= 16'hc02c;
-  assign \$487  = csr__addr < 16'hc02c;
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = \$485  | \$488 ;
-  assign \$490  = ~ \$489 ;
-  assign \$491  = \$441  & \$490 ;
-  assign \$492  = csr__addr >= 15'h4000;
-  assign \$493  = csr__addr < 15'h4800;
-  assign \$494  = \$492  & \$493 ;
-  assign \$495  = csr__addr - 15'h4000;
-  assign \$496  = \$495 [6:2] < 5'h17;
-  assign \$497  = \$494  & \$496 ;
-  assign \$498  = ~ \$497 ;
-  assign \$499  = \$491  & \$498 ;
-  assign \$500  = ! csr__addr;
-  assign \$501  = csr__addr == 3'h4;
-  assign \$502  = csr__addr == 4'h8;
-  assign \$503  = csr__addr == 4'hc;
-  assign \$504  = csr__addr == 5'h14;
-  assign \$505  = csr__addr == 5'h10;
-  assign \$506  = csr__addr == 6'h34;
-  assign \$507  = csr__addr == 6'h38;
-  assign \$508  = csr__addr == 6'h20;
-  assign \$509  = csr__addr == 6'h24;
-  assign \$510  = csr__addr == 6'h28;
-  assign \$511  = csr__addr == 6'h2c;
-  assign \$512  = csr__addr == 7'h40;
-  assign \$513  = csr__addr == 7'h44;
-  assign \$514  = csr__addr == 7'h48;
-  assign \$515  = csr__addr == 7'h4c;
-  assign \$516  = csr__addr == 7'h50;
-  assign \$517  = csr__addr == 7'h54;
-  assign \$518  = csr__addr == 7'h58;
-  assign \$519  = csr__addr == 7'h5c;
-  assign \$520  = csr__addr == 7'h60;
-  assign \$521  = csr__addr == 7'h64;
-  assign \$522  = csr__addr == 6'h20;
-  assign \$523  = csr__addr == 6'h24;
-  assign \$524  = csr__addr == 6'h28;
-  assign \$525  = csr__addr == 6'h2c;
-  assign \$526  = csr__addr == 7'h40;
-  assign \$527  = csr__addr == 7'h44;
-  assign \$528  = csr__addr == 7'h48;
-  assign \$529  = csr__addr == 7'h4c;
-  assign \$530  = csr__addr == 7'h50;
-  assign \$531  = csr__addr == 7'h54;
-  assign \$532  = csr__addr == 7'h58;
-  assign \$533  = csr__addr == 7'h5c;
-  assign \$534  = csr__addr == 7'h60;
-  assign \$535  = csr__addr == 7'h64;
-  assign \$536  = csr__addr == 6'h30;
-  assign \$537  = csr__r_stb | csr__w_stb;
-  assign \$538  = ~ csr__ack;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = csr__r_stb | csr__w_stb;
-  assign \$541  = \$signal$46  & \$540 ;
-  assign \$542  = ~ csr__ack;
-  assign \$543  = \$541  & \$542 ;
+  assign \$466  = ~ \$465 ;
+  assign \$467  = \$429  & \$466 ;
+  assign \$468  = csr__addr >= 15'h4000;
+  assign \$469  = csr__addr < 15'h4800;
+  assign \$470  = \$468  & \$469 ;
+  assign \$471  = csr__addr - 15'h4000;
+  assign \$472  = \$471 [6:2] < 5'h17;
+  assign \$473  = \$470  & \$472 ;
+  assign \$474  = ~ \$473 ;
+  assign \$475  = \$467  & \$474 ;
+  assign \$476  = ! csr__addr;
+  assign \$477  = csr__addr == 3'h4;
+  assign \$478  = csr__addr == 4'h8;
+  assign \$479  = csr__addr == 4'hc;
+  assign \$480  = csr__addr == 5'h14;
+  assign \$481  = csr__addr == 5'h10;
+  assign \$482  = csr__addr == 6'h34;
+  assign \$483  = csr__addr == 6'h38;
+  assign \$484  = csr__addr == 6'h20;
+  assign \$485  = csr__addr == 6'h24;
+  assign \$486  = csr__addr == 6'h28;
+  assign \$487  = csr__addr == 6'h2c;
+  assign \$488  = csr__addr == 7'h40;
+  assign \$489  = csr__addr == 7'h44;
+  assign \$490  = csr__addr == 7'h48;
+  assign \$491  = csr__addr == 7'h4c;
+  assign \$492  = csr__addr == 7'h50;
+  assign \$493  = csr__addr == 7'h54;
+  assign \$494  = csr__addr == 7'h58;
+  assign \$495  = csr__addr == 7'h5c;
+  assign \$496  = csr__addr == 7'h60;
+  assign \$497  = csr__addr == 7'h64;
+  assign \$498  = csr__addr == 6'h20;
+  assign \$499  = csr__addr == 6'h24;
+  assign \$500  = csr__addr == 6'h28;
+  assign \$501  = csr__addr == 6'h2c;
+  assign \$502  = csr__addr == 7'h40;
+  assign \$503  = csr__addr == 7'h44;
+  assign \$504  = csr__addr == 7'h48;
+  assign \$505  = csr__addr == 7'h4c;
+  assign \$506  = csr__addr == 7'h50;
+  assign \$507  = csr__addr == 7'h54;
+  assign \$508  = csr__addr == 7'h58;
+  assign \$509  = csr__addr == 7'h5c;
+  assign \$510  = csr__addr == 7'h60;
+  assign \$511  = csr__addr == 7'h64;
+  assign \$512  = csr__addr == 6'h30;
+  assign \$513  = csr__r_stb | csr__w_stb;
+  assign \$514  = ~ csr__ack;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = csr__r_stb | csr__w_stb;
+  assign \$517  = \$signal$46  & \$516 ;
+  assign \$518  = ~ csr__ack;
+  assign \$519  = \$517  & \$518 ;
+  assign \$523  = \$521  | \$522 ;
+  assign \$525  = \$523  | \$524 ;
+  assign \$527  = \$525  | \$526 ;
+  assign \$531  = \$529  | \$530 ;
+  assign \$532  = { \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6] } & { 30'h00000000, reta_busy, pending };
+  assign \$533  = \$531  | \$532 ;
+  assign \$534  = { \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7] } & { 16'h0000, generation };
+  assign \$535  = \$533  | \$534 ;
+  assign \$536  = { \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8] } & shadow_ctrl_0_0;
+  assign \$537  = \$535  | \$536 ;
+  assign \$538  = { \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9] } & shadow_max_frame_0_0;
+  assign \$539  = \$537  | \$538 ;
+  assign \$540  = { \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10] } & shadow_direct_ethertype_0_0;
+  assign \$541  = \$539  | \$540 ;
+  assign \$542  = { \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11] } & shadow_default_action_0_0;
+  assign \$543  = \$541  | \$542 ;
+  assign \$544  = { \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12] } & shadow_rss_key_0_0;
+  assign \$545  = \$543  | \$544 ;
+  assign \$546  = { \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13] } & shadow_rss_key_1_0;
   assign \$547  = \$545  | \$546 ;
+  assign \$548  = { \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14] } & shadow_rss_key_2_0;
   assign \$549  = \$547  | \$548 ;
+  assign \$550  = { \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15] } & shadow_rss_key_3_0;
   assign \$551  = \$549  | \$550 ;
+  assign \$552  = { \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16] } & shadow_rss_key_4_0;
+  assign \$553  = \$551  | \$552 ;
+  assign \$554  = { \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17] } & shadow_rss_key_5_0;
   assign \$555  = \$553  | \$554 ;
-  assign \$556  = { \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6], \$signal$43 [6] } & { 30'h00000000, reta_busy, pending };
+  assign \$556  = { \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18] } & shadow_rss_key_6_0;
   assign \$557  = \$555  | \$556 ;
-  assign \$558  = { \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7], \$signal$43 [7] } & { 16'h0000, generation };
+  assign \$558  = { \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19] } & shadow_rss_key_7_0;
   assign \$559  = \$557  | \$558 ;
-  assign \$560  = { \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8], \$signal$43 [8] } & shadow_ctrl_0_0;
+  assign \$560  = { \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20] } & shadow_rss_key_8_0;
   assign \$561  = \$559  | \$560 ;
-  assign \$562  = { \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9], \$signal$43 [9] } & shadow_max_frame_0_0;
+  assign \$562  = { \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21] } & shadow_rss_key_9_0;
   assign \$563  = \$561  | \$562 ;
-  assign \$564  = { \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10], \$signal$43 [10] } & shadow_direct_ethertype_0_0;
-  assign \$565  = \$563  | \$564 ;
-  assign \$566  = { \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11], \$signal$43 [11] } & shadow_default_action_0_0;
-  assign \$567  = \$565  | \$566 ;
-  assign \$568  = { \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12], \$signal$43 [12] } & shadow_rss_key_0_0;
-  assign \$569  = \$567  | \$568 ;
-  assign \$570  = { \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13], \$signal$43 [13] } & shadow_rss_key_1_0;
-  assign \$571  = \$569  | \$570 ;
-  assign \$572  = { \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14], \$signal$43 [14] } & shadow_rss_key_2_0;
-  assign \$573  = \$571  | \$572 ;
-  assign \$574  = { \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15], \$signal$43 [15] } & shadow_rss_key_3_0;
-  assign \$575  = \$573  | \$574 ;
-  assign \$576  = { \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16], \$signal$43 [16] } & shadow_rss_key_4_0;
-  assign \$577  = \$575  | \$576 ;
-  assign \$578  = { \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17], \$signal$43 [17] } & shadow_rss_key_5_0;
-  assign \$579  = \$577  | \$578 ;
-  assign \$580  = { \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18], \$signal$43 [18] } & shadow_rss_key_6_0;
-  assign \$581  = \$579  | \$580 ;
-  assign \$582  = { \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19], \$signal$43 [19] } & shadow_rss_key_7_0;
-  assign \$583  = \$581  | \$582 ;
-  assign \$584  = { \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20], \$signal$43 [20] } & shadow_rss_key_8_0;
-  assign \$585  = \$583  | \$584 ;
-  assign \$586  = { \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21], \$signal$43 [21] } & shadow_rss_key_9_0;
-  assign \$587  = \$585  | \$586 ;
-  assign \$588  = copying | \$signal ;
-  assign \$589  = \$588  | landing;
-  assign \$590  = \$signal$46  & hit_rules;
+  assign \$564  = copying | \$signal ;
+  assign \$565  = \$564  | landing;
+  assign \$566  = \$signal$46  & hit_rules;
+  assign \$567  = copying | \$signal ;
+  assign \$568  = \$567  | landing;
+  assign \$569  = ~ \$568 ;
+  assign \$570  = csr__r_stb & \$569 ;
+  assign \$571  = rule_read_wait == 2'h2;
+  assign \$572  = rule_read_wait + 1'h1;
+  assign \$573  = \$571  ? 3'h0 : \$572 ;
+  assign \$574  = \$signal$46  & hit_local;
+  assign \$575  = \$574  & csr__w_stb;
+  assign \$576  = copying | \$signal ;
+  assign \$577  = \$576  | landing;
+  assign \$578  = ~ \$577 ;
+  assign \$579  = \$575  & \$578 ;
+  assign \$580  = \$579  & hit_commit;
+  assign \$581  = \$580  & csr__w_data[0];
+  assign \$582  = \$signal$46  & hit_local;
+  assign \$583  = \$582  & csr__w_stb;
+  assign \$584  = copying | \$signal ;
+  assign \$585  = \$584  | landing;
+  assign \$586  = ~ \$585 ;
+  assign \$587  = \$583  & \$586 ;
+  assign \$588  = \$587  & write_sel[0];
+  assign \$589  = \$signal$46  & hit_local;
+  assign \$590  = \$589  & csr__w_stb;
   assign \$591  = copying | \$signal ;
   assign \$592  = \$591  | landing;
   assign \$593  = ~ \$592 ;
-  assign \$594  = csr__r_stb & \$593 ;
-  assign \$595  = rule_read_wait == 2'h2;
-  assign \$596  = rule_read_wait + 1'h1;
-  assign \$597  = \$595  ? 3'h0 : \$596 ;
-  assign \$598  = \$signal$46  & hit_local;
-  assign \$599  = \$598  & csr__w_stb;
-  assign \$600  = copying | \$signal ;
-  assign \$601  = \$600  | landing;
-  assign \$602  = ~ \$601 ;
-  assign \$603  = \$599  & \$602 ;
-  assign \$604  = \$603  & hit_commit;
-  assign \$605  = \$604  & csr__w_data[0];
-  assign \$606  = \$signal$46  & hit_local;
-  assign \$607  = \$606  & csr__w_stb;
-  assign \$608  = copying | \$signal ;
-  assign \$609  = \$608  | landing;
-  assign \$610  = ~ \$609 ;
-  assign \$611  = \$607  & \$610 ;
-  assign \$612  = \$611  & write_sel[0];
-  assign \$613  = \$signal$46  & hit_local;
-  assign \$614  = \$613  & csr__w_stb;
-  assign \$615  = copying | \$signal ;
-  assign \$616  = \$615  | landing;
-  assign \$617  = ~ \$616 ;
-  assign \$618  = \$614  & \$617 ;
-  assign \$619  = \$618  & write_sel[1];
-  assign \$620  = \$signal$46  & hit_local;
-  assign \$621  = \$620  & csr__w_stb;
-  assign \$622  = copying | \$signal ;
-  assign \$623  = \$622  | landing;
-  assign \$624  = ~ \$623 ;
-  assign \$625  = \$621  & \$624 ;
-  assign \$626  = \$625  & write_sel[2];
-  assign \$627  = \$signal$46  & hit_local;
-  assign \$628  = \$627  & csr__w_stb;
-  assign \$629  = copying | \$signal ;
-  assign \$630  = \$629  | landing;
-  assign \$631  = ~ \$630 ;
-  assign \$632  = \$628  & \$631 ;
-  assign \$633  = \$632  & write_sel[3];
-  assign \$634  = \$signal$46  & hit_local;
-  assign \$635  = \$634  & csr__w_stb;
-  assign \$636  = copying | \$signal ;
-  assign \$637  = \$636  | landing;
-  assign \$638  = ~ \$637 ;
-  assign \$639  = \$635  & \$638 ;
-  assign \$640  = \$639  & write_sel[4];
-  assign \$641  = \$signal$46  & hit_local;
-  assign \$642  = \$641  & csr__w_stb;
-  assign \$643  = copying | \$signal ;
-  assign \$644  = \$643  | landing;
-  assign \$645  = ~ \$644 ;
-  assign \$646  = \$642  & \$645 ;
-  assign \$647  = \$646  & write_sel[5];
-  assign \$648  = \$signal$46  & hit_local;
-  assign \$649  = \$648  & csr__w_stb;
-  assign \$650  = copying | \$signal ;
-  assign \$651  = \$650  | landing;
-  assign \$652  = ~ \$651 ;
-  assign \$653  = \$649  & \$652 ;
-  assign \$654  = \$653  & write_sel[6];
-  assign \$655  = \$signal$46  & hit_local;
-  assign \$656  = \$655  & csr__w_stb;
-  assign \$657  = copying | \$signal ;
-  assign \$658  = \$657  | landing;
-  assign \$659  = ~ \$658 ;
-  assign \$660  = \$656  & \$659 ;
-  assign \$661  = \$660  & write_sel[7];
-  assign \$662  = \$signal$46  & hit_local;
-  assign \$663  = \$662  & csr__w_stb;
-  assign \$664  = copying | \$signal ;
-  assign \$665  = \$664  | landing;
-  assign \$666  = ~ \$665 ;
-  assign \$667  = \$663  & \$666 ;
-  assign \$668  = \$667  & write_sel[8];
-  assign \$669  = \$signal$46  & hit_local;
-  assign \$670  = \$669  & csr__w_stb;
-  assign \$671  = copying | \$signal ;
-  assign \$672  = \$671  | landing;
-  assign \$673  = ~ \$672 ;
-  assign \$674  = \$670  & \$673 ;
-  assign \$675  = \$674  & write_sel[9];
-  assign \$676  = \$signal$46  & hit_local;
-  assign \$677  = \$676  & csr__w_stb;
-  assign \$678  = copying | \$signal ;
-  assign \$679  = \$678  | landing;
-  assign \$680  = ~ \$679 ;
-  assign \$681  = \$677  & \$680 ;
-  assign \$682  = \$681  & write_sel[10];
-  assign \$683  = \$signal$46  & hit_local;
-  assign \$684  = \$683  & csr__w_stb;
-  assign \$685  = copying | \$signal ;
-  assign \$686  = \$685  | landing;
-  assign \$687  = ~ \$686 ;
-  assign \$688  = \$684  & \$687 ;
-  assign \$689  = \$688  & write_sel[11];
-  assign \$690  = \$signal$46  & hit_local;
-  assign \$691  = \$690  & csr__w_stb;
-  assign \$692  = copying | \$signal ;
-  assign \$693  = \$692  | landing;
-  assign \$694  = ~ \$693 ;
-  assign \$695  = \$691  & \$694 ;
-  assign \$696  = \$695  & write_sel[12];
-  assign \$697  = \$signal$46  & hit_local;
-  assign \$698  = \$697  & csr__w_stb;
-  assign \$699  = copying | \$signal ;
-  assign \$700  = \$699  | landing;
-  assign \$701  = ~ \$700 ;
-  assign \$702  = \$698  & \$701 ;
-  assign \$703  = \$702  & write_sel[13];
-  assign \$704  = csr__addr - 13'h1000;
-  assign \$705  = copying | \$signal ;
-  assign \$706  = \$705  | landing;
-  assign \$707  = csr__addr - 15'h4000;
-  assign rule_r__addr = \$706  ? copy_addr : \$707 [10:2];
-  assign \$708  = csr__addr - 15'h4000;
-  assign \$709  = { hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta } & { 24'h000000, reta_r_data };
-  assign \$711  = { hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters } & counters__r_data;
-  assign \$712  = \$710  | \$711 ;
-  assign \$713  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & rule_data;
-  assign \$714  = \$712  | \$713 ;
-  assign \$715  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
-  assign csr__r_data = \$714  | \$715 ;
-  assign \$716  = \$signal$46  & hit_reta;
-  assign \$717  = \$signal$46  & hit_counters;
-  assign \$718  = \$signal$46  & hit_rules;
-  assign \$719  = copying | \$signal ;
-  assign \$720  = \$719  | landing;
-  assign \$721  = ~ \$720 ;
-  assign \$722  = csr__r_stb & \$721 ;
-  assign \$723  = rule_read_wait == 2'h2;
-  assign \$724  = copying | \$signal ;
-  assign \$725  = \$724  | landing;
-  assign \$726  = ~ \$725 ;
-  assign \$727  = csr__w_stb & \$726 ;
-  assign \$728  = \$signal$46  & hit_local;
-  assign \$729  = \$728  & csr__w_stb;
-  assign \$730  = copying | \$signal ;
-  assign \$731  = \$730  | landing;
-  assign \$732  = ~ \$731 ;
-  assign \$733  = \$729  & \$732 ;
-  assign \$734  = local_ready & hit_local;
-  assign \$735  = \$734  & csr__r_stb;
-  assign \$736  = \$733  | \$735 ;
+  assign \$594  = \$590  & \$593 ;
+  assign \$595  = \$594  & write_sel[1];
+  assign \$596  = \$signal$46  & hit_local;
+  assign \$597  = \$596  & csr__w_stb;
+  assign \$598  = copying | \$signal ;
+  assign \$599  = \$598  | landing;
+  assign \$600  = ~ \$599 ;
+  assign \$601  = \$597  & \$600 ;
+  assign \$602  = \$601  & write_sel[2];
+  assign \$603  = \$signal$46  & hit_local;
+  assign \$604  = \$603  & csr__w_stb;
+  assign \$605  = copying | \$signal ;
+  assign \$606  = \$605  | landing;
+  assign \$607  = ~ \$606 ;
+  assign \$608  = \$604  & \$607 ;
+  assign \$609  = \$608  & write_sel[3];
+  assign \$610  = \$signal$46  & hit_local;
+  assign \$611  = \$610  & csr__w_stb;
+  assign \$612  = copying | \$signal ;
+  assign \$613  = \$612  | landing;
+  assign \$614  = ~ \$613 ;
+  assign \$615  = \$611  & \$614 ;
+  assign \$616  = \$615  & write_sel[4];
+  assign \$617  = \$signal$46  & hit_local;
+  assign \$618  = \$617  & csr__w_stb;
+  assign \$619  = copying | \$signal ;
+  assign \$620  = \$619  | landing;
+  assign \$621  = ~ \$620 ;
+  assign \$622  = \$618  & \$621 ;
+  assign \$623  = \$622  & write_sel[5];
+  assign \$624  = \$signal$46  & hit_local;
+  assign \$625  = \$624  & csr__w_stb;
+  assign \$626  = copying | \$signal ;
+  assign \$627  = \$626  | landing;
+  assign \$628  = ~ \$627 ;
+  assign \$629  = \$625  & \$628 ;
+  assign \$630  = \$629  & write_sel[6];
+  assign \$631  = \$signal$46  & hit_local;
+  assign \$632  = \$631  & csr__w_stb;
+  assign \$633  = copying | \$signal ;
+  assign \$634  = \$633  | landing;
+  assign \$635  = ~ \$634 ;
+  assign \$636  = \$632  & \$635 ;
+  assign \$637  = \$636  & write_sel[7];
+  assign \$638  = \$signal$46  & hit_local;
+  assign \$639  = \$638  & csr__w_stb;
+  assign \$640  = copying | \$signal ;
+  assign \$641  = \$640  | landing;
+  assign \$642  = ~ \$641 ;
+  assign \$643  = \$639  & \$642 ;
+  assign \$644  = \$643  & write_sel[8];
+  assign \$645  = \$signal$46  & hit_local;
+  assign \$646  = \$645  & csr__w_stb;
+  assign \$647  = copying | \$signal ;
+  assign \$648  = \$647  | landing;
+  assign \$649  = ~ \$648 ;
+  assign \$650  = \$646  & \$649 ;
+  assign \$651  = \$650  & write_sel[9];
+  assign \$652  = \$signal$46  & hit_local;
+  assign \$653  = \$652  & csr__w_stb;
+  assign \$654  = copying | \$signal ;
+  assign \$655  = \$654  | landing;
+  assign \$656  = ~ \$655 ;
+  assign \$657  = \$653  & \$656 ;
+  assign \$658  = \$657  & write_sel[10];
+  assign \$659  = \$signal$46  & hit_local;
+  assign \$660  = \$659  & csr__w_stb;
+  assign \$661  = copying | \$signal ;
+  assign \$662  = \$661  | landing;
+  assign \$663  = ~ \$662 ;
+  assign \$664  = \$660  & \$663 ;
+  assign \$665  = \$664  & write_sel[11];
+  assign \$666  = \$signal$46  & hit_local;
+  assign \$667  = \$666  & csr__w_stb;
+  assign \$668  = copying | \$signal ;
+  assign \$669  = \$668  | landing;
+  assign \$670  = ~ \$669 ;
+  assign \$671  = \$667  & \$670 ;
+  assign \$672  = \$671  & write_sel[12];
+  assign \$673  = \$signal$46  & hit_local;
+  assign \$674  = \$673  & csr__w_stb;
+  assign \$675  = copying | \$signal ;
+  assign \$676  = \$675  | landing;
+  assign \$677  = ~ \$676 ;
+  assign \$678  = \$674  & \$677 ;
+  assign \$679  = \$678  & write_sel[13];
+  assign \$680  = csr__addr - 13'h1000;
+  assign \$681  = copying | \$signal ;
+  assign \$682  = \$681  | landing;
+  assign \$683  = csr__addr - 15'h4000;
+  assign rule_r__addr = \$682  ? copy_addr : \$683 [10:2];
+  assign \$684  = csr__addr - 15'h4000;
+  assign \$685  = { hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta, hit_reta } & { 24'h000000, reta_r_data };
+  assign \$687  = { hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters, hit_counters } & counters__r_data;
+  assign \$688  = \$686  | \$687 ;
+  assign \$689  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & rule_data;
+  assign \$690  = \$688  | \$689 ;
+  assign \$691  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
+  assign csr__r_data = \$690  | \$691 ;
+  assign \$692  = \$signal$46  & hit_reta;
+  assign \$693  = \$signal$46  & hit_counters;
+  assign \$694  = \$signal$46  & hit_rules;
+  assign \$695  = copying | \$signal ;
+  assign \$696  = \$695  | landing;
+  assign \$697  = ~ \$696 ;
+  assign \$698  = csr__r_stb & \$697 ;
+  assign \$699  = rule_read_wait == 2'h2;
+  assign \$700  = copying | \$signal ;
+  assign \$701  = \$700  | landing;
+  assign \$702  = ~ \$701 ;
+  assign \$703  = csr__w_stb & \$702 ;
+  assign \$704  = \$signal$46  & hit_local;
+  assign \$705  = \$704  & csr__w_stb;
+  assign \$706  = copying | \$signal ;
+  assign \$707  = \$706  | landing;
+  assign \$708  = ~ \$707 ;
+  assign \$709  = \$705  & \$708 ;
+  assign \$710  = local_ready & hit_local;
+  assign \$711  = \$710  & csr__r_stb;
+  assign \$712  = \$709  | \$711 ;
   always @(posedge clk)
-    rule_data <= \$737 ;
+    rule_data <= \$713 ;
   always @(posedge clk)
-    \$signal  <= \$738 ;
+    \$signal  <= \$714 ;
   always @(posedge clk)
-    \$like  <= \$739 ;
+    \$like  <= \$715 ;
   always @(posedge clk)
-    \$signal$8  <= \$740 ;
+    \$signal$8  <= \$716 ;
   always @(posedge clk)
-    landing <= \$741 ;
+    landing <= \$717 ;
   always @(posedge clk)
-    copy_at <= \$742 ;
+    copy_at <= \$718 ;
   always @(posedge clk)
-    landing_last <= \$743 ;
+    landing_last <= \$719 ;
   always @(posedge clk)
-    copying <= \$744 ;
+    copying <= \$720 ;
   always @(posedge clk)
-    copy_addr <= \$745 ;
+    copy_addr <= \$721 ;
   always @(posedge clk)
-    rules <= \$746 ;
+    rules <= \$722 ;
   always @(posedge clk)
-    hash_enable <= \$747 ;
+    hash_enable <= \$723 ;
   always @(posedge clk)
-    symmetric <= \$748 ;
+    symmetric <= \$724 ;
   always @(posedge clk)
-    pass_errors <= \$749 ;
+    pass_errors <= \$725 ;
   always @(posedge clk)
-    max_frame <= \$750 ;
+    max_frame <= \$726 ;
   always @(posedge clk)
-    direct_ethertype <= \$751 ;
+    direct_ethertype <= \$727 ;
   always @(posedge clk)
-    default_action <= \$752 ;
+    default_action <= \$728 ;
   always @(posedge clk)
-    key <= \$753 ;
+    key <= \$729 ;
   always @(posedge clk)
-    generation <= \$754 ;
+    generation <= \$730 ;
   always @(posedge clk)
-    pending <= \$755 ;
+    pending <= \$731 ;
   always @(posedge clk)
-    hit_reta <= \$756 ;
+    hit_reta <= \$732 ;
   always @(posedge clk)
-    hit_counters <= \$757 ;
+    hit_counters <= \$733 ;
   always @(posedge clk)
-    hit_rules <= \$758 ;
+    hit_rules <= \$734 ;
   always @(posedge clk)
-    hit_local <= \$759 ;
+    hit_local <= \$735 ;
   always @(posedge clk)
-    \$signal$43  <= \$760 ;
+    \$signal$43  <= \$736 ;
   always @(posedge clk)
-    write_sel <= \$761 ;
+    write_sel <= \$737 ;
   always @(posedge clk)
-    hit_commit <= \$762 ;
+    hit_commit <= \$738 ;
   always @(posedge clk)
-    \$signal$46  <= \$763 ;
+    \$signal$46  <= \$739 ;
   always @(posedge clk)
-    local_ready <= \$764 ;
+    local_ready <= \$740 ;
   always @(posedge clk)
-    local_data <= \$765 ;
+    local_data <= \$741 ;
   always @(posedge clk)
-    rule_read_wait <= \$766 ;
+    rule_read_wait <= \$742 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$767 ;
+    shadow_ctrl_0_0 <= \$743 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$768 ;
+    shadow_max_frame_0_0 <= \$744 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$769 ;
+    shadow_direct_ethertype_0_0 <= \$745 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$770 ;
+    shadow_default_action_0_0 <= \$746 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$771 ;
+    shadow_rss_key_0_0 <= \$747 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$772 ;
+    shadow_rss_key_1_0 <= \$748 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$773 ;
+    shadow_rss_key_2_0 <= \$749 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$774 ;
+    shadow_rss_key_3_0 <= \$750 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$775 ;
+    shadow_rss_key_4_0 <= \$751 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$776 ;
+    shadow_rss_key_5_0 <= \$752 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$777 ;
+    shadow_rss_key_6_0 <= \$753 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$778 ;
+    shadow_rss_key_7_0 <= \$754 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$779 ;
+    shadow_rss_key_8_0 <= \$755 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$780 ;
+    shadow_rss_key_9_0 <= \$756 ;
   assign \$1  = copy_addr == 9'h1ff;
   assign \$2  = copying & \$1 ;
   assign \$3  = commit_apply & pending;
@@ -21487,1568 +21437,1592 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   assign \$217  = copy_at == 9'h115;
   assign \$218  = copy_at == 9'h116;
   assign \$219  = copy_at == 9'h120;
+  assign \$220  = copy_at == 9'h121;
+  assign \$221  = copy_at == 9'h122;
+  assign \$222  = copy_at == 9'h123;
+  assign \$223  = copy_at == 9'h124;
+  assign \$224  = copy_at == 9'h125;
+  assign \$225  = copy_at == 9'h126;
+  assign \$226  = copy_at == 9'h127;
+  assign \$227  = copy_at == 9'h128;
+  assign \$228  = copy_at == 9'h129;
+  assign \$229  = copy_at == 9'h12a;
+  assign \$230  = copy_at == 9'h12b;
+  assign \$231  = copy_at == 9'h12c;
+  assign \$232  = copy_at == 9'h12d;
+  assign \$233  = copy_at == 9'h12e;
+  assign \$234  = copy_at == 9'h12f;
+  assign \$235  = copy_at == 9'h130;
+  assign \$236  = copy_at == 9'h131;
+  assign \$237  = copy_at == 9'h132;
+  assign \$238  = copy_at == 9'h133;
+  assign \$239  = copy_at == 9'h134;
+  assign \$240  = copy_at == 9'h135;
+  assign \$241  = copy_at == 9'h136;
+  assign \$242  = copy_at == 9'h140;
+  assign \$243  = copy_at == 9'h141;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$737  = rule_r__data;
+    \$713  = rule_r__data;
     if (rst) begin
-      \$737  = 32'd0;
+      \$713  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$738  = copying;
+    \$714  = copying;
+    if (rst) begin
+      \$714  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$715  = copy_addr;
+    if (rst) begin
+      \$715  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$716  = \$2 ;
+    if (rst) begin
+      \$716  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$717  = \$signal ;
+    if (rst) begin
+      \$717  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$718  = \$like ;
+    if (rst) begin
+      \$718  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$719  = \$signal$8 ;
+    if (rst) begin
+      \$719  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$720  = copying;
+    if (\$9 ) begin
+      \$720  = 1'h1;
+    end
+    if (copying) begin
+      if (\$11 ) begin
+        \$720  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$720  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$721  = copy_addr;
+    if (\$9 ) begin
+      \$721  = 9'h000;
+    end
+    if (copying) begin
+      \$721  = \$10 [8:0];
+    end
+    if (rst) begin
+      \$721  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$722  = rules;
+    if (landing) begin
+      if (\$12 ) begin
+        \$722 [31:0] = rule_data;
+      end
+      if (\$13 ) begin
+        \$722 [63:32] = rule_data;
+      end
+      if (\$14 ) begin
+        \$722 [95:64] = rule_data;
+      end
+      if (\$15 ) begin
+        \$722 [127:96] = rule_data;
+      end
+      if (\$16 ) begin
+        \$722 [159:128] = rule_data;
+      end
+      if (\$17 ) begin
+        \$722 [191:160] = rule_data;
+      end
+      if (\$18 ) begin
+        \$722 [223:192] = rule_data;
+      end
+      if (\$19 ) begin
+        \$722 [255:224] = rule_data;
+      end
+      if (\$20 ) begin
+        \$722 [287:256] = rule_data;
+      end
+      if (\$21 ) begin
+        \$722 [319:288] = rule_data;
+      end
+      if (\$22 ) begin
+        \$722 [351:320] = rule_data;
+      end
+      if (\$23 ) begin
+        \$722 [383:352] = rule_data;
+      end
+      if (\$24 ) begin
+        \$722 [415:384] = rule_data;
+      end
+      if (\$25 ) begin
+        \$722 [447:416] = rule_data;
+      end
+      if (\$26 ) begin
+        \$722 [479:448] = rule_data;
+      end
+      if (\$27 ) begin
+        \$722 [511:480] = rule_data;
+      end
+      if (\$28 ) begin
+        \$722 [543:512] = rule_data;
+      end
+      if (\$29 ) begin
+        \$722 [575:544] = rule_data;
+      end
+      if (\$30 ) begin
+        \$722 [607:576] = rule_data;
+      end
+      if (\$31 ) begin
+        \$722 [639:608] = rule_data;
+      end
+      if (\$32 ) begin
+        \$722 [671:640] = rule_data;
+      end
+      if (\$33 ) begin
+        \$722 [703:672] = rule_data;
+      end
+      if (\$34 ) begin
+        \$722 [716:704] = rule_data[12:0];
+      end
+      if (\$35 ) begin
+        \$722 [748:717] = rule_data;
+      end
+      if (\$36 ) begin
+        \$722 [780:749] = rule_data;
+      end
+      if (\$37 ) begin
+        \$722 [812:781] = rule_data;
+      end
+      if (\$38 ) begin
+        \$722 [844:813] = rule_data;
+      end
+      if (\$39 ) begin
+        \$722 [876:845] = rule_data;
+      end
+      if (\$40 ) begin
+        \$722 [908:877] = rule_data;
+      end
+      if (\$41 ) begin
+        \$722 [940:909] = rule_data;
+      end
+      if (\$42 ) begin
+        \$722 [972:941] = rule_data;
+      end
+      if (\$43 ) begin
+        \$722 [1004:973] = rule_data;
+      end
+      if (\$44 ) begin
+        \$722 [1036:1005] = rule_data;
+      end
+      if (\$45 ) begin
+        \$722 [1068:1037] = rule_data;
+      end
+      if (\$46 ) begin
+        \$722 [1100:1069] = rule_data;
+      end
+      if (\$47 ) begin
+        \$722 [1132:1101] = rule_data;
+      end
+      if (\$48 ) begin
+        \$722 [1164:1133] = rule_data;
+      end
+      if (\$49 ) begin
+        \$722 [1196:1165] = rule_data;
+      end
+      if (\$50 ) begin
+        \$722 [1228:1197] = rule_data;
+      end
+      if (\$51 ) begin
+        \$722 [1260:1229] = rule_data;
+      end
+      if (\$52 ) begin
+        \$722 [1292:1261] = rule_data;
+      end
+      if (\$53 ) begin
+        \$722 [1324:1293] = rule_data;
+      end
+      if (\$54 ) begin
+        \$722 [1356:1325] = rule_data;
+      end
+      if (\$55 ) begin
+        \$722 [1388:1357] = rule_data;
+      end
+      if (\$56 ) begin
+        \$722 [1420:1389] = rule_data;
+      end
+      if (\$57 ) begin
+        \$722 [1433:1421] = rule_data[12:0];
+      end
+      if (\$58 ) begin
+        \$722 [1465:1434] = rule_data;
+      end
+      if (\$59 ) begin
+        \$722 [1497:1466] = rule_data;
+      end
+      if (\$60 ) begin
+        \$722 [1529:1498] = rule_data;
+      end
+      if (\$61 ) begin
+        \$722 [1561:1530] = rule_data;
+      end
+      if (\$62 ) begin
+        \$722 [1593:1562] = rule_data;
+      end
+      if (\$63 ) begin
+        \$722 [1625:1594] = rule_data;
+      end
+      if (\$64 ) begin
+        \$722 [1657:1626] = rule_data;
+      end
+      if (\$65 ) begin
+        \$722 [1689:1658] = rule_data;
+      end
+      if (\$66 ) begin
+        \$722 [1721:1690] = rule_data;
+      end
+      if (\$67 ) begin
+        \$722 [1753:1722] = rule_data;
+      end
+      if (\$68 ) begin
+        \$722 [1785:1754] = rule_data;
+      end
+      if (\$69 ) begin
+        \$722 [1817:1786] = rule_data;
+      end
+      if (\$70 ) begin
+        \$722 [1849:1818] = rule_data;
+      end
+      if (\$71 ) begin
+        \$722 [1881:1850] = rule_data;
+      end
+      if (\$72 ) begin
+        \$722 [1913:1882] = rule_data;
+      end
+      if (\$73 ) begin
+        \$722 [1945:1914] = rule_data;
+      end
+      if (\$74 ) begin
+        \$722 [1977:1946] = rule_data;
+      end
+      if (\$75 ) begin
+        \$722 [2009:1978] = rule_data;
+      end
+      if (\$76 ) begin
+        \$722 [2041:2010] = rule_data;
+      end
+      if (\$77 ) begin
+        \$722 [2073:2042] = rule_data;
+      end
+      if (\$78 ) begin
+        \$722 [2105:2074] = rule_data;
+      end
+      if (\$79 ) begin
+        \$722 [2137:2106] = rule_data;
+      end
+      if (\$80 ) begin
+        \$722 [2150:2138] = rule_data[12:0];
+      end
+      if (\$81 ) begin
+        \$722 [2182:2151] = rule_data;
+      end
+      if (\$82 ) begin
+        \$722 [2214:2183] = rule_data;
+      end
+      if (\$83 ) begin
+        \$722 [2246:2215] = rule_data;
+      end
+      if (\$84 ) begin
+        \$722 [2278:2247] = rule_data;
+      end
+      if (\$85 ) begin
+        \$722 [2310:2279] = rule_data;
+      end
+      if (\$86 ) begin
+        \$722 [2342:2311] = rule_data;
+      end
+      if (\$87 ) begin
+        \$722 [2374:2343] = rule_data;
+      end
+      if (\$88 ) begin
+        \$722 [2406:2375] = rule_data;
+      end
+      if (\$89 ) begin
+        \$722 [2438:2407] = rule_data;
+      end
+      if (\$90 ) begin
+        \$722 [2470:2439] = rule_data;
+      end
+      if (\$91 ) begin
+        \$722 [2502:2471] = rule_data;
+      end
+      if (\$92 ) begin
+        \$722 [2534:2503] = rule_data;
+      end
+      if (\$93 ) begin
+        \$722 [2566:2535] = rule_data;
+      end
+      if (\$94 ) begin
+        \$722 [2598:2567] = rule_data;
+      end
+      if (\$95 ) begin
+        \$722 [2630:2599] = rule_data;
+      end
+      if (\$96 ) begin
+        \$722 [2662:2631] = rule_data;
+      end
+      if (\$97 ) begin
+        \$722 [2694:2663] = rule_data;
+      end
+      if (\$98 ) begin
+        \$722 [2726:2695] = rule_data;
+      end
+      if (\$99 ) begin
+        \$722 [2758:2727] = rule_data;
+      end
+      if (\$100 ) begin
+        \$722 [2790:2759] = rule_data;
+      end
+      if (\$101 ) begin
+        \$722 [2822:2791] = rule_data;
+      end
+      if (\$102 ) begin
+        \$722 [2854:2823] = rule_data;
+      end
+      if (\$103 ) begin
+        \$722 [2867:2855] = rule_data[12:0];
+      end
+      if (\$104 ) begin
+        \$722 [2899:2868] = rule_data;
+      end
+      if (\$105 ) begin
+        \$722 [2931:2900] = rule_data;
+      end
+      if (\$106 ) begin
+        \$722 [2963:2932] = rule_data;
+      end
+      if (\$107 ) begin
+        \$722 [2995:2964] = rule_data;
+      end
+      if (\$108 ) begin
+        \$722 [3027:2996] = rule_data;
+      end
+      if (\$109 ) begin
+        \$722 [3059:3028] = rule_data;
+      end
+      if (\$110 ) begin
+        \$722 [3091:3060] = rule_data;
+      end
+      if (\$111 ) begin
+        \$722 [3123:3092] = rule_data;
+      end
+      if (\$112 ) begin
+        \$722 [3155:3124] = rule_data;
+      end
+      if (\$113 ) begin
+        \$722 [3187:3156] = rule_data;
+      end
+      if (\$114 ) begin
+        \$722 [3219:3188] = rule_data;
+      end
+      if (\$115 ) begin
+        \$722 [3251:3220] = rule_data;
+      end
+      if (\$116 ) begin
+        \$722 [3283:3252] = rule_data;
+      end
+      if (\$117 ) begin
+        \$722 [3315:3284] = rule_data;
+      end
+      if (\$118 ) begin
+        \$722 [3347:3316] = rule_data;
+      end
+      if (\$119 ) begin
+        \$722 [3379:3348] = rule_data;
+      end
+      if (\$120 ) begin
+        \$722 [3411:3380] = rule_data;
+      end
+      if (\$121 ) begin
+        \$722 [3443:3412] = rule_data;
+      end
+      if (\$122 ) begin
+        \$722 [3475:3444] = rule_data;
+      end
+      if (\$123 ) begin
+        \$722 [3507:3476] = rule_data;
+      end
+      if (\$124 ) begin
+        \$722 [3539:3508] = rule_data;
+      end
+      if (\$125 ) begin
+        \$722 [3571:3540] = rule_data;
+      end
+      if (\$126 ) begin
+        \$722 [3584:3572] = rule_data[12:0];
+      end
+      if (\$127 ) begin
+        \$722 [3616:3585] = rule_data;
+      end
+      if (\$128 ) begin
+        \$722 [3648:3617] = rule_data;
+      end
+      if (\$129 ) begin
+        \$722 [3680:3649] = rule_data;
+      end
+      if (\$130 ) begin
+        \$722 [3712:3681] = rule_data;
+      end
+      if (\$131 ) begin
+        \$722 [3744:3713] = rule_data;
+      end
+      if (\$132 ) begin
+        \$722 [3776:3745] = rule_data;
+      end
+      if (\$133 ) begin
+        \$722 [3808:3777] = rule_data;
+      end
+      if (\$134 ) begin
+        \$722 [3840:3809] = rule_data;
+      end
+      if (\$135 ) begin
+        \$722 [3872:3841] = rule_data;
+      end
+      if (\$136 ) begin
+        \$722 [3904:3873] = rule_data;
+      end
+      if (\$137 ) begin
+        \$722 [3936:3905] = rule_data;
+      end
+      if (\$138 ) begin
+        \$722 [3968:3937] = rule_data;
+      end
+      if (\$139 ) begin
+        \$722 [4000:3969] = rule_data;
+      end
+      if (\$140 ) begin
+        \$722 [4032:4001] = rule_data;
+      end
+      if (\$141 ) begin
+        \$722 [4064:4033] = rule_data;
+      end
+      if (\$142 ) begin
+        \$722 [4096:4065] = rule_data;
+      end
+      if (\$143 ) begin
+        \$722 [4128:4097] = rule_data;
+      end
+      if (\$144 ) begin
+        \$722 [4160:4129] = rule_data;
+      end
+      if (\$145 ) begin
+        \$722 [4192:4161] = rule_data;
+      end
+      if (\$146 ) begin
+        \$722 [4224:4193] = rule_data;
+      end
+      if (\$147 ) begin
+        \$722 [4256:4225] = rule_data;
+      end
+      if (\$148 ) begin
+        \$722 [4288:4257] = rule_data;
+      end
+      if (\$149 ) begin
+        \$722 [4301:4289] = rule_data[12:0];
+      end
+      if (\$150 ) begin
+        \$722 [4333:4302] = rule_data;
+      end
+      if (\$151 ) begin
+        \$722 [4365:4334] = rule_data;
+      end
+      if (\$152 ) begin
+        \$722 [4397:4366] = rule_data;
+      end
+      if (\$153 ) begin
+        \$722 [4429:4398] = rule_data;
+      end
+      if (\$154 ) begin
+        \$722 [4461:4430] = rule_data;
+      end
+      if (\$155 ) begin
+        \$722 [4493:4462] = rule_data;
+      end
+      if (\$156 ) begin
+        \$722 [4525:4494] = rule_data;
+      end
+      if (\$157 ) begin
+        \$722 [4557:4526] = rule_data;
+      end
+      if (\$158 ) begin
+        \$722 [4589:4558] = rule_data;
+      end
+      if (\$159 ) begin
+        \$722 [4621:4590] = rule_data;
+      end
+      if (\$160 ) begin
+        \$722 [4653:4622] = rule_data;
+      end
+      if (\$161 ) begin
+        \$722 [4685:4654] = rule_data;
+      end
+      if (\$162 ) begin
+        \$722 [4717:4686] = rule_data;
+      end
+      if (\$163 ) begin
+        \$722 [4749:4718] = rule_data;
+      end
+      if (\$164 ) begin
+        \$722 [4781:4750] = rule_data;
+      end
+      if (\$165 ) begin
+        \$722 [4813:4782] = rule_data;
+      end
+      if (\$166 ) begin
+        \$722 [4845:4814] = rule_data;
+      end
+      if (\$167 ) begin
+        \$722 [4877:4846] = rule_data;
+      end
+      if (\$168 ) begin
+        \$722 [4909:4878] = rule_data;
+      end
+      if (\$169 ) begin
+        \$722 [4941:4910] = rule_data;
+      end
+      if (\$170 ) begin
+        \$722 [4973:4942] = rule_data;
+      end
+      if (\$171 ) begin
+        \$722 [5005:4974] = rule_data;
+      end
+      if (\$172 ) begin
+        \$722 [5018:5006] = rule_data[12:0];
+      end
+      if (\$173 ) begin
+        \$722 [5050:5019] = rule_data;
+      end
+      if (\$174 ) begin
+        \$722 [5082:5051] = rule_data;
+      end
+      if (\$175 ) begin
+        \$722 [5114:5083] = rule_data;
+      end
+      if (\$176 ) begin
+        \$722 [5146:5115] = rule_data;
+      end
+      if (\$177 ) begin
+        \$722 [5178:5147] = rule_data;
+      end
+      if (\$178 ) begin
+        \$722 [5210:5179] = rule_data;
+      end
+      if (\$179 ) begin
+        \$722 [5242:5211] = rule_data;
+      end
+      if (\$180 ) begin
+        \$722 [5274:5243] = rule_data;
+      end
+      if (\$181 ) begin
+        \$722 [5306:5275] = rule_data;
+      end
+      if (\$182 ) begin
+        \$722 [5338:5307] = rule_data;
+      end
+      if (\$183 ) begin
+        \$722 [5370:5339] = rule_data;
+      end
+      if (\$184 ) begin
+        \$722 [5402:5371] = rule_data;
+      end
+      if (\$185 ) begin
+        \$722 [5434:5403] = rule_data;
+      end
+      if (\$186 ) begin
+        \$722 [5466:5435] = rule_data;
+      end
+      if (\$187 ) begin
+        \$722 [5498:5467] = rule_data;
+      end
+      if (\$188 ) begin
+        \$722 [5530:5499] = rule_data;
+      end
+      if (\$189 ) begin
+        \$722 [5562:5531] = rule_data;
+      end
+      if (\$190 ) begin
+        \$722 [5594:5563] = rule_data;
+      end
+      if (\$191 ) begin
+        \$722 [5626:5595] = rule_data;
+      end
+      if (\$192 ) begin
+        \$722 [5658:5627] = rule_data;
+      end
+      if (\$193 ) begin
+        \$722 [5690:5659] = rule_data;
+      end
+      if (\$194 ) begin
+        \$722 [5722:5691] = rule_data;
+      end
+      if (\$195 ) begin
+        \$722 [5735:5723] = rule_data[12:0];
+      end
+      if (\$196 ) begin
+        \$722 [5767:5736] = rule_data;
+      end
+      if (\$197 ) begin
+        \$722 [5799:5768] = rule_data;
+      end
+      if (\$198 ) begin
+        \$722 [5831:5800] = rule_data;
+      end
+      if (\$199 ) begin
+        \$722 [5863:5832] = rule_data;
+      end
+      if (\$200 ) begin
+        \$722 [5895:5864] = rule_data;
+      end
+      if (\$201 ) begin
+        \$722 [5927:5896] = rule_data;
+      end
+      if (\$202 ) begin
+        \$722 [5959:5928] = rule_data;
+      end
+      if (\$203 ) begin
+        \$722 [5991:5960] = rule_data;
+      end
+      if (\$204 ) begin
+        \$722 [6023:5992] = rule_data;
+      end
+      if (\$205 ) begin
+        \$722 [6055:6024] = rule_data;
+      end
+      if (\$206 ) begin
+        \$722 [6087:6056] = rule_data;
+      end
+      if (\$207 ) begin
+        \$722 [6119:6088] = rule_data;
+      end
+      if (\$208 ) begin
+        \$722 [6151:6120] = rule_data;
+      end
+      if (\$209 ) begin
+        \$722 [6183:6152] = rule_data;
+      end
+      if (\$210 ) begin
+        \$722 [6215:6184] = rule_data;
+      end
+      if (\$211 ) begin
+        \$722 [6247:6216] = rule_data;
+      end
+      if (\$212 ) begin
+        \$722 [6279:6248] = rule_data;
+      end
+      if (\$213 ) begin
+        \$722 [6311:6280] = rule_data;
+      end
+      if (\$214 ) begin
+        \$722 [6343:6312] = rule_data;
+      end
+      if (\$215 ) begin
+        \$722 [6375:6344] = rule_data;
+      end
+      if (\$216 ) begin
+        \$722 [6407:6376] = rule_data;
+      end
+      if (\$217 ) begin
+        \$722 [6439:6408] = rule_data;
+      end
+      if (\$218 ) begin
+        \$722 [6452:6440] = rule_data[12:0];
+      end
+      if (\$219 ) begin
+        \$722 [6484:6453] = rule_data;
+      end
+      if (\$220 ) begin
+        \$722 [6516:6485] = rule_data;
+      end
+      if (\$221 ) begin
+        \$722 [6548:6517] = rule_data;
+      end
+      if (\$222 ) begin
+        \$722 [6580:6549] = rule_data;
+      end
+      if (\$223 ) begin
+        \$722 [6612:6581] = rule_data;
+      end
+      if (\$224 ) begin
+        \$722 [6644:6613] = rule_data;
+      end
+      if (\$225 ) begin
+        \$722 [6676:6645] = rule_data;
+      end
+      if (\$226 ) begin
+        \$722 [6708:6677] = rule_data;
+      end
+      if (\$227 ) begin
+        \$722 [6740:6709] = rule_data;
+      end
+      if (\$228 ) begin
+        \$722 [6772:6741] = rule_data;
+      end
+      if (\$229 ) begin
+        \$722 [6804:6773] = rule_data;
+      end
+      if (\$230 ) begin
+        \$722 [6836:6805] = rule_data;
+      end
+      if (\$231 ) begin
+        \$722 [6868:6837] = rule_data;
+      end
+      if (\$232 ) begin
+        \$722 [6900:6869] = rule_data;
+      end
+      if (\$233 ) begin
+        \$722 [6932:6901] = rule_data;
+      end
+      if (\$234 ) begin
+        \$722 [6964:6933] = rule_data;
+      end
+      if (\$235 ) begin
+        \$722 [6996:6965] = rule_data;
+      end
+      if (\$236 ) begin
+        \$722 [7028:6997] = rule_data;
+      end
+      if (\$237 ) begin
+        \$722 [7060:7029] = rule_data;
+      end
+      if (\$238 ) begin
+        \$722 [7092:7061] = rule_data;
+      end
+      if (\$239 ) begin
+        \$722 [7124:7093] = rule_data;
+      end
+      if (\$240 ) begin
+        \$722 [7156:7125] = rule_data;
+      end
+      if (\$241 ) begin
+        \$722 [7169:7157] = rule_data[12:0];
+      end
+      if (\$242 ) begin
+        \$722 [7201:7170] = rule_data;
+      end
+      if (\$243 ) begin
+        \$722 [7233:7202] = rule_data;
+      end
+      if (\$244 ) begin
+        \$722 [7265:7234] = rule_data;
+      end
+      if (\$245 ) begin
+        \$722 [7297:7266] = rule_data;
+      end
+      if (\$246 ) begin
+        \$722 [7329:7298] = rule_data;
+      end
+      if (\$247 ) begin
+        \$722 [7361:7330] = rule_data;
+      end
+      if (\$248 ) begin
+        \$722 [7393:7362] = rule_data;
+      end
+      if (\$249 ) begin
+        \$722 [7425:7394] = rule_data;
+      end
+      if (\$250 ) begin
+        \$722 [7457:7426] = rule_data;
+      end
+      if (\$251 ) begin
+        \$722 [7489:7458] = rule_data;
+      end
+      if (\$252 ) begin
+        \$722 [7521:7490] = rule_data;
+      end
+      if (\$253 ) begin
+        \$722 [7553:7522] = rule_data;
+      end
+      if (\$254 ) begin
+        \$722 [7585:7554] = rule_data;
+      end
+      if (\$255 ) begin
+        \$722 [7617:7586] = rule_data;
+      end
+      if (\$256 ) begin
+        \$722 [7649:7618] = rule_data;
+      end
+      if (\$257 ) begin
+        \$722 [7681:7650] = rule_data;
+      end
+      if (\$258 ) begin
+        \$722 [7713:7682] = rule_data;
+      end
+      if (\$259 ) begin
+        \$722 [7745:7714] = rule_data;
+      end
+      if (\$260 ) begin
+        \$722 [7777:7746] = rule_data;
+      end
+      if (\$261 ) begin
+        \$722 [7809:7778] = rule_data;
+      end
+      if (\$262 ) begin
+        \$722 [7841:7810] = rule_data;
+      end
+      if (\$263 ) begin
+        \$722 [7873:7842] = rule_data;
+      end
+      if (\$264 ) begin
+        \$722 [7886:7874] = rule_data[12:0];
+      end
+      if (\$265 ) begin
+        \$722 [7918:7887] = rule_data;
+      end
+      if (\$266 ) begin
+        \$722 [7950:7919] = rule_data;
+      end
+      if (\$267 ) begin
+        \$722 [7982:7951] = rule_data;
+      end
+      if (\$268 ) begin
+        \$722 [8014:7983] = rule_data;
+      end
+      if (\$269 ) begin
+        \$722 [8046:8015] = rule_data;
+      end
+      if (\$270 ) begin
+        \$722 [8078:8047] = rule_data;
+      end
+      if (\$271 ) begin
+        \$722 [8110:8079] = rule_data;
+      end
+      if (\$272 ) begin
+        \$722 [8142:8111] = rule_data;
+      end
+      if (\$273 ) begin
+        \$722 [8174:8143] = rule_data;
+      end
+      if (\$274 ) begin
+        \$722 [8206:8175] = rule_data;
+      end
+      if (\$275 ) begin
+        \$722 [8238:8207] = rule_data;
+      end
+      if (\$276 ) begin
+        \$722 [8270:8239] = rule_data;
+      end
+      if (\$277 ) begin
+        \$722 [8302:8271] = rule_data;
+      end
+      if (\$278 ) begin
+        \$722 [8334:8303] = rule_data;
+      end
+      if (\$279 ) begin
+        \$722 [8366:8335] = rule_data;
+      end
+      if (\$280 ) begin
+        \$722 [8398:8367] = rule_data;
+      end
+      if (\$281 ) begin
+        \$722 [8430:8399] = rule_data;
+      end
+      if (\$282 ) begin
+        \$722 [8462:8431] = rule_data;
+      end
+      if (\$283 ) begin
+        \$722 [8494:8463] = rule_data;
+      end
+      if (\$284 ) begin
+        \$722 [8526:8495] = rule_data;
+      end
+      if (\$285 ) begin
+        \$722 [8558:8527] = rule_data;
+      end
+      if (\$286 ) begin
+        \$722 [8590:8559] = rule_data;
+      end
+      if (\$287 ) begin
+        \$722 [8603:8591] = rule_data[12:0];
+      end
+      if (\$288 ) begin
+        \$722 [8635:8604] = rule_data;
+      end
+      if (\$289 ) begin
+        \$722 [8667:8636] = rule_data;
+      end
+      if (\$290 ) begin
+        \$722 [8699:8668] = rule_data;
+      end
+      if (\$291 ) begin
+        \$722 [8731:8700] = rule_data;
+      end
+      if (\$292 ) begin
+        \$722 [8763:8732] = rule_data;
+      end
+      if (\$293 ) begin
+        \$722 [8795:8764] = rule_data;
+      end
+      if (\$294 ) begin
+        \$722 [8827:8796] = rule_data;
+      end
+      if (\$295 ) begin
+        \$722 [8859:8828] = rule_data;
+      end
+      if (\$296 ) begin
+        \$722 [8891:8860] = rule_data;
+      end
+      if (\$297 ) begin
+        \$722 [8923:8892] = rule_data;
+      end
+      if (\$298 ) begin
+        \$722 [8955:8924] = rule_data;
+      end
+      if (\$299 ) begin
+        \$722 [8987:8956] = rule_data;
+      end
+      if (\$300 ) begin
+        \$722 [9019:8988] = rule_data;
+      end
+      if (\$301 ) begin
+        \$722 [9051:9020] = rule_data;
+      end
+      if (\$302 ) begin
+        \$722 [9083:9052] = rule_data;
+      end
+      if (\$303 ) begin
+        \$722 [9115:9084] = rule_data;
+      end
+      if (\$304 ) begin
+        \$722 [9147:9116] = rule_data;
+      end
+      if (\$305 ) begin
+        \$722 [9179:9148] = rule_data;
+      end
+      if (\$306 ) begin
+        \$722 [9211:9180] = rule_data;
+      end
+      if (\$307 ) begin
+        \$722 [9243:9212] = rule_data;
+      end
+      if (\$308 ) begin
+        \$722 [9275:9244] = rule_data;
+      end
+      if (\$309 ) begin
+        \$722 [9307:9276] = rule_data;
+      end
+      if (\$310 ) begin
+        \$722 [9320:9308] = rule_data[12:0];
+      end
+      if (\$311 ) begin
+        \$722 [9352:9321] = rule_data;
+      end
+      if (\$312 ) begin
+        \$722 [9384:9353] = rule_data;
+      end
+      if (\$313 ) begin
+        \$722 [9416:9385] = rule_data;
+      end
+      if (\$314 ) begin
+        \$722 [9448:9417] = rule_data;
+      end
+      if (\$315 ) begin
+        \$722 [9480:9449] = rule_data;
+      end
+      if (\$316 ) begin
+        \$722 [9512:9481] = rule_data;
+      end
+      if (\$317 ) begin
+        \$722 [9544:9513] = rule_data;
+      end
+      if (\$318 ) begin
+        \$722 [9576:9545] = rule_data;
+      end
+      if (\$319 ) begin
+        \$722 [9608:9577] = rule_data;
+      end
+      if (\$320 ) begin
+        \$722 [9640:9609] = rule_data;
+      end
+      if (\$321 ) begin
+        \$722 [9672:9641] = rule_data;
+      end
+      if (\$322 ) begin
+        \$722 [9704:9673] = rule_data;
+      end
+      if (\$323 ) begin
+        \$722 [9736:9705] = rule_data;
+      end
+      if (\$324 ) begin
+        \$722 [9768:9737] = rule_data;
+      end
+      if (\$325 ) begin
+        \$722 [9800:9769] = rule_data;
+      end
+      if (\$326 ) begin
+        \$722 [9832:9801] = rule_data;
+      end
+      if (\$327 ) begin
+        \$722 [9864:9833] = rule_data;
+      end
+      if (\$328 ) begin
+        \$722 [9896:9865] = rule_data;
+      end
+      if (\$329 ) begin
+        \$722 [9928:9897] = rule_data;
+      end
+      if (\$330 ) begin
+        \$722 [9960:9929] = rule_data;
+      end
+      if (\$331 ) begin
+        \$722 [9992:9961] = rule_data;
+      end
+      if (\$332 ) begin
+        \$722 [10024:9993] = rule_data;
+      end
+      if (\$333 ) begin
+        \$722 [10037:10025] = rule_data[12:0];
+      end
+      if (\$334 ) begin
+        \$722 [10069:10038] = rule_data;
+      end
+      if (\$335 ) begin
+        \$722 [10101:10070] = rule_data;
+      end
+      if (\$336 ) begin
+        \$722 [10133:10102] = rule_data;
+      end
+      if (\$337 ) begin
+        \$722 [10165:10134] = rule_data;
+      end
+      if (\$338 ) begin
+        \$722 [10197:10166] = rule_data;
+      end
+      if (\$339 ) begin
+        \$722 [10229:10198] = rule_data;
+      end
+      if (\$340 ) begin
+        \$722 [10261:10230] = rule_data;
+      end
+      if (\$341 ) begin
+        \$722 [10293:10262] = rule_data;
+      end
+      if (\$342 ) begin
+        \$722 [10325:10294] = rule_data;
+      end
+      if (\$343 ) begin
+        \$722 [10357:10326] = rule_data;
+      end
+      if (\$344 ) begin
+        \$722 [10389:10358] = rule_data;
+      end
+      if (\$345 ) begin
+        \$722 [10421:10390] = rule_data;
+      end
+      if (\$346 ) begin
+        \$722 [10453:10422] = rule_data;
+      end
+      if (\$347 ) begin
+        \$722 [10485:10454] = rule_data;
+      end
+      if (\$348 ) begin
+        \$722 [10517:10486] = rule_data;
+      end
+      if (\$349 ) begin
+        \$722 [10549:10518] = rule_data;
+      end
+      if (\$350 ) begin
+        \$722 [10581:10550] = rule_data;
+      end
+      if (\$351 ) begin
+        \$722 [10613:10582] = rule_data;
+      end
+      if (\$352 ) begin
+        \$722 [10645:10614] = rule_data;
+      end
+      if (\$353 ) begin
+        \$722 [10677:10646] = rule_data;
+      end
+      if (\$354 ) begin
+        \$722 [10709:10678] = rule_data;
+      end
+      if (\$355 ) begin
+        \$722 [10741:10710] = rule_data;
+      end
+      if (\$356 ) begin
+        \$722 [10754:10742] = rule_data[12:0];
+      end
+      if (\$357 ) begin
+        \$722 [10786:10755] = rule_data;
+      end
+      if (\$358 ) begin
+        \$722 [10818:10787] = rule_data;
+      end
+      if (\$359 ) begin
+        \$722 [10850:10819] = rule_data;
+      end
+      if (\$360 ) begin
+        \$722 [10882:10851] = rule_data;
+      end
+      if (\$361 ) begin
+        \$722 [10914:10883] = rule_data;
+      end
+      if (\$362 ) begin
+        \$722 [10946:10915] = rule_data;
+      end
+      if (\$363 ) begin
+        \$722 [10978:10947] = rule_data;
+      end
+      if (\$364 ) begin
+        \$722 [11010:10979] = rule_data;
+      end
+      if (\$365 ) begin
+        \$722 [11042:11011] = rule_data;
+      end
+      if (\$366 ) begin
+        \$722 [11074:11043] = rule_data;
+      end
+      if (\$367 ) begin
+        \$722 [11106:11075] = rule_data;
+      end
+      if (\$368 ) begin
+        \$722 [11138:11107] = rule_data;
+      end
+      if (\$369 ) begin
+        \$722 [11170:11139] = rule_data;
+      end
+      if (\$370 ) begin
+        \$722 [11202:11171] = rule_data;
+      end
+      if (\$371 ) begin
+        \$722 [11234:11203] = rule_data;
+      end
+      if (\$372 ) begin
+        \$722 [11266:11235] = rule_data;
+      end
+      if (\$373 ) begin
+        \$722 [11298:11267] = rule_data;
+      end
+      if (\$374 ) begin
+        \$722 [11330:11299] = rule_data;
+      end
+      if (\$375 ) begin
+        \$722 [11362:11331] = rule_data;
+      end
+      if (\$376 ) begin
+        \$722 [11394:11363] = rule_data;
+      end
+      if (\$377 ) begin
+        \$722 [11426:11395] = rule_data;
+      end
+      if (\$378 ) begin
+        \$722 [11458:11427] = rule_data;
+      end
+      if (\$379 ) begin
+        \$722 [11471:11459] = rule_data[12:0];
+      end
+    end
+    if (rst) begin
+      \$722  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$723  = hash_enable;
+    if (landing_last) begin
+      \$723  = shadow_ctrl_0_0[7:0];
+    end
+    if (rst) begin
+      \$723  = 8'h7e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$724  = symmetric;
+    if (landing_last) begin
+      \$724  = shadow_ctrl_0_0[8];
+    end
+    if (rst) begin
+      \$724  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$725  = pass_errors;
+    if (landing_last) begin
+      \$725  = shadow_ctrl_0_0[9];
+    end
+    if (rst) begin
+      \$725  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$726  = max_frame;
+    if (landing_last) begin
+      \$726  = shadow_max_frame_0_0[15:0];
+    end
+    if (rst) begin
+      \$726  = 16'h05f2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$727  = direct_ethertype;
+    if (landing_last) begin
+      \$727  = shadow_direct_ethertype_0_0[15:0];
+    end
+    if (rst) begin
+      \$727  = 16'h88b5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$728  = default_action;
+    if (landing_last) begin
+      \$728  = shadow_default_action_0_0[19:0];
+    end
+    if (rst) begin
+      \$728  = 20'h90000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$729  = key;
+    if (landing_last) begin
+      \$729  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+    end
+    if (rst) begin
+      \$729  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$730  = generation;
+    if (landing_last) begin
+      \$730  = \$380 [15:0];
+    end
+    if (rst) begin
+      \$730  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$731  = pending;
+    if (landing_last) begin
+      \$731  = 1'h0;
+    end
+    if (\$581 ) begin
+      \$731  = 1'h1;
+    end
+    if (rst) begin
+      \$731  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$732  = \$383 ;
+    if (rst) begin
+      \$732  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$733  = \$419 ;
+    if (rst) begin
+      \$733  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$734  = \$425 ;
+    if (rst) begin
+      \$734  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$735  = \$475 ;
+    if (rst) begin
+      \$735  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$736  = { \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
+    if (rst) begin
+      \$736  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$737  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498  };
+    if (rst) begin
+      \$737  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$738  = \$512 ;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$739  = copy_addr;
+    \$739  = \$515 ;
     if (rst) begin
-      \$739  = 9'h000;
+      \$739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$740  = \$2 ;
+    \$740  = \$519 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$741  = \$signal ;
+    \$741  = \$563 ;
     if (rst) begin
-      \$741  = 1'h0;
+      \$741  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$742  = \$like ;
+    \$742  = rule_read_wait;
+    if (\$565 ) begin
+      \$742  = 2'h0;
+    end
+    if (\$566 ) begin
+      if (\$570 ) begin
+        \$742  = \$573 [1:0];
+      end
+    end
     if (rst) begin
-      \$742  = 9'h000;
+      \$742  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$743  = \$signal$8 ;
+    \$743  = shadow_ctrl_0_0;
+    if (\$588 ) begin
+      \$743  = csr__w_data;
+    end
     if (rst) begin
-      \$743  = 1'h0;
+      \$743  = 32'd126;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$744  = copying;
-    if (\$9 ) begin
-      \$744  = 1'h1;
-    end
-    if (copying) begin
-      if (\$11 ) begin
-        \$744  = 1'h0;
-      end
+    \$744  = shadow_max_frame_0_0;
+    if (\$595 ) begin
+      \$744  = csr__w_data;
     end
     if (rst) begin
-      \$744  = 1'h0;
+      \$744  = 32'd1522;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$745  = copy_addr;
-    if (\$9 ) begin
-      \$745  = 9'h000;
-    end
-    if (copying) begin
-      \$745  = \$10 [8:0];
+    \$745  = shadow_direct_ethertype_0_0;
+    if (\$602 ) begin
+      \$745  = csr__w_data;
     end
     if (rst) begin
-      \$745  = 9'h000;
+      \$745  = 32'd34997;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$746  = rules;
-    if (landing) begin
-      if (\$12 ) begin
-        \$746 [31:0] = rule_data;
-      end
-      if (\$13 ) begin
-        \$746 [63:32] = rule_data;
-      end
-      if (\$14 ) begin
-        \$746 [95:64] = rule_data;
-      end
-      if (\$15 ) begin
-        \$746 [127:96] = rule_data;
-      end
-      if (\$16 ) begin
-        \$746 [159:128] = rule_data;
-      end
-      if (\$17 ) begin
-        \$746 [191:160] = rule_data;
-      end
-      if (\$18 ) begin
-        \$746 [223:192] = rule_data;
-      end
-      if (\$19 ) begin
-        \$746 [255:224] = rule_data;
-      end
-      if (\$20 ) begin
-        \$746 [287:256] = rule_data;
-      end
-      if (\$21 ) begin
-        \$746 [319:288] = rule_data;
-      end
-      if (\$22 ) begin
-        \$746 [351:320] = rule_data;
-      end
-      if (\$23 ) begin
-        \$746 [383:352] = rule_data;
-      end
-      if (\$24 ) begin
-        \$746 [415:384] = rule_data;
-      end
-      if (\$25 ) begin
-        \$746 [447:416] = rule_data;
-      end
-      if (\$26 ) begin
-        \$746 [479:448] = rule_data;
-      end
-      if (\$27 ) begin
-        \$746 [511:480] = rule_data;
-      end
-      if (\$28 ) begin
-        \$746 [543:512] = rule_data;
-      end
-      if (\$29 ) begin
-        \$746 [575:544] = rule_data;
-      end
-      if (\$30 ) begin
-        \$746 [607:576] = rule_data;
-      end
-      if (\$31 ) begin
-        \$746 [639:608] = rule_data;
-      end
-      if (\$32 ) begin
-        \$746 [671:640] = rule_data;
-      end
-      if (\$33 ) begin
-        \$746 [703:672] = rule_data;
-      end
-      if (\$34 ) begin
-        \$746 [716:704] = rule_data[12:0];
-      end
-      if (\$35 ) begin
-        \$746 [748:717] = rule_data;
-      end
-      if (\$36 ) begin
-        \$746 [780:749] = rule_data;
-      end
-      if (\$37 ) begin
-        \$746 [812:781] = rule_data;
-      end
-      if (\$38 ) begin
-        \$746 [844:813] = rule_data;
-      end
-      if (\$39 ) begin
-        \$746 [876:845] = rule_data;
-      end
-      if (\$40 ) begin
-        \$746 [908:877] = rule_data;
-      end
-      if (\$41 ) begin
-        \$746 [940:909] = rule_data;
-      end
-      if (\$42 ) begin
-        \$746 [972:941] = rule_data;
-      end
-      if (\$43 ) begin
-        \$746 [1004:973] = rule_data;
-      end
-      if (\$44 ) begin
-        \$746 [1036:1005] = rule_data;
-      end
-      if (\$45 ) begin
-        \$746 [1068:1037] = rule_data;
-      end
-      if (\$46 ) begin
-        \$746 [1100:1069] = rule_data;
-      end
-      if (\$47 ) begin
-        \$746 [1132:1101] = rule_data;
-      end
-      if (\$48 ) begin
-        \$746 [1164:1133] = rule_data;
-      end
-      if (\$49 ) begin
-        \$746 [1196:1165] = rule_data;
-      end
-      if (\$50 ) begin
-        \$746 [1228:1197] = rule_data;
-      end
-      if (\$51 ) begin
-        \$746 [1260:1229] = rule_data;
-      end
-      if (\$52 ) begin
-        \$746 [1292:1261] = rule_data;
-      end
-      if (\$53 ) begin
-        \$746 [1324:1293] = rule_data;
-      end
-      if (\$54 ) begin
-        \$746 [1356:1325] = rule_data;
-      end
-      if (\$55 ) begin
-        \$746 [1388:1357] = rule_data;
-      end
-      if (\$56 ) begin
-        \$746 [1420:1389] = rule_data;
-      end
-      if (\$57 ) begin
-        \$746 [1433:1421] = rule_data[12:0];
-      end
-      if (\$58 ) begin
-        \$746 [1465:1434] = rule_data;
-      end
-      if (\$59 ) begin
-        \$746 [1497:1466] = rule_data;
-      end
-      if (\$60 ) begin
-        \$746 [1529:1498] = rule_data;
-      end
-      if (\$61 ) begin
-        \$746 [1561:1530] = rule_data;
-      end
-      if (\$62 ) begin
-        \$746 [1593:1562] = rule_data;
-      end
-      if (\$63 ) begin
-        \$746 [1625:1594] = rule_data;
-      end
-      if (\$64 ) begin
-        \$746 [1657:1626] = rule_data;
-      end
-      if (\$65 ) begin
-        \$746 [1689:1658] = rule_data;
-      end
-      if (\$66 ) begin
-        \$746 [1721:1690] = rule_data;
-      end
-      if (\$67 ) begin
-        \$746 [1753:1722] = rule_data;
-      end
-      if (\$68 ) begin
-        \$746 [1785:1754] = rule_data;
-      end
-      if (\$69 ) begin
-        \$746 [1817:1786] = rule_data;
-      end
-      if (\$70 ) begin
-        \$746 [1849:1818] = rule_data;
-      end
-      if (\$71 ) begin
-        \$746 [1881:1850] = rule_data;
-      end
-      if (\$72 ) begin
-        \$746 [1913:1882] = rule_data;
-      end
-      if (\$73 ) begin
-        \$746 [1945:1914] = rule_data;
-      end
-      if (\$74 ) begin
-        \$746 [1977:1946] = rule_data;
-      end
-      if (\$75 ) begin
-        \$746 [2009:1978] = rule_data;
-      end
-      if (\$76 ) begin
-        \$746 [2041:2010] = rule_data;
-      end
-      if (\$77 ) begin
-        \$746 [2073:2042] = rule_data;
-      end
-      if (\$78 ) begin
-        \$746 [2105:2074] = rule_data;
-      end
-      if (\$79 ) begin
-        \$746 [2137:2106] = rule_data;
-      end
-      if (\$80 ) begin
-        \$746 [2150:2138] = rule_data[12:0];
-      end
-      if (\$81 ) begin
-        \$746 [2182:2151] = rule_data;
-      end
-      if (\$82 ) begin
-        \$746 [2214:2183] = rule_data;
-      end
-      if (\$83 ) begin
-        \$746 [2246:2215] = rule_data;
-      end
-      if (\$84 ) begin
-        \$746 [2278:2247] = rule_data;
-      end
-      if (\$85 ) begin
-        \$746 [2310:2279] = rule_data;
-      end
-      if (\$86 ) begin
-        \$746 [2342:2311] = rule_data;
-      end
-      if (\$87 ) begin
-        \$746 [2374:2343] = rule_data;
-      end
-      if (\$88 ) begin
-        \$746 [2406:2375] = rule_data;
-      end
-      if (\$89 ) begin
-        \$746 [2438:2407] = rule_data;
-      end
-      if (\$90 ) begin
-        \$746 [2470:2439] = rule_data;
-      end
-      if (\$91 ) begin
-        \$746 [2502:2471] = rule_data;
-      end
-      if (\$92 ) begin
-        \$746 [2534:2503] = rule_data;
-      end
-      if (\$93 ) begin
-        \$746 [2566:2535] = rule_data;
-      end
-      if (\$94 ) begin
-        \$746 [2598:2567] = rule_data;
-      end
-      if (\$95 ) begin
-        \$746 [2630:2599] = rule_data;
-      end
-      if (\$96 ) begin
-        \$746 [2662:2631] = rule_data;
-      end
-      if (\$97 ) begin
-        \$746 [2694:2663] = rule_data;
-      end
-      if (\$98 ) begin
-        \$746 [2726:2695] = rule_data;
-      end
-      if (\$99 ) begin
-        \$746 [2758:2727] = rule_data;
-      end
-      if (\$100 ) begin
-        \$746 [2790:2759] = rule_data;
-      end
-      if (\$101 ) begin
-        \$746 [2822:2791] = rule_data;
-      end
-      if (\$102 ) begin
-        \$746 [2854:2823] = rule_data;
-      end
-      if (\$103 ) begin
-        \$746 [2867:2855] = rule_data[12:0];
-      end
-      if (\$104 ) begin
-        \$746 [2899:2868] = rule_data;
-      end
-      if (\$105 ) begin
-        \$746 [2931:2900] = rule_data;
-      end
-      if (\$106 ) begin
-        \$746 [2963:2932] = rule_data;
-      end
-      if (\$107 ) begin
-        \$746 [2995:2964] = rule_data;
-      end
-      if (\$108 ) begin
-        \$746 [3027:2996] = rule_data;
-      end
-      if (\$109 ) begin
-        \$746 [3059:3028] = rule_data;
-      end
-      if (\$110 ) begin
-        \$746 [3091:3060] = rule_data;
-      end
-      if (\$111 ) begin
-        \$746 [3123:3092] = rule_data;
-      end
-      if (\$112 ) begin
-        \$746 [3155:3124] = rule_data;
-      end
-      if (\$113 ) begin
-        \$746 [3187:3156] = rule_data;
-      end
-      if (\$114 ) begin
-        \$746 [3219:3188] = rule_data;
-      end
-      if (\$115 ) begin
-        \$746 [3251:3220] = rule_data;
-      end
-      if (\$116 ) begin
-        \$746 [3283:3252] = rule_data;
-      end
-      if (\$117 ) begin
-        \$746 [3315:3284] = rule_data;
-      end
-      if (\$118 ) begin
-        \$746 [3347:3316] = rule_data;
-      end
-      if (\$119 ) begin
-        \$746 [3379:3348] = rule_data;
-      end
-      if (\$120 ) begin
-        \$746 [3411:3380] = rule_data;
-      end
-      if (\$121 ) begin
-        \$746 [3443:3412] = rule_data;
-      end
-      if (\$122 ) begin
-        \$746 [3475:3444] = rule_data;
-      end
-      if (\$123 ) begin
-        \$746 [3507:3476] = rule_data;
-      end
-      if (\$124 ) begin
-        \$746 [3539:3508] = rule_data;
-      end
-      if (\$125 ) begin
-        \$746 [3571:3540] = rule_data;
-      end
-      if (\$126 ) begin
-        \$746 [3584:3572] = rule_data[12:0];
-      end
-      if (\$127 ) begin
-        \$746 [3616:3585] = rule_data;
-      end
-      if (\$128 ) begin
-        \$746 [3648:3617] = rule_data;
-      end
-      if (\$129 ) begin
-        \$746 [3680:3649] = rule_data;
-      end
-      if (\$130 ) begin
-        \$746 [3712:3681] = rule_data;
-      end
-      if (\$131 ) begin
-        \$746 [3744:3713] = rule_data;
-      end
-      if (\$132 ) begin
-        \$746 [3776:3745] = rule_data;
-      end
-      if (\$133 ) begin
-        \$746 [3808:3777] = rule_data;
-      end
-      if (\$134 ) begin
-        \$746 [3840:3809] = rule_data;
-      end
-      if (\$135 ) begin
-        \$746 [3872:3841] = rule_data;
-      end
-      if (\$136 ) begin
-        \$746 [3904:3873] = rule_data;
-      end
-      if (\$137 ) begin
-        \$746 [3936:3905] = rule_data;
-      end
-      if (\$138 ) begin
-        \$746 [3968:3937] = rule_data;
-      end
-      if (\$139 ) begin
-        \$746 [4000:3969] = rule_data;
-      end
-      if (\$140 ) begin
-        \$746 [4032:4001] = rule_data;
-      end
-      if (\$141 ) begin
-        \$746 [4064:4033] = rule_data;
-      end
-      if (\$142 ) begin
-        \$746 [4096:4065] = rule_data;
-      end
-      if (\$143 ) begin
-        \$746 [4128:4097] = rule_data;
-      end
-      if (\$144 ) begin
-        \$746 [4160:4129] = rule_data;
-      end
-      if (\$145 ) begin
-        \$746 [4192:4161] = rule_data;
-      end
-      if (\$146 ) begin
-        \$746 [4224:4193] = rule_data;
-      end
-      if (\$147 ) begin
-        \$746 [4256:4225] = rule_data;
-      end
-      if (\$148 ) begin
-        \$746 [4288:4257] = rule_data;
-      end
-      if (\$149 ) begin
-        \$746 [4301:4289] = rule_data[12:0];
-      end
-      if (\$150 ) begin
-        \$746 [4333:4302] = rule_data;
-      end
-      if (\$151 ) begin
-        \$746 [4365:4334] = rule_data;
-      end
-      if (\$152 ) begin
-        \$746 [4397:4366] = rule_data;
-      end
-      if (\$153 ) begin
-        \$746 [4429:4398] = rule_data;
-      end
-      if (\$154 ) begin
-        \$746 [4461:4430] = rule_data;
-      end
-      if (\$155 ) begin
-        \$746 [4493:4462] = rule_data;
-      end
-      if (\$156 ) begin
-        \$746 [4525:4494] = rule_data;
-      end
-      if (\$157 ) begin
-        \$746 [4557:4526] = rule_data;
-      end
-      if (\$158 ) begin
-        \$746 [4589:4558] = rule_data;
-      end
-      if (\$159 ) begin
-        \$746 [4621:4590] = rule_data;
-      end
-      if (\$160 ) begin
-        \$746 [4653:4622] = rule_data;
-      end
-      if (\$161 ) begin
-        \$746 [4685:4654] = rule_data;
-      end
-      if (\$162 ) begin
-        \$746 [4717:4686] = rule_data;
-      end
-      if (\$163 ) begin
-        \$746 [4749:4718] = rule_data;
-      end
-      if (\$164 ) begin
-        \$746 [4781:4750] = rule_data;
-      end
-      if (\$165 ) begin
-        \$746 [4813:4782] = rule_data;
-      end
-      if (\$166 ) begin
-        \$746 [4845:4814] = rule_data;
-      end
-      if (\$167 ) begin
-        \$746 [4877:4846] = rule_data;
-      end
-      if (\$168 ) begin
-        \$746 [4909:4878] = rule_data;
-      end
-      if (\$169 ) begin
-        \$746 [4941:4910] = rule_data;
-      end
-      if (\$170 ) begin
-        \$746 [4973:4942] = rule_data;
-      end
-      if (\$171 ) begin
-        \$746 [5005:4974] = rule_data;
-      end
-      if (\$172 ) begin
-        \$746 [5018:5006] = rule_data[12:0];
-      end
-      if (\$173 ) begin
-        \$746 [5050:5019] = rule_data;
-      end
-      if (\$174 ) begin
-        \$746 [5082:5051] = rule_data;
-      end
-      if (\$175 ) begin
-        \$746 [5114:5083] = rule_data;
-      end
-      if (\$176 ) begin
-        \$746 [5146:5115] = rule_data;
-      end
-      if (\$177 ) begin
-        \$746 [5178:5147] = rule_data;
-      end
-      if (\$178 ) begin
-        \$746 [5210:5179] = rule_data;
-      end
-      if (\$179 ) begin
-        \$746 [5242:5211] = rule_data;
-      end
-      if (\$180 ) begin
-        \$746 [5274:5243] = rule_data;
-      end
-      if (\$181 ) begin
-        \$746 [5306:5275] = rule_data;
-      end
-      if (\$182 ) begin
-        \$746 [5338:5307] = rule_data;
-      end
-      if (\$183 ) begin
-        \$746 [5370:5339] = rule_data;
-      end
-      if (\$184 ) begin
-        \$746 [5402:5371] = rule_data;
-      end
-      if (\$185 ) begin
-        \$746 [5434:5403] = rule_data;
-      end
-      if (\$186 ) begin
-        \$746 [5466:5435] = rule_data;
-      end
-      if (\$187 ) begin
-        \$746 [5498:5467] = rule_data;
-      end
-      if (\$188 ) begin
-        \$746 [5530:5499] = rule_data;
-      end
-      if (\$189 ) begin
-        \$746 [5562:5531] = rule_data;
-      end
-      if (\$190 ) begin
-        \$746 [5594:5563] = rule_data;
-      end
-      if (\$191 ) begin
-        \$746 [5626:5595] = rule_data;
-      end
-      if (\$192 ) begin
-        \$746 [5658:5627] = rule_data;
-      end
-      if (\$193 ) begin
-        \$746 [5690:5659] = rule_data;
-      end
-      if (\$194 ) begin
-        \$746 [5722:5691] = rule_data;
-      end
-      if (\$195 ) begin
-        \$746 [5735:5723] = rule_data[12:0];
-      end
-      if (\$196 ) begin
-        \$746 [5767:5736] = rule_data;
-      end
-      if (\$197 ) begin
-        \$746 [5799:5768] = rule_data;
-      end
-      if (\$198 ) begin
-        \$746 [5831:5800] = rule_data;
-      end
-      if (\$199 ) begin
-        \$746 [5863:5832] = rule_data;
-      end
-      if (\$200 ) begin
-        \$746 [5895:5864] = rule_data;
-      end
-      if (\$201 ) begin
-        \$746 [5927:5896] = rule_data;
-      end
-      if (\$202 ) begin
-        \$746 [5959:5928] = rule_data;
-      end
-      if (\$203 ) begin
-        \$746 [5991:5960] = rule_data;
-      end
-      if (\$204 ) begin
-        \$746 [6023:5992] = rule_data;
-      end
-      if (\$205 ) begin
-        \$746 [6055:6024] = rule_data;
-      end
-      if (\$206 ) begin
-        \$746 [6087:6056] = rule_data;
-      end
-      if (\$207 ) begin
-        \$746 [6119:6088] = rule_data;
-      end
-      if (\$208 ) begin
-        \$746 [6151:6120] = rule_data;
-      end
-      if (\$209 ) begin
-        \$746 [6183:6152] = rule_data;
-      end
-      if (\$210 ) begin
-        \$746 [6215:6184] = rule_data;
-      end
-      if (\$211 ) begin
-        \$746 [6247:6216] = rule_data;
-      end
-      if (\$212 ) begin
-        \$746 [6279:6248] = rule_data;
-      end
-      if (\$213 ) begin
-        \$746 [6311:6280] = rule_data;
-      end
-      if (\$214 ) begin
-        \$746 [6343:6312] = rule_data;
-      end
-      if (\$215 ) begin
-        \$746 [6375:6344] = rule_data;
-      end
-      if (\$216 ) begin
-        \$746 [6407:6376] = rule_data;
-      end
-      if (\$217 ) begin
-        \$746 [6439:6408] = rule_data;
-      end
-      if (\$218 ) begin
-        \$746 [6452:6440] = rule_data[12:0];
-      end
-      if (\$219 ) begin
-        \$746 [6484:6453] = rule_data;
-      end
-      if (\$220 ) begin
-        \$746 [6516:6485] = rule_data;
-      end
-      if (\$221 ) begin
-        \$746 [6548:6517] = rule_data;
-      end
-      if (\$222 ) begin
-        \$746 [6580:6549] = rule_data;
-      end
-      if (\$223 ) begin
-        \$746 [6612:6581] = rule_data;
-      end
-      if (\$224 ) begin
-        \$746 [6644:6613] = rule_data;
-      end
-      if (\$225 ) begin
-        \$746 [6676:6645] = rule_data;
-      end
-      if (\$226 ) begin
-        \$746 [6708:6677] = rule_data;
-      end
-      if (\$227 ) begin
-        \$746 [6740:6709] = rule_data;
-      end
-      if (\$228 ) begin
-        \$746 [6772:6741] = rule_data;
-      end
-      if (\$229 ) begin
-        \$746 [6804:6773] = rule_data;
-      end
-      if (\$230 ) begin
-        \$746 [6836:6805] = rule_data;
-      end
-      if (\$231 ) begin
-        \$746 [6868:6837] = rule_data;
-      end
-      if (\$232 ) begin
-        \$746 [6900:6869] = rule_data;
-      end
-      if (\$233 ) begin
-        \$746 [6932:6901] = rule_data;
-      end
-      if (\$234 ) begin
-        \$746 [6964:6933] = rule_data;
-      end
-      if (\$235 ) begin
-        \$746 [6996:6965] = rule_data;
-      end
-      if (\$236 ) begin
-        \$746 [7028:6997] = rule_data;
-      end
-      if (\$237 ) begin
-        \$746 [7060:7029] = rule_data;
-      end
-      if (\$238 ) begin
-        \$746 [7092:7061] = rule_data;
-      end
-      if (\$239 ) begin
-        \$746 [7124:7093] = rule_data;
-      end
-      if (\$240 ) begin
-        \$746 [7156:7125] = rule_data;
-      end
-      if (\$241 ) begin
-        \$746 [7169:7157] = rule_data[12:0];
-      end
-      if (\$242 ) begin
-        \$746 [7201:7170] = rule_data;
-      end
-      if (\$243 ) begin
-        \$746 [7233:7202] = rule_data;
-      end
-      if (\$244 ) begin
-        \$746 [7265:7234] = rule_data;
-      end
-      if (\$245 ) begin
-        \$746 [7297:7266] = rule_data;
-      end
-      if (\$246 ) begin
-        \$746 [7329:7298] = rule_data;
-      end
-      if (\$247 ) begin
-        \$746 [7361:7330] = rule_data;
-      end
-      if (\$248 ) begin
-        \$746 [7393:7362] = rule_data;
-      end
-      if (\$249 ) begin
-        \$746 [7425:7394] = rule_data;
-      end
-      if (\$250 ) begin
-        \$746 [7457:7426] = rule_data;
-      end
-      if (\$251 ) begin
-        \$746 [7489:7458] = rule_data;
-      end
-      if (\$252 ) begin
-        \$746 [7521:7490] = rule_data;
-      end
-      if (\$253 ) begin
-        \$746 [7553:7522] = rule_data;
-      end
-      if (\$254 ) begin
-        \$746 [7585:7554] = rule_data;
-      end
-      if (\$255 ) begin
-        \$746 [7617:7586] = rule_data;
-      end
-      if (\$256 ) begin
-        \$746 [7649:7618] = rule_data;
-      end
-      if (\$257 ) begin
-        \$746 [7681:7650] = rule_data;
-      end
-      if (\$258 ) begin
-        \$746 [7713:7682] = rule_data;
-      end
-      if (\$259 ) begin
-        \$746 [7745:7714] = rule_data;
-      end
-      if (\$260 ) begin
-        \$746 [7777:7746] = rule_data;
-      end
-      if (\$261 ) begin
-        \$746 [7809:7778] = rule_data;
-      end
-      if (\$262 ) begin
-        \$746 [7841:7810] = rule_data;
-      end
-      if (\$263 ) begin
-        \$746 [7873:7842] = rule_data;
-      end
-      if (\$264 ) begin
-        \$746 [7886:7874] = rule_data[12:0];
-      end
-      if (\$265 ) begin
-        \$746 [7918:7887] = rule_data;
-      end
-      if (\$266 ) begin
-        \$746 [7950:7919] = rule_data;
-      end
-      if (\$267 ) begin
-        \$746 [7982:7951] = rule_data;
-      end
-      if (\$268 ) begin
-        \$746 [8014:7983] = rule_data;
-      end
-      if (\$269 ) begin
-        \$746 [8046:8015] = rule_data;
-      end
-      if (\$270 ) begin
-        \$746 [8078:8047] = rule_data;
-      end
-      if (\$271 ) begin
-        \$746 [8110:8079] = rule_data;
-      end
-      if (\$272 ) begin
-        \$746 [8142:8111] = rule_data;
-      end
-      if (\$273 ) begin
-        \$746 [8174:8143] = rule_data;
-      end
-      if (\$274 ) begin
-        \$746 [8206:8175] = rule_data;
-      end
-      if (\$275 ) begin
-        \$746 [8238:8207] = rule_data;
-      end
-      if (\$276 ) begin
-        \$746 [8270:8239] = rule_data;
-      end
-      if (\$277 ) begin
-        \$746 [8302:8271] = rule_data;
-      end
-      if (\$278 ) begin
-        \$746 [8334:8303] = rule_data;
-      end
-      if (\$279 ) begin
-        \$746 [8366:8335] = rule_data;
-      end
-      if (\$280 ) begin
-        \$746 [8398:8367] = rule_data;
-      end
-      if (\$281 ) begin
-        \$746 [8430:8399] = rule_data;
-      end
-      if (\$282 ) begin
-        \$746 [8462:8431] = rule_data;
-      end
-      if (\$283 ) begin
-        \$746 [8494:8463] = rule_data;
-      end
-      if (\$284 ) begin
-        \$746 [8526:8495] = rule_data;
-      end
-      if (\$285 ) begin
-        \$746 [8558:8527] = rule_data;
-      end
-      if (\$286 ) begin
-        \$746 [8590:8559] = rule_data;
-      end
-      if (\$287 ) begin
-        \$746 [8603:8591] = rule_data[12:0];
-      end
-      if (\$288 ) begin
-        \$746 [8635:8604] = rule_data;
-      end
-      if (\$289 ) begin
-        \$746 [8667:8636] = rule_data;
-      end
-      if (\$290 ) begin
-        \$746 [8699:8668] = rule_data;
-      end
-      if (\$291 ) begin
-        \$746 [8731:8700] = rule_data;
-      end
-      if (\$292 ) begin
-        \$746 [8763:8732] = rule_data;
-      end
-      if (\$293 ) begin
-        \$746 [8795:8764] = rule_data;
-      end
-      if (\$294 ) begin
-        \$746 [8827:8796] = rule_data;
-      end
-      if (\$295 ) begin
-        \$746 [8859:8828] = rule_data;
-      end
-      if (\$296 ) begin
-        \$746 [8891:8860] = rule_data;
-      end
-      if (\$297 ) begin
-        \$746 [8923:8892] = rule_data;
-      end
-      if (\$298 ) begin
-        \$746 [8955:8924] = rule_data;
-      end
-      if (\$299 ) begin
-        \$746 [8987:8956] = rule_data;
-      end
-      if (\$300 ) begin
-        \$746 [9019:8988] = rule_data;
-      end
-      if (\$301 ) begin
-        \$746 [9051:9020] = rule_data;
-      end
-      if (\$302 ) begin
-        \$746 [9083:9052] = rule_data;
-      end
-      if (\$303 ) begin
-        \$746 [9115:9084] = rule_data;
-      end
-      if (\$304 ) begin
-        \$746 [9147:9116] = rule_data;
-      end
-      if (\$305 ) begin
-        \$746 [9179:9148] = rule_data;
-      end
-      if (\$306 ) begin
-        \$746 [9211:9180] = rule_data;
-      end
-      if (\$307 ) begin
-        \$746 [9243:9212] = rule_data;
-      end
-      if (\$308 ) begin
-        \$746 [9275:9244] = rule_data;
-      end
-      if (\$309 ) begin
-        \$746 [9307:9276] = rule_data;
-      end
-      if (\$310 ) begin
-        \$746 [9320:9308] = rule_data[12:0];
-      end
-      if (\$311 ) begin
-        \$746 [9352:9321] = rule_data;
-      end
-      if (\$312 ) begin
-        \$746 [9384:9353] = rule_data;
-      end
-      if (\$313 ) begin
-        \$746 [9416:9385] = rule_data;
-      end
-      if (\$314 ) begin
-        \$746 [9448:9417] = rule_data;
-      end
-      if (\$315 ) begin
-        \$746 [9480:9449] = rule_data;
-      end
-      if (\$316 ) begin
-        \$746 [9512:9481] = rule_data;
-      end
-      if (\$317 ) begin
-        \$746 [9544:9513] = rule_data;
-      end
-      if (\$318 ) begin
-        \$746 [9576:9545] = rule_data;
-      end
-      if (\$319 ) begin
-        \$746 [9608:9577] = rule_data;
-      end
-      if (\$320 ) begin
-        \$746 [9640:9609] = rule_data;
-      end
-      if (\$321 ) begin
-        \$746 [9672:9641] = rule_data;
-      end
-      if (\$322 ) begin
-        \$746 [9704:9673] = rule_data;
-      end
-      if (\$323 ) begin
-        \$746 [9736:9705] = rule_data;
-      end
-      if (\$324 ) begin
-        \$746 [9768:9737] = rule_data;
-      end
-      if (\$325 ) begin
-        \$746 [9800:9769] = rule_data;
-      end
-      if (\$326 ) begin
-        \$746 [9832:9801] = rule_data;
-      end
-      if (\$327 ) begin
-        \$746 [9864:9833] = rule_data;
-      end
-      if (\$328 ) begin
-        \$746 [9896:9865] = rule_data;
-      end
-      if (\$329 ) begin
-        \$746 [9928:9897] = rule_data;
-      end
-      if (\$330 ) begin
-        \$746 [9960:9929] = rule_data;
-      end
-      if (\$331 ) begin
-        \$746 [9992:9961] = rule_data;
-      end
-      if (\$332 ) begin
-        \$746 [10024:9993] = rule_data;
-      end
-      if (\$333 ) begin
-        \$746 [10037:10025] = rule_data[12:0];
-      end
-      if (\$334 ) begin
-        \$746 [10069:10038] = rule_data;
-      end
-      if (\$335 ) begin
-        \$746 [10101:10070] = rule_data;
-      end
-      if (\$336 ) begin
-        \$746 [10133:10102] = rule_data;
-      end
-      if (\$337 ) begin
-        \$746 [10165:10134] = rule_data;
-      end
-      if (\$338 ) begin
-        \$746 [10197:10166] = rule_data;
-      end
-      if (\$339 ) begin
-        \$746 [10229:10198] = rule_data;
-      end
-      if (\$340 ) begin
-        \$746 [10261:10230] = rule_data;
-      end
-      if (\$341 ) begin
-        \$746 [10293:10262] = rule_data;
-      end
-      if (\$342 ) begin
-        \$746 [10325:10294] = rule_data;
-      end
-      if (\$343 ) begin
-        \$746 [10357:10326] = rule_data;
-      end
-      if (\$344 ) begin
-        \$746 [10389:10358] = rule_data;
-      end
-      if (\$345 ) begin
-        \$746 [10421:10390] = rule_data;
-      end
-      if (\$346 ) begin
-        \$746 [10453:10422] = rule_data;
-      end
-      if (\$347 ) begin
-        \$746 [10485:10454] = rule_data;
-      end
-      if (\$348 ) begin
-        \$746 [10517:10486] = rule_data;
-      end
-      if (\$349 ) begin
-        \$746 [10549:10518] = rule_data;
-      end
-      if (\$350 ) begin
-        \$746 [10581:10550] = rule_data;
-      end
-      if (\$351 ) begin
-        \$746 [10613:10582] = rule_data;
-      end
-      if (\$352 ) begin
-        \$746 [10645:10614] = rule_data;
-      end
-      if (\$353 ) begin
-        \$746 [10677:10646] = rule_data;
-      end
-      if (\$354 ) begin
-        \$746 [10709:10678] = rule_data;
-      end
-      if (\$355 ) begin
-        \$746 [10741:10710] = rule_data;
-      end
-      if (\$356 ) begin
-        \$746 [10754:10742] = rule_data[12:0];
-      end
-      if (\$357 ) begin
-        \$746 [10786:10755] = rule_data;
-      end
-      if (\$358 ) begin
-        \$746 [10818:10787] = rule_data;
-      end
-      if (\$359 ) begin
-        \$746 [10850:10819] = rule_data;
-      end
-      if (\$360 ) begin
-        \$746 [10882:10851] = rule_data;
-      end
-      if (\$361 ) begin
-        \$746 [10914:10883] = rule_data;
-      end
-      if (\$362 ) begin
-        \$746 [10946:10915] = rule_data;
-      end
-      if (\$363 ) begin
-        \$746 [10978:10947] = rule_data;
-      end
-      if (\$364 ) begin
-        \$746 [11010:10979] = rule_data;
-      end
-      if (\$365 ) begin
-        \$746 [11042:11011] = rule_data;
-      end
-      if (\$366 ) begin
-        \$746 [11074:11043] = rule_data;
-      end
-      if (\$367 ) begin
-        \$746 [11106:11075] = rule_data;
-      end
-      if (\$368 ) begin
-        \$746 [11138:11107] = rule_data;
-      end
-      if (\$369 ) begin
-        \$746 [11170:11139] = rule_data;
-      end
-      if (\$370 ) begin
-        \$746 [11202:11171] = rule_data;
-      end
-      if (\$371 ) begin
-        \$746 [11234:11203] = rule_data;
-      end
-      if (\$372 ) begin
-        \$746 [11266:11235] = rule_data;
-      end
-      if (\$373 ) begin
-        \$746 [11298:11267] = rule_data;
-      end
-      if (\$374 ) begin
-        \$746 [11330:11299] = rule_data;
-      end
-      if (\$375 ) begin
-        \$746 [11362:11331] = rule_data;
-      end
-      if (\$376 ) begin
-        \$746 [11394:11363] = rule_data;
-      end
-      if (\$377 ) begin
-        \$746 [11426:11395] = rule_data;
-      end
-      if (\$378 ) begin
-        \$746 [11458:11427] = rule_data;
-      end
-      if (\$379 ) begin
-        \$746 [11471:11459] = rule_data[12:0];
-      end
+    \$746  = shadow_default_action_0_0;
+    if (\$609 ) begin
+      \$746  = csr__w_data;
     end
     if (rst) begin
-      \$746  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$746  = 32'd589824;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$747  = hash_enable;
-    if (landing_last) begin
-      \$747  = shadow_ctrl_0_0[7:0];
+    \$747  = shadow_rss_key_0_0;
+    if (\$616 ) begin
+      \$747  = csr__w_data;
     end
     if (rst) begin
-      \$747  = 8'h7e;
+      \$747  = 32'd1834637018;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$748  = symmetric;
-    if (landing_last) begin
-      \$748  = shadow_ctrl_0_0[8];
+    \$748  = shadow_rss_key_1_0;
+    if (\$623 ) begin
+      \$748  = csr__w_data;
     end
     if (rst) begin
-      \$748  = 1'h0;
+      \$748  = 32'd626724546;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$749  = pass_errors;
-    if (landing_last) begin
-      \$749  = shadow_ctrl_0_0[9];
+    \$749  = shadow_rss_key_2_0;
+    if (\$630 ) begin
+      \$749  = csr__w_data;
     end
     if (rst) begin
-      \$749  = 1'h0;
+      \$749  = 32'd1097278781;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$750  = max_frame;
-    if (landing_last) begin
-      \$750  = shadow_max_frame_0_0[15:0];
+    \$750  = shadow_rss_key_3_0;
+    if (\$637 ) begin
+      \$750  = csr__w_data;
     end
     if (rst) begin
-      \$750  = 16'h05f2;
+      \$750  = 32'd1134792624;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$751  = direct_ethertype;
-    if (landing_last) begin
-      \$751  = shadow_direct_ethertype_0_0[15:0];
+    \$751  = shadow_rss_key_4_0;
+    if (\$644 ) begin
+      \$751  = csr__w_data;
     end
     if (rst) begin
-      \$751  = 16'h88b5;
+      \$751  = 32'd3502910411;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$752  = default_action;
-    if (landing_last) begin
-      \$752  = shadow_default_action_0_0[19:0];
+    \$752  = shadow_rss_key_5_0;
+    if (\$651 ) begin
+      \$752  = csr__w_data;
     end
     if (rst) begin
-      \$752  = 20'h90000;
+      \$752  = 32'd2927308980;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$753  = key;
-    if (landing_last) begin
-      \$753  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+    \$753  = shadow_rss_key_6_0;
+    if (\$658 ) begin
+      \$753  = csr__w_data;
     end
     if (rst) begin
-      \$753  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+      \$753  = 32'd2009804195;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$754  = generation;
-    if (landing_last) begin
-      \$754  = \$380 [15:0];
+    \$754  = shadow_rss_key_7_0;
+    if (\$665 ) begin
+      \$754  = csr__w_data;
     end
     if (rst) begin
-      \$754  = 16'h0000;
+      \$754  = 32'd2150691340;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$755  = pending;
-    if (landing_last) begin
-      \$755  = 1'h0;
-    end
-    if (\$605 ) begin
-      \$755  = 1'h1;
+    \$755  = shadow_rss_key_8_0;
+    if (\$672 ) begin
+      \$755  = csr__w_data;
     end
     if (rst) begin
-      \$755  = 1'h0;
+      \$755  = 32'd1782757179;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$756  = \$383 ;
-    if (rst) begin
-      \$756  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$757  = \$431 ;
-    if (rst) begin
-      \$757  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$758  = \$437 ;
-    if (rst) begin
-      \$758  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$759  = \$499 ;
-    if (rst) begin
-      \$759  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$760  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500  };
-    if (rst) begin
-      \$760  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$761  = { \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522  };
-    if (rst) begin
-      \$761  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$762  = \$536 ;
-    if (rst) begin
-      \$762  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$763  = \$539 ;
-    if (rst) begin
-      \$763  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$764  = \$543 ;
-    if (rst) begin
-      \$764  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$765  = \$587 ;
-    if (rst) begin
-      \$765  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$766  = rule_read_wait;
-    if (\$589 ) begin
-      \$766  = 2'h0;
-    end
-    if (\$590 ) begin
-      if (\$594 ) begin
-        \$766  = \$597 [1:0];
-      end
+    \$756  = shadow_rss_key_9_0;
+    if (\$679 ) begin
+      \$756  = csr__w_data;
     end
     if (rst) begin
-      \$766  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$767  = shadow_ctrl_0_0;
-    if (\$612 ) begin
-      \$767  = csr__w_data;
-    end
-    if (rst) begin
-      \$767  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$768  = shadow_max_frame_0_0;
-    if (\$619 ) begin
-      \$768  = csr__w_data;
-    end
-    if (rst) begin
-      \$768  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$769  = shadow_direct_ethertype_0_0;
-    if (\$626 ) begin
-      \$769  = csr__w_data;
-    end
-    if (rst) begin
-      \$769  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$770  = shadow_default_action_0_0;
-    if (\$633 ) begin
-      \$770  = csr__w_data;
-    end
-    if (rst) begin
-      \$770  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$771  = shadow_rss_key_0_0;
-    if (\$640 ) begin
-      \$771  = csr__w_data;
-    end
-    if (rst) begin
-      \$771  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$772  = shadow_rss_key_1_0;
-    if (\$647 ) begin
-      \$772  = csr__w_data;
-    end
-    if (rst) begin
-      \$772  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$773  = shadow_rss_key_2_0;
-    if (\$654 ) begin
-      \$773  = csr__w_data;
-    end
-    if (rst) begin
-      \$773  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$774  = shadow_rss_key_3_0;
-    if (\$661 ) begin
-      \$774  = csr__w_data;
-    end
-    if (rst) begin
-      \$774  = 32'd1134792624;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$775  = shadow_rss_key_4_0;
-    if (\$668 ) begin
-      \$775  = csr__w_data;
-    end
-    if (rst) begin
-      \$775  = 32'd3502910411;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$776  = shadow_rss_key_5_0;
-    if (\$675 ) begin
-      \$776  = csr__w_data;
-    end
-    if (rst) begin
-      \$776  = 32'd2927308980;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$777  = shadow_rss_key_6_0;
-    if (\$682 ) begin
-      \$777  = csr__w_data;
-    end
-    if (rst) begin
-      \$777  = 32'd2009804195;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$778  = shadow_rss_key_7_0;
-    if (\$689 ) begin
-      \$778  = csr__w_data;
-    end
-    if (rst) begin
-      \$778  = 32'd2150691340;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$779  = shadow_rss_key_8_0;
-    if (\$696 ) begin
-      \$779  = csr__w_data;
-    end
-    if (rst) begin
-      \$779  = 32'd1782757179;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$780  = shadow_rss_key_9_0;
-    if (\$703 ) begin
-      \$780  = csr__w_data;
-    end
-    if (rst) begin
-      \$780  = 32'd3198943738;
+      \$756  = 32'd3198943738;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     reta_r_stb = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     reta_w_stb = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     csr__ack = 1'h0;
-    if (\$716 ) begin
+    if (\$692 ) begin
       csr__ack = reta_ack;
     end
-    if (\$717 ) begin
+    if (\$693 ) begin
       csr__ack = counters__ack;
     end
-    if (\$718 ) begin
-      if (\$722 ) begin
-        csr__ack = \$723 ;
+    if (\$694 ) begin
+      if (\$698 ) begin
+        csr__ack = \$699 ;
       end
-      if (\$727 ) begin
+      if (\$703 ) begin
         csr__ack = 1'h1;
       end
     end
-    if (\$736 ) begin
+    if (\$712 ) begin
       csr__ack = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     counters__r_stb = 1'h0;
-    if (\$717 ) begin
+    if (\$693 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     counters__w_stb = 1'h0;
-    if (\$717 ) begin
+    if (\$693 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     rule_w__en = 1'h0;
-    if (\$718 ) begin
-      if (\$727 ) begin
+    if (\$694 ) begin
+      if (\$703 ) begin
         rule_w__en = 1'h1;
       end
     end
@@ -23058,9 +23032,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   assign reta_w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
-  assign rule_w__addr = \$708 [10:2];
+  assign rule_w__addr = \$684 [10:2];
   assign rule_w__data = csr__w_data;
-  assign reta_addr = \$704 [10:2];
+  assign reta_addr = \$680 [10:2];
   assign \rules[0]  = rules[716:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
@@ -23818,21 +23792,21 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
   assign \$387  = \$386 ;
-  assign \$445  = \$444 ;
-  assign { \$544 [31], \$544 [29:28], \$544 [26:23], \$544 [21:20], \$544 [16:15], \$544 [13:12], \$544 [10:9], \$544 [7], \$544 [5:2] } = 20'h00000;
-  assign { \$544 [30], \$544 [27], \$544 [22], \$544 [19:17], \$544 [14], \$544 [11], \$544 [8], \$544 [6], \$544 [1:0] } = { \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0] };
-  assign \$545  = { 1'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 1'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], \$signal$43 [0] };
-  assign \$546 [31:1] = 31'h00000000;
-  assign \$546 [0] = \$signal$43 [1];
-  assign { \$548 [31:21], \$548 [19:9], \$548 [7:1] } = 29'h00000000;
-  assign { \$548 [20], \$548 [8], \$548 [0] } = { \$signal$43 [2], \$signal$43 [2], \$signal$43 [2] };
-  assign { \$550 [31:23], \$550 [21:10], \$550 [8:0] } = 30'h00000000;
-  assign { \$550 [22], \$550 [9] } = { \$signal$43 [3], \$signal$43 [3] };
-  assign \$552  = 32'd0;
-  assign \$553  = \$551 ;
-  assign \$554 [31:4] = 28'h0000000;
-  assign \$554 [3:0] = { \$signal$43 [5], \$signal$43 [5], \$signal$43 [5], \$signal$43 [5] };
-  assign \$710  = \$709 ;
+  assign \$433  = \$432 ;
+  assign { \$520 [31], \$520 [29:28], \$520 [26:23], \$520 [21:20], \$520 [16:15], \$520 [13:12], \$520 [10:9], \$520 [7], \$520 [5:2] } = 20'h00000;
+  assign { \$520 [30], \$520 [27], \$520 [22], \$520 [19:17], \$520 [14], \$520 [11], \$520 [8], \$520 [6], \$520 [1:0] } = { \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], \$signal$43 [0] };
+  assign \$521  = { 1'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], \$signal$43 [0], \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 2'h0, \$signal$43 [0], 1'h0, \$signal$43 [0], 4'h0, \$signal$43 [0], \$signal$43 [0] };
+  assign \$522 [31:1] = 31'h00000000;
+  assign \$522 [0] = \$signal$43 [1];
+  assign { \$524 [31:21], \$524 [19:9], \$524 [7:1] } = 29'h00000000;
+  assign { \$524 [20], \$524 [8], \$524 [0] } = { \$signal$43 [2], \$signal$43 [2], \$signal$43 [2] };
+  assign { \$526 [31:23], \$526 [21:10], \$526 [8:0] } = 30'h00000000;
+  assign { \$526 [22], \$526 [9] } = { \$signal$43 [3], \$signal$43 [3] };
+  assign \$528  = 32'd0;
+  assign \$529  = \$527 ;
+  assign \$530 [31:4] = 28'h0000000;
+  assign \$530 [3:0] = { \$signal$43 [5], \$signal$43 [5], \$signal$43 [5], \$signal$43 [5] };
+  assign \$686  = \$685 ;
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);
