@@ -353,9 +353,13 @@ class HeaderParser(wiring.Component):
         # If this byte is the first of an IPv4 header: `rel` of the next byte (1 - 4 * IHL)
         # and whether that is 0 or more, worked out as the byte is registered (an adder
         # behind `beat` fed the core's critical path).
-        ihl_rel, ihl_zero = Signal(signed(8)), Signal()
-        m.d.sync += [ihl_rel.eq(1 - self.i.payload.data[:4] * 4),
+        # Only -IHL is a flop: 1 - 4 * IHL is that shifted left by two with 0b01 below it
+        # (with the constant bits as flops too, yosys 0.70 failed an assertion in its ABC
+        # reintegration on the ECPIX-5 build).
+        neg_ihl, ihl_zero = Signal(signed(5)), Signal()
+        m.d.sync += [neg_ihl.eq(-self.i.payload.data[:4]),
                      ihl_zero.eq(self.i.payload.data[:4] == 0)]
+        ihl_rel = Cat(C(1, 2), neg_ihl).as_signed()
         new_length = self._frame_length(m, beat, length)
         # `rel`'s compares are flops too, each worked out beside the value `rel` is about to
         # take (from the old value, not from the new one: no compare after an adder).

@@ -14794,9 +14794,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [8:0] \$102 ;
-  wire [16:0] \$103 ;
+  wire [8:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
@@ -14820,10 +14820,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire \$125 ;
-  wire [5:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [17:0] \$128 ;
+  wire [5:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [17:0] \$127 ;
+  wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
@@ -14913,38 +14913,38 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [8:0] \$209 ;
   wire \$21 ;
-  wire [8:0] \$210 ;
+  wire [12:0] \$210 ;
   wire [12:0] \$211 ;
-  wire [12:0] \$212 ;
+  wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire [8:0] \$215 ;
+  wire [8:0] \$214 ;
+  wire [12:0] \$215 ;
   wire [12:0] \$216 ;
-  wire [12:0] \$217 ;
+  wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [8:0] \$219 ;
   wire \$22 ;
-  wire [8:0] \$220 ;
+  wire [12:0] \$220 ;
   wire [12:0] \$221 ;
-  wire [12:0] \$222 ;
+  wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
-  wire [8:0] \$225 ;
+  wire [8:0] \$224 ;
+  wire [12:0] \$225 ;
   wire [12:0] \$226 ;
-  wire [12:0] \$227 ;
+  wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
+  wire [8:0] \$229 ;
   wire \$23 ;
-  wire [8:0] \$230 ;
+  wire [12:0] \$230 ;
   wire [12:0] \$231 ;
-  wire [12:0] \$232 ;
-  wire \$233 ;
-  wire [8:0] \$234 ;
+  wire \$232 ;
+  wire [8:0] \$233 ;
+  wire [12:0] \$234 ;
   wire [12:0] \$235 ;
-  wire [12:0] \$236 ;
-  wire [13:0] \$237 ;
+  wire [13:0] \$236 ;
+  wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
@@ -14959,30 +14959,30 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  wire [3:0] \$251 ;
+  wire [3:0] \$250 ;
+  wire \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
-  wire [16:0] \$257 ;
-  wire \$258 ;
+  wire [16:0] \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
   wire [16:0] \$259 ;
   wire \$26 ;
-  wire [16:0] \$260 ;
-  wire \$261 ;
-  wire [16:0] \$262 ;
-  wire \$263 ;
+  wire \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire [16:0] \$263 ;
   wire [16:0] \$264 ;
-  wire [16:0] \$265 ;
+  wire \$265 ;
   wire \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
-  wire \$270 ;
-  wire [2:0] \$271 ;
+  wire [2:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
@@ -15012,11 +15012,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  wire [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
   wire [15:0] \$300 ;
-  wire [15:0] \$301 ;
+  wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
@@ -15030,9 +15030,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
-  wire \$314 ;
+  wire [15:0] \$314 ;
   wire [15:0] \$315 ;
-  wire [15:0] \$316 ;
+  wire \$316 ;
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
@@ -15044,9 +15044,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$324 ;
   wire \$325 ;
   wire \$326 ;
-  wire \$327 ;
+  wire [15:0] \$327 ;
   wire [15:0] \$328 ;
-  wire [15:0] \$329 ;
+  wire \$329 ;
   wire [15:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
@@ -15062,23 +15062,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
-  wire \$343 ;
-  wire [1:0] \$344 ;
+  wire [1:0] \$343 ;
+  wire \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
-  wire \$349 ;
+  wire [6:0] \$349 ;
   wire \$35 ;
-  wire [6:0] \$350 ;
-  wire [7:0] \$351 ;
-  wire \$352 ;
-  wire [6:0] \$353 ;
-  wire [7:0] \$354 ;
-  wire \$355 ;
-  wire [6:0] \$356 ;
-  wire \$357 ;
-  wire [16:0] \$358 ;
+  wire [7:0] \$350 ;
+  wire \$351 ;
+  wire [6:0] \$352 ;
+  wire [7:0] \$353 ;
+  wire \$354 ;
+  wire [6:0] \$355 ;
+  wire \$356 ;
+  wire [16:0] \$357 ;
+  wire \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
@@ -15088,17 +15088,17 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$364 ;
   wire \$365 ;
   wire \$366 ;
-  wire \$367 ;
-  wire [6:0] \$368 ;
-  wire [7:0] \$369 ;
+  wire [6:0] \$367 ;
+  wire [7:0] \$368 ;
+  wire [16:0] \$369 ;
   wire [11:0] \$37 ;
-  wire [16:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
-  wire \$372 ;
-  wire [6:0] \$373 ;
-  wire \$374 ;
-  wire [6:0] \$375 ;
-  wire [16:0] \$376 ;
+  wire [6:0] \$372 ;
+  wire \$373 ;
+  wire [6:0] \$374 ;
+  wire [16:0] \$375 ;
+  wire \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
@@ -15112,30 +15112,30 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire \$389 ;
+  wire [6:0] \$389 ;
   wire \$39 ;
   wire [6:0] \$390 ;
-  wire [6:0] \$391 ;
-  wire [16:0] \$392 ;
+  wire [16:0] \$391 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  wire \$399 ;
+  wire [13:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [13:0] \$400 ;
-  wire \$401 ;
-  wire [13:0] \$402 ;
-  wire \$403 ;
-  wire [13:0] \$404 ;
-  wire \$405 ;
-  wire [13:0] \$406 ;
+  wire \$400 ;
+  wire [13:0] \$401 ;
+  wire \$402 ;
+  wire [13:0] \$403 ;
+  wire \$404 ;
+  wire [13:0] \$405 ;
+  wire \$406 ;
   wire \$407 ;
-  wire \$408 ;
-  wire [15:0] \$409 ;
+  wire [15:0] \$408 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
   wire \$411 ;
@@ -15151,8 +15151,8 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
-  wire \$423 ;
-  wire [15:0] \$424 ;
+  wire [15:0] \$423 ;
+  wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
@@ -15168,10 +15168,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
-  wire \$439 ;
+  wire [13:0] \$439 ;
   wire \$44 ;
-  wire [13:0] \$440 ;
-  wire [3:0] \$441 ;
+  wire [3:0] \$440 ;
+  wire \$441 ;
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
@@ -15181,98 +15181,98 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire [4:0] \$451 ;
-  wire [13:0] \$452 ;
+  wire [4:0] \$450 ;
+  wire [13:0] \$451 ;
+  wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
-  wire [4:0] \$455 ;
-  wire [13:0] \$456 ;
+  wire [4:0] \$454 ;
+  wire [13:0] \$455 ;
+  wire \$456 ;
   wire \$457 ;
-  wire \$458 ;
-  reg \$459 ;
+  reg \$458 ;
+  reg [10:0] \$459 ;
   wire \$46 ;
-  reg [10:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg \$462 ;
-  reg [15:0] \$463 ;
+  reg [4:0] \$460 ;
+  reg \$461 ;
+  reg [15:0] \$462 ;
+  reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [7:0] \$466 ;
-  reg [15:0] \$467 ;
-  reg \$468 ;
-  reg [15:0] \$469 ;
+  reg [7:0] \$465 ;
+  reg [15:0] \$466 ;
+  reg \$467 ;
+  reg [15:0] \$468 ;
+  reg [95:0] \$469 ;
   wire \$47 ;
-  reg [95:0] \$470 ;
-  reg [4:0] \$471 ;
-  reg [319:0] \$472 ;
-  reg \$473 ;
-  reg [2:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg \$476 ;
+  reg [4:0] \$470 ;
+  reg [319:0] \$471 ;
+  reg \$472 ;
+  reg [2:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg \$475 ;
+  reg [111:0] \$476 ;
   reg [111:0] \$477 ;
   reg [111:0] \$478 ;
   reg [111:0] \$479 ;
   wire \$48 ;
   reg [111:0] \$480 ;
-  reg [111:0] \$481 ;
+  reg [11:0] \$481 ;
   reg [11:0] \$482 ;
   reg [11:0] \$483 ;
   reg [11:0] \$484 ;
   reg [11:0] \$485 ;
-  reg [11:0] \$486 ;
-  reg [15:0] \$487 ;
+  reg [15:0] \$486 ;
+  reg \$487 ;
   reg \$488 ;
-  reg \$489 ;
+  reg [15:0] \$489 ;
   wire \$49 ;
-  reg [15:0] \$490 ;
-  reg \$491 ;
-  reg [15:0] \$492 ;
+  reg \$490 ;
+  reg [15:0] \$491 ;
+  reg \$492 ;
   reg \$493 ;
-  reg \$494 ;
-  reg [95:0] \$495 ;
-  reg [319:0] \$496 ;
-  reg [15:0] \$497 ;
-  reg \$498 ;
+  reg [95:0] \$494 ;
+  reg [319:0] \$495 ;
+  reg [15:0] \$496 ;
+  reg \$497 ;
+  reg [111:0] \$498 ;
   reg [111:0] \$499 ;
   wire [16:0] \$5 ;
   wire \$50 ;
   reg [111:0] \$500 ;
   reg [111:0] \$501 ;
   reg [111:0] \$502 ;
-  reg [111:0] \$503 ;
+  reg [11:0] \$503 ;
   reg [11:0] \$504 ;
   reg [11:0] \$505 ;
   reg [11:0] \$506 ;
   reg [11:0] \$507 ;
-  reg [11:0] \$508 ;
-  reg [111:0] \$509 ;
+  reg [111:0] \$508 ;
+  reg [11:0] \$509 ;
   wire \$51 ;
-  reg [11:0] \$510 ;
-  reg [1:0] \$511 ;
-  reg \$512 ;
-  reg [3:0] \$513 ;
+  reg [1:0] \$510 ;
+  reg \$511 ;
+  reg [3:0] \$512 ;
+  reg \$513 ;
   reg \$514 ;
   reg \$515 ;
   reg \$516 ;
   reg \$517 ;
   reg \$518 ;
-  reg \$519 ;
+  reg [1:0] \$519 ;
   wire \$52 ;
   reg [1:0] \$520 ;
-  reg [1:0] \$521 ;
-  reg [457:0] \$522 ;
+  reg [457:0] \$521 ;
+  reg \$522 ;
   reg \$523 ;
   reg \$524 ;
   reg \$525 ;
   reg \$526 ;
   reg \$527 ;
   reg \$528 ;
-  reg \$529 ;
+  reg [12:0] \$529 ;
   wire \$53 ;
-  reg [12:0] \$530 ;
-  reg [16:0] \$531 ;
-  reg [2:0] \$532 ;
+  reg [16:0] \$530 ;
+  reg [2:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
   reg \$535 ;
@@ -15287,8 +15287,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg \$543 ;
   reg \$544 ;
   reg \$545 ;
-  reg \$546 ;
-  reg [457:0] \$547 ;
+  reg [457:0] \$546 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -15336,13 +15335,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [6:0] \$98 ;
-  wire [7:0] \$99 ;
+  wire [4:0] \$98 ;
+  wire \$99 ;
   (* init = 96'h000000000000000000000000 *)
   wire [95:0] \$like ;
   reg [95:0] \$like$74  = 96'h000000000000000000000000;
   reg \$signal ;
-  reg [7:0] \$signal$13  = 8'h00;
+  reg [4:0] \$signal$13  = 5'h00;
   (* init = 16'h0000 *)
   wire [15:0] \$signal$21 ;
   reg \$signal$30  = 1'h0;
@@ -15664,193 +15663,191 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   reg [111:0] window2 = 112'h0000000000000000000000000000;
   reg [111:0] window3 = 112'h0000000000000000000000000000;
   reg [111:0] window4 = 112'h0000000000000000000000000000;
-  assign \$450  = rec[71:64] == 3'h6;
-  assign \$451  = \$450  ? 5'h14 : 5'h08;
-  assign \$452  = offset + \$451 ;
-  assign \$453  = \$452  > ip_end;
-  assign \$454  = rec[71:64] == 3'h6;
-  assign \$455  = \$454  ? 5'h14 : 5'h08;
-  assign \$456  = offset + \$455 ;
-  assign \$457  = \$456  > 8'h80;
-  assign \$458  = ! \error$106 ;
+  assign \$451  = offset + \$450 ;
+  assign \$452  = \$451  > ip_end;
+  assign \$453  = rec[71:64] == 3'h6;
+  assign \$454  = \$453  ? 5'h14 : 5'h08;
+  assign \$455  = offset + \$454 ;
+  assign \$456  = \$455  > 8'h80;
+  assign \$457  = ! \error$106 ;
   always @(posedge clk)
-    take <= \$459 ;
+    take <= \$458 ;
   always @(posedge clk)
-    beat <= \$460 ;
+    beat <= \$459 ;
   always @(posedge clk)
-    \$signal$13  <= \$461 ;
+    \$signal$13  <= \$460 ;
   always @(posedge clk)
-    ihl_zero <= \$462 ;
+    ihl_zero <= \$461 ;
   always @(posedge clk)
-    rel <= \$463 ;
+    rel <= \$462 ;
   always @(posedge clk)
-    \$signal$7  <= \$464 ;
+    \$signal$7  <= \$463 ;
   always @(posedge clk)
-    rel_lt14 <= \$465 ;
+    rel_lt14 <= \$464 ;
   always @(posedge clk)
-    count <= \$466 ;
+    count <= \$465 ;
   always @(posedge clk)
-    rel_l3 <= \$467 ;
+    rel_l3 <= \$466 ;
   always @(posedge clk)
-    counting <= \$468 ;
+    counting <= \$467 ;
   always @(posedge clk)
-    prev <= \$469 ;
+    prev <= \$468 ;
   always @(posedge clk)
-    \$like$74  <= \$470 ;
+    \$like$74  <= \$469 ;
   always @(posedge clk)
-    \l3$75  <= \$471 ;
+    \l3$75  <= \$470 ;
   always @(posedge clk)
-    \hdr$76  <= \$472 ;
+    \hdr$76  <= \$471 ;
   always @(posedge clk)
-    ipv4 <= \$473 ;
+    ipv4 <= \$472 ;
   always @(posedge clk)
-    win <= \$474 ;
+    win <= \$473 ;
   always @(posedge clk)
-    win_type <= \$475 ;
+    win_type <= \$474 ;
   always @(posedge clk)
-    win_live <= \$476 ;
+    win_live <= \$475 ;
   always @(posedge clk)
-    window0 <= \$477 ;
+    window0 <= \$476 ;
   always @(posedge clk)
-    window1 <= \$478 ;
+    window1 <= \$477 ;
   always @(posedge clk)
-    window2 <= \$479 ;
+    window2 <= \$478 ;
   always @(posedge clk)
-    window3 <= \$480 ;
+    window3 <= \$479 ;
   always @(posedge clk)
-    window4 <= \$481 ;
+    window4 <= \$480 ;
   always @(posedge clk)
-    ext_len0 <= \$482 ;
+    ext_len0 <= \$481 ;
   always @(posedge clk)
-    ext_len1 <= \$483 ;
+    ext_len1 <= \$482 ;
   always @(posedge clk)
-    ext_len2 <= \$484 ;
+    ext_len2 <= \$483 ;
   always @(posedge clk)
-    ext_len3 <= \$485 ;
+    ext_len3 <= \$484 ;
   always @(posedge clk)
-    ext_len4 <= \$486 ;
+    ext_len4 <= \$485 ;
   always @(posedge clk)
-    next_rel <= \$487 ;
+    next_rel <= \$486 ;
   always @(posedge clk)
-    chain <= \$488 ;
+    chain <= \$487 ;
   always @(posedge clk)
-    finished <= \$489 ;
+    finished <= \$488 ;
   always @(posedge clk)
-    \$signal$90  <= \$490 ;
+    \$signal$90  <= \$489 ;
   always @(posedge clk)
-    frame_mac_error <= \$491 ;
+    frame_mac_error <= \$490 ;
   always @(posedge clk)
-    length <= \$492 ;
+    length <= \$491 ;
   always @(posedge clk)
-    \mac_error$93  <= \$493 ;
+    \mac_error$93  <= \$492 ;
   always @(posedge clk)
-    active <= \$494 ;
+    active <= \$493 ;
   always @(posedge clk)
-    l2 <= \$495 ;
+    l2 <= \$494 ;
   always @(posedge clk)
-    hdr <= \$496 ;
+    hdr <= \$495 ;
   always @(posedge clk)
-    n <= \$497 ;
+    n <= \$496 ;
   always @(posedge clk)
-    mac_error <= \$498 ;
+    mac_error <= \$497 ;
   always @(posedge clk)
-    e_window0 <= \$499 ;
+    e_window0 <= \$498 ;
   always @(posedge clk)
-    e_window1 <= \$500 ;
+    e_window1 <= \$499 ;
   always @(posedge clk)
-    e_window2 <= \$501 ;
+    e_window2 <= \$500 ;
   always @(posedge clk)
-    e_window3 <= \$502 ;
+    e_window3 <= \$501 ;
   always @(posedge clk)
-    e_window4 <= \$503 ;
+    e_window4 <= \$502 ;
   always @(posedge clk)
-    e_ext_len0 <= \$504 ;
+    e_ext_len0 <= \$503 ;
   always @(posedge clk)
-    e_ext_len1 <= \$505 ;
+    e_ext_len1 <= \$504 ;
   always @(posedge clk)
-    e_ext_len2 <= \$506 ;
+    e_ext_len2 <= \$505 ;
   always @(posedge clk)
-    e_ext_len3 <= \$507 ;
+    e_ext_len3 <= \$506 ;
   always @(posedge clk)
-    e_ext_len4 <= \$508 ;
+    e_ext_len4 <= \$507 ;
   always @(posedge clk)
-    window <= \$509 ;
+    window <= \$508 ;
   always @(posedge clk)
-    ext_len <= \$510 ;
+    ext_len <= \$509 ;
   always @(posedge clk)
-    phase <= \$511 ;
+    phase <= \$510 ;
   always @(posedge clk)
-    \$signal$30  <= \$512 ;
+    \$signal$30  <= \$511 ;
   always @(posedge clk)
-    \error$106  <= \$513 ;
+    \error$106  <= \$512 ;
   always @(posedge clk)
-    check_mac_error_0 <= \$514 ;
+    check_mac_error_0 <= \$513 ;
   always @(posedge clk)
-    check_runt_1 <= \$515 ;
+    check_runt_1 <= \$514 ;
   always @(posedge clk)
-    check_oversize_2 <= \$516 ;
+    check_oversize_2 <= \$515 ;
   always @(posedge clk)
-    check_truncated_3 <= \$517 ;
+    check_truncated_3 <= \$516 ;
   always @(posedge clk)
-    check_truncated_4 <= \$518 ;
+    check_truncated_4 <= \$517 ;
   always @(posedge clk)
-    stop <= \$519 ;
+    stop <= \$518 ;
   always @(posedge clk)
-    tags <= \$520 ;
+    tags <= \$519 ;
   always @(posedge clk)
-    step_state <= \$521 ;
+    step_state <= \$520 ;
   always @(posedge clk)
-    rec <= \$522 ;
+    rec <= \$521 ;
   always @(posedge clk)
-    l3_ipv4 <= \$523 ;
+    l3_ipv4 <= \$522 ;
   always @(posedge clk)
-    check_truncated_0 <= \$524 ;
+    check_truncated_0 <= \$523 ;
   always @(posedge clk)
-    check_bad_ihl_1 <= \$525 ;
+    check_bad_ihl_1 <= \$524 ;
   always @(posedge clk)
-    check_truncated_2 <= \$526 ;
+    check_truncated_2 <= \$525 ;
   always @(posedge clk)
-    check_header_limit_3 <= \$527 ;
+    check_header_limit_3 <= \$526 ;
   always @(posedge clk)
-    check_bad_length_4 <= \$528 ;
+    check_bad_length_4 <= \$527 ;
   always @(posedge clk)
-    \stop$54  <= \$529 ;
+    \stop$54  <= \$528 ;
   always @(posedge clk)
-    offset <= \$530 ;
+    offset <= \$529 ;
   always @(posedge clk)
-    ip_end <= \$531 ;
+    ip_end <= \$530 ;
   always @(posedge clk)
-    ext_count <= \$532 ;
+    ext_count <= \$531 ;
   always @(posedge clk)
-    \check_truncated_0$55  <= \$533 ;
+    \check_truncated_0$55  <= \$532 ;
   always @(posedge clk)
-    \check_bad_ihl_1$56  <= \$534 ;
+    \check_bad_ihl_1$56  <= \$533 ;
   always @(posedge clk)
-    \check_truncated_2$57  <= \$535 ;
+    \check_truncated_2$57  <= \$534 ;
   always @(posedge clk)
-    check_bad_length_3 <= \$536 ;
+    check_bad_length_3 <= \$535 ;
   always @(posedge clk)
-    \stop$59  <= \$537 ;
+    \stop$59  <= \$536 ;
   always @(posedge clk)
-    \check_truncated_0$61  <= \$538 ;
+    \check_truncated_0$61  <= \$537 ;
   always @(posedge clk)
-    check_header_limit_1 <= \$539 ;
+    check_header_limit_1 <= \$538 ;
   always @(posedge clk)
-    \check_truncated_2$63  <= \$540 ;
+    \check_truncated_2$63  <= \$539 ;
   always @(posedge clk)
-    \check_header_limit_3$64  <= \$541 ;
+    \check_header_limit_3$64  <= \$540 ;
   always @(posedge clk)
-    check_header_limit_4 <= \$542 ;
+    check_header_limit_4 <= \$541 ;
   always @(posedge clk)
-    \stop$66  <= \$543 ;
+    \stop$66  <= \$542 ;
   always @(posedge clk)
-    \check_truncated_0$67  <= \$544 ;
+    \check_truncated_0$67  <= \$543 ;
   always @(posedge clk)
-    \check_header_limit_1$68  <= \$545 ;
+    \check_header_limit_1$68  <= \$544 ;
   always @(posedge clk)
-    o__valid <= \$546 ;
+    o__valid <= \$545 ;
   always @(posedge clk)
-    o__payload <= \$547 ;
+    o__payload <= \$546 ;
   assign \$1  = ~ finished;
   assign \$2  = take & beat[9];
   assign \$3  = ~ \$2 ;
@@ -15949,356 +15946,357 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$95  = step_state == 2'h2;
   assign \$96  = step_state == 2'h3;
   assign \$97  = i__valid & i__ready;
-  assign \$98  = i__payload[3:0] * 3'h4;
-  assign \$99  = 1'h1 - \$98 ;
-  assign \$100  = ! i__payload[3:0];
-  assign \$101  = take & beat[8];
-  assign \$102  = count + 1'h1;
-  assign \$103  = $signed(rel_l3) + $signed(2'h1);
-  assign \$104  = count != 7'h7f;
-  assign \$105  = count == 4'hc;
-  assign \$106  = count == 4'hd;
-  assign \$107  = count == 4'he;
-  assign \$108  = count == 4'hf;
-  assign \$109  = count == 5'h10;
-  assign \$110  = count == 5'h11;
-  assign \$111  = count == 5'h12;
-  assign \$112  = count == 5'h13;
-  assign \$113  = count == 5'h14;
-  assign \$114  = count == 5'h15;
-  assign \$115  = count == 5'h16;
-  assign \$116  = count == 5'h17;
-  assign \$117  = count == 4'hd;
-  assign \$118  = count == 5'h11;
-  assign \$119  = \l3$75  == 5'h12;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = \$117  | \$120 ;
-  assign \$122  = { prev[7:0], beat[7:0] } == 16'h8100;
-  assign \$123  = { prev[7:0], beat[7:0] } == 16'h88a8;
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = \$121  & \$124 ;
-  assign \$126  = \l3$75  + 3'h4;
-  assign \$127  = $signed(rel_l3) + $signed(2'h1);
-  assign \$128  = $signed(\$127 ) - $signed(4'h4);
-  assign \$129  = ! rel_l3;
-  assign \$130  = rel_l3 == 1'h1;
-  assign \$131  = rel_l3 == 2'h2;
-  assign \$132  = rel_l3 == 2'h3;
-  assign \$133  = rel_l3 == 3'h4;
-  assign \$134  = rel_l3 == 3'h5;
-  assign \$135  = rel_l3 == 3'h6;
-  assign \$136  = rel_l3 == 3'h7;
-  assign \$137  = rel_l3 == 4'h8;
-  assign \$138  = rel_l3 == 4'h9;
-  assign \$139  = rel_l3 == 4'ha;
-  assign \$140  = rel_l3 == 4'hb;
-  assign \$141  = rel_l3 == 4'hc;
-  assign \$142  = rel_l3 == 4'hd;
-  assign \$143  = rel_l3 == 4'he;
-  assign \$144  = rel_l3 == 4'hf;
-  assign \$145  = rel_l3 == 5'h10;
-  assign \$146  = rel_l3 == 5'h11;
-  assign \$147  = rel_l3 == 5'h12;
-  assign \$148  = rel_l3 == 5'h13;
-  assign \$149  = rel_l3 == 5'h14;
-  assign \$150  = rel_l3 == 5'h15;
-  assign \$151  = rel_l3 == 5'h16;
-  assign \$152  = rel_l3 == 5'h17;
-  assign \$153  = rel_l3 == 5'h18;
-  assign \$154  = rel_l3 == 5'h19;
-  assign \$155  = rel_l3 == 5'h1a;
-  assign \$156  = rel_l3 == 5'h1b;
-  assign \$157  = rel_l3 == 5'h1c;
-  assign \$158  = rel_l3 == 5'h1d;
-  assign \$159  = rel_l3 == 5'h1e;
-  assign \$160  = rel_l3 == 5'h1f;
-  assign \$161  = rel_l3 == 6'h20;
-  assign \$162  = rel_l3 == 6'h21;
-  assign \$163  = rel_l3 == 6'h22;
-  assign \$164  = rel_l3 == 6'h23;
-  assign \$165  = rel_l3 == 6'h24;
-  assign \$166  = rel_l3 == 6'h25;
-  assign \$167  = rel_l3 == 6'h26;
-  assign \$168  = rel_l3 == 6'h27;
-  assign \$169  = ! rel_l3;
+  assign \$98  = - i__payload[3:0];
+  assign \$99  = ! i__payload[3:0];
+  assign \$100  = take & beat[8];
+  assign \$101  = count + 1'h1;
+  assign \$102  = $signed(rel_l3) + $signed(2'h1);
+  assign \$103  = count != 7'h7f;
+  assign \$104  = count == 4'hc;
+  assign \$105  = count == 4'hd;
+  assign \$106  = count == 4'he;
+  assign \$107  = count == 4'hf;
+  assign \$108  = count == 5'h10;
+  assign \$109  = count == 5'h11;
+  assign \$110  = count == 5'h12;
+  assign \$111  = count == 5'h13;
+  assign \$112  = count == 5'h14;
+  assign \$113  = count == 5'h15;
+  assign \$114  = count == 5'h16;
+  assign \$115  = count == 5'h17;
+  assign \$116  = count == 4'hd;
+  assign \$117  = count == 5'h11;
+  assign \$118  = \l3$75  == 5'h12;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  | \$119 ;
+  assign \$121  = { prev[7:0], beat[7:0] } == 16'h8100;
+  assign \$122  = { prev[7:0], beat[7:0] } == 16'h88a8;
+  assign \$123  = \$121  | \$122 ;
+  assign \$124  = \$120  & \$123 ;
+  assign \$125  = \l3$75  + 3'h4;
+  assign \$126  = $signed(rel_l3) + $signed(2'h1);
+  assign \$127  = $signed(\$126 ) - $signed(4'h4);
+  assign \$128  = ! rel_l3;
+  assign \$129  = rel_l3 == 1'h1;
+  assign \$130  = rel_l3 == 2'h2;
+  assign \$131  = rel_l3 == 2'h3;
+  assign \$132  = rel_l3 == 3'h4;
+  assign \$133  = rel_l3 == 3'h5;
+  assign \$134  = rel_l3 == 3'h6;
+  assign \$135  = rel_l3 == 3'h7;
+  assign \$136  = rel_l3 == 4'h8;
+  assign \$137  = rel_l3 == 4'h9;
+  assign \$138  = rel_l3 == 4'ha;
+  assign \$139  = rel_l3 == 4'hb;
+  assign \$140  = rel_l3 == 4'hc;
+  assign \$141  = rel_l3 == 4'hd;
+  assign \$142  = rel_l3 == 4'he;
+  assign \$143  = rel_l3 == 4'hf;
+  assign \$144  = rel_l3 == 5'h10;
+  assign \$145  = rel_l3 == 5'h11;
+  assign \$146  = rel_l3 == 5'h12;
+  assign \$147  = rel_l3 == 5'h13;
+  assign \$148  = rel_l3 == 5'h14;
+  assign \$149  = rel_l3 == 5'h15;
+  assign \$150  = rel_l3 == 5'h16;
+  assign \$151  = rel_l3 == 5'h17;
+  assign \$152  = rel_l3 == 5'h18;
+  assign \$153  = rel_l3 == 5'h19;
+  assign \$154  = rel_l3 == 5'h1a;
+  assign \$155  = rel_l3 == 5'h1b;
+  assign \$156  = rel_l3 == 5'h1c;
+  assign \$157  = rel_l3 == 5'h1d;
+  assign \$158  = rel_l3 == 5'h1e;
+  assign \$159  = rel_l3 == 5'h1f;
+  assign \$160  = rel_l3 == 6'h20;
+  assign \$161  = rel_l3 == 6'h21;
+  assign \$162  = rel_l3 == 6'h22;
+  assign \$163  = rel_l3 == 6'h23;
+  assign \$164  = rel_l3 == 6'h24;
+  assign \$165  = rel_l3 == 6'h25;
+  assign \$166  = rel_l3 == 6'h26;
+  assign \$167  = rel_l3 == 6'h27;
+  assign \$168  = ! rel_l3;
+  assign \$169  = prev == 12'h800;
   assign \$170  = prev == 12'h800;
-  assign \$171  = prev == 12'h800;
-  assign \$172  = ~ ipv4;
-  assign \$173  = rel_l3 == 3'h6;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = win_live & \$signal$7 ;
-  assign \$176  = \$175  & rel_lt14;
-  assign \$177  = ! win;
-  assign \$178  = ! rel;
-  assign \$179  = rel == 1'h1;
-  assign \$180  = rel == 2'h2;
-  assign \$181  = rel == 2'h3;
-  assign \$182  = rel == 4'hd;
-  assign \$183  = win == 1'h1;
-  assign \$184  = ! rel;
-  assign \$185  = rel == 1'h1;
-  assign \$186  = rel == 2'h2;
-  assign \$187  = rel == 2'h3;
-  assign \$188  = rel == 4'hd;
-  assign \$189  = win == 2'h2;
-  assign \$190  = ! rel;
-  assign \$191  = rel == 1'h1;
-  assign \$192  = rel == 2'h2;
-  assign \$193  = rel == 2'h3;
-  assign \$194  = rel == 4'hd;
-  assign \$195  = win == 2'h3;
-  assign \$196  = ! rel;
-  assign \$197  = rel == 1'h1;
-  assign \$198  = rel == 2'h2;
-  assign \$199  = rel == 2'h3;
-  assign \$200  = rel == 4'hd;
-  assign \$201  = win == 3'h4;
-  assign \$202  = ! rel;
-  assign \$203  = rel == 1'h1;
-  assign \$204  = rel == 2'h2;
-  assign \$205  = rel == 2'h3;
-  assign \$206  = rel == 4'hd;
-  assign \$207  = rel == 1'h1;
-  assign \$208  = ! win;
-  assign \$209  = win_type == 6'h2c;
-  assign \$210  = beat[7:0] + 1'h1;
-  assign \$211  = \$210  * 4'h8;
-  assign \$212  = \$209  ? 13'h0008 : \$211 ;
-  assign \$213  = win == 1'h1;
-  assign \$214  = win_type == 6'h2c;
-  assign \$215  = beat[7:0] + 1'h1;
-  assign \$216  = \$215  * 4'h8;
-  assign \$217  = \$214  ? 13'h0008 : \$216 ;
-  assign \$218  = win == 2'h2;
-  assign \$219  = win_type == 6'h2c;
-  assign \$220  = beat[7:0] + 1'h1;
-  assign \$221  = \$220  * 4'h8;
-  assign \$222  = \$219  ? 13'h0008 : \$221 ;
-  assign \$223  = win == 2'h3;
-  assign \$224  = win_type == 6'h2c;
-  assign \$225  = beat[7:0] + 1'h1;
-  assign \$226  = \$225  * 4'h8;
-  assign \$227  = \$224  ? 13'h0008 : \$226 ;
-  assign \$228  = win == 3'h4;
-  assign \$229  = win_type == 6'h2c;
-  assign \$230  = beat[7:0] + 1'h1;
-  assign \$231  = \$230  * 4'h8;
-  assign \$232  = \$229  ? 13'h0008 : \$231 ;
-  assign \$233  = win_type == 6'h2c;
-  assign \$234  = beat[7:0] + 1'h1;
-  assign \$235  = \$234  * 4'h8;
-  assign \$236  = \$233  ? 13'h0008 : \$235 ;
-  assign \$237  = 3'h4 - \$236 ;
-  assign \$238  = ~ ipv4;
-  assign \$239  = ! win_type;
-  assign \$240  = win_type == 6'h2b;
-  assign \$241  = \$239  | \$240 ;
-  assign \$242  = win_type == 6'h2c;
-  assign \$243  = \$241  | \$242 ;
-  assign \$244  = win_type == 6'h3c;
-  assign \$245  = \$243  | \$244 ;
-  assign \$246  = \$238  & \$245 ;
-  assign \$247  = win != 3'h4;
-  assign \$248  = \$246  & \$247 ;
-  assign \$249  = rel == 2'h3;
-  assign \$250  = \$249  & chain;
-  assign \$251  = win + 1'h1;
-  assign \$252  = ! win;
-  assign \$253  = win == 1'h1;
-  assign \$254  = win == 2'h2;
-  assign \$255  = win == 2'h3;
-  assign \$256  = win == 3'h4;
-  assign \$257  = length + beat[8];
-  assign \$258  = \$257  > 16'hffff;
-  assign \$259  = length + beat[8];
-  assign \$260  = \$258  ? 17'h0ffff : \$259 ;
-  assign \$261  = \mac_error$93  | beat[10];
-  assign \$262  = length + beat[8];
-  assign \$263  = \$262  > 16'hffff;
-  assign \$264  = length + beat[8];
-  assign \$265  = \$263  ? 17'h0ffff : \$264 ;
-  assign \$266  = \mac_error$93  | beat[10];
-  assign \$267  = ~ active;
-  assign \$268  = finished & \$267 ;
-  assign \$269  = phase != 2'h3;
-  assign \$270  = active & \$269 ;
-  assign \$271  = phase + 1'h1;
-  assign \$272  = phase == 2'h2;
-  assign \$273  = n < 4'he;
-  assign \$274  = n > max_frame;
-  assign \$275  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$276  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$277  = \$275  | \$276 ;
-  assign \$278  = n < 5'h12;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$281  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$282  = \$280  | \$281 ;
-  assign \$283  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$284  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$285  = \$283  | \$284 ;
-  assign \$286  = \$282  & \$285 ;
-  assign \$287  = n < 5'h16;
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = | direct_ethertype;
-  assign \$290  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$291  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$292  = \$290  | \$291 ;
-  assign \$293  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$294  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$295  = \$293  | \$294 ;
-  assign \$296  = \$292  & \$295 ;
-  assign \$297  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$298  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$299  = \$297  | \$298 ;
-  assign \$300  = \$299  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$301  = \$296  ? { l2[71:64], l2[79:72] } : \$300 ;
-  assign \$302  = \$301  == direct_ethertype;
-  assign \$303  = \$289  & \$302 ;
-  assign \$304  = ~ \$303 ;
-  assign \$305  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$306  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$309  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$310  = \$308  | \$309 ;
-  assign \$311  = \$307  & \$310 ;
-  assign \$312  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$313  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$314  = \$312  | \$313 ;
-  assign \$315  = \$314  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$316  = \$311  ? { l2[71:64], l2[79:72] } : \$315 ;
-  assign \$317  = \$316  == 12'h800;
-  assign \$318  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$319  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$320  = \$318  | \$319 ;
-  assign \$321  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$322  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$323  = \$321  | \$322 ;
-  assign \$324  = \$320  & \$323 ;
-  assign \$325  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$326  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$327  = \$325  | \$326 ;
-  assign \$328  = \$327  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
-  assign \$329  = \$324  ? { l2[71:64], l2[79:72] } : \$328 ;
-  assign \$330  = \$329  == 16'h86dd;
-  assign \$331  = \$317  | \$330 ;
-  assign \$332  = \$304  & \$331 ;
-  assign \$333  = ~ \$332 ;
-  assign \$334  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$335  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$336  = \$334  | \$335 ;
-  assign \$337  = { l2[7:0], l2[15:8] } == 16'h8100;
-  assign \$338  = { l2[7:0], l2[15:8] } == 16'h88a8;
-  assign \$339  = \$337  | \$338 ;
-  assign \$340  = { l2[39:32], l2[47:40] } == 16'h8100;
-  assign \$341  = { l2[39:32], l2[47:40] } == 16'h88a8;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$339  & \$342 ;
-  assign \$344  = \$336  + \$343 ;
-  assign \$345  = rec[45:30] == 12'h800;
-  assign \$346  = n <= l3;
-  assign \$347  = hdr[7:4] != 3'h4;
-  assign \$348  = hdr[3:0] < 3'h5;
-  assign \$349  = \$347  | \$348 ;
-  assign \$350  = hdr[3:0] * 3'h4;
-  assign \$351  = l3 + \$350 ;
-  assign \$352  = \$351  > n;
-  assign \$353  = hdr[3:0] * 3'h4;
-  assign \$354  = l3 + \$353 ;
-  assign \$355  = \$354  > 8'h80;
-  assign \$356  = hdr[3:0] * 3'h4;
-  assign \$357  = { hdr[23:16], hdr[31:24] } < \$356 ;
-  assign \$358  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$359  = \$358  > n;
-  assign \$360  = \$357  | \$359 ;
-  assign \$361  = | { hdr[52:48], hdr[63:56] };
-  assign \$362  = hdr[53] | \$361 ;
-  assign \$363  = hdr[79:72] == 3'h6;
-  assign \$364  = hdr[79:72] == 5'h11;
-  assign \$365  = \$363  | \$364 ;
-  assign \$366  = ~ \$365 ;
-  assign \$367  = \$362  | \$366 ;
-  assign \$368  = hdr[3:0] * 3'h4;
-  assign \$369  = l3 + \$368 ;
-  assign \$370  = l3 + { hdr[23:16], hdr[31:24] };
-  assign \$371  = n <= l3;
-  assign \$372  = hdr[7:4] != 3'h6;
-  assign \$373  = l3 + 6'h28;
-  assign \$374  = \$373  > n;
-  assign \$375  = l3 + 6'h28;
-  assign \$376  = \$375  + { hdr[39:32], hdr[47:40] };
-  assign \$377  = \$376  > n;
-  assign \$378  = ! hdr[55:48];
-  assign \$379  = hdr[55:48] == 6'h2b;
-  assign \$380  = \$378  | \$379 ;
-  assign \$381  = hdr[55:48] == 6'h2c;
-  assign \$382  = \$380  | \$381 ;
-  assign \$383  = hdr[55:48] == 6'h3c;
-  assign \$384  = \$382  | \$383 ;
-  assign \$385  = hdr[55:48] == 3'h6;
-  assign \$386  = hdr[55:48] == 5'h11;
-  assign \$387  = \$385  | \$386 ;
-  assign \$388  = \$384  | \$387 ;
-  assign \$389  = ~ \$388 ;
+  assign \$171  = ~ ipv4;
+  assign \$172  = rel_l3 == 3'h6;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = win_live & \$signal$7 ;
+  assign \$175  = \$174  & rel_lt14;
+  assign \$176  = ! win;
+  assign \$177  = ! rel;
+  assign \$178  = rel == 1'h1;
+  assign \$179  = rel == 2'h2;
+  assign \$180  = rel == 2'h3;
+  assign \$181  = rel == 4'hd;
+  assign \$182  = win == 1'h1;
+  assign \$183  = ! rel;
+  assign \$184  = rel == 1'h1;
+  assign \$185  = rel == 2'h2;
+  assign \$186  = rel == 2'h3;
+  assign \$187  = rel == 4'hd;
+  assign \$188  = win == 2'h2;
+  assign \$189  = ! rel;
+  assign \$190  = rel == 1'h1;
+  assign \$191  = rel == 2'h2;
+  assign \$192  = rel == 2'h3;
+  assign \$193  = rel == 4'hd;
+  assign \$194  = win == 2'h3;
+  assign \$195  = ! rel;
+  assign \$196  = rel == 1'h1;
+  assign \$197  = rel == 2'h2;
+  assign \$198  = rel == 2'h3;
+  assign \$199  = rel == 4'hd;
+  assign \$200  = win == 3'h4;
+  assign \$201  = ! rel;
+  assign \$202  = rel == 1'h1;
+  assign \$203  = rel == 2'h2;
+  assign \$204  = rel == 2'h3;
+  assign \$205  = rel == 4'hd;
+  assign \$206  = rel == 1'h1;
+  assign \$207  = ! win;
+  assign \$208  = win_type == 6'h2c;
+  assign \$209  = beat[7:0] + 1'h1;
+  assign \$210  = \$209  * 4'h8;
+  assign \$211  = \$208  ? 13'h0008 : \$210 ;
+  assign \$212  = win == 1'h1;
+  assign \$213  = win_type == 6'h2c;
+  assign \$214  = beat[7:0] + 1'h1;
+  assign \$215  = \$214  * 4'h8;
+  assign \$216  = \$213  ? 13'h0008 : \$215 ;
+  assign \$217  = win == 2'h2;
+  assign \$218  = win_type == 6'h2c;
+  assign \$219  = beat[7:0] + 1'h1;
+  assign \$220  = \$219  * 4'h8;
+  assign \$221  = \$218  ? 13'h0008 : \$220 ;
+  assign \$222  = win == 2'h3;
+  assign \$223  = win_type == 6'h2c;
+  assign \$224  = beat[7:0] + 1'h1;
+  assign \$225  = \$224  * 4'h8;
+  assign \$226  = \$223  ? 13'h0008 : \$225 ;
+  assign \$227  = win == 3'h4;
+  assign \$228  = win_type == 6'h2c;
+  assign \$229  = beat[7:0] + 1'h1;
+  assign \$230  = \$229  * 4'h8;
+  assign \$231  = \$228  ? 13'h0008 : \$230 ;
+  assign \$232  = win_type == 6'h2c;
+  assign \$233  = beat[7:0] + 1'h1;
+  assign \$234  = \$233  * 4'h8;
+  assign \$235  = \$232  ? 13'h0008 : \$234 ;
+  assign \$236  = 3'h4 - \$235 ;
+  assign \$237  = ~ ipv4;
+  assign \$238  = ! win_type;
+  assign \$239  = win_type == 6'h2b;
+  assign \$240  = \$238  | \$239 ;
+  assign \$241  = win_type == 6'h2c;
+  assign \$242  = \$240  | \$241 ;
+  assign \$243  = win_type == 6'h3c;
+  assign \$244  = \$242  | \$243 ;
+  assign \$245  = \$237  & \$244 ;
+  assign \$246  = win != 3'h4;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = rel == 2'h3;
+  assign \$249  = \$248  & chain;
+  assign \$250  = win + 1'h1;
+  assign \$251  = ! win;
+  assign \$252  = win == 1'h1;
+  assign \$253  = win == 2'h2;
+  assign \$254  = win == 2'h3;
+  assign \$255  = win == 3'h4;
+  assign \$256  = length + beat[8];
+  assign \$257  = \$256  > 16'hffff;
+  assign \$258  = length + beat[8];
+  assign \$259  = \$257  ? 17'h0ffff : \$258 ;
+  assign \$260  = \mac_error$93  | beat[10];
+  assign \$261  = length + beat[8];
+  assign \$262  = \$261  > 16'hffff;
+  assign \$263  = length + beat[8];
+  assign \$264  = \$262  ? 17'h0ffff : \$263 ;
+  assign \$265  = \mac_error$93  | beat[10];
+  assign \$266  = ~ active;
+  assign \$267  = finished & \$266 ;
+  assign \$268  = phase != 2'h3;
+  assign \$269  = active & \$268 ;
+  assign \$270  = phase + 1'h1;
+  assign \$271  = phase == 2'h2;
+  assign \$272  = n < 4'he;
+  assign \$273  = n > max_frame;
+  assign \$274  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$275  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$276  = \$274  | \$275 ;
+  assign \$277  = n < 5'h12;
+  assign \$278  = \$276  & \$277 ;
+  assign \$279  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$280  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$281  = \$279  | \$280 ;
+  assign \$282  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$283  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$284  = \$282  | \$283 ;
+  assign \$285  = \$281  & \$284 ;
+  assign \$286  = n < 5'h16;
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = | direct_ethertype;
+  assign \$289  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$290  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$291  = \$289  | \$290 ;
+  assign \$292  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$293  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$294  = \$292  | \$293 ;
+  assign \$295  = \$291  & \$294 ;
+  assign \$296  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$297  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$298  = \$296  | \$297 ;
+  assign \$299  = \$298  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$300  = \$295  ? { l2[71:64], l2[79:72] } : \$299 ;
+  assign \$301  = \$300  == direct_ethertype;
+  assign \$302  = \$288  & \$301 ;
+  assign \$303  = ~ \$302 ;
+  assign \$304  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$305  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$306  = \$304  | \$305 ;
+  assign \$307  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$308  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$309  = \$307  | \$308 ;
+  assign \$310  = \$306  & \$309 ;
+  assign \$311  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$312  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$313  = \$311  | \$312 ;
+  assign \$314  = \$313  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$315  = \$310  ? { l2[71:64], l2[79:72] } : \$314 ;
+  assign \$316  = \$315  == 12'h800;
+  assign \$317  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$318  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$319  = \$317  | \$318 ;
+  assign \$320  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$321  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$322  = \$320  | \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$325  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$326  = \$324  | \$325 ;
+  assign \$327  = \$326  ? { l2[39:32], l2[47:40] } : { l2[7:0], l2[15:8] };
+  assign \$328  = \$323  ? { l2[71:64], l2[79:72] } : \$327 ;
+  assign \$329  = \$328  == 16'h86dd;
+  assign \$330  = \$316  | \$329 ;
+  assign \$331  = \$303  & \$330 ;
+  assign \$332  = ~ \$331 ;
+  assign \$333  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$334  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$335  = \$333  | \$334 ;
+  assign \$336  = { l2[7:0], l2[15:8] } == 16'h8100;
+  assign \$337  = { l2[7:0], l2[15:8] } == 16'h88a8;
+  assign \$338  = \$336  | \$337 ;
+  assign \$339  = { l2[39:32], l2[47:40] } == 16'h8100;
+  assign \$340  = { l2[39:32], l2[47:40] } == 16'h88a8;
+  assign \$341  = \$339  | \$340 ;
+  assign \$342  = \$338  & \$341 ;
+  assign \$343  = \$335  + \$342 ;
+  assign \$344  = rec[45:30] == 12'h800;
+  assign \$345  = n <= l3;
+  assign \$346  = hdr[7:4] != 3'h4;
+  assign \$347  = hdr[3:0] < 3'h5;
+  assign \$348  = \$346  | \$347 ;
+  assign \$349  = hdr[3:0] * 3'h4;
+  assign \$350  = l3 + \$349 ;
+  assign \$351  = \$350  > n;
+  assign \$352  = hdr[3:0] * 3'h4;
+  assign \$353  = l3 + \$352 ;
+  assign \$354  = \$353  > 8'h80;
+  assign \$355  = hdr[3:0] * 3'h4;
+  assign \$356  = { hdr[23:16], hdr[31:24] } < \$355 ;
+  assign \$357  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$358  = \$357  > n;
+  assign \$359  = \$356  | \$358 ;
+  assign \$360  = | { hdr[52:48], hdr[63:56] };
+  assign \$361  = hdr[53] | \$360 ;
+  assign \$362  = hdr[79:72] == 3'h6;
+  assign \$363  = hdr[79:72] == 5'h11;
+  assign \$364  = \$362  | \$363 ;
+  assign \$365  = ~ \$364 ;
+  assign \$366  = \$361  | \$365 ;
+  assign \$367  = hdr[3:0] * 3'h4;
+  assign \$368  = l3 + \$367 ;
+  assign \$369  = l3 + { hdr[23:16], hdr[31:24] };
+  assign \$370  = n <= l3;
+  assign \$371  = hdr[7:4] != 3'h6;
+  assign \$372  = l3 + 6'h28;
+  assign \$373  = \$372  > n;
+  assign \$374  = l3 + 6'h28;
+  assign \$375  = \$374  + { hdr[39:32], hdr[47:40] };
+  assign \$376  = \$375  > n;
+  assign \$377  = ! hdr[55:48];
+  assign \$378  = hdr[55:48] == 6'h2b;
+  assign \$379  = \$377  | \$378 ;
+  assign \$380  = hdr[55:48] == 6'h2c;
+  assign \$381  = \$379  | \$380 ;
+  assign \$382  = hdr[55:48] == 6'h3c;
+  assign \$383  = \$381  | \$382 ;
+  assign \$384  = hdr[55:48] == 3'h6;
+  assign \$385  = hdr[55:48] == 5'h11;
+  assign \$386  = \$384  | \$385 ;
+  assign \$387  = \$383  | \$386 ;
+  assign \$388  = ~ \$387 ;
+  assign \$389  = l3 + 6'h28;
   assign \$390  = l3 + 6'h28;
-  assign \$391  = l3 + 6'h28;
-  assign \$392  = \$391  + { hdr[39:32], hdr[47:40] };
-  assign \$393  = ! hdr[55:48];
-  assign \$394  = hdr[55:48] == 6'h2b;
-  assign \$395  = \$393  | \$394 ;
-  assign \$396  = hdr[55:48] == 6'h2c;
-  assign \$397  = \$395  | \$396 ;
-  assign \$398  = hdr[55:48] == 6'h3c;
-  assign \$399  = \$397  | \$398 ;
-  assign \$400  = offset + 4'h8;
-  assign \$401  = \$400  > ip_end;
-  assign \$402  = offset + 4'h8;
-  assign \$403  = \$402  > 8'h80;
-  assign \$404  = offset + ext_len;
-  assign \$405  = \$404  > ip_end;
-  assign \$406  = offset + ext_len;
-  assign \$407  = \$406  > 8'h80;
-  assign \$408  = rec[71:64] == 6'h2c;
-  assign \$410  = | \$409 ;
-  assign \$411  = \$408  & \$410 ;
-  assign \$412  = ~ \$411 ;
-  assign \$413  = ! window[7:0];
-  assign \$414  = window[7:0] == 6'h2b;
-  assign \$415  = \$413  | \$414 ;
-  assign \$416  = window[7:0] == 6'h2c;
-  assign \$417  = \$415  | \$416 ;
-  assign \$418  = window[7:0] == 6'h3c;
-  assign \$419  = \$417  | \$418 ;
-  assign \$420  = \$412  & \$419 ;
-  assign \$421  = ext_count == 2'h3;
-  assign \$422  = \$420  & \$421 ;
-  assign \$423  = rec[71:64] == 6'h2c;
-  assign \$425  = | \$424 ;
-  assign \$426  = \$423  & \$425 ;
-  assign \$427  = ! window[7:0];
-  assign \$428  = window[7:0] == 6'h2b;
-  assign \$429  = \$427  | \$428 ;
-  assign \$430  = window[7:0] == 6'h2c;
-  assign \$431  = \$429  | \$430 ;
-  assign \$432  = window[7:0] == 6'h3c;
-  assign \$433  = \$431  | \$432 ;
-  assign \$434  = window[7:0] == 3'h6;
-  assign \$435  = window[7:0] == 5'h11;
-  assign \$436  = \$434  | \$435 ;
-  assign \$437  = \$433  | \$436 ;
-  assign \$438  = ~ \$437 ;
-  assign \$439  = \$426  | \$438 ;
-  assign \$440  = offset + ext_len;
-  assign \$441  = ext_count + 1'h1;
-  assign \$442  = ! window[7:0];
-  assign \$443  = window[7:0] == 6'h2b;
-  assign \$444  = \$442  | \$443 ;
-  assign \$445  = window[7:0] == 6'h2c;
-  assign \$446  = \$444  | \$445 ;
-  assign \$447  = window[7:0] == 6'h3c;
-  assign \$448  = \$446  | \$447 ;
-  assign \$449  = ~ \$448 ;
+  assign \$391  = \$390  + { hdr[39:32], hdr[47:40] };
+  assign \$392  = ! hdr[55:48];
+  assign \$393  = hdr[55:48] == 6'h2b;
+  assign \$394  = \$392  | \$393 ;
+  assign \$395  = hdr[55:48] == 6'h2c;
+  assign \$396  = \$394  | \$395 ;
+  assign \$397  = hdr[55:48] == 6'h3c;
+  assign \$398  = \$396  | \$397 ;
+  assign \$399  = offset + 4'h8;
+  assign \$400  = \$399  > ip_end;
+  assign \$401  = offset + 4'h8;
+  assign \$402  = \$401  > 8'h80;
+  assign \$403  = offset + ext_len;
+  assign \$404  = \$403  > ip_end;
+  assign \$405  = offset + ext_len;
+  assign \$406  = \$405  > 8'h80;
+  assign \$407  = rec[71:64] == 6'h2c;
+  assign \$409  = | \$408 ;
+  assign \$410  = \$407  & \$409 ;
+  assign \$411  = ~ \$410 ;
+  assign \$412  = ! window[7:0];
+  assign \$413  = window[7:0] == 6'h2b;
+  assign \$414  = \$412  | \$413 ;
+  assign \$415  = window[7:0] == 6'h2c;
+  assign \$416  = \$414  | \$415 ;
+  assign \$417  = window[7:0] == 6'h3c;
+  assign \$418  = \$416  | \$417 ;
+  assign \$419  = \$411  & \$418 ;
+  assign \$420  = ext_count == 2'h3;
+  assign \$421  = \$419  & \$420 ;
+  assign \$422  = rec[71:64] == 6'h2c;
+  assign \$424  = | \$423 ;
+  assign \$425  = \$422  & \$424 ;
+  assign \$426  = ! window[7:0];
+  assign \$427  = window[7:0] == 6'h2b;
+  assign \$428  = \$426  | \$427 ;
+  assign \$429  = window[7:0] == 6'h2c;
+  assign \$430  = \$428  | \$429 ;
+  assign \$431  = window[7:0] == 6'h3c;
+  assign \$432  = \$430  | \$431 ;
+  assign \$433  = window[7:0] == 3'h6;
+  assign \$434  = window[7:0] == 5'h11;
+  assign \$435  = \$433  | \$434 ;
+  assign \$436  = \$432  | \$435 ;
+  assign \$437  = ~ \$436 ;
+  assign \$438  = \$425  | \$437 ;
+  assign \$439  = offset + ext_len;
+  assign \$440  = ext_count + 1'h1;
+  assign \$441  = ! window[7:0];
+  assign \$442  = window[7:0] == 6'h2b;
+  assign \$443  = \$441  | \$442 ;
+  assign \$444  = window[7:0] == 6'h2c;
+  assign \$445  = \$443  | \$444 ;
+  assign \$446  = window[7:0] == 6'h3c;
+  assign \$447  = \$445  | \$446 ;
+  assign \$448  = ~ \$447 ;
+  assign \$449  = rec[71:64] == 3'h6;
+  assign \$450  = \$449  ? 5'h14 : 5'h08;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     rel_next = rel;
@@ -16311,7 +16309,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       if (\$8 ) begin
         (* full_case = 32'd1 *)
         if (\$9 ) begin
-          rel_next = { \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13 [7], \$signal$13  };
+          rel_next = { \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 [4], \$signal$13 , 2'h1 };
         end else begin
           rel_next = 16'hffd9;
         end
@@ -16516,419 +16514,447 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$459  = \$97 ;
+    \$458  = \$97 ;
     if (rst) begin
-      \$459  = 1'h0;
+      \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$460  = i__payload;
+    \$459  = i__payload;
     if (rst) begin
-      \$460  = 11'h000;
+      \$459  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$460  = \$98 ;
+    if (rst) begin
+      \$460  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$461  = \$99 ;
     if (rst) begin
-      \$461  = 8'h00;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$462  = \$100 ;
+    \$462  = rel_next;
     if (rst) begin
-      \$462  = 1'h0;
+      \$462  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$463  = rel_next;
+    \$463  = \$signal ;
     if (rst) begin
-      \$463  = 16'h0000;
+      \$463  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$464  = \$signal ;
+    \$464  = lt14_next;
     if (rst) begin
       \$464  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$465  = lt14_next;
-    if (rst) begin
-      \$465  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$466  = count;
-    if (\$101 ) begin
+    \$465  = count;
+    if (\$100 ) begin
       if (counting) begin
-        \$466  = \$102 [7:0];
+        \$465  = \$101 [7:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$466  = 8'h00;
+        \$465  = 8'h00;
       end
     end
     if (rst) begin
-      \$466  = 8'h00;
+      \$465  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$467  = rel_l3;
-    if (\$101 ) begin
+    \$466  = rel_l3;
+    if (\$100 ) begin
       if (counting) begin
-        \$467  = \$103 [15:0];
+        \$466  = \$102 [15:0];
       end
-      if (\$125 ) begin
-        \$467  = \$128 [15:0];
+      if (\$124 ) begin
+        \$466  = \$127 [15:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$467  = 16'hfff2;
+        \$466  = 16'hfff2;
       end
     end
     if (rst) begin
-      \$467  = 16'hfff2;
+      \$466  = 16'hfff2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$468  = counting;
-    if (\$101 ) begin
+    \$467  = counting;
+    if (\$100 ) begin
       if (counting) begin
-        \$468  = \$104 ;
+        \$467  = \$103 ;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$468  = 1'h1;
+        \$467  = 1'h1;
       end
     end
     if (rst) begin
-      \$468  = 1'h1;
+      \$467  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$469  = prev;
-    if (\$101 ) begin
-      \$469  = { prev[7:0], beat[7:0] };
+    \$468  = prev;
+    if (\$100 ) begin
+      \$468  = { prev[7:0], beat[7:0] };
     end
     if (rst) begin
-      \$469  = 16'h0000;
+      \$468  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$470  = \$like$74 ;
-    if (\$101 ) begin
+    \$469  = \$like$74 ;
+    if (\$100 ) begin
+      if (\$104 ) begin
+        \$469 [7:0] = beat[7:0];
+      end
       if (\$105 ) begin
-        \$470 [7:0] = beat[7:0];
+        \$469 [15:8] = beat[7:0];
       end
       if (\$106 ) begin
-        \$470 [15:8] = beat[7:0];
+        \$469 [23:16] = beat[7:0];
       end
       if (\$107 ) begin
-        \$470 [23:16] = beat[7:0];
+        \$469 [31:24] = beat[7:0];
       end
       if (\$108 ) begin
-        \$470 [31:24] = beat[7:0];
+        \$469 [39:32] = beat[7:0];
       end
       if (\$109 ) begin
-        \$470 [39:32] = beat[7:0];
+        \$469 [47:40] = beat[7:0];
       end
       if (\$110 ) begin
-        \$470 [47:40] = beat[7:0];
+        \$469 [55:48] = beat[7:0];
       end
       if (\$111 ) begin
-        \$470 [55:48] = beat[7:0];
+        \$469 [63:56] = beat[7:0];
       end
       if (\$112 ) begin
-        \$470 [63:56] = beat[7:0];
+        \$469 [71:64] = beat[7:0];
       end
       if (\$113 ) begin
-        \$470 [71:64] = beat[7:0];
+        \$469 [79:72] = beat[7:0];
       end
       if (\$114 ) begin
-        \$470 [79:72] = beat[7:0];
+        \$469 [87:80] = beat[7:0];
       end
       if (\$115 ) begin
-        \$470 [87:80] = beat[7:0];
-      end
-      if (\$116 ) begin
-        \$470 [95:88] = beat[7:0];
+        \$469 [95:88] = beat[7:0];
       end
     end
     if (rst) begin
-      \$470  = 96'h000000000000000000000000;
+      \$469  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$471  = \l3$75 ;
-    if (\$101 ) begin
-      if (\$125 ) begin
-        \$471  = \$126 [4:0];
+    \$470  = \l3$75 ;
+    if (\$100 ) begin
+      if (\$124 ) begin
+        \$470  = \$125 [4:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$471  = 5'h0e;
+        \$470  = 5'h0e;
       end
     end
     if (rst) begin
-      \$471  = 5'h0e;
+      \$470  = 5'h0e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$472  = \hdr$76 ;
-    if (\$101 ) begin
+    \$471  = \hdr$76 ;
+    if (\$100 ) begin
+      if (\$128 ) begin
+        \$471 [7:0] = beat[7:0];
+      end
       if (\$129 ) begin
-        \$472 [7:0] = beat[7:0];
+        \$471 [15:8] = beat[7:0];
       end
       if (\$130 ) begin
-        \$472 [15:8] = beat[7:0];
+        \$471 [23:16] = beat[7:0];
       end
       if (\$131 ) begin
-        \$472 [23:16] = beat[7:0];
+        \$471 [31:24] = beat[7:0];
       end
       if (\$132 ) begin
-        \$472 [31:24] = beat[7:0];
+        \$471 [39:32] = beat[7:0];
       end
       if (\$133 ) begin
-        \$472 [39:32] = beat[7:0];
+        \$471 [47:40] = beat[7:0];
       end
       if (\$134 ) begin
-        \$472 [47:40] = beat[7:0];
+        \$471 [55:48] = beat[7:0];
       end
       if (\$135 ) begin
-        \$472 [55:48] = beat[7:0];
+        \$471 [63:56] = beat[7:0];
       end
       if (\$136 ) begin
-        \$472 [63:56] = beat[7:0];
+        \$471 [71:64] = beat[7:0];
       end
       if (\$137 ) begin
-        \$472 [71:64] = beat[7:0];
+        \$471 [79:72] = beat[7:0];
       end
       if (\$138 ) begin
-        \$472 [79:72] = beat[7:0];
+        \$471 [87:80] = beat[7:0];
       end
       if (\$139 ) begin
-        \$472 [87:80] = beat[7:0];
+        \$471 [95:88] = beat[7:0];
       end
       if (\$140 ) begin
-        \$472 [95:88] = beat[7:0];
+        \$471 [103:96] = beat[7:0];
       end
       if (\$141 ) begin
-        \$472 [103:96] = beat[7:0];
+        \$471 [111:104] = beat[7:0];
       end
       if (\$142 ) begin
-        \$472 [111:104] = beat[7:0];
+        \$471 [119:112] = beat[7:0];
       end
       if (\$143 ) begin
-        \$472 [119:112] = beat[7:0];
+        \$471 [127:120] = beat[7:0];
       end
       if (\$144 ) begin
-        \$472 [127:120] = beat[7:0];
+        \$471 [135:128] = beat[7:0];
       end
       if (\$145 ) begin
-        \$472 [135:128] = beat[7:0];
+        \$471 [143:136] = beat[7:0];
       end
       if (\$146 ) begin
-        \$472 [143:136] = beat[7:0];
+        \$471 [151:144] = beat[7:0];
       end
       if (\$147 ) begin
-        \$472 [151:144] = beat[7:0];
+        \$471 [159:152] = beat[7:0];
       end
       if (\$148 ) begin
-        \$472 [159:152] = beat[7:0];
+        \$471 [167:160] = beat[7:0];
       end
       if (\$149 ) begin
-        \$472 [167:160] = beat[7:0];
+        \$471 [175:168] = beat[7:0];
       end
       if (\$150 ) begin
-        \$472 [175:168] = beat[7:0];
+        \$471 [183:176] = beat[7:0];
       end
       if (\$151 ) begin
-        \$472 [183:176] = beat[7:0];
+        \$471 [191:184] = beat[7:0];
       end
       if (\$152 ) begin
-        \$472 [191:184] = beat[7:0];
+        \$471 [199:192] = beat[7:0];
       end
       if (\$153 ) begin
-        \$472 [199:192] = beat[7:0];
+        \$471 [207:200] = beat[7:0];
       end
       if (\$154 ) begin
-        \$472 [207:200] = beat[7:0];
+        \$471 [215:208] = beat[7:0];
       end
       if (\$155 ) begin
-        \$472 [215:208] = beat[7:0];
+        \$471 [223:216] = beat[7:0];
       end
       if (\$156 ) begin
-        \$472 [223:216] = beat[7:0];
+        \$471 [231:224] = beat[7:0];
       end
       if (\$157 ) begin
-        \$472 [231:224] = beat[7:0];
+        \$471 [239:232] = beat[7:0];
       end
       if (\$158 ) begin
-        \$472 [239:232] = beat[7:0];
+        \$471 [247:240] = beat[7:0];
       end
       if (\$159 ) begin
-        \$472 [247:240] = beat[7:0];
+        \$471 [255:248] = beat[7:0];
       end
       if (\$160 ) begin
-        \$472 [255:248] = beat[7:0];
+        \$471 [263:256] = beat[7:0];
       end
       if (\$161 ) begin
-        \$472 [263:256] = beat[7:0];
+        \$471 [271:264] = beat[7:0];
       end
       if (\$162 ) begin
-        \$472 [271:264] = beat[7:0];
+        \$471 [279:272] = beat[7:0];
       end
       if (\$163 ) begin
-        \$472 [279:272] = beat[7:0];
+        \$471 [287:280] = beat[7:0];
       end
       if (\$164 ) begin
-        \$472 [287:280] = beat[7:0];
+        \$471 [295:288] = beat[7:0];
       end
       if (\$165 ) begin
-        \$472 [295:288] = beat[7:0];
+        \$471 [303:296] = beat[7:0];
       end
       if (\$166 ) begin
-        \$472 [303:296] = beat[7:0];
+        \$471 [311:304] = beat[7:0];
       end
       if (\$167 ) begin
-        \$472 [311:304] = beat[7:0];
-      end
-      if (\$168 ) begin
-        \$472 [319:312] = beat[7:0];
+        \$471 [319:312] = beat[7:0];
       end
     end
     if (rst) begin
-      \$472  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$471  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$473  = ipv4;
-    if (\$101 ) begin
-      if (\$169 ) begin
-        \$473  = \$170 ;
+    \$472  = ipv4;
+    if (\$100 ) begin
+      if (\$168 ) begin
+        \$472  = \$169 ;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$473  = 1'h0;
+        \$472  = 1'h0;
       end
     end
     if (rst) begin
-      \$473  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$474  = win;
-    if (\$101 ) begin
-      if (\$169 ) begin
-        \$474  = 3'h0;
+    \$473  = win;
+    if (\$100 ) begin
+      if (\$168 ) begin
+        \$473  = 3'h0;
       end
-      if (\$176 ) begin
-        if (\$250 ) begin
-          \$474  = \$251 [2:0];
+      if (\$175 ) begin
+        if (\$249 ) begin
+          \$473  = \$250 [2:0];
         end
       end
     end
     if (rst) begin
-      \$474  = 3'h0;
+      \$473  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$475  = win_type;
-    if (\$101 ) begin
-      if (\$169 ) begin
-        if (\$171 ) begin
-          \$475  = 8'h00;
+    \$474  = win_type;
+    if (\$100 ) begin
+      if (\$168 ) begin
+        if (\$170 ) begin
+          \$474  = 8'h00;
         end
       end
-      if (\$174 ) begin
-        \$475  = beat[7:0];
+      if (\$173 ) begin
+        \$474  = beat[7:0];
       end
-      if (\$176 ) begin
-        if (\$250 ) begin
+      if (\$175 ) begin
+        if (\$249 ) begin
+          if (\$251 ) begin
+            \$474  = window0[7:0];
+          end
           if (\$252 ) begin
-            \$475  = window0[7:0];
+            \$474  = window1[7:0];
           end
           if (\$253 ) begin
-            \$475  = window1[7:0];
+            \$474  = window2[7:0];
           end
           if (\$254 ) begin
-            \$475  = window2[7:0];
+            \$474  = window3[7:0];
           end
           if (\$255 ) begin
-            \$475  = window3[7:0];
-          end
-          if (\$256 ) begin
-            \$475  = window4[7:0];
+            \$474  = window4[7:0];
           end
         end
       end
     end
     if (rst) begin
-      \$475  = 8'h00;
+      \$474  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$476  = win_live;
-    if (\$101 ) begin
-      if (\$169 ) begin
-        if (\$171 ) begin
-          \$476  = 1'h1;
+    \$475  = win_live;
+    if (\$100 ) begin
+      if (\$168 ) begin
+        if (\$170 ) begin
+          \$475  = 1'h1;
         end
       end
-      if (\$174 ) begin
-        \$476  = 1'h1;
+      if (\$173 ) begin
+        \$475  = 1'h1;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$476  = 1'h0;
+        \$475  = 1'h0;
       end
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$477  = window0;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$177 ) begin
+    \$476  = window0;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$176 ) begin
+          if (\$177 ) begin
+            \$476 [7:0] = beat[7:0];
+          end
           if (\$178 ) begin
-            \$477 [7:0] = beat[7:0];
+            \$476 [15:8] = beat[7:0];
           end
           if (\$179 ) begin
-            \$477 [15:8] = beat[7:0];
+            \$476 [23:16] = beat[7:0];
           end
           if (\$180 ) begin
-            \$477 [23:16] = beat[7:0];
+            \$476 [31:24] = beat[7:0];
           end
           if (\$181 ) begin
+            \$476 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$476  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$477  = window1;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$182 ) begin
+          if (\$183 ) begin
+            \$477 [7:0] = beat[7:0];
+          end
+          if (\$184 ) begin
+            \$477 [15:8] = beat[7:0];
+          end
+          if (\$185 ) begin
+            \$477 [23:16] = beat[7:0];
+          end
+          if (\$186 ) begin
             \$477 [31:24] = beat[7:0];
           end
-          if (\$182 ) begin
+          if (\$187 ) begin
             \$477 [111:104] = beat[7:0];
           end
         end
@@ -16940,23 +16966,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$478  = window1;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$183 ) begin
-          if (\$184 ) begin
+    \$478  = window2;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$188 ) begin
+          if (\$189 ) begin
             \$478 [7:0] = beat[7:0];
           end
-          if (\$185 ) begin
+          if (\$190 ) begin
             \$478 [15:8] = beat[7:0];
           end
-          if (\$186 ) begin
+          if (\$191 ) begin
             \$478 [23:16] = beat[7:0];
           end
-          if (\$187 ) begin
+          if (\$192 ) begin
             \$478 [31:24] = beat[7:0];
           end
-          if (\$188 ) begin
+          if (\$193 ) begin
             \$478 [111:104] = beat[7:0];
           end
         end
@@ -16968,23 +16994,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$479  = window2;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$189 ) begin
-          if (\$190 ) begin
+    \$479  = window3;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$194 ) begin
+          if (\$195 ) begin
             \$479 [7:0] = beat[7:0];
           end
-          if (\$191 ) begin
+          if (\$196 ) begin
             \$479 [15:8] = beat[7:0];
           end
-          if (\$192 ) begin
+          if (\$197 ) begin
             \$479 [23:16] = beat[7:0];
           end
-          if (\$193 ) begin
+          if (\$198 ) begin
             \$479 [31:24] = beat[7:0];
           end
-          if (\$194 ) begin
+          if (\$199 ) begin
             \$479 [111:104] = beat[7:0];
           end
         end
@@ -16996,23 +17022,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$480  = window3;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$195 ) begin
-          if (\$196 ) begin
+    \$480  = window4;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$200 ) begin
+          if (\$201 ) begin
             \$480 [7:0] = beat[7:0];
           end
-          if (\$197 ) begin
+          if (\$202 ) begin
             \$480 [15:8] = beat[7:0];
           end
-          if (\$198 ) begin
+          if (\$203 ) begin
             \$480 [23:16] = beat[7:0];
           end
-          if (\$199 ) begin
+          if (\$204 ) begin
             \$480 [31:24] = beat[7:0];
           end
-          if (\$200 ) begin
+          if (\$205 ) begin
             \$480 [111:104] = beat[7:0];
           end
         end
@@ -17024,40 +17050,28 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$481  = window4;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$201 ) begin
-          if (\$202 ) begin
-            \$481 [7:0] = beat[7:0];
-          end
-          if (\$203 ) begin
-            \$481 [15:8] = beat[7:0];
-          end
-          if (\$204 ) begin
-            \$481 [23:16] = beat[7:0];
-          end
-          if (\$205 ) begin
-            \$481 [31:24] = beat[7:0];
-          end
-          if (\$206 ) begin
-            \$481 [111:104] = beat[7:0];
+    \$481  = ext_len0;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          if (\$207 ) begin
+            \$481  = \$211 [11:0];
           end
         end
       end
     end
     if (rst) begin
-      \$481  = 112'h0000000000000000000000000000;
+      \$481  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$482  = ext_len0;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$208 ) begin
-            \$482  = \$212 [11:0];
+    \$482  = ext_len1;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          if (\$212 ) begin
+            \$482  = \$216 [11:0];
           end
         end
       end
@@ -17068,12 +17082,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$483  = ext_len1;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$213 ) begin
-            \$483  = \$217 [11:0];
+    \$483  = ext_len2;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          if (\$217 ) begin
+            \$483  = \$221 [11:0];
           end
         end
       end
@@ -17084,12 +17098,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$484  = ext_len2;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$218 ) begin
-            \$484  = \$222 [11:0];
+    \$484  = ext_len3;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          if (\$222 ) begin
+            \$484  = \$226 [11:0];
           end
         end
       end
@@ -17100,12 +17114,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$485  = ext_len3;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$223 ) begin
-            \$485  = \$227 [11:0];
+    \$485  = ext_len4;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          if (\$227 ) begin
+            \$485  = \$231 [11:0];
           end
         end
       end
@@ -17116,51 +17130,50 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$486  = ext_len4;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          if (\$228 ) begin
-            \$486  = \$232 [11:0];
-          end
+    \$486  = next_rel;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          \$486  = { \$236 [13], \$236 [13], \$236  };
         end
       end
     end
     if (rst) begin
-      \$486  = 12'h000;
+      \$486  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$487  = next_rel;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          \$487  = { \$237 [13], \$237 [13], \$237  };
+    \$487  = chain;
+    if (\$100 ) begin
+      if (\$175 ) begin
+        if (\$206 ) begin
+          \$487  = \$247 ;
         end
-      end
-    end
-    if (rst) begin
-      \$487  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$488  = chain;
-    if (\$101 ) begin
-      if (\$176 ) begin
-        if (\$207 ) begin
-          \$488  = \$248 ;
-        end
-        if (\$250 ) begin
-          \$488  = 1'h0;
+        if (\$249 ) begin
+          \$487  = 1'h0;
         end
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$488  = 1'h0;
+        \$487  = 1'h0;
       end
+    end
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$488  = finished;
+    if (take) begin
+      if (beat[9]) begin
+        \$488  = 1'h1;
+      end
+    end
+    if (\$267 ) begin
+      \$488  = 1'h0;
     end
     if (rst) begin
       \$488  = 1'h0;
@@ -17168,68 +17181,66 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$489  = finished;
+    \$489  = \$signal$90 ;
     if (take) begin
       if (beat[9]) begin
-        \$489  = 1'h1;
+        \$489  = \$259 [15:0];
       end
     end
-    if (\$268 ) begin
-      \$489  = 1'h0;
-    end
     if (rst) begin
-      \$489  = 1'h0;
+      \$489  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$490  = \$signal$90 ;
+    \$490  = frame_mac_error;
     if (take) begin
       if (beat[9]) begin
-        \$490  = \$260 [15:0];
+        \$490  = \$260 ;
       end
     end
     if (rst) begin
-      \$490  = 16'h0000;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$491  = frame_mac_error;
-    if (take) begin
-      if (beat[9]) begin
-        \$491  = \$261 ;
-      end
-    end
-    if (rst) begin
-      \$491  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$492  = length;
+    \$491  = length;
     if (take) begin
       (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$492  = 16'h0000;
+        \$491  = 16'h0000;
       end else begin
-        \$492  = \$265 [15:0];
+        \$491  = \$264 [15:0];
       end
     end
     if (rst) begin
-      \$492  = 16'h0000;
+      \$491  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$493  = \mac_error$93 ;
+    \$492  = \mac_error$93 ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$493  = 1'h0;
+        \$492  = 1'h0;
       end else begin
-        \$493  = \$266 ;
+        \$492  = \$265 ;
       end
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$493  = active;
+    if (\release ) begin
+      \$493  = 1'h0;
+    end
+    if (\$267 ) begin
+      \$493  = 1'h1;
     end
     if (rst) begin
       \$493  = 1'h0;
@@ -17237,62 +17248,59 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$494  = active;
-    if (\release ) begin
-      \$494  = 1'h0;
-    end
-    if (\$268 ) begin
-      \$494  = 1'h1;
+    \$494  = l2;
+    if (\$267 ) begin
+      \$494  = \$like$74 ;
     end
     if (rst) begin
-      \$494  = 1'h0;
+      \$494  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$495  = l2;
-    if (\$268 ) begin
-      \$495  = \$like$74 ;
+    \$495  = hdr;
+    if (\$267 ) begin
+      \$495  = \hdr$76 ;
     end
     if (rst) begin
-      \$495  = 96'h000000000000000000000000;
+      \$495  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$496  = hdr;
-    if (\$268 ) begin
-      \$496  = \hdr$76 ;
+    \$496  = n;
+    if (\$267 ) begin
+      \$496  = \$signal$90 ;
     end
     if (rst) begin
-      \$496  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$496  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$497  = n;
-    if (\$268 ) begin
-      \$497  = \$signal$90 ;
+    \$497  = mac_error;
+    if (\$267 ) begin
+      \$497  = frame_mac_error;
     end
     if (rst) begin
-      \$497  = 16'h0000;
+      \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$498  = mac_error;
-    if (\$268 ) begin
-      \$498  = frame_mac_error;
+    \$498  = e_window0;
+    if (\$267 ) begin
+      \$498  = window0;
     end
     if (rst) begin
-      \$498  = 1'h0;
+      \$498  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$499  = e_window0;
-    if (\$268 ) begin
-      \$499  = window0;
+    \$499  = e_window1;
+    if (\$267 ) begin
+      \$499  = window1;
     end
     if (rst) begin
       \$499  = 112'h0000000000000000000000000000;
@@ -17300,9 +17308,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$500  = e_window1;
-    if (\$268 ) begin
-      \$500  = window1;
+    \$500  = e_window2;
+    if (\$267 ) begin
+      \$500  = window2;
     end
     if (rst) begin
       \$500  = 112'h0000000000000000000000000000;
@@ -17310,9 +17318,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$501  = e_window2;
-    if (\$268 ) begin
-      \$501  = window2;
+    \$501  = e_window3;
+    if (\$267 ) begin
+      \$501  = window3;
     end
     if (rst) begin
       \$501  = 112'h0000000000000000000000000000;
@@ -17320,9 +17328,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$502  = e_window3;
-    if (\$268 ) begin
-      \$502  = window3;
+    \$502  = e_window4;
+    if (\$267 ) begin
+      \$502  = window4;
     end
     if (rst) begin
       \$502  = 112'h0000000000000000000000000000;
@@ -17330,19 +17338,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$503  = e_window4;
-    if (\$268 ) begin
-      \$503  = window4;
+    \$503  = e_ext_len0;
+    if (\$267 ) begin
+      \$503  = ext_len0;
     end
     if (rst) begin
-      \$503  = 112'h0000000000000000000000000000;
+      \$503  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$504  = e_ext_len0;
-    if (\$268 ) begin
-      \$504  = ext_len0;
+    \$504  = e_ext_len1;
+    if (\$267 ) begin
+      \$504  = ext_len1;
     end
     if (rst) begin
       \$504  = 12'h000;
@@ -17350,9 +17358,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$505  = e_ext_len1;
-    if (\$268 ) begin
-      \$505  = ext_len1;
+    \$505  = e_ext_len2;
+    if (\$267 ) begin
+      \$505  = ext_len2;
     end
     if (rst) begin
       \$505  = 12'h000;
@@ -17360,9 +17368,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$506  = e_ext_len2;
-    if (\$268 ) begin
-      \$506  = ext_len2;
+    \$506  = e_ext_len3;
+    if (\$267 ) begin
+      \$506  = ext_len3;
     end
     if (rst) begin
       \$506  = 12'h000;
@@ -17370,9 +17378,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$507  = e_ext_len3;
-    if (\$268 ) begin
-      \$507  = ext_len3;
+    \$507  = e_ext_len4;
+    if (\$267 ) begin
+      \$507  = ext_len4;
     end
     if (rst) begin
       \$507  = 12'h000;
@@ -17380,91 +17388,92 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$508  = e_ext_len4;
-    if (\$268 ) begin
-      \$508  = ext_len4;
-    end
-    if (rst) begin
-      \$508  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$509  = window;
+    \$508  = window;
     casez (ext_count)
       3'h0:
-          \$509  = e_window0;
+          \$508  = e_window0;
       3'h1:
-          \$509  = e_window1;
+          \$508  = e_window1;
       3'h2:
-          \$509  = e_window2;
+          \$508  = e_window2;
       3'h3:
-          \$509  = e_window3;
+          \$508  = e_window3;
       3'h4:
-          \$509  = e_window4;
+          \$508  = e_window4;
     endcase
     if (rst) begin
-      \$509  = 112'h0000000000000000000000000000;
+      \$508  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$510  = ext_len;
+    \$509  = ext_len;
     casez (ext_count)
       3'h0:
-          \$510  = e_ext_len0;
+          \$509  = e_ext_len0;
       3'h1:
-          \$510  = e_ext_len1;
+          \$509  = e_ext_len1;
       3'h2:
-          \$510  = e_ext_len2;
+          \$509  = e_ext_len2;
       3'h3:
-          \$510  = e_ext_len3;
+          \$509  = e_ext_len3;
       3'h4:
-          \$510  = e_ext_len4;
+          \$509  = e_ext_len4;
     endcase
     if (rst) begin
-      \$510  = 12'h000;
+      \$509  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$511  = phase;
-    if (\$270 ) begin
-      \$511  = \$271 [1:0];
+    \$510  = phase;
+    if (\$269 ) begin
+      \$510  = \$270 [1:0];
     end
     if (advance) begin
-      \$511  = 2'h0;
+      \$510  = 2'h0;
     end
     if (rst) begin
-      \$511  = 2'h0;
+      \$510  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$512  = \$signal$30 ;
-    if (\$272 ) begin
-      \$512  = done;
+    \$511  = \$signal$30 ;
+    if (\$271 ) begin
+      \$511  = done;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$513  = \error$106 ;
-    if (\$272 ) begin
-      \$513  = error;
+    \$512  = \error$106 ;
+    if (\$271 ) begin
+      \$512  = error;
     end
     if (rst) begin
-      \$513  = 4'h0;
+      \$512  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$514  = check_mac_error_0;
+    \$513  = check_mac_error_0;
     casez (step_state)
       2'h0:
-          \$514  = mac_error;
+          \$513  = mac_error;
+    endcase
+    if (rst) begin
+      \$513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$514  = check_runt_1;
+    casez (step_state)
+      2'h0:
+          \$514  = \$272 ;
     endcase
     if (rst) begin
       \$514  = 1'h0;
@@ -17472,7 +17481,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$515  = check_runt_1;
+    \$515  = check_oversize_2;
     casez (step_state)
       2'h0:
           \$515  = \$273 ;
@@ -17483,10 +17492,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$516  = check_oversize_2;
+    \$516  = check_truncated_3;
     casez (step_state)
       2'h0:
-          \$516  = \$274 ;
+          \$516  = \$278 ;
     endcase
     if (rst) begin
       \$516  = 1'h0;
@@ -17494,10 +17503,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$517  = check_truncated_3;
+    \$517  = check_truncated_4;
     casez (step_state)
       2'h0:
-          \$517  = \$279 ;
+          \$517  = \$287 ;
     endcase
     if (rst) begin
       \$517  = 1'h0;
@@ -17505,10 +17514,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$518  = check_truncated_4;
+    \$518  = stop;
     casez (step_state)
       2'h0:
-          \$518  = \$288 ;
+          \$518  = \$332 ;
     endcase
     if (rst) begin
       \$518  = 1'h0;
@@ -17516,22 +17525,74 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$519  = stop;
+    \$519  = tags;
     casez (step_state)
       2'h0:
-          \$519  = \$333 ;
+          if (advance) begin
+            \$519  = \$343 ;
+          end
     endcase
     if (rst) begin
-      \$519  = 1'h0;
+      \$519  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$520  = tags;
+    \$520  = step_state;
+    (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
+        begin
           if (advance) begin
-            \$520  = \$344 ;
+            \$520  = 2'h1;
+          end
+          if (advance) begin
+            if (\$signal$30 ) begin
+              \$520  = 2'h0;
+            end
+          end
+        end
+      2'h1:
+        begin
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$520  = 2'h2;
+            end
+          end else begin
+            if (advance) begin
+              (* full_case = 32'd1 *)
+              if (\$398 ) begin
+                \$520  = 2'h3;
+              end else begin
+                \$520  = 2'h2;
+              end
+            end
+          end
+          if (advance) begin
+            if (\$signal$30 ) begin
+              \$520  = 2'h0;
+            end
+          end
+        end
+      2'h3:
+        begin
+          if (advance) begin
+            if (\$448 ) begin
+              \$520  = 2'h2;
+            end
+          end
+          if (advance) begin
+            if (\$signal$30 ) begin
+              \$520  = 2'h0;
+            end
+          end
+        end
+      2'h2:
+          if (advance) begin
+            if (\$signal$30 ) begin
+              \$520  = 2'h0;
+            end
           end
     endcase
     if (rst) begin
@@ -17540,101 +17601,53 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$521  = step_state;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-        begin
-          if (advance) begin
-            \$521  = 2'h1;
-          end
-          if (advance) begin
-            if (\$signal$30 ) begin
-              \$521  = 2'h0;
-            end
-          end
-        end
-      2'h1:
-        begin
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$521  = 2'h2;
-            end
-          end else begin
-            if (advance) begin
-              (* full_case = 32'd1 *)
-              if (\$399 ) begin
-                \$521  = 2'h3;
-              end else begin
-                \$521  = 2'h2;
-              end
-            end
-          end
-          if (advance) begin
-            if (\$signal$30 ) begin
-              \$521  = 2'h0;
-            end
-          end
-        end
-      2'h3:
-        begin
-          if (advance) begin
-            if (\$449 ) begin
-              \$521  = 2'h2;
-            end
-          end
-          if (advance) begin
-            if (\$signal$30 ) begin
-              \$521  = 2'h0;
-            end
-          end
-        end
-      2'h2:
-          if (advance) begin
-            if (\$signal$30 ) begin
-              \$521  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$521  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$522  = rec;
+    \$521  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$522  = rec_next;
+            \$521  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$522  = rec_next;
+            \$521  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$522  = rec_next;
+            \$521  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$522  = rec_next;
+            \$521  = rec_next;
           end
     endcase
     if (rst) begin
-      \$522  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$521  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$523  = l3_ipv4;
+    \$522  = l3_ipv4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$523  = \$345 ;
+          \$522  = \$344 ;
+    endcase
+    if (rst) begin
+      \$522  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$523  = check_truncated_0;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$523  = \$345 ;
+          end
     endcase
     if (rst) begin
       \$523  = 1'h0;
@@ -17642,13 +17655,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$524  = check_truncated_0;
+    \$524  = check_bad_ihl_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$524  = \$346 ;
+            \$524  = \$348 ;
           end
     endcase
     if (rst) begin
@@ -17657,13 +17670,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$525  = check_bad_ihl_1;
+    \$525  = check_truncated_2;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$525  = \$349 ;
+            \$525  = \$351 ;
           end
     endcase
     if (rst) begin
@@ -17672,13 +17685,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$526  = check_truncated_2;
+    \$526  = check_header_limit_3;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$526  = \$352 ;
+            \$526  = \$354 ;
           end
     endcase
     if (rst) begin
@@ -17687,13 +17700,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$527  = check_header_limit_3;
+    \$527  = check_bad_length_4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$527  = \$355 ;
+            \$527  = \$359 ;
           end
     endcase
     if (rst) begin
@@ -17702,13 +17715,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$528  = check_bad_length_4;
+    \$528  = \stop$54 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$528  = \$360 ;
+            \$528  = \$366 ;
           end
     endcase
     if (rst) begin
@@ -17717,22 +17730,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$529  = \stop$54 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$529  = \$367 ;
-          end
-    endcase
-    if (rst) begin
-      \$529  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$530  = offset;
+    \$529  = offset;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17740,25 +17738,25 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$530  = { 5'h00, \$369  };
+              \$529  = { 5'h00, \$368  };
             end
           end else begin
             if (advance) begin
-              \$530  = { 6'h00, \$390  };
+              \$529  = { 6'h00, \$389  };
             end
           end
       2'h3:
           if (advance) begin
-            \$530  = \$440 [12:0];
+            \$529  = \$439 [12:0];
           end
     endcase
     if (rst) begin
-      \$530  = 13'h0000;
+      \$529  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$531  = ip_end;
+    \$530  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17766,21 +17764,21 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$531  = \$370 ;
+              \$530  = \$369 ;
             end
           end else begin
             if (advance) begin
-              \$531  = \$392 ;
+              \$530  = \$391 ;
             end
           end
     endcase
     if (rst) begin
-      \$531  = 17'h00000;
+      \$530  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$532  = ext_count;
+    \$531  = ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17788,25 +17786,42 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$532  = 3'h0;
+              \$531  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$532  = 3'h0;
+              \$531  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$532  = \$441 [2:0];
+            \$531  = \$440 [2:0];
           end
     endcase
     if (rst) begin
-      \$532  = 3'h0;
+      \$531  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$533  = \check_truncated_0$55 ;
+    \$532  = \check_truncated_0$55 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$532  = \$370 ;
+          end
+    endcase
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$533  = \check_bad_ihl_1$56 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17823,7 +17838,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$534  = \check_bad_ihl_1$56 ;
+    \$534  = \check_truncated_2$57 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17831,7 +17846,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$534  = \$372 ;
+            \$534  = \$373 ;
           end
     endcase
     if (rst) begin
@@ -17840,7 +17855,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$535  = \check_truncated_2$57 ;
+    \$535  = check_bad_length_3;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17848,7 +17863,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$535  = \$374 ;
+            \$535  = \$376 ;
           end
     endcase
     if (rst) begin
@@ -17857,7 +17872,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$536  = check_bad_length_3;
+    \$536  = \stop$59 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -17865,7 +17880,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$536  = \$377 ;
+            \$536  = \$388 ;
           end
     endcase
     if (rst) begin
@@ -17874,16 +17889,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$537  = \stop$59 ;
+    \$537  = \check_truncated_0$61 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$537  = \$389 ;
-          end
+          /* empty */;
+      2'h3:
+          \$537  = \$400 ;
     endcase
     if (rst) begin
       \$537  = 1'h0;
@@ -17891,14 +17904,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$538  = \check_truncated_0$61 ;
+    \$538  = check_header_limit_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$538  = \$401 ;
+          \$538  = \$402 ;
     endcase
     if (rst) begin
       \$538  = 1'h0;
@@ -17906,14 +17919,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$539  = check_header_limit_1;
+    \$539  = \check_truncated_2$63 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$539  = \$403 ;
+          \$539  = \$404 ;
     endcase
     if (rst) begin
       \$539  = 1'h0;
@@ -17921,14 +17934,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$540  = \check_truncated_2$63 ;
+    \$540  = \check_header_limit_3$64 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$540  = \$405 ;
+          \$540  = \$406 ;
     endcase
     if (rst) begin
       \$540  = 1'h0;
@@ -17936,14 +17949,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$541  = \check_header_limit_3$64 ;
+    \$541  = check_header_limit_4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$541  = \$407 ;
+          \$541  = \$421 ;
     endcase
     if (rst) begin
       \$541  = 1'h0;
@@ -17951,14 +17964,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$542  = check_header_limit_4;
+    \$542  = \stop$66 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$542  = \$422 ;
+          \$542  = \$438 ;
     endcase
     if (rst) begin
       \$542  = 1'h0;
@@ -17966,14 +17979,17 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$543  = \stop$66 ;
+    \$543  = \check_truncated_0$67 ;
+    (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$543  = \$439 ;
+          /* empty */;
+      2'h2:
+          \$543  = \$452 ;
     endcase
     if (rst) begin
       \$543  = 1'h0;
@@ -17981,7 +17997,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$544  = \check_truncated_0$67 ;
+    \$544  = \check_header_limit_1$68 ;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -17991,7 +18007,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
       2'h3:
           /* empty */;
       2'h2:
-          \$544  = \$453 ;
+          \$544  = \$456 ;
     endcase
     if (rst) begin
       \$544  = 1'h0;
@@ -17999,50 +18015,32 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$545  = \check_header_limit_1$68 ;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h3:
-          /* empty */;
-      2'h2:
-          \$545  = \$457 ;
-    endcase
+    \$545  = o__valid;
+    if (o__ready) begin
+      \$545  = 1'h0;
+    end
+    if (\release ) begin
+      \$545  = 1'h1;
+    end
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$546  = o__valid;
-    if (o__ready) begin
-      \$546  = 1'h0;
-    end
-    if (\release ) begin
-      \$546  = 1'h1;
-    end
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$547  = o__payload;
+    \$546  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
-      if (\$458 ) begin
-        \$547  = rec_next;
+      if (\$457 ) begin
+        \$546  = rec_next;
       end else begin
-        \$547 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$547 [15:0] = rec_next[15:0];
-        \$547 [19:16] = \error$106 ;
+        \$546 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$546 [15:0] = rec_next[15:0];
+        \$546 [19:16] = \error$106 ;
       end
     end
     if (rst) begin
-      \$547  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$546  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign e_full = active;
@@ -18155,10 +18153,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$71 [47:32] = 16'hffff;
   assign \$72 [31:0] = { hdr[135:128], hdr[143:136], hdr[151:144], hdr[159:152] };
   assign \$72 [47:32] = 16'hffff;
-  assign \$409 [2:1] = 2'h0;
-  assign { \$409 [15:3], \$409 [0] } = { window[23:16], window[31:27], window[24] };
-  assign \$424 [2:1] = 2'h0;
-  assign { \$424 [15:3], \$424 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$408 [2:1] = 2'h0;
+  assign { \$408 [15:3], \$408 [0] } = { window[23:16], window[31:27], window[24] };
+  assign \$423 [2:1] = 2'h0;
+  assign { \$423 [15:3], \$423 [0] } = { window[23:16], window[31:27], window[24] };
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
