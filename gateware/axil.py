@@ -190,12 +190,13 @@ class CsrDecoder(wiring.Component):
 
 class CsrSlice(wiring.Component):
     """A register stage on a :class:`CsrSignature` port: no combinational path from ``bus``
-    to ``csr`` or back.
+    to ``csr`` or back, nor from ``csr.ack`` into the stage's own state.
 
-    An access on ``bus`` is latched (address, data, kind), performed on ``csr`` from the
-    next cycle until ``csr.ack``, and acknowledged on ``bus`` one cycle after that with the
-    latched read data; the access is performed once even though ``bus`` holds its strobe
-    until it sees ``ack``. Two cycles more per access.
+    An access on ``bus`` is latched (address, data, kind) and performed on ``csr`` from the
+    next cycle until ``csr.ack``. The acknowledge and the read data go into flops; the
+    cycle after, the strobe is off and ``bus`` gets its ``ack`` and the data from those
+    flops. The access is performed once even though ``bus`` holds its strobe until it sees
+    ``ack``. Two cycles more per access.
 
     Members
     -------
@@ -210,6 +211,8 @@ class CsrSlice(wiring.Component):
         m = Module()
         bus, csr = self.bus, self.csr
         write = Signal()
+        acked = Signal()                # csr.ack was seen in the previous cycle
+        m.d.sync += bus.r_data.eq(csr.r_data)       # valid the cycle after csr.ack
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(bus.r_stb | bus.w_stb):
@@ -217,11 +220,9 @@ class CsrSlice(wiring.Component):
                                  write.eq(bus.w_stb)]
                     m.next = "ACCESS"
             with m.State("ACCESS"):
-                m.d.comb += [csr.r_stb.eq(~write), csr.w_stb.eq(write)]
-                with m.If(csr.ack):
-                    m.d.sync += bus.r_data.eq(csr.r_data)
-                    m.next = "ANSWER"
-            with m.State("ANSWER"):
-                m.d.comb += bus.ack.eq(1)
-                m.next = "IDLE"
+                m.d.comb += [csr.r_stb.eq(~write & ~acked), csr.w_stb.eq(write & ~acked)]
+                m.d.sync += acked.eq(csr.ack & ~acked)
+                with m.If(acked):
+                    m.d.comb += bus.ack.eq(1)
+                    m.next = "IDLE"
         return m
