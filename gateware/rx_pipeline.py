@@ -153,7 +153,12 @@ class RxPipeline(wiring.Component):
         cut = Signal()
         m.d.comb += cut.eq(at_limit & ~self.rx.payload.last)
         in_flight_full = Signal()           # in_flight == 255
-        beat_ok = ~gate & (data_fifo.w_rdy | cut) & parser.i.ready & ~in_flight_full
+        # The parser and the data FIFO each take the beats through a register slice: neither
+        # one's `ready` logic is on the other's path, and `rx.ready` comes from flops.
+        m.submodules.parser_in = parser_in = SkidBuffer(self.beat)
+        m.submodules.data_in = data_in = SkidBuffer(self.beat)
+        connect(m, parser_in.o, parser.i)
+        beat_ok = ~gate & (data_in.i.ready | cut) & parser_in.i.ready & ~in_flight_full
         take = self.rx.valid & beat_ok
         with m.If(take):
             with m.If(self.rx.payload.last):
@@ -163,8 +168,10 @@ class RxPipeline(wiring.Component):
                              at_limit.eq(stored == self.data_fifo_depth - 2)]
         m.d.comb += [
             self.rx.ready.eq(beat_ok),
-            data_fifo.w_en.eq(take & ~cut), data_fifo.w_data.eq(self.rx.payload),
-            parser.i.valid.eq(take), parser.i.payload.eq(self.rx.payload),
+            data_in.i.valid.eq(take & ~cut), data_in.i.payload.eq(self.rx.payload),
+            data_fifo.w_en.eq(data_in.o.valid), data_fifo.w_data.eq(data_in.o.payload),
+            data_in.o.ready.eq(data_fifo.w_rdy),
+            parser_in.i.valid.eq(take), parser_in.i.payload.eq(self.rx.payload),
             data_slice.i.valid.eq(data_fifo.r_rdy), data_slice.i.payload.eq(data_fifo.r_data),
             data_fifo.r_en.eq(data_slice.i.ready),
         ]

@@ -1448,7 +1448,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .meta__payload(meta__payload),
     .meta__valid(meta__valid),
     .o__ready(data__ready),
-    .\o__ready$128 (meta__ready),
+    .\o__ready$140 (meta__ready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(rx_mac__ready),
@@ -2049,8 +2049,6 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -2122,15 +2120,14 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
   assign \$10  = sub__0__addr >= 16'hc000;
   assign \$11  = sub__0__addr < 16'hd000;
   assign \$12  = \$10  & \$11 ;
-  assign \$14  = sub__0__addr >= 16'ha000;
-  assign \$15  = sub__0__addr < 16'ha100;
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = \$13  | \$16 ;
-  assign \$18  = sub__0__addr >= 16'hb000;
-  assign \$19  = sub__0__addr < 16'hb100;
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = \$17  | \$20 ;
-  assign \$22  = ~ \$21 ;
+  assign \$13  = sub__0__addr >= 16'ha000;
+  assign \$14  = sub__0__addr < 16'ha100;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = sub__0__addr >= 16'hb000;
+  assign \$17  = sub__0__addr < 16'hb100;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = | { \$18 , \$15 , \$12  };
+  assign \$20  = ~ \$19 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     sub__0__r_stb = 1'h0;
@@ -2157,7 +2154,7 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
     if (\$9 ) begin
       bus__ack = sub__2__ack;
     end
-    if (\$22 ) begin
+    if (\$20 ) begin
       bus__ack = default__ack;
     end
   end
@@ -2173,7 +2170,7 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
     if (\$9 ) begin
       bus__r_data = sub__2__r_data;
     end
-    if (\$22 ) begin
+    if (\$20 ) begin
       bus__r_data = default__r_data;
     end
   end
@@ -2208,14 +2205,14 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     default__r_stb = 1'h0;
-    if (\$22 ) begin
+    if (\$20 ) begin
       default__r_stb = bus__r_stb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     default__w_stb = 1'h0;
-    if (\$22 ) begin
+    if (\$20 ) begin
       default__w_stb = bus__w_stb;
     end
   end
@@ -2227,7 +2224,6 @@ module \hetnic_nic_core_w64.core.csr_decoder (sub__1__ack, sub__2__ack, default_
   assign sub__2__w_data = sub__0__w_data;
   assign default__addr = sub__0__addr;
   assign default__w_data = sub__0__w_data;
-  assign \$13  = \$12 ;
 endmodule
 
 module \hetnic_nic_core_w64.core.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, data__1__ready, rd_data__0__valid, rd_data__1__valid, axi__rready, wr_done__0__valid, wr_done__1__valid, wr_done__2__valid, axi__bready, req__0__payload
@@ -9780,7 +9776,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign wr_req__payload[63:0] = addr;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, flip_stb, generation, csr__ack, data__payload, data__valid, meta__valid, \o__ready$128 , o__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, flip_stb, generation, csr__ack, data__payload, data__valid, meta__valid, \o__ready$140 , o__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9952,7 +9948,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire gate;
   output [15:0] generation;
   wire [15:0] generation;
-  wire [15:0] \generation$136 ;
+  wire [15:0] \generation$148 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$51 ;
   wire [73:0] i__payload;
@@ -10133,12 +10129,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire [15:0] \i__payload$117.src_port ;
   wire [7:0] \i__payload$117.tcp_flags ;
   wire [11:0] \i__payload$117.vlan_id ;
-  wire [73:0] \i__payload$77 ;
-  wire [63:0] \i__payload$77.data ;
-  wire \i__payload$77.error ;
-  wire [7:0] \i__payload$77.keep ;
-  wire \i__payload$77.last ;
-  wire [457:0] \i__payload$81 ;
+  wire [457:0] \i__payload$123 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10149,10 +10140,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$81.drop ;
-  wire [5:0] \i__payload$81.dscp ;
-  wire [127:0] \i__payload$81.dst_addr ;
-  wire [15:0] \i__payload$81.dst_port ;
+  wire [3:0] \i__payload$123.drop ;
+  wire [5:0] \i__payload$123.dscp ;
+  wire [127:0] \i__payload$123.dst_addr ;
+  wire [15:0] \i__payload$123.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10162,21 +10153,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$81.error ;
-  wire [15:0] \i__payload$81.ethertype ;
-  wire [9:0] \i__payload$81.flags ;
-  wire \i__payload$81.flags.direct ;
-  wire \i__payload$81.flags.fragment ;
-  wire \i__payload$81.flags.ip_options ;
-  wire \i__payload$81.flags.ipv4 ;
-  wire \i__payload$81.flags.ipv6 ;
-  wire \i__payload$81.flags.tcp ;
-  wire \i__payload$81.flags.tunnel ;
-  wire \i__payload$81.flags.udp ;
-  wire \i__payload$81.flags.vlan ;
-  wire \i__payload$81.flags.vlan2 ;
-  wire [15:0] \i__payload$81.generation ;
-  wire [31:0] \i__payload$81.hash ;
+  wire [3:0] \i__payload$123.error ;
+  wire [15:0] \i__payload$123.ethertype ;
+  wire [9:0] \i__payload$123.flags ;
+  wire \i__payload$123.flags.direct ;
+  wire \i__payload$123.flags.fragment ;
+  wire \i__payload$123.flags.ip_options ;
+  wire \i__payload$123.flags.ipv4 ;
+  wire \i__payload$123.flags.ipv6 ;
+  wire \i__payload$123.flags.tcp ;
+  wire \i__payload$123.flags.tunnel ;
+  wire \i__payload$123.flags.udp ;
+  wire \i__payload$123.flags.vlan ;
+  wire \i__payload$123.flags.vlan2 ;
+  wire [15:0] \i__payload$123.generation ;
+  wire [31:0] \i__payload$123.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10185,19 +10176,19 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$81.hash_type ;
-  wire [3:0] \i__payload$81.instance ;
-  wire [7:0] \i__payload$81.ip_proto ;
-  wire [15:0] \i__payload$81.length ;
-  wire [7:0] \i__payload$81.queue ;
-  wire [10:0] \i__payload$81.reta_offset ;
-  wire [3:0] \i__payload$81.reta_size_log2 ;
-  wire [7:0] \i__payload$81.rule ;
-  wire [127:0] \i__payload$81.src_addr ;
-  wire [15:0] \i__payload$81.src_port ;
-  wire [7:0] \i__payload$81.tcp_flags ;
-  wire [11:0] \i__payload$81.vlan_id ;
-  wire [457:0] \i__payload$87 ;
+  wire [2:0] \i__payload$123.hash_type ;
+  wire [3:0] \i__payload$123.instance ;
+  wire [7:0] \i__payload$123.ip_proto ;
+  wire [15:0] \i__payload$123.length ;
+  wire [7:0] \i__payload$123.queue ;
+  wire [10:0] \i__payload$123.reta_offset ;
+  wire [3:0] \i__payload$123.reta_size_log2 ;
+  wire [7:0] \i__payload$123.rule ;
+  wire [127:0] \i__payload$123.src_addr ;
+  wire [15:0] \i__payload$123.src_port ;
+  wire [7:0] \i__payload$123.tcp_flags ;
+  wire [11:0] \i__payload$123.vlan_id ;
+  wire [457:0] \i__payload$129 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10208,10 +10199,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$87.drop ;
-  wire [5:0] \i__payload$87.dscp ;
-  wire [127:0] \i__payload$87.dst_addr ;
-  wire [15:0] \i__payload$87.dst_port ;
+  wire [3:0] \i__payload$129.drop ;
+  wire [5:0] \i__payload$129.dscp ;
+  wire [127:0] \i__payload$129.dst_addr ;
+  wire [15:0] \i__payload$129.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10221,21 +10212,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$87.error ;
-  wire [15:0] \i__payload$87.ethertype ;
-  wire [9:0] \i__payload$87.flags ;
-  wire \i__payload$87.flags.direct ;
-  wire \i__payload$87.flags.fragment ;
-  wire \i__payload$87.flags.ip_options ;
-  wire \i__payload$87.flags.ipv4 ;
-  wire \i__payload$87.flags.ipv6 ;
-  wire \i__payload$87.flags.tcp ;
-  wire \i__payload$87.flags.tunnel ;
-  wire \i__payload$87.flags.udp ;
-  wire \i__payload$87.flags.vlan ;
-  wire \i__payload$87.flags.vlan2 ;
-  wire [15:0] \i__payload$87.generation ;
-  wire [31:0] \i__payload$87.hash ;
+  wire [3:0] \i__payload$129.error ;
+  wire [15:0] \i__payload$129.ethertype ;
+  wire [9:0] \i__payload$129.flags ;
+  wire \i__payload$129.flags.direct ;
+  wire \i__payload$129.flags.fragment ;
+  wire \i__payload$129.flags.ip_options ;
+  wire \i__payload$129.flags.ipv4 ;
+  wire \i__payload$129.flags.ipv6 ;
+  wire \i__payload$129.flags.tcp ;
+  wire \i__payload$129.flags.tunnel ;
+  wire \i__payload$129.flags.udp ;
+  wire \i__payload$129.flags.vlan ;
+  wire \i__payload$129.flags.vlan2 ;
+  wire [15:0] \i__payload$129.generation ;
+  wire [31:0] \i__payload$129.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10244,18 +10235,33 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$87.hash_type ;
-  wire [3:0] \i__payload$87.instance ;
-  wire [7:0] \i__payload$87.ip_proto ;
-  wire [15:0] \i__payload$87.length ;
-  wire [7:0] \i__payload$87.queue ;
-  wire [10:0] \i__payload$87.reta_offset ;
-  wire [3:0] \i__payload$87.reta_size_log2 ;
-  wire [7:0] \i__payload$87.rule ;
-  wire [127:0] \i__payload$87.src_addr ;
-  wire [15:0] \i__payload$87.src_port ;
-  wire [7:0] \i__payload$87.tcp_flags ;
-  wire [11:0] \i__payload$87.vlan_id ;
+  wire [2:0] \i__payload$129.hash_type ;
+  wire [3:0] \i__payload$129.instance ;
+  wire [7:0] \i__payload$129.ip_proto ;
+  wire [15:0] \i__payload$129.length ;
+  wire [7:0] \i__payload$129.queue ;
+  wire [10:0] \i__payload$129.reta_offset ;
+  wire [3:0] \i__payload$129.reta_size_log2 ;
+  wire [7:0] \i__payload$129.rule ;
+  wire [127:0] \i__payload$129.src_addr ;
+  wire [15:0] \i__payload$129.src_port ;
+  wire [7:0] \i__payload$129.tcp_flags ;
+  wire [11:0] \i__payload$129.vlan_id ;
+  wire [73:0] \i__payload$78 ;
+  wire [63:0] \i__payload$78.data ;
+  wire \i__payload$78.error ;
+  wire [7:0] \i__payload$78.keep ;
+  wire \i__payload$78.last ;
+  wire [73:0] \i__payload$86 ;
+  wire [63:0] \i__payload$86.data ;
+  wire \i__payload$86.error ;
+  wire [7:0] \i__payload$86.keep ;
+  wire \i__payload$86.last ;
+  wire [73:0] \i__payload$89 ;
+  wire [63:0] \i__payload$89.data ;
+  wire \i__payload$89.error ;
+  wire [7:0] \i__payload$89.keep ;
+  wire \i__payload$89.last ;
   wire [457:0] \i__payload$93 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -10383,18 +10389,22 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \i__ready$108 ;
   wire \i__ready$114 ;
   wire \i__ready$120 ;
-  wire \i__ready$80 ;
-  wire \i__ready$84 ;
-  wire \i__ready$90 ;
+  wire \i__ready$126 ;
+  wire \i__ready$132 ;
+  wire \i__ready$73 ;
+  wire \i__ready$74 ;
+  wire \i__ready$92 ;
   wire \i__ready$96 ;
   wire i__valid;
   wire \i__valid$103 ;
   wire \i__valid$109 ;
   wire \i__valid$115 ;
   wire \i__valid$121 ;
-  wire \i__valid$75 ;
+  wire \i__valid$127 ;
+  wire \i__valid$133 ;
+  wire \i__valid$76 ;
   wire \i__valid$85 ;
-  wire \i__valid$91 ;
+  wire \i__valid$87 ;
   wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   reg in_flight_full = 1'h0;
@@ -10764,7 +10774,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire [15:0] \o__payload$118.src_port ;
   wire [7:0] \o__payload$118.tcp_flags ;
   wire [11:0] \o__payload$118.vlan_id ;
-  wire [457:0] \o__payload$126 ;
+  wire [457:0] \o__payload$124 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10775,10 +10785,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$126.drop ;
-  wire [5:0] \o__payload$126.dscp ;
-  wire [127:0] \o__payload$126.dst_addr ;
-  wire [15:0] \o__payload$126.dst_port ;
+  wire [3:0] \o__payload$124.drop ;
+  wire [5:0] \o__payload$124.dscp ;
+  wire [127:0] \o__payload$124.dst_addr ;
+  wire [15:0] \o__payload$124.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10788,21 +10798,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$126.error ;
-  wire [15:0] \o__payload$126.ethertype ;
-  wire [9:0] \o__payload$126.flags ;
-  wire \o__payload$126.flags.direct ;
-  wire \o__payload$126.flags.fragment ;
-  wire \o__payload$126.flags.ip_options ;
-  wire \o__payload$126.flags.ipv4 ;
-  wire \o__payload$126.flags.ipv6 ;
-  wire \o__payload$126.flags.tcp ;
-  wire \o__payload$126.flags.tunnel ;
-  wire \o__payload$126.flags.udp ;
-  wire \o__payload$126.flags.vlan ;
-  wire \o__payload$126.flags.vlan2 ;
-  wire [15:0] \o__payload$126.generation ;
-  wire [31:0] \o__payload$126.hash ;
+  wire [3:0] \o__payload$124.error ;
+  wire [15:0] \o__payload$124.ethertype ;
+  wire [9:0] \o__payload$124.flags ;
+  wire \o__payload$124.flags.direct ;
+  wire \o__payload$124.flags.fragment ;
+  wire \o__payload$124.flags.ip_options ;
+  wire \o__payload$124.flags.ipv4 ;
+  wire \o__payload$124.flags.ipv6 ;
+  wire \o__payload$124.flags.tcp ;
+  wire \o__payload$124.flags.tunnel ;
+  wire \o__payload$124.flags.udp ;
+  wire \o__payload$124.flags.vlan ;
+  wire \o__payload$124.flags.vlan2 ;
+  wire [15:0] \o__payload$124.generation ;
+  wire [31:0] \o__payload$124.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10811,19 +10821,19 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$126.hash_type ;
-  wire [3:0] \o__payload$126.instance ;
-  wire [7:0] \o__payload$126.ip_proto ;
-  wire [15:0] \o__payload$126.length ;
-  wire [7:0] \o__payload$126.queue ;
-  wire [10:0] \o__payload$126.reta_offset ;
-  wire [3:0] \o__payload$126.reta_size_log2 ;
-  wire [7:0] \o__payload$126.rule ;
-  wire [127:0] \o__payload$126.src_addr ;
-  wire [15:0] \o__payload$126.src_port ;
-  wire [7:0] \o__payload$126.tcp_flags ;
-  wire [11:0] \o__payload$126.vlan_id ;
-  wire [457:0] \o__payload$82 ;
+  wire [2:0] \o__payload$124.hash_type ;
+  wire [3:0] \o__payload$124.instance ;
+  wire [7:0] \o__payload$124.ip_proto ;
+  wire [15:0] \o__payload$124.length ;
+  wire [7:0] \o__payload$124.queue ;
+  wire [10:0] \o__payload$124.reta_offset ;
+  wire [3:0] \o__payload$124.reta_size_log2 ;
+  wire [7:0] \o__payload$124.rule ;
+  wire [127:0] \o__payload$124.src_addr ;
+  wire [15:0] \o__payload$124.src_port ;
+  wire [7:0] \o__payload$124.tcp_flags ;
+  wire [11:0] \o__payload$124.vlan_id ;
+  wire [457:0] \o__payload$130 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10834,10 +10844,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$82.drop ;
-  wire [5:0] \o__payload$82.dscp ;
-  wire [127:0] \o__payload$82.dst_addr ;
-  wire [15:0] \o__payload$82.dst_port ;
+  wire [3:0] \o__payload$130.drop ;
+  wire [5:0] \o__payload$130.dscp ;
+  wire [127:0] \o__payload$130.dst_addr ;
+  wire [15:0] \o__payload$130.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10847,21 +10857,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$82.error ;
-  wire [15:0] \o__payload$82.ethertype ;
-  wire [9:0] \o__payload$82.flags ;
-  wire \o__payload$82.flags.direct ;
-  wire \o__payload$82.flags.fragment ;
-  wire \o__payload$82.flags.ip_options ;
-  wire \o__payload$82.flags.ipv4 ;
-  wire \o__payload$82.flags.ipv6 ;
-  wire \o__payload$82.flags.tcp ;
-  wire \o__payload$82.flags.tunnel ;
-  wire \o__payload$82.flags.udp ;
-  wire \o__payload$82.flags.vlan ;
-  wire \o__payload$82.flags.vlan2 ;
-  wire [15:0] \o__payload$82.generation ;
-  wire [31:0] \o__payload$82.hash ;
+  wire [3:0] \o__payload$130.error ;
+  wire [15:0] \o__payload$130.ethertype ;
+  wire [9:0] \o__payload$130.flags ;
+  wire \o__payload$130.flags.direct ;
+  wire \o__payload$130.flags.fragment ;
+  wire \o__payload$130.flags.ip_options ;
+  wire \o__payload$130.flags.ipv4 ;
+  wire \o__payload$130.flags.ipv6 ;
+  wire \o__payload$130.flags.tcp ;
+  wire \o__payload$130.flags.tunnel ;
+  wire \o__payload$130.flags.udp ;
+  wire \o__payload$130.flags.vlan ;
+  wire \o__payload$130.flags.vlan2 ;
+  wire [15:0] \o__payload$130.generation ;
+  wire [31:0] \o__payload$130.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10870,19 +10880,19 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$82.hash_type ;
-  wire [3:0] \o__payload$82.instance ;
-  wire [7:0] \o__payload$82.ip_proto ;
-  wire [15:0] \o__payload$82.length ;
-  wire [7:0] \o__payload$82.queue ;
-  wire [10:0] \o__payload$82.reta_offset ;
-  wire [3:0] \o__payload$82.reta_size_log2 ;
-  wire [7:0] \o__payload$82.rule ;
-  wire [127:0] \o__payload$82.src_addr ;
-  wire [15:0] \o__payload$82.src_port ;
-  wire [7:0] \o__payload$82.tcp_flags ;
-  wire [11:0] \o__payload$82.vlan_id ;
-  wire [457:0] \o__payload$88 ;
+  wire [2:0] \o__payload$130.hash_type ;
+  wire [3:0] \o__payload$130.instance ;
+  wire [7:0] \o__payload$130.ip_proto ;
+  wire [15:0] \o__payload$130.length ;
+  wire [7:0] \o__payload$130.queue ;
+  wire [10:0] \o__payload$130.reta_offset ;
+  wire [3:0] \o__payload$130.reta_size_log2 ;
+  wire [7:0] \o__payload$130.rule ;
+  wire [127:0] \o__payload$130.src_addr ;
+  wire [15:0] \o__payload$130.src_port ;
+  wire [7:0] \o__payload$130.tcp_flags ;
+  wire [11:0] \o__payload$130.vlan_id ;
+  wire [457:0] \o__payload$138 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10893,10 +10903,10 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$88.drop ;
-  wire [5:0] \o__payload$88.dscp ;
-  wire [127:0] \o__payload$88.dst_addr ;
-  wire [15:0] \o__payload$88.dst_port ;
+  wire [3:0] \o__payload$138.drop ;
+  wire [5:0] \o__payload$138.dscp ;
+  wire [127:0] \o__payload$138.dst_addr ;
+  wire [15:0] \o__payload$138.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -10906,21 +10916,21 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$88.error ;
-  wire [15:0] \o__payload$88.ethertype ;
-  wire [9:0] \o__payload$88.flags ;
-  wire \o__payload$88.flags.direct ;
-  wire \o__payload$88.flags.fragment ;
-  wire \o__payload$88.flags.ip_options ;
-  wire \o__payload$88.flags.ipv4 ;
-  wire \o__payload$88.flags.ipv6 ;
-  wire \o__payload$88.flags.tcp ;
-  wire \o__payload$88.flags.tunnel ;
-  wire \o__payload$88.flags.udp ;
-  wire \o__payload$88.flags.vlan ;
-  wire \o__payload$88.flags.vlan2 ;
-  wire [15:0] \o__payload$88.generation ;
-  wire [31:0] \o__payload$88.hash ;
+  wire [3:0] \o__payload$138.error ;
+  wire [15:0] \o__payload$138.ethertype ;
+  wire [9:0] \o__payload$138.flags ;
+  wire \o__payload$138.flags.direct ;
+  wire \o__payload$138.flags.fragment ;
+  wire \o__payload$138.flags.ip_options ;
+  wire \o__payload$138.flags.ipv4 ;
+  wire \o__payload$138.flags.ipv6 ;
+  wire \o__payload$138.flags.tcp ;
+  wire \o__payload$138.flags.tunnel ;
+  wire \o__payload$138.flags.udp ;
+  wire \o__payload$138.flags.vlan ;
+  wire \o__payload$138.flags.vlan2 ;
+  wire [15:0] \o__payload$138.generation ;
+  wire [31:0] \o__payload$138.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -10929,18 +10939,28 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$88.hash_type ;
-  wire [3:0] \o__payload$88.instance ;
-  wire [7:0] \o__payload$88.ip_proto ;
-  wire [15:0] \o__payload$88.length ;
-  wire [7:0] \o__payload$88.queue ;
-  wire [10:0] \o__payload$88.reta_offset ;
-  wire [3:0] \o__payload$88.reta_size_log2 ;
-  wire [7:0] \o__payload$88.rule ;
-  wire [127:0] \o__payload$88.src_addr ;
-  wire [15:0] \o__payload$88.src_port ;
-  wire [7:0] \o__payload$88.tcp_flags ;
-  wire [11:0] \o__payload$88.vlan_id ;
+  wire [2:0] \o__payload$138.hash_type ;
+  wire [3:0] \o__payload$138.instance ;
+  wire [7:0] \o__payload$138.ip_proto ;
+  wire [15:0] \o__payload$138.length ;
+  wire [7:0] \o__payload$138.queue ;
+  wire [10:0] \o__payload$138.reta_offset ;
+  wire [3:0] \o__payload$138.reta_size_log2 ;
+  wire [7:0] \o__payload$138.rule ;
+  wire [127:0] \o__payload$138.src_addr ;
+  wire [15:0] \o__payload$138.src_port ;
+  wire [7:0] \o__payload$138.tcp_flags ;
+  wire [11:0] \o__payload$138.vlan_id ;
+  wire [73:0] \o__payload$67 ;
+  wire [63:0] \o__payload$67.data ;
+  wire \o__payload$67.error ;
+  wire [7:0] \o__payload$67.keep ;
+  wire \o__payload$67.last ;
+  wire [73:0] \o__payload$82 ;
+  wire [63:0] \o__payload$82.data ;
+  wire \o__payload$82.error ;
+  wire [7:0] \o__payload$82.keep ;
+  wire \o__payload$82.last ;
   wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -11010,19 +11030,23 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire \o__ready$107 ;
   wire \o__ready$113 ;
   wire \o__ready$119 ;
-  input \o__ready$128 ;
-  wire \o__ready$128 ;
+  wire \o__ready$125 ;
+  wire \o__ready$131 ;
+  input \o__ready$140 ;
+  wire \o__ready$140 ;
+  wire \o__ready$68 ;
   wire \o__ready$83 ;
-  wire \o__ready$89 ;
   wire \o__ready$95 ;
   wire o__valid;
   wire \o__valid$104 ;
   wire \o__valid$110 ;
   wire \o__valid$116 ;
   wire \o__valid$122 ;
-  wire \o__valid$124 ;
-  wire \o__valid$86 ;
-  wire \o__valid$92 ;
+  wire \o__valid$128 ;
+  wire \o__valid$134 ;
+  wire \o__valid$136 ;
+  wire \o__valid$71 ;
+  wire \o__valid$80 ;
   wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$59 ;
@@ -12562,38 +12586,38 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   wire w_rdy;
   assign cut = at_limit & \$3 ;
   assign \$4  = ~ gate;
-  assign \$5  = w_rdy | cut;
+  assign \$5  = \i__ready$73  | cut;
   assign \$6  = \$4  & \$5 ;
-  assign \$7  = \$6  & i__ready;
+  assign \$7  = \$6  & \i__ready$74 ;
   assign \$8  = ~ in_flight_full;
   assign rx__ready = \$7  & \$8 ;
   assign \$9  = ~ gate;
-  assign \$10  = w_rdy | cut;
+  assign \$10  = \i__ready$73  | cut;
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$11  & i__ready;
+  assign \$12  = \$11  & \i__ready$74 ;
   assign \$13  = ~ in_flight_full;
   assign \$14  = \$12  & \$13 ;
   assign \$15  = rx__valid & \$14 ;
   assign \$16  = ~ cut;
-  assign w_en = \$15  & \$16 ;
+  assign \i__valid$76  = \$15  & \$16 ;
   assign \$17  = ~ gate;
-  assign \$18  = w_rdy | cut;
+  assign \$18  = \i__ready$73  | cut;
   assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$19  & i__ready;
+  assign \$20  = \$19  & \i__ready$74 ;
   assign \$21  = ~ in_flight_full;
   assign \$22  = \$20  & \$21 ;
-  assign i__valid = rx__valid & \$22 ;
+  assign \i__valid$85  = rx__valid & \$22 ;
   assign \$23  = ~ gate;
-  assign \$24  = w_rdy | cut;
+  assign \$24  = \i__ready$73  | cut;
   assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  & i__ready;
+  assign \$26  = \$25  & \i__ready$74 ;
   assign \$27  = ~ in_flight_full;
   assign \$28  = \$26  & \$27 ;
   assign \$29  = rx__valid & \$28 ;
   assign \$30  = ~ mid_frame;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = in_flight + \$31 ;
-  assign \$33  = meta__valid & \o__ready$128 ;
+  assign \$33  = meta__valid & \o__ready$140 ;
   assign \$34  = \$32  - \$33 ;
   assign \$35  = ~ mid_frame;
   assign \$36  = commit_pending & \$35 ;
@@ -12610,25 +12634,25 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$46  = \$45  + rx__payload[70];
   assign \$47  = \$46  + rx__payload[71];
   assign \$48  = ~ gate;
-  assign \$49  = w_rdy | cut;
+  assign \$49  = \i__ready$73  | cut;
   assign \$50  = \$48  & \$49 ;
-  assign \$51  = \$50  & i__ready;
+  assign \$51  = \$50  & \i__ready$74 ;
   assign \$52  = ~ in_flight_full;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = rx__valid & \$53 ;
   assign frame_in_stb = \$54  & rx__payload[72];
   assign \$55  = frame_len + \$47 [3:0];
-  assign meta_stb = meta__valid & \o__ready$128 ;
-  assign \$56  = \o__payload$126 [429:426] >= 4'h9;
-  assign \$57  = 1'h1 << \o__payload$126 [429:426];
+  assign meta_stb = meta__valid & \o__ready$140 ;
+  assign \$56  = \o__payload$138 [429:426] >= 4'h9;
+  assign \$57  = 1'h1 << \o__payload$138 [429:426];
   assign \$58  = \$57  - 1'h1;
   assign \$59  = \$56  ? 26'h00001ff : \$58 ;
-  assign \$60  = { 17'h00000, \o__payload$126 [376:368] } & \$59 ;
-  assign \$61  = $signed({ 1'h0, \o__payload$126 [425:415] }) + $signed(\$60 );
+  assign \$60  = { 17'h00000, \o__payload$138 [376:368] } & \$59 ;
+  assign \$61  = $signed({ 1'h0, \o__payload$138 [425:415] }) + $signed(\$60 );
   assign \$62  = ~ gate;
-  assign \$63  = w_rdy | cut;
+  assign \$63  = \i__ready$73  | cut;
   assign \$64  = \$62  & \$63 ;
-  assign \$65  = \$64  & i__ready;
+  assign \$65  = \$64  & \i__ready$74 ;
   assign \$66  = ~ in_flight_full;
   assign \$67  = \$65  & \$66 ;
   assign \$68  = rx__valid & \$67 ;
@@ -12636,18 +12660,18 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$70  = stored + 1'h1;
   assign \$71  = stored == 8'hfe;
   assign \$72  = ~ gate;
-  assign \$73  = w_rdy | cut;
+  assign \$73  = \i__ready$73  | cut;
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = \$74  & i__ready;
+  assign \$75  = \$74  & \i__ready$74 ;
   assign \$76  = ~ in_flight_full;
   assign \$77  = \$75  & \$76 ;
   assign \$78  = rx__valid & \$77 ;
   assign \$79  = ~ rx__payload[72];
   assign \$80  = \$34 [7:0] == 8'hff;
   assign \$81  = ~ gate;
-  assign \$82  = w_rdy | cut;
+  assign \$82  = \i__ready$73  | cut;
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$83  & i__ready;
+  assign \$84  = \$83  & \i__ready$74 ;
   assign \$85  = ~ in_flight_full;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = rx__valid & \$86 ;
@@ -12671,23 +12695,23 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \$3  = ~ rx__payload[72];
   \hetnic_nic_core_w64.core.pipeline.class_slice  class_slice (
     .clk(clk),
-    .i__payload(\i__payload$105 ),
-    .i__ready(\o__ready$107 ),
-    .i__valid(\i__valid$109 ),
-    .o__payload(\i__payload$111 ),
-    .o__ready(\o__ready$113 ),
-    .o__valid(\i__valid$115 ),
+    .i__payload(\i__payload$117 ),
+    .i__ready(\o__ready$119 ),
+    .i__valid(\i__valid$121 ),
+    .o__payload(\i__payload$123 ),
+    .o__ready(\o__ready$125 ),
+    .o__valid(\i__valid$127 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$99 ),
-    .i__ready(\o__ready$101 ),
-    .i__valid(\i__valid$103 ),
-    .o__payload(\i__payload$105 ),
-    .o__ready(\o__ready$107 ),
-    .o__valid(\i__valid$109 ),
+    .i__payload(\i__payload$111 ),
+    .i__ready(\o__ready$113 ),
+    .i__valid(\i__valid$115 ),
+    .o__payload(\i__payload$117 ),
+    .o__ready(\o__ready$119 ),
+    .o__valid(\i__valid$121 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -12708,19 +12732,29 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   );
   \hetnic_nic_core_w64.core.pipeline.data_fifo  data_fifo (
     .clk(clk),
-    .r_data(\i__payload$77 ),
+    .r_data(\i__payload$89 ),
     .r_en(r_en),
-    .r_rdy(\i__valid$75 ),
+    .r_rdy(\i__valid$87 ),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(rx__payload),
-    .w_rdy(w_rdy)
+    .w_port__data(w_data),
+    .w_rdy(\o__ready$83 )
+  );
+  \hetnic_nic_core_w64.core.pipeline.data_in  data_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$73 ),
+    .i__valid(\i__valid$76 ),
+    .o__payload(w_data),
+    .o__ready(\o__ready$83 ),
+    .o__valid(w_en),
+    .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.data_slice  data_slice (
     .clk(clk),
-    .i__payload(\i__payload$77 ),
+    .i__payload(\i__payload$89 ),
     .i__ready(r_en),
-    .i__valid(\i__valid$75 ),
+    .i__valid(\i__valid$87 ),
     .o__payload(data__payload),
     .o__ready(o__ready),
     .o__valid(data__valid),
@@ -12728,34 +12762,44 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   );
   \hetnic_nic_core_w64.core.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$117 ),
-    .i__ready(\o__ready$119 ),
-    .i__valid(\i__valid$121 ),
-    .o__payload(\o__payload$126 ),
-    .o__ready(\o__ready$128 ),
+    .i__payload(\i__payload$129 ),
+    .i__ready(\o__ready$131 ),
+    .i__valid(\i__valid$133 ),
+    .o__payload(\o__payload$138 ),
+    .o__ready(\o__ready$140 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
-    .i__payload(rx__payload),
-    .i__ready(i__ready),
+    .i__payload(i__payload),
+    .i__ready(\o__ready$68 ),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$81 ),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
+  );
+  \hetnic_nic_core_w64.core.pipeline.parser_in  parser_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$74 ),
+    .i__valid(\i__valid$85 ),
+    .o__payload(i__payload),
+    .o__ready(\o__ready$68 ),
+    .o__valid(i__valid),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.parser_slice  parser_slice (
     .clk(clk),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .rst(rst)
   );
   \hetnic_nic_core_w64.core.pipeline.regs  regs (
@@ -12800,35 +12844,35 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$111 ),
-    .i__ready(\o__ready$113 ),
-    .i__valid(\i__valid$115 ),
-    .o__payload(\i__payload$117 ),
-    .o__ready(\o__ready$119 ),
+    .i__payload(\i__payload$123 ),
+    .i__ready(\o__ready$125 ),
+    .i__valid(\i__valid$127 ),
+    .o__payload(\i__payload$129 ),
+    .o__ready(\o__ready$131 ),
     .rst(rst),
-    .s2_valid(\i__valid$121 )
+    .s2_valid(\i__valid$133 )
   );
   \hetnic_nic_core_w64.core.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
     .key(key),
-    .\o__ready$36 (\o__ready$95 ),
-    .\o__valid$32 (\i__valid$97 ),
-    .out(\i__payload$93 ),
+    .\o__ready$36 (\o__ready$107 ),
+    .\o__valid$32 (\i__valid$109 ),
+    .out(\i__payload$105 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   \hetnic_nic_core_w64.core.pipeline.rss_slice  rss_slice (
     .clk(clk),
-    .i__payload(\i__payload$93 ),
-    .i__ready(\o__ready$95 ),
-    .i__valid(\i__valid$97 ),
-    .o__payload(\i__payload$99 ),
-    .o__ready(\o__ready$101 ),
-    .o__valid(\i__valid$103 ),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\i__payload$111 ),
+    .o__ready(\o__ready$113 ),
+    .o__valid(\i__valid$115 ),
     .rst(rst)
   );
   always @* begin
@@ -12930,17 +12974,17 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \rules$55  = rules;
   assign \default_action$57  = default_action;
   assign \pass_errors$59  = pass_errors;
-  assign w_data = rx__payload;
-  assign i__payload = rx__payload;
-  assign r_rdy = \i__valid$75 ;
-  assign r_data = \i__payload$77 ;
-  assign \i__ready$80  = r_en;
-  assign \o__payload$82  = \i__payload$81 ;
-  assign \i__ready$84  = \o__ready$83 ;
-  assign \o__valid$86  = \i__valid$85 ;
-  assign \o__payload$88  = \i__payload$87 ;
-  assign \i__ready$90  = \o__ready$89 ;
-  assign \o__valid$92  = \i__valid$91 ;
+  assign \o__payload$67  = i__payload;
+  assign i__ready = \o__ready$68 ;
+  assign \o__valid$71  = i__valid;
+  assign \i__payload$78  = rx__payload;
+  assign \o__valid$80  = w_en;
+  assign \o__payload$82  = w_data;
+  assign w_rdy = \o__ready$83 ;
+  assign \i__payload$86  = rx__payload;
+  assign r_rdy = \i__valid$87 ;
+  assign r_data = \i__payload$89 ;
+  assign \i__ready$92  = r_en;
   assign \o__payload$94  = \i__payload$93 ;
   assign \i__ready$96  = \o__ready$95 ;
   assign \o__valid$98  = \i__valid$97 ;
@@ -12956,12 +13000,18 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \o__payload$118  = \i__payload$117 ;
   assign \i__ready$120  = \o__ready$119 ;
   assign \o__valid$122  = \i__valid$121 ;
-  assign \o__valid$124  = meta__valid;
-  assign meta__ready = \o__ready$128 ;
+  assign \o__payload$124  = \i__payload$123 ;
+  assign \i__ready$126  = \o__ready$125 ;
+  assign \o__valid$128  = \i__valid$127 ;
+  assign \o__payload$130  = \i__payload$129 ;
+  assign \i__ready$132  = \o__ready$131 ;
+  assign \o__valid$134  = \i__valid$133 ;
+  assign \o__valid$136  = meta__valid;
+  assign meta__ready = \o__ready$140 ;
   assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$136  = generation;
+  assign \generation$148  = generation;
   assign beat_bytes = \$47 [3:0];
   assign frame_in_len = \$55 [31:0];
   assign meta = meta__payload;
@@ -14490,138 +14540,30 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \rx__payload.keep  = rx__payload[71:64];
   assign \rx__payload.last  = rx__payload[72];
   assign \rx__payload.error  = rx__payload[73];
-  assign \i__payload.data  = rx__payload[63:0];
-  assign \i__payload.keep  = rx__payload[71:64];
-  assign \i__payload.last  = rx__payload[72];
-  assign \i__payload.error  = rx__payload[73];
-  assign \i__payload$77.data  = \i__payload$77 [63:0];
-  assign \i__payload$77.keep  = \i__payload$77 [71:64];
-  assign \i__payload$77.last  = \i__payload$77 [72];
-  assign \i__payload$77.error  = \i__payload$77 [73];
-  assign \i__payload$81.length  = \i__payload$81 [15:0];
-  assign \i__payload$81.error  = \i__payload$81 [19:16];
-  assign \i__payload$81.flags  = \i__payload$81 [29:20];
-  assign \i__payload$81.flags.vlan  = \i__payload$81 [20];
-  assign \i__payload$81.flags.vlan2  = \i__payload$81 [21];
-  assign \i__payload$81.flags.ipv4  = \i__payload$81 [22];
-  assign \i__payload$81.flags.ipv6  = \i__payload$81 [23];
-  assign \i__payload$81.flags.fragment  = \i__payload$81 [24];
-  assign \i__payload$81.flags.tcp  = \i__payload$81 [25];
-  assign \i__payload$81.flags.udp  = \i__payload$81 [26];
-  assign \i__payload$81.flags.tunnel  = \i__payload$81 [27];
-  assign \i__payload$81.flags.direct  = \i__payload$81 [28];
-  assign \i__payload$81.flags.ip_options  = \i__payload$81 [29];
-  assign \i__payload$81.ethertype  = \i__payload$81 [45:30];
-  assign \i__payload$81.vlan_id  = \i__payload$81 [57:46];
-  assign \i__payload$81.dscp  = \i__payload$81 [63:58];
-  assign \i__payload$81.ip_proto  = \i__payload$81 [71:64];
-  assign \i__payload$81.tcp_flags  = \i__payload$81 [79:72];
-  assign \i__payload$81.src_addr  = \i__payload$81 [207:80];
-  assign \i__payload$81.dst_addr  = \i__payload$81 [335:208];
-  assign \i__payload$81.src_port  = \i__payload$81 [351:336];
-  assign \i__payload$81.dst_port  = \i__payload$81 [367:352];
-  assign \i__payload$81.hash  = \i__payload$81 [399:368];
-  assign \i__payload$81.hash_type  = \i__payload$81 [402:400];
-  assign \i__payload$81.rule  = \i__payload$81 [410:403];
-  assign \i__payload$81.instance  = \i__payload$81 [414:411];
-  assign \i__payload$81.reta_offset  = \i__payload$81 [425:415];
-  assign \i__payload$81.reta_size_log2  = \i__payload$81 [429:426];
-  assign \i__payload$81.drop  = \i__payload$81 [433:430];
-  assign \i__payload$81.queue  = \i__payload$81 [441:434];
-  assign \i__payload$81.generation  = \i__payload$81 [457:442];
-  assign \o__payload$82.length  = \i__payload$81 [15:0];
-  assign \o__payload$82.error  = \i__payload$81 [19:16];
-  assign \o__payload$82.flags  = \i__payload$81 [29:20];
-  assign \o__payload$82.flags.vlan  = \i__payload$81 [20];
-  assign \o__payload$82.flags.vlan2  = \i__payload$81 [21];
-  assign \o__payload$82.flags.ipv4  = \i__payload$81 [22];
-  assign \o__payload$82.flags.ipv6  = \i__payload$81 [23];
-  assign \o__payload$82.flags.fragment  = \i__payload$81 [24];
-  assign \o__payload$82.flags.tcp  = \i__payload$81 [25];
-  assign \o__payload$82.flags.udp  = \i__payload$81 [26];
-  assign \o__payload$82.flags.tunnel  = \i__payload$81 [27];
-  assign \o__payload$82.flags.direct  = \i__payload$81 [28];
-  assign \o__payload$82.flags.ip_options  = \i__payload$81 [29];
-  assign \o__payload$82.ethertype  = \i__payload$81 [45:30];
-  assign \o__payload$82.vlan_id  = \i__payload$81 [57:46];
-  assign \o__payload$82.dscp  = \i__payload$81 [63:58];
-  assign \o__payload$82.ip_proto  = \i__payload$81 [71:64];
-  assign \o__payload$82.tcp_flags  = \i__payload$81 [79:72];
-  assign \o__payload$82.src_addr  = \i__payload$81 [207:80];
-  assign \o__payload$82.dst_addr  = \i__payload$81 [335:208];
-  assign \o__payload$82.src_port  = \i__payload$81 [351:336];
-  assign \o__payload$82.dst_port  = \i__payload$81 [367:352];
-  assign \o__payload$82.hash  = \i__payload$81 [399:368];
-  assign \o__payload$82.hash_type  = \i__payload$81 [402:400];
-  assign \o__payload$82.rule  = \i__payload$81 [410:403];
-  assign \o__payload$82.instance  = \i__payload$81 [414:411];
-  assign \o__payload$82.reta_offset  = \i__payload$81 [425:415];
-  assign \o__payload$82.reta_size_log2  = \i__payload$81 [429:426];
-  assign \o__payload$82.drop  = \i__payload$81 [433:430];
-  assign \o__payload$82.queue  = \i__payload$81 [441:434];
-  assign \o__payload$82.generation  = \i__payload$81 [457:442];
-  assign \i__payload$87.length  = \i__payload$87 [15:0];
-  assign \i__payload$87.error  = \i__payload$87 [19:16];
-  assign \i__payload$87.flags  = \i__payload$87 [29:20];
-  assign \i__payload$87.flags.vlan  = \i__payload$87 [20];
-  assign \i__payload$87.flags.vlan2  = \i__payload$87 [21];
-  assign \i__payload$87.flags.ipv4  = \i__payload$87 [22];
-  assign \i__payload$87.flags.ipv6  = \i__payload$87 [23];
-  assign \i__payload$87.flags.fragment  = \i__payload$87 [24];
-  assign \i__payload$87.flags.tcp  = \i__payload$87 [25];
-  assign \i__payload$87.flags.udp  = \i__payload$87 [26];
-  assign \i__payload$87.flags.tunnel  = \i__payload$87 [27];
-  assign \i__payload$87.flags.direct  = \i__payload$87 [28];
-  assign \i__payload$87.flags.ip_options  = \i__payload$87 [29];
-  assign \i__payload$87.ethertype  = \i__payload$87 [45:30];
-  assign \i__payload$87.vlan_id  = \i__payload$87 [57:46];
-  assign \i__payload$87.dscp  = \i__payload$87 [63:58];
-  assign \i__payload$87.ip_proto  = \i__payload$87 [71:64];
-  assign \i__payload$87.tcp_flags  = \i__payload$87 [79:72];
-  assign \i__payload$87.src_addr  = \i__payload$87 [207:80];
-  assign \i__payload$87.dst_addr  = \i__payload$87 [335:208];
-  assign \i__payload$87.src_port  = \i__payload$87 [351:336];
-  assign \i__payload$87.dst_port  = \i__payload$87 [367:352];
-  assign \i__payload$87.hash  = \i__payload$87 [399:368];
-  assign \i__payload$87.hash_type  = \i__payload$87 [402:400];
-  assign \i__payload$87.rule  = \i__payload$87 [410:403];
-  assign \i__payload$87.instance  = \i__payload$87 [414:411];
-  assign \i__payload$87.reta_offset  = \i__payload$87 [425:415];
-  assign \i__payload$87.reta_size_log2  = \i__payload$87 [429:426];
-  assign \i__payload$87.drop  = \i__payload$87 [433:430];
-  assign \i__payload$87.queue  = \i__payload$87 [441:434];
-  assign \i__payload$87.generation  = \i__payload$87 [457:442];
-  assign \o__payload$88.length  = \i__payload$87 [15:0];
-  assign \o__payload$88.error  = \i__payload$87 [19:16];
-  assign \o__payload$88.flags  = \i__payload$87 [29:20];
-  assign \o__payload$88.flags.vlan  = \i__payload$87 [20];
-  assign \o__payload$88.flags.vlan2  = \i__payload$87 [21];
-  assign \o__payload$88.flags.ipv4  = \i__payload$87 [22];
-  assign \o__payload$88.flags.ipv6  = \i__payload$87 [23];
-  assign \o__payload$88.flags.fragment  = \i__payload$87 [24];
-  assign \o__payload$88.flags.tcp  = \i__payload$87 [25];
-  assign \o__payload$88.flags.udp  = \i__payload$87 [26];
-  assign \o__payload$88.flags.tunnel  = \i__payload$87 [27];
-  assign \o__payload$88.flags.direct  = \i__payload$87 [28];
-  assign \o__payload$88.flags.ip_options  = \i__payload$87 [29];
-  assign \o__payload$88.ethertype  = \i__payload$87 [45:30];
-  assign \o__payload$88.vlan_id  = \i__payload$87 [57:46];
-  assign \o__payload$88.dscp  = \i__payload$87 [63:58];
-  assign \o__payload$88.ip_proto  = \i__payload$87 [71:64];
-  assign \o__payload$88.tcp_flags  = \i__payload$87 [79:72];
-  assign \o__payload$88.src_addr  = \i__payload$87 [207:80];
-  assign \o__payload$88.dst_addr  = \i__payload$87 [335:208];
-  assign \o__payload$88.src_port  = \i__payload$87 [351:336];
-  assign \o__payload$88.dst_port  = \i__payload$87 [367:352];
-  assign \o__payload$88.hash  = \i__payload$87 [399:368];
-  assign \o__payload$88.hash_type  = \i__payload$87 [402:400];
-  assign \o__payload$88.rule  = \i__payload$87 [410:403];
-  assign \o__payload$88.instance  = \i__payload$87 [414:411];
-  assign \o__payload$88.reta_offset  = \i__payload$87 [425:415];
-  assign \o__payload$88.reta_size_log2  = \i__payload$87 [429:426];
-  assign \o__payload$88.drop  = \i__payload$87 [433:430];
-  assign \o__payload$88.queue  = \i__payload$87 [441:434];
-  assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+  assign \o__payload$67.data  = i__payload[63:0];
+  assign \o__payload$67.keep  = i__payload[71:64];
+  assign \o__payload$67.last  = i__payload[72];
+  assign \o__payload$67.error  = i__payload[73];
+  assign \i__payload$78.data  = rx__payload[63:0];
+  assign \i__payload$78.keep  = rx__payload[71:64];
+  assign \i__payload$78.last  = rx__payload[72];
+  assign \i__payload$78.error  = rx__payload[73];
+  assign \o__payload$82.data  = w_data[63:0];
+  assign \o__payload$82.keep  = w_data[71:64];
+  assign \o__payload$82.last  = w_data[72];
+  assign \o__payload$82.error  = w_data[73];
+  assign \i__payload$86.data  = rx__payload[63:0];
+  assign \i__payload$86.keep  = rx__payload[71:64];
+  assign \i__payload$86.last  = rx__payload[72];
+  assign \i__payload$86.error  = rx__payload[73];
+  assign \i__payload$89.data  = \i__payload$89 [63:0];
+  assign \i__payload$89.keep  = \i__payload$89 [71:64];
+  assign \i__payload$89.last  = \i__payload$89 [72];
+  assign \i__payload$89.error  = \i__payload$89 [73];
   assign \i__payload$93.length  = \i__payload$93 [15:0];
   assign \i__payload$93.error  = \i__payload$93 [19:16];
   assign \i__payload$93.flags  = \i__payload$93 [29:20];
@@ -14932,6 +14874,130 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \o__payload$118.drop  = \i__payload$117 [433:430];
   assign \o__payload$118.queue  = \i__payload$117 [441:434];
   assign \o__payload$118.generation  = \i__payload$117 [457:442];
+  assign \i__payload$123.length  = \i__payload$123 [15:0];
+  assign \i__payload$123.error  = \i__payload$123 [19:16];
+  assign \i__payload$123.flags  = \i__payload$123 [29:20];
+  assign \i__payload$123.flags.vlan  = \i__payload$123 [20];
+  assign \i__payload$123.flags.vlan2  = \i__payload$123 [21];
+  assign \i__payload$123.flags.ipv4  = \i__payload$123 [22];
+  assign \i__payload$123.flags.ipv6  = \i__payload$123 [23];
+  assign \i__payload$123.flags.fragment  = \i__payload$123 [24];
+  assign \i__payload$123.flags.tcp  = \i__payload$123 [25];
+  assign \i__payload$123.flags.udp  = \i__payload$123 [26];
+  assign \i__payload$123.flags.tunnel  = \i__payload$123 [27];
+  assign \i__payload$123.flags.direct  = \i__payload$123 [28];
+  assign \i__payload$123.flags.ip_options  = \i__payload$123 [29];
+  assign \i__payload$123.ethertype  = \i__payload$123 [45:30];
+  assign \i__payload$123.vlan_id  = \i__payload$123 [57:46];
+  assign \i__payload$123.dscp  = \i__payload$123 [63:58];
+  assign \i__payload$123.ip_proto  = \i__payload$123 [71:64];
+  assign \i__payload$123.tcp_flags  = \i__payload$123 [79:72];
+  assign \i__payload$123.src_addr  = \i__payload$123 [207:80];
+  assign \i__payload$123.dst_addr  = \i__payload$123 [335:208];
+  assign \i__payload$123.src_port  = \i__payload$123 [351:336];
+  assign \i__payload$123.dst_port  = \i__payload$123 [367:352];
+  assign \i__payload$123.hash  = \i__payload$123 [399:368];
+  assign \i__payload$123.hash_type  = \i__payload$123 [402:400];
+  assign \i__payload$123.rule  = \i__payload$123 [410:403];
+  assign \i__payload$123.instance  = \i__payload$123 [414:411];
+  assign \i__payload$123.reta_offset  = \i__payload$123 [425:415];
+  assign \i__payload$123.reta_size_log2  = \i__payload$123 [429:426];
+  assign \i__payload$123.drop  = \i__payload$123 [433:430];
+  assign \i__payload$123.queue  = \i__payload$123 [441:434];
+  assign \i__payload$123.generation  = \i__payload$123 [457:442];
+  assign \o__payload$124.length  = \i__payload$123 [15:0];
+  assign \o__payload$124.error  = \i__payload$123 [19:16];
+  assign \o__payload$124.flags  = \i__payload$123 [29:20];
+  assign \o__payload$124.flags.vlan  = \i__payload$123 [20];
+  assign \o__payload$124.flags.vlan2  = \i__payload$123 [21];
+  assign \o__payload$124.flags.ipv4  = \i__payload$123 [22];
+  assign \o__payload$124.flags.ipv6  = \i__payload$123 [23];
+  assign \o__payload$124.flags.fragment  = \i__payload$123 [24];
+  assign \o__payload$124.flags.tcp  = \i__payload$123 [25];
+  assign \o__payload$124.flags.udp  = \i__payload$123 [26];
+  assign \o__payload$124.flags.tunnel  = \i__payload$123 [27];
+  assign \o__payload$124.flags.direct  = \i__payload$123 [28];
+  assign \o__payload$124.flags.ip_options  = \i__payload$123 [29];
+  assign \o__payload$124.ethertype  = \i__payload$123 [45:30];
+  assign \o__payload$124.vlan_id  = \i__payload$123 [57:46];
+  assign \o__payload$124.dscp  = \i__payload$123 [63:58];
+  assign \o__payload$124.ip_proto  = \i__payload$123 [71:64];
+  assign \o__payload$124.tcp_flags  = \i__payload$123 [79:72];
+  assign \o__payload$124.src_addr  = \i__payload$123 [207:80];
+  assign \o__payload$124.dst_addr  = \i__payload$123 [335:208];
+  assign \o__payload$124.src_port  = \i__payload$123 [351:336];
+  assign \o__payload$124.dst_port  = \i__payload$123 [367:352];
+  assign \o__payload$124.hash  = \i__payload$123 [399:368];
+  assign \o__payload$124.hash_type  = \i__payload$123 [402:400];
+  assign \o__payload$124.rule  = \i__payload$123 [410:403];
+  assign \o__payload$124.instance  = \i__payload$123 [414:411];
+  assign \o__payload$124.reta_offset  = \i__payload$123 [425:415];
+  assign \o__payload$124.reta_size_log2  = \i__payload$123 [429:426];
+  assign \o__payload$124.drop  = \i__payload$123 [433:430];
+  assign \o__payload$124.queue  = \i__payload$123 [441:434];
+  assign \o__payload$124.generation  = \i__payload$123 [457:442];
+  assign \i__payload$129.length  = \i__payload$129 [15:0];
+  assign \i__payload$129.error  = \i__payload$129 [19:16];
+  assign \i__payload$129.flags  = \i__payload$129 [29:20];
+  assign \i__payload$129.flags.vlan  = \i__payload$129 [20];
+  assign \i__payload$129.flags.vlan2  = \i__payload$129 [21];
+  assign \i__payload$129.flags.ipv4  = \i__payload$129 [22];
+  assign \i__payload$129.flags.ipv6  = \i__payload$129 [23];
+  assign \i__payload$129.flags.fragment  = \i__payload$129 [24];
+  assign \i__payload$129.flags.tcp  = \i__payload$129 [25];
+  assign \i__payload$129.flags.udp  = \i__payload$129 [26];
+  assign \i__payload$129.flags.tunnel  = \i__payload$129 [27];
+  assign \i__payload$129.flags.direct  = \i__payload$129 [28];
+  assign \i__payload$129.flags.ip_options  = \i__payload$129 [29];
+  assign \i__payload$129.ethertype  = \i__payload$129 [45:30];
+  assign \i__payload$129.vlan_id  = \i__payload$129 [57:46];
+  assign \i__payload$129.dscp  = \i__payload$129 [63:58];
+  assign \i__payload$129.ip_proto  = \i__payload$129 [71:64];
+  assign \i__payload$129.tcp_flags  = \i__payload$129 [79:72];
+  assign \i__payload$129.src_addr  = \i__payload$129 [207:80];
+  assign \i__payload$129.dst_addr  = \i__payload$129 [335:208];
+  assign \i__payload$129.src_port  = \i__payload$129 [351:336];
+  assign \i__payload$129.dst_port  = \i__payload$129 [367:352];
+  assign \i__payload$129.hash  = \i__payload$129 [399:368];
+  assign \i__payload$129.hash_type  = \i__payload$129 [402:400];
+  assign \i__payload$129.rule  = \i__payload$129 [410:403];
+  assign \i__payload$129.instance  = \i__payload$129 [414:411];
+  assign \i__payload$129.reta_offset  = \i__payload$129 [425:415];
+  assign \i__payload$129.reta_size_log2  = \i__payload$129 [429:426];
+  assign \i__payload$129.drop  = \i__payload$129 [433:430];
+  assign \i__payload$129.queue  = \i__payload$129 [441:434];
+  assign \i__payload$129.generation  = \i__payload$129 [457:442];
+  assign \o__payload$130.length  = \i__payload$129 [15:0];
+  assign \o__payload$130.error  = \i__payload$129 [19:16];
+  assign \o__payload$130.flags  = \i__payload$129 [29:20];
+  assign \o__payload$130.flags.vlan  = \i__payload$129 [20];
+  assign \o__payload$130.flags.vlan2  = \i__payload$129 [21];
+  assign \o__payload$130.flags.ipv4  = \i__payload$129 [22];
+  assign \o__payload$130.flags.ipv6  = \i__payload$129 [23];
+  assign \o__payload$130.flags.fragment  = \i__payload$129 [24];
+  assign \o__payload$130.flags.tcp  = \i__payload$129 [25];
+  assign \o__payload$130.flags.udp  = \i__payload$129 [26];
+  assign \o__payload$130.flags.tunnel  = \i__payload$129 [27];
+  assign \o__payload$130.flags.direct  = \i__payload$129 [28];
+  assign \o__payload$130.flags.ip_options  = \i__payload$129 [29];
+  assign \o__payload$130.ethertype  = \i__payload$129 [45:30];
+  assign \o__payload$130.vlan_id  = \i__payload$129 [57:46];
+  assign \o__payload$130.dscp  = \i__payload$129 [63:58];
+  assign \o__payload$130.ip_proto  = \i__payload$129 [71:64];
+  assign \o__payload$130.tcp_flags  = \i__payload$129 [79:72];
+  assign \o__payload$130.src_addr  = \i__payload$129 [207:80];
+  assign \o__payload$130.dst_addr  = \i__payload$129 [335:208];
+  assign \o__payload$130.src_port  = \i__payload$129 [351:336];
+  assign \o__payload$130.dst_port  = \i__payload$129 [367:352];
+  assign \o__payload$130.hash  = \i__payload$129 [399:368];
+  assign \o__payload$130.hash_type  = \i__payload$129 [402:400];
+  assign \o__payload$130.rule  = \i__payload$129 [410:403];
+  assign \o__payload$130.instance  = \i__payload$129 [414:411];
+  assign \o__payload$130.reta_offset  = \i__payload$129 [425:415];
+  assign \o__payload$130.reta_size_log2  = \i__payload$129 [429:426];
+  assign \o__payload$130.drop  = \i__payload$129 [433:430];
+  assign \o__payload$130.queue  = \i__payload$129 [441:434];
+  assign \o__payload$130.generation  = \i__payload$129 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -14963,37 +15029,37 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$126.length  = \o__payload$126 [15:0];
-  assign \o__payload$126.error  = \o__payload$126 [19:16];
-  assign \o__payload$126.flags  = \o__payload$126 [29:20];
-  assign \o__payload$126.flags.vlan  = \o__payload$126 [20];
-  assign \o__payload$126.flags.vlan2  = \o__payload$126 [21];
-  assign \o__payload$126.flags.ipv4  = \o__payload$126 [22];
-  assign \o__payload$126.flags.ipv6  = \o__payload$126 [23];
-  assign \o__payload$126.flags.fragment  = \o__payload$126 [24];
-  assign \o__payload$126.flags.tcp  = \o__payload$126 [25];
-  assign \o__payload$126.flags.udp  = \o__payload$126 [26];
-  assign \o__payload$126.flags.tunnel  = \o__payload$126 [27];
-  assign \o__payload$126.flags.direct  = \o__payload$126 [28];
-  assign \o__payload$126.flags.ip_options  = \o__payload$126 [29];
-  assign \o__payload$126.ethertype  = \o__payload$126 [45:30];
-  assign \o__payload$126.vlan_id  = \o__payload$126 [57:46];
-  assign \o__payload$126.dscp  = \o__payload$126 [63:58];
-  assign \o__payload$126.ip_proto  = \o__payload$126 [71:64];
-  assign \o__payload$126.tcp_flags  = \o__payload$126 [79:72];
-  assign \o__payload$126.src_addr  = \o__payload$126 [207:80];
-  assign \o__payload$126.dst_addr  = \o__payload$126 [335:208];
-  assign \o__payload$126.src_port  = \o__payload$126 [351:336];
-  assign \o__payload$126.dst_port  = \o__payload$126 [367:352];
-  assign \o__payload$126.hash  = \o__payload$126 [399:368];
-  assign \o__payload$126.hash_type  = \o__payload$126 [402:400];
-  assign \o__payload$126.rule  = \o__payload$126 [410:403];
-  assign \o__payload$126.instance  = \o__payload$126 [414:411];
-  assign \o__payload$126.reta_offset  = \o__payload$126 [425:415];
-  assign \o__payload$126.reta_size_log2  = \o__payload$126 [429:426];
-  assign \o__payload$126.drop  = \o__payload$126 [433:430];
-  assign \o__payload$126.queue  = \o__payload$126 [441:434];
-  assign \o__payload$126.generation  = \o__payload$126 [457:442];
+  assign \o__payload$138.length  = \o__payload$138 [15:0];
+  assign \o__payload$138.error  = \o__payload$138 [19:16];
+  assign \o__payload$138.flags  = \o__payload$138 [29:20];
+  assign \o__payload$138.flags.vlan  = \o__payload$138 [20];
+  assign \o__payload$138.flags.vlan2  = \o__payload$138 [21];
+  assign \o__payload$138.flags.ipv4  = \o__payload$138 [22];
+  assign \o__payload$138.flags.ipv6  = \o__payload$138 [23];
+  assign \o__payload$138.flags.fragment  = \o__payload$138 [24];
+  assign \o__payload$138.flags.tcp  = \o__payload$138 [25];
+  assign \o__payload$138.flags.udp  = \o__payload$138 [26];
+  assign \o__payload$138.flags.tunnel  = \o__payload$138 [27];
+  assign \o__payload$138.flags.direct  = \o__payload$138 [28];
+  assign \o__payload$138.flags.ip_options  = \o__payload$138 [29];
+  assign \o__payload$138.ethertype  = \o__payload$138 [45:30];
+  assign \o__payload$138.vlan_id  = \o__payload$138 [57:46];
+  assign \o__payload$138.dscp  = \o__payload$138 [63:58];
+  assign \o__payload$138.ip_proto  = \o__payload$138 [71:64];
+  assign \o__payload$138.tcp_flags  = \o__payload$138 [79:72];
+  assign \o__payload$138.src_addr  = \o__payload$138 [207:80];
+  assign \o__payload$138.dst_addr  = \o__payload$138 [335:208];
+  assign \o__payload$138.src_port  = \o__payload$138 [351:336];
+  assign \o__payload$138.dst_port  = \o__payload$138 [367:352];
+  assign \o__payload$138.hash  = \o__payload$138 [399:368];
+  assign \o__payload$138.hash_type  = \o__payload$138 [402:400];
+  assign \o__payload$138.rule  = \o__payload$138 [410:403];
+  assign \o__payload$138.instance  = \o__payload$138 [414:411];
+  assign \o__payload$138.reta_offset  = \o__payload$138 [425:415];
+  assign \o__payload$138.reta_size_log2  = \o__payload$138 [429:426];
+  assign \o__payload$138.drop  = \o__payload$138 [433:430];
+  assign \o__payload$138.queue  = \o__payload$138 [441:434];
+  assign \o__payload$138.generation  = \o__payload$138 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -15026,7 +15092,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, rx__ready, csr__r_data, rx_
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$126 [441:0];
+  assign meta__payload[441:0] = \o__payload$138 [441:0];
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
@@ -21227,7 +21293,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
+module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21657,7 +21723,7 @@ module \hetnic_nic_core_w64.core.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_d
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21779,8 +21845,130 @@ module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload,
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -21995,7 +22183,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -22010,7 +22198,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -22025,7 +22213,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -22039,7 +22227,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -22144,8 +22332,8 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__ready, direct_ethertype, o__valid, o__payload, i__payload, i__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -23129,7 +23317,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -23141,7 +23329,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -23193,7 +23381,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -23255,7 +23443,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -23274,7 +23462,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -23284,7 +23472,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -23331,7 +23519,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -23378,7 +23566,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -23393,7 +23581,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23407,7 +23595,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23421,7 +23609,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23440,7 +23628,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23454,7 +23642,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23468,7 +23656,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23487,7 +23675,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -23499,7 +23687,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -23514,7 +23702,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -23529,7 +23717,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -23539,7 +23727,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -23552,7 +23740,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -23615,7 +23803,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -23641,7 +23829,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -23667,7 +23855,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -23689,7 +23877,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -23715,7 +23903,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -23728,7 +23916,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -23856,8 +24044,130 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__valid, i__r
   assign \$303  = parse_sel;
 endmodule
 
+module \hetnic_nic_core_w64.core.pipeline.parser_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -24072,7 +24382,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24087,7 +24397,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24102,7 +24412,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -24116,7 +24426,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -24223,7 +24533,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, csr__r_data, counters__ack, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, counters__r_stb
 , counters__w_stb, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
   wire \$100 ;
@@ -27206,56 +27516,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
   assign \$218  = copy_at == 9'h116;
   assign \$219  = copy_at == 9'h120;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$737  = rule_r__data;
     if (rst) begin
       \$737  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$738  = copying;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$739  = copy_addr;
     if (rst) begin
       \$739  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$740  = \$2 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$741  = \$signal ;
     if (rst) begin
       \$741  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$742  = \$like ;
     if (rst) begin
       \$742  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$743  = \$signal$8 ;
     if (rst) begin
       \$743  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$744  = copying;
     if (\$9 ) begin
       \$744  = 1'h1;
@@ -27270,7 +27580,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$745  = copy_addr;
     if (\$9 ) begin
       \$745  = 9'h000;
@@ -27283,7 +27593,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$746  = rules;
     if (landing) begin
       if (\$12 ) begin
@@ -28396,7 +28706,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$747  = hash_enable;
     if (landing_last) begin
       \$747  = shadow_ctrl_0_0[7:0];
@@ -28406,7 +28716,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$748  = symmetric;
     if (landing_last) begin
       \$748  = shadow_ctrl_0_0[8];
@@ -28416,7 +28726,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$749  = pass_errors;
     if (landing_last) begin
       \$749  = shadow_ctrl_0_0[9];
@@ -28426,7 +28736,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$750  = max_frame;
     if (landing_last) begin
       \$750  = shadow_max_frame_0_0[15:0];
@@ -28436,7 +28746,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$751  = direct_ethertype;
     if (landing_last) begin
       \$751  = shadow_direct_ethertype_0_0[15:0];
@@ -28446,7 +28756,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$752  = default_action;
     if (landing_last) begin
       \$752  = shadow_default_action_0_0[19:0];
@@ -28456,7 +28766,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$753  = key;
     if (landing_last) begin
       \$753  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -28466,7 +28776,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$754  = generation;
     if (landing_last) begin
       \$754  = \$380 [15:0];
@@ -28476,7 +28786,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$755  = pending;
     if (landing_last) begin
       \$755  = 1'h0;
@@ -28489,77 +28799,77 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$756  = \$383 ;
     if (rst) begin
       \$756  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$757  = \$431 ;
     if (rst) begin
       \$757  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$758  = \$437 ;
     if (rst) begin
       \$758  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$759  = \$499 ;
     if (rst) begin
       \$759  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$760  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500  };
     if (rst) begin
       \$760  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$761  = { \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522  };
     if (rst) begin
       \$761  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$762  = \$536 ;
     if (rst) begin
       \$762  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$763  = \$539 ;
     if (rst) begin
       \$763  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$764  = \$543 ;
     if (rst) begin
       \$764  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$765  = \$587 ;
     if (rst) begin
       \$765  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$766  = rule_read_wait;
     if (\$589 ) begin
       \$766  = 2'h0;
@@ -28574,7 +28884,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$767  = shadow_ctrl_0_0;
     if (\$612 ) begin
       \$767  = csr__w_data;
@@ -28584,7 +28894,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$768  = shadow_max_frame_0_0;
     if (\$619 ) begin
       \$768  = csr__w_data;
@@ -28594,7 +28904,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$769  = shadow_direct_ethertype_0_0;
     if (\$626 ) begin
       \$769  = csr__w_data;
@@ -28604,7 +28914,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$770  = shadow_default_action_0_0;
     if (\$633 ) begin
       \$770  = csr__w_data;
@@ -28614,7 +28924,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$771  = shadow_rss_key_0_0;
     if (\$640 ) begin
       \$771  = csr__w_data;
@@ -28624,7 +28934,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$772  = shadow_rss_key_1_0;
     if (\$647 ) begin
       \$772  = csr__w_data;
@@ -28634,7 +28944,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$773  = shadow_rss_key_2_0;
     if (\$654 ) begin
       \$773  = csr__w_data;
@@ -28644,7 +28954,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$774  = shadow_rss_key_3_0;
     if (\$661 ) begin
       \$774  = csr__w_data;
@@ -28654,7 +28964,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$775  = shadow_rss_key_4_0;
     if (\$668 ) begin
       \$775  = csr__w_data;
@@ -28664,7 +28974,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$776  = shadow_rss_key_5_0;
     if (\$675 ) begin
       \$776  = csr__w_data;
@@ -28674,7 +28984,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$777  = shadow_rss_key_6_0;
     if (\$682 ) begin
       \$777  = csr__w_data;
@@ -28684,7 +28994,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$778  = shadow_rss_key_7_0;
     if (\$689 ) begin
       \$778  = csr__w_data;
@@ -28694,7 +29004,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$779  = shadow_rss_key_8_0;
     if (\$696 ) begin
       \$779  = csr__w_data;
@@ -28704,7 +29014,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$780  = shadow_rss_key_9_0;
     if (\$703 ) begin
       \$780  = csr__w_data;
@@ -28714,21 +29024,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     reta_r_stb = 1'h0;
     if (\$716 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     reta_w_stb = 1'h0;
     if (\$716 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     csr__ack = 1'h0;
     if (\$716 ) begin
       csr__ack = reta_ack;
@@ -28749,21 +29059,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     counters__r_stb = 1'h0;
     if (\$717 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     counters__w_stb = 1'h0;
     if (\$717 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     rule_w__en = 1'h0;
     if (\$718 ) begin
       if (\$727 ) begin
@@ -29554,7 +29864,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta_addr, cs
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -30988,7 +31298,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31003,7 +31313,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31018,7 +31328,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31033,7 +31343,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31047,7 +31357,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -31057,7 +31367,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -31067,7 +31377,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -31077,7 +31387,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -31087,7 +31397,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -31097,7 +31407,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -31107,7 +31417,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -31119,7 +31429,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -31131,7 +31441,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31149,14 +31459,14 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -31303,7 +31613,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus_addr, i__ready, busy, o
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31901,7 +32211,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -31924,7 +32234,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -31938,7 +32248,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -32206,7 +32516,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32430,7 +32740,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32445,7 +32755,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32460,7 +32770,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -32474,7 +32784,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32589,7 +32899,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -33155,7 +33465,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -33170,7 +33480,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -33183,7 +33493,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -33196,7 +33506,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -33209,7 +33519,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -33222,7 +33532,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -33235,7 +33545,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -33247,7 +33557,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -33269,7 +33579,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -33394,7 +33704,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -33404,7 +33714,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -33414,7 +33724,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -33427,7 +33737,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -33447,7 +33757,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -33671,7 +33981,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -33686,7 +33996,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -33701,7 +34011,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -33715,7 +34025,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -33830,7 +34140,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34045,7 +34355,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -34060,7 +34370,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -34075,7 +34385,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -34089,7 +34399,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -34196,7 +34506,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -35014,7 +35324,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$5449$0 (\$217 ),
+    .\port$5469$0 (\$217 ),
     .rst(rst),
     .take_stb(take_stb),
     .too_long_stb(too_long_stb),
@@ -35032,7 +35342,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -35050,7 +35360,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -35062,7 +35372,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35080,7 +35390,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35102,7 +35412,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35114,7 +35424,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35128,7 +35438,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35146,7 +35456,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35164,7 +35474,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35182,7 +35492,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35200,7 +35510,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35218,7 +35528,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35236,7 +35546,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -35254,14 +35564,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -35276,7 +35586,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -35289,7 +35599,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -35298,7 +35608,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -35309,7 +35619,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -35322,7 +35632,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -35335,7 +35645,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -35348,7 +35658,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -35373,7 +35683,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -35412,7 +35722,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -35425,7 +35735,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -35438,7 +35748,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -35463,7 +35773,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -35485,7 +35795,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -35506,7 +35816,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -35525,7 +35835,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -35546,7 +35856,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -35565,7 +35875,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -35754,7 +36064,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -35967,7 +36277,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -35986,7 +36296,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -36001,7 +36311,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -36018,7 +36328,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -36036,7 +36346,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -36049,7 +36359,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -36065,7 +36375,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -36077,7 +36387,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -36092,7 +36402,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -36167,7 +36477,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -36292,7 +36602,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -36302,7 +36612,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -36312,7 +36622,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -36325,7 +36635,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -36345,7 +36655,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -36482,7 +36792,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -36492,7 +36802,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -36502,7 +36812,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -36515,7 +36825,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -36534,9 +36844,9 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5449$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, armed, \port$5469$0 , lu_event_queue, lu_cons, write_error_queue, lookup_queue, frame_start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, frame_retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -37759,8 +38069,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   wire lu_valid;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$5449$0 ;
-  wire [175:0] \port$5449$0 ;
+  output [175:0] \port$5469$0 ;
+  wire [175:0] \port$5469$0 ;
   reg [3:0] q0_status = 4'h0;
   reg [3:0] q10_status = 4'h0;
   reg [3:0] q11_status = 4'h0;
@@ -39319,7 +39629,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   always @(posedge clk)
     q63_status <= \$1152 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     casez (\$992 [11:6])
       6'h00:
@@ -39453,28 +39763,28 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1082  = lookup_queue;
     if (rst) begin
       \$1082  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1083  = \$1 [7:0];
     if (rst) begin
       \$1083  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1084  = \$2 [7:0];
     if (rst) begin
       \$1084  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1085  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -39500,7 +39810,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1086  = target;
     casez (fsm_state)
       2'h0:
@@ -39518,7 +39828,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1087  = enable;
     if (set_enable) begin
       (* full_case = 32'd1 *)
@@ -39791,7 +40101,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$29 ) begin
       \$1088  = 4'h0;
@@ -39803,7 +40113,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$1089  = arm;
     if (\$40 ) begin
       \$1089 [0] = csr__w_data[8];
@@ -40130,7 +40440,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$44 ) begin
       \$1090  = 4'h0;
@@ -40142,7 +40452,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$59 ) begin
       \$1091  = 4'h0;
@@ -40154,7 +40464,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 ) begin
       \$1092  = 4'h0;
@@ -40166,7 +40476,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1093  = 4'h0;
@@ -40178,7 +40488,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 ) begin
       \$1094  = 4'h0;
@@ -40190,7 +40500,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 ) begin
       \$1095  = 4'h0;
@@ -40202,7 +40512,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$134 ) begin
       \$1096  = 4'h0;
@@ -40214,7 +40524,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$149 ) begin
       \$1097  = 4'h0;
@@ -40226,7 +40536,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$164 ) begin
       \$1098  = 4'h0;
@@ -40238,7 +40548,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$179 ) begin
       \$1099  = 4'h0;
@@ -40250,7 +40560,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$194 ) begin
       \$1100  = 4'h0;
@@ -40262,7 +40572,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 ) begin
       \$1101  = 4'h0;
@@ -40274,7 +40584,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$224 ) begin
       \$1102  = 4'h0;
@@ -40286,7 +40596,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$239 ) begin
       \$1103  = 4'h0;
@@ -40298,7 +40608,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$254 ) begin
       \$1104  = 4'h0;
@@ -40310,7 +40620,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$269 ) begin
       \$1105  = 4'h0;
@@ -40322,7 +40632,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$284 ) begin
       \$1106  = 4'h0;
@@ -40334,7 +40644,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$299 ) begin
       \$1107  = 4'h0;
@@ -40346,7 +40656,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$314 ) begin
       \$1108  = 4'h0;
@@ -40358,7 +40668,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$329 ) begin
       \$1109  = 4'h0;
@@ -40370,7 +40680,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1110  = 4'h0;
@@ -40382,7 +40692,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$359 ) begin
       \$1111  = 4'h0;
@@ -40394,7 +40704,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 ) begin
       \$1112  = 4'h0;
@@ -40406,7 +40716,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 ) begin
       \$1113  = 4'h0;
@@ -40418,7 +40728,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$404 ) begin
       \$1114  = 4'h0;
@@ -40430,7 +40740,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$419 ) begin
       \$1115  = 4'h0;
@@ -40442,7 +40752,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$434 ) begin
       \$1116  = 4'h0;
@@ -40454,7 +40764,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$449 ) begin
       \$1117  = 4'h0;
@@ -40466,7 +40776,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$464 ) begin
       \$1118  = 4'h0;
@@ -40478,7 +40788,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$479 ) begin
       \$1119  = 4'h0;
@@ -40490,7 +40800,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 ) begin
       \$1120  = 4'h0;
@@ -40502,7 +40812,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$509 ) begin
       \$1121  = 4'h0;
@@ -40514,7 +40824,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$524 ) begin
       \$1122  = 4'h0;
@@ -40526,7 +40836,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$539 ) begin
       \$1123  = 4'h0;
@@ -40538,7 +40848,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$554 ) begin
       \$1124  = 4'h0;
@@ -40550,7 +40860,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$569 ) begin
       \$1125  = 4'h0;
@@ -40562,7 +40872,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$584 ) begin
       \$1126  = 4'h0;
@@ -40574,7 +40884,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1127  = 4'h0;
@@ -40586,7 +40896,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$614 ) begin
       \$1128  = 4'h0;
@@ -40598,7 +40908,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$629 ) begin
       \$1129  = 4'h0;
@@ -40610,7 +40920,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$644 ) begin
       \$1130  = 4'h0;
@@ -40622,7 +40932,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$659 ) begin
       \$1131  = 4'h0;
@@ -40634,7 +40944,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$674 ) begin
       \$1132  = 4'h0;
@@ -40646,7 +40956,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$689 ) begin
       \$1133  = 4'h0;
@@ -40658,7 +40968,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$704 ) begin
       \$1134  = 4'h0;
@@ -40670,7 +40980,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$719 ) begin
       \$1135  = 4'h0;
@@ -40682,7 +40992,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$734 ) begin
       \$1136  = 4'h0;
@@ -40694,7 +41004,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$749 ) begin
       \$1137  = 4'h0;
@@ -40706,7 +41016,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$764 ) begin
       \$1138  = 4'h0;
@@ -40718,7 +41028,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 ) begin
       \$1139  = 4'h0;
@@ -40730,7 +41040,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$794 ) begin
       \$1140  = 4'h0;
@@ -40742,7 +41052,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$809 ) begin
       \$1141  = 4'h0;
@@ -40754,7 +41064,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$824 ) begin
       \$1142  = 4'h0;
@@ -40766,7 +41076,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$839 ) begin
       \$1143  = 4'h0;
@@ -40778,7 +41088,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1144  = 4'h0;
@@ -40790,7 +41100,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$869 ) begin
       \$1145  = 4'h0;
@@ -40802,7 +41112,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$884 ) begin
       \$1146  = 4'h0;
@@ -40814,7 +41124,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$899 ) begin
       \$1147  = 4'h0;
@@ -40826,7 +41136,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$914 ) begin
       \$1148  = 4'h0;
@@ -40838,7 +41148,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$929 ) begin
       \$1149  = 4'h0;
@@ -40850,7 +41160,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$944 ) begin
       \$1150  = 4'h0;
@@ -40862,7 +41172,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$959 ) begin
       \$1151  = 4'h0;
@@ -40874,7 +41184,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     (* full_case = 32'd1 *)
     if (\$974 ) begin
       \$1152  = 4'h0;
@@ -40886,7 +41196,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = lu_queue[5:0];
@@ -40903,7 +41213,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$995 [15:0];
@@ -40920,7 +41230,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -40937,7 +41247,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -40955,7 +41265,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -40994,7 +41304,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -41029,7 +41339,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -41064,7 +41374,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -41091,7 +41401,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     write_arm = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41109,7 +41419,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     clear_status = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41131,7 +41441,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     set_enable = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41173,14 +41483,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, lu_enabled, ar
   assign cfg_w__addr = \$992 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$5449$0  = \$signature__data [175:0];
+  assign \port$5469$0  = \$signature__data [175:0];
   assign lu_event_queue = \$signature__data [197:192];
   assign \$8  = \$7 ;
   assign \$1000  = \$999 ;
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -41305,7 +41615,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -41315,7 +41625,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -41325,7 +41635,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -41338,7 +41648,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -41359,7 +41669,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, rd_req__valid, rd_req__payload, tx__payload, tx__valid, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, csr__r_data, event_stb, completion_queue, event_queue, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -42729,8 +43039,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6253$0 (\$465 ),
-    .\port$6254$0 (\$466 ),
+    .\port$6273$0 (\$465 ),
+    .\port$6274$0 (\$466 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -42752,7 +43062,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$464  = \$signal$105 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -42776,7 +43086,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     ptr_d = \$signal$49 ;
     casez (fetch_state)
       4'h0:
@@ -42821,7 +43131,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     first = 2'h0;
     if (\$3 [3]) begin
       first = 2'h3;
@@ -42837,7 +43147,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42847,7 +43157,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42882,7 +43192,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -42931,7 +43241,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$signal  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42945,7 +43255,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -42963,7 +43273,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -42981,7 +43291,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -42999,7 +43309,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -43015,7 +43325,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -43037,7 +43347,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -43066,7 +43376,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -43090,7 +43400,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -43114,7 +43424,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \w_data$93  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -43144,7 +43454,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \w_en$95  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -43174,7 +43484,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -43192,7 +43502,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \r_en$107  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -43206,7 +43516,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     tx__valid = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -43221,7 +43531,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     data_ready = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -43240,7 +43550,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \r_en$114  = 1'h0;
     if (\$107 ) begin
     end else if (\$108 ) begin
@@ -43258,7 +43568,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \w_en$115  = 1'h0;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -43269,7 +43579,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \w_data$116  = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$107 ) begin
@@ -43286,7 +43596,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$423  = dma_reads;
     if (\$144 ) begin
       \$423  = \$145 [31:0];
@@ -43296,14 +43606,14 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$424  = ptr_d;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$425  = sel;
     casez (fetch_state)
       4'h0:
@@ -43316,7 +43626,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$426  = rr_last;
     casez (fetch_state)
       4'h0:
@@ -43329,7 +43639,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$427  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -43427,7 +43737,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$428  = \$signal$71 ;
     casez (fetch_state)
       4'h0:
@@ -43440,7 +43750,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$429  = \$signal$60 ;
     casez (fetch_state)
       4'h0:
@@ -43453,7 +43763,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$430  = \$signal$62 ;
     casez (fetch_state)
       4'h0:
@@ -43466,7 +43776,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$431  = \$signal$55 ;
     casez (fetch_state)
       4'h0:
@@ -43479,7 +43789,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$432  = \$signal$66 ;
     casez (fetch_state)
       4'h0:
@@ -43511,7 +43821,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$433  = \$signal$65 ;
     casez (fetch_state)
       4'h0:
@@ -43532,7 +43842,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$434  = \$signal$63 ;
     casez (fetch_state)
       4'h0:
@@ -43554,7 +43864,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$435  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -43584,7 +43894,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$436  = \$signal$82 ;
     casez (fetch_state)
       4'h0:
@@ -43605,7 +43915,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$437  = \$signal$84 ;
     casez (fetch_state)
       4'h0:
@@ -43626,7 +43936,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$438  = \$signal$129 ;
     casez (fetch_state)
       4'h0:
@@ -43644,7 +43954,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$439  = \$signal$130 ;
     casez (fetch_state)
       4'h0:
@@ -43659,7 +43969,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$440  = hi;
     casez (fetch_state)
       4'h0:
@@ -43698,7 +44008,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$441  = \$signal$99 ;
     casez (fetch_state)
       4'h0:
@@ -43745,7 +44055,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$442  = \$signal$86 ;
     casez (fetch_state)
       4'h0:
@@ -43776,7 +44086,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$443  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -43798,7 +44108,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$444  = \$signal$73 ;
     casez (fetch_state)
       4'h0:
@@ -43824,7 +44134,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$445  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -43852,7 +44162,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$446  = acc;
     casez (fetch_state)
       4'h0:
@@ -43871,7 +44181,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$447  = \$signal$87 ;
     casez (fetch_state)
       4'h0:
@@ -43931,7 +44241,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$448  = slots;
     casez (fetch_state)
       4'h0:
@@ -43966,7 +44276,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$449  = \$signal$100 ;
     casez (fetch_state)
       4'h0:
@@ -43987,7 +44297,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$450  = length;
     casez (fetch_state)
       4'h0:
@@ -44008,7 +44318,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$451  = addr;
     casez (fetch_state)
       4'h0:
@@ -44029,7 +44339,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$452  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -44064,7 +44374,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$453  = lane;
     casez (fetch_state)
       4'h0:
@@ -44097,7 +44407,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$454  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -44132,7 +44442,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$455  = \$signal$102 ;
     casez (fetch_state)
       4'h0:
@@ -44167,7 +44477,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$456  = job;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44188,7 +44498,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$457  = \$signal$104 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44210,7 +44520,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$458  = \$signal$108 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44236,7 +44546,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$459  = off;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44269,7 +44579,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$460  = left;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44302,7 +44612,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$461  = \$signal$119 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44332,7 +44642,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$462  = \$signal$120 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44362,7 +44672,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$463  = \$signal$118 ;
     (* full_case = 32'd1 *)
     if (\$398 ) begin
@@ -44488,7 +44798,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -44592,7 +44902,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -44605,7 +44915,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -44626,7 +44936,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -44730,7 +45040,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -44743,7 +45053,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -44764,7 +45074,7 @@ module \hetnic_nic_core_w64.core.tx_engine.jobs (rst, w_rdy, r_data, w_en, w_por
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -45013,7 +45323,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -45023,7 +45333,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -45033,7 +45343,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -45046,7 +45356,7 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -45065,9 +45375,9 @@ module \hetnic_nic_core_w64.core.tx_engine.lengths (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$6254$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6273$0 , \port$6274$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, start_stb, halt_stb, head_stb, head_slots, sel, runnable, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready
 , csr__r_data, flush_stb, flush_queue, completion_stb, event_stb, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -46107,10 +46417,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
   wire [6:0] head_slots;
   input head_stb;
   wire head_stb;
-  output [31:0] \port$6253$0 ;
-  wire [31:0] \port$6253$0 ;
-  output [31:0] \port$6254$0 ;
-  wire [31:0] \port$6254$0 ;
+  output [31:0] \port$6273$0 ;
+  wire [31:0] \port$6273$0 ;
+  output [31:0] \port$6274$0 ;
+  wire [31:0] \port$6274$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -47102,7 +47412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
   assign \$12  = \$10  & \$11 ;
   assign \$13  = ~ q3_halted;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -47116,7 +47426,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -47130,7 +47440,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -47144,7 +47454,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -47158,7 +47468,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -47172,7 +47482,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47186,7 +47496,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47200,7 +47510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47214,7 +47524,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47228,7 +47538,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47242,7 +47552,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47256,7 +47566,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47270,7 +47580,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47284,7 +47594,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47298,7 +47608,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47312,7 +47622,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47326,7 +47636,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47340,7 +47650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47354,7 +47664,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47368,7 +47678,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47382,7 +47692,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47396,7 +47706,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47410,7 +47720,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47424,7 +47734,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47438,7 +47748,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47452,7 +47762,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47466,7 +47776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47480,7 +47790,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47494,7 +47804,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47508,7 +47818,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47522,7 +47832,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47536,7 +47846,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47550,7 +47860,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47564,7 +47874,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47578,7 +47888,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (rec[1:0])
       2'h0:
@@ -47592,7 +47902,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47606,7 +47916,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47620,7 +47930,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47634,7 +47944,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47648,7 +47958,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47662,7 +47972,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47676,7 +47986,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47690,7 +48000,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47704,7 +48014,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47718,7 +48028,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47732,7 +48042,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47746,7 +48056,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47760,7 +48070,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47774,7 +48084,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47788,7 +48098,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47802,7 +48112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47816,7 +48126,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47830,7 +48140,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47844,7 +48154,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47858,7 +48168,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47872,7 +48182,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47886,7 +48196,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47900,7 +48210,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47914,7 +48224,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47928,7 +48238,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47942,7 +48252,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47956,7 +48266,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47970,7 +48280,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47984,7 +48294,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -47998,7 +48308,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48012,7 +48322,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48026,7 +48336,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48040,7 +48350,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48054,7 +48364,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48068,7 +48378,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48082,7 +48392,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48096,7 +48406,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48110,7 +48420,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48124,7 +48434,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48138,7 +48448,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48152,7 +48462,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48166,7 +48476,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48180,7 +48490,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48194,7 +48504,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48208,7 +48518,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48222,7 +48532,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48236,7 +48546,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48250,7 +48560,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48264,7 +48574,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48278,7 +48588,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48292,7 +48602,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48306,7 +48616,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48320,7 +48630,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48334,7 +48644,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48348,7 +48658,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48362,7 +48672,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48376,7 +48686,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48390,7 +48700,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48404,7 +48714,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48418,7 +48728,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48432,7 +48742,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48446,7 +48756,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48460,7 +48770,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48474,7 +48784,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48488,7 +48798,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48502,7 +48812,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48516,7 +48826,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48530,7 +48840,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48544,7 +48854,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48558,7 +48868,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48572,7 +48882,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48586,7 +48896,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48600,7 +48910,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48614,7 +48924,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48628,7 +48938,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48642,7 +48952,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48656,7 +48966,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48670,7 +48980,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48684,7 +48994,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48698,7 +49008,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48712,7 +49022,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48726,7 +49036,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48740,7 +49050,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48754,7 +49064,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48768,7 +49078,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48782,7 +49092,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48796,7 +49106,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48810,7 +49120,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48824,7 +49134,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48838,7 +49148,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48852,7 +49162,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48866,7 +49176,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48880,7 +49190,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48894,7 +49204,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48908,7 +49218,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48922,7 +49232,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48936,7 +49246,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48950,7 +49260,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48964,7 +49274,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48978,7 +49288,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -48992,7 +49302,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49006,7 +49316,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49020,7 +49330,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49034,7 +49344,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49048,7 +49358,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49062,7 +49372,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49076,7 +49386,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49090,7 +49400,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49104,7 +49414,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49118,7 +49428,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49132,7 +49442,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49146,7 +49456,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49160,7 +49470,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49174,7 +49484,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49188,7 +49498,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49202,7 +49512,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49216,7 +49526,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49230,7 +49540,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49244,7 +49554,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49258,7 +49568,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49272,7 +49582,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49286,7 +49596,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49300,7 +49610,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49314,7 +49624,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49328,7 +49638,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49342,7 +49652,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49356,7 +49666,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49370,7 +49680,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49384,7 +49694,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49398,7 +49708,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49412,7 +49722,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49426,7 +49736,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49440,7 +49750,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49454,7 +49764,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49468,7 +49778,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49482,7 +49792,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49496,7 +49806,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49510,7 +49820,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49524,7 +49834,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49538,7 +49848,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49552,7 +49862,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49566,7 +49876,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49580,7 +49890,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49594,7 +49904,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49608,7 +49918,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49622,7 +49932,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49636,7 +49946,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49650,7 +49960,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49664,7 +49974,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49678,7 +49988,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49692,7 +50002,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49706,7 +50016,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49720,7 +50030,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49734,7 +50044,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49748,7 +50058,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49762,7 +50072,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49776,7 +50086,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49790,7 +50100,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49804,7 +50114,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49818,7 +50128,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     (* full_case = 32'd1 *)
     casez (\$34 [7:6])
       2'h0:
@@ -49832,7 +50142,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49840,7 +50150,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$signal  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49852,7 +50162,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49862,7 +50172,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -49876,7 +50186,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49886,7 +50196,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -49899,7 +50209,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49911,7 +50221,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$signal$67  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49925,7 +50235,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -49939,7 +50249,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     csr__r_data = 32'd0;
     if (\$65 ) begin
       casez (\$34 [5:0])
@@ -49971,7 +50281,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     flush_stb = 1'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -50075,7 +50385,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     flush_queue = 2'h0;
     if (\$115 ) begin
       casez (\$34 [5:0])
@@ -50179,7 +50489,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$915  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -50196,7 +50506,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$916  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -50215,7 +50525,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$917  = rec;
     casez (completion_state)
       2'h0:
@@ -50228,7 +50538,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$918  = \$signal$44 ;
     casez (completion_state)
       2'h0:
@@ -50245,7 +50555,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$919  = beat_i;
     casez (completion_state)
       2'h0:
@@ -50262,7 +50572,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$920  = completion_state;
     casez (completion_state)
       2'h0:
@@ -50283,7 +50593,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$921  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -50300,7 +50610,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$922  = event_queue;
     casez (completion_state)
       2'h0:
@@ -50319,7 +50629,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$923  = q0_eq;
     casez (completion_state)
       2'h0:
@@ -50359,7 +50669,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$924  = q1_eq;
     casez (completion_state)
       2'h0:
@@ -50401,7 +50711,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$925  = q2_eq;
     casez (completion_state)
       2'h0:
@@ -50445,7 +50755,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$926  = q3_eq;
     casez (completion_state)
       2'h0:
@@ -50492,14 +50802,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$927  = \$244 [3:0];
     if (rst) begin
       \$927  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$928  = q0_head;
     if (\$246 ) begin
       \$928  = \$247 [15:0];
@@ -50534,7 +50844,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$929  = q0_halted;
     if (\$249 ) begin
       \$929  = 1'h1;
@@ -50570,7 +50880,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$930  = q0_status;
     if (\$249 ) begin
       \$930 [3] = 1'h1;
@@ -50615,7 +50925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$931  = q0_cons;
     if (\$251 ) begin
       \$931  = \$252 [15:0];
@@ -50650,7 +50960,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$932  = q0_cq_prod;
     if (\$251 ) begin
       \$932  = \$253 [15:0];
@@ -50685,7 +50995,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$933  = q0_phase;
     if (\$251 ) begin
       if (\$257 ) begin
@@ -50722,14 +51032,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$934  = \$266 [3:0];
     if (rst) begin
       \$934  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$935  = q1_head;
     if (\$268 ) begin
       \$935  = \$269 [15:0];
@@ -50764,7 +51074,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$936  = q1_halted;
     if (\$271 ) begin
       \$936  = 1'h1;
@@ -50800,7 +51110,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$937  = q1_status;
     if (\$271 ) begin
       \$937 [3] = 1'h1;
@@ -50845,7 +51155,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$938  = q1_cons;
     if (\$273 ) begin
       \$938  = \$274 [15:0];
@@ -50880,7 +51190,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$939  = q1_cq_prod;
     if (\$273 ) begin
       \$939  = \$275 [15:0];
@@ -50915,7 +51225,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$940  = q1_phase;
     if (\$273 ) begin
       if (\$279 ) begin
@@ -50952,14 +51262,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$941  = \$288 [3:0];
     if (rst) begin
       \$941  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$942  = q2_head;
     if (\$290 ) begin
       \$942  = \$291 [15:0];
@@ -50994,7 +51304,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$943  = q2_halted;
     if (\$293 ) begin
       \$943  = 1'h1;
@@ -51030,7 +51340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$944  = q2_status;
     if (\$293 ) begin
       \$944 [3] = 1'h1;
@@ -51075,7 +51385,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$945  = q2_cons;
     if (\$295 ) begin
       \$945  = \$296 [15:0];
@@ -51110,7 +51420,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$946  = q2_cq_prod;
     if (\$295 ) begin
       \$946  = \$297 [15:0];
@@ -51145,7 +51455,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$947  = q2_phase;
     if (\$295 ) begin
       if (\$301 ) begin
@@ -51182,14 +51492,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$948  = \$310 [3:0];
     if (rst) begin
       \$948  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$949  = q3_head;
     if (\$312 ) begin
       \$949  = \$313 [15:0];
@@ -51224,7 +51534,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$950  = q3_halted;
     if (\$315 ) begin
       \$950  = 1'h1;
@@ -51260,7 +51570,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$951  = q3_status;
     if (\$315 ) begin
       \$951 [3] = 1'h1;
@@ -51305,7 +51615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$952  = q3_cons;
     if (\$317 ) begin
       \$952  = \$318 [15:0];
@@ -51340,7 +51650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$953  = q3_cq_prod;
     if (\$317 ) begin
       \$953  = \$319 [15:0];
@@ -51375,7 +51685,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$954  = q3_phase;
     if (\$317 ) begin
       if (\$323 ) begin
@@ -51412,7 +51722,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$955  = q0_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51427,7 +51737,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$956  = q0_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51444,7 +51754,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$957  = q0_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51463,7 +51773,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$958  = q0_cq_base_lo;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51484,7 +51794,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$959  = q0_cq_base_hi;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51507,7 +51817,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$960  = q0_cq_size;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51532,7 +51842,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$961  = q0_prod;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51561,7 +51871,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$962  = q0_en;
     if (\$359 ) begin
       casez (\$34 [5:0])
@@ -51594,7 +51904,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$963  = q1_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51609,7 +51919,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$964  = q1_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51626,7 +51936,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$965  = q1_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51645,7 +51955,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$966  = q1_cq_base_lo;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51666,7 +51976,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$967  = q1_cq_base_hi;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51689,7 +51999,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$968  = q1_cq_size;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51714,7 +52024,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$969  = q1_prod;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51743,7 +52053,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$970  = q1_en;
     if (\$506 ) begin
       casez (\$34 [5:0])
@@ -51776,7 +52086,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$971  = q2_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51791,7 +52101,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$972  = q2_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51808,7 +52118,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$973  = q2_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51827,7 +52137,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$974  = q2_cq_base_lo;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51848,7 +52158,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$975  = q2_cq_base_hi;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51871,7 +52181,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$976  = q2_cq_size;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51896,7 +52206,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$977  = q2_prod;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51925,7 +52235,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$978  = q2_en;
     if (\$653 ) begin
       casez (\$34 [5:0])
@@ -51958,7 +52268,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$979  = q3_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51973,7 +52283,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$980  = q3_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -51990,7 +52300,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$981  = q3_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52009,7 +52319,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$982  = q3_cq_base_lo;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52030,7 +52340,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$983  = q3_cq_base_hi;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52053,7 +52363,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$984  = q3_cq_size;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52078,7 +52388,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$985  = q3_prod;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52107,7 +52417,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$986  = q3_en;
     if (\$800 ) begin
       casez (\$34 [5:0])
@@ -52143,8 +52453,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
   assign rel = \$34 [15:0];
   assign qi = \$34 [7:6];
   assign freed = \$82 [15:0];
-  assign \port$6253$0  = \$17 ;
-  assign \port$6254$0  = \$18 ;
+  assign \port$6273$0  = \$17 ;
+  assign \port$6274$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \comp.cookie  = comp[31:0];
   assign \comp.wqe_index  = comp[47:32];
@@ -52205,7 +52515,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6253$0 , \port$625
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -52323,7 +52633,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -52333,7 +52643,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -52343,7 +52653,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -52356,7 +52666,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;

@@ -221,7 +221,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
     .o__ready(m_axis_tready),
-    .\o__ready$128 (m_meta_tready),
+    .\o__ready$140 (m_meta_tready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(s_axis_tready),
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$140 , clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -819,7 +819,7 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$136 ;
+  wire [15:0] \generation$148 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$51 ;
   wire [73:0] i__payload;
@@ -1000,12 +1000,7 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   wire [15:0] \i__payload$117.src_port ;
   wire [7:0] \i__payload$117.tcp_flags ;
   wire [11:0] \i__payload$117.vlan_id ;
-  wire [73:0] \i__payload$77 ;
-  wire [63:0] \i__payload$77.data ;
-  wire \i__payload$77.error ;
-  wire [7:0] \i__payload$77.keep ;
-  wire \i__payload$77.last ;
-  wire [457:0] \i__payload$81 ;
+  wire [457:0] \i__payload$123 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1016,10 +1011,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$81.drop ;
-  wire [5:0] \i__payload$81.dscp ;
-  wire [127:0] \i__payload$81.dst_addr ;
-  wire [15:0] \i__payload$81.dst_port ;
+  wire [3:0] \i__payload$123.drop ;
+  wire [5:0] \i__payload$123.dscp ;
+  wire [127:0] \i__payload$123.dst_addr ;
+  wire [15:0] \i__payload$123.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1029,21 +1024,21 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$81.error ;
-  wire [15:0] \i__payload$81.ethertype ;
-  wire [9:0] \i__payload$81.flags ;
-  wire \i__payload$81.flags.direct ;
-  wire \i__payload$81.flags.fragment ;
-  wire \i__payload$81.flags.ip_options ;
-  wire \i__payload$81.flags.ipv4 ;
-  wire \i__payload$81.flags.ipv6 ;
-  wire \i__payload$81.flags.tcp ;
-  wire \i__payload$81.flags.tunnel ;
-  wire \i__payload$81.flags.udp ;
-  wire \i__payload$81.flags.vlan ;
-  wire \i__payload$81.flags.vlan2 ;
-  wire [15:0] \i__payload$81.generation ;
-  wire [31:0] \i__payload$81.hash ;
+  wire [3:0] \i__payload$123.error ;
+  wire [15:0] \i__payload$123.ethertype ;
+  wire [9:0] \i__payload$123.flags ;
+  wire \i__payload$123.flags.direct ;
+  wire \i__payload$123.flags.fragment ;
+  wire \i__payload$123.flags.ip_options ;
+  wire \i__payload$123.flags.ipv4 ;
+  wire \i__payload$123.flags.ipv6 ;
+  wire \i__payload$123.flags.tcp ;
+  wire \i__payload$123.flags.tunnel ;
+  wire \i__payload$123.flags.udp ;
+  wire \i__payload$123.flags.vlan ;
+  wire \i__payload$123.flags.vlan2 ;
+  wire [15:0] \i__payload$123.generation ;
+  wire [31:0] \i__payload$123.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1052,19 +1047,19 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$81.hash_type ;
-  wire [3:0] \i__payload$81.instance ;
-  wire [7:0] \i__payload$81.ip_proto ;
-  wire [15:0] \i__payload$81.length ;
-  wire [7:0] \i__payload$81.queue ;
-  wire [10:0] \i__payload$81.reta_offset ;
-  wire [3:0] \i__payload$81.reta_size_log2 ;
-  wire [7:0] \i__payload$81.rule ;
-  wire [127:0] \i__payload$81.src_addr ;
-  wire [15:0] \i__payload$81.src_port ;
-  wire [7:0] \i__payload$81.tcp_flags ;
-  wire [11:0] \i__payload$81.vlan_id ;
-  wire [457:0] \i__payload$87 ;
+  wire [2:0] \i__payload$123.hash_type ;
+  wire [3:0] \i__payload$123.instance ;
+  wire [7:0] \i__payload$123.ip_proto ;
+  wire [15:0] \i__payload$123.length ;
+  wire [7:0] \i__payload$123.queue ;
+  wire [10:0] \i__payload$123.reta_offset ;
+  wire [3:0] \i__payload$123.reta_size_log2 ;
+  wire [7:0] \i__payload$123.rule ;
+  wire [127:0] \i__payload$123.src_addr ;
+  wire [15:0] \i__payload$123.src_port ;
+  wire [7:0] \i__payload$123.tcp_flags ;
+  wire [11:0] \i__payload$123.vlan_id ;
+  wire [457:0] \i__payload$129 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1075,10 +1070,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$87.drop ;
-  wire [5:0] \i__payload$87.dscp ;
-  wire [127:0] \i__payload$87.dst_addr ;
-  wire [15:0] \i__payload$87.dst_port ;
+  wire [3:0] \i__payload$129.drop ;
+  wire [5:0] \i__payload$129.dscp ;
+  wire [127:0] \i__payload$129.dst_addr ;
+  wire [15:0] \i__payload$129.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1088,21 +1083,21 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$87.error ;
-  wire [15:0] \i__payload$87.ethertype ;
-  wire [9:0] \i__payload$87.flags ;
-  wire \i__payload$87.flags.direct ;
-  wire \i__payload$87.flags.fragment ;
-  wire \i__payload$87.flags.ip_options ;
-  wire \i__payload$87.flags.ipv4 ;
-  wire \i__payload$87.flags.ipv6 ;
-  wire \i__payload$87.flags.tcp ;
-  wire \i__payload$87.flags.tunnel ;
-  wire \i__payload$87.flags.udp ;
-  wire \i__payload$87.flags.vlan ;
-  wire \i__payload$87.flags.vlan2 ;
-  wire [15:0] \i__payload$87.generation ;
-  wire [31:0] \i__payload$87.hash ;
+  wire [3:0] \i__payload$129.error ;
+  wire [15:0] \i__payload$129.ethertype ;
+  wire [9:0] \i__payload$129.flags ;
+  wire \i__payload$129.flags.direct ;
+  wire \i__payload$129.flags.fragment ;
+  wire \i__payload$129.flags.ip_options ;
+  wire \i__payload$129.flags.ipv4 ;
+  wire \i__payload$129.flags.ipv6 ;
+  wire \i__payload$129.flags.tcp ;
+  wire \i__payload$129.flags.tunnel ;
+  wire \i__payload$129.flags.udp ;
+  wire \i__payload$129.flags.vlan ;
+  wire \i__payload$129.flags.vlan2 ;
+  wire [15:0] \i__payload$129.generation ;
+  wire [31:0] \i__payload$129.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1111,18 +1106,33 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$87.hash_type ;
-  wire [3:0] \i__payload$87.instance ;
-  wire [7:0] \i__payload$87.ip_proto ;
-  wire [15:0] \i__payload$87.length ;
-  wire [7:0] \i__payload$87.queue ;
-  wire [10:0] \i__payload$87.reta_offset ;
-  wire [3:0] \i__payload$87.reta_size_log2 ;
-  wire [7:0] \i__payload$87.rule ;
-  wire [127:0] \i__payload$87.src_addr ;
-  wire [15:0] \i__payload$87.src_port ;
-  wire [7:0] \i__payload$87.tcp_flags ;
-  wire [11:0] \i__payload$87.vlan_id ;
+  wire [2:0] \i__payload$129.hash_type ;
+  wire [3:0] \i__payload$129.instance ;
+  wire [7:0] \i__payload$129.ip_proto ;
+  wire [15:0] \i__payload$129.length ;
+  wire [7:0] \i__payload$129.queue ;
+  wire [10:0] \i__payload$129.reta_offset ;
+  wire [3:0] \i__payload$129.reta_size_log2 ;
+  wire [7:0] \i__payload$129.rule ;
+  wire [127:0] \i__payload$129.src_addr ;
+  wire [15:0] \i__payload$129.src_port ;
+  wire [7:0] \i__payload$129.tcp_flags ;
+  wire [11:0] \i__payload$129.vlan_id ;
+  wire [73:0] \i__payload$78 ;
+  wire [63:0] \i__payload$78.data ;
+  wire \i__payload$78.error ;
+  wire [7:0] \i__payload$78.keep ;
+  wire \i__payload$78.last ;
+  wire [73:0] \i__payload$86 ;
+  wire [63:0] \i__payload$86.data ;
+  wire \i__payload$86.error ;
+  wire [7:0] \i__payload$86.keep ;
+  wire \i__payload$86.last ;
+  wire [73:0] \i__payload$89 ;
+  wire [63:0] \i__payload$89.data ;
+  wire \i__payload$89.error ;
+  wire [7:0] \i__payload$89.keep ;
+  wire \i__payload$89.last ;
   wire [457:0] \i__payload$93 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1250,18 +1260,22 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   wire \i__ready$108 ;
   wire \i__ready$114 ;
   wire \i__ready$120 ;
-  wire \i__ready$80 ;
-  wire \i__ready$84 ;
-  wire \i__ready$90 ;
+  wire \i__ready$126 ;
+  wire \i__ready$132 ;
+  wire \i__ready$73 ;
+  wire \i__ready$74 ;
+  wire \i__ready$92 ;
   wire \i__ready$96 ;
   wire i__valid;
   wire \i__valid$103 ;
   wire \i__valid$109 ;
   wire \i__valid$115 ;
   wire \i__valid$121 ;
-  wire \i__valid$75 ;
+  wire \i__valid$127 ;
+  wire \i__valid$133 ;
+  wire \i__valid$76 ;
   wire \i__valid$85 ;
-  wire \i__valid$91 ;
+  wire \i__valid$87 ;
   wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   reg in_flight_full = 1'h0;
@@ -1631,7 +1645,7 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   wire [15:0] \o__payload$118.src_port ;
   wire [7:0] \o__payload$118.tcp_flags ;
   wire [11:0] \o__payload$118.vlan_id ;
-  wire [457:0] \o__payload$126 ;
+  wire [457:0] \o__payload$124 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1642,10 +1656,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$126.drop ;
-  wire [5:0] \o__payload$126.dscp ;
-  wire [127:0] \o__payload$126.dst_addr ;
-  wire [15:0] \o__payload$126.dst_port ;
+  wire [3:0] \o__payload$124.drop ;
+  wire [5:0] \o__payload$124.dscp ;
+  wire [127:0] \o__payload$124.dst_addr ;
+  wire [15:0] \o__payload$124.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1655,21 +1669,21 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$126.error ;
-  wire [15:0] \o__payload$126.ethertype ;
-  wire [9:0] \o__payload$126.flags ;
-  wire \o__payload$126.flags.direct ;
-  wire \o__payload$126.flags.fragment ;
-  wire \o__payload$126.flags.ip_options ;
-  wire \o__payload$126.flags.ipv4 ;
-  wire \o__payload$126.flags.ipv6 ;
-  wire \o__payload$126.flags.tcp ;
-  wire \o__payload$126.flags.tunnel ;
-  wire \o__payload$126.flags.udp ;
-  wire \o__payload$126.flags.vlan ;
-  wire \o__payload$126.flags.vlan2 ;
-  wire [15:0] \o__payload$126.generation ;
-  wire [31:0] \o__payload$126.hash ;
+  wire [3:0] \o__payload$124.error ;
+  wire [15:0] \o__payload$124.ethertype ;
+  wire [9:0] \o__payload$124.flags ;
+  wire \o__payload$124.flags.direct ;
+  wire \o__payload$124.flags.fragment ;
+  wire \o__payload$124.flags.ip_options ;
+  wire \o__payload$124.flags.ipv4 ;
+  wire \o__payload$124.flags.ipv6 ;
+  wire \o__payload$124.flags.tcp ;
+  wire \o__payload$124.flags.tunnel ;
+  wire \o__payload$124.flags.udp ;
+  wire \o__payload$124.flags.vlan ;
+  wire \o__payload$124.flags.vlan2 ;
+  wire [15:0] \o__payload$124.generation ;
+  wire [31:0] \o__payload$124.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1678,19 +1692,19 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$126.hash_type ;
-  wire [3:0] \o__payload$126.instance ;
-  wire [7:0] \o__payload$126.ip_proto ;
-  wire [15:0] \o__payload$126.length ;
-  wire [7:0] \o__payload$126.queue ;
-  wire [10:0] \o__payload$126.reta_offset ;
-  wire [3:0] \o__payload$126.reta_size_log2 ;
-  wire [7:0] \o__payload$126.rule ;
-  wire [127:0] \o__payload$126.src_addr ;
-  wire [15:0] \o__payload$126.src_port ;
-  wire [7:0] \o__payload$126.tcp_flags ;
-  wire [11:0] \o__payload$126.vlan_id ;
-  wire [457:0] \o__payload$82 ;
+  wire [2:0] \o__payload$124.hash_type ;
+  wire [3:0] \o__payload$124.instance ;
+  wire [7:0] \o__payload$124.ip_proto ;
+  wire [15:0] \o__payload$124.length ;
+  wire [7:0] \o__payload$124.queue ;
+  wire [10:0] \o__payload$124.reta_offset ;
+  wire [3:0] \o__payload$124.reta_size_log2 ;
+  wire [7:0] \o__payload$124.rule ;
+  wire [127:0] \o__payload$124.src_addr ;
+  wire [15:0] \o__payload$124.src_port ;
+  wire [7:0] \o__payload$124.tcp_flags ;
+  wire [11:0] \o__payload$124.vlan_id ;
+  wire [457:0] \o__payload$130 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1701,10 +1715,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$82.drop ;
-  wire [5:0] \o__payload$82.dscp ;
-  wire [127:0] \o__payload$82.dst_addr ;
-  wire [15:0] \o__payload$82.dst_port ;
+  wire [3:0] \o__payload$130.drop ;
+  wire [5:0] \o__payload$130.dscp ;
+  wire [127:0] \o__payload$130.dst_addr ;
+  wire [15:0] \o__payload$130.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1714,21 +1728,21 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$82.error ;
-  wire [15:0] \o__payload$82.ethertype ;
-  wire [9:0] \o__payload$82.flags ;
-  wire \o__payload$82.flags.direct ;
-  wire \o__payload$82.flags.fragment ;
-  wire \o__payload$82.flags.ip_options ;
-  wire \o__payload$82.flags.ipv4 ;
-  wire \o__payload$82.flags.ipv6 ;
-  wire \o__payload$82.flags.tcp ;
-  wire \o__payload$82.flags.tunnel ;
-  wire \o__payload$82.flags.udp ;
-  wire \o__payload$82.flags.vlan ;
-  wire \o__payload$82.flags.vlan2 ;
-  wire [15:0] \o__payload$82.generation ;
-  wire [31:0] \o__payload$82.hash ;
+  wire [3:0] \o__payload$130.error ;
+  wire [15:0] \o__payload$130.ethertype ;
+  wire [9:0] \o__payload$130.flags ;
+  wire \o__payload$130.flags.direct ;
+  wire \o__payload$130.flags.fragment ;
+  wire \o__payload$130.flags.ip_options ;
+  wire \o__payload$130.flags.ipv4 ;
+  wire \o__payload$130.flags.ipv6 ;
+  wire \o__payload$130.flags.tcp ;
+  wire \o__payload$130.flags.tunnel ;
+  wire \o__payload$130.flags.udp ;
+  wire \o__payload$130.flags.vlan ;
+  wire \o__payload$130.flags.vlan2 ;
+  wire [15:0] \o__payload$130.generation ;
+  wire [31:0] \o__payload$130.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1737,19 +1751,19 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$82.hash_type ;
-  wire [3:0] \o__payload$82.instance ;
-  wire [7:0] \o__payload$82.ip_proto ;
-  wire [15:0] \o__payload$82.length ;
-  wire [7:0] \o__payload$82.queue ;
-  wire [10:0] \o__payload$82.reta_offset ;
-  wire [3:0] \o__payload$82.reta_size_log2 ;
-  wire [7:0] \o__payload$82.rule ;
-  wire [127:0] \o__payload$82.src_addr ;
-  wire [15:0] \o__payload$82.src_port ;
-  wire [7:0] \o__payload$82.tcp_flags ;
-  wire [11:0] \o__payload$82.vlan_id ;
-  wire [457:0] \o__payload$88 ;
+  wire [2:0] \o__payload$130.hash_type ;
+  wire [3:0] \o__payload$130.instance ;
+  wire [7:0] \o__payload$130.ip_proto ;
+  wire [15:0] \o__payload$130.length ;
+  wire [7:0] \o__payload$130.queue ;
+  wire [10:0] \o__payload$130.reta_offset ;
+  wire [3:0] \o__payload$130.reta_size_log2 ;
+  wire [7:0] \o__payload$130.rule ;
+  wire [127:0] \o__payload$130.src_addr ;
+  wire [15:0] \o__payload$130.src_port ;
+  wire [7:0] \o__payload$130.tcp_flags ;
+  wire [11:0] \o__payload$130.vlan_id ;
+  wire [457:0] \o__payload$138 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1760,10 +1774,10 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$88.drop ;
-  wire [5:0] \o__payload$88.dscp ;
-  wire [127:0] \o__payload$88.dst_addr ;
-  wire [15:0] \o__payload$88.dst_port ;
+  wire [3:0] \o__payload$138.drop ;
+  wire [5:0] \o__payload$138.dscp ;
+  wire [127:0] \o__payload$138.dst_addr ;
+  wire [15:0] \o__payload$138.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1773,21 +1787,21 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$88.error ;
-  wire [15:0] \o__payload$88.ethertype ;
-  wire [9:0] \o__payload$88.flags ;
-  wire \o__payload$88.flags.direct ;
-  wire \o__payload$88.flags.fragment ;
-  wire \o__payload$88.flags.ip_options ;
-  wire \o__payload$88.flags.ipv4 ;
-  wire \o__payload$88.flags.ipv6 ;
-  wire \o__payload$88.flags.tcp ;
-  wire \o__payload$88.flags.tunnel ;
-  wire \o__payload$88.flags.udp ;
-  wire \o__payload$88.flags.vlan ;
-  wire \o__payload$88.flags.vlan2 ;
-  wire [15:0] \o__payload$88.generation ;
-  wire [31:0] \o__payload$88.hash ;
+  wire [3:0] \o__payload$138.error ;
+  wire [15:0] \o__payload$138.ethertype ;
+  wire [9:0] \o__payload$138.flags ;
+  wire \o__payload$138.flags.direct ;
+  wire \o__payload$138.flags.fragment ;
+  wire \o__payload$138.flags.ip_options ;
+  wire \o__payload$138.flags.ipv4 ;
+  wire \o__payload$138.flags.ipv6 ;
+  wire \o__payload$138.flags.tcp ;
+  wire \o__payload$138.flags.tunnel ;
+  wire \o__payload$138.flags.udp ;
+  wire \o__payload$138.flags.vlan ;
+  wire \o__payload$138.flags.vlan2 ;
+  wire [15:0] \o__payload$138.generation ;
+  wire [31:0] \o__payload$138.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1796,18 +1810,28 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$88.hash_type ;
-  wire [3:0] \o__payload$88.instance ;
-  wire [7:0] \o__payload$88.ip_proto ;
-  wire [15:0] \o__payload$88.length ;
-  wire [7:0] \o__payload$88.queue ;
-  wire [10:0] \o__payload$88.reta_offset ;
-  wire [3:0] \o__payload$88.reta_size_log2 ;
-  wire [7:0] \o__payload$88.rule ;
-  wire [127:0] \o__payload$88.src_addr ;
-  wire [15:0] \o__payload$88.src_port ;
-  wire [7:0] \o__payload$88.tcp_flags ;
-  wire [11:0] \o__payload$88.vlan_id ;
+  wire [2:0] \o__payload$138.hash_type ;
+  wire [3:0] \o__payload$138.instance ;
+  wire [7:0] \o__payload$138.ip_proto ;
+  wire [15:0] \o__payload$138.length ;
+  wire [7:0] \o__payload$138.queue ;
+  wire [10:0] \o__payload$138.reta_offset ;
+  wire [3:0] \o__payload$138.reta_size_log2 ;
+  wire [7:0] \o__payload$138.rule ;
+  wire [127:0] \o__payload$138.src_addr ;
+  wire [15:0] \o__payload$138.src_port ;
+  wire [7:0] \o__payload$138.tcp_flags ;
+  wire [11:0] \o__payload$138.vlan_id ;
+  wire [73:0] \o__payload$67 ;
+  wire [63:0] \o__payload$67.data ;
+  wire \o__payload$67.error ;
+  wire [7:0] \o__payload$67.keep ;
+  wire \o__payload$67.last ;
+  wire [73:0] \o__payload$82 ;
+  wire [63:0] \o__payload$82.data ;
+  wire \o__payload$82.error ;
+  wire [7:0] \o__payload$82.keep ;
+  wire \o__payload$82.last ;
   wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1877,19 +1901,23 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   wire \o__ready$107 ;
   wire \o__ready$113 ;
   wire \o__ready$119 ;
-  input \o__ready$128 ;
-  wire \o__ready$128 ;
+  wire \o__ready$125 ;
+  wire \o__ready$131 ;
+  input \o__ready$140 ;
+  wire \o__ready$140 ;
+  wire \o__ready$68 ;
   wire \o__ready$83 ;
-  wire \o__ready$89 ;
   wire \o__ready$95 ;
   wire o__valid;
   wire \o__valid$104 ;
   wire \o__valid$110 ;
   wire \o__valid$116 ;
   wire \o__valid$122 ;
-  wire \o__valid$124 ;
-  wire \o__valid$86 ;
-  wire \o__valid$92 ;
+  wire \o__valid$128 ;
+  wire \o__valid$134 ;
+  wire \o__valid$136 ;
+  wire \o__valid$71 ;
+  wire \o__valid$80 ;
   wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$59 ;
@@ -3429,38 +3457,38 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   wire w_rdy;
   assign cut = at_limit & \$3 ;
   assign \$4  = ~ gate;
-  assign \$5  = w_rdy | cut;
+  assign \$5  = \i__ready$73  | cut;
   assign \$6  = \$4  & \$5 ;
-  assign \$7  = \$6  & i__ready;
+  assign \$7  = \$6  & \i__ready$74 ;
   assign \$8  = ~ in_flight_full;
   assign rx__ready = \$7  & \$8 ;
   assign \$9  = ~ gate;
-  assign \$10  = w_rdy | cut;
+  assign \$10  = \i__ready$73  | cut;
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$11  & i__ready;
+  assign \$12  = \$11  & \i__ready$74 ;
   assign \$13  = ~ in_flight_full;
   assign \$14  = \$12  & \$13 ;
   assign \$15  = rx__valid & \$14 ;
   assign \$16  = ~ cut;
-  assign w_en = \$15  & \$16 ;
+  assign \i__valid$76  = \$15  & \$16 ;
   assign \$17  = ~ gate;
-  assign \$18  = w_rdy | cut;
+  assign \$18  = \i__ready$73  | cut;
   assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$19  & i__ready;
+  assign \$20  = \$19  & \i__ready$74 ;
   assign \$21  = ~ in_flight_full;
   assign \$22  = \$20  & \$21 ;
-  assign i__valid = rx__valid & \$22 ;
+  assign \i__valid$85  = rx__valid & \$22 ;
   assign \$23  = ~ gate;
-  assign \$24  = w_rdy | cut;
+  assign \$24  = \i__ready$73  | cut;
   assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  & i__ready;
+  assign \$26  = \$25  & \i__ready$74 ;
   assign \$27  = ~ in_flight_full;
   assign \$28  = \$26  & \$27 ;
   assign \$29  = rx__valid & \$28 ;
   assign \$30  = ~ mid_frame;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = in_flight + \$31 ;
-  assign \$33  = meta__valid & \o__ready$128 ;
+  assign \$33  = meta__valid & \o__ready$140 ;
   assign \$34  = \$32  - \$33 ;
   assign \$35  = ~ mid_frame;
   assign \$36  = commit_pending & \$35 ;
@@ -3477,25 +3505,25 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \$46  = \$45  + rx__payload[70];
   assign \$47  = \$46  + rx__payload[71];
   assign \$48  = ~ gate;
-  assign \$49  = w_rdy | cut;
+  assign \$49  = \i__ready$73  | cut;
   assign \$50  = \$48  & \$49 ;
-  assign \$51  = \$50  & i__ready;
+  assign \$51  = \$50  & \i__ready$74 ;
   assign \$52  = ~ in_flight_full;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = rx__valid & \$53 ;
   assign frame_in_stb = \$54  & rx__payload[72];
   assign \$55  = frame_len + \$47 [3:0];
-  assign meta_stb = meta__valid & \o__ready$128 ;
-  assign \$56  = \o__payload$126 [429:426] >= 4'h9;
-  assign \$57  = 1'h1 << \o__payload$126 [429:426];
+  assign meta_stb = meta__valid & \o__ready$140 ;
+  assign \$56  = \o__payload$138 [429:426] >= 4'h9;
+  assign \$57  = 1'h1 << \o__payload$138 [429:426];
   assign \$58  = \$57  - 1'h1;
   assign \$59  = \$56  ? 26'h00001ff : \$58 ;
-  assign \$60  = { 17'h00000, \o__payload$126 [376:368] } & \$59 ;
-  assign \$61  = $signed({ 1'h0, \o__payload$126 [425:415] }) + $signed(\$60 );
+  assign \$60  = { 17'h00000, \o__payload$138 [376:368] } & \$59 ;
+  assign \$61  = $signed({ 1'h0, \o__payload$138 [425:415] }) + $signed(\$60 );
   assign \$62  = ~ gate;
-  assign \$63  = w_rdy | cut;
+  assign \$63  = \i__ready$73  | cut;
   assign \$64  = \$62  & \$63 ;
-  assign \$65  = \$64  & i__ready;
+  assign \$65  = \$64  & \i__ready$74 ;
   assign \$66  = ~ in_flight_full;
   assign \$67  = \$65  & \$66 ;
   assign \$68  = rx__valid & \$67 ;
@@ -3503,18 +3531,18 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \$70  = stored + 1'h1;
   assign \$71  = stored == 8'hfe;
   assign \$72  = ~ gate;
-  assign \$73  = w_rdy | cut;
+  assign \$73  = \i__ready$73  | cut;
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = \$74  & i__ready;
+  assign \$75  = \$74  & \i__ready$74 ;
   assign \$76  = ~ in_flight_full;
   assign \$77  = \$75  & \$76 ;
   assign \$78  = rx__valid & \$77 ;
   assign \$79  = ~ rx__payload[72];
   assign \$80  = \$34 [7:0] == 8'hff;
   assign \$81  = ~ gate;
-  assign \$82  = w_rdy | cut;
+  assign \$82  = \i__ready$73  | cut;
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$83  & i__ready;
+  assign \$84  = \$83  & \i__ready$74 ;
   assign \$85  = ~ in_flight_full;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = rx__valid & \$86 ;
@@ -3538,23 +3566,23 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \$3  = ~ rx__payload[72];
   \hetnic_rx_pipeline_w64.pipeline.class_slice  class_slice (
     .clk(clk),
-    .i__payload(\i__payload$105 ),
-    .i__ready(\o__ready$107 ),
-    .i__valid(\i__valid$109 ),
-    .o__payload(\i__payload$111 ),
-    .o__ready(\o__ready$113 ),
-    .o__valid(\i__valid$115 ),
+    .i__payload(\i__payload$117 ),
+    .i__ready(\o__ready$119 ),
+    .i__valid(\i__valid$121 ),
+    .o__payload(\i__payload$123 ),
+    .o__ready(\o__ready$125 ),
+    .o__valid(\i__valid$127 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$99 ),
-    .i__ready(\o__ready$101 ),
-    .i__valid(\i__valid$103 ),
-    .o__payload(\i__payload$105 ),
-    .o__ready(\o__ready$107 ),
-    .o__valid(\i__valid$109 ),
+    .i__payload(\i__payload$111 ),
+    .i__ready(\o__ready$113 ),
+    .i__valid(\i__valid$115 ),
+    .o__payload(\i__payload$117 ),
+    .o__ready(\o__ready$119 ),
+    .o__valid(\i__valid$121 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -3575,19 +3603,29 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   );
   \hetnic_rx_pipeline_w64.pipeline.data_fifo  data_fifo (
     .clk(clk),
-    .r_data(\i__payload$77 ),
+    .r_data(\i__payload$89 ),
     .r_en(r_en),
-    .r_rdy(\i__valid$75 ),
+    .r_rdy(\i__valid$87 ),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(rx__payload),
-    .w_rdy(w_rdy)
+    .w_port__data(w_data),
+    .w_rdy(\o__ready$83 )
+  );
+  \hetnic_rx_pipeline_w64.pipeline.data_in  data_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$73 ),
+    .i__valid(\i__valid$76 ),
+    .o__payload(w_data),
+    .o__ready(\o__ready$83 ),
+    .o__valid(w_en),
+    .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.data_slice  data_slice (
     .clk(clk),
-    .i__payload(\i__payload$77 ),
+    .i__payload(\i__payload$89 ),
     .i__ready(r_en),
-    .i__valid(\i__valid$75 ),
+    .i__valid(\i__valid$87 ),
     .o__payload(data__payload),
     .o__ready(o__ready),
     .o__valid(data__valid),
@@ -3595,34 +3633,44 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   );
   \hetnic_rx_pipeline_w64.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$117 ),
-    .i__ready(\o__ready$119 ),
-    .i__valid(\i__valid$121 ),
-    .o__payload(\o__payload$126 ),
-    .o__ready(\o__ready$128 ),
+    .i__payload(\i__payload$129 ),
+    .i__ready(\o__ready$131 ),
+    .i__valid(\i__valid$133 ),
+    .o__payload(\o__payload$138 ),
+    .o__ready(\o__ready$140 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
-    .i__payload(rx__payload),
-    .i__ready(i__ready),
+    .i__payload(i__payload),
+    .i__ready(\o__ready$68 ),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$81 ),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.parser_in  parser_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$74 ),
+    .i__valid(\i__valid$85 ),
+    .o__payload(i__payload),
+    .o__ready(\o__ready$68 ),
+    .o__valid(i__valid),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.parser_slice  parser_slice (
     .clk(clk),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
@@ -3667,35 +3715,35 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$111 ),
-    .i__ready(\o__ready$113 ),
-    .i__valid(\i__valid$115 ),
-    .o__payload(\i__payload$117 ),
-    .o__ready(\o__ready$119 ),
+    .i__payload(\i__payload$123 ),
+    .i__ready(\o__ready$125 ),
+    .i__valid(\i__valid$127 ),
+    .o__payload(\i__payload$129 ),
+    .o__ready(\o__ready$131 ),
     .rst(rst),
-    .s2_valid(\i__valid$121 )
+    .s2_valid(\i__valid$133 )
   );
   \hetnic_rx_pipeline_w64.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
     .key(key),
-    .\o__ready$36 (\o__ready$95 ),
-    .\o__valid$32 (\i__valid$97 ),
-    .out(\i__payload$93 ),
+    .\o__ready$36 (\o__ready$107 ),
+    .\o__valid$32 (\i__valid$109 ),
+    .out(\i__payload$105 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss_slice  rss_slice (
     .clk(clk),
-    .i__payload(\i__payload$93 ),
-    .i__ready(\o__ready$95 ),
-    .i__valid(\i__valid$97 ),
-    .o__payload(\i__payload$99 ),
-    .o__ready(\o__ready$101 ),
-    .o__valid(\i__valid$103 ),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\i__payload$111 ),
+    .o__ready(\o__ready$113 ),
+    .o__valid(\i__valid$115 ),
     .rst(rst)
   );
   always @* begin
@@ -3797,17 +3845,17 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \rules$55  = rules;
   assign \default_action$57  = default_action;
   assign \pass_errors$59  = pass_errors;
-  assign w_data = rx__payload;
-  assign i__payload = rx__payload;
-  assign r_rdy = \i__valid$75 ;
-  assign r_data = \i__payload$77 ;
-  assign \i__ready$80  = r_en;
-  assign \o__payload$82  = \i__payload$81 ;
-  assign \i__ready$84  = \o__ready$83 ;
-  assign \o__valid$86  = \i__valid$85 ;
-  assign \o__payload$88  = \i__payload$87 ;
-  assign \i__ready$90  = \o__ready$89 ;
-  assign \o__valid$92  = \i__valid$91 ;
+  assign \o__payload$67  = i__payload;
+  assign i__ready = \o__ready$68 ;
+  assign \o__valid$71  = i__valid;
+  assign \i__payload$78  = rx__payload;
+  assign \o__valid$80  = w_en;
+  assign \o__payload$82  = w_data;
+  assign w_rdy = \o__ready$83 ;
+  assign \i__payload$86  = rx__payload;
+  assign r_rdy = \i__valid$87 ;
+  assign r_data = \i__payload$89 ;
+  assign \i__ready$92  = r_en;
   assign \o__payload$94  = \i__payload$93 ;
   assign \i__ready$96  = \o__ready$95 ;
   assign \o__valid$98  = \i__valid$97 ;
@@ -3823,12 +3871,18 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \o__payload$118  = \i__payload$117 ;
   assign \i__ready$120  = \o__ready$119 ;
   assign \o__valid$122  = \i__valid$121 ;
-  assign \o__valid$124  = meta__valid;
-  assign meta__ready = \o__ready$128 ;
+  assign \o__payload$124  = \i__payload$123 ;
+  assign \i__ready$126  = \o__ready$125 ;
+  assign \o__valid$128  = \i__valid$127 ;
+  assign \o__payload$130  = \i__payload$129 ;
+  assign \i__ready$132  = \o__ready$131 ;
+  assign \o__valid$134  = \i__valid$133 ;
+  assign \o__valid$136  = meta__valid;
+  assign meta__ready = \o__ready$140 ;
   assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$136  = generation;
+  assign \generation$148  = generation;
   assign beat_bytes = \$47 [3:0];
   assign frame_in_len = \$55 [31:0];
   assign meta = meta__payload;
@@ -5357,138 +5411,30 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \rx__payload.keep  = rx__payload[71:64];
   assign \rx__payload.last  = rx__payload[72];
   assign \rx__payload.error  = rx__payload[73];
-  assign \i__payload.data  = rx__payload[63:0];
-  assign \i__payload.keep  = rx__payload[71:64];
-  assign \i__payload.last  = rx__payload[72];
-  assign \i__payload.error  = rx__payload[73];
-  assign \i__payload$77.data  = \i__payload$77 [63:0];
-  assign \i__payload$77.keep  = \i__payload$77 [71:64];
-  assign \i__payload$77.last  = \i__payload$77 [72];
-  assign \i__payload$77.error  = \i__payload$77 [73];
-  assign \i__payload$81.length  = \i__payload$81 [15:0];
-  assign \i__payload$81.error  = \i__payload$81 [19:16];
-  assign \i__payload$81.flags  = \i__payload$81 [29:20];
-  assign \i__payload$81.flags.vlan  = \i__payload$81 [20];
-  assign \i__payload$81.flags.vlan2  = \i__payload$81 [21];
-  assign \i__payload$81.flags.ipv4  = \i__payload$81 [22];
-  assign \i__payload$81.flags.ipv6  = \i__payload$81 [23];
-  assign \i__payload$81.flags.fragment  = \i__payload$81 [24];
-  assign \i__payload$81.flags.tcp  = \i__payload$81 [25];
-  assign \i__payload$81.flags.udp  = \i__payload$81 [26];
-  assign \i__payload$81.flags.tunnel  = \i__payload$81 [27];
-  assign \i__payload$81.flags.direct  = \i__payload$81 [28];
-  assign \i__payload$81.flags.ip_options  = \i__payload$81 [29];
-  assign \i__payload$81.ethertype  = \i__payload$81 [45:30];
-  assign \i__payload$81.vlan_id  = \i__payload$81 [57:46];
-  assign \i__payload$81.dscp  = \i__payload$81 [63:58];
-  assign \i__payload$81.ip_proto  = \i__payload$81 [71:64];
-  assign \i__payload$81.tcp_flags  = \i__payload$81 [79:72];
-  assign \i__payload$81.src_addr  = \i__payload$81 [207:80];
-  assign \i__payload$81.dst_addr  = \i__payload$81 [335:208];
-  assign \i__payload$81.src_port  = \i__payload$81 [351:336];
-  assign \i__payload$81.dst_port  = \i__payload$81 [367:352];
-  assign \i__payload$81.hash  = \i__payload$81 [399:368];
-  assign \i__payload$81.hash_type  = \i__payload$81 [402:400];
-  assign \i__payload$81.rule  = \i__payload$81 [410:403];
-  assign \i__payload$81.instance  = \i__payload$81 [414:411];
-  assign \i__payload$81.reta_offset  = \i__payload$81 [425:415];
-  assign \i__payload$81.reta_size_log2  = \i__payload$81 [429:426];
-  assign \i__payload$81.drop  = \i__payload$81 [433:430];
-  assign \i__payload$81.queue  = \i__payload$81 [441:434];
-  assign \i__payload$81.generation  = \i__payload$81 [457:442];
-  assign \o__payload$82.length  = \i__payload$81 [15:0];
-  assign \o__payload$82.error  = \i__payload$81 [19:16];
-  assign \o__payload$82.flags  = \i__payload$81 [29:20];
-  assign \o__payload$82.flags.vlan  = \i__payload$81 [20];
-  assign \o__payload$82.flags.vlan2  = \i__payload$81 [21];
-  assign \o__payload$82.flags.ipv4  = \i__payload$81 [22];
-  assign \o__payload$82.flags.ipv6  = \i__payload$81 [23];
-  assign \o__payload$82.flags.fragment  = \i__payload$81 [24];
-  assign \o__payload$82.flags.tcp  = \i__payload$81 [25];
-  assign \o__payload$82.flags.udp  = \i__payload$81 [26];
-  assign \o__payload$82.flags.tunnel  = \i__payload$81 [27];
-  assign \o__payload$82.flags.direct  = \i__payload$81 [28];
-  assign \o__payload$82.flags.ip_options  = \i__payload$81 [29];
-  assign \o__payload$82.ethertype  = \i__payload$81 [45:30];
-  assign \o__payload$82.vlan_id  = \i__payload$81 [57:46];
-  assign \o__payload$82.dscp  = \i__payload$81 [63:58];
-  assign \o__payload$82.ip_proto  = \i__payload$81 [71:64];
-  assign \o__payload$82.tcp_flags  = \i__payload$81 [79:72];
-  assign \o__payload$82.src_addr  = \i__payload$81 [207:80];
-  assign \o__payload$82.dst_addr  = \i__payload$81 [335:208];
-  assign \o__payload$82.src_port  = \i__payload$81 [351:336];
-  assign \o__payload$82.dst_port  = \i__payload$81 [367:352];
-  assign \o__payload$82.hash  = \i__payload$81 [399:368];
-  assign \o__payload$82.hash_type  = \i__payload$81 [402:400];
-  assign \o__payload$82.rule  = \i__payload$81 [410:403];
-  assign \o__payload$82.instance  = \i__payload$81 [414:411];
-  assign \o__payload$82.reta_offset  = \i__payload$81 [425:415];
-  assign \o__payload$82.reta_size_log2  = \i__payload$81 [429:426];
-  assign \o__payload$82.drop  = \i__payload$81 [433:430];
-  assign \o__payload$82.queue  = \i__payload$81 [441:434];
-  assign \o__payload$82.generation  = \i__payload$81 [457:442];
-  assign \i__payload$87.length  = \i__payload$87 [15:0];
-  assign \i__payload$87.error  = \i__payload$87 [19:16];
-  assign \i__payload$87.flags  = \i__payload$87 [29:20];
-  assign \i__payload$87.flags.vlan  = \i__payload$87 [20];
-  assign \i__payload$87.flags.vlan2  = \i__payload$87 [21];
-  assign \i__payload$87.flags.ipv4  = \i__payload$87 [22];
-  assign \i__payload$87.flags.ipv6  = \i__payload$87 [23];
-  assign \i__payload$87.flags.fragment  = \i__payload$87 [24];
-  assign \i__payload$87.flags.tcp  = \i__payload$87 [25];
-  assign \i__payload$87.flags.udp  = \i__payload$87 [26];
-  assign \i__payload$87.flags.tunnel  = \i__payload$87 [27];
-  assign \i__payload$87.flags.direct  = \i__payload$87 [28];
-  assign \i__payload$87.flags.ip_options  = \i__payload$87 [29];
-  assign \i__payload$87.ethertype  = \i__payload$87 [45:30];
-  assign \i__payload$87.vlan_id  = \i__payload$87 [57:46];
-  assign \i__payload$87.dscp  = \i__payload$87 [63:58];
-  assign \i__payload$87.ip_proto  = \i__payload$87 [71:64];
-  assign \i__payload$87.tcp_flags  = \i__payload$87 [79:72];
-  assign \i__payload$87.src_addr  = \i__payload$87 [207:80];
-  assign \i__payload$87.dst_addr  = \i__payload$87 [335:208];
-  assign \i__payload$87.src_port  = \i__payload$87 [351:336];
-  assign \i__payload$87.dst_port  = \i__payload$87 [367:352];
-  assign \i__payload$87.hash  = \i__payload$87 [399:368];
-  assign \i__payload$87.hash_type  = \i__payload$87 [402:400];
-  assign \i__payload$87.rule  = \i__payload$87 [410:403];
-  assign \i__payload$87.instance  = \i__payload$87 [414:411];
-  assign \i__payload$87.reta_offset  = \i__payload$87 [425:415];
-  assign \i__payload$87.reta_size_log2  = \i__payload$87 [429:426];
-  assign \i__payload$87.drop  = \i__payload$87 [433:430];
-  assign \i__payload$87.queue  = \i__payload$87 [441:434];
-  assign \i__payload$87.generation  = \i__payload$87 [457:442];
-  assign \o__payload$88.length  = \i__payload$87 [15:0];
-  assign \o__payload$88.error  = \i__payload$87 [19:16];
-  assign \o__payload$88.flags  = \i__payload$87 [29:20];
-  assign \o__payload$88.flags.vlan  = \i__payload$87 [20];
-  assign \o__payload$88.flags.vlan2  = \i__payload$87 [21];
-  assign \o__payload$88.flags.ipv4  = \i__payload$87 [22];
-  assign \o__payload$88.flags.ipv6  = \i__payload$87 [23];
-  assign \o__payload$88.flags.fragment  = \i__payload$87 [24];
-  assign \o__payload$88.flags.tcp  = \i__payload$87 [25];
-  assign \o__payload$88.flags.udp  = \i__payload$87 [26];
-  assign \o__payload$88.flags.tunnel  = \i__payload$87 [27];
-  assign \o__payload$88.flags.direct  = \i__payload$87 [28];
-  assign \o__payload$88.flags.ip_options  = \i__payload$87 [29];
-  assign \o__payload$88.ethertype  = \i__payload$87 [45:30];
-  assign \o__payload$88.vlan_id  = \i__payload$87 [57:46];
-  assign \o__payload$88.dscp  = \i__payload$87 [63:58];
-  assign \o__payload$88.ip_proto  = \i__payload$87 [71:64];
-  assign \o__payload$88.tcp_flags  = \i__payload$87 [79:72];
-  assign \o__payload$88.src_addr  = \i__payload$87 [207:80];
-  assign \o__payload$88.dst_addr  = \i__payload$87 [335:208];
-  assign \o__payload$88.src_port  = \i__payload$87 [351:336];
-  assign \o__payload$88.dst_port  = \i__payload$87 [367:352];
-  assign \o__payload$88.hash  = \i__payload$87 [399:368];
-  assign \o__payload$88.hash_type  = \i__payload$87 [402:400];
-  assign \o__payload$88.rule  = \i__payload$87 [410:403];
-  assign \o__payload$88.instance  = \i__payload$87 [414:411];
-  assign \o__payload$88.reta_offset  = \i__payload$87 [425:415];
-  assign \o__payload$88.reta_size_log2  = \i__payload$87 [429:426];
-  assign \o__payload$88.drop  = \i__payload$87 [433:430];
-  assign \o__payload$88.queue  = \i__payload$87 [441:434];
-  assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+  assign \o__payload$67.data  = i__payload[63:0];
+  assign \o__payload$67.keep  = i__payload[71:64];
+  assign \o__payload$67.last  = i__payload[72];
+  assign \o__payload$67.error  = i__payload[73];
+  assign \i__payload$78.data  = rx__payload[63:0];
+  assign \i__payload$78.keep  = rx__payload[71:64];
+  assign \i__payload$78.last  = rx__payload[72];
+  assign \i__payload$78.error  = rx__payload[73];
+  assign \o__payload$82.data  = w_data[63:0];
+  assign \o__payload$82.keep  = w_data[71:64];
+  assign \o__payload$82.last  = w_data[72];
+  assign \o__payload$82.error  = w_data[73];
+  assign \i__payload$86.data  = rx__payload[63:0];
+  assign \i__payload$86.keep  = rx__payload[71:64];
+  assign \i__payload$86.last  = rx__payload[72];
+  assign \i__payload$86.error  = rx__payload[73];
+  assign \i__payload$89.data  = \i__payload$89 [63:0];
+  assign \i__payload$89.keep  = \i__payload$89 [71:64];
+  assign \i__payload$89.last  = \i__payload$89 [72];
+  assign \i__payload$89.error  = \i__payload$89 [73];
   assign \i__payload$93.length  = \i__payload$93 [15:0];
   assign \i__payload$93.error  = \i__payload$93 [19:16];
   assign \i__payload$93.flags  = \i__payload$93 [29:20];
@@ -5799,6 +5745,130 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \o__payload$118.drop  = \i__payload$117 [433:430];
   assign \o__payload$118.queue  = \i__payload$117 [441:434];
   assign \o__payload$118.generation  = \i__payload$117 [457:442];
+  assign \i__payload$123.length  = \i__payload$123 [15:0];
+  assign \i__payload$123.error  = \i__payload$123 [19:16];
+  assign \i__payload$123.flags  = \i__payload$123 [29:20];
+  assign \i__payload$123.flags.vlan  = \i__payload$123 [20];
+  assign \i__payload$123.flags.vlan2  = \i__payload$123 [21];
+  assign \i__payload$123.flags.ipv4  = \i__payload$123 [22];
+  assign \i__payload$123.flags.ipv6  = \i__payload$123 [23];
+  assign \i__payload$123.flags.fragment  = \i__payload$123 [24];
+  assign \i__payload$123.flags.tcp  = \i__payload$123 [25];
+  assign \i__payload$123.flags.udp  = \i__payload$123 [26];
+  assign \i__payload$123.flags.tunnel  = \i__payload$123 [27];
+  assign \i__payload$123.flags.direct  = \i__payload$123 [28];
+  assign \i__payload$123.flags.ip_options  = \i__payload$123 [29];
+  assign \i__payload$123.ethertype  = \i__payload$123 [45:30];
+  assign \i__payload$123.vlan_id  = \i__payload$123 [57:46];
+  assign \i__payload$123.dscp  = \i__payload$123 [63:58];
+  assign \i__payload$123.ip_proto  = \i__payload$123 [71:64];
+  assign \i__payload$123.tcp_flags  = \i__payload$123 [79:72];
+  assign \i__payload$123.src_addr  = \i__payload$123 [207:80];
+  assign \i__payload$123.dst_addr  = \i__payload$123 [335:208];
+  assign \i__payload$123.src_port  = \i__payload$123 [351:336];
+  assign \i__payload$123.dst_port  = \i__payload$123 [367:352];
+  assign \i__payload$123.hash  = \i__payload$123 [399:368];
+  assign \i__payload$123.hash_type  = \i__payload$123 [402:400];
+  assign \i__payload$123.rule  = \i__payload$123 [410:403];
+  assign \i__payload$123.instance  = \i__payload$123 [414:411];
+  assign \i__payload$123.reta_offset  = \i__payload$123 [425:415];
+  assign \i__payload$123.reta_size_log2  = \i__payload$123 [429:426];
+  assign \i__payload$123.drop  = \i__payload$123 [433:430];
+  assign \i__payload$123.queue  = \i__payload$123 [441:434];
+  assign \i__payload$123.generation  = \i__payload$123 [457:442];
+  assign \o__payload$124.length  = \i__payload$123 [15:0];
+  assign \o__payload$124.error  = \i__payload$123 [19:16];
+  assign \o__payload$124.flags  = \i__payload$123 [29:20];
+  assign \o__payload$124.flags.vlan  = \i__payload$123 [20];
+  assign \o__payload$124.flags.vlan2  = \i__payload$123 [21];
+  assign \o__payload$124.flags.ipv4  = \i__payload$123 [22];
+  assign \o__payload$124.flags.ipv6  = \i__payload$123 [23];
+  assign \o__payload$124.flags.fragment  = \i__payload$123 [24];
+  assign \o__payload$124.flags.tcp  = \i__payload$123 [25];
+  assign \o__payload$124.flags.udp  = \i__payload$123 [26];
+  assign \o__payload$124.flags.tunnel  = \i__payload$123 [27];
+  assign \o__payload$124.flags.direct  = \i__payload$123 [28];
+  assign \o__payload$124.flags.ip_options  = \i__payload$123 [29];
+  assign \o__payload$124.ethertype  = \i__payload$123 [45:30];
+  assign \o__payload$124.vlan_id  = \i__payload$123 [57:46];
+  assign \o__payload$124.dscp  = \i__payload$123 [63:58];
+  assign \o__payload$124.ip_proto  = \i__payload$123 [71:64];
+  assign \o__payload$124.tcp_flags  = \i__payload$123 [79:72];
+  assign \o__payload$124.src_addr  = \i__payload$123 [207:80];
+  assign \o__payload$124.dst_addr  = \i__payload$123 [335:208];
+  assign \o__payload$124.src_port  = \i__payload$123 [351:336];
+  assign \o__payload$124.dst_port  = \i__payload$123 [367:352];
+  assign \o__payload$124.hash  = \i__payload$123 [399:368];
+  assign \o__payload$124.hash_type  = \i__payload$123 [402:400];
+  assign \o__payload$124.rule  = \i__payload$123 [410:403];
+  assign \o__payload$124.instance  = \i__payload$123 [414:411];
+  assign \o__payload$124.reta_offset  = \i__payload$123 [425:415];
+  assign \o__payload$124.reta_size_log2  = \i__payload$123 [429:426];
+  assign \o__payload$124.drop  = \i__payload$123 [433:430];
+  assign \o__payload$124.queue  = \i__payload$123 [441:434];
+  assign \o__payload$124.generation  = \i__payload$123 [457:442];
+  assign \i__payload$129.length  = \i__payload$129 [15:0];
+  assign \i__payload$129.error  = \i__payload$129 [19:16];
+  assign \i__payload$129.flags  = \i__payload$129 [29:20];
+  assign \i__payload$129.flags.vlan  = \i__payload$129 [20];
+  assign \i__payload$129.flags.vlan2  = \i__payload$129 [21];
+  assign \i__payload$129.flags.ipv4  = \i__payload$129 [22];
+  assign \i__payload$129.flags.ipv6  = \i__payload$129 [23];
+  assign \i__payload$129.flags.fragment  = \i__payload$129 [24];
+  assign \i__payload$129.flags.tcp  = \i__payload$129 [25];
+  assign \i__payload$129.flags.udp  = \i__payload$129 [26];
+  assign \i__payload$129.flags.tunnel  = \i__payload$129 [27];
+  assign \i__payload$129.flags.direct  = \i__payload$129 [28];
+  assign \i__payload$129.flags.ip_options  = \i__payload$129 [29];
+  assign \i__payload$129.ethertype  = \i__payload$129 [45:30];
+  assign \i__payload$129.vlan_id  = \i__payload$129 [57:46];
+  assign \i__payload$129.dscp  = \i__payload$129 [63:58];
+  assign \i__payload$129.ip_proto  = \i__payload$129 [71:64];
+  assign \i__payload$129.tcp_flags  = \i__payload$129 [79:72];
+  assign \i__payload$129.src_addr  = \i__payload$129 [207:80];
+  assign \i__payload$129.dst_addr  = \i__payload$129 [335:208];
+  assign \i__payload$129.src_port  = \i__payload$129 [351:336];
+  assign \i__payload$129.dst_port  = \i__payload$129 [367:352];
+  assign \i__payload$129.hash  = \i__payload$129 [399:368];
+  assign \i__payload$129.hash_type  = \i__payload$129 [402:400];
+  assign \i__payload$129.rule  = \i__payload$129 [410:403];
+  assign \i__payload$129.instance  = \i__payload$129 [414:411];
+  assign \i__payload$129.reta_offset  = \i__payload$129 [425:415];
+  assign \i__payload$129.reta_size_log2  = \i__payload$129 [429:426];
+  assign \i__payload$129.drop  = \i__payload$129 [433:430];
+  assign \i__payload$129.queue  = \i__payload$129 [441:434];
+  assign \i__payload$129.generation  = \i__payload$129 [457:442];
+  assign \o__payload$130.length  = \i__payload$129 [15:0];
+  assign \o__payload$130.error  = \i__payload$129 [19:16];
+  assign \o__payload$130.flags  = \i__payload$129 [29:20];
+  assign \o__payload$130.flags.vlan  = \i__payload$129 [20];
+  assign \o__payload$130.flags.vlan2  = \i__payload$129 [21];
+  assign \o__payload$130.flags.ipv4  = \i__payload$129 [22];
+  assign \o__payload$130.flags.ipv6  = \i__payload$129 [23];
+  assign \o__payload$130.flags.fragment  = \i__payload$129 [24];
+  assign \o__payload$130.flags.tcp  = \i__payload$129 [25];
+  assign \o__payload$130.flags.udp  = \i__payload$129 [26];
+  assign \o__payload$130.flags.tunnel  = \i__payload$129 [27];
+  assign \o__payload$130.flags.direct  = \i__payload$129 [28];
+  assign \o__payload$130.flags.ip_options  = \i__payload$129 [29];
+  assign \o__payload$130.ethertype  = \i__payload$129 [45:30];
+  assign \o__payload$130.vlan_id  = \i__payload$129 [57:46];
+  assign \o__payload$130.dscp  = \i__payload$129 [63:58];
+  assign \o__payload$130.ip_proto  = \i__payload$129 [71:64];
+  assign \o__payload$130.tcp_flags  = \i__payload$129 [79:72];
+  assign \o__payload$130.src_addr  = \i__payload$129 [207:80];
+  assign \o__payload$130.dst_addr  = \i__payload$129 [335:208];
+  assign \o__payload$130.src_port  = \i__payload$129 [351:336];
+  assign \o__payload$130.dst_port  = \i__payload$129 [367:352];
+  assign \o__payload$130.hash  = \i__payload$129 [399:368];
+  assign \o__payload$130.hash_type  = \i__payload$129 [402:400];
+  assign \o__payload$130.rule  = \i__payload$129 [410:403];
+  assign \o__payload$130.instance  = \i__payload$129 [414:411];
+  assign \o__payload$130.reta_offset  = \i__payload$129 [425:415];
+  assign \o__payload$130.reta_size_log2  = \i__payload$129 [429:426];
+  assign \o__payload$130.drop  = \i__payload$129 [433:430];
+  assign \o__payload$130.queue  = \i__payload$129 [441:434];
+  assign \o__payload$130.generation  = \i__payload$129 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -5830,37 +5900,37 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$126.length  = \o__payload$126 [15:0];
-  assign \o__payload$126.error  = \o__payload$126 [19:16];
-  assign \o__payload$126.flags  = \o__payload$126 [29:20];
-  assign \o__payload$126.flags.vlan  = \o__payload$126 [20];
-  assign \o__payload$126.flags.vlan2  = \o__payload$126 [21];
-  assign \o__payload$126.flags.ipv4  = \o__payload$126 [22];
-  assign \o__payload$126.flags.ipv6  = \o__payload$126 [23];
-  assign \o__payload$126.flags.fragment  = \o__payload$126 [24];
-  assign \o__payload$126.flags.tcp  = \o__payload$126 [25];
-  assign \o__payload$126.flags.udp  = \o__payload$126 [26];
-  assign \o__payload$126.flags.tunnel  = \o__payload$126 [27];
-  assign \o__payload$126.flags.direct  = \o__payload$126 [28];
-  assign \o__payload$126.flags.ip_options  = \o__payload$126 [29];
-  assign \o__payload$126.ethertype  = \o__payload$126 [45:30];
-  assign \o__payload$126.vlan_id  = \o__payload$126 [57:46];
-  assign \o__payload$126.dscp  = \o__payload$126 [63:58];
-  assign \o__payload$126.ip_proto  = \o__payload$126 [71:64];
-  assign \o__payload$126.tcp_flags  = \o__payload$126 [79:72];
-  assign \o__payload$126.src_addr  = \o__payload$126 [207:80];
-  assign \o__payload$126.dst_addr  = \o__payload$126 [335:208];
-  assign \o__payload$126.src_port  = \o__payload$126 [351:336];
-  assign \o__payload$126.dst_port  = \o__payload$126 [367:352];
-  assign \o__payload$126.hash  = \o__payload$126 [399:368];
-  assign \o__payload$126.hash_type  = \o__payload$126 [402:400];
-  assign \o__payload$126.rule  = \o__payload$126 [410:403];
-  assign \o__payload$126.instance  = \o__payload$126 [414:411];
-  assign \o__payload$126.reta_offset  = \o__payload$126 [425:415];
-  assign \o__payload$126.reta_size_log2  = \o__payload$126 [429:426];
-  assign \o__payload$126.drop  = \o__payload$126 [433:430];
-  assign \o__payload$126.queue  = \o__payload$126 [441:434];
-  assign \o__payload$126.generation  = \o__payload$126 [457:442];
+  assign \o__payload$138.length  = \o__payload$138 [15:0];
+  assign \o__payload$138.error  = \o__payload$138 [19:16];
+  assign \o__payload$138.flags  = \o__payload$138 [29:20];
+  assign \o__payload$138.flags.vlan  = \o__payload$138 [20];
+  assign \o__payload$138.flags.vlan2  = \o__payload$138 [21];
+  assign \o__payload$138.flags.ipv4  = \o__payload$138 [22];
+  assign \o__payload$138.flags.ipv6  = \o__payload$138 [23];
+  assign \o__payload$138.flags.fragment  = \o__payload$138 [24];
+  assign \o__payload$138.flags.tcp  = \o__payload$138 [25];
+  assign \o__payload$138.flags.udp  = \o__payload$138 [26];
+  assign \o__payload$138.flags.tunnel  = \o__payload$138 [27];
+  assign \o__payload$138.flags.direct  = \o__payload$138 [28];
+  assign \o__payload$138.flags.ip_options  = \o__payload$138 [29];
+  assign \o__payload$138.ethertype  = \o__payload$138 [45:30];
+  assign \o__payload$138.vlan_id  = \o__payload$138 [57:46];
+  assign \o__payload$138.dscp  = \o__payload$138 [63:58];
+  assign \o__payload$138.ip_proto  = \o__payload$138 [71:64];
+  assign \o__payload$138.tcp_flags  = \o__payload$138 [79:72];
+  assign \o__payload$138.src_addr  = \o__payload$138 [207:80];
+  assign \o__payload$138.dst_addr  = \o__payload$138 [335:208];
+  assign \o__payload$138.src_port  = \o__payload$138 [351:336];
+  assign \o__payload$138.dst_port  = \o__payload$138 [367:352];
+  assign \o__payload$138.hash  = \o__payload$138 [399:368];
+  assign \o__payload$138.hash_type  = \o__payload$138 [402:400];
+  assign \o__payload$138.rule  = \o__payload$138 [410:403];
+  assign \o__payload$138.instance  = \o__payload$138 [414:411];
+  assign \o__payload$138.reta_offset  = \o__payload$138 [425:415];
+  assign \o__payload$138.reta_size_log2  = \o__payload$138 [429:426];
+  assign \o__payload$138.drop  = \o__payload$138 [433:430];
+  assign \o__payload$138.queue  = \o__payload$138 [441:434];
+  assign \o__payload$138.generation  = \o__payload$138 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -5893,7 +5963,7 @@ module \hetnic_rx_pipeline_w64.pipeline (o__ready, \o__ready$128 , clk, rst, rx_
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$126 [441:0];
+  assign meta__payload[441:0] = \o__payload$138 [441:0];
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
@@ -12094,7 +12164,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, bus__addr, 
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
+module \hetnic_rx_pipeline_w64.pipeline.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -12524,7 +12594,7 @@ module \hetnic_rx_pipeline_w64.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_dat
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.data_slice (clk, rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready);
+module \hetnic_rx_pipeline_w64.pipeline.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -12646,8 +12716,130 @@ module \hetnic_rx_pipeline_w64.pipeline.data_slice (clk, rst, i__ready, i__paylo
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
+module \hetnic_rx_pipeline_w64.pipeline.data_slice (clk, rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12862,7 +13054,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12877,7 +13069,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12892,7 +13084,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -12906,7 +13098,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -13011,8 +13203,8 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__ready, o__ready, direct_ethertype, o__valid, o__payload, i__payload, i__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -13996,7 +14188,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   always @(posedge clk)
     o__payload <= \$360 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (tags)
       2'h0:
@@ -14008,7 +14200,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -14060,7 +14252,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -14122,7 +14314,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -14141,7 +14333,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -14151,7 +14343,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$340  = buf0;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -14198,7 +14390,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$341  = buf1;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -14245,7 +14437,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$342  = beat_count;
     if (\$236 ) begin
       if (\$237 ) begin
@@ -14260,7 +14452,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$343  = buf0_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14274,7 +14466,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$344  = buf0_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14288,7 +14480,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$345  = buf0_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14307,7 +14499,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$346  = buf1_length;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14321,7 +14513,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$347  = buf1_mac_error;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14335,7 +14527,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$348  = buf1_full;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14354,7 +14546,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$349  = fill_sel;
     if (\$236 ) begin
       if (i__payload[72]) begin
@@ -14366,7 +14558,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$350  = length;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -14381,7 +14573,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$351  = \mac_error$41 ;
     if (\$236 ) begin
       (* full_case = 32'd1 *)
@@ -14396,7 +14588,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$352  = parse_sel;
     if (\release ) begin
       \$352  = \$301 ;
@@ -14406,7 +14598,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$353  = tags;
     casez (step_state)
       2'h0:
@@ -14419,7 +14611,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$354  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -14482,7 +14674,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$355  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -14508,7 +14700,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$356  = offset;
     casez (step_state)
       2'h0:
@@ -14534,7 +14726,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$357  = ip_end;
     casez (step_state)
       2'h0:
@@ -14556,7 +14748,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$358  = ext_count;
     casez (step_state)
       2'h0:
@@ -14582,7 +14774,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$359  = o__valid;
     if (o__ready) begin
       \$359  = 1'h0;
@@ -14595,7 +14787,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$360  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -14723,8 +14915,130 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__valid, i__rea
   assign \$303  = parse_sel;
 endmodule
 
+module \hetnic_rx_pipeline_w64.pipeline.parser_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
 module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -14939,7 +15253,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -14954,7 +15268,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -14969,7 +15283,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -14983,7 +15297,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -15090,7 +15404,7 @@ endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr__r_data, counters__ack, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, counters__r_stb
 , counters__w_stb, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
   wire \$100 ;
@@ -18024,56 +18338,56 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
   assign \$242  = copy_at == 9'h140;
   assign \$243  = copy_at == 9'h141;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$713  = rule_r__data;
     if (rst) begin
       \$713  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$714  = copying;
     if (rst) begin
       \$714  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$715  = copy_addr;
     if (rst) begin
       \$715  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$716  = \$2 ;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$717  = \$signal ;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$718  = \$like ;
     if (rst) begin
       \$718  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$719  = \$signal$8 ;
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$720  = copying;
     if (\$9 ) begin
       \$720  = 1'h1;
@@ -18088,7 +18402,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$721  = copy_addr;
     if (\$9 ) begin
       \$721  = 9'h000;
@@ -18101,7 +18415,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$722  = rules;
     if (landing) begin
       if (\$12 ) begin
@@ -19214,7 +19528,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$723  = hash_enable;
     if (landing_last) begin
       \$723  = shadow_ctrl_0_0[7:0];
@@ -19224,7 +19538,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$724  = symmetric;
     if (landing_last) begin
       \$724  = shadow_ctrl_0_0[8];
@@ -19234,7 +19548,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$725  = pass_errors;
     if (landing_last) begin
       \$725  = shadow_ctrl_0_0[9];
@@ -19244,7 +19558,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$726  = max_frame;
     if (landing_last) begin
       \$726  = shadow_max_frame_0_0[15:0];
@@ -19254,7 +19568,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$727  = direct_ethertype;
     if (landing_last) begin
       \$727  = shadow_direct_ethertype_0_0[15:0];
@@ -19264,7 +19578,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$728  = default_action;
     if (landing_last) begin
       \$728  = shadow_default_action_0_0[19:0];
@@ -19274,7 +19588,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$729  = key;
     if (landing_last) begin
       \$729  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -19284,7 +19598,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$730  = generation;
     if (landing_last) begin
       \$730  = \$380 [15:0];
@@ -19294,7 +19608,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$731  = pending;
     if (landing_last) begin
       \$731  = 1'h0;
@@ -19307,77 +19621,77 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$732  = \$383 ;
     if (rst) begin
       \$732  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$733  = \$419 ;
     if (rst) begin
       \$733  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$734  = \$425 ;
     if (rst) begin
       \$734  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$735  = \$475 ;
     if (rst) begin
       \$735  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$736  = { \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
     if (rst) begin
       \$736  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$737  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498  };
     if (rst) begin
       \$737  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$738  = \$512 ;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$739  = \$515 ;
     if (rst) begin
       \$739  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$740  = \$519 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$741  = \$563 ;
     if (rst) begin
       \$741  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$742  = rule_read_wait;
     if (\$565 ) begin
       \$742  = 2'h0;
@@ -19392,7 +19706,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$743  = shadow_ctrl_0_0;
     if (\$588 ) begin
       \$743  = csr__w_data;
@@ -19402,7 +19716,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$744  = shadow_max_frame_0_0;
     if (\$595 ) begin
       \$744  = csr__w_data;
@@ -19412,7 +19726,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$745  = shadow_direct_ethertype_0_0;
     if (\$602 ) begin
       \$745  = csr__w_data;
@@ -19422,7 +19736,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$746  = shadow_default_action_0_0;
     if (\$609 ) begin
       \$746  = csr__w_data;
@@ -19432,7 +19746,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$747  = shadow_rss_key_0_0;
     if (\$616 ) begin
       \$747  = csr__w_data;
@@ -19442,7 +19756,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$748  = shadow_rss_key_1_0;
     if (\$623 ) begin
       \$748  = csr__w_data;
@@ -19452,7 +19766,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$749  = shadow_rss_key_2_0;
     if (\$630 ) begin
       \$749  = csr__w_data;
@@ -19462,7 +19776,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$750  = shadow_rss_key_3_0;
     if (\$637 ) begin
       \$750  = csr__w_data;
@@ -19472,7 +19786,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$751  = shadow_rss_key_4_0;
     if (\$644 ) begin
       \$751  = csr__w_data;
@@ -19482,7 +19796,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$752  = shadow_rss_key_5_0;
     if (\$651 ) begin
       \$752  = csr__w_data;
@@ -19492,7 +19806,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$753  = shadow_rss_key_6_0;
     if (\$658 ) begin
       \$753  = csr__w_data;
@@ -19502,7 +19816,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$754  = shadow_rss_key_7_0;
     if (\$665 ) begin
       \$754  = csr__w_data;
@@ -19512,7 +19826,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$755  = shadow_rss_key_8_0;
     if (\$672 ) begin
       \$755  = csr__w_data;
@@ -19522,7 +19836,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$756  = shadow_rss_key_9_0;
     if (\$679 ) begin
       \$756  = csr__w_data;
@@ -19532,21 +19846,21 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     reta_r_stb = 1'h0;
     if (\$692 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     reta_w_stb = 1'h0;
     if (\$692 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     csr__ack = 1'h0;
     if (\$692 ) begin
       csr__ack = reta_ack;
@@ -19567,21 +19881,21 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     counters__r_stb = 1'h0;
     if (\$693 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     counters__w_stb = 1'h0;
     if (\$693 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     rule_w__en = 1'h0;
     if (\$694 ) begin
       if (\$703 ) begin
@@ -20372,7 +20686,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta_addr, csr_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -21806,7 +22120,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21821,7 +22135,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21836,7 +22150,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21851,7 +22165,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21865,7 +22179,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -21875,7 +22189,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -21885,7 +22199,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -21895,7 +22209,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -21905,7 +22219,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -21915,7 +22229,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -21925,7 +22239,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -21937,7 +22251,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -21949,7 +22263,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -21967,14 +22281,14 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -22121,7 +22435,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus_addr, i__ready, busy, o__
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -22719,7 +23033,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -22742,7 +23056,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -22756,7 +23070,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -23024,7 +23338,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23248,7 +23562,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23263,7 +23577,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -23278,7 +23592,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -23292,7 +23606,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -23407,7 +23721,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -23973,7 +24287,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -23988,7 +24302,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -24001,7 +24315,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -24014,7 +24328,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -24027,7 +24341,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -24040,7 +24354,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -24053,7 +24367,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -24065,7 +24379,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -24087,7 +24401,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -24212,7 +24526,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -24222,7 +24536,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -24232,7 +24546,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -24245,7 +24559,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -24265,7 +24579,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -24489,7 +24803,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24504,7 +24818,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24519,7 +24833,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -24533,7 +24847,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -24648,7 +24962,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -24863,7 +25177,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24878,7 +25192,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24893,7 +25207,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -24907,7 +25221,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin

@@ -221,7 +221,7 @@ module hetnic_rx_pipeline_w8(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tv
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
     .o__ready(m_axis_tready),
-    .\o__ready$128 (m_meta_tready),
+    .\o__ready$140 (m_meta_tready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(s_axis_tready),
@@ -649,7 +649,7 @@ module \hetnic_rx_pipeline_w8.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__w
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$140 , clk, rst, rx__ready, csr__r_data, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -812,7 +812,7 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   reg [31:0] frame_len = 32'd0;
   wire gate;
   wire [15:0] generation;
-  wire [15:0] \generation$136 ;
+  wire [15:0] \generation$148 ;
   wire [7:0] hash_enable;
   wire [7:0] \hash_enable$51 ;
   wire [10:0] i__payload;
@@ -993,12 +993,7 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   wire [15:0] \i__payload$117.src_port ;
   wire [7:0] \i__payload$117.tcp_flags ;
   wire [11:0] \i__payload$117.vlan_id ;
-  wire [10:0] \i__payload$77 ;
-  wire [7:0] \i__payload$77.data ;
-  wire \i__payload$77.error ;
-  wire \i__payload$77.keep ;
-  wire \i__payload$77.last ;
-  wire [457:0] \i__payload$81 ;
+  wire [457:0] \i__payload$123 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1009,10 +1004,10 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$81.drop ;
-  wire [5:0] \i__payload$81.dscp ;
-  wire [127:0] \i__payload$81.dst_addr ;
-  wire [15:0] \i__payload$81.dst_port ;
+  wire [3:0] \i__payload$123.drop ;
+  wire [5:0] \i__payload$123.dscp ;
+  wire [127:0] \i__payload$123.dst_addr ;
+  wire [15:0] \i__payload$123.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1022,21 +1017,21 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$81.error ;
-  wire [15:0] \i__payload$81.ethertype ;
-  wire [9:0] \i__payload$81.flags ;
-  wire \i__payload$81.flags.direct ;
-  wire \i__payload$81.flags.fragment ;
-  wire \i__payload$81.flags.ip_options ;
-  wire \i__payload$81.flags.ipv4 ;
-  wire \i__payload$81.flags.ipv6 ;
-  wire \i__payload$81.flags.tcp ;
-  wire \i__payload$81.flags.tunnel ;
-  wire \i__payload$81.flags.udp ;
-  wire \i__payload$81.flags.vlan ;
-  wire \i__payload$81.flags.vlan2 ;
-  wire [15:0] \i__payload$81.generation ;
-  wire [31:0] \i__payload$81.hash ;
+  wire [3:0] \i__payload$123.error ;
+  wire [15:0] \i__payload$123.ethertype ;
+  wire [9:0] \i__payload$123.flags ;
+  wire \i__payload$123.flags.direct ;
+  wire \i__payload$123.flags.fragment ;
+  wire \i__payload$123.flags.ip_options ;
+  wire \i__payload$123.flags.ipv4 ;
+  wire \i__payload$123.flags.ipv6 ;
+  wire \i__payload$123.flags.tcp ;
+  wire \i__payload$123.flags.tunnel ;
+  wire \i__payload$123.flags.udp ;
+  wire \i__payload$123.flags.vlan ;
+  wire \i__payload$123.flags.vlan2 ;
+  wire [15:0] \i__payload$123.generation ;
+  wire [31:0] \i__payload$123.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1045,19 +1040,19 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$81.hash_type ;
-  wire [3:0] \i__payload$81.instance ;
-  wire [7:0] \i__payload$81.ip_proto ;
-  wire [15:0] \i__payload$81.length ;
-  wire [7:0] \i__payload$81.queue ;
-  wire [10:0] \i__payload$81.reta_offset ;
-  wire [3:0] \i__payload$81.reta_size_log2 ;
-  wire [7:0] \i__payload$81.rule ;
-  wire [127:0] \i__payload$81.src_addr ;
-  wire [15:0] \i__payload$81.src_port ;
-  wire [7:0] \i__payload$81.tcp_flags ;
-  wire [11:0] \i__payload$81.vlan_id ;
-  wire [457:0] \i__payload$87 ;
+  wire [2:0] \i__payload$123.hash_type ;
+  wire [3:0] \i__payload$123.instance ;
+  wire [7:0] \i__payload$123.ip_proto ;
+  wire [15:0] \i__payload$123.length ;
+  wire [7:0] \i__payload$123.queue ;
+  wire [10:0] \i__payload$123.reta_offset ;
+  wire [3:0] \i__payload$123.reta_size_log2 ;
+  wire [7:0] \i__payload$123.rule ;
+  wire [127:0] \i__payload$123.src_addr ;
+  wire [15:0] \i__payload$123.src_port ;
+  wire [7:0] \i__payload$123.tcp_flags ;
+  wire [11:0] \i__payload$123.vlan_id ;
+  wire [457:0] \i__payload$129 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1068,10 +1063,10 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$87.drop ;
-  wire [5:0] \i__payload$87.dscp ;
-  wire [127:0] \i__payload$87.dst_addr ;
-  wire [15:0] \i__payload$87.dst_port ;
+  wire [3:0] \i__payload$129.drop ;
+  wire [5:0] \i__payload$129.dscp ;
+  wire [127:0] \i__payload$129.dst_addr ;
+  wire [15:0] \i__payload$129.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1081,21 +1076,21 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$87.error ;
-  wire [15:0] \i__payload$87.ethertype ;
-  wire [9:0] \i__payload$87.flags ;
-  wire \i__payload$87.flags.direct ;
-  wire \i__payload$87.flags.fragment ;
-  wire \i__payload$87.flags.ip_options ;
-  wire \i__payload$87.flags.ipv4 ;
-  wire \i__payload$87.flags.ipv6 ;
-  wire \i__payload$87.flags.tcp ;
-  wire \i__payload$87.flags.tunnel ;
-  wire \i__payload$87.flags.udp ;
-  wire \i__payload$87.flags.vlan ;
-  wire \i__payload$87.flags.vlan2 ;
-  wire [15:0] \i__payload$87.generation ;
-  wire [31:0] \i__payload$87.hash ;
+  wire [3:0] \i__payload$129.error ;
+  wire [15:0] \i__payload$129.ethertype ;
+  wire [9:0] \i__payload$129.flags ;
+  wire \i__payload$129.flags.direct ;
+  wire \i__payload$129.flags.fragment ;
+  wire \i__payload$129.flags.ip_options ;
+  wire \i__payload$129.flags.ipv4 ;
+  wire \i__payload$129.flags.ipv6 ;
+  wire \i__payload$129.flags.tcp ;
+  wire \i__payload$129.flags.tunnel ;
+  wire \i__payload$129.flags.udp ;
+  wire \i__payload$129.flags.vlan ;
+  wire \i__payload$129.flags.vlan2 ;
+  wire [15:0] \i__payload$129.generation ;
+  wire [31:0] \i__payload$129.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1104,18 +1099,33 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$87.hash_type ;
-  wire [3:0] \i__payload$87.instance ;
-  wire [7:0] \i__payload$87.ip_proto ;
-  wire [15:0] \i__payload$87.length ;
-  wire [7:0] \i__payload$87.queue ;
-  wire [10:0] \i__payload$87.reta_offset ;
-  wire [3:0] \i__payload$87.reta_size_log2 ;
-  wire [7:0] \i__payload$87.rule ;
-  wire [127:0] \i__payload$87.src_addr ;
-  wire [15:0] \i__payload$87.src_port ;
-  wire [7:0] \i__payload$87.tcp_flags ;
-  wire [11:0] \i__payload$87.vlan_id ;
+  wire [2:0] \i__payload$129.hash_type ;
+  wire [3:0] \i__payload$129.instance ;
+  wire [7:0] \i__payload$129.ip_proto ;
+  wire [15:0] \i__payload$129.length ;
+  wire [7:0] \i__payload$129.queue ;
+  wire [10:0] \i__payload$129.reta_offset ;
+  wire [3:0] \i__payload$129.reta_size_log2 ;
+  wire [7:0] \i__payload$129.rule ;
+  wire [127:0] \i__payload$129.src_addr ;
+  wire [15:0] \i__payload$129.src_port ;
+  wire [7:0] \i__payload$129.tcp_flags ;
+  wire [11:0] \i__payload$129.vlan_id ;
+  wire [10:0] \i__payload$78 ;
+  wire [7:0] \i__payload$78.data ;
+  wire \i__payload$78.error ;
+  wire \i__payload$78.keep ;
+  wire \i__payload$78.last ;
+  wire [10:0] \i__payload$86 ;
+  wire [7:0] \i__payload$86.data ;
+  wire \i__payload$86.error ;
+  wire \i__payload$86.keep ;
+  wire \i__payload$86.last ;
+  wire [10:0] \i__payload$89 ;
+  wire [7:0] \i__payload$89.data ;
+  wire \i__payload$89.error ;
+  wire \i__payload$89.keep ;
+  wire \i__payload$89.last ;
   wire [457:0] \i__payload$93 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1243,18 +1253,22 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   wire \i__ready$108 ;
   wire \i__ready$114 ;
   wire \i__ready$120 ;
-  wire \i__ready$80 ;
-  wire \i__ready$84 ;
-  wire \i__ready$90 ;
+  wire \i__ready$126 ;
+  wire \i__ready$132 ;
+  wire \i__ready$73 ;
+  wire \i__ready$74 ;
+  wire \i__ready$92 ;
   wire \i__ready$96 ;
   wire i__valid;
   wire \i__valid$103 ;
   wire \i__valid$109 ;
   wire \i__valid$115 ;
   wire \i__valid$121 ;
-  wire \i__valid$75 ;
+  wire \i__valid$127 ;
+  wire \i__valid$133 ;
+  wire \i__valid$76 ;
   wire \i__valid$85 ;
-  wire \i__valid$91 ;
+  wire \i__valid$87 ;
   wire \i__valid$97 ;
   reg [7:0] in_flight = 8'h00;
   reg in_flight_full = 1'h0;
@@ -1624,7 +1638,7 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   wire [15:0] \o__payload$118.src_port ;
   wire [7:0] \o__payload$118.tcp_flags ;
   wire [11:0] \o__payload$118.vlan_id ;
-  wire [457:0] \o__payload$126 ;
+  wire [457:0] \o__payload$124 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1635,10 +1649,10 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$126.drop ;
-  wire [5:0] \o__payload$126.dscp ;
-  wire [127:0] \o__payload$126.dst_addr ;
-  wire [15:0] \o__payload$126.dst_port ;
+  wire [3:0] \o__payload$124.drop ;
+  wire [5:0] \o__payload$124.dscp ;
+  wire [127:0] \o__payload$124.dst_addr ;
+  wire [15:0] \o__payload$124.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1648,21 +1662,21 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$126.error ;
-  wire [15:0] \o__payload$126.ethertype ;
-  wire [9:0] \o__payload$126.flags ;
-  wire \o__payload$126.flags.direct ;
-  wire \o__payload$126.flags.fragment ;
-  wire \o__payload$126.flags.ip_options ;
-  wire \o__payload$126.flags.ipv4 ;
-  wire \o__payload$126.flags.ipv6 ;
-  wire \o__payload$126.flags.tcp ;
-  wire \o__payload$126.flags.tunnel ;
-  wire \o__payload$126.flags.udp ;
-  wire \o__payload$126.flags.vlan ;
-  wire \o__payload$126.flags.vlan2 ;
-  wire [15:0] \o__payload$126.generation ;
-  wire [31:0] \o__payload$126.hash ;
+  wire [3:0] \o__payload$124.error ;
+  wire [15:0] \o__payload$124.ethertype ;
+  wire [9:0] \o__payload$124.flags ;
+  wire \o__payload$124.flags.direct ;
+  wire \o__payload$124.flags.fragment ;
+  wire \o__payload$124.flags.ip_options ;
+  wire \o__payload$124.flags.ipv4 ;
+  wire \o__payload$124.flags.ipv6 ;
+  wire \o__payload$124.flags.tcp ;
+  wire \o__payload$124.flags.tunnel ;
+  wire \o__payload$124.flags.udp ;
+  wire \o__payload$124.flags.vlan ;
+  wire \o__payload$124.flags.vlan2 ;
+  wire [15:0] \o__payload$124.generation ;
+  wire [31:0] \o__payload$124.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1671,19 +1685,19 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$126.hash_type ;
-  wire [3:0] \o__payload$126.instance ;
-  wire [7:0] \o__payload$126.ip_proto ;
-  wire [15:0] \o__payload$126.length ;
-  wire [7:0] \o__payload$126.queue ;
-  wire [10:0] \o__payload$126.reta_offset ;
-  wire [3:0] \o__payload$126.reta_size_log2 ;
-  wire [7:0] \o__payload$126.rule ;
-  wire [127:0] \o__payload$126.src_addr ;
-  wire [15:0] \o__payload$126.src_port ;
-  wire [7:0] \o__payload$126.tcp_flags ;
-  wire [11:0] \o__payload$126.vlan_id ;
-  wire [457:0] \o__payload$82 ;
+  wire [2:0] \o__payload$124.hash_type ;
+  wire [3:0] \o__payload$124.instance ;
+  wire [7:0] \o__payload$124.ip_proto ;
+  wire [15:0] \o__payload$124.length ;
+  wire [7:0] \o__payload$124.queue ;
+  wire [10:0] \o__payload$124.reta_offset ;
+  wire [3:0] \o__payload$124.reta_size_log2 ;
+  wire [7:0] \o__payload$124.rule ;
+  wire [127:0] \o__payload$124.src_addr ;
+  wire [15:0] \o__payload$124.src_port ;
+  wire [7:0] \o__payload$124.tcp_flags ;
+  wire [11:0] \o__payload$124.vlan_id ;
+  wire [457:0] \o__payload$130 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1694,10 +1708,10 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$82.drop ;
-  wire [5:0] \o__payload$82.dscp ;
-  wire [127:0] \o__payload$82.dst_addr ;
-  wire [15:0] \o__payload$82.dst_port ;
+  wire [3:0] \o__payload$130.drop ;
+  wire [5:0] \o__payload$130.dscp ;
+  wire [127:0] \o__payload$130.dst_addr ;
+  wire [15:0] \o__payload$130.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1707,21 +1721,21 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$82.error ;
-  wire [15:0] \o__payload$82.ethertype ;
-  wire [9:0] \o__payload$82.flags ;
-  wire \o__payload$82.flags.direct ;
-  wire \o__payload$82.flags.fragment ;
-  wire \o__payload$82.flags.ip_options ;
-  wire \o__payload$82.flags.ipv4 ;
-  wire \o__payload$82.flags.ipv6 ;
-  wire \o__payload$82.flags.tcp ;
-  wire \o__payload$82.flags.tunnel ;
-  wire \o__payload$82.flags.udp ;
-  wire \o__payload$82.flags.vlan ;
-  wire \o__payload$82.flags.vlan2 ;
-  wire [15:0] \o__payload$82.generation ;
-  wire [31:0] \o__payload$82.hash ;
+  wire [3:0] \o__payload$130.error ;
+  wire [15:0] \o__payload$130.ethertype ;
+  wire [9:0] \o__payload$130.flags ;
+  wire \o__payload$130.flags.direct ;
+  wire \o__payload$130.flags.fragment ;
+  wire \o__payload$130.flags.ip_options ;
+  wire \o__payload$130.flags.ipv4 ;
+  wire \o__payload$130.flags.ipv6 ;
+  wire \o__payload$130.flags.tcp ;
+  wire \o__payload$130.flags.tunnel ;
+  wire \o__payload$130.flags.udp ;
+  wire \o__payload$130.flags.vlan ;
+  wire \o__payload$130.flags.vlan2 ;
+  wire [15:0] \o__payload$130.generation ;
+  wire [31:0] \o__payload$130.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1730,19 +1744,19 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$82.hash_type ;
-  wire [3:0] \o__payload$82.instance ;
-  wire [7:0] \o__payload$82.ip_proto ;
-  wire [15:0] \o__payload$82.length ;
-  wire [7:0] \o__payload$82.queue ;
-  wire [10:0] \o__payload$82.reta_offset ;
-  wire [3:0] \o__payload$82.reta_size_log2 ;
-  wire [7:0] \o__payload$82.rule ;
-  wire [127:0] \o__payload$82.src_addr ;
-  wire [15:0] \o__payload$82.src_port ;
-  wire [7:0] \o__payload$82.tcp_flags ;
-  wire [11:0] \o__payload$82.vlan_id ;
-  wire [457:0] \o__payload$88 ;
+  wire [2:0] \o__payload$130.hash_type ;
+  wire [3:0] \o__payload$130.instance ;
+  wire [7:0] \o__payload$130.ip_proto ;
+  wire [15:0] \o__payload$130.length ;
+  wire [7:0] \o__payload$130.queue ;
+  wire [10:0] \o__payload$130.reta_offset ;
+  wire [3:0] \o__payload$130.reta_size_log2 ;
+  wire [7:0] \o__payload$130.rule ;
+  wire [127:0] \o__payload$130.src_addr ;
+  wire [15:0] \o__payload$130.src_port ;
+  wire [7:0] \o__payload$130.tcp_flags ;
+  wire [11:0] \o__payload$130.vlan_id ;
+  wire [457:0] \o__payload$138 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1753,10 +1767,10 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$88.drop ;
-  wire [5:0] \o__payload$88.dscp ;
-  wire [127:0] \o__payload$88.dst_addr ;
-  wire [15:0] \o__payload$88.dst_port ;
+  wire [3:0] \o__payload$138.drop ;
+  wire [5:0] \o__payload$138.dscp ;
+  wire [127:0] \o__payload$138.dst_addr ;
+  wire [15:0] \o__payload$138.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1766,21 +1780,21 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$88.error ;
-  wire [15:0] \o__payload$88.ethertype ;
-  wire [9:0] \o__payload$88.flags ;
-  wire \o__payload$88.flags.direct ;
-  wire \o__payload$88.flags.fragment ;
-  wire \o__payload$88.flags.ip_options ;
-  wire \o__payload$88.flags.ipv4 ;
-  wire \o__payload$88.flags.ipv6 ;
-  wire \o__payload$88.flags.tcp ;
-  wire \o__payload$88.flags.tunnel ;
-  wire \o__payload$88.flags.udp ;
-  wire \o__payload$88.flags.vlan ;
-  wire \o__payload$88.flags.vlan2 ;
-  wire [15:0] \o__payload$88.generation ;
-  wire [31:0] \o__payload$88.hash ;
+  wire [3:0] \o__payload$138.error ;
+  wire [15:0] \o__payload$138.ethertype ;
+  wire [9:0] \o__payload$138.flags ;
+  wire \o__payload$138.flags.direct ;
+  wire \o__payload$138.flags.fragment ;
+  wire \o__payload$138.flags.ip_options ;
+  wire \o__payload$138.flags.ipv4 ;
+  wire \o__payload$138.flags.ipv6 ;
+  wire \o__payload$138.flags.tcp ;
+  wire \o__payload$138.flags.tunnel ;
+  wire \o__payload$138.flags.udp ;
+  wire \o__payload$138.flags.vlan ;
+  wire \o__payload$138.flags.vlan2 ;
+  wire [15:0] \o__payload$138.generation ;
+  wire [31:0] \o__payload$138.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1789,18 +1803,28 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$88.hash_type ;
-  wire [3:0] \o__payload$88.instance ;
-  wire [7:0] \o__payload$88.ip_proto ;
-  wire [15:0] \o__payload$88.length ;
-  wire [7:0] \o__payload$88.queue ;
-  wire [10:0] \o__payload$88.reta_offset ;
-  wire [3:0] \o__payload$88.reta_size_log2 ;
-  wire [7:0] \o__payload$88.rule ;
-  wire [127:0] \o__payload$88.src_addr ;
-  wire [15:0] \o__payload$88.src_port ;
-  wire [7:0] \o__payload$88.tcp_flags ;
-  wire [11:0] \o__payload$88.vlan_id ;
+  wire [2:0] \o__payload$138.hash_type ;
+  wire [3:0] \o__payload$138.instance ;
+  wire [7:0] \o__payload$138.ip_proto ;
+  wire [15:0] \o__payload$138.length ;
+  wire [7:0] \o__payload$138.queue ;
+  wire [10:0] \o__payload$138.reta_offset ;
+  wire [3:0] \o__payload$138.reta_size_log2 ;
+  wire [7:0] \o__payload$138.rule ;
+  wire [127:0] \o__payload$138.src_addr ;
+  wire [15:0] \o__payload$138.src_port ;
+  wire [7:0] \o__payload$138.tcp_flags ;
+  wire [11:0] \o__payload$138.vlan_id ;
+  wire [10:0] \o__payload$67 ;
+  wire [7:0] \o__payload$67.data ;
+  wire \o__payload$67.error ;
+  wire \o__payload$67.keep ;
+  wire \o__payload$67.last ;
+  wire [10:0] \o__payload$82 ;
+  wire [7:0] \o__payload$82.data ;
+  wire \o__payload$82.error ;
+  wire \o__payload$82.keep ;
+  wire \o__payload$82.last ;
   wire [457:0] \o__payload$94 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1870,19 +1894,23 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   wire \o__ready$107 ;
   wire \o__ready$113 ;
   wire \o__ready$119 ;
-  input \o__ready$128 ;
-  wire \o__ready$128 ;
+  wire \o__ready$125 ;
+  wire \o__ready$131 ;
+  input \o__ready$140 ;
+  wire \o__ready$140 ;
+  wire \o__ready$68 ;
   wire \o__ready$83 ;
-  wire \o__ready$89 ;
   wire \o__ready$95 ;
   wire o__valid;
   wire \o__valid$104 ;
   wire \o__valid$110 ;
   wire \o__valid$116 ;
   wire \o__valid$122 ;
-  wire \o__valid$124 ;
-  wire \o__valid$86 ;
-  wire \o__valid$92 ;
+  wire \o__valid$128 ;
+  wire \o__valid$134 ;
+  wire \o__valid$136 ;
+  wire \o__valid$71 ;
+  wire \o__valid$80 ;
   wire \o__valid$98 ;
   wire pass_errors;
   wire \pass_errors$59 ;
@@ -3421,32 +3449,32 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   wire w_en;
   wire w_rdy;
   assign \$9  = ~ gate;
-  assign \$10  = w_rdy | cut;
+  assign \$10  = \i__ready$73  | cut;
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$11  & i__ready;
+  assign \$12  = \$11  & \i__ready$74 ;
   assign \$13  = ~ in_flight_full;
   assign \$14  = \$12  & \$13 ;
   assign \$15  = rx__valid & \$14 ;
   assign \$16  = ~ cut;
-  assign w_en = \$15  & \$16 ;
+  assign \i__valid$76  = \$15  & \$16 ;
   assign \$17  = ~ gate;
-  assign \$18  = w_rdy | cut;
+  assign \$18  = \i__ready$73  | cut;
   assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$19  & i__ready;
+  assign \$20  = \$19  & \i__ready$74 ;
   assign \$21  = ~ in_flight_full;
   assign \$22  = \$20  & \$21 ;
-  assign i__valid = rx__valid & \$22 ;
+  assign \i__valid$85  = rx__valid & \$22 ;
   assign \$23  = ~ gate;
-  assign \$24  = w_rdy | cut;
+  assign \$24  = \i__ready$73  | cut;
   assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  & i__ready;
+  assign \$26  = \$25  & \i__ready$74 ;
   assign \$27  = ~ in_flight_full;
   assign \$28  = \$26  & \$27 ;
   assign \$29  = rx__valid & \$28 ;
   assign \$30  = ~ mid_frame;
   assign \$31  = \$29  & \$30 ;
   assign \$32  = in_flight + \$31 ;
-  assign \$33  = meta__valid & \o__ready$128 ;
+  assign \$33  = meta__valid & \o__ready$140 ;
   assign \$34  = \$32  - \$33 ;
   assign \$35  = ~ mid_frame;
   assign \$36  = commit_pending & \$35 ;
@@ -3456,25 +3484,25 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign commit_apply = \$38  & \$39 ;
   assign \$40  = 1'h0 + rx__payload[8];
   assign \$41  = ~ gate;
-  assign \$42  = w_rdy | cut;
+  assign \$42  = \i__ready$73  | cut;
   assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  & i__ready;
+  assign \$44  = \$43  & \i__ready$74 ;
   assign \$45  = ~ in_flight_full;
   assign \$46  = \$44  & \$45 ;
   assign \$47  = rx__valid & \$46 ;
   assign frame_in_stb = \$47  & rx__payload[9];
   assign \$48  = frame_len + \$40 [0];
-  assign meta_stb = meta__valid & \o__ready$128 ;
-  assign \$49  = \o__payload$126 [429:426] >= 4'h9;
-  assign \$50  = 1'h1 << \o__payload$126 [429:426];
+  assign meta_stb = meta__valid & \o__ready$140 ;
+  assign \$49  = \o__payload$138 [429:426] >= 4'h9;
+  assign \$50  = 1'h1 << \o__payload$138 [429:426];
   assign \$51  = \$50  - 1'h1;
   assign \$52  = \$49  ? 26'h00001ff : \$51 ;
-  assign \$53  = { 17'h00000, \o__payload$126 [376:368] } & \$52 ;
-  assign \$54  = $signed({ 1'h0, \o__payload$126 [425:415] }) + $signed(\$53 );
+  assign \$53  = { 17'h00000, \o__payload$138 [376:368] } & \$52 ;
+  assign \$54  = $signed({ 1'h0, \o__payload$138 [425:415] }) + $signed(\$53 );
   assign \$55  = ~ gate;
-  assign \$56  = w_rdy | cut;
+  assign \$56  = \i__ready$73  | cut;
   assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  & i__ready;
+  assign \$58  = \$57  & \i__ready$74 ;
   assign \$59  = ~ in_flight_full;
   assign \$60  = \$58  & \$59 ;
   assign \$61  = rx__valid & \$60 ;
@@ -3482,18 +3510,18 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \$63  = stored + 1'h1;
   assign \$64  = stored == 11'h7fe;
   assign \$65  = ~ gate;
-  assign \$66  = w_rdy | cut;
+  assign \$66  = \i__ready$73  | cut;
   assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$67  & i__ready;
+  assign \$68  = \$67  & \i__ready$74 ;
   assign \$69  = ~ in_flight_full;
   assign \$70  = \$68  & \$69 ;
   assign \$71  = rx__valid & \$70 ;
   assign \$72  = ~ rx__payload[9];
   assign \$73  = \$34 [7:0] == 8'hff;
   assign \$74  = ~ gate;
-  assign \$75  = w_rdy | cut;
+  assign \$75  = \i__ready$73  | cut;
   assign \$76  = \$74  & \$75 ;
-  assign \$77  = \$76  & i__ready;
+  assign \$77  = \$76  & \i__ready$74 ;
   assign \$78  = ~ in_flight_full;
   assign \$79  = \$77  & \$78 ;
   assign \$80  = rx__valid & \$79 ;
@@ -3517,30 +3545,30 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \$3  = ~ rx__payload[9];
   assign cut = at_limit & \$3 ;
   assign \$4  = ~ gate;
-  assign \$5  = w_rdy | cut;
+  assign \$5  = \i__ready$73  | cut;
   assign \$6  = \$4  & \$5 ;
-  assign \$7  = \$6  & i__ready;
+  assign \$7  = \$6  & \i__ready$74 ;
   assign \$8  = ~ in_flight_full;
   assign rx__ready = \$7  & \$8 ;
   \hetnic_rx_pipeline_w8.pipeline.class_slice  class_slice (
     .clk(clk),
-    .i__payload(\i__payload$105 ),
-    .i__ready(\o__ready$107 ),
-    .i__valid(\i__valid$109 ),
-    .o__payload(\i__payload$111 ),
-    .o__ready(\o__ready$113 ),
-    .o__valid(\i__valid$115 ),
+    .i__payload(\i__payload$117 ),
+    .i__ready(\o__ready$119 ),
+    .i__valid(\i__valid$121 ),
+    .o__payload(\i__payload$123 ),
+    .o__ready(\o__ready$125 ),
+    .o__valid(\i__valid$127 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$99 ),
-    .i__ready(\o__ready$101 ),
-    .i__valid(\i__valid$103 ),
-    .o__payload(\i__payload$105 ),
-    .o__ready(\o__ready$107 ),
-    .o__valid(\i__valid$109 ),
+    .i__payload(\i__payload$111 ),
+    .i__ready(\o__ready$113 ),
+    .i__valid(\i__valid$115 ),
+    .o__payload(\i__payload$117 ),
+    .o__ready(\o__ready$119 ),
+    .o__valid(\i__valid$121 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -3561,19 +3589,29 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   );
   \hetnic_rx_pipeline_w8.pipeline.data_fifo  data_fifo (
     .clk(clk),
-    .r_data(\i__payload$77 ),
+    .r_data(\i__payload$89 ),
     .r_en(r_en),
-    .r_rdy(\i__valid$75 ),
+    .r_rdy(\i__valid$87 ),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(rx__payload),
-    .w_rdy(w_rdy)
+    .w_port__data(w_data),
+    .w_rdy(\o__ready$83 )
+  );
+  \hetnic_rx_pipeline_w8.pipeline.data_in  data_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$73 ),
+    .i__valid(\i__valid$76 ),
+    .o__payload(w_data),
+    .o__ready(\o__ready$83 ),
+    .o__valid(w_en),
+    .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.data_slice  data_slice (
     .clk(clk),
-    .i__payload(\i__payload$77 ),
+    .i__payload(\i__payload$89 ),
     .i__ready(r_en),
-    .i__valid(\i__valid$75 ),
+    .i__valid(\i__valid$87 ),
     .o__payload(data__payload),
     .o__ready(o__ready),
     .o__valid(data__valid),
@@ -3581,34 +3619,44 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   );
   \hetnic_rx_pipeline_w8.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$117 ),
-    .i__ready(\o__ready$119 ),
-    .i__valid(\i__valid$121 ),
-    .o__payload(\o__payload$126 ),
-    .o__ready(\o__ready$128 ),
+    .i__payload(\i__payload$129 ),
+    .i__ready(\o__ready$131 ),
+    .i__valid(\i__valid$133 ),
+    .o__payload(\o__payload$138 ),
+    .o__ready(\o__ready$140 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.parser  parser (
     .clk(clk),
     .direct_ethertype(direct_ethertype),
-    .i__payload(rx__payload),
-    .i__ready(i__ready),
+    .i__payload(i__payload),
+    .i__ready(\o__ready$68 ),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$81 ),
-    .o__ready(\o__ready$83 ),
-    .o__valid(\i__valid$85 ),
+    .o__payload(\i__payload$93 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\i__valid$97 ),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w8.pipeline.parser_in  parser_in (
+    .clk(clk),
+    .i__payload(rx__payload),
+    .i__ready(\i__ready$74 ),
+    .i__valid(\i__valid$85 ),
+    .o__payload(i__payload),
+    .o__ready(\o__ready$68 ),
+    .o__valid(i__valid),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.parser_slice  parser_slice (
     .clk(clk),
-    .i__payload(\i__payload$81 ),
-    .i__ready(\o__ready$83 ),
-    .i__valid(\i__valid$85 ),
-    .o__payload(\i__payload$87 ),
-    .o__ready(\o__ready$89 ),
-    .o__valid(\i__valid$91 ),
+    .i__payload(\i__payload$93 ),
+    .i__ready(\o__ready$95 ),
+    .i__valid(\i__valid$97 ),
+    .o__payload(\i__payload$99 ),
+    .o__ready(\o__ready$101 ),
+    .o__valid(\i__valid$103 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w8.pipeline.regs  regs (
@@ -3653,35 +3701,35 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
     .busy(reta_busy),
     .clk(clk),
     .flip_stb(flip_stb),
-    .i__payload(\i__payload$111 ),
-    .i__ready(\o__ready$113 ),
-    .i__valid(\i__valid$115 ),
-    .o__payload(\i__payload$117 ),
-    .o__ready(\o__ready$119 ),
+    .i__payload(\i__payload$123 ),
+    .i__ready(\o__ready$125 ),
+    .i__valid(\i__valid$127 ),
+    .o__payload(\i__payload$129 ),
+    .o__ready(\o__ready$131 ),
     .rst(rst),
-    .s2_valid(\i__valid$121 )
+    .s2_valid(\i__valid$133 )
   );
   \hetnic_rx_pipeline_w8.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$87 ),
-    .i__ready(\o__ready$89 ),
-    .i__valid(\i__valid$91 ),
+    .i__payload(\i__payload$99 ),
+    .i__ready(\o__ready$101 ),
+    .i__valid(\i__valid$103 ),
     .key(key),
-    .\o__ready$36 (\o__ready$95 ),
-    .\o__valid$32 (\i__valid$97 ),
-    .out(\i__payload$93 ),
+    .\o__ready$36 (\o__ready$107 ),
+    .\o__valid$32 (\i__valid$109 ),
+    .out(\i__payload$105 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   \hetnic_rx_pipeline_w8.pipeline.rss_slice  rss_slice (
     .clk(clk),
-    .i__payload(\i__payload$93 ),
-    .i__ready(\o__ready$95 ),
-    .i__valid(\i__valid$97 ),
-    .o__payload(\i__payload$99 ),
-    .o__ready(\o__ready$101 ),
-    .o__valid(\i__valid$103 ),
+    .i__payload(\i__payload$105 ),
+    .i__ready(\o__ready$107 ),
+    .i__valid(\i__valid$109 ),
+    .o__payload(\i__payload$111 ),
+    .o__ready(\o__ready$113 ),
+    .o__valid(\i__valid$115 ),
     .rst(rst)
   );
   always @* begin
@@ -3783,17 +3831,17 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \rules$55  = rules;
   assign \default_action$57  = default_action;
   assign \pass_errors$59  = pass_errors;
-  assign w_data = rx__payload;
-  assign i__payload = rx__payload;
-  assign r_rdy = \i__valid$75 ;
-  assign r_data = \i__payload$77 ;
-  assign \i__ready$80  = r_en;
-  assign \o__payload$82  = \i__payload$81 ;
-  assign \i__ready$84  = \o__ready$83 ;
-  assign \o__valid$86  = \i__valid$85 ;
-  assign \o__payload$88  = \i__payload$87 ;
-  assign \i__ready$90  = \o__ready$89 ;
-  assign \o__valid$92  = \i__valid$91 ;
+  assign \o__payload$67  = i__payload;
+  assign i__ready = \o__ready$68 ;
+  assign \o__valid$71  = i__valid;
+  assign \i__payload$78  = rx__payload;
+  assign \o__valid$80  = w_en;
+  assign \o__payload$82  = w_data;
+  assign w_rdy = \o__ready$83 ;
+  assign \i__payload$86  = rx__payload;
+  assign r_rdy = \i__valid$87 ;
+  assign r_data = \i__payload$89 ;
+  assign \i__ready$92  = r_en;
   assign \o__payload$94  = \i__payload$93 ;
   assign \i__ready$96  = \o__ready$95 ;
   assign \o__valid$98  = \i__valid$97 ;
@@ -3809,12 +3857,18 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \o__payload$118  = \i__payload$117 ;
   assign \i__ready$120  = \o__ready$119 ;
   assign \o__valid$122  = \i__valid$121 ;
-  assign \o__valid$124  = meta__valid;
-  assign meta__ready = \o__ready$128 ;
+  assign \o__payload$124  = \i__payload$123 ;
+  assign \i__ready$126  = \o__ready$125 ;
+  assign \o__valid$128  = \i__valid$127 ;
+  assign \o__payload$130  = \i__payload$129 ;
+  assign \i__ready$132  = \o__ready$131 ;
+  assign \o__valid$134  = \i__valid$133 ;
+  assign \o__valid$136  = meta__valid;
+  assign meta__ready = \o__ready$140 ;
   assign next_in_flight = \$34 [7:0];
   assign commit_done = flip_stb;
   assign commit_stb = flip_stb;
-  assign \generation$136  = generation;
+  assign \generation$148  = generation;
   assign beat_bytes = \$40 [0];
   assign frame_in_len = \$48 [31:0];
   assign meta = meta__payload;
@@ -5343,138 +5397,30 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \rx__payload.keep  = rx__payload[8];
   assign \rx__payload.last  = rx__payload[9];
   assign \rx__payload.error  = rx__payload[10];
-  assign \i__payload.data  = rx__payload[7:0];
-  assign \i__payload.keep  = rx__payload[8];
-  assign \i__payload.last  = rx__payload[9];
-  assign \i__payload.error  = rx__payload[10];
-  assign \i__payload$77.data  = \i__payload$77 [7:0];
-  assign \i__payload$77.keep  = \i__payload$77 [8];
-  assign \i__payload$77.last  = \i__payload$77 [9];
-  assign \i__payload$77.error  = \i__payload$77 [10];
-  assign \i__payload$81.length  = \i__payload$81 [15:0];
-  assign \i__payload$81.error  = \i__payload$81 [19:16];
-  assign \i__payload$81.flags  = \i__payload$81 [29:20];
-  assign \i__payload$81.flags.vlan  = \i__payload$81 [20];
-  assign \i__payload$81.flags.vlan2  = \i__payload$81 [21];
-  assign \i__payload$81.flags.ipv4  = \i__payload$81 [22];
-  assign \i__payload$81.flags.ipv6  = \i__payload$81 [23];
-  assign \i__payload$81.flags.fragment  = \i__payload$81 [24];
-  assign \i__payload$81.flags.tcp  = \i__payload$81 [25];
-  assign \i__payload$81.flags.udp  = \i__payload$81 [26];
-  assign \i__payload$81.flags.tunnel  = \i__payload$81 [27];
-  assign \i__payload$81.flags.direct  = \i__payload$81 [28];
-  assign \i__payload$81.flags.ip_options  = \i__payload$81 [29];
-  assign \i__payload$81.ethertype  = \i__payload$81 [45:30];
-  assign \i__payload$81.vlan_id  = \i__payload$81 [57:46];
-  assign \i__payload$81.dscp  = \i__payload$81 [63:58];
-  assign \i__payload$81.ip_proto  = \i__payload$81 [71:64];
-  assign \i__payload$81.tcp_flags  = \i__payload$81 [79:72];
-  assign \i__payload$81.src_addr  = \i__payload$81 [207:80];
-  assign \i__payload$81.dst_addr  = \i__payload$81 [335:208];
-  assign \i__payload$81.src_port  = \i__payload$81 [351:336];
-  assign \i__payload$81.dst_port  = \i__payload$81 [367:352];
-  assign \i__payload$81.hash  = \i__payload$81 [399:368];
-  assign \i__payload$81.hash_type  = \i__payload$81 [402:400];
-  assign \i__payload$81.rule  = \i__payload$81 [410:403];
-  assign \i__payload$81.instance  = \i__payload$81 [414:411];
-  assign \i__payload$81.reta_offset  = \i__payload$81 [425:415];
-  assign \i__payload$81.reta_size_log2  = \i__payload$81 [429:426];
-  assign \i__payload$81.drop  = \i__payload$81 [433:430];
-  assign \i__payload$81.queue  = \i__payload$81 [441:434];
-  assign \i__payload$81.generation  = \i__payload$81 [457:442];
-  assign \o__payload$82.length  = \i__payload$81 [15:0];
-  assign \o__payload$82.error  = \i__payload$81 [19:16];
-  assign \o__payload$82.flags  = \i__payload$81 [29:20];
-  assign \o__payload$82.flags.vlan  = \i__payload$81 [20];
-  assign \o__payload$82.flags.vlan2  = \i__payload$81 [21];
-  assign \o__payload$82.flags.ipv4  = \i__payload$81 [22];
-  assign \o__payload$82.flags.ipv6  = \i__payload$81 [23];
-  assign \o__payload$82.flags.fragment  = \i__payload$81 [24];
-  assign \o__payload$82.flags.tcp  = \i__payload$81 [25];
-  assign \o__payload$82.flags.udp  = \i__payload$81 [26];
-  assign \o__payload$82.flags.tunnel  = \i__payload$81 [27];
-  assign \o__payload$82.flags.direct  = \i__payload$81 [28];
-  assign \o__payload$82.flags.ip_options  = \i__payload$81 [29];
-  assign \o__payload$82.ethertype  = \i__payload$81 [45:30];
-  assign \o__payload$82.vlan_id  = \i__payload$81 [57:46];
-  assign \o__payload$82.dscp  = \i__payload$81 [63:58];
-  assign \o__payload$82.ip_proto  = \i__payload$81 [71:64];
-  assign \o__payload$82.tcp_flags  = \i__payload$81 [79:72];
-  assign \o__payload$82.src_addr  = \i__payload$81 [207:80];
-  assign \o__payload$82.dst_addr  = \i__payload$81 [335:208];
-  assign \o__payload$82.src_port  = \i__payload$81 [351:336];
-  assign \o__payload$82.dst_port  = \i__payload$81 [367:352];
-  assign \o__payload$82.hash  = \i__payload$81 [399:368];
-  assign \o__payload$82.hash_type  = \i__payload$81 [402:400];
-  assign \o__payload$82.rule  = \i__payload$81 [410:403];
-  assign \o__payload$82.instance  = \i__payload$81 [414:411];
-  assign \o__payload$82.reta_offset  = \i__payload$81 [425:415];
-  assign \o__payload$82.reta_size_log2  = \i__payload$81 [429:426];
-  assign \o__payload$82.drop  = \i__payload$81 [433:430];
-  assign \o__payload$82.queue  = \i__payload$81 [441:434];
-  assign \o__payload$82.generation  = \i__payload$81 [457:442];
-  assign \i__payload$87.length  = \i__payload$87 [15:0];
-  assign \i__payload$87.error  = \i__payload$87 [19:16];
-  assign \i__payload$87.flags  = \i__payload$87 [29:20];
-  assign \i__payload$87.flags.vlan  = \i__payload$87 [20];
-  assign \i__payload$87.flags.vlan2  = \i__payload$87 [21];
-  assign \i__payload$87.flags.ipv4  = \i__payload$87 [22];
-  assign \i__payload$87.flags.ipv6  = \i__payload$87 [23];
-  assign \i__payload$87.flags.fragment  = \i__payload$87 [24];
-  assign \i__payload$87.flags.tcp  = \i__payload$87 [25];
-  assign \i__payload$87.flags.udp  = \i__payload$87 [26];
-  assign \i__payload$87.flags.tunnel  = \i__payload$87 [27];
-  assign \i__payload$87.flags.direct  = \i__payload$87 [28];
-  assign \i__payload$87.flags.ip_options  = \i__payload$87 [29];
-  assign \i__payload$87.ethertype  = \i__payload$87 [45:30];
-  assign \i__payload$87.vlan_id  = \i__payload$87 [57:46];
-  assign \i__payload$87.dscp  = \i__payload$87 [63:58];
-  assign \i__payload$87.ip_proto  = \i__payload$87 [71:64];
-  assign \i__payload$87.tcp_flags  = \i__payload$87 [79:72];
-  assign \i__payload$87.src_addr  = \i__payload$87 [207:80];
-  assign \i__payload$87.dst_addr  = \i__payload$87 [335:208];
-  assign \i__payload$87.src_port  = \i__payload$87 [351:336];
-  assign \i__payload$87.dst_port  = \i__payload$87 [367:352];
-  assign \i__payload$87.hash  = \i__payload$87 [399:368];
-  assign \i__payload$87.hash_type  = \i__payload$87 [402:400];
-  assign \i__payload$87.rule  = \i__payload$87 [410:403];
-  assign \i__payload$87.instance  = \i__payload$87 [414:411];
-  assign \i__payload$87.reta_offset  = \i__payload$87 [425:415];
-  assign \i__payload$87.reta_size_log2  = \i__payload$87 [429:426];
-  assign \i__payload$87.drop  = \i__payload$87 [433:430];
-  assign \i__payload$87.queue  = \i__payload$87 [441:434];
-  assign \i__payload$87.generation  = \i__payload$87 [457:442];
-  assign \o__payload$88.length  = \i__payload$87 [15:0];
-  assign \o__payload$88.error  = \i__payload$87 [19:16];
-  assign \o__payload$88.flags  = \i__payload$87 [29:20];
-  assign \o__payload$88.flags.vlan  = \i__payload$87 [20];
-  assign \o__payload$88.flags.vlan2  = \i__payload$87 [21];
-  assign \o__payload$88.flags.ipv4  = \i__payload$87 [22];
-  assign \o__payload$88.flags.ipv6  = \i__payload$87 [23];
-  assign \o__payload$88.flags.fragment  = \i__payload$87 [24];
-  assign \o__payload$88.flags.tcp  = \i__payload$87 [25];
-  assign \o__payload$88.flags.udp  = \i__payload$87 [26];
-  assign \o__payload$88.flags.tunnel  = \i__payload$87 [27];
-  assign \o__payload$88.flags.direct  = \i__payload$87 [28];
-  assign \o__payload$88.flags.ip_options  = \i__payload$87 [29];
-  assign \o__payload$88.ethertype  = \i__payload$87 [45:30];
-  assign \o__payload$88.vlan_id  = \i__payload$87 [57:46];
-  assign \o__payload$88.dscp  = \i__payload$87 [63:58];
-  assign \o__payload$88.ip_proto  = \i__payload$87 [71:64];
-  assign \o__payload$88.tcp_flags  = \i__payload$87 [79:72];
-  assign \o__payload$88.src_addr  = \i__payload$87 [207:80];
-  assign \o__payload$88.dst_addr  = \i__payload$87 [335:208];
-  assign \o__payload$88.src_port  = \i__payload$87 [351:336];
-  assign \o__payload$88.dst_port  = \i__payload$87 [367:352];
-  assign \o__payload$88.hash  = \i__payload$87 [399:368];
-  assign \o__payload$88.hash_type  = \i__payload$87 [402:400];
-  assign \o__payload$88.rule  = \i__payload$87 [410:403];
-  assign \o__payload$88.instance  = \i__payload$87 [414:411];
-  assign \o__payload$88.reta_offset  = \i__payload$87 [425:415];
-  assign \o__payload$88.reta_size_log2  = \i__payload$87 [429:426];
-  assign \o__payload$88.drop  = \i__payload$87 [433:430];
-  assign \o__payload$88.queue  = \i__payload$87 [441:434];
-  assign \o__payload$88.generation  = \i__payload$87 [457:442];
+  assign \i__payload.data  = i__payload[7:0];
+  assign \i__payload.keep  = i__payload[8];
+  assign \i__payload.last  = i__payload[9];
+  assign \i__payload.error  = i__payload[10];
+  assign \o__payload$67.data  = i__payload[7:0];
+  assign \o__payload$67.keep  = i__payload[8];
+  assign \o__payload$67.last  = i__payload[9];
+  assign \o__payload$67.error  = i__payload[10];
+  assign \i__payload$78.data  = rx__payload[7:0];
+  assign \i__payload$78.keep  = rx__payload[8];
+  assign \i__payload$78.last  = rx__payload[9];
+  assign \i__payload$78.error  = rx__payload[10];
+  assign \o__payload$82.data  = w_data[7:0];
+  assign \o__payload$82.keep  = w_data[8];
+  assign \o__payload$82.last  = w_data[9];
+  assign \o__payload$82.error  = w_data[10];
+  assign \i__payload$86.data  = rx__payload[7:0];
+  assign \i__payload$86.keep  = rx__payload[8];
+  assign \i__payload$86.last  = rx__payload[9];
+  assign \i__payload$86.error  = rx__payload[10];
+  assign \i__payload$89.data  = \i__payload$89 [7:0];
+  assign \i__payload$89.keep  = \i__payload$89 [8];
+  assign \i__payload$89.last  = \i__payload$89 [9];
+  assign \i__payload$89.error  = \i__payload$89 [10];
   assign \i__payload$93.length  = \i__payload$93 [15:0];
   assign \i__payload$93.error  = \i__payload$93 [19:16];
   assign \i__payload$93.flags  = \i__payload$93 [29:20];
@@ -5785,6 +5731,130 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \o__payload$118.drop  = \i__payload$117 [433:430];
   assign \o__payload$118.queue  = \i__payload$117 [441:434];
   assign \o__payload$118.generation  = \i__payload$117 [457:442];
+  assign \i__payload$123.length  = \i__payload$123 [15:0];
+  assign \i__payload$123.error  = \i__payload$123 [19:16];
+  assign \i__payload$123.flags  = \i__payload$123 [29:20];
+  assign \i__payload$123.flags.vlan  = \i__payload$123 [20];
+  assign \i__payload$123.flags.vlan2  = \i__payload$123 [21];
+  assign \i__payload$123.flags.ipv4  = \i__payload$123 [22];
+  assign \i__payload$123.flags.ipv6  = \i__payload$123 [23];
+  assign \i__payload$123.flags.fragment  = \i__payload$123 [24];
+  assign \i__payload$123.flags.tcp  = \i__payload$123 [25];
+  assign \i__payload$123.flags.udp  = \i__payload$123 [26];
+  assign \i__payload$123.flags.tunnel  = \i__payload$123 [27];
+  assign \i__payload$123.flags.direct  = \i__payload$123 [28];
+  assign \i__payload$123.flags.ip_options  = \i__payload$123 [29];
+  assign \i__payload$123.ethertype  = \i__payload$123 [45:30];
+  assign \i__payload$123.vlan_id  = \i__payload$123 [57:46];
+  assign \i__payload$123.dscp  = \i__payload$123 [63:58];
+  assign \i__payload$123.ip_proto  = \i__payload$123 [71:64];
+  assign \i__payload$123.tcp_flags  = \i__payload$123 [79:72];
+  assign \i__payload$123.src_addr  = \i__payload$123 [207:80];
+  assign \i__payload$123.dst_addr  = \i__payload$123 [335:208];
+  assign \i__payload$123.src_port  = \i__payload$123 [351:336];
+  assign \i__payload$123.dst_port  = \i__payload$123 [367:352];
+  assign \i__payload$123.hash  = \i__payload$123 [399:368];
+  assign \i__payload$123.hash_type  = \i__payload$123 [402:400];
+  assign \i__payload$123.rule  = \i__payload$123 [410:403];
+  assign \i__payload$123.instance  = \i__payload$123 [414:411];
+  assign \i__payload$123.reta_offset  = \i__payload$123 [425:415];
+  assign \i__payload$123.reta_size_log2  = \i__payload$123 [429:426];
+  assign \i__payload$123.drop  = \i__payload$123 [433:430];
+  assign \i__payload$123.queue  = \i__payload$123 [441:434];
+  assign \i__payload$123.generation  = \i__payload$123 [457:442];
+  assign \o__payload$124.length  = \i__payload$123 [15:0];
+  assign \o__payload$124.error  = \i__payload$123 [19:16];
+  assign \o__payload$124.flags  = \i__payload$123 [29:20];
+  assign \o__payload$124.flags.vlan  = \i__payload$123 [20];
+  assign \o__payload$124.flags.vlan2  = \i__payload$123 [21];
+  assign \o__payload$124.flags.ipv4  = \i__payload$123 [22];
+  assign \o__payload$124.flags.ipv6  = \i__payload$123 [23];
+  assign \o__payload$124.flags.fragment  = \i__payload$123 [24];
+  assign \o__payload$124.flags.tcp  = \i__payload$123 [25];
+  assign \o__payload$124.flags.udp  = \i__payload$123 [26];
+  assign \o__payload$124.flags.tunnel  = \i__payload$123 [27];
+  assign \o__payload$124.flags.direct  = \i__payload$123 [28];
+  assign \o__payload$124.flags.ip_options  = \i__payload$123 [29];
+  assign \o__payload$124.ethertype  = \i__payload$123 [45:30];
+  assign \o__payload$124.vlan_id  = \i__payload$123 [57:46];
+  assign \o__payload$124.dscp  = \i__payload$123 [63:58];
+  assign \o__payload$124.ip_proto  = \i__payload$123 [71:64];
+  assign \o__payload$124.tcp_flags  = \i__payload$123 [79:72];
+  assign \o__payload$124.src_addr  = \i__payload$123 [207:80];
+  assign \o__payload$124.dst_addr  = \i__payload$123 [335:208];
+  assign \o__payload$124.src_port  = \i__payload$123 [351:336];
+  assign \o__payload$124.dst_port  = \i__payload$123 [367:352];
+  assign \o__payload$124.hash  = \i__payload$123 [399:368];
+  assign \o__payload$124.hash_type  = \i__payload$123 [402:400];
+  assign \o__payload$124.rule  = \i__payload$123 [410:403];
+  assign \o__payload$124.instance  = \i__payload$123 [414:411];
+  assign \o__payload$124.reta_offset  = \i__payload$123 [425:415];
+  assign \o__payload$124.reta_size_log2  = \i__payload$123 [429:426];
+  assign \o__payload$124.drop  = \i__payload$123 [433:430];
+  assign \o__payload$124.queue  = \i__payload$123 [441:434];
+  assign \o__payload$124.generation  = \i__payload$123 [457:442];
+  assign \i__payload$129.length  = \i__payload$129 [15:0];
+  assign \i__payload$129.error  = \i__payload$129 [19:16];
+  assign \i__payload$129.flags  = \i__payload$129 [29:20];
+  assign \i__payload$129.flags.vlan  = \i__payload$129 [20];
+  assign \i__payload$129.flags.vlan2  = \i__payload$129 [21];
+  assign \i__payload$129.flags.ipv4  = \i__payload$129 [22];
+  assign \i__payload$129.flags.ipv6  = \i__payload$129 [23];
+  assign \i__payload$129.flags.fragment  = \i__payload$129 [24];
+  assign \i__payload$129.flags.tcp  = \i__payload$129 [25];
+  assign \i__payload$129.flags.udp  = \i__payload$129 [26];
+  assign \i__payload$129.flags.tunnel  = \i__payload$129 [27];
+  assign \i__payload$129.flags.direct  = \i__payload$129 [28];
+  assign \i__payload$129.flags.ip_options  = \i__payload$129 [29];
+  assign \i__payload$129.ethertype  = \i__payload$129 [45:30];
+  assign \i__payload$129.vlan_id  = \i__payload$129 [57:46];
+  assign \i__payload$129.dscp  = \i__payload$129 [63:58];
+  assign \i__payload$129.ip_proto  = \i__payload$129 [71:64];
+  assign \i__payload$129.tcp_flags  = \i__payload$129 [79:72];
+  assign \i__payload$129.src_addr  = \i__payload$129 [207:80];
+  assign \i__payload$129.dst_addr  = \i__payload$129 [335:208];
+  assign \i__payload$129.src_port  = \i__payload$129 [351:336];
+  assign \i__payload$129.dst_port  = \i__payload$129 [367:352];
+  assign \i__payload$129.hash  = \i__payload$129 [399:368];
+  assign \i__payload$129.hash_type  = \i__payload$129 [402:400];
+  assign \i__payload$129.rule  = \i__payload$129 [410:403];
+  assign \i__payload$129.instance  = \i__payload$129 [414:411];
+  assign \i__payload$129.reta_offset  = \i__payload$129 [425:415];
+  assign \i__payload$129.reta_size_log2  = \i__payload$129 [429:426];
+  assign \i__payload$129.drop  = \i__payload$129 [433:430];
+  assign \i__payload$129.queue  = \i__payload$129 [441:434];
+  assign \i__payload$129.generation  = \i__payload$129 [457:442];
+  assign \o__payload$130.length  = \i__payload$129 [15:0];
+  assign \o__payload$130.error  = \i__payload$129 [19:16];
+  assign \o__payload$130.flags  = \i__payload$129 [29:20];
+  assign \o__payload$130.flags.vlan  = \i__payload$129 [20];
+  assign \o__payload$130.flags.vlan2  = \i__payload$129 [21];
+  assign \o__payload$130.flags.ipv4  = \i__payload$129 [22];
+  assign \o__payload$130.flags.ipv6  = \i__payload$129 [23];
+  assign \o__payload$130.flags.fragment  = \i__payload$129 [24];
+  assign \o__payload$130.flags.tcp  = \i__payload$129 [25];
+  assign \o__payload$130.flags.udp  = \i__payload$129 [26];
+  assign \o__payload$130.flags.tunnel  = \i__payload$129 [27];
+  assign \o__payload$130.flags.direct  = \i__payload$129 [28];
+  assign \o__payload$130.flags.ip_options  = \i__payload$129 [29];
+  assign \o__payload$130.ethertype  = \i__payload$129 [45:30];
+  assign \o__payload$130.vlan_id  = \i__payload$129 [57:46];
+  assign \o__payload$130.dscp  = \i__payload$129 [63:58];
+  assign \o__payload$130.ip_proto  = \i__payload$129 [71:64];
+  assign \o__payload$130.tcp_flags  = \i__payload$129 [79:72];
+  assign \o__payload$130.src_addr  = \i__payload$129 [207:80];
+  assign \o__payload$130.dst_addr  = \i__payload$129 [335:208];
+  assign \o__payload$130.src_port  = \i__payload$129 [351:336];
+  assign \o__payload$130.dst_port  = \i__payload$129 [367:352];
+  assign \o__payload$130.hash  = \i__payload$129 [399:368];
+  assign \o__payload$130.hash_type  = \i__payload$129 [402:400];
+  assign \o__payload$130.rule  = \i__payload$129 [410:403];
+  assign \o__payload$130.instance  = \i__payload$129 [414:411];
+  assign \o__payload$130.reta_offset  = \i__payload$129 [425:415];
+  assign \o__payload$130.reta_size_log2  = \i__payload$129 [429:426];
+  assign \o__payload$130.drop  = \i__payload$129 [433:430];
+  assign \o__payload$130.queue  = \i__payload$129 [441:434];
+  assign \o__payload$130.generation  = \i__payload$129 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -5816,37 +5886,37 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$126.length  = \o__payload$126 [15:0];
-  assign \o__payload$126.error  = \o__payload$126 [19:16];
-  assign \o__payload$126.flags  = \o__payload$126 [29:20];
-  assign \o__payload$126.flags.vlan  = \o__payload$126 [20];
-  assign \o__payload$126.flags.vlan2  = \o__payload$126 [21];
-  assign \o__payload$126.flags.ipv4  = \o__payload$126 [22];
-  assign \o__payload$126.flags.ipv6  = \o__payload$126 [23];
-  assign \o__payload$126.flags.fragment  = \o__payload$126 [24];
-  assign \o__payload$126.flags.tcp  = \o__payload$126 [25];
-  assign \o__payload$126.flags.udp  = \o__payload$126 [26];
-  assign \o__payload$126.flags.tunnel  = \o__payload$126 [27];
-  assign \o__payload$126.flags.direct  = \o__payload$126 [28];
-  assign \o__payload$126.flags.ip_options  = \o__payload$126 [29];
-  assign \o__payload$126.ethertype  = \o__payload$126 [45:30];
-  assign \o__payload$126.vlan_id  = \o__payload$126 [57:46];
-  assign \o__payload$126.dscp  = \o__payload$126 [63:58];
-  assign \o__payload$126.ip_proto  = \o__payload$126 [71:64];
-  assign \o__payload$126.tcp_flags  = \o__payload$126 [79:72];
-  assign \o__payload$126.src_addr  = \o__payload$126 [207:80];
-  assign \o__payload$126.dst_addr  = \o__payload$126 [335:208];
-  assign \o__payload$126.src_port  = \o__payload$126 [351:336];
-  assign \o__payload$126.dst_port  = \o__payload$126 [367:352];
-  assign \o__payload$126.hash  = \o__payload$126 [399:368];
-  assign \o__payload$126.hash_type  = \o__payload$126 [402:400];
-  assign \o__payload$126.rule  = \o__payload$126 [410:403];
-  assign \o__payload$126.instance  = \o__payload$126 [414:411];
-  assign \o__payload$126.reta_offset  = \o__payload$126 [425:415];
-  assign \o__payload$126.reta_size_log2  = \o__payload$126 [429:426];
-  assign \o__payload$126.drop  = \o__payload$126 [433:430];
-  assign \o__payload$126.queue  = \o__payload$126 [441:434];
-  assign \o__payload$126.generation  = \o__payload$126 [457:442];
+  assign \o__payload$138.length  = \o__payload$138 [15:0];
+  assign \o__payload$138.error  = \o__payload$138 [19:16];
+  assign \o__payload$138.flags  = \o__payload$138 [29:20];
+  assign \o__payload$138.flags.vlan  = \o__payload$138 [20];
+  assign \o__payload$138.flags.vlan2  = \o__payload$138 [21];
+  assign \o__payload$138.flags.ipv4  = \o__payload$138 [22];
+  assign \o__payload$138.flags.ipv6  = \o__payload$138 [23];
+  assign \o__payload$138.flags.fragment  = \o__payload$138 [24];
+  assign \o__payload$138.flags.tcp  = \o__payload$138 [25];
+  assign \o__payload$138.flags.udp  = \o__payload$138 [26];
+  assign \o__payload$138.flags.tunnel  = \o__payload$138 [27];
+  assign \o__payload$138.flags.direct  = \o__payload$138 [28];
+  assign \o__payload$138.flags.ip_options  = \o__payload$138 [29];
+  assign \o__payload$138.ethertype  = \o__payload$138 [45:30];
+  assign \o__payload$138.vlan_id  = \o__payload$138 [57:46];
+  assign \o__payload$138.dscp  = \o__payload$138 [63:58];
+  assign \o__payload$138.ip_proto  = \o__payload$138 [71:64];
+  assign \o__payload$138.tcp_flags  = \o__payload$138 [79:72];
+  assign \o__payload$138.src_addr  = \o__payload$138 [207:80];
+  assign \o__payload$138.dst_addr  = \o__payload$138 [335:208];
+  assign \o__payload$138.src_port  = \o__payload$138 [351:336];
+  assign \o__payload$138.dst_port  = \o__payload$138 [367:352];
+  assign \o__payload$138.hash  = \o__payload$138 [399:368];
+  assign \o__payload$138.hash_type  = \o__payload$138 [402:400];
+  assign \o__payload$138.rule  = \o__payload$138 [410:403];
+  assign \o__payload$138.instance  = \o__payload$138 [414:411];
+  assign \o__payload$138.reta_offset  = \o__payload$138 [425:415];
+  assign \o__payload$138.reta_size_log2  = \o__payload$138 [429:426];
+  assign \o__payload$138.drop  = \o__payload$138 [433:430];
+  assign \o__payload$138.queue  = \o__payload$138 [441:434];
+  assign \o__payload$138.generation  = \o__payload$138 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -5879,7 +5949,7 @@ module \hetnic_rx_pipeline_w8.pipeline (o__ready, \o__ready$128 , clk, rst, rx__
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$126 [441:0];
+  assign meta__payload[441:0] = \o__payload$138 [441:0];
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
@@ -12080,7 +12150,7 @@ module \hetnic_rx_pipeline_w8.pipeline.counters.queue_packets (rst, bus__addr, b
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data, w_port__data, r_rdy, clk);
+module \hetnic_rx_pipeline_w8.pipeline.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14302,7 +14372,7 @@ module \hetnic_rx_pipeline_w8.pipeline.data_fifo (rst, w_en, r_en, w_rdy, r_data
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.data_slice (clk, rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready);
+module \hetnic_rx_pipeline_w8.pipeline.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14424,8 +14494,130 @@ module \hetnic_rx_pipeline_w8.pipeline.data_slice (clk, rst, i__ready, i__payloa
   assign \i__payload.error  = i__payload[10];
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
+module \hetnic_rx_pipeline_w8.pipeline.data_slice (clk, rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [10:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [10:0] \$8 ;
+  input clk;
+  wire clk;
+  input [10:0] i__payload;
+  wire [10:0] i__payload;
+  wire [7:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [10:0] o__payload;
+  reg [10:0] o__payload = 11'h000;
+  wire [7:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] skid = 11'h000;
+  wire [7:0] \skid.data ;
+  wire \skid.error ;
+  wire \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 11'h000;
+    end
+  end
+  assign \o__payload.data  = o__payload[7:0];
+  assign \o__payload.keep  = o__payload[8];
+  assign \o__payload.last  = o__payload[9];
+  assign \o__payload.error  = o__payload[10];
+  assign \skid.data  = skid[7:0];
+  assign \skid.keep  = skid[8];
+  assign \skid.last  = skid[9];
+  assign \skid.error  = skid[10];
+  assign \i__payload.data  = i__payload[7:0];
+  assign \i__payload.keep  = i__payload[8];
+  assign \i__payload.last  = i__payload[9];
+  assign \i__payload.error  = i__payload[10];
+endmodule
+
+module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -14640,7 +14832,7 @@ module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -14655,7 +14847,7 @@ module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -14670,7 +14862,7 @@ module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -14684,7 +14876,7 @@ module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -14789,8 +14981,8 @@ module \hetnic_rx_pipeline_w8.pipeline.out_slice (clk, rst, i__ready, i__payload
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__ready, o__ready, i__payload, direct_ethertype, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__ready, o__ready, direct_ethertype, o__valid, o__payload, i__payload, i__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -16298,7 +16490,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign \$449  = rec[71:64] == 3'h6;
   assign \$450  = \$449  ? 5'h14 : 5'h08;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     rel_next = rel;
     if (\$4 ) begin
       if (counting) begin
@@ -16322,7 +16514,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$signal  = \$signal$7 ;
     if (\$4 ) begin
       if (counting) begin
@@ -16346,7 +16538,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     lt14_next = rel_lt14;
     if (\$4 ) begin
       if (counting) begin
@@ -16370,7 +16562,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -16422,7 +16614,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -16484,7 +16676,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -16503,7 +16695,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -16513,56 +16705,56 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$458  = \$97 ;
     if (rst) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$459  = i__payload;
     if (rst) begin
       \$459  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$460  = \$98 ;
     if (rst) begin
       \$460  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$461  = \$99 ;
     if (rst) begin
       \$461  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$462  = rel_next;
     if (rst) begin
       \$462  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$463  = \$signal ;
     if (rst) begin
       \$463  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$464  = lt14_next;
     if (rst) begin
       \$464  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$465  = count;
     if (\$100 ) begin
       if (counting) begin
@@ -16579,7 +16771,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$466  = rel_l3;
     if (\$100 ) begin
       if (counting) begin
@@ -16599,7 +16791,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$467  = counting;
     if (\$100 ) begin
       if (counting) begin
@@ -16616,7 +16808,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$468  = prev;
     if (\$100 ) begin
       \$468  = { prev[7:0], beat[7:0] };
@@ -16626,7 +16818,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$469  = \$like$74 ;
     if (\$100 ) begin
       if (\$104 ) begin
@@ -16671,7 +16863,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$470  = \l3$75 ;
     if (\$100 ) begin
       if (\$124 ) begin
@@ -16688,7 +16880,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$471  = \hdr$76 ;
     if (\$100 ) begin
       if (\$128 ) begin
@@ -16817,7 +17009,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$472  = ipv4;
     if (\$100 ) begin
       if (\$168 ) begin
@@ -16834,7 +17026,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$473  = win;
     if (\$100 ) begin
       if (\$168 ) begin
@@ -16851,7 +17043,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$474  = win_type;
     if (\$100 ) begin
       if (\$168 ) begin
@@ -16887,7 +17079,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$475  = win_live;
     if (\$100 ) begin
       if (\$168 ) begin
@@ -16909,7 +17101,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$476  = window0;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -16937,7 +17129,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$477  = window1;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -16965,7 +17157,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$478  = window2;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -16993,7 +17185,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$479  = window3;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17021,7 +17213,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$480  = window4;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17049,7 +17241,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$481  = ext_len0;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17065,7 +17257,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$482  = ext_len1;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17081,7 +17273,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$483  = ext_len2;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17097,7 +17289,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$484  = ext_len3;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17113,7 +17305,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$485  = ext_len4;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17129,7 +17321,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$486  = next_rel;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17143,7 +17335,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$487  = chain;
     if (\$100 ) begin
       if (\$175 ) begin
@@ -17165,7 +17357,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$488  = finished;
     if (take) begin
       if (beat[9]) begin
@@ -17180,7 +17372,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$489  = \$signal$90 ;
     if (take) begin
       if (beat[9]) begin
@@ -17192,7 +17384,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$490  = frame_mac_error;
     if (take) begin
       if (beat[9]) begin
@@ -17204,7 +17396,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$491  = length;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -17219,7 +17411,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$492  = \mac_error$93 ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -17234,7 +17426,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$493  = active;
     if (\release ) begin
       \$493  = 1'h0;
@@ -17247,7 +17439,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$494  = l2;
     if (\$267 ) begin
       \$494  = \$like$74 ;
@@ -17257,7 +17449,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$495  = hdr;
     if (\$267 ) begin
       \$495  = \hdr$76 ;
@@ -17267,7 +17459,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$496  = n;
     if (\$267 ) begin
       \$496  = \$signal$90 ;
@@ -17277,7 +17469,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$497  = mac_error;
     if (\$267 ) begin
       \$497  = frame_mac_error;
@@ -17287,7 +17479,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$498  = e_window0;
     if (\$267 ) begin
       \$498  = window0;
@@ -17297,7 +17489,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$499  = e_window1;
     if (\$267 ) begin
       \$499  = window1;
@@ -17307,7 +17499,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$500  = e_window2;
     if (\$267 ) begin
       \$500  = window2;
@@ -17317,7 +17509,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$501  = e_window3;
     if (\$267 ) begin
       \$501  = window3;
@@ -17327,7 +17519,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$502  = e_window4;
     if (\$267 ) begin
       \$502  = window4;
@@ -17337,7 +17529,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$503  = e_ext_len0;
     if (\$267 ) begin
       \$503  = ext_len0;
@@ -17347,7 +17539,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$504  = e_ext_len1;
     if (\$267 ) begin
       \$504  = ext_len1;
@@ -17357,7 +17549,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$505  = e_ext_len2;
     if (\$267 ) begin
       \$505  = ext_len2;
@@ -17367,7 +17559,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$506  = e_ext_len3;
     if (\$267 ) begin
       \$506  = ext_len3;
@@ -17377,7 +17569,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$507  = e_ext_len4;
     if (\$267 ) begin
       \$507  = ext_len4;
@@ -17387,7 +17579,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$508  = window;
     casez (ext_count)
       3'h0:
@@ -17406,7 +17598,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$509  = ext_len;
     casez (ext_count)
       3'h0:
@@ -17425,7 +17617,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$510  = phase;
     if (\$269 ) begin
       \$510  = \$270 [1:0];
@@ -17438,7 +17630,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$511  = \$signal$30 ;
     if (\$271 ) begin
       \$511  = done;
@@ -17448,7 +17640,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$512  = \error$106 ;
     if (\$271 ) begin
       \$512  = error;
@@ -17458,7 +17650,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$513  = check_mac_error_0;
     casez (step_state)
       2'h0:
@@ -17469,7 +17661,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$514  = check_runt_1;
     casez (step_state)
       2'h0:
@@ -17480,7 +17672,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$515  = check_oversize_2;
     casez (step_state)
       2'h0:
@@ -17491,7 +17683,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$516  = check_truncated_3;
     casez (step_state)
       2'h0:
@@ -17502,7 +17694,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$517  = check_truncated_4;
     casez (step_state)
       2'h0:
@@ -17513,7 +17705,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$518  = stop;
     casez (step_state)
       2'h0:
@@ -17524,7 +17716,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$519  = tags;
     casez (step_state)
       2'h0:
@@ -17537,7 +17729,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$520  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -17600,7 +17792,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$521  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -17626,7 +17818,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$522  = l3_ipv4;
     casez (step_state)
       2'h0:
@@ -17639,7 +17831,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$523  = check_truncated_0;
     casez (step_state)
       2'h0:
@@ -17654,7 +17846,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$524  = check_bad_ihl_1;
     casez (step_state)
       2'h0:
@@ -17669,7 +17861,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$525  = check_truncated_2;
     casez (step_state)
       2'h0:
@@ -17684,7 +17876,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$526  = check_header_limit_3;
     casez (step_state)
       2'h0:
@@ -17699,7 +17891,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$527  = check_bad_length_4;
     casez (step_state)
       2'h0:
@@ -17714,7 +17906,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$528  = \stop$54 ;
     casez (step_state)
       2'h0:
@@ -17729,7 +17921,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$529  = offset;
     casez (step_state)
       2'h0:
@@ -17755,7 +17947,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$530  = ip_end;
     casez (step_state)
       2'h0:
@@ -17777,7 +17969,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$531  = ext_count;
     casez (step_state)
       2'h0:
@@ -17803,7 +17995,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$532  = \check_truncated_0$55 ;
     casez (step_state)
       2'h0:
@@ -17820,7 +18012,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$533  = \check_bad_ihl_1$56 ;
     casez (step_state)
       2'h0:
@@ -17837,7 +18029,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$534  = \check_truncated_2$57 ;
     casez (step_state)
       2'h0:
@@ -17854,7 +18046,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$535  = check_bad_length_3;
     casez (step_state)
       2'h0:
@@ -17871,7 +18063,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$536  = \stop$59 ;
     casez (step_state)
       2'h0:
@@ -17888,7 +18080,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$537  = \check_truncated_0$61 ;
     casez (step_state)
       2'h0:
@@ -17903,7 +18095,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$538  = check_header_limit_1;
     casez (step_state)
       2'h0:
@@ -17918,7 +18110,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$539  = \check_truncated_2$63 ;
     casez (step_state)
       2'h0:
@@ -17933,7 +18125,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$540  = \check_header_limit_3$64 ;
     casez (step_state)
       2'h0:
@@ -17948,7 +18140,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$541  = check_header_limit_4;
     casez (step_state)
       2'h0:
@@ -17963,7 +18155,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$542  = \stop$66 ;
     casez (step_state)
       2'h0:
@@ -17978,7 +18170,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$543  = \check_truncated_0$67 ;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -17996,7 +18188,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$544  = \check_header_limit_1$68 ;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -18014,7 +18206,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$545  = o__valid;
     if (o__ready) begin
       \$545  = 1'h0;
@@ -18027,7 +18219,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$546  = o__payload;
     if (\release ) begin
       (* full_case = 32'd1 *)
@@ -18159,8 +18351,130 @@ module \hetnic_rx_pipeline_w8.pipeline.parser (rst, max_frame, i__valid, i__read
   assign { \$423 [15:3], \$423 [0] } = { window[23:16], window[31:27], window[24] };
 endmodule
 
+module \hetnic_rx_pipeline_w8.pipeline.parser_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [10:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [10:0] \$8 ;
+  input clk;
+  wire clk;
+  input [10:0] i__payload;
+  wire [10:0] i__payload;
+  wire [7:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [10:0] o__payload;
+  reg [10:0] o__payload = 11'h000;
+  wire [7:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] skid = 11'h000;
+  wire [7:0] \skid.data ;
+  wire \skid.error ;
+  wire \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 11'h000;
+    end
+  end
+  assign \o__payload.data  = o__payload[7:0];
+  assign \o__payload.keep  = o__payload[8];
+  assign \o__payload.last  = o__payload[9];
+  assign \o__payload.error  = o__payload[10];
+  assign \skid.data  = skid[7:0];
+  assign \skid.keep  = skid[8];
+  assign \skid.last  = skid[9];
+  assign \skid.error  = skid[10];
+  assign \i__payload.data  = i__payload[7:0];
+  assign \i__payload.keep  = i__payload[8];
+  assign \i__payload.last  = i__payload[9];
+  assign \i__payload.error  = i__payload[10];
+endmodule
+
 module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -18375,7 +18689,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -18390,7 +18704,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -18405,7 +18719,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -18419,7 +18733,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -18526,7 +18840,7 @@ endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__r_data, counters__ack, reta_busy, landing_last, rules, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, pending, reta_r_stb, reta_w_stb, csr__ack, counters__r_stb
 , counters__w_stb, counters__r_data, reta_ack, reta_r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
   wire \$100 ;
@@ -21460,56 +21774,56 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
   assign \$242  = copy_at == 9'h140;
   assign \$243  = copy_at == 9'h141;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$713  = rule_r__data;
     if (rst) begin
       \$713  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$714  = copying;
     if (rst) begin
       \$714  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$715  = copy_addr;
     if (rst) begin
       \$715  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$716  = \$2 ;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$717  = \$signal ;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$718  = \$like ;
     if (rst) begin
       \$718  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$719  = \$signal$8 ;
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$720  = copying;
     if (\$9 ) begin
       \$720  = 1'h1;
@@ -21524,7 +21838,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$721  = copy_addr;
     if (\$9 ) begin
       \$721  = 9'h000;
@@ -21537,7 +21851,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$722  = rules;
     if (landing) begin
       if (\$12 ) begin
@@ -22650,7 +22964,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$723  = hash_enable;
     if (landing_last) begin
       \$723  = shadow_ctrl_0_0[7:0];
@@ -22660,7 +22974,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$724  = symmetric;
     if (landing_last) begin
       \$724  = shadow_ctrl_0_0[8];
@@ -22670,7 +22984,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$725  = pass_errors;
     if (landing_last) begin
       \$725  = shadow_ctrl_0_0[9];
@@ -22680,7 +22994,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$726  = max_frame;
     if (landing_last) begin
       \$726  = shadow_max_frame_0_0[15:0];
@@ -22690,7 +23004,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$727  = direct_ethertype;
     if (landing_last) begin
       \$727  = shadow_direct_ethertype_0_0[15:0];
@@ -22700,7 +23014,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$728  = default_action;
     if (landing_last) begin
       \$728  = shadow_default_action_0_0[19:0];
@@ -22710,7 +23024,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$729  = key;
     if (landing_last) begin
       \$729  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -22720,7 +23034,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$730  = generation;
     if (landing_last) begin
       \$730  = \$380 [15:0];
@@ -22730,7 +23044,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$731  = pending;
     if (landing_last) begin
       \$731  = 1'h0;
@@ -22743,77 +23057,77 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$732  = \$383 ;
     if (rst) begin
       \$732  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$733  = \$419 ;
     if (rst) begin
       \$733  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$734  = \$425 ;
     if (rst) begin
       \$734  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$735  = \$475 ;
     if (rst) begin
       \$735  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$736  = { \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
     if (rst) begin
       \$736  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$737  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498  };
     if (rst) begin
       \$737  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$738  = \$512 ;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$739  = \$515 ;
     if (rst) begin
       \$739  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$740  = \$519 ;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$741  = \$563 ;
     if (rst) begin
       \$741  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$742  = rule_read_wait;
     if (\$565 ) begin
       \$742  = 2'h0;
@@ -22828,7 +23142,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$743  = shadow_ctrl_0_0;
     if (\$588 ) begin
       \$743  = csr__w_data;
@@ -22838,7 +23152,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$744  = shadow_max_frame_0_0;
     if (\$595 ) begin
       \$744  = csr__w_data;
@@ -22848,7 +23162,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$745  = shadow_direct_ethertype_0_0;
     if (\$602 ) begin
       \$745  = csr__w_data;
@@ -22858,7 +23172,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$746  = shadow_default_action_0_0;
     if (\$609 ) begin
       \$746  = csr__w_data;
@@ -22868,7 +23182,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$747  = shadow_rss_key_0_0;
     if (\$616 ) begin
       \$747  = csr__w_data;
@@ -22878,7 +23192,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$748  = shadow_rss_key_1_0;
     if (\$623 ) begin
       \$748  = csr__w_data;
@@ -22888,7 +23202,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$749  = shadow_rss_key_2_0;
     if (\$630 ) begin
       \$749  = csr__w_data;
@@ -22898,7 +23212,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$750  = shadow_rss_key_3_0;
     if (\$637 ) begin
       \$750  = csr__w_data;
@@ -22908,7 +23222,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$751  = shadow_rss_key_4_0;
     if (\$644 ) begin
       \$751  = csr__w_data;
@@ -22918,7 +23232,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$752  = shadow_rss_key_5_0;
     if (\$651 ) begin
       \$752  = csr__w_data;
@@ -22928,7 +23242,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$753  = shadow_rss_key_6_0;
     if (\$658 ) begin
       \$753  = csr__w_data;
@@ -22938,7 +23252,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$754  = shadow_rss_key_7_0;
     if (\$665 ) begin
       \$754  = csr__w_data;
@@ -22948,7 +23262,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$755  = shadow_rss_key_8_0;
     if (\$672 ) begin
       \$755  = csr__w_data;
@@ -22958,7 +23272,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$756  = shadow_rss_key_9_0;
     if (\$679 ) begin
       \$756  = csr__w_data;
@@ -22968,21 +23282,21 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     reta_r_stb = 1'h0;
     if (\$692 ) begin
       reta_r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     reta_w_stb = 1'h0;
     if (\$692 ) begin
       reta_w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     csr__ack = 1'h0;
     if (\$692 ) begin
       csr__ack = reta_ack;
@@ -23003,21 +23317,21 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     counters__r_stb = 1'h0;
     if (\$693 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     counters__w_stb = 1'h0;
     if (\$693 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     rule_w__en = 1'h0;
     if (\$694 ) begin
       if (\$703 ) begin
@@ -23808,7 +24122,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs (rst, commit_apply, reta_addr, csr__
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__ready, flip_stb, bus_r_stb, bus_w_stb, o__payload, bus_ack, s2_valid, bus_r_data, i__payload, i__valid, bus_w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -25242,7 +25556,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25257,7 +25571,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25272,7 +25586,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25287,7 +25601,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     bus_ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25301,7 +25615,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -25311,7 +25625,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -25321,7 +25635,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -25331,7 +25645,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -25341,7 +25655,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -25351,7 +25665,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -25361,7 +25675,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -25373,7 +25687,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -25385,7 +25699,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25403,14 +25717,14 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25557,7 +25871,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus_addr, i__ready, busy, o__r
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26155,7 +26469,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \o__valid$32 , i__ready, \o__re
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -26178,7 +26492,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \o__valid$32 , i__ready, \o__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -26192,7 +26506,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \o__valid$32 , i__ready, \o__re
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -26460,7 +26774,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss (rst, \o__valid$32 , i__ready, \o__re
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -26684,7 +26998,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -26699,7 +27013,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -26714,7 +27028,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -26728,7 +27042,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -26843,7 +27157,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.a_slice (rst, i__ready, o__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [302:0] \$10 ;
   wire \$100 ;
@@ -27409,7 +27723,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -27424,7 +27738,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [287:0];
@@ -27437,7 +27751,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [319:0];
@@ -27450,7 +27764,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -27463,7 +27777,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -27476,7 +27790,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -27489,7 +27803,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -27501,7 +27815,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -27523,7 +27837,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.engine (rst, i__valid, o__ready, i__r
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -27648,7 +27962,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -27658,7 +27972,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -27668,7 +27982,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -27681,7 +27995,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -27701,7 +28015,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_da
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -27925,7 +28239,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -27940,7 +28254,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -27955,7 +28269,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -27969,7 +28283,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -28084,7 +28398,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -28299,7 +28613,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__re
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28314,7 +28628,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28329,7 +28643,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -28343,7 +28657,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss_slice (rst, i__valid, o__ready, i__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
