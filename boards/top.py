@@ -9,8 +9,8 @@ and the DDR primitives.
 
 Two-port core (Versa ECP5, Colorlight 5A-75B), a bump in the wire::
 
-    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> RxPipeline (sync, 125 MHz)
-              -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> SkidBuffer
+              -> RxPipeline (sync, 125 MHz) -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 1 TX
     port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFOBuffered -> FrameFifo (store and forward)
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
     UART -> UartBridge -+-> MacCounters (the MAC_* registers: every MAC's counters)
@@ -20,11 +20,11 @@ The network is on port 0 and the host on port 1: the host receives every frame t
 sent, tagged with the steering decision (:mod:`hetnic.steering_tag`; dropped frames are not
 forwarded), and what the host sends reaches the network unchanged.
 
-One-port core (ECPIX-5): the host and the network share the one link, so frames come back
-on the port they came in on::
+One-port core (ECPIX-5, ButterStick): the host and the network share the one link, so
+frames come back on the port they came in on::
 
-    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> RxPipeline -> TagInserter
-              -> GmiiTxMac -> RgmiiPhy -> port 0 TX
+    port 0 RX -> RgmiiPhy -> GmiiRxMac (rx0) -> AsyncFIFOBuffered -> SkidBuffer -> RxPipeline
+              -> TagInserter -> GmiiTxMac -> RgmiiPhy -> port 0 TX
 
 Everything received is classified and returned tagged, including what the host itself
 sends; the board is a classifier on a stick, not a bump in the wire.
@@ -274,7 +274,12 @@ class BoardCore(wiring.Component):
         m.submodules.cdc0 = cdc0 = _rx_crossing("rx0")
         m.submodules.pipeline = pipeline = RxPipeline(**self.core_params, regmap=self.regmap)
         m.submodules.tagger = tagger = TagInserter()
-        _connect_fifo(m, rx_macs[0].o, cdc0, pipeline.rx)
+        # A register slice between the crossing (placed by the PHY's pins) and the pipeline:
+        # the pipeline's input handshake into its data FIFO's level was, on the ECPIX-5, a
+        # path across the die from the crossing's output.
+        m.submodules.rx_slice = rx_slice = SkidBuffer(Beat(8))
+        _connect_fifo(m, rx_macs[0].o, cdc0, rx_slice.i)
+        connect(m, rx_slice.o, pipeline.rx)
         connect(m, pipeline.data, tagger.data)
         connect(m, pipeline.meta, tagger.meta)
         connect(m, tagger.o, tx_macs[-1].i)
@@ -294,7 +299,8 @@ class BoardCore(wiring.Component):
         m.submodules.mac_counters = mac_counters = MacCounters(self.regmap)
         for n, (rx_mac, tx_mac) in enumerate(zip(rx_macs, tx_macs)):
             mac_counters.attach(m, n, rx_mac, tx_mac)
-        m.submodules.csr_decoder = decoder = CsrDecoder(16, [mac_counters.window()])
+        m.submodules.csr_decoder = decoder = CsrDecoder(16, [mac_counters.window()],
+                                                        registered=True)
         # A register stage between the bridge and the register file: the bridge's answer
         # path and the register file's address decode are separate paths.
         m.submodules.csr_slice = csr_slice = CsrSlice(16)

@@ -4,7 +4,7 @@
 from functools import reduce
 from operator import or_
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -145,6 +145,10 @@ class CsrDecoder(wiring.Component):
     windows : list of (lo, hi)
         Byte address ranges ``lo <= addr < hi``, one per ``sub`` port, non-overlapping.
         Accesses outside every window go to ``default``.
+    registered : bool
+        Compare the address into flops first and pass the strobes on from an access's
+        second cycle: one cycle more per access, and no address compare on the path from
+        the bus's address into the ports' strobes or from their ``ack`` back.
 
     Members
     -------
@@ -153,7 +157,8 @@ class CsrDecoder(wiring.Component):
         The full address is passed on unchanged.
     default : Out(CsrSignature(addr_width))
     """
-    def __init__(self, addr_width, windows):
+    def __init__(self, addr_width, windows, *, registered=False):
+        self.registered = registered
         windows = [tuple(w) for w in windows]
         for lo, hi in windows:
             if not 0 <= lo < hi <= 1 << addr_width:
@@ -175,16 +180,19 @@ class CsrDecoder(wiring.Component):
         ports = list(self.sub) + [self.default]
         for port in ports:
             m.d.comb += [port.addr.eq(bus.addr), port.w_data.eq(bus.w_data)]
-        hit_any = 0
-        for (lo, hi), port in zip(self.windows, self.sub):
-            hit = (bus.addr >= lo) & (bus.addr < hi)
-            hit_any = hit_any | hit
+        hits = [(bus.addr >= lo) & (bus.addr < hi) for lo, hi in self.windows]
+        hits.append(~Cat(*hits).any())              # the default port
+        if self.registered:
+            # The address holds until ack: the compares settle into flops in the first
+            # cycle, and the strobes go out from the second (`decoded`).
+            hit_flops, decoded = Signal(len(hits)), Signal()
+            stb = bus.r_stb | bus.w_stb
+            m.d.sync += [hit_flops.eq(Cat(*hits)), decoded.eq(stb & ~bus.ack)]
+            hits = [hit_flops[k] & decoded for k in range(len(hits))]
+        for hit, port in zip(hits, ports):
             with m.If(hit):
                 m.d.comb += [port.r_stb.eq(bus.r_stb), port.w_stb.eq(bus.w_stb),
                              bus.ack.eq(port.ack), bus.r_data.eq(port.r_data)]
-        with m.If(~hit_any):
-            m.d.comb += [self.default.r_stb.eq(bus.r_stb), self.default.w_stb.eq(bus.w_stb),
-                         bus.ack.eq(self.default.ack), bus.r_data.eq(self.default.r_data)]
         return m
 
 
