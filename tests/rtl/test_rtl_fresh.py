@@ -2,26 +2,33 @@
 
 from pathlib import Path
 
+import pytest
+
 from hetnic.rtl import rtl_files
 
 RTL = Path(__file__).resolve().parents[2] / "rtl"
 
 
-def test_committed_rtl_is_current():
+@pytest.fixture(scope="module")
+def generated():
+    """One generation of every file (tens of seconds), shared by the tests below."""
+    return rtl_files()
+
+
+def test_committed_rtl_is_current(generated):
     stale = []
-    for name, text in rtl_files().items():
+    for name, text in generated.items():
         path = RTL / name
         if not path.exists() or path.read_text() != text:
             stale.append(name)
     assert not stale, f"rtl/ is stale: {stale}; run 'hetnic verilog' and commit the result"
-    extra = sorted({p.name for p in RTL.iterdir()} - set(rtl_files()))
+    extra = sorted({p.name for p in RTL.iterdir()} - set(generated))
     assert not extra, f"rtl/ holds files the gateware no longer generates: {extra}"
 
 
-def test_rtl_is_byte_stable():
+def test_rtl_is_byte_stable(generated):
     """No absolute paths, dates or source locations: generating twice gives the same bytes."""
-    a, b = rtl_files(), rtl_files()
-    assert a == b
-    for name, text in a.items():
+    assert rtl_files() == generated
+    for name, text in generated.items():
         assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text, name
         assert "src =" not in text, f"{name} carries source locations"
