@@ -79,22 +79,23 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
           clock_mhz=125, top="Ecp5BoardTop", oscillator="clk100", osc_mhz=100,
           note="bump in the wire: port 0 classified and tagged to port 1, port 1 passed "
                "to port 0; UART register bridge; placed and routed, 125 MHz met (core "
-               "132.8 MHz)", loader=("-c", "ft2232")),
+               "127.3 MHz)", loader=("-c", "ft2232")),
     Board("colorlight_5a75b", "colorlight_5a75b_r7_0:Colorlight_5A75B_R70Platform", ports=2,
           reduced=False, clock_mhz=125, top="Ecp5BoardTop", oscillator="clk25",
           osc_mhz=25,
-          note="same top as versa_ecp5 (LFE5U-25F); build plan only, never placed and "
-               "routed here; UART on the LED/button pins", loader=("-b", "colorlight")),
+          note="same top as versa_ecp5 (LFE5U-25F, speed grade 6); placed and routed: "
+               "125 MHz NOT met (core about 75 MHz, port 1 receiver about 104 MHz); UART "
+               "on the LED/button pins", loader=("-b", "colorlight")),
     Board("ecpix5", "ecpix5:ECPIX545Platform", ports=1, reduced=False, clock_mhz=125,
           top="Ecp5BoardTop", oscillator="clk100", osc_mhz=100,
           note="one RGMII port: frames are classified, tagged and sent back on the port "
                "they came in on; UART register bridge on amaranth-boards' uart 0; "
-               "build plan only, never placed and routed here", loader=("-b", "ecpix5")),
+               "placed and routed, 125 MHz met (core 141.1 MHz)", loader=("-b", "ecpix5")),
     Board("butterstick", "butterstick:ButterStickPlatform", ports=1, reduced=False,
           clock_mhz=125, top="butterstick:ButterStickTop", oscillator="clk30", osc_mhz=30,
           note="one RGMII port, as ecpix5; UART register bridge on SYZYGY port 0 (S0 = "
                "board TX, S1 = board RX, 3.3 V: the design sets all three SYZYGY banks to "
-               "3.3 V); build plan only, never placed and routed here",
+               "3.3 V); placed and routed, 125 MHz met (core 137.6 MHz)",
           loader=("-c", "ft2232")),
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", ports=0, reduced=True,
           clock_mhz=12, top="ice40_top:Ice40BoardTop",
