@@ -58,7 +58,7 @@ def vccio_level(volts: float) -> int:
     At the feedback node the currents balance: what the output sends through the feedback
     resistor plus what the control voltage injects equals what the set resistor takes,
     ``(V - Vref)/Rf + (Vctl - Vref)/Ri = Vref/Rs``; solved for ``Vctl``, which is the pins'
-    3.3 V times the density. 3.3 V needs about 0.31 V (density 0.095), 1.8 V about 2.26 V.
+    3.3 V times the density. 3.3 V needs about 0.31 V (density 0.095), 1.8 V about 2.22 V.
     """
     if not 1.2 <= volts <= 3.3:
         raise ValueError(f"a SYZYGY bank supply must be from 1.2 to 3.3 V, not {volts!r}")

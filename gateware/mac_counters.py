@@ -3,12 +3,12 @@
 Each receive MAC counts in its own ``rx<n>`` clock domain, and a 32-bit value cannot be
 sampled safely from another clock. But each MAC counter's lowest bit toggles once per count:
 that one bit is synchronised into ``sync`` (two flip-flops), and every change of it counts
-one in a ``sync`` copy of the counter, which the bus reads. The copy is exact as long as a
-counter's bit does not toggle twice within about three ``sync`` cycles; one counter counts at
-most once per frame, and even a frame of one byte with no preamble and no gap takes two
-``rx`` cycles, which at the same nominal clock is two ``sync`` cycles, plus the
-synchroniser's uncertainty of one. Real traffic (preamble, 64 bytes, 12-byte gap) leaves
-80 cycles or more. The transmit MACs run in ``sync`` and their bits need no synchroniser.
+one in a ``sync`` copy of the counter, which the bus reads. The copy is exact as long as
+each level of a counter's bit lasts longer than one ``sync`` period (plus setup and hold),
+so that the synchroniser samples every level at least once. One counter counts at most
+once per frame, and even a frame of one byte with no preamble and no gap keeps the bit for
+two ``rx`` cycles, two ``sync`` periods at the same nominal clock. Real traffic (preamble,
+64 bytes, 12-byte gap) keeps it for 80 cycles or more. The transmit MACs run in ``sync`` and their bits need no synchroniser.
 """
 
 from amaranth.hdl import Cat, Module, Signal

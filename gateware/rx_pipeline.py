@@ -154,7 +154,8 @@ class RxPipeline(wiring.Component):
         m.d.comb += cut.eq(at_limit & ~self.rx.payload.last)
         in_flight_full = Signal()           # in_flight == 255
         # The parser and the data FIFO each take the beats through a register slice: neither
-        # one's `ready` logic is on the other's path, and `rx.ready` comes from flops.
+        # one's `ready` logic is on the other's path, and `rx.ready` comes from flops and the
+        # beat's own `last` bit (a cut frame's last beat must still be stored).
         m.submodules.parser_in = parser_in = SkidBuffer(self.beat)
         m.submodules.data_in = data_in = SkidBuffer(self.beat)
         connect(m, parser_in.o, parser.i)
