@@ -79,7 +79,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
           clock_mhz=125, top="Ecp5BoardTop", oscillator="clk100", osc_mhz=100,
           note="bump in the wire: port 0 classified and tagged to port 1, port 1 passed "
                "to port 0; UART register bridge; placed and routed, 125 MHz met (core "
-               "127.3 MHz)", loader=("-c", "ft2232")),
+               "130.0 MHz)", loader=("-c", "ft2232")),
     Board("colorlight_5a75b", "colorlight_5a75b_r7_0:Colorlight_5A75B_R70Platform", ports=2,
           reduced=False, clock_mhz=125, top="Ecp5BoardTop", oscillator="clk25",
           osc_mhz=25,

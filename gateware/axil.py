@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["AxiLiteSignature", "CsrSignature", "AxiLiteSlave", "CsrDecoder", "CsrSlice",
+           "registered_reads",
            "one_hot_select"]
 
 
@@ -55,6 +56,28 @@ def one_hot_select(sel, values, width=32):
     multiplexer with its selects coming from flops."""
     return reduce(or_, (sel[k].replicate(width) & value for k, value in enumerate(values)),
                   Const(0, width))
+
+
+def registered_reads(m, csr, registers):
+    """The bus side of a read-only block of flop registers on ``csr``, with no address
+    compare or read multiplexer on a path into the bus.
+
+    ``registers`` is ``[(address, value), ...]``. Returns ``(step, data)``: ``step`` counts
+    an access's cycles (0 to 3; the address holds until ``ack``). Step 0 puts every address
+    compare into a flop, step 1 the one-hot multiplexer's choice into ``data`` (0 for an
+    address that names none of them). The caller puts ``data`` (or more) into
+    ``csr.r_data`` at step 2 and acknowledges at step 3; writes are acknowledged the same
+    way and ignored.
+    """
+    step = Signal(2)
+    with m.If((csr.r_stb | csr.w_stb) & ~csr.ack):
+        m.d.sync += step.eq(step + (step != 3))
+    with m.Else():
+        m.d.sync += step.eq(0)
+    select, data = Signal(len(registers)), Signal(32)
+    m.d.sync += [select.eq(Cat(csr.addr == addr for addr, _ in registers)),
+                 data.eq(one_hot_select(select, [value for _, value in registers]))]
+    return step, data
 
 
 class AxiLiteSlave(wiring.Component):

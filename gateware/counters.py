@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import DropReason, PacketMeta
 from ..regs import RegisterMap
-from .axil import CsrSignature, one_hot_select
+from .axil import CsrSignature, one_hot_select, registered_reads
 
 __all__ = ["CounterMemory", "RxCounters"]
 
@@ -171,22 +171,12 @@ class RxCounters(wiring.Component):
         # those flops) into `flop_data`. Step 2: the chosen value into `r_data`. Step 3:
         # `ack`. Writes are acknowledged the same way and ignored.
         csr = self.csr
-        req = csr.r_stb | csr.w_stb
-        step = Signal(2)
-        with m.If(req & ~csr.ack):
-            m.d.sync += step.eq(step + (step != 3))
-        with m.Else():
-            m.d.sync += step.eq(0)
-
         flops = [(rm.addr(name), sig) for name, sig in (
             ("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
             ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped))]
         flops += [(rm.addr("DROP_COUNT", i), sig) for i, sig in enumerate(drop_count)]
         flops += [(rm.addr("RULE_HITS", i), sig) for i, sig in enumerate(rule_hits)]
-        flop_sel = Signal(len(flops))
-        m.d.sync += flop_sel.eq(Cat(csr.addr == addr for addr, _ in flops))
-        flop_data = Signal(32)
-        m.d.sync += flop_data.eq(one_hot_select(flop_sel, [sig for _, sig in flops]))
+        step, flop_data = registered_reads(m, csr, flops)
 
         mems = (("QUEUE_PACKETS", q_pkts), ("QUEUE_BYTES", q_bytes), ("BUCKET_PACKETS", buckets))
         mem_sel = Signal(len(mems))

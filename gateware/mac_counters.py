@@ -17,7 +17,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In
 
 from ..regs import RegisterMap
-from .axil import CsrSignature, one_hot_select
+from .axil import CsrSignature, registered_reads
 from .mac import GmiiRxMac, GmiiTxMac
 
 __all__ = ["MacCounters", "MAC_COUNTER_REGS"]
@@ -95,18 +95,8 @@ class MacCounters(wiring.Component):
                         m.d.sync += count.eq(count + 1)
                     counters.append((rm.addr(f"MAC_{reg}", port), count))
 
-        # The bus: step 0 the address compares into flops, step 1 the read multiplexer into
-        # a flop, step 2 into r_data, step 3 ack (the address holds until ack).
         csr = self.csr
-        step = Signal(2)
-        with m.If((csr.r_stb | csr.w_stb) & ~csr.ack):
-            m.d.sync += step.eq(step + (step != 3))
-        with m.Else():
-            m.d.sync += step.eq(0)
-        select = Signal(len(counters))
-        m.d.sync += select.eq(Cat(csr.addr == addr for addr, _ in counters))
-        value = Signal(32)
-        m.d.sync += value.eq(one_hot_select(select, [count for _, count in counters]))
+        step, value = registered_reads(m, csr, counters)
         with m.If(step == 2):
             m.d.sync += csr.r_data.eq(value)
         m.d.comb += csr.ack.eq(step == 3)
