@@ -43,7 +43,10 @@ from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
                        RuleAction)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
-           "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS"]
+           "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS",
+           "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "QUEUE_STATUS_BAD_SIZE",
+           "QUEUE_STATUS_DOORBELL", "QUEUE_STATUS_BAD_ADDR", "QUEUE_STATUS_DMA",
+           "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX"]
 
 ID_MAGIC = 0x484E4943           # "HNIC"
 VERSION = (0, 1)                # (major, minor) of the register interface
@@ -66,6 +69,20 @@ class Field:
     @property
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
+
+    def encode(self, value: int) -> int:
+        """``value`` placed in this field of a register word."""
+        if not 0 <= value < 1 << self.width:
+            raise ValueError(f"field {self.name} holds {self.width} bits; {value!r} does not fit")
+        return value << self.lsb
+
+    def decode(self, word: int) -> int:
+        """This field's value in a register word."""
+        return (word >> self.lsb) & ((1 << self.width) - 1)
+
+    def bits(self, value):
+        """This field's bits of an Amaranth value (a register word in gateware)."""
+        return value[self.lsb:self.lsb + self.width]
 
 
 @dataclass(frozen=True)
@@ -93,10 +110,34 @@ def _action_fields() -> tuple[Field, ...]:
 
 
 def _queue_registers(prefix, base, count, regs):
-    """Per-queue registers: element ``i`` of ``PREFIX_NAME`` is at ``base + i*0x40 + 4*k``."""
-    return tuple(Register(f"{prefix}_{name}", base + 4 * k, access, doc, count=count,
-                          stride=0x40)
-                 for k, (name, access, doc) in enumerate(regs))
+    """Per-queue registers: element ``i`` of ``PREFIX_NAME`` is at ``base + i*0x40 + 4*k``.
+
+    Each entry of ``regs`` is ``(name, access, doc)`` or ``(name, access, doc, fields)``."""
+    return tuple(Register(f"{prefix}_{name}", base + 4 * k, access, doc,
+                          fields[0] if fields else (), count=count, stride=0x40)
+                 for k, (name, access, doc, *fields) in enumerate(regs))
+
+
+# --- bits of the queue registers: one definition for gateware, driver and testbenches ----
+#: ``*_CTRL`` of an RX, TX or event queue: bit 0 enables the queue.
+QUEUE_CTRL_ENABLE = Field("enable", 0, 1, "the queue runs; sizes and addresses are checked "
+                                          "when it is enabled")
+#: ``EQ_CTRL`` bit 1: the event queue raises its interrupt line.
+EQ_CTRL_IRQ_ENABLE = Field("irq_enable", 1, 1, "raise the interrupt line")
+#: ``*_STATUS`` error bits of a queue, sticky until the queue is disabled.
+QUEUE_STATUS_BAD_SIZE = Field("bad_size", 0, 1, "ring size not a power of two in range")
+QUEUE_STATUS_DOORBELL = Field("doorbell", 1, 1, "doorbell past the ring (RX and TX queues)")
+QUEUE_STATUS_BAD_ADDR = Field("bad_addr", 2, 1, "ring address overflows or is misaligned")
+QUEUE_STATUS_DMA = Field("dma_error", 3, 1, "a DMA access failed")
+_QUEUE_STATUS = (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_ADDR,
+                 QUEUE_STATUS_DMA)
+#: ``RXQ_EQ`` and ``TXQ_EQ``: where a queue's completion events go, and the one-shot arm.
+QUEUE_EQ_QUEUE = Field("event_queue", 0, 6, "event queue for this queue's completion events")
+QUEUE_EQ_ARM = Field("arm", 8, 1, "one completion event at the next completion, then "
+                                  "disarmed (reads back 0 once it fired)")
+#: Doorbells (``RXQ_PROD``, ``TXQ_PROD``, ``EQ_CONS``) and the NIC's indices: 16 bits,
+#: free-running.
+QUEUE_INDEX = Field("index", 0, 16, "free-running index")
 
 
 def _key_word(k: int) -> int:
@@ -248,35 +289,42 @@ REGISTERS: tuple[Register, ...] = (
         ("BASE_LO", "rw", "Work-item ring address, bits 31:0 (16-byte aligned)."),
         ("BASE_HI", "rw", "Work-item ring address, bits 63:32."),
         ("SIZE", "rw", "Work-item ring size in 16-byte slots: a power of two, 2..32768."),
-        ("PROD", "rw", "Doorbell: the host's producer slot index (free-running, 16 bits)."),
-        ("CONS", "ro", "The NIC's consumer slot index (free-running, 16 bits)."),
+        ("PROD", "rw", "Doorbell: the host's producer slot index (free-running, 16 bits).",
+         (QUEUE_INDEX,)),
+        ("CONS", "ro", "The NIC's consumer slot index (free-running, 16 bits).",
+         (QUEUE_INDEX,)),
         ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (16-byte aligned)."),
         ("CQ_BASE_HI", "rw", "Completion ring address, bits 63:32."),
         ("CQ_SIZE", "rw", "Completion ring size in entries: a power of two, 2..32768."),
-        ("CTRL", "rw", "Bit 0 enable. Sizes and addresses are checked when enabled."),
+        ("CTRL", "rw", "Bit 0 enable. Sizes and addresses are checked when enabled.",
+         (QUEUE_CTRL_ENABLE,)),
         ("STATUS", "ro", "Error bits, sticky until the queue is disabled: 0 bad ring size, "
                          "1 doorbell past the ring, 2 ring address overflows or misaligned, "
-                         "3 DMA error."),
-        ("CQ_PROD", "ro", "The NIC's completion producer index (free-running, 16 bits)."),
+                         "3 DMA error.", _QUEUE_STATUS),
+        ("CQ_PROD", "ro", "The NIC's completion producer index (free-running, 16 bits).",
+         (QUEUE_INDEX,)),
         ("EQ", "rw", "Bits 5:0 event queue for this queue's completion events; bit 8 arm "
-                     "(one TX_COMPLETION event at the next completion, then disarmed)."),
+                     "(one TX_COMPLETION event at the next completion, then disarmed).",
+         (QUEUE_EQ_QUEUE, QUEUE_EQ_ARM)),
     )),
     # --- event queues ----------------------------------------------------------------------
     *_queue_registers("EQ", 0xB000, "event_queues", (
         ("BASE_LO", "rw", "Event ring address, bits 31:0 (16-byte aligned)."),
         ("BASE_HI", "rw", "Event ring address, bits 63:32."),
         ("SIZE", "rw", "Event ring size in entries: a power of two, 2..32768."),
-        ("PROD", "ro", "The NIC's producer index (free-running, 16 bits)."),
+        ("PROD", "ro", "The NIC's producer index (free-running, 16 bits).", (QUEUE_INDEX,)),
         ("CONS", "rw", "The host's consumer index (free-running, 16 bits); the NIC never "
                        "overwrites an entry the host has not consumed: it drops the event and "
-                       "counts it in OVERFLOWS."),
-        ("CTRL", "rw", "Bit 0 enable, bit 1 interrupt enable."),
+                       "counts it in OVERFLOWS.", (QUEUE_INDEX,)),
+        ("CTRL", "rw", "Bit 0 enable, bit 1 interrupt enable.",
+         (QUEUE_CTRL_ENABLE, EQ_CTRL_IRQ_ENABLE)),
         ("COALESCE_COUNT", "rw", "Raise the interrupt after this many events (0 or 1: every "
                                  "event)."),
         ("COALESCE_TIME", "rw", "...or this many cycles after the first event not yet "
                                 "signalled (0: no timer)."),
         ("STATUS", "ro", "Error bits, sticky until disabled: 0 bad ring size, 2 ring address "
-                         "overflows or misaligned, 3 DMA error."),
+                         "overflows or misaligned, 3 DMA error.",
+         (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_DMA)),
         ("OVERFLOWS", "counter", "Events dropped because the ring was full."),
     )),
     # --- RX queues: descriptor ring and completion ring (same size) per queue ---------------
@@ -285,16 +333,21 @@ REGISTERS: tuple[Register, ...] = (
         ("BASE_HI", "rw", "Descriptor ring address, bits 63:32."),
         ("SIZE", "rw", "Ring size in entries (descriptors and completions): a power of two, "
                        "2..32768."),
-        ("PROD", "rw", "Doorbell: the host's descriptor producer index (free-running, 16 bits)."),
-        ("CONS", "ro", "The NIC's descriptor consumer index (free-running, 16 bits)."),
+        ("PROD", "rw", "Doorbell: the host's descriptor producer index (free-running, 16 bits).",
+         (QUEUE_INDEX,)),
+        ("CONS", "ro", "The NIC's descriptor consumer index (free-running, 16 bits).",
+         (QUEUE_INDEX,)),
         ("CQ_BASE_LO", "rw", "Completion ring address, bits 31:0 (16-byte aligned)."),
         ("CQ_BASE_HI", "rw", "Completion ring address, bits 63:32."),
         ("CTRL", "rw", "Bit 0 enable. Disabling stops taking descriptors after the frame in "
-                       "progress; frames for a disabled queue are dropped (NO_BUFFER)."),
+                       "progress; frames for a disabled queue are dropped (NO_BUFFER).",
+         (QUEUE_CTRL_ENABLE,)),
         ("STATUS", "ro", "Error bits, sticky until disabled: 0 bad ring size, 1 doorbell past "
-                         "the ring, 2 ring address overflows or misaligned, 3 DMA error."),
+                         "the ring, 2 ring address overflows or misaligned, 3 DMA error.",
+         _QUEUE_STATUS),
         ("EQ", "rw", "Bits 5:0 event queue for this queue's events; bit 8 arm (one "
-                     "RX_COMPLETION event at the next completion, then disarmed)."),
+                     "RX_COMPLETION event at the next completion, then disarmed).",
+         (QUEUE_EQ_QUEUE, QUEUE_EQ_ARM)),
         ("NO_BUFFER", "counter", "Frames dropped: no posted buffer, or the queue disabled."),
         ("TOO_LONG", "counter", "Frames dropped: longer than the next posted buffer (the "
                                 "buffer stays posted)."),
