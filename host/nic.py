@@ -41,6 +41,7 @@ import importlib
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
+from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from .control import NicControl, NicError, Rss, Rules
 from .ordering import GenerationOrder
 from .rings import (EventRing, MemoryAllocator, NicEvent, RingFullError, RxPacket, RxRing,
@@ -60,6 +61,8 @@ RING_BASE = 0x1000
 COMMIT_TIMEOUT = 1_000_000
 #: Timestamps in completions are the low 27 bits of the NIC's cycle counter.
 TIMESTAMP_MASK = (1 << 27) - 1
+#: ``EQ_CTRL`` of every event queue the driver runs: enabled, interrupt line on.
+_EQ_CTRL_RUNNING = QUEUE_CTRL_ENABLE.encode(1) | EQ_CTRL_IRQ_ENABLE.encode(1)
 
 
 def _backend_class(name: str):
@@ -253,7 +256,7 @@ class Nic(NicControl):
             ring = EventRing(mem, self.allocator, event_ring_size)
             self.event_rings.append(ring)
             writes += queue_register_writes(self.regmap, "event", q, ring)
-            writes.append((self.regmap.addr("EQ_CTRL", q), 0b11))
+            writes.append((self.regmap.addr("EQ_CTRL", q), _EQ_CTRL_RUNNING))
         self.rx_queues: list[RxQueue] = []
         for q in range(self.build["rx_queues"]):
             ring = RxRing(mem, self.allocator, rx_ring_size, rx_buffer_size, align)
@@ -341,7 +344,8 @@ class Nic(NicControl):
         n = self.build["event_queues"]
         if not isinstance(event_queue, int) or not 0 <= event_queue < n:
             raise ValueError(f"event queue must be from 0 to {n - 1}, not {event_queue!r}")
-        self.backend.reg_write(self.regmap.addr(reg, queue), 0x100 | event_queue)
+        self.backend.reg_write(self.regmap.addr(reg, queue),
+                               QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue))
 
     # --- time ----------------------------------------------------------------------------
     def run(self, cycles: int) -> None:

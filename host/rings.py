@@ -35,7 +35,7 @@ from ..protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, Event, EventType, HashTyp
                         ParseError, RxCompletion, RxDescriptor, TxCompletion, TxGatherEntry,
                         TxLengths, TxOpcode, TxStatus, TxWorkItem)
 from ..protocol import unpack as unpack_value
-from ..regs import RegisterMap
+from ..regs import QUEUE_CTRL_ENABLE, RegisterMap
 
 __all__ = ["HostMemory", "BytearrayMemory", "MemoryAllocator", "OutOfHostMemoryError",
            "RingFullError", "RingCorruptionError", "pack", "unpack",
@@ -822,7 +822,6 @@ _QUEUE_KINDS = {
 #: The ring attribute each register is programmed from.
 _RING_ATTRIBUTE = {"BASE": "base", "SIZE": "size", "CQ_BASE": "cq_base", "CQ_SIZE": "cq_size",
                    "PROD": "producer", "CONS": "consumer"}
-_CTRL_ENABLE = 1        # bit 0 of every queue's CTRL (the register table names no field yet)
 
 
 def queue_register_writes(regmap: RegisterMap, kind: str, index: int,
@@ -870,5 +869,5 @@ def queue_register_writes(regmap: RegisterMap, kind: str, index: int,
             writes += [(f"{name}_LO", value & 0xFFFF_FFFF), (f"{name}_HI", value >> 32)]
         else:
             writes.append((name, value))
-    writes.append(("CTRL", _CTRL_ENABLE))
+    writes.append(("CTRL", QUEUE_CTRL_ENABLE.encode(1)))
     return [(regmap.addr(f"{spec.prefix}_{name}", index), value) for name, value in writes]

@@ -20,6 +20,7 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from hetnic.gateware.nic_core import nic_regmap
+from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator
 from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
@@ -28,6 +29,11 @@ from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
 CLOCK_NS = 8
 MEM_SIZE = 1 << 23
 RING_BASE = 0x1000
+
+
+def _armed(event_queue: int) -> int:
+    """An ``RXQ_EQ``/``TXQ_EQ`` value: events to ``event_queue``, armed for one."""
+    return QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue)
 
 
 @cocotb.test()
@@ -88,11 +94,12 @@ async def run_job(dut):
         ring = EventRing(mem, alloc, 64)
         eq_rings[q] = ring
         await write_all(queue_register_writes(regmap, "event", q, ring))
-        await axil.write_dword(regmap.addr("EQ_CTRL", q), 0b11)      # enable, interrupts
+        await axil.write_dword(regmap.addr("EQ_CTRL", q), QUEUE_CTRL_ENABLE.encode(1)
+                               | EQ_CTRL_IRQ_ENABLE.encode(1))
     for q, eq in job.get("arm_rx", {}).items():
-        await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), 0x100 | eq)
+        await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), _armed(eq))
     for q, eq in job.get("arm_tx", {}).items():
-        await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), 0x100 | eq)
+        await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), _armed(eq))
     if job.get("late_commit"):
         await write_all(job["late_commit"])
     # Bad input on purpose: a descriptor rewritten after posting, raw register writes.
@@ -150,9 +157,10 @@ async def run_job(dut):
         # its consumer index, so no completion is lost or repeated).
         while stats["rx_frames"] < spec["after_frames"]:
             await RisingEdge(dut.clk)
-        await axil.write_dword(regmap.addr("RXQ_CTRL", spec["queue"]), 0)
+        ctrl = regmap.addr("RXQ_CTRL", spec["queue"])
+        await axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(0))
         await ClockCycles(dut.clk, spec["cycles"])
-        await axil.write_dword(regmap.addr("RXQ_CTRL", spec["queue"]), 1)
+        await axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(1))
 
     pauser = cocotb.start_soon(pause_queue(job["pause_queue"])) if job.get("pause_queue") else None
     for frame in job.get("rx_frames", []):

@@ -19,7 +19,7 @@ from hetnic.host.rings import (BytearrayMemory, EventRing, HostMemory, MemoryAll
 from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, Event, EventType, HashType,
                              MetaFlags, ParseError, RxCompletion, RxDescriptor, TxCompletion,
                              TxGatherEntry, TxLengths, TxOpcode, TxStatus, TxWorkItem)
-from hetnic.regs import RegisterMap
+from hetnic.regs import QUEUE_CTRL_ENABLE, RegisterMap
 
 MEM_BASE = 0x1_2345_0000            # above 4 GiB, so the high address words matter
 LENGTH_FIELDS = [name for name, _ in data.Layout.cast(TxLengths)]
@@ -679,6 +679,9 @@ def test_event_ring_phase_over_many_wraps():
 
 # --- queue registers -----------------------------------------------------------------------
 
+#: ``*_CTRL`` values: the queue disabled, enabled.
+OFF, ON = QUEUE_CTRL_ENABLE.encode(0), QUEUE_CTRL_ENABLE.encode(1)
+
 def test_tx_queue_register_writes_set_up_a_working_queue():
     regmap = RegisterMap(tx_queues=4)
     mem, alloc = make_memory()
@@ -687,11 +690,11 @@ def test_tx_queue_register_writes_set_up_a_working_queue():
     names = {regmap.addr(reg.name, 2): reg.name for reg in regmap.present()
              if reg.name.startswith("TXQ_")}
     assert [(names[a], v) for a, v in writes] == [
-        ("TXQ_CTRL", 0),
+        ("TXQ_CTRL", OFF),
         ("TXQ_BASE_LO", ring.base & 0xFFFF_FFFF), ("TXQ_BASE_HI", ring.base >> 32),
         ("TXQ_SIZE", 16),
         ("TXQ_CQ_BASE_LO", ring.cq_base & 0xFFFF_FFFF), ("TXQ_CQ_BASE_HI", ring.cq_base >> 32),
-        ("TXQ_CQ_SIZE", 8), ("TXQ_PROD", 0), ("TXQ_CTRL", 1)]
+        ("TXQ_CQ_SIZE", 8), ("TXQ_PROD", 0), ("TXQ_CTRL", ON)]
     assert ring.base >> 32 == 1 and ring.base % 16 == 0 and ring.cq_base % 16 == 0
     nic = FakeTxNic.from_registers(mem, regmap, 2, writes, data_align=8)
     nic.doorbell = ring.send_batch([b"abc", b"de"])
@@ -716,11 +719,11 @@ def test_rx_queue_register_writes():
     ring.post(5)                            # buffers posted before the queue is enabled
     names = register_names(regmap, "RXQ_", 7)
     assert [(names[a], v) for a, v in queue_register_writes(regmap, "rx", 7, ring)] == [
-        ("RXQ_CTRL", 0),
+        ("RXQ_CTRL", OFF),
         ("RXQ_BASE_LO", ring.base & 0xFFFF_FFFF), ("RXQ_BASE_HI", ring.base >> 32),
         ("RXQ_SIZE", 32),
         ("RXQ_CQ_BASE_LO", ring.cq_base & 0xFFFF_FFFF), ("RXQ_CQ_BASE_HI", ring.cq_base >> 32),
-        ("RXQ_PROD", 5), ("RXQ_CTRL", 1)]
+        ("RXQ_PROD", 5), ("RXQ_CTRL", ON)]
     assert ring.cq_size == ring.size and ring.cq_base % 32 == 0 and ring.base % 16 == 0
 
 
@@ -736,8 +739,8 @@ def test_event_queue_register_writes():
     assert ring.consumer == 11
     names = register_names(regmap, "EQ_", 1)
     assert [(names[a], v) for a, v in queue_register_writes(regmap, "event", 1, ring)] == [
-        ("EQ_CTRL", 0), ("EQ_BASE_LO", ring.base & 0xFFFF_FFFF),
-        ("EQ_BASE_HI", ring.base >> 32), ("EQ_SIZE", 8), ("EQ_CONS", 11), ("EQ_CTRL", 1)]
+        ("EQ_CTRL", OFF), ("EQ_BASE_LO", ring.base & 0xFFFF_FFFF),
+        ("EQ_BASE_HI", ring.base >> 32), ("EQ_SIZE", 8), ("EQ_CONS", 11), ("EQ_CTRL", ON)]
 
 
 def test_queue_register_writes_refusals():

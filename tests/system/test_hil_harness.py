@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hetnic.host.nic import Nic
-from hetnic.regs import ID_MAGIC
+from hetnic.regs import ID_MAGIC, QUEUE_CTRL_ENABLE, QUEUE_STATUS_DMA
 from hetnic.sim.hil import (COUNTER_NAMES, Harness, HarnessError, HilBuild, build_harness,
                             last_build_was_cached)
 from hetnic.sim.toolchain import ToolError
@@ -212,19 +212,20 @@ def test_dma_outside_host_memory_is_answered_decerr(harness):
     assert harness.reg_read(regmap.addr("GENERATION")) == 1
     outside = MEM + 0x10000
     harness.reg_write_many([
-        (regmap.addr("RXQ_CTRL", 0), 0),
+        (regmap.addr("RXQ_CTRL", 0), QUEUE_CTRL_ENABLE.encode(0)),
         (regmap.addr("RXQ_BASE_LO", 0), outside), (regmap.addr("RXQ_BASE_HI", 0), 0),
         (regmap.addr("RXQ_SIZE", 0), 16),
         (regmap.addr("RXQ_CQ_BASE_LO", 0), outside + 0x1000),
         (regmap.addr("RXQ_CQ_BASE_HI", 0), 0),
-        (regmap.addr("RXQ_PROD", 0), 16), (regmap.addr("RXQ_CTRL", 0), 1)])
+        (regmap.addr("RXQ_PROD", 0), 16),
+        (regmap.addr("RXQ_CTRL", 0), QUEUE_CTRL_ENABLE.encode(1))])
     harness.wire_send(tcp4_min_frames(20))
     harness.run_until_idle(512, 1_000_000)
     c = harness.counters()
     assert c["rx_frames"] == 20
     assert c["axi_errors"] > 0 and c["axi_errors"] == c["axi_reads"]
     assert c["axi_protocol_errors"] == 0 and c["axi_writes"] == 0
-    assert harness.reg_read(regmap.addr("RXQ_STATUS", 0)) & 0b1000     # DMA error
+    assert QUEUE_STATUS_DMA.decode(harness.reg_read(regmap.addr("RXQ_STATUS", 0)))
     # documented: the frames are dropped, the descriptor stays posted, no drop counter moves
     assert harness.reg_read(regmap.addr("RXQ_CONS", 0)) == 0
     assert harness.reg_read(regmap.addr("RXQ_NO_BUFFER", 0)) == 0

@@ -9,6 +9,8 @@ import pytest
 from hetnic.gateware.nic_core import nic_regmap
 from hetnic.host.config import RxConfig
 from hetnic.protocol import EventType
+from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
+                         QUEUE_STATUS_DOORBELL)
 from hetnic.sim.model.rx_pipeline import RxModel
 from hetnic.sim.nic_sim import run_nic_job
 from hetnic.sim.traffic import traffic_mix
@@ -160,11 +162,12 @@ def test_bad_input_is_refused_and_counted():
     frames = [f for f, err in traffic_mix(120, seed=8, kinds={"ipv4_tcp": 1}) if not err]
     bad_header = pack(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=7).hex()
     bad_opcode = (b"\x09" + pack(TxWorkItem, opcode=TxOpcode.NOP, count=1, cookie=8)[1:]).hex()
+    off, on = QUEUE_CTRL_ENABLE.encode(0), QUEUE_CTRL_ENABLE.encode(1)
     raw = [
         (regmap.addr("RXQ_PROD", 0), 64 + 64 + 5),      # past a 64-entry ring
-        (regmap.addr("RXQ_CTRL", 3), 0),                # queue 3: size 0, then size 3
-        (regmap.addr("RXQ_SIZE", 3), 0), (regmap.addr("RXQ_CTRL", 3), 1),
-        (regmap.addr("RXQ_SIZE", 3), 3), (regmap.addr("RXQ_CTRL", 3), 1),
+        (regmap.addr("RXQ_CTRL", 3), off),              # queue 3: size 0, then size 3
+        (regmap.addr("RXQ_SIZE", 3), 0), (regmap.addr("RXQ_CTRL", 3), on),
+        (regmap.addr("RXQ_SIZE", 3), 3), (regmap.addr("RXQ_CTRL", 3), on),
         (regmap.addr("TXQ_PROD", 0), 500),              # past a 64-slot ring
     ]
     reads = {f"{r}[{q}]": regmap.addr(f"RXQ_{r}", q)
@@ -183,9 +186,10 @@ def test_bad_input_is_refused_and_counted():
         "event_queues_used": [0], "arm_rx": {"3": 0}})
     regs = result["registers"]
     assert result["guard_ok"]
-    assert regs["STATUS[0]"] & 0b10                 # doorbell past the ring, ignored
-    assert regs["STATUS[3]"] & 0b1 and regs["CTRL[3]"] & 1 == 0   # bad size: stays disabled
-    assert regs["STATUS[2]"] & 0b1000 and regs["CONS[2]"] == 0    # overflowing descriptor
+    assert QUEUE_STATUS_DOORBELL.decode(regs["STATUS[0]"])   # doorbell past the ring, ignored
+    assert QUEUE_STATUS_BAD_SIZE.decode(regs["STATUS[3]"])   # bad size: stays disabled
+    assert QUEUE_CTRL_ENABLE.decode(regs["CTRL[3]"]) == 0
+    assert QUEUE_STATUS_DMA.decode(regs["STATUS[2]"]) and regs["CONS[2]"] == 0  # bad descriptor
     assert regs["STATUS[1]"] == 0 and len(result["rx"]["1"]) > 0  # an honest queue goes on
     assert len(result["rx"]["0"]) > 0                              # so does queue 0
     assert regs["NO_BUFFER[3]"] > 0
@@ -194,5 +198,5 @@ def test_bad_input_is_refused_and_counted():
         [(EventType.DROP, 3, QueueDrop.NO_BUFFER)]
     statuses = [d["status"] for d in result["tx_done"]]
     assert statuses == [TxStatus.BAD_COUNT, TxStatus.BAD_OPCODE, TxStatus.OK]
-    assert regs["TXQ_STATUS[0]"] & 0b10
+    assert QUEUE_STATUS_DOORBELL.decode(regs["TXQ_STATUS[0]"])
     assert len(result["tx_frames"]) == 4
