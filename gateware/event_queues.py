@@ -6,9 +6,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import Event
-from ..regs import RegisterMap
+from ..regs import (EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_INDEX, QUEUE_STATUS_BAD_ADDR,
+                    QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA, RegisterMap)
 from .axil import CsrSignature
 from .dma import dma_write_client
+from .round_robin import RoundRobin
 
 __all__ = ["EventPost", "EventQueues", "EventArbiter", "event_ring_size_ok",
            "event_ring_addr_ok"]
@@ -18,14 +20,14 @@ __all__ = ["EventPost", "EventQueues", "EventArbiter", "event_ring_size_ok",
 #: :class:`~hetnic.protocol.EventType` value, ``source`` and ``info`` copied into the record.
 EventPost = data.StructLayout({"event_queue": 6, "type": 8, "source": 16, "info": 32})
 
-#: Bits of ``EQ_CTRL`` and ``EQ_STATUS`` (the register table names no fields for them).
-CTRL_ENABLE, CTRL_IRQ_ENABLE = 0, 1
-STATUS_BAD_SIZE, STATUS_BAD_ADDR, STATUS_DMA = 0, 2, 3
 #: Ring sizes an event queue accepts (entries).
 MIN_RING, MAX_RING = 2, 32768
 #: Bytes of one ring entry.
 EVENT_BYTES = data.Layout.cast(Event).size // 8
 _MAX_QUEUES = 1 << EventPost["event_queue"].width
+#: Width of a queue's ``EQ_STATUS`` flops: up to its highest error bit.
+_STATUS_BITS = max(f.lsb + f.width
+                   for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_DMA))
 _DATA_WIDTHS = (8, 16, 32, 64, 128)     # wider beats could not start at every 16-byte entry
 
 
@@ -46,19 +48,20 @@ class EventQueues(wiring.Component):
 
     * ``BASE_LO``, ``BASE_HI`` and ``SIZE`` may be written while the queue is disabled;
       writes while it is enabled are dropped (they read back unchanged).
-    * Writing ``CTRL`` bit 0 to a disabled queue enables it: ``PROD`` starts at ``CONS``
-      (the ring starts empty, so the host's consumer index and phase carry over a re-setup),
-      the interrupt state is cleared and the setup is checked. A size that is not a power of
-      two from 2 to 32768 sets ``STATUS`` bit 0, a base that is not 16-byte aligned or a ring
-      that ends past ``2**64`` sets bit 2; then the queue stays disabled (``CTRL`` bit 0
-      reads 0). Writing ``CTRL`` bit 0 clear disables the queue and clears ``STATUS``. A
-      ``CTRL`` write to the queue whose event is being written waits (``ack`` low) until
-      that write is done, so an event never straddles two setups. ``CTRL`` bit 1 is the
-      interrupt enable, written with every ``CTRL`` write.
+    * Writing ``CTRL.enable`` (:data:`~hetnic.regs.QUEUE_CTRL_ENABLE`) to a disabled queue
+      enables it: ``PROD`` starts at ``CONS`` (the ring starts empty, so the host's consumer
+      index and phase carry over a re-setup), the interrupt state is cleared and the setup is
+      checked. A size that is not a power of two from 2 to 32768 sets ``STATUS.bad_size``, a
+      base that is not 16-byte aligned or a ring that ends past ``2**64`` sets
+      ``STATUS.bad_addr``; then the queue stays disabled (``CTRL.enable`` reads 0). Writing
+      ``CTRL.enable`` clear disables the queue and clears ``STATUS``. A ``CTRL`` write to the
+      queue whose event is being written waits (``ack`` low) until that write is done, so an
+      event never straddles two setups. ``CTRL.irq_enable``
+      (:data:`~hetnic.regs.EQ_CTRL_IRQ_ENABLE`) is written with every ``CTRL`` write.
     * ``CONS`` and ``COALESCE_*`` may be written at any time. The ring is full when
       ``(PROD - CONS) mod 2**16 >= SIZE``.
-    * A failed DMA write (``wr_done.error``) sets ``STATUS`` bit 3 and stops the queue: its
-      later events are dropped until it is disabled and enabled again.
+    * A failed DMA write (``wr_done.error``) sets ``STATUS.dma_error`` and stops the queue:
+      its later events are dropped until it is disabled and enabled again.
 
     Events are handled one at a time, in the order ``post`` takes them: the post is taken
     (``timestamp`` is sampled in that cycle), its queue is looked up in the next cycle, then
@@ -72,7 +75,7 @@ class EventQueues(wiring.Component):
 
     Interrupts: per queue, the events written since the last interrupt are *pending* (a
     count saturating at 65535, so a larger ``COALESCE_COUNT`` never triggers) and a timer
-    counts the cycles since the first of them was written. With ``CTRL`` bit 1 set,
+    counts the cycles since the first of them was written. With ``CTRL.irq_enable`` set,
     ``irq[q]`` is high for exactly one cycle when the pending count reaches
     ``max(COALESCE_COUNT, 1)`` -- two cycles after the ``wr_done`` handshake of that event --
     or when ``COALESCE_TIME`` (``T`` > 0) cycles have passed since the first pending event
@@ -143,10 +146,10 @@ class EventQueues(wiring.Component):
 
         q = {
             "base": regs("base", 64), "size": regs("size", 32),
-            "prod": regs("prod", 16), "cons": regs("cons", 16),
+            "prod": regs("prod", QUEUE_INDEX.width), "cons": regs("cons", QUEUE_INDEX.width),
             "enable": regs("enable", 1), "irq_en": regs("irq_en", 1),
             "count_th": regs("coalesce_count", 32), "time_th": regs("coalesce_time", 32),
-            "status": regs("status", 4), "overflows": regs("overflows", 32),
+            "status": regs("status", _STATUS_BITS), "overflows": regs("overflows", 32),
             "pending": regs("pending_count", 16), "elapsed": regs("elapsed", 32),
         }
         busy = Signal()             # an event is between post and done ...
@@ -170,8 +173,8 @@ class EventQueues(wiring.Component):
         qi = Signal(range(n))
         m.d.comb += qi.eq(cur.event_queue)
         size, prod = q["size"][qi], q["prod"][qi]
-        active = exists & q["enable"][qi] & ~q["status"][qi][STATUS_DMA]
-        full = (prod - q["cons"][qi])[:16] >= size
+        active = exists & q["enable"][qi] & ~QUEUE_STATUS_DMA.bits(q["status"][qi])
+        full = QUEUE_INDEX.bits(prod - q["cons"][qi]) >= size
 
         m.d.comb += [
             self.wr_req.payload.addr.eq(addr),
@@ -194,14 +197,14 @@ class EventQueues(wiring.Component):
                     m.d.sync += [q["overflows"][qi].eq(q["overflows"][qi] + 1), busy.eq(0)]
                     m.next = "IDLE"
                 with m.Else():
-                    slot = prod & (size - 1)[:16]
+                    slot = prod & QUEUE_INDEX.bits(size - 1)
                     m.d.sync += [
                         record.type.eq(cur.type),
                         record.source.eq(cur.source),
                         record.info.eq(cur.info),
                         record.timestamp.eq(stamp),
                         # Bit log2(SIZE) of the free-running index counts the passes.
-                        record.phase.eq((prod & size[:16]) == 0),
+                        record.phase.eq((prod & QUEUE_INDEX.bits(size)) == 0),
                         addr.eq(q["base"][qi] + slot * EVENT_BYTES),
                         req_sent.eq(0), beat.eq(0),
                     ]
@@ -217,7 +220,7 @@ class EventQueues(wiring.Component):
                 with m.If(self.wr_done.valid & self.wr_done.ready):
                     m.d.sync += busy.eq(0)
                     with m.If(self.wr_done.payload.error):
-                        m.d.sync += [q["status"][qi][STATUS_DMA].eq(1),
+                        m.d.sync += [QUEUE_STATUS_DMA.bits(q["status"][qi]).eq(1),
                                      self.dropped.eq(self.dropped + 1)]
                     with m.Else():
                         m.d.comb += done_stb.eq(1)
@@ -258,7 +261,8 @@ class EventQueues(wiring.Component):
         values = {
             "BASE_LO": [b[:32] for b in base], "BASE_HI": [b[32:] for b in base],
             "SIZE": q["size"], "PROD": q["prod"], "CONS": q["cons"],
-            "CTRL": [Cat(e, i) for e, i in zip(q["enable"], q["irq_en"])],
+            "CTRL": [(e << QUEUE_CTRL_ENABLE.lsb) | (i << EQ_CTRL_IRQ_ENABLE.lsb)
+                     for e, i in zip(q["enable"], q["irq_en"])],
             "COALESCE_COUNT": q["count_th"], "COALESCE_TIME": q["time_th"],
             "STATUS": q["status"], "OVERFLOWS": q["overflows"],
         }
@@ -286,20 +290,20 @@ class EventQueues(wiring.Component):
                         with m.If(~enable):
                             m.d.sync += q["size"][i].eq(w_data)
                     with m.Case(offset["CONS"]):
-                        m.d.sync += q["cons"][i].eq(w_data[:16])
+                        m.d.sync += q["cons"][i].eq(QUEUE_INDEX.bits(w_data))
                     with m.Case(offset["COALESCE_COUNT"]):
                         m.d.sync += q["count_th"][i].eq(w_data)
                     with m.Case(offset["COALESCE_TIME"]):
                         m.d.sync += q["time_th"][i].eq(w_data)
                     with m.Case(offset["CTRL"]):
-                        m.d.sync += q["irq_en"][i].eq(w_data[CTRL_IRQ_ENABLE])
+                        m.d.sync += q["irq_en"][i].eq(EQ_CTRL_IRQ_ENABLE.bits(w_data))
                         restart = [q["pending"][i].eq(0), q["elapsed"][i].eq(0)]
-                        with m.If(~w_data[CTRL_ENABLE]):
+                        with m.If(~QUEUE_CTRL_ENABLE.bits(w_data)):
                             m.d.sync += [enable.eq(0), q["status"][i].eq(0), *restart]
                         with m.Elif(~enable):
-                            status = Signal(4, name=f"q{i}_setup_status")
-                            m.d.comb += [status[STATUS_BAD_SIZE].eq(~size_ok),
-                                         status[STATUS_BAD_ADDR].eq(~addr_ok)]
+                            status = Signal(_STATUS_BITS, name=f"q{i}_setup_status")
+                            m.d.comb += [QUEUE_STATUS_BAD_SIZE.bits(status).eq(~size_ok),
+                                         QUEUE_STATUS_BAD_ADDR.bits(status).eq(~addr_ok)]
                             m.d.sync += [enable.eq(size_ok & addr_ok), q["status"][i].eq(status),
                                          q["prod"][i].eq(q["cons"][i]), *restart]
 
@@ -309,8 +313,8 @@ class EventArbiter(wiring.Component):
 
     A registered stage: a post taken from ``posts[i]`` is offered on ``post`` from the next
     cycle on. One post per cycle passes when ``post.ready`` stays high; of the inputs that
-    are valid, the first after the one granted last is taken. Posts of one input keep their
-    order.
+    are valid, the first after the one granted last is taken (:class:`~.round_robin.RoundRobin`).
+    Posts of one input keep their order.
 
     Parameters
     ----------
@@ -333,23 +337,16 @@ class EventArbiter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, out = self.n_inputs, self.post
-        last = Signal(range(n))
-        grant = Signal(range(n))
-        valids = Cat(p.valid for p in self.posts)
-        with m.Switch(last):
-            for prev in range(n):
-                with m.Case(prev):
-                    for k in reversed(range(n)):    # the last assignment has priority
-                        with m.If(valids[(prev + 1 + k) % n]):
-                            m.d.comb += grant.eq((prev + 1 + k) % n)
-
+        out = self.post
+        m.submodules.round_robin = rr = RoundRobin(self.n_inputs)
+        m.d.comb += [rr.requests.eq(Cat(p.valid for p in self.posts)),
+                     rr.served_stb.eq(~out.valid | out.ready)]
         with m.If(~out.valid | out.ready):
-            m.d.sync += out.valid.eq(valids.any())
-            with m.Switch(grant):
+            m.d.sync += out.valid.eq(rr.valid)
+            with m.Switch(rr.grant):
                 for i, p in enumerate(self.posts):
                     with m.Case(i):
                         m.d.comb += p.ready.eq(1)
                         with m.If(p.valid):
-                            m.d.sync += [out.payload.eq(p.payload), last.eq(i)]
+                            m.d.sync += out.payload.eq(p.payload)
         return m

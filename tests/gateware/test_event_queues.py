@@ -27,12 +27,15 @@ from amaranth.sim import Simulator
 from hetnic.gateware.dma import DmaWriteBeat, DmaWriteDone, DmaWriteRequest
 from hetnic.gateware.event_queues import EventArbiter, EventPost, EventQueues
 from hetnic.protocol import Event, EventType
+from hetnic.regs import (EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_STATUS_BAD_ADDR,
+                         QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA)
 
 SEED = 0xE7E0_5EED
 TS0 = (1 << 48) - 1500          # the timestamp wraps during the longer tests
 EVENT_BYTES = 16
-ENABLE, IRQ_ENABLE = 1, 2       # EQ_CTRL bits
-BAD_SIZE, BAD_ADDR, DMA_ERROR = 1 << 0, 1 << 2, 1 << 3     # EQ_STATUS bits
+ENABLE, IRQ_ENABLE = QUEUE_CTRL_ENABLE.mask, EQ_CTRL_IRQ_ENABLE.mask      # EQ_CTRL bits
+BAD_SIZE, BAD_ADDR, DMA_ERROR = (QUEUE_STATUS_BAD_SIZE.mask, QUEUE_STATUS_BAD_ADDR.mask,
+                                 QUEUE_STATUS_DMA.mask)                    # EQ_STATUS bits
 
 
 def pack(layout, **values):
