@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.classifier import FlowClassifier
 from hetnic.host.rules import Action, FlowRule, RuleFields
 from hetnic.protocol import DropReason, MetaFlags, PacketMeta, ParseError, Rule, ipv4_mapped
 from hetnic.sim.model.classifier import classify
+from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, step, unpack
 
 RETA = 512
 SEED = 0x5EED_C1A5
@@ -21,14 +21,6 @@ META = data.Layout.cast(PacketMeta)
 RULE_BITS = data.Layout.cast(Rule).size
 FLAG = {name: 1 << f.offset for name, f in data.Layout.cast(MetaFlags)}
 OUTPUTS = ("rule", "instance", "reta_offset", "reta_size_log2", "drop")   # filled by the DUT
-
-
-def pack_meta(meta: dict) -> int:
-    return sum((int(meta.get(name, 0)) & ((1 << f.width) - 1)) << f.offset for name, f in META)
-
-
-def unpack_meta(value: int) -> dict:
-    return {name: (value >> f.offset) & ((1 << f.width) - 1) for name, f in META}
 
 
 def v4(text: str) -> int:
@@ -52,7 +44,7 @@ def tcp4(**changes) -> dict:
 def expected(meta: dict, rules: list[int], default: dict, pass_errors: bool) -> dict:
     result = classify(SimpleNamespace(**meta), [RuleFields.decode(r) for r in rules], default,
                       reta_entries=RETA, pass_errors=pass_errors)
-    out = unpack_meta(pack_meta(meta))
+    out = unpack(PacketMeta, pack(PacketMeta, **meta))
     out.update({name: int(getattr(result, name)) for name in OUTPUTS})
     return out
 
@@ -67,55 +59,31 @@ def simulate(n_rules: int, rules: list[int], default: Action, metas: list[dict],
     every record comes out exactly once and in order, that nothing comes out afterwards, and
     (without stalls) that the latency is exactly 3 cycles.
     """
-    rng = rng or random.Random(SEED)
+    rng = rng or seeded_rng(SEED)
     rules = rules + [0] * (n_rules - len(rules))
     default_fields = default.encode(RETA)
     want = [expected(m, rules, default_fields, pass_errors) for m in metas]
     dut = FlowClassifier(n_rules)
-    got, taken_at, emitted_at = [], [], []
-    limit = 50 + int(3 * len(metas) / ((1 - gap) * (1 - stall)))   # ~3x the expected run
+    source = StreamSource(dut.i, rng=rng, gap=gap, name="i")
+    source.extend(pack(PacketMeta, **meta) for meta in metas)
+    sink = StreamSink(dut.o, rng=rng, stall=stall, name="o")
 
     async def bench(ctx):
         ctx.set(dut.rules.as_value(), sum(r << (k * RULE_BITS) for k, r in enumerate(rules)))
         ctx.set(dut.default_action, default_fields)
         ctx.set(dut.pass_errors, pass_errors)
-        sent, offering, held, quiet = 0, False, None, 0
-        for cycle in range(limit):
-            if not offering and sent < len(metas) and rng.random() >= gap:
-                offering = True
-                ctx.set(dut.i.payload.as_value(), pack_meta(metas[sent]))
-            ctx.set(dut.i.valid, offering)
-            ready = rng.random() >= stall
-            ctx.set(dut.o.ready, ready)
-            o_valid = ctx.get(dut.o.valid)
-            payload = ctx.get(dut.o.payload.as_value())
-            if held is not None:
-                assert o_valid and payload == held, f"cycle {cycle}: stalled output changed"
-            held = payload if o_valid and not ready else None
-            i_taken = offering and ctx.get(dut.i.ready)
-            await ctx.tick()
-            if i_taken:
-                taken_at.append(cycle)
-                sent, offering = sent + 1, False
-            if o_valid and ready:
-                got.append(unpack_meta(payload))
-                emitted_at.append(cycle)
-            if len(got) >= len(metas):
-                quiet += 1
-                if quiet > 4:
-                    return
-        raise AssertionError(f"stuck: {len(got)} of {len(metas)} records out after "
-                             f"{limit} cycles")
+        while len(sink.received) < len(metas):
+            await step(ctx, source, sink)
+        await sink.expect_idle(ctx, 5)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    # ~3x the expected run
+    run_simulation(dut, bench, cycle_limit=50 + int(3 * len(metas) / ((1 - gap) * (1 - stall))))
+    got = [unpack(PacketMeta, payload) for payload in sink.received]
     assert len(got) == len(want), f"{len(got)} records out for {len(metas)} in"
     for index, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"record {index}: got {g}, want {w}"
     if not stall:
-        assert [e - t for t, e in zip(taken_at, emitted_at)] == [3] * len(metas)
+        assert [e - t for t, e in zip(source.taken_at, sink.emitted_at)] == [3] * len(metas)
     return got
 
 
