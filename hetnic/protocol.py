@@ -27,7 +27,7 @@ __all__ = [
     "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS",
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
-    "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "unpack",
+    "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "pack", "unpack",
     "RxDescriptor", "RxCompletion", "TxOpcode", "TxWorkItem", "TxLengths", "TxGatherEntry",
     "TxStatus", "TxCompletion", "EventType", "QueueDrop", "Event", "TX_MAX_MESSAGES",
     "TX_MAX_FRAME",
@@ -230,13 +230,47 @@ class Rule(data.Struct):
     dst_mask: 128
 
 
+def pack(layout, **fields: int) -> int:
+    """The packed value of ``layout`` with the top-level ``fields`` set and every other field
+    0; the inverse of :func:`unpack`.
+
+    Values are integers (an enum member counts as its value; a nested struct such as
+    ``flags`` is given as its packed value). A host-memory image of a ring layout is
+    ``pack(...).to_bytes(layout.size // 8, "little")``.
+
+    Raises
+    ------
+    ValueError
+        If ``layout`` has no field of a given name, or a value is negative or too wide for
+        its field.
+    """
+    by_name = dict(data.Layout.cast(layout))
+    value = 0
+    for name, field_value in fields.items():
+        if name not in by_name:
+            raise ValueError(f"{_layout_name(layout)} has no field {name!r}; its fields are "
+                             f"{', '.join(by_name)}")
+        field = by_name[name]
+        field_value = int(field_value)
+        if not 0 <= field_value < 1 << field.width:
+            raise ValueError(f"{_layout_name(layout)}.{name} is {field.width} bits wide and "
+                             f"cannot hold {field_value!r}")
+        value |= field_value << field.offset
+    return value
+
+
 def unpack(layout, value: int) -> dict[str, int]:
     """The top-level fields of a packed ``layout`` value as integers (nested structs and
-    enums stay integers), e.g. a :class:`PacketMeta` read from a port's ``tdata``."""
+    enums stay integers), e.g. a :class:`PacketMeta` read from a port's ``tdata``; the
+    inverse of :func:`pack`."""
     fields = {}
     for name, field in data.Layout.cast(layout):
         fields[name] = (value >> field.offset) & ((1 << field.width) - 1)
     return fields
+
+
+def _layout_name(layout) -> str:
+    return getattr(layout, "__name__", repr(layout))
 
 
 # --- Host-memory layouts of the NIC core's rings ------------------------------------------
