@@ -1,4 +1,4 @@
-"""RssHashStage in Amaranth's simulator against the host model hetnic.host.rss.meta_hash."""
+"""RssHashStage in Amaranth's simulator against the model hetnic.sim.model.toeplitz.meta_hash."""
 
 import random
 from types import SimpleNamespace
@@ -6,26 +6,18 @@ from types import SimpleNamespace
 import pytest
 from amaranth.hdl import Fragment
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.rss import RssHashStage
 from hetnic.gateware.toeplitz import ToeplitzHash
-from hetnic.host.rss import meta_hash, meta_hash_input
+from hetnic.sim.model.toeplitz import meta_hash, meta_hash_input
 from hetnic.protocol import (HashType, MetaFlags, MS_RSS_DEFAULT_KEY, PacketMeta, ParseError,
                              ipv4_mapped)
+from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, step, unpack
 
 SEED = 0x5EED_4A54
 META = data.Layout.cast(PacketMeta)
 FLAG = {name: 1 << f.offset for name, f in data.Layout.cast(MetaFlags)}
 V4, V6, TCP, UDP = FLAG["ipv4"], FLAG["ipv6"], FLAG["tcp"], FLAG["udp"]
-
-
-def pack(meta: dict) -> int:
-    return sum(meta[name] << f.offset for name, f in META)
-
-
-def unpack(value: int) -> dict:
-    return {name: (value >> f.offset) & ((1 << f.width) - 1) for name, f in META}
 
 
 def random_meta(rng) -> dict:
@@ -63,67 +55,38 @@ def simulate(bytes_per_cycle, batches, *, seed, gap=0.0, stall=0.0):
     output holds, and that nothing comes out that was not sent. Returns per batch the cycles
     at which records were taken and emitted.
     """
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
+    rng = seeded_rng(seed)
     dut = RssHashStage(bytes_per_cycle)
     total = sum(len(metas) for *_, metas in batches)
     per_record = 2 + 2 * -(-36 // bytes_per_cycle)
-    limit = 100 + int(per_record * total / ((1 - gap) * (1 - stall)))
     timing = []
-    done = []
 
     async def bench(ctx):
-        cycle = 0
         for key, hash_enable, symmetric, metas in batches:
             ctx.set(dut.key, int.from_bytes(key, "big"))
             ctx.set(dut.hash_enable, hash_enable)
             ctx.set(dut.symmetric, symmetric)
             want = [expected(m, key, hash_enable, symmetric) for m in metas]
-            sent = got = 0
-            offering, held = False, None
-            taken_at, emitted_at = [], []
-            while got < len(metas):
-                assert cycle < limit, f"stuck: {got} of {len(metas)} records after {cycle} cycles"
-                if not offering and sent < len(metas) and rng.random() >= gap:
-                    offering = True
-                    ctx.set(dut.i.payload.as_value(), pack(metas[sent]))
-                elif not offering:
-                    ctx.set(dut.i.payload.as_value(), pack(random_meta(rng)))   # not taken
-                ctx.set(dut.i.valid, offering)
-                ready = rng.random() >= stall
-                ctx.set(dut.o.ready, ready)
-                _, _, i_ready, o_valid, payload = await ctx.tick().sample(
-                    dut.i.ready, dut.o.valid, dut.o.payload.as_value())
-                if held is not None:
-                    assert o_valid and payload == held, f"cycle {cycle}: stalled output changed"
-                held = payload if o_valid and not ready else None
-                if o_valid and ready:
-                    assert got < sent, f"cycle {cycle}: a record nobody sent"
-                    record = unpack(payload)
+            # While idle the source shows a random record that must not be taken.
+            source = StreamSource(dut.i, rng=rng, gap=gap, name="i",
+                                  idle_payload=lambda: pack(PacketMeta, **random_meta(rng)))
+            source.extend(pack(PacketMeta, **meta) for meta in metas)
+            sink = StreamSink(dut.o, rng=rng, stall=stall, name="o")
+            while len(sink.received) < len(metas):
+                got, sent = len(sink.received), len(source.taken_at)
+                await step(ctx, source, sink)
+                if len(sink.received) > got:
+                    assert got < sent, f"cycle {sink.cycle - 1}: a record nobody sent"
+                    record = unpack(PacketMeta, sink.received[got])
                     assert record == want[got], (
                         f"record {got} (enable={hash_enable:#x}, symmetric={symmetric}):\n"
                         f" got  {record}\n want {want[got]}")
-                    got += 1
-                    emitted_at.append(cycle)
-                if offering and i_ready:
-                    sent, offering = sent + 1, False
-                    taken_at.append(cycle)
-                cycle += 1
-            # Nothing left in flight.
             ctx.set(dut.i.valid, 0)
-            ctx.set(dut.o.ready, 1)
-            for _ in range(3):
-                _, _, o_valid = await ctx.tick().sample(dut.o.valid)
-                assert not o_valid, "a record nobody sent"
-                cycle += 1
-            timing.append((taken_at, emitted_at))
-        done.append(True)
+            await sink.expect_idle(ctx, 3)
+            timing.append((source.taken_at, sink.emitted_at))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert done
+    run_simulation(dut, bench,
+                   cycle_limit=100 + int(per_record * total / ((1 - gap) * (1 - stall))))
     return timing
 
 
