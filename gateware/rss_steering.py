@@ -34,7 +34,8 @@ class RssSteering(wiring.Component):
     when no input is inside, and ``i`` takes nothing while one waits; every record carries
     the generation its input was hashed under. What a host would otherwise get from the
     parser, the hash stage's choice of hash type and input, and the classifier, it computes
-    itself (:func:`hetnic.host.rss.select_hash_type`, :func:`~hetnic.host.rss.meta_hash_input`).
+    itself (:func:`hetnic.sim.model.toeplitz.select_hash_type`,
+    :func:`~hetnic.sim.model.toeplitz.meta_hash_input`).
 
     Left out, for room on an iCE40 UP5K: the parser, the hash stage's type selection and
     symmetric mode (``CTRL`` is kept but only the host reads it), the classifier's rules

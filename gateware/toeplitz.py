@@ -1,5 +1,5 @@
 # Ref: Microsoft "RSS Hashing Functions" (NdisHashFunctionToeplitz) and "Verifying the RSS Hash
-#      Calculation"; the software oracle is hetnic.host.rss.toeplitz.
+#      Calculation"; the software oracle is hetnic.sim.model.toeplitz.toeplitz.
 """Toeplitz hash engine: a programmable-key RSS hash, from one byte per clock to one whole
 tuple per clock."""
 

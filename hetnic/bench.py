@@ -16,7 +16,7 @@ def bench_rx(frames: int = 10_000) -> dict:
     also reported, with the cycles the input stalled.
     """
     from .host.config import RxConfig
-    from .host.rss import bench_toeplitz
+    from .sim.model.toeplitz import bench_toeplitz
     from .sim.rx_sim import RxBuild, build_rx, run_rx_job
     from .sim.traffic import tcp4_min_frames
 
@@ -202,7 +202,7 @@ def bench_rss_keys(keys: int = 256, flows: int = 65536, seed: int = 1) -> dict:
     - ``score_keys_per_s``: key-flow pairs scored per second by one :func:`score_keys` call
       over all keys (best of three; per-key tables built inside the timing).
     - ``scalar_baseline_keys_per_s``: key-flow pairs per second, measured now, of a plain loop
-      over keys: :func:`hetnic.host.rss.toeplitz_batch` per key (its word tables built per
+      over keys: :func:`hetnic.sim.model.toeplitz.toeplitz_batch` per key (its word tables built per
       key), then ``bincount`` over RETA entries; on 8 of the keys. Its scores must equal the
       vectorised ones, else :class:`RuntimeError`.
     - ``score_keys_speedup``: their ratio; ``keygen_seconds``: drawing and validating the
@@ -211,7 +211,7 @@ def bench_rss_keys(keys: int = 256, flows: int = 65536, seed: int = 1) -> dict:
     import numpy as np
 
     from .host.config import default_reta
-    from .host.rss import _word_tables, toeplitz_batch
+    from .sim.model.toeplitz import _word_tables, toeplitz_batch
     from .host.rss_policy import FlowSet, random_keys, score_keys
 
     rng = np.random.default_rng(seed)

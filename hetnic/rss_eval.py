@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from .host.config import default_reta
-from .host.rss import toeplitz_batch
+from .sim.model.toeplitz import toeplitz_batch
 from .host.rss_policy import (KeySelector, RetaBalancer, FlowSet, bucket_loads, lower_bound,
                               scores)
 from .protocol import MS_RSS_DEFAULT_KEY

@@ -156,7 +156,7 @@ class FlowSet:
     -------
     inputs4 : numpy.ndarray
         ``(n4, 12)`` ``uint8``: IPv4 source, destination, source port, destination port,
-        network byte order (:func:`hetnic.host.rss.hash_input_ipv4`).
+        network byte order (:func:`hetnic.sim.model.toeplitz.hash_input_ipv4`).
     packets4, bytes4 : numpy.ndarray
         ``(n4,)`` ``int64`` counts per flow.
     inputs6, packets6, bytes6 : numpy.ndarray

@@ -10,7 +10,7 @@ input byte. :func:`flow_hashes` and the scorers build, for all keys at once, the
 ``(input bytes, 256, keys)`` byte tables (12 KiB per key for IPv4) and then gather whole
 per-byte rows, one row of ``keys`` hashes per flow and byte. Scoring keeps only the RETA index
 bits (``uint16`` for a 512-entry table) and counts loads per key and bucket with ``bincount``.
-The results agree bit for bit with :func:`hetnic.host.rss.toeplitz`.
+The results agree bit for bit with :func:`hetnic.sim.model.toeplitz.toeplitz`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from ..protocol import RSS_KEY_LEN
 from ..regs import DEFAULT_PARAMS
 from .rss_flows import FlowSet, _check_count
 
-__all__ = ["DEFAULT_INDEX_BITS", "validate_key", "is_symmetric_key", "random_keys",
-           "symmetric_keys", "flow_hashes", "queue_loads", "bucket_loads", "score_keys"]
+__all__ = ["DEFAULT_INDEX_BITS", "validate_key", "is_symmetric_key", "symmetric_key",
+           "random_key", "random_keys", "symmetric_keys", "flow_hashes", "queue_loads", "bucket_loads", "score_keys"]
 
 #: RETA index bits that :func:`validate_key` checks by default: those of the default build's
 #: RETA (512 entries, 9 bits).
@@ -196,6 +196,22 @@ def is_symmetric_key(key: bytes) -> bool:
     """
     windows = _windows(_key_array(key), 36).reshape(-1)
     return all(np.array_equal(windows[a:a + n], windows[b:b + n]) for a, b, n in _SWAPS)
+
+
+def symmetric_key(length: int = RSS_KEY_LEN) -> bytes:
+    """The key ``6d5a`` repeated: hash(a -> b) == hash(b -> a) without sorting the input, but
+    the hash then takes at most 65,536 values (its two 16-bit halves are equal)."""
+    return (b"\x6d\x5a" * (length // 2 + 1))[:length]
+
+
+def random_key(rng, length: int = RSS_KEY_LEN) -> bytes:
+    """A uniformly random key from ``rng``: a :class:`numpy.random.Generator` or a
+    :class:`random.Random`."""
+    if hasattr(rng, "bytes"):
+        return bytes(rng.bytes(length))
+    if hasattr(rng, "randbytes"):
+        return rng.randbytes(length)
+    raise TypeError(f"rng must be a numpy Generator or a random.Random, not {rng!r}")
 
 
 def _draw_valid(draw, rng: np.random.Generator, n: int, index_bits: int) -> np.ndarray:

@@ -84,7 +84,7 @@ class KeySelector:
         Relative gain needed to switch, in ``[0, 1)``.
     symmetric : bool
         Draw :func:`symmetric_keys` instead of :func:`random_keys`. Give a symmetric active
-        ``key`` too (e.g. :func:`hetnic.host.rss.symmetric_key`) to stay symmetric from the
+        ``key`` too (e.g. :func:`hetnic.host.rss_keys.symmetric_key`) to stay symmetric from the
         start.
     seed : int
         Seeds the candidate generator.

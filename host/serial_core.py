@@ -12,8 +12,9 @@ inputs with the RSS key in force and looks their queue up in its RETA through
 ``DEFAULT_ACTION``'s slice. :meth:`ReducedCore.steer` does the rest on the host, with the
 software model the gateware is tested against: it parses the frame
 (:func:`~hetnic.sim.model.parser.parse_frame`), picks the hash type and input
-(:func:`~hetnic.host.rss.select_hash_type`, :func:`~hetnic.host.rss.meta_hash_input`: the
-hash stage's choice, symmetric mode included), has the board hash and steer it, and
+(:func:`~hetnic.sim.model.toeplitz.select_hash_type`,
+:func:`~hetnic.sim.model.toeplitz.meta_hash_input`: the hash stage's choice, symmetric mode
+included), has the board hash and steer it, and
 reports the frame's fields as the full pipeline would for a configuration without rules.
 
 Configuration is that of every hetnic NIC (:class:`~hetnic.host.control.NicControl`):
@@ -43,7 +44,7 @@ from .board import SerialBackend
 from .config import RxConfig
 from .control import (NicControl, NicError, Rules, build_regmap, read_identity,
                       serial_commit_waiter)
-from .rss import meta_hash_input, select_hash_type
+from ..sim.model.toeplitz import meta_hash_input, select_hash_type
 from .rules import FlowRule
 from .serial_bridge import BridgeError, SerialBridge
 

@@ -107,7 +107,7 @@ class Trace:
         ``int32`` per packet: bytes on the wire.
     inputs : list[bytes]
         Per flow: the Toeplitz input, 12 bytes (IPv4 addresses and ports, the
-        :func:`~hetnic.host.rss.hash_input_ipv4` order) or 36 (IPv6). Address-only inputs
+        :func:`~hetnic.sim.model.toeplitz.hash_input_ipv4` order) or 36 (IPv6). Address-only inputs
         (8 or 32 bytes) are stored zero-padded to 12 or 36, which hashes the same.
     time : numpy.ndarray or None
         ``float64`` per packet, seconds, non-decreasing; ``None`` when the source has no
@@ -270,7 +270,7 @@ def trace_from_frames(frames: list[bytes], timestamps=None, *, name: str = "fram
     ``timestamps`` (seconds, one per frame, non-decreasing) are optional: without them the
     trace has only packet-count windows.
     """
-    from ..host.rss import meta_hash_input, select_hash_type
+    from .model.toeplitz import meta_hash_input, select_hash_type
     from .model.parser import parse_frame
 
     if timestamps is not None and len(timestamps) != len(frames):

@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from ...host.config import RxConfig
 from ...host.rules import RuleFields
-from ...host.rss import meta_hash
+from .toeplitz import meta_hash
 from ...protocol import RX_MAX_FRAME_LIMIT, PacketMeta
 from ...regs import RegisterMap
 from .classifier import classify

@@ -10,7 +10,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hetnic.gateware.rss_steering import RssSteering, steering_regmap
-from hetnic.host.rss import toeplitz
+from hetnic.sim.model.toeplitz import toeplitz
 from hetnic.host.rules import Action
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, RuleAction
 

@@ -1,4 +1,4 @@
-"""ToeplitzHash in Amaranth's simulator against the software oracle hetnic.host.rss.toeplitz."""
+"""ToeplitzHash in Amaranth's simulator against its oracle, hetnic.sim.model.toeplitz.toeplitz."""
 
 import random
 
@@ -7,7 +7,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hetnic.gateware.toeplitz import ToeplitzHash, ToeplitzInput
-from hetnic.host.rss import hash_input_ipv4, hash_input_ipv6, toeplitz
+from hetnic.sim.model.toeplitz import hash_input_ipv4, hash_input_ipv6, toeplitz
 from hetnic.protocol import MS_RSS_DEFAULT_KEY
 
 CLOCK_PERIOD = 1e-8

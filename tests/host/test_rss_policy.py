@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from hetnic.host.rss import hash_input_ipv4, hash_input_ipv6, symmetric_key, toeplitz
+from hetnic.host.rss_keys import symmetric_key
+from hetnic.sim.model.toeplitz import hash_input_ipv4, hash_input_ipv6, toeplitz
 from hetnic.host.rss_policy import (
     BalanceDecision, FlowSet, KeySelector, RetaBalancer, Scores, bucket_loads, flow_hashes,
     is_symmetric_key, lower_bound, queue_loads, random_keys, score_keys, scores,

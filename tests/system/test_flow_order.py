@@ -13,7 +13,7 @@ import pytest
 
 from frames import tcp4
 from hetnic.host.nic import Nic
-from hetnic.host.rss import hash_input_ipv4, toeplitz
+from hetnic.sim.model.toeplitz import hash_input_ipv4, toeplitz
 from hetnic.host.rss_loop import RssPolicyLoop
 from hetnic.host.rss_policy import FlowSet, KeySelector, RetaBalancer, random_keys
 from hetnic.sim.model.rx_pipeline import RxModel

@@ -10,7 +10,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcapng
 
 from hetnic.__main__ import main
-from hetnic.host.rss import hash_input_ipv4, hash_input_ipv6, toeplitz
+from hetnic.sim.model.toeplitz import hash_input_ipv4, hash_input_ipv6, toeplitz
 from hetnic.protocol import MS_RSS_DEFAULT_KEY
 from hetnic.sim.traffic import traffic_mix
 

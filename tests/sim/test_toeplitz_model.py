@@ -1,4 +1,4 @@
-"""Software Toeplitz (hetnic.host.rss): published vectors, agreement of the three
+"""Software Toeplitz (hetnic.sim.model.toeplitz): published vectors, agreement of the three
 implementations, hash-input builders and the model of the gateware hash stage."""
 
 import ipaddress
@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from hetnic.host.rss import (
-    bench_toeplitz, hash_input_ipv4, hash_input_ipv6, meta_hash, meta_hash_input, random_key,
-    select_hash_type, symmetric_key, toeplitz, toeplitz_batch, toeplitz_byte_tables,
-    toeplitz_scalar_table, toeplitz_tables,
+from hetnic.host.rss_keys import random_key, symmetric_key
+from hetnic.sim.model.toeplitz import (
+    bench_toeplitz, hash_input_ipv4, hash_input_ipv6, meta_hash, meta_hash_input,
+    select_hash_type, toeplitz, toeplitz_batch, toeplitz_byte_tables, toeplitz_scalar_table,
+    toeplitz_tables,
 )
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, RSS_KEY_LEN, HashType, ipv4_mapped
 

@@ -1,6 +1,7 @@
 # Ref: Microsoft "RSS Hashing Functions", "RSS Hashing Types" and "Verifying the RSS Hash
 #      Calculation" (NdisHashFunctionToeplitz); DPDK rte_softrss (the same definition).
-"""Software Toeplitz RSS hash: the oracle for :mod:`hetnic.gateware.toeplitz`.
+"""Software Toeplitz RSS hash: the oracle for :mod:`hetnic.gateware.toeplitz`, and the model
+of the gateware's RSS hash stage (:func:`select_hash_type`, :func:`meta_hash`).
 
 Definition
 ----------
@@ -32,12 +33,11 @@ import numpy as np
 
 from amaranth.lib import data
 
-from ..protocol import HashType, MetaFlags, RSS_KEY_LEN
+from ...protocol import HashType, MetaFlags, RSS_KEY_LEN
 
 __all__ = [
     "toeplitz", "toeplitz_scalar_table", "toeplitz_byte_tables", "toeplitz_tables",
-    "toeplitz_batch", "hash_input_ipv4", "hash_input_ipv6", "symmetric_key", "random_key",
-    "select_hash_type", "meta_hash_input", "meta_hash", "bench_toeplitz",
+    "toeplitz_batch", "hash_input_ipv4", "hash_input_ipv6", "select_hash_type", "meta_hash_input", "meta_hash", "bench_toeplitz",
 ]
 
 _MASK32 = 0xFFFF_FFFF
@@ -246,22 +246,6 @@ def hash_input_ipv6(src, dst, sport: int | None = None, dport: int | None = None
     :class:`ipaddress.IPv6Address`, strings or 128-bit ints."""
     return (_address(src, 6).to_bytes(16, "big") + _address(dst, 6).to_bytes(16, "big")
             + _ports(sport, dport))
-
-
-def symmetric_key(length: int = RSS_KEY_LEN) -> bytes:
-    """The key ``6d5a`` repeated: hash(a -> b) == hash(b -> a) without sorting the input, but
-    the hash then takes at most 65,536 values (its two 16-bit halves are equal)."""
-    return (b"\x6d\x5a" * (length // 2 + 1))[:length]
-
-
-def random_key(rng, length: int = RSS_KEY_LEN) -> bytes:
-    """A uniformly random key from ``rng``: a :class:`numpy.random.Generator` or a
-    :class:`random.Random`."""
-    if hasattr(rng, "bytes"):
-        return bytes(rng.bytes(length))
-    if hasattr(rng, "randbytes"):
-        return rng.randbytes(length)
-    raise TypeError(f"rng must be a numpy Generator or a random.Random, not {rng!r}")
 
 
 def select_hash_type(error: int, flags: int, enabled: int = 0x7E) -> HashType:
