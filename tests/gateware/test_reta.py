@@ -7,14 +7,13 @@ Model: a lookup gives ``active[(reta_offset + (hash & mask)) % size]`` with
 shadow bank; ``flip_stb`` swaps the banks and the shadow becomes a copy of the new active bank.
 """
 
-import random
 
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.reta import IndirectionTable
 from hetnic.protocol import PacketMeta
+from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, unpack
 
 SEED = 0x5EED_4E7A
 META = data.Layout.cast(PacketMeta)
@@ -35,48 +34,43 @@ def random_meta(rng) -> dict:
     return meta
 
 
-def pack(meta: dict) -> int:
-    return sum(meta[name] << f.offset for name, f in META)
-
-
-def unpack(value: int) -> dict:
-    return {name: (value >> f.offset) & ((1 << f.width) - 1) for name, f in META}
-
-
 class TableBench:
     """Drives an IndirectionTable from one testbench, one clock per :meth:`step`.
 
     Per cycle: the source offers the next record unless it idles (chance ``gap``), the sink
     is ready unless stalled (chance ``stall``), and at most one bus access is in progress.
     Every output record is checked against the active bank of the model as it was when the
-    record entered; a stalled output must hold. All waits are bounded by ``limit`` cycles.
+    record entered; a stalled output must hold (the sink checks it).
     """
 
-    def __init__(self, dut, rng, *, gap=0.0, stall=0.0, limit=20_000):
-        self.dut, self.rng, self.gap, self.stall, self.limit = dut, rng, gap, stall, limit
+    def __init__(self, dut, rng, *, gap=0.0, stall=0.0):
+        self.dut, self.rng = dut, rng
         size = dut.size
         self.active = list(range(size))          # the reset contents of both banks
         self.shadow = list(range(size))
         self.cycle = 0
-        self.pending = []                        # records to send
+        self.source = StreamSource(dut.i, rng=rng, gap=gap, name="i")
+        self.sink = StreamSink(dut.o, rng=rng, stall=stall, name="o")
         self.in_flight = []                      # (expected output, cycle taken)
-        self.offering = False
-        self.held = None
         self.out_count = 0
         self.latencies = []
         self.bus = None                          # current bus access: [kind, addr, data, start]
         self.bus_results = []                    # (kind, addr, data, cycles from request)
         self.busy_cycles = 0
 
+    def send(self, metas):
+        """Queue records (dicts of every :class:`PacketMeta` field) to be sent in order."""
+        self.source.extend(pack(PacketMeta, **meta) for meta in metas)
+
+    @property
+    def idle(self) -> bool:
+        """Every record sent has come out."""
+        return self.source.done and not self.in_flight
+
     async def step(self, ctx):
         dut, rng = self.dut, self.rng
-        assert self.cycle < self.limit, f"stuck after {self.cycle} cycles"
-        if not self.offering and self.pending and rng.random() >= self.gap:
-            self.offering = True
-            ctx.set(dut.i.payload.as_value(), pack(self.pending[0]))
-        ctx.set(dut.i.valid, self.offering)
-        ready = rng.random() >= self.stall
-        ctx.set(dut.o.ready, ready)
+        self.source.drive(ctx)
+        self.sink.drive(ctx)
         if self.bus:
             kind, addr, value, _ = self.bus
             ctx.set(dut.bus_addr, addr)
@@ -91,21 +85,18 @@ class TableBench:
             dut.i.ready, dut.o.valid, dut.o.payload.as_value(), dut.bus_ack, dut.bus_r_data,
             dut.busy)
         self.busy_cycles += busy
-        if self.held is not None:
-            assert o_valid and o_payload == self.held, f"cycle {self.cycle}: o changed"
-        self.held = o_payload if o_valid and not ready else None
-        if o_valid and ready:
+        if self.sink.update(o_valid, o_payload) is not None:
             assert self.in_flight, f"cycle {self.cycle}: a record nobody sent"
             want, taken_at = self.in_flight.pop(0)
-            got = unpack(o_payload)
+            got = unpack(PacketMeta, o_payload)
             assert got == want, (f"record {self.out_count}: got {got}, want {want}")
             self.latencies.append(self.cycle - taken_at)
             self.out_count += 1
-        if self.offering and i_ready:
-            meta = self.pending.pop(0)
+        taken = self.source.update(i_ready)
+        if taken is not None:
+            meta = unpack(PacketMeta, taken)
             want = dict(meta, queue=self.active[model_index(meta, self.dut.size)])
             self.in_flight.append((want, self.cycle))
-            self.offering = False
         if self.bus and ack:
             kind, addr, value, start = self.bus
             assert not busy, f"cycle {self.cycle}: bus access acknowledged while busy"
@@ -131,7 +122,7 @@ class TableBench:
 
     async def drain(self, ctx):
         """Until every record sent came out; then check nothing more comes."""
-        while self.pending or self.in_flight or self.offering:
+        while not self.idle:
             await self.step(ctx)
         for _ in range(3):
             await self.step(ctx)
@@ -158,22 +149,15 @@ class TableBench:
             await self.bus_access(ctx, "w", addr, queue)
 
 
-def simulate(size, bench_fn, *, seed, gap=0.0, stall=0.0):
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
+def simulate(size, bench_fn, *, seed, gap=0.0, stall=0.0, cycle_limit=20_000):
+    rng = seeded_rng(seed)
     dut = IndirectionTable(size)
     tb = TableBench(dut, rng, gap=gap, stall=stall)
-    done = []
 
     async def main(ctx):
         await bench_fn(ctx, tb, rng)
-        done.append(True)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(main)
-    sim.run()
-    assert done
+    run_simulation(dut, main, cycle_limit=cycle_limit)
     return tb
 
 
@@ -181,11 +165,11 @@ def simulate(size, bench_fn, *, seed, gap=0.0, stall=0.0):
 def test_lookups_random(size, gap, stall):
     async def bench(ctx, tb, rng):
         # The reset table first (entry i holds queue i), then a random one.
-        tb.pending = [random_meta(rng) for _ in range(100)]
+        tb.send(random_meta(rng) for _ in range(100))
         await tb.drain(ctx)
         await tb.load_table(ctx, [rng.randrange(256) for _ in range(size)])
         await tb.flip(ctx)
-        tb.pending = [random_meta(rng) for _ in range(300)]
+        tb.send(random_meta(rng) for _ in range(300))
         await tb.drain(ctx)
         assert tb.out_count == 400
         if not gap and not stall:
@@ -207,7 +191,7 @@ def test_every_slice(size):
                     meta = random_meta(rng)
                     meta.update(reta_size_log2=log2, reta_offset=offset, hash=hash_)
                     metas.append(meta)
-        tb.pending = list(metas)
+        tb.send(metas)
         await tb.drain(ctx)
         assert tb.out_count == len(metas) == 16 * 6 * 3
 
@@ -227,13 +211,13 @@ def test_bus_writes_go_to_shadow_and_flip():
         for round_ in range(3):
             # Traffic with table A active while the whole shadow is rewritten (and read).
             table_b = [rng.randrange(256) for _ in range(size)]
-            tb.pending = [random_meta(rng) for _ in range(120)]
+            tb.send(random_meta(rng) for _ in range(120))
             order = list(range(size))
             rng.shuffle(order)
             writes = [("w", addr, table_b[addr]) for addr in order]
             reads = [("r", rng.randrange(size), 0) for _ in range(size)]
             accesses = writes + reads
-            while accesses or tb.pending or tb.in_flight or tb.offering or tb.bus:
+            while accesses or not tb.idle or tb.bus:
                 if not tb.bus and accesses and rng.random() < 0.7:
                     tb.start_bus(*accesses.pop(0))
                 await tb.step(ctx)
@@ -268,7 +252,7 @@ def test_bus_writes_go_to_shadow_and_flip():
                 await tb.bus_access(ctx, "r", addr)
             assert ctx.get(tb.dut.busy) == 0
             # Lookups use table B now.
-            tb.pending = [random_meta(rng) for _ in range(60)]
+            tb.send(random_meta(rng) for _ in range(60))
             await tb.drain(ctx)
             if kind == "w":           # undo, so the next round starts from shadow == active
                 await tb.bus_access(ctx, "w", target, tb.active[target])
@@ -297,8 +281,8 @@ def test_refresh_timing_and_bus_latency():
         await tb.bus_access(ctx, "w", 5, 0xEE)
         await tb.flip(ctx)
         await tb.flip(ctx)
-        tb.pending = [dict(random_meta(rng), reta_size_log2=15, reta_offset=5, hash=0)
-                      for _ in range(3)]
+        tb.send(dict(random_meta(rng), reta_size_log2=15, reta_offset=5, hash=0)
+                for _ in range(3))
         await tb.drain(ctx)
         assert (await tb.bus_access(ctx, "r", 5))[2] == 0xEE
 
