@@ -43,7 +43,7 @@ from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
                        RuleAction)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
-           "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS",
+           "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS", "PARAM_LIMITS",
            "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "QUEUE_STATUS_BAD_SIZE",
            "QUEUE_STATUS_DOORBELL", "QUEUE_STATUS_BAD_ADDR", "QUEUE_STATUS_DMA",
            "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX"]
@@ -358,6 +358,13 @@ DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "reta_size": 512, "queues": 64, "tx_queues": 0,
                   "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0}
 
+#: Inclusive ``(lowest, highest)`` of every build parameter, as the register fields that
+#: report them allow (the command line takes its limits from here too).
+PARAM_LIMITS = {"data_bytes": (1, 64), "hash_bytes_per_cycle": (1, 36), "n_rules": (1, 64),
+                "reta_size": (2, 2048), "queues": (1, 256), "tx_queues": (0, 64),
+                "event_queues": (0, 64), "rx_queues": (0, 256), "injector": (0, 1),
+                "mac_ports": (0, 15)}
+
 
 class RegisterMap:
     """The register table resolved for one set of build parameters.
@@ -378,10 +385,7 @@ class RegisterMap:
         self.params = {**DEFAULT_PARAMS, **params}
         self._by_name = {r.name: r for r in REGISTERS}
         p = self.params
-        for name, lo, hi in (("data_bytes", 1, 64), ("hash_bytes_per_cycle", 1, 36),
-                             ("n_rules", 1, 64), ("reta_size", 2, 2048), ("queues", 1, 256),
-                             ("tx_queues", 0, 64), ("event_queues", 0, 64),
-                             ("rx_queues", 0, 256), ("injector", 0, 1), ("mac_ports", 0, 15)):
+        for name, (lo, hi) in PARAM_LIMITS.items():
             if not isinstance(p[name], int) or not lo <= p[name] <= hi:
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, "
                                  f"not {p[name]!r}")
