@@ -15,7 +15,7 @@ def bench_rx(frames: int = 10_000) -> dict:
     the first to the last accepted beat (1.0 = a beat every cycle, no bubbles). The ideal is
     also reported, with the cycles the input stalled.
     """
-    from .host.config import RxConfig
+    from .config import RxConfig
     from .sim.model.toeplitz import bench_toeplitz
     from .sim.rx_sim import RxBuild, build_rx, run_rx_job
     from .sim.traffic import tcp4_min_frames
@@ -69,7 +69,7 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
     import statistics
 
     from .gateware.nic_core import nic_regmap
-    from .host.config import RxConfig
+    from .config import RxConfig
     from .sim.nic_sim import run_nic_job
     from .sim.traffic import tcp4_min_frames
 
@@ -210,7 +210,7 @@ def bench_rss_keys(keys: int = 256, flows: int = 65536, seed: int = 1) -> dict:
     """
     import numpy as np
 
-    from .host.config import default_reta
+    from .config import default_reta
     from .sim.model.toeplitz import _word_tables, toeplitz_batch
     from .host.rss_policy import FlowSet, random_keys, score_keys
 

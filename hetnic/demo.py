@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .host.config import RxConfig
-from .host.rules import Action, FlowRule
+from .config import RxConfig
+from .rules import Action, FlowRule
 from .replay import Consumer, ReplayError
 
 __all__ = ["StackInstance", "INSTANCES", "DATA_WIDTH", "RX_QUEUES", "CLOCK_HZ", "demo_rules",

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .host.config import RxConfig
+from .config import RxConfig
 from .protocol import DropReason, HashType
 from .replay import ReplayResult
 

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from .host.config import RxConfig
+from .config import RxConfig
 from .protocol import DropReason, HashType, ParseError
 
 __all__ = ["ReplayError", "read_capture", "Consumer", "ReplayResult", "replay_frames",

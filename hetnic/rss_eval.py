@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from .host.config import default_reta
+from .config import default_reta
 from .sim.model.toeplitz import toeplitz_batch
 from .host.rss_policy import (KeySelector, RetaBalancer, FlowSet, bucket_loads, lower_bound,
                               scores)

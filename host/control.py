@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
-from .config import RxConfig
-from .rules import Action, FlowRule
+from ..config import RxConfig
+from ..rules import Action, FlowRule
 
 __all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "read_identity", "build_regmap"]
 
@@ -297,7 +297,7 @@ class NicControl:
         return c.key, c.symmetric, c.hash_enable
 
     def apply(self, config: RxConfig) -> int:
-        """Stage a whole :class:`~hetnic.host.config.RxConfig` (key, table, hash settings,
+        """Stage a whole :class:`~hetnic.config.RxConfig` (key, table, hash settings,
         rules in slots 0.., default action, frame limits) and commit it; returns the new
         generation. Raises ``ValueError`` (nothing written) if this NIC cannot take it."""
         config.validate(self.regmap)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import default_reta
+from ..config import default_reta
 from .rss_policy import FlowSet, KeySelector, RetaBalancer, scores
 
 __all__ = ["RssPolicyLoop", "LoopDecision"]

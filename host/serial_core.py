@@ -41,11 +41,11 @@ from ..protocol import (RSS_MAX_INPUT_LEN, RX_MAX_FRAME_LIMIT, DropReason, HashT
 from ..regs import RegisterMap
 from ..sim.model.parser import parse_frame
 from .board import SerialBackend
-from .config import RxConfig
+from ..config import RxConfig
 from .control import (NicControl, NicError, Rules, build_regmap, read_identity,
                       serial_commit_waiter)
 from ..sim.model.toeplitz import meta_hash_input, select_hash_type
-from .rules import FlowRule
+from ..rules import FlowRule
 from .serial_bridge import BridgeError, SerialBridge
 
 __all__ = ["ReducedCore", "BoardHash", "SteeringResult"]

@@ -55,7 +55,7 @@ from cocotbext.eth import GmiiFrame, RgmiiSink, RgmiiSource
 from hetnic.bridge_protocol import Command
 from hetnic.host.board import QueuePort
 from hetnic.host.nic import Nic
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.host.serial_bridge import FdPort, Request, Response, SerialBridge
 from hetnic.regs import RegisterMap
 

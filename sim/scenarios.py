@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..host.nic import Nic
-from ..host.rules import Action, FlowRule
+from ..rules import Action, FlowRule
 
 __all__ = ["SCENARIOS", "rx_stream", "api_tour", "packet_record"]
 

@@ -8,7 +8,7 @@ classifier's simulation tests.
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ...host.rules import Action, RuleFields
+from ...rules import Action, RuleFields
 from ...protocol import DropReason
 
 __all__ = ["ClassifyResult", "classify", "match_rule"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from amaranth.lib import data
 
-from ...host.config import RxConfig
-from ...host.rules import RuleFields
+from ...config import RxConfig
+from ...rules import RuleFields
 from .toeplitz import meta_hash
 from ...protocol import RX_MAX_FRAME_LIMIT, PacketMeta
 from ...regs import RegisterMap

@@ -36,7 +36,7 @@ from frames import tcp4, udp4, udp6
 from hetnic.boards.sim_top import BoardSimTop
 from hetnic.boards.top import CORE_PARAMS, board_regmap
 from hetnic.bridge_protocol import GAP_TIMEOUT_BITS, REQUEST_SYNC, Status
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.protocol import DropReason
 from hetnic.regs import ID_MAGIC
 from hetnic.rtl import to_verilog

@@ -22,10 +22,10 @@ from frames import directed_frames, random_mix, tcp4
 
 from hetnic.boards.ice40_top import SerialCore
 from hetnic.host.board import SerialBackend
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.host.control import NicError
 from hetnic.sim.model.toeplitz import toeplitz
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.host.serial_bridge import BusTimeoutError, SerialBridge
 from hetnic.host.serial_core import ReducedCore
 from hetnic.protocol import HashType

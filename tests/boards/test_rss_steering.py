@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from hetnic.gateware.rss_steering import RssSteering, steering_regmap
 from hetnic.sim.model.toeplitz import toeplitz
-from hetnic.host.rules import Action
+from hetnic.rules import Action
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, RuleAction
 
 pytestmark = pytest.mark.timeout(60)

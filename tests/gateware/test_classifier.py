@@ -10,7 +10,7 @@ import pytest
 from amaranth.lib import data
 
 from hetnic.gateware.classifier import FlowClassifier
-from hetnic.host.rules import Action, FlowRule, RuleFields
+from hetnic.rules import Action, FlowRule, RuleFields
 from hetnic.protocol import DropReason, MetaFlags, PacketMeta, ParseError, Rule, ipv4_mapped
 from hetnic.sim.model.classifier import classify
 from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, step, unpack

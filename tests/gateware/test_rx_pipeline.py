@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 from frames import tcp4, udp6, vlan
 
 from hetnic.gateware.rx_pipeline import RxPipeline
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.sim.model.rx_pipeline import RxModel
 
 WIDTH = 64

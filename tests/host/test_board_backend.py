@@ -21,7 +21,7 @@ from hetnic.bridge_protocol import (BRIDGE_IDENT, INFO_IDENT, REQUEST_LEN, REQUE
 from hetnic.host.board import BoardNic, QueuePort, RawSocketPort, TaggedPacket
 from hetnic.host.control import NicError
 from hetnic.host.nic import Nic
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.host.serial_bridge import FrameReader, Request, Response
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, HashType
 from hetnic.regs import ID_MAGIC

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from frames import arp, icmp4, tcp4, tcp6, udp4
-from hetnic.host.config import default_reta
+from hetnic.config import default_reta
 from hetnic.sim.model.toeplitz import toeplitz, hash_input_ipv4
 from hetnic.host.rss_policy import FlowSet, queue_loads, scores
 from hetnic.protocol import MS_RSS_DEFAULT_KEY

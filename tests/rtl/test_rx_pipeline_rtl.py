@@ -16,9 +16,9 @@ import pytest
 from frames import directed_frames, random_mix, tcp4, tcp6, udp4, udp6, vlan
 from rss_vectors import MS_IPV4_VECTORS, MS_IPV6_VECTORS
 
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.host.rss_keys import random_key
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.protocol import DropReason, HashType, MS_RSS_DEFAULT_KEY
 from hetnic.sim.model.rx_pipeline import RxModel, mismatches
 from hetnic.sim.rx_sim import RxBuild, run_rx_job

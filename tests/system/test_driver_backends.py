@@ -6,9 +6,9 @@ it must see exactly the same packets, completions, frames, counters and events, 
 must be what the software model predicts.
 """
 
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.host.nic import Nic
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.protocol import EventType, TxStatus
 from hetnic.sim.model.rx_pipeline import RxModel
 from hetnic.sim.nic_sim import run_driver_job

@@ -17,9 +17,9 @@ from scapy.utils import wrpcap
 from frames import tcp4, udp4
 from hetnic.__main__ import main
 from hetnic.gateware.nic_core import nic_regmap
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.host.nic import Nic
-from hetnic.host.rules import Action, FlowRule
+from hetnic.rules import Action, FlowRule
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, EventType, HashType, QueueDrop, TxStatus
 from hetnic.replay import read_capture, record_line, replay_frames
 from hetnic.sim.hil import HarnessError

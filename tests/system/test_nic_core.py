@@ -7,7 +7,7 @@ import random
 import pytest
 
 from hetnic.gateware.nic_core import nic_regmap
-from hetnic.host.config import RxConfig
+from hetnic.config import RxConfig
 from hetnic.protocol import EventType
 from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)

@@ -62,7 +62,7 @@ from typing import Any, Mapping
 
 from amaranth.lib import data
 
-from ..protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped
+from .protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped
 
 __all__ = ["RuleError", "Action", "FlowRule", "RuleFields", "RuleSet", "load_rules",
            "IP_PROTO_NAMES", "TCP_FLAG_NAMES"]

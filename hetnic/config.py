@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from amaranth.lib import data
 
-from ..protocol import (ETH_DEFAULT_MAX_FRAME, EtherType, HashType, MS_RSS_DEFAULT_KEY,
+from .protocol import (ETH_DEFAULT_MAX_FRAME, EtherType, HashType, MS_RSS_DEFAULT_KEY,
                         RSS_KEY_LEN, RuleAction)
-from ..regs import RULE_WORDS, RegisterMap
+from .regs import RULE_WORDS, RegisterMap
 from .rules import Action, FlowRule
 
 __all__ = ["RxConfig", "default_reta"]
