@@ -3,7 +3,7 @@
 The iCE40 UP5K has 5,280 logic cells (a LUT4 and a flip-flop each; a flip-flop takes a cell
 of its own unless the LUT in front of it is its only driver), 30 4-kbit block RAMs and no
 Ethernet. The RX pipeline's blocks, placed for this device by nextpnr (packed cells, the
-README's table), do not fit together: the UART bridge, the register file and the RETA take
+table in docs/boards.md), do not fit together: the UART bridge, the register file and the RETA take
 about 3,000 cells before any frame is handled; the 8-bit parser adds about 1,900 and the hash
 stage about 2,200 (3,800 behind the parser, which must then keep every address and port it
 parses). What fits beside the bridge and the register file is the Toeplitz engine with the
