@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.beat import Beat
 from hetnic.gateware.parser import HeaderParser
 from hetnic.protocol import ETH_DEFAULT_MAX_FRAME, EtherType, ParseError
 from hetnic.sim.model.parser import ParsedFrame, parse_frame
+from kit import StreamSink, StreamSource, pack, run_simulation
 
 import frames as f  # noqa: E402
 
@@ -22,19 +21,13 @@ SEED = 0x5EED_0002
 def beats_of(frame: bytes, width: int, mac_error_beat: int | None) -> list[int]:
     """The raw :class:`Beat` values of ``frame``; ``mac_error_beat`` sets the error bit of
     that beat (``-1``: the last). A 0-byte frame is one beat with no lanes kept."""
-    layout = data.Layout.cast(Beat(width))
     lanes = width // 8
     chunks = [frame[k:k + lanes] for k in range(0, len(frame), lanes)] or [b""]
     if mac_error_beat is not None:
         mac_error_beat %= len(chunks)
-    beats = []
-    for index, chunk in enumerate(chunks):
-        raw = int.from_bytes(chunk, "little") << layout["data"].offset
-        raw |= ((1 << len(chunk)) - 1) << layout["keep"].offset
-        raw |= (index == len(chunks) - 1) << layout["last"].offset
-        raw |= (index == mac_error_beat) << layout["error"].offset
-        beats.append(raw)
-    return beats
+    return [pack(Beat(width), data=int.from_bytes(chunk, "little"), keep=(1 << len(chunk)) - 1,
+                 last=index == len(chunks) - 1, error=index == mac_error_beat)
+            for index, chunk in enumerate(chunks)]
 
 
 @dataclass
@@ -71,55 +64,25 @@ def simulate(traffic: Traffic, width: int, capture_bytes: int = 128) -> list[int
     budget = 2 * len(beats) + 12 * len(traffic.frames) + 100
     if traffic.gap or traffic.backpressure:
         budget = int(budget / (1 - max(traffic.gap, traffic.backpressure)) ** 2) + 100
-    records = []
-    stats = traffic.stats
-    stats.update(cycles=0, stalls=0)
+    source = StreamSource(dut.i, rng=random.Random(traffic.seed), gap=traffic.gap, name="i")
+    source.extend(beats)
+    sink = StreamSink(dut.o, rng=random.Random(traffic.seed + 1), stall=traffic.backpressure,
+                      name="o")
 
     async def producer(ctx):
-        rng = random.Random(traffic.seed)
         ctx.set(dut.max_frame, traffic.max_frame)
         ctx.set(dut.direct_ethertype, traffic.direct_ethertype)
-        for beat in beats:
-            while rng.random() < traffic.gap:
-                await ctx.tick()
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload.as_value(), beat)
-            for _ in range(budget):
-                *_, ready = await ctx.tick().sample(dut.i.ready)
-                if ready:
-                    break
-                stats["stalls"] += 1
-            else:
-                raise AssertionError("beat not accepted within the cycle budget")
-            ctx.set(dut.i.valid, 0)
+        await source.run(ctx)
 
     async def consumer(ctx):
-        rng = random.Random(traffic.seed + 1)
-        for cycle in range(budget):
-            if len(records) == len(traffic.frames):
-                break
-            ready = rng.random() >= traffic.backpressure
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
-            if valid and ready:
-                records.append(payload)
-        else:
-            raise AssertionError(f"{len(records)} of {len(traffic.frames)} records within "
-                                 f"{budget} cycles")
-        stats["cycles"] = cycle
+        await sink.receive(ctx, len(traffic.frames))
+        traffic.stats.update(cycles=sink.cycle, stalls=source.stalls)
         # Nothing left in flight: no further record, and both capture buffers free.
-        ctx.set(dut.o.ready, 1)
-        for _ in range(20):
-            *_, valid = await ctx.tick().sample(dut.o.valid)
-            assert not valid, "a record beyond the frame count"
+        await sink.expect_idle(ctx, 20)
         assert ctx.get(dut.i.ready) == 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return records
+    run_simulation(dut, producer, consumer, cycle_limit=budget + 20)
+    return sink.received
 
 
 def check(traffic: Traffic, width: int, capture_bytes: int = 128):
@@ -289,10 +252,7 @@ def test_latency(name, frame, cycles, width):
                 break
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_simulation(dut, testbench, cycle_limit=len(beats) + 50)
     assert latency == [1 + cycles if width > 8 else 3 + 4 * cycles]
 
 
