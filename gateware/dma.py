@@ -20,6 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .round_robin import RoundRobin
+
 __all__ = [
     "Axi4Signature", "DmaReadRequest", "DmaReadBeat", "DmaWriteRequest", "DmaWriteBeat",
     "DmaWriteDone", "DmaEngine", "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR",
@@ -53,25 +55,6 @@ def _check_width(width):
         raise ValueError(f"Data width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
                          f"not {width!r}")
 
-
-
-def _address_stage(m, burst, fifo, valid, ready, addr, length) -> None:
-    """The AR or AW channel's register stage: a burst from ``burst`` enters ``fifo`` (its
-    bookkeeping) and, unless refused, loads the channel's ``valid``/``addr``/``length``
-    registers, which hold until the slave's ``ready``. A refused burst needs no address
-    phase and enters ``fifo`` alone."""
-    needs = ~burst.payload.info.refused
-    free = ~valid | ready
-    m.d.comb += [
-        burst.ready.eq(fifo.w_rdy & (~needs | free)),
-        fifo.w_en.eq(burst.valid & burst.ready),
-        fifo.w_data.eq(burst.payload.info),
-    ]
-    with m.If(burst.valid & burst.ready & needs):
-        m.d.sync += [valid.eq(1), addr.eq(burst.payload.addr),
-                     length.eq(burst.payload.info.beats - 1)]
-    with m.Elif(ready):
-        m.d.sync += valid.eq(0)
 
 class DmaReadBeat(data.StructLayout):
     """One beat of read data returned to a client.
@@ -181,6 +164,14 @@ def _tail_mask(tail_bytes, lanes):
     return ((Const(1, lanes + 1) << tail_bytes) - 1)[:lanes]
 
 
+def _refused(req, size_log2):
+    """The engine refuses request ``req``: its length is 0, its address is not a multiple
+    of ``2**size_log2`` bytes, or ``addr + length > 2**64``."""
+    end = req.addr + req.length
+    misaligned = req.addr[:size_log2] != 0 if size_log2 else Const(0)
+    return (req.length == 0) | (end[64] & (end[:64] != 0)) | misaligned
+
+
 def _connect_subset(m, outer, inner, members):
     """Drive the ``members`` of ``outer`` (a port of this component) from ``inner`` (the same
     members of a submodule's port) and back, by direction."""
@@ -192,7 +183,8 @@ def _connect_subset(m, outer, inner, members):
 
 
 class _BurstSplitter(wiring.Component):
-    """Round-robin arbiter over the clients' requests, request check, and burst splitter.
+    """Round-robin arbiter over the clients' requests (:class:`~.round_robin.RoundRobin`),
+    request check, and burst splitter.
 
     Takes one request at a time (the granted client's ``ready`` rises in the cycle it is
     taken, also in the cycle the previous request's last burst leaves) and emits its bursts
@@ -218,9 +210,7 @@ class _BurstSplitter(wiring.Component):
 
         # --- the request being split
         active = Signal()
-        cur_addr = Signal(64)
-        cur_left = Signal(16)           # bytes not yet handed out in a burst
-        cur_tag = Signal(8)
+        cur = Signal(DmaReadRequest)    # its part not yet handed out in a burst
         cur_client = Signal(range(max(n, 2)))
         cur_refused = Signal()
 
@@ -230,20 +220,20 @@ class _BurstSplitter(wiring.Component):
         is_last = Signal()
         beats = Signal(16)
         m.d.comb += [
-            beats_left.eq((cur_left + (lanes - 1)) >> size_log2),
-            to_boundary.eq((AXI_BOUNDARY - cur_addr[:12]) >> size_log2),
+            beats_left.eq((cur.length + (lanes - 1)) >> size_log2),
+            to_boundary.eq((AXI_BOUNDARY - cur.addr[:12]) >> size_log2),
             limit.eq(Mux(to_boundary < self.max_burst_beats, to_boundary,
                          self.max_burst_beats)),
             is_last.eq(cur_refused | (beats_left <= limit)),
             beats.eq(Mux(is_last, beats_left, limit)),
         ]
         out = self.burst.payload
-        tail = cur_left[:size_log2] if size_log2 else Const(0, 1)
+        tail = cur.length[:size_log2] if size_log2 else Const(0, 1)
         m.d.comb += [
             self.burst.valid.eq(active),
-            out.addr.eq(cur_addr),
+            out.addr.eq(cur.addr),
             out.info.client.eq(cur_client),
-            out.info.tag.eq(cur_tag),
+            out.info.tag.eq(cur.tag),
             out.info.beats.eq(beats),
             out.info.last.eq(is_last),
             out.info.tail_bytes.eq(Mux(tail == 0, lanes, tail)),
@@ -251,96 +241,110 @@ class _BurstSplitter(wiring.Component):
         ]
         taken = self.burst.valid & self.burst.ready
         with m.If(taken):
-            m.d.sync += [
-                cur_addr.eq(cur_addr + (beats << size_log2)),
-                cur_left.eq(cur_left - (beats << size_log2)),
-            ]
+            m.d.sync += [cur.addr.eq(cur.addr + (beats << size_log2)),
+                         cur.length.eq(cur.length - (beats << size_log2))]
             with m.If(is_last):
                 m.d.sync += active.eq(0)
 
-        # --- round-robin grant: the first valid client after the last one granted
-        last_grant = Signal(range(max(n, 2)))
-        grant = Signal(range(max(n, 2)))
-        valids = Cat(req.valid for req in self.req)
-        with m.Switch(last_grant):
-            for prev in range(n):
-                with m.Case(prev):
-                    for k in reversed(range(n)):      # the last assignment has priority
-                        with m.If(valids[(prev + 1 + k) % n]):
-                            m.d.comb += grant.eq((prev + 1 + k) % n)
-
+        # --- round-robin grant over the clients' requests, and the request check
+        m.submodules.round_robin = rr = RoundRobin(n)
         sel = Signal(DmaReadRequest)
         can_take = ~active | (taken & is_last)
-        with m.Switch(grant):
+        m.d.comb += [rr.requests.eq(Cat(req.valid for req in self.req)),
+                     rr.served_stb.eq(can_take)]
+        with m.Switch(rr.grant):
             for i, req in enumerate(self.req):
                 with m.Case(i):
                     m.d.comb += [sel.eq(req.payload), req.ready.eq(can_take)]
-
-        end = Signal(65)
         refused = Signal()
-        m.d.comb += [
-            end.eq(sel.addr + sel.length),
-            refused.eq((sel.length == 0) | (end[64] & (end[:64] != 0))),
-        ]
-        if size_log2:
-            with m.If(sel.addr[:size_log2] != 0):
-                m.d.comb += refused.eq(1)
+        m.d.comb += refused.eq(_refused(sel, size_log2))
 
-        with m.If(can_take & valids.any()):
+        with m.If(can_take & rr.valid):
             m.d.comb += self.refused_stb.eq(refused)
-            m.d.sync += [
-                active.eq(1),
-                cur_addr.eq(sel.addr),
-                cur_left.eq(sel.length),
-                cur_tag.eq(sel.tag),
-                cur_client.eq(grant),
-                cur_refused.eq(refused),
-                last_grant.eq(grant),
-            ]
+            m.d.sync += [active.eq(1), cur.eq(sel), cur_client.eq(rr.grant),
+                         cur_refused.eq(refused)]
         return m
 
 
-class _ReadPath(wiring.Component):
-    """AR issue and R return of the read bursts (see :class:`DmaEngine`)."""
-    def __init__(self, n_clients, data_width, outstanding):
+def _address_channel(m, axi, prefix, lanes, burst, fifo):
+    """The AR (``prefix="ar"``) or AW (``"aw"``) channel of ``axi``: INCR bursts of
+    ``lanes``-byte beats through a register stage. A burst from ``burst`` enters ``fifo``
+    (its bookkeeping) and, unless refused, loads the channel's ``valid``/``addr``/``len``
+    registers, which hold until the slave's ``ready``. A refused burst needs no address
+    phase and enters ``fifo`` alone."""
+    def channel(name):
+        return getattr(axi, prefix + name)
+    valid, ready = channel("valid"), channel("ready")
+    m.d.comb += [channel("size").eq(lanes.bit_length() - 1),
+                 channel("burst").eq(AXI_BURST_INCR),
+                 channel("cache").eq(AXI_CACHE), channel("prot").eq(AXI_PROT)]
+    needs = ~burst.payload.info.refused
+    m.d.comb += [
+        burst.ready.eq(fifo.w_rdy & (~needs | ~valid | ready)),
+        fifo.w_en.eq(burst.valid & burst.ready),
+        fifo.w_data.eq(burst.payload.info),
+    ]
+    with m.If(burst.valid & burst.ready & needs):
+        m.d.sync += [valid.eq(1), channel("addr").eq(burst.payload.addr),
+                     channel("len").eq(burst.payload.info.beats - 1)]
+    with m.Elif(ready):
+        m.d.sync += valid.eq(0)
+
+
+def _client_output(m, ports, layout, prefix):
+    """An output register in front of the clients' ``ports``: what is loaded into it is
+    offered to the port of its ``client`` only. Returns ``(valid, client, payload, free)``;
+    load by setting ``valid`` (and the others) in a cycle where ``free`` is high."""
+    valid = Signal(name=f"{prefix}_valid")
+    client = Signal(range(max(len(ports), 2)), name=f"{prefix}_client")
+    payload = Signal(layout, name=f"{prefix}_payload")
+    ready = Signal(name=f"{prefix}_ready")
+    for i, port in enumerate(ports):
+        m.d.comb += [port.valid.eq(valid & (client == i)), port.payload.eq(payload)]
+        with m.If(client == i):
+            m.d.comb += ready.eq(port.ready)
+    free = ~valid | ready
+    with m.If(free):
+        m.d.sync += valid.eq(0)
+    return valid, client, payload, free
+
+
+class _BurstPath(wiring.Component):
+    """What the read and write paths share: bursts in (in the order of the splitter), one
+    direction of the AXI bus out, per-client ports, an ``error_stb`` per non-OKAY response,
+    and up to ``outstanding`` bursts in flight."""
+    def __init__(self, n_clients, data_width, outstanding, axi_members, client_members):
         self.n_clients, self.data_width, self.outstanding = n_clients, data_width, outstanding
-        self.axi_members = _axi_read_members(data_width, 4)
+        self.axi_members = axi_members
+        self.info_layout = _burst_info(n_clients, data_width)
         super().__init__({
             "burst": In(stream.Signature(_burst(n_clients, data_width))),
-            "axi": Out(wiring.Signature(self.axi_members)),
-            "data": Out(stream.Signature(DmaReadBeat(data_width))).array(n_clients),
+            "axi": Out(wiring.Signature(axi_members)),
+            **client_members,
             "error_stb": Out(1),
         })
 
+
+class _ReadPath(_BurstPath):
+    """AR issue and R return of the read bursts (see :class:`DmaEngine`)."""
+    def __init__(self, n_clients, data_width, outstanding):
+        beats = Out(stream.Signature(DmaReadBeat(data_width))).array(n_clients)
+        super().__init__(n_clients, data_width, outstanding, _axi_read_members(data_width, 4),
+                         {"data": beats})
+
     def elaborate(self, platform):
         m = Module()
-        axi, burst, lanes = self.axi, self.burst, self.data_width // 8
-        info_layout = _burst_info(self.n_clients, self.data_width)
-        m.d.comb += [axi.arsize.eq(lanes.bit_length() - 1), axi.arburst.eq(AXI_BURST_INCR),
-                     axi.arcache.eq(AXI_CACHE), axi.arprot.eq(AXI_PROT)]
-
+        axi, lanes = self.axi, self.data_width // 8
         # Bursts wait here, in AR order, from before their AR is issued until their last R
         # beat: the depth bounds the bursts in flight.
-        m.submodules.pending = pending = SyncFIFO(width=info_layout.size,
+        m.submodules.pending = pending = SyncFIFO(width=self.info_layout.size,
                                                   depth=self.outstanding)
-
-        # --- AR: a register stage loaded when a burst enters ``pending``
-        _address_stage(m, burst, pending, axi.arvalid, axi.arready, axi.araddr, axi.arlen)
+        _address_channel(m, axi, "ar", lanes, self.burst, pending)
 
         # --- R: beats go through an output register to the client of the head burst
-        head = data.View(info_layout, pending.r_data)
-        o_valid = Signal()
-        o_client = Signal(range(max(self.n_clients, 2)))
-        o_beat = Signal(DmaReadBeat(self.data_width))
-        o_ready = Signal()
-        for i, port in enumerate(self.data):
-            m.d.comb += [port.valid.eq(o_valid & (o_client == i)), port.payload.eq(o_beat)]
-            with m.If(o_client == i):
-                m.d.comb += o_ready.eq(port.ready)
-        o_free = ~o_valid | o_ready
-        with m.If(o_free):
-            m.d.sync += o_valid.eq(0)
-
+        head = data.View(self.info_layout, pending.r_data)
+        o_valid, o_client, o_beat, o_free = _client_output(
+            m, self.data, DmaReadBeat(self.data_width), "o")
         count = Signal(8)               # beat of the head burst
         failed = Signal()               # a non-OKAY RRESP so far in this request
         final = count == head.beats - 1
@@ -370,41 +374,34 @@ class _ReadPath(wiring.Component):
         return m
 
 
-class _WritePath(wiring.Component):
+class _WritePath(_BurstPath):
     """AW issue, W data and B responses of the write bursts (see :class:`DmaEngine`)."""
     def __init__(self, n_clients, data_width, outstanding):
-        self.n_clients, self.data_width, self.outstanding = n_clients, data_width, outstanding
-        self.axi_members = _axi_write_members(data_width, 4)
-        super().__init__({
-            "burst": In(stream.Signature(_burst(n_clients, data_width))),
-            "axi": Out(wiring.Signature(self.axi_members)),
-            "data": In(stream.Signature(DmaWriteBeat(data_width))).array(n_clients),
-            "done": Out(stream.Signature(DmaWriteDone)).array(n_clients),
-            "error_stb": Out(1),
-        })
+        beats = In(stream.Signature(DmaWriteBeat(data_width))).array(n_clients)
+        dones = Out(stream.Signature(DmaWriteDone)).array(n_clients)
+        super().__init__(n_clients, data_width, outstanding, _axi_write_members(data_width, 4),
+                         {"data": beats, "done": dones})
+        self.response_layout = data.StructLayout({
+            "client": range(max(n_clients, 2)), "tag": 8, "last": 1, "refused": 1})
 
     def elaborate(self, platform):
         m = Module()
-        axi, burst, lanes = self.axi, self.burst, self.data_width // 8
-        info_layout = _burst_info(self.n_clients, self.data_width)
-        m.d.comb += [axi.awsize.eq(lanes.bit_length() - 1), axi.awburst.eq(AXI_BURST_INCR),
-                     axi.awcache.eq(AXI_CACHE), axi.awprot.eq(AXI_PROT)]
-        response_layout = data.StructLayout({
-            "client": range(max(self.n_clients, 2)), "tag": 8, "last": 1, "refused": 1})
-
         # Bursts whose W beats have not all been sent, in AW order.
-        m.submodules.to_send = to_send = SyncFIFO(width=info_layout.size,
+        m.submodules.to_send = to_send = SyncFIFO(width=self.info_layout.size,
                                                   depth=self.outstanding)
         # Bursts whose W beats were sent (or discarded) and whose B has not come yet.
-        m.submodules.to_answer = to_answer = SyncFIFO(width=response_layout.size,
+        m.submodules.to_answer = to_answer = SyncFIFO(width=self.response_layout.size,
                                                       depth=self.outstanding)
+        _address_channel(m, self.axi, "aw", self.data_width // 8, self.burst, to_send)
+        self._data(m, to_send, to_answer)
+        self._responses(m, to_answer)
+        return m
 
-        # --- AW: a register stage loaded when a burst enters ``to_send``
-        _address_stage(m, burst, to_send, axi.awvalid, axi.awready, axi.awaddr, axi.awlen)
-
-        # --- W: the head burst's client's beats, through an output register; a refused
-        # request's beats are taken and dropped
-        head = data.View(info_layout, to_send.r_data)
+    def _data(self, m, to_send, to_answer):
+        """W: the head burst's client's beats, through an output register; a refused
+        request's beats are taken and dropped."""
+        axi, lanes = self.axi, self.data_width // 8
+        head = data.View(self.info_layout, to_send.r_data)
         src_valid = Signal()
         src_data = Signal(self.data_width)
         src_ready = Signal()
@@ -418,7 +415,7 @@ class _WritePath(wiring.Component):
         w_free = ~axi.wvalid | axi.wready
         with m.If(w_free):
             m.d.sync += axi.wvalid.eq(0)
-        answering = data.View(response_layout, to_answer.w_data)
+        answering = data.View(self.response_layout, to_answer.w_data)
         m.d.comb += [answering.client.eq(head.client), answering.tag.eq(head.tag),
                      answering.last.eq(head.last), answering.refused.eq(head.refused)]
         with m.If(to_send.r_rdy):
@@ -440,20 +437,11 @@ class _WritePath(wiring.Component):
                             axi.wlast.eq(final),
                         ]
 
-        # --- B: one done per request, after its last B response
-        answer = data.View(response_layout, to_answer.r_data)
-        d_valid = Signal()
-        d_client = Signal(range(max(self.n_clients, 2)))
-        d_done = Signal(DmaWriteDone)
-        d_ready = Signal()
-        for i, port in enumerate(self.done):
-            m.d.comb += [port.valid.eq(d_valid & (d_client == i)), port.payload.eq(d_done)]
-            with m.If(d_client == i):
-                m.d.comb += d_ready.eq(port.ready)
-        d_free = ~d_valid | d_ready
-        with m.If(d_free):
-            m.d.sync += d_valid.eq(0)
-
+    def _responses(self, m, to_answer):
+        """B: one done per request, after its last B response."""
+        axi = self.axi
+        answer = data.View(self.response_layout, to_answer.r_data)
+        d_valid, d_client, d_done, d_free = _client_output(m, self.done, DmaWriteDone, "d")
         failed = Signal()               # a non-OKAY BRESP so far in this request
         m.d.comb += axi.bready.eq(to_answer.r_rdy & ~answer.refused & (~answer.last | d_free))
         with m.If(to_answer.r_rdy & answer.refused & d_free):
@@ -467,7 +455,6 @@ class _WritePath(wiring.Component):
             with m.If(answer.last):
                 m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
                              d_done.tag.eq(answer.tag), d_done.error.eq(failed | bad)]
-        return m
 
 
 class DmaEngine(wiring.Component):
@@ -569,40 +556,35 @@ class DmaEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        axi, w = self.axi, self.data_width
+        axi = self.axi
         error_stbs = []
-
         if self.n_read_clients:
-            m.submodules.read_split = read_split = _BurstSplitter(
-                self.n_read_clients, w, self.max_burst_beats)
-            m.submodules.read_path = read_path = _ReadPath(
-                self.n_read_clients, w, self.outstanding)
-            for port, inner in zip(self.rd_req, read_split.req):
-                wiring.connect(m, wiring.flipped(port), inner)
-            for port, inner in zip(self.rd_data, read_path.data):
-                wiring.connect(m, wiring.flipped(port), inner)
-            wiring.connect(m, read_split.burst, read_path.burst)
-            _connect_subset(m, axi, read_path.axi, read_path.axi_members)
-            error_stbs += [read_split.refused_stb, read_path.error_stb]
-
+            error_stbs += self._direction(m, "read", _ReadPath, self.rd_req,
+                                          {"data": self.rd_data})
         if self.n_write_clients:
-            m.submodules.write_split = write_split = _BurstSplitter(
-                self.n_write_clients, w, self.max_burst_beats)
-            m.submodules.write_path = write_path = _WritePath(
-                self.n_write_clients, w, self.outstanding)
-            for port, inner in zip(self.wr_req, write_split.req):
-                wiring.connect(m, wiring.flipped(port), inner)
-            for port, inner in zip(self.wr_data, write_path.data):
-                wiring.connect(m, wiring.flipped(port), inner)
-            for port, inner in zip(self.wr_done, write_path.done):
-                wiring.connect(m, wiring.flipped(port), inner)
-            wiring.connect(m, write_split.burst, write_path.burst)
-            _connect_subset(m, axi, write_path.axi, write_path.axi_members)
-            error_stbs += [write_split.refused_stb, write_path.error_stb]
-
+            error_stbs += self._direction(m, "write", _WritePath, self.wr_req,
+                                          {"data": self.wr_data, "done": self.wr_done})
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += self.read_transactions.eq(self.read_transactions + 1)
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += self.write_transactions.eq(self.write_transactions + 1)
         m.d.sync += self.errors.eq(self.errors + sum(error_stbs))
         return m
+
+    def _direction(self, m, name, path_type, requests, client_ports):
+        """One direction: a :class:`_BurstSplitter` over the clients' ``requests`` and a
+        ``path_type`` behind it, whose client port arrays are wired to ``client_ports`` (by
+        the path's member name) and whose AXI members drive this engine's. Returns the
+        direction's error strobes."""
+        n = len(requests)
+        m.submodules[f"{name}_split"] = split = _BurstSplitter(
+            n, self.data_width, self.max_burst_beats)
+        m.submodules[f"{name}_path"] = path = path_type(n, self.data_width, self.outstanding)
+        for port, inner in zip(requests, split.req):
+            wiring.connect(m, wiring.flipped(port), inner)
+        for member, ports in client_ports.items():
+            for port, inner in zip(ports, getattr(path, member)):
+                wiring.connect(m, wiring.flipped(port), inner)
+        wiring.connect(m, split.burst, path.burst)
+        _connect_subset(m, self.axi, path.axi, path.axi_members)
+        return [split.refused_stb, path.error_stb]
