@@ -4,11 +4,12 @@ import random
 
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
+from amaranth.lib import data
 
 from hetnic.gateware.toeplitz import ToeplitzHash, ToeplitzInput
 from hetnic.sim.model.toeplitz import hash_input_ipv4, hash_input_ipv6, toeplitz
 from hetnic.protocol import MS_RSS_DEFAULT_KEY
+from kit import StreamSink, StreamSource, pack, run_simulation
 
 CLOCK_PERIOD = 1e-8
 
@@ -24,69 +25,32 @@ def _make_jobs(rng, key, max_input, lengths, count):
     return jobs
 
 
-def _run(dut, key, jobs, *, valid_prob, ready_prob, seed, cycle_limit, drain_cycles=None):
-    """Feed ``jobs`` into ``dut`` with random idle cycles on ``i`` and random backpressure on
-    ``o``. Returns the list of hashes received and ``(accept_cycle, output_cycle)`` lists."""
+def _run(dut, key, jobs, *, gap, stall, seed, cycle_limit, drain_cycles=None):
+    """Feed ``jobs`` into ``dut`` with random idle cycles on ``i`` (chance ``gap``, with
+    garbage on the payload that must not be taken) and random backpressure on ``o`` (chance
+    ``stall``). Returns the list of hashes received and ``(accept_cycle, output_cycle)``
+    lists; fails if that takes more than ``cycle_limit`` cycles, or if a hash comes out
+    afterwards."""
     in_rng, out_rng = random.Random(seed), random.Random(seed + 1)
-    received, accepted_at, emitted_at = [], [], []
-
-    # Both testbenches start at time 0 and count every clock edge themselves, so their cycle
-    # numbers agree: edge n is the n-th rising edge of the simulation.
-    async def producer(ctx):
-        cycle = 0
-        for data_int, length, _ in jobs:
-            while in_rng.random() >= valid_prob:
-                # Idle cycle, with garbage on the payload that must not be taken.
-                ctx.set(dut.i.valid, 0)
-                ctx.set(dut.i.payload.data, in_rng.getrandbits(len(dut.i.payload.data)))
-                ctx.set(dut.i.payload.length, in_rng.getrandbits(len(dut.i.payload.length)))
-                await ctx.tick()
-                cycle += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload.data, data_int)
-            ctx.set(dut.i.payload.length, length)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                cycle += 1
-                assert cycle < cycle_limit, f"input stuck after {cycle} cycles"
-                if ready:
-                    break
-            accepted_at.append(cycle)
-            ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        cycle = 0
-        held = None            # a hash offered but not taken: must stay on o unchanged
-        while len(received) < len(jobs):
-            ready = out_rng.random() < ready_prob
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            cycle += 1
-            assert cycle < cycle_limit, (
-                f"stuck: {len(received)} of {len(jobs)} hashes after {cycle} cycles")
-            if held is not None:
-                assert valid and payload == held, f"o dropped or changed a hash at {cycle}"
-            held = payload if valid and not ready else None
-            if valid and ready:
-                received.append(payload)
-                emitted_at.append(cycle)
-        # Nothing may be left in flight: with o ready and no input, o stays idle.
-        ctx.set(dut.o.ready, 1)
-        for _ in range(drain_cycles or 2 * dut.max_input + 4):
-            _, _, valid = await ctx.tick().sample(dut.o.valid)
-            assert not valid, "ToeplitzHash emitted a hash nobody asked for"
-
-    sim = Simulator(dut)
-    sim.add_clock(CLOCK_PERIOD)
+    layout = dut.i.payload.shape()
+    width = data.Layout.cast(layout).size
+    # Both testbenches start at time 0 and count every clock edge, so their cycles agree.
+    source = StreamSource(dut.i, rng=in_rng, gap=gap, name="i",
+                          idle_payload=lambda: in_rng.getrandbits(width))
+    source.extend(pack(layout, data=data_int, length=length) for data_int, length, _ in jobs)
+    sink = StreamSink(dut.o, rng=out_rng, stall=stall, name="o")
 
     async def set_key(ctx):
         ctx.set(dut.key, int.from_bytes(key, "big"))
 
-    sim.add_testbench(set_key)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return received, accepted_at, emitted_at
+    async def consumer(ctx):
+        await sink.receive(ctx, len(jobs))
+        # Nothing may be left in flight: with o ready and no input, o stays idle.
+        await sink.expect_idle(ctx, drain_cycles or 2 * dut.max_input + 4)
+
+    run_simulation(dut, set_key, source.run, consumer, cycle_limit=cycle_limit,
+                   clock_period=CLOCK_PERIOD)
+    return sink.received, source.taken_at, sink.emitted_at
 
 
 @pytest.mark.parametrize("bytes_per_cycle", [1, 4, 36])
@@ -99,7 +63,7 @@ def test_random_against_oracle(bytes_per_cycle):
     jobs = _make_jobs(rng, key, 36, [0, 8, 12, 32, 36], count)
     rng.shuffle(jobs)
     dut = ToeplitzHash(bytes_per_cycle)
-    received, _, _ = _run(dut, key, jobs, valid_prob=0.7, ready_prob=0.6, seed=seed,
+    received, _, _ = _run(dut, key, jobs, gap=0.3, stall=0.4, seed=seed,
                           cycle_limit=40 * count + 200)
     assert len(received) == len(jobs)
     assert received == [expected for _, _, expected in jobs]
@@ -117,7 +81,7 @@ def test_microsoft_vectors(bytes_per_cycle):
     jobs = [(int.from_bytes(data.ljust(36, b"\xff"), "big"), len(data), expected)
             for data, expected in vectors]
     received, _, _ = _run(ToeplitzHash(bytes_per_cycle), MS_RSS_DEFAULT_KEY, jobs,
-                          valid_prob=1.0, ready_prob=1.0, seed=1, cycle_limit=500)
+                          gap=0.0, stall=0.0, seed=1, cycle_limit=500)
     assert [hex(h) for h in received] == [hex(e) for _, _, e in jobs]
 
 
@@ -129,7 +93,7 @@ def test_latency_and_throughput(bytes_per_cycle):
     key = rng.randbytes(40)
     jobs = _make_jobs(rng, key, 36, [12, 36, 0, 8, 13, 1, 40], 14)
     dut = ToeplitzHash(bytes_per_cycle)
-    received, accepted_at, emitted_at = _run(dut, key, jobs, valid_prob=1.0, ready_prob=1.0,
+    received, accepted_at, emitted_at = _run(dut, key, jobs, gap=0.0, stall=0.0,
                                              seed=3, cycle_limit=1000)
     assert received == [expected for _, _, expected in jobs]
     # The always-ready consumer takes each hash at the first edge it is valid, so the edge
@@ -149,7 +113,7 @@ def test_uneven_chunks_and_small_max_input():
         key = rng.randbytes(max_input + 4)
         jobs = _make_jobs(rng, key, max_input, list(range(max_input + 1)), 2 * (max_input + 1))
         received, _, _ = _run(ToeplitzHash(bytes_per_cycle, max_input), key, jobs,
-                              valid_prob=0.8, ready_prob=0.7, seed=seed, cycle_limit=2000)
+                              gap=0.2, stall=0.3, seed=seed, cycle_limit=2000)
         assert received == [expected for _, _, expected in jobs], (bytes_per_cycle, max_input)
 
 
@@ -160,7 +124,7 @@ def test_overlong_length_acts_as_max_input():
     jobs = [(int.from_bytes(data, "big"), 15, toeplitz(key, data))] * 2
     for bytes_per_cycle in (5, 12):
         received, _, _ = _run(ToeplitzHash(bytes_per_cycle, 12), key, jobs,
-                              valid_prob=1.0, ready_prob=1.0, seed=9, cycle_limit=200)
+                              gap=0.0, stall=0.0, seed=9, cycle_limit=200)
         assert received == [expected for _, _, expected in jobs]
 
 
