@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench verilog regmap clean
+.PHONY: demo test test-slow lint-imports bench verilog regmap clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hetnic needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -18,15 +18,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hetnic demo
 
-# The Versa ECP5 place and route (single-threaded, several minutes) runs beside the rest of
-# the suite, its output kept in build/pnr-test.log and shown at the end.
-test: $(STAMP)
+# The import layers (pyproject.toml's [tool.importlinter]) are checked first; then the Versa
+# ECP5 place and route (single-threaded, several minutes) runs beside the rest of the suite,
+# its output kept in build/pnr-test.log and shown at the end.
+test: $(STAMP) lint-imports
 	@mkdir -p build
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m pnr > build/pnr-test.log 2>&1 & pnr=$$!; \
 	status=0; $(BIN)/python -m pytest -q || status=$$?; \
 	echo "--- place and route (build/pnr-test.log) ---"; \
 	if wait $$pnr; then tail -n 3 build/pnr-test.log; else status=1; cat build/pnr-test.log; fi; \
 	exit $$status
+
+# grimp (under lint-imports) finds a package's modules in the package's own folder, but
+# hetnic's subpackages live in top-level folders ([tool.setuptools.package-dir]): it reads
+# a view of the installed layout, symlinks in build/import-view, from inside that folder
+# (lint-imports puts its working directory first on the import path).
+IMPORT_VIEW     := build/import-view
+PACKAGE_FOLDERS := $(shell sed -n '/^\[tool.setuptools.package-dir\]/,/^\[/s/^"hetnic\.[a-z_]*" = "\([a-z_]*\)"$$/\1/p' pyproject.toml)
+
+lint-imports: $(STAMP)
+	@rm -rf $(IMPORT_VIEW) && mkdir -p $(IMPORT_VIEW)/hetnic
+	@ln -s $(CURDIR)/hetnic/* $(IMPORT_VIEW)/hetnic/
+	@for folder in $(PACKAGE_FOLDERS); do ln -s $(CURDIR)/$$folder $(IMPORT_VIEW)/hetnic/$$folder; done
+	cd $(IMPORT_VIEW) && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
