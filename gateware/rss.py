@@ -74,7 +74,6 @@ class RssHashStage(wiring.Component):
     def __init__(self, bytes_per_cycle):
         if (not isinstance(bytes_per_cycle, int) or isinstance(bytes_per_cycle, bool)
                 or not 1 <= bytes_per_cycle <= RSS_MAX_INPUT_LEN):
-            self._MustUse__silence = True     # failed to construct: not an unused component
             raise ValueError(f"bytes_per_cycle must be an integer from 1 to "
                              f"{RSS_MAX_INPUT_LEN}, not {bytes_per_cycle!r}")
         self.bytes_per_cycle = bytes_per_cycle

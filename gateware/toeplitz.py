@@ -108,18 +108,12 @@ class ToeplitzHash(wiring.Component):
       is stalled with a hash, the last chunk of the next input waits.
     """
     def __init__(self, bytes_per_cycle, max_input=36):
-        try:
-            if not isinstance(max_input, int) or isinstance(max_input, bool) or max_input < 1:
-                raise ValueError(f"max_input must be a positive integer, not {max_input!r}")
-            if (not isinstance(bytes_per_cycle, int) or isinstance(bytes_per_cycle, bool)
-                    or not 1 <= bytes_per_cycle <= max_input):
-                raise ValueError(f"bytes_per_cycle must be an integer from 1 to max_input "
-                                 f"({max_input}), not {bytes_per_cycle!r}")
-        except ValueError:
-            # A component that failed to construct is not an unused one: keep Amaranth's
-            # "created but never used" warning quiet (the same idiom Amaranth uses itself).
-            self._MustUse__silence = True
-            raise
+        if not isinstance(max_input, int) or isinstance(max_input, bool) or max_input < 1:
+            raise ValueError(f"max_input must be a positive integer, not {max_input!r}")
+        if (not isinstance(bytes_per_cycle, int) or isinstance(bytes_per_cycle, bool)
+                or not 1 <= bytes_per_cycle <= max_input):
+            raise ValueError(f"bytes_per_cycle must be an integer from 1 to max_input "
+                             f"({max_input}), not {bytes_per_cycle!r}")
         self.bytes_per_cycle = bytes_per_cycle
         self.max_input = max_input
         super().__init__({

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (test_bad_bytes_per_cycle builds components whose __init__ raises; they are never elaborated.)
 """RssHashStage in Amaranth's simulator against the model hetnic.sim.model.toeplitz.meta_hash."""
 
 import random

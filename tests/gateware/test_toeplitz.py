@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (test_bad_parameters builds components whose __init__ raises; they are never elaborated.)
 """ToeplitzHash in Amaranth's simulator against its oracle, hetnic.sim.model.toeplitz.toeplitz."""
 
 import random
