@@ -8,66 +8,51 @@ discarded when its record says drop, in order, with nothing left in flight.
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.boards.tag_inserter import TagInserter
-from hetnic.protocol import DropReason, HashType
+from hetnic.protocol import DropReason, HashType, PacketMeta
 from hetnic.steering_tag import TagFields, encode_tag, insert_tag
+from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, unpack
 
 SEED = 0x7A6_1A5E
 
 
 def run(frames, *, seed=SEED, idle=0.3, stall=0.3, budget=20000):
-    """``frames``: (bytes, error, meta dict). Returns output frames as (bytes, error)."""
+    """``frames``: (bytes, error, meta dict). Returns output frames as (bytes, error) and the
+    tagged and dropped counts, read once every input is taken and nothing is left in flight.
+    """
     dut = TagInserter()
     out, beats = [], []
-    rng = random.Random(seed)
-
-    async def send_data(ctx):
-        for frame, error, _ in frames:
-            for k, byte in enumerate(frame or b"\0"):
-                while rng.random() < idle:
-                    await ctx.tick()
-                last = k == max(len(frame), 1) - 1
-                ctx.set(dut.data.valid, 1)
-                ctx.set(dut.data.payload, {"data": byte, "keep": int(bool(frame)),
-                                           "last": last, "error": error and last})
-                await ctx.tick().until(dut.data.ready)
-                ctx.set(dut.data.valid, 0)
-
-    async def send_meta(ctx):
-        for _, _, meta in frames:
-            while rng.random() < idle:
-                await ctx.tick()
-            ctx.set(dut.meta.valid, 1)
-            ctx.set(dut.meta.payload, meta)
-            await ctx.tick().until(dut.meta.ready)
-            ctx.set(dut.meta.valid, 0)
+    rng = seeded_rng(seed)
+    beat = dut.data.payload.shape()
+    data = StreamSource(dut.data, rng=rng, gap=idle, name="data")
+    for frame, error, _ in frames:
+        data.extend(pack(beat, data=byte, keep=bool(frame), last=k == max(len(frame), 1) - 1,
+                         error=error and k == max(len(frame), 1) - 1)
+                    for k, byte in enumerate(frame or b"\0"))
+    meta = StreamSource(dut.meta, rng=rng, gap=idle, name="meta")
+    meta.extend(pack(PacketMeta, **fields) for _, _, fields in frames)
+    sink = StreamSink(dut.o, rng=rng, stall=stall, name="o")
+    want_frames = len(expected(frames))
+    counts = {}
 
     async def receive(ctx):
-        for _ in range(budget):
-            take = rng.random() >= stall
-            ctx.set(dut.o.ready, take)
-            *_, valid, p = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and take:
-                if p.keep:
-                    beats.append(p.data)
-                if p.last:
-                    out.append((bytes(beats), bool(p.error)))
+        while len(out) < want_frames or not (data.done and meta.done):
+            sink.drive(ctx)
+            *_, valid, payload = await ctx.tick().sample(*sink.sampled)
+            if sink.update(valid, payload) is not None:
+                p = unpack(beat, payload)
+                if p["keep"]:
+                    beats.append(p["data"])
+                if p["last"]:
+                    out.append((bytes(beats), bool(p["error"])))
                     beats.clear()
         assert not beats, "a frame left unfinished"
-        for _ in range(4):
-            *_, valid, meta_valid = await ctx.tick().sample(dut.o.valid, dut.meta.valid)
-            assert not valid, "a beat left after the traffic"
+        await sink.expect_idle(ctx, 4)
         counts.update(tagged=ctx.get(dut.tagged_count), dropped=ctx.get(dut.dropped_count))
 
-    counts = {}
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(send_data, background=True)
-    sim.add_testbench(send_meta, background=True)
-    sim.add_testbench(receive)
-    sim.run()
+    run_simulation(dut, receive, background=(data.run, meta.run), cycle_limit=budget,
+                   clock_period=8e-9)
     return out, counts
 
 
@@ -98,7 +83,6 @@ def expected(frames):
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.3), (0.0, 0.7)])
 def test_random_frames(idle, stall):
     rng = random.Random(SEED)
-    print(f"seed {SEED:#x}")
     frames = []
     for _ in range(40):
         drop = DropReason.RULE if rng.random() < 0.2 else DropReason.NONE
@@ -153,8 +137,5 @@ def test_line_rate_output_once_started():
             if sent == len(frame):
                 ctx.set(dut.data.valid, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=4 * len(frame), clock_period=8e-9)
     assert gaps == []
