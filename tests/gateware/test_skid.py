@@ -1,11 +1,9 @@
 """SkidBuffer in Amaranth's simulator: order, no loss, full throughput, registered ready."""
 
-import random
-
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.gateware.skid import SkidBuffer
+from kit import StreamSink, StreamSource, run_simulation, seeded_rng
 
 SEED = 0x5EED_5C1D
 
@@ -14,36 +12,28 @@ def run(gap: float, stall: float, n: int = 400, seed: int = SEED):
     """Send ``n`` numbered records with random source gaps and sink stalls; return the
     records received, the cycles taken and what ``i.ready`` did when ``o.ready`` toggled."""
     dut = SkidBuffer(16)
-    rng = random.Random(seed)
-    got, ready_changes, cycles = [], [], [0]
+    rng = seeded_rng(seed)
+    source = StreamSource(dut.i, rng=rng, gap=gap, name="i")
+    source.extend(range(n))
+    sink = StreamSink(dut.o, rng=rng, stall=stall, name="o")
+    ready_changes = []
 
     async def bench(ctx):
-        sent = 0
-        for cycle in range(20 * n + 100):
-            offer = sent < n and rng.random() >= gap
-            ctx.set(dut.i.valid, offer)
-            ctx.set(dut.i.payload, sent)
+        while len(sink.received) < n:
+            source.drive(ctx)
             # i.ready must not follow o.ready within the cycle: it is a register.
             ctx.set(dut.o.ready, 0)
             ready_low = ctx.get(dut.i.ready)
             ctx.set(dut.o.ready, 1)
             ready_changes.append(ready_low != ctx.get(dut.i.ready))
-            take_out = rng.random() >= stall
-            ctx.set(dut.o.ready, take_out)
-            if ctx.get(dut.o.valid) and take_out:
-                got.append(ctx.get(dut.o.payload))
-            if offer and ctx.get(dut.i.ready):
-                sent += 1
-            await ctx.tick()
-            cycles[0] = cycle + 1
-            if len(got) == n:
-                return
+            sink.drive(ctx)
+            *_, i_ready, o_valid, o_payload = await ctx.tick().sample(
+                *source.sampled, *sink.sampled)
+            source.update(i_ready)
+            sink.update(o_valid, o_payload)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return got, cycles[0], ready_changes
+    run_simulation(dut, bench, cycle_limit=20 * n + 100, clock_period=1e-6)
+    return sink.received, sink.cycle, ready_changes
 
 
 @pytest.mark.parametrize("gap,stall", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.4, 0.4)])
