@@ -10,6 +10,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from frames import MAC_DST, MAC_SRC
 from hetnic.__main__ import main
 from hetnic.rss_eval import POLICIES
 
@@ -32,9 +33,11 @@ def capture(tmp_path_factory):
     for _ in range(400):
         src, dst, sport, dport = rng.choices(flows, weights)[0]
         l4 = TCP(sport=sport, dport=dport) if sport % 2 else UDP(sport=sport, dport=dport)
-        packets.append(Ether() / IP(src=src, dst=dst) / l4 / Raw(bytes(rng.randrange(200))))
+        packets.append(Ether(src=MAC_SRC, dst=MAC_DST) / IP(src=src, dst=dst) / l4 /
+                       Raw(bytes(rng.randrange(200))))
         if rng.random() < 0.02:
-            packets.append(Ether() / ARP())
+            packets.append(Ether(src=MAC_SRC, dst="ff:ff:ff:ff:ff:ff") /
+                           ARP(hwsrc=MAC_SRC, psrc="10.0.0.1", pdst="10.0.0.2"))
     path = tmp_path_factory.mktemp("cap") / "flows.pcap"
     wrpcap(str(path), packets)
     return path
@@ -71,7 +74,7 @@ def bad_cases(tmp_path, capture):
     garbage = tmp_path / "garbage.pcap"
     garbage.write_bytes(b"this is not a capture at all")
     single = tmp_path / "single.pcap"
-    wrpcap(str(single), [Ether() / IP() / TCP()])
+    wrpcap(str(single), [Ether(src=MAC_SRC, dst=MAC_DST) / IP() / TCP()])
     return [
         (["--synthetic", "websearch", "--queues", "0"], "--queues must be from 1 to 256"),
         (["--synthetic", "websearch", "--queues", "257"], "--queues must be from 1 to 256"),
