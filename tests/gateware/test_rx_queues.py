@@ -29,12 +29,17 @@ from hetnic.gateware.rx_queues import RxQueueManager
 from hetnic.host.rings import (BytearrayMemory, MemoryAllocator, RxRing, pack,
                                queue_register_writes)
 from hetnic.protocol import DropReason, EventType, MetaFlags, PacketMeta, RxDescriptor
+from hetnic.regs import (QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
+                         QUEUE_STATUS_DOORBELL)
 
 SEED = 0x52_0_51EED
 MEM_BASE = 0xFFFF_FF00_0000     # above 4 GiB: the high address words matter
 MEM_SIZE = 1 << 18
 GUARD, GUARD_BYTE = 48, 0xA5
-STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = 1, 2, 4, 8
+# RXQ_STATUS values of one error bit each
+STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = (
+    f.mask for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_ADDR,
+                     QUEUE_STATUS_DMA))
 
 
 def _fields(layout):
