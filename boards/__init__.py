@@ -8,10 +8,12 @@ the CLI can say what is missing (:class:`BoardNotImplemented`).
 import importlib
 from dataclasses import dataclass
 
+from ..errors import HetnicError
+
 __all__ = ["Board", "BOARDS", "BoardError", "BoardNotImplemented", "get_board"]
 
 
-class BoardError(Exception):
+class BoardError(HetnicError):
     """An unknown board or a board that cannot be built; the message is one line."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RxConfig
+from .errors import HetnicError
 from .protocol import DropReason, HashType, ParseError
 
 __all__ = ["ReplayError", "read_capture", "Consumer", "ReplayResult", "replay_frames",
@@ -25,7 +26,7 @@ CAPTURE_MAGICS = {bytes.fromhex(m) for m in ("d4c3b2a1", "a1b2c3d4", "4d3cb2a1",
                                              "0a0d0d0a")}
 
 
-class ReplayError(Exception):
+class ReplayError(HetnicError):
     """A user-facing problem with the input; the message is one line."""
 
 

@@ -62,13 +62,14 @@ from typing import Any, Mapping
 
 from amaranth.lib import data
 
+from .errors import HetnicError
 from .protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped
 
 __all__ = ["RuleError", "Action", "FlowRule", "RuleFields", "RuleSet", "load_rules",
            "IP_PROTO_NAMES", "TCP_FLAG_NAMES"]
 
 
-class RuleError(ValueError):
+class RuleError(HetnicError, ValueError):
     """A rule, an action or a rule file is invalid. The message is one line saying where."""
 
 

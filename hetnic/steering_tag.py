@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from amaranth.lib import data
 
+from .errors import HetnicError
 from .protocol import ETH_HEADER_LEN, HashType, unpack
 
 __all__ = ["TAG_ETHERTYPE", "TAG_VERSION", "TAG_LEN", "TAG_OFFSET", "SteeringTag", "TagFields",
@@ -64,7 +65,7 @@ class SteeringTag(data.Struct):
 assert data.Layout.cast(SteeringTag).size == 8 * TAG_LEN
 
 
-class TagError(ValueError):
+class TagError(HetnicError, ValueError):
     """A frame or tag that cannot be decoded."""
 
 

@@ -31,6 +31,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from amaranth.lib import data
 
+from ..errors import HetnicError
 from ..protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, Event, EventType, HashType, MetaFlags,
                         ParseError, RxCompletion, RxDescriptor, TxCompletion, TxGatherEntry,
                         TxLengths, TxOpcode, TxStatus, TxWorkItem)
@@ -104,7 +105,7 @@ class BytearrayMemory:
         self.buffer[off:off + len(data)] = data
 
 
-class OutOfHostMemoryError(MemoryError):
+class OutOfHostMemoryError(HetnicError, MemoryError):
     """A :class:`MemoryAllocator` has no room left for an allocation."""
 
 
@@ -253,12 +254,12 @@ def _write_entries(mem: HostMemory, base: int, size: int, index: int,
         mem.write(base, b"".join(images[first:]))
 
 
-class RingFullError(RuntimeError):
+class RingFullError(HetnicError, RuntimeError):
     """The ring lacks free entries, buffers or staging memory for a request right now; reap
     completions and try again."""
 
 
-class RingCorruptionError(RuntimeError):
+class RingCorruptionError(HetnicError, RuntimeError):
     """A completion contradicts what the host posted. The host and the NIC no longer agree
     about the ring: disable the queue and set it up again."""
 

@@ -44,6 +44,7 @@ from typing import Iterable, Protocol, Sequence
 from ..bridge_protocol import (BRIDGE_IDENT, DEFAULT_BAUD, INFO_IDENT, PROTOCOL_VERSION,
                                REQUEST_LEN, REQUEST_SYNC, RESPONSE_LEN, RESPONSE_SYNC,
                                BridgeCounter, Command, Status, checksum, info_counter_addr)
+from ..errors import HetnicError
 
 __all__ = ["Request", "Response", "RawFrame", "FrameReader", "FrameError", "SerialPort",
            "FdPort", "SerialBridge", "LinkStats", "BridgeError", "NoAnswerError",
@@ -56,7 +57,7 @@ MAX_WINDOW = 64                 # well below the 256 sequence numbers
 
 # --- codec ---------------------------------------------------------------------------------
 
-class FrameError(ValueError):
+class FrameError(HetnicError, ValueError):
     """Bytes that are not a well-formed frame."""
 
 
@@ -238,7 +239,7 @@ class FdPort:
 
 # --- errors --------------------------------------------------------------------------------
 
-class BridgeError(RuntimeError):
+class BridgeError(HetnicError, RuntimeError):
     """The serial bridge failed; the message says what to check."""
 
 

@@ -12,10 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import HetnicError
+
 __all__ = ["ToolError", "verilator_env", "use_verilator", "cache_dir", "content_key"]
 
 
-class ToolError(RuntimeError):
+class ToolError(HetnicError, RuntimeError):
     """A tool the simulation needs is missing; the message says how to get it."""
 
 
