@@ -19,6 +19,7 @@ import copy
 import time
 from typing import Callable, Iterable, Iterator, Sequence
 
+from ..errors import HetnicError
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from ..config import RxConfig
@@ -27,7 +28,7 @@ from ..rules import Action, FlowRule
 __all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "read_identity", "build_regmap"]
 
 
-class NicError(RuntimeError):
+class NicError(HetnicError, RuntimeError):
     """The NIC did not do what the driver asked (a commit that never applies, a queue that
     reports an error, a device that is not a hetnic NIC, a board that does not answer)."""
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HetnicError
 from .toolchain import ToolError, cache_dir, content_key, use_verilator
 
 __all__ = ["HilBuild", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
@@ -48,7 +49,7 @@ COUNTER_NAMES = ("cycles", "rx_frames", "rx_beats", "tx_frames", "tx_beats", "ax
 _last_build = {"cached": None}
 
 
-class HarnessError(RuntimeError):
+class HarnessError(HetnicError, RuntimeError):
     """The harness could not be built, loaded or driven; the message says what to do."""
 
 

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import HetnicError
 from ..protocol import PacketMeta, unpack
 from ..regs import RegisterMap
 from ..rtl import rx_pipeline_verilog
@@ -28,7 +29,7 @@ TOPLEVEL = "hetnic_rx_pipeline"
 _BUILD_FLAGS_VERSION = "2"   # bump when the build commands change
 
 
-class SimulationError(RuntimeError):
+class SimulationError(HetnicError, RuntimeError):
     """The simulation could not be built or did not finish; the message says why."""
 
 
