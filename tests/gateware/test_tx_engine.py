@@ -24,15 +24,15 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import pytest
-from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hetnic.gateware.dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteRequest
 from hetnic.gateware import tx_queues
 from hetnic.gateware.tx_engine import TxWorkItemEngine
 from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxCompletion, TxGatherEntry,
-                             TxLengths, TxOpcode, TxStatus, TxWorkItem, unpack)
+                             TxLengths, TxOpcode, TxStatus, TxWorkItem)
 from hetnic.regs import RegisterMap
+from kit import StreamSink, StreamSource, pack, pack_image, unpack, unpack_image
 
 SEED = 0x7E_C0FFEE
 ARENA = 0x0000_7F12_3400_0000       # high bits set: 64-bit addresses matter
@@ -43,24 +43,8 @@ STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = (
                          tx_queues.STATUS_BAD_ADDR, tx_queues.STATUS_DMA))
 
 
-def pack(layout, **fields) -> bytes:
-    layout = data.Layout.cast(layout)
-    value = 0
-    for name, f in layout:
-        value |= (int(fields.get(name, 0)) & ((1 << f.width) - 1)) << f.offset
-    return value.to_bytes(layout.size // 8, "little")
-
-
-def decode(layout, raw: bytes) -> dict:
-    return unpack(layout, int.from_bytes(raw, "little"))
-
-
 def ceil_div(a, b):
     return -(-a // b)
-
-
-def offsets(layout):
-    return {name: (f.offset, (1 << f.width) - 1) for name, f in data.Layout.cast(layout)}
 
 
 # --- host memory -------------------------------------------------------------------------
@@ -136,7 +120,7 @@ class ModelQueue:
         at = i % self.size
         if mem.faulty(self.slot_addr(i), 16):
             return Expect(at, 0, TxStatus.DMA_ERROR, 1, halt=True)
-        h = decode(TxWorkItem, mem.read(self.slot_addr(i), 16))
+        h = unpack_image(TxWorkItem, mem.read(self.slot_addr(i), 16))
         op, count, cookie, addr = h["opcode"], h["count"], h["cookie"], h["addr"]
 
         def bad(status, slots=1):
@@ -167,7 +151,8 @@ class ModelQueue:
             return bad(TxStatus.DMA_ERROR, slots)
         raw = [mem.read(self.slot_addr(i + k), 16) for k in range(1, slots)]
         if op == TxOpcode.BATCH:
-            lengths = [decode(TxLengths, r)[f"length{j}"] for r in raw for j in range(8)][:count]
+            lengths = [unpack_image(TxLengths, r)[f"length{j}"]
+                       for r in raw for j in range(8)][:count]
             if not all(map(length_ok, lengths)):
                 return bad(TxStatus.BAD_LENGTH, slots)
             msgs, off = [], 0
@@ -181,7 +166,7 @@ class ModelQueue:
             return self._data(at, cookie, slots, msgs, reqs)
         msgs = []
         for r in raw:
-            e = decode(TxGatherEntry, r)
+            e = unpack_image(TxGatherEntry, r)
             if not length_ok(e["length"]) or e["addr"] % nb:
                 return bad(TxStatus.BAD_LENGTH, slots)
             if e["addr"] + e["length"] > 1 << 64:
@@ -214,13 +199,18 @@ class ModelQueue:
 # --- DMA and MAC model -------------------------------------------------------------------
 
 class DmaMacModel:
-    """Drives the engine's DMA client ports and MAC port, one cycle per loop iteration."""
+    """Drives the engine's DMA client ports and MAC port, one cycle per loop iteration.
+
+    Read data beats come from a :class:`kit.StreamSource` (gaps: ``rd_gap``), the MAC side is
+    a :class:`kit.StreamSink` (ready with chance ``tx_ready``; it checks the hold rule)."""
 
     def __init__(self, dut, mem, rng, *, limit, rd_ready=1.0, rd_gap=0.0, latency=(1, 1),
                  wr_ready=1.0, done_delay=(0, 0), tx_ready=1.0, write_errors=()):
         self.dut, self.mem, self.rng, self.limit = dut, mem, rng, limit
         self.nbytes = dut.data_width // 8
-        self.p = dict(rd_ready=rd_ready, rd_gap=rd_gap, wr_ready=wr_ready, tx_ready=tx_ready)
+        self.p = dict(rd_ready=rd_ready, wr_ready=wr_ready)
+        self.rd_data = StreamSource(dut.rd_data, rng=rng, gap=rd_gap, name="rd_data")
+        self.tx = StreamSink(dut.tx, rng=rng, stall=1.0 - tx_ready, name="tx")
         self.latency, self.done_delay = latency, done_delay
         self.write_errors = set(write_errors)   # completion numbers whose done has error=1
         self.cycle = 0
@@ -229,48 +219,41 @@ class DmaMacModel:
         self.completions = []           # (tag, addr, 16 bytes) in write order
         self.tx_beats, self.first_beat, self.last_beat = 0, None, None
         self._pending = deque()         # [due cycle, beats]
-        self._beats = deque()           # the response being sent
         self._writes = deque()          # [addr, length, tag, bytearray]
         self._dones = deque()           # [due cycle, tag]
         self._frame = bytearray()
 
     def outstanding(self):
-        return bool(self._pending or self._beats or self._writes or self._dones or self._frame)
+        return bool(self._pending or not self.rd_data.done or self._writes or self._dones
+                    or self._frame)
 
     def _response(self, addr, length, tag):
         nb = self.nbytes
         n = ceil_div(length, nb)
         failed = self.mem.faulty(addr, n * nb)
         raw = self.mem.read(addr, n * nb)
-        o = offsets(DmaReadBeat(8 * nb))
+        layout = DmaReadBeat(8 * nb)
         beats = []
         for k in range(n):
             last = k == n - 1
             keep = (1 << (length - k * nb if last else nb)) - 1
-            beats.append(int.from_bytes(raw[k * nb:(k + 1) * nb], "little")
-                         | keep << o["keep"][0] | last << o["last"][0]
-                         | (failed and last) << o["error"][0] | tag << o["tag"][0])
+            beats.append(pack(layout, data=int.from_bytes(raw[k * nb:(k + 1) * nb], "little"),
+                              keep=keep, last=last, error=failed and last, tag=tag))
         return beats
 
     async def run(self, ctx):
         dut, rng, p, nb = self.dut, self.rng, self.p, self.nbytes
         rq, rd, wq, wd, dn, tx = (dut.rd_req, dut.rd_data, dut.wr_req, dut.wr_data, dut.wr_done,
                                   dut.tx)
-        rq_o, wq_o = offsets(DmaReadRequest), offsets(DmaWriteRequest)
-        wd_o, tx_o = offsets(DmaWriteBeat(8 * nb)), offsets(tx.payload.shape())
-        rd_valid = False
-        mask = (1 << 8 * nb) - 1
+        wd_layout, tx_layout = DmaWriteBeat(8 * nb), tx.payload.shape()
         while True:
             self.cycle += 1
             assert self.cycle < self.limit, f"cycle limit {self.limit} reached"
             rq_ready = rng.random() < p["rd_ready"]
             ctx.set(rq.ready, rq_ready)
-            if not self._beats and self._pending and self._pending[0][0] <= self.cycle:
-                self._beats.extend(self._pending.popleft()[1])
-            if not rd_valid and self._beats and rng.random() >= p["rd_gap"]:
-                rd_valid = True         # once valid, a beat stays until taken
-                ctx.set(rd.payload.as_value(), self._beats[0])
-            ctx.set(rd.valid, rd_valid)
+            if self.rd_data.done and self._pending and self._pending[0][0] <= self.cycle:
+                self.rd_data.extend(self._pending.popleft()[1])
+            self.rd_data.drive(ctx)
             w_ready = rng.random() < p["wr_ready"]
             ctx.set(wq.ready, w_ready)
             # Data beats are taken only for a request already taken, as DmaEngine does.
@@ -282,8 +265,7 @@ class DmaMacModel:
                 ctx.set(dn.payload.tag, self._dones[0][1])
                 ctx.set(dn.payload.error, self._dones[0][2])
             ctx.set(dn.valid, done_valid)
-            tx_ready = rng.random() < p["tx_ready"]
-            ctx.set(tx.ready, tx_ready)
+            self.tx.drive(ctx)
 
             (_, _, rq_v, rq_p, rd_r, wq_v, wq_p, wd_v, wd_p, dn_r, tx_v, tx_p) = \
                 await ctx.tick().sample(rq.valid, rq.payload.as_value(), rd.ready, wq.valid,
@@ -291,24 +273,22 @@ class DmaMacModel:
                                         dn.ready, tx.valid, tx.payload.as_value())
 
             if rq_v and rq_ready:
-                addr, length, tag = ((rq_p >> rq_o[k][0]) & rq_o[k][1]
-                                     for k in ("addr", "length", "tag"))
+                request = unpack(DmaReadRequest, rq_p)
+                addr, length, tag = request["addr"], request["length"], request["tag"]
                 assert addr % nb == 0 and 1 <= length <= 65535 and addr + length <= 1 << 64, \
                     f"bad read request {addr:#x}+{length}"
                 self.reads.append((addr, length, tag))
                 self._pending.append([self.cycle + rng.randint(*self.latency),
                                       self._response(addr, length, tag)])
-            if rd_valid and rd_r:
-                self._beats.popleft()
-                rd_valid = False
+            self.rd_data.update(rd_r)
             if wq_v and w_ready:
-                addr, length, tag = ((wq_p >> wq_o[k][0]) & wq_o[k][1]
-                                     for k in ("addr", "length", "tag"))
+                request = unpack(DmaWriteRequest, wq_p)
+                addr, length, tag = request["addr"], request["length"], request["tag"]
                 assert length == 16 and addr % 16 == 0, f"bad write {addr:#x}+{length}"
                 self._writes.append([addr, length, tag, bytearray()])
             if wd_v and wd_ready:
                 w = next(w for w in self._writes if len(w[3]) < ceil_div(w[1], nb) * nb)
-                w[3] += ((wd_p >> wd_o["data"][0]) & mask).to_bytes(nb, "little")
+                w[3] += unpack(wd_layout, wd_p)["data"].to_bytes(nb, "little")
             if self._writes and len(self._writes[0][3]) == ceil_div(self._writes[0][1], nb) * nb:
                 addr, length, tag, raw = self._writes.popleft()
                 self.mem.write(addr, bytes(raw[:length]))
@@ -317,13 +297,13 @@ class DmaMacModel:
                                     len(self.completions) - 1 in self.write_errors])
             if done_valid and dn_r:
                 self._dones.popleft()
-            if tx_v and tx_ready:
-                keep = (tx_p >> tx_o["keep"][0]) & tx_o["keep"][1]
-                last, error = (tx_p >> tx_o["last"][0]) & 1, (tx_p >> tx_o["error"][0]) & 1
+            if self.tx.update(tx_v, tx_p) is not None:
+                beat = unpack(tx_layout, tx_p)
+                keep, last, error = beat["keep"], beat["last"], beat["error"]
                 full = (1 << nb) - 1
                 assert keep == full or (last and keep and keep & (keep + 1) == 0), \
                     f"keep {keep:#x} on a {'last' if last else 'middle'} beat"
-                self._frame += ((tx_p & mask).to_bytes(nb, "little"))[:keep.bit_length()]
+                self._frame += beat["data"].to_bytes(nb, "little")[:keep.bit_length()]
                 self.tx_beats += 1
                 self.first_beat = self.first_beat or self.cycle
                 self.last_beat = self.cycle
@@ -416,25 +396,25 @@ class Bench:
         return addr
 
     def single(self, msg, cookie=None):
-        return [pack(TxWorkItem, opcode=TxOpcode.SINGLE, count=1, length=len(msg),
+        return [pack_image(TxWorkItem, opcode=TxOpcode.SINGLE, count=1, length=len(msg),
                      cookie=cookie or self.next_cookie(), addr=self.buffer(msg))]
 
     def batch(self, msgs, cookie=None):
         nb = self.nbytes
         image = b"".join(m + bytes(ceil_div(len(m), nb) * nb - len(m)) for m in msgs)
         lengths = [len(m) for m in msgs]
-        return [pack(TxWorkItem, opcode=TxOpcode.BATCH, count=len(msgs),
+        return [pack_image(TxWorkItem, opcode=TxOpcode.BATCH, count=len(msgs),
                      cookie=cookie or self.next_cookie(), addr=self.buffer(image))] + [
-            pack(TxLengths, **{f"length{j}": n for j, n in enumerate(lengths[k:k + 8])})
+            pack_image(TxLengths, **{f"length{j}": n for j, n in enumerate(lengths[k:k + 8])})
             for k in range(0, len(lengths), 8)]
 
     def gather(self, msgs, cookie=None):
-        return [pack(TxWorkItem, opcode=TxOpcode.GATHER, count=len(msgs),
+        return [pack_image(TxWorkItem, opcode=TxOpcode.GATHER, count=len(msgs),
                      cookie=cookie or self.next_cookie())] + [
-            pack(TxGatherEntry, addr=self.buffer(m), length=len(m)) for m in msgs]
+            pack_image(TxGatherEntry, addr=self.buffer(m), length=len(m)) for m in msgs]
 
     def nop(self, cookie=None):
-        return [pack(TxWorkItem, opcode=TxOpcode.NOP, cookie=cookie or self.next_cookie())]
+        return [pack_image(TxWorkItem, opcode=TxOpcode.NOP, cookie=cookie or self.next_cookie())]
 
     def completed(self, q):
         """Completions written for the current setup of queue ``q``."""
@@ -499,7 +479,7 @@ class Bench:
             mq, k, item = expected[tag].popleft()
             seen[tag] += 1
             assert addr == mq.cq_base + (k % mq.cq_size) * 16, f"queue {tag} completion {k}"
-            got = decode(TxCompletion, raw)
+            got = unpack_image(TxCompletion, raw)
             want = dict(cookie=item.cookie, wqe_index=item.wqe_index,
                         messages=len(item.frames), status=item.status,
                         bytes=sum(map(len, item.frames)), reserved=0,
@@ -618,7 +598,7 @@ def test_malformed_work_items(data_width):
     expect = []
 
     def hdr(**f):
-        return pack(TxWorkItem, **{"cookie": b.next_cookie(), **f})
+        return pack_image(TxWorkItem, **{"cookie": b.next_cookie(), **f})
 
     async def main(ctx):
         await b.setup(ctx, 0, 16, 4)
@@ -632,24 +612,24 @@ def test_malformed_work_items(data_width):
             (TxStatus.BAD_OPCODE, [hdr(opcode=7, addr=buf, length=8)]),
             (TxStatus.BAD_OPCODE, [hdr(opcode=0xFF)]),
             (TxStatus.BAD_LENGTH, [hdr(opcode=TxOpcode.BATCH, count=3, addr=buf),
-                                   pack(TxLengths, length0=5, length1=0, length2=7)]),
+                                   pack_image(TxLengths, length0=5, length1=0, length2=7)]),
             (TxStatus.BAD_LENGTH, [hdr(opcode=TxOpcode.GATHER, count=2),
-                                   pack(TxGatherEntry, addr=buf, length=8),
-                                   pack(TxGatherEntry, addr=buf, length=TX_MAX_FRAME + 1)]),
+                                   pack_image(TxGatherEntry, addr=buf, length=8),
+                                   pack_image(TxGatherEntry, addr=buf, length=TX_MAX_FRAME + 1)]),
             (TxStatus.DMA_ERROR, [hdr(opcode=TxOpcode.SINGLE, length=2 * nb,
                                       addr=(1 << 64) - nb)]),
             (TxStatus.DMA_ERROR, [hdr(opcode=TxOpcode.GATHER, count=1),
-                                  pack(TxGatherEntry, addr=(1 << 64) - nb, length=nb + 1)]),
+                                  pack_image(TxGatherEntry, addr=(1 << 64) - nb, length=nb + 1)]),
             (TxStatus.OK, [hdr(opcode=TxOpcode.NOP, count=99, addr=buf + 1)]),
         ]
         if nb > 1:
             cases += [
                 (TxStatus.BAD_LENGTH, [hdr(opcode=TxOpcode.SINGLE, length=8, addr=buf + 1)]),
                 (TxStatus.BAD_LENGTH, [hdr(opcode=TxOpcode.BATCH, count=2, addr=buf + nb // 2),
-                                       pack(TxLengths, length0=5, length1=6)]),
+                                       pack_image(TxLengths, length0=5, length1=6)]),
                 (TxStatus.BAD_LENGTH, [hdr(opcode=TxOpcode.GATHER, count=2),
-                                       pack(TxGatherEntry, addr=buf, length=8),
-                                       pack(TxGatherEntry, addr=buf + 1, length=8)]),
+                                       pack_image(TxGatherEntry, addr=buf, length=8),
+                                       pack_image(TxGatherEntry, addr=buf + 1, length=8)]),
             ]
         b.rng.shuffle(cases)
         for status, slots in cases:
@@ -660,7 +640,7 @@ def test_malformed_work_items(data_width):
         # Its lengths slots then are read as headers (length0 = 0x07FF: opcode 0xFF).
         await b.post(ctx, 0, [[hdr(opcode=TxOpcode.BATCH, count=9, addr=buf)]])
         await b.drain(ctx)
-        await b.post(ctx, 0, [[pack(TxLengths, length0=0x7FF)] * 2, b.single(good)])
+        await b.post(ctx, 0, [[pack_image(TxLengths, length0=0x7FF)] * 2, b.single(good)])
         expect.extend([(TxStatus.BAD_COUNT, 1), (TxStatus.BAD_OPCODE, 1),
                        (TxStatus.BAD_OPCODE, 1), (TxStatus.OK, 1)])
         await b.drain(ctx)
@@ -691,15 +671,15 @@ def test_dma_read_errors(data_width):
         await b.setup(ctx, 1, 8, 4)
         msgs = [b.rng.randbytes(n) for n in (3 * nb + 1, 2 * nb, 5, 4 * nb)]
         single = b.single(msgs[0])
-        fault(decode(TxWorkItem, single[0])["addr"] + nb)
+        fault(unpack_image(TxWorkItem, single[0])["addr"] + nb)
         batch = b.batch(msgs)
-        fault(decode(TxWorkItem, batch[0])["addr"] + 3 * nb + 2)     # in message 0's tail
+        fault(unpack_image(TxWorkItem, batch[0])["addr"] + 3 * nb + 2)     # in message 0's tail
         # A fault in message 1: the error shows on the request's last beat, the 1-byte
         # message 2 (not started: no aborted frame); messages 0 and 1 were sent.
         batch_end = b.batch(msgs[:2] + [b"\x01"])
-        fault(decode(TxWorkItem, batch_end[0])["addr"] + 4 * nb + nb - 1)
+        fault(unpack_image(TxWorkItem, batch_end[0])["addr"] + 4 * nb + nb - 1)
         gather = b.gather(msgs)
-        fault(decode(TxGatherEntry, gather[3])["addr"])                # entry 2: 5 bytes
+        fault(unpack_image(TxGatherEntry, gather[3])["addr"])                # entry 2: 5 bytes
         for item in (single, batch, batch_end, gather):
             await b.post(ctx, 0, [item, b.single(msgs[1])])
         # A lengths slot that cannot be read: 1 + 2 slots consumed, no halt.
