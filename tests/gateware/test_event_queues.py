@@ -21,14 +21,15 @@ from collections import deque
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.lib import data, wiring
-from amaranth.sim import Simulator
+from amaranth.lib import wiring
 
 from hetnic.gateware.dma import DmaWriteBeat, DmaWriteDone, DmaWriteRequest
 from hetnic.gateware.event_queues import EventArbiter, EventPost, EventQueues
 from hetnic.protocol import Event, EventType
 from hetnic.regs import (EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_STATUS_BAD_ADDR,
                          QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA)
+from kit import (StreamSink, StreamSource, pack, pack_image, run_simulation, seeded_rng, unpack,
+                 unpack_image)
 
 SEED = 0xE7E0_5EED
 TS0 = (1 << 48) - 1500          # the timestamp wraps during the longer tests
@@ -38,68 +39,44 @@ BAD_SIZE, BAD_ADDR, DMA_ERROR = (QUEUE_STATUS_BAD_SIZE.mask, QUEUE_STATUS_BAD_AD
                                  QUEUE_STATUS_DMA.mask)                    # EQ_STATUS bits
 
 
-def pack(layout, **values):
-    return sum((values.get(name, 0) & ((1 << f.width) - 1)) << f.offset
-               for name, f in data.Layout.cast(layout))
-
-
-def unpack(layout, value):
-    return {name: (value >> f.offset) & ((1 << f.width) - 1)
-            for name, f in data.Layout.cast(layout)}
-
-
 def event_image(post, phase):
-    return pack(Event, type=post["type"], source=post["source"], info=post["info"],
-                timestamp=post["timestamp"], phase=phase).to_bytes(EVENT_BYTES, "little")
-
-
-class Held:
-    """Stream rule: a valid payload stays unchanged until it is taken."""
-
-    def __init__(self, name):
-        self.name, self.value = name, None
-
-    def check(self, cycle, valid, payload, ready):
-        if self.value is not None:
-            assert valid and payload == self.value, f"cycle {cycle}: {self.name} changed"
-        self.value = payload if valid and not ready else None
-        return valid and ready
+    return pack_image(Event, type=post["type"], source=post["source"], info=post["info"],
+                      timestamp=post["timestamp"], phase=phase)
 
 
 class DmaWriteModel:
     """The DMA engine's side of a write client over a sparse byte memory: random ready on
-    ``wr_req``/``wr_data``, a done ``latency`` cycles after a request's last beat. A write to
-    an address in ``fail`` fails once (done with ``error``, nothing written)."""
+    ``wr_req``/``wr_data`` (kit sinks, which check the hold rule), a done ``latency`` cycles
+    after a request's last beat, offered with chance ``valid`` per cycle (a kit source). A
+    write to an address in ``fail`` fails once (done with ``error``, nothing written)."""
 
     def __init__(self, bench, *, ready=1.0, valid=1.0, latency=(1, 1), fail=()):
-        self.b, self.ready, self.valid, self.latency = bench, ready, valid, latency
+        self.b, self.latency = bench, latency
         self.fail, self.memory = set(fail), {}
-        self.reqs, self.beats, self.dones, self.offer = deque(), deque(), deque(), None
-        self.held = {name: Held(name) for name in ("wr_req", "wr_data", "wr_done")}
+        self.reqs, self.beats, self.dones = deque(), deque(), deque()
+        dut, rng = bench.dut, bench.rng
+        self.wr_req = StreamSink(dut.wr_req, rng=rng, stall=1.0 - ready, name="wr_req")
+        self.wr_data = StreamSink(dut.wr_data, rng=rng, stall=1.0 - ready, name="wr_data")
+        self.wr_done = StreamSource(dut.wr_done, rng=rng, gap=1.0 - valid, name="wr_done")
         self.lanes = bench.width // 8
 
     def read(self, addr, n):
         return bytes(self.memory.get(addr + k, 0) for k in range(n))
 
     def drive(self, ctx, dut):
-        rng = self.b.rng
-        ctx.set(dut.wr_req.ready, rng.random() < self.ready)
-        ctx.set(dut.wr_data.ready, rng.random() < self.ready)
-        if self.offer is None and self.dones and self.dones[0][0] <= self.b.cycle \
-                and rng.random() < self.valid:
-            self.offer = self.dones.popleft()[1:]
-            ctx.set(dut.wr_done.payload.as_value(),
-                    pack(DmaWriteDone, tag=self.offer[0], error=self.offer[1]))
-        ctx.set(dut.wr_done.valid, self.offer is not None)
+        self.wr_req.drive(ctx)
+        self.wr_data.drive(ctx)
+        if self.wr_done.done and self.dones and self.dones[0][0] <= self.b.cycle:
+            _, tag, error = self.dones.popleft()
+            self.wr_done.send(pack(DmaWriteDone, tag=tag, error=error))
+        self.wr_done.drive(ctx)
 
     def sample(self, ctx, dut):
         get, cycle = ctx.get, self.b.cycle
-        for name, queue in (("wr_req", self.reqs), ("wr_data", self.beats)):
-            port = getattr(dut, name)
-            valid = get(port.valid)
-            payload = get(port.payload.as_value()) if valid else None
-            if self.held[name].check(cycle, valid, payload, get(port.ready)):
-                queue.append(payload)
+        for sink, queue in ((self.wr_req, self.reqs), (self.wr_data, self.beats)):
+            taken = sink.update(*(get(signal) for signal in sink.sampled))
+            if taken is not None:
+                queue.append(taken)
         beats = -(-EVENT_BYTES // self.lanes)
         while self.reqs and len(self.beats) >= beats:
             req = unpack(DmaWriteRequest, self.reqs.popleft())
@@ -115,36 +92,14 @@ class DmaWriteModel:
             if not error:
                 self.memory.update((req["addr"] + k, v) for k, v in enumerate(image))
             self.dones.append((cycle + self.b.rng.randint(*self.latency), req["tag"], error))
-        if self.held["wr_done"].check(cycle, self.offer is not None, self.offer,
-                                      get(dut.wr_done.ready)):
-            if not self.offer[1]:
-                self.b.done_cycles.setdefault(self.offer[0], []).append(cycle)
-            self.offer = None
+        done = self.wr_done.update(get(dut.wr_done.ready))
+        if done is not None:
+            done = unpack(DmaWriteDone, done)
+            if not done["error"]:
+                self.b.done_cycles.setdefault(done["tag"], []).append(cycle)
 
     def idle(self):
-        return not (self.reqs or self.beats or self.dones or self.offer)
-
-
-class Poster:
-    """Offers its events on one post port with random gaps."""
-
-    def __init__(self, bench, port, gap):
-        self.b, self.port, self.gap = bench, port, gap
-        self.queue, self.offer, self.held = deque(), None, Held("post")
-
-    def drive(self, ctx):
-        if self.offer is None and self.queue and self.b.rng.random() >= self.gap:
-            self.offer = pack(EventPost, **self.queue.popleft())
-            ctx.set(self.port.payload.as_value(), self.offer)
-        ctx.set(self.port.valid, self.offer is not None)
-
-    def sample(self, ctx):
-        if self.held.check(self.b.cycle, self.offer is not None, self.offer,
-                           ctx.get(self.port.ready)):
-            self.offer = None
-
-    def idle(self):
-        return not (self.queue or self.offer)
+        return not (self.reqs or self.beats or self.dones) and self.wr_done.done
 
 
 class HostRing:
@@ -175,7 +130,9 @@ class Bench:
             ports = list(arbiter.posts)
         self.regmap = self.dut.regmap
         self.dma = DmaWriteModel(self, **dma)
-        self.posters = [Poster(self, port, gap) for port in ports]
+        # One source per post port, each offering its events with random gaps.
+        self.posters = [StreamSource(port, rng=self.rng, gap=gap, name=f"post{k}")
+                        for k, port in enumerate(ports)]
         self.rings = {}
         self.accepted = {}          # queue -> posts (with timestamp) as EventQueues took them
         self.done_cycles, self.irq_cycles = {}, {}
@@ -191,7 +148,7 @@ class Bench:
             p.drive(ctx)
         self.dma.sample(ctx, dut)
         for p in self.posters:
-            p.sample(ctx)
+            p.update(get(p.stream.ready))
         if get(dut.post.valid) and get(dut.post.ready):
             post = unpack(EventPost, get(dut.post.payload.as_value()))
             self.accepted.setdefault(post["event_queue"], []).append({**post, "timestamp": stamp})
@@ -199,7 +156,7 @@ class Bench:
             if get(dut.irq[q]):
                 self.irq_cycles.setdefault(q, []).append(self.cycle)
         self.csr_ack, self.csr_data = get(dut.csr.ack), get(dut.csr.r_data)
-        self.quiet = (all(p.idle() for p in self.posters) and self.dma.idle()
+        self.quiet = (all(p.done for p in self.posters) and self.dma.idle()
                       and not get(dut.post.valid) and get(dut.post.ready))
         await ctx.tick()
         self.cycle += 1
@@ -270,7 +227,7 @@ class Bench:
         event = {"event_queue": q, "type": self.rng.choice(list(EventType)),
                  "source": self.rng.randrange(1 << 16),
                  "info": self.serial * 0x9E3779B1 % (1 << 32)}
-        self.posters[poster].queue.append(event)
+        self.posters[poster].send(pack(EventPost, **event))
         return event
 
     def check_write(self, addr, tag, image, error):
@@ -297,7 +254,7 @@ class Bench:
             phase = (r.cons // r.size & 1) ^ 1
             if image[-1] >> 7 != phase:
                 break
-            fields = unpack(Event, int.from_bytes(image, "little"))
+            fields = unpack_image(Event, image)
             index = next((i for i in range(r.matched, len(posts))
                           if posts[i]["info"] == fields["info"]), None)
             assert index is not None, f"queue {q} entry {r.cons}: unexpected {fields}"
@@ -310,10 +267,7 @@ class Bench:
         return got
 
     def run(self, testbench):
-        sim = Simulator(self.top)
-        sim.add_clock(1e-8)
-        sim.add_testbench(testbench)
-        sim.run()
+        run_simulation(self.top, testbench, cycle_limit=self.limit)
         print(f"{self.cycle} cycles")
 
 
@@ -612,7 +566,7 @@ def test_random_queues_and_posters(width):
         for _ in range(500 if width == 64 else 300):
             q, p = b.rng.choice([0, 0, 1, 1, 2, 3, 4, 40]), b.rng.randrange(3)
             posted.setdefault((p, q), []).append(b.post(q, poster=p)["info"])
-        while not all(p.idle() for p in b.posters):
+        while not all(p.done for p in b.posters):
             if b.rng.random() < 0.05:
                 await b.consume(ctx, b.rng.choice(list(rings)))
             else:
@@ -644,38 +598,33 @@ def test_random_queues_and_posters(width):
 def test_arbiter_round_robin():
     """Always-valid inputs and a ready sink: one post per cycle, inputs in turn; with random
     gaps and stalls every post comes out once, in order per input."""
-    rng = random.Random(SEED + 40)
-    print(f"seed={SEED + 40:#x}")
+    rng = seeded_rng(SEED + 40)
     dut = EventArbiter(3)
+    sources = [StreamSource(port, rng=rng, name=f"posts[{i}]") for i, port in enumerate(dut.posts)]
+    for i, source in enumerate(sources):
+        source.extend(pack(EventPost, event_queue=i, type=1, source=k, info=i << 16 | k)
+                      for k in range(40))
+    sink = StreamSink(dut.post, rng=rng, name="post")
     out = []
 
     async def bench(ctx):
-        sent = [deque({"event_queue": i, "type": 1, "source": k, "info": i << 16 | k}
-                      for k in range(40)) for i in range(3)]
-        offers, held, cycle = [None] * 3, Held("post"), 0
+        cycle = 0
         while len(out) < 120:
-            assert cycle < 2_000
             saturate = cycle < 60
-            for i, port in enumerate(dut.posts):
-                if offers[i] is None and sent[i] and (saturate or rng.random() < 0.5):
-                    offers[i] = sent[i].popleft()
-                    ctx.set(port.payload.as_value(), pack(EventPost, **offers[i]))
-                ctx.set(port.valid, offers[i] is not None)
-            ctx.set(dut.post.ready, saturate or rng.random() < 0.6)
-            for i, port in enumerate(dut.posts):
-                if offers[i] is not None and ctx.get(port.ready):
-                    offers[i] = None
-            valid, ready = ctx.get(dut.post.valid), ctx.get(dut.post.ready)
-            payload = ctx.get(dut.post.payload.as_value()) if valid else None
-            if held.check(cycle, valid, payload, ready):
-                out.append((cycle, unpack(EventPost, payload)))
+            for source in sources:
+                source.gap = 0.0 if saturate else 0.5
+                source.drive(ctx)
+            sink.stall = 0.0 if saturate else 0.4
+            sink.drive(ctx)
+            for source in sources:
+                source.update(ctx.get(source.stream.ready))
+            taken = sink.update(*(ctx.get(signal) for signal in sink.sampled))
+            if taken is not None:
+                out.append((cycle, unpack(EventPost, taken)))
             await ctx.tick()
             cycle += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=2_000)
     first = [e["event_queue"] for c, e in out if c < 60]
     assert len(first) >= 58 and first == [(first[0] + k) % 3 for k in range(len(first))]
     for i in range(3):
