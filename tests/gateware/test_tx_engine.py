@@ -27,11 +27,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from hetnic.gateware.dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteRequest
-from hetnic.gateware import tx_queues
 from hetnic.gateware.tx_engine import TxWorkItemEngine
 from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxCompletion, TxGatherEntry,
                              TxLengths, TxOpcode, TxStatus, TxWorkItem)
-from hetnic.regs import RegisterMap
+from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE, QUEUE_STATUS_BAD_ADDR,
+                         QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA, QUEUE_STATUS_DOORBELL,
+                         RegisterMap)
 from kit import StreamSink, StreamSource, pack, pack_image, unpack, unpack_image
 
 SEED = 0x7E_C0FFEE
@@ -39,8 +40,8 @@ ARENA = 0x0000_7F12_3400_0000       # high bits set: 64-bit addresses matter
 GARBAGE = 0xEE                      # what a failed read returns for unreadable bytes
 # TXQ_STATUS values of one error bit each
 STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = (
-    1 << bit for bit in (tx_queues.STATUS_BAD_SIZE, tx_queues.STATUS_DOORBELL,
-                         tx_queues.STATUS_BAD_ADDR, tx_queues.STATUS_DMA))
+    f.mask for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_ADDR,
+                     QUEUE_STATUS_DMA))
 
 
 def ceil_div(a, b):
@@ -377,7 +378,7 @@ class Bench:
                             ("TXQ_CQ_BASE_HI", cq_base >> 32), ("TXQ_CQ_SIZE", cq_size),
                             ("TXQ_PROD", start)):
             await self.write(ctx, name, q, value)
-        await self.write(ctx, "TXQ_CTRL", q, 1)
+        await self.write(ctx, "TXQ_CTRL", q, QUEUE_CTRL_ENABLE.mask)
         mq = ModelQueue(self.mem, self.nbytes, q, base, size, cq_base, cq_size)
         mq.start = mq.prod = mq.parsed = start
         mq.offset = sum(len(old.items) for old in self.history[q])   # earlier completions
@@ -812,10 +813,11 @@ def test_completion_write_error_and_registers():
         assert [await b.read(ctx, "TXQ_SIZE", q) for q in range(3)] == [4, 8, 16]
         assert await b.read(ctx, "TXQ_CQ_SIZE", 1) == 2
         assert await b.read(ctx, "TXQ_PROD", 2) == 0x2468
-        assert await b.read(ctx, "TXQ_CTRL", 1) == 1
+        assert await b.read(ctx, "TXQ_CTRL", 1) == QUEUE_CTRL_ENABLE.mask
         if "TXQ_EQ" in {r.name for r in b.rm.present()}:
-            await b.write(ctx, "TXQ_EQ", 1, 0x105)
-            assert await b.read(ctx, "TXQ_EQ", 1) == 0x105
+            eq_value = QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(5)
+            await b.write(ctx, "TXQ_EQ", 1, eq_value)
+            assert await b.read(ctx, "TXQ_EQ", 1) == eq_value
             assert await b.read(ctx, "TXQ_EQ", 0) == 0
         await b.post(ctx, 1, [b.single(b"\x01" * 33), b.nop(), b.batch([b"\x02" * 5] * 3)])
         await b.drain(ctx)
