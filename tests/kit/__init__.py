@@ -4,7 +4,8 @@ Every block test in ``tests/`` drives its streams and runs its simulation throug
 Glasgow's stream helpers and LUNA's ``LunaGatewareTestCase`` serve their block tests:
 
 * :class:`StreamSource` / :class:`StreamSink` (:mod:`kit.stream`): seeded random source gaps
-  and sink stalls as parameters, the stream rules checked on every cycle;
+  and sink stalls as parameters, the stream rules checked on every cycle (:class:`HoldRule`
+  for channels that are not a ``stream`` interface);
 * :func:`run_simulation` (:mod:`kit.simulation`): async testbenches under a cycle limit that
   fails the test with a clear message instead of hanging;
 * :func:`pack` / :func:`unpack` from :mod:`hetnic.protocol`, and the little-endian host-memory
@@ -13,7 +14,7 @@ Glasgow's stream helpers and LUNA's ``LunaGatewareTestCase`` serve their block t
 
 from .layouts import pack, pack_image, unpack, unpack_image
 from .simulation import SimulationTimeout, run_simulation
-from .stream import StreamSink, StreamSource, seeded_rng, step
+from .stream import HoldRule, StreamSink, StreamSource, seeded_rng, step
 
-__all__ = ["StreamSource", "StreamSink", "seeded_rng", "step", "run_simulation",
+__all__ = ["StreamSource", "StreamSink", "HoldRule", "seeded_rng", "step", "run_simulation",
            "SimulationTimeout", "pack", "unpack", "pack_image", "unpack_image"]

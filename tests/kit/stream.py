@@ -21,13 +21,37 @@ from collections.abc import Callable, Iterable
 
 from amaranth.hdl import Value
 
-__all__ = ["seeded_rng", "StreamSource", "StreamSink", "step"]
+__all__ = ["seeded_rng", "HoldRule", "StreamSource", "StreamSink", "step"]
 
 
 def seeded_rng(seed: int, name: str = "seed") -> random.Random:
     """A ``random.Random(seed)`` whose seed is printed first (pytest shows it on a failure)."""
     print(f"{name}={seed:#x}")
     return random.Random(seed)
+
+
+class HoldRule:
+    """The stream (and AXI) rule, checked on named channels: a payload offered but not taken
+    (``valid`` high, ``ready`` low) is offered again, unchanged, in the next cycle.
+
+    For ports that are not a ``stream`` interface (AXI channels of separate signals, a model's
+    view of several ports); a :class:`StreamSink` checks its own stream with one of these.
+    """
+
+    def __init__(self):
+        self.held = {}
+
+    def check(self, channel: str, valid, payload, ready, *, cycle: int) -> bool:
+        """One cycle of ``channel`` (``payload`` any comparable value): fails if a payload left
+        waiting the cycle before was dropped or changed; returns whether it is taken now."""
+        held = self.held.pop(channel, None)
+        if held is not None:
+            assert valid and payload == held, (
+                f"{channel}, cycle {cycle}: a stalled payload was "
+                f"{'changed' if valid else 'dropped'} before it was taken")
+        if valid and not ready:
+            self.held[channel] = payload
+        return bool(valid and ready)
 
 
 class StreamSource:
@@ -150,7 +174,7 @@ class StreamSink:
         self.check_hold = check_hold
         self.payload = Value.cast(stream.payload)
         self.ready = False
-        self.held = None
+        self.rule = HoldRule()
         self.cycle = 0
         self.received = []
         self.emitted_at = []
@@ -168,11 +192,8 @@ class StreamSink:
     def update(self, valid, payload) -> int | None:
         """After the edge, with ``valid`` and ``payload`` as sampled there: the payload taken,
         if any. Fails if a payload left waiting the cycle before was dropped or changed."""
-        if self.check_hold and self.held is not None:
-            assert valid and payload == self.held, (
-                f"{self.name}, cycle {self.cycle}: a stalled payload was "
-                f"{'changed' if valid else 'dropped'} before it was taken")
-        self.held = payload if valid and not self.ready else None
+        if self.check_hold:
+            self.rule.check(self.name, valid, payload, self.ready, cycle=self.cycle)
         taken = None
         if valid and self.ready:
             taken = payload
