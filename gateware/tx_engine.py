@@ -19,13 +19,11 @@ from ..regs import QUEUE_EQ_QUEUE, RegisterMap
 from .axil import CsrSignature
 from .beat import Beat
 from .dma import dma_read_client, dma_write_client
-from .tx_fetch import TAG_FETCH_BIT, TAG_LAST_BIT, FetchedWorkItem, TxWorkItemFetcher
+from .tx_fetch import (TAG_FETCH_BIT, TAG_LAST_BIT, FetchedWorkItem, TxWorkItemFetcher,
+                       check_tx_parameters)
 from .tx_queues import TxQueueFile, WorkItemResult
 
 __all__ = ["TxWorkItemEngine"]
-
-_DATA_WIDTHS = (8, 16, 32, 64, 128)
-
 
 def _fetch_port(queues, signature):
     """The members of the :class:`~.tx_queues.TxQueueFile` ``queues`` that ``signature`` (a
@@ -119,12 +117,7 @@ class TxWorkItemEngine(wiring.Component):
         Free-running count of DMA read requests issued (work items and data).
     """
     def __init__(self, data_width, n_queues, *, regmap=None):
-        if data_width not in _DATA_WIDTHS:
-            raise ValueError(f"data_width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
-                             f"not {data_width!r}")
-        if (not isinstance(n_queues, int) or isinstance(n_queues, bool)
-                or not 1 <= n_queues <= 64):
-            raise ValueError(f"n_queues must be an integer from 1 to 64, not {n_queues!r}")
+        check_tx_parameters(data_width, n_queues)
         if regmap is None:
             regmap = RegisterMap(tx_queues=n_queues, data_bytes=data_width // 8)
         elif not isinstance(regmap, RegisterMap) or regmap.params["tx_queues"] != n_queues:

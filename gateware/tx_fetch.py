@@ -11,9 +11,10 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import TX_MAX_FRAME, TX_MAX_MESSAGES, TxGatherEntry, TxOpcode, TxStatus, TxWorkItem
 from .dma import DmaReadBeat, DmaReadRequest
 from .round_robin import RoundRobin
+from .tx_queues import WorkItemResult
 
 __all__ = ["TxWorkItemFetcher", "TxQueueFetchSignature", "FetchedWorkItem", "CACHE_SLOTS",
-           "TAG_FETCH_BIT", "TAG_LAST_BIT"]
+           "TAG_FETCH_BIT", "TAG_LAST_BIT", "check_tx_parameters"]
 
 #: Bits of a work-item slot (every slot layout is as wide as the header).
 _SLOT_BITS = TxWorkItem.as_shape().size
@@ -30,14 +31,12 @@ _TAG_FETCH, _TAG_LAST = 1 << TAG_FETCH_BIT, 1 << TAG_LAST_BIT
 _DATA_WIDTHS = (8, 16, 32, 64, 128)
 
 
-class FetchedWorkItem(data.Struct):
-    """A checked work item, from the fetcher to the frame cutter."""
-    queue: 6
-    cookie: 32
-    wqe_index: 16       # ring position of the header
-    slots: 7            # slots the work item consumes
-    status: TxStatus
-    messages: 7         # lengths queued for the cutter; 0: no data reads follow
+#: A checked work item, from the fetcher to the frame cutter: the fields of
+#: :class:`~.tx_queues.WorkItemResult` but ``bytes``. ``slots`` are the slots it consumes,
+#: ``messages`` the lengths queued for the cutter (0: no data reads follow).
+FetchedWorkItem = data.StructLayout({name: field.shape
+                                     for name, field in data.Layout.cast(WorkItemResult)
+                                     if name != "bytes"})
 
 
 class TxQueueFetchSignature(wiring.Signature):
@@ -73,6 +72,16 @@ class TxQueueFetchSignature(wiring.Signature):
             "start_stb": Out(1), "head_stb": Out(1), "head_slots": Out(7), "halt_stb": Out(1),
             "flush_stb": In(1), "flush_queue": In(range(n_queues)),
         })
+
+
+def check_tx_parameters(data_width, n_queues):
+    """Raise :exc:`ValueError` unless the TX path can be built for ``data_width`` (8, 16,
+    32, 64 or 128: a 16-byte slot is whole beats) and ``n_queues`` (1 to 64)."""
+    if data_width not in _DATA_WIDTHS:
+        raise ValueError(f"data_width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
+                         f"not {data_width!r}")
+    if isinstance(n_queues, bool) or not isinstance(n_queues, int) or not 1 <= n_queues <= 64:
+        raise ValueError(f"n_queues must be an integer from 1 to 64, not {n_queues!r}")
 
 
 def _min(a, b):
@@ -129,7 +138,7 @@ class TxWorkItemFetcher(wiring.Component):
     3. ``HEADER`` checks the header; a BATCH or GATHER goes back to ``ENSURE`` for the
        slots its count implies, then ``CHECK`` checks one of them per cycle (the checks
        are those :class:`~.tx_engine.TxWorkItemEngine` documents);
-    4. ``RECORD`` writes the :class:`FetchedWorkItem` into the 2-entry ``jobs`` FIFO (waiting
+    4. ``RECORD`` writes the :data:`FetchedWorkItem` into the 2-entry ``jobs`` FIFO (waiting
        while it is full) and consumes its slots (``queues.head_stb``, ``head_slots``);
     5. a good work item with messages then issues its data reads on ``rd_req``: SINGLE one,
        GATHER one per entry (one per cycle), BATCH reads of at most ``65536 - W/8`` bytes
@@ -166,12 +175,7 @@ class TxWorkItemFetcher(wiring.Component):
         Message lengths in bytes, in the order of the frames.
     """
     def __init__(self, data_width, n_queues):
-        if data_width not in _DATA_WIDTHS:
-            raise ValueError(f"data_width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
-                             f"not {data_width!r}")
-        if (not isinstance(n_queues, int) or isinstance(n_queues, bool)
-                or not 1 <= n_queues <= 64):
-            raise ValueError(f"n_queues must be an integer from 1 to 64, not {n_queues!r}")
+        check_tx_parameters(data_width, n_queues)
         self.data_width, self.n_queues = data_width, n_queues
         super().__init__({
             "queues": Out(TxQueueFetchSignature(n_queues)),
@@ -187,8 +191,7 @@ class TxWorkItemFetcher(wiring.Component):
         # BATCH read is issued, so this holds two of the largest.
         m.submodules.length_fifo = lengths = SyncFIFOBuffered(width=16,
                                                               depth=2 * TX_MAX_MESSAGES)
-        m.submodules.job_fifo = jobs = SyncFIFOBuffered(
-            width=FetchedWorkItem.as_shape().size, depth=2)
+        m.submodules.job_fifo = jobs = SyncFIFOBuffered(width=FetchedWorkItem.size, depth=2)
         for port, fifo in ((self.lengths, lengths), (self.jobs, jobs)):
             m.d.comb += [port.valid.eq(fifo.r_rdy), port.payload.eq(fifo.r_data),
                          fifo.r_en.eq(port.ready)]
