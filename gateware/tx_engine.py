@@ -74,9 +74,10 @@ class TxWorkItemEngine(wiring.Component):
     Errors. A work-item header that cannot be read completes with ``DMA_ERROR`` and cookie 0
     and stops its queue (``STATUS.dma_error``, :data:`~hetnic.regs.QUEUE_STATUS_DMA`;
     disable and enable it to restart). Any other DMA read error completes the work item with
-    ``DMA_ERROR`` (``STATUS.dma_error``) and the engine goes on. As :class:`~.dma.DmaEngine` reports a read error on the request's last beat, the
-    frames of that request before it have been sent (counted in the completion); the frame
-    in progress at the error ends with a beat with ``last`` and ``error`` set, and no further
+    ``DMA_ERROR`` (``STATUS.dma_error``) and the engine goes on. As
+    :class:`~.dma.DmaEngine` reports a read error on the request's last beat, the frames of
+    that request before it have been sent (counted in the completion); the frame in
+    progress at the error ends with a beat with ``last`` and ``error`` set, and no further
     frame of the work item is sent. Register semantics: :class:`~.tx_queues.TxQueueFile`.
 
     Parameters

@@ -8,7 +8,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import TX_MAX_FRAME, TX_MAX_MESSAGES, TxGatherEntry, TxOpcode, TxStatus, TxWorkItem
+from ..protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxGatherEntry, TxOpcode, TxStatus,
+                        TxWorkItem)
 from .dma import DmaReadBeat, DmaReadRequest
 from .round_robin import RoundRobin
 from .tx_queues import WorkItemResult
