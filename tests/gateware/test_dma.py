@@ -17,29 +17,16 @@ import random
 from collections import deque
 
 import pytest
-from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.dma import (
     AXI_BURST_INCR, AXI_RESP_OKAY, AXI_RESP_SLVERR, DmaEngine, DmaReadBeat, DmaReadRequest,
     DmaWriteBeat, DmaWriteDone, DmaWriteRequest,
 )
+from kit import HoldRule, StreamSink, StreamSource, pack, run_simulation, unpack
 
 SEED = 0xD3A_5EED
 TOP = 1 << 64
 PAGE = 4096
-
-
-def _fields(layout):
-    return {name: (f.offset, (1 << f.width) - 1) for name, f in data.Layout.cast(layout)}
-
-
-def _unpack(fields, value):
-    return {name: (value >> off) & mask for name, (off, mask) in fields.items()}
-
-
-def _pack(layout, **values):
-    return sum(values[name] << f.offset for name, f in data.Layout.cast(layout))
 
 
 def beats_of(length, lanes):
@@ -87,7 +74,7 @@ class AxiMemory:
         self.r_bursts, self.aw_bursts, self.w_beats, self.b_queue = (
             deque(), deque(), deque(), deque())
         self.r_offer = self.b_offer = False
-        self.held = {}                                  # channel -> payload offered last cycle
+        self.hold_rule = HoldRule()                     # AR, AW, W: AXI's valid/ready rule
         self.ar_count = self.aw_count = self.error_responses = 0
         self.w_before_aw = 0                            # W beats taken ahead of their AW
 
@@ -131,13 +118,7 @@ class AxiMemory:
 
     def _hold(self, channel, valid, payload, ready):
         """AXI: a valid stays up with a stable payload until the handshake."""
-        held = self.held.pop(channel, None)
-        if held is not None:
-            assert valid and payload == held, \
-                f"cycle {self.cycle}: {channel} changed before its handshake"
-        if valid and not ready:
-            self.held[channel] = payload
-        return valid and ready
+        return self.hold_rule.check(channel, valid, payload, ready, cycle=self.cycle)
 
     def _check_burst(self, kind, addr, length, size, burst, active):
         lanes, beats = self.lanes, length + 1
@@ -207,42 +188,46 @@ class AxiMemory:
         return not (self.r_bursts or self.aw_bursts or self.w_beats or self.b_queue)
 
 
+def request_source(bench, port, layout, requests, name):
+    """A kit source that offers ``requests`` (:class:`Request`) on ``port`` with the bench's
+    gaps, and the requests in the order it will take them."""
+    source = StreamSource(port, rng=bench.rng, gap=bench.gap, name=name)
+    source.extend(pack(layout, addr=r.addr % TOP, length=r.length, tag=r.tag) for r in requests)
+    return source, deque(requests)
+
+
+def sample(ctx, agent):
+    """A kit source's or sink's update with its signals as they are now (before the edge)."""
+    return agent.update(*(ctx.get(signal) for signal in agent.sampled))
+
+
 class ReadClient:
     def __init__(self, bench, index, requests):
-        self.b, self.index, self.pending = bench, index, deque(requests)
-        self.req, self.out = bench.dut.rd_req[index], bench.dut.rd_data[index]
-        self.offer, self.in_flight, self.beat, self.held = None, deque(), 0, None
-        self.fields = _fields(DmaReadBeat(bench.width))
+        self.b, self.index = bench, index
+        self.req, self.queued = request_source(bench, bench.dut.rd_req[index], DmaReadRequest,
+                                               requests, f"rd_req[{index}]")
+        self.out = StreamSink(bench.dut.rd_data[index], rng=bench.rng, stall=bench.stall,
+                              name=f"rd_data[{index}]")
+        self.in_flight, self.beat = deque(), 0
+        self.layout = DmaReadBeat(bench.width)
         for r in requests:
             r.client = index
 
     def drive(self, ctx):
-        b = self.b
-        if self.offer is None:
-            if self.pending and b.rng.random() >= b.gap:
-                self.offer = self.pending.popleft()
-                ctx.set(self.req.payload.as_value(), _pack(
-                    DmaReadRequest, addr=self.offer.addr % TOP, length=self.offer.length,
-                    tag=self.offer.tag))
-            ctx.set(self.req.valid, self.offer is not None)
-        ctx.set(self.out.ready, b.rng.random() >= b.stall)
+        self.req.drive(ctx)
+        self.out.drive(ctx)
 
     def sample(self, ctx):
-        b, get = self.b, ctx.get
-        if self.offer is not None and get(self.req.ready):
-            self.offer.accepted_at = b.cycle
-            if not self.offer.refused:
-                b.memory.active_reads[id(self.offer)] = self.offer
-            self.in_flight.append(self.offer)
-            self.offer = None
-        valid = get(self.out.valid)
-        value = get(self.out.payload.as_value()) if valid else None
-        ready = get(self.out.ready)
-        if self.held is not None:
-            assert valid and value == self.held, f"cycle {b.cycle}: rd_data changed"
-        self.held = value if valid and not ready else None
-        if valid and ready:
-            self.check(_unpack(self.fields, value))
+        b = self.b
+        if sample(ctx, self.req) is not None:
+            r = self.queued.popleft()
+            r.accepted_at = b.cycle
+            if not r.refused:
+                b.memory.active_reads[id(r)] = r
+            self.in_flight.append(r)
+        value = sample(ctx, self.out)
+        if value is not None:
+            self.check(unpack(self.layout, value))
 
     def check(self, got):
         b, lanes = self.b, self.b.lanes
@@ -268,62 +253,47 @@ class ReadClient:
             b.finished.append(r)
 
     def idle(self):
-        return not (self.pending or self.offer or self.in_flight)
+        return self.req.done and not self.in_flight
 
 
 class WriteClient:
     def __init__(self, bench, index, requests):
         self.b, self.index = bench, index
-        self.pending, self.expect = deque(requests), deque()
-        self.req, self.data, self.done = (bench.dut.wr_req[index], bench.dut.wr_data[index],
-                                          bench.dut.wr_done[index])
+        self.expect = deque()
+        self.req, self.queued = request_source(bench, bench.dut.wr_req[index], DmaWriteRequest,
+                                               requests, f"wr_req[{index}]")
+        # Every request's data beats, in request order.
+        self.data = StreamSource(bench.dut.wr_data[index], rng=bench.rng, gap=bench.gap,
+                                 name=f"wr_data[{index}]")
+        self.done = StreamSink(bench.dut.wr_done[index], rng=bench.rng, stall=bench.stall,
+                               name=f"wr_done[{index}]")
         lanes = bench.lanes
-        self.beats = deque()            # every request's data beats, in request order
         for r in requests:
             r.client = index
             n = beats_of(r.length, lanes)
             for k in range(n):
                 chunk = r.payload[k * lanes:(k + 1) * lanes]
-                self.beats.append(_pack(DmaWriteBeat(bench.width), data=int.from_bytes(
+                self.data.send(pack(DmaWriteBeat(bench.width), data=int.from_bytes(
                     chunk, "little") | (bench.rng.getrandbits(8 * lanes) << 8 * len(chunk))
                     & ((1 << 8 * lanes) - 1), last=int(k == n - 1)))
-        self.offer, self.beat_offer, self.held = None, None, None
-        self.fields = _fields(DmaWriteDone)
 
     def drive(self, ctx):
-        b = self.b
-        if self.offer is None:
-            if self.pending and b.rng.random() >= b.gap:
-                self.offer = self.pending.popleft()
-                ctx.set(self.req.payload.as_value(), _pack(
-                    DmaWriteRequest, addr=self.offer.addr % TOP, length=self.offer.length,
-                    tag=self.offer.tag))
-            ctx.set(self.req.valid, self.offer is not None)
-        if self.beat_offer is None:
-            if self.beats and b.rng.random() >= b.gap:
-                self.beat_offer = self.beats.popleft()
-                ctx.set(self.data.payload.as_value(), self.beat_offer)
-            ctx.set(self.data.valid, self.beat_offer is not None)
-        ctx.set(self.done.ready, b.rng.random() >= b.stall)
+        self.req.drive(ctx)
+        self.data.drive(ctx)
+        self.done.drive(ctx)
 
     def sample(self, ctx):
-        b, get = self.b, ctx.get
-        if self.offer is not None and get(self.req.ready):
-            self.offer.accepted_at = b.cycle
-            if not self.offer.refused:
-                b.memory.active_writes[id(self.offer)] = self.offer
-            self.expect.append(self.offer)
-            self.offer = None
-        if self.beat_offer is not None and get(self.data.ready):
-            self.beat_offer = None
-        valid = get(self.done.valid)
-        value = get(self.done.payload.as_value()) if valid else None
-        ready = get(self.done.ready)
-        if self.held is not None:
-            assert valid and value == self.held, f"cycle {b.cycle}: wr_done changed"
-        self.held = value if valid and not ready else None
-        if valid and ready:
-            got = _unpack(self.fields, value)
+        b = self.b
+        if sample(ctx, self.req) is not None:
+            r = self.queued.popleft()
+            r.accepted_at = b.cycle
+            if not r.refused:
+                b.memory.active_writes[id(r)] = r
+            self.expect.append(r)
+        sample(ctx, self.data)
+        value = sample(ctx, self.done)
+        if value is not None:
+            got = unpack(DmaWriteDone, value)
             assert self.expect, f"cycle {b.cycle}: client {self.index}: a done nobody asked"
             r = self.expect.popleft()
             assert got == {"tag": r.tag, "error": int(r.error)}, \
@@ -333,7 +303,7 @@ class WriteClient:
             b.finished.append(r)
 
     def idle(self):
-        return not (self.pending or self.offer or self.expect or self.beats or self.beat_offer)
+        return self.req.done and self.data.done and not self.expect
 
 
 class DmaBench:
@@ -414,10 +384,7 @@ class DmaBench:
             assert got == image, f"page {page:#x} differs"
 
     def run(self):
-        sim = Simulator(self.dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(self.testbench)
-        sim.run()
+        run_simulation(self.dut, self.testbench, cycle_limit=self.limit + 10)
         return self
 
 
