@@ -33,7 +33,7 @@ Data
 Receiving. :meth:`BoardRxQueue.poll` reads every frame waiting on the data link, decodes its
 tag and files it under the tag's queue as a :class:`TaggedPacket` (the frame without its
 tag, with ``queue``, ``instance``, ``rule``, ``hash``, ``hash_type`` and ``generation``, the
-fields of :class:`~hetnic.host.rings.RxPacket` a tag carries). A frame without a valid tag,
+fields of :class:`~hetnic.host.rx_ring.RxPacket` a tag carries). A frame without a valid tag,
 or naming a queue the board does not have, is counted in ``data_stats.bad_tag`` and
 dropped; a queue holding ``rx_queue_limit`` unpolled packets drops new ones
 (``data_stats.overflow``). Sending. :meth:`BoardTxQueue.send` puts a frame on the data link
@@ -69,11 +69,12 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol, Sequence
 
 from ..bridge_protocol import DEFAULT_BAUD
-from ..protocol import ETH_HEADER_LEN, HashType
+from ..protocol import ETH_HEADER_LEN
 from ..regs import RegisterMap
 from ..steering_tag import TagError, strip_tag
 from .control import (NicControl, NicError, build_regmap, read_identity,
                       serial_commit_waiter)
+from .rx_ring import SteeredFrame
 from .serial_bridge import BridgeError, SerialBridge
 
 __all__ = ["BoardNic", "BoardRxQueue", "BoardTxQueue", "TaggedPacket", "DataStats",
@@ -254,22 +255,15 @@ def _board_build(backend) -> tuple[dict, RegisterMap]:
 # --- receive and send ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class TaggedPacket:
+class TaggedPacket(SteeredFrame):
     """A frame from the board and the decisions its steering tag carries (the fields of
-    :class:`~hetnic.host.rings.RxPacket` a tag has).
+    :class:`~hetnic.host.rx_ring.RxPacket` a tag has).
 
     Members
     -------
     data : bytes
         The frame as the board received it (the tag removed), without FCS.
     """
-    data: bytes
-    length: int
-    hash: int
-    hash_type: HashType
-    queue: int
-    instance: int
-    rule: int
     generation: int
 
 

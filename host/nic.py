@@ -11,7 +11,8 @@
 Backends (:data:`BACKENDS`) move register reads and writes, host memory, the wire and the
 clock; everything else — rings, configuration, counters, events — is this module,
 :mod:`hetnic.host.control` (identity, configuration, commit and counters, shared with the
-board driver) and :mod:`hetnic.host.rings`, the same code for every backend:
+board driver) and the rings (:mod:`hetnic.host.rx_ring`, :mod:`~hetnic.host.tx_ring`,
+:mod:`~hetnic.host.event_ring`), the same code for every backend:
 
 ``"sim"``
     The compiled Verilator harness (:class:`hetnic.sim.backend.SimBackend`). Simulated time
@@ -44,8 +45,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from .control import NicControl, NicError, Rss, Rules
 from .ordering import GenerationOrder
-from .rings import (EventRing, MemoryAllocator, NicEvent, RingFullError, RxPacket, RxRing,
-                    TxDone, TxRing, queue_register_writes)
+from .event_ring import EventRing, NicEvent
+from .memory import MemoryAllocator
+from .queue_setup import queue_register_writes
+from .ring import RingFullError
+from .rx_ring import RxPacket, RxRing
+from .tx_ring import TxDone, TxRing
 
 if TYPE_CHECKING:
     from .board import BoardNic

@@ -32,7 +32,7 @@ _WIRE_QUEUE_LIMIT = 4096        # frames queued in the AxiStreamSource at most
 
 
 class RamMemory:
-    """:class:`hetnic.host.rings.HostMemory` over cocotbext-axi's AxiRam backing store."""
+    """:class:`hetnic.host.memory.HostMemory` over cocotbext-axi's AxiRam backing store."""
 
     def __init__(self, ram):
         self.ram = ram

@@ -2,7 +2,7 @@
 
 cocotbext-axi provides the world around the core: ``AxiRam`` is host memory on ``m_axi``,
 ``AxiLiteMaster`` the register bus, ``AxiStreamSource``/``AxiStreamSink`` the MAC ports. The
-unmodified host ring code (:mod:`hetnic.host.rings`) sets up the rings in that memory, posts
+unmodified host ring code (:mod:`hetnic.host.rx_ring` and its siblings) sets up the rings in that memory, posts
 buffers, builds work items and reaps completions, exactly as a driver would. The job (JSON in
 ``HETNIC_JOB``) lists the configuration, the frames to receive and the messages to send; the
 result (``HETNIC_OUT``) lists what the host saw. :func:`hetnic.sim.nic_sim.run_nic_job` is the
@@ -23,8 +23,11 @@ from hetnic.gateware.nic_core import nic_regmap
 from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator
-from hetnic.host.rings import (EventRing, MemoryAllocator, RxRing, TxRing,
-                               queue_register_writes)
+from hetnic.host.event_ring import EventRing
+from hetnic.host.memory import MemoryAllocator
+from hetnic.host.queue_setup import queue_register_writes
+from hetnic.host.rx_ring import RxRing
+from hetnic.host.tx_ring import TxRing
 
 CLOCK_NS = 8
 MEM_SIZE = 1 << 23

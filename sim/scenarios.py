@@ -17,7 +17,7 @@ __all__ = ["SCENARIOS", "rx_stream", "api_tour", "packet_record"]
 
 
 def packet_record(p) -> dict:
-    """The parts of an :class:`~hetnic.host.rings.RxPacket` two backends must agree on."""
+    """The parts of an :class:`~hetnic.host.rx_ring.RxPacket` two backends must agree on."""
     return {"data": p.data.hex(), "hash": p.hash, "hash_type": int(p.hash_type),
             "queue": p.queue, "instance": p.instance, "rule": p.rule,
             "generation": p.generation, "flags": p.flags}

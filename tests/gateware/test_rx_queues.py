@@ -5,10 +5,10 @@
 A Python DMA-client model answers the manager's descriptor reads (random latency, optional
 injected errors) and takes its writes (random backpressure, dones in order); it refuses
 requests the real engine would refuse and checks that every write lies inside a completion
-ring or one posted buffer. Host memory is a :class:`~hetnic.host.rings.BytearrayMemory`
+ring or one posted buffer. Host memory is a :class:`~hetnic.host.memory.BytearrayMemory`
 filled with a guard pattern; every ring and buffer gets its memory from an allocator that
 leaves guard bytes around it, and each test ends by checking that no byte outside the rings
-and buffers changed. :class:`~hetnic.host.rings.RxRing` posts the buffers and reaps the
+and buffers changed. :class:`~hetnic.host.rx_ring.RxRing` posts the buffers and reaps the
 completions, so the host code must agree with the gateware. Records and frame beats are fed
 on independent streams (a record may come before or after its frame's beats). Every valid
 output of the manager must hold its payload until taken.
@@ -21,13 +21,16 @@ import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
+from kit import pack_image
+
 from hetnic.gateware.beat import Beat
 from hetnic.gateware.dma import (DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone,
                                  DmaWriteRequest)
 from hetnic.gateware.event_queues import EventPost
 from hetnic.gateware.rx_queues import RxQueueManager
-from hetnic.host.rings import (BytearrayMemory, MemoryAllocator, RxRing, pack,
-                               queue_register_writes)
+from hetnic.host.memory import BytearrayMemory, MemoryAllocator
+from hetnic.host.queue_setup import queue_register_writes
+from hetnic.host.rx_ring import RxRing
 from hetnic.protocol import DropReason, EventType, MetaFlags, PacketMeta, RxDescriptor
 from hetnic.regs import (QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)
@@ -625,7 +628,8 @@ def test_dma_errors():
         for addr, length in ((MEM_BASE + 4 * 1024 + 4, 64), ((1 << 64) - 64, 65)):
             if bench.lanes == 1 and addr % 2:
                 continue
-            bench.mem.write(ring.base + 16 * slot, pack(RxDescriptor, addr=addr, length=length))
+            bench.mem.write(ring.base + 16 * slot,
+                            pack_image(RxDescriptor, addr=addr, length=length))
             bench.send([random_frame(rng, 0, 64, 9)])
             await bench.drain(ctx)
             assert await bench.read(ctx, "RXQ_STATUS", 0) == STATUS_DMA

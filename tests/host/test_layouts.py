@@ -7,10 +7,12 @@ import re
 import pytest
 from amaranth.lib import data
 
+from kit import pack_image, unpack_image
+
 from hetnic import protocol
-from hetnic.host.rings import pack, unpack
-from hetnic.protocol import (Event, RxCompletion, RxDescriptor, TxCompletion, TxGatherEntry,
-                             TxLengths, TxWorkItem)
+from hetnic.host.ring import EntryCodec
+from hetnic.protocol import (Event, HashType, RxCompletion, RxDescriptor, TxCompletion,
+                             TxGatherEntry, TxLengths, TxWorkItem)
 
 #: Every ring entry layout and its documented size in bytes.
 RING_LAYOUTS = {RxDescriptor: 16, RxCompletion: 16, TxWorkItem: 16, TxLengths: 16,
@@ -34,16 +36,16 @@ def test_size_as_documented(layout):
     documented = re.search(r"(\d+)[- ]byte", layout.__doc__)
     assert documented, f"{layout.__name__}'s docstring does not state its size"
     assert int(documented.group(1)) == RING_LAYOUTS[layout]
-    assert len(pack(layout)) == RING_LAYOUTS[layout]
+    assert len(pack_image(layout)) == RING_LAYOUTS[layout]
 
 
 @pytest.mark.parametrize("layout", PHASED, ids=lambda lay: lay.__name__)
 def test_phase_is_the_last_bit(layout):
     lay = data.Layout.cast(layout)
     assert lay["phase"].offset == lay.size - 1 and lay["phase"].width == 1
-    image = pack(layout, phase=1)
+    image = pack_image(layout, phase=1)
     assert image[-1] == 0x80 and not any(image[:-1])
-    assert unpack(layout, image)["phase"] == 1
+    assert unpack_image(layout, image)["phase"] == 1
 
 
 @pytest.mark.parametrize("layout", RING_LAYOUTS, ids=lambda lay: lay.__name__)
@@ -54,12 +56,12 @@ def test_fields_are_packed_little_endian(layout):
         if name.startswith("reserved"):
             continue
         try:
-            image = pack(layout, **{name: (1 << field.width) - 1})
+            image = pack_image(layout, **{name: (1 << field.width) - 1})
         except ValueError:          # an enum that has no all-ones member
             continue
         value = int.from_bytes(image, "little")
         assert value == ((1 << field.width) - 1) << field.offset, name
-        assert unpack(layout, image)[name] == (1 << field.width) - 1
+        assert unpack_image(layout, image)[name] == (1 << field.width) - 1
 
 
 def test_addresses_are_64_bit():
@@ -70,9 +72,8 @@ def test_addresses_are_64_bit():
 @pytest.mark.parametrize("layout", RING_LAYOUTS, ids=lambda lay: lay.__name__)
 def test_ring_codec_agrees_with_pack_and_unpack(layout):
     # The rings encode and decode their entries from precomputed field positions; they must
-    # produce exactly the images of pack() and read them as unpack() does.
-    from hetnic.host.rings import _Codec
-    codec = _Codec(layout)
+    # produce exactly the images of protocol.pack() and read them as unpack_image() does.
+    codec = EntryCodec(layout)
     rng = random.Random(0xC0DEC)
     for _ in range(50):
         fields = {}
@@ -80,11 +81,31 @@ def test_ring_codec_agrees_with_pack_and_unpack(layout):
             members = getattr(field.shape, "__members__", None)
             fields[name] = (int(rng.choice(list(members.values()))) if members
                             else rng.getrandbits(field.width))
-        image = pack(layout, **fields)
+        image = pack_image(layout, **fields)
         assert codec.encode(**fields) == image
-        assert codec.decode(image) == unpack(layout, image) == fields
+        assert codec.decode(image) == unpack_image(layout, image) == fields
     for name, field in data.Layout.cast(layout):
         for bad in (-1, 1 << field.width):
             with pytest.raises(ValueError, match=f"{layout.__name__}.{name} is {field.width} "
                                                  f"bits wide and cannot hold {bad}"):
                 codec.encode(**{name: bad})
+
+
+def test_image_values_and_checks():
+    """A host-memory image is protocol.pack's value, little-endian; bad values are refused."""
+    image = pack_image(RxCompletion, length=60, hash=0x12345678, hash_type=HashType.IPV4_TCP,
+                       flags=0b100101, phase=1)
+    assert len(image) == 16 and image[:6] == bytes([60, 0, 0x78, 0x56, 0x34, 0x12])
+    assert image[-1] == 0x80
+    fields = unpack_image(RxCompletion, image)
+    assert (fields["length"], fields["hash"], fields["hash_type"], fields["flags"]) == (
+        60, 0x12345678, HashType.IPV4_TCP, 0b100101)
+    with pytest.raises(ValueError, match="RxCompletion.length is 16 bits wide and cannot "
+                                         "hold 65536"):
+        pack_image(RxCompletion, length=65536)
+    with pytest.raises(ValueError, match="RxCompletion.phase is 1 bits wide and cannot hold -1"):
+        pack_image(RxCompletion, phase=-1)
+    with pytest.raises(ValueError, match="RxCompletion has no field 'len'"):
+        pack_image(RxCompletion, len=1)
+    with pytest.raises(AssertionError, match="image is 16 bytes, not 32"):
+        unpack_image(RxCompletion, bytes(32))

@@ -1,4 +1,5 @@
-"""Tests of hetnic.host.rings against a fake NIC written in Python.
+"""Tests of the host rings (hetnic.host.memory, ring, rx_ring, tx_ring, event_ring,
+queue_setup) against a fake NIC written in Python.
 
 The fake NICs read descriptors and work items from host memory exactly as the layouts of
 hetnic.protocol say, and write completions and events with the phase bit the NIC uses (1 on
@@ -12,10 +13,15 @@ import random
 import pytest
 from amaranth.lib import data
 
-from hetnic.host.rings import (BytearrayMemory, EventRing, HostMemory, MemoryAllocator,
-                               NicEvent, OutOfHostMemoryError, RingCorruptionError,
-                               RingFullError, RxRing, TxDone, TxRing, pack,
-                               queue_register_writes, unpack)
+from kit import pack_image, unpack_image
+
+from hetnic.host.event_ring import EventRing, NicEvent
+from hetnic.host.memory import (BytearrayMemory, HostMemory, MemoryAllocator,
+                                OutOfHostMemoryError)
+from hetnic.host.queue_setup import queue_register_writes
+from hetnic.host.ring import RingCorruptionError, RingFullError
+from hetnic.host.rx_ring import RxRing
+from hetnic.host.tx_ring import TxDone, TxRing
 from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, Event, EventType, HashType,
                              MetaFlags, ParseError, RxCompletion, RxDescriptor, TxCompletion,
                              TxGatherEntry, TxLengths, TxOpcode, TxStatus, TxWorkItem)
@@ -40,8 +46,8 @@ def make_memory(size: int = 1 << 22):
 
 # The fake NICs decode and encode through a cache: rings repeat the same images (recycled
 # buffers, identical headers), and it keeps long runs such as the doorbell wrap test quick.
-cached_pack = functools.lru_cache(maxsize=1 << 14)(pack)
-cached_unpack = functools.lru_cache(maxsize=1 << 14)(unpack)
+cached_pack = functools.lru_cache(maxsize=1 << 14)(pack_image)
+cached_unpack = functools.lru_cache(maxsize=1 << 14)(unpack_image)
 
 
 def seeded(seed: int) -> random.Random:
@@ -187,7 +193,7 @@ def meta_of(packet) -> dict:
              "timestamp")}
 
 
-# --- memory, allocator, packing ------------------------------------------------------------
+# --- memory, allocator --------------------------------------------------------------------
 
 def test_bytearray_memory_bounds():
     mem = BytearrayMemory(0x1000, 0x100)
@@ -228,27 +234,6 @@ def test_ring_larger_than_memory_raises_out_of_memory():
         TxRing(mem, alloc, 64, staging_size=1 << 17)
 
 
-def test_pack_unpack():
-    image = pack(RxCompletion, length=60, hash=0x12345678, hash_type=HashType.IPV4_TCP,
-                 flags=0b100101, phase=1)
-    assert len(image) == 16 and image[:6] == bytes([60, 0, 0x78, 0x56, 0x34, 0x12])
-    assert image[-1] == 0x80
-    fields = unpack(RxCompletion, image)
-    assert (fields["length"], fields["hash"], fields["hash_type"], fields["flags"]) == (
-        60, 0x12345678, HashType.IPV4_TCP, 0b100101)
-    with pytest.raises(ValueError, match="RxCompletion.length is 16 bits wide and cannot "
-                                         "hold 65536"):
-        pack(RxCompletion, length=65536)
-    with pytest.raises(ValueError, match="RxCompletion.phase is 1 bits wide and cannot hold -1"):
-        pack(RxCompletion, phase=-1)
-    with pytest.raises(ValueError, match="RxCompletion has no field 'len'"):
-        pack(RxCompletion, len=1)
-    with pytest.raises(ValueError, match="not a valid HashType"):
-        pack(RxCompletion, hash_type=7)
-    with pytest.raises(ValueError, match="a RxCompletion image is 16 bytes, not 32"):
-        unpack(RxCompletion, bytes(32))
-
-
 # --- RX ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [0, 1, 3, 6, -4, 1 << 16, "8"])
@@ -274,7 +259,7 @@ def test_posted_descriptors(data_align):
     assert ring.post() == 4
     assert ring.post() == 4 and ring.outstanding == 4     # no buffer is free
     raw = mem.read(ring.base, 4 * nbytes(RxDescriptor))
-    descs = [unpack(RxDescriptor, raw[i * 16:(i + 1) * 16]) for i in range(4)]
+    descs = [unpack_image(RxDescriptor, raw[i * 16:(i + 1) * 16]) for i in range(4)]
     addrs = sorted(d["addr"] for d in descs)
     assert all(d["length"] == 100 and d["reserved"] == 0 for d in descs)
     assert all(a % data_align == 0 for a in addrs)
@@ -345,7 +330,7 @@ def test_rx_reap_limit_and_flags():
     ring = RxRing(mem, alloc, 8, buffer_size=64)
     nic = FakeRxNic.of(mem, ring)
     nic.doorbell = ring.post()
-    tcp_ipv6 = int.from_bytes(pack(MetaFlags, tcp=1, ipv6=1), "little")
+    tcp_ipv6 = int.from_bytes(pack_image(MetaFlags, tcp=1, ipv6=1), "little")
     for i in range(5):
         nic.deliver(bytes([i]), flags=tcp_ipv6)
     assert ring.reap(0) == []
@@ -387,7 +372,7 @@ def test_rx_completion_with_undefined_code_raises():
     mem, alloc = make_memory()
     ring = RxRing(mem, alloc, 4, buffer_size=64)
     ring.post()
-    mem.write(ring.cq_base, with_field(RxCompletion, pack(RxCompletion, phase=1),
+    mem.write(ring.cq_base, with_field(RxCompletion, pack_image(RxCompletion, phase=1),
                                        "hash_type", 7))
     with pytest.raises(RingCorruptionError, match="not a valid HashType"):
         ring.reap()
@@ -427,7 +412,7 @@ def test_batch_work_item_wraps_around_the_ring_end():
     assert nic.slot(6, TxWorkItem)["opcode"] == TxOpcode.BATCH
     assert nic.slot(7, TxLengths)["length0"] == 1
     assert nic.slot(8, TxLengths) == {f: (9 if f == "length0" else 0) for f in LENGTH_FIELDS}
-    assert mem.read(ring.base, 16) == pack(TxLengths, length0=9)   # slot 0 of the ring
+    assert mem.read(ring.base, 16) == pack_image(TxLengths, length0=9)   # slot 0 of the ring
     nic.doorbell = ring.send_gather([b"g" * 3, b"h" * 70])             # slots 1..3
     nic.process()
     assert nic.frames[6:] == messages + [b"g" * 3, b"h" * 70]
@@ -594,7 +579,7 @@ def test_tx_traffic_wraps_both_rings():
 
 def test_doorbell_wraps_at_16_bits():
     mem, ring, nic = make_tx(size=64)
-    nop = pack(TxWorkItem, opcode=TxOpcode.NOP, cookie=1)
+    nop = pack_image(TxWorkItem, opcode=TxOpcode.NOP, cookie=1)
     slots = 0
     while slots < 70_000:
         for _ in range(40):
@@ -611,12 +596,12 @@ def test_doorbell_wraps_at_16_bits():
 
 def test_raw_work_items_complete_with_their_status():
     mem, ring, nic = make_tx(size=8)
-    ring.raw_work_item([with_field(TxWorkItem, pack(TxWorkItem, cookie=5), "opcode", 0x7F)])
-    ring.raw_work_item([pack(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=6)])
-    ring.raw_work_item([pack(TxWorkItem, opcode=TxOpcode.NOP, cookie=7)])
-    nic.doorbell = ring.raw_work_item([pack(TxWorkItem, opcode=TxOpcode.GATHER, count=1,
+    ring.raw_work_item([with_field(TxWorkItem, pack_image(TxWorkItem, cookie=5), "opcode", 0x7F)])
+    ring.raw_work_item([pack_image(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=6)])
+    ring.raw_work_item([pack_image(TxWorkItem, opcode=TxOpcode.NOP, cookie=7)])
+    nic.doorbell = ring.raw_work_item([pack_image(TxWorkItem, opcode=TxOpcode.GATHER, count=1,
                                             cookie=8),
-                                       pack(TxGatherEntry, addr=MEM_BASE, length=4)])
+                                       pack_image(TxGatherEntry, addr=MEM_BASE, length=4)])
     assert nic.doorbell == 5
     nic.process()
     assert ring.reap() == [TxDone(5, TxStatus.BAD_OPCODE, 0, 0, 0),
@@ -672,7 +657,7 @@ def test_event_ring_phase_over_many_wraps():
     got += ring.reap(ring.size)
     assert nic.prod > 50 * ring.size and got == sent
     mem.write(ring.base + nic.prod % ring.size * nbytes(Event),
-              with_field(Event, pack(Event, phase=(nic.prod // ring.size & 1) ^ 1), "type", 0))
+              with_field(Event, pack_image(Event, phase=(nic.prod // ring.size & 1) ^ 1), "type", 0))
     with pytest.raises(RingCorruptionError, match="not a valid EventType"):
         ring.reap()
 

@@ -155,13 +155,14 @@ def test_bad_input_is_refused_and_counted():
     """Doorbells past the ring, rings of size 0 or not a power of two, a descriptor whose
     buffer would wrap past 2**64, and malformed work items: each gives its STATUS bit or error
     completion; host memory outside the rings and buffers is untouched; other queues go on."""
-    from hetnic.host.rings import pack
+    from kit import pack_image
     from hetnic.protocol import QueueDrop, TxOpcode, TxStatus, TxWorkItem
     regmap = nic_regmap(**BUILD)
     config = RxConfig(queues=4)
     frames = [f for f, err in traffic_mix(120, seed=8, kinds={"ipv4_tcp": 1}) if not err]
-    bad_header = pack(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=7).hex()
-    bad_opcode = (b"\x09" + pack(TxWorkItem, opcode=TxOpcode.NOP, count=1, cookie=8)[1:]).hex()
+    bad_header = pack_image(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=7).hex()
+    bad_opcode = (b"\x09"
+                  + pack_image(TxWorkItem, opcode=TxOpcode.NOP, count=1, cookie=8)[1:]).hex()
     off, on = QUEUE_CTRL_ENABLE.encode(0), QUEUE_CTRL_ENABLE.encode(1)
     raw = [
         (regmap.addr("RXQ_PROD", 0), 64 + 64 + 5),      # past a 64-entry ring
