@@ -24,7 +24,8 @@ __all__ = [
     "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME", "RX_MAX_FRAME_LIMIT",
     "ETH_PREAMBLE_BYTE", "ETH_SFD_BYTE", "ETH_PAD_TO", "ETH_FCS_LEN", "CRC32_POLY",
     "CRC32_RESIDUE",
-    "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS",
+    "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS", "MAX_IPV6_EXT_HEADERS",
+    "MIN_CAPTURE_BYTES", "MAX_CAPTURE_BYTES",
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
     "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "pack", "unpack",
@@ -77,6 +78,13 @@ class IpProto(enum.IntEnum, shape=8):
 #: IPv6 extension headers the parser skips. Hop-by-hop, routing and destination options are
 #: ``(hdr_ext_len + 1) * 8`` bytes long; the fragment header is always 8 bytes.
 IPV6_EXT_HEADERS = (IpProto.HOPOPT, IpProto.ROUTING, IpProto.FRAGMENT, IpProto.DSTOPTS)
+#: IPv6 extension headers the parser skips before the walk gives up with ``HEADER_LIMIT``.
+MAX_IPV6_EXT_HEADERS = 4
+#: The parser's smallest capture window: it must hold two VLAN tags and a fixed IPv6 header
+#: (62 bytes).
+MIN_CAPTURE_BYTES = 64
+#: The parser's largest capture window (header offsets stay within 13 bits).
+MAX_CAPTURE_BYTES = 2048
 
 VXLAN_UDP_PORT = 4789
 

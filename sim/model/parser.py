@@ -28,7 +28,7 @@ Rules the model and the gateware share
 * IPv6: version 6 (``BAD_IHL``); the 40-byte header; ``l3 + 40 + payload_length <= n``
   (``BAD_LENGTH``). Extension headers 0, 43, 60 (``(len + 1) * 8`` bytes) and 44 (8 bytes,
   sets ``fragment``) are skipped, at most
-  :data:`~hetnic.gateware.parser.MAX_IPV6_EXT_HEADERS` (4) of them (a fifth is
+  :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS` (4) of them (a fifth is
   ``HEADER_LIMIT``); each is first checked for its first 8 bytes, then for its full length.
   A fragment header with a non-zero offset or the M flag ends the walk: ``ip_proto`` is its
   next-header value and there are no L4 fields.
@@ -42,7 +42,7 @@ from dataclasses import dataclass, fields
 
 from amaranth.lib import data
 
-from hetnic.gateware.parser import MAX_CAPTURE_BYTES, MAX_IPV6_EXT_HEADERS, MIN_CAPTURE_BYTES
+from hetnic.protocol import MAX_CAPTURE_BYTES, MAX_IPV6_EXT_HEADERS, MIN_CAPTURE_BYTES
 from hetnic.protocol import (
     ETH_DEFAULT_MAX_FRAME, ETH_HEADER_LEN, EtherType, IpProto, MetaFlags, PacketMeta,
     ParseError, VXLAN_UDP_PORT, ipv4_mapped,
