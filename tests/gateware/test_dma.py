@@ -188,24 +188,45 @@ class AxiMemory:
         return not (self.r_bursts or self.aw_bursts or self.w_beats or self.b_queue)
 
 
-def request_source(bench, port, layout, requests, name):
-    """A kit source that offers ``requests`` (:class:`Request`) on ``port`` with the bench's
-    gaps, and the requests in the order it will take them."""
-    source = StreamSource(port, rng=bench.rng, gap=bench.gap, name=name)
-    source.extend(pack(layout, addr=r.addr % TOP, length=r.length, tag=r.tag) for r in requests)
-    return source, deque(requests)
-
-
 def sample(ctx, agent):
     """A kit source's or sink's update with its signals as they are now (before the edge)."""
     return agent.update(*(ctx.get(signal) for signal in agent.sampled))
 
 
+class RequestPort:
+    """A client's request port: a kit source offering ``requests`` (:class:`Request`) with the
+    bench's gaps. An accepted request gets its ``accepted_at`` cycle and, unless refused,
+    joins ``active`` (the slave model's requests in progress)."""
+
+    def __init__(self, bench, port, layout, requests, active, name):
+        self.b, self.active, self.queued = bench, active, deque(requests)
+        self.source = StreamSource(port, rng=bench.rng, gap=bench.gap, name=name)
+        self.source.extend(pack(layout, addr=r.addr % TOP, length=r.length, tag=r.tag)
+                           for r in requests)
+
+    @property
+    def done(self):
+        return self.source.done
+
+    def drive(self, ctx):
+        self.source.drive(ctx)
+
+    def sample(self, ctx):
+        """The request accepted in this cycle, if any."""
+        if sample(ctx, self.source) is None:
+            return None
+        r = self.queued.popleft()
+        r.accepted_at = self.b.cycle
+        if not r.refused:
+            self.active[id(r)] = r
+        return r
+
+
 class ReadClient:
     def __init__(self, bench, index, requests):
         self.b, self.index = bench, index
-        self.req, self.queued = request_source(bench, bench.dut.rd_req[index], DmaReadRequest,
-                                               requests, f"rd_req[{index}]")
+        self.req = RequestPort(bench, bench.dut.rd_req[index], DmaReadRequest, requests,
+                               bench.memory.active_reads, f"rd_req[{index}]")
         self.out = StreamSink(bench.dut.rd_data[index], rng=bench.rng, stall=bench.stall,
                               name=f"rd_data[{index}]")
         self.in_flight, self.beat = deque(), 0
@@ -218,12 +239,8 @@ class ReadClient:
         self.out.drive(ctx)
 
     def sample(self, ctx):
-        b = self.b
-        if sample(ctx, self.req) is not None:
-            r = self.queued.popleft()
-            r.accepted_at = b.cycle
-            if not r.refused:
-                b.memory.active_reads[id(r)] = r
+        r = self.req.sample(ctx)
+        if r is not None:
             self.in_flight.append(r)
         value = sample(ctx, self.out)
         if value is not None:
@@ -260,8 +277,8 @@ class WriteClient:
     def __init__(self, bench, index, requests):
         self.b, self.index = bench, index
         self.expect = deque()
-        self.req, self.queued = request_source(bench, bench.dut.wr_req[index], DmaWriteRequest,
-                                               requests, f"wr_req[{index}]")
+        self.req = RequestPort(bench, bench.dut.wr_req[index], DmaWriteRequest, requests,
+                               bench.memory.active_writes, f"wr_req[{index}]")
         # Every request's data beats, in request order.
         self.data = StreamSource(bench.dut.wr_data[index], rng=bench.rng, gap=bench.gap,
                                  name=f"wr_data[{index}]")
@@ -284,11 +301,8 @@ class WriteClient:
 
     def sample(self, ctx):
         b = self.b
-        if sample(ctx, self.req) is not None:
-            r = self.queued.popleft()
-            r.accepted_at = b.cycle
-            if not r.refused:
-                b.memory.active_writes[id(r)] = r
+        r = self.req.sample(ctx)
+        if r is not None:
             self.expect.append(r)
         sample(ctx, self.data)
         value = sample(ctx, self.done)
