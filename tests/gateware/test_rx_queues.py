@@ -18,10 +18,9 @@ import random
 from collections import deque
 
 import pytest
-from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from kit import pack_image
+from kit import HoldRule, pack, pack_image, unpack
 
 from hetnic.gateware.beat import Beat
 from hetnic.gateware.dma import (DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone,
@@ -31,7 +30,7 @@ from hetnic.gateware.rx_queues import RxQueueManager
 from hetnic.host.memory import BytearrayMemory, MemoryAllocator
 from hetnic.host.queue_setup import queue_register_writes
 from hetnic.host.rx_ring import RxRing
-from hetnic.protocol import DropReason, EventType, MetaFlags, PacketMeta, RxDescriptor
+from hetnic.protocol import DropReason, EventType, PacketMeta, RxDescriptor
 from hetnic.regs import (QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)
 
@@ -43,26 +42,6 @@ GUARD, GUARD_BYTE = 48, 0xA5
 STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = (
     f.mask for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_ADDR,
                      QUEUE_STATUS_DMA))
-
-
-def _fields(layout):
-    return {name: (f.offset, (1 << f.width) - 1) for name, f in data.Layout.cast(layout)}
-
-
-def _decode(fields, value):
-    return {name: (value >> off) & mask for name, (off, mask) in fields.items()}
-
-
-META = data.Layout.cast(PacketMeta)
-RD_REQ, WR_REQ, EVENT = _fields(DmaReadRequest), _fields(DmaWriteRequest), _fields(EventPost)
-DONE_ERROR = _fields(DmaWriteDone)["error"][0]
-
-
-def meta_value(**fields):
-    """A PacketMeta record as an integer (unnamed fields 0; ``flags`` packed)."""
-    if "flags" in fields:
-        fields["flags"] = data.Layout.cast(MetaFlags).from_bits(fields["flags"])
-    return META.const(fields).as_value().value
 
 
 class GuardedAllocator(MemoryAllocator):
@@ -116,7 +95,7 @@ class Bench:
         self.cycle = 0
         self.last_activity = 0
         self.offering = False       # some output of the manager is valid
-        self.held = {}
+        self.hold_rule = HoldRule()     # the manager's outputs hold until taken
         self.counts = {"reads": 0, "writes": 0}
         self.last_done_cycle = None
         self.limit = limit
@@ -135,7 +114,7 @@ class Bench:
     def send(self, frames):
         for f in frames:
             self.in_flight.append(f)
-            self.metas.append(meta_value(**f.meta))
+            self.metas.append(pack(PacketMeta, **f.meta))
             payload = f.payload
             n = max(1, -(-len(payload) // self.lanes))
             for k in range(n):
@@ -206,18 +185,12 @@ class Bench:
 
     def _hold(self, name, valid, payload, ready):
         """A valid output stays up with the same payload until taken."""
-        held = self.held.pop(name, None)
-        if held is not None:
-            assert valid and payload == held, \
-                f"cycle {self.cycle}: {name} dropped or changed before it was taken"
-        if valid and not ready:
-            self.held[name] = payload
-        return valid and ready
+        return self.hold_rule.check(name, valid, payload, ready, cycle=self.cycle)
 
     # --- one cycle at a time --------------------------------------------------------------
     async def models(self, ctx):
         d, rng, lanes = self.dut, self.rng, self.lanes
-        beat = _fields(Beat(8 * lanes))
+        beat = Beat(8 * lanes)
         meta_offer = beat_offer = read_offer = done_offer = False
         while True:
             assert self.cycle < self.limit, f"the simulation passed {self.limit} cycles"
@@ -228,8 +201,7 @@ class Bench:
             ctx.set(d.meta.valid, meta_offer)
             if not beat_offer and self.beats and rng.random() < self.p_valid:
                 value, keep, last = self.beats[0]
-                ctx.set(d.data.payload.as_value(), value << beat["data"][0] |
-                        keep << beat["keep"][0] | last << beat["last"][0])
+                ctx.set(d.data.payload.as_value(), pack(beat, data=value, keep=keep, last=last))
                 beat_offer = True
             ctx.set(d.data.valid, beat_offer)
             if not read_offer and self.reads and self.reads[0][0] <= self.cycle:
@@ -238,7 +210,7 @@ class Bench:
             ctx.set(d.rd_data.valid, read_offer)
             if not done_offer and self.dones and self.dones[0][0] <= self.cycle and \
                     rng.random() < self.p_valid:
-                ctx.set(d.wr_done.payload.as_value(), self.dones[0][1] << DONE_ERROR)
+                ctx.set(d.wr_done.payload.as_value(), pack(DmaWriteDone, error=self.dones[0][1]))
                 done_offer = True
             ctx.set(d.wr_done.valid, done_offer)
             ctx.set(d.rd_req.ready, rng.random() < self.p_ready)
@@ -299,16 +271,16 @@ class Bench:
                 done_offer = False
                 self.last_done_cycle = self.cycle
             if rd_taken:
-                self._read(_decode(RD_REQ, rd))
+                self._read(unpack(DmaReadRequest, rd))
             if wr_taken:
-                req = _decode(WR_REQ, wr)
+                req = unpack(DmaWriteRequest, wr)
                 self._check_write(req["addr"], req["length"])
                 req["beats"], req["data"] = -(-req["length"] // lanes), []
                 self.writes.append(req)
             if wd_taken:
                 self._write_beat(wd)
             if ev_taken:
-                self.events.append(_decode(EVENT, ev))
+                self.events.append(unpack(EventPost, ev))
             if csr_done:
                 self.csr_op["done"] = True
                 self.csr_op = None
@@ -322,11 +294,10 @@ class Bench:
             f"descriptor read of {length} bytes at {addr:#x} outside every descriptor ring"
         self.counts["reads"] += 1
         due = self.cycle - 1 + self.rng.randint(*self.read_latency)
-        fields = _fields(DmaReadBeat(8 * lanes))
+        layout = DmaReadBeat(8 * lanes)
+
         def beat(value, keep, last, error):
-            return (value << fields["data"][0] | keep << fields["keep"][0] |
-                    last << fields["last"][0] | error << fields["error"][0] |
-                    req["tag"] << fields["tag"][0])
+            return pack(layout, data=value, keep=keep, last=last, error=error, tag=req["tag"])
         if addr in self.read_error_addrs:
             self.reads.append([due, [beat(0, 0, 1, 1)]])
             return
@@ -339,9 +310,9 @@ class Bench:
     def _write_beat(self, value):
         lanes = self.lanes
         req = self.writes[0]
-        fields = _fields(DmaWriteBeat(8 * lanes))
-        req["data"].append(_decode(fields, value)["data"])
-        last = _decode(fields, value)["last"]
+        fields = unpack(DmaWriteBeat(8 * lanes), value)
+        req["data"].append(fields["data"])
+        last = fields["last"]
         final = len(req["data"]) == req["beats"]
         assert last == final, f"wr_data last={last} on beat {len(req['data'])} of {req['beats']}"
         if final:
