@@ -72,6 +72,7 @@ from ..bridge_protocol import DEFAULT_BAUD
 from ..protocol import ETH_HEADER_LEN
 from ..regs import RegisterMap
 from ..steering_tag import TagError, strip_tag
+from .backend import RegisterBackend
 from .control import (NicControl, NicError, build_regmap, read_identity,
                       serial_commit_waiter)
 from .rx_ring import SteeredFrame
@@ -202,7 +203,7 @@ def _data_port(data) -> DataPort:
 
 # --- registers over the serial bridge -------------------------------------------------------
 
-class SerialBackend:
+class SerialBackend(RegisterBackend):
     """Register reads and writes through a :class:`SerialBridge`; every bridge failure
     becomes a :class:`NicError` with the bridge's one-line message."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..host.backend import Backend
 from .hil import Harness, HilBuild
 
 __all__ = ["SimBackend", "SIM_PARAMETERS"]
@@ -13,7 +14,7 @@ SIM_PARAMETERS = {"width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4
                   "tx_capture_frames": 65536, "progress": None}
 
 
-class SimBackend:
+class SimBackend(Backend):
     """Registers, host memory, wire and clock of a :class:`~hetnic.sim.hil.Harness`.
 
     ``min_memory`` is what the driver will allocate; ``mem_size`` defaults to that rounded

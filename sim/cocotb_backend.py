@@ -25,6 +25,8 @@ from cocotb.triggers import ClockCycles, FallingEdge
 from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamBus,
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
+from ..host.backend import Backend
+
 __all__ = ["CocotbBackend", "RamMemory"]
 
 CLOCK_NS = 8
@@ -44,7 +46,7 @@ class RamMemory:
         self.ram.write(addr, bytes(data))
 
 
-class CocotbBackend:
+class CocotbBackend(Backend):
     """``Nic.open("cocotb", dut=dut, build={...})``, from a bridged thread.
 
     ``build`` is the dict of :class:`~hetnic.gateware.nic_core.NicCore` parameters the DUT
