@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="symmetric hashing: sort addresses and ports before hashing")
     parser.add_argument("--queues", type=queue_count, default=16,
                         help="RX queues; the RETA maps entry i to queue i mod N (default 16)")
-    parser.add_argument("--rules", help="classifier rules, TOML or JSON (see README)")
+    parser.add_argument("--rules", help="classifier rules, TOML or JSON (format: docs/commands.md)")
     parser.add_argument("--width", type=data_width, default=64,
                         help="datapath width in bits: 8, 16, 32, 64 or 128 (default 64; other "
                         "widths are built on first use)")
