@@ -142,6 +142,14 @@ class Bench:
     async def post(self, ctx, queue, n=None):
         await self.write(ctx, "RXQ_PROD", queue, self.rings[queue].post(n))
 
+    async def open_ring(self, ctx, queue, size, buffer_size, posted=None):
+        """A new ring of ``size`` buffers of ``buffer_size`` bytes for ``queue``, set up (and
+        so enabled) with ``posted`` buffers posted (``None``: all)."""
+        ring = self.ring(queue, size, buffer_size)
+        await self.setup(ctx, queue, ring)
+        await self.post(ctx, queue, posted)
+        return ring
+
     async def wait(self, ctx, cond, limit, what):
         for _ in range(limit):
             if cond():
@@ -384,9 +392,7 @@ def test_frames_to_several_queues(width, p_meta):
     async def scenario(ctx, bench):
         rng = random.Random(seed + 1)
         for q in range(n_queues):
-            ring = bench.ring(q, sizes[q], buffer_sizes[q])
-            await bench.setup(ctx, q, ring)
-            await bench.post(ctx, q, posted[q])
+            await bench.open_ring(ctx, q, sizes[q], buffer_sizes[q], posted[q])
         frames, expect = [], {q: [] for q in range(n_queues)}
         left = list(posted)
         no_buffer, too_long = [0] * n_queues, [0] * n_queues
@@ -426,10 +432,8 @@ def test_ring_wrap_phase():
     """Rings of 2 and 4 entries wrap six times; the host's phase check must follow."""
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 2)
-        rings = {0: bench.ring(0, 2, 64), 1: bench.ring(1, 4, 128)}
-        for q, ring in rings.items():
-            await bench.setup(ctx, q, ring)
-            await bench.post(ctx, q)
+        rings = {q: await bench.open_ring(ctx, q, size, buffer_size)
+                 for q, size, buffer_size in ((0, 2, 64), (1, 4, 128))}
         seq = 0
         for _ in range(12):
             frames = [random_frame(rng, q, rng.randint(1, 64), seq + i)
@@ -472,9 +476,7 @@ def test_too_long_keeps_descriptor():
     An empty frame (one beat, no byte kept) gets a completion and no data write."""
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 4)
-        ring = bench.ring(0, 4, 100)
-        await bench.setup(ctx, 0, ring)
-        await bench.post(ctx, 0, 2)
+        ring = await bench.open_ring(ctx, 0, 4, 100, posted=2)
         frames = [random_frame(rng, 0, n, i) for i, n in enumerate((101, 1500, 100, 0))]
         bench.send(frames)
         await bench.drain(ctx)
@@ -551,9 +553,7 @@ def test_bad_setup():
 def test_armed_queue_posts_one_event():
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 7)
-        ring = bench.ring(2, 8, 128)
-        await bench.setup(ctx, 2, ring)
-        await bench.post(ctx, 2)
+        ring = await bench.open_ring(ctx, 2, 8, 128)
         await bench.write(ctx, "RXQ_EQ", 2, 0x100 | 37)
         assert await bench.read(ctx, "RXQ_EQ", 2) == 0x100 | 37
         bench.send([random_frame(rng, q, 80, i) for i, q in enumerate((2, 3, 2, 200, 2))])
@@ -576,9 +576,7 @@ def test_dma_errors():
     kept. A failed data write: STATUS bit 3, the completion still comes."""
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 8)
-        ring = bench.ring(0, 4, 64)
-        await bench.setup(ctx, 0, ring)
-        await bench.post(ctx, 0, 2)
+        ring = await bench.open_ring(ctx, 0, 4, 64, posted=2)
         bench.read_error_addrs.add(ring.base)
         frames = [random_frame(rng, 0, 64, i) for i in range(2)]
         bench.send(frames[:1])
@@ -624,9 +622,7 @@ def test_new_setup_restarts_ring():
     """Setting a queue up again with fresh rings restarts CONS at 0 (a new RxRing works)."""
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 9)
-        ring = bench.ring(0, 4, 64)
-        await bench.setup(ctx, 0, ring)
-        await bench.post(ctx, 0)
+        ring = await bench.open_ring(ctx, 0, 4, 64)
         bench.send([random_frame(rng, 0, 64, i) for i in range(3)])
         await bench.drain(ctx)
         assert len(ring.reap()) == 3
@@ -651,9 +647,7 @@ def test_new_setup_under_traffic():
 
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 12)
-        old = bench.ring(0, 32, 64)
-        await bench.setup(ctx, 0, old)
-        await bench.post(ctx, 0)
+        old = await bench.open_ring(ctx, 0, 32, 64)
         fresh = bench.ring(0, 32, 64)
         fresh.post()
         frames = [random_frame(rng, 0, 64, i) for i in range(total)]
@@ -683,10 +677,7 @@ def test_disable_enable_under_traffic():
 
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 10)
-        rings = {0: bench.ring(0, 8, 64), 1: bench.ring(1, 4, 64)}
-        for q, ring in rings.items():
-            await bench.setup(ctx, q, ring)
-            await bench.post(ctx, q)
+        rings = {q: await bench.open_ring(ctx, q, size, 64) for q, size in ((0, 8), (1, 4))}
         frames = [random_frame(rng, rng.choice((0, 0, 1)), rng.randint(8, 64), i)
                   for i in range(total)]
         bench.send(frames)
@@ -728,10 +719,7 @@ def test_throughput():
 
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 11)
-        rings = [bench.ring(q, 64, 64) for q in range(4)]   # room for every frame
-        for q, ring in enumerate(rings):
-            await bench.setup(ctx, q, ring)
-            await bench.post(ctx, q)
+        rings = [await bench.open_ring(ctx, q, 64, 64) for q in range(4)]  # room for all
         frames = [random_frame(rng, rng.randrange(4), 64, i) for i in range(count)]
         start = bench.cycle
         bench.send(frames)
@@ -749,10 +737,7 @@ def test_256_queues():
     """The largest build: the last queue's registers sit at the top of the CSR space."""
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 13)
-        rings = {q: bench.ring(q, 4, 64) for q in (0, 255)}
-        for q, ring in rings.items():
-            await bench.setup(ctx, q, ring)
-            await bench.post(ctx, q)
+        rings = {q: await bench.open_ring(ctx, q, 4, 64) for q in (0, 255)}
         frames = [random_frame(rng, q, 64, i) for i, q in enumerate((255, 0, 255, 17))]
         bench.send(frames)
         await bench.drain(ctx)
