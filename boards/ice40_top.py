@@ -28,14 +28,13 @@ from amaranth.lib.wiring import In, Out, connect
 
 from ..gateware.axil import CsrDecoder
 from ..gateware.hash_injector import HashInjector, injector_window
-from ..gateware.rss_steering import RssSteering, steering_regmap
+from ..gateware.rss_steering import RssSteering
 from ..gateware.uart_bridge import UartBridge, uart_divisor
+from ..params import ICE40_SERIAL_CORE, NicParams
 from .top import UART_BAUD
 
-__all__ = ["SerialCore", "Ice40BoardTop", "SERIAL_CORE_PARAMS", "ICE40_CLK_HZ"]
+__all__ = ["SerialCore", "Ice40BoardTop", "ICE40_CLK_HZ"]
 
-#: Parameters of the iCEBreaker build (:func:`~hetnic.gateware.rss_steering.steering_regmap`).
-SERIAL_CORE_PARAMS = {"reta_size": 16, "queues": 4}
 ICE40_CLK_HZ = 12e6
 
 
@@ -48,8 +47,10 @@ class SerialCore(wiring.Component):
         Frequency of ``sync`` in Hz, for the UART's bit timing.
     baud : int
         UART line rate; ``clk_hz / baud`` must be 8 or more.
-    reta_size, queues : int
-        :func:`~hetnic.gateware.rss_steering.steering_regmap` parameters.
+    params : NicParams
+        The reduced serial core's build (``injector`` set), as
+        :class:`~hetnic.gateware.rss_steering.RssSteering`; default
+        :data:`~hetnic.params.ICE40_SERIAL_CORE`, the iCEBreaker's.
     result_depth : int
         Results the injector's queue holds.
 
@@ -63,10 +64,14 @@ class SerialCore(wiring.Component):
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
 
-    def __init__(self, *, clk_hz=ICE40_CLK_HZ, baud=UART_BAUD, reta_size=16, queues=4,
-                 result_depth=256):
+    def __init__(self, *, clk_hz=ICE40_CLK_HZ, baud=UART_BAUD,
+                 params: NicParams = ICE40_SERIAL_CORE, result_depth=256):
         uart_divisor(clk_hz, baud)
-        self.regmap = steering_regmap(reta_size=reta_size, queues=queues)
+        if not isinstance(params, NicParams) or not params.injector:
+            raise ValueError(f"params must be a reduced serial core's build (injector=True), "
+                             f"not {params!r}")
+        self.params = params
+        self.regmap = params.regmap()
         self.clk_hz, self.baud, self.result_depth = clk_hz, baud, result_depth
         super().__init__()
 
@@ -76,7 +81,7 @@ class SerialCore(wiring.Component):
         m.submodules.decoder = decoder = CsrDecoder(16, [injector_window(self.regmap)])
         m.submodules.injector = injector = HashInjector(self.regmap,
                                                         result_depth=self.result_depth)
-        m.submodules.steering = steering = RssSteering(self.regmap)
+        m.submodules.steering = steering = RssSteering(self.params)
         m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
         connect(m, bridge.csr, decoder.bus)
         connect(m, decoder.sub[0], injector.csr)
@@ -102,7 +107,7 @@ class Ice40BoardTop(Elaboratable):
                             "hetnic.boards.ice40_top.SerialCore instead")
         m = Module()
         m.submodules.core = core = SerialCore(clk_hz=platform.default_clk_frequency,
-                                              **SERIAL_CORE_PARAMS)
+                                              params=ICE40_SERIAL_CORE)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)

@@ -25,7 +25,8 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..gateware.mac import DdrBufferModel
-from .top import CORE_HZ, CORE_PARAMS, BoardCore, RgmiiPins
+from ..params import ECP5_BOARD_CORE
+from .top import CORE_HZ, BoardCore, RgmiiPins
 
 __all__ = ["BoardSimTop"]
 
@@ -37,8 +38,9 @@ class BoardSimTop(wiring.Component):
     ----------
     ports : int
         1 or 2, as :class:`~hetnic.boards.top.BoardCore`.
-    core_params : dict
-        The RX pipeline's parameters (default: the board build's).
+    core_params : NicParams
+        The RX pipeline's build (default :data:`~hetnic.params.ECP5_BOARD_CORE`, the board
+        build's), as :class:`~hetnic.boards.top.BoardCore`.
     clk_hz : float
         The nominal frequency of ``clk``.
     bit_cycles : int
@@ -46,13 +48,14 @@ class BoardSimTop(wiring.Component):
         ``clk_hz / bit_cycles`` baud, so a simulation moves a register access in a few
         thousand cycles instead of the ~200,000 of 115200 baud at 125 MHz.
     """
-    def __init__(self, ports=2, *, core_params=CORE_PARAMS, clk_hz=CORE_HZ, bit_cycles=16):
+    def __init__(self, ports=2, *, core_params=ECP5_BOARD_CORE, clk_hz=CORE_HZ, bit_cycles=16):
         if not isinstance(bit_cycles, int) or isinstance(bit_cycles, bool) or bit_cycles < 8:
             raise ValueError(f"bit_cycles must be an integer of at least 8, not "
                              f"{bit_cycles!r}")
         baud = round(clk_hz / bit_cycles)
-        self.regmap = BoardCore.check_parameters(ports, core_params=core_params,
+        self.params = BoardCore.check_parameters(ports, core_params=core_params,
                                                  clk_hz=clk_hz, baud=baud)
+        self.regmap = self.params.regmap()
         self.ports, self.bit_cycles = ports, bit_cycles
         self._core_args = {"core_params": core_params, "clk_hz": clk_hz, "baud": baud}
         super().__init__({

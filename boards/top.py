@@ -14,7 +14,7 @@ Two-port core (Versa ECP5, Colorlight 5A-75B), a bump in the wire::
     port 1 RX -> RgmiiPhy -> GmiiRxMac (rx1) -> AsyncFIFOBuffered -> FrameFifo (store and forward)
               -> GmiiTxMac -> RgmiiPhy -> port 0 TX
     UART -> UartBridge -+-> MacCounters (the MAC_* registers: every MAC's counters)
-                        +-> CsrSlice -> RxPipeline.csr (the rest of ``rx_regmap``'s table)
+                        +-> CsrSlice -> RxPipeline.csr (the rest of the register table)
 
 The network is on port 0 and the host on port 1: the host receives every frame the network
 sent, tagged with the steering decision (:mod:`hetnic.steering_tag`; dropped frames are not
@@ -55,16 +55,15 @@ from ..gateware.axil import CsrDecoder, CsrSlice
 from ..gateware.beat import Beat
 from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
 from ..gateware.mac_counters import MacCounters
-from ..gateware.rx_pipeline import RxPipeline, rx_regmap
+from ..gateware.rx_pipeline import RxPipeline
 from ..gateware.skid import SkidBuffer
 from ..gateware.uart_bridge import UartBridge, uart_divisor
+from ..params import ECP5_BOARD_CORE, NicParams
 from .tag_inserter import TagInserter
 
-__all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "board_regmap",
-           "CORE_PARAMS", "CORE_HZ", "UART_BAUD"]
+__all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "CORE_HZ",
+           "UART_BAUD"]
 
-#: RX pipeline parameters of the board build: small enough to leave room on a 25k-LUT ECP5.
-CORE_PARAMS = {"data_width": 8, "n_rules": 4, "reta_size": 128, "queues": 16}
 UART_BAUD = 115200
 CORE_HZ = 125e6
 
@@ -165,12 +164,6 @@ class FrameFifo(wiring.Component):
         return m
 
 
-def board_regmap(ports, core_params=CORE_PARAMS):
-    """The register map of a board core with ``ports`` Ethernet ports: the RX pipeline's
-    registers and each port's ``MAC_*`` counters."""
-    return rx_regmap(**core_params, mac_ports=ports)
-
-
 def _connect_fifo(m, source, fifo, sink):
     """stream -> FIFO (``w_*``) and FIFO (``r_*``) -> stream."""
     m.d.comb += [fifo.w_en.eq(source.valid), fifo.w_data.eq(source.payload),
@@ -216,9 +209,11 @@ class BoardCore(wiring.Component):
         1 or 2 (see the module documentation).
     pins : sequence of RgmiiPins
         One per port.
-    core_params : dict
-        :class:`~hetnic.gateware.rx_pipeline.RxPipeline` parameters; ``data_width`` must be
-        8 (the MACs move a byte per cycle).
+    core_params : NicParams
+        The RX pipeline's build (default :data:`~hetnic.params.ECP5_BOARD_CORE`);
+        ``data_width`` must be 8 (the MACs move a byte per cycle). The core's build is this
+        with ``mac_ports=ports`` (each port's ``MAC_*`` counters); ``mac_ports`` here is 0 or
+        ``ports``.
     clk_hz : float
         Frequency of ``sync`` in Hz, for the UART's bit timing.
     baud : int
@@ -238,29 +233,36 @@ class BoardCore(wiring.Component):
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
 
-    def __init__(self, ports, *, pins, core_params=CORE_PARAMS, clk_hz=CORE_HZ,
+    def __init__(self, ports, *, pins, core_params=ECP5_BOARD_CORE, clk_hz=CORE_HZ,
                  baud=UART_BAUD, ddr_buffer=io.DDRBuffer):
-        self.regmap = self.check_parameters(ports, core_params=core_params, clk_hz=clk_hz,
+        self.params = self.check_parameters(ports, core_params=core_params, clk_hz=clk_hz,
                                             baud=baud)
+        self.regmap = self.params.regmap()
         pins = list(pins)
         if len(pins) != ports or not all(isinstance(p, RgmiiPins) for p in pins):
             raise TypeError(f"pins must be {ports} RgmiiPins, one per port, not {pins!r}")
-        self.ports, self.pins, self.core_params = ports, pins, dict(core_params)
+        self.ports, self.pins = ports, pins
         self.clk_hz, self.baud, self.ddr_buffer = clk_hz, baud, ddr_buffer
         super().__init__()
 
     @staticmethod
-    def check_parameters(ports, *, core_params, clk_hz, baud):
+    def check_parameters(ports, *, core_params, clk_hz, baud) -> NicParams:
         """Raise ``ValueError`` for parameters the core cannot be built with (before anything
-        is built); returns the register map the core will have."""
+        is built); returns the build the core will have (``core_params`` with
+        ``mac_ports=ports``)."""
         if ports not in (1, 2):
             raise ValueError(f"ports must be 1 or 2, not {ports!r}")
-        if core_params.get("data_width") != 8:
+        if not isinstance(core_params, NicParams):
+            raise TypeError(f"core_params must be a NicParams, not {core_params!r}")
+        if core_params.data_width != 8:
             raise ValueError(f"the board core's RX pipeline takes a byte per cycle from the "
                              f"MAC: core_params needs data_width=8, not "
-                             f"{core_params.get('data_width')!r}")
+                             f"{core_params.data_width!r}")
+        if core_params.mac_ports not in (0, ports) or core_params.rx_queues:
+            raise ValueError(f"core_params must be an RX pipeline's build with mac_ports 0 or "
+                             f"{ports} and no DMA queues, not {core_params!r}")
         uart_divisor(clk_hz, baud)
-        return board_regmap(ports, core_params)
+        return core_params.replace(mac_ports=ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -272,7 +274,7 @@ class BoardCore(wiring.Component):
 
         # --- port 0 -> pipeline -> tag -> port 1 (port 0 on a one-port board) ---------------
         m.submodules.cdc0 = cdc0 = _rx_crossing("rx0")
-        m.submodules.pipeline = pipeline = RxPipeline(**self.core_params, regmap=self.regmap)
+        m.submodules.pipeline = pipeline = RxPipeline(self.params)
         m.submodules.tagger = tagger = TagInserter()
         # A register slice between the crossing (placed by the PHY's pins) and the pipeline:
         # the pipeline's input handshake into its data FIFO's level was, on the ECPIX-5, a

@@ -6,23 +6,16 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
 from ..protocol import EventType
-from ..regs import RegisterMap
+from ..params import NIC_CORE_W64, NicParams
 from .axil import CsrDecoder, CsrSignature
 from .beat import Beat
 from .dma import Axi4Signature, DmaEngine
 from .event_queues import EventArbiter, EventPost, EventQueues
-from .rx_pipeline import RxPipeline, rx_regmap
+from .rx_pipeline import RxPipeline
 from .rx_queues import RxQueueManager
 from .tx_engine import TxWorkItemEngine
 
-__all__ = ["NicCore", "nic_regmap"]
-
-
-def nic_regmap(data_width=64, *, rx_queues=64, tx_queues=4, event_queues=4, n_rules=16,
-               reta_size=512) -> RegisterMap:
-    """The register map of a :class:`NicCore` with these parameters."""
-    return rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size, queues=rx_queues,
-                     rx_queues=rx_queues, tx_queues=tx_queues, event_queues=event_queues)
+__all__ = ["NicCore"]
 
 
 class NicCore(wiring.Component):
@@ -37,11 +30,11 @@ class NicCore(wiring.Component):
 
     Parameters
     ----------
-    data_width : int
-        Datapath and DMA width in bits.
-    rx_queues, tx_queues, event_queues : int
-    n_rules, reta_size : int
-        As :class:`RxPipeline`.
+    params : NicParams
+        The build: ``data_width`` (datapath and DMA width in bits), ``rx_queues``,
+        ``tx_queues`` and ``event_queues`` (each at least 1; the RETA names the RX queues,
+        ``queues == rx_queues``), ``n_rules``, ``reta_size`` and ``hash_bytes_per_cycle`` as
+        :class:`RxPipeline`. Default :data:`~hetnic.params.NIC_CORE_W64`.
 
     Members
     -------
@@ -52,14 +45,20 @@ class NicCore(wiring.Component):
     irq : Out(event_queues)
         One-cycle pulses, one line per event queue.
     """
-    def __init__(self, data_width=64, *, rx_queues=64, tx_queues=4, event_queues=4,
-                 n_rules=16, reta_size=512):
+    def __init__(self, params: NicParams = NIC_CORE_W64):
+        if not isinstance(params, NicParams):
+            raise TypeError(f"params must be a NicParams, not {params!r}")
+        for name in ("rx_queues", "tx_queues", "event_queues"):
+            if getattr(params, name) < 1:
+                raise ValueError(f"a NIC core needs {name} of at least 1, not "
+                                 f"{getattr(params, name)!r}")
+        if params.queues != params.rx_queues:
+            raise ValueError(f"a NIC core's RETA names its RX queues: queues must equal "
+                             f"rx_queues ({params.rx_queues}), not {params.queues!r}")
+        data_width, event_queues = params.data_width, params.event_queues
         self.data_width = data_width
-        self.regmap = nic_regmap(data_width, rx_queues=rx_queues, tx_queues=tx_queues,
-                                 event_queues=event_queues, n_rules=n_rules,
-                                 reta_size=reta_size)
-        self.params = dict(rx_queues=rx_queues, tx_queues=tx_queues, event_queues=event_queues,
-                           n_rules=n_rules, reta_size=reta_size)
+        self.params = params
+        self.regmap = params.regmap()
         super().__init__({
             "rx_mac": In(stream.Signature(Beat(data_width))),
             "tx_mac": Out(stream.Signature(Beat(data_width))),
@@ -76,19 +75,17 @@ class NicCore(wiring.Component):
         m = Module()
         p, w = self.params, self.data_width
 
-        m.submodules.pipeline = pipeline = RxPipeline(
-            w, n_rules=p["n_rules"], reta_size=p["reta_size"], queues=p["rx_queues"],
-            regmap=self.regmap)
-        m.submodules.rx_queues = rxq = RxQueueManager(w, p["rx_queues"])
-        m.submodules.tx_engine = txe = TxWorkItemEngine(w, p["tx_queues"])
-        m.submodules.event_queues = eqs = EventQueues(p["event_queues"], w)
+        m.submodules.pipeline = pipeline = RxPipeline(p)
+        m.submodules.rx_queues = rxq = RxQueueManager(w, p.rx_queues)
+        m.submodules.tx_engine = txe = TxWorkItemEngine(w, p.tx_queues)
+        m.submodules.event_queues = eqs = EventQueues(p.event_queues, w)
         m.submodules.dma = dma = DmaEngine(w, n_read_clients=2, n_write_clients=3)
 
         # --- registers: the queue windows go to their blocks, the rest to the pipeline ----
         m.submodules.csr_decoder = decoder = CsrDecoder(16, [
-            self._window("RXQ", p["rx_queues"]),
-            self._window("TXQ", p["tx_queues"]),
-            self._window("EQ", p["event_queues"]),
+            self._window("RXQ", p.rx_queues),
+            self._window("TXQ", p.tx_queues),
+            self._window("EQ", p.event_queues),
         ])
         connect(m, wiring.flipped(self.csr), decoder.bus)
         connect(m, decoder.sub[0], rxq.csr)
@@ -124,7 +121,7 @@ class NicCore(wiring.Component):
         # and one per commit can be pending, so the queues never overflow). COMMIT_DONE goes
         # to event queue 0 with the new generation.
         m.submodules.tx_events = tx_events = SyncFIFOBuffered(
-            width=len(eqs.post.payload.as_value()), depth=p["tx_queues"] + 1)
+            width=len(eqs.post.payload.as_value()), depth=p.tx_queues + 1)
         m.submodules.commit_events = commit_events = SyncFIFOBuffered(
             width=len(eqs.post.payload.as_value()), depth=2)
         m.submodules.event_arbiter = arbiter = EventArbiter(3)

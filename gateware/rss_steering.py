@@ -5,21 +5,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from ..protocol import RSS_MAX_INPUT_LEN, PacketMeta
-from ..regs import RegisterMap
+from ..params import NicParams
 from .axil import CsrSignature
 from .registers import RegisterFile, connect_reta
 from .reta import IndirectionTable
 from .toeplitz import ToeplitzHash, ToeplitzInput
 
-__all__ = ["RssSteering", "steering_regmap"]
-
-
-def steering_regmap(*, reta_size=16, queues=4) -> RegisterMap:
-    """The register map of the reduced serial core: :class:`RssSteering`'s register file
-    plus the :class:`~hetnic.gateware.hash_injector.HashInjector` block (``injector=1``).
-    It says one byte per cycle and one rule, what ``PARAMS0`` reports."""
-    return RegisterMap(data_bytes=1, hash_bytes_per_cycle=1, n_rules=1, reta_size=reta_size,
-                       queues=queues, injector=1)
+__all__ = ["RssSteering"]
 
 
 class RssSteering(wiring.Component):
@@ -49,8 +41,11 @@ class RssSteering(wiring.Component):
 
     Parameters
     ----------
-    regmap : RegisterMap
-        From :func:`steering_regmap`.
+    params : NicParams
+        A reduced serial core's build (``injector`` set: one byte per cycle and one rule,
+        what ``PARAMS0`` reports), such as :data:`~hetnic.params.ICE40_SERIAL_CORE`. Its
+        register map holds this block's register file and the
+        :class:`~hetnic.gateware.hash_injector.HashInjector` block.
 
     Members
     -------
@@ -61,13 +56,14 @@ class RssSteering(wiring.Component):
     csr : In(CsrSignature(16))
         The register file's accesses.
     """
-    def __init__(self, regmap: RegisterMap):
-        p = regmap.params if isinstance(regmap, RegisterMap) else {}
-        if p.get("data_bytes") != 1 or p.get("hash_bytes_per_cycle") != 1 or \
-                p.get("n_rules") != 1:
-            raise ValueError(f"regmap must come from steering_regmap() (a byte per cycle, one "
-                             f"rule), not {regmap!r}")
-        self.regmap = regmap
+    def __init__(self, params: NicParams):
+        if not isinstance(params, NicParams) or not params.injector or (
+                params.data_width, params.hash_bytes_per_cycle, params.n_rules) != (8, 1, 1):
+            raise ValueError(f"params must be a reduced serial core's NicParams (injector=True, "
+                             f"a byte per cycle: data_width=8, hash_bytes_per_cycle=1, "
+                             f"n_rules=1), not {params!r}")
+        self.params = params
+        self.regmap = params.regmap()
         super().__init__({
             "i": In(stream.Signature(ToeplitzInput(RSS_MAX_INPUT_LEN))),
             "o": Out(stream.Signature(PacketMeta)),

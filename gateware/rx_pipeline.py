@@ -6,7 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
 from ..protocol import RX_MAX_FRAME_LIMIT, PacketMeta
-from ..regs import RegisterMap
+from ..params import NicParams
 from .axil import CsrSignature
 from .beat import Beat
 from .classifier import FlowClassifier
@@ -17,19 +17,7 @@ from .reta import IndirectionTable, reta_index
 from .rss import RssHashStage
 from .skid import SkidBuffer
 
-__all__ = ["RxPipeline", "rx_regmap"]
-
-
-def rx_regmap(data_width=64, *, n_rules=16, reta_size=512, queues=64,
-              hash_bytes_per_cycle=None, **queue_blocks) -> RegisterMap:
-    """The register map of an :class:`RxPipeline` built with these parameters (the host
-    side uses it without elaborating any gateware). ``queue_blocks`` (``rx_queues``,
-    ``tx_queues``, ``event_queues``) add the NIC core's queue registers."""
-    if hash_bytes_per_cycle is None:
-        hash_bytes_per_cycle = min(36, max(1, data_width // 8))
-    return RegisterMap(data_bytes=data_width // 8, n_rules=n_rules, reta_size=reta_size,
-                       queues=queues, hash_bytes_per_cycle=hash_bytes_per_cycle,
-                       **queue_blocks)
+__all__ = ["RxPipeline"]
 
 
 class RxPipeline(wiring.Component):
@@ -56,17 +44,12 @@ class RxPipeline(wiring.Component):
 
     Parameters
     ----------
-    data_width : int
-        Bits per beat: 8 .. 512, a multiple of 8.
-    n_rules : int
-        Classifier rules.
-    reta_size : int
-        Indirection table entries (power of two, 2 .. 2048).
-    queues : int
-        Receive queues (1 .. 256), for the per-queue counters and the ID block.
-    hash_bytes_per_cycle : int or None
-        Toeplitz input bytes per cycle; ``None`` matches the datapath (``data_width // 8``,
-        at most 36).
+    params : NicParams
+        The build: ``data_width`` (bits per beat), ``n_rules``, ``reta_size``, ``queues``
+        (for the per-queue counters and the ID block), ``hash_bytes_per_cycle``; its
+        :meth:`~hetnic.params.NicParams.regmap` is the register file's table (a NIC core's
+        or a board's includes the registers of the blocks around the pipeline, which their
+        own decoders answer).
     data_fifo_bytes : int
         Bytes the data FIFO holds (rounded up to whole beats). A consumer may wait for a
         frame's record before it takes the frame's data (store and forward, as an RX DMA
@@ -85,12 +68,13 @@ class RxPipeline(wiring.Component):
         Register accesses (the AXI4-Lite slave sits in the top level, so a NIC core can share
         one bus between this and its queue blocks).
     """
-    def __init__(self, data_width=64, *, n_rules=16, reta_size=512, queues=64,
-                 hash_bytes_per_cycle=None, data_fifo_bytes=RX_MAX_FRAME_LIMIT, regmap=None):
+    def __init__(self, params: NicParams, *, data_fifo_bytes=RX_MAX_FRAME_LIMIT):
+        if not isinstance(params, NicParams):
+            raise TypeError(f"params must be a NicParams, not {params!r}")
+        data_width = params.data_width
         self.beat = Beat(data_width)
-        self.regmap = regmap or rx_regmap(data_width, n_rules=n_rules, reta_size=reta_size,
-                                          queues=queues,
-                                          hash_bytes_per_cycle=hash_bytes_per_cycle)
+        self.params = params
+        self.regmap = params.regmap()
         if not isinstance(data_fifo_bytes, int) or data_fifo_bytes < 2 * (data_width // 8):
             raise ValueError(f"data_fifo_bytes must be an integer of at least two beats, "
                              f"not {data_fifo_bytes!r}")

@@ -5,6 +5,7 @@ from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from ..params import NIC_CORE_W64, RX_PIPELINE_W64, NicParams
 from ..protocol import PacketMeta
 from .axil import AxiLiteSignature, AxiLiteSlave
 from .rx_pipeline import RxPipeline
@@ -57,11 +58,12 @@ class RxPipelineTop(wiring.Component):
 
     Ports: ``s_axis_*`` frames in (``tuser`` = MAC error), ``m_axis_*`` frames out,
     ``m_meta_*`` one record per frame (``tdata`` is the :class:`PacketMeta` layout, bit 0 of
-    the layout in bit 0), ``s_axil_*`` registers. Parameters as :class:`RxPipeline`.
+    the layout in bit 0), ``s_axil_*`` registers. ``params`` as :class:`RxPipeline`.
     """
-    def __init__(self, data_width=64, **params):
-        self.pipeline = RxPipeline(data_width, **params)
+    def __init__(self, params: NicParams = RX_PIPELINE_W64):
+        self.pipeline = RxPipeline(params)
         self.regmap = self.pipeline.regmap
+        data_width = params.data_width
         members = {
             **_axis_members(data_width),
             "m_meta_tdata": Out(META_BITS), "m_meta_tvalid": Out(1), "m_meta_tready": In(1),
@@ -85,12 +87,13 @@ class RxPipelineTop(wiring.Component):
 class NicCoreTop(wiring.Component):
     """:class:`NicCore` with flat AXI ports for cocotbext-axi: ``s_axis_*`` (rx MAC, ``tuser``
     = MAC error), ``m_axis_*`` (tx MAC), ``s_axil_*`` (registers), ``m_axi_*`` (host memory,
-    AXI4 master) and ``irq``. Parameters as :class:`NicCore`."""
-    def __init__(self, data_width=64, **params):
+    AXI4 master) and ``irq``. ``params`` as :class:`NicCore`."""
+    def __init__(self, params: NicParams = NIC_CORE_W64):
         from .dma import Axi4Signature
         from .nic_core import NicCore
-        self.core = NicCore(data_width, **params)
+        self.core = NicCore(params)
         self.regmap = self.core.regmap
+        data_width = params.data_width
         self._axi = Axi4Signature(data_width)
         members = {**_axis_members(data_width), "irq": Out(len(self.core.irq))}
         members.update(_flat("s_axil", AxiLiteSignature(16), master=False))

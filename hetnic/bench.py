@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 __all__ = ["bench_rx", "bench_core", "bench_hil"]
@@ -17,17 +18,18 @@ def bench_rx(frames: int = 10_000) -> dict:
     """
     from .config import RxConfig
     from .sim.model.toeplitz import bench_toeplitz
-    from .sim.rx_sim import RxBuild, build_rx, run_rx_job
+    from .params import RX_PIPELINE_W64
+    from .sim.rx_sim import build_rx, run_rx_job
     from .sim.traffic import tcp4_min_frames
 
-    build = RxBuild(data_width=64)
+    params = RX_PIPELINE_W64
     t0 = time.perf_counter()
-    build_rx(build)
+    build_rx(params)
     build_s = time.perf_counter() - t0
     traffic = [(f, False) for f in tcp4_min_frames(frames, size=64)]
-    writes = RxConfig(queues=16).register_writes(build.regmap())
+    writes = RxConfig(queues=16).register_writes(params.regmap())
     t0 = time.perf_counter()
-    result = run_rx_job(build, traffic, writes)
+    result = run_rx_job(params, traffic, writes)
     sim_s = time.perf_counter() - t0
     stats = result.stats
     span = stats["last_beat"] - stats["first_beat"] + 1
@@ -68,17 +70,17 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
     """
     import statistics
 
-    from .gateware.nic_core import nic_regmap
     from .config import RxConfig
+    from .params import NIC_CORE_W64
     from .sim.nic_sim import run_nic_job
     from .sim.traffic import tcp4_min_frames
 
-    build = {"data_width": 64, "rx_queues": 64, "tx_queues": 4, "event_queues": 4}  # default
-    regmap = nic_regmap(**build)
+    params = NIC_CORE_W64
+    regmap = params.regmap()
     out = {}
 
     traffic = [f.hex() for f in tcp4_min_frames(frames, size=64, flows=512)]
-    rx = run_nic_job(build, {
+    rx = run_nic_job(params, {
         "config_writes": RxConfig(queues=8).register_writes(regmap),
         "rx_queues_used": list(range(8)), "rx_ring_size": 1024, "rx_buffer_size": 128,
         "rx_frames": traffic, "expect_rx": frames})["stats"]
@@ -90,7 +92,7 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
         "rx_frames_per_cycle_ideal_ethernet": round(8 / 84, 4),
     })
 
-    lat = run_nic_job(build, {
+    lat = run_nic_job(params, {
         "config_writes": RxConfig(queues=1).register_writes(regmap),
         "rx_queues_used": [0], "rx_ring_size": 256, "rx_buffer_size": 128,
         "rx_frames": traffic[:200], "expect_rx": 200, "rx_pause": 0.8,
@@ -103,7 +105,7 @@ def bench_core(frames: int = 2000, batches: int = 20) -> dict:
         items = [{"queue": 0, "mode": "batch" if per_item > 1 else "single",
                   "messages": [m.hex() for m in messages]}
                  for _ in range(batches * 32 // per_item)]
-        tx = run_nic_job(build, {
+        tx = run_nic_job(params, {
             "config_writes": RxConfig(queues=8).register_writes(regmap),
             "tx_queues_used": [0], "tx_ring_size": 1024, "tx_items": items,
             "expect_tx_frames": batches * 32})["stats"]
@@ -137,6 +139,7 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
         Verilator (cocotbext-axi host memory, register bus and wire), ``cocotb_frames`` frames.
     """
     from .host.nic import Nic
+    from .params import HIL_NIC_CORE
     from .sim.nic_sim import run_driver_job
     from .sim.scenarios import rx_stream
     from .sim.traffic import tcp4_min_frames, traffic_mix
@@ -162,9 +165,7 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
                                    f"frames arrived")
             runs[name] = r
         axi = harness.counters()
-    build = {"data_width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
-             "n_rules": 16, "reta_size": 512}
-    cocotb = run_driver_job(build, "rx_stream",
+    cocotb = run_driver_job(HIL_NIC_CORE, "rx_stream",
                             {"frames": [f.hex() for f in small[:cocotb_frames]],
                              "keep": False})
     if cocotb["packets"] != cocotb_frames:
@@ -189,7 +190,7 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
                    "cocotb_64": cocotb_frames},
         "axi_errors": axi["axi_errors"], "axi_protocol_errors": axi["axi_protocol_errors"],
         "nic_open_s": round(open_s, 2),
-        "build": build,
+        "build": dataclasses.asdict(HIL_NIC_CORE),
     }
 
 

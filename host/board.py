@@ -16,10 +16,11 @@ talks to it over two channels:
 
 Registers
     The board's serial bridge (:class:`~hetnic.host.serial_bridge.SerialBridge`, pyserial;
-    any device path, a pseudo-terminal included). Its registers are the RX pipeline's
-    (:func:`~hetnic.gateware.rx_pipeline.rx_regmap`); on open the driver checks the bridge
-    identification, the ``ID`` magic and ``PARAMS0..2``, and sizes the RETA, the rules and
-    the queues from what the board reports. A board that does not answer within
+    any device path, a pseudo-terminal included). Its registers are the RX pipeline's and
+    its MACs' counters; on open the driver checks the bridge identification and the ``ID``
+    magic, reads the board's build from ``PARAMS0..2`` and ``CAPS``
+    (:meth:`NicParams.from_identity <hetnic.params.NicParams.from_identity>`), and sizes the
+    RETA, the rules and the queues from it. A board that does not answer within
     ``timeout`` seconds after ``retries`` retries raises :class:`NicError` naming the device
     (and so does every other serial failure).
 Data
@@ -43,7 +44,7 @@ classifies it and returns it tagged like any other frame.
 The same as :class:`~hetnic.host.nic.Nic` (:mod:`hetnic.host.control`, one piece of code):
 ``rss.set_key/set_table/configure``, ``rules.add/remove/set_default``, ``apply``,
 ``config``, ``commit`` (polls ``COMMIT_STATUS`` for up to ``commit_timeout`` seconds),
-``generation``, ``counters()`` (every counter register, accumulated since open), ``build``,
+``generation``, ``counters()`` (every counter register, accumulated since open), ``params``,
 ``regmap``, ``close`` and ``with``. Also ``rx_queues[i].poll/ready`` and
 ``tx_queues[0].send/send_batch``.
 
@@ -70,11 +71,10 @@ from typing import Iterator, Protocol, Sequence
 
 from ..bridge_protocol import DEFAULT_BAUD
 from ..protocol import ETH_HEADER_LEN
-from ..regs import RegisterMap
+from ..params import NicParams
 from ..steering_tag import TagError, strip_tag
 from .backend import RegisterBackend
-from .control import (NicControl, NicError, build_regmap, read_identity,
-                      serial_commit_waiter)
+from .control import NicControl, NicError, identify, serial_commit_waiter
 from .rx_ring import SteeredFrame
 from .serial_bridge import BridgeError, SerialBridge
 
@@ -236,21 +236,19 @@ class SerialBackend(RegisterBackend):
         self.bridge.close()
 
 
-def _board_build(backend) -> tuple[dict, RegisterMap]:
-    """Read ``ID``, ``PARAMS0..2`` and ``CAPS`` of a board: its build parameters and
-    register map."""
-    from ..gateware.rx_pipeline import rx_regmap
-    params = read_identity(backend, ("PARAMS0", "PARAMS1", "PARAMS2"))
-    if read_identity(backend, ("CAPS",))["injector"]:
+def _board_params(backend) -> NicParams:
+    """The build of the board behind ``backend`` (``ID``, ``PARAMS0..2``, ``CAPS``); refuses
+    the reduced serial core and a NIC core with DMA queues."""
+    params = identify(backend)
+    if params.injector:
         raise NicError(f"the board on {backend.name} is the reduced serial core (no Ethernet, "
                        f"no parser): drive it with hetnic.host.serial_core.ReducedCore")
-    queues = {k: params.pop(k) for k in ("rx_queues", "tx_queues", "event_queues")}
+    queues = {k: getattr(params, k) for k in ("rx_queues", "tx_queues", "event_queues")}
     if any(queues.values()):
         raise NicError(f"the device on {backend.name} is a NIC core with DMA queues "
                        f"({queues}); the board backend drives boards whose registers are the "
                        f"RX pipeline's only")
-    build = {"data_width": 8 * params.pop("data_bytes"), **params}
-    return build, build_regmap(backend, rx_regmap, build)
+    return params
 
 
 # --- receive and send ------------------------------------------------------------------------
@@ -364,9 +362,9 @@ class BoardNic(NicControl):
         self.rx_queue_limit = rx_queue_limit
         self.data_stats = DataStats()
         backend.ident()
-        build, regmap = _board_build(backend)
-        super().__init__(backend, build, regmap, queues=build["queues"])
-        self.rx_queues = [BoardRxQueue(self, q) for q in range(build["queues"])]
+        params = _board_params(backend)
+        super().__init__(backend, params, queues=params.queues)
+        self.rx_queues = [BoardRxQueue(self, q) for q in range(params.queues)]
         self.tx_queues = [BoardTxQueue(self, 0)]
         self.wire = _NoWire()
         self._start()

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from ..errors import HetnicError
 from ..protocol import RSS_KEY_LEN, DropReason, HashType
+from ..params import NicParams
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from ..config import RxConfig
 from ..rules import Action, FlowRule
 
-__all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "read_identity", "build_regmap"]
+__all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "identify"]
 
 
 class NicError(HetnicError, RuntimeError):
@@ -52,27 +53,23 @@ def check_magic(backend, regmap: RegisterMap) -> None:
                        f"{ID_MAGIC:#010x}: this is not a hetnic NIC")
 
 
-def read_identity(backend, names: tuple[str, ...]) -> dict[str, int]:
-    """Check the magic, then read the identification registers ``names`` of whatever build
-    is behind ``backend`` (they sit at the same place in every build) and return their
-    fields by name."""
-    probe = RegisterMap()
-    check_magic(backend, probe)
-    fields = {}
-    for name in names:
-        value = backend.reg_read(probe.addr(name))
-        for f in probe[name].fields:
-            fields[f.name] = (value & f.mask) >> f.lsb
-    return fields
+def identify(backend) -> NicParams:
+    """The build of the device behind ``backend``, read from its identification registers
+    (``ID``, ``PARAMS0..2``, ``CAPS``: at the same place in every build) by
+    :meth:`NicParams.from_identity <hetnic.params.NicParams.from_identity>`.
 
-
-def build_regmap(backend, make: Callable[..., RegisterMap], build: dict) -> RegisterMap:
-    """``make(**build)``, or :class:`NicError` saying the device reports no hetnic build."""
+    Raises
+    ------
+    NicError
+        ``ID`` does not hold the hetnic magic, or the device reports parameters that are not
+        a hetnic build.
+    """
+    check_magic(backend, RegisterMap())
     try:
-        return make(**build)
+        return NicParams.from_identity(backend.reg_read)
     except ValueError as e:
-        raise NicError(f"the board on {backend.name} reports build parameters {build} that "
-                       f"are not a hetnic build: {e}") from None
+        raise NicError(f"the device on {getattr(backend, 'name', backend)!s} reports build "
+                       f"parameters that are not a hetnic build: {e}") from None
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -208,10 +205,9 @@ class NicControl:
     ----------
     backend
         Register access (see the module documentation); closed by :meth:`close`.
-    build : dict
-        The build parameters the driver expects (for messages and :attr:`build`).
-    regmap : RegisterMap
-        The register map of that build; ``PARAMS0..2`` must read what it says.
+    params : NicParams
+        The build the driver expects (usually :func:`identify`'s); ``PARAMS0..2`` must read
+        what its register map says.
     queues : int
         Receive queues the indirection table and the rules may name.
 
@@ -220,15 +216,16 @@ class NicControl:
     rss : Rss
     rules : Rules
     regmap : RegisterMap
-    build : dict
+        ``params.regmap()``.
+    params : NicParams
     generation : int
         The configuration generation of the last :meth:`commit`.
     """
 
-    def __init__(self, backend, build: dict, regmap: RegisterMap, *, queues: int):
+    def __init__(self, backend, params: NicParams, *, queues: int):
         self._backend = backend
-        self.build = dict(build)
-        self.regmap = regmap
+        self.params = params
+        self.regmap = params.regmap()
         self.queue_count = queues
         self._check_identity()
         self._counter_regs = self._counter_addresses()
@@ -325,7 +322,7 @@ class NicControl:
             got, want = b.reg_read(r.addr(name)), r.ro_value(name)
             if got != want:
                 raise NicError(f"{name} reads {got:#x}, expected {want:#x} for the build "
-                               f"{self.build}; the backend and the driver disagree")
+                               f"{self.params}; the backend and the driver disagree")
 
     # --- counters ------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:

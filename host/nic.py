@@ -43,7 +43,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
-from .control import NicControl, NicError, Rss, Rules
+from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
 from .event_ring import EventRing, NicEvent
 from .memory import MemoryAllocator
@@ -244,32 +244,36 @@ class Nic(NicControl):
     def __init__(self, backend, *, rx_ring_size: int = 256, rx_buffer_size: int = 2048,
                  tx_ring_size: int = 256, event_ring_size: int = 256, tx_keep: int = 4096,
                  tx_timeout: int = 1_000_000, ordered: bool = True):
-        from ..gateware.nic_core import nic_regmap
         self._order: GenerationOrder | None = None
-        build = dict(backend.build)
-        super().__init__(backend, build, nic_regmap(**build), queues=build["rx_queues"])
+        params = identify(backend)
+        if not (params.rx_queues and params.tx_queues and params.event_queues):
+            raise NicError(f"the device on {backend.name} has no DMA queues (PARAMS2 reads "
+                           f"{params.rx_queues} RX, {params.tx_queues} TX, "
+                           f"{params.event_queues} event queues): it is not a NIC core; open "
+                           f"a board with Nic.open('serial:DEVICE', data=...)")
+        super().__init__(backend, params, queues=params.rx_queues)
         self.tx_timeout = tx_timeout
         self._event_callbacks: list[Callable[[NicEvent], None]] = []
 
-        align = self.build["data_width"] // 8
+        align = params.data_width // 8
         mem = backend.memory
         self.allocator = MemoryAllocator(mem, RING_BASE, backend.mem_size - RING_BASE)
         self.wire = Wire(self)
         writes = []
         self.event_rings = []
-        for q in range(self.build["event_queues"]):
+        for q in range(params.event_queues):
             ring = EventRing(mem, self.allocator, event_ring_size)
             self.event_rings.append(ring)
             writes += queue_register_writes(self.regmap, "event", q, ring)
             writes.append((self.regmap.addr("EQ_CTRL", q), _EQ_CTRL_RUNNING))
         self.rx_queues: list[RxQueue] = []
-        for q in range(self.build["rx_queues"]):
+        for q in range(params.rx_queues):
             ring = RxRing(mem, self.allocator, rx_ring_size, rx_buffer_size, align)
             ring.post()
             self.rx_queues.append(RxQueue(self, q, ring))
             writes += queue_register_writes(self.regmap, "rx", q, ring)
         self.tx_queues: list[TxQueue] = []
-        for q in range(self.build["tx_queues"]):
+        for q in range(params.tx_queues):
             ring = TxRing(mem, self.allocator, tx_ring_size, align)
             self.tx_queues.append(TxQueue(self, q, ring, tx_keep))
             writes += queue_register_writes(self.regmap, "tx", q, ring)
@@ -346,7 +350,7 @@ class Nic(NicControl):
             newest = found
 
     def _arm(self, reg: str, queue: int, event_queue: int) -> None:
-        n = self.build["event_queues"]
+        n = self.params.event_queues
         if not isinstance(event_queue, int) or not 0 <= event_queue < n:
             raise ValueError(f"event queue must be from 0 to {n - 1}, not {event_queue!r}")
         self.backend.reg_write(self.regmap.addr(reg, queue),

@@ -38,12 +38,11 @@ from typing import Iterator
 from ..bridge_protocol import DEFAULT_BAUD
 from ..protocol import (RSS_MAX_INPUT_LEN, RX_MAX_FRAME_LIMIT, DropReason, HashType,
                         ParseError)
-from ..regs import RegisterMap
+from ..params import NicParams
 from ..sim.model.parser import parse_frame
 from .board import SerialBackend
 from ..config import RxConfig
-from .control import (NicControl, NicError, Rules, build_regmap, read_identity,
-                      serial_commit_waiter)
+from .control import NicControl, NicError, Rules, identify, serial_commit_waiter
 from ..sim.model.toeplitz import meta_hash_input, select_hash_type
 from ..rules import FlowRule
 from .serial_bridge import BridgeError, SerialBridge
@@ -111,8 +110,8 @@ class ReducedCore(NicControl):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.commit_timeout, self.result_timeout = commit_timeout, result_timeout
         backend.ident()
-        build, regmap = _core_build(backend)
-        super().__init__(backend, build, regmap, queues=build["queues"])
+        params = _core_params(backend)
+        super().__init__(backend, params, queues=params.queues)
         self.rules = _DefaultActionOnly(self)
         #: Results :meth:`result` removed because they were older than the one it waited for.
         self.discarded = 0
@@ -272,14 +271,12 @@ class ReducedCore(NicControl):
         return (value & f.mask) >> f.lsb
 
 
-def _core_build(backend) -> tuple[dict, RegisterMap]:
-    """The build of the board behind ``backend`` from ``ID``, ``CAPS`` and ``PARAMS1``;
-    refuses anything but the reduced serial core (``PARAMS0..2`` are checked after)."""
-    from ..gateware.rss_steering import steering_regmap
-    params = read_identity(backend, ("CAPS", "PARAMS1"))
-    if not params["injector"]:
+def _core_params(backend) -> NicParams:
+    """The build of the board behind ``backend`` from ``ID``, ``PARAMS0..2`` and ``CAPS``;
+    refuses anything but the reduced serial core."""
+    params = identify(backend)
+    if not params.injector:
         raise NicError(f"the board on {backend.name} is not the reduced serial core "
                        f"(CAPS.injector is 0): open it with Nic.open('serial:DEVICE', "
                        f"data=...)")
-    build = {"reta_size": params["reta_size"], "queues": params["queues"]}
-    return build, build_regmap(backend, steering_regmap, build)
+    return params

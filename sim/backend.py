@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from ..host.backend import Backend
-from .hil import Harness, HilBuild
+from ..params import HIL_NIC_CORE, NicParams
+from .hil import Harness, check_hil_params
 
 __all__ = ["SimBackend", "SIM_PARAMETERS"]
 
-#: Parameters of ``Nic.open("sim", ...)`` and their defaults.
-SIM_PARAMETERS = {"width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
-                  "n_rules": 16, "reta_size": 512, "mem_size": None, "trace": None,
+#: Parameters of ``Nic.open("sim", ...)`` and their defaults: the build
+#: (:data:`~hetnic.params.HIL_NIC_CORE`; ``width`` is its ``data_width``), then the harness's.
+SIM_PARAMETERS = {"width": HIL_NIC_CORE.data_width, "rx_queues": HIL_NIC_CORE.rx_queues,
+                  "tx_queues": HIL_NIC_CORE.tx_queues,
+                  "event_queues": HIL_NIC_CORE.event_queues, "n_rules": HIL_NIC_CORE.n_rules,
+                  "reta_size": HIL_NIC_CORE.reta_size, "mem_size": None, "trace": None,
                   "ifg_bytes": 24, "read_latency": 0, "wire_queue_bytes": 16 << 20,
                   "tx_capture_frames": 65536, "progress": None}
 
@@ -33,20 +37,17 @@ class SimBackend(Backend):
         for name in ("width", "rx_queues", "tx_queues", "event_queues", "n_rules", "reta_size"):
             if not isinstance(p[name], int) or isinstance(p[name], bool):
                 raise ValueError(f"{name} must be an integer, not {p[name]!r}")
-        build = HilBuild(data_width=p["width"], rx_queues=p["rx_queues"],
-                         tx_queues=p["tx_queues"], event_queues=p["event_queues"],
-                         n_rules=p["n_rules"], reta_size=p["reta_size"])
-        build.check()
+        params = NicParams(data_width=p["width"], rx_queues=p["rx_queues"],
+                           tx_queues=p["tx_queues"], event_queues=p["event_queues"],
+                           n_rules=p["n_rules"], reta_size=p["reta_size"])
+        check_hil_params(params)
         mem_size = p["mem_size"]
         if mem_size is None:
             mem_size = max(16 << 20, (min_memory + (1 << 20) - 1) & -(1 << 20))
         elif isinstance(mem_size, int) and mem_size < min_memory:
             raise ValueError(f"mem_size {mem_size} is too small: these queues and rings need "
                              f"{min_memory} bytes; leave mem_size out or raise it")
-        self.build = {"data_width": build.data_width, "rx_queues": build.rx_queues,
-                      "tx_queues": build.tx_queues, "event_queues": build.event_queues,
-                      "n_rules": build.n_rules, "reta_size": build.reta_size}
-        self.harness = Harness(build, mem_size=mem_size, trace=p["trace"],
+        self.harness = Harness(params, mem_size=mem_size, trace=p["trace"],
                                ifg_bytes=p["ifg_bytes"], read_latency=p["read_latency"],
                                rx_queue_limit_bytes=p["wire_queue_bytes"],
                                tx_capture_limit=p["tx_capture_frames"], progress=p["progress"])

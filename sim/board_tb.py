@@ -37,6 +37,7 @@ traceback if the host failed; the pytest side (``tests/boards/test_board_top_rtl
 compares it with the software model.
 """
 
+import dataclasses
 import json
 import os
 import queue
@@ -179,7 +180,7 @@ def host_session(job: dict, path: str, port: QueuePort, clock: SimClock,
     stage("bad input")
     with Nic.open(f"serial:{path}", data=port, timeout=job["host_timeout"]) as nic:
         stage("open")
-        out["build"] = nic.build
+        out["params"] = dataclasses.asdict(nic.params)
         out["open_generation"] = nic.generation
         nic.rss.set_key(bytes.fromhex(job["key"]))
         nic.rss.set_table(job["table"])

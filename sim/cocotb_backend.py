@@ -11,7 +11,7 @@ is cocotbext-axi's ``AxiRam``, the register bus its ``AxiLiteMaster``, the wire 
     async def test(dut):
         @bridge
         def body():
-            with Nic.open("cocotb", dut=dut, build=BUILD) as nic:
+            with Nic.open("cocotb", dut=dut) as nic:
                 ...             # the same code as against Nic.open("sim", ...)
         await body()
 """
@@ -47,18 +47,15 @@ class RamMemory:
 
 
 class CocotbBackend(Backend):
-    """``Nic.open("cocotb", dut=dut, build={...})``, from a bridged thread.
-
-    ``build`` is the dict of :class:`~hetnic.gateware.nic_core.NicCore` parameters the DUT
-    was generated with (``data_width``, ``rx_queues``, ``tx_queues``, ``event_queues``,
-    ``n_rules``, ``reta_size``).
+    """``Nic.open("cocotb", dut=dut)``, from a bridged thread. ``dut`` is a
+    :class:`~hetnic.gateware.top.NicCoreTop`'s Verilog; the driver reads its build from its
+    identification registers.
     """
 
     name = "cocotb"
 
-    def __init__(self, *, dut, build: dict, min_memory: int = 0, mem_size: int | None = None):
+    def __init__(self, *, dut, min_memory: int = 0, mem_size: int | None = None):
         self.dut = dut
-        self.build = dict(build)
         self.mem_size = mem_size or max(8 << 20, (min_memory + 0xFFFFF) & ~0xFFFFF)
         resume(self._setup)()
 

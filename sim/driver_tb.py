@@ -1,8 +1,8 @@
 """cocotb testbench that runs a driver scenario (:mod:`hetnic.sim.scenarios`) with the
 unmodified :class:`~hetnic.host.nic.Nic` over the ``"cocotb"`` backend.
 
-The job (JSON in ``HETNIC_JOB``) names the scenario, its arguments, the build parameters and
-driver options; the scenario's result is written to ``HETNIC_OUT``.
+The job (JSON in ``HETNIC_JOB``) names the scenario, its arguments and the driver options
+(the driver reads the build from the core's identification registers); the scenario's result is written to ``HETNIC_OUT``.
 :func:`hetnic.sim.nic_sim.run_driver_job` is the Python side.
 """
 
@@ -23,7 +23,7 @@ async def run_scenario(dut):
 
     @bridge
     def body():
-        with Nic.open("cocotb", dut=dut, build=job["build"], **job.get("driver", {})) as nic:
+        with Nic.open("cocotb", dut=dut, **job.get("driver", {})) as nic:
             return SCENARIOS[job["scenario"]](nic, **job.get("args", {}))
 
     result = await body()

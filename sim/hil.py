@@ -23,15 +23,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import HetnicError
+from ..params import NicParams
 from .toolchain import ToolError, cache_dir, content_key, use_verilator
 
-__all__ = ["HilBuild", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
+__all__ = ["check_hil_params", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
            "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
 
 HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
@@ -53,40 +53,23 @@ class HarnessError(HetnicError, RuntimeError):
     """The harness could not be built, loaded or driven; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class HilBuild:
-    """Build parameters of the simulated NIC core (those of
-    :class:`~hetnic.gateware.nic_core.NicCore`)."""
-    data_width: int = 64
-    rx_queues: int = 8
-    tx_queues: int = 4
-    event_queues: int = 4
-    n_rules: int = 16
-    reta_size: int = 512
-
-    def params(self) -> dict:
-        return asdict(self)
-
-    def check(self) -> None:
-        """Raise :class:`ValueError` (one line, what to change) for impossible parameters."""
-        p = self.params()
-        for name, value in p.items():
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, not {value!r}")
-        w = self.data_width
-        if w not in (8, 16, 32, 64, 128):
-            raise ValueError(f"width must be 8, 16, 32, 64 or 128 bits, not {w}")
-        limits = {"rx_queues": (1, 256), "tx_queues": (1, 256), "event_queues": (1, 32),
-                  "n_rules": (1, 64), "reta_size": (1, 4096)}
-        for name, (lo, hi) in limits.items():
-            if not lo <= p[name] <= hi:
-                raise ValueError(f"{name} must be from {lo} to {hi}, not {p[name]}")
-        if self.reta_size & (self.reta_size - 1):
-            raise ValueError(f"reta_size must be a power of two, not {self.reta_size}")
-
-    def regmap(self):
-        from ..gateware.nic_core import nic_regmap
-        return nic_regmap(**self.params())
+def check_hil_params(params: NicParams) -> None:
+    """Raise :class:`ValueError` (one line, what to change) unless the harness can simulate a
+    NIC core built with ``params``: a datapath of 8 to 128 bits (a power of two, the
+    harness's beat copies), at least one RX, TX and event queue, at most 32 event queues
+    (its interrupt word), no MAC counters and no hash injector."""
+    if not isinstance(params, NicParams):
+        raise TypeError(f"the harness simulates a NicParams build, not {params!r}")
+    if params.data_width not in (8, 16, 32, 64, 128):
+        raise ValueError(f"width must be 8, 16, 32, 64 or 128 bits, not {params.data_width}")
+    limits = {"rx_queues": (1, 256), "tx_queues": (1, 64), "event_queues": (1, 32)}
+    for name, (lo, hi) in limits.items():
+        value = getattr(params, name)
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be from {lo} to {hi}, not {value}")
+    if params.mac_ports or params.injector:
+        raise ValueError(f"the harness simulates the NIC core: mac_ports=0 and "
+                         f"injector=False, not {params.mac_ports} and {params.injector}")
 
 
 def last_build_was_cached() -> bool | None:
@@ -99,8 +82,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _nic_verilog(build: HilBuild) -> str:
-    """The NIC core's Verilog for ``build``, remembered by a hash of the gateware sources
+def _nic_verilog(params: NicParams) -> str:
+    """The NIC core's Verilog for ``params``, remembered by a hash of the gateware sources
     (generating it takes seconds; reading it back, milliseconds)."""
     import amaranth
 
@@ -109,14 +92,13 @@ def _nic_verilog(build: HilBuild) -> str:
     sources = sorted(Path(gateware.__file__).parent.glob("*.py"))
     sources += [Path(rtl.__file__).parent / name for name in ("protocol.py", "regs.py",
                                                               "rtl.py")]
-    key = content_key(amaranth.__version__, repr(sorted(build.params().items())),
-                      *(p.read_bytes() for p in sources))
+    key = content_key(amaranth.__version__, repr(params), *(p.read_bytes() for p in sources))
     path = cache_dir("verilog") / f"{TOPLEVEL}-{key}.v"
     try:
         return path.read_text()
     except OSError:
         pass
-    verilog = nic_core_verilog(TOPLEVEL, **build.params())
+    verilog = nic_core_verilog(params, TOPLEVEL)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(verilog)
     os.replace(tmp, path)
@@ -152,15 +134,16 @@ def register_reset(verilog: str, top: str = TOPLEVEL) -> str:
             len(f"module {top}("):] + wrapper)
 
 
-def build_harness(build: HilBuild, *, trace: str | None = None,
+def build_harness(params: NicParams, *, trace: str | None = None,
                   progress=None) -> Path:
-    """Build (or find in the cache) the harness library for ``build``; returns its path.
+    """Build (or find in the cache) the harness library for a NIC core built with ``params``;
+    returns its path.
 
     ``trace`` is ``None``, ``"vcd"`` or ``"fst"``: a build that can dump waveforms (a
     separate cache entry; tracing slows the model down). ``progress`` is called with one
     line of text before a build that takes a while.
     """
-    build.check()
+    check_hil_params(params)
     if trace not in _TRACE_KINDS:
         raise ValueError(f"trace must be 'vcd' or 'fst', not {trace!r}")
     try:
@@ -168,11 +151,11 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
         verilator_version = getattr(verilator, "__version__", "")
     except ImportError:
         verilator_version = ""
-    verilog = register_reset(_nic_verilog(build))
+    verilog = register_reset(_nic_verilog(params))
     source = HARNESS_SOURCE.read_text()
     key = content_key(verilog, source, verilator_version, repr(_MAKE_OPTIONS), str(trace),
                       _BUILD_FLAGS_VERSION)
-    entry = cache_dir("hil") / f"nic-w{build.data_width}-{key}"
+    entry = cache_dir("hil") / f"nic-w{params.data_width}-{key}"
     lib = entry / "libhil.so"
     stamp = entry / "sha256"
     if entry.exists():
@@ -192,10 +175,10 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
         raise HarnessError("FST waveforms need lz4.h (Debian/Ubuntu: liblz4-dev) for "
                            "Verilator's FST writer; install it or write a .vcd instead")
     if progress:
-        progress(f"building the simulation harness for {build} (once; cached in {entry})")
+        progress(f"building the simulation harness for {params} (once; cached in {entry})")
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
     try:
-        _compile(tmp, verilog, build, trace)
+        _compile(tmp, verilog, params, trace)
         (tmp / "sha256").write_text(_sha256(tmp / "libhil.so"))
         try:
             tmp.rename(entry)
@@ -207,14 +190,14 @@ def build_harness(build: HilBuild, *, trace: str | None = None,
     return lib
 
 
-def _compile(out: Path, verilog: str, build: HilBuild, trace: str | None) -> None:
+def _compile(out: Path, verilog: str, params: NicParams, trace: str | None) -> None:
     src = out / f"{TOPLEVEL}.v"
     src.write_text(verilog)
     vlt = out / "lint.vlt"
     vlt.write_text("`verilator_config\nlint_off -rule WIDTH\nlint_off -rule UNUSED\n")
     kind = _TRACE_KINDS[trace]
-    defines = (f"-fPIC -DHIL_DATA_BYTES={build.data_width // 8} "
-               f"-DHIL_IRQS={build.event_queues} -DHIL_TRACE={kind}")
+    defines = (f"-fPIC -DHIL_DATA_BYTES={params.data_width // 8} "
+               f"-DHIL_IRQS={params.event_queues} -DHIL_TRACE={kind}")
     verilate = [
         "verilator", "--cc", "--exe", "-Mdir", str(out), "--top-module", TOPLEVEL,
         "--prefix", "Vtop", "-o", "libhil.so", "-Wno-fatal", "--x-assign", "fast",
@@ -314,7 +297,9 @@ class Harness:
 
     Parameters
     ----------
-    build : HilBuild
+    params : NicParams
+        The NIC core's build (:func:`check_hil_params`), e.g.
+        :data:`~hetnic.params.HIL_NIC_CORE`.
     mem_size : int
         Bytes of host memory, at bus addresses ``0 .. mem_size - 1``.
     trace : str or Path, optional
@@ -327,7 +312,7 @@ class Harness:
         Cycles from a DMA read request to its first data beat.
     """
 
-    def __init__(self, build: HilBuild, *, mem_size: int = 64 << 20, trace=None,
+    def __init__(self, params: NicParams, *, mem_size: int = 64 << 20, trace=None,
                  ifg_bytes: int = 24, read_latency: int = 0, max_outstanding: int = 16,
                  rx_queue_limit_bytes: int = 16 << 20, tx_capture_limit: int = 65536,
                  progress=None):
@@ -348,10 +333,10 @@ class Harness:
                 raise ValueError(f"the trace file must end in .vcd or .fst, not {trace}")
             kind = suffix[1:]
             Path(trace).parent.mkdir(parents=True, exist_ok=True)
-        self.build = build
-        self.lib_path = build_harness(build, trace=kind, progress=progress)
+        self.params = params
+        self.lib_path = build_harness(params, trace=kind, progress=progress)
         self._lib = _load(self.lib_path)
-        self.data_bytes = build.data_width // 8
+        self.data_bytes = params.data_width // 8
         handle = self._lib.hil_create(mem_size, 8, str(trace).encode() if trace else b"")
         if not handle:
             raise HarnessError(f"cannot allocate {mem_size} bytes of host memory")

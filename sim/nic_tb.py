@@ -19,7 +19,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamBus,
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
-from hetnic.gateware.nic_core import nic_regmap
+from hetnic.params import NicParams
 from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator
@@ -44,7 +44,8 @@ async def run_job(dut):
     with open(os.environ["HETNIC_JOB"]) as f:
         job = json.load(f)
     rng = random.Random(job.get("seed", 1))
-    regmap = nic_regmap(**job["build"])
+    params = NicParams(**job["build"])
+    regmap = params.regmap()
 
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     dut.rst.value = 1
@@ -82,13 +83,13 @@ async def run_job(dut):
     rx_rings = {}
     for q in job.get("rx_queues_used", []):
         ring = RxRing(mem, alloc, job["rx_ring_size"], buffer_size=job["rx_buffer_size"],
-                      data_align=job["build"]["data_width"] // 8)
+                      data_align=params.data_width // 8)
         rx_rings[q] = ring
         ring.post()
         await write_all(queue_register_writes(regmap, "rx", q, ring))
     tx_rings = {}
     for q in job.get("tx_queues_used", []):
-        ring = TxRing(mem, alloc, job["tx_ring_size"], data_align=job["build"]["data_width"] // 8)
+        ring = TxRing(mem, alloc, job["tx_ring_size"], data_align=params.data_width // 8)
         tx_rings[q] = ring
         await write_all(queue_register_writes(regmap, "tx", q, ring))
 

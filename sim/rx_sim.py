@@ -18,11 +18,11 @@ from pathlib import Path
 
 from ..errors import HetnicError
 from ..protocol import PacketMeta, unpack
-from ..regs import RegisterMap
+from ..params import NicParams
 from ..rtl import rx_pipeline_verilog
 from .toolchain import cache_dir, content_key, use_verilator
 
-__all__ = ["RxBuild", "RxRunResult", "SimulationError", "build_rx", "build_cocotb",
+__all__ = ["RxRunResult", "SimulationError", "build_rx", "build_cocotb",
            "run_cocotb", "run_rx_job"]
 
 TOPLEVEL = "hetnic_rx_pipeline"
@@ -31,23 +31,6 @@ _BUILD_FLAGS_VERSION = "2"   # bump when the build commands change
 
 class SimulationError(HetnicError, RuntimeError):
     """The simulation could not be built or did not finish; the message says why."""
-
-
-@dataclass(frozen=True)
-class RxBuild:
-    """Build parameters of the simulated RX pipeline."""
-    data_width: int = 64
-    n_rules: int = 16
-    reta_size: int = 512
-    queues: int = 64
-
-    def params(self) -> dict:
-        return {"data_width": self.data_width, "n_rules": self.n_rules,
-                "reta_size": self.reta_size, "queues": self.queues}
-
-    def regmap(self) -> RegisterMap:
-        from ..gateware.rx_pipeline import rx_regmap
-        return rx_regmap(**self.params())
 
 
 @dataclass
@@ -60,9 +43,10 @@ class RxRunResult:
     data_frames: int = 0
 
 
-def build_rx(build: RxBuild, *, waves: bool = False) -> Path:
-    """Generate and Verilate the RX pipeline for cocotb; returns the build folder."""
-    return build_cocotb(rx_pipeline_verilog(TOPLEVEL, **build.params()), TOPLEVEL, waves=waves)
+def build_rx(params: NicParams, *, waves: bool = False) -> Path:
+    """Generate and Verilate the RX pipeline built with ``params`` for cocotb (``waves``: with
+    waveform tracing); returns the build folder."""
+    return build_cocotb(rx_pipeline_verilog(params, TOPLEVEL), TOPLEVEL, waves=waves)
 
 
 def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
@@ -148,12 +132,13 @@ def run_cocotb(build_dir: Path, toplevel: str, test_module: str, job: dict) -> d
         return json.loads(out.read_text())
 
 
-def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tuple[int, int]],
+def run_rx_job(params: NicParams, frames: list[tuple[bytes, bool]], writes: list[tuple[int, int]],
                *, commits: list[dict] = (), in_pause: float = 0.0, data_pause: float = 0.0,
                meta_pause: float = 0.0, seed: int = 1, keep_data: bool = False,
                read_counters: dict[str, int] | None = None,
                expect_reads: list[tuple[int, int]] = (), waves: bool = False) -> RxRunResult:
-    """Send ``frames`` (bytes, MAC error flag) through the pipeline after ``writes``.
+    """Send ``frames`` (bytes, MAC error flag) through the pipeline built with ``params``
+    after ``writes``.
 
     ``commits`` is a list of ``{"after_frame": k, "writes": [...]}``: configuration written
     (and committed, if the writes end with COMMIT) while the traffic flows. The pause
@@ -161,8 +146,8 @@ def run_rx_job(build: RxBuild, frames: list[tuple[bytes, bool]], writes: list[tu
     metadata output. The testbench gives up (and this raises :class:`SimulationError`) when
     the records are not all out within a cycle budget proportional to the traffic.
     """
-    build_dir = build_rx(build, waves=waves)
-    regmap = build.regmap()
+    build_dir = build_rx(params, waves=waves)
+    regmap = params.regmap()
     job = {
         "writes": list(writes), "frames": [(f.hex(), bool(e)) for f, e in frames],
         "commits": list(commits), "in_pause": in_pause, "data_pause": data_pause,

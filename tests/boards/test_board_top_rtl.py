@@ -34,10 +34,10 @@ import pytest
 from frames import tcp4, udp4, udp6
 
 from hetnic.boards.sim_top import BoardSimTop
-from hetnic.boards.top import CORE_PARAMS, board_regmap
 from hetnic.bridge_protocol import GAP_TIMEOUT_BITS, REQUEST_SYNC, Status
 from hetnic.config import RxConfig
 from hetnic.protocol import DropReason
+from hetnic.params import ECP5_BOARD_CORE, NicParams
 from hetnic.regs import ID_MAGIC
 from hetnic.rtl import to_verilog
 from hetnic.sim.board_tb import rule_from_spec
@@ -94,10 +94,10 @@ def run():
     host_tx = [bytes.fromhex("02aabbccddee02112233445588b6") + rng.randbytes(n)
                for n in (10, 46, 300)]                     # the first is padded to 60
     garbage = bytes(b for b in rng.randbytes(16) if b != REQUEST_SYNC)[:9]
-    config = RxConfig(key=KEY, queues=CORE_PARAMS["queues"],
-                      reta=TABLE * (CORE_PARAMS["reta_size"] // len(TABLE)),
+    config = RxConfig(key=KEY, queues=ECP5_BOARD_CORE.queues,
+                      reta=TABLE * (ECP5_BOARD_CORE.reta_size // len(TABLE)),
                       rules=[rule_from_spec(spec) for spec in RULES])
-    regmap = board_regmap(2)
+    regmap = ECP5_BOARD_CORE.replace(mac_ports=2).regmap()
     model = RxModel(regmap, config, generation=2)          # open commits 1, the test 2
     expected = [model.process(*seen_by_pipeline(frame, bad)) for frame, bad in network]
     job = {
@@ -131,8 +131,8 @@ def test_bridge_recovers_from_bad_input(run):
 
 def test_driver_opens_the_board_from_its_params(run):
     host = run[-1]["host"]
-    assert host["build"] == {"data_width": 8, "hash_bytes_per_cycle": 1, "n_rules": 4,
-                             "reta_size": 128, "queues": 16, "mac_ports": 2}
+    assert NicParams(**host["params"]) == NicParams(
+        data_width=8, hash_bytes_per_cycle=1, n_rules=4, reta_size=128, queues=16, mac_ports=2)
     assert host["open_generation"] == 1 and host["generation"] == 2
     assert host["slots"] == [0, 1]
     # Every request of the session was answered the first time.
@@ -220,11 +220,11 @@ def test_board_core_checks_its_parameters():
     with pytest.raises(ValueError, match="ports must be 1 or 2, not 3"):
         BoardSimTop(3)
     with pytest.raises(ValueError, match="core_params needs data_width=8, not 64"):
-        BoardSimTop(2, core_params={**CORE_PARAMS, "data_width": 64})
+        BoardSimTop(2, core_params=ECP5_BOARD_CORE.replace(data_width=64))
     with pytest.raises(ValueError, match="bit_cycles must be an integer of at least 8"):
         BoardSimTop(2, bit_cycles=4)
     with pytest.raises(ValueError, match="reta_size must be a power of two"):
-        BoardSimTop(2, core_params={**CORE_PARAMS, "reta_size": 100})
+        ECP5_BOARD_CORE.replace(reta_size=100)
 
 
 def test_one_port_core_has_one_port():

@@ -9,7 +9,8 @@ import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hetnic.gateware.rss_steering import RssSteering, steering_regmap
+from hetnic.gateware.rss_steering import RssSteering
+from hetnic.params import ICE40_SERIAL_CORE
 from hetnic.sim.model.toeplitz import toeplitz
 from hetnic.rules import Action
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, RuleAction
@@ -56,8 +57,8 @@ def expected(key, table, action, data_bytes):
 def test_random_inputs_across_commits():
     rng = random.Random(SEED)
     print(f"seed {SEED:#x}")
-    rm = steering_regmap()
-    dut = RssSteering(rm)
+    dut = RssSteering(ICE40_SERIAL_CORE)
+    rm = dut.regmap
     reset_table = list(range(16))           # IndirectionTable: entry i starts as queue i
     configs = [(MS_RSS_DEFAULT_KEY, reset_table, Action())]     # generation 0: resets
     for _ in range(3):

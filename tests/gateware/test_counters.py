@@ -16,7 +16,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hetnic.gateware.counters import CounterMemory, RxCounters
-from hetnic.gateware.rx_pipeline import rx_regmap
+from hetnic.params import NicParams
 from hetnic.protocol import DropReason, PacketMeta
 
 SEED = 0x5EED_C0DE
@@ -199,7 +199,7 @@ def test_rx_counters_random(n_rules, reta_size, queues):
     seed = SEED + 7 * n_rules + reta_size
     print(f"seed={seed:#x}")
     rng = random.Random(seed)
-    rm = rx_regmap(64, n_rules=n_rules, reta_size=reta_size, queues=queues)
+    rm = NicParams(data_width=64, n_rules=n_rules, reta_size=reta_size, queues=queues).regmap()
     dut = RxCounters(rm)
     model = CounterModel(rm)
     addresses = sorted(model.values)

@@ -8,7 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hetnic.gateware.mac_counters import MAC_COUNTER_REGS, MacCounters
-from hetnic.gateware.rx_pipeline import rx_regmap
+from hetnic.params import ECP5_BOARD_CORE
 
 SEED = 0x5EED_3AC0
 LIMIT = 20                  # cycles an access may take before the test fails
@@ -33,7 +33,7 @@ async def access(ctx, dut, addr, write=None):
 
 
 def test_toggled_bits_count_in_their_registers():
-    regmap = rx_regmap(8, n_rules=4, reta_size=128, queues=16, mac_ports=2)
+    regmap = ECP5_BOARD_CORE.replace(mac_ports=2).regmap()
     dut = MacCounters(regmap)
     rng = random.Random(SEED)
     rx_regs, tx_regs = dut.rx_regs, dut.tx_regs
@@ -81,4 +81,4 @@ def test_toggled_bits_count_in_their_registers():
 
 def test_needs_mac_ports():
     with pytest.raises(ValueError, match="mac_ports >= 1"):
-        MacCounters(rx_regmap(8, n_rules=4, reta_size=128, queues=16))
+        MacCounters(ECP5_BOARD_CORE.regmap())

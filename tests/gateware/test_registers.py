@@ -22,7 +22,7 @@ from hetnic.gateware.axil import AxiLiteSignature, AxiLiteSlave
 from hetnic.gateware.counters import RxCounters
 from hetnic.gateware.registers import RegisterFile
 from hetnic.gateware.reta import IndirectionTable
-from hetnic.gateware.rx_pipeline import rx_regmap
+from hetnic.params import NicParams
 from hetnic.protocol import Rule, RuleAction
 from hetnic.regs import RULE_STRIDE, RULE_WORDS
 
@@ -239,7 +239,7 @@ def run(dut, bench, *, cycle_limit):
 def small_map(**overrides):
     params = dict(n_rules=2, reta_size=16, queues=4)
     params.update(overrides)
-    return rx_regmap(64, **params)
+    return NicParams(data_width=64, **params).regmap()
 
 
 # --- tests ----------------------------------------------------------------------------------
@@ -249,8 +249,7 @@ def small_map(**overrides):
     dict(data_width=256, n_rules=3, reta_size=64, queues=7, hash_bytes_per_cycle=5),
 ])
 def test_identification_registers(params):
-    params = dict(params)
-    rm = rx_regmap(params.pop("data_width"), **params)
+    rm = NicParams(**params).regmap()
     dut = RegisterBlock(rm)
     master = AxiLiteMaster(dut.axi, random.Random(SEED))
     print(f"seed={SEED:#x}")

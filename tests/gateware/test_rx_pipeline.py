@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 from frames import tcp4, udp6, vlan
 
 from hetnic.gateware.rx_pipeline import RxPipeline
+from hetnic.params import NicParams
 from hetnic.config import RxConfig
 from hetnic.sim.model.rx_pipeline import RxModel
 
@@ -29,7 +30,7 @@ def test_store_and_forward_consumer_does_not_deadlock():
     frames = [tcp4(payload=bytes(1518 - 54)), udp6(), vlan(tcp4(payload=bytes(900)), 7),
               tcp4(payload=bytes(1518 - 54))]
     frames += [tcp4(payload=bytes(rng.randrange(0, 1400))) for _ in range(6)]
-    dut = RxPipeline(WIDTH, n_rules=2, reta_size=16, queues=16)
+    dut = RxPipeline(NicParams(data_width=WIDTH, n_rules=2, reta_size=16, queues=16))
     model = RxModel(dut.regmap, RxConfig(queues=16, reta=list(range(16))), generation=0)
     got_frames, got_meta = [], []
 

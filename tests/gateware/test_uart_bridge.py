@@ -25,7 +25,7 @@ from hetnic.gateware.axil import CsrSignature
 from hetnic.gateware.counters import RxCounters
 from hetnic.gateware.registers import RegisterFile
 from hetnic.gateware.reta import IndirectionTable
-from hetnic.gateware.rx_pipeline import rx_regmap
+from hetnic.params import NicParams
 from hetnic.gateware.uart_bridge import UartBridge, UartRx, UartTx, uart_divisor
 from hetnic.host.serial_bridge import FrameReader, Request, Response
 
@@ -709,7 +709,7 @@ def test_register_file():
     """The bridge in place of the AXI4-Lite slave in front of the NIC's register file: the
     ID and PARAMS registers, an RSS key word written and read back, a RETA entry (acked a
     cycle later by the table's memory), a counter, and COMMIT_STATUS after a COMMIT."""
-    rm = rx_regmap(64, n_rules=1, reta_size=16, queues=4)
+    rm = NicParams(data_width=64, n_rules=1, reta_size=16, queues=4).regmap()
     dut = RegisterBench(rm)
     host = Host(dut)
 

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from hetnic.boards.top import board_regmap
 from hetnic.bridge_protocol import (BRIDGE_IDENT, INFO_IDENT, REQUEST_LEN, REQUEST_SYNC,
                                     Command, Status)
 from hetnic.host.board import BoardNic, QueuePort, RawSocketPort, TaggedPacket
@@ -24,12 +23,13 @@ from hetnic.host.nic import Nic
 from hetnic.rules import Action, FlowRule
 from hetnic.host.serial_bridge import FrameReader, Request, Response
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, HashType
+from hetnic.params import ECP5_BOARD_CORE, NicParams
 from hetnic.regs import ID_MAGIC
 from hetnic.steering_tag import TagFields, insert_tag
 
 pytestmark = pytest.mark.timeout(60)
 
-REGMAP = board_regmap(2)
+REGMAP = ECP5_BOARD_CORE.replace(mac_ports=2).regmap()
 FRAME = bytes.fromhex("02000000000102000000000208004500") + bytes(60)
 
 
@@ -130,8 +130,8 @@ def tagged(queue, frame=FRAME, **fields):
 def test_open_sizes_the_driver_from_params_and_commits_defaults(nic):
     nic, fake, _ = nic
     assert isinstance(nic, BoardNic)
-    assert nic.build == {"data_width": 8, "hash_bytes_per_cycle": 1, "n_rules": 4,
-                         "reta_size": 128, "queues": 16, "mac_ports": 2}
+    assert nic.params == NicParams(data_width=8, hash_bytes_per_cycle=1, n_rules=4,
+                                   reta_size=128, queues=16, mac_ports=2)
     assert len(nic.rx_queues) == 16 and len(nic.tx_queues) == 1
     assert nic.generation == 1
     # The default configuration was written before COMMIT: Microsoft key, RETA i % 16.

@@ -21,7 +21,8 @@ from hetnic.host.rss_keys import random_key
 from hetnic.rules import Action, FlowRule
 from hetnic.protocol import DropReason, HashType, MS_RSS_DEFAULT_KEY
 from hetnic.sim.model.rx_pipeline import RxModel, mismatches
-from hetnic.sim.rx_sim import RxBuild, run_rx_job
+from hetnic.params import RX_PIPELINE_W8, RX_PIPELINE_W64, NicParams
+from hetnic.sim.rx_sim import run_rx_job
 from hetnic.sim.traffic import tcp4_min_frames, traffic_mix
 
 pytestmark = pytest.mark.timeout(900)
@@ -107,7 +108,7 @@ def check_against_model(build, config, frames, *, seed, pauses):
 def test_w64_matches_model_with_backpressure():
     frames = mixed_traffic(seed=64, n_mix=400, n_random=300)
     config = RxConfig(queues=12, rules=RULES, key=random_key(random.Random(7)))
-    expected = check_against_model(RxBuild(data_width=64), config, frames, seed=64,
+    expected = check_against_model(RX_PIPELINE_W64, config, frames, seed=64,
                                    pauses=dict(in_pause=0.2, data_pause=0.3, meta_pause=0.3))
     # The traffic exercised what it should: every rule, drops, every hash type.
     assert {e["rule"] for e in expected} >= set(range(len(RULES)))
@@ -120,7 +121,7 @@ def test_w8_matches_model():
     config = RxConfig(queues=5, rules=RULES, symmetric=True, pass_errors=True,
                       hash_enable=(1 << HashType.IPV4) | (1 << HashType.IPV6_TCP)
                       | (1 << HashType.IPV4_UDP))
-    check_against_model(RxBuild(data_width=8), config, frames, seed=8,
+    check_against_model(RX_PIPELINE_W8, config, frames, seed=8,
                         pauses=dict(in_pause=0.1, data_pause=0.2, meta_pause=0.2))
 
 
@@ -139,7 +140,7 @@ def test_microsoft_vectors_in_gateware():
     config = RxConfig(key=MS_RSS_DEFAULT_KEY, queues=8,
                       hash_enable=sum(1 << t for t in (HashType.IPV4, HashType.IPV4_TCP,
                                                        HashType.IPV6, HashType.IPV6_TCP)))
-    build = RxBuild(data_width=64)
+    build = RX_PIPELINE_W64
     result = run_rx_job(build, [(f, False) for f in frames], config.register_writes(build.regmap()))
     got = [(r["hash"], HashType(r["hash_type"])) for r in result.records]
     assert got == want
@@ -150,7 +151,7 @@ def test_commit_under_traffic_is_atomic():
     output mostly stalled so records sit inside the pipeline: every record is entirely one
     configuration, the one its generation names; generations never go back; and every
     committed configuration is used."""
-    build = RxBuild(data_width=64)
+    build = RX_PIPELINE_W64
     regmap = build.regmap()
     rng = random.Random(3)
     print("seed 3")
@@ -180,7 +181,7 @@ def test_commit_under_traffic_is_atomic():
 
 
 def test_register_readback():
-    build = RxBuild(data_width=64)
+    build = RX_PIPELINE_W64
     regmap = build.regmap()
     key = bytes(range(40))
     config = RxConfig(key=key, queues=3, rules=RULES[:2])
@@ -204,14 +205,14 @@ def test_width_sweep(width):
     model, with backpressure. Each width is a separate Verilator build."""
     frames = mixed_traffic(seed=width, n_mix=200, n_random=200)
     config = RxConfig(queues=7, rules=RULES)
-    check_against_model(RxBuild(data_width=width), config, frames, seed=width,
+    check_against_model(NicParams(data_width=width), config, frames, seed=width,
                         pauses=dict(in_pause=0.1, data_pause=0.2, meta_pause=0.2))
 
 
 def test_partial_reta_update_after_commit():
     """A second commit that rewrites only four RETA entries: the other 508 must be the ones
     committed first (the shadow bank was refreshed from the active one after the flip)."""
-    build = RxBuild(data_width=64)
+    build = RX_PIPELINE_W64
     regmap = build.regmap()
     first = RxConfig(queues=16, reta=[(7 * i + 3) % 16 for i in range(512)])
     second = RxConfig(queues=16, reta=list(first.reta))

@@ -8,6 +8,7 @@ must be what the software model predicts.
 
 from hetnic.config import RxConfig
 from hetnic.host.nic import Nic
+from hetnic.params import HIL_NIC_CORE
 from hetnic.rules import Action, FlowRule
 from hetnic.protocol import EventType, TxStatus
 from hetnic.sim.model.rx_pipeline import RxModel
@@ -15,8 +16,8 @@ from hetnic.sim.nic_sim import run_driver_job
 from hetnic.sim.scenarios import api_tour, rx_stream
 from hetnic.sim.traffic import tcp4_min_frames, traffic_mix
 
-BUILD = {"data_width": 64, "rx_queues": 8, "tx_queues": 4, "event_queues": 4,
-         "n_rules": 16, "reta_size": 512}
+#: What Nic.open("sim", width=64, rx_queues=8) simulates.
+BUILD = HIL_NIC_CORE.replace(data_width=64, rx_queues=8)
 
 
 def _tour_args():
@@ -38,8 +39,7 @@ def test_api_tour_same_on_harness_and_cocotb():
         FlowRule(name="udp53", ip_proto="udp", dst_port=53, action=Action(instance=3, reta_offset=0,
                                                           reta_size=1)),
         FlowRule(name="drop-udp-9", ip_proto="udp", dst_port=9, action=Action(drop=True))])
-    from hetnic.gateware.nic_core import nic_regmap
-    model = RxModel(nic_regmap(**BUILD), config, generation=on_sim["generation"])
+    model = RxModel(BUILD.regmap(), config, generation=on_sim["generation"])
     want = {str(q): [] for q in range(8)}
     for hex_frame in args["frames"]:
         frame = bytes.fromhex(hex_frame)

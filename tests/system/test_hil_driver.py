@@ -16,9 +16,9 @@ from scapy.utils import wrpcap
 
 from frames import tcp4, udp4
 from hetnic.__main__ import main
-from hetnic.gateware.nic_core import nic_regmap
 from hetnic.config import RxConfig
 from hetnic.host.nic import Nic
+from hetnic.params import NicParams
 from hetnic.rules import Action, FlowRule
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, EventType, HashType, QueueDrop, TxStatus
 from hetnic.replay import read_capture, record_line, replay_frames
@@ -119,7 +119,7 @@ def one_line(exc_info) -> str:
 
 def test_open_close_and_context_manager():
     with Nic.open("sim", width=64, rx_queues=QUEUES) as nic:
-        assert nic.build["rx_queues"] == QUEUES and nic.build["data_width"] == 64
+        assert nic.params.rx_queues == QUEUES and nic.params.data_width == 64
         assert len(nic.rx_queues) == QUEUES and len(nic.tx_queues) == 4
         assert nic.generation == 1                  # Nic.open commits once
         assert nic.rss.key == MS_RSS_DEFAULT_KEY
@@ -605,7 +605,8 @@ def test_replay_of_a_pcap_matches_the_model(tmp_path, capsys):
     result = replay_frames(read_capture(pcap), config, rx_queues=QUEUES)
     assert result.mismatches == []
     assert len(result.records) == len(frames)
-    model = RxModel(nic_regmap(64, rx_queues=QUEUES), config, result.stats["generation"])
+    params = NicParams(data_width=64, rx_queues=QUEUES, tx_queues=4, event_queues=4)
+    model = RxModel(params.regmap(), config, result.stats["generation"])
     delivered = 0
     for frame, rec in zip(frames, result.records):
         want = model.process(frame)

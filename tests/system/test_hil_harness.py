@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from hetnic.host.nic import Nic
+from hetnic.params import HIL_NIC_CORE
 from hetnic.regs import ID_MAGIC, QUEUE_CTRL_ENABLE, QUEUE_STATUS_DMA
-from hetnic.sim.hil import (COUNTER_NAMES, Harness, HarnessError, HilBuild, build_harness,
+from hetnic.sim.hil import (COUNTER_NAMES, Harness, HarnessError, build_harness,
                             last_build_was_cached)
 from hetnic.sim.toolchain import ToolError
 from hetnic.sim.traffic import tcp4_min_frames, traffic_mix
@@ -26,12 +27,12 @@ MEM = 1 << 20
 @pytest.fixture(scope="module")
 def default_entry() -> Path:
     """The cache folder of the default build (built first if it is not cached)."""
-    return build_harness(HilBuild()).parent
+    return build_harness(HIL_NIC_CORE).parent
 
 
 @pytest.fixture
 def harness():
-    h = Harness(HilBuild(), mem_size=MEM)
+    h = Harness(HIL_NIC_CORE, mem_size=MEM)
     yield h
     h.close()
 
@@ -67,7 +68,7 @@ def test_damaged_entry_is_rebuilt(default_entry, tmp_path, monkeypatch, capsys):
     lib = entry / "libhil.so"
     lib.write_bytes(lib.read_bytes()[:4096])          # a half-written library
     progress = []
-    h = Harness(HilBuild(), mem_size=MEM, progress=progress.append)
+    h = Harness(HIL_NIC_CORE, mem_size=MEM, progress=progress.append)
     try:
         err = capsys.readouterr().err
         assert "damaged" in err and "rebuilding" in err and str(entry) in err
@@ -92,7 +93,7 @@ def test_consistent_garbage_entry_is_reported(default_entry, tmp_path, monkeypat
     (entry / "libhil.so").write_bytes(garbage)
     (entry / "sha256").write_text(hashlib.sha256(garbage).hexdigest())
     with pytest.raises(HarnessError) as exc:
-        Harness(HilBuild(), mem_size=MEM)
+        Harness(HIL_NIC_CORE, mem_size=MEM)
     message = str(exc.value)
     assert "\n" not in message
     assert "delete" in message and str(entry) in message
@@ -139,7 +140,7 @@ def test_memory_is_a_view_of_the_harness_bytes(harness):
 
 
 def test_registers_and_unmapped_addresses(harness):
-    regmap = HilBuild().regmap()
+    regmap = HIL_NIC_CORE.regmap()
     assert harness.reg_read(regmap.addr("ID")) == ID_MAGIC == 0x484E4943
     for name in ("PARAMS0", "PARAMS1", "PARAMS2"):
         assert harness.reg_read(regmap.addr(name)) == regmap.ro_value(name)
@@ -205,7 +206,7 @@ def test_tx_capture_limit_backpressures_without_loss():
 
 
 def test_dma_outside_host_memory_is_answered_decerr(harness):
-    regmap = HilBuild().regmap()
+    regmap = HIL_NIC_CORE.regmap()
     harness.reg_write_many([(regmap.addr("RETA", i), 0) for i in range(512)])
     harness.reg_write(regmap.addr("COMMIT"), 1)
     harness.run(2000)

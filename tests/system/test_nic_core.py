@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from hetnic.gateware.nic_core import nic_regmap
 from hetnic.config import RxConfig
+from hetnic.params import NIC_CORE_W64, NicParams
 from hetnic.protocol import EventType
 from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)
@@ -18,7 +18,7 @@ from hetnic.sim.traffic import traffic_mix
 pytestmark = pytest.mark.timeout(900)
 
 # The default build (the one exported to rtl/): 64 RX queues, 4 TX queues, 4 event queues.
-BUILD = {"data_width": 64, "rx_queues": 64, "tx_queues": 4, "event_queues": 4}
+BUILD = NIC_CORE_W64
 
 
 def check_rx_against_model(result, delivered, queues):
@@ -41,13 +41,13 @@ def check_rx_against_model(result, delivered, queues):
 
 
 def rx_job(build, config, frames, **extra):
-    regmap = nic_regmap(**build)
+    regmap = build.regmap()
     model = RxModel(regmap, config, generation=1)
     delivered = [(f, e) for f, e in ((f, model.process(f)) for f in frames) if e["drop"] == 0]
     reads = {f"NO_BUFFER[{q}]": regmap.addr("RXQ_NO_BUFFER", q)
-             for q in range(build["rx_queues"])}
+             for q in range(build.rx_queues)}
     reads.update({f"STATUS[{q}]": regmap.addr("RXQ_STATUS", q)
-                  for q in range(build["rx_queues"])})
+                  for q in range(build.rx_queues)})
     job = {"config_writes": config.register_writes(regmap), "rx_buffer_size": 2048,
            "rx_frames": [f.hex() for f in frames], "expect_rx": 0, "drain_cycles": 4000,
            "read_registers": reads, **extra}
@@ -88,7 +88,7 @@ def test_rx_queue_disable_enable_under_traffic():
 
 def test_rx_and_tx_at_8_bits():
     """The whole core at an 8-bit datapath (a small build)."""
-    build = {"data_width": 8, "rx_queues": 4, "tx_queues": 1, "event_queues": 1}
+    build = NicParams(data_width=8, rx_queues=4, tx_queues=1, event_queues=1)
     frames = [f for f, err in traffic_mix(40, seed=8, kinds={"ipv4_tcp": 2, "ipv6_udp": 1})
               if not err]
     messages = [bytes([n]) * (17 + 13 * n) for n in range(5)]
@@ -114,7 +114,7 @@ def test_tx_work_items_byte_exact():
         items.append({"queue": n % 2, "mode": mode, "messages": [m.hex() for m in messages]})
         expected.append(messages)
     result = run_nic_job(BUILD, {
-        "config_writes": RxConfig(queues=8).register_writes(nic_regmap(**BUILD)),
+        "config_writes": RxConfig(queues=8).register_writes(BUILD.regmap()),
         "tx_queues_used": [0, 1], "tx_ring_size": 64, "tx_items": items,
         "expect_tx_frames": sum(len(m) for m in expected), "dma_pause": 0.2, "tx_pause": 0.3,
         "seed": 4})
@@ -132,7 +132,7 @@ def test_events_and_interrupts():
     """Armed RX queue 0 and TX queue 1 each report one completion event to event queue 1,
     a COMMIT applied during traffic reports COMMIT_DONE with the new generation to event
     queue 0, and every event raises its interrupt line (no coalescing)."""
-    regmap = nic_regmap(**BUILD)
+    regmap = BUILD.regmap()
     first, second = RxConfig(queues=1), RxConfig(queues=1, symmetric=True)
     frames = [f for f, err in traffic_mix(40, seed=5, kinds={"ipv4_tcp": 1}) if not err]
     result = run_nic_job(BUILD, {
@@ -157,7 +157,7 @@ def test_bad_input_is_refused_and_counted():
     completion; host memory outside the rings and buffers is untouched; other queues go on."""
     from kit import pack_image
     from hetnic.protocol import QueueDrop, TxOpcode, TxStatus, TxWorkItem
-    regmap = nic_regmap(**BUILD)
+    regmap = BUILD.regmap()
     config = RxConfig(queues=4)
     frames = [f for f, err in traffic_mix(120, seed=8, kinds={"ipv4_tcp": 1}) if not err]
     bad_header = pack_image(TxWorkItem, opcode=TxOpcode.BATCH, count=0, cookie=7).hex()
