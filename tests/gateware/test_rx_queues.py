@@ -31,7 +31,8 @@ from hetnic.host.memory import BytearrayMemory, MemoryAllocator
 from hetnic.host.queue_setup import queue_register_writes
 from hetnic.host.rx_ring import RxRing
 from hetnic.protocol import DropReason, EventType, PacketMeta, RxDescriptor
-from hetnic.regs import (QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
+from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE,
+                         QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)
 
 SEED = 0x52_0_51EED
@@ -42,6 +43,8 @@ GUARD, GUARD_BYTE = 48, 0xA5
 STATUS_BAD_SIZE, STATUS_DOORBELL, STATUS_BAD_ADDR, STATUS_DMA = (
     f.mask for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_ADDR,
                      QUEUE_STATUS_DMA))
+# RXQ_CTRL values: the queue disabled, enabled
+OFF, ON = QUEUE_CTRL_ENABLE.encode(0), QUEUE_CTRL_ENABLE.encode(1)
 
 
 class GuardedAllocator(MemoryAllocator):
@@ -191,9 +194,14 @@ class Bench:
                 return
         raise AssertionError(f"write of {length} bytes at {addr:#x} is in no buffer or ring")
 
-    def _hold(self, name, valid, payload, ready):
-        """A valid output stays up with the same payload until taken."""
-        return self.hold_rule.check(name, valid, payload, ready, cycle=self.cycle)
+    def _observe(self, ctx, name):
+        """The manager's output stream ``name`` as it is now: ``(valid, payload or None,
+        taken)``; a valid output must stay up with the same payload until taken."""
+        port = getattr(self.dut, name)
+        valid = ctx.get(port.valid)
+        payload = ctx.get(port.payload.as_value()) if valid else None
+        taken = self.hold_rule.check(name, valid, payload, ctx.get(port.ready), cycle=self.cycle)
+        return valid, payload, taken
 
     # --- one cycle at a time --------------------------------------------------------------
     async def models(self, ctx):
@@ -238,18 +246,10 @@ class Bench:
             beat_taken = beat_offer and get(d.data.ready)
             read_taken = read_offer and get(d.rd_data.ready)
             done_taken = done_offer and get(d.wr_done.ready)
-            rd_valid = get(d.rd_req.valid)
-            rd = get(d.rd_req.payload.as_value()) if rd_valid else None
-            rd_taken = self._hold("rd_req", rd_valid, rd, get(d.rd_req.ready))
-            wr_valid = get(d.wr_req.valid)
-            wr = get(d.wr_req.payload.as_value()) if wr_valid else None
-            wr_taken = self._hold("wr_req", wr_valid, wr, get(d.wr_req.ready))
-            wd_valid = get(d.wr_data.valid)
-            wd = get(d.wr_data.payload.as_value()) if wd_valid else None
-            wd_taken = self._hold("wr_data", wd_valid, wd, get(d.wr_data.ready))
-            ev_valid = get(d.event.valid)
-            ev = get(d.event.payload.as_value()) if ev_valid else None
-            ev_taken = self._hold("event", ev_valid, ev, get(d.event.ready))
+            rd_valid, rd, rd_taken = self._observe(ctx, "rd_req")
+            wr_valid, wr, wr_taken = self._observe(ctx, "wr_req")
+            wd_valid, wd, wd_taken = self._observe(ctx, "wr_data")
+            ev_valid, ev, ev_taken = self._observe(ctx, "event")
             self.offering = rd_valid or wr_valid or wd_valid or ev_valid
             csr_done = self.csr_op is not None and get(d.csr.ack)
             if csr_done:
@@ -502,9 +502,9 @@ def test_doorbell_checks():
         await bench.post(ctx, 0, 3)
         await bench.write(ctx, "RXQ_PROD", 0, 2)            # backwards
         assert await bench.read(ctx, "RXQ_PROD", 0) == 3
-        await bench.write(ctx, "RXQ_CTRL", 0, 0)            # disabling clears STATUS
+        await bench.write(ctx, "RXQ_CTRL", 0, OFF)            # disabling clears STATUS
         assert await bench.read(ctx, "RXQ_STATUS", 0) == 0
-        await bench.write(ctx, "RXQ_CTRL", 0, 1)
+        await bench.write(ctx, "RXQ_CTRL", 0, ON)
         assert await bench.read(ctx, "RXQ_CTRL", 0) == 1
         bench.send([random_frame(random.Random(5), 0, 64, i) for i in range(4)])
         await bench.drain(ctx)
@@ -554,15 +554,16 @@ def test_armed_queue_posts_one_event():
     async def scenario(ctx, bench):
         rng = random.Random(SEED + 7)
         ring = await bench.open_ring(ctx, 2, 8, 128)
-        await bench.write(ctx, "RXQ_EQ", 2, 0x100 | 37)
-        assert await bench.read(ctx, "RXQ_EQ", 2) == 0x100 | 37
+        armed = QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(37)
+        await bench.write(ctx, "RXQ_EQ", 2, armed)
+        assert await bench.read(ctx, "RXQ_EQ", 2) == armed
         bench.send([random_frame(rng, q, 80, i) for i, q in enumerate((2, 3, 2, 200, 2))])
         await bench.drain(ctx)
         assert bench.events == [{"event_queue": 37, "type": EventType.RX_COMPLETION,
                                  "source": 2, "info": 1}]
-        assert await bench.read(ctx, "RXQ_EQ", 2) == 37
+        assert await bench.read(ctx, "RXQ_EQ", 2) == QUEUE_EQ_QUEUE.encode(37)     # disarmed
         assert len(ring.reap()) == 3
-        await bench.write(ctx, "RXQ_EQ", 2, 0x100 | 37)      # re-arm after reaping
+        await bench.write(ctx, "RXQ_EQ", 2, armed)          # re-arm after reaping
         bench.send([random_frame(rng, 2, 80, i) for i in range(2)])
         await bench.drain(ctx)
         assert len(bench.events) == 2 and bench.events[1]["info"] == 4
@@ -584,8 +585,8 @@ def test_dma_errors():
         assert await bench.read(ctx, "RXQ_STATUS", 0) == STATUS_DMA
         assert await bench.read(ctx, "RXQ_CONS", 0) == 0
         bench.read_error_addrs.clear()
-        await bench.write(ctx, "RXQ_CTRL", 0, 0)
-        await bench.write(ctx, "RXQ_CTRL", 0, 1)
+        await bench.write(ctx, "RXQ_CTRL", 0, OFF)
+        await bench.write(ctx, "RXQ_CTRL", 0, ON)
         assert await bench.read(ctx, "RXQ_STATUS", 0) == 0
         bench.send(frames[1:])
         await bench.drain(ctx)
@@ -603,8 +604,8 @@ def test_dma_errors():
             await bench.drain(ctx)
             assert await bench.read(ctx, "RXQ_STATUS", 0) == STATUS_DMA
             assert await bench.read(ctx, "RXQ_CONS", 0) == 1
-            await bench.write(ctx, "RXQ_CTRL", 0, 0)
-            await bench.write(ctx, "RXQ_CTRL", 0, 1)
+            await bench.write(ctx, "RXQ_CTRL", 0, OFF)
+            await bench.write(ctx, "RXQ_CTRL", 0, ON)
         bench.mem.write(ring.base + 16 * slot, good)
         # a failed data write
         buffer = int.from_bytes(good[:8], "little")
@@ -688,10 +689,10 @@ def test_disable_enable_under_traffic():
                 got[q] += ring.reap()
                 await bench.post(ctx, q)
             if rng.random() < 0.5:
-                await bench.write(ctx, "RXQ_CTRL", 0, 0)
+                await bench.write(ctx, "RXQ_CTRL", 0, OFF)
                 for _ in range(rng.randint(1, 60)):
                     await ctx.tick()
-                await bench.write(ctx, "RXQ_CTRL", 0, 1)
+                await bench.write(ctx, "RXQ_CTRL", 0, ON)
                 toggles += 1
             for _ in range(rng.randint(5, 40)):
                 await ctx.tick()
