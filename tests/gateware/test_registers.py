@@ -16,15 +16,15 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, connect, flipped
-from amaranth.sim import Simulator
 
 from hetnic.gateware.axil import AxiLiteSignature, AxiLiteSlave
 from hetnic.gateware.counters import RxCounters
-from hetnic.gateware.registers import RegisterFile
+from hetnic.gateware.registers import RegisterFile, connect_reta
 from hetnic.gateware.reta import IndirectionTable
 from hetnic.params import NicParams
 from hetnic.protocol import Rule, RuleAction
 from hetnic.regs import RULE_STRIDE, RULE_WORDS
+from kit import run_simulation, seeded_rng
 
 SEED = 0x5EED_A11E
 OKAY, SLVERR = 0, 2
@@ -53,11 +53,8 @@ class RegisterBlock(wiring.Component):
         connect(m, flipped(self.axi), axil.axi)
         connect(m, axil.csr, regs.csr)
         connect(m, regs.counters, counters.csr)
+        connect_reta(m, regs, reta)
         m.d.comb += [
-            reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
-            reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
-            regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
-            regs.reta_busy.eq(reta.busy),
             regs.commit_apply.eq(regs.commit_pending & ~reta.busy & self.apply_en),
             reta.flip_stb.eq(regs.commit_done),
         ]
@@ -213,27 +210,14 @@ def random_word(rng):
                        1 << rng.randrange(32)])
 
 
-def run(dut, bench, *, cycle_limit):
-    """Run ``bench(ctx)`` against ``dut``; fail if it is not done within ``cycle_limit``."""
-    done = []
-
-    async def main(ctx):
-        await bench(ctx)
-        done.append(True)
-
-    async def watchdog(ctx):
-        for _ in range(cycle_limit):
-            await ctx.tick()
-            if done:
-                return
-        raise AssertionError(f"testbench not done after {cycle_limit} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(main)
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
-    assert done, "testbench did not finish"
+def register_bench(seed, *, max_delay=3, **map_params):
+    """The parts of one seeded run: its ``rng`` (the seed is printed), a :func:`small_map`
+    with ``map_params``, the :class:`RegisterBlock` and an :class:`AxiLiteMaster` on its port
+    (with its own generator, seeded ``seed + 1``)."""
+    rng = seeded_rng(seed)
+    rm = small_map(**map_params)
+    dut = RegisterBlock(rm)
+    return rng, rm, dut, AxiLiteMaster(dut.axi, random.Random(seed + 1), max_delay=max_delay)
 
 
 def small_map(**overrides):
@@ -260,19 +244,14 @@ def test_identification_registers(params):
             assert value == rm.ro_value(name), f"{name}: {value:#x} != {rm.ro_value(name):#x}"
         assert await master.read_ok(ctx, rm.addr("ID")) == 0x484E4943
 
-    run(dut, bench, cycle_limit=500)
+    run_simulation(dut, bench, cycle_limit=500)
 
 
 def test_shadow_reset_write_commit():
     """Reset values, read-back of every shadow word, active outputs that change only when a
     commit is applied, and the COMMIT/COMMIT_STATUS/GENERATION handshake."""
-    seed = SEED + 1
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
-    rm = small_map()
-    dut = RegisterBlock(rm)
+    rng, rm, dut, master = register_bench(SEED + 1)
     regs = dut.regs
-    master = AxiLiteMaster(dut.axi, random.Random(seed + 1))
     words = shadow_words(rm)
 
     async def status(ctx):
@@ -360,20 +339,15 @@ def test_shadow_reset_write_commit():
             assert ctx.get(regs.generation) == generation
             assert active_outputs(ctx, regs) == active_model(rm, shadow)
 
-    run(dut, bench, cycle_limit=30_000)
+    run_simulation(dut, bench, cycle_limit=30_000)
 
 
 def test_commit_waits_for_reta_refresh():
     """COMMIT_STATUS.busy while the RETA shadow is refreshed; a commit is not applied and a
     RETA write is not performed until the refresh is done."""
-    seed = SEED + 2
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
-    rm = small_map(reta_size=64)
+    rng, rm, dut, master = register_bench(SEED + 2, max_delay=0, reta_size=64)
     size = rm.params["reta_size"]
-    dut = RegisterBlock(rm)
     regs = dut.regs
-    master = AxiLiteMaster(dut.axi, random.Random(seed + 1), max_delay=0)
 
     async def bench(ctx):
         table = [rng.randrange(256) for _ in range(size)]
@@ -415,18 +389,14 @@ def test_commit_waits_for_reta_refresh():
         for index, queue in enumerate(table):
             assert await master.read_ok(ctx, rm.addr("RETA", index)) == queue, index
 
-    run(dut, bench, cycle_limit=20_000)
+    run_simulation(dut, bench, cycle_limit=20_000)
 
 
 def test_rule_access_waits_for_the_copy():
     """A rule write or any shadow write issued while the rules are being copied waits until
     the commit is done, and is not part of it; reads of other registers are answered."""
-    seed = SEED + 3
-    rng = random.Random(seed)
-    rm = small_map(n_rules=4)
-    dut = RegisterBlock(rm)
+    rng, rm, dut, master = register_bench(SEED + 3, max_delay=0, n_rules=4)
     regs = dut.regs
-    master = AxiLiteMaster(dut.axi, random.Random(seed + 1), max_delay=0)
     copy_cycles = rm.params["n_rules"] * RULE_STRIDE // 4
 
     async def bench(ctx):
@@ -457,16 +427,11 @@ def test_rule_access_waits_for_the_copy():
         assert ctx.get(regs.max_frame) == 0x1234 and ctx.get(regs.generation) == 2
         assert await master.read_ok(ctx, rm.addr("MAX_FRAME")) == 0x4321
 
-    run(dut, bench, cycle_limit=5_000)
+    run_simulation(dut, bench, cycle_limit=5_000)
 
 
 def test_byte_strobes_are_rejected():
-    seed = SEED + 3
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
-    rm = small_map()
-    dut = RegisterBlock(rm)
-    master = AxiLiteMaster(dut.axi, random.Random(seed + 1))
+    rng, rm, dut, master = register_bench(SEED + 3)
     targets = [("CTRL", 0), ("MAX_FRAME", 0), ("RSS_KEY", 9), ("RULE", 1), ("RETA", 5)]
 
     async def bench(ctx):
@@ -485,17 +450,12 @@ def test_byte_strobes_are_rejected():
         assert not ctx.get(dut.regs.commit_pending)
         assert await master.read_ok(ctx, rm.addr("COMMIT_STATUS")) == 0
 
-    run(dut, bench, cycle_limit=10_000)
+    run_simulation(dut, bench, cycle_limit=10_000)
 
 
 def test_unmapped_and_read_only():
-    seed = SEED + 4
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
-    rm = small_map()
-    dut = RegisterBlock(rm)
+    rng, rm, dut, master = register_bench(SEED + 4)
     regs = dut.regs
-    master = AxiLiteMaster(dut.axi, random.Random(seed + 1))
     words = shadow_words(rm)
     n_rules, reta_size = rm.params["n_rules"], rm.params["reta_size"]
     unmapped = [0x0014, 0x001C, 0x003C, 0x0068, 0x007C, 0x0090, 0x00BC, 0x00E4, 0x0100,
@@ -531,7 +491,7 @@ def test_unmapped_and_read_only():
         assert await master.read_ok(ctx, rm.addr("MAX_FRAME") + 1) == 0x1234
         assert await master.read_ok(ctx, rm.addr("MAX_FRAME")) == 0x1234
 
-    run(dut, bench, cycle_limit=20_000)
+    run_simulation(dut, bench, cycle_limit=20_000)
 
 
 def test_concurrent_reads_and_writes():
@@ -539,11 +499,7 @@ def test_concurrent_reads_and_writes():
     when not in use): both make progress, and every read returns a value the register held
     while the read was in flight."""
     seed = SEED + 5
-    print(f"seed={seed:#x}")
-    rng = random.Random(seed)
-    rm = small_map()
-    dut = RegisterBlock(rm)
-    writer = AxiLiteMaster(dut.axi, random.Random(seed + 1), max_delay=0)   # back to back
+    rng, rm, dut, writer = register_bench(seed, max_delay=0)       # writes back to back
     reader = AxiLiteMaster(dut.axi, random.Random(seed + 2), max_delay=1)
     names = ["CTRL", "MAX_FRAME", "DIRECT_ETHERTYPE", "RSS_KEY[0]", "RULE[1].3"]
     words = shadow_words(rm)
@@ -580,20 +536,7 @@ def test_concurrent_reads_and_writes():
             assert await reader.read_ok(ctx, words[name][0]) == history[name][-1], name
         finished.append("r")
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(write_bench)
-    sim.add_testbench(read_bench)
-
-    async def watchdog(ctx):
-        for _ in range(20 * n_ops * 4):
-            await ctx.tick()
-            if len(finished) == 2:
-                return
-        raise AssertionError(f"not done: {finished}")
-
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+    run_simulation(dut, write_bench, read_bench, cycle_limit=20 * n_ops * 4)
     assert sorted(finished) == ["r", "w"]
 
 
