@@ -502,10 +502,10 @@ def test_doorbell_checks():
         await bench.post(ctx, 0, 3)
         await bench.write(ctx, "RXQ_PROD", 0, 2)            # backwards
         assert await bench.read(ctx, "RXQ_PROD", 0) == 3
-        await bench.write(ctx, "RXQ_CTRL", 0, OFF)            # disabling clears STATUS
+        await bench.write(ctx, "RXQ_CTRL", 0, OFF)          # disabling clears STATUS
         assert await bench.read(ctx, "RXQ_STATUS", 0) == 0
         await bench.write(ctx, "RXQ_CTRL", 0, ON)
-        assert await bench.read(ctx, "RXQ_CTRL", 0) == 1
+        assert await bench.read(ctx, "RXQ_CTRL", 0) == ON
         bench.send([random_frame(random.Random(5), 0, 64, i) for i in range(4)])
         await bench.drain(ctx)
         assert len(ring.reap()) == 3
@@ -532,13 +532,13 @@ def test_bad_setup():
     async def scenario(ctx, bench):
         rm = bench.regmap
         for base, cq, size, prod, status in cases:
-            for name, value in (("CTRL", 0), ("BASE_LO", base & 0xFFFF_FFFF),
+            for name, value in (("CTRL", OFF), ("BASE_LO", base & 0xFFFF_FFFF),
                                 ("BASE_HI", base >> 32), ("SIZE", size),
                                 ("CQ_BASE_LO", cq & 0xFFFF_FFFF), ("CQ_BASE_HI", cq >> 32),
-                                ("PROD", prod), ("CTRL", 1)):
+                                ("PROD", prod), ("CTRL", ON)):
                 await bench.csr(ctx, rm.addr(f"RXQ_{name}", 1), value)
             assert await bench.read(ctx, "RXQ_STATUS", 1) == status, (base, cq, size)
-            assert await bench.read(ctx, "RXQ_CTRL", 1) == (status == 0)
+            assert await bench.read(ctx, "RXQ_CTRL", 1) == (ON if status == 0 else OFF)
             assert await bench.read(ctx, "RXQ_SIZE", 1) == size
             assert await bench.read(ctx, "RXQ_CQ_BASE_HI", 1) == cq >> 32
         # ring registers of an enabled queue ignore writes
