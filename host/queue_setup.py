@@ -79,7 +79,7 @@ def queue_register_writes(regmap: RegisterMap, kind: str, index: int,
     if not isinstance(index, int) or not 0 <= index < n:
         raise ValueError(f"{kind} queue {index!r} does not exist: this build has {n} "
                          f"(build parameter {ctrl.count})")
-    writes = [("CTRL", 0)]
+    writes = [("CTRL", QUEUE_CTRL_ENABLE.encode(0))]
     for name in spec.registers:
         value = getattr(ring, _RING_ATTRIBUTE[name])
         if name.endswith("BASE"):
