@@ -369,14 +369,17 @@ PARAM_LIMITS = {"data_bytes": (1, 64), "hash_bytes_per_cycle": (1, 36), "n_rules
 class RegisterMap:
     """The register table resolved for one set of build parameters.
 
+    A build's map comes from its :class:`~hetnic.params.NicParams` (``params.regmap()``),
+    which checks the build and makes this once; a map made directly (a gateware block tested
+    on its own, the ``hetnic regmap`` export) checks each count against :data:`PARAM_LIMITS`.
+
     Parameters
     ----------
     params : dict
         Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
         ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``,
         ``injector`` (1 for the reduced serial core) and ``mac_ports`` (a board's Ethernet
-        ports). Missing ones take
-        :data:`DEFAULT_PARAMS`.
+        ports). Missing ones take :data:`DEFAULT_PARAMS`.
     """
     def __init__(self, **params):
         unknown = set(params) - set(DEFAULT_PARAMS)
