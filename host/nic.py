@@ -29,7 +29,9 @@ board driver) and the rings (:mod:`hetnic.host.rx_ring`, :mod:`~hetnic.host.tx_r
 
 What :meth:`Nic.open` sets up
 -----------------------------
-Every RX queue gets a descriptor ring of ``rx_ring_size`` buffers of ``rx_buffer_size``
+The driver imports no gateware: it reads the NIC's build from its identification registers
+(``ID``, ``PARAMS0..2``, ``CAPS``; :meth:`hetnic.params.NicParams.from_identity`), keeps it
+as :attr:`Nic.params` and sizes everything below from it. Every RX queue gets a descriptor ring of ``rx_ring_size`` buffers of ``rx_buffer_size``
 bytes, posted at once; every TX queue a work-item ring of ``tx_ring_size`` slots; every event
 queue a ring of ``event_ring_size`` entries with its interrupt enabled. The RSS
 configuration starts as the Microsoft default key, a RETA spreading over all RX queues
