@@ -16,18 +16,18 @@ import pytest
 from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
-from amaranth.sim import Simulator
 
 from hetnic.bridge_protocol import (BRIDGE_IDENT, INFO_IDENT, REQUEST_LEN, REQUEST_SYNC,
                                     RESPONSE_LEN, RESPONSE_SYNC, BridgeCounter, Command,
                                     Status, info_counter_addr)
 from hetnic.gateware.axil import CsrSignature
 from hetnic.gateware.counters import RxCounters
-from hetnic.gateware.registers import RegisterFile
+from hetnic.gateware.registers import RegisterFile, connect_reta
 from hetnic.gateware.reta import IndirectionTable
 from hetnic.params import NicParams
 from hetnic.gateware.uart_bridge import UartBridge, UartRx, UartTx, uart_divisor
 from hetnic.host.serial_bridge import FrameReader, Request, Response
+from kit import run_simulation
 
 SEED = 0x5EED_0A27
 DIV = 8                         # clock cycles per bit
@@ -113,13 +113,8 @@ class RegisterBench(wiring.Component):
         m.submodules.reta, m.submodules.counters = reta, counters = self.reta, self.counters
         connect(m, bridge.csr, regs.csr)
         connect(m, regs.counters, counters.csr)
-        m.d.comb += [
-            bridge.rx.eq(self.rx), self.tx.eq(bridge.tx),
-            reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
-            reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
-            regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
-            regs.reta_busy.eq(reta.busy),
-        ]
+        connect_reta(m, regs, reta)
+        m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         return m
 
 
@@ -176,25 +171,10 @@ class LineMonitor:
 
 
 def simulate(dut, bench, *, limit, monitor=None):
-    """Run ``bench(ctx)``; fail if it takes more than ``limit`` cycles."""
-    done = []
-
-    async def main(ctx):
-        await bench(ctx)
-        done.append(True)
-
-    async def watchdog(ctx):
-        await ticks(ctx, limit)
-        raise AssertionError(f"testbench not done after {limit} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(main)
-    sim.add_testbench(watchdog, background=True)
-    if monitor is not None:
-        sim.add_testbench(monitor.run, background=True)
-    sim.run()
-    assert done, "testbench did not finish"
+    """Run ``bench(ctx)``, with ``monitor`` decoding a line beside it; fail if it takes more
+    than ``limit`` cycles."""
+    run_simulation(dut, bench, background=() if monitor is None else (monitor.run,),
+                   cycle_limit=limit, clock_period=1e-6)
 
 
 class Host:
@@ -304,17 +284,7 @@ def run_rx(divisor, drive, limit):
         await drive(ctx, dut.rx)
         await ctx.tick().repeat(4 * divisor)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(main)
-    sim.add_testbench(collect, background=True)
-
-    async def deadline(ctx):
-        await ticks(ctx, limit)
-        raise AssertionError(f"testbench not done after {limit} cycles")
-
-    sim.add_testbench(deadline, background=True)
-    sim.run()
+    run_simulation(dut, main, background=(collect,), cycle_limit=limit, clock_period=1e-6)
     return got
 
 
