@@ -29,6 +29,16 @@ __all__ = ["NicParams", "HIL_NIC_CORE", "RX_PIPELINE_W64", "RX_PIPELINE_W8", "NI
 _MAX_HASH_BYTES = 36
 
 
+def _default_hash_bytes(data_width: int) -> int:
+    """Hash bytes per cycle that match a datapath: a beat's bytes, at most the input's."""
+    return min(_MAX_HASH_BYTES, data_width // 8)
+
+
+def _default_queues(rx_queues: int) -> int:
+    """Receive queues the RETA names: a NIC core's DMA queues, else 64."""
+    return rx_queues or 64
+
+
 @dataclass(frozen=True)
 class NicParams:
     """The build parameters of one hetnic design, checked when it is made.
@@ -90,9 +100,9 @@ class NicParams:
         if not 8 <= w <= 512 or w % 8:
             raise ValueError(f"data_width must be a multiple of 8 from 8 to 512 bits, not {w!r}")
         if self.hash_bytes_per_cycle is None:
-            object.__setattr__(self, "hash_bytes_per_cycle", min(_MAX_HASH_BYTES, w // 8))
+            object.__setattr__(self, "hash_bytes_per_cycle", _default_hash_bytes(w))
         if self.queues is None:
-            object.__setattr__(self, "queues", self.rx_queues or 64)
+            object.__setattr__(self, "queues", _default_queues(self.rx_queues))
         # The register table checks every count against the field that reports it; the
         # resolved table is kept (not a field: equality, hashing and asdict() ignore it).
         object.__setattr__(self, "_regmap", RegisterMap(
@@ -108,7 +118,15 @@ class NicParams:
         return self._regmap
 
     def replace(self, **changes) -> "NicParams":
-        """A copy with ``changes`` (checked like a new one)."""
+        """A copy with ``changes``, checked like a new one. A derived parameter still at its
+        default follows what it derives from: ``hash_bytes_per_cycle`` a new ``data_width``,
+        ``queues`` a new ``rx_queues`` (unless ``changes`` sets it too)."""
+        if ("data_width" in changes and "hash_bytes_per_cycle" not in changes
+                and self.hash_bytes_per_cycle == _default_hash_bytes(self.data_width)):
+            changes["hash_bytes_per_cycle"] = None
+        if ("rx_queues" in changes and "queues" not in changes
+                and self.queues == _default_queues(self.rx_queues)):
+            changes["queues"] = None
         return dataclasses.replace(self, **changes)
 
     @classmethod

@@ -39,6 +39,17 @@ def test_frozen_hashable_and_compared_by_value():
     assert NicParams(**dataclasses.asdict(HIL_NIC_CORE)) == HIL_NIC_CORE
 
 
+def test_replace_keeps_derived_defaults_derived():
+    assert HIL_NIC_CORE.replace(data_width=8) == NicParams(data_width=8, rx_queues=8,
+                                                           tx_queues=4, event_queues=4)
+    assert HIL_NIC_CORE.replace(data_width=8).hash_bytes_per_cycle == 1
+    assert HIL_NIC_CORE.replace(rx_queues=16).queues == 16
+    set_apart = NicParams(data_width=64, hash_bytes_per_cycle=4, rx_queues=8, queues=3)
+    assert set_apart.replace(data_width=128, rx_queues=9).hash_bytes_per_cycle == 4
+    assert set_apart.replace(rx_queues=9).queues == 3
+    assert HIL_NIC_CORE.replace(data_width=8, hash_bytes_per_cycle=2).hash_bytes_per_cycle == 2
+
+
 @pytest.mark.parametrize("params, message", [
     ({"data_width": 12}, "data_width must be a multiple of 8 from 8 to 512 bits, not 12"),
     ({"data_width": 1024}, "data_width must be a multiple of 8 from 8 to 512 bits, not 1024"),
