@@ -2,7 +2,7 @@
 
 :class:`BoardSimTop` is :class:`~hetnic.boards.top.BoardCore` with what the ECP5 shell adds
 replaced by top-level ports: behavioural DDR buffers
-(:class:`~hetnic.gateware.mac.DdrBufferModel`) on flat RGMII pins, the clocks as inputs and
+(:class:`~hetnic.gateware.rgmii.DdrBufferModel`) on flat RGMII pins, the clocks as inputs and
 the UART lines as plain pins. The Verilog (:func:`hetnic.rtl.to_verilog`) has these ports:
 
 ``clk``, ``rst``
@@ -24,7 +24,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from ..gateware.mac import DdrBufferModel
+from ..gateware.rgmii import DdrBufferModel
 from ..params import ECP5_BOARD_CORE
 from .top import CORE_HZ, BoardCore, RgmiiPins
 

@@ -53,8 +53,10 @@ from amaranth.lib.wiring import In, Out, connect
 
 from ..gateware.axil import CsrDecoder, CsrSlice
 from ..gateware.beat import Beat
-from ..gateware.mac import GmiiRxMac, GmiiTxMac, RgmiiPhy
+from ..gateware.gmii_rx_mac import GmiiRxMac
+from ..gateware.gmii_tx_mac import GmiiTxMac
 from ..gateware.mac_counters import MacCounters
+from ..gateware.rgmii import RgmiiPhy
 from ..gateware.rx_pipeline import RxPipeline
 from ..gateware.skid import SkidBuffer
 from ..gateware.uart_bridge import UartBridge, uart_divisor
@@ -173,7 +175,7 @@ def _connect_fifo(m, source, fifo, sink):
 
 
 class RgmiiPins(NamedTuple):
-    """The RGMII pins of one port as :class:`~hetnic.gateware.mac.RgmiiPhy` takes them
+    """The RGMII pins of one port as :class:`~hetnic.gateware.rgmii.RgmiiPhy` takes them
     (``RX_CLK`` is not among them: it clocks the port's ``rx<n>`` domain)."""
     rxd: io.PortLike
     rx_ctl: io.PortLike
@@ -220,7 +222,7 @@ class BoardCore(wiring.Component):
         UART line rate; ``clk_hz / baud`` must be 8 or more (see
         :func:`~hetnic.gateware.uart_bridge.uart_divisor`).
     ddr_buffer : type
-        ``amaranth.lib.io.DDRBuffer`` on a board, :class:`~hetnic.gateware.mac.DdrBufferModel`
+        ``amaranth.lib.io.DDRBuffer`` on a board, :class:`~hetnic.gateware.rgmii.DdrBufferModel`
         in simulation.
 
     Members

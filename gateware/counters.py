@@ -9,7 +9,14 @@ from ..protocol import DropReason, PacketMeta
 from ..regs import RegisterMap
 from .axil import CsrSignature, one_hot_select, registered_reads
 
-__all__ = ["CounterMemory", "RxCounters"]
+__all__ = ["count_when", "CounterMemory", "RxCounters"]
+
+
+def count_when(m, counter, condition):
+    """Step the wrapping ``counter`` (a register in ``sync``) by one in every cycle in which
+    ``condition`` holds."""
+    with m.If(condition):
+        m.d.sync += counter.eq(counter + 1)
 
 
 class CounterMemory(wiring.Component):
@@ -141,16 +148,12 @@ class RxCounters(wiring.Component):
         ]
         with m.If(e_frame):
             m.d.sync += [frames_in.eq(frames_in + 1), bytes_in.eq(bytes_in + e_frame_len)]
-        with m.If(e_delivered):
-            m.d.sync += delivered.eq(delivered + 1)
-        with m.If(e_dropped):
-            m.d.sync += dropped.eq(dropped + 1)
+        count_when(m, delivered, e_delivered)
+        count_when(m, dropped, e_dropped)
         for r, counter in enumerate(drop_count):
-            with m.If(e_drop[r]):
-                m.d.sync += counter.eq(counter + 1)
+            count_when(m, counter, e_drop[r])
         for k, counter in enumerate(rule_hits):
-            with m.If(e_rule[k]):
-                m.d.sync += counter.eq(counter + 1)
+            count_when(m, counter, e_rule[k])
 
         m.submodules.queue_packets = q_pkts = CounterMemory(p["queues"], amount_width=1)
         m.submodules.queue_bytes = q_bytes = CounterMemory(p["queues"], amount_width=16)

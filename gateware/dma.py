@@ -20,6 +20,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .parameter_checks import check_int_range
 from .round_robin import RoundRobin
 
 __all__ = [
@@ -533,12 +534,8 @@ class DmaEngine(wiring.Component):
                 raise ValueError(f"{name} must be an integer from 0 to 16, not {value!r}")
         if n_read_clients + n_write_clients == 0:
             raise ValueError("A DMA engine needs at least one read or write client, not 0")
-        if not isinstance(max_burst_beats, int) or not 1 <= max_burst_beats <= 256:
-            raise ValueError(f"max_burst_beats must be an integer from 1 to 256, "
-                             f"not {max_burst_beats!r}")
-        if not isinstance(outstanding, int) or not 2 <= outstanding <= 64:
-            raise ValueError(f"outstanding must be an integer from 2 to 64, "
-                             f"not {outstanding!r}")
+        check_int_range("max_burst_beats", max_burst_beats, 1, 256)
+        check_int_range("outstanding", outstanding, 2, 64)
         self.data_width = data_width
         self.n_read_clients, self.n_write_clients = n_read_clients, n_write_clients
         self.max_burst_beats, self.outstanding = max_burst_beats, outstanding

@@ -8,7 +8,8 @@ each level of a counter's bit lasts longer than one ``sync`` period (plus setup 
 so that the synchroniser samples every level at least once. One counter counts at most
 once per frame, and even a frame of one byte with no preamble and no gap keeps the bit for
 two ``rx`` cycles, two ``sync`` periods at the same nominal clock. Real traffic (preamble,
-64 bytes, 12-byte gap) keeps it for 80 cycles or more. The transmit MACs run in ``sync`` and their bits need no synchroniser.
+64 bytes, 12-byte gap) keeps it for 80 cycles or more. The transmit MACs run in ``sync``
+and their bits need no synchroniser.
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -18,7 +19,8 @@ from amaranth.lib.wiring import In
 
 from ..regs import RegisterMap
 from .axil import CsrSignature, registered_reads
-from .mac import GmiiRxMac, GmiiTxMac
+from .gmii_rx_mac import GmiiRxMac
+from .gmii_tx_mac import GmiiTxMac
 
 __all__ = ["MacCounters", "MAC_COUNTER_REGS"]
 

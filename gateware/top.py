@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out, connect
 from ..params import NIC_CORE_W64, RX_PIPELINE_W64, NicParams
 from ..protocol import PacketMeta
 from .axil import AxiLiteSignature, AxiLiteSlave
+from .axis_ports import axis_members, wire_axis
 from .rx_pipeline import RxPipeline
 
 __all__ = ["RxPipelineTop", "NicCoreTop", "META_BITS"]
@@ -22,28 +23,6 @@ def _flat(prefix, signature, *, master):
         flow = member.flow if master else member.flow.flip()
         members[f"{prefix}_{name}"] = flow(member.shape)
     return members
-
-
-def _axis_members(w):
-    """``s_axis_*`` (frames in, ``tuser`` = MAC error) and ``m_axis_*`` (frames out)."""
-    return {
-        "s_axis_tdata": In(w), "s_axis_tkeep": In(w // 8), "s_axis_tlast": In(1),
-        "s_axis_tuser": In(1), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-        "m_axis_tdata": Out(w), "m_axis_tkeep": Out(w // 8), "m_axis_tlast": Out(1),
-        "m_axis_tuser": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-    }
-
-
-def _wire_axis(top, rx, tx):
-    """Statements joining the flat ``s_axis_*``/``m_axis_*`` ports to ``Beat`` streams."""
-    return [
-        rx.payload.data.eq(top.s_axis_tdata), rx.payload.keep.eq(top.s_axis_tkeep),
-        rx.payload.last.eq(top.s_axis_tlast), rx.payload.error.eq(top.s_axis_tuser),
-        rx.valid.eq(top.s_axis_tvalid), top.s_axis_tready.eq(rx.ready),
-        top.m_axis_tdata.eq(tx.payload.data), top.m_axis_tkeep.eq(tx.payload.keep),
-        top.m_axis_tlast.eq(tx.payload.last), top.m_axis_tuser.eq(tx.payload.error),
-        top.m_axis_tvalid.eq(tx.valid), tx.ready.eq(top.m_axis_tready),
-    ]
 
 
 def _wire_axil(top, axi):
@@ -65,7 +44,7 @@ class RxPipelineTop(wiring.Component):
         self.regmap = self.pipeline.regmap
         data_width = params.data_width
         members = {
-            **_axis_members(data_width),
+            **axis_members(data_width),
             "m_meta_tdata": Out(META_BITS), "m_meta_tvalid": Out(1), "m_meta_tready": In(1),
             **_flat("s_axil", AxiLiteSignature(16), master=False),
         }
@@ -76,7 +55,7 @@ class RxPipelineTop(wiring.Component):
         m.submodules.pipeline = p = self.pipeline
         m.submodules.axil = axil = AxiLiteSlave(16)
         connect(m, axil.csr, p.csr)
-        m.d.comb += _wire_axis(self, p.rx, p.data) + _wire_axil(self, axil.axi)
+        m.d.comb += wire_axis(self, p.rx, p.data) + _wire_axil(self, axil.axi)
         m.d.comb += [
             self.m_meta_tdata.eq(p.meta.payload), self.m_meta_tvalid.eq(p.meta.valid),
             p.meta.ready.eq(self.m_meta_tready),
@@ -95,7 +74,7 @@ class NicCoreTop(wiring.Component):
         self.regmap = self.core.regmap
         data_width = params.data_width
         self._axi = Axi4Signature(data_width)
-        members = {**_axis_members(data_width), "irq": Out(len(self.core.irq))}
+        members = {**axis_members(data_width), "irq": Out(len(self.core.irq))}
         members.update(_flat("s_axil", AxiLiteSignature(16), master=False))
         members.update(_flat("m_axi", self._axi, master=True))
         super().__init__(members)
@@ -105,7 +84,7 @@ class NicCoreTop(wiring.Component):
         m.submodules.core = core = self.core
         m.submodules.axil = axil = AxiLiteSlave(16)
         connect(m, axil.csr, core.csr)
-        m.d.comb += _wire_axis(self, core.rx_mac, core.tx_mac) + _wire_axil(self, axil.axi)
+        m.d.comb += wire_axis(self, core.rx_mac, core.tx_mac) + _wire_axil(self, axil.axi)
         m.d.comb += self.irq.eq(core.irq)
         for name, member in self._axi.members.items():
             port, inner = getattr(self, f"m_axi_{name}"), getattr(core.dma, name)

@@ -20,9 +20,11 @@ from amaranth.lib import io
 from amaranth.lib.wiring import connect
 from amaranth.sim import Simulator
 
-from hetnic.gateware.mac import (CRC32_RESIDUE, DdrBufferModel, GmiiRxMac, GmiiTxMac,
-                                 RgmiiPhy, crc32_step)
-from hetnic.protocol import ETH_DEFAULT_MAX_FRAME
+from hetnic.gateware.crc32 import crc32_step
+from hetnic.gateware.gmii_rx_mac import GmiiRxMac
+from hetnic.gateware.gmii_tx_mac import GmiiTxMac
+from hetnic.gateware.rgmii import DdrBufferModel, RgmiiPhy
+from hetnic.protocol import CRC32_RESIDUE, ETH_DEFAULT_MAX_FRAME
 
 SEED = 0x5EED_0AC0
 PREAMBLE = bytes([0x55] * 7 + [0xD5])

@@ -1,6 +1,6 @@
 """The MAC's generated Verilog on Verilator under cocotb, driven on its RGMII pins.
 
-:class:`~hetnic.gateware.mac.RgmiiMacTop` (both MAC cores behind the RGMII adapter, with
+:class:`~hetnic.gateware.rgmii.RgmiiMacTop` (both MAC cores behind the RGMII adapter, with
 behavioural DDR buffers) is converted with :func:`hetnic.rtl.to_verilog` and run by
 :mod:`hetnic.sim.mac_tb`: cocotbext-eth's ``RgmiiSource`` sends good frames, bad FCS, runts,
 an oversize frame, ``RX_ER`` in the middle of a frame, a burst without SFD and short
@@ -16,7 +16,7 @@ import zlib
 
 import pytest
 
-from hetnic.gateware.mac import RgmiiMacTop
+from hetnic.gateware.rgmii import RgmiiMacTop
 from hetnic.rtl import to_verilog
 from hetnic.sim.rx_sim import build_cocotb, run_cocotb
 
