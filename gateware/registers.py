@@ -9,7 +9,89 @@ from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
 from ..regs import RULE_STRIDE, RULE_WORDS, RegisterMap
 from .axil import CsrSignature, one_hot_select
 
-__all__ = ["RegisterFile", "connect_reta"]
+__all__ = ["RegisterFile", "RuleShadows", "connect_reta"]
+
+#: Words of the rule shadow memory per rule: the register stride. The words past
+#: :data:`~hetnic.regs.RULE_WORDS` are not registers and are never written.
+_RULE_SLOTS = RULE_STRIDE // 4
+#: Identification registers, read-only values from the register table.
+_ID_REGS = ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS")
+
+
+class RuleShadows(wiring.Component):
+    """The rule shadows in one block RAM and their copy into the active rules.
+
+    Word ``w`` of rule ``r`` is at ``r * 32 + w``. The bus reads and writes it through
+    ``bus_*``; ``copy_stb`` (while not ``busy``) starts the copy: every word is read, its
+    data registered, then written into ``rules``, one word per cycle (``n_rules * 32 + 2``
+    cycles of ``busy``). ``copy_done`` is high in the cycle the last word is written (the
+    clock edge that ends it).
+
+    Parameters
+    ----------
+    n_rules : int
+
+    Members
+    -------
+    bus_addr : In(range(n_rules * 32))
+        The word the bus accesses (the read port's address while not ``busy``).
+    bus_w_en : In(1)
+    bus_w_data : In(32)
+        Write ``bus_w_data`` to ``bus_addr`` (the caller keeps this low while ``busy``).
+    r_data : Out(32)
+        The word addressed two cycles earlier (the read data goes into a flop first);
+        while ``busy`` it follows the copy instead.
+    copy_stb : In(1)
+    busy, copy_done : Out(1)
+    rules : Out(data.ArrayLayout(Rule, n_rules))
+        The active rules.
+    """
+    def __init__(self, n_rules: int):
+        self.n_rules = n_rules
+        super().__init__({
+            "bus_addr": In(range(n_rules * _RULE_SLOTS)), "bus_w_en": In(1),
+            "bus_w_data": In(32), "r_data": Out(32),
+            "copy_stb": In(1), "busy": Out(1), "copy_done": Out(1),
+            "rules": Out(data.ArrayLayout(Rule, n_rules)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n_rules
+        m.submodules.rule_mem = rule_mem = Memory(shape=32, depth=n * _RULE_SLOTS, init=[])
+        rule_w = rule_mem.write_port()
+        rule_r = rule_mem.read_port(transparent_for=(rule_w,))
+        copying = Signal()
+        copy_addr = Signal(len(rule_r.addr))    # the rule word being read
+        copy_last = copy_addr == n * _RULE_SLOTS - 1
+        # The read data is registered (the block RAM's output register) before it goes
+        # anywhere: `landing` marks the cycle `r_data` holds word `copy_at`.
+        m.d.sync += self.r_data.eq(rule_r.data)
+        reading, landing = Signal(), Signal()
+        read_at, copy_at = Signal.like(copy_addr), Signal.like(copy_addr)
+        read_last, landing_last = Signal(), Signal()
+        m.d.sync += [reading.eq(copying), read_at.eq(copy_addr),
+                     read_last.eq(copying & copy_last),
+                     landing.eq(reading), copy_at.eq(read_at), landing_last.eq(read_last)]
+        m.d.comb += [self.busy.eq(copying | reading | landing),
+                     self.copy_done.eq(landing_last),
+                     rule_r.addr.eq(Mux(self.busy, copy_addr, self.bus_addr)),
+                     rule_w.addr.eq(self.bus_addr), rule_w.data.eq(self.bus_w_data),
+                     rule_w.en.eq(self.bus_w_en)]
+        with m.If(self.copy_stb & ~copying & ~reading & ~landing):
+            m.d.sync += [copying.eq(1), copy_addr.eq(0)]
+        with m.If(copying):
+            m.d.sync += copy_addr.eq(copy_addr + 1)
+            with m.If(copy_last):
+                m.d.sync += copying.eq(0)
+        with m.If(landing):
+            for r in range(n):
+                rule = self.rules[r].as_value()
+                for w in range(RULE_WORDS):
+                    with m.If(copy_at == r * _RULE_SLOTS + w):
+                        bits = rule[32 * w:32 * (w + 1)]
+                        m.d.sync += bits.eq(self.r_data[:len(bits)])
+        return m
 
 
 class RegisterFile(wiring.Component):
@@ -18,7 +100,8 @@ class RegisterFile(wiring.Component):
     Every ``shadow`` register has two copies: the bus reads and writes the shadow; the
     pipeline sees the active copy. ``COMMIT`` raises ``commit_pending``; the pipeline answers
     with ``commit_apply`` at a frame boundary and keeps the pipeline empty while
-    ``commit_pending`` stays high. The rule shadows live in a memory (one block RAM; a rule
+    ``commit_pending`` stays high. The rule shadows live in a memory (:class:`RuleShadows`:
+    one block RAM; a rule
     is 23 words, and flip-flops plus a read-back multiplexer for every rule word cost more
     than the rest of the core): the apply copies them into the active rules word by word,
     ``n_rules * 32`` cycles, then in one cycle (``commit_done``) copies every other shadow
@@ -27,7 +110,7 @@ class RegisterFile(wiring.Component):
     indirection table and the counters in the counter block: their accesses are forwarded
     (``reta_*``, ``counters``) from the access's second cycle.
 
-    The address decode and the read multiplexer are registered (see the bus section), so
+    The address decode and the read multiplexer are registered (:meth:`_elaborate_bus`), so
     accesses are not answered in their first cycle: a register write in the second, a
     register read in the third, a rule read in the fourth; forwarded accesses when their
     block answers.
@@ -77,91 +160,72 @@ class RegisterFile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        rm, p = self.regmap, self.regmap.params
-        csr = self.csr
+        m.submodules.rules = rules = RuleShadows(self.regmap.params["n_rules"])
+        shadows = self._shadow_registers()
+        pending = Signal()
+        m.d.comb += [self.commit_pending.eq(pending),
+                     rules.copy_stb.eq(self.commit_apply & pending),
+                     self.commit_done.eq(rules.copy_done), self.rules.eq(rules.rules)]
+        # The rules are copied word by word; every other shadow when the copy ends.
+        with m.If(self.commit_done):
+            m.d.sync += [sig.eq(value) for sig, value in self._active_copies(shadows)]
+            m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
+        self._elaborate_bus(m, shadows, rules, pending)
+        return m
 
-        # --- shadow registers: (address, signal) for every word the bus may write ----------
+    def _shadow_registers(self):
+        """The shadow registers the bus writes, other than the rules: ``{address: signal}``
+        with each at its register's reset value, in the register table's order."""
+        rm = self.regmap
+
         def shadow(name, index=0, word=0):
             return Signal(32, init=rm.reset_value(name, index),
                           name=f"shadow_{name.lower()}_{index}_{word}")
 
-        ctrl, max_frame = shadow("CTRL"), shadow("MAX_FRAME")
-        direct, default = shadow("DIRECT_ETHERTYPE"), shadow("DEFAULT_ACTION")
-        key_words = [shadow("RSS_KEY", k) for k in range(10)]
-        writable = [(rm.addr("CTRL"), ctrl), (rm.addr("MAX_FRAME"), max_frame),
-                    (rm.addr("DIRECT_ETHERTYPE"), direct), (rm.addr("DEFAULT_ACTION"), default)]
-        writable += [(rm.addr("RSS_KEY", k), key_words[k]) for k in range(10)]
+        writable = {rm.addr(name): shadow(name)
+                    for name in ("CTRL", "MAX_FRAME", "DIRECT_ETHERTYPE", "DEFAULT_ACTION")}
+        writable.update({rm.addr("RSS_KEY", k): shadow("RSS_KEY", k) for k in range(10)})
+        return writable
 
-        # Rule shadows: word w of rule r at index r * 32 + w (the register stride); the
-        # words past RULE_WORDS are not registers and are never written.
-        slots = RULE_STRIDE // 4
-        m.submodules.rule_mem = rule_mem = Memory(shape=32, depth=p["n_rules"] * slots, init=[])
-        rule_w = rule_mem.write_port()
-        rule_r = rule_mem.read_port(transparent_for=(rule_w,))
-        rule_base = rm.addr("RULE")
-        rule_index = (csr.addr - rule_base)[2:2 + len(rule_r.addr)]
-        in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
-                    & ((csr.addr - rule_base)[2:2 + (slots - 1).bit_length()] < RULE_WORDS))
+    def _active_copies(self, shadows):
+        """``(active, shadow value)`` pairs: what ``commit_done`` copies, other than the
+        rules."""
+        rm = self.regmap
+        ctrl, ctrl_reg = shadows[rm.addr("CTRL")], rm["CTRL"]
+        action = self.default_action.as_value()
 
-        # --- active copies: the rules word by word, then the rest at commit_done ----------
-        ctrl_f = rm["CTRL"]
-        active = [
-            (self.hash_enable, ctrl[ctrl_f.field("hash_enable").lsb:][:8]),
-            (self.symmetric, ctrl[ctrl_f.field("symmetric").lsb]),
-            (self.pass_errors, ctrl[ctrl_f.field("pass_errors").lsb]),
-            (self.max_frame, max_frame[:16]),
-            (self.direct_ethertype, direct[:16]),
-            (self.default_action.as_value(), default[:len(self.default_action.as_value())]),
+        def word(name):
+            return shadows[rm.addr(name)]
+
+        return [
+            (self.hash_enable, ctrl[ctrl_reg.field("hash_enable").lsb:][:8]),
+            (self.symmetric, ctrl[ctrl_reg.field("symmetric").lsb]),
+            (self.pass_errors, ctrl[ctrl_reg.field("pass_errors").lsb]),
+            (self.max_frame, word("MAX_FRAME")[:16]),
+            (self.direct_ethertype, word("DIRECT_ETHERTYPE")[:16]),
+            (action, word("DEFAULT_ACTION")[:len(action)]),
             # Key word 0 holds key bytes 0..3, byte 0 in its top bits: word 0 goes on top.
-            (self.key, Cat(*reversed(key_words))),
+            (self.key, Cat(*reversed([shadows[rm.addr("RSS_KEY", k)] for k in range(10)]))),
         ]
-        pending = Signal()
-        copying = Signal()
-        copy_addr = Signal(len(rule_r.addr))    # the rule word being read
-        copy_last = copy_addr == p["n_rules"] * slots - 1
-        # The read data is registered (the block RAM's output register) before it goes
-        # anywhere: `landing` marks the cycle `rule_data` holds word `copy_at`.
-        rule_data = Signal(32)
-        m.d.sync += rule_data.eq(rule_r.data)
-        reading, landing = Signal(), Signal()
-        read_at, copy_at = Signal.like(copy_addr), Signal.like(copy_addr)
-        read_last, landing_last = Signal(), Signal()
-        m.d.comb += self.commit_pending.eq(pending)
-        m.d.sync += [reading.eq(copying), read_at.eq(copy_addr), read_last.eq(copying & copy_last),
-                     landing.eq(reading), copy_at.eq(read_at), landing_last.eq(read_last)]
-        with m.If(self.commit_apply & pending & ~copying & ~reading & ~landing):
-            m.d.sync += [copying.eq(1), copy_addr.eq(0)]
-        with m.If(copying):
-            m.d.sync += copy_addr.eq(copy_addr + 1)
-            with m.If(copy_last):
-                m.d.sync += copying.eq(0)
-        with m.If(landing):
-            for r in range(p["n_rules"]):
-                rule = self.rules[r].as_value()
-                for w in range(RULE_WORDS):
-                    with m.If(copy_at == r * slots + w):
-                        bits = rule[32 * w:32 * (w + 1)]
-                        m.d.sync += bits.eq(rule_data[:len(bits)])
-        m.d.comb += self.commit_done.eq(landing_last)
-        with m.If(self.commit_done):
-            m.d.sync += [sig.eq(value) for sig, value in active]
-            m.d.sync += [self.generation.eq(self.generation + 1), pending.eq(0)]
 
-        # --- bus -----------------------------------------------------------------------------
-        # The decode is registered: in an access's first cycle every "which target, which
-        # register" compare goes from csr.addr into a flop (the address holds until ack), and
-        # from the second cycle (`decoded`) only those flops steer the access. A register
-        # read goes through a registered one-hot multiplexer and is answered in the third
-        # cycle. Into csr.r_data there is then only a choice between four flop outputs.
-        reta = rm["RETA"]
-        counter_regs = [r for r in rm.present() if r.access == "counter"]
+    def _elaborate_bus(self, m, shadows, rules, pending):
+        """The bus. The decode is registered: in an access's first cycle every "which
+        target, which register" compare goes from ``csr.addr`` into a flop (the address
+        holds until ``ack``), and from the second cycle (``decoded``) only those flops steer
+        the access. A register read goes through a registered one-hot multiplexer and is
+        answered in the third cycle. Into ``csr.r_data`` there is then only a choice between
+        four flop outputs."""
+        rm, p, csr = self.regmap, self.regmap.params, self.csr
+        writable = list(shadows.items())
+        reta, rule_base = rm["RETA"], rm.addr("RULE")
         in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
         in_counters = 0
-        for reg in counter_regs:
+        for reg in (r for r in rm.present() if r.access == "counter"):
             in_counters |= ((csr.addr >= reg.offset) &
                             (csr.addr < reg.offset + rm.count(reg) * reg.stride))
-        readable = [(rm.addr(name), rm.ro_value(name))
-                    for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS")]
+        in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
+                    & ((csr.addr - rule_base)[2:2 + (_RULE_SLOTS - 1).bit_length()] < RULE_WORDS))
+        readable = [(rm.addr(name), rm.ro_value(name)) for name in _ID_REGS]
         readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta_busy)),
                      (rm.addr("GENERATION"), self.generation)]
         readable += writable
@@ -187,44 +251,46 @@ class RegisterFile(wiring.Component):
             self.reta_w_data.eq(csr.w_data[:8]),
             self.counters.addr.eq(csr.addr),
             self.counters.w_data.eq(csr.w_data),
+            rules.bus_addr.eq((csr.addr - rule_base)[2:2 + len(rules.bus_addr)]),
+            rules.bus_w_data.eq(csr.w_data),
+            # The answer: the selects are flops, so this is a four-way AND-OR per bit.
+            csr.r_data.eq(one_hot_select(
+                Cat(hit_reta, hit_counters, hit_rules, hit_local),
+                [self.reta_r_data, self.counters.r_data, rules.r_data, local_data])),
         ]
-        busy = copying | reading | landing     # the rules are being copied
-        rule_read_wait = Signal(2)              # cycles the rule word has been read for
-        m.d.comb += [
-            rule_r.addr.eq(Mux(busy, copy_addr, rule_index)),
-            rule_w.addr.eq(rule_index), rule_w.data.eq(csr.w_data),
-        ]
-        with m.If(busy):
-            m.d.sync += rule_read_wait.eq(0)    # the read port is the copy's: read again
-        # The answer: the selects are flops, so this is a four-way AND-OR per bit.
-        m.d.comb += csr.r_data.eq(
-            one_hot_select(Cat(hit_reta, hit_counters, hit_rules, hit_local),
-                           [self.reta_r_data, self.counters.r_data, rule_data, local_data]))
         with m.If(decoded & hit_reta):
             m.d.comb += [self.reta_r_stb.eq(csr.r_stb), self.reta_w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.reta_ack)]
         with m.If(decoded & hit_counters):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.counters.ack)]
-        with m.If(decoded & hit_rules):
-            # Reads: address from the first cycle, data registered two cycles after the
-            # decode; the answer then. Reads and writes wait for the copy.
-            with m.If(csr.r_stb & ~busy):
-                m.d.sync += rule_read_wait.eq(Mux(rule_read_wait == 2, 0, rule_read_wait + 1))
-                m.d.comb += csr.ack.eq(rule_read_wait == 2)
-            with m.If(csr.w_stb & ~busy):
-                m.d.comb += [rule_w.en.eq(1), csr.ack.eq(1)]
+        self._rule_access(m, decoded & hit_rules, rules)
         # Writes wait while the rules are copied: the commit takes the shadows as they are
         # when it ends, and a write in the middle would land in half of it.
-        write = decoded & hit_local & csr.w_stb & ~busy
+        write = decoded & hit_local & csr.w_stb & ~rules.busy
         with m.If(write | (local_ready & hit_local & csr.r_stb)):
             m.d.comb += csr.ack.eq(1)
-        with m.If(write & hit_commit & csr.w_data[0]):
+        with m.If(write & hit_commit & rm["COMMIT"].field("commit").bits(csr.w_data)):
             m.d.sync += pending.eq(1)
         for k, (_, sig) in enumerate(writable):
             with m.If(write & write_sel[k]):
                 m.d.sync += sig.eq(csr.w_data)
-        return m
+
+    def _rule_access(self, m, selected, rules):
+        """A bus access to a rule word, from its decoded cycle (``selected``): a write is
+        performed and answered at once; a read is answered when the word has been read and
+        registered, two cycles after the decode. Both wait while the rules are copied (the
+        read port is then the copy's: a read starts again after it)."""
+        csr = self.csr
+        rule_read_wait = Signal(2)              # cycles the rule word has been read for
+        with m.If(rules.busy):
+            m.d.sync += rule_read_wait.eq(0)
+        with m.If(selected):
+            with m.If(csr.r_stb & ~rules.busy):
+                m.d.sync += rule_read_wait.eq(Mux(rule_read_wait == 2, 0, rule_read_wait + 1))
+                m.d.comb += csr.ack.eq(rule_read_wait == 2)
+            with m.If(csr.w_stb & ~rules.busy):
+                m.d.comb += [rules.bus_w_en.eq(1), csr.ack.eq(1)]
 
 
 def connect_reta(m, regs, reta):
