@@ -18,13 +18,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, connect, flipped
 
 from hetnic.gateware.axil import AxiLiteSignature, AxiLiteSlave
-from hetnic.gateware.counters import RxCounters
-from hetnic.gateware.registers import RegisterFile, connect_reta
-from hetnic.gateware.reta import IndirectionTable
 from hetnic.params import NicParams
 from hetnic.protocol import Rule, RuleAction
 from hetnic.regs import RULE_STRIDE, RULE_WORDS
 from kit import run_simulation, seeded_rng
+from kit.register_path import RegisterPath
 
 SEED = 0x5EED_A11E
 OKAY, SLVERR = 0, 2
@@ -33,8 +31,9 @@ ACTION_BITS = data.Layout.cast(RuleAction).size
 
 
 class RegisterBlock(wiring.Component):
-    """The RX pipeline's register path; a pending commit applies while ``apply_en`` is high
-    (and the RETA is not busy), as the pipeline does at a frame boundary."""
+    """The RX pipeline's register path behind the AXI4-Lite slave; a pending commit applies
+    while ``apply_en`` is high (and the RETA is not busy), as the pipeline does at a frame
+    boundary."""
     axi: In(AxiLiteSignature(16))
     apply_en: In(1)
 
@@ -42,22 +41,15 @@ class RegisterBlock(wiring.Component):
         super().__init__()
         self.regmap = regmap
         self.axil = AxiLiteSlave(16)
-        self.regs = RegisterFile(regmap)
-        self.reta = IndirectionTable(regmap.params["reta_size"])
-        self.counters = RxCounters(regmap)
+        self.path = RegisterPath(regmap)
+        self.regs, self.reta, self.counters = self.path.regs, self.path.reta, self.path.counters
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.axil, m.submodules.regs = axil, regs = self.axil, self.regs
-        m.submodules.reta, m.submodules.counters = reta, counters = self.reta, self.counters
+        m.submodules.axil, m.submodules.path = axil, path = self.axil, self.path
         connect(m, flipped(self.axi), axil.axi)
-        connect(m, axil.csr, regs.csr)
-        connect(m, regs.counters, counters.csr)
-        connect_reta(m, regs, reta)
-        m.d.comb += [
-            regs.commit_apply.eq(regs.commit_pending & ~reta.busy & self.apply_en),
-            reta.flip_stb.eq(regs.commit_done),
-        ]
+        connect(m, axil.csr, path.csr)
+        m.d.comb += path.apply_en.eq(self.apply_en)
         return m
 
 

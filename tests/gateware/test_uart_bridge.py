@@ -21,13 +21,11 @@ from hetnic.bridge_protocol import (BRIDGE_IDENT, INFO_IDENT, REQUEST_LEN, REQUE
                                     RESPONSE_LEN, RESPONSE_SYNC, BridgeCounter, Command,
                                     Status, info_counter_addr)
 from hetnic.gateware.axil import CsrSignature
-from hetnic.gateware.counters import RxCounters
-from hetnic.gateware.registers import RegisterFile, connect_reta
-from hetnic.gateware.reta import IndirectionTable
 from hetnic.params import NicParams
 from hetnic.gateware.uart_bridge import UartBridge, UartRx, UartTx, uart_divisor
 from hetnic.host.serial_bridge import FrameReader, Request, Response
 from kit import run_simulation
+from kit.register_path import RegisterPath
 
 SEED = 0x5EED_0A27
 DIV = 8                         # clock cycles per bit
@@ -103,17 +101,13 @@ class RegisterBench(wiring.Component):
     def __init__(self, regmap):
         super().__init__()
         self.bridge = UartBridge(CLK, BAUD, gap_bits=GAP_BITS, bus_timeout=BUS_TIMEOUT)
-        self.regs = RegisterFile(regmap)
-        self.reta = IndirectionTable(regmap.params["reta_size"])
-        self.counters = RxCounters(regmap)
+        self.path = RegisterPath(regmap)        # apply_en stays low
+        self.regs, self.reta, self.counters = self.path.regs, self.path.reta, self.path.counters
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bridge, m.submodules.regs = bridge, regs = self.bridge, self.regs
-        m.submodules.reta, m.submodules.counters = reta, counters = self.reta, self.counters
-        connect(m, bridge.csr, regs.csr)
-        connect(m, regs.counters, counters.csr)
-        connect_reta(m, regs, reta)
+        m.submodules.bridge, m.submodules.path = bridge, path = self.bridge, self.path
+        connect(m, bridge.csr, path.csr)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         return m
 

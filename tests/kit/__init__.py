@@ -9,7 +9,10 @@ Glasgow's stream helpers and LUNA's ``LunaGatewareTestCase`` serve their block t
 * :func:`run_simulation` (:mod:`kit.simulation`): async testbenches under a cycle limit that
   fails the test with a clear message instead of hanging;
 * :func:`pack` / :func:`unpack` from :mod:`hetnic.protocol`, and the little-endian host-memory
-  images :func:`pack_image` / :func:`unpack_image` (:mod:`kit.layouts`).
+  images :func:`pack_image` / :func:`unpack_image` (:mod:`kit.layouts`);
+* :class:`kit.register_path.RegisterPath`: the RX pipeline's register path, for the tests
+  of the buses in front of it (imported from its module, so that the rest of the kit does
+  not depend on the gateware).
 """
 
 from .layouts import pack, pack_image, unpack, unpack_image
