@@ -239,7 +239,7 @@ def test_empty_file_is_default_only(tmp_path):
     assert rs.rules == [] and rs.default == Action()
 
 
-@pytest.mark.parametrize("name, text, expected", [
+@pytest.mark.parametrize("name, content, expected", [
     ("r.toml", '[[rule]]\nip_proto = 6\n[[rule]]\nname = "x"\ndst_prot = 80\n',
      "r.toml: rule 1 ('x'): unknown key 'dst_prot'"),
     ("r.toml", '[[rule]]\n[[rule]]\nsrc = "10.0.0.0/40"\n',
@@ -252,28 +252,29 @@ def test_empty_file_is_default_only(tmp_path):
      "r.toml: 3 rules, but the classifier holds at most 2"),
     ("r.toml", '[[rule]\nsrc = 1\n', "r.toml: invalid TOML"),
     ("r.json", '{"rules": [}', "r.json: invalid JSON"),
-    ("r.json", '[1, 2]', "r.json: the top level must be an object"),
-    ("r.json", '{"rules": [{"instance": 16}]}',
+    ("r.json", [1, 2], "r.json: the top level must be an object"),
+    ("r.json", {"rules": [{"instance": 16}]},
      "r.json: rule 0, key 'instance': instance must be between 0 and 15, not 16"),
-    ("r.json", '{"default": {"instance": 1, "queue": 3}}',
+    ("r.json", {"default": {"instance": 1, "queue": 3}},
      "r.json: default: unknown key 'queue'"),
-    ("r.json", '{"default": {}, "rulez": []}', "r.json: unknown top-level key 'rulez'"),
-    ("r.json", '{"rule": [], "rules": []}', "not both"),
-    ("r.json", '{"rules": {"a": 1}}', "r.json: the rules must be a list"),
-    ("r.json", '{"rules": [3]}', "r.json: rule 0: must be a table"),
-    ("r.json", '{"rules": [{"name": "a"}, {"name": "a"}]}',
+    ("r.json", {"default": {}, "rulez": []}, "r.json: unknown top-level key 'rulez'"),
+    ("r.json", {"rule": [], "rules": []}, "not both"),
+    ("r.json", {"rules": {"a": 1}}, "r.json: the rules must be a list"),
+    ("r.json", {"rules": [3]}, "r.json: rule 0: must be a table"),
+    ("r.json", {"rules": [{"name": "a"}, {"name": "a"}]},
      "r.json: rule 1: name 'a' is already used by rule 0"),
-    ("r.json", '{"rules": [{"name": 5}]}', "r.json: rule 0, key 'name': must be a string"),
-    ("r.json", '{"rules": [{"tcp_flags": {"sin": true}}]}',
+    ("r.json", {"rules": [{"name": 5}]}, "r.json: rule 0, key 'name': must be a string"),
+    ("r.json", {"rules": [{"tcp_flags": {"sin": True}}]},
      "r.json: rule 0, key 'tcp_flags': unknown tcp_flags name 'sin'"),
-    ("r.json", '{"rules": [{"vlan": 3, "flags": {"vlan": false}}]}',
+    ("r.json", {"rules": [{"vlan": 3, "flags": {"vlan": False}}]},
      "r.json: rule 0: vlan is given but flags.vlan is false"),
-    ("r.json", '{"rules": [{"name": "w", "reta_offset": 600}]}',
+    ("r.json", {"rules": [{"name": "w", "reta_offset": 600}]},
      "r.json: rule 0 ('w'): reta_offset 600 is outside the 512-entry RETA"),
 ])
-def test_file_errors(tmp_path, name, text, expected):
+def test_file_errors(tmp_path, name, content, expected):
+    """``content``: the file's text, or (for JSON that parses) the object it holds."""
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(RuleError) as info:
         load_rules(path, max_rules=2, reta_entries=512)
     message = str(info.value)
