@@ -9,6 +9,8 @@ from ..params import NIC_CORE_W64, RX_PIPELINE_W64, NicParams
 from ..protocol import PacketMeta
 from .axil import AxiLiteSignature, AxiLiteSlave
 from .axis_ports import axis_members, wire_axis
+from .dma import Axi4Signature
+from .nic_core import NicCore
 from .rx_pipeline import RxPipeline
 
 __all__ = ["RxPipelineTop", "NicCoreTop", "META_BITS"]
@@ -32,6 +34,25 @@ def _wire_axil(top, axi):
             for name, member in AxiLiteSignature(16).members.items()]
 
 
+def _top_members(data_width, extra):
+    """The members of a flat top: ``s_axis_*``/``m_axis_*``, then ``extra``, then
+    ``s_axil_*`` (the Verilog port order)."""
+    return {**axis_members(data_width), **extra,
+            **_flat("s_axil", AxiLiteSignature(16), master=False)}
+
+
+def _elaborate_top(top, name, inner, rx, tx):
+    """A module holding ``inner`` (as submodule ``name``) behind the flat ports of ``top``:
+    an :class:`AxiLiteSlave` on ``s_axil_*`` drives ``inner.csr``, ``s_axis_*`` drives the
+    ``rx`` stream and the ``tx`` stream drives ``m_axis_*``."""
+    m = Module()
+    m.submodules[name] = inner
+    m.submodules.axil = axil = AxiLiteSlave(16)
+    connect(m, axil.csr, inner.csr)
+    m.d.comb += wire_axis(top, rx, tx) + _wire_axil(top, axil.axi)
+    return m
+
+
 class RxPipelineTop(wiring.Component):
     """:class:`RxPipeline` with flat AXI4-Stream and AXI4-Lite ports.
 
@@ -42,20 +63,13 @@ class RxPipelineTop(wiring.Component):
     def __init__(self, params: NicParams = RX_PIPELINE_W64):
         self.pipeline = RxPipeline(params)
         self.regmap = self.pipeline.regmap
-        data_width = params.data_width
-        members = {
-            **axis_members(data_width),
+        super().__init__(_top_members(params.data_width, {
             "m_meta_tdata": Out(META_BITS), "m_meta_tvalid": Out(1), "m_meta_tready": In(1),
-            **_flat("s_axil", AxiLiteSignature(16), master=False),
-        }
-        super().__init__(members)
+        }))
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.pipeline = p = self.pipeline
-        m.submodules.axil = axil = AxiLiteSlave(16)
-        connect(m, axil.csr, p.csr)
-        m.d.comb += wire_axis(self, p.rx, p.data) + _wire_axil(self, axil.axi)
+        p = self.pipeline
+        m = _elaborate_top(self, "pipeline", p, p.rx, p.data)
         m.d.comb += [
             self.m_meta_tdata.eq(p.meta.payload), self.m_meta_tvalid.eq(p.meta.valid),
             p.meta.ready.eq(self.m_meta_tready),
@@ -68,23 +82,15 @@ class NicCoreTop(wiring.Component):
     = MAC error), ``m_axis_*`` (tx MAC), ``s_axil_*`` (registers), ``m_axi_*`` (host memory,
     AXI4 master) and ``irq``. ``params`` as :class:`NicCore`."""
     def __init__(self, params: NicParams = NIC_CORE_W64):
-        from .dma import Axi4Signature
-        from .nic_core import NicCore
         self.core = NicCore(params)
         self.regmap = self.core.regmap
-        data_width = params.data_width
-        self._axi = Axi4Signature(data_width)
-        members = {**axis_members(data_width), "irq": Out(len(self.core.irq))}
-        members.update(_flat("s_axil", AxiLiteSignature(16), master=False))
-        members.update(_flat("m_axi", self._axi, master=True))
-        super().__init__(members)
+        self._axi = Axi4Signature(params.data_width)
+        super().__init__({**_top_members(params.data_width, {"irq": Out(len(self.core.irq))}),
+                          **_flat("m_axi", self._axi, master=True)})
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core
-        m.submodules.axil = axil = AxiLiteSlave(16)
-        connect(m, axil.csr, core.csr)
-        m.d.comb += wire_axis(self, core.rx_mac, core.tx_mac) + _wire_axil(self, axil.axi)
+        core = self.core
+        m = _elaborate_top(self, "core", core, core.rx_mac, core.tx_mac)
         m.d.comb += self.irq.eq(core.irq)
         for name, member in self._axi.members.items():
             port, inner = getattr(self, f"m_axi_{name}"), getattr(core.dma, name)
