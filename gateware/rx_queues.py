@@ -219,49 +219,19 @@ class RxQueueManager(wiring.Component):
 
     def _decide(self, m, qf, moves, writes, pending):
         """One record at a time: look the queue up, read the descriptor, push the verdict."""
-        meta, rd_req, rd_data = self.meta, self.rd_req, self.rd_data
-        w, lanes = self.data_width, self.data_width // 8
+        meta, rd_req = self.meta, self.rd_req
         cur = Signal(PacketMeta)
         early = Signal(2)               # 0 read the descriptor, 1 discard, 2 no buffer
         desc = Signal(RxDescriptor)
         desc_error = Signal()
-        beat = Signal(range(ENTRY_BYTES // lanes))
         rd_addr = Signal(64)
 
         slot = (qf.lu_cons & (qf.lu_size[:16] - 1))[:16]
         entry_offset = slot * ENTRY_BYTES
         m.d.comb += [qf.lookup_queue.eq(cur.queue),
                      rd_req.payload.length.eq(ENTRY_BYTES), rd_req.payload.tag.eq(cur.queue)]
-
-        # The verdict, from the descriptor (or the early decision).
-        end = Signal(65)
-        m.d.comb += end.eq(desc.addr + desc.length)
-        bad_desc = desc_error | (end[64] & (end[:64] != 0))
-        if lanes > 1:
-            bad_desc |= desc.addr[:lanes.bit_length() - 1] != 0
-        read = early == 0
-        deliver = read & ~bad_desc & (cur.length <= desc.length)
-        can_push = moves.w_rdy & pending.w_rdy & (writes.w_rdy | ~deliver)
-
-        move = data.View(_Move, moves.w_data)
-        req = data.View(_Writes, writes.w_data)
-        pend = data.View(_Pending, pending.w_data)
-        c = move.completion
-        m.d.comb += [
-            move.deliver.eq(deliver), move.length.eq(cur.length),
-            c.length.eq(cur.length), c.hash.eq(cur.hash), c.hash_type.eq(cur.hash_type),
-            c.error.eq(cur.error), c.flags.eq(cur.flags), c.queue.eq(cur.queue),
-            c.instance.eq(cur.instance), c.rule.eq(cur.rule), c.generation.eq(cur.generation),
-            c.phase.eq((qf.lu_cons & qf.lu_size[:16]) == 0),
-            req.buffer.eq(desc.addr), req.length.eq(cur.length),
-            req.entry.eq(qf.lu_cq_base + entry_offset), req.queue.eq(cur.queue),
-            pend.queue.eq(cur.queue), pend.deliver.eq(deliver),
-            pend.writes.eq(Mux(deliver, Mux(cur.length == 0, 1, 2), 0)),
-            pend.cons.eq(qf.lu_cons + 1), pend.event_queue.eq(qf.lu_event_queue),
-            pend.drop.eq(Mux((early == 2) & qf.lu_valid, QueueDrop.NO_BUFFER,
-                         Mux(read & bad_desc, QueueDrop.BAD_DESCRIPTOR,
-                         Mux(read & ~deliver, QueueDrop.TOO_LONG, 0)))),
-        ]
+        deliver, bad_desc, read, can_push = self._verdict(
+            m, qf, cur, early, desc, desc_error, entry_offset, moves, writes, pending)
 
         def take_record():
             m.d.comb += [meta.ready.eq(1), qf.lookup_queue.eq(meta.payload.queue)]
@@ -291,18 +261,7 @@ class RxQueueManager(wiring.Component):
                 with m.If(rd_req.ready):
                     m.next = "READ"
             with m.State("READ"):
-                m.d.comb += rd_data.ready.eq(1)
-                with m.If(rd_data.valid):
-                    if lanes == ENTRY_BYTES:
-                        m.d.sync += desc.eq(rd_data.payload.data)
-                    else:
-                        m.d.sync += [
-                            desc.as_value().word_select(beat, w).eq(rd_data.payload.data),
-                            beat.eq(beat + 1),
-                        ]
-                    with m.If(rd_data.payload.last):
-                        m.d.sync += [beat.eq(0), desc_error.eq(rd_data.payload.error)]
-                        m.next = "PUSH"
+                self._read_descriptor(m, desc, desc_error)
             with m.State("PUSH"):
                 with m.If(can_push):
                     m.d.comb += [
@@ -316,6 +275,61 @@ class RxQueueManager(wiring.Component):
                     # The next record's lookup starts now; the memories pass this cycle's
                     # CONS and counter writes through to it.
                     take_record()
+
+    def _verdict(self, m, qf, cur, early, desc, desc_error, entry_offset, moves, writes,
+                 pending):
+        """The verdict on record ``cur``, from the descriptor ``desc`` (or the ``early``
+        decision), on the write ports of the three FIFOs (``w_en`` is the caller's). Returns
+        ``deliver``, ``bad_desc``, ``read`` (the descriptor was read) and ``can_push`` (all
+        the FIFOs the verdict goes to have room)."""
+        lanes = self.data_width // 8
+        end = Signal(65)
+        m.d.comb += end.eq(desc.addr + desc.length)
+        bad_desc = desc_error | (end[64] & (end[:64] != 0))
+        if lanes > 1:
+            bad_desc |= desc.addr[:lanes.bit_length() - 1] != 0
+        read = early == 0
+        deliver = read & ~bad_desc & (cur.length <= desc.length)
+        can_push = moves.w_rdy & pending.w_rdy & (writes.w_rdy | ~deliver)
+
+        move = data.View(_Move, moves.w_data)
+        req = data.View(_Writes, writes.w_data)
+        pend = data.View(_Pending, pending.w_data)
+        c = move.completion
+        m.d.comb += [
+            move.deliver.eq(deliver), move.length.eq(cur.length),
+            c.length.eq(cur.length), c.hash.eq(cur.hash), c.hash_type.eq(cur.hash_type),
+            c.error.eq(cur.error), c.flags.eq(cur.flags), c.queue.eq(cur.queue),
+            c.instance.eq(cur.instance), c.rule.eq(cur.rule), c.generation.eq(cur.generation),
+            c.phase.eq((qf.lu_cons & qf.lu_size[:16]) == 0),
+            req.buffer.eq(desc.addr), req.length.eq(cur.length),
+            req.entry.eq(qf.lu_cq_base + entry_offset), req.queue.eq(cur.queue),
+            pend.queue.eq(cur.queue), pend.deliver.eq(deliver),
+            pend.writes.eq(Mux(deliver, Mux(cur.length == 0, 1, 2), 0)),
+            pend.cons.eq(qf.lu_cons + 1), pend.event_queue.eq(qf.lu_event_queue),
+            pend.drop.eq(Mux((early == 2) & qf.lu_valid, QueueDrop.NO_BUFFER,
+                         Mux(read & bad_desc, QueueDrop.BAD_DESCRIPTOR,
+                         Mux(read & ~deliver, QueueDrop.TOO_LONG, 0)))),
+        ]
+        return deliver, bad_desc, read, can_push
+
+    def _read_descriptor(self, m, desc, desc_error):
+        """In state READ: the descriptor's beats into ``desc`` (its read error into
+        ``desc_error``); on the last beat, go to PUSH."""
+        rd_data, w, lanes = self.rd_data, self.data_width, self.data_width // 8
+        beat = Signal(range(ENTRY_BYTES // lanes))
+        m.d.comb += rd_data.ready.eq(1)
+        with m.If(rd_data.valid):
+            if lanes == ENTRY_BYTES:
+                m.d.sync += desc.eq(rd_data.payload.data)
+            else:
+                m.d.sync += [
+                    desc.as_value().word_select(beat, w).eq(rd_data.payload.data),
+                    beat.eq(beat + 1),
+                ]
+            with m.If(rd_data.payload.last):
+                m.d.sync += [beat.eq(0), desc_error.eq(rd_data.payload.error)]
+                m.next = "PUSH"
 
     def _issue_writes(self, m, writes):
         """Per delivered frame: the data write (unless the frame is empty), then the
