@@ -72,44 +72,40 @@ class FakeBank(wiring.Component):
         return m
 
 
-class BankBench(wiring.Component):
-    """A UartBridge in front of a FakeBank."""
+class BridgeBench(wiring.Component):
+    """A UartBridge in front of ``target``: any component with a ``csr`` port (a
+    :class:`FakeBank`, the RX pipeline's register path)."""
     rx: In(1, init=1)
     tx: Out(1, init=1)
 
-    def __init__(self, **bridge_params):
+    def __init__(self, bridge, target):
         super().__init__()
-        params = dict(gap_bits=GAP_BITS, bus_timeout=BUS_TIMEOUT)
-        params.update(bridge_params)
-        self.bridge = UartBridge(CLK, BAUD, **params)
-        self.bank = FakeBank(self.bridge.addr_width)
+        self.bridge, self.target = bridge, target
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bridge, m.submodules.bank = bridge, bank = self.bridge, self.bank
-        connect(m, bridge.csr, bank.csr)
+        m.submodules.bridge, m.submodules.target = bridge, target = self.bridge, self.target
+        connect(m, bridge.csr, target.csr)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         return m
 
 
-class RegisterBench(wiring.Component):
-    """A UartBridge in front of the RX pipeline's register path, wired as the AXI4-Lite slave
-    is in :class:`hetnic.gateware.rx_pipeline.RxPipeline` (no commit is ever applied)."""
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
+def bank_bench(**bridge_params):
+    """A bridge (``GAP_BITS``, ``BUS_TIMEOUT`` unless overridden) in front of a FakeBank;
+    the bank is ``.bank``."""
+    bridge = UartBridge(CLK, BAUD, **{"gap_bits": GAP_BITS, "bus_timeout": BUS_TIMEOUT,
+                                      **bridge_params})
+    bench = BridgeBench(bridge, FakeBank(bridge.addr_width))
+    bench.bank = bench.target
+    return bench
 
-    def __init__(self, regmap):
-        super().__init__()
-        self.bridge = UartBridge(CLK, BAUD, gap_bits=GAP_BITS, bus_timeout=BUS_TIMEOUT)
-        self.path = RegisterPath(regmap)        # apply_en stays low
-        self.regs, self.reta, self.counters = self.path.regs, self.path.reta, self.path.counters
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.bridge, m.submodules.path = bridge, path = self.bridge, self.path
-        connect(m, bridge.csr, path.csr)
-        m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
-        return m
+def register_bench(regmap):
+    """A bridge in front of the RX pipeline's register path, wired as the AXI4-Lite slave is
+    in :class:`hetnic.gateware.rx_pipeline.RxPipeline`; no commit is ever applied (its
+    ``apply_en`` stays low)."""
+    return BridgeBench(UartBridge(CLK, BAUD, gap_bits=GAP_BITS, bus_timeout=BUS_TIMEOUT),
+                       RegisterPath(regmap))
 
 
 # --- the serial line, bit by bit -------------------------------------------------------------
@@ -236,7 +232,7 @@ def expect_counters(ctx, bridge, **expected):
 
 
 def run_bank(bench, *, limit, **bridge_params):
-    dut = BankBench(**bridge_params)
+    dut = bank_bench(**bridge_params)
     host = Host(dut)
 
     async def main(ctx):
@@ -674,7 +670,7 @@ def test_register_file():
     ID and PARAMS registers, an RSS key word written and read back, a RETA entry (acked a
     cycle later by the table's memory), a counter, and COMMIT_STATUS after a COMMIT."""
     rm = NicParams(data_width=64, n_rules=1, reta_size=16, queues=4).regmap()
-    dut = RegisterBench(rm)
+    dut = register_bench(rm)
     host = Host(dut)
 
     async def bench(ctx):
