@@ -1,11 +1,8 @@
 """RxPipeline in Amaranth's simulator: the data/metadata fork under a store-and-forward
 consumer (one that waits for a frame's record before it takes the frame's data)."""
 
-import random
-
-from amaranth.sim import Simulator
-
 from frames import tcp4, udp6, vlan
+from kit import StreamSource, pack, run_simulation, seeded_rng
 
 from hetnic.gateware.rx_pipeline import RxPipeline
 from hetnic.params import NicParams
@@ -24,9 +21,7 @@ def beats(frame: bytes, width: int):
 
 
 def test_store_and_forward_consumer_does_not_deadlock():
-    seed = 5
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    rng = seeded_rng(5)
     frames = [tcp4(payload=bytes(1518 - 54)), udp6(), vlan(tcp4(payload=bytes(900)), 7),
               tcp4(payload=bytes(1518 - 54))]
     frames += [tcp4(payload=bytes(rng.randrange(0, 1400))) for _ in range(6)]
@@ -34,13 +29,9 @@ def test_store_and_forward_consumer_does_not_deadlock():
     model = RxModel(dut.regmap, RxConfig(queues=16, reta=list(range(16))), generation=0)
     got_frames, got_meta = [], []
 
-    async def source(ctx):
-        for frame in frames:
-            for data, keep, last in beats(frame, WIDTH):
-                ctx.set(dut.rx.valid, 1)
-                ctx.set(dut.rx.payload, {"data": data, "keep": keep, "last": last})
-                await ctx.tick().until(dut.rx.ready)
-            ctx.set(dut.rx.valid, 0)
+    source = StreamSource(dut.rx, rng=rng, name="rx")      # back to back: no gaps
+    source.extend(pack(dut.rx.payload.shape(), data=data, keep=keep, last=last)
+                  for frame in frames for data, keep, last in beats(frame, WIDTH))
 
     async def consumer(ctx):
         # Take a record first, then the whole frame it describes.
@@ -60,11 +51,8 @@ def test_store_and_forward_consumer_does_not_deadlock():
             ctx.set(dut.data.ready, 0)
             got_frames.append(frame)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(consumer)
-    sim.run_until(sum(len(f) for f in frames) * 1e-8)    # a bound: far above line rate
+    run_simulation(dut, consumer, background=(source.run,),
+                   cycle_limit=sum(len(f) for f in frames))     # a bound: far above line rate
     assert got_frames == frames
     for frame, meta in zip(frames, got_meta):
         want = model.process(frame)
