@@ -87,24 +87,36 @@ def _code(enum_type, value):
         return value
 
 
+class _Frame:
+    """What a request and a response frame share: a sync byte, then the fields of
+    ``_FIELD_BITS`` (name -> width in bits, in wire order, big-endian), then the checksum.
+    The first field is a code (a command or a status): an enum member or a plain integer."""
+    _SYNC: int
+    _FIELD_BITS: dict[str, int]
+
+    def __post_init__(self):
+        code, *others = self._FIELD_BITS
+        _check_field(code, int(getattr(self, code)), self._FIELD_BITS[code])
+        for name in others:
+            _check_field(name, getattr(self, name), self._FIELD_BITS[name])
+
+    def encode(self) -> bytes:
+        body = bytes([self._SYNC]) + b"".join(
+            int(getattr(self, name)).to_bytes(bits // 8, "big")
+            for name, bits in self._FIELD_BITS.items())
+        return body + bytes([checksum(body)])
+
+
 @dataclass(frozen=True)
-class Request:
+class Request(_Frame):
     """A request frame. ``command`` may be a plain integer (to test refusal)."""
     command: Command | int
     seq: int
     addr: int
     data: int = 0
 
-    def __post_init__(self):
-        _check_field("command", int(self.command), 8)
-        _check_field("seq", self.seq, 8)
-        _check_field("addr", self.addr, 16)
-        _check_field("data", self.data, 32)
-
-    def encode(self) -> bytes:
-        body = (bytes([REQUEST_SYNC, int(self.command), self.seq]) +
-                self.addr.to_bytes(2, "big") + self.data.to_bytes(4, "big"))
-        return body + bytes([checksum(body)])
+    _SYNC = REQUEST_SYNC
+    _FIELD_BITS = {"command": 8, "seq": 8, "addr": 16, "data": 32}
 
     @classmethod
     def decode(cls, frame: bytes) -> "Request":
@@ -114,20 +126,14 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Response:
+class Response(_Frame):
     """A response frame. An unknown ``status`` stays a plain integer."""
     status: Status | int
     seq: int
     data: int = 0
 
-    def __post_init__(self):
-        _check_field("status", int(self.status), 8)
-        _check_field("seq", self.seq, 8)
-        _check_field("data", self.data, 32)
-
-    def encode(self) -> bytes:
-        body = bytes([RESPONSE_SYNC, int(self.status), self.seq]) + self.data.to_bytes(4, "big")
-        return body + bytes([checksum(body)])
+    _SYNC = RESPONSE_SYNC
+    _FIELD_BITS = {"status": 8, "seq": 8, "data": 32}
 
     @classmethod
     def decode(cls, frame: bytes) -> "Response":
