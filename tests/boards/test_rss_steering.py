@@ -3,17 +3,14 @@ simulator, without the UART: seeded random Toeplitz inputs of every length with 
 cycles, checked against the Toeplitz oracle and the RETA slice arithmetic, across commits
 of a new key, table and default action issued while inputs are in flight."""
 
-import random
-
 import pytest
-from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.rss_steering import RssSteering
 from hetnic.params import ICE40_SERIAL_CORE
 from hetnic.sim.model.toeplitz import toeplitz
 from hetnic.rules import Action
 from hetnic.protocol import MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, RuleAction
+from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, unpack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +39,7 @@ def configuration_writes(rm, key, table, action):
     writes = [(rm.addr("RSS_KEY", k), int.from_bytes(key[4 * k:4 * k + 4], "big"))
               for k in range(10)]
     writes += [(rm.addr("RETA", i), q) for i, q in enumerate(table)]
-    packed = data.Layout.cast(RuleAction).const(action.encode(len(table))).as_value().value
+    packed = pack(RuleAction, **action.encode(len(table)))
     writes.append((rm.addr("DEFAULT_ACTION"), packed))
     return writes
 
@@ -55,7 +52,7 @@ def expected(key, table, action, data_bytes):
 
 
 def test_random_inputs_across_commits():
-    rng = random.Random(SEED)
+    rng = seeded_rng(SEED)
     print(f"seed {SEED:#x}")
     dut = RssSteering(ICE40_SERIAL_CORE)
     rm = dut.regmap
@@ -68,36 +65,19 @@ def test_random_inputs_across_commits():
                                reta_size=rng.choice([0, 1, 2, 4, 8, 16]))))
     inputs = [bytes(rng.randrange(256) for _ in range(rng.choice(
         [0, 8, 12, 32, 36, rng.randrange(RSS_MAX_INPUT_LEN + 1)]))) for _ in range(240)]
-    sent, records = [], []
-
-    async def producer(ctx):
-        # A third of the inputs per generation; the commit is written while they flow.
-        for k, value in enumerate(inputs):
-            ctx.set(dut.i.payload.data,
-                    int.from_bytes(value + bytes(RSS_MAX_INPUT_LEN - len(value)), "big"))
-            ctx.set(dut.i.payload.length, len(value))
-            ctx.set(dut.i.valid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                if ready:
-                    break
-            ctx.set(dut.i.valid, 0)
-            sent.append(value)
-            for _ in range(rng.choice([0, 0, 1, 5])):       # idle cycles
-                await ctx.tick()
+    # A third of the inputs per generation; the commit is written while they flow.
+    source = StreamSource(dut.i, rng=rng, gap=0.6, name="i")
+    source.extend(pack(dut.i.payload.shape(), length=len(value), data=int.from_bytes(
+        value + bytes(RSS_MAX_INPUT_LEN - len(value)), "big")) for value in inputs)
+    sink = StreamSink(dut.o, rng=rng, stall=0.3, name="o")
 
     async def consumer(ctx):
-        while len(records) < len(inputs):
-            ctx.set(dut.o.ready, rng.random() < 0.7)
-            _, _, valid, ready, payload = await ctx.tick().sample(
-                dut.o.valid, dut.o.ready, dut.o.payload)
-            if valid and ready:
-                records.append((payload.hash, payload.queue, payload.instance,
-                                payload.generation))
+        await sink.receive(ctx, len(inputs))
+        await sink.expect_idle(ctx, 50)         # no record beyond the inputs sent
 
     async def control(ctx):
         for generation in range(1, len(configs)):
-            while len(sent) < generation * len(inputs) // len(configs):
+            while len(source.taken_at) < generation * len(inputs) // len(configs):
                 await ctx.tick()
             for addr, value in configuration_writes(rm, *configs[generation]):
                 await csr_access(ctx, dut.csr, addr, value)
@@ -106,26 +86,11 @@ def test_random_inputs_across_commits():
                 pass
             assert await csr_access(ctx, dut.csr, rm.addr("GENERATION")) == generation
 
-    async def main(ctx):
-        for _ in range(LIMIT):
-            if len(records) == len(inputs):
-                break
-            await ctx.tick()
-        else:
-            raise AssertionError(f"{len(records)} of {len(inputs)} records after {LIMIT} "
-                                 f"cycles")
-        for _ in range(50):
-            await ctx.tick()
-        assert not ctx.get(dut.o.valid), "a record beyond the inputs sent"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(main)
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer, background=True)
-    sim.add_testbench(control, background=True)
-    sim.run()
-
+    run_simulation(dut, consumer, background=(source.run, control), cycle_limit=LIMIT + 50,
+                   clock_period=1e-6)
+    layout = dut.o.payload.shape()
+    records = [(r["hash"], r["queue"], r["instance"], r["generation"])
+               for r in (unpack(layout, payload) for payload in sink.received)]
     generations = [g for *_, g in records]
     assert generations == sorted(generations) and set(generations) == set(range(len(configs)))
     for value, (h, queue, instance, generation) in zip(inputs, records):
