@@ -13,28 +13,14 @@ import random
 
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hetnic.gateware.counters import CounterMemory, RxCounters
 from hetnic.params import NicParams
 from hetnic.protocol import DropReason, PacketMeta
+from kit import pack, run_simulation
 
 SEED = 0x5EED_C0DE
 META = data.Layout.cast(PacketMeta)
-
-
-def run(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    done = []
-
-    async def main(ctx):
-        await bench(ctx)
-        done.append(True)
-
-    sim.add_testbench(main)
-    sim.run()
-    assert done
 
 
 # --- CounterMemory --------------------------------------------------------------------------
@@ -102,7 +88,7 @@ def test_counter_memory_random(depth, width, amount_width, same_addr):
             assert ctx.get(dut.rd_data) == model[a], f"counter {a}"
         assert any(model), "the test incremented nothing"
 
-    run(dut, bench)
+    run_simulation(dut, bench, cycle_limit=cycles + 2 * depth + 20)
 
 
 def test_counter_memory_hazards_directed():
@@ -130,7 +116,7 @@ def test_counter_memory_hazards_directed():
             await ctx.tick()                # rd_data is registered: two cycles
             assert ctx.get(dut.rd_data) == model[a], f"counter {a}: {model}"
 
-    run(dut, bench)
+    run_simulation(dut, bench, cycle_limit=3 * len(pattern) + 20)
 
 
 @pytest.mark.parametrize("depth", [0, -1, 2.0, "4"])
@@ -222,7 +208,7 @@ def test_rx_counters_random(n_rules, reta_size, queues):
             frame_stb = not quiet and rng.random() < 0.6
             frame_len = rng.getrandbits(16)
             ctx.set(dut.meta_stb, meta_stb)
-            ctx.set(dut.meta.as_value(), sum(meta[n] << f.offset for n, f in META))
+            ctx.set(dut.meta.as_value(), pack(PacketMeta, **meta))
             ctx.set(dut.bucket, bucket)
             ctx.set(dut.frame_in_stb, frame_stb)
             ctx.set(dut.frame_in_len, frame_len)
@@ -294,4 +280,4 @@ def test_rx_counters_random(n_rules, reta_size, queues):
         for name in ("QUEUE_PACKETS", "QUEUE_BYTES", "DROP_COUNT", "RULE_HITS"):
             assert any(model.values[rm.addr(name, i)] for i in range(rm.count(name))), name
 
-    run(dut, bench)
+    run_simulation(dut, bench, cycle_limit=cycles + 20 + 3 + 4 * len(addresses) + 10)
