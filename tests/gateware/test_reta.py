@@ -7,7 +7,6 @@ Model: a lookup gives ``active[(reta_offset + (hash & mask)) % size]`` with
 shadow bank; ``flip_stb`` swaps the banks and the shadow becomes a copy of the new active bank.
 """
 
-
 import pytest
 from amaranth.lib import data
 
