@@ -54,6 +54,15 @@ def _check_divisor(divisor):
                          f"per bit, not {divisor!r}")
 
 
+class _BitTimed(wiring.Component):
+    """A UART side with ``divisor`` clock cycles per bit (checked: at least
+    :data:`MIN_DIVISOR`); its ports are the subclass's annotations."""
+    def __init__(self, divisor):
+        _check_divisor(divisor)
+        self.divisor = divisor
+        super().__init__()
+
+
 class RxChar(data.Struct):
     """A received character."""
     data: 8                 # the first bit on the wire in bit 0
@@ -76,7 +85,7 @@ class BridgeResponse(data.Struct):
     data: 32
 
 
-class UartRx(wiring.Component):
+class UartRx(_BitTimed):
     """8N1 receiver.
 
     The line passes two synchronising flops. A falling edge starts a character; every bit is
@@ -89,7 +98,8 @@ class UartRx(wiring.Component):
     Parameters
     ----------
     divisor : int
-        Clock cycles per bit, at least 8.
+        Clock cycles per bit, at least 8 (see :func:`uart_divisor`); the three samples of a
+        bit are ``divisor // 8`` cycles apart.
 
     Members
     -------
@@ -102,11 +112,6 @@ class UartRx(wiring.Component):
     """
     rx: In(1, init=1)
     o: Out(stream.Signature(RxChar, always_ready=True))
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -155,13 +160,15 @@ class UartRx(wiring.Component):
         return m
 
 
-class UartTx(wiring.Component):
-    """8N1 transmitter.
+class UartTx(_BitTimed):
+    """8N1 transmitter: a start bit, the 8 data bits (LSB first) and a stop bit, ``divisor``
+    cycles each.
 
     Parameters
     ----------
     divisor : int
-        Clock cycles per bit, at least 8.
+        Clock cycles per bit, at least 8 (see :func:`uart_divisor`): each bit holds the
+        line this long.
 
     Members
     -------
@@ -173,11 +180,6 @@ class UartTx(wiring.Component):
     """
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
