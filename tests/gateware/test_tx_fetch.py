@@ -14,7 +14,7 @@ from hetnic.gateware.tx_fetch import (TAG_FETCH_BIT, TAG_LAST_BIT, FetchedWorkIt
                                       TxWorkItemFetcher)
 from hetnic.protocol import (TxGatherEntry, TxLengths, TxOpcode, TxStatus, TxWorkItem, pack,
                              unpack)
-from kit import run_simulation
+from kit import StreamSink, run_simulation
 
 SEED = 0x7F_E7C4
 W = 64
@@ -87,22 +87,26 @@ class QueueFileModel:
 def run(dut, queues, *, rng, stall=0.0, cycles):
     """Step the fetcher until it is idle and everything posted is fetched: returns the jobs,
     the lengths, the data reads and the slot reads, each with the cycle it was taken."""
-    jobs, lengths, data_reads, slot_reads = [], [], [], []
+    data_reads, slot_reads = [], []
     beats = deque()                     # (first cycle it may be offered, beat fields)
+    # The fetcher's outputs, each ready unless it stalls; the sinks check the hold rule.
+    rd_req, jobs, lengths = (StreamSink(port, rng=rng, stall=stall, name=name) for name, port
+                             in (("rd_req", dut.rd_req), ("jobs", dut.jobs),
+                                 ("lengths", dut.lengths)))
 
     async def bench(ctx):
         cycle = idle = 0
         while idle < 20:
             queues.drive(ctx, dut.queues)
-            ctx.set(dut.rd_req.ready, rng.random() >= stall)
-            ctx.set(dut.jobs.ready, rng.random() >= stall)
-            ctx.set(dut.lengths.ready, rng.random() >= stall)
+            for sink in (rd_req, jobs, lengths):
+                sink.drive(ctx)
             offer = bool(beats) and beats[0][0] <= cycle
             ctx.set(dut.slot_data.valid, offer)
             if offer:
                 ctx.set(dut.slot_data.payload, beats[0][1])
-            if ctx.get(dut.rd_req.valid) and ctx.get(dut.rd_req.ready):
-                req = unpack(dut.rd_req.payload.shape(), ctx.get(dut.rd_req.payload.as_value()))
+            taken = rd_req.update(*(ctx.get(signal) for signal in rd_req.sampled))
+            if taken is not None:
+                req = unpack(dut.rd_req.payload.shape(), taken)
                 if req["tag"] & FETCH:
                     slot_reads.append((cycle, req))
                     for k in range(req["length"] // 16):
@@ -116,10 +120,8 @@ def run(dut, queues, *, rng, stall=0.0, cycles):
                     data_reads.append((cycle, req["addr"], req["length"], req["tag"]))
             if offer and ctx.get(dut.slot_data.ready):
                 beats.popleft()
-            if ctx.get(dut.jobs.valid) and ctx.get(dut.jobs.ready):
-                jobs.append(unpack(FetchedWorkItem, ctx.get(dut.jobs.payload.as_value())))
-            if ctx.get(dut.lengths.valid) and ctx.get(dut.lengths.ready):
-                lengths.append(ctx.get(dut.lengths.payload))
+            jobs.update(*(ctx.get(signal) for signal in jobs.sampled))
+            lengths.update(*(ctx.get(signal) for signal in lengths.sampled))
             queues.update(ctx, dut.queues)
             busy = (ctx.get(dut.queues.runnable) or ctx.get(dut.rd_req.valid) or bool(beats)
                     or ctx.get(dut.jobs.valid) or ctx.get(dut.lengths.valid))
@@ -128,7 +130,8 @@ def run(dut, queues, *, rng, stall=0.0, cycles):
             cycle += 1
 
     run_simulation(dut, bench, cycle_limit=cycles)
-    return jobs, lengths, data_reads, slot_reads
+    return ([unpack(FetchedWorkItem, value) for value in jobs.received], lengths.received,
+            data_reads, slot_reads)
 
 
 def job(q, cookie, wqe_index, slots, status=TxStatus.OK, messages=0):
