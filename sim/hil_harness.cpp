@@ -2,9 +2,7 @@
 //
 // Compiled together with the Verilator model of the core into a shared library that
 // hetnic.sim.hil loads with ctypes. The harness models:
-//   - host memory: an AXI4 slave (INCR bursts, several outstanding reads and writes, byte
-//     strobes, DECERR outside the region) over one byte array that Python maps as a numpy
-//     array without copying;
+//   - host memory: an AXI4 slave over one byte array (hil_memory.h);
 //   - the register bus: AXI4-Lite reads and writes, run to completion while the rest of
 //     the harness keeps running;
 //   - the MAC ports: a bounded queue of frames into rx_mac (paced like an Ethernet wire,
@@ -35,76 +33,42 @@ typedef VerilatedVcdC TraceFile;
 typedef VerilatedFstC TraceFile;
 #endif
 
-#ifndef HIL_DATA_BYTES
-#error "HIL_DATA_BYTES must be defined"
-#endif
+#include "hil_memory.h"
+#include "hil_signal_bytes.h"
 
 // Bump when a function's signature or meaning changes; hetnic.sim.hil checks it.
 #define HIL_ABI_VERSION 1
 
-static constexpr int DATA_BYTES = HIL_DATA_BYTES;
-static constexpr int WIRE_OVERHEAD_FCS = 4;
-
 namespace {
-
-// --- moving bytes in and out of Verilator signals of any width --------------------------
-
-template <typename T>
-inline void put_bytes(T& sig, const uint8_t* p) {
-    uint64_t v = 0;
-    std::memcpy(&v, p, sizeof(T) < 8 ? sizeof(T) : 8);
-    sig = static_cast<T>(v);
-}
-template <std::size_t N>
-inline void put_bytes(VlWide<N>& sig, const uint8_t* p) {
-    for (std::size_t i = 0; i < N; ++i) {
-        uint32_t w;
-        std::memcpy(&w, p + 4 * i, 4);
-        sig[i] = w;
-    }
-}
-template <typename T>
-inline void get_bytes(const T& sig, uint8_t* p) {
-    uint64_t v = sig;
-    std::memcpy(p, &v, sizeof(T) < 8 ? sizeof(T) : 8);
-}
-template <std::size_t N>
-inline void get_bytes(const VlWide<N>& sig, uint8_t* p) {
-    for (std::size_t i = 0; i < N; ++i) {
-        uint32_t w = sig[i];
-        std::memcpy(p + 4 * i, &w, 4);
-    }
-}
-
-// Byte buffers padded to whole 32-bit words so put/get never run past them.
-static constexpr int BEAT_BUF = ((DATA_BYTES + 7) / 8) * 8;
 
 struct Frame {
     std::vector<uint8_t> data;
     bool error = false;
 };
 
-struct Burst {
-    uint64_t addr;
-    uint32_t beats;         // remaining
-    uint32_t id;
-    uint64_t ready_at;      // first cycle its data may move (read latency)
-    bool bad;               // outside memory or malformed: DECERR/SLVERR, no access
-};
-
-struct WBeat {
-    uint8_t data[BEAT_BUF];
-    uint64_t strb;
-    bool last;
-};
-
 enum { CSR_IDLE, CSR_WRITE, CSR_READ };
 
+// The harness counters; hetnic.sim.hil.COUNTER_NAMES lists them in this order.
 struct Counters {
     uint64_t cycles, rx_frames, rx_beats, tx_frames, tx_beats;
-    uint64_t axi_reads, axi_writes, axi_read_beats, axi_write_beats;
-    uint64_t axi_errors, axi_protocol_errors;
+    AxiCounters axi;
     uint64_t rx_stall_cycles, tx_backpressure_cycles;
+};
+
+// A beat leaving tx_mac, captured before the edge.
+struct TxBeat {
+    uint8_t data[BEAT_BUF];
+    uint64_t keep;
+    bool last, user;
+};
+
+// What fires on one rising edge outside host memory, sampled while the clock is low.
+struct Handshakes {
+    bool rx = false, tx = false;                      // MAC streams
+    TxBeat tx_beat{};
+    bool csr_aw = false, csr_w = false, csr_b = false, csr_ar = false, csr_r = false;
+    uint32_t csr_rdata = 0, csr_bresp = 0, csr_rresp = 0;
+    uint32_t irq = 0;
 };
 
 }  // namespace
@@ -116,10 +80,7 @@ struct Hil {
     std::unique_ptr<TraceFile> trace;
 #endif
     uint64_t time_ps = 0;
-    uint8_t* mem = nullptr;
-    uint64_t mem_size = 0;
-    uint32_t read_latency = 0;
-    uint32_t max_outstanding = 16;
+    HostMemory memory;
     Counters n{};
     uint64_t last_activity = 0;
 
@@ -134,10 +95,6 @@ struct Hil {
     std::deque<Frame> tx_out;
     Frame tx_cur;
     size_t tx_out_limit = 65536;
-    // host memory
-    std::deque<Burst> rd_q, wr_q;
-    std::deque<WBeat> w_fifo;
-    std::deque<std::pair<uint32_t, uint32_t>> b_q;   // id, resp
     // register bus
     int csr_state = CSR_IDLE;
     bool csr_addr_done = false, csr_data_done = false, csr_done = false;
@@ -155,12 +112,29 @@ struct Hil {
     }
     void drive();
     void cycle();
+
+private:
+    void drive_rx_mac(Vtop* t);
+    void drive_register_bus(Vtop* t);
+    Handshakes sample_handshakes(const Vtop* t);
+    void feed_rx_mac(bool fired);
+    void drain_tx_mac(bool fired, const TxBeat& beat);
+    void finish_register_access(const Handshakes& fired);
+    void count_interrupts(uint32_t irq);
 };
 
 // Drive every input from the harness state (clock low).
 void Hil::drive() {
     Vtop* t = top.get();
-    // rx_mac
+    drive_rx_mac(t);
+    // tx_mac: backpressure only when the capture is full
+    t->m_axis_tready = tx_out.size() < tx_out_limit;
+    memory.drive(t, n.cycles);
+    drive_register_bus(t);
+}
+
+// The next beat of the frame at the head of the wire queue, unless the wire is idle.
+void Hil::drive_rx_mac(Vtop* t) {
     if (rx_gap == 0 && !rx_q.empty()) {
         const Frame& f = rx_q.front();
         uint8_t beat[BEAT_BUF] = {};
@@ -176,33 +150,10 @@ void Hil::drive() {
         t->s_axis_tvalid = 0;
         t->s_axis_tlast = 0;
     }
-    // tx_mac: backpressure only when the capture is full
-    t->m_axis_tready = tx_out.size() < tx_out_limit;
-    // host memory
-    t->m_axi_arready = rd_q.size() < max_outstanding;
-    t->m_axi_awready = wr_q.size() < max_outstanding;
-    t->m_axi_wready = w_fifo.size() < 4u * 256u;
-    if (!rd_q.empty() && rd_q.front().ready_at <= n.cycles) {
-        Burst& b = rd_q.front();
-        uint8_t beat[BEAT_BUF] = {};
-        if (!b.bad) std::memcpy(beat, mem + b.addr, DATA_BYTES);
-        put_bytes(t->m_axi_rdata, beat);
-        t->m_axi_rid = b.id;
-        t->m_axi_rresp = b.bad ? 3 : 0;
-        t->m_axi_rlast = b.beats == 1;
-        t->m_axi_rvalid = 1;
-    } else {
-        t->m_axi_rvalid = 0;
-        t->m_axi_rlast = 0;
-    }
-    if (!b_q.empty()) {
-        t->m_axi_bid = b_q.front().first;
-        t->m_axi_bresp = b_q.front().second;
-        t->m_axi_bvalid = 1;
-    } else {
-        t->m_axi_bvalid = 0;
-    }
-    // register bus
+}
+
+// The AXI4-Lite master: the pending write or read, each channel until it is taken.
+void Hil::drive_register_bus(Vtop* t) {
     t->s_axil_awvalid = csr_state == CSR_WRITE && !csr_addr_done;
     t->s_axil_wvalid = csr_state == CSR_WRITE && !csr_data_done;
     t->s_axil_awaddr = csr_addr;
@@ -217,71 +168,55 @@ void Hil::drive() {
 // One clock cycle: sample handshakes, rising edge, apply them, drive, settle.
 void Hil::cycle() {
     Vtop* t = top.get();
-    const bool rx_fire = t->s_axis_tvalid && t->s_axis_tready;
-    const bool tx_fire = t->m_axis_tvalid && t->m_axis_tready;
-    const bool ar_fire = t->m_axi_arvalid && t->m_axi_arready;
-    const bool aw_fire = t->m_axi_awvalid && t->m_axi_awready;
-    const bool w_fire = t->m_axi_wvalid && t->m_axi_wready;
-    const bool r_fire = t->m_axi_rvalid && t->m_axi_rready;
-    const bool b_fire = t->m_axi_bvalid && t->m_axi_bready;
-    const bool cs_aw = t->s_axil_awvalid && t->s_axil_awready;
-    const bool cs_w = t->s_axil_wvalid && t->s_axil_wready;
-    const bool cs_b = t->s_axil_bvalid && t->s_axil_bready;
-    const bool cs_ar = t->s_axil_arvalid && t->s_axil_arready;
-    const bool cs_r = t->s_axil_rvalid && t->s_axil_rready;
-    if (t->s_axis_tvalid && !t->s_axis_tready) n.rx_stall_cycles++;
-    if (t->m_axis_tvalid && !t->m_axis_tready) n.tx_backpressure_cycles++;
-
-    // Capture what the core presents before the edge changes it.
-    uint8_t tx_beat[BEAT_BUF];
-    uint64_t tx_keep = 0;
-    bool tx_last = false, tx_user = false;
-    if (tx_fire) {
-        get_bytes(t->m_axis_tdata, tx_beat);
-        tx_keep = t->m_axis_tkeep;
-        tx_last = t->m_axis_tlast;
-        tx_user = t->m_axis_tuser;
-    }
-    Burst ar{}, aw{};
-    if (ar_fire || aw_fire) {
-        auto take = [&](uint64_t addr, uint32_t len, uint32_t size, uint32_t burst,
-                        uint32_t id) {
-            Burst b{addr, len + 1, id, n.cycles + read_latency, false};
-            const uint64_t bytes = uint64_t(len + 1) * DATA_BYTES;
-            if ((1u << size) != DATA_BYTES || burst != 1 || addr % DATA_BYTES ||
-                (addr & 0xFFF) + bytes > 0x1000) {
-                n.axi_protocol_errors++;
-                b.bad = true;
-            }
-            if (addr >= mem_size || bytes > mem_size - addr) {
-                n.axi_errors++;
-                b.bad = true;
-            }
-            return b;
-        };
-        if (ar_fire)
-            ar = take(t->m_axi_araddr, t->m_axi_arlen, t->m_axi_arsize, t->m_axi_arburst,
-                      t->m_axi_arid);
-        if (aw_fire)
-            aw = take(t->m_axi_awaddr, t->m_axi_awlen, t->m_axi_awsize, t->m_axi_awburst,
-                      t->m_axi_awid);
-    }
-    WBeat wb;
-    if (w_fire) {
-        get_bytes(t->m_axi_wdata, wb.data);
-        wb.strb = t->m_axi_wstrb;
-        wb.last = t->m_axi_wlast;
-    }
-    const uint32_t cs_rdata = t->s_axil_rdata;
-    const uint32_t cs_bresp = t->s_axil_bresp, cs_rresp = t->s_axil_rresp;
-    const uint32_t irq = t->irq;
+    const Handshakes fired = sample_handshakes(t);
+    const AxiTransfers dma = memory.sample(t, n.cycles, n.axi);
 
     t->clk = 1;
     eval();
     n.cycles++;
 
-    // rx_mac
-    if (rx_fire) {
+    feed_rx_mac(fired.rx);
+    drain_tx_mac(fired.tx, fired.tx_beat);
+    memory.apply(dma, n.axi);
+    finish_register_access(fired);
+    count_interrupts(fired.irq);
+    if (fired.rx || fired.tx || dma.any()) last_activity = n.cycles;
+
+    drive();
+    t->clk = 0;
+    eval();
+}
+
+// The MAC, register-bus and interrupt signals that the coming edge acts on, read before it
+// changes them; counts the cycles a MAC stream waits.
+Handshakes Hil::sample_handshakes(const Vtop* t) {
+    Handshakes h;
+    h.rx = t->s_axis_tvalid && t->s_axis_tready;
+    h.tx = t->m_axis_tvalid && t->m_axis_tready;
+    if (t->s_axis_tvalid && !t->s_axis_tready) n.rx_stall_cycles++;
+    if (t->m_axis_tvalid && !t->m_axis_tready) n.tx_backpressure_cycles++;
+    if (h.tx) {
+        get_bytes(t->m_axis_tdata, h.tx_beat.data);
+        h.tx_beat.keep = t->m_axis_tkeep;
+        h.tx_beat.last = t->m_axis_tlast;
+        h.tx_beat.user = t->m_axis_tuser;
+    }
+    h.csr_aw = t->s_axil_awvalid && t->s_axil_awready;
+    h.csr_w = t->s_axil_wvalid && t->s_axil_wready;
+    h.csr_b = t->s_axil_bvalid && t->s_axil_bready;
+    h.csr_ar = t->s_axil_arvalid && t->s_axil_arready;
+    h.csr_r = t->s_axil_rvalid && t->s_axil_rready;
+    h.csr_rdata = t->s_axil_rdata;
+    h.csr_bresp = t->s_axil_bresp;
+    h.csr_rresp = t->s_axil_rresp;
+    h.irq = t->irq;
+    return h;
+}
+
+// rx_mac took a beat (``fired``): advance through the frame; after its last beat, keep the
+// wire idle for the rest of its wire time (``ifg_bytes``). Else count the idle time down.
+void Hil::feed_rx_mac(bool fired) {
+    if (fired) {
         const Frame& f = rx_q.front();
         size_t step = f.data.size() - rx_pos;
         if (step > DATA_BYTES) step = DATA_BYTES;
@@ -303,84 +238,51 @@ void Hil::cycle() {
     } else if (rx_gap) {
         rx_gap--;
     }
-    // tx_mac
-    if (tx_fire) {
-        for (int i = 0; i < DATA_BYTES; ++i)
-            if (tx_keep >> i & 1) tx_cur.data.push_back(tx_beat[i]);
-        n.tx_beats++;
-        if (tx_last) {
-            tx_cur.error = tx_user;
-            tx_out.push_back(std::move(tx_cur));
-            tx_cur = Frame();
-            n.tx_frames++;
-        }
+}
+
+// tx_mac gave a beat (``fired``): its kept bytes join the frame being captured, which goes
+// to the capture queue with its last beat (tuser on it: the frame's error flag).
+void Hil::drain_tx_mac(bool fired, const TxBeat& beat) {
+    if (!fired) return;
+    for (int i = 0; i < DATA_BYTES; ++i)
+        if (beat.keep >> i & 1) tx_cur.data.push_back(beat.data[i]);
+    n.tx_beats++;
+    if (beat.last) {
+        tx_cur.error = beat.user;
+        tx_out.push_back(std::move(tx_cur));
+        tx_cur = Frame();
+        n.tx_frames++;
     }
-    // host memory
-    if (ar_fire) {
-        rd_q.push_back(ar);
-        n.axi_reads++;
-    }
-    if (r_fire) {
-        Burst& b = rd_q.front();
-        b.addr += DATA_BYTES;
-        n.axi_read_beats++;
-        if (--b.beats == 0) rd_q.pop_front();
-    }
-    if (aw_fire) {
-        wr_q.push_back(aw);
-        n.axi_writes++;
-    }
-    if (w_fire) w_fifo.push_back(wb);
-    while (!wr_q.empty() && !w_fifo.empty()) {
-        Burst& b = wr_q.front();
-        WBeat& w = w_fifo.front();
-        if (!b.bad) {
-            uint8_t* dst = mem + b.addr;
-            for (int i = 0; i < DATA_BYTES; ++i)
-                if (w.strb >> i & 1) dst[i] = w.data[i];
-        }
-        b.addr += DATA_BYTES;
-        n.axi_write_beats++;
-        const bool last = --b.beats == 0;
-        if (last != w.last) n.axi_protocol_errors++;
-        w_fifo.pop_front();
-        if (last) {
-            b_q.emplace_back(b.id, b.bad ? 3u : 0u);
-            wr_q.pop_front();
-        }
-    }
-    if (b_fire) b_q.pop_front();
-    // register bus
+}
+
+// The register access in flight: note the channels taken; the response ends it.
+void Hil::finish_register_access(const Handshakes& fired) {
     if (csr_state == CSR_WRITE) {
-        if (cs_aw) csr_addr_done = true;
-        if (cs_w) csr_data_done = true;
-        if (cs_b) {
-            csr_resp = cs_bresp;
+        if (fired.csr_aw) csr_addr_done = true;
+        if (fired.csr_w) csr_data_done = true;
+        if (fired.csr_b) {
+            csr_resp = fired.csr_bresp;
             csr_done = true;
             csr_state = CSR_IDLE;
         }
     } else if (csr_state == CSR_READ) {
-        if (cs_ar) csr_addr_done = true;
-        if (cs_r) {
-            csr_rdata = cs_rdata;
-            csr_resp = cs_rresp;
+        if (fired.csr_ar) csr_addr_done = true;
+        if (fired.csr_r) {
+            csr_rdata = fired.csr_rdata;
+            csr_resp = fired.csr_rresp;
             csr_done = true;
             csr_state = CSR_IDLE;
         }
     }
-    // interrupts
+}
+
+// Sticky bits and rising-edge counts of the interrupt lines as they were before the edge.
+void Hil::count_interrupts(uint32_t irq) {
     irq_sticky |= irq;
     const uint32_t rising = irq & ~irq_prev;
     for (int i = 0; i < HIL_IRQS; ++i)
         if (rising >> i & 1) irq_edges[i]++;
     irq_prev = irq;
-
-    if (rx_fire || tx_fire || ar_fire || aw_fire || w_fire || r_fire || b_fire)
-        last_activity = n.cycles;
-
-    drive();
-    t->clk = 0;
-    eval();
 }
 
 extern "C" {
@@ -393,12 +295,12 @@ int hil_trace_kind() { return HIL_TRACE; }
 // held for ``reset_cycles``. Returns null when the memory cannot be allocated.
 Hil* hil_create(uint64_t mem_size, uint32_t reset_cycles, const char* trace_path) {
     auto* h = new Hil();
-    h->mem = static_cast<uint8_t*>(std::calloc(mem_size ? mem_size : 1, 1));
-    if (!h->mem) {
+    h->memory.bytes = static_cast<uint8_t*>(std::calloc(mem_size ? mem_size : 1, 1));
+    if (!h->memory.bytes) {
         delete h;
         return nullptr;
     }
-    h->mem_size = mem_size;
+    h->memory.size = mem_size;
     h->ctx.reset(new VerilatedContext());
     h->ctx->commandArgs(0, static_cast<const char**>(nullptr));
 #if HIL_TRACE
@@ -442,18 +344,18 @@ void hil_destroy(Hil* h) {
     if (h->trace) h->trace->close();
 #endif
     h->top->final();
-    std::free(h->mem);
+    std::free(h->memory.bytes);
     delete h;
 }
 
-uint8_t* hil_mem(Hil* h) { return h->mem; }
-uint64_t hil_mem_size(Hil* h) { return h->mem_size; }
+uint8_t* hil_mem(Hil* h) { return h->memory.bytes; }
+uint64_t hil_mem_size(Hil* h) { return h->memory.size; }
 
 void hil_configure(Hil* h, uint32_t ifg_bytes, uint32_t read_latency, uint32_t max_outstanding,
                    uint64_t rx_queue_limit_bytes, uint64_t tx_capture_limit) {
     h->ifg_bytes = ifg_bytes;
-    h->read_latency = read_latency;
-    h->max_outstanding = max_outstanding ? max_outstanding : 1;
+    h->memory.read_latency = read_latency;
+    h->memory.max_outstanding = max_outstanding ? max_outstanding : 1;
     h->rx_q_limit_bytes = rx_queue_limit_bytes;
     h->tx_out_limit = tx_capture_limit ? tx_capture_limit : 1;
 }

@@ -1,0 +1,182 @@
+// hetnic HIL harness: host memory, the AXI4 slave the core's DMA engine reads and writes.
+//
+// Part of hil_harness.cpp (hetnic.sim.hil compiles and keys them together). One byte array
+// at bus address 0, which Python maps as a numpy array without copying. The slave takes
+// INCR bursts of whole DATA_BYTES beats that stay inside a 4 KiB page, up to
+// ``max_outstanding`` reads and as many writes at once, with byte strobes on writes. Read
+// data may move ``read_latency`` cycles after its address was accepted; bursts are served in
+// order, one beat per cycle. A malformed burst (another size or burst type, unaligned,
+// crossing 4 KiB) or one outside the memory touches nothing and answers DECERR (3) on every
+// beat or its write response; both are counted.
+//
+// Cycle discipline (that of the harness): drive() sets the slave's outputs while the clock
+// is low; sample() takes what fires on the coming rising edge, before it; apply() acts on it
+// after the edge.
+
+#ifndef HETNIC_HIL_MEMORY_H
+#define HETNIC_HIL_MEMORY_H
+
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <utility>
+
+#include "Vtop.h"
+#include "hil_signal_bytes.h"
+
+namespace {
+
+// The host-memory counters, in hetnic.sim.hil.COUNTER_NAMES order (axi_reads ...).
+struct AxiCounters {
+    uint64_t reads, writes, read_beats, write_beats;
+    uint64_t errors, protocol_errors;
+};
+
+struct Burst {
+    uint64_t addr;
+    uint32_t beats;         // remaining
+    uint32_t id;
+    uint64_t ready_at;      // first cycle its data may move (read latency)
+    bool bad;               // outside memory or malformed: DECERR, no access
+};
+
+struct WBeat {
+    uint8_t data[BEAT_BUF];
+    uint64_t strb;
+    bool last;
+};
+
+// What fired on the memory's five channels on one clock edge, with the accepted address
+// bursts and write beat (captured before the edge changes them).
+struct AxiTransfers {
+    bool ar = false, aw = false, w = false, r = false, b = false;
+    Burst read{}, write{};
+    WBeat wbeat{};
+
+    bool any() const { return ar || aw || w || r || b; }
+};
+
+struct HostMemory {
+    uint8_t* bytes = nullptr;
+    uint64_t size = 0;
+    uint32_t read_latency = 0;
+    uint32_t max_outstanding = 16;
+    std::deque<Burst> reads, writes;                  // accepted, not finished
+    std::deque<WBeat> wdata;                          // write beats not yet stored
+    std::deque<std::pair<uint32_t, uint32_t>> responses;   // write responses: id, resp
+
+    // The slave's outputs for cycle ``cycle`` (clock low).
+    void drive(Vtop* t, uint64_t cycle) const {
+        t->m_axi_arready = reads.size() < max_outstanding;
+        t->m_axi_awready = writes.size() < max_outstanding;
+        t->m_axi_wready = wdata.size() < 4u * 256u;
+        if (!reads.empty() && reads.front().ready_at <= cycle) {
+            const Burst& b = reads.front();
+            uint8_t beat[BEAT_BUF] = {};
+            if (!b.bad) std::memcpy(beat, bytes + b.addr, DATA_BYTES);
+            put_bytes(t->m_axi_rdata, beat);
+            t->m_axi_rid = b.id;
+            t->m_axi_rresp = b.bad ? 3 : 0;
+            t->m_axi_rlast = b.beats == 1;
+            t->m_axi_rvalid = 1;
+        } else {
+            t->m_axi_rvalid = 0;
+            t->m_axi_rlast = 0;
+        }
+        if (!responses.empty()) {
+            t->m_axi_bid = responses.front().first;
+            t->m_axi_bresp = responses.front().second;
+            t->m_axi_bvalid = 1;
+        } else {
+            t->m_axi_bvalid = 0;
+        }
+    }
+
+    // What fires on the rising edge that ends cycle ``cycle`` (call before it); counts the
+    // bursts it refuses.
+    AxiTransfers sample(const Vtop* t, uint64_t cycle, AxiCounters& n) const {
+        AxiTransfers x;
+        x.ar = t->m_axi_arvalid && t->m_axi_arready;
+        x.aw = t->m_axi_awvalid && t->m_axi_awready;
+        x.w = t->m_axi_wvalid && t->m_axi_wready;
+        x.r = t->m_axi_rvalid && t->m_axi_rready;
+        x.b = t->m_axi_bvalid && t->m_axi_bready;
+        if (x.ar)
+            x.read = accept(t->m_axi_araddr, t->m_axi_arlen, t->m_axi_arsize,
+                            t->m_axi_arburst, t->m_axi_arid, cycle, n);
+        if (x.aw)
+            x.write = accept(t->m_axi_awaddr, t->m_axi_awlen, t->m_axi_awsize,
+                             t->m_axi_awburst, t->m_axi_awid, cycle, n);
+        if (x.w) {
+            get_bytes(t->m_axi_wdata, x.wbeat.data);
+            x.wbeat.strb = t->m_axi_wstrb;
+            x.wbeat.last = t->m_axi_wlast;
+        }
+        return x;
+    }
+
+    // Act on ``x`` after the edge: queue accepted bursts, move read beats, store every write
+    // beat that has its burst, answer finished write bursts.
+    void apply(const AxiTransfers& x, AxiCounters& n) {
+        if (x.ar) {
+            reads.push_back(x.read);
+            n.reads++;
+        }
+        if (x.r) {
+            Burst& b = reads.front();
+            b.addr += DATA_BYTES;
+            n.read_beats++;
+            if (--b.beats == 0) reads.pop_front();
+        }
+        if (x.aw) {
+            writes.push_back(x.write);
+            n.writes++;
+        }
+        if (x.w) wdata.push_back(x.wbeat);
+        while (!writes.empty() && !wdata.empty()) store_write_beat(n);
+        if (x.b) responses.pop_front();
+    }
+
+private:
+    // An accepted AR or AW (AXI AxLEN, AxSIZE, AxBURST), checked.
+    Burst accept(uint64_t addr, uint32_t len, uint32_t size_log2, uint32_t burst_type,
+                 uint32_t id, uint64_t cycle, AxiCounters& n) const {
+        Burst b{addr, len + 1, id, cycle + read_latency, false};
+        const uint64_t length = uint64_t(len + 1) * DATA_BYTES;
+        if ((1u << size_log2) != DATA_BYTES || burst_type != 1 || addr % DATA_BYTES ||
+            (addr & 0xFFF) + length > 0x1000) {
+            n.protocol_errors++;
+            b.bad = true;
+        }
+        if (addr >= size || length > size - addr) {
+            n.errors++;
+            b.bad = true;
+        }
+        return b;
+    }
+
+    // The oldest write beat into the oldest write burst; a burst that ends queues its
+    // response (a WLAST on another beat than the burst's last is a protocol error).
+    void store_write_beat(AxiCounters& n) {
+        Burst& b = writes.front();
+        const WBeat& w = wdata.front();
+        if (!b.bad) {
+            uint8_t* dst = bytes + b.addr;
+            for (int i = 0; i < DATA_BYTES; ++i)
+                if (w.strb >> i & 1) dst[i] = w.data[i];
+        }
+        b.addr += DATA_BYTES;
+        n.write_beats++;
+        const bool last = --b.beats == 0;
+        if (last != w.last) n.protocol_errors++;
+        wdata.pop_front();
+        if (last) {
+            responses.emplace_back(b.id, b.bad ? 3u : 0u);
+            writes.pop_front();
+        }
+    }
+};
+
+}  // namespace
+
+#endif  // HETNIC_HIL_MEMORY_H
