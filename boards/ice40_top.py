@@ -23,13 +23,13 @@ reset that iCE40 block RAMs need.
 """
 
 from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import io, wiring
-from amaranth.lib.wiring import In, Out, connect
+from amaranth.lib import io
+from amaranth.lib.wiring import connect
 
 from ..gateware.axil import CsrDecoder
 from ..gateware.hash_injector import HashInjector, injector_window
 from ..gateware.rss_steering import RssSteering
-from ..gateware.uart_bridge import UartBridge, uart_divisor
+from ..gateware.uart_bridge import UartBridge, UartBridgedCore, uart_divisor
 from ..params import ICE40_SERIAL_CORE, NicParams
 from .top import UART_BAUD
 
@@ -38,7 +38,7 @@ __all__ = ["SerialCore", "Ice40BoardTop", "ICE40_CLK_HZ"]
 ICE40_CLK_HZ = 12e6
 
 
-class SerialCore(wiring.Component):
+class SerialCore(UartBridgedCore):
     """UART bridge, hash injector and RSS steering (see the module documentation).
 
     Parameters
@@ -56,13 +56,9 @@ class SerialCore(wiring.Component):
 
     Members
     -------
-    uart_rx : In(1)
-        Serial line from the host, asynchronous, idle high.
-    uart_tx : Out(1)
-        Serial line to the host, idle high.
+    uart_rx, uart_tx
+        The bridge's serial lines (see :class:`~hetnic.gateware.uart_bridge.UartBridgedCore`).
     """
-    uart_rx: In(1, init=1)
-    uart_tx: Out(1, init=1)
 
     def __init__(self, *, clk_hz=ICE40_CLK_HZ, baud=UART_BAUD,
                  params: NicParams = ICE40_SERIAL_CORE, result_depth=256):

@@ -59,7 +59,7 @@ from ..gateware.mac_counters import MacCounters
 from ..gateware.rgmii import RgmiiPhy
 from ..gateware.rx_pipeline import RxPipeline
 from ..gateware.skid import SkidBuffer
-from ..gateware.uart_bridge import UartBridge, uart_divisor
+from ..gateware.uart_bridge import UartBridge, UartBridgedCore, uart_divisor
 from ..params import ECP5_BOARD_CORE, NicParams
 from .tag_inserter import TagInserter
 
@@ -184,7 +184,7 @@ class RgmiiPins(NamedTuple):
     tx_clk: io.PortLike
 
 
-class BoardCore(wiring.Component):
+class BoardCore(UartBridgedCore):
     """The board design between the pins' buffers (see the module documentation).
 
     The core uses clock domains its parent creates: ``sync`` (the core clock, ``clk_hz``),
@@ -227,13 +227,9 @@ class BoardCore(wiring.Component):
 
     Members
     -------
-    uart_rx : In(1)
-        Serial line from the host, asynchronous, idle high.
-    uart_tx : Out(1)
-        Serial line to the host, idle high.
+    uart_rx, uart_tx
+        The bridge's serial lines (see :class:`~hetnic.gateware.uart_bridge.UartBridgedCore`).
     """
-    uart_rx: In(1, init=1)
-    uart_tx: Out(1, init=1)
 
     def __init__(self, ports, *, pins, core_params=ECP5_BOARD_CORE, clk_hz=CORE_HZ,
                  baud=UART_BAUD, ddr_buffer=io.DDRBuffer):

@@ -21,7 +21,7 @@ from ..bridge_protocol import (BRIDGE_IDENT, CHECKSUM, COUNTER_BITS, DEFAULT_BUS
 from .axil import CsrSignature
 
 __all__ = ["RxChar", "BridgeRequest", "BridgeResponse", "UartRx", "UartTx", "UartBridge",
-           "uart_divisor"]
+           "UartBridgedCore", "uart_divisor"]
 
 #: Fewest clock cycles per bit: the receiver takes three samples a quarter bit apart.
 MIN_DIVISOR = 8
@@ -459,3 +459,19 @@ class UartBridge(wiring.Component):
                     answer(Status.OK)
             with m.Default():
                 answer(Status.BAD_ADDRESS, BridgeCounter.REFUSED)
+
+
+class UartBridgedCore(wiring.Component):
+    """Base of a board core whose registers the host reaches over a :class:`UartBridge`: the
+    two serial lines are its ports. A subclass builds the bridge (on these pins) and the rest
+    of the core in its ``elaborate``, and may add ports as annotations of its own.
+
+    Members
+    -------
+    uart_rx : In(1)
+        Serial line from the host, asynchronous, idle high.
+    uart_tx : Out(1)
+        Serial line to the host, idle high.
+    """
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
