@@ -1,6 +1,8 @@
 """A bounded simulation run: async testbenches on ``amaranth.sim.Simulator`` that fail the test
 after a cycle limit instead of hanging it."""
 
+import gc
+import sys
 from collections.abc import Awaitable, Callable
 
 from amaranth.sim import Simulator
@@ -62,9 +64,31 @@ def run_simulation(dut, *testbenches: Testbench, background: tuple[Testbench, ..
     for bench in background:
         sim.add_testbench(bench, background=True)
     sim.add_testbench(watchdog, background=True)
-    if vcd is None:
-        sim.run()
-    else:
-        with sim.write_vcd(vcd):
+    message = None
+    try:
+        if vcd is None:
             sim.run()
+        else:
+            with sim.write_vcd(vcd):
+                sim.run()
+    except SimulationTimeout as timeout:
+        message = str(timeout)
+    if message is not None:
+        del sim
+        _finalize_abandoned_testbenches()
+        raise SimulationTimeout(message)
     assert not running, f"testbenches not done: {', '.join(running.values())}"
+
+
+def _finalize_abandoned_testbenches():
+    """Collect the testbenches a timeout left mid-wait, now rather than in a later test.
+
+    A coroutine abandoned inside ``ctx.tick().until(...)`` or ``.repeat(...)`` (async
+    generators) cannot close them when it is finalized and reports a ``RuntimeError`` as an
+    unraisable exception; that report would fail whichever test runs next."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda report: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
