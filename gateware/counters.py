@@ -167,21 +167,28 @@ class RxCounters(wiring.Component):
                 (buckets, self.meta_stb, self.bucket, 1)):
             m.d.sync += [mem.inc_stb.eq(stb), mem.inc_addr.eq(addr), mem.inc_amount.eq(amount)]
 
-        # Bus reads, registered at every step so no address decode or read multiplexer lies
-        # on a path into the bus: `step` counts the cycles of an access (the address holds
-        # until `ack`). Step 0: the memories read the address and each "which counter"
-        # compare goes into a flop. Step 1: the flop counters' multiplexer (one-hot, from
-        # those flops) into `flop_data`. Step 2: the chosen value into `r_data`. Step 3:
-        # `ack`. Writes are acknowledged the same way and ignored.
-        csr = self.csr
         flops = [(rm.addr(name), sig) for name, sig in (
             ("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
             ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped))]
         flops += [(rm.addr("DROP_COUNT", i), sig) for i, sig in enumerate(drop_count)]
         flops += [(rm.addr("RULE_HITS", i), sig) for i, sig in enumerate(rule_hits)]
-        step, flop_data = registered_reads(m, csr, flops)
-
         mems = (("QUEUE_PACKETS", q_pkts), ("QUEUE_BYTES", q_bytes), ("BUCKET_PACKETS", buckets))
+        self._bus_reads(m, flops, mems)
+        return m
+
+    def _bus_reads(self, m, flops, mems):
+        """Bus reads of the flop counters (``flops``: (address, signal) pairs) and of the
+        counter memories (``mems``: (register name, :class:`CounterMemory`) pairs).
+
+        Registered at every step so no address decode or read multiplexer lies on a path
+        into the bus: ``step`` counts the cycles of an access (the address holds until
+        ``ack``). Step 0: the memories read the address and each "which counter" compare
+        goes into a flop. Step 1: the flop counters' multiplexer (one-hot, from those
+        flops) into ``flop_data``. Step 2: the chosen value into ``r_data``. Step 3: ``ack``.
+        Writes are acknowledged the same way and ignored.
+        """
+        rm, csr = self.regmap, self.csr
+        step, flop_data = registered_reads(m, csr, flops)
         mem_sel = Signal(len(mems))
         hits = []
         for name, mem in mems:
@@ -195,4 +202,3 @@ class RxCounters(wiring.Component):
             m.d.sync += csr.r_data.eq(
                 flop_data | one_hot_select(mem_sel, [mem.rd_data for _, mem in mems]))
         m.d.comb += csr.ack.eq(step == 3)
-        return m
