@@ -18,9 +18,8 @@ import random
 from collections import deque
 
 import pytest
-from amaranth.sim import Simulator
 
-from kit import HoldRule, pack, pack_image, unpack
+from kit import HoldRule, pack, pack_image, run_simulation, seeded_rng, unpack
 
 from hetnic.gateware.beat import Beat
 from hetnic.gateware.dma import (DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone,
@@ -343,20 +342,16 @@ class Bench:
 
 
 def simulate(dut, seed, scenario, limit=200_000, **bench_args):
-    """Run ``scenario(ctx, bench)`` beside the models; print the seed."""
-    print(f"seed {seed:#x}")
-    rng = random.Random(seed)
-    bench = Bench(dut, rng, limit=limit, **bench_args)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench.models, background=True)
+    """Run ``scenario(ctx, bench)`` beside the models (print the seed), then drain and check
+    the guard bytes; fail after ``limit`` cycles."""
+    bench = Bench(dut, seeded_rng(seed), limit=limit, **bench_args)
 
     async def run(ctx):
         await scenario(ctx, bench)
         await bench.drain(ctx)
         bench.check_guards()
-    sim.add_testbench(run)
-    sim.run()
+
+    run_simulation(dut, run, background=(bench.models,), cycle_limit=limit + 1)
     return bench
 
 
