@@ -24,7 +24,6 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.gateware.dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteRequest
 from hetnic.gateware.tx_engine import TxWorkItemEngine
@@ -33,7 +32,8 @@ from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxCompletion, TxGath
 from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE, QUEUE_STATUS_BAD_ADDR,
                          QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA, QUEUE_STATUS_DOORBELL,
                          RegisterMap)
-from kit import StreamSink, StreamSource, pack, pack_image, unpack, unpack_image
+from kit import (StreamSink, StreamSource, pack, pack_image, run_simulation, unpack,
+                 unpack_image)
 
 SEED = 0x7E_C0FFEE
 ARENA = 0x0000_7F12_3400_0000       # high bits set: 64-bit addresses matter
@@ -332,18 +332,9 @@ class Bench:
         self.cookie = 0x1000
 
     def run(self, main):
-        sim = Simulator(self.dut)
-        sim.add_clock(1e-8)
-        finished = []
-
-        async def bench(ctx):
-            await main(ctx)
-            finished.append(True)
-
-        sim.add_testbench(self.env.run, background=True)
-        sim.add_testbench(bench)
-        sim.run()
-        assert finished
+        """Run ``main(ctx)`` beside the DMA/MAC model; fail after the model's cycle limit."""
+        run_simulation(self.dut, main, background=(self.env.run,),
+                       cycle_limit=self.env.limit + 1)
 
     # --- registers
     async def write(self, ctx, name, q, value):
