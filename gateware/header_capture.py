@@ -158,7 +158,13 @@ class HeaderBufferCapture(wiring.Component):
         buf_length = [Signal(16, name=f"buf{k}_length") for k in range(2)]
         buf_mac_error = [Signal(name=f"buf{k}_mac_error") for k in range(2)]
         buf_full = [Signal(name=f"buf{k}_full") for k in range(2)]
+        self._fill(m, capture_beats, buf, buf_length, buf_mac_error, buf_full)
+        self._present(m, buf, buf_length, buf_mac_error, buf_full)
+        return m
 
+    def _fill(self, m, capture_beats, buf, buf_length, buf_mac_error, buf_full):
+        """Each frame's first ``capture_beats`` beats into the free buffer, its length and
+        error bit beside it; the buffer is full after the frame's last beat."""
         fill_sel = Signal()                         # buffer the current frame goes to
         beat_count = Signal(range(capture_beats + 1))
         length = Signal(16)                         # bytes of the frame before this beat
@@ -198,7 +204,9 @@ class HeaderBufferCapture(wiring.Component):
                     mac_error.eq(new_mac_error),
                 ]
 
-        # The walk reads buffer `parse_sel`; its release frees the buffer.
+    def _present(self, m, buf, buf_length, buf_mac_error, buf_full):
+        """The walk reads buffer ``parse_sel``: its slices at ``frame``; the walk's release
+        frees the buffer."""
         frame = self.frame
         parse_sel = Signal()
         parsed = Signal.like(buf[0])
@@ -223,4 +231,3 @@ class HeaderBufferCapture(wiring.Component):
             for k in range(2):
                 with m.If(parse_sel == k):
                     m.d.sync += buf_full[k].eq(0)
-        return m

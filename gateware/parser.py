@@ -58,9 +58,9 @@ class HeaderParser(wiring.Component):
     and the shifter that reads them: a
     :class:`~hetnic.gateware.header_byte_capture.HeaderByteCapture`), and every engine step
     takes four cycles. Latency then is 3 + 4 x (cycles per frame) cycles after the last
-    beat, and ``i.ready`` falls for two cycles after every frame; a frame takes at least 60 cycles at 8 bits, so a stream from a MAC (which adds
-    at least 20 cycles of preamble and gap per frame) is never slowed down. Same records,
-    same model.
+    beat, and ``i.ready`` falls for two cycles after every frame; a frame takes at least 60
+    cycles at 8 bits, so a stream from a MAC (which adds at least 20 cycles of preamble and
+    gap per frame) is never slowed down. Same records, same model.
 
     Parameters
     ----------
