@@ -22,8 +22,7 @@ slow clock leaves the placer room on a nearly full device), with the platform's 
 reset that iCE40 block RAMs need.
 """
 
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import io
+from amaranth.hdl import Module
 from amaranth.lib.wiring import connect
 
 from ..gateware.axil import CsrDecoder
@@ -31,7 +30,7 @@ from ..gateware.hash_injector import HashInjector, injector_window
 from ..gateware.rss_steering import RssSteering
 from ..gateware.uart_bridge import UartBridge, UartBridgedCore, uart_divisor
 from ..params import ICE40_SERIAL_CORE, NicParams
-from .top import UART_BAUD
+from .top import UART_BAUD, BoardTop
 
 __all__ = ["SerialCore", "Ice40BoardTop", "ICE40_CLK_HZ"]
 
@@ -87,25 +86,18 @@ class SerialCore(UartBridgedCore):
         return m
 
 
-class Ice40BoardTop(Elaboratable):
+class Ice40BoardTop(BoardTop):
     """The iCEBreaker's top: :class:`SerialCore` on the 12 MHz oscillator (the platform's
     default ``sync`` domain, with its power-on reset) and the FTDI UART (``uart`` 0).
     ``board`` is a :class:`~hetnic.boards.Board`; elaborate only with its platform."""
-    def __init__(self, board):
-        if board.ports != 0:
-            raise ValueError(f"Ice40BoardTop is the serial-fed core of a board without "
-                             f"Ethernet; {board.name} has {board.ports} RGMII ports")
-        self.board = board
+    RGMII_PORTS = (0,)
+    BOARD_KIND = "the serial-fed core of a board without Ethernet"
+    SIMULATE = "hetnic.boards.ice40_top.SerialCore"
 
-    def elaborate(self, platform):
-        if platform is None:
-            raise TypeError("Ice40BoardTop is built for a board platform only; simulate "
-                            "hetnic.boards.ice40_top.SerialCore instead")
+    def elaborate_board(self, platform):
         m = Module()
         m.submodules.core = core = SerialCore(clk_hz=platform.default_clk_frequency,
                                               params=ICE40_SERIAL_CORE)
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [core.uart_rx.eq(uart_rx.i), uart_tx.o.eq(core.uart_tx)]
+        uart_rx, uart_tx = self.uart(m, platform)
+        m.d.comb += [core.uart_rx.eq(uart_rx), uart_tx.eq(core.uart_tx)]
         return m

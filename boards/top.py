@@ -330,23 +330,55 @@ def _rx_crossing(domain):
     return AsyncFIFOBuffered(width=Beat(8).size, depth=513, w_domain=domain, r_domain="sync")
 
 
-class Ecp5BoardTop(Elaboratable):
+class BoardTop(Elaboratable):
+    """Base of a board's top: a :class:`~hetnic.boards.Board` with as many RGMII ports as
+    the top takes, built for the board's platform only, its register bridge on a UART.
+
+    A subclass sets ``RGMII_PORTS`` (the port counts it takes), ``BOARD_KIND`` (which boards
+    those are, for the error message) and ``SIMULATE`` (what to simulate instead), and
+    builds its design in :meth:`elaborate_board`.
+    """
+    RGMII_PORTS: tuple[int, ...]
+    BOARD_KIND: str
+    SIMULATE: str
+
+    def __init__(self, board):
+        if board.ports not in self.RGMII_PORTS:
+            raise ValueError(f"{type(self).__name__} is for {self.BOARD_KIND}; "
+                             f"{board.name} has {board.ports} RGMII ports")
+        self.board = board
+
+    def elaborate(self, platform):
+        if platform is None:
+            raise TypeError(f"{type(self).__name__} is built for a board platform only; "
+                            f"simulate {self.SIMULATE} instead")
+        return self.elaborate_board(platform)
+
+    def elaborate_board(self, platform) -> Module:
+        raise NotImplementedError
+
+    def uart(self, m, platform):
+        """The register bridge's serial line: ``(rx, tx)``, the received line (idle high)
+        and the line to drive. Here amaranth-boards' ``uart`` 0; a board without one
+        overrides this (:class:`~hetnic.boards.butterstick.ButterStickTop`)."""
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        return rx.i, tx.o
+
+
+class Ecp5BoardTop(BoardTop):
     """An ECP5 board's top: the clocks, resets and pins around a :class:`BoardCore` with
     ``board.ports`` ports (see the module documentation). ``board`` is a
     :class:`~hetnic.boards.Board`; elaborate only with its platform (the PLL and DDR
     buffers are ECP5 primitives). The core is built in ``elaborate``, so a top that is never
     built leaves nothing unused behind.
     """
-    def __init__(self, board):
-        if board.ports not in (1, 2):
-            raise ValueError(f"Ecp5BoardTop needs a board with one or two RGMII ports; "
-                             f"{board.name} has {board.ports}")
-        self.board = board
+    RGMII_PORTS = (1, 2)
+    BOARD_KIND = "a board with one or two RGMII ports"
+    SIMULATE = "hetnic.boards.sim_top.BoardSimTop"
 
-    def elaborate(self, platform):
-        if platform is None:
-            raise TypeError("Ecp5BoardTop is built for a board platform only; simulate "
-                            "hetnic.boards.sim_top.BoardSimTop instead")
+    def elaborate_board(self, platform):
         m = Module()
 
         # --- clocks and resets --------------------------------------------------------------
@@ -393,15 +425,6 @@ class Ecp5BoardTop(Elaboratable):
         uart_rx, uart_tx = self.uart(m, platform)
         m.d.comb += [core.uart_rx.eq(uart_rx), uart_tx.eq(core.uart_tx)]
         return m
-
-    def uart(self, m, platform):
-        """The register bridge's serial line: ``(rx, tx)``, the received line (idle high)
-        and the line to drive. Here amaranth-boards' ``uart`` 0; a board without one
-        overrides this (:class:`~hetnic.boards.butterstick.ButterStickTop`)."""
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
-        return rx.i, tx.o
 
 
 def _request_rgmii(platform, number):
