@@ -64,10 +64,9 @@ def simulate(traffic: Traffic, width: int, capture_bytes: int = 128) -> list[int
     budget = 2 * len(beats) + 12 * len(traffic.frames) + 100
     if traffic.gap or traffic.backpressure:
         budget = int(budget / (1 - max(traffic.gap, traffic.backpressure)) ** 2) + 100
-    source = StreamSource(dut.i, rng=random.Random(traffic.seed), gap=traffic.gap, name="i")
+    source = StreamSource(dut.i, seed=traffic.seed, gap=traffic.gap, name="i")
     source.extend(beats)
-    sink = StreamSink(dut.o, rng=random.Random(traffic.seed + 1), stall=traffic.backpressure,
-                      name="o")
+    sink = StreamSink(dut.o, seed=traffic.seed + 1, stall=traffic.backpressure, name="o")
 
     async def producer(ctx):
         ctx.set(dut.max_frame, traffic.max_frame)

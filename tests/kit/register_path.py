@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, connect, flipped
 
 from hetnic.gateware.axil import CsrSignature
 from hetnic.gateware.counters import RxCounters
-from hetnic.gateware.registers import RegisterFile, connect_reta
+from hetnic.gateware.registers import RegisterFile
 from hetnic.gateware.reta import IndirectionTable
 
 __all__ = ["RegisterPath"]
@@ -43,9 +43,9 @@ class RegisterPath(wiring.Component):
         m.submodules.counters = self.counters
         connect(m, flipped(self.csr), regs.csr)
         connect(m, regs.counters, self.counters.csr)
-        connect_reta(m, regs, reta)
+        connect(m, regs.reta, reta.bus)
         m.d.comb += [
-            regs.commit_apply.eq(regs.commit_pending & ~reta.busy & self.apply_en),
+            regs.commit_apply.eq(regs.commit_pending & ~reta.bus.busy & self.apply_en),
             reta.flip_stb.eq(regs.commit_done),
         ]
         return m

@@ -30,6 +30,13 @@ def seeded_rng(seed: int, name: str = "seed") -> random.Random:
     return random.Random(seed)
 
 
+def _random_source(rng: random.Random | None, seed: int | None, name: str) -> random.Random:
+    if (rng is None) == (seed is None):
+        raise ValueError(f"{name}: give either rng (a shared generator) or seed, not "
+                         f"{'both' if rng is not None else 'neither'}")
+    return rng if rng is not None else seeded_rng(seed, f"{name} seed")
+
+
 class HoldRule:
     """The stream (and AXI) rule, checked on named channels: a payload offered but not taken
     (``valid`` high, ``ready`` low) is offered again, unchanged, in the next cycle.
@@ -62,7 +69,11 @@ class StreamSource:
     stream :
         The DUT's input stream (its ``valid`` and ``payload`` are driven, ``ready`` sampled).
     rng :
-        The random source of the gaps (see :func:`seeded_rng`).
+        The random source of the gaps (see :func:`seeded_rng`), possibly shared with other
+        objects of the bench.
+    seed :
+        Instead of ``rng``: a generator of its own with this seed (printed, and kept as
+        ``seed``).
     gap :
         The chance that the source stays idle for a cycle before offering the next payload
         (one draw per cycle while it has a payload to offer and none on offer).
@@ -80,11 +91,13 @@ class StreamSource:
         Cycles with a payload on offer that ``ready`` did not take.
     """
 
-    def __init__(self, stream, *, rng: random.Random, gap: float = 0.0,
-                 idle_payload: Callable[[], int] | None = None, name: str = "source"):
+    def __init__(self, stream, *, rng: random.Random | None = None, seed: int | None = None,
+                 gap: float = 0.0, idle_payload: Callable[[], int] | None = None,
+                 name: str = "source"):
         if not 0.0 <= gap < 1.0:
             raise ValueError(f"gap is a chance per cycle in [0, 1), not {gap!r}")
-        self.stream, self.rng, self.gap, self.name = stream, rng, gap, name
+        self.rng, self.seed = _random_source(rng, seed, name), seed
+        self.stream, self.gap, self.name = stream, gap, name
         self.idle_payload = idle_payload
         self.payload = Value.cast(stream.payload)
         self.pending = deque()
@@ -150,7 +163,11 @@ class StreamSink:
     stream :
         The DUT's output stream (its ``ready`` is driven, ``valid`` and ``payload`` sampled).
     rng :
-        The random source of the stalls (see :func:`seeded_rng`).
+        The random source of the stalls (see :func:`seeded_rng`), possibly shared with other
+        objects of the bench.
+    seed :
+        Instead of ``rng``: a generator of its own with this seed (printed, and kept as
+        ``seed``).
     stall :
         The chance that ``ready`` is low in a cycle (one draw per cycle).
     check_hold :
@@ -166,11 +183,12 @@ class StreamSink:
         The cycle at which each was taken.
     """
 
-    def __init__(self, stream, *, rng: random.Random, stall: float = 0.0,
-                 check_hold: bool = True, name: str = "sink"):
+    def __init__(self, stream, *, rng: random.Random | None = None, seed: int | None = None,
+                 stall: float = 0.0, check_hold: bool = True, name: str = "sink"):
         if not 0.0 <= stall < 1.0:
             raise ValueError(f"stall is a chance per cycle in [0, 1), not {stall!r}")
-        self.stream, self.rng, self.stall, self.name = stream, rng, stall, name
+        self.rng, self.seed = _random_source(rng, seed, name), seed
+        self.stream, self.stall, self.name = stream, stall, name
         self.check_hold = check_hold
         self.payload = Value.cast(stream.payload)
         self.ready = False

@@ -112,9 +112,16 @@ def test_pack_and_unpack():
         unpack_image(Event, image[:15])
 
 
-def test_source_and_sink_check_their_chances():
+def test_source_and_sink_check_their_arguments(capsys):
     port = stream.Signature(8).create()
     with pytest.raises(ValueError, match="not 1.0"):
         StreamSource(port, rng=random.Random(), gap=1.0)
     with pytest.raises(ValueError, match="not -0.1"):
         StreamSink(port, rng=random.Random(), stall=-0.1)
+    with pytest.raises(ValueError, match="i: give either rng .* or seed, not neither"):
+        StreamSource(port, name="i")
+    with pytest.raises(ValueError, match="o: give either rng .* or seed, not both"):
+        StreamSink(port, rng=random.Random(), seed=1, name="o")
+    sink = StreamSink(port, seed=0x5EED, name="o")
+    assert sink.seed == 0x5EED and "o seed=0x5eed" in capsys.readouterr().out
+    assert sink.rng.random() == random.Random(0x5EED).random()
