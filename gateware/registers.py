@@ -8,8 +8,9 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import MS_RSS_DEFAULT_KEY, Rule, RuleAction
 from ..regs import RULE_STRIDE, RULE_WORDS, RegisterMap
 from .axil import CsrSignature, one_hot_select
+from .reta import RetaPortSignature
 
-__all__ = ["RegisterFile", "RuleShadows", "connect_reta"]
+__all__ = ["RegisterFile", "RuleShadows"]
 
 #: Words of the rule shadow memory per rule: the register stride. The words past
 #: :data:`~hetnic.regs.RULE_WORDS` are not registers and are never written.
@@ -108,7 +109,7 @@ class RegisterFile(wiring.Component):
     (key, control words), increments ``generation`` and lowers ``commit_pending``. The bus
     waits (no ``ack``) for a rule access or a write during the copy. The RETA lives in the
     indirection table and the counters in the counter block: their accesses are forwarded
-    (``reta_*``, ``counters``) from the access's second cycle.
+    (``reta``, ``counters``) from the access's second cycle.
 
     The address decode and the read multiplexer are registered (:meth:`_elaborate_bus`), so
     accesses are not answered in their first cycle: a register write in the second, a
@@ -133,16 +134,19 @@ class RegisterFile(wiring.Component):
     key, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action,
     rules, generation : Out
         The active configuration. ``key`` is the 40-byte RSS key as one big-endian integer.
+    reta : Out(RetaPortSignature(reta_size))
+        ``RETA`` accesses, to the indirection table's ``bus`` (``wiring.connect``); its
+        ``busy`` reads as ``COMMIT_STATUS.busy``.
+    counters : Out(CsrSignature(16))
+        Accesses to the counter registers, to the counter block.
     """
     def __init__(self, regmap: RegisterMap):
         self.regmap = regmap
         p = regmap.params
-        self.reta_bits = (p["reta_size"] - 1).bit_length()
         ctrl = regmap["CTRL"]
         super().__init__({
             "csr": In(CsrSignature(16)),
             "commit_pending": Out(1), "commit_apply": In(1), "commit_done": Out(1),
-            "reta_busy": In(1),
             # The active copies start out equal to the shadows' reset values.
             "key": Out(320, init=int.from_bytes(MS_RSS_DEFAULT_KEY, "big")),
             "hash_enable": Out(8, init=regmap.reset_value("CTRL") & ctrl.field("hash_enable").mask),
@@ -153,8 +157,7 @@ class RegisterFile(wiring.Component):
                 "reta_size_log2": p["reta_size"].bit_length() - 1}),
             "rules": Out(data.ArrayLayout(Rule, p["n_rules"])),
             "generation": Out(16),
-            "reta_addr": Out(self.reta_bits), "reta_r_stb": Out(1), "reta_w_stb": Out(1),
-            "reta_w_data": Out(8), "reta_ack": In(1), "reta_r_data": In(8),
+            "reta": Out(RetaPortSignature(p["reta_size"])),
             "counters": Out(CsrSignature(16)),
         })
 
@@ -217,8 +220,8 @@ class RegisterFile(wiring.Component):
         four flop outputs."""
         rm, p, csr = self.regmap, self.regmap.params, self.csr
         writable = list(shadows.items())
-        reta, rule_base = rm["RETA"], rm.addr("RULE")
-        in_reta = (csr.addr >= reta.offset) & (csr.addr < reta.offset + 4 * p["reta_size"])
+        reta_base, rule_base = rm.addr("RETA"), rm.addr("RULE")
+        in_reta = (csr.addr >= reta_base) & (csr.addr < reta_base + 4 * p["reta_size"])
         in_counters = 0
         for reg in (r for r in rm.present() if r.access == "counter"):
             in_counters |= ((csr.addr >= reg.offset) &
@@ -226,7 +229,7 @@ class RegisterFile(wiring.Component):
         in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
                     & ((csr.addr - rule_base)[2:2 + (_RULE_SLOTS - 1).bit_length()] < RULE_WORDS))
         readable = [(rm.addr(name), rm.ro_value(name)) for name in _ID_REGS]
-        readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta_busy)),
+        readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta.busy)),
                      (rm.addr("GENERATION"), self.generation)]
         readable += writable
         hit_reta, hit_counters, hit_rules, hit_local = (Signal(name=f"hit_{n}") for n in
@@ -247,8 +250,8 @@ class RegisterFile(wiring.Component):
         m.d.sync += local_data.eq(one_hot_select(read_sel, [value for _, value in readable]))
 
         m.d.comb += [
-            self.reta_addr.eq((csr.addr - reta.offset)[2:2 + self.reta_bits]),
-            self.reta_w_data.eq(csr.w_data[:8]),
+            self.reta.addr.eq((csr.addr - reta_base)[2:2 + len(self.reta.addr)]),
+            self.reta.w_data.eq(csr.w_data),
             self.counters.addr.eq(csr.addr),
             self.counters.w_data.eq(csr.w_data),
             rules.bus_addr.eq((csr.addr - rule_base)[2:2 + len(rules.bus_addr)]),
@@ -256,11 +259,11 @@ class RegisterFile(wiring.Component):
             # The answer: the selects are flops, so this is a four-way AND-OR per bit.
             csr.r_data.eq(one_hot_select(
                 Cat(hit_reta, hit_counters, hit_rules, hit_local),
-                [self.reta_r_data, self.counters.r_data, rules.r_data, local_data])),
+                [self.reta.r_data, self.counters.r_data, rules.r_data, local_data])),
         ]
         with m.If(decoded & hit_reta):
-            m.d.comb += [self.reta_r_stb.eq(csr.r_stb), self.reta_w_stb.eq(csr.w_stb),
-                         csr.ack.eq(self.reta_ack)]
+            m.d.comb += [self.reta.r_stb.eq(csr.r_stb), self.reta.w_stb.eq(csr.w_stb),
+                         csr.ack.eq(self.reta.ack)]
         with m.If(decoded & hit_counters):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.counters.ack)]
@@ -292,13 +295,3 @@ class RegisterFile(wiring.Component):
             with m.If(csr.w_stb & ~rules.busy):
                 m.d.comb += [rules.bus_w_en.eq(1), csr.ack.eq(1)]
 
-
-def connect_reta(m, regs, reta):
-    """Wire a :class:`RegisterFile`'s forwarded RETA accesses (``reta_*``) to an
-    :class:`~hetnic.gateware.reta.IndirectionTable`'s bus and its ``busy``."""
-    m.d.comb += [
-        reta.bus_addr.eq(regs.reta_addr), reta.bus_r_stb.eq(regs.reta_r_stb),
-        reta.bus_w_stb.eq(regs.reta_w_stb), reta.bus_w_data.eq(regs.reta_w_data),
-        regs.reta_ack.eq(reta.bus_ack), regs.reta_r_data.eq(reta.bus_r_data),
-        regs.reta_busy.eq(reta.busy),
-    ]

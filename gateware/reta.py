@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import PacketMeta
 
-__all__ = ["reta_index", "IndirectionTable"]
+__all__ = ["reta_index", "RetaPortSignature", "IndirectionTable"]
 
 
 def reta_index(meta, size):
@@ -24,6 +24,41 @@ def reta_index(meta, size):
     return (meta.reta_offset + (meta.hash[:log2] & slice_mask))[:log2]
 
 
+class RetaPortSignature(wiring.Signature):
+    """Access to an :class:`IndirectionTable`'s shadow bank by entry index, seen from the
+    register file (the table's ``bus`` is its flip). ``wiring.connect`` joins the two.
+
+    Parameters
+    ----------
+    size : int
+        Entries of the table.
+    queue_width : int
+        Bits per entry.
+
+    Members
+    -------
+    addr : Out(range(size))
+    r_stb, w_stb : Out(1)
+        A read or a write of entry ``addr``, held (with ``addr`` and ``w_data``) until
+        ``ack``.
+    w_data : Out(queue_width)
+    ack : In(1)
+        A read is answered two cycles after the request (the read data is registered), a
+        write when it is performed; neither while ``busy``.
+    r_data : In(queue_width)
+        Valid with ``ack``.
+    busy : In(1)
+        The shadow bank is being refreshed after a flip.
+    """
+    def __init__(self, size: int, queue_width: int = 8):
+        self.size, self.queue_width = size, queue_width
+        super().__init__({
+            "addr": Out(range(size)), "r_stb": Out(1), "w_stb": Out(1),
+            "w_data": Out(queue_width), "ack": In(1), "r_data": In(queue_width),
+            "busy": In(1),
+        })
+
+
 class IndirectionTable(wiring.Component):
     """Looks up each record's receive queue in a double-banked indirection table.
 
@@ -32,7 +67,7 @@ class IndirectionTable(wiring.Component):
     frame boundary) swaps the banks in one cycle; the table then copies the new active bank
     into the new shadow bank, one entry per cycle (``busy``, ``size + 1`` cycles), so the
     shadow again equals what is active. Bus reads and writes wait (no ``ack``) while
-    ``busy``: the refresh uses the shadow bank's port.
+    ``bus.busy``: the refresh uses the shadow bank's port.
 
     Parameters
     ----------
@@ -47,14 +82,12 @@ class IndirectionTable(wiring.Component):
         ``i.ready`` depends combinationally on ``o.ready``.
     o : Out(stream.Signature(PacketMeta))
         ``queue`` filled in. One record per cycle, latency 2 cycles.
-    bus_addr, bus_r_stb, bus_w_stb, bus_w_data, bus_ack, bus_r_data
-        Shadow-bank access by entry index; ``bus_ack`` answers a read two cycles after the
-        request (the read data is registered) and a write when it is performed.
+    bus : In(RetaPortSignature(size, queue_width))
+        Shadow-bank access by entry index, and ``busy``: the shadow bank is being
+        refreshed.
     flip_stb : In(1)
-        Make the shadow bank active. Must only be given while ``busy`` is low and no record
-        is inside the table (``i.valid``/``o.valid`` low).
-    busy : Out(1)
-        The shadow bank is being refreshed.
+        Make the shadow bank active. Must only be given while ``bus.busy`` is low and no
+        record is inside the table (``i.valid``/``o.valid`` low).
     """
     def __init__(self, size, queue_width=8):
         if not isinstance(size, int) or size < 2 or size > 2048 or size & (size - 1):
@@ -63,9 +96,8 @@ class IndirectionTable(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(PacketMeta)),
             "o": Out(stream.Signature(PacketMeta)),
-            "bus_addr": In(range(size)), "bus_r_stb": In(1), "bus_w_stb": In(1),
-            "bus_w_data": In(queue_width), "bus_ack": Out(1), "bus_r_data": Out(queue_width),
-            "flip_stb": In(1), "busy": Out(1),
+            "bus": In(RetaPortSignature(size, queue_width)),
+            "flip_stb": In(1),
         })
 
     def elaborate(self, platform):
@@ -106,13 +138,14 @@ class IndirectionTable(wiring.Component):
         # --- shadow refresh after a flip ---------------------------------------------------
         copy_index = Signal(log2 + 1, init=size)    # entry being read; == size when done
         copy_write = Signal()               # side.data holds entry copy_index - 1
-        m.d.comb += self.busy.eq((copy_index != size) | copy_write)
+        busy = self.bus.busy
+        m.d.comb += busy.eq((copy_index != size) | copy_write)
         m.d.comb += side.en.eq(1)
         read_wait = Signal(2)               # cycles a bus read has been under way
         with m.If(self.flip_stb):
             m.d.sync += [active.eq(~active), copy_index.eq(0), copy_write.eq(0),
                          read_wait.eq(0)]
-        with m.Elif(self.busy):
+        with m.Elif(busy):
             m.d.sync += read_wait.eq(0)
             m.d.comb += side.addr.eq(active << log2 | copy_index[:log2])
             m.d.sync += [copy_write.eq(copy_index != size),
@@ -122,14 +155,15 @@ class IndirectionTable(wiring.Component):
                              wr.addr.eq(~active << log2 | (copy_index - 1)[:log2])]
         with m.Else():
             # --- bus access to the shadow bank ---------------------------------------------
-            m.d.comb += side.addr.eq(~active << log2 | self.bus_addr)
-            with m.If(self.bus_w_stb):
-                m.d.comb += [wr.en.eq(1), wr.data.eq(self.bus_w_data),
-                             wr.addr.eq(~active << log2 | self.bus_addr), self.bus_ack.eq(1)]
-            with m.Elif(self.bus_r_stb):
+            bus = self.bus
+            m.d.comb += side.addr.eq(~active << log2 | bus.addr)
+            with m.If(bus.w_stb):
+                m.d.comb += [wr.en.eq(1), wr.data.eq(bus.w_data),
+                             wr.addr.eq(~active << log2 | bus.addr), bus.ack.eq(1)]
+            with m.Elif(bus.r_stb):
                 # Address in one cycle, data registered in the next, answer in the third:
                 # the block RAM's output goes to a flop, not into the bus's multiplexers.
                 m.d.sync += read_wait.eq(Mux(read_wait == 2, 0, read_wait + 1))
-                m.d.comb += self.bus_ack.eq(read_wait == 2)
-        m.d.sync += self.bus_r_data.eq(side.data)
+                m.d.comb += bus.ack.eq(read_wait == 2)
+        m.d.sync += self.bus.r_data.eq(side.data)
         return m

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out, connect
 from ..protocol import RSS_MAX_INPUT_LEN, PacketMeta
 from ..params import NicParams
 from .axil import CsrSignature
-from .registers import RegisterFile, connect_reta
+from .registers import RegisterFile
 from .reta import IndirectionTable
 from .toeplitz import ToeplitzHash, ToeplitzInput
 
@@ -77,7 +77,7 @@ class RssSteering(wiring.Component):
         m.submodules.reta = reta = IndirectionTable(self.regmap.params["reta_size"])
 
         connect(m, wiring.flipped(self.csr), regs.csr)
-        connect_reta(m, regs, reta)
+        connect(m, regs.reta, reta.bus)
 
         # --- inputs: none while a commit waits -------------------------------------------------
         m.d.comb += [
@@ -109,7 +109,7 @@ class RssSteering(wiring.Component):
         left = self.o.valid & self.o.ready
         m.d.sync += in_flight.eq(in_flight + taken - left)
         m.d.comb += [
-            regs.commit_apply.eq(regs.commit_pending & (in_flight == 0) & ~reta.busy),
+            regs.commit_apply.eq(regs.commit_pending & (in_flight == 0) & ~reta.bus.busy),
             reta.flip_stb.eq(regs.commit_done),
         ]
         return m

@@ -11,7 +11,7 @@ from .beat import Beat
 from .classifier import FlowClassifier
 from .counters import RxCounters
 from .parser import HeaderParser
-from .registers import RegisterFile, connect_reta
+from .registers import RegisterFile
 from .reta import IndirectionTable, reta_index
 from .rx_frame_fork import RxFrameFork
 from .rss import RssHashStage
@@ -103,7 +103,7 @@ class RxPipeline(wiring.Component):
         m.submodules.reta = reta = IndirectionTable(p["reta_size"])
         connect(m, wiring.flipped(self.csr), regs.csr)
         connect(m, regs.counters, counters.csr)
-        connect_reta(m, regs, reta)
+        connect(m, regs.reta, reta.bus)
         connect(m, wiring.flipped(self.rx), fork.rx)
         connect(m, fork.data, wiring.flipped(self.data))
         connect(m, fork.parse, parser.i)
@@ -167,6 +167,6 @@ class RxPipeline(wiring.Component):
         m.d.sync += [in_flight.eq(next_in_flight), in_flight_full.eq(next_in_flight == 255)]
         m.d.comb += [
             regs.commit_apply.eq(regs.commit_pending & ~fork.mid_frame & (in_flight == 0) &
-                                 ~reta.busy),
+                                 ~reta.bus.busy),
             reta.flip_stb.eq(regs.commit_done),
         ]

@@ -318,7 +318,7 @@ def test_shadow_reset_write_commit():
 
             # The RETA refresh follows every applied commit; wait for it.
             for _ in range(2 * rm.params["reta_size"] + 10):
-                if not ctx.get(dut.reta.busy):
+                if not ctx.get(dut.reta.bus.busy):
                     break
                 await ctx.tick()
             assert await status(ctx) == 0
@@ -355,14 +355,14 @@ def test_commit_waits_for_reta_refresh():
                 break
         await ctx.tick()
         ctx.set(dut.apply_en, 0)
-        assert ctx.get(dut.reta.busy) and ctx.get(regs.generation) == 1
+        assert ctx.get(dut.reta.bus.busy) and ctx.get(regs.generation) == 1
         assert await master.read_ok(ctx, rm.addr("COMMIT_STATUS")) == 0b10
         # A commit while busy stays pending, even with apply_en high.
         await master.write_ok(ctx, rm.addr("COMMIT"), 1)
         assert await master.read_ok(ctx, rm.addr("COMMIT_STATUS")) == 0b11
         ctx.set(dut.apply_en, 1)
         for _ in range(3):
-            assert ctx.get(dut.reta.busy) and not ctx.get(regs.commit_apply)
+            assert ctx.get(dut.reta.bus.busy) and not ctx.get(regs.commit_apply)
             await ctx.tick()
         assert ctx.get(regs.generation) == 1
         # A RETA write now waits for the refresh. Then the pending commit applies: while it
@@ -371,12 +371,12 @@ def test_commit_waits_for_reta_refresh():
         await master.write_ok(ctx, rm.addr("RETA", 3), 0xA5)
         assert master.last_cycles >= 20, "RETA write did not wait for the refresh"
         for _ in range(rm.params["n_rules"] * RULE_STRIDE // 4 + 2 * size + 20):
-            if ctx.get(regs.generation) == 2 and not ctx.get(dut.reta.busy):
+            if ctx.get(regs.generation) == 2 and not ctx.get(dut.reta.bus.busy):
                 break
             await ctx.tick()
         ctx.set(dut.apply_en, 0)
         assert ctx.get(regs.generation) == 2 and not ctx.get(regs.commit_pending)
-        assert not ctx.get(dut.reta.busy)
+        assert not ctx.get(dut.reta.bus.busy)
         table[3] = 0xA5
         for index, queue in enumerate(table):
             assert await master.read_ok(ctx, rm.addr("RETA", index)) == queue, index
@@ -409,7 +409,7 @@ def test_rule_access_waits_for_the_copy():
         assert await master.read_ok(ctx, rm.addr("RULE", 3, 0)) == new
         await master.write_ok(ctx, rm.addr("MAX_FRAME"), 0x1234)
         await master.write_ok(ctx, rm.addr("COMMIT"), 1)
-        while ctx.get(dut.reta.busy):           # the RETA refresh after the first commit
+        while ctx.get(dut.reta.bus.busy):           # the RETA refresh after the first commit
             await ctx.tick()
         ctx.set(dut.apply_en, 1)
         await ctx.tick()

@@ -72,17 +72,17 @@ class TableBench:
         self.sink.drive(ctx)
         if self.bus:
             kind, addr, value, _ = self.bus
-            ctx.set(dut.bus_addr, addr)
-            ctx.set(dut.bus_w_data, value if kind == "w" else rng.getrandbits(8))
-            ctx.set(dut.bus_r_stb, kind == "r")
-            ctx.set(dut.bus_w_stb, kind == "w")
+            ctx.set(dut.bus.addr, addr)
+            ctx.set(dut.bus.w_data, value if kind == "w" else rng.getrandbits(8))
+            ctx.set(dut.bus.r_stb, kind == "r")
+            ctx.set(dut.bus.w_stb, kind == "w")
         else:
-            ctx.set(dut.bus_addr, rng.randrange(dut.size))
-            ctx.set(dut.bus_r_stb, 0)
-            ctx.set(dut.bus_w_stb, 0)
+            ctx.set(dut.bus.addr, rng.randrange(dut.size))
+            ctx.set(dut.bus.r_stb, 0)
+            ctx.set(dut.bus.w_stb, 0)
         _, _, i_ready, o_valid, o_payload, ack, r_data, busy = await ctx.tick().sample(
-            dut.i.ready, dut.o.valid, dut.o.payload.as_value(), dut.bus_ack, dut.bus_r_data,
-            dut.busy)
+            dut.i.ready, dut.o.valid, dut.o.payload.as_value(), dut.bus.ack, dut.bus.r_data,
+            dut.bus.busy)
         self.busy_cycles += busy
         if self.sink.update(o_valid, o_payload) is not None:
             assert self.in_flight, f"cycle {self.cycle}: a record nobody sent"
@@ -129,7 +129,7 @@ class TableBench:
 
     async def flip(self, ctx):
         """Commit at a quiet moment; wait until the refresh is done. Returns busy cycles."""
-        assert not self.bus and not ctx.get(self.dut.busy)
+        assert not self.bus and not ctx.get(self.dut.bus.busy)
         assert not ctx.get(self.dut.i.valid) and not ctx.get(self.dut.o.valid)
         ctx.set(self.dut.flip_stb, 1)
         await ctx.tick()
@@ -137,7 +137,7 @@ class TableBench:
         self.cycle += 1
         self.active, self.shadow = self.shadow, list(self.shadow)
         busy = 0
-        while ctx.get(self.dut.busy):
+        while ctx.get(self.dut.bus.busy):
             assert busy < 4 * self.dut.size + 10, "busy does not end"
             await self.step(ctx)
             busy += 1
@@ -249,7 +249,7 @@ def test_bus_writes_go_to_shadow_and_flip():
             assert tb.shadow == want
             for addr in range(size):
                 await tb.bus_access(ctx, "r", addr)
-            assert ctx.get(tb.dut.busy) == 0
+            assert ctx.get(tb.dut.bus.busy) == 0
             # Lookups use table B now.
             tb.send(random_meta(rng) for _ in range(60))
             await tb.drain(ctx)
