@@ -238,12 +238,13 @@ class Rule(data.Struct):
     dst_mask: 128
 
 
-def pack(layout, **fields: int) -> int:
+def pack(layout, **fields: int | dict) -> int:
     """The packed value of ``layout`` with the top-level ``fields`` set and every other field
     0; the inverse of :func:`unpack`.
 
-    Values are integers (an enum member counts as its value; a nested struct such as
-    ``flags`` is given as its packed value). A host-memory image of a ring layout is
+    Values are integers (an enum member counts as its value); a nested struct such as
+    ``flags`` or a rule's ``action`` is given as its packed value or as a dict of its own
+    fields. A host-memory image of a ring layout is
     ``pack(...).to_bytes(layout.size // 8, "little")``.
 
     Raises
@@ -259,6 +260,8 @@ def pack(layout, **fields: int) -> int:
             raise ValueError(f"{_layout_name(layout)} has no field {name!r}; its fields are "
                              f"{', '.join(by_name)}")
         field = by_name[name]
+        if isinstance(field_value, dict):
+            field_value = pack(field.shape, **field_value)
         field_value = int(field_value)
         if not 0 <= field_value < 1 << field.width:
             raise ValueError(f"{_layout_name(layout)}.{name} is {field.width} bits wide and "

@@ -63,7 +63,7 @@ from typing import Any, Mapping
 from amaranth.lib import data
 
 from .errors import HetnicError
-from .protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped
+from .protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped, pack, unpack
 
 __all__ = ["RuleError", "Action", "FlowRule", "RuleFields", "RuleSet", "load_rules",
            "IP_PROTO_NAMES", "TCP_FLAG_NAMES"]
@@ -176,15 +176,6 @@ def _flag_bits(flags: Mapping, key: str, names: Mapping[str, int]) -> tuple[int,
 
 
 _META_FLAG_BITS = {name: f.offset for name, f in _FLAGS_LAYOUT}
-
-
-def _pack(rule_fields: dict) -> int:
-    """The packed ``Rule`` value of a field dict; ``flags``/``flags_mask`` given as ints."""
-    rule_fields = dict(rule_fields)
-    for name in ("flags", "flags_mask"):
-        if name in rule_fields:
-            rule_fields[name] = MetaFlags.from_bits(rule_fields[name])
-    return _RULE_LAYOUT.const(rule_fields).as_value().value
 
 
 @dataclass
@@ -328,8 +319,7 @@ class FlowRule:
 
     def encode(self, reta_entries: int) -> int:
         """The packed :class:`~hetnic.protocol.Rule` value (``enable`` set), bit 0 first."""
-        fields_ = {"enable": 1, "action": self.action.encode(reta_entries), **self._match()}
-        return _pack(fields_)
+        return pack(Rule, enable=1, action=self.action.encode(reta_entries), **self._match())
 
 
 @dataclass(frozen=True)
@@ -370,18 +360,13 @@ class RuleFields:
                 or not 0 <= value < 1 << _RULE_LAYOUT.size:
             raise ValueError(f"a packed rule must be an integer of {_RULE_LAYOUT.size} bits, "
                              f"not {value!r}")
-        out = {}
-        for name, f in _RULE_LAYOUT:
-            raw = (value >> f.offset) & ((1 << f.width) - 1)
-            if name == "action":
-                raw = {n: (raw >> af.offset) & ((1 << af.width) - 1)
-                       for n, af in RuleAction.as_shape()}
-            out[name] = raw
+        out = unpack(Rule, value)
+        out["action"] = unpack(RuleAction, out["action"])
         return cls(**out)
 
     def encode(self) -> int:
         """Pack the fields again (inverse of :meth:`decode`)."""
-        return _pack({f.name: getattr(self, f.name) for f in fields(self)})
+        return pack(Rule, **{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass
