@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from amaranth.lib import data
 
 from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
-                       RuleAction)
+                       RuleAction, pack)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
            "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS", "PARAM_LIMITS",
@@ -450,7 +450,7 @@ class RegisterMap:
     def reset_value(self, name: str, index: int = 0) -> int:
         if name == "DEFAULT_ACTION":     # the whole RETA of this build, instance 0
             log2 = self.params["reta_size"].bit_length() - 1
-            return data.Layout.cast(RuleAction).const({"reta_size_log2": log2}).as_value().value
+            return pack(RuleAction, reta_size_log2=log2)
         reset = self[name].reset
         return reset[index] if isinstance(reset, tuple) else reset
 
