@@ -314,12 +314,6 @@ class RxQueueFile(wiring.Component):
         for port in (cfg_bus, cons_bus, counts_bus):
             m.d.comb += port.addr.eq(qi)
         m.d.comb += flags.bus_queue.eq(qi)
-        q_enabled = flags.bus_enabled
-        q_cons = cons_bus.data
-        q_prod = QUEUE_INDEX.bits(_lane(cfg_bus, "PROD"))
-        new_prod = QUEUE_INDEX.bits(csr.w_data)
-        setup_ok, setup_status = _setup_checks(cfg_bus, q_cons)
-
         cfg_lane_en = Signal(len(_CFG_LANES))
         cfg_data = Signal(32)
         m.d.comb += [cfg_w.addr.eq(qi), cfg_w.data.eq(cfg_data.replicate(len(_CFG_LANES))),
@@ -328,8 +322,7 @@ class RxQueueFile(wiring.Component):
         def write_lane(name, value):
             m.d.comb += [cfg_data.eq(value), cfg_lane_en.eq(1 << _CFG_LANES.index(name))]
 
-        read_values = _read_values(cfg_bus, q_cons, counts_bus, flags)
-        enable_bit = QUEUE_CTRL_ENABLE.bits(csr.w_data)
+        read_values = _read_values(cfg_bus, cons_bus.data, counts_bus, flags)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(csr.r_stb | csr.w_stb):
@@ -344,28 +337,11 @@ class RxQueueFile(wiring.Component):
                                     m.d.comb += csr.r_data.eq(value)
                     m.next = "IDLE"
                 with m.Elif((word == offset["CTRL"]) |
-                            ~decode.is_any(offset[name] for name in _SETUP_REGS) | q_enabled):
+                            ~decode.is_any(offset[name] for name in _SETUP_REGS) |
+                            flags.bus_enabled):
                     m.d.comb += csr.ack.eq(1)
                     m.next = "IDLE"
-                    with m.Switch(word):
-                        with m.Case(offset["PROD"]):
-                            with m.If(~q_enabled |
-                                      doorbell_ok(new_prod, q_prod, q_cons,
-                                                  _lane(cfg_bus, "SIZE"))):
-                                write_lane("PROD", new_prod)
-                            with m.Else():
-                                m.d.comb += flags.set_status.eq(
-                                    field_word((QUEUE_STATUS_DOORBELL, 1)))
-                        with m.Case(offset["EQ"]):
-                            write_lane("EQ", QUEUE_EQ_QUEUE.bits(csr.w_data))
-                            m.d.comb += [flags.arm_write_stb.eq(1),
-                                         flags.arm_value.eq(QUEUE_EQ_ARM.bits(csr.w_data))]
-                        with m.Case(offset["CTRL"]):
-                            with m.If(~enable_bit):
-                                m.d.comb += flags.disable_stb.eq(1)
-                            with m.Elif(~q_enabled):
-                                m.d.comb += [flags.enable_stb.eq(setup_ok),
-                                             flags.set_status.eq(setup_status)]
+                    self._live_write(m, word, offset, cfg_bus, cons_bus.data, flags, write_lane)
                 with m.Else():
                     # Setup of a disabled queue: wait for the frames in flight.
                     m.d.comb += barrier.mark_stb.eq(1)
@@ -379,6 +355,32 @@ class RxQueueFile(wiring.Component):
                             with m.Case(offset[name]):
                                 write_lane(name, csr.w_data)
                     m.next = "IDLE"
+
+
+    def _live_write(self, m, word, offset, cfg_row, cons, flags, write_lane):
+        """A write performed in its access's second cycle, from the addressed queue's
+        configuration row and ``CONS``: ``PROD`` (stored while the queue is disabled, a
+        checked doorbell while it is enabled), ``EQ``, and ``CTRL`` (disable, or enable after
+        the setup checks). Writes to other registers are ignored."""
+        w_data, enabled = self.csr.w_data, flags.bus_enabled
+        new_prod, prod = QUEUE_INDEX.bits(w_data), QUEUE_INDEX.bits(_lane(cfg_row, "PROD"))
+        setup_ok, setup_status = _setup_checks(cfg_row, cons)
+        with m.Switch(word):
+            with m.Case(offset["PROD"]):
+                with m.If(~enabled | doorbell_ok(new_prod, prod, cons, _lane(cfg_row, "SIZE"))):
+                    write_lane("PROD", new_prod)
+                with m.Else():
+                    m.d.comb += flags.set_status.eq(field_word((QUEUE_STATUS_DOORBELL, 1)))
+            with m.Case(offset["EQ"]):
+                write_lane("EQ", QUEUE_EQ_QUEUE.bits(w_data))
+                m.d.comb += [flags.arm_write_stb.eq(1),
+                             flags.arm_value.eq(QUEUE_EQ_ARM.bits(w_data))]
+            with m.Case(offset["CTRL"]):
+                with m.If(~QUEUE_CTRL_ENABLE.bits(w_data)):
+                    m.d.comb += flags.disable_stb.eq(1)
+                with m.Elif(~enabled):
+                    m.d.comb += [flags.enable_stb.eq(setup_ok),
+                                 flags.set_status.eq(setup_status)]
 
 
 def _lane(port, name):
