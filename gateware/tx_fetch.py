@@ -103,23 +103,41 @@ class _Registers:
     """The fetcher's registers: the queue served, its ring, the cached slot window
     ``[head, hi)`` and the work item being checked and read."""
     def __init__(self, n_queues, beats_per_slot):
+        # the queue served and its ring (``LATCH``)
         self.q = Signal(range(n_queues))
-        self.base, self.mask, self.prod, self.head = (Signal(64), Signal(16), Signal(16),
-                                                      Signal(16))
-        self.cache_valid, self.cache_q, self.hi = Signal(), Signal(range(n_queues)), Signal(16)
-        self.need, self.slots = Signal(range(CACHE_SLOTS)), Signal(7)
-        self.hdr_known, self.exact, self.fetch_err = Signal(), Signal(), Signal()
-        self.opcode, self.count, self.length = Signal(TxOpcode), Signal(8), Signal(16)
-        self.cookie, self.addr = Signal(32), Signal(64)
-        self.status, self.n_msgs = Signal(TxStatus), Signal(7)
-        self.total, self.rem, self.cur_addr = Signal(20), Signal(20), Signal(64)
-        self.msg = Signal(range(TX_MAX_MESSAGES + _LENGTHS_PER_SLOT + 1))
-        self.lane = Signal(3)
-        self.fetch_count = Signal(range(CACHE_SLOTS + 1))
+        self.base = Signal(64)
+        self.mask = Signal(16)
+        self.prod = Signal(16)
+        self.head = Signal(16)
+        # the slot cache: slots [head, hi) of queue cache_q are cached
+        self.cache_valid = Signal(1)
+        self.cache_q = Signal(range(n_queues))
+        self.hi = Signal(16)
+        self.have = Signal(16)                  # hi - head (combinational)
+        self.fetch_count = Signal(range(CACHE_SLOTS + 1))    # slots the slot read brings
         self.fetch_beat = Signal(range(beats_per_slot))
         self.fetch_slot = Signal(range(CACHE_SLOTS + 1))
-        self.acc = Signal(_SLOT_BITS)
-        self.have = Signal(16)          # hi - head: slots cached from the head on
+        self.acc = Signal(_SLOT_BITS)           # beats of a slot being assembled
+        # the work item
+        self.need = Signal(range(CACHE_SLOTS))  # slots from head that must be cached
+        self.slots = Signal(7)                  # slots the work item consumes
+        self.hdr_known = Signal(1)              # the header has been read
+        self.exact = Signal(1)                  # a retry asks for exactly ``need``
+        self.fetch_err = Signal(1)              # the last slot read failed
+        self.opcode = Signal(TxOpcode)
+        self.count = Signal(8)
+        self.length = Signal(16)
+        self.cookie = Signal(32)
+        self.addr = Signal(64)
+        self.status = Signal(TxStatus)
+        self.n_msgs = Signal(7)
+        # its data reads
+        self.total = Signal(20)                 # BATCH: bytes of the packed buffer
+        self.rem = Signal(20)                   # ... not yet requested
+        self.cur_addr = Signal(64)
+        self.msg = Signal(                      # message (length) index
+            range(TX_MAX_MESSAGES + _LENGTHS_PER_SLOT + 1))
+        self.lane = Signal(3)
 
 
 class TxWorkItemFetcher(wiring.Component):
