@@ -19,7 +19,7 @@ from collections import deque
 
 import pytest
 
-from kit import HoldRule, pack, pack_image, run_simulation, seeded_rng, unpack
+from kit import StreamSink, StreamSource, pack, pack_image, run_simulation, seeded_rng, unpack
 
 from hetnic.gateware.beat import Beat
 from hetnic.gateware.dma import (DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone,
@@ -84,20 +84,29 @@ class Bench:
         self.rings = {}             # queue -> RxRing
         self.desc_rings, self.cq_rings = [], []     # (addr, bytes)
         self.buffers = []           # (region, stride, buffer size, count)
-        self.metas, self.beats = deque(), deque()
+        self.beat = Beat(8 * self.lanes)
+        # The manager's inputs (kit sources) and outputs (kit sinks, which check that an
+        # output holds until taken), all drawing from ``rng`` in a fixed order per cycle.
+        self.meta_in = StreamSource(dut.meta, rng=rng, gap=1 - self.p_meta, name="meta")
+        self.data_in = StreamSource(dut.data, rng=rng, gap=1 - p_valid, name="data")
+        self.read_data = StreamSource(dut.rd_data, rng=rng, name="rd_data")
+        self.write_done = StreamSource(dut.wr_done, rng=rng, gap=1 - p_valid, name="wr_done")
+        self.read_req = StreamSink(dut.rd_req, rng=rng, stall=1 - p_ready, name="rd_req")
+        self.write_req = StreamSink(dut.wr_req, rng=rng, stall=1 - p_ready, name="wr_req")
+        self.write_data = StreamSink(dut.wr_data, rng=rng, stall=1 - p_ready, name="wr_data")
+        self.event_out = StreamSink(dut.event, rng=rng, stall=1 - p_event_ready, name="event")
         self.in_flight = deque()    # frames whose last beat was not taken yet
         self.csr_ops = deque()
         self.csr_op = None
-        self.reads = deque()        # [due cycle, beats]
+        self.reads = deque()        # [due cycle, beats] not yet handed to read_data
         self.writes = deque()       # requests whose beats are not all in
         self.data_write = None      # length of the data write waiting for its completion
-        self.dones = deque()        # [due cycle, error]
+        self.dones = deque()        # [due cycle, error] not yet handed to write_done
         self.read_error_addrs, self.write_error_addrs = set(), set()
         self.events = []
         self.cycle = 0
         self.last_activity = 0
         self.offering = False       # some output of the manager is valid
-        self.hold_rule = HoldRule()     # the manager's outputs hold until taken
         self.counts = {"reads": 0, "writes": 0}
         self.last_done_cycle = None
         self.limit = limit
@@ -116,13 +125,18 @@ class Bench:
     def send(self, frames):
         for f in frames:
             self.in_flight.append(f)
-            self.metas.append(pack(PacketMeta, **f.meta))
+            self.meta_in.send(pack(PacketMeta, **f.meta))
             payload = f.payload
             n = max(1, -(-len(payload) // self.lanes))
             for k in range(n):
                 chunk = payload[k * self.lanes:(k + 1) * self.lanes]
-                self.beats.append((int.from_bytes(chunk, "little"),
-                                   (1 << len(chunk)) - 1, int(k == n - 1)))
+                self.data_in.send(pack(self.beat, data=int.from_bytes(chunk, "little"),
+                                       keep=(1 << len(chunk)) - 1, last=k == n - 1))
+
+    @property
+    def sending(self):
+        """Records or data beats not yet taken by the manager."""
+        return not (self.meta_in.done and self.data_in.done)
 
     async def csr(self, ctx, addr, value=None):
         op = {"addr": addr, "value": value, "done": False}
@@ -162,8 +176,9 @@ class Bench:
 
     def quiet(self):
         """Nothing to send, nothing in flight, no output valid, no handshake lately."""
-        return (not self.metas and not self.beats and not self.reads and not self.writes
-                and not self.dones and not self.csr_ops and self.csr_op is None
+        return (not self.sending and not self.reads and self.read_data.done
+                and not self.writes and not self.dones and self.write_done.done
+                and not self.csr_ops and self.csr_op is None
                 and not self.offering and self.cycle - self.last_activity > 4)
 
     async def drain(self, ctx, limit=20000):
@@ -193,45 +208,23 @@ class Bench:
                 return
         raise AssertionError(f"write of {length} bytes at {addr:#x} is in no buffer or ring")
 
-    def _observe(self, ctx, name):
-        """The manager's output stream ``name`` as it is now: ``(valid, payload or None,
-        taken)``; a valid output must stay up with the same payload until taken."""
-        port = getattr(self.dut, name)
-        valid = ctx.get(port.valid)
-        payload = ctx.get(port.payload.as_value()) if valid else None
-        taken = self.hold_rule.check(name, valid, payload, ctx.get(port.ready), cycle=self.cycle)
-        return valid, payload, taken
-
     # --- one cycle at a time --------------------------------------------------------------
     async def models(self, ctx):
-        d, rng, lanes = self.dut, self.rng, self.lanes
-        beat = Beat(8 * lanes)
-        meta_offer = beat_offer = read_offer = done_offer = False
+        d, lanes = self.dut, self.lanes
+        sources = (self.meta_in, self.data_in, self.read_data, self.write_done)
+        sinks = (self.read_req, self.write_req, self.write_data, self.event_out)
         while True:
             assert self.cycle < self.limit, f"the simulation passed {self.limit} cycles"
-            # drive the manager's inputs for this cycle
-            if not meta_offer and self.metas and rng.random() < self.p_meta:
-                ctx.set(d.meta.payload.as_value(), self.metas[0])
-                meta_offer = True
-            ctx.set(d.meta.valid, meta_offer)
-            if not beat_offer and self.beats and rng.random() < self.p_valid:
-                value, keep, last = self.beats[0]
-                ctx.set(d.data.payload.as_value(), pack(beat, data=value, keep=keep, last=last))
-                beat_offer = True
-            ctx.set(d.data.valid, beat_offer)
-            if not read_offer and self.reads and self.reads[0][0] <= self.cycle:
-                ctx.set(d.rd_data.payload.as_value(), self.reads[0][1][0])
-                read_offer = True
-            ctx.set(d.rd_data.valid, read_offer)
-            if not done_offer and self.dones and self.dones[0][0] <= self.cycle and \
-                    rng.random() < self.p_valid:
-                ctx.set(d.wr_done.payload.as_value(), pack(DmaWriteDone, error=self.dones[0][1]))
-                done_offer = True
-            ctx.set(d.wr_done.valid, done_offer)
-            ctx.set(d.rd_req.ready, rng.random() < self.p_ready)
-            ctx.set(d.wr_req.ready, rng.random() < self.p_ready)
-            ctx.set(d.wr_data.ready, bool(self.writes) and rng.random() < self.p_ready)
-            ctx.set(d.event.ready, rng.random() < self.p_event_ready)
+            # drive the manager's inputs for this cycle: a read response or a write's done
+            # is offered from the cycle it is due
+            if self.read_data.done and self.reads and self.reads[0][0] <= self.cycle:
+                self.read_data.extend(self.reads.popleft()[1])
+            if self.write_done.done and self.dones and self.dones[0][0] <= self.cycle:
+                self.write_done.send(pack(DmaWriteDone, error=self.dones.popleft()[1]))
+            for source in sources:
+                source.drive(ctx)
+            for sink in sinks:      # data beats are taken only for a request already taken
+                sink.drive(ctx, may_take=sink is not self.write_data or bool(self.writes))
             if self.csr_op is None and self.csr_ops:
                 self.csr_op = op = self.csr_ops.popleft()
                 ctx.set(d.csr.addr, op["addr"])
@@ -241,15 +234,9 @@ class Bench:
 
             # observe (the testbench sees the settled outputs)
             get = ctx.get
-            meta_taken = meta_offer and get(d.meta.ready)
-            beat_taken = beat_offer and get(d.data.ready)
-            read_taken = read_offer and get(d.rd_data.ready)
-            done_taken = done_offer and get(d.wr_done.ready)
-            rd_valid, rd, rd_taken = self._observe(ctx, "rd_req")
-            wr_valid, wr, wr_taken = self._observe(ctx, "wr_req")
-            wd_valid, wd, wd_taken = self._observe(ctx, "wr_data")
-            ev_valid, ev, ev_taken = self._observe(ctx, "event")
-            self.offering = rd_valid or wr_valid or wd_valid or ev_valid
+            inputs = [get(source.stream.ready) for source in sources]
+            outputs = [[get(signal) for signal in sink.sampled] for sink in sinks]
+            self.offering = any(valid for valid, _ in outputs)
             csr_done = self.csr_op is not None and get(d.csr.ack)
             if csr_done:
                 self.csr_op["result"] = get(d.csr.r_data)
@@ -258,35 +245,25 @@ class Bench:
             self.cycle += 1
 
             # update the models
-            if any((meta_taken, beat_taken, read_taken, done_taken, rd_taken, wr_taken,
-                    wd_taken, ev_taken)):
+            meta, beat, read, done = (source.update(ready)
+                                      for source, ready in zip(sources, inputs))
+            rd, wr, wd, ev = (sink.update(*values) for sink, values in zip(sinks, outputs))
+            if any(taken is not None for taken in (meta, beat, read, done, rd, wr, wd, ev)):
                 self.last_activity = self.cycle
-            if meta_taken:
-                self.metas.popleft()
-                meta_offer = False
-            if beat_taken:
-                if self.beats.popleft()[2]:
-                    self.in_flight.popleft().stamp = self.cycle - 1    # timestamp of that cycle
-                beat_offer = False
-            if read_taken:
-                self.reads[0][1].pop(0)
-                if not self.reads[0][1]:
-                    self.reads.popleft()
-                read_offer = False
-            if done_taken:
-                self.dones.popleft()
-                done_offer = False
+            if beat is not None and unpack(self.beat, beat)["last"]:
+                self.in_flight.popleft().stamp = self.cycle - 1    # timestamp of that cycle
+            if done is not None:
                 self.last_done_cycle = self.cycle
-            if rd_taken:
+            if rd is not None:
                 self._read(unpack(DmaReadRequest, rd))
-            if wr_taken:
+            if wr is not None:
                 req = unpack(DmaWriteRequest, wr)
                 self._check_write(req["addr"], req["length"])
                 req["beats"], req["data"] = -(-req["length"] // lanes), []
                 self.writes.append(req)
-            if wd_taken:
+            if wd is not None:
                 self._write_beat(wd)
-            if ev_taken:
+            if ev is not None:
                 self.events.append(unpack(EventPost, ev))
             if csr_done:
                 self.csr_op["done"] = True
@@ -679,7 +656,7 @@ def test_disable_enable_under_traffic():
         bench.send(frames)
         got = {0: [], 1: []}
         toggles = 0
-        while bench.beats or bench.metas:
+        while bench.sending:
             for q, ring in rings.items():
                 got[q] += ring.reap()
                 await bench.post(ctx, q)

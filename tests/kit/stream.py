@@ -202,9 +202,11 @@ class StreamSink:
         """The signals :meth:`update` takes, in order, sampled at the clock edge."""
         return (self.stream.valid, self.payload)
 
-    def drive(self, ctx) -> None:
-        """Before a clock edge: ``ready`` high unless this cycle stalls."""
-        self.ready = self.rng.random() >= self.stall
+    def drive(self, ctx, *, may_take: bool = True) -> None:
+        """Before a clock edge: ``ready`` high unless this cycle stalls. With ``may_take``
+        false (the bench's model cannot take a payload now) ``ready`` is low and nothing is
+        drawn."""
+        self.ready = may_take and self.rng.random() >= self.stall
         ctx.set(self.stream.ready, self.ready)
 
     def update(self, valid, payload) -> int | None:
