@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hetnic.gateware.dma import DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteRequest
+from hetnic.gateware.dma import (DmaReadBeat, DmaReadRequest, DmaWriteBeat, DmaWriteDone,
+                                 DmaWriteRequest)
 from hetnic.gateware.tx_engine import TxWorkItemEngine
 from hetnic.protocol import (TX_MAX_FRAME, TX_MAX_MESSAGES, TxCompletion, TxGatherEntry,
                              TxLengths, TxOpcode, TxStatus, TxWorkItem)
@@ -202,15 +203,20 @@ class ModelQueue:
 class DmaMacModel:
     """Drives the engine's DMA client ports and MAC port, one cycle per loop iteration.
 
-    Read data beats come from a :class:`kit.StreamSource` (gaps: ``rd_gap``), the MAC side is
-    a :class:`kit.StreamSink` (ready with chance ``tx_ready``; it checks the hold rule)."""
+    The engine's outputs are :class:`kit.StreamSink` s (``rd_req`` ready with chance
+    ``rd_ready``, ``wr_req``/``wr_data`` with ``wr_ready``, the MAC side with ``tx_ready``; each
+    checks the hold rule), read data beats and write dones come from :class:`kit.StreamSource`
+    s (read data with gaps ``rd_gap``), each from the cycle it is due."""
 
     def __init__(self, dut, mem, rng, *, limit, rd_ready=1.0, rd_gap=0.0, latency=(1, 1),
                  wr_ready=1.0, done_delay=(0, 0), tx_ready=1.0, write_errors=()):
         self.dut, self.mem, self.rng, self.limit = dut, mem, rng, limit
         self.nbytes = dut.data_width // 8
-        self.p = dict(rd_ready=rd_ready, wr_ready=wr_ready)
+        self.rd_req = StreamSink(dut.rd_req, rng=rng, stall=1.0 - rd_ready, name="rd_req")
         self.rd_data = StreamSource(dut.rd_data, rng=rng, gap=rd_gap, name="rd_data")
+        self.wr_req = StreamSink(dut.wr_req, rng=rng, stall=1.0 - wr_ready, name="wr_req")
+        self.wr_data = StreamSink(dut.wr_data, rng=rng, stall=1.0 - wr_ready, name="wr_data")
+        self.wr_done = StreamSource(dut.wr_done, rng=rng, name="wr_done")
         self.tx = StreamSink(dut.tx, rng=rng, stall=1.0 - tx_ready, name="tx")
         self.latency, self.done_delay = latency, done_delay
         self.write_errors = set(write_errors)   # completion numbers whose done has error=1
@@ -221,12 +227,12 @@ class DmaMacModel:
         self.tx_beats, self.first_beat, self.last_beat = 0, None, None
         self._pending = deque()         # [due cycle, beats]
         self._writes = deque()          # [addr, length, tag, bytearray]
-        self._dones = deque()           # [due cycle, tag]
+        self._dones = deque()           # [due cycle, tag, error] not yet handed to wr_done
         self._frame = bytearray()
 
     def outstanding(self):
         return bool(self._pending or not self.rd_data.done or self._writes or self._dones
-                    or self._frame)
+                    or not self.wr_done.done or self._frame)
 
     def _response(self, addr, length, tag):
         nb = self.nbytes
@@ -243,37 +249,34 @@ class DmaMacModel:
         return beats
 
     async def run(self, ctx):
-        dut, rng, p, nb = self.dut, self.rng, self.p, self.nbytes
-        rq, rd, wq, wd, dn, tx = (dut.rd_req, dut.rd_data, dut.wr_req, dut.wr_data, dut.wr_done,
-                                  dut.tx)
-        wd_layout, tx_layout = DmaWriteBeat(8 * nb), tx.payload.shape()
+        rng, nb = self.rng, self.nbytes
+        wd_layout, tx_layout = DmaWriteBeat(8 * nb), self.dut.tx.payload.shape()
+        agents = (self.rd_req, self.rd_data, self.wr_req, self.wr_data, self.wr_done, self.tx)
         while True:
             self.cycle += 1
             assert self.cycle < self.limit, f"cycle limit {self.limit} reached"
-            rq_ready = rng.random() < p["rd_ready"]
-            ctx.set(rq.ready, rq_ready)
             if self.rd_data.done and self._pending and self._pending[0][0] <= self.cycle:
                 self.rd_data.extend(self._pending.popleft()[1])
-            self.rd_data.drive(ctx)
-            w_ready = rng.random() < p["wr_ready"]
-            ctx.set(wq.ready, w_ready)
-            # Data beats are taken only for a request already taken, as DmaEngine does.
-            wd_ready = (rng.random() < p["wr_ready"] and bool(self._writes)
-                        and len(self._writes[-1][3]) < ceil_div(self._writes[-1][1], nb) * nb)
-            ctx.set(wd.ready, wd_ready)
-            done_valid = bool(self._dones) and self._dones[0][0] <= self.cycle
-            if done_valid:
-                ctx.set(dn.payload.tag, self._dones[0][1])
-                ctx.set(dn.payload.error, self._dones[0][2])
-            ctx.set(dn.valid, done_valid)
-            self.tx.drive(ctx)
+            if self.wr_done.done and self._dones and self._dones[0][0] <= self.cycle:
+                _, tag, error = self._dones.popleft()
+                self.wr_done.send(pack(DmaWriteDone, tag=tag, error=error))
+            for agent in agents:
+                if agent is self.wr_data:
+                    # Data beats are taken only for a request already taken, as DmaEngine does.
+                    agent.drive(ctx, may_take=bool(self._writes) and len(self._writes[-1][3])
+                                < ceil_div(self._writes[-1][1], nb) * nb)
+                else:
+                    agent.drive(ctx)
+            signals = [signal for agent in agents for signal in agent.sampled]
+            values = list(await ctx.tick().sample(*signals))[-len(signals):]
+            taken = []
+            for agent in agents:
+                count = len(agent.sampled)
+                taken.append(agent.update(*values[:count]))
+                values = values[count:]
+            rq_p, _, wq_p, wd_p, _, tx_p = taken
 
-            (_, _, rq_v, rq_p, rd_r, wq_v, wq_p, wd_v, wd_p, dn_r, tx_v, tx_p) = \
-                await ctx.tick().sample(rq.valid, rq.payload.as_value(), rd.ready, wq.valid,
-                                        wq.payload.as_value(), wd.valid, wd.payload.as_value(),
-                                        dn.ready, tx.valid, tx.payload.as_value())
-
-            if rq_v and rq_ready:
+            if rq_p is not None:
                 request = unpack(DmaReadRequest, rq_p)
                 addr, length, tag = request["addr"], request["length"], request["tag"]
                 assert addr % nb == 0 and 1 <= length <= 65535 and addr + length <= 1 << 64, \
@@ -281,13 +284,12 @@ class DmaMacModel:
                 self.reads.append((addr, length, tag))
                 self._pending.append([self.cycle + rng.randint(*self.latency),
                                       self._response(addr, length, tag)])
-            self.rd_data.update(rd_r)
-            if wq_v and w_ready:
+            if wq_p is not None:
                 request = unpack(DmaWriteRequest, wq_p)
                 addr, length, tag = request["addr"], request["length"], request["tag"]
                 assert length == 16 and addr % 16 == 0, f"bad write {addr:#x}+{length}"
                 self._writes.append([addr, length, tag, bytearray()])
-            if wd_v and wd_ready:
+            if wd_p is not None:
                 w = next(w for w in self._writes if len(w[3]) < ceil_div(w[1], nb) * nb)
                 w[3] += unpack(wd_layout, wd_p)["data"].to_bytes(nb, "little")
             if self._writes and len(self._writes[0][3]) == ceil_div(self._writes[0][1], nb) * nb:
@@ -296,9 +298,7 @@ class DmaMacModel:
                 self.completions.append((tag, addr, bytes(raw[:length])))
                 self._dones.append([self.cycle + rng.randint(*self.done_delay), tag,
                                     len(self.completions) - 1 in self.write_errors])
-            if done_valid and dn_r:
-                self._dones.popleft()
-            if self.tx.update(tx_v, tx_p) is not None:
+            if tx_p is not None:
                 beat = unpack(tx_layout, tx_p)
                 keep, last, error = beat["keep"], beat["last"], beat["error"]
                 full = (1 << nb) - 1
