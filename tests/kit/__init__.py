@@ -17,7 +17,7 @@ Glasgow's stream helpers and LUNA's ``LunaGatewareTestCase`` serve their block t
 
 from .layouts import pack, pack_image, unpack, unpack_image
 from .simulation import SimulationTimeout, run_simulation
-from .stream import HoldRule, StreamSink, StreamSource, seeded_rng, step
+from .stream import HoldRule, StreamAgent, StreamSink, StreamSource, seeded_rng, step
 
-__all__ = ["StreamSource", "StreamSink", "HoldRule", "seeded_rng", "step", "run_simulation",
-           "SimulationTimeout", "pack", "unpack", "pack_image", "unpack_image"]
+__all__ = ["StreamSource", "StreamSink", "StreamAgent", "HoldRule", "seeded_rng", "step",
+           "run_simulation", "SimulationTimeout", "pack", "unpack", "pack_image", "unpack_image"]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from amaranth.hdl import Value
 
-__all__ = ["seeded_rng", "HoldRule", "StreamSource", "StreamSink", "step"]
+__all__ = ["seeded_rng", "HoldRule", "StreamAgent", "StreamSource", "StreamSink", "step"]
 
 
 def seeded_rng(seed: int, name: str = "seed") -> random.Random:
@@ -30,11 +30,6 @@ def seeded_rng(seed: int, name: str = "seed") -> random.Random:
     return random.Random(seed)
 
 
-def _random_source(rng: random.Random | None, seed: int | None, name: str) -> random.Random:
-    if (rng is None) == (seed is None):
-        raise ValueError(f"{name}: give either rng (a shared generator) or seed, not "
-                         f"{'both' if rng is not None else 'neither'}")
-    return rng if rng is not None else seeded_rng(seed, f"{name} seed")
 
 
 class HoldRule:
@@ -61,27 +56,47 @@ class HoldRule:
         return bool(valid and ready)
 
 
-class StreamSource:
-    """Offers payloads in order on ``stream``; each one is held until ``ready`` takes it.
+class StreamAgent:
+    """What a :class:`StreamSource` and a :class:`StreamSink` share.
 
     Parameters
     ----------
     stream :
-        The DUT's input stream (its ``valid`` and ``payload`` are driven, ``ready`` sampled).
+        The DUT's stream: an ``amaranth.lib.stream`` interface, or any object with ``valid``,
+        ``ready`` and ``payload``.
     rng :
-        The random source of the gaps (see :func:`seeded_rng`), possibly shared with other
-        objects of the bench.
+        The random source of the gaps or stalls (see :func:`seeded_rng`), possibly shared
+        with other objects of the bench.
     seed :
         Instead of ``rng``: a generator of its own with this seed (printed, and kept as
         ``seed``).
+    name :
+        For messages.
+    """
+
+    def __init__(self, stream, rng: random.Random | None, seed: int | None, name: str):
+        if (rng is None) == (seed is None):
+            raise ValueError(f"{name}: give either rng (a shared generator) or seed, not "
+                             f"{'both' if rng is not None else 'neither'}")
+        self.rng = rng if rng is not None else seeded_rng(seed, f"{name} seed")
+        self.stream, self.seed, self.name = stream, seed, name
+        self.payload = Value.cast(stream.payload)
+        self.cycle = 0
+
+
+class StreamSource(StreamAgent):
+    """Offers payloads in order on ``stream``; each one is held until ``ready`` takes it.
+
+    Parameters
+    ----------
+    stream, rng, seed, name :
+        See :class:`StreamAgent`; ``valid`` and ``payload`` are driven, ``ready`` sampled.
     gap :
         The chance that the source stays idle for a cycle before offering the next payload
         (one draw per cycle while it has a payload to offer and none on offer).
     idle_payload :
         Called on every idle cycle for a value to put on ``payload`` while ``valid`` is low
         (garbage that must not be taken); by default the payload keeps its last value.
-    name :
-        For messages.
 
     Members
     -------
@@ -96,13 +111,10 @@ class StreamSource:
                  name: str = "source"):
         if not 0.0 <= gap < 1.0:
             raise ValueError(f"gap is a chance per cycle in [0, 1), not {gap!r}")
-        self.rng, self.seed = _random_source(rng, seed, name), seed
-        self.stream, self.gap, self.name = stream, gap, name
-        self.idle_payload = idle_payload
-        self.payload = Value.cast(stream.payload)
+        super().__init__(stream, rng, seed, name)
+        self.gap, self.idle_payload = gap, idle_payload
         self.pending = deque()
         self.offered = None
-        self.cycle = 0
         self.taken_at = []
         self.stalls = 0
 
@@ -154,26 +166,18 @@ class StreamSource:
         ctx.set(self.stream.valid, 0)
 
 
-class StreamSink:
+class StreamSink(StreamAgent):
     """Takes payloads from ``stream``, with ``ready`` low at random, and checks that a payload
     on offer is held (``valid`` stays high, the payload unchanged) until it is taken.
 
     Parameters
     ----------
-    stream :
-        The DUT's output stream (its ``ready`` is driven, ``valid`` and ``payload`` sampled).
-    rng :
-        The random source of the stalls (see :func:`seeded_rng`), possibly shared with other
-        objects of the bench.
-    seed :
-        Instead of ``rng``: a generator of its own with this seed (printed, and kept as
-        ``seed``).
+    stream, rng, seed, name :
+        See :class:`StreamAgent`; ``ready`` is driven, ``valid`` and ``payload`` sampled.
     stall :
         The chance that ``ready`` is low in a cycle (one draw per cycle).
     check_hold :
         Whether to check the hold rule; off only for a DUT that does not promise it.
-    name :
-        For messages.
 
     Members
     -------
@@ -187,13 +191,10 @@ class StreamSink:
                  stall: float = 0.0, check_hold: bool = True, name: str = "sink"):
         if not 0.0 <= stall < 1.0:
             raise ValueError(f"stall is a chance per cycle in [0, 1), not {stall!r}")
-        self.rng, self.seed = _random_source(rng, seed, name), seed
-        self.stream, self.stall, self.name = stream, stall, name
-        self.check_hold = check_hold
-        self.payload = Value.cast(stream.payload)
+        super().__init__(stream, rng, seed, name)
+        self.stall, self.check_hold = stall, check_hold
         self.ready = False
         self.rule = HoldRule()
-        self.cycle = 0
         self.received = []
         self.emitted_at = []
 
