@@ -43,7 +43,7 @@ def rx_config(args: argparse.Namespace):
     """The :class:`~hetnic.config.RxConfig` of ``--queues``, ``--key``, ``--symmetric``
     and ``--rules`` (the rules checked against the simulated build's rule table and RETA)."""
     from ..config import RxConfig
-    from ..rules import load_rules
+    from ..rule_file import load_rules
     config = RxConfig(queues=args.queues, symmetric=args.symmetric)
     if args.key is not None:
         config.key = args.key

@@ -1,4 +1,4 @@
-"""Tests of hetnic.rules: rule encoding, decoding and rule files."""
+"""Tests of hetnic.rules and hetnic.rule_file: rule encoding, decoding and rule files."""
 
 import ipaddress
 import json
@@ -6,7 +6,8 @@ import json
 import pytest
 from amaranth.lib import data
 
-from hetnic.rules import (Action, FlowRule, RuleError, RuleFields, RuleSet, load_rules)
+from hetnic.rule_file import load_rules
+from hetnic.rules import Action, FlowRule, RuleError, RuleFields, RuleSet
 from hetnic.protocol import Rule, ipv4_mapped
 
 V4_TOP = ((1 << 96) - 1) << 32      # mask bits of the ::ffff: part of an IPv4-mapped address
