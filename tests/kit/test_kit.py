@@ -7,7 +7,7 @@ import pytest
 from amaranth.lib import data, stream
 
 from hetnic.gateware.skid import SkidBuffer
-from hetnic.protocol import Event, EventType, TxLengths
+from hetnic.protocol import Event, EventType, Rule, RuleAction, TxLengths
 from kit import (HoldRule, SimulationTimeout, StreamSink, StreamSource, pack, pack_image,
                  run_simulation, seeded_rng, step, unpack, unpack_image)
 
@@ -102,6 +102,11 @@ def test_pack_and_unpack():
     assert len(image) == 16 and image == value.to_bytes(16, "little")
     assert unpack_image(Event, image) == unpack(Event, value)
     assert pack(TxLengths) == 0
+    action = {"instance": 5, "reta_size_log2": 3}
+    assert pack(Rule, enable=1, action=action) == pack(Rule, enable=1,
+                                                       action=pack(RuleAction, **action))
+    assert unpack(RuleAction, unpack(Rule, pack(Rule, action=action))["action"]) == \
+        {"drop": 0, "instance": 5, "reta_offset": 0, "reta_size_log2": 3}
     with pytest.raises(ValueError, match="Event.source is 16 bits wide and cannot hold 65536"):
         pack(Event, source=1 << 16)
     with pytest.raises(ValueError, match="cannot hold -1"):
