@@ -5,10 +5,10 @@ its MAC_* register; reads take four cycles; writes and holes in the window are h
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.gateware.mac_counters import MAC_COUNTER_REGS, MacCounters
 from hetnic.params import ECP5_BOARD_CORE
+from kit import run_simulation
 
 SEED = 0x5EED_3AC0
 LIMIT = 20                  # cycles an access may take before the test fails
@@ -69,10 +69,9 @@ def test_toggled_bits_count_in_their_registers():
         got["hole"] = (await access(ctx, dut, lo + 0x3C))[0]
         assert hi - lo == 2 * 0x40
 
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(bench)
-    sim.run()
+    # 300 toggles of two cycles, then the reads and three more accesses
+    accesses = 2 * len(MAC_COUNTER_REGS) + 3
+    run_simulation(dut, bench, cycle_limit=610 + accesses * (LIMIT + 1), clock_period=8e-9)
     assert {k: got[k] for k in want} == want
     assert min(want.values()) > 0          # every counter of both ports was exercised
     assert cycles_seen == {4}

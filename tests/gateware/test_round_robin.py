@@ -5,9 +5,9 @@
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.gateware.round_robin import RoundRobin
+from kit import run_simulation
 
 SEED = 0x5EED_4242
 
@@ -41,10 +41,7 @@ def test_against_model(n):
             if served and requests:
                 last = grant
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=410)
 
 
 def test_fair_under_full_load():
@@ -59,10 +56,7 @@ def test_fair_under_full_load():
             grants.append(ctx.get(dut.grant))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=20)
     assert grants == [1, 2, 3, 0, 1, 2, 3, 0, 1]
 
 
