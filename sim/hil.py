@@ -32,7 +32,7 @@ from ..params import NicParams
 from .toolchain import ToolError, cache_dir, content_key, use_verilator
 
 __all__ = ["check_hil_params", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
-           "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
+           "HARNESS_HEADERS", "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
 
 HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
 #: The headers the harness includes from its own folder (keyed with it).
