@@ -3,12 +3,12 @@ supply control (model and gateware, in Amaranth's simulator) and the build plan 
 run)."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from hetnic.boards import get_board
 from hetnic.boards.build import build_plan
 from hetnic.boards.butterstick import (LEVEL_BITS, VccioControl, vccio_level, vccio_volts)
 from hetnic.boards.top import Ecp5Pll
+from kit import run_simulation
 
 
 @pytest.mark.parametrize("osc_mhz, dividers", [
@@ -71,10 +71,7 @@ def test_vccio_control_density_and_enable_order():
                 assert ctx.get(dut.power_good) and ctx.get(dut.en)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=window + 1, clock_period=1e-6)
     # A first-order modulator's carries over k steps from zero: floor(k * level / 2**16)
     # (the first cycle shows the reset value).
     for count, level in zip(ones, dut.levels):

@@ -6,9 +6,9 @@ import random
 
 import pytest
 from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from hetnic.gateware.axil import CsrDecoder
+from kit import run_simulation
 
 SEED = 0x5EED_DEC0
 WINDOWS = [(0x7800, 0x7880), (0x1000, 0x1400)]
@@ -69,10 +69,7 @@ def test_each_access_reaches_its_port_once(registered):
     top = Module()                          # a sync domain for the combinational decoder too
     top.submodules.dut = dut
     top.d.sync += Signal(name="tick").eq(1)
-    sim = Simulator(top)
-    sim.add_clock(8e-9)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(top, bench, cycle_limit=len(accesses) * (LIMIT + 1), clock_period=8e-9)
     assert seen == [(window_of(a), a, w, d if w else None) for a, w, d in accesses]
     assert answers == [a ^ 0x5A5A0000 for a, _, _ in accesses]
     assert {window_of(a) for a, _, _ in accesses} == set(range(len(ports)))

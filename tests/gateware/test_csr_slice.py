@@ -3,9 +3,9 @@ acknowledge delays on the far side, and no combinational path through the slice.
 
 import random
 
-from amaranth.sim import Simulator
 
 from hetnic.gateware.axil import CsrSlice
+from kit import run_simulation
 
 SEED = 0x5EED_C5A1
 
@@ -52,11 +52,7 @@ def test_accesses_once_with_data():
             ctx.set(dut.bus.w_stb, 0)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(slave, background=True)
-    sim.add_testbench(master)
-    sim.run()
+    run_simulation(dut, master, background=(slave,), cycle_limit=len(accesses) * 22)
     assert performed == [(kind, addr) for kind, addr, _ in accesses]
     model = {}
     for (kind, addr, value), got in zip(accesses, results):
@@ -84,7 +80,4 @@ def test_no_combinational_path():
             ctx.set(dut.csr.ack, 0)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=10)
