@@ -20,11 +20,13 @@ from amaranth.lib import io
 from amaranth.lib.wiring import connect
 from amaranth.sim import Simulator
 
+from hetnic.gateware.beat import Beat
 from hetnic.gateware.crc32 import crc32_step
 from hetnic.gateware.gmii_rx_mac import GmiiRxMac
 from hetnic.gateware.gmii_tx_mac import GmiiTxMac
 from hetnic.gateware.rgmii import DdrBufferModel, RgmiiPhy
 from hetnic.protocol import CRC32_RESIDUE, ETH_DEFAULT_MAX_FRAME
+from kit import StreamSource, pack, run_simulation
 
 SEED = 0x5EED_0AC0
 PREAMBLE = bytes([0x55] * 7 + [0xD5])
@@ -133,10 +135,7 @@ def run_rx(cycles, *, max_frame=ETH_DEFAULT_MAX_FRAME, ready=None, seed=SEED):
         for name in RX_COUNTERS:
             counters[name] = ctx.get(getattr(dut, name))
 
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=len(cycles) + 40 + 8 + 1, clock_period=8e-9)
     return frames_of(beats), counters
 
 
@@ -212,10 +211,7 @@ def test_rx_latency():
             if valid:
                 seen.append((index, p.data, p.last))
 
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, bench, cycle_limit=len(cycles) + 1, clock_period=8e-9)
     assert seen[0] == (first_in + 6, frame[0], 0)
     assert seen[-2] == (first_in + len(frame) - 2 + 6, frame[-2], 0)
     assert seen[-1] == (fall + 1, frame[-1], 1)
@@ -369,11 +365,7 @@ def run_tx(frames, *, gaps=None, underrun_at=None, ifg=12, budget=None):
             line.append((data, en, er))
         counters.update({name: ctx.get(getattr(dut, name)) for name in GmiiTxMac.COUNTERS})
 
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(producer)
-    sim.add_testbench(monitor)
-    sim.run()
+    run_simulation(dut, producer, monitor, cycle_limit=budget + 1, clock_period=8e-9)
     assert done, "the producer did not finish"
     assert not any(en for _, en, _ in line[-20:]), "still sending at the end of the budget"
     bursts, current, gap = [], None, 0
@@ -458,17 +450,13 @@ def test_tx_rx_loopback_random():
     connect(m, tx.gmii, rx.gmii)
     budget = sum(max(len(f), 60) + 26 for f, _ in frames) + 100
     out = []
-
-    async def producer(ctx):
-        for frame, error in frames:
-            chunks = list(frame) or [None]
-            for index, byte in enumerate(chunks):
-                last = index == len(chunks) - 1
-                ctx.set(tx.i.valid, 1)
-                ctx.set(tx.i.payload, {"data": byte or 0, "keep": byte is not None,
-                                       "last": last, "error": error and last})
-                await ctx.tick().until(tx.i.ready)
-            ctx.set(tx.i.valid, 0)
+    source = StreamSource(tx.i, rng=rng, name="tx.i")      # back to back: no gaps
+    for frame, error in frames:
+        chunks = list(frame) or [None]
+        source.extend(pack(Beat(8), data=byte or 0, keep=byte is not None,
+                           last=index == len(chunks) - 1,
+                           error=error and index == len(chunks) - 1)
+                      for index, byte in enumerate(chunks))
 
     async def consumer(ctx):
         ctx.set(rx.o.ready, 1)
@@ -484,11 +472,7 @@ def test_tx_rx_loopback_random():
         assert ctx.get(tx.frames_count) == len(frames)
         assert ctx.get(tx.error_count) == sum(e for _, e in frames)
 
-    sim = Simulator(m)
-    sim.add_clock(8e-9)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    run_simulation(m, source.run, consumer, cycle_limit=budget + 1, clock_period=8e-9)
     # The receiver sees the padding: a short frame comes back 60 bytes long.
     assert out == [(f + bytes(max(0, 60 - len(f))), e) for f, e in frames]
 
@@ -542,21 +526,11 @@ def test_rgmii_phy_ddr_encoding():
             if valid:
                 received.append((p.data, p.keep, p.last, p.error))
 
-    async def source(ctx):
-        for frame in frames:
-            for index, byte in enumerate(frame):
-                ctx.set(tx.i.valid, 1)
-                ctx.set(tx.i.payload, {"data": byte, "keep": 1,
-                                       "last": index == len(frame) - 1, "error": 0})
-                await ctx.tick().until(tx.i.ready)
-            ctx.set(tx.i.valid, 0)
+    source = StreamSource(tx.i, seed=SEED, name="tx.i")     # back to back: no gaps
+    source.extend(pack(Beat(8), data=byte, keep=1, last=index == len(frame) - 1)
+                  for frame in frames for index, byte in enumerate(frame))
 
-    sim = Simulator(m)
-    sim.add_clock(8e-9)
-    sim.add_testbench(pins)
-    sim.add_testbench(sink)
-    sim.add_testbench(source)
-    sim.run()
+    run_simulation(m, pins, sink, source.run, cycle_limit=len(line) + 1, clock_period=8e-9)
     assert frames_of(received) == [(frames[0], False), (frames[1], True), (frames[2], False)]
     assert [c for c in sent if c[1]] == [c for f in frames for c in expected_wire(f)]
     assert all(c == (1, 0) for c in clocks[2:]), "TX_CLK is not forwarded as (1, 0)"
