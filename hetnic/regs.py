@@ -359,10 +359,11 @@ DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0}
 
 #: Inclusive ``(lowest, highest)`` of every build parameter, as the register fields that
-#: report them allow (the command line takes its limits from here too).
+#: report them allow (the command line takes its limits from here too). Checked in this
+#: order: ``rx_queues`` before ``queues``, which a NIC core's build derives from it.
 PARAM_LIMITS = {"data_bytes": (1, 64), "hash_bytes_per_cycle": (1, 36), "n_rules": (1, 64),
-                "reta_size": (2, 2048), "queues": (1, 256), "tx_queues": (0, 64),
-                "event_queues": (0, 64), "rx_queues": (0, 256), "injector": (0, 1),
+                "reta_size": (2, 2048), "rx_queues": (0, 256), "queues": (1, 256),
+                "tx_queues": (0, 64), "event_queues": (0, 64), "injector": (0, 1),
                 "mac_ports": (0, 15)}
 
 

@@ -59,6 +59,7 @@ def test_replace_keeps_derived_defaults_derived():
     ({"reta_size": 100}, "reta_size must be a power of two, not 100"),
     ({"reta_size": 4096}, "reta_size must be an integer from 2 to 2048, not 4096"),
     ({"queues": 300}, "queues must be an integer from 1 to 256, not 300"),
+    ({"rx_queues": 300}, "rx_queues must be an integer from 0 to 256, not 300"),
     ({"hash_bytes_per_cycle": 37}, "hash_bytes_per_cycle must be an integer from 1 to 36"),
     ({"tx_queues": 65}, "tx_queues must be an integer from 0 to 64, not 65"),
     ({"mac_ports": 16}, "mac_ports must be an integer from 0 to 15, not 16"),
