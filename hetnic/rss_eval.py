@@ -205,6 +205,26 @@ class _Policy:
         self.seconds.append(seconds)
         return switched or moved > 0
 
+    def decide_on(self, window: _Window, hashes: _FlowHashes) -> np.ndarray | None:
+        """:meth:`decide` on ``window``; the flow -> queue map from before the decision if
+        it changed the key or the table, else None."""
+        old = self.flow_queues(hashes)
+        return old if self.decide(window) else None
+
+    def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None) -> None:
+        """Score the current key and table on ``window`` (the one after the decision): its
+        packet and byte scores and queue shares, and for an adaptive policy the flows of
+        ``window`` that the decision moved to another queue (``before`` as from
+        :meth:`decide_on`)."""
+        now = self.flow_queues(hashes)
+        if self.adaptive:
+            self.flows_migrated.append(0 if before is None else int(np.count_nonzero(
+                before[window.active] != now[window.active])))
+        lp, lbytes = window.loads(now, self.table[0], self.queues)
+        self.scores_p.append(scores(lp))
+        self.scores_b.append(scores(lbytes))
+        self.shares.append((lp / lp.sum()).round(6).tolist())
+
     def summary(self, static: "_Policy") -> dict:
         mm = np.array([s.max_mean for s in self.scores_p])
         ref = np.array([s.max_mean for s in static.scores_p])
@@ -296,63 +316,19 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
         For bad parameters, or a trace with fewer than two windows holding packets.
     """
     t0 = time.perf_counter()
-    queues = _check_int("queues", queues, 1, MAX_QUEUES)
-    reta_size = _check_int("reta_size", reta_size, 1, 1 << 16)
-    if reta_size & (reta_size - 1) or reta_size < queues:
-        raise ValueError(f"reta_size must be a power of two of at least queues ({queues}), "
-                         f"not {reta_size}")
-    candidates = _check_int("candidates", candidates, 1)
-    max_moves = _check_int("max_moves", max_moves, 0)
-    if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
-        raise ValueError(f"margin must be a number from 0 up to (not including) 1, not "
-                         f"{margin!r}")
-    if window_packets is not None and window_seconds is not None:
-        raise ValueError("give a window in packets or in seconds, not both")
-    if window_packets is None and window_seconds is None:
-        kind, size = default_window(trace)
-    else:
-        kind, size = (("packets", window_packets) if window_packets is not None
-                      else ("seconds", window_seconds))
+    queues, reta_size, candidates, max_moves = _checked_parameters(
+        queues, reta_size, candidates, margin, max_moves)
+    kind, size = _window_of(trace, window_packets, window_seconds)
     bounds = trace.windows(**{kind: size})
-    nonempty = [b for b in bounds if b[1] > b[0]]
-    if len(nonempty) < 2:
-        raise ValueError(f"{trace.name}: {len(trace)} packets make {len(nonempty)} window(s) "
-                         f"with packets at a window of {size} {kind}; a policy is judged on "
-                         "the window after its decision, so at least 2 are needed: use a "
-                         "smaller window")
-
-    hashes = _FlowHashes(trace.inputs)
+    nonempty = _windows_with_packets(trace, bounds, kind, size)
     policies = {name: _Policy(name, queues=queues, reta_size=reta_size,
                               candidates=candidates, margin=margin, max_moves=max_moves,
                               seed=seed) for name in POLICIES}
-    lb_p, lb_b, starts = [], [], []
-    window = _Window(trace, *nonempty[0])
-    changed = {}                      # per policy: flow -> queue before a changing decision
-    for w in range(len(nonempty) - 1):
-        for p in policies.values():
-            old = p.flow_queues(hashes)
-            changed[p.name] = old if p.decide(window) else None
-        window = _Window(trace, *nonempty[w + 1])
-        starts.append(round(window.start, 9))
-        bp, bb = window.bounds(queues)
-        lb_p.append(bp)
-        lb_b.append(bb)
-        for p in policies.values():
-            now = p.flow_queues(hashes)
-            if p.adaptive:
-                old = changed[p.name]
-                p.flows_migrated.append(0 if old is None else int(np.count_nonzero(
-                    old[window.active] != now[window.active])))
-            lp, lbytes = window.loads(now, p.table[0], queues)
-            p.scores_p.append(scores(lp))
-            p.scores_b.append(scores(lbytes))
-            p.shares.append((lp / lp.sum()).round(6).tolist())
-
-    static = policies["static"]
+    series = _replay_windows(trace, nonempty, policies, queues)
     report = {
         "trace": trace.name,
-        "lower_bound": float(np.mean(lb_p)),
-        "lower_bound_bytes": float(np.mean(lb_b)),
+        "lower_bound": float(np.mean(series["lower_bound"])),
+        "lower_bound_bytes": float(np.mean(series["lower_bound_bytes"])),
         "queues": queues,
         "reta_size": reta_size,
         "window": {kind: size},
@@ -370,15 +346,83 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
         "policies": {},
         "seconds": 0.0,
     }
-    series = {"window_start": starts, "lower_bound": lb_p, "lower_bound_bytes": lb_b}
+    _add_policy_summaries(report, policies, series)
+    report["seconds"] = time.perf_counter() - t0
+    return report
+
+
+def _checked_parameters(queues, reta_size, candidates, margin,
+                        max_moves) -> tuple[int, int, int, int]:
+    """``queues``, ``reta_size``, ``candidates`` and ``max_moves`` as ints, checked against
+    the limits :func:`evaluate` documents (``margin`` only checked). Raises ValueError
+    naming the first bad one."""
+    queues = _check_int("queues", queues, 1, MAX_QUEUES)
+    reta_size = _check_int("reta_size", reta_size, 1, 1 << 16)
+    if reta_size & (reta_size - 1) or reta_size < queues:
+        raise ValueError(f"reta_size must be a power of two of at least queues ({queues}), "
+                         f"not {reta_size}")
+    candidates = _check_int("candidates", candidates, 1)
+    max_moves = _check_int("max_moves", max_moves, 0)
+    if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+        raise ValueError(f"margin must be a number from 0 up to (not including) 1, not "
+                         f"{margin!r}")
+    return queues, reta_size, candidates, max_moves
+
+
+def _window_of(trace, window_packets, window_seconds) -> tuple[str, float | int]:
+    """The window as ``(kind, size)``: the one given, or :func:`default_window` if neither
+    is. Raises ValueError if both are given."""
+    if window_packets is not None and window_seconds is not None:
+        raise ValueError("give a window in packets or in seconds, not both")
+    if window_packets is None and window_seconds is None:
+        return default_window(trace)
+    return (("packets", window_packets) if window_packets is not None
+            else ("seconds", window_seconds))
+
+
+def _windows_with_packets(trace, bounds, kind: str, size) -> list:
+    """The ``(first, end, start)`` bounds of the windows holding packets; ValueError if
+    fewer than two (a policy is scored on the window after its decision)."""
+    nonempty = [b for b in bounds if b[1] > b[0]]
+    if len(nonempty) < 2:
+        raise ValueError(f"{trace.name}: {len(trace)} packets make {len(nonempty)} window(s) "
+                         f"with packets at a window of {size} {kind}; a policy is judged on "
+                         "the window after its decision, so at least 2 are needed: use a "
+                         "smaller window")
+    return nonempty
+
+
+def _replay_windows(trace, nonempty: list, policies: dict[str, "_Policy"],
+                    queues: int) -> dict:
+    """Every policy decides on each window with packets and is scored on the next one (its
+    scores accumulate in the policy). Returns the per-scored-window series of the report:
+    ``window_start`` (rounded to ns), ``lower_bound`` and ``lower_bound_bytes``."""
+    hashes = _FlowHashes(trace.inputs)
+    lb_p, lb_b, starts = [], [], []
+    window = _Window(trace, *nonempty[0])
+    for w in range(len(nonempty) - 1):
+        # per policy: flow -> queue before a decision that changed something, else None
+        before = {p.name: p.decide_on(window, hashes) for p in policies.values()}
+        window = _Window(trace, *nonempty[w + 1])
+        starts.append(round(window.start, 9))
+        bp, bb = window.bounds(queues)
+        lb_p.append(bp)
+        lb_b.append(bb)
+        for p in policies.values():
+            p.score(window, hashes, before[p.name])
+    return {"window_start": starts, "lower_bound": lb_p, "lower_bound_bytes": lb_b}
+
+
+def _add_policy_summaries(report: dict, policies: dict[str, "_Policy"], series: dict) -> None:
+    """Fill ``report["policies"]`` with each policy's summary (and its
+    ``gap_to_lower_bound``) and ``report["series"]`` with ``series`` plus each policy's."""
+    static = policies["static"]
     for name, p in policies.items():
         summary = p.summary(static)
         summary["gap_to_lower_bound"] = summary["next_window_max_mean"] / report["lower_bound"] - 1
         series[name] = summary.pop("series")
         report["policies"][name] = summary
     report["series"] = series
-    report["seconds"] = time.perf_counter() - t0
-    return report
 
 
 def dumps(report: dict) -> str:
