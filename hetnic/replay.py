@@ -141,25 +141,23 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
         generation = nic.apply(config)
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
-    model = RxModel(nic.regmap, config, generation=generation)
-    buffer_size = nic.rx_queues[0].ring.buffer_size
-    records: list[dict | None] = [None] * len(items)
-    expected: dict[int, deque] = {q.index: deque() for q in nic.rx_queues}
-    sendable = []
-    for index, (frame, err) in enumerate(items):
-        if not frame:
-            records[index] = _unsent_record(generation)
-            continue
-        rec = model.process(frame, err)
-        rec["sent"], rec["delivered"], rec["latency"] = True, False, None
-        rec["queue_drop"] = None
-        if rec["drop"] == DropReason.NONE and len(frame) > buffer_size:
-            rec["queue_drop"] = "too_long"
-        records[index] = rec
-        sendable.append(index)
-        if rec["drop"] == DropReason.NONE and rec["queue_drop"] is None:
-            expected[rec["queue"]].append(index)
+    replay = _Replay(nic, items, check)
+    replay.model_frames(RxModel(nic.regmap, config, generation=generation), generation)
+    plan = _consumer_plan(nic, consumers)
+    step = min(step, *(c.interval for c in plan.values()))
+    replay.run(plan, step, progress)
+    replay.drain()
+    counters = replay.check_queue_drops()
+    stats = {"frames": len(items), "sent": len(replay.sendable),
+             "delivered": replay.delivered, "queue_drops": replay.queue_drops(),
+             "cycles": nic.now() - replay.start_cycle, "seconds": time.perf_counter() - t0,
+             "generation": generation}
+    return ReplayResult(replay.records, replay.mismatches, counters, stats)
 
+
+def _consumer_plan(nic, consumers: dict[int, Consumer] | None) -> dict[int, Consumer]:
+    """The consumer of every RX queue of ``nic`` (:class:`Consumer` where ``consumers``
+    names none); ReplayError for an interval or batch that is not a positive integer."""
     consumers = consumers or {}
     plan = {q.index: consumers.get(q.index, Consumer()) for q in nic.rx_queues}
     for q, c in plan.items():
@@ -167,87 +165,145 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
                 and c.batch >= 1):
             raise ReplayError(f"consumer of queue {q}: interval and batch must be positive "
                               f"integers, not {c}")
-    step = min(step, *(c.interval for c in plan.values()))
-    next_poll = {q: 0 for q in plan}
-    bad: list[tuple[int, dict]] = []
-    start_cycle = nic.now()
-    sent = 0
-    done_frames = 0
-    stalled_since, last_pending = None, None     # the wire not moving: a wedged NIC
+    return plan
 
-    def take(queue, packets):
-        nonlocal done_frames
-        exp = expected[queue.index]
-        now = nic.now()
+
+class _Replay:
+    """The state of one :func:`replay_on_nic`: a record per input frame (the model's, then
+    what the NIC's completion said), the frames each queue should still deliver, in order,
+    and the mismatches found.
+
+    Members
+    -------
+    records : list of dict
+        One per input frame, in frame order (see :func:`record_line`).
+    sendable : list of int
+        Indices of the frames that go on the wire (all but the empty ones).
+    mismatches : list of (int, dict)
+        ``(frame index or -1, {field: (model, NIC)})``.
+    delivered : int
+        Frames software has received so far.
+    """
+
+    def __init__(self, nic, items: list[tuple[bytes, bool]], check: bool):
+        self.nic, self.items, self.check = nic, items, check
+        self.records: list[dict | None] = [None] * len(items)
+        self.expected: dict[int, deque] = {q.index: deque() for q in nic.rx_queues}
+        self.sendable: list[int] = []
+        self.mismatches: list[tuple[int, dict]] = []
+        self.delivered = 0
+        self.start_cycle = nic.now()
+
+    def model_frames(self, model, generation: int) -> None:
+        """The model's record of every frame; a frame the model delivers joins its queue's
+        expected frames unless it is too long for the queue's buffers."""
+        buffer_size = self.nic.rx_queues[0].ring.buffer_size
+        for index, (frame, err) in enumerate(self.items):
+            if not frame:
+                self.records[index] = _unsent_record(generation)
+                continue
+            rec = model.process(frame, err)
+            rec["sent"], rec["delivered"], rec["latency"] = True, False, None
+            rec["queue_drop"] = None
+            if rec["drop"] == DropReason.NONE and len(frame) > buffer_size:
+                rec["queue_drop"] = "too_long"
+            self.records[index] = rec
+            self.sendable.append(index)
+            if rec["drop"] == DropReason.NONE and rec["queue_drop"] is None:
+                self.expected[rec["queue"]].append(index)
+
+    def take(self, queue, packets) -> None:
+        """Match the ``packets`` software polled from ``queue`` to their input frames (the
+        queue's expected frames in order; those skipped were dropped for want of a buffer),
+        check them against the model and record what the NIC said."""
+        exp = self.expected[queue.index]
+        now = self.nic.now()
         for p in packets:
             # Frames the NIC dropped at the queue (no buffer) leave gaps: skip to the match.
-            while exp and items[exp[0]][0] != p.data:
-                records[exp.popleft()]["queue_drop"] = "no_buffer"
+            while exp and self.items[exp[0]][0] != p.data:
+                self.records[exp.popleft()]["queue_drop"] = "no_buffer"
             if not exp:
-                bad.append((-1, {"unexpected_frame": (None, p.data[:32].hex())}))
+                self.mismatches.append((-1, {"unexpected_frame": (None, p.data[:32].hex())}))
                 continue
             index = exp.popleft()
-            rec = records[index]
+            rec = self.records[index]
             got = {k: int(getattr(p, k)) for k in CHECKED_FIELDS}
-            if check:
+            if self.check:
                 diff = {k: (rec[k], got[k]) for k in CHECKED_FIELDS if rec[k] != got[k]}
                 if diff:
-                    bad.append((index, diff))
+                    self.mismatches.append((index, diff))
             rec.update(got)
             rec["delivered"] = True
-            rec["latency"] = nic.age(p, now)
-            done_frames += 1
+            rec["latency"] = self.nic.age(p, now)
+            self.delivered += 1
 
-    while True:
-        if sent < len(sendable) and nic.wire.pending() < 256:
-            chunk = sendable[sent:sent + 512]
-            nic.wire.send([items[i][0] for i in chunk], [items[i][1] for i in chunk])
-            sent += len(chunk)
-        nic.run(step)
-        now = nic.now()
-        for q in nic.rx_queues:
-            if now >= next_poll[q.index]:
-                next_poll[q.index] = now + plan[q.index].interval
-                take(q, q.poll(plan[q.index].batch))
-        if progress:
-            progress(min(sent, len(sendable)) - nic.wire.pending(), len(sendable))
-        if sent == len(sendable) and nic.wire.pending() == 0 and \
-                not any(expected.values()):
-            break
-        if sent == len(sendable) and nic.wire.pending() == 0 and \
-                now - start_cycle > 64 * len(sendable) + 1_000_000:
-            break                                   # whatever is missing stays missing
-        pending = nic.wire.pending()
-        if pending and pending == last_pending:
-            if now - stalled_since > STALL_CYCLES:
-                raise ReplayError(f"the NIC took no frame from the wire for {STALL_CYCLES} "
-                                  f"cycles ({pending} frames waiting, {done_frames} "
-                                  f"delivered): it is wedged")
-        else:
-            stalled_since, last_pending = now, pending
-    nic.run_until_idle()
-    for q in nic.rx_queues:
+    def run(self, plan: dict[int, Consumer], step: int, progress) -> None:
+        """Send the frames (512 at a time, whenever fewer than 256 wait on the wire), run the
+        clock ``step`` cycles at a time and poll each queue as its consumer says, until every
+        expected frame is delivered, or the wire is empty and the time allowed for the rest
+        has passed. ReplayError if the wire stands still (:data:`STALL_CYCLES`)."""
+        nic, sendable = self.nic, self.sendable
+        next_poll = {q: 0 for q in plan}
+        self.start_cycle = nic.now()
+        sent = 0
+        stalled_since, last_pending = None, None     # the wire not moving: a wedged NIC
         while True:
-            got = q.poll(1024)
-            if not got:
+            if sent < len(sendable) and nic.wire.pending() < 256:
+                chunk = sendable[sent:sent + 512]
+                nic.wire.send([self.items[i][0] for i in chunk],
+                              [self.items[i][1] for i in chunk])
+                sent += len(chunk)
+            nic.run(step)
+            now = nic.now()
+            for q in nic.rx_queues:
+                if now >= next_poll[q.index]:
+                    next_poll[q.index] = now + plan[q.index].interval
+                    self.take(q, q.poll(plan[q.index].batch))
+            if progress:
+                progress(min(sent, len(sendable)) - nic.wire.pending(), len(sendable))
+            if sent == len(sendable) and nic.wire.pending() == 0 and \
+                    not any(self.expected.values()):
                 break
-            take(q, got)
-    # Whatever the model delivers and the NIC did not was dropped at its queue; the NIC's
-    # queue drop counters must account for every such frame.
-    for exp in expected.values():
-        for index in exp:
-            records[index]["queue_drop"] = "no_buffer"
-    counters = nic.counters()
-    nic_queue_drops = sum(v for k, v in counters.items()
-                          if k.startswith(("rxq_no_buffer", "rxq_too_long")))
-    queue_drops = sum(1 for i in sendable if records[i]["queue_drop"])
-    if check and queue_drops != nic_queue_drops:
-        bad.append((-1, {"queue_drops": (queue_drops, nic_queue_drops)}))
-    stats = {"frames": len(items), "sent": len(sendable), "delivered": done_frames,
-             "queue_drops": queue_drops,
-             "cycles": nic.now() - start_cycle, "seconds": time.perf_counter() - t0,
-             "generation": generation}
-    return ReplayResult(records, bad, counters, stats)
+            if sent == len(sendable) and nic.wire.pending() == 0 and \
+                    now - self.start_cycle > 64 * len(sendable) + 1_000_000:
+                break                                   # whatever is missing stays missing
+            pending = nic.wire.pending()
+            if pending and pending == last_pending:
+                if now - stalled_since > STALL_CYCLES:
+                    raise ReplayError(f"the NIC took no frame from the wire for {STALL_CYCLES} "
+                                      f"cycles ({pending} frames waiting, {self.delivered} "
+                                      f"delivered): it is wedged")
+            else:
+                stalled_since, last_pending = now, pending
+
+    def drain(self) -> None:
+        """Let the NIC go idle and take everything left in the queues; whatever the model
+        delivers and the NIC did not was dropped at its queue (no buffer)."""
+        self.nic.run_until_idle()
+        for q in self.nic.rx_queues:
+            while True:
+                got = q.poll(1024)
+                if not got:
+                    break
+                self.take(q, got)
+        for exp in self.expected.values():
+            for index in exp:
+                self.records[index]["queue_drop"] = "no_buffer"
+
+    def queue_drops(self) -> int:
+        """Sent frames dropped at an RX queue (no buffer or too long), by the records."""
+        return sum(1 for i in self.sendable if self.records[i]["queue_drop"])
+
+    def check_queue_drops(self) -> dict[str, int]:
+        """The NIC's counters; with ``check``, a mismatch unless its queue drop counters
+        account for every frame :meth:`queue_drops` counts."""
+        counters = self.nic.counters()
+        nic_queue_drops = sum(v for k, v in counters.items()
+                              if k.startswith(("rxq_no_buffer", "rxq_too_long")))
+        queue_drops = self.queue_drops()
+        if self.check and queue_drops != nic_queue_drops:
+            self.mismatches.append((-1, {"queue_drops": (queue_drops, nic_queue_drops)}))
+        return counters
 
 
 def _unsent_record(generation: int) -> dict:
