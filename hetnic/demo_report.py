@@ -68,9 +68,35 @@ def summarise(result: ReplayResult, lines: list[dict], config: RxConfig, instanc
     counters = result.counters
     sent = [l for l in lines if l["sent"]]
     delivered = [l for l in lines if l["delivered"]]
-    by_number = {inst.number: inst for inst in instances}
-    owner = {q: inst.name for inst in instances for q in inst.queue_range}
+    per_queue, queue_drops = _per_queue(counters, sent, delivered, instances)
+    per_rule = _per_rule(counters, sent, config, instances)
+    per_instance = _per_instance(delivered, instances, clock_hz)
+    drops, pipeline_drops = _drops(counters, sent)
+    checks = {
+        "frames_in": counters.get("frames_in") == len(sent),
+        "queue_packets_bytes_drops": all(row["agree"] for row in per_queue),
+        "rule_hits": all(row["frames"] == row["nic_hits"] for row in per_rule),
+        "drop_reasons": all(row["model"] == row["nic"] for row in drops),
+    }
+    hash_types = Counter(l["hash_type"] for l in delivered)
+    return {
+        "source": source, "nic": {**nic, "clock_mhz": clock_hz / 1e6},
+        "frames": len(lines), "sent": len(sent), "delivered": len(delivered),
+        "pipeline_drops": pipeline_drops, "queue_drops": queue_drops,
+        "cycles": result.stats["cycles"],
+        "per_queue": per_queue, "per_rule": per_rule, "per_instance": per_instance,
+        "drops": drops, "hash_types": {t.label: hash_types[t.label] for t in HashType},
+        "model_mismatches": len(result.mismatches), "counters_agree": all(checks.values()),
+        "counter_checks": checks,
+        "counters": {k: v for k, v in counters.items() if not k.startswith("bucket_packets")},
+    }
 
+
+def _per_queue(counters: dict[str, int], sent: list[dict], delivered: list[dict],
+               instances) -> tuple[list[dict], int]:
+    """The ``per_queue`` rows (one per queue the NIC counts, see :func:`summarise`) and the
+    number of sent frames dropped at an RX queue."""
+    owner = {q: inst.name for inst in instances for q in inst.queue_range}
     packets, nbytes, qdrops, qdrop_bytes = Counter(), Counter(), Counter(), Counter()
     for l in delivered:
         packets[l["queue"]] += 1
@@ -94,7 +120,15 @@ def summarise(result: ReplayResult, lines: list[dict], config: RxConfig, instanc
                         and row["nic_packets"] == packets[q] + qdrops[q]
                         and row["nic_bytes"] == nbytes[q] + qdrop_bytes[q])
         per_queue.append(row)
+    return per_queue, sum(qdrops.values())
 
+
+def _per_rule(counters: dict[str, int], sent: list[dict], config: RxConfig,
+              instances) -> list[dict]:
+    """The ``per_rule`` rows: each rule of ``config``, then the default action, with the
+    sent frames it matched, its target (an instance's name or ``drop``) and the NIC's
+    ``rule_hits`` counter."""
+    by_number = {inst.number: inst for inst in instances}
     hits = Counter(l["rule"] for l in sent)
     per_rule = []
     actions = [(i, r.name or f"rule {i}", r.action) for i, r in enumerate(config.rules)]
@@ -104,7 +138,12 @@ def summarise(result: ReplayResult, lines: list[dict], config: RxConfig, instanc
                                 else f"rule_hits[{index}]")
         per_rule.append({"rule": "default" if index is None else index, "name": name,
                          "action": target, "frames": hits[index], "nic_hits": nic_hits})
+    return per_rule
 
+
+def _per_instance(delivered: list[dict], instances, clock_hz: float) -> list[dict]:
+    """The ``per_instance`` rows: each stack instance's queues, poll profile, the frames
+    delivered to it and their latency (:func:`_latency`)."""
     per_instance = []
     for inst in instances:
         mine = [l["latency_cycles"] for l in delivered if l["instance"] == inst.number]
@@ -113,29 +152,16 @@ def summarise(result: ReplayResult, lines: list[dict], config: RxConfig, instanc
             "queues": list(inst.queue_range), "poll_interval_cycles": inst.interval,
             "poll_batch": inst.batch, "frames": len(mine),
             "latency": _latency(mine, clock_hz)})
+    return per_instance
 
+
+def _drops(counters: dict[str, int], sent: list[dict]) -> tuple[list[dict], int]:
+    """The ``drops`` rows (each RX pipeline drop reason: the model's count beside the NIC's
+    ``drop[reason]`` counter) and the number of sent frames the pipeline dropped."""
     reasons = Counter(l["drop"] for l in sent if l["drop"])
     drops = [{"reason": r.label, "model": reasons[r.label], "nic": counters.get(f"drop[{r.label}]")}
              for r in DropReason if r != DropReason.NONE]
-
-    checks = {
-        "frames_in": counters.get("frames_in") == len(sent),
-        "queue_packets_bytes_drops": all(row["agree"] for row in per_queue),
-        "rule_hits": all(row["frames"] == row["nic_hits"] for row in per_rule),
-        "drop_reasons": all(row["model"] == row["nic"] for row in drops),
-    }
-    hash_types = Counter(l["hash_type"] for l in delivered)
-    return {
-        "source": source, "nic": {**nic, "clock_mhz": clock_hz / 1e6},
-        "frames": len(lines), "sent": len(sent), "delivered": len(delivered),
-        "pipeline_drops": sum(reasons.values()), "queue_drops": sum(qdrops.values()),
-        "cycles": result.stats["cycles"],
-        "per_queue": per_queue, "per_rule": per_rule, "per_instance": per_instance,
-        "drops": drops, "hash_types": {t.label: hash_types[t.label] for t in HashType},
-        "model_mismatches": len(result.mismatches), "counters_agree": all(checks.values()),
-        "counter_checks": checks,
-        "counters": {k: v for k, v in counters.items() if not k.startswith("bucket_packets")},
-    }
+    return drops, sum(reasons.values())
 
 
 def _table(title: str, header: Sequence[str], rows: list[Sequence]) -> str:
