@@ -22,7 +22,7 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
 from hetnic.params import NicParams
 from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from hetnic.sim.cocotb_backend import RamMemory
-from hetnic.sim.rx_tb import pause_generator
+from hetnic.sim.rx_tb import pause_generator, read_registers, start_clock_and_reset, write_all
 from hetnic.host.event_ring import EventRing
 from hetnic.host.memory import MemoryAllocator
 from hetnic.host.queue_setup import queue_register_writes
@@ -39,91 +39,35 @@ def _armed(event_queue: int) -> int:
     return QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue)
 
 
-@cocotb.test()
-async def run_job(dut):
-    with open(os.environ["HETNIC_JOB"]) as f:
-        job = json.load(f)
-    rng = random.Random(job.get("seed", 1))
-    params = NicParams(**job["build"])
-    regmap = params.regmap()
+class CoreMonitor:
+    """Watches the core's ports every cycle, sampled mid-cycle (at the falling edge: valid &
+    ready there is the handshake of the next rising edge).
 
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
+    Members
+    -------
+    stats : dict
+        ``cycles``; handshakes on ``ar`` and ``aw``; ``irq_pulses`` (once an interrupt line
+        was high); ``rx_frames``, ``rx_first_beat``, ``rx_last_beat`` on ``s_axis`` and
+        ``tx_frames``, ``tx_first_beat``, ``tx_last_beat`` on ``m_axis`` (beats as cycle
+        numbers); ``latencies``: with a ``latency_probe`` ``{"queue": q}``, the cycles from
+        each frame's last beat on ``s_axis`` to its completion showing in queue ``q``'s
+        completion ring (frames taken in order, all to that queue).
+    done : bool
+        Set to stop :meth:`run` at the next falling edge.
+    """
 
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_SIZE)
-    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-    source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
-    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
-    for obj in (ram.write_if, ram.read_if, source, sink):
-        obj.log.setLevel("WARNING")
-    if job.get("dma_pause"):
-        p = job["dma_pause"]
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.read_if.ar_channel,
-                   ram.read_if.r_channel):
-            ch.set_pause_generator(pause_generator(rng, p))
-    if job.get("tx_pause"):
-        sink.set_pause_generator(pause_generator(rng, job["tx_pause"]))
-    if job.get("rx_pause"):
-        source.set_pause_generator(pause_generator(rng, job["rx_pause"]))
+    def __init__(self, dut, mem: RamMemory, rx_rings: dict[int, RxRing], probe: dict | None):
+        self.dut, self.mem, self.rx_rings, self.probe = dut, mem, rx_rings, probe
+        self.stats = {"ar": 0, "aw": 0, "cycles": 0, "rx_frames": 0, "rx_first_beat": None,
+                      "rx_last_beat": None, "tx_frames": 0, "tx_first_beat": None,
+                      "tx_last_beat": None, "latencies": []}
+        self.frame_ends: list[int] = []      # cycle of each frame's last beat on s_axis
+        self.next_completion = 0
+        self.done = False
 
-    mem = RamMemory(ram)
-    alloc = MemoryAllocator(mem, RING_BASE, MEM_SIZE - RING_BASE)
-
-    async def write_all(writes):
-        for addr, value in writes:
-            await axil.write_dword(addr, value)
-
-    # --- configuration: RSS/classifier, then the rings ----------------------------------
-    await write_all(job["config_writes"])
-    for _ in range(2000):
-        if await axil.read_dword(regmap.addr("COMMIT_STATUS")) == 0:
-            break
-    rx_rings = {}
-    for q in job.get("rx_queues_used", []):
-        ring = RxRing(mem, alloc, job["rx_ring_size"], buffer_size=job["rx_buffer_size"],
-                      data_align=params.data_width // 8)
-        rx_rings[q] = ring
-        ring.post()
-        await write_all(queue_register_writes(regmap, "rx", q, ring))
-    tx_rings = {}
-    for q in job.get("tx_queues_used", []):
-        ring = TxRing(mem, alloc, job["tx_ring_size"], data_align=params.data_width // 8)
-        tx_rings[q] = ring
-        await write_all(queue_register_writes(regmap, "tx", q, ring))
-
-    eq_rings = {}
-    for q in job.get("event_queues_used", []):
-        ring = EventRing(mem, alloc, 64)
-        eq_rings[q] = ring
-        await write_all(queue_register_writes(regmap, "event", q, ring))
-        await axil.write_dword(regmap.addr("EQ_CTRL", q), QUEUE_CTRL_ENABLE.encode(1)
-                               | EQ_CTRL_IRQ_ENABLE.encode(1))
-    for q, eq in job.get("arm_rx", {}).items():
-        await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), _armed(eq))
-    for q, eq in job.get("arm_tx", {}).items():
-        await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), _armed(eq))
-    if job.get("late_commit"):
-        await write_all(job["late_commit"])
-    # Bad input on purpose: a descriptor rewritten after posting, raw register writes.
-    for bad in job.get("corrupt_rx_descriptor", []):
-        ring = rx_rings[bad["queue"]]
-        mem.write(ring.base + 16 * bad["index"], bad["addr"].to_bytes(8, "little"))
-    await write_all(job.get("raw_writes", []))
-
-    # --- traffic ---------------------------------------------------------------------------
-    stats = {"ar": 0, "aw": 0, "cycles": 0, "rx_frames": 0, "rx_first_beat": None,
-             "rx_last_beat": None, "tx_frames": 0, "tx_first_beat": None,
-             "tx_last_beat": None, "latencies": []}
-    done = {"flag": False}
-    probe = job.get("latency_probe")         # {"queue": q}: watch that queue's completions
-    frame_ends = []                          # cycle of each frame's last beat on s_axis
-
-    async def monitor():
-        # Sampled mid-cycle: valid & ready there is the handshake of the next rising edge.
-        next_completion = 0
-        while not done["flag"]:
+    async def run(self) -> None:
+        dut, stats = self.dut, self.stats
+        while not self.done:
             await FallingEdge(dut.clk)
             cycle = stats["cycles"] = stats["cycles"] + 1
             if dut.m_axi_arvalid.value and dut.m_axi_arready.value:
@@ -139,119 +83,248 @@ async def run_job(dut):
                 stats["rx_last_beat"] = cycle
                 if dut.s_axis_tlast.value:
                     stats["rx_frames"] += 1
-                    frame_ends.append(cycle)
+                    self.frame_ends.append(cycle)
             if dut.m_axis_tvalid.value and dut.m_axis_tready.value:
                 if stats["tx_first_beat"] is None:
                     stats["tx_first_beat"] = cycle
                 stats["tx_last_beat"] = cycle
                 stats["tx_frames"] += int(dut.m_axis_tlast.value)
-            if probe is not None and next_completion < len(frame_ends):
-                ring = rx_rings[probe["queue"]]
-                size = ring.size
-                entry = ring.cq_base + 16 * (next_completion % size)
-                phase = (mem.read(entry + 15, 1)[0] >> 7) & 1
-                if phase == (1 - (next_completion // size) % 2):
-                    stats["latencies"].append(cycle - frame_ends[next_completion])
-                    next_completion += 1
+            if self.probe is not None and self.next_completion < len(self.frame_ends):
+                self._probe_completion(cycle)
 
-    mon = cocotb.start_soon(monitor())
+    def _probe_completion(self, cycle: int) -> None:
+        """If the next awaited completion of the probed queue has been written (its phase bit
+        flipped), record its latency."""
+        ring = self.rx_rings[self.probe["queue"]]
+        n, size = self.next_completion, ring.size
+        entry = ring.cq_base + 16 * (n % size)
+        phase = (self.mem.read(entry + 15, 1)[0] >> 7) & 1
+        if phase == (1 - (n // size) % 2):
+            self.stats["latencies"].append(cycle - self.frame_ends[n])
+            self.next_completion += 1
 
-    async def pause_queue(spec):
-        # Disable an RX queue under traffic, then enable it again (CTRL only: the NIC keeps
-        # its consumer index, so no completion is lost or repeated).
+
+class NicBench:
+    """The world around ``NicCoreTop`` for one job, and the host's side of it.
+
+    cocotbext-axi models on the core's ports (host memory ``ram`` on ``m_axi``, ``axil`` on
+    ``s_axil``, ``source`` on ``s_axis``, ``sink`` on ``m_axis``, each with the job's pauses),
+    the rings the unmodified host ring code keeps in that memory (``rx_rings``, ``tx_rings``,
+    ``eq_rings`` by queue), and what the host has seen: ``received`` (RX packets by queue),
+    ``tx_done`` (TX completions, as result records) and ``tx_sent`` (work items posted).
+    """
+
+    def __init__(self, dut, job: dict):
+        self.dut, self.job = dut, job
+        self.rng = random.Random(job.get("seed", 1))
+        self.params = NicParams(**job["build"])
+        self.regmap = self.params.regmap()
+        self.rx_rings: dict[int, RxRing] = {}
+        self.tx_rings: dict[int, TxRing] = {}
+        self.eq_rings: dict[int, EventRing] = {}
+        self.tx_items = job.get("tx_items", [])
+        self.tx_sent = 0
+        self.received: dict[int, list] = {}
+        self.tx_done: list[dict] = []
+
+    def attach(self) -> None:
+        """The bus models on the core's ports (after reset), with the job's ``dma_pause``,
+        ``tx_pause`` and ``rx_pause``, and the host memory allocator over ``ram``."""
+        dut, job = self.dut, self.job
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_SIZE)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        ram = self.ram
+        for obj in (ram.write_if, ram.read_if, self.source, self.sink):
+            obj.log.setLevel("WARNING")
+        if job.get("dma_pause"):
+            for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.read_if.ar_channel,
+                       ram.read_if.r_channel):
+                ch.set_pause_generator(pause_generator(self.rng, job["dma_pause"]))
+        if job.get("tx_pause"):
+            self.sink.set_pause_generator(pause_generator(self.rng, job["tx_pause"]))
+        if job.get("rx_pause"):
+            self.source.set_pause_generator(pause_generator(self.rng, job["rx_pause"]))
+        self.mem = RamMemory(ram)
+        self.alloc = MemoryAllocator(self.mem, RING_BASE, MEM_SIZE - RING_BASE)
+
+    async def configure(self) -> None:
+        """The RSS/classifier writes (``config_writes``, then wait for the commit), the
+        rings, the queues armed for events (``arm_rx``, ``arm_tx``), a ``late_commit``, and
+        bad input on purpose: ``corrupt_rx_descriptor`` (a descriptor rewritten after
+        posting) and ``raw_writes``."""
+        job, axil, regmap = self.job, self.axil, self.regmap
+        await write_all(axil, job["config_writes"])
+        for _ in range(2000):
+            if await axil.read_dword(regmap.addr("COMMIT_STATUS")) == 0:
+                break
+        await self._open_rings()
+        for q, eq in job.get("arm_rx", {}).items():
+            await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), _armed(eq))
+        for q, eq in job.get("arm_tx", {}).items():
+            await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), _armed(eq))
+        if job.get("late_commit"):
+            await write_all(axil, job["late_commit"])
+        for bad in job.get("corrupt_rx_descriptor", []):
+            ring = self.rx_rings[bad["queue"]]
+            self.mem.write(ring.base + 16 * bad["index"], bad["addr"].to_bytes(8, "little"))
+        await write_all(axil, job.get("raw_writes", []))
+
+    async def _open_rings(self) -> None:
+        """An RX ring (buffers posted) per ``rx_queues_used``, a TX ring per
+        ``tx_queues_used`` and an event ring (enabled, interrupts on) per
+        ``event_queues_used``, each programmed into its queue's registers."""
+        job, mem, alloc, regmap = self.job, self.mem, self.alloc, self.regmap
+        align = self.params.data_width // 8
+        for q in job.get("rx_queues_used", []):
+            ring = RxRing(mem, alloc, job["rx_ring_size"], buffer_size=job["rx_buffer_size"],
+                          data_align=align)
+            self.rx_rings[q] = ring
+            ring.post()
+            await write_all(self.axil, queue_register_writes(regmap, "rx", q, ring))
+        for q in job.get("tx_queues_used", []):
+            ring = TxRing(mem, alloc, job["tx_ring_size"], data_align=align)
+            self.tx_rings[q] = ring
+            await write_all(self.axil, queue_register_writes(regmap, "tx", q, ring))
+        for q in job.get("event_queues_used", []):
+            ring = EventRing(mem, alloc, 64)
+            self.eq_rings[q] = ring
+            await write_all(self.axil, queue_register_writes(regmap, "event", q, ring))
+            await self.axil.write_dword(regmap.addr("EQ_CTRL", q), QUEUE_CTRL_ENABLE.encode(1)
+                                        | EQ_CTRL_IRQ_ENABLE.encode(1))
+        self.received = {q: [] for q in self.rx_rings}
+
+    async def pause_queue(self, spec: dict, stats: dict) -> None:
+        """Once ``spec["after_frames"]`` frames have come in, disable RX queue
+        ``spec["queue"]`` for ``spec["cycles"]`` and enable it again (CTRL only: the NIC
+        keeps its consumer index, so no completion is lost or repeated)."""
         while stats["rx_frames"] < spec["after_frames"]:
-            await RisingEdge(dut.clk)
-        ctrl = regmap.addr("RXQ_CTRL", spec["queue"])
-        await axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(0))
-        await ClockCycles(dut.clk, spec["cycles"])
-        await axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(1))
+            await RisingEdge(self.dut.clk)
+        ctrl = self.regmap.addr("RXQ_CTRL", spec["queue"])
+        await self.axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(0))
+        await ClockCycles(self.dut.clk, spec["cycles"])
+        await self.axil.write_dword(ctrl, QUEUE_CTRL_ENABLE.encode(1))
 
-    pauser = cocotb.start_soon(pause_queue(job["pause_queue"])) if job.get("pause_queue") else None
-    for frame in job.get("rx_frames", []):
-        await source.send(AxiStreamFrame(bytes.fromhex(frame)))
-
-    tx_items = job.get("tx_items", [])
-    tx_sent = 0
-    received = {q: [] for q in rx_rings}
-    tx_done = []
-    expected_rx = job.get("expect_rx", 0)
-    budget = job.get("max_cycles", 200_000)
-    waited = 0
-    drain_until = None
-    while waited < budget:
-        # Keep TX rings fed, one work item per loop turn.
-        if tx_sent < len(tx_items):
-            item = tx_items[tx_sent]
-            ring = tx_rings[item["queue"]]
-            messages = [bytes.fromhex(h) for h in item.get("messages", [])]
-            try:
-                if item["mode"] == "raw":
-                    doorbell = ring.raw_work_item([bytes.fromhex(h) for h in item["slots"]])
-                elif item["mode"] == "batch":
-                    doorbell = ring.send_batch(messages)
-                elif item["mode"] == "gather":
-                    doorbell = ring.send_gather(messages)
-                else:
-                    doorbell = ring.send(messages[0])
-            except Exception as exc:        # ring full: reap first, retry on the next turn
-                if type(exc).__name__ != "RingFullError":
-                    raise
+    async def feed_tx(self) -> None:
+        """Post the next of the job's ``tx_items`` (``mode`` raw, batch, gather or a single
+        message) and ring its doorbell; on a full ring, try again on the next call."""
+        if self.tx_sent >= len(self.tx_items):
+            return
+        item = self.tx_items[self.tx_sent]
+        ring = self.tx_rings[item["queue"]]
+        messages = [bytes.fromhex(h) for h in item.get("messages", [])]
+        try:
+            if item["mode"] == "raw":
+                doorbell = ring.raw_work_item([bytes.fromhex(h) for h in item["slots"]])
+            elif item["mode"] == "batch":
+                doorbell = ring.send_batch(messages)
+            elif item["mode"] == "gather":
+                doorbell = ring.send_gather(messages)
             else:
-                tx_sent += 1
-                await axil.write_dword(regmap.addr("TXQ_PROD", item["queue"]), doorbell)
-        for q, ring in rx_rings.items():
-            for pkt in ring.reap(256):
-                received[q].append(pkt)
+                doorbell = ring.send(messages[0])
+        except Exception as exc:        # ring full: reap first, retry on the next turn
+            if type(exc).__name__ != "RingFullError":
+                raise
+        else:
+            self.tx_sent += 1
+            await self.axil.write_dword(self.regmap.addr("TXQ_PROD", item["queue"]), doorbell)
+
+    async def reap(self) -> None:
+        """Take the RX packets (refilling each RX ring and ringing its doorbell if it
+        posted buffers) and the TX completions."""
+        for q, ring in self.rx_rings.items():
+            self.received[q].extend(ring.reap(256))
             before = ring.producer
             doorbell = ring.post()
             if doorbell != before:
-                await axil.write_dword(regmap.addr("RXQ_PROD", q), doorbell)
-        for q, ring in tx_rings.items():
+                await self.axil.write_dword(self.regmap.addr("RXQ_PROD", q), doorbell)
+        for q, ring in self.tx_rings.items():
             for d in ring.reap():
-                tx_done.append({"queue": q, "cookie": d.cookie, "status": int(d.status),
-                                "messages": d.messages, "bytes": d.bytes})
-        n_rx = sum(len(v) for v in received.values())
-        n_tx_frames = sink.count()
-        if (n_rx >= expected_rx and source.empty() and tx_sent == len(tx_items)
-                and len(tx_done) == len(tx_items)
-                and n_tx_frames >= job.get("expect_tx_frames", 0)):
-            # Keep reaping a while: frames still inside the core (or dropped) settle.
-            if drain_until is None:
-                drain_until = waited + job.get("drain_cycles", 0)
-            if waited >= drain_until:
-                break
-        await ClockCycles(dut.clk, 16)
-        waited += 16
+                self.tx_done.append({"queue": q, "cookie": d.cookie, "status": int(d.status),
+                                     "messages": d.messages, "bytes": d.bytes})
+
+    def traffic_done(self) -> bool:
+        """All the job expects has happened: ``expect_rx`` packets received, the RX frames
+        and every TX item sent and completed, ``expect_tx_frames`` frames out."""
+        n_rx = sum(len(v) for v in self.received.values())
+        return (n_rx >= self.job.get("expect_rx", 0) and self.source.empty()
+                and self.tx_sent == len(self.tx_items)
+                and len(self.tx_done) == len(self.tx_items)
+                and self.sink.count() >= self.job.get("expect_tx_frames", 0))
+
+    async def run_traffic(self, budget: int) -> int:
+        """Feed TX and reap every 16 cycles until :meth:`traffic_done`, then for the job's
+        ``drain_cycles`` more (frames still inside the core, or dropped, settle), or until
+        ``budget`` cycles have passed. Returns the cycles waited."""
+        waited = 0
+        drain_until = None
+        while waited < budget:
+            await self.feed_tx()
+            await self.reap()
+            if self.traffic_done():
+                if drain_until is None:
+                    drain_until = waited + self.job.get("drain_cycles", 0)
+                if waited >= drain_until:
+                    break
+            await ClockCycles(self.dut.clk, 16)
+            waited += 16
+        return waited
+
+    async def host_view(self) -> dict:
+        """What the host saw, for the result: the TX frames out, the events, the RX packets,
+        the TX completions, the ``read_registers``, and ``guard_ok``: nothing outside the
+        allocated rings and buffers was written (AxiRam starts zeroed)."""
+        tx_frames = []
+        while not self.sink.empty():
+            tx_frames.append(bytes(self.sink.recv_nowait().tdata).hex())
+        counters = await read_registers(self.axil, self.job.get("read_registers", {}))
+        top = RING_BASE + self.alloc.used
+        guard_ok = (self.mem.read(0, RING_BASE) == bytes(RING_BASE)
+                    and self.mem.read(top, 1 << 16) == bytes(1 << 16))
+        events = []
+        for q, ring in self.eq_rings.items():
+            for e in ring.reap(64):
+                events.append({"eq": q, "type": int(e.type), "source": e.source, "info": e.info})
+        return {
+            "events": events,
+            "guard_ok": guard_ok,
+            "rx": {str(q): [{"data": p.data.hex(), "hash": p.hash, "hash_type": int(p.hash_type),
+                             "queue": p.queue, "instance": p.instance, "rule": p.rule,
+                             "generation": p.generation, "length": p.length}
+                            for p in pkts] for q, pkts in self.received.items()},
+            "tx_frames": tx_frames, "tx_done": self.tx_done, "registers": counters,
+        }
+
+
+@cocotb.test()
+async def run_job(dut):
+    """Configure the core and its rings as the job says, receive its ``rx_frames``, send its
+    ``tx_items`` and write what the host saw, with the monitor's ``stats``, to
+    ``HETNIC_OUT``. Fails if the job does not finish within ``max_cycles``."""
+    with open(os.environ["HETNIC_JOB"]) as f:
+        job = json.load(f)
+    bench = NicBench(dut, job)
+    await start_clock_and_reset(dut, CLOCK_NS)
+    bench.attach()
+    await bench.configure()
+
+    monitor = CoreMonitor(dut, bench.mem, bench.rx_rings, job.get("latency_probe"))
+    mon = cocotb.start_soon(monitor.run())
+    pauser = (cocotb.start_soon(bench.pause_queue(job["pause_queue"], monitor.stats))
+              if job.get("pause_queue") else None)
+    for frame in job.get("rx_frames", []):
+        await bench.source.send(AxiStreamFrame(bytes.fromhex(frame)))
+    budget = job.get("max_cycles", 200_000)
+    waited = await bench.run_traffic(budget)
     await ClockCycles(dut.clk, 32)
-    done["flag"] = True
+    monitor.done = True
     await mon
     if pauser is not None and not pauser.done():
         pauser.cancel()
 
-    tx_frames = []
-    while not sink.empty():
-        tx_frames.append(bytes(sink.recv_nowait().tdata).hex())
-    counters = {}
-    for name, addr in job.get("read_registers", {}).items():
-        counters[name] = await axil.read_dword(addr)
-    # Nothing outside the allocated rings and buffers was written (AxiRam starts zeroed).
-    top = RING_BASE + alloc.used
-    guard_ok = (mem.read(0, RING_BASE) == bytes(RING_BASE)
-                and mem.read(top, 1 << 16) == bytes(1 << 16))
-    events = []
-    for q, ring in eq_rings.items():
-        for e in ring.reap(64):
-            events.append({"eq": q, "type": int(e.type), "source": e.source, "info": e.info})
-    result = {
-        "events": events,
-        "guard_ok": guard_ok,
-        "rx": {str(q): [{"data": p.data.hex(), "hash": p.hash, "hash_type": int(p.hash_type),
-                         "queue": p.queue, "instance": p.instance, "rule": p.rule,
-                         "generation": p.generation, "length": p.length}
-                        for p in pkts] for q, pkts in received.items()},
-        "tx_frames": tx_frames, "tx_done": tx_done, "registers": counters,
-        "stats": stats, "timed_out": waited >= budget,
-    }
+    result = await bench.host_view()
+    result.update({"stats": monitor.stats, "timed_out": waited >= budget})
     with open(os.environ["HETNIC_OUT"], "w") as f:
         json.dump(result, f)
     assert waited < budget, "the job did not finish within its cycle budget"
