@@ -209,112 +209,169 @@ def host_session(job: dict, path: str, port: QueuePort, clock: SimClock,
 
 # --- the test --------------------------------------------------------------------------------
 
-@cocotb.test()
-async def run_job(dut):
-    with open(os.environ["HETNIC_JOB"]) as f:
-        job = json.load(f)
-    bit_ns = job["bit_ns"]
-    sys.setswitchinterval(SWITCH_INTERVAL)
+def wire_records(frames: list[GmiiFrame]) -> list[dict]:
+    """Each frame as the result shows it: ``payload`` (hex), ``fcs_ok``, ``preamble`` (hex)
+    and ``error`` (an error flag on any byte)."""
+    return [{"payload": bytes(f.get_payload()).hex(), "fcs_ok": f.check_fcs(),
+             "preamble": bytes(f.data[:f.get_preamble_len()]).hex(),
+             "error": any(f.error or [])} for f in frames]
 
-    dut.clk90.value = 0
-    dut.uart_rx.value = 1
-    dut.rst.value = 1
-    Clock(dut.clk, CLOCK_NS, unit="ns").start()
-    Clock(dut.rgmii0_rx_clk, CLOCK_NS, unit="ns").start()
-    await Timer(CLOCK_NS // 4, unit="ns")
-    Clock(dut.clk90, CLOCK_NS, unit="ns").start()
-    await Timer(1, unit="ns")
-    Clock(dut.rgmii1_rx_clk, CLOCK_NS, unit="ns").start()      # its own phase
 
-    net_in = RgmiiSource(dut.rgmii0_rxd, dut.rgmii0_rx_ctl, dut.rgmii0_rx_clk, dut.rst)
-    net_out = RgmiiSink(dut.rgmii0_txd, dut.rgmii0_tx_ctl, dut.rgmii0_tx_clk, dut.rst)
-    host_in = RgmiiSource(dut.rgmii1_rxd, dut.rgmii1_rx_ctl, dut.rgmii1_rx_clk, dut.rst)
-    host_out = RgmiiSink(dut.rgmii1_txd, dut.rgmii1_tx_ctl, dut.rgmii1_tx_clk, dut.rst)
-    for model in (net_in, net_out, host_in, host_out):
-        model.log.setLevel("WARNING")
-    await ClockCycles(dut.clk, 8)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 8)
+class BoardBench:
+    """The world around the board core for one job: its clocks, the RGMII models of port 0
+    (``net_in``, ``net_out``: the network) and port 1 (``host_in``, ``host_out``: the host's
+    link), the UART on a pseudo-terminal, and the host thread.
 
-    master, slave = os.openpty()
-    tty.setraw(slave)               # the slave stays open: the master never sees a hang-up
-    os.set_blocking(master, False)
-    uart = {"framing_errors": 0}
-    cocotb.start_soon(uart_to_board(dut, master, bit_ns))
-    cocotb.start_soon(uart_from_board(dut, master, bit_ns, uart))
+    Members
+    -------
+    to_host, to_network : list of GmiiFrame
+        What the board sent on port 1 and on port 0.
+    host : dict
+        What the host thread saw (:func:`host_session`), with ``error`` if it failed.
+    uart : dict
+        ``framing_errors`` seen on ``uart_tx``.
+    """
 
-    port, clock = QueuePort("port 1"), SimClock()
-    network_go, network_done = threading.Event(), threading.Event()
-    host = {}
+    def __init__(self, dut, job: dict):
+        self.dut, self.job = dut, job
+        self.port, self.clock = QueuePort("port 1"), SimClock()
+        self.network_go, self.network_done = threading.Event(), threading.Event()
+        self.host: dict = {}
+        self.uart = {"framing_errors": 0}
+        self.to_host: list[GmiiFrame] = []
+        self.to_network: list[GmiiFrame] = []
 
-    def run_host():
-        try:
-            host_session(job, os.ttyname(slave), port, clock, network_go, network_done,
-                         host)
-        except BaseException:                   # reported to the pytest side
-            host["error"] = traceback.format_exc()
+    async def start(self) -> None:
+        """The clocks (``clk90`` a quarter period behind ``clk``, port 1's RX clock on its
+        own phase), the RGMII models, and reset for 8 cycles."""
+        dut = self.dut
+        dut.clk90.value = 0
+        dut.uart_rx.value = 1
+        dut.rst.value = 1
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        Clock(dut.rgmii0_rx_clk, CLOCK_NS, unit="ns").start()
+        await Timer(CLOCK_NS // 4, unit="ns")
+        Clock(dut.clk90, CLOCK_NS, unit="ns").start()
+        await Timer(1, unit="ns")
+        Clock(dut.rgmii1_rx_clk, CLOCK_NS, unit="ns").start()      # its own phase
 
-    thread = threading.Thread(target=run_host, name="host", daemon=True)
-    thread.start()
+        self.net_in = RgmiiSource(dut.rgmii0_rxd, dut.rgmii0_rx_ctl, dut.rgmii0_rx_clk, dut.rst)
+        self.net_out = RgmiiSink(dut.rgmii0_txd, dut.rgmii0_tx_ctl, dut.rgmii0_tx_clk, dut.rst)
+        self.host_in = RgmiiSource(dut.rgmii1_rxd, dut.rgmii1_rx_ctl, dut.rgmii1_rx_clk,
+                                   dut.rst)
+        self.host_out = RgmiiSink(dut.rgmii1_txd, dut.rgmii1_tx_ctl, dut.rgmii1_tx_clk,
+                                  dut.rst)
+        for model in (self.net_in, self.net_out, self.host_in, self.host_out):
+            model.log.setLevel("WARNING")
+        await ClockCycles(dut.clk, 8)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 8)
 
-    to_host, to_network = [], []
-    sent_network = False
-    tagged_seen = quiet_since = 0
-    start = get_sim_time("ns")
-    wall = time.monotonic()
-    while thread.is_alive() and get_sim_time("ns") - start < job["budget_ns"]:
-        await Timer(POLL_NS, "ns")
-        now = get_sim_time("ns")
-        clock.publish(now)
+    def start_host(self) -> threading.Thread:
+        """Open the pseudo-terminal, wire its master side to the UART pins and start the
+        host thread on its slave side; returns the thread."""
+        bit_ns = self.job["bit_ns"]
+        master, slave = os.openpty()
+        tty.setraw(slave)           # the slave stays open: the master never sees a hang-up
+        os.set_blocking(master, False)
+        cocotb.start_soon(uart_to_board(self.dut, master, bit_ns))
+        cocotb.start_soon(uart_from_board(self.dut, master, bit_ns, self.uart))
+
+        def run_host():
+            try:
+                host_session(self.job, os.ttyname(slave), self.port, self.clock,
+                             self.network_go, self.network_done, self.host)
+            except BaseException:                   # reported to the pytest side
+                self.host["error"] = traceback.format_exc()
+
+        thread = threading.Thread(target=run_host, name="host", daemon=True)
+        thread.start()
+        return thread
+
+    def exchange_frames(self) -> None:
+        """Send what the host has sent on port 1; take what the board sent on either port,
+        handing the good frames of port 1 to the host (a host NIC drops bad frames)."""
         while True:
             try:
-                frame = port.sent.get_nowait()
+                frame = self.port.sent.get_nowait()
             except queue.Empty:
                 break
-            host_in.send_nowait(GmiiFrame.from_payload(frame))
-        while not host_out.empty():
-            frame = host_out.recv_nowait()
-            to_host.append(frame)
+            self.host_in.send_nowait(GmiiFrame.from_payload(frame))
+        while not self.host_out.empty():
+            frame = self.host_out.recv_nowait()
+            self.to_host.append(frame)
             if frame.check_fcs() and not any(frame.error or []):
-                port.deliver(frame.get_payload())       # a host NIC drops bad frames
-        while not net_out.empty():
-            to_network.append(net_out.recv_nowait())
-        if network_go.is_set() and not sent_network:
-            for data, bad_fcs in job["network"]:
-                # Sent as given: a frame shorter than 60 bytes is a runt on the wire.
-                frame = GmiiFrame.from_payload(bytes.fromhex(data), min_len=0)
-                if bad_fcs:
-                    frame.data[-1] ^= 0xFF
-                net_in.send_nowait(frame)
-            sent_network = True
-        if sent_network and not network_done.is_set():
-            if len(to_host) != tagged_seen or not net_in.idle():
-                tagged_seen, quiet_since = len(to_host), now
-            elif now - quiet_since >= SETTLE_NS:
-                network_done.set()
-    budget_hit = thread.is_alive()
+                self.port.deliver(frame.get_payload())
+        self.collect_network()
 
-    # The host's last frames still cross the board; let them out.
-    for _ in range(0, 200_000, POLL_NS):
-        if len(to_network) >= len(job["host_tx"]) or budget_hit:
-            break
-        await Timer(POLL_NS, "ns")
-        while not net_out.empty():
-            to_network.append(net_out.recv_nowait())
-    await Timer(SETTLE_NS, "ns")
-    while not net_out.empty():
-        to_network.append(net_out.recv_nowait())
-    while not host_out.empty():
-        to_host.append(host_out.recv_nowait())
+    def collect_network(self) -> None:
+        """Take what the board sent to the network (port 0)."""
+        while not self.net_out.empty():
+            self.to_network.append(self.net_out.recv_nowait())
 
-    def wire(frames):
-        return [{"payload": bytes(f.get_payload()).hex(), "fcs_ok": f.check_fcs(),
-                 "preamble": bytes(f.data[:f.get_preamble_len()]).hex(),
-                 "error": any(f.error or [])} for f in frames]
+    def send_network(self) -> None:
+        """The job's ``network`` frames on port 0, each sent as given (a frame shorter than
+        60 bytes is a runt on the wire), its FCS spoilt where it says ``bad_fcs``."""
+        for data, bad_fcs in self.job["network"]:
+            frame = GmiiFrame.from_payload(bytes.fromhex(data), min_len=0)
+            if bad_fcs:
+                frame.data[-1] ^= 0xFF
+            self.net_in.send_nowait(frame)
 
+    async def serve(self, thread: threading.Thread, start: int) -> bool:
+        """Every :data:`POLL_NS`: publish the simulated time to the host and exchange
+        frames; send the network traffic once the host has committed and tell it the traffic
+        is over once the source is idle and no tagged frame has come for :data:`SETTLE_NS`.
+        Until the host thread ends or ``budget_ns`` from ``start``; returns True if the
+        budget ran out first."""
+        sent_network = False
+        tagged_seen = quiet_since = 0
+        while thread.is_alive() and get_sim_time("ns") - start < self.job["budget_ns"]:
+            await Timer(POLL_NS, "ns")
+            now = get_sim_time("ns")
+            self.clock.publish(now)
+            self.exchange_frames()
+            if self.network_go.is_set() and not sent_network:
+                self.send_network()
+                sent_network = True
+            if sent_network and not self.network_done.is_set():
+                if len(self.to_host) != tagged_seen or not self.net_in.idle():
+                    tagged_seen, quiet_since = len(self.to_host), now
+                elif now - quiet_since >= SETTLE_NS:
+                    self.network_done.set()
+        return thread.is_alive()
+
+    async def let_out(self, budget_hit: bool) -> None:
+        """The host's last frames still cross the board: wait for them (up to 200 us, not at
+        all if the budget ran out), then :data:`SETTLE_NS` more, and take what came out."""
+        for _ in range(0, 200_000, POLL_NS):
+            if len(self.to_network) >= len(self.job["host_tx"]) or budget_hit:
+                break
+            await Timer(POLL_NS, "ns")
+            self.collect_network()
+        await Timer(SETTLE_NS, "ns")
+        self.collect_network()
+        while not self.host_out.empty():
+            self.to_host.append(self.host_out.recv_nowait())
+
+
+@cocotb.test()
+async def run_job(dut):
+    """Run the job of ``HETNIC_JOB`` (see the module docstring) and write what each side saw
+    to ``HETNIC_OUT``."""
+    with open(os.environ["HETNIC_JOB"]) as f:
+        job = json.load(f)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    bench = BoardBench(dut, job)
+    await bench.start()
+    thread = bench.start_host()
+    start = get_sim_time("ns")
+    wall = time.monotonic()
+    budget_hit = await bench.serve(thread, start)
+    await bench.let_out(budget_hit)
     result = {
-        "host": host, "budget_hit": budget_hit, "to_host": wire(to_host),
-        "to_network": wire(to_network), "uart": uart,
+        "host": bench.host, "budget_hit": budget_hit, "to_host": wire_records(bench.to_host),
+        "to_network": wire_records(bench.to_network), "uart": bench.uart,
         "sim_us": (get_sim_time("ns") - start) / 1000, "wall_s": time.monotonic() - wall,
     }
     with open(os.environ["HETNIC_OUT"], "w") as f:
