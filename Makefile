@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow lint-imports bench verilog regmap clean
 
@@ -20,11 +21,14 @@ demo: $(STAMP)
 
 # The import layers (pyproject.toml's [tool.importlinter]) are checked first; then the Versa
 # ECP5 place and route (single-threaded, several minutes) runs beside the rest of the suite,
-# its output kept in build/pnr-test.log and shown at the end.
+# its output kept in build/pnr-test.log and shown at the end. The rest runs on TEST_WORKERS
+# pytest-xdist workers, a test file per worker at a time (its module fixtures, such as a
+# Verilator build, made once); processes that need the same simulator build wait for one
+# build (sim.toolchain.build_lock).
 test: $(STAMP) lint-imports
 	@mkdir -p build
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m pnr > build/pnr-test.log 2>&1 & pnr=$$!; \
-	status=0; $(BIN)/python -m pytest -q || status=$$?; \
+	status=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
 	echo "--- place and route (build/pnr-test.log) ---"; \
 	if wait $$pnr; then tail -n 3 build/pnr-test.log; else status=1; cat build/pnr-test.log; fi; \
 	exit $$status
@@ -43,7 +47,7 @@ lint-imports: $(STAMP)
 	cd $(IMPORT_VIEW) && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 bench: $(STAMP)
 	$(BIN)/hetnic bench rx

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import HetnicError
 from ..params import NicParams
-from .toolchain import ToolError, cache_dir, content_key, use_verilator
+from .toolchain import ToolError, build_lock, cache_dir, content_key, use_verilator
 
 __all__ = ["check_hil_params", "HarnessError", "Harness", "build_harness", "HARNESS_SOURCE",
            "HARNESS_HEADERS", "COUNTER_NAMES", "last_build_was_cached", "register_reset"]
@@ -160,16 +160,24 @@ def build_harness(params: NicParams, *, trace: str | None = None,
     entry = cache_dir("hil") / f"nic-w{params.data_width}-{key}"
     lib = entry / "libhil.so"
     stamp = entry / "sha256"
-    if entry.exists():
-        try:
-            if stamp.read_text().strip() == _sha256(lib):
-                _last_build["cached"] = True
-                return lib
-        except OSError:
-            pass
-        print(f"hetnic: harness build cache entry {entry} is incomplete or damaged; "
-              f"rebuilding it", file=sys.stderr)
-        shutil.rmtree(entry, ignore_errors=True)
+    with build_lock(entry):     # one build per entry, however many processes ask
+        if entry.exists():
+            try:
+                if stamp.read_text().strip() == _sha256(lib):
+                    _last_build["cached"] = True
+                    return lib
+            except OSError:
+                pass
+            print(f"hetnic: harness build cache entry {entry} is incomplete or damaged; "
+                  f"rebuilding it", file=sys.stderr)
+            shutil.rmtree(entry, ignore_errors=True)
+        _build_entry(entry, verilog, params, trace, progress)
+    return lib
+
+
+def _build_entry(entry: Path, verilog: str, params: NicParams, trace: str | None,
+                 progress) -> None:
+    """Compile the harness into a new folder and move it to ``entry`` when whole."""
     _last_build["cached"] = False
     use_verilator()             # only a build needs Verilator, make and a C++ compiler
     if trace == "fst" and not any(Path(d, "lz4.h").exists()
@@ -189,7 +197,6 @@ def build_harness(params: NicParams, *, trace: str | None = None,
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return lib
 
 
 def _compile(out: Path, verilog: str, params: NicParams, trace: str | None) -> None:

@@ -59,13 +59,20 @@ def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
     cocotb, through a Verilator control file. Internal signals are still in waveforms.
     """
     import cocotb
-    import cocotb_tools.config
     use_verilator()
     key = content_key(verilog, cocotb.__version__, str(waves), _BUILD_FLAGS_VERSION)
     build_dir = cache_dir("verilator", f"{toplevel}-{key}")
+    with build_lock(build_dir):         # one build per entry, however many processes ask
+        if not (build_dir / ".built").exists():
+            _verilate_for_cocotb(verilog, toplevel, build_dir, key, waves)
+    return build_dir
+
+
+def _verilate_for_cocotb(verilog: str, toplevel: str, build_dir: Path, key: str,
+                         waves: bool) -> None:
+    """Verilate and compile into ``build_dir``; the ``.built`` stamp is written last."""
+    import cocotb_tools.config
     stamp = build_dir / ".built"
-    if stamp.exists():
-        return build_dir
     src = build_dir / f"{toplevel}.v"
     src.write_text(verilog)
     vlt = build_dir / "ports.vlt"
@@ -98,7 +105,6 @@ def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
         if f"%Warning-{fatal}" in log.read_text():
             raise SimulationError(f"Verilator reports {fatal} for {toplevel}; see {log}")
     stamp.write_text(key)
-    return build_dir
 
 
 def run_cocotb(build_dir: Path, toplevel: str, test_module: str, job: dict) -> dict:

@@ -7,6 +7,8 @@ and never a system Verilator (Debian's 5.006 cannot build cocotb 2's harness).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from ..errors import HetnicError
 
-__all__ = ["ToolError", "verilator_env", "use_verilator", "cache_dir", "content_key"]
+__all__ = ["ToolError", "verilator_env", "use_verilator", "cache_dir", "content_key",
+           "build_lock"]
 
 
 class ToolError(HetnicError, RuntimeError):
@@ -79,3 +82,18 @@ def content_key(*items: str | bytes) -> str:
         h.update(item.encode() if isinstance(item, str) else item)
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def build_lock(entry: Path):
+    """Hold an exclusive lock for building cache entry ``entry`` (a file ``entry.lock`` beside
+    it), so that processes that need the same build at once (pytest workers, two commands)
+    build it once: the first builds, the others wait and then find it built. The lock goes
+    with the process, so a build that dies leaves no stale lock behind."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.with_name(entry.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
