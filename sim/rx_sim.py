@@ -20,7 +20,7 @@ from ..errors import HetnicError
 from ..protocol import PacketMeta, unpack
 from ..params import NicParams
 from ..rtl import rx_pipeline_verilog
-from .toolchain import cache_dir, content_key, use_verilator
+from .toolchain import build_lock, cache_dir, content_key, use_verilator
 
 __all__ = ["RxRunResult", "SimulationError", "build_rx", "build_cocotb",
            "run_cocotb", "run_rx_job"]

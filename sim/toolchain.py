@@ -86,12 +86,13 @@ def content_key(*items: str | bytes) -> str:
 
 @contextlib.contextmanager
 def build_lock(entry: Path):
-    """Hold an exclusive lock for building cache entry ``entry`` (a file ``entry.lock`` beside
-    it), so that processes that need the same build at once (pytest workers, two commands)
-    build it once: the first builds, the others wait and then find it built. The lock goes
-    with the process, so a build that dies leaves no stale lock behind."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with open(entry.with_name(entry.name + ".lock"), "a") as lock:
+    """Hold an exclusive lock for building cache entry ``entry``, so that processes that need
+    the same build at once (pytest workers, two commands) build it once: the first builds,
+    the others wait and then find it built. The lock files live in the cache's ``locks/``
+    folder, never beside the entries; a lock goes with its process, so a build that dies
+    leaves none behind."""
+    path = cache_dir("locks") / f"{entry.parent.name}.{entry.name}.lock"
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

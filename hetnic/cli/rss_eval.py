@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import CliError, float_range, frame_count, int_range, queue_count, seed
+from .args import CliError, float_range, int_range, queue_count, seed
 
 NAME = "rss-eval"
 HELP = ("judge RSS policies (static, adaptive key, RETA rebalancing) on a capture or "
