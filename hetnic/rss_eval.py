@@ -4,7 +4,7 @@ the traffic *after* each decision?
 The trace is cut into consecutive windows. At the end of every window each policy decides
 from that window alone, applies its decision, and is scored on the next window with packets
 in it — never on the window it was tuned on (a key that is best on the traffic it was picked
-from can be worse than the default on what follows; see REFERENCE.md, "Balance").
+from can be worse than the default on what follows).
 
 Policies
 --------

@@ -247,7 +247,7 @@ def symmetric_keys(rng: np.random.Generator, n: int, *,
 
     The price of symmetry: with period-16 rows the hash depends only on the XOR of all 16-bit
     words of the input, and its two 16-bit halves are equal, so it takes at most 65,536
-    values (REFERENCE.md: reduced hash space). Flows whose inputs XOR-fold alike collide on
+    values (a reduced hash space). Flows whose inputs XOR-fold alike collide on
     every such key, e.g. both ports changed by the same XOR.
     """
     def draw(g, m):

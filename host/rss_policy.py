@@ -7,7 +7,7 @@ Two ways to spread received packets more evenly over the queues:
 
 * :class:`KeySelector` — every interval, score ``candidates`` random (optionally symmetric)
   keys on the flows of the recent window, packet-weighted, and switch to the best one only
-  if it beats the active key by ``margin``. Caveat (see REFERENCE.md, "Balance"): a key
+  if it beats the active key by ``margin``. Caveat: a key
   picked on one window often does no better on the next one, and packet imbalance comes
   mostly from large flows that no key can split (:func:`lower_bound`).
 * :class:`RetaBalancer` — RSS++-style: from per-RETA-entry packet counters (the NIC's
