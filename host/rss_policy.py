@@ -14,6 +14,10 @@ Two ways to spread received packets more evenly over the queues:
   ``BUCKET_PACKETS``), move a bounded number of entries from the most to the least loaded
   queues, separately in each stack instance's RETA slice.
 
+Either can do worse than the default on the traffic that follows its decision (few flows,
+one elephant, windows too short to predict the next). :class:`GainGuard` keeps the static
+decision in force until the policy has shown a gain on windows it was not tuned on.
+
 The scores and flows are in :mod:`hetnic.host.rss_flows` and the keys and multi-key hashing
 in :mod:`hetnic.host.rss_keys`; this module re-exports them. Conventions (buckets, loads,
 finite results, one-line errors) are in :mod:`hetnic.host.rss_flows`.
@@ -39,7 +43,7 @@ __all__ = [
     "DEFAULT_INDEX_BITS", "Scores", "scores", "lower_bound", "FlowSet", "validate_key",
     "is_symmetric_key", "random_keys", "symmetric_keys", "flow_hashes", "queue_loads",
     "bucket_loads", "score_keys", "KeyDecision", "KeySelector", "Move", "BalanceDecision",
-    "RetaBalancer",
+    "RetaBalancer", "GainGuard",
 ]
 
 
@@ -286,3 +290,59 @@ class RetaBalancer:
             if math.fsum(loads[table == dst].tolist() + [loads[bucket]]) < high:
                 return Move(int(bucket), src, dst, float(loads[bucket]))
         return None
+
+
+# --- Keeping the static decision until a policy shows a gain ----------------------------------
+
+class GainGuard:
+    """Keeps the static decision (default key and table) in force until an adaptive policy
+    has shown, out of sample, that it does better.
+
+    The policy runs in the shadow: it decides every window as usual, and after each window
+    :meth:`observe` gets its score on that window (of its decision made on the window
+    *before*, so never the window it was tuned on) beside the static decision's score on the
+    same window. The policy's decision is put in force (:attr:`trusted`) only while it beat
+    static on each of the last ``streak`` observed windows and its mean score over every
+    observed window is below static's by ``margin``; one lost window puts static back in
+    force until the policy has won ``streak`` in a row again. Scores are "lower is better"
+    (max/mean).
+
+    On short real captures a window predicts the next one poorly (a key or table fitted to
+    one window's few heavy flows is as likely to do worse as better on the next), and a
+    single wrong switch costs as much as several right ones gain; hence a streak, not a
+    majority.
+
+    Parameters
+    ----------
+    margin : float
+        Relative gain over static the policy must show on average, in ``[0, 1)``.
+    streak : int
+        Consecutive windows, the most recent ones, the policy must have beaten static on,
+        >= 1.
+
+    Members
+    -------
+    trusted : bool
+        The policy's decision is in force (else static's).
+    """
+    def __init__(self, *, margin: float = 0.05, streak: int = 5):
+        if not isinstance(margin, numbers.Real) or not 0 <= margin < 1:
+            raise ValueError(f"margin must be a number in [0, 1), not {margin!r}")
+        self.streak = _check_count(streak, "streak", 1)
+        self.margin = float(margin)
+        self._policy_sum = self._static_sum = 0.0
+        self._wins = 0
+        self.trusted = False
+
+    def observe(self, policy_score: float, static_score: float) -> bool:
+        """Record one window's scores (each of a decision made before the window); returns
+        :attr:`trusted` as it now stands, for the next decision."""
+        for name, value in (("policy_score", policy_score), ("static_score", static_score)):
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        self._policy_sum += policy_score
+        self._static_sum += static_score
+        self._wins = self._wins + 1 if policy_score < static_score else 0
+        self.trusted = (self._wins >= self.streak
+                        and self._policy_sum < self._static_sum * (1 - self.margin))
+        return self.trusted

@@ -12,7 +12,8 @@ import pytest
 from hetnic.host.rss_keys import symmetric_key
 from hetnic.sim.model.toeplitz import hash_input_ipv4, hash_input_ipv6, toeplitz
 from hetnic.host.rss_policy import (
-    BalanceDecision, FlowSet, KeySelector, RetaBalancer, Scores, bucket_loads, flow_hashes,
+    BalanceDecision, FlowSet, GainGuard, KeySelector, RetaBalancer, Scores, bucket_loads,
+    flow_hashes,
     is_symmetric_key, lower_bound, queue_loads, random_keys, score_keys, scores,
     symmetric_keys, validate_key,
 )
@@ -559,3 +560,48 @@ def test_bench_rss_keys_small():
     result = bench_rss_keys(keys=4, flows=1000)
     assert (result["keys"], result["flows"]) == (4, 1000)
     json.dumps(result, allow_nan=False)
+
+
+# --- GainGuard ---------------------------------------------------------------------------
+
+def test_gain_guard_needs_a_streak_and_the_margin():
+    guard = GainGuard(margin=0.05, streak=3)
+    assert not guard.trusted
+    # Two wins are not a streak of three; the third is, and the mean gain is 10 %.
+    assert [guard.observe(1.8, 2.0) for _ in range(3)] == [False, False, True]
+    # One lost window puts static back until three more wins in a row.
+    assert guard.observe(2.2, 2.0) is False
+    assert [guard.observe(1.8, 2.0) for _ in range(3)] == [False, False, True]
+
+
+def test_gain_guard_margin_is_on_the_mean_of_every_window_seen():
+    guard = GainGuard(margin=0.05, streak=2)
+    guard.observe(4.0, 2.0)                      # one big loss early on
+    assert guard.observe(1.9, 2.0) is False      # a streak of 1
+    # Winning by 5 % per window: the mean over all windows is still worse than static's.
+    assert guard.observe(1.9, 2.0) is False
+    for _ in range(40):
+        guard.observe(1.8, 2.0)
+    assert guard.trusted                         # the early loss is paid back
+
+
+def test_gain_guard_ties_are_not_wins():
+    guard = GainGuard(margin=0.0, streak=1)
+    assert guard.observe(2.0, 2.0) is False
+    assert guard.observe(1.0, 2.0) is True
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"margin": 1.0}, "margin must be a number in"),
+    ({"margin": -0.1}, "margin must be a number in"),
+    ({"streak": 0}, "streak must be an integer >= 1"),
+])
+def test_gain_guard_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GainGuard(**kwargs)
+
+
+@pytest.mark.parametrize("scores", [(float("nan"), 1.0), (1.0, float("inf")), (-1.0, 1.0)])
+def test_gain_guard_bad_scores(scores):
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        GainGuard().observe(*scores)
