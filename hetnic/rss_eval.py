@@ -25,6 +25,11 @@ Policies
     the same window (known here because software has the window's flows; the in-NIC loop,
     :mod:`hetnic.host.rss_loop`, waits a window instead).
 
+Each adaptive policy is guarded (:class:`~hetnic.host.rss_policy.GainGuard`; ``guard=False``
+turns it off): it decides every window, but its decision is in force only while it has beaten
+static by the margin on the windows after its past decisions (out of sample); otherwise
+static's is. The report gives the policy's own decisions' scores beside (``own_...``).
+
 Scores are per-queue loads of the next window, packet- and byte-weighted: max/mean,
 coefficient of variation, Jain's index and (max - min)/min
 (:func:`~hetnic.host.rss_policy.scores`). Traffic RSS does not hash (hash 0) goes to the
@@ -44,8 +49,8 @@ import numpy as np
 
 from .config import default_reta
 from .sim.model.toeplitz import toeplitz_batch
-from .host.rss_policy import (KeySelector, RetaBalancer, FlowSet, bucket_loads, lower_bound,
-                              scores)
+from .host.rss_policy import (GainGuard, KeySelector, RetaBalancer, FlowSet, bucket_loads,
+                              lower_bound, scores)
 from .protocol import MS_RSS_DEFAULT_KEY
 
 __all__ = ["POLICIES", "MAX_QUEUES", "evaluate", "default_window", "parse_window",
@@ -162,35 +167,51 @@ class _Window:
 
 
 class _Policy:
-    """One policy's configuration, decisions and per-window scores."""
+    """One policy's configuration, decisions and per-window scores.
+
+    An adaptive policy decides every window in the shadow (:attr:`key`, :attr:`table`); with
+    a guard (:class:`~hetnic.host.rss_policy.GainGuard`) its decision is in force only while
+    it has beaten static on the windows after its past decisions, else static's is."""
 
     def __init__(self, name: str, *, queues: int, reta_size: int, candidates: int,
-                 margin: float, max_moves: int, seed: int):
+                 margin: float, max_moves: int, seed: int, guard: bool):
         self.name, self.queues, self.reta_size = name, queues, reta_size
         self.key = MS_RSS_DEFAULT_KEY
         self.table = default_reta(queues, reta_size)
+        self.static_table = self.table
         self.selector = (KeySelector(candidates=candidates, margin=margin, seed=seed)
                          if name.startswith("adaptive_key") else None)
         self.balancer = RetaBalancer(max_moves=max_moves) if "reta" in name else None
         self.adaptive = self.selector is not None or self.balancer is not None
-        self.scores_p, self.scores_b, self.shares = [], [], []
-        self.decisions = self.key_switches = 0
+        self.guard = GainGuard(margin=margin) if guard and self.adaptive else None
+        self.scores_p, self.scores_b, self.shares, self.shadow_p = [], [], [], []
+        self.decisions = self.key_switches = self.windows_in_force = 0
         self.buckets_moved, self.flows_migrated, self.seconds = [], [], []
         self.planned = []             # the balancer's max/mean on the window it tuned on
 
-    def flow_queues(self, hashes: _FlowHashes) -> np.ndarray:
-        return np.asarray(self.table)[hashes(self.key) & (self.reta_size - 1)]
+    def in_force(self) -> tuple[bytes, list[int]]:
+        """The key and table steering traffic: the policy's own, or static's while its guard
+        does not trust it."""
+        if self.guard is None or self.guard.trusted:
+            return self.key, self.table
+        return MS_RSS_DEFAULT_KEY, self.static_table
 
-    def decide(self, window: _Window) -> bool:
-        """Decide on ``window``; True if the key or the table changed."""
+    def flow_queues(self, hashes: _FlowHashes, key=None, table=None) -> np.ndarray:
+        """Queue of every flow under ``key`` and ``table`` (default: those in force)."""
+        if key is None:
+            key, table = self.in_force()
+        return np.asarray(table)[hashes(key) & (self.reta_size - 1)]
+
+    def decide(self, window: _Window) -> None:
+        """Decide on ``window`` (the policy's own key and table)."""
         if not self.adaptive:
-            return False
-        seconds, moved, switched = 0.0, 0, False
+            return
+        seconds, moved = 0.0, 0
         if self.selector is not None:
             decision = self.selector.decide(window.flowset(), self.table, self.queues)
             seconds += decision.seconds
             if decision.key is not None and decision.key != self.key:
-                self.key, switched = decision.key, True
+                self.key = decision.key
                 self.table = default_reta(self.queues, self.reta_size)
                 self.key_switches += 1
         if self.balancer is not None:
@@ -203,27 +224,39 @@ class _Policy:
         self.decisions += 1
         self.buckets_moved.append(moved)
         self.seconds.append(seconds)
-        return switched or moved > 0
 
     def decide_on(self, window: _Window, hashes: _FlowHashes) -> np.ndarray | None:
         """:meth:`decide` on ``window``; the flow -> queue map from before the decision if
-        it changed the key or the table, else None."""
-        old = self.flow_queues(hashes)
-        return old if self.decide(window) else None
+        the key or table in force changed, else None."""
+        old = self.in_force()
+        old_queues = self.flow_queues(hashes)
+        self.decide(window)
+        key, table = self.in_force()
+        return old_queues if (key, list(table)) != (old[0], list(old[1])) else None
 
     def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None) -> None:
-        """Score the current key and table on ``window`` (the one after the decision): its
+        """Score the key and table in force on ``window`` (the one after the decision): its
         packet and byte scores and queue shares, and for an adaptive policy the flows of
         ``window`` that the decision moved to another queue (``before`` as from
-        :meth:`decide_on`)."""
+        :meth:`decide_on`), the policy's own (shadow) score, and the guard's view of it
+        against static's on this window."""
         now = self.flow_queues(hashes)
-        if self.adaptive:
-            self.flows_migrated.append(0 if before is None else int(np.count_nonzero(
-                before[window.active] != now[window.active])))
-        lp, lbytes = window.loads(now, self.table[0], self.queues)
+        lp, lbytes = window.loads(now, self.in_force()[1][0], self.queues)
         self.scores_p.append(scores(lp))
         self.scores_b.append(scores(lbytes))
         self.shares.append((lp / lp.sum()).round(6).tolist())
+        if not self.adaptive:
+            return
+        self.flows_migrated.append(0 if before is None else int(np.count_nonzero(
+            before[window.active] != now[window.active])))
+        self.windows_in_force += self.guard is None or self.guard.trusted
+        own = scores(window.loads(self.flow_queues(hashes, self.key, self.table),
+                                  self.table[0], self.queues)[0]).max_mean
+        self.shadow_p.append(own)
+        if self.guard is not None:
+            static = self.flow_queues(hashes, MS_RSS_DEFAULT_KEY, self.static_table)
+            ref = scores(window.loads(static, self.static_table[0], self.queues)[0]).max_mean
+            self.guard.observe(own, ref)
 
     def summary(self, static: "_Policy") -> dict:
         mm = np.array([s.max_mean for s in self.scores_p])
@@ -250,10 +283,23 @@ class _Policy:
             "decision_seconds": {"mean": _mean(self.seconds),
                                  "max": max(self.seconds, default=0.0)},
             "tuned_window_max_mean": _mean(self.planned) if self.balancer else None,
+            **self._own_summary(ref),
             "series": {"max_mean": mm.tolist(),
                        "max_mean_bytes": [s.max_mean for s in self.scores_b],
                        "queue_share": self.shares},
         }
+
+
+    def _own_summary(self, ref: np.ndarray) -> dict:
+        """The policy's own decisions (as if always in force) against static's scores
+        ``ref``, and the windows they were in force; empty for static."""
+        if not self.adaptive:
+            return {}
+        own = np.array(self.shadow_p)
+        return {"own_next_window_max_mean": float(own.mean()),
+                "own_vs_static": float((own.mean() - ref.mean()) / ref.mean()),
+                "own_worse_than_static_windows": int(np.sum(own > ref + 1e-12)),
+                "windows_in_force": self.windows_in_force}
 
 
 def _mean(values) -> float:
@@ -271,7 +317,7 @@ def _check_int(name: str, value, low: int, high: int | None = None) -> int:
 def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
              window_seconds: float | None = None, reta_size: int = 512,
              candidates: int = 256, margin: float = 0.05, max_moves: int = 16,
-             seed: int = 0) -> dict:
+             seed: int = 0, guard: bool = True) -> dict:
     """Replay ``trace`` window by window through the four :data:`POLICIES`.
 
     Parameters
@@ -287,6 +333,11 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
         Of the key selector (:class:`~hetnic.host.rss_policy.KeySelector`).
     max_moves : int
         Of the balancer (:class:`~hetnic.host.rss_policy.RetaBalancer`).
+    guard : bool
+        Keep static's decision in force until an adaptive policy has beaten it, by
+        ``margin``, on the windows after its own past decisions
+        (:class:`~hetnic.host.rss_policy.GainGuard`); False: the policy's decisions are
+        always in force.
 
     Returns
     -------
@@ -308,7 +359,11 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
           ``flows_migrated_per_decision`` and ``flows_migrated_max`` (flows of the next
           window whose queue the decision changed), ``decision_seconds`` (``mean``,
           ``max``), and for the balancing policies ``tuned_window_max_mean``: what the new
-          table gives on the window it was tuned on (the balancer's own estimate).
+          table gives on the window it was tuned on (the balancer's own estimate);
+        * for the adaptive policies, ``own_next_window_max_mean``, ``own_vs_static`` and
+          ``own_worse_than_static_windows``: the policy's own decisions as if always in
+          force (equal to the above without the guard), and ``windows_in_force``: scored
+          windows its own decision was in force (not static's).
 
     Raises
     ------
@@ -323,7 +378,7 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
     nonempty = _windows_with_packets(trace, bounds, kind, size)
     policies = {name: _Policy(name, queues=queues, reta_size=reta_size,
                               candidates=candidates, margin=margin, max_moves=max_moves,
-                              seed=seed) for name in POLICIES}
+                              seed=seed, guard=bool(guard)) for name in POLICIES}
     series = _replay_windows(trace, nonempty, policies, queues)
     report = {
         "trace": trace.name,
@@ -342,6 +397,7 @@ def evaluate(trace, *, queues: int = 16, window_packets: int | None = None,
         "candidates": candidates,
         "margin": margin,
         "max_moves": max_moves,
+        "guard": bool(guard),
         "policies": {},
         "seconds": 0.0,
     }
