@@ -18,13 +18,24 @@ DESCRIPTION = (
     "rebalancing from per-bucket packet counts) and adaptive_key+reta. Prints per policy the "
     "next-window max/mean queue load (packets, bytes), the change against static, windows "
     "worse than static, flows migrated and decision time, beside the lower bound that "
-    "steering whole flows cannot beat. Writes report.json and figure.png to --out. Exit "
-    "status 2 for bad input.")
+    "steering whole flows cannot beat. Writes report.json and figure.png to --out. With "
+    "--all DIR, every capture in DIR at 4, 8 and 16 queues, as one Markdown table "
+    "(captures.md and captures.json in --out; --doc replaces the table in a document). "
+    "Exit status 2 for bad input.")
 
 #: Most flows ``--synthetic`` generates.
 MAX_FLOWS = 1_000_000
 #: Most candidate keys per decision, and most RETA entries moved per decision.
 MAX_CANDIDATES = MAX_MOVES = 65_536
+#: Queue counts of ``--all``.
+ALL_QUEUES = (4, 8, 16)
+#: Windows ``--all`` cuts a capture into: a capture of N packets gets windows of
+#: ``N // ALL_WINDOWS`` packets, so at least 20 are scored (each policy is judged on the
+#: window after its decision, and its guard needs 4 of them before it may act).
+ALL_WINDOWS = 21
+#: The lines around the table ``--all --doc FILE`` replaces.
+DOC_BEGIN = "<!-- hetnic rss-eval --all: begin (generated, do not edit) -->"
+DOC_END = "<!-- hetnic rss-eval --all: end -->"
 
 
 def _window(text: str):
@@ -47,6 +58,16 @@ def _workload(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pcap", nargs="?", help="capture file (pcap or pcapng); windows are "
                         "counted in packets")
+    parser.add_argument("--all", metavar="DIR", dest="all_dir",
+                        help="every .pcap and .pcapng capture in DIR at 4, 8 and 16 queues, "
+                        "windows of a 21st of each capture's packets: one Markdown table")
+    parser.add_argument("--doc", metavar="FILE",
+                        help="with --all: replace the table between the rss-eval --all "
+                        "marker lines of FILE")
+    parser.add_argument("--no-guard", dest="guard", action="store_false",
+                        help="put each adaptive policy's decisions in force from the start "
+                        "(default: static's until the policy has beaten it on the windows "
+                        "after its past decisions)")
     parser.add_argument("--synthetic", metavar="WORKLOAD", type=_workload,
                         help="generate traffic instead: websearch (DCTCP), datamining (VL2) or "
                         "hadoop (Facebook) flow sizes, random TCP/IPv4 5-tuples, 1 s")
@@ -93,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, write ``report.json`` and ``figure.png`` to ``--out`` and print the table
     (or, with ``--json``, the report)."""
     from ..rss_eval import default_window, draw_figure, dumps, evaluate, format_table
+    if args.all_dir is not None:
+        return _run_all(args)
+    if args.doc is not None:
+        raise CliError("--doc FILE goes with --all DIR")
     if (args.pcap is None) == (args.synthetic is None):
         raise CliError("give a capture file or --synthetic WORKLOAD (one of them)")
     out = Path(args.out)
@@ -106,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(trace, queues=args.queues, candidates=args.candidates,
                           margin=args.margin, max_moves=args.max_moves, seed=args.seed,
-                          **{f"window_{kind}": size})
+                          guard=args.guard, **{f"window_{kind}": size})
     except ValueError as exc:       # the traffic cannot be evaluated with these options
         raise CliError(str(exc)) from None
     text = dumps(report)
@@ -118,4 +143,110 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
         print(f"wrote {out / 'report.json'} and {out / 'figure.png'}")
+    return 0
+
+
+def _captures(folder: Path) -> list[Path]:
+    """The captures of ``--all``, by name; CliError if the folder is missing or has none."""
+    if not folder.is_dir():
+        raise CliError(f"--all {folder}: no such folder")
+    found = sorted((p for p in folder.iterdir() if p.suffix.lower() in (".pcap", ".pcapng")),
+                   key=lambda p: p.name.lower())
+    if not found:
+        raise CliError(f"--all {folder}: no .pcap or .pcapng files in it")
+    return found
+
+
+def evaluate_all(folder, *, candidates: int = 256, margin: float = 0.05,
+                 max_moves: int = 16, seed: int = 0, guard: bool = True) -> list[dict]:
+    """:func:`hetnic.rss_eval.evaluate` on every capture in ``folder`` at each of
+    :data:`ALL_QUEUES`, windows of ``packets // ALL_WINDOWS`` packets. Returns one report per
+    capture and queue count (without its per-window ``series``), captures by name. Raises
+    CliError for a missing folder, one without captures, or a capture that cannot be
+    evaluated (named)."""
+    from ..replay import read_capture
+    from ..rss_eval import evaluate
+    from ..sim.workloads import trace_from_frames
+    reports = []
+    for path in _captures(Path(folder)):
+        trace = trace_from_frames(read_capture(path), name=path.name)
+        for queues in ALL_QUEUES:
+            try:
+                report = evaluate(trace, queues=queues,
+                                  window_packets=max(1, len(trace) // ALL_WINDOWS),
+                                  candidates=candidates, margin=margin, max_moves=max_moves,
+                                  seed=seed, guard=guard)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            report.pop("series")
+            reports.append(report)
+    return reports
+
+
+def format_all(reports: list[dict]) -> str:
+    """The reports of :func:`evaluate_all` as one Markdown table: a row per capture, queue
+    count and policy, then the largest ratio of a policy's next-window max/mean to
+    static's."""
+    lines = ["| capture | packets | flows | window | scored | queues | lower bound | policy "
+             "| max/mean | vs static | worse windows | own max/mean | own vs static "
+             "| own worse windows | windows in force |",
+             "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
+    worst = (0.0, "")
+    for r in reports:
+        static = r["policies"]["static"]["next_window_max_mean"]
+        for name, p in r["policies"].items():
+            ratio = p["next_window_max_mean"] / static
+            if name != "static" and ratio > worst[0]:
+                worst = (ratio, f"{r['trace']}, {r['queues']} queues, {name}")
+            own = ([f"{p['own_next_window_max_mean']:.3f}", f"{100 * p['own_vs_static']:+.1f}%",
+                    str(p["own_worse_than_static_windows"]), str(p["windows_in_force"])]
+                   if "own_vs_static" in p else ["", "", "", ""])
+            lines.append("| " + " | ".join([
+                r["trace"], str(r["packets"]), str(r["flows"]), str(r["window"]["packets"]),
+                str(r["scored_windows"]), str(r["queues"]), f"{r['lower_bound']:.3f}", name,
+                f"{p['next_window_max_mean']:.3f}", f"{100 * p['vs_static']:+.1f}%",
+                str(p["worse_than_static_windows"]), *own]) + " |")
+    guard = "on" if reports[0]["guard"] else "off"
+    lines += ["", f"Guard {guard}. Largest next-window max/mean against static's: "
+              f"{worst[0]:.4f}x ({worst[1]})."]
+    return "\n".join(lines)
+
+
+def _replace_table(doc: Path, table: str) -> None:
+    """Put ``table`` between the :data:`DOC_BEGIN` and :data:`DOC_END` lines of ``doc``."""
+    try:
+        text = doc.read_text()
+    except OSError as exc:
+        raise CliError(f"--doc {doc}: {exc.strerror or exc}") from None
+    begin, end = text.find(DOC_BEGIN), text.find(DOC_END)
+    if begin < 0 or end < begin:
+        raise CliError(f"--doc {doc}: has no '{DOC_BEGIN}' line followed by a "
+                       f"'{DOC_END}' line")
+    head = text[:begin + len(DOC_BEGIN)]
+    doc.write_text(f"{head}\n{table}\n{text[end:]}")
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    """``--all DIR``: print the table, write captures.md and captures.json to ``--out``,
+    and replace the table in ``--doc``."""
+    import json
+    if args.pcap is not None or args.synthetic is not None or args.window is not None:
+        raise CliError("--all DIR takes no capture, --synthetic or --window (it evaluates "
+                       "every capture in DIR with its own window)")
+    _captures(Path(args.all_dir))          # a bad DIR fails before anything is written
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out {out}: {exc.strerror or exc}") from None
+    reports = evaluate_all(args.all_dir, candidates=args.candidates, margin=args.margin,
+                           max_moves=args.max_moves, seed=args.seed, guard=args.guard)
+    table = format_all(reports)
+    (out / "captures.md").write_text(table + "\n")
+    (out / "captures.json").write_text(json.dumps(reports, indent=1, allow_nan=False) + "\n")
+    if args.doc is not None:
+        _replace_table(Path(args.doc), table)
+    print(table)
+    print(f"wrote {out / 'captures.md'} and {out / 'captures.json'}"
+          + (f"; the table in {args.doc}" if args.doc else ""))
     return 0

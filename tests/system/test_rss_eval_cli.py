@@ -73,6 +73,7 @@ def test_synthetic_table(tmp_path, capsys):
 def bad_cases(tmp_path, capture):
     garbage = tmp_path / "garbage.pcap"
     garbage.write_bytes(b"this is not a capture at all")
+    (tmp_path / "empty").mkdir()
     single = tmp_path / "single.pcap"
     wrpcap(str(single), [Ether(src=MAC_SRC, dst=MAC_DST) / IP() / TCP()])
     return [
@@ -93,6 +94,12 @@ def bad_cases(tmp_path, capture):
         ([str(garbage)], "not a pcap or pcapng file"),
         ([str(single)], "at least 2 are needed"),
         ([str(capture), "--window", "0.1s"], "give a number of packets"),
+        (["--all", str(tmp_path / "nowhere")], "--all " + str(tmp_path / "nowhere") +
+         ": no such folder"),
+        (["--all", str(tmp_path / "empty")], "no .pcap or .pcapng files in it"),
+        (["--all", str(tmp_path), str(capture)], "--all DIR takes no capture"),
+        (["--all", str(tmp_path), "--window", "10"], "--all DIR takes no capture"),
+        ([str(capture), "--doc", "x.md"], "--doc FILE goes with --all DIR"),
     ]
 
 
@@ -104,3 +111,69 @@ def test_bad_input_is_one_line(tmp_path, capture, capsys):
         assert err.startswith("hetnic rss-eval: error: ") and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1, err
         assert out == ""
+
+
+def test_all_writes_the_table_into_a_document(capture, tmp_path, capsys):
+    """``--all DIR --doc FILE``: every capture of DIR at 4, 8 and 16 queues, the table
+    between the marker lines of FILE (the rest of FILE unchanged), and captures.md/json."""
+    from hetnic.cli.rss_eval import DOC_BEGIN, DOC_END
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    (folder / "b.pcap").write_bytes(capture.read_bytes())
+    (folder / "notes.txt").write_text("not a capture")
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Title\n\n{DOC_BEGIN}\nold table\n{DOC_END}\n\nAfter.\n")
+    code, out, err = run(capsys, "rss-eval", "--all", str(folder), "--doc", str(doc),
+                         "--candidates", "8", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    table = (tmp_path / "o" / "captures.md").read_text()
+    assert doc.read_text() == f"# Title\n\n{DOC_BEGIN}\n{table}{DOC_END}\n\nAfter.\n"
+    rows = [line for line in table.splitlines() if line.startswith("| b.pcap |")]
+    assert len(rows) == 3 * len(POLICIES)
+    reports = json.loads((tmp_path / "o" / "captures.json").read_text())
+    assert [r["queues"] for r in reports] == [4, 8, 16]
+    assert all(r["scored_windows"] >= 20 for r in reports)
+    assert table.strip() in out
+
+    doc.write_text("# no markers\n")
+    code, out, err = run(capsys, "rss-eval", "--all", str(folder), "--doc", str(doc),
+                         "--candidates", "8", "--out", str(tmp_path / "o"))
+    assert code == 2 and "has no '<!-- hetnic rss-eval --all: begin" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_capture_without_ip_traffic(tmp_path, capsys):
+    """Nothing RSS hashes: all of it is one lump on table entry 0's queue, for every policy
+    (a defined result, not an error)."""
+    path = tmp_path / "arp.pcap"
+    wrpcap(str(path), [Ether(src=MAC_SRC, dst="ff:ff:ff:ff:ff:ff") /
+                       ARP(hwsrc=MAC_SRC, psrc="10.0.0.1", pdst=f"10.0.0.{i}")
+                       for i in range(2, 42)])
+    code, out, err = run(capsys, "rss-eval", str(path), "--queues", "4", "--json",
+                         "--candidates", "8", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["unhashed_packets"] == 40 and report["flows"] == 0
+    for name, p in report["policies"].items():
+        assert p["next_window_max_mean"] == 4.0 and p["vs_static"] == 0, name
+
+
+def test_capture_timestamps_going_backwards_are_not_read(capture, tmp_path, capsys):
+    """A capture is windowed by packet count in file order: timestamps that go backwards
+    give the same report as the same frames in order."""
+    from scapy.utils import rdpcap
+    packets = rdpcap(str(capture))
+    for i, packet in enumerate(packets):
+        packet.time = 1000.0 - i * (0.5 if i % 7 else -3.0)
+    backwards = tmp_path / "backwards.pcap"
+    wrpcap(str(backwards), packets)
+    reports = []
+    for path in (capture, backwards):
+        code, out, err = run(capsys, "rss-eval", str(path), "--queues", "4", "--json",
+                             "--candidates", "8", "--out", str(tmp_path / "o"))
+        assert code == 0, err
+        report = json.loads(out)
+        reports.append((report.pop("policies"), report.pop("series")))
+    assert reports[0][1] == reports[1][1]
+    assert {n: p["next_window_max_mean"] for n, p in reports[0][0].items()} == \
+        {n: p["next_window_max_mean"] for n, p in reports[1][0].items()}
