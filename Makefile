@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow lint-imports bench verilog regmap clean
+.PHONY: demo test test-slow lint-imports bench rss-eval-captures verilog regmap clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hetnic needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -53,6 +53,15 @@ bench: $(STAMP)
 	$(BIN)/hetnic bench rx
 	$(BIN)/hetnic bench core
 	$(BIN)/hetnic bench hil
+
+# hetnic rss-eval on every capture in DIR (the team's real captures beside the checkout by
+# default) at 4, 8 and 16 queues; the table goes into docs/adaptive-rss.md. A missing DIR is
+# a one-line error, exit status 2.
+DIR ?= ../shared/data/pcap
+
+rss-eval-captures: $(STAMP)
+	$(if $(wildcard $(DIR)/.),,$(error DIR=$(DIR): no such folder (make rss-eval-captures DIR=FOLDER)))
+	@$(BIN)/hetnic rss-eval --all $(DIR) --doc docs/adaptive-rss.md --out out/rss-eval-captures
 
 verilog: $(STAMP)
 	$(BIN)/hetnic verilog
