@@ -505,12 +505,15 @@ def _json_scalar(value) -> str:
 def format_table(report: dict) -> str:
     """The report as a plain-text table, one row per policy."""
     header = ("policy", "max/mean pkts", "max/mean bytes", "vs static", "worse windows",
-              "key switches", "buckets/decision", "flows migrated/decision", "decision ms")
+              "own vs static", "in force", "key switches", "buckets/decision",
+              "flows migrated/decision", "decision ms")
     rows = []
     for name, p in report["policies"].items():
+        own = ((f"{100 * p['own_vs_static']:+.1f}%", str(p["windows_in_force"]))
+               if "own_vs_static" in p else ("", ""))
         rows.append((name, f"{p['next_window_max_mean']:.3f}",
                      f"{p['next_window_max_mean_bytes']:.3f}", f"{100 * p['vs_static']:+.1f}%",
-                     str(p["worse_than_static_windows"]), str(p["key_switches"]),
+                     str(p["worse_than_static_windows"]), *own, str(p["key_switches"]),
                      f"{p['buckets_moved_per_decision']:.1f}",
                      f"{p['flows_migrated_per_decision']:.1f}",
                      f"{1000 * p['decision_seconds']['mean']:.2f}"))
@@ -525,7 +528,9 @@ def format_table(report: dict) -> str:
            f"{report['queues']} queues, windows of {window}: {report['scored_windows']} "
            f"scored, {report['empty_windows']} empty",
            "Next-window imbalance (max/mean queue load; 1.0 is perfect), averaged over the "
-           "windows after each decision",
+           "windows after each decision; " + ("guarded: 'own' is the policy's decisions "
+                                              "always in force, 'in force' the windows they "
+                                              "were" if report.get("guard") else "no guard"),
            line(header), line(["-" * w for w in widths]), *(line(r) for r in rows),
            f"  lower bound (largest flow share per window): {report['lower_bound']:.3f} "
            f"packets, {report['lower_bound_bytes']:.3f} bytes"]

@@ -66,6 +66,7 @@ def test_synthetic_table(tmp_path, capsys):
     for name in POLICIES:
         assert f"\n  {name} " in out
     assert "lower bound" in out and str(tmp_path / "figure.png") in out
+    assert "own vs static" in out and "guarded" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["scored_windows"] == 3 and report["queues"] == 8
 
