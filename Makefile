@@ -28,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP) lint-imports
 	@mkdir -p build
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m pnr > build/pnr-test.log 2>&1 & pnr=$$!; \
-	status=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
+	status=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 || status=$$?; \
 	echo "--- place and route (build/pnr-test.log) ---"; \
 	if wait $$pnr; then tail -n 3 build/pnr-test.log; else status=1; cat build/pnr-test.log; fi; \
 	exit $$status

@@ -1,8 +1,9 @@
 """The hardware-in-the-loop harness (:mod:`hetnic.sim.hil`): its build cache, host memory,
 register bus, clock, DMA error handling and waveform option.
 
-Two tests build the harness once more (a damaged cache entry is rebuilt; the tracing build);
-the others load the cached default build.
+Two tests build the harness once more (a damaged cache entry is rebuilt; the tracing build):
+they are in the slow tier (``make test-slow``), a minute of compilation each on a fresh
+cache. The others load the cached default build.
 """
 
 import hashlib
@@ -63,6 +64,7 @@ def test_second_open_uses_the_cache(default_entry):
         hashlib.sha256(first.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow          # a whole harness build (about a minute of C++ compilation)
 def test_damaged_entry_is_rebuilt(default_entry, tmp_path, monkeypatch, capsys):
     entry = copy_cache(default_entry, tmp_path / "cache", monkeypatch)
     lib = entry / "libhil.so"
@@ -237,6 +239,7 @@ def test_dma_outside_host_memory_is_answered_decerr(harness):
 
 # --- waveforms ---------------------------------------------------------------------------------
 
+@pytest.mark.slow          # a second harness build, with tracing compiled in
 def test_trace_writes_a_vcd(tmp_path):
     path = tmp_path / "waves" / "w.vcd"
     with Nic.open("sim", trace=path) as nic:
