@@ -10,35 +10,24 @@ from ..regs import (EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_INDEX, QUEUE_ST
                     QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA, RegisterMap)
 from .axil import CsrSignature
 from .dma import dma_write_client
+from .queue_registers import ENTRY_BYTES, ring_addr_ok, ring_size_ok
 from .round_robin import RoundRobin
 
-__all__ = ["EventPost", "EventQueues", "EventArbiter", "event_ring_size_ok",
-           "event_ring_addr_ok"]
+__all__ = ["EventPost", "EventQueues", "EventArbiter"]
 
 #: What a block hands the event queues: ``event_queue`` the event queue number (not ``eq``:
 #: that would shadow ``View.eq``), ``type`` an
 #: :class:`~hetnic.protocol.EventType` value, ``source`` and ``info`` copied into the record.
 EventPost = data.StructLayout({"event_queue": 6, "type": 8, "source": 16, "info": 32})
 
-#: Ring sizes an event queue accepts (entries).
-MIN_RING, MAX_RING = 2, 32768
-#: Bytes of one ring entry.
+#: Bytes of one ring entry (the ring checks of :mod:`.queue_registers` assume it).
 EVENT_BYTES = data.Layout.cast(Event).size // 8
+assert EVENT_BYTES == ENTRY_BYTES
 _MAX_QUEUES = 1 << EventPost["event_queue"].width
 #: Width of a queue's ``EQ_STATUS`` flops: up to its highest error bit.
 _STATUS_BITS = max(f.lsb + f.width
                    for f in (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_DMA))
 _DATA_WIDTHS = (8, 16, 32, 64, 128)     # wider beats could not start at every 16-byte entry
-
-
-def event_ring_size_ok(size):
-    """``size`` (a 32-bit register value) is a power of two from 2 to 32768."""
-    return (size >= MIN_RING) & (size <= MAX_RING) & ((size & (size - 1)) == 0)
-
-
-def event_ring_addr_ok(base, size):
-    """A ring of ``size`` entries at ``base`` is 16-byte aligned and ends at or below 2**64."""
-    return (base[:4] == 0) & (base + size * EVENT_BYTES <= (1 << 64))
 
 
 class EventQueues(wiring.Component):
@@ -273,8 +262,8 @@ class EventQueues(wiring.Component):
                         m.d.comb += csr.r_data.eq(Array(value)[qi])
 
         # Setup checks of the addressed queue, used when it is enabled.
-        size_ok = event_ring_size_ok(q["size"][qi])
-        addr_ok = event_ring_addr_ok(base[qi], q["size"][qi])
+        size_ok = ring_size_ok(q["size"][qi])
+        addr_ok = ring_addr_ok(base[qi], q["size"][qi])
         w_data = csr.w_data
         for i in range(n):
             enable = q["enable"][i]
