@@ -110,6 +110,19 @@ def _trace(args: argparse.Namespace):
     return trace
 
 
+def _out_folder(path: str, probe: str | None = None) -> Path:
+    """The ``--out`` folder, made if missing, and ``probe`` in it opened for writing: fail
+    before a long evaluation, not after it. CliError (one line) if either cannot be done."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if probe is not None:
+            (out / probe).open("a").close()
+    except OSError as exc:
+        raise CliError(f"--out {out}: {exc.strerror or exc}") from None
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write ``report.json`` and ``figure.png`` to ``--out`` and print the table
     (or, with ``--json``, the report)."""
@@ -120,12 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--doc FILE goes with --all DIR")
     if (args.pcap is None) == (args.synthetic is None):
         raise CliError("give a capture file or --synthetic WORKLOAD (one of them)")
-    out = Path(args.out)
-    try:                    # fail before a long evaluation, not after it
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").open("a").close()
-    except OSError as exc:
-        raise CliError(f"--out {out}: {exc.strerror or exc}") from None
+    out = _out_folder(args.out, "report.json")
     trace = _trace(args)
     kind, size = args.window or default_window(trace)
     try:
@@ -234,11 +242,7 @@ def _run_all(args: argparse.Namespace) -> int:
         raise CliError("--all DIR takes no capture, --synthetic or --window (it evaluates "
                        "every capture in DIR with its own window)")
     _captures(Path(args.all_dir))          # a bad DIR fails before anything is written
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"--out {out}: {exc.strerror or exc}") from None
+    out = _out_folder(args.out)
     reports = evaluate_all(args.all_dir, candidates=args.candidates, margin=args.margin,
                            max_moves=args.max_moves, seed=args.seed, guard=args.guard)
     table = format_all(reports)
