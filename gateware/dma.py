@@ -530,8 +530,7 @@ class DmaEngine(wiring.Component):
         _check_width(data_width)
         for name, value in (("n_read_clients", n_read_clients),
                             ("n_write_clients", n_write_clients)):
-            if not isinstance(value, int) or not 0 <= value <= 16:
-                raise ValueError(f"{name} must be an integer from 0 to 16, not {value!r}")
+            check_int_range(name, value, 0, 16)
         if n_read_clients + n_write_clients == 0:
             raise ValueError("A DMA engine needs at least one read or write client, not 0")
         check_int_range("max_burst_beats", max_burst_beats, 1, 256)

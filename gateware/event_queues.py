@@ -10,6 +10,7 @@ from ..regs import (EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_INDEX, QUEUE_ST
                     QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA, RegisterMap)
 from .axil import CsrSignature
 from .dma import dma_write_client
+from .parameter_checks import check_int_range
 from .queue_registers import ENTRY_BYTES, ring_addr_ok, ring_size_ok
 from .round_robin import RoundRobin
 
@@ -106,9 +107,7 @@ class EventQueues(wiring.Component):
         ``EQ_OVERFLOWS`` instead.
     """
     def __init__(self, n_queues, data_width):
-        if not isinstance(n_queues, int) or not 1 <= n_queues <= _MAX_QUEUES:
-            raise ValueError(f"n_queues must be an integer from 1 to {_MAX_QUEUES}, "
-                             f"not {n_queues!r}")
+        check_int_range("n_queues", n_queues, 1, _MAX_QUEUES)
         if not isinstance(data_width, int) or data_width not in _DATA_WIDTHS:
             raise ValueError(f"data_width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
                              f"not {data_width!r}")

@@ -12,6 +12,7 @@ from .axil import CsrSignature
 from .beat import Beat
 from .dma import DmaWriteBeat, dma_read_client, dma_write_client
 from .event_queues import EventPost
+from .parameter_checks import check_int_range
 from .rx_queue_state import ENTRY_BYTES, RxQueueFile
 
 __all__ = ["RxQueueManager"]
@@ -180,8 +181,7 @@ class RxQueueManager(wiring.Component):
         if data_width not in _DATA_WIDTHS:
             raise ValueError(f"data_width must be one of {', '.join(map(str, _DATA_WIDTHS))}, "
                              f"not {data_width!r}")
-        if not isinstance(n_queues, int) or not 1 <= n_queues <= 256:
-            raise ValueError(f"n_queues must be an integer from 1 to 256, not {n_queues!r}")
+        check_int_range("n_queues", n_queues, 1, 256)
         self.data_width, self.n_queues = data_width, n_queues
         self.regmap = RegisterMap(rx_queues=n_queues, queues=n_queues,
                                   data_bytes=data_width // 8)
