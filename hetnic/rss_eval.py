@@ -234,12 +234,14 @@ class _Policy:
         key, table = self.in_force()
         return old_queues if (key, list(table)) != (old[0], list(old[1])) else None
 
-    def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None) -> None:
+    def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None,
+              static_max_mean: float | None = None) -> None:
         """Score the key and table in force on ``window`` (the one after the decision): its
         packet and byte scores and queue shares, and for an adaptive policy the flows of
         ``window`` that the decision moved to another queue (``before`` as from
         :meth:`decide_on`), the policy's own (shadow) score, and the guard's view of it
-        against static's on this window."""
+        against static's on this window (``static_max_mean``: the static policy's score,
+        scored first)."""
         now = self.flow_queues(hashes)
         lp, lbytes = window.loads(now, self.in_force()[1][0], self.queues)
         self.scores_p.append(scores(lp))
@@ -249,14 +251,14 @@ class _Policy:
             return
         self.flows_migrated.append(0 if before is None else int(np.count_nonzero(
             before[window.active] != now[window.active])))
-        self.windows_in_force += self.guard is None or self.guard.trusted
-        own = scores(window.loads(self.flow_queues(hashes, self.key, self.table),
-                                  self.table[0], self.queues)[0]).max_mean
+        in_force = self.guard is None or self.guard.trusted
+        self.windows_in_force += in_force
+        own = (self.scores_p[-1].max_mean if in_force else      # scored just above
+               scores(window.loads(self.flow_queues(hashes, self.key, self.table),
+                                   self.table[0], self.queues)[0]).max_mean)
         self.shadow_p.append(own)
         if self.guard is not None:
-            static = self.flow_queues(hashes, MS_RSS_DEFAULT_KEY, self.static_table)
-            ref = scores(window.loads(static, self.static_table[0], self.queues)[0]).max_mean
-            self.guard.observe(own, ref)
+            self.guard.observe(own, static_max_mean)
 
     def summary(self, static: "_Policy") -> dict:
         mm = np.array([s.max_mean for s in self.scores_p])
@@ -463,8 +465,11 @@ def _replay_windows(trace, nonempty: list, policies: dict[str, "_Policy"],
         bp, bb = window.bounds(queues)
         lb_p.append(bp)
         lb_b.append(bb)
+        static = policies["static"]
+        static.score(window, hashes, before["static"])
         for p in policies.values():
-            p.score(window, hashes, before[p.name])
+            if p is not static:
+                p.score(window, hashes, before[p.name], static.scores_p[-1].max_mean)
     return {"window_start": starts, "lower_bound": lb_p, "lower_bound_bytes": lb_b}
 
 
