@@ -30,8 +30,6 @@ def seeded_rng(seed: int, name: str = "seed") -> random.Random:
     return random.Random(seed)
 
 
-
-
 class HoldRule:
     """The stream (and AXI) rule, checked on named channels: a payload offered but not taken
     (``valid`` high, ``ready`` low) is offered again, unchanged, in the next cycle.
@@ -120,7 +118,7 @@ class StreamSource(StreamAgent):
 
     def send(self, *payloads: int) -> None:
         """Queue ``payloads`` to be offered after those already queued."""
-        self.pending.extend(payloads)
+        self.extend(payloads)
 
     def extend(self, payloads: Iterable[int]) -> None:
         """Queue every payload of ``payloads``."""
@@ -160,9 +158,7 @@ class StreamSource(StreamAgent):
     async def run(self, ctx) -> None:
         """Offer every queued payload until all are taken; ``valid`` is low afterwards."""
         while not self.done:
-            self.drive(ctx)
-            *_, ready = await ctx.tick().sample(self.stream.ready)
-            self.update(ready)
+            await step(ctx, self)
         ctx.set(self.stream.valid, 0)
 
 
@@ -226,9 +222,7 @@ class StreamSink(StreamAgent):
     async def receive(self, ctx, count: int) -> list[int]:
         """Take payloads until ``count`` have been received in all; return them all."""
         while len(self.received) < count:
-            self.drive(ctx)
-            *_, valid, payload = await ctx.tick().sample(*self.sampled)
-            self.update(valid, payload)
+            await step(ctx, self)
         return self.received
 
     async def expect_idle(self, ctx, cycles: int) -> None:
