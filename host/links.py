@@ -1,0 +1,272 @@
+"""Links: what a stack's frames travel over — another stack, a TAP device, or a NIC's queues.
+
+A :class:`Link` is the seam between the sans-I/O stack (:mod:`hetnic.host.stack`) and the
+I/O around it: the runners (:mod:`hetnic.host.stack_runner`, :mod:`hetnic.host.streams`)
+move frames from ``link.receive()`` into ``stack.receive()`` and from ``stack.poll()`` into
+``link.send()``, and wait on ``link.fileno()`` when it has one.
+
+* :class:`PairLink` — two in-memory ends (:meth:`PairLink.pair`) that wire two stacks
+  directly, optionally through a :class:`~hetnic.host.faults.FaultInjector` per direction;
+* :class:`TapLink` — a stack straight on a :class:`~hetnic.host.tap.TapDevice`, no NIC;
+* :class:`NicQueueLink` — a stack instance on some RX queues and one TX queue of a
+  :class:`~hetnic.host.nic.Nic` (the simulated NIC's clock is run by whoever owns its wire,
+  e.g. :class:`~hetnic.host.tap_bridge.TapBridge`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from ..errors import HetnicError
+from .faults import FaultInjector
+
+if TYPE_CHECKING:
+    from .nic import Nic
+    from .tap import TapDevice
+
+__all__ = ["Link", "LinkError", "PairLink", "TapLink", "NicQueueLink"]
+
+#: Frames in one TX BATCH work item (the work item's limit).
+_BATCH = 64
+
+
+class LinkError(HetnicError, ValueError):
+    """A link built with bad arguments (one line)."""
+
+
+class Link:
+    """What a stack runner needs from the medium under a stack.
+
+    Methods
+    -------
+    send(frames: list[bytes]) -> None
+        Transmit ``frames`` (Ethernet II, no FCS), in order. Never blocks for long; a medium
+        that cannot take a frame drops it and counts it.
+    receive(max_frames: int = 64) -> list[bytes]
+        Up to ``max_frames`` frames that arrived, oldest first; ``[]`` when none (never
+        blocks).
+    fileno() -> int | None
+        A descriptor that becomes readable when frames arrive (for ``select`` and
+        ``loop.add_reader``), or None: the runner then polls :meth:`receive` at a short
+        interval.
+    service() -> None
+        Housekeeping the runner calls once per loop turn (reap TX completions, release
+        held-back frames); cheap when there is nothing to do.
+    next_deadline() -> float | None
+        When :meth:`service`/:meth:`receive` next has timed work (held-back frames of a
+        fault injector), on the runner's clock; None when nothing is timed.
+    """
+
+    frames_in: int = 0
+    frames_out: int = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def receive(self, max_frames: int = 64) -> list[bytes]:
+        raise NotImplementedError
+
+    def fileno(self) -> int | None:
+        return None
+
+    def service(self) -> None:
+        pass
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class PairLink(Link):
+    """One end of an in-memory wire; :meth:`pair` makes both ends.
+
+    Frames sent on one end are received, in order, on the other, through that direction's
+    fault injector if there is one. ``fileno()`` is None: the pair lives in one process and
+    the runner finds its frames by polling.
+
+    Members
+    -------
+    faults : FaultInjector | None
+        Applied to the frames this end sends.
+    """
+
+    def __init__(self, faults: FaultInjector | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self._inbox: deque[bytes] = deque()
+        self.peer: PairLink | None = None
+        self.faults = faults
+        self._clock = clock
+        self.frames_in = self.frames_out = 0
+
+    @classmethod
+    def pair(cls, faults_ab: FaultInjector | None = None,
+             faults_ba: FaultInjector | None = None, *,
+             clock: Callable[[], float] = time.monotonic) -> tuple["PairLink", "PairLink"]:
+        """Two connected ends ``(a, b)``: ``a.send`` reaches ``b.receive`` through
+        ``faults_ab``, and ``b.send`` reaches ``a.receive`` through ``faults_ba``.
+        ``clock`` times the injectors' held-back frames."""
+        a, b = cls(faults_ab, clock), cls(faults_ba, clock)
+        a.peer, b.peer = b, a
+        return a, b
+
+    def send(self, frames: list[bytes]) -> None:
+        if self.faults is not None:
+            frames = self.faults.process(list(frames), self._clock())
+        self.frames_out += len(frames)
+        self.peer._inbox.extend(frames)
+
+    def receive(self, max_frames: int = 64) -> list[bytes]:
+        peer_faults = self.peer.faults
+        if peer_faults is not None and peer_faults.held:
+            self._inbox.extend(peer_faults.due(self._clock()))
+        inbox = self._inbox
+        n = min(max_frames, len(inbox))
+        if n == len(inbox):
+            frames = list(inbox)
+            inbox.clear()
+        else:
+            frames = [inbox.popleft() for _ in range(n)]
+        self.frames_in += len(frames)
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be received on this end."""
+        return len(self._inbox)
+
+    def next_deadline(self) -> float | None:
+        peer_faults = self.peer.faults
+        return None if peer_faults is None else peer_faults.next_deadline()
+
+
+class TapLink(Link):
+    """A stack straight on a TAP device (no NIC), optionally with fault injectors.
+
+    Parameters
+    ----------
+    tap : TapDevice
+        The open device; :meth:`close` closes it.
+    faults_in, faults_out : FaultInjector | None
+        Applied to frames from the kernel and to frames to the kernel.
+    """
+
+    def __init__(self, tap: "TapDevice", *, faults_in: FaultInjector | None = None,
+                 faults_out: FaultInjector | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.tap = tap
+        self.faults_in, self.faults_out = faults_in, faults_out
+        self._clock = clock
+        self.frames_in = self.frames_out = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        if self.faults_out is not None:
+            frames = self.faults_out.process(list(frames), self._clock())
+        self._write(frames)
+
+    def _write(self, frames: list[bytes]) -> None:
+        write = self.tap.write
+        for frame in frames:
+            write(frame)
+        self.frames_out += len(frames)
+
+    def receive(self, max_frames: int = 64) -> list[bytes]:
+        frames = self.tap.read_frames(max_frames)
+        if self.faults_in is not None:
+            now = self._clock()
+            frames = self.faults_in.process(frames, now) if frames else []
+            frames += self.faults_in.due(now)
+        self.frames_in += len(frames)
+        return frames
+
+    def fileno(self) -> int | None:
+        return self.tap.fileno()
+
+    def service(self) -> None:
+        if self.faults_out is not None and self.faults_out.held:
+            self._write(self.faults_out.due(self._clock()))
+
+    def next_deadline(self) -> float | None:
+        times = [f.next_deadline() for f in (self.faults_in, self.faults_out) if f is not None]
+        times = [t for t in times if t is not None]
+        return min(times, default=None)
+
+    def close(self) -> None:
+        self.tap.close()
+
+
+class NicQueueLink(Link):
+    """A stack instance on a :class:`~hetnic.host.nic.Nic`: frames from its RX queues, frames
+    to one of its TX queues.
+
+    Parameters
+    ----------
+    nic : Nic
+        The open NIC (any backend with DMA queues).
+    rx_queues : Sequence[int]
+        The RX queues this instance owns; :meth:`receive` polls them round-robin.
+    tx_queue : int
+        The TX queue it sends on: :meth:`send` posts BATCH work items of at most 64 frames.
+
+    Notes
+    -----
+    The link does not run the NIC's clock (several instances share one NIC): the owner of
+    the NIC's wire does, e.g. :meth:`hetnic.host.tap_bridge.TapBridge.pump`. Posting to a
+    full TX ring does advance the clock (the driver waits for a free slot).
+
+    Members
+    -------
+    tx_errors : int
+        TX work items that completed with an error status.
+    """
+
+    def __init__(self, nic: "Nic", rx_queues: Sequence[int], tx_queue: int):
+        n_rx, n_tx = len(nic.rx_queues), len(nic.tx_queues)
+        rx = tuple(rx_queues)
+        if not rx:
+            raise LinkError("a NIC queue link needs at least one RX queue")
+        for q in rx:
+            if not isinstance(q, int) or not 0 <= q < n_rx:
+                raise LinkError(f"RX queue must be from 0 to {n_rx - 1}, not {q!r}")
+        if len(set(rx)) != len(rx):
+            raise LinkError(f"RX queues listed twice: {list(rx)}")
+        if not isinstance(tx_queue, int) or not 0 <= tx_queue < n_tx:
+            raise LinkError(f"TX queue must be from 0 to {n_tx - 1}, not {tx_queue!r}")
+        self.nic = nic
+        self.rx_queues = rx
+        self.tx_queue = tx_queue
+        self._rx = [nic.rx_queues[q] for q in rx]
+        self._tx = nic.tx_queues[tx_queue]
+        self._next = 0
+        self.frames_in = self.frames_out = 0
+        self.tx_errors = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        post = self._tx.send_batch
+        for i in range(0, len(frames), _BATCH):
+            post(frames[i:i + _BATCH])
+        self.frames_out += len(frames)
+
+    def receive(self, max_frames: int = 64) -> list[bytes]:
+        frames: list[bytes] = []
+        queues = self._rx
+        n = len(queues)
+        start = self._next
+        for i in range(n):
+            room = max_frames - len(frames)
+            if room <= 0:
+                break
+            q = queues[(start + i) % n]
+            frames += [p.data for p in q.poll(room)]
+        self._next = (start + 1) % n            # the next call starts at the next queue
+        self.frames_in += len(frames)
+        return frames
+
+    def service(self) -> None:
+        tx = self._tx
+        if tx.ring.outstanding:
+            tx.reap()
+        self.tx_errors = tx.errors

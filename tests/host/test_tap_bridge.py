@@ -1,0 +1,154 @@
+"""The TAP bridge with the simulated NIC and the kernel in a namespace: kernel -> TAP -> NIC RX
+queues, and NIC TX queue -> TAP -> kernel, with and without faults."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from hetnic.host.faults import FaultInjector, FaultSpec
+from hetnic.host.links import NicQueueLink
+from hetnic.host.nic import Nic
+from hetnic.host.tap_bridge import TapBridge
+from kit.netns import in_netns, netns, ns_run, require_netns, tap_in_netns
+
+OUR_MAC = "02:00:00:00:00:02"
+OUR_IP4 = "198.18.0.2"
+KERNEL_IP4 = "198.18.0.1"
+PORT = 4242
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def setup():
+    require_netns()
+    with netns() as ns, tap_in_netns(ns, "tap0", f"{KERNEL_IP4}/24", None) as tap, \
+            Nic.open("sim", width=64, rx_queues=8) as nic:
+        ns_run(ns, "ip", "neigh", "add", OUR_IP4, "lladdr", OUR_MAC, "dev", "tap0")
+        kmac = json.loads(ns_run(ns, "ip", "-j", "link", "show", "tap0").stdout)[0]["address"]
+        yield ns, tap, nic, kmac
+
+
+def udp_payloads(frames: list[bytes]) -> list[bytes]:
+    out = []
+    for f in frames:
+        p = Ether(f)
+        if UDP in p and p[UDP].dport == PORT:
+            out.append(bytes(p[UDP].payload))
+    return out
+
+
+def collect_from_nic(bridge: TapBridge, link: NicQueueLink, want: int) -> list[bytes]:
+    got: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(got) < want and time.monotonic() < deadline:
+        bridge.pump()
+        got += udp_payloads(link.receive(256))
+        if not bridge.busy:
+            time.sleep(0.001)
+    return got
+
+
+def test_kernel_to_nic_rx_queues(setup):
+    ns, tap, nic, _ = setup
+    bridge = TapBridge(nic, tap)
+    link = NicQueueLink(nic, range(8), 0)
+    with in_netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        sent = [f"datagram {i}".encode() for i in range(200)]
+        for d in sent:
+            s.sendto(d, (OUR_IP4, PORT))
+        got = collect_from_nic(bridge, link, len(sent))
+    assert sorted(got) == sorted(sent)
+    assert bridge.frames_to_nic >= len(sent) and bridge.cycles > 0
+    assert not bridge.busy
+
+
+def test_nic_tx_queue_to_kernel(setup):
+    ns, tap, nic, kmac = setup
+    bridge = TapBridge(nic, tap)
+    link = NicQueueLink(nic, [0], 1)
+    with in_netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        s.bind((KERNEL_IP4, PORT))
+        s.setblocking(False)
+        sent = [f"to the kernel {i}".encode() for i in range(150)]
+        frames = [bytes(Ether(src=OUR_MAC, dst=kmac) / IP(src=OUR_IP4, dst=KERNEL_IP4)
+                        / UDP(sport=999, dport=PORT) / d) for d in sent]
+        link.send(frames)                   # three BATCH work items (64 + 64 + 22)
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            bridge.pump()
+            link.service()
+            try:
+                while True:
+                    got.append(s.recv(2048))
+            except BlockingIOError:
+                pass
+    assert got == sent                      # one TX queue keeps the order
+    assert bridge.frames_to_tap == len(sent)
+    assert bridge.bytes_to_tap == sum(map(len, frames))
+    assert link.tx_errors == 0 and link.frames_out == len(sent)
+
+
+def test_faults_on_both_directions(setup):
+    ns, tap, nic, kmac = setup
+    seed = 11
+    print(f"seed={seed}")
+    to_nic = FaultInjector(FaultSpec(loss=0.25, seed=seed), "in")
+    to_tap = FaultInjector(FaultSpec(dup=1.0, seed=seed), "out")
+    bridge = TapBridge(nic, tap, faults_to_nic=to_nic, faults_to_tap=to_tap)
+    link = NicQueueLink(nic, range(8), 2)
+    with in_netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        s.bind((KERNEL_IP4, PORT))
+        s.setblocking(False)
+        for i in range(400):
+            s.sendto(b"in %d" % i, (OUR_IP4, PORT))
+        # Lost frames never arrive: wait until the kernel's frames are all through the bridge.
+        deadline = time.monotonic() + TIMEOUT
+        got: list[bytes] = []
+        while time.monotonic() < deadline:
+            bridge.pump()
+            got += udp_payloads(link.receive(256))
+            if to_nic.frames_in >= 400 and not bridge.busy:
+                break
+        got += udp_payloads(link.receive(256))
+        assert 400 - len(got) <= to_nic.lost <= to_nic.frames_in - len(got)
+        assert 40 <= to_nic.lost <= 170            # 25 % of 400, far outside any bound
+        assert len(set(got)) == len(got)
+
+        link.send([bytes(Ether(src=OUR_MAC, dst=kmac) / IP(src=OUR_IP4, dst=KERNEL_IP4)
+                         / UDP(sport=999, dport=PORT) / b"out")])
+        echoes = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(echoes) < 2 and time.monotonic() < deadline:
+            bridge.pump()
+            try:
+                echoes.append(s.recv(100))
+            except BlockingIOError:
+                pass
+    assert echoes == [b"out", b"out"]               # duplicated on the way to the kernel
+    counters = bridge.counters()
+    assert counters["faults_to_tap"]["duplicated"] >= 1
+    assert counters["faults_to_nic"]["lost"] == to_nic.lost
+
+
+def test_link_arguments_are_checked(setup):
+    _, _, nic, _ = setup
+    from hetnic.host.links import LinkError
+    with pytest.raises(LinkError, match="RX queue must be from 0 to 7, not 8"):
+        NicQueueLink(nic, [8], 0)
+    with pytest.raises(LinkError, match="TX queue must be from 0 to 3, not 4"):
+        NicQueueLink(nic, [0], 4)
+    with pytest.raises(LinkError, match="at least one RX queue"):
+        NicQueueLink(nic, [], 0)
