@@ -1,0 +1,186 @@
+"""``hetnic stack up``: the user-mode TCP/IP stack on the simulated NIC, bridged to a TAP.
+
+The simulated NIC (the default build, :data:`~hetnic.params.HIL_NIC_CORE`) is attached to a
+Linux TAP device (:class:`~hetnic.host.tap_bridge.TapBridge`); its RX queues are shared out
+among the stack instances (the three stock profiles, or ``--instances FILE``) by classifier
+rules and RETA slices (:mod:`hetnic.host.stack_steering`), and the built-in applications run
+on them: HTTP/1.1 static files for ``--serve DIR`` on TCP 80, echo on TCP and UDP 7, discard on
+TCP 9 (:class:`~hetnic.host.stack_host.StackHost`). The kernel side of the TAP is the peer::
+
+    ip netns add demo
+    ip netns exec demo ip tuntap add dev tap0 mode tap
+    ip netns exec demo ip addr add 198.18.0.1/24 dev tap0
+    ip netns exec demo ip link set tap0 up
+    ip netns exec demo hetnic stack up --tap tap0 --addr 198.18.0.2/24 --serve ./www &
+    ip netns exec demo curl http://198.18.0.2/index.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .args import CliError, float_range, seed
+
+NAME = "stack"
+HELP = "run the user-mode TCP/IP stack on the simulated NIC, attached to a TAP device"
+DESCRIPTION = (
+    "hetnic stack up: the simulated NIC (default build), its driver, the stack instances "
+    "(three stock profiles: low-delay, throughput, concurrency) and the built-in applications "
+    "(HTTP static files on TCP 80 with --serve, echo on TCP/UDP 7, discard on TCP 9), attached "
+    "to a Linux TAP device in this network namespace. Prints the port -> instance map and a "
+    "live table; stops on Ctrl-C or SIGTERM with a summary.")
+
+#: Seconds between two plain status lines (no terminal, or --no-live).
+PLAIN_EVERY = 5.0
+#: Refreshes of the live table per second.
+LIVE_PER_SECOND = 2
+
+
+def _address(version: int):
+    """The argparse ``type`` of an interface address ``A/N`` of IP ``version``: a unicast
+    host address (not an IPv4 network's own or broadcast address) and its prefix length."""
+    example = "198.18.0.2/24" if version == 4 else "2001:db8::2/64"
+
+    def parse(text: str):
+        if "/" not in text:
+            raise argparse.ArgumentTypeError(f"must be ADDRESS/PREFIX (e.g. {example}), "
+                                             f"not {text!r}")
+        try:
+            value = ipaddress.ip_interface(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an address/prefix: {exc}") \
+                from None
+        if value.version != version:
+            raise argparse.ArgumentTypeError(f"must be an IPv{version} address/prefix (e.g. "
+                                             f"{example}), not {text!r}")
+        net = value.network
+        if value.ip.is_multicast or value.ip.is_unspecified or (
+                version == 4 and net.prefixlen < 31
+                and value.ip in (net.network_address, net.broadcast_address)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a unicast host address of "
+                                             f"{net}")
+        return value
+    parse.__name__ = f"IPv{version} address/prefix"
+    return parse
+
+
+def _folder(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder" if path.exists()
+                                         else f"{text!r} does not exist")
+    return path
+
+
+def _faults(text: str):
+    from ..host.faults import FaultSpecError, parse_faults
+    try:
+        return parse_faults(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="bring the stack up on a TAP device and run it",
+                            description=DESCRIPTION)
+    up.add_argument("--tap", required=True, metavar="IFACE",
+                    help="TAP interface in this network namespace (ip tuntap add dev IFACE "
+                    "mode tap)")
+    up.add_argument("--addr", required=True, type=_address(4), metavar="A/N",
+                    help="the stack's IPv4 address and prefix, e.g. 198.18.0.2/24 (any valid "
+                    "address; the tests and examples use 198.18.0.0/15)")
+    up.add_argument("--addr6", type=_address(6), metavar="A/N",
+                    help="the stack's IPv6 address and prefix, e.g. 2001:db8::2/64 (a "
+                    "link-local address from the MAC is always added)")
+    up.add_argument("--instances", metavar="FILE",
+                    help="stack instances, a TOML file of [[instance]] tables (default: the "
+                    "three stock profiles low-delay, throughput, concurrency)")
+    up.add_argument("--serve", type=_folder, metavar="DIR",
+                    help="serve the files under DIR over HTTP/1.1 on TCP port 80")
+    up.add_argument("--faults", type=_faults, metavar="SPEC",
+                    help="inject faults between the TAP and the NIC, e.g. "
+                    "'loss=2%%,reorder=2%%,dup=1%%,seed=7' or 'in:loss=1%%;out:corrupt=0.1%%'")
+    up.add_argument("--seed", type=seed, default=0,
+                    help="seed of the stacks' initial sequence numbers and keys (default 0)")
+    up.add_argument("--duration", type=float_range(0), metavar="S",
+                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+    up.add_argument("--no-live", action="store_true",
+                    help="print a plain status line every few seconds instead of the live "
+                    "table (also when stdout is not a terminal)")
+
+
+def _instances(path: str | None):
+    from ..host.stack.instance import PROFILES, load_instances
+    return load_instances(path) if path else list(PROFILES.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bring the stack up, run until the duration ends or a signal arrives, print the
+    summary; 0 after a clean stop."""
+    from ..host.tap import TapDevice
+    instances = _instances(args.instances)
+    tap = TapDevice(args.tap)                   # a missing TAP fails before the NIC starts
+    try:
+        from ..host.nic import Nic
+        from ..host.stack_host import StackHost
+        plan = args.faults
+        print("opening the simulated NIC (the default build; the first run builds it) ...",
+              file=sys.stderr, flush=True)
+        nic = Nic.open("sim", width=64, rx_queues=8)
+        try:
+            host = StackHost(
+                nic, tap, addr4=str(args.addr), addr6=str(args.addr6) if args.addr6 else None,
+                instances=instances, serve_dir=args.serve, seed=args.seed,
+                faults_to_nic=plan.injector("in") if plan else None,
+                faults_to_tap=plan.injector("out") if plan else None)
+            try:
+                return _serve(host, args)
+            finally:
+                host.close()
+        finally:
+            nic.close()
+    finally:
+        tap.close()
+
+
+def _serve(host, args) -> int:
+    from .stack_view import port_map_table, status_line, status_table, summary_text
+    print(port_map_table(host.port_map(), tap=args.tap, addr4=str(args.addr),
+                         addr6=str(args.addr6) if args.addr6 else None), flush=True)
+    previous = {sig: signal.signal(sig, lambda *_: host.stop())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    start = time.monotonic()
+    end = None if args.duration is None else start + args.duration
+    live = not args.no_live and sys.stdout.isatty()
+    try:
+        if live:
+            from rich.live import Live
+            with Live(status_table(host.summary()), refresh_per_second=LIVE_PER_SECOND,
+                      transient=False) as view:
+                _loop(host, end, 1.0 / LIVE_PER_SECOND, lambda: view.update(
+                    status_table(host.summary())))
+        else:
+            _loop(host, end, PLAIN_EVERY, lambda: print(
+                status_line(host.summary(), time.monotonic() - start), flush=True))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary_text(host.summary(), time.monotonic() - start), flush=True)
+    return 0
+
+
+def _loop(host, end: float | None, every: float, show) -> None:
+    """Run ``host`` until it is stopped or ``end`` (monotonic) passes, calling ``show``
+    every ``every`` seconds."""
+    while not host.stopped:
+        now = time.monotonic()
+        if end is not None and now >= end:
+            break
+        host.run(timeout=every if end is None else min(every, end - now))
+        show()

@@ -1,0 +1,101 @@
+"""What ``hetnic stack up`` prints: the port -> instance map, the live table (rich), the
+plain status line and the final summary, all from :meth:`StackHost.port_map
+<hetnic.host.stack_host.StackHost.port_map>` and :meth:`StackHost.summary
+<hetnic.host.stack_host.StackHost.summary>`."""
+
+from __future__ import annotations
+
+__all__ = ["port_map_table", "status_table", "status_line", "summary_text"]
+
+#: Connection states in the order the table lists them (short names).
+_STATE_SHORT = {"ESTABLISHED": "est", "SYN-SENT": "syn-sent", "SYN-RECEIVED": "syn-rcvd",
+                "FIN-WAIT-1": "fin-wait-1", "FIN-WAIT-2": "fin-wait-2",
+                "CLOSE-WAIT": "close-wait", "CLOSING": "closing", "LAST-ACK": "last-ack",
+                "TIME-WAIT": "time-wait", "LISTEN": "listen"}
+
+
+def port_map_table(rows: list[dict], *, tap: str, addr4: str, addr6: str | None) -> str:
+    """The classifier rules as a text table, one line per rule and the default."""
+    lines = [f"hetnic stack up on {tap}: {addr4}" + (f", {addr6}" if addr6 else "")
+             + " (one MAC and address set shared by every instance)",
+             "port -> instance map (NIC classifier rules, first match wins):",
+             f"  {'rule':>4}  {'match':<28} {'instance':<14} {'RX queues':<12} RETA slice"]
+    for row in rows:
+        rule = "dflt" if row["rule"] is None else str(row["rule"])
+        queues = ",".join(map(str, row["rx_queues"]))
+        lo, size = row["reta"]
+        lines.append(f"  {rule:>4}  {row['match']:<28} {row['instance']:<14} {queues:<12} "
+                     f"{lo}-{lo + size - 1}")
+    lines.append("  ARP, NDP and ICMP errors are handed to every instance (each keeps its own "
+                 "neighbour cache).")
+    return "\n".join(lines)
+
+
+def _states(states: dict) -> str:
+    busy = [(name, n) for name, n in states.items() if n]
+    return " ".join(f"{_STATE_SHORT.get(name, name.lower())}:{n}" for name, n in busy) or "-"
+
+
+def _served(apps: list[dict]) -> int:
+    return sum(app.get("bytes_out", app.get("bytes", 0)) for app in apps)
+
+
+def _row(inst: dict) -> dict:
+    c = inst["counters"]
+    return {"seg_in": c["tcp_in"] + c["udp_in"], "seg_out": c["tcp_out"] + c["udp_out"],
+            "retx": c["tcp_retransmits"], "drops": sum(c["drops"].values()),
+            "states": _states(inst["states"]), "served": _served(inst["apps"])}
+
+
+def status_table(summary: dict):
+    """A :class:`rich.table.Table` with one row per instance: segments and datagrams in and
+    out, retransmissions, drops, connections by state and bytes the applications sent."""
+    from rich.table import Table
+    table = Table(title="hetnic stack (Ctrl-C to stop)")
+    for name in ("instance", "queues", "in", "out", "retransmits", "drops", "connections",
+                 "bytes served"):
+        table.add_column(name, justify="left" if name in ("instance", "connections") else "right")
+    for name, inst in summary["instances"].items():
+        row = _row(inst)
+        table.add_row(name, f"rx {','.join(map(str, inst['rx_queues']))} tx {inst['tx_queue']}",
+                      str(row["seg_in"]), str(row["seg_out"]), str(row["retx"]),
+                      str(row["drops"]), row["states"], str(row["served"]))
+    bridge = summary.get("bridge") or {}
+    if bridge:
+        table.caption = "TAP bridge: " + ", ".join(f"{k} {v}" for k, v in bridge.items()
+                                                   if isinstance(v, int))
+    return table
+
+
+def status_line(summary: dict, elapsed: float) -> str:
+    """One plain line: per instance ``name in/out/retransmits/drops states served``."""
+    parts = []
+    for name, inst in summary["instances"].items():
+        row = _row(inst)
+        parts.append(f"{name} in {row['seg_in']} out {row['seg_out']} retx {row['retx']} "
+                     f"drops {row['drops']} [{row['states']}] served {row['served']}")
+    return f"[{elapsed:7.1f} s] " + " | ".join(parts)
+
+
+def summary_text(summary: dict, elapsed: float) -> str:
+    """The summary printed when the stack stops: per instance its counters, drops by reason,
+    connections by state; every application's statistics; the bridge's counters."""
+    lines = [f"summary after {elapsed:.1f} s:"]
+    for name, inst in summary["instances"].items():
+        c = inst["counters"]
+        lines.append(f"  instance {name}: frames in {c['frames_in']} out {c['frames_out']}, "
+                     f"tcp in {c['tcp_in']} out {c['tcp_out']}, udp in {c['udp_in']} out "
+                     f"{c['udp_out']}, icmp in {c['icmp_in']} out {c['icmp_out']}, "
+                     f"retransmits {c['tcp_retransmits']} (fast {c['tcp_fast_retransmits']}, "
+                     f"rto {c['tcp_rto']})")
+        drops = c["drops"]
+        lines.append("    drops: " + (", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+                                      or "none"))
+        lines.append(f"    connections: {_states(inst['states'])}")
+        for app in inst["apps"]:
+            stats = ", ".join(f"{k} {v}" for k, v in app.items() if k not in ("app", "port"))
+            lines.append(f"    app {app['app']} port {app['port']}: {stats}")
+    bridge = summary.get("bridge") or {}
+    if bridge:
+        lines.append("  TAP bridge: " + ", ".join(f"{k} {v}" for k, v in bridge.items()))
+    return "\n".join(lines)
