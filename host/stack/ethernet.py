@@ -1,0 +1,69 @@
+# Ref: IEEE 802.3 (Ethernet II framing), RFC 2464 section 7 (IPv6 multicast MAC addresses),
+#      RFC 4291 section 2.5.1 (modified EUI-64 interface identifiers).
+"""Ethernet II headers and the MAC addresses the stack answers to.
+
+Frames are ``bytes`` without the FCS: destination MAC, source MAC, EtherType, payload. The
+helpers here are pure functions; :class:`~hetnic.host.stack.interface.NetInterface` uses them
+to decide which frames are ours and to build the headers it prepends.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hetnic.protocol import ETH_HEADER_LEN, EtherType
+
+__all__ = [
+    "ETH_HEADER_LEN", "BROADCAST_MAC", "ETH_IPV4", "ETH_IPV6", "ETH_ARP",
+    "eth_header", "ipv6_multicast_mac", "is_multicast_mac", "format_mac", "parse_mac",
+]
+
+BROADCAST_MAC = b"\xff" * 6
+# Plain ints for the per-frame comparisons (an amaranth IntEnum member compares slower).
+ETH_IPV4 = int(EtherType.IPV4)
+ETH_IPV6 = int(EtherType.IPV6)
+ETH_ARP = int(EtherType.ARP)
+
+_ETH = struct.Struct("!6s6sH")
+
+
+def eth_header(dst: bytes, src: bytes, ethertype: int) -> bytes:
+    """The 14-byte Ethernet II header from ``src`` to ``dst`` (6-byte MACs)."""
+    return _ETH.pack(dst, src, ethertype)
+
+
+def ipv6_multicast_mac(group: bytes) -> bytes:
+    """The MAC an IPv6 multicast ``group`` (16 bytes) is sent to: ``33:33`` and the group's
+    last four bytes (RFC 2464 section 7)."""
+    return b"\x33\x33" + bytes(group[12:16])
+
+
+def is_multicast_mac(mac: bytes) -> bool:
+    """True for a group (multicast or broadcast) MAC: the I/G bit of the first byte is set."""
+    return bool(mac[0] & 1)
+
+
+def format_mac(mac: bytes) -> str:
+    """``aa:bb:cc:dd:ee:ff`` for 6 bytes."""
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def parse_mac(text: str | bytes) -> bytes:
+    """The 6 bytes of a MAC given as ``aa:bb:cc:dd:ee:ff`` (or ``-`` separated) or as bytes.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is not a MAC address.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        if len(text) != 6:
+            raise ValueError(f"a MAC address has 6 bytes, not {len(text)}: {bytes(text)!r}")
+        return bytes(text)
+    parts = text.replace("-", ":").split(":")
+    try:
+        if len(parts) != 6 or any(len(p) not in (1, 2) for p in parts):
+            raise ValueError
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ValueError(f"not a MAC address (want aa:bb:cc:dd:ee:ff): {text!r}") from None
