@@ -57,6 +57,10 @@ class Link:
     next_deadline() -> float | None
         When :meth:`service`/:meth:`receive` next has timed work (held-back frames of a
         fault injector), on the runner's clock; None when nothing is timed.
+
+    A link in the same process with no descriptor may also have an ``on_arrival`` attribute
+    (``Callable[[], None] | None``) that it calls when frames arrive; a runner that sets it
+    need not poll the link (:class:`PairLink` has one).
     """
 
     frames_in: int = 0
@@ -98,6 +102,7 @@ class PairLink(Link):
                  clock: Callable[[], float] = time.monotonic):
         self._inbox: deque[bytes] = deque()
         self.peer: PairLink | None = None
+        self.on_arrival: Callable[[], None] | None = None
         self.faults = faults
         self._clock = clock
         self.frames_in = self.frames_out = 0
@@ -117,7 +122,10 @@ class PairLink(Link):
         if self.faults is not None:
             frames = self.faults.process(list(frames), self._clock())
         self.frames_out += len(frames)
-        self.peer._inbox.extend(frames)
+        peer = self.peer
+        peer._inbox.extend(frames)
+        if frames and peer.on_arrival is not None:
+            peer.on_arrival()
 
     def receive(self, max_frames: int = 64) -> list[bytes]:
         peer_faults = self.peer.faults
