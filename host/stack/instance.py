@@ -208,7 +208,7 @@ PROFILES: dict[str, InstanceConfig] = {
         initial_window=10, min_rto=0.2, poll_interval=0.002, poll_batch=256, backlog=128,
         sndbuf=4 * _MiB, rcvbuf=4 * _MiB, ephemeral_ports=(30000, 39999)),
     "concurrency": InstanceConfig(
-        name="concurrency", rx_queues=(6, 7), tx_queue=2, buffer_memory=128 * _MiB,
+        name="concurrency", rx_queues=(6, 7), tx_queue=2, buffer_memory=64 * _MiB,
         max_connections=4096, congestion="newreno", delayed_ack=True, nagle=True,
         initial_window=4, min_rto=0.2, poll_interval=0.001, poll_batch=64,
         syn_cookies=True, backlog=1024, sndbuf=16 * _KiB, rcvbuf=16 * _KiB,
