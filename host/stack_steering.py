@@ -92,6 +92,18 @@ class SteeringPlan:
     slices: dict[str, tuple[int, int]]
     default_instance: int
 
+    def program(self, nic) -> int:
+        """Load the plan into ``nic`` (a :class:`~hetnic.host.nic.Nic`): the RETA, the rules
+        in slots 0, 1, ... (any other rule removed), the default action; commit. Returns the
+        commit's generation."""
+        nic.rss.set_table(self.reta)
+        for slot in [s for s, _ in nic.rules]:
+            nic.rules.remove(slot)
+        for slot, rule in enumerate(self.rules):
+            nic.rules.add(rule, slot)
+        nic.rules.set_default(self.default)
+        return nic.commit()
+
 
 def app_instance(instances: Sequence[_Instance], app_instance_name: str) -> int:
     """Index of the instance named ``app_instance_name``; the first instance if none is."""

@@ -1,0 +1,315 @@
+"""The stack host: the simulated NIC, its TAP bridge, the stack instances on its queues, the
+classifier program that shares the NIC among them, and the built-in applications, as one
+object (what ``hetnic stack up``, the kernel-peer tests and the bench run).
+
+>>> host = StackHost(nic, tap, addr4="198.18.0.2/24", serve_dir=Path("www"))
+>>> host.run(until=lambda: done(), timeout=30)
+>>> host.summary()["instances"]["throughput"]["apps"]
+
+The instances share one MAC and one set of addresses, like F-Stack's per-core stacks; the NIC
+decides which instance a frame is for (:mod:`hetnic.host.stack_steering`: application ports,
+ephemeral port ranges, the default instance). ARP, neighbour discovery and ICMP errors are
+handed to every instance, so that each keeps its own neighbour cache and hears about its own
+connections; when several instances answer the same request in one step (one ARP reply per
+instance), identical frames of that kind are sent once.
+
+Each instance runs on a :class:`~hetnic.host.links.NicQueueLink` (its RX queues, its TX
+queue) and polls them every ``poll_interval`` seconds, at most ``poll_batch`` frames at a
+time (its :class:`~hetnic.host.stack.instance.InstanceConfig`): the instances differ in
+latency and batching for real.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import HetnicError
+from .apps.discard import DiscardServer
+from .apps.echo import EchoServer, UdpEchoServer
+from .apps.http_static import HttpStaticServer
+from .faults import FaultInjector
+from .links import NicQueueLink
+from .stack.instance import PROFILES, InstanceConfig
+from .stack.stack import Stack
+from .stack_steering import APP_PORTS, SteeringPlan, app_instance, is_shared_frame, \
+    plan_steering
+from .tap_bridge import TapBridge
+
+__all__ = ["StackHost", "StackHostTimeout", "DEFAULT_MAC"]
+
+#: The stack's MAC address (locally administered, unicast).
+DEFAULT_MAC = b"\x02\x00\x5e\x00\x00\x02"
+#: Longest sleep of :meth:`StackHost.run` when nothing is due (seconds).
+_MAX_SLEEP = 0.01
+#: An instance whose queues should be empty is still polled this often (seconds).
+_IDLE_POLL = 0.01
+
+
+class StackHostTimeout(HetnicError, TimeoutError):
+    """:meth:`StackHost.run` reached its timeout before its condition held."""
+
+
+def _interface(text: str, version: int) -> tuple[str, int]:
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an address/prefix: {exc}") from None
+    if iface.version != version:
+        raise ValueError(f"{text!r} is not an IPv{version} address/prefix")
+    return str(iface.ip), iface.network.prefixlen
+
+
+class StackHost:
+    """Stack instances on a simulated NIC bridged to a TAP device (see the module).
+
+    Parameters
+    ----------
+    nic : Nic
+        An open NIC with a clock and enough queues for the instances; it is programmed once
+        (RETA, rules, default action, commit).
+    tap : TapDevice
+        The open TAP (not closed by :meth:`close`).
+    addr4 : str
+        The IPv4 address and prefix of every instance (``"198.18.0.2/24"``).
+    addr6 : str, optional
+        An IPv6 address and prefix (``"2001:db8::2/64"``).
+    instances : list of InstanceConfig, optional
+        Default: the three stock profiles.
+    mac : bytes
+        The shared MAC address.
+    faults_to_nic, faults_to_tap : FaultInjector, optional
+        Faults on the TAP bridge, each direction.
+    serve_dir : Path, optional
+        Run the HTTP static server on the files under it.
+    apps : bool
+        Run the built-in applications (echo, discard, and HTTP with ``serve_dir``).
+    seed : int
+        Seed of the stacks (each instance gets ``seed + index``).
+
+    Members
+    -------
+    stacks : dict of str to Stack
+    links : dict of str to NicQueueLink
+    bridge : TapBridge
+    nic : Nic
+    plan : SteeringPlan
+    apps : dict of str to list
+        The applications of each instance.
+    """
+
+    def __init__(self, nic, tap, *, addr4: str = "198.18.0.2/24", addr6: str | None = None,
+                 instances: list[InstanceConfig] | None = None, mac: bytes = DEFAULT_MAC,
+                 faults_to_nic: FaultInjector | None = None,
+                 faults_to_tap: FaultInjector | None = None,
+                 serve_dir: Path | None = None, apps: bool = True, seed: int = 0):
+        instances = list(PROFILES.values()) if instances is None else list(instances)
+        ipv4 = [_interface(addr4, 4)]
+        ipv6 = [_interface(addr6, 6)] if addr6 else []
+        self.nic = nic
+        self.plan: SteeringPlan = plan_steering(instances, nic.params,
+                                                rx_queues=len(nic.rx_queues))
+        self.instances = instances
+        self.stacks: dict[str, Stack] = {}
+        self.links: dict[str, NicQueueLink] = {}
+        for index, cfg in enumerate(instances):
+            self.links[cfg.name] = NicQueueLink(nic, cfg.rx_queues, cfg.tx_queue)
+            self.stacks[cfg.name] = Stack(cfg, mac=mac, ipv4=ipv4, ipv6=ipv6, seed=seed + index)
+        self.plan.program(nic)
+        self.bridge = TapBridge(nic, tap, faults_to_nic=faults_to_nic,
+                                faults_to_tap=faults_to_tap)
+        self._order = [(cfg, self.stacks[cfg.name], self.links[cfg.name]) for cfg in instances]
+        self._next_poll = {cfg.name: 0.0 for cfg in instances}
+        self._rx_maybe = {cfg.name: True for cfg in instances}
+        self._stop = threading.Event()
+        self.apps: dict[str, list] = {cfg.name: [] for cfg in instances}
+        if apps:
+            self._start_apps(serve_dir)
+
+    # --- setup -------------------------------------------------------------------------------
+    def _start_apps(self, serve_dir: Path | None) -> None:
+        owners = {(app, proto): self.instances[app_instance(self.instances, owner)].name
+                  for app, proto, _, owner in APP_PORTS}
+        ports = {(app, proto): port for app, proto, port, _ in APP_PORTS}
+
+        def add(app, proto, make):
+            name = owners[(app, proto)]
+            self.apps[name].append(make(self.stacks[name], ports[(app, proto)]))
+        if serve_dir is not None:
+            add("http", "tcp", lambda stack, port: HttpStaticServer(stack, serve_dir, port))
+        add("echo", "tcp", EchoServer)
+        add("echo", "udp", UdpEchoServer)
+        add("discard", "tcp", DiscardServer)
+
+    # --- running -------------------------------------------------------------------------------
+    def step(self, now: float) -> bool:
+        """One turn: the bridge pumps (TAP <-> NIC), every instance whose poll time came takes
+        up to ``poll_batch`` frames from its queues (frames every instance needs go to all),
+        every stack runs its timers, and what they send goes to their TX queues. Returns
+        whether any frame moved."""
+        cycles = self.bridge.cycles
+        moved = self.bridge.pump(256) > 0
+        if self.bridge.cycles != cycles:        # the NIC ran: its RX queues may hold frames
+            for name in self._rx_maybe:
+                self._rx_maybe[name] = True
+        stacks = self.stacks
+        for cfg, stack, link in self._order:
+            name = cfg.name
+            if now < self._next_poll[name] or not (
+                    self._rx_maybe[name] or now >= self._next_poll[name] + _IDLE_POLL):
+                continue
+            frames = link.receive(cfg.poll_batch)
+            full = len(frames) >= cfg.poll_batch
+            self._rx_maybe[name] = full         # fewer than asked: the queues are empty
+            self._next_poll[name] = now if full else now + cfg.poll_interval
+            for frame in frames:
+                if is_shared_frame(frame):
+                    for other in stacks.values():
+                        other.receive(frame, now)
+                else:
+                    stack.receive(frame, now)
+            moved |= bool(frames)
+        seen: set[bytes] = set()
+        for cfg, stack, link in self._order:
+            out = stack.poll(now)
+            if out:
+                link.send(self._once(out, seen))
+                moved = True
+            link.service()
+        return moved
+
+    @staticmethod
+    def _once(frames: list[bytes], seen: set[bytes]) -> list[bytes]:
+        """``frames`` without the shared-kind frames (ARP, NDP, ICMP errors) another
+        instance already sent this step: one reply per request, not one per instance."""
+        out = []
+        for frame in frames:
+            if is_shared_frame(frame):
+                if frame in seen:
+                    continue
+                seen.add(frame)
+            out.append(frame)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest of the stacks' timers, the bridge's held-back frames and the next
+        poll of every instance whose queues may hold frames."""
+        times = [s.next_deadline() for s in self.stacks.values()]
+        times.append(self.bridge.next_deadline())
+        times += [t for name, t in self._next_poll.items() if self._rx_maybe[name]]
+        return min((t for t in times if t is not None), default=None)
+
+    def run(self, until: Callable[[], bool] | None = None, timeout: float | None = None,
+            clock: Callable[[], float] = time.monotonic) -> bool:
+        """Step until ``until()`` holds, :meth:`stop` is called or ``timeout`` seconds pass.
+
+        Between steps that moved nothing the host sleeps until the next deadline, or until the
+        TAP has a frame (``select``), at most 10 ms.
+
+        Returns
+        -------
+        bool
+            True if ``until()`` held (or, with no ``until``, if the run was stopped); False
+            when ``timeout`` passed with no ``until``.
+
+        Raises
+        ------
+        StackHostTimeout
+            ``timeout`` passed before ``until()`` held.
+        """
+        end = None if timeout is None else clock() + timeout
+        tap = self.bridge.fileno()
+        while True:
+            if until is not None and until():
+                return True
+            if self._stop.is_set():
+                return until is None
+            now = clock()
+            if end is not None and now >= end:
+                if until is None:
+                    return False
+                raise StackHostTimeout(f"the stack host did not reach its condition within "
+                                       f"{timeout:g} s")
+            if self.step(now) or self.bridge.busy:
+                continue
+            deadline = self.next_deadline()
+            wait = _MAX_SLEEP if deadline is None else min(_MAX_SLEEP, deadline - clock())
+            if end is not None:
+                wait = min(wait, end - clock())
+            if wait > 0:
+                select.select([tap], [], [], wait)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # --- reporting -----------------------------------------------------------------------------
+    def port_map(self) -> list[dict]:
+        """The classifier rules installed, one dict per rule and one for the default:
+        ``rule`` (slot, None for the default), ``match`` (text), ``proto``, ``ports``,
+        ``instance``, ``rx_queues``, ``reta`` ((offset, size))."""
+        rows = []
+        names = [cfg.name for cfg in self.instances]
+        for slot, rule in enumerate(self.plan.rules):
+            proto = rule.ip_proto or "any"
+            ports = rule.dst_port
+            if isinstance(ports, tuple):
+                ports = f"{ports[0]}-{ports[1]}"
+            if rule.flags.get("fragment"):
+                match = "IPv4/IPv6 fragments"
+            else:
+                match = f"{proto} dst port {ports}" if proto != "any" else f"dst port {ports}"
+            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance]))
+        rows.append(self._row(None, "everything else", "any", None,
+                              names[self.plan.default_instance]))
+        return rows
+
+    def _row(self, slot, match, proto, ports, instance) -> dict:
+        cfg = next(c for c in self.instances if c.name == instance)
+        return {"rule": slot, "match": match, "proto": proto, "ports": ports,
+                "instance": instance, "rx_queues": tuple(cfg.rx_queues),
+                "reta": self.plan.slices[instance]}
+
+    def summary(self) -> dict:
+        """``{"instances": {name: {"rx_queues", "tx_queue", "counters", "states", "apps"}},
+        "bridge": {...}}``: each instance's counters (:meth:`StackCounters.as_dict`),
+        connections by state, its applications' statistics; the bridge's counters."""
+        out = {}
+        for cfg in self.instances:
+            stack = self.stacks[cfg.name]
+            out[cfg.name] = {"rx_queues": list(cfg.rx_queues), "tx_queue": cfg.tx_queue,
+                             "counters": stack.counters.as_dict(),
+                             "states": stack.state_counts(),
+                             "apps": [app.stats() for app in self.apps[cfg.name]]}
+        return {"instances": out, "bridge": self.bridge.counters()}
+
+    def app(self, name: str):
+        """The running application called ``name`` (``"http"``, ``"echo"``, ``"udp-echo"``,
+        ``"discard"``), or None."""
+        for apps in self.apps.values():
+            for app in apps:
+                if app.name == name:
+                    return app
+        return None
+
+    def close(self) -> None:
+        """Close the applications and release held-back frames; the NIC and the TAP stay open
+        (their owner closes them)."""
+        for apps in self.apps.values():
+            for app in apps:
+                app.close()
+            apps.clear()
+        now = time.monotonic()
+        for _, stack, link in self._order:
+            out = stack.poll(now)
+            if out:
+                link.send(out)
+        self.bridge.flush()
