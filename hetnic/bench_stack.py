@@ -261,17 +261,14 @@ def bench_hil_1500(frames: int = 4000) -> dict:
 
 # -- the stack against the kernel, over the TAP and the simulated NIC ---------------------
 
-def _drive(host, tap_fd: int, until: Callable[[], bool], timeout: float, what: str) -> None:
-    """Step ``host`` until ``until()``; when nothing moved, wait briefly on the TAP so the
-    kernel-side threads get the interpreter."""
-    import select
-    t0 = time.monotonic()
-    while not until():
-        now = time.monotonic()
-        if now - t0 > timeout:
-            raise RuntimeError(f"bench stack: {what} did not finish in {timeout:.0f} s")
-        if not host.step(now):
-            select.select([tap_fd], [], [], 0.0002)
+def _drive(host, until: Callable[[], bool], timeout: float, what: str) -> None:
+    """Run ``host`` until ``until()`` (it sleeps on the TAP when idle, so the kernel-side
+    threads get the interpreter)."""
+    from .host.stack_host import StackHostTimeout
+    try:
+        host.run(until=until, timeout=timeout)
+    except StackHostTimeout:
+        raise RuntimeError(f"bench stack: {what} did not finish in {timeout:.0f} s") from None
 
 
 def _echo_server(listener: socket.socket, connections: int) -> int:
@@ -292,7 +289,7 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _kernel_to_hetnic(host, tap_fd: int, ns: str, size: int) -> dict:
+def _kernel_to_hetnic(host, ns: str, size: int) -> dict:
     stack = host.stacks["throughput"]
     listener = stack.listen(_LISTEN_PORT)
     with _in_netns(ns):
@@ -325,7 +322,7 @@ def _kernel_to_hetnic(host, tap_fd: int, ns: str, size: int) -> dict:
             state["n"] += len(data)
         return state["eof"]
 
-    _drive(host, tap_fd, done, 300, "kernel -> hetnic transfer")
+    _drive(host, done, 300, "kernel -> hetnic transfer")
     t_end = time.perf_counter()
     t0 = worker.outcome(30)
     state["conn"].close()
@@ -336,7 +333,7 @@ def _kernel_to_hetnic(host, tap_fd: int, ns: str, size: int) -> dict:
     return {"tcp_goodput_mbps_kernel_to_hetnic": round(state["n"] * 8 / (t_end - t0) / 1e6, 1)}
 
 
-def _hetnic_to_kernel(host, tap_fd: int, ns: str, size: int) -> dict:
+def _hetnic_to_kernel(host, ns: str, size: int) -> dict:
     stack = host.stacks["throughput"]
     with _in_netns(ns):
         listener = socket.create_server((_KERNEL4, _SINK_PORT))
@@ -357,7 +354,7 @@ def _hetnic_to_kernel(host, tap_fd: int, ns: str, size: int) -> dict:
             state["closed"] = True
         return not worker.is_alive()
 
-    _drive(host, tap_fd, done, 300, "hetnic -> kernel transfer")
+    _drive(host, done, 300, "hetnic -> kernel transfer")
     n, digest, t_end = worker.outcome(30)
     listener.close()
     if digest != hashlib.sha256(data).digest():
@@ -366,7 +363,7 @@ def _hetnic_to_kernel(host, tap_fd: int, ns: str, size: int) -> dict:
     return {"tcp_goodput_mbps_hetnic_to_kernel": round(n * 8 / (t_end - t0) / 1e6, 1)}
 
 
-def _rr_latency(host, tap_fd: int, ns: str, count: int) -> dict:
+def _rr_latency(host, ns: str, count: int) -> dict:
     """p50/p99 of 64-byte request/response, each instance a client of a kernel echo server
     (the replies come back to the instance by its ephemeral port range)."""
     names = list(host.stacks)
@@ -378,7 +375,7 @@ def _rr_latency(host, tap_fd: int, ns: str, count: int) -> dict:
     out = {}
     for name in names:
         sock = host.stacks[name].connect(_KERNEL4, _ECHO_PORT)
-        _drive(host, tap_fd, lambda: sock.connected or bool(sock.error), 30,
+        _drive(host, lambda: sock.connected or bool(sock.error), 30,
                f"{name}: connect to the kernel")
         if sock.error:
             raise RuntimeError(f"bench stack: {name}: connect: {sock.error}")
@@ -393,14 +390,14 @@ def _rr_latency(host, tap_fd: int, ns: str, count: int) -> dict:
                     got.extend(data)
                 return len(got) >= len(request)
 
-            _drive(host, tap_fd, answered, 30, f"{name}: request/response")
+            _drive(host, answered, 30, f"{name}: request/response")
             samples.append((time.perf_counter() - t0) * 1e6)
             if bytes(got) != request:
                 raise RuntimeError(f"bench stack: {name}: the echo differs")
         sock.close()
         out[name] = {"p50": round(_percentile(samples, 0.5), 1),
                      "p99": round(_percentile(samples, 0.99), 1), "samples": count}
-    _drive(host, tap_fd, lambda: not worker.is_alive(), 30, "closing the echo connections")
+    _drive(host, lambda: not worker.is_alive(), 30, "closing the echo connections")
     worker.outcome(5)
     listener.close()
     return {"rr_latency_us": out}
@@ -427,9 +424,9 @@ def bench_kernel(goodput_size: int = 8 * _MiB, rr_count: int = 200) -> dict:
                              apps=False, seed=1)
             try:
                 out = {}
-                out.update(_kernel_to_hetnic(host, tap.fileno(), ns, goodput_size))
-                out.update(_hetnic_to_kernel(host, tap.fileno(), ns, goodput_size))
-                out.update(_rr_latency(host, tap.fileno(), ns, rr_count))
+                out.update(_kernel_to_hetnic(host, ns, goodput_size))
+                out.update(_hetnic_to_kernel(host, ns, goodput_size))
+                out.update(_rr_latency(host, ns, rr_count))
             finally:
                 host.close()
     return out
