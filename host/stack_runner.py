@@ -7,8 +7,10 @@ Each turn, for every ``(stack, link)``: the link's housekeeping (:meth:`Link.ser
 the instance's ``poll_batch`` frames from the link into ``stack.receive(frame, now)``, then
 ``stack.poll(now)`` (every timer due) and its frames out on the link. A turn that moved
 nothing sleeps in ``select`` until the earliest of: a stack's or link's next deadline, a
-link's descriptor becoming readable, the timeout; a link with no descriptor (a NIC queue, a
-pair) caps the sleep at the shortest ``poll_interval`` of the stacks.
+link's (or the ``extra_pump``'s) descriptor becoming readable, the timeout. A link that can
+get frames from outside the loop with no descriptor to say so (a board's queues) caps the
+sleep at the shortest ``poll_interval`` of the stacks; a PairLink or NIC queues behind a TAP
+bridge do not (their frames only come from inside the loop).
 """
 
 from __future__ import annotations
@@ -80,7 +82,6 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
                  for s, _ in pairs]
     poll_cap = min(intervals, default=_DEFAULT_POLL)
     fds = [link.fileno() for _, link in pairs]
-    polled = any(fd is None for fd in fds)
     pump = pump_fd = None
     pumpable = None
     if extra_pump is not None:
@@ -88,10 +89,14 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
             pumpable = extra_pump
             pump = extra_pump.pump
             pump_fd = extra_pump.fileno() if hasattr(extra_pump, "fileno") else None
-            polled = polled or pump_fd is None
         else:
             pump = extra_pump
-            polled = True
+    # A link with no descriptor gets frames only from inside this loop when it is in-process
+    # (``on_arrival``: a PairLink) or fed by a pump that has a descriptor (NIC queues behind a
+    # TAP bridge); any other (a board's queues) and a bare pump callable are polled.
+    polled = (any(fd is None and not hasattr(link, "on_arrival") and pump_fd is None
+                  for fd, (_, link) in zip(fds, pairs))
+              or (pump is not None and pump_fd is None))
     wait_fds = [fd for fd in fds if fd is not None] + ([pump_fd] if pump_fd is not None else [])
     work = list(zip((s for s, _ in pairs), (link for _, link in pairs), batches))
 
