@@ -107,13 +107,13 @@ class TcpLayer:
 
     def send_segment(self, conn: TcpConnection, segment: bytes) -> None:
         """Send ``segment`` (a built TCP header and payload) from ``conn``'s local address to its
-        remote one."""
+        remote one. (The connection counts ``tcp_out`` itself; the layer counts the RSTs and
+        cookie SYN-ACKs it sends on no connection's behalf.)"""
         key = self._keys.get(conn)
         if key is None:
             local, remote = conn.local, conn.remote
         else:
             local, remote = key[0], key[2]
-        self.counters.tcp_out += 1
         self.iface.send_ip(local, remote, _TCP, segment, self.now)
 
     def schedule(self, conn: TcpConnection) -> None:
