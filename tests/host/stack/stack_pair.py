@@ -37,6 +37,7 @@ class Pair:
         self.drop: Callable[[str, bytes], bool] | None = None
         self.trace: list[tuple[str, bytes]] = []
         self.tracing = False
+        self.listeners: dict = {}
 
     def exchange(self) -> int:
         """Move the frames both stacks have now; returns how many moved."""
@@ -75,10 +76,12 @@ class Pair:
             self.now = max(self.now, deadline)
         raise AssertionError(f"the pair did not settle in {max_steps} steps")
 
-    def connect(self, family: int = 4, port: int = 7, *, server_port_open: bool = True):
-        """Listen on ``b`` (if asked), connect from ``a``, run the handshake; returns
+    def connect(self, family: int = 4, port: int = 7):
+        """Listen on ``b`` (once per port), connect from ``a``, run the handshake; returns
         ``(listener, client, server)``."""
-        listener = self.b.listen(port) if server_port_open else None
+        listener = self.listeners.get(port)
+        if listener is None or listener.closed:
+            listener = self.listeners[port] = self.b.listen(port)
         client = self.a.connect(IP4_B if family == 4 else IP6_B, port)
         server = []
         assert self.run(lambda: client.connected and (server or _take(listener, server)),
