@@ -1,0 +1,481 @@
+# Ref: RFC 9293 3.10.7 (segment arrives), RFC 5961 (challenge ACKs), RFC 7323 (PAWS,
+#      TS.Recent, RTTM), RFC 2018 / RFC 6675 (SACK scoreboard, DupAck, recovery entry),
+#      RFC 5681 / RFC 6582 (fast retransmit, NewReno partial ACKs), RFC 1122 4.2.3.2
+#      (delayed ACK), RFC 2525 (RST for data after close).
+"""The receive side of :class:`~hetnic.host.stack.tcp.TcpConnection`: RFC 9293's "segment
+arrives" in its order (sequence check with PAWS, RST, SYN, ACK, data, FIN), with a short
+path for the two segments a bulk transfer is made of (in-order data, and a pure ACK that
+advances SND.UNA) that skips the checks they cannot fail.
+
+:class:`TcpInput` is a mixin without state of its own (``__slots__ = ()``). A segment never
+raises: what cannot be used is dropped and counted on ``layer.counters`` by reason
+(``tcp_paws``, ``tcp_old_duplicate``, ``tcp_out_of_window``, ``tcp_bad_ack``, ...).
+"""
+
+from __future__ import annotations
+
+from .tcp_output import INF
+from .tcp_segment import ACK, FIN, RST, SYN, URG, seq_gt, seq_le, seq_lt
+
+__all__ = ["TcpInput"]
+
+_M = 0xFFFFFFFF
+_HALF = 0x80000000
+
+CLOSED = "CLOSED"
+SYN_SENT = "SYN-SENT"
+SYN_RECEIVED = "SYN-RECEIVED"
+ESTABLISHED = "ESTABLISHED"
+FIN_WAIT_1 = "FIN-WAIT-1"
+FIN_WAIT_2 = "FIN-WAIT-2"
+CLOSE_WAIT = "CLOSE-WAIT"
+CLOSING = "CLOSING"
+LAST_ACK = "LAST-ACK"
+TIME_WAIT = "TIME-WAIT"
+
+_RECEIVING = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
+_FAST_MASK = SYN | FIN | RST | URG | ACK
+
+
+class TcpInput:
+    """Receive path of a TCP connection (a mixin of ``TcpConnection``)."""
+
+    __slots__ = ()
+
+    def input(self, seg, now: float) -> None:
+        """Process one received segment of this connection (checksum already verified)."""
+        self._now = now
+        self._last_rx = now
+        st = self.state
+        if st == ESTABLISHED and seg.flags & _FAST_MASK == ACK and seg.seq == self.rcv_nxt \
+                and not self._in_recovery and self._fast_path(seg, now):
+            self._reschedule()
+            return
+        if st == SYN_SENT:
+            self._input_syn_sent(seg, now)
+        elif st != CLOSED:
+            self._input_synchronized(seg, now)
+        if self.state != CLOSED:
+            self._reschedule()
+
+    # --- the short path --------------------------------------------------------------------
+
+    def _fast_path(self, seg, now: float) -> bool:
+        """In-order data acking nothing new, or a pure ACK advancing SND.UNA, in ESTABLISHED
+        with no SACK/FIN/window business. Returns False (nothing done) to take the full path."""
+        if self.ts_ok:
+            tv = seg.ts_val
+            if tv is None or ((tv - self._ts_recent) & _M) >= _HALF:
+                return False
+        payload = seg.payload
+        ack = seg.ack
+        una = self.snd_una
+        if payload:
+            if ack != una or self._ooo or seg.sack_blocks \
+                    or (seg.window << self._snd_shift) != self.snd_wnd:
+                return False
+            n = len(payload)
+            if n > self.rcvbuf.window:
+                return False
+            if self.ts_ok and seg.seq == self._last_ack_sent:
+                self._ts_recent = tv
+            if self._closed_by_app:
+                return False
+            got = self.rcvbuf.insert(0, payload)
+            if got != n:                       # trimmed by the buffer: take the careful path
+                self.rcv_nxt = (self.rcv_nxt + got) & _M
+                self._ack_now = True
+            else:
+                self.rcv_nxt = (self.rcv_nxt + n) & _M
+                if not self.cfg.delayed_ack:
+                    self._ack_now = True
+                else:
+                    if n > self._rmss:
+                        self._rmss = n
+                    unacked = self._rcv_unacked + n
+                    self._rcv_unacked = unacked
+                    if unacked >= 2 * self._rmss:
+                        self._ack_now = True
+                    elif self._t_delack == INF:
+                        self._t_delack = now + self.cfg.delayed_ack_timeout
+            if self._ack_now:
+                self._send_ack(now)
+            self.layer.notify(self)
+            return True
+        # Pure ACK.
+        if ack == una or ((ack - una) & _M) > ((self.snd_max - una) & _M) \
+                or seg.sack_blocks or self._dupacks:
+            return False
+        if self.ts_ok and seg.seq == self._last_ack_sent:
+            self._ts_recent = tv
+        wnd = seg.window << self._snd_shift
+        self.snd_wnd = wnd
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = ack
+        if self._sb is not None and self._sb.sacked_bytes:
+            self._sb.update(ack, ())
+        self._on_new_ack(seg, ack, now)
+        if self.state == ESTABLISHED:
+            self._output(now)
+        return True
+
+    # --- SYN-SENT --------------------------------------------------------------------------
+
+    def _input_syn_sent(self, seg, now: float) -> None:
+        flags = seg.flags
+        counters = self.layer.counters
+        ack_ok = False
+        if flags & ACK:
+            ack = seg.ack
+            if seq_le(ack, self.iss) or seq_gt(ack, self.snd_max):
+                # ack <= ISS or ack > SND.NXT: not for this connection attempt.
+                if not flags & RST:
+                    self._emit(ack, RST, b"", b"", now)
+                counters.drop("tcp_bad_ack")
+                return
+            ack_ok = True
+        if flags & RST:
+            if ack_ok:
+                self._fail("refused")
+            else:
+                counters.drop("tcp_rst_without_ack")
+            return
+        if not flags & SYN:
+            counters.drop("tcp_no_syn")
+            return
+        self._take_syn(seg, now)
+        if ack_ok:
+            self.snd_una = seg.ack
+            self.snd_wl2 = seg.ack
+            if self._retries == 0:
+                self.rto.sample(now - self._rtt_time)
+            self._t_rtx = INF
+            self._established(now)
+            self._send_ack(now)
+            self._output(now)
+        else:
+            # Simultaneous open (RFC 9293 figure 7): our SYN is answered by SYN-ACKs.
+            self.state = SYN_RECEIVED
+            self._send_syn(now)
+
+    # --- synchronized states (and SYN-RECEIVED) --------------------------------------------
+
+    def _input_synchronized(self, seg, now: float) -> None:
+        flags = seg.flags
+        seq = seg.seq
+        st = self.state
+        counters = self.layer.counters
+        syn = flags & SYN
+        if st == SYN_RECEIVED and syn and seq == self.irs:
+            if not flags & ACK:                 # the peer's SYN again: our SYN-ACK was lost
+                self._send_syn(now)
+                return
+            seq = (seq + 1) & _M                # simultaneous open: the SYN-ACK's ACK counts
+            syn = 0
+        payload = seg.payload
+        plen = len(payload)
+        fin = flags & FIN
+        seglen = plen + (1 if syn else 0) + fin
+        # R1: PAWS (RFC 7323 5.3).
+        tv = seg.ts_val
+        if self.ts_ok and tv is not None and not flags & RST \
+                and ((tv - self._ts_recent) & _M) >= _HALF:
+            counters.drop("tcp_paws")
+            self._send_ack(now)
+            return
+        # R2: is the segment acceptable? (RFC 9293 3.10.7.4, first check)
+        rcv_nxt = self.rcv_nxt
+        wnd = (self._rcv_adv - rcv_nxt) & _M
+        if wnd >= _HALF:
+            wnd = 0
+        d = ((seq - rcv_nxt + _HALF) & _M) - _HALF
+        if seglen == 0:
+            ok = d == 0 if wnd == 0 else 0 <= d < wnd
+        elif wnd == 0:
+            ok = d == 0                         # only its ACK/RST can be taken
+            if ok and (plen or fin):
+                counters.drop("tcp_zero_window")
+                payload = b""
+                plen = fin = 0
+                self._ack_now = True
+        else:
+            ok = 0 <= d < wnd or 0 <= d + seglen - 1 < wnd
+        if not ok:
+            if flags & RST:
+                counters.drop("tcp_rst_out_of_window")
+                return
+            if d + seglen <= 0:
+                # Old duplicates; a zero-length one just below RCV.NXT is a keepalive or a
+                # window probe, answered and not counted as a drop.
+                if seglen or d != -1:
+                    counters.drop("tcp_old_duplicate")
+                if st == TIME_WAIT and fin:
+                    self._t_close = now + self.cfg.time_wait
+            else:
+                counters.drop("tcp_out_of_window")
+            if st == SYN_RECEIVED:
+                self._send_syn(now)
+            else:
+                self._send_ack(now)
+            return
+        if tv is not None and self.ts_ok and seq_le(seq, self._last_ack_sent):
+            self._ts_recent = tv                # RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent
+        # Trim what is already received (the part before RCV.NXT).
+        if d < 0:
+            if syn:
+                syn = 0
+                d += 1
+            if d < 0:
+                cut = -d
+                payload = payload[cut:]
+                plen = len(payload)
+            d = 0
+        # R3: RST (RFC 5961 3.2: exact match resets, in-window gets a challenge ACK).
+        if flags & RST:
+            if seq == rcv_nxt:
+                self._on_reset()
+            else:
+                counters.drop("tcp_rst_in_window")
+                self._challenge_ack(now)
+            return
+        # R4: SYN in a synchronized state (RFC 5961 4.2).
+        if syn:
+            if st == SYN_RECEIVED and self._passive:
+                self._release()                 # back to LISTEN: the listener stays
+                return
+            counters.drop("tcp_syn_in_window")
+            self._challenge_ack(now)
+            return
+        # R5: ACK.
+        if not flags & ACK:
+            counters.drop("tcp_no_ack")
+            return
+        ack = seg.ack
+        una = self.snd_una
+        if st == SYN_RECEIVED:
+            a = (ack - una) & _M
+            if a == 0 or a > ((self.snd_max - una) & _M):
+                counters.drop("tcp_bad_ack")
+                self._emit(ack, RST, b"", b"", now)
+                return
+            self.snd_una = ack
+            self.snd_wnd = seg.window << self._snd_shift
+            if self.snd_wnd > self.max_snd_wnd:
+                self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            self._t_rtx = INF
+            if self._retries == 0:
+                self.rto.sample(now - self._rtt_time)
+            self._established(now)
+            st = self.state
+            una = ack
+        else:
+            # RFC 5961 5.2: acceptable ACKs are in [SND.UNA - MAX.SND.WND, SND.MAX].
+            if seq_gt(ack, self.snd_max) \
+                    or (seq_lt(ack, una) and ((una - ack) & _M) > self.max_snd_wnd):
+                counters.drop("tcp_bad_ack")
+                self._challenge_ack(now)
+                return
+            self._process_ack(seg, seq, ack, plen, now)
+            if self.state == CLOSED:
+                return
+            st = self.state
+        # R7: data.
+        if plen and st in _RECEIVING:
+            if self._closed_by_app:
+                counters.drop("tcp_data_after_close")
+                self.abort()                    # RFC 9293 3.10.7.4 / RFC 2525
+                return
+            self._deliver(payload, d, plen, now)
+        # R8: FIN (processed once every byte before it has arrived).
+        if fin and self._fin_seq_in is None:
+            self._fin_seq_in = (seg.seq + (1 if flags & SYN else 0) + len(seg.payload)) & _M
+        if self._fin_seq_in is not None and self.rcv_nxt == self._fin_seq_in and not self.eof:
+            self._on_fin(now)
+        elif st == TIME_WAIT and fin:
+            self._ack_now = True
+            self._t_close = now + self.cfg.time_wait
+        if st in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK):
+            self._output(now)
+        if self._ack_now:
+            self._send_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        if self.layer.challenge_ack_allowed(now):
+            self.layer.counters.tcp_challenge_acks += 1
+            self._send_ack(now)
+        else:
+            self.layer.counters.drop("tcp_challenge_ack_limited")
+
+    def _on_reset(self) -> None:
+        """An acceptable RST (RFC 9293 3.10.7.4 second check)."""
+        st = self.state
+        if st == SYN_RECEIVED:
+            if not self._passive:
+                self.error = "refused"
+        elif st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self.error = "reset"
+        self._release()
+
+    # --- ACK processing --------------------------------------------------------------------
+
+    def _process_ack(self, seg, seq: int, ack: int, plen: int, now: float) -> None:
+        una = self.snd_una
+        sb = self._sb
+        new_sack = False
+        if sb is not None and (seg.sack_blocks or sb.sacked_bytes):
+            new_sack = sb.update(ack if ((ack - una) & _M) < _HALF else una, seg.sack_blocks,
+                                 self.snd_max) > 0
+        # Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
+        wl1 = self.snd_wl1
+        old_wnd = self.snd_wnd
+        if ((wl1 - seq) & _M) >= _HALF or (wl1 == seq and ((ack - self.snd_wl2) & _M) < _HALF):
+            wnd = seg.window << self._snd_shift
+            self.snd_wnd = wnd
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd and not old_wnd:
+                self._persist_n = 0
+        if ack != una and ((ack - una) & _M) < _HALF:
+            self._on_new_ack(seg, ack, now)
+            return
+        if ack != una or plen or seg.flags & FIN or self.snd_max == una:
+            return
+        # A duplicate ACK: RFC 5681 (same window) or, with SACK, new SACK information.
+        if sb is not None:
+            if not new_sack:
+                return
+        elif self.snd_wnd != old_wnd:
+            return
+        self._persist_n = 0
+        self._dupacks += 1
+        if self._in_recovery:
+            if sb is None:
+                self._inflate += self._smss
+        elif seq_gt(una, self._recover) and (
+                self._dupacks >= 3 or (sb is not None and sb.is_lost(una, self._smss))):
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        """Fast retransmit and enter fast recovery (RFC 6675 5 step 4 / RFC 6582 3.2)."""
+        una = self.snd_una
+        mss = self._smss
+        self._in_recovery = True
+        self._recover = self.snd_max
+        self.cc.on_enter_recovery((self.snd_max - una) & _M, now)
+        self.layer.counters.tcp_fast_retransmits += 1
+        self._rtt_seq = None
+        sent = self._retransmit(una, mss, now)
+        self._high_rxt = (una + sent) & _M
+        if self._sb is None:
+            self._inflate = 3 * mss
+        self._t_rtx = now + self.rto.rto
+
+    def _on_new_ack(self, seg, ack: int, now: float) -> None:
+        """SND.UNA advances to ``ack``: free acked bytes, take an RTT sample, drive recovery
+        and congestion control, re-arm the timer, and move on when our FIN is acked."""
+        una = self.snd_una
+        acked = (ack - una) & _M
+        buf = self.sndbuf
+        buffered = len(buf)
+        fin_acked = acked > buffered
+        buf.consume(buffered if fin_acked else acked)
+        self.snd_una = ack
+        if ((self.snd_nxt - ack) & _M) >= _HALF:
+            self.snd_nxt = ack
+        self._retries = 0
+        self._persist_n = 0
+        rtt = None
+        if self.ts_ok:
+            ecr = seg.ts_ecr
+            if ecr:
+                sample = ((int(now * 1000.0) + self._ts_off - ecr) & _M)
+                if sample < 600000:
+                    rtt = sample / 1000.0
+        elif self._rtt_seq is not None and ((ack - self._rtt_seq) & _M) < _HALF:
+            rtt = now - self._rtt_time
+            self._rtt_seq = None
+        if rtt is not None:
+            self.rto.sample(rtt)
+            self.rto.reset_backoff()
+        if self._in_recovery:
+            if ((ack - self._recover) & _M) < _HALF:
+                self._in_recovery = False
+                self._inflate = 0
+                self._dupacks = 0
+                self.cc.on_exit_recovery(now)
+            else:
+                self.cc.on_ack(acked, now, rtt, True)
+                if self._sb is None:
+                    # NewReno partial ACK (RFC 6582 3.2 step 5): resend the next hole,
+                    # deflate by what was acked, add back one SMSS.
+                    self._retransmit(ack, self._smss, now)
+                    self._inflate -= acked
+                    if acked >= self._smss:
+                        self._inflate += self._smss
+        else:
+            self._dupacks = 0
+            self.cc.on_ack(acked, now, rtt, False)
+        self._t_rtx = INF if ack == self.snd_max else now + self.rto.rto
+        if fin_acked:
+            self._fin_acked = True
+            st = self.state
+            if st == FIN_WAIT_1:
+                self.state = FIN_WAIT_2
+                if self._closed_by_app:
+                    self._t_close = now + self.cfg.fin_wait2_timeout
+            elif st == CLOSING:
+                self._enter_time_wait(now)
+            elif st == LAST_ACK:
+                self._release()
+                return
+        self.layer.notify(self)
+
+    # --- data and FIN ----------------------------------------------------------------------
+
+    def _deliver(self, payload: bytes, offset: int, plen: int, now: float) -> None:
+        got = self.rcvbuf.insert(offset, payload)
+        if offset:
+            self._ooo = True
+            self._ack_now = True                # out of order: a duplicate ACK with SACK now
+            return
+        if got:
+            self.rcv_nxt = (self.rcv_nxt + got) & _M
+            self.layer.notify(self)
+        if got != plen or self._ooo or not self.cfg.delayed_ack:
+            self._ack_now = True                # filled (part of) a hole, or trimmed
+            return
+        if plen > self._rmss:
+            self._rmss = plen
+        unacked = self._rcv_unacked + plen
+        self._rcv_unacked = unacked
+        if unacked >= 2 * self._rmss:
+            self._ack_now = True
+        elif self._t_delack == INF:
+            self._t_delack = now + self.cfg.delayed_ack_timeout
+
+    def _on_fin(self, now: float) -> None:
+        self.rcv_nxt = (self.rcv_nxt + 1) & _M
+        self.eof = True
+        self._ack_now = True
+        st = self.state
+        if st in (ESTABLISHED, SYN_RECEIVED):
+            self.state = CLOSE_WAIT
+        elif st == FIN_WAIT_1:
+            if self._fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = CLOSING
+        elif st == FIN_WAIT_2:
+            self._enter_time_wait(now)
+        self.layer.notify(self)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self._t_rtx = self._t_persist = self._t_keep = INF
+        self._t_close = now + self.cfg.time_wait
