@@ -37,6 +37,7 @@ from hetnic.protocol import IpProto
 from .counters import StackCounters
 from .errors import AddressInUse, ResourceLimit
 from .instance import InstanceConfig
+from .ports import PortTable
 from .sockets import TcpListener, TcpSocket
 from .syncookies import SynCookies
 from .tcp import TcpConnection
@@ -50,7 +51,6 @@ CHALLENGE_ACK_LIMIT = 1000
 DEFAULT_MSS = 536
 
 _TCP = int(IpProto.TCP)
-_V4_ANY = bytes(4)
 _HALF_OPEN = "SYN-RECEIVED"
 _CLOSED = "CLOSED"
 
@@ -89,16 +89,13 @@ class TcpLayer:
         self._sockets: dict[TcpConnection, TcpSocket] = {}
         self._pending: dict[TcpConnection, TcpListener] = {}
         self._owned_ports: dict[TcpConnection, tuple] = {}
-        self._listeners: dict[int, list[TcpListener]] = {}
-        self._binds: dict[int, list] = {}
+        self._listeners = PortTable("TCP", config.ephemeral_ports, config.name)
+        self.ports = PortTable("TCP", config.ephemeral_ports, config.name, seed)
         self._heap: list[tuple[float, int, TcpConnection]] = []
         self._queued: dict[TcpConnection, float] = {}
         self._tick = 0
         self._memory = 0
         self._conn_memory = config.sndbuf + config.rcvbuf
-        lo, hi = config.ephemeral_ports
-        self._eph_lo, self._eph_count = lo, hi - lo + 1
-        self._eph_next = rng.randrange(self._eph_count)
         self._ca_reset = float("-inf")
         self._ca_budget = 0
         self._cfgs: dict[int, object] = {}
@@ -187,24 +184,11 @@ class TcpLayer:
         if conn is not None:
             conn.input(seg, now)
             return
-        listener = self._find_listener(dst, seg.dport)
+        listener = self._listeners.find(dst, seg.dport)
         if listener is None:
             self._reset(src, dst, seg, "tcp_no_socket")
         else:
             self._to_listener(listener, src, dst, seg, now)
-
-    def _find_listener(self, dst: bytes, port: int) -> TcpListener | None:
-        found = self._listeners.get(port)
-        if not found:
-            return None
-        wildcard = None
-        for listener in found:
-            addr = listener.addr
-            if addr == dst:
-                return listener
-            if addr is None or (addr == _V4_ANY and len(dst) == 4):
-                wildcard = listener
-        return wildcard
 
     def _reset(self, src: bytes, dst: bytes, seg, reason: str) -> None:
         """Answer ``seg`` (from ``src`` to ``dst``) with an RST per RFC 9293 3.10.7.1 unless it
@@ -366,52 +350,21 @@ class TcpLayer:
     def bind(self, addr: bytes | None, port: int | None) -> int:
         """Reserve local ``port`` on ``addr`` (None: every address; ``0.0.0.0``: every IPv4
         one); ``port`` None picks a free ephemeral port. Returns the port.
-
-        Raises
-        ------
-        AddressInUse
-            The port is taken on an overlapping address, or the ephemeral range is full.
-        """
-        if port is None:
-            port = self._free_ephemeral()
-        else:
-            for other in self._binds.get(port, ()):
-                if _overlaps(addr, other):
-                    where = "*" if addr is None else _text(addr)
-                    raise AddressInUse(f"TCP port {port} on {where} is in use")
-        self._binds.setdefault(port, []).append(addr)
-        return port
+        :class:`AddressInUse` if the port is taken on an overlapping address, or the
+        ephemeral range is full."""
+        return self.ports.bind(addr, port)
 
     def unbind(self, addr: bytes | None, port: int) -> None:
         """Give back one reservation of ``port`` on ``addr``."""
-        owners = self._binds.get(port)
-        if owners is not None and addr in owners:
-            owners.remove(addr)
-            if not owners:
-                del self._binds[port]
-
-    def _free_ephemeral(self) -> int:
-        lo, count = self._eph_lo, self._eph_count
-        for i in range(count):
-            port = lo + (self._eph_next + i) % count
-            if port not in self._binds:
-                self._eph_next = (self._eph_next + i + 1) % count
-                return port
-        self.counters.drop("tcp_no_ephemeral_port")
-        raise AddressInUse(f"no free ephemeral port in {lo}-{lo + count - 1} "
-                           f"(instance {self.config.name!r})")
+        self.ports.unbind(addr, port)
 
     def add_listener(self, listener: TcpListener) -> None:
         """Start taking SYNs for ``listener`` (its port already reserved by :meth:`bind`)."""
-        self._listeners.setdefault(listener.port, []).append(listener)
+        self._listeners.bind(listener.addr, listener.port, listener)
 
     def remove_listener(self, listener: TcpListener) -> None:
         """Stop ``listener``: abort its half-open and not-yet-accepted connections."""
-        found = self._listeners.get(listener.port, [])
-        if listener in found:
-            found.remove(listener)
-            if not found:
-                del self._listeners[listener.port]
+        self._listeners.unbind(listener.addr, listener.port, listener)
         for conn, owner in list(self._pending.items()):
             if owner is listener:
                 conn.abort()
@@ -478,9 +431,3 @@ class TcpLayer:
     def __len__(self) -> int:
         return len(self._conns)
 
-
-def _overlaps(a: bytes | None, b: bytes | None) -> bool:
-    """True if local addresses ``a`` and ``b`` (None: any; 0.0.0.0: any IPv4) overlap."""
-    if a is None or b is None or a == b:
-        return True
-    return (a == _V4_ANY and len(b) == 4) or (b == _V4_ANY and len(a) == 4)

@@ -13,7 +13,6 @@ unreachable (rate-limited by the interface), counted ``"udp_no_socket"``; a full
 
 from __future__ import annotations
 
-import random
 import struct
 
 from hetnic.protocol import IpProto
@@ -21,8 +20,9 @@ from hetnic.protocol import IpProto
 from .address import V4_ANY, addr_text
 from .checksum import checksum, pseudo_sum
 from .counters import StackCounters
-from .errors import AddressInUse, BadArgument, Unreachable
+from .errors import BadArgument, Unreachable
 from .instance import InstanceConfig
+from .ports import PortTable
 from .sockets import UdpSocket
 
 __all__ = ["UdpLayer", "UDP_HEADER_LEN", "MAX_DATAGRAM"]
@@ -59,10 +59,7 @@ class UdpLayer:
         self.config = config
         self.counters = counters
         self.now = 0.0
-        self._socks: dict[int, list[tuple[bytes | None, UdpSocket]]] = {}
-        lo, hi = config.ephemeral_ports
-        self._eph_lo, self._eph_count = lo, hi - lo + 1
-        self._eph_next = random.Random(f"hetnic.udp:{seed}").randrange(self._eph_count)
+        self.ports = PortTable("UDP", config.ephemeral_ports, config.name, seed)
 
     # ---------------------------------------------------------------------- input
 
@@ -87,7 +84,7 @@ class UdpLayer:
             counters.drop("udp_bad_checksum")
             return
         counters.udp_in += 1
-        sock = self._find(dst, dport)
+        sock = self.ports.find(dst, dport)
         if sock is None:
             counters.drop("udp_no_socket")
             if self.iface.is_local(dst):
@@ -96,18 +93,6 @@ class UdpLayer:
             return
         if not sock._deliver(bytes(datagram[UDP_HEADER_LEN:]), src, sport, self.config.rcvbuf):
             counters.drop("udp_queue_full")
-
-    def _find(self, dst: bytes, port: int) -> UdpSocket | None:
-        found = self._socks.get(port)
-        if not found:
-            return None
-        wildcard = None
-        for addr, sock in found:
-            if addr == dst:
-                return sock
-            if addr is None or (addr == V4_ANY and len(dst) == 4):
-                wildcard = sock
-        return wildcard
 
     # ---------------------------------------------------------------------- output
 
@@ -139,42 +124,10 @@ class UdpLayer:
     def bind(self, sock: UdpSocket, addr: bytes | None, port: int | None) -> int:
         """Bind ``sock`` to ``port`` on ``addr`` (None: every address; 0.0.0.0: every IPv4 one;
         ``port`` None: a free ephemeral port). Returns the port.
-
-        Raises :class:`AddressInUse` if an overlapping binding holds the port, or no ephemeral
-        port is free."""
-        if port is None:
-            port = self._free_ephemeral()
-        else:
-            for other, _ in self._socks.get(port, ()):
-                if _overlaps(addr, other):
-                    where = "*" if addr is None else addr_text(addr)
-                    raise AddressInUse(f"UDP port {port} on {where} is in use")
-        self._socks.setdefault(port, []).append((addr, sock))
-        return port
+        :class:`AddressInUse` if an overlapping binding holds the port, or no ephemeral port
+        is free."""
+        return self.ports.bind(addr, port, sock)
 
     def unbind(self, sock: UdpSocket, addr: bytes | None, port: int) -> None:
         """Remove ``sock``'s binding of ``port``."""
-        found = self._socks.get(port)
-        if found and (addr, sock) in found:
-            found.remove((addr, sock))
-            if not found:
-                del self._socks[port]
-
-    def _free_ephemeral(self) -> int:
-        lo, count = self._eph_lo, self._eph_count
-        for i in range(count):
-            port = lo + (self._eph_next + i) % count
-            if port not in self._socks:
-                self._eph_next = (self._eph_next + i + 1) % count
-                return port
-        raise AddressInUse(f"no free ephemeral UDP port in {lo}-{lo + count - 1} "
-                           f"(instance {self.config.name!r})")
-
-    def __len__(self) -> int:
-        return sum(len(found) for found in self._socks.values())
-
-
-def _overlaps(a: bytes | None, b: bytes | None) -> bool:
-    if a is None or b is None or a == b:
-        return True
-    return (a == V4_ANY and len(b) == 4) or (b == V4_ANY and len(a) == 4)
+        self.ports.unbind(addr, port, sock)

@@ -154,7 +154,7 @@ def test_ephemeral_range_exhaustion_and_reuse_after_release():
     listener = pair.b.listen(80)
     socks = [pair.a.connect(IP4_B, 80) for _ in range(3)]
     assert sorted(s.getsockname()[1] for s in socks) == [40000, 40001, 40002]
-    with pytest.raises(AddressInUse, match="no free ephemeral port in 40000-40002"):
+    with pytest.raises(AddressInUse, match="no free ephemeral TCP port in 40000-40002"):
         pair.a.connect(IP4_B, 80)
     with pytest.raises(AddressInUse):
         pair.a.tcp_socket().bind(("", 0))
