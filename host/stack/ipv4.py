@@ -108,8 +108,9 @@ class Ipv4Layer:
             else:
                 counters.drop("ip_not_ours")
                 return
-        if src[0] >= 224 or src in iface.broadcast4:
-            counters.drop("ip_bad_source")
+        first = src[0]
+        if first >= 224 or first == 127 or first == 0 or src in iface.broadcast4:
+            counters.drop("ip_bad_source")     # multicast, loopback, "this network", broadcast
             return
         counters.ip4_in += 1
         payload = memoryview(frame)[data_at:14 + total]
