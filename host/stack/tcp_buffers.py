@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from .errors import BadArgument
+
 __all__ = ["SendBuffer", "ReceiveBuffer"]
 
 _SEQ_MASK = 0xFFFFFFFF
@@ -30,7 +32,7 @@ _RECENT = 16            # positions of recent out-of-order arrivals remembered f
 
 def _check_capacity(capacity: int) -> int:
     if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-        raise ValueError(f"buffer capacity must be a positive int, not {capacity!r}")
+        raise BadArgument(f"buffer capacity must be a positive int, not {capacity!r}")
     return capacity
 
 
