@@ -402,7 +402,6 @@ class TcpInput:
             self._rtt_seq = None
         if rtt is not None:
             self.rto.sample(rtt)
-            self.rto.reset_backoff()
         if self._in_recovery:
             if ((ack - self._recover) & _M) < _HALF:
                 self._in_recovery = False
