@@ -214,3 +214,47 @@ def test_hosts_as_ipaddress_objects_and_bytes():
     c2 = pair.a.connect(ipaddress.ip_address(IP4_B).packed, 7)
     assert pair.run(lambda: c1.connected and c2.connected)
     assert c1.getsockname()[1] != c2.getsockname()[1]
+
+
+def test_simultaneous_open_through_bound_sockets():
+    pair = Pair()
+    a = pair.a.tcp_socket()
+    a.bind(("", 5000))
+    b = pair.b.tcp_socket()
+    b.bind((IP4_B, 6000))
+    a.connect((IP4_B, 6000))
+    b.connect((IP4_A, 5000))
+    assert pair.run(lambda: a.connected and b.connected)
+    assert a.getpeername() == (IP4_B, 6000) and b.getpeername() == (IP4_A, 5000)
+    a.send(b"hello")
+    assert pair.run(lambda: b.readable)
+    assert b.recv() == b"hello"
+    assert pair.a.counters.drops.get("tcp_no_socket", 0) == 0
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"mac": "02:00:00:00:00"}, "mac"),
+    ({"mac": b"\x02" * 5}, "mac"),
+    ({"mac": "02:00:00:00:00:01", "ipv4": [("198.18.0.1", 33)]}, "prefix length"),
+    ({"mac": "02:00:00:00:00:01", "ipv4": [("2001:db8::1", 64)]}, "IPv4 address"),
+    ({"mac": "02:00:00:00:00:01", "ipv4": ["198.18.0.1/x"]}, "bad prefix"),
+    ({"mac": "02:00:00:00:00:01", "ipv6": ["fe80::zz/64"]}, "IPv4 or IPv6"),
+    ({"mac": "02:00:00:00:00:01", "gateway4": "2001:db8::1"}, "gateway4"),
+    ({"mac": "02:00:00:00:00:01", "mtu": 100}, "mtu"),
+])
+def test_stack_arguments_are_checked(kwargs, fragment):
+    from hetnic.host.stack.stack import Stack
+    with pytest.raises(BadArgument) as info:
+        Stack(QUICK, **kwargs)
+    assert fragment in _one_line(info.value)
+
+
+def test_stack_views():
+    pair = Pair()
+    _, client, server = pair.connect(6, port=7)
+    stats = pair.a.stats()
+    assert stats["instance"] == "quick" and stats["connections"] == 1
+    assert stats["states"] == {"ESTABLISHED": 1} and stats["tcp_out"] >= 2
+    assert isinstance(stats["drops"], dict)
+    assert pair.a.name == "quick" and pair.a.config is QUICK
+    assert "quick" in repr(pair.a) and "ESTABLISHED" in repr(client)
