@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 
 from hetnic.errors import HetnicError
+from hetnic.protocol import IpProto
 
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
@@ -70,7 +71,7 @@ _SACK_BLOCK = struct.Struct("!II")
 _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
 _from_bytes = int.from_bytes
-_PROTO_TCP = 6  # IpProto.TCP; kept local so this pure module does not import Amaranth.
+_PROTO_TCP = int(IpProto.TCP)   # a plain int: summed on the per-segment path
 
 _FLAG_NAMES = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
                (ECE, "E"), (CWR, "W"))
