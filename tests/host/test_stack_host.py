@@ -138,3 +138,178 @@ def test_the_simulated_nic_steers_by_the_plan():
     assert len(arrived) == len(set(frames))
     for frame, (packet, owner) in zip(frames, cases):
         assert arrived[frame] in queues[owner], packet.summary()
+
+
+# --- the whole host, the kernel in a namespace as the peer -------------------------------------
+
+K4, H4, K6, H6 = "198.18.0.1", "198.18.0.2", "2001:db8::1", "2001:db8::2"
+
+
+@pytest.fixture(scope="module")
+def kernel_peer(tmp_path_factory):
+    """A namespace with a TAP (the kernel at .1 and ::1), the simulated NIC and a StackHost
+    (at .2 and ::2) serving a folder; yields (namespace, host, folder)."""
+    from kit.netns import netns, require_netns, tap_in_netns
+    from hetnic.host.nic import Nic
+    from hetnic.host.stack_host import StackHost
+    require_netns()
+    www = tmp_path_factory.mktemp("www")
+    (www / "index.html").write_bytes(b"<h1>hetnic</h1>\n")
+    (www / "one.bin").write_bytes(random.Random(3).randbytes(1 << 20))
+    with netns() as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64") as tap, \
+            Nic.open("sim", width=64, rx_queues=8) as nic:
+        host = StackHost(nic, tap, addr4=f"{H4}/24", addr6=f"{H6}/64", serve_dir=www, seed=9)
+        try:
+            yield ns, host, www
+        finally:
+            host.close()
+
+
+def _in_ns(ns, host, script, timeout=60):
+    """Run a Python ``script`` in namespace ``ns`` while ``host`` runs; its stdout."""
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                             textwrap.dedent(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        host.run(until=lambda: proc.poll() is not None, timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    return out
+
+
+def _tcp_in(host):
+    return {name: s.counters.tcp_in for name, s in host.stacks.items()}
+
+
+def test_curl_reaches_the_throughput_instance(kernel_peer):
+    ns, host, www = kernel_peer
+    before = _tcp_in(host)
+    got = www.parent / "got.bin"
+    for url in (f"http://{H4}/one.bin", f"http://[{H6}]/one.bin"):
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "60",
+                                 "-g", "-o", str(got), url], stderr=subprocess.PIPE)
+        host.run(until=lambda: proc.poll() is not None, timeout=90)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err.decode()
+        assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(
+            (www / "one.bin").read_bytes()).digest()
+    after = _tcp_in(host)
+    assert after["throughput"] - before["throughput"] > 100
+    assert after["low-delay"] == before["low-delay"]
+    assert after["concurrency"] == before["concurrency"]
+    http = host.app("http")
+    assert http.statuses.get(200, 0) >= 2 and http.body_bytes >= 2 << 20
+
+
+def test_echo_and_discard_on_their_instances(kernel_peer):
+    ns, host, _ = kernel_peer
+    before = _tcp_in(host)
+    discard = host.app("discard")
+    reports = len(discard.reports)
+    out = _in_ns(ns, host, f"""
+        import socket
+        data = bytes(range(256)) * 1000
+        for addr in ("{H4}", "{H6}"):
+            with socket.create_connection((addr, 7), timeout=30) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                got = b"".join(iter(lambda: s.recv(65536), b""))
+                assert got == data, len(got)
+            u = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                              socket.SOCK_DGRAM)
+            u.settimeout(10)
+            u.sendto(b"ping " + addr.encode(), (addr, 7))
+            assert u.recvfrom(2048)[0] == b"ping " + addr.encode()
+            with socket.create_connection((addr, 9), timeout=30) as s:
+                s.sendall(bytes(123456))
+        print("ok")
+    """)
+    assert out.strip() == b"ok"
+    host.run(until=lambda: len(discard.reports) >= reports + 2, timeout=30)
+    assert [r["bytes"] for r in list(discard.reports)[reports:]] == [123456, 123456]
+    after = _tcp_in(host)
+    assert after["low-delay"] > before["low-delay"] and after["concurrency"] > before[
+        "concurrency"]
+    assert host.app("udp-echo").datagrams >= 2
+    assert host.app("echo").stats()["bytes_out"] >= 2 * 256_000
+
+
+def test_every_instance_learns_the_kernel_by_arp(kernel_peer):
+    ns, host, _ = kernel_peer
+    _in_ns(ns, host, f"""
+        import socket
+        socket.create_connection(("{H4}", 80), timeout=30).close()
+    """)
+    assert all(s.counters.arp_in > 0 for s in host.stacks.values())
+
+
+def test_an_instance_connects_out_and_gets_its_return_traffic(kernel_peer):
+    """A connection the low-delay instance opens: its ephemeral port steers the kernel's
+    answers to it."""
+    ns, host, _ = kernel_peer
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", textwrap.dedent(f"""
+        import socket
+        with socket.create_server(("{K4}", 5555)) as srv:
+            srv.settimeout(30)
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"hello from the kernel " + conn.recv(100))
+    """)], stderr=subprocess.PIPE)
+    stack = host.stacks["low-delay"]
+    for _ in range(50):         # the server needs a moment to listen: retry refused
+        sock = stack.connect(K4, 5555)
+        host.run(until=lambda: sock.connected or sock.error is not None, timeout=30)
+        if sock.connected:
+            break
+        host.run(timeout=0.1)
+    assert sock.connected, sock.error
+    lo, hi = stack.config.ephemeral_ports
+    assert lo <= sock.getsockname()[1] <= hi
+    sock.send(b"low-delay")
+    got = bytearray()
+
+    def done():
+        while (data := sock.recv()) is not None:
+            if not data:
+                return True
+            got.extend(data)
+        return False
+    try:
+        host.run(until=done, timeout=30)
+        host.run(until=lambda: proc.poll() is not None, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    assert bytes(got) == b"hello from the kernel low-delay"
+    sock.close()
+
+
+def test_port_map_and_summary(kernel_peer):
+    _, host, _ = kernel_peer
+    rows = host.port_map()
+    assert rows[-1]["rule"] is None and rows[-1]["instance"] == "concurrency"
+    http = next(r for r in rows if r["proto"] == "tcp" and r["ports"] == 80)
+    assert http["instance"] == "throughput" and http["rx_queues"] == (2, 3, 4, 5)
+    summary = host.summary()
+    assert set(summary["instances"]) == {"low-delay", "throughput", "concurrency"}
+    apps = {a["app"] for inst in summary["instances"].values() for a in inst["apps"]}
+    assert apps == {"http", "echo", "udp-echo", "discard"}
+    assert summary["bridge"]["frames_to_nic"] > 0
+
+
+def test_run_times_out_and_stops(kernel_peer):      # last: the host stays stopped
+    import threading
+    from hetnic.host.stack_host import StackHostTimeout
+    _, host, _ = kernel_peer
+    with pytest.raises(StackHostTimeout, match="within 0.2 s"):
+        host.run(until=lambda: False, timeout=0.2)
+    assert host.run(timeout=0.05) is False
+    timer = threading.Timer(0.2, host.stop)
+    timer.start()
+    assert host.run(timeout=30) is True and host.stopped
+    timer.join()

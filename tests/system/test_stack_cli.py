@@ -2,12 +2,11 @@
 namespace serves a file to curl, answers echo, stops on SIGTERM and prints its summary."""
 
 import hashlib
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -82,3 +81,82 @@ def test_missing_tap_is_one_line(capsys):
 
 def test_unknown_action(capsys):
     assert "invalid choice" in _error(capsys, ["stack", "down"])
+
+
+class _Lines:
+    """The lines a process writes, collected by a thread (so a test can wait for one)."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        for line in self._stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text, proc, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(text in line for line in self.lines):
+                return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line with {text!r} in: {self.lines}")
+
+    def text(self, timeout=10):
+        """Every line, once the stream ended (it is closed then)."""
+        self._thread.join(timeout)
+        self._stream.close()
+        return "\n".join(self.lines)
+
+
+def test_stack_up_serves_curl_and_echo_and_stops_on_sigterm(tmp_path):
+    require_netns()
+    seed = 21
+    print("seed", seed)
+    content = random.Random(seed).randbytes(1 << 20)
+    (tmp_path / "file.bin").write_bytes(content)
+    with netns() as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", "2001:db8::1/64",
+                                     open_device=False):
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "stack", "up",
+             "--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6", "2001:db8::2/64",
+             "--serve", str(tmp_path), "--duration", "120", "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        try:
+            out.wait_for("everything else", proc, 120)
+            got = ns_run(ns, "curl", "-sS", "--max-time", "60", "-o", str(tmp_path / "got"),
+                         "http://198.18.0.2/file.bin", timeout=90)
+            assert got.returncode == 0
+            assert hashlib.sha256((tmp_path / "got").read_bytes()).digest() == \
+                hashlib.sha256(content).digest()
+            head = ns_run(ns, "curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}",
+                          "--max-time", "30", "http://[2001:db8::2]/nothing", timeout=60)
+            assert head.stdout == "404"
+            echo = ns_run(ns, sys.executable, "-c", (
+                "import socket\n"
+                "s = socket.create_connection(('198.18.0.2', 7), timeout=30)\n"
+                "s.sendall(b'hello hetnic'); s.shutdown(socket.SHUT_WR)\n"
+                "print(b''.join(iter(lambda: s.recv(100), b'')).decode())\n"), timeout=60)
+            assert echo.stdout.strip() == "hello hetnic"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                status = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        text, errors = out.text(), err.text()
+        assert status == 0, errors
+        assert "port -> instance map" in text
+        assert "tcp dst port 80" in text and "throughput" in text
+        summary = text[text.index("summary after"):]
+        assert "instance throughput" in summary and "app http port 80" in summary
+        assert "statuses {200: 1, 404: 1}" in summary
+        assert f"body_bytes {len(content)}" in summary
+        assert "app echo port 7" in summary and "bytes_out 12" in summary
+        assert "Traceback" not in errors
