@@ -47,8 +47,9 @@ __all__ = ["TcpLayer", "CHALLENGE_ACK_LIMIT", "DEFAULT_MSS"]
 
 #: Challenge ACKs the layer sends per second, all connections together (RFC 5961 section 7).
 CHALLENGE_ACK_LIMIT = 1000
-#: The MSS assumed for a peer that sends no MSS option (RFC 9293 3.7.1).
-DEFAULT_MSS = 536
+#: The MSS assumed for a peer that sends no MSS option: 536 over IPv4 (RFC 9293 3.7.1),
+#: 1220 over IPv6 (its minimum MTU, 1280, less the headers; RFC 8200 section 5).
+DEFAULT_MSS = {4: 536, 16: 1220}
 
 _TCP = int(IpProto.TCP)
 _HALF_OPEN = "SYN-RECEIVED"
@@ -219,7 +220,7 @@ class TcpLayer:
             self.counters.drop("tcp_listen_no_syn")
             return
         if len(listener.queue) + listener.half_open < listener.backlog:
-            if self._admit(src, seg.sport):
+            if self._admit():
                 conn = self._new_conn(dst, seg.dport, src, seg.sport, now)
                 self._pending[conn] = listener
                 listener.half_open += 1
@@ -232,7 +233,7 @@ class TcpLayer:
     def _cookie_syn_ack(self, src: bytes, dst: bytes, seg, now: float) -> None:
         """Answer a SYN statelessly: the SYN-ACK's sequence number is the cookie. Only the MSS
         survives in a cookie, so the SYN-ACK offers no window scale, SACK or timestamps."""
-        mss = min(seg.mss or DEFAULT_MSS, self.mss_for(src))
+        mss = min(seg.mss or DEFAULT_MSS[len(src)], self.mss_for(src))
         cookie = self.cookies.make(src, dst, seg.sport, seg.dport, seg.seq, mss, now)
         window = min(self.config.rcvbuf, 0xFFFF)
         synack = build_tcp(dst, src, seg.dport, seg.sport, cookie, seq_add(seg.seq, 1),
@@ -251,7 +252,7 @@ class TcpLayer:
         if len(listener.queue) >= listener.backlog:
             self.counters.drop("tcp_backlog_full")
             return True
-        if not self._admit(src, seg.sport):
+        if not self._admit():
             return True
         self.counters.tcp_syn_cookies_ok += 1
         conn = self._new_conn(dst, seg.dport, src, seg.sport, now)
@@ -260,7 +261,7 @@ class TcpLayer:
             self._enqueue(listener, conn)
         return True
 
-    def _admit(self, src: bytes, sport: int) -> bool:
+    def _admit(self) -> bool:
         """True if the instance's limits take one more connection (else counted)."""
         if len(self._conns) >= self.config.max_connections:
             self.counters.drop("tcp_max_connections")

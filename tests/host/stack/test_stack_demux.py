@@ -113,6 +113,13 @@ def test_syn_flood_fills_backlog_and_cookies_still_connect(cookies):
     assert pump(pair, client, server, data) == data
     assert pump(pair, server, client, data[::-1]) == data[::-1]
     assert listener.half_open == 4              # the flood is still half-open
+    info = client.info()                        # a cookie keeps only the MSS
+    assert (info["sack"], info["ts"], info["wscale"], info["mss"]) == (False, False, None, 1460)
+    client6 = pair.a.connect(IP6_B, 80)
+    assert pair.run(lambda: listener.readable, timeout=0.5)
+    assert counters.tcp_syn_cookies_ok == 2 and client6.connected
+    assert listener.accept().getpeername() == client6.getsockname()
+    assert client6.info()["mss"] == 1440
 
 
 def test_max_connections_refuses_syn_and_connect():
