@@ -328,3 +328,108 @@ def test_server_serve_forever_and_close():
         return replies
 
     assert run(main()) == [b"HELLO %d\n" % i for i in range(5)]
+
+
+# --- two real stacks on a PairLink ------------------------------------------------------------
+
+def real_stacks(profile: str = "throughput", faults=None):
+    from hetnic.host.faults import FaultInjector, FaultSpec
+    from hetnic.host.links import PairLink
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack.stack import Stack
+    cfg = PROFILES[profile]
+    client = Stack(cfg, mac="02:00:00:00:00:01", ipv4=[("198.18.0.1", 24)],
+                   ipv6=[("2001:db8::1", 64)], seed=1)
+    server = Stack(cfg, mac="02:00:00:00:00:02", ipv4=[("198.18.0.2", 24)],
+                   ipv6=[("2001:db8::2", 64)], seed=2)
+    if faults is None:
+        a, b = PairLink.pair()
+    else:
+        a, b = PairLink.pair(FaultInjector(FaultSpec(**faults), "ab"),
+                             FaultInjector(FaultSpec(**faults), "ba"))
+    return client, a, server, b
+
+
+async def transfer(size: int, host: str, seed: int, faults=None) -> tuple[str, str, dict]:
+    """``size`` random bytes each way: the client sends, the server reads them all and
+    answers with its own; returns (digest the server sent, digest the client got, details:
+    the link's injectors and both stacks' counters)."""
+    client, a, server, b = real_stacks(faults=faults)
+    rng = random.Random(seed)
+    up, down = rng.randbytes(size), rng.randbytes(size)
+    result = {}
+
+    async def handle(reader, writer):
+        data = await reader.readexactly(size)
+        result["server_got"] = hashlib.sha256(data).hexdigest()
+        writer.write(down)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async with AsyncStackDriver(server, b) as sdrv, AsyncStackDriver(client, a) as cdrv:
+        srv = await sdrv.start_server(handle, 5000)
+        reader, writer = await cdrv.open_connection(host, 5000)
+        assert writer.get_extra_info("peername") == (host, 5000)
+        writer.write(up)
+        await writer.drain()
+        got = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+    assert result["server_got"] == hashlib.sha256(up).hexdigest()
+    result.update(faults=(a.faults, b.faults), counters=(client.counters, server.counters))
+    return hashlib.sha256(down).hexdigest(), hashlib.sha256(got).hexdigest(), result
+
+
+@pytest.mark.parametrize("host", ["198.18.0.2", "2001:db8::2"])
+def test_real_stacks_transfer_both_ways(host):
+    seed = 21
+    print(f"seed={seed}")
+    want, got, _ = run(transfer(1 << 20, host, seed))
+    assert got == want
+
+
+def test_real_stacks_transfer_with_faults():
+    seed = 8
+    print(f"seed={seed}")
+    faults = dict(loss=0.02, reorder=0.02, dup=0.01, seed=seed)
+    want, got, result = run(transfer(256 << 10, "198.18.0.2", seed, faults))
+    assert got == want
+    ab, ba = result["faults"]
+    assert ab.lost and ba.lost and ab.reordered and ab.duplicated
+    client, server = result["counters"]
+    assert client.tcp_retransmits + client.tcp_fast_retransmits > 0
+    assert server.tcp_retransmits + server.tcp_fast_retransmits > 0
+
+
+def test_real_stacks_refused_and_many_clients():
+    from hetnic.host.stack.errors import ConnectionRefused as Refused
+
+    async def main():
+        client, a, server, b = real_stacks("concurrency")
+
+        async def echo(reader, writer):
+            line = await reader.readline()
+            writer.write(line[::-1])
+            await writer.drain()
+            writer.close()
+
+        async with AsyncStackDriver(server, b) as sdrv, AsyncStackDriver(client, a) as cdrv:
+            with pytest.raises(Refused):
+                await cdrv.open_connection("198.18.0.2", 7)
+            srv = await sdrv.start_server(echo, 7)
+
+            async def one(i: int) -> bytes:
+                r, w = await cdrv.open_connection("198.18.0.2", 7)
+                w.write(b"%05d\n" % i)
+                reply = await r.read()
+                w.close()
+                return reply
+
+            replies = await asyncio.gather(*(one(i) for i in range(50)))
+            srv.close()
+        return replies
+
+    assert run(main()) == [(b"%05d\n" % i)[::-1] for i in range(50)]
