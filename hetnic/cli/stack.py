@@ -150,24 +150,37 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(host, args) -> int:
-    from .stack_view import port_map_table, status_line, status_table, summary_text
+    from .stack_view import port_map_table, report_line, status_line, status_table, \
+        summary_text
     print(port_map_table(host.port_map(), tap=args.tap, addr4=str(args.addr),
                          addr6=str(args.addr6) if args.addr6 else None), flush=True)
+    reports: list[dict] = []
+    discard = host.app("discard")
+    if discard is not None:
+        discard.on_report = reports.append
     previous = {sig: signal.signal(sig, lambda *_: host.stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     start = time.monotonic()
     end = None if args.duration is None else start + args.duration
-    live = not args.no_live and sys.stdout.isatty()
+
+    def lines(say):
+        while reports:
+            say(report_line(reports.pop(0)))
     try:
-        if live:
+        if not args.no_live and sys.stdout.isatty():
             from rich.live import Live
-            with Live(status_table(host.summary()), refresh_per_second=LIVE_PER_SECOND,
-                      transient=False) as view:
-                _loop(host, end, 1.0 / LIVE_PER_SECOND, lambda: view.update(
-                    status_table(host.summary())))
+            with Live(status_table(host.summary()), refresh_per_second=LIVE_PER_SECOND) as view:
+                def show(due: bool) -> None:
+                    lines(lambda text: view.console.print(text, highlight=False))
+                    if due:
+                        view.update(status_table(host.summary()))
+                _loop(host, end, 1.0 / LIVE_PER_SECOND, show)
         else:
-            _loop(host, end, PLAIN_EVERY, lambda: print(
-                status_line(host.summary(), time.monotonic() - start), flush=True))
+            def show(due: bool) -> None:
+                lines(lambda text: print(text, flush=True))
+                if due:
+                    print(status_line(host.summary(), time.monotonic() - start), flush=True)
+            _loop(host, end, PLAIN_EVERY, show)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -176,11 +189,15 @@ def _serve(host, args) -> int:
 
 
 def _loop(host, end: float | None, every: float, show) -> None:
-    """Run ``host`` until it is stopped or ``end`` (monotonic) passes, calling ``show``
-    every ``every`` seconds."""
+    """Run ``host`` until it is stopped or ``end`` (monotonic) passes; every half second
+    call ``show(due)``, ``due`` true once ``every`` seconds passed since the last time."""
+    shown = time.monotonic()
     while not host.stopped:
         now = time.monotonic()
         if end is not None and now >= end:
             break
-        host.run(timeout=every if end is None else min(every, end - now))
-        show()
+        host.run(timeout=0.5 if end is None else min(0.5, end - now))
+        due = time.monotonic() - shown >= every
+        if due:
+            shown = time.monotonic()
+        show(due)

@@ -5,7 +5,7 @@ plain status line and the final summary, all from :meth:`StackHost.port_map
 
 from __future__ import annotations
 
-__all__ = ["port_map_table", "status_table", "status_line", "summary_text"]
+__all__ = ["port_map_table", "status_table", "status_line", "summary_text", "report_line"]
 
 #: Connection states in the order the table lists them (short names).
 _STATE_SHORT = {"ESTABLISHED": "est", "SYN-SENT": "syn-sent", "SYN-RECEIVED": "syn-rcvd",
@@ -48,23 +48,31 @@ def _row(inst: dict) -> dict:
 
 
 def status_table(summary: dict):
-    """A :class:`rich.table.Table` with one row per instance: segments and datagrams in and
-    out, retransmissions, drops, connections by state and bytes the applications sent."""
+    """A :class:`rich.table.Table` with one row per instance: its RX queues / TX queue,
+    segments and datagrams in and out, retransmissions, drops, connections by state and the
+    bytes its applications sent."""
     from rich.table import Table
     table = Table(title="hetnic stack (Ctrl-C to stop)")
-    for name in ("instance", "queues", "in", "out", "retransmits", "drops", "connections",
-                 "bytes served"):
-        table.add_column(name, justify="left" if name in ("instance", "connections") else "right")
+    for name in ("instance", "rx/tx", "in", "out", "retx", "drops", "connections", "served"):
+        table.add_column(name, justify="left" if name in ("instance", "rx/tx", "connections")
+                         else "right")
     for name, inst in summary["instances"].items():
         row = _row(inst)
-        table.add_row(name, f"rx {','.join(map(str, inst['rx_queues']))} tx {inst['tx_queue']}",
+        table.add_row(name, f"{','.join(map(str, inst['rx_queues']))}/{inst['tx_queue']}",
                       str(row["seg_in"]), str(row["seg_out"]), str(row["retx"]),
                       str(row["drops"]), row["states"], str(row["served"]))
     bridge = summary.get("bridge") or {}
     if bridge:
-        table.caption = "TAP bridge: " + ", ".join(f"{k} {v}" for k, v in bridge.items()
-                                                   if isinstance(v, int))
+        table.caption = (f"TAP bridge: {bridge['frames_to_nic']} frames in, "
+                         f"{bridge['frames_to_tap']} out")
     return table
+
+
+def report_line(report: dict) -> str:
+    """A discard connection's report as one line."""
+    host, port = report["peer"] or ("?", 0)
+    end = "closed" if report["error"] is None else f"ended: {report['error']}"
+    return f"discard: {host} port {port} sent {report['bytes']} bytes ({end})"
 
 
 def status_line(summary: dict, elapsed: float) -> str:

@@ -143,6 +143,11 @@ def test_stack_up_serves_curl_and_echo_and_stops_on_sigterm(tmp_path):
                 "s.sendall(b'hello hetnic'); s.shutdown(socket.SHUT_WR)\n"
                 "print(b''.join(iter(lambda: s.recv(100), b'')).decode())\n"), timeout=60)
             assert echo.stdout.strip() == "hello hetnic"
+            ns_run(ns, sys.executable, "-c", (
+                "import socket\n"
+                "s = socket.create_connection(('2001:db8::2', 9), timeout=30)\n"
+                "s.sendall(bytes(54321)); s.close()\n"), timeout=60)
+            out.wait_for("sent 54321 bytes (closed)", proc, 30)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
