@@ -87,7 +87,9 @@ class NetInterface:
     out : list[bytes]
         Frames to send, appended in order; the owner takes and clears them.
     transports : dict[int, handler]
-        IP protocol number -> ``handler(src, dst, payload, now)``.
+        IP protocol number -> ``handler(src, dst, payload, now)``; ``payload`` is the
+        transport bytes (a ``bytes`` slice of the frame, padding trimmed, or the reassembled
+        datagram). Mutate this dict in place; do not replace it.
     on_icmp_error : callable or None
         ``on_icmp_error(proto, src, dst, quoted, kind)`` for ICMP errors about our packets.
     """
@@ -136,6 +138,8 @@ class NetInterface:
         self.arp = ArpHandler(self)
         self.ip4 = Ipv4Layer(self, reassembly_memory=reassembly_limit,
                              reassembly_timeout=reassembly_timeout)
+        self._ip4_input = self.ip4.input
+        self._ip4_output = self.ip4.output
         self.icmp4 = Icmp4(self)
         self.ip6 = Ipv6Layer(self, reassembly_memory=reassembly_limit,
                              reassembly_timeout=reassembly_timeout)
@@ -159,7 +163,7 @@ class NetInterface:
             return
         ethertype = (frame[12] << 8) | frame[13]
         if ethertype == ETH_IPV4:
-            self.ip4.input(frame, now)
+            self._ip4_input(frame, now)
         elif ethertype == ETH_IPV6:
             self.ip6.input(frame, now)
         elif ethertype == ETH_ARP:
@@ -174,7 +178,7 @@ class NetInterface:
         (4 or 16 bytes). The frame lands in :attr:`out` now, or once the next hop's MAC is
         known (bounded queue; ``"arp_queue_full"`` / ``"arp_unresolved"`` drops)."""
         if len(dst) == 4:
-            self.ip4.output(src, dst, proto, payload, now)
+            self._ip4_output(src, dst, proto, payload, now)
         else:
             self.ip6.output(src, dst, proto, payload, now)
 

@@ -71,11 +71,39 @@ class Ipv4Layer:
         self.ident = 0
         # (src, dst, proto) -> (Ethernet header, unfolded fixed header sum, DF flag)
         self.tx_cache: dict[tuple[bytes, bytes, int], tuple[bytes, int, int]] = {}
+        # The interface's fixed objects, looked up once (the per-frame paths are short).
+        self._counters = iface.counters
+        self._local = iface.ipv4_set
+        self._broadcast = iface.broadcast4
+        self._transports = iface.transports
+        self._out = iface.out
 
     # -- receive ---------------------------------------------------------------------------
 
     def input(self, frame: bytes, now: float) -> None:
-        """Handle one IPv4 frame (Ethernet header included)."""
+        """Handle one IPv4 frame (Ethernet header included).
+
+        The common case - a 20-byte header, not a fragment, to one of our addresses, for a
+        transport with a handler - takes the short path; everything else, and every frame
+        that fails a check on it, goes through :meth:`_input` (which counts why).
+        """
+        size = len(frame)
+        if size >= 34 and frame[14] == 0x45:
+            total, _, frag, _, proto, src, dst = _IN.unpack_from(frame, 14)
+            end = 14 + total
+            # A valid header sums to 0xFFFF: its value is 0 mod 0xFFFF (and never 0: 0x45).
+            if (total >= 20 and end <= size and not frag & 0x3FFF and dst in self._local
+                    and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
+                first = src[0]
+                handler = self._transports.get(proto)
+                if (handler is not None and 0 < first < 224 and first != 127
+                        and src not in self._broadcast):
+                    self._counters.ip4_in += 1
+                    handler(src, dst, frame[34:end], now)
+                    return
+        self._input(frame, now)
+
+    def _input(self, frame: bytes, now: float) -> None:
         iface = self.iface
         counters = iface.counters
         size = len(frame)
@@ -113,7 +141,7 @@ class Ipv4Layer:
             counters.drop("ip_bad_source")     # multicast, loopback, "this network", broadcast
             return
         counters.ip4_in += 1
-        payload = memoryview(frame)[data_at:14 + total]
+        payload = frame[data_at:14 + total]
         if frag & 0x3FFF:
             # The first fragment's header and 8 bytes: what an ICMP error about it quotes.
             info = (proto, frame[14:data_at + 8]) if frag & 0x1FFF == 0 else None
@@ -156,11 +184,10 @@ class Ipv4Layer:
             if entry is None:
                 return
         eth, fixed, flags = entry
-        iface = self.iface
         size = len(payload)
-        if size + IPV4_HEADER > iface.mtu:
+        if size + IPV4_HEADER > self.iface.mtu:
             if flags:
-                iface.counters.drop("ip_too_big")
+                self._counters.drop("ip_too_big")
                 return
             self._fragment(eth, src, dst, proto, payload)
             return
@@ -169,10 +196,10 @@ class Ipv4Layer:
         s = fixed + total + ident
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
-        counters = iface.counters
+        counters = self._counters
         counters.ip_out += 1
         counters.frames_out += 1
-        iface.out.append(eth + _OUT.pack(0x45, 0, total, ident, flags, DEFAULT_TTL, proto,
+        self._out.append(eth + _OUT.pack(0x45, 0, total, ident, flags, DEFAULT_TTL, proto,
                                          ~s & 0xFFFF, src, dst) + payload)
 
     def _prepare(self, src: bytes, dst: bytes, proto: int, payload: bytes,

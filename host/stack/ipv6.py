@@ -80,6 +80,8 @@ class Ipv6Layer:
                                        memory=reassembly_memory, timeout=reassembly_timeout)
         self.ident = 0
         self.tx_cache: dict[tuple[bytes, bytes, int], bytes] = {}
+        self._counters = iface.counters
+        self._out = iface.out
 
     # -- receive ---------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class Ipv6Layer:
             counters.drop("ip_bad_source")
             return
         counters.ip6_in += 1
-        buf: bytes | memoryview = memoryview(frame)[:end]
+        buf = frame
         at = 14 + IPV6_HEADER
         nh_at = 6                   # where the current next-header value sits, from byte 14
         reassembled = False
@@ -178,18 +180,17 @@ class Ipv6Layer:
                 return
             if cacheable:
                 self.tx_cache[(src, dst, proto)] = eth
-        iface = self.iface
         size = len(payload)
-        if size + IPV6_HEADER > iface.mtu:
+        if size + IPV6_HEADER > self.iface.mtu:
             if proto == _TCP or size > 65535:
-                iface.counters.drop("ip_too_big")
+                self._counters.drop("ip_too_big")
                 return
             self._fragment(eth, src, dst, proto, payload, hop_limit)
             return
-        counters = iface.counters
+        counters = self._counters
         counters.ip_out += 1
         counters.frames_out += 1
-        iface.out.append(eth + _HEADER.pack(0x60000000, size, proto, hop_limit, src, dst)
+        self._out.append(eth + _HEADER.pack(0x60000000, size, proto, hop_limit, src, dst)
                          + payload)
 
     def _fragment(self, eth: bytes, src: bytes, dst: bytes, proto: int, payload: bytes,
