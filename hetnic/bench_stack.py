@@ -78,14 +78,15 @@ def bench_direct(size: int = 64 * _MiB, profile: str = "throughput") -> dict:
     server = None
     chunks: list[bytes] = []
     sent = received = segments = acks = 0
-    chunk = 256 * 1024
+    chunk = _MiB
+    view = memoryview(data)
     while received < size:
         now = clock()
         if now - t0 > 600:
             raise RuntimeError(f"bench stack: direct transfer stalled at {received} of "
                                f"{size} bytes")
-        if sent < size and client.connected:
-            sent += client.send(data[sent:sent + chunk])
+        if sent < size and client.connected and client.writable:
+            sent += client.send(view[sent:sent + chunk])
         for frame in a.poll(now):
             if _payload_len(frame):
                 segments += 1

@@ -281,7 +281,7 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
     udp.bind(("0.0.0.0", UDP_PORT))
     gen = MalformedFrames(seed)
     clients = [a.connect(IP6_B if i % 2 else IP4_B, SERVER_PORT) for i in range(connections)]
-    servers: list = []
+    servers: list = [None] * connections
     tuples: set[tuple[int, int]] = set()
     up = [_Stream(_pattern(seed * 100 + i)) for i in range(connections)]
     down = [_Stream(_pattern(seed * 100 + 50 + i)) for i in range(connections)]
@@ -309,8 +309,9 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
 
     while True:
         assert time.monotonic() - t0 < 1500, "the fuzz run did not finish"
-        while len(servers) < connections and (s := listener.accept()) is not None:
-            servers.append(s)
+        while (s := listener.accept()) is not None:     # servers[i] talks to clients[i]
+            port = s.getpeername()[1]
+            servers[next(i for i, c in enumerate(clients) if c.getsockname()[1] == port)] = s
         for i, c in enumerate(clients):
             if c.error:
                 pytest.fail(f"connection {i} failed: {c.error} (seed {seed})")
@@ -326,11 +327,12 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
                 up[i].push(c, limit)
                 down[i].pull(c)
         for i, s in enumerate(servers):
-            down[i].push(s, limit)
-            up[i].pull(s)
+            if s is not None:
+                down[i].push(s, limit)
+                up[i].pull(s)
         moved = exchange()
         if done_injecting and all(s.received == s.sent >= min_bytes for s in up + down) \
-                and len(servers) == connections:
+                and None not in servers:
             break
         if moved:
             idle = 0
