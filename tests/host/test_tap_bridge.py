@@ -152,3 +152,82 @@ def test_link_arguments_are_checked(setup):
         NicQueueLink(nic, [0], 4)
     with pytest.raises(LinkError, match="at least one RX queue"):
         NicQueueLink(nic, [], 0)
+
+
+# --- the whole path: kernel TCP <-> TAP <-> bridge <-> sim NIC <-> NicQueueLink <-> Stack ---------
+
+def tcp_through_the_nic(ns, tap, nic, size: int, seed: int, faults: str | None = None):
+    import hashlib
+    import random
+
+    from hetnic.host.faults import parse_faults
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack.stack import Stack
+    from hetnic.host.stack_runner import run_stacks
+
+    plan = parse_faults(faults or "")
+    bridge = TapBridge(nic, tap, faults_to_nic=plan.injector("in"),
+                       faults_to_tap=plan.injector("out"))
+    link = NicQueueLink(nic, range(8), 0)
+    stack = Stack(PROFILES["throughput"], mac=OUR_MAC, ipv4=[(OUR_IP4, 24)], seed=seed)
+    listener = stack.listen(5000)
+    with in_netns(ns):
+        k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with k:
+        k.setblocking(False)
+        k.connect_ex((OUR_IP4, 5000))
+        accepted = []
+
+        def have_connection() -> bool:
+            s = listener.accept()
+            if s is not None:
+                accepted.append(s)
+            return bool(accepted)
+
+        loop = dict(until=have_connection, timeout=TIMEOUT, extra_pump=bridge)
+        run_stacks([(stack, link)], **loop)
+        s = accepted[0]
+        data = random.Random(seed).randbytes(size)
+        up, down = bytearray(), bytearray()
+        sent = {"k": 0, "s": 0}
+
+        def both_ways() -> bool:
+            if sent["k"] < size:
+                try:
+                    sent["k"] += k.send(data[sent["k"]:sent["k"] + 65536])
+                except BlockingIOError:
+                    pass
+            if sent["s"] < size:
+                sent["s"] += s.send(data[sent["s"]:sent["s"] + 65536])
+            while r := s.recv():
+                up.extend(r)
+            try:
+                while r := k.recv(65536):
+                    down.extend(r)
+            except BlockingIOError:
+                pass
+            return len(up) == size and len(down) == size
+
+        loop["until"] = both_ways
+        run_stacks([(stack, link)], **loop)
+    digest = hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(up).hexdigest() == digest
+    assert hashlib.sha256(down).hexdigest() == digest
+    return stack, bridge
+
+
+def test_kernel_tcp_through_the_simulated_nic(setup):
+    ns, tap, nic, _ = setup
+    stack, bridge = tcp_through_the_nic(ns, tap, nic, 512 << 10, seed=3)
+    assert stack.counters.tcp_in > 300 and bridge.frames_to_nic == stack.counters.frames_in
+
+
+def test_kernel_tcp_through_the_simulated_nic_with_faults(setup):
+    ns, tap, nic, _ = setup
+    seed = 4
+    print(f"seed={seed}")
+    stack, bridge = tcp_through_the_nic(ns, tap, nic, 256 << 10, seed=seed,
+                                        faults=f"loss=2%,reorder=2%,dup=1%,seed={seed}")
+    c = bridge.counters()
+    assert c["faults_to_nic"]["lost"] and c["faults_to_tap"]["lost"]
+    assert stack.counters.tcp_retransmits + stack.counters.tcp_fast_retransmits > 0
