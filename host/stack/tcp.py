@@ -171,6 +171,7 @@ class TcpConnection(TcpInput, TcpOutput):
         "_rtt_seq", "_rtt_time", "retransmits", "_retries",
         # timers
         "_t_rtx", "_t_delack", "_t_persist", "_t_keep", "_t_close", "_persist_n", "_keep_n",
+        "_keep_at",
         "_last_rx", "_sched",
     )
 
@@ -226,6 +227,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self._retries = 0
         self._t_rtx = self._t_delack = self._t_persist = self._t_keep = self._t_close = INF
         self._persist_n = self._keep_n = 0
+        self._keep_at = 0.0
         self._last_rx = now
         self._sched: float | None = None
 
@@ -355,11 +357,14 @@ class TcpConnection(TcpInput, TcpOutput):
         window enough to send a window update (RFC 1122 4.2.3.3)."""
         data = self.rcvbuf.read(n)
         if data and self.state in _RECEIVING_STATES:
-            # Receiver SWS avoidance: announce the freed space once it is worth a segment.
+            # Receiver SWS avoidance: announce the freed space once it is worth a segment
+            # and the window the peer knows is under half of it (a bulk flow's own ACKs
+            # carry the updates otherwise).
             cur = (self._rcv_adv - self.rcv_nxt) & 0xFFFFFFFF
             if cur >= 0x80000000:
                 cur = 0
-            if self.rcvbuf.window - cur >= self._sws_thresh:
+            free = self.rcvbuf.window
+            if free - cur >= self._sws_thresh and free >= 2 * cur:
                 self._send_ack(self.layer.now)
                 self._reschedule()
         return data

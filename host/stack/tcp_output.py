@@ -382,10 +382,11 @@ class TcpOutput:
         if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):
             self._t_keep = INF
             return
-        if now - self._last_rx < idle and (self._keep_n == 0
-                                           or now - self._last_rx < interval):
-            self._keep_n = 0
-            self._t_keep = self._last_rx + idle
+        idle_end = self._last_rx + idle
+        if self._keep_n and self._last_rx > self._keep_at:
+            self._keep_n = 0                    # the peer answered the last probe
+        if self._keep_n == 0 and idle_end > now:
+            self._t_keep = idle_end
             return
         if self.snd_max != self.snd_una:
             self._t_keep = now + idle        # the retransmission timer watches the peer
@@ -394,6 +395,7 @@ class TcpOutput:
             self._fail("timeout")
             return
         self._keep_n += 1
+        self._keep_at = now
         self._emit((self.snd_una - 1) & _M, ACK, b"", b"", now)
         self._t_keep = now + interval
 
