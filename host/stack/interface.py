@@ -289,10 +289,12 @@ class NetInterface:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`poll` has work to do, or ``None``."""
-        times = [t for t in (self.neighbours.next_deadline(),
-                             self.ip4.reassembler.next_deadline(),
-                             self.ip6.reassembler.next_deadline()) if t is not None]
-        return min(times) if times else None
+        best = self.neighbours.next_deadline()
+        for when in (self.ip4.reassembler.next_deadline(),
+                     self.ip6.reassembler.next_deadline()):
+            if when is not None and (best is None or when < best):
+                best = when
+        return best
 
     def poll(self, now: float) -> None:
         """Run the timers due at ``now``: ARP/NS retries, neighbour expiry, reassembly
