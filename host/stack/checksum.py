@@ -9,14 +9,42 @@ folded sum. The only subtlety is the value ``0xFFFF`` (ones' complement "negativ
 ones' complement sum is ``0`` only when every word is zero, so a non-zero input whose
 remainder is ``0`` sums to ``0xFFFF``. This matches RFC 1071's end-around-carry fold exactly.
 
-A 1500-byte buffer takes about a microsecond (one C-level conversion and one division).
+A 1500-byte buffer takes 2-3 microseconds on this project's machines, most of it the
+conversion to an integer.
 """
 
 from __future__ import annotations
 
-__all__ = ["ones_sum", "checksum", "pseudo_sum"]
+__all__ = ["ones_sum", "checksum", "pseudo_sum", "word_sum"]
 
 _from_bytes = int.from_bytes
+_MASKS: dict[int, int] = {}     # shift -> (1 << shift) - 1, for buffers up to 2 KiB
+
+
+def word_sum(data: bytes | bytearray | memoryview) -> int:
+    """``data``'s big-endian 16-bit words (odd length padded with a zero byte) summed modulo
+    ``0xFFFF``: ``0..0xFFFE``, not yet mapped to ones' complement (where a non-zero sum that
+    is a multiple of ``0xFFFF`` reads ``0xFFFF``). The building block of the functions below
+    and of the transport parsers, which add several parts before folding once.
+
+    One halving fold (``2**(16k) == 1 mod 0xFFFF``, so ``high + low`` keeps the residue)
+    before the division: shifts and masks are cheaper per digit than CPython's long
+    division by a single digit.
+    """
+    value = _from_bytes(data, "big")
+    n = len(data)
+    if n > 256:
+        shift = (n >> 2) << 4           # half the buffer, a whole number of 16-bit words
+        mask = _MASKS.get(shift)
+        if mask is None:
+            mask = (1 << shift) - 1
+            if n <= 2048:
+                _MASKS[shift] = mask
+        value = (value >> shift) + (value & mask)
+    value %= 0xFFFF
+    if n & 1:
+        value = (value << 8) % 0xFFFF
+    return value
 
 
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -37,14 +65,11 @@ def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
         ``0`` if ``initial`` is 0 and ``data`` is all zero, otherwise a value in
         ``1..0xFFFF``.
     """
-    value = _from_bytes(data, "big")
-    if not value and not initial:
-        return 0
-    value %= 0xFFFF                 # reduce first: one long division, no long shift/add
-    if len(data) & 1:
-        value <<= 8
-    value = (value + initial) % 0xFFFF
-    return value or 0xFFFF
+    value = (word_sum(data) + initial) % 0xFFFF
+    if value:
+        return value
+    # A multiple of 0xFFFF: "negative zero" unless everything was zero.
+    return 0 if not initial and not _from_bytes(data, "big") else 0xFFFF
 
 
 def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -54,15 +79,10 @@ def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     A received header or segment *including* its checksum field is valid iff this returns 0.
     (UDP sends a computed ``0`` as ``0xFFFF``: that is the UDP layer's business.)
     """
-    value = _from_bytes(data, "big")
-    if not value and not initial:
-        return 0xFFFF
-    value %= 0xFFFF
-    if len(data) & 1:
-        value <<= 8
-    value = (value + initial) % 0xFFFF
-    # ones_sum is (value or 0xFFFF); its complement is 0xFFFF - that.
-    return 0xFFFF - value if value else 0
+    value = (word_sum(data) + initial) % 0xFFFF
+    if value:
+        return 0xFFFF - value
+    return 0xFFFF if not initial and not _from_bytes(data, "big") else 0
 
 
 def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:

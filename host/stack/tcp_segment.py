@@ -21,6 +21,8 @@ import struct
 from hetnic.errors import HetnicError
 from hetnic.protocol import IpProto
 
+from .checksum import word_sum
+
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
     "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERMITTED", "OPT_SACK",
@@ -202,11 +204,7 @@ def parse_tcp(buf: bytes | bytearray | memoryview, src: bytes, dst: bytes) -> Tc
         raise SegmentError("tcp_bad_offset")
     # Ones' complement sum of pseudo-header + segment must be 0xFFFF: the total is a
     # non-zero multiple of 0xFFFF (the protocol word makes it non-zero).
-    # (Reduce the big integer first: one long division, no long addition or shift.)
-    total = _from_bytes(buf, "big") % 0xFFFF
-    if n & 1:
-        total <<= 8
-    if (total + _from_bytes(src, "big") + _from_bytes(dst, "big") + _PROTO_TCP + n) % 0xFFFF:
+    if (word_sum(buf) + _from_bytes(src, "big") + _from_bytes(dst, "big") + _PROTO_TCP + n) % 0xFFFF:
         raise SegmentError("tcp_bad_checksum")
     if flags & SYN:
         if flags & FIN:
@@ -301,8 +299,7 @@ def build_tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int
     if olen:
         total += _from_bytes(options, "big")
     if payload:
-        value = _from_bytes(payload, "big") % 0xFFFF
-        total += value << 8 if len(payload) & 1 else value
+        total += word_sum(payload)
     total %= 0xFFFF
     csum = 0xFFFF - total if total else 0
     return b"".join((_HDR.pack(sport, dport, seq, ack, offset, flags, window, csum, 0),

@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
-from hetnic.host.stack.checksum import checksum, ones_sum, pseudo_sum
+from hetnic.host.stack.checksum import checksum, ones_sum, pseudo_sum, word_sum
 from hetnic.protocol import IpProto
 
 MACS = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -131,3 +131,15 @@ def test_pseudo_sum_matches_explicit_headers():
         length = rng.randrange(1 << 32)
         header6 = src6 + dst6 + length.to_bytes(4, "big") + bytes((0, 0, 0, 17))
         assert pseudo_sum(src6, dst6, 17, length) == reference_sum(header6)
+
+
+def test_large_buffers_against_reference():
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    for length in (255, 256, 257, 258, 1499, 1500, 2047, 2048, 2049, 2050, 9001, 65535):
+        for data in (rng.randbytes(length), b"\xff" * length, bytes(length)):
+            want = reference_sum(data)
+            assert ones_sum(data) == want, length
+            assert checksum(data) == (~want & 0xFFFF)
+            assert word_sum(data) == want % 0xFFFF
