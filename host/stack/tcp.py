@@ -374,15 +374,12 @@ class TcpConnection(TcpInput, TcpOutput):
         st = self.state
         if self._fin_queued or st in (CLOSED, TIME_WAIT):
             return
-        if st == SYN_SENT:
-            self._release()
-            return
-        self._fin_queued = True
+        self._fin_queued = True                 # in SYN-SENT/-RECEIVED: once established
         if st == ESTABLISHED:
             self.state = FIN_WAIT_1
         elif st == CLOSE_WAIT:
             self.state = LAST_ACK
-        if self.state != SYN_RECEIVED:
+        if self.state not in (SYN_SENT, SYN_RECEIVED):
             now = self.layer.now
             self._output(now)
             self._reschedule()
@@ -396,6 +393,9 @@ class TcpConnection(TcpInput, TcpOutput):
             return
         if self.rcvbuf.readable:
             self.abort()
+            return
+        if self.state == SYN_SENT:              # the peer knows nothing yet (RFC 9293 3.10.4)
+            self._release()
             return
         self._closed_by_app = True
         self.shutdown()

@@ -307,3 +307,22 @@ def test_info_fields():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TcpConfig().mss = 9
+
+
+def test_shutdown_during_the_handshake_sends_fin_once_established():
+    pair = TcpPair()
+    c = pair.connect()
+    c.send(b"early")
+    c.shutdown()
+    assert c.state == "SYN-SENT" and c.writable == 0
+    assert pair.run(lambda: pair.server is not None and pair.server.eof, limit=5)
+    assert pair.server.recv() == b"early" and pair.server.state == "CLOSE-WAIT"
+    assert pair.run(lambda: c.state == "FIN-WAIT-2", limit=5)
+
+
+def test_close_in_syn_sent_just_releases():
+    pair = TcpPair(drop=lambda direction, seg: True)
+    c = pair.connect()
+    c.close()
+    assert c.state == "CLOSED" and c.deadline is None and pair.a.released_conns == [c]
+    assert len(pair.trace) == 1                   # the SYN, nothing after it
