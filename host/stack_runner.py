@@ -27,6 +27,8 @@ __all__ = ["run_stacks", "RunnerTimeout", "Pumpable"]
 #: Sleep cap when a link has no descriptor and a stack has no ``poll_interval``.
 _DEFAULT_POLL = 0.001
 _DEFAULT_BATCH = 64
+#: Longest single sleep, so that ``until()`` sees a flag set by a signal handler soon.
+_MAX_SLEEP = 0.25
 
 
 class RunnerTimeout(HetnicError, TimeoutError):
@@ -49,7 +51,7 @@ class Pumpable(Protocol):
 
 
 def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
-               until: Callable[[], bool], timeout: float,
+               until: Callable[[], bool], timeout: float | None,
                clock: Callable[[], float] = time.monotonic,
                extra_pump: "Pumpable | Callable[[], int] | None" = None) -> int:
     """Run the stacks until ``until()`` is true; returns the loop turns taken.
@@ -59,9 +61,11 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
     stacks_and_links : sequence of (Stack, Link)
         Each stack with the link it sends and receives on.
     until : Callable[[], bool]
-        Checked before every turn; the loop returns as soon as it is true.
-    timeout : float
-        Seconds on ``clock`` after which :class:`RunnerTimeout` is raised.
+        Called once before every turn (it may do the application's work too: read and write
+        sockets); the loop returns as soon as it is true.
+    timeout : float or None
+        Seconds on ``clock`` after which :class:`RunnerTimeout` is raised; None runs until
+        ``until()`` (a signal handler that sets a flag is seen within ``_MAX_SLEEP``).
     clock : Callable[[], float]
         The time given to the stacks (seconds, monotonic).
     extra_pump : Pumpable or Callable[[], int] or None
@@ -74,8 +78,9 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
     RunnerTimeout
         ``until()`` did not become true within ``timeout`` seconds.
     """
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, "
+                         f"not {timeout!r}")
     pairs = list(stacks_and_links)
     batches = [getattr(getattr(s, "config", None), "poll_batch", _DEFAULT_BATCH) for s, _ in pairs]
     intervals = [getattr(getattr(s, "config", None), "poll_interval", _DEFAULT_POLL)
@@ -100,7 +105,7 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
     wait_fds = [fd for fd in fds if fd is not None] + ([pump_fd] if pump_fd is not None else [])
     work = list(zip((s for s, _ in pairs), (link for _, link in pairs), batches))
 
-    end = clock() + timeout
+    end = float("inf") if timeout is None else clock() + timeout
     turns = 0
     while not until():
         now = clock()
@@ -133,7 +138,7 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
             t = pumpable.next_deadline()
             if t is not None and t < wake:
                 wake = t
-        delay = wake - clock()
+        delay = min(wake - clock(), _MAX_SLEEP)
         if polled and delay > poll_cap:
             delay = poll_cap
         if delay <= 0:

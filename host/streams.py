@@ -267,10 +267,6 @@ class StreamWriter:
         self._done = False              # close/shutdown handed to the socket
         readiness.writer = self
 
-    @property
-    def transport(self) -> "StreamWriter":
-        return self
-
     # --- moving bytes into the socket -----------------------------------------------------
     def _flush(self) -> None:
         """Hand pending bytes to the socket as far as its send buffer takes them; once all

@@ -181,3 +181,14 @@ def test_tap_link_echo_through_run_stacks(dup):
     assert link.frames_out == len(expected)
     if dup:
         assert faults.duplicated == 20
+
+
+def test_run_stacks_without_timeout_stops_on_a_flag():
+    import threading
+    a, b = PairLink.pair()
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    turns = run_stacks([(PingStack(False), a)], until=stop.is_set, timeout=None)
+    assert turns >= 1
+    with pytest.raises(ValueError, match="positive number of seconds or None"):
+        run_stacks([(PingStack(False), a)], until=stop.is_set, timeout=0)
