@@ -278,3 +278,35 @@ def test_sequence_arithmetic_across_the_wrap():
     assert seq_diff(1 << 31, 0) == -(1 << 31)
     assert seq_lt(1 << 31, 0) and seq_le(1 << 31, 0)
     assert not seq_gt(1 << 31, 0) and not seq_ge(1 << 31, 0)
+
+
+def test_fuzz_only_segment_errors():
+    """Random headers and option areas (checksum made valid so the option parser runs) and
+    every truncation: parse either succeeds or raises SegmentError, nothing else."""
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    kinds = (0, 1, 2, 3, 4, 5, 8, 30, 254)
+    reasons = set()
+    for _ in range(5000):
+        olen = rng.randrange(0, 41) & ~3
+        area = bytearray()
+        while len(area) < olen:
+            area.append(rng.choice(kinds))
+            area.append(rng.choice((0, 1, 2, 3, 4, 10, 18, 26, 34, rng.randrange(256))))
+        area = bytes(area[:olen])
+        header = bytearray(rng.randbytes(20))
+        header[12] = ((20 + olen) // 4) << 4 if rng.random() < 0.9 else rng.randrange(256)
+        segment = with_checksum(bytes(header) + area + rng.randbytes(rng.randrange(40)))
+        try:
+            seg = parse_tcp(segment, S4, D4)
+        except SegmentError as error:
+            reasons.add(error.reason)
+        else:
+            assert isinstance(seg, TcpSegment)
+    assert {"tcp_bad_option", "tcp_bad_offset"} <= reasons
+    good = build_tcp(S4, D4, 1, 2, 3, 4, ACK, 5, ts_option(6, 7) + sack_option([(1, 2)] * 2),
+                     b"data")
+    for cut in range(len(good)):
+        with pytest.raises(SegmentError):
+            parse_tcp(good[:cut], S4, D4)
