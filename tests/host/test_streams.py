@@ -433,3 +433,58 @@ def test_real_stacks_refused_and_many_clients():
         return replies
 
     assert run(main()) == [(b"%05d\n" % i)[::-1] for i in range(50)]
+
+
+# --- the kernel as the peer, the stack straight on a TAP ----------------------------------------
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_kernel_client_to_stream_server_on_a_tap(family):
+    import socket
+
+    from hetnic.host.links import TapLink
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack.stack import Stack
+    from kit.netns import in_netns, netns, require_netns, tap_in_netns
+
+    require_netns()
+    seed = 13
+    print(f"seed={seed}")
+    data = random.Random(seed).randbytes(300_000)
+    ours = "198.18.0.2" if family == "ipv4" else "2001:db8::2"
+
+    async def main(ns, tap):
+        stack = Stack(PROFILES["low-delay"], mac="02:00:00:00:00:02",
+                      ipv4=[("198.18.0.2", 24)], ipv6=[("2001:db8::2", 64)])
+
+        async def echo(reader, writer):
+            while chunk := await reader.read(10_000):
+                writer.write(chunk)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        loop = asyncio.get_running_loop()
+        async with AsyncStackDriver(stack, TapLink(tap)) as driver:
+            server = await driver.start_server(echo, 7)
+            with in_netns(ns):
+                k = socket.socket(socket.AF_INET if family == "ipv4" else socket.AF_INET6,
+                                  socket.SOCK_STREAM)
+            with k:
+                k.setblocking(False)
+                await loop.sock_connect(k, (ours, 7))
+                sender = loop.create_task(loop.sock_sendall(k, data))
+                got = bytearray()
+                while len(got) < len(data):
+                    chunk = await loop.sock_recv(k, 65536)
+                    assert chunk, "the echo ended early"
+                    got += chunk
+                await sender
+                k.shutdown(socket.SHUT_WR)
+                assert await loop.sock_recv(k, 10) == b""     # our FIN after theirs
+            server.close()
+        return bytes(got), stack
+
+    with netns() as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", "2001:db8::1/64") as tap:
+        got, stack = run(main(ns, tap))
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert stack.counters.tcp_in > 0
