@@ -61,26 +61,6 @@ class TcpOutput:
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000.0) + self._ts_off) & _M
 
-    def _window_field(self) -> int:
-        """The window to advertise, with receiver SWS avoidance (RFC 1122 4.2.3.3): the
-        right edge moves only by at least ``min(rcvbuf/2, MSS)`` and never moves left."""
-        rcv_nxt = self.rcv_nxt
-        shift = self._rcv_shift
-        cur = (self._rcv_adv - rcv_nxt) & _M
-        if cur >= _HALF:
-            cur = 0
-        free = self.rcvbuf.window
-        if free - cur >= self._sws_thresh:
-            win = free >> shift
-            if win > 0xFFFF:
-                win = 0xFFFF
-        else:
-            win = (cur + (1 << shift) - 1) >> shift
-            if win > 0xFFFF:
-                win = 0xFFFF
-        self._rcv_adv = (rcv_nxt + (win << shift)) & _M
-        return win
-
     def _emit(self, seq: int, flags: int, payload: bytes, options: bytes, now: float) -> None:
         """Build one segment (ACK field, window, timestamps, SACK blocks added here) and hand
         it to the layer. ``options`` is used as given on a SYN; otherwise it must be empty."""
@@ -98,7 +78,21 @@ class TcpOutput:
             if win > 0xFFFF:
                 win = 0xFFFF
         else:
-            win = self._window_field()
+            # The window, with receiver SWS avoidance (RFC 1122 4.2.3.3): the right edge
+            # moves only by at least min(rcvbuf/2, MSS), and never moves left.
+            rcv_nxt = self.rcv_nxt
+            shift = self._rcv_shift
+            cur = (self._rcv_adv - rcv_nxt) & _M
+            if cur >= _HALF:
+                cur = 0
+            free = self.rcvbuf.window
+            if free - cur >= self._sws_thresh:
+                win = free >> shift
+            else:
+                win = (cur + (1 << shift) - 1) >> shift
+            if win > 0xFFFF:
+                win = 0xFFFF
+            self._rcv_adv = (rcv_nxt + (win << shift)) & _M
             if self._ooo and flags & ACK:
                 blocks = self.rcvbuf.sack_blocks(self.rcv_nxt) if self.sack_ok else None
                 if blocks:
@@ -121,8 +115,9 @@ class TcpOutput:
                 total %= 0xFFFF
                 hdr = _HDR_TS.pack(sport, dport, seq, ack, 0x80, flags, win,
                                    0xFFFF - total if total else 0, 0, 1, 1, 8, 10, val, ecr)
-                self.layer.counters.tcp_out += 1
-                self.layer.send_segment(self, hdr + payload if n else hdr)
+                layer = self.layer
+                layer.counters.tcp_out += 1
+                layer.send_segment(self, hdr + payload if n else hdr)
                 return
         hl = 20 + len(options)
         n = len(payload)
