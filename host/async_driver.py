@@ -152,6 +152,19 @@ class AsyncStackDriver:
             return
         self.steps += 1
         now = self.loop.time()
+        try:
+            again = self._turn(now)
+        except Exception as exc:        # a bug below: report it and keep the stacks running
+            self.loop.call_exception_handler({"message": "a stack driver step failed",
+                                              "exception": exc})
+            again = False
+        if again:
+            self.kick()
+        else:
+            self._arm(now)
+
+    def _turn(self, now: float) -> bool:
+        """One pass over the pump and every pair; True if another should follow at once."""
         again = False
         pump = self._pump
         if pump is not None:
@@ -171,10 +184,7 @@ class AsyncStackDriver:
                 link.send(out)
                 if pump is not None:
                     again = True        # the bridge carries them on the next step
-        if again:
-            self.kick()
-        else:
-            self._arm(now)
+        return again
 
     def _arm(self, now: float) -> None:
         wake: float | None = None

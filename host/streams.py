@@ -27,7 +27,7 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from .stack.errors import CONNECTION_ERRORS, ConnectionClosed
+from .stack.errors import CONNECTION_ERRORS, ConnectionClosed, StackError
 
 if TYPE_CHECKING:
     from .async_driver import AsyncStackDriver
@@ -216,9 +216,12 @@ class StreamReader:
             raise ValueError(e.args[0]) from None
 
     def at_eof(self) -> bool:
-        """True when the stream ended and the buffer is empty."""
+        """True when the stream ended (or failed) and the buffer is empty; never raises."""
         if not self._buffer and not self._eof:
-            self._pull(1)
+            try:
+                self._pull(1)
+            except StackError:
+                return True             # a failed connection has no more bytes
         return self._eof and not self._buffer
 
     def exception(self) -> BaseException | None:

@@ -231,3 +231,45 @@ def test_kernel_tcp_through_the_simulated_nic_with_faults(setup):
     c = bridge.counters()
     assert c["faults_to_nic"]["lost"] and c["faults_to_tap"]["lost"]
     assert stack.counters.tcp_retransmits + stack.counters.tcp_fast_retransmits > 0
+
+
+def test_stream_server_behind_the_simulated_nic_on_asyncio(setup):
+    """The asyncio driver with the bridge as its pump: the TAP's descriptor wakes it, the NIC
+    queues are not polled."""
+    import asyncio
+
+    from hetnic.host.async_driver import AsyncStackDriver
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack.stack import Stack
+
+    ns, tap, nic, _ = setup
+    data = bytes(range(256)) * 256
+
+    async def main():
+        stack = Stack(PROFILES["low-delay"], mac=OUR_MAC, ipv4=[(OUR_IP4, 24)])
+        bridge = TapBridge(nic, tap)
+        driver = AsyncStackDriver(stack, NicQueueLink(nic, range(8), 3), extra_pump=bridge)
+
+        async def echo(reader, writer):
+            writer.write(await reader.readexactly(len(data)))
+            await writer.drain()
+            writer.close()
+
+        loop = asyncio.get_running_loop()
+        async with driver:
+            assert not driver._pairs[0].polled
+            await driver.start_server(echo, 7)
+            with in_netns(ns):
+                k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            with k:
+                k.setblocking(False)
+                await loop.sock_connect(k, (OUR_IP4, 7))
+                await loop.sock_sendall(k, data)
+                got = bytearray()
+                while chunk := await loop.sock_recv(k, 65536):
+                    got += chunk
+        return bytes(got), bridge
+
+    got, bridge = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    assert got == data
+    assert bridge.frames_to_nic > 0 and bridge.frames_to_tap > 0
