@@ -76,6 +76,9 @@ class NetInterface:
         Packets waiting for one unresolved neighbour (four times as many for all).
     arp_retries, arp_retry_interval : int, float
         Solicitations sent before a neighbour is given up, and the time between them.
+    neighbour_limit : int
+        Entries of the neighbour cache (ARP and NDP together); see
+        :class:`~hetnic.host.stack.neighbours.NeighbourCache`.
     icmp_rate : (float, float)
         Messages per second and burst of the token bucket for every ICMP/ICMPv6 we send
         (NDP excepted).
@@ -98,6 +101,7 @@ class NetInterface:
                  counters: StackCounters, *, mtu: int = 1500, gateway4: bytes | None = None,
                  gateway6: bytes | None = None, arp_timeout: float = 60.0, arp_queue: int = 64,
                  arp_retries: int = 3, arp_retry_interval: float = 1.0,
+                 neighbour_limit: int = 1024,
                  icmp_rate: tuple[float, float] = (1000.0, 50.0),
                  reassembly_limit: int = 256 * 1024, reassembly_timeout: float = 30.0) -> None:
         if not isinstance(mac, (bytes, bytearray)) or len(mac) != 6:
@@ -134,7 +138,8 @@ class NetInterface:
         self.neighbours = NeighbourCache(
             counters, self._solicit, self._neighbour_changed, reachable_time=arp_timeout,
             retry_interval=arp_retry_interval, retries=arp_retries,
-            queue_per_neighbour=arp_queue, queue_total=4 * arp_queue)
+            queue_per_neighbour=arp_queue, queue_total=4 * arp_queue,
+            max_entries=neighbour_limit)
         self.arp = ArpHandler(self)
         self.ip4 = Ipv4Layer(self, reassembly_memory=reassembly_limit,
                              reassembly_timeout=reassembly_timeout)

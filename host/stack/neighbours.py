@@ -69,12 +69,18 @@ class NeighbourCache:
     queue_per_neighbour, queue_total : int
         Packets waiting for one unresolved neighbour, and for all of them together; a packet
         beyond either bound is dropped (``"arp_queue_full"``).
+    max_entries : int
+        Entries in all. A new one past it replaces the oldest resolved entry (counted
+        ``"neighbour_evicted"``; it is resolved again when next used), or is refused when
+        every entry is still being resolved (``"neighbour_table_full"``), so spoofed ARP
+        requests or solicitations from many addresses cannot grow the cache without bound.
     """
 
     def __init__(self, counters: StackCounters, solicit: Callable, on_change: Callable, *,
                  reachable_time: float = 60.0, retry_interval: float = 1.0, retries: int = 3,
                  probe_delay: float = 5.0,
-                 queue_per_neighbour: int = 64, queue_total: int = 256) -> None:
+                 queue_per_neighbour: int = 64, queue_total: int = 256,
+                 max_entries: int = 1024) -> None:
         self.counters = counters
         self._solicit = solicit
         self._on_change = on_change
@@ -84,6 +90,7 @@ class NeighbourCache:
         self.probe_delay = probe_delay
         self.queue_per_neighbour = queue_per_neighbour
         self.queue_total = queue_total
+        self.max_entries = max_entries
         self._entries: dict[bytes, _Entry] = {}
         self._queued = 0
         self._deadline: float | None = None
@@ -120,6 +127,8 @@ class NeighbourCache:
         (or dropped: queue full) while ``ip`` is being resolved."""
         entry = self._entries.get(ip)
         if entry is None:
+            if not self._room():
+                return None
             entry = self._entries[ip] = _Entry(INCOMPLETE, None, now + self.retry_interval)
             entry.tries = 1
             self._arm(entry.timer)
@@ -161,7 +170,7 @@ class NeighbourCache:
         """
         entry = self._entries.get(ip)
         if entry is None:
-            if not create:
+            if not create or not self._room():
                 return []
             entry = self._entries[ip] = _Entry(STALE, mac, None)
             if confirmed:
@@ -194,6 +203,23 @@ class NeighbourCache:
         if changed or entry.state != was:
             self._on_change(ip)
         return waiting
+
+    def _room(self) -> bool:
+        """Whether a new entry fits (evicting the oldest resolved one if the table is full)."""
+        entries = self._entries
+        if len(entries) < self.max_entries:
+            return True
+        for ip, entry in entries.items():
+            if entry.state != INCOMPLETE:
+                del entries[ip]
+                self.counters.drop("neighbour_evicted")
+                self._on_change(ip)
+                return True
+        self.counters.drop("neighbour_table_full")
+        return False
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def forget(self, ip: bytes) -> None:
         """Delete the entry for ``ip`` (its waiting packets are counted dropped)."""

@@ -167,3 +167,15 @@ def test_frame_for_another_mac_and_runt():
     iface.receive(arp(1, PEER_MAC, "198.18.0.1", "198.18.0.2", dst=OTHER_MAC), 0.0)
     iface.receive(b"\x01" * 13, 0.0)
     assert counters.drops == {"eth_not_ours": 1, "eth_runt": 1}
+
+
+def test_spoofed_senders_cannot_grow_the_cache_without_bound():
+    iface, counters = make_iface(neighbour_limit=16)
+    for n in range(100):
+        iface.receive(arp(1, PEER_MAC, f"198.18.0.{n + 3}", "198.18.0.2"), float(n))
+    assert len(iface.neighbours) == 16
+    assert counters.drops == {"neighbour_evicted": 84}
+    # The newest are kept, and our own resolution still finds room.
+    assert iface.neighbours.state(ip("198.18.0.102")) == REACHABLE
+    iface.send_ip(US, PEER, 17, b"12345678", 200.0)
+    assert iface.neighbours.state(PEER) == "INCOMPLETE"
