@@ -49,7 +49,7 @@ class CongestionControl:
     """
 
     name = "base"
-    __slots__ = ("mss", "cwnd", "ssthresh", "_acked")
+    __slots__ = ("mss", "cwnd", "ssthresh", "_acked", "_timed_out")
 
     def __init__(self, mss: int, initial_window: int = 10):
         if not isinstance(mss, int) or mss < 1:
@@ -61,6 +61,7 @@ class CongestionControl:
         self.cwnd = initial_window * mss
         self.ssthresh = INITIAL_SSTHRESH
         self._acked = 0                  # bytes acked toward the next CA increase
+        self._timed_out = False          # an RTO and no new ACK since
 
     @property
     def in_slow_start(self) -> bool:
@@ -69,7 +70,10 @@ class CongestionControl:
     def on_ack(self, acked: int, now: float, rtt: float | None, in_recovery: bool) -> None:
         """``acked`` bytes of new data were acknowledged (``rtt`` is this ACK's RTT sample, if
         it gave one)."""
-        if in_recovery or acked <= 0:
+        if acked <= 0:
+            return
+        self._timed_out = False
+        if in_recovery:
             return
         if self.cwnd < self.ssthresh:
             # RFC 3465: grow by the bytes acked, at most 2 SMSS per ACK.
@@ -92,7 +96,16 @@ class CongestionControl:
         self._acked = 0
 
     def on_rto(self, flight: int, now: float) -> None:
-        """The retransmission timer expired with ``flight`` bytes outstanding."""
+        """The retransmission timer expired with ``flight`` bytes outstanding: ``cwnd`` to one
+        segment; ``ssthresh`` set by the algorithm, but held constant when the timer expires
+        again before any new ACK (RFC 5681 section 3.1: the same segment timed out twice)."""
+        if not self._timed_out:
+            self._timed_out = True
+            self._rto_threshold(flight)
+        self.cwnd = self.mss
+        self._acked = 0
+
+    def _rto_threshold(self, flight: int) -> None:
         raise NotImplementedError
 
     def info(self) -> dict:
@@ -122,9 +135,8 @@ class NewReno(CongestionControl):
         self._halve(flight)
         self.cwnd = self.ssthresh
 
-    def on_rto(self, flight: int, now: float) -> None:
+    def _rto_threshold(self, flight: int) -> None:
         self._halve(flight)
-        self.cwnd = self.mss
 
 
 class Cubic(CongestionControl):
@@ -147,7 +159,8 @@ class Cubic(CongestionControl):
     C = 0.4
     BETA = 0.7
     ALPHA = 3 * (1 - BETA) / (1 + BETA)     # RFC 9438 eq. 4: the Reno-friendly AIMD step
-    __slots__ = ("w_max", "k", "w_est", "epoch_start", "cwnd_epoch", "srtt", "_w")
+    __slots__ = ("w_max", "k", "w_est", "epoch_start", "cwnd_epoch", "srtt", "_w",
+                 "_after_rto")
 
     def __init__(self, mss: int, initial_window: int = 10):
         super().__init__(mss, initial_window)
@@ -158,6 +171,7 @@ class Cubic(CongestionControl):
         self.cwnd_epoch = 0.0
         self.srtt: float | None = None      # own smoothed RTT for W_cubic(t + RTT)
         self._w = 0.0                       # cwnd in segments, with the fraction
+        self._after_rto = False             # the next epoch is the first after a timeout
 
     def w_cubic(self, t: float) -> float:
         """RFC 9438 eq. 1: the cubic window (segments) ``t`` seconds into the epoch."""
@@ -175,7 +189,10 @@ class Cubic(CongestionControl):
             self.epoch_start = now
             self._w = self.cwnd / mss
             self.cwnd_epoch = self._w
-            if self.w_max < self._w:
+            if self._after_rto or self.w_max < self._w:
+                # RFC 9438 4.8: after a timeout, W_max is the window at the epoch start and
+                # K is 0 (and so whenever the window already passed W_max).
+                self._after_rto = False
                 self.w_max = self._w
             self.k = ((self.w_max - self.cwnd_epoch) / self.C) ** (1 / 3)
             self.w_est = self.cwnd_epoch
@@ -211,12 +228,14 @@ class Cubic(CongestionControl):
 
     def on_enter_recovery(self, flight: int, now: float) -> None:
         self._reduce()
+        self._after_rto = False
         self.cwnd = self.ssthresh
 
-    def on_rto(self, flight: int, now: float) -> None:
-        # RFC 9438 4.8: ssthresh as for any congestion event, cwnd as Reno (one segment).
+    def _rto_threshold(self, flight: int) -> None:
+        # RFC 9438 4.8: ssthresh as for any congestion event, cwnd as Reno (one segment),
+        # and the next congestion avoidance stage starts a fresh cubic curve.
         self._reduce()
-        self.cwnd = self.mss
+        self._after_rto = True
 
     def info(self) -> dict:
         out = super().info()

@@ -181,8 +181,38 @@ def test_cubic_rto_then_slow_start_then_new_epoch():
         now += 0.001
     assert cc.cwnd == 70 * MSS and cc.epoch_start is None and acks == 69
     cc.on_ack(MSS, now, 0.1, False)
+    # RFC 9438 4.8: the first epoch after a timeout has W_max = the window at its start
+    # and K = 0, so it grows convexly from there.
     assert cc.epoch_start == now
-    assert cc.k == pytest.approx(((100 - 70) / 0.4) ** (1 / 3))
+    assert cc.w_max == pytest.approx(70) and cc.k == 0
+    # W_est starts at W_max, so alpha is 1: Reno's one segment per RTT leads at first ...
+    start = now
+    for _ in range(20):
+        ack_round(cc, now, 0.1)
+        now += 0.1
+    assert cc.cwnd / MSS == pytest.approx(70 + 20, abs=1.5)
+    assert cc.w_cubic(now - start) < cc.cwnd / MSS
+    # ... until the convex curve 70 + 0.4 t^3 overtakes it (t > 5 s).
+    while now < start + 7.0:
+        ack_round(cc, now, 0.1)
+        now += 0.1
+    assert cc.cwnd / MSS == pytest.approx(cc.w_cubic(now - start), rel=0.03)
+    assert cc.cwnd / MSS > 70 + 70 + 10
+
+
+@pytest.mark.parametrize("cls", [NewReno, Cubic])
+def test_repeated_rto_holds_ssthresh(cls):
+    cc = cls(MSS, 10)
+    cc.cwnd = 100 * MSS
+    cc.on_rto(100 * MSS, 0.0)
+    first = cc.ssthresh
+    assert first in (50 * MSS, 70 * MSS) and cc.cwnd == MSS
+    cc.on_rto(100 * MSS, 1.0)                   # the same segment timed out again
+    cc.on_rto(100 * MSS, 3.0)
+    assert cc.ssthresh == first and cc.cwnd == MSS
+    cc.on_ack(MSS, 3.5, None, False)           # progress: the next RTO reduces again
+    cc.on_rto(2 * MSS, 4.0)
+    assert cc.ssthresh == 2 * MSS
 
 
 def test_cubic_window_never_shrinks_on_acks():
