@@ -112,7 +112,8 @@ class StackHost:
         ipv6 = [_interface(addr6, 6)] if addr6 else []
         self.nic = nic
         self.plan: SteeringPlan = plan_steering(instances, nic.params,
-                                                rx_queues=len(nic.rx_queues))
+                                                rx_queues=len(nic.rx_queues),
+                                                tx_queues=len(nic.tx_queues))
         self.instances = instances
         self.stacks: dict[str, Stack] = {}
         self.links: dict[str, NicQueueLink] = {}

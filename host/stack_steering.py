@@ -114,7 +114,7 @@ def app_instance(instances: Sequence[_Instance], app_instance_name: str) -> int:
 
 
 def plan_steering(instances: Sequence[_Instance], params: _Params, *,
-                  rx_queues: int | None = None) -> SteeringPlan:
+                  rx_queues: int | None = None, tx_queues: int | None = None) -> SteeringPlan:
     """The rules, default action and RETA that steer frames to ``instances``.
 
     Parameters
@@ -124,14 +124,14 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         action's instance field).
     params : NicParams
         The NIC's build: ``reta_size`` and ``n_rules``.
-    rx_queues : int, optional
-        The NIC's RX queue count, to check the instances' queues against.
+    rx_queues, tx_queues : int, optional
+        The NIC's RX and TX queue counts, to check the instances' queues against.
 
     Raises
     ------
     SteeringError
-        No instances, more than 16, an instance without RX queues or with a queue the NIC
-        lacks, or more rules than the NIC's rule table holds.
+        No instances, more than 16, an instance without RX queues or with a queue (RX or
+        TX) the NIC lacks, or more rules than the NIC's rule table holds.
     """
     n = len(instances)
     if not 1 <= n <= 16:
@@ -143,6 +143,9 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         if bad:
             raise SteeringError(f"instance {inst.name!r} names RX queue {bad[0]}, but the NIC "
                                 f"has queues 0 to {rx_queues - 1}")
+        if tx_queues is not None and not 0 <= inst.tx_queue < tx_queues:
+            raise SteeringError(f"instance {inst.name!r} names TX queue {inst.tx_queue}, but "
+                                f"the NIC has TX queues 0 to {tx_queues - 1}")
     reta_size = params.reta_size
     size = reta_size // (1 << (n - 1).bit_length())     # the largest equal power-of-two slice
     default_index = app_instance(instances, DEFAULT_INSTANCE) \

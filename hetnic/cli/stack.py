@@ -116,8 +116,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _instances(path: str | None):
+    """The instances of ``--instances`` (or the stock profiles), checked against the NIC
+    ``hetnic stack up`` opens before it is opened."""
     from ..host.stack.instance import PROFILES, load_instances
-    return load_instances(path) if path else list(PROFILES.values())
+    from ..host.stack_steering import plan_steering
+    from ..params import HIL_NIC_CORE
+    instances = load_instances(path) if path else list(PROFILES.values())
+    plan_steering(instances, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
+                  tx_queues=HIL_NIC_CORE.tx_queues)
+    return instances
 
 
 def run(args: argparse.Namespace) -> int:

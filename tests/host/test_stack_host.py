@@ -66,12 +66,13 @@ def test_plan_with_other_names_and_sizes():
     ([], HIL_NIC_CORE, "1 to 16 stack instances"),
     ([_inst("a", (), 0, (20000, 20001))], HIL_NIC_CORE, "no RX queues"),
     ([_inst("a", (9,), 0, (20000, 20001))], HIL_NIC_CORE, "RX queue 9"),
+    ([_inst("a", (1,), 4, (20000, 20001))], HIL_NIC_CORE, "TX queue 4"),
     ([_inst(f"i{k}", (0,), 0, (20000 + k, 20000 + k)) for k in range(12)], HIL_NIC_CORE,
      "classifier rules"),
 ])
 def test_plan_refuses(instances, params, message):
     with pytest.raises(SteeringError, match=message):
-        plan_steering(instances, params, rx_queues=8)
+        plan_steering(instances, params, rx_queues=8, tx_queues=4)
 
 
 @pytest.mark.parametrize("frame, shared", [

@@ -165,3 +165,16 @@ def test_stack_up_serves_curl_and_echo_and_stops_on_sigterm(tmp_path):
         assert f"body_bytes {len(content)}" in summary
         assert "app echo port 7" in summary and "bytes_out 12" in summary
         assert "Traceback" not in errors
+
+
+@pytest.mark.parametrize("table, message", [
+    ("rx_queues = [2, 9]", "instance 'throughput' names RX queue 9, but the NIC has queues 0 to 7"),
+    ("tx_queue = 7", "instance 'throughput' names TX queue 7, but the NIC has TX queues 0 to 3"),
+])
+def test_instances_the_nic_cannot_hold(capsys, tmp_path, table, message):
+    """Checked against the default build before the TAP or the NIC is opened."""
+    path = tmp_path / "instances.toml"
+    path.write_text(f"[[instance]]\nprofile = 'throughput'\n{table}\n")
+    line = _error(capsys, ["stack", "up", "--tap", "hetnic-none0", "--addr", "198.18.0.2/24",
+                           "--instances", str(path)])
+    assert line == f"hetnic stack: error: {message}"
