@@ -92,7 +92,8 @@ class NetInterface:
     transports : dict[int, handler]
         IP protocol number -> ``handler(src, dst, payload, now)``; ``payload`` is the
         transport bytes (a ``bytes`` slice of the frame, padding trimmed, or the reassembled
-        datagram). Mutate this dict in place; do not replace it.
+        datagram). Mutate this dict in place; do not replace it. ICMP (1) and ICMPv6 (58)
+        are the interface's own: handlers for them are never called.
     on_icmp_error : callable or None
         ``on_icmp_error(proto, src, dst, quoted, kind)`` for ICMP errors about our packets.
     """

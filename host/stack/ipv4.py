@@ -97,7 +97,7 @@ class Ipv4Layer:
                 first = src[0]
                 handler = self._transports.get(proto)
                 if (handler is not None and 0 < first < 224 and first != 127
-                        and src not in self._broadcast):
+                        and src not in self._broadcast and proto != _PROTO_ICMP):
                     self._counters.ip4_in += 1
                     handler(src, dst, frame[34:end], now)
                     return
