@@ -192,3 +192,39 @@ def test_run_stacks_without_timeout_stops_on_a_flag():
     assert turns >= 1
     with pytest.raises(ValueError, match="positive number of seconds or None"):
         run_stacks([(PingStack(False), a)], until=stop.is_set, timeout=0)
+
+
+class RecordingTap:
+    """Stands in for a TapDevice: records writes, hands out queued frames."""
+
+    def __init__(self, incoming=()):
+        self.written: list[bytes] = []
+        self.incoming = list(incoming)
+
+    def write(self, frame):
+        self.written.append(frame)
+
+    def read_frames(self, max_frames=64):
+        out, self.incoming = self.incoming[:max_frames], self.incoming[max_frames:]
+        return out
+
+    def fileno(self):
+        return 99
+
+
+def test_tap_link_holds_and_releases_in_both_directions():
+    clock = FakeClock()
+    hold = FaultSpec(reorder=1.0, depth=100, hold=0.25, seed=3)
+    tap = RecordingTap([b"in-1", b"in-2"])
+    link = TapLink(tap, faults_in=FaultInjector(hold, "in"), faults_out=FaultInjector(hold, "out"),
+                   clock=clock)
+    assert link.receive() == []
+    link.send([b"out-1"])
+    link.service()
+    assert tap.written == [] and link.next_deadline() == pytest.approx(100.25)
+    clock.t = 100.25
+    link.service()
+    assert tap.written == [b"out-1"]
+    assert link.receive() == [b"in-1", b"in-2"]
+    assert link.next_deadline() is None
+    assert (link.frames_in, link.frames_out) == (2, 1)
