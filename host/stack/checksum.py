@@ -1,11 +1,11 @@
-# Ref: RFC 1071 (computing the Internet checksum), RFC 1624 (incremental update), RFC 9293
-#      section 3.1 and RFC 768 (IPv4 pseudo-header), RFC 8200 section 8.1 (IPv6 pseudo-header).
+# Ref: RFC 1071 (computing the Internet checksum), RFC 9293 section 3.1 and RFC 768 (IPv4
+#      pseudo-header), RFC 8200 section 8.1 (IPv6 pseudo-header).
 """The Internet checksum, fast in pure Python.
 
 The ones' complement sum of big-endian 16-bit words is computed without a loop over words:
 ``2**16 == 1 (mod 0xFFFF)``, so the whole buffer read as one big-endian integer is congruent
-to the sum of its words modulo ``0xFFFF``, and one ``int.from_bytes`` plus one ``%`` gives the
-folded sum. The only subtlety is the value ``0xFFFF`` (ones' complement "negative zero"): a
+to the sum of its words modulo ``0xFFFF``, and one ``int.from_bytes`` plus one ``%`` (after
+one halving fold, see :func:`word_sum`) gives the folded sum. The only subtlety is the value ``0xFFFF`` (ones' complement "negative zero"): a
 ones' complement sum is ``0`` only when every word is zero, so a non-zero input whose
 remainder is ``0`` sums to ``0xFFFF``. This matches RFC 1071's end-around-carry fold exactly.
 
