@@ -28,7 +28,6 @@ The ``layer`` (the demultiplexer, :mod:`.tcp_layer`) provides:
 from __future__ import annotations
 
 import dataclasses
-import random
 
 from .checksum import pseudo_sum
 from .congestion import make_congestion
@@ -211,7 +210,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self._snd_shift = self._rcv_shift = 0
         self.ws_ok = self.ts_ok = self.sack_ok = False
         self._ts_recent = 0
-        self._ts_off = random.Random(hash((local, lport, remote, rport))).getrandbits(32)
+        self._ts_off = 0                        # set from the ISS: TSval starts unguessable
         self._passive = False
         self.cc = make_congestion(cfg.congestion, cfg.mss, cfg.initial_window)
         self.rto = RtoEstimator(min_rto=cfg.min_rto, max_rto=cfg.max_rto)
@@ -239,6 +238,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
         self._recover = iss
+        self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
         self.state = SYN_SENT
         self._rtt_time = now
         self._send_syn(now)
@@ -252,6 +252,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
         self._recover = iss
+        self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
         self._take_syn(syn, now)
         self.state = SYN_RECEIVED
         self._rtt_time = now
