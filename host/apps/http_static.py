@@ -108,7 +108,12 @@ class _HttpHandler(Handler):
             self.body = body
 
     def _send_chunk(self) -> None:
-        chunk = self.body.read(CHUNK)
+        try:
+            chunk = self.body.read(CHUNK)
+        except OSError as exc:              # the file went bad mid-body: nothing to say
+            self.app.errors += 1            # in HTTP/1.1 but to cut the connection
+            self.finish(abort=True, reason=f"reading the file: {exc.strerror or exc}")
+            return
         if chunk:
             self.app.body_bytes += len(chunk)
             self.out += self.h11.send(h11.Data(data=chunk))

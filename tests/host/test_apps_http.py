@@ -232,3 +232,24 @@ def test_peer_reset_mid_transfer_frees_the_connection(site):
 def test_serving_a_missing_folder_is_refused(tmp_path):
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         HttpStaticServer(FakeStack(), tmp_path / "nope")
+
+
+def test_a_file_that_fails_mid_body_aborts_the_connection(site):
+    (site / "big.bin").write_bytes(bytes(1 << 20))
+    stack = FakeStack()
+    server = HttpStaticServer(stack, site)
+    sock = stack.connect_fake(80, space=1000)
+    _get(sock, b"/big.bin")
+    [handler] = server.connections
+
+    class Broken:
+        def read(self, n):
+            raise OSError(5, "Input/output error")
+
+        def close(self):
+            pass
+    handler.body.close()
+    handler.body = Broken()
+    while sock.take():
+        pass
+    assert sock.aborted and not server.connections and server.errors == 1
