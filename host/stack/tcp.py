@@ -35,25 +35,12 @@ from .rto import RtoEstimator
 from .sack import SackScoreboard
 from .tcp_buffers import ReceiveBuffer, SendBuffer
 from .tcp_input import TcpInput
-from .tcp_output import INF, TcpOutput
-from .tcp_segment import ACK, MAX_WSCALE, RST, SYN, TcpSegment
+from .tcp_output import (CLOSE_WAIT, CLOSED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
+                         LAST_ACK, STATES, SYN_RECEIVED, SYN_SENT, TIME_WAIT, TcpOutput,
+                         window_shift)
+from .tcp_segment import ACK, RST, TcpSegment
 
 __all__ = ["TcpConfig", "TcpConnection", "STATES"]
-
-CLOSED = "CLOSED"
-SYN_SENT = "SYN-SENT"
-SYN_RECEIVED = "SYN-RECEIVED"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN-WAIT-1"
-FIN_WAIT_2 = "FIN-WAIT-2"
-CLOSE_WAIT = "CLOSE-WAIT"
-CLOSING = "CLOSING"
-LAST_ACK = "LAST-ACK"
-TIME_WAIT = "TIME-WAIT"
-
-#: The RFC 9293 state names :attr:`TcpConnection.state` takes (LISTEN belongs to listeners).
-STATES = (CLOSED, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT,
-          CLOSING, LAST_ACK, TIME_WAIT)
 
 _PROTO_TCP = 6          # IpProto.TCP (hetnic.protocol imports Amaranth; the stack stays light)
 _TS_OPTION_LEN = 12     # NOP NOP TS: taken from the MSS of every segment when timestamps are on
@@ -111,14 +98,6 @@ class TcpConfig:
     keepalive: tuple[float, float, int] | None = None
     time_wait: float = 60.0
     fin_wait2_timeout: float = 60.0
-
-
-def _window_shift(rcvbuf: int) -> int:
-    """The smallest shift that lets ``rcvbuf`` be advertised in 16 bits (RFC 7323 2.3)."""
-    shift = 0
-    while (rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
-        shift += 1
-    return shift
 
 
 class TcpConnection(TcpInput, TcpOutput):
@@ -294,7 +273,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self.ws_ok = cfg.window_scale and syn.wscale is not None
         if self.ws_ok:
             self._snd_shift = syn.wscale
-            self._rcv_shift = _window_shift(cfg.rcvbuf)
+            self._rcv_shift = window_shift(cfg.rcvbuf)
         else:
             self._snd_shift = self._rcv_shift = 0
         self.ts_ok = cfg.timestamps and syn.ts_val is not None

@@ -14,24 +14,14 @@ raises: what cannot be used is dropped and counted on ``layer.counters`` by reas
 
 from __future__ import annotations
 
-from .tcp_output import INF
+from .tcp_output import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
+                         LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 from .tcp_segment import ACK, FIN, RST, SYN, URG, seq_gt, seq_le, seq_lt
 
 __all__ = ["TcpInput"]
 
 _M = 0xFFFFFFFF
 _HALF = 0x80000000
-
-CLOSED = "CLOSED"
-SYN_SENT = "SYN-SENT"
-SYN_RECEIVED = "SYN-RECEIVED"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN-WAIT-1"
-FIN_WAIT_2 = "FIN-WAIT-2"
-CLOSE_WAIT = "CLOSE-WAIT"
-CLOSING = "CLOSING"
-LAST_ACK = "LAST-ACK"
-TIME_WAIT = "TIME-WAIT"
 
 _RECEIVING = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
 _FAST_MASK = SYN | FIN | RST | URG | ACK

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import struct
 
-from .tcp_segment import ACK, FIN, PSH, RST, SYN, sack_option, syn_options, ts_option
+from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, SYN, sack_option, syn_options, ts_option
 
-__all__ = ["TcpOutput", "INF"]
+__all__ = ["TcpOutput", "INF", "STATES", "window_shift"]
 
 INF = float("inf")
 _M = 0xFFFFFFFF
@@ -40,13 +40,18 @@ CLOSING = "CLOSING"
 LAST_ACK = "LAST-ACK"
 TIME_WAIT = "TIME-WAIT"
 
+#: The RFC 9293 state names a connection takes (LISTEN belongs to listeners).
+STATES = (CLOSED, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT,
+          CLOSING, LAST_ACK, TIME_WAIT)
+
 # States whose send loop runs (data, or a FIN to send or retransmit).
 _SEND_STATES = frozenset((ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK))
 
 
-def _window_shift(rcvbuf: int) -> int:
+def window_shift(rcvbuf: int) -> int:
+    """The smallest shift that lets ``rcvbuf`` be advertised in 16 bits (RFC 7323 2.3)."""
     shift = 0
-    while (rcvbuf >> shift) > 0xFFFF and shift < 14:
+    while (rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
         shift += 1
     return shift
 
@@ -137,7 +142,7 @@ class TcpOutput:
         """Our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with the options to offer/accept."""
         cfg = self.cfg
         if self.state == SYN_SENT:
-            opts = syn_options(cfg.mss, _window_shift(cfg.rcvbuf) if cfg.window_scale else None,
+            opts = syn_options(cfg.mss, window_shift(cfg.rcvbuf) if cfg.window_scale else None,
                                cfg.sack, (self._ts_now(now), 0) if cfg.timestamps else None)
             self._emit(self.iss, SYN, b"", opts, now)
         else:
