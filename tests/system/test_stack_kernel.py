@@ -220,8 +220,9 @@ def test_we_resolve_the_kernel(peer, version):
                "dev", "tap0")
 
 
-def _ping(sock: socket.socket, dst: str, version: int, ident: int) -> bytes:
-    payload = os.urandom(48)
+def _ping(sock: socket.socket, dst: str, version: int, ident: int,
+          payload: bytes) -> bytes:
+    """One ICMP(v6) echo request from a raw kernel socket; the reply's payload."""
     kind = 8 if version == 4 else 128
     head = struct.pack("!BBHHH", kind, 0, 0, ident, 1)
     if version == 4:            # the kernel fills in the ICMPv6 checksum, not ICMPv4's
@@ -247,10 +248,11 @@ def test_icmp_echo_from_the_kernel(peer, version):
         sock = peer.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     else:
         sock = peer.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    payload = os.urandom(48)
     with sock:
-        task = KernelTask(lambda: _ping(sock, H4 if version == 4 else H6, version, 0x4242))
-        reply = peer.wait(task)
-    assert len(reply) == 48
+        task = KernelTask(lambda: _ping(sock, H4 if version == 4 else H6, version, 0x4242,
+                                        payload))
+        assert peer.wait(task) == payload
 
 
 # -- TCP ----------------------------------------------------------------------------------
@@ -546,6 +548,7 @@ def test_vanishing_peer_times_out_cleanly(fragile):
         return sock.error is not None
     peer.run(failed, 60)
     kept.close()
+    print(f"RTOs seen: {rtos}")
     assert sock.error == "timeout"
     # backoff: every RTO seen after the first doubled (up to max_rto)
     backoff = [b for a, b in zip(rtos, rtos[1:]) if b > a]
