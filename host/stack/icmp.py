@@ -1,9 +1,11 @@
-# Ref: RFC 792 (ICMP), RFC 1122 section 3.2.2 (when not to send ICMP errors), RFC 4443
-#      section 2.4 (f) (rate-limiting ICMP with a token bucket), RFC 1812 section 4.3.2.8.
+# Ref: RFC 792 (ICMP), RFC 1122 section 3.2.2 (when not to send ICMP errors), RFC 6633
+#      (source quench deprecated), RFC 4443 section 2.4 f (rate-limiting ICMP with a token
+#      bucket), RFC 1812 section 4.3.2.8.
 """ICMP for IPv4: echo, errors in and out, and the token bucket every ICMP we send passes.
 
-Received: echo requests are answered (same identifier, sequence and data); errors
-(destination unreachable, time exceeded, parameter problem, source quench) are counted in
+Received: echo requests are answered (same identifier, sequence and data); source quench is
+ignored (RFC 6633, counted); errors (destination unreachable, time exceeded, parameter
+problem) are counted in
 ``icmp_in`` and handed up, when ``iface.on_icmp_error`` is set (else counted as the drop
 ``"icmp_error_unhandled"``), as ``on_icmp_error(proto, src, dst, quoted,
 kind)`` where ``src``/``dst``/``proto`` are those of *our* packet the error quotes and
@@ -11,7 +13,8 @@ kind)`` where ``src``/``dst``/``proto`` are those of *our* packet the error quot
 
 Sent: echo replies and errors alike take a token from :class:`TokenBucket` (drop counted
 ``"icmp_rate_limited"``). No error is sent about an ICMP error, a broadcast or multicast, a
-packet from an address that is not a unicast host, or a fragment other than the first.
+packet from an address that is not a unicast host, a frame that came to a broadcast or
+multicast MAC, or a fragment other than the first.
 """
 
 from __future__ import annotations
@@ -46,13 +49,12 @@ UNREACH_FRAG_NEEDED = 4
 
 #: The ``kind`` strings handed to ``on_icmp_error`` (ICMPv6 uses the same ones).
 ERROR_KINDS = ("unreachable", "protocol_unreachable", "port_unreachable", "frag_needed",
-               "time_exceeded", "parameter_problem", "source_quench")
+               "time_exceeded", "parameter_problem")
 
-_ERRORS = (DEST_UNREACHABLE, SOURCE_QUENCH, TIME_EXCEEDED, PARAMETER_PROBLEM)
+_ERRORS = (DEST_UNREACHABLE, TIME_EXCEEDED, PARAMETER_PROBLEM)
 _UNREACH_KIND = {UNREACH_PROTOCOL: "protocol_unreachable", UNREACH_PORT: "port_unreachable",
                  UNREACH_FRAG_NEEDED: "frag_needed"}
-_ICMP_ERROR_KIND = {SOURCE_QUENCH: "source_quench", TIME_EXCEEDED: "time_exceeded",
-                    PARAMETER_PROBLEM: "parameter_problem"}
+_ICMP_ERROR_KIND = {TIME_EXCEEDED: "time_exceeded", PARAMETER_PROBLEM: "parameter_problem"}
 _HEAD = struct.Struct("!BBH")
 
 
@@ -108,6 +110,8 @@ class Icmp4:
                 counters.drop("icmp_bad_code")
                 return
             self.send(dst, src, ECHO_REPLY, 0, bytes(message[4:]), now)
+        elif mtype == SOURCE_QUENCH:
+            counters.drop("icmp_source_quench_ignored")      # RFC 6633: deprecated
         elif mtype in _ERRORS:
             self._error_in(mtype, code, message)
         elif mtype == ECHO_REPLY:
@@ -161,7 +165,7 @@ class Icmp4:
         bytes are ``quote`` (at least the header and 8 bytes, RFC 792)."""
         iface = self.iface
         if dst not in iface.ipv4_set or src[0] >= 224 or src[0] == 0 \
-                or src in iface.broadcast4:
+                or src in iface.broadcast4 or iface.rx_group:
             return
         if len(quote) >= 20:
             ihl = (quote[0] & 15) << 2

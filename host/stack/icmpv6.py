@@ -139,7 +139,7 @@ class Icmp6:
               now: float) -> None:
         """Send an error about ``packet`` (its IPv6 header first) from ``src`` to ``dst``."""
         iface = self.iface
-        if src[0] == 0xFF or src == bytes(16) or dst not in iface.ipv6_set:
+        if src[0] == 0xFF or src == bytes(16) or dst not in iface.ipv6_set or iface.rx_group:
             return
         if len(packet) > 40 and packet[6] == _ICMPV6 and packet[40] < 128:
             return      # never an error about an error (RFC 4443 2.4 e)

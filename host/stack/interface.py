@@ -133,6 +133,9 @@ class NetInterface:
         self._accept = frozenset({self.mac, BROADCAST_MAC}
                                  | {ipv6_multicast_mac(g) for g in self.groups6})
         self.out: list[bytes] = []
+        #: Whether the frame being received was sent to a group MAC (broadcast, multicast);
+        #: cleared by :meth:`poll`, so errors raised from timers are not affected.
+        self.rx_group = 0
         self.transports: dict[int, Handler] = {}
         self.on_icmp_error: Callable[[int, bytes, bytes, bytes, str], None] | None = None
         self.icmp_limiter = TokenBucket(*icmp_rate)
@@ -167,6 +170,8 @@ class NetInterface:
         if frame[:6] not in self._accept:
             counters.drop("eth_not_ours")
             return
+        # RFC 1122 3.2.2 / RFC 4443 2.4 e: no ICMP error about a link-layer group frame.
+        self.rx_group = frame[0] & 1
         ethertype = (frame[12] << 8) | frame[13]
         if ethertype == ETH_IPV4:
             self._ip4_input(frame, now)
@@ -196,7 +201,8 @@ class NetInterface:
         the IP header of the quote is rebuilt from ``src``, ``dst`` and ``proto``. ``code``
         is the ICMPv4 destination-unreachable code (3: port unreachable); for IPv6 it maps to
         the ICMPv6 one (3 -> 4 port, 1 -> 3 address, 0 -> 0 no route). Nothing is sent when
-        ``dst`` is not one of our unicast addresses (a broadcast or multicast).
+        ``dst`` is not one of our unicast addresses (a broadcast or multicast) or the frame
+        being received came to a group MAC.
         """
         if len(src) == 4:
             self.icmp4.unreachable(src, dst, proto, packet_head, code, now)
@@ -305,6 +311,7 @@ class NetInterface:
     def poll(self, now: float) -> None:
         """Run the timers due at ``now``: ARP/NS retries, neighbour expiry, reassembly
         timeouts."""
+        self.rx_group = 0
         self.neighbours.poll(now)
         self.ip4.poll(now)
         self.ip6.poll(now)

@@ -250,3 +250,29 @@ def test_neighbour_change_invalidates_prebuilt_headers():
     iface.neighbours.update(PEER, mac("02:00:00:00:00:77"), 1.0, confirmed=True)
     iface.send_ip(US, PEER, 6, b"x" * 20, 1.0)
     assert take(iface)[0].dst == "02:00:00:00:00:77"
+
+
+def test_no_error_about_a_frame_to_a_group_mac():
+    iface, _ = make_iface()
+    udp_seen = []
+
+    def refuse(src, dst, payload, now):
+        udp_seen.append(dst)
+        iface.send_unreachable(src, dst, 17, payload, 3, now)
+
+    iface.transports[17] = refuse
+    iface.receive(frame(UDP(sport=1, dport=9), eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
+    iface.receive(frame(b"12345678", proto=99, eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
+    assert udp_seen == [US] and iface.out == []
+    iface.receive(frame(UDP(sport=1, dport=9)), 0.0)         # the same to our MAC: refused
+    (error,) = take(iface)
+    assert error[ICMP].type == 3 and error[ICMP].code == 3
+
+
+def test_source_quench_is_ignored():
+    iface, counters = make_iface()
+    seen = []
+    iface.on_icmp_error = lambda *args: seen.append(args)
+    quoted = IP(src="198.18.0.2", dst="198.18.0.1") / TCP(sport=40000, dport=80)
+    iface.receive(frame(ICMP(type=4) / bytes(quoted)[:28]), 0.0)
+    assert seen == [] and counters.drops == {"icmp_source_quench_ignored": 1}
