@@ -6,9 +6,11 @@
 Receive: version, payload length within the frame (Ethernet padding trimmed), a destination
 that is ours (our addresses, the link-local one included, or a multicast group we are in: the
 all-nodes group and our solicited-node groups), a source that is not multicast. Extension
-headers are walked (at most 8): hop-by-hop (first only), destination options and routing
-headers with no segments left are skipped - their options are not interpreted - and a
-routing header with segments left is dropped (we are not a router); the fragment header
+headers are walked (at most 8): hop-by-hop (first only) and destination options have their
+options checked (RFC 8200 4.2: unknown options are skipped or make the packet be discarded,
+with a parameter problem, code 2, as their type's two high bits say), routing headers with
+no segments left are skipped and one with segments left is dropped (we are not a router);
+the fragment header
 sends the packet to a :class:`~hetnic.host.stack.reassembly.Reassembler` (atomic fragments
 pass straight through). ICMPv6 goes to :mod:`~hetnic.host.stack.icmpv6`, other protocols to
 ``iface.transports``; an unknown next header gets an ICMPv6 parameter problem (code 1).
@@ -49,6 +51,7 @@ _TCP = int(IpProto.TCP)
 _UDP = int(IpProto.UDP)
 _EXTENSIONS = frozenset((_HOPOPT, _ROUTING, _FRAGMENT, _DSTOPTS))
 _MAX_EXTENSIONS = 8
+_KNOWN_OPTIONS = frozenset((1, 5))            # PadN, router alert (Pad1 has no length)
 _HEADER = struct.Struct("!IHBB16s16s")
 _FRAG = struct.Struct("!BxHI")
 
@@ -62,6 +65,25 @@ def link_local_from_mac(mac: bytes) -> bytes:
 def solicited_node(addr: bytes) -> bytes:
     """The solicited-node multicast group ``ff02::1:ffXX:XXXX`` of ``addr``."""
     return _SOLICITED_PREFIX + addr[13:16]
+
+
+def _bad_option(buf: bytes, at: int, end: int) -> tuple[int, int] | None:
+    """The first option of a hop-by-hop / destination options header (options from ``at``
+    to ``end``) that makes the packet be discarded, as ``(action, offset)``: ``-1`` for a
+    malformed option list, else the two high bits of the unknown option's type (RFC 8200
+    4.2: 1 discard, 2 and 3 discard and send a parameter problem). ``None``: keep it.
+    Pad1, PadN and router alert are the options we know."""
+    while at < end:
+        kind = buf[at]
+        if kind == 0:                       # Pad1
+            at += 1
+            continue
+        if at + 2 > end or at + 2 + buf[at + 1] > end:
+            return -1, at
+        if kind not in _KNOWN_OPTIONS and kind >> 6:
+            return kind >> 6, at
+        at += 2 + buf[at + 1]
+    return None
 
 
 def build_ipv6_header(src: bytes, dst: bytes, next_header: int, payload_len: int,
@@ -146,6 +168,14 @@ class Ipv6Layer:
             if nh == _ROUTING and buf[at + 3] != 0:
                 counters.drop("ip6_routing")
                 return
+            if nh != _ROUTING:
+                bad = _bad_option(buf, at + 2, at + ext_len)
+                if bad is not None:
+                    action, option_at = bad
+                    counters.drop("ip6_bad_option" if action < 0 else "ip6_unknown_option")
+                    if action >= 2 and dst[0] != 0xFF and not reassembled:
+                        iface.icmp6.error(4, 2, option_at - 14, src, dst, frame[14:end], now)
+                    return
             nh_at = at - 14
             nh = buf[at]
             at += ext_len

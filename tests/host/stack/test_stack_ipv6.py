@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import (
-    ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+    HBHOptUnknown, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
     ICMPv6ND_RA, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, ICMPv6ParamProblem, IPv6,
     IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
 )
@@ -226,3 +226,35 @@ def test_multicast_mac_filter():
     iface.receive(frame(IPv6(src="2001:db8::1", dst="ff02::1:ff00:7") / UDP(),
                         "33:33:ff:00:00:07"), 0.0)
     assert counters.drops == {"eth_not_ours": 1}
+
+
+@pytest.mark.parametrize("otype, sends_error", [(0x1E, False), (0x5E, False), (0x9E, True),
+                                                (0xDE, True)])
+def test_unknown_options_follow_their_action_bits(otype, sends_error):
+    iface, counters = make_iface()
+    iface.neighbours.update(PEER, mac(PEER_MAC), 0.0, confirmed=True)
+    got = []
+    iface.transports[17] = lambda s, d, p, n: got.append(bytes(p))
+    packet = IPv6(src="2001:db8::1", dst="2001:db8::2") / \
+        IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=otype, optdata=b"ab")]) / \
+        UDP(sport=1, dport=2)
+    iface.receive(frame(packet), 0.0)
+    if otype >> 6 == 0:
+        assert len(got) == 1 and counters.drops == {}
+        return
+    assert got == [] and counters.drops == {"ip6_unknown_option": 1}
+    errors = take(iface)
+    if sends_error:
+        (error,) = errors
+        assert error[ICMPv6ParamProblem].code == 2 and error[ICMPv6ParamProblem].ptr == 42
+    else:
+        assert errors == []
+
+
+def test_malformed_option_list_dropped():
+    iface, counters = make_iface()
+    raw = bytearray(frame(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop()
+                          / UDP(sport=1, dport=2)))
+    raw[54 + 3] = 9          # PadN claiming more bytes than the header holds
+    iface.receive(bytes(raw), 0.0)
+    assert counters.drops == {"ip6_bad_option": 1}
