@@ -4,9 +4,10 @@ errors and the ICMP rate limit."""
 import ipaddress
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror, fragment
 from scapy.layers.l2 import Ether
 
+from hetnic.host.stack.checksum import checksum
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.icmp import TokenBucket
 from hetnic.host.stack.interface import NetInterface
@@ -276,3 +277,18 @@ def test_source_quench_is_ignored():
     quoted = IP(src="198.18.0.2", dst="198.18.0.1") / TCP(sport=40000, dport=80)
     iface.receive(frame(ICMP(type=4) / bytes(quoted)[:28]), 0.0)
     assert seen == [] and counters.drops == {"icmp_source_quench_ignored": 1}
+
+
+def test_fragmented_echo_gets_a_fragmented_reply():
+    iface, _ = make_iface()
+    data = bytes(range(256)) * 12
+    request = IP(src="198.18.0.1", dst="198.18.0.2", id=77) / ICMP(type=8, id=3, seq=4) / data
+    for piece in fragment(request, fragsize=1000):
+        iface.receive(bytes(Ether(src=PEER_MAC, dst=OUR_MAC) / piece), 0.0)
+    frames = take(iface)
+    assert len(frames) == 3 and all(len(f[IP]) <= 1500 for f in frames)
+    message = b"".join(bytes(f[IP].payload) for f in frames)
+    assert checksum(message) == 0
+    reply = ICMP(message)
+    assert reply.type == 0 and reply.id == 3 and reply.seq == 4
+    assert bytes(reply.payload) == data
