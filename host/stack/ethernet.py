@@ -13,6 +13,8 @@ import struct
 
 from hetnic.protocol import ETH_HEADER_LEN, EtherType
 
+from .errors import BadArgument
+
 __all__ = [
     "ETH_HEADER_LEN", "BROADCAST_MAC", "ETH_IPV4", "ETH_IPV6", "ETH_ARP",
     "eth_header", "ipv6_multicast_mac", "is_multicast_mac", "format_mac", "parse_mac",
@@ -53,12 +55,12 @@ def parse_mac(text: str | bytes) -> bytes:
 
     Raises
     ------
-    ValueError
-        ``text`` is not a MAC address.
+    BadArgument
+        ``text`` is not a MAC address (one line; it is a ``ValueError`` too).
     """
     if isinstance(text, (bytes, bytearray)):
         if len(text) != 6:
-            raise ValueError(f"a MAC address has 6 bytes, not {len(text)}: {bytes(text)!r}")
+            raise BadArgument(f"a MAC address has 6 bytes, not {len(text)}: {bytes(text)!r}")
         return bytes(text)
     parts = text.replace("-", ":").split(":")
     try:
@@ -66,4 +68,4 @@ def parse_mac(text: str | bytes) -> bytes:
             raise ValueError
         return bytes(int(p, 16) for p in parts)
     except ValueError:
-        raise ValueError(f"not a MAC address (want aa:bb:cc:dd:ee:ff): {text!r}") from None
+        raise BadArgument(f"not a MAC address (want aa:bb:cc:dd:ee:ff): {text!r}") from None

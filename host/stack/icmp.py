@@ -23,6 +23,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .checksum import checksum
+from .errors import BadArgument
 from .ipv4 import build_ipv4_header
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, "
+            raise BadArgument(f"a token bucket needs rate > 0 and burst >= 1, "
                              f"not rate={rate!r} burst={burst!r}")
         self.rate = float(rate)
         self.burst = float(burst)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from .arp import ArpHandler
 from .counters import StackCounters
+from .errors import BadArgument
 from .ethernet import BROADCAST_MAC, ETH_ARP, ETH_IPV4, ETH_IPV6, eth_header, ipv6_multicast_mac
 from .icmp import Icmp4, TokenBucket
 from .icmpv6 import Icmp6
@@ -38,14 +39,18 @@ _UNREACH_V6 = {0: 0, 1: 3, 3: 4}     # ICMPv4 unreachable code -> ICMPv6 code
 
 
 def _packed(addr: object, size: int) -> bytes:
+    family = f"IPv{4 if size == 4 else 6}"
     if isinstance(addr, (bytes, bytearray)):
         if len(addr) != size:
-            raise ValueError(f"an IPv{4 if size == 4 else 6} address has {size} bytes, "
-                             f"not {len(addr)}: {bytes(addr)!r}")
+            raise BadArgument(f"an {family} address has {size} bytes, not {len(addr)}: "
+                              f"{bytes(addr)!r}")
         return bytes(addr)
-    packed = ipaddress.ip_address(addr).packed      # type: ignore[arg-type]
+    try:
+        packed = ipaddress.ip_address(addr).packed      # type: ignore[arg-type]
+    except ValueError:
+        packed = b""
     if len(packed) != size:
-        raise ValueError(f"not an IPv{4 if size == 4 else 6} address: {addr!r}")
+        raise BadArgument(f"not an {family} address: {addr!r}")
     return packed
 
 
@@ -85,6 +90,11 @@ class NetInterface:
     reassembly_limit, reassembly_timeout : int, float
         Bytes of fragments held per IP version, and seconds to wait for a datagram's rest.
 
+    Raises
+    ------
+    BadArgument
+        A bad MAC, address, prefix length or MTU (one line; it is a ``ValueError`` too).
+
     Members
     -------
     out : list[bytes]
@@ -106,9 +116,9 @@ class NetInterface:
                  icmp_rate: tuple[float, float] = (1000.0, 50.0),
                  reassembly_limit: int = 256 * 1024, reassembly_timeout: float = 30.0) -> None:
         if not isinstance(mac, (bytes, bytearray)) or len(mac) != 6:
-            raise ValueError(f"a MAC address is 6 bytes, not {mac!r}")
+            raise BadArgument(f"a MAC address is 6 bytes, not {mac!r}")
         if not 1280 <= mtu <= 65535 and ipv6 or not 576 <= mtu <= 65535:
-            raise ValueError(f"mtu must be 576..65535 (1280.. with IPv6), not {mtu}")
+            raise BadArgument(f"mtu must be 576..65535 (1280.. with IPv6), not {mtu}")
         self.mac = bytes(mac)
         self.counters = counters
         self.mtu = mtu
@@ -118,7 +128,7 @@ class NetInterface:
                       if a != self.ipv6[0][0]]
         for addr, plen in self.ipv4 + self.ipv6:
             if not 0 < plen <= len(addr) * 8:
-                raise ValueError(f"bad prefix length /{plen} for {ipaddress.ip_address(addr)}")
+                raise BadArgument(f"bad prefix length /{plen} for {ipaddress.ip_address(addr)}")
         self.gateway4 = _packed(gateway4, 4) if gateway4 is not None else None
         self.gateway6 = _packed(gateway6, 16) if gateway6 is not None else None
         self.ipv4_set = frozenset(a for a, _ in self.ipv4)

@@ -7,6 +7,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror, fragment
 from scapy.layers.l2 import Ether
 
+from hetnic.errors import HetnicError
 from hetnic.host.stack.checksum import checksum
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.icmp import TokenBucket
@@ -292,3 +293,13 @@ def test_fragmented_echo_gets_a_fragmented_reply():
     reply = ICMP(message)
     assert reply.type == 0 and reply.id == 3 and reply.seq == 4
     assert bytes(reply.payload) == data
+
+
+@pytest.mark.parametrize("kwargs", [{"mac": b"\x02"}, {"ipv4": [("198.18.0", 24)]},
+                                    {"ipv4": [("198.18.0.1", 33)]}, {"mtu": 100}])
+def test_bad_configuration_is_a_one_line_hetnic_error(kwargs):
+    args = {"mac": mac(OUR_MAC), "ipv4": [], "ipv6": [], "counters": StackCounters()}
+    args.update(kwargs)
+    with pytest.raises(HetnicError) as info:
+        NetInterface(**args)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
