@@ -3,7 +3,7 @@
 """Ethernet II headers and the MAC addresses the stack answers to.
 
 Frames are ``bytes`` without the FCS: destination MAC, source MAC, EtherType, payload. The
-helpers here are pure functions; :class:`~hetnic.host.stack.interface.NetInterface` uses them
+helpers here are pure functions (MAC text is parsed in :mod:`~hetnic.host.stack.address`); :class:`~hetnic.host.stack.interface.NetInterface` uses them
 to decide which frames are ours and to build the headers it prepends.
 """
 
@@ -13,11 +13,9 @@ import struct
 
 from hetnic.protocol import ETH_HEADER_LEN, EtherType
 
-from .errors import BadArgument
-
 __all__ = [
     "ETH_HEADER_LEN", "BROADCAST_MAC", "ETH_IPV4", "ETH_IPV6", "ETH_ARP",
-    "eth_header", "ipv6_multicast_mac", "is_multicast_mac", "format_mac", "parse_mac",
+    "eth_header", "ipv6_multicast_mac", "is_multicast_mac",
 ]
 
 BROADCAST_MAC = b"\xff" * 6
@@ -43,29 +41,3 @@ def ipv6_multicast_mac(group: bytes) -> bytes:
 def is_multicast_mac(mac: bytes) -> bool:
     """True for a group (multicast or broadcast) MAC: the I/G bit of the first byte is set."""
     return bool(mac[0] & 1)
-
-
-def format_mac(mac: bytes) -> str:
-    """``aa:bb:cc:dd:ee:ff`` for 6 bytes."""
-    return ":".join(f"{b:02x}" for b in mac)
-
-
-def parse_mac(text: str | bytes) -> bytes:
-    """The 6 bytes of a MAC given as ``aa:bb:cc:dd:ee:ff`` (or ``-`` separated) or as bytes.
-
-    Raises
-    ------
-    BadArgument
-        ``text`` is not a MAC address (one line; it is a ``ValueError`` too).
-    """
-    if isinstance(text, (bytes, bytearray)):
-        if len(text) != 6:
-            raise BadArgument(f"a MAC address has 6 bytes, not {len(text)}: {bytes(text)!r}")
-        return bytes(text)
-    parts = text.replace("-", ":").split(":")
-    try:
-        if len(parts) != 6 or any(len(p) not in (1, 2) for p in parts):
-            raise ValueError
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise BadArgument(f"not a MAC address (want aa:bb:cc:dd:ee:ff): {text!r}") from None
