@@ -66,6 +66,13 @@ class TcpOutput:
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000.0) + self._ts_off) & _M
 
+    def _sack_room(self) -> int:
+        """Option bytes SACK blocks may take on our segments while out-of-order data waits:
+        data segments shrink by this much then, so header + options + data fit the MTU."""
+        if not self.sack_ok:
+            return 0
+        return 28 if self.ts_ok else 36         # NOP NOP SACK: 3 blocks beside TS, else 4
+
     def _emit(self, seq: int, flags: int, payload: bytes, options: bytes, now: float) -> None:
         """Build one segment (ACK field, window, timestamps, SACK blocks added here) and hand
         it to the layer. ``options`` is used as given on a SYN; otherwise it must be empty."""
@@ -187,7 +194,7 @@ class TcpOutput:
             wnd = self.snd_wnd
             if cwnd < wnd:
                 wnd = cwnd
-            mss = self._smss
+            mss = self._smss - self._sack_room() if self._ooo else self._smss
             nagle = self.cfg.nagle
             while off < buffered:
                 room = wnd - off
@@ -247,7 +254,7 @@ class TcpOutput:
                 self._send_data(seq, off, 0, ACK | FIN, now)
                 return 1
             return 0
-        mss = self._smss
+        mss = self._smss - self._sack_room() if self._ooo else self._smss
         if n > mss:
             n = mss
         if n >= avail:
@@ -277,6 +284,8 @@ class TcpOutput:
                 break
             seq, n = hole
             if seq == nxt:                  # rule 2: new data
+                if self._ooo:
+                    n = min(n, mss - self._sack_room())
                 flags = ACK | PSH if n == buffered - off else ACK
                 self._send_data(nxt, off, n, flags, now)
                 self.snd_nxt = (nxt + n) & _M

@@ -95,12 +95,14 @@ class TcpPair:
         self._n = 0
         self.iss_b = 5000
         self.orphans = 0
+        self.largest = 0            # the longest segment sent (header, options and data)
 
     # --- wiring ----------------------------------------------------------------------------
 
     def _transmit(self, layer: FakeLayer, src: bytes, dst: bytes, data: bytes) -> None:
         direction = "ab" if layer is self.a else "ba"
         seg = parse_tcp(data, src, dst)
+        self.largest = max(self.largest, len(data))
         self.trace.append((self.now, direction, seg))
         if self.drop is not None and self.drop(direction, seg):
             return

@@ -45,6 +45,8 @@ def test_lossy_transfer_is_byte_exact_and_recovers_fast(sack, seed):
     rto = sum(k.tcp_rto for k in counters)
     assert fast > 0 and fast > rto                   # recovery, not only timeouts
     assert c.sack_ok == sack and s.sack_ok == sack
+    # SACK blocks on data segments never push a segment past the MSS (+ 20 header bytes).
+    assert pair.largest <= 20 + cfg.mss
     pair.run(limit=60)
     assert c.state == s.state == "CLOSED" and c.deadline is None and s.deadline is None
 
