@@ -3,8 +3,9 @@
 """Ethernet II headers and the MAC addresses the stack answers to.
 
 Frames are ``bytes`` without the FCS: destination MAC, source MAC, EtherType, payload. The
-helpers here are pure functions (MAC text is parsed in :mod:`~hetnic.host.stack.address`); :class:`~hetnic.host.stack.interface.NetInterface` uses them
-to decide which frames are ours and to build the headers it prepends.
+helpers here are pure functions; :class:`~hetnic.host.stack.interface.NetInterface` uses
+them to decide which frames are ours and to build the headers it prepends. (MAC addresses
+given as text are parsed by :func:`hetnic.host.stack.address.parse_mac`.)
 """
 
 from __future__ import annotations
