@@ -302,7 +302,8 @@ class StackHost:
         return None
 
     def close(self) -> None:
-        """Close the applications and release held-back frames; the NIC and the TAP stay open
+        """Close the applications, send what that makes the stacks send (FINs, RSTs) and pump
+        the bridge until the NIC is idle (at most a second); the NIC and the TAP stay open
         (their owner closes them)."""
         for apps in self.apps.values():
             for app in apps:
@@ -313,4 +314,6 @@ class StackHost:
             out = stack.poll(now)
             if out:
                 link.send(out)
-        self.bridge.flush()
+        end = now + 1.0
+        while self.bridge.busy and time.monotonic() < end:
+            self.bridge.pump(0)
