@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Ipv4Layer", "IPV4_HEADER", "build_ipv4_header", "DEFAULT_TTL"]
 
 IPV4_HEADER = 20
+#: Prebuilt (source, destination, protocol) headers kept at most.
+TX_CACHE_LIMIT = 4096
 DEFAULT_TTL = 64
 _PROTO_TCP = int(IpProto.TCP)
 _PROTO_UDP = int(IpProto.UDP)
@@ -212,6 +214,8 @@ class Ipv4Layer:
         flags = _DF if proto == _PROTO_TCP else 0
         entry = (eth, _header_sum(src, dst, proto, flags), flags)
         if cacheable:
+            if len(self.tx_cache) >= TX_CACHE_LIMIT:
+                self.tx_cache.clear()          # rebuilt on demand: a bound, not an LRU
             self.tx_cache[(src, dst, proto)] = entry
         return entry
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from hetnic.protocol import IpProto
 
+from .ipv4 import TX_CACHE_LIMIT
 from .reassembly import Reassembler
 
 if TYPE_CHECKING:
@@ -209,6 +210,8 @@ class Ipv6Layer:
             if eth is None:
                 return
             if cacheable:
+                if len(self.tx_cache) >= TX_CACHE_LIMIT:
+                    self.tx_cache.clear()      # rebuilt on demand: a bound, not an LRU
                 self.tx_cache[(src, dst, proto)] = eth
         size = len(payload)
         if size + IPV6_HEADER > self.iface.mtu:
