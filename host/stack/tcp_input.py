@@ -182,7 +182,10 @@ class TcpInput:
             wnd = 0
         d = ((seq - rcv_nxt + _HALF) & _M) - _HALF
         if seglen == 0:
-            ok = d == 0 if wnd == 0 else 0 <= d < wnd
+            # RFC 9293 asks d < wnd; an empty segment exactly at the right edge is what a
+            # sender that filled our window sends as its ACKs (Linux does, and accepts it
+            # too): its ACK field must not be lost.
+            ok = 0 <= d <= wnd
         elif wnd == 0:
             ok = d == 0                         # only its ACK/RST can be taken
             if ok and (plen or fin):

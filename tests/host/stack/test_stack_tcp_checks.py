@@ -201,3 +201,19 @@ def test_zero_window_takes_the_ack_not_the_data():
     c.recv(2000)                                               # now worth announcing
     update = pair.trace[-1][2]
     assert update.flags == ACK and update.window == 3000
+
+
+def test_empty_ack_at_the_right_window_edge_is_taken():
+    """A peer that filled our window sends its ACKs with SEQ = RCV.NXT + RCV.WND (Linux
+    does): the ACK must count, or our sender stalls."""
+    cfg = dataclasses.replace(NO_TS, rcvbuf=8192, window_scale=False)
+    pair, c = setup(cfg)
+    c.send(b"abcdef")
+    nxt = c.snd_nxt
+    edge = (c._rcv_adv - c.rcv_nxt) & 0xFFFFFFFF
+    assert edge == 8192
+    inject(pair, c, c.rcv_nxt + edge, nxt, ACK)
+    assert c.snd_una == nxt
+    assert "tcp_out_of_window" not in pair.a.counters.drops
+    inject(pair, c, c.rcv_nxt + edge + 1, nxt, ACK)              # one past: not acceptable
+    assert pair.a.counters.drops["tcp_out_of_window"] == 1
