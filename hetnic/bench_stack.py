@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 import time

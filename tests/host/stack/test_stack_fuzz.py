@@ -38,9 +38,7 @@ from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
                                 ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop)
 from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Raw
-from scapy.volatile import RandNum  # noqa: F401  (scapy's fuzz draws from `random`)
-import scapy.packet
+from scapy.packet import Raw, fuzz
 
 from hetnic.host.stack.instance import PROFILES
 from hetnic.host.stack.stack import Stack
@@ -221,7 +219,7 @@ class MalformedFrames:
     def _fuzz(self) -> bytes:
         layers = self.rng.choice(self._templates())()
         k = self.rng.randrange(len(layers))
-        layers[k] = scapy.packet.fuzz(layers[k])
+        layers[k] = fuzz(layers[k])
         return self._build(layers)
 
     def _lie(self) -> bytes:
