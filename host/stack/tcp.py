@@ -134,7 +134,7 @@ class TcpConnection(TcpInput, TcpOutput):
 
     __slots__ = (
         "layer", "cfg", "local", "lport", "remote", "rport", "state", "error", "connected",
-        "eof", "released_", "_now", "_psum", "_hdr_ports",
+        "eof", "released_", "_psum", "_hdr_ports",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         "_fin_queued", "_fin_acked", "_closed_by_app", "sndbuf",
@@ -166,7 +166,6 @@ class TcpConnection(TcpInput, TcpOutput):
         self.connected = False
         self.eof = False
         self.released_ = False
-        self._now = now
         # The pseudo-header without its length, folded; the length is added per segment.
         self._psum = pseudo_sum(local, remote, _PROTO_TCP, 0)
         self._hdr_ports = (lport, rport)
@@ -213,7 +212,6 @@ class TcpConnection(TcpInput, TcpOutput):
 
     def open_active(self, iss: int, now: float) -> None:
         """Send our SYN (CLOSED -> SYN-SENT)."""
-        self._now = now
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
         self._recover = iss
@@ -226,7 +224,6 @@ class TcpConnection(TcpInput, TcpOutput):
 
     def open_passive(self, syn: TcpSegment, iss: int, now: float) -> None:
         """Answer a listener's ``syn`` with our SYN-ACK (LISTEN -> SYN-RECEIVED)."""
-        self._now = now
         self._passive = True
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
@@ -246,7 +243,6 @@ class TcpConnection(TcpInput, TcpOutput):
         timestamps are off: the cookie cannot carry them. The ACK's data, if any, is
         delivered.
         """
-        self._now = now
         self._passive = True
         self.iss = iss
         self.snd_una = self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF

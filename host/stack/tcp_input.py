@@ -34,7 +34,6 @@ class TcpInput:
 
     def input(self, seg, now: float) -> None:
         """Process one received segment of this connection (checksum already verified)."""
-        self._now = now
         self._last_rx = now
         st = self.state
         if st == ESTABLISHED and seg.flags & _FAST_MASK == ACK and seg.seq == self.rcv_nxt \
@@ -65,14 +64,14 @@ class TcpInput:
                     or (seg.window << self._snd_shift) != self.snd_wnd:
                 return False
             n = len(payload)
-            if n > self.rcvbuf.window:
-                return False
             if self.ts_ok and seg.seq == self._last_ack_sent:
                 self._ts_recent = tv
             if self._closed_by_app:
                 return False
             got = self.rcvbuf.insert(0, payload)
-            if got != n:                       # trimmed by the buffer: take the careful path
+            if got != n:                        # trimmed to the buffer: ACK at once
+                if not got:
+                    self.layer.counters.drop("tcp_zero_window")
                 self.rcv_nxt = (self.rcv_nxt + got) & _M
                 self._ack_now = True
             else:

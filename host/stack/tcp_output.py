@@ -307,7 +307,6 @@ class TcpOutput:
 
     def on_timer(self, now: float) -> None:
         """Run every timer due at ``now`` (a call before any is due does nothing)."""
-        self._now = now
         if self.state == CLOSED:
             return
         if self._t_close <= now:
