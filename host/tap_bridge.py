@@ -149,9 +149,10 @@ class TapBridge:
             self.nic.wire.send(held)
             self.frames_to_nic += len(held)
             moved += len(held)
-        if self.faults_to_tap is not None:
-            moved += len(self.faults_to_tap.held)
-            self._write(self.faults_to_tap.flush())
+        if self.faults_to_tap is not None and self.faults_to_tap.held:
+            held = self.faults_to_tap.flush()
+            self._write(held)
+            moved += len(held)
         self._busy = True
         while self._busy:
             moved += self.pump(0)
