@@ -150,7 +150,8 @@ def www(tmp_path_factory):
 
 
 def _peer(instances=None, faults: str | None = None, serve_dir=None):
-    """Context manager body shared by the fixtures: namespace, TAP, NIC, host."""
+    """The fixtures' body: a namespace with the kernel on a TAP, the simulated NIC, a
+    StackHost on it (``instances`` default: the stock three); closed and removed after."""
     require_netns()
     plan = parse_faults(faults) if faults else None
     with netns() as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64") as tap, \
@@ -428,6 +429,10 @@ def test_200_concurrent_connections(peer):
 # -- resets and errors --------------------------------------------------------------------
 
 def test_rst_to_a_closed_port(peer):
+    """A SYN to a port nobody listens on: our RST, the kernel's ECONNREFUSED."""
+    def no_socket() -> int:
+        return sum(s.counters.drops.get("tcp_no_socket", 0) for s in peer.host.stacks.values())
+    before = no_socket()
     sock = peer.socket(socket.AF_INET, socket.SOCK_STREAM)
 
     def refused():
@@ -439,9 +444,12 @@ def test_rst_to_a_closed_port(peer):
                 return "refused"
             return "connected"
     assert peer.wait(KernelTask(refused)) == "refused"
+    assert no_socket() > before
 
 
 def test_kernel_rst_aborts_our_connection(peer):
+    """The kernel closes with SO_LINGER 0 (a RST): our socket's error is "reset", recv
+    raises ConnectionReset, and the connection leaves the table."""
     listener = peer.server(K4, 7300)
 
     def abort():
