@@ -45,6 +45,7 @@ class FakeLayer:
         self.notifies = 0
         self.schedules = 0
         self.released_conns: list[TcpConnection] = []
+        self.scheduled: dict[TcpConnection, float | None] = {}
         self.challenge_limit = 1000
         self._ca_window = -1
         self._ca_count = 0
@@ -54,6 +55,7 @@ class FakeLayer:
 
     def schedule(self, conn: TcpConnection) -> None:
         self.schedules += 1
+        self.scheduled[conn] = conn.deadline
 
     def notify(self, conn: TcpConnection) -> None:
         self.notifies += 1
@@ -195,7 +197,17 @@ class TcpPair:
                 d = conn.deadline
                 if d is not None and d <= now:
                     conn.on_timer(now)
+        self.check_schedule()
         return True
+
+    def check_schedule(self) -> None:
+        """The layer contract: the last ``schedule(conn)`` saw the deadline ``conn`` has now."""
+        for layer in (self.a, self.b):
+            conn = layer.conn
+            if conn is not None:
+                told = layer.scheduled.get(conn)
+                assert told == conn.deadline, (
+                    f"{layer.name}: deadline {conn.deadline} but the layer was told {told}")
 
     def run(self, until: Callable[[], bool] | None = None, *, limit: float = 120.0,
             steps: int = 2_000_000, pump: Callable[[], None] | None = None) -> bool:

@@ -268,3 +268,41 @@ def test_ipv6_transfer():
     up = payload(5, 300_000)
     got_b, got_a = pair.transfer(up, b"ok")
     assert got_b == up and got_a == b"ok"
+
+
+def test_karn_no_rtt_sample_from_a_retransmission():
+    """Without timestamps, the ACK of a retransmitted segment gives no RTT sample (RFC 6298
+    section 3, Karn); a fresh segment does."""
+    cfg = dataclasses.replace(QUICK, timestamps=False)
+    dropped = []
+
+    def drop(direction, seg):
+        if direction == "ab" and seg.payload == b"first" and not dropped:
+            dropped.append(seg)
+            return True
+        return False
+
+    pair = TcpPair(cfg, drop=drop)
+    c = pair.connect()
+    assert pair.run(lambda: pair.server is not None and pair.server.state == "ESTABLISHED",
+                    limit=5)
+    pair.run(limit=1)
+    samples = c.rto.samples
+    c.send(b"first")
+    assert pair.run(lambda: c.snd_una == c.snd_nxt, limit=10)
+    assert dropped and pair.a.counters.tcp_rto == 1
+    assert c.rto.samples == samples
+    c.send(b"second")
+    assert pair.run(lambda: c.snd_una == c.snd_nxt, limit=10)
+    assert c.rto.samples == samples + 1
+
+
+def test_timestamps_give_a_sample_per_ack():
+    pair = TcpPair(BIG)
+    got_b, _ = pair.transfer(payload(6, 100_000), close=False)
+    c = pair.client
+    acks = [s for s in pair.segments("ba") if s.flags & ACK and not s.flags & SYN]
+    assert c.rto.samples >= len(acks) // 2
+    # The round trip, plus at most the delayed-ACK hold (RFC 7323 echoes the earliest
+    # unacknowledged segment's TSval).
+    assert 2 * pair.delay - 0.002 <= c.rto.srtt <= 2 * pair.delay + BIG.delayed_ack_timeout
