@@ -18,7 +18,7 @@ The ``layer`` (the demultiplexer, :mod:`.tcp_layer`) provides:
 - ``schedule(conn)``: ``conn.deadline`` changed (called on every change, also to ``None``);
 - ``notify(conn)``: something the application cares about changed (connected, readable,
   writable, EOF, error, closed);
-- ``released(conn)``: the connection left the CLOSED state for good: remove it (exactly once);
+- ``released(conn)``: the connection entered CLOSED for good: remove it (exactly once);
 - ``counters``: the instance's :class:`~hetnic.host.stack.counters.StackCounters`;
 - ``challenge_ack_allowed(now) -> bool``: the RFC 5961 section 7 rate limit;
 - ``now``: the latest time the layer saw (used by the application-side calls, which take no
@@ -134,7 +134,7 @@ class TcpConnection(TcpInput, TcpOutput):
 
     __slots__ = (
         "layer", "cfg", "local", "lport", "remote", "rport", "state", "error", "connected",
-        "eof", "released_", "_psum", "_hdr_ports",
+        "eof", "_released", "_psum", "_hdr_ports",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         "_fin_queued", "_fin_acked", "_closed_by_app", "sndbuf",
@@ -165,7 +165,7 @@ class TcpConnection(TcpInput, TcpOutput):
         self.error: str | None = None
         self.connected = False
         self.eof = False
-        self.released_ = False
+        self._released = False
         # The pseudo-header without its length, folded; the length is added per segment.
         self._psum = pseudo_sum(local, remote, _PROTO_TCP, 0)
         self._hdr_ports = (lport, rport)

@@ -418,7 +418,7 @@ class TcpOutput:
         self.state = CLOSED
         self._t_rtx = self._t_delack = self._t_persist = self._t_keep = self._t_close = INF
         self._reschedule()
-        if not self.released_:
-            self.released_ = True
+        if not self._released:
+            self._released = True
             self.layer.released(self)
         self.layer.notify(self)
