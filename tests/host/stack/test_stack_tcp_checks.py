@@ -217,3 +217,36 @@ def test_empty_ack_at_the_right_window_edge_is_taken():
     assert "tcp_out_of_window" not in pair.a.counters.drops
     inject(pair, c, c.rcv_nxt + edge + 1, nxt, ACK)              # one past: not acceptable
     assert pair.a.counters.drops["tcp_out_of_window"] == 1
+
+
+def test_fin_wait_1_straight_to_time_wait():
+    """The peer's FIN acknowledging our FIN: FIN-WAIT-1 -> TIME-WAIT in one step."""
+    pair, c = setup()
+    c.shutdown()
+    assert c.state == "FIN-WAIT-1"
+    out = inject(pair, c, c.rcv_nxt, c.snd_nxt, FIN | ACK)
+    assert c.state == "TIME-WAIT" and c.eof
+    assert out and out[-1].flags == ACK and out[-1].ack == c.rcv_nxt
+    pair.advance(NO_TS.time_wait + 0.01)
+    assert c.state == "CLOSED" and c.deadline is None and pair.a.released_conns == [c]
+
+
+def test_rst_in_syn_received_of_a_passive_open_releases_quietly():
+    pair = TcpPair(NO_TS, drop=lambda direction, seg: direction == "ba")
+    pair.connect()
+    pair.run(lambda: pair.server is not None, limit=1)
+    s = pair.server
+    assert s.state == "SYN-RECEIVED"
+    pair.drop = lambda direction, seg: True
+    inject(pair, s, s.rcv_nxt, 0, RST)
+    assert s.state == "CLOSED" and s.error is None and pair.b.released_conns == [s]
+
+
+def test_syn_received_resends_syn_ack_for_a_repeated_syn():
+    pair = TcpPair(NO_TS, drop=lambda direction, seg: direction == "ba")
+    pair.connect(iss=1000)
+    pair.run(lambda: pair.server is not None, limit=1)
+    s = pair.server
+    out = inject(pair, s, 1000, 0, SYN)
+    assert len(out) == 1 and out[0].flags == SYN | ACK and out[0].ack == 1001
+    assert s.state == "SYN-RECEIVED"
