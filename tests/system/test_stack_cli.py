@@ -178,3 +178,53 @@ def test_instances_the_nic_cannot_hold(capsys, tmp_path, table, message):
     line = _error(capsys, ["stack", "up", "--tap", "hetnic-none0", "--addr", "198.18.0.2/24",
                            "--instances", str(path)])
     assert line == f"hetnic stack: error: {message}"
+
+
+def _stack_up(ns, *extra, **popen):
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "stack", "up", "--tap",
+         "tap0", "--addr", "198.18.0.2/24", *extra], **popen)
+
+
+def test_ctrl_c_stops_cleanly():
+    require_netns()
+    with netns() as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False):
+        proc = _stack_up(ns, "--no-live", "--duration", "120", stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        try:
+            out.wait_for("everything else", proc, 120)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            status = proc.wait(timeout=60)
+        text, errors = out.text(), err.text()
+    assert status == 0, errors
+    assert "summary after" in text and "Traceback" not in errors
+
+
+def test_live_table_on_a_terminal():
+    """With a terminal as stdout the status is rich's live table, then the summary."""
+    import os
+    import pty
+    require_netns()
+    with netns() as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False):
+        main_fd, child_fd = pty.openpty()
+        proc = _stack_up(ns, "--duration", "3", stdout=child_fd, stderr=subprocess.PIPE)
+        os.close(child_fd)
+        chunks = []
+        while True:             # read until the child closes the terminal
+            try:
+                data = os.read(main_fd, 65536)
+            except OSError:     # EIO: the other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(main_fd)
+        status = proc.wait(timeout=60)
+        errors = proc.stderr.read().decode()
+        proc.stderr.close()
+    screen = b"".join(chunks).decode(errors="replace")
+    assert status == 0, errors
+    assert "hetnic stack (Ctrl-C to stop)" in screen and "concurrency" in screen
+    assert "summary after" in screen
