@@ -238,13 +238,24 @@ def test_echo_and_discard_on_their_instances(kernel_peer):
     assert host.app("echo").stats()["bytes_out"] >= 2 * 256_000
 
 
-def test_every_instance_learns_the_kernel_by_arp(kernel_peer):
+def test_every_instance_learns_the_kernel_by_arp(kernel_peer, monkeypatch):
+    """The kernel's ARP request reaches every instance; the TAP sees one reply, not one per
+    instance."""
+    from kit.netns import ns_run
     ns, host, _ = kernel_peer
+    ns_run(ns, "ip", "neigh", "flush", "dev", "tap0")
+    before = {name: s.counters.arp_in for name, s in host.stacks.items()}
+    written = []
+    write = host.bridge.tap.write
+    monkeypatch.setattr(host.bridge.tap, "write", lambda frame: (written.append(frame),
+                                                                 write(frame))[1])
     _in_ns(ns, host, f"""
         import socket
         socket.create_connection(("{H4}", 80), timeout=30).close()
     """)
-    assert all(s.counters.arp_in > 0 for s in host.stacks.values())
+    assert all(s.counters.arp_in > before[name] for name, s in host.stacks.items())
+    replies = [f for f in written if f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02"]
+    assert len(replies) == 1
 
 
 def test_an_instance_connects_out_and_gets_its_return_traffic(kernel_peer):
