@@ -256,28 +256,33 @@ class StackHost:
     def port_map(self) -> list[dict]:
         """The classifier rules installed, one dict per rule and one for the default:
         ``rule`` (slot, None for the default), ``match`` (text), ``proto``, ``ports``,
-        ``instance``, ``rx_queues``, ``reta`` ((offset, size))."""
-        rows = []
+        ``instance``, ``rx_queues``, ``reta`` ((offset, size)) and ``app`` (the application
+        serving that port here, ``""`` if none)."""
         names = [cfg.name for cfg in self.instances]
+        running = {(app.port, "udp" if app.name == "udp-echo" else "tcp"): app.name
+                   for apps in self.apps.values() for app in apps}
+        rows = []
         for slot, rule in enumerate(self.plan.rules):
             proto = rule.ip_proto or "any"
             ports = rule.dst_port
             if isinstance(ports, tuple):
                 ports = f"{ports[0]}-{ports[1]}"
-            if rule.flags.get("fragment"):
+                match = f"dst port {ports}"
+            elif rule.flags.get("fragment"):
                 match = "IPv4/IPv6 fragments"
             else:
-                match = f"{proto} dst port {ports}" if proto != "any" else f"dst port {ports}"
-            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance]))
+                match = f"{proto} dst port {ports}"
+            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance],
+                                  running.get((ports, proto), "")))
         rows.append(self._row(None, "everything else", "any", None,
-                              names[self.plan.default_instance]))
+                              names[self.plan.default_instance], ""))
         return rows
 
-    def _row(self, slot, match, proto, ports, instance) -> dict:
+    def _row(self, slot, match, proto, ports, instance, app) -> dict:
         cfg = next(c for c in self.instances if c.name == instance)
         return {"rule": slot, "match": match, "proto": proto, "ports": ports,
                 "instance": instance, "rx_queues": tuple(cfg.rx_queues),
-                "reta": self.plan.slices[instance]}
+                "reta": self.plan.slices[instance], "app": app}
 
     def summary(self) -> dict:
         """``{"instances": {name: {"rx_queues", "tx_queue", "counters", "states", "apps"}},

@@ -19,13 +19,14 @@ def port_map_table(rows: list[dict], *, tap: str, addr4: str, addr6: str | None)
     lines = [f"hetnic stack up on {tap}: {addr4}" + (f", {addr6}" if addr6 else "")
              + " (one MAC and address set shared by every instance)",
              "port -> instance map (NIC classifier rules, first match wins):",
-             f"  {'rule':>4}  {'match':<28} {'instance':<14} {'RX queues':<12} RETA slice"]
+             f"  {'rule':>4}  {'match':<22} {'instance':<12} {'RX queues':<10} "
+             f"{'RETA slice':<11} app"]
     for row in rows:
         rule = "dflt" if row["rule"] is None else str(row["rule"])
         queues = ",".join(map(str, row["rx_queues"]))
         lo, size = row["reta"]
-        lines.append(f"  {rule:>4}  {row['match']:<28} {row['instance']:<14} {queues:<12} "
-                     f"{lo}-{lo + size - 1}")
+        lines.append(f"  {rule:>4}  {row['match']:<22} {row['instance']:<12} {queues:<10} "
+                     f"{f'{lo}-{lo + size - 1}':<11} {row['app'] or '-'}".rstrip())
     lines.append("  ARP, NDP and ICMP errors are handed to every instance (each keeps its own "
                  "neighbour cache).")
     return "\n".join(lines)

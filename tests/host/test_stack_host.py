@@ -307,6 +307,10 @@ def test_port_map_and_summary(kernel_peer):
     assert rows[-1]["rule"] is None and rows[-1]["instance"] == "concurrency"
     http = next(r for r in rows if r["proto"] == "tcp" and r["ports"] == 80)
     assert http["instance"] == "throughput" and http["rx_queues"] == (2, 3, 4, 5)
+    assert http["app"] == "http" and http["reta"] == (128, 128)
+    apps = {(r["proto"], r["ports"]): r["app"] for r in rows}
+    assert apps[("tcp", 7)] == "echo" and apps[("udp", 7)] == "udp-echo"
+    assert apps[("tcp", 9)] == "discard" and apps[("any", "40000-59999")] == ""
     summary = host.summary()
     assert set(summary["instances"]) == {"low-delay", "throughput", "concurrency"}
     apps = {a["app"] for inst in summary["instances"].values() for a in inst["apps"]}
