@@ -253,3 +253,38 @@ def test_a_file_that_fails_mid_body_aborts_the_connection(site):
     while sock.take():
         pass
     assert sock.aborted and not server.connections and server.errors == 1
+
+
+def test_random_bytes_and_fragmented_requests_never_raise(site):
+    """Garbage, truncated and byte-by-byte requests: every connection ends with a response
+    or a close, never an exception."""
+    seed = 99
+    print("seed", seed)
+    rng = random.Random(seed)
+    good = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+    stack = FakeStack()
+    server = HttpStaticServer(stack, site)
+    for _ in range(300):
+        kind = rng.randrange(4)
+        if kind == 0:
+            data = rng.randbytes(rng.randrange(1, 400))
+        elif kind == 1:
+            data = good[:rng.randrange(len(good))]
+        elif kind == 2:
+            data = bytearray(good * rng.randrange(1, 4))
+            for _ in range(rng.randrange(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            data = bytes(data)
+        else:
+            data = good * rng.randrange(1, 4)
+        sock = stack.connect_fake(80, space=rng.choice([1, 7, 100, 1 << 20]))
+        for i in range(0, len(data), step := rng.randrange(1, 50)):
+            sock.feed(data[i:i + step])
+            sock.take()
+        sock.feed(eof=True)
+        for _ in range(10_000):
+            if not sock.take():
+                break
+        assert sock.closed
+    assert not server.connections
+    assert server.requests > 0 and server.bad_requests > 0
