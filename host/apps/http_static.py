@@ -16,6 +16,7 @@ All HTTP parsing and framing is h11's; this module only decides the responses.
 from __future__ import annotations
 
 import mimetypes
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class _HttpHandler(Handler):
         self.h11 = h11.Connection(h11.SERVER)
         self.out = bytearray()
         self.body = None            # the open file being sent
+        self.remaining = 0          # its bytes still to send
 
     def service(self) -> None:
         h = self.h11
@@ -94,10 +96,10 @@ class _HttpHandler(Handler):
             return
         try:
             body = path.open("rb")
-            size = path.stat().st_size
         except OSError:
             self._simple(404, head)
             return
+        size = os.fstat(body.fileno()).st_size
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         self._start(200, [(b"Content-Type", ctype.encode()),
                           (b"Content-Length", str(size).encode())])
@@ -105,18 +107,25 @@ class _HttpHandler(Handler):
             body.close()
             self.out += self.h11.send(h11.EndOfMessage())
         else:
-            self.body = body
+            self.body, self.remaining = body, size
 
     def _send_chunk(self) -> None:
+        """The next piece of the file, or the end of the message after ``Content-Length``
+        bytes. A file that fails or shrinks mid-body cuts the connection (HTTP/1.1 has
+        nothing else to say then); one that grows is sent as it was announced."""
         try:
-            chunk = self.body.read(CHUNK)
-        except OSError as exc:              # the file went bad mid-body: nothing to say
-            self.app.errors += 1            # in HTTP/1.1 but to cut the connection
-            self.finish(abort=True, reason=f"reading the file: {exc.strerror or exc}")
-            return
+            chunk = self.body.read(min(CHUNK, self.remaining)) if self.remaining else b""
+        except OSError as exc:
+            chunk, problem = b"", f"reading the file: {exc.strerror or exc}"
+        else:
+            problem = "the file shrank while it was sent"
         if chunk:
+            self.remaining -= len(chunk)
             self.app.body_bytes += len(chunk)
             self.out += self.h11.send(h11.Data(data=chunk))
+        elif self.remaining:
+            self.app.errors += 1
+            self.finish(abort=True, reason=problem)
         else:
             self.body.close()
             self.body = None

@@ -288,3 +288,25 @@ def test_random_bytes_and_fragmented_requests_never_raise(site):
         assert sock.closed
     assert not server.connections
     assert server.requests > 0 and server.bad_requests > 0
+
+
+@pytest.mark.parametrize("change", ["shrink", "grow"])
+def test_a_file_that_changes_while_sent(site, change):
+    """Shrinking cuts the connection (counted); growing sends what was announced."""
+    path = site / "big.bin"
+    path.write_bytes(bytes(300_000))
+    stack = FakeStack()
+    server = HttpStaticServer(stack, site)
+    sock = stack.connect_fake(80, space=1000)
+    _get(sock, b"/big.bin")
+    data = bytearray(sock.take())
+    with path.open("r+b") as f:
+        f.truncate(100_000 if change == "shrink" else 400_000)
+    while chunk := sock.take():
+        data += chunk
+    if change == "shrink":
+        assert sock.aborted and server.errors == 1
+    else:
+        [(response, body)] = _responses(bytes(data), [b"GET"])
+        assert response.status_code == 200 and len(body) == 300_000
+        assert not sock.closed and server.errors == 0
