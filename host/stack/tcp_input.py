@@ -50,8 +50,9 @@ class TcpInput:
     # --- the short path --------------------------------------------------------------------
 
     def _fast_path(self, seg, now: float) -> bool:
-        """In-order data acking nothing new, or a pure ACK advancing SND.UNA, in ESTABLISHED
-        with no SACK/FIN/window business. Returns False (nothing done) to take the full path."""
+        """In-order data (that may also advance SND.UNA), or a pure ACK advancing SND.UNA, in
+        ESTABLISHED with no SACK/FIN/recovery business. Returns False, having changed nothing
+        but TS.Recent, to take the full path."""
         if self.ts_ok:
             tv = seg.ts_val
             if tv is None or ((tv - self._ts_recent) & _M) >= _HALF:
@@ -60,14 +61,22 @@ class TcpInput:
         ack = seg.ack
         una = self.snd_una
         if payload:
-            if ack != una or self._ooo or seg.sack_blocks \
-                    or (seg.window << self._snd_shift) != self.snd_wnd:
+            if self._ooo or seg.sack_blocks or self._closed_by_app:
                 return False
-            n = len(payload)
-            if self.ts_ok and seg.seq == self._last_ack_sent:
+            if ack != una:
+                # Data that also acknowledges ours (both directions busy).
+                if ((ack - una) & _M) > ((self.snd_max - una) & _M) or self._dupacks:
+                    return False
+                if self.ts_ok and seg.seq == self._last_ack_sent:
+                    self._ts_recent = tv
+                self._fast_window(seg, ack)
+                self._on_new_ack(seg, ack, now)
+                self._output(now)
+            elif (seg.window << self._snd_shift) != self.snd_wnd:
+                return False                    # a window change without new data acked
+            elif self.ts_ok and seg.seq == self._last_ack_sent:
                 self._ts_recent = tv
-            if self._closed_by_app:
-                return False
+            n = len(payload)
             got = self.rcvbuf.insert(0, payload)
             if got != n:                        # trimmed to the buffer: ACK at once
                 if not got:
@@ -97,6 +106,14 @@ class TcpInput:
             return False
         if self.ts_ok and seg.seq == self._last_ack_sent:
             self._ts_recent = tv
+        self._fast_window(seg, ack)
+        self._on_new_ack(seg, ack, now)
+        self._output(now)
+        return True
+
+    def _fast_window(self, seg, ack: int) -> None:
+        """The window update of a short-path segment (its SEQ is RCV.NXT, so the SND.WL1/WL2
+        test passes) and the scoreboard's cumulative point."""
         wnd = seg.window << self._snd_shift
         self.snd_wnd = wnd
         if wnd > self.max_snd_wnd:
@@ -105,10 +122,6 @@ class TcpInput:
         self.snd_wl2 = ack
         if self._sb is not None and self._sb.sacked_bytes:
             self._sb.update(ack, ())
-        self._on_new_ack(seg, ack, now)
-        if self.state == ESTABLISHED:
-            self._output(now)
-        return True
 
     # --- SYN-SENT --------------------------------------------------------------------------
 
