@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .tcp_output import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
                          LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
-from .tcp_segment import ACK, FIN, RST, SYN, URG, seq_gt, seq_le, seq_lt
+from .tcp_segment import ACK, FIN, PSH, RST, SYN, URG, seq_gt, seq_le, seq_lt
 
 __all__ = ["TcpInput"]
 
@@ -365,6 +365,22 @@ class TcpInput:
         elif seq_gt(una, self._recover) and (
                 self._dupacks >= 3 or (sb is not None and sb.is_lost(una, self._smss))):
             self._enter_recovery(now)
+        elif self._dupacks < 3:
+            self._limited_transmit(now)
+
+    def _limited_transmit(self, now: float) -> None:
+        """RFC 3042: on the first two duplicate ACKs send one new segment each, past cwnd but
+        within the peer's window, so a small window still yields three duplicate ACKs."""
+        una = self.snd_una
+        nxt = self.snd_nxt
+        off = (nxt - una) & _M
+        avail = len(self.sndbuf) - off
+        mss = self._smss - self._sack_room() if self._ooo else self._smss
+        n = min(mss, avail, self.snd_wnd - off)
+        if n <= 0 or (n < mss and n < avail):
+            return
+        self._send_data(nxt, off, n, ACK | PSH if n == avail else ACK, now)
+        self.snd_nxt = (nxt + n) & _M
 
     def _enter_recovery(self, now: float) -> None:
         """Fast retransmit and enter fast recovery (RFC 6675 5 step 4 / RFC 6582 3.2)."""

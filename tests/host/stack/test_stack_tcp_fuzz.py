@@ -71,7 +71,7 @@ def test_random_segments_during_a_transfer(seed):
         return original_step()
 
     pair.step = step_with_noise
-    up, down = rng.randbytes(600_000), rng.randbytes(200_000)
+    up, down = rng.randbytes(2_000_000), rng.randbytes(500_000)
     got_b, got_a = pair.transfer(up, down, limit=300)
     assert got_b == up and got_a == down
     print(thrown, pair.faults)

@@ -78,6 +78,19 @@ def test_one_loss_is_one_fast_retransmit(sack):
 
 
 @pytest.mark.parametrize("sack", [True, False], ids=["sack", "newreno"])
+def test_limited_transmit_makes_a_small_window_recover_fast(sack):
+    """Initial window 3, the first segment lost: two duplicate ACKs only, unless each sends
+    one new segment (RFC 3042); then fast retransmit instead of an RTO."""
+    cfg = dataclasses.replace(BIG, sack=sack, initial_window=3)
+    pair = TcpPair(cfg, drop=drop_nth_data({0}))
+    up = payload(12, 1448 * 6)
+    got_b, _ = pair.transfer(up)
+    assert got_b == up
+    k = pair.a.counters
+    assert k.tcp_rto == 0 and k.tcp_fast_retransmits == 1 and k.tcp_retransmits == 1
+
+
+@pytest.mark.parametrize("sack", [True, False], ids=["sack", "newreno"])
 def test_several_losses_in_one_window(sack):
     """SACK resends every hole in one recovery; NewReno walks them with partial ACKs."""
     cfg = dataclasses.replace(BIG, sack=sack)
