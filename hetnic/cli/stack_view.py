@@ -14,6 +14,18 @@ _STATE_SHORT = {"ESTABLISHED": "est", "SYN-SENT": "syn-sent", "SYN-RECEIVED": "s
                 "TIME-WAIT": "time-wait", "LISTEN": "listen"}
 
 
+def _queues(queues) -> str:
+    """Queue numbers with runs shortened: ``(0, 1, 2, 5)`` -> ``"0-2,5"``."""
+    parts, run = [], []
+    for q in sorted(queues):
+        if run and q != run[-1] + 1:
+            parts.append(run)
+            run = []
+        run.append(q)
+    parts.append(run)
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in parts)
+
+
 def port_map_table(rows: list[dict], *, tap: str, addr4: str, addr6: str | None) -> str:
     """The classifier rules as a text table, one line per rule and the default."""
     lines = [f"hetnic stack up on {tap}: {addr4}" + (f", {addr6}" if addr6 else "")
@@ -23,7 +35,7 @@ def port_map_table(rows: list[dict], *, tap: str, addr4: str, addr6: str | None)
              f"{'RETA slice':<11} app"]
     for row in rows:
         rule = "dflt" if row["rule"] is None else str(row["rule"])
-        queues = ",".join(map(str, row["rx_queues"]))
+        queues = _queues(row["rx_queues"])
         lo, size = row["reta"]
         lines.append(f"  {rule:>4}  {row['match']:<22} {row['instance']:<12} {queues:<10} "
                      f"{f'{lo}-{lo + size - 1}':<11} {row['app'] or '-'}".rstrip())
@@ -59,7 +71,7 @@ def status_table(summary: dict):
                          else "right")
     for name, inst in summary["instances"].items():
         row = _row(inst)
-        table.add_row(name, f"{','.join(map(str, inst['rx_queues']))}/{inst['tx_queue']}",
+        table.add_row(name, f"{_queues(inst['rx_queues'])}/{inst['tx_queue']}",
                       str(row["seg_in"]), str(row["seg_out"]), str(row["retx"]),
                       str(row["drops"]), row["states"], str(row["served"]))
     bridge = summary.get("bridge") or {}

@@ -159,7 +159,7 @@ def test_stack_up_serves_curl_and_echo_and_stops_on_sigterm(tmp_path):
         text, errors = out.text(), err.text()
         assert status == 0, errors
         assert "port -> instance map" in text
-        assert re.search(r"\n +0 +tcp dst port 80 +throughput +2,3,4,5 +128-255 +http\n", text)
+        assert re.search(r"\n +0 +tcp dst port 80 +throughput +2-5 +128-255 +http\n", text)
         summary = text[text.index("summary after"):]
         assert "instance throughput" in summary and "app http port 80" in summary
         assert "statuses {200: 1, 404: 1}" in summary
