@@ -9,8 +9,9 @@
 :meth:`TcpConnection.input`; time comes in as ``now`` (seconds on any monotonic clock) through
 ``input``, :meth:`TcpConnection.on_timer` and the ``layer.now`` of the owning layer; segments
 go out as finished bytes through ``layer.send_segment``. The receive path lives in
-:mod:`.tcp_input`, the send path and the timers in :mod:`.tcp_output`; this module holds the
-configuration, the opening and the application's side (send, recv, shutdown, close).
+:mod:`.tcp_input`, ACK processing and loss recovery in :mod:`.tcp_recovery`, the send path
+and the timers in :mod:`.tcp_output`; this module holds the configuration, the opening and
+the application's side (send, recv, shutdown, close).
 
 The ``layer`` (the demultiplexer, :mod:`.tcp_layer`) provides:
 
@@ -35,6 +36,7 @@ from .rto import RtoEstimator
 from .sack import SackScoreboard
 from .tcp_buffers import ReceiveBuffer, SendBuffer
 from .tcp_input import TcpInput
+from .tcp_recovery import TcpRecovery
 from .tcp_output import (CLOSE_WAIT, CLOSED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
                          LAST_ACK, STATES, SYN_RECEIVED, SYN_SENT, TIME_WAIT, TcpOutput,
                          window_shift)
@@ -100,7 +102,7 @@ class TcpConfig:
     fin_wait2_timeout: float = 60.0
 
 
-class TcpConnection(TcpInput, TcpOutput):
+class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
     """One TCP connection (RFC 9293), from the first SYN to its release.
 
     Parameters
