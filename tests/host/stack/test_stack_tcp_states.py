@@ -326,3 +326,22 @@ def test_close_in_syn_sent_just_releases():
     c.close()
     assert c.state == "CLOSED" and c.deadline is None and pair.a.released_conns == [c]
     assert len(pair.trace) == 1                   # the SYN, nothing after it
+
+
+def test_open_from_cookie():
+    """The layer validated a SYN cookie: the connection starts ESTABLISHED from the ACK with
+    the cookie's MSS and no window scaling, SACK or timestamps; the ACK's data is taken."""
+    pair = TcpPair(listen=False)
+    b = pair.b
+    conn = TcpConnection(b, QUICK, b.addr, 80, pair.a.addr, 40000, 0.0)
+    b.conn = conn
+    from hetnic.host.stack.tcp_segment import TcpSegment
+    ack = TcpSegment(40000, 80, 778, 9001, ACK, 4000, b"first bytes")
+    conn.open_from_cookie(ack, 9000, 536, 0.0)
+    assert conn.state == "ESTABLISHED" and conn.connected
+    assert conn.snd_una == conn.snd_nxt == 9001 and conn.rcv_nxt == 778 + 11
+    assert conn.recv() == b"first bytes"
+    info = conn.info()
+    assert info["mss"] == 536 and info["wscale"] is None and not info["ts"] and not info["sack"]
+    assert conn.snd_wnd == 4000
+    assert b.notifies >= 1
