@@ -210,8 +210,8 @@ class TcpOutput:
                         # SWS avoidance, RFC 1122 4.2.3.4); the persist timer overrides.
                         if n < (self.max_snd_wnd >> 1):
                             break
-                    elif nagle and off:
-                        break
+                    elif nagle and off and not self._fin_queued:
+                        break                   # Nagle; a closing side pushes its tail
                 force = False
                 if n == avail:
                     flags = ACK | PSH | FIN if self._fin_queued else ACK | PSH
