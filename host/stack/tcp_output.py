@@ -26,7 +26,6 @@ _HALF = 0x80000000
 _HDR = struct.Struct("!HHIIBBHHH")
 # ... + NOP NOP TS(8) len(10) val ecr: the option area of nearly every segment (RFC 7323 A)
 _HDR_TS = struct.Struct("!HHIIBBHHHBBBBII")
-_TS_WORD = 0x0101080A
 _from_bytes = int.from_bytes
 
 CLOSED = "CLOSED"
@@ -84,7 +83,6 @@ class TcpOutput:
             self._t_delack = INF
         else:
             ack = 0
-        sport, dport = self._hdr_ports
         if flags & SYN:
             win = self.rcvbuf.window
             if win > 0xFFFF:
@@ -119,13 +117,12 @@ class TcpOutput:
                 val = (int(now * 1000.0) + self._ts_off) & _M
                 ecr = self._ts_recent
                 n = len(payload)
-                total = (self._psum + sport + dport + seq + ack + (0x8000 | flags) + win + 32 + n
-                         + _TS_WORD + val + ecr)
+                total = self._csum_ts + seq + ack + flags + win + n + val + ecr
                 if n:
                     value = _from_bytes(payload, "big")
                     total += value << 8 if n & 1 else value
                 total %= 0xFFFF
-                hdr = _HDR_TS.pack(sport, dport, seq, ack, 0x80, flags, win,
+                hdr = _HDR_TS.pack(self.lport, self.rport, seq, ack, 0x80, flags, win,
                                    0xFFFF - total if total else 0, 0, 1, 1, 8, 10, val, ecr)
                 layer = self.layer
                 layer.counters.tcp_out += 1
@@ -133,14 +130,14 @@ class TcpOutput:
                 return
         hl = 20 + len(options)
         n = len(payload)
-        total = self._psum + sport + dport + seq + ack + ((hl << 10) | flags) + win + hl + n
+        total = self._csum + seq + ack + ((hl << 10) | flags) + win + hl + n
         if options:
             total += _from_bytes(options, "big")
         if n:
             value = _from_bytes(payload, "big")
             total += value << 8 if n & 1 else value
         total %= 0xFFFF
-        hdr = _HDR.pack(sport, dport, seq, ack, hl << 2, flags, win,
+        hdr = _HDR.pack(self.lport, self.rport, seq, ack, hl << 2, flags, win,
                         0xFFFF - total if total else 0, 0)
         self.layer.counters.tcp_out += 1
         self.layer.send_segment(self, b"".join((hdr, options, payload)))
