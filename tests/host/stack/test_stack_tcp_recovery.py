@@ -277,7 +277,9 @@ def test_delayed_ack_timeout_acks_a_lone_segment():
 
 
 def test_ipv6_transfer():
-    pair = TcpPair(BIG, v6=True, seed=5, loss=0.01)
+    seed = 5
+    print(f"seed={seed}")
+    pair = TcpPair(BIG, v6=True, seed=seed, loss=0.01)
     up = payload(5, 300_000)
     got_b, got_a = pair.transfer(up, b"ok")
     assert got_b == up and got_a == b"ok"
