@@ -15,17 +15,15 @@ nothing is ever estimated in their place.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable
+
+from .host.netns import in_netns, ip, netns, netns_unavailable
 
 __all__ = ["bench_stack", "netns_unavailable"]
 
@@ -38,7 +36,6 @@ _KERNEL4, _HETNIC4 = "198.18.0.1", "198.18.0.2"
 _KERNEL6, _HETNIC6 = "2001:db8::1", "2001:db8::2"
 _VETH_A, _VETH_B = "198.18.1.1", "198.18.1.2"
 _SINK_PORT, _ECHO_PORT, _LISTEN_PORT = 5201, 5007, 80
-_CLONE_NEWNET = 0x40000000
 
 
 # -- the stack alone ---------------------------------------------------------------------
@@ -117,67 +114,7 @@ def bench_direct(size: int = 64 * _MiB, profile: str = "throughput") -> dict:
     }
 
 
-# -- namespaces (the kernel side) ---------------------------------------------------------
-
-def netns_unavailable() -> str | None:
-    """None when network namespaces and TAP devices can be used, else the reason why not."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and TAP devices)"
-    if not os.path.exists("/dev/net/tun"):
-        return "needs /dev/net/tun"
-    if shutil.which("ip") is None:
-        return "needs iproute2's `ip`"
-    if not os.path.exists("/proc/thread-self/ns/net"):
-        return "needs /proc/thread-self/ns/net (setns)"
-    return None
-
-
-def _ip(*args: str) -> None:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
-    if r.returncode != 0:
-        raise RuntimeError(f"bench stack: `ip {' '.join(args)}`: {r.stderr.strip()}")
-
-
-@contextlib.contextmanager
-def _netns(tag: str) -> Iterator[str]:
-    name = f"hetnic-bench-{os.getpid()}-{tag}"
-    _ip("netns", "add", name)
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
-
-
-_libc = None
-
-
-def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def _in_netns(ns: str) -> Iterator[None]:
-    """This thread inside ``ns`` for the block (sockets opened there stay in ``ns``)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
-
+# -- the kernel side ----------------------------------------------------------------------
 
 class _Worker(threading.Thread):
     """A kernel-side task on its own thread; its result or exception kept for the caller."""
@@ -214,16 +151,16 @@ def _sink(listener: socket.socket) -> tuple[int, bytes, float]:
 
 def bench_veth(size: int = 64 * _MiB) -> dict:
     """The kernel to itself: ``size`` bytes over TCP between two namespaces on a veth pair."""
-    with _netns("va") as na, _netns("vb") as nb:
-        _ip("link", "add", "hnb0", "netns", na, "type", "veth", "peer", "name", "hnb1",
+    with netns("hetnic-bench-va") as na, netns("hetnic-bench-vb") as nb:
+        ip("link", "add", "hnb0", "netns", na, "type", "veth", "peer", "name", "hnb1",
             "netns", nb)
-        _ip("-n", na, "addr", "add", f"{_VETH_A}/24", "dev", "hnb0")
-        _ip("-n", nb, "addr", "add", f"{_VETH_B}/24", "dev", "hnb1")
-        _ip("-n", na, "link", "set", "hnb0", "up")
-        _ip("-n", nb, "link", "set", "hnb1", "up")
-        with _in_netns(na):
+        ip("-n", na, "addr", "add", f"{_VETH_A}/24", "dev", "hnb0")
+        ip("-n", nb, "addr", "add", f"{_VETH_B}/24", "dev", "hnb1")
+        ip("-n", na, "link", "set", "hnb0", "up")
+        ip("-n", nb, "link", "set", "hnb1", "up")
+        with in_netns(na):
             listener = socket.create_server((_VETH_A, _SINK_PORT))
-        with _in_netns(nb):
+        with in_netns(nb):
             client = socket.socket()
         worker = _Worker(lambda: _sink(listener))
         worker.start()
@@ -292,7 +229,7 @@ def _percentile(samples: list[float], q: float) -> float:
 def _kernel_to_hetnic(host, ns: str, size: int) -> dict:
     stack = host.stacks["throughput"]
     listener = stack.listen(_LISTEN_PORT)
-    with _in_netns(ns):
+    with in_netns(ns):
         client = socket.socket()
     block = os.urandom(_MiB)
     expected = hashlib.sha256(block * (size // _MiB)).digest()
@@ -335,7 +272,7 @@ def _kernel_to_hetnic(host, ns: str, size: int) -> dict:
 
 def _hetnic_to_kernel(host, ns: str, size: int) -> dict:
     stack = host.stacks["throughput"]
-    with _in_netns(ns):
+    with in_netns(ns):
         listener = socket.create_server((_KERNEL4, _SINK_PORT))
     worker = _Worker(lambda: _sink(listener))
     worker.start()
@@ -367,7 +304,7 @@ def _rr_latency(host, ns: str, count: int) -> dict:
     """p50/p99 of 64-byte request/response, each instance a client of a kernel echo server
     (the replies come back to the instance by its ephemeral port range)."""
     names = list(host.stacks)
-    with _in_netns(ns):
+    with in_netns(ns):
         listener = socket.create_server((_KERNEL4, _ECHO_PORT))
     worker = _Worker(lambda: _echo_server(listener, len(names)))
     worker.start()
@@ -410,14 +347,14 @@ def bench_kernel(goodput_size: int = 8 * _MiB, rr_count: int = 200) -> dict:
     from .host.stack_host import StackHost
     from .host.tap import TapDevice
 
-    with _netns("tap") as ns:
-        _ip("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
+    with netns("hetnic-bench-tap") as ns:
+        ip("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         "net.ipv6.conf.tap0.accept_dad=0"], capture_output=True, timeout=20)
-        _ip("-n", ns, "addr", "add", f"{_KERNEL4}/24", "dev", "tap0")
-        _ip("-n", ns, "addr", "add", f"{_KERNEL6}/64", "dev", "tap0", "nodad")
-        _ip("-n", ns, "link", "set", "tap0", "up")
-        with _in_netns(ns):
+        ip("-n", ns, "addr", "add", f"{_KERNEL4}/24", "dev", "tap0")
+        ip("-n", ns, "addr", "add", f"{_KERNEL6}/64", "dev", "tap0", "nodad")
+        ip("-n", ns, "link", "set", "tap0", "up")
+        with in_netns(ns):
             tap = TapDevice("tap0")
         with tap, Nic.open("sim", width=64, rx_queues=8) as nic:
             host = StackHost(nic, tap, addr4=f"{_HETNIC4}/24", addr6=f"{_HETNIC6}/64",
