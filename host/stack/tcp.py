@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from hetnic.protocol import IpProto
+
 from .checksum import pseudo_sum
 from .congestion import make_congestion
 from .rto import RtoEstimator
@@ -44,7 +46,7 @@ from .tcp_segment import ACK, RST, TcpSegment
 
 __all__ = ["TcpConfig", "TcpConnection", "STATES"]
 
-_PROTO_TCP = 6          # IpProto.TCP (hetnic.protocol imports Amaranth; the stack stays light)
+_PROTO_TCP = int(IpProto.TCP)
 _TS_OPTION_LEN = 12     # NOP NOP TS: taken from the MSS of every segment when timestamps are on
 _TS_WORD = 0x0101080A   # NOP NOP kind 8 length 10, as one 32-bit word of the checksum
 
@@ -137,7 +139,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
 
     __slots__ = (
         "layer", "cfg", "local", "lport", "remote", "rport", "state", "error", "connected",
-        "eof", "_released", "_csum", "_csum_ts",
+        "eof", "_released", "_csum", "_csum_ts", "_pseudo", "_tx",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         "_fin_queued", "_fin_acked", "_closed_by_app", "sndbuf",
@@ -171,7 +173,10 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._released = False
         # The checksum's fixed part: pseudo-header (its length is added per segment) and
         # ports; for the usual 32-byte header also the data offset and the NOP NOP TS word.
-        self._csum = pseudo_sum(local, remote, _PROTO_TCP, 0) + lport + rport
+        self._pseudo = pseudo_sum(local, remote, _PROTO_TCP, 0)
+        self._csum = self._pseudo + lport + rport
+        # The layer may set a direct path to the IP output, called as ``tx(segment, now)``.
+        self._tx = None
         self._csum_ts = self._csum + 0x8000 + 32 + _TS_WORD
         self.iss = self.snd_una = self.snd_nxt = self.snd_max = 0
         self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0

@@ -37,8 +37,14 @@ class TcpInput:
         self._last_rx = now
         st = self.state
         if st == ESTABLISHED and seg.flags & _FAST_MASK == ACK and seg.seq == self.rcv_nxt \
-                and not self._in_recovery and self._fast_path(seg, now):
+                and not self._in_recovery and not seg.sack_blocks \
+                and self._fast_path(seg.seq, seg.ack, seg.window, seg.ts_val, seg.ts_ecr,
+                                    seg.payload, now):
             self._reschedule()
+            return
+        if self.ts_ok and seg.ts_val is None and not seg.flags & RST and st != SYN_SENT:
+            # RFC 7323 3.2: timestamps were agreed, so a segment without one is dropped.
+            self.layer.counters.drop("tcp_missing_ts")
             return
         if st == SYN_SENT:
             self._input_syn_sent(seg, now)
@@ -47,34 +53,46 @@ class TcpInput:
         if self.state != CLOSED:
             self._reschedule()
 
+    def input_fast(self, seq: int, ack: int, window: int, tv: int, ecr: int, payload: bytes,
+                   now: float) -> bool:
+        """The layer's short cut for the segments a transfer is made of: flags ACK (PSH
+        allowed), a timestamp option and no other, checksum verified. Returns True if the
+        segment was processed; False (nothing changed) to pass it to :meth:`input` as a
+        parsed segment."""
+        if self.state == ESTABLISHED and seq == self.rcv_nxt and not self._in_recovery:
+            self._last_rx = now
+            if self._fast_path(seq, ack, window, tv, ecr, payload, now):
+                self._reschedule()
+                return True
+        return False
+
     # --- the short path --------------------------------------------------------------------
 
-    def _fast_path(self, seg, now: float) -> bool:
+    def _fast_path(self, seq: int, ack: int, window: int, tv: int | None, ecr: int | None,
+                   payload: bytes, now: float) -> bool:
         """In-order data (that may also advance SND.UNA), or a pure ACK advancing SND.UNA, in
-        ESTABLISHED with no SACK/FIN/recovery business. Returns False, having changed nothing
-        but TS.Recent, to take the full path."""
-        if self.ts_ok:
-            tv = seg.ts_val
-            if tv is None or ((tv - self._ts_recent) & _M) >= _HALF:
-                return False
-        payload = seg.payload
-        ack = seg.ack
+        ESTABLISHED with no SACK/FIN/recovery business (the caller checked the flags, that
+        ``seq`` is RCV.NXT and that no SACK blocks came). Returns False, having changed
+        nothing, to take the full path."""
+        ts_ok = self.ts_ok
+        if ts_ok and (tv is None or ((tv - self._ts_recent) & _M) >= _HALF):
+            return False
         una = self.snd_una
         if payload:
-            if self._ooo or seg.sack_blocks or self._closed_by_app:
+            if self._ooo or self._closed_by_app:
                 return False
             if ack != una:
                 # Data that also acknowledges ours (both directions busy).
                 if ((ack - una) & _M) > ((self.snd_max - una) & _M) or self._dupacks:
                     return False
-                if self.ts_ok and seg.seq == self._last_ack_sent:
+                if ts_ok and seq == self._last_ack_sent:
                     self._ts_recent = tv
-                self._fast_window(seg, ack)
-                self._on_new_ack(seg, ack, now)
+                self._fast_window(seq, window, ack)
+                self._on_new_ack(ecr, ack, now)
                 self._output(now)
-            elif (seg.window << self._snd_shift) != self.snd_wnd:
+            elif (window << self._snd_shift) != self.snd_wnd:
                 return False                    # a window change without new data acked
-            elif self.ts_ok and seg.seq == self._last_ack_sent:
+            elif ts_ok and seq == self._last_ack_sent:
                 self._ts_recent = tv
             n = len(payload)
             got = self.rcvbuf.insert(0, payload)
@@ -101,27 +119,27 @@ class TcpInput:
             self.layer.notify(self)
             return True
         # Pure ACK.
-        if ack == una or ((ack - una) & _M) > ((self.snd_max - una) & _M) \
-                or seg.sack_blocks or self._dupacks:
+        if ack == una or ((ack - una) & _M) > ((self.snd_max - una) & _M) or self._dupacks:
             return False
-        if self.ts_ok and seg.seq == self._last_ack_sent:
+        if ts_ok and seq == self._last_ack_sent:
             self._ts_recent = tv
-        self._fast_window(seg, ack)
-        self._on_new_ack(seg, ack, now)
+        self._fast_window(seq, window, ack)
+        self._on_new_ack(ecr, ack, now)
         self._output(now)
         return True
 
-    def _fast_window(self, seg, ack: int) -> None:
+    def _fast_window(self, seq: int, window: int, ack: int) -> None:
         """The window update of a short-path segment (its SEQ is RCV.NXT, so the SND.WL1/WL2
         test passes) and the scoreboard's cumulative point."""
-        wnd = seg.window << self._snd_shift
+        wnd = window << self._snd_shift
         self.snd_wnd = wnd
         if wnd > self.max_snd_wnd:
             self.max_snd_wnd = wnd
-        self.snd_wl1 = seg.seq
+        self.snd_wl1 = seq
         self.snd_wl2 = ack
-        if self._sb is not None and self._sb.sacked_bytes:
-            self._sb.update(ack, ())
+        sb = self._sb
+        if sb is not None and sb.sacked_bytes:
+            sb.update(ack, ())
 
     # --- SYN-SENT --------------------------------------------------------------------------
 

@@ -29,11 +29,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+import struct
 from collections import Counter
+from functools import partial
 from ipaddress import ip_address
 
 from hetnic.protocol import IpProto
 
+from .checksum import FOLDS, fold_plan
 from .counters import StackCounters
 from .errors import AddressInUse, ResourceLimit
 from .instance import InstanceConfig
@@ -41,7 +44,8 @@ from .ports import PortTable
 from .sockets import TcpListener, TcpSocket
 from .syncookies import SynCookies
 from .tcp import TcpConnection
-from .tcp_segment import ACK, RST, SYN, SegmentError, build_tcp, parse_tcp, seq_add, syn_options
+from .tcp_segment import (ACK, FIN, RST, SYN, URG, SegmentError, TcpSegment, build_tcp, parse_tcp,
+                          seq_add, syn_options)
 
 __all__ = ["TcpLayer", "CHALLENGE_ACK_LIMIT", "DEFAULT_MSS"]
 
@@ -52,6 +56,12 @@ CHALLENGE_ACK_LIMIT = 1000
 DEFAULT_MSS = {4: 536, 16: 1220}
 
 _TCP = int(IpProto.TCP)
+# The header of the short path: sport dport seq ack offset flags window csum urg, then
+# NOP NOP TS(8) len(10) as one word, TSval, TSecr.
+_FAST = struct.Struct("!HHIIBBHHHIII")
+_TS_WORD = 0x0101080A
+_FAST_MASK = SYN | FIN | RST | URG | ACK
+_from_bytes = int.from_bytes
 _HALF_OPEN = "SYN-RECEIVED"
 _CLOSED = "CLOSED"
 
@@ -175,6 +185,34 @@ class TcpLayer:
     def input(self, src: bytes, dst: bytes, payload, now: float) -> None:
         """The interface's handler for protocol 6: one segment from ``src`` to ``dst``."""
         self.now = now
+        n = len(payload)
+        if n >= 32 and payload[12] == 0x80:
+            # The segments a transfer is made of: a 32-byte header whose only option is a
+            # timestamp, flags ACK (PSH allowed), for a connection: checked and handed over
+            # without a TcpSegment (the connection falls back to the full path if need be).
+            sport, dport, seq, ack, _, flags, window, _, _, word, tv, ecr = \
+                _FAST.unpack_from(payload)
+            if word == _TS_WORD and flags & _FAST_MASK == ACK:
+                conn = self._conns.get((dst, dport, src, sport))
+                if conn is not None:
+                    value = _from_bytes(payload, "big")
+                    folds = FOLDS.get(n)
+                    if folds is None:
+                        folds = fold_plan(n)
+                    for shift, mask in folds:
+                        value = (value >> shift) + (value & mask)
+                    if n & 1:
+                        value <<= 8
+                    # A valid segment's sum with its pseudo-header is a multiple of 0xFFFF.
+                    if (value + conn._pseudo + n) % 0xFFFF:
+                        self.counters.drop("tcp_bad_checksum")
+                        return
+                    self.counters.tcp_in += 1
+                    data = payload[32:]
+                    if not conn.input_fast(seq, ack, window, tv, ecr, data, now):
+                        conn.input(TcpSegment(sport, dport, seq, ack, flags, window, data,
+                                              ts_val=tv, ts_ecr=ecr), now)
+                    return
         try:
             seg = parse_tcp(payload, src, dst)
         except SegmentError as err:
@@ -294,6 +332,8 @@ class TcpLayer:
     def _new_conn(self, local: bytes, lport: int, remote: bytes, rport: int,
                   now: float) -> TcpConnection:
         conn = TcpConnection(self, self._tcp_config(remote), local, lport, remote, rport, now)
+        ip = self.iface.ip4 if len(remote) == 4 else self.iface.ip6
+        conn._tx = partial(ip.output, local, remote, _TCP)
         key = (local, lport, remote, rport)
         self._conns[key] = conn
         self._keys[conn] = key

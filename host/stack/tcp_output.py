@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from .checksum import FOLDS as _FOLDS
+from .checksum import fold_plan
 from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, SYN, sack_option, syn_options, ts_option
 
 __all__ = ["TcpOutput", "INF", "STATES", "window_shift"]
@@ -120,13 +122,22 @@ class TcpOutput:
                 total = self._csum_ts + seq + ack + flags + win + n + val + ecr
                 if n:
                     value = _from_bytes(payload, "big")
+                    folds = _FOLDS.get(n)
+                    if folds is None:
+                        folds = fold_plan(n)
+                    for shift, mask in folds:
+                        value = (value >> shift) + (value & mask)
                     total += value << 8 if n & 1 else value
                 total %= 0xFFFF
                 hdr = _HDR_TS.pack(self.lport, self.rport, seq, ack, 0x80, flags, win,
                                    0xFFFF - total if total else 0, 0, 1, 1, 8, 10, val, ecr)
                 layer = self.layer
                 layer.counters.tcp_out += 1
-                layer.send_segment(self, hdr + payload if n else hdr)
+                tx = self._tx
+                if tx is None:
+                    layer.send_segment(self, hdr + payload if n else hdr)
+                else:
+                    tx(hdr + payload if n else hdr, now)
                 return
         hl = 20 + len(options)
         n = len(payload)
@@ -140,7 +151,11 @@ class TcpOutput:
         hdr = _HDR.pack(self.lport, self.rport, seq, ack, hl << 2, flags, win,
                         0xFFFF - total if total else 0, 0)
         self.layer.counters.tcp_out += 1
-        self.layer.send_segment(self, b"".join((hdr, options, payload)))
+        tx = self._tx
+        if tx is None:
+            self.layer.send_segment(self, b"".join((hdr, options, payload)))
+        else:
+            tx(b"".join((hdr, options, payload)), now)
 
     def _send_syn(self, now: float) -> None:
         """Our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with the options to offer/accept."""

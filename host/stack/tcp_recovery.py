@@ -50,7 +50,7 @@ class TcpRecovery:
             if wnd and not old_wnd:
                 self._persist_n = 0
         if ack != una and ((ack - una) & _M) < _HALF:
-            self._on_new_ack(seg, ack, now)
+            self._on_new_ack(seg.ts_ecr, ack, now)
             return
         if ack != una or plen or seg.flags & FIN or self.snd_max == una:
             return
@@ -100,9 +100,10 @@ class TcpRecovery:
             self._inflate = 3 * mss
         self._t_rtx = now + self.rto.rto
 
-    def _on_new_ack(self, seg, ack: int, now: float) -> None:
-        """SND.UNA advances to ``ack``: free acked bytes, take an RTT sample, drive recovery
-        and congestion control, re-arm the timer, and move on when our FIN is acked."""
+    def _on_new_ack(self, ecr: int | None, ack: int, now: float) -> None:
+        """SND.UNA advances to ``ack``: free acked bytes, take an RTT sample (from ``ecr``,
+        the segment's TSecr, when timestamps are on), drive recovery and congestion control,
+        re-arm the timer, and move on when our FIN is acked."""
         una = self.snd_una
         acked = (ack - una) & _M
         buf = self.sndbuf
@@ -116,7 +117,6 @@ class TcpRecovery:
         self._persist_n = 0
         rtt = None
         if self.ts_ok:
-            ecr = seg.ts_ecr
             if ecr:
                 sample = ((int(now * 1000.0) + self._ts_off - ecr) & _M)
                 if sample < 600000:
