@@ -275,7 +275,7 @@ class NetInterface:
             self.ndp.solicit(ip, mac, now)
 
     def _neighbour_changed(self, ip: bytes) -> None:
-        self.ip4.tx_cache.clear()
+        self.ip4.forget()
         self.ip6.tx_cache.clear()
 
     # -- addresses -------------------------------------------------------------------------

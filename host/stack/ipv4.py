@@ -27,7 +27,7 @@ from .reassembly import Reassembler
 if TYPE_CHECKING:
     from .interface import NetInterface
 
-__all__ = ["Ipv4Layer", "IPV4_HEADER", "build_ipv4_header", "DEFAULT_TTL"]
+__all__ = ["Ipv4Layer", "IPV4_HEADER", "build_ipv4_header", "DEFAULT_TTL", "FRAME_TCP_TS"]
 
 IPV4_HEADER = 20
 #: Prebuilt (source, destination, protocol) headers kept at most.
@@ -43,6 +43,11 @@ _IN = struct.Struct("!2xHHHBB2x4s4s")
 # Sent: version/IHL, TOS, total, id, flags+offset, TTL, protocol, checksum, source, dest.
 _OUT = struct.Struct("!BBHHHBBH4s4s")
 _from_bytes = int.from_bytes
+#: A whole Ethernet + IPv4 + TCP-with-timestamp header in one pack (TCP's short send path,
+#: :meth:`Ipv4Layer.tcp_path`): Ethernet header (14 bytes); version/IHL, TOS, total, id,
+#: flags+offset, TTL, protocol, checksum, source, destination; sport, dport, seq, ack,
+#: offset, flags, window, checksum, urgent, NOP, NOP, kind 8, length 10, TSval, TSecr.
+FRAME_TCP_TS = struct.Struct("!14sBBHHHBBH4s4sHHIIBBHHHBBBBII")
 
 
 def build_ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int,
@@ -73,6 +78,8 @@ class Ipv4Layer:
         self.ident = 0
         # (src, dst, proto) -> (Ethernet header, unfolded fixed header sum, DF flag)
         self.tx_cache: dict[tuple[bytes, bytes, int], tuple[bytes, int, int]] = {}
+        #: Bumped whenever ``tx_cache`` is emptied (what :meth:`tcp_path` handed out is stale).
+        self.gen = 0
         # The interface's fixed objects, looked up once (the per-frame paths are short).
         self._counters = iface.counters
         self._local = iface.ipv4_set
@@ -204,6 +211,23 @@ class Ipv4Layer:
         self._out.append(eth + _OUT.pack(0x45, 0, total, ident, flags, DEFAULT_TTL, proto,
                                          ~s & 0xFFFF, src, dst) + payload)
 
+    def forget(self) -> None:
+        """Drop every prebuilt header (a neighbour changed, or the cache is full)."""
+        self.tx_cache.clear()
+        self.gen += 1
+
+    def tcp_path(self, src: bytes, dst: bytes) -> tuple[bytes, int] | None:
+        """For TCP's short send path: the Ethernet header towards ``dst`` and the unfolded
+        sum of the IPv4 header words fixed for ``(src, dst, TCP)`` (TTL, protocol, DF,
+        addresses), or None while the neighbour is not resolved. Valid while :attr:`gen`
+        stays as it was. The caller builds the frame with :data:`FRAME_TCP_TS`: total length
+        and Identification (``ident`` incremented per packet) added to the sum, folded and
+        complemented; it counts ``ip_out`` and ``frames_out`` and appends to ``out``."""
+        entry = self.tx_cache.get((src, dst, _PROTO_TCP))
+        if entry is None:
+            return None
+        return entry[0], entry[1]
+
     def _prepare(self, src: bytes, dst: bytes, proto: int, payload: bytes,
                  now: float) -> tuple[bytes, int, int] | None:
         """The slow path: find the next hop's MAC (queueing the packet while it resolves)."""
@@ -215,7 +239,7 @@ class Ipv4Layer:
         entry = (eth, _header_sum(src, dst, proto, flags), flags)
         if cacheable:
             if len(self.tx_cache) >= TX_CACHE_LIMIT:
-                self.tx_cache.clear()          # rebuilt on demand: a bound, not an LRU
+                self.forget()                  # rebuilt on demand: a bound, not an LRU
             self.tx_cache[(src, dst, proto)] = entry
         return entry
 

@@ -139,7 +139,8 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
 
     __slots__ = (
         "layer", "cfg", "local", "lport", "remote", "rport", "state", "error", "connected",
-        "eof", "_released", "_csum", "_csum_ts", "_pseudo", "_tx",
+        "eof", "_released", "_csum", "_csum_ts", "_pseudo", "_tx", "_ip4", "_ip_gen", "_eth",
+        "_ip_sum",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         "_fin_queued", "_fin_acked", "_closed_by_app", "sndbuf",
@@ -177,6 +178,12 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._csum = self._pseudo + lport + rport
         # The layer may set a direct path to the IP output, called as ``tx(segment, now)``.
         self._tx = None
+        # For IPv4 the layer may also set the IP layer, whose prebuilt path lets the send side
+        # build whole frames (see TcpOutput._ip_refresh).
+        self._ip4 = None
+        self._ip_gen = -1
+        self._eth = b""
+        self._ip_sum = 0
         self._csum_ts = self._csum + 0x8000 + 32 + _TS_WORD
         self.iss = self.snd_una = self.snd_nxt = self.snd_max = 0
         self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0

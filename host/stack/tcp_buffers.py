@@ -14,8 +14,11 @@ pieces that tile the covered intervals, so delivering an interval once its hole 
 one dict lookup per piece and no copy of the stored data; memory is bounded by the window,
 since nothing past ``rcv_nxt + window`` is accepted.
 
-Both use a ``bytearray`` for the in-order bytes: CPython deletes from its front in O(1) (it
-moves the start pointer), so reading or acknowledging from the front is amortised O(1).
+Both use a ``bytearray`` for the in-order bytes. :class:`ReceiveBuffer` deletes read bytes
+from its front (CPython does that in O(1): it moves the start pointer). :class:`SendBuffer`
+only skips acknowledged bytes and cuts the front once a capacity's worth accumulated: after a
+front cut the next append copies everything left, which per ACK would cost a copy of the
+whole buffer every few ACKs.
 """
 
 from __future__ import annotations
@@ -51,23 +54,24 @@ class SendBuffer:
         May be changed later; a smaller value only limits future writes.
     """
 
-    __slots__ = ("capacity", "_data")
+    __slots__ = ("capacity", "_data", "_head")
 
     def __init__(self, capacity: int):
         self.capacity = _check_capacity(capacity)
         self._data = bytearray()
+        self._head = 0                  # acknowledged bytes still at the front of _data
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) - self._head
 
     @property
     def free(self) -> int:
         """Bytes :meth:`write` would accept now."""
-        return max(0, self.capacity - len(self._data))
+        return max(0, self.capacity - len(self._data) + self._head)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append as much of ``data`` as fits; returns the number of bytes accepted."""
-        room = self.capacity - len(self._data)
+        room = self.capacity - len(self._data) + self._head
         if room <= 0:
             return 0
         if len(data) > room:
@@ -77,16 +81,30 @@ class SendBuffer:
 
     def peek(self, offset: int, n: int) -> bytes:
         """Up to ``n`` bytes starting ``offset`` bytes after ``snd_una`` (fewer at the end)."""
-        return bytes(self._data[offset:offset + n])
+        start = self._head + offset
+        return bytes(self._data[start:start + n])
 
     def consume(self, n: int) -> None:
         """Drop the first ``n`` bytes (acknowledged by the peer); ``n`` beyond the length
-        empties the buffer."""
-        del self._data[:n]
+        empties the buffer.
+
+        The bytes are only skipped; the front is cut once a capacity's worth accumulated.
+        (Cutting a bytearray's front is O(1), but the next append then copies everything
+        left to a new block: once per ``capacity`` bytes, not once per ACK.)"""
+        head = self._head + n
+        data = self._data
+        if head >= len(data):
+            data.clear()
+            head = 0
+        elif head >= self.capacity:
+            del data[:head]
+            head = 0
+        self._head = head
 
     def clear(self) -> None:
         """Drop everything (the connection was reset or aborted)."""
         self._data.clear()
+        self._head = 0
 
 
 class ReceiveBuffer:

@@ -332,8 +332,11 @@ class TcpLayer:
     def _new_conn(self, local: bytes, lport: int, remote: bytes, rport: int,
                   now: float) -> TcpConnection:
         conn = TcpConnection(self, self._tcp_config(remote), local, lport, remote, rport, now)
-        ip = self.iface.ip4 if len(remote) == 4 else self.iface.ip6
-        conn._tx = partial(ip.output, local, remote, _TCP)
+        if len(remote) == 4:
+            conn._tx = partial(self.iface.ip4.output, local, remote, _TCP)
+            conn._ip4 = self.iface.ip4
+        else:
+            conn._tx = partial(self.iface.ip6.output, local, remote, _TCP)
         key = (local, lport, remote, rport)
         self._conns[key] = conn
         self._keys[conn] = key

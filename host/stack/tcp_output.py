@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import struct
 
+from hetnic.protocol import IpProto
+
 from .checksum import FOLDS as _FOLDS
 from .checksum import fold_plan
+from .ipv4 import DEFAULT_TTL, FRAME_TCP_TS as _FRAME
 from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, SYN, sack_option, syn_options, ts_option
 
 __all__ = ["TcpOutput", "INF", "STATES", "window_shift"]
@@ -29,6 +32,8 @@ _HDR = struct.Struct("!HHIIBBHHH")
 # ... + NOP NOP TS(8) len(10) val ecr: the option area of nearly every segment (RFC 7323 A)
 _HDR_TS = struct.Struct("!HHIIBBHHHBBBBII")
 _from_bytes = int.from_bytes
+_PROTO_TCP = int(IpProto.TCP)
+_DF = 0x4000            # IPv4 don't-fragment: the IP layer sets it on TCP
 
 CLOSED = "CLOSED"
 SYN_SENT = "SYN-SENT"
@@ -129,10 +134,29 @@ class TcpOutput:
                         value = (value >> shift) + (value & mask)
                     total += value << 8 if n & 1 else value
                 total %= 0xFFFF
-                hdr = _HDR_TS.pack(self.lport, self.rport, seq, ack, 0x80, flags, win,
-                                   0xFFFF - total if total else 0, 0, 1, 1, 8, 10, val, ecr)
+                csum = 0xFFFF - total if total else 0
                 layer = self.layer
-                layer.counters.tcp_out += 1
+                counters = layer.counters
+                counters.tcp_out += 1
+                ip = self._ip4
+                if ip is not None and (ip.gen == self._ip_gen or self._ip_refresh(ip)):
+                    # The whole frame in one pack (Ethernet + IPv4 + TCP): the MSS keeps
+                    # it within the MTU, so no fragmenting is ever needed.
+                    size = 52 + n
+                    ident = ip.ident = (ip.ident + 1) & 0xFFFF
+                    s = self._ip_sum + size + ident
+                    s = (s & 0xFFFF) + (s >> 16)
+                    s = (s & 0xFFFF) + (s >> 16)
+                    frame = _FRAME.pack(self._eth, 0x45, 0, size, ident, _DF, DEFAULT_TTL,
+                                        _PROTO_TCP, 0xFFFF - s, self.local, self.remote, self.lport,
+                                        self.rport, seq, ack, 0x80, flags, win, csum, 0, 1, 1,
+                                        8, 10, val, ecr)
+                    counters.ip_out += 1
+                    counters.frames_out += 1
+                    ip._out.append(frame + payload if n else frame)
+                    return
+                hdr = _HDR_TS.pack(self.lport, self.rport, seq, ack, 0x80, flags, win,
+                                   csum, 0, 1, 1, 8, 10, val, ecr)
                 tx = self._tx
                 if tx is None:
                     layer.send_segment(self, hdr + payload if n else hdr)
@@ -156,6 +180,17 @@ class TcpOutput:
             self.layer.send_segment(self, b"".join((hdr, options, payload)))
         else:
             tx(b"".join((hdr, options, payload)), now)
+
+    def _ip_refresh(self, ip) -> bool:
+        """Take the IPv4 path of this connection's frames from the IP layer (False while the
+        neighbour is unresolved: the segment takes the IP layer's own path)."""
+        path = ip.tcp_path(self.local, self.remote)
+        if path is None:
+            return False
+        self._eth, fixed = path
+        self._ip_sum = fixed
+        self._ip_gen = ip.gen
+        return True
 
     def _send_syn(self, now: float) -> None:
         """Our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with the options to offer/accept."""
