@@ -21,6 +21,7 @@ of hetnic (gateware, simulators) inside ``run``, so ``hetnic --help`` stays quic
 
 from __future__ import annotations
 
+import os
 import sys
 from types import ModuleType
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         prog = f"{parser.prog} {args.command}"
         return args.run(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`hetnic ... | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (HetnicError, OSError) as exc:
         print(f"{getattr(exc, 'prog', prog)}: error: {exc}", file=sys.stderr)
         return 2

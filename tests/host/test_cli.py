@@ -137,3 +137,19 @@ def test_python_m_hetnic_and_the_error_line():
                            "--queues", "0"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "hetnic replay: error: --queues must be from 1 to 256, not 0\n"
+
+
+def test_a_reader_that_went_away_is_not_an_error():
+    # `hetnic regmap | head -1`: the pipe closes before hetnic has written everything.
+    import os
+    import subprocess
+    import sys
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "hetnic", "regmap"], stdout=write_end,
+                                stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert result.stderr == b""
