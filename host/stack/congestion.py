@@ -180,7 +180,7 @@ class Cubic(CongestionControl):
     def on_ack(self, acked: int, now: float, rtt: float | None, in_recovery: bool) -> None:
         if rtt is not None and rtt >= 0:
             self.srtt = rtt if self.srtt is None else self.srtt + (rtt - self.srtt) / 8
-        super().on_ack(acked, now, rtt, in_recovery)
+        _base_on_ack(self, acked, now, rtt, in_recovery)
 
     def _avoid(self, acked: int, now: float, rtt: float | None) -> None:
         mss = self.mss
@@ -242,6 +242,8 @@ class Cubic(CongestionControl):
         out.update(w_max=self.w_max * self.mss, k=self.k)
         return out
 
+
+_base_on_ack = CongestionControl.on_ack
 
 #: The algorithms an instance can name (``InstanceConfig.congestion``).
 CONGESTION_CONTROLS: dict[str, type[CongestionControl]] = {"newreno": NewReno, "cubic": Cubic}

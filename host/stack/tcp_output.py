@@ -148,9 +148,9 @@ class TcpOutput:
                     s = (s & 0xFFFF) + (s >> 16)
                     s = (s & 0xFFFF) + (s >> 16)
                     frame = _FRAME.pack(self._eth, 0x45, 0, size, ident, _DF, DEFAULT_TTL,
-                                        _PROTO_TCP, 0xFFFF - s, self.local, self.remote, self.lport,
-                                        self.rport, seq, ack, 0x80, flags, win, csum, 0, 1, 1,
-                                        8, 10, val, ecr)
+                                        _PROTO_TCP, 0xFFFF - s, self.local, self.remote,
+                                        self.lport, self.rport, seq, ack, 0x80, flags, win,
+                                        csum, 0, 1, 1, 8, 10, val, ecr)
                     counters.ip_out += 1
                     counters.frames_out += 1
                     ip._out.append(frame + payload if n else frame)
@@ -243,6 +243,8 @@ class TcpOutput:
                 wnd = cwnd
             mss = self._smss - self._sack_room() if self._ooo else self._smss
             nagle = self.cfg.nagle
+            ts_ok = self.ts_ok
+            peek = self.sndbuf.peek
             while off < buffered:
                 room = wnd - off
                 if room <= 0:
@@ -264,7 +266,13 @@ class TcpOutput:
                     flags = ACK | PSH | FIN if self._fin_queued else ACK | PSH
                 else:
                     flags = ACK
-                self._send_data((una + off) & _M, off, n, flags, now)
+                seq = (una + off) & _M
+                if ts_ok and ((seq - self.snd_max) & _M) < _HALF:
+                    # New data with timestamps (the RTT comes from TSecr): _send_data inline.
+                    self._emit(seq, flags, peek(off, n), b"", now)
+                    self.snd_max = (seq + n + (flags & FIN)) & _M
+                else:
+                    self._send_data(seq, off, n, flags, now)
                 off += n + (flags & FIN)
             else:
                 if self._fin_queued and off == buffered and not self._fin_acked:
