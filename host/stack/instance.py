@@ -77,6 +77,9 @@ class InstanceConfig:
         ``(idle, interval, count)`` in seconds and probes, or None for no keepalive.
     time_wait : float
         Seconds a connection stays in TIME-WAIT.
+    fin_wait2_timeout : float
+        Seconds a connection the application closed waits in FIN-WAIT-2 for the peer's FIN
+        before it is released (as Linux's ``tcp_fin_timeout``).
     ephemeral_ports : tuple[int, int]
         First and last local port (inclusive) for connections without a bound port.
     sack, timestamps, window_scale : bool
@@ -105,6 +108,7 @@ class InstanceConfig:
     rcvbuf: int = 256 * _KiB
     keepalive: tuple[float, float, int] | None = None
     time_wait: float = 60.0
+    fin_wait2_timeout: float = 60.0
     ephemeral_ports: tuple[int, int] = (49152, 65535)
     sack: bool = True
     timestamps: bool = True
@@ -132,7 +136,7 @@ class InstanceConfig:
             min_rto=self.min_rto, max_rto=self.max_rto, max_retries=self.max_retries,
             syn_retries=self.syn_retries, sack=self.sack, timestamps=self.timestamps,
             window_scale=self.window_scale, keepalive=self.keepalive,
-            time_wait=self.time_wait)
+            time_wait=self.time_wait, fin_wait2_timeout=self.fin_wait2_timeout)
 
     def replace(self, **changes: Any) -> InstanceConfig:
         """A copy with ``changes`` applied (validated like a new config)."""
@@ -168,7 +172,8 @@ def _check(c: InstanceConfig) -> tuple[str, str] | None:
         value = getattr(c, key)
         if not _is_int(value) or not lo <= value <= hi:
             return key, f"must be an integer in {lo}..{hi}, not {value!r}"
-    for key in ("delayed_ack_timeout", "min_rto", "max_rto", "poll_interval", "time_wait"):
+    for key in ("delayed_ack_timeout", "min_rto", "max_rto", "poll_interval", "time_wait",
+                "fin_wait2_timeout"):
         value = getattr(c, key)
         if not _is_num(value) or not 0 <= value <= 3600:
             return key, f"must be a number of seconds in 0..3600, not {value!r}"

@@ -135,3 +135,19 @@ def test_bad_instance_file_is_one_line_naming_file_and_key(tmp_path, text, fragm
 def test_missing_instance_file(tmp_path):
     with pytest.raises(InstanceError, match=r"nothere\.toml: cannot read"):
         load_instances(tmp_path / "nothere.toml")
+
+
+def test_fin_wait2_timeout_is_an_instance_knob(tmp_path):
+    assert InstanceConfig().fin_wait2_timeout == 60.0
+    cfg = InstanceConfig(fin_wait2_timeout=7.5)
+    assert cfg.tcp_config(1460).fin_wait2_timeout == 7.5
+    for bad in (-1, "10", True, 4000):
+        with pytest.raises(InstanceError, match="fin_wait2_timeout:"):
+            InstanceConfig(fin_wait2_timeout=bad)
+    path = tmp_path / "fw2.toml"
+    path.write_text("[[instance]]\nname = 'x'\nfin_wait2_timeout = 3\n")
+    (x,) = load_instances(path)
+    assert x.fin_wait2_timeout == 3 and x.tcp_config(1460).fin_wait2_timeout == 3
+    path.write_text("[[instance]]\nname = 'x'\nfin_wait2_timeout = 'soon'\n")
+    with pytest.raises(InstanceError, match=r"fw2.toml: instance 'x': fin_wait2_timeout:"):
+        load_instances(path)
