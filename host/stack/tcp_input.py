@@ -123,7 +123,16 @@ class TcpInput:
             return False
         if ts_ok and seq == self._last_ack_sent:
             self._ts_recent = tv
-        self._fast_window(seq, window, ack)
+        # _fast_window, inline for the pure ACKs of a bulk sender.
+        wnd = window << self._snd_shift
+        self.snd_wnd = wnd
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        sb = self._sb
+        if sb is not None and sb.sacked_bytes:
+            sb.update(ack, ())
         self._on_new_ack(ecr, ack, now)
         self._output(now)
         return True

@@ -279,7 +279,12 @@ class TcpOutput:
                     self._send_data((una + off) & _M, off, 0, ACK | FIN, now)
                     off += 1
             self.snd_nxt = (una + off) & _M
-        self._arm_send_timers(now)
+        if self.snd_max != self.snd_una:        # _arm_send_timers' usual case, inline
+            if self._t_rtx == INF:
+                self._t_rtx = now + self.rto.rto
+            self._t_persist = INF
+        else:
+            self._arm_send_timers(now)
 
     def _arm_send_timers(self, now: float) -> None:
         if self.snd_max != self.snd_una:
