@@ -166,8 +166,12 @@ class TcpSocket:
             raise BadArgument("accept on a socket that is not listening")
         return self._listener.accept()
 
-    def connect(self, address: tuple) -> None:
+    def connect(self, address: tuple, now: float | None = None) -> None:
         """Start connecting to ``(host, port)``; returns at once.
+
+        ``now`` is the current time on the stack's clock (None: the last time the stack saw;
+        before it saw any, the SYN waits for the next poll, see
+        :meth:`TcpLayer.open <hetnic.host.stack.tcp_layer.TcpLayer.open>`).
 
         Raises :class:`Unreachable` (no route), :class:`AddressInUse` (no ephemeral port, or
         the 4-tuple taken), :class:`ResourceLimit` (instance limits), :class:`BadArgument`."""
@@ -188,7 +192,10 @@ class TcpSocket:
                 raise BadArgument(f"connect: bound to {addr_text(reserved[0])}, cannot reach "
                                   f"{addr_text(remote)}")
             source = reserved[0]
-        conn, lport = layer.open(source, remote, port, reserved)
+        if now is not None and (isinstance(now, bool) or not isinstance(now, (int, float))):
+            raise BadArgument(f"connect: now must be a number of seconds, not {now!r}")
+        conn, lport = layer.open(source, remote, port, reserved,
+                                 None if now is None else float(now))
         self._bound = None
         self._conn = conn
         self._local = (source, lport)

@@ -128,7 +128,9 @@ class Stack:
     def receive(self, frame: bytes, now: float) -> None:
         """Take one received Ethernet II frame (no FCS) at time ``now``. Never raises for a bad
         frame: it is dropped and counted."""
-        self.tcp.now = self.udp.now = now
+        tcp = self.tcp
+        tcp.now = self.udp.now = now
+        tcp.clock_seen = True
         self.iface.receive(frame, now)
 
     def poll(self, now: float) -> list[bytes]:
@@ -181,11 +183,16 @@ class Stack:
         self.tcp.add_listener(listener)
         return listener
 
-    def connect(self, host: Host, port: int) -> TcpSocket:
+    def connect(self, host: Host, port: int, now: float | None = None) -> TcpSocket:
         """A TCP socket connecting to ``host``:``port`` (non-blocking, see
-        :meth:`TcpSocket.connect`)."""
+        :meth:`TcpSocket.connect`).
+
+        ``now`` is the current time on the stack's clock. Without it the stack uses the time
+        of the last :meth:`receive` / :meth:`poll`; before the first of those it has no time
+        yet, and the SYN goes out with the next :meth:`poll` (so the SYN's retransmission
+        timer starts from a real time, not from 0)."""
         sock = TcpSocket(self.tcp)
-        sock.connect((host, port))
+        sock.connect((host, port), now)
         return sock
 
     # ---------------------------------------------------------------------- views

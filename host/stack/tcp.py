@@ -156,7 +156,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         # timers
         "_t_rtx", "_t_delack", "_t_persist", "_t_keep", "_t_close", "_persist_n", "_keep_n",
         "_keep_at",
-        "_last_rx", "_sched",
+        "_last_rx", "_sched", "_syn_deferred",
     )
 
     def __init__(self, layer, cfg: TcpConfig, local: bytes, lport: int, remote: bytes,
@@ -223,19 +223,29 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._keep_at = 0.0
         self._last_rx = now
         self._sched: float | None = None
+        self._syn_deferred = False
 
     # --- opening ---------------------------------------------------------------------------
 
-    def open_active(self, iss: int, now: float) -> None:
-        """Send our SYN (CLOSED -> SYN-SENT)."""
+    def open_active(self, iss: int, now: float, *, defer: bool = False) -> None:
+        """Send our SYN (CLOSED -> SYN-SENT).
+
+        With ``defer`` the SYN is not sent now but by the first :meth:`on_timer` (its timer is
+        due at ``now``): for an owner whose ``now`` is not a real time yet (a stack that has
+        not polled), so the SYN's timestamp, RTT start and retransmission timer all come from
+        the first real time rather than from a stale one."""
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
         self._recover = iss
         self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
         self.state = SYN_SENT
         self._rtt_time = now
-        self._send_syn(now)
-        self._t_rtx = now + self.rto.rto
+        if defer:
+            self._syn_deferred = True
+            self._t_rtx = now
+        else:
+            self._send_syn(now)
+            self._t_rtx = now + self.rto.rto
         self._reschedule()
 
     def open_passive(self, syn: TcpSegment, iss: int, now: float) -> None:

@@ -92,6 +92,9 @@ class TcpLayer:
         self.config = config
         self.counters = counters
         self.now = 0.0
+        #: True once a real time reached the layer (a poll, a received frame, or a ``now``
+        #: given to :meth:`open`); until then :attr:`now` is a placeholder.
+        self.clock_seen = False
         rng = random.Random(f"hetnic.tcp_layer:{seed}")
         self._isn_key = rng.randbytes(32)
         self.cookies = SynCookies(rng.randbytes(32))
@@ -351,10 +354,16 @@ class TcpLayer:
         return (int.from_bytes(h.digest(), "big") + int(now * 250_000)) & 0xFFFFFFFF
 
     def open(self, local: bytes, remote: bytes, rport: int,
-             reserved: tuple[bytes | None, int] | None = None) -> tuple[TcpConnection, int]:
+             reserved: tuple[bytes | None, int] | None = None,
+             now: float | None = None) -> tuple[TcpConnection, int]:
         """Open a connection actively from ``local`` (a SYN goes out). ``reserved`` is the
         ``(addr, port)`` the socket bound (:meth:`bind`); it passes to the connection. None
         takes an ephemeral port. Returns the connection and its local port.
+
+        ``now`` is the current time; None takes the last time the layer saw (:attr:`now`).
+        Before the layer has seen any time (:attr:`clock_seen` false: no :meth:`poll`, no
+        received frame and no ``now`` given yet) the SYN waits for the next :meth:`poll`,
+        so its timer never starts from the placeholder ``0.0``.
 
         Raises
         ------
@@ -378,10 +387,14 @@ class TcpLayer:
         if (local, lport, remote, rport) in self._conns:
             raise AddressInUse(f"{_text(local)} port {lport} is already connected to "
                                f"{_text(remote)} port {rport}")
+        if now is not None:
+            self.now = now
+            self.clock_seen = True
         now = self.now
         conn = self._new_conn(local, lport, remote, rport, now)
         self._owned_ports[conn] = reserved
-        conn.open_active(self.isn(local, lport, remote, rport, now), now)
+        conn.open_active(self.isn(local, lport, remote, rport, now), now,
+                         defer=not self.clock_seen)
         return conn, lport
 
     def attach(self, conn: TcpConnection, sock: TcpSocket) -> None:
@@ -435,6 +448,7 @@ class TcpLayer:
     def poll(self, now: float) -> None:
         """Run the timers of every connection due at ``now``."""
         self.now = now
+        self.clock_seen = True
         heap, queued, keys = self._heap, self._queued, self._keys
         rearm = []
         while heap and heap[0][0] <= now:

@@ -389,6 +389,13 @@ class TcpOutput:
         self._t_rtx = INF
         cfg = self.cfg
         counters = self.layer.counters
+        if self._syn_deferred:
+            # The first SYN of a connection opened before a real time was known.
+            self._syn_deferred = False
+            self._rtt_time = now
+            self._send_syn(now)
+            self._t_rtx = now + self.rto.rto
+            return
         if self.state in (SYN_SENT, SYN_RECEIVED):
             if self._retries >= cfg.syn_retries:
                 self._fail("timeout")
