@@ -250,3 +250,28 @@ def test_syn_received_resends_syn_ack_for_a_repeated_syn():
     out = inject(pair, s, 1000, 0, SYN)
     assert len(out) == 1 and out[0].flags == SYN | ACK and out[0].ack == 1001
     assert s.state == "SYN-RECEIVED"
+
+
+def test_missing_timestamp_is_dropped_once_agreed():
+    """RFC 7323 3.2: with timestamps agreed, a non-RST segment without TSopt is dropped
+    silently (counted "tcp_missing_ts"); an RST without one is still processed."""
+    pair, c = setup(QUICK)
+    assert c.ts_ok
+    recent = c._ts_recent
+    rcv = c.rcv_nxt
+    out = inject(pair, c, rcv, c.snd_una, ACK, b"no-ts")
+    assert out == [] and c.readable == 0 and c.rcv_nxt == rcv
+    assert pair.a.counters.drops["tcp_missing_ts"] == 1
+    out = inject(pair, c, rcv, c.snd_una, ACK | FIN)
+    assert out == [] and not c.eof and pair.a.counters.drops["tcp_missing_ts"] == 2
+    out = inject(pair, c, rcv, c.snd_una, ACK, b"with-ts", ts=(recent + 1, 0))
+    assert c.readable == 7
+    inject(pair, c, c.rcv_nxt, 0, RST)
+    assert c.state == "CLOSED" and c.error == "reset"
+
+
+def test_without_timestamps_agreed_segments_need_none():
+    pair, c = setup(NO_TS)
+    assert not c.ts_ok
+    inject(pair, c, c.rcv_nxt, c.snd_una, ACK, b"plain")
+    assert c.readable == 5 and "tcp_missing_ts" not in pair.a.counters.drops
