@@ -249,7 +249,13 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._reschedule()
 
     def open_passive(self, syn: TcpSegment, iss: int, now: float) -> None:
-        """Answer a listener's ``syn`` with our SYN-ACK (LISTEN -> SYN-RECEIVED)."""
+        """Answer a listener's ``syn`` with our SYN-ACK (LISTEN -> SYN-RECEIVED).
+
+        Data on the SYN is not taken (counted ``"tcp_syn_data"``): the SYN-ACK acknowledges
+        the SYN only, so the peer sends the data again once the handshake is done (what a
+        stack without TCP Fast Open does; nothing is held for a peer not yet verified)."""
+        if syn.payload:
+            self.layer.counters.drop("tcp_syn_data")
         self._passive = True
         self.iss = self.snd_una = iss
         self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF

@@ -182,10 +182,19 @@ class TcpInput:
                 self.rto.sample(now - self._rtt_time)
             self._t_rtx = INF
             self._established(now)
+            # RFC 9293 3.10.7.3: text on the SYN-ACK is processed as in ESTABLISHED (it is
+            # in order: it starts at RCV.NXT = IRS + 1). (SYN with FIN never gets here: the
+            # parser drops it, "tcp_syn_fin".)
+            if seg.payload:
+                self._deliver(seg.payload, 0, len(seg.payload), now)
             self._send_ack(now)
             self._output(now)
         else:
-            # Simultaneous open (RFC 9293 figure 7): our SYN is answered by SYN-ACKs.
+            # Simultaneous open (RFC 9293 figure 7): our SYN is answered by SYN-ACKs. Data
+            # on the SYN is not taken (our SYN-ACK acknowledges the SYN only: the peer
+            # sends it again once synchronized).
+            if seg.payload:
+                counters.drop("tcp_syn_data")
             self.state = SYN_RECEIVED
             self._send_syn(now)
 

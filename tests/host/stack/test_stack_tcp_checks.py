@@ -275,3 +275,34 @@ def test_without_timestamps_agreed_segments_need_none():
     assert not c.ts_ok
     inject(pair, c, c.rcv_nxt, c.snd_una, ACK, b"plain")
     assert c.readable == 5 and "tcp_missing_ts" not in pair.a.counters.drops
+
+
+def test_data_on_a_syn_ack_is_taken_and_acknowledged():
+    """RFC 9293 3.10.7.3: the SYN-ACK's text is delivered and its ACK covers it (only what
+    fits the window is taken)."""
+    pair = TcpPair(NO_TS, listen=False, rst_closed=False)
+    c = pair.connect(iss=1000)
+    pair.drop = lambda direction, seg: True
+    out = inject(pair, c, 7000, 1001, SYN | ACK, b"early")
+    assert c.state == "ESTABLISHED" and c.recv(100) == b"early"
+    assert out[-1].flags & ACK and out[-1].ack == 7001 + 5
+    small = dataclasses.replace(NO_TS, rcvbuf=4096, window_scale=False)
+    pair2 = TcpPair(small, listen=False, rst_closed=False)
+    c2 = pair2.connect(iss=1000)
+    pair2.drop = lambda direction, seg: True
+    out = inject(pair2, c2, 7000, 1001, SYN | ACK, b"z" * 5000)
+    assert c2.state == "ESTABLISHED" and c2.readable == 4096
+    assert out[-1].ack == 7001 + 4096
+
+
+def test_data_on_a_syn_is_not_acknowledged():
+    """A listener's SYN-ACK acknowledges the SYN only: the data is the peer's to resend."""
+    pair = TcpPair(NO_TS)
+    pair.drop = lambda direction, seg: True
+    raw = build_tcp(pair.a.addr, pair.b.addr, 4000, 80, 9000, 0, SYN, 65535, b"", b"hello")
+    pair._deliver(pair.b, pair.a.addr, pair.b.addr, raw)
+    server = pair.b.conn
+    assert server.state == "SYN-RECEIVED" and server.rcv_nxt == 9001
+    synack = pair.trace[-1][2]
+    assert synack.flags == SYN | ACK and synack.ack == 9001
+    assert pair.b.counters.drops["tcp_syn_data"] == 1
