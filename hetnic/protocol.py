@@ -65,6 +65,7 @@ class EtherType(enum.IntEnum, shape=16):
 
 class IpProto(enum.IntEnum, shape=8):
     HOPOPT = 0              # IPv6 hop-by-hop options
+    ICMP = 1                # ICMP for IPv4 (RFC 792)
     TCP = 6
     UDP = 17
     ROUTING = 43            # IPv6 routing header

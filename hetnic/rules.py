@@ -41,7 +41,7 @@ class RuleError(HetnicError, ValueError):
 
 #: Names accepted for ``ip_proto``.
 IP_PROTO_NAMES = {
-    "icmp": 1, "igmp": 2, "tcp": IpProto.TCP, "udp": IpProto.UDP, "gre": IpProto.GRE,
+    "icmp": IpProto.ICMP, "igmp": 2, "tcp": IpProto.TCP, "udp": IpProto.UDP, "gre": IpProto.GRE,
     "esp": 50, "ah": 51, "icmpv6": IpProto.ICMPV6, "ipv6-icmp": IpProto.ICMPV6, "sctp": 132,
     "udplite": 136,
 }
