@@ -24,6 +24,7 @@ import time
 from typing import Callable
 
 from .host.netns import in_netns, ip, netns, netns_unavailable
+from .protocol import ETH_HEADER_LEN, EtherType, IpProto
 
 __all__ = ["bench_stack", "netns_unavailable"]
 
@@ -42,11 +43,13 @@ _SINK_PORT, _ECHO_PORT, _LISTEN_PORT = 5201, 5007, 80
 
 def _payload_len(frame: bytes) -> int:
     """TCP payload bytes of an Ethernet/IPv4/TCP frame (0 for anything else)."""
-    if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+    eth = ETH_HEADER_LEN
+    if (len(frame) < eth + 40 or int.from_bytes(frame[12:14], "big") != EtherType.IPV4
+            or frame[eth + 9] != IpProto.TCP):
         return 0
-    ihl = (frame[14] & 15) * 4
-    total = frame[16] << 8 | frame[17]
-    return total - ihl - (frame[14 + ihl + 12] >> 4) * 4
+    ihl = (frame[eth] & 15) * 4
+    total = frame[eth + 2] << 8 | frame[eth + 3]
+    return total - ihl - (frame[eth + ihl + 12] >> 4) * 4
 
 
 def bench_direct(size: int = 64 * _MiB, profile: str = "throughput") -> dict:
