@@ -18,7 +18,8 @@ A holds clients, stack B the server sockets, and data streams both ways on every
     a valid frame with one byte changed at a random offset.
 
 Segments on a live connection's 4-tuple are old duplicates (half a gigabyte behind the
-receiver), SYNs, or RSTs inside the window but not at its left edge (both of which RFC 5961
+receiver; most carry the connection's current timestamp, the rest none and are dropped by
+RFC 7323 3.2), SYNs, or RSTs inside the window but not at its left edge (both of which RFC 5961
 answers with a challenge ACK), so nothing injected may legally change the byte streams: they must stay byte-exact, nothing may raise, and the drops are counted by
 reason. ARP and neighbour discovery frames never claim A's addresses (which would be a
 legal, unauthenticated cache change rather than malformed input).
@@ -58,11 +59,12 @@ PATTERN_LEN = 65521
 
 
 #: Drop reasons every run must show: truncation at each layer, bad checksums, length and
-#: IHL lies, bad TCP options and offsets, SYN+FIN, old duplicates.
+#: IHL lies, bad TCP options and offsets, SYN+FIN, old duplicates, segments without the
+#: timestamp option the connection agreed on (RFC 7323 3.2).
 EXPECTED_REASONS = frozenset({
     "eth_runt", "arp_malformed", "ip_truncated", "ip_bad_checksum", "ip_bad_ihl",
     "ip_bad_length", "ip_bad_version", "tcp_truncated", "tcp_bad_checksum", "tcp_bad_offset",
-    "tcp_bad_option", "tcp_syn_fin", "tcp_old_duplicate", "udp_bad_checksum",
+    "tcp_bad_option", "tcp_syn_fin", "tcp_old_duplicate", "tcp_missing_ts", "udp_bad_checksum",
     "udp_bad_length", "icmp_bad_checksum"})
 
 
@@ -124,6 +126,14 @@ def _live_seq(frame: bytes) -> tuple[tuple[int, int], int] | None:
     return (sport, dport), (seq + plen - (frame[tcp + 12] >> 4) * 4) & 0xFFFFFFFF
 
 
+def _live_ts(frame: bytes) -> int | None:
+    """TSval of a TCP segment whose options start NOP NOP timestamp (as the stack's do)."""
+    tcp = 34 if frame[12:14] == b"\x08\x00" else 54
+    if len(frame) >= tcp + 32 and frame[tcp + 20:tcp + 24] == b"\x01\x01\x08\x0a":
+        return struct.unpack_from("!I", frame, tcp + 24)[0]
+    return None
+
+
 class MalformedFrames:
     """Generator of malformed frames addressed to stack B (see the module docstring).
 
@@ -138,6 +148,9 @@ class MalformedFrames:
         self.rng = random.Random(seed)
         random.seed(seed)                       # scapy's random fields draw from `random`
         self.live: dict[tuple[int, int], int] = {}
+        #: The latest TSval A sent on each live 4-tuple: injected segments that carry it
+        #: pass PAWS and reach the sequence checks.
+        self.live_ts: dict[tuple[int, int], int] = {}
         self.live6: set[tuple[int, int]] = set()
         self.captured: list[bytes] = []
         self.made = dict.fromkeys(self.KINDS, 0)
@@ -165,8 +178,13 @@ class MalformedFrames:
         else:
             seq, flags = (expected + r.randrange(1000, 60_000)) & 0xFFFFFFFF, "R"
         ip = IPv6(src=IP6_A, dst=IP6_B) if six else IP(src=IP4_A, dst=IP4_B)
+        # Mostly with the agreed timestamp option (else dropped as "tcp_missing_ts").
+        ts = self.live_ts.get((sport, dport))
+        options = [("NOP", None), ("NOP", None), ("Timestamp", (ts, 0))] \
+            if ts is not None and r.random() < 0.8 else []
         return [Ether(src=MAC_A_S, dst=MAC_B_S), ip,
-                TCP(sport=sport, dport=dport, seq=seq, ack=r.randrange(1 << 32), flags=flags),
+                TCP(sport=sport, dport=dport, seq=seq, ack=r.randrange(1 << 32), flags=flags,
+                    options=options),
                 Raw(b"old" * 100 if "R" not in flags else b"")]
 
     def _templates(self) -> list:
@@ -319,6 +337,9 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
                 known = gen.live.get(live[0])
                 if known is None or 0 < (live[1] - known) & 0xFFFFFFFF < 1 << 31:
                     gen.live[live[0]] = live[1]
+                ts = _live_ts(frame)
+                if ts is not None:
+                    gen.live_ts[live[0]] = ts
                 if len(frame) > 200 and len(gen.captured) < 8:
                     gen.captured.append(frame)
             if gen.live and injected < frames_total:
