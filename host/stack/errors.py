@@ -70,10 +70,11 @@ class InstanceError(HetnicError, ValueError):
     the instance and the key."""
 
 
-#: ``TcpConnection.error`` (``"reset"``, ``"refused"``, ``"timeout"``) -> the class raised on
-#: the next ``send``/``recv`` of its socket.
+#: ``TcpConnection.error`` (``"reset"``, ``"refused"``, ``"timeout"``, ``"unreachable"``) ->
+#: the class raised on the next ``send``/``recv`` of its socket.
 CONNECTION_ERRORS: dict[str, type[StackError]] = {
     "reset": ConnectionReset,
     "refused": ConnectionRefused,
     "timeout": ConnectionTimeout,
+    "unreachable": Unreachable,
 }

@@ -292,7 +292,7 @@ class TcpSocket:
 
     @property
     def error(self) -> str | None:
-        """``"refused"``, ``"reset"``, ``"timeout"`` or None."""
+        """``"refused"``, ``"reset"``, ``"timeout"``, ``"unreachable"`` or None."""
         return None if self._conn is None else self._conn.error
 
     @property
@@ -368,10 +368,14 @@ class UdpSocket:
     -------
     on_ready : Callable[[], None] | None
         Called when a datagram joins the queue.
+    icmp_error : tuple[str, tuple[str, int]] | None
+        The last ICMP error about a datagram this socket sent: its kind
+        (``"port_unreachable"``, ...) and the ``(host, port)`` the datagram went to.
     """
 
     def __init__(self, layer):
         self._layer = layer
+        self.icmp_error: tuple[str, tuple[str, int]] | None = None
         self._bound: tuple[bytes | None, int] | None = None
         self.queue: deque[tuple[bytes, bytes, int]] = deque()
         self.queued_bytes = 0
@@ -435,6 +439,12 @@ class UdpSocket:
             self._layer.unbind(self, *self._bound)
         self.queue.clear()
         self.queued_bytes = 0
+
+    def _icmp(self, kind: str, dst: bytes, dport: int) -> None:
+        """Record an ICMP error about a datagram sent to ``dst``:``dport``."""
+        self.icmp_error = (kind, (addr_text(dst), dport))
+        if self.on_ready is not None:
+            self.on_ready()
 
     def _deliver(self, data: bytes, src: bytes, sport: int, limit: int) -> bool:
         """Queue one datagram unless the queue would pass ``limit`` bytes."""

@@ -37,6 +37,8 @@ from .udp import UdpLayer
 __all__ = ["Stack"]
 
 AddressSpec = tuple[Host, int] | str
+_TCP = int(IpProto.TCP)
+_UDP = int(IpProto.UDP)
 
 
 def _networks(entries: Iterable[AddressSpec], family: int, what: str) -> list[tuple[bytes, int]]:
@@ -112,6 +114,17 @@ class Stack:
         self.udp = UdpLayer(self.iface, config, self.counters, seed)
         self.iface.transports[int(IpProto.TCP)] = self.tcp.input
         self.iface.transports[int(IpProto.UDP)] = self.udp.input
+        self.iface.on_icmp_error = self._icmp_error
+
+    def _icmp_error(self, proto: int, src: bytes, dst: bytes, quoted: bytes, kind: str) -> None:
+        """The interface's ICMP / ICMPv6 error about a packet we sent from ``src`` to ``dst``:
+        to the transport that sent it (RFC 1122 4.2.3.9, RFC 5927 for TCP)."""
+        if proto == _TCP:
+            self.tcp.icmp_error(src, dst, quoted, kind)
+        elif proto == _UDP:
+            self.udp.icmp_error(src, dst, quoted, kind)
+        else:
+            self.counters.drop("icmp_error_unhandled")
 
     @property
     def name(self) -> str:

@@ -156,7 +156,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         # timers
         "_t_rtx", "_t_delack", "_t_persist", "_t_keep", "_t_close", "_persist_n", "_keep_n",
         "_keep_at",
-        "_last_rx", "_sched", "_syn_deferred",
+        "_last_rx", "_sched", "_syn_deferred", "soft_error",
     )
 
     def __init__(self, layer, cfg: TcpConfig, local: bytes, lport: int, remote: bytes,
@@ -224,6 +224,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._last_rx = now
         self._sched: float | None = None
         self._syn_deferred = False
+        self.soft_error: str | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -420,6 +421,33 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
             self._emit(self.snd_nxt, RST | ACK, b"", b"", self.layer.now)
         self._release()
 
+    def icmp_error(self, kind: str, seq: int) -> None:
+        """An ICMP error (``kind``, an :data:`~hetnic.host.stack.icmp.ERROR_KINDS` string)
+        about our segment of sequence number ``seq``.
+
+        RFC 5927 4.1: ignored (counted ``"icmp_tcp_bad_seq"``) unless ``seq`` is within
+        [SND.UNA, SND.MAX]. A hard error (RFC 1122 4.2.3.9: port or protocol unreachable)
+        aborts a connection still opening: in SYN-SENT with error ``"refused"`` (port
+        unreachable) or ``"unreachable"``, a half-open passive one is released. Otherwise
+        (soft errors, and hard errors in synchronized states as RFC 5927 section 5.2
+        advises, Linux's choice too) it is only recorded in :attr:`soft_error`.
+        """
+        una = self.snd_una
+        if ((seq - una) & 0xFFFFFFFF) > ((self.snd_max - una) & 0xFFFFFFFF):
+            self.layer.counters.drop("icmp_tcp_bad_seq")
+            return
+        st = self.state
+        hard = kind in ("port_unreachable", "protocol_unreachable")
+        if hard and st == SYN_SENT:
+            self.soft_error = kind
+            self._fail("refused" if kind == "port_unreachable" else "unreachable")
+        elif hard and st == SYN_RECEIVED and self._passive:
+            self.soft_error = kind
+            self._release()
+        elif st != CLOSED:
+            self.soft_error = kind
+            self.layer.notify(self)
+
     def info(self) -> dict:
         """A snapshot for dumps: state, cwnd, ssthresh, srtt, rto, sequence variables,
         queues, retransmits, recovery and the negotiated options."""
@@ -432,6 +460,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
             "in_recovery": self._in_recovery, "sack": self.sack_ok,
             "wscale": (self._snd_shift, self._rcv_shift) if self.ws_ok else None,
             "ts": self.ts_ok, "mss": self._smss, "error": self.error,
+            "soft_error": self.soft_error,
         }
 
     def __repr__(self) -> str:

@@ -60,6 +60,8 @@ _TCP = int(IpProto.TCP)
 # NOP NOP TS(8) len(10) as one word, TSval, TSecr.
 _FAST = struct.Struct("!HHIIBBHHHIII")
 _TS_WORD = 0x0101080A
+# The quoted start of our TCP header in an ICMP error: ports and sequence number.
+_QUOTE = struct.Struct("!HHI")
 _FAST_MASK = SYN | FIN | RST | URG | ACK
 _from_bytes = int.from_bytes
 _HALF_OPEN = "SYN-RECEIVED"
@@ -184,6 +186,22 @@ class TcpLayer:
         return False
 
     # ---------------------------------------------------------------------------- input
+
+    def icmp_error(self, src: bytes, dst: bytes, quoted: bytes, kind: str) -> None:
+        """An ICMP error about a segment we sent from ``src`` to ``dst``; ``quoted`` is the
+        start of its TCP header (ports and sequence number, at least 8 bytes), ``kind`` one
+        of :data:`~hetnic.host.stack.icmp.ERROR_KINDS`. To the connection it names, which
+        checks the sequence number (RFC 5927 4.1); else counted ``"icmp_tcp_no_connection"``.
+        """
+        if len(quoted) < 8:
+            self.counters.drop("icmp_error_truncated")
+            return
+        sport, dport, seq = _QUOTE.unpack_from(quoted)
+        conn = self._conns.get((src, sport, dst, dport))
+        if conn is None:
+            self.counters.drop("icmp_tcp_no_connection")
+            return
+        conn.icmp_error(kind, seq)
 
     def input(self, src: bytes, dst: bytes, payload, now: float) -> None:
         """The interface's handler for protocol 6: one segment from ``src`` to ``dst``."""

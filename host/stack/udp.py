@@ -94,6 +94,20 @@ class UdpLayer:
         if not sock._deliver(bytes(datagram[UDP_HEADER_LEN:]), src, sport, self.config.rcvbuf):
             counters.drop("udp_queue_full")
 
+    def icmp_error(self, src: bytes, dst: bytes, quoted: bytes, kind: str) -> None:
+        """An ICMP error about a datagram we sent from ``src`` to ``dst`` (``quoted``: its UDP
+        header first): recorded on the socket bound to its source port
+        (:attr:`UdpSocket.icmp_error`), else counted ``"icmp_udp_no_socket"``."""
+        if len(quoted) < UDP_HEADER_LEN:
+            self.counters.drop("icmp_error_truncated")
+            return
+        sport, dport, _, _ = _HDR.unpack_from(quoted)
+        sock = self.ports.find(src, sport)
+        if sock is None:
+            self.counters.drop("icmp_udp_no_socket")
+            return
+        sock._icmp(kind, dst, dport)
+
     # ---------------------------------------------------------------------- output
 
     def sendto(self, bound: tuple[bytes | None, int], data: bytes, remote: bytes,
