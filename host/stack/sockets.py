@@ -9,9 +9,9 @@ methods. Hosts are strings, :mod:`ipaddress` objects or raw bytes; addresses com
 ``(host string, port)``.
 
 Misuse raises a :class:`~hetnic.host.stack.errors.StackError` with one line; the outcome of a
-failed connection (``error`` ``"refused"``, ``"reset"`` or ``"timeout"``) raises
-:class:`ConnectionRefused`, :class:`ConnectionReset` or :class:`ConnectionTimeout` from the next
-``send``/``recv``/``shutdown``.
+failed connection (``error`` ``"refused"``, ``"reset"``, ``"timeout"`` or ``"unreachable"``)
+raises :class:`ConnectionRefused`, :class:`ConnectionReset`, :class:`ConnectionTimeout` or
+:class:`Unreachable` from the next ``send``/``recv``/``shutdown``.
 """
 
 from __future__ import annotations
