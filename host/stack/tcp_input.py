@@ -36,11 +36,9 @@ class TcpInput:
         """Process one received segment of this connection (checksum already verified)."""
         self._last_rx = now
         st = self.state
-        if st == ESTABLISHED and seg.flags & _FAST_MASK == ACK and seg.seq == self.rcv_nxt \
-                and not self._in_recovery and not seg.sack_blocks \
-                and self._fast_path(seg.seq, seg.ack, seg.window, seg.ts_val, seg.ts_ecr,
+        if seg.flags & _FAST_MASK == ACK and not seg.sack_blocks \
+                and self.input_fast(seg.seq, seg.ack, seg.window, seg.ts_val, seg.ts_ecr,
                                     seg.payload, now):
-            self._reschedule()
             return
         if self.ts_ok and seg.ts_val is None and not seg.flags & RST and st != SYN_SENT:
             # RFC 7323 3.2: timestamps were agreed, so a segment without one is dropped.
@@ -53,27 +51,20 @@ class TcpInput:
         if self.state != CLOSED:
             self._reschedule()
 
-    def input_fast(self, seq: int, ack: int, window: int, tv: int, ecr: int, payload: bytes,
-                   now: float) -> bool:
-        """The layer's short cut for the segments a transfer is made of: flags ACK (PSH
-        allowed), a timestamp option and no other, checksum verified. Returns True if the
-        segment was processed; False (nothing changed) to pass it to :meth:`input` as a
-        parsed segment."""
-        if self.state == ESTABLISHED and seq == self.rcv_nxt and not self._in_recovery:
-            self._last_rx = now
-            if self._fast_path(seq, ack, window, tv, ecr, payload, now):
-                self._reschedule()
-                return True
-        return False
-
     # --- the short path --------------------------------------------------------------------
 
-    def _fast_path(self, seq: int, ack: int, window: int, tv: int | None, ecr: int | None,
+    def input_fast(self, seq: int, ack: int, window: int, tv: int | None, ecr: int | None,
                    payload: bytes, now: float) -> bool:
-        """In-order data (that may also advance SND.UNA), or a pure ACK advancing SND.UNA, in
-        ESTABLISHED with no SACK/FIN/recovery business (the caller checked the flags, that
-        ``seq`` is RCV.NXT and that no SACK blocks came). Returns False, having changed
-        nothing, to take the full path."""
+        """The short path, for the segments a transfer is made of: in-order data (that may
+        also advance SND.UNA), or a pure ACK advancing SND.UNA, in ESTABLISHED with no
+        SACK/FIN/recovery business. The caller checked that the flags are ACK (PSH allowed)
+        and that no SACK blocks came (the layer calls it directly for segments whose only
+        option is a timestamp, with the checksum verified). Returns True if the segment was
+        processed; False, having changed nothing (but the time of the last segment heard), to
+        take the full path (:meth:`input`)."""
+        if self.state != ESTABLISHED or seq != self.rcv_nxt or self._in_recovery:
+            return False
+        self._last_rx = now
         ts_ok = self.ts_ok
         if ts_ok and (tv is None or ((tv - self._ts_recent) & _M) >= _HALF):
             return False
@@ -117,6 +108,7 @@ class TcpInput:
             if self._ack_now:
                 self._send_ack(now)
             self.layer.notify(self)
+            self._reschedule()
             return True
         # Pure ACK.
         if ack == una or ((ack - una) & _M) > ((self.snd_max - una) & _M) or self._dupacks:
@@ -135,6 +127,7 @@ class TcpInput:
             sb.update(ack, ())
         self._on_new_ack(ecr, ack, now)
         self._output(now)
+        self._reschedule()
         return True
 
     def _fast_window(self, seq: int, window: int, ack: int) -> None:
