@@ -192,10 +192,11 @@ class NetInterface:
             # Ipv4Layer.input's short path, inlined (one call less per frame): a 20-byte
             # header with a valid checksum, not a fragment, from a unicast source to one of
             # our addresses, for a transport with a handler other than ICMP.
-            if len(frame) >= 34 and frame[14] == 0x45:
+            size = len(frame)
+            if size >= 34 and frame[14] == 0x45:
                 total, _, frag, _, proto, src, dst = _IP4_IN.unpack_from(frame, 14)
                 end = 14 + total
-                if (total >= 20 and end <= len(frame) and not frag & 0x3FFF
+                if (total >= 20 and end <= size and not frag & 0x3FFF
                         and dst in self.ipv4_set
                         and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
                     first = src[0]

@@ -102,7 +102,10 @@ class TcpOutput:
             cur = (self._rcv_adv - rcv_nxt) & _M
             if cur >= _HALF:
                 cur = 0
-            free = self.rcvbuf.window
+            rb = self.rcvbuf
+            free = rb.capacity - len(rb._data)  # rcvbuf.window without the property call
+            if free < 0:
+                free = 0
             if free - cur >= self._sws_thresh:
                 win = free >> shift
             else:
