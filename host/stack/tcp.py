@@ -24,6 +24,12 @@ The ``layer`` (the demultiplexer, :mod:`.tcp_layer`) provides:
 - ``challenge_ack_allowed(now) -> bool``: the RFC 5961 section 7 rate limit;
 - ``now``: the latest time the layer saw (used by the application-side calls, which take no
   time argument of their own).
+
+Two optional short cuts, set by the real layer on each connection it creates: ``_tx``
+(``tx(segment, now)``, the IP output for this connection's addresses, instead of
+``send_segment``) and, for IPv4, ``_ip4`` (the IP layer, whose prebuilt path lets the send
+side build whole Ethernet frames, :meth:`TcpOutput._ip_refresh`). Without them (a test's fake
+layer) every segment goes through ``send_segment``.
 """
 
 from __future__ import annotations

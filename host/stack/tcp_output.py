@@ -8,7 +8,10 @@ send loop (windows, Nagle, sender SWS avoidance, SACK recovery) and the timers.
 it uses is declared by ``TcpConnection``. Segments are built here rather than with
 :func:`~hetnic.host.stack.tcp_segment.build_tcp`: the ports and the pseudo-header sum are
 fixed per connection, so a data segment costs one ``struct`` pack, one ``int.from_bytes`` of
-the payload for the checksum, and one concatenation.
+the payload for the checksum, and one concatenation. Over IPv4, once the neighbour is
+resolved, the pack covers the Ethernet and IPv4 headers too (the IP layer's prebuilt path,
+valid while its generation stays the same), and the frame goes straight to the interface's
+output list.
 """
 
 from __future__ import annotations
