@@ -203,3 +203,25 @@ def test_clear():
     buf.clear()
     assert (buf.readable, buf.out_of_order, buf.sack_blocks(0)) == (0, 0, [])
     assert buf.insert(0, b"xy") == 2 and buf.read() == b"xy"
+
+
+def test_send_buffer_skips_acked_bytes_and_cuts_its_front_per_capacity():
+    """Acknowledged bytes are skipped, not cut, until a capacity's worth accumulated; the
+    buffer's contents and free space stay exact through the cut."""
+    buf, model = SendBuffer(1000), bytearray()
+    stream = bytes(range(256)) * 40
+    at = 0
+    cuts = 0
+    for _ in range(60):
+        n = buf.write(stream[at:at + 700])
+        model += stream[at:at + n]
+        at += n
+        head_before = buf._head
+        buf.consume(300)
+        del model[:300]
+        if buf._head < head_before + 300 and len(model):
+            cuts += 1
+        assert len(buf) == len(model) and buf.free == 1000 - len(model)
+        assert buf.peek(0, 5000) == bytes(model)
+        assert buf._head < 1000                  # never a capacity's worth kept
+    assert cuts > 0
