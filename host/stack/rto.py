@@ -34,6 +34,9 @@ class RtoEstimator:
 
     Members
     -------
+    rto : float
+        The current retransmission timeout, seconds (backoff included); read it, do not set
+        it (:meth:`sample`, :meth:`backoff` and :meth:`reset_backoff` do).
     srtt, rttvar : float
         Seconds; ``0.0`` until the first sample (see ``samples``).
     samples : int
@@ -43,7 +46,7 @@ class RtoEstimator:
     """
 
     __slots__ = ("min_rto", "max_rto", "srtt", "rttvar", "samples", "backoffs", "_base",
-                 "_rto")
+                 "rto")
 
     def __init__(self, min_rto: float = 0.2, max_rto: float = 60.0, initial: float = 1.0):
         for name, value in (("min_rto", min_rto), ("max_rto", max_rto), ("initial", initial)):
@@ -58,12 +61,7 @@ class RtoEstimator:
         self.samples = 0
         self.backoffs = 0
         self._base = min(max(float(initial), self.min_rto), self.max_rto)
-        self._rto = self._base
-
-    @property
-    def rto(self) -> float:
-        """The current retransmission timeout, seconds (backoff included)."""
-        return self._rto
+        self.rto = self._base          # a plain attribute: read on every ACK
 
     def sample(self, rtt: float) -> None:
         """Take one RTT measurement (seconds, from a segment not retransmitted or from a
@@ -79,17 +77,17 @@ class RtoEstimator:
         self.samples += 1
         rto = self.srtt + max(GRANULARITY, K * self.rttvar)
         self._base = min(max(rto, self.min_rto), self.max_rto)
-        self._rto = self._base
+        self.rto = self._base
         self.backoffs = 0
 
     def backoff(self) -> None:
         """A retransmission timer expired: double the RTO, at most ``max_rto``
         (RFC 6298 5.5)."""
         self.backoffs += 1
-        self._rto = min(self._rto * 2, self.max_rto)
+        self.rto = min(self.rto * 2, self.max_rto)
 
     def reset_backoff(self) -> None:
         """Return to the computed RTO without a new sample (e.g. an ACK for new data after
         a backoff, RFC 6298 5.7 lets the next sample do it; this does it now)."""
         self.backoffs = 0
-        self._rto = self._base
+        self.rto = self._base
