@@ -27,7 +27,7 @@ from .reassembly import Reassembler
 if TYPE_CHECKING:
     from .interface import NetInterface
 
-__all__ = ["Ipv4Layer", "IPV4_HEADER", "build_ipv4_header", "DEFAULT_TTL", "FRAME_TCP_TS"]
+__all__ = ["Ipv4Layer", "IPV4_HEADER", "build_ipv4_header", "DEFAULT_TTL"]
 
 IPV4_HEADER = 20
 #: Prebuilt (source, destination, protocol) headers kept at most.
@@ -43,11 +43,6 @@ _IN = struct.Struct("!2xHHHBB2x4s4s")
 # Sent: version/IHL, TOS, total, id, flags+offset, TTL, protocol, checksum, source, dest.
 _OUT = struct.Struct("!BBHHHBBH4s4s")
 _from_bytes = int.from_bytes
-#: A whole Ethernet + IPv4 + TCP-with-timestamp header in one pack (TCP's short send path,
-#: :meth:`Ipv4Layer.tcp_path`): Ethernet header (14 bytes); version/IHL, TOS, total, id,
-#: flags+offset, TTL, protocol, checksum, source, destination; sport, dport, seq, ack,
-#: offset, flags, window, checksum, urgent, NOP, NOP, kind 8, length 10, TSval, TSecr.
-FRAME_TCP_TS = struct.Struct("!14sBBHHHBBH4s4sHHIIBBHHHBBBBII")
 
 
 def build_ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int,
@@ -220,9 +215,10 @@ class Ipv4Layer:
         """For TCP's short send path: the Ethernet header towards ``dst`` and the unfolded
         sum of the IPv4 header words fixed for ``(src, dst, TCP)`` (TTL, protocol, DF,
         addresses), or None while the neighbour is not resolved. Valid while :attr:`gen`
-        stays as it was. The caller builds the frame with :data:`FRAME_TCP_TS`: total length
-        and Identification (``ident`` incremented per packet) added to the sum, folded and
-        complemented; it counts ``ip_out`` and ``frames_out`` and appends to ``out``."""
+        stays as it was. The caller builds the whole frame as :meth:`output` would (TTL
+        :data:`DEFAULT_TTL`, DF set): total length and Identification (``ident``
+        incremented per packet) added to the sum, folded and complemented; it counts
+        ``ip_out`` and ``frames_out`` and appends the frame to ``iface.out``."""
         entry = self.tx_cache.get((src, dst, _PROTO_TCP))
         if entry is None:
             return None

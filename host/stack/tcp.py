@@ -146,7 +146,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
     __slots__ = (
         "layer", "cfg", "local", "lport", "remote", "rport", "state", "error", "connected",
         "eof", "_released", "_csum", "_csum_ts", "_pseudo", "_tx", "_ip4", "_ip_gen", "_eth",
-        "_ip_sum",
+        "_ip_sum", "_ip_tail",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         "_fin_queued", "_fin_acked", "_closed_by_app", "sndbuf",
@@ -189,6 +189,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._ip4 = None
         self._ip_gen = -1
         self._eth = b""
+        self._ip_tail = b""
         self._ip_sum = 0
         self._csum_ts = self._csum + 0x8000 + 32 + _TS_WORD
         self.iss = self.snd_una = self.snd_nxt = self.snd_max = 0

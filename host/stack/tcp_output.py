@@ -22,7 +22,7 @@ from hetnic.protocol import IpProto
 
 from .checksum import FOLDS as _FOLDS
 from .checksum import fold_plan
-from .ipv4 import DEFAULT_TTL, FRAME_TCP_TS as _FRAME
+from .ipv4 import DEFAULT_TTL
 from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, SYN, sack_option, syn_options, ts_option
 
 __all__ = ["TcpOutput", "INF", "STATES", "window_shift"]
@@ -37,6 +37,14 @@ _HDR_TS = struct.Struct("!HHIIBBHHHBBBBII")
 _from_bytes = int.from_bytes
 _PROTO_TCP = int(IpProto.TCP)
 _DF = 0x4000            # IPv4 don't-fragment: the IP layer sets it on TCP
+# A whole Ethernet + IPv4 + TCP-with-timestamp header in one pack, the fields that never
+# change per connection grouped: Ethernet header with version/IHL and TOS; total length, id;
+# flags+offset, TTL, protocol; header checksum; addresses and ports; seq, ack, offset,
+# flags, window, checksum, urgent; NOP NOP kind 8 length 10; TSval, TSecr.
+_FRAME = struct.Struct("!16sHH4sH12sIIBBHHH4sII")
+_IP_MID = struct.pack("!HBB", _DF, DEFAULT_TTL, _PROTO_TCP)
+_TS_KIND = b"\x01\x01\x08\x0a"
+_PORTS = struct.Struct("!HH")
 
 CLOSED = "CLOSED"
 SYN_SENT = "SYN-SENT"
@@ -153,10 +161,9 @@ class TcpOutput:
                     s = self._ip_sum + size + ident
                     s = (s & 0xFFFF) + (s >> 16)
                     s = (s & 0xFFFF) + (s >> 16)
-                    frame = _FRAME.pack(self._eth, 0x45, 0, size, ident, _DF, DEFAULT_TTL,
-                                        _PROTO_TCP, 0xFFFF - s, self.local, self.remote,
-                                        self.lport, self.rport, seq, ack, 0x80, flags, win,
-                                        csum, 0, 1, 1, 8, 10, val, ecr)
+                    frame = _FRAME.pack(self._eth, size, ident, _IP_MID, 0xFFFF - s,
+                                        self._ip_tail, seq, ack, 0x80, flags, win, csum, 0,
+                                        _TS_KIND, val, ecr)
                     counters.ip_out += 1
                     counters.frames_out += 1
                     ip._out.append(frame + payload if n else frame)
@@ -193,7 +200,9 @@ class TcpOutput:
         path = ip.tcp_path(self.local, self.remote)
         if path is None:
             return False
-        self._eth, fixed = path
+        eth, fixed = path
+        self._eth = eth + b"\x45\x00"          # + version/IHL and TOS
+        self._ip_tail = self.local + self.remote + _PORTS.pack(self.lport, self.rport)
         self._ip_sum = fixed
         self._ip_gen = ip.gen
         return True
