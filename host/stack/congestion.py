@@ -180,7 +180,21 @@ class Cubic(CongestionControl):
     def on_ack(self, acked: int, now: float, rtt: float | None, in_recovery: bool) -> None:
         if rtt is not None and rtt >= 0:
             self.srtt = rtt if self.srtt is None else self.srtt + (rtt - self.srtt) / 8
-        _base_on_ack(self, acked, now, rtt, in_recovery)
+        # CongestionControl.on_ack, inline (it runs on every ACK).
+        if acked <= 0:
+            return
+        self._timed_out = False
+        if in_recovery:
+            return
+        cwnd = self.cwnd
+        ssthresh = self.ssthresh
+        if cwnd < ssthresh:
+            # RFC 3465: grow by the bytes acked, at most 2 SMSS per ACK, up to ssthresh.
+            grow = 2 * self.mss
+            cwnd += acked if acked < grow else grow
+            self.cwnd = cwnd if cwnd < ssthresh else ssthresh
+            return
+        self._avoid(acked, now, rtt)
 
     def _avoid(self, acked: int, now: float, rtt: float | None) -> None:
         mss = self.mss
@@ -242,8 +256,6 @@ class Cubic(CongestionControl):
         out.update(w_max=self.w_max * self.mss, k=self.k)
         return out
 
-
-_base_on_ack = CongestionControl.on_ack
 
 #: The algorithms an instance can name (``InstanceConfig.congestion``).
 CONGESTION_CONTROLS: dict[str, type[CongestionControl]] = {"newreno": NewReno, "cubic": Cubic}

@@ -126,7 +126,12 @@ class TcpInput:
         if sb is not None and sb.sacked_bytes:
             sb.update(ack, ())
         self._on_new_ack(ecr, ack, now)
-        self._output(now)
+        if self._fin_queued or ((self.snd_nxt - self.snd_una) & _M) < len(self.sndbuf):
+            self._output(now)
+        else:
+            # Nothing unsent (an application-limited sender): all _output would do is
+            # this (the retransmission timer was set by _on_new_ack).
+            self._t_persist = INF
         self._reschedule()
         return True
 
