@@ -86,7 +86,15 @@ class TcpInput:
             elif ts_ok and seq == self._last_ack_sent:
                 self._ts_recent = tv
             n = len(payload)
-            got = self.rcvbuf.insert(0, payload)
+            rb = self.rcvbuf
+            if not rb._starts and n <= rb.capacity - len(rb._data):
+                # ReceiveBuffer.insert's common case, inline: the next bytes, all fit,
+                # nothing out of order.
+                rb._data += payload
+                rb._base += n
+                got = n
+            else:
+                got = rb.insert(0, payload)
             if got != n:                        # trimmed to the buffer: ACK at once
                 if not got:
                     self.layer.counters.drop("tcp_zero_window")
@@ -106,7 +114,7 @@ class TcpInput:
                     elif self._t_delack == INF:
                         self._t_delack = now + self.cfg.delayed_ack_timeout
             if self._ack_now:
-                self._send_ack(now)
+                self._emit(self.snd_nxt, ACK, b"", b"", now)
             self.layer.notify(self)
             self._reschedule()
             return True
