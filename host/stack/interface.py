@@ -168,6 +168,8 @@ class NetInterface:
         self.ip6 = Ipv6Layer(self, reassembly_memory=reassembly_limit,
                              reassembly_timeout=reassembly_timeout)
         self.icmp6 = Icmp6(self)
+        self._reasm4 = self.ip4.reassembler
+        self._reasm6 = self.ip6.reassembler
         self.ndp = Ndp(self)
 
     # -- receive ---------------------------------------------------------------------------
@@ -334,10 +336,12 @@ class NetInterface:
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`poll` has work to do, or ``None``."""
         best = self.neighbours.next_deadline()
-        for when in (self.ip4.reassembler.next_deadline(),
-                     self.ip6.reassembler.next_deadline()):
-            if when is not None and (best is None or when < best):
-                best = when
+        when = self._reasm4.next_deadline()
+        if when is not None and (best is None or when < best):
+            best = when
+        when = self._reasm6.next_deadline()
+        if when is not None and (best is None or when < best):
+            best = when
         return best
 
     def poll(self, now: float) -> None:

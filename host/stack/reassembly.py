@@ -158,6 +158,8 @@ class Reassembler:
 
     def next_deadline(self) -> float | None:
         """When the oldest datagram times out (datagrams are kept in arrival order)."""
+        if not self._datagrams:
+            return None
         for dgram in self._datagrams.values():
             return dgram.deadline
         return None

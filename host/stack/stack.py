@@ -148,12 +148,13 @@ class Stack:
 
     def poll(self, now: float) -> list[bytes]:
         """Run every timer due at ``now`` and return (and forget) the frames to send."""
-        self.tcp.now = self.udp.now = now
+        tcp = self.tcp
+        tcp.now = self.udp.now = now
         iface = self.iface
         due = iface.next_deadline()
         if due is not None and due <= now:
             iface.poll(now)
-        self.tcp.poll(now)
+        tcp.poll(now)
         out = iface.out
         if not out:
             return []
