@@ -7,10 +7,12 @@ The ones' complement sum of big-endian 16-bit words is computed without a loop o
 to the sum of its words modulo ``0xFFFF``, and one ``int.from_bytes`` plus one ``%`` (after
 a few halving folds, see :func:`fold_plan`) gives the folded sum. The only subtlety is the
 value ``0xFFFF`` (ones' complement "negative zero"): a ones' complement sum is ``0`` only
-when every word is zero, so a non-zero input whose remainder is ``0`` sums to ``0xFFFF``. This matches RFC 1071's end-around-carry fold exactly.
+when every word is zero, so a non-zero input whose remainder is ``0`` sums to ``0xFFFF``.
+This matches RFC 1071's end-around-carry fold exactly.
 
-A 1500-byte buffer takes 2-3 microseconds on this project's machines, most of it the
-conversion to an integer.
+A 1500-byte buffer takes about 1.8 microseconds on this project's machines, half of it the
+conversion to an integer. The TCP fast paths (:mod:`.tcp_layer` receiving,
+:mod:`.tcp_output` sending) inline :func:`word_sum` with :data:`FOLDS`.
 """
 
 from __future__ import annotations
