@@ -130,8 +130,10 @@ class TcpLayer:
         self.iface.send_ip(local, remote, _TCP, segment, self.now)
 
     def schedule(self, conn: TcpConnection) -> None:
-        """``conn.deadline`` changed: make sure the heap holds an entry no later than it."""
-        when = conn.deadline
+        """``conn.deadline`` changed: make sure the heap holds an entry no later than it.
+        (Read from the connection's copy of it, kept by every entry point's reschedule: the
+        property recomputes it.)"""
+        when = conn._sched
         if when is None:
             return
         queued = self._queued.get(conn)
