@@ -134,7 +134,9 @@ class TcpInput:
         if sb is not None and sb.sacked_bytes:
             sb.update(ack, ())
         self._on_new_ack(ecr, ack, now)
-        if self._fin_queued or ((self.snd_nxt - self.snd_una) & _M) < len(self.sndbuf):
+        sndbuf = self.sndbuf
+        if self._fin_queued or \
+                ((self.snd_nxt - self.snd_una) & _M) < len(sndbuf._data) - sndbuf._head:
             self._output(now)
         else:
             # Nothing unsent (an application-limited sender): all _output would do is

@@ -250,7 +250,8 @@ class TcpOutput:
             self._sack_output(now)
         else:
             una = self.snd_una
-            buffered = len(self.sndbuf)
+            snd_buf = self.sndbuf
+            buffered = len(snd_buf._data) - snd_buf._head     # len(sndbuf) without the __len__ call
             off = (self.snd_nxt - una) & _M
             cwnd = self.cc.cwnd + self._inflate
             wnd = self.snd_wnd

@@ -107,7 +107,7 @@ class TcpRecovery:
         una = self.snd_una
         acked = (ack - una) & _M
         buf = self.sndbuf
-        buffered = len(buf)
+        buffered = len(buf._data) - buf._head      # len(buf) without the __len__ call
         fin_acked = acked > buffered
         buf.consume(buffered if fin_acked else acked)
         self.snd_una = ack
