@@ -251,7 +251,7 @@ class TcpOutput:
         else:
             una = self.snd_una
             snd_buf = self.sndbuf
-            buffered = len(snd_buf._data) - snd_buf._head     # len(sndbuf) without the __len__ call
+            buffered = len(snd_buf._data) - snd_buf._head   # len(sndbuf), no __len__ call
             off = (self.snd_nxt - una) & _M
             cwnd = self.cc.cwnd + self._inflate
             wnd = self.snd_wnd
