@@ -204,7 +204,8 @@ def parse_tcp(buf: bytes | bytearray | memoryview, src: bytes, dst: bytes) -> Tc
         raise SegmentError("tcp_bad_offset")
     # Ones' complement sum of pseudo-header + segment must be 0xFFFF: the total is a
     # non-zero multiple of 0xFFFF (the protocol word makes it non-zero).
-    if (word_sum(buf) + _from_bytes(src, "big") + _from_bytes(dst, "big") + _PROTO_TCP + n) % 0xFFFF:
+    if (word_sum(buf) + _from_bytes(src, "big") + _from_bytes(dst, "big") + _PROTO_TCP
+            + n) % 0xFFFF:
         raise SegmentError("tcp_bad_checksum")
     if flags & SYN:
         if flags & FIN:
