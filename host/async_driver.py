@@ -237,7 +237,7 @@ class AsyncStackDriver:
         stack = self.stack if stack is None else stack
         sock = stack.tcp_socket()
         readiness = _Readiness(sock, self.loop)
-        sock.connect((host, port))
+        sock.connect((host, port), now=self.loop.time())
         self.kick()
         end = None if timeout is None else self.loop.time() + timeout
         while not sock.connected:

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from ..errors import HetnicError
-from ..protocol import EtherType, IpProto
+from ..protocol import IPV6_EXT_HEADERS, EtherType, IpProto
 from ..rules import Action, FlowRule
+from .stack import icmp, icmpv6
 
 __all__ = ["SteeringError", "SteeringPlan", "APP_PORTS", "DEFAULT_INSTANCE",
            "plan_steering", "is_shared_frame", "app_instance"]
@@ -46,10 +47,8 @@ APP_PORTS: tuple[tuple[str, str, int, str], ...] = (
 #: The instance that takes every frame no rule names (when an instance has that name).
 DEFAULT_INSTANCE = "concurrency"
 
-_ICMP = 1
-_ICMP_ECHO = (0, 8)                 # echo reply, echo request (RFC 792)
-_ICMPV6_ECHO = (128, 129)           # echo request, echo reply (RFC 4443)
-_IPV6_EXT = (0, 43, 44, 60)         # hop-by-hop, routing, fragment, destination options
+_ICMP_ECHO = (icmp.ECHO_REPLY, icmp.ECHO_REQUEST)
+_ICMPV6_ECHO = (icmpv6.ECHO_REQUEST, icmpv6.ECHO_REPLY)
 
 
 class SteeringError(HetnicError, ValueError):
@@ -192,12 +191,12 @@ def is_shared_frame(frame: bytes) -> bool:
             return False
         ihl = (frame[14] & 0x0F) * 4
         frag = struct.unpack_from("!H", frame, 20)[0] & 0x1FFF
-        if frame[23] != _ICMP or frag or len(frame) <= 14 + ihl:
+        if frame[23] != IpProto.ICMP or frag or len(frame) <= 14 + ihl:
             return False
         return frame[14 + ihl] not in _ICMP_ECHO
     if ethertype == EtherType.IPV6:
         next_header, offset = (frame[20] if len(frame) > 20 else -1), 54
-        while next_header in _IPV6_EXT and len(frame) >= offset + 8:
+        while next_header in IPV6_EXT_HEADERS and len(frame) >= offset + 8:
             if next_header == IpProto.FRAGMENT:
                 return False            # a fragment: it stays with one instance
             next_header, offset = frame[offset], offset + (frame[offset + 1] + 1) * 8
