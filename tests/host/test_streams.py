@@ -71,7 +71,7 @@ class FakeSocket:
     def accept(self):
         return self.queue.pop(0) if self.queue else None
 
-    def connect(self, address):
+    def connect(self, address, now=None):
         self.state = "SYN-SENT"
         self.connect_to = address[1]
         self.stack.pending.append(self)
