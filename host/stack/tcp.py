@@ -161,7 +161,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         "_rtt_seq", "_rtt_time", "retransmits", "_retries",
         # timers
         "_t_rtx", "_t_delack", "_t_persist", "_t_keep", "_t_close", "_persist_n", "_keep_n",
-        "_keep_at",
+        "_keep_at", "_probe_at", "_probe_miss",
         "_last_rx", "_sched", "_syn_deferred", "soft_error",
     )
 
@@ -228,6 +228,8 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._t_rtx = self._t_delack = self._t_persist = self._t_keep = self._t_close = INF
         self._persist_n = self._keep_n = 0
         self._keep_at = 0.0
+        self._probe_at = 0.0                    # when the last zero-window probe went out
+        self._probe_miss = 0                    # zero-window probes in a row unanswered
         self._last_rx = now
         self._sched: float | None = None
         self._syn_deferred = False
@@ -420,12 +422,15 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
             self._reschedule()
 
     def abort(self) -> None:
-        """Send an RST (if the peer knows of us) and release the connection at once."""
+        """Release the connection at once, with an RST (SEQ = SND.MAX, past anything sent
+        even after an RTO rewound SND.NXT) in the states RFC 9293 3.10.5 names
+        (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1/2, CLOSE-WAIT); in SYN-SENT, CLOSING,
+        LAST-ACK and TIME-WAIT the connection is just deleted."""
         st = self.state
         if st == CLOSED:
             return
-        if st not in (SYN_SENT, TIME_WAIT):
-            self._emit(self.snd_nxt, RST | ACK, b"", b"", self.layer.now)
+        if st in _RST_ON_ABORT:
+            self._emit(self.snd_max, RST | ACK, b"", b"", self.layer.now)
         self._release()
 
     def icmp_error(self, kind: str, seq: int) -> None:
@@ -477,3 +482,4 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
 
 _WRITABLE_STATES = frozenset((SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT))
 _RECEIVING_STATES = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
+_RST_ON_ABORT = frozenset((SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT))

@@ -70,8 +70,8 @@ class TcpInput:
             return False
         una = self.snd_una
         if payload:
-            if self._ooo or self._closed_by_app:
-                return False
+            if self._ooo or self._closed_by_app or self._fin_seq_in is not None:
+                return False                    # (a FIN beyond a gap waits for this data)
             if ack != una:
                 # Data that also acknowledges ours (both directions busy).
                 if ((ack - una) & _M) > ((self.snd_max - una) & _M) or self._dupacks:
@@ -269,8 +269,6 @@ class TcpInput:
             else:
                 self._send_ack(now)
             return
-        if tv is not None and self.ts_ok and seq_le(seq, self._last_ack_sent):
-            self._ts_recent = tv                # RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent
         # Trim what is already received (the part before RCV.NXT).
         if d < 0:
             if syn:
@@ -332,6 +330,10 @@ class TcpInput:
             if self.state == CLOSED:
                 return
             st = self.state
+        # RFC 7323 4.3 (and 5.3 R3): TS.Recent moves only for a segment that passed every
+        # check above (PAWS, window, RST, SYN, ACK) and starts at or before Last.ACK.sent.
+        if tv is not None and self.ts_ok and seq_le(seq, self._last_ack_sent):
+            self._ts_recent = tv
         # R7: data.
         if plen and st in _RECEIVING:
             if self._closed_by_app:
@@ -344,6 +346,8 @@ class TcpInput:
             self._fin_seq_in = (seg.seq + (1 if flags & SYN else 0) + len(seg.payload)) & _M
         if self._fin_seq_in is not None and self.rcv_nxt == self._fin_seq_in and not self.eof:
             self._on_fin(now)
+        elif fin and not self.eof:
+            self._ack_now = True                # a FIN beyond a gap: a duplicate ACK now
         elif st == TIME_WAIT and fin:
             self._ack_now = True
             self._t_close = now + self.cfg.time_wait

@@ -456,9 +456,16 @@ class TcpOutput:
             self._output(now, force=True)
             if self.snd_max != self.snd_una:
                 return
-        if self._persist_n >= self.cfg.max_retries:
+        # RFC 9293 3.8.6.1 (MUST-26): a peer that answers the probes keeps the connection
+        # however long its window stays closed; only probes in a row without any segment
+        # back count toward the limit (the interval keeps backing off either way).
+        if self._probe_miss and self._last_rx > self._probe_at:
+            self._probe_miss = 0
+        if self._probe_miss >= self.cfg.max_retries:
             self._fail("timeout")
             return
+        self._probe_miss += 1
+        self._probe_at = now
         self._persist_n += 1
         # A segment one below SND.UNA with no data: out of window for the peer, which must
         # answer with an ACK carrying its current window.

@@ -37,10 +37,13 @@ class TcpRecovery:
         if sb is not None and (seg.sack_blocks or sb.sacked_bytes):
             new_sack = sb.update(ack if ((ack - una) & _M) < _HALF else una, seg.sack_blocks,
                                  self.snd_max) > 0
-        # Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
+        # Window update (RFC 9293 3.10.7.4: SND.UNA =< SEG.ACK, then the SND.WL1/SND.WL2
+        # rule; an old ACK RFC 5961 still accepts never moves the window).
         wl1 = self.snd_wl1
         old_wnd = self.snd_wnd
-        if ((wl1 - seq) & _M) >= _HALF or (wl1 == seq and ((ack - self.snd_wl2) & _M) < _HALF):
+        if ((ack - una) & _M) < _HALF and (
+                ((wl1 - seq) & _M) >= _HALF
+                or (wl1 == seq and ((ack - self.snd_wl2) & _M) < _HALF)):
             wnd = seg.window << self._snd_shift
             self.snd_wnd = wnd
             if wnd > self.max_snd_wnd:
