@@ -17,6 +17,7 @@ LONGEST_FIRST = (
     "tests/system/test_bench.py",
     "tests/system/test_driver_backends.py",
     "tests/system/test_flow_order.py",
+    "tests/system/test_stack_kernel.py",        # ~25 s: the kernel as the stack's peer
     "tests/rtl/test_rx_pipeline_rtl.py",
     "tests/boards/test_board_top_rtl.py",
     "tests/gateware/test_parser.py",
