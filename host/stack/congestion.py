@@ -159,8 +159,8 @@ class Cubic(CongestionControl):
     C = 0.4
     BETA = 0.7
     ALPHA = 3 * (1 - BETA) / (1 + BETA)     # RFC 9438 eq. 4: the Reno-friendly AIMD step
-    __slots__ = ("w_max", "k", "w_est", "epoch_start", "cwnd_epoch", "srtt", "_w",
-                 "_after_rto")
+    __slots__ = ("w_max", "k", "w_est", "epoch_start", "cwnd_epoch", "cwnd_prior", "srtt",
+                 "_w", "_after_rto")
 
     def __init__(self, mss: int, initial_window: int = 10):
         super().__init__(mss, initial_window)
@@ -169,6 +169,7 @@ class Cubic(CongestionControl):
         self.w_est = 0.0
         self.epoch_start: float | None = None
         self.cwnd_epoch = 0.0
+        self.cwnd_prior = 0.0               # segments: cwnd at the last congestion event
         self.srtt: float | None = None      # own smoothed RTT for W_cubic(t + RTT)
         self._w = 0.0                       # cwnd in segments, with the fraction
         self._after_rto = False             # the next epoch is the first after a timeout
@@ -213,8 +214,10 @@ class Cubic(CongestionControl):
         w = self._w
         segments = acked / mss
         t = now - self.epoch_start
-        # RFC 9438 4.3: the Reno-friendly estimate (alpha becomes 1 once it reaches W_max).
-        alpha = self.ALPHA if self.w_est < self.w_max else 1.0
+        # RFC 9438 4.3: the Reno-friendly estimate (alpha becomes 1 once it reaches
+        # cwnd_prior, the window before the reduction, not W_max: fast convergence may
+        # have lowered that).
+        alpha = self.ALPHA if self.w_est < self.cwnd_prior else 1.0
         self.w_est += alpha * segments / w
         if self.w_cubic(t) < self.w_est:
             w = self.w_est                                  # Reno-friendly region
@@ -229,26 +232,29 @@ class Cubic(CongestionControl):
         self._w = w
         self.cwnd = max(int(w * mss), self.cwnd)
 
-    def _reduce(self) -> None:
-        """RFC 9438 4.6 and 4.7: W_max with fast convergence, ssthresh = beta * cwnd."""
+    def _reduce(self, flight: int) -> None:
+        """RFC 9438 4.6 and 4.7: cwnd_prior, W_max with fast convergence, and
+        ssthresh = max(beta * flight size, 2 SMSS): from the bytes in flight, not cwnd, so an
+        application-limited sender does not keep a window it never used."""
         w = self.cwnd / self.mss
+        self.cwnd_prior = w
         if w < self.w_max:
             self.w_max = w * (1 + self.BETA) / 2            # fast convergence
         else:
             self.w_max = w
-        self.ssthresh = max(int(self.cwnd * self.BETA), 2 * self.mss)
+        self.ssthresh = max(int(flight * self.BETA), 2 * self.mss)
         self.epoch_start = None
         self._acked = 0
 
     def on_enter_recovery(self, flight: int, now: float) -> None:
-        self._reduce()
+        self._reduce(flight)
         self._after_rto = False
         self.cwnd = self.ssthresh
 
     def _rto_threshold(self, flight: int) -> None:
         # RFC 9438 4.8: ssthresh as for any congestion event, cwnd as Reno (one segment),
         # and the next congestion avoidance stage starts a fresh cubic curve.
-        self._reduce()
+        self._reduce(flight)
         self._after_rto = True
 
     def info(self) -> dict:

@@ -185,12 +185,14 @@ def test_cubic_rto_then_slow_start_then_new_epoch():
     # and K = 0, so it grows convexly from there.
     assert cc.epoch_start == now
     assert cc.w_max == pytest.approx(70) and cc.k == 0
-    # W_est starts at W_max, so alpha is 1: Reno's one segment per RTT leads at first ...
+    # W_est starts at the window of the epoch start, below cwnd_prior (100, the window when
+    # ssthresh was set), so alpha is 3(1-beta)/(1+beta) (RFC 9438 4.3): the Reno-friendly
+    # estimate leads at first ...
     start = now
     for _ in range(20):
         ack_round(cc, now, 0.1)
         now += 0.1
-    assert cc.cwnd / MSS == pytest.approx(70 + 20, abs=1.5)
+    assert cc.cwnd / MSS == pytest.approx(70 + 20 * Cubic.ALPHA, abs=1.5)
     assert cc.w_cubic(now - start) < cc.cwnd / MSS
     # ... until the convex curve 70 + 0.4 t^3 overtakes it (t > 5 s).
     while now < start + 7.0:
@@ -226,3 +228,41 @@ def test_cubic_window_never_shrinks_on_acks():
         now += 0.0005
         assert cc.cwnd >= last
         last = cc.cwnd
+
+
+@pytest.mark.parametrize("cls", [NewReno, Cubic])
+def test_app_limited_loss_takes_ssthresh_from_the_flight(cls):
+    """RFC 5681 3.1 / RFC 9438 4.6: ssthresh from the bytes in flight, not from a cwnd an
+    application-limited sender never filled."""
+    beta = 0.5 if cls is NewReno else Cubic.BETA
+    cc = cls(MSS, 10)
+    cc.cwnd = 100 * MSS
+    cc.on_enter_recovery(10 * MSS, 0.0)
+    assert cc.ssthresh == int(10 * MSS * beta) and cc.cwnd == cc.ssthresh
+    cc.cwnd = 100 * MSS
+    cc.on_ack(MSS, 0.5, None, False)
+    cc.on_rto(20 * MSS, 1.0)
+    assert cc.ssthresh == int(20 * MSS * beta) and cc.cwnd == MSS
+    cc.on_ack(MSS, 1.5, None, False)
+    cc.on_enter_recovery(MSS, 2.0)
+    assert cc.ssthresh == 2 * MSS
+
+
+def test_cubic_reno_friendly_alpha_switches_at_cwnd_prior():
+    """RFC 9438 4.3: alpha stays 3(1-beta)/(1+beta) until W_est reaches cwnd_prior (the
+    window at the reduction), also when fast convergence put W_max below it."""
+    cc = Cubic(MSS, 10)
+    cc.w_max = 200.0
+    cc.cwnd = 100 * MSS
+    cc.on_enter_recovery(100 * MSS, 0.0)
+    assert cc.w_max == pytest.approx(85) and cc.cwnd_prior == 100
+    cc.on_exit_recovery(0.0)
+    cc.on_ack(MSS, 0.0, 0.001, False)           # the epoch starts
+    cc.w_est = 90.0                             # above W_max, below cwnd_prior
+    w = cc._w
+    cc.on_ack(MSS, 0.001, 0.001, False)
+    assert cc.w_est - 90.0 == pytest.approx(Cubic.ALPHA / w)
+    cc.w_est = 100.0
+    w = cc._w
+    cc.on_ack(MSS, 0.002, 0.001, False)
+    assert cc.w_est - 100.0 == pytest.approx(1.0 / w)
