@@ -19,7 +19,6 @@ Every malformed or unwanted frame is a counted drop (``counters.drops``), never 
 from __future__ import annotations
 
 import ipaddress
-import struct
 from collections.abc import Callable
 
 from .arp import ArpHandler
@@ -37,10 +36,6 @@ __all__ = ["NetInterface"]
 
 Handler = Callable[[bytes, bytes, "memoryview | bytes", float], None]
 _UNREACH_V6 = {0: 0, 1: 3, 3: 4}     # ICMPv4 unreachable code -> ICMPv6 code
-# IPv4 received: total length, id, flags+offset, TTL, protocol, source, destination.
-_IP4_IN = struct.Struct("!2xHHHBB2x4s4s")
-_ICMP = 1
-_from_bytes = int.from_bytes
 
 
 def _packed(addr: object, size: int) -> bytes:
@@ -191,23 +186,6 @@ class NetInterface:
         self.rx_group = frame[0] & 1
         ethertype = (frame[12] << 8) | frame[13]
         if ethertype == ETH_IPV4:
-            # Ipv4Layer.input's short path, inlined (one call less per frame): a 20-byte
-            # header with a valid checksum, not a fragment, from a unicast source to one of
-            # our addresses, for a transport with a handler other than ICMP.
-            size = len(frame)
-            if size >= 34 and frame[14] == 0x45:
-                total, _, frag, _, proto, src, dst = _IP4_IN.unpack_from(frame, 14)
-                end = 14 + total
-                if (total >= 20 and end <= size and not frag & 0x3FFF
-                        and dst in self.ipv4_set
-                        and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
-                    first = src[0]
-                    handler = self.transports.get(proto)
-                    if (handler is not None and 0 < first < 224 and first != 127
-                            and src not in self.broadcast4 and proto != _ICMP):
-                        counters.ip4_in += 1
-                        handler(src, dst, frame[34:end], now)
-                        return
             self._ip4_input(frame, now)
         elif ethertype == ETH_IPV6:
             self.ip6.input(frame, now)

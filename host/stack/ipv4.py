@@ -35,7 +35,7 @@ TX_CACHE_LIMIT = 4096
 DEFAULT_TTL = 64
 _PROTO_TCP = int(IpProto.TCP)
 _PROTO_UDP = int(IpProto.UDP)
-_PROTO_ICMP = 1
+_PROTO_ICMP = int(IpProto.ICMP)
 _DF = 0x4000
 _MF = 0x2000
 # Received: total length, id, flags+offset, TTL, protocol, source, destination.
@@ -87,8 +87,9 @@ class Ipv4Layer:
     def input(self, frame: bytes, now: float) -> None:
         """Handle one IPv4 frame (Ethernet header included).
 
-        The common case - a 20-byte header, not a fragment, to one of our addresses, for a
-        transport with a handler - takes the short path; everything else, and every frame
+        The common case - a 20-byte header, not a fragment, to one of our addresses in a
+        frame to our MAC, for a transport with a handler - takes the short path (the
+        interface calls this for every IPv4 frame: the one copy of it); everything else, and every frame
         that fails a check on it, goes through :meth:`_input` (which counts why).
         """
         size = len(frame)
@@ -97,6 +98,7 @@ class Ipv4Layer:
             end = 14 + total
             # A valid header sums to 0xFFFF: its value is 0 mod 0xFFFF (and never 0: 0x45).
             if (total >= 20 and end <= size and not frag & 0x3FFF and dst in self._local
+                    and not frame[0] & 1
                     and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
                 first = src[0]
                 handler = self._transports.get(proto)
@@ -140,6 +142,11 @@ class Ipv4Layer:
             else:
                 counters.drop("ip_not_ours")
                 return
+        if iface.rx_group and not broadcast:
+            # RFC 1122 3.3.6: a link-layer broadcast/multicast frame must carry an IP
+            # broadcast or multicast destination; a unicast one is silently discarded.
+            counters.drop("ip_unicast_in_link_group")
+            return
         first = src[0]
         if first >= 224 or first == 127 or first == 0 or src in iface.broadcast4:
             counters.drop("ip_bad_source")     # multicast, loopback, "this network", broadcast

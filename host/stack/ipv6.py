@@ -127,6 +127,11 @@ class Ipv6Layer:
         if dst not in iface.ipv6_set and dst not in iface.groups6:
             counters.drop("ip_not_ours")
             return
+        if iface.rx_group and dst[0] != 0xFF:
+            # As RFC 1122 3.3.6 for IPv4: a unicast destination in a link-layer group frame
+            # is discarded.
+            counters.drop("ip_unicast_in_link_group")
+            return
         if src[0] == 0xFF:
             counters.drop("ip_bad_source")
             return

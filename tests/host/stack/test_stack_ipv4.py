@@ -263,9 +263,11 @@ def test_no_error_about_a_frame_to_a_group_mac():
         iface.send_unreachable(src, dst, 17, payload, 3, now)
 
     iface.transports[17] = refuse
-    iface.receive(frame(UDP(sport=1, dport=9), eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
-    iface.receive(frame(b"12345678", proto=99, eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
-    assert udp_seen == [US] and iface.out == []
+    iface.receive(frame(UDP(sport=1, dport=9), dst="198.18.0.255",
+                        eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
+    iface.receive(frame(b"12345678", proto=99, dst="198.18.0.255",
+                        eth_dst="ff:ff:ff:ff:ff:ff"), 0.0)
+    assert udp_seen == [ip("198.18.0.255")] and iface.out == []
     iface.receive(frame(UDP(sport=1, dport=9)), 0.0)         # the same to our MAC: refused
     (error,) = take(iface)
     assert error[ICMP].type == 3 and error[ICMP].code == 3
@@ -303,3 +305,18 @@ def test_bad_configuration_is_a_one_line_hetnic_error(kwargs):
     with pytest.raises(HetnicError) as info:
         NetInterface(**args)
     assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("eth_dst", ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"])
+def test_unicast_ip_in_a_link_group_frame_is_discarded(eth_dst):
+    """RFC 1122 3.3.6: a datagram received via a link-layer broadcast (or multicast) with a
+    unicast IP destination is silently discarded, counted; nothing reaches TCP or UDP."""
+    iface, counters = make_iface()
+    iface._accept = iface._accept | {mac(eth_dst)}      # a group MAC the link delivered
+    tcp = recorder(iface, 6)
+    udp = recorder(iface, 17)
+    iface.receive(frame(TCP(sport=1000, dport=80, flags="S"), eth_dst=eth_dst), 0.0)
+    iface.receive(frame(UDP(sport=1, dport=9), eth_dst=eth_dst), 0.0)
+    iface.receive(frame(b"12345678", proto=99, eth_dst=eth_dst), 0.0)
+    assert tcp == [] and udp == [] and iface.out == []
+    assert counters.drops == {"ip_unicast_in_link_group": 3}

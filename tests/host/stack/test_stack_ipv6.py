@@ -258,3 +258,16 @@ def test_malformed_option_list_dropped():
     raw[54 + 3] = 9          # PadN claiming more bytes than the header holds
     iface.receive(bytes(raw), 0.0)
     assert counters.drops == {"ip6_bad_option": 1}
+
+
+def test_unicast_ipv6_in_a_multicast_frame_is_discarded():
+    """As RFC 1122 3.3.6 for IPv4: a unicast destination in a link-layer group frame (here
+    the all-nodes MAC) is discarded, counted; a multicast destination still gets through."""
+    iface, counters = make_iface()
+    got = []
+    iface.transports[17] = lambda src, dst, payload, now: got.append(dst)
+    group = "33:33:00:00:00:01"
+    iface.receive(frame(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(dport=9), group), 0.0)
+    assert got == [] and counters.drops == {"ip_unicast_in_link_group": 1}
+    iface.receive(frame(IPv6(src="2001:db8::1", dst="ff02::1") / UDP(dport=9), group), 0.0)
+    assert got == [ip("ff02::1")]
