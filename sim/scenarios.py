@@ -13,7 +13,7 @@ import time
 from ..host.nic import Nic
 from ..rules import Action, FlowRule
 
-__all__ = ["SCENARIOS", "rx_stream", "api_tour", "packet_record"]
+__all__ = ["SCENARIOS", "rx_stream", "api_tour", "stack_echo", "packet_record"]
 
 
 def packet_record(p) -> dict:
@@ -80,4 +80,66 @@ def api_tour(nic: Nic, frames: list[str], tx_messages: list[str]) -> dict:
     return out
 
 
-SCENARIOS = {"rx_stream": rx_stream, "api_tour": api_tour}
+#: Seconds per cycle of the NIC core's clock (125 MHz), the stacks' clock in :func:`stack_echo`.
+_SECONDS_PER_CYCLE = 8e-9
+
+
+def stack_echo(nic: Nic, payload: str, max_cycles: int = 20_000_000) -> dict:
+    """A user-mode stack on the NIC's queues serves TCP echo to a peer stack on its wire.
+
+    The server (``low-delay`` profile, 198.18.0.2) runs on every RX queue and TX queue 0
+    through a :class:`~hetnic.host.links.NicQueueLink`; the peer (198.18.0.1) takes the
+    frames leaving ``tx_mac`` and puts its own on the wire. Both run on the NIC's simulated
+    clock. The peer connects, sends ``payload`` (hex), reads the echo back and closes; the
+    result is what came back, the final states and the counters that must agree."""
+    from ..host.links import NicQueueLink
+    from ..host.stack.instance import PROFILES
+    from ..host.stack.stack import Stack
+
+    data = bytes.fromhex(payload)
+    cfg = PROFILES["low-delay"]
+    server = Stack(cfg, mac="02:00:5e:00:00:02", ipv4=["198.18.0.2/24"], seed=1)
+    peer = Stack(cfg, mac="02:00:5e:00:00:01", ipv4=["198.18.0.1/24"], seed=2)
+    link = NicQueueLink(nic, range(len(nic.rx_queues)), 0)
+    listener = server.listen(7)
+    start = nic.now()
+    client = peer.connect("198.18.0.2", 7,
+                          now=(nic.now() - start) * _SECONDS_PER_CYCLE)
+    conn, echoed, sent, closing = None, bytearray(), 0, False   # closing: the client's
+
+    def finished() -> bool:       # our FIN and theirs both acknowledged
+        return (client.state == "TIME-WAIT" and conn is not None
+                and conn.state == "CLOSED") or client.error is not None
+
+    while not (finished() or nic.now() - start > max_cycles):
+        now = (nic.now() - start) * _SECONDS_PER_CYCLE
+        for frame in link.receive(64):
+            server.receive(frame, now)
+        conn = conn or listener.accept()
+        if conn is not None and not conn.closed:
+            while (piece := conn.recv()):
+                conn.send(piece)
+            if piece == b"":                    # the peer's FIN: echo done, close ours
+                conn.close()
+        link.send(server.poll(now))
+        link.service()
+        for frame in nic.wire.received():
+            peer.receive(frame, now)
+        if client.connected and sent < len(data):
+            sent += client.send(data[sent:])
+        while not closing and (piece := client.recv()):
+            echoed += piece
+        if len(echoed) == len(data) and not closing:
+            client.close()
+            closing = True
+        frames = peer.poll(now)
+        if frames:
+            nic.wire.send(frames)
+        nic.run(256)
+    return {"echoed": bytes(echoed).hex(), "client": client.state, "error": client.error,
+            "server": None if conn is None else conn.state,
+            "server_segments_in": server.counters.tcp_in,
+            "drops": {**server.counters.drops, **peer.counters.drops}}
+
+
+SCENARIOS = {"rx_stream": rx_stream, "api_tour": api_tour, "stack_echo": stack_echo}
