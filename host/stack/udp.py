@@ -117,6 +117,11 @@ class UdpLayer:
             raise BadArgument(f"sendto: {len(data)} bytes do not fit one UDP datagram "
                               f"(at most {MAX_DATAGRAM})")
         local, sport = bound
+        if local == V4_ANY and len(remote) != 4:
+            # Bound to every IPv4 address only: replies to an IPv6 source would find no
+            # socket (and get port unreachable).
+            raise BadArgument(f"sendto: bound to 0.0.0.0 (IPv4 only), cannot reach "
+                              f"{addr_text(remote)}")
         if local is None or local == V4_ANY:
             local = self.iface.source_for(remote)
             if local is None or len(local) != len(remote):

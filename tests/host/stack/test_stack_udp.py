@@ -156,3 +156,17 @@ def test_api_misuse_is_one_line():
         sock.sendto(b"x", (IP4_B, 7))
     with pytest.raises(ConnectionClosed):
         sock.recvfrom()
+
+
+def test_bound_to_ipv4_any_cannot_send_to_ipv6():
+    """A socket bound to 0.0.0.0 takes IPv4 only: a datagram to an IPv6 host is refused at
+    once (its replies would get port unreachable), one line; IPv4 still goes out."""
+    pair = Pair()
+    sock = pair.a.udp_socket()
+    sock.bind(("0.0.0.0", 0))
+    out = pair.a.counters.udp_out
+    with pytest.raises(BadArgument) as info:
+        sock.sendto(b"x", (IP6_B, 7))
+    assert "0.0.0.0" in str(info.value) and "\n" not in str(info.value)
+    assert pair.a.counters.udp_out == out
+    assert sock.sendto(b"x", (IP4_B, 7)) == 1
