@@ -12,7 +12,9 @@ out-of-order data that arrived past a hole. Positions inside it are plain stream
 hands SACK blocks back in sequence numbers. Out-of-order data is kept as non-overlapping
 pieces that tile the covered intervals, so delivering an interval once its hole is filled is
 one dict lookup per piece and no copy of the stored data; memory is bounded by the window,
-since nothing past ``rcv_nxt + window`` is accepted.
+since nothing past ``rcv_nxt + window`` is accepted, and the bookkeeping by
+:data:`MAX_OOO_INTERVALS` intervals and ``capacity // 256`` pieces: an out-of-order segment
+past either limit is dropped (:attr:`ReceiveBuffer.ooo_drops` counts them).
 
 Both use a ``bytearray`` for the in-order bytes. :class:`ReceiveBuffer` deletes read bytes
 from its front (CPython does that in O(1): it moves the start pointer). :class:`SendBuffer`
@@ -31,6 +33,13 @@ __all__ = ["SendBuffer", "ReceiveBuffer"]
 
 _SEQ_MASK = 0xFFFFFFFF
 _RECENT = 16            # positions of recent out-of-order arrivals remembered for SACK order
+#: Out-of-order intervals (runs of held data between holes) kept at most: a segment that
+#: would make one more is dropped (the peer resends it), so a flood of tiny segments cannot
+#: make the store a long list (each insert is a bisect and a short list splice).
+MAX_OOO_INTERVALS = 128
+#: Out-of-order pieces kept at most, per byte of capacity (at least 4 per interval): a
+#: peer's segments are at least this size on average before any is dropped.
+_PIECE_BYTES = 256
 
 
 def _check_capacity(capacity: int) -> int:
@@ -118,7 +127,7 @@ class ReceiveBuffer:
     """
 
     __slots__ = ("capacity", "_data", "_base", "_starts", "_ends", "_pieces", "_recent",
-                 "_ooo")
+                 "_ooo", "_max_pieces", "ooo_drops")
 
     def __init__(self, capacity: int):
         self.capacity = _check_capacity(capacity)
@@ -129,6 +138,9 @@ class ReceiveBuffer:
         self._pieces: dict[int, bytes] = {}   # start -> bytes; pieces tile the intervals
         self._recent: list[int] = []      # stream offsets of recent arrivals, newest first
         self._ooo = 0                     # bytes held out of order
+        self._max_pieces = max(4 * MAX_OOO_INTERVALS, self.capacity // _PIECE_BYTES)
+        #: Out-of-order segments dropped at the interval or piece limit.
+        self.ooo_drops = 0
 
     @property
     def readable(self) -> int:
@@ -165,7 +177,9 @@ class ReceiveBuffer:
         """Store a segment's payload that starts ``offset`` bytes after ``rcv_nxt``.
 
         Bytes before ``rcv_nxt`` (negative offsets) and past the window are dropped; bytes
-        already held out of order are kept as first received.
+        already held out of order are kept as first received. An out-of-order segment
+        (``offset > 0``) that would need more than :data:`MAX_OOO_INTERVALS` intervals or
+        the piece limit is dropped whole and counted in :attr:`ooo_drops`.
 
         Returns
         -------
@@ -192,6 +206,14 @@ class ReceiveBuffer:
         if lo != offset or hi != offset + size or type(data) is not bytes:
             data = bytes(memoryview(data)[lo - offset:hi - offset])
         base = self._base
+        if lo:
+            starts = self._starts
+            i = bisect_left(self._ends, base + lo)
+            j = bisect_right(starts, base + hi)
+            if (len(starts) - (j - i) >= MAX_OOO_INTERVALS
+                    or len(self._pieces) + (j - i) >= self._max_pieces):
+                self.ooo_drops += 1
+                return 0
         self._store(base + lo, base + hi, data)
         if lo:
             self._recent.insert(0, base + lo)

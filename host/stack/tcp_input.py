@@ -376,11 +376,18 @@ class TcpInput:
     # --- data and FIN ----------------------------------------------------------------------
 
     def _deliver(self, payload: bytes, offset: int, plen: int, now: float) -> None:
-        got = self.rcvbuf.insert(offset, payload)
+        rb = self.rcvbuf
         if offset:
+            drops = rb.ooo_drops
+            rb.insert(offset, payload)
+            if rb.ooo_drops != drops:
+                # The out-of-order store is at its limit: dropped (resent by the peer);
+                # what is held is still SACKed.
+                self.layer.counters.drop("tcp_ooo_limit")
             self._ooo = True
             self._ack_now = True                # out of order: a duplicate ACK with SACK now
             return
+        got = rb.insert(offset, payload)
         if got:
             self.rcv_nxt = (self.rcv_nxt + got) & _M
             self.layer.notify(self)

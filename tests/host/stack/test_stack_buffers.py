@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from hetnic.host.stack.tcp_buffers import ReceiveBuffer, SendBuffer
+from hetnic.host.stack.tcp_buffers import MAX_OOO_INTERVALS, ReceiveBuffer, SendBuffer
 
 
 # --- SendBuffer -----------------------------------------------------------------------------
@@ -117,8 +117,16 @@ def test_receive_random_against_model(round_):
             if rng.random() < 0.3:
                 chunk = memoryview(chunk)
             rcv_nxt = model.rcv_nxt
+            drops = buf.ooo_drops
+            got_now = buf.insert(start - rcv_nxt, chunk)
+            if buf.ooo_drops != drops:
+                # Dropped at the store's limits: only out of order, only when full.
+                assert got_now == 0 and start > rcv_nxt, (seed, step)
+                assert (len(model.intervals()) >= MAX_OOO_INTERVALS - 1
+                        or len(buf._pieces) + MAX_OOO_INTERVALS >= buf._max_pieces), (seed, step)
+                continue
             want = model.insert(start, end)
-            assert buf.insert(start - rcv_nxt, chunk) == want, (seed, step)
+            assert got_now == want, (seed, step)
             intervals = model.intervals()
             blocks = buf.sack_blocks((isn + model.rcv_nxt) & 0xFFFFFFFF, limit=100)
             as_offsets = sorted(((left - isn) & 0xFFFFFFFF, (right - isn) & 0xFFFFFFFF)
@@ -176,6 +184,42 @@ def test_receive_memory_bounded_by_window():
     assert buf.out_of_order == 4096 - 1000 - 1
     assert buf.readable + buf.out_of_order <= buf.capacity
     assert buf.sack_blocks(0) == [(1, 3096)]
+
+
+def test_out_of_order_intervals_are_capped():
+    """A flood of one-byte segments, each its own interval, in a 256 KiB window: past
+    MAX_OOO_INTERVALS they are dropped and counted; what is held is kept and delivered."""
+    buf = ReceiveBuffer(256 * 1024)
+    for offset in range(2, 256 * 1024, 2):
+        buf.insert(offset, b"z")
+    assert len(buf._starts) == MAX_OOO_INTERVALS
+    assert buf.ooo_drops == len(range(2, 256 * 1024, 2)) - MAX_OOO_INTERVALS
+    assert buf.out_of_order == MAX_OOO_INTERVALS
+    assert len(buf.sack_blocks(0)) == 4
+    # A segment inside or touching a held interval still merges (no new interval).
+    assert buf.insert(3, b"y") == 0 and len(buf._starts) == MAX_OOO_INTERVALS - 1
+    assert buf.insert(0, b"ab") == 5 and buf.read() == b"abzyz"
+
+
+def test_out_of_order_pieces_are_capped():
+    """Intervals made and then joined by one-byte fillers: the pieces that tile them stay
+    bounded too (by capacity // 256), with the drops counted."""
+    buf = ReceiveBuffer(64 * 1024)
+    pos = 10
+    for _ in range(200):
+        for k in range(MAX_OOO_INTERVALS):
+            buf.insert(pos + 2 * k, b"a")
+        for k in range(MAX_OOO_INTERVALS):
+            buf.insert(pos + 2 * k + 1, b"b")
+        pos += 2 * MAX_OOO_INTERVALS + 1
+    assert len(buf._pieces) <= buf._max_pieces and buf.ooo_drops > 0
+    assert len(buf._starts) <= MAX_OOO_INTERVALS
+    assert buf.readable + buf.out_of_order <= buf.capacity
+    assert buf._starts[0] == 10                 # the first round joined into one interval
+    first = buf._ends[0] - buf._starts[0]
+    assert first == 2 * MAX_OOO_INTERVALS
+    assert buf.insert(0, bytes(10)) == 10 + first
+    assert buf.read() == bytes(10) + b"ab" * MAX_OOO_INTERVALS
 
 
 def test_sack_block_order():

@@ -192,3 +192,21 @@ def test_old_ack_does_not_update_the_window():
     assert c.snd_wnd == wnd
     inject(pair, c, c.rcv_nxt, c.snd_una, ACK, window=7)
     assert c.snd_wnd == 7 << c._snd_shift
+
+
+# --- 9: the out-of-order store's limit ----------------------------------------------------
+
+def test_out_of_order_flood_is_capped_counted_and_still_sacked():
+    from hetnic.host.stack.tcp_buffers import MAX_OOO_INTERVALS
+    pair, c = established(QUICK)
+    pair.drop = lambda direction, seg: True
+    rcv = c.rcv_nxt
+    recent = c._ts_recent
+    n = MAX_OOO_INTERVALS + 50
+    for k in range(n):
+        out = inject(pair, c, rcv + 2 + 2 * k, c.snd_una, ACK, b"z", ts=(recent + 1, 0))
+    assert pair.a.counters.drops["tcp_ooo_limit"] == 50
+    assert c.rcvbuf.out_of_order == MAX_OOO_INTERVALS
+    assert out and out[-1].flags == ACK and out[-1].ack == rcv and out[-1].sack_blocks
+    out = inject(pair, c, rcv, c.snd_una, ACK, b"ab", ts=(recent + 2, 0))
+    assert c.recv() == b"abz" and out[-1].ack == rcv + 3
