@@ -138,17 +138,40 @@ class Stack:
 
     # ------------------------------------------------------------------ frames and time
 
+    def _time(self, now) -> float:
+        """``now`` checked: a finite number (else :class:`BadArgument`); a time before the
+        latest one seen is taken as that one (the clock never goes backwards inside)."""
+        if now.__class__ is not float:
+            if isinstance(now, bool) or not isinstance(now, (int, float)):
+                raise BadArgument(f"now must be a number of seconds, not {now!r}")
+            now = float(now)
+        if now - now != 0.0:                    # NaN or infinite
+            raise BadArgument(f"now must be a finite number of seconds, not {now!r}")
+        tcp = self.tcp
+        if now < tcp.now and tcp.clock_seen:
+            return tcp.now
+        return now
+
     def receive(self, frame: bytes, now: float) -> None:
         """Take one received Ethernet II frame (no FCS) at time ``now``. Never raises for a bad
-        frame: it is dropped and counted."""
+        frame: it is dropped and counted. A ``frame`` that is not bytes-like (bytes,
+        bytearray, memoryview), or a ``now`` that is not a finite number, is API misuse:
+        :class:`BadArgument`. A ``now`` earlier than the latest time given is clamped to it."""
+        if frame.__class__ is not bytes and not isinstance(frame, (bytes, bytearray, memoryview)):
+            raise BadArgument(f"receive: a frame is bytes, not {type(frame).__name__}")
         tcp = self.tcp
+        if now.__class__ is not float or now - now != 0.0 or now < tcp.now:
+            now = self._time(now)
         tcp.now = self.udp.now = now
         tcp.clock_seen = True
         self.iface.receive(frame, now)
 
     def poll(self, now: float) -> list[bytes]:
-        """Run every timer due at ``now`` and return (and forget) the frames to send."""
+        """Run every timer due at ``now`` and return (and forget) the frames to send.
+        ``now`` as for :meth:`receive` (finite, clamped to the latest time given)."""
         tcp = self.tcp
+        if now.__class__ is not float or now - now != 0.0 or now < tcp.now:
+            now = self._time(now)
         tcp.now = self.udp.now = now
         iface = self.iface
         due = iface.next_deadline()

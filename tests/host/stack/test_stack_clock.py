@@ -70,3 +70,42 @@ def test_connect_now_must_be_a_number():
     pair = Pair()
     with pytest.raises(BadArgument, match="now"):
         pair.a.connect(IP4_B, 80, now="soon")
+
+
+@pytest.mark.parametrize("frame", ["abc", None, 42, [1, 2, 3]])
+def test_receive_of_a_non_bytes_frame_is_a_one_line_bad_argument(frame):
+    pair = Pair()
+    with pytest.raises(BadArgument, match="frame") as info:
+        pair.a.receive(frame, T0)
+    assert "\n" not in str(info.value)
+    assert pair.a.counters.frames_in == 0
+
+
+def test_bytes_like_frames_are_taken():
+    pair = Pair()
+    for frame in (bytearray(b"\x00" * 20), memoryview(b"\x00" * 20)):
+        pair.a.receive(frame, T0)                   # a runt/foreign frame: counted drops
+    assert pair.a.counters.frames_in == 2
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf"), "1.0", None, True])
+def test_poll_and_receive_take_only_a_finite_time(now):
+    pair = Pair()
+    with pytest.raises(BadArgument, match="now") as info:
+        pair.a.poll(now)
+    assert "\n" not in str(info.value)
+    with pytest.raises(BadArgument, match="now"):
+        pair.a.receive(b"\x00" * 60, now)
+
+
+def test_time_going_backwards_is_clamped():
+    pair = Pair()
+    pair.b.listen(80)
+    client = pair.a.connect(IP4_B, 80, now=T0)
+    pair.a.poll(T0 + 1.0)
+    assert pair.a.now == T0 + 1.0
+    pair.a.poll(T0 - 100.0)                         # a clock step back: ignored
+    assert pair.a.now == T0 + 1.0
+    pair.a.receive(b"\x00" * 60, 3.0)
+    assert pair.a.now == T0 + 1.0
+    assert not client.closed
