@@ -29,9 +29,9 @@ The default run injects 5,000 frames; the ``slow`` variant 100,000 (the issue's 
 
 from __future__ import annotations
 
+import os
 import random
 import struct
-import time
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -324,7 +324,7 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
     tuples: set[tuple[int, int]] = set()
     up = [_Stream(_pattern(seed * 100 + i)) for i in range(connections)]
     down = [_Stream(_pattern(seed * 100 + 50 + i)) for i in range(connections)]
-    now, injected, idle, t0 = 0.0, 0, 0, time.monotonic()
+    now, injected, idle = 0.0, 0, 0
 
     def exchange() -> int:
         nonlocal injected
@@ -352,7 +352,6 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
         return moved
 
     while True:
-        assert time.monotonic() - t0 < 1500, "the fuzz run did not finish"
         while (s := listener.accept()) is not None:     # servers[i] talks to clients[i]
             port = s.getpeername()[1]
             servers[next(i for i, c in enumerate(clients) if c.getsockname()[1] == port)] = s
@@ -401,12 +400,17 @@ def _run(frames_total: int, seed: int, connections: int = 4, per_step: int = 4,
     assert b.counters.tcp_challenge_acks > 0      # SYNs and RSTs on live 4-tuples
 
 
+def _seed(default: int) -> int:
+    """The fixed seed, or ``HETNIC_FUZZ_SEED`` to explore others (printed by ``_run``)."""
+    return int(os.environ.get("HETNIC_FUZZ_SEED", default))
+
+
 @pytest.mark.timeout(300)
 def test_malformed_frames_with_live_connections():
-    _run(5_000, seed=int(time.time()) % 10_000)
+    _run(5_000, seed=_seed(1414))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_100k_malformed_frames_with_live_connections():
-    _run(100_000, seed=int(time.time()) % 10_000, min_bytes=4 * 1024 * 1024)
+    _run(100_000, seed=_seed(1415), min_bytes=4 * 1024 * 1024)

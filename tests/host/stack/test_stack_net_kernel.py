@@ -14,7 +14,10 @@ import pytest
 
 from hetnic.host.stack.checksum import checksum, pseudo_sum
 from hetnic.host.stack.counters import StackCounters
+from hetnic.host.stack.instance import PROFILES
 from hetnic.host.stack.interface import NetInterface
+from hetnic.host.stack.udp import UdpLayer
+from hetnic.protocol import IpProto
 from kit.netns import in_netns, netns, ns_run, require_netns, tap_in_netns
 
 OUR_MAC = "02:00:00:00:00:02"
@@ -30,7 +33,7 @@ def packed(text: str) -> bytes:
 def udp(src: bytes, dst: bytes, sport: int, dport: int, data: bytes) -> bytes:
     length = 8 + len(data)
     header = struct.pack("!HHHH", sport, dport, length, 0)
-    cs = checksum(header + data, pseudo_sum(src, dst, 17, length)) or 0xFFFF
+    cs = checksum(header + data, pseudo_sum(src, dst, IpProto.UDP, length)) or 0xFFFF
     return struct.pack("!HHHH", sport, dport, length, cs) + data
 
 
@@ -44,7 +47,7 @@ class Harness:
         self.iface = NetInterface(bytes.fromhex(OUR_MAC.replace(":", "")),
                                   [(packed(OUR4), 24)], [(packed(OUR6), 64)], self.counters)
         self.received: list[tuple[bytes, bytes, bytes]] = []
-        self.iface.transports[17] = self._udp
+        self.iface.transports[IpProto.UDP] = self._udp
 
     def _udp(self, src, dst, payload, now):
         self.received.append((src, dst, bytes(payload)))
@@ -132,7 +135,7 @@ def test_we_resolve_the_kernel_and_fragments_reach_it(harness, version, size):
     sock = harness.socket(family, socket.SOCK_DGRAM)
     sock.bind((kernel, 5000))
     data = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
-    harness.iface.send_ip(packed(us), packed(kernel), 17,
+    harness.iface.send_ip(packed(us), packed(kernel), IpProto.UDP,
                           udp(packed(us), packed(kernel), 4000, 5000, data), time.monotonic())
     got = []
     with sock:
@@ -162,8 +165,9 @@ def test_port_unreachable_refuses_the_kernels_socket(harness, version):
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     us = OUR4 if version == 4 else OUR6
     iface = harness.iface
-    iface.transports[17] = lambda src, dst, payload, now: iface.send_unreachable(
-        src, dst, 17, bytes(payload), 3, now)
+    # The stack's own UDP layer with no socket bound: its no-socket path answers.
+    layer = UdpLayer(iface, PROFILES["low-delay"], harness.counters, 0)
+    iface.transports[IpProto.UDP] = layer.input
     sock = harness.socket(family, socket.SOCK_DGRAM)
     refused = []
 
@@ -180,3 +184,4 @@ def test_port_unreachable_refuses_the_kernels_socket(harness, version):
         sock.connect((us, 7777))
         sock.send(b"anyone?")
         harness.pump(was_refused, what="ECONNREFUSED")
+    assert harness.counters.drops["udp_no_socket"] >= 1
