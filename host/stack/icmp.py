@@ -22,6 +22,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from hetnic.protocol import IpProto
+
 from .checksum import checksum
 from .errors import BadArgument
 from .ipv4 import build_ipv4_header
@@ -48,6 +50,7 @@ UNREACH_PROTOCOL = 2
 UNREACH_PORT = 3
 UNREACH_FRAG_NEEDED = 4
 
+_ICMP = int(IpProto.ICMP)
 #: The ``kind`` strings handed to ``on_icmp_error`` (ICMPv6 uses the same ones).
 ERROR_KINDS = ("unreachable", "protocol_unreachable", "port_unreachable", "frag_needed",
                "time_exceeded", "parameter_problem")
@@ -157,7 +160,7 @@ class Icmp4:
         message = _HEAD.pack(mtype, code, 0) + rest
         cs = checksum(message)
         iface.counters.icmp_out += 1
-        iface.send_ip(src, dst, 1, message[:2] + cs.to_bytes(2, "big") + message[4:], now)
+        iface.send_ip(src, dst, _ICMP, message[:2] + cs.to_bytes(2, "big") + message[4:], now)
         return True
 
     def error(self, mtype: int, code: int, src: bytes, dst: bytes, quote: bytes,
@@ -173,7 +176,7 @@ class Icmp4:
             frag = int.from_bytes(quote[6:8], "big")
             if frag & 0x1FFF:
                 return
-            if quote[9] == 1 and len(quote) > ihl and quote[ihl] not in (ECHO_REQUEST,
+            if quote[9] == _ICMP and len(quote) > ihl and quote[ihl] not in (ECHO_REQUEST,
                                                                           ECHO_REPLY, 13, 14):
                 return      # never an error about an ICMP error (RFC 1122 3.2.2)
         self.send(dst, src, mtype, code, b"\0\0\0\0" + bytes(quote[:28 + 40]), now)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InstanceError
+from .tcp import TcpConfig
 
 __all__ = ["InstanceConfig", "PROFILES", "load_instances", "stock_instances", "NIC_QUEUES"]
 
@@ -91,28 +92,28 @@ class InstanceConfig:
     tx_queue: int = 0
     buffer_memory: int = 64 * _MiB
     max_connections: int = 1024
-    congestion: str = "newreno"
-    delayed_ack: bool = True
-    delayed_ack_timeout: float = 0.04
-    nagle: bool = True
-    initial_window: int = 10
-    min_rto: float = 0.2
-    max_rto: float = 60.0
-    max_retries: int = 8
-    syn_retries: int = 5
+    congestion: str = TcpConfig.congestion
+    delayed_ack: bool = TcpConfig.delayed_ack
+    delayed_ack_timeout: float = TcpConfig.delayed_ack_timeout
+    nagle: bool = TcpConfig.nagle
+    initial_window: int = TcpConfig.initial_window
+    min_rto: float = TcpConfig.min_rto
+    max_rto: float = TcpConfig.max_rto
+    max_retries: int = TcpConfig.max_retries
+    syn_retries: int = TcpConfig.syn_retries
     poll_interval: float = 0.001
     poll_batch: int = 64
     syn_cookies: bool = False
     backlog: int = 128
-    sndbuf: int = 256 * _KiB
-    rcvbuf: int = 256 * _KiB
-    keepalive: tuple[float, float, int] | None = None
-    time_wait: float = 60.0
-    fin_wait2_timeout: float = 60.0
+    sndbuf: int = TcpConfig.sndbuf
+    rcvbuf: int = TcpConfig.rcvbuf
+    keepalive: tuple[float, float, int] | None = TcpConfig.keepalive
+    time_wait: float = TcpConfig.time_wait
+    fin_wait2_timeout: float = TcpConfig.fin_wait2_timeout
     ephemeral_ports: tuple[int, int] = (49152, 65535)
-    sack: bool = True
-    timestamps: bool = True
-    window_scale: bool = True
+    sack: bool = TcpConfig.sack
+    timestamps: bool = TcpConfig.timestamps
+    window_scale: bool = TcpConfig.window_scale
 
     def __post_init__(self) -> None:
         # Lists from TOML become tuples, so configs stay hashable and comparable.
@@ -128,7 +129,6 @@ class InstanceConfig:
     def tcp_config(self, mss: int):
         """The per-connection knobs (:class:`~hetnic.host.stack.tcp.TcpConfig`) of this
         instance for a connection whose MSS (what the link allows) is ``mss``."""
-        from .tcp import TcpConfig
         return TcpConfig(
             mss=mss, sndbuf=self.sndbuf, rcvbuf=self.rcvbuf, congestion=self.congestion,
             initial_window=self.initial_window, nagle=self.nagle,

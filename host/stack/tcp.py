@@ -48,19 +48,19 @@ from .tcp_recovery import TcpRecovery
 from .tcp_output import (CLOSE_WAIT, CLOSED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
                          LAST_ACK, STATES, SYN_RECEIVED, SYN_SENT, TIME_WAIT, TcpOutput,
                          window_shift)
-from .tcp_segment import ACK, RST, TcpSegment
+from .tcp_segment import ACK, DEFAULT_MSS, RST, TS_WORD, TcpSegment
 
 __all__ = ["TcpConfig", "TcpConnection", "STATES"]
 
 _PROTO_TCP = int(IpProto.TCP)
 _TS_OPTION_LEN = 12     # NOP NOP TS: taken from the MSS of every segment when timestamps are on
-_TS_WORD = 0x0101080A   # NOP NOP kind 8 length 10, as one 32-bit word of the checksum
 
 
 @dataclasses.dataclass(frozen=True)
 class TcpConfig:
     """The per-connection knobs, taken from the instance
-    (:meth:`~hetnic.host.stack.instance.InstanceConfig.tcp_config`).
+    (:meth:`~hetnic.host.stack.instance.InstanceConfig.tcp_config`). These defaults are the
+    instance's too (:class:`~hetnic.host.stack.instance.InstanceConfig` takes them from here).
 
     Members
     -------
@@ -101,8 +101,8 @@ class TcpConfig:
     delayed_ack_timeout: float = 0.04
     min_rto: float = 0.2
     max_rto: float = 60.0
-    max_retries: int = 15
-    syn_retries: int = 6
+    max_retries: int = 8
+    syn_retries: int = 5
     sack: bool = True
     timestamps: bool = True
     window_scale: bool = True
@@ -191,7 +191,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._eth = b""
         self._ip_tail = b""
         self._ip_sum = 0
-        self._csum_ts = self._csum + 0x8000 + 32 + _TS_WORD
+        self._csum_ts = self._csum + 0x8000 + 32 + TS_WORD
         self.iss = self.snd_una = self.snd_nxt = self.snd_max = 0
         self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0
         self._fin_queued = self._fin_acked = self._closed_by_app = False
@@ -203,7 +203,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         self._ack_now = False
         self._ooo = False
         self._last_ack_sent = 0
-        default_mss = 1220 if len(remote) == 16 else 536
+        default_mss = DEFAULT_MSS[len(remote)]
         self._peer_mss = default_mss
         self._smss = min(cfg.mss, default_mss)
         self._rmss = min(cfg.mss, default_mss)

@@ -44,28 +44,23 @@ from .ports import PortTable
 from .sockets import TcpListener, TcpSocket
 from .syncookies import SynCookies
 from .tcp import TcpConnection
-from .tcp_segment import (ACK, FIN, RST, SYN, URG, SegmentError, TcpSegment, build_tcp, parse_tcp,
-                          seq_add, syn_options)
+from .tcp_output import CLOSED, SYN_RECEIVED
+from .tcp_segment import (ACK, DEFAULT_MSS, FIN, RST, SYN, TS_WORD, URG, SegmentError,
+                          TcpSegment, build_tcp, parse_tcp, seq_add, syn_options)
 
 __all__ = ["TcpLayer", "CHALLENGE_ACK_LIMIT", "DEFAULT_MSS"]
 
 #: Challenge ACKs the layer sends per second, all connections together (RFC 5961 section 7).
 CHALLENGE_ACK_LIMIT = 1000
-#: The MSS assumed for a peer that sends no MSS option: 536 over IPv4 (RFC 9293 3.7.1),
-#: 1220 over IPv6 (its minimum MTU, 1280, less the headers; RFC 8200 section 5).
-DEFAULT_MSS = {4: 536, 16: 1220}
 
 _TCP = int(IpProto.TCP)
 # The header of the short path: sport dport seq ack offset flags window csum urg, then
 # NOP NOP TS(8) len(10) as one word, TSval, TSecr.
 _FAST = struct.Struct("!HHIIBBHHHIII")
-_TS_WORD = 0x0101080A
 # The quoted start of our TCP header in an ICMP error: ports and sequence number.
 _QUOTE = struct.Struct("!HHI")
 _FAST_MASK = SYN | FIN | RST | URG | ACK
 _from_bytes = int.from_bytes
-_HALF_OPEN = "SYN-RECEIVED"
-_CLOSED = "CLOSED"
 
 
 def _text(addr: bytes) -> str:
@@ -153,10 +148,10 @@ class TcpLayer:
                 callback()
             return
         listener = self._pending.get(conn)
-        if listener is not None and conn.state != _HALF_OPEN:
+        if listener is not None and conn.state != SYN_RECEIVED:
             del self._pending[conn]
             listener.half_open -= 1
-            if conn.state != _CLOSED:
+            if conn.state != CLOSED:
                 self._enqueue(listener, conn)
 
     def released(self, conn: TcpConnection) -> None:
@@ -215,7 +210,7 @@ class TcpLayer:
             # without a TcpSegment (the connection falls back to the full path if need be).
             sport, dport, seq, ack, _, flags, window, _, _, word, tv, ecr = \
                 _FAST.unpack_from(payload)
-            if word == _TS_WORD and flags & _FAST_MASK == ACK:
+            if word == TS_WORD and flags & _FAST_MASK == ACK:
                 conn = self._conns.get((dst, dport, src, sport))
                 if conn is not None:
                     value = _from_bytes(payload, "big")
@@ -318,7 +313,7 @@ class TcpLayer:
         self.counters.tcp_syn_cookies_ok += 1
         conn = self._new_conn(dst, seg.dport, src, seg.sport, now)
         conn.open_from_cookie(seg, isn, mss, now)
-        if conn.state != _CLOSED and conn in self._keys:
+        if conn.state != CLOSED and conn in self._keys:
             self._enqueue(listener, conn)
         return True
 

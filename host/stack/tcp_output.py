@@ -23,7 +23,8 @@ from hetnic.protocol import IpProto
 from .checksum import FOLDS as _FOLDS
 from .checksum import fold_plan
 from .ipv4 import DEFAULT_TTL
-from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, SYN, sack_option, syn_options, ts_option
+from .tcp_segment import (ACK, FIN, MAX_WSCALE, PSH, SYN, TS_WORD, sack_option, syn_options,
+                          ts_option)
 
 __all__ = ["TcpOutput", "INF", "STATES", "window_shift"]
 
@@ -43,7 +44,7 @@ _DF = 0x4000            # IPv4 don't-fragment: the IP layer sets it on TCP
 # flags, window, checksum, urgent; NOP NOP kind 8 length 10; TSval, TSecr.
 _FRAME = struct.Struct("!16sHH4sH12sIIBBHHH4sII")
 _IP_MID = struct.pack("!HBB", _DF, DEFAULT_TTL, _PROTO_TCP)
-_TS_KIND = b"\x01\x01\x08\x0a"
+_TS_KIND = TS_WORD.to_bytes(4, "big")
 _PORTS = struct.Struct("!HH")
 
 CLOSED = "CLOSED"

@@ -27,6 +27,7 @@ __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
     "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERMITTED", "OPT_SACK",
     "OPT_TIMESTAMP", "TCP_HEADER_LEN", "MAX_OPTIONS_LEN", "MAX_WSCALE", "MAX_SACK_BLOCKS",
+    "DEFAULT_MSS", "TS_WORD",
     "SegmentError", "TcpSegment", "parse_tcp", "build_tcp", "syn_options", "ts_option",
     "sack_option", "flags_text",
     "seq_lt", "seq_le", "seq_gt", "seq_ge", "seq_add", "seq_diff",
@@ -57,6 +58,13 @@ MAX_OPTIONS_LEN = 40
 MAX_WSCALE = 14
 #: SACK blocks that fit in the options (3 beside a timestamp option).
 MAX_SACK_BLOCKS = 4
+#: The MSS assumed for a peer that sends no MSS option, by address length: 536 over IPv4
+#: (RFC 9293 3.7.1), 1220 over IPv6 (its minimum MTU, 1280, less the headers; RFC 8200
+#: section 5).
+DEFAULT_MSS = {4: 536, 16: 1220}
+#: NOP NOP kind 8 length 10: the first option word of a segment whose only option is a
+#: timestamp (the usual 32-byte header), as a 32-bit big-endian value.
+TS_WORD = (OPT_NOP << 24) | (OPT_NOP << 16) | (OPT_TIMESTAMP << 8) | 10
 
 _SEQ_MOD = 1 << 32
 _SEQ_MASK = _SEQ_MOD - 1

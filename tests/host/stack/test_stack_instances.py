@@ -151,3 +151,10 @@ def test_fin_wait2_timeout_is_an_instance_knob(tmp_path):
     path.write_text("[[instance]]\nname = 'x'\nfin_wait2_timeout = 'soon'\n")
     with pytest.raises(InstanceError, match=r"fw2.toml: instance 'x': fin_wait2_timeout:"):
         load_instances(path)
+
+
+def test_instance_and_connection_defaults_are_one_set():
+    """InstanceConfig's TCP knobs default to TcpConfig's (one place for each default)."""
+    from hetnic.host.stack.instance import InstanceConfig
+    from hetnic.host.stack.tcp import TcpConfig
+    assert InstanceConfig().tcp_config(1460) == TcpConfig(mss=1460)
