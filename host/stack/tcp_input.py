@@ -102,17 +102,7 @@ class TcpInput:
                 self._ack_now = True
             else:
                 self.rcv_nxt = (self.rcv_nxt + n) & _M
-                if not self.cfg.delayed_ack:
-                    self._ack_now = True
-                else:
-                    if n > self._rmss:
-                        self._rmss = n
-                    unacked = self._rcv_unacked + n
-                    self._rcv_unacked = unacked
-                    if unacked >= 2 * self._rmss:
-                        self._ack_now = True
-                    elif self._t_delack == INF:
-                        self._t_delack = now + self.cfg.delayed_ack_timeout
+                self._delay_ack(n, now)
             if self._ack_now:
                 self._emit(self.snd_nxt, ACK, b"", b"", now)
             self.layer.notify(self)
@@ -391,12 +381,22 @@ class TcpInput:
         if got:
             self.rcv_nxt = (self.rcv_nxt + got) & _M
             self.layer.notify(self)
-        if got != plen or self._ooo or not self.cfg.delayed_ack:
+        if got != plen or self._ooo:
             self._ack_now = True                # filled (part of) a hole, or trimmed
             return
-        if plen > self._rmss:
-            self._rmss = plen
-        unacked = self._rcv_unacked + plen
+        self._delay_ack(plen, now)
+
+    def _delay_ack(self, n: int, now: float) -> None:
+        """``n`` new in-order bytes arrived (none trimmed, no hole filled): ACK at once
+        without delayed ACK, else at every second full-sized segment (RFC 1122 4.2.3.2,
+        RFC 5681 4.2: the largest segment seen stands for the peer's MSS) or when the
+        delayed-ACK timer fires."""
+        if not self.cfg.delayed_ack:
+            self._ack_now = True
+            return
+        if n > self._rmss:
+            self._rmss = n
+        unacked = self._rcv_unacked + n
         self._rcv_unacked = unacked
         if unacked >= 2 * self._rmss:
             self._ack_now = True

@@ -20,8 +20,7 @@ import struct
 
 from hetnic.protocol import IpProto
 
-from .checksum import FOLDS as _FOLDS
-from .checksum import fold_plan
+from .checksum import folded
 from .ipv4 import DEFAULT_TTL
 from .tcp_segment import (ACK, FIN, MAX_WSCALE, PSH, SYN, TS_WORD, sack_option, syn_options,
                           ts_option)
@@ -141,12 +140,7 @@ class TcpOutput:
                 n = len(payload)
                 total = self._csum_ts + seq + ack + flags + win + n + val + ecr
                 if n:
-                    value = _from_bytes(payload, "big")
-                    folds = _FOLDS.get(n)
-                    if folds is None:
-                        folds = fold_plan(n)
-                    for shift, mask in folds:
-                        value = (value >> shift) + (value & mask)
+                    value = folded(payload)
                     total += value << 8 if n & 1 else value
                 total %= 0xFFFF
                 csum = 0xFFFF - total if total else 0
@@ -183,7 +177,7 @@ class TcpOutput:
         if options:
             total += _from_bytes(options, "big")
         if n:
-            value = _from_bytes(payload, "big")
+            value = folded(payload)
             total += value << 8 if n & 1 else value
         total %= 0xFFFF
         hdr = _HDR.pack(self.lport, self.rport, seq, ack, hl << 2, flags, win,
