@@ -35,6 +35,7 @@ __all__ = [
     "TokenBucket", "Icmp4", "ECHO_REPLY", "DEST_UNREACHABLE", "SOURCE_QUENCH", "REDIRECT",
     "ECHO_REQUEST", "TIME_EXCEEDED", "PARAMETER_PROBLEM", "UNREACH_NET", "UNREACH_HOST",
     "UNREACH_PROTOCOL", "UNREACH_PORT", "UNREACH_FRAG_NEEDED", "ERROR_KINDS",
+    "report_error",
 ]
 
 ECHO_REPLY = 0
@@ -60,6 +61,22 @@ _UNREACH_KIND = {UNREACH_PROTOCOL: "protocol_unreachable", UNREACH_PORT: "port_u
                  UNREACH_FRAG_NEEDED: "frag_needed"}
 _ICMP_ERROR_KIND = {TIME_EXCEEDED: "time_exceeded", PARAMETER_PROBLEM: "parameter_problem"}
 _HEAD = struct.Struct("!BBH")
+
+
+def report_error(iface: NetInterface, ours: frozenset, proto: int, src: bytes, dst: bytes,
+                 quoted: bytes, kind: str) -> None:
+    """The common end of an ICMP or ICMPv6 error received: the packet it quotes (protocol
+    ``proto`` from ``src`` to ``dst``; ``quoted``: its transport header on) must have come
+    from one of ``ours`` (else counted ``"icmp_error_not_ours"``); it goes to
+    ``iface.on_icmp_error`` (none: counted ``"icmp_error_unhandled"``)."""
+    if src not in ours:
+        iface.counters.drop("icmp_error_not_ours")
+        return
+    hook = iface.on_icmp_error
+    if hook is None:
+        iface.counters.drop("icmp_error_unhandled")
+    else:
+        hook(proto, src, dst, quoted, kind)
 
 
 class TokenBucket:
@@ -135,19 +152,12 @@ class Icmp4:
         if ihl < 20 or len(inner) < ihl + 8:
             counters.drop("icmp_error_truncated")
             return
-        osrc, odst, oproto = bytes(inner[12:16]), bytes(inner[16:20]), inner[9]
-        if osrc not in iface.ipv4_set:
-            counters.drop("icmp_error_not_ours")
-            return
         if mtype == DEST_UNREACHABLE:
             kind = _UNREACH_KIND.get(code, "unreachable")
         else:
             kind = _ICMP_ERROR_KIND[mtype]
-        hook = iface.on_icmp_error
-        if hook is None:
-            counters.drop("icmp_error_unhandled")
-        else:
-            hook(oproto, osrc, odst, bytes(inner[ihl:]), kind)
+        report_error(iface, iface.ipv4_set, inner[9], bytes(inner[12:16]), bytes(inner[16:20]),
+                     bytes(inner[ihl:]), kind)
 
     def send(self, src: bytes, dst: bytes, mtype: int, code: int, rest: bytes,
              now: float) -> bool:

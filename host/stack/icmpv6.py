@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from hetnic.protocol import IpProto
 
 from .checksum import checksum, pseudo_sum
+from .icmp import report_error
 from .ipv6 import build_ipv6_header
 
 if TYPE_CHECKING:
@@ -104,21 +105,14 @@ class Icmp6:
         if len(inner) < 48 or inner[0] >> 4 != 6:
             counters.drop("icmp_error_truncated")
             return
-        osrc, odst, oproto = bytes(inner[8:24]), bytes(inner[24:40]), inner[6]
-        if osrc not in iface.ipv6_set:
-            counters.drop("icmp_error_not_ours")
-            return
         if mtype == DEST_UNREACHABLE:
             kind = _UNREACH_KIND.get(message[1], "unreachable")
         else:
             kind = _ERROR_KIND.get(mtype, "unreachable")
-        hook = iface.on_icmp_error
-        if hook is None:
-            counters.drop("icmp_error_unhandled")
-        else:
-            # The quoted transport header follows the IPv6 header when there are no
-            # extension headers (the only kind of packet we send).
-            hook(oproto, osrc, odst, bytes(inner[40:]), kind)
+        # The quoted transport header follows the IPv6 header when there are no extension
+        # headers (the only kind of packet we send).
+        report_error(iface, iface.ipv6_set, inner[6], bytes(inner[8:24]), bytes(inner[24:40]),
+                     bytes(inner[40:]), kind)
 
     def send(self, src: bytes, dst: bytes, mtype: int, code: int, rest: bytes, now: float,
              *, hop_limit: int = 64, limited: bool = True) -> bool:

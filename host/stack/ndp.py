@@ -63,7 +63,12 @@ class Ndp:
     def __init__(self, iface: NetInterface) -> None:
         self.iface = iface
 
-    def _check(self, message: memoryview | bytes, hop_limit: int) -> bytes | None:
+    def _parse(self, message: memoryview | bytes, hop_limit: int, kind: int
+               ) -> tuple[bytes, bytes | None] | None:
+        """The checks an NS and an NA share (RFC 4861 7.1.1 / 7.1.2: hop limit 255, code 0,
+        length, a target that is not multicast, well-formed options): ``(target, the
+        link-layer address of option ``kind`` or None)``, or None when the message was
+        dropped (counted)."""
         counters = self.iface.counters
         if hop_limit != _NDP_HOP_LIMIT:
             counters.drop("ndp_bad_hop_limit")
@@ -78,21 +83,22 @@ class Ndp:
         if target[0] == 0xFF:
             counters.drop("ndp_malformed")
             return None
-        return target
+        try:
+            lladdr = _lladdr_option(message, kind)
+        except _Bad:
+            counters.drop("ndp_bad_option")
+            return None
+        return target, lladdr
 
     def solicitation_in(self, src: bytes, dst: bytes, message: memoryview | bytes,
                         hop_limit: int, now: float) -> None:
         """Handle a neighbour solicitation (RFC 4861 7.1.1 checks, then 7.2.3)."""
         iface = self.iface
         counters = iface.counters
-        target = self._check(message, hop_limit)
-        if target is None:
+        parsed = self._parse(message, hop_limit, OPT_SOURCE_LLADDR)
+        if parsed is None:
             return
-        try:
-            sll = _lladdr_option(message, OPT_SOURCE_LLADDR)
-        except _Bad:
-            counters.drop("ndp_bad_option")
-            return
+        target, sll = parsed
         dad = src == UNSPECIFIED
         if dad and (dst != solicited_node(target) or sll is not None):
             counters.drop("ndp_malformed")
@@ -111,17 +117,13 @@ class Ndp:
         """Handle a neighbour advertisement (RFC 4861 7.1.2 checks, then 7.2.5)."""
         iface = self.iface
         counters = iface.counters
-        target = self._check(message, hop_limit)
-        if target is None:
+        parsed = self._parse(message, hop_limit, OPT_TARGET_LLADDR)
+        if parsed is None:
             return
+        target, tll = parsed
         flags = int.from_bytes(message[4:8], "big")
         if dst[0] == 0xFF and flags & NA_SOLICITED:
             counters.drop("ndp_malformed")
-            return
-        try:
-            tll = _lladdr_option(message, OPT_TARGET_LLADDR)
-        except _Bad:
-            counters.drop("ndp_bad_option")
             return
         if target in iface.ipv6_set:
             counters.drop("ndp_address_conflict")
