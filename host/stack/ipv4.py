@@ -89,8 +89,9 @@ class Ipv4Layer:
 
         The common case - a 20-byte header, not a fragment, to one of our addresses in a
         frame to our MAC, for a transport with a handler - takes the short path (the
-        interface calls this for every IPv4 frame: the one copy of it); everything else, and every frame
-        that fails a check on it, goes through :meth:`_input` (which counts why).
+        interface calls this for every IPv4 frame: the one copy of it); everything else,
+        and every frame that fails a check on it, goes through :meth:`_input` (which
+        counts why).
         """
         size = len(frame)
         if size >= 34 and frame[14] == 0x45:
