@@ -19,7 +19,10 @@ Every malformed or unwanted frame is a counted drop (``counters.drops``), never 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Callable
+
+from hetnic.protocol import IpProto
 
 from .arp import ArpHandler
 from .counters import StackCounters
@@ -36,6 +39,10 @@ __all__ = ["NetInterface"]
 
 Handler = Callable[[bytes, bytes, "memoryview | bytes", float], None]
 _UNREACH_V6 = {0: 0, 1: 3, 3: 4}     # ICMPv4 unreachable code -> ICMPv6 code
+# IPv4 received: total length, id, flags+offset, TTL, protocol, source, destination.
+_IP4_IN = struct.Struct("!2xHHHBB2x4s4s")
+_ICMP = int(IpProto.ICMP)
+_from_bytes = int.from_bytes
 
 
 def _packed(addr: object, size: int) -> bytes:
@@ -183,9 +190,28 @@ class NetInterface:
             counters.drop("eth_not_ours")
             return
         # RFC 1122 3.2.2 / RFC 4443 2.4 e: no ICMP error about a link-layer group frame.
-        self.rx_group = frame[0] & 1
+        group = self.rx_group = frame[0] & 1
         ethertype = (frame[12] << 8) | frame[13]
         if ethertype == ETH_IPV4:
+            # IPv4's short path (its only copy; Ipv4Layer.input is the full one): a 20-byte
+            # header with a valid checksum, not a fragment, in a frame to our MAC, from a
+            # unicast source to one of our addresses, for a transport with a handler other
+            # than ICMP.
+            size = len(frame)
+            if size >= 34 and frame[14] == 0x45 and not group:
+                total, _, frag, _, proto, src, dst = _IP4_IN.unpack_from(frame, 14)
+                end = 14 + total
+                # A valid header sums to 0xFFFF: its value is 0 mod 0xFFFF (never 0: 0x45).
+                if (total >= 20 and end <= size and not frag & 0x3FFF
+                        and dst in self.ipv4_set
+                        and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
+                    first = src[0]
+                    handler = self.transports.get(proto)
+                    if (handler is not None and 0 < first < 224 and first != 127
+                            and src not in self.broadcast4 and proto != _ICMP):
+                        counters.ip4_in += 1
+                        handler(src, dst, frame[34:end], now)
+                        return
             self._ip4_input(frame, now)
         elif ethertype == ETH_IPV6:
             self.ip6.input(frame, now)

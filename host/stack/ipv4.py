@@ -77,40 +77,14 @@ class Ipv4Layer:
         self.gen = 0
         # The interface's fixed objects, looked up once (the per-frame paths are short).
         self._counters = iface.counters
-        self._local = iface.ipv4_set
-        self._broadcast = iface.broadcast4
-        self._transports = iface.transports
         self._out = iface.out
 
     # -- receive ---------------------------------------------------------------------------
 
     def input(self, frame: bytes, now: float) -> None:
-        """Handle one IPv4 frame (Ethernet header included).
-
-        The common case - a 20-byte header, not a fragment, to one of our addresses in a
-        frame to our MAC, for a transport with a handler - takes the short path (the
-        interface calls this for every IPv4 frame: the one copy of it); everything else,
-        and every frame that fails a check on it, goes through :meth:`_input` (which
-        counts why).
-        """
-        size = len(frame)
-        if size >= 34 and frame[14] == 0x45:
-            total, _, frag, _, proto, src, dst = _IN.unpack_from(frame, 14)
-            end = 14 + total
-            # A valid header sums to 0xFFFF: its value is 0 mod 0xFFFF (and never 0: 0x45).
-            if (total >= 20 and end <= size and not frag & 0x3FFF and dst in self._local
-                    and not frame[0] & 1
-                    and _from_bytes(frame[14:34], "big") % 0xFFFF == 0):
-                first = src[0]
-                handler = self._transports.get(proto)
-                if (handler is not None and 0 < first < 224 and first != 127
-                        and src not in self._broadcast and proto != _PROTO_ICMP):
-                    self._counters.ip4_in += 1
-                    handler(src, dst, frame[34:end], now)
-                    return
-        self._input(frame, now)
-
-    def _input(self, frame: bytes, now: float) -> None:
+        """Handle one IPv4 frame (Ethernet header included): every check, counted by
+        reason. (:meth:`NetInterface.receive` keeps the short path of the common case in
+        front of this: the one copy of it.)"""
         iface = self.iface
         counters = iface.counters
         size = len(frame)

@@ -38,6 +38,7 @@ __all__ = ["Stack"]
 
 AddressSpec = tuple[Host, int] | str
 _TCP = int(IpProto.TCP)
+_INF = float("inf")
 _UDP = int(IpProto.UDP)
 
 
@@ -160,7 +161,7 @@ class Stack:
         if frame.__class__ is not bytes and not isinstance(frame, (bytes, bytearray, memoryview)):
             raise BadArgument(f"receive: a frame is bytes, not {type(frame).__name__}")
         tcp = self.tcp
-        if now.__class__ is not float or now - now != 0.0 or now < tcp.now:
+        if now.__class__ is not float or not tcp.now <= now < _INF:    # (NaN fails too)
             now = self._time(now)
         tcp.now = self.udp.now = now
         tcp.clock_seen = True
@@ -170,7 +171,7 @@ class Stack:
         """Run every timer due at ``now`` and return (and forget) the frames to send.
         ``now`` as for :meth:`receive` (finite, clamped to the latest time given)."""
         tcp = self.tcp
-        if now.__class__ is not float or now - now != 0.0 or now < tcp.now:
+        if now.__class__ is not float or not tcp.now <= now < _INF:
             now = self._time(now)
         tcp.now = self.udp.now = now
         iface = self.iface

@@ -121,7 +121,7 @@ class TcpInput:
         self.snd_wl1 = seq
         self.snd_wl2 = ack
         sb = self._sb
-        if sb is not None and sb.sacked_bytes:
+        if sb is not None and sb._starts:      # (sacked_bytes > 0, without two calls)
             sb.update(ack, ())
         self._on_new_ack(ecr, ack, now)
         sndbuf = self.sndbuf
@@ -145,7 +145,7 @@ class TcpInput:
         self.snd_wl1 = seq
         self.snd_wl2 = ack
         sb = self._sb
-        if sb is not None and sb.sacked_bytes:
+        if sb is not None and sb._starts:      # (sacked_bytes > 0, without two calls)
             sb.update(ack, ())
 
     # --- SYN-SENT --------------------------------------------------------------------------
