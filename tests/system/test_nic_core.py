@@ -86,6 +86,10 @@ def test_rx_queue_disable_enable_under_traffic():
     assert regs["NO_BUFFER[0]"] == 0 and result["guard_ok"]
 
 
+# A second cocotb build of the core (~90 s on a fresh machine): the default run keeps the
+# 64-bit core, and the 8-bit datapath runs there inside the board core (tests/boards), so
+# this width sweep is in the slow tier.
+@pytest.mark.slow
 def test_rx_and_tx_at_8_bits():
     """The whole core at an 8-bit datapath (a small build)."""
     build = NicParams(data_width=8, rx_queues=4, tx_queues=1, event_queues=1)
