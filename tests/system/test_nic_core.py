@@ -87,8 +87,9 @@ def test_rx_queue_disable_enable_under_traffic():
 
 
 # A second cocotb build of the core (~90 s on a fresh machine): the default run keeps the
-# 64-bit core, and the 8-bit datapath runs there inside the board core (tests/boards), so
-# this width sweep is in the slow tier.
+# 64-bit core; at 8 bits the blocks run in Amaranth's simulator (tests/gateware: the TX
+# engine, DMA and RX queues at 8 and 64 bits) and the RX pipeline's Verilog runs in the
+# board core, so the whole core's 8-bit build is in the slow tier.
 @pytest.mark.slow
 def test_rx_and_tx_at_8_bits():
     """The whole core at an 8-bit datapath (a small build)."""
