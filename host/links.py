@@ -212,8 +212,9 @@ class NicQueueLink(Link):
 
     Parameters
     ----------
-    nic : Nic
-        The open NIC (any backend with DMA queues).
+    nic : Nic or BoardNic
+        The open NIC: a NIC core's DMA queues (``"sim"``, ``"cocotb"``) or a board's tagged
+        receive queues and data link (``"serial:DEVICE"``).
     rx_queues : Sequence[int]
         The RX queues this instance owns; :meth:`receive` polls them round-robin.
     tx_queue : int
@@ -275,6 +276,7 @@ class NicQueueLink(Link):
 
     def service(self) -> None:
         tx = self._tx
-        if tx.ring.outstanding:
+        ring = getattr(tx, "ring", None)       # a board's data link has no ring to reap
+        if ring is not None and ring.outstanding:
             tx.reap()
-        self.tx_errors = tx.errors
+        self.tx_errors = getattr(tx, "errors", 0)

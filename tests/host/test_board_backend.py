@@ -355,3 +355,43 @@ def test_raw_socket_on_loopback():
     with pytest.raises(NicError, match="cannot use network interface 'nosuch0' for the data "
                                        "link"):
         RawSocketPort("nosuch0")
+
+
+def test_a_stack_runs_on_the_board_queues(nic):
+    """The user-mode stack on a board: frames from the network arrive tagged on the queues
+    the board's classifier picked, the stack's frames leave on the data link."""
+    from hetnic.host.links import NicQueueLink
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack.stack import Stack
+
+    nic, _, port = nic
+    ours = Stack(PROFILES["low-delay"], mac="02:00:5e:00:00:02", ipv4=["198.18.0.2/24"])
+    peer = Stack(PROFILES["low-delay"], mac="02:00:5e:00:00:01", ipv4=["198.18.0.1/24"])
+    link = NicQueueLink(nic, range(len(nic.rx_queues)), 0)
+    listener = ours.listen(7)
+    client = peer.connect("198.18.0.2", 7, now=0.0)
+    payload, echoed, conn, sent, now = bytes(range(256)) * 40, bytearray(), None, 0, 0.0
+    queues_seen = set()
+    while len(echoed) < len(payload) and now < 30.0:
+        for frame in peer.poll(now):          # the network side: the board tags each frame
+            queue = 3 if frame[12:14] == b"\x08\x00" else 0      # IPv4 to queue 3, ARP to 0
+            queues_seen.add(queue)
+            port.deliver(tagged(queue, frame))
+        for frame in link.receive(64):
+            ours.receive(frame, now)
+        conn = conn or listener.accept()
+        if conn is not None:
+            while (piece := conn.recv()):
+                conn.send(piece)
+        link.send(ours.poll(now))
+        link.service()
+        while not port.sent.empty():
+            peer.receive(port.sent.get_nowait(), now)
+        if client.connected and sent < len(payload):
+            sent += client.send(payload[sent:])
+        while (piece := client.recv()):
+            echoed += piece
+        now += 0.001
+    assert bytes(echoed) == payload
+    assert queues_seen == {0, 3} and link.tx_errors == 0
+    assert nic.data_stats.bad_tag == 0
