@@ -46,6 +46,12 @@ class _Pair:
         self.polled = False
 
 
+def _register(stack, driver: "AsyncStackDriver") -> None:
+    """Let ``await stack.open_connection(...)`` / ``start_server`` find the driver."""
+    if hasattr(stack, "driver"):
+        stack.driver = driver
+
+
 class AsyncStackDriver:
     """Drives one or more ``(stack, link)`` pairs on the running event loop.
 
@@ -65,6 +71,7 @@ class AsyncStackDriver:
 
     def __init__(self, stack, link: Link, *, extra_pump: Any = None):
         self._pairs: list[_Pair] = [_Pair(stack, link)]
+        _register(stack, self)
         self._pump = extra_pump
         self.loop: asyncio.AbstractEventLoop | None = None
         self._readers: list[int] = []
@@ -84,6 +91,7 @@ class AsyncStackDriver:
         """Drive ``stack`` on ``link`` too (before or after :meth:`start`)."""
         pair = _Pair(stack, link)
         self._pairs.append(pair)
+        _register(stack, self)
         if self._running:
             self._attach(pair)
             self.kick()

@@ -27,7 +27,7 @@ from hetnic.protocol import IpProto
 
 from .address import Host, parse_mac, to_addr, to_local, to_port
 from .counters import StackCounters
-from .errors import BadArgument
+from .errors import BadArgument, NotConnected
 from .instance import InstanceConfig
 from .interface import NetInterface
 from .sockets import TcpListener, TcpSocket, UdpSocket
@@ -116,6 +116,8 @@ class Stack:
         self.iface.transports[int(IpProto.TCP)] = self.tcp.input
         self.iface.transports[int(IpProto.UDP)] = self.udp.input
         self.iface.on_icmp_error = self._icmp_error
+        #: The asyncio driver running this stack, if any (it sets itself; see open_connection).
+        self.driver = None
 
     def _icmp_error(self, proto: int, src: bytes, dst: bytes, quoted: bytes, kind: str) -> None:
         """The interface's ICMP / ICMPv6 error about a packet we sent from ``src`` to ``dst``:
@@ -193,6 +195,31 @@ class Stack:
         if a is None:
             return b
         return a if b is None or a < b else b
+
+    # ---------------------------------------------------------------------- streams
+
+    def open_connection(self, host: Host, port: int, **kwargs):
+        """``reader, writer = await stack.open_connection(host, port)``: asyncio-style streams
+        (the methods of ``asyncio.StreamReader``/``StreamWriter``). The stack itself is
+        sans-I/O, so this needs the asyncio driver that runs it
+        (:class:`hetnic.host.async_driver.AsyncStackDriver`, which registers itself here);
+        keyword arguments go to its ``open_connection``. Without one: :class:`NotConnected`."""
+        return self._driver("open_connection").open_connection(host, port, stack=self,
+                                                                **kwargs)
+
+    def start_server(self, client_connected_cb, port: int, host: Host | None = None,
+                     **kwargs):
+        """``server = await stack.start_server(cb, port)``: ``cb(reader, writer)`` for each
+        connection, as :func:`asyncio.start_server`; needs the asyncio driver like
+        :meth:`open_connection`."""
+        return self._driver("start_server").start_server(client_connected_cb, port, host,
+                                                         stack=self, **kwargs)
+
+    def _driver(self, what: str):
+        if self.driver is None:
+            raise NotConnected(f"{what}: no asyncio driver runs this stack; start one with "
+                               f"AsyncStackDriver(stack, link) (hetnic.host.async_driver)")
+        return self.driver
 
     # ---------------------------------------------------------------------- sockets
 

@@ -367,9 +367,9 @@ async def transfer(size: int, host: str, seed: int, faults=None) -> tuple[str, s
         writer.close()
         await writer.wait_closed()
 
-    async with AsyncStackDriver(server, b) as sdrv, AsyncStackDriver(client, a) as cdrv:
-        srv = await sdrv.start_server(handle, 5000)
-        reader, writer = await cdrv.open_connection(host, 5000)
+    async with AsyncStackDriver(server, b), AsyncStackDriver(client, a):
+        srv = await server.start_server(handle, 5000)        # through the stack's driver
+        reader, writer = await client.open_connection(host, 5000)
         assert writer.get_extra_info("peername") == (host, 5000)
         writer.write(up)
         await writer.drain()
@@ -402,6 +402,15 @@ def test_real_stacks_transfer_with_faults():
     client, server = result["counters"]
     assert client.tcp_retransmits + client.tcp_fast_retransmits > 0
     assert server.tcp_retransmits + server.tcp_fast_retransmits > 0
+
+
+def test_stack_streams_need_a_driver():
+    from hetnic.host.stack.errors import NotConnected
+    client, _, _, _ = real_stacks()
+    with pytest.raises(NotConnected, match="AsyncStackDriver"):
+        client.open_connection("198.18.0.2", 7)
+    with pytest.raises(NotConnected, match="AsyncStackDriver"):
+        client.start_server(lambda r, w: None, 7)
 
 
 def test_real_stacks_refused_and_many_clients():
