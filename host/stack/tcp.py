@@ -80,7 +80,9 @@ class TcpConfig:
     max_retries : int
         Retransmission timeouts (or unanswered zero-window probes) before error "timeout".
     syn_retries : int
-        SYN (or SYN-ACK) retransmissions before error "timeout".
+        SYN (or SYN-ACK) retransmissions before error "timeout". The default, 7, keeps a
+        connect trying for about three minutes with the default RTOs (1 s doubling, capped
+        at 60 s), which RFC 1122 4.2.3.5 asks of a SYN.
     sack, timestamps, window_scale : bool
         Offer (and accept) these options.
     keepalive : (float, float, int) or None
@@ -102,7 +104,7 @@ class TcpConfig:
     min_rto: float = 0.2
     max_rto: float = 60.0
     max_retries: int = 8
-    syn_retries: int = 5
+    syn_retries: int = 7
     sack: bool = True
     timestamps: bool = True
     window_scale: bool = True
