@@ -18,7 +18,7 @@ from typing import Callable
 
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.tcp import TcpConfig, TcpConnection
-from hetnic.host.stack.tcp_segment import ACK, RST, SYN, build_tcp, parse_tcp
+from hetnic.host.stack.tcp_segment import ACK, RST, SYN, build_tcp, parse_tcp, ts_option
 
 ADDR_A = bytes([198, 18, 0, 1])
 ADDR_B = bytes([198, 18, 0, 2])
@@ -276,3 +276,13 @@ class TcpPair:
 
         self.run(finished, limit=limit, pump=pump)
         return bytes(got_b), bytes(got_a)
+
+
+def inject(pair, conn, seq, ack, flags, payload=b"", window=65535, ts=None):
+    """Feed ``conn`` a segment from its peer; returns the segments it sent in answer."""
+    mark = len(pair.trace)
+    opts = ts_option(*ts) if ts is not None else b""
+    raw = build_tcp(conn.remote, conn.local, conn.rport, conn.lport, seq & 0xFFFFFFFF,
+                    ack & 0xFFFFFFFF, flags, window, opts, payload)
+    conn.input(parse_tcp(raw, conn.remote, conn.local), pair.now)
+    return [seg for _, _, seg in pair.trace[mark:]]

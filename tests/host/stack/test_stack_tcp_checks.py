@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tcp_pair import QUICK, TcpPair
+from tcp_pair import QUICK, TcpPair, inject
 
-from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN, build_tcp, parse_tcp, ts_option
+from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN, build_tcp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,16 +28,6 @@ def setup(cfg=NO_TS):
     pair.run(limit=1)
     pair.drop = lambda direction, seg: True
     return pair, c
-
-
-def inject(pair, conn, seq, ack, flags, payload=b"", window=65535, ts=None):
-    """Feed ``conn`` a segment from its peer; returns the segments it sent in answer."""
-    mark = len(pair.trace)
-    opts = ts_option(*ts) if ts is not None else b""
-    raw = build_tcp(conn.remote, conn.local, conn.rport, conn.lport, seq & 0xFFFFFFFF,
-                    ack & 0xFFFFFFFF, flags, window, opts, payload)
-    conn.input(parse_tcp(raw, conn.remote, conn.local), pair.now)
-    return [seg for _, _, seg in pair.trace[mark:]]
 
 
 def test_rst_exactly_at_rcv_nxt_resets():

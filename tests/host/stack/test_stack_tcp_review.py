@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tcp_pair import QUICK, TcpPair
+from tcp_pair import QUICK, TcpPair, inject
 
-from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN, build_tcp, parse_tcp, ts_option
+from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,16 +28,6 @@ def established(cfg=NO_TS, cfg_b=None):
                     and c.state == "ESTABLISHED", limit=5)
     pair.run(limit=1)
     return pair, c
-
-
-def inject(pair, conn, seq, ack, flags, payload=b"", window=65535, ts=None):
-    """Feed ``conn`` a segment from its peer; returns the segments it sent in answer."""
-    mark = len(pair.trace)
-    opts = ts_option(*ts) if ts is not None else b""
-    raw = build_tcp(conn.remote, conn.local, conn.rport, conn.lport, seq & 0xFFFFFFFF,
-                    ack & 0xFFFFFFFF, flags, window, opts, payload)
-    conn.input(parse_tcp(raw, conn.remote, conn.local), pair.now)
-    return [seg for _, _, seg in pair.trace[mark:]]
 
 
 # --- 1: zero-window probes --------------------------------------------------------------
