@@ -1,4 +1,4 @@
-"""TcpConnection cases from the stack review: zero-window probing of a live peer (RFC 9293
+"""TcpConnection edge cases: zero-window probing of a live peer (RFC 9293
 3.8.6.1 MUST-26), TS.Recent moved only by acceptable segments (RFC 7323 4.3 / 5.3, RFC
 5961), an out-of-order FIN whose gap is filled by in-order data, abort's RST (RFC 9293
 3.10.5) and the window update's SND.UNA =< SEG.ACK condition (3.10.7.4).
