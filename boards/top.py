@@ -60,14 +60,14 @@ from ..gateware.rgmii import RgmiiPhy
 from ..gateware.rx_pipeline import RxPipeline
 from ..gateware.skid import SkidBuffer
 from ..gateware.uart_bridge import UartBridge, UartBridgedCore, uart_divisor
-from ..params import ECP5_BOARD_CORE, NicParams
+from ..params import CORE_CLOCK_HZ, ECP5_BOARD_CORE, NicParams
 from .tag_inserter import TagInserter
 
 __all__ = ["BoardCore", "Ecp5BoardTop", "RgmiiPins", "FrameFifo", "Ecp5Pll", "CORE_HZ",
            "UART_BAUD"]
 
 UART_BAUD = 115200
-CORE_HZ = 125e6
+CORE_HZ = CORE_CLOCK_HZ
 
 
 class Ecp5Pll(wiring.Component):

@@ -23,7 +23,14 @@ from typing import Callable
 from .regs import ID_MAGIC, RegisterMap
 
 __all__ = ["NicParams", "HIL_NIC_CORE", "RX_PIPELINE_W64", "RX_PIPELINE_W8", "NIC_CORE_W64",
-           "ECP5_BOARD_CORE", "ICE40_SERIAL_CORE", "PRESETS"]
+           "ECP5_BOARD_CORE", "ICE40_SERIAL_CORE", "PRESETS", "CORE_CLOCK_HZ",
+           "CORE_CLOCK_PERIOD_NS"]
+
+#: The NIC core's clock: 125 MHz, gigabit Ethernet's byte clock (GMII/RGMII). The ECP5
+#: boards constrain their core clock to it, and every simulator clocks the core at it.
+CORE_CLOCK_HZ = 125_000_000
+#: Its period in nanoseconds (the simulators' clock period).
+CORE_CLOCK_PERIOD_NS = 1_000_000_000 // CORE_CLOCK_HZ
 
 #: Toeplitz input bytes: the longest hash input (IPv6 addresses and ports).
 _MAX_HASH_BYTES = 36

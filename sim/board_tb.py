@@ -59,8 +59,9 @@ from hetnic.host.nic import Nic
 from hetnic.rules import Action, FlowRule
 from hetnic.host.serial_bridge import FdPort, Request, Response, SerialBridge
 from hetnic.regs import RegisterMap
+from hetnic.params import CORE_CLOCK_PERIOD_NS
 
-CLOCK_NS = 8
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 POLL_NS = 2_000            # how often the testbench looks at the host's queues
 SETTLE_NS = 50_000         # no frame for this long after the traffic: nothing more comes
 #: The simulator's thread holds the GIL while Verilator runs; a host thread that wakes

@@ -26,10 +26,11 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from ..host.backend import Backend
+from ..params import CORE_CLOCK_PERIOD_NS
 
 __all__ = ["CocotbBackend", "RamMemory"]
 
-CLOCK_NS = 8
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 _WIRE_QUEUE_LIMIT = 4096        # frames queued in the AxiStreamSource at most
 
 

@@ -26,7 +26,9 @@ from cocotb.utils import get_time_from_sim_steps
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 from cocotbext.eth import GmiiFrame, RgmiiSink, RgmiiSource
 
-CLOCK_NS = 8
+from ..params import CORE_CLOCK_PERIOD_NS
+
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 COUNTERS = ("rx_frames_ok_count", "rx_fcs_error_count", "rx_runt_count",
             "rx_oversize_count", "rx_phy_error_count", "rx_overflow_count",
             "tx_frames_count", "tx_error_count", "tx_underrun_count")

@@ -18,7 +18,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamBus,
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
-from hetnic.params import NicParams
+from hetnic.params import CORE_CLOCK_PERIOD_NS, NicParams
 from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
 from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator, read_registers, start_clock_and_reset, write_all
@@ -28,7 +28,7 @@ from hetnic.host.queue_setup import queue_register_writes
 from hetnic.host.rx_ring import RxRing
 from hetnic.host.tx_ring import TxRing
 
-CLOCK_NS = 8
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 MEM_SIZE = 1 << 23
 RING_BASE = 0x1000
 

@@ -18,7 +18,9 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
-CLOCK_NS = 8
+from ..params import CORE_CLOCK_PERIOD_NS
+
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 
 
 async def write_all(axil, writes) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from ..host.nic import Nic
+from ..params import CORE_CLOCK_HZ
 from ..rules import Action, FlowRule
 
 __all__ = ["SCENARIOS", "rx_stream", "api_tour", "stack_echo", "packet_record"]
@@ -80,8 +81,8 @@ def api_tour(nic: Nic, frames: list[str], tx_messages: list[str]) -> dict:
     return out
 
 
-#: Seconds per cycle of the NIC core's clock (125 MHz), the stacks' clock in :func:`stack_echo`.
-_SECONDS_PER_CYCLE = 8e-9
+#: Seconds per cycle of the NIC core's clock, the stacks' clock in :func:`stack_echo`.
+_SECONDS_PER_CYCLE = 1 / CORE_CLOCK_HZ
 
 
 def stack_echo(nic: Nic, payload: str, max_cycles: int = 20_000_000) -> dict:

@@ -37,7 +37,7 @@ from hetnic.boards.sim_top import BoardSimTop
 from hetnic.bridge_protocol import GAP_TIMEOUT_BITS, REQUEST_SYNC, Status
 from hetnic.config import RxConfig
 from hetnic.protocol import DropReason
-from hetnic.params import ECP5_BOARD_CORE, NicParams
+from hetnic.params import CORE_CLOCK_PERIOD_NS, ECP5_BOARD_CORE, NicParams
 from hetnic.regs import ID_MAGIC
 from hetnic.rtl import to_verilog
 from hetnic.sim.board_tb import rule_from_spec
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.timeout(900)       # a cold Verilator build included
 TOPLEVEL = "hetnic_board_core"
 SEED = 0x5EED_B0A2
 BIT_CYCLES = 16
-CLOCK_NS = 8
+CLOCK_NS = CORE_CLOCK_PERIOD_NS
 MAX_FRAME = 1522
 PREAMBLE = bytes([0x55] * 7 + [0xD5])
 
