@@ -44,7 +44,7 @@ from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
            "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS", "PARAM_LIMITS",
-           "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "QUEUE_STATUS_BAD_SIZE",
+           "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "queue_eq_armed", "QUEUE_STATUS_BAD_SIZE",
            "QUEUE_STATUS_DOORBELL", "QUEUE_STATUS_BAD_ADDR", "QUEUE_STATUS_DMA",
            "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX"]
 
@@ -135,6 +135,12 @@ _QUEUE_STATUS = (QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DOORBELL, QUEUE_STATUS_BAD_
 QUEUE_EQ_QUEUE = Field("event_queue", 0, 6, "event queue for this queue's completion events")
 QUEUE_EQ_ARM = Field("arm", 8, 1, "one completion event at the next completion, then "
                                   "disarmed (reads back 0 once it fired)")
+
+
+def queue_eq_armed(event_queue: int) -> int:
+    """The ``RXQ_EQ``/``TXQ_EQ`` value that arms one completion event to ``event_queue``."""
+    return QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue)
+
 #: Doorbells (``RXQ_PROD``, ``TXQ_PROD``, ``EQ_CONS``) and the NIC's indices: 16 bits,
 #: free-running.
 QUEUE_INDEX = Field("index", 0, 16, "free-running index")

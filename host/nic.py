@@ -44,7 +44,7 @@ import importlib
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
+from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, queue_eq_armed
 from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
 from .event_ring import EventRing, NicEvent
@@ -355,8 +355,7 @@ class Nic(NicControl):
         n = self.params.event_queues
         if not isinstance(event_queue, int) or not 0 <= event_queue < n:
             raise ValueError(f"event queue must be from 0 to {n - 1}, not {event_queue!r}")
-        self.backend.reg_write(self.regmap.addr(reg, queue),
-                               QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue))
+        self.backend.reg_write(self.regmap.addr(reg, queue), queue_eq_armed(event_queue))
 
     # --- time ----------------------------------------------------------------------------
     def run(self, cycles: int) -> None:

@@ -19,7 +19,7 @@ from cocotbext.axi import (AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiStreamB
                            AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
 from hetnic.params import CORE_CLOCK_PERIOD_NS, NicParams
-from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE
+from hetnic.regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, queue_eq_armed
 from hetnic.sim.cocotb_backend import RamMemory
 from hetnic.sim.rx_tb import pause_generator, read_registers, start_clock_and_reset, write_all
 from hetnic.host.event_ring import EventRing
@@ -31,11 +31,6 @@ from hetnic.host.tx_ring import TxRing
 CLOCK_NS = CORE_CLOCK_PERIOD_NS
 MEM_SIZE = 1 << 23
 RING_BASE = 0x1000
-
-
-def _armed(event_queue: int) -> int:
-    """An ``RXQ_EQ``/``TXQ_EQ`` value: events to ``event_queue``, armed for one."""
-    return QUEUE_EQ_ARM.encode(1) | QUEUE_EQ_QUEUE.encode(event_queue)
 
 
 class CoreMonitor:
@@ -160,9 +155,9 @@ class NicBench:
                 break
         await self._open_rings()
         for q, eq in job.get("arm_rx", {}).items():
-            await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), _armed(eq))
+            await axil.write_dword(regmap.addr("RXQ_EQ", int(q)), queue_eq_armed(eq))
         for q, eq in job.get("arm_tx", {}).items():
-            await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), _armed(eq))
+            await axil.write_dword(regmap.addr("TXQ_EQ", int(q)), queue_eq_armed(eq))
         if job.get("late_commit"):
             await write_all(axil, job["late_commit"])
         for bad in job.get("corrupt_rx_descriptor", []):
