@@ -1,11 +1,10 @@
 """ARP on the stack's NetInterface: answering, resolving, the cache's states and bounds."""
 
-import ipaddress
-
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from hetnic.host.stack.address import to_addr as ip
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.interface import NetInterface
 from hetnic.host.stack.neighbours import DELAY, PROBE, REACHABLE, STALE
@@ -14,10 +13,6 @@ OUR_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
 OTHER_MAC = "02:00:00:00:00:03"
 BCAST = "ff:ff:ff:ff:ff:ff"
-
-
-def ip(text):
-    return ipaddress.ip_address(text).packed
 
 
 US, PEER, OTHER = ip("198.18.0.2"), ip("198.18.0.1"), ip("198.18.0.3")

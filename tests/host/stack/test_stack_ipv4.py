@@ -1,13 +1,12 @@
 """IPv4 and ICMP on the stack's NetInterface: header checks, delivery, the send path, echo,
 errors and the ICMP rate limit."""
 
-import ipaddress
-
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror, fragment
 from scapy.layers.l2 import Ether
 
 from hetnic.errors import HetnicError
+from hetnic.host.stack.address import parse_mac as mac, to_addr as ip
 from hetnic.host.stack.checksum import checksum
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.icmp import TokenBucket
@@ -16,14 +15,6 @@ from hetnic.host.stack.interface import NetInterface
 OUR_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
 GW_MAC = "02:00:00:00:00:fe"
-
-
-def ip(text):
-    return ipaddress.ip_address(text).packed
-
-
-def mac(text):
-    return bytes.fromhex(text.replace(":", ""))
 
 
 US, PEER, GW = ip("198.18.0.2"), ip("198.18.0.1"), ip("198.18.0.254")

@@ -11,6 +11,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
+from hetnic.host.stack.address import parse_mac as mac, to_addr as ip
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.interface import NetInterface
 from hetnic.host.stack.ipv6 import link_local_from_mac, solicited_node
@@ -19,14 +20,6 @@ from hetnic.host.stack.neighbours import DELAY, REACHABLE, STALE
 OUR_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
 OUR_LL = "fe80::ff:fe00:1"
-
-
-def ip(text):
-    return ipaddress.ip_address(text).packed
-
-
-def mac(text):
-    return bytes.fromhex(text.replace(":", ""))
 
 
 US, PEER = ip("2001:db8::2"), ip("2001:db8::1")

@@ -2,7 +2,6 @@
 ``fuzz()`` of every header the interface parses. Nothing may raise; refused frames are
 counted; the interface still answers afterwards."""
 
-import ipaddress
 import random
 
 import pytest
@@ -15,6 +14,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import fuzz
 
+from hetnic.host.stack.address import to_addr as ip
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.interface import NetInterface
 
@@ -23,10 +23,6 @@ PEER_MAC = "02:00:00:00:00:02"
 US4, PEER4 = "198.18.0.2", "198.18.0.1"
 US6, PEER6 = "2001:db8::2", "2001:db8::1"
 SOL6 = "ff02::1:ff00:2"
-
-
-def ip(text):
-    return ipaddress.ip_address(text).packed
 
 
 def make_iface():

@@ -4,7 +4,6 @@ and a port unreachable the kernel maps to ECONNREFUSED."""
 
 from __future__ import annotations
 
-import ipaddress
 import select
 import socket
 import struct
@@ -12,6 +11,7 @@ import time
 
 import pytest
 
+from hetnic.host.stack.address import to_addr as packed
 from hetnic.host.stack.checksum import checksum, pseudo_sum
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.instance import PROFILES
@@ -24,10 +24,6 @@ OUR_MAC = "02:00:00:00:00:02"
 OUR4, OUR6 = "198.18.0.2", "2001:db8::2"
 KERNEL4, KERNEL6 = "198.18.0.1", "2001:db8::1"
 TIMEOUT = 10.0
-
-
-def packed(text: str) -> bytes:
-    return ipaddress.ip_address(text).packed
 
 
 def udp(src: bytes, dst: bytes, sport: int, dport: int, data: bytes) -> bytes:

@@ -1,6 +1,5 @@
 """Reassembly of IPv4 and IPv6 fragments: any order, overlaps, duplicates, bounds, timeouts."""
 
-import ipaddress
 import random
 
 import pytest
@@ -8,16 +7,13 @@ from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
 
+from hetnic.host.stack.address import to_addr as ip
 from hetnic.host.stack.counters import StackCounters
 from hetnic.host.stack.interface import NetInterface
 from hetnic.host.stack.reassembly import Reassembler
 
 OUR_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
-
-
-def ip(text):
-    return ipaddress.ip_address(text).packed
 
 
 US4, PEER4 = ip("198.18.0.2"), ip("198.18.0.1")
