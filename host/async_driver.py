@@ -25,13 +25,11 @@ import asyncio
 from typing import Any, Callable
 
 from .links import Link
+from .stack_runner import _DEFAULT_BATCH, _DEFAULT_POLL, earliest_deadline, step_stack
 from .streams import _LIMIT, Server, StreamReader, StreamWriter, _Readiness, _raise_error
 from .stack.errors import ConnectionTimeout
 
 __all__ = ["AsyncStackDriver"]
-
-_DEFAULT_POLL = 0.001
-_DEFAULT_BATCH = 64
 
 
 class _Pair:
@@ -178,36 +176,18 @@ class AsyncStackDriver:
         if pump is not None:
             again = bool(pump.pump()) or bool(getattr(pump, "busy", False))
         for pair in self._pairs:
-            stack, link = pair.stack, pair.link
-            link.service()
-            frames = link.receive(pair.batch)
-            if frames:
-                receive = stack.receive
-                for frame in frames:
-                    receive(frame, now)
-                if len(frames) >= pair.batch:
-                    again = True
-            out = stack.poll(now)
-            if out:
-                link.send(out)
-                if pump is not None:
-                    again = True        # the bridge carries them on the next step
+            received, sent = step_stack(pair.stack, pair.link, pair.batch, now)
+            if received >= pair.batch or (sent and pump is not None):
+                again = True            # a full batch: more wait; sent: the bridge carries them
         return again
 
     def _arm(self, now: float) -> None:
-        wake: float | None = None
+        wake = earliest_deadline(((p.stack, p.link) for p in self._pairs), self._pump)
         for pair in self._pairs:
-            for t in (pair.stack.next_deadline(), pair.link.next_deadline()):
-                if t is not None and (wake is None or t < wake):
-                    wake = t
             if pair.polled:
                 t = now + pair.interval
                 if wake is None or t < wake:
                     wake = t
-        if self._pump is not None and hasattr(self._pump, "next_deadline"):
-            t = self._pump.next_deadline()
-            if t is not None and (wake is None or t < wake):
-                wake = t
         if wake is None:
             return
         if self._timer is not None:

@@ -22,7 +22,7 @@ from typing import Callable, Protocol, Sequence
 from ..errors import HetnicError
 from .links import Link
 
-__all__ = ["run_stacks", "RunnerTimeout", "Pumpable"]
+__all__ = ["run_stacks", "step_stack", "earliest_deadline", "RunnerTimeout", "Pumpable"]
 
 #: Sleep cap when a link has no descriptor and a stack has no ``poll_interval``.
 _DEFAULT_POLL = 0.001
@@ -48,6 +48,38 @@ class Pumpable(Protocol):
     def fileno(self) -> int: ...
 
     def next_deadline(self) -> float | None: ...
+
+
+def step_stack(stack, link: Link, batch: int, now: float) -> tuple[int, bool]:
+    """One step of ``stack`` on ``link``: the link's housekeeping, up to ``batch`` frames from
+    the link into ``stack.receive(frame, now)``, then ``stack.poll(now)`` and its frames out
+    on the link. Returns (frames received, whether frames were sent); shared by
+    :func:`run_stacks` and :class:`~hetnic.host.async_driver.AsyncStackDriver`."""
+    link.service()
+    frames = link.receive(batch)
+    if frames:
+        receive = stack.receive
+        for frame in frames:
+            receive(frame, now)
+    out = stack.poll(now)
+    if out:
+        link.send(out)
+    return len(frames), bool(out)
+
+
+def earliest_deadline(stacks_and_links, pump: object = None) -> float | None:
+    """The earliest ``next_deadline()`` of the stacks, their links and ``pump`` (if it has
+    one), or None when none has a deadline."""
+    wake = None
+    for stack, link in stacks_and_links:
+        for t in (stack.next_deadline(), link.next_deadline()):
+            if t is not None and (wake is None or t < wake):
+                wake = t
+    if pump is not None and hasattr(pump, "next_deadline"):
+        t = pump.next_deadline()
+        if t is not None and (wake is None or t < wake):
+            wake = t
+    return wake
 
 
 def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
@@ -116,28 +148,12 @@ def run_stacks(stacks_and_links: Sequence[tuple[object, Link]], *,
         if pumpable is not None and getattr(pumpable, "busy", False):
             moved = True
         for stack, link, batch in work:
-            link.service()
-            frames = link.receive(batch)
-            if frames:
-                receive = stack.receive
-                for frame in frames:
-                    receive(frame, now)
-                moved = True
-            out = stack.poll(now)
-            if out:
-                link.send(out)
-                moved = True
+            received, sent = step_stack(stack, link, batch, now)
+            moved = moved or received > 0 or sent
         if moved:
             continue
-        wake = end
-        for stack, link, _ in work:
-            for t in (stack.next_deadline(), link.next_deadline()):
-                if t is not None and t < wake:
-                    wake = t
-        if pumpable is not None and hasattr(pumpable, "next_deadline"):
-            t = pumpable.next_deadline()
-            if t is not None and t < wake:
-                wake = t
+        wake = earliest_deadline(pairs, pumpable)
+        wake = end if wake is None else min(wake, end)
         delay = min(wake - clock(), _MAX_SLEEP)
         if polled and delay > poll_cap:
             delay = poll_cap
