@@ -86,8 +86,3 @@ class ArpHandler:
         iface = self.iface
         spa = iface.source_for(ip) or (iface.ipv4[0][0] if iface.ipv4 else _ZERO_IP)
         self.send(ARP_REQUEST, mac or BROADCAST_MAC, spa, b"\0" * 6, ip)
-
-    def announce(self) -> None:
-        """Send a gratuitous ARP request for each of our addresses (RFC 5227 section 3)."""
-        for addr, _ in self.iface.ipv4:
-            self.send(ARP_REQUEST, BROADCAST_MAC, addr, b"\0" * 6, addr)

@@ -16,7 +16,7 @@ from hetnic.protocol import ETH_HEADER_LEN, EtherType
 
 __all__ = [
     "ETH_HEADER_LEN", "BROADCAST_MAC", "ETH_IPV4", "ETH_IPV6", "ETH_ARP",
-    "eth_header", "ipv6_multicast_mac", "is_multicast_mac",
+    "eth_header", "ipv6_multicast_mac",
 ]
 
 BROADCAST_MAC = b"\xff" * 6
@@ -37,8 +37,3 @@ def ipv6_multicast_mac(group: bytes) -> bytes:
     """The MAC an IPv6 multicast ``group`` (16 bytes) is sent to: ``33:33`` and the group's
     last four bytes (RFC 2464 section 7)."""
     return b"\x33\x33" + bytes(group[12:16])
-
-
-def is_multicast_mac(mac: bytes) -> bool:
-    """True for a group (multicast or broadcast) MAC: the I/G bit of the first byte is set."""
-    return bool(mac[0] & 1)

@@ -99,10 +99,3 @@ class PortTable:
                 return port
         raise AddressInUse(f"no free ephemeral {self.protocol} port in {lo}-{lo + count - 1} "
                            f"(instance {self.instance!r})")
-
-    def __contains__(self, port: int) -> bool:
-        return port in self._ports
-
-    def __len__(self) -> int:
-        """Bindings held."""
-        return sum(len(found) for found in self._ports.values())
