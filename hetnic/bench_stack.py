@@ -18,12 +18,11 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
 import threading
 import time
 from typing import Callable
 
-from .host.netns import in_netns, ip, netns, netns_unavailable
+from .host.netns import in_netns, ip, netns, netns_unavailable, tap_in_netns
 from .protocol import ETH_HEADER_LEN, EtherType, IpProto
 
 __all__ = ["bench_stack", "netns_unavailable"]
@@ -348,27 +347,19 @@ def bench_kernel(goodput_size: int = 8 * _MiB, rr_count: int = 200) -> dict:
     the stack instances on the simulated NIC behind a TAP there (wall time)."""
     from .host.nic import Nic
     from .host.stack_host import StackHost
-    from .host.tap import TapDevice
 
-    with netns("hetnic-bench-tap") as ns:
-        ip("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
-        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                        "net.ipv6.conf.tap0.accept_dad=0"], capture_output=True, timeout=20)
-        ip("-n", ns, "addr", "add", f"{_KERNEL4}/24", "dev", "tap0")
-        ip("-n", ns, "addr", "add", f"{_KERNEL6}/64", "dev", "tap0", "nodad")
-        ip("-n", ns, "link", "set", "tap0", "up")
-        with in_netns(ns):
-            tap = TapDevice("tap0")
-        with tap, Nic.open("sim", width=64, rx_queues=8) as nic:
-            host = StackHost(nic, tap, addr4=f"{_HETNIC4}/24", addr6=f"{_HETNIC6}/64",
-                             apps=False, seed=1)
-            try:
-                out = {}
-                out.update(_kernel_to_hetnic(host, ns, goodput_size))
-                out.update(_hetnic_to_kernel(host, ns, goodput_size))
-                out.update(_rr_latency(host, ns, rr_count))
-            finally:
-                host.close()
+    with netns("hetnic-bench-tap") as ns, \
+            tap_in_netns(ns, "tap0", f"{_KERNEL4}/24", f"{_KERNEL6}/64") as tap, \
+            Nic.open("sim", width=64, rx_queues=8) as nic:
+        host = StackHost(nic, tap, addr4=f"{_HETNIC4}/24", addr6=f"{_HETNIC6}/64",
+                         apps=False, seed=1)
+        try:
+            out = {}
+            out.update(_kernel_to_hetnic(host, ns, goodput_size))
+            out.update(_hetnic_to_kernel(host, ns, goodput_size))
+            out.update(_rr_latency(host, ns, rr_count))
+        finally:
+            host.close()
     return out
 
 

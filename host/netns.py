@@ -4,6 +4,8 @@
 ...     with in_netns(ns):
 ...         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)   # a socket inside ns
 ...     ns_run(ns, "nstat", "-az")
+>>> with netns() as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", "2001:db8::1/64") as tap:
+...     ...                                  # the kernel's side of a TAP the caller uses
 
 Every namespace is new (``PREFIX-<pid>-<n>``), has its loopback up, and is deleted on the way
 out together with the interfaces in it, also when the block fails. Nothing in the calling
@@ -26,8 +28,9 @@ import subprocess
 from typing import Iterator
 
 from ..errors import HetnicError
+from .tap import TapDevice
 
-__all__ = ["NetnsError", "netns_unavailable", "ip", "netns", "in_netns", "ns_run"]
+__all__ = ["NetnsError", "netns_unavailable", "ip", "netns", "in_netns", "ns_run", "tap_in_netns"]
 
 _CLONE_NEWNET = 0x40000000
 _NETNS_DIR = "/var/run/netns"
@@ -110,3 +113,32 @@ def in_netns(ns: str) -> Iterator[None]:
             _setns(home)
     finally:
         os.close(home)
+
+
+@contextlib.contextmanager
+def tap_in_netns(ns: str, ifname: str = "tap0", addr4: str | None = "198.18.0.1/24",
+                 addr6: str | None = "2001:db8::1/64", *, mtu: int = 1500,
+                 open_device: bool = True) -> Iterator[TapDevice | None]:
+    """A persistent TAP ``ifname`` in ``ns`` with the kernel's addresses ``addr4``/``addr6``
+    (either may be None), DAD off so the IPv6 address is usable at once, the link up; yields
+    the :class:`TapDevice` opened from inside ``ns`` (or None when ``open_device`` is false,
+    for a process that opens it itself). The device is closed and the TAP deleted after."""
+    ip("-n", ns, "tuntap", "add", "dev", ifname, "mode", "tap")
+    tap = None
+    try:
+        if addr6 is not None:
+            ns_run(ns, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0")
+        ip("-n", ns, "link", "set", ifname, "mtu", str(mtu))
+        if addr4 is not None:
+            ip("-n", ns, "addr", "add", addr4, "dev", ifname)
+        if addr6 is not None:
+            ip("-n", ns, "addr", "add", addr6, "dev", ifname, "nodad")
+        ip("-n", ns, "link", "set", ifname, "up")
+        if open_device:
+            with in_netns(ns):
+                tap = TapDevice(ifname)
+        yield tap
+    finally:
+        if tap is not None:
+            tap.close()
+        subprocess.run(["ip", "-n", ns, "link", "del", ifname], capture_output=True, timeout=10)
