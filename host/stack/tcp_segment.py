@@ -73,12 +73,11 @@ _SEQ_HALF = 1 << 31
 # sport, dport, seq, ack, data offset << 4, flags, window, checksum, urgent pointer
 _HDR = struct.Struct("!HHIIBBHHH")
 _U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
 _TS_BODY = struct.Struct("!II")
 _TS_OPTION = struct.Struct("!BBBBII")          # NOP NOP kind len val ecr
 _SACK_BLOCK = struct.Struct("!II")
 # The usual option area of a data segment (RFC 7323 appendix A layout).
-_NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
+_NOP_NOP_TS = TS_WORD.to_bytes(4, "big")
 
 _from_bytes = int.from_bytes
 _PROTO_TCP = int(IpProto.TCP)   # a plain int: summed on the per-segment path
