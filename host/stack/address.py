@@ -8,6 +8,7 @@ raw bytes, converts them once here, and gives them back as strings. Bad input ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from .errors import BadArgument
@@ -34,13 +35,18 @@ def to_addr(host: Host, what: str = "host") -> bytes:
     raise BadArgument(f"{what} must be an IPv4 or IPv6 address, not {host!r}")
 
 
-def to_local(host: Host | None) -> bytes | None:
+def to_local(host: Host | None, is_local: Callable[[bytes], bool], what: str) -> bytes | None:
     """A local address to bind: None, ``""`` and ``"::"`` mean every address (IPv4 and IPv6),
-    ``"0.0.0.0"`` every IPv4 address (:data:`V4_ANY`)."""
+    ``"0.0.0.0"`` every IPv4 address (:data:`V4_ANY`); any other must be one of the
+    instance's (``is_local(addr)``), else :class:`BadArgument` naming ``what``."""
     if host is None or host == "":
         return None
     addr = to_addr(host, "local address")
-    return None if addr == bytes(16) else addr
+    if addr == bytes(16):
+        return None
+    if addr != V4_ANY and not is_local(addr):
+        raise BadArgument(f"{what}: {addr_text(addr)} is not an address of this instance")
+    return addr
 
 
 def to_port(port: int, what: str = "port", zero: bool = True) -> int:

@@ -132,9 +132,7 @@ class TcpSocket:
         self._check_open("bind")
         if self._bound is not None or self._conn is not None or self._listener is not None:
             raise BadArgument(f"bind: the socket is already bound ({self._name()})")
-        addr = to_local(host)
-        if addr is not None and addr != bytes(4) and not self._layer.iface.is_local(addr):
-            raise BadArgument(f"bind: {addr_text(addr)} is not an address of this instance")
+        addr = to_local(host, self._layer.iface.is_local, "bind")
         port = self._layer.bind(addr, port or None)
         self._bound = (addr, port)
 
@@ -391,9 +389,7 @@ class UdpSocket:
             raise ConnectionClosed("bind on a closed UDP socket")
         if self._bound is not None:
             raise BadArgument(f"bind: the UDP socket is already bound (port {self._bound[1]})")
-        addr = to_local(host)
-        if addr is not None and addr != bytes(4) and not self._layer.iface.is_local(addr):
-            raise BadArgument(f"bind: {addr_text(addr)} is not an address of this instance")
+        addr = to_local(host, self._layer.iface.is_local, "bind")
         self._bound = (addr, self._layer.bind(self, addr, port or None))
 
     def sendto(self, data: bytes | bytearray | memoryview, address: tuple) -> int:

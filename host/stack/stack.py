@@ -240,9 +240,7 @@ class Stack:
             backlog = self.config.backlog
         if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
             raise BadArgument(f"listen: backlog must be a positive integer, not {backlog!r}")
-        addr = to_local(host)
-        if addr is not None and addr != bytes(4) and not self.iface.is_local(addr):
-            raise BadArgument(f"listen: {host} is not an address of this instance")
+        addr = to_local(host, self.iface.is_local, "listen")
         port = self.tcp.bind(addr, port or None)
         listener = TcpListener(self.tcp, addr, port, backlog)
         self.tcp.add_listener(listener)
