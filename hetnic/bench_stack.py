@@ -151,6 +151,19 @@ def _sink(listener: socket.socket) -> tuple[int, bytes, float]:
     return n, h.digest(), time.perf_counter()
 
 
+def _send_blocks(client: socket.socket, addr: tuple[str, int], block: bytes, count: int,
+                 timeout: float) -> float:
+    """Connect ``client`` to ``addr``, send ``block`` ``count`` times and close it; returns
+    ``perf_counter`` from just before the connect."""
+    t0 = time.perf_counter()
+    with client:
+        client.settimeout(timeout)
+        client.connect(addr)
+        for _ in range(count):
+            client.sendall(block)
+    return t0
+
+
 def bench_veth(size: int = 64 * _MiB) -> dict:
     """The kernel to itself: ``size`` bytes over TCP between two namespaces on a veth pair."""
     with netns("hetnic-bench-va") as na, netns("hetnic-bench-vb") as nb:
@@ -166,13 +179,7 @@ def bench_veth(size: int = 64 * _MiB) -> dict:
             client = socket.socket()
         worker = _Worker(lambda: _sink(listener))
         worker.start()
-        block = os.urandom(_MiB)
-        t0 = time.perf_counter()
-        with client:
-            client.settimeout(60)
-            client.connect((_VETH_A, _SINK_PORT))
-            for _ in range(size // _MiB):
-                client.sendall(block)
+        t0 = _send_blocks(client, (_VETH_A, _SINK_PORT), os.urandom(_MiB), size // _MiB, 60)
         n, _, t_end = worker.outcome(120)
         listener.close()
     if n != size // _MiB * _MiB:
@@ -236,16 +243,8 @@ def _kernel_to_hetnic(host, ns: str, size: int) -> dict:
     block = os.urandom(_MiB)
     expected = hashlib.sha256(block * (size // _MiB)).digest()
 
-    def send() -> float:
-        t0 = time.perf_counter()
-        with client:
-            client.settimeout(120)
-            client.connect((_HETNIC4, _LISTEN_PORT))
-            for _ in range(size // _MiB):
-                client.sendall(block)
-        return t0
-
-    worker = _Worker(send)
+    worker = _Worker(lambda: _send_blocks(client, (_HETNIC4, _LISTEN_PORT), block,
+                                          size // _MiB, 120))
     worker.start()
     h, state = hashlib.sha256(), {"conn": None, "n": 0, "eof": False}
 
