@@ -315,13 +315,19 @@ class TcpLayer:
 
     def _admit(self) -> bool:
         """True if the instance's limits take one more connection (else counted)."""
+        return self._limit_reached() is None
+
+    def _limit_reached(self) -> str | None:
+        """The drop reason (counted) if the instance's limits take no more connection:
+        ``"tcp_max_connections"`` or ``"tcp_buffer_memory"``; None if one more fits."""
         if len(self._conns) >= self.config.max_connections:
-            self.counters.drop("tcp_max_connections")
-            return False
-        if self._memory + self._conn_memory > self.config.buffer_memory:
-            self.counters.drop("tcp_buffer_memory")
-            return False
-        return True
+            reason = "tcp_max_connections"
+        elif self._memory + self._conn_memory > self.config.buffer_memory:
+            reason = "tcp_buffer_memory"
+        else:
+            return None
+        self.counters.drop(reason)
+        return reason
 
     def _enqueue(self, listener: TcpListener, conn: TcpConnection) -> None:
         sock = TcpSocket._accepted(self, conn, self._keys[conn])
@@ -384,12 +390,11 @@ class TcpLayer:
             ``max_connections`` or ``buffer_memory`` reached.
         """
         cfg = self.config
-        if len(self._conns) >= cfg.max_connections:
-            self.counters.drop("tcp_max_connections")
+        limit = self._limit_reached()
+        if limit == "tcp_max_connections":
             raise ResourceLimit(f"connect to {_text(remote)} port {rport}: the instance "
                                 f"{cfg.name!r} holds its max_connections ({cfg.max_connections})")
-        if self._memory + self._conn_memory > cfg.buffer_memory:
-            self.counters.drop("tcp_buffer_memory")
+        if limit is not None:
             raise ResourceLimit(f"connect to {_text(remote)} port {rport}: the instance "
                                 f"{cfg.name!r} has no buffer_memory left")
         if reserved is None:
