@@ -246,10 +246,7 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         due at ``now``): for an owner whose ``now`` is not a real time yet (a stack that has
         not polled), so the SYN's timestamp, RTT start and retransmission timer all come from
         the first real time rather than from a stale one."""
-        self.iss = self.snd_una = iss
-        self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
-        self._recover = iss
-        self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
+        self._set_iss(iss)
         self.state = SYN_SENT
         self._rtt_time = now
         if defer:
@@ -269,16 +266,21 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
         if syn.payload:
             self.layer.counters.drop("tcp_syn_data")
         self._passive = True
-        self.iss = self.snd_una = iss
-        self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
-        self._recover = iss
-        self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
+        self._set_iss(iss)
         self._take_syn(syn, now)
         self.state = SYN_RECEIVED
         self._rtt_time = now
         self._send_syn(now)
         self._t_rtx = now + self.rto.rto
         self._reschedule()
+
+    def _set_iss(self, iss: int) -> None:
+        """Our ISS, with the send sequence space (our SYN unacknowledged) and the timestamp
+        offset derived from it (TSval starts unguessable)."""
+        self.iss = self.snd_una = iss
+        self.snd_nxt = self.snd_max = (iss + 1) & 0xFFFFFFFF
+        self._recover = iss
+        self._ts_off = (iss * 0x9E3779B1) & 0xFFFFFFFF
 
     def open_from_cookie(self, ack: TcpSegment, iss: int, mss: int, now: float) -> None:
         """Start ESTABLISHED from the ACK that returned a valid SYN cookie.
