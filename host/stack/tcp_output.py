@@ -305,10 +305,13 @@ class TcpOutput:
         elif len(self.sndbuf):
             # Data waits on the peer's window with nothing in flight: probe it.
             if self._t_persist == INF:
-                self._t_persist = now + min(self.rto.rto * (1 << min(self._persist_n, 16)),
-                                            self.cfg.max_rto)
+                self._t_persist = now + self._persist_interval()
         else:
             self._t_persist = INF
+
+    def _persist_interval(self) -> float:
+        """The persist timer's interval: the RTO backed off per probe sent, at most max_rto."""
+        return min(self.rto.rto * (1 << min(self._persist_n, 16)), self.cfg.max_rto)
 
     def _retransmit(self, seq: int, n: int, now: float) -> int:
         """Resend up to ``n`` bytes (capped at the MSS) starting at ``seq``; the FIN if
@@ -465,8 +468,7 @@ class TcpOutput:
         # A segment one below SND.UNA with no data: out of window for the peer, which must
         # answer with an ACK carrying its current window.
         self._emit((self.snd_una - 1) & _M, ACK, b"", b"", now)
-        self._t_persist = now + min(self.rto.rto * (1 << min(self._persist_n, 16)),
-                                    self.cfg.max_rto)
+        self._t_persist = now + self._persist_interval()
 
     def _on_keepalive(self, now: float) -> None:
         """RFC 1122 4.2.3.6: after ``idle`` seconds without a segment from the peer, probe
