@@ -217,7 +217,8 @@ class FaultInjector:
     def process(self, frames: list[bytes], now: float) -> list[bytes]:
         """The frames to send on for ``frames`` arriving at time ``now``: with losses and
         duplicates applied, and held-back frames released once ``depth`` later frames passed
-        them or their ``hold`` time ran out."""
+        them or their ``hold`` time ran out (with no ``frames``: the held-back frames due
+        at ``now``, as :meth:`due`)."""
         spec = self.spec
         if not spec.active and not self._held:
             self.frames_in += len(frames)

@@ -184,9 +184,7 @@ class TapLink(Link):
     def receive(self, max_frames: int = 64) -> list[bytes]:
         frames = self.tap.read_frames(max_frames)
         if self.faults_in is not None:
-            now = self._clock()
-            frames = self.faults_in.process(frames, now) if frames else []
-            frames += self.faults_in.due(now)
+            frames = self.faults_in.process(frames, self._clock())
         self.frames_in += len(frames)
         return frames
 

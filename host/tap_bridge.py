@@ -107,7 +107,7 @@ class TapBridge:
         frames = self.tap.read_frames(max_frames)
         f = self.faults_to_nic
         if f is not None:
-            frames = (f.process(frames, now) if frames else []) + f.due(now)
+            frames = f.process(frames, now)     # also releases held frames now due
         if frames:
             self.nic.wire.send(frames)
             self.frames_to_nic += len(frames)
@@ -116,7 +116,7 @@ class TapBridge:
         out = self.nic.wire.received()
         f = self.faults_to_tap
         if f is not None:
-            out = (f.process(out, now) if out else []) + f.due(now)
+            out = f.process(out, now)
         self._write(out)
         return len(frames) + len(out)
 
