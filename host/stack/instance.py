@@ -128,15 +128,9 @@ class InstanceConfig:
 
     def tcp_config(self, mss: int):
         """The per-connection knobs (:class:`~hetnic.host.stack.tcp.TcpConfig`) of this
-        instance for a connection whose MSS (what the link allows) is ``mss``."""
-        return TcpConfig(
-            mss=mss, sndbuf=self.sndbuf, rcvbuf=self.rcvbuf, congestion=self.congestion,
-            initial_window=self.initial_window, nagle=self.nagle,
-            delayed_ack=self.delayed_ack, delayed_ack_timeout=self.delayed_ack_timeout,
-            min_rto=self.min_rto, max_rto=self.max_rto, max_retries=self.max_retries,
-            syn_retries=self.syn_retries, sack=self.sack, timestamps=self.timestamps,
-            window_scale=self.window_scale, keepalive=self.keepalive,
-            time_wait=self.time_wait, fin_wait2_timeout=self.fin_wait2_timeout)
+        instance for a connection whose MSS (what the link allows) is ``mss``: every other
+        TcpConfig field is the instance's field of the same name."""
+        return TcpConfig(mss=mss, **{key: getattr(self, key) for key in _TCP_KNOBS})
 
     def replace(self, **changes: Any) -> InstanceConfig:
         """A copy with ``changes`` applied (validated like a new config)."""
@@ -144,6 +138,8 @@ class InstanceConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(InstanceConfig)}
+#: The TcpConfig fields an instance sets (all but ``mss``, which follows from the link).
+_TCP_KNOBS = tuple(f.name for f in dataclasses.fields(TcpConfig) if f.name != "mss")
 
 
 def _is_int(value: Any) -> bool:
