@@ -15,7 +15,7 @@ raises: what cannot be used is dropped and counted on ``layer.counters`` by reas
 from __future__ import annotations
 
 from .tcp_output import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, INF,
-                         LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
+                         SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 from .tcp_segment import ACK, FIN, RST, SYN, URG, seq_gt, seq_le, seq_lt
 
 __all__ = ["TcpInput"]
@@ -341,8 +341,7 @@ class TcpInput:
         elif st == TIME_WAIT and fin:
             self._ack_now = True
             self._t_close = now + self.cfg.time_wait
-        if st in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK):
-            self._output(now)
+        self._output(now)                       # (it returns at once in other states)
         if self._ack_now:
             self._send_ack(now)
 
