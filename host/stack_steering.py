@@ -44,6 +44,9 @@ APP_PORTS: tuple[tuple[str, str, int, str], ...] = (
     ("echo", "udp", 7, "low-delay"),
     ("discard", "tcp", 9, "concurrency"),
 )
+#: The instance of UDP echo, which also takes the IP fragments (see the module).
+_UDP_ECHO_OWNER = next(owner for app, proto, _, owner in APP_PORTS
+                       if (app, proto) == ("echo", "udp"))
 #: The instance that takes every frame no rule names (when an instance has that name).
 DEFAULT_INSTANCE = "concurrency"
 
@@ -163,7 +166,7 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         index = app_instance(instances, owner)
         rules.append(FlowRule(ip_proto=proto, dst_port=port, action=actions[index],
                               name=f"{app} {proto}/{port} -> {instances[index].name}"))
-    udp_echo = app_instance(instances, "low-delay")
+    udp_echo = app_instance(instances, _UDP_ECHO_OWNER)
     rules.append(FlowRule(flags={"fragment": True}, action=actions[udp_echo],
                           name=f"IP fragments -> {instances[udp_echo].name}"))
     for i, inst in enumerate(instances):
