@@ -12,6 +12,7 @@ Nothing sleeps; waiting loops are bounded by simulated time and a step budget.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from typing import Callable
@@ -30,6 +31,9 @@ PORT_A, PORT_B = 40000, 80
 QUICK = TcpConfig(mss=1460, sndbuf=64 * 1024, rcvbuf=64 * 1024, time_wait=2.0,
                   min_rto=0.2, max_rto=4.0, max_retries=5, syn_retries=3,
                   delayed_ack_timeout=0.04, fin_wait2_timeout=5.0)
+
+#: QUICK without timestamps (the crafted-segment tests need no TS option on every segment).
+NO_TS = dataclasses.replace(QUICK, timestamps=False)
 
 
 class FakeLayer:
@@ -286,3 +290,14 @@ def inject(pair, conn, seq, ack, flags, payload=b"", window=65535, ts=None):
                     ack & 0xFFFFFFFF, flags, window, opts, payload)
     conn.input(parse_tcp(raw, conn.remote, conn.local), pair.now)
     return [seg for _, _, seg in pair.trace[mark:]]
+
+
+def established(cfg: TcpConfig = NO_TS, cfg_b: TcpConfig | None = None):
+    """A pair whose handshake is done (both sides ESTABLISHED, the last ACK delivered);
+    returns ``(pair, client)``."""
+    pair = TcpPair(cfg, cfg_b)
+    c = pair.connect()
+    assert pair.run(lambda: pair.server is not None and pair.server.state == "ESTABLISHED"
+                    and c.state == "ESTABLISHED", limit=5)
+    pair.run(limit=1)
+    return pair, c

@@ -10,22 +10,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tcp_pair import QUICK, TcpPair, inject
+from tcp_pair import NO_TS, QUICK, TcpPair, established, inject
 
 from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN, build_tcp
 
 pytestmark = pytest.mark.timeout(60)
 
-NO_TS = dataclasses.replace(QUICK, timestamps=False)
-
-
 def setup(cfg=NO_TS):
     """An established pair, then a cut wire: only injected segments reach ``a``."""
-    pair = TcpPair(cfg)
-    c = pair.connect()
-    assert pair.run(lambda: pair.server is not None and pair.server.state == "ESTABLISHED"
-                    and c.state == "ESTABLISHED", limit=5)
-    pair.run(limit=1)
+    pair, c = established(cfg)
     pair.drop = lambda direction, seg: True
     return pair, c
 

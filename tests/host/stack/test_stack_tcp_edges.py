@@ -12,23 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tcp_pair import QUICK, TcpPair, inject
+from tcp_pair import QUICK, established, inject
 
 from hetnic.host.stack.tcp_segment import ACK, FIN, RST, SYN
 
 pytestmark = pytest.mark.timeout(60)
-
-NO_TS = dataclasses.replace(QUICK, timestamps=False)
-
-
-def established(cfg=NO_TS, cfg_b=None):
-    pair = TcpPair(cfg, cfg_b)
-    c = pair.connect()
-    assert pair.run(lambda: pair.server is not None and pair.server.state == "ESTABLISHED"
-                    and c.state == "ESTABLISHED", limit=5)
-    pair.run(limit=1)
-    return pair, c
-
 
 # --- 1: zero-window probes --------------------------------------------------------------
 
