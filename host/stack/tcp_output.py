@@ -125,13 +125,13 @@ class TcpOutput:
                 win = 0xFFFF
             self._rcv_adv = (rcv_nxt + (win << shift)) & _M
             if self._ooo and flags & ACK:
-                blocks = self.rcvbuf.sack_blocks(self.rcv_nxt) if self.sack_ok else None
+                # (3 blocks fit beside a timestamp option, else 4)
+                blocks = (self.rcvbuf.sack_blocks(rcv_nxt, 3 if self.ts_ok else 4)
+                          if self.sack_ok else None)
                 if blocks:
+                    options = sack_option(blocks)
                     if self.ts_ok:
-                        options = (ts_option(self._ts_now(now), self._ts_recent)
-                                   + sack_option(blocks[:3]))
-                    else:
-                        options = sack_option(blocks[:4])
+                        options = ts_option(self._ts_now(now), self._ts_recent) + options
                 else:
                     self._ooo = False
             if not options and self.ts_ok:
