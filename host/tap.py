@@ -23,6 +23,7 @@ import socket
 import struct
 
 from ..errors import HetnicError
+from ..protocol import ETH_MIN_FRAME
 
 __all__ = ["TapDevice", "TapError"]
 
@@ -33,8 +34,6 @@ _IFF_NO_PI = 0x1000
 _IFNAMSIZ = 16
 #: Largest frame read in one go: a 64 KiB buffer holds any frame a TAP can carry.
 _READ_SIZE = 65536
-#: Shortest frame the kernel takes: an Ethernet header.
-_MIN_FRAME = 14
 
 
 class TapError(HetnicError, OSError):
@@ -144,8 +143,8 @@ class TapDevice:
             example the interface is down).
         """
         self._check_open()
-        if len(frame) < _MIN_FRAME:
-            raise TapError(f"a frame has at least {_MIN_FRAME} bytes (an Ethernet header), "
+        if len(frame) < ETH_MIN_FRAME:
+            raise TapError(f"a frame has at least {ETH_MIN_FRAME} bytes (an Ethernet header), "
                            f"not {len(frame)}")
         try:
             os.write(self._fd, frame)
