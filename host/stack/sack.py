@@ -23,18 +23,14 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+from .tcp_segment import seq_diff
+
 __all__ = ["SackScoreboard", "DUPTHRESH"]
 
 #: RFC 6675's DupThresh: segments SACKed above a hole before it counts as lost.
 DUPTHRESH = 3
 
 _MASK = 0xFFFFFFFF
-_HALF = 1 << 31
-
-
-def _diff(a: int, b: int) -> int:
-    """Signed ``a - b`` in sequence space."""
-    return ((a - b + _HALF) & _MASK) - _HALF
 
 
 class SackScoreboard:
@@ -60,7 +56,7 @@ class SackScoreboard:
     # --- Conversions ---------------------------------------------------------------------
 
     def _pos(self, seq: int) -> int:
-        return self._una + _diff(seq, self._una_seq)
+        return self._una + seq_diff(seq, self._una_seq)
 
     def _seq(self, pos: int) -> int:
         return (pos - self._una + self._una_seq) & _MASK
@@ -95,7 +91,7 @@ class SackScoreboard:
             Bytes SACKed by this ACK that were not SACKed before.
         """
         if self._starts:
-            advance = _diff(snd_una, self._una_seq)
+            advance = seq_diff(snd_una, self._una_seq)
             if advance > 0:
                 self._una += advance
                 self._una_seq = snd_una
