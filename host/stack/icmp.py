@@ -26,7 +26,6 @@ from hetnic.protocol import IpProto
 
 from .checksum import checksum
 from .errors import BadArgument
-from .ipv4 import build_ipv4_header
 
 if TYPE_CHECKING:
     from .interface import NetInterface
@@ -34,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "TokenBucket", "Icmp4", "ECHO_REPLY", "DEST_UNREACHABLE", "SOURCE_QUENCH", "REDIRECT",
     "ECHO_REQUEST", "TIME_EXCEEDED", "PARAMETER_PROBLEM", "UNREACH_NET", "UNREACH_HOST",
-    "UNREACH_PROTOCOL", "UNREACH_PORT", "UNREACH_FRAG_NEEDED", "ERROR_KINDS",
+    "UNREACH_PROTOCOL", "UNREACH_PORT", "UNREACH_FRAG_NEEDED", "REASSEMBLY_TIME_EXCEEDED",
+    "ERROR_KINDS",
     "report_error",
 ]
 
@@ -50,6 +50,7 @@ UNREACH_HOST = 1
 UNREACH_PROTOCOL = 2
 UNREACH_PORT = 3
 UNREACH_FRAG_NEEDED = 4
+REASSEMBLY_TIME_EXCEEDED = 1     # the time-exceeded code for a datagram never completed
 
 _ICMP = int(IpProto.ICMP)
 #: The ``kind`` strings handed to ``on_icmp_error`` (ICMPv6 uses the same ones).
@@ -195,6 +196,8 @@ class Icmp4:
                     now: float) -> None:
         """Destination unreachable about a packet from ``src`` to our ``dst`` whose transport
         bytes start with ``transport_head`` (the IP header is rebuilt for the quote)."""
+        from .ipv4 import build_ipv4_header     # here: ipv4 imports this module's types
+
         head = bytes(transport_head[:512])
         quote = build_ipv4_header(src, dst, proto, len(head), 0) + head
         self.error(DEST_UNREACHABLE, code, src, dst, quote, now)

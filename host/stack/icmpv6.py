@@ -20,14 +20,14 @@ from hetnic.protocol import IpProto
 
 from .checksum import checksum, pseudo_sum
 from .icmp import report_error
-from .ipv6 import build_ipv6_header
 
 if TYPE_CHECKING:
     from .interface import NetInterface
 
 __all__ = [
     "Icmp6", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED", "PARAMETER_PROBLEM",
-    "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION", "ROUTER_ADVERTISEMENT",
+    "PARAM_NEXT_HEADER", "PARAM_OPTION", "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION",
+    "ROUTER_ADVERTISEMENT",
     "NEIGHBOR_SOLICITATION", "NEIGHBOR_ADVERTISEMENT", "REDIRECT",
 ]
 
@@ -35,6 +35,8 @@ DEST_UNREACHABLE = 1
 PACKET_TOO_BIG = 2
 TIME_EXCEEDED = 3
 PARAMETER_PROBLEM = 4
+PARAM_NEXT_HEADER = 1       # parameter problem codes: unrecognised Next Header ...
+PARAM_OPTION = 2            # ... and unrecognised IPv6 option (RFC 4443 3.4)
 ECHO_REQUEST = 128
 ECHO_REPLY = 129
 ROUTER_SOLICITATION = 133
@@ -144,6 +146,8 @@ class Icmp6:
                     now: float) -> None:
         """Destination unreachable (``code`` 4: port) about a packet from ``src`` to our
         ``dst`` whose transport bytes begin with ``transport_head``."""
+        from .ipv6 import build_ipv6_header     # here: ipv6 imports this module's types
+
         head = bytes(transport_head[:_MIN_MTU - 88])
         self.error(DEST_UNREACHABLE, code, 0, src, dst,
                    build_ipv6_header(src, dst, proto, len(head)) + head, now)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from hetnic.protocol import IpProto
 
 from .checksum import checksum
+from .icmp import DEST_UNREACHABLE, REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED, UNREACH_PROTOCOL
 from .reassembly import Reassembler
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class Ipv4Layer:
             counters.drop("ip_unknown_protocol")
             if quote is None:
                 quote = frame[14:data_at + 8]
-            iface.icmp4.error(3, 2, src, dst, quote, now)
+            iface.icmp4.error(DEST_UNREACHABLE, UNREACH_PROTOCOL, src, dst, quote, now)
             return
         if broadcast and proto != _PROTO_UDP:
             counters.drop("ip_broadcast")
@@ -240,4 +241,4 @@ class Ipv4Layer:
         first fragment came)."""
         for _proto, quote in self.reassembler.poll(now):
             src, dst = quote[12:16], quote[16:20]
-            self.iface.icmp4.error(11, 1, src, dst, quote, now)
+            self.iface.icmp4.error(TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, src, dst, quote, now)

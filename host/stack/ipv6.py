@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from hetnic.protocol import IpProto
 
+from .icmpv6 import PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM
 from .ipv4 import TX_CACHE_LIMIT
 from .reassembly import Reassembler
 
@@ -180,7 +181,8 @@ class Ipv6Layer:
                     action, option_at = bad
                     counters.drop("ip6_bad_option" if action < 0 else "ip6_unknown_option")
                     if action >= 2 and dst[0] != 0xFF and not reassembled:
-                        iface.icmp6.error(4, 2, option_at - 14, src, dst, frame[14:end], now)
+                        iface.icmp6.error(PARAMETER_PROBLEM, PARAM_OPTION, option_at - 14, src, dst,
+                                          frame[14:end], now)
                     return
             nh_at = at - 14
             nh = buf[at]
@@ -197,7 +199,8 @@ class Ipv6Layer:
         if handler is None:
             counters.drop("ip_unknown_protocol")
             if not multicast and not reassembled:
-                iface.icmp6.error(4, 1, nh_at, src, dst, frame[14:end], now)
+                iface.icmp6.error(PARAMETER_PROBLEM, PARAM_NEXT_HEADER, nh_at, src, dst,
+                                  frame[14:end], now)
             return
         if multicast and nh != _UDP:
             counters.drop("ip_multicast")
