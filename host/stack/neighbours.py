@@ -112,10 +112,6 @@ class NeighbourCache:
         entry = self._entries.get(ip)
         return entry is not None and entry.state == REACHABLE
 
-    def entries(self) -> dict[bytes, tuple[str, bytes | None]]:
-        """A snapshot: IP -> (state, MAC)."""
-        return {ip: (e.state, e.mac) for ip, e in self._entries.items()}
-
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`poll` has work (may be early, never late)."""
         return self._deadline
@@ -220,13 +216,6 @@ class NeighbourCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def forget(self, ip: bytes) -> None:
-        """Delete the entry for ``ip`` (its waiting packets are counted dropped)."""
-        entry = self._entries.pop(ip, None)
-        if entry is not None:
-            self._drop_queue(entry)
-            self._on_change(ip)
 
     def _drop_queue(self, entry: _Entry) -> None:
         if entry.queue:
