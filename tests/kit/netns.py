@@ -25,10 +25,7 @@ import pytest
 
 from hetnic.host.netns import in_netns, netns, netns_unavailable, ns_run, tap_in_netns
 
-__all__ = ["netns", "in_netns", "ns_run", "tap_in_netns", "require_netns", "netns_available"]
-
-#: The reason namespaces cannot be used here, or None (:func:`hetnic.host.netns.netns_unavailable`).
-netns_available = netns_unavailable
+__all__ = ["netns", "in_netns", "ns_run", "tap_in_netns", "require_netns"]
 
 
 def require_netns() -> None:

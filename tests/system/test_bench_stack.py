@@ -8,7 +8,7 @@ import pytest
 
 from hetnic.__main__ import main
 from hetnic.bench_stack import bench_direct
-from kit.netns import netns_available, require_netns
+from kit.netns import require_netns
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -55,9 +55,3 @@ def test_bench_stack_without_kernel_says_why(capsys):
         assert out[key] is None, key
     assert out["kernel_skipped"]
     assert out["stack_segments_per_s"] > 0 and out["hil_payload_mbps_1500"] > 0
-
-
-def test_netns_reason_matches_the_kit():
-    """The bench and the test kit agree on whether namespaces can be used here."""
-    from hetnic.bench_stack import netns_unavailable
-    assert (netns_unavailable() is None) == (netns_available() is None)
