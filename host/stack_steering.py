@@ -8,8 +8,10 @@ instance sees a frame. :func:`plan_steering` turns the instances into that decis
 * the RETA (:attr:`NicParams.reta_size <hetnic.params.NicParams.reta_size>` entries) is cut
   into one power-of-two slice per instance, whose entries name that instance's RX queues in
   turn (entries past the last slice name the default instance's queues);
-* rules, first match wins: each application port goes to the instance that runs the
-  application (:data:`APP_PORTS`), IP fragments go to the instance of UDP echo (the
+* rules, first match wins: each application port goes to the instance of the application's
+  QoS class (:data:`APP_PORTS`; :class:`~hetnic.host.stack_host.StackHost` leaves these out
+  and asks the :class:`~hetnic.host.dispatcher.Dispatcher` for them when an application
+  listens), IP fragments go to the instance of UDP echo (the
   classifier sees no ports in a fragment, so every fragment of a datagram lands on one
   instance, the one that can answer a fragmented UDP echo), each instance's ephemeral port
   range goes to that instance (the return traffic of connections it opened); IPv4 and IPv6
@@ -34,10 +36,14 @@ from ..protocol import IPV6_EXT_HEADERS, EtherType, IpProto
 from ..rules import Action, FlowRule
 from .stack import icmp, icmpv6
 
-__all__ = ["SteeringError", "SteeringPlan", "APP_PORTS", "DEFAULT_INSTANCE",
-           "plan_steering", "is_shared_frame", "app_instance"]
+__all__ = ["SteeringError", "SteeringPlan", "APP_PORTS", "DEFAULT_INSTANCE", "QOS_CLASSES",
+           "plan_steering", "is_shared_frame", "app_instance", "qos_class"]
 
-#: The built-in applications: (name, IP protocol, port, the instance name that runs it).
+#: The QoS classes an application may ask for; by default the instance whose name is the
+#: class serves it (the stock profiles), or an instance that declares it (``qos``).
+QOS_CLASSES: tuple[str, ...] = ("low-delay", "throughput", "concurrency")
+
+#: The built-in applications: (name, IP protocol, port, the QoS class that serves it).
 APP_PORTS: tuple[tuple[str, str, int, str], ...] = (
     ("http", "tcp", 80, "throughput"),
     ("echo", "tcp", 7, "low-delay"),
@@ -47,7 +53,7 @@ APP_PORTS: tuple[tuple[str, str, int, str], ...] = (
 #: The instance of UDP echo, which also takes the IP fragments (see the module).
 _UDP_ECHO_OWNER = next(owner for app, proto, _, owner in APP_PORTS
                        if (app, proto) == ("echo", "udp"))
-#: The instance that takes every frame no rule names (when an instance has that name).
+#: The class whose instance takes every frame no rule names (when an instance serves it).
 DEFAULT_INSTANCE = "concurrency"
 
 _ICMP_ECHO = (icmp.ECHO_REPLY, icmp.ECHO_REQUEST)
@@ -107,16 +113,27 @@ class SteeringPlan:
         return nic.commit()
 
 
-def app_instance(instances: Sequence[_Instance], app_instance_name: str) -> int:
-    """Index of the instance named ``app_instance_name``; the first instance if none is."""
+def qos_class(instance: _Instance) -> str | None:
+    """The QoS class ``instance`` serves: the one it declares (a ``qos`` member, when it has
+    one), else its name when that is a class of :data:`QOS_CLASSES`, else None."""
+    declared = getattr(instance, "qos", None)
+    if declared is not None:
+        return declared
+    return instance.name if instance.name in QOS_CLASSES else None
+
+
+def app_instance(instances: Sequence[_Instance], qos: str) -> int:
+    """Index of the first instance that serves class ``qos`` (:func:`qos_class`); the first
+    instance if none does."""
     for index, inst in enumerate(instances):
-        if inst.name == app_instance_name:
+        if qos_class(inst) == qos:
             return index
     return 0
 
 
 def plan_steering(instances: Sequence[_Instance], params: _Params, *,
-                  rx_queues: int | None = None, tx_queues: int | None = None) -> SteeringPlan:
+                  rx_queues: int | None = None, tx_queues: int | None = None,
+                  app_ports: Sequence[tuple[str, str, int, str]] = APP_PORTS) -> SteeringPlan:
     """The rules, default action and RETA that steer frames to ``instances``.
 
     Parameters
@@ -128,6 +145,10 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         The NIC's build: ``reta_size`` and ``n_rules``.
     rx_queues, tx_queues : int, optional
         The NIC's RX and TX queue counts, to check the instances' queues against.
+    app_ports : sequence of (name, proto, port, QoS class)
+        The application port rules to put first (default :data:`APP_PORTS`); ``()`` for the
+        base plan of a :class:`~hetnic.host.dispatcher.Dispatcher`, which installs them
+        itself when the applications listen.
 
     Raises
     ------
@@ -151,7 +172,7 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
     reta_size = params.reta_size
     size = reta_size // (1 << (n - 1).bit_length())     # the largest equal power-of-two slice
     default_index = app_instance(instances, DEFAULT_INSTANCE) \
-        if any(i.name == DEFAULT_INSTANCE for i in instances) else n - 1
+        if any(qos_class(i) == DEFAULT_INSTANCE for i in instances) else n - 1
     actions = [Action(instance=i, reta_offset=i * size, reta_size=size) for i in range(n)]
     default_queues = instances[default_index].rx_queues
     reta = [default_queues[e % len(default_queues)] for e in range(reta_size)]
@@ -162,7 +183,7 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         slices[inst.name] = (i * size, size)
 
     rules = []
-    for app, proto, port, owner in APP_PORTS:
+    for app, proto, port, owner in app_ports:
         index = app_instance(instances, owner)
         rules.append(FlowRule(ip_proto=proto, dst_port=port, action=actions[index],
                               name=f"{app} {proto}/{port} -> {instances[index].name}"))
