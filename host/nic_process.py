@@ -1,0 +1,354 @@
+"""The NIC process: the process that owns the simulated NIC, runs its clock and serves the
+processes (children) that work on its queues.
+
+>>> with NicProcess(nic, tap) as owner:
+...     owner.on_request("listen", lambda child, **kw: dispatcher.request(**kw))
+...     child = owner.spawn("low-delay", instance_main, config)
+...     owner.run(until=lambda: done(), timeout=30)
+
+A child is started with the ``spawn`` context (never ``fork``: this process holds the
+Verilator harness) and gets a :class:`~hetnic.host.nic_client.NicClient` over a pipe as the
+first argument of its target. The pipe carries both ways:
+
+* a child's ``client.request(kind, **kw)`` reaches ``handler(child, **kw)`` registered with
+  :meth:`NicProcess.on_request`; the handler's return value, or the one-line message of the
+  :class:`~hetnic.errors.HetnicError` it raised, goes back;
+* the NIC process's ``child.call(kind, **kw)`` reaches the child's handler registered with
+  ``client.on_call`` (counters, connection dumps, a clean stop).
+
+A child dies with its parent: its end of the pipe reads EOF when this process is gone (also
+when it is killed), and the kernel sends it SIGKILL when the thread that spawned it exits
+(``PR_SET_PDEATHSIG``).
+
+The loop (:meth:`NicProcess.run`) pumps the TAP bridge (or, without a TAP, runs the clock
+while the NIC has work), serves requests, notices children that exited (one line naming the
+child and its exit code, :meth:`on_child_exit` callbacks) and, when a turn moved nothing (no
+TAP frame, the wire idle, no bus activity, no doorbell written, no request), sleeps in
+``select`` on the TAP, the pipes and the children's sentinels: ``busy_wait`` seconds
+(0.2 ms) while the NIC was active recently, so that a child's doorbell is noticed at once,
+then ``idle_wait`` (2 ms), so that an idle host does not burn a core.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import sys
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from ..errors import HetnicError
+from .nic_client import Child, NicClient, NicRequestError, child_main, one_line, \
+    send_reply
+from .tap_bridge import TapBridge
+
+__all__ = ["NicProcess", "NicProcessTimeout", "Child", "NicClient", "NicRequestError"]
+
+#: Sleep of an idle turn while the NIC moved within the last ``_ACTIVE_WINDOW`` seconds.
+BUSY_WAIT = 0.0002
+#: Sleep of an idle turn after that.
+IDLE_WAIT = 0.002
+_ACTIVE_WINDOW = 0.05
+#: Cycles the clock runs per turn at most, and the idle criterion (cycles with no bus move).
+_MAX_CYCLES = 20_000
+_QUIET = 64
+#: Seconds :meth:`NicProcess.close` gives children to exit before SIGTERM, then SIGKILL.
+_GRACE = 2.0
+#: Harness counters whose change means the NIC did something (``sim.hil.COUNTER_NAMES``).
+_ACTIVITY = ("rx_frames", "tx_frames", "axi_reads", "axi_writes")
+
+
+class NicProcessTimeout(HetnicError, TimeoutError):
+    """:meth:`NicProcess.run` reached its timeout before its condition held."""
+
+
+class NicProcess:
+    """The owner of a NIC and of the processes that use its queues (see the module).
+
+    Parameters
+    ----------
+    nic : Nic
+        An open NIC with a clock (the ``"sim"`` backend), usually opened with
+        ``shared=True`` so that children can be granted its queues.
+    tap : TapDevice, optional
+        The kernel's side: a :class:`~hetnic.host.tap_bridge.TapBridge` moves frames
+        between it and the NIC's wire. Without one, frames that leave the NIC stay in
+        ``nic.wire`` for the caller.
+    faults_to_nic, faults_to_tap : FaultInjector, optional
+        Faults on the bridge, each direction.
+    log : Callable[[str], None], optional
+        Where one-line messages go (a child that exited); default: standard error.
+    busy_wait, idle_wait : float
+        Sleep of a turn that moved nothing, shortly after activity and long after it.
+
+    Members
+    -------
+    nic : Nic
+    bridge : TapBridge or None
+    children : list of Child
+        Every child spawned, alive or not, in spawn order.
+    child_exits : int
+        Children that exited while the loop ran (before :meth:`close`).
+    messages : list of str
+        The one-line messages logged.
+    """
+
+    def __init__(self, nic, tap=None, *, faults_to_nic=None, faults_to_tap=None,
+                 log: Callable[[str], None] | None = None,
+                 busy_wait: float = BUSY_WAIT, idle_wait: float = IDLE_WAIT):
+        if not (0 < busy_wait <= idle_wait):
+            raise ValueError(f"need 0 < busy_wait <= idle_wait, not {busy_wait!r} and "
+                             f"{idle_wait!r}")
+        self.nic = nic
+        self.bridge = None if tap is None else TapBridge(
+            nic, tap, faults_to_nic=faults_to_nic, faults_to_tap=faults_to_tap,
+            quiet=_QUIET, max_cycles=_MAX_CYCLES)
+        self.children: list[Child] = []
+        self.child_exits = 0
+        self.messages: list[str] = []
+        self.busy_wait, self.idle_wait = busy_wait, idle_wait
+        self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._exit_callbacks: list[Callable[[Child], None]] = []
+        self._turn_hooks: list[Callable[[], bool]] = []
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = threading.Event()
+        self._busy = False
+        self._last_active = 0.0
+        self._activity = self._activity_count()
+        self._doorbells = _doorbell_view(nic)
+        self._doorbell_seen = bytes(self._doorbells) if self._doorbells is not None else b""
+        self._closed = False
+
+    # --- children ------------------------------------------------------------------------
+    def spawn(self, name: str, target: Callable[..., Any], *args: Any) -> Child:
+        """Start ``target(client, *args)`` in a new process (spawn context) named ``name``.
+
+        ``target`` and ``args`` must be picklable (a module-level function). The child's
+        first argument is its :class:`NicClient`; when ``target`` returns the child exits
+        with status 0, when it raises a :class:`HetnicError` it prints one line and exits 1.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a child needs a non-empty name, not {name!r}")
+        if any(c.name == name and c.alive for c in self.children):
+            raise ValueError(f"a child named {name!r} is already running")
+        ours, theirs = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=child_main, name=f"hetnic-{name}",
+                                 args=(theirs, os.getpid(), name, target, args), daemon=True)
+        proc.start()
+        theirs.close()
+        child = Child(name, proc, ours, self._serve_request)
+        self.children.append(child)
+        return child
+
+    def on_request(self, kind: str, handler: Callable[..., Any]) -> None:
+        """Serve a child's ``client.request(kind, **kw)`` with ``handler(child, **kw)``."""
+        self._handlers[kind] = handler
+
+    def on_child_exit(self, callback: Callable[[Child], None]) -> None:
+        """Call ``callback(child)`` when a child is found exited (its ``exitcode`` set)."""
+        self._exit_callbacks.append(callback)
+
+    def on_turn(self, hook: Callable[[], bool]) -> None:
+        """Call ``hook()`` once per loop turn after the NIC ran; it returns whether it moved
+        something (then the loop does not sleep)."""
+        self._turn_hooks.append(hook)
+
+    @property
+    def alive(self) -> list[Child]:
+        return [c for c in self.children if c.alive]
+
+    def _serve_request(self, child: Child, msg: tuple) -> None:
+        _, ident, kind, kw = msg
+        handler = self._handlers.get(kind)
+        if handler is None:
+            send_reply(child.conn, ident, False, f"the NIC process serves no request "
+                       f"{kind!r} (it serves {', '.join(sorted(self._handlers)) or 'none'})")
+            return
+        try:
+            value = handler(child, **kw)
+        except HetnicError as exc:
+            send_reply(child.conn, ident, False, one_line(exc))
+            return
+        except TypeError as exc:        # wrong keywords: the child's misuse, one line
+            send_reply(child.conn, ident, False, f"request {kind!r}: {exc}")
+            return
+        send_reply(child.conn, ident, True, value)
+
+    def _serve_children(self) -> bool:
+        """Serve every request waiting on a pipe and notice children that exited; returns
+        whether there was something."""
+        moved = False
+        for child in self.children:
+            if child.reported:
+                continue
+            if child.conn is not None:
+                moved |= child.serve_pending() > 0
+            if not child.alive:
+                self._reap(child)
+                moved = True
+        return moved
+
+    def _reap(self, child: Child) -> None:
+        child.reported = True
+        child.close_pipe()
+        if self._closed:
+            return
+        self.child_exits += 1
+        code = child.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 \
+            else f"exited with status {code}"
+        text = f"hetnic: {child.name} (pid {child.pid}) {how}"
+        self.messages.append(text)
+        self._log(text)
+        for callback in self._exit_callbacks:
+            callback(child)
+
+    # --- the loop ------------------------------------------------------------------------
+    def _activity_count(self) -> int:
+        counters = getattr(self.nic.backend, "counters", None)
+        if counters is None:
+            return 0
+        c = counters()
+        return sum(c.get(k, 0) for k in _ACTIVITY)
+
+    def _doorbell_rung(self) -> bool:
+        view = self._doorbells
+        if view is None:
+            return False
+        if view == self._doorbell_seen:
+            return False
+        self._doorbell_seen = bytes(view)
+        return True
+
+    def step(self) -> bool:
+        """One turn: run the NIC (through the bridge when there is a TAP) if frames came,
+        a doorbell was written or the NIC was busy; serve the children; the turn hooks.
+        Returns whether anything moved."""
+        moved = False
+        rung = self._doorbell_rung()
+        nic = self.nic
+        ran_out = False
+        if rung or (self._busy and self.bridge is None) or nic.wire.pending():
+            # A doorbell (or frames the bridge does not know of): run until the NIC is idle.
+            ran_out = nic.run_until_idle(max_cycles=_MAX_CYCLES, quiet=_QUIET) >= _MAX_CYCLES
+        if self.bridge is not None:
+            moved = self.bridge.pump(256) > 0
+            ran_out = ran_out or self.bridge.busy
+        self._busy = ran_out
+        activity = self._activity_count()
+        if activity != self._activity:
+            self._activity = activity
+            moved = True
+        moved |= rung
+        for hook in self._turn_hooks:
+            moved |= bool(hook())
+        moved |= self._serve_children()
+        if moved:
+            self._last_active = time.monotonic()
+        return moved
+
+    def run(self, until: Callable[[], bool] | None = None,
+            timeout: float | None = None) -> bool:
+        """Turn until ``until()`` holds, :meth:`stop` is called or ``timeout`` seconds pass.
+
+        Returns
+        -------
+        bool
+            True if ``until()`` held (with no ``until``: if the loop was stopped); False
+            when ``timeout`` passed with no ``until``.
+
+        Raises
+        ------
+        NicProcessTimeout
+            ``timeout`` passed before ``until()`` held.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, "
+                             f"not {timeout!r}")
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if until is not None and until():
+                return True
+            if self._stop.is_set():
+                self._stop.clear()
+                return until is None
+            now = time.monotonic()
+            if end is not None and now >= end:
+                if until is None:
+                    return False
+                raise NicProcessTimeout(f"the NIC process did not reach its condition "
+                                        f"within {timeout:g} s")
+            if self.step() or self._busy:
+                continue
+            self._sleep(now, end)
+
+    def _sleep(self, now: float, end: float | None) -> None:
+        wait = self.busy_wait if now - self._last_active < _ACTIVE_WINDOW else self.idle_wait
+        if self.bridge is not None:
+            deadline = self.bridge.next_deadline()
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+        if end is not None:
+            wait = min(wait, end - now)
+        if wait <= 0:
+            return
+        fds: list[Any] = [] if self.bridge is None else [self.bridge.fileno()]
+        for child in self.children:
+            if not child.reported:
+                fds.append(child.sentinel)
+                if child.conn is not None:
+                    fds.append(child.conn)
+        if fds:
+            select.select(fds, [], [], wait)
+        else:
+            time.sleep(wait)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    # --- closing -------------------------------------------------------------------------
+    def close(self, grace: float = _GRACE) -> None:
+        """Stop every child: close its pipe (it exits on EOF), wait up to ``grace`` seconds,
+        then SIGTERM, then SIGKILL; join them. The NIC and the TAP stay open."""
+        if self._closed:
+            return
+        self._closed = True
+        for child in self.children:
+            child.close_pipe()
+        _stop_all([c.process for c in self.children], grace)
+        for child in self.children:
+            child.reported = True
+
+    def __enter__(self) -> "NicProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stop_all(procs: Sequence, grace: float) -> None:
+    end = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, end - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5.0)
+
+
+def _doorbell_view(nic) -> memoryview | None:
+    """The NIC's doorbell page (``shared=True``), read to notice a child's doorbell write
+    without running the clock; None for a NIC without one."""
+    page = getattr(nic, "doorbell_page", None)
+    if page is None:
+        return None
+    buf = getattr(page, "buf", None)
+    return None if buf is None else buf
