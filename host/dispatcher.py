@@ -125,6 +125,7 @@ class Dispatcher:
 
     Members
     -------
+    base_plan : SteeringPlan
     classes : dict of str to tuple of str
         Each QoS class and the instances that serve it.
     commits : int
@@ -142,7 +143,7 @@ class Dispatcher:
     def __init__(self, nic_control, instances: Sequence, *, base_plan: SteeringPlan):
         self._nic = nic_control
         self._instances = list(instances)
-        self._base = base_plan
+        self.base_plan = base_plan
         self._names = [inst.name for inst in self._instances]
         self._n_rules = int(nic_control.params.n_rules)
         self._actions = []
@@ -173,9 +174,9 @@ class Dispatcher:
     def program(self) -> int:
         """Stage the base plan's RETA and default action and the whole rule table (the
         dispatcher's rules, then the base plan's) and commit once; returns the generation."""
-        self._nic.rss.set_table(self._base.reta)
-        self._nic.rules.set_default(self._base.default)
-        self._stage(self._table + self._base.rules)
+        self._nic.rss.set_table(self.base_plan.reta)
+        self._nic.rules.set_default(self.base_plan.default)
+        self._stage(self._table + self.base_plan.rules)
         return self._commit()
 
     def _stage(self, table: list[FlowRule]) -> None:
@@ -202,22 +203,22 @@ class Dispatcher:
         it is unchanged). A release that does not fit keeps the table (the port lingers); a
         request that does not fit is refused."""
         table = self._rules_for(claims)
-        if len(table) + len(self._base.rules) > self._n_rules:
+        if len(table) + len(self.base_plan.rules) > self._n_rules:
             if releasing:
                 self._claims = claims
                 return
             raise DispatchError(
                 f"the NIC's rule table is full: it has {self._n_rules} rules and "
-                f"{len(self._table) + len(self._base.rules)} are in use "
-                f"({len(self._base.rules)} by the base plan, {len(self._table)} by the "
+                f"{len(self._table) + len(self.base_plan.rules)} are in use "
+                f"({len(self.base_plan.rules)} by the base plan, {len(self._table)} by the "
                 f"dispatcher); this request needs {len(table) - len(self._table)} more")
         if table != self._table:
             try:
-                self._stage(table + self._base.rules)
+                self._stage(table + self.base_plan.rules)
                 self._commit()
             except BaseException:
                 try:
-                    self._stage(self._table + self._base.rules)
+                    self._stage(self._table + self.base_plan.rules)
                 except HetnicError:
                     pass                    # the commit's error is the one to report
                 raise
@@ -347,12 +348,12 @@ class Dispatcher:
     def rules(self) -> list[FlowRule]:
         """The whole rule table in slot order: the dispatcher's rules, then the base
         plan's."""
-        return self._table + list(self._base.rules)
+        return self._table + list(self.base_plan.rules)
 
     @property
     def used(self) -> int:
         """Rule slots in use (dispatcher and base plan)."""
-        return len(self._table) + len(self._base.rules)
+        return len(self._table) + len(self.base_plan.rules)
 
     def dump(self) -> dict:
         """What the dispatcher holds, for display.

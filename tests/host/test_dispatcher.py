@@ -159,7 +159,7 @@ def test_adjacent_ports_merge_and_split(setup):
     assert nic.route("tcp", 8001) == CONCURRENCY and nic.route("tcp", 8002) == THROUGHPUT
     for grant in (grants[8000], grants[8002], udp, low):
         dispatcher.release(grant)
-    assert dispatcher.rules() == dispatcher._base.rules and nic.applied == dispatcher.rules()
+    assert dispatcher.rules() == dispatcher.base_plan.rules and nic.applied == dispatcher.rules()
 
 
 def test_own_ephemeral_range_needs_no_rule(setup):
