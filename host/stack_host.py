@@ -7,8 +7,12 @@ object (what ``hetnic stack up``, the kernel-peer tests and the bench run).
 >>> host.summary()["instances"]["throughput"]["apps"]
 
 The instances share one MAC and one set of addresses, like F-Stack's per-core stacks; the NIC
-decides which instance a frame is for (:mod:`hetnic.host.stack_steering`: application ports,
-ephemeral port ranges, the default instance). ARP, neighbour discovery and ICMP errors are
+decides which instance a frame is for: the base plan (:mod:`hetnic.host.stack_steering`: RETA
+slices, fragments, ephemeral port ranges, the default instance) and, before it, the rules of
+the QoS dispatcher (:class:`~hetnic.host.dispatcher.Dispatcher`), which steers each
+application's port to the instance of the application's class while the application
+listens: the built-in applications (:data:`~hetnic.host.stack_steering.APP_PORTS`) and any
+listener opened with :meth:`StackHost.listen`. ARP, neighbour discovery and ICMP errors are
 handed to every instance, so that each keeps its own neighbour cache and hears about its own
 connections; when several instances answer the same request in one step (one ARP reply per
 instance), identical frames of that kind are sent once.
@@ -32,15 +36,16 @@ from ..errors import HetnicError
 from .apps.discard import DiscardServer
 from .apps.echo import EchoServer, UdpEchoServer
 from .apps.http_static import HttpStaticServer
+from .dispatcher import Dispatcher, Grant
 from .faults import FaultInjector
 from .links import NicQueueLink
 from .stack.instance import PROFILES, InstanceConfig
+from .stack.errors import BadArgument
 from .stack.stack import Stack
-from .stack_steering import APP_PORTS, SteeringPlan, app_instance, is_shared_frame, \
-    plan_steering
+from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame, plan_steering
 from .tap_bridge import TapBridge
 
-__all__ = ["StackHost", "StackHostTimeout", "DEFAULT_MAC"]
+__all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC"]
 
 #: The stack's MAC address (locally administered, unicast).
 DEFAULT_MAC = b"\x02\x00\x5e\x00\x00\x02"
@@ -71,7 +76,8 @@ class StackHost:
     ----------
     nic : Nic
         An open NIC with a clock and enough queues for the instances; it is programmed once
-        (RETA, rules, default action, commit).
+        (RETA, base rules, default action, commit), then once per change of the
+        dispatcher's rules (an application port opened or closed).
     tap : TapDevice
         The open TAP (not closed by :meth:`close`).
     addr4 : str
@@ -98,6 +104,9 @@ class StackHost:
     bridge : TapBridge
     nic : Nic
     plan : SteeringPlan
+        The base plan (no application ports).
+    dispatcher : Dispatcher
+        Owns the NIC's rules: application ports first, then the base plan's.
     apps : dict of str to list
         The applications of each instance.
     """
@@ -113,14 +122,15 @@ class StackHost:
         self.nic = nic
         self.plan: SteeringPlan = plan_steering(instances, nic.params,
                                                 rx_queues=len(nic.rx_queues),
-                                                tx_queues=len(nic.tx_queues))
+                                                tx_queues=len(nic.tx_queues), app_ports=())
+        self.dispatcher = Dispatcher(nic, instances, base_plan=self.plan)
         self.instances = instances
         self.stacks: dict[str, Stack] = {}
         self.links: dict[str, NicQueueLink] = {}
         for index, cfg in enumerate(instances):
             self.links[cfg.name] = NicQueueLink(nic, cfg.rx_queues, cfg.tx_queue)
             self.stacks[cfg.name] = Stack(cfg, mac=mac, ipv4=ipv4, ipv6=ipv6, seed=seed + index)
-        self.plan.program(nic)
+        self.dispatcher.program()
         self.bridge = TapBridge(nic, tap, faults_to_nic=faults_to_nic,
                                 faults_to_tap=faults_to_tap)
         self._order = [(cfg, self.stacks[cfg.name], self.links[cfg.name]) for cfg in instances]
@@ -128,23 +138,75 @@ class StackHost:
         self._rx_maybe = {cfg.name: True for cfg in instances}
         self._stop = threading.Event()
         self.apps: dict[str, list] = {cfg.name: [] for cfg in instances}
+        self._app_grants: list[Grant] = []
+        self._listeners: list[HostListener] = []
         if apps:
             self._start_apps(serve_dir)
 
     # --- setup -------------------------------------------------------------------------------
     def _start_apps(self, serve_dir: Path | None) -> None:
-        owners = {(app, proto): self.instances[app_instance(self.instances, owner)].name
-                  for app, proto, _, owner in APP_PORTS}
-        ports = {(app, proto): port for app, proto, port, _ in APP_PORTS}
+        """Each built-in application on the instance the dispatcher grants its class."""
+        table = {(app, proto): (port, qos) for app, proto, port, qos in APP_PORTS}
 
         def add(app, proto, make):
-            name = owners[(app, proto)]
-            self.apps[name].append(make(self.stacks[name], ports[(app, proto)]))
+            port, qos = table[(app, proto)]
+            grant = self.dispatcher.request(qos, proto, port, owner=app)
+            try:
+                self.apps[grant.instance].append(make(self.stacks[grant.instance], port))
+            except BaseException:
+                self.dispatcher.release(grant)
+                raise
+            self._app_grants.append(grant)
         if serve_dir is not None:
             add("http", "tcp", lambda stack, port: HttpStaticServer(stack, serve_dir, port))
         add("echo", "tcp", EchoServer)
         add("echo", "udp", UdpEchoServer)
         add("discard", "tcp", DiscardServer)
+
+    def listen(self, qos: str, port: int, proto: str = "tcp", *, backlog: int | None = None,
+               owner: str = "") -> "HostListener":
+        """Listen on ``proto``/``port`` on the instance of QoS class ``qos``.
+
+        The dispatcher picks the instance and steers the port to it (one commit for the first
+        socket on the port); the instance opens the listener: a
+        :class:`~hetnic.host.stack.sockets.TcpListener` (``backlog`` None: the instance's) or,
+        for ``"udp"``, a :class:`~hetnic.host.stack.sockets.UdpSocket` bound to the port on
+        every address. Closing the returned :class:`HostListener` closes it and releases the
+        port (the rule goes with the last socket).
+
+        Raises
+        ------
+        DispatchError
+            Unknown class, bad protocol or port, a port in use by another class, a full rule
+            table (nothing changed).
+        StackError
+            The instance refuses the socket (the port is taken there, a bad backlog, a
+            backlog given for UDP); the port is released again.
+        """
+        grant = self.dispatcher.request(qos, proto, port, owner=owner)
+        stack = self.stacks[grant.instance]
+        try:
+            if grant.proto == "tcp":
+                sock = stack.listen(port, backlog=backlog)
+            else:
+                if backlog is not None:
+                    raise BadArgument(f"listen: a UDP port has no backlog, not {backlog!r}")
+                sock = stack.udp_socket()
+                try:
+                    sock.bind(("::", port))
+                except BaseException:
+                    sock.close()
+                    raise
+        except BaseException:
+            self.dispatcher.release(grant)
+            raise
+        listener = HostListener(sock, grant, self._closed_listener)
+        self._listeners.append(listener)
+        return listener
+
+    def _closed_listener(self, listener: "HostListener") -> None:
+        self._listeners.remove(listener)
+        self.dispatcher.release(listener.grant)
 
     # --- running -------------------------------------------------------------------------------
     def step(self, now: float) -> bool:
@@ -261,19 +323,25 @@ class StackHost:
         names = [cfg.name for cfg in self.instances]
         running = {(app.port, "udp" if app.name == "udp-echo" else "tcp"): app.name
                    for apps in self.apps.values() for app in apps}
+        for listener in self._listeners:
+            running[(listener.grant.port, listener.grant.proto)] = \
+                listener.grant.owner or "listener"
         rows = []
-        for slot, rule in enumerate(self.plan.rules):
+        for slot, rule in enumerate(self.dispatcher.rules()):
             proto = rule.ip_proto or "any"
             ports = rule.dst_port
+            app = ""
             if isinstance(ports, tuple):
+                app = ",".join(name for (port, p), name in sorted(running.items())
+                               if p == proto and ports[0] <= port <= ports[1])
                 ports = f"{ports[0]}-{ports[1]}"
-                match = f"dst port {ports}"
+                match = f"dst port {ports}" if proto == "any" else f"{proto} dst port {ports}"
             elif rule.flags.get("fragment"):
                 match = "IPv4/IPv6 fragments"
             else:
                 match = f"{proto} dst port {ports}"
-            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance],
-                                  running.get((ports, proto), "")))
+                app = running.get((ports, proto), "")
+            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance], app))
         rows.append(self._row(None, "everything else", "any", None,
                               names[self.plan.default_instance], ""))
         return rows
@@ -307,13 +375,18 @@ class StackHost:
         return None
 
     def close(self) -> None:
-        """Close the applications, send what that makes the stacks send (FINs, RSTs) and pump
-        the bridge until the NIC is idle (at most a second); the NIC and the TAP stay open
-        (their owner closes them)."""
+        """Close the applications and the listeners of :meth:`listen`, release their ports
+        (the dispatcher's rules go), send what that makes the stacks send (FINs, RSTs) and
+        pump the bridge until the NIC is idle (at most a second); the NIC and the TAP stay
+        open (their owner closes them)."""
+        for listener in list(self._listeners):
+            listener.close()
         for apps in self.apps.values():
             for app in apps:
                 app.close()
             apps.clear()
+        while self._app_grants:
+            self.dispatcher.release(self._app_grants.pop())
         now = time.monotonic()
         for _, stack, link in self._order:
             out = stack.poll(now)
@@ -322,3 +395,44 @@ class StackHost:
         end = now + 1.0
         while self.bridge.busy and time.monotonic() < end:
             self.bridge.pump(0)
+
+
+class HostListener:
+    """A listener opened by :meth:`StackHost.listen`: the instance's socket and the port's
+    dispatcher grant. Everything but :meth:`close` is the socket's (``accept``, ``recvfrom``,
+    ``sendto``, ``on_ready``, ``getsockname``, ...).
+
+    Members
+    -------
+    socket : TcpListener or UdpSocket
+        The instance's socket.
+    grant : Grant
+        The dispatcher's grant: ``grant.instance`` is the instance that listens.
+    """
+
+    def __init__(self, socket, grant: Grant, on_close: Callable[["HostListener"], None]):
+        self.__dict__.update(socket=socket, grant=grant, _on_close=on_close, _closed=False)
+
+    def close(self) -> None:
+        """Close the socket and release the port (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self.__dict__["_closed"] = True
+        try:
+            self.socket.close()
+        finally:
+            self._on_close(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["socket"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self.socket, name, value)       # on_ready and the like are the socket's
+
+    def __repr__(self) -> str:
+        g = self.grant
+        return f"<HostListener {g.proto}/{g.port} on {g.instance!r} ({g.qos})>"

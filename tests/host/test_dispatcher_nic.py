@@ -114,3 +114,108 @@ def test_a_merged_range_steers_every_port_and_splits_again(nic, dispatcher):
     dispatcher.release(grants[0])
     dispatcher.release(grants[2])
     assert dispatcher.rules() == dispatcher.base_plan.rules
+
+
+# --- the stack host: its applications and StackHost.listen go through the dispatcher ---------
+
+K4, H4, KMAC = "198.18.0.1", "198.18.0.2", "02:00:00:00:00:01"
+
+
+class FakeTap:
+    """A TAP stand-in: frames put in ``inbox`` go to the NIC, frames the NIC sends out are
+    collected in ``written``."""
+
+    def __init__(self):
+        self.inbox = []
+        self.written = []
+
+    def read_frames(self, max_frames):
+        frames, self.inbox = self.inbox[:max_frames], self.inbox[max_frames:]
+        return frames
+
+    def write(self, frame):
+        self.written.append(bytes(frame))
+
+    def fileno(self):
+        raise AssertionError("the test steps the host itself")
+
+
+def _step_until(host, cond, steps=2000):
+    import time
+    for _ in range(steps):
+        host.step(time.monotonic())
+        if cond():
+            return
+    raise AssertionError("the host did not get there")
+
+
+def _syn_answer(host, tap, sport):
+    """Send a SYN from the 'kernel' to H4:5555; the TCP answer the host sends back."""
+    from hetnic.host.stack_host import DEFAULT_MAC
+    mac = ":".join(f"{b:02x}" for b in DEFAULT_MAC)
+    tap.written.clear()
+    tap.inbox.append(bytes(Ether(src=KMAC, dst=mac) / IP(src=K4, dst=H4)
+                           / TCP(sport=sport, dport=5555, flags="S", seq=1000)))
+
+    def answer():
+        return next((Ether(f)[TCP] for f in tap.written
+                     if TCP in Ether(f) and Ether(f)[TCP].sport == 5555), None)
+    _step_until(host, lambda: answer() is not None)
+    return answer()
+
+
+@pytest.mark.timeout(120)
+def test_stack_host_listens_through_the_dispatcher(nic):
+    from hetnic.host.dispatcher import DispatchError
+    from hetnic.host.stack.errors import AddressInUse
+    from hetnic.host.stack_host import DEFAULT_MAC, StackHost
+    from scapy.layers.l2 import ARP
+    tap = FakeTap()
+    host = StackHost(nic, tap, addr4=f"{H4}/24", seed=3)
+    try:
+        grants = {(g["proto"], g["port"]): (g["instance"], g["owners"])
+                  for g in host.dispatcher.dump()["grants"]}
+        assert grants == {("tcp", 7): ("low-delay", ["echo"]),
+                          ("udp", 7): ("low-delay", ["echo"]),
+                          ("tcp", 9): ("concurrency", ["discard"])}
+        mac = ":".join(f"{b:02x}" for b in DEFAULT_MAC)
+        tap.inbox.append(bytes(Ether(src=KMAC, dst="ff:ff:ff:ff:ff:ff")
+                               / ARP(op=1, hwsrc=KMAC, psrc=K4, hwdst="00:00:00:00:00:00",
+                                     pdst=H4)))
+        _step_until(host, lambda: any(ARP in Ether(f) for f in tap.written))
+
+        generation = nic.generation
+        listener = host.listen("low-delay", 5555, owner="test-app")
+        assert nic.generation == generation + 1
+        assert listener.grant.instance == "low-delay" and listener.port == 5555
+        row = next(r for r in host.port_map() if r["ports"] == 5555)
+        assert row["instance"] == "low-delay" and row["app"] == "test-app"
+        low, conc = host.stacks["low-delay"], host.stacks["concurrency"]
+        before = (low.counters.tcp_in, conc.counters.tcp_in)
+        answer = _syn_answer(host, tap, 40001)
+        assert answer.flags == "SA"                             # the low-delay instance
+        assert low.counters.tcp_in == before[0] + 1 and conc.counters.tcp_in == before[1]
+        sock = listener.accept()
+        assert sock is None                                     # not established yet
+
+        # refusals: another class on a granted port; the instance's own port taken
+        with pytest.raises(DispatchError, match="port in use: tcp/5555"):
+            host.listen("throughput", 5555)
+        with pytest.raises(AddressInUse):
+            host.listen("low-delay", 7)                         # echo listens there
+        refs = {(g["proto"], g["port"]): g["refs"] for g in host.dispatcher.dump()["grants"]}
+        assert refs[("tcp", 7)] == 1 and refs[("tcp", 5555)] == 1
+
+        listener.close()
+        assert nic.generation == generation + 2 and listener.closed
+        assert not any(r["ports"] == 5555 for r in host.port_map())
+        answer = _syn_answer(host, tap, 40002)                  # now the default instance
+        assert "R" in answer.flags
+        assert conc.counters.tcp_in == before[1] + 1
+        udp = host.listen("throughput", 5556, "udp")
+        assert udp.grant.instance == "throughput" and udp.getsockname()[1] == 5556
+        udp.close()
+    finally:
+        host.close()
+    assert host.dispatcher.dump()["grants"] == []
+    assert host.dispatcher.rules() == host.plan.rules
