@@ -36,6 +36,14 @@ bytes, posted at once; every TX queue a work-item ring of ``tx_ring_size`` slots
 queue a ring of ``event_ring_size`` entries with its interrupt enabled. The RSS
 configuration starts as the Microsoft default key, a RETA spreading over all RX queues
 (entry ``i`` -> queue ``i % rx_queues``), no rules, and is committed once.
+
+Queues in other processes
+-------------------------
+``Nic.open("sim", shared=True)`` puts host memory and a doorbell page in shared memory
+(:mod:`hetnic.host.shm`, :mod:`hetnic.host.doorbells`); :attr:`Nic.shared` says how to
+attach them. :meth:`Nic.export_queues` hands some RX and TX queues to another process as a
+:class:`~hetnic.host.queue_port.QueueGrant`; from then on this driver does not touch them
+(using one raises :class:`NicError`), and this process only runs the clock for them.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
 from .event_ring import EventRing, NicEvent
 from .memory import MemoryAllocator
+from .queue_port import QueueGrant, SharedNicInfo, detach_ring
 from .queue_setup import queue_register_writes
 from .ring import RingFullError
 from .rx_ring import RxPacket, RxRing
@@ -92,6 +101,7 @@ class RxQueue:
         self.index = index
         self.ring = ring
         self._prod_addr = nic.regmap.addr("RXQ_PROD", index)
+        self.exported = False       # handed to another process (Nic.export_queues)
 
     def poll(self, max_packets: int = 64) -> list[RxPacket]:
         """Up to ``max_packets`` received frames, oldest first; their buffers are posted
@@ -102,6 +112,8 @@ class RxQueue:
         polled the flow's older packets; the rest of this queue waits behind it."""
         if not isinstance(max_packets, int) or max_packets < 1:
             raise ValueError(f"max_packets must be a positive integer, not {max_packets!r}")
+        if self.exported:
+            _refuse_exported("RX", self.index)
         order = self._nic._order
         if order is None:
             return self._reap(max_packets)
@@ -126,6 +138,8 @@ class RxQueue:
 
     def _reap(self, limit: int | None = None) -> list[RxPacket]:
         """Take completed frames off the ring, post their buffers again, ring the doorbell."""
+        if self.exported:
+            return []
         packets = self.ring.reap(self.ring.size if limit is None else limit)
         if packets:
             self.ring.post()
@@ -135,6 +149,8 @@ class RxQueue:
     def ready(self) -> bool:
         """Whether a frame is waiting: reaped but held back, or a completion in the ring (one
         memory read, no register access)."""
+        if self.exported:
+            _refuse_exported("RX", self.index)
         order = self._nic._order
         return bool(order and order.stash[self.index]) or bool(self.ring._cq.peek(1))
 
@@ -154,6 +170,7 @@ class TxQueue:
         self._done: deque[TxDone] = deque(maxlen=keep)
         self.sent_items = 0
         self.errors = 0
+        self.exported = False       # handed to another process (Nic.export_queues)
 
     def send(self, message: bytes) -> int:
         """Send one frame as one SINGLE work item (the baseline path); returns its cookie."""
@@ -175,11 +192,15 @@ class TxQueue:
         return done
 
     def reap(self) -> None:
+        if self.exported:
+            _refuse_exported("TX", self.index)
         for d in self.ring.reap():
             self.errors += d.status != 0
             self._done.append(d)
 
     def _post(self, build: Callable[[], int]) -> int:
+        if self.exported:
+            _refuse_exported("TX", self.index)
         cookie = self.ring.next_cookie
         waited = 0
         while True:
@@ -199,6 +220,11 @@ class TxQueue:
         self._nic.backend.reg_write(self._prod_addr, doorbell)
         self.sent_items += 1
         return cookie
+
+
+def _refuse_exported(kind: str, index: int) -> None:
+    raise NicError(f"{kind} queue {index} was exported to another process "
+                   f"(Nic.export_queues); use it there, through its QueueSet")
 
 
 class Wire:
@@ -254,6 +280,10 @@ class Nic(NicControl):
                            f"{params.event_queues} event queues): it is not a NIC core; open "
                            f"a board with Nic.open('serial:DEVICE', data=...)")
         super().__init__(backend, params, queues=params.rx_queues)
+        #: How another process attaches this NIC's memory (``shared=True``), else None.
+        self.shared: SharedNicInfo | None = getattr(backend, "shared", None)
+        #: The doorbell page the backend services (``shared=True``), else None.
+        self.doorbell_page = getattr(backend, "doorbell_page", None)
         self.tx_timeout = tx_timeout
         self._event_callbacks: list[Callable[[NicEvent], None]] = []
 
@@ -294,7 +324,8 @@ class Nic(NicControl):
         (default true: per-flow order across commits, :mod:`hetnic.host.ordering`). The rest
         go to the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
         ``event_queues``, ``n_rules``, ``reta_size``, ``mem_size``, ``trace`` (a ``.vcd`` or
-        ``.fst`` file), ``ifg_bytes``, ``read_latency``.
+        ``.fst`` file), ``ifg_bytes``, ``read_latency``, ``shared`` (host memory and a
+        doorbell page in shared memory, for :meth:`export_queues`).
 
         ``"serial:DEVICE"`` opens a board and returns a
         :class:`~hetnic.host.board.BoardNic`; its parameters are those of
@@ -314,6 +345,9 @@ class Nic(NicControl):
         if not isinstance(buf, int) or not 64 <= buf <= 65535:
             raise ValueError(f"rx_buffer_size must be from 64 to 65535 bytes, not {buf!r}")
         klass = _backend_class(backend)
+        if params.get("shared") and backend != "sim":
+            raise ValueError(f"shared=True needs the 'sim' backend (its harness services the "
+                             f"doorbell page), not {backend!r}")
         need = _memory_needed(params, driver)
         b = klass(min_memory=need, **params)
         try:
@@ -342,6 +376,8 @@ class Nic(NicControl):
             order.swept = newest        # a pass started after ``newest`` became visible
             found = None
             for q in self.rx_queues:
+                if q.exported:
+                    continue
                 packets = q._reap()
                 newer = order.sweep_needed(packets)
                 order.take(q.index, packets)
@@ -390,12 +426,71 @@ class Nic(NicControl):
 
     def _service(self) -> None:
         for q in self.tx_queues:
-            if q.ring.outstanding:
+            if q.ring.outstanding and not q.exported:
                 q.reap()
         if self._event_callbacks:
             for event in self.events():
                 for cb in self._event_callbacks:
                     cb(event)
+
+    # --- queues in other processes --------------------------------------------------------
+    def export_queues(self, rx: Sequence[int] = (), tx: Sequence[int] = (), *,
+                      tx_timeout: float = 10.0) -> QueueGrant:
+        """Hand RX queues ``rx`` and TX queues ``tx`` to another process.
+
+        Returns a picklable :class:`~hetnic.host.queue_port.QueueGrant`; the other process
+        calls its :meth:`~hetnic.host.queue_port.QueueGrant.open`. The rings move with their
+        state; this driver no longer touches them (``rx_queues[q].poll()`` and the like raise
+        :class:`NicError`), :meth:`run` no longer reaps them, and per-flow ordering across
+        commits (:mod:`hetnic.host.ordering`) covers only the queues this process keeps.
+        The other process needs this one to run the clock. ``tx_timeout`` is how long (in
+        seconds) its sends wait for a free TX slot.
+
+        Raises
+        ------
+        NicError
+            The NIC was not opened with ``shared=True``, a queue is listed twice, was
+            exported already, or has packets this driver holds back for ordering.
+        ValueError
+            A queue number the NIC does not have.
+        """
+        if self.shared is None:
+            raise NicError("export_queues needs host memory other processes can map: open "
+                           "the NIC with Nic.open('sim', shared=True)")
+        rx, tx = list(rx), list(tx)
+        for kind, queues, have in (("RX", rx, self.rx_queues), ("TX", tx, self.tx_queues)):
+            for q in queues:
+                if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < len(have):
+                    raise ValueError(f"{kind} queue must be from 0 to {len(have) - 1}, "
+                                     f"not {q!r}")
+                if queues.count(q) > 1:
+                    raise NicError(f"{kind} queue {q} is listed twice")
+                if have[q].exported:
+                    raise NicError(f"{kind} queue {q} was exported already; a queue is "
+                                   f"handed to one process")
+        if not isinstance(tx_timeout, (int, float)) or not tx_timeout > 0:
+            raise ValueError(f"tx_timeout must be a positive number of seconds, "
+                             f"not {tx_timeout!r}")
+        order = self._order
+        for q in rx:
+            if order is not None and order.stash[q]:
+                raise NicError(f"RX queue {q} has {len(order.stash[q])} packets held back "
+                               f"for ordering; poll it empty before exporting it")
+        page, layout = self.doorbell_page, self.shared.layout
+        for q in tx:
+            self.tx_queues[q].reap()        # what finished so far stays with this driver
+        grant = QueueGrant(
+            self.shared,
+            tuple((q, detach_ring(self.rx_queues[q].ring)) for q in rx),
+            tuple((q, detach_ring(self.tx_queues[q].ring)) for q in tx),
+            float(tx_timeout))
+        for q in rx:
+            self.rx_queues[q].exported = True
+            page.ring(layout.slot("rx", q), self.rx_queues[q].ring.producer)
+        for q in tx:
+            self.tx_queues[q].exported = True
+            page.ring(layout.slot("tx", q), self.tx_queues[q].ring.producer)
+        return grant
 
     # --- events and counters -------------------------------------------------------------
     def events(self, queue: int | None = None) -> Iterator[NicEvent]:

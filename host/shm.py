@@ -177,6 +177,7 @@ class SharedSegment:
         if self._mmap is None:
             return
         mm, self._mmap = self._mmap, None
+        self.size = 0               # every access now fails with "closed"
         buf, self.buf = self.buf, memoryview(b"")
         try:
             buf.release()

@@ -1,8 +1,17 @@
-"""The ``"sim"`` backend of :class:`hetnic.host.nic.Nic`: the compiled Verilator harness."""
+"""The ``"sim"`` backend of :class:`hetnic.host.nic.Nic`: the compiled Verilator harness.
+
+With ``shared=True`` the harness's host memory is a :class:`~hetnic.host.shm.SharedSegment`
+and a second segment is the doorbell page the harness services
+(:mod:`hetnic.host.doorbells`); :attr:`SimBackend.shared` tells another process how to attach
+them (:mod:`hetnic.host.queue_port`). Both segments are unlinked when the backend closes.
+"""
 
 from __future__ import annotations
 
 from ..host.backend import Backend
+from ..host.doorbells import PAGE_BYTES, DoorbellLayout, DoorbellPage
+from ..host.queue_port import SharedNicInfo
+from ..host.shm import SharedSegment
 from ..params import HIL_NIC_CORE, NicParams
 from .hil import Harness, check_hil_params
 
@@ -15,7 +24,7 @@ SIM_PARAMETERS = {"width": HIL_NIC_CORE.data_width, "rx_queues": HIL_NIC_CORE.rx
                   "event_queues": HIL_NIC_CORE.event_queues, "n_rules": HIL_NIC_CORE.n_rules,
                   "reta_size": HIL_NIC_CORE.reta_size, "mem_size": None, "trace": None,
                   "ifg_bytes": 24, "read_latency": 0, "wire_queue_bytes": 16 << 20,
-                  "tx_capture_frames": 65536, "progress": None}
+                  "tx_capture_frames": 65536, "progress": None, "shared": False}
 
 
 class SimBackend(Backend):
@@ -23,6 +32,13 @@ class SimBackend(Backend):
 
     ``min_memory`` is what the driver will allocate; ``mem_size`` defaults to that rounded
     up to a MiB (at least 16 MiB), and a smaller explicit ``mem_size`` is refused.
+
+    Members
+    -------
+    shared : SharedNicInfo or None
+        With ``shared=True``: the names of the host memory and doorbell page segments.
+    doorbell_page : DoorbellPage or None
+        With ``shared=True``: the page the harness services.
     """
 
     name = "sim"
@@ -47,15 +63,44 @@ class SimBackend(Backend):
         elif isinstance(mem_size, int) and mem_size < min_memory:
             raise ValueError(f"mem_size {mem_size} is too small: these queues and rings need "
                              f"{min_memory} bytes; leave mem_size out or raise it")
-        self.harness = Harness(params, mem_size=mem_size, trace=p["trace"],
-                               ifg_bytes=p["ifg_bytes"], read_latency=p["read_latency"],
-                               rx_queue_limit_bytes=p["wire_queue_bytes"],
-                               tx_capture_limit=p["tx_capture_frames"], progress=p["progress"])
+        if not isinstance(p["shared"], bool):
+            raise ValueError(f"shared must be True or False, not {p['shared']!r}")
+        self.shared: SharedNicInfo | None = None
+        self.doorbell_page: DoorbellPage | None = None
+        self._segment: SharedSegment | None = None
+        self.harness = None
+        try:
+            if p["shared"]:
+                self._segment = SharedSegment.create(mem_size, prefix="hetnic-mem")
+                layout = DoorbellLayout(params.rx_queues, params.tx_queues,
+                                        params.event_queues)
+                self.doorbell_page = DoorbellPage.create(layout)
+            self.harness = Harness(params, mem_size=mem_size, trace=p["trace"],
+                                   ifg_bytes=p["ifg_bytes"], read_latency=p["read_latency"],
+                                   rx_queue_limit_bytes=p["wire_queue_bytes"],
+                                   tx_capture_limit=p["tx_capture_frames"],
+                                   progress=p["progress"],
+                                   mem_path=self._segment and self._segment.path)
+            if p["shared"]:
+                self.harness.attach_doorbells(self.doorbell_page.path, PAGE_BYTES,
+                                              layout.register_table(params.regmap()))
+                self.shared = SharedNicInfo(memory=self._segment.name, mem_size=mem_size,
+                                            doorbells=self.doorbell_page.name, layout=layout,
+                                            params=params)
+        except BaseException:
+            self.close()
+            raise
         self.memory = self.harness          # HostMemory: read(addr, n), write(addr, data)
         self.mem_size = mem_size
 
     def close(self) -> None:
-        self.harness.close()
+        """Stop the harness; unlink the shared segments (``shared=True``)."""
+        if self.harness is not None:
+            self.harness.close()
+        if self.doorbell_page is not None:
+            self.doorbell_page.close()
+        if self._segment is not None:
+            self._segment.close()
 
     # registers
     def reg_write(self, addr: int, value: int) -> None:

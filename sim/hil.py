@@ -38,7 +38,7 @@ HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
 #: The headers the harness includes from its own folder (keyed with it).
 HARNESS_HEADERS = tuple(sorted(Path(__file__).parent.glob("hil_*.h")))
 TOPLEVEL = "hetnic_nic_core"
-ABI_VERSION = 1
+ABI_VERSION = 2
 _BUILD_FLAGS_VERSION = "1"      # bump when the build commands change
 #: Optimisation of the model's hot code (OPT_FAST), its constructors (OPT_SLOW), the rest.
 _MAKE_OPTIONS = ("OPT_FAST=-O3", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
@@ -46,7 +46,8 @@ _TRACE_KINDS = {None: 0, "vcd": 1, "fst": 2}
 #: Names of the harness counters, in the order of ``struct Counters`` in harness.cpp.
 COUNTER_NAMES = ("cycles", "rx_frames", "rx_beats", "tx_frames", "tx_beats", "axi_reads",
                  "axi_writes", "axi_read_beats", "axi_write_beats", "axi_errors",
-                 "axi_protocol_errors", "rx_stall_cycles", "tx_backpressure_cycles")
+                 "axi_protocol_errors", "rx_stall_cycles", "tx_backpressure_cycles",
+                 "doorbell_writes", "doorbell_errors")
 
 _last_build = {"cached": None}
 
@@ -249,7 +250,10 @@ _SIGNATURES = {
     "hil_abi_version": (ctypes.c_int, []),
     "hil_data_bytes": (ctypes.c_int, []),
     "hil_trace_kind": (ctypes.c_int, []),
-    "hil_create": (ctypes.c_void_p, [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_char_p]),
+    "hil_create": (ctypes.c_void_p, [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_char_p,
+                                     ctypes.c_char_p]),
+    "hil_attach_doorbells": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
+                                            ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]),
     "hil_destroy": (None, [ctypes.c_void_p]),
     "hil_mem": (_u8p, [ctypes.c_void_p]),
     "hil_mem_size": (ctypes.c_uint64, [ctypes.c_void_p]),
@@ -319,12 +323,17 @@ class Harness:
         Ethernet); 0 sends frames back to back.
     read_latency : int
         Cycles from a DMA read request to its first data beat.
+    mem_path : str or Path, optional
+        Host memory is this file's first ``mem_size`` bytes, mapped shared (a
+        :class:`~hetnic.host.shm.SharedSegment`'s :attr:`~hetnic.host.shm.SharedSegment.path`)
+        instead of memory of the harness's own; its contents are kept. Other processes that
+        map the file see what the NIC's DMA writes and the NIC sees what they write.
     """
 
     def __init__(self, params: NicParams, *, mem_size: int = 64 << 20, trace=None,
                  ifg_bytes: int = 24, read_latency: int = 0, max_outstanding: int = 16,
                  rx_queue_limit_bytes: int = 16 << 20, tx_capture_limit: int = 65536,
-                 progress=None):
+                 progress=None, mem_path=None):
         if not isinstance(mem_size, int) or not 1 << 16 <= mem_size <= 1 << 34:
             raise ValueError(f"mem_size must be from 64 KiB to 16 GiB, not {mem_size!r}")
         for name, value in (("ifg_bytes", ifg_bytes), ("read_latency", read_latency),
@@ -346,8 +355,12 @@ class Harness:
         self.lib_path = build_harness(params, trace=kind, progress=progress)
         self._lib = _load(self.lib_path)
         self.data_bytes = params.data_width // 8
-        handle = self._lib.hil_create(mem_size, 8, str(trace).encode() if trace else b"")
+        handle = self._lib.hil_create(mem_size, 8, str(trace).encode() if trace else b"",
+                                      os.fsencode(mem_path) if mem_path else b"")
         if not handle:
+            if mem_path:
+                raise HarnessError(f"cannot map {mem_size} bytes of host memory from "
+                                   f"{mem_path}; does it exist with at least that size?")
             raise HarnessError(f"cannot allocate {mem_size} bytes of host memory")
         self._h = ctypes.c_void_p(handle)
         self._lib.hil_configure(self._h, ifg_bytes, read_latency, max_outstanding or 1,
@@ -376,6 +389,23 @@ class Harness:
         if self._h is None:
             raise HarnessError("the harness is closed")
         return self._h
+
+    def attach_doorbells(self, path, page_bytes: int, registers) -> None:
+        """Service the doorbell page in file ``path`` (``page_bytes`` long) from now on: slot
+        ``k`` (the 32-bit word at byte ``4 * k``) rings register ``registers[k]`` whenever it
+        changes, while the clock runs (see the harness's header comment and
+        :mod:`hetnic.host.doorbells`). Values in the slots now count as seen."""
+        registers = list(registers)
+        for addr in registers:
+            self._check_addr(addr)
+        if not isinstance(page_bytes, int) or page_bytes < 4 * len(registers):
+            raise ValueError(f"a doorbell page of {page_bytes!r} bytes cannot hold "
+                             f"{len(registers)} 32-bit slots")
+        table = (ctypes.c_uint32 * max(1, len(registers)))(*registers)
+        if self._lib.hil_attach_doorbells(self._handle(), os.fsencode(path), page_bytes,
+                                          len(registers), table):
+            raise HarnessError(f"cannot map the doorbell page {path} ({page_bytes} bytes), "
+                               f"or this harness has one already")
 
     # --- memory --------------------------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:

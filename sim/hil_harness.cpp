@@ -8,7 +8,24 @@
 //   - the MAC ports: a bounded queue of frames into rx_mac (paced like an Ethernet wire,
 //     or back to back) and a bounded capture of the frames leaving tx_mac (when it is
 //     full, tx_mac sees backpressure: no frame is ever thrown away);
-//   - the clock, reset and the interrupt lines (sticky bits and edge counts).
+//   - the clock, reset and the interrupt lines (sticky bits and edge counts);
+//   - optionally, a doorbell page (see below).
+//
+// Host memory is the harness's own zeroed allocation, or a file mapped shared (a
+// /dev/shm segment that other processes map too; hil_create's ``mem_path``).
+//
+// The doorbell page (hil_attach_doorbells): a file mapped shared, read like a NIC's doorbell
+// BAR. It is an array of little-endian 32-bit slots, slot k at byte offset 4 * k; the
+// host side (hetnic.host.doorbells.DoorbellPage, which defines the slot order) passes the
+// register address of every slot. Another process rings a doorbell by storing the new
+// index in its slot (one aligned 32-bit store, after the ring entries it covers). Every
+// HIL_DOORBELL_SCAN cycles of hil_run, hil_run_until_idle and the cycles of register
+// accesses the harness compares every slot with the value it last saw; a changed slot
+// queues one AXI4-Lite write of the slot's value to its register. Queued writes go out
+// one at a time through the register-bus master whenever no host access is in flight; a
+// host access waits for a doorbell write already on the bus, and doorbell writes wait
+// while a host access is pending. A slot change, a queued or in-flight doorbell write
+// counts as activity for hil_run_until_idle.
 //
 // Cycle discipline: inputs are driven while the clock is low and the model is settled;
 // handshakes (valid & ready) are sampled there, then the rising edge is evaluated, then the
@@ -19,6 +36,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -37,7 +58,9 @@ typedef VerilatedFstC TraceFile;
 #include "hil_signal_bytes.h"
 
 // Bump when a function's signature or meaning changes; hetnic.sim.hil checks it.
-#define HIL_ABI_VERSION 1
+#define HIL_ABI_VERSION 2
+// Cycles between two scans of the doorbell page (a power of two).
+#define HIL_DOORBELL_SCAN 16
 
 namespace {
 
@@ -53,7 +76,20 @@ struct Counters {
     uint64_t cycles, rx_frames, rx_beats, tx_frames, tx_beats;
     AxiCounters axi;
     uint64_t rx_stall_cycles, tx_backpressure_cycles;
+    uint64_t doorbell_writes, doorbell_errors;
 };
+
+// A file mapped shared read-write (host memory or the doorbell page); null on failure.
+static void* map_shared(const char* path, uint64_t size) {
+    const int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    struct stat st;
+    void* p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && uint64_t(st.st_size) >= size)
+        p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? nullptr : p;
+}
 
 // A beat leaving tx_mac, captured before the edge.
 struct TxBeat {
@@ -99,9 +135,18 @@ struct Hil {
     int csr_state = CSR_IDLE;
     bool csr_addr_done = false, csr_data_done = false, csr_done = false;
     uint32_t csr_addr = 0, csr_wdata = 0, csr_rdata = 0, csr_resp = 0;
+    bool csr_doorbell = false;       // the access on the bus is a doorbell write
+    bool csr_host_waiting = false;   // a host access waits: start no doorbell write
     // interrupts
     uint32_t irq_sticky = 0, irq_prev = 0;
     uint64_t irq_edges[32] = {};
+    // memory mapped from a file (munmap, not free, at destroy)
+    bool mem_mapped = false;
+    // doorbell page
+    const volatile uint32_t* db_page = nullptr;
+    uint64_t db_page_bytes = 0;
+    std::vector<uint32_t> db_regs, db_seen;
+    std::deque<std::pair<uint32_t, uint32_t>> db_q;   // register writes to make: addr, value
 
     void eval() {
         top->eval();
@@ -112,6 +157,8 @@ struct Hil {
     }
     void drive();
     void cycle();
+    void scan_doorbells();
+    bool doorbells_busy() const { return !db_q.empty() || csr_doorbell; }
 
 private:
     void drive_rx_mac(Vtop* t);
@@ -181,6 +228,18 @@ void Hil::cycle() {
     finish_register_access(fired);
     count_interrupts(fired.irq);
     if (fired.rx || fired.tx || dma.any()) last_activity = n.cycles;
+    if (db_page) {
+        if ((n.cycles & (HIL_DOORBELL_SCAN - 1)) == 0) scan_doorbells();
+        if (!db_q.empty() && csr_state == CSR_IDLE && !csr_host_waiting) {
+            csr_state = CSR_WRITE;
+            csr_doorbell = true;
+            csr_addr = db_q.front().first;
+            csr_wdata = db_q.front().second;
+            csr_addr_done = csr_data_done = false;
+            db_q.pop_front();
+        }
+        if (doorbells_busy()) last_activity = n.cycles;
+    }
 
     drive();
     t->clk = 0;
@@ -255,12 +314,31 @@ void Hil::drain_tx_mac(bool fired, const TxBeat& beat) {
     }
 }
 
-// The register access in flight: note the channels taken; the response ends it.
+// Queue a register write for every doorbell slot that changed since the last scan. A
+// slot's value is read once (one aligned 32-bit load): what the other process stored last.
+void Hil::scan_doorbells() {
+    const size_t slots = db_regs.size();
+    for (size_t k = 0; k < slots; ++k) {
+        const uint32_t v = __atomic_load_n(db_page + k, __ATOMIC_ACQUIRE);
+        if (v != db_seen[k]) {
+            db_seen[k] = v;
+            db_q.emplace_back(db_regs[k], v);
+        }
+    }
+}
+
+// The register access in flight: note the channels taken; the response ends it. A
+// doorbell write's response is counted (an error response too) and is not the host's.
 void Hil::finish_register_access(const Handshakes& fired) {
     if (csr_state == CSR_WRITE) {
         if (fired.csr_aw) csr_addr_done = true;
         if (fired.csr_w) csr_data_done = true;
-        if (fired.csr_b) {
+        if (fired.csr_b && csr_doorbell) {
+            n.doorbell_writes++;
+            if (fired.csr_bresp) n.doorbell_errors++;
+            csr_doorbell = false;
+            csr_state = CSR_IDLE;
+        } else if (fired.csr_b) {
             csr_resp = fired.csr_bresp;
             csr_done = true;
             csr_state = CSR_IDLE;
@@ -291,11 +369,19 @@ int hil_abi_version() { return HIL_ABI_VERSION; }
 int hil_data_bytes() { return DATA_BYTES; }
 int hil_trace_kind() { return HIL_TRACE; }
 
-// A new harness with ``mem_size`` bytes of zeroed host memory at bus address 0; reset is
-// held for ``reset_cycles``. Returns null when the memory cannot be allocated.
-Hil* hil_create(uint64_t mem_size, uint32_t reset_cycles, const char* trace_path) {
+// A new harness with ``mem_size`` bytes of host memory at bus address 0: zeroed memory of
+// its own, or (``mem_path`` not empty) the first ``mem_size`` bytes of that file mapped
+// shared, as they are. Reset is held for ``reset_cycles``. Returns null when the memory
+// cannot be allocated or mapped.
+Hil* hil_create(uint64_t mem_size, uint32_t reset_cycles, const char* trace_path,
+                const char* mem_path) {
     auto* h = new Hil();
-    h->memory.bytes = static_cast<uint8_t*>(std::calloc(mem_size ? mem_size : 1, 1));
+    if (mem_path && *mem_path) {
+        h->memory.bytes = static_cast<uint8_t*>(map_shared(mem_path, mem_size));
+        h->mem_mapped = true;
+    } else {
+        h->memory.bytes = static_cast<uint8_t*>(std::calloc(mem_size ? mem_size : 1, 1));
+    }
     if (!h->memory.bytes) {
         delete h;
         return nullptr;
@@ -344,8 +430,30 @@ void hil_destroy(Hil* h) {
     if (h->trace) h->trace->close();
 #endif
     h->top->final();
-    std::free(h->memory.bytes);
+    if (h->mem_mapped)
+        munmap(h->memory.bytes, h->memory.size);
+    else
+        std::free(h->memory.bytes);
+    if (h->db_page) munmap(const_cast<uint32_t*>(h->db_page), h->db_page_bytes);
     delete h;
+}
+
+// Map the doorbell page ``path`` (at least 4 * ``n_slots`` bytes) and service it from now
+// on: slot k rings register ``reg_addrs[k]``. The slots' current values count as seen (a
+// slot rings when it changes after this call). Returns 0, or -1 when the file cannot be
+// mapped or a page is attached already.
+int hil_attach_doorbells(Hil* h, const char* path, uint64_t page_bytes, uint32_t n_slots,
+                         const uint32_t* reg_addrs) {
+    if (h->db_page || page_bytes < 4ull * n_slots) return -1;
+    void* p = map_shared(path, page_bytes);
+    if (!p) return -1;
+    h->db_page = static_cast<const volatile uint32_t*>(p);
+    h->db_page_bytes = page_bytes;
+    h->db_regs.assign(reg_addrs, reg_addrs + n_slots);
+    h->db_seen.resize(n_slots);
+    for (uint32_t k = 0; k < n_slots; ++k)
+        h->db_seen[k] = __atomic_load_n(h->db_page + k, __ATOMIC_ACQUIRE);
+    return 0;
 }
 
 uint8_t* hil_mem(Hil* h) { return h->memory.bytes; }
@@ -366,15 +474,17 @@ void hil_run(Hil* h, uint64_t cycles) {
 }
 
 // Run until the wire has nothing left to send and no bus or stream has moved for ``quiet``
-// cycles of this call (so a doorbell written just before gets its chance), or
-// ``max_cycles`` have passed. Returns the cycles run.
+// cycles of this call (so a doorbell written just before gets its chance; a doorbell-page
+// slot that changes or a doorbell write queued is activity too), or ``max_cycles`` have
+// passed. Returns the cycles run.
 uint64_t hil_run_until_idle(Hil* h, uint64_t quiet, uint64_t max_cycles) {
     uint64_t ran = 0, idle = 0;
     while (ran < max_cycles) {
         h->cycle();
         ++ran;
         idle = h->last_activity == h->n.cycles ? 0 : idle + 1;
-        if (idle >= quiet && h->rx_q.empty() && h->rx_gap == 0) break;
+        if (idle >= quiet && h->rx_q.empty() && h->rx_gap == 0 && !h->doorbells_busy())
+            break;
     }
     return ran;
 }
@@ -392,13 +502,25 @@ void hil_run_raw(Hil* h, uint64_t cycles) {
 }
 
 // Register access. Returns 0 (OKAY), the AXI response code, or -1 when the bus did not
-// answer within ``timeout`` cycles (the transaction is abandoned).
+// answer within ``timeout`` cycles (the transaction is abandoned). A doorbell write on the
+// bus finishes first (within the same timeout); no new one starts until this access ends.
+static bool csr_claim(Hil* h, uint64_t timeout) {
+    h->csr_host_waiting = true;
+    for (uint64_t i = 0; i < timeout && h->csr_state != CSR_IDLE; ++i) h->cycle();
+    if (h->csr_state != CSR_IDLE) {
+        h->csr_host_waiting = false;
+        return false;
+    }
+    return true;
+}
+
 static int csr_wait(Hil* h, uint64_t timeout) {
     h->csr_done = false;
     h->csr_addr_done = h->csr_data_done = false;
     h->drive();
     h->eval();
     for (uint64_t i = 0; i < timeout && !h->csr_done; ++i) h->cycle();
+    h->csr_host_waiting = false;
     if (!h->csr_done) {
         h->csr_state = CSR_IDLE;
         h->drive();
@@ -409,6 +531,7 @@ static int csr_wait(Hil* h, uint64_t timeout) {
 }
 
 int hil_reg_write(Hil* h, uint32_t addr, uint32_t value, uint64_t timeout) {
+    if (!csr_claim(h, timeout)) return -1;
     h->csr_state = CSR_WRITE;
     h->csr_addr = addr;
     h->csr_wdata = value;
@@ -430,6 +553,7 @@ int64_t hil_reg_write_many(Hil* h, const uint32_t* addrs, const uint32_t* values
 }
 
 int hil_reg_read(Hil* h, uint32_t addr, uint32_t* value, uint64_t timeout) {
+    if (!csr_claim(h, timeout)) return -1;
     h->csr_state = CSR_READ;
     h->csr_addr = addr;
     int rc = csr_wait(h, timeout);

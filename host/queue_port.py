@@ -1,0 +1,304 @@
+"""A NIC's queues in another process: the grant that hands them over and the queues rebuilt
+from it over shared memory.
+
+The NIC process opens the NIC with ``Nic.open("sim", shared=True)`` (host memory and the
+doorbell page are :class:`~hetnic.host.shm.SharedSegment`\\ s) and calls
+:meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>`, which returns a picklable
+:class:`QueueGrant`. Another process calls :meth:`QueueGrant.open` and gets a
+:class:`QueueSet`: the same :class:`~hetnic.host.rx_ring.RxRing` and
+:class:`~hetnic.host.tx_ring.TxRing` objects, moved with their state (ring addresses,
+buffers, indices, outstanding work) and bound to the shared host memory. The process polls
+its completion rings in memory and rings its doorbells by storing into the doorbell page
+(:mod:`hetnic.host.doorbells`); it never calls into the NIC process, whose clock (its
+``nic.run``, ``run_until_idle``, a TAP bridge's pump) moves the frames and services the
+page.
+
+>>> grant = nic.export_queues(rx=[2, 3], tx=[1])        # NIC process
+>>> qs = grant.open()                                    # another process
+>>> packets = qs.rx_queues[2].poll()
+>>> qs.tx_queues[1].send_batch([p.data for p in packets])
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..params import NicParams
+from .control import NicError
+from .doorbells import DoorbellLayout, DoorbellPage
+from .ring import RingFullError
+from .rx_ring import RxPacket, RxRing
+from .shm import SharedSegment
+from .tx_ring import TxDone, TxRing
+
+__all__ = ["SharedNicInfo", "QueueGrant", "QueueSet", "PortRxQueue", "PortTxQueue"]
+
+#: The persistent id that stands for host memory in a pickled ring.
+_HOST_MEMORY = "hetnic-host-memory"
+#: Sleeps of a TX send waiting for a free slot: from the first to the longest, doubling.
+_WAIT_FIRST, _WAIT_LONGEST = 20e-6, 1e-3
+
+
+@dataclass(frozen=True)
+class SharedNicInfo:
+    """What another process needs to reach a NIC opened with ``shared=True`` (picklable).
+
+    Members
+    -------
+    memory : str
+        Name of the host memory's :class:`~hetnic.host.shm.SharedSegment` (bus address ``a``
+        is byte ``a`` of the segment).
+    mem_size : int
+        Bytes of host memory.
+    doorbells : str
+        Name of the doorbell page's segment.
+    layout : DoorbellLayout
+        Its slots.
+    params : NicParams
+        The NIC's build.
+    """
+    memory: str
+    mem_size: int
+    doorbells: str
+    layout: DoorbellLayout
+    params: NicParams
+
+
+class _RingPickler(pickle.Pickler):
+    def __init__(self, file, memory):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._memory = memory
+
+    def persistent_id(self, obj):
+        return _HOST_MEMORY if obj is self._memory else None
+
+
+class _RingUnpickler(pickle.Unpickler):
+    def __init__(self, file, memory):
+        super().__init__(file)
+        self._memory = memory
+
+    def persistent_load(self, pid):
+        if pid != _HOST_MEMORY:
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r} in a queue grant")
+        return self._memory
+
+
+def detach_ring(ring: RxRing | TxRing) -> bytes:
+    """``ring``'s state without its host memory (every reference to ``ring.mem`` left as a
+    placeholder), for :func:`attach_ring` in another process."""
+    out = io.BytesIO()
+    _RingPickler(out, ring.mem).dump(ring)
+    return out.getvalue()
+
+
+def attach_ring(state: bytes, memory) -> RxRing | TxRing:
+    """The ring :func:`detach_ring` gave ``state`` for, its host memory now ``memory``."""
+    return _RingUnpickler(io.BytesIO(state), memory).load()
+
+
+@dataclass(frozen=True)
+class QueueGrant:
+    """Queues of a shared NIC handed to another process (picklable); made by
+    :meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>`, used with :meth:`open`.
+
+    A grant is opened by one process: two processes using the same rings corrupt them.
+
+    Members
+    -------
+    shared : SharedNicInfo
+    rx, tx : tuple of (int, bytes)
+        Queue numbers and their detached rings (:func:`detach_ring`).
+    tx_timeout : float
+        Seconds a TX send waits for a free slot before it gives up.
+    """
+    shared: SharedNicInfo
+    rx: tuple[tuple[int, bytes], ...]
+    tx: tuple[tuple[int, bytes], ...]
+    tx_timeout: float = 10.0
+
+    @property
+    def rx_queues(self) -> list[int]:
+        return [q for q, _ in self.rx]
+
+    @property
+    def tx_queues(self) -> list[int]:
+        return [q for q, _ in self.tx]
+
+    def open(self) -> "QueueSet":
+        """Attach the NIC's host memory and doorbell page and rebuild the granted queues."""
+        return QueueSet(self)
+
+
+class PortRxQueue:
+    """A granted RX queue: poll its completions, post the buffers again, ring the doorbell
+    page.
+
+    Members
+    -------
+    index : int
+        The queue's number on the NIC.
+    ring : RxRing
+    """
+
+    def __init__(self, index: int, ring: RxRing, page: DoorbellPage):
+        self.index = index
+        self.ring = ring
+        self._page = page
+        self._slot = page.layout.slot("rx", index)
+
+    def poll(self, max_packets: int = 64) -> list[RxPacket]:
+        """Up to ``max_packets`` received frames, oldest first; their buffers are posted
+        again at once and the doorbell rung (a store into the page, no call). Packets of a
+        flow a commit moved between queues are not held back here (no
+        :mod:`~hetnic.host.ordering` across processes)."""
+        if not isinstance(max_packets, int) or max_packets < 1:
+            raise ValueError(f"max_packets must be a positive integer, not {max_packets!r}")
+        ring = self.ring
+        packets = ring.reap(max_packets)
+        if packets:
+            ring.post()
+            self._page.ring(self._slot, ring.producer)
+        return packets
+
+    def ready(self) -> bool:
+        """Whether a completion waits in the ring (one memory read)."""
+        return bool(self.ring._cq.peek(1))
+
+
+class PortTxQueue:
+    """A granted TX queue: post work items, ring the doorbell page, reap completions.
+
+    When the ring is full a send reaps completions and sleeps (20 us, doubling up to 1 ms)
+    until the NIC process's clock has freed a slot, at most ``timeout`` seconds; then it
+    raises :class:`~hetnic.host.control.NicError`.
+
+    Members
+    -------
+    index : int
+    ring : TxRing
+    sent_items : int
+        Work items posted.
+    errors : int
+        Completions with an error status.
+    """
+
+    def __init__(self, index: int, ring: TxRing, page: DoorbellPage, timeout: float,
+                 keep: int = 4096):
+        self.index = index
+        self.ring = ring
+        self.timeout = timeout
+        self._page = page
+        self._slot = page.layout.slot("tx", index)
+        self._done: deque[TxDone] = deque(maxlen=keep)
+        self.sent_items = 0
+        self.errors = 0
+
+    def send(self, message: bytes) -> int:
+        """Send one frame as a SINGLE work item; returns its cookie."""
+        return self._post(lambda: self.ring.send(message))
+
+    def send_batch(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` (1 to 64 frames) as one BATCH work item; returns its cookie."""
+        return self._post(lambda: self.ring.send_batch(messages))
+
+    def send_gather(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` as one GATHER work item; returns its cookie."""
+        return self._post(lambda: self.ring.send_gather(messages))
+
+    def reap(self) -> None:
+        """Take finished work items off the completion ring (kept for :meth:`completions`)."""
+        for d in self.ring.reap():
+            self.errors += d.status != 0
+            self._done.append(d)
+
+    def completions(self) -> list[TxDone]:
+        """Work items finished since the last call (at most the last ``keep``)."""
+        self.reap()
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def _post(self, build: Callable[[], int]) -> int:
+        cookie = self.ring.next_cookie
+        deadline = None
+        wait = _WAIT_FIRST
+        while True:
+            try:
+                doorbell = build()
+                break
+            except RingFullError:
+                self.reap()
+                if self.ring.outstanding == 0:
+                    raise           # it cannot fit even in an empty ring's staging now
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.timeout
+                elif now >= deadline:
+                    raise NicError(f"TX queue {self.index} did not finish a work item in "
+                                   f"{self.timeout:g} s; is the NIC process running its "
+                                   f"clock?") from None
+                time.sleep(wait)
+                wait = min(wait * 2, _WAIT_LONGEST)
+        self._page.ring(self._slot, doorbell)
+        self.sent_items += 1
+        return cookie
+
+
+class QueueSet:
+    """The queues of a :class:`QueueGrant`, opened in this process.
+
+    Members
+    -------
+    shared : SharedNicInfo
+    memory : SharedSegment
+        The NIC's host memory, attached.
+    doorbells : DoorbellPage
+        The NIC's doorbell page, attached.
+    rx_queues : list of PortRxQueue or None
+        As long as the NIC's RX queue count; ``None`` for a queue not granted.
+    tx_queues : list of PortTxQueue or None
+        The same for TX queues.
+    """
+
+    def __init__(self, grant: QueueGrant):
+        if not isinstance(grant, QueueGrant):
+            raise TypeError(f"a QueueSet opens a QueueGrant, not {grant!r}")
+        info = grant.shared
+        self.shared = info
+        self.memory = SharedSegment.attach(info.memory)
+        try:
+            if self.memory.size < info.mem_size:
+                raise NicError(f"shared segment {info.memory} has {self.memory.size} bytes, "
+                               f"the NIC's host memory {info.mem_size}; it is not this "
+                               f"NIC's memory")
+            self.doorbells = DoorbellPage.attach(info.doorbells, info.layout)
+        except BaseException:
+            self.memory.close()
+            raise
+        layout = info.layout
+        self.rx_queues: list[PortRxQueue | None] = [None] * layout.rx_queues
+        self.tx_queues: list[PortTxQueue | None] = [None] * layout.tx_queues
+        for q, state in grant.rx:
+            self.rx_queues[q] = PortRxQueue(q, attach_ring(state, self.memory), self.doorbells)
+        for q, state in grant.tx:
+            self.tx_queues[q] = PortTxQueue(q, attach_ring(state, self.memory), self.doorbells,
+                                            grant.tx_timeout)
+
+    def close(self) -> None:
+        """Detach the memory and the doorbell page; the queues are unusable after."""
+        self.rx_queues = [None] * len(self.rx_queues)
+        self.tx_queues = [None] * len(self.tx_queues)
+        self.doorbells.close()
+        self.memory.close()
+
+    def __enter__(self) -> "QueueSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
