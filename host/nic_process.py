@@ -113,6 +113,9 @@ class NicProcess:
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._exit_callbacks: list[Callable[[Child], None]] = []
         self._turn_hooks: list[Callable[[], bool]] = []
+        self._wire_hooks: list[Callable[[list[bytes]], None]] = []
+        if self.bridge is not None:
+            self.bridge.nic = _NicView(nic, _WireTee(nic.wire, self._tee))
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = threading.Event()
         self._busy = False
@@ -151,10 +154,32 @@ class NicProcess:
         """Call ``callback(child)`` when a child is found exited (its ``exitcode`` set)."""
         self._exit_callbacks.append(callback)
 
+    def on_wire_frames(self, hook: Callable[[list[bytes]], None]) -> None:
+        """Call ``hook(frames)`` with the frames the TAP bridge puts on the NIC's wire (after
+        its faults), before the NIC sees them (e.g. to copy frames every consumer needs)."""
+        if self.bridge is None:
+            raise ValueError("on_wire_frames needs a TAP bridge (NicProcess(nic, tap))")
+        self._wire_hooks.append(hook)
+
     def on_turn(self, hook: Callable[[], bool]) -> None:
         """Call ``hook()`` once per loop turn after the NIC ran; it returns whether it moved
         something (then the loop does not sleep)."""
         self._turn_hooks.append(hook)
+
+    def _tee(self, frames: list[bytes]) -> None:
+        for hook in self._wire_hooks:
+            hook(frames)
+
+    @property
+    def activity(self) -> int:
+        """The NIC's activity count as of the last turn (frames and bus transfers): a turn
+        hook that sees it change knows the NIC moved something."""
+        return self._activity
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called (the loop returns at once while it is)."""
+        return self._stop.is_set()
 
     @property
     def alive(self) -> list[Child]:
@@ -218,9 +243,10 @@ class NicProcess:
         view = self._doorbells
         if view is None:
             return False
-        if view == self._doorbell_seen:
+        now = bytes(view)
+        if now == self._doorbell_seen:
             return False
-        self._doorbell_seen = bytes(view)
+        self._doorbell_seen = now
         return True
 
     def step(self) -> bool:
@@ -273,7 +299,6 @@ class NicProcess:
             if until is not None and until():
                 return True
             if self._stop.is_set():
-                self._stop.clear()
                 return until is None
             now = time.monotonic()
             if end is not None and now >= end:
@@ -307,7 +332,8 @@ class NicProcess:
             time.sleep(wait)
 
     def stop(self) -> None:
-        """Make :meth:`run` return (safe from a signal handler or another thread)."""
+        """Make :meth:`run` return, now and from then on (safe from a signal handler or
+        another thread)."""
         self._stop.set()
 
     # --- closing -------------------------------------------------------------------------
@@ -345,10 +371,36 @@ def _stop_all(procs: Sequence, grace: float) -> None:
 
 
 def _doorbell_view(nic) -> memoryview | None:
-    """The NIC's doorbell page (``shared=True``), read to notice a child's doorbell write
-    without running the clock; None for a NIC without one."""
+    """The used slots of the NIC's doorbell page (``shared=True``), read to notice a child's
+    doorbell without running the clock; None for a NIC without one."""
     page = getattr(nic, "doorbell_page", None)
     if page is None:
         return None
-    buf = getattr(page, "buf", None)
-    return None if buf is None else buf
+    from .doorbells import SLOT_BYTES
+    return page.buf[:page.layout.slots * SLOT_BYTES]
+
+
+class _WireTee:
+    """``nic.wire`` for the bridge, calling ``hook(frames)`` on every frame put on it."""
+
+    def __init__(self, wire, hook: Callable[[list[bytes]], None]):
+        self._wire, self._hook = wire, hook
+
+    def send(self, frames, errors=None) -> int:
+        frames = list(frames)
+        if frames:
+            self._hook(frames)
+        return self._wire.send(frames, errors)
+
+    def __getattr__(self, name: str):
+        return getattr(self._wire, name)
+
+
+class _NicView:
+    """The NIC as the bridge sees it: the same, but its wire is a :class:`_WireTee`."""
+
+    def __init__(self, nic, wire: _WireTee):
+        self._nic, self.wire = nic, wire
+
+    def __getattr__(self, name: str):
+        return getattr(self._nic, name)

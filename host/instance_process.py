@@ -1,0 +1,274 @@
+"""One stack instance in a process of its own: the child's main of
+:class:`~hetnic.host.stack_procs.StackProcs`.
+
+The NIC process hands the child an :class:`InstanceSpec` (picklable): the instance's
+configuration, the :class:`~hetnic.host.queue_port.QueueGrant` of its RX queues and TX
+queue, the addresses, the applications it runs and where its ring of shared frames is. The
+child (:func:`instance_main`)
+
+* opens the grant and runs a :class:`~hetnic.host.stack.stack.Stack` on a
+  :class:`~hetnic.host.links.NicQueueLink` over the granted queues: it polls its completion
+  rings in shared memory and rings its doorbells in the doorbell page, never calling into
+  the NIC process for a frame;
+* takes the frames every instance needs (ARP, NDP, ICMP errors; the NIC delivers them to
+  the default instance) from its :class:`~hetnic.host.spsc.SpscRing`, where the NIC
+  process's bridge copies them;
+* asks the NIC process's dispatcher for each application's port before it listens
+  (``client.request("listen", qos=..., proto=..., port=...)``) and gives the port back when
+  the application closes (``"release"``);
+* answers the NIC process's calls: ``"summary"`` (counters, connections by state, the
+  applications' statistics, its pid), ``"connections"`` (the per-connection dump) and
+  ``"close"`` (close the applications and send what that makes the stack send).
+
+The poll loop is :class:`~hetnic.host.stack_host.StackHost`'s for one instance: every
+``poll_interval`` seconds at most ``poll_batch`` frames (at once again when the batch came
+back full). When nothing arrived for ``_ACTIVE`` seconds the child sets its ring's
+``sleeping`` word and sleeps on its pipe until the next timer of its stack; the NIC process
+sends it a wake-up when the NIC moved frames while that word is set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import HetnicError
+from .apps.discard import DiscardServer
+from .apps.echo import EchoServer, UdpEchoServer
+from .apps.http_static import HttpStaticServer
+from .links import NicQueueLink
+from .nic_client import NicClient, NicRequestError
+from .shm import SharedSegment
+from .spsc import SpscRing
+from .stack.instance import InstanceConfig
+from .stack.stack import Stack
+from .stack_runner import step_stack
+
+__all__ = ["AppSpec", "InstanceSpec", "InstanceProcessError", "instance_main", "APP_MAKERS"]
+
+#: Seconds without a frame after which the child sleeps until woken or its next timer.
+_ACTIVE = 0.02
+#: Longest sleep (seconds): a lost wake-up costs at most this.
+_LONGEST_SLEEP = 0.05
+#: Frames taken from the shared-frame ring per turn.
+_SHARED_BATCH = 64
+
+
+class InstanceProcessError(HetnicError, RuntimeError):
+    """An instance process could not start (its grant, its ring, an application's port)."""
+
+
+def _http(stack, port: int, serve_dir: str | None):
+    return HttpStaticServer(stack, Path(serve_dir), port)
+
+
+#: Application name -> ``make(stack, port, serve_dir) -> app``.
+APP_MAKERS = {
+    "http": _http,
+    "echo/tcp": lambda stack, port, _: EchoServer(stack, port),
+    "echo/udp": lambda stack, port, _: UdpEchoServer(stack, port),
+    "discard": lambda stack, port, _: DiscardServer(stack, port),
+}
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """An application an instance runs: its name (``"http"``, ``"echo"``, ``"discard"``),
+    protocol, port and the QoS class it asks the dispatcher for."""
+    app: str
+    proto: str
+    port: int
+    qos: str
+
+    @property
+    def key(self) -> str:
+        return self.app if self.app in APP_MAKERS else f"{self.app}/{self.proto}"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything an instance process needs (picklable).
+
+    Members
+    -------
+    config : InstanceConfig
+    grant : QueueGrant
+        Its RX queues and its TX queue.
+    mac : bytes
+    ipv4, ipv6 : list of (str, int)
+        Addresses and prefix lengths.
+    seed : int
+    apps : tuple of AppSpec
+    serve_dir : str or None
+        The HTTP server's folder.
+    ring : (str, int, int)
+        Shared-frame ring: segment name, offset and size in it.
+    """
+    config: InstanceConfig
+    grant: Any
+    mac: bytes
+    ipv4: list
+    ipv6: list
+    seed: int
+    apps: tuple[AppSpec, ...] = ()
+    serve_dir: str | None = None
+    ring: tuple[str, int, int] | None = None
+
+
+@dataclass
+class _Running:
+    spec: AppSpec
+    app: Any
+    grant: Any
+    stats: dict = field(default_factory=dict)
+
+
+class _Instance:
+    """The child's state: stack, link, shared-frame ring, applications."""
+
+    def __init__(self, client: NicClient, spec: InstanceSpec):
+        self.client = client
+        self.spec = spec
+        cfg = spec.config
+        self.queues = spec.grant.open()
+        self.segment = self.ring = None
+        try:
+            self.link = NicQueueLink(self.queues, cfg.rx_queues, cfg.tx_queue)
+            if spec.ring is not None:
+                name, offset, size = spec.ring
+                self.segment = SharedSegment.attach(name)
+                self.ring = SpscRing.attach(self.segment.buf[offset:offset + size])
+            self.stack = Stack(cfg, mac=spec.mac, ipv4=spec.ipv4, ipv6=spec.ipv6,
+                               seed=spec.seed)
+        except BaseException:
+            self.close()
+            raise
+        self.apps: list[_Running] = []
+        self.closing = False
+        client.on_call("summary", self.summary)
+        client.on_call("connections", self.stack.connections)
+        client.on_call("close", self.close_apps)
+
+    # --- applications ------------------------------------------------------------------
+    def start_apps(self) -> None:
+        for app in self.spec.apps:
+            grant = self.client.request("listen", qos=app.qos, proto=app.proto, port=app.port,
+                                        owner=f"{app.app}@{self.spec.config.name}")
+            try:
+                running = APP_MAKERS[app.key](self.stack, app.port, self.spec.serve_dir)
+            except BaseException:
+                self.client.request("release", grant=grant)
+                raise
+            if isinstance(running, DiscardServer):
+                running.on_report = self._report
+            self.apps.append(_Running(app, running, grant))
+
+    def _report(self, report: dict) -> None:
+        try:
+            self.client.request("report", report=report, timeout=5.0)
+        except NicRequestError:
+            pass                            # the NIC process is busy or stopping
+
+    def close_apps(self) -> bool:
+        """Close every application, give its port back, send what that makes the stack
+        send."""
+        self.closing = True
+        for running in self.apps:
+            running.stats = running.app.stats()
+            running.app.close()
+            self.client.request("release", grant=running.grant)
+        self.apps.clear()
+        out = self.stack.poll(time.monotonic())
+        if out:
+            self.link.send(out)
+        return True
+
+    # --- reporting -----------------------------------------------------------------------
+    def summary(self) -> dict:
+        cfg = self.spec.config
+        return {"pid": os.getpid(), "mode": "process", "rx_queues": list(cfg.rx_queues),
+                "tx_queue": cfg.tx_queue, "counters": self.stack.counters.as_dict(),
+                "states": self.stack.state_counts(),
+                "apps": [r.app.stats() for r in self.apps],
+                "link": {"frames_in": self.link.frames_in, "frames_out": self.link.frames_out,
+                         "tx_errors": self.link.tx_errors},
+                "shared_frames_in": self.shared_in}
+
+    # --- the loop ------------------------------------------------------------------------
+    shared_in = 0
+
+    def run(self) -> None:
+        """Poll until the NIC process closes the pipe (:class:`ParentGone`)."""
+        cfg = self.spec.config
+        stack, link, ring, client = self.stack, self.link, self.ring, self.client
+        batch, interval = cfg.poll_batch, cfg.poll_interval
+        rx = [q for q in self.queues.rx_queues if q is not None]
+        next_poll = 0.0
+        last_active = time.monotonic()
+        while True:
+            now = time.monotonic()
+            moved = False
+            if ring is not None and len(ring):
+                for data, _ in ring.pop_many(_SHARED_BATCH):
+                    stack.receive(data, now)
+                    self.shared_in += 1
+                moved = True
+            if now >= next_poll:
+                received, sent = step_stack(stack, link, batch, now)
+                moved = moved or received > 0 or sent
+                next_poll = now if received >= batch else now + interval
+            else:
+                out = stack.poll(now)
+                if out:
+                    link.send(out)
+                    moved = True
+            if client.serve(0):
+                moved = True
+            if moved:
+                last_active = now
+                continue
+            deadline = stack.next_deadline()
+            if now - last_active < _ACTIVE:
+                wake = next_poll if deadline is None else min(next_poll, deadline)
+                client.serve(max(0.0, wake - time.monotonic()))
+                continue
+            # Idle: sleep until the stack's next timer, a wake-up or a call.
+            if ring is not None:
+                ring.sleeping = 1
+            if (ring is not None and len(ring)) or any(q.ready() for q in rx):
+                if ring is not None:
+                    ring.sleeping = 0
+                last_active = time.monotonic()
+                next_poll = 0.0
+                continue
+            wait = _LONGEST_SLEEP if deadline is None else min(_LONGEST_SLEEP,
+                                                               deadline - time.monotonic())
+            if client.serve(max(0.0, wait)):
+                last_active = time.monotonic()
+                next_poll = 0.0
+            if ring is not None:
+                ring.sleeping = 0
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.release()
+            self.ring = None
+        if self.segment is not None:
+            self.segment.close()
+            self.segment = None
+        self.queues.close()
+
+
+def instance_main(client: NicClient, spec: InstanceSpec) -> None:
+    """The instance process: open the grant, start the applications (their ports through
+    the dispatcher), tell the NIC process it is ready, poll until the NIC process goes."""
+    instance = _Instance(client, spec)
+    try:
+        instance.start_apps()
+        client.request("ready", pid=os.getpid())
+        instance.run()
+    finally:
+        instance.close()

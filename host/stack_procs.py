@@ -1,0 +1,366 @@
+"""The stack host with each stack instance in a process of its own (``hetnic stack up``'s
+default; :class:`~hetnic.host.stack_host.StackHost` is the one-process mode).
+
+>>> with Nic.open("sim", width=64, rx_queues=8, shared=True) as nic:
+...     host = StackProcs(nic, tap, addr4="198.18.0.2/24", serve_dir=Path("www"))
+...     host.run(until=lambda: done(), timeout=30)
+...     host.summary()["instances"]["throughput"]["pid"]
+...     host.close()
+
+This process is the NIC process (:class:`~hetnic.host.nic_process.NicProcess`): it owns the
+simulated NIC, runs its clock and the TAP bridge, and owns the classifier through the
+:class:`~hetnic.host.dispatcher.Dispatcher`. For each instance it exports the instance's RX
+queues and TX queue (:meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>`) and
+spawns a child (:func:`~hetnic.host.instance_process.instance_main`) that runs the stack and
+its applications on them; frames go between the NIC and the child through shared memory
+only.
+
+* Applications state their QoS class: a child asks ``"listen"`` for each application's port
+  before it listens, the dispatcher steers the port to that class's instance (one commit),
+  and ``"release"`` gives it back when the application closes (or the child exits).
+  An application runs in the instance that serves its class (the first, when several do).
+* Frames every instance needs (:func:`~hetnic.host.stack_steering.is_shared_frame`: ARP,
+  NDP, ICMP errors) reach the default instance through the NIC; the bridge copies each into
+  the :class:`~hetnic.host.spsc.SpscRing` of every other instance (a full ring is a counted
+  drop). Each instance answers such a request itself (one ARP reply per instance; the
+  one-process host sends one).
+* A child that dies is reported in one line with its name and exit status, counted, its
+  ports given back; the others keep running.
+* :meth:`summary` asks every child for its counters (``"summary"``) and adds its pid.
+
+The instances given may be the three heterogeneous stock profiles or, for instance, one
+instance owning every RX queue and one TX queue with the summed resources: any set that
+:func:`~hetnic.host.stack_steering.plan_steering` accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import HetnicError
+from .dispatcher import Dispatcher, DispatchError
+from .faults import FaultInjector
+from .instance_process import AppSpec, InstanceSpec, instance_main
+from .nic_process import NicProcess, NicProcessTimeout
+from .shm import SharedSegment
+from .spsc import SpscRing
+from .stack.instance import PROFILES, InstanceConfig
+from .stack_host import DEFAULT_MAC, StackHostTimeout, _interface
+from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
+
+__all__ = ["StackProcs", "StackProcsError"]
+
+#: Slots and slot size of each instance's ring of shared frames (an Ethernet frame fits).
+RING_SLOTS = 64
+RING_SLOT_SIZE = 2048
+#: Seconds the children get to open their queues and listen.
+START_TIMEOUT = 120.0
+#: Seconds a summary or close call waits for a child.
+CALL_TIMEOUT = 10.0
+
+
+class StackProcsError(HetnicError, RuntimeError):
+    """The instance processes could not be started (one line: which and why)."""
+
+
+class StackProcs:
+    """Stack instances as processes on a shared NIC bridged to a TAP (see the module).
+
+    Parameters
+    ----------
+    nic : Nic
+        Opened with ``shared=True`` and enough queues for the instances; its classifier is
+        programmed by the dispatcher.
+    tap : TapDevice
+        The open TAP (not closed by :meth:`close`).
+    addr4, addr6, instances, mac, faults_to_nic, faults_to_tap, serve_dir, apps, seed
+        As for :class:`~hetnic.host.stack_host.StackHost`.
+    log : Callable[[str], None], optional
+        Where one-line messages go (an instance that exited); default standard error.
+
+    Members
+    -------
+    owner : NicProcess
+    dispatcher : Dispatcher
+    instances : list of InstanceConfig
+    children : dict of str to Child
+    pids : dict of str to int
+    exits : dict of str to int
+        Instances that exited, and their exit status (negative: the signal).
+    shared_drops : int
+        Shared frames not copied to an instance because its ring was full.
+    """
+
+    def __init__(self, nic, tap, *, addr4: str = "198.18.0.2/24", addr6: str | None = None,
+                 instances: list[InstanceConfig] | None = None, mac: bytes = DEFAULT_MAC,
+                 faults_to_nic: FaultInjector | None = None,
+                 faults_to_tap: FaultInjector | None = None,
+                 serve_dir: Path | None = None, apps: bool = True, seed: int = 0,
+                 log: Callable[[str], None] | None = None):
+        if getattr(nic, "shared", None) is None:
+            raise StackProcsError("instances as processes need the NIC's memory shared: open "
+                                  "it with Nic.open('sim', shared=True)")
+        self.instances = list(PROFILES.values()) if instances is None else list(instances)
+        ipv4 = [_interface(addr4, 4)]
+        ipv6 = [_interface(addr6, 6)] if addr6 else []
+        self.nic = nic
+        self.base_plan = plan_steering(self.instances, nic.params,
+                                       rx_queues=len(nic.rx_queues),
+                                       tx_queues=len(nic.tx_queues), app_ports=())
+        self.dispatcher = Dispatcher(nic, self.instances, base_plan=self.base_plan)
+        self.dispatcher.program()
+        self.owner = NicProcess(nic, tap, faults_to_nic=faults_to_nic,
+                                faults_to_tap=faults_to_tap, log=log)
+        self.bridge = self.owner.bridge
+        self.children: dict = {}
+        self.pids: dict[str, int] = {}
+        self.exits: dict[str, int] = {}
+        self.shared_drops = 0
+        self._ready: set[str] = set()
+        self._grants: dict[str, list] = {cfg.name: [] for cfg in self.instances}
+        self._last: dict[str, dict] = {}
+        self._reports: list[Callable[[dict], None]] = []
+        self._seen_activity = self.owner.activity
+        self._closed = False
+        self.apps = self._assign_apps(serve_dir is not None) if apps else \
+            {cfg.name: [] for cfg in self.instances}
+        ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
+        self._segment = SharedSegment.create(ring_bytes * len(self.instances),
+                                             prefix="hetnic-shared")
+        try:
+            self._rings = [SpscRing.create(self._segment.buf[i * ring_bytes:
+                                                             (i + 1) * ring_bytes],
+                                           RING_SLOTS, RING_SLOT_SIZE)
+                           for i in range(len(self.instances))]
+            self._serve()
+            for index, cfg in enumerate(self.instances):
+                grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
+                spec = InstanceSpec(config=cfg, grant=grant, mac=mac, ipv4=ipv4, ipv6=ipv6,
+                                    seed=seed + index, apps=tuple(self.apps[cfg.name]),
+                                    serve_dir=None if serve_dir is None else str(serve_dir),
+                                    ring=(self._segment.name, index * ring_bytes, ring_bytes))
+                child = self.owner.spawn(cfg.name, instance_main, spec)
+                self.children[cfg.name] = child
+                self.pids[cfg.name] = child.pid
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- setup -------------------------------------------------------------------------------
+    def _assign_apps(self, http: bool) -> dict[str, list[AppSpec]]:
+        """Each built-in application on the instance of its QoS class."""
+        out: dict[str, list[AppSpec]] = {cfg.name: [] for cfg in self.instances}
+        for app, proto, port, qos in APP_PORTS:
+            if app == "http" and not http:
+                continue
+            name = self.instances[app_instance(self.instances, qos)].name
+            out[name].append(AppSpec(app, proto, port, qos))
+        return out
+
+    def _serve(self) -> None:
+        owner = self.owner
+        owner.on_request("ready", self._on_ready)
+        owner.on_request("listen", self._on_listen)
+        owner.on_request("release", self._on_release)
+        owner.on_request("report", self._on_report)
+        owner.on_child_exit(self._on_exit)
+        owner.on_wire_frames(self._copy_shared)
+        owner.on_turn(self._wake_sleepers)
+
+    def _start(self) -> None:
+        names = {cfg.name for cfg in self.instances}
+        try:
+            self.owner.run(until=lambda: self._ready == names or bool(self.exits),
+                           timeout=START_TIMEOUT)
+        except NicProcessTimeout:
+            late = ", ".join(sorted(names - self._ready))
+            raise StackProcsError(f"instance processes {late} did not start within "
+                                  f"{START_TIMEOUT:g} s") from None
+        if self.exits:
+            name, code = next(iter(self.exits.items()))
+            raise StackProcsError(f"instance process {name} exited with status {code} while "
+                                  f"starting (see its message above)")
+
+    # --- requests from the children ------------------------------------------------------------
+    def _on_ready(self, child, pid: int) -> bool:
+        self._ready.add(child.name)
+        return True
+
+    def _on_listen(self, child, qos: str, proto: str, port: int, owner: str = ""):
+        grant = self.dispatcher.request(qos, proto, port, owner=owner)
+        if grant.instance != child.name:
+            self.dispatcher.release(grant)
+            raise DispatchError(f"class {qos!r} is served by instance {grant.instance!r}, "
+                                f"not {child.name!r}: {proto}/{port} cannot listen there")
+        self._grants[child.name].append(grant)
+        return grant
+
+    def _on_release(self, child, grant) -> bool:
+        self.dispatcher.release(grant)
+        held = self._grants[child.name]
+        if grant in held:
+            held.remove(grant)
+        return True
+
+    def _on_report(self, child, report: dict) -> bool:
+        for callback in self._reports:
+            callback(report)
+        return True
+
+    def _on_exit(self, child) -> None:
+        self.exits[child.name] = child.exitcode
+        for grant in self._grants.get(child.name, []):
+            try:
+                self.dispatcher.release(grant)
+            except DispatchError:
+                pass                        # released meanwhile
+        self._grants[child.name] = []
+
+    def on_report(self, callback: Callable[[dict], None]) -> None:
+        """Call ``callback(report)`` for every discard connection's report (see
+        :class:`~hetnic.host.apps.discard.DiscardServer`), from whichever instance."""
+        self._reports.append(callback)
+
+    # --- the bridge's side ---------------------------------------------------------------------
+    def _copy_shared(self, frames: list[bytes]) -> None:
+        """Copy the frames every instance needs to the instances the NIC does not give them
+        to (all but the default instance)."""
+        default = self.base_plan.default_instance
+        for frame in frames:
+            if not is_shared_frame(frame):
+                continue
+            for index, ring in enumerate(self._rings):
+                if index != default and self.instances[index].name not in self.exits:
+                    if not ring.push(frame):
+                        self.shared_drops += 1
+
+    def _wake_sleepers(self) -> bool:
+        """After the NIC moved frames, wake the children that sleep (their ring's
+        ``sleeping`` word set) with a message on their pipe."""
+        activity = self.owner.activity
+        if activity == self._seen_activity and not any(len(r) for r in self._rings):
+            return False
+        self._seen_activity = activity
+        for cfg, ring in zip(self.instances, self._rings):
+            child = self.children.get(cfg.name)
+            if ring.sleeping and child is not None and child.conn is not None:
+                try:
+                    child.conn.send(("wake",))
+                except OSError:
+                    pass                    # it exited: the loop reaps it
+        return False
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
+        """Run the NIC process's loop (see :meth:`NicProcess.run
+        <hetnic.host.nic_process.NicProcess.run>`).
+
+        Raises
+        ------
+        StackHostTimeout
+            ``timeout`` passed before ``until()`` held.
+        """
+        try:
+            return self.owner.run(until=until, timeout=timeout)
+        except NicProcessTimeout:
+            raise StackHostTimeout(f"the stack processes did not reach their condition "
+                                   f"within {timeout:g} s") from None
+
+    def stop(self) -> None:
+        """Make :meth:`run` return, now and from then on (safe from a signal handler)."""
+        self.owner.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return self.owner.stopped
+
+    # --- reporting -------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """As :meth:`StackHost.summary <hetnic.host.stack_host.StackHost.summary>`, each
+        instance with its ``pid``, ``mode`` (``"process"``) and ``exit`` (None while it
+        runs, else its exit status; its counters are then the last ones gathered), plus
+        ``"dispatcher"`` (its dump) and ``"shared_drops"``."""
+        out = {}
+        for cfg in self.instances:
+            child = self.children.get(cfg.name)
+            info = None
+            if child is not None and child.conn is not None and cfg.name not in self.exits:
+                try:
+                    info = child.call("summary", timeout=CALL_TIMEOUT)
+                except HetnicError:
+                    info = None
+            if info is None:
+                info = dict(self._last.get(cfg.name) or _empty(cfg))
+            self._last[cfg.name] = info
+            info = dict(info, pid=self.pids.get(cfg.name), exit=self.exits.get(cfg.name))
+            out[cfg.name] = info
+        return {"instances": out, "bridge": self.bridge.counters(),
+                "dispatcher": self.dispatcher.dump(), "shared_drops": self.shared_drops}
+
+    def connections(self, name: str) -> list[dict]:
+        """Instance ``name``'s per-connection dump (asked of its process)."""
+        return self.children[name].call("connections", timeout=CALL_TIMEOUT)
+
+    def port_map(self) -> list[dict]:
+        """As :meth:`StackHost.port_map <hetnic.host.stack_host.StackHost.port_map>`: the
+        rules installed now (the dispatcher's, then the base plan's) and the default."""
+        names = [cfg.name for cfg in self.instances]
+        running = {(a.proto, a.port): a.app if a.proto == "tcp" else "udp-echo"
+                   for specs in self.apps.values() for a in specs}
+        rows = []
+        for slot, rule in enumerate(self.dispatcher.rules()):
+            proto = rule.ip_proto or "any"
+            ports = rule.dst_port
+            if isinstance(ports, tuple):
+                lo, hi = ports
+                ports = lo if lo == hi else f"{lo}-{hi}"
+                match = f"{proto + ' ' if rule.ip_proto else ''}dst port {ports}"
+            elif rule.flags.get("fragment"):
+                match = "IPv4/IPv6 fragments"
+            else:
+                match = f"{proto} dst port {ports}"
+            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance],
+                                  running.get((proto, ports), "")))
+        rows.append(self._row(None, "everything else", "any", None,
+                              names[self.base_plan.default_instance], ""))
+        return rows
+
+    def _row(self, slot, match, proto, ports, instance, app) -> dict:
+        cfg = next(c for c in self.instances if c.name == instance)
+        return {"rule": slot, "match": match, "proto": proto, "ports": ports,
+                "instance": instance, "rx_queues": tuple(cfg.rx_queues),
+                "reta": self.base_plan.slices[instance], "app": app}
+
+    def close(self) -> None:
+        """Ask every instance to close its applications (FINs, ports given back), pump the
+        bridge until the NIC is idle (at most a second), stop the processes, free the
+        rings. The NIC and the TAP stay open."""
+        if self._closed:
+            return
+        self._closed = True
+        for name, child in self.children.items():
+            if child.conn is not None and name not in self.exits:
+                try:
+                    child.call("close", timeout=CALL_TIMEOUT)
+                except HetnicError:
+                    pass
+        end = time.monotonic() + 1.0
+        if self.children:
+            try:
+                self.owner.run(until=lambda: not self.bridge.busy or time.monotonic() >= end,
+                               timeout=2.0)
+            except NicProcessTimeout:
+                pass
+        self.owner.close()
+        rings, self._rings = getattr(self, "_rings", []), []
+        for ring in rings:
+            ring.release()
+        self._segment.close()
+
+
+def _empty(cfg: InstanceConfig) -> dict:
+    return {"pid": None, "mode": "process", "rx_queues": list(cfg.rx_queues),
+            "tx_queue": cfg.tx_queue, "counters": None, "states": {}, "apps": []}
