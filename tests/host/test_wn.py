@@ -1,0 +1,251 @@
+"""W/N threads with shadow listeners (hetnic.host.wn): N and W processes over shared-memory
+rings, fed by a software RSS wire (hetnic.bench_wn.RssWire) from a client stack in the test
+process. Each test starts its own WnHost (segments unlinked on the way out)."""
+
+import os
+import time
+
+import pytest
+
+from hetnic.bench_wn import RssWire, echo_w
+from hetnic.host.stack.instance import InstanceConfig
+from hetnic.host.stack.stack import Stack
+from hetnic.host.wn import WnError, WnTimeout, WThread, repoint_reta
+from hetnic.host.wn_host import WnHost
+from hetnic.host.wn_rings import WnLayout, WnLayoutError
+
+PORT = 7
+CONFIG = InstanceConfig(name="n", nagle=False, delayed_ack=False)
+SERVER = dict(mac="02:00:00:00:00:02", ipv4=[("198.18.0.2", 24)])
+
+
+class Client:
+    """A client stack in this process, its frames through the RSS wire to the N's."""
+
+    def __init__(self, host: WnHost):
+        self.wire = RssWire(host)
+        self.stack = Stack(CONFIG.replace(name="client"), mac="02:00:00:00:00:01",
+                           ipv4=[("198.18.0.1", 24)])
+
+    def pump(self) -> None:
+        now = time.monotonic()
+        for frame in self.wire.receive():
+            self.stack.receive(frame, now)
+        out = self.stack.poll(now)
+        if out:
+            self.wire.send(out)
+
+    def run_until(self, done, timeout: float = 30.0, also=None) -> None:
+        end = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > end:
+                raise AssertionError("timed out")
+            self.pump()
+            if also is not None:
+                also()
+            time.sleep(0.0005)
+
+    def connect(self, count: int) -> list:
+        socks = [self.stack.connect("198.18.0.2", PORT) for _ in range(count)]
+        self.run_until(lambda: all(s.connected for s in socks))
+        return socks
+
+    def echo(self, socks, payloads) -> list[bytes]:
+        got = [b""] * len(socks)
+        for s, p in zip(socks, payloads):
+            s.send(p)
+
+        def done():
+            for i, s in enumerate(socks):
+                if s.readable:
+                    data = s.recv()
+                    if data:
+                        got[i] += data
+            return all(g == p for g, p in zip(got, payloads))
+        self.run_until(done)
+        return got
+
+
+def _host(n_count, w_count):
+    return WnHost(n_count, w_count, wire=(1024, 2048), ring_slots=256, table_slots=512)
+
+
+def _start(host, n_count, targets):
+    for n in range(n_count):
+        host.start_n(n, CONFIG.replace(name=f"n{n}"), SERVER)
+    for w, (target, args) in enumerate(targets):
+        host.start_w(w, target, *args)
+
+
+def _no_segments_left():
+    return [f for f in os.listdir("/dev/shm") if f.startswith(f"hetnic-wn-{os.getpid()}-")
+            or f.startswith(f"hetnic-wire-{os.getpid()}-")]
+
+
+def _open_rows(host, count):
+    """Wait until ``count`` connections are in the table, handed to a W."""
+    rows = []
+
+    def done():
+        rows[:] = [r for r in host.dump() if r["w"] >= 0]
+        return len(rows) >= count
+    return rows, done
+
+
+@pytest.mark.timeout(120)
+def test_shadow_listener_per_n_routing_table_and_echo():
+    with _host(2, 2) as host:
+        _start(host, 2, [(echo_w, (PORT,)), (echo_w, (PORT,))])
+        host.wait_ready()
+        client = Client(host)
+        socks = client.connect(24)
+        payloads = [b"request %d " % i * 7 for i in range(24)]
+        assert client.echo(socks, payloads) == payloads
+        rows = host.dump()
+        assert len(rows) == 24
+        fds = [r["fd"] for r in rows]
+        assert len(set(fds)) == 24
+        for r in rows:
+            assert r["n"] == (r["fd"] - 1) % 2 and r["state"] == "OPEN" and r["port"] == PORT
+        # Every N accepted on its own shadow listener; the FDs spread over N's and W's.
+        assert {r["n"] for r in rows} == {0, 1}
+        assert {r["w"] for r in rows} == {0, 1}
+        peers = {r["peer"] for r in rows}
+        assert peers == {"198.18.0.1 %d" % s.getsockname()[1] for s in socks}
+        counters = host.counters()
+        assert [c["accepts"] for c in counters] == [sum(r["n"] == n for r in rows)
+                                                   for n in (0, 1)]
+    assert _no_segments_left() == []
+
+
+@pytest.mark.timeout(120)
+def test_w_exit_closes_its_fds_and_the_others_keep_working():
+    with _host(2, 2) as host:
+        # W 1 echoes one request, then exits with its connections open.
+        _start(host, 2, [(echo_w, (PORT,)), (echo_w, (PORT, 1))])
+        host.wait_ready()
+        client = Client(host)
+        socks = client.connect(8)
+        rows, done = _open_rows(host, 8)
+        client.run_until(done)
+        by_port = {int(r["peer"].split()[1]): r["w"] for r in rows}
+        owner = [by_port[s.getsockname()[1]] for s in socks]
+        assert set(owner) == {0, 1}
+        first_w1 = owner.index(1)
+        assert client.echo([socks[first_w1]], [b"last words"]) == [b"last words"]
+        client.run_until(lambda: not host.w_procs[1].is_alive())
+        # Its FDs are closed by their N's: the client reads the echo, then EOF.
+        gone = [s for s, w in zip(socks, owner) if w == 1]
+
+        def all_eof():
+            for s in gone:
+                while s.readable and s.recv():
+                    pass
+            return all(s.readable and s.recv() == b"" for s in gone)
+        client.run_until(all_eof)
+        assert not [r for r in host.dump() if r["w"] == 1]
+        # W 0's connections and new ones keep working (all to W 0 now).
+        kept = [s for s, w in zip(socks, owner) if w == 0] + client.connect(4)
+        payloads = [b"still here %d" % i for i in range(len(kept))]
+        assert client.echo(kept, payloads) == payloads
+        assert {r["w"] for r in host.dump()} == {0}
+
+
+def accept_then_leave(w, port):
+    """A W that says it accepts on ``port``, waits until connections were handed to it and
+    exits without taking them."""
+    w.listen(port)
+    w.try_accept(port)
+    assert not w.fds()
+    w.set_ready()
+    end = time.monotonic() + 30
+    while not any(w._accepts.get(port)) and time.monotonic() < end:
+        w.poll()
+        time.sleep(0.001)
+
+
+@pytest.mark.timeout(120)
+def test_pending_accepts_of_an_exiting_w_go_to_the_others():
+    with _host(2, 2) as host:
+        _start(host, 2, [(echo_w, (PORT,)), (accept_then_leave, (PORT,))])
+        host.wait_ready()
+        client = Client(host)
+        socks = client.connect(8)
+        client.run_until(lambda: not host.w_procs[1].is_alive())
+        payloads = [b"to whoever %d" % i for i in range(8)]
+        assert client.echo(socks, payloads) == payloads
+        assert {r["w"] for r in host.dump()} == {0}
+        client.run_until(lambda: sum(c["reassigned"] for c in host.counters()) > 0)
+
+
+@pytest.mark.timeout(120)
+def test_n_death_repoints_reta_and_new_connections_succeed():
+    with _host(2, 1) as host:
+        _start(host, 2, [(echo_w, (PORT,))])
+        host.wait_ready()
+        client = Client(host)
+        socks = client.connect(12)
+        rows, done = _open_rows(host, 12)
+        client.run_until(done)
+        on_n1 = sum(r["n"] == 1 for r in rows)
+        assert 0 < on_n1 < 12
+        host.n_procs[1].kill()
+        host.n_procs[1].join(10)
+        assert host.n_died(1) == on_n1
+        assert sum(r["state"] == "LOST" for r in host.dump()) == on_n1
+        client.wire.repoint({1})
+        assert 1 not in client.wire.reta
+        fresh = client.connect(8)
+        payloads = [b"after the death %d" % i for i in range(8)]
+        assert client.echo(fresh, payloads) == payloads
+        assert all(r["n"] == 0 for r in host.dump() if r["state"] == "OPEN")
+
+
+@pytest.mark.timeout(120)
+def test_bad_fds_are_one_line_errors():
+    with _host(1, 2) as host:
+        # This process is W 0; W 1 is an echo process.
+        host.start_n(0, CONFIG, SERVER)
+        host.start_w(1, echo_w, PORT)
+        host.wait_ready([1])
+        me = WThread.attach(host.name, 0)
+        try:
+            client = Client(host)
+            socks = [client.stack.connect("198.18.0.2", PORT) for _ in range(4)]
+            mine = []
+            client.run_until(lambda: bool(mine.append(me.try_accept(PORT)) or
+                                          [m for m in mine if m]) and
+                             len(host.dump()) == 4 and all(s.connected for s in socks))
+            fd = next(m for m in mine if m)[0]
+            theirs = next(r["fd"] for r in host.dump() if r["w"] == 1)
+            cases = [(lambda: me.send(999_999, b"x"), "unknown fd"),
+                     (lambda: me.recv(0, timeout=None), "unknown fd"),
+                     (lambda: me.send(theirs, b"x"), "belongs to W 1"),
+                     (lambda: me.close(theirs), "belongs to W 1"),
+                     (lambda: me.send(fd, "text"), "bytes-like")]
+            for call, text in cases:
+                with pytest.raises(WnError, match=text) as info:
+                    call()
+                assert "\n" not in str(info.value)
+            me.close(fd)
+            with pytest.raises(WnError, match="closed already"):
+                me.send(fd, b"after close")
+            with pytest.raises(WnTimeout, match="nothing ready"):
+                me.accept(PORT + 1, timeout=None)
+            with pytest.raises(WnError, match="port must be"):
+                me.listen(70000)
+            me.exit()
+            with pytest.raises(WnError, match="exited"):
+                me.accept(PORT)
+        finally:
+            me.close_segment()
+
+
+def test_layout_and_reta_arguments():
+    with pytest.raises(WnLayoutError, match="n_count"):
+        WnLayout.bytes_needed(0, 1)
+    with pytest.raises(WnLayoutError, match="w_count"):
+        WnLayout.bytes_needed(1, True)
+    assert repoint_reta([0, 1, 2, 1, 0, 1], {1}, [0, 2]) == [0, 0, 2, 2, 0, 0]
+    with pytest.raises(WnError, match="no living N"):
+        repoint_reta([0, 1], {0, 1}, [])
