@@ -24,7 +24,8 @@ The rule table is one model
 ---------------------------
 The dispatcher keeps which port goes to which instance; every change rebuilds the whole
 table from it — the dispatcher's rules first (adjacent ports of one protocol and instance
-merged into one range rule, :mod:`hetnic.host.rule_merge`), then the base plan's rules
+merged into one range rule, oldest first, :mod:`hetnic.host.rule_merge`), then the base
+plan's rules
 (fragments, ephemeral ranges) in their order — stages the slots that differ and commits
 once. First match wins, and a dispatcher rule never overlaps another instance's port or
 ephemeral range, so putting them first changes nothing the base plan decides.
@@ -103,10 +104,12 @@ class Grant:
 
 @dataclass
 class _Claim:
-    """The sockets on one ``(proto, port)``: their class, instance and tickets -> owners."""
+    """The sockets on one ``(proto, port)``: their class, instance, tickets -> owners, and
+    the claim's age (its first ticket: older claims keep the lower rule slots)."""
     qos: str
     index: int
     tickets: dict[int, str] = field(default_factory=dict)
+    age: int = 0
 
 
 class Dispatcher:
@@ -230,7 +233,8 @@ class Dispatcher:
         range need none)."""
         ports = {key: claim.index for key, claim in claims.items()
                  if not self._in_ephemeral(claim.index, key[1])}
-        return dispatch_rules(ports, self._actions, self._names)
+        return dispatch_rules(ports, self._actions, self._names,
+                              {key: claims[key].age for key in ports})
 
     def _in_ephemeral(self, index: int, port: int) -> bool:
         lo, hi = self._instances[index].ephemeral_ports
@@ -293,7 +297,7 @@ class Dispatcher:
                     f"range {lo}-{hi} (its connections' return traffic)")
         ticket = next(self._tickets)
         claims = dict(self._claims)
-        claims[key] = _Claim(qos, index, {ticket: owner})
+        claims[key] = _Claim(qos, index, {ticket: owner}, age=ticket)
         self._change(claims, releasing=False)
         return self._grant(key, claims[key], ticket, owner)
 

@@ -6,8 +6,9 @@ instance. :func:`dispatch_rules` turns it into the fewest :class:`~hetnic.rules.
 that say the same thing: the ports of one protocol that go to one instance are cut into
 runs of adjacent ports (:func:`port_runs`), one rule per run (a single port or an inclusive
 range). Runs of different instances or protocols never overlap, so the order of these rules
-among themselves does not matter; they are sorted by protocol and first port, so the same
-model always gives the same table (and an unchanged table means no commit).
+among themselves does not change what they decide; they are sorted oldest first (by the
+oldest port of each run), so a rule keeps its slot while newer ports come and go, and the
+same model always gives the same table (an unchanged table means no commit).
 
 Nothing here touches a NIC.
 """
@@ -40,7 +41,8 @@ def port_runs(ports: Iterable[int]) -> list[tuple[int, int]]:
 
 
 def dispatch_rules(ports: Mapping[tuple[int, int], int], actions: Sequence[Action],
-                   names: Sequence[str]) -> list[FlowRule]:
+                   names: Sequence[str], age: Mapping[tuple[int, int], int] | None = None
+                   ) -> list[FlowRule]:
     """The rules that steer each ``(proto, port)`` of ``ports`` to its instance.
 
     Parameters
@@ -52,13 +54,15 @@ def dispatch_rules(ports: Mapping[tuple[int, int], int], actions: Sequence[Actio
         The action of each instance (its index, its RETA slice).
     names : sequence of str
         Each instance's name, for the rules' ``name``.
+    age : mapping of (int, int) to int, optional
+        A rank per port, lower = older (distinct ranks); default: the port number.
 
     Returns
     -------
     list of FlowRule
         One rule per run of adjacent ports of one protocol and instance (``dst_port`` an int
-        for a single port, ``(lo, hi)`` for a range), sorted by protocol number and first
-        port.
+        for a single port, ``(lo, hi)`` for a range), sorted by the lowest rank of the run's
+        ports (then protocol number and first port).
     """
     groups: dict[tuple[int, int], list[int]] = {}
     for (proto, port), index in ports.items():
@@ -67,11 +71,12 @@ def dispatch_rules(ports: Mapping[tuple[int, int], int], actions: Sequence[Actio
     for (proto, index), group in groups.items():
         for lo, hi in port_runs(group):
             span = str(lo) if lo == hi else f"{lo}-{hi}"
-            rules.append((proto, lo, FlowRule(
+            rank = lo if age is None else min(age[(proto, p)] for p in group if lo <= p <= hi)
+            rules.append((rank, proto, lo, FlowRule(
                 ip_proto=_NAMES[proto], dst_port=lo if lo == hi else (lo, hi),
                 action=actions[index], name=f"dispatch {_NAMES[proto]}/{span} -> {names[index]}")))
-    rules.sort(key=lambda item: item[:2])
-    return [rule for _, _, rule in rules]
+    rules.sort(key=lambda item: item[:3])
+    return [item[3] for item in rules]
 
 
 def rule_ports(rule: FlowRule) -> tuple[int, int, int]:

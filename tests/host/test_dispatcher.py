@@ -152,10 +152,10 @@ def test_adjacent_ports_merge_and_split(setup):
     udp = dispatcher.request("throughput", "udp", 8003)
     low = dispatcher.request("low-delay", "tcp", 8003)
     assert [(r.ip_proto, r.dst_port, r.action.instance) for r in dispatcher.rules()[:3]] == [
-        ("tcp", (8000, 8002), THROUGHPUT), ("tcp", 8003, LOW), ("udp", 8003, THROUGHPUT)]
-    dispatcher.release(grants[8001])
+        ("tcp", (8000, 8002), THROUGHPUT), ("udp", 8003, THROUGHPUT), ("tcp", 8003, LOW)]
+    dispatcher.release(grants[8001])                            # oldest first: 8000, 8002, ...
     assert [(r.ip_proto, r.dst_port) for r in dispatcher.rules()[:4]] == [
-        ("tcp", 8000), ("tcp", 8002), ("tcp", 8003), ("udp", 8003)]
+        ("tcp", 8000), ("tcp", 8002), ("udp", 8003), ("tcp", 8003)]
     assert nic.route("tcp", 8001) == CONCURRENCY and nic.route("tcp", 8002) == THROUGHPUT
     for grant in (grants[8000], grants[8002], udp, low):
         dispatcher.release(grant)
@@ -276,3 +276,15 @@ def test_declared_classes_and_load():
     with pytest.raises(DispatchError, match="instance 'a' declares QoS class 'bulk'; the "
                        "classes are low-delay, throughput, concurrency"):
         Dispatcher(nic, [_inst("a", (0,), 0, (20000, 20999), "bulk")], base_plan=plan)
+
+
+def test_rules_keep_their_slots_oldest_first(setup):
+    nic, _, dispatcher = setup
+    old = dispatcher.request("throughput", "tcp", 9000)
+    writes = nic.rules.writes
+    new = dispatcher.request("low-delay", "udp", 100)
+    assert (old.rule, new.rule) == (0, 1)
+    # slot 0 kept its rule; slot 1 took the new one, the 4 base rules moved down one
+    assert nic.rules.writes - writes == 1 + 4
+    dispatcher.release(old)
+    assert dispatcher.dump()["grants"][0]["rule"] == 0
