@@ -210,9 +210,10 @@ class NicQueueLink(Link):
 
     Parameters
     ----------
-    nic : Nic or BoardNic
+    nic : Nic or BoardNic or QueueSet
         The open NIC: a NIC core's DMA queues (``"sim"``, ``"cocotb"``) or a board's tagged
-        receive queues and data link (``"serial:DEVICE"``).
+        receive queues and data link (``"serial:DEVICE"``); or, in another process, the
+        queues granted to it (:class:`~hetnic.host.queue_port.QueueSet`).
     rx_queues : Sequence[int]
         The RX queues this instance owns; :meth:`receive` polls them round-robin.
     tx_queue : int
@@ -247,6 +248,12 @@ class NicQueueLink(Link):
         self.tx_queue = tx_queue
         self._rx = [nic.rx_queues[q] for q in rx]
         self._tx = nic.tx_queues[tx_queue]
+        # A QueueSet (hetnic.host.queue_port) lists the queues it was not granted as None.
+        for kind, q, entry in [*(("RX", q, e) for q, e in zip(rx, self._rx)),
+                               ("TX", tx_queue, self._tx)]:
+            if entry is None:
+                raise LinkError(f"{kind} queue {q} is not among the queues granted to this "
+                                f"process")
         self._next = 0
         self.frames_in = self.frames_out = 0
         self.tx_errors = 0
