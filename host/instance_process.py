@@ -106,6 +106,9 @@ class InstanceSpec:
         The HTTP server's folder.
     ring : (str, int, int)
         Shared-frame ring: segment name, offset and size in it.
+    wake_word : int or None
+        Offset in that segment of the NIC process's wake word (1 while it sleeps long:
+        the child kicks it after sending).
     """
     config: InstanceConfig
     grant: Any
@@ -116,6 +119,7 @@ class InstanceSpec:
     apps: tuple[AppSpec, ...] = ()
     serve_dir: str | None = None
     ring: tuple[str, int, int] | None = None
+    wake_word: int | None = None
 
 
 @dataclass
@@ -134,13 +138,16 @@ class _Instance:
         self.spec = spec
         cfg = spec.config
         self.queues = spec.grant.open()
-        self.segment = self.ring = None
+        self.segment = self.ring = self.nic_sleeping = None
         try:
             self.link = NicQueueLink(self.queues, cfg.rx_queues, cfg.tx_queue)
             if spec.ring is not None:
                 name, offset, size = spec.ring
                 self.segment = SharedSegment.attach(name)
                 self.ring = SpscRing.attach(self.segment.buf[offset:offset + size])
+                if spec.wake_word is not None:
+                    at = spec.wake_word
+                    self.nic_sleeping = self.segment.buf[at:at + 4].cast("I")
             self.stack = Stack(cfg, mac=spec.mac, ipv4=spec.ipv4, ipv6=spec.ipv6,
                                seed=spec.seed)
         except BaseException:
@@ -204,6 +211,7 @@ class _Instance:
         """Poll until the NIC process closes the pipe (:class:`ParentGone`)."""
         cfg = self.spec.config
         stack, link, ring, client = self.stack, self.link, self.ring, self.client
+        nic_sleeping = self.nic_sleeping
         batch, interval = cfg.poll_batch, cfg.poll_interval
         rx = [q for q in self.queues.rx_queues if q is not None]
         next_poll = 0.0
@@ -216,6 +224,7 @@ class _Instance:
                     stack.receive(data, now)
                     self.shared_in += 1
                 moved = True
+            sent = False
             if now >= next_poll:
                 received, sent = step_stack(stack, link, batch, now)
                 moved = moved or received > 0 or sent
@@ -224,7 +233,9 @@ class _Instance:
                 out = stack.poll(now)
                 if out:
                     link.send(out)
-                    moved = True
+                    moved = sent = True
+            if sent and nic_sleeping is not None and nic_sleeping[0]:
+                client.kick()               # the NIC process sleeps: our doorbell waits
             if client.serve(0):
                 moved = True
             if moved:
@@ -253,6 +264,9 @@ class _Instance:
                 ring.sleeping = 0
 
     def close(self) -> None:
+        if self.nic_sleeping is not None:
+            self.nic_sleeping.release()
+            self.nic_sleeping = None
         if self.ring is not None:
             self.ring.release()
             self.ring = None

@@ -115,13 +115,15 @@ class Child:
                       f"{self.name} (pid {self.pid})", kind)
 
     def serve_pending(self) -> int:
-        """Serve the requests waiting on the pipe; returns how many. EOF closes the pipe."""
+        """Serve the requests waiting on the pipe; returns how many (kicks included). EOF
+        closes the pipe."""
         conn, served = self.conn, 0
         try:
             while conn is not None and conn.poll(0):
                 msg = conn.recv()
                 if msg[0] == "req":
                     self._serve(self, msg)
+                if msg[0] in ("req", "kick"):
                     served += 1
         except (EOFError, OSError):
             self.close_pipe()
@@ -196,6 +198,14 @@ class NicClient:
                     return served
         except (EOFError, OSError):
             raise ParentGone("the NIC process closed the pipe") from None
+
+    def kick(self) -> None:
+        """Wake the NIC process's loop from its sleep (after ringing a doorbell while its
+        wake word is set, see :class:`~hetnic.host.nic_process.NicProcess`)."""
+        try:
+            self._conn.send(("kick",))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            raise ParentGone("the NIC process is gone") from None
 
     def fileno(self) -> int:
         """Readable when the NIC process sent a call (or exited)."""

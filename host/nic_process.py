@@ -26,7 +26,11 @@ child and its exit code, :meth:`on_child_exit` callbacks) and, when a turn moved
 TAP frame, the wire idle, no bus activity, no doorbell written, no request), sleeps in
 ``select`` on the TAP, the pipes and the children's sentinels: ``busy_wait`` seconds
 (0.2 ms) while the NIC was active recently, so that a child's doorbell is noticed at once,
-then ``idle_wait`` (2 ms), so that an idle host does not burn a core.
+then ``idle_wait`` (2 ms), so that an idle host does not burn a core. With a ``wake_word``
+(a 32-bit word in memory the children share) the idle sleep is ``LONG_WAIT`` (50 ms): the
+loop sets the word to 1 while it sleeps so, and a child that rings a doorbell and sees it
+set sends a kick on its pipe (:meth:`NicClient.kick
+<hetnic.host.nic_client.NicClient.kick>`), which ends the sleep at once.
 """
 
 from __future__ import annotations
@@ -50,14 +54,14 @@ __all__ = ["NicProcess", "NicProcessTimeout", "Child", "NicClient", "NicRequestE
 BUSY_WAIT = 0.0002
 #: Sleep of an idle turn after that.
 IDLE_WAIT = 0.002
+#: Sleep of an idle turn with a wake word the children check.
+LONG_WAIT = 0.05
 _ACTIVE_WINDOW = 0.05
 #: Cycles the clock runs per turn at most, and the idle criterion (cycles with no bus move).
 _MAX_CYCLES = 20_000
 _QUIET = 64
 #: Seconds :meth:`NicProcess.close` gives children to exit before SIGTERM, then SIGKILL.
 _GRACE = 2.0
-#: Harness counters whose change means the NIC did something (``sim.hil.COUNTER_NAMES``).
-_ACTIVITY = ("rx_frames", "tx_frames", "axi_reads", "axi_writes")
 
 
 class NicProcessTimeout(HetnicError, TimeoutError):
@@ -82,6 +86,9 @@ class NicProcess:
         Where one-line messages go (a child that exited); default: standard error.
     busy_wait, idle_wait : float
         Sleep of a turn that moved nothing, shortly after activity and long after it.
+    wake_word : memoryview, optional
+        4 writable bytes the children can read (shared memory): 1 while the loop sleeps
+        longer than ``busy_wait`` (then up to ``LONG_WAIT`` instead of ``idle_wait``), else 0.
 
     Members
     -------
@@ -97,7 +104,8 @@ class NicProcess:
 
     def __init__(self, nic, tap=None, *, faults_to_nic=None, faults_to_tap=None,
                  log: Callable[[str], None] | None = None,
-                 busy_wait: float = BUSY_WAIT, idle_wait: float = IDLE_WAIT):
+                 busy_wait: float = BUSY_WAIT, idle_wait: float = IDLE_WAIT,
+                 wake_word: memoryview | None = None):
         if not (0 < busy_wait <= idle_wait):
             raise ValueError(f"need 0 < busy_wait <= idle_wait, not {busy_wait!r} and "
                              f"{idle_wait!r}")
@@ -109,6 +117,9 @@ class NicProcess:
         self.child_exits = 0
         self.messages: list[str] = []
         self.busy_wait, self.idle_wait = busy_wait, idle_wait
+        if wake_word is not None and len(wake_word) != 4:
+            raise ValueError(f"wake_word must be 4 bytes, not {len(wake_word)}")
+        self._wake_word = None if wake_word is None else wake_word.cast("B").cast("I")
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._exit_callbacks: list[Callable[[Child], None]] = []
@@ -172,8 +183,8 @@ class NicProcess:
 
     @property
     def activity(self) -> int:
-        """The NIC's activity count as of the last turn (frames and bus transfers): a turn
-        hook that sees it change knows the NIC moved something."""
+        """The NIC's cycle count as of the last turn: a turn hook that sees it change knows
+        the NIC ran (it runs only while it has work)."""
         return self._activity
 
     @property
@@ -206,14 +217,18 @@ class NicProcess:
         """Serve every request waiting on a pipe and notice children that exited; returns
         whether there was something."""
         moved = False
-        for child in self.children:
-            if child.reported:
-                continue
-            if child.conn is not None:
+        watched = [c for c in self.children if not c.reported]
+        if not watched:
+            return False
+        fds = [c.conn for c in watched if c.conn is not None] + [c.sentinel for c in watched]
+        ready = set(select.select(fds, [], [], 0)[0])
+        for child in watched:
+            if child.conn is not None and child.conn in ready:
                 moved |= child.serve_pending() > 0
-            if not child.alive:
-                self._reap(child)
-                moved = True
+            if child.sentinel in ready or child.conn is None:
+                if not child.alive:
+                    self._reap(child)
+                    moved = True
         return moved
 
     def _reap(self, child: Child) -> None:
@@ -233,11 +248,10 @@ class NicProcess:
 
     # --- the loop ------------------------------------------------------------------------
     def _activity_count(self) -> int:
-        counters = getattr(self.nic.backend, "counters", None)
-        if counters is None:
-            return 0
-        c = counters()
-        return sum(c.get(k, 0) for k in _ACTIVITY)
+        """The NIC's cycle count: the clock runs only while the NIC has work (a frame, a
+        doorbell, a TX item; ``run_until_idle`` stops after ``_QUIET`` quiet cycles), so a
+        change means the NIC moved something."""
+        return self.nic.now()
 
     def _doorbell_rung(self) -> bool:
         view = self._doorbells
@@ -311,7 +325,9 @@ class NicProcess:
             self._sleep(now, end)
 
     def _sleep(self, now: float, end: float | None) -> None:
-        wait = self.busy_wait if now - self._last_active < _ACTIVE_WINDOW else self.idle_wait
+        long = now - self._last_active >= _ACTIVE_WINDOW
+        word = self._wake_word if long else None
+        wait = self.busy_wait if not long else (self.idle_wait if word is None else LONG_WAIT)
         if self.bridge is not None:
             deadline = self.bridge.next_deadline()
             if deadline is not None:
@@ -326,10 +342,19 @@ class NicProcess:
                 fds.append(child.sentinel)
                 if child.conn is not None:
                     fds.append(child.conn)
-        if fds:
-            select.select(fds, [], [], wait)
-        else:
-            time.sleep(wait)
+        if word is not None:
+            word[0] = 1
+            if self._doorbells is not None and bytes(self._doorbells) != self._doorbell_seen:
+                word[0] = 0                 # a doorbell came before the word was set
+                return
+        try:
+            if fds:
+                select.select(fds, [], [], wait)
+            else:
+                time.sleep(wait)
+        finally:
+            if word is not None:
+                word[0] = 0
 
     def stop(self) -> None:
         """Make :meth:`run` return, now and from then on (safe from a signal handler or
@@ -348,6 +373,9 @@ class NicProcess:
         _stop_all([c.process for c in self.children], grace)
         for child in self.children:
             child.reported = True
+        if self._wake_word is not None:
+            self._wake_word.release()       # the caller may close the memory behind it
+            self._wake_word = None
 
     def __enter__(self) -> "NicProcess":
         return self

@@ -55,6 +55,10 @@ __all__ = ["StackProcs", "StackProcsError"]
 #: Slots and slot size of each instance's ring of shared frames (an Ethernet frame fits).
 RING_SLOTS = 64
 RING_SLOT_SIZE = 2048
+#: The shared segment: the NIC process's wake word (a cache line), then one ring per
+#: instance.
+_WAKE_WORD = 0
+_RINGS_AT = 64
 #: Seconds the children get to open their queues and listen.
 START_TIMEOUT = 120.0
 #: Seconds a summary or close call waits for a child.
@@ -111,8 +115,17 @@ class StackProcs:
                                        tx_queues=len(nic.tx_queues), app_ports=())
         self.dispatcher = Dispatcher(nic, self.instances, base_plan=self.base_plan)
         self.dispatcher.program()
-        self.owner = NicProcess(nic, tap, faults_to_nic=faults_to_nic,
-                                faults_to_tap=faults_to_tap, log=log)
+        ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
+        self._segment = SharedSegment.create(_RINGS_AT + ring_bytes * len(self.instances),
+                                             prefix="hetnic-shared")
+        self._rings: list[SpscRing] = []
+        try:
+            self.owner = NicProcess(nic, tap, faults_to_nic=faults_to_nic,
+                                    faults_to_tap=faults_to_tap, log=log,
+                                    wake_word=self._segment.buf[_WAKE_WORD:_WAKE_WORD + 4])
+        except BaseException:
+            self._segment.close()
+            raise
         self.bridge = self.owner.bridge
         self.children: dict = {}
         self.pids: dict[str, int] = {}
@@ -126,21 +139,19 @@ class StackProcs:
         self._closed = False
         self.apps = self._assign_apps(serve_dir is not None) if apps else \
             {cfg.name: [] for cfg in self.instances}
-        ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
-        self._segment = SharedSegment.create(ring_bytes * len(self.instances),
-                                             prefix="hetnic-shared")
         try:
-            self._rings = [SpscRing.create(self._segment.buf[i * ring_bytes:
-                                                             (i + 1) * ring_bytes],
-                                           RING_SLOTS, RING_SLOT_SIZE)
-                           for i in range(len(self.instances))]
+            for i in range(len(self.instances)):
+                at = _RINGS_AT + i * ring_bytes
+                self._rings.append(SpscRing.create(self._segment.buf[at:at + ring_bytes],
+                                                   RING_SLOTS, RING_SLOT_SIZE))
             self._serve()
             for index, cfg in enumerate(self.instances):
                 grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
                 spec = InstanceSpec(config=cfg, grant=grant, mac=mac, ipv4=ipv4, ipv6=ipv6,
                                     seed=seed + index, apps=tuple(self.apps[cfg.name]),
                                     serve_dir=None if serve_dir is None else str(serve_dir),
-                                    ring=(self._segment.name, index * ring_bytes, ring_bytes))
+                                    ring=(self._segment.name, _RINGS_AT + index * ring_bytes,
+                                          ring_bytes), wake_word=_WAKE_WORD)
                 child = self.owner.spawn(cfg.name, instance_main, spec)
                 self.children[cfg.name] = child
                 self.pids[cfg.name] = child.pid

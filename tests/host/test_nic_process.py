@@ -34,6 +34,9 @@ class _StubNic:
         self.runs += 1
         return 0
 
+    def now(self) -> int:
+        return 0
+
 
 # --- child targets (module level: the spawn context pickles them by name) -----------------
 
