@@ -1,0 +1,140 @@
+"""The host's native helper (``host/native/rps.c``): built at first use, cached, loaded.
+
+The C source is compiled with the C compiler on ``PATH`` (``$CC``, else ``cc``, ``gcc`` or
+``clang``) into a shared library under ``$HETNIC_CACHE/native``, named by a hash of the
+source, the compiler and the flags, so a changed source or layout builds a new one and an
+unchanged one is loaded at once. Every layout offset reaches C as a ``-D`` flag generated
+from :mod:`hetnic.host.spsc` and :mod:`hetnic.host.rps_layout`.
+
+:func:`load` returns a :class:`NativeLib` whose :attr:`~NativeLib.lib` is the
+:class:`ctypes.CDLL` with argument and result types set; ctypes releases the GIL for the
+duration of every call, so a worker or driver loop in C does not hold up other threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..build_cache import build_lock, cache_dir, content_key
+from ..errors import HetnicError
+from . import rps_layout, spsc
+
+__all__ = ["NativeBuildError", "NativeLib", "load", "SOURCE", "CFLAGS"]
+
+SOURCE = Path(__file__).parent / "native" / "rps.c"
+CFLAGS = ["-O2", "-std=gnu11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"]
+
+_c = ctypes
+_P = _c.c_void_p
+_SIGNATURES = {
+    "hn_syscalls": (_c.c_uint64, []),
+    "hn_now_ns": (_c.c_uint64, []),
+    "hn_waitpkg": (_c.c_int, []),
+    "hn_futex_wait": (_c.c_int, [_P, _c.c_uint32, _c.c_int64]),
+    "hn_futex_wake": (_c.c_int, [_P, _c.c_int]),
+    "hn_eventfd_new": (_c.c_int, []),
+    "hn_eventfd_write": (_c.c_int, [_c.c_int, _c.c_uint64]),
+    "hn_eventfd_read": (_c.c_int64, [_c.c_int]),
+    "hn_close": (_c.c_int, [_c.c_int]),
+    "hn_forward_ipv4": (_c.c_int, [_P, _c.c_uint32, _c.c_int]),
+    "hn_worker_init": (_c.c_int, [_P]),
+    "hn_worker_run": (_c.c_int, [_P, _P, _c.c_int, _c.c_int, _c.c_int64]),
+    "hn_watch": (_c.c_int, [_P, _P]),
+    "hn_drive": (_c.c_uint64, [_P, _P, _P, _c.c_uint64, _P, _P, _c.c_uint64, _c.c_uint32,
+                               _c.c_uint64, _c.c_uint64]),
+    "hn_kick": (None, [_P, _P, _c.c_int]),
+}
+
+
+class NativeBuildError(HetnicError, RuntimeError):
+    """The native helper could not be built (no C compiler, or the compile failed)."""
+
+
+class NativeLib:
+    """The loaded helper.
+
+    Members
+    -------
+    lib : ctypes.CDLL
+        The library, with ``argtypes``/``restype`` set for every ``hn_*`` function.
+    path : pathlib.Path
+        The shared library file in the cache.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lib = ctypes.CDLL(str(path))
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            func = getattr(self.lib, name)
+            func.restype = restype
+            func.argtypes = argtypes
+
+    @property
+    def syscalls(self) -> int:
+        """System calls the helper has made in this process."""
+        return self.lib.hn_syscalls()
+
+    @property
+    def wait_mode(self) -> str:
+        """How an idle worker waits before sleeping: ``"umwait"`` when the CPU has WAITPKG,
+        else ``"futex"`` (pause-spin, then futex)."""
+        return "umwait" if self.lib.hn_waitpkg() else "futex"
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC")
+    if cc:
+        if shutil.which(cc.split()[0]) is None:
+            raise NativeBuildError(f"the C compiler CC={cc} is not found: fix CC or unset it "
+                                   f"to use cc/gcc/clang")
+        return cc
+    for name in ("cc", "gcc", "clang"):
+        if shutil.which(name):
+            return name
+    raise NativeBuildError("no C compiler found (looked for cc, gcc and clang, CC unset): the "
+                           "host's native helper needs one; install gcc (apt-get install gcc)")
+
+
+def defines() -> list[str]:
+    """The ``-D`` flags the C source is compiled with (the shared layouts)."""
+    return spsc.c_defines() + rps_layout.c_defines()
+
+
+def build() -> Path:
+    """Compile the helper into the cache if it is not there yet; its path."""
+    cc = _compiler()
+    flags = CFLAGS + defines()
+    source = SOURCE.read_bytes()
+    key = content_key(source, cc, *flags)
+    entry = cache_dir("native") / f"rps-{key}.so"
+    with build_lock(entry):     # one build per entry, however many processes ask
+        if entry.exists():
+            return entry
+        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        cmd = [*cc.split(), *flags, "-o", str(tmp), str(SOURCE)]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except OSError as exc:
+            raise NativeBuildError(f"cannot run the C compiler {cc!r}: {exc.strerror}") from None
+        if result.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            first = (result.stderr.strip().splitlines() or ["(no output)"])[0]
+            raise NativeBuildError(f"compiling {SOURCE.name} failed: {first}")
+        os.replace(tmp, entry)
+    return entry
+
+
+_loaded: dict[Path, NativeLib] = {}
+
+
+def load(path: Path | str | None = None) -> NativeLib:
+    """The helper, built first if needed (``path``: a library :func:`build` made, e.g. in the
+    parent process, to load without checking the cache)."""
+    lib_path = Path(path) if path is not None else build()
+    if lib_path not in _loaded:
+        _loaded[lib_path] = NativeLib(lib_path)
+    return _loaded[lib_path]
