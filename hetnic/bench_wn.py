@@ -114,10 +114,11 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0002) -> 
     w.set_ready()
     served = 0
     while not w.stopping:
+        ready = w.readable()
         moved = False
-        while w.try_accept(port) is not None:
+        while w.try_accept(port, poll=False) is not None:
             moved = True
-        for fd in w.readable():
+        for fd in ready:
             moved = True
             data = w.recv(fd, timeout=None)
             if data:
@@ -130,3 +131,218 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0002) -> 
         if not moved:
             _time.sleep(nap)
     return served
+
+
+# ---------------------------------------------------------------------------------------------
+# requests/s on frames generated ahead
+
+_CLIENT_MAC = bytes.fromhex("020000000001")
+_SERVER_MAC = bytes.fromhex("020000000002")
+_CLIENT_IP, _SERVER_IP = "198.18.0.1", "198.18.0.2"
+_REQUEST = 64
+
+
+def _server_config(name: str) -> "InstanceConfig":
+    from .host.stack.instance import InstanceConfig
+    # Nagle off: each response goes at once. The request frames, generated before any
+    # response exists, cannot acknowledge a response (an ACK of data not yet sent makes the
+    # N drop the segment, RFC 9293 3.10.7.4), so the responses stay unacknowledged during
+    # the run: an initial window of 1000 segments and a 5 s minimum RTO keep the sender from
+    # stalling or retransmitting (a run's responses per connection fit the client's 64 KiB
+    # window).
+    return InstanceConfig(name=name, nagle=False, delayed_ack=True, delayed_ack_timeout=0.2,
+                          min_rto=5.0, max_rto=60.0, initial_window=1000, backlog=4096,
+                          max_connections=8192, sndbuf=1 << 20, rcvbuf=1 << 20,
+                          buffer_memory=1 << 34, poll_batch=64)
+
+
+def _client_stack():
+    from .host.stack.instance import InstanceConfig
+    from .host.stack.stack import Stack
+    cfg = InstanceConfig(name="client", nagle=False, delayed_ack=False, timestamps=False,
+                         sack=False, window_scale=False, max_connections=16384,
+                         buffer_memory=1 << 34, backlog=4096)
+    return Stack(cfg, mac=_CLIENT_MAC, ipv4=[(_CLIENT_IP, 24)])
+
+
+def _ports_per_n(wire: RssWire, n_count: int, per_n: int, first: int = 20000) -> list[int]:
+    """Client ports whose connections RSS brings to each N, ``per_n`` each."""
+    import ipaddress
+    src = ipaddress.ip_address(_CLIENT_IP).packed
+    dst = ipaddress.ip_address(_SERVER_IP).packed
+    counts = [0] * n_count
+    ports = []
+    port = first
+    while min(counts) < per_n:
+        data = src + dst + port.to_bytes(2, "big") + (_PORT).to_bytes(2, "big")
+        n = wire.reta[toeplitz(wire.key, data) & (len(wire.reta) - 1)]
+        if counts[n] < per_n:
+            counts[n] += 1
+            ports.append(port)
+        port += 1
+    return ports
+
+
+_PORT = 7
+
+
+def _request_frames(socks, rounds: int) -> tuple[list[bytes], dict]:
+    """Every request frame, round by round over the connections, and what each connection's
+    responses must be."""
+    import ipaddress
+    from .host.stack.ethernet import eth_header
+    from .host.stack.ipv4 import build_ipv4_header
+    from .host.stack.tcp_segment import build_tcp
+    src = ipaddress.ip_address(_CLIENT_IP).packed
+    dst = ipaddress.ip_address(_SERVER_IP).packed
+    eth = eth_header(_SERVER_MAC, _CLIENT_MAC, 0x0800)
+    frames = []
+    expect = {}
+    state = []
+    for i, s in enumerate(socks):
+        info = s.info()
+        sport = s.getsockname()[1]
+        state.append((sport, info["snd_nxt"], info["rcv_nxt"]))
+        expect[sport] = (info["rcv_nxt"], bytearray())
+    for r in range(rounds):
+        for i, (sport, seq, ack) in enumerate(state):
+            payload = (b"%08d %06d " % (sport, r)).ljust(_REQUEST, b"r")
+            tcp = build_tcp(src, dst, sport, _PORT, (seq + _REQUEST * r) & 0xFFFFFFFF,
+                            ack,
+                            0x18, 65535, payload=payload)
+            frames.append(eth + build_ipv4_header(src, dst, 6, len(tcp), r & 0xFFFF) + tcp)
+            expect[sport][1].extend(payload)
+    return frames, expect
+
+
+def _payload_len(frame: bytes) -> int:
+    """The TCP payload bytes of an IPv4 TCP frame (0 for anything else)."""
+    if len(frame) < 54 or frame[23] != 6:
+        return 0
+    t = 14 + (frame[14] & 15) * 4
+    return int.from_bytes(frame[16:18], "big") - (t - 14) - (frame[t + 12] >> 4) * 4
+
+
+def _check_responses(frames: list[bytes], expect: dict) -> tuple[int, int]:
+    """(responses byte-exact, bytes that differ or are missing) of the N's frames."""
+    got: dict[int, dict[int, bytes]] = {port: {} for port in expect}
+    for f in frames:
+        if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != 6:
+            continue
+        ihl = (f[14] & 15) * 4
+        t = 14 + ihl
+        total = int.from_bytes(f[16:18], "big")
+        off = (f[t + 12] >> 4) * 4
+        payload = f[t + off:14 + total]
+        dport = int.from_bytes(f[t + 2:t + 4], "big")
+        if payload and dport in got:
+            seq = int.from_bytes(f[t + 4:t + 8], "big")
+            got[dport][seq] = payload
+    exact = bad = 0
+    for port, (base, want) in expect.items():
+        stream = bytearray()
+        for seq in sorted(got[port], key=lambda s: (s - base) & 0xFFFFFFFF):
+            rel = (seq - base) & 0xFFFFFFFF
+            if rel == len(stream):
+                stream += got[port][seq]
+        exact += sum(1 for k in range(0, len(want), _REQUEST)
+                     if stream[k:k + _REQUEST] == want[k:k + _REQUEST])
+        bad += max(0, len(want) - len(stream))
+    return exact, bad
+
+
+def _pump(client, wire: RssWire) -> None:
+    import time as _time
+    now = _time.monotonic()
+    for frame in wire.receive():
+        client.receive(frame, now)
+    out = client.poll(now)
+    if out:
+        wire.send(out)
+
+
+def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
+                   rounds: int = 200, timeout: float = 120.0) -> dict:
+    """Requests/s of ``n_count`` N's on request frames generated ahead into their wire
+    rings (64-byte requests echoed by ``w_count`` echo W's); see :func:`bench_wn`."""
+    import time as _time
+    from .host.wn_host import WnHost
+    total = n_count * conns_per_n * rounds
+    slots = 1 << max(10, (conns_per_n * (rounds + 4)).bit_length())
+    # A slot takes a whole frame: the N's coalesce responses into segments up to the MSS.
+    with WnHost(n_count, w_count, wire=(slots, 2048), ring_slots=4096,
+                table_slots=1024) as host:
+        for n in range(n_count):
+            host.start_n(n, _server_config(f"n{n}"),
+                         dict(mac=_SERVER_MAC, ipv4=[(_SERVER_IP, 24)]))
+        for w in range(w_count):
+            host.start_w(w, echo_w, _PORT)
+        host.wait_ready()
+        wire = RssWire(host)
+        client = _client_stack()
+        socks = []
+        for port in _ports_per_n(wire, n_count, conns_per_n):
+            s = client.tcp_socket()
+            s.bind(("", port))
+            s.connect((_SERVER_IP, _PORT))
+            socks.append(s)
+        end = _time.monotonic() + timeout
+        want = n_count * conns_per_n
+        while not (all(s.connected for s in socks)
+                   and sum(r["state"] == "OPEN" for r in host.dump()) == want):
+            if _time.monotonic() > end:
+                raise TimeoutError("the connections were not set up in time")
+            _pump(client, wire)
+            _time.sleep(0.0005)
+        _time.sleep(0.3)                      # let the last ACKs and window updates settle
+        wire.receive()
+        frames, expect = _request_frames(socks, rounds)
+        steer = rss_index(frames, len(wire.reta), wire.key)
+        per_n = [[f for f, i in zip(frames, steer) if wire.reta[i] == n]
+                 for n in range(n_count)]
+        rings_in = [host.wire_in(n) for n in range(n_count)]
+        got: list[bytes] = []
+        want_bytes = total * _REQUEST
+        received = 0
+        cpu0 = {f"n{n}": _cpu_seconds(p.pid) for n, p in host.n_procs.items()}
+        cpu0.update({f"w{w}": _cpu_seconds(p.pid) for w, p in host.w_procs.items()})
+        host.layout.hold = True               # the N's take no frame until the clock starts
+        for n, ring in enumerate(rings_in):
+            for f in per_n[n]:
+                if not ring.push(f):
+                    raise RuntimeError(f"N {n}'s wire ring is too small for the run")
+        start = _time.perf_counter()
+        host.layout.hold = False
+        last = start
+        while received < want_bytes and _time.perf_counter() - last < 5.0:
+            batch = wire.receive(4096)
+            if batch:
+                got += batch
+                received += sum(_payload_len(f) for f in batch)
+                last = _time.perf_counter()
+            else:
+                _time.sleep(0.001)
+        elapsed = last - start
+        exact, missing = _check_responses(got, expect)
+        accepts = [c["accepts"] for c in host.counters()]
+        cpu = {f"n{n}": _cpu_seconds(p.pid) - cpu0[f"n{n}"] for n, p in host.n_procs.items()}
+        cpu.update({f"w{w}": _cpu_seconds(p.pid) - cpu0[f"w{w}"]
+                    for w, p in host.w_procs.items()})
+        frames_out = len(got)
+    return {"requests": total, "responses_exact": exact, "bytes_missing": missing,
+            "seconds": round(elapsed, 3),
+            "requests_per_s": round(exact / elapsed) if elapsed > 0 else 0,
+            "connections": n_count * conns_per_n, "w_count": w_count,
+            "accepts_per_n": accepts, "frames_out": frames_out,
+            "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()}}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 if it is gone)."""
+    import os as _os
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _os.sysconf("SC_CLK_TCK")

@@ -159,23 +159,31 @@ class WThread:
         The first call tells every N that this W accepts on ``port``. ``timeout`` None:
         return at once or raise :class:`WnTimeout`."""
         self._alive("accept")
+        q = self._accept_queue(port)
+        self._wait(lambda: bool(q), timeout, f"accept on port {port}")
+        return self._take(q)
+
+    def try_accept(self, port: int, *, poll: bool = True) -> tuple[int, tuple[str, int]] | None:
+        """:meth:`accept` that returns None at once when no connection is waiting (``poll``
+        False: without taking new events first, after a :meth:`readable` or :meth:`poll`)."""
+        self._alive("accept")
+        q = self._accept_queue(port)
+        if not q and poll:
+            self.poll()
+        return self._take(q) if q else None
+
+    def _accept_queue(self, port: int) -> deque:
         if port not in self._accepting:
             self._accepting.add(port)
             for n in range(self.layout.n_count):
                 self._push(n, Cmd.ACCEPT, encode(0, encode_port(port)), 5.0)
-        q = self._accepts.setdefault(port, deque())
-        self._wait(lambda: bool(q), timeout, f"accept on port {port}")
+        return self._accepts.setdefault(port, deque())
+
+    def _take(self, q: deque) -> tuple[int, tuple[str, int]]:
         fd, peer = q.popleft()
         self._fds[fd] = _Fd()
         self._push(self._n(fd), Cmd.TAKEN, encode(fd), 5.0)
         return fd, peer
-
-    def try_accept(self, port: int) -> tuple[int, tuple[str, int]] | None:
-        """:meth:`accept` that returns None at once when no connection is waiting."""
-        try:
-            return self.accept(port, timeout=None)
-        except WnTimeout:
-            return None
 
     def readable(self) -> list[int]:
         """This W's FDs whose :meth:`recv` would not wait (data, EOF or an error)."""

@@ -8,7 +8,9 @@ parameters are stored in the segment's header, so a process attaching needs only
 Layout::
 
     0                  header: magic, n_count, w_count, table_slots, ring_slots, slot_size,
-                       u32 stop (set by the host: every N exits)
+                       u32 stop (set by the host: every N exits), u32 hold (set by the
+                       host: the N's take no frames from their links, e.g. while a
+                       benchmark fills their rings)
     PEERS              per W: u32 pid, u32 flags (bit 0: gone, bit 1: ready) (by the W)
                        per N: u32 pid, u32 alive, u64 heartbeat, u64 accepts, u64 lost,
                               u64 reassigned                            (written by the N)
@@ -45,6 +47,7 @@ _MAGIC = 0x574E3031        # "WN01"
 _HEADER = struct.Struct("<IIIIII")
 _HEADER_SIZE = 64
 _OFF_STOP = 24
+_OFF_HOLD = 28
 _W_PEER = struct.Struct("<II")
 _N_PEER = struct.Struct("<IIQQQQ")
 _FD = struct.Struct("<I")
@@ -240,6 +243,15 @@ class WnLayout:
     @stop.setter
     def stop(self, value: bool) -> None:
         struct.pack_into("<I", self.buf, _OFF_STOP, int(value))
+
+    @property
+    def hold(self) -> bool:
+        """Set by the host while the N's are to take no frames from their links."""
+        return bool(struct.unpack_from("<I", self.buf, _OFF_HOLD)[0])
+
+    @hold.setter
+    def hold(self, value: bool) -> None:
+        struct.pack_into("<I", self.buf, _OFF_HOLD, int(value))
 
     # W peers: pid, "gone" and "ready" flags.
     def w_peer(self, w: int) -> tuple[int, bool]:

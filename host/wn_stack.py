@@ -123,7 +123,7 @@ class WnStack:
     # ------------------------------------------------------------------ the loop
 
     def run(self, until: Callable[[], bool] | None = None, *, parent_pid: int = 0,
-            idle_sleep: float = 0.0005) -> None:
+            idle_sleep: float = 0.0002) -> None:
         """Step until the host sets the stop word, ``until()`` is true, or ``parent_pid``'s
         process is gone; a turn that moved nothing spins a little, then sleeps
         ``idle_sleep``."""
@@ -134,7 +134,7 @@ class WnStack:
                 idle = 0
                 continue
             idle += 1
-            if idle > 50:
+            if idle > 4:
                 if layout.stop or (until is not None and until()):
                     break
                 if parent_pid and idle % 64 == 0 and not pid_alive(parent_pid):
@@ -147,7 +147,7 @@ class WnStack:
         """One turn (see the module doc); True if anything moved."""
         stack, link = self.stack, self.link
         link.service()
-        frames = link.receive(self.batch)
+        frames = link.receive(self.batch) if not self.layout.hold else []
         share = self.share_out
         for frame in frames:
             if share and is_shared_frame(frame):
