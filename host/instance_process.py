@@ -13,9 +13,9 @@ child (:func:`instance_main`)
 * takes the frames every instance needs (ARP, NDP, ICMP errors; the NIC delivers them to
   the default instance) from its :class:`~hetnic.host.spsc.SpscRing`, where the NIC
   process's bridge copies them;
-* asks the NIC process's dispatcher for each application's port before it listens
-  (``client.request("listen", qos=..., proto=..., port=...)``) and gives the port back when
-  the application closes (``"release"``);
+* starts an application when the NIC process calls ``"start_app"``: asks the NIC process's
+  dispatcher for its port before it listens (``client.request("listen", qos=..., proto=...,
+  port=...)``) and gives the port back when the application closes (``"release"``);
 * answers the NIC process's calls: ``"summary"`` (counters, connections by state, the
   applications' statistics, its pid), ``"connections"`` (the per-connection dump) and
   ``"close"`` (close the applications and send what that makes the stack send).
@@ -101,7 +101,6 @@ class InstanceSpec:
     ipv4, ipv6 : list of (str, int)
         Addresses and prefix lengths.
     seed : int
-    apps : tuple of AppSpec
     serve_dir : str or None
         The HTTP server's folder.
     ring : (str, int, int)
@@ -116,7 +115,6 @@ class InstanceSpec:
     ipv4: list
     ipv6: list
     seed: int
-    apps: tuple[AppSpec, ...] = ()
     serve_dir: str | None = None
     ring: tuple[str, int, int] | None = None
     wake_word: int | None = None
@@ -158,20 +156,22 @@ class _Instance:
         client.on_call("summary", self.summary)
         client.on_call("connections", self.stack.connections)
         client.on_call("close", self.close_apps)
+        client.on_call("start_app", self.start_app)
 
     # --- applications ------------------------------------------------------------------
-    def start_apps(self) -> None:
-        for app in self.spec.apps:
-            grant = self.client.request("listen", qos=app.qos, proto=app.proto, port=app.port,
-                                        owner=f"{app.app}@{self.spec.config.name}")
-            try:
-                running = APP_MAKERS[app.key](self.stack, app.port, self.spec.serve_dir)
-            except BaseException:
-                self.client.request("release", grant=grant)
-                raise
-            if isinstance(running, DiscardServer):
-                running.on_report = self._report
-            self.apps.append(_Running(app, running, grant))
+    def start_app(self, app: AppSpec):
+        """Ask the dispatcher for ``app``'s port, then start it; its grant."""
+        grant = self.client.request("listen", qos=app.qos, proto=app.proto, port=app.port,
+                                    owner=app.app)
+        try:
+            running = APP_MAKERS[app.key](self.stack, app.port, self.spec.serve_dir)
+        except BaseException:
+            self.client.request("release", grant=grant)
+            raise
+        if isinstance(running, DiscardServer):
+            running.on_report = self._report
+        self.apps.append(_Running(app, running, grant))
+        return grant
 
     def _report(self, report: dict) -> None:
         try:
@@ -277,11 +277,12 @@ class _Instance:
 
 
 def instance_main(client: NicClient, spec: InstanceSpec) -> None:
-    """The instance process: open the grant, start the applications (their ports through
-    the dispatcher), tell the NIC process it is ready, poll until the NIC process goes."""
+    """The instance process: open the grant, build the stack, tell the NIC process it is
+    ready, poll until the NIC process goes. The NIC process starts the applications with
+    ``"start_app"`` calls (in one order for all instances, so the rule table is the same
+    every run); each asks the dispatcher for its port."""
     instance = _Instance(client, spec)
     try:
-        instance.start_apps()
         client.request("ready", pid=os.getpid())
         instance.run()
     finally:

@@ -148,7 +148,7 @@ class StackProcs:
             for index, cfg in enumerate(self.instances):
                 grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
                 spec = InstanceSpec(config=cfg, grant=grant, mac=mac, ipv4=ipv4, ipv6=ipv6,
-                                    seed=seed + index, apps=tuple(self.apps[cfg.name]),
+                                    seed=seed + index,
                                     serve_dir=None if serve_dir is None else str(serve_dir),
                                     ring=(self._segment.name, _RINGS_AT + index * ring_bytes,
                                           ring_bytes), wake_word=_WAKE_WORD)
@@ -190,6 +190,22 @@ class StackProcs:
             late = ", ".join(sorted(names - self._ready))
             raise StackProcsError(f"instance processes {late} did not start within "
                                   f"{START_TIMEOUT:g} s") from None
+        self._check_started()
+        # The applications, in APP_PORTS order whichever process runs them: the rule table
+        # comes out the same every run (http at slot 0, as in the one-process host).
+        order = {(app, proto): i for i, (app, proto, _, _) in enumerate(APP_PORTS)}
+        starts = sorted(((order[(a.app, a.proto)], name, a)
+                         for name, specs in self.apps.items() for a in specs),
+                        key=lambda item: item[0])
+        for _, name, app in starts:
+            try:
+                self.children[name].call("start_app", app=app, timeout=START_TIMEOUT)
+            except HetnicError as exc:
+                self._check_started()
+                raise StackProcsError(f"instance {name} could not start {app.app} on "
+                                      f"{app.proto}/{app.port}: {exc}") from None
+
+    def _check_started(self) -> None:
         if self.exits:
             name, code = next(iter(self.exits.items()))
             raise StackProcsError(f"instance process {name} exited with status {code} while "
@@ -319,22 +335,25 @@ class StackProcs:
         """As :meth:`StackHost.port_map <hetnic.host.stack_host.StackHost.port_map>`: the
         rules installed now (the dispatcher's, then the base plan's) and the default."""
         names = [cfg.name for cfg in self.instances]
-        running = {(a.proto, a.port): a.app if a.proto == "tcp" else "udp-echo"
-                   for specs in self.apps.values() for a in specs}
+        running = {(a.port, a.proto): "udp-echo" if a.proto == "udp" else a.app
+                   for name, specs in self.apps.items() if name not in self.exits
+                   for a in specs}
         rows = []
         for slot, rule in enumerate(self.dispatcher.rules()):
             proto = rule.ip_proto or "any"
             ports = rule.dst_port
+            app = ""
             if isinstance(ports, tuple):
-                lo, hi = ports
-                ports = lo if lo == hi else f"{lo}-{hi}"
-                match = f"{proto + ' ' if rule.ip_proto else ''}dst port {ports}"
+                app = ",".join(name for (port, p), name in sorted(running.items())
+                               if p == proto and ports[0] <= port <= ports[1])
+                ports = f"{ports[0]}-{ports[1]}"
+                match = f"dst port {ports}" if proto == "any" else f"{proto} dst port {ports}"
             elif rule.flags.get("fragment"):
                 match = "IPv4/IPv6 fragments"
             else:
                 match = f"{proto} dst port {ports}"
-            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance],
-                                  running.get((proto, ports), "")))
+                app = running.get((ports, proto), "")
+            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance], app))
         rows.append(self._row(None, "everything else", "any", None,
                               names[self.base_plan.default_instance], ""))
         return rows

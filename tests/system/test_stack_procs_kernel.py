@@ -118,6 +118,12 @@ def test_instances_run_in_three_processes(peer):
     grants = {(g["proto"], g["port"]): g["instance"] for g in summary["dispatcher"]["grants"]}
     assert grants == {("tcp", 80): "throughput", ("tcp", 7): "low-delay",
                       ("udp", 7): "low-delay", ("tcp", 9): "concurrency"}
+    rows = peer.host.port_map()
+    assert [(r["rule"], r["match"], r["instance"], r["app"]) for r in rows[:4]] == [
+        (0, "tcp dst port 80", "throughput", "http"), (1, "tcp dst port 7", "low-delay", "echo"),
+        (2, "udp dst port 7", "low-delay", "udp-echo"),
+        (3, "tcp dst port 9", "concurrency", "discard")]
+    assert rows[-1]["match"] == "everything else" and rows[-1]["instance"] == "concurrency"
 
 
 def test_http_over_curl_is_byte_exact(peer, www, tmp_path):
