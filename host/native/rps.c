@@ -415,7 +415,7 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
     const uint32_t *table = U32(seg, *DRV(dblock, TABLE_OFF));
     uint64_t tsize = *DRV(dblock, TABLE_SIZE);
     uint64_t steered = 0, full = 0, nodead = 0;
-    uint64_t next_watch = hn_now_ns() + watch_ns, next_pace = hn_now_ns();
+    uint64_t next_watch = hn_now_ns(), next_pace = next_watch;   /* watch at once, then every watch_ns */
     if (batch == 0) batch = 1;
     for (uint64_t first = 0; first < n; first += batch) {
         uint64_t last = first + batch < n ? first + batch : n;

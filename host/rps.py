@@ -1,0 +1,371 @@
+"""Receive packet steering by system-call bypass: a driver process steers frames to worker
+processes over shared-memory SPSC rings; an idle worker spins, then sleeps on a futex the
+driver wakes only when the worker's ``sleeping`` word is set.
+
+The driver (this process) owns one shared segment (layout in
+:mod:`hetnic.host.rps_layout`): its block, the steering table, and per worker a block and an
+:class:`~hetnic.host.spsc.SpscRing`. The hot loops are in the native helper
+(:mod:`hetnic.host.native_lib`): :meth:`RpsDriver.steer` runs ``hn_drive`` (worker =
+``table[hash % table_size]``, push, publish once per batch, wake a sleeper; a full ring is a
+counted drop, never a wait), each worker process runs ``hn_worker_run`` (pop, decrement the
+IPv4 TTL with an incremental checksum update, check per-flow order, count).
+
+Mode ``"futex"`` is the bypass; mode ``"eventfd"`` is the baseline: the worker blocks in
+``read()`` on an eventfd the driver writes once per batch.
+
+Liveness: every worker bumps the heartbeat word of its ring (while asleep too: its futex
+wait has a timeout). The watch (inside ``hn_drive``, and :meth:`RpsDriver.watch`) declares
+a worker whose heartbeat has not moved for ``dead_after`` seconds dead, re-points its
+steering entries to the live workers and counts the frames left in its ring as lost. A flow
+stays on one worker while that worker lives, so per-flow order holds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from multiprocessing import reduction
+
+import numpy as np
+
+from ..errors import HetnicError
+from . import native_lib
+from .rps_layout import DRIVER, LAT_N, MAX_WORKERS, MODES, WORKER
+from .shm import SharedSegment
+from .spsc import SpscRing
+
+__all__ = ["RpsDriver", "RpsError", "RpsStats"]
+
+_PAGE = 4096
+
+
+class RpsError(HetnicError, RuntimeError):
+    """Steering could not be set up or used (the message says what to change)."""
+
+
+def _align(n: int, to: int = _PAGE) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass
+class RpsStats:
+    """Counters of one :class:`RpsDriver` since its start.
+
+    ``lost`` frames were in a worker's ring when it was declared dead; ``drop_full`` frames
+    found their worker's ring full (or were longer than a slot); ``drop_dead`` found no live
+    worker. ``syscalls_driver`` counts the native helper's calls in this process;
+    ``wake_latency_ns`` holds the latest samples (up to 4096 per worker) of the time from
+    the driver's publish into the ring of a waiting worker to that worker running.
+    """
+    packets_in: int
+    steered: int
+    forwarded: list[int]
+    drop_full: int
+    drop_dead: int
+    lost: int
+    stolen: list[int]
+    order_errors: int
+    csum_errors: int
+    not_forwarded: int
+    unsequenced: int
+    syscalls_driver: int
+    syscalls_workers: list[int]
+    wakes: int
+    sleeps: list[int]
+    timeouts: list[int]
+    deaths: int
+    dead: list[bool]
+    in_rings: list[int]
+    wake_latency_ns: np.ndarray = field(repr=False)
+    voluntary_ctxt_switches: list[int | None] = field(default_factory=list)
+    cpu_ticks: list[int | None] = field(default_factory=list)
+
+    @property
+    def forwarded_total(self) -> int:
+        return sum(self.forwarded)
+
+
+class _Fd:
+    """An fd that travels to a spawned child (duplicated for it by multiprocessing)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):
+        return _rebuild_fd, (reduction.DupFd(self.fd),)
+
+
+def _rebuild_fd(dup) -> int:
+    return dup.detach()
+
+
+def _worker_main(seg_name: str, lib_path: str, wblock_off: int, ring_off: int, mode: int,
+                 efd, sleep_ns: int) -> None:
+    """A worker process: attach the segment, run the native loop until told to stop."""
+    fd = efd if isinstance(efd, int) else -1
+    seg = SharedSegment.attach(seg_name)
+    anchor = ctypes.c_char.from_buffer(seg.buf)
+    try:
+        base = ctypes.addressof(anchor)
+        lib = native_lib.load(lib_path).lib
+        if lib.hn_worker_init(base + wblock_off) != 0:
+            return      # the driver is gone already
+        rc = lib.hn_worker_run(base + wblock_off, base + ring_off, mode, fd, sleep_ns)
+        if rc != 0:
+            raise RpsError(f"the worker loop failed: {os.strerror(-rc)}")
+    finally:
+        del anchor
+        seg.close()
+
+
+def _proc_status(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _proc_cpu_ticks(pid: int) -> int | None:
+    """utime + stime of ``pid`` in clock ticks (``/proc/PID/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+class RpsDriver:
+    """The steering driver and its worker processes.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes (1 to 64).
+    mode : str
+        ``"futex"`` (spin, then futex sleep; the bypass) or ``"eventfd"`` (the baseline).
+    nslots, slot_size : int
+        Each worker ring's geometry (a slot holds a frame of ``slot_size - 8`` bytes).
+    table_size : int
+        Steering table entries; entry ``hash % table_size`` names the worker.
+    spin_us : float
+        How long an idle worker spins (``pause``) before it sleeps (futex mode).
+    sleep_ms : float
+        The futex wait's timeout: a sleeping worker's heartbeat moves at least this often.
+    dead_after : float
+        Seconds of heartbeat silence after which a worker is declared dead.
+    verify : bool
+        Workers verify each IPv4 header checksum before forwarding (counted errors).
+
+    The workers start with :meth:`start` (or ``with``); :meth:`close` stops them.
+    """
+
+    def __init__(self, workers: int = 2, *, mode: str = "futex", nslots: int = 1024,
+                 slot_size: int = 128, table_size: int = 128, spin_us: float = 50.0,
+                 sleep_ms: float = 10.0, dead_after: float = 0.5, verify: bool = True):
+        if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+            raise RpsError(f"workers must be 1 to {MAX_WORKERS}, not {workers!r}")
+        if mode not in MODES:
+            raise RpsError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+        if not isinstance(table_size, int) or not 1 <= table_size <= 1 << 20:
+            raise RpsError(f"table_size must be 1 to 2**20 entries, not {table_size!r}")
+        if not 0 < sleep_ms * 1e-3 * 4 <= dead_after or not 0 <= spin_us * 1e-6 * 4 <= dead_after:
+            raise RpsError(f"dead_after ({dead_after} s) must be at least 4 times sleep_ms "
+                           f"({sleep_ms} ms) and spin_us ({spin_us} us), both positive")
+        ring_bytes = SpscRing.bytes_needed(nslots, slot_size)
+        self.workers = workers
+        self.mode = mode
+        self._sleep_ns = int(sleep_ms * 1e6)
+        self._lib = native_lib.load()
+        table_off = _align(DRIVER.size, 64)
+        off = _align(table_off + 4 * table_size)
+        wblocks, rings = [], []
+        for _ in range(workers):
+            wblocks.append(off)
+            rings.append(_align(off + WORKER.size))
+            off = _align(rings[-1] + ring_bytes)
+        self._seg = SharedSegment.create(off, prefix="hetnic-rps")
+        self._anchor = ctypes.c_char.from_buffer(self._seg.buf)
+        self._base = ctypes.addressof(self._anchor)
+        self._drv = DRIVER.words(self._seg.buf, 0)
+        self._wk = [WORKER.words(self._seg.buf, o) for o in wblocks]
+        self._rings = [SpscRing.create(self._seg.buf[o:o + ring_bytes], nslots, slot_size)
+                       for o in rings]
+        self.steering_table = np.frombuffer(self._seg.buf, np.uint32, table_size, table_off)
+        self.steering_table[:] = np.arange(table_size) % workers
+        d = DRIVER.index
+        self._drv[d("nworkers")] = workers
+        self._drv[d("table_size")] = table_size
+        self._drv[d("table_off")] = table_off
+        self._drv[d("mode")] = MODES[mode]
+        self._drv[d("dead_after_ns")] = int(dead_after * 1e9)
+        self._efds: list[int] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._wblock_off, self._ring_off = wblocks, rings
+        for w in range(workers):
+            self._drv[d("ring_off") + w] = rings[w]
+            self._drv[d("wblock_off") + w] = wblocks[w]
+            self._wk[w][WORKER.index("spin_ns")] = int(spin_us * 1e3)
+            self._wk[w][WORKER.index("verify")] = int(verify)
+            self._wk[w][WORKER.index("parent_pid")] = os.getpid()
+            if mode == "eventfd":
+                fd = self._lib.lib.hn_eventfd_new()
+                if fd < 0:
+                    self.close()
+                    raise RpsError(f"eventfd failed: {os.strerror(-fd)}")
+                self._efds.append(fd)
+                self._drv[d("efd") + w] = fd
+
+    # --- life ---------------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> "RpsDriver":
+        """Start the worker processes and wait until each runs its loop."""
+        if self._procs:
+            raise RpsError("the workers are started already")
+        ctx = multiprocessing.get_context("spawn")
+        for w in range(self.workers):
+            efd = _Fd(self._efds[w]) if self._efds else None
+            proc = ctx.Process(target=_worker_main, name=f"hetnic-rps-worker{w}", daemon=True,
+                               args=(self._seg.name, str(self._lib.path), self._wblock_off[w],
+                                     self._ring_off[w], MODES[self.mode], efd, self._sleep_ns))
+            proc.start()
+            self._procs.append(proc)
+        deadline = time.monotonic() + timeout
+        started = WORKER.index("started")
+        while not all(wk[started] for wk in self._wk):
+            dead = [p for p in self._procs if not p.is_alive()]
+            if dead or time.monotonic() > deadline:
+                self.close()
+                raise RpsError(f"worker {dead[0].name} exited with status {dead[0].exitcode}"
+                               if dead else f"the workers did not start within {timeout} s")
+            time.sleep(0.005)
+        return self
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' pids."""
+        return [p.pid for p in self._procs]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers (join, then kill what is left), free the segment. Idempotent."""
+        if self._seg is None:
+            return
+        try:
+            stop = WORKER.index("stop")
+            for w, proc in enumerate(self._procs):
+                self._wk[w][stop] = 1
+                if proc.is_alive():
+                    self._lib.lib.hn_kick(self._base, self._base, w)
+            deadline = time.monotonic() + timeout
+            for proc in self._procs:
+                proc.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            for proc in self._procs:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()
+            for fd in self._efds:
+                self._lib.lib.hn_close(fd)
+            self._efds = []
+            for ring in self._rings:
+                ring.release()
+            self._drv = self._wk = self.steering_table = self._anchor = None
+            self._rings = []
+            seg, self._seg = self._seg, None
+            seg.close()
+
+    def __enter__(self) -> "RpsDriver":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- steering -----------------------------------------------------------------------
+    def steer(self, data: np.ndarray, lens: np.ndarray, hashes: np.ndarray, *,
+              batch: int = 32, pace_ns: int = 0, watch_ns: int = 1_000_000) -> int:
+        """Steer frames: row ``i`` of ``data`` (uint8, C-contiguous ``(n, stride)``) holds
+        frame ``i`` of ``lens[i]`` bytes (uint16) with RSS hash ``hashes[i]`` (uint32).
+        Batches of ``batch`` frames, ``pace_ns`` apart when nonzero. Returns the frames
+        pushed into a ring (the rest are counted drops)."""
+        if self._seg is None:
+            raise RpsError("the driver is closed")
+        if (data.dtype != np.uint8 or data.ndim != 2 or not data.flags.c_contiguous
+                or lens.dtype != np.uint16 or hashes.dtype != np.uint32
+                or not lens.flags.c_contiguous or not hashes.flags.c_contiguous
+                or not len(data) == len(lens) == len(hashes)):
+            raise RpsError("steer takes data (n, stride) uint8, lens (n,) uint16 and hashes "
+                           "(n,) uint32, C-contiguous and of one length")
+        if len(lens) and int(lens.max()) > data.shape[1]:
+            raise RpsError(f"a frame length ({int(lens.max())}) exceeds the row stride "
+                           f"({data.shape[1]})")
+        if not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
+            raise RpsError(f"batch must be 1 to 2**20 frames, not {batch!r}")
+        if len(lens) == 0:
+            return 0
+        return self._lib.lib.hn_drive(self._base, self._base, data.ctypes.data, data.shape[1],
+                                      lens.ctypes.data, hashes.ctypes.data, len(lens), batch,
+                                      pace_ns, watch_ns)
+
+    def watch(self) -> int:
+        """Run the heartbeat watch once; the number of workers it declared dead."""
+        return self._lib.lib.hn_watch(self._base, self._base)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every live worker's ring is empty (running the watch meanwhile);
+        False if ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.watch()
+            dead = self._dead()
+            if all(dead[w] or len(ring) == 0 for w, ring in enumerate(self._rings)):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+
+    def repoint(self, worker: int, to: int) -> None:
+        """Send every steering entry of ``worker`` to worker ``to`` (a live one)."""
+        if not 0 <= to < self.workers or self._dead()[to]:
+            raise RpsError(f"worker {to} is not a live worker of 0..{self.workers - 1}")
+        self.steering_table[self.steering_table == worker] = to
+
+    def _dead(self) -> list[bool]:
+        d = DRIVER.index("dead")
+        return [bool(self._drv[d + w]) for w in range(self.workers)]
+
+    # --- numbers ------------------------------------------------------------------------
+    @property
+    def syscalls(self) -> int:
+        """System calls the native helper has made in this (the driver) process."""
+        return self._lib.syscalls
+
+    def stats(self) -> RpsStats:
+        """The counters now (see :class:`RpsStats`)."""
+        drv, d = self._drv, DRIVER.index
+        wk = lambda name: [int(block[WORKER.index(name)]) for block in self._wk]  # noqa: E731
+        lat = []
+        for block in self._wk:
+            n = int(block[WORKER.index("lat_count")])
+            start = WORKER.index("lat")
+            lat.append(block[start:start + min(n, LAT_N)].copy())
+        return RpsStats(
+            packets_in=int(drv[d("packets_in")]), steered=int(drv[d("steered")]),
+            forwarded=wk("forwarded"), drop_full=int(drv[d("drop_full")]),
+            drop_dead=int(drv[d("drop_dead")]), lost=int(drv[d("lost")]),
+            stolen=[int(drv[d("stolen") + w]) for w in range(self.workers)],
+            order_errors=sum(wk("order_errors")), csum_errors=sum(wk("csum_errors")),
+            not_forwarded=sum(wk("not_forwarded")), unsequenced=sum(wk("unsequenced")),
+            syscalls_driver=self.syscalls, syscalls_workers=wk("syscalls"),
+            wakes=int(drv[d("wakes")]), sleeps=wk("sleeps"), timeouts=wk("timeouts"),
+            deaths=int(drv[d("deaths")]), dead=self._dead(),
+            in_rings=[len(ring) for ring in self._rings],
+            wake_latency_ns=np.concatenate(lat) if lat else np.zeros(0, np.uint64),
+            voluntary_ctxt_switches=[_proc_status(p.pid, "voluntary_ctxt_switches")
+                                     for p in self._procs],
+            cpu_ticks=[_proc_cpu_ticks(p.pid) for p in self._procs])
