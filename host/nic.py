@@ -490,6 +490,9 @@ class Nic(NicControl):
         for q in tx:
             self.tx_queues[q].exported = True
             page.ring(layout.slot("tx", q), self.tx_queues[q].ring.producer)
+            # Its work in flight moved with the grant: this copy of the ring must not look
+            # busy to whoever waits for outstanding TX work (TapBridge.busy and the like).
+            self.tx_queues[q].ring._pending.clear()
         return grant
 
     # --- events and counters -------------------------------------------------------------
