@@ -3,9 +3,14 @@
 The simulated NIC (the default build, :data:`~hetnic.params.HIL_NIC_CORE`) is attached to a
 Linux TAP device (:class:`~hetnic.host.tap_bridge.TapBridge`); its RX queues are shared out
 among the stack instances (the three stock profiles, or ``--instances FILE``) by classifier
-rules and RETA slices (:mod:`hetnic.host.stack_steering`), and the built-in applications run
-on them: HTTP/1.1 static files for ``--serve DIR`` on TCP 80, echo on TCP and UDP 7, discard on
-TCP 9 (:class:`~hetnic.host.stack_host.StackHost`). The kernel side of the TAP is the peer::
+rules and RETA slices (:mod:`hetnic.host.stack_steering`, the ports through the QoS
+dispatcher), and the built-in applications run on them: HTTP/1.1 static files for ``--serve
+DIR`` on TCP 80, echo on TCP and UDP 7, discard on TCP 9. Each instance runs in a process of
+its own on its queues, over the NIC's shared host memory
+(:class:`~hetnic.host.stack_procs.StackProcs`; this process runs the NIC and the bridge);
+``--one-process`` runs them all in this process instead
+(:class:`~hetnic.host.stack_host.StackHost`, for debugging). The kernel side of the TAP is
+the peer::
 
     ip netns add demo
     ip netns exec demo ip tuntap add dev tap0 mode tap
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import sys
 import time
@@ -32,8 +38,9 @@ DESCRIPTION = (
     "hetnic stack up: the simulated NIC (default build), its driver, the stack instances "
     "(three stock profiles: low-delay, throughput, concurrency) and the built-in applications "
     "(HTTP static files on TCP 80 with --serve, echo on TCP/UDP 7, discard on TCP 9), attached "
-    "to a Linux TAP device in this network namespace. Prints the port -> instance map and a "
-    "live table; stops on Ctrl-C or SIGTERM with a summary.")
+    "to a Linux TAP device in this network namespace. Each instance runs in a process of its "
+    "own (--one-process: all in one). Prints the port -> instance map and a live table; stops "
+    "on Ctrl-C or SIGTERM with a summary.")
 
 #: Seconds between two plain status lines (no terminal, or --no-live).
 PLAIN_EVERY = 5.0
@@ -110,6 +117,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="seed of the stacks' initial sequence numbers and keys (default 0)")
     up.add_argument("--duration", type=float_range(0), metavar="S",
                     help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+    up.add_argument("--one-process", action="store_true",
+                    help="run every stack instance in this process (the NIC's process) "
+                    "instead of one process per instance; for debugging")
     up.add_argument("--no-live", action="store_true",
                     help="print a plain status line every few seconds instead of the live "
                     "table (also when stdout is not a terminal)")
@@ -136,12 +146,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..host.nic import Nic
         from ..host.stack_host import StackHost
+        from ..host.stack_procs import StackProcs
         plan = args.faults
         print("opening the simulated NIC (the default build; the first run builds it) ...",
               file=sys.stderr, flush=True)
-        nic = Nic.open("sim", width=64, rx_queues=8)
+        nic = Nic.open("sim", width=64, rx_queues=8, shared=not args.one_process)
         try:
-            host = StackHost(
+            kind = StackHost if args.one_process else StackProcs
+            host = kind(
                 nic, tap, addr4=str(args.addr), addr6=str(args.addr6) if args.addr6 else None,
                 instances=instances, serve_dir=args.serve, seed=args.seed,
                 faults_to_nic=plan.injector("in") if plan else None,
@@ -156,15 +168,33 @@ def run(args: argparse.Namespace) -> int:
         tap.close()
 
 
+def _summary(host) -> dict:
+    """The host's summary with every instance's ``pid`` and ``mode`` (the one-process host
+    runs them all in this process)."""
+    summary = host.summary()
+    for inst in summary["instances"].values():
+        inst.setdefault("pid", os.getpid())
+        inst.setdefault("mode", "one-process")
+    return summary
+
+
+def _on_report(host, callback) -> None:
+    """Call ``callback`` with each discard connection's report, whichever host runs it."""
+    if hasattr(host, "on_report"):
+        host.on_report(callback)
+        return
+    discard = host.app("discard")
+    if discard is not None:
+        discard.on_report = callback
+
+
 def _serve(host, args) -> int:
     from .stack_view import port_map_table, report_line, status_line, status_table, \
         summary_text
     print(port_map_table(host.port_map(), tap=args.tap, addr4=str(args.addr),
                          addr6=str(args.addr6) if args.addr6 else None), flush=True)
     reports: list[dict] = []
-    discard = host.app("discard")
-    if discard is not None:
-        discard.on_report = reports.append
+    _on_report(host, reports.append)
     previous = {sig: signal.signal(sig, lambda *_: host.stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     start = time.monotonic()
@@ -176,22 +206,22 @@ def _serve(host, args) -> int:
     try:
         if not args.no_live and sys.stdout.isatty():
             from rich.live import Live
-            with Live(status_table(host.summary()), refresh_per_second=LIVE_PER_SECOND) as view:
+            with Live(status_table(_summary(host)), refresh_per_second=LIVE_PER_SECOND) as view:
                 def show(due: bool) -> None:
                     lines(lambda text: view.console.print(text, highlight=False))
                     if due:
-                        view.update(status_table(host.summary()))
+                        view.update(status_table(_summary(host)))
                 _loop(host, end, 1.0 / LIVE_PER_SECOND, show)
         else:
             def show(due: bool) -> None:
                 lines(lambda text: print(text, flush=True))
                 if due:
-                    print(status_line(host.summary(), time.monotonic() - start), flush=True)
+                    print(status_line(_summary(host), time.monotonic() - start), flush=True)
             _loop(host, end, PLAIN_EVERY, show)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(summary_text(host.summary(), time.monotonic() - start), flush=True)
+    print(summary_text(_summary(host), time.monotonic() - start), flush=True)
     return 0
 
 

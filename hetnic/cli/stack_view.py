@@ -1,7 +1,8 @@
 """What ``hetnic stack up`` prints: the port -> instance map, the live table (rich), the
-plain status line and the final summary, all from :meth:`StackHost.port_map
-<hetnic.host.stack_host.StackHost.port_map>` and :meth:`StackHost.summary
-<hetnic.host.stack_host.StackHost.summary>`."""
+plain status line and the final summary, all from the host's ``port_map()`` and
+``summary()`` (:class:`~hetnic.host.stack_procs.StackProcs`, or
+:class:`~hetnic.host.stack_host.StackHost` with ``--one-process``); every instance's summary
+has its ``pid`` and ``mode`` (and ``exit`` once its process ended)."""
 
 from __future__ import annotations
 
@@ -55,23 +56,36 @@ def _served(apps: list[dict]) -> int:
 
 def _row(inst: dict) -> dict:
     c = inst["counters"]
+    if c is None:                       # an instance process that exited before reporting
+        return {"seg_in": "-", "seg_out": "-", "retx": "-", "drops": "-", "states": "-",
+                "served": "-"}
     return {"seg_in": c["tcp_in"] + c["udp_in"], "seg_out": c["tcp_out"] + c["udp_out"],
             "retx": c["tcp_retransmits"], "drops": sum(c["drops"].values()),
             "states": _states(inst["states"]), "served": _served(inst["apps"])}
 
 
+def _process(inst: dict) -> str:
+    """``"pid 1234"``, with how the process ended if it did."""
+    text = f"pid {inst.get('pid', '?')}"
+    code = inst.get("exit")
+    if code is not None:
+        text += f" (killed by signal {-code})" if code < 0 else f" (exited {code})"
+    return text
+
+
 def status_table(summary: dict):
-    """A :class:`rich.table.Table` with one row per instance: its RX queues / TX queue,
-    segments and datagrams in and out, retransmissions, drops, connections by state and the
-    bytes its applications sent."""
+    """A :class:`rich.table.Table` with one row per instance: its process, its RX queues /
+    TX queue, segments and datagrams in and out, retransmissions, drops, connections by
+    state and the bytes its applications sent."""
     from rich.table import Table
     table = Table(title="hetnic stack (Ctrl-C to stop)")
-    for name in ("instance", "rx/tx", "in", "out", "retx", "drops", "connections", "served"):
-        table.add_column(name, justify="left" if name in ("instance", "rx/tx", "connections")
-                         else "right")
+    for name in ("instance", "process", "rx/tx", "in", "out", "retx", "drops", "connections",
+                 "served"):
+        table.add_column(name, justify="left" if name in ("instance", "process", "rx/tx",
+                                                          "connections") else "right")
     for name, inst in summary["instances"].items():
         row = _row(inst)
-        table.add_row(name, f"{_queues(inst['rx_queues'])}/{inst['tx_queue']}",
+        table.add_row(name, _process(inst), f"{_queues(inst['rx_queues'])}/{inst['tx_queue']}",
                       str(row["seg_in"]), str(row["seg_out"]), str(row["retx"]),
                       str(row["drops"]), row["states"], str(row["served"]))
     bridge = summary.get("bridge") or {}
@@ -89,23 +103,30 @@ def report_line(report: dict) -> str:
 
 
 def status_line(summary: dict, elapsed: float) -> str:
-    """One plain line: per instance ``name in/out/retransmits/drops states served``."""
+    """One plain line: per instance ``name (pid) in/out/retransmits/drops states served``."""
     parts = []
     for name, inst in summary["instances"].items():
         row = _row(inst)
-        parts.append(f"{name} in {row['seg_in']} out {row['seg_out']} retx {row['retx']} "
+        parts.append(f"{name} ({_process(inst)}) in {row['seg_in']} out {row['seg_out']} "
+                     f"retx {row['retx']} "
                      f"drops {row['drops']} [{row['states']}] served {row['served']}")
     return f"[{elapsed:7.1f} s] " + " | ".join(parts)
 
 
 def summary_text(summary: dict, elapsed: float) -> str:
-    """The summary printed when the stack stops: per instance its counters, drops by reason,
-    connections by state; every application's statistics; the bridge's counters."""
+    """The summary printed when the stack stops: per instance its process and mode, its
+    counters, drops by reason, connections by state; every application's statistics; the
+    bridge's counters."""
     lines = [f"summary after {elapsed:.1f} s:"]
     for name, inst in summary["instances"].items():
         c = inst["counters"]
-        lines.append(f"  instance {name}: frames in {c['frames_in']} out {c['frames_out']}, "
-                     f"tcp in {c['tcp_in']} out {c['tcp_out']}, udp in {c['udp_in']} out "
+        mode = inst.get("mode", "one-process")
+        if c is None:
+            lines.append(f"  instance {name} ({_process(inst)}, {mode}): no counters (it "
+                         f"exited before reporting)")
+            continue
+        lines.append(f"  instance {name} ({_process(inst)}, {mode}): frames in "
+                     f"{c['frames_in']} out {c['frames_out']}, tcp in {c['tcp_in']} out {c['tcp_out']}, udp in {c['udp_in']} out "
                      f"{c['udp_out']}, icmp in {c['icmp_in']} out {c['icmp_out']}, "
                      f"retransmits {c['tcp_retransmits']} (fast {c['tcp_fast_retransmits']}, "
                      f"rto {c['tcp_rto']})")
