@@ -449,10 +449,11 @@ class Nic(NicControl):
         Raises
         ------
         NicError
-            The NIC was not opened with ``shared=True``, a queue is listed twice, was
-            exported already, or has packets this driver holds back for ordering.
+            The NIC was not opened with ``shared=True``, a queue it does not have, a queue
+            listed twice, exported already, or with packets this driver holds back for
+            ordering.
         ValueError
-            A queue number the NIC does not have.
+            ``tx_timeout`` is not a positive number.
         """
         if self.shared is None:
             raise NicError("export_queues needs host memory other processes can map: open "
@@ -461,8 +462,8 @@ class Nic(NicControl):
         for kind, queues, have in (("RX", rx, self.rx_queues), ("TX", tx, self.tx_queues)):
             for q in queues:
                 if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < len(have):
-                    raise ValueError(f"{kind} queue must be from 0 to {len(have) - 1}, "
-                                     f"not {q!r}")
+                    raise NicError(f"{kind} queue must be from 0 to {len(have) - 1}, "
+                                   f"not {q!r}: the NIC has {len(have)} {kind} queues")
                 if queues.count(q) > 1:
                     raise NicError(f"{kind} queue {q} is listed twice")
                 if have[q].exported:

@@ -175,9 +175,9 @@ def test_bad_exports_are_one_line_errors(nic):
     cases = [
         (dict(rx=[2]), NicError, "exported already"),
         (dict(tx=[1, 1]), NicError, "listed twice"),
-        (dict(rx=[8]), ValueError, "RX queue must be from 0 to 7"),
-        (dict(tx=[-1]), ValueError, "TX queue must be from 0 to 3"),
-        (dict(rx=["1"]), ValueError, "RX queue must be"),
+        (dict(rx=[8]), NicError, "RX queue must be from 0 to 7"),
+        (dict(tx=[-1]), NicError, "TX queue must be from 0 to 3"),
+        (dict(rx=["1"]), NicError, "RX queue must be"),
         (dict(tx=[0], tx_timeout=0), ValueError, "tx_timeout"),
     ]
     for kwargs, error, message in cases:
@@ -185,6 +185,25 @@ def test_bad_exports_are_one_line_errors(nic):
             nic.export_queues(**kwargs)
         assert "\n" not in str(info.value)
     nic.export_queues(tx=[0])                       # the refused calls exported nothing
+
+
+@pytest.mark.timeout(60)
+def test_a_full_tx_ring_without_a_clock_times_out(nic):
+    """The granted TX queue waits for the NIC process's clock, then gives up in one line."""
+    qs = nic.export_queues(tx=[TX], tx_timeout=0.2).open()
+    try:
+        tx = qs.tx_queues[TX]
+        with pytest.raises(NicError, match=r"did not finish a work item in 0.2 s") as info:
+            for i in range(TX_RING + 1):            # nobody runs the clock
+                tx.send(udp4(sport=6000 + i))
+        assert "\n" not in str(info.value)
+        assert tx.sent_items == TX_RING and tx.ring.outstanding == TX_RING
+        nic.run_until_idle()                        # the clock runs: the ring drains
+        tx.reap()
+        assert tx.ring.outstanding == 0 and tx.errors == 0
+        assert len(nic.wire.received()) == TX_RING
+    finally:
+        qs.close()
 
 
 @pytest.mark.timeout(60)
