@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from .args import CliError, float_range, seed
+from .args import float_range, seed
 
 NAME = "stack"
 HELP = "run the user-mode TCP/IP stack on the simulated NIC, attached to a TAP device"

@@ -22,7 +22,7 @@ import threading
 import pytest
 
 from hetnic.host.nic import Nic
-from hetnic.host.stack_procs import StackProcs
+from hetnic.host.stack_procs import StackProcs, homogeneous_instance
 from kit.netns import in_netns, netns, require_netns, tap_in_netns
 
 pytestmark = pytest.mark.timeout(300)
@@ -77,13 +77,13 @@ class Peer:
             return socket.socket(family, kind)
 
 
-def _peer(serve_dir=None):
+def _peer(serve_dir=None, instances=None):
     require_netns()
     before = _our_segments()
     with netns() as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64") as tap, \
             Nic.open("sim", width=64, rx_queues=8, shared=True) as nic:
         host = StackProcs(nic, tap, addr4=f"{H4}/24", addr6=f"{H6}/64", serve_dir=serve_dir,
-                          seed=SEED, log=lambda text: None)
+                          instances=instances, seed=SEED, log=lambda text: None)
         children = list(host.owner.children)
         try:
             yield Peer(ns, host)
@@ -182,6 +182,34 @@ def test_discard_reports_reach_the_nic_process(peer):
     peer.kernel(send)
     peer.host.run(until=lambda: reports, timeout=30)
     assert reports[0]["bytes"] == 54321 and reports[0]["error"] is None
+
+
+def test_one_homogeneous_instance_on_every_queue(www, tmp_path):
+    """The baseline of the dispatch benchmark: one instance process with every RX queue and
+    the summed resources serves every application."""
+    cfg = homogeneous_instance()
+    assert cfg.rx_queues == tuple(range(8)) and cfg.max_connections == 256 + 64 + 4096
+    gen = _peer(serve_dir=www, instances=[cfg])
+    peer = next(gen)
+    try:
+        got = tmp_path / "got.bin"
+        result = peer.command("curl", "-sS", "--max-time", "90", "-o", str(got),
+                              f"http://{H4}/file.bin")
+        assert result.returncode == 0, result.stderr
+        assert got.read_bytes() == (www / "file.bin").read_bytes()
+        sock = peer.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+
+        def echo():
+            with sock:
+                sock.settimeout(20)
+                sock.sendto(b"one process", (H6, 7))
+                return sock.recvfrom(100)[0]
+        assert peer.kernel(echo) == b"one process"
+        summary = peer.host.summary()
+        assert list(summary["instances"]) == ["homogeneous"]
+        assert {g["instance"] for g in summary["dispatcher"]["grants"]} == {"homogeneous"}
+    finally:
+        gen.close()
 
 
 def test_a_killed_instance_is_reported_and_the_others_keep_answering(www):
