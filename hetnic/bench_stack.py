@@ -25,7 +25,7 @@ from typing import Callable
 from .host.netns import in_netns, ip, netns, netns_unavailable, tap_in_netns
 from .protocol import ETH_HEADER_LEN, EtherType, IpProto
 
-__all__ = ["bench_stack", "netns_unavailable"]
+__all__ = ["bench_stack", "netns_unavailable", "percentile"]
 
 _MiB = 1024 * 1024
 _MAC_A = b"\x02\x00\x5e\x00\x00\x01"
@@ -230,7 +230,9 @@ def _echo_server(listener: socket.socket, connections: int) -> int:
     return served
 
 
-def _percentile(samples: list[float], q: float) -> float:
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``samples`` (non-empty): the sample at rank
+    ``floor(q * n)`` of the sorted list, the last for ``q = 1``."""
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -333,8 +335,8 @@ def _rr_latency(host, ns: str, count: int) -> dict:
             if bytes(got) != request:
                 raise RuntimeError(f"bench stack: {name}: the echo differs")
         sock.close()
-        out[name] = {"p50": round(_percentile(samples, 0.5), 1),
-                     "p99": round(_percentile(samples, 0.99), 1), "samples": count}
+        out[name] = {"p50": round(percentile(samples, 0.5), 1),
+                     "p99": round(percentile(samples, 0.99), 1), "samples": count}
     _drive(host, lambda: not worker.is_alive(), 30, "closing the echo connections")
     worker.outcome(5)
     listener.close()
