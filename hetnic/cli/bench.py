@@ -15,12 +15,13 @@ DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES),
+    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host",),
                         help="rx: RX pipeline and software Toeplitz; core: the NIC core with "
                         "DMA; hil: the compiled harness and driver against the bare model and "
                         "cocotb; rss: key scoring speed and the RSS policies on synthetic "
                         "web-search; stack: the user-mode TCP/IP stack, alone and against "
-                        "the kernel over a TAP")
+                        "the kernel over a TAP; host: the host's processes side by side "
+                        "(RPS by system-call bypass, the QoS dispatcher, W/N threads)")
     parser.add_argument("--frames", type=frame_count, default=None,
                         help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
                         "hil); for rss, flows (default 10000); for stack, 1500-byte frames "
@@ -37,11 +38,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 200)")
     parser.add_argument("--no-kernel", action="store_true",
                         help="stack: skip the figures that need the kernel in a namespace")
+    parser.add_argument("--only", type=_parts, default=None,
+                        help="host: comma-separated parts to run, of rps,dispatch,wn "
+                        "(default all)")
+    parser.add_argument("--scale", type=_scale, default=1.0,
+                        help="host: multiply the sizes of rps (2,000,000 packets) and "
+                        "dispatch (1000 request/response rounds, an 8 MiB file, 500 "
+                        "connections) by this (default 1)")
+    parser.add_argument("--dispatch-rounds", type=int_range(1, 1_000_000), default=None,
+                        help="host: request/response rounds under load, at least (overrides "
+                        "--scale)")
+    parser.add_argument("--dispatch-mib", type=int_range(1, 4096), default=None,
+                        help="host: MiB of the file the bulk load GETs (overrides --scale)")
+    parser.add_argument("--dispatch-connections", type=int_range(1, 1_000_000), default=None,
+                        help="host: short connections, at least (overrides --scale)")
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    from ..bench_host import PARTS
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"parts are {','.join(PARTS)}, not {text!r}")
+    return parts
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"need a number in (0, 1000], not {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     """Run benchmark ``what`` and print its result dict as JSON."""
     from ..bench import bench_core, bench_hil, bench_rss, bench_rx
+    if args.what == "host":
+        from ..bench_host import PARTS, bench_host
+        dispatch = {key: value for key, value in (
+            ("rounds", args.dispatch_rounds),
+            ("bulk_size", None if args.dispatch_mib is None else args.dispatch_mib << 20),
+            ("connections", args.dispatch_connections)) if value is not None}
+        print(json.dumps(bench_host(args.only or PARTS, scale=args.scale, dispatch=dispatch),
+                         indent=2))
+        return 0
     frames = args.frames or DEFAULT_FRAMES[args.what]
     if args.what == "rss":
         result = bench_rss(flows=frames)
