@@ -241,3 +241,42 @@ def test_the_loop_runs_the_clock_only_while_the_nic_has_work():
         before = nic.now()
         assert owner.run(timeout=0.2) is False
         assert nic.now() == before
+
+
+def watch_the_wake_word(client, segment_name):
+    from hetnic.host.shm import SharedSegment
+    with SharedSegment.attach(segment_name) as segment:
+        word = segment.buf[:4].cast("I")
+        try:
+            end = time.monotonic() + 60
+            while not word[0] and time.monotonic() < end:
+                time.sleep(0.001)
+            seen = word[0]
+        finally:
+            word.release()
+    client.kick()
+    client.request("result", value=seen, pid=os.getpid())
+
+
+def test_the_wake_word_is_set_while_the_loop_sleeps_long():
+    """With a wake word the idle loop sleeps long and says so in the word (1), which a
+    child reads in shared memory; awake, the word is 0."""
+    from hetnic.host.shm import SharedSegment
+    with SharedSegment.create(64, prefix="hetnic-test") as segment:
+        owner = NicProcess(_StubNic(), log=lambda text: None, wake_word=segment.buf[:4])
+        try:
+            got = _results(owner)
+            owner.spawn("watcher", watch_the_wake_word, segment.name)
+            owner.run(until=lambda: got, timeout=60)
+            assert got[0][1] == 1
+            assert segment.buf[0] == 0
+        finally:
+            owner.close()
+    with pytest.raises(ValueError, match="wake_word must be 4 bytes"):
+        NicProcess(_StubNic(), wake_word=memoryview(bytearray(8)))
+
+
+def test_stack_procs_needs_a_shared_nic():
+    from hetnic.host.stack_procs import StackProcs, StackProcsError
+    with pytest.raises(StackProcsError, match=r"Nic.open\('sim', shared=True\)"):
+        StackProcs(_StubNic(), tap=None)
