@@ -45,7 +45,7 @@ _SIGNATURES = {
     "hn_worker_run": (_c.c_int, [_P, _P, _c.c_int, _c.c_int, _c.c_int64]),
     "hn_watch": (_c.c_int, [_P, _P]),
     "hn_drive": (_c.c_uint64, [_P, _P, _P, _c.c_uint64, _P, _P, _c.c_uint64, _c.c_uint32,
-                               _c.c_uint64, _c.c_uint64]),
+                               _c.c_uint64, _c.c_uint64, _c.c_int]),
     "hn_kick": (None, [_P, _P, _c.c_int]),
 }
 

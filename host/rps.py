@@ -288,11 +288,16 @@ class RpsDriver:
 
     # --- steering -----------------------------------------------------------------------
     def steer(self, data: np.ndarray, lens: np.ndarray, hashes: np.ndarray, *,
-              batch: int = 32, pace_ns: int = 0, watch_ns: int = 1_000_000) -> int:
+              batch: int = 32, pace_ns: int = 0, watch_ns: int = 1_000_000,
+              wait_full: bool = False) -> int:
         """Steer frames: row ``i`` of ``data`` (uint8, C-contiguous ``(n, stride)``) holds
         frame ``i`` of ``lens[i]`` bytes (uint16) with RSS hash ``hashes[i]`` (uint32).
         Batches of ``batch`` frames, ``pace_ns`` apart when nonzero. Returns the frames
-        pushed into a ring (the rest are counted drops)."""
+        pushed into a ring (the rest are counted drops).
+
+        A full ring is a drop, never a wait, unless ``wait_full`` (for benchmarks that
+        measure the loss-free rate): then the driver spins until the worker makes room or
+        is declared dead."""
         if self._seg is None:
             raise RpsError("the driver is closed")
         if (data.dtype != np.uint8 or data.ndim != 2 or not data.flags.c_contiguous
@@ -310,7 +315,7 @@ class RpsDriver:
             return 0
         return self._lib.lib.hn_drive(self._base, self._base, data.ctypes.data, data.shape[1],
                                       lens.ctypes.data, hashes.ctypes.data, len(lens), batch,
-                                      pace_ns, watch_ns)
+                                      pace_ns, watch_ns, int(wait_full))
 
     def watch(self) -> int:
         """Run the heartbeat watch once; the number of workers it declared dead."""
@@ -340,6 +345,28 @@ class RpsDriver:
         return [bool(self._drv[d + w]) for w in range(self.workers)]
 
     # --- numbers ------------------------------------------------------------------------
+    def latency_counts(self) -> list[int]:
+        """How many wake latency samples each worker has taken so far."""
+        return [int(block[WORKER.index("lat_count")]) for block in self._wk]
+
+    def wake_latencies(self, since: list[int] | None = None) -> np.ndarray:
+        """Wake latency samples in ns (all workers) taken after :meth:`latency_counts`
+        returned ``since`` (all kept ones when None); at most the latest 4096 per worker."""
+        out = []
+        start = WORKER.index("lat")
+        for w, block in enumerate(self._wk):
+            n = int(block[WORKER.index("lat_count")])
+            first = max(since[w] if since else 0, n - LAT_N)
+            idx = np.arange(first, n) % LAT_N
+            out.append(block[start + idx].copy())
+        return np.concatenate(out) if out else np.zeros(0, np.uint64)
+
+    @property
+    def wait_mode(self) -> str:
+        """How an idle futex-mode worker waits before it sleeps: ``"umwait"`` with WAITPKG,
+        else ``"futex"`` (pause-spin, then futex)."""
+        return self._lib.wait_mode
+
     @property
     def syscalls(self) -> int:
         """System calls the native helper has made in this (the driver) process."""
@@ -349,11 +376,6 @@ class RpsDriver:
         """The counters now (see :class:`RpsStats`)."""
         drv, d = self._drv, DRIVER.index
         wk = lambda name: [int(block[WORKER.index(name)]) for block in self._wk]  # noqa: E731
-        lat = []
-        for block in self._wk:
-            n = int(block[WORKER.index("lat_count")])
-            start = WORKER.index("lat")
-            lat.append(block[start:start + min(n, LAT_N)].copy())
         return RpsStats(
             packets_in=int(drv[d("packets_in")]), steered=int(drv[d("steered")]),
             forwarded=wk("forwarded"), drop_full=int(drv[d("drop_full")]),
@@ -365,7 +387,7 @@ class RpsDriver:
             wakes=int(drv[d("wakes")]), sleeps=wk("sleeps"), timeouts=wk("timeouts"),
             deaths=int(drv[d("deaths")]), dead=self._dead(),
             in_rings=[len(ring) for ring in self._rings],
-            wake_latency_ns=np.concatenate(lat) if lat else np.zeros(0, np.uint64),
+            wake_latency_ns=self.wake_latencies(),
             voluntary_ctxt_switches=[_proc_status(p.pid, "voluntary_ctxt_switches")
                                      for p in self._procs],
             cpu_ticks=[_proc_cpu_ticks(p.pid) for p in self._procs])

@@ -13,6 +13,8 @@ Layout (native byte order, the header in 64-byte cache lines)::
     192  u32 sleeping         (the consumer's futex word: 1 while it waits or is about to)
     200  u64 heartbeat        (bumped by the consumer while it lives, also while asleep)
     256  u64 wake stamp       (CLOCK_MONOTONIC ns the producer stored before waking it)
+    264  u32 producer waiting (the producer's futex word: 1 while it waits for room; the
+                               consumer wakes it once the ring is at most half full)
     320  nslots slots of slot_size bytes: u32 length, u32 aux, then length bytes of data
 
 The indices run free (they are never reduced modulo ``nslots``); slot ``i`` of the ring is
@@ -42,6 +44,7 @@ from ..errors import HetnicError
 
 __all__ = ["SpscRing", "SpscError", "MAGIC", "OFF_MAGIC", "OFF_NSLOTS", "OFF_SLOT_SIZE",
            "OFF_PROD", "OFF_CONS", "OFF_SLEEPING", "OFF_HEARTBEAT", "OFF_WAKE_STAMP",
+           "OFF_PRODUCER_WAITING",
            "HEADER_SIZE", "SLOT_HEADER", "c_defines"]
 
 MAGIC = 0x53505343  # "SPSC"
@@ -53,6 +56,7 @@ OFF_CONS = 128
 OFF_SLEEPING = 192
 OFF_HEARTBEAT = 200
 OFF_WAKE_STAMP = 256
+OFF_PRODUCER_WAITING = 264
 HEADER_SIZE = 320
 SLOT_HEADER = 8  # u32 length, u32 aux
 
@@ -69,7 +73,8 @@ def c_defines() -> list[str]:
     names = {"MAGIC": MAGIC, "OFF_NSLOTS": OFF_NSLOTS, "OFF_SLOT_SIZE": OFF_SLOT_SIZE,
              "OFF_MAGIC": OFF_MAGIC, "OFF_PROD": OFF_PROD, "OFF_CONS": OFF_CONS,
              "OFF_SLEEPING": OFF_SLEEPING, "OFF_HEARTBEAT": OFF_HEARTBEAT,
-             "OFF_WAKE_STAMP": OFF_WAKE_STAMP, "HEADER_SIZE": HEADER_SIZE,
+             "OFF_WAKE_STAMP": OFF_WAKE_STAMP, "OFF_PRODUCER_WAITING": OFF_PRODUCER_WAITING,
+             "HEADER_SIZE": HEADER_SIZE,
              "SLOT_HEADER": SLOT_HEADER}
     return [f"-DSPSC_{name}={value}" for name, value in names.items()]
 

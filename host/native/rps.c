@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -107,6 +108,11 @@ int64_t hn_eventfd_read(int fd) {
     return read(fd, &value, 8) == 8 ? (int64_t)value : -errno;
 }
 
+void hn_yield(void) {
+    hn_syscall_count++;
+    sched_yield();
+}
+
 int hn_close(int fd) {
     hn_syscall_count++;
     return close(fd) == 0 ? 0 : -errno;
@@ -175,6 +181,7 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
 #define RING_SLEEPING(r) U32(r, SPSC_OFF_SLEEPING)
 #define RING_HEARTBEAT(r) U64(r, SPSC_OFF_HEARTBEAT)
 #define RING_STAMP(r) U64(r, SPSC_OFF_WAKE_STAMP)
+#define RING_PWAIT(r) U32(r, SPSC_OFF_PRODUCER_WAITING)
 #define RING_NSLOTS(r) (*U32(r, SPSC_OFF_NSLOTS))
 #define RING_SLOT_SIZE(r) (*U32(r, SPSC_OFF_SLOT_SIZE))
 #define SLOT(r, i, mask, size) ((uint8_t *)(r) + SPSC_HEADER_SIZE + ((i) & (mask)) * (size))
@@ -239,6 +246,14 @@ static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int ve
         if (unseq) BUMP(WK(wblock, UNSEQUENCED), unseq);
         if (order) BUMP(WK(wblock, ORDER_ERRORS), order);
         STORE_REL(RING_CONS(ring), end);
+        if (prod - end <= mask / 2 + 1) {
+            /* at most half full: wake a producer waiting for room (the closed loop of the
+             * benchmark); the fence orders our index store before the flag load */
+            FENCE();
+            if (LOAD_RLX(RING_PWAIT(ring))
+                    && __atomic_exchange_n(RING_PWAIT(ring), 0, __ATOMIC_ACQ_REL))
+                hn_futex_wake(RING_PWAIT(ring), 1);
+        }
         total += end - cons;
         cons = end;
         if (cons == prod) prod = LOAD_ACQ(RING_PROD(ring));
@@ -395,11 +410,13 @@ int hn_watch(uint8_t *seg, uint8_t *dblock) {
  * worker's producer index is published once per batch, then the worker is woken if it
  * sleeps (futex) or its eventfd written (baseline). A full ring is a counted drop, never a
  * wait. pace_ns > 0 spaces the batches (clock_nanosleep to absolute times), for the paced
- * phase of the benchmark. The heartbeat watch runs about every watch_ns. Returns the
+ * phase of the benchmark. wait_full (benchmarks only: a closed loop that measures the
+ * loss-free rate) makes a full ring a wait for room instead of a drop; a worker declared
+ * dead meanwhile ends the wait. The heartbeat watch runs about every watch_ns. Returns the
  * number of frames steered (pushed into a ring). */
 uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t stride,
                   const uint16_t *lens, const uint32_t *hashes, uint64_t n, uint32_t batch,
-                  uint64_t pace_ns, uint64_t watch_ns) {
+                  uint64_t pace_ns, uint64_t watch_ns, int wait_full) {
     int nw = (int)*DRV(dblock, NWORKERS), mode = (int)*DRV(dblock, MODE);
     uint8_t *rings[RPS_MAX_WORKERS];
     uint64_t prod[RPS_MAX_WORKERS], cons_cache[RPS_MAX_WORKERS];
@@ -429,6 +446,32 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
             uint32_t len = lens[i];
             if (prod[w] - cons_cache[w] >= nslots[w]) {
                 cons_cache[w] = LOAD_ACQ(RING_CONS(rings[w]));
+                if (prod[w] - cons_cache[w] >= nslots[w] && wait_full) {
+                    /* closed loop (benchmarks): publish, wake, wait for room or death */
+                    STORE_REL(RING_PROD(rings[w]), prod[w]);
+                    FENCE();
+                    wake_worker(dblock, rings[w], (int)w, mode);
+                    /* sleep until the worker has taken half the ring (it wakes us), or
+                     * 1 ms passes (the watch runs): no spinning, so a worker that needs
+                     * this CPU gets it */
+                    while (prod[w] - (cons_cache[w] = LOAD_ACQ(RING_CONS(rings[w])))
+                           >= nslots[w]) {
+                        STORE_RLX(RING_PWAIT(rings[w]), 1);
+                        FENCE();
+                        if (prod[w] - LOAD_ACQ(RING_CONS(rings[w])) >= nslots[w])
+                            hn_futex_wait(RING_PWAIT(rings[w]), 1, 1000000);
+                        STORE_RLX(RING_PWAIT(rings[w]), 0);
+                        if (hn_now_ns() >= next_watch) {
+                            next_watch = hn_now_ns() + watch_ns;
+                            hn_watch(seg, dblock);
+                            if (LOAD_RLX(U64(dblock, RPS_DRV_DEAD + 8 * w))) break;
+                        }
+                    }
+                    if (LOAD_RLX(U64(dblock, RPS_DRV_DEAD + 8 * w))) {
+                        nodead++;
+                        continue;
+                    }
+                }
                 if (prod[w] - cons_cache[w] >= nslots[w] || len > size[w] - SPSC_SLOT_HEADER) {
                     full++;
                     continue;
