@@ -35,6 +35,7 @@ set sends a kick on its pipe (:meth:`NicClient.kick
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 import select
@@ -143,6 +144,8 @@ class NicProcess:
         ``target`` and ``args`` must be picklable (a module-level function). The child's
         first argument is its :class:`NicClient`; when ``target`` returns the child exits
         with status 0, when it raises a :class:`HetnicError` it prints one line and exits 1.
+        As with every ``spawn`` start, a script that spawns must guard its main code with
+        ``if __name__ == "__main__":`` (the child imports the script's module).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a child needs a non-empty name, not {name!r}")
@@ -204,12 +207,14 @@ class NicProcess:
                        f"{kind!r} (it serves {', '.join(sorted(self._handlers)) or 'none'})")
             return
         try:
+            inspect.signature(handler).bind(child, **kw)
+        except TypeError as exc:        # wrong keywords: the child's misuse, one line
+            send_reply(child.conn, ident, False, f"request {kind!r}: {exc}")
+            return
+        try:
             value = handler(child, **kw)
         except HetnicError as exc:
             send_reply(child.conn, ident, False, one_line(exc))
-            return
-        except TypeError as exc:        # wrong keywords: the child's misuse, one line
-            send_reply(child.conn, ident, False, f"request {kind!r}: {exc}")
             return
         send_reply(child.conn, ident, True, value)
 
