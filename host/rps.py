@@ -35,7 +35,7 @@ from ..errors import HetnicError
 from . import native_lib
 from .rps_layout import DRIVER, LAT_N, MAX_WORKERS, MODES, WORKER
 from .shm import SharedSegment
-from .spsc import SpscRing
+from .spsc import SLOT_HEADER, SpscRing
 
 __all__ = ["RpsDriver", "RpsError", "RpsStats"]
 
@@ -181,6 +181,8 @@ class RpsDriver:
                            f"({sleep_ms} ms) and spin_us ({spin_us} us), both positive")
         ring_bytes = SpscRing.bytes_needed(nslots, slot_size)
         self.workers = workers
+        #: The longest frame a ring slot holds.
+        self.slot_payload = slot_size - SLOT_HEADER
         self.mode = mode
         self._sleep_ns = int(sleep_ms * 1e6)
         self._lib = native_lib.load()

@@ -120,3 +120,58 @@ def test_steer_checks_its_arrays(no_leftover_segments):
         with pytest.raises(RpsError, match="stride"):
             drv.steer(data, np.full(4, 65, np.uint16), np.zeros(4, np.uint32))
         assert drv.steer(data[:0], np.zeros(0, np.uint16), np.zeros(0, np.uint32)) == 0
+
+
+@pytest.mark.timeout(300)
+def test_frames_from_the_nic_wire_reach_the_workers_in_flow_order(no_leftover_segments):
+    """The RPS driver in its own process serves RX queue 1 of a shared simulated NIC: the
+    frames sent on the wire are steered by the NIC's RSS hash and forwarded in flow order."""
+    import multiprocessing
+    import pickle
+
+    from hetnic.config import RxConfig
+    from hetnic.host.nic import Nic
+    from hetnic.host.rps_nic import rps_queue_process
+
+    queue, ring, n = 1, 64, 1500
+    nic = Nic.open("sim", shared=True, rx_ring_size=ring)
+    ctx = multiprocessing.get_context("spawn")
+    child = None
+    try:
+        nic.apply(RxConfig(queues=len(nic.rx_queues), reta=[queue] * nic.params.reta_size))
+        nic.run_until_idle()
+        grant = pickle.loads(pickle.dumps(nic.export_queues(rx=[queue])))
+        mine, theirs = ctx.Pipe()
+        progress = ctx.RawValue("q", 0)
+        child = ctx.Process(target=rps_queue_process, args=(grant, queue, n, theirs),
+                            kwargs={"parent": os.getpid(), "progress": progress})
+        child.start()
+        with FrameSet.udp_flows(n, 40, seed=15) as fs:
+            frames = [fs.data[i, :fs.lens[i]].tobytes() for i in range(n)]
+            want_hashes = [int(h) for h in fs.hashes]
+        sent = 0
+        deadline = time.monotonic() + 240
+        while not mine.poll():
+            assert time.monotonic() < deadline, f"only {progress.value} of {n} frames taken"
+            assert child.is_alive() or mine.poll(), "the RPS driver process died"
+            if sent < n and sent - progress.value < ring // 2:
+                k = min(n - sent, ring // 2)
+                nic.wire.send(frames[sent:sent + k])
+                sent += k
+            nic.run(2000)
+        report = mine.recv()
+        child.join(60)
+    finally:
+        if child is not None:
+            if child.is_alive():
+                child.kill()
+            child.join(10)
+        nic.close()
+    assert report["error"] is None
+    st = report["stats"]
+    assert report["hashes"] == want_hashes          # the NIC's hash, frames in wire order
+    assert st.steered == st.forwarded_total == n and st.drop_full == st.lost == 0
+    assert st.order_errors == st.csum_errors == st.unsequenced == 0
+    table = np.arange(128) % 2                        # RpsDriver's initial table
+    owner = table[np.array(want_hashes) % 128]
+    assert st.forwarded == [int((owner == w).sum()) for w in range(2)]
