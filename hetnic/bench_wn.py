@@ -346,3 +346,108 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------
+# a W exits mid-run
+
+def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
+               rounds: int = 20, timeout: float = 120.0, seed: int = 15) -> dict:
+    """Request/response connections over ``n_count`` N's and ``w_count`` echo W's (a client
+    stack in this process, frames through an :class:`RssWire`); the last W exits after a
+    third of its share of the requests. Each connection sends ``rounds`` requests, one at a
+    time. A connection counts as lost unless every request was answered byte-exact, or it
+    was closed cleanly (FIN, no reset) after data that is exactly the echo of its first
+    requests."""
+    import os as _os
+    import random
+    import time as _time
+    from .host.stack.errors import StackError
+    from .host.wn_host import WnHost
+    rng = random.Random(seed)
+    leaver = w_count - 1
+    share = connections * rounds // w_count
+    with WnHost(n_count, w_count, wire=(4096, 2048), ring_slots=1024,
+                table_slots=1024) as host:
+        for n in range(n_count):
+            host.start_n(n, _server_config(f"n{n}").replace(min_rto=0.2, initial_window=10),
+                         dict(mac=_SERVER_MAC, ipv4=[(_SERVER_IP, 24)]))
+        for w in range(w_count):
+            host.start_w(w, echo_w, _PORT, share // 3 if w == leaver else None)
+        host.wait_ready()
+        wire = RssWire(host)
+        client = _client_stack()
+        socks = [client.connect(_SERVER_IP, _PORT) for _ in range(connections)]
+        end = _time.monotonic() + timeout
+        while not (all(s.connected for s in socks)
+                   and sum(r["w"] >= 0 for r in host.dump()) == connections):
+            if _time.monotonic() > end:
+                raise TimeoutError("the connections were not set up in time")
+            _pump(client, wire)
+            _time.sleep(0.0005)
+        owner = {int(r["peer"].split()[1]): r["w"] for r in host.dump()}
+        sent = [bytearray() for _ in socks]
+        got = [bytearray() for _ in socks]
+        done_rounds = [0] * connections
+        eof = [False] * connections
+        error: list[str | None] = [None] * connections
+        closed = [False] * connections
+        for i, s in enumerate(socks):
+            req = rng.randbytes(rng.randint(16, 256))
+            sent[i] += req
+            s.send(req)
+        while _time.monotonic() < end:
+            _pump(client, wire)
+            active = False
+            for i, s in enumerate(socks):
+                if closed[i] or eof[i] or error[i]:
+                    continue
+                active = True
+                try:
+                    while s.readable:
+                        data = s.recv()
+                        if data is None:
+                            break
+                        if data == b"":
+                            eof[i] = True
+                            s.close()
+                            break
+                        got[i] += data
+                except StackError as err:
+                    error[i] = str(err)
+                    continue
+                if not eof[i] and len(got[i]) == len(sent[i]):
+                    done_rounds[i] += 1
+                    if done_rounds[i] == rounds:
+                        s.close()
+                        closed[i] = True
+                    else:
+                        req = rng.randbytes(rng.randint(16, 256))
+                        sent[i] += req
+                        s.send(req)
+            if not active:
+                break
+            _time.sleep(0.0002)
+        for _ in range(200):                  # the last FINs and ACKs
+            _pump(client, wire)
+            _time.sleep(0.001)
+        answered = clean = lost = 0
+        leaver_conns = 0
+        for i, s in enumerate(socks):
+            mine = owner.get(s.getsockname()[1]) == leaver
+            leaver_conns += mine
+            if closed[i] and got[i] == sent[i]:
+                answered += 1
+            elif eof[i] and error[i] is None and bytes(got[i]) == bytes(sent[i][:len(got[i])]):
+                clean += 1
+            else:
+                lost += 1
+                if _os.environ.get("WN_DEBUG"):
+                    print("lost", i, mine, closed[i], eof[i], error[i], len(got[i]),
+                          len(sent[i]), done_rounds[i], s.state)
+        leaver_exit = host.w_procs[leaver].exitcode
+        others_alive = all(p.is_alive() for w, p in host.w_procs.items() if w != leaver)
+    return {"connections": connections, "w_count": w_count, "rounds": rounds,
+            "answered": answered, "closed_cleanly_by_exiting_w": clean,
+            "exiting_w_connections": leaver_conns, "lost": lost,
+            "exiting_w_exit_status": leaver_exit, "other_ws_alive": others_alive}

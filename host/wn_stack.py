@@ -41,6 +41,8 @@ from .wn_rings import (Cmd, ConnState, Evt, WnLayout, decode, decode_port, encod
 __all__ = ["WnStack", "pid_alive"]
 
 _CMD_BATCH = 64
+#: Seconds a connection whose W is gone waits for the peer's FIN before it is closed anyway.
+ORPHAN_TIMEOUT = 30.0
 #: Events kept per W beyond its full ring before the N stops reading sockets for it.
 _OUTQ_LIMIT = 64
 
@@ -58,13 +60,16 @@ def pid_alive(pid: int) -> bool:
 
 
 class _Conn:
-    __slots__ = ("fd", "sock", "w", "port", "state", "out", "eof_sent")
+    __slots__ = ("fd", "sock", "w", "port", "state", "out", "eof_sent", "orphan")
 
     def __init__(self, fd: int, sock, w: int, port: int):
         self.fd, self.sock, self.w, self.port = fd, sock, w, port
         self.state = ConnState.PENDING
         self.out = bytearray()
         self.eof_sent = False
+        #: When its W is gone: the time until which it waits for the peer's FIN, reading
+        #: and dropping what arrives (0: it has its W).
+        self.orphan = 0.0
 
 
 class WnStack:
@@ -292,6 +297,19 @@ class WnStack:
                 if conn.out:
                     self.dirty.add(fd)      # the rest once the send buffer has room
             if conn.state == ConnState.CLOSING:
+                if conn.orphan and sock.error is None:
+                    # Its W is gone: FIN after the queued data, then read and drop until
+                    # the peer's FIN (a close now would answer a request still in flight
+                    # with an RST).
+                    if not conn.out:
+                        try:
+                            sock.shutdown()         # (once: idempotent)
+                        except StackError:
+                            pass
+                        if not self._drain(sock) and self.clock() < conn.orphan:
+                            continue
+                    else:
+                        continue
                 if not conn.out or sock.error is not None:
                     sock.close()
                     self._set_state(conn, ConnState.CLOSED)
@@ -301,6 +319,20 @@ class WnStack:
             if conn.state == ConnState.OPEN:
                 moved = self._deliver(conn) or moved
         return moved
+
+    @staticmethod
+    def _drain(sock) -> bool:
+        """Read and drop what ``sock`` received (its application is gone); True once the
+        peer's FIN came (or the connection failed)."""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if data is None:
+                    return False
+                if data == b"":
+                    return True
+        except StackError:
+            return True
 
     def _deliver(self, conn: _Conn) -> bool:
         """Move ``conn``'s received bytes (then its EOF or error) to its W while there is
@@ -351,6 +383,10 @@ class WnStack:
             q.popleft()
 
     def _check_ws(self) -> None:
+        now = self.clock()
+        for conn in self.conns.values():
+            if conn.orphan and now >= conn.orphan:
+                self.dirty.add(conn.fd)         # waited long enough for the peer's FIN
         layout = self.layout
         for w in range(len(self.cmd)):
             if self.w_gone[w]:
@@ -380,8 +416,10 @@ class WnStack:
             if conn.state == ConnState.PENDING:
                 self.reassigned += 1
                 self._hand(conn, conn.port)
-            elif conn.state == ConnState.OPEN:
+            elif conn.state in (ConnState.OPEN, ConnState.CLOSING):
+                conn.orphan = self.clock() + ORPHAN_TIMEOUT
                 self._close(conn)
+                self.dirty.add(conn.fd)
 
     def dump(self) -> list[dict]:
         """This N's live connections: fd, W, state, peer."""
