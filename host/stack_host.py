@@ -354,8 +354,10 @@ class StackHost:
 
     def summary(self) -> dict:
         """``{"instances": {name: {"rx_queues", "tx_queue", "counters", "states", "apps"}},
-        "bridge": {...}}``: each instance's counters (:meth:`StackCounters.as_dict`),
-        connections by state, its applications' statistics; the bridge's counters."""
+        "bridge": {...}, "dispatcher": {...}}``: each instance's counters
+        (:meth:`StackCounters.as_dict`), connections by state, its applications' statistics;
+        the bridge's counters; the dispatcher's grants and rules
+        (:meth:`Dispatcher.dump <hetnic.host.dispatcher.Dispatcher.dump>`)."""
         out = {}
         for cfg in self.instances:
             stack = self.stacks[cfg.name]
@@ -363,7 +365,8 @@ class StackHost:
                              "counters": stack.counters.as_dict(),
                              "states": stack.state_counts(),
                              "apps": [app.stats() for app in self.apps[cfg.name]]}
-        return {"instances": out, "bridge": self.bridge.counters()}
+        return {"instances": out, "bridge": self.bridge.counters(),
+                "dispatcher": self.dispatcher.dump()}
 
     def app(self, name: str):
         """The running application called ``name`` (``"http"``, ``"echo"``, ``"udp-echo"``,

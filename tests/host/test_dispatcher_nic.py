@@ -174,7 +174,7 @@ def test_stack_host_listens_through_the_dispatcher(nic):
     host = StackHost(nic, tap, addr4=f"{H4}/24", seed=3)
     try:
         grants = {(g["proto"], g["port"]): (g["instance"], g["owners"])
-                  for g in host.dispatcher.dump()["grants"]}
+                  for g in host.summary()["dispatcher"]["grants"]}
         assert grants == {("tcp", 7): ("low-delay", ["echo"]),
                           ("udp", 7): ("low-delay", ["echo"]),
                           ("tcp", 9): ("concurrency", ["discard"])}
