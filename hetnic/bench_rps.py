@@ -82,47 +82,83 @@ def _phase_idle(drv: RpsDriver, idle_s: float) -> list[float]:
     return [100.0 * ((a or 0) - (b or 0)) / tick / wall for a, b in zip(after, before)]
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
-              flows: int = 4096, nslots: int = 1024, spin_us: float = 50.0,
+              rounds: int = 5, flows: int = 4096, nslots: int = 4096, spin_us: float = 50.0,
               sleep_ms: float = 10.0, paced_batches: int = 400, pace_us: float = 1000.0,
               idle_s: float = 1.0, seed: int = 0) -> dict:
     """Measure RPS by system-call bypass against the eventfd baseline (see the module doc).
 
-    Returns a dict with ``packets_per_s``, ``baseline_packets_per_s``,
-    ``syscalls_per_packet``, ``baseline_syscalls_per_packet``, ``wake_latency_us``
-    (``p50``, ``p99``; ``baseline_wake_latency_us`` the same for the eventfd reader),
-    ``idle_worker_cpu_percent`` (the busiest idle worker), ``wait_mode``, ``speedup`` and
-    the detail of each mode under ``"modes"``.
+    The load phase runs ``rounds`` times per mode, the modes alternating (the order swapped
+    every round) on the same frames, renumbered between passes so that per-flow order is
+    still checked; the rates are the medians of the rounds.
+
+    Returns a dict with ``packets_per_s``, ``baseline_packets_per_s``, ``speedup``,
+    ``syscalls_per_packet``, ``baseline_syscalls_per_packet`` (over all rounds),
+    ``wake_latency_us`` (``p50``, ``p99``; ``baseline_wake_latency_us`` the same for the
+    eventfd reader), ``idle_worker_cpu_percent`` (the busiest idle worker), ``wait_mode``,
+    ``drops``, ``order_errors``, ``voluntary_ctxt_switches`` (per worker, load phases) and
+    each mode's detail under ``"modes"``.
     """
-    result: dict = {"packets": packets, "workers": workers, "batch": batch, "flows": flows,
-                    "nslots": nslots, "spin_us": spin_us, "sleep_ms": sleep_ms,
-                    "cpus": os.cpu_count(), "modes": {}}
-    with FrameSet.udp_flows(packets, flows, seed=seed) as fs:
-        for mode in ("futex", "eventfd"):
-            with RpsDriver(workers, mode=mode, nslots=nslots, spin_us=spin_us,
-                           sleep_ms=sleep_ms, verify=True) as drv:
-                load = _phase_load(drv, fs, batch)
-                paced = _phase_paced(drv, fs, paced_batches, 1, pace_us)
-                idle = _phase_idle(drv, idle_s)
-                result["modes"][mode] = {"load": load, "wake_latency_us": paced,
-                                         "idle_worker_cpu_percent": idle,
-                                         "wait_mode": drv.wait_mode if mode == "futex"
-                                         else "eventfd"}
-    bypass, base = result["modes"]["futex"], result["modes"]["eventfd"]
+    result: dict = {"packets": packets, "workers": workers, "batch": batch, "rounds": rounds,
+                    "flows": flows, "nslots": nslots, "spin_us": spin_us,
+                    "sleep_ms": sleep_ms, "cpus": os.cpu_count(), "modes": {}}
+    modes = ("futex", "eventfd")
+    with FrameSet.udp_flows(packets, flows, seed=seed) as fs, \
+            RpsDriver(workers, mode="futex", nslots=nslots, spin_us=spin_us,
+                      sleep_ms=sleep_ms) as bypass, \
+            RpsDriver(workers, mode="eventfd", nslots=nslots, spin_us=spin_us,
+                      sleep_ms=sleep_ms) as baseline:
+        drivers = {"futex": bypass, "eventfd": baseline}
+        loads: dict[str, list[dict]] = {m: [] for m in modes}
+        for r in range(rounds):
+            for mode in (modes if r % 2 == 0 else modes[::-1]):
+                loads[mode].append(_phase_load(drivers[mode], fs, batch))
+                fs.renumber()
+        for mode in modes:
+            drv, runs = drivers[mode], loads[mode]
+            forwarded = sum(run["forwarded"] for run in runs)
+            st = drv.stats()
+            result["modes"][mode] = {
+                "packets_per_s": _median([run["packets_per_s"] for run in runs]),
+                "rounds_packets_per_s": [run["packets_per_s"] for run in runs],
+                "syscalls_per_packet": sum(run["syscalls"] for run in runs) / max(forwarded, 1),
+                "forwarded": forwarded,
+                "drops": st.drop_full + st.drop_dead,
+                "order_errors": st.order_errors,
+                "csum_errors": st.csum_errors,
+                "voluntary_ctxt_switches": [sum(c) for c in zip(
+                    *(run["voluntary_ctxt_switches"] for run in runs))],
+                "all_drained": all(run["drained"] for run in runs),
+            }
+        for mode in modes:
+            drv = drivers[mode]
+            result["modes"][mode]["wake_latency_us"] = _phase_paced(drv, fs, paced_batches, 1,
+                                                                   pace_us)
+            fs.renumber()
+        for mode in modes:
+            result["modes"][mode]["idle_worker_cpu_percent"] = _phase_idle(drivers[mode],
+                                                                           idle_s)
+        wait_mode = bypass.wait_mode
+    fast, base = result["modes"]["futex"], result["modes"]["eventfd"]
     result.update({
-        "packets_per_s": bypass["load"]["packets_per_s"],
-        "baseline_packets_per_s": base["load"]["packets_per_s"],
-        "speedup": bypass["load"]["packets_per_s"] / base["load"]["packets_per_s"],
-        "syscalls_per_packet": bypass["load"]["syscalls_per_packet"],
-        "baseline_syscalls_per_packet": base["load"]["syscalls_per_packet"],
-        "wake_latency_us": {k: bypass["wake_latency_us"][k] for k in ("p50", "p99")},
+        "packets_per_s": fast["packets_per_s"],
+        "baseline_packets_per_s": base["packets_per_s"],
+        "speedup": fast["packets_per_s"] / base["packets_per_s"],
+        "syscalls_per_packet": fast["syscalls_per_packet"],
+        "baseline_syscalls_per_packet": base["syscalls_per_packet"],
+        "wake_latency_us": {k: fast["wake_latency_us"][k] for k in ("p50", "p99")},
         "baseline_wake_latency_us": {k: base["wake_latency_us"][k] for k in ("p50", "p99")},
-        "idle_worker_cpu_percent": max(bypass["idle_worker_cpu_percent"]),
+        "idle_worker_cpu_percent": max(fast["idle_worker_cpu_percent"]),
         "baseline_idle_worker_cpu_percent": max(base["idle_worker_cpu_percent"]),
-        "wait_mode": bypass["wait_mode"],
-        "drops": {m: result["modes"][m]["load"]["drops_ring_full"] for m in result["modes"]},
-        "voluntary_ctxt_switches": {m: result["modes"][m]["load"]["voluntary_ctxt_switches"]
-                                    for m in result["modes"]},
+        "wait_mode": wait_mode,
+        "drops": {m: result["modes"][m]["drops"] for m in modes},
+        "order_errors": {m: result["modes"][m]["order_errors"] for m in modes},
+        "voluntary_ctxt_switches": {m: result["modes"][m]["voluntary_ctxt_switches"]
+                                    for m in modes},
     })
     return result
 

@@ -140,6 +140,14 @@ class FrameSet:
             raise
         return fs
 
+    def renumber(self) -> None:
+        """Continue every flow's sequence numbers after this set's last one (frame ``i`` of
+        flow ``f`` gets ``seq + count(f)``), so the same frames can be steered again
+        through the same workers without breaking per-flow order."""
+        counts = np.bincount(self.flows, minlength=int(self.flows.max()) + 1)
+        self.seqs += counts[self.flows].astype(np.uint32)
+        self.data[:, SEQ_OFFSET + 8:SEQ_OFFSET + 12].view(np.uint32)[:, 0] = self.seqs
+
     def close(self) -> None:
         """Free the segment (the arrays become unusable)."""
         self.data = self.lens = self.hashes = self.flows = self.seqs = None

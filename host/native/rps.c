@@ -352,8 +352,15 @@ static void wake_worker(uint8_t *dblock, uint8_t *ring, int w, int mode) {
         return;
     }
     if (!LOAD_RLX(RING_SLEEPING(ring))) return;
-    if (__atomic_exchange_n(RING_SLEEPING(ring), 0, __ATOMIC_ACQ_REL) != 1) return;
-    STORE_RLX(RING_STAMP(ring), hn_now_ns());
+    /* the stamp goes first: the worker may wake (its timeout) as soon as `sleeping` drops */
+    uint64_t stamp = hn_now_ns();
+    STORE_RLX(RING_STAMP(ring), stamp);
+    if (__atomic_exchange_n(RING_SLEEPING(ring), 0, __ATOMIC_ACQ_REL) != 1) {
+        /* it was awake already: take the stamp back unless it has taken it */
+        __atomic_compare_exchange_n(RING_STAMP(ring), &stamp, 0, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
+        return;
+    }
     hn_futex_wake(RING_SLEEPING(ring), 1);
     BUMP(DRV(dblock, WAKES), 1);
 }
