@@ -35,13 +35,10 @@ from ..errors import HetnicError
 from ..protocol import IPV6_EXT_HEADERS, EtherType, IpProto
 from ..rules import Action, FlowRule
 from .stack import icmp, icmpv6
+from .stack.instance import QOS_CLASSES
 
 __all__ = ["SteeringError", "SteeringPlan", "APP_PORTS", "DEFAULT_INSTANCE", "QOS_CLASSES",
            "plan_steering", "is_shared_frame", "app_instance", "qos_class"]
-
-#: The QoS classes an application may ask for; by default the instance whose name is the
-#: class serves it (the stock profiles), or an instance that declares it (``qos``).
-QOS_CLASSES: tuple[str, ...] = ("low-delay", "throughput", "concurrency")
 
 #: The built-in applications: (name, IP protocol, port, the QoS class that serves it).
 APP_PORTS: tuple[tuple[str, str, int, str], ...] = (

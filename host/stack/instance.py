@@ -24,10 +24,14 @@ from typing import Any
 from .errors import InstanceError
 from .tcp import TcpConfig
 
-__all__ = ["InstanceConfig", "PROFILES", "load_instances", "stock_instances", "NIC_QUEUES"]
+__all__ = ["InstanceConfig", "QOS_CLASSES", "PROFILES", "load_instances", "stock_instances", "NIC_QUEUES"]
 
 #: RX queues of the NIC the stock profiles share out.
 NIC_QUEUES = 8
+
+#: The QoS classes an application may ask the dispatcher for; the stock profile of the same
+#: name serves each (an instance may declare another name's class with ``qos``).
+QOS_CLASSES: tuple[str, ...] = ("low-delay", "throughput", "concurrency")
 
 _KiB = 1024
 _MiB = 1024 * 1024
@@ -85,6 +89,10 @@ class InstanceConfig:
         First and last local port (inclusive) for connections without a bound port.
     sack, timestamps, window_scale : bool
         TCP options offered (RFC 2018, RFC 7323).
+    qos : str | None
+        The QoS class (:data:`QOS_CLASSES`) whose applications this instance serves, for the
+        dispatcher; None: the class named like the instance, if there is one (the stock
+        profiles).
     """
 
     name: str = "default"
@@ -114,6 +122,7 @@ class InstanceConfig:
     sack: bool = TcpConfig.sack
     timestamps: bool = TcpConfig.timestamps
     window_scale: bool = TcpConfig.window_scale
+    qos: str | None = None
 
     def __post_init__(self) -> None:
         # Lists from TOML become tuples, so configs stay hashable and comparable.
@@ -183,6 +192,8 @@ def _check(c: InstanceConfig) -> tuple[str, str] | None:
     if c.sndbuf + c.rcvbuf > c.buffer_memory:
         return "buffer_memory", (f"{c.buffer_memory} cannot hold one connection's "
                                  f"sndbuf + rcvbuf ({c.sndbuf + c.rcvbuf})")
+    if c.qos is not None and c.qos not in QOS_CLASSES:
+        return "qos", f"must be one of {', '.join(QOS_CLASSES)}, not {c.qos!r}"
     p = c.ephemeral_ports
     if (not isinstance(p, tuple) or len(p) != 2 or not all(_is_int(x) for x in p)
             or not 1024 <= p[0] <= p[1] <= 65535):

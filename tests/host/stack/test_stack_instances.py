@@ -47,7 +47,7 @@ def test_tcp_config_carries_the_instance_knobs():
     ("rx_queues", ()), ("rx_queues", (1, 1)), ("tx_queue", -1), ("sndbuf", 0),
     ("congestion", "bbr"), ("nagle", 1), ("min_rto", -0.1), ("max_rto", 0.01),
     ("ephemeral_ports", (2000, 1999)), ("ephemeral_ports", (80, 90)), ("keepalive", (1, 2)),
-    ("buffer_memory", 1000), ("name", ""), ("backlog", True),
+    ("buffer_memory", 1000), ("name", ""), ("backlog", True), ("qos", "fast"),
 ])
 def test_bad_field_is_one_line_naming_the_key(key, value):
     with pytest.raises(InstanceError) as info:
@@ -151,6 +151,18 @@ def test_fin_wait2_timeout_is_an_instance_knob(tmp_path):
     path.write_text("[[instance]]\nname = 'x'\nfin_wait2_timeout = 'soon'\n")
     with pytest.raises(InstanceError, match=r"fw2.toml: instance 'x': fin_wait2_timeout:"):
         load_instances(path)
+
+
+def test_an_instance_declares_its_qos_class_in_toml(tmp_path):
+    """A TOML instance named otherwise serves the class it declares (the dispatcher's
+    qos_class); without a declaration the stock profiles serve the class of their name."""
+    from hetnic.host.stack_steering import qos_class
+    path = tmp_path / "qos.toml"
+    path.write_text("[[instance]]\nname = 'fast-lane'\nqos = 'low-delay'\n")
+    (x,) = load_instances(path)
+    assert x.qos == "low-delay" and qos_class(x) == "low-delay"
+    assert qos_class(InstanceConfig(name="other")) is None
+    assert [qos_class(p) for p in PROFILES.values()] == list(PROFILES)
 
 
 def test_instance_and_connection_defaults_are_one_set():
