@@ -270,7 +270,7 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
     total = n_count * conns_per_n * rounds
     slots = 1 << max(10, (conns_per_n * (rounds + 4)).bit_length())
     # A slot takes a whole frame: the N's coalesce responses into segments up to the MSS.
-    with WnHost(n_count, w_count, wire=(slots, 2048), ring_slots=4096,
+    with WnHost(n_count, w_count, wire=(slots, 256, 2048), ring_slots=4096,
                 table_slots=1024) as host:
         for n in range(n_count):
             host.start_n(n, _server_config(f"n{n}"),
@@ -451,3 +451,123 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
             "answered": answered, "closed_cleanly_by_exiting_w": clean,
             "exiting_w_connections": leaver_conns, "lost": lost,
             "exiting_w_exit_status": leaver_exit, "other_ws_alive": others_alive}
+
+
+# ---------------------------------------------------------------------------------------------
+# the accept spread over the N's, through the NIC from the kernel
+
+def accept_spread(connections: int = 10_000, *, n_count: int = 2, w_count: int = 2,
+                  parallel: int = 32, timeout: float = 1800.0) -> dict:
+    """``connections`` connections from the Linux kernel (a TAP in a network namespace)
+    through the shared simulated NIC to ``n_count`` N's (RSS over their queues) served by
+    ``w_count`` echo W's; each sends 16 bytes, reads them back and closes. Returns the
+    accepts per N and the busiest over the least busy."""
+    import socket
+    import threading
+    import time as _time
+    from .host.netns import in_netns, netns, netns_unavailable, tap_in_netns
+    from .host.nic import Nic
+    from .host.wn_nic import WnNic
+    reason = netns_unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    kernel, server = "198.18.0.1", "198.18.0.2"
+    errors: list[str] = []
+    echoed = [0]
+    lock = threading.Lock()
+    with netns() as ns, tap_in_netns(ns, "tap0", f"{kernel}/24", None) as tap, \
+            Nic.open("sim", width=64, rx_queues=n_count, tx_queues=n_count,
+                     shared=True) as nic:
+        wn = WnNic(nic, tap, n_count=n_count, w_count=w_count, addr4=(server, 24),
+                   log=lambda text: None)
+        try:
+            for w in range(w_count):
+                wn.start_w(w, echo_w, _PORT)
+            wn.wait_ready()
+            todo = iter(range(connections))
+
+            def client() -> None:
+                while True:
+                    with lock:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    payload = b"%015d\n" % i
+                    try:
+                        with in_netns(ns):
+                            s = socket.create_connection((server, _PORT), timeout=60)
+                        with s:
+                            s.sendall(payload)
+                            got = b""
+                            while len(got) < len(payload):
+                                chunk = s.recv(64)
+                                if not chunk:
+                                    break
+                                got += chunk
+                        with lock:
+                            if got == payload:
+                                echoed[0] += 1
+                            else:
+                                errors.append(f"connection {i}: echo differs")
+                    except OSError as err:
+                        with lock:
+                            errors.append(f"connection {i}: {err}")
+            threads = [threading.Thread(target=client, daemon=True) for _ in range(parallel)]
+            start = _time.perf_counter()
+            for t in threads:
+                t.start()
+            wn.run(until=lambda: not any(t.is_alive() for t in threads), timeout=timeout)
+            elapsed = _time.perf_counter() - start
+            wn.run(until=lambda: sum(c["accepts"] for c in wn.counters()) >= connections,
+                   timeout=10)
+            accepts = [c["accepts"] for c in wn.counters()]
+        finally:
+            wn.close()
+    return {"connections": connections, "echoed": echoed[0], "errors": len(errors),
+            "first_error": errors[0] if errors else None, "accepts_per_n": accepts,
+            "accept_spread_max_over_min": round(max(accepts) / max(1, min(accepts)), 4),
+            "connections_per_s": round(connections / elapsed, 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, trials: int = 3,
+             spread_connections: int = 10_000) -> dict:
+    """The ``wn`` part of ``hetnic bench host``.
+
+    * ``requests_per_s_n1`` / ``requests_per_s_n2``: 64-byte requests echoed through 1 and
+      2 N processes on request frames generated ahead into their wire rings (no simulated
+      NIC in the loop): ``conns_per_n`` connections per N are set up through the rings by a
+      client stack, then ``rounds`` requests per connection are written, steered by the
+      Toeplitz hash (default key) and a RETA over the N's, with the N's held; the clock runs
+      from their release to the last response byte; every response is checked byte-exact
+      (only exact ones count). ``w_count`` echo W processes (1 by default: the W's work is
+      light). Each count is the best of ``trials`` runs, N = 1 and N = 2 alternating (the
+      host's other load varies between runs).
+    * ``accept_spread_max_over_min``: the busiest N's accepts over the least busy's, for
+      ``spread_connections`` connections from the kernel through the NIC to 2 N's.
+    * ``connections_lost_on_w_exit``: connections lost when one of 3 W's exits mid-run of
+      60 request/response connections (:func:`w_exit_run`).
+    """
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(trials):
+        for n in (1, 2):
+            runs[n].append(requests_per_s(n, w_count=w_count, conns_per_n=conns_per_n,
+                                          rounds=rounds))
+    best = {n: max(runs[n], key=lambda r: r["requests_per_s"]) for n in (1, 2)}
+    spread = accept_spread(spread_connections) if spread_connections else {"skipped": "0"}
+    exit_run = w_exit_run()
+    n1, n2 = best[1]["requests_per_s"], best[2]["requests_per_s"]
+    return {
+        "requests_per_s_n1": n1,
+        "requests_per_s_n2": n2,
+        "n2_over_n1": round(n2 / n1, 3) if n1 else None,
+        "accept_spread_max_over_min": spread.get("accept_spread_max_over_min"),
+        "connections_lost_on_w_exit": exit_run["lost"],
+        "w_count": w_count,
+        "requests": {"n1": best[1], "n2": best[2],
+                     "all_runs": {f"n{n}": [r["requests_per_s"] for r in runs[n]]
+                                  for n in (1, 2)}},
+        "accept_spread": spread,
+        "w_exit": exit_run,
+    }

@@ -44,8 +44,9 @@ class WnHost:
         N and W processes.
     table_slots, ring_slots, slot_size : int
         See :class:`WnLayout`.
-    wire : tuple[int, int] or None
-        ``(slots, slot size)`` of each N's two frame rings, or None for no wire segment.
+    wire : tuple[int, int] or tuple[int, int, int] or None
+        ``(slots, slot size)`` of each N's two frame rings, or ``(slots, slot size in,
+        slot size out)``, or None for no wire segment.
 
     Members
     -------
@@ -59,7 +60,7 @@ class WnHost:
 
     def __init__(self, n_count: int, w_count: int, *, table_slots: int = 4096,
                  ring_slots: int = 1024, slot_size: int = 2048,
-                 wire: tuple[int, int] | None = None):
+                 wire: tuple[int, ...] | None = None):
         size = WnLayout.bytes_needed(n_count, w_count, table_slots, ring_slots, slot_size)
         self.segment = SharedSegment.create(size, prefix="hetnic-wn")
         self.wire_segment: SharedSegment | None = None
@@ -73,17 +74,19 @@ class WnHost:
                                           table_slots=table_slots, ring_slots=ring_slots,
                                           slot_size=slot_size)
             if wire is not None:
-                slots, wslot = wire
-                ring = SpscRing.bytes_needed(slots, wslot)
-                ring = (ring + 63) // 64 * 64
-                self.wire_segment = SharedSegment.create(2 * n_count * ring,
+                slots, sizes = wire[0], (wire[1], wire[-1])
+                spans = [(SpscRing.bytes_needed(slots, size) + 63) // 64 * 64
+                         for size in sizes]
+                self._wire_spans = spans
+                self.wire_segment = SharedSegment.create(n_count * sum(spans),
                                                          prefix="hetnic-wire")
-                self._wire_ring = ring
                 buf = self.wire_segment.buf
                 for n in range(n_count):
-                    self._wire.append(tuple(
-                        SpscRing.create(buf[(2 * n + k) * ring:(2 * n + k + 1) * ring],
-                                        slots, wslot) for k in (0, 1)))
+                    base = n * sum(spans)
+                    self._wire.append((
+                        SpscRing.create(buf[base:base + spans[0]], slots, sizes[0]),
+                        SpscRing.create(buf[base + spans[0]:base + spans[0] + spans[1]],
+                                        slots, sizes[1])))
         except BaseException:
             self.close()
             raise
@@ -111,8 +114,9 @@ class WnHost:
         """Start N ``n`` on its wire rings with ``Stack(config, **stack_kwargs)``."""
         if not self._wire:
             raise WnLayoutError("start_n runs an N on the wire rings; this host has none")
-        ring = self._wire_ring
-        spec = (self.wire_segment.name, 2 * n * ring, (2 * n + 1) * ring, ring)
+        a, b = self._wire_spans
+        base = n * (a + b)
+        spec = (self.wire_segment.name, base, a, base + a, b)
         proc = self._ctx.Process(target=n_main, name=f"wn-n{n}", daemon=True,
                                  args=(self.name, n, config, stack_kwargs, spec, os.getpid()))
         proc.start()
@@ -196,7 +200,7 @@ _IN_USE = np.array([ConnState.PENDING, ConnState.OPEN, ConnState.CLOSING], dtype
 
 
 def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict,
-           wire: tuple[str, int, int, int], parent_pid: int) -> None:
+           wire: tuple[str, int, int, int, int], parent_pid: int) -> None:
     """An N process on its wire rings: ``Stack(config, **stack_kwargs)`` served by a
     :class:`WnStack` until the host's stop word or the parent's death."""
     _die_with_parent()
@@ -205,9 +209,9 @@ def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict
     wire_seg = SharedSegment.attach(wire[0])
     try:
         layout = WnLayout.attach(segment.buf)
-        size = wire[3]
-        link = RingLink(SpscRing.attach(wire_seg.buf[wire[1]:wire[1] + size]),
-                        SpscRing.attach(wire_seg.buf[wire[2]:wire[2] + size]))
+        _, rx_off, rx_size, tx_off, tx_size = wire
+        link = RingLink(SpscRing.attach(wire_seg.buf[rx_off:rx_off + rx_size]),
+                        SpscRing.attach(wire_seg.buf[tx_off:tx_off + tx_size]))
         stack = Stack(config, **stack_kwargs)
         WnStack(layout, n, stack, link).run(parent_pid=parent_pid)
     finally:
