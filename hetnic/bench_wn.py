@@ -1,14 +1,23 @@
-"""A software wire with RSS for N processes on frame rings (tests and the W/N benchmark).
+"""The W/N benchmark (the ``wn`` part of ``hetnic bench host``) and its software wire.
+
+:func:`bench_wn` returns one dict: requests/s with N = 1 and N = 2 stack processes on
+request frames generated ahead into shared-memory rings (:func:`requests_per_s`), the
+accept spread over the N's for 10,000 kernel connections through the shared simulated NIC
+(:func:`accept_spread`), and the connections lost when a W exits mid-run
+(:func:`w_exit_run`).
 
 :class:`RssWire` plays the NIC's receive side for a :class:`~hetnic.host.wn_host.WnHost`
-whose N's run on wire rings: each frame to the host is steered to an N by the Toeplitz hash
-of its IPv4 TCP/UDP 4-tuple (the software model :mod:`hetnic.sim.model.toeplitz`, the
-NIC's default key) and a RETA whose entries name N's, the way the NIC's RSS stage picks a
-queue (the hash's low bits index the table). Frames the N's send are collected from their
-out rings. A RETA entry can be re-pointed (an N died) with :meth:`RssWire.repoint`.
+whose N's run on wire rings (tests use it too): each frame to the host is steered to an N by
+the Toeplitz hash of its IPv4 TCP/UDP 4-tuple (the software model
+:mod:`hetnic.sim.model.toeplitz`, the NIC's default key) and a RETA whose entries name N's,
+the way the NIC's RSS stage picks a queue (the hash's low bits index the table). Frames the
+N's send are collected from their out rings. :meth:`RssWire.repoint` re-points a dead N's
+entries. :func:`echo_w` is the W's work in all three (echo every byte, close at EOF).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,7 +27,11 @@ from .regs import DEFAULT_PARAMS
 from .protocol import MS_RSS_DEFAULT_KEY
 from .sim.model.toeplitz import toeplitz, toeplitz_batch
 
-__all__ = ["RssWire", "rss_index"]
+if TYPE_CHECKING:
+    from .host.stack.instance import InstanceConfig
+
+__all__ = ["RssWire", "rss_index", "echo_w", "requests_per_s", "w_exit_run", "accept_spread",
+           "bench_wn"]
 
 _ETH_IPV4 = b"\x08\x00"
 

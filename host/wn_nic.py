@@ -23,7 +23,6 @@ counted lost (:attr:`WnNic.lost`).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable
 

@@ -1,7 +1,5 @@
 """RingLink: a stack's frames over two SPSC rings in a shared segment."""
 
-import time
-
 import pytest
 
 from hetnic.host.links import LinkError

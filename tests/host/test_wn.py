@@ -189,7 +189,7 @@ def test_n_death_repoints_reta_and_new_connections_succeed():
         _start(host, 2, [(echo_w, (PORT,))])
         host.wait_ready()
         client = Client(host)
-        socks = client.connect(12)
+        client.connect(12)
         rows, done = _open_rows(host, 12)
         client.run_until(done)
         on_n1 = sum(r["n"] == 1 for r in rows)
@@ -218,10 +218,16 @@ def test_bad_fds_are_one_line_errors():
             client = Client(host)
             socks = [client.stack.connect("198.18.0.2", PORT) for _ in range(4)]
             mine = []
-            client.run_until(lambda: bool(mine.append(me.try_accept(PORT)) or
-                                          [m for m in mine if m]) and
-                             len(host.dump()) == 4 and all(s.connected for s in socks))
-            fd = next(m for m in mine if m)[0]
+
+            def handed():
+                got = me.try_accept(PORT)
+                if got is not None:
+                    mine.append(got)
+                rows = host.dump()
+                return (bool(mine) and all(s.connected for s in socks)
+                        and len([r for r in rows if r["w"] >= 0]) == 4)
+            client.run_until(handed)
+            fd = mine[0][0]
             theirs = next(r["fd"] for r in host.dump() if r["w"] == 1)
             cases = [(lambda: me.send(999_999, b"x"), "unknown fd"),
                      (lambda: me.recv(0, timeout=None), "unknown fd"),
