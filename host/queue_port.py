@@ -264,9 +264,11 @@ class PortTxQueue:
                 doorbell = build()
                 break
             except RingFullError:
-                self.reap()
                 if self.ring.outstanding == 0:
                     raise           # it cannot fit even in an empty ring's staging now
+                self.reap()
+                if self.ring.outstanding == 0:
+                    continue        # the reap emptied the ring: try again before waiting
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.timeout
