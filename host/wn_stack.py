@@ -43,6 +43,8 @@ __all__ = ["WnStack", "pid_alive"]
 _CMD_BATCH = 64
 #: Seconds a connection whose W is gone waits for the peer's FIN before it is closed anyway.
 ORPHAN_TIMEOUT = 30.0
+#: Bytes of a W's SENDs held here (their sockets' buffers full) before its ring is not read.
+PENDING_LIMIT = 4 << 20
 #: Events kept per W beyond its full ring before the N stops reading sockets for it.
 _OUTQ_LIMIT = 64
 
@@ -117,6 +119,7 @@ class WnStack:
         self.dirty: set[int] = set()
         self.w_pid = [0] * w_count
         self.w_gone = [False] * w_count
+        self.w_pending = [0] * w_count      # bytes its SENDs queued here, not yet in a socket
         self.seq = 0
         self.accepts = self.lost = self.reassigned = 0
         self.heartbeat = 0
@@ -165,7 +168,9 @@ class WnStack:
                 stack.receive(frame, now)
                 moved = True
         for w in range(len(self.cmd)):
-            if not self.w_gone[w]:
+            # A W whose data waits for send-buffer room is not read until it drains (its
+            # commands wait in its ring: backpressure, not an unbounded buffer here).
+            if not self.w_gone[w] and self.w_pending[w] < PENDING_LIMIT:
                 items = self.cmd[w].pop_many(_CMD_BATCH)
                 if items:
                     moved = True
@@ -203,6 +208,7 @@ class WnStack:
             conn = self.conns.get(fd)
             if conn is not None and conn.w == w and conn.state == ConnState.OPEN:
                 conn.out += body
+                self.w_pending[w] += len(body)
                 self.dirty.add(fd)
         elif kind == Cmd.TAKEN:
             conn = self.conns.get(fd)
@@ -293,6 +299,8 @@ class WnStack:
                     n = len(conn.out)            # the connection failed: drop its output
                 if n:
                     del conn.out[:n]
+                    if conn.w >= 0:
+                        self.w_pending[conn.w] -= n
                     moved = True
                 if conn.out:
                     self.dirty.add(fd)      # the rest once the send buffer has room
@@ -313,7 +321,7 @@ class WnStack:
                 if not conn.out or sock.error is not None:
                     sock.close()
                     self._set_state(conn, ConnState.CLOSED)
-                    del self.conns[fd]
+                    self._release(conn)
                     moved = True
                 continue
             if conn.state == ConnState.OPEN:
@@ -347,7 +355,7 @@ class WnStack:
                 self._event(w, Evt.ERROR, encode(fd, str(err).encode()))
                 self._set_state(conn, ConnState.ERROR)
                 sock.close()
-                del self.conns[fd]
+                self._release(conn)
                 return True
             if data is None:
                 return moved
@@ -360,6 +368,13 @@ class WnStack:
             moved = True
         self.dirty.add(fd)                  # more to read once the W caught up
         return moved
+
+    def _release(self, conn: _Conn) -> None:
+        """Forget ``conn`` (closed or failed); output it still held no longer counts."""
+        if conn.out and conn.w >= 0:
+            self.w_pending[conn.w] -= len(conn.out)
+        conn.out.clear()
+        del self.conns[conn.fd]
 
     def _set_state(self, conn: _Conn, state: ConnState) -> None:
         conn.state = state

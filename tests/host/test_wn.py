@@ -260,3 +260,30 @@ def test_layout_and_reta_arguments():
     assert repoint_reta([0, 1, 2, 1, 0, 1], {1}, [0, 2]) == [0, 0, 2, 2, 0, 0]
     with pytest.raises(WnError, match="no living N"):
         repoint_reta([0, 1], {0, 1}, [])
+
+
+@pytest.mark.timeout(120)
+def test_killed_w_is_noticed_by_its_pid_and_its_fds_closed():
+    with _host(1, 2) as host:
+        _start(host, 1, [(echo_w, (PORT,)), (echo_w, (PORT,))])
+        host.wait_ready()
+        client = Client(host)
+        socks = client.connect(6)
+        rows, done = _open_rows(host, 6)
+        client.run_until(done)
+        owner = {int(r["peer"].split()[1]): r["w"] for r in rows}
+        victims = [s for s in socks if owner[s.getsockname()[1]] == 1]
+        assert victims and len(victims) < len(socks)
+        host.w_procs[1].kill()                  # no BYE: the N sees the pid gone (a zombie)
+        eof = set()
+
+        def all_eof():
+            for s in victims:
+                if s not in eof and s.readable and s.recv() == b"":
+                    eof.add(s)
+                    s.close()
+            return len(eof) == len(victims)
+        client.run_until(all_eof)
+        kept = [s for s in socks if s not in victims]
+        payloads = [b"survivor %d" % i for i in range(len(kept))]
+        assert client.echo(kept, payloads) == payloads
