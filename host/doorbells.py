@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import HetnicError
-from .shm import SharedSegment
+from .shm import SharedSegment, SharedSegmentError
 
 __all__ = ["PAGE_BYTES", "SLOT_BYTES", "MAX_SLOTS", "DOORBELL_REGISTERS", "DoorbellLayout",
            "DoorbellPage"]
@@ -105,7 +104,7 @@ class DoorbellPage:
 
     def __init__(self, segment: SharedSegment, layout: DoorbellLayout):
         if segment.size < PAGE_BYTES:
-            raise HetnicError(f"shared segment {segment.name} has {segment.size} bytes, "
+            raise SharedSegmentError(f"shared segment {segment.name} has {segment.size} bytes, "
                               f"too few for a {PAGE_BYTES}-byte doorbell page")
         self.segment = segment
         self.layout = layout
