@@ -7,17 +7,31 @@ For each mode (``"futex"``: the bypass; ``"eventfd"``: the baseline) a fresh
 :class:`~hetnic.host.rps.RpsDriver` with its worker processes runs three phases:
 
 load
-    the driver steers every frame as fast as it can (a full worker ring is a counted drop,
-    never a wait), then the workers drain their rings. ``packets_per_s`` is the frames
-    forwarded over that wall time (the forwarding capacity at full offered load);
-    ``syscalls_per_packet`` counts the native helper's system calls in the driver and the
-    workers during the phase, per frame forwarded.
+    the driver steers every frame in a closed loop (``wait_full``: at a full ring it sleeps
+    on the ring's producer futex until the worker has taken half, instead of dropping), then
+    the workers drain their rings. ``packets_per_s`` is the frames forwarded over that wall
+    time: the loss-free forwarding rate. An open loop (drops) was tried first and rejected:
+    on a 2-core host the driver then burns a whole core producing drops and the rate
+    measures the scheduler. ``syscalls_per_packet`` counts the native helper's system calls
+    in the driver and the workers during the phase, per frame forwarded (the producer
+    futex sleeps and wakes included).
 paced
     one batch every ``pace_us``, slower than the workers take it, so that they fall asleep
     between batches: the wake latency (the driver's publish into the ring of a waiting
     worker to the worker running, CLOCK_MONOTONIC) p50/p99.
 idle
     nothing for ``idle_s``: each worker's CPU time (``/proc/PID/stat``) over the wall time.
+
+Driver + 2 workers are 3 processes; the host this was tuned on has 2 cores (shared with
+other work). A worker spins (``pause``) for ``spin_us`` = 100 us on an empty ring before it
+sleeps: long enough to bridge the gaps between the driver's batches (a batch of 32 takes
+the driver about a microsecond) and the driver's producer-futex round trip, short enough
+that a spinning worker does not hold a core the driver needs for long (1 ms and more
+measured worse: the spinning workers starve the driver). After an idle timeout (the futex
+wait's ``sleep_ms``, there for the heartbeat) it sleeps again without spinning, so an idle
+worker costs next to no CPU. Rings of 4096 slots, so a producer sleep covers 2048 frames.
+Pinning the driver and the workers to cores was tried and measured worse on this shared
+host; nothing is pinned.
 """
 
 from __future__ import annotations
@@ -87,8 +101,8 @@ def _median(values: list[float]) -> float:
 
 
 def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
-              rounds: int = 5, flows: int = 4096, nslots: int = 4096, spin_us: float = 50.0,
-              sleep_ms: float = 10.0, paced_batches: int = 400, pace_us: float = 1000.0,
+              rounds: int = 5, flows: int = 4096, nslots: int = 4096,
+              spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400, pace_us: float = 1000.0,
               idle_s: float = 1.0, seed: int = 0) -> dict:
     """Measure RPS by system-call bypass against the eventfd baseline (see the module doc).
 

@@ -168,7 +168,7 @@ class RpsDriver:
     """
 
     def __init__(self, workers: int = 2, *, mode: str = "futex", nslots: int = 1024,
-                 slot_size: int = 128, table_size: int = 128, spin_us: float = 50.0,
+                 slot_size: int = 128, table_size: int = 128, spin_us: float = 100.0,
                  sleep_ms: float = 10.0, dead_after: float = 0.5, verify: bool = True):
         if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
             raise RpsError(f"workers must be 1 to {MAX_WORKERS}, not {workers!r}")

@@ -279,9 +279,11 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
     uint32_t *sleeping = RING_SLEEPING(ring);
     uint64_t *heartbeat = RING_HEARTBEAT(ring);
     uint64_t last_beat = hn_now_ns();
+    int spin = 1;   /* spin before sleeping only after work, not after an idle timeout */
     STORE_RLX(WK(wblock, STARTED), 1);
     while (!LOAD_ACQ(WK(wblock, STOP))) {
         if (drain(wblock, ring, last_seq, verify)) {
+            spin = 1;
             uint64_t now = hn_now_ns();
             if (now - last_beat > 1000000) {       /* heartbeat about every millisecond */
                 STORE_RLX(heartbeat, LOAD_RLX(heartbeat) + 1);
@@ -303,7 +305,7 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
         /* spin while empty, up to the idle budget */
         uint64_t start = hn_now_ns(), now = start;
         int got = 0;
-        while (now - start < spin_ns) {
+        while (spin && now - start < spin_ns) {
             for (int k = 0; k < 64; k++) {
                 if (!ring_empty(ring) || LOAD_RLX(WK(wblock, STOP))) { got = 1; break; }
 #if HN_X86
@@ -328,7 +330,11 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
             continue;
         }
         BUMP(WK(wblock, SLEEPS), 1);
-        if (hn_futex_wait(sleeping, 1, sleep_ns) == 1) BUMP(WK(wblock, TIMEOUTS), 1);
+        spin = 1;
+        if (hn_futex_wait(sleeping, 1, sleep_ns) == 1) {
+            BUMP(WK(wblock, TIMEOUTS), 1);
+            spin = 0;
+        }
         STORE_RLX(sleeping, 0);
         record_wake(wblock, ring);
         STORE_RLX(WK(wblock, SYSCALLS), hn_syscall_count);
@@ -438,6 +444,7 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
     }
     const uint32_t *table = U32(seg, *DRV(dblock, TABLE_OFF));
     uint64_t tsize = *DRV(dblock, TABLE_SIZE);
+    uint64_t tmask = (tsize & (tsize - 1)) == 0 ? tsize - 1 : 0;   /* hash % size, cheaply */
     uint64_t steered = 0, full = 0, nodead = 0;
     uint64_t next_watch = hn_now_ns(), next_pace = next_watch;   /* watch at once, then every watch_ns */
     if (batch == 0) batch = 1;
@@ -445,7 +452,7 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
         uint64_t last = first + batch < n ? first + batch : n;
         uint64_t touched = 0;   /* bit w: worker w got frames in this batch */
         for (uint64_t i = first; i < last; i++) {
-            uint32_t w = LOAD_RLX(&table[hashes[i] % tsize]);
+            uint32_t w = LOAD_RLX(&table[tmask ? hashes[i] & tmask : hashes[i] % tsize]);
             if (w >= (uint32_t)nw || LOAD_RLX(U64(dblock, RPS_DRV_DEAD + 8 * w))) {
                 nodead++;
                 continue;
