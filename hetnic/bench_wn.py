@@ -458,6 +458,7 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
                 if _os.environ.get("WN_DEBUG"):
                     print("lost", i, mine, closed[i], eof[i], error[i], len(got[i]),
                           len(sent[i]), done_rounds[i], s.state)
+        host.w_procs[leaver].join(10)
         leaver_exit = host.w_procs[leaver].exitcode
         others_alive = all(p.is_alive() for w, p in host.w_procs.items() if w != leaver)
     return {"connections": connections, "w_count": w_count, "rounds": rounds,

@@ -287,3 +287,22 @@ def test_killed_w_is_noticed_by_its_pid_and_its_fds_closed():
         kept = [s for s in socks if s not in victims]
         payloads = [b"survivor %d" % i for i in range(len(kept))]
         assert client.echo(kept, payloads) == payloads
+
+
+@pytest.mark.timeout(180)
+def test_bench_request_frames_generated_ahead_are_all_answered_byte_exact():
+    from hetnic.bench_wn import requests_per_s
+    out = requests_per_s(2, conns_per_n=2, rounds=10)
+    assert out["requests"] == 40 and out["responses_exact"] == 40
+    assert out["bytes_missing"] == 0 and out["accepts_per_n"] == [2, 2]
+
+
+@pytest.mark.timeout(180)
+def test_bench_w_exit_mid_run_loses_no_connection():
+    from hetnic.bench_wn import w_exit_run
+    out = w_exit_run(connections=12, rounds=6, seed=7)
+    print(out)
+    assert out["exiting_w_exit_status"] == 0 and out["other_ws_alive"]
+    assert out["lost"] == 0
+    assert out["answered"] + out["closed_cleanly_by_exiting_w"] == 12
+    assert out["closed_cleanly_by_exiting_w"] > 0
