@@ -175,3 +175,21 @@ def test_frames_from_the_nic_wire_reach_the_workers_in_flow_order(no_leftover_se
     table = np.arange(128) % 2                        # RpsDriver's initial table
     owner = table[np.array(want_hashes) % 128]
     assert st.forwarded == [int((owner == w).sum()) for w in range(2)]
+
+
+@pytest.mark.timeout(180)
+def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
+    from hetnic.bench_rps import bench_rps
+    r = bench_rps(packets=20_000, flows=300, rounds=2, paced_batches=20, pace_us=500,
+                  idle_s=0.1)
+    for key in ("packets_per_s", "baseline_packets_per_s", "syscalls_per_packet",
+                "baseline_syscalls_per_packet", "idle_worker_cpu_percent", "speedup"):
+        assert r[key] >= 0, key
+    assert set(r["wake_latency_us"]) == {"p50", "p99"}
+    assert r["wait_mode"] in ("futex", "umwait")
+    for mode in ("futex", "eventfd"):
+        m = r["modes"][mode]
+        assert m["forwarded"] == 2 * 20_000 and m["all_drained"]     # closed loop: no loss
+        assert m["drops"] == m["order_errors"] == m["csum_errors"] == 0
+        assert m["wake_latency_us"]["samples"] > 0
+    assert r["modes"]["eventfd"]["syscalls_per_packet"] > 0
