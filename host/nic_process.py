@@ -276,8 +276,9 @@ class NicProcess:
         rung = self._doorbell_rung()
         nic = self.nic
         ran_out = False
-        if rung or (self._busy and self.bridge is None) or nic.wire.pending():
-            # A doorbell (or frames the bridge does not know of): run until the NIC is idle.
+        if rung or self._busy or (self.bridge is None and nic.wire.pending()):
+            # A doorbell, or work left when the last run stopped at _MAX_CYCLES (the bridge
+            # does not see exported TX queues' work): run until the NIC is idle.
             ran_out = nic.run_until_idle(max_cycles=_MAX_CYCLES, quiet=_QUIET) >= _MAX_CYCLES
         if self.bridge is not None:
             moved = self.bridge.pump(256) > 0
