@@ -142,6 +142,7 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
                 "syscalls_per_packet": sum(run["syscalls"] for run in runs) / max(forwarded, 1),
                 "forwarded": forwarded,
                 "drops": st.drop_full + st.drop_dead,
+                "deaths": st.deaths,
                 "order_errors": st.order_errors,
                 "csum_errors": st.csum_errors,
                 "voluntary_ctxt_switches": [sum(c) for c in zip(

@@ -189,6 +189,7 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
 #define DRV(b, f) U64(b, RPS_DRV_##f)
 #define MAX_FLOWS 65536u
 #define WORKER_BATCH 64u
+#define DRAIN_MAX 4096u
 
 /* Set up a worker process: die with the parent (PR_SET_PDEATHSIG), record the pid.
  * Returns 0, or -1 when the parent is already gone. */
@@ -210,12 +211,16 @@ static void record_wake(uint8_t *wblock, uint8_t *ring) {
     STORE_RLX(WK(wblock, LAT_COUNT), n + 1);
 }
 
-/* Forward everything in the ring now, in batches; returns the number of frames. */
+/* Forward what is in the ring, in batches of WORKER_BATCH, at most DRAIN_MAX frames (so
+ * that the caller bumps the heartbeat and sees `stop` under sustained load too); returns
+ * the number of frames. */
 static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int verify) {
     uint64_t cons = LOAD_RLX(RING_CONS(ring));
     uint64_t prod = LOAD_ACQ(RING_PROD(ring));
     uint32_t mask = RING_NSLOTS(ring) - 1, size = RING_SLOT_SIZE(ring);
     uint64_t total = 0;
+    int clamped = prod - cons > DRAIN_MAX;
+    if (clamped) prod = cons + DRAIN_MAX;
     while (cons != prod) {
         uint64_t end = prod - cons > WORKER_BATCH ? cons + WORKER_BATCH : prod;
         uint64_t fwd = 0, bad = 0, unseq = 0, order = 0, nf = 0;
@@ -246,7 +251,7 @@ static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int ve
         if (unseq) BUMP(WK(wblock, UNSEQUENCED), unseq);
         if (order) BUMP(WK(wblock, ORDER_ERRORS), order);
         STORE_REL(RING_CONS(ring), end);
-        if (prod - end <= mask / 2 + 1) {
+        if (!clamped && prod - end <= mask / 2 + 1) {
             /* at most half full: wake a producer waiting for room (the closed loop of the
              * benchmark); the fence orders our index store before the flag load */
             FENCE();
@@ -256,7 +261,11 @@ static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int ve
         }
         total += end - cons;
         cons = end;
-        if (cons == prod) prod = LOAD_ACQ(RING_PROD(ring));
+        if (cons == prod && total < DRAIN_MAX) {
+            prod = LOAD_ACQ(RING_PROD(ring));
+            clamped = prod - cons > DRAIN_MAX - total;
+            if (clamped) prod = cons + (DRAIN_MAX - total);
+        }
     }
     return total;
 }
