@@ -44,9 +44,9 @@ class WnHost:
         N and W processes.
     table_slots, ring_slots, slot_size : int
         See :class:`WnLayout`.
-    wire : tuple[int, int] or tuple[int, int, int] or None
-        ``(slots, slot size)`` of each N's two frame rings, or ``(slots, slot size in,
-        slot size out)``, or None for no wire segment.
+    wire : tuple[int, int] or tuple[int, int, int, int] or None
+        ``(slots, slot size)`` of each N's two frame rings, or ``(slots in, slot size in,
+        slots out, slot size out)``, or None for no wire segment.
 
     Members
     -------
@@ -74,9 +74,10 @@ class WnHost:
                                           table_slots=table_slots, ring_slots=ring_slots,
                                           slot_size=slot_size)
             if wire is not None:
-                slots, sizes = wire[0], (wire[1], wire[-1])
-                spans = [(SpscRing.bytes_needed(slots, size) + 63) // 64 * 64
-                         for size in sizes]
+                if len(wire) == 2:
+                    wire = (wire[0], wire[1], wire[0], wire[1])
+                shapes = ((wire[0], wire[1]), (wire[2], wire[3]))
+                spans = [(SpscRing.bytes_needed(*shape) + 63) // 64 * 64 for shape in shapes]
                 self._wire_spans = spans
                 self.wire_segment = SharedSegment.create(n_count * sum(spans),
                                                          prefix="hetnic-wire")
@@ -84,9 +85,9 @@ class WnHost:
                 for n in range(n_count):
                     base = n * sum(spans)
                     self._wire.append((
-                        SpscRing.create(buf[base:base + spans[0]], slots, sizes[0]),
+                        SpscRing.create(buf[base:base + spans[0]], *shapes[0]),
                         SpscRing.create(buf[base + spans[0]:base + spans[0] + spans[1]],
-                                        slots, sizes[1])))
+                                        *shapes[1])))
         except BaseException:
             self.close()
             raise
