@@ -57,7 +57,7 @@ from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
 from .event_ring import EventRing, NicEvent
 from .memory import MemoryAllocator
-from .queue_port import QueueGrant, SharedNicInfo, detach_ring
+from .queue_port import QueueGrant, SharedNicInfo, export_queues
 from .queue_setup import queue_register_writes
 from .ring import RingFullError
 from .rx_ring import RxPacket, RxRing
@@ -455,46 +455,7 @@ class Nic(NicControl):
         ValueError
             ``tx_timeout`` is not a positive number.
         """
-        if self.shared is None:
-            raise NicError("export_queues needs host memory other processes can map: open "
-                           "the NIC with Nic.open('sim', shared=True)")
-        rx, tx = list(rx), list(tx)
-        for kind, queues, have in (("RX", rx, self.rx_queues), ("TX", tx, self.tx_queues)):
-            for q in queues:
-                if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < len(have):
-                    raise NicError(f"{kind} queue must be from 0 to {len(have) - 1}, "
-                                   f"not {q!r}: the NIC has {len(have)} {kind} queues")
-                if queues.count(q) > 1:
-                    raise NicError(f"{kind} queue {q} is listed twice")
-                if have[q].exported:
-                    raise NicError(f"{kind} queue {q} was exported already; a queue is "
-                                   f"handed to one process")
-        if not isinstance(tx_timeout, (int, float)) or not tx_timeout > 0:
-            raise ValueError(f"tx_timeout must be a positive number of seconds, "
-                             f"not {tx_timeout!r}")
-        order = self._order
-        for q in rx:
-            if order is not None and order.stash[q]:
-                raise NicError(f"RX queue {q} has {len(order.stash[q])} packets held back "
-                               f"for ordering; poll it empty before exporting it")
-        page, layout = self.doorbell_page, self.shared.layout
-        for q in tx:
-            self.tx_queues[q].reap()        # what finished so far stays with this driver
-        grant = QueueGrant(
-            self.shared,
-            tuple((q, detach_ring(self.rx_queues[q].ring)) for q in rx),
-            tuple((q, detach_ring(self.tx_queues[q].ring)) for q in tx),
-            float(tx_timeout))
-        for q in rx:
-            self.rx_queues[q].exported = True
-            page.ring(layout.slot("rx", q), self.rx_queues[q].ring.producer)
-        for q in tx:
-            self.tx_queues[q].exported = True
-            page.ring(layout.slot("tx", q), self.tx_queues[q].ring.producer)
-            # Its work in flight moved with the grant: this copy of the ring must not look
-            # busy to whoever waits for outstanding TX work (TapBridge.busy and the like).
-            self.tx_queues[q].ring._pending.clear()
-        return grant
+        return export_queues(self, rx, tx, tx_timeout)
 
     # --- events and counters -------------------------------------------------------------
     def events(self, queue: int | None = None) -> Iterator[NicEvent]:

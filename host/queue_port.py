@@ -37,7 +37,7 @@ from .shm import SharedSegment
 from .tx_ring import TxDone, TxRing
 
 __all__ = ["SharedNicInfo", "QueueGrant", "QueueSet", "PortRxQueue", "PortTxQueue",
-           "StableReads", "detach_ring", "attach_ring"]
+           "StableReads", "detach_ring", "attach_ring", "export_queues"]
 
 #: The persistent id that stands for host memory in a pickled ring.
 _HOST_MEMORY = "hetnic-host-memory"
@@ -164,6 +164,52 @@ class QueueGrant:
     def open(self) -> "QueueSet":
         """Attach the NIC's host memory and doorbell page and rebuild the granted queues."""
         return QueueSet(self)
+
+
+def export_queues(nic, rx: Sequence[int], tx: Sequence[int], tx_timeout: float) -> QueueGrant:
+    """What :meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>` does (see there):
+    check the request, detach the rings into a grant, mark the queues exported and store
+    their current doorbell values into the page."""
+    if nic.shared is None:
+        raise NicError("export_queues needs host memory other processes can map: open "
+                       "the NIC with Nic.open('sim', shared=True)")
+    rx, tx = list(rx), list(tx)
+    for kind, queues, have in (("RX", rx, nic.rx_queues), ("TX", tx, nic.tx_queues)):
+        for q in queues:
+            if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < len(have):
+                raise NicError(f"{kind} queue must be from 0 to {len(have) - 1}, "
+                               f"not {q!r}: the NIC has {len(have)} {kind} queues")
+            if queues.count(q) > 1:
+                raise NicError(f"{kind} queue {q} is listed twice")
+            if have[q].exported:
+                raise NicError(f"{kind} queue {q} was exported already; a queue is "
+                               f"handed to one process")
+    if not isinstance(tx_timeout, (int, float)) or not tx_timeout > 0:
+        raise ValueError(f"tx_timeout must be a positive number of seconds, "
+                         f"not {tx_timeout!r}")
+    order = nic._order
+    for q in rx:
+        if order is not None and order.stash[q]:
+            raise NicError(f"RX queue {q} has {len(order.stash[q])} packets held back "
+                           f"for ordering; poll it empty before exporting it")
+    page, layout = nic.doorbell_page, nic.shared.layout
+    for q in tx:
+        nic.tx_queues[q].reap()        # what finished so far stays with this driver
+    grant = QueueGrant(
+        nic.shared,
+        tuple((q, detach_ring(nic.rx_queues[q].ring)) for q in rx),
+        tuple((q, detach_ring(nic.tx_queues[q].ring)) for q in tx),
+        float(tx_timeout))
+    for q in rx:
+        nic.rx_queues[q].exported = True
+        page.ring(layout.slot("rx", q), nic.rx_queues[q].ring.producer)
+    for q in tx:
+        nic.tx_queues[q].exported = True
+        page.ring(layout.slot("tx", q), nic.tx_queues[q].ring.producer)
+        # Its work in flight moved with the grant: this copy of the ring must not look
+        # busy to whoever waits for outstanding TX work (TapBridge.busy and the like).
+        nic.tx_queues[q].ring._pending.clear()
+    return grant
 
 
 class PortRxQueue:
