@@ -401,7 +401,8 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
                 raise TimeoutError("the connections were not set up in time")
             _pump(client, wire)
             _time.sleep(0.0005)
-        owner = {int(r["peer"].split()[1]): r["w"] for r in host.dump()}
+        table = host.dump()
+        owner = {int(r["peer"].split()[1]): r["w"] for r in table}
         sent = [bytearray() for _ in socks]
         got = [bytearray() for _ in socks]
         done_rounds = [0] * connections
@@ -467,7 +468,8 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
     return {"connections": connections, "w_count": w_count, "rounds": rounds,
             "answered": answered, "closed_cleanly_by_exiting_w": clean,
             "exiting_w_connections": leaver_conns, "lost": lost,
-            "exiting_w_exit_status": leaver_exit, "other_ws_alive": others_alive}
+            "exiting_w_exit_status": leaver_exit, "other_ws_alive": others_alive,
+            "routing_table_head": table[:6]}
 
 
 # ---------------------------------------------------------------------------------------------
