@@ -31,6 +31,7 @@ def test_bench_dispatch_scaled_down():
     result = bench_dispatch(rounds=50, bulk_size=1 << 20, connections=20, idle_rounds=10,
                             timeout=300, seed=SEED)
     assert _our_segments() == before
+    assert result["errors"] == [], result
     for label, names in (("heterogeneous", set(PROFILES)), ("homogeneous", {"general"})):
         run = result[label]
         for key in FIGURES:
