@@ -122,6 +122,7 @@ class WThread:
         self.cmd = [layout.command_ring(w, n) for n in range(layout.n_count)]
         self.evt = [layout.event_ring(w, n) for n in range(layout.n_count)]
         self.max_data = self.cmd[0].max_payload - 4
+        self._tables = [layout.table(n) for n in range(layout.n_count)]
         self._accepts: dict[int, deque[tuple[int, tuple[str, int]]]] = {}
         self._accepting: set[int] = set()
         self._listened: dict[int, dict[int, str]] = {}
@@ -205,6 +206,8 @@ class WThread:
         self._mine(fd, "send")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise WnError(f"send: data must be bytes-like, not {type(data).__name__}")
+        if self._lost(fd):
+            raise WnError(f"send on fd {fd}: connection lost: its N died")
         n, step = self._n(fd), self.max_data
         data = bytes(data)
         for i in range(0, len(data), step):
@@ -214,12 +217,14 @@ class WThread:
         """Up to ``max_bytes`` received on ``fd``; ``b""`` once the peer closed and all was
         read. Waits up to ``timeout`` (None: not at all, :class:`WnTimeout` if nothing)."""
         state = self._mine(fd, "recv")
-        self._wait(lambda: bool(state.buf) or state.eof or state.error is not None,
-                   timeout, f"recv on fd {fd}")
+        self._wait(lambda: bool(state.buf) or state.eof or state.error is not None
+                   or self._lost(fd), timeout, f"recv on fd {fd}")
         if state.buf:
             out = bytes(state.buf[:max_bytes])
             del state.buf[:max_bytes]
             return out
+        if state.error is None and not state.eof and self._lost(fd):
+            state.error = "connection lost: its N died"
         if state.error is not None:
             raise WnError(f"recv on fd {fd}: {state.error}")
         return b""
@@ -331,8 +336,7 @@ class WThread:
         if fd in self._closed:
             raise WnError(f"{what} on fd {fd}: closed already by this W")
         if isinstance(fd, int) and not isinstance(fd, bool) and fd >= 1:
-            layout = self.layout
-            entry = layout.table(self._n(fd))[fd_slot(fd, layout.n_count, layout.table_slots)]
+            entry = self._entry(fd)
             if int(entry["fd"]) == fd and int(entry["state"]) != ConnState.FREE:
                 owner = int(entry["w"])
                 if owner != self.w:
@@ -340,8 +344,18 @@ class WThread:
                 raise WnError(f"{what} on fd {fd}: not accepted by this W yet")
         raise WnError(f"{what} on fd {fd!r}: unknown fd")
 
+    def _entry(self, fd: int):
+        layout = self.layout
+        return self._tables[self._n(fd)][fd_slot(fd, layout.n_count, layout.table_slots)]
+
+    def _lost(self, fd: int) -> bool:
+        """Whether ``fd``'s N died (the host marked it LOST in the routing table)."""
+        entry = self._entry(fd)
+        return int(entry["fd"]) == fd and int(entry["state"]) == ConnState.LOST
+
     def close_segment(self) -> None:
         """Unmap the shared segment (after :meth:`exit`)."""
+        self._tables = []
         for ring in self.cmd + self.evt:
             ring.release()
         self.cmd, self.evt = [], []

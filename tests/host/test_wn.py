@@ -185,25 +185,46 @@ def test_pending_accepts_of_an_exiting_w_go_to_the_others():
 
 @pytest.mark.timeout(120)
 def test_n_death_repoints_reta_and_new_connections_succeed():
-    with _host(2, 1) as host:
+    with _host(2, 2) as host:
+        # W 0 echoes; this process is W 1 and keeps what it accepts.
         _start(host, 2, [(echo_w, (PORT,))])
-        host.wait_ready()
-        client = Client(host)
-        client.connect(12)
-        rows, done = _open_rows(host, 12)
-        client.run_until(done)
-        on_n1 = sum(r["n"] == 1 for r in rows)
-        assert 0 < on_n1 < 12
-        host.n_procs[1].kill()
-        host.n_procs[1].join(10)
-        assert host.n_died(1) == on_n1
-        assert sum(r["state"] == "LOST" for r in host.dump()) == on_n1
-        client.wire.repoint({1})
-        assert 1 not in client.wire.reta
-        fresh = client.connect(8)
-        payloads = [b"after the death %d" % i for i in range(8)]
-        assert client.echo(fresh, payloads) == payloads
-        assert all(r["n"] == 0 for r in host.dump() if r["state"] == "OPEN")
+        host.wait_ready([0])
+        me = WThread.attach(host.name, 1)
+        try:
+            client = Client(host)
+            client.connect(12)
+            mine = []
+            rows, done = _open_rows(host, 12)
+
+            def settled():
+                got = me.try_accept(PORT)
+                if got is not None:
+                    mine.append(got[0])
+                return done() and len(mine) == sum(r["w"] == 1 for r in rows)
+            client.run_until(settled)
+            on_n1 = sum(r["n"] == 1 for r in rows)
+            assert 0 < on_n1 < 12
+            host.n_procs[1].kill()
+            host.n_procs[1].join(10)
+            assert host.n_died(1) == on_n1
+            assert sum(r["state"] == "LOST" for r in host.dump()) == on_n1
+            # This W's FDs on the dead N: one-line errors, not a wait.
+            on_dead = [fd for fd in mine if (fd - 1) % 2 == 1]
+            assert on_dead
+            for fd in on_dead:
+                with pytest.raises(WnError, match="lost"):
+                    me.send(fd, b"x")
+                with pytest.raises(WnError, match="lost"):
+                    me.recv(fd, timeout=5)
+            client.wire.repoint({1})
+            assert 1 not in client.wire.reta
+            me.exit()                               # new connections all to W 0
+            fresh = client.connect(8)
+            payloads = [b"after the death %d" % i for i in range(8)]
+            assert client.echo(fresh, payloads) == payloads
+            assert all(r["n"] == 0 for r in host.dump() if r["state"] == "OPEN")
+        finally:
+            me.close_segment()
 
 
 @pytest.mark.timeout(120)
