@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,9 @@ class InstanceSpec:
     ring : (str, int, int)
         Shared-frame ring: segment name, offset and size in it.
     wake_word : int or None
-        Offset in that segment of the NIC process's wake word (1 while it sleeps long:
-        the child kicks it after sending).
+        Offset in that segment of the NIC process's wake word (1 while its loop sleeps
+        long: the child kicks it after sending, see
+        :class:`~hetnic.host.nic_process.NicProcess`).
     """
     config: InstanceConfig
     grant: Any
@@ -125,7 +126,6 @@ class _Running:
     spec: AppSpec
     app: Any
     grant: Any
-    stats: dict = field(default_factory=dict)
 
 
 class _Instance:
@@ -152,7 +152,8 @@ class _Instance:
             self.close()
             raise
         self.apps: list[_Running] = []
-        self.closing = False
+        #: Frames taken from the shared-frame ring.
+        self.shared_in = 0
         client.on_call("summary", self.summary)
         client.on_call("connections", self.stack.connections)
         client.on_call("close", self.close_apps)
@@ -182,9 +183,7 @@ class _Instance:
     def close_apps(self) -> bool:
         """Close every application, give its port back, send what that makes the stack
         send."""
-        self.closing = True
         for running in self.apps:
-            running.stats = running.app.stats()
             running.app.close()
             self.client.request("release", grant=running.grant)
         self.apps.clear()
@@ -205,8 +204,6 @@ class _Instance:
                 "shared_frames_in": self.shared_in}
 
     # --- the loop ------------------------------------------------------------------------
-    shared_in = 0
-
     def run(self) -> None:
         """Poll until the NIC process closes the pipe (:class:`ParentGone`)."""
         cfg = self.spec.config
