@@ -207,6 +207,25 @@ def test_a_full_tx_ring_without_a_clock_times_out(nic):
 
 
 @pytest.mark.timeout(60)
+def test_a_send_that_finds_the_staging_area_full_reaps_and_retries(nic):
+    """A batch that fits only once the finished (not yet reaped) one is reaped goes out."""
+    qs = nic.export_queues(tx=[TX], tx_timeout=5).open()
+    try:
+        tx = qs.tx_queues[TX]
+        batch = [udp4(sport=7000 + i, payload=bytes(1400)) for i in range(40)]
+        tx.send_batch(batch)                        # most of the staging area
+        nic.run_until_idle()                        # finished; its completion not reaped
+        assert tx.ring.outstanding == 1
+        tx.send_batch(batch)                        # full until the reap: then it fits
+        nic.run_until_idle()
+        tx.reap()
+        assert tx.ring.outstanding == 0 and tx.errors == 0
+        assert len(nic.wire.received()) == 2 * len(batch)
+    finally:
+        qs.close()
+
+
+@pytest.mark.timeout(60)
 def test_a_nic_without_shared_memory_refuses_to_export():
     with Nic.open("sim") as plain:
         assert plain.shared is None
