@@ -294,8 +294,7 @@ class WThread:
         end = time.monotonic() + timeout
         spins, nap = 0, 0.00005
         while True:
-            if self.poll() and done():
-                return
+            self.poll()
             if done():
                 return
             spins += 1
