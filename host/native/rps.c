@@ -402,6 +402,11 @@ int hn_watch(uint8_t *seg, uint8_t *dblock) {
     int n = (int)*DRV(dblock, NWORKERS), declared = 0;
     uint64_t now = hn_now_ns(), limit = *DRV(dblock, DEAD_AFTER_NS);
     int mode = (int)*DRV(dblock, MODE);
+    /* silence is only counted while the watch looks: after a gap (the driver was doing
+     * something else) every worker starts a new observation */
+    uint64_t last = *DRV(dblock, LAST_WATCH_NS);
+    int gap = last == 0 || now - last > limit / 4;
+    *DRV(dblock, LAST_WATCH_NS) = now;
     for (int w = 0; w < n; w++) {
         uint64_t *dead = U64(dblock, RPS_DRV_DEAD + 8 * w);
         if (*dead) continue;
@@ -410,7 +415,7 @@ int hn_watch(uint8_t *seg, uint8_t *dblock) {
         uint64_t *since = U64(dblock, RPS_DRV_HB_CHANGE_NS + 8 * w);
         uint64_t beat = LOAD_RLX(RING_HEARTBEAT(ring));
         int idle_blocked = mode == RPS_MODE_EVENTFD && ring_empty(ring);
-        if (beat != *seen || idle_blocked || *since == 0) {
+        if (beat != *seen || idle_blocked || gap) {
             *seen = beat;
             *since = now;
             continue;

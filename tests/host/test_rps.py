@@ -102,6 +102,21 @@ def test_a_killed_worker_is_declared_dead_and_its_flows_move(no_leftover_segment
     assert st.forwarded[1] >= owned_by_1            # its own flows all arrived, plus moved ones
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["futex", "eventfd"])
+def test_a_worker_idle_while_the_driver_looked_away_is_not_declared_dead(mode,
+                                                                        no_leftover_segments):
+    """The watch counts silence only while it runs: a blocked eventfd worker whose ring
+    fills after the driver did nothing for longer than dead_after is alive."""
+    with FrameSet.udp_flows(4000, 50, seed=3) as fs, \
+            RpsDriver(2, mode=mode, dead_after=0.2, sleep_ms=5, spin_us=10) as drv:
+        _steer_in_chunks(drv, fs, 0, 2000, 500)
+        time.sleep(0.4)                 # the driver away for twice dead_after
+        _steer_in_chunks(drv, fs, 2000, 4000, 500)
+        st = drv.stats()
+    assert st.deaths == 0 and st.forwarded_total == 4000 and st.order_errors == 0
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(RpsError, match="workers must be"):
         RpsDriver(0)
