@@ -16,8 +16,12 @@ Mode ``"futex"`` is the bypass; mode ``"eventfd"`` is the baseline: the worker b
 Liveness: every worker bumps the heartbeat word of its ring (while asleep too: its futex
 wait has a timeout). The watch (inside ``hn_drive``, and :meth:`RpsDriver.watch`) declares
 a worker whose heartbeat has not moved for ``dead_after`` seconds dead, re-points its
-steering entries to the live workers and counts the frames left in its ring as lost. A flow
-stays on one worker while that worker lives, so per-flow order holds.
+steering entries to the live workers and counts the frames left in its ring as lost. The
+watch counts silence only while it runs: when it has not run for ``dead_after / 4`` (the
+driver did something else) every worker starts a new observation, so a driver must call
+:meth:`~RpsDriver.steer`, :meth:`~RpsDriver.drain` or :meth:`~RpsDriver.watch` at least
+that often to detect a death. A flow stays on one worker while that worker lives, so
+per-flow order holds.
 """
 
 from __future__ import annotations
