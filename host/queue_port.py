@@ -37,7 +37,7 @@ from .shm import SharedSegment
 from .tx_ring import TxDone, TxRing
 
 __all__ = ["SharedNicInfo", "QueueGrant", "QueueSet", "PortRxQueue", "PortTxQueue",
-           "StableReads", "detach_ring", "attach_ring", "export_queues"]
+           "detach_ring", "attach_ring", "export_queues"]
 
 #: The persistent id that stands for host memory in a pickled ring.
 _HOST_MEMORY = "hetnic-host-memory"
@@ -99,38 +99,9 @@ def detach_ring(ring: RxRing | TxRing) -> bytes:
 
 
 def attach_ring(state: bytes, memory) -> RxRing | TxRing:
-    """The ring :func:`detach_ring` gave ``state`` for, its host memory now ``memory``; its
-    completion ring reads through :class:`StableReads`."""
-    ring = _RingUnpickler(io.BytesIO(state), memory).load()
-    ring._cq.mem = StableReads(memory)
-    return ring
-
-
-class StableReads:
-    """Reads of host memory that the NIC writes while they happen, from another process.
-
-    In one process the NIC's clock stands still while the driver reads a completion. Here it
-    runs in the NIC process: a completion entry is written beat by beat, its phase bit in
-    the last beat, and a read of the entry could (if this process is preempted in the
-    middle of it) take the old body and the new phase bit. A read is therefore made twice
-    and repeated until both copies agree; with one writer that writes the body before the
-    phase bit, agreeing copies are a consistent entry.
-    """
-
-    def __init__(self, memory: SharedSegment):
-        self._memory = memory
-
-    def read(self, addr: int, n: int) -> bytes:
-        read = self._memory.read
-        first = read(addr, n)
-        while True:
-            second = read(addr, n)
-            if second == first:
-                return first
-            first = second
-
-    def write(self, addr: int, data: bytes) -> None:
-        self._memory.write(addr, data)
+    """The ring :func:`detach_ring` gave ``state`` for, its host memory now ``memory`` (its
+    completion ring reads entries written while it reads: :class:`~hetnic.host.ring.PhaseRing`)."""
+    return _RingUnpickler(io.BytesIO(state), memory).load()
 
 
 @dataclass(frozen=True)

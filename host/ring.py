@@ -106,7 +106,14 @@ _READ_ENTRIES = 64      # completions read from host memory at once while pollin
 
 
 class PhaseRing:
-    """A ring the NIC writes and the host polls by phase bit (completions, events)."""
+    """A ring the NIC writes and the host polls by phase bit (completions, events).
+
+    The phase bit is an entry's last bit, so the NIC's DMA writes it in the entry's last
+    beat, after the body. The NIC may be writing while the host reads (its clock runs in
+    another process when the memory is shared), so :meth:`peek` reads the entries again
+    once it has seen their phase bits, and decodes only that second copy: a body read after
+    its phase bit is never older than it (x86 keeps stores in order and loads in order).
+    """
 
     def __init__(self, mem: HostMemory, allocator: MemoryAllocator, layout, size: int,
                  align: int):
@@ -115,6 +122,9 @@ class PhaseRing:
         self.size = size
         self.entry_bytes = self.codec.nbytes
         phase = data.Layout.cast(layout)["phase"]
+        if phase.offset != data.Layout.cast(layout).size - 1:
+            raise ValueError(f"{self.codec.name}.phase must be the entry's last bit, so that "
+                             f"the NIC writes it after the body")
         self._phase_byte, self._phase_shift = divmod(phase.offset, 8)
         self.base = allocator.alloc(size * self.entry_bytes, max(self.entry_bytes, align))
         mem.write(self.base, bytes(size * self.entry_bytes))
@@ -122,19 +132,26 @@ class PhaseRing:
 
     def peek(self, max_entries: int) -> list[dict[str, int]]:
         """Up to ``max_entries`` ready entries from the consumer index on, not consumed.
-        Reads up to :data:`_READ_ENTRIES` entries per backend call, not one per call."""
+        Reads up to :data:`_READ_ENTRIES` entries per backend call (twice when some are
+        ready: see the class), not one per call."""
         entries: list[dict[str, int]] = []
         index = self.cons
+        eb, phase_at, shift = self.entry_bytes, self._phase_byte, self._phase_shift
         while len(entries) < max_entries:
             slot = index % self.size
             expected = (index // self.size & 1) ^ 1
             n = min(max_entries - len(entries), self.size - slot, _READ_ENTRIES)
-            chunk = self.mem.read(self.base + slot * self.entry_bytes, n * self.entry_bytes)
-            for k in range(n):
-                image = chunk[k * self.entry_bytes:(k + 1) * self.entry_bytes]
-                if (image[self._phase_byte] >> self._phase_shift) & 1 != expected:
-                    return entries
-                entries.append(self.codec.decode(image))
+            addr = self.base + slot * eb
+            chunk = self.mem.read(addr, n * eb)
+            ready = 0
+            while ready < n and (chunk[ready * eb + phase_at] >> shift) & 1 == expected:
+                ready += 1
+            if ready:
+                chunk = self.mem.read(addr, ready * eb)     # the bodies, after their phases
+                decode = self.codec.decode
+                entries += [decode(chunk[k * eb:(k + 1) * eb]) for k in range(ready)]
+            if ready < n:
+                return entries
             index += n
         return entries
 
