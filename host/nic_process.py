@@ -191,6 +191,11 @@ class NicProcess:
         return self._activity
 
     @property
+    def busy(self) -> bool:
+        """Whether the NIC had work left after the last turn (the loop turns again at once)."""
+        return self._busy
+
+    @property
     def stopped(self) -> bool:
         """Whether :meth:`stop` was called (the loop returns at once while it is)."""
         return self._stop.is_set()

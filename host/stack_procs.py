@@ -378,12 +378,9 @@ class StackProcs:
                 except HetnicError:
                     pass
         end = time.monotonic() + 1.0
-        if self.children:
-            try:
-                self.owner.run(until=lambda: not self.bridge.busy or time.monotonic() >= end,
-                               timeout=2.0)
-            except NicProcessTimeout:
-                pass
+        while time.monotonic() < end:       # the FINs out (also after stop())
+            if not self.owner.step() and not self.owner.busy:
+                break
         self.owner.close()
         rings, self._rings = getattr(self, "_rings", []), []
         for ring in rings:

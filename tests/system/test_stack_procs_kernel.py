@@ -243,5 +243,12 @@ def test_a_killed_instance_is_reported_and_the_others_keep_answering(www):
         summary = host.summary()["instances"]
         assert summary["concurrency"]["exit"] == -signal.SIGKILL
         assert summary["throughput"]["exit"] is None
+        # Closing the host closes the applications: an open echo connection gets its FIN.
+        held = peer.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with held:
+            held.settimeout(30)
+            peer.kernel(lambda: held.connect((H4, 7)))
+            host.close()
+            assert held.recv(100) == b""
     finally:
         gen.close()
