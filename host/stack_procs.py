@@ -29,7 +29,8 @@ only.
 * :meth:`summary` asks every child for its counters (``"summary"``) and adds its pid.
 
 The instances given may be the three heterogeneous stock profiles or, for instance, one
-instance owning every RX queue and one TX queue with the summed resources: any set that
+instance owning every RX queue and one TX queue with the summed resources
+(:func:`hetnic.bench_dispatch.homogeneous_instance`): any set that
 :func:`~hetnic.host.stack_steering.plan_steering` accepts.
 """
 
@@ -50,7 +51,7 @@ from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, _interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
 
-__all__ = ["StackProcs", "StackProcsError", "homogeneous_instance"]
+__all__ = ["StackProcs", "StackProcsError"]
 
 #: Slots and slot size of each instance's ring of shared frames (an Ethernet frame fits).
 RING_SLOTS = 64
@@ -386,26 +387,6 @@ class StackProcs:
         for ring in rings:
             ring.release()
         self._segment.close()
-
-
-def homogeneous_instance(instances: list[InstanceConfig] | None = None, *,
-                         name: str = "homogeneous") -> InstanceConfig:
-    """One instance with the summed resources of ``instances`` (default: the stock three),
-    the baseline a heterogeneous set is compared with: every RX queue of theirs (RSS spreads
-    over all of them), the first one's TX queue, the sum of their buffer memory,
-    connections and backlogs, one ephemeral range from their lowest to their highest port;
-    everything else (algorithms, polling) the :class:`InstanceConfig` defaults."""
-    instances = list(PROFILES.values()) if instances is None else list(instances)
-    if not instances:
-        raise ValueError("homogeneous_instance needs at least one instance to sum")
-    return InstanceConfig(
-        name=name, rx_queues=tuple(sorted({q for i in instances for q in i.rx_queues})),
-        tx_queue=instances[0].tx_queue,
-        buffer_memory=sum(i.buffer_memory for i in instances),
-        max_connections=sum(i.max_connections for i in instances),
-        backlog=sum(i.backlog for i in instances),
-        ephemeral_ports=(min(i.ephemeral_ports[0] for i in instances),
-                         max(i.ephemeral_ports[1] for i in instances)))
 
 
 def _empty(cfg: InstanceConfig) -> dict:

