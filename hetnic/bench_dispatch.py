@@ -66,7 +66,7 @@ import time
 from pathlib import Path
 
 from .bench_stack import percentile
-from .host.netns import in_netns, netns, tap_in_netns
+from .host.netns import in_netns, netns, ns_run, tap_in_netns
 from .host.stack.instance import PROFILES, InstanceConfig
 
 __all__ = ["bench_dispatch", "homogeneous_instance", "MUST_REACH"]
@@ -275,6 +275,8 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
                           serve_dir=Path(www), seed=seed, log=messages.append)
         procs, pipes = {}, {}
         try:
+            nic.counters()                  # the baseline: later reads count from here
+            ns_run(ns, "nstat", "-n")       # the same for the kernel's counters
             host.on_report(reports.append)
             start, stop = ctx.Event(), ctx.Event()
             common = {"start": start, "rounds": rounds, "idle_rounds": idle_rounds,
@@ -307,11 +309,19 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
 
             host.run(until=lambda: all(e.is_set() for e in readies.values()) or collect(),
                      timeout=timeout)
+            pids = dict({"nic-process": os.getpid()}, **host.pids,
+                        **{f"kernel-{k}": p.pid for k, p in procs.items()})
+            cpu0, t_start = _cpu(pids), time.monotonic()
             start.set()
+            cpu: dict = {}
 
             def finished() -> bool:
                 if not stop.is_set() and all(e.is_set() for e in reached.values()):
                     stop.set()
+                if stop.is_set() and not cpu:
+                    cpu1, wall = _cpu(pids), time.monotonic() - t_start
+                    cpu.update({name: round((cpu1[name] - cpu0[name]) / wall * 100, 1)
+                                for name in pids if name in cpu0 and name in cpu1})
                 return collect()
 
             host.run(until=finished, timeout=timeout)
@@ -327,6 +337,9 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
                                    f"for {made} connections, {len(bad)} not "
                                    f"{len(_REQUEST)} bytes cleanly closed")
             summary = host.summary()
+            summary["nic"] = {k: v for k, v in nic.counters().items() if v}
+            summary["kernel"] = _kernel_counters(ns)
+            summary["cpu"] = cpu
         finally:
             stop.set()
             try:
@@ -339,6 +352,46 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
                         proc.join(5)
     return _figures(label, instances, {k: v[1] for k, v in results.items()}, summary,
                     messages)
+
+
+#: The kernel's counters worth reading beside the figures (nstat names).
+_KERNEL_COUNTERS = ("TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLostRetransmit",
+                    "TcpExtTCPSpuriousRTOs", "TcpExtTCPFastRetrans", "TcpExtTCPOFOQueue",
+                    "TcpExtTCPSackRecovery", "TcpInSegs", "TcpOutSegs", "TcpExtListenDrops",
+                    "IpExtInNoRoutes", "TcpExtTCPBacklogDrop")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process used so far; processes gone are left out."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+#: NIC counters worth reading beside the figures (by name prefix).
+_NIC_COUNTERS = ("frames_", "drop", "rxq_", "txq_", "queue_packets", "eq_")
+
+
+def _kernel_counters(ns: str) -> dict:
+    """The kernel's TCP counters since the baseline (``nstat``) and the TAP's drops."""
+    out: dict = {}
+    for line in ns_run(ns, "nstat", "-z", *_KERNEL_COUNTERS).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in _KERNEL_COUNTERS:
+            out[parts[0]] = int(parts[1])
+    stats = ns_run(ns, "cat", "/sys/class/net/tap0/statistics/rx_dropped",
+                   "/sys/class/net/tap0/statistics/tx_dropped").stdout.split()
+    out["tap_rx_dropped"], out["tap_tx_dropped"] = (int(x) for x in stats)
+    return out
 
 
 def _figures(label: str, instances: list[InstanceConfig], r: dict, summary: dict,
@@ -368,6 +421,11 @@ def _figures(label: str, instances: list[InstanceConfig], r: dict, summary: dict
                   for g in summary["dispatcher"]["grants"]],
         "shared_drops": summary["shared_drops"],
         "messages": messages,
+        "nic_counters": {k: v for k, v in summary["nic"].items()
+                         if k.startswith(_NIC_COUNTERS)},
+        "cpu_percent": summary["cpu"],
+        "bridge": {k: v for k, v in summary["bridge"].items() if v is not None},
+        "kernel": summary["kernel"],
     }
     for cfg in instances:
         info = summary["instances"][cfg.name]
@@ -378,7 +436,8 @@ def _figures(label: str, instances: list[InstanceConfig], r: dict, summary: dict
             "congestion": cfg.congestion, "sndbuf": cfg.sndbuf, "rcvbuf": cfg.rcvbuf,
             "buffer_memory": cfg.buffer_memory, "max_connections": cfg.max_connections,
             "link": info.get("link"),
-            "retransmits": {k: v for k, v in counters.items() if "retrans" in k and v},
+            "counters": {k: v for k, v in counters.items() if v and k != "drops"},
+            "drops": counters.get("drops") or {},
         }
     return out
 
