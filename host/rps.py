@@ -78,6 +78,8 @@ class RpsStats:
     syscalls_driver: int
     syscalls_workers: list[int]
     wakes: int
+    full_waits: int
+    full_timeouts: int
     sleeps: list[int]
     timeouts: list[int]
     deaths: int
@@ -390,7 +392,8 @@ class RpsDriver:
             order_errors=sum(wk("order_errors")), csum_errors=sum(wk("csum_errors")),
             not_forwarded=sum(wk("not_forwarded")), unsequenced=sum(wk("unsequenced")),
             syscalls_driver=self.syscalls, syscalls_workers=wk("syscalls"),
-            wakes=int(drv[d("wakes")]), sleeps=wk("sleeps"), timeouts=wk("timeouts"),
+            wakes=int(drv[d("wakes")]), full_waits=int(drv[d("full_waits")]),
+            full_timeouts=int(drv[d("full_timeouts")]), sleeps=wk("sleeps"), timeouts=wk("timeouts"),
             deaths=int(drv[d("deaths")]), dead=self._dead(),
             in_rings=[len(ring) for ring in self._rings],
             wake_latency_ns=self.wake_latencies(),

@@ -190,6 +190,7 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
 #define MAX_FLOWS 65536u
 #define WORKER_BATCH 64u
 #define DRAIN_MAX 4096u
+#define SPIN_MIN_NS 2000u
 
 /* Set up a worker process: die with the parent (PR_SET_PDEATHSIG), record the pid.
  * Returns 0, or -1 when the parent is already gone. */
@@ -284,7 +285,7 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
     if (!last_seq) return -ENOMEM;
     int use_umwait = hn_waitpkg();
     int verify = (int)LOAD_RLX(WK(wblock, VERIFY));
-    uint64_t spin_ns = LOAD_RLX(WK(wblock, SPIN_NS));
+    uint64_t spin_ns = LOAD_RLX(WK(wblock, SPIN_NS)), spin_cur = spin_ns;
     uint32_t *sleeping = RING_SLEEPING(ring);
     uint64_t *heartbeat = RING_HEARTBEAT(ring);
     uint64_t last_beat = hn_now_ns();
@@ -311,10 +312,12 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
             STORE_RLX(WK(wblock, SYSCALLS), hn_syscall_count);
             continue;
         }
-        /* spin while empty, up to the idle budget */
+        /* spin while empty, up to the idle budget: adaptive, halved after a spin that
+         * ended in a sleep, doubled (up to spin_ns) after one that found frames, so that
+         * a worker sharing a CPU with the driver stops burning it */
         uint64_t start = hn_now_ns(), now = start;
         int got = 0;
-        while (spin && now - start < spin_ns) {
+        while (spin && now - start < spin_cur) {
             for (int k = 0; k < 64; k++) {
                 if (!ring_empty(ring) || LOAD_RLX(WK(wblock, STOP))) { got = 1; break; }
 #if HN_X86
@@ -327,6 +330,10 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
         }
         STORE_RLX(heartbeat, LOAD_RLX(heartbeat) + 1);
         last_beat = now;
+        if (spin) {
+            if (got) spin_cur = spin_cur * 2 < spin_ns ? spin_cur * 2 : spin_ns;
+            else spin_cur = spin_cur / 2 > SPIN_MIN_NS ? spin_cur / 2 : SPIN_MIN_NS;
+        }
         if (got) continue;
         /* announce the sleep, then look again: the driver stores its index, fences, and
          * reads `sleeping`; we store `sleeping`, fence, and read the index: one of the two
@@ -486,8 +493,11 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
                            >= nslots[w]) {
                         STORE_RLX(RING_PWAIT(rings[w]), 1);
                         FENCE();
-                        if (prod[w] - LOAD_ACQ(RING_CONS(rings[w])) >= nslots[w])
-                            hn_futex_wait(RING_PWAIT(rings[w]), 1, 1000000);
+                        if (prod[w] - LOAD_ACQ(RING_CONS(rings[w])) >= nslots[w]) {
+                            BUMP(DRV(dblock, FULL_WAITS), 1);
+                            if (hn_futex_wait(RING_PWAIT(rings[w]), 1, 1000000) == 1)
+                                BUMP(DRV(dblock, FULL_TIMEOUTS), 1);
+                        }
                         STORE_RLX(RING_PWAIT(rings[w]), 0);
                         if (hn_now_ns() >= next_watch) {
                             next_watch = hn_now_ns() + watch_ns;
