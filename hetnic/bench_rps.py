@@ -23,15 +23,17 @@ idle
     nothing for ``idle_s``: each worker's CPU time (``/proc/PID/stat``) over the wall time.
 
 Driver + 2 workers are 3 processes; the host this was tuned on has 2 cores (shared with
-other work). A worker spins (``pause``) for ``spin_us`` = 100 us on an empty ring before it
-sleeps: long enough to bridge the gaps between the driver's batches (a batch of 32 takes
-the driver about a microsecond) and the driver's producer-futex round trip, short enough
-that a spinning worker does not hold a core the driver needs for long (1 ms and more
-measured worse: the spinning workers starve the driver). After an idle timeout (the futex
-wait's ``sleep_ms``, there for the heartbeat) it sleeps again without spinning, so an idle
-worker costs next to no CPU. Rings of 4096 slots, so a producer sleep covers 2048 frames.
-Pinning the driver and the workers to cores was tried and measured worse on this shared
-host; nothing is pinned.
+other work, so the numbers vary from run to run: the rounds are in the result). A worker
+spins (``pause``) on an empty ring before it sleeps, up to ``spin_us`` = 100 us: enough to
+bridge the gaps between the driver's batches (a batch of 32 takes the driver about a
+microsecond) and the driver's producer-futex round trip. The budget adapts: halved (down
+to 2 us) after a spin that ended in a sleep, doubled after one that found frames; with 3
+processes on 2 cores the scheduler often puts a worker on the driver's CPU, where spinning
+only delays the driver (fixed budgets of 500 us and more measured worse, 10 us gave many
+more sleeps). After an idle timeout (the futex wait's ``sleep_ms``, there for the
+heartbeat) a worker sleeps again without spinning, so an idle worker costs next to no CPU.
+Rings of 4096 slots, so a producer sleep covers 2048 frames. Pinning the driver and the
+workers to cores was tried and measured worse on this shared host; nothing is pinned.
 """
 
 from __future__ import annotations

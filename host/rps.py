@@ -162,7 +162,9 @@ class RpsDriver:
     table_size : int
         Steering table entries; entry ``hash % table_size`` names the worker.
     spin_us : float
-        How long an idle worker spins (``pause``) before it sleeps (futex mode).
+        How long at most an idle worker spins (``pause``) before it sleeps (futex mode);
+        the budget adapts between 2 us and this (halved after a spin that ended in a sleep,
+        doubled after one that found frames), and is skipped after an idle timeout.
     sleep_ms : float
         The futex wait's timeout: a sleeping worker's heartbeat moves at least this often.
     dead_after : float
