@@ -105,7 +105,7 @@ def _median(values: list[float]) -> float:
 def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
               rounds: int = 5, flows: int = 4096, nslots: int = 4096,
               spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400, pace_us: float = 1000.0,
-              idle_s: float = 1.0, seed: int = 0) -> dict:
+              idle_s: float = 1.0, dead_after: float = 2.0, seed: int = 0) -> dict:
     """Measure RPS by system-call bypass against the eventfd baseline (see the module doc).
 
     The load phase runs ``rounds`` times per mode, the modes alternating (the order swapped
@@ -117,17 +117,20 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
     ``wake_latency_us`` (``p50``, ``p99``; ``baseline_wake_latency_us`` the same for the
     eventfd reader), ``idle_worker_cpu_percent`` (the busiest idle worker), ``wait_mode``,
     ``drops``, ``order_errors``, ``voluntary_ctxt_switches`` (per worker, load phases) and
-    each mode's detail under ``"modes"``.
+    each mode's detail under ``"modes"``. ``dead_after`` is the workers' heartbeat limit,
+    longer than the driver's default so that a worker the shared host stalls for a while
+    is not declared dead in the middle of a measurement (``deaths`` says if one was).
     """
     result: dict = {"packets": packets, "workers": workers, "batch": batch, "rounds": rounds,
                     "flows": flows, "nslots": nslots, "spin_us": spin_us,
-                    "sleep_ms": sleep_ms, "cpus": os.cpu_count(), "modes": {}}
+                    "sleep_ms": sleep_ms, "dead_after": dead_after, "cpus": os.cpu_count(),
+                    "modes": {}}
     modes = ("futex", "eventfd")
     with FrameSet.udp_flows(packets, flows, seed=seed) as fs, \
             RpsDriver(workers, mode="futex", nslots=nslots, spin_us=spin_us,
-                      sleep_ms=sleep_ms) as bypass, \
+                      sleep_ms=sleep_ms, dead_after=dead_after) as bypass, \
             RpsDriver(workers, mode="eventfd", nslots=nslots, spin_us=spin_us,
-                      sleep_ms=sleep_ms) as baseline:
+                      sleep_ms=sleep_ms, dead_after=dead_after) as baseline:
         drivers = {"futex": bypass, "eventfd": baseline}
         loads: dict[str, list[dict]] = {m: [] for m in modes}
         for r in range(rounds):
@@ -145,6 +148,7 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
                 "forwarded": forwarded,
                 "drops": st.drop_full + st.drop_dead,
                 "deaths": st.deaths,
+                "lost": st.lost,
                 "order_errors": st.order_errors,
                 "csum_errors": st.csum_errors,
                 "voluntary_ctxt_switches": [sum(c) for c in zip(
