@@ -178,6 +178,7 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
         "wait_mode": wait_mode,
         "drops": {m: result["modes"][m]["drops"] for m in modes},
         "order_errors": {m: result["modes"][m]["order_errors"] for m in modes},
+        "deaths": {m: result["modes"][m]["deaths"] for m in modes},
         "voluntary_ctxt_switches": {m: result["modes"][m]["voluntary_ctxt_switches"]
                                     for m in modes},
     })
