@@ -30,18 +30,20 @@ Blocking calls spin briefly, then sleep in short steps, and give up after their 
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections import deque
 from typing import Callable
 
 from ..errors import HetnicError
 from .shm import SharedSegment
-from .wn_rings import (ConnState, Cmd, Evt, WnLayout, decode, decode_port, encode,
-                       encode_port, fd_owner, fd_slot)
+from .wn_rings import (ENTRY_STATE, ConnState, Cmd, Evt, WnLayout, decode, decode_port,
+                       encode, encode_port, fd_owner, fd_slot)
 
 __all__ = ["WThread", "WnError", "WnTimeout", "dump_table", "repoint_reta"]
 
 _SPINS = 200
+_U32 = struct.Struct("<I")
 _MAX_NAP = 0.002
 
 
@@ -127,6 +129,7 @@ class WThread:
         self._accepting: set[int] = set()
         self._listened: dict[int, dict[int, str]] = {}
         self._fds: dict[int, _Fd] = {}
+        self._ready: set[int] = set()       # FDs with data, EOF or an error (maybe closed)
         self._closed: set[int] = set()
         self._gone = False
         layout.set_w_peer(w, os.getpid())
@@ -189,7 +192,8 @@ class WThread:
     def readable(self) -> list[int]:
         """This W's FDs whose :meth:`recv` would not wait (data, EOF or an error)."""
         self.poll()
-        return [fd for fd, s in self._fds.items() if s.buf or s.eof or s.error is not None]
+        fds = self._fds
+        return [fd for fd in self._ready if fd in fds]
 
     def set_ready(self) -> None:
         """Tell the host this W is set up (:meth:`WnHost.wait_ready` waits for it)."""
@@ -217,11 +221,14 @@ class WThread:
         """Up to ``max_bytes`` received on ``fd``; ``b""`` once the peer closed and all was
         read. Waits up to ``timeout`` (None: not at all, :class:`WnTimeout` if nothing)."""
         state = self._mine(fd, "recv")
-        self._wait(lambda: bool(state.buf) or state.eof or state.error is not None
-                   or self._lost(fd), timeout, f"recv on fd {fd}")
+        if not state.buf:
+            self._wait(lambda: bool(state.buf) or state.eof or state.error is not None
+                       or self._lost(fd), timeout, f"recv on fd {fd}")
         if state.buf:
             out = bytes(state.buf[:max_bytes])
             del state.buf[:max_bytes]
+            if not state.buf and not state.eof and state.error is None:
+                self._ready.discard(fd)
             return out
         if state.error is None and not state.eof and self._lost(fd):
             state.error = "connection lost: its N died"
@@ -234,6 +241,7 @@ class WThread:
         error."""
         self._mine(fd, "close")
         del self._fds[fd]
+        self._ready.discard(fd)
         self._closed.add(fd)
         self._push(self._n(fd), Cmd.CLOSE, encode(fd), 5.0)
 
@@ -269,6 +277,7 @@ class WThread:
                     state = self._fds.get(fd)
                     if state is not None:
                         state.buf += body
+                        self._ready.add(fd)
                 elif kind == Evt.ACCEPTED:
                     port, peer = decode_port(body)
                     host, _, rport = peer.rpartition(" ")
@@ -276,9 +285,11 @@ class WThread:
                 elif kind == Evt.EOF:
                     if fd in self._fds:
                         self._fds[fd].eof = True
+                        self._ready.add(fd)
                 elif kind == Evt.ERROR:
                     if fd in self._fds:
                         self._fds[fd].error = body.decode(errors="replace")
+                        self._ready.add(fd)
                 elif kind == Evt.LISTENED:
                     port, error = decode_port(body)
                     n = self.evt.index(ring)
@@ -348,9 +359,12 @@ class WThread:
         return self._tables[self._n(fd)][fd_slot(fd, layout.n_count, layout.table_slots)]
 
     def _lost(self, fd: int) -> bool:
-        """Whether ``fd``'s N died (the host marked it LOST in the routing table)."""
-        entry = self._entry(fd)
-        return int(entry["fd"]) == fd and int(entry["state"]) == ConnState.LOST
+        """Whether ``fd``'s N died (the host marked it LOST in the routing table); read from
+        the raw bytes (this is on every send)."""
+        layout = self.layout
+        off = layout.entry_offset(self._n(fd), fd_slot(fd, layout.n_count, layout.table_slots))
+        buf = layout.buf
+        return buf[off + ENTRY_STATE] == ConnState.LOST and _U32.unpack_from(buf, off)[0] == fd
 
     def close_segment(self) -> None:
         """Unmap the shared segment (after :meth:`exit`)."""

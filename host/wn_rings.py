@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import HetnicError
 from .spsc import SpscRing
 
-__all__ = ["WnLayout", "WnLayoutError", "Cmd", "Evt", "ConnState", "ENTRY_DTYPE",
+__all__ = ["WnLayout", "WnLayoutError", "Cmd", "Evt", "ConnState", "ENTRY_DTYPE", "ENTRY_STATE",
            "fd_owner", "fd_slot", "encode", "decode"]
 
 _MAGIC = 0x574E3031        # "WN01"
@@ -97,6 +97,8 @@ ENTRY_DTYPE = np.dtype([("fd", "<u4"), ("w", "<i2"), ("state", "u1"), ("family",
                         ("lport", "<u2"), ("rport", "<u2"), ("raddr", "u1", (16,)),
                         ("pad", "u1", (4,))])
 assert ENTRY_DTYPE.itemsize == 32
+#: Byte offset of ``state`` in an entry (for readers of the raw bytes).
+ENTRY_STATE = ENTRY_DTYPE.fields["state"][1]
 
 
 def fd_owner(fd: int, n_count: int) -> int:
@@ -228,6 +230,10 @@ class WnLayout:
     def event_ring(self, w: int, n: int) -> SpscRing:
         """The ring N ``n`` pushes events on and W ``w`` pops."""
         return SpscRing.attach(self._ring_buf(w, n, 1))
+
+    def entry_offset(self, n: int, slot: int) -> int:
+        """Byte offset in the segment of N ``n``'s routing-table entry ``slot``."""
+        return self.off_table + (n * self.table_slots + slot) * ENTRY_DTYPE.itemsize
 
     def table(self, n: int) -> np.ndarray:
         """N ``n``'s routing-table region (a writable numpy view of ENTRY_DTYPE entries)."""

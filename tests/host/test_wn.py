@@ -35,7 +35,7 @@ class Client:
         if out:
             self.wire.send(out)
 
-    def run_until(self, done, timeout: float = 30.0, also=None) -> None:
+    def run_until(self, done, timeout: float = 60.0, also=None) -> None:
         end = time.monotonic() + timeout
         while not done():
             if time.monotonic() > end:
@@ -83,11 +83,11 @@ def _no_segments_left():
 
 
 def _open_rows(host, count):
-    """Wait until ``count`` connections are in the table, handed to a W."""
+    """Wait until ``count`` connections are in the table, taken by a W (OPEN)."""
     rows = []
 
     def done():
-        rows[:] = [r for r in host.dump() if r["w"] >= 0]
+        rows[:] = [r for r in host.dump() if r["w"] >= 0 and r["state"] == "OPEN"]
         return len(rows) >= count
     return rows, done
 
