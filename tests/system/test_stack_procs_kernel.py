@@ -248,7 +248,12 @@ def test_a_killed_instance_is_reported_and_the_others_keep_answering(www):
         held = peer.socket(socket.AF_INET, socket.SOCK_STREAM)
         with held:
             held.settimeout(30)
-            peer.kernel(lambda: held.connect((H4, 7)))
+
+            def established():
+                held.connect((H4, 7))
+                held.sendall(b"x")
+                return held.recv(1)         # echoed: the connection is accepted there
+            assert peer.kernel(established) == b"x"
             host.close()
             assert held.recv(100) == b""
     finally:
