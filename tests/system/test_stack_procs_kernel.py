@@ -153,6 +153,23 @@ def test_tcp_echo(peer, version):
     assert peer.kernel(echo) == payload
 
 
+def test_connection_dump_comes_from_the_instance_process(peer):
+    sock = peer.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.settimeout(30)
+
+        def established():
+            sock.connect((H4, 7))
+            sock.sendall(b"x")
+            return sock.recv(1)
+        assert peer.kernel(established) == b"x"
+        port = sock.getsockname()[1]
+        rows = [c for c in peer.host.connections("low-delay") if c["rport"] == port]
+        assert [(c["state"], c["lport"], c["remote"]) for c in rows] == \
+            [("ESTABLISHED", 7, K4)]
+        assert not [c for c in peer.host.connections("throughput") if c["rport"] == port]
+
+
 def test_udp_echo(peer):
     sock = peer.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
