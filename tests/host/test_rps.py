@@ -68,11 +68,13 @@ def test_a_full_ring_is_a_counted_drop_and_the_driver_goes_on(no_leftover_segmen
 
 
 @pytest.mark.timeout(180)
-def test_a_killed_worker_is_declared_dead_and_its_flows_move(no_leftover_segments):
+@pytest.mark.parametrize("mode", ["futex", "eventfd"])
+def test_a_killed_worker_is_declared_dead_and_its_flows_move(mode, no_leftover_segments):
     seed = 99
     print("seed", seed)
     with FrameSet.udp_flows(60_000, 500, seed=seed) as fs, \
-            RpsDriver(2, nslots=4096, dead_after=0.3, sleep_ms=5, spin_us=20) as drv:
+            RpsDriver(2, mode=mode, nslots=4096, dead_after=0.3, sleep_ms=5,
+                      spin_us=20) as drv:
         table = drv.steering_table.copy()
         _steer_in_chunks(drv, fs, 0, 20_000, 1024)
         victim = drv.pids[0]
