@@ -327,7 +327,8 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
             host.run(until=finished, timeout=timeout)
             failed = [text for ok, text in results.values() if not ok]
             if failed:
-                raise RuntimeError(f"bench dispatch: {label}: {failed[0]}")
+                died = f" ({'; '.join(messages)})" if messages else ""
+                raise RuntimeError(f"bench dispatch: {label}: {failed[0]}{died}")
             made = results["conns"][1]["made"]
             # Every discard connection reports its bytes when it ends; wait for the last.
             host.run(until=lambda: len(reports) >= made, timeout=30)
