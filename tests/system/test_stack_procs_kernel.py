@@ -182,9 +182,14 @@ def test_udp_echo(peer):
                 replies.append(sock.recvfrom(100)[0])
             return replies
     assert peer.kernel(echo) == [b"datagram %d" % i for i in range(5)]
-    low = peer.host.summary()["instances"]["low-delay"]
-    udp = next(a for a in low["apps"] if a["app"] == "udp-echo")
+    summary = peer.host.summary()["instances"]
+    udp = next(a for a in summary["low-delay"]["apps"] if a["app"] == "udp-echo")
     assert udp["datagrams"] >= 5
+    # The kernel's ARP requests reach the default instance (concurrency) through the NIC and
+    # the others as copies over their rings.
+    assert summary["low-delay"]["shared_frames_in"] >= 1
+    assert summary["throughput"]["shared_frames_in"] >= 1
+    assert summary["concurrency"]["shared_frames_in"] == 0
 
 
 def test_discard_reports_reach_the_nic_process(peer):
