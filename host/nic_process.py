@@ -20,8 +20,12 @@ A child dies with its parent: its end of the pipe reads EOF when this process is
 when it is killed), and the kernel sends it SIGKILL when the thread that spawned it exits
 (``PR_SET_PDEATHSIG``).
 
-The loop (:meth:`NicProcess.run`) pumps the TAP bridge (or, without a TAP, runs the clock
-while the NIC has work), serves requests, notices children that exited (one line naming the
+The loop (:meth:`NicProcess.run`, one turn is :meth:`NicProcess.step`) pumps the TAP bridge
+(or, without a TAP, runs the clock while the NIC has work); runs the clock when a child wrote
+the doorbell page (the loop compares the page with what it saw last, so an idle NIC costs no
+cycles); calls the :meth:`on_turn` hooks (a stack host wakes its sleeping children there)
+and hands the frames it puts on the wire to the :meth:`on_wire_frames` hooks; serves
+requests, notices children that exited (one line naming the
 child and its exit code, :meth:`on_child_exit` callbacks) and, when a turn moved nothing (no
 TAP frame, the wire idle, no bus activity, no doorbell written, no request), sleeps in
 ``select`` on the TAP, the pipes and the children's sentinels: ``busy_wait`` seconds
