@@ -104,8 +104,9 @@ def _median(values: list[float]) -> float:
 
 def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
               rounds: int = 5, flows: int = 4096, nslots: int = 4096,
-              spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400, pace_us: float = 1000.0,
-              idle_s: float = 1.0, dead_after: float = 2.0, seed: int = 0) -> dict:
+              spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400,
+              pace_us: float = 1000.0, idle_s: float = 1.0, dead_after: float = 2.0,
+              seed: int = 0) -> dict:
     """Measure RPS by system-call bypass against the eventfd baseline (see the module doc).
 
     The load phase runs ``rounds`` times per mode, the modes alternating (the order swapped
