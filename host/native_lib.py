@@ -2,8 +2,8 @@
 
 The C source is compiled with the C compiler on ``PATH`` (``$CC``, else ``cc``, ``gcc`` or
 ``clang``) into a shared library under ``$HETNIC_CACHE/native``, named by a hash of the
-source, the compiler and the flags, so a changed source or layout builds a new one and an
-unchanged one is loaded at once. Every layout offset reaches C as a ``-D`` flag generated
+source, the compiler (its name and ``--version``) and the flags, so a changed source,
+layout or compiler builds a new one and an unchanged one is loaded at once. Every layout offset reaches C as a ``-D`` flag generated
 from :mod:`hetnic.host.spsc` and :mod:`hetnic.host.rps_layout`.
 
 :func:`load` returns a :class:`NativeLib` whose :attr:`~NativeLib.lib` is the
@@ -14,6 +14,7 @@ duration of every call, so a worker or driver loop in C does not hold up other t
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -99,6 +100,17 @@ def _compiler() -> str:
                            "host's native helper needs one; install gcc (apt-get install gcc)")
 
 
+@functools.lru_cache(maxsize=None)
+def _compiler_id(cc: str) -> str:
+    """The compiler's ``--version`` banner (part of the cache key: a new compiler rebuilds)."""
+    try:
+        result = subprocess.run([*cc.split(), "--version"], capture_output=True, text=True,
+                                timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return cc
+    return result.stdout.strip().splitlines()[0] if result.stdout.strip() else cc
+
+
 def defines() -> list[str]:
     """The ``-D`` flags the C source is compiled with (the shared layouts)."""
     return spsc.c_defines() + rps_layout.c_defines()
@@ -109,7 +121,7 @@ def build() -> Path:
     cc = _compiler()
     flags = CFLAGS + defines()
     source = SOURCE.read_bytes()
-    key = content_key(source, cc, *flags)
+    key = content_key(source, cc, _compiler_id(cc), *flags)
     entry = cache_dir("native") / f"rps-{key}.so"
     with build_lock(entry):     # one build per entry, however many processes ask
         if entry.exists():
