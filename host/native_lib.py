@@ -3,8 +3,9 @@
 The C source is compiled with the C compiler on ``PATH`` (``$CC``, else ``cc``, ``gcc`` or
 ``clang``) into a shared library under ``$HETNIC_CACHE/native``, named by a hash of the
 source, the compiler (its name and ``--version``) and the flags, so a changed source,
-layout or compiler builds a new one and an unchanged one is loaded at once. Every layout offset reaches C as a ``-D`` flag generated
-from :mod:`hetnic.host.spsc` and :mod:`hetnic.host.rps_layout`.
+layout or compiler builds a new one and an unchanged one is loaded at once. Every layout
+offset reaches C as a ``-D`` flag generated from :mod:`hetnic.host.spsc` and
+:mod:`hetnic.host.rps_layout`.
 
 :func:`load` returns a :class:`NativeLib` whose :attr:`~NativeLib.lib` is the
 :class:`ctypes.CDLL` with argument and result types set; ctypes releases the GIL for the
