@@ -71,13 +71,16 @@ class Child:
         Whether its exit was noticed (and logged) already.
     """
 
-    def __init__(self, name: str, process, conn, serve: Callable[["Child", tuple], None]):
+    def __init__(self, name: str, process, conn, serve: Callable[["Child", tuple], None],
+                 wait: Callable[[Callable[[], bool], float], bool] | None = None):
         self.name = name
         self.process = process
         self.pid: int = process.pid
         self.conn = conn
         self.reported = False
         self._serve = serve
+        self._wait = wait
+        self._answers: dict[int, tuple] = {}
         self._ids = itertools.count(1)
 
     @property
@@ -97,6 +100,10 @@ class Child:
     def call(self, kind: str, *, timeout: float = DEFAULT_TIMEOUT, **kw: Any) -> Any:
         """Ask the child (its ``on_call`` handler for ``kind``); its answer.
 
+        While it waits, the NIC process's loop keeps turning (``wait``, when the loop is not
+        in the middle of a turn): a child that waits for the NIC's clock (a full TX ring)
+        before it can answer is not left waiting for this call.
+
         Raises
         ------
         NicRequestError
@@ -111,18 +118,32 @@ class Child:
             conn.send(("call", ident, kind, kw))
         except (BrokenPipeError, ConnectionResetError, OSError):
             raise NicRequestError(f"{self.name} (pid {self.pid}) is gone") from None
+        peer = f"{self.name} (pid {self.pid})"
+        if self._wait is not None and self._wait(
+                lambda: ident in self._answers or self.conn is None,
+                time.monotonic() + timeout):
+            msg = self._answers.pop(ident, None)
+            if msg is None:
+                raise NicRequestError(f"{peer} did not answer {kind!r} within {timeout:g} s"
+                                      if self.conn is not None
+                                      else f"{peer} is gone (asked {kind!r})")
+            if msg[2]:
+                return msg[3]
+            raise NicRequestError(msg[3])
         return _await(conn, "ret", ident, timeout, lambda msg: self._serve(self, msg),
-                      f"{self.name} (pid {self.pid})", kind)
+                      peer, kind)
 
     def serve_pending(self) -> int:
-        """Serve the requests waiting on the pipe; returns how many (kicks included). EOF
-        closes the pipe."""
+        """Serve the requests waiting on the pipe and keep the answers to calls; returns how
+        many requests (kicks included). EOF closes the pipe."""
         conn, served = self.conn, 0
         try:
             while conn is not None and conn.poll(0):
                 msg = conn.recv()
                 if msg[0] == "req":
                     self._serve(self, msg)
+                elif msg[0] == "ret":
+                    self._answers[msg[1]] = msg
                 if msg[0] in ("req", "kick"):
                     served += 1
         except (EOFError, OSError):

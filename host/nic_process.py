@@ -140,6 +140,7 @@ class NicProcess:
         self._doorbells = _doorbell_view(nic)
         self._doorbell_seen = bytes(self._doorbells) if self._doorbells is not None else b""
         self._closed = False
+        self._in_step = False
 
     # --- children ------------------------------------------------------------------------
     def spawn(self, name: str, target: Callable[..., Any], *args: Any) -> Child:
@@ -160,7 +161,7 @@ class NicProcess:
                                  args=(theirs, os.getpid(), name, target, args), daemon=True)
         proc.start()
         theirs.close()
-        child = Child(name, proc, ours, self._serve_request)
+        child = Child(name, proc, ours, self._serve_request, self._wait)
         self.children.append(child)
         return child
 
@@ -281,6 +282,27 @@ class NicProcess:
         """One turn: run the NIC (through the bridge when there is a TAP) if frames came,
         a doorbell was written or the NIC was busy; serve the children; the turn hooks.
         Returns whether anything moved."""
+        self._in_step = True
+        try:
+            return self._step()
+        finally:
+            self._in_step = False
+
+    def _wait(self, ready: Callable[[], bool], end: float) -> bool:
+        """Turn the loop until ``ready()`` or ``end`` (monotonic) while a call waits for
+        its answer; False (nothing done) when called from inside a turn (a handler)."""
+        if self._in_step:
+            return False
+        while not ready():
+            now = time.monotonic()
+            if now >= end:
+                break
+            if self.step() or self._busy:
+                continue
+            self._sleep(now, end)
+        return True
+
+    def _step(self) -> bool:
         moved = False
         rung = self._doorbell_rung()
         nic = self.nic

@@ -280,3 +280,38 @@ def test_stack_procs_needs_a_shared_nic():
     from hetnic.host.stack_procs import StackProcs, StackProcsError
     with pytest.raises(StackProcsError, match=r"Nic.open\('sim', shared=True\)"):
         StackProcs(_StubNic(), tap=None)
+
+
+def answer_after_a_turn(client, segment_name):
+    from hetnic.host.shm import SharedSegment
+    segment = SharedSegment.attach(segment_name)
+    word = segment.buf[:4].cast("I")
+
+    def after_turn():
+        seen = word[0]
+        end = time.monotonic() + 30
+        while word[0] == seen and time.monotonic() < end:
+            time.sleep(0.001)
+        return word[0] != seen
+    client.on_call("after_turn", after_turn)
+    while True:
+        client.serve(1.0)
+
+
+def test_the_loop_turns_while_a_call_waits():
+    """A child that needs the NIC process's loop to move (as one waiting for a TX slot
+    does) before it answers still answers a call: the loop turns while the call waits."""
+    from hetnic.host.shm import SharedSegment
+    with SharedSegment.create(64, prefix="hetnic-test") as segment:
+        word = segment.buf[:4].cast("I")
+        owner = _owner()
+        try:
+            def turn():
+                word[0] += 1
+                return False
+            owner.on_turn(turn)
+            child = owner.spawn("waiter", answer_after_a_turn, segment.name)
+            assert child.call("after_turn", timeout=60) is True
+        finally:
+            owner.close()
+            word.release()
