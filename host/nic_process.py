@@ -130,8 +130,9 @@ class NicProcess:
         self._exit_callbacks: list[Callable[[Child], None]] = []
         self._turn_hooks: list[Callable[[], bool]] = []
         self._wire_hooks: list[Callable[[list[bytes]], None]] = []
+        self._out_hooks: list[Callable[[list[bytes]], list[bytes]]] = []
         if self.bridge is not None:
-            self.bridge.nic = _NicView(nic, _WireTee(nic.wire, self._tee))
+            self.bridge.nic = _NicView(nic, _WireTee(nic.wire, self._tee, self._out))
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = threading.Event()
         self._busy = False
@@ -180,6 +181,13 @@ class NicProcess:
             raise ValueError("on_wire_frames needs a TAP bridge (NicProcess(nic, tap))")
         self._wire_hooks.append(hook)
 
+    def on_wire_out(self, hook: Callable[[list[bytes]], list[bytes]]) -> None:
+        """Pass the frames that left the NIC's wire through ``hook(frames) -> frames``
+        before the TAP bridge writes them (e.g. to drop duplicates)."""
+        if self.bridge is None:
+            raise ValueError("on_wire_out needs a TAP bridge (NicProcess(nic, tap))")
+        self._out_hooks.append(hook)
+
     def on_turn(self, hook: Callable[[], bool]) -> None:
         """Call ``hook()`` once per loop turn after the NIC ran; it returns whether it moved
         something (then the loop does not sleep)."""
@@ -188,6 +196,11 @@ class NicProcess:
     def _tee(self, frames: list[bytes]) -> None:
         for hook in self._wire_hooks:
             hook(frames)
+
+    def _out(self, frames: list[bytes]) -> list[bytes]:
+        for hook in self._out_hooks:
+            frames = hook(frames)
+        return frames
 
     @property
     def activity(self) -> int:
@@ -446,16 +459,22 @@ def _doorbell_view(nic) -> memoryview | None:
 
 
 class _WireTee:
-    """``nic.wire`` for the bridge, calling ``hook(frames)`` on every frame put on it."""
+    """``nic.wire`` for the bridge: ``hook(frames)`` sees every frame put on it, ``out``
+    filters the frames taken off it."""
 
-    def __init__(self, wire, hook: Callable[[list[bytes]], None]):
-        self._wire, self._hook = wire, hook
+    def __init__(self, wire, hook: Callable[[list[bytes]], None],
+                 out: Callable[[list[bytes]], list[bytes]]):
+        self._wire, self._hook, self._out = wire, hook, out
 
     def send(self, frames, errors=None) -> int:
         frames = list(frames)
         if frames:
             self._hook(frames)
         return self._wire.send(frames, errors)
+
+    def received(self) -> list[bytes]:
+        frames = self._wire.received()
+        return self._out(frames) if frames else frames
 
     def __getattr__(self, name: str):
         return getattr(self._wire, name)

@@ -22,8 +22,8 @@ only.
 * Frames every instance needs (:func:`~hetnic.host.stack_steering.is_shared_frame`: ARP,
   NDP, ICMP errors) reach the default instance through the NIC; the bridge copies each into
   the :class:`~hetnic.host.spsc.SpscRing` of every other instance (a full ring is a counted
-  drop). Each instance answers such a request itself (one ARP reply per instance; the
-  one-process host sends one).
+  drop). Each instance answers such a request itself; of identical answers within 100 ms
+  the bridge writes one to the TAP (one ARP reply per request, as the one-process host).
 * A child that dies is reported in one line with its name and exit status, counted, its
   ports given back; the others keep running.
 * :meth:`summary` asks every child for its counters (``"summary"``) and adds its pid.
@@ -60,6 +60,9 @@ RING_SLOT_SIZE = 2048
 #: instance.
 _WAKE_WORD = 0
 _RINGS_AT = 64
+#: Seconds within which a second identical shared-kind frame (ARP, NDP, ICMP error) from
+#: the instances is not sent again.
+_ONCE_WINDOW = 0.1
 #: Seconds the children get to open their queues and listen.
 START_TIMEOUT = 120.0
 #: Seconds a summary or close call waits for a child.
@@ -96,6 +99,9 @@ class StackProcs:
         Instances that exited, and their exit status (negative: the signal).
     shared_drops : int
         Shared frames not copied to an instance because its ring was full.
+    shared_duplicates : int
+        Shared-kind frames the instances sent that were not written to the TAP: the same
+        frame another instance had just sent (one ARP reply per request).
     """
 
     def __init__(self, nic, tap, *, addr4: str = "198.18.0.2/24", addr6: str | None = None,
@@ -132,6 +138,8 @@ class StackProcs:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}
         self.shared_drops = 0
+        self.shared_duplicates = 0
+        self._shared_sent: dict[bytes, float] = {}
         self._ready: set[str] = set()
         self._grants: dict[str, list] = {cfg.name: [] for cfg in self.instances}
         self._last: dict[str, dict] = {}
@@ -180,6 +188,7 @@ class StackProcs:
         owner.on_request("report", self._on_report)
         owner.on_child_exit(self._on_exit)
         owner.on_wire_frames(self._copy_shared)
+        owner.on_wire_out(self._once)
         owner.on_turn(self._wake_sleepers)
 
     def _start(self) -> None:
@@ -265,6 +274,26 @@ class StackProcs:
                     if not ring.push(frame):
                         self.shared_drops += 1
 
+    def _once(self, frames: list[bytes]) -> list[bytes]:
+        """``frames`` without a shared-kind frame (ARP, NDP, ICMP errors) identical to one
+        sent within ``_ONCE_WINDOW`` seconds: every instance answers the kernel's ARP request
+        (it got a copy), the kernel gets one reply, as from the one-process host."""
+        now = time.monotonic()
+        sent = self._shared_sent
+        out = []
+        for frame in frames:
+            if is_shared_frame(frame):
+                last = sent.get(frame)
+                if last is not None and now - last < _ONCE_WINDOW:
+                    self.shared_duplicates += 1
+                    continue
+                sent[frame] = now
+            out.append(frame)
+        if len(sent) > 256:
+            for frame in [f for f, t in sent.items() if now - t >= _ONCE_WINDOW]:
+                del sent[frame]
+        return out
+
     def _wake_sleepers(self) -> bool:
         """After the NIC moved frames, wake the children that sleep (their ring's
         ``sleeping`` word set) with a message on their pipe."""
@@ -310,7 +339,7 @@ class StackProcs:
         """As :meth:`StackHost.summary <hetnic.host.stack_host.StackHost.summary>`, each
         instance with its ``pid``, ``mode`` (``"process"``) and ``exit`` (None while it
         runs, else its exit status; its counters are then the last ones gathered), plus
-        ``"dispatcher"`` (its dump) and ``"shared_drops"``."""
+        ``"dispatcher"`` (its dump), ``"shared_drops"`` and ``"shared_duplicates"``."""
         out = {}
         for cfg in self.instances:
             child = self.children.get(cfg.name)
@@ -326,7 +355,8 @@ class StackProcs:
             info = dict(info, pid=self.pids.get(cfg.name), exit=self.exits.get(cfg.name))
             out[cfg.name] = info
         return {"instances": out, "bridge": self.bridge.counters(),
-                "dispatcher": self.dispatcher.dump(), "shared_drops": self.shared_drops}
+                "dispatcher": self.dispatcher.dump(), "shared_drops": self.shared_drops,
+                "shared_duplicates": self.shared_duplicates}
 
     def connections(self, name: str) -> list[dict]:
         """Instance ``name``'s per-connection dump (asked of its process)."""

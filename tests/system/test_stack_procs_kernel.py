@@ -18,13 +18,14 @@ import random
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
 from hetnic.host.nic import Nic
 from hetnic.bench_dispatch import homogeneous_instance
 from hetnic.host.stack_procs import StackProcs
-from kit.netns import in_netns, netns, require_netns, tap_in_netns
+from kit.netns import in_netns, netns, ns_run, require_netns, tap_in_netns
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -190,6 +191,38 @@ def test_udp_echo(peer):
     assert summary["low-delay"]["shared_frames_in"] >= 1
     assert summary["throughput"]["shared_frames_in"] >= 1
     assert summary["concurrency"]["shared_frames_in"] == 0
+
+
+def test_one_arp_reply_per_request(peer):
+    """Every instance answers the kernel's ARP request (each got it, two as copies); the
+    kernel gets one reply."""
+    from scapy.layers.l2 import ARP, Ether
+    link = ns_run(peer.ns, "ip", "-o", "link", "show", "tap0").stdout
+    mac = link.split("link/ether ")[1].split()[0]
+    with in_netns(peer.ns):
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    with raw:
+        raw.bind(("tap0", 0x0806))
+        raw.settimeout(0.05)
+        request = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=K4,
+                                                                 pdst=H4)
+        before = peer.host.summary()["shared_duplicates"]
+        raw.send(bytes(request))
+        replies = []
+        end = time.monotonic() + 1.0
+
+        def listen() -> bool:
+            try:
+                frame = raw.recv(2048)
+            except TimeoutError:
+                return time.monotonic() >= end
+            arp = Ether(frame).getlayer(ARP)
+            if arp is not None and arp.op == 2 and arp.psrc == H4 and arp.pdst == K4:
+                replies.append(arp.hwsrc)
+            return time.monotonic() >= end
+        peer.host.run(until=listen, timeout=30)
+    assert replies == ["02:00:5e:00:00:02"]
+    assert peer.host.summary()["shared_duplicates"] - before == 2
 
 
 def test_discard_reports_reach_the_nic_process(peer):
