@@ -163,10 +163,12 @@ def _server_config(name: str) -> "InstanceConfig":
     # N drop the segment, RFC 9293 3.10.7.4), so the responses stay unacknowledged during
     # the run: an initial window of 1000 segments and a 5 s minimum RTO keep the sender from
     # stalling or retransmitting (a run's responses per connection fit the client's 64 KiB
-    # window).
+    # window). The receive buffer is what the unscaled window can announce: a larger one
+    # makes every read send a window update (host.stack.tcp recv compares the free space
+    # with an announced window that cannot grow past 65535).
     return InstanceConfig(name=name, nagle=False, delayed_ack=True, delayed_ack_timeout=0.2,
                           min_rto=5.0, max_rto=60.0, initial_window=1000, backlog=4096,
-                          max_connections=8192, sndbuf=1 << 20, rcvbuf=1 << 20,
+                          max_connections=8192, sndbuf=1 << 20, rcvbuf=65535,
                           buffer_memory=1 << 34, poll_batch=64)
 
 

@@ -366,6 +366,8 @@ class WnStack:
                 return True
             self._event(w, Evt.DATA, encode(fd, data))
             moved = True
+            if len(data) < self.max_data and not sock.readable:
+                return True                 # drained (a later arrival marks it dirty again)
         self.dirty.add(fd)                  # more to read once the W caught up
         return moved
 
