@@ -280,9 +280,18 @@ def _pump(client, wire: RssWire) -> None:
 def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
                    rounds: int = 200, timeout: float = 120.0) -> dict:
     """Requests/s of ``n_count`` N's on request frames generated ahead into their wire
-    rings (64-byte requests echoed by ``w_count`` echo W's); see :func:`bench_wn`."""
+    rings (64-byte requests echoed by ``w_count`` echo W's); see :func:`bench_wn`.
+
+    The request frames, written before any response exists, acknowledge no response (an
+    ACK of data not yet sent makes the N drop the segment, RFC 9293 3.10.7.4); the N's
+    instance has an initial window of 1000 segments and a 5 s minimum RTO instead, so its
+    sender neither stalls nor retransmits during the run, and a connection's responses
+    must fit the client's unscaled 64 KiB window: ``rounds`` at most 1023."""
     import time as _time
     from .host.wn_host import WnHost
+    if not 1 <= rounds <= 65535 // _REQUEST:
+        raise ValueError(f"rounds must be 1..{65535 // _REQUEST} (a connection's responses "
+                         f"fit the client's 64 KiB window), not {rounds!r}")
     total = n_count * conns_per_n * rounds
     # A slot takes a whole frame. Out, the N's coalesce responses into segments up to the
     # MSS (an MTU of _MTU keeps them in 1 KiB slots) and ACK every second request: the out
@@ -564,12 +573,15 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, tria
       from their release to the last response byte; every response is checked byte-exact
       (only exact ones count). ``w_count`` echo W processes (1 by default: the W's work is
       light). Each count is the best of ``trials`` runs, N = 1 and N = 2 alternating (the
-      host's other load varies between runs).
+      host's other load varies between runs: ``load_average_at_start`` and each run's
+      ``cpu_seconds`` per process say how much of the 2 cores the run got).
     * ``accept_spread_max_over_min``: the busiest N's accepts over the least busy's, for
       ``spread_connections`` connections from the kernel through the NIC to 2 N's.
     * ``connections_lost_on_w_exit``: connections lost when one of 3 W's exits mid-run of
       60 request/response connections (:func:`w_exit_run`).
     """
+    import os as _os
+    load = _os.getloadavg()
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for _ in range(trials):
         for n in (1, 2):
@@ -586,6 +598,7 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, tria
         "accept_spread_max_over_min": spread.get("accept_spread_max_over_min"),
         "connections_lost_on_w_exit": exit_run["lost"],
         "w_count": w_count,
+        "load_average_at_start": [round(x, 2) for x in load],
         "requests": {"n1": best[1], "n2": best[2],
                      "all_runs": {f"n{n}": [{k: r[k] for k in ("requests_per_s",
                                                                 "responses_exact", "seconds")}
