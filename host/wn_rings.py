@@ -12,9 +12,11 @@ Layout::
                        host: the N's take no frames from their links, e.g. while a
                        benchmark fills their rings)
     PEERS              per W: u32 pid, u32 flags (bit 0: gone, bit 1: ready) (by the W)
-                       per N: u32 pid, u32 alive, u64 heartbeat, u64 accepts, u64 lost,
-                              u64 reassigned                            (written by the N)
-    TABLE              per N: table_slots routing entries (written by that N only)
+                       per N: u32 pid, u32 alive, u64 heartbeat, u64 accepts, u64 lost
+                              (0: a dead N's are counted by the host), u64 reassigned
+                                                                        (written by the N)
+    TABLE              per N: table_slots routing entries (written by that N only; once
+                       it died, by the host: its open entries become LOST)
     RINGS              per (W, N): a command ring (W -> N) then an event ring (N -> W);
                        then per (N, N'): a ring of frames every N must see (ARP, neighbour
                        discovery, ICMP errors) that N received and passes to N'
@@ -23,7 +25,7 @@ Each ring has one producer and one consumer (:class:`~hetnic.host.spsc.SpscRing`
 routing-table region one writer: no lock is shared between N's.
 
 Messages: the ring slot's ``aux`` word is the message kind; the data starts with the FD
-(u32 little-endian), then the kind's body (see :data:`CMD` and :data:`EVT`).
+(u32 little-endian), then the kind's body (see :class:`Cmd` and :class:`Evt`).
 
 FDs: N ``n`` of ``n_count`` numbers its connections ``1 + n + n_count * seq`` with ``seq``
 counting from 0, so an FD names its N (``(fd - 1) % n_count``) and its table slot
