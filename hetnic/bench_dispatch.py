@@ -59,29 +59,22 @@ import hashlib
 import multiprocessing
 import os
 import random
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Sequence
 
+from .bench_dispatch_loads import BULK_NAME, HETNIC4, KERNEL4, REQUEST, load_main
 from .bench_stack import percentile
-from .host.netns import in_netns, netns, ns_run, tap_in_netns
+from .host.netns import netns, ns_run, tap_in_netns
 from .host.stack.instance import PROFILES, InstanceConfig
 
 __all__ = ["bench_dispatch", "homogeneous_instance", "MUST_REACH"]
 
 _MiB = 1024 * 1024
-_KERNEL4, _HETNIC4 = "198.18.0.1", "198.18.0.2"
-_ECHO_PORT, _HTTP_PORT, _DISCARD_PORT = 7, 80, 9
-_REQUEST = bytes(range(64))
-_BULK_NAME = "bulk.bin"
 #: What the issue asks: p99 >= 3x better, goodput and connections/s within 10 %.
 MUST_REACH = {"low_delay_p99_ratio": 3.0, "bulk_goodput_ratio": 0.9,
               "connections_per_s_ratio": 0.9}
-#: Socket timeout of every kernel-side operation (seconds).
-_IO_TIMEOUT = 60.0
 
 
 def homogeneous_instance() -> InstanceConfig:
@@ -95,164 +88,6 @@ def homogeneous_instance() -> InstanceConfig:
         congestion="cubic", delayed_ack=True, nagle=True, initial_window=10, min_rto=0.2,
         syn_cookies=True, backlog=sum(p.backlog for p in profiles),
         sndbuf=4 * _MiB, rcvbuf=4 * _MiB, time_wait=60.0, ephemeral_ports=(32768, 60999))
-
-
-# -- the kernel's side (each in a spawned process inside the namespace) ---------------------
-
-class _Orphaned(RuntimeError):
-    pass
-
-
-def _check_parent(parent: int) -> None:
-    if os.getppid() != parent:
-        raise _Orphaned("the benchmark process is gone")
-
-
-def _rr(args: dict, reached, stop, parent: int) -> dict:
-    """Request/response rounds on one echo connection; idle rounds first (before start)."""
-    sock = socket.create_connection((_HETNIC4, _ECHO_PORT), timeout=_IO_TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def one() -> float:
-        t0 = time.perf_counter()
-        sock.sendall(_REQUEST)
-        got = b""
-        while len(got) < len(_REQUEST):
-            piece = sock.recv(4096)
-            if not piece:
-                raise RuntimeError("the echo connection closed")
-            got += piece
-        dt = (time.perf_counter() - t0) * 1e6
-        if got != _REQUEST:
-            raise RuntimeError("an echo differs from its request")
-        return dt
-
-    with sock:
-        idle = [one() for _ in range(args["idle_rounds"])]
-        args["ready"].set()
-        args["start"].wait(_IO_TIMEOUT)
-        samples, t0 = [], time.monotonic()
-        while not stop.is_set():
-            samples.append(one())
-            if len(samples) == args["rounds"]:
-                reached.set()
-            if len(samples) % 64 == 0:
-                _check_parent(parent)
-        t1 = time.monotonic()
-    return {"samples": samples, "idle": idle, "t0": t0, "t1": t1}
-
-
-def _bulk(args: dict, reached, stop, parent: int) -> dict:
-    """HTTP GETs of the bulk file one after the other until stop; bytes before stop count."""
-    size, digest = args["bulk_size"], args["bulk_sha256"]
-    request = (f"GET /{_BULK_NAME} HTTP/1.1\r\nHost: {_HETNIC4}\r\n"
-               f"Connection: close\r\n\r\n").encode()
-    args["ready"].set()
-    args["start"].wait(_IO_TIMEOUT)
-    t0 = time.monotonic()
-    counted, t_stop, gets = 0, None, 0
-    buf = bytearray(1 << 20)
-    while t_stop is None:
-        with socket.create_connection((_HETNIC4, _HTTP_PORT), timeout=_IO_TIMEOUT) as sock:
-            sock.sendall(request)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                piece = sock.recv(4096)
-                if not piece:
-                    raise RuntimeError("the HTTP connection closed inside the header")
-                head += piece
-            head, body = head.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")
-            if lines[0].split()[1:2] != ["200"]:
-                raise RuntimeError(f"HTTP GET answered {lines[0]!r}")
-            length = next(int(line.split(":", 1)[1]) for line in lines[1:]
-                          if line.lower().startswith("content-length:"))
-            if length != size:
-                raise RuntimeError(f"HTTP GET: Content-Length {length}, not {size}")
-            h = hashlib.sha256(body)
-            n = len(body)
-            if t_stop is None:
-                counted += len(body)
-            view = memoryview(buf)
-            while n < size:
-                got = sock.recv_into(view)
-                if not got:
-                    break
-                h.update(view[:got])
-                n += got
-                if t_stop is None:
-                    counted += got
-                    if counted >= size:
-                        reached.set()
-                    if stop.is_set():
-                        t_stop = time.monotonic()
-            if n != size or h.digest() != digest:
-                raise RuntimeError(f"HTTP GET: {n} body bytes, not the {size} of the file "
-                                   f"(or they differ)")
-        gets += 1
-        _check_parent(parent)
-        if t_stop is None and stop.is_set():
-            t_stop = time.monotonic()
-    return {"bytes": counted, "t0": t0, "t1": t_stop, "gets": gets}
-
-
-def _conns(args: dict, reached, stop, parent: int) -> dict:
-    """Short connections to discard, ``parallel`` at a time, until stop."""
-    lock = threading.Lock()
-    state = {"done": 0, "counted": 0, "errors": []}
-
-    def client() -> None:
-        try:
-            while not stop.is_set():
-                with socket.create_connection((_HETNIC4, _DISCARD_PORT),
-                                              timeout=_IO_TIMEOUT) as sock:
-                    sock.sendall(_REQUEST)
-                    sock.shutdown(socket.SHUT_WR)
-                    if sock.recv(4096) != b"":
-                        raise RuntimeError("discard sent data")
-                with lock:
-                    state["done"] += 1
-                    if not stop.is_set():
-                        state["counted"] += 1
-                        if state["counted"] == args["connections"]:
-                            reached.set()
-        except BaseException as exc:     # handed to the parent below
-            with lock:
-                state["errors"].append(f"{type(exc).__name__}: {exc}")
-            stop.set()
-
-    args["ready"].set()
-    args["start"].wait(_IO_TIMEOUT)
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(args["parallel"])]
-    for t in threads:
-        t.start()
-    while not stop.wait(0.1):
-        _check_parent(parent)
-    t1 = time.monotonic()
-    for t in threads:
-        t.join(_IO_TIMEOUT * 2)
-    if state["errors"]:
-        raise RuntimeError(state["errors"][0])
-    return {"connections": state["counted"], "made": state["done"], "t0": t0, "t1": t1}
-
-
-_LOADS = {"rr": _rr, "bulk": _bulk, "conns": _conns}
-
-
-def _load_main(kind: str, ns: str, args: dict, reached, stop, conn, parent: int) -> None:
-    """A kernel-side load process: enter ``ns``, run the load, send ``(ok, result)``."""
-    try:
-        with in_netns(ns):
-            result = (True, _LOADS[kind](args, reached, stop, parent))
-    except BaseException as exc:     # one line to the parent, which raises it
-        stop.set()
-        result = (False, f"{kind}: {type(exc).__name__}: {exc}")
-    try:
-        conn.send(result)
-    except OSError:
-        pass
-    conn.close()
 
 
 # -- one configuration ------------------------------------------------------------------------
@@ -269,10 +104,10 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
     messages: list[str] = []
     with tempfile.TemporaryDirectory(prefix="hetnic-bench-www-") as www, \
             netns("hetnic-bench-disp") as ns, \
-            tap_in_netns(ns, "tap0", f"{_KERNEL4}/24", None) as tap, \
+            tap_in_netns(ns, "tap0", f"{KERNEL4}/24", None) as tap, \
             Nic.open("sim", width=64, rx_queues=8, shared=True) as nic:
-        (Path(www) / _BULK_NAME).write_bytes(data)
-        host = StackProcs(nic, tap, addr4=f"{_HETNIC4}/24", instances=instances,
+        (Path(www) / BULK_NAME).write_bytes(data)
+        host = StackProcs(nic, tap, addr4=f"{HETNIC4}/24", instances=instances,
                           serve_dir=Path(www), seed=seed, log=messages.append)
         procs, pipes = {}, {}
         nice0 = None
@@ -288,7 +123,7 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
             for kind in ("rr", *loads):
                 readies[kind], reached[kind] = ctx.Event(), ctx.Event()
                 ours, theirs = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_load_main, name=f"hetnic-bench-{kind}",
+                proc = ctx.Process(target=load_main, name=f"hetnic-bench-{kind}",
                                    args=(kind, ns, dict(common, ready=readies[kind]),
                                          reached[kind], stop, theirs, os.getpid()),
                                    daemon=True)
@@ -338,11 +173,11 @@ def _run_config(label: str, instances: list[InstanceConfig], *, rounds: int, idl
             made = results["conns"][1]["made"] if "conns" in results else 0
             # Every discard connection reports its bytes when it ends; wait for the last.
             host.run(until=lambda: len(reports) >= made, timeout=30)
-            bad = [r for r in reports if r["bytes"] != len(_REQUEST) or r["error"]]
+            bad = [r for r in reports if r["bytes"] != len(REQUEST) or r["error"]]
             if len(reports) != made or bad:
                 raise RuntimeError(f"bench dispatch: {label}: {len(reports)} discard reports "
                                    f"for {made} connections, {len(bad)} not "
-                                   f"{len(_REQUEST)} bytes cleanly closed")
+                                   f"{len(REQUEST)} bytes cleanly closed")
             summary = host.summary()
             summary["nic"] = {k: v for k, v in nic.counters().items() if v}
             summary["kernel"] = _kernel_counters(ns)
@@ -403,6 +238,21 @@ def _kernel_counters(ns: str) -> dict:
     return out
 
 
+#: Upper bounds (ms) of the request/response histogram's buckets; the last is open.
+_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _histogram(samples_us: list[float]) -> dict[str, int]:
+    """Samples per bucket, ``"<1"``, ``"1-2"``, ..., ``">=1000"`` (milliseconds)."""
+    out, low = {}, 0
+    for high in _BUCKETS_MS:
+        key = f"<{high}" if low == 0 else f"{low}-{high}"
+        out[key] = sum(low * 1e3 <= x < high * 1e3 for x in samples_us)
+        low = high
+    out[f">={low}"] = sum(x >= low * 1e3 for x in samples_us)
+    return out
+
+
 def _figures(label: str, instances: list[InstanceConfig], r: dict, summary: dict,
              messages: list[str]) -> dict:
     rr = r["rr"]
@@ -417,6 +267,7 @@ def _figures(label: str, instances: list[InstanceConfig], r: dict, summary: dict
         "low_delay_p90_us": round(percentile(samples, 0.9), 1),
         "low_delay_max_us": round(max(samples), 1),
         "low_delay_rounds": len(samples),
+        "low_delay_histogram_ms": _histogram(samples),
         "low_delay_idle_p50_us": round(percentile(idle, 0.5), 1) if idle else None,
         "low_delay_idle_p99_us": round(percentile(idle, 0.99), 1) if idle else None,
         "low_delay_idle_rounds": len(idle),
@@ -542,6 +393,6 @@ def bench_dispatch(rounds: int = 1000, bulk_size: int = 8 * _MiB, connections: i
         "config": {"rounds": rounds, "idle_rounds": idle_rounds, "bulk_size": bulk_size,
                    "connections": connections, "parallel": parallel, "seed": seed,
                    "loads": ["rr", *loads], "nic_priority": nic_priority,
-                   "request_bytes": len(_REQUEST), "bulk_direction": "hetnic -> kernel",
+                   "request_bytes": len(REQUEST), "bulk_direction": "hetnic -> kernel",
                    "cpus": os.cpu_count()},
     }

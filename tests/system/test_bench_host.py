@@ -37,6 +37,7 @@ def test_bench_dispatch_scaled_down():
         for key in FIGURES:
             assert run[key] > 0, (label, key)
         assert run["low_delay_rounds"] >= 50
+        assert sum(run["low_delay_histogram_ms"].values()) == run["low_delay_rounds"]
         assert run["bulk_bytes"] >= 1 << 20 and run["bulk_gets"] >= 1
         assert run["connections"] >= 20
         assert run["byte_exact"] is True
