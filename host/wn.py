@@ -37,13 +37,14 @@ from typing import Callable
 
 from ..errors import HetnicError
 from .shm import SharedSegment
-from .wn_rings import (ENTRY_STATE, ConnState, Cmd, Evt, WnLayout, decode, decode_port,
-                       encode, encode_port, fd_owner, fd_slot)
+from .wn_rings import (ENTRY_DTYPE, ENTRY_STATE, ConnState, Cmd, Evt, WnLayout, decode,
+                       decode_port, encode, encode_port, fd_owner, fd_slot)
 
 __all__ = ["WThread", "WnError", "WnTimeout", "dump_table", "repoint_reta"]
 
 _SPINS = 200
 _U32 = struct.Struct("<I")
+_LOST = int(ConnState.LOST)
 _MAX_NAP = 0.002
 
 
@@ -125,6 +126,8 @@ class WThread:
         self.evt = [layout.event_ring(w, n) for n in range(layout.n_count)]
         self.max_data = self.cmd[0].max_payload - 4
         self._tables = [layout.table(n) for n in range(layout.n_count)]
+        self._n_count, self._table_slots = layout.n_count, layout.table_slots
+        self._entry_off = [layout.entry_offset(n, 0) for n in range(layout.n_count)]
         self._accepts: dict[int, deque[tuple[int, tuple[str, int]]]] = {}
         self._accepting: set[int] = set()
         self._listened: dict[int, dict[int, str]] = {}
@@ -207,20 +210,28 @@ class WThread:
     def send(self, fd: int, data: bytes, timeout: float = 5.0) -> None:
         """Queue ``data`` on ``fd``'s connection (its N sends it); waits only while the
         command ring is full."""
-        self._mine(fd, "send")
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise WnError(f"send: data must be bytes-like, not {type(data).__name__}")
+        if self._gone or fd not in self._fds:
+            self._mine(fd, "send")
+        if data.__class__ is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise WnError(f"send: data must be bytes-like, not {type(data).__name__}")
+            data = bytes(data)
         if self._lost(fd):
             raise WnError(f"send on fd {fd}: connection lost: its N died")
-        n, step = self._n(fd), self.max_data
-        data = bytes(data)
+        n, step = (fd - 1) % self._n_count, self.max_data
+        if len(data) <= step:                   # the common case: one message
+            if not self.cmd[n].push(_U32.pack(fd) + data, Cmd.SEND):
+                self._push(n, Cmd.SEND, _U32.pack(fd) + data, timeout)
+            return
         for i in range(0, len(data), step):
             self._push(n, Cmd.SEND, encode(fd, data[i:i + step]), timeout)
 
     def recv(self, fd: int, max_bytes: int = 65536, timeout: float | None = 5.0) -> bytes:
         """Up to ``max_bytes`` received on ``fd``; ``b""`` once the peer closed and all was
         read. Waits up to ``timeout`` (None: not at all, :class:`WnTimeout` if nothing)."""
-        state = self._mine(fd, "recv")
+        state = self._fds.get(fd)
+        if state is None or self._gone:
+            state = self._mine(fd, "recv")
         if not state.buf:
             self._wait(lambda: bool(state.buf) or state.eof or state.error is not None
                        or self._lost(fd), timeout, f"recv on fd {fd}")
@@ -361,10 +372,11 @@ class WThread:
     def _lost(self, fd: int) -> bool:
         """Whether ``fd``'s N died (the host marked it LOST in the routing table); read from
         the raw bytes (this is on every send)."""
-        layout = self.layout
-        off = layout.entry_offset(self._n(fd), fd_slot(fd, layout.n_count, layout.table_slots))
-        buf = layout.buf
-        return buf[off + ENTRY_STATE] == ConnState.LOST and _U32.unpack_from(buf, off)[0] == fd
+        k = fd - 1
+        off = self._entry_off[k % self._n_count] + \
+            (k // self._n_count) % self._table_slots * ENTRY_DTYPE.itemsize
+        buf = self.layout.buf
+        return buf[off + ENTRY_STATE] == _LOST and _U32.unpack_from(buf, off)[0] == fd
 
     def close_segment(self) -> None:
         """Unmap the shared segment (after :meth:`exit`)."""
