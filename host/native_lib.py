@@ -49,6 +49,9 @@ _SIGNATURES = {
     "hn_drive": (_c.c_uint64, [_P, _P, _P, _c.c_uint64, _P, _P, _c.c_uint64, _c.c_uint32,
                                _c.c_uint64, _c.c_uint64, _c.c_int]),
     "hn_kick": (None, [_P, _P, _c.c_int]),
+    "hn_store_fence_load32": (_c.c_uint32, [_P, _c.c_uint32, _P]),
+    "hn_exchange32": (_c.c_uint32, [_P, _c.c_uint32]),
+    "hn_fence": (None, []),
 }
 
 
@@ -133,6 +136,10 @@ def build() -> Path:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except OSError as exc:
             raise NativeBuildError(f"cannot run the C compiler {cc!r}: {exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            tmp.unlink(missing_ok=True)
+            raise NativeBuildError(f"the C compiler {cc!r} did not finish compiling "
+                                   f"{SOURCE.name} within 300 s") from None
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)
             first = (result.stderr.strip().splitlines() or ["(no output)"])[0]

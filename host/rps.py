@@ -14,9 +14,11 @@ Mode ``"futex"`` is the bypass; mode ``"eventfd"`` is the baseline: the worker b
 ``read()`` on an eventfd the driver writes once per batch.
 
 Liveness: every worker bumps the heartbeat word of its ring (while asleep too: its futex
-wait has a timeout). The watch (inside ``hn_drive``, and :meth:`RpsDriver.watch`) declares
-a worker whose heartbeat has not moved for ``dead_after`` seconds dead, re-points its
-steering entries to the live workers and counts the frames left in its ring as lost. The
+wait has a timeout). The watch (inside ``hn_drive``, and :meth:`RpsDriver.watch`) kills a
+worker whose heartbeat has not moved for ``dead_after`` seconds (SIGKILL, and waits until
+it has exited: a worker only stalled must not come back and forward frames already counted
+lost), declares it dead, re-points its steering entries to the live workers and counts the
+frames it never took as lost. The
 watch counts silence only while it runs: when it has not run for ``dead_after / 4`` (the
 driver did something else) every worker starts a new observation, so a driver must call
 :meth:`~RpsDriver.steer`, :meth:`~RpsDriver.drain` or :meth:`~RpsDriver.watch` at least
@@ -306,8 +308,9 @@ class RpsDriver:
         pushed into a ring (the rest are counted drops).
 
         A full ring is a drop, never a wait, unless ``wait_full`` (for benchmarks that
-        measure the loss-free rate): then the driver spins until the worker makes room or
-        is declared dead."""
+        measure the loss-free rate): then the driver sleeps on the ring's producer futex
+        (woken by the worker once it has emptied half the ring, or after 1 ms, when the
+        heartbeat watch runs) until the worker makes room or is declared dead."""
         if self._seg is None:
             raise RpsError("the driver is closed")
         if (data.dtype != np.uint8 or data.ndim != 2 or not data.flags.c_contiguous
@@ -344,10 +347,36 @@ class RpsDriver:
                 return False
             time.sleep(0.001)
 
-    def repoint(self, worker: int, to: int) -> None:
-        """Send every steering entry of ``worker`` to worker ``to`` (a live one)."""
-        if not 0 <= to < self.workers or self._dead()[to]:
-            raise RpsError(f"worker {to} is not a live worker of 0..{self.workers - 1}")
+    def repoint(self, worker: int, to: int, timeout: float = 30.0) -> None:
+        """Send every steering entry of ``worker`` to worker ``to`` (a live one) without
+        reordering a flow: drain first. The driver is the only producer and steers nothing
+        meanwhile, so once ``worker``'s consumer index has reached its producer index as
+        it is at this call, no frame of a moved flow is still waiting behind it (Linux
+        RFS's ``last_qtail`` rule); only then do the entries move. A ``worker`` declared
+        dead meanwhile has had its entries moved by the watch already.
+
+        Raises :class:`RpsError` for a bad worker number, a dead ``to``, or when
+        ``worker`` has not drained within ``timeout`` seconds (the entries then stay)."""
+        if self._seg is None:
+            raise RpsError("the driver is closed")
+        for name, w in (("worker", worker), ("to", to)):
+            if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w < self.workers:
+                raise RpsError(f"{name} must be a worker of 0..{self.workers - 1}, not {w!r}")
+        if self._dead()[to]:
+            raise RpsError(f"worker {to} is dead: re-point to a live worker")
+        if worker == to:
+            return
+        ring = self._rings[worker]
+        tail = ring.producer_index
+        deadline = time.monotonic() + timeout
+        while not self._dead()[worker] and ring.consumer_index < tail:
+            if time.monotonic() > deadline:
+                raise RpsError(f"worker {worker} did not take its {tail - ring.consumer_index}"
+                               f" waiting frames within {timeout} s: its entries stay")
+            self.watch()
+            time.sleep(0.0005)
+        if self._dead()[to]:
+            raise RpsError(f"worker {to} died meanwhile: re-point to a live worker")
         self.steering_table[self.steering_table == worker] = to
 
     def _dead(self) -> list[bool]:

@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +118,29 @@ int hn_close(int fd) {
     hn_syscall_count++;
     return close(fd) == 0 ? 0 : -errno;
 }
+
+/* ---- announce, then look again (for Python callers) -------------------------------------
+ *
+ * A store followed by a load of another word may be reordered on x86 (TSO's store buffer)
+ * and anywhere else: "I sleep" / "is there work?" on one side and "there is work" / "does
+ * it sleep?" on the other both miss each other without a full fence between the store and
+ * the load. Python has no fence, so a Python side of such a protocol does its
+ * announce-then-recheck here: store `value` into the 32-bit `word`, sequentially
+ * consistent fence, then return the 32-bit word at `check`. No system call. */
+uint32_t hn_store_fence_load32(uint32_t *word, uint32_t value, const uint32_t *check) {
+    __atomic_store_n(word, value, __ATOMIC_SEQ_CST);
+    FENCE();
+    return __atomic_load_n(check, __ATOMIC_SEQ_CST);
+}
+
+/* Atomically replace the 32-bit `word` by `value`; the old value (a full barrier: for
+ * "clear the flag and wake only if it was set", one wake per sleep). */
+uint32_t hn_exchange32(uint32_t *word, uint32_t value) {
+    return __atomic_exchange_n(word, value, __ATOMIC_SEQ_CST);
+}
+
+/* A sequentially consistent fence alone (between a Python store and a Python load). */
+void hn_fence(void) { FENCE(); }
 
 /* ---- WAITPKG: UMONITOR/UMWAIT ---------------------------------------------------------- */
 
@@ -401,9 +425,25 @@ static int repoint(uint8_t *seg, uint8_t *dblock, int dead) {
     return nlive;
 }
 
+/* Kill a worker process (SIGKILL) and wait until it has stopped running (exited: a zombie
+ * or reaped), without reaping it (WNOWAIT: its parent's multiprocessing does that).
+ * pid 0 (the worker never ran hn_worker_init) is no process: nothing to do. */
+static void reap_worker(pid_t pid) {
+    if (pid <= 0) return;
+    hn_syscall_count++;
+    if (kill(pid, SIGKILL) != 0) return;    /* ESRCH: gone (and reaped) already */
+    siginfo_t info;
+    for (;;) {
+        hn_syscall_count++;
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) == 0 || errno != EINTR)
+            return;     /* exited, or ECHILD: reaped already */
+    }
+}
+
 /* The heartbeat watch: a worker whose heartbeat has not moved for dead_after_ns (in
- * eventfd mode: while its ring holds frames) is declared dead, its steering entries
- * re-pointed, the frames left in its ring counted lost. Returns the workers declared dead
+ * eventfd mode: while its ring holds frames) is killed (SIGKILL, waited for: a stalled
+ * worker must not come back), then declared dead, its steering entries re-pointed and the
+ * frames it never took counted lost. Returns the workers declared dead
  * by this call. */
 int hn_watch(uint8_t *seg, uint8_t *dblock) {
     int n = (int)*DRV(dblock, NWORKERS), declared = 0;
@@ -428,8 +468,21 @@ int hn_watch(uint8_t *seg, uint8_t *dblock) {
             continue;
         }
         if (now - *since < limit) continue;
+        /* silent is not gone: a worker only stalled (SIGSTOP, the scheduler) would go on
+         * later and forward frames counted lost here while its flows' newer frames go to
+         * another worker. So the silent worker is killed first and waited for; only then
+         * are its counters final, its frames counted and its entries moved. */
+        uint8_t *wblock = seg + *U64(dblock, RPS_DRV_WBLOCK_OFF + 8 * w);
+        reap_worker((pid_t)LOAD_RLX(WK(wblock, PID)));
         STORE_RLX(dead, 1);
-        uint64_t left = LOAD_RLX(RING_PROD(ring)) - LOAD_ACQ(RING_CONS(ring));
+        /* every frame the worker took is counted in exactly one of forwarded, csum_errors
+         * and not_forwarded (its ring was only ever consumed by it, from index 0), and it
+         * bumps those before it moves its index: the frames not among them are the lost
+         * ones, exactly, wherever between its stores it was killed */
+        uint64_t taken = LOAD_RLX(WK(wblock, FORWARDED)) + LOAD_RLX(WK(wblock, CSUM_ERRORS))
+                         + LOAD_RLX(WK(wblock, NOT_FORWARDED));
+        uint64_t prod_now = LOAD_RLX(RING_PROD(ring));
+        uint64_t left = prod_now > taken ? prod_now - taken : 0;
         STORE_RLX(U64(dblock, RPS_DRV_STOLEN + 8 * w), left);
         BUMP(DRV(dblock, LOST), left);
         BUMP(DRV(dblock, DEATHS), 1);

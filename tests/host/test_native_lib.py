@@ -42,6 +42,30 @@ def test_a_missing_compiler_is_a_one_line_error(monkeypatch):
         native_lib.build()
 
 
+def test_a_compiler_that_hangs_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HETNIC_CACHE", str(tmp_path))
+    real_run = native_lib.subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        if "-o" in cmd:                     # the compile itself, not --version
+            raise native_lib.subprocess.TimeoutExpired(cmd, kwargs.get("timeout", 0))
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(native_lib.subprocess, "run", run)
+    with pytest.raises(NativeBuildError, match="did not finish"):
+        native_lib.build()
+    assert not list((tmp_path / "native").glob("*"))
+
+
+def test_the_fence_helpers_store_then_load(lib):
+    words = (ctypes.c_uint32 * 2)(0, 7)
+    base = ctypes.addressof(words)
+    assert lib.hn_store_fence_load32(base, 1, base + 4) == 7 and words[0] == 1
+    assert lib.hn_exchange32(base, 0) == 1 and words[0] == 0
+    assert lib.hn_exchange32(base, 0) == 0
+    lib.hn_fence()
+
+
 def test_every_system_call_is_counted(lib):
     before = lib.hn_syscalls()
     fd = lib.hn_eventfd_new()
