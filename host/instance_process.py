@@ -23,8 +23,10 @@ child (:func:`instance_main`)
 The poll loop is :class:`~hetnic.host.stack_host.StackHost`'s for one instance: every
 ``poll_interval`` seconds at most ``poll_batch`` frames (at once again when the batch came
 back full). When nothing arrived for ``_ACTIVE`` seconds the child sets its ring's
-``sleeping`` word and sleeps on its pipe until the next timer of its stack; the NIC process
-sends it a wake-up when the NIC moved frames while that word is set.
+``sleeping`` word (a store and a full fence, :class:`~hetnic.host.native_lib.SharedWord`),
+looks at its rings once more and sleeps on its pipe until the next timer of its stack; the
+NIC process, when the NIC moved frames, clears a set word atomically and sends one wake-up
+for it.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from .apps.discard import DiscardServer
 from .apps.echo import EchoServer, UdpEchoServer
 from .apps.http_static import HttpStaticServer
 from .links import NicQueueLink
+from .native_lib import SharedWord, fence
 from .nic_client import NicClient, NicRequestError
 from .shm import SharedSegment
-from .spsc import SpscRing
+from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import InstanceConfig
 from .stack.stack import Stack
 from .stack_runner import step_stack
@@ -136,16 +139,16 @@ class _Instance:
         self.spec = spec
         cfg = spec.config
         self.queues = spec.grant.open()
-        self.segment = self.ring = self.nic_sleeping = None
+        self.segment = self.ring = self.nic_sleeping = self.sleeping = None
         try:
             self.link = NicQueueLink(self.queues, cfg.rx_queues, cfg.tx_queue)
             if spec.ring is not None:
                 name, offset, size = spec.ring
                 self.segment = SharedSegment.attach(name)
                 self.ring = SpscRing.attach(self.segment.buf[offset:offset + size])
+                self.sleeping = SharedWord(self.segment.buf, offset + OFF_SLEEPING)
                 if spec.wake_word is not None:
-                    at = spec.wake_word
-                    self.nic_sleeping = self.segment.buf[at:at + 4].cast("I")
+                    self.nic_sleeping = SharedWord(self.segment.buf, spec.wake_word)
             self.stack = Stack(cfg, mac=spec.mac, ipv4=spec.ipv4, ipv6=spec.ipv6,
                                seed=spec.seed)
         except BaseException:
@@ -208,7 +211,7 @@ class _Instance:
         """Poll until the NIC process closes the pipe (:class:`ParentGone`)."""
         cfg = self.spec.config
         stack, link, ring, client = self.stack, self.link, self.ring, self.client
-        nic_sleeping = self.nic_sleeping
+        nic_sleeping, sleeping = self.nic_sleeping, self.sleeping
         batch, interval = cfg.poll_batch, cfg.poll_interval
         rx = [q for q in self.queues.rx_queues if q is not None]
         next_poll = 0.0
@@ -231,8 +234,12 @@ class _Instance:
                 if out:
                     link.send(out)
                     moved = sent = True
-            if sent and nic_sleeping is not None and nic_sleeping[0]:
-                client.kick()               # the NIC process sleeps: our doorbell waits
+            if sent and nic_sleeping is not None:
+                # our doorbell store, a fence, then the NIC process's word (it stores the
+                # word, fences, reads the doorbell page): one of us sees the other
+                fence()
+                if nic_sleeping.value:
+                    client.kick()           # the NIC process sleeps: our doorbell waits
             if client.serve(0):
                 moved = True
             if moved:
@@ -243,12 +250,14 @@ class _Instance:
                 wake = next_poll if deadline is None else min(next_poll, deadline)
                 client.serve(max(0.0, wake - time.monotonic()))
                 continue
-            # Idle: sleep until the stack's next timer, a wake-up or a call.
-            if ring is not None:
-                ring.sleeping = 1
+            # Idle: sleep until the stack's next timer, a wake-up or a call. Announce the
+            # sleep (store, fence), then look again: the NIC process publishes frames,
+            # fences, then reads the word (and clears it when it wakes us).
+            if sleeping is not None:
+                sleeping.announce(1)
             if (ring is not None and len(ring)) or any(q.ready() for q in rx):
-                if ring is not None:
-                    ring.sleeping = 0
+                if sleeping is not None:
+                    sleeping.store(0)
                 last_active = time.monotonic()
                 next_poll = 0.0
                 continue
@@ -257,13 +266,14 @@ class _Instance:
             if client.serve(max(0.0, wait)):
                 last_active = time.monotonic()
                 next_poll = 0.0
-            if ring is not None:
-                ring.sleeping = 0
+            if sleeping is not None:
+                sleeping.store(0)
 
     def close(self) -> None:
-        if self.nic_sleeping is not None:
-            self.nic_sleeping.release()
-            self.nic_sleeping = None
+        for word in (self.nic_sleeping, self.sleeping):
+            if word is not None:
+                word.release()
+        self.nic_sleeping = self.sleeping = None
         if self.ring is not None:
             self.ring.release()
             self.ring = None

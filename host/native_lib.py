@@ -25,7 +25,7 @@ from ..build_cache import build_lock, cache_dir, content_key
 from ..errors import HetnicError
 from . import rps_layout, spsc
 
-__all__ = ["NativeBuildError", "NativeLib", "load", "SOURCE", "CFLAGS"]
+__all__ = ["NativeBuildError", "NativeLib", "SharedWord", "fence", "load", "SOURCE", "CFLAGS"]
 
 SOURCE = Path(__file__).parent / "native" / "rps.c"
 CFLAGS = ["-O2", "-std=gnu11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"]
@@ -158,3 +158,62 @@ def load(path: Path | str | None = None) -> NativeLib:
     if lib_path not in _loaded:
         _loaded[lib_path] = NativeLib(lib_path)
     return _loaded[lib_path]
+
+
+def fence() -> None:
+    """A sequentially consistent memory fence (``__atomic_thread_fence``), for a Python
+    store that must be visible before a later Python load of another word (x86 reorders
+    the two: a store buffer). No system call; about a microsecond through ctypes."""
+    load().lib.hn_fence()
+
+
+class SharedWord:
+    """A 32-bit word in shared memory, for the two sides of a wake-up protocol.
+
+    A side that announces (``"I sleep"``, ``"I rang a doorbell"``) and then looks at the
+    other side's word must not have its load overtake its store: :meth:`announce` is the
+    store and a sequentially consistent fence in C, after which the caller's loads see
+    every store the other side made before its own fence. :meth:`exchange` replaces the
+    word atomically (``"clear it, and wake only if it was set"``: one wake per sleep).
+
+    Parameters
+    ----------
+    buf : memoryview
+        Writable memory holding the word (e.g. a slice of a
+        :class:`~hetnic.host.shm.SharedSegment`'s ``buf``).
+    offset : int
+        Byte offset of the word in ``buf`` (4-byte aligned in the segment).
+
+    Call :meth:`release` before the memory behind ``buf`` is released (this object holds
+    an export of it).
+    """
+
+    def __init__(self, buf: memoryview, offset: int = 0):
+        self._lib = load().lib
+        self._cell: ctypes.c_uint32 | None = ctypes.c_uint32.from_buffer(buf, offset)
+        self.address = ctypes.addressof(self._cell)
+        if self.address % 4:
+            self.release()
+            raise ValueError(f"a shared word must be 4-byte aligned (address {self.address:#x})")
+
+    @property
+    def value(self) -> int:
+        """The word now (a plain load)."""
+        return self._cell.value
+
+    def store(self, value: int) -> None:
+        """A plain store (no fence: for a store no later load depends on)."""
+        self._cell.value = value
+
+    def announce(self, value: int) -> None:
+        """Store ``value``, then a full fence: loads the caller makes after this see the
+        other side's stores made before its own fence."""
+        self._lib.hn_store_fence_load32(self.address, value, self.address)
+
+    def exchange(self, value: int) -> int:
+        """Atomically store ``value``; the word's old value (a full barrier)."""
+        return self._lib.hn_exchange32(self.address, value)
+
+    def release(self) -> None:
+        """Drop the export of the memory (idempotent)."""
+        self._cell = None

@@ -32,8 +32,9 @@ TAP frame, the wire idle, no bus activity, no doorbell written, no request), sle
 (0.2 ms) while the NIC was active recently, so that a child's doorbell is noticed at once,
 then ``idle_wait`` (2 ms), so that an idle host does not burn a core. With a ``wake_word``
 (a 32-bit word in memory the children share) the idle sleep is ``LONG_WAIT`` (50 ms): the
-loop sets the word to 1 while it sleeps so, and a child that rings a doorbell and sees it
-set sends a kick on its pipe (:meth:`NicClient.kick
+loop sets the word to 1 while it sleeps so (a store and a full fence through
+:class:`~hetnic.host.native_lib.SharedWord`, then it looks at the doorbell page again), and a
+child that rings a doorbell, fences and sees it set sends a kick on its pipe (:meth:`NicClient.kick
 <hetnic.host.nic_client.NicClient.kick>`), which ends the sleep at once.
 """
 
@@ -49,6 +50,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..errors import HetnicError
+from .doorbells import SLOT_BYTES
+from .native_lib import SharedWord
 from .nic_client import Child, NicClient, NicRequestError, child_main, one_line, \
     send_reply
 from .tap_bridge import TapBridge
@@ -124,7 +127,7 @@ class NicProcess:
         self.busy_wait, self.idle_wait = busy_wait, idle_wait
         if wake_word is not None and len(wake_word) != 4:
             raise ValueError(f"wake_word must be 4 bytes, not {len(wake_word)}")
-        self._wake_word = None if wake_word is None else wake_word.cast("B").cast("I")
+        self._wake_word = None if wake_word is None else SharedWord(wake_word.cast("B"))
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._exit_callbacks: list[Callable[[Child], None]] = []
@@ -393,9 +396,11 @@ class NicProcess:
                 if child.conn is not None:
                     fds.append(child.conn)
         if word is not None:
-            word[0] = 1
+            # announce, fence, look again (a child stores its doorbell, fences, loads the
+            # word): one of the two sees the other's store, so no doorbell is slept through
+            word.announce(1)
             if self._doorbells is not None and bytes(self._doorbells) != self._doorbell_seen:
-                word[0] = 0                 # a doorbell came before the word was set
+                word.store(0)               # a doorbell came before the word was set
                 return
         try:
             if fds:
@@ -404,7 +409,7 @@ class NicProcess:
                 time.sleep(wait)
         finally:
             if word is not None:
-                word[0] = 0
+                word.store(0)
 
     def stop(self) -> None:
         """Make :meth:`run` return, now and from then on (safe from a signal handler or
@@ -454,7 +459,6 @@ def _doorbell_view(nic) -> memoryview | None:
     page = getattr(nic, "doorbell_page", None)
     if page is None:
         return None
-    from .doorbells import SLOT_BYTES
     return page.buf[:page.layout.slots * SLOT_BYTES]
 
 

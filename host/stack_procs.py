@@ -36,6 +36,7 @@ instance owning every RX queue and one TX queue with the summed resources
 
 from __future__ import annotations
 
+import select
 import time
 from pathlib import Path
 from typing import Callable
@@ -44,14 +45,15 @@ from ..errors import HetnicError
 from .dispatcher import Dispatcher, DispatchError
 from .faults import FaultInjector
 from .instance_process import AppSpec, InstanceSpec, instance_main
+from .native_lib import SharedWord, fence
 from .nic_process import NicProcess, NicProcessTimeout
 from .shm import SharedSegment
-from .spsc import SpscRing
+from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, _interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
 
-__all__ = ["StackProcs", "StackProcsError"]
+__all__ = ["StackProcs", "StackProcsError", "wake_once"]
 
 #: Slots and slot size of each instance's ring of shared frames (an Ethernet frame fits).
 RING_SLOTS = 64
@@ -102,6 +104,9 @@ class StackProcs:
     shared_duplicates : int
         Shared-kind frames the instances sent that were not written to the TAP: the same
         frame another instance had just sent (one ARP reply per request).
+    wakes_skipped : int
+        Wake-ups of a sleeping instance not sent because its pipe was full (it then sleeps
+        out its timeout).
     """
 
     def __init__(self, nic, tap, *, addr4: str = "198.18.0.2/24", addr6: str | None = None,
@@ -126,6 +131,8 @@ class StackProcs:
         self._segment = SharedSegment.create(_RINGS_AT + ring_bytes * len(self.instances),
                                              prefix="hetnic-shared")
         self._rings: list[SpscRing] = []
+        self._sleeping: list[SharedWord] = []
+        self.wakes_skipped = 0
         try:
             self.owner = NicProcess(nic, tap, faults_to_nic=faults_to_nic,
                                     faults_to_tap=faults_to_tap, log=log,
@@ -153,6 +160,7 @@ class StackProcs:
                 at = _RINGS_AT + i * ring_bytes
                 self._rings.append(SpscRing.create(self._segment.buf[at:at + ring_bytes],
                                                    RING_SLOTS, RING_SLOT_SIZE))
+                self._sleeping.append(SharedWord(self._segment.buf, at + OFF_SLEEPING))
             self._serve()
             for index, cfg in enumerate(self.instances):
                 grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
@@ -296,18 +304,19 @@ class StackProcs:
 
     def _wake_sleepers(self) -> bool:
         """After the NIC moved frames, wake the children that sleep (their ring's
-        ``sleeping`` word set) with a message on their pipe."""
+        ``sleeping`` word set) with one message on their pipe per sleep (:func:`wake_once`;
+        a wake-up not sent because the child's pipe is full is counted in
+        ``wakes_skipped``)."""
         activity = self.owner.activity
         if activity == self._seen_activity and not any(len(r) for r in self._rings):
             return False
         self._seen_activity = activity
-        for cfg, ring in zip(self.instances, self._rings):
+        fence()         # the frames published (harness, ring pushes) before the words read
+        for cfg, word in zip(self.instances, self._sleeping):
             child = self.children.get(cfg.name)
-            if ring.sleeping and child is not None and child.conn is not None:
-                try:
-                    child.conn.send(("wake",))
-                except OSError:
-                    pass                    # it exited: the loop reaps it
+            if child is not None and child.conn is not None:
+                if wake_once(word, child.conn) is False:
+                    self.wakes_skipped += 1
         return False
 
     # --- running -------------------------------------------------------------------------------
@@ -416,7 +425,36 @@ class StackProcs:
         rings, self._rings = getattr(self, "_rings", []), []
         for ring in rings:
             ring.release()
+        words, self._sleeping = getattr(self, "_sleeping", []), []
+        for word in words:
+            word.release()
         self._segment.close()
+
+
+def wake_once(word: SharedWord, conn) -> bool | None:
+    """Wake a sleeping child once: if its ``sleeping`` ``word`` is set, clear it atomically
+    and send ``("wake",)`` on ``conn`` (its pipe) without blocking.
+
+    The caller fences after publishing the frames and before calling. Only the call that
+    clears the word sends, so a child gets one wake-up per sleep however many turns see it
+    set, and a child that stopped reading cannot fill its pipe and block the NIC process.
+
+    Returns
+    -------
+    bool or None
+        True when a wake-up was sent, None when the word was not set (nothing to do), False
+        when the pipe had no room or is closed (the child sleeps out its timeout: at most
+        50 ms, see :mod:`~hetnic.host.instance_process`).
+    """
+    if not word.value or word.exchange(0) == 0:
+        return None
+    try:
+        if not select.select([], [conn], [], 0)[1]:
+            return False
+        conn.send(("wake",))
+    except (OSError, ValueError):
+        return False                        # it exited: the loop reaps it
+    return True
 
 
 def _empty(cfg: InstanceConfig) -> dict:
