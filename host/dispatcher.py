@@ -8,7 +8,7 @@
 ('low-delay', 0)
 >>> dispatcher.release(grant)               # the last socket on tcp/7: the rule goes
 
-Each stack instance serves one QoS class (:data:`~hetnic.host.stack_steering.QOS_CLASSES`:
+Each stack instance serves one QoS class (:data:`~hetnic.host.stack.instance.QOS_CLASSES`:
 ``low-delay``, ``throughput``, ``concurrency``; by default the instance named after the class,
 or the class an instance declares, see :func:`~hetnic.host.stack_steering.qos_class`). A
 class no instance serves falls back to the first instance, as the built-in applications
@@ -19,6 +19,11 @@ the NIC's classifier: ``ip_proto`` and ``dst_port`` -> :class:`~hetnic.rules.Act
 instance and its RETA slice, so the frames reach that instance's RX queues with no software
 hop. More sockets on the same ``(protocol, port, class)`` only count references; the rule
 goes when :meth:`Dispatcher.release` drops the last one.
+
+A socket's claim outlives the socket: the connections a listener accepted use its port after
+it closes (TIME-WAIT included), and their segments must still reach that instance (the
+default instance would answer them with RSTs). A host hands the grant of a closed socket to
+:class:`PortHolds`, which releases it once no connection of the instance uses the port.
 
 The rule table is one model
 ---------------------------
@@ -53,14 +58,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import HetnicError
 from ..rules import Action, FlowRule
 from .rule_merge import PROTOCOLS, dispatch_rules, rule_ports
-from .stack_steering import QOS_CLASSES, SteeringPlan, qos_class
+from .stack.instance import QOS_CLASSES
+from .stack_steering import SteeringPlan, qos_class
 
-__all__ = ["Dispatcher", "DispatchError", "Grant"]
+__all__ = ["Dispatcher", "DispatchError", "Grant", "PortHolds", "port_idle"]
 
 
 class DispatchError(HetnicError, ValueError):
@@ -247,7 +253,7 @@ class Dispatcher:
         Parameters
         ----------
         qos : str
-            One of :data:`~hetnic.host.stack_steering.QOS_CLASSES`.
+            One of :data:`~hetnic.host.stack.instance.QOS_CLASSES`.
         proto : str or int
             ``"tcp"``, ``"udp"`` or their IP protocol numbers (6, 17).
         port : int
@@ -389,6 +395,80 @@ class Dispatcher:
                 "rules": rules, "grants": grants, "rule_slots": self._n_rules,
                 "rules_used": self.used, "commits": self.commits,
                 "generation": self.generation}
+
+
+def port_idle(stack, proto: str, port: int, *, settled: bool = False) -> bool:
+    """Whether no connection of ``stack`` (a :class:`~hetnic.host.stack.stack.Stack`) uses
+    local ``proto``/``port``; with ``settled``, whether each that does is in TIME-WAIT (its
+    closing exchange done: what a host waits for at shutdown). UDP keeps no connections:
+    idle once its socket is closed."""
+    if proto != "tcp":
+        return True
+    return all(c["lport"] != port or (settled and c["state"] == "TIME-WAIT")
+               for c in stack.connections())
+
+
+class PortHolds:
+    """Grants of closed sockets, held until their port is idle on their instance.
+
+    Parameters
+    ----------
+    release : Callable[[Grant], Any]
+        Gives a grant back (:meth:`Dispatcher.release`, or a request to the process that
+        owns the dispatcher).
+    every : float
+        Seconds between two looks at the held ports (:meth:`check` does nothing sooner:
+        the look walks the instance's connections).
+    """
+
+    def __init__(self, release: Callable[[Grant], Any], every: float = 0.05):
+        self._release = release
+        self._every = every
+        self._next = 0.0
+        self._held: list[tuple[Any, Grant]] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @property
+    def grants(self) -> list[Grant]:
+        """The grants held now."""
+        return [grant for _, grant in self._held]
+
+    def hold(self, stack, grant: Grant) -> None:
+        """Keep ``grant`` (its socket on ``stack`` just closed) until its port is idle; a
+        port idle already is released at once."""
+        if port_idle(stack, grant.proto, grant.port):
+            self._release(grant)
+        else:
+            self._held.append((stack, grant))
+
+    def check(self, now: float) -> int:
+        """Release the held grants whose port is idle now (at most every ``every``
+        seconds of ``now``, a monotonic time); how many."""
+        if not self._held or now < self._next:
+            return 0
+        self._next = now + self._every
+        return self._release_where(lambda stack, grant: port_idle(stack, grant.proto,
+                                                                  grant.port))
+
+    def settled(self) -> bool:
+        """Whether every held port's connections have finished their closing exchange (each
+        gone or in TIME-WAIT)."""
+        return all(port_idle(stack, g.proto, g.port, settled=True) for stack, g in self._held)
+
+    def release_all(self) -> int:
+        """Release every held grant (at shutdown, after the FIN exchange); how many."""
+        return self._release_where(lambda stack, grant: True)
+
+    def _release_where(self, done: Callable[[Any, Grant], bool]) -> int:
+        keep, out = [], []
+        for stack, grant in self._held:
+            (out if done(stack, grant) else keep).append((stack, grant))
+        self._held = keep
+        for _, grant in out:
+            self._release(grant)
+        return len(out)
 
 
 def _proto_number(proto) -> int:

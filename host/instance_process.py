@@ -15,10 +15,13 @@ child (:func:`instance_main`)
   process's bridge copies them;
 * starts an application when the NIC process calls ``"start_app"``: asks the NIC process's
   dispatcher for its port before it listens (``client.request("listen", qos=..., proto=...,
-  port=...)``) and gives the port back when the application closes (``"release"``);
+  port=...)``) and gives the port back (``"release"``) once the application is closed and
+  no connection uses the port any more (:class:`~hetnic.host.dispatcher.PortHolds`);
 * answers the NIC process's calls: ``"summary"`` (counters, connections by state, the
-  applications' statistics, its pid), ``"connections"`` (the per-connection dump) and
-  ``"close"`` (close the applications and send what that makes the stack send).
+  applications' statistics, its pid), ``"connections"`` (the per-connection dump),
+  ``"close"`` (close the applications and send what that makes the stack send) and
+  ``"settled"`` (whether the connections on the closed applications' ports have finished
+  their closing exchange).
 
 The poll loop is :class:`~hetnic.host.stack_host.StackHost`'s for one instance: every
 ``poll_interval`` seconds at most ``poll_batch`` frames (at once again when the batch came
@@ -41,6 +44,7 @@ from ..errors import HetnicError
 from .apps.discard import DiscardServer
 from .apps.echo import EchoServer, UdpEchoServer
 from .apps.http_static import HttpStaticServer
+from .dispatcher import PortHolds
 from .links import NicQueueLink
 from .native_lib import SharedWord, fence
 from .nic_client import NicClient, NicRequestError
@@ -155,9 +159,12 @@ class _Instance:
             self.close()
             raise
         self.apps: list[_Running] = []
+        #: Grants of closed applications whose port still has connections (TIME-WAIT too).
+        self.holds = PortHolds(self._release)
         #: Frames taken from the shared-frame ring.
         self.shared_in = 0
         client.on_call("summary", self.summary)
+        client.on_call("settled", self.holds.settled)
         client.on_call("connections", self.stack.connections)
         client.on_call("close", self.close_apps)
         client.on_call("start_app", self.start_app)
@@ -183,12 +190,17 @@ class _Instance:
         except NicRequestError:
             pass                            # the NIC process is busy or stopping
 
+    def _release(self, grant) -> None:
+        self.client.request("release", grant=grant)
+
     def close_apps(self) -> bool:
-        """Close every application, give its port back, send what that makes the stack
-        send."""
+        """Close every application and send what that makes the stack send; each port is
+        given back once no connection uses it any more (the loop looks), so that the
+        peer's answers to the FINs still reach this instance (``"settled"`` tells when
+        they have: every connection on those ports gone or in TIME-WAIT)."""
         for running in self.apps:
             running.app.close()
-            self.client.request("release", grant=running.grant)
+            self.holds.hold(self.stack, running.grant)
         self.apps.clear()
         out = self.stack.poll(time.monotonic())
         if out:
@@ -241,6 +253,8 @@ class _Instance:
                 if nic_sleeping.value:
                     client.kick()           # the NIC process sleeps: our doorbell waits
             if client.serve(0):
+                moved = True
+            if self.holds.check(now):
                 moved = True
             if moved:
                 last_active = now

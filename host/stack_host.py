@@ -36,7 +36,7 @@ from ..errors import HetnicError
 from .apps.discard import DiscardServer
 from .apps.echo import EchoServer, UdpEchoServer
 from .apps.http_static import HttpStaticServer
-from .dispatcher import Dispatcher, Grant
+from .dispatcher import Dispatcher, Grant, PortHolds
 from .faults import FaultInjector
 from .links import NicQueueLink
 from .stack.instance import PROFILES, InstanceConfig
@@ -140,6 +140,8 @@ class StackHost:
         self.apps: dict[str, list] = {cfg.name: [] for cfg in instances}
         self._app_grants: list[Grant] = []
         self._listeners: list[HostListener] = []
+        #: Grants of closed listeners whose accepted connections still use the port.
+        self._holds = PortHolds(self.dispatcher.release)
         if apps:
             self._start_apps(serve_dir)
 
@@ -205,15 +207,19 @@ class StackHost:
         return listener
 
     def _closed_listener(self, listener: "HostListener") -> None:
+        """The port stays steered to the instance while connections it accepted live (their
+        segments would reach the default instance, which answers with RSTs): released
+        once the port is idle (:class:`~hetnic.host.dispatcher.PortHolds`, in :meth:`step`)."""
         self._listeners.remove(listener)
-        self.dispatcher.release(listener.grant)
+        self._holds.hold(self.stacks[listener.grant.instance], listener.grant)
 
     # --- running -------------------------------------------------------------------------------
     def step(self, now: float) -> bool:
         """One turn: the bridge pumps (TAP <-> NIC), every instance whose poll time came takes
         up to ``poll_batch`` frames from its queues (frames every instance needs go to all),
-        every stack runs its timers, and what they send goes to their TX queues. Returns
-        whether any frame moved."""
+        every stack runs its timers, and what they send goes to their TX queues; the ports of
+        closed listeners that have become idle are released. Returns whether any frame
+        moved."""
         cycles = self.bridge.cycles
         moved = self.bridge.pump(256) > 0
         if self.bridge.cycles != cycles:        # the NIC ran: its RX queues may hold frames
@@ -243,6 +249,7 @@ class StackHost:
                 link.send(self._once(out, seen))
                 moved = True
             link.service()
+        self._holds.check(now)
         return moved
 
     @staticmethod
@@ -379,9 +386,10 @@ class StackHost:
 
     def close(self) -> None:
         """Close the applications and the listeners of :meth:`listen`, release their ports
-        (the dispatcher's rules go), send what that makes the stacks send (FINs, RSTs) and
-        pump the bridge until the NIC is idle (at most a second); the NIC and the TAP stay
-        open (their owner closes them)."""
+        (the dispatcher's rules go) once the closing exchange is done: the host steps (at
+        most a second) until every connection on those ports is gone or in TIME-WAIT and the
+        NIC is idle, so the peer's FIN and ACKs still reach the instance; then the ports are
+        released. The NIC and the TAP stay open (their owner closes them)."""
         for listener in list(self._listeners):
             listener.close()
         for apps in self.apps.values():
@@ -389,15 +397,16 @@ class StackHost:
                 app.close()
             apps.clear()
         while self._app_grants:
-            self.dispatcher.release(self._app_grants.pop())
-        now = time.monotonic()
-        for _, stack, link in self._order:
-            out = stack.poll(now)
-            if out:
-                link.send(out)
-        end = now + 1.0
-        while self.bridge.busy and time.monotonic() < end:
-            self.bridge.pump(0)
+            grant = self._app_grants.pop()
+            self._holds.hold(self.stacks[grant.instance], grant)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            moved = self.step(time.monotonic())
+            if not moved and not self.bridge.busy and self._holds.settled():
+                break
+            if not moved:
+                time.sleep(0.001)
+        self._holds.release_all()
 
 
 class HostListener:

@@ -405,22 +405,46 @@ class StackProcs:
                 "reta": self.base_plan.slices[instance], "app": app}
 
     def close(self) -> None:
-        """Ask every instance to close its applications (FINs, ports given back), pump the
-        bridge until the NIC is idle (at most a second), stop the processes, free the
-        rings. The NIC and the TAP stay open."""
+        """Ask every instance to close its applications (FINs), run the loop until each
+        says its closing exchanges are done (every connection on the applications' ports
+        gone or in TIME-WAIT: the peer's FIN and ACKs reached it through the port's rule)
+        and the NIC is idle, at most a second; then give back the ports still held, stop
+        the processes, free the rings. The NIC and the TAP stay open."""
         if self._closed:
             return
         self._closed = True
+        closing = []
         for name, child in self.children.items():
             if child.conn is not None and name not in self.exits:
                 try:
                     child.call("close", timeout=CALL_TIMEOUT)
+                    closing.append(child)
                 except HetnicError:
                     pass
         end = time.monotonic() + 1.0
-        while time.monotonic() < end:       # the FINs out (also after stop())
+        while time.monotonic() < end:       # the FIN exchanges (also after stop())
+            if self.owner.step() or self.owner.busy:
+                continue
+            left = []
+            for child in closing:
+                try:
+                    if not child.call("settled", timeout=max(0.05, end - time.monotonic())):
+                        left.append(child)
+                except HetnicError:
+                    pass                    # exited or busy: its ports are released below
+            closing = left
+            if not closing:
+                break
+            time.sleep(0.005)
+        while time.monotonic() < end:       # the last ACKs, rung before "settled" answered
             if not self.owner.step() and not self.owner.busy:
                 break
+        for name, held in self._grants.items():
+            while held:
+                try:
+                    self.dispatcher.release(held.pop())
+                except DispatchError:
+                    pass                    # released meanwhile
         self.owner.close()
         rings, self._rings = getattr(self, "_rings", []), []
         for ring in rings:

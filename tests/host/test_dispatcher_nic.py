@@ -219,3 +219,53 @@ def test_stack_host_listens_through_the_dispatcher(nic):
         host.close()
     assert host.dispatcher.dump()["grants"] == []
     assert host.dispatcher.rules() == host.plan.rules
+
+
+@pytest.mark.timeout(120)
+def test_a_closed_listeners_accepted_connection_keeps_its_port(nic):
+    """The port stays steered to the instance while a connection the listener accepted
+    lives: its data reaches that instance (an ACK), not the default one (an RST); the rule
+    goes once the connection is gone."""
+    import time
+    from hetnic.host.stack_host import DEFAULT_MAC, StackHost
+    from scapy.layers.l2 import ARP
+    tap = FakeTap()
+    host = StackHost(nic, tap, addr4=f"{H4}/24", seed=3)
+    try:
+        mac = ":".join(f"{b:02x}" for b in DEFAULT_MAC)
+        tap.inbox.append(bytes(Ether(src=KMAC, dst="ff:ff:ff:ff:ff:ff")
+                               / ARP(op=1, hwsrc=KMAC, psrc=K4, hwdst="00:00:00:00:00:00",
+                                     pdst=H4)))
+        _step_until(host, lambda: any(ARP in Ether(f) for f in tap.written))
+        listener = host.listen("low-delay", 5555, owner="t")
+        synack = _syn_answer(host, tap, 40001)
+        assert synack.flags == "SA"
+        tap.inbox.append(bytes(Ether(src=KMAC, dst=mac) / IP(src=K4, dst=H4)
+                               / TCP(sport=40001, dport=5555, flags="A", seq=1001,
+                                     ack=synack.seq + 1)))
+        accepted = []
+        _step_until(host, lambda: accepted.append(listener.accept()) or accepted[-1])
+        conn = accepted[-1]
+        listener.close()
+        assert any(r["ports"] == 5555 for r in host.port_map())     # held: a connection lives
+        low, conc = host.stacks["low-delay"], host.stacks["concurrency"]
+        before = (low.counters.tcp_in, conc.counters.tcp_in)
+        tap.written.clear()
+        tap.inbox.append(bytes(Ether(src=KMAC, dst=mac) / IP(src=K4, dst=H4)
+                               / TCP(sport=40001, dport=5555, flags="PA", seq=1001,
+                                     ack=synack.seq + 1) / b"hello"))
+
+        def answer():
+            return next((Ether(f)[TCP] for f in tap.written
+                         if TCP in Ether(f) and Ether(f)[TCP].sport == 5555), None)
+        _step_until(host, lambda: answer() is not None)
+        assert "R" not in answer().flags and "A" in answer().flags
+        assert low.counters.tcp_in == before[0] + 1 and conc.counters.tcp_in == before[1]
+        conn.abort()                                # gone at once: the port is idle now
+        end = time.monotonic() + 10
+        while any(r["ports"] == 5555 for r in host.port_map()):
+            assert time.monotonic() < end, "the idle port was never released"
+            host.step(time.monotonic())
+    finally:
+        host.close()
+    assert host.dispatcher.dump()["grants"] == []
