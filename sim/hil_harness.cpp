@@ -504,9 +504,21 @@ void hil_run_raw(Hil* h, uint64_t cycles) {
 // Register access. Returns 0 (OKAY), the AXI response code, or -1 when the bus did not
 // answer within ``timeout`` cycles (the transaction is abandoned). A doorbell write on the
 // bus finishes first (within the same timeout); no new one starts until this access ends.
+// A doorbell write that gets no response within the timeout is abandoned like a host
+// access (counted in doorbell_errors) and queued again in front of the others (a producer
+// index written twice is the same doorbell), so that a bus that stopped answering a
+// doorbell does not refuse every later host access.
 static bool csr_claim(Hil* h, uint64_t timeout) {
     h->csr_host_waiting = true;
     for (uint64_t i = 0; i < timeout && h->csr_state != CSR_IDLE; ++i) h->cycle();
+    if (h->csr_state != CSR_IDLE && h->csr_doorbell) {
+        h->n.doorbell_errors++;
+        h->db_q.emplace_front(h->csr_addr, h->csr_wdata);
+        h->csr_doorbell = false;
+        h->csr_state = CSR_IDLE;
+        h->drive();
+        h->eval();
+    }
     if (h->csr_state != CSR_IDLE) {
         h->csr_host_waiting = false;
         return false;
