@@ -157,13 +157,23 @@ private:
 
     // The oldest write beat into the oldest write burst; a burst that ends queues its
     // response (a WLAST on another beat than the burst's last is a protocol error).
+    //
+    // Ordering, by construction: a beat's highest strobed byte is stored last, with a
+    // release store, so every byte stored before it (this beat's others, the burst's earlier
+    // beats) is visible to another process no later than it. A completion or event entry's
+    // phase bit is its last byte (hetnic.host.ring.PhaseRing checks that), written in the
+    // entry's last beat, so a host that sees the new phase and then reads the entry again
+    // (PhaseRing.peek) reads the whole body.
     void store_write_beat(AxiCounters& n) {
         Burst& b = writes.front();
         const WBeat& w = wdata.front();
         if (!b.bad) {
             uint8_t* dst = bytes + b.addr;
-            for (int i = 0; i < DATA_BYTES; ++i)
+            int top = DATA_BYTES - 1;
+            while (top >= 0 && !(w.strb >> top & 1)) --top;
+            for (int i = 0; i < top; ++i)
                 if (w.strb >> i & 1) dst[i] = w.data[i];
+            if (top >= 0) __atomic_store_n(dst + top, w.data[top], __ATOMIC_RELEASE);
         }
         b.addr += DATA_BYTES;
         n.write_beats++;
