@@ -49,7 +49,6 @@ attach them. :meth:`Nic.export_queues` hands some RX and TX queues to another pr
 from __future__ import annotations
 
 import importlib
-from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, queue_eq_armed
@@ -57,7 +56,7 @@ from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
 from .event_ring import EventRing, NicEvent
 from .memory import MemoryAllocator
-from .queue_port import QueueGrant, SharedNicInfo, export_queues
+from .queue_port import QueueGrant, RxQueueBase, SharedNicInfo, TxQueueBase, export_queues
 from .queue_setup import queue_register_writes
 from .ring import RingFullError
 from .rx_ring import RxPacket, RxRing
@@ -93,13 +92,12 @@ def _backend_class(name: str):
 
 # --- queues ----------------------------------------------------------------------------------
 
-class RxQueue:
-    """One RX queue: its ring in host memory and the doorbell."""
+class RxQueue(RxQueueBase):
+    """One RX queue: its ring in host memory and the doorbell register."""
 
     def __init__(self, nic: "Nic", index: int, ring: RxRing):
+        super().__init__(index, ring)
         self._nic = nic
-        self.index = index
-        self.ring = ring
         self._prod_addr = nic.regmap.addr("RXQ_PROD", index)
         self.exported = False       # handed to another process (Nic.export_queues)
 
@@ -140,11 +138,10 @@ class RxQueue:
         """Take completed frames off the ring, post their buffers again, ring the doorbell."""
         if self.exported:
             return []
-        packets = self.ring.reap(self.ring.size if limit is None else limit)
-        if packets:
-            self.ring.post()
-            self._nic.backend.reg_write(self._prod_addr, self.ring.producer)
-        return packets
+        return self._take(self.ring.size if limit is None else limit)
+
+    def _ring_doorbell(self, value: int) -> None:
+        self._nic.backend.reg_write(self._prod_addr, value)
 
     def ready(self) -> bool:
         """Whether a frame is waiting: reaped but held back, or a completion in the ring (one
@@ -152,74 +149,43 @@ class RxQueue:
         if self.exported:
             _refuse_exported("RX", self.index)
         order = self._nic._order
-        return bool(order and order.stash[self.index]) or bool(self.ring._cq.peek(1))
+        return bool(order and order.stash[self.index]) or super().ready()
 
     def arm(self, event_queue: int = 0) -> None:
         """Ask for one RX_COMPLETION (or DROP) event on ``event_queue`` at the next frame."""
         self._nic._arm("RXQ_EQ", self.index, event_queue)
 
 
-class TxQueue:
-    """One TX queue: work-item ring, staging memory and the doorbell."""
+class TxQueue(TxQueueBase):
+    """One TX queue: work-item ring, staging memory and the doorbell register. A full ring
+    runs the simulated clock until the NIC frees a slot, at most the NIC's ``tx_timeout``
+    cycles."""
 
     def __init__(self, nic: "Nic", index: int, ring: TxRing, keep: int):
+        super().__init__(index, ring, keep)
         self._nic = nic
-        self.index = index
-        self.ring = ring
         self._prod_addr = nic.regmap.addr("TXQ_PROD", index)
-        self._done: deque[TxDone] = deque(maxlen=keep)
-        self.sent_items = 0
-        self.errors = 0
         self.exported = False       # handed to another process (Nic.export_queues)
 
-    def send(self, message: bytes) -> int:
-        """Send one frame as one SINGLE work item (the baseline path); returns its cookie."""
-        return self._post(lambda: self.ring.send(message))
+    def _check_usable(self) -> None:
+        if self.exported:
+            _refuse_exported("TX", self.index)
 
-    def send_batch(self, messages: Sequence[bytes]) -> int:
-        """Send ``messages`` (1 to 64 frames) as one BATCH work item; returns its cookie."""
-        return self._post(lambda: self.ring.send_batch(messages))
-
-    def send_gather(self, messages: Sequence[bytes]) -> int:
-        """Send ``messages`` as one GATHER work item (a buffer per message)."""
-        return self._post(lambda: self.ring.send_gather(messages))
-
-    def completions(self) -> list[TxDone]:
-        """Work items finished since the last call (at most the last ``tx_keep``)."""
+    def _wait_for_room(self, full: RingFullError, waited: int | None) -> int:
+        waited = waited or 0
         self.reap()
-        done = list(self._done)
-        self._done.clear()
-        return done
+        if self.ring.free_slots and waited and self.ring.outstanding == 0:
+            raise full
+        if waited >= self._nic.tx_timeout:
+            status = self._nic.backend.reg_read(self._nic.regmap.addr("TXQ_STATUS",
+                                                                      self.index))
+            raise NicError(f"TX queue {self.index} did not finish a work item in {waited} "
+                           f"cycles; is the queue enabled (TXQ_STATUS {status:#x})?") from None
+        self._nic._advance(256)
+        return waited + 256
 
-    def reap(self) -> None:
-        if self.exported:
-            _refuse_exported("TX", self.index)
-        for d in self.ring.reap():
-            self.errors += d.status != 0
-            self._done.append(d)
-
-    def _post(self, build: Callable[[], int]) -> int:
-        if self.exported:
-            _refuse_exported("TX", self.index)
-        cookie = self.ring.next_cookie
-        waited = 0
-        while True:
-            try:
-                doorbell = build()
-                break
-            except RingFullError:
-                self.reap()
-                if self.ring.free_slots and waited and self.ring.outstanding == 0:
-                    raise
-                if waited >= self._nic.tx_timeout:
-                    raise NicError(f"TX queue {self.index} did not finish a work item in "
-                                   f"{waited} cycles; is the queue enabled (TXQ_STATUS "
-                                   f"{self._nic.backend.reg_read(self._nic.regmap.addr('TXQ_STATUS', self.index)):#x})?") from None
-                self._nic._advance(256)
-                waited += 256
-        self._nic.backend.reg_write(self._prod_addr, doorbell)
-        self.sent_items += 1
-        return cookie
+    def _ring_doorbell(self, value: int) -> None:
+        self._nic.backend.reg_write(self._prod_addr, value)
 
 
 def _refuse_exported(kind: str, index: int) -> None:
@@ -455,6 +421,12 @@ class Nic(NicControl):
         ValueError
             ``tx_timeout`` is not a positive number.
         """
+        order = self._order
+        if order is not None and self.shared is not None:
+            for q in rx:
+                if isinstance(q, int) and 0 <= q < len(order.stash) and order.stash[q]:
+                    raise NicError(f"RX queue {q} has {len(order.stash[q])} packets held back "
+                                   f"for ordering; poll it empty before exporting it")
         return export_queues(self, rx, tx, tx_timeout)
 
     # --- events and counters -------------------------------------------------------------

@@ -36,8 +36,8 @@ from .rx_ring import RxPacket, RxRing
 from .shm import SharedSegment
 from .tx_ring import TxDone, TxRing
 
-__all__ = ["SharedNicInfo", "QueueGrant", "QueueSet", "PortRxQueue", "PortTxQueue",
-           "detach_ring", "attach_ring", "export_queues"]
+__all__ = ["SharedNicInfo", "QueueGrant", "QueueSet", "RxQueueBase", "TxQueueBase",
+           "PortRxQueue", "PortTxQueue", "detach_ring", "attach_ring", "export_queues"]
 
 #: The persistent id that stands for host memory in a pickled ring.
 _HOST_MEMORY = "hetnic-host-memory"
@@ -138,9 +138,10 @@ class QueueGrant:
 
 
 def export_queues(nic, rx: Sequence[int], tx: Sequence[int], tx_timeout: float) -> QueueGrant:
-    """What :meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>` does (see there):
-    check the request, detach the rings into a grant, mark the queues exported and store
-    their current doorbell values into the page."""
+    """What :meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>` does (see there)
+    once the NIC has checked its own state (packets held back for ordering): check the
+    request, detach the rings into a grant, mark the queues exported and store their current
+    doorbell values into the page."""
     if nic.shared is None:
         raise NicError("export_queues needs host memory other processes can map: open "
                        "the NIC with Nic.open('sim', shared=True)")
@@ -158,11 +159,6 @@ def export_queues(nic, rx: Sequence[int], tx: Sequence[int], tx_timeout: float) 
     if not isinstance(tx_timeout, (int, float)) or not tx_timeout > 0:
         raise ValueError(f"tx_timeout must be a positive number of seconds, "
                          f"not {tx_timeout!r}")
-    order = nic._order
-    for q in rx:
-        if order is not None and order.stash[q]:
-            raise NicError(f"RX queue {q} has {len(order.stash[q])} packets held back "
-                           f"for ordering; poll it empty before exporting it")
     page, layout = nic.doorbell_page, nic.shared.layout
     for q in tx:
         nic.tx_queues[q].reap()        # what finished so far stays with this driver
@@ -179,11 +175,120 @@ def export_queues(nic, rx: Sequence[int], tx: Sequence[int], tx_timeout: float) 
         page.ring(layout.slot("tx", q), nic.tx_queues[q].ring.producer)
         # Its work in flight moved with the grant: this copy of the ring must not look
         # busy to whoever waits for outstanding TX work (TapBridge.busy and the like).
-        nic.tx_queues[q].ring._pending.clear()
+        nic.tx_queues[q].ring.hand_over()
     return grant
 
 
-class PortRxQueue:
+class RxQueueBase:
+    """What an RX queue does wherever it runs: take completions off its ring, post their
+    buffers again, ring the doorbell (:meth:`_ring_doorbell`, the subclass's: a register
+    write in the NIC's process, a store into the doorbell page in another).
+
+    Members
+    -------
+    index : int
+        The queue's number on the NIC.
+    ring : RxRing
+    """
+
+    def __init__(self, index: int, ring: RxRing):
+        self.index = index
+        self.ring = ring
+
+    def _take(self, limit: int) -> list[RxPacket]:
+        """Up to ``limit`` completed frames; their buffers posted again and rung."""
+        ring = self.ring
+        packets = ring.reap(limit)
+        if packets:
+            ring.post()
+            self._ring_doorbell(ring.producer)
+        return packets
+
+    def ready(self) -> bool:
+        """Whether a completion waits in the ring (one memory read)."""
+        return self.ring.completion_ready()
+
+    def _ring_doorbell(self, value: int) -> None:
+        raise NotImplementedError
+
+
+class TxQueueBase:
+    """What a TX queue does wherever it runs: post work items, ring the doorbell, reap
+    completions. Two hooks differ by where it runs: :meth:`_wait_for_room` (the ring is
+    full: the NIC's own process runs the clock, another process sleeps while the NIC
+    process's clock runs) and :meth:`_ring_doorbell`; :meth:`_check_usable` refuses a queue
+    that was handed away.
+
+    Members
+    -------
+    index : int
+    ring : TxRing
+    sent_items : int
+        Work items posted.
+    errors : int
+        Completions with an error status.
+    """
+
+    def __init__(self, index: int, ring: TxRing, keep: int):
+        self.index = index
+        self.ring = ring
+        self._done: deque[TxDone] = deque(maxlen=keep)
+        self.sent_items = 0
+        self.errors = 0
+
+    def send(self, message: bytes) -> int:
+        """Send one frame as one SINGLE work item (the baseline path); returns its cookie."""
+        return self._post(lambda: self.ring.send(message))
+
+    def send_batch(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` (1 to 64 frames) as one BATCH work item; returns its cookie."""
+        return self._post(lambda: self.ring.send_batch(messages))
+
+    def send_gather(self, messages: Sequence[bytes]) -> int:
+        """Send ``messages`` as one GATHER work item (a buffer per message); its cookie."""
+        return self._post(lambda: self.ring.send_gather(messages))
+
+    def reap(self) -> None:
+        """Take finished work items off the completion ring (kept for :meth:`completions`)."""
+        self._check_usable()
+        for d in self.ring.reap():
+            self.errors += d.status != 0
+            self._done.append(d)
+
+    def completions(self) -> list[TxDone]:
+        """Work items finished since the last call (at most the last ``keep``)."""
+        self.reap()
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def _post(self, build: Callable[[], int]) -> int:
+        self._check_usable()
+        cookie = self.ring.next_cookie
+        state = None
+        while True:
+            try:
+                doorbell = build()
+                break
+            except RingFullError as exc:
+                state = self._wait_for_room(exc, state)
+        self._ring_doorbell(doorbell)
+        self.sent_items += 1
+        return cookie
+
+    def _check_usable(self) -> None:
+        """Raise when this queue may not be used here (default: it may)."""
+
+    def _wait_for_room(self, full: RingFullError, state):
+        """The ring was full (``full``): reap, wait, or raise (``full`` itself when waiting
+        cannot help); ``state`` is what the previous call returned (None the first time)."""
+        raise NotImplementedError
+
+    def _ring_doorbell(self, value: int) -> None:
+        raise NotImplementedError
+
+
+class PortRxQueue(RxQueueBase):
     """A granted RX queue: poll its completions, post the buffers again, ring the doorbell
     page.
 
@@ -195,8 +300,7 @@ class PortRxQueue:
     """
 
     def __init__(self, index: int, ring: RxRing, page: DoorbellPage):
-        self.index = index
-        self.ring = ring
+        super().__init__(index, ring)
         self._page = page
         self._slot = page.layout.slot("rx", index)
 
@@ -207,19 +311,13 @@ class PortRxQueue:
         :mod:`~hetnic.host.ordering` across processes)."""
         if not isinstance(max_packets, int) or max_packets < 1:
             raise ValueError(f"max_packets must be a positive integer, not {max_packets!r}")
-        ring = self.ring
-        packets = ring.reap(max_packets)
-        if packets:
-            ring.post()
-            self._page.ring(self._slot, ring.producer)
-        return packets
+        return self._take(max_packets)
 
-    def ready(self) -> bool:
-        """Whether a completion waits in the ring (one memory read)."""
-        return bool(self.ring._cq.peek(1))
+    def _ring_doorbell(self, value: int) -> None:
+        self._page.ring(self._slot, value)
 
 
-class PortTxQueue:
+class PortTxQueue(TxQueueBase):
     """A granted TX queue: post work items, ring the doorbell page, reap completions.
 
     When the ring is full a send reaps completions and sleeps (20 us, doubling up to 1 ms)
@@ -238,66 +336,28 @@ class PortTxQueue:
 
     def __init__(self, index: int, ring: TxRing, page: DoorbellPage, timeout: float,
                  keep: int = 4096):
-        self.index = index
-        self.ring = ring
+        super().__init__(index, ring, keep)
         self.timeout = timeout
         self._page = page
         self._slot = page.layout.slot("tx", index)
-        self._done: deque[TxDone] = deque(maxlen=keep)
-        self.sent_items = 0
-        self.errors = 0
 
-    def send(self, message: bytes) -> int:
-        """Send one frame as a SINGLE work item; returns its cookie."""
-        return self._post(lambda: self.ring.send(message))
-
-    def send_batch(self, messages: Sequence[bytes]) -> int:
-        """Send ``messages`` (1 to 64 frames) as one BATCH work item; returns its cookie."""
-        return self._post(lambda: self.ring.send_batch(messages))
-
-    def send_gather(self, messages: Sequence[bytes]) -> int:
-        """Send ``messages`` as one GATHER work item; returns its cookie."""
-        return self._post(lambda: self.ring.send_gather(messages))
-
-    def reap(self) -> None:
-        """Take finished work items off the completion ring (kept for :meth:`completions`)."""
-        for d in self.ring.reap():
-            self.errors += d.status != 0
-            self._done.append(d)
-
-    def completions(self) -> list[TxDone]:
-        """Work items finished since the last call (at most the last ``keep``)."""
+    def _wait_for_room(self, full: RingFullError, state):
+        if self.ring.outstanding == 0:
+            raise full              # it cannot fit even in an empty ring's staging now
         self.reap()
-        done = list(self._done)
-        self._done.clear()
-        return done
+        if self.ring.outstanding == 0:
+            return state            # the reap emptied the ring: try again before waiting
+        now = time.monotonic()
+        deadline, wait = state if state is not None else (now + self.timeout, _WAIT_FIRST)
+        if state is not None and now >= deadline:
+            raise NicError(f"TX queue {self.index} did not finish a work item in "
+                           f"{self.timeout:g} s; is the NIC process running its "
+                           f"clock?") from None
+        time.sleep(wait)
+        return deadline, min(wait * 2, _WAIT_LONGEST)
 
-    def _post(self, build: Callable[[], int]) -> int:
-        cookie = self.ring.next_cookie
-        deadline = None
-        wait = _WAIT_FIRST
-        while True:
-            try:
-                doorbell = build()
-                break
-            except RingFullError:
-                if self.ring.outstanding == 0:
-                    raise           # it cannot fit even in an empty ring's staging now
-                self.reap()
-                if self.ring.outstanding == 0:
-                    continue        # the reap emptied the ring: try again before waiting
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.timeout
-                elif now >= deadline:
-                    raise NicError(f"TX queue {self.index} did not finish a work item in "
-                                   f"{self.timeout:g} s; is the NIC process running its "
-                                   f"clock?") from None
-                time.sleep(wait)
-                wait = min(wait * 2, _WAIT_LONGEST)
-        self._page.ring(self._slot, doorbell)
-        self.sent_items += 1
-        return cookie
+    def _ring_doorbell(self, value: int) -> None:
+        self._page.ring(self._slot, value)
 
 
 class QueueSet:
@@ -334,11 +394,16 @@ class QueueSet:
         layout = info.layout
         self.rx_queues: list[PortRxQueue | None] = [None] * layout.rx_queues
         self.tx_queues: list[PortTxQueue | None] = [None] * layout.tx_queues
-        for q, state in grant.rx:
-            self.rx_queues[q] = PortRxQueue(q, attach_ring(state, self.memory), self.doorbells)
-        for q, state in grant.tx:
-            self.tx_queues[q] = PortTxQueue(q, attach_ring(state, self.memory), self.doorbells,
-                                            grant.tx_timeout)
+        try:
+            for q, state in grant.rx:
+                self.rx_queues[q] = PortRxQueue(q, attach_ring(state, self.memory),
+                                                self.doorbells)
+            for q, state in grant.tx:
+                self.tx_queues[q] = PortTxQueue(q, attach_ring(state, self.memory),
+                                                self.doorbells, grant.tx_timeout)
+        except BaseException:
+            self.close()            # a ring that cannot be rebuilt: nothing stays mapped
+            raise
 
     def close(self) -> None:
         """Detach the memory and the doorbell page; the queues are unusable after."""

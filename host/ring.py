@@ -112,7 +112,11 @@ class PhaseRing:
     beat, after the body. The NIC may be writing while the host reads (its clock runs in
     another process when the memory is shared), so :meth:`peek` reads the entries again
     once it has seen their phase bits, and decodes only that second copy: a body read after
-    its phase bit is never older than it (x86 keeps stores in order and loads in order).
+    its phase bit is never older than it. The writer's side holds by construction: the
+    harness stores each DMA write beat's highest strobed byte last, with a release store
+    (``sim/hil_memory.h``, ``store_write_beat``), so the phase byte is never visible before
+    the body; the reader's side: x86 keeps loads in order (the second read is a separate
+    backend call after the first).
     """
 
     def __init__(self, mem: HostMemory, allocator: MemoryAllocator, layout, size: int,
@@ -174,3 +178,8 @@ class DoorbellRing:
     def producer(self) -> int:
         """The doorbell value (``RXQ_PROD``/``TXQ_PROD``): the producer index modulo 2**16."""
         return self._prod & DOORBELL_MASK
+
+    def completion_ready(self) -> bool:
+        """Whether the next completion entry has been written (one memory read of its phase
+        byte, no register access)."""
+        return bool(self._cq.peek(1))

@@ -134,6 +134,16 @@ class TxRing(DoorbellRing):
         """Work items posted and not yet reaped."""
         return len(self._pending)
 
+    def hand_over(self) -> int:
+        """Forget the work items in flight: a copy of this ring (its state pickled before
+        this call) took them to another process, which reaps them there
+        (:meth:`Nic.export_queues <hetnic.host.nic.Nic.export_queues>`). This copy no longer
+        looks busy (:attr:`outstanding` is 0) and must not be used to post again. Returns
+        how many were forgotten."""
+        n = len(self._pending)
+        self._pending.clear()
+        return n
+
     @property
     def next_cookie(self) -> int:
         """The cookie the next work item gets when none is given (a sequence number)."""

@@ -240,3 +240,24 @@ def test_a_grant_whose_segments_are_gone_fails_to_open(nic):
     with pytest.raises(SharedSegmentError, match="no shared segment") as info:
         grant.open()
     assert "\n" not in str(info.value)
+
+
+
+def _mappings(name: str) -> int:
+    with open("/proc/self/maps") as f:
+        return sum(name in line for line in f)
+
+
+@pytest.mark.timeout(60)
+def test_a_ring_that_cannot_be_rebuilt_leaves_nothing_mapped(nic):
+    import dataclasses
+    grant = nic.export_queues(rx=[3], tx=[TX])
+    names = (nic.shared.memory, nic.shared.doorbells)
+    before = [_mappings(n) for n in names]      # the NIC's own mappings (this process)
+    broken = dataclasses.replace(grant, tx=((TX, b"not a pickled ring"),))
+    with pytest.raises(pickle.UnpicklingError):
+        broken.open()
+    assert [_mappings(n) for n in names] == before
+    qs = grant.open()                           # the good grant still opens
+    assert [_mappings(n) for n in names] > before
+    qs.close()
