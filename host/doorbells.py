@@ -56,7 +56,7 @@ class DoorbellLayout:
 
     def __post_init__(self):
         counts = (self.rx_queues, self.tx_queues, self.event_queues)
-        if not all(isinstance(n, int) and n >= 0 for n in counts):
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
             raise ValueError(f"queue counts must be non-negative integers, not {counts}")
         if sum(counts) > MAX_SLOTS:
             raise ValueError(f"{sum(counts)} doorbells do not fit the {MAX_SLOTS} slots of a "
@@ -73,7 +73,8 @@ class DoorbellLayout:
         for k, count in (("rx", self.rx_queues), ("tx", self.tx_queues),
                          ("event", self.event_queues)):
             if k == kind:
-                if not isinstance(queue, int) or not 0 <= queue < count:
+                if (isinstance(queue, bool) or not isinstance(queue, int)
+                        or not 0 <= queue < count):
                     raise ValueError(f"{kind} queue must be from 0 to {count - 1}, "
                                      f"not {queue!r}")
                 return first + queue
