@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ..errors import HetnicError
 
 __all__ = ["Child", "NicClient", "NicRequestError", "ParentGone", "child_main", "send_reply",
-           "one_line"]
+           "one_line", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 #: Default seconds a request or call waits for its answer.
@@ -273,13 +273,22 @@ def _await(conn, answer: str, ident: int, timeout: float, serve: Callable[[tuple
             serve(msg)
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel for SIGKILL when the spawning thread of the parent exits (Linux)."""
+def die_with_parent(parent_pid: int | None = None) -> bool:
+    """Ask the kernel for SIGKILL when the thread of the parent that spawned this process
+    exits (Linux ``PR_SET_PDEATHSIG``; elsewhere nothing: the caller's pipe EOF or parent
+    check still ends it). With ``parent_pid``, returns whether the parent is still that
+    process after the request (False: it died before, the signal will never come: exit);
+    without, True."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
-        pass                                # not Linux: EOF on the pipe still ends it
+        pass
+    return parent_pid is None or os.getppid() == parent_pid
+
+
+#: The former private name (kept for the modules that import it).
+_die_with_parent = die_with_parent
 
 
 def child_main(conn, parent_pid: int, name: str, target: Callable[..., Any],
@@ -287,9 +296,9 @@ def child_main(conn, parent_pid: int, name: str, target: Callable[..., Any],
     """The spawned process's entry: die with the parent, ignore Ctrl-C (the NIC process
     stops its children), run ``target(client, *args)``; a :class:`HetnicError` is one line
     on standard error and exit status 1; the parent gone is a quiet exit 0."""
-    _die_with_parent()
+    alive = die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if os.getppid() != parent_pid:
+    if not alive:
         sys.exit(0)                         # the parent died before the death signal was set
     client = NicClient(conn, parent_pid, name)
     try:

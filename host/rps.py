@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import HetnicError
 from . import native_lib
+from .nic_client import die_with_parent
 from .rps_layout import DRIVER, LAT_N, MAX_WORKERS, MODES, WORKER
 from .shm import SharedSegment
 from .spsc import SLOT_HEADER, SpscRing
@@ -114,6 +115,7 @@ def _worker_main(seg_name: str, lib_path: str, wblock_off: int, ring_off: int, m
                  efd, sleep_ns: int) -> None:
     """A worker process: attach the segment, run the native loop until told to stop."""
     fd = efd if isinstance(efd, int) else -1
+    die_with_parent()           # hn_worker_init then checks the parent is still there
     seg = SharedSegment.attach(seg_name)
     anchor = ctypes.c_char.from_buffer(seg.buf)
     try:

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -216,11 +215,11 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
 #define DRAIN_MAX 4096u
 #define SPIN_MIN_NS 2000u
 
-/* Set up a worker process: die with the parent (PR_SET_PDEATHSIG), record the pid.
- * Returns 0, or -1 when the parent is already gone. */
+/* Set up a worker process (which asked for SIGKILL at its parent's death before, through
+ * hetnic.host.nic_client.die_with_parent): check the parent is still the driver, record
+ * the pid. Returns 0, or -1 when the parent is already gone. */
 int hn_worker_init(uint8_t *wblock) {
-    hn_syscall_count += 2;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    hn_syscall_count++;
     if ((uint64_t)getppid() != *WK(wblock, PARENT_PID)) return -1;
     hn_syscall_count++;
     STORE_RLX(WK(wblock, PID), (uint64_t)getpid());
