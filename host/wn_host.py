@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .nic_client import _die_with_parent
+from .nic_client import die_with_parent
 from .ring_link import RingLink
 from .shm import SharedSegment
 from .spsc import SpscRing
@@ -204,7 +204,7 @@ def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict
            wire: tuple[str, int, int, int, int], parent_pid: int) -> None:
     """An N process on its wire rings: ``Stack(config, **stack_kwargs)`` served by a
     :class:`WnStack` until the host's stop word or the parent's death."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     segment = SharedSegment.attach(segment_name)
     wire_seg = SharedSegment.attach(wire[0])
@@ -223,7 +223,7 @@ def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict
 def w_main(segment_name: str, w: int, target: Callable[..., Any], args: tuple,
            parent_pid: int) -> None:
     """A W process: ``target(WThread.attach(segment_name, w), *args)``, then exit."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != parent_pid:
         return
