@@ -204,7 +204,8 @@ def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict
            wire: tuple[str, int, int, int, int], parent_pid: int) -> None:
     """An N process on its wire rings: ``Stack(config, **stack_kwargs)`` served by a
     :class:`WnStack` until the host's stop word or the parent's death."""
-    die_with_parent()
+    if not die_with_parent(parent_pid):
+        return                              # the parent died before the signal was set
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     segment = SharedSegment.attach(segment_name)
     wire_seg = SharedSegment.attach(wire[0])
@@ -223,10 +224,9 @@ def n_main(segment_name: str, n: int, config: InstanceConfig, stack_kwargs: dict
 def w_main(segment_name: str, w: int, target: Callable[..., Any], args: tuple,
            parent_pid: int) -> None:
     """A W process: ``target(WThread.attach(segment_name, w), *args)``, then exit."""
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if os.getppid() != parent_pid:
+    if not die_with_parent(parent_pid):
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     thread = WThread.attach(segment_name, w)
     try:
         target(thread, *args)
