@@ -355,6 +355,38 @@ class Dispatcher:
         self._change(claims, releasing=True)
 
     # --- display -------------------------------------------------------------------------------
+    def port_map(self, running: dict[tuple[int, str], str]) -> list[dict]:
+        """The classifier rules installed, one dict per rule and one for the default:
+        ``rule`` (slot, None for the default), ``match`` (text), ``proto``, ``ports``,
+        ``instance``, ``rx_queues``, ``reta`` ((offset, size)) and ``app`` (from
+        ``running``: ``(port, proto) -> application name`` of what serves each port now;
+        a range rule lists every application in its range, ``""`` if none)."""
+        rows = []
+        for slot, rule in enumerate(self.rules()):
+            proto = rule.ip_proto or "any"
+            ports = rule.dst_port
+            app = ""
+            if isinstance(ports, tuple):
+                app = ",".join(name for (port, p), name in sorted(running.items())
+                               if p == proto and ports[0] <= port <= ports[1])
+                ports = f"{ports[0]}-{ports[1]}"
+                match = f"dst port {ports}" if proto == "any" else f"{proto} dst port {ports}"
+            elif rule.flags.get("fragment"):
+                match = "IPv4/IPv6 fragments"
+            else:
+                match = f"{proto} dst port {ports}"
+                app = running.get((ports, proto), "")
+            rows.append(self._row(slot, match, proto, ports, rule.action.instance, app))
+        rows.append(self._row(None, "everything else", "any", None,
+                              self.base_plan.default_instance, ""))
+        return rows
+
+    def _row(self, slot, match, proto, ports, index: int, app) -> dict:
+        inst = self._instances[index]
+        return {"rule": slot, "match": match, "proto": proto, "ports": ports,
+                "instance": inst.name, "rx_queues": tuple(inst.rx_queues),
+                "reta": self.base_plan.slices[inst.name], "app": app}
+
     def rules(self) -> list[FlowRule]:
         """The whole rule table in slot order: the dispatcher's rules, then the base
         plan's."""

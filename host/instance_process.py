@@ -37,13 +37,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import HetnicError
+from .apps.builtin import APP_MAKERS, app_key, make_app
 from .apps.discard import DiscardServer
-from .apps.echo import EchoServer, UdpEchoServer
-from .apps.http_static import HttpStaticServer
 from .dispatcher import PortHolds
 from .links import NicQueueLink
 from .native_lib import SharedWord, fence
@@ -68,19 +66,6 @@ class InstanceProcessError(HetnicError, RuntimeError):
     """An instance process could not start (its grant, its ring, an application's port)."""
 
 
-def _http(stack, port: int, serve_dir: str | None):
-    return HttpStaticServer(stack, Path(serve_dir), port)
-
-
-#: Application name -> ``make(stack, port, serve_dir) -> app``.
-APP_MAKERS = {
-    "http": _http,
-    "echo/tcp": lambda stack, port, _: EchoServer(stack, port),
-    "echo/udp": lambda stack, port, _: UdpEchoServer(stack, port),
-    "discard": lambda stack, port, _: DiscardServer(stack, port),
-}
-
-
 @dataclass(frozen=True)
 class AppSpec:
     """An application an instance runs: its name (``"http"``, ``"echo"``, ``"discard"``),
@@ -92,7 +77,8 @@ class AppSpec:
 
     @property
     def key(self) -> str:
-        return self.app if self.app in APP_MAKERS else f"{self.app}/{self.proto}"
+        """Its :data:`~hetnic.host.apps.builtin.APP_MAKERS` key."""
+        return app_key(self.app, self.proto)
 
 
 @dataclass(frozen=True)
@@ -175,7 +161,7 @@ class _Instance:
         grant = self.client.request("listen", qos=app.qos, proto=app.proto, port=app.port,
                                     owner=app.app)
         try:
-            running = APP_MAKERS[app.key](self.stack, app.port, self.spec.serve_dir)
+            running = make_app(app.app, app.proto, self.stack, app.port, self.spec.serve_dir)
         except BaseException:
             self.client.request("release", grant=grant)
             raise

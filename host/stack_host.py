@@ -33,9 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HetnicError
-from .apps.discard import DiscardServer
-from .apps.echo import EchoServer, UdpEchoServer
-from .apps.http_static import HttpStaticServer
+from .apps.builtin import make_app
 from .dispatcher import Dispatcher, Grant, PortHolds
 from .faults import FaultInjector
 from .links import NicQueueLink
@@ -45,7 +43,7 @@ from .stack.stack import Stack
 from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame, plan_steering
 from .tap_bridge import TapBridge
 
-__all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC"]
+__all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC", "parse_interface"]
 
 #: The stack's MAC address (locally administered, unicast).
 DEFAULT_MAC = b"\x02\x00\x5e\x00\x00\x02"
@@ -59,7 +57,9 @@ class StackHostTimeout(HetnicError, TimeoutError):
     """:meth:`StackHost.run` reached its timeout before its condition held."""
 
 
-def _interface(text: str, version: int) -> tuple[str, int]:
+def parse_interface(text: str, version: int) -> tuple[str, int]:
+    """``"198.18.0.2/24"`` -> ``("198.18.0.2", 24)``; ValueError (one line) when ``text``
+    is not an IPv``version`` address with a prefix length."""
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError as exc:
@@ -117,8 +117,8 @@ class StackHost:
                  faults_to_tap: FaultInjector | None = None,
                  serve_dir: Path | None = None, apps: bool = True, seed: int = 0):
         instances = list(PROFILES.values()) if instances is None else list(instances)
-        ipv4 = [_interface(addr4, 4)]
-        ipv6 = [_interface(addr6, 6)] if addr6 else []
+        ipv4 = [parse_interface(addr4, 4)]
+        ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
         self.plan: SteeringPlan = plan_steering(instances, nic.params,
                                                 rx_queues=len(nic.rx_queues),
@@ -150,20 +150,21 @@ class StackHost:
         """Each built-in application on the instance the dispatcher grants its class."""
         table = {(app, proto): (port, qos) for app, proto, port, qos in APP_PORTS}
 
-        def add(app, proto, make):
+        def add(app, proto):
             port, qos = table[(app, proto)]
             grant = self.dispatcher.request(qos, proto, port, owner=app)
             try:
-                self.apps[grant.instance].append(make(self.stacks[grant.instance], port))
+                self.apps[grant.instance].append(
+                    make_app(app, proto, self.stacks[grant.instance], port, serve_dir))
             except BaseException:
                 self.dispatcher.release(grant)
                 raise
             self._app_grants.append(grant)
         if serve_dir is not None:
-            add("http", "tcp", lambda stack, port: HttpStaticServer(stack, serve_dir, port))
-        add("echo", "tcp", EchoServer)
-        add("echo", "udp", UdpEchoServer)
-        add("discard", "tcp", DiscardServer)
+            add("http", "tcp")
+        add("echo", "tcp")
+        add("echo", "udp")
+        add("discard", "tcp")
 
     def listen(self, qos: str, port: int, proto: str = "tcp", *, backlog: int | None = None,
                owner: str = "") -> "HostListener":
@@ -327,37 +328,12 @@ class StackHost:
         ``rule`` (slot, None for the default), ``match`` (text), ``proto``, ``ports``,
         ``instance``, ``rx_queues``, ``reta`` ((offset, size)) and ``app`` (the application
         serving that port here, ``""`` if none)."""
-        names = [cfg.name for cfg in self.instances]
         running = {(app.port, "udp" if app.name == "udp-echo" else "tcp"): app.name
                    for apps in self.apps.values() for app in apps}
         for listener in self._listeners:
             running[(listener.grant.port, listener.grant.proto)] = \
                 listener.grant.owner or "listener"
-        rows = []
-        for slot, rule in enumerate(self.dispatcher.rules()):
-            proto = rule.ip_proto or "any"
-            ports = rule.dst_port
-            app = ""
-            if isinstance(ports, tuple):
-                app = ",".join(name for (port, p), name in sorted(running.items())
-                               if p == proto and ports[0] <= port <= ports[1])
-                ports = f"{ports[0]}-{ports[1]}"
-                match = f"dst port {ports}" if proto == "any" else f"{proto} dst port {ports}"
-            elif rule.flags.get("fragment"):
-                match = "IPv4/IPv6 fragments"
-            else:
-                match = f"{proto} dst port {ports}"
-                app = running.get((ports, proto), "")
-            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance], app))
-        rows.append(self._row(None, "everything else", "any", None,
-                              names[self.plan.default_instance], ""))
-        return rows
-
-    def _row(self, slot, match, proto, ports, instance, app) -> dict:
-        cfg = next(c for c in self.instances if c.name == instance)
-        return {"rule": slot, "match": match, "proto": proto, "ports": ports,
-                "instance": instance, "rx_queues": tuple(cfg.rx_queues),
-                "reta": self.plan.slices[instance], "app": app}
+        return self.dispatcher.port_map(running)
 
     def summary(self) -> dict:
         """``{"instances": {name: {"rx_queues", "tx_queue", "counters", "states", "apps"}},

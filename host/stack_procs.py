@@ -50,7 +50,7 @@ from .nic_process import NicProcess, NicProcessTimeout
 from .shm import SharedSegment
 from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
-from .stack_host import DEFAULT_MAC, StackHostTimeout, _interface
+from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
@@ -119,8 +119,8 @@ class StackProcs:
             raise StackProcsError("instances as processes need the NIC's memory shared: open "
                                   "it with Nic.open('sim', shared=True)")
         self.instances = list(PROFILES.values()) if instances is None else list(instances)
-        ipv4 = [_interface(addr4, 4)]
-        ipv6 = [_interface(addr6, 6)] if addr6 else []
+        ipv4 = [parse_interface(addr4, 4)]
+        ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
         self.base_plan = plan_steering(self.instances, nic.params,
                                        rx_queues=len(nic.rx_queues),
@@ -374,35 +374,10 @@ class StackProcs:
     def port_map(self) -> list[dict]:
         """As :meth:`StackHost.port_map <hetnic.host.stack_host.StackHost.port_map>`: the
         rules installed now (the dispatcher's, then the base plan's) and the default."""
-        names = [cfg.name for cfg in self.instances]
         running = {(a.port, a.proto): "udp-echo" if a.proto == "udp" else a.app
                    for name, specs in self.apps.items() if name not in self.exits
                    for a in specs}
-        rows = []
-        for slot, rule in enumerate(self.dispatcher.rules()):
-            proto = rule.ip_proto or "any"
-            ports = rule.dst_port
-            app = ""
-            if isinstance(ports, tuple):
-                app = ",".join(name for (port, p), name in sorted(running.items())
-                               if p == proto and ports[0] <= port <= ports[1])
-                ports = f"{ports[0]}-{ports[1]}"
-                match = f"dst port {ports}" if proto == "any" else f"{proto} dst port {ports}"
-            elif rule.flags.get("fragment"):
-                match = "IPv4/IPv6 fragments"
-            else:
-                match = f"{proto} dst port {ports}"
-                app = running.get((ports, proto), "")
-            rows.append(self._row(slot, match, proto, ports, names[rule.action.instance], app))
-        rows.append(self._row(None, "everything else", "any", None,
-                              names[self.base_plan.default_instance], ""))
-        return rows
-
-    def _row(self, slot, match, proto, ports, instance, app) -> dict:
-        cfg = next(c for c in self.instances if c.name == instance)
-        return {"rule": slot, "match": match, "proto": proto, "ports": ports,
-                "instance": instance, "rx_queues": tuple(cfg.rx_queues),
-                "reta": self.base_plan.slices[instance], "app": app}
+        return self.dispatcher.port_map(running)
 
     def close(self) -> None:
         """Ask every instance to close its applications (FINs), run the loop until each
