@@ -72,8 +72,26 @@ def _phase_load(drv: RpsDriver, fs: FrameSet, batch: int) -> dict:
         "voluntary_ctxt_switches": [
             (a or 0) - (b or 0) for a, b in zip(after.voluntary_ctxt_switches,
                                                 before.voluntary_ctxt_switches)],
+        "worker_syscalls": [a - b for a, b in zip(after.syscalls_workers,
+                                                  before.syscalls_workers)],
         "drained": drained,
     }
+
+
+#: Voluntary context switches a worker may have beyond its system calls: the few it may
+#: make outside its loop while the phase starts or ends, and its syscall counter's lag (it
+#: publishes the count after each sleep, so a sleep in progress is not counted yet).
+_SWITCH_SLACK = 10
+
+
+def _switches_check(switches: list[int], syscalls: list[int]) -> dict:
+    """Check each worker's voluntary context switches against its system calls: in its
+    loop a worker blocks only inside a system call (futex wait, eventfd read), so every
+    voluntary switch needs one; more switches than syscalls (+ slack) means the syscall
+    count misses some (a blocking call made outside the counted helper)."""
+    ok = [v <= c + _SWITCH_SLACK + c // 100 for v, c in zip(switches, syscalls)]
+    return {"ok": all(ok), "per_worker": ok, "voluntary_ctxt_switches": switches,
+            "worker_syscalls": syscalls, "slack": f"{_SWITCH_SLACK} + 1%"}
 
 
 def _phase_paced(drv: RpsDriver, fs: FrameSet, batches: int, batch: int, pace_us: float) -> dict:
@@ -117,8 +135,10 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
     ``syscalls_per_packet``, ``baseline_syscalls_per_packet`` (over all rounds),
     ``wake_latency_us`` (``p50``, ``p99``; ``baseline_wake_latency_us`` the same for the
     eventfd reader), ``idle_worker_cpu_percent`` (the busiest idle worker), ``wait_mode``,
-    ``drops``, ``order_errors``, ``voluntary_ctxt_switches`` (per worker, load phases) and
-    each mode's detail under ``"modes"``. ``dead_after`` is the workers' heartbeat limit,
+    ``drops``, ``order_errors``, ``voluntary_ctxt_switches`` (per worker, load phases),
+    ``ctxt_switches_within_syscalls`` (per mode: every worker's voluntary context switches
+    are at most its counted system calls plus a slack, the figures under each mode's
+    ``ctxt_switches_vs_syscalls``) and each mode's detail under ``"modes"``. ``dead_after`` is the workers' heartbeat limit,
     longer than the driver's default so that a worker the shared host stalls for a while
     is not declared dead in the middle of a measurement (``deaths`` says if one was).
     """
@@ -154,6 +174,9 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
                 "csum_errors": st.csum_errors,
                 "voluntary_ctxt_switches": [sum(c) for c in zip(
                     *(run["voluntary_ctxt_switches"] for run in runs))],
+                "ctxt_switches_vs_syscalls": _switches_check(
+                    [sum(c) for c in zip(*(run["voluntary_ctxt_switches"] for run in runs))],
+                    [sum(c) for c in zip(*(run["worker_syscalls"] for run in runs))]),
                 "all_drained": all(run["drained"] for run in runs),
             }
         for mode in modes:
@@ -182,6 +205,8 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
         "deaths": {m: result["modes"][m]["deaths"] for m in modes},
         "voluntary_ctxt_switches": {m: result["modes"][m]["voluntary_ctxt_switches"]
                                     for m in modes},
+        "ctxt_switches_within_syscalls": {
+            m: result["modes"][m]["ctxt_switches_vs_syscalls"]["ok"] for m in modes},
     })
     return result
 

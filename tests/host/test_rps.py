@@ -289,4 +289,9 @@ def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
         assert m["forwarded"] == 2 * 20_000 and m["all_drained"]     # closed loop: no loss
         assert m["drops"] == m["order_errors"] == m["csum_errors"] == 0
         assert m["wake_latency_us"]["samples"] > 0
+        check = m["ctxt_switches_vs_syscalls"]
+        print(mode, check)
+        assert len(check["voluntary_ctxt_switches"]) == len(check["worker_syscalls"]) == 2
+        assert r["ctxt_switches_within_syscalls"][mode] is check["ok"]
+        assert check["ok"], check       # every voluntary switch inside a counted syscall
     assert r["modes"]["eventfd"]["syscalls_per_packet"] > 0
