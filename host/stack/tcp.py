@@ -385,7 +385,9 @@ class TcpConnection(TcpInput, TcpRecovery, TcpOutput):
             cur = (self._rcv_adv - self.rcv_nxt) & 0xFFFFFFFF
             if cur >= 0x80000000:
                 cur = 0
-            free = self.rcvbuf.window
+            # Only what the window field can carry counts (65535 << the scale: without
+            # window scaling a larger buffer would ask for an update on every read).
+            free = min(self.rcvbuf.window, 0xFFFF << self._rcv_shift)
             if free - cur >= self._sws_thresh and free >= 2 * cur:
                 self._send_ack(self.layer.now)
                 self._reschedule()

@@ -213,6 +213,25 @@ def test_lost_window_update_is_recovered_by_the_probe():
     assert state["dropped"] == 1
 
 
+def test_small_reads_send_no_window_update_the_window_field_cannot_carry():
+    """Without window scaling the window field tops out at 65535: a 256 KiB receive buffer
+    read 64 bytes at a time must not announce "more" space on every read (the announced
+    window cannot grow past 65535, so every such update would be the same window)."""
+    cfg = dataclasses.replace(QUICK, rcvbuf=256 * 1024, window_scale=False)
+    pair = TcpPair(cfg)
+    c = pair.connect()
+    assert pair.run(lambda: pair.server is not None and pair.server.state == "ESTABLISHED",
+                    limit=5)
+    s = pair.server
+    for _ in range(50):
+        c.send(b"q" * 64)
+        assert pair.run(lambda: s.readable == 64, limit=5)
+        before = len(pair.segments("ba"))
+        assert s.recv() == b"q" * 64
+        assert len(pair.segments("ba")) == before      # the read itself sent nothing
+    assert max(seg.window for seg in pair.segments("ba")) == 0xFFFF
+
+
 def test_keepalive_keeps_a_live_peer_and_times_out_a_dead_one():
     cfg = dataclasses.replace(QUICK, keepalive=(2.0, 0.5, 3))
     pair = TcpPair(cfg, QUICK)
