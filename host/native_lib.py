@@ -160,11 +160,18 @@ def load(path: Path | str | None = None) -> NativeLib:
     return _loaded[lib_path]
 
 
+@functools.lru_cache(maxsize=None)
+def _this_process() -> NativeLib:
+    """The helper as :func:`load` gives it, looked up once per process (:func:`load`
+    checks the build cache on every call: a file read, a hash and a lock)."""
+    return load()
+
+
 def fence() -> None:
     """A sequentially consistent memory fence (``__atomic_thread_fence``), for a Python
     store that must be visible before a later Python load of another word (x86 reorders
     the two: a store buffer). No system call; about a microsecond through ctypes."""
-    load().lib.hn_fence()
+    _this_process().lib.hn_fence()
 
 
 class SharedWord:
@@ -189,7 +196,7 @@ class SharedWord:
     """
 
     def __init__(self, buf: memoryview, offset: int = 0):
-        self._lib = load().lib
+        self._lib = _this_process().lib
         self._cell: ctypes.c_uint32 | None = ctypes.c_uint32.from_buffer(buf, offset)
         self.address = ctypes.addressof(self._cell)
         if self.address % 4:
