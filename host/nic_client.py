@@ -287,10 +287,6 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     return parent_pid is None or os.getppid() == parent_pid
 
 
-#: The former private name (kept for the modules that import it).
-_die_with_parent = die_with_parent
-
-
 def child_main(conn, parent_pid: int, name: str, target: Callable[..., Any],
                args: tuple) -> None:
     """The spawned process's entry: die with the parent, ignore Ctrl-C (the NIC process
