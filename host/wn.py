@@ -45,6 +45,8 @@ __all__ = ["WThread", "WnError", "WnTimeout", "dump_table", "repoint_reta"]
 _SPINS = 200
 _U32 = struct.Struct("<I")
 _LOST = int(ConnState.LOST)
+_DATA = int(Evt.DATA)
+_SEND = int(Cmd.SEND)
 _MAX_NAP = 0.002
 
 
@@ -198,6 +200,61 @@ class WThread:
         fds = self._fds
         return [fd for fd in self._ready if fd in fds]
 
+    def recv_many(self, max_events: int = 4096) -> list[tuple[int, bytes | None]]:
+        """Everything received on this W's FDs since the last call, in one batch: the
+        events waiting on its rings (up to ``max_events`` per N) are taken at once.
+
+        Returns ``(fd, chunk)`` pairs in arrival order (an FD may appear more than once,
+        its chunks in order): ``chunk`` is bytes received, ``b""`` once the peer closed
+        (after its last bytes), None if the connection failed (:meth:`recv` then raises
+        :class:`WnError` with the reason). Bytes an earlier :meth:`poll`/:meth:`readable`
+        buffered come first. New connections wait for :meth:`try_accept` (``poll=False``).
+        The batch counterpart of :meth:`readable` + :meth:`recv` (which it leaves
+        consistent: a later :meth:`recv` of an FD at EOF returns ``b""``)."""
+        fds = self._fds
+        out: list[tuple[int, bytes | None]] = []
+        if self._ready:
+            for fd in [fd for fd in self._ready if fd in fds]:
+                state = fds[fd]
+                if state.buf:
+                    out.append((fd, bytes(state.buf)))
+                    state.buf.clear()
+                if state.error is not None:
+                    out.append((fd, None))
+                elif state.eof:
+                    out.append((fd, b""))
+            self._ready.clear()
+        unpack, data_kind = _U32.unpack_from, _DATA
+        for n, ring in enumerate(self.evt):
+            for data, kind in ring.pop_many(max_events):
+                if kind == data_kind:
+                    fd = unpack(data)[0]
+                    if fd in fds:
+                        out.append((fd, data[4:]))
+                    continue
+                fd = self._other_event(n, kind, data)
+                if fd:
+                    state = fds[fd]
+                    out.append((fd, None if state.error is not None else b""))
+                    self._ready.discard(fd)
+        return out
+
+    def send_many(self, items: list[tuple[int, bytes]], timeout: float = 5.0) -> None:
+        """:meth:`send` of each ``(fd, data)`` in order (the batch counterpart: one check
+        of the arguments per item, one ring push per item of at most a slot). A bad item
+        raises :class:`WnError` after the items before it were queued."""
+        fds, count, step, cmds = self._fds, self._n_count, self.max_data, self.cmd
+        pack, kind = _U32.pack, _SEND
+        for fd, data in items:
+            if self._gone or fd not in fds or data.__class__ is not bytes \
+                    or len(data) > step or self._lost(fd):
+                self.send(fd, data, timeout)        # the general path (and its errors)
+                continue
+            msg = pack(fd) + data
+            ring = cmds[(fd - 1) % count]
+            if not ring.push(msg, kind):
+                self._push((fd - 1) % count, kind, msg, timeout)
+
     def set_ready(self) -> None:
         """Tell the host this W is set up (:meth:`WnHost.wait_ready` waits for it)."""
         self.layout.set_w_peer(self.w, os.getpid(), ready=True)
@@ -277,35 +334,44 @@ class WThread:
     # ------------------------------------------------------------------ internals
 
     def poll(self) -> int:
-        """Take every event waiting on this W's rings; returns how many."""
+        """Take every event waiting on this W's rings (into the FDs' buffers); returns how
+        many."""
         count = 0
-        for ring in self.evt:
+        fds = self._fds
+        for n, ring in enumerate(self.evt):
             items = ring.pop_many(256)
             count += len(items)
             for data, kind in items:
-                fd, body = decode(data)
-                if kind == Evt.DATA:
-                    state = self._fds.get(fd)
+                if kind == _DATA:
+                    state = fds.get(_U32.unpack_from(data)[0])
                     if state is not None:
-                        state.buf += body
-                        self._ready.add(fd)
-                elif kind == Evt.ACCEPTED:
-                    port, peer = decode_port(body)
-                    host, _, rport = peer.rpartition(" ")
-                    self._accepts.setdefault(port, deque()).append((fd, (host, int(rport))))
-                elif kind == Evt.EOF:
-                    if fd in self._fds:
-                        self._fds[fd].eof = True
-                        self._ready.add(fd)
-                elif kind == Evt.ERROR:
-                    if fd in self._fds:
-                        self._fds[fd].error = body.decode(errors="replace")
-                        self._ready.add(fd)
-                elif kind == Evt.LISTENED:
-                    port, error = decode_port(body)
-                    n = self.evt.index(ring)
-                    self._listened.setdefault(port, {})[n] = error
+                        state.buf += memoryview(data)[4:]
+                        self._ready.add(_U32.unpack_from(data)[0])
+                else:
+                    self._other_event(n, kind, data)
         return count
+
+    def _other_event(self, n: int, kind: int, data: bytes) -> int:
+        """Apply an event from N ``n`` other than DATA; returns the FD of an EOF or ERROR of
+        one of this W's FDs (now marked ready), else 0."""
+        fd, body = decode(data)
+        if kind == Evt.ACCEPTED:
+            port, peer = decode_port(body)
+            host, _, rport = peer.rpartition(" ")
+            self._accepts.setdefault(port, deque()).append((fd, (host, int(rport))))
+        elif kind == Evt.EOF or kind == Evt.ERROR:
+            state = self._fds.get(fd)
+            if state is not None:
+                if kind == Evt.EOF:
+                    state.eof = True
+                else:
+                    state.error = body.decode(errors="replace")
+                self._ready.add(fd)
+                return fd
+        elif kind == Evt.LISTENED:
+            port, error = decode_port(body)
+            self._listened.setdefault(port, {})[n] = error
+        return 0
 
     def _wait(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
         self.poll()

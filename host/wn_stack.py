@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import struct
 import time
 from collections import deque
 from typing import Callable
@@ -40,7 +41,11 @@ from .wn_rings import (Cmd, ConnState, Evt, WnLayout, decode, decode_port, encod
 
 __all__ = ["WnStack", "pid_alive"]
 
-_CMD_BATCH = 64
+_CMD_BATCH = 256
+_FD = struct.Struct("<I")
+_SEND = int(Cmd.SEND)
+_DATA = int(Evt.DATA)
+_OPEN = ConnState.OPEN
 #: Seconds a connection whose W is gone waits for the peer's FIN before it is closed anyway.
 ORPHAN_TIMEOUT = 30.0
 #: Bytes of a W's SENDs held here (their sockets' buffers full) before its ring is not read.
@@ -174,8 +179,7 @@ class WnStack:
                 items = self.cmd[w].pop_many(_CMD_BATCH)
                 if items:
                     moved = True
-                    for data, kind in items:
-                        self._command(w, kind, data)
+                    self._commands(w, items)
         for port, listener in self.listeners.items():
             while listener.queue:
                 self._accepted(port, listener.accept())
@@ -201,6 +205,23 @@ class WnStack:
                                self.lost, self.reassigned)
 
     # ------------------------------------------------------------------ commands
+
+    def _commands(self, w: int, items: list[tuple[bytes, int]]) -> None:
+        """W ``w``'s commands, in order; a SEND on one of its open connections (the common
+        case) is handled here without the general path."""
+        conns, dirty, unpack = self.conns, self.dirty, _FD.unpack_from
+        pending = 0
+        for data, kind in items:
+            if kind == _SEND:
+                fd = unpack(data)[0]
+                conn = conns.get(fd)
+                if conn is not None and conn.w == w and conn.state == _OPEN:
+                    conn.out += memoryview(data)[4:]
+                    pending += len(data) - 4
+                    dirty.add(fd)
+                continue
+            self._command(w, kind, data)
+        self.w_pending[w] += pending
 
     def _command(self, w: int, kind: int, data: bytes) -> None:
         fd, body = decode(data)
@@ -294,7 +315,7 @@ class WnStack:
             sock = conn.sock
             if conn.out:
                 try:
-                    n = sock.send(bytes(conn.out))
+                    n = sock.send(conn.out)         # (the send buffer takes a copy)
                 except StackError:
                     n = len(conn.out)            # the connection failed: drop its output
                 if n:
@@ -347,6 +368,7 @@ class WnStack:
         room; True if anything moved."""
         w, sock, fd = conn.w, conn.sock, conn.fd
         q = self.outq[w]
+        push, head, step = self.evt[w].push, _FD.pack(fd), self.max_data
         moved = False
         while len(q) < _OUTQ_LIMIT:
             try:
@@ -364,9 +386,10 @@ class WnStack:
                     conn.eof_sent = True
                     self._event(w, Evt.EOF, encode(fd))
                 return True
-            self._event(w, Evt.DATA, encode(fd, data))
+            if q or self.w_gone[w] or not push(head + data, _DATA):
+                self._event(w, Evt.DATA, head + data)
             moved = True
-            if len(data) < self.max_data and not sock.readable:
+            if len(data) < step and not sock.readable:
                 return True                 # drained (a later arrival marks it dirty again)
         self.dirty.add(fd)                  # more to read once the W caught up
         return moved
