@@ -220,6 +220,29 @@ class SpscRing:
         self._w64[OFF_PROD >> 3] = prod + 1  # publish after the slot (TSO)
         return True
 
+    def push_many(self, items: list[tuple[bytes, int]]) -> int:
+        """:meth:`push` each ``(data, aux)`` of ``items`` in order, one producer-index update
+        for the batch; stops at the first item that does not fit (the ring full, or
+        ``data`` longer than :attr:`max_payload`). Returns how many were pushed: the caller
+        keeps or counts the rest. Producer side only."""
+        w64 = self._w64
+        prod = w64[OFF_PROD >> 3]
+        room = self.capacity - (prod - w64[OFF_CONS >> 3])
+        buf, mask, size, limit = self._buf, self._mask, self.slot_size, self.max_payload
+        pack = _SLOT.pack_into
+        count = 0
+        for data, aux in items:
+            n = len(data)
+            if count >= room or n > limit:
+                break
+            base = HEADER_SIZE + ((prod + count) & mask) * size
+            pack(buf, base, n, aux & 0xFFFFFFFF)
+            buf[base + SLOT_HEADER:base + SLOT_HEADER + n] = data
+            count += 1
+        if count:
+            w64[OFF_PROD >> 3] = prod + count  # publish after the slots (TSO)
+        return count
+
     def pop(self) -> tuple[bytes, int] | None:
         """The oldest ``(data, aux)``, removed from the ring, or None when it is empty.
         Consumer side only."""
@@ -235,11 +258,21 @@ class SpscRing:
         the ring (one consumer-index update for the batch). Consumer side only."""
         if max_n < 0:
             raise SpscError(f"max_n must be 0 or more, not {max_n!r}")
-        cons = self._get(OFF_CONS)
-        n = min(max_n, self._get(OFF_PROD) - cons)
-        items = [self._read(cons + i) for i in range(n)]
-        if n:
-            self._w64[OFF_CONS >> 3] = cons + n
+        w64 = self._w64
+        cons = w64[OFF_CONS >> 3]
+        n = min(max_n, w64[OFF_PROD >> 3] - cons)
+        if n <= 0:
+            return []
+        buf, mask, size, limit = self._buf, self._mask, self.slot_size, self.max_payload
+        unpack = _SLOT.unpack_from
+        items = []
+        for index in range(cons, cons + n):
+            base = HEADER_SIZE + (index & mask) * size
+            length, aux = unpack(buf, base)
+            if length > limit:
+                self._read(index)           # raises: the ring's memory is corrupted
+            items.append((bytes(buf[base + SLOT_HEADER:base + SLOT_HEADER + length]), aux))
+        w64[OFF_CONS >> 3] = cons + n
         return items
 
     def _read(self, index: int) -> tuple[bytes, int]:
