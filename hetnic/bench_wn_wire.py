@@ -41,6 +41,8 @@ SERVER_MAC = bytes.fromhex("020000000002")
 CLIENT_IP, SERVER_IP = "198.18.0.1", "198.18.0.2"
 #: The echo service's port, a request's bytes, the N's MTU in the requests/s runs.
 PORT, REQUEST, MTU = 7, 64, 960
+#: Chunks in a turn of :func:`echo_w` after which it does not sleep before the next.
+_LARGE_BATCH = 128
 
 
 def _tuple_bytes(frame: bytes) -> bytes | None:
@@ -131,8 +133,9 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0005) -> 
     chunks echoed.
 
     Each turn takes everything waiting at once (:meth:`WThread.recv_many`) and queues the
-    answers in one batch (:meth:`WThread.send_many`); a turn with nothing to do sleeps
-    ``nap`` seconds (the cores stay with the N's)."""
+    answers in one batch (:meth:`WThread.send_many`), then sleeps ``nap`` seconds unless it
+    took a large batch (the cores stay with the N's, and the next turn finds a batch: a
+    request waits up to ``nap`` for its answer)."""
     import time as _time
     sleep = _time.sleep
     w.listen(port)
@@ -153,7 +156,7 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0005) -> 
                     w.close(fd)
             if exit_after is not None and served >= exit_after:
                 return served
-        elif not accepted:
+        if len(items) < _LARGE_BATCH and not accepted:
             sleep(nap)
     return served
 

@@ -49,11 +49,15 @@ class RingLink(Link):
         self.tx_dropped = 0
 
     def send(self, frames: list[bytes]) -> None:
-        push = self.tx_ring.push
-        sent = 0
-        for frame in frames:
-            if push(frame):
-                sent += 1
+        ring = self.tx_ring
+        items = [(frame, 0) for frame in frames]
+        sent = i = 0
+        while i < len(items):
+            done = ring.push_many(items[i:] if i else items)
+            sent += done
+            i += done + 1           # the frame that did not fit is dropped; the next may
+            if done == 0 and ring.free == 0:
+                break               # full: the rest too
         self.frames_out += sent
         self.tx_dropped += len(frames) - sent
 

@@ -240,20 +240,28 @@ class WThread:
         return out
 
     def send_many(self, items: list[tuple[int, bytes]], timeout: float = 5.0) -> None:
-        """:meth:`send` of each ``(fd, data)`` in order (the batch counterpart: one check
-        of the arguments per item, one ring push per item of at most a slot). A bad item
-        raises :class:`WnError` after the items before it were queued."""
-        fds, count, step, cmds = self._fds, self._n_count, self.max_data, self.cmd
+        """:meth:`send` of each ``(fd, data)`` in order, the batch counterpart: the messages
+        for each N go on its command ring in one push (waiting only while a ring is full).
+        A bad item raises :class:`WnError` after the items before it were queued."""
+        fds, count, step = self._fds, self._n_count, self.max_data
         pack, kind = _U32.pack, _SEND
+        batches: list[list[tuple[bytes, int]]] = [[] for _ in range(count)]
         for fd, data in items:
             if self._gone or fd not in fds or data.__class__ is not bytes \
                     or len(data) > step or self._lost(fd):
-                self.send(fd, data, timeout)        # the general path (and its errors)
+                self._push_batches(batches, timeout)   # (the order of the FD's data)
+                self.send(fd, data, timeout)           # the general path (and its errors)
                 continue
-            msg = pack(fd) + data
-            ring = cmds[(fd - 1) % count]
-            if not ring.push(msg, kind):
-                self._push((fd - 1) % count, kind, msg, timeout)
+            batches[(fd - 1) % count].append((pack(fd) + data, kind))
+        self._push_batches(batches, timeout)
+
+    def _push_batches(self, batches: list[list[tuple[bytes, int]]], timeout: float) -> None:
+        for n, batch in enumerate(batches):
+            if batch:
+                done = self.cmd[n].push_many(batch)
+                for msg, kind in batch[done:]:
+                    self._push(n, kind, msg, timeout)
+                batch.clear()
 
     def set_ready(self) -> None:
         """Tell the host this W is set up (:meth:`WnHost.wait_ready` waits for it)."""

@@ -12,7 +12,8 @@ from hetnic.host.stack.instance import InstanceConfig
 from hetnic.host.stack.stack import Stack
 from hetnic.host.wn import WnError, WnTimeout, WThread, repoint_reta
 from hetnic.host.wn_host import WnHost
-from hetnic.host.wn_rings import WnLayout, WnLayoutError
+from hetnic.host.wn_rings import (Cmd, Evt, WnLayout, WnLayoutError, decode, encode,
+                                  encode_port)
 
 PORT = 7
 CONFIG = InstanceConfig(name="n", nagle=False, delayed_ack=False)
@@ -274,6 +275,42 @@ def test_bad_fds_are_one_line_errors():
                 me.accept(PORT)
         finally:
             me.close_segment()
+
+
+@pytest.mark.timeout(60)
+def test_recv_many_and_send_many_keep_the_order_of_each_fd():
+    # No N process: this test plays N 0 on the rings of W 0.
+    with WnHost(1, 1, ring_slots=64, table_slots=16) as host:
+        evt, cmd = host.layout.event_ring(0, 0), host.layout.command_ring(0, 0)
+        w = WThread.attach(host.name, 0)
+        try:
+            for fd in (1, 2):
+                evt.push(encode(fd, encode_port(PORT, "198.18.0.1 %d" % (1000 + fd))),
+                         Evt.ACCEPTED)
+            assert w.recv_many() == []
+            assert [w.try_accept(PORT, poll=False)[0] for _ in range(2)] == [1, 2]
+            evt.push(encode(1, b"a"), Evt.DATA)
+            assert w.poll() == 1                    # buffered: recv_many returns it first
+            for fd, body, kind in ((2, b"b", Evt.DATA), (1, b"c", Evt.DATA), (1, b"", Evt.EOF),
+                                   (2, b"reset", Evt.ERROR), (99, b"x", Evt.DATA)):
+                evt.push(encode(fd, body), kind)
+            assert w.recv_many() == [(1, b"a"), (2, b"b"), (1, b"c"), (1, b""), (2, None)]
+            assert w.recv_many() == []
+            assert w.recv(1, timeout=None) == b""
+            with pytest.raises(WnError, match="reset"):
+                w.recv(2, timeout=None)
+            cmd.pop_many(100)                       # HELLO, ACCEPT, TAKEN
+            long = b"z" * (w.max_data + 5)
+            w.send_many([(1, b"x" * 10), (2, b"y"), (1, long), (1, b"w")])
+            sent = [decode(d) for d, kind in cmd.pop_many(100) if kind == Cmd.SEND]
+            assert sent == [(1, b"x" * 10), (2, b"y"), (1, long[:w.max_data]), (1, b"zzzzz"),
+                            (1, b"w")]
+            with pytest.raises(WnError, match="unknown fd"):
+                w.send_many([(1, b"ok"), (7, b"no"), (1, b"never")])
+            assert [decode(d) for d, _ in cmd.pop_many(10)] == [(1, b"ok")]
+        finally:
+            w.close_segment()
+    assert _no_segments_left() == []
 
 
 def test_layout_and_reta_arguments():
