@@ -49,6 +49,18 @@ from .host.rps_frames import FrameSet
 __all__ = ["bench_rps"]
 
 
+def _batch_summary(runs: dict[str, list[dict]]) -> dict:
+    """Medians and system calls of one batch size's load rounds, bypass against baseline."""
+    out = {}
+    for mode, key in (("futex", ""), ("eventfd", "baseline_")):
+        forwarded = sum(run["forwarded"] for run in runs[mode])
+        out[f"{key}packets_per_s"] = _median([run["packets_per_s"] for run in runs[mode]])
+        out[f"{key}syscalls_per_packet"] = (sum(run["syscalls"] for run in runs[mode])
+                                            / max(forwarded, 1))
+    out["speedup"] = out["packets_per_s"] / out["baseline_packets_per_s"]
+    return out
+
+
 def _phase_load(drv: RpsDriver, fs: FrameSet, batch: int) -> dict:
     before = drv.stats()
     t0 = time.perf_counter()
@@ -124,7 +136,7 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
               rounds: int = 5, flows: int = 4096, nslots: int = 4096,
               spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400,
               pace_us: float = 1000.0, idle_s: float = 1.0, dead_after: float = 2.0,
-              seed: int = 0) -> dict:
+              seed: int = 0, batch_sweep: tuple[int, ...] = (8,)) -> dict:
     """Measure RPS by system-call bypass against the eventfd baseline (see the module doc).
 
     The load phase runs ``rounds`` times per mode, the modes alternating (the order swapped
@@ -138,7 +150,10 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
     ``drops``, ``order_errors``, ``voluntary_ctxt_switches`` (per worker, load phases),
     ``ctxt_switches_within_syscalls`` (per mode: every worker's voluntary context switches
     are at most its counted system calls plus a slack, the figures under each mode's
-    ``ctxt_switches_vs_syscalls``) and each mode's detail under ``"modes"``. ``dead_after`` is the workers' heartbeat limit,
+    ``ctxt_switches_vs_syscalls``) and each mode's detail under ``"modes"``.
+    ``by_batch`` repeats the load phase (same rounds, same alternation) at each batch of
+    ``batch_sweep`` besides ``batch``: the baseline pays its system calls per batch, so
+    the ratio depends on the batch, and the result shows how. ``dead_after`` is the workers' heartbeat limit,
     longer than the driver's default so that a worker the shared host stalls for a while
     is not declared dead in the middle of a measurement (``deaths`` says if one was).
     """
@@ -179,6 +194,16 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
                     [sum(c) for c in zip(*(run["worker_syscalls"] for run in runs))]),
                 "all_drained": all(run["drained"] for run in runs),
             }
+        by_batch = {batch: {m: loads[m] for m in modes}}
+        for b in batch_sweep:
+            if b == batch:
+                continue
+            by_batch[b] = {m: [] for m in modes}
+            for r in range(rounds):
+                for mode in (modes if r % 2 == 0 else modes[::-1]):
+                    by_batch[b][mode].append(_phase_load(drivers[mode], fs, b))
+                    fs.renumber()
+        result["by_batch"] = {str(b): _batch_summary(runs) for b, runs in sorted(by_batch.items())}
         for mode in modes:
             drv = drivers[mode]
             result["modes"][mode]["wake_latency_us"] = _phase_paced(drv, fs, paced_batches, 1,

@@ -295,3 +295,8 @@ def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
         assert r["ctxt_switches_within_syscalls"][mode] is check["ok"]
         assert check["ok"], check       # every voluntary switch inside a counted syscall
     assert r["modes"]["eventfd"]["syscalls_per_packet"] > 0
+    assert set(r["by_batch"]) == {"8", "32"}
+    assert r["by_batch"]["32"]["packets_per_s"] == r["packets_per_s"]
+    # The baseline pays its eventfd calls per batch: a smaller batch costs it more per packet.
+    assert (r["by_batch"]["8"]["baseline_syscalls_per_packet"]
+            > r["by_batch"]["32"]["baseline_syscalls_per_packet"])
