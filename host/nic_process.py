@@ -65,8 +65,14 @@ IDLE_WAIT = 0.002
 #: Sleep of an idle turn with a wake word the children check.
 LONG_WAIT = 0.05
 _ACTIVE_WINDOW = 0.05
-#: Cycles the clock runs per turn at most, and the idle criterion (cycles with no bus move).
+#: Wall time one turn's clock run aims at while the NIC stays busy: frames that leave the
+#: NIC reach the TAP (and the turn hooks, requests and doorbells are looked at) at least
+#: this often. The cycles per run follow from the measured simulation speed, between
+#: ``_MIN_CYCLES`` and ``_MAX_CYCLES``.
+RUN_SECONDS = 0.002
+_MIN_CYCLES = 256
 _MAX_CYCLES = 20_000
+#: The idle criterion (cycles with no bus move).
 _QUIET = 64
 #: Seconds :meth:`NicProcess.close` gives children to exit before SIGTERM, then SIGKILL.
 _GRACE = 2.0
@@ -118,9 +124,10 @@ class NicProcess:
             raise ValueError(f"need 0 < busy_wait <= idle_wait, not {busy_wait!r} and "
                              f"{idle_wait!r}")
         self.nic = nic
+        self._slice = 1_000                 # cycles per run; adapted to RUN_SECONDS
         self.bridge = None if tap is None else TapBridge(
             nic, tap, faults_to_nic=faults_to_nic, faults_to_tap=faults_to_tap,
-            quiet=_QUIET, max_cycles=_MAX_CYCLES)
+            quiet=_QUIET, max_cycles=self._slice)
         self.children: list[Child] = []
         self.child_exits = 0
         self.messages: list[str] = []
@@ -323,14 +330,24 @@ class NicProcess:
         rung = self._doorbell_rung()
         nic = self.nic
         ran_out = False
-        if rung or self._busy or (self.bridge is None and nic.wire.pending()):
-            # A doorbell, or work left when the last run stopped at _MAX_CYCLES (the bridge
-            # does not see exported TX queues' work): run until the NIC is idle.
-            ran_out = nic.run_until_idle(max_cycles=_MAX_CYCLES, quiet=_QUIET) >= _MAX_CYCLES
-        if self.bridge is not None:
-            moved = self.bridge.pump(256) > 0
-            ran_out = ran_out or self.bridge.busy
+        cycles = self._slice
+        before, t0 = nic.now(), time.perf_counter()
+        bridge = self.bridge
+        if bridge is None:
+            if rung or self._busy or nic.wire.pending():
+                # A doorbell, or work left when the last run stopped at its cycle budget
+                # (exported TX queues' work is seen by the NIC only): run until idle.
+                ran_out = nic.run_until_idle(max_cycles=cycles, quiet=_QUIET) >= cycles
+        else:
+            # One run per turn, inside the pump, so that the frames it sends reach the TAP
+            # at the end of this (short) run.
+            bridge.max_cycles = cycles
+            moved = bridge.pump(256, run=rung or self._busy) > 0
+            ran_out = bridge.busy
         self._busy = ran_out
+        ran = nic.now() - before
+        if ran >= cycles:
+            self._adapt(ran, time.perf_counter() - t0)
         activity = self._activity_count()
         if activity != self._activity:
             self._activity = activity
@@ -342,6 +359,15 @@ class NicProcess:
         if moved:
             self._last_active = time.monotonic()
         return moved
+
+    def _adapt(self, ran: int, seconds: float) -> None:
+        """Set the cycles of the next runs so that one takes about ``RUN_SECONDS``, from a
+        turn that used its whole budget (``ran`` cycles in ``seconds``)."""
+        if seconds <= 0:
+            return
+        goal = ran * RUN_SECONDS / seconds
+        goal = (self._slice * 3 + goal) / 4          # smoothed: one slow turn is not a trend
+        self._slice = int(min(_MAX_CYCLES, max(_MIN_CYCLES, goal)))
 
     def run(self, until: Callable[[], bool] | None = None,
             timeout: float | None = None) -> bool:

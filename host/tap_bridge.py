@@ -99,10 +99,14 @@ class TapBridge:
                  if f is not None]
         return min((t for t in times if t is not None), default=None)
 
-    def pump(self, max_frames: int = 64) -> int:
+    def pump(self, max_frames: int = 64, run: bool = False) -> int:
         """One turn: up to ``max_frames`` frames from the TAP onto the wire, the clock run
         until the NIC is idle (or ``max_cycles``), and every frame that left ``tx_mac``
-        written to the TAP. Returns the frames moved both ways."""
+        written to the TAP. Returns the frames moved both ways.
+
+        The clock runs when frames came, the NIC had work left, or ``run`` is true (the
+        caller knows of work the bridge cannot see, e.g. a doorbell written by another
+        process into the doorbell page)."""
         now = self._clock()
         frames = self.tap.read_frames(max_frames)
         f = self.faults_to_nic
@@ -112,7 +116,7 @@ class TapBridge:
             self.nic.wire.send(frames)
             self.frames_to_nic += len(frames)
             self.bytes_to_nic += sum(map(len, frames))
-        self._run(bool(frames))
+        self._run(bool(frames) or run)
         out = self.nic.wire.received()
         f = self.faults_to_tap
         if f is not None:
