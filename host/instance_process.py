@@ -60,6 +60,9 @@ _ACTIVE = 0.02
 _LONGEST_SLEEP = 0.05
 #: Frames taken from the shared-frame ring per turn.
 _SHARED_BATCH = 64
+#: Frames the link keeps in software while the TX ring is full (then a counted drop): the
+#: instance never waits for the NIC to free a TX slot, it goes on polling its RX queues.
+TX_BACKLOG = 4096
 
 
 class InstanceProcessError(HetnicError, RuntimeError):
@@ -131,7 +134,8 @@ class _Instance:
         self.queues = spec.grant.open()
         self.segment = self.ring = self.nic_sleeping = self.sleeping = None
         try:
-            self.link = NicQueueLink(self.queues, cfg.rx_queues, cfg.tx_queue)
+            self.link = NicQueueLink(self.queues, cfg.rx_queues, cfg.tx_queue,
+                                     tx_backlog=TX_BACKLOG)
             if spec.ring is not None:
                 name, offset, size = spec.ring
                 self.segment = SharedSegment.attach(name)
@@ -201,7 +205,9 @@ class _Instance:
                 "states": self.stack.state_counts(),
                 "apps": [r.app.stats() for r in self.apps],
                 "link": {"frames_in": self.link.frames_in, "frames_out": self.link.frames_out,
-                         "tx_errors": self.link.tx_errors},
+                         "tx_errors": self.link.tx_errors,
+                         "tx_posts": self.link.tx_posts,
+                         "tx_backlog_drops": self.link.tx_backlog_drops},
                 "shared_frames_in": self.shared_in}
 
     # --- the loop ------------------------------------------------------------------------
@@ -217,12 +223,12 @@ class _Instance:
         while True:
             now = time.monotonic()
             moved = False
+            posts = link.tx_posts           # work items posted (doorbells) this turn
             if ring is not None and len(ring):
                 for data, _ in ring.pop_many(_SHARED_BATCH):
                     stack.receive(data, now)
                     self.shared_in += 1
                 moved = True
-            sent = False
             if now >= next_poll:
                 received, sent = step_stack(stack, link, batch, now)
                 moved = moved or received > 0 or sent
@@ -231,8 +237,10 @@ class _Instance:
                 out = stack.poll(now)
                 if out:
                     link.send(out)
-                    moved = sent = True
-            if sent and nic_sleeping is not None:
+                    moved = True
+                elif link.backlog:
+                    link.service()          # frames wait for TX room: post what fits
+            if link.tx_posts != posts and nic_sleeping is not None:
                 # our doorbell store, a fence, then the NIC process's word (it stores the
                 # word, fences, reads the doorbell page): one of us sees the other
                 fence()
@@ -246,6 +254,10 @@ class _Instance:
                 last_active = now
                 continue
             deadline = stack.next_deadline()
+            if link.backlog:
+                retry = link.next_deadline()
+                deadline = retry if deadline is None else min(deadline, retry)
+                last_active = now           # not idle while frames wait to be posted
             if now - last_active < _ACTIVE:
                 wake = next_poll if deadline is None else min(next_poll, deadline)
                 client.serve(max(0.0, wake - time.monotonic()))

@@ -219,19 +219,40 @@ class NicQueueLink(Link):
     tx_queue : int
         The TX queue it sends on: :meth:`send` posts BATCH work items of at most 64 frames.
 
+    tx_backlog : int, optional
+        Without it (the default) :meth:`send` posts at once and, when the TX ring is full,
+        waits for room (in the NIC's own process the driver runs the clock meanwhile; a
+        granted queue sleeps until the NIC process has freed a slot). With it, :meth:`send`
+        never waits: frames the ring cannot take now wait in a software backlog of at most
+        ``tx_backlog`` frames, posted in order as room frees (on every :meth:`send` and
+        :meth:`service`); a frame beyond the bound is dropped and counted
+        (``tx_backlog_drops``), as a NIC driver's full queue drops (TCP recovers). An
+        instance in its own process uses this, so that a full TX ring never stops it from
+        polling its RX queues.
+
     Notes
     -----
     The link does not run the NIC's clock (several instances share one NIC): the owner of
-    the NIC's wire does, e.g. :meth:`hetnic.host.tap_bridge.TapBridge.pump`. Posting to a
-    full TX ring does advance the clock (the driver waits for a free slot).
+    the NIC's wire does, e.g. :meth:`hetnic.host.tap_bridge.TapBridge.pump`. Without
+    ``tx_backlog``, posting to a full TX ring does advance the clock (the driver waits for
+    a free slot).
 
     Members
     -------
     tx_errors : int
         TX work items that completed with an error status.
+    tx_posts : int
+        TX work items posted.
+    tx_backlog_drops : int
+        Frames dropped because the backlog was full (``tx_backlog`` only).
     """
 
-    def __init__(self, nic: "Nic", rx_queues: Sequence[int], tx_queue: int):
+    #: How soon :meth:`next_deadline` asks for a :meth:`service` while frames wait in the
+    #: backlog (seconds).
+    BACKLOG_RETRY = 0.0002
+
+    def __init__(self, nic: "Nic", rx_queues: Sequence[int], tx_queue: int, *,
+                 tx_backlog: int | None = None):
         n_rx, n_tx = len(nic.rx_queues), len(nic.tx_queues)
         rx = tuple(rx_queues)
         if not rx:
@@ -254,15 +275,68 @@ class NicQueueLink(Link):
             if entry is None:
                 raise LinkError(f"{kind} queue {q} is not among the queues granted to this "
                                 f"process")
+        if tx_backlog is not None and (isinstance(tx_backlog, bool)
+                                       or not isinstance(tx_backlog, int) or tx_backlog < 1):
+            raise LinkError(f"tx_backlog must be a positive number of frames or None, "
+                            f"not {tx_backlog!r}")
+        if tx_backlog is not None and not hasattr(self._tx, "try_send_batch"):
+            raise LinkError("tx_backlog needs a TX queue with a ring (a NIC core's DMA "
+                            "queue or a granted one)")
+        self.tx_backlog = tx_backlog
+        self._backlog: deque[bytes] = deque()
         self._next = 0
         self.frames_in = self.frames_out = 0
         self.tx_errors = 0
+        self.tx_posts = 0
+        self.tx_backlog_drops = 0
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting in the software backlog for room in the TX ring."""
+        return len(self._backlog)
 
     def send(self, frames: list[bytes]) -> None:
-        post = self._tx.send_batch
-        for i in range(0, len(frames), _BATCH):
-            post(frames[i:i + _BATCH])
         self.frames_out += len(frames)
+        if self.tx_backlog is None:
+            post = self._tx.send_batch
+            for i in range(0, len(frames), _BATCH):
+                post(frames[i:i + _BATCH])
+            self.tx_posts += (len(frames) + _BATCH - 1) // _BATCH
+            return
+        backlog = self._backlog
+        if backlog:
+            self._flush()                       # older frames first
+        if not backlog:
+            frames = self._post_now(frames)
+        room = self.tx_backlog - len(backlog)
+        if len(frames) > room:
+            self.tx_backlog_drops += len(frames) - room
+            frames = frames[:room]
+        backlog.extend(frames)
+
+    def _post_now(self, frames: list[bytes]) -> list[bytes]:
+        """Post ``frames`` in batches while the ring takes them; the frames it did not."""
+        post = self._tx.try_send_batch
+        for i in range(0, len(frames), _BATCH):
+            if post(frames[i:i + _BATCH]) is None:
+                return frames[i:]
+            self.tx_posts += 1
+        return []
+
+    def _flush(self) -> None:
+        """Post the backlog's frames, oldest first, while the ring has room."""
+        backlog, post = self._backlog, self._tx.try_send_batch
+        while backlog:
+            batch = [backlog[i] for i in range(min(_BATCH, len(backlog)))]
+            if post(batch) is None:
+                return
+            self.tx_posts += 1
+            for _ in batch:
+                backlog.popleft()
+
+    def next_deadline(self) -> float | None:
+        """Soon (``BACKLOG_RETRY``) while frames wait in the backlog, else None."""
+        return time.monotonic() + self.BACKLOG_RETRY if self._backlog else None
 
     def receive(self, max_frames: int = 64) -> list[bytes]:
         frames: list[bytes] = []
@@ -284,4 +358,6 @@ class NicQueueLink(Link):
         ring = getattr(tx, "ring", None)       # a board's data link has no ring to reap
         if ring is not None and ring.outstanding:
             tx.reap()
+        if self._backlog:
+            self._flush()
         self.tx_errors = getattr(tx, "errors", 0)

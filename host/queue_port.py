@@ -248,6 +248,35 @@ class TxQueueBase:
         """Send ``messages`` as one GATHER work item (a buffer per message); its cookie."""
         return self._post(lambda: self.ring.send_gather(messages))
 
+    def try_send_batch(self, messages: Sequence[bytes]) -> int | None:
+        """:meth:`send_batch` that never waits: when the ring (or its staging memory) has no
+        room even after reaping what finished, nothing is written and the result is None
+        (the caller keeps the frames and tries again later); else the work item's cookie.
+
+        Raises
+        ------
+        RingFullError
+            The work item does not fit even in an empty ring (too many or too long frames).
+        """
+        self._check_usable()
+        ring = self.ring
+        cookie = ring.next_cookie
+        try:
+            doorbell = ring.send_batch(messages)
+        except RingFullError:
+            if ring.outstanding == 0:
+                raise
+            self.reap()
+            try:
+                doorbell = ring.send_batch(messages)
+            except RingFullError:
+                if ring.outstanding == 0:
+                    raise
+                return None
+        self._ring_doorbell(doorbell)
+        self.sent_items += 1
+        return cookie
+
     def reap(self) -> None:
         """Take finished work items off the completion ring (kept for :meth:`completions`)."""
         self._check_usable()

@@ -207,6 +207,40 @@ def test_a_full_tx_ring_without_a_clock_times_out(nic):
 
 
 @pytest.mark.timeout(60)
+def test_a_link_with_a_backlog_never_waits_and_keeps_order(nic):
+    """With ``tx_backlog`` a full TX ring does not stop the sender: what the ring cannot take
+    waits in the backlog (beyond it: counted drops), and goes out in order as room frees."""
+    qs = nic.export_queues(rx=RX, tx=[TX], tx_timeout=0.2).open()
+    try:
+        bound = 3 * 64
+        link = NicQueueLink(qs, RX, TX, tx_backlog=bound)
+        frames = [udp4(sport=6000 + i, payload=b"%5d" % i) for i in range(TX_RING + bound + 50)]
+        for frame in frames:        # one work item each: the ring fills; a wait for the
+            link.send([frame])      # (stopped) clock would raise after 0.2 s
+        posted = link.tx_posts
+        assert 0 < posted == qs.tx_queues[TX].ring.outstanding <= TX_RING
+        assert link.backlog == bound
+        assert link.tx_backlog_drops == len(frames) - posted - bound
+        assert link.next_deadline() is not None
+        out = []
+        for _ in range(100):
+            nic.run_until_idle()                    # the NIC process's clock
+            out += nic.wire.received()
+            link.service()                          # reap, then post from the backlog
+            if not link.backlog and not qs.tx_queues[TX].ring.outstanding:
+                break
+        nic.run_until_idle()
+        out += nic.wire.received()
+        assert out == frames[:posted + bound]       # in order, the dropped ones last
+        assert link.backlog == 0 and link.next_deadline() is None and link.tx_errors == 0
+        for bad in (0, -1, True, 1.5):
+            with pytest.raises(LinkError, match="tx_backlog must be"):
+                NicQueueLink(qs, RX, TX, tx_backlog=bad)
+    finally:
+        qs.close()
+
+
+@pytest.mark.timeout(60)
 def test_a_send_that_finds_the_staging_area_full_reaps_and_retries(nic):
     """A batch that fits only once the finished (not yet reaped) one is reaped goes out."""
     qs = nic.export_queues(tx=[TX], tx_timeout=5).open()
