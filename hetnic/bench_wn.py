@@ -101,12 +101,14 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
         # quiet); the clock stops at the last look that saw a new frame.
         rings_out = [host.wire_out(n) for n in range(n_count)]
         last = start
-        seen = 0
+        seen = [0] * n_count
+        n_last = [start] * n_count              # each N's last frame out (to the look)
         while received < want_bytes:
             time.sleep(WATCH_INTERVAL)
-            produced = sum(r.producer_index for r in rings_out)
+            produced = [r.producer_index for r in rings_out]
             now = time.perf_counter()
             if produced != seen:
+                n_last = [now if p != q else t for p, q, t in zip(produced, seen, n_last)]
                 seen, last = produced, now
                 continue
             if now - last < 0.02:
@@ -128,6 +130,7 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
     n_us, w_us = n_cpu / total * 1e6, w_cpu / total * 1e6
     return {"requests": total, "responses_exact": exact, "bytes_missing": missing,
             "seconds": round(elapsed, 4),
+            "seconds_per_n": [round(t - start, 4) for t in n_last],
             "requests_per_s": round(exact / elapsed) if elapsed > 0 else 0,
             "connections": n_count * conns_per_n, "w_count": w_count,
             "accepts_per_n": accepts, "frames_out": frames_out,

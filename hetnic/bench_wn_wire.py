@@ -125,7 +125,8 @@ class RssWire:
         self.reta = repoint_reta(self.reta, dead, live)
 
 
-def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0005) -> int:
+def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.001,
+           idle_nap: float = 0.004) -> int:
     """A W's work: listen on ``port`` (shared with the other W's), accept what its N's hand
     it, send every byte received back, close a connection at the peer's EOF (or failure);
     until the host's stop word, or until it echoed ``exit_after`` chunks (it then returns:
@@ -134,13 +135,16 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0005) -> 
 
     Each turn takes everything waiting at once (:meth:`WThread.recv_many`) and queues the
     answers in one batch (:meth:`WThread.send_many`), then sleeps ``nap`` seconds unless it
-    took a large batch (the cores stay with the N's, and the next turn finds a batch: a
-    request waits up to ``nap`` for its answer)."""
+    took a large batch: the cores stay with the N's, and each turn (a sleep costs a few
+    microseconds of CPU) finds a batch; a request waits up to ``nap`` for its answer. Idle
+    turns sleep longer, up to ``idle_nap`` (the first request after a quiet spell waits up
+    to that)."""
     import time as _time
     sleep = _time.sleep
     w.listen(port)
     w.set_ready()
     served = 0
+    wait = nap
     while not w.stopping:
         items = w.recv_many()
         accepted = False
@@ -156,8 +160,14 @@ def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.0005) -> 
                     w.close(fd)
             if exit_after is not None and served >= exit_after:
                 return served
-        if len(items) < _LARGE_BATCH and not accepted:
-            sleep(nap)
+            if len(items) >= _LARGE_BATCH:
+                continue
+            wait = nap
+        elif accepted:
+            continue
+        else:
+            wait = min(wait * 1.5, idle_nap)
+        sleep(wait)
     return served
 
 

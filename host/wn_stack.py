@@ -136,15 +136,20 @@ class WnStack:
     # ------------------------------------------------------------------ the loop
 
     def run(self, until: Callable[[], bool] | None = None, *, parent_pid: int = 0,
-            idle_sleep: float = 0.0002) -> None:
+            idle_sleep: float = 0.0002, max_idle_sleep: float = 0.001) -> None:
         """Step until the host sets the stop word, ``until()`` is true, or ``parent_pid``'s
-        process is gone; a turn that moved nothing spins a little, then sleeps
-        ``idle_sleep``."""
+        process is gone. A turn that moved nothing is tried again a few times, then the N
+        sleeps ``idle_sleep``, twice as long after each further idle turn up to
+        ``max_idle_sleep`` (an idle N takes little CPU from the others; the first frame
+        after a quiet spell waits at most ``max_idle_sleep``)."""
         idle = 0
+        nap = idle_sleep
         layout = self.layout
+        sleep, clock, step = time.sleep, self.clock, self.step
         while True:
-            if self.step(self.clock()):
+            if step(clock()):
                 idle = 0
+                nap = idle_sleep
                 continue
             idle += 1
             if idle > 4:
@@ -152,7 +157,8 @@ class WnStack:
                     break
                 if parent_pid and idle % 64 == 0 and not pid_alive(parent_pid):
                     break
-                time.sleep(idle_sleep)
+                sleep(nap)
+                nap = min(nap * 2, max_idle_sleep)
         self.layout.set_n_peer(self.n, os.getpid(), False, self.heartbeat, self.accepts,
                                self.lost, self.reassigned)
 
