@@ -27,15 +27,27 @@ __all__ = ["RssWire", "rss_index", "echo_w", "requests_per_s", "w_exit_run", "ac
            "busy_processes", "bench_wn"]
 
 #: Seconds between two looks of the benchmark's process at the out rings while the N's
-#: answer (it sleeps in between: the cores stay with the N's and W's); the run's end is
-#: known to this resolution.
-WATCH_INTERVAL = 0.002
+#: answer (it sleeps in between: the cores stay with the N's and W's; the end of the run is
+#: the N's own stamp of their last frames out).
+WATCH_INTERVAL = 0.02
 
 
-def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
-                   rounds: int = 200, timeout: float = 120.0) -> dict:
+def requests_per_s(n_count: int, *, w_count: int | None = None, conns_per_n: int = 16,
+                   rounds: int = 200, pin_ws: bool = True, timeout: float = 120.0) -> dict:
     """Requests/s of ``n_count`` N's on request frames generated ahead into their wire
-    rings (64-byte requests echoed by ``w_count`` echo W's); see :func:`bench_wn`.
+    rings (64-byte requests echoed by ``w_count`` echo W's, one per N by default); see
+    :func:`bench_wn`.
+
+    ``pin_ws``: W ``j`` runs on CPU ``j`` (modulo the CPUs this process may use), so that
+    the W's work is spread evenly over the cores; the N's are placed by the scheduler. (A
+    W left to the scheduler stays on the core it woke on: with one W and two N's, the N
+    beside it had its own work and all the W's, and the run ended with the other core
+    idle.)
+
+    The result's ``cpu_seconds`` (and the CPU per request) count each process's CPU from
+    the N's release to the first look after the last response that saw no new frame
+    (within ``WATCH_INTERVAL`` of it); ``watcher_cpu_seconds`` is this process's own over
+    the same time.
 
     The request frames, written before any response exists, acknowledge no response (an
     ACK of data not yet sent makes the N drop the segment, RFC 9293 3.10.7.4); the N's
@@ -47,6 +59,7 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
         raise ValueError(f"rounds must be 1..{65535 // REQUEST} (a connection's responses "
                          f"fit the client's 64 KiB window), not {rounds!r}")
     total = n_count * conns_per_n * rounds
+    w_count = n_count if w_count is None else w_count
     # A slot takes a whole frame. Out, the N's coalesce responses into segments up to the
     # MSS (an MTU of MTU keeps them in 1 KiB slots) and ACK every second request: the out
     # rings have room for two frames per request, so a drain late under load drops none.
@@ -56,8 +69,11 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
         for n in range(n_count):
             host.start_n(n, server_config(f"n{n}"),
                          dict(mac=SERVER_MAC, ipv4=[(SERVER_IP, 24)], mtu=MTU))
+        cpus = sorted(os.sched_getaffinity(0))
         for w in range(w_count):
-            host.start_w(w, echo_w, PORT)
+            proc = host.start_w(w, echo_w, PORT)
+            if pin_ws:
+                os.sched_setaffinity(proc.pid, {cpus[w % len(cpus)]})
         host.wait_ready()
         wire = RssWire(host)
         client = client_stack()
@@ -85,56 +101,60 @@ def requests_per_s(n_count: int, *, w_count: int = 1, conns_per_n: int = 16,
         got: list[bytes] = []
         want_bytes = total * REQUEST
         received = 0
-        cpu0 = {f"n{n}": _cpu_seconds(p.pid) for n, p in host.n_procs.items()}
-        cpu0.update({f"w{w}": _cpu_seconds(p.pid) for w, p in host.w_procs.items()})
         host.layout.hold = True               # the N's take no frame until the clock starts
         for n, ring in enumerate(rings_in):
-            for f in per_n[n]:
-                if not ring.push(f):
-                    raise RuntimeError(f"N {n}'s wire ring is too small for the run")
-        start = time.perf_counter()
+            if ring.push_many([(f, 0) for f in per_n[n]]) != len(per_n[n]):
+                raise RuntimeError(f"N {n}'s wire ring is too small for the run")
+        procs = {f"n{n}": p.pid for n, p in host.n_procs.items()}
+        procs.update({f"w{w}": p.pid for w, p in host.w_procs.items()})
+        procs["watcher"] = os.getpid()
+        cpu0 = {k: _cpu_seconds(pid) for k, pid in procs.items()}
+        cpu1: dict[str, float] = {}
+        start = time.monotonic()
         host.layout.hold = False
-        # While frames come out this process only looks at the out rings' producer indices
-        # every WATCH_INTERVAL and sleeps in between (the rings hold every frame of the
-        # run): the cores stay with the N's and W's. It reads the frames when the rings
-        # were quiet for 20 ms, and stops once every response byte is out (or after 5 s of
-        # quiet); the clock stops at the last look that saw a new frame.
+        # While frames come out this process looks at the out rings' producer indices every
+        # WATCH_INTERVAL and sleeps in between (the rings hold every frame of the run): the
+        # cores stay with the N's and W's. It reads the frames once the rings were quiet for
+        # a look, and stops once every response byte is out (or after 5 s of quiet). The
+        # clock stops at the last frames out: each N stamps the time (monotonic, the clock
+        # of ``start``) it last sent frames in its peer entry.
         rings_out = [host.wire_out(n) for n in range(n_count)]
+        layout = host.layout
         last = start
         seen = [0] * n_count
-        n_last = [start] * n_count              # each N's last frame out (to the look)
         while received < want_bytes:
             time.sleep(WATCH_INTERVAL)
             produced = [r.producer_index for r in rings_out]
-            now = time.perf_counter()
+            now = time.monotonic()
             if produced != seen:
-                n_last = [now if p != q else t for p, q, t in zip(produced, seen, n_last)]
                 seen, last = produced, now
+                cpu1 = {}
                 continue
-            if now - last < 0.02:
-                continue
+            if not cpu1:                    # the first quiet look (maybe the end)
+                cpu1 = {k: _cpu_seconds(pid) - cpu0[k] for k, pid in procs.items()}
             batch = wire.receive(1 << 20)
             got += batch
             received += sum(payload_len(f) for f in batch)
             if now - last > 5.0:
                 break
-        elapsed = last - start
+        n_last = [layout.n_last_out(n) for n in range(n_count)]
+        elapsed = max(n_last) - start
         exact, missing = check_responses(got, expect)
         accepts = [c["accepts"] for c in host.counters()]
-        cpu = {f"n{n}": _cpu_seconds(p.pid) - cpu0[f"n{n}"] for n, p in host.n_procs.items()}
-        cpu.update({f"w{w}": _cpu_seconds(p.pid) - cpu0[f"w{w}"]
-                    for w, p in host.w_procs.items()})
+        cpu = cpu1 or {k: _cpu_seconds(pid) - cpu0[k] for k, pid in procs.items()}
+        watcher = cpu.pop("watcher")
         frames_out = len(got)
     n_cpu = sum(v for k, v in cpu.items() if k[0] == "n")
     w_cpu = sum(v for k, v in cpu.items() if k[0] == "w")
     n_us, w_us = n_cpu / total * 1e6, w_cpu / total * 1e6
     return {"requests": total, "responses_exact": exact, "bytes_missing": missing,
             "seconds": round(elapsed, 4),
-            "seconds_per_n": [round(t - start, 4) for t in n_last],
+            "seconds_per_n": [round(max(0.0, t - start), 4) for t in n_last],
             "requests_per_s": round(exact / elapsed) if elapsed > 0 else 0,
             "connections": n_count * conns_per_n, "w_count": w_count,
             "accepts_per_n": accepts, "frames_out": frames_out,
             "cpu_seconds": {k: round(v, 4) for k, v in cpu.items()},
+            "watcher_cpu_seconds": round(watcher, 4), "ws_pinned": pin_ws,
             "n_cpu_us_per_request": round(n_us, 2), "w_cpu_us_per_request": round(w_us, 2),
             # With every process on 2 cores, N = 2 over N = 1 is at most 2n / (n + w): N = 1
             # is bound by one N's CPU per request (its W has the other core), N = 2 by the
@@ -203,8 +223,8 @@ def busy_processes(window: float = 0.5, min_percent: float = 5.0) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------
 
-def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, trials: int = 5,
-             spread_connections: int = 10_000) -> dict:
+def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = None,
+             pin_ws: bool = True, trials: int = 5, spread_connections: int = 10_000) -> dict:
     """The ``wn`` part of ``hetnic bench host``.
 
     * ``requests_per_s_n1`` / ``requests_per_s_n2``: 64-byte requests echoed through 1 and
@@ -213,10 +233,11 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, tria
       client stack, then ``rounds`` requests per connection are written, steered by the
       Toeplitz hash (default key) and a RETA over the N's, with the N's held; the clock runs
       from their release to the last response byte; every response is checked byte-exact
-      (only exact ones count). ``w_count`` echo W processes (1 by default: the W's work is
-      light). Each count is the median of ``trials`` runs, N = 1 and N = 2 alternating;
-      ``requests.all_runs`` lists every run, with its N's and W's CPU per request and the
-      bound on N = 2 over N = 1 those imply. The host's other load varies between runs:
+      (only exact ones count). ``w_count`` echo W processes (by default one per N), W ``j``
+      on CPU ``j`` (``pin_ws``; see :func:`requests_per_s`). Each count is the median of
+      ``trials`` runs, N = 1 and N = 2 alternating; ``requests.all_runs`` lists every run,
+      with its N's and W's CPU per request and the bound on N = 2 over N = 1 those imply
+      (``2n / (n + w)``). The host's other load varies between runs:
       ``load_average_at_start`` and ``busy_processes_at_start``/``_at_end`` (other
       processes using the cores, e.g. another benchmark) say what the runs shared the
       cores with.
@@ -231,13 +252,14 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, tria
     for _ in range(trials):
         for n in (1, 2):
             runs[n].append(requests_per_s(n, w_count=w_count, conns_per_n=conns_per_n,
-                                          rounds=rounds))
+                                          rounds=rounds, pin_ws=pin_ws))
     busy_end = busy_processes()
     median = {n: statistics.median(r["requests_per_s"] for r in runs[n]) for n in (1, 2)}
     spread = accept_spread(spread_connections) if spread_connections else {"skipped": "0"}
     exit_run = w_exit_run()
     n1, n2 = median[1], median[2]
-    keys = ("requests_per_s", "responses_exact", "seconds", "cpu_seconds",
+    keys = ("requests_per_s", "responses_exact", "seconds", "seconds_per_n", "cpu_seconds",
+            "watcher_cpu_seconds",
             "n_cpu_us_per_request", "w_cpu_us_per_request", "bound_n2_over_n1", "load_1min")
     return {
         "requests_per_s_n1": round(n1),
@@ -248,7 +270,8 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int = 1, tria
                                  for a, b in zip(runs[1], runs[2])],
         "accept_spread_max_over_min": spread.get("accept_spread_max_over_min"),
         "connections_lost_on_w_exit": exit_run["lost"],
-        "w_count": w_count,
+        "w_count": {f"n{n}": runs[n][0]["w_count"] for n in (1, 2)},
+        "ws_pinned": pin_ws,
         "trials": trials,
         "requests_per_n": conns_per_n * rounds,
         "load_average_at_start": [round(x, 2) for x in load],

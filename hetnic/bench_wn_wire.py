@@ -126,7 +126,7 @@ class RssWire:
 
 
 def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.001,
-           idle_nap: float = 0.004) -> int:
+           idle_nap: float = 0.002) -> int:
     """A W's work: listen on ``port`` (shared with the other W's), accept what its N's hand
     it, send every byte received back, close a connection at the peer's EOF (or failure);
     until the host's stop word, or until it echoed ``exit_after`` chunks (it then returns:

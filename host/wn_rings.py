@@ -13,7 +13,8 @@ Layout::
                        benchmark fills their rings)
     PEERS              per W: u32 pid, u32 flags (bit 0: gone, bit 1: ready) (by the W)
                        per N: u32 pid, u32 alive, u64 heartbeat, u64 accepts, u64 lost
-                              (0: a dead N's are counted by the host), u64 reassigned
+                              (0: a dead N's are counted by the host), u64 reassigned,
+                              f64 last out (monotonic seconds when it last sent frames)
                                                                         (written by the N)
     TABLE              per N: table_slots routing entries (written by that N only; once
                        it died, by the host: its open entries become LOST)
@@ -52,6 +53,8 @@ _OFF_STOP = 24
 _OFF_HOLD = 28
 _W_PEER = struct.Struct("<II")
 _N_PEER = struct.Struct("<IIQQQQ")
+_N_LAST_OUT = struct.Struct("<d")      # after _N_PEER in an N's entry
+_N_ENTRY = _N_PEER.size + _N_LAST_OUT.size
 _FD = struct.Struct("<I")
 _ACCEPTED = struct.Struct("<IH")   # fd, local port; then the peer as text "host port"
 
@@ -159,7 +162,7 @@ class WnLayout:
         self.ring_bytes = _align(SpscRing.bytes_needed(ring_slots, slot_size))
         self.off_wpeers = _HEADER_SIZE
         self.off_npeers = self.off_wpeers + _align(w_count * _W_PEER.size)
-        self.off_table = self.off_npeers + _align(n_count * _N_PEER.size)
+        self.off_table = self.off_npeers + _align(n_count * _N_ENTRY)
         self.off_rings = self.off_table + _align(n_count * table_slots * ENTRY_DTYPE.itemsize)
         self.off_peer_rings = self.off_rings + 2 * n_count * w_count * self.ring_bytes
         self.size = self.off_peer_rings + n_count * n_count * self.ring_bytes
@@ -279,11 +282,19 @@ class WnLayout:
     def n_peer(self, n: int) -> dict:
         """N ``n``'s pid, alive flag, heartbeat, accepts, lost and reassigned counters."""
         pid, alive, beat, accepts, lost, moved = _N_PEER.unpack_from(
-            self.buf, self.off_npeers + n * _N_PEER.size)
+            self.buf, self.off_npeers + n * _N_ENTRY)
         return {"pid": pid, "alive": bool(alive), "heartbeat": beat, "accepts": accepts,
                 "lost": lost, "reassigned": moved}
 
     def set_n_peer(self, n: int, pid: int, alive: bool, heartbeat: int, accepts: int,
                    lost: int, reassigned: int) -> None:
-        _N_PEER.pack_into(self.buf, self.off_npeers + n * _N_PEER.size, pid, int(alive),
+        _N_PEER.pack_into(self.buf, self.off_npeers + n * _N_ENTRY, pid, int(alive),
                           heartbeat & ((1 << 64) - 1), accepts, lost, reassigned)
+
+    def n_last_out(self, n: int) -> float:
+        """When N ``n`` last sent frames (``time.monotonic`` seconds; 0.0: never)."""
+        return _N_LAST_OUT.unpack_from(self.buf,
+                                       self.off_npeers + n * _N_ENTRY + _N_PEER.size)[0]
+
+    def set_n_last_out(self, n: int, when: float) -> None:
+        _N_LAST_OUT.pack_into(self.buf, self.off_npeers + n * _N_ENTRY + _N_PEER.size, when)

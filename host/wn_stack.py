@@ -195,6 +195,7 @@ class WnStack:
         out = stack.poll(now)
         if out:
             link.send(out)
+            self.layout.set_n_last_out(self.n, self.clock())
             moved = True
         for w, q in enumerate(self.outq):
             if q:
