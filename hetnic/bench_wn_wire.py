@@ -42,7 +42,7 @@ CLIENT_IP, SERVER_IP = "198.18.0.1", "198.18.0.2"
 #: The echo service's port, a request's bytes, the N's MTU in the requests/s runs.
 PORT, REQUEST, MTU = 7, 64, 960
 #: Chunks in a turn of :func:`echo_w` after which it does not sleep before the next.
-_LARGE_BATCH = 128
+_LARGE_BATCH = 512
 
 
 def _tuple_bytes(frame: bytes) -> bytes | None:
@@ -125,8 +125,8 @@ class RssWire:
         self.reta = repoint_reta(self.reta, dead, live)
 
 
-def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.001,
-           idle_nap: float = 0.002) -> int:
+def echo_w(w, port: int, exit_after: int | None = None, nap: float = 0.002,
+           idle_nap: float = 0.004) -> int:
     """A W's work: listen on ``port`` (shared with the other W's), accept what its N's hand
     it, send every byte received back, close a connection at the peer's EOF (or failure);
     until the host's stop word, or until it echoed ``exit_after`` chunks (it then returns:

@@ -246,9 +246,9 @@ class WThread:
         fds, count, step = self._fds, self._n_count, self.max_data
         pack, kind = _U32.pack, _SEND
         batches: list[list[tuple[bytes, int]]] = [[] for _ in range(count)]
+        check = self._gone or self.layout.dead     # (an N died: check each FD)
         for fd, data in items:
-            if self._gone or fd not in fds or data.__class__ is not bytes \
-                    or len(data) > step or self._lost(fd):
+            if check or fd not in fds or data.__class__ is not bytes or len(data) > step:
                 self._push_batches(batches, timeout)   # (the order of the FD's data)
                 self.send(fd, data, timeout)           # the general path (and its errors)
                 continue

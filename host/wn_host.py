@@ -152,6 +152,7 @@ class WnHost:
         """N ``n`` is dead: its connections still in use are marked LOST in the routing
         table (it wrote its region alone; now no one else does) and counted; returns how
         many."""
+        self.layout.set_dead(n)
         table = self.layout.table(n)
         live = (table["fd"] != 0) & np.isin(table["state"], _IN_USE)
         count = int(live.sum())

@@ -10,7 +10,8 @@ Layout::
     0                  header: magic, n_count, w_count, table_slots, ring_slots, slot_size,
                        u32 stop (set by the host: every N exits), u32 hold (set by the
                        host: the N's take no frames from their links, e.g. while a
-                       benchmark fills their rings)
+                       benchmark fills their rings), u64 dead (set by the host: bit n
+                       once N n died, before its entries become LOST)
     PEERS              per W: u32 pid, u32 flags (bit 0: gone, bit 1: ready) (by the W)
                        per N: u32 pid, u32 alive, u64 heartbeat, u64 accepts, u64 lost
                               (0: a dead N's are counted by the host), u64 reassigned,
@@ -51,6 +52,8 @@ _HEADER = struct.Struct("<IIIIII")
 _HEADER_SIZE = 64
 _OFF_STOP = 24
 _OFF_HOLD = 28
+_OFF_DEAD = 32
+_U64 = struct.Struct("<Q")
 _W_PEER = struct.Struct("<II")
 _N_PEER = struct.Struct("<IIQQQQ")
 _N_LAST_OUT = struct.Struct("<d")      # after _N_PEER in an N's entry
@@ -263,6 +266,16 @@ class WnLayout:
     @hold.setter
     def hold(self, value: bool) -> None:
         struct.pack_into("<I", self.buf, _OFF_HOLD, int(value))
+
+    @property
+    def dead(self) -> int:
+        """Bit ``n`` set once the host declared N ``n`` dead (0: every N lives; readers use
+        only whether it is 0, so a read of a word being stored cannot mislead them)."""
+        return _U64.unpack_from(self.buf, _OFF_DEAD)[0]
+
+    def set_dead(self, n: int) -> None:
+        """Declare N ``n`` dead (the host, before it marks the N's entries LOST)."""
+        _U64.pack_into(self.buf, _OFF_DEAD, self.dead | (1 << n))
 
     # W peers: pid, "gone" and "ready" flags.
     def w_peer(self, w: int) -> tuple[int, bool]:
