@@ -12,8 +12,8 @@ from hetnic.host.stack.instance import InstanceConfig
 from hetnic.host.stack.stack import Stack
 from hetnic.host.wn import WnError, WnTimeout, WThread, repoint_reta
 from hetnic.host.wn_host import WnHost
-from hetnic.host.wn_rings import (Cmd, Evt, WnLayout, WnLayoutError, decode, encode,
-                                  encode_port)
+from hetnic.host.wn_rings import (Cmd, ConnState, Evt, WnLayout, WnLayoutError, decode,
+                                  encode, encode_port)
 
 PORT = 7
 CONFIG = InstanceConfig(name="n", nagle=False, delayed_ack=False)
@@ -308,6 +308,14 @@ def test_recv_many_and_send_many_keep_the_order_of_each_fd():
             with pytest.raises(WnError, match="unknown fd"):
                 w.send_many([(1, b"ok"), (7, b"no"), (1, b"never")])
             assert [decode(d) for d, _ in cmd.pop_many(10)] == [(1, b"ok")]
+            # N 0 dies: the host marks its open entries LOST; send_many checks them now.
+            entry = host.layout.table(0)[0]
+            entry["fd"], entry["w"], entry["state"] = 1, 0, ConnState.OPEN
+            assert host.layout.dead == 0 and host.n_died(0) == 1
+            assert host.layout.dead == 1
+            with pytest.raises(WnError, match="its N died"):
+                w.send_many([(1, b"late")])
+            assert cmd.pop_many(10) == []
         finally:
             w.close_segment()
     assert _no_segments_left() == []
