@@ -114,7 +114,10 @@ class WnStack:
         self.share_out = [layout.peer_ring(n, m) for m in others]
         self.share_in = [layout.peer_ring(m, n) for m in others]
         self.max_data = self.evt[0].max_payload - 4
-        self.outq: list[deque[tuple[bytes, int]]] = [deque() for _ in range(w_count)]
+        # Per W: events not on its ring yet, oldest first (this turn's data events, pushed
+        # in one batch at the end of the turn, and what did not fit in its full ring).
+        self.outq: list[list[tuple[bytes, int]]] = [[] for _ in range(w_count)]
+        self._room = [0] * w_count
         self.table = layout.table(n)
         self.conns: dict[int, _Conn] = {}
         self.listeners: dict[int, object] = {}
@@ -314,6 +317,8 @@ class WnStack:
 
     def _service_conns(self) -> bool:
         dirty, self.dirty = self.dirty, set()
+        # Events a W may have waiting here: what its ring takes now, then _OUTQ_LIMIT more.
+        self._room = [ring.free + _OUTQ_LIMIT for ring in self.evt]
         moved = False
         for fd in dirty:
             conn = self.conns.get(fd)
@@ -374,10 +379,10 @@ class WnStack:
         """Move ``conn``'s received bytes (then its EOF or error) to its W while there is
         room; True if anything moved."""
         w, sock, fd = conn.w, conn.sock, conn.fd
-        q = self.outq[w]
-        push, head, step = self.evt[w].push, _FD.pack(fd), self.max_data
+        q, room = self.outq[w], self._room
+        head, step = _FD.pack(fd), self.max_data
         moved = False
-        while len(q) < _OUTQ_LIMIT:
+        while len(q) < room[w]:
             try:
                 data = sock.recv(self.max_data)
             except StackError as err:
@@ -393,8 +398,7 @@ class WnStack:
                     conn.eof_sent = True
                     self._event(w, Evt.EOF, encode(fd))
                 return True
-            if q or self.w_gone[w] or not push(head + data, _DATA):
-                self._event(w, Evt.DATA, head + data)
+            q.append((head + data, _DATA))      # (pushed at the end of the turn)
             moved = True
             if len(data) < step and not sock.readable:
                 return True                 # drained (a later arrival marks it dirty again)
@@ -425,9 +429,8 @@ class WnStack:
             q.append((data, kind))
 
     def _flush(self, w: int) -> None:
-        q, push = self.outq[w], self.evt[w].push
-        while q and push(*q[0]):
-            q.popleft()
+        q = self.outq[w]
+        del q[:self.evt[w].push_many(q)]
 
     def _check_ws(self) -> None:
         now = self.clock()
