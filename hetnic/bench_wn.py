@@ -75,10 +75,14 @@ def requests_per_s(n_count: int, *, w_count: int | None = None, conns_per_n: int
             host.start_n(n, server_config(f"n{n}"),
                          dict(mac=SERVER_MAC, ipv4=[(SERVER_IP, 24)], mtu=MTU))
         cpus = sorted(os.sched_getaffinity(0))
+        pinned = pin_ws
         for w in range(w_count):
             proc = host.start_w(w, echo_w, PORT)
             if pin_ws:
-                os.sched_setaffinity(proc.pid, {cpus[w % len(cpus)]})
+                try:
+                    os.sched_setaffinity(proc.pid, {cpus[w % len(cpus)]})
+                except OSError:
+                    pinned = False          # (reported: ws_pinned)
         host.wait_ready()
         wire = RssWire(host)
         client = client_stack()
@@ -159,7 +163,7 @@ def requests_per_s(n_count: int, *, w_count: int | None = None, conns_per_n: int
             "connections": n_count * conns_per_n, "w_count": w_count,
             "accepts_per_n": accepts, "frames_out": frames_out,
             "cpu_seconds": {k: round(v, 4) for k, v in cpu.items()},
-            "watcher_cpu_seconds": round(watcher, 4), "ws_pinned": pin_ws,
+            "watcher_cpu_seconds": round(watcher, 4), "ws_pinned": pinned,
             "n_cpu_us_per_request": round(n_us, 2), "w_cpu_us_per_request": round(w_us, 2),
             # With every process on 2 cores, N = 2 over N = 1 is at most 2n / (n + w): N = 1
             # is bound by one N's CPU per request (its W has the other core), N = 2 by the
