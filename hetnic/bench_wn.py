@@ -268,7 +268,7 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
     exit_run = w_exit_run()
     n1, n2 = median[1], median[2]
     keys = ("requests_per_s", "responses_exact", "seconds", "seconds_per_n", "cpu_seconds",
-            "watcher_cpu_seconds",
+            "watcher_cpu_seconds", "frames_out",
             "n_cpu_us_per_request", "w_cpu_us_per_request", "bound_n2_over_n1", "load_1min")
     return {
         "requests_per_s_n1": round(n1),
