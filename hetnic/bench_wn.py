@@ -247,9 +247,9 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
       ``trials`` runs, N = 1 and N = 2 alternating; ``requests.all_runs`` lists every run,
       with its N's and W's CPU per request and the bound on N = 2 over N = 1 those imply
       (``2n / (n + w)``). The host's other load varies between runs:
-      ``load_average_at_start`` and ``busy_processes_at_start``/``_at_end`` (other
-      processes using the cores, e.g. another benchmark) say what the runs shared the
-      cores with.
+      ``load_average_at_start``, ``busy_processes_at_start``/``_at_end`` and each run's
+      ``busy_processes_before`` (other processes using the cores, e.g. another benchmark)
+      say what the runs shared the cores with.
     * ``accept_spread_max_over_min``: the busiest N's accepts over the least busy's, for
       ``spread_connections`` connections from the kernel through the NIC to 2 N's.
     * ``connections_lost_on_w_exit``: connections lost when one of 3 W's exits mid-run of
@@ -260,8 +260,12 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for _ in range(trials):
         for n in (1, 2):
-            runs[n].append(requests_per_s(n, w_count=w_count, conns_per_n=conns_per_n,
-                                          rounds=rounds, pin_ws=pin_ws))
+            busy = busy_processes(0.3)
+            run = requests_per_s(n, w_count=w_count, conns_per_n=conns_per_n, rounds=rounds,
+                                 pin_ws=pin_ws)
+            run["busy_processes_before"] = [f"{b['pid']} nice {b['nice']} {b['cpu_percent']}% "
+                                            f"{b['cmdline'][:60]}" for b in busy]
+            runs[n].append(run)
     busy_end = busy_processes()
     median = {n: statistics.median(r["requests_per_s"] for r in runs[n]) for n in (1, 2)}
     spread = accept_spread(spread_connections) if spread_connections else {"skipped": "0"}
@@ -269,7 +273,8 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
     n1, n2 = median[1], median[2]
     keys = ("requests_per_s", "responses_exact", "seconds", "seconds_per_n", "cpu_seconds",
             "watcher_cpu_seconds", "frames_out",
-            "n_cpu_us_per_request", "w_cpu_us_per_request", "bound_n2_over_n1", "load_1min")
+            "n_cpu_us_per_request", "w_cpu_us_per_request", "bound_n2_over_n1", "load_1min",
+            "busy_processes_before")
     return {
         "requests_per_s_n1": round(n1),
         "requests_per_s_n2": round(n2),
