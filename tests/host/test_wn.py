@@ -364,6 +364,32 @@ def test_bench_request_frames_generated_ahead_are_all_answered_byte_exact():
     out = requests_per_s(2, conns_per_n=2, rounds=10)
     assert out["requests"] == 40 and out["responses_exact"] == 40
     assert out["bytes_missing"] == 0 and out["accepts_per_n"] == [2, 2]
+    assert out["w_count"] == 2 and set(out["cpu_seconds"]) == {"n0", "n1", "w0", "w1"}
+    assert len(out["seconds_per_n"]) == 2 and max(out["seconds_per_n"]) == out["seconds"]
+    assert _no_segments_left() == []
+
+
+@pytest.mark.timeout(300)
+def test_bench_wn_medians_over_alternating_trials(monkeypatch):
+    import hetnic.bench_wn as bench
+    order = []
+    rates = {1: iter([100, 300, 200]), 2: iter([250, 450, 500])}
+
+    def fake(n, **kw):
+        order.append(n)
+        return {"requests_per_s": next(rates[n]), "responses_exact": 1, "seconds": 1.0,
+                "seconds_per_n": [1.0] * n, "cpu_seconds": {}, "watcher_cpu_seconds": 0.0,
+                "frames_out": 1, "n_cpu_us_per_request": 10.0, "w_cpu_us_per_request": 1.0,
+                "bound_n2_over_n1": 1.8, "load_1min": 0.0, "w_count": n}
+    monkeypatch.setattr(bench, "requests_per_s", fake)
+    monkeypatch.setattr(bench, "busy_processes", lambda window=0.5: [])
+    monkeypatch.setattr(bench, "w_exit_run", lambda: {"lost": 0})
+    out = bench.bench_wn(trials=3, spread_connections=0)
+    assert order == [1, 2, 1, 2, 1, 2]
+    assert (out["requests_per_s_n1"], out["requests_per_s_n2"]) == (200, 450)
+    assert out["n2_over_n1"] == 2.25 and out["n2_over_n1_per_trial"] == [2.5, 1.5, 2.5]
+    assert [r["requests_per_s"] for r in out["requests"]["all_runs"]["n2"]] == [250, 450, 500]
+    assert out["w_count"] == {"n1": 1, "n2": 2} and out["connections_lost_on_w_exit"] == 0
 
 
 @pytest.mark.timeout(180)
@@ -375,3 +401,10 @@ def test_bench_w_exit_mid_run_loses_no_connection():
     assert out["lost"] == 0
     assert out["answered"] + out["closed_cleanly_by_exiting_w"] == 12
     assert out["closed_cleanly_by_exiting_w"] > 0
+
+
+def test_busy_processes_lists_others_not_this_one():
+    from hetnic.bench_wn import busy_processes
+    rows = busy_processes(0.05, min_percent=0.0)
+    assert rows and all(r["pid"] != os.getpid() for r in rows)
+    assert set(rows[0]) == {"pid", "nice", "cpu_percent", "comm", "cmdline"}
