@@ -232,7 +232,7 @@ def busy_processes(window: float = 0.5, min_percent: float = 5.0) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------
 
-def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = None,
+def bench_wn(*, conns_per_n: int = 256, rounds: int = 125, w_count: int | None = None,
              pin_ws: bool = True, trials: int = 5, spread_connections: int = 10_000) -> dict:
     """The ``wn`` part of ``hetnic bench host``.
 
@@ -242,11 +242,17 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
       client stack, then ``rounds`` requests per connection are written, steered by the
       Toeplitz hash (default key) and a RETA over the N's, with the N's held; the clock runs
       from their release to the last response byte; every response is checked byte-exact
-      (only exact ones count). ``w_count`` echo W processes (by default one per N), W ``j``
-      on CPU ``j`` (``pin_ws``; see :func:`requests_per_s`). Each count is the median of
-      ``trials`` runs, N = 1 and N = 2 alternating; ``requests.all_runs`` lists every run,
-      with its N's and W's CPU per request and the bound on N = 2 over N = 1 those imply
-      (``2n / (n + w)``). The host's other load varies between runs:
+      (only exact ones count). 256 connections of 125 requests per N (32,000 requests
+      per N): a connection has less than one request waiting per turn of its W, so each
+      response goes out in its own segment (with 64 connections of 500, three or so
+      requests of a connection waited per W turn and their responses shared a segment,
+      0.3-0.4 frames out per request, more so at N = 1's higher rate per N: the N's work
+      per request depended on its own speed). ``w_count`` echo W processes (by default
+      one per N), W ``j`` on CPU ``j`` (``pin_ws``; see :func:`requests_per_s`). Each
+      count is the median of ``trials`` runs, N = 1 and N = 2 alternating;
+      ``requests.all_runs`` lists every run, with its N's and W's CPU per request and the
+      bound on N = 2 over N = 1 those imply (``2n / (n + w)``). The host's other load
+      varies between runs:
       ``load_average_at_start``, ``busy_processes_at_start``/``_at_end`` and each run's
       ``busy_processes_before`` (other processes using the cores, e.g. another benchmark)
       say what the runs shared the cores with.
@@ -288,6 +294,7 @@ def bench_wn(*, conns_per_n: int = 64, rounds: int = 500, w_count: int | None = 
         "ws_pinned": pin_ws,
         "trials": trials,
         "requests_per_n": conns_per_n * rounds,
+        "connections_per_n": conns_per_n,
         "load_average_at_start": [round(x, 2) for x in load],
         "busy_processes_at_start": busy_start,
         "busy_processes_at_end": busy_end,
