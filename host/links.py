@@ -217,8 +217,12 @@ class NicQueueLink(Link):
     rx_queues : Sequence[int]
         The RX queues this instance owns; :meth:`receive` polls them round-robin.
     tx_queue : int
-        The TX queue it sends on: :meth:`send` posts BATCH work items of at most 64 frames.
+        The TX queue it sends on: :meth:`send` posts BATCH work items of at most
+        ``tx_batch`` frames.
 
+    tx_batch : int
+        Frames per BATCH work item at most (1 to 64, default 64). The simulated NIC serves
+        RX DMA between TX work items, so long items delay the RX path under TX load.
     tx_backlog : int, optional
         Without it (the default) :meth:`send` posts at once and, when the TX ring is full,
         waits for room (in the NIC's own process the driver runs the clock meanwhile; a
@@ -252,7 +256,7 @@ class NicQueueLink(Link):
     BACKLOG_RETRY = 0.0002
 
     def __init__(self, nic: "Nic", rx_queues: Sequence[int], tx_queue: int, *,
-                 tx_backlog: int | None = None):
+                 tx_backlog: int | None = None, tx_batch: int = _BATCH):
         n_rx, n_tx = len(nic.rx_queues), len(nic.tx_queues)
         rx = tuple(rx_queues)
         if not rx:
@@ -282,6 +286,10 @@ class NicQueueLink(Link):
         if tx_backlog is not None and not hasattr(self._tx, "try_send_batch"):
             raise LinkError("tx_backlog needs a TX queue with a ring (a NIC core's DMA "
                             "queue or a granted one)")
+        if isinstance(tx_batch, bool) or not isinstance(tx_batch, int) \
+                or not 1 <= tx_batch <= _BATCH:
+            raise LinkError(f"tx_batch must be from 1 to {_BATCH} frames, not {tx_batch!r}")
+        self.tx_batch = tx_batch
         self.tx_backlog = tx_backlog
         self._backlog: deque[bytes] = deque()
         self._next = 0
@@ -299,9 +307,10 @@ class NicQueueLink(Link):
         self.frames_out += len(frames)
         if self.tx_backlog is None:
             post = self._tx.send_batch
-            for i in range(0, len(frames), _BATCH):
-                post(frames[i:i + _BATCH])
-            self.tx_posts += (len(frames) + _BATCH - 1) // _BATCH
+            n = self.tx_batch
+            for i in range(0, len(frames), n):
+                post(frames[i:i + n])
+            self.tx_posts += (len(frames) + n - 1) // n
             return
         backlog = self._backlog
         if backlog:
@@ -317,8 +326,9 @@ class NicQueueLink(Link):
     def _post_now(self, frames: list[bytes]) -> list[bytes]:
         """Post ``frames`` in batches while the ring takes them; the frames it did not."""
         post = self._tx.try_send_batch
-        for i in range(0, len(frames), _BATCH):
-            if post(frames[i:i + _BATCH]) is None:
+        n = self.tx_batch
+        for i in range(0, len(frames), n):
+            if post(frames[i:i + n]) is None:
                 return frames[i:]
             self.tx_posts += 1
         return []
@@ -327,7 +337,7 @@ class NicQueueLink(Link):
         """Post the backlog's frames, oldest first, while the ring has room."""
         backlog, post = self._backlog, self._tx.try_send_batch
         while backlog:
-            batch = [backlog[i] for i in range(min(_BATCH, len(backlog)))]
+            batch = [backlog[i] for i in range(min(self.tx_batch, len(backlog)))]
             if post(batch) is None:
                 return
             self.tx_posts += 1

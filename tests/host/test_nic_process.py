@@ -315,3 +315,58 @@ def test_the_loop_turns_while_a_call_waits():
         finally:
             owner.close()
             word.release()
+
+
+class _FakeTime:
+    """``time`` for the NIC process's loop with a ``perf_counter`` that only the stub's
+    clock runs advance (1 us per simulated cycle)."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+class _BusyNic(_StubNic):
+    """A NIC that always has work left: every run uses its whole cycle budget."""
+
+    def __init__(self, clock: _FakeTime):
+        super().__init__()
+        self.clock, self.cycles, self.budgets = clock, 0, []
+
+    def run_until_idle(self, max_cycles, quiet):
+        self.budgets.append(max_cycles)
+        self.cycles += max_cycles
+        self.clock.t += max_cycles * 1e-6
+        return max_cycles
+
+    def now(self) -> int:
+        return self.cycles
+
+
+def test_a_busy_nic_runs_in_short_slices_of_wall_time(monkeypatch):
+    """While the NIC stays busy each turn runs one bounded slice of cycles (frames it sent
+    are handed on between slices), sized so that a slice takes about RUN_SECONDS."""
+    from hetnic.host import nic_process
+    clock = _FakeTime()
+    monkeypatch.setattr(nic_process, "time", clock)
+    nic = _BusyNic(clock)
+    owner = NicProcess(nic)
+    try:
+        nic.wire.pending = lambda: 1            # work on the wire: the first turn runs
+        owner.step()
+        nic.wire.pending = lambda: 0
+        for _ in range(60):
+            owner.step()
+            assert owner.busy                   # the budget ran out: turn again
+        assert len(nic.budgets) == 61           # one run per turn
+        assert all(nic_process._MIN_CYCLES <= b <= nic_process._MAX_CYCLES
+                   for b in nic.budgets)
+        goal = nic_process.RUN_SECONDS / 1e-6   # cycles at 1 us each
+        assert abs(nic.budgets[-1] - goal) <= 0.05 * goal
+    finally:
+        owner.close()

@@ -236,6 +236,14 @@ def test_a_link_with_a_backlog_never_waits_and_keeps_order(nic):
         for bad in (0, -1, True, 1.5):
             with pytest.raises(LinkError, match="tx_backlog must be"):
                 NicQueueLink(qs, RX, TX, tx_backlog=bad)
+        for bad in (0, 65, True, 2.0):
+            with pytest.raises(LinkError, match="tx_batch must be from 1 to 64"):
+                NicQueueLink(qs, RX, TX, tx_batch=bad)
+        small = NicQueueLink(qs, RX, TX, tx_batch=4)    # work items of at most 4 frames
+        small.send(frames[:10])
+        assert small.tx_posts == 3
+        nic.run_until_idle()
+        assert nic.wire.received() == frames[:10]
     finally:
         qs.close()
 
