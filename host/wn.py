@@ -22,6 +22,10 @@ for each N its region of the routing table. No lock is shared between N's.
 >>> w.send(fd, w.recv(fd, timeout=5))
 >>> w.close(fd); w.exit()
 
+A W serving many connections takes everything waiting at once with
+:meth:`WThread.recv_many` (``(fd, chunk)`` pairs) and answers with
+:meth:`WThread.send_many`: one pass over its rings per batch, not per message.
+
 Blocking calls spin briefly, then sleep in short steps, and give up after their timeout
 (:class:`WnTimeout`); misuse (an unknown FD, another W's FD, an FD already closed) is one
 :class:`WnError` line.
