@@ -44,7 +44,8 @@ class TapBridge:
     quiet : int
         Cycles with no bus activity after which the NIC counts as idle (default 64).
     max_cycles : int
-        Most cycles one :meth:`pump` runs (default 20,000).
+        Most cycles one :meth:`pump` runs (default 20,000); an attribute of the same name,
+        which the caller may change between pumps (the NIC process sizes it to a wall time).
     clock : Callable[[], float]
         Wall clock for the injectors' hold times (default ``time.monotonic``).
 
