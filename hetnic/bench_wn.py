@@ -189,6 +189,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _reference_loop_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop in this process: how fast a core is
+    right now (a virtual machine's cores slow down when the host is busy, which the load
+    average and the process list do not show)."""
+    t0 = time.process_time()
+    x, d = 0, {}
+    for i in range(200_000):
+        x += i * i % 7
+        d[i & 1023] = x
+    return round((time.process_time() - t0) * 1000, 1)
+
+
 def busy_processes(window: float = 0.5, min_percent: float = 5.0) -> list[dict]:
     """The processes other than this one (and its children) that used at least
     ``min_percent`` of a core over ``window`` seconds: pid, nice, CPU percent, name and the
@@ -255,7 +267,8 @@ def bench_wn(*, conns_per_n: int = 256, rounds: int = 125, w_count: int | None =
       varies between runs:
       ``load_average_at_start``, ``busy_processes_at_start``/``_at_end`` and each run's
       ``busy_processes_before`` (other processes using the cores, e.g. another benchmark)
-      say what the runs shared the cores with.
+      say what the runs shared the cores with, and each run's ``reference_loop_ms`` (the
+      CPU time of a fixed loop just before it) how fast a core was.
     * ``accept_spread_max_over_min``: the busiest N's accepts over the least busy's, for
       ``spread_connections`` connections from the kernel through the NIC to 2 N's.
     * ``connections_lost_on_w_exit``: connections lost when one of 3 W's exits mid-run of
@@ -267,10 +280,12 @@ def bench_wn(*, conns_per_n: int = 256, rounds: int = 125, w_count: int | None =
     for _ in range(trials):
         for n in (1, 2):
             busy = busy_processes(0.3)
+            speed = _reference_loop_ms()
             run = requests_per_s(n, w_count=w_count, conns_per_n=conns_per_n, rounds=rounds,
                                  pin_ws=pin_ws)
             run["busy_processes_before"] = [f"{b['pid']} nice {b['nice']} {b['cpu_percent']}% "
                                             f"{b['cmdline'][:60]}" for b in busy]
+            run["reference_loop_ms"] = speed
             runs[n].append(run)
     busy_end = busy_processes()
     median = {n: statistics.median(r["requests_per_s"] for r in runs[n]) for n in (1, 2)}
@@ -280,7 +295,7 @@ def bench_wn(*, conns_per_n: int = 256, rounds: int = 125, w_count: int | None =
     keys = ("requests_per_s", "responses_exact", "seconds", "seconds_per_n", "cpu_seconds",
             "watcher_cpu_seconds", "frames_out",
             "n_cpu_us_per_request", "w_cpu_us_per_request", "bound_n2_over_n1", "load_1min",
-            "busy_processes_before")
+            "busy_processes_before", "reference_loop_ms")
     return {
         "requests_per_s_n1": round(n1),
         "requests_per_s_n2": round(n2),
