@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import HetnicError
+from ..protocol import TX_MAX_FRAME
 from .faults import FaultInjector
 
 if TYPE_CHECKING:
@@ -249,6 +250,9 @@ class NicQueueLink(Link):
         TX work items posted.
     tx_backlog_drops : int
         Frames dropped because the backlog was full (``tx_backlog`` only).
+    tx_bad_frames : int
+        Frames dropped because no work item can carry them: empty, or longer than
+        ``TX_MAX_FRAME`` (``tx_backlog`` only; without it the post raises ``ValueError``).
     """
 
     #: How soon :meth:`next_deadline` asks for a :meth:`service` while frames wait in the
@@ -297,6 +301,7 @@ class NicQueueLink(Link):
         self.tx_errors = 0
         self.tx_posts = 0
         self.tx_backlog_drops = 0
+        self.tx_bad_frames = 0
 
     @property
     def backlog(self) -> int:
@@ -304,6 +309,12 @@ class NicQueueLink(Link):
         return len(self._backlog)
 
     def send(self, frames: list[bytes]) -> None:
+        if self.tx_backlog is not None:
+            # Frames the ring would refuse are dropped here, counted, before they can wedge
+            # the backlog (every later post would raise on them).
+            good = [f for f in frames if 1 <= len(f) <= TX_MAX_FRAME]
+            self.tx_bad_frames += len(frames) - len(good)
+            frames = good
         self.frames_out += len(frames)
         if self.tx_backlog is None:
             post = self._tx.send_batch

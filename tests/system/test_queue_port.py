@@ -244,6 +244,15 @@ def test_a_link_with_a_backlog_never_waits_and_keeps_order(nic):
         assert small.tx_posts == 3
         nic.run_until_idle()
         assert nic.wire.received() == frames[:10]
+        # Frames no work item can carry are counted drops, never a backlog that cannot move.
+        from hetnic.protocol import TX_MAX_FRAME
+        careful = NicQueueLink(qs, RX, TX, tx_backlog=8)
+        careful.send([b"", frames[0], bytes(TX_MAX_FRAME + 1), frames[1]])
+        careful.service()
+        nic.run_until_idle()
+        careful.service()
+        assert careful.tx_bad_frames == 2 and careful.backlog == 0
+        assert nic.wire.received() == frames[:2]
     finally:
         qs.close()
 
