@@ -26,7 +26,8 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
     third of its share of the requests. Each connection sends ``rounds`` requests, one at a
     time. A connection counts as lost unless every request was answered byte-exact, or it
     belongs to the exiting W and was closed cleanly (FIN, no reset) after data that is
-    exactly the echo of its first requests."""
+    exactly the echo of its first requests, whole (the request in flight when the W left is
+    not answered; a half-answered one is lost data)."""
     import random
     import time as _time
     from .host.stack.errors import StackError
@@ -60,6 +61,7 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
         eof = [False] * connections
         error: list[str | None] = [None] * connections
         closed = [False] * connections
+        bounds = [{0} for _ in socks]   # where each connection's answered requests end
         for i, s in enumerate(socks):
             req = rng.randbytes(rng.randint(16, 256))
             sent[i] += req
@@ -85,6 +87,7 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
                     error[i] = str(err)
                     continue
                 if not eof[i] and len(got[i]) == len(sent[i]):
+                    bounds[i].add(len(got[i]))
                     done_rounds[i] += 1
                     if done_rounds[i] == rounds:
                         s.close()
@@ -107,8 +110,9 @@ def w_exit_run(*, n_count: int = 2, w_count: int = 3, connections: int = 60,
             if closed[i] and got[i] == sent[i]:
                 answered += 1
             elif (mine and eof[i] and error[i] is None
+                  and (len(got[i]) in bounds[i] or len(got[i]) == len(sent[i]))
                   and bytes(got[i]) == bytes(sent[i][:len(got[i])])):
-                clean += 1          # only the exiting W's connections may end early
+                clean += 1          # the exiting W's: closed after a whole answered request
             else:
                 lost += 1
         host.w_procs[leaver].join(10)

@@ -211,22 +211,23 @@ class WThread:
         Returns ``(fd, chunk)`` pairs in arrival order (an FD may appear more than once,
         its chunks in order): ``chunk`` is bytes received, ``b""`` once the peer closed
         (after its last bytes), None if the connection failed (:meth:`recv` then raises
-        :class:`WnError` with the reason). Bytes an earlier :meth:`poll`/:meth:`readable`
+        :class:`WnError` with the reason); at most one ending (``b""`` or None) per FD in a
+        batch, None when both happened. Bytes an earlier :meth:`poll`/:meth:`readable`
         buffered come first. New connections wait for :meth:`try_accept` (``poll=False``).
         The batch counterpart of :meth:`readable` + :meth:`recv` (which it leaves
         consistent: a later :meth:`recv` of an FD at EOF returns ``b""``)."""
         fds = self._fds
         out: list[tuple[int, bytes | None]] = []
+        ended: dict[int, int] = {}      # fd -> index of its one ending in ``out``
         if self._ready:
             for fd in [fd for fd in self._ready if fd in fds]:
                 state = fds[fd]
                 if state.buf:
                     out.append((fd, bytes(state.buf)))
                     state.buf.clear()
-                if state.error is not None:
-                    out.append((fd, None))
-                elif state.eof:
-                    out.append((fd, b""))
+                if state.error is not None or state.eof:
+                    ended[fd] = len(out)
+                    out.append((fd, None if state.error is not None else b""))
             self._ready.clear()
         unpack, data_kind = _U32.unpack_from, _DATA
         for n, ring in enumerate(self.evt):
@@ -239,7 +240,12 @@ class WThread:
                 fd = self._other_event(n, kind, data)
                 if fd:
                     state = fds[fd]
-                    out.append((fd, None if state.error is not None else b""))
+                    ending = (fd, None if state.error is not None else b"")
+                    if fd in ended:             # EOF then an error (the peer's RST after
+                        out[ended[fd]] = ending     # its FIN): one ending, the error wins
+                    else:
+                        ended[fd] = len(out)
+                        out.append(ending)
                     self._ready.discard(fd)
         return out
 

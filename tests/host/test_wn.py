@@ -299,6 +299,13 @@ def test_recv_many_and_send_many_keep_the_order_of_each_fd():
             assert w.recv(1, timeout=None) == b""
             with pytest.raises(WnError, match="reset"):
                 w.recv(2, timeout=None)
+            # EOF then an error on one FD in one batch (the peer's RST after its FIN): one
+            # ending, the error.
+            evt.push(encode(3, encode_port(PORT, "198.18.0.1 1003")), Evt.ACCEPTED)
+            assert w.recv_many() == [] and w.try_accept(PORT, poll=False)[0] == 3
+            evt.push(encode(3, b""), Evt.EOF)
+            evt.push(encode(3, b"reset"), Evt.ERROR)
+            assert w.recv_many() == [(3, None)]
             cmd.pop_many(100)                       # HELLO, ACCEPT, TAKEN
             long = b"z" * (w.max_data + 5)
             w.send_many([(1, b"x" * 10), (2, b"y"), (1, long), (1, b"w")])
@@ -385,7 +392,7 @@ def test_bench_wn_medians_over_alternating_trials(monkeypatch):
     monkeypatch.setattr(bench, "busy_processes", lambda window=0.5: [])
     monkeypatch.setattr(bench, "w_exit_run", lambda: {"lost": 0})
     out = bench.bench_wn(trials=3, spread_connections=0)
-    assert order == [1, 2, 1, 2, 1, 2]
+    assert order == [1, 2, 2, 1, 1, 2]
     assert (out["requests_per_s_n1"], out["requests_per_s_n2"]) == (200, 450)
     assert out["n2_over_n1"] == 2.25 and out["n2_over_n1_per_trial"] == [2.5, 1.5, 2.5]
     assert [r["requests_per_s"] for r in out["requests"]["all_runs"]["n2"]] == [250, 450, 500]
