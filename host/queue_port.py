@@ -255,8 +255,13 @@ class TxQueueBase:
 
         Raises
         ------
+        ValueError, TypeError
+            No work item can carry ``messages``: none or more than a work item takes, a
+            frame empty or longer than ``TX_MAX_FRAME``, not bytes, or more than the ring or
+            its staging memory holds at all.
         RingFullError
-            The work item does not fit even in an empty ring (too many or too long frames).
+            No room although nothing is outstanding (the ring's bookkeeping disagrees with
+            itself); waiting would not help.
         """
         self._check_usable()
         ring = self.ring
