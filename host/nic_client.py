@@ -22,12 +22,12 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import HetnicError
 
 __all__ = ["Child", "NicClient", "NicRequestError", "ParentGone", "child_main", "send_reply",
-           "one_line", "die_with_parent"]
+           "one_line", "die_with_parent", "stop_processes"]
 
 _PR_SET_PDEATHSIG = 1
 #: Default seconds a request or call waits for its answer.
@@ -271,6 +271,22 @@ def _await(conn, answer: str, ident: int, timeout: float, serve: Callable[[tuple
             raise NicRequestError(msg[3])
         if msg[0] in ("req", "call"):
             serve(msg)
+
+
+def stop_processes(procs: Sequence, grace: float) -> None:
+    """Let ``procs`` (multiprocessing processes that were told to stop) exit within
+    ``grace`` seconds together, then SIGTERM what is left, then SIGKILL; all joined."""
+    end = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, end - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5.0)
 
 
 def die_with_parent(parent_pid: int | None = None) -> bool:

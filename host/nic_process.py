@@ -47,13 +47,13 @@ import select
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ..errors import HetnicError
 from .doorbells import SLOT_BYTES
 from .native_lib import SharedWord
 from .nic_client import Child, NicClient, NicRequestError, child_main, one_line, \
-    send_reply
+    send_reply, stop_processes
 from .tap_bridge import TapBridge
 
 __all__ = ["NicProcess", "NicProcessTimeout", "Child", "NicClient", "NicRequestError"]
@@ -451,7 +451,7 @@ class NicProcess:
         self._closed = True
         for child in self.children:
             child.close_pipe()
-        _stop_all([c.process for c in self.children], grace)
+        stop_processes([c.process for c in self.children], grace)
         for child in self.children:
             child.reported = True
         if self._wake_word is not None:
@@ -463,20 +463,6 @@ class NicProcess:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _stop_all(procs: Sequence, grace: float) -> None:
-    end = time.monotonic() + grace
-    for proc in procs:
-        proc.join(max(0.0, end - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in procs:
-        proc.join(1.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5.0)
 
 
 def _doorbell_view(nic) -> memoryview | None:

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import HetnicError
 from . import native_lib
-from .nic_client import die_with_parent
+from .nic_client import die_with_parent, stop_processes
 from .rps_layout import DRIVER, LAT_N, MAX_WORKERS, MODES, WORKER
 from .shm import SharedSegment
 from .spsc import SLOT_HEADER, SpscRing
@@ -267,7 +267,8 @@ class RpsDriver:
         return [p.pid for p in self._procs]
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers (join, then kill what is left), free the segment. Idempotent."""
+        """Stop the workers (join within ``timeout``, then terminate and kill what is left),
+        free the segment. Idempotent."""
         if self._seg is None:
             return
         try:
@@ -276,14 +277,8 @@ class RpsDriver:
                 self._wk[w][stop] = 1
                 if proc.is_alive():
                     self._lib.lib.hn_kick(self._base, self._base, w)
-            deadline = time.monotonic() + timeout
-            for proc in self._procs:
-                proc.join(max(0.0, deadline - time.monotonic()))
         finally:
-            for proc in self._procs:
-                if proc.is_alive():
-                    proc.kill()
-                proc.join()
+            stop_processes(self._procs, timeout)
             for fd in self._efds:
                 self._lib.lib.hn_close(fd)
             self._efds = []

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .nic_client import die_with_parent
+from .nic_client import die_with_parent, stop_processes
 from .ring_link import RingLink
 from .shm import SharedSegment
 from .spsc import SpscRing
@@ -171,17 +171,13 @@ class WnHost:
     # ------------------------------------------------------------------ closing
 
     def close(self, grace: float = _GRACE) -> None:
-        """Stop every N (the stop word) and W, join them (SIGKILL after ``grace``), close the
+        """Stop every N (the stop word) and W, join them (SIGTERM, then SIGKILL, after ``grace``), close the
         segments (unlinking them). Idempotent."""
         layout = getattr(self, "layout", None)
         if layout is not None and not self.segment.closed:
             layout.stop = True
         for procs in (self.w_procs, self.n_procs):
-            for proc in procs.values():
-                proc.join(grace)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(grace)
+            stop_processes(list(procs.values()), grace)
             procs.clear()
         for ring in (r for pair in self._wire for r in pair):
             ring.release()
