@@ -14,7 +14,11 @@ from hetnic.host.shm import SHM_DIR
 
 
 def _shm_names() -> set[str]:
-    return {n for n in os.listdir(SHM_DIR) if n.startswith(("hetnic-rps", "hetnic-frames"))}
+    """This process's RPS and frame segments (their names carry the creator's pid), so that
+    another test process running beside this one does not count."""
+    mine = f"-{os.getpid()}-"
+    return {n for n in os.listdir(SHM_DIR)
+            if n.startswith(("hetnic-rps", "hetnic-frames")) and mine in n}
 
 
 @pytest.fixture
