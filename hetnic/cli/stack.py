@@ -96,6 +96,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="bring the stack up on a TAP device and run it",
                             description=DESCRIPTION)
+    add_instance_options(up)
+    up.add_argument("--duration", type=float_range(0), metavar="S",
+                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+    up.add_argument("--no-live", action="store_true",
+                    help="print a plain status line every few seconds instead of the live "
+                    "table (also when stdout is not a terminal)")
+
+
+def add_instance_options(up: argparse.ArgumentParser) -> None:
+    """The options that say what runs on the NIC: the TAP, the addresses, the instances, the
+    served folder, faults, the seed and the process mode. ``hetnic stack up`` takes them, and
+    any other command that runs the stack on a TAP takes the same."""
     up.add_argument("--tap", required=True, metavar="IFACE",
                     help="TAP interface in this network namespace (ip tuntap add dev IFACE "
                     "mode tap)")
@@ -115,14 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "'loss=2%%,reorder=2%%,dup=1%%,seed=7' or 'in:loss=1%%;out:corrupt=0.1%%'")
     up.add_argument("--seed", type=seed, default=0,
                     help="seed of the stacks' initial sequence numbers and keys (default 0)")
-    up.add_argument("--duration", type=float_range(0), metavar="S",
-                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
     up.add_argument("--one-process", action="store_true",
                     help="run every stack instance in this process (the NIC's process) "
                     "instead of one process per instance; for debugging")
-    up.add_argument("--no-live", action="store_true",
-                    help="print a plain status line every few seconds instead of the live "
-                    "table (also when stdout is not a terminal)")
 
 
 def _instances(path: str | None):
