@@ -1,0 +1,44 @@
+"""``hetnic rss``: show or set the RSS key and indirection table of a running hetnicd."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .args import rss_key
+from .daemon import add_socket_option, call, print_json
+
+NAME = "rss"
+HELP = "show or set the RSS key and RETA of the running daemon (hetnic daemon)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="the key and the RETA")
+    add_socket_option(show)
+    key = actions.add_parser("set-key", help="set the Toeplitz key (one commit)")
+    key.add_argument("key", type=rss_key, metavar="HEX", help="40 bytes in hex")
+    add_socket_option(key)
+    reta = actions.add_parser("set-reta", help="set the RETA from a JSON list of queues "
+                              "(each entry stays within its instance's queues)")
+    reta.add_argument("file", type=argparse.FileType("r"), metavar="FILE")
+    add_socket_option(reta)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        print_json(call(args, "rss.read"))
+        return 0
+    if args.action == "set-key":
+        params = {"key": args.key.hex()}
+    else:
+        try:
+            params = {"reta": json.load(args.file)}
+        except ValueError as exc:
+            from ..host.daemon_client import ClientError
+            raise ClientError(f"{args.file.name}: not a JSON list: {exc}") from None
+    result = call(args, "rss.configure", params)
+    print(f"applied: generation {result['generation']}")
+    for line in result["diff"]:
+        print(line)
+    return 0

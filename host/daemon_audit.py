@@ -1,0 +1,48 @@
+"""hetnicd's audit log: one JSON object per line for every access decision and every file
+event.
+
+A decision record::
+
+    {"time": "2026-12-06T20:41:07.123456+00:00", "kind": "access",
+     "session": {"pid": 4242, "uid": 1001, "gid": 1001}, "user": "alice",
+     "interface": "rules", "operation": "configure", "op": "rules.configure",
+     "result": "allowed", "rule": "operators"}
+
+``result`` is ``allowed``, ``denied``, ``done``, ``refused``, ``failed`` or ``unsupported``
+(an allowed request is logged once it has run, with its outcome); ``rule`` is the grant that
+decided, ``default-deny`` or ``invalid-policy``. File events are records of ``kind``
+``file-event`` (see :mod:`hetnic.host.daemon_events`), and policy loads ``kind`` ``policy``.
+The log is appended to and flushed line by line, so ``tail -f`` follows it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import IO
+
+__all__ = ["AuditLog"]
+
+
+class AuditLog:
+    """Appends records to ``path`` (or a stream); keeps the count of records written."""
+
+    def __init__(self, path: str | Path | None = None, stream: IO[str] | None = None):
+        self._own = stream is None and path is not None
+        self._stream = open(path, "a", encoding="utf-8") if self._own else stream
+        self.records = 0
+
+    def write(self, kind: str, **fields) -> dict:
+        record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  "kind": kind, **fields}
+        if self._stream is not None:
+            self._stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+            self._stream.flush()
+        self.records += 1
+        return record
+
+    def close(self) -> None:
+        if self._own and self._stream is not None:
+            self._stream.close()
+        self._stream = None

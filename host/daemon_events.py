@@ -1,0 +1,184 @@
+# Ref: inotify(7) (IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW).
+"""File events for hetnicd: the kernel's inotify, through ``asyncinotify``.
+
+The daemon watches *items*: single files (the policy, the rules, the RSS key, the instance
+configuration) and one drop folder. It watches the folder each file is in, not the file, so a
+file an editor replaces (write a temporary file, rename it over the old one) keeps being
+watched, and it acts only on two events:
+
+``IN_CLOSE_WRITE``
+    a file opened for writing was closed: it is complete (a writer that holds the file open
+    half-written triggers nothing);
+``IN_MOVED_TO``
+    a file was renamed into the folder (``mv``, an editor's rename, ``git checkout``): it
+    was complete before the rename. The temporary file's own close is ignored, since its name
+    is not an item (a hidden name, or a ``~``/``.tmp``/``.swp`` suffix in the drop folder).
+
+``IN_Q_OVERFLOW`` means the kernel dropped events: :meth:`Watcher.poll` then reports every
+item and every file in the drop folder, and :class:`Reconciler` compares each one's content
+hash with the one it last acted on, so nothing is done twice and nothing is missed. The same
+hash check makes a second event for unchanged content (``touch``, an editor saving the same
+text, a duplicate close) do nothing.
+
+A file that vanishes between the event and the read, a symlink loop, a permission denied:
+the reconciler reports the error in the event's record and carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from asyncinotify import Inotify, Mask
+
+__all__ = ["Item", "Watcher", "Reconciler", "DROP_SUFFIXES", "REPORT_SUFFIX"]
+
+#: The files in the drop folder that are replayed.
+DROP_SUFFIXES = (".pcap", ".pcapng", ".cap")
+#: What the report of ``NAME`` is called (next to it): ``NAME.report.json``.
+REPORT_SUFFIX = ".report.json"
+_MASK = Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.ONLYDIR
+
+
+@dataclass(frozen=True)
+class Item:
+    """A watched path and its kind: ``policy``, ``rules``, ``rss-key``, ``instances``, or
+    ``drop`` (a folder: each file in it)."""
+    kind: str
+    path: Path
+
+
+def _ignored_drop_name(name: str) -> bool:
+    return (name.startswith(".") or name.endswith(("~", ".tmp", ".swp", ".part"))
+            or name.endswith(REPORT_SUFFIX) or not name.endswith(DROP_SUFFIXES))
+
+
+class Watcher:
+    """inotify watches on the folders of ``items``; :meth:`poll` returns the ``(kind,
+    path)`` pairs that are due. :attr:`overflows` counts ``IN_Q_OVERFLOW``."""
+
+    def __init__(self, items: list[Item], cache: int = 512):
+        self.items = list(items)
+        self._files: dict[Path, str] = {}
+        self._drops: dict[Path, str] = {}
+        self.overflows = 0
+        self.errors: list[str] = []
+        self._inotify = Inotify(cache_size=cache, sync_timeout=0)
+        dirs: set[Path] = set()
+        for item in self.items:
+            path = Path(os.path.abspath(item.path))
+            if item.kind == "drop":
+                self._drops[path] = item.kind
+                dirs.add(path)
+            else:
+                self._files[path] = item.kind
+                dirs.add(path.parent)
+        for folder in sorted(dirs):
+            self._inotify.add_watch(folder, _MASK)
+
+    def fileno(self) -> int:
+        return self._inotify.fd
+
+    def _kind(self, path: Path) -> str | None:
+        if path in self._files:
+            return self._files[path]
+        if path.parent in self._drops and not _ignored_drop_name(path.name):
+            return "drop"
+        return None
+
+    def scan(self) -> list[tuple[str, Path]]:
+        """Every item as it is now: the files, and each file of each drop folder."""
+        out = [(kind, path) for path, kind in self._files.items()]
+        for folder in self._drops:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as exc:
+                self.errors.append(f"cannot list {folder}: {exc}")
+                continue
+            out += [("drop", folder / n) for n in names if not _ignored_drop_name(n)]
+        return out
+
+    def poll(self) -> list[tuple[str, Path]]:
+        """The items due now (without blocking), in event order; all of them after an
+        overflow."""
+        due: list[tuple[str, Path]] = []
+        while True:
+            try:
+                event = self._inotify.sync_get()
+            except BlockingIOError:
+                event = None
+            if event is None:
+                break
+            if Mask.Q_OVERFLOW in event.mask:
+                self.overflows += 1
+                due = self.scan()
+                continue
+            if event.path is None or event.name is None:
+                continue
+            path = Path(os.path.abspath(event.path))
+            kind = self._kind(path)
+            if kind is not None:
+                due.append((kind, path))
+        return due
+
+    def close(self) -> None:
+        self._inotify.close()
+
+
+class Reconciler:
+    """Acts on due items once per content: reads the file, hashes it, and calls
+    ``instruction(kind, path, data)`` only if the hash differs from the last one acted on.
+
+    ``instruction`` returns a dict (the result, merged into the record) or raises; the
+    record of each call goes to ``record`` and :attr:`done` holds the last hash per path."""
+
+    def __init__(self, instruction: Callable[[str, Path, bytes], dict],
+                 record: Callable[[dict], None]):
+        self._instruction = instruction
+        self._record = record
+        self.done: dict[Path, str] = {}
+        self.acted = 0
+        self.unchanged = 0
+        self.errors = 0
+
+    def prime(self, items: list[tuple[str, Path]]) -> None:
+        """Take the current content of ``items`` as already acted on (what the daemon
+        loaded at start)."""
+        for _, path in items:
+            try:
+                self.done[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                pass
+
+    def handle(self, due: list[tuple[str, Path]]) -> list[dict]:
+        records = []
+        for kind, path in due:
+            record = self.one(kind, path)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def one(self, kind: str, path: Path) -> dict | None:
+        base = {"path": str(path), "item": kind}
+        try:
+            if kind == "drop" and not path.is_file():
+                raise FileNotFoundError(f"{path} is not a regular file (gone, or a folder)")
+            data = path.read_bytes()
+        except OSError as exc:
+            self.errors += 1
+            record = {**base, "result": "error", "error": f"cannot read {path}: "
+                      f"{exc.strerror or exc}"}
+            self._record(record)
+            return record
+        digest = hashlib.sha256(data).hexdigest()
+        if self.done.get(path) == digest:
+            self.unchanged += 1
+            return None
+        self.done[path] = digest
+        self.acted += 1
+        record = {**base, "sha256": digest, **self._instruction(kind, path, data)}
+        self._record(record)
+        return record
