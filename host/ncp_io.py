@@ -1,0 +1,319 @@
+"""NCP's I/O: the runner that moves an :class:`~hetnic.host.ncp.NcpEndpoint`'s frames over a
+:class:`~hetnic.host.links.Link`, and the blocking channel API.
+
+>>> ch = ncp_io.open(link, peer_mac, channel=7, mac=my_mac, pumps=[bridge.pump])
+>>> ch.send(b"hello")                  # queues (blocks only while the send buffer is full)
+>>> ch.recv(timeout=1.0)               # blocks until bytes arrive; b"" once the peer closed
+>>> ch.close()
+
+:func:`open` starts one :class:`NcpStation` per link (a background thread that runs the
+endpoint, the link and any ``pumps`` — e.g. the :class:`~hetnic.host.tap_bridge.TapBridge`
+that runs a simulated NIC's clock, which must stay on one thread — and sleeps on the link's
+descriptor or the next deadline). A caller that wants no thread makes the station with
+``thread=False`` and calls :meth:`NcpStation.step` itself; the blocking calls then step it.
+
+Also here: :func:`steer_direct` (a classifier rule that puts the direct-channel EtherType on
+one RX queue) and :class:`NicPairWire` (two simulated NICs wired back to back).
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import threading
+import time
+from typing import Callable, Sequence
+
+from ..errors import HetnicError
+from ..rules import Action, FlowRule
+from .faults import FaultInjector
+from .links import Link
+from .ncp import NcpConfig, NcpEndpoint, NcpError, NcpSession, State
+
+__all__ = ["open", "NcpStation", "NcpChannel", "NcpTimeout", "steer_direct", "NicPairWire"]
+
+
+class NcpTimeout(HetnicError, TimeoutError):
+    """A blocking NCP call ran out of time (one line: what it waited for)."""
+
+
+class NcpStation:
+    """:class:`~hetnic.host.ncp.NcpEndpoint` s on their links, run by :meth:`step`: one
+    endpoint on ``link`` from the start, more by :meth:`add` (e.g. both ends of two
+    simulated NICs wired back to back, whose clocks must run on one thread).
+
+    Parameters
+    ----------
+    link : Link
+        The L2 medium (NicQueueLink, PacketLink, PairLink, ...).
+    mac : bytes
+        This station's MAC (default: ``link.mac`` when the link has one).
+    config : NcpConfig, optional
+    pumps : sequence of callables
+        Called at every step before the link is read (e.g. ``bridge.pump``); each returns
+        how much it moved (a true value keeps the loop from sleeping).
+    thread : bool
+        Start a background thread that steps the station (default true).
+    clock : Callable[[], float]
+    """
+
+    #: Longest sleep of a step when there are pumps (their media have no descriptor).
+    PUMP_INTERVAL = 0.0005
+
+    def __init__(self, link: Link, mac: bytes | None = None, config: NcpConfig | None = None,
+                 *, pumps: Sequence[Callable[[], object]] = (), thread: bool = True,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+        mac = mac if mac is not None else getattr(link, "mac", None)
+        if mac is None:
+            raise NcpError("this link has no MAC address of its own; give mac=")
+        self.link = link
+        self.endpoint = NcpEndpoint(mac, config, rng)
+        self.ports: list[tuple[Link, NcpEndpoint]] = [(link, self.endpoint)]
+        self.pumps = list(pumps)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="ncp-station", daemon=True)
+            self._thread.start()
+
+    @property
+    def mac(self) -> bytes:
+        return self.endpoint.mac
+
+    def add(self, link: Link, mac: bytes | None = None, config: NcpConfig | None = None,
+            rng: random.Random | None = None) -> NcpEndpoint:
+        """Run one more endpoint, on ``link`` with ``mac``, in this station."""
+        mac = mac if mac is not None else getattr(link, "mac", None)
+        if mac is None:
+            raise NcpError("this link has no MAC address of its own; give mac=")
+        ep = NcpEndpoint(mac, config, rng)
+        with self.lock:
+            self.ports.append((link, ep))
+        return ep
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.step(0.05)
+        except BaseException as e:          # surfaced to the API's callers, not lost
+            self.error = e
+            with self.changed:
+                self.changed.notify_all()
+
+    def step(self, wait: float = 0.0) -> bool:
+        """One turn: pumps, link housekeeping, frames in, frames out; then sleep until a
+        frame may be readable or the next deadline, at most ``wait`` seconds. Returns
+        whether anything moved."""
+        with self.lock:
+            moved = False
+            for pump in self.pumps:
+                moved = bool(pump()) or moved
+            times = []
+            for link, ep in self.ports:
+                link.service()
+                now = self.clock()
+                frames = link.receive(256)
+                for f in frames:
+                    ep.receive(f, now)
+                out = ep.poll(now)
+                if out:
+                    link.send(out)
+                if frames or out:
+                    moved = True
+                times += [ep.next_deadline(), link.next_deadline()]
+            if moved:
+                self.changed.notify_all()
+        if moved or wait <= 0:
+            return moved
+        now = self.clock()
+        until = min([t for t in times if t is not None], default=now + wait)
+        sleep = min(max(0.0, until - now), wait)
+        if self.pumps:
+            sleep = min(sleep, self.PUMP_INTERVAL)
+        fds = [fd for fd in (link.fileno() for link, _ in self.ports) if fd is not None]
+        if sleep > 0:
+            if fds and len(fds) == len(self.ports):
+                select.select(fds, [], [], sleep)
+            else:
+                time.sleep(min(sleep, self.PUMP_INTERVAL))
+        return False
+
+    def open(self, peer_mac: bytes, channel: int, *, mac: bytes | None = None
+             ) -> "NcpChannel":
+        """A channel to ``peer_mac`` on ``channel`` from the endpoint with ``mac`` (default
+        the first); its handshake starts at once."""
+        eps = [ep for _, ep in self.ports if mac is None or ep.mac == mac]
+        if not eps:
+            raise NcpError(f"this station has no endpoint with MAC {mac.hex(':')}")
+        with self.lock:
+            session = eps[0].open(peer_mac, channel, self.clock())
+        return NcpChannel(self, session)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float | None, what: str) -> None:
+        """Wait (stepping the station when it has no thread) until ``predicate()`` holds,
+        checked under the station's lock; :class:`NcpTimeout` after ``timeout`` seconds."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.error is not None:
+                raise NcpError(f"the NCP station stopped: {self.error}") from self.error
+            with self.lock:
+                if predicate():
+                    return
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise NcpTimeout(f"timed out after {timeout} s waiting for {what}")
+                if self._thread is not None:
+                    self.changed.wait(0.05 if left is None else min(left, 0.05))
+                    continue
+            self.step(0.001 if left is None else min(left, 0.001))
+
+    def close(self) -> None:
+        """Stop the thread (channels are not closed; close them first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> "NcpStation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class NcpChannel:
+    """The application's end of one NCP session (made by :func:`open` or
+    :meth:`NcpStation.open`). Thread-safe against the station's thread.
+
+    ``send`` queues and returns (blocking only while the send buffer is full); ``recv``
+    blocks until bytes arrive (``timeout`` seconds at most, then :class:`NcpTimeout`) and
+    returns b"" once the peer closed; ``recv_nowait`` never blocks (b"" when nothing came).
+    """
+
+    def __init__(self, station: NcpStation, session: NcpSession):
+        self.station = station
+        self.session = session
+
+    @property
+    def state(self) -> str:
+        return self.session.state
+
+    @property
+    def generation(self) -> int:
+        return self.session.generation
+
+    def counters(self) -> dict:
+        with self.station.lock:
+            return dict(self.session.counters, state=self.session.state,
+                        generation=self.session.generation)
+
+    def wait_established(self, timeout: float | None = 5.0) -> None:
+        """Wait until the handshake completed."""
+        s = self.session
+        self.station.wait(lambda: s.state == State.ESTABLISHED, timeout,
+                          f"channel {s.channel} to be established")
+
+    def send(self, data: bytes, timeout: float | None = 30.0) -> None:
+        """Queue ``data``, in pieces as the send buffer frees."""
+        mv = memoryview(bytes(data))
+        s = self.station
+        while mv:
+            s.wait(lambda: self.session.send_space > 0 or self.session.state == State.CLOSED,
+                   timeout, "room in the send buffer")
+            with s.lock:
+                n = min(len(mv), self.session.send_space)
+                self.session.send(mv[:n])
+            mv = mv[n:]
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until everything sent was acknowledged."""
+        s = self.session
+        self.station.wait(lambda: s.idle and s.state == State.ESTABLISHED
+                          or s.state == State.CLOSED, timeout, "the peer's acknowledgements")
+
+    def recv_nowait(self, max_bytes: int | None = None) -> bytes:
+        with self.station.lock:
+            return self.session.read(max_bytes)
+
+    def recv(self, max_bytes: int | None = None, timeout: float | None = 5.0) -> bytes:
+        """Bytes received in order (at least one), or b"" once the peer has closed."""
+        s = self.session
+        self.station.wait(lambda: s.readable > 0 or s.eof or s.state == State.CLOSED,
+                          timeout, f"data on channel {s.channel}")
+        with self.station.lock:
+            return s.read(max_bytes)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Send what is queued, then FIN, and wait for the peer's FIN_ACK (or RST)."""
+        s, st = self.session, self.station
+        with st.lock:
+            s.close(st.clock())
+        st.wait(lambda: s.state == State.CLOSED, timeout, f"channel {s.channel} to close")
+
+
+def open(link: Link, peer_mac: bytes, channel: int, *, mac: bytes | None = None,
+         config: NcpConfig | None = None, pumps: Sequence[Callable[[], object]] = (),
+         station: NcpStation | None = None) -> NcpChannel:
+    """``ncp.open(link, peer_mac, channel)``: a channel on ``link`` (a new background
+    :class:`NcpStation` unless ``station`` is given; close the channel, then
+    ``channel.station.close()``)."""
+    if station is None:
+        station = NcpStation(link, mac, config, pumps=pumps)
+    return station.open(peer_mac, channel)
+
+
+def steer_direct(nic, rx_queue: int, ethertype: int | None = None) -> int:
+    """Steer the direct-channel EtherType (``flags.direct``) to ``rx_queue`` with one
+    classifier rule (over a one-entry RETA slice naming the queue; a RETA entry is changed
+    only if none names it yet); sets ``DIRECT_ETHERTYPE`` when ``ethertype`` is given.
+    Commits; returns the rule's slot."""
+    table = list(nic.rss.table)
+    if rx_queue in table:
+        entry = table.index(rx_queue)
+    else:
+        entry = len(table) - 1
+        table[entry] = rx_queue
+        nic.rss.set_table(table)
+    if ethertype is not None:
+        nic.config.direct_ethertype = ethertype
+    slot = nic.rules.add(FlowRule(flags={"direct": True}, name="ncp",
+                                  action=Action(reta_offset=entry, reta_size=1)))
+    nic.commit()
+    return slot
+
+
+class NicPairWire:
+    """Two simulated NICs wired back to back: what leaves one's ``tx_mac`` enters the
+    other's ``rx_mac`` (through a :class:`~hetnic.host.faults.FaultInjector` per direction
+    if given). :meth:`pump` moves the frames and runs both clocks while either is busy."""
+
+    def __init__(self, a, b, *, faults_ab: FaultInjector | None = None,
+                 faults_ba: FaultInjector | None = None, max_cycles: int = 20_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.a, self.b = a, b
+        self.faults_ab, self.faults_ba = faults_ab, faults_ba
+        self.max_cycles = max_cycles
+        self._clock = clock
+        self.frames_ab = self.frames_ba = 0
+
+    def pump(self) -> int:
+        now = self._clock()
+        moved = 0
+        for src, dst, faults, name in ((self.a, self.b, self.faults_ab, "frames_ab"),
+                                       (self.b, self.a, self.faults_ba, "frames_ba")):
+            frames = src.wire.received()
+            if faults is not None:
+                frames = faults.process(frames, now)
+            if frames:
+                dst.wire.send(frames)
+                setattr(self, name, getattr(self, name) + len(frames))
+                moved += len(frames)
+        for nic in (self.a, self.b):
+            if (moved or nic.wire.pending()
+                    or any(q.ring.outstanding for q in nic.tx_queues)):
+                nic.run_until_idle(max_cycles=self.max_cycles, quiet=64)
+        return moved
