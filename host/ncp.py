@@ -421,7 +421,6 @@ class NcpSession:
             self._ooo[seq] = payload
             self._ack_now = True                # a gap: acknowledge at once
             return None
-        c = self.counters
         self._deliver(payload)
         nxt = (seq + 1) & _M32
         ooo = self._ooo
@@ -434,10 +433,10 @@ class NcpSession:
             self._ack_now = True
         elif self._ack_due is None:
             self._ack_due = now + self.cfg.ack_delay
-        c["data_in"] += 1
         return None
 
     def _deliver(self, payload: bytes) -> None:
+        self.counters["data_in"] += 1
         if payload:
             self._rx.append(payload)
             self._rx_bytes += len(payload)
