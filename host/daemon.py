@@ -39,7 +39,7 @@ from ..errors import HetnicError
 from ..protocol import RSS_KEY_LEN
 from .daemon_audit import AuditLog
 from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher
-from .daemon_policy import Identity, Policy, load_policy, resolve
+from .daemon_policy import Identity, Policy, deny_all, load_policy, resolve
 from .daemon_protocol import (MAX_MESSAGE, ProtocolError, decode_request, error_reply, encode,
                               reply, split_op, VERSION)
 
@@ -520,6 +520,12 @@ class Daemon:
         self.reconciler.handle(due)
 
     def _event_record(self, record: dict) -> None:
+        if record["item"] == "policy" and record["result"] == "error":
+            # a policy that cannot be read denies everything, as one that does not parse
+            self.policy = deny_all(f"policy {record['error']}", record["path"])
+            self.audit.write("policy", path=record["path"], grants=0,
+                             error=self.policy.error)
+            record = {**record, "instruction": "reload", "result": "refused"}
         self.event_seq += 1
         record = self.audit.write("file-event", seq=self.event_seq, **record)
         self.events.append(record)
