@@ -199,3 +199,39 @@ def test_ping_and_tcp_through_every_tunnel_at_once(tunnel_peer):
     for name, stack in host.stacks.items():
         if name != "tunnel":
             assert stack.counters.drops.get("udp_no_socket", 0) == 0
+
+
+def test_process_mode_adapter_runs_unprivileged(tmp_path):
+    """``hetnic stack up``'s default mode: the adapter's process drops to ``nobody`` after
+    mapping its queues (uid not 0, no capability), and still carries TCP and ping through
+    the tunnels; the segments it maps are that user's, mode 0600."""
+    import os
+    import stat
+    from kit.netns import netns, require_netns, tap_in_netns
+    from hetnic.host.nic import Nic
+    from hetnic.host.stack_procs import StackProcs
+    from hetnic.host.tunnel_privs import process_identity, resolve_user
+    require_netns()
+    uid, _ = resolve_user("nobody")
+    with netns("hn-tunnels") as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64") as tap, \
+            Nic.open("sim", width=64, rx_queues=8, shared=True) as nic:
+        _kernel_tunnels(ns)
+        host = StackProcs(nic, tap, addr4=f"{H4}/24", addr6=f"{H6}/64", seed=5,
+                          tunnels=_specs(), tunnel_user="nobody")
+        try:
+            pid = host.pids["tunnel"]
+            identity = process_identity(pid)
+            assert identity == {"uid": uid, "cap_eff": 0}
+            for name in (nic.shared.memory, nic.shared.doorbells):
+                info = os.stat(f"/dev/shm/{name}")
+                assert info.st_uid == uid and stat.S_IMODE(info.st_mode) == 0o600
+            out = _in_ns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=100_000))
+            codes, ok, leaks, seen = eval(out.strip().splitlines()[-1])
+            assert codes == [3] * len(TUNNELS) and ok == [True] * len(TUNNELS), out
+            assert leaks == 0
+            summary = host.summary()["instances"]["tunnel"]
+            assert summary["identity"] == {"uid": uid, "cap_eff": 0}
+            for name, row in summary["tunnels"]["tunnels"].items():
+                assert row["packets_in"] > 10 and row["drops"] == {}, (name, row)
+        finally:
+            host.close()
