@@ -84,6 +84,14 @@ def _folder(text: str) -> Path:
     return path
 
 
+def _tunnel(text: str):
+    from ..host.stack.tunnel import TunnelError, parse_tunnel
+    try:
+        return parse_tunnel(text)
+    except TunnelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _faults(text: str):
     from ..host.faults import FaultSpecError, parse_faults
     try:
@@ -102,6 +110,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--no-live", action="store_true",
                     help="print a plain status line every few seconds instead of the live "
                     "table (also when stdout is not a terminal)")
+    up.add_argument("--tunnel", action="append", type=_tunnel, default=[],
+                    metavar="KIND,vni=N,remote=ADDR,addr=INNER/LEN",
+                    help="a tunnel of the virtual adapter (repeatable): KIND vxlan (RFC 7348) "
+                    "or vxlan-gpe; remote IPv4 or IPv6 (the outer header's version); "
+                    "optional domain=NAME shares a routing domain (default: one per tunnel). "
+                    "The adapter runs as one more instance, 'tunnel'; see docs/tunnels.md")
+    up.add_argument("--tunnel-user", default=None, metavar="USER",
+                    help="the user the tunnel adapter's process drops to after mapping its "
+                    "queues (default: nobody; not with --one-process)")
 
 
 def add_instance_options(up: argparse.ArgumentParser) -> None:
@@ -132,15 +149,26 @@ def add_instance_options(up: argparse.ArgumentParser) -> None:
                     "instead of one process per instance; for debugging")
 
 
-def _instances(path: str | None):
+def _instances(path: str | None, tunnels=()):
     """The instances of ``--instances`` (or the stock profiles), checked against the NIC
-    ``hetnic stack up`` opens before it is opened."""
+    ``hetnic stack up`` opens before it is opened (with the tunnel adapter's instance and
+    rules when there are ``tunnels``)."""
     from ..host.stack.instance import PROFILES, load_instances
+    from ..host.stack.tunnel import TunnelAdapter
     from ..host.stack_steering import plan_steering
+    from ..host.tunnel_host import tunnel_instance, tunnel_rules
     from ..params import HIL_NIC_CORE
     instances = load_instances(path) if path else list(PROFILES.values())
-    plan_steering(instances, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
-                  tx_queues=HIL_NIC_CORE.tx_queues)
+    checked = instances
+    if tunnels:
+        checked, cfg = tunnel_instance(instances, rx_queues=HIL_NIC_CORE.rx_queues,
+                                       tx_queues=HIL_NIC_CORE.tx_queues)
+        checked = checked + [cfg]
+        from ..host.stack.stack import Stack
+        TunnelAdapter(Stack(cfg, mac=b"\x02\0\0\0\0\1", ipv4=[("198.18.0.2", 24)]),
+                      tunnels)           # duplicate tunnels, overlapping prefixes: now
+    plan_steering(checked, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
+                  tx_queues=HIL_NIC_CORE.tx_queues, first_rules=tunnel_rules(tunnels))
     return instances
 
 
@@ -148,7 +176,15 @@ def run(args: argparse.Namespace) -> int:
     """Bring the stack up, run until the duration ends or a signal arrives, print the
     summary; 0 after a clean stop."""
     from ..host.tap import TapDevice
-    instances = _instances(args.instances)
+    tunnels = getattr(args, "tunnel", None) or []
+    if getattr(args, "tunnel_user", None) is not None and args.one_process:
+        from ..errors import HetnicError
+        raise HetnicError("--tunnel-user needs the adapter in a process of its own (not "
+                          "with --one-process)")
+    instances = _instances(args.instances, tunnels)
+    if tunnels and not args.one_process:
+        from ..host.tunnel_privs import DEFAULT_TUNNEL_USER, resolve_user
+        resolve_user(args.tunnel_user or DEFAULT_TUNNEL_USER)
     tap = TapDevice(args.tap)                   # a missing TAP fails before the NIC starts
     try:
         from ..host.nic import Nic
@@ -160,11 +196,17 @@ def run(args: argparse.Namespace) -> int:
         nic = Nic.open("sim", width=64, rx_queues=8, shared=not args.one_process)
         try:
             kind = StackHost if args.one_process else StackProcs
+            extra = {}
+            if tunnels:
+                extra["tunnels"] = tunnels
+                if not args.one_process:
+                    from ..host.tunnel_privs import DEFAULT_TUNNEL_USER
+                    extra["tunnel_user"] = args.tunnel_user or DEFAULT_TUNNEL_USER
             host = kind(
                 nic, tap, addr4=str(args.addr), addr6=str(args.addr6) if args.addr6 else None,
                 instances=instances, serve_dir=args.serve, seed=args.seed,
                 faults_to_nic=plan.injector("in") if plan else None,
-                faults_to_tap=plan.injector("out") if plan else None)
+                faults_to_tap=plan.injector("out") if plan else None, **extra)
             try:
                 return _serve(host, args)
             finally:
