@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .stack.instance import InstanceConfig
+from .stack.instance import PROFILES, InstanceConfig
 from .stack.tunnel import TunnelError, TunnelSpec
 from hetnic.tunnel_format import TUNNEL_KINDS
 
@@ -29,9 +29,11 @@ TUNNEL_INSTANCE = "tunnel"
 _PORT_BLOCK = 1000
 
 
-def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_queues: int,
-                    poll_interval: float = 0.0005) -> tuple[list[InstanceConfig], InstanceConfig]:
-    """The instances with the adapter's room made, and the adapter's own instance.
+def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_queues: int
+                    ) -> tuple[list[InstanceConfig], InstanceConfig]:
+    """The instances with the adapter's room made, and the adapter's own instance (the
+    ``throughput`` profile's knobs on a free RX queue, a free TX queue and a free block of
+    ephemeral ports).
 
     Raises
     ------
@@ -66,11 +68,11 @@ def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_q
         hi = min(hi, lo0 - 1)
     if hi - _PORT_BLOCK + 1 < 1024:
         raise TunnelError("no free block of ephemeral ports for the tunnel adapter")
-    config = InstanceConfig(name=TUNNEL_INSTANCE, rx_queues=(rx,), tx_queue=tx_free[0],
-                            poll_interval=poll_interval, poll_batch=256,
-                            buffer_memory=256 * 1024 * 1024, sndbuf=4 * 1024 * 1024,
-                            rcvbuf=4 * 1024 * 1024, delayed_ack=True, nagle=True,
-                            congestion="cubic", ephemeral_ports=(hi - _PORT_BLOCK + 1, hi))
+    # The throughput profile's knobs (its inner stacks carry bulk traffic), queues and
+    # ports of its own.
+    config = PROFILES["throughput"].replace(
+        name=TUNNEL_INSTANCE, rx_queues=(rx,), tx_queue=tx_free[0], qos=None,
+        ephemeral_ports=(hi - _PORT_BLOCK + 1, hi))
     return instances, config
 
 

@@ -23,26 +23,19 @@ TUNNELS = [("vx10", "vxlan", 10, K4, "198.19.1"), ("vx11", "vxlan", 11, K6, "198
 
 def _kernel_tunnels(ns):
     from kit.netns import ns_run
+    from hetnic.host.tunnel_kernel import add_kernel_tunnels
     ns_run(ns, "ip", "addr", "add", f"{K4B}/24", "dev", "tap0")
-    for dev, kind, vni, local, base in TUNNELS:
-        if kind == "vxlan":
-            remote = H6 if ":" in local else H4
-            ns_run(ns, "ip", "link", "add", dev, "type", "vxlan", "id", str(vni), "local", local,
-                   "remote", remote, "dstport", "4789", "dev", "tap0")
-            ns_run(ns, "ip", "addr", "add", f"{base}.1/24", "dev", dev)
-            ns_run(ns, "ip", "link", "set", dev, "up")
-        else:
-            ns_run(ns, "ip", "link", "add", dev, "type", "vxlan", "gpe", "dstport", "4790",
-                   "external")
-            ns_run(ns, "ip", "addr", "add", f"{base}.1/32", "dev", dev)
-            ns_run(ns, "ip", "link", "set", dev, "up")
-            ns_run(ns, "ip", "route", "add", f"{base}.0/24", "encap", "ip", "id", str(vni),
-                   "dst", H4, "dev", dev, "src", f"{base}.1")
+    add_kernel_tunnels(ns, _kernel())
+
+
+def _kernel():
+    from hetnic.host.tunnel_kernel import KernelTunnel
+    return [KernelTunnel(dev, kind, vni, local, H6 if ":" in local else H4, base)
+            for dev, kind, vni, local, base in TUNNELS]
 
 
 def _specs():
-    from hetnic.host.stack.tunnel import TunnelSpec
-    return [TunnelSpec(kind, vni, local, f"{base}.2/24") for _, kind, vni, local, base in TUNNELS]
+    return [t.spec() for t in _kernel()]
 
 
 @pytest.fixture(scope="module")
