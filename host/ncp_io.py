@@ -18,6 +18,7 @@ one RX queue) and :class:`NicPairWire` (two simulated NICs wired back to back).
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import threading
@@ -74,6 +75,11 @@ class NcpStation:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self._stop = threading.Event()
+        # The application's calls wake a sleeping step through this pipe (new data to send,
+        # room freed in the receive window, a close).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         if thread:
@@ -104,6 +110,13 @@ class NcpStation:
             with self.changed:
                 self.changed.notify_all()
 
+    def wake(self) -> None:
+        """Cut the station's current sleep short (the application has work for it)."""
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass                            # already awake (full pipe) or closed
+
     def step(self, wait: float = 0.0) -> bool:
         """One turn: pumps, link housekeeping, frames in, frames out; then sleep until a
         frame may be readable or the next deadline, at most ``wait`` seconds. Returns
@@ -126,6 +139,8 @@ class NcpStation:
                     moved = True
                 times += [ep.next_deadline(), link.next_deadline()]
             if moved:
+                for pump in self.pumps:         # what was just posted leaves now
+                    pump()
                 self.changed.notify_all()
         if moved or wait <= 0:
             return moved
@@ -135,11 +150,15 @@ class NcpStation:
         if self.pumps:
             sleep = min(sleep, self.PUMP_INTERVAL)
         fds = [fd for fd in (link.fileno() for link, _ in self.ports) if fd is not None]
+        if len(fds) < len(self.ports):          # a link without a descriptor: poll it
+            sleep = min(sleep, self.PUMP_INTERVAL)
         if sleep > 0:
-            if fds and len(fds) == len(self.ports):
-                select.select(fds, [], [], sleep)
-            else:
-                time.sleep(min(sleep, self.PUMP_INTERVAL))
+            ready, _, _ = select.select([self._wake_r, *fds], [], [], sleep)
+            if self._wake_r in ready:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
         return False
 
     def open(self, peer_mac: bytes, channel: int, *, mac: bytes | None = None
@@ -172,11 +191,16 @@ class NcpStation:
             self.step(0.001 if left is None else min(left, 0.001))
 
     def close(self) -> None:
-        """Stop the thread (channels are not closed; close them first)."""
+        """Stop the thread (channels are not closed; close them first). Idempotent."""
         self._stop.set()
         if self._thread is not None:
+            self.wake()
             self._thread.join(5)
             self._thread = None
+        if self._wake_r >= 0:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> "NcpStation":
         return self
@@ -225,8 +249,12 @@ class NcpChannel:
             s.wait(lambda: self.session.send_space > 0 or self.session.state == State.CLOSED,
                    timeout, "room in the send buffer")
             with s.lock:
+                if self.session.state == State.CLOSED:
+                    raise NcpError(f"send on channel {self.session.channel}: the channel "
+                                   f"is closed")
                 n = min(len(mv), self.session.send_space)
                 self.session.send(mv[:n])
+            s.wake()
             mv = mv[n:]
 
     def flush(self, timeout: float | None = 30.0) -> None:
@@ -237,21 +265,23 @@ class NcpChannel:
 
     def recv_nowait(self, max_bytes: int | None = None) -> bytes:
         with self.station.lock:
-            return self.session.read(max_bytes)
+            data = self.session.read(max_bytes)
+        self.station.wake()                     # the receive window may have opened
+        return data
 
     def recv(self, max_bytes: int | None = None, timeout: float | None = 5.0) -> bytes:
         """Bytes received in order (at least one), or b"" once the peer has closed."""
         s = self.session
         self.station.wait(lambda: s.readable > 0 or s.eof or s.state == State.CLOSED,
                           timeout, f"data on channel {s.channel}")
-        with self.station.lock:
-            return s.read(max_bytes)
+        return self.recv_nowait(max_bytes)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Send what is queued, then FIN, and wait for the peer's FIN_ACK (or RST)."""
         s, st = self.session, self.station
         with st.lock:
             s.close(st.clock())
+        st.wake()
         st.wait(lambda: s.state == State.CLOSED, timeout, f"channel {s.channel} to close")
 
 
