@@ -15,13 +15,15 @@ DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host",),
+    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel"),
                         help="rx: RX pipeline and software Toeplitz; core: the NIC core with "
                         "DMA; hil: the compiled harness and driver against the bare model and "
                         "cocotb; rss: key scoring speed and the RSS policies on synthetic "
                         "web-search; stack: the user-mode TCP/IP stack, alone and against "
                         "the kernel over a TAP; host: the host's processes side by side "
-                        "(RPS by system-call bypass, the QoS dispatcher, W/N threads)")
+                        "(RPS by system-call bypass, the QoS dispatcher, W/N threads); tunnel: TCP "
+                        "goodput through the tunnel adapter's three tunnels beside plain TCP on "
+                        "the same path (uses --goodput-mib per flow)")
     parser.add_argument("--frames", type=frame_count, default=None,
                         help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
                         "hil); for rss, flows (default 10000); for stack, 1500-byte frames "
@@ -84,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
             ("connections", args.dispatch_connections)) if value is not None}
         print(json.dumps(bench_host(args.only or PARTS, scale=args.scale, dispatch=dispatch),
                          indent=2))
+        return 0
+    if args.what == "tunnel":
+        from ..bench_tunnel import bench_tunnel
+        print(json.dumps(bench_tunnel(size=args.goodput_mib << 20), indent=2))
         return 0
     frames = args.frames or DEFAULT_FRAMES[args.what]
     if args.what == "rss":
