@@ -15,7 +15,7 @@ DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel"),
+    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel", "ncp"),
                         help="rx: RX pipeline and software Toeplitz; core: the NIC core with "
                         "DMA; hil: the compiled harness and driver against the bare model and "
                         "cocotb; rss: key scoring speed and the RSS policies on synthetic "
@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the kernel over a TAP; host: the host's processes side by side "
                         "(RPS by system-call bypass, the QoS dispatcher, W/N threads); tunnel: TCP "
                         "goodput through the tunnel adapter's three tunnels beside plain TCP on "
-                        "the same path (uses --goodput-mib per flow)")
+                        "the same path (uses --goodput-mib per flow); ncp: the NCP direct "
+                        "channel's goodput and latency beside the stack's UDP on the simulated "
+                        "NIC <-> TAP <-> kernel path, under 5 %% loss, and a peer restart "
+                        "(uses --goodput-mib and --rr)")
     parser.add_argument("--frames", type=frame_count, default=None,
                         help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
                         "hil); for rss, flows (default 10000); for stack, 1500-byte frames "
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "tunnel":
         from ..bench_tunnel import bench_tunnel
         print(json.dumps(bench_tunnel(size=args.goodput_mib << 20), indent=2))
+        return 0
+    if args.what == "ncp":
+        from ..bench_ncp import bench_ncp
+        print(json.dumps(bench_ncp(size=args.goodput_mib << 20, rr_count=args.rr), indent=2))
         return 0
     frames = args.frames or DEFAULT_FRAMES[args.what]
     if args.what == "rss":
