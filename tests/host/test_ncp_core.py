@@ -206,3 +206,9 @@ def test_api_misuse_is_one_line_error():
         NcpConfig(window=0)
     with pytest.raises(NcpError, match="MAC"):
         NcpEndpoint(b"\x02")
+
+
+def test_doc_page_shows_the_layout_unchanged():
+    from pathlib import Path
+    page = Path(__file__).resolve().parents[2] / "docs" / "ncp.md"
+    assert ncp_frame.table() in page.read_text()
