@@ -42,6 +42,7 @@ HETNIC_MAC = b"\x02\x00\x5e\x00\x00\x0b"
 DEFAULT_FAULTS = "loss=5%,reorder=5%,dup=5%,seed=7"
 _CHANNEL = 17
 _NCP_RX_QUEUE = 1
+_TX_BACKLOG = 1024
 
 
 class TapPath:
@@ -60,8 +61,10 @@ class TapPath:
         self.bridge = TapBridge(nic, tap, faults_to_nic=plan and plan.injector("in"),
                                 faults_to_tap=plan and plan.injector("out"))
         self.kernel_link = PacketLink(tap.name, ETHERTYPE, netns=ns)
-        self.hetnic = ncp_io.NcpStation(NicQueueLink(nic, [_NCP_RX_QUEUE], 0), HETNIC_MAC,
-                                        config, pumps=[self.bridge.pump])
+        # tx_backlog: a full TX ring never makes the station wait (the frames wait in the
+        # link's backlog, or are dropped there and retransmitted).
+        link = NicQueueLink(nic, [_NCP_RX_QUEUE], 0, tx_backlog=_TX_BACKLOG)
+        self.hetnic = ncp_io.NcpStation(link, HETNIC_MAC, config, pumps=[self.bridge.pump])
         self.kernel = ncp_io.NcpStation(self.kernel_link, config=config)
 
     def restart_kernel(self, config=None):
@@ -107,11 +110,11 @@ def _transfer(path: TapPath, size: int, seed: int = 1) -> dict:
     t0 = time.perf_counter()
     sender = threading.Thread(target=ch.send, args=(data, 120), daemon=True)
     sender.start()
-    got += ck.recv(timeout=30)
+    got += _recv(path, ck)
     t_first = time.perf_counter()
     first = len(got)
     while len(got) < size:
-        got += ck.recv(timeout=30)
+        got += _recv(path, ck)
     t1 = time.perf_counter()
     sender.join(30)
     if bytes(got) != data:
@@ -124,6 +127,19 @@ def _transfer(path: TapPath, size: int, seed: int = 1) -> dict:
            "byte_exact": True, "hetnic": ch.counters(), "kernel": ck.counters()}
     ch.close(10)
     return out
+
+
+def _recv(path: TapPath, channel, timeout: float = 30.0) -> bytes:
+    """``channel.recv`` that gives up early, with the reason, if hetnic's station failed."""
+    end = time.monotonic() + timeout
+    while True:
+        if path.hetnic.error is not None:
+            raise RuntimeError(f"bench ncp: hetnic's NCP station failed: {path.hetnic.error}")
+        try:
+            return channel.recv(timeout=min(1.0, max(0.01, end - time.monotonic())))
+        except TimeoutError:
+            if time.monotonic() >= end:
+                raise
 
 
 def _ncp_rr(path: TapPath, count: int) -> dict:
@@ -173,7 +189,7 @@ def _restart(path: TapPath, size: int) -> dict:
     ch.send(os.urandom(size))
     got = 0
     while got < size // 4:
-        got += len(ck.recv(timeout=30))
+        got += len(_recv(path, ck))
     kernel = path.restart_kernel()
     t_restart = path.hetnic.clock()
     ck2 = kernel.open(HETNIC_MAC, _CHANNEL + 2)
@@ -186,7 +202,7 @@ def _restart(path: TapPath, size: int) -> dict:
     ch.send(fresh)
     back = bytearray()
     while len(back) < len(fresh):
-        back += ck2.recv(timeout=10)
+        back += _recv(path, ck2)
     out = {"detected_s": round(detected, 4), "session_back": bytes(back) == fresh,
            "generation": ch.generation, "hetnic": ch.counters()}
     ch.close(10)
