@@ -412,7 +412,7 @@ class NcpSession:
         if d < 0:
             self._ack_now = True                # tell the sender again
             return "duplicate"
-        if d >= self.cfg.window:
+        if d >= self.cfg.window - len(self._rx):   # beyond what we advertised can fit
             self._ack_now = True
             return "out_of_window"
         if d > 0:

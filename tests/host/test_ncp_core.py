@@ -212,3 +212,16 @@ def test_doc_page_shows_the_layout_unchanged():
     from pathlib import Path
     page = Path(__file__).resolve().parents[2] / "docs" / "ncp.md"
     assert ncp_frame.table() in page.read_text()
+
+
+def test_flow_control_a_receiver_that_does_not_read_stops_the_sender():
+    p = Pair(config=NcpConfig(window=8))
+    sa, sb = p.a.open(B, 6, p.now), p.b.open(A, 6, p.now)
+    p.run(lambda: sa.established and sb.established)
+    data = random.Random(3).randbytes(100 * ncp_frame.MAX_PAYLOAD)
+    sa.send(data)
+    p.run(lambda: p.now > 3.0)                       # B's application reads nothing
+    assert len(sb._rx) <= 8 and sa.established and sb.established
+    got = bytearray()
+    p.run(lambda: got.extend(sb.read()) or len(got) >= len(data))
+    assert got == data
