@@ -180,8 +180,9 @@ def _ncp_rr(path: TapPath, count: int) -> dict:
 
 
 def _restart(path: TapPath, size: int) -> dict:
-    """A transfer hetnic -> kernel; the kernel side restarts in the middle and opens the
-    channel again at once; the time hetnic's side took to notice, and the session back."""
+    """A transfer hetnic -> kernel; the kernel side restarts in the middle (a new station,
+    no sessions); the time hetnic's side took to notice, then the channel reopened on the
+    kernel side and the session back (fresh data byte-exact)."""
     ch = path.hetnic.open(path.kernel_link.mac, _CHANNEL + 2)
     ck = path.kernel.open(HETNIC_MAC, _CHANNEL + 2)
     ch.wait_established(10)
@@ -192,10 +193,12 @@ def _restart(path: TapPath, size: int) -> dict:
         got += len(_recv(path, ck))
     kernel = path.restart_kernel()
     t_restart = path.hetnic.clock()
-    ck2 = kernel.open(HETNIC_MAC, _CHANNEL + 2)
+    # The restarted side stays silent until hetnic's side noticed (its RST to hetnic's
+    # frames, or hetnic's keepalive timeout, not a SYN of its own, tells), then reopens.
     path.hetnic.wait(lambda: ch.session.restart_detected_at is not None, 10,
                      "the peer restart to be detected")
     detected = ch.session.restart_detected_at - t_restart
+    ck2 = kernel.open(HETNIC_MAC, _CHANNEL + 2)
     ch.wait_established(10)
     ck2.wait_established(10)
     fresh = os.urandom(64 * 1024)
