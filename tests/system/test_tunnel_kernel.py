@@ -7,6 +7,7 @@ tunnel's inner addresses; the counters agree; bad inputs are counted drops."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -194,6 +195,7 @@ def test_ping_and_tcp_through_every_tunnel_at_once(tunnel_peer):
             assert stack.counters.drops.get("udp_no_socket", 0) == 0
 
 
+@pytest.mark.slow
 def test_process_mode_adapter_runs_unprivileged(tmp_path):
     """``hetnic stack up``'s default mode: the adapter's process drops to ``nobody`` after
     mapping its queues (uid not 0, no capability), and still carries TCP and ping through
@@ -228,3 +230,155 @@ def test_process_mode_adapter_runs_unprivileged(tmp_path):
                 assert row["packets_in"] > 10 and row["drops"] == {}, (name, row)
         finally:
             host.close()
+
+
+BAD_SCRIPT = r"""
+import errno, socket, struct, subprocess, time
+out = {}
+# truncated inner frame: a VXLAN header for VNI 10 and 10 bytes, from the kernel's address
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.1", 0))
+s.sendto(struct.pack("!B3xI", 8, 10 << 8) + b"0123456789", ("198.18.0.2", 4789))
+# a bad VXLAN header (I flag clear) and a truncated one
+s.sendto(struct.pack("!B3xI", 0, 10 << 8) + b"x" * 60, ("198.18.0.2", 4789))
+s.sendto(b"\x08\0\0", ("198.18.0.2", 4789))
+# unknown VNI: the kernel's vx99 (VNI 99) tries to reach its peer (ARP over VNI 99)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"hello", ("198.19.9.2", 9))
+# wrong outer port: the kernel's vx98 sends to UDP 4788
+u.sendto(b"hello", ("198.19.8.2", 9))
+# no route: the adapter has no tunnel for 198.19.99.0/24 in vx10's domain
+n = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n.setsockopt(socket.IPPROTO_IP, 11, 1)           # IP_RECVERR: net unreachable is soft
+n.connect(("198.19.99.5", 9))
+n.settimeout(3)
+n.send(b"x")
+try:
+    n.recv(10)
+    out["no_route"] = "answer"
+except OSError as exc:
+    out["no_route"] = errno.errorcode.get(exc.errno, str(exc))
+# MTU: a DF datagram of vx10's MTU to a host behind vx11 (MTU 1430 at the adapter)
+m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+m.setsockopt(socket.IPPROTO_IP, 10, 2)           # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+m.connect(("198.19.2.77", 9))
+m.send(b"y" * (1450 - 28))
+time.sleep(1.0)
+try:
+    m.send(b"y" * (1450 - 28))
+    out["mtu_send"] = "sent"
+except OSError as exc:
+    out["mtu_send"] = errno.errorcode.get(exc.errno, str(exc))
+out["path_mtu"] = m.getsockopt(socket.IPPROTO_IP, 14)  # IP_MTU
+time.sleep(1.5)
+print(repr(out))
+"""
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_counted_drops_and_icmp(tmp_path):
+    """Unknown VNI, wrong outer port, truncated / bad headers, no route and an MTU overrun
+    from the kernel's side: counted drops, ICMP net unreachable and fragmentation needed
+    (the kernel learns the path MTU), nothing else disturbed; TCP still works after."""
+    from kit.netns import netns, ns_run, require_netns, tap_in_netns
+    from hetnic.host.nic import Nic
+    from hetnic.host.stack.tunnel import TunnelSpec
+    from hetnic.host.stack_host import StackHost
+    from hetnic.host.tunnel_kernel import KernelTunnel, add_kernel_tunnels
+    require_netns()
+    with netns("hn-tunnels") as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64") as tap, \
+            Nic.open("sim", width=64, rx_queues=8) as nic:
+        add_kernel_tunnels(ns, [KernelTunnel("vx10", "vxlan", 10, K4, H4, "198.19.1"),
+                                KernelTunnel("vx11", "vxlan", 11, K6, H6, "198.19.2"),
+                                KernelTunnel("vx99", "vxlan", 99, K4, H4, "198.19.9")])
+        ns_run(ns, "ip", "link", "add", "vx98", "type", "vxlan", "id", "10", "local", K4,
+               "remote", H4, "dstport", "4788")
+        ns_run(ns, "ip", "addr", "add", "198.19.8.1/24", "dev", "vx98")
+        ns_run(ns, "ip", "link", "set", "vx98", "up")
+        ns_run(ns, "ip", "route", "add", "198.19.99.0/24", "via", "198.19.1.2", "dev", "vx10")
+        ns_run(ns, "ip", "route", "add", "198.19.2.77/32", "via", "198.19.1.2", "dev", "vx10")
+        specs = [TunnelSpec("vxlan", 10, K4, "198.19.1.2/24", "d"),
+                 TunnelSpec("vxlan", 11, K6, "198.19.2.2/24", "d")]
+        host = StackHost(nic, tap, addr4=f"{H4}/24", addr6=f"{H6}/64", seed=5, tunnels=specs)
+        try:
+            out = eval(_in_ns(ns, host, BAD_SCRIPT).strip().splitlines()[-1])
+            stats = host.adapter.tunnel_stats()
+            vx10, vx11 = (stats["tunnels"][s.name] for s in specs)
+            assert out["no_route"] == "ENETUNREACH", out
+            assert out["mtu_send"] == "EMSGSIZE" and out["path_mtu"] == 1430, out
+            assert vx10["drops"].get("truncated") == 2, vx10
+            assert vx10["drops"].get("bad_header") == 1, vx10
+            assert vx10["drops"].get("unknown_vni", 0) >= 1, vx10
+            assert vx10["drops"].get("no_route") == 1, vx10
+            assert vx11["drops"] == {"mtu": 1}, vx11
+            assert stats["drops"] == {}
+            # the datagram to port 4788 went to another instance (no rule steers it to the
+            # adapter), which has no socket there
+            others = sum(s.counters.udp_in for n, s in host.stacks.items() if n != "tunnel")
+            assert others >= 1
+            # and the tunnels still carry TCP, byte-exact
+            again = _in_ns(ns, host, PEER_SCRIPT.format(
+                tunnels=[("vx10", "vxlan", 10, K4, "198.19.1"),
+                         ("vx11", "vxlan", 11, K6, "198.19.2")], size=50_000))
+            codes, ok, leaks, _ = eval(again.strip().splitlines()[-1])
+            assert ok == [True, True] and leaks == 0, again
+        finally:
+            host.close()
+
+
+CLI_CLIENT = r"""
+import socket, time
+for attempt in range(200):
+    try:
+        c = socket.create_connection(("198.19.3.2", 7), timeout=2)
+        break
+    except OSError:
+        time.sleep(0.1)
+data = bytes(range(256)) * 64
+c.sendall(data)
+got = b""
+while len(got) < len(data):
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+c.close()
+print(got == data)
+"""
+
+
+@pytest.mark.slow
+def test_cli_stack_up_with_tunnels():
+    """``hetnic stack up --tunnel ... --tunnel vxlan-gpe,...``: echo answers on a tunnel's
+    inner address; the summary has each tunnel's counters and the routes; a bad --tunnel is
+    a one-line error (exit 2)."""
+    from kit.netns import netns, require_netns, tap_in_netns
+    require_netns()
+    bad = subprocess.run([sys.executable, "-m", "hetnic", "stack", "up", "--tap", "x",
+                          "--addr", "198.18.0.2/24", "--tunnel", "vxlan,vni=1,remote=nowhere,"
+                          "addr=198.19.1.2/24"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "remote must be" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    with netns("hn-tunnels") as ns, tap_in_netns(ns, "tap0", f"{K4}/24", f"{K6}/64",
+                                                  open_device=False):
+        _kernel_tunnels(ns)
+        argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "stack", "up",
+                "--tap", "tap0", "--addr", f"{H4}/24", "--addr6", f"{H6}/64", "--no-live",
+                "--duration", "25"]
+        for t in _specs():
+            argv += ["--tunnel", f"{t.kind},vni={t.vni},remote={t.remote},addr={t.addr}"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            client = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                     CLI_CLIENT], capture_output=True, text=True, timeout=120)
+            assert client.stdout.strip() == "True", client.stderr
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "tunnel vxlan-gpe:12@198.18.0.1 addr 198.19.3.2/24" in out
+        assert "routes: [#0] 198.19.1.0/24 -> vxlan:10@198.18.0.1" in out
+        assert re.search(r"udp dst port 4790 +tunnel ", out), out
