@@ -489,8 +489,7 @@ class TunnelAdapter:
     def route(self, dst, domain: str | None = None) -> Tunnel | None:
         """The tunnel whose inner prefix holds ``dst`` (longest prefix first): in ``domain``,
         or in any domain when None (the first domain in tunnel order that has one)."""
-        addr = ipaddress.ip_address(dst if not isinstance(dst, bytes) else
-                                    ipaddress.ip_address(dst))
+        addr = ipaddress.ip_address(dst)
         domains = [self.domains.get(domain, [])] if domain is not None else \
             list(self.domains.values())
         for members in domains:
