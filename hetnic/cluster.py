@@ -262,7 +262,7 @@ def _file_digest(path: str) -> str:
 
 def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check: bool = True,
                       shards: int | None = None, ship_frames: bool | None = None,
-                      progress: bool | None = None):
+                      cache: bool = True, progress: bool | None = None):
     """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: hash every frame
     (:func:`~hetnic.shard.hash_slice`, in slices over the workers), split the capture into
     ``shards`` shards by flow (default: two per worker), replay each shard on a simulated NIC
@@ -270,7 +270,8 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
 
     The workers read the capture by its path when they share this machine's files (a local
     cluster; ``ship_frames`` False); otherwise (``ship_frames`` True, the default for a
-    cluster at an address) the frames go to the workers once."""
+    cluster at an address) the frames go to the workers once. ``cache`` False computes
+    everything again (the figures of ``hetnic bench cluster``)."""
     from .replay import read_capture
     from .shard import hash_slice, merge_results, replay_shard, shard_indices
     import numpy as np
@@ -283,14 +284,14 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     run_key = repr((_file_digest(pcap), config, data_width))
     hash_tasks = [Task(f"hashing of slice {k} of {workers}", hash_slice,
                        (source, k, workers, config),
-                       key=content_key("hash", run_key, str(k), str(workers)))
+                       key=cache and content_key("hash", run_key, str(k), str(workers)) or None)
                   for k in range(workers)]
     hashes = np.concatenate(run_tasks(client, hash_tasks, label="hash", progress=False))
     total = len(hashes)
     parts = shard_indices(hashes, shards)
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
                          (source, ix, config), {"data_width": data_width, "check": check},
-                         key=content_key("replay", run_key, str(check), ix.tobytes()))
+                         key=cache and content_key("replay", run_key, str(check), ix.tobytes()) or None)
                     for s, ix in enumerate(parts)]
     results = run_tasks(client, replay_tasks, label="replay", progress=progress)
     return merge_results(total, list(zip(parts, results)))
