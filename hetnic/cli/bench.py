@@ -11,7 +11,8 @@ NAME = "bench"
 HELP = "benchmarks; print one JSON object"
 
 #: Default ``--frames`` per benchmark (flows for ``rss``).
-DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "stack": 4000}
+DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "stack": 4000,
+                  "cluster": 60_000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 200)")
     parser.add_argument("--no-kernel", action="store_true",
                         help="stack: skip the figures that need the kernel in a namespace")
+    parser.add_argument("--workers", type=int_range(1, 256), default=2,
+                        help="cluster: worker processes of the local cluster (default 2)")
     parser.add_argument("--only", type=_parts, default=None,
                         help="host: comma-separated parts to run, of rps,dispatch,wn "
                         "(default all)")
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     frames = args.frames or DEFAULT_FRAMES[args.what]
     if args.what == "rss":
         result = bench_rss(flows=frames)
+    elif args.what == "cluster":
+        from ..bench_cluster import bench_cluster
+        result = bench_cluster(frames=frames, workers=args.workers)
     elif args.what == "stack":
         from ..bench_stack import bench_stack
         result = bench_stack(size=args.mib << 20, goodput_size=args.goodput_mib << 20,
