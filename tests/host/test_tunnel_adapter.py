@@ -50,7 +50,10 @@ SPECS = [("vxlan", 10, 4, "198.19.1.2/24", "198.19.1.1/24", ""),
          ("vxlan", 11, 6, "198.19.2.2/24", "198.19.2.1/24", ""),
          ("vxlan-gpe", 12, 4, "198.19.3.2/24", "198.19.3.1/24", ""),
          # the same inner range as VNI 10, in its own domain
-         ("vxlan", 13, 4, "198.19.1.2/24", "198.19.1.1/24", "")]
+         ("vxlan", 13, 4, "198.19.1.2/24", "198.19.1.1/24", ""),
+         # IPv6 inside: VXLAN-GPE next protocol IPv6 over an IPv6 outer header, and VXLAN
+         ("vxlan-gpe", 15, 6, "2001:db8:15::2/64", "2001:db8:15::1/64", ""),
+         ("vxlan", 16, 4, "2001:db8:16::2/64", "2001:db8:16::1/64", "")]
 
 
 def test_tcp_through_every_tunnel_at_once():
@@ -91,7 +94,8 @@ def test_tcp_through_every_tunnel_at_once():
     # the MSS of every inner stack fits its tunnel: nothing fragmented outside
     assert ta.counters.drops.get("ip_too_big", 0) == 0
     assert [r["prefix"] for r in ta.routes()] == ["198.19.1.0/24", "198.19.2.0/24",
-                                                  "198.19.3.0/24", "198.19.1.0/24"]
+                                                  "198.19.3.0/24", "198.19.1.0/24",
+                                                  "2001:db8:15::/64", "2001:db8:16::/64"]
 
 
 def _udp_to(ta, outer_src, port, body, dst=A4, csum=True):
@@ -204,3 +208,32 @@ def test_parse_and_conflicts():
     with pytest.raises(TunnelError, match="twice"):
         TunnelAdapter(a, [TunnelSpec("vxlan", 1, B4, "198.19.0.2/24"),
                           TunnelSpec("vxlan", 1, B4, "198.19.1.2/24")])
+
+
+def test_ipv6_packet_too_big_and_hop_limit():
+    """IPv6 forwarded into a smaller tunnel: ICMPv6 packet too big with its MTU (RFC 8201);
+    hop limit 1: time exceeded; both counted."""
+    import ipaddress
+    from hetnic.host.stack.ipv6 import build_ipv6_header
+    specs = [("vxlan", 30, 4, "2001:db8:30::2/64", "2001:db8:30::1/64", "d"),
+             ("vxlan", 31, 6, "2001:db8:31::2/64", "2001:db8:31::1/64", "d")]
+    ta, tb = _pair(specs)
+    small, big = ta.tunnels
+    assert big.mtu < small.mtu
+    peer = tb.tunnels[0].stack
+    seen = []
+    receive = peer.receive
+    peer.receive = lambda frame, now: (seen.append(bytes(frame)), receive(frame, now))
+    s = ipaddress.ip_address("2001:db8:30::1").packed
+    d = ipaddress.ip_address("2001:db8:31::9").packed
+    for size, hops in ((small.mtu, 64), (200, 1)):
+        body = struct.pack("!HHHH", 1, 2, size - 40, 0) + b"\0" * (size - 48)
+        header = bytearray(build_ipv6_header(s, d, 17, len(body)))
+        header[7] = hops
+        small.input(small.mac + tb.tunnels[0].mac + b"\x86\xdd" + bytes(header) + body, 1.0)
+    assert big.counters.drops == {"mtu": 1}
+    assert small.counters.drops == {"ttl_exceeded": 1}
+    _run(ta, tb, lambda: peer.counters.icmp_in >= 2)
+    kinds = {(f[54], f[55], int.from_bytes(f[58:62], "big")) for f in seen
+             if f[12:14] == b"\x86\xdd" and f[20] == 58 and f[54] < 128}
+    assert kinds == {(2, 0, big.mtu), (3, 0, 0)}
