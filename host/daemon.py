@@ -49,6 +49,9 @@ __all__ = ["Daemon", "DaemonError", "OpRefused", "InstanceSupervisor", "default_
 TURN = 0.005
 #: Bytes of replies and events a session may have unsent before it is closed.
 MAX_BACKLOG = 8 * MAX_MESSAGE
+#: The instruction of a file event on each kind of item.
+INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
+                "instances": "validate-instances", "drop": "replay"}
 #: File-event records kept for a client that starts following.
 RECENT_EVENTS = 50
 
@@ -279,7 +282,8 @@ class Daemon:
     def _bad(self, session: _Session, id, error: str) -> None:
         self.stats["bad_requests"] += 1
         self.audit.write("access", session=session.who.record(), user=session.who.user,
-                         interface=None, operation=None, result="bad-request", rule=None,
+                         interface=None, operation=None, op=None, result="bad-request",
+                         rule=None,
                          error=error)
         self._send(session, error_reply(id, "bad-request", error))
         session.closing = True
@@ -522,10 +526,12 @@ class Daemon:
     def _event_record(self, record: dict) -> None:
         if record["item"] == "policy" and record["result"] == "error":
             # a policy that cannot be read denies everything, as one that does not parse
-            self.policy = deny_all(f"policy {record['error']}", record["path"])
+            self.policy = deny_all(f"policy unreadable: {record['error']}",
+                                   record["path"])
             self.audit.write("policy", path=record["path"], grants=0,
                              error=self.policy.error)
-            record = {**record, "instruction": "reload", "result": "refused"}
+            record = {**record, "result": "refused"}
+        record = {"instruction": INSTRUCTIONS[record["item"]], **record}
         self.event_seq += 1
         record = self.audit.write("file-event", seq=self.event_seq, **record)
         self.events.append(record)
@@ -540,8 +546,7 @@ class Daemon:
     def _instruction(self, kind: str, path: Path, data: bytes) -> dict:
         """Do what a changed item says; the record's ``instruction``, ``result``,
         counters before and after and the configuration diff."""
-        instruction = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
-                       "instances": "validate-instances", "drop": "replay"}[kind]
+        instruction = INSTRUCTIONS[kind]
         before_text = self.config_text()
         before = self.host.nic.counters()
         out: dict = {"instruction": instruction}

@@ -169,6 +169,7 @@ class Reconciler:
             data = path.read_bytes()
         except OSError as exc:
             self.errors += 1
+            self.done.pop(path, None)       # what it held is gone: act on it when it is back
             record = {**base, "result": "error", "error": f"cannot read {path}: "
                       f"{exc.strerror or exc}"}
             self._record(record)
