@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from .host.netns import netns, netns_unavailable, ns_run, tap_in_netns
+from .host.netns import netns, netns_unavailable, tap_in_netns
 
 __all__ = ["bench_tunnel"]
 

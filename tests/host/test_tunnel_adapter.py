@@ -136,7 +136,7 @@ def test_bad_inputs_are_counted_drops():
     assert gpe.counters.drops == {"unsupported_next_protocol": 1, "truncated": 1}
     # a datagram to another port still reaches the outer UDP layer (port unreachable)
     ta.receive(_udp_to(ta, B4, 5555, b"x"), 1.0)
-    assert ta.counters.drops.get("udp_no_socket", 0) + ta.counters.udp_in >= 0
+    assert ta.counters.drops.get("udp_no_socket") == 1
 
 
 def _inner_udp(src, dst, size, df=True, ident=5):
