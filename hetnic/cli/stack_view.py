@@ -94,8 +94,7 @@ def status_table(summary: dict):
             table.add_row(f"  {name}", f"{t['addr']} vni {t['vni']}", f"mtu {t['mtu']}",
                           f"{t['packets_in']} ({t['bytes_in']} B)",
                           f"{t['packets_out']} ({t['bytes_out']} B)", "",
-                          str(sum(t["drops"].values())), _tunnel_drops(t["drops"]),
-                          f"conn {t['connections']}")
+                          str(sum(t["drops"].values())), f"tcp {t['connections']}", "")
     bridge = summary.get("bridge") or {}
     if bridge:
         table.caption = (f"TAP bridge: {bridge['frames_to_nic']} frames in, "
