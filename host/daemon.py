@@ -158,12 +158,15 @@ def _rule_text(rule) -> str:
 class Daemon:
     """hetnicd (see the module). ``host`` is the running stack host (or a supervisor's);
     ``socket_path`` where clients connect; ``policy``, ``rules``, ``rss_key``,
-    ``instances``: the files it watches; ``watch``: the drop folder."""
+    ``instances``: the files it watches; ``watch``: the drop folder, whose captures
+    ``read_capture(path) -> frames`` reads (:func:`hetnic.replay.read_capture`, passed in by
+    the command: the host layer does not import it)."""
 
     def __init__(self, supervisor: InstanceSupervisor, *, socket_path: Path,
                  policy: Path | None = None, audit: AuditLog | None = None,
                  rules: Path | None = None, rss_key: Path | None = None,
                  instances: Path | None = None, watch: Path | None = None,
+                 read_capture: Callable[[Path], list[bytes]] | None = None,
                  log: Callable[[str], None] = lambda text: None):
         self.supervisor = supervisor
         self.host = supervisor.start()
@@ -171,6 +174,7 @@ class Daemon:
         self.policy_path = policy
         self.audit = audit or AuditLog()
         self.log = log
+        self.read_capture = read_capture
         self.operator_rules: list = []
         self._base = self.host.dispatcher.base_plan
         self.commits = 0
@@ -595,9 +599,10 @@ class Daemon:
                 "instance's restart"}
 
     def _on_drop(self, path: Path, data: bytes) -> dict:
-        from ..replay import read_capture
+        if self.read_capture is None:
+            raise OpRefused("this daemon was started without a capture reader")
         with _as_file(data, path.suffix) as tmp:
-            frames = read_capture(tmp)
+            frames = self.read_capture(tmp)
         bridge = self.host.bridge
         before = self.host.nic.counters()
         bridge.nic.wire.send(frames)

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..host.daemon import Daemon, InstanceSupervisor
     from ..host.daemon_audit import AuditLog
     from ..host.tap import TapDevice
+    from ..replay import read_capture
     from .stack import _instances
     path = socket_path(args)
     instances = _instances(args.instances)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 daemon = Daemon(supervisor, socket_path=path, policy=args.policy, audit=audit,
                                 rules=args.rules, rss_key=args.rss_key,
                                 instances=Path(args.instances) if args.instances else None,
-                                watch=args.watch, log=say)
+                                watch=args.watch, read_capture=read_capture, log=say)
                 previous = {sig: signal.signal(sig, lambda *_: daemon.stop())
                             for sig in (signal.SIGINT, signal.SIGTERM)}
                 say(f"serving on {path} (protocol v1)")

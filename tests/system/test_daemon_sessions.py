@@ -485,7 +485,7 @@ def test_file_events_through_the_daemon(daemon):
     report = json.loads((daemon.drop / "x.pcap.report.json").read_text())
     assert report["frames"] == 4 and report["counters"]["frames_in"] == 4
     assert rec["counters"]["frames_in"][1] - rec["counters"]["frames_in"][0] == 4
-    # alice sees the key and the last good rules; bob's events stream showed them
+    # alice reads the rules that are in force
     got = alice([["rules.read", {}]])
     assert got == [[True, None]]
     # a client that goes away right after a complete change: applied whole
