@@ -187,6 +187,7 @@ def _restart(path: TapPath, size: int) -> dict:
     ck = path.kernel.open(HETNIC_MAC, _CHANNEL + 2)
     ch.wait_established(10)
     ck.wait_established(10)
+    size = min(size, 2 * 1024 * 1024)          # fits the send buffer: send() returns
     ch.send(os.urandom(size))
     got = 0
     while got < size // 4:

@@ -31,11 +31,22 @@ from .faults import FaultInjector
 from .links import Link
 from .ncp import NcpConfig, NcpEndpoint, NcpError, NcpSession, State
 
-__all__ = ["open", "NcpStation", "NcpChannel", "NcpTimeout", "steer_direct", "NicPairWire"]
+__all__ = ["open", "NcpStation", "NcpChannel", "NcpTimeout", "NcpReset", "steer_direct", "NicPairWire"]
 
 
 class NcpTimeout(HetnicError, TimeoutError):
     """A blocking NCP call ran out of time (one line: what it waited for)."""
+
+
+class NcpReset(NcpError):
+    """The session ended under a blocking call (the peer restarted or went silent); the
+    channel sets itself up again, the call's data is partly lost."""
+
+
+def _ends(session: NcpSession) -> int:
+    """How many incarnations of ``session`` have ended so far."""
+    c = session.counters
+    return c["peer_restarts"] + c["peer_timeouts"]
 
 
 class NcpStation:
@@ -213,7 +224,8 @@ class NcpChannel:
     """The application's end of one NCP session (made by :func:`open` or
     :meth:`NcpStation.open`). Thread-safe against the station's thread.
 
-    ``send`` queues and returns (blocking only while the send buffer is full); ``recv``
+    ``send`` queues and returns (blocking only while the send buffer is full; if the
+    session ends meanwhile, :class:`NcpReset` says how much was not queued); ``recv``
     blocks until bytes arrive (``timeout`` seconds at most, then :class:`NcpTimeout`) and
     returns b"" once the peer closed; ``recv_nowait`` never blocks (b"" when nothing came).
     """
@@ -244,14 +256,18 @@ class NcpChannel:
     def send(self, data: bytes, timeout: float | None = 30.0) -> None:
         """Queue ``data``, in pieces as the send buffer frees."""
         mv = memoryview(bytes(data))
-        s = self.station
+        s, session = self.station, self.session
+        ends = _ends(session)
         while mv:
-            s.wait(lambda: self.session.send_space > 0 or self.session.state == State.CLOSED,
-                   timeout, "room in the send buffer")
+            s.wait(lambda: session.send_space > 0 or session.state == State.CLOSED
+                   or _ends(session) != ends, timeout, "room in the send buffer")
             with s.lock:
-                if self.session.state == State.CLOSED:
-                    raise NcpError(f"send on channel {self.session.channel}: the channel "
+                if session.state == State.CLOSED:
+                    raise NcpError(f"send on channel {session.channel}: the channel "
                                    f"is closed")
+                if _ends(session) != ends:
+                    raise NcpReset(f"send on channel {session.channel}: the peer restarted "
+                                   f"or went silent; {len(mv)} bytes were not queued")
                 n = min(len(mv), self.session.send_space)
                 self.session.send(mv[:n])
             s.wake()

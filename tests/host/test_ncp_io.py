@@ -1,0 +1,84 @@
+"""NCP's blocking API (hetnic.host.ncp_io) on two station threads over an in-memory
+PairLink: timeouts, non-blocking reads, close, and a blocking send cut short by a peer
+restart."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from hetnic.host import ncp_io
+from hetnic.host.links import PairLink
+from hetnic.host.ncp import NcpConfig, NcpError, State
+
+pytestmark = pytest.mark.timeout(60)
+
+A = b"\x02\x00\x00\x00\x02\x0a"
+B = b"\x02\x00\x00\x00\x02\x0b"
+
+
+@pytest.fixture
+def pair():
+    la, lb = PairLink.pair()
+    cfg = NcpConfig(send_buffer=64 * 1024, window=16)
+    sa = ncp_io.NcpStation(la, A, cfg)
+    sb = ncp_io.NcpStation(lb, B, cfg)
+    yield sa, sb
+    sa.close()
+    sb.close()
+
+
+def test_blocking_api(pair):
+    sa, sb = pair
+    ca = ncp_io.open(sa.link, B, 3, station=sa)
+    cb = sb.open(A, 3)
+    ca.wait_established(5)
+    assert cb.recv_nowait() == b""
+    with pytest.raises(ncp_io.NcpTimeout, match="data on channel 3"):
+        cb.recv(timeout=0.05)
+    data = os.urandom(300_000)                      # more than the send buffer: send waits
+    sender = threading.Thread(target=ca.send, args=(data,))
+    sender.start()
+    got = bytearray()
+    while len(got) < len(data):
+        got += cb.recv(timeout=5)
+    sender.join(5)
+    assert got == data
+    ca.flush(5)
+    ca.close(5)
+    assert cb.recv(timeout=5) == b"" and cb.state == State.CLOSED
+    with pytest.raises(NcpError, match="closed"):
+        ca.send(b"x")
+
+
+def test_blocking_send_cut_short_by_a_peer_restart(pair):
+    sa, sb = pair
+    ca, cb = sa.open(B, 4), sb.open(A, 4)
+    ca.wait_established(5)
+    cb.wait_established(5)
+    errors = []
+
+    def send():
+        try:
+            ca.send(os.urandom(1_000_000), timeout=10)   # B never reads: send blocks
+        except ncp_io.NcpReset as e:
+            errors.append(e)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sa.wait(lambda: ca.session.send_space == 0, 5, "a full send buffer")
+    sb.close()                                      # B reboots: a new station, new epochs
+    sb2 = ncp_io.NcpStation(sb.link, B, NcpConfig())
+    try:
+        sender.join(5)
+        assert errors and "bytes were not queued" in str(errors[0])
+        cb2 = sb2.open(A, 4)
+        ca.wait_established(5)
+        cb2.wait_established(5)
+        assert ca.generation == 2
+        ca.send(b"after")
+        assert cb2.recv(timeout=5) == b"after"
+    finally:
+        sb2.close()
