@@ -206,7 +206,7 @@ class Daemon:
             files = [(k, p) for k, p in self.watcher.scan() if k != "drop"]
             self.reconciler.prime([(k, p) for k, p in files if k == "policy"])
             for kind, path in files:        # the rules and key files as they are at start
-                if kind in ("rules", "rss-key"):
+                if kind in ("rules", "rss-key") and path.exists():
                     self.reconciler.one(kind, path)
         self._stopped = False
 
