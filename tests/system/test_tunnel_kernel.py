@@ -364,7 +364,7 @@ def test_cli_stack_up_with_tunnels():
         _kernel_tunnels(ns)
         argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "stack", "up",
                 "--tap", "tap0", "--addr", f"{H4}/24", "--addr6", f"{H6}/64", "--no-live",
-                "--duration", "25"]
+                "--duration", "12"]
         for t in _specs():
             argv += ["--tunnel", f"{t.kind},vni={t.vni},remote={t.remote},addr={t.addr}"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
