@@ -61,6 +61,21 @@ def print_json(value) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+def client_actions(parser: argparse.ArgumentParser, show_help: str):
+    """The ACTION sub-parsers of a client command, with its ``show`` action (``--socket``
+    only) added; returns the sub-parsers for the others."""
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_socket_option(actions.add_parser("show", help=show_help))
+    return actions
+
+
+def print_applied(head: str, result: dict) -> None:
+    """A configuration change the daemon reports done: ``head`` and the diff."""
+    print(f"{head}: generation {result['generation']}")
+    for line in result["diff"]:
+        print(line)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_instance_options(parser)
     add_socket_option(parser)

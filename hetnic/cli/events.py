@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .daemon import add_socket_option, call
+from .daemon import add_socket_option, call, socket_path
 
 NAME = "events"
 HELP = "the file events of the running daemon, their instructions and results (--follow: live)"
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
         for event in call(args, "events.read")["recent"]:
             show(event)
         return 0
-    from ..host.daemon import default_socket
     from ..host.daemon_client import DaemonClient
-    with DaemonClient(args.socket or default_socket()) as client:
+    with DaemonClient(socket_path(args)) as client:
         for event in client.events():
             show(event)
     return 0

@@ -6,16 +6,14 @@ import argparse
 import json
 
 from .args import rss_key
-from .daemon import add_socket_option, call, print_json
+from .daemon import add_socket_option, call, client_actions, print_applied, print_json
 
 NAME = "rss"
 HELP = "show or set the RSS key and RETA of the running daemon (hetnic daemon)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="the key and the RETA")
-    add_socket_option(show)
+    actions = client_actions(parser, "the key and the RETA")
     key = actions.add_parser("set-key", help="set the Toeplitz key (one commit)")
     key.add_argument("key", type=rss_key, metavar="HEX", help="40 bytes in hex")
     add_socket_option(key)
@@ -37,8 +35,5 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             from ..host.daemon_client import ClientError
             raise ClientError(f"{args.file.name}: not a JSON list: {exc}") from None
-    result = call(args, "rss.configure", params)
-    print(f"applied: generation {result['generation']}")
-    for line in result["diff"]:
-        print(line)
+    print_applied("applied", call(args, "rss.configure", params))
     return 0

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .daemon import add_socket_option, call, print_json
+from .daemon import add_socket_option, call, client_actions, print_applied, print_json
 
 NAME = "rules"
 HELP = "show or apply the classifier rules of the running daemon (hetnic daemon)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="the operator rules and the whole rule table")
-    add_socket_option(show)
+    actions = client_actions(parser, "the operator rules and the whole rule table")
     apply = actions.add_parser("apply", help="apply a rule file (TOML or JSON) with one "
                                "commit, or refuse it and keep the old rules")
     apply.add_argument("file", type=Path, metavar="FILE")
@@ -29,7 +27,5 @@ def run(args: argparse.Namespace) -> int:
     fmt = "json" if args.file.suffix == ".json" or (
         args.file.suffix != ".toml" and text.lstrip().startswith("{")) else "toml"
     result = call(args, "rules.configure", {"text": text, "format": fmt})
-    print(f"applied {result['rules']} rules: generation {result['generation']}")
-    for line in result["diff"]:
-        print(line)
+    print_applied(f"applied {result['rules']} rules", result)
     return 0
