@@ -312,11 +312,12 @@ def open(link: Link, peer_mac: bytes, channel: int, *, mac: bytes | None = None,
     return station.open(peer_mac, channel)
 
 
-def steer_direct(nic, rx_queue: int, ethertype: int | None = None) -> int:
-    """Steer the direct-channel EtherType (``flags.direct``) to ``rx_queue`` with one
-    classifier rule (over a one-entry RETA slice naming the queue; a RETA entry is changed
-    only if none names it yet); sets ``DIRECT_ETHERTYPE`` when ``ethertype`` is given.
-    Commits; returns the rule's slot."""
+def steer_direct(nic, rx_queue: int) -> int:
+    """Steer the direct-channel EtherType (frames with ``flags.direct``: the
+    ``DIRECT_ETHERTYPE`` register's value, 0x88B5 by default) to ``rx_queue`` with one
+    classifier rule, over a one-entry RETA slice naming the queue (a RETA entry is changed
+    only if none names the queue yet). Commits; returns the rule's slot (for
+    ``nic.rules.remove``)."""
     table = list(nic.rss.table)
     if rx_queue in table:
         entry = table.index(rx_queue)
@@ -324,8 +325,6 @@ def steer_direct(nic, rx_queue: int, ethertype: int | None = None) -> int:
         entry = len(table) - 1
         table[entry] = rx_queue
         nic.rss.set_table(table)
-    if ethertype is not None:
-        nic.config.direct_ethertype = ethertype
     slot = nic.rules.add(FlowRule(flags={"direct": True}, name="ncp",
                                   action=Action(reta_offset=entry, reta_size=1)))
     nic.commit()
