@@ -10,7 +10,7 @@ inputs; :func:`run_tasks` submits them with retries (a task whose worker dies is
 elsewhere by the scheduler; one that raises is retried :data:`RETRIES` times), shows a
 progress bar, and keeps every result in the build cache (``cluster/`` under
 :func:`~hetnic.build_cache.cache_dir`) under a content hash of its inputs and of the
-hetnic code, so a rerun computes only what is missing. Workers must run the same hetnic as
+hetnic sources, so a rerun computes only what is missing. Workers must run the same hetnic as
 the client (:func:`code_version`): a cluster that does not is refused.
 """
 
@@ -82,22 +82,26 @@ def add_cluster_option(parser, what: str) -> None:
                         "(needs pip install hetnic[cluster]; docs/cluster.md)")
 
 
-@lru_cache(maxsize=1)
 def code_version() -> str:
-    """The hetnic this process runs: its package version and a hash of its Python sources
-    (two checkouts of the same version with different code differ)."""
+    """The hetnic release this process runs (the installed package's version): workers must
+    run the one the client runs."""
     from importlib.metadata import PackageNotFoundError, version
     try:
-        release = version("hetnic")
+        return version("hetnic")
     except PackageNotFoundError:
-        release = "unknown"
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A hash of the Python sources of the hetnic this process runs, read once: part of every
+    result cache key, so results computed by other code are not reused."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    folders = [root] + [root.parent / name for name in ("gateware", "host", "sim", "boards")]
-    for folder in folders:
+    for folder in [root] + [root.parent / name for name in ("gateware", "host", "sim", "boards")]:
         for path in sorted(folder.rglob("*.py")) if folder.is_dir() else ():
             h.update(str(path.relative_to(folder.parent)).encode() + b"\0" + path.read_bytes())
-    return f"{release}+{h.hexdigest()[:12]}"
+    return h.hexdigest()[:16]
 
 
 def _worker_version() -> str:
@@ -123,7 +127,7 @@ def open_cluster(spec: ClusterSpec) -> Iterator:
         if spec.address is None:
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=spec.workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.CRITICAL))
+                dashboard_address=":0", silence_logs=logging.CRITICAL))
             client = stack.enter_context(distributed.Client(cluster))
         else:
             try:
@@ -163,7 +167,7 @@ class Task:
 
 
 def _cache_path(key: str) -> Path:
-    return cache_dir("cluster") / f"{content_key(code_version(), key)}.pickle"
+    return cache_dir("cluster") / f"{content_key(code_version(), source_digest(), key)}.pickle"
 
 
 def _cached(key: str | None):
