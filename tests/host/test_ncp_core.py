@@ -78,8 +78,8 @@ def test_transfer_under_faults_is_byte_exact_and_closes():
     assert sb.eof and not p.a.sessions and not p.b.sessions
 
 
-def test_peer_restart_is_detected_within_1s_and_the_session_comes_back():
-    p = Pair({"loss": 0.05, "dup": 0.05, "reorder": 0.05}, seed=3)
+def test_peer_restart_is_detected_within_1s_and_the_session_comes_back(seed=3):
+    p = Pair({"loss": 0.05, "dup": 0.05, "reorder": 0.05}, seed=seed)
     sa, sb = p.a.open(B, 7, p.now), p.b.open(A, 7, p.now)
     p.run(lambda: sa.established and sb.established)
     sa.send(random.Random(1).randbytes(500_000))
@@ -225,3 +225,27 @@ def test_flow_control_a_receiver_that_does_not_read_stops_the_sender():
     got = bytearray()
     p.run(lambda: got.extend(sb.read()) or len(got) >= len(data))
     assert got == data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_transfer_sweep_with_corruption(seed):
+    """Heavier faults (10 % loss, 5 % duplication and reordering, 2 % corruption), many
+    seeds: byte-exact, corrupted frames caught by the check."""
+    p = Pair({"loss": 0.10, "dup": 0.05, "reorder": 0.05, "corrupt": 0.02}, seed=seed)
+    sa, sb = p.a.open(B, 9, p.now), p.b.open(A, 9, p.now)
+    p.run(lambda: sa.established and sb.established)
+    data = random.Random(seed).randbytes(600_000)
+    sa.send(data)
+    got = bytearray()
+    p.run(lambda: got.extend(sb.read()) or len(got) >= len(data), limit=120)
+    assert got == data
+    assert p.b.drops["check"] + p.a.drops["check"] > 0
+    sa.close(p.now)
+    p.run(lambda: sa.state == State.CLOSED and sb.state == State.CLOSED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10, 20))
+def test_peer_restart_sweep(seed):
+    test_peer_restart_is_detected_within_1s_and_the_session_comes_back(seed)
