@@ -472,8 +472,6 @@ class NcpSession:
             if self._closing and not self._queue and not self._out:
                 self.state = State.FIN_WAIT
                 self._fin_seq = self.snd_nxt
-                self._ctl_due = now
-                self._ctl_tries = 0
                 out.append(self._frame(FrameType.FIN, now, seq=self._fin_seq))
                 self._ctl_tries = 1
                 self._ctl_due = now + cfg.rto_initial
