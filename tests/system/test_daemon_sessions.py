@@ -489,13 +489,14 @@ def test_file_events_through_the_daemon(daemon):
     got = alice([["rules.read", {}]])
     assert got == [[True, None]]
     # a client that goes away right after a complete change: applied whole
+    done = lambda: [r for r in daemon.records("access")          # noqa: E731
+                    if r["op"] == "rules.configure" and r["user"] == "hntest-alice"]
+    before = len(done())
     Peer(daemon.sock, "hntest-alice").raw(json.dumps(
         {"v": 1, "id": 1, "op": "rules.configure",
          "args": {"text": RULES_1, "format": "toml"}}).encode() + b"\n")
-    done = lambda: [r for r in daemon.records("access")          # noqa: E731
-                    if r["op"] == "rules.configure" and r["user"] == "hntest-alice"]
     end = time.monotonic() + 20
-    while not done() and time.monotonic() < end:
+    while len(done()) == before and time.monotonic() < end:
         time.sleep(0.05)
     assert done()[-1]["result"] == "done"
 
