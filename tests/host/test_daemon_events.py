@@ -168,6 +168,7 @@ def test_storm_of_1000_files(drop, tmp_path):
     assert len(rec.calls) == 1000 and rec.reconciler.unchanged >= 1000
 
 
+@pytest.mark.slow
 def test_queue_overflow_rescans_and_reconciles(drop, tmp_path):
     """More events than the kernel queues (fs.inotify.max_queued_events) while nobody
     reads: IN_Q_OVERFLOW, a rescan, and every file acted on exactly once."""
