@@ -21,5 +21,5 @@ def test_event_panel_shows_everything():
                "diff": []}
     console = Console(record=True, width=100)
     console.print(panel(refused))
-    assert "apply-rules -> refused" in console.export_text()
-    assert "rule 0: bad port" in console.export_text()
+    text = console.export_text()
+    assert "apply-rules -> refused" in text and "rule 0: bad port" in text
