@@ -31,7 +31,7 @@ from .build_cache import cache_dir, content_key
 from .errors import HetnicError
 
 __all__ = ["ClusterError", "ClusterSpec", "cluster_spec", "add_cluster_option", "code_version",
-           "open_cluster", "Task", "run_tasks", "replay_on_cluster", "RETRIES",
+           "open_cluster", "Task", "run_tasks", "file_digest", "replay_on_cluster", "RETRIES",
            "CONNECT_TIMEOUT"]
 
 #: Times a task that raised is tried again before the run fails (a task whose worker died
@@ -256,7 +256,8 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
     return results
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path) -> str:
+    """The SHA-256 of a file's bytes (hex): part of result cache keys."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -285,7 +286,7 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
         ship_frames = not _local(client)
     source = (client.scatter(read_capture(pcap), broadcast=False) if ship_frames
               else str(Path(pcap).resolve()))
-    run_key = repr((_file_digest(pcap), config, data_width))
+    run_key = repr((file_digest(pcap), config, data_width))
     hash_tasks = [Task(f"hashing of slice {k} of {workers}", hash_slice,
                        (source, k, workers, config),
                        key=cache and content_key("hash", run_key, str(k), str(workers)) or None)
