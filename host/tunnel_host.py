@@ -25,6 +25,9 @@ __all__ = ["TUNNEL_INSTANCE", "tunnel_instance", "tunnel_rules", "tunnel_apps"]
 
 #: The adapter's instance name.
 TUNNEL_INSTANCE = "tunnel"
+#: RX queues the adapter takes at most (RSS spreads the tunnels' outer flows over them: the
+#: outer UDP source port follows the inner flow).
+_RX_QUEUES = 2
 #: Ephemeral ports the adapter's outer stack gets (it opens no connection itself).
 _PORT_BLOCK = 1000
 
@@ -47,15 +50,16 @@ def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_q
     used = {q for i in instances for q in i.rx_queues}
     free = [q for q in range(rx_queues) if q not in used]
     if free:
-        rx = free[0]
+        rx = tuple(free[:_RX_QUEUES])
     else:
         widest = max(range(len(instances)), key=lambda k: len(instances[k].rx_queues))
         donor = instances[widest]
         if len(donor.rx_queues) < 2:
             raise TunnelError(f"the tunnel adapter needs an RX queue, and every one of the "
                               f"{rx_queues} is the only queue of its instance")
-        rx = donor.rx_queues[-1]
-        instances[widest] = donor.replace(rx_queues=donor.rx_queues[:-1])
+        give = min(_RX_QUEUES, len(donor.rx_queues) // 2)
+        rx = donor.rx_queues[-give:]
+        instances[widest] = donor.replace(rx_queues=donor.rx_queues[:-give])
     tx_used = {i.tx_queue for i in instances}
     tx_free = [q for q in range(tx_queues) if q not in tx_used]
     if not tx_free:
@@ -71,7 +75,7 @@ def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_q
     # The throughput profile's knobs (its inner stacks carry bulk traffic), queues and
     # ports of its own.
     config = PROFILES["throughput"].replace(
-        name=TUNNEL_INSTANCE, rx_queues=(rx,), tx_queue=tx_free[0], qos=None,
+        name=TUNNEL_INSTANCE, rx_queues=rx, tx_queue=tx_free[0], qos=None,
         ephemeral_ports=(hi - _PORT_BLOCK + 1, hi))
     return instances, config
 
