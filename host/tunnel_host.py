@@ -2,9 +2,9 @@
 classifier rules that steer every tunnel's outer traffic to it.
 
 With ``--tunnel`` given, ``hetnic stack up`` runs one more stack instance, ``tunnel``
-(:func:`tunnel_instance`): an RX queue no other instance uses (taken from the instance with
-the most queues when every queue is taken), a TX queue of its own and a block of ephemeral
-ports no other instance has. :func:`tunnel_rules` are the rules that send each tunnel's outer
+(:func:`tunnel_instance`): two RX queues no other instance uses (the last half of the widest
+instance's queues, two at most, when every queue is taken), a TX queue of its own and a
+block of ephemeral ports no other instance has. :func:`tunnel_rules` are the rules that send each tunnel's outer
 datagrams there - UDP destination port (4789 VXLAN, 4790 VXLAN-GPE) and outer source address
 (the remote) - placed before every other rule of the base plan
 (:func:`~hetnic.host.stack_steering.plan_steering`, ``first_rules``), so tunnel traffic never
@@ -35,8 +35,8 @@ _PORT_BLOCK = 1000
 def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_queues: int
                     ) -> tuple[list[InstanceConfig], InstanceConfig]:
     """The instances with the adapter's room made, and the adapter's own instance (the
-    ``throughput`` profile's knobs on a free RX queue, a free TX queue and a free block of
-    ephemeral ports).
+    ``throughput`` profile's knobs on up to two free RX queues, a free TX queue and a free
+    block of ephemeral ports).
 
     Raises
     ------
