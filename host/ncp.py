@@ -77,7 +77,7 @@ class NcpConfig:
     send_buffer : bytes :meth:`NcpSession.send` accepts beyond those in flight.
     """
 
-    def __init__(self, *, window: int = 64, ack_every: int = 32, ack_delay: float = 0.002,
+    def __init__(self, *, window: int = 128, ack_every: int = 16, ack_delay: float = 0.002,
                  rto_min: float = 0.03, rto_max: float = 1.0, rto_initial: float = 0.2,
                  keepalive: float = 0.2, dead_after: float = 0.8,
                  send_buffer: int = 4 * 1024 * 1024):
