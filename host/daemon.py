@@ -137,14 +137,17 @@ def _listen(path: Path) -> socket.socket:
 
 
 @contextlib.contextmanager
-def _as_file(data: bytes, suffix: str):
+def _as_file(data: bytes, suffix: str, shown: str):
     """``data`` in a private temporary file named ``*suffix`` (for readers that take a
-    path), removed afterwards."""
+    path), removed afterwards. A HetnicError inside becomes OpRefused naming ``shown``
+    instead of the temporary file."""
     fd, name = tempfile.mkstemp(suffix=suffix, prefix="hetnicd-")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         yield Path(name)
+    except HetnicError as exc:
+        raise OpRefused(str(exc).replace(name, shown)) from None
     finally:
         os.unlink(name)
 
@@ -415,15 +418,10 @@ class Daemon:
 
     def _load_rules(self, data: bytes, suffix: str, where: str) -> list:
         from ..rule_file import load_rules
-        from ..rules import RuleError
         nic = self.host.nic
-        with _as_file(data, suffix) as path:
-            try:
-                ruleset = load_rules(path, max_rules=nic.params.n_rules,
-                                     reta_entries=nic.regmap.params["reta_size"])
-            except RuleError as exc:
-                raise OpRefused(f"{where}: {str(exc).replace(str(path), '').lstrip(': ')}") \
-                    from None
+        with _as_file(data, suffix, where) as path:
+            ruleset = load_rules(path, max_rules=nic.params.n_rules,
+                                 reta_entries=nic.regmap.params["reta_size"])
         n = len(self.host.instances)
         for rule in ruleset.rules:
             if not rule.action.drop and rule.action.instance >= n:
@@ -592,7 +590,7 @@ class Daemon:
 
     def _on_instances(self, path: Path, data: bytes) -> dict:
         from ..host.stack.instance import load_instances
-        with _as_file(data, ".toml") as tmp:
+        with _as_file(data, ".toml", str(path)) as tmp:
             instances = load_instances(tmp)
         return {"instances": [cfg.name for cfg in instances],
                 "note": "valid; a changed instance configuration takes effect at the "
@@ -601,7 +599,7 @@ class Daemon:
     def _on_drop(self, path: Path, data: bytes) -> dict:
         if self.read_capture is None:
             raise OpRefused("this daemon was started without a capture reader")
-        with _as_file(data, path.suffix) as tmp:
+        with _as_file(data, path.suffix, str(path)) as tmp:
             frames = self.read_capture(tmp)
         bridge = self.host.bridge
         before = self.host.nic.counters()

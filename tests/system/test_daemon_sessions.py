@@ -257,6 +257,8 @@ def _ask(s: socket.socket, line: bytes) -> dict:
     return json.loads(data)
 
 
+INSTANCES = "".join(f'[[instance]]\nprofile = "{p}"\n\n'
+                    for p in ("low-delay", "throughput", "concurrency"))
 RULES_1 = "[[rule]]\nname = \"block\"\nsrc = \"198.19.0.0/16\"\ndrop = true\n"
 RULES_2 = ("[[rule]]\nname = \"block\"\nsrc = \"198.19.0.0/16\"\ndrop = true\n\n"
            "[[rule]]\nname = \"dns\"\nip_proto = \"udp\"\ndst_port = 53\ninstance = 1\n"
@@ -271,6 +273,7 @@ def daemon(users):
     d = None
     try:
         (folder / "policy.toml").write_text(POLICY)
+        (folder / "instances.toml").write_text(INSTANCES)
         (folder / "drop").mkdir()
         repo = folder / "repo"
         repo.mkdir()
@@ -293,6 +296,7 @@ def daemon(users):
                  "--socket", str(folder / "hetnic.sock"), "--policy",
                  str(folder / "policy.toml"), "--watch", str(folder / "drop"), "--rules",
                  str(repo / "rules.toml"), "--rss-key", str(folder / "rss.key"),
+                 "--instances", str(folder / "instances.toml"),
                  "--audit", str(folder / "audit.log")],
                 stdout=subprocess.DEVNULL, stderr=err)
             d = Daemon(proc, folder)
@@ -485,6 +489,15 @@ def test_file_events_through_the_daemon(daemon):
     report = json.loads((daemon.drop / "x.pcap.report.json").read_text())
     assert report["frames"] == 4 and report["counters"]["frames_in"] == 4
     assert rec["counters"]["frames_in"][1] - rec["counters"]["frames_in"][0] == 4
+    # an instance configuration: checked (it takes effect at a restart); a bad one refused
+    # with the file named
+    conf = daemon.folder / "instances.toml"
+    conf.write_text(INSTANCES.replace('"concurrency"', '"concurrency"\nbacklog = 64'))
+    rec = daemon.wait_records("file-event", n + 5)[-1]
+    assert (rec["instruction"], rec["result"]) == ("validate-instances", "done")
+    conf.write_text(INSTANCES.replace('"concurrency"', '"no-such-profile"'))
+    rec = daemon.wait_records("file-event", n + 6)[-1]
+    assert rec["result"] == "refused" and str(conf) in rec["error"]
     # alice reads the rules that are in force
     got = alice([["rules.read", {}]])
     assert got == [[True, None]]
