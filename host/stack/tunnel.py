@@ -225,30 +225,31 @@ class Tunnel:
                 return
             ethertype = (inner[12] << 8) | inner[13]
             if ethertype in (_ETH_IPV4, _ETH_IPV6):
-                packet = _ip_packet(inner, 14, 4 if ethertype == _ETH_IPV4 else 6)
-                if packet is None:
+                total = _ip_length(inner, 14, 4 if ethertype == _ETH_IPV4 else 6)
+                if total is None:
                     self.drop("truncated")
                     return
                 self._count_in(len(inner))
-                if inner[:6] == self.mac and not self._for_us(packet):
-                    self.adapter.forward(self, packet, now)
+                if inner[:6] == self.mac and not self._for_us(inner, 14):
+                    self.adapter.forward(self, inner[14:14 + total], now)
                     return
             else:
                 self._count_in(len(inner))
             self.stack.receive(inner, now)
             return
         version = inner[0] >> 4 if inner else 0
-        packet = _ip_packet(inner, 0, version) if version in (4, 6) else None
-        if packet is None:
+        total = _ip_length(inner, 0, version) if version in (4, 6) else None
+        if total is None:
             self.drop("truncated" if version in (4, 6) or not inner else "bad_header")
             return
         self._count_in(len(inner))
-        if not self._for_us(packet):
+        packet = inner if total == len(inner) else inner[:total]
+        if not self._for_us(packet, 0):
             self.adapter.forward(self, packet, now)
             return
         src = packet[12:16] if version == 4 else packet[8:24]
-        neighbours = self.stack.iface.neighbours
-        if neighbours.mac(src) is None and self.stack.iface.source_for(src) is not None:
+        iface = self.stack.iface
+        if iface.neighbours.mac(src) is None and iface.source_for(src) is not None:
             self._learn(src, now)
         self.stack.receive(eth_header(self.mac, GPE_PEER_MAC,
                                       _ETH_IPV4 if version == 4 else _ETH_IPV6) + packet, now)
@@ -258,14 +259,14 @@ class Tunnel:
         c.packets_in += 1
         c.bytes_in += size
 
-    def _for_us(self, packet: bytes) -> bool:
-        """Whether the inner stack takes ``packet``: one of its addresses, a broadcast or
-        multicast (the rest is forwarded)."""
+    def _for_us(self, data: bytes, at: int) -> bool:
+        """Whether the inner stack takes the IP packet at ``data[at:]``: one of its
+        addresses, a broadcast or multicast (the rest is forwarded)."""
         iface = self.stack.iface
-        if packet[0] >> 4 == 4:
-            dst = packet[16:20]
+        if data[at] >> 4 == 4:
+            dst = data[at + 16:at + 20]
             return dst in iface.ipv4_set or dst in iface.broadcast4 or dst[0] >= 224
-        dst = packet[24:40]
+        dst = data[at + 24:at + 40]
         return dst in iface.ipv6_set or dst[0] == 0xFF
 
     def _learn(self, ip: bytes, now: float) -> None:
@@ -352,9 +353,9 @@ class Tunnel:
         outer.send_ip(src, self.remote, _UDP, datagram, now)
 
 
-def _ip_packet(data: bytes, at: int, version: int) -> bytes | None:
-    """The IP packet at ``data[at:]`` trimmed to its length, or None when it is shorter than
-    its header says (or is not IPv``version``)."""
+def _ip_length(data: bytes, at: int, version: int) -> int | None:
+    """The length of the IP packet at ``data[at:]`` (its header's), or None when the data is
+    shorter than that or is not IPv``version``."""
     size = len(data) - at
     if version == 4:
         if size < 20 or data[at] >> 4 != 4 or (data[at] & 15) < 5:
@@ -362,13 +363,11 @@ def _ip_packet(data: bytes, at: int, version: int) -> bytes | None:
         total = (data[at + 2] << 8) | data[at + 3]
         if total < (data[at] & 15) << 2 or total > size:
             return None
-    else:
-        if size < 40 or data[at] >> 4 != 6:
-            return None
-        total = 40 + ((data[at + 4] << 8) | data[at + 5])
-        if total > size:
-            return None
-    return data[at:at + total]
+        return total
+    if size < 40 or data[at] >> 4 != 6:
+        return None
+    total = 40 + ((data[at + 4] << 8) | data[at + 5])
+    return None if total > size else total
 
 
 class TunnelAdapter:
@@ -438,52 +437,59 @@ class TunnelAdapter:
 
     def _udp(self, src: bytes, dst: bytes, payload: bytes, now: float) -> None:
         """The outer stack's UDP input: tunnel ports here, the rest to its UDP layer."""
-        if len(payload) < 8 or ((payload[2] << 8) | payload[3]) not in self._ports:
+        size = len(payload)
+        port = ((payload[2] << 8) | payload[3]) if size >= 8 else -1
+        if port not in self._ports:
             self._udp_input(src, dst, payload, now)
             return
-        port = (payload[2] << 8) | payload[3]
         length = (payload[4] << 8) | payload[5]
-        owner = self._by_remote.get((port, src))
-        if length < UDP_HEADER + TUNNEL_HEADER or length > len(payload):
-            (owner.drop if owner else self._drop)("truncated")
+        if length < UDP_HEADER + TUNNEL_HEADER or length > size:
+            self._blame(port, src, "truncated")
             return
-        payload = payload[:length]
-        if payload[6] == 0 and payload[7] == 0:
-            if len(src) == 16:                   # RFC 6935/6936: not accepted here
-                (owner.drop if owner else self._drop)("zero_checksum")
+        if length != size:
+            payload = payload[:length]
+        if payload[6] or payload[7]:
+            if checksum(payload, pseudo_sum(src, dst, _UDP, length)):
+                self._blame(port, src, "bad_checksum")
                 return
-        elif checksum(payload, pseudo_sum(src, dst, _UDP, length)):
-            (owner.drop if owner else self._drop)("bad_checksum")
+        elif len(src) == 16:                        # RFC 6935/6936: not accepted here
+            self._blame(port, src, "zero_checksum")
             return
-        vni = int.from_bytes(payload[12:15], "big")
-        tunnel = self._by_key.get((port, vni, src))
+        tunnel = self._by_key.get((port, int.from_bytes(payload[12:15], "big"), src))
         if tunnel is None:
-            if owner is None:
-                self._drop("unknown_remote")
-            else:
-                owner.drop("unknown_vni")
+            self._blame(port, src, "unknown_vni", "unknown_remote")
             return
         flags = payload[8]
         if not flags & VXLAN_FLAG_I:
             tunnel.drop("bad_header")
             return
-        if not tunnel.ethernet:
-            if flags & GPE_VERSION_MASK or not flags & GPE_FLAG_P:
-                tunnel.drop("bad_header")
-                return
-            if flags & GPE_FLAG_O:
-                tunnel.drop("oam")
-                return
-            if payload[11] not in (GPE_NEXT_IPV4, GPE_NEXT_IPV6):
-                tunnel.drop("unsupported_next_protocol")
-                return
-            inner = payload[16:]
-            if inner and inner[0] >> 4 != (4 if payload[11] == GPE_NEXT_IPV4 else 6):
-                tunnel.drop("bad_header")
-                return
-            tunnel.input(inner, now)
+        if tunnel.ethernet:
+            tunnel.input(payload[16:], now)
             return
-        tunnel.input(payload[16:], now)
+        if flags & GPE_VERSION_MASK or not flags & GPE_FLAG_P:
+            tunnel.drop("bad_header")
+            return
+        if flags & GPE_FLAG_O:
+            tunnel.drop("oam")
+            return
+        next_protocol = payload[11]
+        if next_protocol not in (GPE_NEXT_IPV4, GPE_NEXT_IPV6):
+            tunnel.drop("unsupported_next_protocol")
+            return
+        inner = payload[16:]
+        if inner and inner[0] >> 4 != (4 if next_protocol == GPE_NEXT_IPV4 else 6):
+            tunnel.drop("bad_header")
+            return
+        tunnel.input(inner, now)
+
+    def _blame(self, port: int, src: bytes, reason: str, unknown: str | None = None) -> None:
+        """Count a drop on the first tunnel of ``port`` from remote ``src``, or on the
+        adapter (as ``unknown`` when given) when there is none."""
+        owner = self._by_remote.get((port, src))
+        if owner is not None:
+            owner.drop(reason)
+        else:
+            self._drop(unknown or reason)
 
     # -- forwarding ------------------------------------------------------------------------
     def route(self, dst, domain: str | None = None) -> Tunnel | None:
