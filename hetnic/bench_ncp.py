@@ -354,6 +354,8 @@ def bench_ncp(size: int = 4 * 1024 * 1024, rr_count: int = 200,
                   "bytes_sent": udp_runs[0]["bytes_sent"],
                   "bytes_received_rounds": [r["bytes_received"] for r in udp_runs]}
     out["ncp"] = dict(ncp_runs[0], goodput_mbps=_median(ncp_gp), goodput_mbps_rounds=ncp_gp,
+                      goodput_mbps_from_send=_median([r["goodput_mbps_from_send"]
+                                                      for r in ncp_runs]),
                       byte_exact=all(r["byte_exact"] for r in ncp_runs))
     with tap_path(faults, prefix="hn-ncp-bench") as lossy:
         out["ncp_lossy"] = _transfer(lossy, size)
