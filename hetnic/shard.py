@@ -3,7 +3,7 @@ merge the results back into one :class:`~hetnic.replay.ReplayResult` in input or
 
 A frame's shard is its Toeplitz hash under the run's key (and ``--symmetric``), exactly as
 the NIC's hash stage computes it (:func:`~hetnic.sim.model.toeplitz.meta_hash` of the
-parser model's fields), modulo the number of shards. Every frame of a flow has the same hash,
+parser model's fields, hashed in batches), modulo the number of shards. Every frame of a flow has the same hash,
 so a flow stays in one shard, in its input order. Frames without a hash (non-IP, parse
 errors) have hash 0 and go to shard 0.
 
@@ -54,16 +54,27 @@ def hash_slice(source: str | list[bytes], part: int, parts: int,
     frames of ``source`` (in order; concatenated, the slices are every frame) under
     ``config``'s key, hash types and symmetry, as the NIC computes it."""
     from .sim.model.parser import parse_frame
-    from .sim.model.toeplitz import meta_hash
+    from .sim.model.toeplitz import meta_hash_input, select_hash_type, toeplitz_batch
     frames = frames_of(source)
     step = -(-len(frames) // parts)
     start, end = part * step, min((part + 1) * step, len(frames))
     max_frame = min(config.max_frame, RX_MAX_FRAME_LIMIT)
-    out = np.zeros(max(0, min(end, len(frames)) - start), dtype=np.uint32)
+    # meta_hash's hash input for every frame, then the Toeplitz hashes in batches of inputs
+    # of the same length (IPv4 or IPv6, with or without ports).
+    by_length: dict[int, tuple[list[int], list[bytes]]] = {}
     for i, frame in enumerate(frames[start:end]):
         parsed = parse_frame(frame, max_frame=max_frame,
                              direct_ethertype=config.direct_ethertype)
-        out[i] = meta_hash(parsed, config.key, config.hash_enable, config.symmetric)[0]
+        hash_type = select_hash_type(parsed.error, parsed.flags, config.hash_enable)
+        if hash_type:
+            data = meta_hash_input(parsed, hash_type, config.symmetric)
+            rows, inputs = by_length.setdefault(len(data), ([], []))
+            rows.append(i)
+            inputs.append(data)
+    out = np.zeros(max(0, end - start), dtype=np.uint32)
+    for length, (rows, inputs) in by_length.items():
+        batch = np.frombuffer(b"".join(inputs), dtype=np.uint8).reshape(len(rows), length)
+        out[rows] = toeplitz_batch(config.key, batch)
     return out
 
 
