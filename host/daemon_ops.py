@@ -1,0 +1,276 @@
+"""hetnicd's operations: what the requests and the file events do to the NIC.
+
+:class:`Operations` is the half of :class:`~hetnic.host.daemon.Daemon` that touches the
+configuration: :meth:`Operations.configure` (the one commit), the handlers of the ops table
+(``INTERFACE.OPERATION``) and the instruction of each kind of file event. The other half
+(the loop, the sessions, the policy, the audit log) is in :mod:`hetnic.host.daemon`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import HetnicError
+from ..protocol import RSS_KEY_LEN
+from .daemon_events import REPORT_SUFFIX
+from .daemon_protocol import encode
+
+__all__ = ["Operations", "OpRefused", "INSTRUCTIONS"]
+
+#: Seconds the NIC runs between two looks at the sockets and the file events.
+TURN = 0.005
+#: The instruction of a file event on each kind of item.
+INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
+                "instances": "validate-instances", "drop": "replay"}
+
+
+class OpRefused(HetnicError, ValueError):
+    """An operation that was tried and refused; the configuration is as it was."""
+
+
+@contextlib.contextmanager
+def _as_file(data: bytes, suffix: str, shown: str):
+    """``data`` in a private temporary file named ``*suffix`` (for readers that take a
+    path), removed afterwards. A HetnicError inside becomes OpRefused naming ``shown``
+    instead of the temporary file."""
+    fd, name = tempfile.mkstemp(suffix=suffix, prefix="hetnicd-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        yield Path(name)
+    except HetnicError as exc:
+        raise OpRefused(str(exc).replace(name, shown)) from None
+    finally:
+        os.unlink(name)
+
+
+def _rule_text(rule) -> str:
+    fields = {f.name: getattr(rule, f.name) for f in dataclasses.fields(rule)}
+    return ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "name") \
+        + (f"  # {rule.name}" if rule.name else "")
+
+
+class Operations:
+    """The configuration and the operations of the daemon (a mixin of
+    :class:`~hetnic.host.daemon.Daemon`, which provides ``host``, ``operator_rules``,
+    ``_base``, ``commits``, ``events``, ``read_capture`` and ``_load_policy``)."""
+
+    # --- configuration: one commit or none -------------------------------------------------
+    def config_text(self) -> str:
+        """The configuration the daemon sets, as text (for diffs)."""
+        nic = self.host.nic
+        lines = [f"rss.key = {nic.rss.key.hex()}", f"rss.reta = {list(nic.rss.table)}",
+                 f"default = {self.host.dispatcher.base_plan.default}"]
+        lines += [f"rule[{i}] = {_rule_text(r)}"
+                  for i, r in enumerate(self.host.dispatcher.rules())]
+        return "\n".join(lines) + "\n"
+
+    def configure(self, *, rules: list | None = None, key: bytes | None = None,
+                  reta: list[int] | None = None) -> int:
+        """Stage the operator rules, the RSS key and/or the RETA and commit them once;
+        returns the generation. OpRefused (nothing changed) when they do not fit; a failed
+        commit puts the previous configuration back."""
+        dispatcher, nic = self.host.dispatcher, self.host.nic
+        old_plan, old_key = dispatcher.base_plan, nic.rss.key
+        new_rules = self.operator_rules if rules is None else list(rules)
+        plan = dataclasses.replace(old_plan, rules=new_rules + list(self._base.rules),
+                                   reta=list(reta) if reta is not None else old_plan.reta)
+        free = nic.params.n_rules - (dispatcher.used - len(old_plan.rules))
+        if len(plan.rules) > free:
+            raise OpRefused(f"{len(new_rules)} rules do not fit: the NIC has "
+                            f"{nic.params.n_rules} slots, {dispatcher.used - len(old_plan.rules)}"
+                            f" used by the applications' ports and {len(self._base.rules)} by "
+                            f"the instances' base plan, leaving {free - len(self._base.rules)}")
+        try:
+            if key is not None:
+                nic.rss.set_key(key)
+            dispatcher.base_plan = plan
+            generation = dispatcher.program()
+        except BaseException:
+            dispatcher.base_plan = old_plan
+            with contextlib.suppress(HetnicError, ValueError):
+                nic.rss.set_key(old_key)
+                dispatcher.program()
+            raise
+        self.operator_rules = new_rules
+        self.commits += 1
+        return generation
+
+    def _load_rules(self, data: bytes, suffix: str, where: str) -> list:
+        from ..rule_file import load_rules
+        nic = self.host.nic
+        with _as_file(data, suffix, where) as path:
+            ruleset = load_rules(path, max_rules=nic.params.n_rules,
+                                 reta_entries=nic.regmap.params["reta_size"])
+        n = len(self.host.instances)
+        for rule in ruleset.rules:
+            if not rule.action.drop and rule.action.instance >= n:
+                raise OpRefused(f"{where}: rule {rule.name or ''} sends to instance "
+                                f"{rule.action.instance}, but {n} instances run")
+        return ruleset.rules
+
+    def _check_reta(self, reta) -> list[int]:
+        base = self._base.reta
+        if not isinstance(reta, list) or len(reta) != len(base) or not all(
+                isinstance(q, int) and not isinstance(q, bool) for q in reta):
+            raise OpRefused(f"the RETA is a list of {len(base)} RX queue numbers")
+        owner = {q: cfg.name for cfg in self.host.instances for q in cfg.rx_queues}
+        for i, (q, b) in enumerate(zip(reta, base)):
+            if owner.get(q) != owner.get(b):
+                raise OpRefused(f"RETA entry {i} is in instance {owner.get(b)}'s slice; "
+                                f"queue {q} is not one of its RX queues")
+        return reta
+
+    @staticmethod
+    def _key(text) -> bytes:
+        try:
+            key = bytes.fromhex(text.strip().replace(":", "")) if isinstance(text, str) \
+                else None
+        except ValueError:
+            key = None
+        if key is None or len(key) != RSS_KEY_LEN:
+            raise OpRefused(f"an RSS key is {RSS_KEY_LEN} bytes in hex ({2 * RSS_KEY_LEN} "
+                            f"hex digits, ':' allowed)")
+        return key
+
+    # --- operations ---------------------------------------------------------------------------
+    def _rules_read(self, session, args) -> dict:
+        return {"operator": [_rule_text(r) for r in self.operator_rules],
+                "table": [_rule_text(r) for r in self.host.dispatcher.rules()],
+                "generation": self.host.nic.generation}
+
+    def _rules_configure(self, session, args) -> dict:
+        text, fmt = args.get("text"), args.get("format", "toml")
+        if not isinstance(text, str) or fmt not in ("toml", "json"):
+            raise OpRefused("rules.configure takes 'text' (the rule file) and 'format' "
+                            "(toml or json)")
+        rules = self._load_rules(text.encode(), f".{fmt}", "rules")
+        before = self.config_text()
+        generation = self.configure(rules=rules)
+        return {"generation": generation, "rules": len(rules),
+                "diff": self._diff(before)}
+
+    def _rss_read(self, session, args) -> dict:
+        nic = self.host.nic
+        return {"key": nic.rss.key.hex(), "reta": list(nic.rss.table),
+                "generation": nic.generation}
+
+    def _rss_configure(self, session, args) -> dict:
+        if "key" not in args and "reta" not in args:
+            raise OpRefused("rss.configure takes 'key' (hex) and/or 'reta' (a list)")
+        key = self._key(args["key"]) if "key" in args else None
+        reta = self._check_reta(args["reta"]) if "reta" in args else None
+        before = self.config_text()
+        generation = self.configure(key=key, reta=reta)
+        return {"generation": generation, "diff": self._diff(before)}
+
+    def _counters_read(self, session, args) -> dict:
+        return {"nic": self.host.nic.counters(), "tap": self.host.bridge.counters(),
+                "daemon": self.daemon_counters()}
+
+    def daemon_counters(self) -> dict:
+        return {**self.stats, "commits": self.commits, "audit_records": self.audit.records,
+                "file_events": self.event_seq,
+                "overflows": self.watcher.overflows if self.watcher else 0}
+
+    def _instances_read(self, session, args) -> dict:
+        summary = self.host.summary()
+        return {"instances": summary["instances"], "ports": self.host.port_map()}
+
+    def _queues_read(self, session, args) -> dict:
+        return {cfg.name: {"rx": list(cfg.rx_queues), "tx": cfg.tx_queue}
+                for cfg in self.host.instances}
+
+    def _tap_read(self, session, args) -> dict:
+        return {"tap": getattr(self.host.bridge.tap, "name", None),
+                **self.host.bridge.counters()}
+
+    def _direct_read(self, session, args) -> dict:
+        return {"ethertype": self.host.nic.config.direct_ethertype}
+
+    def _events_read(self, session, args) -> dict:
+        if args.get("follow"):
+            session.follow = args["id"]
+        return {"recent": list(self.events), "follow": bool(args.get("follow"))}
+
+    # --- file events ---------------------------------------------------------------------------
+    def _diff(self, before: str) -> list[str]:
+        return list(difflib.unified_diff(before.splitlines(), self.config_text().splitlines(),
+                                         "before", "after", lineterm="", n=0))
+
+    def _instruction(self, kind: str, path: Path, data: bytes) -> dict:
+        """Do what a changed item says; the record's ``instruction``, ``result``,
+        counters before and after and the configuration diff."""
+        instruction = INSTRUCTIONS[kind]
+        before_text = self.config_text()
+        before = self.host.nic.counters()
+        out: dict = {"instruction": instruction}
+        try:
+            out.update(getattr(self, "_on_" + kind.replace("-", "_"))(path, data))
+            out.setdefault("result", "done")
+        except HetnicError as exc:
+            out.update(result="refused", error=str(exc))
+        after = self.host.nic.counters()
+        out["counters"] = {k: [before[k], after[k]] for k in after if after[k] != before[k]}
+        out["diff"] = self._diff(before_text)
+        return out
+
+    def _on_policy(self, path: Path, data: bytes) -> dict:
+        self.policy = self._load_policy()
+        if self.policy.error:
+            return {"result": "refused", "error": self.policy.error + " (everything is "
+                    "denied until it is fixed)"}
+        return {"grants": len(self.policy.grants)}
+
+    def _on_rules(self, path: Path, data: bytes) -> dict:
+        rules = self._load_rules(data, path.suffix or ".toml", str(path))
+        return {"generation": self.configure(rules=rules), "rules": len(rules)}
+
+    def _on_rss_key(self, path: Path, data: bytes) -> dict:
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            text = None
+        key = self._key(text) if text is not None and len(data) != RSS_KEY_LEN else data
+        return {"generation": self.configure(key=key)}
+
+    def _on_instances(self, path: Path, data: bytes) -> dict:
+        from .stack.instance import load_instances
+        with _as_file(data, ".toml", str(path)) as tmp:
+            instances = load_instances(tmp)
+        return {"instances": [cfg.name for cfg in instances],
+                "note": "valid; a changed instance configuration takes effect at the "
+                "instance's restart"}
+
+    def _on_drop(self, path: Path, data: bytes) -> dict:
+        if self.read_capture is None:
+            raise OpRefused("this daemon was started without a capture reader")
+        with _as_file(data, path.suffix, str(path)) as tmp:
+            frames = self.read_capture(tmp)
+        bridge = self.host.bridge
+        before = self.host.nic.counters()
+        bridge.nic.wire.send(frames)
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end:
+            self.host.run(timeout=TURN)
+            if not bridge.busy:
+                break
+        after = self.host.nic.counters()
+        report = {"capture": str(path), "frames": len(frames),
+                  "bytes": sum(map(len, frames)), "generation": self.host.nic.generation,
+                  "counters": {k: after[k] - before[k] for k in after
+                               if after[k] != before[k]}}
+        target = path.with_name(path.name + REPORT_SUFFIX)
+        try:
+            tmp_report = target.with_name("." + target.name + ".tmp")
+            tmp_report.write_text(encode(report).decode())
+            os.replace(tmp_report, target)
+        except OSError as exc:
+            return {**report, "result": "failed", "error": f"cannot write {target}: {exc}"}
+        return {**report, "report": str(target)}
