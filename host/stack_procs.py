@@ -53,7 +53,7 @@ from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
 from .tunnel_host import TUNNEL_INSTANCE, tunnel_instance, tunnel_rules
-from .tunnel_privs import give_segments, resolve_user
+from .tunnel_privs import resolve_user
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
 
@@ -96,8 +96,8 @@ class StackProcs:
         adapter, in a process of its own.
     tunnel_user : str or None
         The user the adapter's process drops to once it has mapped its queues
-        (:mod:`hetnic.host.tunnel_privs`; the segments it maps are given to that user
-        first); None: it keeps this process's user.
+        (:mod:`hetnic.host.tunnel_privs`; the segments it maps stay this process's, mode
+        0600); None: it keeps this process's user.
 
     Members
     -------
@@ -184,9 +184,6 @@ class StackProcs:
                 grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
                 adapter = tunnels and cfg.name == TUNNEL_INSTANCE
                 user = tunnel_user if adapter else None
-                if user is not None:
-                    give_segments([grant.shared.memory, grant.shared.doorbells,
-                                   self._segment.name], user)
                 spec = InstanceSpec(config=cfg, grant=grant, mac=mac, ipv4=ipv4, ipv6=ipv6,
                                     seed=seed + index,
                                     serve_dir=None if serve_dir is None else str(serve_dir),

@@ -198,8 +198,9 @@ def test_ping_and_tcp_through_every_tunnel_at_once(tunnel_peer):
 @pytest.mark.slow
 def test_process_mode_adapter_runs_unprivileged(tmp_path):
     """``hetnic stack up``'s default mode: the adapter's process drops to ``nobody`` after
-    mapping its queues (uid not 0, no capability), and still carries TCP and ping through
-    the tunnels; the segments it maps are that user's, mode 0600."""
+    mapping its queues (uid not 0, no capability, no_new_privs set), and still carries TCP and
+    ping through the tunnels; the segments it maps stay root's, mode 0600 (no other process of
+    that user can map them)."""
     import os
     import stat
     from kit.netns import netns, require_netns, tap_in_netns
@@ -216,16 +217,16 @@ def test_process_mode_adapter_runs_unprivileged(tmp_path):
         try:
             pid = host.pids["tunnel"]
             identity = process_identity(pid)
-            assert identity == {"uid": uid, "cap_eff": 0}
-            for name in (nic.shared.memory, nic.shared.doorbells):
+            assert identity == {"uid": uid, "cap_eff": 0, "no_new_privs": 1}
+            for name in (nic.shared.memory, nic.shared.doorbells, host._segment.name):
                 info = os.stat(f"/dev/shm/{name}")
-                assert info.st_uid == uid and stat.S_IMODE(info.st_mode) == 0o600
+                assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o600
             out = _in_ns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=100_000))
             codes, ok, leaks, seen = eval(out.strip().splitlines()[-1])
             assert codes == [3] * len(TUNNELS) and ok == [True] * len(TUNNELS), out
             assert leaks == 0
             summary = host.summary()["instances"]["tunnel"]
-            assert summary["identity"] == {"uid": uid, "cap_eff": 0}
+            assert summary["identity"] == {"uid": uid, "cap_eff": 0, "no_new_privs": 1}
             for name, row in summary["tunnels"]["tunnels"].items():
                 assert row["packets_in"] > 10 and row["drops"] == {}, (name, row)
         finally:
