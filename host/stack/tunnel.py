@@ -57,7 +57,6 @@ __all__ = ["TunnelSpec", "TunnelError", "TunnelAdapter", "Tunnel", "TunnelCounte
            "parse_tunnel", "GPE_PEER_MAC"]
 
 _UDP = int(IpProto.UDP)
-_ICMP = int(IpProto.ICMP)
 _ICMPV6 = int(IpProto.ICMPV6)
 _ETH_IPV4 = int(EtherType.IPV4)
 _ETH_IPV6 = int(EtherType.IPV6)
@@ -517,6 +516,7 @@ class TunnelAdapter:
             source.drop("ttl_exceeded")
             self._icmp(source, packet, 11 if version == 4 else 3, 0, b"\0\0\0\0", now)
             return
+        received = packet
         if version == 4:
             header_len = (packet[0] & 15) << 2
             header = bytearray(packet[:header_len])
@@ -530,9 +530,9 @@ class TunnelAdapter:
             if version == 6 or packet[6] & 0x40:
                 target.drop("mtu")
                 if version == 4:
-                    self._icmp(source, packet, 3, 4, target.mtu.to_bytes(4, "big"), now)
+                    self._icmp(source, received, 3, 4, target.mtu.to_bytes(4, "big"), now)
                 else:
-                    self._icmp(source, packet, 2, 0, target.mtu.to_bytes(4, "big"), now)
+                    self._icmp(source, received, 2, 0, target.mtu.to_bytes(4, "big"), now)
                 return
             for piece in _fragments(packet, target.mtu):
                 target.counters.forwarded += 1
@@ -544,27 +544,16 @@ class TunnelAdapter:
     @staticmethod
     def _icmp(source: Tunnel, packet: bytes, mtype: int, code: int, rest: bytes,
               now: float) -> None:
-        """An ICMP / ICMPv6 error about ``packet`` to its sender, from ``source``'s inner
-        address (none about an ICMP error, a fragment past the first or a group source)."""
+        """An ICMP / ICMPv6 error about ``packet`` (as received) to its sender, from
+        ``source``'s inner address: the stack's own error path with its suppression rules
+        (``forwarded``)."""
         iface = source.stack.iface
         if packet[0] >> 4 == 4:
-            sender = packet[12:16]
-            ihl = (packet[0] & 15) << 2
-            if (packet[9] == _ICMP and len(packet) > ihl and packet[ihl] not in (0, 8)) \
-                    or int.from_bytes(packet[6:8], "big") & 0x1FFF or sender[0] >= 224 \
-                    or not iface.ipv4:
-                return
-            # RFC 1191: for "fragmentation needed" ``rest`` carries the next-hop MTU in the
-            # unused word's low half.
-            iface.icmp4.send(iface.source_for(sender) or iface.ipv4[0][0], sender, mtype,
-                             code, rest + packet[:ihl + 8 + 40], now)
-            return
-        sender = packet[8:24]
-        if (packet[6] == _ICMPV6 and len(packet) > 40 and packet[40] < 128) \
-                or sender[0] == 0xFF or len(iface.ipv6) < 2:
-            return
-        iface.icmp6.send(iface.source_for(sender) or iface.ipv6[-1][0], sender, mtype, code,
-                         rest + packet[:1280 - 48], now)
+            iface.icmp4.error(mtype, code, packet[12:16], packet[16:20], packet, now,
+                              rest=rest, forwarded=True)
+        else:
+            iface.icmp6.error(mtype, code, int.from_bytes(rest, "big"), packet[8:24],
+                              packet[24:40], packet, now, forwarded=True)
 
     # -- the Stack interface (what runners call) --------------------------------------------
     def poll(self, now: float) -> list[bytes]:

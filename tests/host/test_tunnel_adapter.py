@@ -237,3 +237,46 @@ def test_ipv6_packet_too_big_and_hop_limit():
     kinds = {(f[54], f[55], int.from_bytes(f[58:62], "big")) for f in seen
              if f[12:14] == b"\x86\xdd" and f[20] == 58 and f[54] < 128}
     assert kinds == {(2, 0, big.mtu), (3, 0, 0)}
+
+
+def test_forwarding_errors_follow_the_stacks_rules():
+    """The adapter's ICMP errors go through the stack's own error path (RFC 1812 4.3.2.7,
+    RFC 4443 2.4): none to a source 0/8, 127/8, broadcast or multicast, none about a packet
+    to a multicast group (not forwarded at all), none to ::; one about an ICMP timestamp (not an error); the
+    fragmentation-needed quote is the header as received (TTL not yet decremented)."""
+    import ipaddress
+    from hetnic.host.stack.ipv4 import build_ipv4_header
+    from hetnic.host.stack.ipv6 import build_ipv6_header
+    specs = [("vxlan", 20, 4, "198.19.5.2/24", "198.19.5.1/24", "d"),
+             ("vxlan-gpe", 21, 6, "198.19.6.2/24", "198.19.6.1/24", "d"),
+             ("vxlan", 22, 4, "2001:db8:22::2/64", "2001:db8:22::1/64", "d")]
+    ta, tb = _pair(specs)
+    vx, gpe, v6 = ta.tunnels
+    eth = vx.mac + tb.tunnels[0].mac + b"\x08\x00"
+    for src, dst in (("0.0.0.0", "198.19.77.1"), ("127.0.0.1", "198.19.77.1"),
+                     ("255.255.255.255", "198.19.77.1"), ("224.0.0.9", "198.19.77.1"),
+                     ("240.0.0.1", "198.19.77.1"), ("198.19.5.1", "239.1.2.3")):
+        vx.input(eth + _inner_udp(src, dst, 100), 1.0)
+    s6 = ipaddress.ip_address("::").packed
+    d6 = ipaddress.ip_address("2001:db8:99::1").packed
+    body = struct.pack("!HHHH", 1, 2, 8, 0)
+    v6.input(v6.mac + tb.tunnels[2].mac + b"\x86\xdd" + build_ipv6_header(s6, d6, 17, 8)
+             + body, 1.0)
+    assert vx.counters.drops == {"no_route": 5} and v6.counters.drops == {"no_route": 1}
+    assert vx.stack.counters.icmp_out == 0 and v6.stack.counters.icmp_out == 0
+    # an ICMP timestamp request with no route: an error (it is not an ICMP error)
+    s, d = (ipaddress.ip_address(a).packed for a in ("198.19.5.1", "198.19.77.1"))
+    stamp = bytearray(struct.pack("!BBHHH", 13, 0, 0, 1, 1) + bytes(12))
+    stamp[2:4] = checksum(bytes(stamp)).to_bytes(2, "big")
+    vx.input(eth + build_ipv4_header(s, d, 1, len(stamp), 9) + bytes(stamp), 1.0)
+    # oversize with DF into the smaller tunnel: the quote carries TTL 64, as sent
+    vx.input(eth + _inner_udp("198.19.5.1", "198.19.6.1", gpe.mtu + 10), 1.0)
+    peer = tb.tunnels[0].stack
+    seen = []
+    receive = peer.receive
+    peer.receive = lambda frame, now: (seen.append(bytes(frame)), receive(frame, now))
+    _run(ta, tb, lambda: peer.counters.icmp_in >= 2)
+    errors = {(f[34], f[35]): f for f in seen if f[12:14] == b"\x08\x00" and f[23] == 1}
+    assert set(errors) == {(3, 0), (3, 4)}
+    quoted = errors[(3, 4)][42:]
+    assert quoted[8] == 64 and checksum(quoted[:20]) == 0
