@@ -35,7 +35,7 @@ from typing import Any, Callable
 from ..errors import HetnicError
 from .daemon_audit import AuditLog
 from .daemon_events import Item, Reconciler, Watcher
-from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused
+from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused, one_line
 from .daemon_policy import Identity, Policy, deny_all, load_policy, resolve
 from .daemon_protocol import (MAX_MESSAGE, ProtocolError, decode_request, error_reply, encode,
                               reply, split_op, VERSION)
@@ -148,7 +148,7 @@ class Daemon(Operations):
         self.operator_rules: list = []
         self._base = self.host.dispatcher.base_plan
         self.commits = 0
-        self.ops: dict[str, Callable[[_Session, dict], Any]] = {
+        self.ops: dict[str, Callable[[_Session, int, dict], Any]] = {
             "rules.read": self._rules_read, "rules.configure": self._rules_configure,
             "rss.read": self._rss_read, "rss.configure": self._rss_configure,
             "counters.read": self._counters_read, "instances.read": self._instances_read,
@@ -299,17 +299,21 @@ class Daemon(Operations):
                                             f"daemon has no such operation"))
             return
         try:
-            result = handler(session, {"id": id, **args})
+            result = handler(session, id, args)
+            answer = reply(id, result)
         except OpRefused as exc:
             self.audit.write("access", **record, result="refused", error=str(exc))
             self._send(session, error_reply(id, "refused", str(exc)))
             return
-        except HetnicError as exc:
-            self.audit.write("access", **record, result="failed", error=str(exc))
-            self._send(session, error_reply(id, "failed", str(exc)))
+        except Exception as exc:            # HetnicError, or a bug no check caught: not fatal
+            error = str(exc) if isinstance(exc, HetnicError) else one_line(exc)
+            if not isinstance(exc, HetnicError):
+                self.log(f"{op} of session {who.record()} failed: {error}")
+            self.audit.write("access", **record, result="failed", error=error)
+            self._send(session, error_reply(id, "failed", error[:4096]))
             return
         self.audit.write("access", **record, result="done")
-        self._send(session, reply(id, result))
+        self._send(session, answer)
 
     def _send(self, session: _Session, data: bytes) -> None:
         if session.sock.fileno() < 0:
@@ -367,8 +371,19 @@ class Daemon(Operations):
                                               else ""))
         for session in list(self.sessions.values()):
             if session.follow is not None:
-                self._send(session, encode({"v": VERSION, "id": session.follow,
-                                            "event": record}))
+                self._send(session, self._event_line(session.follow, record))
+
+    @staticmethod
+    def _event_line(id: int, record: dict) -> bytes:
+        """The event line of ``record`` for a follower; a record too long for one message
+        is sent without its counters and diff (the audit log has it whole)."""
+        try:
+            return encode({"v": VERSION, "id": id, "event": record})
+        except (ProtocolError, TypeError, ValueError):
+            short = {k: record.get(k) for k in ("seq", "time", "item", "path", "instruction",
+                                                 "result", "error")}
+            short["truncated"] = True
+            return encode({"v": VERSION, "id": id, "event": short})
 
     def _load_policy(self) -> Policy:
         policy = load_policy(self.policy_path)

@@ -21,7 +21,7 @@ from ..protocol import RSS_KEY_LEN
 from .daemon_events import REPORT_SUFFIX
 from .daemon_protocol import encode
 
-__all__ = ["Operations", "OpRefused", "INSTRUCTIONS"]
+__all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line"]
 
 #: Seconds the NIC runs between two looks at the sockets and the file events.
 TURN = 0.005
@@ -32,6 +32,12 @@ INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-ke
 
 class OpRefused(HetnicError, ValueError):
     """An operation that was tried and refused; the configuration is as it was."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type and message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -140,28 +146,33 @@ class Operations:
         return key
 
     # --- operations ---------------------------------------------------------------------------
-    def _rules_read(self, session, args) -> dict:
+    def _rules_read(self, session, id, args) -> dict:
         return {"operator": [_rule_text(r) for r in self.operator_rules],
                 "table": [_rule_text(r) for r in self.host.dispatcher.rules()],
                 "generation": self.host.nic.generation}
 
-    def _rules_configure(self, session, args) -> dict:
+    def _rules_configure(self, session, id, args) -> dict:
         text, fmt = args.get("text"), args.get("format", "toml")
         if not isinstance(text, str) or fmt not in ("toml", "json"):
             raise OpRefused("rules.configure takes 'text' (the rule file) and 'format' "
                             "(toml or json)")
-        rules = self._load_rules(text.encode(), f".{fmt}", "rules")
+        try:
+            data = text.encode()
+        except UnicodeEncodeError as exc:
+            raise OpRefused(f"the rule file is not valid Unicode: {exc.reason} at "
+                            f"{exc.start}") from None
+        rules = self._load_rules(data, f".{fmt}", "rules")
         before = self.config_text()
         generation = self.configure(rules=rules)
         return {"generation": generation, "rules": len(rules),
                 "diff": self._diff(before)}
 
-    def _rss_read(self, session, args) -> dict:
+    def _rss_read(self, session, id, args) -> dict:
         nic = self.host.nic
         return {"key": nic.rss.key.hex(), "reta": list(nic.rss.table),
                 "generation": nic.generation}
 
-    def _rss_configure(self, session, args) -> dict:
+    def _rss_configure(self, session, id, args) -> dict:
         if "key" not in args and "reta" not in args:
             raise OpRefused("rss.configure takes 'key' (hex) and/or 'reta' (a list)")
         key = self._key(args["key"]) if "key" in args else None
@@ -170,7 +181,7 @@ class Operations:
         generation = self.configure(key=key, reta=reta)
         return {"generation": generation, "diff": self._diff(before)}
 
-    def _counters_read(self, session, args) -> dict:
+    def _counters_read(self, session, id, args) -> dict:
         return {"nic": self.host.nic.counters(), "tap": self.host.bridge.counters(),
                 "daemon": self.daemon_counters()}
 
@@ -179,24 +190,24 @@ class Operations:
                 "file_events": self.event_seq,
                 "overflows": self.watcher.overflows if self.watcher else 0}
 
-    def _instances_read(self, session, args) -> dict:
+    def _instances_read(self, session, id, args) -> dict:
         summary = self.host.summary()
         return {"instances": summary["instances"], "ports": self.host.port_map()}
 
-    def _queues_read(self, session, args) -> dict:
+    def _queues_read(self, session, id, args) -> dict:
         return {cfg.name: {"rx": list(cfg.rx_queues), "tx": cfg.tx_queue}
                 for cfg in self.host.instances}
 
-    def _tap_read(self, session, args) -> dict:
+    def _tap_read(self, session, id, args) -> dict:
         return {"tap": getattr(self.host.bridge.tap, "name", None),
                 **self.host.bridge.counters()}
 
-    def _direct_read(self, session, args) -> dict:
+    def _direct_read(self, session, id, args) -> dict:
         return {"ethertype": self.host.nic.config.direct_ethertype}
 
-    def _events_read(self, session, args) -> dict:
+    def _events_read(self, session, id, args) -> dict:
         if args.get("follow"):
-            session.follow = args["id"]
+            session.follow = id
         return {"recent": list(self.events), "follow": bool(args.get("follow"))}
 
     # --- file events ---------------------------------------------------------------------------
@@ -216,6 +227,8 @@ class Operations:
             out.setdefault("result", "done")
         except HetnicError as exc:
             out.update(result="refused", error=str(exc))
+        except Exception as exc:            # a bug or an input no check caught: not fatal
+            out.update(result="failed", error=one_line(exc))
         after = self.host.nic.counters()
         out["counters"] = {k: [before[k], after[k]] for k in after if after[k] != before[k]}
         out["diff"] = self._diff(before_text)
@@ -237,6 +250,10 @@ class Operations:
             text = data.decode()
         except UnicodeDecodeError:
             text = None
+        if text is None and len(data) != RSS_KEY_LEN:
+            raise OpRefused(f"{path}: an RSS key file is {RSS_KEY_LEN} raw bytes or "
+                            f"{2 * RSS_KEY_LEN} hex digits; this is {len(data)} bytes of "
+                            f"neither")
         key = self._key(text) if text is not None and len(data) != RSS_KEY_LEN else data
         return {"generation": self.configure(key=key)}
 
@@ -253,6 +270,10 @@ class Operations:
             raise OpRefused("this daemon was started without a capture reader")
         with _as_file(data, path.suffix, str(path)) as tmp:
             frames = self.read_capture(tmp)
+        empty = [i for i, frame in enumerate(frames) if not frame]
+        if empty:
+            raise OpRefused(f"{path}: record {empty[0]} is empty; a frame has at least one "
+                            f"byte")
         bridge = self.host.bridge
         before = self.host.nic.counters()
         bridge.nic.wire.send(frames)

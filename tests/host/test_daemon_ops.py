@@ -1,0 +1,221 @@
+"""hetnicd in this process, on the simulated NIC with a quiet TAP stand-in: the operations and
+the file-event instructions with inputs that must not stop it (random arguments to every op,
+bad key files, empty capture records), the RSS and rules configuration (done and refused,
+and the rollback of a failed commit), and the follow stream."""
+
+import json
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from hetnic.host.daemon_protocol import INTERFACES, OPERATIONS
+
+pytestmark = pytest.mark.timeout(120)
+
+POLICY = '[[grant]]\nusers = ["*"]\ninterfaces = ["*"]\noperations = ["*"]\n'
+
+
+class QuietTap:
+    """A TAP stand-in that never has a frame and swallows what the NIC sends out."""
+
+    def __init__(self):
+        self._r, self._w = os.pipe()
+        self.written = 0
+
+    def read_frames(self, max_frames):
+        return []
+
+    def write(self, frame):
+        self.written += 1
+
+    def fileno(self):
+        return self._r
+
+    def close(self):
+        for fd in (self._r, self._w):
+            os.close(fd)
+
+
+@pytest.fixture(scope="module")
+def nic():
+    from hetnic.host.nic import Nic
+    with Nic.open("sim", width=64, rx_queues=8) as nic:
+        yield nic
+
+
+class Harness:
+    def __init__(self, nic, folder: Path, **files):
+        from hetnic.host.daemon import Daemon, InstanceSupervisor
+        from hetnic.host.daemon_audit import AuditLog
+        from hetnic.host.stack_host import StackHost
+        from hetnic.replay import read_capture
+        self.folder = folder
+        self.tap = QuietTap()
+        self.supervisor = InstanceSupervisor(lambda: StackHost(nic, self.tap, seed=1))
+        (folder / "policy.toml").write_text(POLICY)
+        self.logs: list[str] = []
+        self.daemon = Daemon(self.supervisor, socket_path=folder / "d.sock",
+                             policy=folder / "policy.toml",
+                             audit=AuditLog(folder / "audit.log"), read_capture=read_capture,
+                             log=self.logs.append, **files)
+        self.ids = 0
+
+    def connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(self.folder / "d.sock"))
+        s.setblocking(False)
+        self.daemon.poll(0.05)
+        return s
+
+    def lines(self, s: socket.socket, n: int = 1, timeout: float = 20.0) -> list[dict]:
+        """The next ``n`` lines from the daemon on ``s`` (the daemon polled meanwhile)."""
+        data = b""
+        end = time.monotonic() + timeout
+        while data.count(b"\n") < n:
+            assert time.monotonic() < end, f"no reply: {data[:200]!r}"
+            self.daemon.poll(0.01)
+            try:
+                chunk = s.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            data += chunk
+        return [json.loads(line) for line in data.splitlines()]
+
+    def send(self, s: socket.socket, data: bytes) -> None:
+        """Send all of ``data`` on the non-blocking ``s`` (the daemon polled meanwhile)."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[s.send(view):]
+            except BlockingIOError:
+                self.daemon.poll(0.01)
+
+    def ask(self, s: socket.socket, op: str, args=None, id=None) -> dict:
+        self.ids += 1
+        self.send(s, json.dumps({"v": 1, "id": self.ids if id is None else id, "op": op,
+                                 "args": args or {}}).encode() + b"\n")
+        return self.lines(s)[0]
+
+    def alive(self) -> bool:
+        s = self.connect()
+        try:
+            return self.ask(s, "session.whoami")["ok"]
+        finally:
+            s.close()
+
+    def close(self):
+        try:
+            self.daemon.close()
+        finally:
+            self.supervisor.stop()
+            self.tap.close()
+
+
+@pytest.fixture
+def harness(nic, tmp_path):
+    h = Harness(nic, tmp_path)
+    yield h
+    h.close()
+
+
+def _junk(rng: random.Random, depth: int = 0):
+    kinds = ["int", "str", "bool", "none", "float", "surrogate"]
+    if depth == 0:
+        kinds.append("big")
+    if depth < 2:
+        kinds += ["list", "dict"]
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, 1, -1, 7, 255, 256, 2 ** 31, -(2 ** 63)])
+    if kind == "str":
+        return rng.choice(["", "x", "00" * 40, "zz", "[[rule]]\ndrop = true\n", "{}", "\x00"])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "none":
+        return None
+    if kind == "float":
+        return rng.choice([0.5, 1e308, -0.0])
+    if kind == "big":
+        return "A" * rng.choice([1000, 100_000])
+    if kind == "surrogate":
+        return "\ud800"
+    if kind == "list":
+        return [_junk(rng, depth + 1) for _ in range(rng.randrange(0, 130))]
+    return {rng.choice(["key", "reta", "text", "format", "follow", "id", "x"]):
+            _junk(rng, depth + 1) for _ in range(rng.randrange(0, 4))}
+
+
+def test_random_arguments_to_every_op_never_stop_the_daemon(harness):
+    """Random argument objects to every INTERFACE.OPERATION (surrogates, huge strings, wrong
+    types, an ``id`` inside args): each gets a reply, and the daemon serves on."""
+    rng = random.Random(16)
+    ops = [f"{i}.{o}" for i in INTERFACES for o in OPERATIONS] + ["session.whoami"]
+    s = harness.connect()
+    try:
+        for n in range(300):
+            op = rng.choice(ops)
+            args = {k: _junk(rng) for k in rng.sample(
+                ["key", "reta", "text", "format", "follow", "id"], rng.randrange(0, 4))}
+            line = json.dumps({"v": 1, "id": n, "op": op, "args": args}).encode() + b"\n"
+            harness.send(s, line)
+            answer = harness.lines(s)[0]
+            assert answer["id"] == n, (op, args)
+            assert answer["ok"] or answer["code"] in ("refused", "unsupported", "failed")
+    finally:
+        s.close()
+    assert harness.alive()
+    # the cases the review found, one by one
+    s = harness.connect()
+    try:
+        got = harness.ask(s, "rules.configure", {"text": "\ud800"})
+        assert got["code"] == "refused" and "Unicode" in got["error"]
+        got = harness.ask(s, "events.read", {"follow": True, "id": "A" * 1_048_000}, id=99)
+        assert got["ok"] and got["id"] == 99
+    finally:
+        s.close()
+    assert harness.alive()
+
+
+def _settle(daemon, records: list, want: int, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while len(records) < want and time.monotonic() < end:
+        daemon.poll(0.02)
+
+
+def _pcap(frames: list[bytes]) -> bytes:
+    """A classic little-endian pcap of ``frames`` (an empty one is a record of 0 bytes)."""
+    import struct
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for frame in frames:
+        out += struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+    return out
+
+
+def test_bad_key_files_and_empty_capture_records_are_refused(nic, tmp_path):
+    """A binary key file of the wrong length (at start and on change) and a capture with an
+    empty record are refused with the reason; the daemon serves on."""
+    key, drop = tmp_path / "rss.key", tmp_path / "drop"
+    key.write_bytes(b"\xff" * 10)
+    drop.mkdir()
+    h = Harness(nic, tmp_path, rss_key=key, watch=drop)
+    try:
+        events = list(h.daemon.events)
+        assert [(e["item"], e["result"]) for e in events] == [("rss-key", "refused")]
+        assert "raw bytes" in events[0]["error"]
+        key.write_bytes(b"\xfe" * 11)
+        _settle(h.daemon, h.daemon.events, 2)
+        assert h.daemon.events[-1]["result"] == "refused"
+        (drop / "empty.pcap").write_bytes(_pcap([b"\x02" * 60, b""]))
+        _settle(h.daemon, h.daemon.events, 3)
+        rec = h.daemon.events[-1]
+        assert (rec["item"], rec["result"]) == ("drop", "refused")
+        assert "record 1 is empty" in rec["error"]
+        assert h.alive()
+    finally:
+        h.close()
