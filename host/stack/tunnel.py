@@ -18,7 +18,8 @@ over IPv4 and refused over IPv6, RFC 6935/6936: the kernel's ``udp6zerocsumrx`` 
 tunnel found by (port, VNI, outer source); the inner packet is delivered to the tunnel's
 inner stack when it is for one of its addresses (or is ARP/NDP, broadcast or multicast),
 else forwarded by the domain's routes to the tunnel whose inner prefix holds its
-destination (TTL / hop limit decremented; ICMP time exceeded at 1; ICMP "fragmentation
+destination (an IPv4 header whose checksum fails is dropped, ``bad_checksum``, RFC 1812
+5.2.2; TTL / hop limit decremented; ICMP time exceeded at 1; ICMP "fragmentation
 needed" with the next-hop MTU, RFC 1191, for an IPv4 packet with DF that does not fit,
 fragments for one without; ICMPv6 "packet too big", RFC 8201, for IPv6; destination
 unreachable "no route" when no route holds it). Every drop is counted on the tunnel (or, when
@@ -506,6 +507,9 @@ class TunnelAdapter:
     def forward(self, source: Tunnel, packet: bytes, now: float) -> None:
         """Route an inner packet that came through ``source`` and is not for it."""
         version = packet[0] >> 4
+        if version == 4 and checksum(packet[:(packet[0] & 15) << 2]):
+            source.drop("bad_checksum")         # RFC 1812 5.2.2: verify, never repair
+            return
         dst = packet[16:20] if version == 4 else packet[24:40]
         target = self.route(dst, source.domain)
         if target is None:

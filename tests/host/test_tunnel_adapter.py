@@ -280,3 +280,17 @@ def test_forwarding_errors_follow_the_stacks_rules():
     assert set(errors) == {(3, 0), (3, 4)}
     quoted = errors[(3, 4)][42:]
     assert quoted[8] == 64 and checksum(quoted[:20]) == 0
+
+
+def test_forwarding_drops_a_bad_inner_header_checksum():
+    """RFC 1812 5.2.2: an inner IPv4 header whose checksum fails is dropped (counted
+    ``bad_checksum``), not repaired and forwarded."""
+    specs = [("vxlan", 20, 4, "198.19.5.2/24", "198.19.5.1/24", "d"),
+             ("vxlan-gpe", 21, 6, "198.19.6.2/24", "198.19.6.1/24", "d")]
+    ta, tb = _pair(specs)
+    vx, gpe = ta.tunnels
+    bad = bytearray(_inner_udp("198.19.5.1", "198.19.6.1", 100))
+    bad[10] ^= 0x55
+    vx.input(vx.mac + tb.tunnels[0].mac + b"\x08\x00" + bytes(bad), 1.0)
+    assert vx.counters.drops == {"bad_checksum": 1}
+    assert gpe.counters.forwarded == 0 and gpe.counters.packets_out == 0
