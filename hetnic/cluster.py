@@ -129,6 +129,7 @@ def open_cluster(spec: ClusterSpec) -> Iterator:
                 n_workers=spec.workers, threads_per_worker=1, processes=True,
                 dashboard_address=":0", silence_logs=logging.CRITICAL))
             client = stack.enter_context(distributed.Client(cluster))
+            _wait_for_workers(client, spec.workers, 120)
         else:
             try:
                 client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT)
@@ -137,9 +138,17 @@ def open_cluster(spec: ClusterSpec) -> Iterator:
                 raise ClusterError(f"cannot reach the cluster at {spec.address} within "
                                    f"{CONNECT_TIMEOUT} s: {reason[:200]}") from None
             stack.enter_context(client)
-            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT * 6)
+            _wait_for_workers(client, 1, CONNECT_TIMEOUT * 6)
         check_versions(client)
         yield client
+
+
+def _wait_for_workers(client, n: int, seconds: float) -> None:
+    try:
+        client.wait_for_workers(n, timeout=seconds)
+    except TimeoutError:
+        have = len(client.scheduler_info(n_workers=-1)["workers"])
+        raise ClusterError(f"{have} of {n} workers came up within {seconds:g} s") from None
 
 
 def check_versions(client) -> None:
@@ -241,7 +250,8 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
             _store(tasks[i].key, results[i])
         else:
             exc = fut.exception()
-            failed.append((i, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            failed.append((i, f"{type(exc).__name__}: {first_line}"))
         done += 1
         bar(done)
         fut.release()
@@ -271,7 +281,8 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: hash every frame
     (:func:`~hetnic.shard.hash_slice`, in slices over the workers), split the capture into
     ``shards`` shards by flow (default: two per worker), replay each shard on a simulated NIC
-    of its own (:func:`~hetnic.shard.replay_shard`) and merge (:func:`~hetnic.shard.merge_results`).
+    of its own (:func:`~hetnic.shard.replay_shard`) and merge
+    (:func:`~hetnic.shard.merge_results`).
 
     The workers read the capture by its path when they share this machine's files (a local
     cluster; ``ship_frames`` False); otherwise (``ship_frames`` True, the default for a
@@ -280,7 +291,7 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     from .replay import read_capture
     from .shard import hash_slice, merge_results, replay_shard, shard_indices
     import numpy as np
-    workers = max(1, len(client.scheduler_info()["workers"]))
+    workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     shards = shards or 2 * workers
     if ship_frames is None:
         ship_frames = not _local(client)
@@ -296,7 +307,8 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     parts = shard_indices(hashes, shards)
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
                          (source, ix, config), {"data_width": data_width, "check": check},
-                         key=cache and content_key("replay", run_key, str(check), ix.tobytes()) or None)
+                         key=cache and content_key("replay", run_key, str(check),
+                                                   ix.tobytes()) or None)
                     for s, ix in enumerate(parts)]
     results = run_tasks(client, replay_tasks, label="replay", progress=progress)
     return merge_results(total, list(zip(parts, results)))
@@ -310,5 +322,6 @@ def _local(client) -> bool:
         here.add(socket.gethostbyname(socket.gethostname()))
     except OSError:
         pass
-    hosts = {info.get("host") for info in client.scheduler_info()["workers"].values()}
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    hosts = {info.get("host") for info in workers.values()}
     return bool(hosts) and hosts <= here
