@@ -148,6 +148,9 @@ def parse_policy(text: str, source: str = "") -> Policy:
     grants = []
     for index, table in enumerate(tables):
         where = f"grant {index}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: a grant is a table ([[grant]]), not "
+                             f"{type(table).__name__}")
         extra = set(table) - {"name", "users", "groups", "interfaces", "operations"}
         if extra:
             raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")

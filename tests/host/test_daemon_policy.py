@@ -69,6 +69,9 @@ def test_policy_decides_with_default_deny():
     ("[[grant]]\nusers = 'a'\ninterfaces = ['rss']\noperations = ['read']\n", "list"),
     ("[[grant]]\nusers = ['a']\ninterfaces = ['rss']\noperations = ['read']\nx = 1\n", "x"),
     ("[other]\n", "other"),
+    ("grant = [1]\n", "a grant is a table"),
+    ("grant = [[1]]\n", "a grant is a table"),
+    ("grant = 1\n", "array of tables"),
 ])
 def test_an_invalid_policy_denies_everything(tmp_path, text, why):
     path = tmp_path / "p.toml"
