@@ -4,8 +4,8 @@ merge the results back into one :class:`~hetnic.replay.ReplayResult` in input or
 A frame's shard is its Toeplitz hash under the run's key (and ``--symmetric``), exactly as
 the NIC's hash stage computes it (:func:`~hetnic.sim.model.toeplitz.meta_hash` of the
 parser model's fields, hashed in batches), modulo the number of shards. Every frame of a flow
-has the same hash, so a flow stays in one shard, in its input order. Frames without a hash (non-IP, parse
-errors) have hash 0 and go to shard 0.
+has the same hash, so a flow stays in one shard, in its input order. Frames without a hash
+(non-IP, parse errors) have hash 0 and go to shard 0.
 
 The functions here are what :mod:`hetnic.cluster` runs on the workers
 (:func:`hash_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
