@@ -59,6 +59,7 @@ __all__ = ["TunnelSpec", "TunnelError", "TunnelAdapter", "Tunnel", "TunnelCounte
 
 _UDP = int(IpProto.UDP)
 _ICMPV6 = int(IpProto.ICMPV6)
+_IPV6_FRAGMENT = int(IpProto.FRAGMENT)
 _ETH_IPV4 = int(EtherType.IPV4)
 _ETH_IPV6 = int(EtherType.IPV6)
 _ETH_ARP = int(EtherType.ARP)
@@ -332,10 +333,16 @@ class Tunnel:
                 self.drop("no_route_outer")
                 return
         # RFC 7348 section 5: the source port from a hash of the inner flow (addresses,
-        # protocol, the first four transport bytes: the ports).
+        # protocol, the first four transport bytes: the ports). A fragment (IPv4 MF or an
+        # offset, IPv6 a fragment header) hashes addresses and protocol only: a fragment
+        # past the first has no ports, and all of a packet's fragments take one path.
         if len(inner) > ip_at + 20 and inner[ip_at] >> 4 == 4:
             at = ip_at + ((inner[ip_at] & 15) << 2)
-            flow = inner[ip_at + 9:ip_at + 10] + inner[ip_at + 12:ip_at + 20] + inner[at:at + 4]
+            flow = inner[ip_at + 9:ip_at + 10] + inner[ip_at + 12:ip_at + 20]
+            if not (inner[ip_at + 6] & 0x3F or inner[ip_at + 7]):
+                flow += inner[at:at + 4]
+        elif len(inner) > ip_at + 6 and inner[ip_at + 6] == _IPV6_FRAGMENT:
+            flow = inner[ip_at + 8:ip_at + 40]
         else:
             flow = inner[ip_at + 6:ip_at + 7] + inner[ip_at + 8:ip_at + 44]
         sport = _SPORT_LO + zlib.crc32(flow) % _SPORTS

@@ -294,3 +294,27 @@ def test_forwarding_drops_a_bad_inner_header_checksum():
     vx.input(vx.mac + tb.tunnels[0].mac + b"\x08\x00" + bytes(bad), 1.0)
     assert vx.counters.drops == {"bad_checksum": 1}
     assert gpe.counters.forwarded == 0 and gpe.counters.packets_out == 0
+
+
+def test_fragments_of_one_packet_take_one_outer_source_port():
+    """RFC 7348 section 5's source-port hash: a fragment past the first has no ports, so
+    fragments hash addresses and protocol only; all of one packet's fragments, whatever
+    their payload bytes, leave with the same outer UDP source port."""
+    specs = [("vxlan", 20, 4, "198.19.5.2/24", "198.19.5.1/24", "d"),
+             ("vxlan-gpe", 21, 4, "198.19.6.2/24", "198.19.6.1/24", "d")]
+    ta, tb = _pair(specs)
+    vx, gpe = ta.tunnels
+    eth = vx.mac + tb.tunnels[0].mac + b"\x08\x00"
+    packet = bytearray(_inner_udp("198.19.5.1", "198.19.6.1", 2 * gpe.mtu, df=False))
+    packet[28 + gpe.mtu:] = bytes(range(256)) * (len(packet[28 + gpe.mtu:]) // 256 + 1)
+    packet = packet[:2 * gpe.mtu]
+    vx.input(eth + bytes(packet), 1.0)
+    assert gpe.counters.forwarded == 3
+    outer = []
+    receive = tb.receive
+    tb.receive = lambda frame, now: (outer.append(bytes(frame)), receive(frame, now))
+    _run(ta, tb, lambda: len([f for f in outer if f[12:14] == b"\x08\x00"]) >= 3)
+    outer = [f for f in outer if f[12:14] == b"\x08\x00" and f[23] == 17
+             and f[36:38] == b"\x12\xb6"]
+    ports = {f[34:36] for f in outer}
+    assert len(outer) == 3 and len(ports) == 1, ports
