@@ -23,6 +23,7 @@ configuration or the new one, never a mix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
@@ -46,6 +47,12 @@ __all__ = ["Daemon", "DaemonError", "OpRefused", "InstanceSupervisor", "default_
 MAX_BACKLOG = 8 * MAX_MESSAGE
 #: File-event records kept for a client that starts following.
 RECENT_EVENTS = 50
+#: Sessions open at once, in all and of one uid; one more is answered ``busy`` and closed.
+MAX_SESSIONS = 256
+MAX_SESSIONS_PER_UID = 32
+#: Seconds the daemon stops accepting after accept() failed (EMFILE, ENFILE, ENOBUFS,
+#: ENOMEM: no descriptors or memory); the pending connections wait in the listen backlog.
+ACCEPT_PAUSE = 0.2
 
 
 class DaemonError(HetnicError, RuntimeError):
@@ -160,7 +167,9 @@ class Daemon(Operations):
         self.event_seq = 0
         self.sessions: dict[int, _Session] = {}
         self.stats = {"sessions": 0, "requests": 0, "allowed": 0, "denied": 0,
-                      "bad_requests": 0}
+                      "bad_requests": 0, "busy": 0, "accept_errors": 0}
+        self.max_sessions, self.max_sessions_per_uid = MAX_SESSIONS, MAX_SESSIONS_PER_UID
+        self._accept_paused_until: float | None = None
         self.policy: Policy = self._load_policy()
         items = [Item(kind, Path(p)) for kind, p in (("policy", policy), ("rules", rules),
                                                      ("rss-key", rss_key),
@@ -191,6 +200,10 @@ class Daemon(Operations):
             self.poll(0)
 
     def poll(self, timeout: float = 0) -> None:
+        if self._accept_paused_until is not None and \
+                time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._server, selectors.EVENT_READ, "accept")
         for key, mask in self._selector.select(timeout):
             if key.data == "accept":
                 self._accept()
@@ -222,10 +235,34 @@ class Daemon(Operations):
         while True:
             try:
                 sock, _ = self._server.accept()
-            except BlockingIOError:
+            except (BlockingIOError, InterruptedError):
                 return
-            sock.setblocking(False)
-            session = _Session(sock, resolve(*_peer(sock)))
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:     # the peer gave up first
+                    continue
+                self.stats["accept_errors"] += 1
+                self.log(f"cannot accept a connection: {exc.strerror or exc}; not accepting "
+                         f"for {ACCEPT_PAUSE} s")
+                self._selector.unregister(self._server)
+                self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+                return
+            try:
+                sock.setblocking(False)
+                who = resolve(*_peer(sock))
+            except OSError:
+                sock.close()
+                continue
+            mine = sum(1 for s in self.sessions.values() if s.who.uid == who.uid)
+            if len(self.sessions) >= self.max_sessions or mine >= self.max_sessions_per_uid:
+                self.stats["busy"] += 1
+                with contextlib.suppress(OSError):
+                    sock.send(error_reply(None, "busy", f"too many sessions ({mine} of uid "
+                                          f"{who.uid}, {len(self.sessions)} in all; at most "
+                                          f"{self.max_sessions_per_uid} and "
+                                          f"{self.max_sessions})"))
+                sock.close()
+                continue
+            session = _Session(sock, who)
             self.sessions[sock.fileno()] = session
             self._selector.register(sock, selectors.EVENT_READ, session)
             self.stats["sessions"] += 1

@@ -49,6 +49,7 @@ CODES = {
     "unsupported": "the policy allows it, but this daemon has no such operation",
     "refused": "the operation was tried and refused; the previous configuration stays",
     "failed": "the operation failed on the NIC; nothing half-applied stays",
+    "busy": "too many sessions are open (in all, or of this uid); the session is closed",
 }
 
 

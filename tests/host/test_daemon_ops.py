@@ -219,3 +219,42 @@ def test_bad_key_files_and_empty_capture_records_are_refused(nic, tmp_path):
         assert h.alive()
     finally:
         h.close()
+
+
+def test_too_many_sessions_are_busy_and_no_descriptors_only_pauses(harness):
+    """One uid's 33rd session is answered ``busy`` and closed; accept() failing for want of
+    descriptors (EMFILE) pauses accepting and the daemon serves on."""
+    import resource
+    daemon = harness.daemon
+    held = [harness.connect() for _ in range(daemon.max_sessions_per_uid)]
+    try:
+        extra = harness.connect()
+        got = harness.lines(extra)
+        assert got[0]["code"] == "busy" and extra.recv(10) == b""
+        extra.close()
+        assert daemon.stats["busy"] == 1
+    finally:
+        for s in held:
+            s.close()
+    daemon.poll(0.05)
+    daemon.max_sessions_per_uid = daemon.max_sessions = 10_000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    clients = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    try:
+        for _ in range(64):
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            except OSError:
+                break
+            clients.append(s)
+            s.connect(str(harness.folder / "d.sock"))
+            daemon.poll(0)
+        assert daemon.stats["accept_errors"] >= 1
+    finally:
+        for s in clients:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    time.sleep(0.25)
+    assert harness.alive()
+    assert any("cannot accept" in line for line in harness.logs)
