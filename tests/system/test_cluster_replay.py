@@ -150,15 +150,20 @@ def test_unreachable_address_fails_fast():
 
 
 def test_cli_cluster_local(tmp_path, capsys):
-    """``hetnic replay --cluster local:2`` writes the records of the one-machine run."""
+    """``hetnic replay --cluster local:2`` with classifier rules writes the records of the
+    one-machine run."""
     path = CAPTURES / "WebattackRCE.pcap"
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[default]\ninstance = 0\n\n[[rule]]\nname = "web"\nip_proto = "tcp"\n'
+                     'dst_port = 8080\ninstance = 2\nreta_offset = 4\nreta_size = 2\n')
     a, b = tmp_path / "one.jsonl", tmp_path / "cluster.jsonl"
-    assert main(["replay", str(path), "--out", str(a), "--queues", "8"]) == 0
-    assert main(["replay", str(path), "--out", str(b), "--queues", "8",
-                 "--cluster", "local:2"]) == 0
+    options = ["--queues", "8", "--rules", str(rules)]
+    assert main(["replay", str(path), "--out", str(a), *options]) == 0
+    assert main(["replay", str(path), "--out", str(b), *options, "--cluster", "local:2"]) == 0
     one = [json.loads(line) for line in a.read_text().splitlines()]
     two = [json.loads(line) for line in b.read_text().splitlines()]
     assert len(one) == len(two) == 797
+    assert sum(r["rule"] == 0 for r in one) > 100
     assert [{f: r[f] for f in STABLE_FIELDS} for r in one] == \
         [{f: r[f] for f in STABLE_FIELDS} for r in two]
     capsys.readouterr()
