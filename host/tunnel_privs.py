@@ -18,7 +18,7 @@ import pwd
 
 from ..errors import HetnicError
 
-__all__ = ["TunnelUserError", "resolve_user", "drop_privileges",
+__all__ = ["TunnelUserError", "resolve_user", "tunnel_user_for", "drop_privileges",
            "process_identity", "DEFAULT_TUNNEL_USER"]
 
 #: The user the adapter runs as unless ``--tunnel-user`` says otherwise.
@@ -38,12 +38,32 @@ def resolve_user(user: str | int) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def tunnel_user_for(requested: str | None) -> str | None:
+    """The user the adapter's process should drop to, given ``--tunnel-user`` (None: not
+    given); None for no drop. As root: ``requested`` or :data:`DEFAULT_TUNNEL_USER`, never
+    root itself. Not root: nothing to drop unless asked, and then only to the current user
+    (anything else needs root). :class:`TunnelUserError` (one line) otherwise."""
+    euid = os.geteuid()
+    if euid != 0:
+        if requested is None or resolve_user(requested)[0] == euid:
+            return None
+        raise TunnelUserError(f"--tunnel-user {requested} needs root (this runs as uid "
+                              f"{euid}; without root the adapter keeps the current user)")
+    user = DEFAULT_TUNNEL_USER if requested is None else requested
+    if resolve_user(user)[0] == 0:
+        raise TunnelUserError(f"--tunnel-user {user} is root: the adapter must drop to an "
+                              "unprivileged user")
+    return user
+
+
 def drop_privileges(user: str | int) -> tuple[int, int]:
     """Become ``user`` for good (groups, gid, uid: real, effective, saved; then
     ``PR_SET_NO_NEW_PRIVS``); (uid, gid).
-    Nothing to do when already that user. :class:`TunnelUserError` when it cannot be done
-    (not root) or did not take (a capability left)."""
+    Nothing to do when already that user. :class:`TunnelUserError` for root (uid 0: no
+    drop at all), when it cannot be done (not root) or did not take (a capability left)."""
     uid, gid = resolve_user(user)
+    if uid == 0:
+        raise TunnelUserError(f"cannot drop privileges to {user!r}: it is root")
     if os.geteuid() == uid and os.getegid() == gid:
         return uid, gid
     try:

@@ -118,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "The adapter runs as one more instance, 'tunnel'; see docs/tunnels.md")
     up.add_argument("--tunnel-user", default=None, metavar="USER",
                     help="the user the tunnel adapter's process drops to after mapping its "
-                    "queues (default: nobody; not with --one-process)")
+                    "queues (default as root: nobody; not root: no drop, and only the "
+                    "current user; never root; not with --one-process)")
 
 
 def add_instance_options(up: argparse.ArgumentParser) -> None:
@@ -182,9 +183,10 @@ def run(args: argparse.Namespace) -> int:
         raise HetnicError("--tunnel-user needs the adapter in a process of its own (not "
                           "with --one-process)")
     instances = _instances(args.instances, tunnels)
+    tunnel_user = None
     if tunnels and not args.one_process:
-        from ..host.tunnel_privs import DEFAULT_TUNNEL_USER, resolve_user
-        resolve_user(args.tunnel_user or DEFAULT_TUNNEL_USER)
+        from ..host.tunnel_privs import tunnel_user_for
+        tunnel_user = tunnel_user_for(getattr(args, "tunnel_user", None))
     tap = TapDevice(args.tap)                   # a missing TAP fails before the NIC starts
     try:
         from ..host.nic import Nic
@@ -199,9 +201,8 @@ def run(args: argparse.Namespace) -> int:
             extra = {}
             if tunnels:
                 extra["tunnels"] = tunnels
-                if not args.one_process:
-                    from ..host.tunnel_privs import DEFAULT_TUNNEL_USER
-                    extra["tunnel_user"] = args.tunnel_user or DEFAULT_TUNNEL_USER
+                if tunnel_user is not None:
+                    extra["tunnel_user"] = tunnel_user
             host = kind(
                 nic, tap, addr4=str(args.addr), addr6=str(args.addr6) if args.addr6 else None,
                 instances=instances, serve_dir=args.serve, seed=args.seed,
