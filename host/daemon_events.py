@@ -21,13 +21,16 @@ hash check makes a second event for unchanged content (``touch``, an editor savi
 text, a duplicate close) do nothing.
 
 A file that vanishes between the event and the read, a symlink loop, a permission denied:
-the reconciler reports the error in the event's record and carries on.
+the reconciler reports the error in the event's record and carries on. A file in the drop
+folder (which others may write) is read only if it is a regular file and not a symlink.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -128,6 +131,19 @@ class Watcher:
         self._inotify.close()
 
 
+def _read_drop(path: Path) -> bytes:
+    """The content of a file in the drop folder, which others may write: never through a
+    symlink (O_NOFOLLOW: ELOOP) and only a regular file (not a FIFO, a device, a folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a folder, a FIFO, a device)")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
 class Reconciler:
     """Acts on due items once per content: reads the file, hashes it, and calls
     ``instruction(kind, path, data)`` only if the hash differs from the last one acted on.
@@ -164,9 +180,7 @@ class Reconciler:
     def one(self, kind: str, path: Path) -> dict | None:
         base = {"path": str(path), "item": kind}
         try:
-            if kind == "drop" and not path.is_file():
-                raise FileNotFoundError(f"{path} is not a regular file (gone, or a folder)")
-            data = path.read_bytes()
+            data = _read_drop(path) if kind == "drop" else path.read_bytes()
         except OSError as exc:
             self.errors += 1
             self.done.pop(path, None)       # what it held is gone: act on it when it is back

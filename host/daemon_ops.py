@@ -56,6 +56,23 @@ def _as_file(data: bytes, suffix: str, shown: str):
         os.unlink(name)
 
 
+def _write_new(target: Path, data: bytes) -> None:
+    """Write ``target`` as a new file (mode 0644) and rename it into place: the data goes to
+    a fresh hidden file made with O_EXCL (never through a symlink or a file someone planted)
+    and the rename replaces whatever name ``target`` was (a symlink there is replaced, not
+    followed)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fh.write(data)
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
 def _rule_text(rule) -> str:
     fields = {f.name: getattr(rule, f.name) for f in dataclasses.fields(rule)}
     return ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "name") \
@@ -289,9 +306,7 @@ class Operations:
                                if after[k] != before[k]}}
         target = path.with_name(path.name + REPORT_SUFFIX)
         try:
-            tmp_report = target.with_name("." + target.name + ".tmp")
-            tmp_report.write_text(encode(report).decode())
-            os.replace(tmp_report, target)
+            _write_new(target, encode(report))
         except OSError as exc:
             return {**report, "result": "failed", "error": f"cannot write {target}: {exc}"}
         return {**report, "report": str(target)}

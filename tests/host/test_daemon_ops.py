@@ -258,3 +258,32 @@ def test_too_many_sessions_are_busy_and_no_descriptors_only_pauses(harness):
     time.sleep(0.25)
     assert harness.alive()
     assert any("cannot accept" in line for line in harness.logs)
+
+
+def test_drop_folder_symlinks_are_neither_read_nor_written_through(nic, tmp_path):
+    """The daemon runs as root and others may write the drop folder: a capture that is a
+    symlink is not read, and the report replaces a planted symlink (or temporary name)
+    instead of writing through it."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    secret, victim = tmp_path / "secret.pcap", tmp_path / "victim"
+    secret.write_bytes(_pcap([b"\x02" * 60]))
+    victim.write_text("keep")
+    os.symlink(secret, drop / "evil.pcap")
+    os.symlink(victim, drop / "x.pcap.report.json")
+    os.symlink(victim, drop / ".x.pcap.report.json.tmp")
+    h = Harness(nic, tmp_path, watch=drop)
+    try:
+        (drop / "x.pcap").write_bytes(_pcap([b"\x02" * 60] * 3))
+        _settle(h.daemon, h.daemon.events, 1)
+        rec = h.daemon.events[-1]
+        assert (rec["path"], rec["result"], rec["frames"]) == (str(drop / "x.pcap"), "done", 3)
+        report = drop / "x.pcap.report.json"
+        assert not report.is_symlink() and json.loads(report.read_text())["frames"] == 3
+        assert victim.read_text() == "keep"
+        h.daemon.reconciler.handle([("drop", drop / "evil.pcap")])
+        rec = h.daemon.events[-1]
+        assert rec["path"].endswith("evil.pcap") and rec["result"] == "error"
+        assert "symbolic links" in rec["error"]
+    finally:
+        h.close()
