@@ -27,6 +27,7 @@ import errno
 import os
 import selectors
 import socket
+import stat
 import struct
 import time
 from collections import deque
@@ -108,7 +109,16 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
 
 
 def _listen(path: Path) -> socket.socket:
-    if path.exists() or path.is_symlink():
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise DaemonError(f"cannot use {path} as the socket: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        raise DaemonError(f"{path} exists and is not a socket; the daemon replaces only a "
+                          f"stale socket: remove it or give another --socket")
+    if mode is not None:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(1.0)
         try:
@@ -175,8 +185,8 @@ class Daemon(Operations):
                                                      ("rss-key", rss_key),
                                                      ("instances", instances),
                                                      ("drop", watch)) if p is not None]
-        self._selector = selectors.DefaultSelector()
         self._server = _listen(self.socket_path)
+        self._selector = selectors.DefaultSelector()
         self._selector.register(self._server, selectors.EVENT_READ, "accept")
         self.watcher = Watcher(items) if items else None
         self.reconciler = Reconciler(self._instruction, self._event_record)

@@ -58,10 +58,16 @@ class Harness:
         self.supervisor = InstanceSupervisor(lambda: StackHost(nic, self.tap, seed=1))
         (folder / "policy.toml").write_text(POLICY)
         self.logs: list[str] = []
-        self.daemon = Daemon(self.supervisor, socket_path=folder / "d.sock",
-                             policy=folder / "policy.toml",
-                             audit=AuditLog(folder / "audit.log"), read_capture=read_capture,
-                             log=self.logs.append, **files)
+        audit = AuditLog(folder / "audit.log")
+        try:
+            self.daemon = Daemon(self.supervisor, socket_path=folder / "d.sock",
+                                 policy=folder / "policy.toml", audit=audit,
+                                 read_capture=read_capture, log=self.logs.append, **files)
+        except BaseException:
+            audit.close()
+            self.supervisor.stop()
+            self.tap.close()
+            raise
         self.ids = 0
 
     def connect(self) -> socket.socket:
@@ -287,3 +293,11 @@ def test_drop_folder_symlinks_are_neither_read_nor_written_through(nic, tmp_path
         assert "symbolic links" in rec["error"]
     finally:
         h.close()
+
+
+def test_socket_path_that_is_not_a_socket_is_left_alone(nic, tmp_path):
+    from hetnic.host.daemon import DaemonError
+    (tmp_path / "d.sock").write_text("precious")
+    with pytest.raises(DaemonError, match="not a socket"):
+        Harness(nic, tmp_path)
+    assert (tmp_path / "d.sock").read_text() == "precious"
