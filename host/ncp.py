@@ -24,7 +24,9 @@ channel)``). The frame layout is :mod:`hetnic.ncp_frame`; the protocol is descri
   answering one of our frames, ends the session (``peer_restarts``); the session then sets
   itself up again with a new epoch of its own. Unsent and unacknowledged data of the old
   incarnation is discarded (``bytes_discarded``), and the channel's ``generation`` counts
-  incarnations so an application can tell.
+  incarnations so an application can tell (the blocking API's ``flush`` / ``close`` raise
+  ``NcpReset``). A FIN received ends the session at once: data of ours not yet acknowledged
+  is discarded and counted the same way.
 * A frame of no open session is dropped and counted (and answered with an RST, so that a
   restarted peer learns at once); bad lengths, bad checksums, stale epochs, replayed and
   out-of-window sequence numbers are counted drops. Nothing a frame contains raises.
@@ -350,6 +352,11 @@ class NcpSession:
                 self._ack_now = True
                 return "out_of_window" if _diff(h.seq, self.rcv_nxt) > 0 else "duplicate"
             self.eof = True
+            # The peer closed: what we still had to send is lost (counted; the channel's
+            # flush / close raise NcpReset).
+            self.counters["bytes_discarded"] += self._flight + self._queued
+            self._queue.clear()
+            self._queued = 0
             frame = self._frame(FrameType.FIN_ACK, now)
             self.ep._send(frame)
             self._finish()

@@ -233,6 +233,19 @@ class NcpChannel:
     def __init__(self, station: NcpStation, session: NcpSession):
         self.station = station
         self.session = session
+        #: (incarnations ended, bytes discarded) when data was queued since the last
+        #: flush / close; None when nothing was.
+        self._mark: tuple[int, int] | None = None
+
+    def _check(self, what: str) -> None:
+        """:class:`NcpReset` if the session ended or discarded data since data was queued
+        (under the station's lock); forgets the mark either way."""
+        mark, self._mark = self._mark, None
+        s = self.session
+        if mark is not None and (_ends(s) != mark[0] or s.counters["bytes_discarded"] != mark[1]):
+            raise NcpReset(f"{what} on channel {s.channel}: the session ended after data was "
+                           f"queued (the peer restarted, went silent or closed); "
+                           f"{s.counters['bytes_discarded'] - mark[1]} bytes were discarded")
 
     @property
     def state(self) -> str:
@@ -269,15 +282,23 @@ class NcpChannel:
                     raise NcpReset(f"send on channel {session.channel}: the peer restarted "
                                    f"or went silent; {len(mv)} bytes were not queued")
                 n = min(len(mv), self.session.send_space)
+                if self._mark is None:
+                    self._mark = (ends, session.counters["bytes_discarded"])
                 self.session.send(mv[:n])
             s.wake()
             mv = mv[n:]
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Wait until everything sent was acknowledged."""
-        s = self.session
+        """Wait until everything sent was acknowledged; :class:`NcpReset` when the session
+        ended (peer restart or silence) or discarded data (the peer closed first) since
+        data was queued: then it may not all have arrived."""
+        s, mark = self.session, self._mark
         self.station.wait(lambda: s.idle and s.state == State.ESTABLISHED
-                          or s.state == State.CLOSED, timeout, "the peer's acknowledgements")
+                          or s.state == State.CLOSED
+                          or (mark is not None and _ends(s) != mark[0]), timeout,
+                          "the peer's acknowledgements")
+        with self.station.lock:
+            self._check("flush")
 
     def recv_nowait(self, max_bytes: int | None = None) -> bytes:
         with self.station.lock:
@@ -293,12 +314,15 @@ class NcpChannel:
         return self.recv_nowait(max_bytes)
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Send what is queued, then FIN, and wait for the peer's FIN_ACK (or RST)."""
+        """Send what is queued, then FIN, and wait for the peer's FIN_ACK (or RST);
+        :class:`NcpReset` as for :meth:`flush` when queued data was lost meanwhile."""
         s, st = self.session, self.station
         with st.lock:
             s.close(st.clock())
         st.wake()
         st.wait(lambda: s.state == State.CLOSED, timeout, f"channel {s.channel} to close")
+        with st.lock:
+            self._check("close")
 
 
 def open(link: Link, peer_mac: bytes, channel: int, *, mac: bytes | None = None,

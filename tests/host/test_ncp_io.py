@@ -82,3 +82,41 @@ def test_blocking_send_cut_short_by_a_peer_restart(pair):
         assert cb2.recv(timeout=5) == b"after"
     finally:
         sb2.close()
+
+
+def test_flush_after_a_peer_restart_raises(pair):
+    """Data queued, then the peer restarts: the new incarnation comes up idle and
+    ESTABLISHED, but flush must not report success for data that was discarded."""
+    sa, sb = pair
+    ca, cb = sa.open(B, 5), sb.open(A, 5)
+    ca.wait_established(5)
+    cb.wait_established(5)
+    ca.send(os.urandom(60_000))                     # B never reads: some stays unacked
+    sb.close()
+    sb2 = ncp_io.NcpStation(sb.link, B, NcpConfig())
+    try:
+        sb2.open(A, 5)
+        with pytest.raises(ncp_io.NcpReset, match="bytes were discarded"):
+            ca.flush(10)
+        assert ca.counters()["bytes_discarded"] > 0
+        ca.wait_established(5)
+        ca.send(b"again")
+        ca.flush(5)                                 # the new data arrives: no error
+    finally:
+        sb2.close()
+
+
+def test_the_peer_closing_first_loses_our_queued_data_loudly(pair):
+    """A closes while B still has data queued: B's data is discarded, counted, and B's
+    flush / close raise NcpReset (never a silent success)."""
+    sa, sb = pair
+    ca, cb = sa.open(B, 6), sb.open(A, 6)
+    ca.wait_established(5)
+    cb.wait_established(5)
+    cb.send(b"y" * 50_000)          # more than A's window of 16 frames: A does not read
+    sa.wait(lambda: ca.session.readable > 0, 5, "B's data at A")
+    ca.close(5)
+    sb.wait(lambda: cb.state == State.CLOSED, 5, "B closed")
+    assert cb.counters()["bytes_discarded"] > 0
+    with pytest.raises(ncp_io.NcpReset, match="discarded"):
+        cb.flush(5)
