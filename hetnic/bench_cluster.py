@@ -32,6 +32,12 @@ def same_records(a, b, n_rules: int) -> bool:
     return True
 
 
+def _cpu() -> float:
+    """CPU seconds of this process so far (user and system)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def write_bench_capture(folder: Path, path: Path, frames: int) -> tuple[int, list[str]]:
     """Write to ``path`` (pcap) the frames of every capture in ``folder``, in name order,
     over again until at least ``frames`` frames: (frames written, capture names)."""
@@ -60,7 +66,8 @@ def bench_cluster(frames: int = 60_000, workers: int = 2, captures: Path = DEFAU
     command's own path (read the capture, :func:`~hetnic.replay.replay_frames`); the cluster
     run is :func:`~hetnic.cluster.replay_on_cluster` with the result cache off, timed from a
     started cluster (``cluster_start_s`` is the start). ``identical``: every record equal on
-    :data:`STABLE_FIELDS`."""
+    :data:`STABLE_FIELDS`. ``single_cpu_s`` and ``cluster_cpu_s`` (client and workers) are the
+    CPU seconds of the two runs: their ratio is what a loaded machine cannot hide."""
     from .cli.replay import _simulated_build
     from .cluster import ClusterSpec, open_cluster, replay_on_cluster
     from .config import RxConfig
@@ -69,16 +76,18 @@ def bench_cluster(frames: int = 60_000, workers: int = 2, captures: Path = DEFAU
     with tempfile.TemporaryDirectory(prefix="hetnic-bench-cluster-") as tmp:
         pcap = Path(tmp) / "bench.pcap"
         total, names = write_bench_capture(Path(captures), pcap, frames)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         single = replay_frames(read_capture(pcap), config, data_width=data_width, check=True)
-        single_s = time.perf_counter() - t0
+        single_s, single_cpu = time.perf_counter() - t0, _cpu() - c0
         t0 = time.perf_counter()
         with open_cluster(ClusterSpec(workers=workers)) as client:
             start_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            workers_cpu = sum(client.run(_cpu).values())
+            t0, c0 = time.perf_counter(), _cpu()
             sharded = replay_on_cluster(client, str(pcap), config, data_width=data_width,
                                         check=True, cache=False, progress=False)
-            cluster_s = time.perf_counter() - t0
+            cluster_s, client_cpu = time.perf_counter() - t0, _cpu() - c0
+            cluster_cpu = client_cpu + sum(client.run(_cpu).values()) - workers_cpu
     n_rules = _simulated_build(data_width).n_rules
     return {
         "single_frames_per_s": round(total / single_s),
@@ -94,6 +103,10 @@ def bench_cluster(frames: int = 60_000, workers: int = 2, captures: Path = DEFAU
         "single_s": round(single_s, 3),
         "cluster_s": round(cluster_s, 3),
         "cluster_start_s": round(start_s, 3),
+        "single_cpu_s": round(single_cpu, 3),
+        "cluster_cpu_s": round(cluster_cpu, 3),
+        "shard_frames_max_over_mean": round(max(sharded.stats["shard_frames"]) * len(
+            sharded.stats["shard_frames"]) / total, 3),
         "cpus": os.cpu_count(),
         "loadavg": os.getloadavg()[0],
     }

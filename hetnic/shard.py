@@ -100,12 +100,14 @@ def replay_shard(source: str | list[bytes], indices, config: RxConfig, *,
 def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> ReplayResult:
     """One result of ``total`` frames from the ``(indices, result)`` of every shard: the
     records back in input order, the mismatches under their input indices (in input order;
-    shard-wide ones, index -1, last), the counters and :data:`SUMMED_STATS` summed."""
+    shard-wide ones, index -1, last), the counters and :data:`SUMMED_STATS` summed;
+    ``shards`` and ``shard_frames`` (frames per shard) added to the statistics."""
     records: list[dict | None] = [None] * total
     mismatches, whole = [], []
     counters: Counter = Counter()
     stats = {name: 0 for name in SUMMED_STATS}
-    stats.update(cycles=0, seconds=0.0, generation=None, shards=len(parts))
+    stats.update(cycles=0, seconds=0.0, generation=None, shards=len(parts),
+                 shard_frames=[len(indices) for indices, _ in parts])
     for indices, result in parts:
         if len(indices) != len(result.records):
             raise ValueError(f"a shard of {len(indices)} frames returned "
