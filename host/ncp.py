@@ -20,7 +20,8 @@ channel)``). The frame layout is :mod:`hetnic.ncp_frame`; the protocol is descri
   the SACK bitmap shows as lost (3 later frames received) at once (fast retransmit).
 * Keepalive: an idle established session sends KEEPALIVE every ``keepalive`` seconds (the
   peer answers with an ACK); nothing heard for ``dead_after`` seconds ends the session.
-* Peer restart: a SYN with a new epoch from the peer of an established session, or an RST
+* Peer restart: a SYN with a new epoch (one not seen before: a late SYN of an earlier
+  incarnation is a ``stale_epoch`` drop) from the peer of an established session, or an RST
   answering one of our frames, ends the session (``peer_restarts``); the session then sets
   itself up again with a new epoch of its own. Unsent and unacknowledged data of the old
   incarnation is discarded (``bytes_discarded``), and the channel's ``generation`` counts
@@ -47,6 +48,7 @@ __all__ = ["NcpConfig", "NcpEndpoint", "NcpSession", "NcpError", "State"]
 _M32 = 0xFFFFFFFF
 _SACK_BITS = 32
 _DUP_THRESH = 3
+_SEEN_EPOCHS = 16
 
 
 def _diff(a: int, b: int) -> int:
@@ -156,6 +158,9 @@ class NcpSession:
         self._rx_bytes = 0
         self._queue: deque[bytes] = deque()     # payloads not yet sent
         self._queued = 0
+        #: The peer's epochs seen in SYN / SYN_ACK, most recent last (across incarnations):
+        #: a delayed duplicate SYN of an earlier incarnation carries one and ends nothing.
+        self._seen_epochs: deque[int] = deque(maxlen=_SEEN_EPOCHS)
         self._start(now)
 
     # -- incarnations ----------------------------------------------------------------------
@@ -170,6 +175,7 @@ class NcpSession:
         self._out: dict[int, _Out] = {}
         self._ooo: dict[int, bytes] = {}
         self._peer_window = 1
+        self._wl1 = self._wl2 = 0               # seq and ack of the frame that set the window
         self._unacked_in = 0
         self._ack_due: float | None = None
         self._ack_now = False
@@ -297,14 +303,18 @@ class NcpSession:
         if t == FrameType.SYN:
             if self.state in (State.ESTABLISHED, State.FIN_WAIT):
                 if h.epoch == self.peer_epoch:
+                    self.counters["frames_in"] += 1
                     self._syn_ack_again = True  # the peer missed our SYN_ACK
                     return None
+                if h.epoch in self._seen_epochs:
+                    return "stale_epoch"        # a late SYN of an earlier incarnation
                 self._end(now, "peer_restarts")  # a new epoch: the peer restarted
                 if self.state == State.CLOSED:
                     return None
+            self.counters["frames_in"] += 1
             self.state = State.SYN_RCVD
-            self.peer_epoch = h.epoch
-            self._peer_window = h.window
+            self._peer_epoch_is(h.epoch)
+            self._set_window(h, force=True)
             self._last_in = now
             self._ctl_due = now                 # answer with SYN_ACK at the next poll
             self._ctl_tries = 0
@@ -312,6 +322,7 @@ class NcpSession:
         if t == FrameType.RST:
             if h.peer_epoch != self.epoch:
                 return "stale_epoch"
+            self.counters["frames_in"] += 1
             if self.state == State.FIN_WAIT:
                 self._finish()
                 return None
@@ -326,12 +337,14 @@ class NcpSession:
             if self.peer_epoch and h.epoch != self.peer_epoch:
                 if self.state == State.ESTABLISHED:
                     return "stale_epoch"
-            self.peer_epoch = h.epoch
+            self.counters["frames_in"] += 1
+            fresh = h.epoch != self.peer_epoch
+            self._peer_epoch_is(h.epoch)
             if self.state in (State.SYN_SENT, State.SYN_RCVD):
                 self._established(now)
             self._ack_now = True                # completes the peer's handshake
             self._last_in = now
-            self._peer_window = h.window
+            self._set_window(h, force=fresh)
             return None
         if h.epoch != self.peer_epoch:
             return "stale_epoch"
@@ -341,7 +354,7 @@ class NcpSession:
             self._established(now)
         elif self.state == State.SYN_SENT:
             return "state"
-        self._peer_window = h.window
+        self._set_window(h)
         drop = self._ack(h, now)
         if t == FrameType.DATA:
             return self._data(h.seq, payload, now)
@@ -364,6 +377,19 @@ class NcpSession:
             if self.state == State.FIN_WAIT:
                 self._finish()
         return drop
+
+    def _peer_epoch_is(self, epoch: int) -> None:
+        self.peer_epoch = epoch
+        if epoch not in self._seen_epochs:
+            self._seen_epochs.append(epoch)
+
+    def _set_window(self, h, force: bool = False) -> None:
+        """The peer's advertised window from ``h`` unless an older frame (reordered)
+        carries it: RFC 9293's SND.WL1/SND.WL2 rule on (seq, ack)."""
+        d = _diff(h.seq, self._wl1)
+        if force or d > 0 or (d == 0 and _diff(h.ack, self._wl2) >= 0):
+            self._peer_window = h.window
+            self._wl1, self._wl2 = h.seq, h.ack
 
     def _established(self, now: float) -> None:
         self.state = State.ESTABLISHED

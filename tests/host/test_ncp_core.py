@@ -249,3 +249,58 @@ def test_transfer_sweep_with_corruption(seed):
 @pytest.mark.parametrize("seed", range(10, 20))
 def test_peer_restart_sweep(seed):
     test_peer_restart_is_detected_within_1s_and_the_session_comes_back(seed)
+
+
+def _from_b(sa, sb, type, **kw):
+    """A frame of B's current incarnation to A."""
+    fields = dict(type=type, channel=sa.channel, epoch=sb.epoch, peer_epoch=sa.epoch,
+                  seq=sb.snd_nxt, ack=sa.snd_nxt, window=16)
+    fields.update(kw)
+    return ncp_frame.encode(A, B, **fields)
+
+
+def test_a_late_syn_of_an_earlier_incarnation_ends_nothing():
+    """B restarts and A follows it to the new incarnation; then a delayed duplicate of B's
+    first SYN (the old epoch) arrives: a stale_epoch drop, the good session stays."""
+    p = Pair()
+    sa, sb = p.a.open(B, 1, p.now), p.b.open(A, 1, p.now)
+    p.run(lambda: sa.established and sb.established)
+    old_syn = ncp_frame.encode(A, B, type=FrameType.SYN, channel=1, epoch=sb.epoch,
+                               peer_epoch=0, seq=1, ack=1, window=16)
+    p.b = NcpEndpoint(B, None, random.Random(42))
+    sb2 = p.b.open(A, 1, p.now)
+    p.run(lambda: sa.established and sb2.established and sa.generation == 2)
+    before = p.a.drops["stale_epoch"]
+    p.a.receive(old_syn, p.now)
+    assert p.a.drops["stale_epoch"] == before + 1
+    assert sa.established and sa.generation == 2 and sa.counters["peer_restarts"] == 1
+    sa.send(b"still here")
+    p.run(lambda: sb2.readable == 10)
+
+
+def test_a_reordered_old_frame_does_not_set_the_window():
+    """RFC 9293's SND.WL1/WL2 rule: the window of a frame older (by seq) than the one that
+    set it is ignored, so a late window-0 frame does not stall the sender."""
+    p = Pair()
+    sa, sb = _established(p)
+    frames_in = sa.counters["frames_in"]
+    p.a.receive(_from_b(sa, sb, FrameType.ACK, seq=sb.snd_nxt + 4, window=10), p.now)
+    p.a.receive(_from_b(sa, sb, FrameType.ACK, seq=sb.snd_nxt + 2, window=0), p.now)
+    sa.send(bytes(ncp_frame.MAX_PAYLOAD * 20))
+    sent = [f for f in p.a.poll(p.now) if f[15] == FrameType.DATA]
+    assert len(sent) == 10
+    assert sa.counters["frames_in"] == frames_in + 2
+
+
+def test_frames_in_counts_the_handshake_and_rst():
+    p = Pair()
+    got = []
+    receive = p.a.receive
+    p.a.receive = lambda frame, now: (got.append(frame), receive(frame, now))
+    sa, sb = _established(p)
+    p.run(lambda: p.now > 0.05)
+    assert sa.counters["frames_in"] + sum(p.a.drops.values()) == len(got) > 0
+    p.b = NcpEndpoint(B, None, random.Random(9))            # B forgets: RST answers A
+    sa.send(b"x")
+    p.run(lambda: sa.counters["peer_restarts"] == 1)
+    assert sa.counters["frames_in"] + sum(p.a.drops.values()) == len(got)
