@@ -339,16 +339,17 @@ def open(link: Link, peer_mac: bytes, channel: int, *, mac: bytes | None = None,
 def steer_direct(nic, rx_queue: int) -> int:
     """Steer the direct-channel EtherType (frames with ``flags.direct``: the
     ``DIRECT_ETHERTYPE`` register's value, 0x88B5 by default) to ``rx_queue`` with one
-    classifier rule, over a one-entry RETA slice naming the queue (a RETA entry is changed
-    only if none names the queue yet). Commits; returns the rule's slot (for
-    ``nic.rules.remove``)."""
+    classifier rule over a one-entry RETA slice: the first RETA entry that names the queue.
+    The RETA is never changed (an entry taken from RSS would send part of other traffic to
+    the NCP queue): :class:`NcpError` when no entry names ``rx_queue`` (stage a table that
+    does, or steer to a queue the steering plan gives an entry). Commits; returns the rule's
+    slot (for ``nic.rules.remove``)."""
     table = list(nic.rss.table)
-    if rx_queue in table:
-        entry = table.index(rx_queue)
-    else:
-        entry = len(table) - 1
-        table[entry] = rx_queue
-        nic.rss.set_table(table)
+    if rx_queue not in table:
+        raise NcpError(f"no RETA entry names RX queue {rx_queue} (the table names "
+                       f"{sorted(set(table))}); the NCP rule needs one, and taking an entry "
+                       f"from RSS would steal other traffic")
+    entry = table.index(rx_queue)
     slot = nic.rules.add(FlowRule(flags={"direct": True}, name="ncp",
                                   action=Action(reta_offset=entry, reta_size=1)))
     nic.commit()

@@ -120,3 +120,36 @@ def test_the_peer_closing_first_loses_our_queued_data_loudly(pair):
     assert cb.counters()["bytes_discarded"] > 0
     with pytest.raises(ncp_io.NcpReset, match="discarded"):
         cb.flush(5)
+
+
+class _FakeNic:
+    """What steer_direct uses of a Nic: the RETA, the rules, commit."""
+
+    def __init__(self, table):
+        class _Rss:
+            pass
+        self.rss = _Rss()
+        self.rss.table = list(table)
+        self.added = []
+        self.commits = 0
+        nic = self
+
+        class _Rules:
+            def add(self, rule):
+                nic.added.append(rule)
+                return len(nic.added) - 1
+        self.rules = _Rules()
+
+    def commit(self):
+        self.commits += 1
+
+
+def test_steer_direct_never_takes_a_reta_entry_from_rss():
+    nic = _FakeNic([0, 1, 2, 3] * 32)
+    assert ncp_io.steer_direct(nic, 2) == 0
+    rule = nic.added[0]
+    assert (rule.action.reta_offset, rule.action.reta_size) == (2, 1)
+    assert nic.rss.table == [0, 1, 2, 3] * 32 and nic.commits == 1
+    with pytest.raises(NcpError, match="no RETA entry names RX queue 5"):
+        ncp_io.steer_direct(nic, 5)
+    assert nic.rss.table == [0, 1, 2, 3] * 32 and len(nic.added) == 1
