@@ -396,6 +396,8 @@ class Daemon(Operations):
     # --- file events -------------------------------------------------------------------------
     def _file_events(self) -> None:
         due = self.watcher.poll()
+        self.reconciler.forget(self.watcher.gone)
+        self.watcher.gone.clear()
         for error in self.watcher.errors:
             self.log(error)
         self.watcher.errors.clear()

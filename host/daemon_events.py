@@ -14,6 +14,10 @@ watched, and it acts only on two events:
     was complete before the rename. The temporary file's own close is ignored, since its name
     is not an item (a hidden name, or a ``~``/``.tmp``/``.swp`` suffix in the drop folder).
 
+For the single files it also acts on ``IN_DELETE``, ``IN_MOVED_FROM`` and ``IN_ATTRIB``: a
+policy removed, renamed away or made unreadable is read again, fails, and denies everything
+(the hash check makes a ``chmod`` or ``touch`` that leaves the file readable do nothing).
+
 ``IN_Q_OVERFLOW`` means the kernel dropped events: :meth:`Watcher.poll` then reports every
 item and every file in the drop folder, and :class:`Reconciler` compares each one's content
 hash with the one it last acted on, so nothing is done twice and nothing is missed. The same
@@ -43,7 +47,9 @@ __all__ = ["Item", "Watcher", "Reconciler", "DROP_SUFFIXES", "REPORT_SUFFIX"]
 DROP_SUFFIXES = (".pcap", ".pcapng", ".cap")
 #: What the report of ``NAME`` is called (next to it): ``NAME.report.json``.
 REPORT_SUFFIX = ".report.json"
-_MASK = Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.ONLYDIR
+_MASK = (Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.DELETE | Mask.MOVED_FROM | Mask.ATTRIB
+         | Mask.ONLYDIR)
+_GONE = Mask.DELETE | Mask.MOVED_FROM
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class Watcher:
         self._drops: dict[Path, str] = {}
         self.overflows = 0
         self.errors: list[str] = []
+        #: Drop-folder files removed or renamed away since the last look (the daemon
+        #: forgets them, :meth:`Reconciler.forget`).
+        self.gone: list[Path] = []
         self._inotify = Inotify(cache_size=cache, sync_timeout=0)
         dirs: set[Path] = set()
         for item in self.items:
@@ -123,7 +132,13 @@ class Watcher:
                 continue
             path = Path(os.path.abspath(event.path))
             kind = self._kind(path)
-            if kind is not None:
+            if kind is None:
+                continue
+            if kind != "drop":              # a file item: any change, removal or chmod
+                due.append((kind, path))
+            elif event.mask & _GONE:
+                self.gone.append(path)
+            elif event.mask & (Mask.CLOSE_WRITE | Mask.MOVED_TO):
                 due.append((kind, path))
         return due
 
@@ -168,6 +183,12 @@ class Reconciler:
                 self.done[path] = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:
                 pass
+
+    def forget(self, paths: list[Path]) -> None:
+        """Forget what ``paths`` held (removed or renamed away): the same content put back
+        under the name is acted on again."""
+        for path in paths:
+            self.done.pop(path, None)
 
     def handle(self, due: list[tuple[str, Path]]) -> list[dict]:
         records = []

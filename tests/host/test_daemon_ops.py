@@ -188,9 +188,11 @@ def test_random_arguments_to_every_op_never_stop_the_daemon(harness):
     assert harness.alive()
 
 
-def _settle(daemon, records: list, want: int, timeout: float = 20.0) -> None:
+def _settle(daemon, events: int, timeout: float = 20.0) -> None:
+    """Poll ``daemon`` until it has recorded ``events`` file events in all."""
     end = time.monotonic() + timeout
-    while len(records) < want and time.monotonic() < end:
+    while daemon.event_seq < events:
+        assert time.monotonic() < end, f"{daemon.event_seq} file events, not {events}"
         daemon.poll(0.02)
 
 
@@ -215,10 +217,10 @@ def test_bad_key_files_and_empty_capture_records_are_refused(nic, tmp_path):
         assert [(e["item"], e["result"]) for e in events] == [("rss-key", "refused")]
         assert "raw bytes" in events[0]["error"]
         key.write_bytes(b"\xfe" * 11)
-        _settle(h.daemon, h.daemon.events, 2)
+        _settle(h.daemon, 2)
         assert h.daemon.events[-1]["result"] == "refused"
         (drop / "empty.pcap").write_bytes(_pcap([b"\x02" * 60, b""]))
-        _settle(h.daemon, h.daemon.events, 3)
+        _settle(h.daemon, 3)
         rec = h.daemon.events[-1]
         assert (rec["item"], rec["result"]) == ("drop", "refused")
         assert "record 1 is empty" in rec["error"]
@@ -281,7 +283,7 @@ def test_drop_folder_symlinks_are_neither_read_nor_written_through(nic, tmp_path
     h = Harness(nic, tmp_path, watch=drop)
     try:
         (drop / "x.pcap").write_bytes(_pcap([b"\x02" * 60] * 3))
-        _settle(h.daemon, h.daemon.events, 1)
+        _settle(h.daemon, 1)
         rec = h.daemon.events[-1]
         assert (rec["path"], rec["result"], rec["frames"]) == (str(drop / "x.pcap"), "done", 3)
         report = drop / "x.pcap.report.json"
@@ -301,3 +303,23 @@ def test_socket_path_that_is_not_a_socket_is_left_alone(nic, tmp_path):
     with pytest.raises(DaemonError, match="not a socket"):
         Harness(nic, tmp_path)
     assert (tmp_path / "d.sock").read_text() == "precious"
+
+
+def test_a_policy_removed_or_renamed_away_denies_everything(harness):
+    folder, daemon = harness.folder, harness.daemon
+    policy = folder / "policy.toml"
+    s = harness.connect()
+    try:
+        assert harness.ask(s, "counters.read")["ok"]
+        for take_away in (policy.unlink, lambda: policy.rename(folder / "old.toml")):
+            n = daemon.event_seq
+            take_away()
+            _settle(daemon, n + 1)
+            got = harness.ask(s, "counters.read")
+            assert got["code"] == "denied" and "unreadable" in got["error"]
+            n = daemon.event_seq
+            policy.write_text(POLICY)
+            _settle(daemon, n + 1)
+            assert harness.ask(s, "counters.read")["ok"]
+    finally:
+        s.close()
