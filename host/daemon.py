@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from ..errors import HetnicError
 from .daemon_audit import AuditLog
-from .daemon_events import Item, Reconciler, Watcher
+from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher, open_for_writing
 from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused, one_line
 from .daemon_policy import Identity, Policy, deny_all, load_policy, resolve
 from .daemon_protocol import (MAX_MESSAGE, ProtocolError, decode_request, error_reply, encode,
@@ -192,10 +192,15 @@ class Daemon(Operations):
         self.reconciler = Reconciler(self._instruction, self._event_record)
         if self.watcher is not None:
             self._selector.register(self.watcher.fileno(), selectors.EVENT_READ, "events")
-            files = [(k, p) for k, p in self.watcher.scan() if k != "drop"]
-            self.reconciler.prime([(k, p) for k, p in files if k == "policy"])
-            for kind, path in files:        # the rules and key files as they are at start
-                if kind in ("rules", "rss-key") and path.exists():
+            files = self.watcher.scan()
+            # done already: the policy just loaded, each capture that has its report
+            self.reconciler.prime([(k, p) for k, p in files if k == "policy" or (
+                k == "drop" and p.with_name(p.name + REPORT_SUFFIX).exists())])
+            for kind, path in files:        # the rules and key files as they are at start,
+                if kind in ("rules", "rss-key") and path.exists():      # and the captures
+                    self.reconciler.one(kind, path)                     # not replayed yet
+                elif kind == "drop" and path not in self.reconciler.done and \
+                        not open_for_writing(path):
                     self.reconciler.one(kind, path)
         self._stopped = False
 

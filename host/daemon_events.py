@@ -19,7 +19,8 @@ policy removed, renamed away or made unreadable is read again, fails, and denies
 (the hash check makes a ``chmod`` or ``touch`` that leaves the file readable do nothing).
 
 ``IN_Q_OVERFLOW`` means the kernel dropped events: :meth:`Watcher.poll` then reports every
-item and every file in the drop folder, and :class:`Reconciler` compares each one's content
+item and every file in the drop folder that nobody holds open for writing (a read lease
+probe, :func:`open_for_writing`: a half-written file triggers on its close), and :class:`Reconciler` compares each one's content
 hash with the one it last acted on, so nothing is done twice and nothing is missed. The same
 hash check makes a second event for unchanged content (``touch``, an editor saving the same
 text, a duplicate close) do nothing.
@@ -32,6 +33,7 @@ folder (which others may write) is read only if it is a regular file and not a s
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -41,7 +43,8 @@ from typing import Callable
 
 from asyncinotify import Inotify, Mask
 
-__all__ = ["Item", "Watcher", "Reconciler", "DROP_SUFFIXES", "REPORT_SUFFIX"]
+__all__ = ["Item", "Watcher", "Reconciler", "DROP_SUFFIXES", "REPORT_SUFFIX",
+           "open_for_writing"]
 
 #: The files in the drop folder that are replayed.
 DROP_SUFFIXES = (".pcap", ".pcapng", ".cap")
@@ -58,6 +61,26 @@ class Item:
     ``drop`` (a folder: each file in it)."""
     kind: str
     path: Path
+
+
+def open_for_writing(path: Path) -> bool:
+    """Whether some process holds ``path`` open for writing, by asking the kernel for a read
+    lease (``F_SETLEASE F_RDLCK`` fails with EAGAIN exactly then; fcntl(2)). Taking a lease
+    needs the file's owner or CAP_LEASE; when the kernel cannot tell (no such right, a file
+    system without leases, not a regular file), False: the file's content decides."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _ignored_drop_name(name: str) -> bool:
@@ -113,6 +136,11 @@ class Watcher:
             out += [("drop", folder / n) for n in names if not _ignored_drop_name(n)]
         return out
 
+    def rescan(self) -> list[tuple[str, Path]]:
+        """:meth:`scan` without the files someone holds open for writing (half-written:
+        their close is still to come, and triggers then)."""
+        return [(kind, path) for kind, path in self.scan() if not open_for_writing(path)]
+
     def poll(self) -> list[tuple[str, Path]]:
         """The items due now (without blocking), in event order; all of them after an
         overflow."""
@@ -126,7 +154,7 @@ class Watcher:
                 break
             if Mask.Q_OVERFLOW in event.mask:
                 self.overflows += 1
-                due = self.scan()
+                due = self.rescan()
                 continue
             if event.path is None or event.name is None:
                 continue
@@ -178,9 +206,10 @@ class Reconciler:
     def prime(self, items: list[tuple[str, Path]]) -> None:
         """Take the current content of ``items`` as already acted on (what the daemon
         loaded at start)."""
-        for _, path in items:
+        for kind, path in items:
             try:
-                self.done[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+                data = _read_drop(path) if kind == "drop" else path.read_bytes()
+                self.done[path] = hashlib.sha256(data).hexdigest()
             except OSError:
                 pass
 

@@ -323,3 +323,20 @@ def test_a_policy_removed_or_renamed_away_denies_everything(harness):
             assert harness.ask(s, "counters.read")["ok"]
     finally:
         s.close()
+
+
+def test_captures_present_at_start(nic, tmp_path):
+    """At start a capture with its report is done; one without is replayed."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "old.pcap").write_bytes(_pcap([b"\x02" * 60]))
+    (drop / "old.pcap.report.json").write_text("{}")
+    (drop / "new.pcap").write_bytes(_pcap([b"\x02" * 60] * 2))
+    h = Harness(nic, tmp_path, watch=drop)
+    try:
+        assert [(Path(e["path"]).name, e["result"]) for e in h.daemon.events] == \
+            [("new.pcap", "done")]
+        assert json.loads((drop / "new.pcap.report.json").read_text())["frames"] == 2
+        assert (drop / "old.pcap.report.json").read_text() == "{}"
+    finally:
+        h.close()
