@@ -18,6 +18,7 @@ move frames from ``link.receive()`` into ``stack.receive()`` and from ``stack.po
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import time
 from collections import deque
@@ -409,8 +410,13 @@ class PacketLink(Link):
         The interface's MAC address.
     tx_drops : int
         Frames the kernel refused (no buffer space, interface down); dropped, counted.
+    rx_errors : int
+        Receive errors: ``ENETDOWN`` (the interface went down) is counted and the receive
+        ends; any other raises :class:`LinkError` (one line; an
+        :class:`~hetnic.host.ncp_io.NcpStation` surfaces it to its callers).
 
-    Needs ``CAP_NET_RAW``. ``fileno()`` is the socket's; :meth:`receive` never blocks.
+    Needs ``CAP_NET_RAW`` (:class:`LinkError` without). ``fileno()`` is the socket's;
+    :meth:`receive` never blocks.
     """
 
     def __init__(self, ifname: str, ethertype: int, *, netns: str | None = None):
@@ -418,7 +424,16 @@ class PacketLink(Link):
             raise LinkError(f"ethertype must be from 0x0600 to 0xffff, not {ethertype!r}")
         ctx = in_netns(netns) if netns is not None else contextlib.nullcontext()
         with ctx:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+            # Protocol 0: the socket receives nothing until bind() names the interface and
+            # the EtherType (with the EtherType here it would see every interface's frames
+            # in between).
+            try:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            except PermissionError:
+                raise LinkError(f"an AF_PACKET socket on {ifname!r} needs CAP_NET_RAW "
+                                f"(run as root)") from None
+            except OSError as e:
+                raise LinkError(f"cannot make an AF_PACKET socket: {e.strerror}") from None
             try:
                 sock.bind((ifname, ethertype))
             except OSError as e:
@@ -433,6 +448,7 @@ class PacketLink(Link):
         self.ifname = ifname
         self.frames_in = self.frames_out = 0
         self.tx_drops = 0
+        self.rx_errors = 0
 
     def send(self, frames: list[bytes]) -> None:
         send = self._sock.send
@@ -452,6 +468,12 @@ class PacketLink(Link):
                 data, addr = recv(65536)
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError as e:
+                self.rx_errors += 1
+                if e.errno == errno.ENETDOWN:   # the interface went down: it may come back
+                    break
+                raise LinkError(f"receive on {self.ifname!r} failed: "
+                                f"{e.strerror or e}") from None
             if addr[2] != 4:                # not PACKET_OUTGOING (our own frames)
                 frames.append(data)
         self.frames_in += len(frames)

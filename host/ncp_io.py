@@ -183,13 +183,18 @@ class NcpStation:
             session = eps[0].open(peer_mac, channel, self.clock())
         return NcpChannel(self, session)
 
+    def check(self) -> None:
+        """:class:`NcpError` (one line) if the station's thread stopped on an error (e.g. a
+        :class:`~hetnic.host.links.LinkError` from its link)."""
+        if self.error is not None:
+            raise NcpError(f"the NCP station stopped: {self.error}") from self.error
+
     def wait(self, predicate: Callable[[], bool], timeout: float | None, what: str) -> None:
         """Wait (stepping the station when it has no thread) until ``predicate()`` holds,
         checked under the station's lock; :class:`NcpTimeout` after ``timeout`` seconds."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self.error is not None:
-                raise NcpError(f"the NCP station stopped: {self.error}") from self.error
+            self.check()
             with self.lock:
                 if predicate():
                     return
@@ -301,6 +306,7 @@ class NcpChannel:
             self._check("flush")
 
     def recv_nowait(self, max_bytes: int | None = None) -> bytes:
+        self.station.check()
         with self.station.lock:
             data = self.session.read(max_bytes)
         self.station.wake()                     # the receive window may have opened
