@@ -174,6 +174,8 @@ class Daemon(Operations):
             "events.read": self._events_read,
         }
         self.events: deque[dict] = deque(maxlen=RECENT_EVENTS)
+        self.replays: deque = deque()
+        self._queued = None                 # the replay _on_drop just queued
         self.event_seq = 0
         self.sessions: dict[int, _Session] = {}
         self.stats = {"sessions": 0, "requests": 0, "allowed": 0, "denied": 0,
@@ -212,6 +214,7 @@ class Daemon(Operations):
             if end is not None and time.monotonic() >= end:
                 break
             self.host.run(timeout=TURN)
+            self.replay_step()
             self.poll(0)
 
     def poll(self, timeout: float = 0) -> None:
@@ -409,6 +412,9 @@ class Daemon(Operations):
         self.reconciler.handle(due)
 
     def _event_record(self, record: dict) -> None:
+        if record.get("result") == "queued":    # a replay: recorded once it has run
+            self._queued.record = record
+            return
         if record["item"] == "policy" and record["result"] == "error":
             # a policy that cannot be read denies everything, as one that does not parse
             self.policy = deny_all(f"policy unreadable: {record['error']}",

@@ -25,6 +25,10 @@ __all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line"]
 
 #: Seconds the NIC runs between two looks at the sockets and the file events.
 TURN = 0.005
+#: Seconds a replay may take (from its first frame) before it is reported ``timeout``.
+REPLAY_TIMEOUT = 10.0
+#: Frames a replay feeds the wire per turn of the loop, at most.
+REPLAY_CHUNK = 64
 #: The instruction of a file event on each kind of item.
 INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
                 "instances": "validate-instances", "drop": "replay"}
@@ -79,10 +83,23 @@ def _rule_text(rule) -> str:
         + (f"  # {rule.name}" if rule.name else "")
 
 
+@dataclasses.dataclass
+class _Replay:
+    """A capture queued for replay: its frames, how many are sent, when its time is up, the
+    NIC counters before it, and its file-event record (filled when it is queued)."""
+    path: Path
+    frames: list[bytes]
+    deadline: float
+    before: dict
+    sent: int = 0
+    record: dict = dataclasses.field(default_factory=dict)
+
+
 class Operations:
     """The configuration and the operations of the daemon (a mixin of
     :class:`~hetnic.host.daemon.Daemon`, which provides ``host``, ``operator_rules``,
-    ``_base``, ``commits``, ``events``, ``read_capture`` and ``_load_policy``)."""
+    ``_base``, ``commits``, ``events``, ``read_capture``, ``replays`` (a deque),
+    ``_load_policy`` and ``_event_record``)."""
 
     # --- configuration: one commit or none -------------------------------------------------
     def config_text(self) -> str:
@@ -204,7 +221,7 @@ class Operations:
 
     def daemon_counters(self) -> dict:
         return {**self.stats, "commits": self.commits, "audit_records": self.audit.records,
-                "file_events": self.event_seq,
+                "file_events": self.event_seq, "replays_queued": len(self.replays),
                 "overflows": self.watcher.overflows if self.watcher else 0}
 
     def _instances_read(self, session, id, args) -> dict:
@@ -291,22 +308,48 @@ class Operations:
         if empty:
             raise OpRefused(f"{path}: record {empty[0]} is empty; a frame has at least one "
                             f"byte")
-        bridge = self.host.bridge
-        before = self.host.nic.counters()
-        bridge.nic.wire.send(frames)
-        end = time.monotonic() + 10.0
-        while time.monotonic() < end:
-            self.host.run(timeout=TURN)
-            if not bridge.busy:
-                break
+        job = _Replay(path, frames, time.monotonic() + REPLAY_TIMEOUT,
+                      self.host.nic.counters())
+        self.replays.append(job)
+        self._queued = job
+        return {"result": "queued", "frames": len(frames)}
+
+    def replay_step(self) -> None:
+        """Feed the oldest queued replay a little (at most :data:`REPLAY_CHUNK` frames, and
+        only while the wire has room); when its frames are in and the NIC is idle, or its
+        time is up, write its report and its file-event record."""
+        if not self.replays:
+            return
+        job, wire = self.replays[0], self.host.nic.wire
+        timeout = time.monotonic() >= job.deadline
+        if not timeout and job.sent < len(job.frames) and wire.pending() < REPLAY_CHUNK:
+            chunk = job.frames[job.sent:job.sent + REPLAY_CHUNK]
+            job.sent += wire.send(chunk)
+            return
+        if not timeout and (job.sent < len(job.frames) or self.host.bridge.busy):
+            return
+        self.replays.popleft()
+        self._event_record(self._replay_done(job, timeout))
+
+    def _replay_done(self, job: "_Replay", timeout: bool) -> dict:
         after = self.host.nic.counters()
-        report = {"capture": str(path), "frames": len(frames),
+        frames = job.frames
+        report = {"capture": str(job.path), "frames": len(frames), "sent": job.sent,
                   "bytes": sum(map(len, frames)), "generation": self.host.nic.generation,
-                  "counters": {k: after[k] - before[k] for k in after
-                               if after[k] != before[k]}}
-        target = path.with_name(path.name + REPORT_SUFFIX)
+                  "result": "timeout" if timeout else "done",
+                  "counters": {k: after[k] - job.before[k] for k in after
+                               if after[k] != job.before.get(k)}}
+        if timeout:
+            report["error"] = (f"not finished after {REPLAY_TIMEOUT:g} s: {job.sent} of "
+                               f"{len(frames)} frames sent" + (", the NIC still busy"
+                                                               if self.host.bridge.busy
+                                                               else ""))
+        record = {**job.record, **report, "diff": [],
+                  "counters": {k: [job.before.get(k, 0), after[k]] for k in after
+                               if after[k] != job.before.get(k)}}
+        target = job.path.with_name(job.path.name + REPORT_SUFFIX)
         try:
             _write_new(target, encode(report))
         except OSError as exc:
-            return {**report, "result": "failed", "error": f"cannot write {target}: {exc}"}
-        return {**report, "report": str(target)}
+            return {**record, "result": "failed", "error": f"cannot write {target}: {exc}"}
+        return {**record, "report": str(target)}

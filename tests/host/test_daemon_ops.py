@@ -108,6 +108,13 @@ class Harness:
                                  "args": args or {}}).encode() + b"\n")
         return self.lines(s)[0]
 
+    def run_until(self, cond, timeout: float = 30.0) -> None:
+        """Run the daemon's loop (NIC turns, replays, sockets) until ``cond()`` holds."""
+        end = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < end, "the daemon did not get there"
+            self.daemon.run(timeout=0.02)
+
     def alive(self) -> bool:
         s = self.connect()
         try:
@@ -282,17 +289,16 @@ def test_drop_folder_symlinks_are_neither_read_nor_written_through(nic, tmp_path
     os.symlink(victim, drop / ".x.pcap.report.json.tmp")
     h = Harness(nic, tmp_path, watch=drop)
     try:
+        rec = h.daemon.events[-1]                 # at start: the symlinked capture
+        assert rec["path"].endswith("evil.pcap") and rec["result"] == "error"
+        assert "symbolic links" in rec["error"]
         (drop / "x.pcap").write_bytes(_pcap([b"\x02" * 60] * 3))
-        _settle(h.daemon, 1)
+        h.run_until(lambda: h.daemon.event_seq >= 2)
         rec = h.daemon.events[-1]
         assert (rec["path"], rec["result"], rec["frames"]) == (str(drop / "x.pcap"), "done", 3)
         report = drop / "x.pcap.report.json"
         assert not report.is_symlink() and json.loads(report.read_text())["frames"] == 3
         assert victim.read_text() == "keep"
-        h.daemon.reconciler.handle([("drop", drop / "evil.pcap")])
-        rec = h.daemon.events[-1]
-        assert rec["path"].endswith("evil.pcap") and rec["result"] == "error"
-        assert "symbolic links" in rec["error"]
     finally:
         h.close()
 
@@ -334,9 +340,42 @@ def test_captures_present_at_start(nic, tmp_path):
     (drop / "new.pcap").write_bytes(_pcap([b"\x02" * 60] * 2))
     h = Harness(nic, tmp_path, watch=drop)
     try:
+        h.run_until(lambda: h.daemon.event_seq >= 1)
         assert [(Path(e["path"]).name, e["result"]) for e in h.daemon.events] == \
             [("new.pcap", "done")]
         assert json.loads((drop / "new.pcap.report.json").read_text())["frames"] == 2
         assert (drop / "old.pcap.report.json").read_text() == "{}"
+    finally:
+        h.close()
+
+
+def test_replays_are_queued_and_fed_a_little_per_turn(nic, tmp_path, monkeypatch):
+    """A dropped capture is queued, fed to the wire a chunk per turn while sessions are
+    served, and recorded once it has run; one that outlives its time is reported
+    ``timeout`` with what was sent, not ``done``."""
+    from hetnic.host import daemon_ops
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    h = Harness(nic, tmp_path, watch=drop)
+    try:
+        n = 3 * daemon_ops.REPLAY_CHUNK + 5
+        (drop / "big.pcap").write_bytes(_pcap([b"\x02" * 60] * n))
+        end = time.monotonic() + 20
+        while not h.daemon.replays:
+            assert time.monotonic() < end
+            h.daemon.poll(0.02)
+        assert h.daemon.event_seq == 0               # queued, not yet recorded
+        assert h.alive()                             # sessions answered meanwhile
+        h.run_until(lambda: h.daemon.event_seq >= 1)
+        rec = h.daemon.events[-1]
+        assert (rec["result"], rec["frames"], rec["sent"]) == ("done", n, n)
+        assert rec["counters"]["frames_in"][1] - rec["counters"]["frames_in"][0] == n
+        monkeypatch.setattr(daemon_ops, "REPLAY_TIMEOUT", 0.0)
+        (drop / "late.pcap").write_bytes(_pcap([b"\x03" * 60] * n))
+        h.run_until(lambda: h.daemon.event_seq >= 2)
+        rec = h.daemon.events[-1]
+        assert rec["result"] == "timeout" and rec["sent"] < n and "not finished" in rec["error"]
+        report = json.loads((drop / "late.pcap.report.json").read_text())
+        assert report["result"] == "timeout" and report["sent"] == rec["sent"]
     finally:
         h.close()
