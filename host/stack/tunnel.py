@@ -22,7 +22,9 @@ destination (an IPv4 header whose checksum fails is dropped, ``bad_checksum``, R
 5.2.2; TTL / hop limit decremented; ICMP time exceeded at 1; ICMP "fragmentation
 needed" with the next-hop MTU, RFC 1191, for an IPv4 packet with DF that does not fit,
 fragments for one without; ICMPv6 "packet too big", RFC 8201, for IPv6; destination
-unreachable "no route" when no route holds it). Every drop is counted on the tunnel (or, when
+unreachable "no route" when no route holds it; host unreachable, counted ``no_route``, for an
+address in an L3 (VXLAN-GPE) tunnel's own prefix that came through that tunnel: it is never
+sent back where it came from). Every drop is counted on the tunnel (or, when
 no tunnel can be named, on the adapter) by reason: ``unknown_vni``, ``unknown_remote``,
 ``no_route``, ``mtu``, ``truncated``, ``bad_header``, ``bad_checksum``, ``zero_checksum``,
 ``ttl_exceeded``, ``unsupported_next_protocol``, ``oam``.
@@ -522,6 +524,14 @@ class TunnelAdapter:
         if target is None:
             source.drop("no_route")
             self._icmp(source, packet, 3 if version == 4 else 1, 0, b"\0\0\0\0", now)
+            return
+        if target is source and not source.ethernet:
+            # An L3 tunnel's prefix beyond its own address: the far end's, not reachable by
+            # sending it back there (it would bounce until the TTL ran out). Host unreachable
+            # (IPv6: address unreachable).
+            source.drop("no_route")
+            self._icmp(source, packet, 3 if version == 4 else 1, 1 if version == 4 else 3,
+                       b"\0\0\0\0", now)
             return
         if (packet[8] if version == 4 else packet[7]) <= 1:
             source.drop("ttl_exceeded")

@@ -318,3 +318,19 @@ def test_fragments_of_one_packet_take_one_outer_source_port():
              and f[36:38] == b"\x12\xb6"]
     ports = {f[34:36] for f in outer}
     assert len(outer) == 3 and len(ports) == 1, ports
+
+
+def test_no_hairpin_on_an_l3_tunnel():
+    """A packet that came through an L3 (VXLAN-GPE) tunnel for another address of that
+    tunnel's prefix is not sent back into it: host unreachable, counted no_route."""
+    specs = [("vxlan-gpe", 21, 4, "198.19.6.2/24", "198.19.6.1/24", "")]
+    ta, tb = _pair(specs)
+    gpe = ta.tunnels[0]
+    gpe.input(_inner_udp("198.19.6.1", "198.19.6.77", 100), 1.0)      # an IP packet
+    assert gpe.counters.drops == {"no_route": 1} and gpe.counters.forwarded == 0
+    peer = tb.tunnels[0].stack
+    seen = []
+    receive = peer.receive
+    peer.receive = lambda frame, now: (seen.append(bytes(frame)), receive(frame, now))
+    _run(ta, tb, lambda: peer.counters.icmp_in >= 1)
+    assert {(f[34], f[35]) for f in seen if f[12:14] == b"\x08\x00" and f[23] == 1} == {(3, 1)}
