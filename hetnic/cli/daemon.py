@@ -57,6 +57,17 @@ def call(args, op: str, params: dict | None = None):
         return client.call(op, params)
 
 
+def read_text_file(path: Path) -> str:
+    """The text of ``path`` (UTF-8); a file that is not text is ClientError (one line)."""
+    from ..host.daemon_client import ClientError
+    data = path.read_bytes()
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise ClientError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") \
+            from None
+
+
 def print_json(value) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .args import rss_key
-from .daemon import add_socket_option, call, client_actions, print_applied, print_json
+from .daemon import (add_socket_option, call, client_actions, print_applied, print_json,
+                     read_text_file)
 
 NAME = "rss"
 HELP = "show or set the RSS key and RETA of the running daemon (hetnic daemon)"
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_socket_option(key)
     reta = actions.add_parser("set-reta", help="set the RETA from a JSON list of queues "
                               "(each entry stays within its instance's queues)")
-    reta.add_argument("file", type=argparse.FileType("r"), metavar="FILE")
+    reta.add_argument("file", type=Path, metavar="FILE")
     add_socket_option(reta)
 
 
@@ -31,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
         params = {"key": args.key.hex()}
     else:
         try:
-            params = {"reta": json.load(args.file)}
-        except ValueError as exc:
+            params = {"reta": json.loads(read_text_file(args.file))}
+        except json.JSONDecodeError as exc:
             from ..host.daemon_client import ClientError
-            raise ClientError(f"{args.file.name}: not a JSON list: {exc}") from None
+            raise ClientError(f"{args.file}: not a JSON list: {exc}") from None
     print_applied("applied", call(args, "rss.configure", params))
     return 0

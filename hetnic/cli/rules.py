@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .daemon import add_socket_option, call, client_actions, print_applied, print_json
+from .daemon import (add_socket_option, call, client_actions, print_applied, print_json,
+                     read_text_file)
 
 NAME = "rules"
 HELP = "show or apply the classifier rules of the running daemon (hetnic daemon)"
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "show":
         print_json(call(args, "rules.read"))
         return 0
-    text = args.file.read_text()
+    text = read_text_file(args.file)
     fmt = "json" if args.file.suffix == ".json" or (
         args.file.suffix != ".toml" and text.lstrip().startswith("{")) else "toml"
     result = call(args, "rules.configure", {"text": text, "format": fmt})
