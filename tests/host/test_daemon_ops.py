@@ -379,3 +379,103 @@ def test_replays_are_queued_and_fed_a_little_per_turn(nic, tmp_path, monkeypatch
         assert report["result"] == "timeout" and report["sent"] == rec["sent"]
     finally:
         h.close()
+
+
+def _other_queue_reta(daemon) -> list[int]:
+    """The base RETA with each entry moved to the next queue of the same instance."""
+    owner_queues = {q: list(cfg.rx_queues) for cfg in daemon.host.instances
+                    for q in cfg.rx_queues}
+    return [owner_queues[q][(owner_queues[q].index(q) + 1) % len(owner_queues[q])]
+            for q in daemon._base.reta]
+
+
+def test_rss_configure_done_and_refused(harness):
+    daemon = harness.daemon
+    s = harness.connect()
+    try:
+        key = bytes(range(1, 41))
+        reta = _other_queue_reta(daemon)
+        assert reta != list(daemon._base.reta)
+        commits = daemon.commits
+        got = harness.ask(s, "rss.configure", {"key": key.hex(), "reta": reta})
+        assert got["ok"], got
+        assert daemon.commits == commits + 1              # key and RETA: one commit
+        assert daemon.host.nic.rss.key == key and list(daemon.host.nic.rss.table) == reta
+        assert any(line.startswith("+rss.key") for line in got["result"]["diff"])
+        read = harness.ask(s, "rss.read")["result"]
+        assert (read["key"], read["reta"]) == (key.hex(), reta)
+        n = len(reta)
+        foreign = list(reta)
+        queues = {cfg.name: list(cfg.rx_queues) for cfg in daemon.host.instances}
+        first, second = list(queues.values())[:2]
+        foreign[reta.index(next(q for q in reta if q in first))] = second[0]
+        refusals = [({"reta": reta[:-1]}, f"list of {n}"), ({"reta": [True] * n}, f"list of {n}"),
+                    ({"reta": reta[:-1] + ["1"]}, f"list of {n}"), ({"reta": 5}, f"list of {n}"),
+                    ({"reta": foreign}, "slice"), ({"key": "00" * 39}, "40 bytes"),
+                    ({"key": 7}, "40 bytes"), ({}, "takes")]
+        for args, why in refusals:
+            got = harness.ask(s, "rss.configure", args)
+            assert got["code"] == "refused" and why in got["error"], (args, got)
+        assert daemon.host.nic.rss.key == key and list(daemon.host.nic.rss.table) == reta
+        assert daemon.commits == commits + 1
+    finally:
+        s.close()
+
+
+def test_rules_configure_too_many_and_a_failed_commit_rolls_back(harness, monkeypatch):
+    from hetnic.host.control import NicError
+    daemon = harness.daemon
+    s = harness.connect()
+    try:
+        good = "[[rule]]\nname = \"block\"\nsrc = \"198.19.0.0/16\"\ndrop = true\n"
+        assert harness.ask(s, "rules.configure", {"text": good})["ok"]
+        before, rules, commits = daemon.config_text(), list(daemon.operator_rules), \
+            daemon.commits
+        many = "".join(f"[[rule]]\ndst_port = {1000 + i}\ndrop = true\n\n"
+                       for i in range(daemon.host.nic.params.n_rules))
+        got = harness.ask(s, "rules.configure", {"text": many})
+        assert got["code"] == "refused" and "do not fit" in got["error"]
+        assert daemon.config_text() == before and daemon.commits == commits
+        # the commit fails on the NIC: the previous configuration is put back
+        program, calls = daemon.host.dispatcher.program, []
+
+        def failing():
+            calls.append(1)
+            if len(calls) == 1:
+                raise NicError("commit timed out (injected)")
+            return program()
+        monkeypatch.setattr(daemon.host.dispatcher, "program", failing)
+        other = "[[rule]]\nname = \"dns\"\nip_proto = \"udp\"\ndst_port = 53\ndrop = true\n"
+        got = harness.ask(s, "rules.configure", {"text": other})
+        assert got["code"] == "failed" and "injected" in got["error"]
+        assert len(calls) == 2                     # the failed commit, then the old one back
+        assert daemon.config_text() == before and daemon.operator_rules == rules
+        assert daemon.host.dispatcher.base_plan.rules[:1] == rules
+    finally:
+        s.close()
+
+
+def test_events_read_follow_streams_each_new_event(nic, tmp_path):
+    """A follower gets the recent events in the reply, then one line per new event with
+    its own request id, while a second session is served as usual."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[[rule]]\ndst_port = 1000\ndrop = true\n")
+    h = Harness(nic, tmp_path, rules=rules)
+    follower = h.connect()
+    other = h.connect()
+    try:
+        got = h.ask(follower, "events.read", {"follow": True}, id=41)
+        assert got["ok"] and got["result"]["follow"] is True
+        assert [e["item"] for e in got["result"]["recent"]] == ["rules"]
+        rules.write_text("[[rule]]\ndst_port = 1001\ndrop = true\n")
+        lines = h.lines(follower)
+        rules.write_text("[[rule]]\ndst_port = 99999\n")
+        lines += h.lines(follower)
+        assert [(m["id"], m["event"]["result"]) for m in lines] == [(41, "done"),
+                                                                    (41, "refused")]
+        assert any("1001" in line for line in lines[0]["event"]["diff"])
+        assert h.ask(other, "counters.read")["ok"]
+    finally:
+        follower.close()
+        other.close()
+        h.close()
