@@ -3,8 +3,6 @@ never root itself (one-line errors, no bare EPERM)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from hetnic.host import tunnel_privs

@@ -7,12 +7,13 @@ tunnel's inner addresses; the counters agree; bad inputs are counted drops."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from kit.netns_exec import run_in_netns
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -56,22 +57,8 @@ def tunnel_peer():
             host.close()
 
 
-def _in_ns(ns, host, script, timeout=120):
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
-                             textwrap.dedent(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        host.run(until=lambda: proc.poll() is not None, timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    return out.decode()
-
-
 PEER_SCRIPT = """
-import ipaddress, os, random, socket, struct, subprocess, threading, time
+import ipaddress, json, os, random, socket, struct, subprocess, threading, time
 TUNNELS = {tunnels!r}
 SIZE = {size}
 caught = {{dev: [] for dev, *_ in TUNNELS}}
@@ -171,15 +158,15 @@ for dev, kind, vni, local, base in TUNNELS:
             continue
         if not all(ipaddress.ip_address(a) in net for a in addrs):
             leaks += 1
-print(repr((codes, [out.get(i) for i in range(len(TUNNELS))], leaks,
-            [len(caught[dev]) for dev, *_ in TUNNELS])))
+print(json.dumps([codes, [out.get(i) for i in range(len(TUNNELS))], leaks,
+                  [len(caught[dev]) for dev, *_ in TUNNELS]]))
 """
 
 
 def test_ping_and_tcp_through_every_tunnel_at_once(tunnel_peer):
     ns, host = tunnel_peer
-    out = _in_ns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=300_000))
-    codes, ok, leaks, seen = eval(out.strip().splitlines()[-1])
+    out = run_in_netns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=300_000), 120)
+    codes, ok, leaks, seen = json.loads(out.strip().splitlines()[-1])
     assert codes == [3] * len(TUNNELS), out
     assert ok == [True] * len(TUNNELS), out
     assert leaks == 0 and all(n > 20 for n in seen), out
@@ -221,8 +208,8 @@ def test_process_mode_adapter_runs_unprivileged(tmp_path):
             for name in (nic.shared.memory, nic.shared.doorbells, host._segment.name):
                 info = os.stat(f"/dev/shm/{name}")
                 assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o600
-            out = _in_ns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=100_000))
-            codes, ok, leaks, seen = eval(out.strip().splitlines()[-1])
+            out = run_in_netns(ns, host, PEER_SCRIPT.format(tunnels=TUNNELS, size=100_000), 120)
+            codes, ok, leaks, seen = json.loads(out.strip().splitlines()[-1])
             assert codes == [3] * len(TUNNELS) and ok == [True] * len(TUNNELS), out
             assert leaks == 0
             summary = host.summary()["instances"]["tunnel"]
@@ -234,7 +221,7 @@ def test_process_mode_adapter_runs_unprivileged(tmp_path):
 
 
 BAD_SCRIPT = r"""
-import errno, socket, struct, subprocess, time
+import errno, json, socket, struct, subprocess, time
 out = {}
 # truncated inner frame: a VXLAN header for VNI 10 and 10 bytes, from the kernel's address
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -272,7 +259,7 @@ except OSError as exc:
     out["mtu_send"] = errno.errorcode.get(exc.errno, str(exc))
 out["path_mtu"] = m.getsockopt(socket.IPPROTO_IP, 14)  # IP_MTU
 time.sleep(1.5)
-print(repr(out))
+print(json.dumps(out))
 """
 
 
@@ -302,7 +289,7 @@ def test_bad_inputs_are_counted_drops_and_icmp(tmp_path):
                  TunnelSpec("vxlan", 11, K6, "198.19.2.2/24", "d")]
         host = StackHost(nic, tap, addr4=f"{H4}/24", addr6=f"{H6}/64", seed=5, tunnels=specs)
         try:
-            out = eval(_in_ns(ns, host, BAD_SCRIPT).strip().splitlines()[-1])
+            out = json.loads(run_in_netns(ns, host, BAD_SCRIPT, 120).strip().splitlines()[-1])
             stats = host.adapter.tunnel_stats()
             vx10, vx11 = (stats["tunnels"][s.name] for s in specs)
             assert out["no_route"] == "ENETUNREACH", out
@@ -318,10 +305,10 @@ def test_bad_inputs_are_counted_drops_and_icmp(tmp_path):
             others = sum(s.counters.udp_in for n, s in host.stacks.items() if n != "tunnel")
             assert others >= 1
             # and the tunnels still carry TCP, byte-exact
-            again = _in_ns(ns, host, PEER_SCRIPT.format(
+            again = run_in_netns(ns, host, PEER_SCRIPT.format(
                 tunnels=[("vx10", "vxlan", 10, K4, "198.19.1"),
-                         ("vx11", "vxlan", 11, K6, "198.19.2")], size=50_000))
-            codes, ok, leaks, _ = eval(again.strip().splitlines()[-1])
+                         ("vx11", "vxlan", 11, K6, "198.19.2")], size=50_000), 120)
+            codes, ok, leaks, _ = json.loads(again.strip().splitlines()[-1])
             assert ok == [True, True] and leaks == 0, again
         finally:
             host.close()
