@@ -5,6 +5,7 @@ holds a file open half-written, a queue overflow, and files that vanish or canno
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,14 +195,61 @@ def test_vanished_symlink_loop_and_unreadable(drop, tmp_path):
                            ("drop", folder)])
     assert [r["result"] for r in rec.records] == ["error"] * 3
     assert rec.calls == []
-    if os.geteuid() != 0:                         # root reads any file
-        locked = folder / "locked.pcap"
-        locked.write_bytes(b"x")
-        locked.chmod(0)
-        rec.reconciler.handle([("drop", locked)])
-        assert rec.records[-1]["result"] == "error"
     shutil.rmtree(folder)                         # the watched folder itself goes
     rec.settle(quiet=0.2)
+
+
+READER = "hntest-reader16"
+
+
+def test_permission_denied_is_an_error_record():
+    """A file the daemon may not read (mode 0, the reconciler running as a user made by the
+    test: root reads any file): an ``error`` record, no call, and the reconciler goes on."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to make the test's user")
+    import pwd
+    subprocess.run(["userdel", READER], timeout=30, capture_output=True)
+    subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/usr/sbin/nologin",
+                    READER], check=True, timeout=30, capture_output=True)
+    folder = Path(tempfile.mkdtemp(prefix="hntest-events-"))     # the user reaches it
+    try:
+        entry = pwd.getpwnam(READER)
+        folder.chmod(0o755)
+        locked, fine = folder / "locked.pcap", folder / "fine.pcap"
+        locked.write_bytes(b"x")
+        locked.chmod(0)
+        fine.write_bytes(b"y")
+        fine.chmod(0o644)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                              # the child: the reconciler as the user
+            code = 1
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+                calls, records = [], []
+                reconciler = Reconciler(
+                    lambda k, p, d: calls.append(p.name) or {"result": "done"},
+                    records.append)
+                reconciler.handle([("drop", locked), ("drop", fine)])
+                os.write(w, repr(([r["result"] for r in records], calls,
+                                  records[0].get("error", ""))).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as fh:
+            out = fh.read()
+        _, status = os.waitpid(pid, 0)
+        assert status == 0 and out
+        results, calls, error = eval(out)         # noqa: S307 (our own child's repr)
+        assert results == ["error", "done"] and calls == ["fine.pcap"]
+        assert "Permission denied" in error
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run(["userdel", READER], timeout=30, capture_output=True)
 
 
 def test_rescan_leaves_out_a_file_held_open_for_writing(drop):
