@@ -547,3 +547,49 @@ def test_client_commands_exit_status(daemon, tmp_path):
                    for line in events.stdout.splitlines())
     finally:
         daemon.set_policy(POLICY)
+
+
+@pytest.mark.slow
+def test_daemon_in_multi_process_mode():
+    """The daemon's default mode (the instances in their own processes, StackProcs): it
+    serves a client, applies a rules change with one commit and stops cleanly on SIGTERM."""
+    require_netns()
+    folder = Path(tempfile.mkdtemp(prefix="hntest-daemon-mp-"))
+    try:
+        (folder / "policy.toml").write_text('[[grant]]\nusers = ["root"]\ninterfaces = ["*"]\n'
+                                            'operations = ["*"]\n')
+        (folder / "rules.toml").write_text(RULES_1)
+        sock = folder / "hetnic.sock"
+        with open(folder / "daemon.err", "w") as err, netns("hn-daemonmp") as ns, \
+                tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False):
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "daemon",
+                 "--tap", "tap0", "--addr", "198.18.0.2/24", "--socket", str(sock),
+                 "--policy", str(folder / "policy.toml"), "--audit", str(folder / "audit.log")],
+                stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                end = time.monotonic() + 180
+                while not sock.exists():
+                    assert proc.poll() is None, (folder / "daemon.err").read_text()
+                    assert time.monotonic() < end, "the daemon did not start"
+                    time.sleep(0.1)
+                run = lambda *a: subprocess.run(                   # noqa: E731
+                    [sys.executable, "-m", "hetnic", *a, "--socket", str(sock)],
+                    capture_output=True, text=True, timeout=60)
+                counters = run("counters")
+                assert counters.returncode == 0, counters.stderr
+                assert json.loads(counters.stdout)["daemon"]["sessions"] >= 1
+                applied = run("rules", "apply", str(folder / "rules.toml"))
+                assert applied.returncode == 0 and applied.stdout.startswith("applied 1 rules")
+                shown = json.loads(run("rules", "show").stdout)
+                assert any("block" in rule for rule in shown["operator"])
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    assert proc.wait(timeout=60) == 0, (folder / "daemon.err").read_text()
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                    raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
