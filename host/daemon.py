@@ -38,7 +38,8 @@ from ..errors import HetnicError
 from .daemon_audit import AuditLog
 from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher, open_for_writing
 from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused, one_line
-from .daemon_policy import Identity, Policy, deny_all, load_policy, resolve
+from .daemon_policy import (Identity, Policy, deny_all, load_policy, policy_from_bytes,
+                            resolve)
 from .daemon_protocol import (MAX_MESSAGE, ProtocolError, decode_request, error_reply, encode,
                               reply, split_op, VERSION)
 
@@ -445,8 +446,10 @@ class Daemon(Operations):
             short["truncated"] = True
             return encode({"v": VERSION, "id": id, "event": short})
 
-    def _load_policy(self) -> Policy:
-        policy = load_policy(self.policy_path)
+    def _load_policy(self, data: bytes | None = None) -> Policy:
+        """The policy file's policy (``data``: its content, read already), logged."""
+        policy = load_policy(self.policy_path) if data is None else \
+            policy_from_bytes(data, self.policy_path)
         self.audit.write("policy", path=str(self.policy_path), grants=len(policy.grants),
                          error=policy.error)
         self.log(policy.error or f"policy {self.policy_path}: {len(policy.grants)} grants")

@@ -269,7 +269,7 @@ class Operations:
         return out
 
     def _on_policy(self, path: Path, data: bytes) -> dict:
-        self.policy = self._load_policy()
+        self.policy = self._load_policy(data)     # what was hashed, not a second read
         if self.policy.error:
             return {"result": "refused", "error": self.policy.error + " (everything is "
                     "denied until it is fixed)"}

@@ -41,7 +41,7 @@ from pathlib import Path
 from .daemon_protocol import INTERFACES, OPERATIONS
 
 __all__ = ["Identity", "Grant", "Policy", "Decision", "resolve", "load_policy",
-           "deny_all"]
+           "policy_from_bytes", "deny_all"]
 
 
 @dataclass(frozen=True)
@@ -175,8 +175,18 @@ def load_policy(path: str | Path | None) -> Policy:
     if path is None:
         return deny_all("no policy file given (--policy): everything is denied")
     try:
-        text = Path(path).read_bytes().decode()
-    except (OSError, UnicodeDecodeError) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return deny_all(f"policy {path} cannot be read: {exc}", str(path))
+    return policy_from_bytes(data, path)
+
+
+def policy_from_bytes(data: bytes, path: str | Path) -> Policy:
+    """The policy whose file ``path`` holds ``data`` (read already); deny-all with the
+    reason when it is not UTF-8 or does not parse."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
         return deny_all(f"policy {path} cannot be read: {exc}", str(path))
     try:
         return parse_policy(text, str(path))

@@ -479,3 +479,15 @@ def test_events_read_follow_streams_each_new_event(nic, tmp_path):
         follower.close()
         other.close()
         h.close()
+
+
+def test_the_policy_reload_parses_the_content_that_was_hashed(harness):
+    """The reload takes the bytes the reconciler read and hashed, not a second read of the
+    file (which may hold something else by then)."""
+    daemon = harness.daemon
+    only_counters = POLICY.replace('interfaces = ["*"]', 'interfaces = ["counters"]')
+    out = daemon._on_policy(harness.folder / "policy.toml", only_counters.encode())
+    assert out == {"grants": 1}
+    assert daemon.policy.grants[0].interfaces == frozenset({"counters"})
+    out = daemon._on_policy(harness.folder / "policy.toml", b"\xff")
+    assert out["result"] == "refused" and "cannot be read" in out["error"]
