@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import difflib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..protocol import RSS_KEY_LEN
 from .daemon_events import REPORT_SUFFIX
 from .daemon_protocol import encode
 
-__all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line"]
+__all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line", "key_from_file"]
 
 #: Seconds the NIC runs between two looks at the sockets and the file events.
 TURN = 0.005
@@ -75,6 +76,25 @@ def _write_new(target: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(name)
         raise
+
+
+_HEX_TEXT = re.compile(rb"[0-9a-fA-F:\s]*")
+
+
+def key_from_file(data: bytes, path: Path) -> bytes:
+    """The RSS key in a key file, decided by its content: text of only hex digits, ``:``
+    and white space is a hex key (it must hold 2 x RSS_KEY_LEN digits); anything else is a
+    raw key of exactly RSS_KEY_LEN bytes. OpRefused otherwise."""
+    if _HEX_TEXT.fullmatch(data):
+        digits = re.sub(rb"[:\s]", b"", data)
+        if len(digits) != 2 * RSS_KEY_LEN:
+            raise OpRefused(f"{path}: a hex RSS key has {2 * RSS_KEY_LEN} hex digits, this "
+                            f"file {len(digits)}")
+        return bytes.fromhex(digits.decode())
+    if len(data) != RSS_KEY_LEN:
+        raise OpRefused(f"{path}: an RSS key file is {RSS_KEY_LEN} raw bytes or "
+                        f"{2 * RSS_KEY_LEN} hex digits; this is {len(data)} bytes of neither")
+    return data
 
 
 def _rule_text(rule) -> str:
@@ -280,16 +300,7 @@ class Operations:
         return {"generation": self.configure(rules=rules), "rules": len(rules)}
 
     def _on_rss_key(self, path: Path, data: bytes) -> dict:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            text = None
-        if text is None and len(data) != RSS_KEY_LEN:
-            raise OpRefused(f"{path}: an RSS key file is {RSS_KEY_LEN} raw bytes or "
-                            f"{2 * RSS_KEY_LEN} hex digits; this is {len(data)} bytes of "
-                            f"neither")
-        key = self._key(text) if text is not None and len(data) != RSS_KEY_LEN else data
-        return {"generation": self.configure(key=key)}
+        return {"generation": self.configure(key=key_from_file(data, path))}
 
     def _on_instances(self, path: Path, data: bytes) -> dict:
         from .stack.instance import load_instances

@@ -491,3 +491,17 @@ def test_the_policy_reload_parses_the_content_that_was_hashed(harness):
     assert daemon.policy.grants[0].interfaces == frozenset({"counters"})
     out = daemon._on_policy(harness.folder / "policy.toml", b"\xff")
     assert out["result"] == "refused" and "cannot be read" in out["error"]
+
+
+def test_key_file_is_decided_by_its_content():
+    from hetnic.host.daemon_ops import OpRefused, key_from_file
+    key = bytes(range(0x80, 0x80 + 40))
+    assert key_from_file(key, Path("k")) == key                         # 40 raw bytes
+    assert key_from_file(key.hex().encode() + b"\n", Path("k")) == key  # 80 hex digits
+    assert key_from_file(":".join(f"{b:02x}" for b in key).encode(), Path("k")) == key
+    raw_looking_hex = b"0123456789" * 4        # 40 bytes, but all hex digits: a hex key
+    with pytest.raises(OpRefused, match="80 hex digits, this file 40"):
+        key_from_file(raw_looking_hex, Path("k"))
+    for bad in (b"\xff" * 10, b"\xff" * 41, b""):
+        with pytest.raises(OpRefused):
+            key_from_file(bad, Path("k"))
