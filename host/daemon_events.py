@@ -53,6 +53,8 @@ REPORT_SUFFIX = ".report.json"
 _MASK = (Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.DELETE | Mask.MOVED_FROM | Mask.ATTRIB
          | Mask.ONLYDIR)
 _GONE = Mask.DELETE | Mask.MOVED_FROM
+#: Drop-folder files whose last hash the reconciler remembers, at most.
+MAX_DROPS_REMEMBERED = 65536
 
 
 @dataclass(frozen=True)
@@ -192,13 +194,18 @@ class Reconciler:
     ``instruction(kind, path, data)`` only if the hash differs from the last one acted on.
 
     ``instruction`` returns a dict (the result, merged into the record) or raises; the
-    record of each call goes to ``record`` and :attr:`done` holds the last hash per path."""
+    record of each call goes to ``record`` and :attr:`done` holds the last hash per path.
+    A path removed or renamed away is forgotten (:meth:`forget`), and of the drop folder's
+    files only the ``max_drops`` acted on last are remembered (the oldest is forgotten
+    first), so :attr:`done` stays bounded however many captures pass through."""
 
     def __init__(self, instruction: Callable[[str, Path, bytes], dict],
-                 record: Callable[[dict], None]):
+                 record: Callable[[dict], None], max_drops: int = MAX_DROPS_REMEMBERED):
         self._instruction = instruction
         self._record = record
         self.done: dict[Path, str] = {}
+        self.max_drops = max_drops
+        self._drops: dict[Path, None] = {}      # the drop files in done, oldest first
         self.acted = 0
         self.unchanged = 0
         self.errors = 0
@@ -209,15 +216,26 @@ class Reconciler:
         for kind, path in items:
             try:
                 data = _read_drop(path) if kind == "drop" else path.read_bytes()
-                self.done[path] = hashlib.sha256(data).hexdigest()
             except OSError:
-                pass
+                continue
+            self._remember(kind, path, hashlib.sha256(data).hexdigest())
+
+    def _remember(self, kind: str, path: Path, digest: str) -> None:
+        self.done[path] = digest
+        if kind == "drop":
+            self._drops.pop(path, None)
+            self._drops[path] = None
+            while len(self._drops) > self.max_drops:
+                oldest = next(iter(self._drops))
+                del self._drops[oldest]
+                self.done.pop(oldest, None)
 
     def forget(self, paths: list[Path]) -> None:
         """Forget what ``paths`` held (removed or renamed away): the same content put back
         under the name is acted on again."""
         for path in paths:
             self.done.pop(path, None)
+            self._drops.pop(path, None)
 
     def handle(self, due: list[tuple[str, Path]]) -> list[dict]:
         records = []
@@ -233,7 +251,7 @@ class Reconciler:
             data = _read_drop(path) if kind == "drop" else path.read_bytes()
         except OSError as exc:
             self.errors += 1
-            self.done.pop(path, None)       # what it held is gone: act on it when it is back
+            self.forget([path])             # what it held is gone: act on it when it is back
             record = {**base, "result": "error", "error": f"cannot read {path}: "
                       f"{exc.strerror or exc}"}
             self._record(record)
@@ -242,7 +260,7 @@ class Reconciler:
         if self.done.get(path) == digest:
             self.unchanged += 1
             return None
-        self.done[path] = digest
+        self._remember(kind, path, digest)
         self.acted += 1
         record = {**base, "sha256": digest, **self._instruction(kind, path, data)}
         self._record(record)

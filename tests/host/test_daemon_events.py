@@ -263,3 +263,20 @@ def test_rescan_leaves_out_a_file_held_open_for_writing(drop):
         assert [p.name for _, p in rec.watcher.rescan() if p.parent == folder] == ["done.pcap"]
     assert sorted(p.name for _, p in rec.watcher.rescan() if p.parent == folder) == \
         ["done.pcap", "held.pcap"]
+
+
+def test_done_forgets_removed_files_and_stays_bounded(drop):
+    folder, rec = drop
+    rec.reconciler.max_drops = 3
+    for i in range(5):
+        (folder / f"b{i}.pcap").write_bytes(bytes([i]))
+    rec.settle(want=5)
+    assert sorted(p.name for p in rec.reconciler.done) == ["b2.pcap", "b3.pcap", "b4.pcap"]
+    os.unlink(folder / "b4.pcap")
+    os.rename(folder / "b3.pcap", folder / "gone.txt")
+    rec.settle(quiet=0.3)
+    rec.reconciler.forget(rec.watcher.gone)
+    assert [p.name for p in rec.reconciler.done] == ["b2.pcap"]
+    (folder / "b4.pcap").write_bytes(bytes([4]))         # the same content is back: acted on
+    rec.settle(want=6)
+    assert [c[1] for c in rec.calls[5:]] == ["b4.pcap"]
