@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import HetnicError
-from .daemon_audit import AuditLog
+from .daemon_audit import AuditError, AuditLog
 from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher, open_for_writing
 from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused, one_line
 from .daemon_policy import (Identity, Policy, deny_all, load_policy, policy_from_bytes,
@@ -361,6 +361,8 @@ class Daemon(Operations):
             self.audit.write("access", **record, result="refused", error=str(exc))
             self._send(session, error_reply(id, "refused", str(exc)))
             return
+        except AuditError:
+            raise                           # fatal: nothing may go unaudited
         except Exception as exc:            # HetnicError, or a bug no check caught: not fatal
             error = str(exc) if isinstance(exc, HetnicError) else one_line(exc)
             if not isinstance(exc, HetnicError):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import HetnicError
 from ..protocol import RSS_KEY_LEN
+from .daemon_audit import AuditError
 from .daemon_events import REPORT_SUFFIX
 from .daemon_protocol import encode
 
@@ -279,6 +280,8 @@ class Operations:
         try:
             out.update(getattr(self, "_on_" + kind.replace("-", "_"))(path, data))
             out.setdefault("result", "done")
+        except AuditError:
+            raise                           # fatal: nothing may go unaudited
         except HetnicError as exc:
             out.update(result="refused", error=str(exc))
         except Exception as exc:            # a bug or an input no check caught: not fatal

@@ -3,6 +3,7 @@ the file-event instructions with inputs that must not stop it (random arguments 
 bad key files, empty capture records), the RSS and rules configuration (done and refused,
 and the rollback of a failed commit), and the follow stream."""
 
+import contextlib
 import json
 import os
 import random
@@ -505,3 +506,22 @@ def test_key_file_is_decided_by_its_content():
     for bad in (b"\xff" * 10, b"\xff" * 41, b""):
         with pytest.raises(OpRefused):
             key_from_file(bad, Path("k"))
+
+
+def test_audit_log_mode_and_a_failed_write_stops(tmp_path):
+    from hetnic.host.daemon_audit import AuditError, AuditLog
+    old = os.umask(0)
+    try:
+        log = AuditLog(tmp_path / "audit.log")
+    finally:
+        os.umask(old)
+    log.write("access", result="denied")
+    log.close()
+    assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o640
+    full = AuditLog("/dev/full")
+    try:
+        with pytest.raises(AuditError, match="no decision may go unaudited"):
+            full.write("access", result="denied")
+    finally:
+        with contextlib.suppress(OSError):
+            full.close()
