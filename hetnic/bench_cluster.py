@@ -72,6 +72,8 @@ def bench_cluster(frames: int = 60_000, workers: int = 2, captures: Path = DEFAU
     from .cluster import ClusterSpec, open_cluster, replay_on_cluster
     from .config import RxConfig
     from .replay import read_capture, replay_frames
+    from .sim.model import rx_pipeline  # noqa: F401  (imported before the timing, as on
+    from .host import nic  # noqa: F401  the workers: see cluster.open_cluster)
     config = RxConfig(queues=16)
     with tempfile.TemporaryDirectory(prefix="hetnic-bench-cluster-") as tmp:
         pcap = Path(tmp) / "bench.pcap"

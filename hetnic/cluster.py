@@ -112,8 +112,8 @@ def _worker_version() -> str:
 
 @contextlib.contextmanager
 def open_cluster(spec: ClusterSpec) -> Iterator:
-    """A ``distributed.Client`` of ``spec``, its workers checked to run this hetnic; the local
-    cluster is shut down on leaving. ClusterError (one line) if Dask is not installed, the
+    """A ``distributed.Client`` of ``spec``, its workers checked to run this hetnic and
+    preloaded with the modules the tasks use; the local cluster is shut down on leaving. ClusterError (one line) if Dask is not installed, the
     address cannot be reached within :data:`CONNECT_TIMEOUT` seconds or a worker runs
     other code."""
     try:
@@ -140,7 +140,17 @@ def open_cluster(spec: ClusterSpec) -> Iterator:
             stack.enter_context(client)
             _wait_for_workers(client, 1, CONNECT_TIMEOUT * 6)
         check_versions(client)
+        client.run(_preload)
         yield client
+
+
+def _preload() -> None:
+    """Run on each worker as the cluster starts: import what the tasks run (the replay, the
+    driver, the models, scapy's capture reader), once, before any task is timed."""
+    import scapy.utils  # noqa: F401
+    from . import shard  # noqa: F401
+    from .host import nic  # noqa: F401
+    from .sim.model import rx_pipeline  # noqa: F401
 
 
 def _wait_for_workers(client, n: int, seconds: float) -> None:
@@ -278,10 +288,10 @@ def file_digest(path) -> str:
 def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check: bool = True,
                       shards: int | None = None, ship_frames: bool | None = None,
                       cache: bool = True, progress: bool | None = None):
-    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: hash every frame
-    (:func:`~hetnic.shard.hash_slice`, in slices over the workers), split the capture into
-    ``shards`` shards by flow (default: two per worker), replay each shard on a simulated NIC
-    of its own (:func:`~hetnic.shard.replay_shard`) and merge
+    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: the model's record and
+    Toeplitz hash of every frame (:func:`~hetnic.shard.model_slice`, a slice per worker),
+    split the capture into ``shards`` shards by flow (default: one per worker), replay each
+    shard on a simulated NIC of its own (its model records from the first pass) (:func:`~hetnic.shard.replay_shard`) and merge
     (:func:`~hetnic.shard.merge_results`).
 
     The workers read the capture by its path when they share this machine's files (a local
@@ -289,24 +299,29 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     cluster at an address) the frames go to the workers once. ``cache`` False computes
     everything again (the figures of ``hetnic bench cluster``)."""
     from .replay import read_capture
-    from .shard import hash_slice, merge_results, replay_shard, shard_indices
+    from .shard import merge_results, model_slice, replay_shard, shard_indices
     import numpy as np
     workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-    shards = shards or 2 * workers
+    shards = shards or workers
     if ship_frames is None:
         ship_frames = not _local(client)
     source = (client.scatter(read_capture(pcap), broadcast=False) if ship_frames
               else str(Path(pcap).resolve()))
     run_key = repr((file_digest(pcap), config, data_width))
-    hash_tasks = [Task(f"hashing of slice {k} of {workers}", hash_slice,
-                       (source, k, workers, config),
-                       key=cache and content_key("hash", run_key, str(k), str(workers)) or None)
-                  for k in range(workers)]
-    hashes = np.concatenate(run_tasks(client, hash_tasks, label="hash", progress=False))
+    slices = [Task(f"model of slice {k} of {workers}", model_slice,
+                   (source, k, workers, config), {"data_width": data_width},
+                   key=cache and content_key("model", run_key, str(k), str(workers)) or None)
+              for k in range(workers)]
+    models = run_tasks(client, slices, label="model", progress=False)
+    hashes = np.concatenate([m[0] for m in models])
+    fields = next((m[1] for m in models if m[1]), ())
+    rows = [row for m in models for row in m[2]]
     total = len(hashes)
     parts = shard_indices(hashes, shards)
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
-                         (source, ix, config), {"data_width": data_width, "check": check},
+                         (source, ix, config),
+                         {"data_width": data_width, "check": check,
+                          "model": (fields, [rows[i] for i in ix])},
                          key=cache and content_key("replay", run_key, str(check),
                                                    ix.tobytes()) or None)
                     for s, ix in enumerate(parts)]

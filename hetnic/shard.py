@@ -2,13 +2,13 @@
 merge the results back into one :class:`~hetnic.replay.ReplayResult` in input order.
 
 A frame's shard is its Toeplitz hash under the run's key (and ``--symmetric``), exactly as
-the NIC's hash stage computes it (:func:`~hetnic.sim.model.toeplitz.meta_hash` of the
-parser model's fields, hashed in batches), modulo the number of shards. Every frame of a flow
+the NIC's hash stage computes it (the software model's record of the frame, which the
+replay's model check uses too), modulo the number of shards. Every frame of a flow
 has the same hash, so a flow stays in one shard, in its input order. Frames without a hash
 (non-IP, parse errors) have hash 0 and go to shard 0.
 
 The functions here are what :mod:`hetnic.cluster` runs on the workers
-(:func:`hash_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
+(:func:`model_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
 :func:`merge_results`); they import nothing of Dask. A frame *source* is a capture path (the
 workers read the file themselves; a worker process keeps the last capture it read) or the
 list of frames itself.
@@ -22,11 +22,10 @@ from collections import Counter
 import numpy as np
 
 from .config import RxConfig
-from .protocol import RX_MAX_FRAME_LIMIT
 from .replay import ReplayResult, read_capture, replay_frames
 
-__all__ = ["frames_of", "hash_slice", "shard_indices", "replay_shard", "merge_results",
-           "SUMMED_STATS"]
+__all__ = ["frames_of", "model_slice", "shard_indices", "replay_shard", "merge_results",
+           "pack_records", "unpack_records", "SUMMED_STATS"]
 
 #: The statistics of :class:`~hetnic.replay.ReplayResult` that add up over shards (the
 #: others: ``cycles`` and ``seconds`` are the longest shard's, ``generation`` the first's).
@@ -48,34 +47,33 @@ def frames_of(source: str | list[bytes]) -> list[bytes]:
     return _last_capture[1]
 
 
-def hash_slice(source: str | list[bytes], part: int, parts: int,
-               config: RxConfig) -> np.ndarray:
-    """The Toeplitz hash (``uint32``) of slice ``part`` of ``parts`` equal slices of the
-    frames of ``source`` (in order; concatenated, the slices are every frame) under
-    ``config``'s key, hash types and symmetry, as the NIC computes it."""
-    from .sim.model.parser import parse_frame
-    from .sim.model.toeplitz import meta_hash_input, select_hash_type, toeplitz_batch
+def model_slice(source: str | list[bytes], part: int, parts: int, config: RxConfig, *,
+                data_width: int = 64) -> tuple[np.ndarray, tuple, list]:
+    """The software model's records of slice ``part`` of ``parts`` equal slices of the frames
+    of ``source`` (in order; concatenated, the slices are every frame) under ``config``, as
+    :func:`~hetnic.replay.replay_frames` computes them for its model check (the same build,
+    configuration and generation): ``(hashes, fields, rows)``, the Toeplitz hash of every
+    frame (``uint32``; 0 for a frame without one), the record's field names and a tuple of
+    values per frame (None for an empty frame)."""
+    from .host.nic import Nic
+    from .sim.model.rx_pipeline import RxModel
     frames = frames_of(source)
     step = -(-len(frames) // parts)
     start, end = part * step, min((part + 1) * step, len(frames))
-    max_frame = min(config.max_frame, RX_MAX_FRAME_LIMIT)
-    # meta_hash's hash input for every frame, then the Toeplitz hashes in batches of inputs
-    # of the same length (IPv4 or IPv6, with or without ports).
-    by_length: dict[int, tuple[list[int], list[bytes]]] = {}
+    with Nic.open("sim", width=data_width, rx_queues=max(8, config.queues)) as nic:
+        generation = nic.apply(config)
+        model = RxModel(nic.regmap, config, generation=generation)
+    rows, fields = [], ()
+    hashes = np.zeros(max(0, end - start), dtype=np.uint32)
     for i, frame in enumerate(frames[start:end]):
-        parsed = parse_frame(frame, max_frame=max_frame,
-                             direct_ethertype=config.direct_ethertype)
-        hash_type = select_hash_type(parsed.error, parsed.flags, config.hash_enable)
-        if hash_type:
-            data = meta_hash_input(parsed, hash_type, config.symmetric)
-            rows, inputs = by_length.setdefault(len(data), ([], []))
-            rows.append(i)
-            inputs.append(data)
-    out = np.zeros(max(0, end - start), dtype=np.uint32)
-    for length, (rows, inputs) in by_length.items():
-        batch = np.frombuffer(b"".join(inputs), dtype=np.uint8).reshape(len(rows), length)
-        out[rows] = toeplitz_batch(config.key, batch)
-    return out
+        if not frame:
+            rows.append(None)
+            continue
+        rec = model.process(frame)
+        fields = fields or tuple(rec)
+        hashes[i] = rec["hash"]
+        rows.append(tuple(rec.values()))
+    return hashes, fields, rows
 
 
 def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
@@ -88,17 +86,44 @@ def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
 
 
 def replay_shard(source: str | list[bytes], indices, config: RxConfig, *,
-                 data_width: int = 64, check: bool = True) -> ReplayResult:
+                 data_width: int = 64, check: bool = True,
+                 model: tuple[tuple, list] | None = None) -> ReplayResult:
     """Replay frames ``indices`` of ``source`` (in that order) on a simulated NIC of its own,
-    as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`). Record ``k`` of the
-    result is frame ``indices[k]``'s; mismatch indices are the shard's own."""
+    as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`); ``model``, the
+    ``(fields, rows)`` of :func:`model_slice` for these frames, saves computing the model's
+    records again. Record ``k`` of the result is frame ``indices[k]``'s; mismatch indices
+    are the shard's own. The records come back packed (:func:`pack_records`)."""
     frames = frames_of(source)
-    return replay_frames([frames[int(i)] for i in indices], config, data_width=data_width,
-                         check=check)
+    records = None
+    if model is not None:
+        fields, rows = model
+        records = [None if row is None else dict(zip(fields, row)) for row in rows]
+    result = replay_frames([frames[int(i)] for i in indices], config, data_width=data_width,
+                           check=check, model_records=records)
+    result.records = pack_records(result.records)
+    return result
+
+
+def pack_records(records: list[dict]) -> tuple[tuple, list[tuple]]:
+    """Records as ``(fields, rows)``, a tuple of values per record: what a worker sends back
+    (a fraction of the pickled size of the dicts). :func:`unpack_records` undoes it."""
+    fields = tuple(records[0]) if records else ()
+    if any(tuple(r) != fields for r in records):
+        raise ValueError("records with different fields cannot be packed")
+    return fields, [tuple(r.values()) for r in records]
+
+
+def unpack_records(packed) -> list[dict]:
+    """The records of :func:`pack_records`' ``(fields, rows)``; a list of dicts unchanged."""
+    if isinstance(packed, list):
+        return packed
+    fields, rows = packed
+    return [dict(zip(fields, row)) for row in rows]
 
 
 def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> ReplayResult:
-    """One result of ``total`` frames from the ``(indices, result)`` of every shard: the
+    """One result of ``total`` frames from the ``(indices, result)`` of every shard (records
+    as dicts or packed by :func:`pack_records`): the
     records back in input order, the mismatches under their input indices (in input order;
     shard-wide ones, index -1, last), the counters and :data:`SUMMED_STATS` summed;
     ``shards`` and ``shard_frames`` (frames per shard) added to the statistics."""
@@ -109,6 +134,7 @@ def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> R
     stats.update(cycles=0, seconds=0.0, generation=None, shards=len(parts),
                  shard_frames=[len(indices) for indices, _ in parts])
     for indices, result in parts:
+        result.records = unpack_records(result.records)
         if len(indices) != len(result.records):
             raise ValueError(f"a shard of {len(indices)} frames returned "
                              f"{len(result.records)} records")
