@@ -109,6 +109,20 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
     return struct.unpack("3i", creds)
 
 
+#: SO_PEERGROUPS (Linux 4.13+, asm-generic/socket.h); Python 3.11 does not name it.
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def _peer_groups(sock: socket.socket) -> list[int] | None:
+    """The supplementary gids the peer had when it connected (``SO_PEERGROUPS``), or None
+    when the kernel cannot say (older kernel, more groups than fit in 1,024 bytes)."""
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
+    except OSError:
+        return None
+    return list(struct.unpack(f"{len(data) // 4}I", data[:len(data) // 4 * 4]))
+
+
 def _listen(path: Path) -> socket.socket:
     try:
         mode = os.lstat(path).st_mode
@@ -267,7 +281,7 @@ class Daemon(Operations):
                 return
             try:
                 sock.setblocking(False)
-                who = resolve(*_peer(sock))
+                who = resolve(*_peer(sock), gids=_peer_groups(sock))
             except OSError:
                 sock.close()
                 continue

@@ -57,17 +57,19 @@ class Identity:
         return {"pid": self.pid, "uid": self.uid, "gid": self.gid}
 
 
-def resolve(pid: int, uid: int, gid: int) -> Identity:
-    """The identity of a peer, through the name service. A uid without a passwd entry is
-    user ``#UID`` with only its gid's group (if that has a name)."""
+def resolve(pid: int, uid: int, gid: int, gids: list[int] | None = None) -> Identity:
+    """The identity of a peer, through the name service. ``gids``: the supplementary
+    groups the peer process actually holds (``SO_PEERGROUPS``), used as they are; without
+    them, the user's groups in the name service (``getgrouplist``). A uid without a passwd
+    entry is user ``#UID``."""
     groups: set[str] = set()
     try:
         entry = pwd.getpwuid(uid)
         user = entry.pw_name
-        gids = set(os.getgrouplist(user, entry.pw_gid))
+        found = set(os.getgrouplist(user, entry.pw_gid)) if gids is None else set(gids)
     except KeyError:
-        user, gids = f"#{uid}", set()
-    gids.add(gid)
+        user, found = f"#{uid}", set(gids or ())
+    gids = found | {gid}
     for g in gids:
         try:
             groups.add(grp.getgrgid(g).gr_name)

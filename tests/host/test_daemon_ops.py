@@ -525,3 +525,40 @@ def test_audit_log_mode_and_a_failed_write_stops(tmp_path):
     finally:
         with contextlib.suppress(OSError):
             full.close()
+
+
+def test_groups_are_the_peers_own(harness):
+    """A session's groups are those the peer process holds (SO_PEERGROUPS), not only the
+    name service's list for its user: root with the supplementary group ``adm`` has it."""
+    import grp
+    if os.geteuid() != 0:
+        pytest.skip("needs root to set the peer's groups")
+    adm = grp.getgrnam("adm").gr_gid
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                  # the peer: root with groups [adm]
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([adm])
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect(str(harness.folder / "d.sock"))
+            s.sendall(b'{"v":1,"id":1,"op":"session.whoami"}\n')
+            os.write(w, s.makefile("rb").readline())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.set_blocking(r, False)
+    out = b""
+    end = time.monotonic() + 20
+    while not out.endswith(b"\n") and time.monotonic() < end:
+        harness.daemon.poll(0.01)
+        try:
+            out += os.read(r, 4096)
+        except BlockingIOError:
+            pass
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert set(json.loads(out)["result"]["groups"]) == {"root", "adm"}
