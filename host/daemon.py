@@ -237,7 +237,10 @@ class Daemon(Operations):
                 time.monotonic() >= self._accept_paused_until:
             self._accept_paused_until = None
             self._selector.register(self._server, selectors.EVENT_READ, "accept")
-        for key, mask in self._selector.select(timeout):
+        ready = self._selector.select(timeout)
+        # file events first: a policy change seen in this turn decides this turn's requests
+        ready.sort(key=lambda pair: pair[0].data != "events")
+        for key, mask in ready:
             if key.data == "accept":
                 self._accept()
             elif key.data == "events":

@@ -562,3 +562,19 @@ def test_groups_are_the_peers_own(harness):
     os.close(r)
     os.waitpid(pid, 0)
     assert set(json.loads(out)["result"]["groups"]) == {"root", "adm"}
+
+
+def test_a_policy_change_seen_in_a_turn_decides_that_turns_requests(harness):
+    s = harness.connect()
+    try:
+        assert harness.ask(s, "counters.read")["ok"]
+        tmp = harness.folder / ".policy.tmp"
+        tmp.write_text(POLICY.replace('interfaces = ["*"]', 'interfaces = ["rules"]'))
+        os.rename(tmp, harness.folder / "policy.toml")   # the event is queued ...
+        s.sendall(b'{"v":1,"id":7,"op":"counters.read"}\n')   # ... and so is the request
+        time.sleep(0.1)
+        harness.daemon.poll(0)                      # one turn sees both
+        got = harness.lines(s)[0]
+        assert (got["id"], got["code"]) == (7, "denied")
+    finally:
+        s.close()
