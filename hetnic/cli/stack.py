@@ -150,7 +150,7 @@ def add_instance_options(up: argparse.ArgumentParser) -> None:
                     "instead of one process per instance; for debugging")
 
 
-def _instances(path: str | None, tunnels=()):
+def instances_from(path: str | None, tunnels=()):
     """The instances of ``--instances`` (or the stock profiles), checked against the NIC
     ``hetnic stack up`` opens before it is opened (with the tunnel adapter's instance and
     rules when there are ``tunnels``)."""
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import HetnicError
         raise HetnicError("--tunnel-user needs the adapter in a process of its own (not "
                           "with --one-process)")
-    instances = _instances(args.instances, tunnels)
+    instances = instances_from(args.instances, tunnels)
     tunnel_user = None
     if tunnels and not args.one_process:
         from ..host.tunnel_privs import tunnel_user_for
