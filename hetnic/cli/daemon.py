@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     from ..host.daemon_audit import AuditLog
     from ..host.tap import TapDevice
     from ..replay import read_capture
-    from .stack import _instances
+    from .stack import instances_from
     path = socket_path(args)
-    instances = _instances(args.instances)
+    instances = instances_from(args.instances)
     tap = TapDevice(args.tap)
 
     def say(text: str) -> None:
