@@ -4,8 +4,9 @@ interface of the composite device.
 
 A session is the peer of a client connection: ``SO_PEERCRED`` gives its pid, uid and gid,
 ``SO_PEERGROUPS`` its supplementary groups; :func:`resolve` names them (and finds the user's
-groups when the kernel did not give them) through the system's name service (``pwd``/``grp``/``os.getgrouplist``: ``/etc/passwd`` and ``/etc/group``, or a
-directory such as LDAP or Active Directory plugged in through sssd and nsswitch.conf).
+groups when the kernel did not give them) through the system's name service
+(``pwd``/``grp``/``os.getgrouplist``: ``/etc/passwd`` and ``/etc/group``, or a directory such
+as LDAP or Active Directory plugged in through sssd and nsswitch.conf).
 
 The policy file (TOML)::
 
