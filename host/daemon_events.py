@@ -20,8 +20,9 @@ policy removed, renamed away or made unreadable is read again, fails, and denies
 
 ``IN_Q_OVERFLOW`` means the kernel dropped events: :meth:`Watcher.poll` then reports every
 item and every file in the drop folder that nobody holds open for writing (a read lease
-probe, :func:`open_for_writing`: a half-written file triggers on its close), and :class:`Reconciler` compares each one's content
-hash with the one it last acted on, so nothing is done twice and nothing is missed. The same
+probe, :func:`open_for_writing`: a half-written file triggers on its close), and
+:class:`Reconciler` compares each one's content hash with the one it last acted on, so
+nothing is done twice and nothing is missed. The same
 hash check makes a second event for unchanged content (``touch``, an editor saving the same
 text, a duplicate close) do nothing.
 
