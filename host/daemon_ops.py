@@ -106,12 +106,13 @@ def _rule_text(rule) -> str:
 
 @dataclasses.dataclass
 class _Replay:
-    """A capture queued for replay: its frames, how many are sent, when its time is up, the
-    NIC counters before it, and its file-event record (filled when it is queued)."""
+    """A capture queued for replay: its frames, how many are sent, when its time is up and
+    the NIC counters before it (both from when its turn came), and its file-event record
+    (filled when it is queued)."""
     path: Path
     frames: list[bytes]
-    deadline: float
-    before: dict
+    deadline: float | None = None       # set when it reaches the head of the queue
+    before: dict = dataclasses.field(default_factory=dict)
     sent: int = 0
     record: dict = dataclasses.field(default_factory=dict)
 
@@ -322,8 +323,7 @@ class Operations:
         if empty:
             raise OpRefused(f"{path}: record {empty[0]} is empty; a frame has at least one "
                             f"byte")
-        job = _Replay(path, frames, time.monotonic() + REPLAY_TIMEOUT,
-                      self.host.nic.counters())
+        job = _Replay(path, frames)
         self.replays.append(job)
         self._queued = job
         return {"result": "queued", "frames": len(frames)}
@@ -335,6 +335,9 @@ class Operations:
         if not self.replays:
             return
         job, wire = self.replays[0], self.host.nic.wire
+        if job.deadline is None:            # its turn has come: its time and counters start
+            job.deadline = time.monotonic() + REPLAY_TIMEOUT
+            job.before = self.host.nic.counters()
         timeout = time.monotonic() >= job.deadline
         if not timeout and job.sent < len(job.frames) and wire.pending() < REPLAY_CHUNK:
             chunk = job.frames[job.sent:job.sent + REPLAY_CHUNK]

@@ -578,3 +578,26 @@ def test_a_policy_change_seen_in_a_turn_decides_that_turns_requests(harness):
         assert (got["id"], got["code"]) == (7, "denied")
     finally:
         s.close()
+
+
+def test_a_replay_waiting_in_the_queue_has_its_whole_time(nic, tmp_path, monkeypatch):
+    """A replay's time starts when its turn comes, not when it was queued behind another."""
+    from hetnic.host import daemon_ops
+    monkeypatch.setattr(daemon_ops, "REPLAY_TIMEOUT", 1.0)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    h = Harness(nic, tmp_path, watch=drop)
+    try:
+        (drop / "a.pcap").write_bytes(_pcap([b"\x02" * 60] * 8))
+        (drop / "b.pcap").write_bytes(_pcap([b"\x03" * 60] * 8))
+        end = time.monotonic() + 20
+        while len(h.daemon.replays) < 2:
+            assert time.monotonic() < end
+            h.daemon.poll(0.02)
+        h.daemon.replay_step()                    # a's turn: its time starts
+        time.sleep(1.1)                           # longer than a replay may take
+        h.run_until(lambda: h.daemon.event_seq >= 2)
+        assert [(Path(e["path"]).name, e["result"]) for e in h.daemon.events] == \
+            [("a.pcap", "timeout"), ("b.pcap", "done")]
+    finally:
+        h.close()
