@@ -29,6 +29,9 @@ __all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line", "key_from_file
 TURN = 0.005
 #: Seconds a replay may take (from its first frame) before it is reported ``timeout``.
 REPLAY_TIMEOUT = 10.0
+#: Bytes of capture files waiting in the replay queue, at most (one more is refused; a
+#: capture alone in the queue may be larger).
+MAX_QUEUED_BYTES = 256 << 20
 #: Frames a replay feeds the wire per turn of the loop, at most.
 REPLAY_CHUNK = 64
 #: The instruction of a file event on each kind of item.
@@ -111,6 +114,7 @@ class _Replay:
     (filled when it is queued)."""
     path: Path
     frames: list[bytes]
+    size: int                           # the capture file's bytes
     deadline: float | None = None       # set when it reaches the head of the queue
     before: dict = dataclasses.field(default_factory=dict)
     sent: int = 0
@@ -317,13 +321,17 @@ class Operations:
     def _on_drop(self, path: Path, data: bytes) -> dict:
         if self.read_capture is None:
             raise OpRefused("this daemon was started without a capture reader")
+        waiting = sum(job.size for job in self.replays)
+        if self.replays and waiting + len(data) > MAX_QUEUED_BYTES:
+            raise OpRefused(f"the replay queue is full ({len(self.replays)} captures, "
+                            f"{waiting} bytes); remove {path.name} and drop it again later")
         with _as_file(data, path.suffix, str(path)) as tmp:
             frames = self.read_capture(tmp)
         empty = [i for i, frame in enumerate(frames) if not frame]
         if empty:
             raise OpRefused(f"{path}: record {empty[0]} is empty; a frame has at least one "
                             f"byte")
-        job = _Replay(path, frames)
+        job = _Replay(path, frames, len(data))
         self.replays.append(job)
         self._queued = job
         return {"result": "queued", "frames": len(frames)}

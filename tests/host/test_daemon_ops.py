@@ -599,5 +599,13 @@ def test_a_replay_waiting_in_the_queue_has_its_whole_time(nic, tmp_path, monkeyp
         h.run_until(lambda: h.daemon.event_seq >= 2)
         assert [(Path(e["path"]).name, e["result"]) for e in h.daemon.events] == \
             [("a.pcap", "timeout"), ("b.pcap", "done")]
+        # a full queue refuses one more capture (the first one alone may be any size)
+        monkeypatch.setattr(daemon_ops, "MAX_QUEUED_BYTES", 100)
+        (drop / "c.pcap").write_bytes(_pcap([b"\x04" * 60] * 8))
+        (drop / "d.pcap").write_bytes(_pcap([b"\x05" * 60] * 8))
+        h.run_until(lambda: h.daemon.event_seq >= 4)
+        assert sorted((Path(e["path"]).name, e["result"]) for e in list(h.daemon.events)[2:]) \
+            == [("c.pcap", "done"), ("d.pcap", "refused")]
+        assert "queue is full" in h.daemon.events[2]["error"]
     finally:
         h.close()
