@@ -68,5 +68,8 @@ class AuditLog:
 
     def close(self) -> None:
         if self._own and self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except OSError:                 # a write failed already: AuditError said so
+                pass
         self._stream = None
