@@ -99,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operator rules file (hetnic rule-file TOML/JSON), applied at "
                         "start and whenever it changes")
     parser.add_argument("--rss-key", metavar="FILE", type=Path,
-                        help="RSS key file (40 bytes raw, or 80 hex digits), applied at start "
+                        help="RSS key file (80 hex digits, or 40 raw bytes: decided by the "
+                        "content), applied at start "
                         "and whenever it changes")
     parser.add_argument("--audit", metavar="FILE", type=Path,
                         help="append the audit log (JSON lines) to FILE (default: stdout)")
