@@ -3325,33 +3325,37 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [2:0] \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  reg [1:0] \$17 ;
-  wire [1:0] \$2 ;
-  wire \$3 ;
-  wire [1:0] \$4 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [2:0] \$18 ;
+  reg [1:0] \$19 ;
+  wire \$2 ;
+  reg [1:0] \$20 ;
+  reg [1:0] \$21 ;
+  wire [2:0] \$3 ;
+  wire [2:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [2:0] \$9 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
-  wire consume;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
   reg [1:0] level = 2'h0;
-  (* init = 1'h0 *)
-  wire produce;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
   output [30:0] r_data;
   wire [30:0] r_data;
   input r_en;
   wire r_en;
   (* init = 2'h0 *)
   wire [1:0] r_level;
-  reg r_port__addr = 1'h0;
+  reg [1:0] r_port__addr = 2'h0;
   wire [30:0] r_port__data;
   output r_rdy;
   wire r_rdy;
@@ -3362,76 +3366,81 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire w_en;
   (* init = 2'h0 *)
   wire [1:0] w_level;
-  reg w_port__addr = 1'h0;
+  reg [1:0] w_port__addr = 2'h0;
   input [30:0] w_port__data;
   wire [30:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [30:0] storage [1:0];
+  reg [30:0] storage [2:0];
   initial begin
     storage[0] = 31'h00000000;
     storage[1] = 31'h00000000;
+    storage[2] = 31'h00000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 2'h2;
+  assign w_rdy = level != 2'h3;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr + 1'h1;
-  assign \$3  = r_rdy & r_en;
-  assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & w_en;
-  assign \$6  = r_rdy & r_en;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  & \$7 ;
-  assign \$9  = level + 1'h1;
+  assign \$2  = w_port__addr == 2'h2;
+  assign \$3  = w_port__addr + 1'h1;
+  assign \$4  = \$2  ? 3'h0 : \$3 ;
+  assign \$5  = r_rdy & r_en;
+  assign \$6  = r_port__addr == 2'h2;
+  assign \$7  = r_port__addr + 1'h1;
+  assign \$8  = \$6  ? 3'h0 : \$7 ;
+  assign \$9  = w_rdy & w_en;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & w_en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = level - 1'h1;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  & \$11 ;
+  assign \$13  = level + 1'h1;
+  assign \$14  = r_rdy & r_en;
+  assign \$15  = w_rdy & w_en;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  & \$16 ;
+  assign \$18  = level - 1'h1;
   always @(posedge clk)
-    w_port__addr <= \$15 ;
+    w_port__addr <= \$19 ;
   always @(posedge clk)
-    r_port__addr <= \$16 ;
+    r_port__addr <= \$20 ;
   always @(posedge clk)
-    level <= \$17 ;
+    level <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = w_port__addr;
+    \$19  = w_port__addr;
     if (\$1 ) begin
-      \$15  = \$2 [0];
+      \$19  = \$4 [1:0];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$19  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = r_port__addr;
-    if (\$3 ) begin
-      \$16  = \$4 [0];
+    \$20  = r_port__addr;
+    if (\$5 ) begin
+      \$20  = \$8 [1:0];
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$20  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = level;
-    if (\$8 ) begin
-      \$17  = \$9 [1:0];
+    \$21  = level;
+    if (\$12 ) begin
+      \$21  = \$13 [1:0];
     end
-    if (\$13 ) begin
-      \$17  = \$14 [1:0];
+    if (\$17 ) begin
+      \$21  = \$18 [1:0];
     end
     if (rst) begin
-      \$17  = 2'h0;
+      \$21  = 2'h0;
     end
   end
   assign w_level = level;
@@ -5563,9 +5572,9 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10611$0 (posts__1__valid),
-    .\port$10617$0 (posts__2__valid),
-    .\port$9800$0 (posts__0__valid),
+    .\port$10615$0 (posts__1__valid),
+    .\port$10621$0 (posts__2__valid),
+    .\port$9804$0 (posts__0__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5658,7 +5667,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$9800$0 , \port$10611$0 , \port$10617$0 , grant, clk);
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$9804$0 , \port$10615$0 , \port$10621$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5667,12 +5676,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10611$0 ;
-  wire \port$10611$0 ;
-  input \port$10617$0 ;
-  wire \port$10617$0 ;
-  input \port$9800$0 ;
-  wire \port$9800$0 ;
+  input \port$10615$0 ;
+  wire \port$10615$0 ;
+  input \port$10621$0 ;
+  wire \port$10621$0 ;
+  input \port$9804$0 ;
+  wire \port$9804$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5680,7 +5689,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$10617$0 , \port$10611$0 , \port$9800$0  };
+  assign valid = | { \port$10621$0 , \port$10615$0 , \port$9804$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5690,37 +5699,37 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
     casez (last)
       2'h0:
         begin
-          if (\port$9800$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
-          if (\port$10617$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
-          if (\port$10611$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$10611$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
-          if (\port$9800$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
-          if (\port$10617$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$10617$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
-          if (\port$10611$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
-          if (\port$9800$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5736,7 +5745,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$10617$0 , \port$10611$0 , \port$9800$0  };
+  assign requests = { \port$10621$0 , \port$10615$0 , \port$9804$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
