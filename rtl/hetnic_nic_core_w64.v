@@ -2911,7 +2911,7 @@ module \hetnic_nic_core_w64.core.dma (axi__wready, axi__bid, axi__bresp, axi__bv
   assign \burst__payload$117.info.refused  = \burst__payload$116 [95];
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rvalid, clk, rst, data__1__ready, burst__ready, data__0__valid, data__1__valid, axi__rready, data__0__ready, burst__payload, burst__valid, error_stb, axi__arvalid, axi__araddr, axi__arlen, data__0__payload, axi__arready);
+module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rvalid, clk, rst, data__1__ready, burst__valid, burst__ready, data__0__valid, data__1__valid, axi__rready, data__0__ready, burst__payload, error_stb, axi__arvalid, axi__araddr, axi__arlen, data__0__payload, axi__arready);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2955,27 +2955,29 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [16:0] \$48 ;
-  wire \$49 ;
+  wire \$48 ;
+  wire [16:0] \$49 ;
   wire \$5 ;
-  wire [8:0] \$50 ;
+  wire \$50 ;
   wire [8:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire \$53 ;
+  wire [8:0] \$52 ;
+  wire [16:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  reg \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  reg [63:0] \$60 ;
-  reg [7:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [81:0] \$64 ;
-  reg [7:0] \$65 ;
-  reg \$66 ;
+  wire \$60 ;
+  reg \$61 ;
+  reg [63:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg \$64 ;
+  reg \$65 ;
+  reg [81:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [1:0] \$68 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -3040,7 +3042,7 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire data__1__valid;
   output error_stb;
   reg error_stb;
-  reg failed = 1'h0;
+  reg [1:0] failed_of = 2'h0;
   reg o_client = 1'h0;
   (* init = 82'h000000000000000000000 *)
   wire [81:0] o_payload;
@@ -3059,6 +3061,8 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire [30:0] w_data;
   wire w_en;
   wire w_rdy;
+  assign \$27  = \$26  | o_ready;
+  assign \$28  = r_rdy & r_data[30];
   assign \$29  = ~ o_valid;
   assign \$30  = \$29  | o_ready;
   assign \$31  = \$28  & \$30 ;
@@ -3075,36 +3079,38 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   assign \$42  = r_data[24:9] - 1'h1;
   assign \$43  = count == \$42 ;
   assign \$44  = \$43  & r_data[25];
-  assign \$45  = | axi__rresp;
-  assign \$46  = failed | \$45 ;
-  assign \$47  = \$44  & \$46 ;
-  assign \$48  = r_data[24:9] - 1'h1;
-  assign \$49  = count == \$48 ;
-  assign \$50  = count + 1'h1;
-  assign \$51  = \$49  ? 9'h000 : \$50 ;
-  assign \$52  = r_data[24:9] - 1'h1;
-  assign \$53  = count == \$52 ;
-  assign \$54  = \$53  & r_data[25];
-  assign \$55  = ~ \$54 ;
-  assign \$56  = | axi__rresp;
-  assign \$57  = failed | \$56 ;
-  assign \$58  = \$55  & \$57 ;
+  assign \$45  = failed_of >> r_data[0];
+  assign \$46  = | axi__rresp;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$44  & \$47 ;
+  assign \$49  = r_data[24:9] - 1'h1;
+  assign \$50  = count == \$49 ;
+  assign \$51  = count + 1'h1;
+  assign \$52  = \$50  ? 9'h000 : \$51 ;
+  assign \$53  = r_data[24:9] - 1'h1;
+  assign \$54  = count == \$53 ;
+  assign \$55  = \$54  & r_data[25];
+  assign \$56  = ~ \$55 ;
+  assign \$57  = failed_of >> r_data[0];
+  assign \$58  = | axi__rresp;
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = \$56  & \$59 ;
   always @(posedge clk)
-    axi__arvalid <= \$59 ;
+    axi__arvalid <= \$61 ;
   always @(posedge clk)
-    axi__araddr <= \$60 ;
+    axi__araddr <= \$62 ;
   always @(posedge clk)
-    axi__arlen <= \$61 ;
+    axi__arlen <= \$63 ;
   always @(posedge clk)
-    o_valid <= \$62 ;
+    o_valid <= \$64 ;
   always @(posedge clk)
-    o_client <= \$63 ;
+    o_client <= \$65 ;
   always @(posedge clk)
-    data__0__payload <= \$64 ;
+    data__0__payload <= \$66 ;
   always @(posedge clk)
-    count <= \$65 ;
+    count <= \$67 ;
   always @(posedge clk)
-    failed <= \$66 ;
+    failed_of <= \$68 ;
   assign \$1  = ~ burst__payload[94];
   assign \$3  = ~ axi__arvalid;
   assign \$4  = \$2  | \$3 ;
@@ -3133,8 +3139,6 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   assign \$24  = \$22  & \$23 ;
   assign \$25  = burst__payload[88:73] - 1'h1;
   assign \$26  = ~ o_valid;
-  assign \$27  = \$26  | o_ready;
-  assign \$28  = r_rdy & r_data[30];
   \hetnic_nic_core_w64.core.dma.read_path.pending  pending (
     .clk(clk),
     .r_data(r_data),
@@ -3174,104 +3178,110 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$59  = axi__arvalid;
+    \$61  = axi__arvalid;
     if (\$24 ) begin
-      \$59  = 1'h1;
+      \$61  = 1'h1;
     end else if (axi__arready) begin
-      \$59  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$60  = axi__araddr;
+    \$62  = axi__araddr;
     if (\$24 ) begin
-      \$60  = burst__payload[63:0];
+      \$62  = burst__payload[63:0];
     end
     if (rst) begin
-      \$60  = 64'h0000000000000000;
+      \$62  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$61  = axi__arlen;
+    \$63  = axi__arlen;
     if (\$24 ) begin
-      \$61  = \$25 [7:0];
+      \$63  = \$25 [7:0];
     end
     if (rst) begin
-      \$61  = 8'h00;
+      \$63  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$62  = o_valid;
+    \$64  = o_valid;
     if (\$27 ) begin
-      \$62  = 1'h0;
+      \$64  = 1'h0;
     end
     if (\$31 ) begin
-      \$62  = 1'h1;
+      \$64  = 1'h1;
     end
     if (\$32 ) begin
-      \$62  = 1'h1;
+      \$64  = 1'h1;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$63  = o_client;
+    \$65  = o_client;
     if (\$31 ) begin
-      \$63  = r_data[0];
+      \$65  = r_data[0];
     end
     if (\$32 ) begin
-      \$63  = r_data[0];
+      \$65  = r_data[0];
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$64  = data__0__payload;
+    \$66  = data__0__payload;
     if (\$31 ) begin
-      \$64 [63:0] = 64'h0000000000000000;
-      \$64 [71:64] = 8'h00;
-      \$64 [72] = 1'h1;
-      \$64 [73] = 1'h1;
-      \$64 [81:74] = r_data[8:1];
+      \$66 [63:0] = 64'h0000000000000000;
+      \$66 [71:64] = 8'h00;
+      \$66 [72] = 1'h1;
+      \$66 [73] = 1'h1;
+      \$66 [81:74] = r_data[8:1];
     end
     if (\$32 ) begin
-      \$64 [63:0] = axi__rdata;
-      \$64 [71:64] = \$38 ;
-      \$64 [72] = \$41 ;
-      \$64 [73] = \$47 ;
-      \$64 [81:74] = r_data[8:1];
+      \$66 [63:0] = axi__rdata;
+      \$66 [71:64] = \$38 ;
+      \$66 [72] = \$41 ;
+      \$66 [73] = \$48 ;
+      \$66 [81:74] = r_data[8:1];
     end
     if (rst) begin
-      \$64  = 82'h000000000000000000000;
+      \$66  = 82'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$65  = count;
+    \$67  = count;
     if (\$32 ) begin
-      \$65  = \$51 [7:0];
+      \$67  = \$52 [7:0];
     end
     if (rst) begin
-      \$65  = 8'h00;
+      \$67  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$66  = failed;
+    \$68  = failed_of;
     if (\$32 ) begin
-      \$66  = \$58 ;
+      (* full_case = 32'd1 *)
+      casez (r_data[0])
+        1'h0:
+            \$68 [0] = \$60 ;
+        1'h1:
+            \$68 [1] = \$60 ;
+      endcase
     end
     if (rst) begin
-      \$66  = 1'h0;
+      \$68  = 2'h0;
     end
   end
   assign axi__arsize = 3'h3;
@@ -3315,32 +3325,36 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
-  reg [1:0] \$15 ;
-  reg [1:0] \$16 ;
-  reg [2:0] \$17 ;
-  wire [2:0] \$2 ;
-  wire \$3 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [2:0] \$18 ;
+  reg [1:0] \$19 ;
+  wire \$2 ;
+  reg [1:0] \$20 ;
+  reg [1:0] \$21 ;
+  wire [2:0] \$3 ;
   wire [2:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [3:0] \$9 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [2:0] level = 3'h0;
+  reg [1:0] level = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [30:0] r_data;
   wire [30:0] r_data;
   input r_en;
   wire r_en;
-  (* init = 3'h0 *)
-  wire [2:0] r_level;
+  (* init = 2'h0 *)
+  wire [1:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [30:0] r_port__data;
   output r_rdy;
@@ -3350,80 +3364,83 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire [30:0] w_data;
   input w_en;
   wire w_en;
-  (* init = 3'h0 *)
-  wire [2:0] w_level;
+  (* init = 2'h0 *)
+  wire [1:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   input [30:0] w_port__data;
   wire [30:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [30:0] storage [3:0];
+  reg [30:0] storage [2:0];
   initial begin
     storage[0] = 31'h00000000;
     storage[1] = 31'h00000000;
     storage[2] = 31'h00000000;
-    storage[3] = 31'h00000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 3'h4;
+  assign w_rdy = level != 2'h3;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr + 1'h1;
-  assign \$3  = r_rdy & r_en;
-  assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & w_en;
-  assign \$6  = r_rdy & r_en;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  & \$7 ;
-  assign \$9  = level + 1'h1;
+  assign \$2  = w_port__addr == 2'h2;
+  assign \$3  = w_port__addr + 1'h1;
+  assign \$4  = \$2  ? 3'h0 : \$3 ;
+  assign \$5  = r_rdy & r_en;
+  assign \$6  = r_port__addr == 2'h2;
+  assign \$7  = r_port__addr + 1'h1;
+  assign \$8  = \$6  ? 3'h0 : \$7 ;
+  assign \$9  = w_rdy & w_en;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & w_en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = level - 1'h1;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  & \$11 ;
+  assign \$13  = level + 1'h1;
+  assign \$14  = r_rdy & r_en;
+  assign \$15  = w_rdy & w_en;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  & \$16 ;
+  assign \$18  = level - 1'h1;
   always @(posedge clk)
-    w_port__addr <= \$15 ;
+    w_port__addr <= \$19 ;
   always @(posedge clk)
-    r_port__addr <= \$16 ;
+    r_port__addr <= \$20 ;
   always @(posedge clk)
-    level <= \$17 ;
+    level <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = w_port__addr;
+    \$19  = w_port__addr;
     if (\$1 ) begin
-      \$15  = \$2 [1:0];
+      \$19  = \$4 [1:0];
     end
     if (rst) begin
-      \$15  = 2'h0;
+      \$19  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = r_port__addr;
-    if (\$3 ) begin
-      \$16  = \$4 [1:0];
+    \$20  = r_port__addr;
+    if (\$5 ) begin
+      \$20  = \$8 [1:0];
     end
     if (rst) begin
-      \$16  = 2'h0;
+      \$20  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = level;
-    if (\$8 ) begin
-      \$17  = \$9 [2:0];
+    \$21  = level;
+    if (\$12 ) begin
+      \$21  = \$13 [1:0];
     end
-    if (\$13 ) begin
-      \$17  = \$14 [2:0];
+    if (\$17 ) begin
+      \$21  = \$18 [1:0];
     end
     if (rst) begin
-      \$17  = 3'h0;
+      \$21  = 2'h0;
     end
   end
   assign w_level = level;
@@ -3434,55 +3451,52 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payload, req__0__valid, req__1__valid, req__1__payload, burst__payload, req__0__ready, req__1__ready, refused_stb, burst__valid, clk);
+module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready, req__0__payload, req__0__valid, req__1__valid, req__1__payload, burst__payload, req__0__ready, req__1__ready, refused_stb, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire [1:0] \$10 ;
+  wire [1:0] \$11 ;
+  wire [1:0] \$12 ;
+  wire [1:0] \$13 ;
+  wire [1:0] \$14 ;
+  wire [1:0] \$15 ;
+  wire [1:0] \$16 ;
+  wire [1:0] \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [64:0] \$19 ;
   wire [16:0] \$2 ;
-  wire \$20 ;
-  wire [64:0] \$21 ;
-  wire [64:0] \$22 ;
+  wire [64:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [18:0] \$26 ;
+  wire [64:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [13:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [18:0] \$33 ;
-  wire [64:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire [19:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [18:0] \$30 ;
+  wire [64:0] \$31 ;
+  wire [18:0] \$32 ;
+  wire [19:0] \$33 ;
+  wire [1:0] \$34 ;
+  wire [1:0] \$35 ;
+  wire [1:0] \$36 ;
+  wire [1:0] \$37 ;
+  wire [1:0] \$38 ;
+  reg [87:0] \$39 ;
   wire [13:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  reg [87:0] \$42 ;
-  reg \$43 ;
-  reg \$44 ;
-  reg \$45 ;
+  reg [87:0] \$40 ;
+  reg [1:0] \$41 ;
+  reg [1:0] \$42 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire [3:0] \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  (* init = 2'h0 *)
+  wire [1:0] active;
   wire [15:0] beats;
   wire [15:0] beats_left;
   output [94:0] burst__payload;
@@ -3498,16 +3512,26 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   input burst__ready;
   wire burst__ready;
   output burst__valid;
-  reg burst__valid = 1'h0;
+  wire burst__valid;
   input clk;
   wire clk;
-  reg [87:0] cur = 88'h0000000000000000000000;
+  reg [87:0] cur;
   wire [63:0] \cur.addr ;
   wire [15:0] \cur.length ;
   wire [7:0] \cur.tag ;
-  reg cur_client = 1'h0;
-  reg cur_refused = 1'h0;
+  reg cur_refused;
+  reg [1:0] done;
   wire grant;
+  wire \grant$23 ;
+  reg [87:0] held_0 = 88'h0000000000000000000000;
+  wire [63:0] \held_0.addr ;
+  wire [15:0] \held_0.length ;
+  wire [7:0] \held_0.tag ;
+  reg [87:0] held_1 = 88'h0000000000000000000000;
+  wire [63:0] \held_1.addr ;
+  wire [15:0] \held_1.length ;
+  wire [7:0] \held_1.tag ;
+  reg [1:0] held_refused = 2'h0;
   wire is_last;
   wire [9:0] limit;
   wire refused;
@@ -3531,7 +3555,8 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   reg req__1__ready;
   input req__1__valid;
   wire req__1__valid;
-  wire [1:0] requests;
+  reg [1:0] requests = 2'h0;
+  wire [1:0] \requests$19 ;
   input rst;
   wire rst;
   reg [87:0] sel;
@@ -3539,91 +3564,118 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   wire [15:0] \sel.length ;
   wire [7:0] \sel.tag ;
   wire served_stb;
+  wire \served_stb$22 ;
   wire [9:0] to_boundary;
   wire valid;
+  wire \valid$30 ;
   always @(posedge clk)
-    burst__valid <= \$43 ;
+    requests <= \$41 ;
   always @(posedge clk)
-    cur_client <= \$44 ;
-  always @(posedge clk)
-    cur_refused <= \$45 ;
+    held_refused <= \$42 ;
   assign \$1  = cur[79:64] + 3'h7;
   assign \$3  = 13'h1000 - cur[11:0];
-  assign \$5  = \$4 [9:0] < 9'h100;
-  assign limit = \$5  ? \$4 [9:0] : 10'h100;
+  assign \$5  = \$4 [9:0] < 4'h8;
+  assign limit = \$5  ? \$4 [9:0] : 10'h008;
   assign \$6  = \$2 [15:0] <= limit;
   assign is_last = cur_refused | \$6 ;
   assign beats = is_last ? \$2 [15:0] : { 6'h00, limit };
   assign \$7  = ! cur[66:64];
   assign \$8  = \$7  ? 4'h8 : { 1'h0, cur[66:64] };
-  assign \$9  = ~ burst__valid;
-  assign \$10  = burst__valid & burst__ready;
-  assign \$11  = \$10  & is_last;
-  assign served_stb = \$9  | \$11 ;
-  assign \$12  = ~ burst__valid;
-  assign \$13  = burst__valid & burst__ready;
-  assign \$14  = \$13  & is_last;
-  assign \$15  = \$12  | \$14 ;
-  assign \$16  = ~ burst__valid;
-  assign \$17  = burst__valid & burst__ready;
-  assign \$18  = \$17  & is_last;
-  assign \$19  = \$16  | \$18 ;
-  assign \$20  = ! sel[79:64];
-  assign \$21  = sel[63:0] + sel[79:64];
-  assign \$22  = sel[63:0] + sel[79:64];
-  assign \$23  = | \$22 [63:0];
-  assign \$24  = \$21 [64] & \$23 ;
-  assign \$25  = \$20  | \$24 ;
-  assign \$26  = | sel[2:0];
-  assign refused = \$25  | \$26 ;
-  assign \$27  = ~ burst__valid;
-  assign \$28  = burst__valid & burst__ready;
-  assign \$29  = \$28  & is_last;
-  assign \$30  = \$27  | \$29 ;
-  assign \$31  = \$30  & valid;
-  assign \$32  = burst__valid & burst__ready;
-  assign \$34  = cur[63:0] + \$33 ;
-  assign \$36  = cur[79:64] - \$35 ;
-  assign \$37  = ~ burst__valid;
-  assign \$38  = burst__valid & burst__ready;
-  assign \$39  = \$38  & is_last;
-  assign \$40  = \$37  | \$39 ;
-  assign \$41  = \$40  & valid;
+  assign served_stb = burst__valid & burst__ready;
+  assign \$9  = burst__valid & burst__ready;
+  assign \$10  = 1'h1 << grant;
+  assign \$11  = is_last ? \$10  : 2'h0;
+  assign \$12  = ~ requests;
+  assign \$13  = \$12  | done;
+  assign \requests$19  = { req__1__valid, req__0__valid } & \$13 ;
+  assign \$14  = ~ requests;
+  assign \$15  = \$14  | done;
+  assign \$16  = ~ requests;
+  assign \$17  = \$16  | done;
+  assign \$18  = ! sel[79:64];
+  assign \$19  = sel[63:0] + sel[79:64];
+  assign \$20  = sel[63:0] + sel[79:64];
+  assign \$21  = | \$20 [63:0];
+  assign \$22  = \$19 [64] & \$21 ;
+  assign \$23  = \$18  | \$22 ;
+  assign \$24  = | sel[2:0];
+  assign refused = \$23  | \$24 ;
+  assign \$25  = burst__valid & burst__ready;
+  assign \$27  = cur[63:0] + \$26 ;
+  assign \$29  = cur[79:64] - \$28 ;
+  assign \$31  = cur[63:0] + \$30 ;
+  assign \$33  = cur[79:64] - \$32 ;
+  assign \$34  = ~ done;
+  assign \$35  = requests & \$34 ;
+  assign \$36  = 1'h1 << \grant$23 ;
+  assign \$37  = \valid$30  ? \$36  : 2'h0;
+  assign \$38  = \$35  | \$37 ;
   always @(posedge clk)
-    cur <= \$42 ;
-  \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
+    held_0 <= \$39 ;
+  always @(posedge clk)
+    held_1 <= \$40 ;
+  \hetnic_nic_core_w64.core.dma.read_split.burst_rr  burst_rr (
     .clk(clk),
     .grant(grant),
-    .\port$10149$0 (req__1__valid),
-    .\port$9705$0 (req__0__valid),
+    .requests(requests),
     .rst(rst),
     .served_stb(served_stb),
-    .valid(valid)
+    .valid(burst__valid)
+  );
+  \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
+    .clk(clk),
+    .grant(\grant$23 ),
+    .requests(\requests$19 ),
+    .rst(rst),
+    .valid(\valid$30 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = cur_client;
-    if (\$41 ) begin
-      \$44  = grant;
+    \$42  = held_refused;
+    if (\valid$30 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$23 )
+        1'h0:
+            \$42 [0] = refused;
+        1'h1:
+            \$42 [1] = refused;
+      endcase
     end
     if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = cur_refused;
-    if (\$41 ) begin
-      \$45  = refused;
-    end
-    if (rst) begin
-      \$45  = 1'h0;
+      \$42  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (grant)
+      1'h0:
+          cur = held_0;
+      1'h1:
+          cur = held_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (grant)
+      1'h0:
+          cur_refused = held_refused[0];
+      1'h1:
+          cur_refused = held_refused[1];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    done = 2'h0;
+    if (\$9 ) begin
+      done = \$11 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\grant$23 )
       1'h0:
           sel = req__0__payload;
       1'h1:
@@ -3633,65 +3685,100 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     req__0__ready = 1'h0;
-    casez (grant)
+    casez (\grant$23 )
       1'h0:
-          req__0__ready = \$15 ;
+          req__0__ready = \$15 [0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     req__1__ready = 1'h0;
     (* full_case = 32'd1 *)
-    casez (grant)
+    casez (\grant$23 )
       1'h0:
           /* empty */;
       1'h1:
-          req__1__ready = \$19 ;
+          req__1__ready = \$17 [1];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     refused_stb = 1'h0;
-    if (\$31 ) begin
+    if (\valid$30 ) begin
       refused_stb = refused;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = cur;
-    if (\$32 ) begin
-      \$42 [63:0] = \$34 [63:0];
-      \$42 [79:64] = \$36 [15:0];
+    \$39  = held_0;
+    if (\$25 ) begin
+      casez (grant)
+        1'h0:
+          begin
+            \$39 [63:0] = \$27 [63:0];
+            \$39 [79:64] = \$29 [15:0];
+          end
+      endcase
     end
-    if (\$41 ) begin
-      \$42  = sel;
+    if (\valid$30 ) begin
+      casez (\grant$23 )
+        1'h0:
+            \$39  = sel;
+      endcase
     end
     if (rst) begin
-      \$42  = 88'h0000000000000000000000;
+      \$39  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = burst__valid;
-    if (\$32 ) begin
-      if (is_last) begin
-        \$43  = 1'h0;
-      end
+    \$40  = held_1;
+    if (\$25 ) begin
+      (* full_case = 32'd1 *)
+      casez (grant)
+        1'h0:
+            /* empty */;
+        1'h1:
+          begin
+            \$40 [63:0] = \$31 [63:0];
+            \$40 [79:64] = \$33 [15:0];
+          end
+      endcase
     end
-    if (\$41 ) begin
-      \$43  = 1'h1;
+    if (\valid$30 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$23 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$40  = sel;
+      endcase
     end
     if (rst) begin
-      \$43  = 1'h0;
+      \$40  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$38 ;
+    if (rst) begin
+      \$41  = 2'h0;
     end
   end
   assign beats_left = \$2 [15:0];
   assign to_boundary = \$4 [9:0];
-  assign active = burst__valid;
-  assign requests = { req__1__valid, req__0__valid };
+  assign active = requests;
+  assign valid = burst__valid;
+  assign \served_stb$22  = 1'h1;
   assign \cur.addr  = cur[63:0];
   assign \cur.length  = cur[79:64];
   assign \cur.tag  = cur[87:80];
+  assign \held_0.addr  = held_0[63:0];
+  assign \held_0.length  = held_0[79:64];
+  assign \held_0.tag  = held_0[87:80];
+  assign \held_1.addr  = held_1[63:0];
+  assign \held_1.length  = held_1[79:64];
+  assign \held_1.tag  = held_1[87:80];
   assign \burst__payload.addr  = burst__payload[63:0];
   assign \burst__payload.info  = burst__payload[94:64];
   assign \burst__payload.info.client  = burst__payload[64];
@@ -3714,15 +3801,17 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   assign burst__payload[89] = is_last;
   assign burst__payload[88:73] = beats;
   assign burst__payload[72:65] = cur[87:80];
-  assign burst__payload[64] = cur_client;
+  assign burst__payload[64] = grant;
   assign burst__payload[63:0] = cur[63:0];
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$4  = { \$3 [13], \$3 [13], \$3 [13], \$3 [13:3] };
-  assign \$33  = { beats, 3'h0 };
-  assign \$35  = { beats, 3'h0 };
+  assign \$26  = { beats, 3'h0 };
+  assign \$28  = { beats, 3'h0 };
+  assign \$30  = { beats, 3'h0 };
+  assign \$32  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$9705$0 , \port$10149$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.read_split.burst_rr (rst, served_stb, valid, requests, grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   reg \$2 ;
@@ -3731,10 +3820,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   output grant;
   reg grant;
   reg last = 1'h0;
-  input \port$10149$0 ;
-  wire \port$10149$0 ;
-  input \port$9705$0 ;
-  wire \port$9705$0 ;
+  input [1:0] requests;
   wire [1:0] requests;
   input rst;
   wire rst;
@@ -3742,7 +3828,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$10149$0 , \port$9705$0  };
+  assign valid = | requests;
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -3753,19 +3839,19 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
     casez (last)
       1'h0:
         begin
-          if (\port$9705$0 ) begin
+          if (requests[0]) begin
             grant = 1'h0;
           end
-          if (\port$10149$0 ) begin
+          if (requests[1]) begin
             grant = 1'h1;
           end
         end
       1'h1:
         begin
-          if (\port$10149$0 ) begin
+          if (requests[1]) begin
             grant = 1'h1;
           end
-          if (\port$9705$0 ) begin
+          if (requests[0]) begin
             grant = 1'h0;
           end
         end
@@ -3781,12 +3867,69 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
       \$2  = 1'h0;
     end
   end
-  assign requests = { \port$10149$0 , \port$9705$0  };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload, burst__valid
-, data__0__ready, data__1__ready, data__2__ready, error_stb, axi__awvalid, axi__awaddr, axi__awlen, axi__wvalid, axi__wdata, axi__wstrb, axi__wlast, done__0__payload, axi__awready);
+module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, requests, valid, grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  reg \$2 ;
+  input clk;
+  wire clk;
+  output grant;
+  reg grant;
+  reg last = 1'h0;
+  input [1:0] requests;
+  wire [1:0] requests;
+  input rst;
+  wire rst;
+  wire served_stb;
+  output valid;
+  wire valid;
+  assign valid = | requests;
+  always @(posedge clk)
+    last <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    grant = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (last)
+      1'h0:
+        begin
+          if (requests[0]) begin
+            grant = 1'h0;
+          end
+          if (requests[1]) begin
+            grant = 1'h1;
+          end
+        end
+      1'h1:
+        begin
+          if (requests[1]) begin
+            grant = 1'h1;
+          end
+          if (requests[0]) begin
+            grant = 1'h0;
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$2  = last;
+    if (\$1 ) begin
+      \$2  = grant;
+    end
+    if (rst) begin
+      \$2  = 1'h0;
+    end
+  end
+  assign served_stb = 1'h1;
+  assign \$1  = valid;
+endmodule
+
+module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__valid, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload
+, data__0__ready, data__1__ready, data__2__ready, error_stb, axi__awvalid, axi__awaddr, axi__awlen, axi__wvalid, axi__wdata, axi__wstrb, axi__wlast, done__0__payload, axi__awready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -3794,19 +3937,21 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  reg \$105 ;
-  reg [63:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg \$108 ;
-  reg [15:0] \$109 ;
+  wire \$105 ;
+  wire \$106 ;
+  reg \$107 ;
+  reg [63:0] \$108 ;
+  reg [7:0] \$109 ;
   wire \$11 ;
-  reg [63:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg [1:0] \$114 ;
-  reg [8:0] \$115 ;
-  reg \$116 ;
+  reg \$110 ;
+  reg [15:0] \$111 ;
+  reg [63:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg [1:0] \$116 ;
+  reg [8:0] \$117 ;
+  reg [2:0] \$118 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -4005,7 +4150,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   wire done__2__valid;
   output error_stb;
   reg error_stb;
-  reg failed = 1'h0;
+  reg [2:0] failed_of = 3'h0;
   wire [31:0] r_data;
   wire [11:0] \r_data$48 ;
   reg r_en;
@@ -4127,35 +4272,37 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   assign \$97  = \$94  & \$96 ;
   assign \$98  = axi__bvalid & axi__bready;
   assign \$99  = ~ \r_data$48 [10];
-  assign \$100  = | axi__bresp;
-  assign \$101  = failed | \$100 ;
-  assign \$102  = \$99  & \$101 ;
-  assign \$103  = | axi__bresp;
-  assign \$104  = failed | \$103 ;
+  assign \$100  = failed_of >> \r_data$48 [1:0];
+  assign \$101  = | axi__bresp;
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = \$99  & \$102 ;
+  assign \$104  = failed_of >> \r_data$48 [1:0];
+  assign \$105  = | axi__bresp;
+  assign \$106  = \$104  | \$105 ;
   always @(posedge clk)
-    axi__awvalid <= \$105 ;
+    axi__awvalid <= \$107 ;
   always @(posedge clk)
-    axi__awaddr <= \$106 ;
+    axi__awaddr <= \$108 ;
   always @(posedge clk)
-    axi__awlen <= \$107 ;
+    axi__awlen <= \$109 ;
   always @(posedge clk)
-    axi__wvalid <= \$108 ;
+    axi__wvalid <= \$110 ;
   always @(posedge clk)
-    count <= \$109 ;
+    count <= \$111 ;
   always @(posedge clk)
-    axi__wdata <= \$110 ;
+    axi__wdata <= \$112 ;
   always @(posedge clk)
-    axi__wstrb <= \$111 ;
+    axi__wstrb <= \$113 ;
   always @(posedge clk)
-    axi__wlast <= \$112 ;
+    axi__wlast <= \$114 ;
   always @(posedge clk)
-    d_valid <= \$113 ;
+    d_valid <= \$115 ;
   always @(posedge clk)
-    d_client <= \$114 ;
+    d_client <= \$116 ;
   always @(posedge clk)
-    done__0__payload <= \$115 ;
+    done__0__payload <= \$117 ;
   always @(posedge clk)
-    failed <= \$116 ;
+    failed_of <= \$118 ;
   \hetnic_nic_core_w64.core.dma.write_path.to_answer  to_answer (
     .clk(clk),
     .r_data(\r_data$48 ),
@@ -4177,7 +4324,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     src_valid = 1'h0;
     if (\$6 ) begin
       src_valid = data__0__valid;
@@ -4190,7 +4337,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     src_data = 64'h0000000000000000;
     if (\$6 ) begin
       src_data = data__0__payload[63:0];
@@ -4203,28 +4350,28 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     data__0__ready = 1'h0;
     if (\$6 ) begin
       data__0__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     data__1__ready = 1'h0;
     if (\$7 ) begin
       data__1__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     data__2__ready = 1'h0;
     if (\$8 ) begin
       data__2__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4236,7 +4383,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \w_en$29  = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4248,7 +4395,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     src_ready = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4259,7 +4406,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     d_ready = 1'h0;
     if (\$45 ) begin
       d_ready = done__0__ready;
@@ -4272,7 +4419,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \r_en$49  = 1'h0;
     if (\$59 ) begin
       \r_en$49  = 1'h1;
@@ -4282,49 +4429,49 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     error_stb = 1'h0;
     if (\$60 ) begin
       error_stb = \$61 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = axi__awvalid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$107  = axi__awvalid;
     if (\$64 ) begin
-      \$105  = 1'h1;
+      \$107  = 1'h1;
     end else if (axi__awready) begin
-      \$105  = 1'h0;
+      \$107  = 1'h0;
     end
     if (rst) begin
-      \$105  = 1'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = axi__awaddr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$108  = axi__awaddr;
     if (\$64 ) begin
-      \$106  = burst__payload[63:0];
+      \$108  = burst__payload[63:0];
     end
     if (rst) begin
-      \$106  = 64'h0000000000000000;
+      \$108  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = axi__awlen;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$109  = axi__awlen;
     if (\$64 ) begin
-      \$107  = \$65 [7:0];
+      \$109  = \$65 [7:0];
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = axi__wvalid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$110  = axi__wvalid;
     if (\$67 ) begin
-      \$108  = 1'h0;
+      \$110  = 1'h0;
     end
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4332,143 +4479,150 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$108  = 1'h1;
+            \$110  = 1'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$108  = 1'h0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$111  = count;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
-          \$109  = \$82 [15:0];
+          \$111  = \$82 [15:0];
         end
       end
     end
     if (rst) begin
-      \$109  = 16'h0000;
+      \$111  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$110  = axi__wdata;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$69 ) begin
-      end else begin
-        if (\$78 ) begin
-          if (\$83 ) begin
-            \$110  = src_data;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$111  = axi__wstrb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$112  = axi__wdata;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$111  = \$89 ;
+            \$112  = src_data;
           end
         end
       end
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$112  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = axi__wlast;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$113  = axi__wstrb;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$112  = \$91 ;
+            \$113  = \$89 ;
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$113  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = d_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$114  = axi__wlast;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$69 ) begin
+      end else begin
+        if (\$78 ) begin
+          if (\$83 ) begin
+            \$114  = \$91 ;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$115  = d_valid;
     if (\$93 ) begin
-      \$113  = 1'h0;
+      \$115  = 1'h0;
     end
     if (\$97 ) begin
-      \$113  = 1'h1;
+      \$115  = 1'h1;
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$113  = 1'h1;
+        \$115  = 1'h1;
       end
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = d_client;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$116  = d_client;
     if (\$97 ) begin
-      \$114  = \r_data$48 [1:0];
+      \$116  = \r_data$48 [1:0];
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$114  = \r_data$48 [1:0];
+        \$116  = \r_data$48 [1:0];
       end
     end
     if (rst) begin
-      \$114  = 2'h0;
+      \$116  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = done__0__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$117  = done__0__payload;
     if (\$97 ) begin
-      \$115 [7:0] = \r_data$48 [9:2];
-      \$115 [8] = 1'h1;
+      \$117 [7:0] = \r_data$48 [9:2];
+      \$117 [8] = 1'h1;
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$115 [7:0] = \r_data$48 [9:2];
-        \$115 [8] = \$104 ;
+        \$117 [7:0] = \r_data$48 [9:2];
+        \$117 [8] = \$106 ;
       end
     end
     if (rst) begin
-      \$115  = 9'h000;
+      \$117  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = failed;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$118  = failed_of;
     if (\$98 ) begin
-      \$116  = \$102 ;
+      casez (\r_data$48 [1:0])
+        2'h0:
+            \$118 [0] = \$103 ;
+        2'h1:
+            \$118 [1] = \$103 ;
+        2'h2:
+            \$118 [2] = \$103 ;
+      endcase
     end
     if (rst) begin
-      \$116  = 1'h0;
+      \$118  = 3'h0;
     end
   end
   assign axi__awsize = 3'h3;
@@ -4509,7 +4663,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_data, w_port__data, w_en, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4593,7 +4747,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -4603,7 +4757,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -4613,7 +4767,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -4634,7 +4788,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy, r_data, w_port__data, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4718,7 +4872,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -4728,7 +4882,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -4738,7 +4892,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -4758,59 +4912,59 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__valid, req__0__payload, req__1__valid, req__1__payload, req__2__payload, req__2__valid, burst__payload, req__0__ready, req__1__ready, req__2__ready, refused_stb, burst__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__valid, burst__ready, req__0__valid, req__0__payload, req__1__valid, req__1__payload, req__2__payload, req__2__valid, burst__payload, req__0__ready, req__1__ready, req__2__ready, refused_stb, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$14 ;
+  wire [2:0] \$15 ;
+  wire [2:0] \$16 ;
+  wire [2:0] \$17 ;
+  wire [2:0] \$18 ;
+  wire [2:0] \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [64:0] \$21 ;
+  wire [64:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [64:0] \$25 ;
-  wire [64:0] \$26 ;
+  wire \$25 ;
+  wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [18:0] \$28 ;
+  wire [64:0] \$29 ;
   wire [13:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [64:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [18:0] \$32 ;
+  wire [64:0] \$33 ;
+  wire [18:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire [64:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [19:0] \$39 ;
   wire [13:0] \$4 ;
-  wire [19:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
+  wire [2:0] \$40 ;
+  wire [2:0] \$41 ;
+  wire [3:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire [2:0] \$44 ;
+  reg [87:0] \$45 ;
   reg [87:0] \$46 ;
-  reg \$47 ;
-  reg [1:0] \$48 ;
-  reg \$49 ;
+  reg [87:0] \$47 ;
+  reg [2:0] \$48 ;
+  reg [2:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire [3:0] \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  (* init = 3'h0 *)
+  wire [2:0] active;
   wire [15:0] beats;
   wire [15:0] beats_left;
   output [95:0] burst__payload;
@@ -4826,16 +4980,30 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   input burst__ready;
   wire burst__ready;
   output burst__valid;
-  reg burst__valid = 1'h0;
+  wire burst__valid;
   input clk;
   wire clk;
-  reg [87:0] cur = 88'h0000000000000000000000;
+  reg [87:0] cur;
   wire [63:0] \cur.addr ;
   wire [15:0] \cur.length ;
   wire [7:0] \cur.tag ;
-  reg [1:0] cur_client = 2'h0;
-  reg cur_refused = 1'h0;
+  reg cur_refused;
+  reg [2:0] done;
   wire [1:0] grant;
+  wire [1:0] \grant$25 ;
+  reg [87:0] held_0 = 88'h0000000000000000000000;
+  wire [63:0] \held_0.addr ;
+  wire [15:0] \held_0.length ;
+  wire [7:0] \held_0.tag ;
+  reg [87:0] held_1 = 88'h0000000000000000000000;
+  wire [63:0] \held_1.addr ;
+  wire [15:0] \held_1.length ;
+  wire [7:0] \held_1.tag ;
+  reg [87:0] held_2 = 88'h0000000000000000000000;
+  wire [63:0] \held_2.addr ;
+  wire [15:0] \held_2.length ;
+  wire [7:0] \held_2.tag ;
+  reg [2:0] held_refused = 3'h0;
   wire is_last;
   wire [9:0] limit;
   wire refused;
@@ -4868,7 +5036,8 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   reg req__2__ready;
   input req__2__valid;
   wire req__2__valid;
-  wire [2:0] requests;
+  reg [2:0] requests = 3'h0;
+  wire [2:0] \requests$20 ;
   input rst;
   wire rst;
   reg [87:0] sel;
@@ -4876,16 +5045,20 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   wire [15:0] \sel.length ;
   wire [7:0] \sel.tag ;
   wire served_stb;
+  wire \served_stb$24 ;
   wire [9:0] to_boundary;
   wire valid;
+  wire \valid$34 ;
   always @(posedge clk)
-    cur <= \$46 ;
+    held_0 <= \$45 ;
   always @(posedge clk)
-    burst__valid <= \$47 ;
+    held_1 <= \$46 ;
   always @(posedge clk)
-    cur_client <= \$48 ;
+    held_2 <= \$47 ;
   always @(posedge clk)
-    cur_refused <= \$49 ;
+    requests <= \$48 ;
+  always @(posedge clk)
+    held_refused <= \$49 ;
   assign \$1  = cur[79:64] + 3'h7;
   assign \$3  = 13'h1000 - cur[11:0];
   assign \$5  = \$4 [9:0] < 9'h100;
@@ -4895,57 +5068,89 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign beats = is_last ? \$2 [15:0] : { 6'h00, limit };
   assign \$7  = ! cur[66:64];
   assign \$8  = \$7  ? 4'h8 : { 1'h0, cur[66:64] };
-  assign \$9  = ~ burst__valid;
-  assign \$10  = burst__valid & burst__ready;
-  assign \$11  = \$10  & is_last;
-  assign served_stb = \$9  | \$11 ;
-  assign \$12  = ~ burst__valid;
-  assign \$13  = burst__valid & burst__ready;
-  assign \$14  = \$13  & is_last;
-  assign \$15  = \$12  | \$14 ;
-  assign \$16  = ~ burst__valid;
-  assign \$17  = burst__valid & burst__ready;
-  assign \$18  = \$17  & is_last;
-  assign \$19  = \$16  | \$18 ;
-  assign \$20  = ~ burst__valid;
-  assign \$21  = burst__valid & burst__ready;
-  assign \$22  = \$21  & is_last;
-  assign \$23  = \$20  | \$22 ;
-  assign \$24  = ! sel[79:64];
-  assign \$25  = sel[63:0] + sel[79:64];
-  assign \$26  = sel[63:0] + sel[79:64];
-  assign \$27  = | \$26 [63:0];
-  assign \$28  = \$25 [64] & \$27 ;
-  assign \$29  = \$24  | \$28 ;
-  assign \$30  = | sel[2:0];
-  assign refused = \$29  | \$30 ;
-  assign \$31  = ~ burst__valid;
-  assign \$32  = burst__valid & burst__ready;
-  assign \$33  = \$32  & is_last;
-  assign \$34  = \$31  | \$33 ;
-  assign \$35  = \$34  & valid;
-  assign \$36  = burst__valid & burst__ready;
-  assign \$38  = cur[63:0] + \$37 ;
-  assign \$40  = cur[79:64] - \$39 ;
-  assign \$41  = ~ burst__valid;
-  assign \$42  = burst__valid & burst__ready;
-  assign \$43  = \$42  & is_last;
-  assign \$44  = \$41  | \$43 ;
-  assign \$45  = \$44  & valid;
-  \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
+  assign served_stb = burst__valid & burst__ready;
+  assign \$9  = burst__valid & burst__ready;
+  assign \$10  = 1'h1 << grant;
+  assign \$11  = is_last ? \$10  : 4'h0;
+  assign \$12  = ~ requests;
+  assign \$13  = \$12  | done;
+  assign \requests$20  = { req__2__valid, req__1__valid, req__0__valid } & \$13 ;
+  assign \$14  = ~ requests;
+  assign \$15  = \$14  | done;
+  assign \$16  = ~ requests;
+  assign \$17  = \$16  | done;
+  assign \$18  = ~ requests;
+  assign \$19  = \$18  | done;
+  assign \$20  = ! sel[79:64];
+  assign \$21  = sel[63:0] + sel[79:64];
+  assign \$22  = sel[63:0] + sel[79:64];
+  assign \$23  = | \$22 [63:0];
+  assign \$24  = \$21 [64] & \$23 ;
+  assign \$25  = \$20  | \$24 ;
+  assign \$26  = | sel[2:0];
+  assign refused = \$25  | \$26 ;
+  assign \$27  = burst__valid & burst__ready;
+  assign \$29  = cur[63:0] + \$28 ;
+  assign \$31  = cur[79:64] - \$30 ;
+  assign \$33  = cur[63:0] + \$32 ;
+  assign \$35  = cur[79:64] - \$34 ;
+  assign \$37  = cur[63:0] + \$36 ;
+  assign \$39  = cur[79:64] - \$38 ;
+  assign \$40  = ~ done;
+  assign \$41  = requests & \$40 ;
+  assign \$42  = 1'h1 << \grant$25 ;
+  assign \$43  = \valid$34  ? \$42  : 4'h0;
+  assign \$44  = \$41  | \$43 [2:0];
+  \hetnic_nic_core_w64.core.dma.write_split.burst_rr  burst_rr (
     .clk(clk),
     .grant(grant),
-    .\port$10120$0 (req__1__valid),
-    .\port$10256$0 (req__2__valid),
-    .\port$9714$0 (req__0__valid),
+    .requests(requests),
     .rst(rst),
     .served_stb(served_stb),
-    .valid(valid)
+    .valid(burst__valid)
+  );
+  \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
+    .clk(clk),
+    .grant(\grant$25 ),
+    .requests(\requests$20 ),
+    .rst(rst),
+    .valid(\valid$34 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    sel = 88'h0000000000000000000000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    cur = 88'h0000000000000000000000;
     casez (grant)
+      2'h0:
+          cur = held_0;
+      2'h1:
+          cur = held_1;
+      2'h2:
+          cur = held_2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    cur_refused = 1'h0;
+    casez (grant)
+      2'h0:
+          cur_refused = held_refused[0];
+      2'h1:
+          cur_refused = held_refused[1];
+      2'h2:
+          cur_refused = held_refused[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    done = 3'h0;
+    if (\$9 ) begin
+      done = \$11 [2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    sel = 88'h0000000000000000000000;
+    casez (\grant$25 )
       2'h0:
           sel = req__0__payload;
       2'h1:
@@ -4955,98 +5160,161 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     req__0__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
-          req__0__ready = \$15 ;
+          req__0__ready = \$15 [0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     req__1__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
           /* empty */;
       2'h1:
-          req__1__ready = \$19 ;
+          req__1__ready = \$17 [1];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     req__2__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h2:
-          req__2__ready = \$23 ;
+          req__2__ready = \$19 [2];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     refused_stb = 1'h0;
-    if (\$35 ) begin
+    if (\valid$34 ) begin
       refused_stb = refused;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$46  = cur;
-    if (\$36 ) begin
-      \$46 [63:0] = \$38 [63:0];
-      \$46 [79:64] = \$40 [15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$45  = held_0;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+          begin
+            \$45 [63:0] = \$29 [63:0];
+            \$45 [79:64] = \$31 [15:0];
+          end
+      endcase
     end
-    if (\$45 ) begin
-      \$46  = sel;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            \$45  = sel;
+      endcase
+    end
+    if (rst) begin
+      \$45  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$46  = held_1;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+            /* empty */;
+        2'h1:
+          begin
+            \$46 [63:0] = \$33 [63:0];
+            \$46 [79:64] = \$35 [15:0];
+          end
+      endcase
+    end
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$46  = sel;
+      endcase
     end
     if (rst) begin
       \$46  = 88'h0000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$47  = burst__valid;
-    if (\$36 ) begin
-      if (is_last) begin
-        \$47  = 1'h0;
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$47  = held_2;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        2'h2:
+          begin
+            \$47 [63:0] = \$37 [63:0];
+            \$47 [79:64] = \$39 [15:0];
+          end
+      endcase
     end
-    if (\$45 ) begin
-      \$47  = 1'h1;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        2'h2:
+            \$47  = sel;
+      endcase
     end
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 88'h0000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$48  = cur_client;
-    if (\$45 ) begin
-      \$48  = grant;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$48  = \$44 ;
     if (rst) begin
-      \$48  = 2'h0;
+      \$48  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$49  = cur_refused;
-    if (\$45 ) begin
-      \$49  = refused;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$49  = held_refused;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            \$49 [0] = refused;
+        2'h1:
+            \$49 [1] = refused;
+        2'h2:
+            \$49 [2] = refused;
+      endcase
     end
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 3'h0;
     end
   end
   assign beats_left = \$2 [15:0];
   assign to_boundary = \$4 [9:0];
-  assign active = burst__valid;
-  assign requests = { req__2__valid, req__1__valid, req__0__valid };
+  assign active = requests;
+  assign valid = burst__valid;
+  assign \served_stb$24  = 1'h1;
   assign \cur.addr  = cur[63:0];
   assign \cur.length  = cur[79:64];
   assign \cur.tag  = cur[87:80];
+  assign \held_0.addr  = held_0[63:0];
+  assign \held_0.length  = held_0[79:64];
+  assign \held_0.tag  = held_0[87:80];
+  assign \held_1.addr  = held_1[63:0];
+  assign \held_1.length  = held_1[79:64];
+  assign \held_1.tag  = held_1[87:80];
+  assign \held_2.addr  = held_2[63:0];
+  assign \held_2.length  = held_2[79:64];
+  assign \held_2.tag  = held_2[87:80];
   assign \burst__payload.addr  = burst__payload[63:0];
   assign \burst__payload.info  = burst__payload[95:64];
   assign \burst__payload.info.client  = burst__payload[65:64];
@@ -5072,16 +5340,20 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign burst__payload[90] = is_last;
   assign burst__payload[89:74] = beats;
   assign burst__payload[73:66] = cur[87:80];
-  assign burst__payload[65:64] = cur_client;
+  assign burst__payload[65:64] = grant;
   assign burst__payload[63:0] = cur[63:0];
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$4  = { \$3 [13], \$3 [13], \$3 [13], \$3 [13:3] };
-  assign \$37  = { beats, 3'h0 };
-  assign \$39  = { beats, 3'h0 };
+  assign \$28  = { beats, 3'h0 };
+  assign \$30  = { beats, 3'h0 };
+  assign \$32  = { beats, 3'h0 };
+  assign \$34  = { beats, 3'h0 };
+  assign \$36  = { beats, 3'h0 };
+  assign \$38  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$9714$0 , \port$10120$0 , \port$10256$0 , grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \hetnic_nic_core_w64.core.dma.write_split.burst_rr (rst, served_stb, valid, requests, grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -5089,12 +5361,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10120$0 ;
-  wire \port$10120$0 ;
-  input \port$10256$0 ;
-  wire \port$10256$0 ;
-  input \port$9714$0 ;
-  wire \port$9714$0 ;
+  input [2:0] requests;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5102,54 +5369,54 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$10256$0 , \port$10120$0 , \port$9714$0  };
+  assign valid = | requests;
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     grant = 2'h0;
     casez (last)
       2'h0:
         begin
-          if (\port$9714$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
-          if (\port$10256$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
-          if (\port$10120$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$10120$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
-          if (\port$9714$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
-          if (\port$10256$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$10256$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
-          if (\port$10120$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
-          if (\port$9714$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
         end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -5158,11 +5425,85 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$10256$0 , \port$10120$0 , \port$9714$0  };
+endmodule
+
+module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, requests, valid, grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  reg [1:0] \$2 ;
+  input clk;
+  wire clk;
+  output [1:0] grant;
+  reg [1:0] grant;
+  reg [1:0] last = 2'h0;
+  input [2:0] requests;
+  wire [2:0] requests;
+  input rst;
+  wire rst;
+  wire served_stb;
+  output valid;
+  wire valid;
+  assign valid = | requests;
+  always @(posedge clk)
+    last <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    grant = 2'h0;
+    casez (last)
+      2'h0:
+        begin
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+        end
+      2'h1:
+        begin
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+        end
+      2'h2:
+        begin
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2  = last;
+    if (\$1 ) begin
+      \$2  = grant;
+    end
+    if (rst) begin
+      \$2  = 2'h0;
+    end
+  end
+  assign served_stb = 1'h1;
+  assign \$1  = valid;
 endmodule
 
 module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2__payload, posts__0__valid, posts__0__payload, post__ready, posts__1__valid, posts__2__valid, posts__0__ready, posts__1__ready, posts__2__ready, post__valid, post__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -5231,15 +5572,15 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10534$0 (posts__1__valid),
-    .\port$10540$0 (posts__2__valid),
-    .\port$9741$0 (posts__0__valid),
+    .\port$10615$0 (posts__1__valid),
+    .\port$10621$0 (posts__2__valid),
+    .\port$9804$0 (posts__0__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     posts__0__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5249,7 +5590,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     posts__1__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5261,7 +5602,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     posts__2__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5275,7 +5616,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$6  = post__valid;
     if (\$5 ) begin
       \$6  = valid;
@@ -5285,7 +5626,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$7  = post__payload;
     if (\$5 ) begin
       casez (grant)
@@ -5326,8 +5667,8 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$9741$0 , \port$10534$0 , \port$10540$0 , grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$9804$0 , \port$10615$0 , \port$10621$0 , grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -5335,12 +5676,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10534$0 ;
-  wire \port$10534$0 ;
-  input \port$10540$0 ;
-  wire \port$10540$0 ;
-  input \port$9741$0 ;
-  wire \port$9741$0 ;
+  input \port$10615$0 ;
+  wire \port$10615$0 ;
+  input \port$10621$0 ;
+  wire \port$10621$0 ;
+  input \port$9804$0 ;
+  wire \port$9804$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5348,54 +5689,54 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$10540$0 , \port$10534$0 , \port$9741$0  };
+  assign valid = | { \port$10621$0 , \port$10615$0 , \port$9804$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     grant = 2'h0;
     casez (last)
       2'h0:
         begin
-          if (\port$9741$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
-          if (\port$10540$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
-          if (\port$10534$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$10534$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
-          if (\port$9741$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
-          if (\port$10540$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$10540$0 ) begin
+          if (\port$10621$0 ) begin
             grant = 2'h2;
           end
-          if (\port$10534$0 ) begin
+          if (\port$10615$0 ) begin
             grant = 2'h1;
           end
-          if (\port$9741$0 ) begin
+          if (\port$9804$0 ) begin
             grant = 2'h0;
           end
         end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -5404,12 +5745,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$10540$0 , \port$10534$0 , \port$9741$0  };
+  assign requests = { \port$10621$0 , \port$10615$0 , \port$9804$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [63:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -7006,7 +7347,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign \$253  = | q0_pending_count;
   assign \$254  = \$252  & \$253 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7020,7 +7361,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7034,7 +7375,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7048,7 +7389,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7062,7 +7403,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7076,7 +7417,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7090,7 +7431,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7104,7 +7445,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7118,7 +7459,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7132,7 +7473,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7146,7 +7487,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7160,7 +7501,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7174,7 +7515,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7188,7 +7529,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7202,7 +7543,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7216,7 +7557,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7230,7 +7571,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7244,7 +7585,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7258,7 +7599,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7272,7 +7613,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7286,7 +7627,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7300,7 +7641,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7314,7 +7655,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7328,7 +7669,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7342,7 +7683,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7356,7 +7697,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7370,7 +7711,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7384,7 +7725,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7398,7 +7739,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     post__ready = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7406,7 +7747,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     wr_req__valid = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7418,7 +7759,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     wr_data__valid = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7430,7 +7771,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     wr_done__ready = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7442,7 +7783,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     done_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7460,7 +7801,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     csr__r_data = 32'd0;
     if (\$22 ) begin
       casez (\$8 [5:0])
@@ -7488,7 +7829,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     { q0_setup_status[2], q0_setup_status[0] } = 2'h0;
     if (\$60 ) begin
       casez (\$8 [5:0])
@@ -7514,7 +7855,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     { q1_setup_status[2], q1_setup_status[0] } = 2'h0;
     if (\$99 ) begin
       casez (\$8 [5:0])
@@ -7540,7 +7881,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     { q2_setup_status[2], q2_setup_status[0] } = 2'h0;
     if (\$138 ) begin
       casez (\$8 [5:0])
@@ -7566,7 +7907,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     { q3_setup_status[2], q3_setup_status[0] } = 2'h0;
     if (\$177 ) begin
       casez (\$8 [5:0])
@@ -7592,7 +7933,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$685  = cur;
     casez (fsm_state)
       2'h0:
@@ -7605,7 +7946,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$686  = stamp;
     casez (fsm_state)
       2'h0:
@@ -7618,7 +7959,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$687  = busy;
     casez (fsm_state)
       2'h0:
@@ -7641,7 +7982,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$688  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -7667,7 +8008,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$689  = dropped;
     casez (fsm_state)
       2'h0:
@@ -7688,7 +8029,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$690  = q0_overflows;
     casez (fsm_state)
       2'h0:
@@ -7707,7 +8048,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$691  = q1_overflows;
     casez (fsm_state)
       2'h0:
@@ -7728,7 +8069,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$692  = q2_overflows;
     casez (fsm_state)
       2'h0:
@@ -7751,7 +8092,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$693  = q3_overflows;
     casez (fsm_state)
       2'h0:
@@ -7777,7 +8118,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$694  = record;
     casez (fsm_state)
       2'h0:
@@ -7799,7 +8140,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$695  = addr;
     casez (fsm_state)
       2'h0:
@@ -7817,7 +8158,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$696  = req_sent;
     casez (fsm_state)
       2'h0:
@@ -7839,7 +8180,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$697  = beat;
     casez (fsm_state)
       2'h0:
@@ -7861,7 +8202,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$698  = q0_status;
     casez (fsm_state)
       2'h0:
@@ -7905,7 +8246,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$699  = q1_status;
     casez (fsm_state)
       2'h0:
@@ -7951,7 +8292,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$700  = q2_status;
     casez (fsm_state)
       2'h0:
@@ -7999,7 +8340,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$701  = q3_status;
     casez (fsm_state)
       2'h0:
@@ -8050,7 +8391,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$702  = q0_prod;
     casez (fsm_state)
       2'h0:
@@ -8095,7 +8436,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$703  = q1_prod;
     casez (fsm_state)
       2'h0:
@@ -8142,7 +8483,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$704  = q2_prod;
     casez (fsm_state)
       2'h0:
@@ -8191,7 +8532,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$705  = q3_prod;
     casez (fsm_state)
       2'h0:
@@ -8243,7 +8584,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$706 [0] = \$247 ;
     \$706 [1] = \$318 ;
     \$706 [2] = \$389 ;
@@ -8253,7 +8594,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$707  = \$288 [15:0];
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8282,7 +8623,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$708  = \$307 [31:0];
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8311,7 +8652,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$709  = \$359 [15:0];
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8340,7 +8681,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$710  = \$378 [31:0];
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8369,7 +8710,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$711  = \$430 [15:0];
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8398,7 +8739,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$712  = \$449 [31:0];
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8427,7 +8768,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$713  = \$501 [15:0];
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8456,7 +8797,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$714  = \$520 [31:0];
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8485,7 +8826,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$715  = q0_base;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8504,7 +8845,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$716  = q0_size;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8523,7 +8864,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$717  = q0_cons;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8542,7 +8883,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$718  = q0_coalesce_count;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8563,7 +8904,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$719  = q0_coalesce_time;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8586,7 +8927,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$720  = q0_irq_en;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8611,7 +8952,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$721  = q0_enable;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8640,7 +8981,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$722  = q1_base;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8659,7 +9000,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$723  = q1_size;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8678,7 +9019,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$724  = q1_cons;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8697,7 +9038,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$725  = q1_coalesce_count;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8718,7 +9059,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$726  = q1_coalesce_time;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8741,7 +9082,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$727  = q1_irq_en;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8766,7 +9107,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$728  = q1_enable;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8795,7 +9136,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$729  = q2_base;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8814,7 +9155,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$730  = q2_size;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8833,7 +9174,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$731  = q2_cons;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8852,7 +9193,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$732  = q2_coalesce_count;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8873,7 +9214,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$733  = q2_coalesce_time;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8896,7 +9237,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$734  = q2_irq_en;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8921,7 +9262,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$735  = q2_enable;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8950,7 +9291,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$736  = q3_base;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8969,7 +9310,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$737  = q3_size;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8988,7 +9329,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$738  = q3_cons;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9007,7 +9348,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$739  = q3_coalesce_count;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9028,7 +9369,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$740  = q3_coalesce_time;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9051,7 +9392,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$741  = q3_irq_en;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9076,7 +9417,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$742  = q3_enable;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9105,7 +9446,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9119,7 +9460,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9133,7 +9474,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9147,7 +9488,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9161,7 +9502,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9175,7 +9516,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9189,7 +9530,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9203,7 +9544,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9217,7 +9558,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9231,7 +9572,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9245,7 +9586,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9259,7 +9600,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9273,7 +9614,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9287,7 +9628,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9301,7 +9642,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9315,7 +9656,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9329,7 +9670,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9343,7 +9684,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9357,7 +9698,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9371,7 +9712,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9385,7 +9726,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9399,7 +9740,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9413,7 +9754,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9427,7 +9768,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9441,7 +9782,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9455,7 +9796,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9469,7 +9810,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9483,7 +9824,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9497,7 +9838,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9511,7 +9852,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9525,7 +9866,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9539,7 +9880,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9553,7 +9894,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9567,7 +9908,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9581,7 +9922,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9595,7 +9936,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9609,7 +9950,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9623,7 +9964,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9637,7 +9978,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9651,7 +9992,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9665,7 +10006,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9679,7 +10020,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9693,7 +10034,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9707,7 +10048,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9721,7 +10062,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9735,7 +10076,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9749,7 +10090,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9763,7 +10104,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9777,7 +10118,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9791,7 +10132,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9853,7 +10194,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx__payload, meta__payload, csr__ack, generation, flip_stb, data__payload, data__valid, meta__valid, \o__ready$119 , data__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [24:0] \$11 ;
@@ -12742,14 +13083,14 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$17  = \$4 [7:0];
     if (rst) begin
       \$17  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$18  = \$16 ;
     if (rst) begin
       \$18  = 1'h0;
@@ -14894,7 +15235,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -15109,7 +15450,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15124,7 +15465,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15139,7 +15480,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -15153,7 +15494,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -15259,7 +15600,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, pass_errors, default_action, rules, o__valid, o__payload, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [11:0] \$100 ;
@@ -17467,7 +17808,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   assign \$423  = \$422  & rules[8603:8476];
   assign \$424  = ! \$423 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       action = \$52 ;
@@ -17476,7 +17817,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       rule_index = \$83 ;
@@ -17485,7 +17826,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$86 ) begin
       drop = s2_meta[19:16];
@@ -17496,7 +17837,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$551  = s1_valid;
     if (\$92 ) begin
       \$551  = i__valid;
@@ -17506,7 +17847,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$552  = s1_meta;
     if (\$92 ) begin
       \$552  = i__payload;
@@ -17516,7 +17857,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$553  = s1_terms0;
     if (\$92 ) begin
       \$553  = { \$120 , \$119 , \$118 , \$117 , \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98 , \$95 , rules[0] };
@@ -17526,7 +17867,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$554  = s1_terms1;
     if (\$92 ) begin
       \$554  = { \$148 , \$147 , \$146 , \$145 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , rules[717] };
@@ -17536,7 +17877,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$555  = s1_terms2;
     if (\$92 ) begin
       \$555  = { \$176 , \$175 , \$174 , \$173 , \$172 , \$169 , \$166 , \$163 , \$160 , \$157 , \$154 , \$151 , rules[1434] };
@@ -17546,7 +17887,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$556  = s1_terms3;
     if (\$92 ) begin
       \$556  = { \$204 , \$203 , \$202 , \$201 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , rules[2151] };
@@ -17556,7 +17897,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$557  = s1_terms4;
     if (\$92 ) begin
       \$557  = { \$232 , \$231 , \$230 , \$229 , \$228 , \$225 , \$222 , \$219 , \$216 , \$213 , \$210 , \$207 , rules[2868] };
@@ -17566,7 +17907,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$558  = s1_terms5;
     if (\$92 ) begin
       \$558  = { \$260 , \$259 , \$258 , \$257 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , rules[3585] };
@@ -17576,7 +17917,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$559  = s1_terms6;
     if (\$92 ) begin
       \$559  = { \$288 , \$287 , \$286 , \$285 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , rules[4302] };
@@ -17586,7 +17927,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$560  = s1_terms7;
     if (\$92 ) begin
       \$560  = { \$316 , \$315 , \$314 , \$313 , \$312 , \$309 , \$306 , \$303 , \$300 , \$297 , \$294 , \$291 , rules[5019] };
@@ -17596,7 +17937,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$561  = s1_terms8;
     if (\$92 ) begin
       \$561  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , rules[5736] };
@@ -17606,7 +17947,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$562  = s1_terms9;
     if (\$92 ) begin
       \$562  = { \$372 , \$371 , \$370 , \$369 , \$368 , \$365 , \$362 , \$359 , \$356 , \$353 , \$350 , \$347 , rules[6453] };
@@ -17616,7 +17957,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$563  = s1_terms10;
     if (\$92 ) begin
       \$563  = { \$400 , \$399 , \$398 , \$397 , \$396 , \$393 , \$390 , \$387 , \$384 , \$381 , \$378 , \$375 , rules[7170] };
@@ -17626,7 +17967,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$564  = s1_terms11;
     if (\$92 ) begin
       \$564  = { \$428 , \$427 , \$426 , \$425 , \$424 , \$421 , \$418 , \$415 , \$412 , \$409 , \$406 , \$403 , rules[7887] };
@@ -17636,7 +17977,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$565  = s1_terms12;
     if (\$92 ) begin
       \$565  = { \$456 , \$455 , \$454 , \$453 , \$452 , \$449 , \$446 , \$443 , \$440 , \$437 , \$434 , \$431 , rules[8604] };
@@ -17646,7 +17987,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$566  = s1_terms13;
     if (\$92 ) begin
       \$566  = { \$484 , \$483 , \$482 , \$481 , \$480 , \$477 , \$474 , \$471 , \$468 , \$465 , \$462 , \$459 , rules[9321] };
@@ -17656,7 +17997,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$567  = s1_terms14;
     if (\$92 ) begin
       \$567  = { \$512 , \$511 , \$510 , \$509 , \$508 , \$505 , \$502 , \$499 , \$496 , \$493 , \$490 , \$487 , rules[10038] };
@@ -17666,7 +18007,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$568  = s1_terms15;
     if (\$92 ) begin
       \$568  = { \$540 , \$539 , \$538 , \$537 , \$536 , \$533 , \$530 , \$527 , \$524 , \$521 , \$518 , \$515 , rules[10755] };
@@ -17676,7 +18017,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$569  = s2_valid;
     if (\$544 ) begin
       \$569  = s1_valid;
@@ -17686,7 +18027,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$570  = s2_meta;
     if (\$544 ) begin
       \$570  = s1_meta;
@@ -17696,7 +18037,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$571  = s2_first;
     if (\$544 ) begin
       \$571  = \$547 ;
@@ -17706,7 +18047,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$572  = s2_any;
     if (\$544 ) begin
       \$572  = \$548 ;
@@ -17716,7 +18057,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$573  = o__valid;
     if (\$550 ) begin
       \$573  = s2_valid;
@@ -17726,7 +18067,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$574  = o__payload;
     if (\$550 ) begin
       { \$574 [457:434], \$574 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
@@ -18660,7 +19001,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__ack, frame_in_stb, frame_in_len, meta, csr__r_stb, csr__w_stb, csr__r_data, csr__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -19438,49 +19779,49 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$228  = frame_in_stb;
     if (rst) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$229  = frame_in_len;
     if (rst) begin
       \$229  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$230  = \$2 ;
     if (rst) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$231  = \$4 ;
     if (rst) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$232  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
     if (rst) begin
       \$232  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$233  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
     if (rst) begin
       \$233  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$234  = frames_in;
     if (\$signal ) begin
       \$234  = \$75 [31:0];
@@ -19490,7 +19831,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$235  = bytes_in;
     if (\$signal ) begin
       \$235  = \$76 [31:0];
@@ -19500,7 +19841,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$236  = frames_delivered;
     if (\$signal$6 ) begin
       \$236  = \$77 [31:0];
@@ -19510,7 +19851,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$237  = frames_dropped;
     if (e_dropped) begin
       \$237  = \$78 [31:0];
@@ -19520,7 +19861,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$238  = drop_none;
     if (e_drop[0]) begin
       \$238  = \$79 [31:0];
@@ -19530,7 +19871,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$239  = drop_mac_error;
     if (e_drop[1]) begin
       \$239  = \$80 [31:0];
@@ -19540,7 +19881,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$240  = drop_runt;
     if (e_drop[2]) begin
       \$240  = \$81 [31:0];
@@ -19550,7 +19891,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$241  = drop_oversize;
     if (e_drop[3]) begin
       \$241  = \$82 [31:0];
@@ -19560,7 +19901,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$242  = drop_truncated;
     if (e_drop[4]) begin
       \$242  = \$83 [31:0];
@@ -19570,7 +19911,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$243  = drop_bad_ihl;
     if (e_drop[5]) begin
       \$243  = \$84 [31:0];
@@ -19580,7 +19921,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$244  = drop_bad_length;
     if (e_drop[6]) begin
       \$244  = \$85 [31:0];
@@ -19590,7 +19931,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$245  = drop_header_limit;
     if (e_drop[7]) begin
       \$245  = \$86 [31:0];
@@ -19600,7 +19941,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$246  = drop_rule;
     if (e_drop[8]) begin
       \$246  = \$87 [31:0];
@@ -19610,7 +19951,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$247  = rule_hits_0;
     if (e_rule[0]) begin
       \$247  = \$88 [31:0];
@@ -19620,7 +19961,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$248  = rule_hits_1;
     if (e_rule[1]) begin
       \$248  = \$89 [31:0];
@@ -19630,7 +19971,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$249  = rule_hits_2;
     if (e_rule[2]) begin
       \$249  = \$90 [31:0];
@@ -19640,7 +19981,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$250  = rule_hits_3;
     if (e_rule[3]) begin
       \$250  = \$91 [31:0];
@@ -19650,7 +19991,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$251  = rule_hits_4;
     if (e_rule[4]) begin
       \$251  = \$92 [31:0];
@@ -19660,7 +20001,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$252  = rule_hits_5;
     if (e_rule[5]) begin
       \$252  = \$93 [31:0];
@@ -19670,7 +20011,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$253  = rule_hits_6;
     if (e_rule[6]) begin
       \$253  = \$94 [31:0];
@@ -19680,7 +20021,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$254  = rule_hits_7;
     if (e_rule[7]) begin
       \$254  = \$95 [31:0];
@@ -19690,7 +20031,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$255  = rule_hits_8;
     if (e_rule[8]) begin
       \$255  = \$96 [31:0];
@@ -19700,7 +20041,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$256  = rule_hits_9;
     if (e_rule[9]) begin
       \$256  = \$97 [31:0];
@@ -19710,7 +20051,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$257  = rule_hits_10;
     if (e_rule[10]) begin
       \$257  = \$98 [31:0];
@@ -19720,7 +20061,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$258  = rule_hits_11;
     if (e_rule[11]) begin
       \$258  = \$99 [31:0];
@@ -19730,7 +20071,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$259  = rule_hits_12;
     if (e_rule[12]) begin
       \$259  = \$100 [31:0];
@@ -19740,7 +20081,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$260  = rule_hits_13;
     if (e_rule[13]) begin
       \$260  = \$101 [31:0];
@@ -19750,7 +20091,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$261  = rule_hits_14;
     if (e_rule[14]) begin
       \$261  = \$102 [31:0];
@@ -19760,7 +20101,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$262  = rule_hits_15;
     if (e_rule[15]) begin
       \$262  = \$103 [31:0];
@@ -19770,7 +20111,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$263  = rule_hits_16;
     if (e_rule[16]) begin
       \$263  = \$104 [31:0];
@@ -19780,70 +20121,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$264  = \$108 ;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$265  = meta[439:434];
     if (rst) begin
       \$265  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$266  = 1'h1;
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$267  = \$112 ;
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$268  = meta[439:434];
     if (rst) begin
       \$268  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$269  = meta[15:0];
     if (rst) begin
       \$269  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$270  = meta_stb;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$271  = bucket;
     if (rst) begin
       \$271  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$272  = 1'h1;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     if (\$115 ) begin
       \$273  = \$117 [1:0];
@@ -19855,28 +20196,28 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$274  = { \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118  };
     if (rst) begin
       \$274  = 30'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$275  = \$207 ;
     if (rst) begin
       \$275  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$276  = { \$216 , \$213 , \$210  };
     if (rst) begin
       \$276  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$277  = csr__r_data;
     if (\$217 ) begin
       \$277  = \$224 ;
@@ -19924,7 +20265,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [8:0] \$11 ;
@@ -20533,70 +20874,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__add
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -20612,7 +20953,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__add
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -20773,70 +21114,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, 
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -20852,7 +21193,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -21013,70 +21354,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -21092,7 +21433,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, o__ready, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21395,7 +21736,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = stored;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -21409,7 +21750,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = at_limit;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -21423,7 +21764,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = mid_frame;
     if (\$62 ) begin
       \$74  = \$63 ;
@@ -21433,7 +21774,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = \frame_len$43 ;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
@@ -21502,7 +21843,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -21879,7 +22220,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [7:0];
@@ -21889,7 +22230,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [7:0];
@@ -21899,7 +22240,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [7:0];
@@ -21912,7 +22253,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -21932,250 +22273,6 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg [73:0] \$5 ;
-  reg \$6 ;
-  reg \$7 ;
-  reg [73:0] \$8 ;
-  input clk;
-  wire clk;
-  input [73:0] i__payload;
-  wire [73:0] i__payload;
-  wire [63:0] \i__payload.data ;
-  wire \i__payload.error ;
-  wire [7:0] \i__payload.keep ;
-  wire \i__payload.last ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [73:0] o__payload;
-  reg [73:0] o__payload = 74'h0000000000000000000;
-  wire [63:0] \o__payload.data ;
-  wire \o__payload.error ;
-  wire [7:0] \o__payload.keep ;
-  wire \o__payload.last ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [73:0] skid = 74'h0000000000000000000;
-  wire [63:0] \skid.data ;
-  wire \skid.error ;
-  wire [7:0] \skid.keep ;
-  wire \skid.last ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = o__ready | \$1 ;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__payload <= \$5 ;
-  always @(posedge clk)
-    o__valid <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$5  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = skid;
-      end else begin
-        \$5  = i__payload;
-      end
-    end
-    if (rst) begin
-      \$5  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$6  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = 1'h1;
-      end else begin
-        \$6  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 74'h0000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[63:0];
-  assign \o__payload.keep  = o__payload[71:64];
-  assign \o__payload.last  = o__payload[72];
-  assign \o__payload.error  = o__payload[73];
-  assign \skid.data  = skid[63:0];
-  assign \skid.keep  = skid[71:64];
-  assign \skid.last  = skid[72];
-  assign \skid.error  = skid[73];
-  assign \i__payload.data  = i__payload[63:0];
-  assign \i__payload.keep  = i__payload[71:64];
-  assign \i__payload.last  = i__payload[72];
-  assign \i__payload.error  = i__payload[73];
-endmodule
-
-module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg [73:0] \$5 ;
-  reg \$6 ;
-  reg \$7 ;
-  reg [73:0] \$8 ;
-  input clk;
-  wire clk;
-  input [73:0] i__payload;
-  wire [73:0] i__payload;
-  wire [63:0] \i__payload.data ;
-  wire \i__payload.error ;
-  wire [7:0] \i__payload.keep ;
-  wire \i__payload.last ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [73:0] o__payload;
-  reg [73:0] o__payload = 74'h0000000000000000000;
-  wire [63:0] \o__payload.data ;
-  wire \o__payload.error ;
-  wire [7:0] \o__payload.keep ;
-  wire \o__payload.last ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [73:0] skid = 74'h0000000000000000000;
-  wire [63:0] \skid.data ;
-  wire \skid.error ;
-  wire [7:0] \skid.keep ;
-  wire \skid.last ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = o__ready | \$1 ;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__payload <= \$5 ;
-  always @(posedge clk)
-    o__valid <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$5  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = skid;
-      end else begin
-        \$5  = i__payload;
-      end
-    end
-    if (rst) begin
-      \$5  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$6  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = 1'h1;
-      end else begin
-        \$6  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 74'h0000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[63:0];
-  assign \o__payload.keep  = o__payload[71:64];
-  assign \o__payload.last  = o__payload[72];
-  assign \o__payload.error  = o__payload[73];
-  assign \skid.data  = skid[63:0];
-  assign \skid.keep  = skid[71:64];
-  assign \skid.last  = skid[72];
-  assign \skid.error  = skid[73];
-  assign \i__payload.data  = i__payload[63:0];
-  assign \i__payload.keep  = i__payload[71:64];
-  assign \i__payload.last  = i__payload[72];
-  assign \i__payload.error  = i__payload[73];
-endmodule
-
-module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22297,8 +22394,252 @@ module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__read
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -22513,7 +22854,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -22528,7 +22869,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -22543,7 +22884,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -22557,7 +22898,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -22971,7 +23312,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, i__payload, i__valid, frame__hdr, frame__tags, frame__ip_proto, frame__offset, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
@@ -23211,7 +23552,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
   assign \$6  = i__valid & i__ready;
   assign \$7  = beat_count < 5'h10;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     frame__hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (frame__tags)
       2'h0:
@@ -23223,7 +23564,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$74  = buf0;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -23270,7 +23611,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$75  = buf1;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -23317,7 +23658,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$76  = beat_count;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -23332,7 +23673,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$77  = buf0_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23346,7 +23687,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$78  = buf0_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23360,7 +23701,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$79  = buf0_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23379,7 +23720,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$80  = buf1_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23393,7 +23734,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$81  = buf1_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23407,7 +23748,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$82  = buf1_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23426,7 +23767,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$83  = fill_sel;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -23438,7 +23779,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$84  = length;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -23453,7 +23794,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$85  = mac_error;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -23468,7 +23809,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$86  = parse_sel;
     if (frame__release) begin
       \$86  = \$71 ;
@@ -23489,7 +23830,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, o__ready, direct_ethertype, frame__hdr, frame__tags, frame__ip_proto, frame__offset, frame__ext_count, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -24274,7 +24615,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   always @(posedge clk)
     o__payload <= \$274 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -24326,7 +24667,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -24388,7 +24729,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -24407,7 +24748,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -24417,7 +24758,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$267  = frame__tags;
     casez (step_state)
       2'h0:
@@ -24430,7 +24771,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$268  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -24493,7 +24834,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$269  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -24519,7 +24860,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$270  = frame__offset;
     casez (step_state)
       2'h0:
@@ -24545,7 +24886,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$271  = ip_end;
     casez (step_state)
       2'h0:
@@ -24567,7 +24908,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$272  = frame__ext_count;
     casez (step_state)
       2'h0:
@@ -24593,7 +24934,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$273  = o__valid;
     if (o__ready) begin
       \$273  = 1'h0;
@@ -24606,7 +24947,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$274  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
@@ -24727,7 +25068,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -24942,7 +25283,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24957,7 +25298,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -24972,7 +25313,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -24986,7 +25327,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -25093,7 +25434,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, commit_pending, commit_done
 , rules, counters__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -27435,21 +27776,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     .rules(rules)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     reta__r_stb = 1'h0;
     if (\$10 ) begin
       reta__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     reta__w_stb = 1'h0;
     if (\$10 ) begin
       reta__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     csr__ack = 1'h0;
     if (\$10 ) begin
       csr__ack = reta__ack;
@@ -27470,21 +27811,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     counters__r_stb = 1'h0;
     if (\$11 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     counters__w_stb = 1'h0;
     if (\$11 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     bus_w_en = 1'h0;
     if (\$12 ) begin
       if (\$17 ) begin
@@ -27493,7 +27834,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$315  = hash_enable;
     if (commit_done) begin
       \$315  = shadow_ctrl_0_0[7:0];
@@ -27503,7 +27844,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$316  = symmetric;
     if (commit_done) begin
       \$316  = shadow_ctrl_0_0[8];
@@ -27513,7 +27854,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$317  = pass_errors;
     if (commit_done) begin
       \$317  = shadow_ctrl_0_0[9];
@@ -27523,7 +27864,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$318  = max_frame;
     if (commit_done) begin
       \$318  = shadow_max_frame_0_0[15:0];
@@ -27533,7 +27874,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$319  = direct_ethertype;
     if (commit_done) begin
       \$319  = shadow_direct_ethertype_0_0[15:0];
@@ -27543,7 +27884,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$320  = default_action;
     if (commit_done) begin
       \$320  = shadow_default_action_0_0[19:0];
@@ -27553,7 +27894,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$321  = key;
     if (commit_done) begin
       \$321  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -27563,7 +27904,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$322  = generation;
     if (commit_done) begin
       \$322  = \$25 [15:0];
@@ -27573,7 +27914,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$323  = commit_pending;
     if (commit_done) begin
       \$323  = 1'h0;
@@ -27586,77 +27927,77 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$324  = \$28 ;
     if (rst) begin
       \$324  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$325  = \$76 ;
     if (rst) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$326  = \$82 ;
     if (rst) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$327  = \$144 ;
     if (rst) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$328  = { \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145  };
     if (rst) begin
       \$328  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$329  = { \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167  };
     if (rst) begin
       \$329  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$330  = \$181 ;
     if (rst) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$331  = \$184 ;
     if (rst) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$332  = \$188 ;
     if (rst) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$333  = \$232 ;
     if (rst) begin
       \$333  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$334  = rule_read_wait;
     if (busy) begin
       \$334  = 2'h0;
@@ -27671,7 +28012,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$335  = shadow_ctrl_0_0;
     if (\$249 ) begin
       \$335  = csr__w_data;
@@ -27681,7 +28022,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$336  = shadow_max_frame_0_0;
     if (\$254 ) begin
       \$336  = csr__w_data;
@@ -27691,7 +28032,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$337  = shadow_direct_ethertype_0_0;
     if (\$259 ) begin
       \$337  = csr__w_data;
@@ -27701,7 +28042,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$338  = shadow_default_action_0_0;
     if (\$264 ) begin
       \$338  = csr__w_data;
@@ -27711,7 +28052,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$339  = shadow_rss_key_0_0;
     if (\$269 ) begin
       \$339  = csr__w_data;
@@ -27721,7 +28062,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$340  = shadow_rss_key_1_0;
     if (\$274 ) begin
       \$340  = csr__w_data;
@@ -27731,7 +28072,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$341  = shadow_rss_key_2_0;
     if (\$279 ) begin
       \$341  = csr__w_data;
@@ -27741,7 +28082,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$342  = shadow_rss_key_3_0;
     if (\$284 ) begin
       \$342  = csr__w_data;
@@ -27751,7 +28092,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$343  = shadow_rss_key_4_0;
     if (\$289 ) begin
       \$343  = csr__w_data;
@@ -27761,7 +28102,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$344  = shadow_rss_key_5_0;
     if (\$294 ) begin
       \$344  = csr__w_data;
@@ -27771,7 +28112,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$345  = shadow_rss_key_6_0;
     if (\$299 ) begin
       \$345  = csr__w_data;
@@ -27781,7 +28122,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$346  = shadow_rss_key_7_0;
     if (\$304 ) begin
       \$346  = csr__w_data;
@@ -27791,7 +28132,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$347  = shadow_rss_key_8_0;
     if (\$309 ) begin
       \$347  = csr__w_data;
@@ -27801,7 +28142,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$348  = shadow_rss_key_9_0;
     if (\$314 ) begin
       \$348  = csr__w_data;
@@ -29346,7 +29687,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, busy, rule_w__en, r_data, landing_last, rules, rule_w__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31448,56 +31789,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$67 (rst, copy_stb, bus_addr
   always @(posedge clk)
     rules <= \$389 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$380  = rule_r__data;
     if (rst) begin
       \$380  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$381  = copying;
     if (rst) begin
       \$381  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$382  = copy_addr;
     if (rst) begin
       \$382  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$383  = \$2 ;
     if (rst) begin
       \$383  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$384  = \$signal ;
     if (rst) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$385  = \$like ;
     if (rst) begin
       \$385  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$386  = \$signal$8 ;
     if (rst) begin
       \$386  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$387  = copying;
     if (\$8 ) begin
       \$387  = 1'h1;
@@ -31512,7 +31853,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$67 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$388  = copy_addr;
     if (\$8 ) begin
       \$388  = 9'h000;
@@ -31525,7 +31866,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$67 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$389  = rules;
     if (landing) begin
       if (\$11 ) begin
@@ -33396,7 +33737,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$67 (rst, copy_stb, bus_addr
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__busy, o__ready, bus__r_stb, bus__w_stb, flip_stb, o__payload, bus__ack, s2_valid, bus__r_data, i__payload, i__valid, bus__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -34830,7 +35171,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -34845,7 +35186,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -34860,7 +35201,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -34875,7 +35216,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     bus__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -34889,7 +35230,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -34899,7 +35240,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -34909,7 +35250,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -34919,7 +35260,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -34929,7 +35270,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -34939,7 +35280,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -34949,7 +35290,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -34961,7 +35302,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -34973,7 +35314,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -34991,14 +35332,14 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -35145,7 +35486,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -35743,7 +36084,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -35766,7 +36107,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -35780,7 +36121,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -36048,7 +36389,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -36272,7 +36613,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -36287,7 +36628,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -36302,7 +36643,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -36316,7 +36657,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -36431,7 +36772,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -36997,7 +37338,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -37012,7 +37353,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -37025,7 +37366,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -37038,7 +37379,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -37051,7 +37392,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -37064,7 +37405,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -37077,7 +37418,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -37089,7 +37430,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -37111,7 +37452,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -37236,7 +37577,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -37246,7 +37587,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -37256,7 +37597,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -37269,7 +37610,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -37289,7 +37630,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -37513,7 +37854,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37528,7 +37869,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37543,7 +37884,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -37557,7 +37898,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -37672,7 +38013,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -37887,7 +38228,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37902,7 +38243,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -37917,7 +38258,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -37931,7 +38272,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -38038,7 +38379,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -38874,7 +39215,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -38892,7 +39233,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -38904,7 +39245,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -38922,7 +39263,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -38944,7 +39285,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -38956,7 +39297,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -38970,7 +39311,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -38988,7 +39329,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39006,7 +39347,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39024,7 +39365,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39042,7 +39383,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39060,7 +39401,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39078,7 +39419,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -39096,14 +39437,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -39118,7 +39459,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -39131,7 +39472,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -39140,7 +39481,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -39151,7 +39492,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -39164,7 +39505,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -39177,7 +39518,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -39190,7 +39531,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -39215,7 +39556,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -39254,7 +39595,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -39267,7 +39608,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -39280,7 +39621,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -39305,7 +39646,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -39327,7 +39668,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -39348,7 +39689,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -39367,7 +39708,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -39388,7 +39729,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -39407,7 +39748,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -39596,7 +39937,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -39809,7 +40150,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -39828,7 +40169,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -39843,7 +40184,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -39860,7 +40201,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -39878,7 +40219,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -39891,7 +40232,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -39907,7 +40248,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -39919,7 +40260,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -39934,7 +40275,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -40009,7 +40350,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -40134,7 +40475,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -40144,7 +40485,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -40154,7 +40495,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -40167,7 +40508,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -40187,7 +40528,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -40324,7 +40665,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -40334,7 +40675,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -40344,7 +40685,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -40357,7 +40698,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -40378,7 +40719,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -40985,7 +41326,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     .write_error_stb(write_error_stb)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = \lookup_queue$20 [5:0];
@@ -41002,7 +41343,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$3 [15:0];
@@ -41019,7 +41360,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -41036,7 +41377,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41054,7 +41395,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -41093,7 +41434,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -41128,7 +41469,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -41163,7 +41504,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -41190,7 +41531,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     arm_write_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41208,7 +41549,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     arm_value = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41226,7 +41567,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     disable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41248,7 +41589,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     enable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41271,7 +41612,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     mark_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -41286,14 +41627,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$114  = lookup_queue;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$115  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -41365,7 +41706,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$3939$0 ,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_stb, retire_stb, mark_stb, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
   wire [8:0] \$3 ;
@@ -41404,21 +41745,21 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
   always @(posedge clk)
     target <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$7  = \$1 [7:0];
     if (rst) begin
       \$7  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$8  = \$2 [7:0];
     if (rst) begin
       \$8  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$9  = target;
     if (mark_stb) begin
       \$9  = \$3 [7:0];
@@ -41430,7 +41771,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_enabled, bus_arm, bus_status, lookup_enabled, armed, armed_queue, desc_error_stb, write_error_stb, disarm_stb, set_status, arm_write_stb, arm_value, disable_stb, enable_stb, lookup_queue, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$100 ;
@@ -43789,7 +44130,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
   always @(posedge clk)
     q63_status <= \$1156 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     casez (bus_queue)
       6'h00:
@@ -43923,7 +44264,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$1091  = enable;
     if (enable_stb) begin
       (* full_case = 32'd1 *)
@@ -44196,7 +44537,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$4 ) begin
       \$1092  = 4'h0;
@@ -44208,7 +44549,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$1093  = arm;
     if (\$17 ) begin
       \$1093 [0] = arm_value;
@@ -44535,7 +44876,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$21 ) begin
       \$1094  = 4'h0;
@@ -44547,7 +44888,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$38 ) begin
       \$1095  = 4'h0;
@@ -44559,7 +44900,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$55 ) begin
       \$1096  = 4'h0;
@@ -44571,7 +44912,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 ) begin
       \$1097  = 4'h0;
@@ -44583,7 +44924,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1098  = 4'h0;
@@ -44595,7 +44936,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$106 ) begin
       \$1099  = 4'h0;
@@ -44607,7 +44948,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 ) begin
       \$1100  = 4'h0;
@@ -44619,7 +44960,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$140 ) begin
       \$1101  = 4'h0;
@@ -44631,7 +44972,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$157 ) begin
       \$1102  = 4'h0;
@@ -44643,7 +44984,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$174 ) begin
       \$1103  = 4'h0;
@@ -44655,7 +44996,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$191 ) begin
       \$1104  = 4'h0;
@@ -44667,7 +45008,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$208 ) begin
       \$1105  = 4'h0;
@@ -44679,7 +45020,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 ) begin
       \$1106  = 4'h0;
@@ -44691,7 +45032,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$242 ) begin
       \$1107  = 4'h0;
@@ -44703,7 +45044,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$259 ) begin
       \$1108  = 4'h0;
@@ -44715,7 +45056,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$276 ) begin
       \$1109  = 4'h0;
@@ -44727,7 +45068,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$293 ) begin
       \$1110  = 4'h0;
@@ -44739,7 +45080,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$310 ) begin
       \$1111  = 4'h0;
@@ -44751,7 +45092,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$327 ) begin
       \$1112  = 4'h0;
@@ -44763,7 +45104,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1113  = 4'h0;
@@ -44775,7 +45116,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 ) begin
       \$1114  = 4'h0;
@@ -44787,7 +45128,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$378 ) begin
       \$1115  = 4'h0;
@@ -44799,7 +45140,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$395 ) begin
       \$1116  = 4'h0;
@@ -44811,7 +45152,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 ) begin
       \$1117  = 4'h0;
@@ -44823,7 +45164,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$429 ) begin
       \$1118  = 4'h0;
@@ -44835,7 +45176,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$446 ) begin
       \$1119  = 4'h0;
@@ -44847,7 +45188,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$463 ) begin
       \$1120  = 4'h0;
@@ -44859,7 +45200,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$480 ) begin
       \$1121  = 4'h0;
@@ -44871,7 +45212,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$497 ) begin
       \$1122  = 4'h0;
@@ -44883,7 +45224,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$514 ) begin
       \$1123  = 4'h0;
@@ -44895,7 +45236,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$531 ) begin
       \$1124  = 4'h0;
@@ -44907,7 +45248,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$548 ) begin
       \$1125  = 4'h0;
@@ -44919,7 +45260,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$565 ) begin
       \$1126  = 4'h0;
@@ -44931,7 +45272,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$582 ) begin
       \$1127  = 4'h0;
@@ -44943,7 +45284,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1128  = 4'h0;
@@ -44955,7 +45296,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$616 ) begin
       \$1129  = 4'h0;
@@ -44967,7 +45308,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$633 ) begin
       \$1130  = 4'h0;
@@ -44979,7 +45320,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$650 ) begin
       \$1131  = 4'h0;
@@ -44991,7 +45332,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$667 ) begin
       \$1132  = 4'h0;
@@ -45003,7 +45344,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 ) begin
       \$1133  = 4'h0;
@@ -45015,7 +45356,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$701 ) begin
       \$1134  = 4'h0;
@@ -45027,7 +45368,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$718 ) begin
       \$1135  = 4'h0;
@@ -45039,7 +45380,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$735 ) begin
       \$1136  = 4'h0;
@@ -45051,7 +45392,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$752 ) begin
       \$1137  = 4'h0;
@@ -45063,7 +45404,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$769 ) begin
       \$1138  = 4'h0;
@@ -45075,7 +45416,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$786 ) begin
       \$1139  = 4'h0;
@@ -45087,7 +45428,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$803 ) begin
       \$1140  = 4'h0;
@@ -45099,7 +45440,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$820 ) begin
       \$1141  = 4'h0;
@@ -45111,7 +45452,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$837 ) begin
       \$1142  = 4'h0;
@@ -45123,7 +45464,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1143  = 4'h0;
@@ -45135,7 +45476,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$871 ) begin
       \$1144  = 4'h0;
@@ -45147,7 +45488,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$888 ) begin
       \$1145  = 4'h0;
@@ -45159,7 +45500,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$905 ) begin
       \$1146  = 4'h0;
@@ -45171,7 +45512,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$922 ) begin
       \$1147  = 4'h0;
@@ -45183,7 +45524,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$939 ) begin
       \$1148  = 4'h0;
@@ -45195,7 +45536,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$956 ) begin
       \$1149  = 4'h0;
@@ -45207,7 +45548,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$973 ) begin
       \$1150  = 4'h0;
@@ -45219,7 +45560,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$990 ) begin
       \$1151  = 4'h0;
@@ -45231,7 +45572,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$1007 ) begin
       \$1152  = 4'h0;
@@ -45243,7 +45584,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$1024 ) begin
       \$1153  = 4'h0;
@@ -45255,7 +45596,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$1041 ) begin
       \$1154  = 4'h0;
@@ -45267,7 +45608,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$1058 ) begin
       \$1155  = 4'h0;
@@ -45279,7 +45620,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     (* full_case = 32'd1 *)
     if (\$1075 ) begin
       \$1156  = 4'h0;
@@ -45422,7 +45763,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -45547,7 +45888,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -45557,7 +45898,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -45567,7 +45908,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -45580,7 +45921,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -45601,7 +45942,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, tx__payload, tx__valid, csr__r_data, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, event_stb, completion_queue, event_queue, rd_req__valid, rd_req__payload, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -46030,7 +46371,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -46048,7 +46389,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     jobs__ready = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -46062,7 +46403,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     tx__valid = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -46077,7 +46418,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     data_ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -46096,7 +46437,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     lengths__ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -46114,7 +46455,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     w_en = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -46125,7 +46466,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     w_data = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -46142,7 +46483,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$53  = dma_reads;
     if (\$26 ) begin
       \$53  = \$27 [31:0];
@@ -46152,7 +46493,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$54  = job;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46173,7 +46514,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$55  = \$signal ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46195,7 +46536,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$56  = \$signal$86 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46221,7 +46562,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$57  = off;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46254,7 +46595,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$58  = left;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46287,7 +46628,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$59  = \$signal$97 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46317,7 +46658,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$60  = \$signal$98 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46347,7 +46688,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$61  = \$signal$96 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46373,7 +46714,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$62  = \$signal$83 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -46493,7 +46834,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -46597,7 +46938,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -46610,7 +46951,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -46632,7 +46973,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$5898$0 , \port$5899$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
   wire [16:0] \$1 ;
   wire [6:0] \$10 ;
   wire \$100 ;
@@ -47695,7 +48036,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     ptr_d = \$signal ;
     casez (fetch_state)
       4'h0:
@@ -47740,7 +48081,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     served_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47748,7 +48089,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     queues__start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47758,7 +48099,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47793,7 +48134,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -47842,7 +48183,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     slot_data__ready = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47856,7 +48197,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47874,7 +48215,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -47892,7 +48233,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -47910,7 +48251,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     queues__halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47926,7 +48267,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -47948,7 +48289,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -47977,7 +48318,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     queues__head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -48001,7 +48342,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     queues__head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -48025,7 +48366,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \w_data$59  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -48055,7 +48396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \w_en$61  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -48085,14 +48426,14 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$342  = ptr_d;
     if (rst) begin
       \$342  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$343  = cache_valid;
     if (\$111 ) begin
       \$343  = 1'h0;
@@ -48110,7 +48451,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$344  = queues__sel;
     casez (fetch_state)
       4'h0:
@@ -48123,7 +48464,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$345  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -48221,7 +48562,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$346  = base;
     casez (fetch_state)
       4'h0:
@@ -48234,7 +48575,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$347  = mask;
     casez (fetch_state)
       4'h0:
@@ -48247,7 +48588,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$348  = prod;
     casez (fetch_state)
       4'h0:
@@ -48260,7 +48601,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$349  = head;
     casez (fetch_state)
       4'h0:
@@ -48273,7 +48614,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$350  = need;
     casez (fetch_state)
       4'h0:
@@ -48305,7 +48646,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$351  = hdr_known;
     casez (fetch_state)
       4'h0:
@@ -48326,7 +48667,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$352  = exact;
     casez (fetch_state)
       4'h0:
@@ -48348,7 +48689,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$353  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -48378,7 +48719,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$354  = cookie;
     casez (fetch_state)
       4'h0:
@@ -48399,7 +48740,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$355  = opcode;
     casez (fetch_state)
       4'h0:
@@ -48420,7 +48761,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$356  = cache_q;
     casez (fetch_state)
       4'h0:
@@ -48435,7 +48776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$357  = hi;
     casez (fetch_state)
       4'h0:
@@ -48474,7 +48815,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$358  = msg;
     casez (fetch_state)
       4'h0:
@@ -48521,7 +48862,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$359  = total;
     casez (fetch_state)
       4'h0:
@@ -48552,7 +48893,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$360  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -48574,7 +48915,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$361  = fetch_beat;
     casez (fetch_state)
       4'h0:
@@ -48600,7 +48941,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$362  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -48628,7 +48969,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$363  = acc;
     casez (fetch_state)
       4'h0:
@@ -48647,7 +48988,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$364  = status;
     casez (fetch_state)
       4'h0:
@@ -48707,7 +49048,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$365  = slots;
     casez (fetch_state)
       4'h0:
@@ -48742,7 +49083,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$366  = count;
     casez (fetch_state)
       4'h0:
@@ -48763,7 +49104,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$367  = length;
     casez (fetch_state)
       4'h0:
@@ -48784,7 +49125,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$368  = addr;
     casez (fetch_state)
       4'h0:
@@ -48805,7 +49146,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$369  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -48840,7 +49181,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$370  = lane;
     casez (fetch_state)
       4'h0:
@@ -48873,7 +49214,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$371  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -48908,7 +49249,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$372  = rem;
     casez (fetch_state)
       4'h0:
@@ -49001,7 +49342,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data, r_en, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -49105,7 +49446,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -49118,7 +49459,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -49139,7 +49480,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -49388,7 +49729,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -49398,7 +49739,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -49408,7 +49749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -49421,7 +49762,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -49441,7 +49782,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requests, served_stb, grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -49462,7 +49803,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     grant = 2'h0;
     (* full_case = 32'd1 *)
     casez (last)
@@ -49529,7 +49870,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -49542,7 +49883,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$5899$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
 , completion_queue, event_queue, start_stb, halt_stb, head_stb, head_slots, sel, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire \$1 ;
   wire \$10 ;
   reg [3:0] \$100 ;
@@ -51448,7 +51789,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     .writing(writing)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51462,7 +51803,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51476,7 +51817,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51490,7 +51831,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51504,7 +51845,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51518,7 +51859,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51532,7 +51873,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51546,7 +51887,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51560,7 +51901,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51574,7 +51915,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51588,7 +51929,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51602,7 +51943,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51616,7 +51957,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51630,7 +51971,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51644,7 +51985,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51658,7 +51999,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51672,7 +52013,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51686,7 +52027,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51700,7 +52041,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51714,7 +52055,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51728,7 +52069,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51742,7 +52083,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51756,7 +52097,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51770,7 +52111,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51784,7 +52125,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51798,7 +52139,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51812,7 +52153,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51826,7 +52167,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51840,7 +52181,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51854,7 +52195,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51868,7 +52209,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51882,7 +52223,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51896,7 +52237,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51910,7 +52251,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51924,7 +52265,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51938,7 +52279,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51952,7 +52293,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51966,7 +52307,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51980,7 +52321,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -51994,7 +52335,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52008,7 +52349,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52022,7 +52363,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52036,7 +52377,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52050,7 +52391,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52064,7 +52405,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52078,7 +52419,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52092,7 +52433,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52106,7 +52447,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52120,7 +52461,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52134,7 +52475,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52148,7 +52489,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52162,7 +52503,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52176,7 +52517,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52190,7 +52531,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52204,7 +52545,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52218,7 +52559,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52232,7 +52573,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52246,7 +52587,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52260,7 +52601,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52274,7 +52615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52288,7 +52629,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52302,7 +52643,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52316,7 +52657,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52330,7 +52671,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52344,7 +52685,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52358,7 +52699,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52372,7 +52713,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52386,7 +52727,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52400,7 +52741,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52414,7 +52755,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52428,7 +52769,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52442,7 +52783,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52456,7 +52797,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52470,7 +52811,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52484,7 +52825,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52498,7 +52839,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52512,7 +52853,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52526,7 +52867,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52540,7 +52881,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52554,7 +52895,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52568,7 +52909,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52582,7 +52923,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52596,7 +52937,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52610,7 +52951,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52624,7 +52965,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52638,7 +52979,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52652,7 +52993,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52666,7 +53007,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52680,7 +53021,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52694,7 +53035,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52708,7 +53049,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52722,7 +53063,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52736,7 +53077,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52750,7 +53091,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52764,7 +53105,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52778,7 +53119,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52792,7 +53133,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52806,7 +53147,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52820,7 +53161,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52834,7 +53175,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52848,7 +53189,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52862,7 +53203,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52876,7 +53217,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52890,7 +53231,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52904,7 +53245,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52918,7 +53259,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52932,7 +53273,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52946,7 +53287,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52960,7 +53301,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52974,7 +53315,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -52988,7 +53329,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53002,7 +53343,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53016,7 +53357,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53030,7 +53371,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53044,7 +53385,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53058,7 +53399,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53072,7 +53413,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53086,7 +53427,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53100,7 +53441,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53114,7 +53455,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53128,7 +53469,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53142,7 +53483,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53156,7 +53497,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53170,7 +53511,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53184,7 +53525,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53198,7 +53539,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53212,7 +53553,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53226,7 +53567,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53240,7 +53581,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53254,7 +53595,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53268,7 +53609,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53282,7 +53623,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53296,7 +53637,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53310,7 +53651,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53324,7 +53665,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53338,7 +53679,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53352,7 +53693,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53366,7 +53707,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53380,7 +53721,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53394,7 +53735,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53408,7 +53749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53422,7 +53763,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53436,7 +53777,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53450,7 +53791,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53464,7 +53805,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53478,7 +53819,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53492,7 +53833,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53506,7 +53847,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53520,7 +53861,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53534,7 +53875,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53548,7 +53889,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53562,7 +53903,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53576,7 +53917,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53590,7 +53931,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53604,7 +53945,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53618,7 +53959,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53632,7 +53973,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53646,7 +53987,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53660,7 +54001,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53674,7 +54015,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53688,7 +54029,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53702,7 +54043,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53716,7 +54057,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53730,7 +54071,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53744,7 +54085,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -53758,7 +54099,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     csr__r_data = 32'd0;
     if (\$49 ) begin
       casez (\$23 [5:0])
@@ -53790,7 +54131,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     flush_stb = 1'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -53894,7 +54235,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     flush_queue = 2'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -53998,7 +54339,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$829  = q0_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -54029,7 +54370,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$830  = q1_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -54062,7 +54403,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$831  = q2_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -54097,7 +54438,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$832  = q3_eq;
     if (disarm_stb) begin
       (* full_case = 32'd1 *)
@@ -54135,14 +54476,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$833  = \$186 [3:0];
     if (rst) begin
       \$833  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$834  = q0_head;
     if (\$188 ) begin
       \$834  = \$189 [15:0];
@@ -54177,7 +54518,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$835  = q0_halted;
     if (\$191 ) begin
       \$835  = 1'h1;
@@ -54213,7 +54554,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$836  = q0_status;
     if (\$191 ) begin
       \$836 [3] = 1'h1;
@@ -54258,7 +54599,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$837  = q0_cons;
     if (\$193 ) begin
       \$837  = \$194 [15:0];
@@ -54293,7 +54634,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$838  = q0_cq_prod;
     if (\$193 ) begin
       \$838  = \$195 [15:0];
@@ -54328,7 +54669,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$839  = q0_phase;
     if (\$193 ) begin
       if (\$199 ) begin
@@ -54365,14 +54706,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$840  = \$208 [3:0];
     if (rst) begin
       \$840  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$841  = q1_head;
     if (\$210 ) begin
       \$841  = \$211 [15:0];
@@ -54407,7 +54748,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$842  = q1_halted;
     if (\$213 ) begin
       \$842  = 1'h1;
@@ -54443,7 +54784,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$843  = q1_status;
     if (\$213 ) begin
       \$843 [3] = 1'h1;
@@ -54488,7 +54829,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$844  = q1_cons;
     if (\$215 ) begin
       \$844  = \$216 [15:0];
@@ -54523,7 +54864,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$845  = q1_cq_prod;
     if (\$215 ) begin
       \$845  = \$217 [15:0];
@@ -54558,7 +54899,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$846  = q1_phase;
     if (\$215 ) begin
       if (\$221 ) begin
@@ -54595,14 +54936,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$847  = \$230 [3:0];
     if (rst) begin
       \$847  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$848  = q2_head;
     if (\$232 ) begin
       \$848  = \$233 [15:0];
@@ -54637,7 +54978,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$849  = q2_halted;
     if (\$235 ) begin
       \$849  = 1'h1;
@@ -54673,7 +55014,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$850  = q2_status;
     if (\$235 ) begin
       \$850 [3] = 1'h1;
@@ -54718,7 +55059,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$851  = q2_cons;
     if (\$237 ) begin
       \$851  = \$238 [15:0];
@@ -54753,7 +55094,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$852  = q2_cq_prod;
     if (\$237 ) begin
       \$852  = \$239 [15:0];
@@ -54788,7 +55129,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$853  = q2_phase;
     if (\$237 ) begin
       if (\$243 ) begin
@@ -54825,14 +55166,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$854  = \$252 [3:0];
     if (rst) begin
       \$854  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$855  = q3_head;
     if (\$254 ) begin
       \$855  = \$255 [15:0];
@@ -54867,7 +55208,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$856  = q3_halted;
     if (\$257 ) begin
       \$856  = 1'h1;
@@ -54903,7 +55244,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$857  = q3_status;
     if (\$257 ) begin
       \$857 [3] = 1'h1;
@@ -54948,7 +55289,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$858  = q3_cons;
     if (\$259 ) begin
       \$858  = \$260 [15:0];
@@ -54983,7 +55324,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$859  = q3_cq_prod;
     if (\$259 ) begin
       \$859  = \$261 [15:0];
@@ -55018,7 +55359,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$860  = q3_phase;
     if (\$259 ) begin
       if (\$265 ) begin
@@ -55055,7 +55396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$861  = q0_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55070,7 +55411,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$862  = q0_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55087,7 +55428,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$863  = q0_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55106,7 +55447,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$864  = q0_cq_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55127,7 +55468,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$865  = q0_cq_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55150,7 +55491,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$866  = q0_cq_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55175,7 +55516,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$867  = q0_prod;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55204,7 +55545,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$868  = q0_en;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -55237,7 +55578,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$869  = q1_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55252,7 +55593,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$870  = q1_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55269,7 +55610,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$871  = q1_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55288,7 +55629,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$872  = q1_cq_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55309,7 +55650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$873  = q1_cq_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55332,7 +55673,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$874  = q1_cq_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55357,7 +55698,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$875  = q1_prod;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55386,7 +55727,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$876  = q1_en;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -55419,7 +55760,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$877  = q2_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55434,7 +55775,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$878  = q2_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55451,7 +55792,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$879  = q2_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55470,7 +55811,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$880  = q2_cq_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55491,7 +55832,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$881  = q2_cq_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55514,7 +55855,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$882  = q2_cq_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55539,7 +55880,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$883  = q2_prod;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55568,7 +55909,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$884  = q2_en;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -55601,7 +55942,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$885  = q3_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55616,7 +55957,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$886  = q3_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55633,7 +55974,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$887  = q3_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55652,7 +55993,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$888  = q3_cq_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55673,7 +56014,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$889  = q3_cq_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55696,7 +56037,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$890  = q3_cq_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55721,7 +56062,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$891  = q3_prod;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55750,7 +56091,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$892  = q3_en;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -55783,7 +56124,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -55797,7 +56138,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -55811,7 +56152,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -55825,7 +56166,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -55839,7 +56180,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -55853,7 +56194,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55867,7 +56208,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55881,7 +56222,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55895,7 +56236,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55909,7 +56250,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55923,7 +56264,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55937,7 +56278,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -55951,7 +56292,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -55965,7 +56306,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -55979,7 +56320,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -55993,7 +56334,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56007,7 +56348,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56021,7 +56362,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56035,7 +56376,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56049,7 +56390,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56063,7 +56404,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56077,7 +56418,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56091,7 +56432,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56105,7 +56446,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56119,7 +56460,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56133,7 +56474,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56147,7 +56488,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56161,7 +56502,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56175,7 +56516,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56189,7 +56530,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$5898$0 , \port$589
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -56284,7 +56625,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$5930$0 , \port$5931$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
 , event_stb, record, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -56468,7 +56809,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   always @(posedge clk)
     event_queue <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56476,7 +56817,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     writing = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56488,7 +56829,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56498,7 +56839,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -56512,7 +56853,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56522,7 +56863,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -56535,7 +56876,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56547,7 +56888,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     done_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56561,7 +56902,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56575,7 +56916,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     disarm_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56591,7 +56932,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$23  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56608,7 +56949,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$24  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -56627,7 +56968,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$25  = record;
     casez (completion_state)
       2'h0:
@@ -56640,7 +56981,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$26  = \$signal ;
     casez (completion_state)
       2'h0:
@@ -56657,7 +56998,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$27  = beat_i;
     casez (completion_state)
       2'h0:
@@ -56674,7 +57015,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$28  = completion_state;
     casez (completion_state)
       2'h0:
@@ -56695,7 +57036,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$29  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -56712,7 +57053,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$30  = event_queue;
     casez (completion_state)
       2'h0:
@@ -56770,7 +57111,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -56888,7 +57229,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -56898,7 +57239,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -56908,7 +57249,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -56921,7 +57262,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;
