@@ -66,10 +66,11 @@ _SHARED_BATCH = 64
 #: Frames the link keeps in software while the TX ring is full (then a counted drop): the
 #: instance never waits for the NIC to free a TX slot, it goes on polling its RX queues.
 TX_BACKLOG = 4096
-#: Frames per TX work item at most. The simulated NIC's RX path waits for the TX work item
-#: in progress (measured: under a saturating TX load ~2,000 cycles per RX frame with 64-frame
-#: items, ~1,000 with 16, ~430 with 4), so shorter items keep every instance's RX latency
-#: lower under another's bulk sending; the same for every instance.
+#: Frames per TX work item at most, the same for every instance. The NIC's RX path used to
+#: wait for the whole TX work item in progress, so items were kept short. The DMA engine now
+#: serves its clients a burst at a time (docs/host.md: about 26 cycles per RX frame under
+#: TX load whatever the item's size), so this is no longer about RX latency; 16 is the value
+#: the dispatch figures were measured with.
 TX_BATCH = 16
 
 
