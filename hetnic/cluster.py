@@ -37,6 +37,9 @@ __all__ = ["ClusterError", "ClusterSpec", "cluster_spec", "add_cluster_option", 
 #: Times a task that raised is tried again before the run fails (a task whose worker died
 #: is rescheduled by Dask and does not count).
 RETRIES = 2
+#: Shards of a sharded replay per worker: more than one lets Dask's work stealing even out
+#: a shard that a big flow makes longer, at the cost of one more simulator start each.
+SHARDS_PER_WORKER = 1
 #: Seconds allowed to reach a cluster address.
 CONNECT_TIMEOUT = 5
 #: Dask settings for hetnic's clusters (a local cluster's scheduler and workers, and the
@@ -160,7 +163,8 @@ def _preload() -> None:
     import scapy.utils  # noqa: F401
     from . import shard  # noqa: F401
     from .host import nic  # noqa: F401
-    from .sim.model import rx_pipeline  # noqa: F401
+    from .sim.model import parser, rx_pipeline  # noqa: F401
+    from . import rss_eval  # noqa: F401
 
 
 def _wait_for_workers(client, n: int, seconds: float) -> None:
@@ -298,45 +302,40 @@ def file_digest(path) -> str:
 def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check: bool = True,
                       shards: int | None = None, ship_frames: bool | None = None,
                       cache: bool = True, progress: bool | None = None):
-    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: the model's record and
-    Toeplitz hash of every frame (:func:`~hetnic.shard.model_slice`, a slice per worker),
-    split the capture into ``shards`` shards by flow (default: one per worker), replay each
-    shard on a simulated NIC of its own (its model records from the first pass) (:func:`~hetnic.shard.replay_shard`) and merge
+    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: the Toeplitz hash of
+    every frame (:func:`~hetnic.shard.hash_slice`, a slice per worker; only the ``uint32``
+    hashes come back), split the capture into ``shards`` shards by flow (default:
+    :data:`SHARDS_PER_WORKER` per worker), replay each shard on a simulated NIC of its own
+    with the model check (:func:`~hetnic.shard.replay_shard`) and merge
     (:func:`~hetnic.shard.merge_results`).
 
     The workers read the capture by its path when they share this machine's files (a local
     cluster; ``ship_frames`` False); otherwise (``ship_frames`` True, the default for a
-    cluster at an address) the frames go to the workers once. ``cache`` False computes
-    everything again (the figures of ``hetnic bench cluster``)."""
+    cluster at an address) the frame list goes to the cluster once, as one object. ``cache``
+    False computes everything again (the figures of ``hetnic bench cluster``)."""
     from .replay import read_capture
-    from .shard import merge_results, model_slice, replay_shard, shard_indices
+    from .shard import hash_slice, merge_results, replay_shard, shard_indices
     import numpy as np
     workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-    shards = shards or workers
+    shards = shards or SHARDS_PER_WORKER * workers
     if ship_frames is None:
         ship_frames = not _local(client)
-    source = (client.scatter(read_capture(pcap), broadcast=False) if ship_frames
+    source = (client.scatter([read_capture(pcap)])[0] if ship_frames
               else str(Path(pcap).resolve()))
     run_key = repr((file_digest(pcap), config, data_width))
-    slices = [Task(f"model of slice {k} of {workers}", model_slice,
-                   (source, k, workers, config), {"data_width": data_width},
-                   key=cache and content_key("model", run_key, str(k), str(workers)) or None)
+    slices = [Task(f"hashes of slice {k} of {workers}", hash_slice,
+                   (source, k, workers, config),
+                   key=cache and content_key("hashes", run_key, str(k), str(workers)) or None)
               for k in range(workers)]
-    models = run_tasks(client, slices, label="model", progress=False)
-    hashes = np.concatenate([m[0] for m in models])
-    fields = next((m[1] for m in models if m[1]), ())
-    rows = [row for m in models for row in m[2]]
-    total = len(hashes)
+    hashes = np.concatenate(run_tasks(client, slices, label="hash", progress=False))
     parts = shard_indices(hashes, shards)
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
-                         (source, ix, config),
-                         {"data_width": data_width, "check": check,
-                          "model": (fields, [rows[i] for i in ix])},
+                         (source, ix, config), {"data_width": data_width, "check": check},
                          key=cache and content_key("replay", run_key, str(check),
                                                    ix.tobytes()) or None)
                     for s, ix in enumerate(parts)]
     results = run_tasks(client, replay_tasks, label="replay", progress=progress)
-    return merge_results(total, list(zip(parts, results)))
+    return merge_results(len(hashes), list(zip(parts, results)))
 
 
 def _local(client) -> bool:

@@ -55,7 +55,7 @@ from .protocol import MS_RSS_DEFAULT_KEY
 
 __all__ = ["POLICIES", "MAX_QUEUES", "evaluate", "default_window", "parse_window",
            "format_table", "draw_figure", "dumps", "SWEEP_AXES", "parse_sweep",
-           "evaluate_capture", "format_sweep", "draw_sweep_figure"]
+           "evaluate_capture", "format_sweep", "draw_sweep_figure", "FlowHashes"]
 
 POLICIES = ("static", "adaptive_key", "reta", "adaptive_key+reta")
 MAX_QUEUES = 256
@@ -100,13 +100,14 @@ def default_window(trace) -> tuple[str, float | int]:
     return "packets", max(1, math.ceil(len(trace) / 10))
 
 
-class _FlowHashes:
-    """Toeplitz hash of every flow of a trace, per key (cached)."""
+class FlowHashes:
+    """Toeplitz hash of every input of ``inputs`` (hash input bytes; an empty one hashes to
+    0), per key (cached): batched over the inputs of each length."""
 
     def __init__(self, inputs: list[bytes]):
         self.count = len(inputs)
         self.rows = {}
-        for length in (12, 36):
+        for length in sorted({len(b) for b in inputs} - {0}):
             idx = np.array([i for i, b in enumerate(inputs) if len(b) == length],
                            dtype=np.int64)
             data = b"".join(inputs[i] for i in idx)
@@ -197,7 +198,7 @@ class _Policy:
             return self.key, self.table
         return MS_RSS_DEFAULT_KEY, self.static_table
 
-    def flow_queues(self, hashes: _FlowHashes, key=None, table=None) -> np.ndarray:
+    def flow_queues(self, hashes: FlowHashes, key=None, table=None) -> np.ndarray:
         """Queue of every flow under ``key`` and ``table`` (default: those in force)."""
         if key is None:
             key, table = self.in_force()
@@ -226,7 +227,7 @@ class _Policy:
         self.buckets_moved.append(moved)
         self.seconds.append(seconds)
 
-    def decide_on(self, window: _Window, hashes: _FlowHashes) -> np.ndarray | None:
+    def decide_on(self, window: _Window, hashes: FlowHashes) -> np.ndarray | None:
         """:meth:`decide` on ``window``; the flow -> queue map from before the decision if
         the key or table in force changed, else None."""
         old = self.in_force()
@@ -235,7 +236,7 @@ class _Policy:
         key, table = self.in_force()
         return old_queues if (key, list(table)) != (old[0], list(old[1])) else None
 
-    def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None,
+    def score(self, window: _Window, hashes: FlowHashes, before: np.ndarray | None,
               static_max_mean: float | None = None) -> None:
         """Score the key and table in force on ``window`` (the one after the decision): its
         packet and byte scores and queue shares, and for an adaptive policy the flows of
@@ -455,7 +456,7 @@ def _replay_windows(trace, nonempty: list, policies: dict[str, "_Policy"],
     """Every policy decides on each window with packets and is scored on the next one (its
     scores accumulate in the policy). Returns the per-scored-window series of the report:
     ``window_start`` (rounded to ns), ``lower_bound`` and ``lower_bound_bytes``."""
-    hashes = _FlowHashes(trace.inputs)
+    hashes = FlowHashes(trace.inputs)
     lb_p, lb_b, starts = [], [], []
     window = _Window(trace, *nonempty[0])
     for w in range(len(nonempty) - 1):

@@ -2,13 +2,12 @@
 merge the results back into one :class:`~hetnic.replay.ReplayResult` in input order.
 
 A frame's shard is its Toeplitz hash under the run's key (and ``--symmetric``), exactly as
-the NIC's hash stage computes it (the software model's record of the frame, which the
-replay's model check uses too), modulo the number of shards. Every frame of a flow
-has the same hash, so a flow stays in one shard, in its input order. Frames without a hash
+the NIC's hash stage and the software model compute it, modulo the number of shards. Every
+frame of a flow has the same hash, so a flow stays in one shard, in its input order. Frames without a hash
 (non-IP, parse errors) have hash 0 and go to shard 0.
 
 The functions here are what :mod:`hetnic.cluster` runs on the workers
-(:func:`model_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
+(:func:`hash_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
 :func:`merge_results`); they import nothing of Dask. A frame *source* is a capture path (the
 workers read the file themselves; a worker process keeps the last capture it read) or the
 list of frames itself.
@@ -24,7 +23,7 @@ import numpy as np
 from .config import RxConfig
 from .replay import ReplayResult, read_capture, replay_frames
 
-__all__ = ["frames_of", "model_slice", "shard_indices", "replay_shard", "merge_results",
+__all__ = ["frames_of", "frame_hashes", "hash_slice", "shard_indices", "replay_shard", "merge_results",
            "pack_records", "unpack_records", "SUMMED_STATS"]
 
 #: The statistics of :class:`~hetnic.replay.ReplayResult` that add up over shards (the
@@ -47,33 +46,36 @@ def frames_of(source: str | list[bytes]) -> list[bytes]:
     return _last_capture[1]
 
 
-def model_slice(source: str | list[bytes], part: int, parts: int, config: RxConfig, *,
-                data_width: int = 64) -> tuple[np.ndarray, tuple, list]:
-    """The software model's records of slice ``part`` of ``parts`` equal slices of the frames
-    of ``source`` (in order; concatenated, the slices are every frame) under ``config``, as
-    :func:`~hetnic.replay.replay_frames` computes them for its model check (the same build,
-    configuration and generation): ``(hashes, fields, rows)``, the Toeplitz hash of every
-    frame (``uint32``; 0 for a frame without one), the record's field names and a tuple of
-    values per frame (None for an empty frame)."""
-    from .host.nic import Nic
-    from .sim.model.rx_pipeline import RxModel
+def frame_hashes(frames: list[bytes], config: RxConfig) -> np.ndarray:
+    """The Toeplitz hash of every frame under ``config`` (``uint32``; 0 for a frame without
+    one), as the NIC's hash stage and the software model
+    (:class:`~hetnic.sim.model.rx_pipeline.RxModel`) compute it: the model's parser and hash
+    type, the hashes batched (:class:`~hetnic.rss_eval.FlowHashes`)."""
+    from .protocol import HashType, RX_MAX_FRAME_LIMIT
+    from .rss_eval import FlowHashes
+    from .sim.model.parser import parse_frame
+    from .sim.model.toeplitz import meta_hash_input, select_hash_type
+    max_frame = min(config.max_frame, RX_MAX_FRAME_LIMIT)
+    inputs = []
+    for frame in frames:
+        if not frame:
+            inputs.append(b"")
+            continue
+        parsed = parse_frame(frame, max_frame=max_frame,
+                             direct_ethertype=config.direct_ethertype)
+        kind = select_hash_type(parsed.error, parsed.flags, config.hash_enable)
+        inputs.append(b"" if kind == HashType.NONE
+                      else meta_hash_input(parsed, kind, config.symmetric))
+    return FlowHashes(inputs)(config.key)
+
+
+def hash_slice(source: str | list[bytes], part: int, parts: int,
+               config: RxConfig) -> np.ndarray:
+    """:func:`frame_hashes` of slice ``part`` of ``parts`` equal slices of the frames of
+    ``source`` (in order; concatenated, the slices are every frame)."""
     frames = frames_of(source)
     step = -(-len(frames) // parts)
-    start, end = part * step, min((part + 1) * step, len(frames))
-    with Nic.open("sim", width=data_width, rx_queues=max(8, config.queues)) as nic:
-        generation = nic.apply(config)
-        model = RxModel(nic.regmap, config, generation=generation)
-    rows, fields = [], ()
-    hashes = np.zeros(max(0, end - start), dtype=np.uint32)
-    for i, frame in enumerate(frames[start:end]):
-        if not frame:
-            rows.append(None)
-            continue
-        rec = model.process(frame)
-        fields = fields or tuple(rec)
-        hashes[i] = rec["hash"]
-        rows.append(tuple(rec.values()))
-    return hashes, fields, rows
+    return frame_hashes(frames[part * step:(part + 1) * step], config)
 
 
 def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
@@ -86,20 +88,14 @@ def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
 
 
 def replay_shard(source: str | list[bytes], indices, config: RxConfig, *,
-                 data_width: int = 64, check: bool = True,
-                 model: tuple[tuple, list] | None = None) -> ReplayResult:
+                 data_width: int = 64, check: bool = True) -> ReplayResult:
     """Replay frames ``indices`` of ``source`` (in that order) on a simulated NIC of its own,
-    as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`); ``model``, the
-    ``(fields, rows)`` of :func:`model_slice` for these frames, saves computing the model's
-    records again. Record ``k`` of the result is frame ``indices[k]``'s; mismatch indices
-    are the shard's own. The records come back packed (:func:`pack_records`)."""
+    as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`, the model check
+    included). Record ``k`` of the result is frame ``indices[k]``'s; mismatch indices are the
+    shard's own. The records come back packed (:func:`pack_records`)."""
     frames = frames_of(source)
-    records = None
-    if model is not None:
-        fields, rows = model
-        records = [None if row is None else dict(zip(fields, row)) for row in rows]
     result = replay_frames([frames[int(i)] for i in indices], config, data_width=data_width,
-                           check=check, model_records=records)
+                           check=check)
     result.records = pack_records(result.records)
     return result
 
