@@ -108,6 +108,7 @@ def bench_cluster(frames: int = 60_000, workers: int = 2, captures: Path = DEFAU
         "single_cpu_s": round(single_cpu, 3),
         "cluster_cpu_s": round(client_cpu + workers_cpu, 3),
         "cluster_client_cpu_s": round(client_cpu, 3),
+        "cluster_replay_tasks_cpu_s": round(sharded.stats["cpu_s"], 3),
         "shard_frames_max_over_mean": round(max(sharded.stats["shard_frames"]) * len(
             sharded.stats["shard_frames"]) / total, 3),
         "cpus": os.cpu_count(),

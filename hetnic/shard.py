@@ -16,6 +16,7 @@ list of frames itself.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -92,11 +93,14 @@ def replay_shard(source: str | list[bytes], indices, config: RxConfig, *,
     """Replay frames ``indices`` of ``source`` (in that order) on a simulated NIC of its own,
     as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`, the model check
     included). Record ``k`` of the result is frame ``indices[k]``'s; mismatch indices are the
-    shard's own. The records come back packed (:func:`pack_records`)."""
+    shard's own. The records come back packed (:func:`pack_records`); ``stats["cpu_s"]`` is
+    the CPU seconds the task's thread spent (what is left of the worker's CPU is Dask's)."""
+    cpu = time.thread_time()
     frames = frames_of(source)
     result = replay_frames([frames[int(i)] for i in indices], config, data_width=data_width,
                            check=check)
     result.records = pack_records(result.records)
+    result.stats["cpu_s"] = time.thread_time() - cpu
     return result
 
 
@@ -122,12 +126,13 @@ def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> R
     as dicts or packed by :func:`pack_records`): the
     records back in input order, the mismatches under their input indices (in input order;
     shard-wide ones, index -1, last), the counters and :data:`SUMMED_STATS` summed;
-    ``shards`` and ``shard_frames`` (frames per shard) added to the statistics."""
+    ``shards``, ``shard_frames`` (frames per shard) and ``cpu_s`` (the shards' CPU seconds,
+    :func:`replay_shard`) added to the statistics."""
     records: list[dict | None] = [None] * total
     mismatches, whole = [], []
     counters: Counter = Counter()
     stats = {name: 0 for name in SUMMED_STATS}
-    stats.update(cycles=0, seconds=0.0, generation=None, shards=len(parts),
+    stats.update(cycles=0, seconds=0.0, cpu_s=0.0, generation=None, shards=len(parts),
                  shard_frames=[len(indices) for indices, _ in parts])
     for indices, result in parts:
         result.records = unpack_records(result.records)
@@ -141,6 +146,7 @@ def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> R
         counters.update(result.counters)
         for name in SUMMED_STATS:
             stats[name] += result.stats[name]
+        stats["cpu_s"] += result.stats.get("cpu_s", 0.0)
         stats["cycles"] = max(stats["cycles"], result.stats["cycles"])
         stats["seconds"] = max(stats["seconds"], result.stats["seconds"])
         if stats["generation"] is None:
