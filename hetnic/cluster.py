@@ -11,7 +11,8 @@ elsewhere by the scheduler; one that raises is retried :data:`RETRIES` times), s
 progress bar, and keeps every result in the build cache (``cluster/`` under
 :func:`~hetnic.build_cache.cache_dir`) under a content hash of its inputs and of the
 hetnic sources, so a rerun computes only what is missing. Workers must run the same hetnic as
-the client (:func:`code_version`): a cluster that does not is refused.
+the client (:func:`code_identity`: release and sources): a cluster that does not is refused,
+and every task checks it again on its worker.
 """
 
 from __future__ import annotations
@@ -103,22 +104,49 @@ def code_version() -> str:
         return "unknown"
 
 
+#: The source files :func:`source_digest` covers: the Python modules and the C and C++ of
+#: the simulation harness and the host's native helpers.
+SOURCE_SUFFIXES = (".py", ".c", ".cpp", ".h")
+
+
 @lru_cache(maxsize=1)
 def source_digest() -> str:
-    """A hash of the Python sources of the hetnic this process runs, read once: part of every
-    result cache key, so results computed by other code are not reused."""
+    """A hash of the sources (:data:`SOURCE_SUFFIXES`) of the hetnic this process runs, read
+    once: part of :func:`code_identity` and of every result cache key, so results computed
+    by other code are not reused (an editable install reports the same version for any
+    code)."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for folder in [root] + [root.parent / name for name in ("gateware", "host", "sim", "boards")]:
-        for path in sorted(folder.rglob("*.py")) if folder.is_dir() else ():
+        paths = sorted(p for p in folder.rglob("*") if p.suffix in SOURCE_SUFFIXES
+                       and p.is_file()) if folder.is_dir() else ()
+        for path in paths:
             h.update(str(path.relative_to(folder.parent)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
+def code_identity() -> str:
+    """What workers must share with the client: the release (:func:`code_version`) and the
+    sources (:func:`source_digest`), as ``VERSION sources DIGEST``."""
+    return f"{code_version()} sources {source_digest()}"
+
+
 def _worker_version() -> str:
-    """Run on each worker: :func:`code_version` there (a test replaces it to fake one)."""
+    """Run on each worker: :func:`code_identity` there (a test replaces
+    :func:`code_version` to fake another release)."""
     from hetnic import cluster
-    return cluster.code_version()
+    return cluster.code_identity()
+
+
+def _checked(identity: str, fn: Callable, *args, **kwargs):
+    """Run on a worker: ``fn(*args, **kwargs)`` if the worker runs the client's hetnic
+    (``identity``, :func:`code_identity`), so a worker that joined after the check of
+    :func:`open_cluster` is checked too; else ClusterError."""
+    theirs = _worker_version()
+    if theirs != identity:
+        raise ClusterError(f"this worker runs another hetnic ({theirs}, the client: "
+                           f"{identity}); install the same hetnic on the workers")
+    return fn(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -176,8 +204,9 @@ def _wait_for_workers(client, n: int, seconds: float) -> None:
 
 
 def check_versions(client) -> None:
-    """ClusterError unless every worker of ``client`` runs this process's hetnic."""
-    mine = code_version()
+    """ClusterError unless every worker of ``client`` runs this process's hetnic (release
+    and sources, :func:`code_identity`)."""
+    mine = code_identity()
     theirs = client.run(_worker_version)
     other = {worker: v for worker, v in theirs.items() if v != mine}
     if other:
@@ -200,7 +229,7 @@ class Task:
 
 
 def _cache_path(key: str) -> Path:
-    return cache_dir("cluster") / f"{content_key(code_version(), source_digest(), key)}.pickle"
+    return cache_dir("cluster") / f"{content_key(code_identity(), key)}.pickle"
 
 
 def _cached(key: str | None):
@@ -261,9 +290,11 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
     done = len(tasks) - len(todo)
     bar(done)
     futures = {}
+    identity = code_identity()
     for i in todo:
         t = tasks[i]
-        fut = client.submit(t.fn, *t.args, **(t.kwargs or {}), retries=retries, pure=False,
+        fut = client.submit(_checked, identity, t.fn, *t.args, **(t.kwargs or {}),
+                            retries=retries, pure=False,
                             key=f"hetnic-{label}-{i}-{os.urandom(4).hex()}")
         futures[fut] = i
     failed = []

@@ -123,18 +123,30 @@ def _fake_version():
     cluster.code_version = lambda: "0.0.1+fake"
 
 
+def _fake_sources():
+    from hetnic import cluster
+    cluster.source_digest = lambda: "0123456789abcdef"
+
+
 def _real_version():
     import importlib
     from hetnic import cluster
     importlib.reload(cluster)
 
 
-def test_other_hetnic_on_workers_refused(client):
-    client.run(_fake_version)
+@pytest.mark.parametrize("fake, theirs", [(_fake_version, r"0\.0\.1\+fake sources \w+"),
+                                          (_fake_sources, r".* sources 0123456789abcdef")])
+def test_other_hetnic_on_workers_refused(client, fake, theirs):
+    """The release or only the sources (an editable install) differ: refused at the start,
+    and by every task (a worker that joins later)."""
+    client.run(fake)
     try:
-        with pytest.raises(ClusterError, match=r"2 of 2 workers run another hetnic "
-                           r"\(.*: 0\.0\.1\+fake, here: .*\); install the same hetnic"):
+        with pytest.raises(ClusterError, match=rf"2 of 2 workers run another hetnic "
+                           rf"\(.*: {theirs}, here: .*\); install the same hetnic"):
             check_versions(client)
+        with pytest.raises(ClusterError, match=rf"task 0 failed 1 times \(ClusterError: "
+                           rf"this worker runs another hetnic \({theirs}, the client"):
+            run_tasks(client, [Task("task 0", _ok, (1,))], retries=0, progress=False)
     finally:
         client.run(_real_version)
     check_versions(client)
