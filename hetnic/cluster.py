@@ -32,7 +32,7 @@ from .build_cache import cache_dir, content_key
 from .errors import HetnicError
 
 __all__ = ["ClusterError", "ClusterSpec", "cluster_spec", "add_cluster_option", "code_version",
-           "open_cluster", "Task", "run_tasks", "file_digest", "replay_on_cluster", "RETRIES",
+           "open_cluster", "Task", "run_tasks", "result_cache_dir", "prune_cache", "file_digest", "replay_on_cluster", "RETRIES",
            "CONNECT_TIMEOUT"]
 
 #: Times a task that raised is tried again before the run fails (a task whose worker died
@@ -86,12 +86,18 @@ def cluster_spec(text: str) -> ClusterSpec:
     return ClusterSpec(address=text if "://" in text else f"tcp://{text}")
 
 
-def add_cluster_option(parser, what: str) -> None:
-    """``--cluster`` on a command's parser; ``what`` says what goes to the cluster."""
+def add_cluster_option(parser, what: str, cached: bool = False) -> None:
+    """``--cluster`` on a command's parser; ``what`` says what goes to the cluster. With
+    ``cached``, ``--no-cache`` too (compute everything again; nothing read from or written to
+    the result cache)."""
     parser.add_argument("--cluster", type=cluster_spec, metavar="local[:N]|ADDRESS",
                         help=f"{what} on a Dask cluster: local:N starts N worker processes "
                         "here, an address (tcp://HOST:PORT) joins a running scheduler "
                         "(needs pip install hetnic[cluster]; docs/cluster.md)")
+    if cached:
+        parser.add_argument("--no-cache", action="store_true",
+                            help="with --cluster: compute every result again; none read from "
+                            "or written to the result cache")
 
 
 def code_version() -> str:
@@ -228,8 +234,43 @@ class Task:
     key: str | None = None
 
 
+#: Bytes the result cache may hold; past it, the results least recently used are removed.
+CACHE_LIMIT = 1 << 30
+
+
+def result_cache_dir() -> Path:
+    """The result cache: ``$HETNIC_CLUSTER_CACHE`` if set, else ``cluster/`` under the build
+    cache (:func:`~hetnic.build_cache.cache_dir`). Only the client reads and writes it."""
+    override = os.environ.get("HETNIC_CLUSTER_CACHE")
+    if override:
+        Path(override).mkdir(parents=True, exist_ok=True)
+        return Path(override)
+    return cache_dir("cluster")
+
+
 def _cache_path(key: str) -> Path:
-    return cache_dir("cluster") / f"{content_key(code_identity(), key)}.pickle"
+    return result_cache_dir() / f"{content_key(code_identity(), key)}.pickle"
+
+
+def prune_cache(limit: int = CACHE_LIMIT) -> int:
+    """Remove the least recently used results (a hit touches its file) until the cache holds
+    at most ``limit`` bytes; the number removed."""
+    files = []
+    for path in result_cache_dir().glob("*.pickle"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        files.append((st.st_mtime, st.st_size, path))
+    total, removed = sum(size for _, size, _ in files), 0
+    for _, size, path in sorted(files):
+        if total <= limit:
+            break
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+        total -= size
+    return removed
 
 
 def _cached(key: str | None):
@@ -238,7 +279,9 @@ def _cached(key: str | None):
     path = _cache_path(key)
     try:
         with open(path, "rb") as f:
-            return (pickle.load(f),)
+            value = pickle.load(f)
+        os.utime(path)
+        return (value,)
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
 
@@ -270,12 +313,16 @@ class _Bar:
 
 
 def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
-              retries: int = RETRIES, progress: bool | None = None) -> list:
+              retries: int = RETRIES, progress: bool | None = None,
+              cache: bool = True) -> list:
     """The results of ``tasks`` in order: cached ones from the cache, the others computed
-    on ``client``'s workers (each tried ``1 + retries`` times) and then cached. Results of
+    on ``client``'s workers (each tried ``1 + retries`` times) and then cached (``cache``
+    False: none read or written); the cache is then pruned (:func:`prune_cache`). Results of
     tasks that succeed are kept even when others fail; then ClusterError names the failed
     tasks and the first one's error."""
     from distributed import as_completed
+    if not cache:
+        tasks = [Task(t.name, t.fn, t.args, t.kwargs) for t in tasks]
     results: list = [None] * len(tasks)
     todo = []
     for i, task in enumerate(tasks):
@@ -310,14 +357,17 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
         done += 1
         bar(done)
         fut.release()
+    if any(t.key for t in tasks):
+        prune_cache()
     if failed:
         failed.sort()
         names = ", ".join(tasks[i].name for i, _ in failed[:5]) + (
             f" and {len(failed) - 5} more" if len(failed) > 5 else "")
         kept = len(tasks) - len(failed)
+        then = ("are cached, a rerun computes only the failed ones" if any(t.key for t in tasks)
+                else "are not cached")
         raise ClusterError(f"{names} failed {1 + retries} times ({failed[0][1]}); the "
-                           f"{kept} other results are cached, a rerun computes only the "
-                           "failed ones")
+                           f"{kept} other results {then}")
     return results
 
 
@@ -343,7 +393,8 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     The workers read the capture by its path when they share this machine's files (a local
     cluster; ``ship_frames`` False); otherwise (``ship_frames`` True, the default for a
     cluster at an address) the frame list goes to the cluster once, as one object. ``cache``
-    False computes everything again (the figures of ``hetnic bench cluster``)."""
+    False computes everything again (``--no-cache``; the figures of ``hetnic bench
+    cluster``)."""
     from .replay import read_capture
     from .shard import hash_slice, merge_results, replay_shard, shard_indices
     import numpy as np
@@ -356,16 +407,16 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     run_key = repr((file_digest(pcap), config, data_width))
     slices = [Task(f"hashes of slice {k} of {workers}", hash_slice,
                    (source, k, workers, config),
-                   key=cache and content_key("hashes", run_key, str(k), str(workers)) or None)
+                   key=content_key("hashes", run_key, str(k), str(workers)))
               for k in range(workers)]
-    hashes = np.concatenate(run_tasks(client, slices, label="hash", progress=False))
+    hashes = np.concatenate(run_tasks(client, slices, label="hash", progress=False,
+                                      cache=cache))
     parts = shard_indices(hashes, shards)
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
                          (source, ix, config), {"data_width": data_width, "check": check},
-                         key=cache and content_key("replay", run_key, str(check),
-                                                   ix.tobytes()) or None)
+                         key=content_key("replay", run_key, str(check), ix.tobytes()))
                     for s, ix in enumerate(parts)]
-    results = run_tasks(client, replay_tasks, label="replay", progress=progress)
+    results = run_tasks(client, replay_tasks, label="replay", progress=progress, cache=cache)
     return merge_results(len(hashes), list(zip(parts, results)))
 
 

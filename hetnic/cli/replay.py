@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the frame-by-frame comparison with the software model")
     parser.add_argument("--trace", type=waveform_file, metavar="FILE",
                         help="write a waveform of the replay to FILE (.vcd)")
-    add_cluster_option(parser, "split the capture by flow and replay the shards")
+    add_cluster_option(parser, "split the capture by flow and replay the shards", cached=True)
 
 
 def _simulated_build(width: int):
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         from ..cluster import open_cluster, replay_on_cluster
         with open_cluster(cluster) as client:
             result = replay_on_cluster(client, args.pcap, config, data_width=args.width,
-                                       check=not args.no_check)
+                                       check=not args.no_check, cache=not args.no_cache)
     else:
         result = replay_frames(frames, config, data_width=args.width,
                                check=not args.no_check, trace=args.trace)

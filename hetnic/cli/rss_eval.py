@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and seeds=LIST (integers and ranges A-B, comma-separated; e.g. "
                         "--sweep queues=4,8,16 seeds=1-10 a.pcap b.pcap): one table "
                         "(sweep.md, sweep.json) and one figure (sweep.png) in --out")
-    add_cluster_option(parser, "--sweep: the evaluations")
+    add_cluster_option(parser, "--sweep: the evaluations", cached=True)
     parser.add_argument("--out", default="out/rss-eval",
                         help="output folder for report.json and figure.png (default "
                         "out/rss-eval)")
@@ -312,7 +312,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                                       repr(sorted(options.items())), str(q), str(s)))
                  for path, q, s in points]
         with open_cluster(args.cluster) as client:
-            reports = run_tasks(client, tasks, label="rss-eval")
+            reports = run_tasks(client, tasks, label="rss-eval", cache=not args.no_cache)
     else:
         reports = []
         for path, q, s in points:

@@ -22,7 +22,7 @@ from hetnic.__main__ import main  # noqa: E402
 from hetnic.bench_cluster import STABLE_FIELDS, same_records  # noqa: E402
 from hetnic.cli.replay import _simulated_build  # noqa: E402
 from hetnic.cluster import (ClusterError, ClusterSpec, Task, check_versions,  # noqa: E402
-                            open_cluster, replay_on_cluster, run_tasks)
+                            open_cluster, prune_cache, replay_on_cluster, run_tasks)
 from hetnic.config import RxConfig  # noqa: E402
 from hetnic.replay import read_capture, replay_frames  # noqa: E402
 
@@ -30,6 +30,14 @@ pytestmark = pytest.mark.timeout(300)
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "pcap"
 N_RULES = _simulated_build(64).n_rules
+
+
+@pytest.fixture(autouse=True)
+def result_cache(tmp_path, monkeypatch):
+    """The cluster's result cache (read and written by the client only) in the test's own
+    folder: not the user's, and never a result of an earlier run."""
+    monkeypatch.setenv("HETNIC_CLUSTER_CACHE", str(tmp_path / "cluster-cache"))
+    return tmp_path / "cluster-cache"
 
 # The helper functions below run on the workers: ship them by value, not by module name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -116,6 +124,18 @@ def test_failing_shard_named_others_kept(client):
     again = [Task(t.name, _fails_on, (i, 0 if i != 1 else -1), key=t.key)
              for i, t in enumerate(tasks)]
     assert run_tasks(client, again, progress=False) == [0, 2, 4]
+
+
+def test_no_cache_and_pruning(client, result_cache):
+    tasks = [Task(f"task {i}", _ok, (i,), key=f"k{i}") for i in range(3)]
+    assert run_tasks(client, tasks, progress=False, cache=False) == [0, 2, 4]
+    assert not list(result_cache.glob("*.pickle"))
+    assert run_tasks(client, tasks, progress=False) == [0, 2, 4]
+    files = sorted(result_cache.glob("*.pickle"), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 3
+    os.utime(files[0], (1, 1))
+    assert prune_cache(limit=sum(p.stat().st_size for p in files) - 1) == 1
+    assert not files[0].exists() and files[1].exists()
 
 
 def _fake_version():

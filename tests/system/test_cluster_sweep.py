@@ -16,6 +16,14 @@ pytestmark = pytest.mark.timeout(300)
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "pcap"
 
 
+@pytest.fixture(autouse=True)
+def result_cache(tmp_path, monkeypatch):
+    """The cluster's result cache (read and written by the client only) in the test's own
+    folder: not the user's, and never a result of an earlier run."""
+    monkeypatch.setenv("HETNIC_CLUSTER_CACHE", str(tmp_path / "cluster-cache"))
+    return tmp_path / "cluster-cache"
+
+
 def test_sweep_table_equals_single_runs(tmp_path, capsys):
     capture = CAPTURES / "ethereum.pcap"
     assert main(["rss-eval", "--sweep", "queues=4,8", "seeds=1-2", str(capture),
