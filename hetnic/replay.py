@@ -16,7 +16,7 @@ from .config import RxConfig
 from .errors import HetnicError
 from .protocol import DropReason, HashType, ParseError
 
-__all__ = ["ReplayError", "read_capture", "Consumer", "ReplayResult", "replay_frames",
+__all__ = ["ReplayError", "read_capture", "check_capture", "Consumer", "ReplayResult", "replay_frames",
            "replay_on_nic", "record_line", "write_jsonl"]
 
 
@@ -33,20 +33,30 @@ class ReplayError(HetnicError):
 def read_capture(path: str | Path) -> list[bytes]:
     """Every frame of a pcap or pcapng file, in file order, exactly as captured (Ethernet
     link type; frames from the destination MAC on)."""
+    path = check_capture(path)
+    with open(path, "rb") as fh:
+        return _read_frames(path, fh)
+
+
+def check_capture(path: str | Path) -> Path:
+    """``path`` if it names a pcap or pcapng file (by its first bytes), else ReplayError:
+    what :func:`read_capture` checks before it reads the frames."""
     path = Path(path)
     if not path.exists():
         raise ReplayError(f"{path}: no such file")
     if path.is_dir():
         raise ReplayError(f"{path}: is a folder, not a pcap or pcapng file")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-        if not magic:
-            raise ReplayError(f"{path}: empty file, not a pcap or pcapng file")
-        if magic not in CAPTURE_MAGICS:
-            raise ReplayError(f"{path}: not a pcap or pcapng file (starts with "
-                              f"{magic.hex()})")
-        fh.seek(0)
-        return _read_frames(path, fh)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read capture: {exc.strerror}") from None
+    if not magic:
+        raise ReplayError(f"{path}: empty file, not a pcap or pcapng file")
+    if magic not in CAPTURE_MAGICS:
+        raise ReplayError(f"{path}: not a pcap or pcapng file (starts with "
+                          f"{magic.hex()})")
+    return path
 
 
 def _read_frames(path, fh) -> list[bytes]:

@@ -59,18 +59,20 @@ def rx_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Replay, write one JSON line per frame to ``--out`` and, unless ``--no-check``, compare
     with the software model: 1 if any frame differs."""
-    from ..replay import read_capture, replay_frames, write_jsonl
+    from ..replay import check_capture, read_capture, replay_frames, write_jsonl
     cluster = getattr(args, "cluster", None)
     if cluster is not None and args.trace:
         raise CliError("--trace writes one simulation's waveform: not with --cluster")
-    frames = read_capture(args.pcap)
+    # With --cluster the workers read the capture: here only its header is checked.
+    frames = read_capture(args.pcap) if cluster is None else check_capture(args.pcap)
     config = rx_config(args)
     try:                    # fail before a long simulation, not after it
         Path(args.out).open("w").close()
     except OSError as exc:
         raise CliError(f"--out {args.out}: {exc.strerror}") from None
-    print(f"replaying {len(frames)} frames from {args.pcap} at {args.width} bits "
-          f"on Verilator{f' on cluster {cluster}' if cluster else ''} ...", file=sys.stderr)
+    what = f"on cluster {cluster}" if cluster else f"{len(frames)} frames"
+    print(f"replaying {what} from {args.pcap} at {args.width} bits on Verilator ...",
+          file=sys.stderr)
     if cluster is not None:
         from ..cluster import open_cluster, replay_on_cluster
         with open_cluster(cluster) as client:
