@@ -32,7 +32,8 @@ from .build_cache import cache_dir, content_key
 from .errors import HetnicError
 
 __all__ = ["ClusterError", "ClusterSpec", "cluster_spec", "add_cluster_option", "code_version",
-           "open_cluster", "Task", "run_tasks", "result_cache_dir", "prune_cache", "file_digest", "replay_on_cluster", "RETRIES",
+           "code_identity", "source_digest", "open_cluster", "Task", "run_tasks",
+           "result_cache_dir", "prune_cache", "file_digest", "replay_on_cluster", "RETRIES",
            "CONNECT_TIMEOUT"]
 
 #: Times a task that raised is tried again before the run fails (a task whose worker died
@@ -158,9 +159,9 @@ def _checked(identity: str, fn: Callable, *args, **kwargs):
 @contextlib.contextmanager
 def open_cluster(spec: ClusterSpec) -> Iterator:
     """A ``distributed.Client`` of ``spec``, its workers checked to run this hetnic and
-    preloaded with the modules the tasks use; the local cluster is shut down on leaving. ClusterError (one line) if Dask is not installed, the
-    address cannot be reached within :data:`CONNECT_TIMEOUT` seconds or a worker runs
-    other code."""
+    preloaded with the modules the tasks use; the local cluster is shut down on leaving.
+    ClusterError (one line) if Dask is not installed, the address cannot be reached within
+    :data:`CONNECT_TIMEOUT` seconds or a worker runs other code."""
     try:
         import dask
         import distributed

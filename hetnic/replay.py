@@ -16,7 +16,8 @@ from .config import RxConfig
 from .errors import HetnicError
 from .protocol import DropReason, HashType, ParseError
 
-__all__ = ["ReplayError", "read_capture", "check_capture", "Consumer", "ReplayResult", "replay_frames",
+__all__ = ["ReplayError", "read_capture", "check_capture", "Consumer", "ReplayResult",
+           "replay_frames",
            "replay_on_nic", "record_line", "write_jsonl"]
 
 

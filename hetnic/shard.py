@@ -3,8 +3,8 @@ merge the results back into one :class:`~hetnic.replay.ReplayResult` in input or
 
 A frame's shard is its Toeplitz hash under the run's key (and ``--symmetric``), exactly as
 the NIC's hash stage and the software model compute it, modulo the number of shards. Every
-frame of a flow has the same hash, so a flow stays in one shard, in its input order. Frames without a hash
-(non-IP, parse errors) have hash 0 and go to shard 0.
+frame of a flow has the same hash, so a flow stays in one shard, in its input order. Frames
+without a hash (non-IP, parse errors) have hash 0 and go to shard 0.
 
 The functions here are what :mod:`hetnic.cluster` runs on the workers
 (:func:`hash_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
@@ -24,7 +24,8 @@ import numpy as np
 from .config import RxConfig
 from .replay import ReplayResult, read_capture, replay_frames
 
-__all__ = ["frames_of", "frame_hashes", "hash_slice", "shard_indices", "replay_shard", "merge_results",
+__all__ = ["frames_of", "frame_hashes", "hash_slice", "shard_indices", "replay_shard",
+           "merge_results",
            "pack_records", "unpack_records", "SUMMED_STATS"]
 
 #: The statistics of :class:`~hetnic.replay.ReplayResult` that add up over shards (the

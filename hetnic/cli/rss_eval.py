@@ -49,7 +49,8 @@ def _window(text: str):
 
 
 def _workload(text: str) -> str:
-    """The argparse ``type`` of ``--synthetic``: a name of :data:`hetnic.sim.workloads.WORKLOADS`."""
+    """The argparse ``type`` of ``--synthetic``: a name of
+    :data:`hetnic.sim.workloads.WORKLOADS`."""
     from ..sim.workloads import WORKLOADS
     if text not in WORKLOADS:
         raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(WORKLOADS)}")

@@ -1,6 +1,6 @@
 """The sharding of ``hetnic replay --cluster`` (hetnic.shard) without a cluster: hashes as
-the NIC's hash stage computes them (the model's), every flow in one shard and in order, the merge back into
-input order."""
+the NIC's hash stage computes them (the model's), every flow in one shard and in order, the
+merge back into input order."""
 
 from pathlib import Path
 
