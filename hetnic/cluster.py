@@ -315,10 +315,11 @@ class _Bar:
 
 def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
               retries: int = RETRIES, progress: bool | None = None,
-              cache: bool = True) -> list:
+              cache: bool = True, hits: set | None = None) -> list:
     """The results of ``tasks`` in order: cached ones from the cache, the others computed
     on ``client``'s workers (each tried ``1 + retries`` times) and then cached (``cache``
-    False: none read or written); the cache is then pruned (:func:`prune_cache`). Results of
+    False: none read or written); the cache is then pruned (:func:`prune_cache`). The
+    indices of the tasks served from the cache are added to ``hits``. Results of
     tasks that succeed are kept even when others fail; then ClusterError names the failed
     tasks and the first one's error."""
     from distributed import as_completed
@@ -332,6 +333,8 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
             todo.append(i)
         else:
             results[i] = hit[0]
+            if hits is not None:
+                hits.add(i)
     bar = _Bar(label, len(tasks), always=bool(progress))
     if progress is False:
         bar.on = False
@@ -417,7 +420,11 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
                          (source, ix, config), {"data_width": data_width, "check": check},
                          key=content_key("replay", run_key, str(check), ix.tobytes()))
                     for s, ix in enumerate(parts)]
-    results = run_tasks(client, replay_tasks, label="replay", progress=progress, cache=cache)
+    hits: set = set()
+    results = run_tasks(client, replay_tasks, label="replay", progress=progress, cache=cache,
+                        hits=hits)
+    for i in hits:          # its seconds and cycles are those of the run that computed it
+        results[i].stats["cached"] = True
     return merge_results(len(hashes), list(zip(parts, results)))
 
 

@@ -127,13 +127,16 @@ def merge_results(total: int, parts: list[tuple[np.ndarray, ReplayResult]]) -> R
     as dicts or packed by :func:`pack_records`): the
     records back in input order, the mismatches under their input indices (in input order;
     shard-wide ones, index -1, last), the counters and :data:`SUMMED_STATS` summed;
-    ``shards``, ``shard_frames`` (frames per shard) and ``cpu_s`` (the shards' CPU seconds,
-    :func:`replay_shard`) added to the statistics."""
+    ``shards``, ``shard_frames`` (frames per shard), ``cpu_s`` (the shards' CPU seconds,
+    :func:`replay_shard`) and ``cached_shards`` (results from the cache, marked
+    ``stats["cached"]``: their seconds, cycles and CPU seconds are of an earlier run) added to
+    the statistics."""
     records: list[dict | None] = [None] * total
     mismatches, whole = [], []
     counters: Counter = Counter()
     stats = {name: 0 for name in SUMMED_STATS}
     stats.update(cycles=0, seconds=0.0, cpu_s=0.0, generation=None, shards=len(parts),
+                 cached_shards=sum(bool(r.stats.get("cached")) for _, r in parts),
                  shard_frames=[len(indices) for indices, _ in parts])
     for indices, result in parts:
         result.records = unpack_records(result.records)

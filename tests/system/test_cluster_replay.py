@@ -85,8 +85,11 @@ def test_worker_killed_mid_run(client):
     result, killed = {}, []
 
     def go():
-        result["r"] = replay_on_cluster(client, str(path), config, shards=2, cache=False,
-                                        progress=False)
+        try:
+            result["r"] = replay_on_cluster(client, str(path), config, shards=2, cache=False,
+                                            progress=False)
+        except BaseException as exc:        # re-raised below, in the test's thread
+            result["error"] = exc
 
     thread = threading.Thread(target=go)
     thread.start()
@@ -99,6 +102,9 @@ def test_worker_killed_mid_run(client):
                 break
         time.sleep(0.005)
     thread.join(120)
+    assert not thread.is_alive(), "the replay did not finish within 120 s"
+    if "error" in result:
+        raise result["error"]
     assert killed, "no replay task was seen running"
     assert same_records(single(path, config), result["r"], N_RULES)
     client.wait_for_workers(2, timeout=60)
@@ -130,7 +136,11 @@ def test_no_cache_and_pruning(client, result_cache):
     tasks = [Task(f"task {i}", _ok, (i,), key=f"k{i}") for i in range(3)]
     assert run_tasks(client, tasks, progress=False, cache=False) == [0, 2, 4]
     assert not list(result_cache.glob("*.pickle"))
-    assert run_tasks(client, tasks, progress=False) == [0, 2, 4]
+    hits: set = set()
+    assert run_tasks(client, tasks, progress=False, hits=hits) == [0, 2, 4]
+    assert hits == set()
+    assert run_tasks(client, tasks, progress=False, hits=hits) == [0, 2, 4]
+    assert hits == {0, 1, 2}
     files = sorted(result_cache.glob("*.pickle"), key=lambda p: p.stat().st_mtime)
     assert len(files) == 3
     os.utime(files[0], (1, 1))
