@@ -139,6 +139,9 @@ class RegisterFile(wiring.Component):
         ``busy`` reads as ``COMMIT_STATUS.busy``.
     counters : Out(CsrSignature(16))
         Accesses to the counter registers, to the counter block.
+    flows : Out(CsrSignature(16))
+        Accesses to the flow table's registers (``FLOW_ENTRY`` to ``FLOW_STATUS``), to the
+        flow table (:class:`~hetnic.gateware.flow_table.FlowTable`).
     """
     def __init__(self, regmap: RegisterMap):
         self.regmap = regmap
@@ -159,6 +162,7 @@ class RegisterFile(wiring.Component):
             "generation": Out(16),
             "reta": Out(RetaPortSignature(p["reta_size"])),
             "counters": Out(CsrSignature(16)),
+            "flows": Out(CsrSignature(16)),
         })
 
     def elaborate(self, platform):
@@ -228,17 +232,20 @@ class RegisterFile(wiring.Component):
                             (csr.addr < reg.offset + rm.count(reg) * reg.stride))
         in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
                     & ((csr.addr - rule_base)[2:2 + (_RULE_SLOTS - 1).bit_length()] < RULE_WORDS))
+        flow_lo, flow_hi = rm.addr("FLOW_ENTRY"), rm.addr("FLOW_STATUS") + 4
+        in_flows = (csr.addr >= flow_lo) & (csr.addr < flow_hi)
         readable = [(rm.addr(name), rm.ro_value(name)) for name in _ID_REGS]
         readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta.busy)),
                      (rm.addr("GENERATION"), self.generation)]
         readable += writable
-        hit_reta, hit_counters, hit_rules, hit_local = (Signal(name=f"hit_{n}") for n in
-                                                        ("reta", "counters", "rules", "local"))
+        hit_reta, hit_counters, hit_rules, hit_flows, hit_local = (
+            Signal(name=f"hit_{n}") for n in ("reta", "counters", "rules", "flows", "local"))
         read_sel, write_sel = Signal(len(readable)), Signal(len(writable))
         hit_commit = Signal()
         m.d.sync += [
             hit_reta.eq(in_reta), hit_counters.eq(in_counters), hit_rules.eq(in_rules),
-            hit_local.eq(~in_reta & ~in_counters & ~in_rules),
+            hit_flows.eq(in_flows),
+            hit_local.eq(~in_reta & ~in_counters & ~in_rules & ~in_flows),
             read_sel.eq(Cat(csr.addr == addr for addr, _ in readable)),
             write_sel.eq(Cat(csr.addr == addr for addr, _ in writable)),
             hit_commit.eq(csr.addr == rm.addr("COMMIT")),
@@ -254,12 +261,15 @@ class RegisterFile(wiring.Component):
             self.reta.w_data.eq(csr.w_data),
             self.counters.addr.eq(csr.addr),
             self.counters.w_data.eq(csr.w_data),
+            self.flows.addr.eq(csr.addr),
+            self.flows.w_data.eq(csr.w_data),
             rules.bus_addr.eq((csr.addr - rule_base)[2:2 + len(rules.bus_addr)]),
             rules.bus_w_data.eq(csr.w_data),
-            # The answer: the selects are flops, so this is a four-way AND-OR per bit.
+            # The answer: the selects are flops, so this is a five-way AND-OR per bit.
             csr.r_data.eq(one_hot_select(
-                Cat(hit_reta, hit_counters, hit_rules, hit_local),
-                [self.reta.r_data, self.counters.r_data, rules.r_data, local_data])),
+                Cat(hit_reta, hit_counters, hit_rules, hit_flows, hit_local),
+                [self.reta.r_data, self.counters.r_data, rules.r_data, self.flows.r_data,
+                 local_data])),
         ]
         with m.If(decoded & hit_reta):
             m.d.comb += [self.reta.r_stb.eq(csr.r_stb), self.reta.w_stb.eq(csr.w_stb),
@@ -267,6 +277,9 @@ class RegisterFile(wiring.Component):
         with m.If(decoded & hit_counters):
             m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
                          csr.ack.eq(self.counters.ack)]
+        with m.If(decoded & hit_flows):
+            m.d.comb += [self.flows.r_stb.eq(csr.r_stb), self.flows.w_stb.eq(csr.w_stb),
+                         csr.ack.eq(self.flows.ack)]
         self._rule_access(m, decoded & hit_rules, rules)
         # Writes wait while the rules are copied: the commit takes the shadows as they are
         # when it ends, and a write in the middle would land in half of it.

@@ -39,14 +39,16 @@ from dataclasses import dataclass
 
 from amaranth.lib import data
 
-from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
+from .protocol import (DropReason, FlowEntry, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
                        RuleAction, pack)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
            "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS", "PARAM_LIMITS",
            "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "queue_eq_armed", "QUEUE_STATUS_BAD_SIZE",
            "QUEUE_STATUS_DOORBELL", "QUEUE_STATUS_BAD_ADDR", "QUEUE_STATUS_DMA",
-           "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX"]
+           "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX", "FLOW_BUCKETS", "FLOW_WAYS",
+           "FLOW_STASH", "FLOW_SLOTS", "FLOW_JOURNAL", "FLOW_ENTRY_WORDS", "FlowOp",
+           "FlowStatus"]
 
 ID_MAGIC = 0x484E4943           # "HNIC"
 VERSION = (0, 1)                # (major, minor) of the register interface
@@ -57,6 +59,20 @@ RULE_STRIDE = 0x80              # bytes between rules (room for 32 words)
 assert RULE_WORDS * 4 <= RULE_STRIDE
 #: 32-bit words of a Toeplitz input in the reduced serial core's INJ_DATA (36 bytes).
 INJ_DATA_WORDS = RSS_MAX_INPUT_LEN // 4
+
+# --- the flow table's geometry (hetnic.gateware.flow_table) ------------------------------
+#: Buckets of the flow table's hash table (a power of two), ways (entries) per bucket, and
+#: entries of the stash that takes an insert whose bucket is full. Slot ``b * FLOW_WAYS + w``
+#: is way ``w`` of bucket ``b``; slots ``FLOW_BUCKETS * FLOW_WAYS`` on are the stash.
+FLOW_BUCKETS = 256
+FLOW_WAYS = 4
+FLOW_STASH = 8
+FLOW_SLOTS = FLOW_BUCKETS * FLOW_WAYS + FLOW_STASH
+#: Changes (inserts and deletes) staged between two COMMITs at most; the commit applies them
+#: while it copies the rules (at least 32 cycles), one per cycle.
+FLOW_JOURNAL = 32
+#: 32-bit words of FLOW_ENTRY (the FlowEntry layout).
+FLOW_ENTRY_WORDS = (data.Layout.cast(FlowEntry).size + 31) // 32
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,21 @@ def queue_eq_armed(event_queue: int) -> int:
 QUEUE_INDEX = Field("index", 0, 16, "free-running index")
 
 
+class FlowOp:
+    """``FLOW_OP.op`` values."""
+    INSERT = 1      # stage FLOW_ENTRY into a free way of its bucket, else the stash
+    DELETE = 2      # stage the removal of the entry in ``slot``
+
+
+class FlowStatus:
+    """``FLOW_RESULT.status`` values."""
+    OK = 0
+    FULL = 1        # insert refused: its bucket and the stash are full (FLOW_REFUSED counts it)
+    JOURNAL_FULL = 2  # FLOW_JOURNAL changes are staged already: COMMIT first
+    BAD_SLOT = 3    # delete of a slot that holds no entry (or is past the table)
+    BAD_OP = 4      # an op value that is neither INSERT nor DELETE
+
+
 def _key_word(k: int) -> int:
     return int.from_bytes(MS_RSS_DEFAULT_KEY[4 * k:4 * k + 4], "big")
 
@@ -178,8 +209,9 @@ REGISTERS: tuple[Register, ...] = (
                                       "they do not answer)"),
               Field("injector", 4, 1, "the reduced serial core: Toeplitz inputs come in and "
                                       "results go out through the INJ_* and RES_* registers; "
-                                      "no parser")),
-             reset=0b1111),
+                                      "no parser"),
+              Field("flow_table", 5, 1, "the exact-match flow table (FLOW_* registers)")),
+             reset=0b10_1111),
     # --- committed configuration ----------------------------------------------------------
     Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
              (Field("hash_enable", 0, 8, "bit n enables HashType n (bits 1..6)"),
@@ -214,6 +246,12 @@ REGISTERS: tuple[Register, ...] = (
     Register("FRAMES_DELIVERED", 0x0084, "counter", "Frames whose metadata left undropped."),
     Register("FRAMES_DROPPED", 0x0088, "counter", "Frames dropped for any reason."),
     Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
+    Register("FLOW_HITS", 0x0090, "counter",
+             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 255)."),
+    Register("FLOW_MISSES", 0x0094, "counter",
+             "IPv4 and IPv6 frames that missed the flow table (the rules classified them)."),
+    Register("FLOW_REFUSED", 0x0098, "counter",
+             "Flow inserts refused because the bucket and the stash were full."),
     Register("DROP_COUNT", 0x00C0, "counter", "Dropped frames per DropReason value.",
              count=len(DropReason)),
     # --- hash requests and results: the reduced serial core only (iCEBreaker) -------------
@@ -257,6 +295,25 @@ REGISTERS: tuple[Register, ...] = (
              "Removes the oldest result if its `seq` is the value written (so a repeated "
              "write removes nothing more).",
              (Field("seq", 0, 16),), count="injector"),
+    # --- the flow table: changes are staged here and applied by COMMIT ---------------------
+    Register("FLOW_ENTRY", 0x0900, "rw",
+             f"The entry the next FLOW_OP insert stages: FlowEntry layout in {FLOW_ENTRY_WORDS} "
+             "words (bit 0 of word 0 first; `valid` is ignored).",
+             stride=0x40, words=FLOW_ENTRY_WORDS),
+    Register("FLOW_OP", 0x0940, "wo",
+             "Stages one change for the next COMMIT; answered once FLOW_RESULT holds its "
+             "outcome. Insert places FLOW_ENTRY in the first free way of its bucket (CRC-32 of "
+             "its FlowKey), else the first free stash entry, else refuses it. It does not look "
+             "for a duplicate key (the driver does).",
+             (Field("op", 0, 2, "1 insert FLOW_ENTRY, 2 delete `slot`"),
+              Field("slot", 16, 11, "the slot to delete"))),
+    Register("FLOW_RESULT", 0x0944, "ro", "The outcome of the last FLOW_OP.",
+             (Field("slot", 0, 11, "the slot an insert took"),
+              Field("status", 16, 3, "0 ok, 1 bucket and stash full, 2 journal full (COMMIT "
+                                     "first), 3 bad slot, 4 bad op"))),
+    Register("FLOW_STATUS", 0x0948, "ro", "The flow table's occupancy.",
+             (Field("entries", 0, 11, "entries in use once the staged changes are committed"),
+              Field("staged", 16, 6, "changes staged for the next COMMIT"))),
     # --- tables ---------------------------------------------------------------------------
     Register("RETA", 0x1000, "shadow", "Indirection table: RX queue per entry.",
              (Field("queue", 0, 8),), count="reta_size"),
