@@ -209,9 +209,10 @@ class RuleAction(data.Struct):
     reta_size_log2: 4       # slice of 1 << n entries, n <= log2(RETA size)
 
 
-#: ``PacketMeta.rule`` of a frame that hit an entry of the flow table (its action replaced
-#: the rules'); above every rule index (at most 64 rules) and the default action's.
-FLOW_HIT_RULE = 0xFF
+#: ``PacketMeta.rule`` (and ``RxCompletion.rule``) of a frame that hit an entry of the flow
+#: table (its action replaced the rules'): above every rule index (at most 64 rules) and the
+#: default action's, and within the completion's 7-bit field.
+FLOW_HIT_RULE = 0x7F
 
 
 class FlowKey(data.Struct):

@@ -68,9 +68,10 @@ FLOW_BUCKETS = 256
 FLOW_WAYS = 4
 FLOW_STASH = 8
 FLOW_SLOTS = FLOW_BUCKETS * FLOW_WAYS + FLOW_STASH
-#: Changes (inserts and deletes) staged between two COMMITs at most; the commit applies them
-#: while it copies the rules (at least 32 cycles), one per cycle.
-FLOW_JOURNAL = 32
+#: Changes (inserts and deletes) staged between two COMMITs at most. The commit applies them
+#: one per cycle while it copies the rules (``n_rules * 32 + 2`` cycles, at least 34), after
+#: an op in progress (up to 4 cycles): 24 fit in the shortest copy.
+FLOW_JOURNAL = 24
 #: 32-bit words of FLOW_ENTRY (the FlowEntry layout).
 FLOW_ENTRY_WORDS = (data.Layout.cast(FlowEntry).size + 31) // 32
 
@@ -247,7 +248,7 @@ REGISTERS: tuple[Register, ...] = (
     Register("FRAMES_DROPPED", 0x0088, "counter", "Frames dropped for any reason."),
     Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
     Register("FLOW_HITS", 0x0090, "counter",
-             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 255)."),
+             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 127)."),
     Register("FLOW_MISSES", 0x0094, "counter",
              "IPv4 and IPv6 frames that missed the flow table (the rules classified them)."),
     Register("FLOW_REFUSED", 0x0098, "counter",

@@ -180,7 +180,7 @@ def random_meta(rng, rm, queue):
     meta = {name: rng.getrandbits(f.width) for name, f in META}
     meta["drop"] = rng.choice([0, 0, 0, rng.randrange(16), DropReason.RULE])
     meta["rule"] = rng.choice([rng.randrange(p["n_rules"] + 1), p["n_rules"], p["n_rules"] + 1,
-                               255, rng.randrange(p["n_rules"] + 1)])
+                               255, FLOW_HIT_RULE, rng.randrange(p["n_rules"] + 1)])
     meta["queue"] = queue
     meta["length"] = rng.choice([64, 1522, 0xFFFF, rng.getrandbits(16)])
     return meta
