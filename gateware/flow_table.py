@@ -176,8 +176,9 @@ class FlowTable(wiring.Component):
                                          s2_lookup)),
                              action.eq(c.action)]
         # s3: the first hit selects its action.
-        hits = Cat(*(t.all() for t in s3_terms))
-        first = hits & (~hits + 1)[:n]
+        hits, first = Signal(n), Signal(n)     # first: one-hot, the lowest hit
+        m.d.comb += [hits.eq(Cat(*(t.all() for t in s3_terms))),
+                     first.eq(hits & (~hits + 1)[:n])]
         width = len(s3_actions[0].as_value())
         action = Signal(RuleAction)
         m.d.comb += action.eq(or_tree([a.as_value() & first[k].replicate(width)
@@ -307,8 +308,10 @@ class FlowTable(wiring.Component):
     def _decide(self, m, op, del_slot, bucket, staged_entry, result_slot, result_status,
                 entries, journal_len, j_w, occ_w, occ_r, stash_occ, stash_base):
         occ = occ_r.data
-        free_way = (~occ & (occ + 1))[:FLOW_WAYS]     # one-hot: the first free way, or 0
-        free_stash = ~stash_occ & (stash_occ + 1)[:FLOW_STASH]
+        free_way = Signal(FLOW_WAYS)            # one-hot: the first free way, or 0
+        free_stash = Signal(FLOW_STASH)         # one-hot: the first free stash entry, or 0
+        m.d.comb += [free_way.eq(~occ & (occ + 1)[:FLOW_WAYS]),
+                     free_stash.eq(~stash_occ & (stash_occ + 1)[:FLOW_STASH])]
         m.d.comb += [occ_w.addr.eq(bucket), j_w.addr.eq(journal_len)]
         journal_full = journal_len == FLOW_JOURNAL
 

@@ -221,7 +221,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
     .data__valid(m_axis_tvalid),
     .meta__payload(m_meta_tdata),
     .meta__valid(m_meta_tvalid),
-    .\o__ready$119 (m_meta_tready),
+    .\o__ready$150 (m_meta_tready),
     .rst(rst),
     .rx__payload(rx__payload),
     .rx__ready(s_axis_tready),
@@ -311,7 +311,7 @@ endmodule
 
 module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__wvalid, axi__bready, axi__araddr, axi__arvalid, axi__rready, clk, rst, csr__r_data, csr__ack, axi__arready, axi__awready, axi__wready, csr__r_stb, axi__rvalid, axi__rdata, csr__w_stb, axi__bvalid, axi__bresp
 , csr__addr, csr__w_data, axi__awaddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -418,7 +418,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   always @(posedge clk)
     r_data <= \$25 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__arready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -428,7 +428,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__awready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -439,7 +439,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__wready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -450,7 +450,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     csr__r_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -460,7 +460,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__rvalid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -472,7 +472,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__rdata = 32'd0;
     casez (fsm_state)
       3'h0:
@@ -484,7 +484,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     csr__w_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -502,7 +502,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__bvalid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -518,7 +518,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     axi__bresp = 2'h0;
     casez (fsm_state)
       3'h0:
@@ -534,7 +534,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$20  = csr__addr;
     casez (fsm_state)
       3'h0:
@@ -549,7 +549,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$21  = prefer_read;
     casez (fsm_state)
       3'h0:
@@ -564,7 +564,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$22  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -600,7 +600,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$23  = csr__w_data;
     casez (fsm_state)
       3'h0:
@@ -614,7 +614,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$24  = bad_strb;
     casez (fsm_state)
       3'h0:
@@ -628,7 +628,7 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$25  = r_data;
     casez (fsm_state)
       3'h0:
@@ -649,8 +649,8 @@ module \hetnic_rx_pipeline_w64.axil (axi__awvalid, axi__wdata, axi__wstrb, axi__
   assign \$18 [16:2] = { 1'h0, axi__awaddr[15:2] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, csr__r_data, rx__ready, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$150 , clk, rst, csr__r_data, rx__ready, rx__payload, meta__payload, csr__ack, data__payload, data__valid, meta__valid, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [24:0] \$11 ;
@@ -680,7 +680,9 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   input clk;
   wire clk;
   wire commit_apply;
+  wire \commit_apply$86 ;
   wire commit_done;
+  wire \commit_done$88 ;
   wire commit_pending;
   wire commit_stb;
   wire counters__ack;
@@ -693,56 +695,69 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire csr__ack;
   wire \csr__ack$1 ;
   wire \csr__ack$13 ;
+  wire \csr__ack$25 ;
   input [15:0] csr__addr;
   wire [15:0] csr__addr;
   wire [15:0] \csr__addr$14 ;
+  wire [15:0] \csr__addr$26 ;
   wire [15:0] \csr__addr$3 ;
   output [31:0] csr__r_data;
   wire [31:0] csr__r_data;
   wire [31:0] \csr__r_data$17 ;
+  wire [31:0] \csr__r_data$29 ;
   wire [31:0] \csr__r_data$5 ;
   input csr__r_stb;
   wire csr__r_stb;
   wire \csr__r_stb$18 ;
+  wire \csr__r_stb$30 ;
   wire \csr__r_stb$7 ;
   input [31:0] csr__w_data;
   wire [31:0] csr__w_data;
   wire [31:0] \csr__w_data$20 ;
+  wire [31:0] \csr__w_data$32 ;
   wire [31:0] \csr__w_data$9 ;
   input csr__w_stb;
   wire csr__w_stb;
   wire \csr__w_stb$11 ;
   wire \csr__w_stb$22 ;
+  wire \csr__w_stb$34 ;
   output [73:0] data__payload;
   wire [73:0] data__payload;
-  wire [73:0] \data__payload$45 ;
-  wire [63:0] \data__payload$45.data ;
-  wire \data__payload$45.error ;
-  wire [7:0] \data__payload$45.keep ;
-  wire \data__payload$45.last ;
+  wire [73:0] \data__payload$57 ;
+  wire [63:0] \data__payload$57.data ;
+  wire \data__payload$57.error ;
+  wire [7:0] \data__payload$57.keep ;
+  wire \data__payload$57.last ;
   wire [63:0] \data__payload.data ;
   wire \data__payload.error ;
   wire [7:0] \data__payload.keep ;
   wire \data__payload.last ;
   input data__ready;
   wire data__ready;
-  wire \data__ready$47 ;
+  wire \data__ready$59 ;
   output data__valid;
   wire data__valid;
-  wire \data__valid$49 ;
+  wire \data__valid$61 ;
   wire [19:0] default_action;
-  wire [19:0] \default_action$69 ;
-  wire \default_action$69.drop ;
-  wire [3:0] \default_action$69.instance ;
-  wire [10:0] \default_action$69.reta_offset ;
-  wire [3:0] \default_action$69.reta_size_log2 ;
+  wire [19:0] \default_action$81 ;
+  wire \default_action$81.drop ;
+  wire [3:0] \default_action$81.instance ;
+  wire [10:0] \default_action$81.reta_offset ;
+  wire [3:0] \default_action$81.reta_size_log2 ;
   wire \default_action.drop ;
   wire [3:0] \default_action.instance ;
   wire [10:0] \default_action.reta_offset ;
   wire [3:0] \default_action.reta_size_log2 ;
   wire [15:0] direct_ethertype;
-  wire [15:0] \direct_ethertype$59 ;
+  wire [15:0] \direct_ethertype$71 ;
   wire flip_stb;
+  wire flow_refused_stb;
+  wire flows__ack;
+  wire [15:0] flows__addr;
+  wire [31:0] flows__r_data;
+  wire flows__r_stb;
+  wire [31:0] flows__w_data;
+  wire flows__w_stb;
   wire frame_end_stb;
   wire [31:0] frame_in_len;
   wire frame_in_stb;
@@ -750,11 +765,11 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire frame_start_stb;
   reg full = 1'h0;
   wire [15:0] generation;
-  wire [15:0] \generation$133 ;
+  wire [15:0] \generation$162 ;
   wire [7:0] hash_enable;
-  wire [7:0] \hash_enable$63 ;
+  wire [7:0] \hash_enable$75 ;
   wire [73:0] i__payload;
-  wire [457:0] \i__payload$102 ;
+  wire [457:0] \i__payload$103 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -765,10 +780,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$102.drop ;
-  wire [5:0] \i__payload$102.dscp ;
-  wire [127:0] \i__payload$102.dst_addr ;
-  wire [15:0] \i__payload$102.dst_port ;
+  wire [3:0] \i__payload$103.drop ;
+  wire [5:0] \i__payload$103.dscp ;
+  wire [127:0] \i__payload$103.dst_addr ;
+  wire [15:0] \i__payload$103.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -778,21 +793,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$102.error ;
-  wire [15:0] \i__payload$102.ethertype ;
-  wire [9:0] \i__payload$102.flags ;
-  wire \i__payload$102.flags.direct ;
-  wire \i__payload$102.flags.fragment ;
-  wire \i__payload$102.flags.ip_options ;
-  wire \i__payload$102.flags.ipv4 ;
-  wire \i__payload$102.flags.ipv6 ;
-  wire \i__payload$102.flags.tcp ;
-  wire \i__payload$102.flags.tunnel ;
-  wire \i__payload$102.flags.udp ;
-  wire \i__payload$102.flags.vlan ;
-  wire \i__payload$102.flags.vlan2 ;
-  wire [15:0] \i__payload$102.generation ;
-  wire [31:0] \i__payload$102.hash ;
+  wire [3:0] \i__payload$103.error ;
+  wire [15:0] \i__payload$103.ethertype ;
+  wire [9:0] \i__payload$103.flags ;
+  wire \i__payload$103.flags.direct ;
+  wire \i__payload$103.flags.fragment ;
+  wire \i__payload$103.flags.ip_options ;
+  wire \i__payload$103.flags.ipv4 ;
+  wire \i__payload$103.flags.ipv6 ;
+  wire \i__payload$103.flags.tcp ;
+  wire \i__payload$103.flags.tunnel ;
+  wire \i__payload$103.flags.udp ;
+  wire \i__payload$103.flags.vlan ;
+  wire \i__payload$103.flags.vlan2 ;
+  wire [15:0] \i__payload$103.generation ;
+  wire [31:0] \i__payload$103.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -801,19 +816,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$102.hash_type ;
-  wire [3:0] \i__payload$102.instance ;
-  wire [7:0] \i__payload$102.ip_proto ;
-  wire [15:0] \i__payload$102.length ;
-  wire [7:0] \i__payload$102.queue ;
-  wire [10:0] \i__payload$102.reta_offset ;
-  wire [3:0] \i__payload$102.reta_size_log2 ;
-  wire [7:0] \i__payload$102.rule ;
-  wire [127:0] \i__payload$102.src_addr ;
-  wire [15:0] \i__payload$102.src_port ;
-  wire [7:0] \i__payload$102.tcp_flags ;
-  wire [11:0] \i__payload$102.vlan_id ;
-  wire [457:0] \i__payload$108 ;
+  wire [2:0] \i__payload$103.hash_type ;
+  wire [3:0] \i__payload$103.instance ;
+  wire [7:0] \i__payload$103.ip_proto ;
+  wire [15:0] \i__payload$103.length ;
+  wire [7:0] \i__payload$103.queue ;
+  wire [10:0] \i__payload$103.reta_offset ;
+  wire [3:0] \i__payload$103.reta_size_log2 ;
+  wire [7:0] \i__payload$103.rule ;
+  wire [127:0] \i__payload$103.src_addr ;
+  wire [15:0] \i__payload$103.src_port ;
+  wire [7:0] \i__payload$103.tcp_flags ;
+  wire [11:0] \i__payload$103.vlan_id ;
+  wire [457:0] \i__payload$109 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -824,10 +839,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$108.drop ;
-  wire [5:0] \i__payload$108.dscp ;
-  wire [127:0] \i__payload$108.dst_addr ;
-  wire [15:0] \i__payload$108.dst_port ;
+  wire [3:0] \i__payload$109.drop ;
+  wire [5:0] \i__payload$109.dscp ;
+  wire [127:0] \i__payload$109.dst_addr ;
+  wire [15:0] \i__payload$109.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -837,21 +852,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$108.error ;
-  wire [15:0] \i__payload$108.ethertype ;
-  wire [9:0] \i__payload$108.flags ;
-  wire \i__payload$108.flags.direct ;
-  wire \i__payload$108.flags.fragment ;
-  wire \i__payload$108.flags.ip_options ;
-  wire \i__payload$108.flags.ipv4 ;
-  wire \i__payload$108.flags.ipv6 ;
-  wire \i__payload$108.flags.tcp ;
-  wire \i__payload$108.flags.tunnel ;
-  wire \i__payload$108.flags.udp ;
-  wire \i__payload$108.flags.vlan ;
-  wire \i__payload$108.flags.vlan2 ;
-  wire [15:0] \i__payload$108.generation ;
-  wire [31:0] \i__payload$108.hash ;
+  wire [3:0] \i__payload$109.error ;
+  wire [15:0] \i__payload$109.ethertype ;
+  wire [9:0] \i__payload$109.flags ;
+  wire \i__payload$109.flags.direct ;
+  wire \i__payload$109.flags.fragment ;
+  wire \i__payload$109.flags.ip_options ;
+  wire \i__payload$109.flags.ipv4 ;
+  wire \i__payload$109.flags.ipv6 ;
+  wire \i__payload$109.flags.tcp ;
+  wire \i__payload$109.flags.tunnel ;
+  wire \i__payload$109.flags.udp ;
+  wire \i__payload$109.flags.vlan ;
+  wire \i__payload$109.flags.vlan2 ;
+  wire [15:0] \i__payload$109.generation ;
+  wire [31:0] \i__payload$109.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -860,19 +875,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$108.hash_type ;
-  wire [3:0] \i__payload$108.instance ;
-  wire [7:0] \i__payload$108.ip_proto ;
-  wire [15:0] \i__payload$108.length ;
-  wire [7:0] \i__payload$108.queue ;
-  wire [10:0] \i__payload$108.reta_offset ;
-  wire [3:0] \i__payload$108.reta_size_log2 ;
-  wire [7:0] \i__payload$108.rule ;
-  wire [127:0] \i__payload$108.src_addr ;
-  wire [15:0] \i__payload$108.src_port ;
-  wire [7:0] \i__payload$108.tcp_flags ;
-  wire [11:0] \i__payload$108.vlan_id ;
-  wire [457:0] \i__payload$72 ;
+  wire [2:0] \i__payload$109.hash_type ;
+  wire [3:0] \i__payload$109.instance ;
+  wire [7:0] \i__payload$109.ip_proto ;
+  wire [15:0] \i__payload$109.length ;
+  wire [7:0] \i__payload$109.queue ;
+  wire [10:0] \i__payload$109.reta_offset ;
+  wire [3:0] \i__payload$109.reta_size_log2 ;
+  wire [7:0] \i__payload$109.rule ;
+  wire [127:0] \i__payload$109.src_addr ;
+  wire [15:0] \i__payload$109.src_port ;
+  wire [7:0] \i__payload$109.tcp_flags ;
+  wire [11:0] \i__payload$109.vlan_id ;
+  wire [457:0] \i__payload$115 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -883,10 +898,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$72.drop ;
-  wire [5:0] \i__payload$72.dscp ;
-  wire [127:0] \i__payload$72.dst_addr ;
-  wire [15:0] \i__payload$72.dst_port ;
+  wire [3:0] \i__payload$115.drop ;
+  wire [5:0] \i__payload$115.dscp ;
+  wire [127:0] \i__payload$115.dst_addr ;
+  wire [15:0] \i__payload$115.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -896,21 +911,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$72.error ;
-  wire [15:0] \i__payload$72.ethertype ;
-  wire [9:0] \i__payload$72.flags ;
-  wire \i__payload$72.flags.direct ;
-  wire \i__payload$72.flags.fragment ;
-  wire \i__payload$72.flags.ip_options ;
-  wire \i__payload$72.flags.ipv4 ;
-  wire \i__payload$72.flags.ipv6 ;
-  wire \i__payload$72.flags.tcp ;
-  wire \i__payload$72.flags.tunnel ;
-  wire \i__payload$72.flags.udp ;
-  wire \i__payload$72.flags.vlan ;
-  wire \i__payload$72.flags.vlan2 ;
-  wire [15:0] \i__payload$72.generation ;
-  wire [31:0] \i__payload$72.hash ;
+  wire [3:0] \i__payload$115.error ;
+  wire [15:0] \i__payload$115.ethertype ;
+  wire [9:0] \i__payload$115.flags ;
+  wire \i__payload$115.flags.direct ;
+  wire \i__payload$115.flags.fragment ;
+  wire \i__payload$115.flags.ip_options ;
+  wire \i__payload$115.flags.ipv4 ;
+  wire \i__payload$115.flags.ipv6 ;
+  wire \i__payload$115.flags.tcp ;
+  wire \i__payload$115.flags.tunnel ;
+  wire \i__payload$115.flags.udp ;
+  wire \i__payload$115.flags.vlan ;
+  wire \i__payload$115.flags.vlan2 ;
+  wire [15:0] \i__payload$115.generation ;
+  wire [31:0] \i__payload$115.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -919,19 +934,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$72.hash_type ;
-  wire [3:0] \i__payload$72.instance ;
-  wire [7:0] \i__payload$72.ip_proto ;
-  wire [15:0] \i__payload$72.length ;
-  wire [7:0] \i__payload$72.queue ;
-  wire [10:0] \i__payload$72.reta_offset ;
-  wire [3:0] \i__payload$72.reta_size_log2 ;
-  wire [7:0] \i__payload$72.rule ;
-  wire [127:0] \i__payload$72.src_addr ;
-  wire [15:0] \i__payload$72.src_port ;
-  wire [7:0] \i__payload$72.tcp_flags ;
-  wire [11:0] \i__payload$72.vlan_id ;
-  wire [457:0] \i__payload$78 ;
+  wire [2:0] \i__payload$115.hash_type ;
+  wire [3:0] \i__payload$115.instance ;
+  wire [7:0] \i__payload$115.ip_proto ;
+  wire [15:0] \i__payload$115.length ;
+  wire [7:0] \i__payload$115.queue ;
+  wire [10:0] \i__payload$115.reta_offset ;
+  wire [3:0] \i__payload$115.reta_size_log2 ;
+  wire [7:0] \i__payload$115.rule ;
+  wire [127:0] \i__payload$115.src_addr ;
+  wire [15:0] \i__payload$115.src_port ;
+  wire [7:0] \i__payload$115.tcp_flags ;
+  wire [11:0] \i__payload$115.vlan_id ;
+  wire [457:0] \i__payload$121 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -942,10 +957,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$78.drop ;
-  wire [5:0] \i__payload$78.dscp ;
-  wire [127:0] \i__payload$78.dst_addr ;
-  wire [15:0] \i__payload$78.dst_port ;
+  wire [3:0] \i__payload$121.drop ;
+  wire [5:0] \i__payload$121.dscp ;
+  wire [127:0] \i__payload$121.dst_addr ;
+  wire [15:0] \i__payload$121.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -955,21 +970,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$78.error ;
-  wire [15:0] \i__payload$78.ethertype ;
-  wire [9:0] \i__payload$78.flags ;
-  wire \i__payload$78.flags.direct ;
-  wire \i__payload$78.flags.fragment ;
-  wire \i__payload$78.flags.ip_options ;
-  wire \i__payload$78.flags.ipv4 ;
-  wire \i__payload$78.flags.ipv6 ;
-  wire \i__payload$78.flags.tcp ;
-  wire \i__payload$78.flags.tunnel ;
-  wire \i__payload$78.flags.udp ;
-  wire \i__payload$78.flags.vlan ;
-  wire \i__payload$78.flags.vlan2 ;
-  wire [15:0] \i__payload$78.generation ;
-  wire [31:0] \i__payload$78.hash ;
+  wire [3:0] \i__payload$121.error ;
+  wire [15:0] \i__payload$121.ethertype ;
+  wire [9:0] \i__payload$121.flags ;
+  wire \i__payload$121.flags.direct ;
+  wire \i__payload$121.flags.fragment ;
+  wire \i__payload$121.flags.ip_options ;
+  wire \i__payload$121.flags.ipv4 ;
+  wire \i__payload$121.flags.ipv6 ;
+  wire \i__payload$121.flags.tcp ;
+  wire \i__payload$121.flags.tunnel ;
+  wire \i__payload$121.flags.udp ;
+  wire \i__payload$121.flags.vlan ;
+  wire \i__payload$121.flags.vlan2 ;
+  wire [15:0] \i__payload$121.generation ;
+  wire [31:0] \i__payload$121.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -978,19 +993,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$78.hash_type ;
-  wire [3:0] \i__payload$78.instance ;
-  wire [7:0] \i__payload$78.ip_proto ;
-  wire [15:0] \i__payload$78.length ;
-  wire [7:0] \i__payload$78.queue ;
-  wire [10:0] \i__payload$78.reta_offset ;
-  wire [3:0] \i__payload$78.reta_size_log2 ;
-  wire [7:0] \i__payload$78.rule ;
-  wire [127:0] \i__payload$78.src_addr ;
-  wire [15:0] \i__payload$78.src_port ;
-  wire [7:0] \i__payload$78.tcp_flags ;
-  wire [11:0] \i__payload$78.vlan_id ;
-  wire [457:0] \i__payload$84 ;
+  wire [2:0] \i__payload$121.hash_type ;
+  wire [3:0] \i__payload$121.instance ;
+  wire [7:0] \i__payload$121.ip_proto ;
+  wire [15:0] \i__payload$121.length ;
+  wire [7:0] \i__payload$121.queue ;
+  wire [10:0] \i__payload$121.reta_offset ;
+  wire [3:0] \i__payload$121.reta_size_log2 ;
+  wire [7:0] \i__payload$121.rule ;
+  wire [127:0] \i__payload$121.src_addr ;
+  wire [15:0] \i__payload$121.src_port ;
+  wire [7:0] \i__payload$121.tcp_flags ;
+  wire [11:0] \i__payload$121.vlan_id ;
+  wire [457:0] \i__payload$127 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1001,10 +1016,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$84.drop ;
-  wire [5:0] \i__payload$84.dscp ;
-  wire [127:0] \i__payload$84.dst_addr ;
-  wire [15:0] \i__payload$84.dst_port ;
+  wire [3:0] \i__payload$127.drop ;
+  wire [5:0] \i__payload$127.dscp ;
+  wire [127:0] \i__payload$127.dst_addr ;
+  wire [15:0] \i__payload$127.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1014,21 +1029,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$84.error ;
-  wire [15:0] \i__payload$84.ethertype ;
-  wire [9:0] \i__payload$84.flags ;
-  wire \i__payload$84.flags.direct ;
-  wire \i__payload$84.flags.fragment ;
-  wire \i__payload$84.flags.ip_options ;
-  wire \i__payload$84.flags.ipv4 ;
-  wire \i__payload$84.flags.ipv6 ;
-  wire \i__payload$84.flags.tcp ;
-  wire \i__payload$84.flags.tunnel ;
-  wire \i__payload$84.flags.udp ;
-  wire \i__payload$84.flags.vlan ;
-  wire \i__payload$84.flags.vlan2 ;
-  wire [15:0] \i__payload$84.generation ;
-  wire [31:0] \i__payload$84.hash ;
+  wire [3:0] \i__payload$127.error ;
+  wire [15:0] \i__payload$127.ethertype ;
+  wire [9:0] \i__payload$127.flags ;
+  wire \i__payload$127.flags.direct ;
+  wire \i__payload$127.flags.fragment ;
+  wire \i__payload$127.flags.ip_options ;
+  wire \i__payload$127.flags.ipv4 ;
+  wire \i__payload$127.flags.ipv6 ;
+  wire \i__payload$127.flags.tcp ;
+  wire \i__payload$127.flags.tunnel ;
+  wire \i__payload$127.flags.udp ;
+  wire \i__payload$127.flags.vlan ;
+  wire \i__payload$127.flags.vlan2 ;
+  wire [15:0] \i__payload$127.generation ;
+  wire [31:0] \i__payload$127.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1037,19 +1052,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$84.hash_type ;
-  wire [3:0] \i__payload$84.instance ;
-  wire [7:0] \i__payload$84.ip_proto ;
-  wire [15:0] \i__payload$84.length ;
-  wire [7:0] \i__payload$84.queue ;
-  wire [10:0] \i__payload$84.reta_offset ;
-  wire [3:0] \i__payload$84.reta_size_log2 ;
-  wire [7:0] \i__payload$84.rule ;
-  wire [127:0] \i__payload$84.src_addr ;
-  wire [15:0] \i__payload$84.src_port ;
-  wire [7:0] \i__payload$84.tcp_flags ;
-  wire [11:0] \i__payload$84.vlan_id ;
-  wire [457:0] \i__payload$90 ;
+  wire [2:0] \i__payload$127.hash_type ;
+  wire [3:0] \i__payload$127.instance ;
+  wire [7:0] \i__payload$127.ip_proto ;
+  wire [15:0] \i__payload$127.length ;
+  wire [7:0] \i__payload$127.queue ;
+  wire [10:0] \i__payload$127.reta_offset ;
+  wire [3:0] \i__payload$127.reta_size_log2 ;
+  wire [7:0] \i__payload$127.rule ;
+  wire [127:0] \i__payload$127.src_addr ;
+  wire [15:0] \i__payload$127.src_port ;
+  wire [7:0] \i__payload$127.tcp_flags ;
+  wire [11:0] \i__payload$127.vlan_id ;
+  wire [457:0] \i__payload$133 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1060,10 +1075,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$90.drop ;
-  wire [5:0] \i__payload$90.dscp ;
-  wire [127:0] \i__payload$90.dst_addr ;
-  wire [15:0] \i__payload$90.dst_port ;
+  wire [3:0] \i__payload$133.drop ;
+  wire [5:0] \i__payload$133.dscp ;
+  wire [127:0] \i__payload$133.dst_addr ;
+  wire [15:0] \i__payload$133.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1073,21 +1088,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$90.error ;
-  wire [15:0] \i__payload$90.ethertype ;
-  wire [9:0] \i__payload$90.flags ;
-  wire \i__payload$90.flags.direct ;
-  wire \i__payload$90.flags.fragment ;
-  wire \i__payload$90.flags.ip_options ;
-  wire \i__payload$90.flags.ipv4 ;
-  wire \i__payload$90.flags.ipv6 ;
-  wire \i__payload$90.flags.tcp ;
-  wire \i__payload$90.flags.tunnel ;
-  wire \i__payload$90.flags.udp ;
-  wire \i__payload$90.flags.vlan ;
-  wire \i__payload$90.flags.vlan2 ;
-  wire [15:0] \i__payload$90.generation ;
-  wire [31:0] \i__payload$90.hash ;
+  wire [3:0] \i__payload$133.error ;
+  wire [15:0] \i__payload$133.ethertype ;
+  wire [9:0] \i__payload$133.flags ;
+  wire \i__payload$133.flags.direct ;
+  wire \i__payload$133.flags.fragment ;
+  wire \i__payload$133.flags.ip_options ;
+  wire \i__payload$133.flags.ipv4 ;
+  wire \i__payload$133.flags.ipv6 ;
+  wire \i__payload$133.flags.tcp ;
+  wire \i__payload$133.flags.tunnel ;
+  wire \i__payload$133.flags.udp ;
+  wire \i__payload$133.flags.vlan ;
+  wire \i__payload$133.flags.vlan2 ;
+  wire [15:0] \i__payload$133.generation ;
+  wire [31:0] \i__payload$133.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1096,19 +1111,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$90.hash_type ;
-  wire [3:0] \i__payload$90.instance ;
-  wire [7:0] \i__payload$90.ip_proto ;
-  wire [15:0] \i__payload$90.length ;
-  wire [7:0] \i__payload$90.queue ;
-  wire [10:0] \i__payload$90.reta_offset ;
-  wire [3:0] \i__payload$90.reta_size_log2 ;
-  wire [7:0] \i__payload$90.rule ;
-  wire [127:0] \i__payload$90.src_addr ;
-  wire [15:0] \i__payload$90.src_port ;
-  wire [7:0] \i__payload$90.tcp_flags ;
-  wire [11:0] \i__payload$90.vlan_id ;
-  wire [457:0] \i__payload$96 ;
+  wire [2:0] \i__payload$133.hash_type ;
+  wire [3:0] \i__payload$133.instance ;
+  wire [7:0] \i__payload$133.ip_proto ;
+  wire [15:0] \i__payload$133.length ;
+  wire [7:0] \i__payload$133.queue ;
+  wire [10:0] \i__payload$133.reta_offset ;
+  wire [3:0] \i__payload$133.reta_size_log2 ;
+  wire [7:0] \i__payload$133.rule ;
+  wire [127:0] \i__payload$133.src_addr ;
+  wire [15:0] \i__payload$133.src_port ;
+  wire [7:0] \i__payload$133.tcp_flags ;
+  wire [11:0] \i__payload$133.vlan_id ;
+  wire [457:0] \i__payload$139 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1119,10 +1134,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \i__payload$96.drop ;
-  wire [5:0] \i__payload$96.dscp ;
-  wire [127:0] \i__payload$96.dst_addr ;
-  wire [15:0] \i__payload$96.dst_port ;
+  wire [3:0] \i__payload$139.drop ;
+  wire [5:0] \i__payload$139.dscp ;
+  wire [127:0] \i__payload$139.dst_addr ;
+  wire [15:0] \i__payload$139.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1132,21 +1147,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \i__payload$96.error ;
-  wire [15:0] \i__payload$96.ethertype ;
-  wire [9:0] \i__payload$96.flags ;
-  wire \i__payload$96.flags.direct ;
-  wire \i__payload$96.flags.fragment ;
-  wire \i__payload$96.flags.ip_options ;
-  wire \i__payload$96.flags.ipv4 ;
-  wire \i__payload$96.flags.ipv6 ;
-  wire \i__payload$96.flags.tcp ;
-  wire \i__payload$96.flags.tunnel ;
-  wire \i__payload$96.flags.udp ;
-  wire \i__payload$96.flags.vlan ;
-  wire \i__payload$96.flags.vlan2 ;
-  wire [15:0] \i__payload$96.generation ;
-  wire [31:0] \i__payload$96.hash ;
+  wire [3:0] \i__payload$139.error ;
+  wire [15:0] \i__payload$139.ethertype ;
+  wire [9:0] \i__payload$139.flags ;
+  wire \i__payload$139.flags.direct ;
+  wire \i__payload$139.flags.fragment ;
+  wire \i__payload$139.flags.ip_options ;
+  wire \i__payload$139.flags.ipv4 ;
+  wire \i__payload$139.flags.ipv6 ;
+  wire \i__payload$139.flags.tcp ;
+  wire \i__payload$139.flags.tunnel ;
+  wire \i__payload$139.flags.udp ;
+  wire \i__payload$139.flags.vlan ;
+  wire \i__payload$139.flags.vlan2 ;
+  wire [15:0] \i__payload$139.generation ;
+  wire [31:0] \i__payload$139.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1155,45 +1170,167 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \i__payload$96.hash_type ;
-  wire [3:0] \i__payload$96.instance ;
-  wire [7:0] \i__payload$96.ip_proto ;
-  wire [15:0] \i__payload$96.length ;
-  wire [7:0] \i__payload$96.queue ;
-  wire [10:0] \i__payload$96.reta_offset ;
-  wire [3:0] \i__payload$96.reta_size_log2 ;
-  wire [7:0] \i__payload$96.rule ;
-  wire [127:0] \i__payload$96.src_addr ;
-  wire [15:0] \i__payload$96.src_port ;
-  wire [7:0] \i__payload$96.tcp_flags ;
-  wire [11:0] \i__payload$96.vlan_id ;
+  wire [2:0] \i__payload$139.hash_type ;
+  wire [3:0] \i__payload$139.instance ;
+  wire [7:0] \i__payload$139.ip_proto ;
+  wire [15:0] \i__payload$139.length ;
+  wire [7:0] \i__payload$139.queue ;
+  wire [10:0] \i__payload$139.reta_offset ;
+  wire [3:0] \i__payload$139.reta_size_log2 ;
+  wire [7:0] \i__payload$139.rule ;
+  wire [127:0] \i__payload$139.src_addr ;
+  wire [15:0] \i__payload$139.src_port ;
+  wire [7:0] \i__payload$139.tcp_flags ;
+  wire [11:0] \i__payload$139.vlan_id ;
+  wire [457:0] \i__payload$91 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$91.drop ;
+  wire [5:0] \i__payload$91.dscp ;
+  wire [127:0] \i__payload$91.dst_addr ;
+  wire [15:0] \i__payload$91.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$91.error ;
+  wire [15:0] \i__payload$91.ethertype ;
+  wire [9:0] \i__payload$91.flags ;
+  wire \i__payload$91.flags.direct ;
+  wire \i__payload$91.flags.fragment ;
+  wire \i__payload$91.flags.ip_options ;
+  wire \i__payload$91.flags.ipv4 ;
+  wire \i__payload$91.flags.ipv6 ;
+  wire \i__payload$91.flags.tcp ;
+  wire \i__payload$91.flags.tunnel ;
+  wire \i__payload$91.flags.udp ;
+  wire \i__payload$91.flags.vlan ;
+  wire \i__payload$91.flags.vlan2 ;
+  wire [15:0] \i__payload$91.generation ;
+  wire [31:0] \i__payload$91.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$91.hash_type ;
+  wire [3:0] \i__payload$91.instance ;
+  wire [7:0] \i__payload$91.ip_proto ;
+  wire [15:0] \i__payload$91.length ;
+  wire [7:0] \i__payload$91.queue ;
+  wire [10:0] \i__payload$91.reta_offset ;
+  wire [3:0] \i__payload$91.reta_size_log2 ;
+  wire [7:0] \i__payload$91.rule ;
+  wire [127:0] \i__payload$91.src_addr ;
+  wire [15:0] \i__payload$91.src_port ;
+  wire [7:0] \i__payload$91.tcp_flags ;
+  wire [11:0] \i__payload$91.vlan_id ;
+  wire [457:0] \i__payload$97 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload$97.drop ;
+  wire [5:0] \i__payload$97.dscp ;
+  wire [127:0] \i__payload$97.dst_addr ;
+  wire [15:0] \i__payload$97.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload$97.error ;
+  wire [15:0] \i__payload$97.ethertype ;
+  wire [9:0] \i__payload$97.flags ;
+  wire \i__payload$97.flags.direct ;
+  wire \i__payload$97.flags.fragment ;
+  wire \i__payload$97.flags.ip_options ;
+  wire \i__payload$97.flags.ipv4 ;
+  wire \i__payload$97.flags.ipv6 ;
+  wire \i__payload$97.flags.tcp ;
+  wire \i__payload$97.flags.tunnel ;
+  wire \i__payload$97.flags.udp ;
+  wire \i__payload$97.flags.vlan ;
+  wire \i__payload$97.flags.vlan2 ;
+  wire [15:0] \i__payload$97.generation ;
+  wire [31:0] \i__payload$97.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload$97.hash_type ;
+  wire [3:0] \i__payload$97.instance ;
+  wire [7:0] \i__payload$97.ip_proto ;
+  wire [15:0] \i__payload$97.length ;
+  wire [7:0] \i__payload$97.queue ;
+  wire [10:0] \i__payload$97.reta_offset ;
+  wire [3:0] \i__payload$97.reta_size_log2 ;
+  wire [7:0] \i__payload$97.rule ;
+  wire [127:0] \i__payload$97.src_addr ;
+  wire [15:0] \i__payload$97.src_port ;
+  wire [7:0] \i__payload$97.tcp_flags ;
+  wire [11:0] \i__payload$97.vlan_id ;
   wire [63:0] \i__payload.data ;
   wire \i__payload.error ;
   wire [7:0] \i__payload.keep ;
   wire \i__payload.last ;
   wire i__ready;
-  wire \i__ready$105 ;
-  wire \i__ready$111 ;
-  wire \i__ready$75 ;
-  wire \i__ready$81 ;
-  wire \i__ready$87 ;
-  wire \i__ready$93 ;
-  wire \i__ready$99 ;
+  wire \i__ready$100 ;
+  wire \i__ready$106 ;
+  wire \i__ready$112 ;
+  wire \i__ready$118 ;
+  wire \i__ready$124 ;
+  wire \i__ready$130 ;
+  wire \i__ready$136 ;
+  wire \i__ready$142 ;
+  wire \i__ready$94 ;
   wire i__valid;
-  wire \i__valid$100 ;
-  wire \i__valid$106 ;
-  wire \i__valid$112 ;
-  wire \i__valid$76 ;
-  wire \i__valid$82 ;
-  wire \i__valid$88 ;
-  wire \i__valid$94 ;
+  wire \i__valid$101 ;
+  wire \i__valid$107 ;
+  wire \i__valid$113 ;
+  wire \i__valid$119 ;
+  wire \i__valid$125 ;
+  wire \i__valid$131 ;
+  wire \i__valid$137 ;
+  wire \i__valid$143 ;
+  wire \i__valid$95 ;
   reg [7:0] in_flight = 8'h00;
   (* init = 1'h0 *)
   wire in_flight_full;
   wire [319:0] key;
-  wire [319:0] \key$61 ;
+  wire [319:0] \key$73 ;
   wire [15:0] max_frame;
-  wire [15:0] \max_frame$57 ;
+  wire [15:0] \max_frame$69 ;
   wire [457:0] meta;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -1321,7 +1458,7 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire new_frame_hold;
   wire [7:0] next_in_flight;
   wire [457:0] o__payload;
-  wire [457:0] \o__payload$103 ;
+  wire [457:0] \o__payload$104 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1332,10 +1469,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$103.drop ;
-  wire [5:0] \o__payload$103.dscp ;
-  wire [127:0] \o__payload$103.dst_addr ;
-  wire [15:0] \o__payload$103.dst_port ;
+  wire [3:0] \o__payload$104.drop ;
+  wire [5:0] \o__payload$104.dscp ;
+  wire [127:0] \o__payload$104.dst_addr ;
+  wire [15:0] \o__payload$104.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1345,21 +1482,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$103.error ;
-  wire [15:0] \o__payload$103.ethertype ;
-  wire [9:0] \o__payload$103.flags ;
-  wire \o__payload$103.flags.direct ;
-  wire \o__payload$103.flags.fragment ;
-  wire \o__payload$103.flags.ip_options ;
-  wire \o__payload$103.flags.ipv4 ;
-  wire \o__payload$103.flags.ipv6 ;
-  wire \o__payload$103.flags.tcp ;
-  wire \o__payload$103.flags.tunnel ;
-  wire \o__payload$103.flags.udp ;
-  wire \o__payload$103.flags.vlan ;
-  wire \o__payload$103.flags.vlan2 ;
-  wire [15:0] \o__payload$103.generation ;
-  wire [31:0] \o__payload$103.hash ;
+  wire [3:0] \o__payload$104.error ;
+  wire [15:0] \o__payload$104.ethertype ;
+  wire [9:0] \o__payload$104.flags ;
+  wire \o__payload$104.flags.direct ;
+  wire \o__payload$104.flags.fragment ;
+  wire \o__payload$104.flags.ip_options ;
+  wire \o__payload$104.flags.ipv4 ;
+  wire \o__payload$104.flags.ipv6 ;
+  wire \o__payload$104.flags.tcp ;
+  wire \o__payload$104.flags.tunnel ;
+  wire \o__payload$104.flags.udp ;
+  wire \o__payload$104.flags.vlan ;
+  wire \o__payload$104.flags.vlan2 ;
+  wire [15:0] \o__payload$104.generation ;
+  wire [31:0] \o__payload$104.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1368,19 +1505,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$103.hash_type ;
-  wire [3:0] \o__payload$103.instance ;
-  wire [7:0] \o__payload$103.ip_proto ;
-  wire [15:0] \o__payload$103.length ;
-  wire [7:0] \o__payload$103.queue ;
-  wire [10:0] \o__payload$103.reta_offset ;
-  wire [3:0] \o__payload$103.reta_size_log2 ;
-  wire [7:0] \o__payload$103.rule ;
-  wire [127:0] \o__payload$103.src_addr ;
-  wire [15:0] \o__payload$103.src_port ;
-  wire [7:0] \o__payload$103.tcp_flags ;
-  wire [11:0] \o__payload$103.vlan_id ;
-  wire [457:0] \o__payload$109 ;
+  wire [2:0] \o__payload$104.hash_type ;
+  wire [3:0] \o__payload$104.instance ;
+  wire [7:0] \o__payload$104.ip_proto ;
+  wire [15:0] \o__payload$104.length ;
+  wire [7:0] \o__payload$104.queue ;
+  wire [10:0] \o__payload$104.reta_offset ;
+  wire [3:0] \o__payload$104.reta_size_log2 ;
+  wire [7:0] \o__payload$104.rule ;
+  wire [127:0] \o__payload$104.src_addr ;
+  wire [15:0] \o__payload$104.src_port ;
+  wire [7:0] \o__payload$104.tcp_flags ;
+  wire [11:0] \o__payload$104.vlan_id ;
+  wire [457:0] \o__payload$110 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1391,10 +1528,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$109.drop ;
-  wire [5:0] \o__payload$109.dscp ;
-  wire [127:0] \o__payload$109.dst_addr ;
-  wire [15:0] \o__payload$109.dst_port ;
+  wire [3:0] \o__payload$110.drop ;
+  wire [5:0] \o__payload$110.dscp ;
+  wire [127:0] \o__payload$110.dst_addr ;
+  wire [15:0] \o__payload$110.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1404,21 +1541,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$109.error ;
-  wire [15:0] \o__payload$109.ethertype ;
-  wire [9:0] \o__payload$109.flags ;
-  wire \o__payload$109.flags.direct ;
-  wire \o__payload$109.flags.fragment ;
-  wire \o__payload$109.flags.ip_options ;
-  wire \o__payload$109.flags.ipv4 ;
-  wire \o__payload$109.flags.ipv6 ;
-  wire \o__payload$109.flags.tcp ;
-  wire \o__payload$109.flags.tunnel ;
-  wire \o__payload$109.flags.udp ;
-  wire \o__payload$109.flags.vlan ;
-  wire \o__payload$109.flags.vlan2 ;
-  wire [15:0] \o__payload$109.generation ;
-  wire [31:0] \o__payload$109.hash ;
+  wire [3:0] \o__payload$110.error ;
+  wire [15:0] \o__payload$110.ethertype ;
+  wire [9:0] \o__payload$110.flags ;
+  wire \o__payload$110.flags.direct ;
+  wire \o__payload$110.flags.fragment ;
+  wire \o__payload$110.flags.ip_options ;
+  wire \o__payload$110.flags.ipv4 ;
+  wire \o__payload$110.flags.ipv6 ;
+  wire \o__payload$110.flags.tcp ;
+  wire \o__payload$110.flags.tunnel ;
+  wire \o__payload$110.flags.udp ;
+  wire \o__payload$110.flags.vlan ;
+  wire \o__payload$110.flags.vlan2 ;
+  wire [15:0] \o__payload$110.generation ;
+  wire [31:0] \o__payload$110.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1427,19 +1564,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$109.hash_type ;
-  wire [3:0] \o__payload$109.instance ;
-  wire [7:0] \o__payload$109.ip_proto ;
-  wire [15:0] \o__payload$109.length ;
-  wire [7:0] \o__payload$109.queue ;
-  wire [10:0] \o__payload$109.reta_offset ;
-  wire [3:0] \o__payload$109.reta_size_log2 ;
-  wire [7:0] \o__payload$109.rule ;
-  wire [127:0] \o__payload$109.src_addr ;
-  wire [15:0] \o__payload$109.src_port ;
-  wire [7:0] \o__payload$109.tcp_flags ;
-  wire [11:0] \o__payload$109.vlan_id ;
-  wire [457:0] \o__payload$117 ;
+  wire [2:0] \o__payload$110.hash_type ;
+  wire [3:0] \o__payload$110.instance ;
+  wire [7:0] \o__payload$110.ip_proto ;
+  wire [15:0] \o__payload$110.length ;
+  wire [7:0] \o__payload$110.queue ;
+  wire [10:0] \o__payload$110.reta_offset ;
+  wire [3:0] \o__payload$110.reta_size_log2 ;
+  wire [7:0] \o__payload$110.rule ;
+  wire [127:0] \o__payload$110.src_addr ;
+  wire [15:0] \o__payload$110.src_port ;
+  wire [7:0] \o__payload$110.tcp_flags ;
+  wire [11:0] \o__payload$110.vlan_id ;
+  wire [457:0] \o__payload$116 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1450,10 +1587,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$117.drop ;
-  wire [5:0] \o__payload$117.dscp ;
-  wire [127:0] \o__payload$117.dst_addr ;
-  wire [15:0] \o__payload$117.dst_port ;
+  wire [3:0] \o__payload$116.drop ;
+  wire [5:0] \o__payload$116.dscp ;
+  wire [127:0] \o__payload$116.dst_addr ;
+  wire [15:0] \o__payload$116.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1463,21 +1600,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$117.error ;
-  wire [15:0] \o__payload$117.ethertype ;
-  wire [9:0] \o__payload$117.flags ;
-  wire \o__payload$117.flags.direct ;
-  wire \o__payload$117.flags.fragment ;
-  wire \o__payload$117.flags.ip_options ;
-  wire \o__payload$117.flags.ipv4 ;
-  wire \o__payload$117.flags.ipv6 ;
-  wire \o__payload$117.flags.tcp ;
-  wire \o__payload$117.flags.tunnel ;
-  wire \o__payload$117.flags.udp ;
-  wire \o__payload$117.flags.vlan ;
-  wire \o__payload$117.flags.vlan2 ;
-  wire [15:0] \o__payload$117.generation ;
-  wire [31:0] \o__payload$117.hash ;
+  wire [3:0] \o__payload$116.error ;
+  wire [15:0] \o__payload$116.ethertype ;
+  wire [9:0] \o__payload$116.flags ;
+  wire \o__payload$116.flags.direct ;
+  wire \o__payload$116.flags.fragment ;
+  wire \o__payload$116.flags.ip_options ;
+  wire \o__payload$116.flags.ipv4 ;
+  wire \o__payload$116.flags.ipv6 ;
+  wire \o__payload$116.flags.tcp ;
+  wire \o__payload$116.flags.tunnel ;
+  wire \o__payload$116.flags.udp ;
+  wire \o__payload$116.flags.vlan ;
+  wire \o__payload$116.flags.vlan2 ;
+  wire [15:0] \o__payload$116.generation ;
+  wire [31:0] \o__payload$116.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1486,19 +1623,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$117.hash_type ;
-  wire [3:0] \o__payload$117.instance ;
-  wire [7:0] \o__payload$117.ip_proto ;
-  wire [15:0] \o__payload$117.length ;
-  wire [7:0] \o__payload$117.queue ;
-  wire [10:0] \o__payload$117.reta_offset ;
-  wire [3:0] \o__payload$117.reta_size_log2 ;
-  wire [7:0] \o__payload$117.rule ;
-  wire [127:0] \o__payload$117.src_addr ;
-  wire [15:0] \o__payload$117.src_port ;
-  wire [7:0] \o__payload$117.tcp_flags ;
-  wire [11:0] \o__payload$117.vlan_id ;
-  wire [457:0] \o__payload$79 ;
+  wire [2:0] \o__payload$116.hash_type ;
+  wire [3:0] \o__payload$116.instance ;
+  wire [7:0] \o__payload$116.ip_proto ;
+  wire [15:0] \o__payload$116.length ;
+  wire [7:0] \o__payload$116.queue ;
+  wire [10:0] \o__payload$116.reta_offset ;
+  wire [3:0] \o__payload$116.reta_size_log2 ;
+  wire [7:0] \o__payload$116.rule ;
+  wire [127:0] \o__payload$116.src_addr ;
+  wire [15:0] \o__payload$116.src_port ;
+  wire [7:0] \o__payload$116.tcp_flags ;
+  wire [11:0] \o__payload$116.vlan_id ;
+  wire [457:0] \o__payload$122 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1509,10 +1646,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$79.drop ;
-  wire [5:0] \o__payload$79.dscp ;
-  wire [127:0] \o__payload$79.dst_addr ;
-  wire [15:0] \o__payload$79.dst_port ;
+  wire [3:0] \o__payload$122.drop ;
+  wire [5:0] \o__payload$122.dscp ;
+  wire [127:0] \o__payload$122.dst_addr ;
+  wire [15:0] \o__payload$122.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1522,21 +1659,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$79.error ;
-  wire [15:0] \o__payload$79.ethertype ;
-  wire [9:0] \o__payload$79.flags ;
-  wire \o__payload$79.flags.direct ;
-  wire \o__payload$79.flags.fragment ;
-  wire \o__payload$79.flags.ip_options ;
-  wire \o__payload$79.flags.ipv4 ;
-  wire \o__payload$79.flags.ipv6 ;
-  wire \o__payload$79.flags.tcp ;
-  wire \o__payload$79.flags.tunnel ;
-  wire \o__payload$79.flags.udp ;
-  wire \o__payload$79.flags.vlan ;
-  wire \o__payload$79.flags.vlan2 ;
-  wire [15:0] \o__payload$79.generation ;
-  wire [31:0] \o__payload$79.hash ;
+  wire [3:0] \o__payload$122.error ;
+  wire [15:0] \o__payload$122.ethertype ;
+  wire [9:0] \o__payload$122.flags ;
+  wire \o__payload$122.flags.direct ;
+  wire \o__payload$122.flags.fragment ;
+  wire \o__payload$122.flags.ip_options ;
+  wire \o__payload$122.flags.ipv4 ;
+  wire \o__payload$122.flags.ipv6 ;
+  wire \o__payload$122.flags.tcp ;
+  wire \o__payload$122.flags.tunnel ;
+  wire \o__payload$122.flags.udp ;
+  wire \o__payload$122.flags.vlan ;
+  wire \o__payload$122.flags.vlan2 ;
+  wire [15:0] \o__payload$122.generation ;
+  wire [31:0] \o__payload$122.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1545,19 +1682,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$79.hash_type ;
-  wire [3:0] \o__payload$79.instance ;
-  wire [7:0] \o__payload$79.ip_proto ;
-  wire [15:0] \o__payload$79.length ;
-  wire [7:0] \o__payload$79.queue ;
-  wire [10:0] \o__payload$79.reta_offset ;
-  wire [3:0] \o__payload$79.reta_size_log2 ;
-  wire [7:0] \o__payload$79.rule ;
-  wire [127:0] \o__payload$79.src_addr ;
-  wire [15:0] \o__payload$79.src_port ;
-  wire [7:0] \o__payload$79.tcp_flags ;
-  wire [11:0] \o__payload$79.vlan_id ;
-  wire [457:0] \o__payload$85 ;
+  wire [2:0] \o__payload$122.hash_type ;
+  wire [3:0] \o__payload$122.instance ;
+  wire [7:0] \o__payload$122.ip_proto ;
+  wire [15:0] \o__payload$122.length ;
+  wire [7:0] \o__payload$122.queue ;
+  wire [10:0] \o__payload$122.reta_offset ;
+  wire [3:0] \o__payload$122.reta_size_log2 ;
+  wire [7:0] \o__payload$122.rule ;
+  wire [127:0] \o__payload$122.src_addr ;
+  wire [15:0] \o__payload$122.src_port ;
+  wire [7:0] \o__payload$122.tcp_flags ;
+  wire [11:0] \o__payload$122.vlan_id ;
+  wire [457:0] \o__payload$128 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1568,10 +1705,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$85.drop ;
-  wire [5:0] \o__payload$85.dscp ;
-  wire [127:0] \o__payload$85.dst_addr ;
-  wire [15:0] \o__payload$85.dst_port ;
+  wire [3:0] \o__payload$128.drop ;
+  wire [5:0] \o__payload$128.dscp ;
+  wire [127:0] \o__payload$128.dst_addr ;
+  wire [15:0] \o__payload$128.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1581,21 +1718,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$85.error ;
-  wire [15:0] \o__payload$85.ethertype ;
-  wire [9:0] \o__payload$85.flags ;
-  wire \o__payload$85.flags.direct ;
-  wire \o__payload$85.flags.fragment ;
-  wire \o__payload$85.flags.ip_options ;
-  wire \o__payload$85.flags.ipv4 ;
-  wire \o__payload$85.flags.ipv6 ;
-  wire \o__payload$85.flags.tcp ;
-  wire \o__payload$85.flags.tunnel ;
-  wire \o__payload$85.flags.udp ;
-  wire \o__payload$85.flags.vlan ;
-  wire \o__payload$85.flags.vlan2 ;
-  wire [15:0] \o__payload$85.generation ;
-  wire [31:0] \o__payload$85.hash ;
+  wire [3:0] \o__payload$128.error ;
+  wire [15:0] \o__payload$128.ethertype ;
+  wire [9:0] \o__payload$128.flags ;
+  wire \o__payload$128.flags.direct ;
+  wire \o__payload$128.flags.fragment ;
+  wire \o__payload$128.flags.ip_options ;
+  wire \o__payload$128.flags.ipv4 ;
+  wire \o__payload$128.flags.ipv6 ;
+  wire \o__payload$128.flags.tcp ;
+  wire \o__payload$128.flags.tunnel ;
+  wire \o__payload$128.flags.udp ;
+  wire \o__payload$128.flags.vlan ;
+  wire \o__payload$128.flags.vlan2 ;
+  wire [15:0] \o__payload$128.generation ;
+  wire [31:0] \o__payload$128.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1604,19 +1741,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$85.hash_type ;
-  wire [3:0] \o__payload$85.instance ;
-  wire [7:0] \o__payload$85.ip_proto ;
-  wire [15:0] \o__payload$85.length ;
-  wire [7:0] \o__payload$85.queue ;
-  wire [10:0] \o__payload$85.reta_offset ;
-  wire [3:0] \o__payload$85.reta_size_log2 ;
-  wire [7:0] \o__payload$85.rule ;
-  wire [127:0] \o__payload$85.src_addr ;
-  wire [15:0] \o__payload$85.src_port ;
-  wire [7:0] \o__payload$85.tcp_flags ;
-  wire [11:0] \o__payload$85.vlan_id ;
-  wire [457:0] \o__payload$91 ;
+  wire [2:0] \o__payload$128.hash_type ;
+  wire [3:0] \o__payload$128.instance ;
+  wire [7:0] \o__payload$128.ip_proto ;
+  wire [15:0] \o__payload$128.length ;
+  wire [7:0] \o__payload$128.queue ;
+  wire [10:0] \o__payload$128.reta_offset ;
+  wire [3:0] \o__payload$128.reta_size_log2 ;
+  wire [7:0] \o__payload$128.rule ;
+  wire [127:0] \o__payload$128.src_addr ;
+  wire [15:0] \o__payload$128.src_port ;
+  wire [7:0] \o__payload$128.tcp_flags ;
+  wire [11:0] \o__payload$128.vlan_id ;
+  wire [457:0] \o__payload$134 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1627,10 +1764,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$91.drop ;
-  wire [5:0] \o__payload$91.dscp ;
-  wire [127:0] \o__payload$91.dst_addr ;
-  wire [15:0] \o__payload$91.dst_port ;
+  wire [3:0] \o__payload$134.drop ;
+  wire [5:0] \o__payload$134.dscp ;
+  wire [127:0] \o__payload$134.dst_addr ;
+  wire [15:0] \o__payload$134.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1640,21 +1777,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$91.error ;
-  wire [15:0] \o__payload$91.ethertype ;
-  wire [9:0] \o__payload$91.flags ;
-  wire \o__payload$91.flags.direct ;
-  wire \o__payload$91.flags.fragment ;
-  wire \o__payload$91.flags.ip_options ;
-  wire \o__payload$91.flags.ipv4 ;
-  wire \o__payload$91.flags.ipv6 ;
-  wire \o__payload$91.flags.tcp ;
-  wire \o__payload$91.flags.tunnel ;
-  wire \o__payload$91.flags.udp ;
-  wire \o__payload$91.flags.vlan ;
-  wire \o__payload$91.flags.vlan2 ;
-  wire [15:0] \o__payload$91.generation ;
-  wire [31:0] \o__payload$91.hash ;
+  wire [3:0] \o__payload$134.error ;
+  wire [15:0] \o__payload$134.ethertype ;
+  wire [9:0] \o__payload$134.flags ;
+  wire \o__payload$134.flags.direct ;
+  wire \o__payload$134.flags.fragment ;
+  wire \o__payload$134.flags.ip_options ;
+  wire \o__payload$134.flags.ipv4 ;
+  wire \o__payload$134.flags.ipv6 ;
+  wire \o__payload$134.flags.tcp ;
+  wire \o__payload$134.flags.tunnel ;
+  wire \o__payload$134.flags.udp ;
+  wire \o__payload$134.flags.vlan ;
+  wire \o__payload$134.flags.vlan2 ;
+  wire [15:0] \o__payload$134.generation ;
+  wire [31:0] \o__payload$134.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1663,19 +1800,19 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$91.hash_type ;
-  wire [3:0] \o__payload$91.instance ;
-  wire [7:0] \o__payload$91.ip_proto ;
-  wire [15:0] \o__payload$91.length ;
-  wire [7:0] \o__payload$91.queue ;
-  wire [10:0] \o__payload$91.reta_offset ;
-  wire [3:0] \o__payload$91.reta_size_log2 ;
-  wire [7:0] \o__payload$91.rule ;
-  wire [127:0] \o__payload$91.src_addr ;
-  wire [15:0] \o__payload$91.src_port ;
-  wire [7:0] \o__payload$91.tcp_flags ;
-  wire [11:0] \o__payload$91.vlan_id ;
-  wire [457:0] \o__payload$97 ;
+  wire [2:0] \o__payload$134.hash_type ;
+  wire [3:0] \o__payload$134.instance ;
+  wire [7:0] \o__payload$134.ip_proto ;
+  wire [15:0] \o__payload$134.length ;
+  wire [7:0] \o__payload$134.queue ;
+  wire [10:0] \o__payload$134.reta_offset ;
+  wire [3:0] \o__payload$134.reta_size_log2 ;
+  wire [7:0] \o__payload$134.rule ;
+  wire [127:0] \o__payload$134.src_addr ;
+  wire [15:0] \o__payload$134.src_port ;
+  wire [7:0] \o__payload$134.tcp_flags ;
+  wire [11:0] \o__payload$134.vlan_id ;
+  wire [457:0] \o__payload$140 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1686,10 +1823,10 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \o__payload$97.drop ;
-  wire [5:0] \o__payload$97.dscp ;
-  wire [127:0] \o__payload$97.dst_addr ;
-  wire [15:0] \o__payload$97.dst_port ;
+  wire [3:0] \o__payload$140.drop ;
+  wire [5:0] \o__payload$140.dscp ;
+  wire [127:0] \o__payload$140.dst_addr ;
+  wire [15:0] \o__payload$140.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1699,21 +1836,21 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \o__payload$97.error ;
-  wire [15:0] \o__payload$97.ethertype ;
-  wire [9:0] \o__payload$97.flags ;
-  wire \o__payload$97.flags.direct ;
-  wire \o__payload$97.flags.fragment ;
-  wire \o__payload$97.flags.ip_options ;
-  wire \o__payload$97.flags.ipv4 ;
-  wire \o__payload$97.flags.ipv6 ;
-  wire \o__payload$97.flags.tcp ;
-  wire \o__payload$97.flags.tunnel ;
-  wire \o__payload$97.flags.udp ;
-  wire \o__payload$97.flags.vlan ;
-  wire \o__payload$97.flags.vlan2 ;
-  wire [15:0] \o__payload$97.generation ;
-  wire [31:0] \o__payload$97.hash ;
+  wire [3:0] \o__payload$140.error ;
+  wire [15:0] \o__payload$140.ethertype ;
+  wire [9:0] \o__payload$140.flags ;
+  wire \o__payload$140.flags.direct ;
+  wire \o__payload$140.flags.fragment ;
+  wire \o__payload$140.flags.ip_options ;
+  wire \o__payload$140.flags.ipv4 ;
+  wire \o__payload$140.flags.ipv6 ;
+  wire \o__payload$140.flags.tcp ;
+  wire \o__payload$140.flags.tunnel ;
+  wire \o__payload$140.flags.udp ;
+  wire \o__payload$140.flags.vlan ;
+  wire \o__payload$140.flags.vlan2 ;
+  wire [15:0] \o__payload$140.generation ;
+  wire [31:0] \o__payload$140.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -1722,18 +1859,136 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \o__payload$97.hash_type ;
-  wire [3:0] \o__payload$97.instance ;
-  wire [7:0] \o__payload$97.ip_proto ;
-  wire [15:0] \o__payload$97.length ;
-  wire [7:0] \o__payload$97.queue ;
-  wire [10:0] \o__payload$97.reta_offset ;
-  wire [3:0] \o__payload$97.reta_size_log2 ;
-  wire [7:0] \o__payload$97.rule ;
-  wire [127:0] \o__payload$97.src_addr ;
-  wire [15:0] \o__payload$97.src_port ;
-  wire [7:0] \o__payload$97.tcp_flags ;
-  wire [11:0] \o__payload$97.vlan_id ;
+  wire [2:0] \o__payload$140.hash_type ;
+  wire [3:0] \o__payload$140.instance ;
+  wire [7:0] \o__payload$140.ip_proto ;
+  wire [15:0] \o__payload$140.length ;
+  wire [7:0] \o__payload$140.queue ;
+  wire [10:0] \o__payload$140.reta_offset ;
+  wire [3:0] \o__payload$140.reta_size_log2 ;
+  wire [7:0] \o__payload$140.rule ;
+  wire [127:0] \o__payload$140.src_addr ;
+  wire [15:0] \o__payload$140.src_port ;
+  wire [7:0] \o__payload$140.tcp_flags ;
+  wire [11:0] \o__payload$140.vlan_id ;
+  wire [457:0] \o__payload$148 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$148.drop ;
+  wire [5:0] \o__payload$148.dscp ;
+  wire [127:0] \o__payload$148.dst_addr ;
+  wire [15:0] \o__payload$148.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$148.error ;
+  wire [15:0] \o__payload$148.ethertype ;
+  wire [9:0] \o__payload$148.flags ;
+  wire \o__payload$148.flags.direct ;
+  wire \o__payload$148.flags.fragment ;
+  wire \o__payload$148.flags.ip_options ;
+  wire \o__payload$148.flags.ipv4 ;
+  wire \o__payload$148.flags.ipv6 ;
+  wire \o__payload$148.flags.tcp ;
+  wire \o__payload$148.flags.tunnel ;
+  wire \o__payload$148.flags.udp ;
+  wire \o__payload$148.flags.vlan ;
+  wire \o__payload$148.flags.vlan2 ;
+  wire [15:0] \o__payload$148.generation ;
+  wire [31:0] \o__payload$148.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$148.hash_type ;
+  wire [3:0] \o__payload$148.instance ;
+  wire [7:0] \o__payload$148.ip_proto ;
+  wire [15:0] \o__payload$148.length ;
+  wire [7:0] \o__payload$148.queue ;
+  wire [10:0] \o__payload$148.reta_offset ;
+  wire [3:0] \o__payload$148.reta_size_log2 ;
+  wire [7:0] \o__payload$148.rule ;
+  wire [127:0] \o__payload$148.src_addr ;
+  wire [15:0] \o__payload$148.src_port ;
+  wire [7:0] \o__payload$148.tcp_flags ;
+  wire [11:0] \o__payload$148.vlan_id ;
+  wire [457:0] \o__payload$98 ;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload$98.drop ;
+  wire [5:0] \o__payload$98.dscp ;
+  wire [127:0] \o__payload$98.dst_addr ;
+  wire [15:0] \o__payload$98.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload$98.error ;
+  wire [15:0] \o__payload$98.ethertype ;
+  wire [9:0] \o__payload$98.flags ;
+  wire \o__payload$98.flags.direct ;
+  wire \o__payload$98.flags.fragment ;
+  wire \o__payload$98.flags.ip_options ;
+  wire \o__payload$98.flags.ipv4 ;
+  wire \o__payload$98.flags.ipv6 ;
+  wire \o__payload$98.flags.tcp ;
+  wire \o__payload$98.flags.tunnel ;
+  wire \o__payload$98.flags.udp ;
+  wire \o__payload$98.flags.vlan ;
+  wire \o__payload$98.flags.vlan2 ;
+  wire [15:0] \o__payload$98.generation ;
+  wire [31:0] \o__payload$98.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload$98.hash_type ;
+  wire [3:0] \o__payload$98.instance ;
+  wire [7:0] \o__payload$98.ip_proto ;
+  wire [15:0] \o__payload$98.length ;
+  wire [7:0] \o__payload$98.queue ;
+  wire [10:0] \o__payload$98.reta_offset ;
+  wire [3:0] \o__payload$98.reta_size_log2 ;
+  wire [7:0] \o__payload$98.rule ;
+  wire [127:0] \o__payload$98.src_addr ;
+  wire [15:0] \o__payload$98.src_port ;
+  wire [7:0] \o__payload$98.tcp_flags ;
+  wire [11:0] \o__payload$98.vlan_id ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -1793,22 +2048,26 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
   wire o__ready;
-  wire \o__ready$104 ;
-  wire \o__ready$110 ;
-  input \o__ready$119 ;
-  wire \o__ready$119 ;
-  wire \o__ready$80 ;
-  wire \o__ready$86 ;
-  wire \o__ready$92 ;
-  wire \o__ready$98 ;
+  wire \o__ready$105 ;
+  wire \o__ready$111 ;
+  wire \o__ready$117 ;
+  wire \o__ready$123 ;
+  wire \o__ready$129 ;
+  wire \o__ready$135 ;
+  wire \o__ready$141 ;
+  input \o__ready$150 ;
+  wire \o__ready$150 ;
+  wire \o__ready$99 ;
   wire o__valid;
-  wire \o__valid$101 ;
-  wire \o__valid$107 ;
-  wire \o__valid$113 ;
-  wire \o__valid$115 ;
-  wire \o__valid$83 ;
-  wire \o__valid$89 ;
-  wire \o__valid$95 ;
+  wire \o__valid$102 ;
+  wire \o__valid$108 ;
+  wire \o__valid$114 ;
+  wire \o__valid$120 ;
+  wire \o__valid$126 ;
+  wire \o__valid$132 ;
+  wire \o__valid$138 ;
+  wire \o__valid$144 ;
+  wire \o__valid$146 ;
   wire [73:0] parse__payload;
   wire [63:0] \parse__payload.data ;
   wire \parse__payload.error ;
@@ -1817,7 +2076,9 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire parse__ready;
   wire parse__valid;
   wire pass_errors;
-  wire \pass_errors$71 ;
+  wire \pass_errors$83 ;
+  wire \pass_errors$84 ;
+  wire refused_stb;
   wire reta__ack;
   wire [8:0] reta__addr;
   wire reta__busy;
@@ -1828,759 +2089,759 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   input rst;
   wire rst;
   wire [11471:0] rules;
-  wire [11471:0] \rules$67 ;
-  wire [716:0] \rules$67[0] ;
-  wire [19:0] \rules$67[0].action ;
-  wire \rules$67[0].action.drop ;
-  wire [3:0] \rules$67[0].action.instance ;
-  wire [10:0] \rules$67[0].action.reta_offset ;
-  wire [3:0] \rules$67[0].action.reta_size_log2 ;
-  wire [5:0] \rules$67[0].dscp ;
-  wire [5:0] \rules$67[0].dscp_mask ;
-  wire [127:0] \rules$67[0].dst_addr ;
-  wire [127:0] \rules$67[0].dst_mask ;
-  wire [15:0] \rules$67[0].dst_port_hi ;
-  wire [15:0] \rules$67[0].dst_port_lo ;
-  wire \rules$67[0].enable ;
-  wire [15:0] \rules$67[0].ethertype ;
-  wire [15:0] \rules$67[0].ethertype_mask ;
-  wire [9:0] \rules$67[0].flags ;
-  wire \rules$67[0].flags.direct ;
-  wire \rules$67[0].flags.fragment ;
-  wire \rules$67[0].flags.ip_options ;
-  wire \rules$67[0].flags.ipv4 ;
-  wire \rules$67[0].flags.ipv6 ;
-  wire \rules$67[0].flags.tcp ;
-  wire \rules$67[0].flags.tunnel ;
-  wire \rules$67[0].flags.udp ;
-  wire \rules$67[0].flags.vlan ;
-  wire \rules$67[0].flags.vlan2 ;
-  wire [9:0] \rules$67[0].flags_mask ;
-  wire \rules$67[0].flags_mask.direct ;
-  wire \rules$67[0].flags_mask.fragment ;
-  wire \rules$67[0].flags_mask.ip_options ;
-  wire \rules$67[0].flags_mask.ipv4 ;
-  wire \rules$67[0].flags_mask.ipv6 ;
-  wire \rules$67[0].flags_mask.tcp ;
-  wire \rules$67[0].flags_mask.tunnel ;
-  wire \rules$67[0].flags_mask.udp ;
-  wire \rules$67[0].flags_mask.vlan ;
-  wire \rules$67[0].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[0].ip_proto ;
-  wire [7:0] \rules$67[0].ip_proto_mask ;
-  wire [127:0] \rules$67[0].src_addr ;
-  wire [127:0] \rules$67[0].src_mask ;
-  wire [15:0] \rules$67[0].src_port_hi ;
-  wire [15:0] \rules$67[0].src_port_lo ;
-  wire [7:0] \rules$67[0].tcp_flags ;
-  wire [7:0] \rules$67[0].tcp_flags_mask ;
-  wire [11:0] \rules$67[0].vlan_id ;
-  wire [11:0] \rules$67[0].vlan_mask ;
-  wire [716:0] \rules$67[10] ;
-  wire [19:0] \rules$67[10].action ;
-  wire \rules$67[10].action.drop ;
-  wire [3:0] \rules$67[10].action.instance ;
-  wire [10:0] \rules$67[10].action.reta_offset ;
-  wire [3:0] \rules$67[10].action.reta_size_log2 ;
-  wire [5:0] \rules$67[10].dscp ;
-  wire [5:0] \rules$67[10].dscp_mask ;
-  wire [127:0] \rules$67[10].dst_addr ;
-  wire [127:0] \rules$67[10].dst_mask ;
-  wire [15:0] \rules$67[10].dst_port_hi ;
-  wire [15:0] \rules$67[10].dst_port_lo ;
-  wire \rules$67[10].enable ;
-  wire [15:0] \rules$67[10].ethertype ;
-  wire [15:0] \rules$67[10].ethertype_mask ;
-  wire [9:0] \rules$67[10].flags ;
-  wire \rules$67[10].flags.direct ;
-  wire \rules$67[10].flags.fragment ;
-  wire \rules$67[10].flags.ip_options ;
-  wire \rules$67[10].flags.ipv4 ;
-  wire \rules$67[10].flags.ipv6 ;
-  wire \rules$67[10].flags.tcp ;
-  wire \rules$67[10].flags.tunnel ;
-  wire \rules$67[10].flags.udp ;
-  wire \rules$67[10].flags.vlan ;
-  wire \rules$67[10].flags.vlan2 ;
-  wire [9:0] \rules$67[10].flags_mask ;
-  wire \rules$67[10].flags_mask.direct ;
-  wire \rules$67[10].flags_mask.fragment ;
-  wire \rules$67[10].flags_mask.ip_options ;
-  wire \rules$67[10].flags_mask.ipv4 ;
-  wire \rules$67[10].flags_mask.ipv6 ;
-  wire \rules$67[10].flags_mask.tcp ;
-  wire \rules$67[10].flags_mask.tunnel ;
-  wire \rules$67[10].flags_mask.udp ;
-  wire \rules$67[10].flags_mask.vlan ;
-  wire \rules$67[10].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[10].ip_proto ;
-  wire [7:0] \rules$67[10].ip_proto_mask ;
-  wire [127:0] \rules$67[10].src_addr ;
-  wire [127:0] \rules$67[10].src_mask ;
-  wire [15:0] \rules$67[10].src_port_hi ;
-  wire [15:0] \rules$67[10].src_port_lo ;
-  wire [7:0] \rules$67[10].tcp_flags ;
-  wire [7:0] \rules$67[10].tcp_flags_mask ;
-  wire [11:0] \rules$67[10].vlan_id ;
-  wire [11:0] \rules$67[10].vlan_mask ;
-  wire [716:0] \rules$67[11] ;
-  wire [19:0] \rules$67[11].action ;
-  wire \rules$67[11].action.drop ;
-  wire [3:0] \rules$67[11].action.instance ;
-  wire [10:0] \rules$67[11].action.reta_offset ;
-  wire [3:0] \rules$67[11].action.reta_size_log2 ;
-  wire [5:0] \rules$67[11].dscp ;
-  wire [5:0] \rules$67[11].dscp_mask ;
-  wire [127:0] \rules$67[11].dst_addr ;
-  wire [127:0] \rules$67[11].dst_mask ;
-  wire [15:0] \rules$67[11].dst_port_hi ;
-  wire [15:0] \rules$67[11].dst_port_lo ;
-  wire \rules$67[11].enable ;
-  wire [15:0] \rules$67[11].ethertype ;
-  wire [15:0] \rules$67[11].ethertype_mask ;
-  wire [9:0] \rules$67[11].flags ;
-  wire \rules$67[11].flags.direct ;
-  wire \rules$67[11].flags.fragment ;
-  wire \rules$67[11].flags.ip_options ;
-  wire \rules$67[11].flags.ipv4 ;
-  wire \rules$67[11].flags.ipv6 ;
-  wire \rules$67[11].flags.tcp ;
-  wire \rules$67[11].flags.tunnel ;
-  wire \rules$67[11].flags.udp ;
-  wire \rules$67[11].flags.vlan ;
-  wire \rules$67[11].flags.vlan2 ;
-  wire [9:0] \rules$67[11].flags_mask ;
-  wire \rules$67[11].flags_mask.direct ;
-  wire \rules$67[11].flags_mask.fragment ;
-  wire \rules$67[11].flags_mask.ip_options ;
-  wire \rules$67[11].flags_mask.ipv4 ;
-  wire \rules$67[11].flags_mask.ipv6 ;
-  wire \rules$67[11].flags_mask.tcp ;
-  wire \rules$67[11].flags_mask.tunnel ;
-  wire \rules$67[11].flags_mask.udp ;
-  wire \rules$67[11].flags_mask.vlan ;
-  wire \rules$67[11].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[11].ip_proto ;
-  wire [7:0] \rules$67[11].ip_proto_mask ;
-  wire [127:0] \rules$67[11].src_addr ;
-  wire [127:0] \rules$67[11].src_mask ;
-  wire [15:0] \rules$67[11].src_port_hi ;
-  wire [15:0] \rules$67[11].src_port_lo ;
-  wire [7:0] \rules$67[11].tcp_flags ;
-  wire [7:0] \rules$67[11].tcp_flags_mask ;
-  wire [11:0] \rules$67[11].vlan_id ;
-  wire [11:0] \rules$67[11].vlan_mask ;
-  wire [716:0] \rules$67[12] ;
-  wire [19:0] \rules$67[12].action ;
-  wire \rules$67[12].action.drop ;
-  wire [3:0] \rules$67[12].action.instance ;
-  wire [10:0] \rules$67[12].action.reta_offset ;
-  wire [3:0] \rules$67[12].action.reta_size_log2 ;
-  wire [5:0] \rules$67[12].dscp ;
-  wire [5:0] \rules$67[12].dscp_mask ;
-  wire [127:0] \rules$67[12].dst_addr ;
-  wire [127:0] \rules$67[12].dst_mask ;
-  wire [15:0] \rules$67[12].dst_port_hi ;
-  wire [15:0] \rules$67[12].dst_port_lo ;
-  wire \rules$67[12].enable ;
-  wire [15:0] \rules$67[12].ethertype ;
-  wire [15:0] \rules$67[12].ethertype_mask ;
-  wire [9:0] \rules$67[12].flags ;
-  wire \rules$67[12].flags.direct ;
-  wire \rules$67[12].flags.fragment ;
-  wire \rules$67[12].flags.ip_options ;
-  wire \rules$67[12].flags.ipv4 ;
-  wire \rules$67[12].flags.ipv6 ;
-  wire \rules$67[12].flags.tcp ;
-  wire \rules$67[12].flags.tunnel ;
-  wire \rules$67[12].flags.udp ;
-  wire \rules$67[12].flags.vlan ;
-  wire \rules$67[12].flags.vlan2 ;
-  wire [9:0] \rules$67[12].flags_mask ;
-  wire \rules$67[12].flags_mask.direct ;
-  wire \rules$67[12].flags_mask.fragment ;
-  wire \rules$67[12].flags_mask.ip_options ;
-  wire \rules$67[12].flags_mask.ipv4 ;
-  wire \rules$67[12].flags_mask.ipv6 ;
-  wire \rules$67[12].flags_mask.tcp ;
-  wire \rules$67[12].flags_mask.tunnel ;
-  wire \rules$67[12].flags_mask.udp ;
-  wire \rules$67[12].flags_mask.vlan ;
-  wire \rules$67[12].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[12].ip_proto ;
-  wire [7:0] \rules$67[12].ip_proto_mask ;
-  wire [127:0] \rules$67[12].src_addr ;
-  wire [127:0] \rules$67[12].src_mask ;
-  wire [15:0] \rules$67[12].src_port_hi ;
-  wire [15:0] \rules$67[12].src_port_lo ;
-  wire [7:0] \rules$67[12].tcp_flags ;
-  wire [7:0] \rules$67[12].tcp_flags_mask ;
-  wire [11:0] \rules$67[12].vlan_id ;
-  wire [11:0] \rules$67[12].vlan_mask ;
-  wire [716:0] \rules$67[13] ;
-  wire [19:0] \rules$67[13].action ;
-  wire \rules$67[13].action.drop ;
-  wire [3:0] \rules$67[13].action.instance ;
-  wire [10:0] \rules$67[13].action.reta_offset ;
-  wire [3:0] \rules$67[13].action.reta_size_log2 ;
-  wire [5:0] \rules$67[13].dscp ;
-  wire [5:0] \rules$67[13].dscp_mask ;
-  wire [127:0] \rules$67[13].dst_addr ;
-  wire [127:0] \rules$67[13].dst_mask ;
-  wire [15:0] \rules$67[13].dst_port_hi ;
-  wire [15:0] \rules$67[13].dst_port_lo ;
-  wire \rules$67[13].enable ;
-  wire [15:0] \rules$67[13].ethertype ;
-  wire [15:0] \rules$67[13].ethertype_mask ;
-  wire [9:0] \rules$67[13].flags ;
-  wire \rules$67[13].flags.direct ;
-  wire \rules$67[13].flags.fragment ;
-  wire \rules$67[13].flags.ip_options ;
-  wire \rules$67[13].flags.ipv4 ;
-  wire \rules$67[13].flags.ipv6 ;
-  wire \rules$67[13].flags.tcp ;
-  wire \rules$67[13].flags.tunnel ;
-  wire \rules$67[13].flags.udp ;
-  wire \rules$67[13].flags.vlan ;
-  wire \rules$67[13].flags.vlan2 ;
-  wire [9:0] \rules$67[13].flags_mask ;
-  wire \rules$67[13].flags_mask.direct ;
-  wire \rules$67[13].flags_mask.fragment ;
-  wire \rules$67[13].flags_mask.ip_options ;
-  wire \rules$67[13].flags_mask.ipv4 ;
-  wire \rules$67[13].flags_mask.ipv6 ;
-  wire \rules$67[13].flags_mask.tcp ;
-  wire \rules$67[13].flags_mask.tunnel ;
-  wire \rules$67[13].flags_mask.udp ;
-  wire \rules$67[13].flags_mask.vlan ;
-  wire \rules$67[13].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[13].ip_proto ;
-  wire [7:0] \rules$67[13].ip_proto_mask ;
-  wire [127:0] \rules$67[13].src_addr ;
-  wire [127:0] \rules$67[13].src_mask ;
-  wire [15:0] \rules$67[13].src_port_hi ;
-  wire [15:0] \rules$67[13].src_port_lo ;
-  wire [7:0] \rules$67[13].tcp_flags ;
-  wire [7:0] \rules$67[13].tcp_flags_mask ;
-  wire [11:0] \rules$67[13].vlan_id ;
-  wire [11:0] \rules$67[13].vlan_mask ;
-  wire [716:0] \rules$67[14] ;
-  wire [19:0] \rules$67[14].action ;
-  wire \rules$67[14].action.drop ;
-  wire [3:0] \rules$67[14].action.instance ;
-  wire [10:0] \rules$67[14].action.reta_offset ;
-  wire [3:0] \rules$67[14].action.reta_size_log2 ;
-  wire [5:0] \rules$67[14].dscp ;
-  wire [5:0] \rules$67[14].dscp_mask ;
-  wire [127:0] \rules$67[14].dst_addr ;
-  wire [127:0] \rules$67[14].dst_mask ;
-  wire [15:0] \rules$67[14].dst_port_hi ;
-  wire [15:0] \rules$67[14].dst_port_lo ;
-  wire \rules$67[14].enable ;
-  wire [15:0] \rules$67[14].ethertype ;
-  wire [15:0] \rules$67[14].ethertype_mask ;
-  wire [9:0] \rules$67[14].flags ;
-  wire \rules$67[14].flags.direct ;
-  wire \rules$67[14].flags.fragment ;
-  wire \rules$67[14].flags.ip_options ;
-  wire \rules$67[14].flags.ipv4 ;
-  wire \rules$67[14].flags.ipv6 ;
-  wire \rules$67[14].flags.tcp ;
-  wire \rules$67[14].flags.tunnel ;
-  wire \rules$67[14].flags.udp ;
-  wire \rules$67[14].flags.vlan ;
-  wire \rules$67[14].flags.vlan2 ;
-  wire [9:0] \rules$67[14].flags_mask ;
-  wire \rules$67[14].flags_mask.direct ;
-  wire \rules$67[14].flags_mask.fragment ;
-  wire \rules$67[14].flags_mask.ip_options ;
-  wire \rules$67[14].flags_mask.ipv4 ;
-  wire \rules$67[14].flags_mask.ipv6 ;
-  wire \rules$67[14].flags_mask.tcp ;
-  wire \rules$67[14].flags_mask.tunnel ;
-  wire \rules$67[14].flags_mask.udp ;
-  wire \rules$67[14].flags_mask.vlan ;
-  wire \rules$67[14].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[14].ip_proto ;
-  wire [7:0] \rules$67[14].ip_proto_mask ;
-  wire [127:0] \rules$67[14].src_addr ;
-  wire [127:0] \rules$67[14].src_mask ;
-  wire [15:0] \rules$67[14].src_port_hi ;
-  wire [15:0] \rules$67[14].src_port_lo ;
-  wire [7:0] \rules$67[14].tcp_flags ;
-  wire [7:0] \rules$67[14].tcp_flags_mask ;
-  wire [11:0] \rules$67[14].vlan_id ;
-  wire [11:0] \rules$67[14].vlan_mask ;
-  wire [716:0] \rules$67[15] ;
-  wire [19:0] \rules$67[15].action ;
-  wire \rules$67[15].action.drop ;
-  wire [3:0] \rules$67[15].action.instance ;
-  wire [10:0] \rules$67[15].action.reta_offset ;
-  wire [3:0] \rules$67[15].action.reta_size_log2 ;
-  wire [5:0] \rules$67[15].dscp ;
-  wire [5:0] \rules$67[15].dscp_mask ;
-  wire [127:0] \rules$67[15].dst_addr ;
-  wire [127:0] \rules$67[15].dst_mask ;
-  wire [15:0] \rules$67[15].dst_port_hi ;
-  wire [15:0] \rules$67[15].dst_port_lo ;
-  wire \rules$67[15].enable ;
-  wire [15:0] \rules$67[15].ethertype ;
-  wire [15:0] \rules$67[15].ethertype_mask ;
-  wire [9:0] \rules$67[15].flags ;
-  wire \rules$67[15].flags.direct ;
-  wire \rules$67[15].flags.fragment ;
-  wire \rules$67[15].flags.ip_options ;
-  wire \rules$67[15].flags.ipv4 ;
-  wire \rules$67[15].flags.ipv6 ;
-  wire \rules$67[15].flags.tcp ;
-  wire \rules$67[15].flags.tunnel ;
-  wire \rules$67[15].flags.udp ;
-  wire \rules$67[15].flags.vlan ;
-  wire \rules$67[15].flags.vlan2 ;
-  wire [9:0] \rules$67[15].flags_mask ;
-  wire \rules$67[15].flags_mask.direct ;
-  wire \rules$67[15].flags_mask.fragment ;
-  wire \rules$67[15].flags_mask.ip_options ;
-  wire \rules$67[15].flags_mask.ipv4 ;
-  wire \rules$67[15].flags_mask.ipv6 ;
-  wire \rules$67[15].flags_mask.tcp ;
-  wire \rules$67[15].flags_mask.tunnel ;
-  wire \rules$67[15].flags_mask.udp ;
-  wire \rules$67[15].flags_mask.vlan ;
-  wire \rules$67[15].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[15].ip_proto ;
-  wire [7:0] \rules$67[15].ip_proto_mask ;
-  wire [127:0] \rules$67[15].src_addr ;
-  wire [127:0] \rules$67[15].src_mask ;
-  wire [15:0] \rules$67[15].src_port_hi ;
-  wire [15:0] \rules$67[15].src_port_lo ;
-  wire [7:0] \rules$67[15].tcp_flags ;
-  wire [7:0] \rules$67[15].tcp_flags_mask ;
-  wire [11:0] \rules$67[15].vlan_id ;
-  wire [11:0] \rules$67[15].vlan_mask ;
-  wire [716:0] \rules$67[1] ;
-  wire [19:0] \rules$67[1].action ;
-  wire \rules$67[1].action.drop ;
-  wire [3:0] \rules$67[1].action.instance ;
-  wire [10:0] \rules$67[1].action.reta_offset ;
-  wire [3:0] \rules$67[1].action.reta_size_log2 ;
-  wire [5:0] \rules$67[1].dscp ;
-  wire [5:0] \rules$67[1].dscp_mask ;
-  wire [127:0] \rules$67[1].dst_addr ;
-  wire [127:0] \rules$67[1].dst_mask ;
-  wire [15:0] \rules$67[1].dst_port_hi ;
-  wire [15:0] \rules$67[1].dst_port_lo ;
-  wire \rules$67[1].enable ;
-  wire [15:0] \rules$67[1].ethertype ;
-  wire [15:0] \rules$67[1].ethertype_mask ;
-  wire [9:0] \rules$67[1].flags ;
-  wire \rules$67[1].flags.direct ;
-  wire \rules$67[1].flags.fragment ;
-  wire \rules$67[1].flags.ip_options ;
-  wire \rules$67[1].flags.ipv4 ;
-  wire \rules$67[1].flags.ipv6 ;
-  wire \rules$67[1].flags.tcp ;
-  wire \rules$67[1].flags.tunnel ;
-  wire \rules$67[1].flags.udp ;
-  wire \rules$67[1].flags.vlan ;
-  wire \rules$67[1].flags.vlan2 ;
-  wire [9:0] \rules$67[1].flags_mask ;
-  wire \rules$67[1].flags_mask.direct ;
-  wire \rules$67[1].flags_mask.fragment ;
-  wire \rules$67[1].flags_mask.ip_options ;
-  wire \rules$67[1].flags_mask.ipv4 ;
-  wire \rules$67[1].flags_mask.ipv6 ;
-  wire \rules$67[1].flags_mask.tcp ;
-  wire \rules$67[1].flags_mask.tunnel ;
-  wire \rules$67[1].flags_mask.udp ;
-  wire \rules$67[1].flags_mask.vlan ;
-  wire \rules$67[1].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[1].ip_proto ;
-  wire [7:0] \rules$67[1].ip_proto_mask ;
-  wire [127:0] \rules$67[1].src_addr ;
-  wire [127:0] \rules$67[1].src_mask ;
-  wire [15:0] \rules$67[1].src_port_hi ;
-  wire [15:0] \rules$67[1].src_port_lo ;
-  wire [7:0] \rules$67[1].tcp_flags ;
-  wire [7:0] \rules$67[1].tcp_flags_mask ;
-  wire [11:0] \rules$67[1].vlan_id ;
-  wire [11:0] \rules$67[1].vlan_mask ;
-  wire [716:0] \rules$67[2] ;
-  wire [19:0] \rules$67[2].action ;
-  wire \rules$67[2].action.drop ;
-  wire [3:0] \rules$67[2].action.instance ;
-  wire [10:0] \rules$67[2].action.reta_offset ;
-  wire [3:0] \rules$67[2].action.reta_size_log2 ;
-  wire [5:0] \rules$67[2].dscp ;
-  wire [5:0] \rules$67[2].dscp_mask ;
-  wire [127:0] \rules$67[2].dst_addr ;
-  wire [127:0] \rules$67[2].dst_mask ;
-  wire [15:0] \rules$67[2].dst_port_hi ;
-  wire [15:0] \rules$67[2].dst_port_lo ;
-  wire \rules$67[2].enable ;
-  wire [15:0] \rules$67[2].ethertype ;
-  wire [15:0] \rules$67[2].ethertype_mask ;
-  wire [9:0] \rules$67[2].flags ;
-  wire \rules$67[2].flags.direct ;
-  wire \rules$67[2].flags.fragment ;
-  wire \rules$67[2].flags.ip_options ;
-  wire \rules$67[2].flags.ipv4 ;
-  wire \rules$67[2].flags.ipv6 ;
-  wire \rules$67[2].flags.tcp ;
-  wire \rules$67[2].flags.tunnel ;
-  wire \rules$67[2].flags.udp ;
-  wire \rules$67[2].flags.vlan ;
-  wire \rules$67[2].flags.vlan2 ;
-  wire [9:0] \rules$67[2].flags_mask ;
-  wire \rules$67[2].flags_mask.direct ;
-  wire \rules$67[2].flags_mask.fragment ;
-  wire \rules$67[2].flags_mask.ip_options ;
-  wire \rules$67[2].flags_mask.ipv4 ;
-  wire \rules$67[2].flags_mask.ipv6 ;
-  wire \rules$67[2].flags_mask.tcp ;
-  wire \rules$67[2].flags_mask.tunnel ;
-  wire \rules$67[2].flags_mask.udp ;
-  wire \rules$67[2].flags_mask.vlan ;
-  wire \rules$67[2].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[2].ip_proto ;
-  wire [7:0] \rules$67[2].ip_proto_mask ;
-  wire [127:0] \rules$67[2].src_addr ;
-  wire [127:0] \rules$67[2].src_mask ;
-  wire [15:0] \rules$67[2].src_port_hi ;
-  wire [15:0] \rules$67[2].src_port_lo ;
-  wire [7:0] \rules$67[2].tcp_flags ;
-  wire [7:0] \rules$67[2].tcp_flags_mask ;
-  wire [11:0] \rules$67[2].vlan_id ;
-  wire [11:0] \rules$67[2].vlan_mask ;
-  wire [716:0] \rules$67[3] ;
-  wire [19:0] \rules$67[3].action ;
-  wire \rules$67[3].action.drop ;
-  wire [3:0] \rules$67[3].action.instance ;
-  wire [10:0] \rules$67[3].action.reta_offset ;
-  wire [3:0] \rules$67[3].action.reta_size_log2 ;
-  wire [5:0] \rules$67[3].dscp ;
-  wire [5:0] \rules$67[3].dscp_mask ;
-  wire [127:0] \rules$67[3].dst_addr ;
-  wire [127:0] \rules$67[3].dst_mask ;
-  wire [15:0] \rules$67[3].dst_port_hi ;
-  wire [15:0] \rules$67[3].dst_port_lo ;
-  wire \rules$67[3].enable ;
-  wire [15:0] \rules$67[3].ethertype ;
-  wire [15:0] \rules$67[3].ethertype_mask ;
-  wire [9:0] \rules$67[3].flags ;
-  wire \rules$67[3].flags.direct ;
-  wire \rules$67[3].flags.fragment ;
-  wire \rules$67[3].flags.ip_options ;
-  wire \rules$67[3].flags.ipv4 ;
-  wire \rules$67[3].flags.ipv6 ;
-  wire \rules$67[3].flags.tcp ;
-  wire \rules$67[3].flags.tunnel ;
-  wire \rules$67[3].flags.udp ;
-  wire \rules$67[3].flags.vlan ;
-  wire \rules$67[3].flags.vlan2 ;
-  wire [9:0] \rules$67[3].flags_mask ;
-  wire \rules$67[3].flags_mask.direct ;
-  wire \rules$67[3].flags_mask.fragment ;
-  wire \rules$67[3].flags_mask.ip_options ;
-  wire \rules$67[3].flags_mask.ipv4 ;
-  wire \rules$67[3].flags_mask.ipv6 ;
-  wire \rules$67[3].flags_mask.tcp ;
-  wire \rules$67[3].flags_mask.tunnel ;
-  wire \rules$67[3].flags_mask.udp ;
-  wire \rules$67[3].flags_mask.vlan ;
-  wire \rules$67[3].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[3].ip_proto ;
-  wire [7:0] \rules$67[3].ip_proto_mask ;
-  wire [127:0] \rules$67[3].src_addr ;
-  wire [127:0] \rules$67[3].src_mask ;
-  wire [15:0] \rules$67[3].src_port_hi ;
-  wire [15:0] \rules$67[3].src_port_lo ;
-  wire [7:0] \rules$67[3].tcp_flags ;
-  wire [7:0] \rules$67[3].tcp_flags_mask ;
-  wire [11:0] \rules$67[3].vlan_id ;
-  wire [11:0] \rules$67[3].vlan_mask ;
-  wire [716:0] \rules$67[4] ;
-  wire [19:0] \rules$67[4].action ;
-  wire \rules$67[4].action.drop ;
-  wire [3:0] \rules$67[4].action.instance ;
-  wire [10:0] \rules$67[4].action.reta_offset ;
-  wire [3:0] \rules$67[4].action.reta_size_log2 ;
-  wire [5:0] \rules$67[4].dscp ;
-  wire [5:0] \rules$67[4].dscp_mask ;
-  wire [127:0] \rules$67[4].dst_addr ;
-  wire [127:0] \rules$67[4].dst_mask ;
-  wire [15:0] \rules$67[4].dst_port_hi ;
-  wire [15:0] \rules$67[4].dst_port_lo ;
-  wire \rules$67[4].enable ;
-  wire [15:0] \rules$67[4].ethertype ;
-  wire [15:0] \rules$67[4].ethertype_mask ;
-  wire [9:0] \rules$67[4].flags ;
-  wire \rules$67[4].flags.direct ;
-  wire \rules$67[4].flags.fragment ;
-  wire \rules$67[4].flags.ip_options ;
-  wire \rules$67[4].flags.ipv4 ;
-  wire \rules$67[4].flags.ipv6 ;
-  wire \rules$67[4].flags.tcp ;
-  wire \rules$67[4].flags.tunnel ;
-  wire \rules$67[4].flags.udp ;
-  wire \rules$67[4].flags.vlan ;
-  wire \rules$67[4].flags.vlan2 ;
-  wire [9:0] \rules$67[4].flags_mask ;
-  wire \rules$67[4].flags_mask.direct ;
-  wire \rules$67[4].flags_mask.fragment ;
-  wire \rules$67[4].flags_mask.ip_options ;
-  wire \rules$67[4].flags_mask.ipv4 ;
-  wire \rules$67[4].flags_mask.ipv6 ;
-  wire \rules$67[4].flags_mask.tcp ;
-  wire \rules$67[4].flags_mask.tunnel ;
-  wire \rules$67[4].flags_mask.udp ;
-  wire \rules$67[4].flags_mask.vlan ;
-  wire \rules$67[4].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[4].ip_proto ;
-  wire [7:0] \rules$67[4].ip_proto_mask ;
-  wire [127:0] \rules$67[4].src_addr ;
-  wire [127:0] \rules$67[4].src_mask ;
-  wire [15:0] \rules$67[4].src_port_hi ;
-  wire [15:0] \rules$67[4].src_port_lo ;
-  wire [7:0] \rules$67[4].tcp_flags ;
-  wire [7:0] \rules$67[4].tcp_flags_mask ;
-  wire [11:0] \rules$67[4].vlan_id ;
-  wire [11:0] \rules$67[4].vlan_mask ;
-  wire [716:0] \rules$67[5] ;
-  wire [19:0] \rules$67[5].action ;
-  wire \rules$67[5].action.drop ;
-  wire [3:0] \rules$67[5].action.instance ;
-  wire [10:0] \rules$67[5].action.reta_offset ;
-  wire [3:0] \rules$67[5].action.reta_size_log2 ;
-  wire [5:0] \rules$67[5].dscp ;
-  wire [5:0] \rules$67[5].dscp_mask ;
-  wire [127:0] \rules$67[5].dst_addr ;
-  wire [127:0] \rules$67[5].dst_mask ;
-  wire [15:0] \rules$67[5].dst_port_hi ;
-  wire [15:0] \rules$67[5].dst_port_lo ;
-  wire \rules$67[5].enable ;
-  wire [15:0] \rules$67[5].ethertype ;
-  wire [15:0] \rules$67[5].ethertype_mask ;
-  wire [9:0] \rules$67[5].flags ;
-  wire \rules$67[5].flags.direct ;
-  wire \rules$67[5].flags.fragment ;
-  wire \rules$67[5].flags.ip_options ;
-  wire \rules$67[5].flags.ipv4 ;
-  wire \rules$67[5].flags.ipv6 ;
-  wire \rules$67[5].flags.tcp ;
-  wire \rules$67[5].flags.tunnel ;
-  wire \rules$67[5].flags.udp ;
-  wire \rules$67[5].flags.vlan ;
-  wire \rules$67[5].flags.vlan2 ;
-  wire [9:0] \rules$67[5].flags_mask ;
-  wire \rules$67[5].flags_mask.direct ;
-  wire \rules$67[5].flags_mask.fragment ;
-  wire \rules$67[5].flags_mask.ip_options ;
-  wire \rules$67[5].flags_mask.ipv4 ;
-  wire \rules$67[5].flags_mask.ipv6 ;
-  wire \rules$67[5].flags_mask.tcp ;
-  wire \rules$67[5].flags_mask.tunnel ;
-  wire \rules$67[5].flags_mask.udp ;
-  wire \rules$67[5].flags_mask.vlan ;
-  wire \rules$67[5].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[5].ip_proto ;
-  wire [7:0] \rules$67[5].ip_proto_mask ;
-  wire [127:0] \rules$67[5].src_addr ;
-  wire [127:0] \rules$67[5].src_mask ;
-  wire [15:0] \rules$67[5].src_port_hi ;
-  wire [15:0] \rules$67[5].src_port_lo ;
-  wire [7:0] \rules$67[5].tcp_flags ;
-  wire [7:0] \rules$67[5].tcp_flags_mask ;
-  wire [11:0] \rules$67[5].vlan_id ;
-  wire [11:0] \rules$67[5].vlan_mask ;
-  wire [716:0] \rules$67[6] ;
-  wire [19:0] \rules$67[6].action ;
-  wire \rules$67[6].action.drop ;
-  wire [3:0] \rules$67[6].action.instance ;
-  wire [10:0] \rules$67[6].action.reta_offset ;
-  wire [3:0] \rules$67[6].action.reta_size_log2 ;
-  wire [5:0] \rules$67[6].dscp ;
-  wire [5:0] \rules$67[6].dscp_mask ;
-  wire [127:0] \rules$67[6].dst_addr ;
-  wire [127:0] \rules$67[6].dst_mask ;
-  wire [15:0] \rules$67[6].dst_port_hi ;
-  wire [15:0] \rules$67[6].dst_port_lo ;
-  wire \rules$67[6].enable ;
-  wire [15:0] \rules$67[6].ethertype ;
-  wire [15:0] \rules$67[6].ethertype_mask ;
-  wire [9:0] \rules$67[6].flags ;
-  wire \rules$67[6].flags.direct ;
-  wire \rules$67[6].flags.fragment ;
-  wire \rules$67[6].flags.ip_options ;
-  wire \rules$67[6].flags.ipv4 ;
-  wire \rules$67[6].flags.ipv6 ;
-  wire \rules$67[6].flags.tcp ;
-  wire \rules$67[6].flags.tunnel ;
-  wire \rules$67[6].flags.udp ;
-  wire \rules$67[6].flags.vlan ;
-  wire \rules$67[6].flags.vlan2 ;
-  wire [9:0] \rules$67[6].flags_mask ;
-  wire \rules$67[6].flags_mask.direct ;
-  wire \rules$67[6].flags_mask.fragment ;
-  wire \rules$67[6].flags_mask.ip_options ;
-  wire \rules$67[6].flags_mask.ipv4 ;
-  wire \rules$67[6].flags_mask.ipv6 ;
-  wire \rules$67[6].flags_mask.tcp ;
-  wire \rules$67[6].flags_mask.tunnel ;
-  wire \rules$67[6].flags_mask.udp ;
-  wire \rules$67[6].flags_mask.vlan ;
-  wire \rules$67[6].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[6].ip_proto ;
-  wire [7:0] \rules$67[6].ip_proto_mask ;
-  wire [127:0] \rules$67[6].src_addr ;
-  wire [127:0] \rules$67[6].src_mask ;
-  wire [15:0] \rules$67[6].src_port_hi ;
-  wire [15:0] \rules$67[6].src_port_lo ;
-  wire [7:0] \rules$67[6].tcp_flags ;
-  wire [7:0] \rules$67[6].tcp_flags_mask ;
-  wire [11:0] \rules$67[6].vlan_id ;
-  wire [11:0] \rules$67[6].vlan_mask ;
-  wire [716:0] \rules$67[7] ;
-  wire [19:0] \rules$67[7].action ;
-  wire \rules$67[7].action.drop ;
-  wire [3:0] \rules$67[7].action.instance ;
-  wire [10:0] \rules$67[7].action.reta_offset ;
-  wire [3:0] \rules$67[7].action.reta_size_log2 ;
-  wire [5:0] \rules$67[7].dscp ;
-  wire [5:0] \rules$67[7].dscp_mask ;
-  wire [127:0] \rules$67[7].dst_addr ;
-  wire [127:0] \rules$67[7].dst_mask ;
-  wire [15:0] \rules$67[7].dst_port_hi ;
-  wire [15:0] \rules$67[7].dst_port_lo ;
-  wire \rules$67[7].enable ;
-  wire [15:0] \rules$67[7].ethertype ;
-  wire [15:0] \rules$67[7].ethertype_mask ;
-  wire [9:0] \rules$67[7].flags ;
-  wire \rules$67[7].flags.direct ;
-  wire \rules$67[7].flags.fragment ;
-  wire \rules$67[7].flags.ip_options ;
-  wire \rules$67[7].flags.ipv4 ;
-  wire \rules$67[7].flags.ipv6 ;
-  wire \rules$67[7].flags.tcp ;
-  wire \rules$67[7].flags.tunnel ;
-  wire \rules$67[7].flags.udp ;
-  wire \rules$67[7].flags.vlan ;
-  wire \rules$67[7].flags.vlan2 ;
-  wire [9:0] \rules$67[7].flags_mask ;
-  wire \rules$67[7].flags_mask.direct ;
-  wire \rules$67[7].flags_mask.fragment ;
-  wire \rules$67[7].flags_mask.ip_options ;
-  wire \rules$67[7].flags_mask.ipv4 ;
-  wire \rules$67[7].flags_mask.ipv6 ;
-  wire \rules$67[7].flags_mask.tcp ;
-  wire \rules$67[7].flags_mask.tunnel ;
-  wire \rules$67[7].flags_mask.udp ;
-  wire \rules$67[7].flags_mask.vlan ;
-  wire \rules$67[7].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[7].ip_proto ;
-  wire [7:0] \rules$67[7].ip_proto_mask ;
-  wire [127:0] \rules$67[7].src_addr ;
-  wire [127:0] \rules$67[7].src_mask ;
-  wire [15:0] \rules$67[7].src_port_hi ;
-  wire [15:0] \rules$67[7].src_port_lo ;
-  wire [7:0] \rules$67[7].tcp_flags ;
-  wire [7:0] \rules$67[7].tcp_flags_mask ;
-  wire [11:0] \rules$67[7].vlan_id ;
-  wire [11:0] \rules$67[7].vlan_mask ;
-  wire [716:0] \rules$67[8] ;
-  wire [19:0] \rules$67[8].action ;
-  wire \rules$67[8].action.drop ;
-  wire [3:0] \rules$67[8].action.instance ;
-  wire [10:0] \rules$67[8].action.reta_offset ;
-  wire [3:0] \rules$67[8].action.reta_size_log2 ;
-  wire [5:0] \rules$67[8].dscp ;
-  wire [5:0] \rules$67[8].dscp_mask ;
-  wire [127:0] \rules$67[8].dst_addr ;
-  wire [127:0] \rules$67[8].dst_mask ;
-  wire [15:0] \rules$67[8].dst_port_hi ;
-  wire [15:0] \rules$67[8].dst_port_lo ;
-  wire \rules$67[8].enable ;
-  wire [15:0] \rules$67[8].ethertype ;
-  wire [15:0] \rules$67[8].ethertype_mask ;
-  wire [9:0] \rules$67[8].flags ;
-  wire \rules$67[8].flags.direct ;
-  wire \rules$67[8].flags.fragment ;
-  wire \rules$67[8].flags.ip_options ;
-  wire \rules$67[8].flags.ipv4 ;
-  wire \rules$67[8].flags.ipv6 ;
-  wire \rules$67[8].flags.tcp ;
-  wire \rules$67[8].flags.tunnel ;
-  wire \rules$67[8].flags.udp ;
-  wire \rules$67[8].flags.vlan ;
-  wire \rules$67[8].flags.vlan2 ;
-  wire [9:0] \rules$67[8].flags_mask ;
-  wire \rules$67[8].flags_mask.direct ;
-  wire \rules$67[8].flags_mask.fragment ;
-  wire \rules$67[8].flags_mask.ip_options ;
-  wire \rules$67[8].flags_mask.ipv4 ;
-  wire \rules$67[8].flags_mask.ipv6 ;
-  wire \rules$67[8].flags_mask.tcp ;
-  wire \rules$67[8].flags_mask.tunnel ;
-  wire \rules$67[8].flags_mask.udp ;
-  wire \rules$67[8].flags_mask.vlan ;
-  wire \rules$67[8].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[8].ip_proto ;
-  wire [7:0] \rules$67[8].ip_proto_mask ;
-  wire [127:0] \rules$67[8].src_addr ;
-  wire [127:0] \rules$67[8].src_mask ;
-  wire [15:0] \rules$67[8].src_port_hi ;
-  wire [15:0] \rules$67[8].src_port_lo ;
-  wire [7:0] \rules$67[8].tcp_flags ;
-  wire [7:0] \rules$67[8].tcp_flags_mask ;
-  wire [11:0] \rules$67[8].vlan_id ;
-  wire [11:0] \rules$67[8].vlan_mask ;
-  wire [716:0] \rules$67[9] ;
-  wire [19:0] \rules$67[9].action ;
-  wire \rules$67[9].action.drop ;
-  wire [3:0] \rules$67[9].action.instance ;
-  wire [10:0] \rules$67[9].action.reta_offset ;
-  wire [3:0] \rules$67[9].action.reta_size_log2 ;
-  wire [5:0] \rules$67[9].dscp ;
-  wire [5:0] \rules$67[9].dscp_mask ;
-  wire [127:0] \rules$67[9].dst_addr ;
-  wire [127:0] \rules$67[9].dst_mask ;
-  wire [15:0] \rules$67[9].dst_port_hi ;
-  wire [15:0] \rules$67[9].dst_port_lo ;
-  wire \rules$67[9].enable ;
-  wire [15:0] \rules$67[9].ethertype ;
-  wire [15:0] \rules$67[9].ethertype_mask ;
-  wire [9:0] \rules$67[9].flags ;
-  wire \rules$67[9].flags.direct ;
-  wire \rules$67[9].flags.fragment ;
-  wire \rules$67[9].flags.ip_options ;
-  wire \rules$67[9].flags.ipv4 ;
-  wire \rules$67[9].flags.ipv6 ;
-  wire \rules$67[9].flags.tcp ;
-  wire \rules$67[9].flags.tunnel ;
-  wire \rules$67[9].flags.udp ;
-  wire \rules$67[9].flags.vlan ;
-  wire \rules$67[9].flags.vlan2 ;
-  wire [9:0] \rules$67[9].flags_mask ;
-  wire \rules$67[9].flags_mask.direct ;
-  wire \rules$67[9].flags_mask.fragment ;
-  wire \rules$67[9].flags_mask.ip_options ;
-  wire \rules$67[9].flags_mask.ipv4 ;
-  wire \rules$67[9].flags_mask.ipv6 ;
-  wire \rules$67[9].flags_mask.tcp ;
-  wire \rules$67[9].flags_mask.tunnel ;
-  wire \rules$67[9].flags_mask.udp ;
-  wire \rules$67[9].flags_mask.vlan ;
-  wire \rules$67[9].flags_mask.vlan2 ;
-  wire [7:0] \rules$67[9].ip_proto ;
-  wire [7:0] \rules$67[9].ip_proto_mask ;
-  wire [127:0] \rules$67[9].src_addr ;
-  wire [127:0] \rules$67[9].src_mask ;
-  wire [15:0] \rules$67[9].src_port_hi ;
-  wire [15:0] \rules$67[9].src_port_lo ;
-  wire [7:0] \rules$67[9].tcp_flags ;
-  wire [7:0] \rules$67[9].tcp_flags_mask ;
-  wire [11:0] \rules$67[9].vlan_id ;
-  wire [11:0] \rules$67[9].vlan_mask ;
+  wire [11471:0] \rules$79 ;
+  wire [716:0] \rules$79[0] ;
+  wire [19:0] \rules$79[0].action ;
+  wire \rules$79[0].action.drop ;
+  wire [3:0] \rules$79[0].action.instance ;
+  wire [10:0] \rules$79[0].action.reta_offset ;
+  wire [3:0] \rules$79[0].action.reta_size_log2 ;
+  wire [5:0] \rules$79[0].dscp ;
+  wire [5:0] \rules$79[0].dscp_mask ;
+  wire [127:0] \rules$79[0].dst_addr ;
+  wire [127:0] \rules$79[0].dst_mask ;
+  wire [15:0] \rules$79[0].dst_port_hi ;
+  wire [15:0] \rules$79[0].dst_port_lo ;
+  wire \rules$79[0].enable ;
+  wire [15:0] \rules$79[0].ethertype ;
+  wire [15:0] \rules$79[0].ethertype_mask ;
+  wire [9:0] \rules$79[0].flags ;
+  wire \rules$79[0].flags.direct ;
+  wire \rules$79[0].flags.fragment ;
+  wire \rules$79[0].flags.ip_options ;
+  wire \rules$79[0].flags.ipv4 ;
+  wire \rules$79[0].flags.ipv6 ;
+  wire \rules$79[0].flags.tcp ;
+  wire \rules$79[0].flags.tunnel ;
+  wire \rules$79[0].flags.udp ;
+  wire \rules$79[0].flags.vlan ;
+  wire \rules$79[0].flags.vlan2 ;
+  wire [9:0] \rules$79[0].flags_mask ;
+  wire \rules$79[0].flags_mask.direct ;
+  wire \rules$79[0].flags_mask.fragment ;
+  wire \rules$79[0].flags_mask.ip_options ;
+  wire \rules$79[0].flags_mask.ipv4 ;
+  wire \rules$79[0].flags_mask.ipv6 ;
+  wire \rules$79[0].flags_mask.tcp ;
+  wire \rules$79[0].flags_mask.tunnel ;
+  wire \rules$79[0].flags_mask.udp ;
+  wire \rules$79[0].flags_mask.vlan ;
+  wire \rules$79[0].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[0].ip_proto ;
+  wire [7:0] \rules$79[0].ip_proto_mask ;
+  wire [127:0] \rules$79[0].src_addr ;
+  wire [127:0] \rules$79[0].src_mask ;
+  wire [15:0] \rules$79[0].src_port_hi ;
+  wire [15:0] \rules$79[0].src_port_lo ;
+  wire [7:0] \rules$79[0].tcp_flags ;
+  wire [7:0] \rules$79[0].tcp_flags_mask ;
+  wire [11:0] \rules$79[0].vlan_id ;
+  wire [11:0] \rules$79[0].vlan_mask ;
+  wire [716:0] \rules$79[10] ;
+  wire [19:0] \rules$79[10].action ;
+  wire \rules$79[10].action.drop ;
+  wire [3:0] \rules$79[10].action.instance ;
+  wire [10:0] \rules$79[10].action.reta_offset ;
+  wire [3:0] \rules$79[10].action.reta_size_log2 ;
+  wire [5:0] \rules$79[10].dscp ;
+  wire [5:0] \rules$79[10].dscp_mask ;
+  wire [127:0] \rules$79[10].dst_addr ;
+  wire [127:0] \rules$79[10].dst_mask ;
+  wire [15:0] \rules$79[10].dst_port_hi ;
+  wire [15:0] \rules$79[10].dst_port_lo ;
+  wire \rules$79[10].enable ;
+  wire [15:0] \rules$79[10].ethertype ;
+  wire [15:0] \rules$79[10].ethertype_mask ;
+  wire [9:0] \rules$79[10].flags ;
+  wire \rules$79[10].flags.direct ;
+  wire \rules$79[10].flags.fragment ;
+  wire \rules$79[10].flags.ip_options ;
+  wire \rules$79[10].flags.ipv4 ;
+  wire \rules$79[10].flags.ipv6 ;
+  wire \rules$79[10].flags.tcp ;
+  wire \rules$79[10].flags.tunnel ;
+  wire \rules$79[10].flags.udp ;
+  wire \rules$79[10].flags.vlan ;
+  wire \rules$79[10].flags.vlan2 ;
+  wire [9:0] \rules$79[10].flags_mask ;
+  wire \rules$79[10].flags_mask.direct ;
+  wire \rules$79[10].flags_mask.fragment ;
+  wire \rules$79[10].flags_mask.ip_options ;
+  wire \rules$79[10].flags_mask.ipv4 ;
+  wire \rules$79[10].flags_mask.ipv6 ;
+  wire \rules$79[10].flags_mask.tcp ;
+  wire \rules$79[10].flags_mask.tunnel ;
+  wire \rules$79[10].flags_mask.udp ;
+  wire \rules$79[10].flags_mask.vlan ;
+  wire \rules$79[10].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[10].ip_proto ;
+  wire [7:0] \rules$79[10].ip_proto_mask ;
+  wire [127:0] \rules$79[10].src_addr ;
+  wire [127:0] \rules$79[10].src_mask ;
+  wire [15:0] \rules$79[10].src_port_hi ;
+  wire [15:0] \rules$79[10].src_port_lo ;
+  wire [7:0] \rules$79[10].tcp_flags ;
+  wire [7:0] \rules$79[10].tcp_flags_mask ;
+  wire [11:0] \rules$79[10].vlan_id ;
+  wire [11:0] \rules$79[10].vlan_mask ;
+  wire [716:0] \rules$79[11] ;
+  wire [19:0] \rules$79[11].action ;
+  wire \rules$79[11].action.drop ;
+  wire [3:0] \rules$79[11].action.instance ;
+  wire [10:0] \rules$79[11].action.reta_offset ;
+  wire [3:0] \rules$79[11].action.reta_size_log2 ;
+  wire [5:0] \rules$79[11].dscp ;
+  wire [5:0] \rules$79[11].dscp_mask ;
+  wire [127:0] \rules$79[11].dst_addr ;
+  wire [127:0] \rules$79[11].dst_mask ;
+  wire [15:0] \rules$79[11].dst_port_hi ;
+  wire [15:0] \rules$79[11].dst_port_lo ;
+  wire \rules$79[11].enable ;
+  wire [15:0] \rules$79[11].ethertype ;
+  wire [15:0] \rules$79[11].ethertype_mask ;
+  wire [9:0] \rules$79[11].flags ;
+  wire \rules$79[11].flags.direct ;
+  wire \rules$79[11].flags.fragment ;
+  wire \rules$79[11].flags.ip_options ;
+  wire \rules$79[11].flags.ipv4 ;
+  wire \rules$79[11].flags.ipv6 ;
+  wire \rules$79[11].flags.tcp ;
+  wire \rules$79[11].flags.tunnel ;
+  wire \rules$79[11].flags.udp ;
+  wire \rules$79[11].flags.vlan ;
+  wire \rules$79[11].flags.vlan2 ;
+  wire [9:0] \rules$79[11].flags_mask ;
+  wire \rules$79[11].flags_mask.direct ;
+  wire \rules$79[11].flags_mask.fragment ;
+  wire \rules$79[11].flags_mask.ip_options ;
+  wire \rules$79[11].flags_mask.ipv4 ;
+  wire \rules$79[11].flags_mask.ipv6 ;
+  wire \rules$79[11].flags_mask.tcp ;
+  wire \rules$79[11].flags_mask.tunnel ;
+  wire \rules$79[11].flags_mask.udp ;
+  wire \rules$79[11].flags_mask.vlan ;
+  wire \rules$79[11].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[11].ip_proto ;
+  wire [7:0] \rules$79[11].ip_proto_mask ;
+  wire [127:0] \rules$79[11].src_addr ;
+  wire [127:0] \rules$79[11].src_mask ;
+  wire [15:0] \rules$79[11].src_port_hi ;
+  wire [15:0] \rules$79[11].src_port_lo ;
+  wire [7:0] \rules$79[11].tcp_flags ;
+  wire [7:0] \rules$79[11].tcp_flags_mask ;
+  wire [11:0] \rules$79[11].vlan_id ;
+  wire [11:0] \rules$79[11].vlan_mask ;
+  wire [716:0] \rules$79[12] ;
+  wire [19:0] \rules$79[12].action ;
+  wire \rules$79[12].action.drop ;
+  wire [3:0] \rules$79[12].action.instance ;
+  wire [10:0] \rules$79[12].action.reta_offset ;
+  wire [3:0] \rules$79[12].action.reta_size_log2 ;
+  wire [5:0] \rules$79[12].dscp ;
+  wire [5:0] \rules$79[12].dscp_mask ;
+  wire [127:0] \rules$79[12].dst_addr ;
+  wire [127:0] \rules$79[12].dst_mask ;
+  wire [15:0] \rules$79[12].dst_port_hi ;
+  wire [15:0] \rules$79[12].dst_port_lo ;
+  wire \rules$79[12].enable ;
+  wire [15:0] \rules$79[12].ethertype ;
+  wire [15:0] \rules$79[12].ethertype_mask ;
+  wire [9:0] \rules$79[12].flags ;
+  wire \rules$79[12].flags.direct ;
+  wire \rules$79[12].flags.fragment ;
+  wire \rules$79[12].flags.ip_options ;
+  wire \rules$79[12].flags.ipv4 ;
+  wire \rules$79[12].flags.ipv6 ;
+  wire \rules$79[12].flags.tcp ;
+  wire \rules$79[12].flags.tunnel ;
+  wire \rules$79[12].flags.udp ;
+  wire \rules$79[12].flags.vlan ;
+  wire \rules$79[12].flags.vlan2 ;
+  wire [9:0] \rules$79[12].flags_mask ;
+  wire \rules$79[12].flags_mask.direct ;
+  wire \rules$79[12].flags_mask.fragment ;
+  wire \rules$79[12].flags_mask.ip_options ;
+  wire \rules$79[12].flags_mask.ipv4 ;
+  wire \rules$79[12].flags_mask.ipv6 ;
+  wire \rules$79[12].flags_mask.tcp ;
+  wire \rules$79[12].flags_mask.tunnel ;
+  wire \rules$79[12].flags_mask.udp ;
+  wire \rules$79[12].flags_mask.vlan ;
+  wire \rules$79[12].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[12].ip_proto ;
+  wire [7:0] \rules$79[12].ip_proto_mask ;
+  wire [127:0] \rules$79[12].src_addr ;
+  wire [127:0] \rules$79[12].src_mask ;
+  wire [15:0] \rules$79[12].src_port_hi ;
+  wire [15:0] \rules$79[12].src_port_lo ;
+  wire [7:0] \rules$79[12].tcp_flags ;
+  wire [7:0] \rules$79[12].tcp_flags_mask ;
+  wire [11:0] \rules$79[12].vlan_id ;
+  wire [11:0] \rules$79[12].vlan_mask ;
+  wire [716:0] \rules$79[13] ;
+  wire [19:0] \rules$79[13].action ;
+  wire \rules$79[13].action.drop ;
+  wire [3:0] \rules$79[13].action.instance ;
+  wire [10:0] \rules$79[13].action.reta_offset ;
+  wire [3:0] \rules$79[13].action.reta_size_log2 ;
+  wire [5:0] \rules$79[13].dscp ;
+  wire [5:0] \rules$79[13].dscp_mask ;
+  wire [127:0] \rules$79[13].dst_addr ;
+  wire [127:0] \rules$79[13].dst_mask ;
+  wire [15:0] \rules$79[13].dst_port_hi ;
+  wire [15:0] \rules$79[13].dst_port_lo ;
+  wire \rules$79[13].enable ;
+  wire [15:0] \rules$79[13].ethertype ;
+  wire [15:0] \rules$79[13].ethertype_mask ;
+  wire [9:0] \rules$79[13].flags ;
+  wire \rules$79[13].flags.direct ;
+  wire \rules$79[13].flags.fragment ;
+  wire \rules$79[13].flags.ip_options ;
+  wire \rules$79[13].flags.ipv4 ;
+  wire \rules$79[13].flags.ipv6 ;
+  wire \rules$79[13].flags.tcp ;
+  wire \rules$79[13].flags.tunnel ;
+  wire \rules$79[13].flags.udp ;
+  wire \rules$79[13].flags.vlan ;
+  wire \rules$79[13].flags.vlan2 ;
+  wire [9:0] \rules$79[13].flags_mask ;
+  wire \rules$79[13].flags_mask.direct ;
+  wire \rules$79[13].flags_mask.fragment ;
+  wire \rules$79[13].flags_mask.ip_options ;
+  wire \rules$79[13].flags_mask.ipv4 ;
+  wire \rules$79[13].flags_mask.ipv6 ;
+  wire \rules$79[13].flags_mask.tcp ;
+  wire \rules$79[13].flags_mask.tunnel ;
+  wire \rules$79[13].flags_mask.udp ;
+  wire \rules$79[13].flags_mask.vlan ;
+  wire \rules$79[13].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[13].ip_proto ;
+  wire [7:0] \rules$79[13].ip_proto_mask ;
+  wire [127:0] \rules$79[13].src_addr ;
+  wire [127:0] \rules$79[13].src_mask ;
+  wire [15:0] \rules$79[13].src_port_hi ;
+  wire [15:0] \rules$79[13].src_port_lo ;
+  wire [7:0] \rules$79[13].tcp_flags ;
+  wire [7:0] \rules$79[13].tcp_flags_mask ;
+  wire [11:0] \rules$79[13].vlan_id ;
+  wire [11:0] \rules$79[13].vlan_mask ;
+  wire [716:0] \rules$79[14] ;
+  wire [19:0] \rules$79[14].action ;
+  wire \rules$79[14].action.drop ;
+  wire [3:0] \rules$79[14].action.instance ;
+  wire [10:0] \rules$79[14].action.reta_offset ;
+  wire [3:0] \rules$79[14].action.reta_size_log2 ;
+  wire [5:0] \rules$79[14].dscp ;
+  wire [5:0] \rules$79[14].dscp_mask ;
+  wire [127:0] \rules$79[14].dst_addr ;
+  wire [127:0] \rules$79[14].dst_mask ;
+  wire [15:0] \rules$79[14].dst_port_hi ;
+  wire [15:0] \rules$79[14].dst_port_lo ;
+  wire \rules$79[14].enable ;
+  wire [15:0] \rules$79[14].ethertype ;
+  wire [15:0] \rules$79[14].ethertype_mask ;
+  wire [9:0] \rules$79[14].flags ;
+  wire \rules$79[14].flags.direct ;
+  wire \rules$79[14].flags.fragment ;
+  wire \rules$79[14].flags.ip_options ;
+  wire \rules$79[14].flags.ipv4 ;
+  wire \rules$79[14].flags.ipv6 ;
+  wire \rules$79[14].flags.tcp ;
+  wire \rules$79[14].flags.tunnel ;
+  wire \rules$79[14].flags.udp ;
+  wire \rules$79[14].flags.vlan ;
+  wire \rules$79[14].flags.vlan2 ;
+  wire [9:0] \rules$79[14].flags_mask ;
+  wire \rules$79[14].flags_mask.direct ;
+  wire \rules$79[14].flags_mask.fragment ;
+  wire \rules$79[14].flags_mask.ip_options ;
+  wire \rules$79[14].flags_mask.ipv4 ;
+  wire \rules$79[14].flags_mask.ipv6 ;
+  wire \rules$79[14].flags_mask.tcp ;
+  wire \rules$79[14].flags_mask.tunnel ;
+  wire \rules$79[14].flags_mask.udp ;
+  wire \rules$79[14].flags_mask.vlan ;
+  wire \rules$79[14].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[14].ip_proto ;
+  wire [7:0] \rules$79[14].ip_proto_mask ;
+  wire [127:0] \rules$79[14].src_addr ;
+  wire [127:0] \rules$79[14].src_mask ;
+  wire [15:0] \rules$79[14].src_port_hi ;
+  wire [15:0] \rules$79[14].src_port_lo ;
+  wire [7:0] \rules$79[14].tcp_flags ;
+  wire [7:0] \rules$79[14].tcp_flags_mask ;
+  wire [11:0] \rules$79[14].vlan_id ;
+  wire [11:0] \rules$79[14].vlan_mask ;
+  wire [716:0] \rules$79[15] ;
+  wire [19:0] \rules$79[15].action ;
+  wire \rules$79[15].action.drop ;
+  wire [3:0] \rules$79[15].action.instance ;
+  wire [10:0] \rules$79[15].action.reta_offset ;
+  wire [3:0] \rules$79[15].action.reta_size_log2 ;
+  wire [5:0] \rules$79[15].dscp ;
+  wire [5:0] \rules$79[15].dscp_mask ;
+  wire [127:0] \rules$79[15].dst_addr ;
+  wire [127:0] \rules$79[15].dst_mask ;
+  wire [15:0] \rules$79[15].dst_port_hi ;
+  wire [15:0] \rules$79[15].dst_port_lo ;
+  wire \rules$79[15].enable ;
+  wire [15:0] \rules$79[15].ethertype ;
+  wire [15:0] \rules$79[15].ethertype_mask ;
+  wire [9:0] \rules$79[15].flags ;
+  wire \rules$79[15].flags.direct ;
+  wire \rules$79[15].flags.fragment ;
+  wire \rules$79[15].flags.ip_options ;
+  wire \rules$79[15].flags.ipv4 ;
+  wire \rules$79[15].flags.ipv6 ;
+  wire \rules$79[15].flags.tcp ;
+  wire \rules$79[15].flags.tunnel ;
+  wire \rules$79[15].flags.udp ;
+  wire \rules$79[15].flags.vlan ;
+  wire \rules$79[15].flags.vlan2 ;
+  wire [9:0] \rules$79[15].flags_mask ;
+  wire \rules$79[15].flags_mask.direct ;
+  wire \rules$79[15].flags_mask.fragment ;
+  wire \rules$79[15].flags_mask.ip_options ;
+  wire \rules$79[15].flags_mask.ipv4 ;
+  wire \rules$79[15].flags_mask.ipv6 ;
+  wire \rules$79[15].flags_mask.tcp ;
+  wire \rules$79[15].flags_mask.tunnel ;
+  wire \rules$79[15].flags_mask.udp ;
+  wire \rules$79[15].flags_mask.vlan ;
+  wire \rules$79[15].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[15].ip_proto ;
+  wire [7:0] \rules$79[15].ip_proto_mask ;
+  wire [127:0] \rules$79[15].src_addr ;
+  wire [127:0] \rules$79[15].src_mask ;
+  wire [15:0] \rules$79[15].src_port_hi ;
+  wire [15:0] \rules$79[15].src_port_lo ;
+  wire [7:0] \rules$79[15].tcp_flags ;
+  wire [7:0] \rules$79[15].tcp_flags_mask ;
+  wire [11:0] \rules$79[15].vlan_id ;
+  wire [11:0] \rules$79[15].vlan_mask ;
+  wire [716:0] \rules$79[1] ;
+  wire [19:0] \rules$79[1].action ;
+  wire \rules$79[1].action.drop ;
+  wire [3:0] \rules$79[1].action.instance ;
+  wire [10:0] \rules$79[1].action.reta_offset ;
+  wire [3:0] \rules$79[1].action.reta_size_log2 ;
+  wire [5:0] \rules$79[1].dscp ;
+  wire [5:0] \rules$79[1].dscp_mask ;
+  wire [127:0] \rules$79[1].dst_addr ;
+  wire [127:0] \rules$79[1].dst_mask ;
+  wire [15:0] \rules$79[1].dst_port_hi ;
+  wire [15:0] \rules$79[1].dst_port_lo ;
+  wire \rules$79[1].enable ;
+  wire [15:0] \rules$79[1].ethertype ;
+  wire [15:0] \rules$79[1].ethertype_mask ;
+  wire [9:0] \rules$79[1].flags ;
+  wire \rules$79[1].flags.direct ;
+  wire \rules$79[1].flags.fragment ;
+  wire \rules$79[1].flags.ip_options ;
+  wire \rules$79[1].flags.ipv4 ;
+  wire \rules$79[1].flags.ipv6 ;
+  wire \rules$79[1].flags.tcp ;
+  wire \rules$79[1].flags.tunnel ;
+  wire \rules$79[1].flags.udp ;
+  wire \rules$79[1].flags.vlan ;
+  wire \rules$79[1].flags.vlan2 ;
+  wire [9:0] \rules$79[1].flags_mask ;
+  wire \rules$79[1].flags_mask.direct ;
+  wire \rules$79[1].flags_mask.fragment ;
+  wire \rules$79[1].flags_mask.ip_options ;
+  wire \rules$79[1].flags_mask.ipv4 ;
+  wire \rules$79[1].flags_mask.ipv6 ;
+  wire \rules$79[1].flags_mask.tcp ;
+  wire \rules$79[1].flags_mask.tunnel ;
+  wire \rules$79[1].flags_mask.udp ;
+  wire \rules$79[1].flags_mask.vlan ;
+  wire \rules$79[1].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[1].ip_proto ;
+  wire [7:0] \rules$79[1].ip_proto_mask ;
+  wire [127:0] \rules$79[1].src_addr ;
+  wire [127:0] \rules$79[1].src_mask ;
+  wire [15:0] \rules$79[1].src_port_hi ;
+  wire [15:0] \rules$79[1].src_port_lo ;
+  wire [7:0] \rules$79[1].tcp_flags ;
+  wire [7:0] \rules$79[1].tcp_flags_mask ;
+  wire [11:0] \rules$79[1].vlan_id ;
+  wire [11:0] \rules$79[1].vlan_mask ;
+  wire [716:0] \rules$79[2] ;
+  wire [19:0] \rules$79[2].action ;
+  wire \rules$79[2].action.drop ;
+  wire [3:0] \rules$79[2].action.instance ;
+  wire [10:0] \rules$79[2].action.reta_offset ;
+  wire [3:0] \rules$79[2].action.reta_size_log2 ;
+  wire [5:0] \rules$79[2].dscp ;
+  wire [5:0] \rules$79[2].dscp_mask ;
+  wire [127:0] \rules$79[2].dst_addr ;
+  wire [127:0] \rules$79[2].dst_mask ;
+  wire [15:0] \rules$79[2].dst_port_hi ;
+  wire [15:0] \rules$79[2].dst_port_lo ;
+  wire \rules$79[2].enable ;
+  wire [15:0] \rules$79[2].ethertype ;
+  wire [15:0] \rules$79[2].ethertype_mask ;
+  wire [9:0] \rules$79[2].flags ;
+  wire \rules$79[2].flags.direct ;
+  wire \rules$79[2].flags.fragment ;
+  wire \rules$79[2].flags.ip_options ;
+  wire \rules$79[2].flags.ipv4 ;
+  wire \rules$79[2].flags.ipv6 ;
+  wire \rules$79[2].flags.tcp ;
+  wire \rules$79[2].flags.tunnel ;
+  wire \rules$79[2].flags.udp ;
+  wire \rules$79[2].flags.vlan ;
+  wire \rules$79[2].flags.vlan2 ;
+  wire [9:0] \rules$79[2].flags_mask ;
+  wire \rules$79[2].flags_mask.direct ;
+  wire \rules$79[2].flags_mask.fragment ;
+  wire \rules$79[2].flags_mask.ip_options ;
+  wire \rules$79[2].flags_mask.ipv4 ;
+  wire \rules$79[2].flags_mask.ipv6 ;
+  wire \rules$79[2].flags_mask.tcp ;
+  wire \rules$79[2].flags_mask.tunnel ;
+  wire \rules$79[2].flags_mask.udp ;
+  wire \rules$79[2].flags_mask.vlan ;
+  wire \rules$79[2].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[2].ip_proto ;
+  wire [7:0] \rules$79[2].ip_proto_mask ;
+  wire [127:0] \rules$79[2].src_addr ;
+  wire [127:0] \rules$79[2].src_mask ;
+  wire [15:0] \rules$79[2].src_port_hi ;
+  wire [15:0] \rules$79[2].src_port_lo ;
+  wire [7:0] \rules$79[2].tcp_flags ;
+  wire [7:0] \rules$79[2].tcp_flags_mask ;
+  wire [11:0] \rules$79[2].vlan_id ;
+  wire [11:0] \rules$79[2].vlan_mask ;
+  wire [716:0] \rules$79[3] ;
+  wire [19:0] \rules$79[3].action ;
+  wire \rules$79[3].action.drop ;
+  wire [3:0] \rules$79[3].action.instance ;
+  wire [10:0] \rules$79[3].action.reta_offset ;
+  wire [3:0] \rules$79[3].action.reta_size_log2 ;
+  wire [5:0] \rules$79[3].dscp ;
+  wire [5:0] \rules$79[3].dscp_mask ;
+  wire [127:0] \rules$79[3].dst_addr ;
+  wire [127:0] \rules$79[3].dst_mask ;
+  wire [15:0] \rules$79[3].dst_port_hi ;
+  wire [15:0] \rules$79[3].dst_port_lo ;
+  wire \rules$79[3].enable ;
+  wire [15:0] \rules$79[3].ethertype ;
+  wire [15:0] \rules$79[3].ethertype_mask ;
+  wire [9:0] \rules$79[3].flags ;
+  wire \rules$79[3].flags.direct ;
+  wire \rules$79[3].flags.fragment ;
+  wire \rules$79[3].flags.ip_options ;
+  wire \rules$79[3].flags.ipv4 ;
+  wire \rules$79[3].flags.ipv6 ;
+  wire \rules$79[3].flags.tcp ;
+  wire \rules$79[3].flags.tunnel ;
+  wire \rules$79[3].flags.udp ;
+  wire \rules$79[3].flags.vlan ;
+  wire \rules$79[3].flags.vlan2 ;
+  wire [9:0] \rules$79[3].flags_mask ;
+  wire \rules$79[3].flags_mask.direct ;
+  wire \rules$79[3].flags_mask.fragment ;
+  wire \rules$79[3].flags_mask.ip_options ;
+  wire \rules$79[3].flags_mask.ipv4 ;
+  wire \rules$79[3].flags_mask.ipv6 ;
+  wire \rules$79[3].flags_mask.tcp ;
+  wire \rules$79[3].flags_mask.tunnel ;
+  wire \rules$79[3].flags_mask.udp ;
+  wire \rules$79[3].flags_mask.vlan ;
+  wire \rules$79[3].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[3].ip_proto ;
+  wire [7:0] \rules$79[3].ip_proto_mask ;
+  wire [127:0] \rules$79[3].src_addr ;
+  wire [127:0] \rules$79[3].src_mask ;
+  wire [15:0] \rules$79[3].src_port_hi ;
+  wire [15:0] \rules$79[3].src_port_lo ;
+  wire [7:0] \rules$79[3].tcp_flags ;
+  wire [7:0] \rules$79[3].tcp_flags_mask ;
+  wire [11:0] \rules$79[3].vlan_id ;
+  wire [11:0] \rules$79[3].vlan_mask ;
+  wire [716:0] \rules$79[4] ;
+  wire [19:0] \rules$79[4].action ;
+  wire \rules$79[4].action.drop ;
+  wire [3:0] \rules$79[4].action.instance ;
+  wire [10:0] \rules$79[4].action.reta_offset ;
+  wire [3:0] \rules$79[4].action.reta_size_log2 ;
+  wire [5:0] \rules$79[4].dscp ;
+  wire [5:0] \rules$79[4].dscp_mask ;
+  wire [127:0] \rules$79[4].dst_addr ;
+  wire [127:0] \rules$79[4].dst_mask ;
+  wire [15:0] \rules$79[4].dst_port_hi ;
+  wire [15:0] \rules$79[4].dst_port_lo ;
+  wire \rules$79[4].enable ;
+  wire [15:0] \rules$79[4].ethertype ;
+  wire [15:0] \rules$79[4].ethertype_mask ;
+  wire [9:0] \rules$79[4].flags ;
+  wire \rules$79[4].flags.direct ;
+  wire \rules$79[4].flags.fragment ;
+  wire \rules$79[4].flags.ip_options ;
+  wire \rules$79[4].flags.ipv4 ;
+  wire \rules$79[4].flags.ipv6 ;
+  wire \rules$79[4].flags.tcp ;
+  wire \rules$79[4].flags.tunnel ;
+  wire \rules$79[4].flags.udp ;
+  wire \rules$79[4].flags.vlan ;
+  wire \rules$79[4].flags.vlan2 ;
+  wire [9:0] \rules$79[4].flags_mask ;
+  wire \rules$79[4].flags_mask.direct ;
+  wire \rules$79[4].flags_mask.fragment ;
+  wire \rules$79[4].flags_mask.ip_options ;
+  wire \rules$79[4].flags_mask.ipv4 ;
+  wire \rules$79[4].flags_mask.ipv6 ;
+  wire \rules$79[4].flags_mask.tcp ;
+  wire \rules$79[4].flags_mask.tunnel ;
+  wire \rules$79[4].flags_mask.udp ;
+  wire \rules$79[4].flags_mask.vlan ;
+  wire \rules$79[4].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[4].ip_proto ;
+  wire [7:0] \rules$79[4].ip_proto_mask ;
+  wire [127:0] \rules$79[4].src_addr ;
+  wire [127:0] \rules$79[4].src_mask ;
+  wire [15:0] \rules$79[4].src_port_hi ;
+  wire [15:0] \rules$79[4].src_port_lo ;
+  wire [7:0] \rules$79[4].tcp_flags ;
+  wire [7:0] \rules$79[4].tcp_flags_mask ;
+  wire [11:0] \rules$79[4].vlan_id ;
+  wire [11:0] \rules$79[4].vlan_mask ;
+  wire [716:0] \rules$79[5] ;
+  wire [19:0] \rules$79[5].action ;
+  wire \rules$79[5].action.drop ;
+  wire [3:0] \rules$79[5].action.instance ;
+  wire [10:0] \rules$79[5].action.reta_offset ;
+  wire [3:0] \rules$79[5].action.reta_size_log2 ;
+  wire [5:0] \rules$79[5].dscp ;
+  wire [5:0] \rules$79[5].dscp_mask ;
+  wire [127:0] \rules$79[5].dst_addr ;
+  wire [127:0] \rules$79[5].dst_mask ;
+  wire [15:0] \rules$79[5].dst_port_hi ;
+  wire [15:0] \rules$79[5].dst_port_lo ;
+  wire \rules$79[5].enable ;
+  wire [15:0] \rules$79[5].ethertype ;
+  wire [15:0] \rules$79[5].ethertype_mask ;
+  wire [9:0] \rules$79[5].flags ;
+  wire \rules$79[5].flags.direct ;
+  wire \rules$79[5].flags.fragment ;
+  wire \rules$79[5].flags.ip_options ;
+  wire \rules$79[5].flags.ipv4 ;
+  wire \rules$79[5].flags.ipv6 ;
+  wire \rules$79[5].flags.tcp ;
+  wire \rules$79[5].flags.tunnel ;
+  wire \rules$79[5].flags.udp ;
+  wire \rules$79[5].flags.vlan ;
+  wire \rules$79[5].flags.vlan2 ;
+  wire [9:0] \rules$79[5].flags_mask ;
+  wire \rules$79[5].flags_mask.direct ;
+  wire \rules$79[5].flags_mask.fragment ;
+  wire \rules$79[5].flags_mask.ip_options ;
+  wire \rules$79[5].flags_mask.ipv4 ;
+  wire \rules$79[5].flags_mask.ipv6 ;
+  wire \rules$79[5].flags_mask.tcp ;
+  wire \rules$79[5].flags_mask.tunnel ;
+  wire \rules$79[5].flags_mask.udp ;
+  wire \rules$79[5].flags_mask.vlan ;
+  wire \rules$79[5].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[5].ip_proto ;
+  wire [7:0] \rules$79[5].ip_proto_mask ;
+  wire [127:0] \rules$79[5].src_addr ;
+  wire [127:0] \rules$79[5].src_mask ;
+  wire [15:0] \rules$79[5].src_port_hi ;
+  wire [15:0] \rules$79[5].src_port_lo ;
+  wire [7:0] \rules$79[5].tcp_flags ;
+  wire [7:0] \rules$79[5].tcp_flags_mask ;
+  wire [11:0] \rules$79[5].vlan_id ;
+  wire [11:0] \rules$79[5].vlan_mask ;
+  wire [716:0] \rules$79[6] ;
+  wire [19:0] \rules$79[6].action ;
+  wire \rules$79[6].action.drop ;
+  wire [3:0] \rules$79[6].action.instance ;
+  wire [10:0] \rules$79[6].action.reta_offset ;
+  wire [3:0] \rules$79[6].action.reta_size_log2 ;
+  wire [5:0] \rules$79[6].dscp ;
+  wire [5:0] \rules$79[6].dscp_mask ;
+  wire [127:0] \rules$79[6].dst_addr ;
+  wire [127:0] \rules$79[6].dst_mask ;
+  wire [15:0] \rules$79[6].dst_port_hi ;
+  wire [15:0] \rules$79[6].dst_port_lo ;
+  wire \rules$79[6].enable ;
+  wire [15:0] \rules$79[6].ethertype ;
+  wire [15:0] \rules$79[6].ethertype_mask ;
+  wire [9:0] \rules$79[6].flags ;
+  wire \rules$79[6].flags.direct ;
+  wire \rules$79[6].flags.fragment ;
+  wire \rules$79[6].flags.ip_options ;
+  wire \rules$79[6].flags.ipv4 ;
+  wire \rules$79[6].flags.ipv6 ;
+  wire \rules$79[6].flags.tcp ;
+  wire \rules$79[6].flags.tunnel ;
+  wire \rules$79[6].flags.udp ;
+  wire \rules$79[6].flags.vlan ;
+  wire \rules$79[6].flags.vlan2 ;
+  wire [9:0] \rules$79[6].flags_mask ;
+  wire \rules$79[6].flags_mask.direct ;
+  wire \rules$79[6].flags_mask.fragment ;
+  wire \rules$79[6].flags_mask.ip_options ;
+  wire \rules$79[6].flags_mask.ipv4 ;
+  wire \rules$79[6].flags_mask.ipv6 ;
+  wire \rules$79[6].flags_mask.tcp ;
+  wire \rules$79[6].flags_mask.tunnel ;
+  wire \rules$79[6].flags_mask.udp ;
+  wire \rules$79[6].flags_mask.vlan ;
+  wire \rules$79[6].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[6].ip_proto ;
+  wire [7:0] \rules$79[6].ip_proto_mask ;
+  wire [127:0] \rules$79[6].src_addr ;
+  wire [127:0] \rules$79[6].src_mask ;
+  wire [15:0] \rules$79[6].src_port_hi ;
+  wire [15:0] \rules$79[6].src_port_lo ;
+  wire [7:0] \rules$79[6].tcp_flags ;
+  wire [7:0] \rules$79[6].tcp_flags_mask ;
+  wire [11:0] \rules$79[6].vlan_id ;
+  wire [11:0] \rules$79[6].vlan_mask ;
+  wire [716:0] \rules$79[7] ;
+  wire [19:0] \rules$79[7].action ;
+  wire \rules$79[7].action.drop ;
+  wire [3:0] \rules$79[7].action.instance ;
+  wire [10:0] \rules$79[7].action.reta_offset ;
+  wire [3:0] \rules$79[7].action.reta_size_log2 ;
+  wire [5:0] \rules$79[7].dscp ;
+  wire [5:0] \rules$79[7].dscp_mask ;
+  wire [127:0] \rules$79[7].dst_addr ;
+  wire [127:0] \rules$79[7].dst_mask ;
+  wire [15:0] \rules$79[7].dst_port_hi ;
+  wire [15:0] \rules$79[7].dst_port_lo ;
+  wire \rules$79[7].enable ;
+  wire [15:0] \rules$79[7].ethertype ;
+  wire [15:0] \rules$79[7].ethertype_mask ;
+  wire [9:0] \rules$79[7].flags ;
+  wire \rules$79[7].flags.direct ;
+  wire \rules$79[7].flags.fragment ;
+  wire \rules$79[7].flags.ip_options ;
+  wire \rules$79[7].flags.ipv4 ;
+  wire \rules$79[7].flags.ipv6 ;
+  wire \rules$79[7].flags.tcp ;
+  wire \rules$79[7].flags.tunnel ;
+  wire \rules$79[7].flags.udp ;
+  wire \rules$79[7].flags.vlan ;
+  wire \rules$79[7].flags.vlan2 ;
+  wire [9:0] \rules$79[7].flags_mask ;
+  wire \rules$79[7].flags_mask.direct ;
+  wire \rules$79[7].flags_mask.fragment ;
+  wire \rules$79[7].flags_mask.ip_options ;
+  wire \rules$79[7].flags_mask.ipv4 ;
+  wire \rules$79[7].flags_mask.ipv6 ;
+  wire \rules$79[7].flags_mask.tcp ;
+  wire \rules$79[7].flags_mask.tunnel ;
+  wire \rules$79[7].flags_mask.udp ;
+  wire \rules$79[7].flags_mask.vlan ;
+  wire \rules$79[7].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[7].ip_proto ;
+  wire [7:0] \rules$79[7].ip_proto_mask ;
+  wire [127:0] \rules$79[7].src_addr ;
+  wire [127:0] \rules$79[7].src_mask ;
+  wire [15:0] \rules$79[7].src_port_hi ;
+  wire [15:0] \rules$79[7].src_port_lo ;
+  wire [7:0] \rules$79[7].tcp_flags ;
+  wire [7:0] \rules$79[7].tcp_flags_mask ;
+  wire [11:0] \rules$79[7].vlan_id ;
+  wire [11:0] \rules$79[7].vlan_mask ;
+  wire [716:0] \rules$79[8] ;
+  wire [19:0] \rules$79[8].action ;
+  wire \rules$79[8].action.drop ;
+  wire [3:0] \rules$79[8].action.instance ;
+  wire [10:0] \rules$79[8].action.reta_offset ;
+  wire [3:0] \rules$79[8].action.reta_size_log2 ;
+  wire [5:0] \rules$79[8].dscp ;
+  wire [5:0] \rules$79[8].dscp_mask ;
+  wire [127:0] \rules$79[8].dst_addr ;
+  wire [127:0] \rules$79[8].dst_mask ;
+  wire [15:0] \rules$79[8].dst_port_hi ;
+  wire [15:0] \rules$79[8].dst_port_lo ;
+  wire \rules$79[8].enable ;
+  wire [15:0] \rules$79[8].ethertype ;
+  wire [15:0] \rules$79[8].ethertype_mask ;
+  wire [9:0] \rules$79[8].flags ;
+  wire \rules$79[8].flags.direct ;
+  wire \rules$79[8].flags.fragment ;
+  wire \rules$79[8].flags.ip_options ;
+  wire \rules$79[8].flags.ipv4 ;
+  wire \rules$79[8].flags.ipv6 ;
+  wire \rules$79[8].flags.tcp ;
+  wire \rules$79[8].flags.tunnel ;
+  wire \rules$79[8].flags.udp ;
+  wire \rules$79[8].flags.vlan ;
+  wire \rules$79[8].flags.vlan2 ;
+  wire [9:0] \rules$79[8].flags_mask ;
+  wire \rules$79[8].flags_mask.direct ;
+  wire \rules$79[8].flags_mask.fragment ;
+  wire \rules$79[8].flags_mask.ip_options ;
+  wire \rules$79[8].flags_mask.ipv4 ;
+  wire \rules$79[8].flags_mask.ipv6 ;
+  wire \rules$79[8].flags_mask.tcp ;
+  wire \rules$79[8].flags_mask.tunnel ;
+  wire \rules$79[8].flags_mask.udp ;
+  wire \rules$79[8].flags_mask.vlan ;
+  wire \rules$79[8].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[8].ip_proto ;
+  wire [7:0] \rules$79[8].ip_proto_mask ;
+  wire [127:0] \rules$79[8].src_addr ;
+  wire [127:0] \rules$79[8].src_mask ;
+  wire [15:0] \rules$79[8].src_port_hi ;
+  wire [15:0] \rules$79[8].src_port_lo ;
+  wire [7:0] \rules$79[8].tcp_flags ;
+  wire [7:0] \rules$79[8].tcp_flags_mask ;
+  wire [11:0] \rules$79[8].vlan_id ;
+  wire [11:0] \rules$79[8].vlan_mask ;
+  wire [716:0] \rules$79[9] ;
+  wire [19:0] \rules$79[9].action ;
+  wire \rules$79[9].action.drop ;
+  wire [3:0] \rules$79[9].action.instance ;
+  wire [10:0] \rules$79[9].action.reta_offset ;
+  wire [3:0] \rules$79[9].action.reta_size_log2 ;
+  wire [5:0] \rules$79[9].dscp ;
+  wire [5:0] \rules$79[9].dscp_mask ;
+  wire [127:0] \rules$79[9].dst_addr ;
+  wire [127:0] \rules$79[9].dst_mask ;
+  wire [15:0] \rules$79[9].dst_port_hi ;
+  wire [15:0] \rules$79[9].dst_port_lo ;
+  wire \rules$79[9].enable ;
+  wire [15:0] \rules$79[9].ethertype ;
+  wire [15:0] \rules$79[9].ethertype_mask ;
+  wire [9:0] \rules$79[9].flags ;
+  wire \rules$79[9].flags.direct ;
+  wire \rules$79[9].flags.fragment ;
+  wire \rules$79[9].flags.ip_options ;
+  wire \rules$79[9].flags.ipv4 ;
+  wire \rules$79[9].flags.ipv6 ;
+  wire \rules$79[9].flags.tcp ;
+  wire \rules$79[9].flags.tunnel ;
+  wire \rules$79[9].flags.udp ;
+  wire \rules$79[9].flags.vlan ;
+  wire \rules$79[9].flags.vlan2 ;
+  wire [9:0] \rules$79[9].flags_mask ;
+  wire \rules$79[9].flags_mask.direct ;
+  wire \rules$79[9].flags_mask.fragment ;
+  wire \rules$79[9].flags_mask.ip_options ;
+  wire \rules$79[9].flags_mask.ipv4 ;
+  wire \rules$79[9].flags_mask.ipv6 ;
+  wire \rules$79[9].flags_mask.tcp ;
+  wire \rules$79[9].flags_mask.tunnel ;
+  wire \rules$79[9].flags_mask.udp ;
+  wire \rules$79[9].flags_mask.vlan ;
+  wire \rules$79[9].flags_mask.vlan2 ;
+  wire [7:0] \rules$79[9].ip_proto ;
+  wire [7:0] \rules$79[9].ip_proto_mask ;
+  wire [127:0] \rules$79[9].src_addr ;
+  wire [127:0] \rules$79[9].src_mask ;
+  wire [15:0] \rules$79[9].src_port_hi ;
+  wire [15:0] \rules$79[9].src_port_lo ;
+  wire [7:0] \rules$79[9].tcp_flags ;
+  wire [7:0] \rules$79[9].tcp_flags_mask ;
+  wire [11:0] \rules$79[9].vlan_id ;
+  wire [11:0] \rules$79[9].vlan_mask ;
   wire [716:0] \rules[0] ;
   wire [19:0] \rules[0].action ;
   wire \rules[0].action.drop ;
@@ -3335,27 +3596,27 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   wire [11:0] \rules[9].vlan_mask ;
   input [73:0] rx__payload;
   wire [73:0] rx__payload;
-  wire [73:0] \rx__payload$39 ;
-  wire [63:0] \rx__payload$39.data ;
-  wire \rx__payload$39.error ;
-  wire [7:0] \rx__payload$39.keep ;
-  wire \rx__payload$39.last ;
+  wire [73:0] \rx__payload$51 ;
+  wire [63:0] \rx__payload$51.data ;
+  wire \rx__payload$51.error ;
+  wire [7:0] \rx__payload$51.keep ;
+  wire \rx__payload$51.last ;
   wire [63:0] \rx__payload.data ;
   wire \rx__payload.error ;
   wire [7:0] \rx__payload.keep ;
   wire \rx__payload.last ;
   output rx__ready;
   wire rx__ready;
-  wire \rx__ready$41 ;
+  wire \rx__ready$53 ;
   input rx__valid;
   wire rx__valid;
-  wire \rx__valid$43 ;
+  wire \rx__valid$55 ;
   wire symmetric;
-  wire \symmetric$65 ;
-  assign \$1  = \max_frame$57  > 12'h800;
-  assign max_frame = \$1  ? 16'h0800 : \max_frame$57 ;
+  wire \symmetric$77 ;
+  assign \$1  = \max_frame$69  > 12'h800;
+  assign max_frame = \$1  ? 16'h0800 : \max_frame$69 ;
   assign \$2  = in_flight + frame_start_stb;
-  assign \$3  = meta__valid & \o__ready$119 ;
+  assign \$3  = meta__valid & \o__ready$150 ;
   assign \$4  = \$2  - \$3 ;
   assign \$5  = ~ mid_frame;
   assign \$6  = new_frame_hold & \$5 ;
@@ -3363,13 +3624,13 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \$8  = \$6  & \$7 ;
   assign \$9  = ~ reta__busy;
   assign commit_apply = \$8  & \$9 ;
-  assign meta_stb = meta__valid & \o__ready$119 ;
-  assign \$10  = \o__payload$117 [429:426] >= 4'h9;
-  assign \$11  = 1'h1 << \o__payload$117 [429:426];
+  assign meta_stb = meta__valid & \o__ready$150 ;
+  assign \$10  = \o__payload$148 [429:426] >= 4'h9;
+  assign \$11  = 1'h1 << \o__payload$148 [429:426];
   assign \$12  = \$11  - 1'h1;
   assign \$13  = \$10  ? 26'h00001ff : \$12 ;
-  assign \$14  = { 17'h00000, \o__payload$117 [376:368] } & \$13 ;
-  assign \$15  = $signed({ 1'h0, \o__payload$117 [425:415] }) + $signed(\$14 );
+  assign \$14  = { 17'h00000, \o__payload$148 [376:368] } & \$13 ;
+  assign \$15  = $signed({ 1'h0, \o__payload$148 [425:415] }) + $signed(\$14 );
   assign \$16  = \$4 [7:0] == 8'hff;
   always @(posedge clk)
     in_flight <= \$17 ;
@@ -3377,23 +3638,23 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
     full <= \$18 ;
   \hetnic_rx_pipeline_w64.pipeline.class_slice  class_slice (
     .clk(clk),
-    .i__payload(\i__payload$96 ),
-    .i__ready(\o__ready$98 ),
-    .i__valid(\i__valid$100 ),
-    .o__payload(\i__payload$102 ),
-    .o__ready(\o__ready$104 ),
-    .o__valid(\i__valid$106 ),
+    .i__payload(\i__payload$115 ),
+    .i__ready(\o__ready$117 ),
+    .i__valid(\i__valid$119 ),
+    .o__payload(\i__payload$121 ),
+    .o__ready(\o__ready$123 ),
+    .o__valid(\i__valid$125 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.classifier  classifier (
     .clk(clk),
     .default_action(default_action),
-    .i__payload(\i__payload$90 ),
-    .i__ready(\o__ready$92 ),
-    .i__valid(\i__valid$94 ),
-    .o__payload(\i__payload$96 ),
-    .o__ready(\o__ready$98 ),
-    .o__valid(\i__valid$100 ),
+    .i__payload(\i__payload$109 ),
+    .i__ready(\o__ready$111 ),
+    .i__valid(\i__valid$113 ),
+    .o__payload(\i__payload$115 ),
+    .o__ready(\o__ready$117 ),
+    .o__valid(\i__valid$119 ),
     .pass_errors(pass_errors),
     .rst(rst),
     .rules(rules)
@@ -3406,10 +3667,41 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
     .csr__r_data(counters__r_data),
     .csr__r_stb(\csr__r_stb$18 ),
     .csr__w_stb(\csr__w_stb$22 ),
+    .flow_refused_stb(flow_refused_stb),
     .frame_in_len(frame_in_len),
     .frame_in_stb(frame_in_stb),
     .meta(meta__payload),
     .meta_stb(meta_stb),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.flow_slice  flow_slice (
+    .clk(clk),
+    .i__payload(\i__payload$127 ),
+    .i__ready(\o__ready$129 ),
+    .i__valid(\i__valid$131 ),
+    .o__payload(\i__payload$133 ),
+    .o__ready(\o__ready$135 ),
+    .o__valid(\i__valid$137 ),
+    .rst(rst)
+  );
+  \hetnic_rx_pipeline_w64.pipeline.flows  flows (
+    .clk(clk),
+    .commit_apply(commit_apply),
+    .commit_done(commit_done),
+    .csr__ack(flows__ack),
+    .csr__addr(csr__addr),
+    .csr__r_data(flows__r_data),
+    .csr__r_stb(\csr__r_stb$30 ),
+    .csr__w_data(csr__w_data),
+    .csr__w_stb(\csr__w_stb$34 ),
+    .i__payload(\i__payload$121 ),
+    .i__ready(\o__ready$123 ),
+    .i__valid(\i__valid$125 ),
+    .o__payload(\i__payload$127 ),
+    .o__ready(\o__ready$129 ),
+    .o__valid(\i__valid$131 ),
+    .pass_errors(pass_errors),
+    .refused_stb(flow_refused_stb),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.fork  \fork  (
@@ -3433,11 +3725,11 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   );
   \hetnic_rx_pipeline_w64.pipeline.out_slice  out_slice (
     .clk(clk),
-    .i__payload(\i__payload$108 ),
-    .i__ready(\o__ready$110 ),
-    .i__valid(\i__valid$112 ),
-    .o__payload(\o__payload$117 ),
-    .o__ready(\o__ready$119 ),
+    .i__payload(\i__payload$139 ),
+    .i__ready(\o__ready$141 ),
+    .i__valid(\i__valid$143 ),
+    .o__payload(\o__payload$148 ),
+    .o__ready(\o__ready$150 ),
     .o__valid(meta__valid),
     .rst(rst)
   );
@@ -3448,25 +3740,25 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
     .i__ready(parse__ready),
     .i__valid(i__valid),
     .max_frame(max_frame),
-    .o__payload(\i__payload$72 ),
+    .o__payload(\i__payload$91 ),
     .o__ready(o__ready),
-    .o__valid(\i__valid$76 ),
+    .o__valid(\i__valid$95 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.parser_slice  parser_slice (
     .clk(clk),
-    .i__payload(\i__payload$72 ),
+    .i__payload(\i__payload$91 ),
     .i__ready(o__ready),
-    .i__valid(\i__valid$76 ),
-    .o__payload(\i__payload$78 ),
-    .o__ready(\o__ready$80 ),
-    .o__valid(\i__valid$82 ),
+    .i__valid(\i__valid$95 ),
+    .o__payload(\i__payload$97 ),
+    .o__ready(\o__ready$99 ),
+    .o__valid(\i__valid$101 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.regs  regs (
     .clk(clk),
     .commit_apply(commit_apply),
-    .commit_done(flip_stb),
+    .commit_done(commit_done),
     .commit_pending(new_frame_hold),
     .counters__ack(counters__ack),
     .counters__r_data(counters__r_data),
@@ -3480,10 +3772,14 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
     .csr__w_stb(csr__w_stb),
     .default_action(default_action),
     .direct_ethertype(direct_ethertype),
+    .flows__ack(flows__ack),
+    .flows__r_data(flows__r_data),
+    .flows__r_stb(\csr__r_stb$30 ),
+    .flows__w_stb(\csr__w_stb$34 ),
     .generation(generation),
     .hash_enable(hash_enable),
     .key(key),
-    .max_frame(\max_frame$57 ),
+    .max_frame(\max_frame$69 ),
     .pass_errors(pass_errors),
     .reta__ack(reta__ack),
     .reta__addr(bus__addr),
@@ -3504,47 +3800,47 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
     .bus__w_data(csr__w_data[7:0]),
     .bus__w_stb(bus__w_stb),
     .clk(clk),
-    .flip_stb(flip_stb),
-    .i__payload(\i__payload$102 ),
-    .i__ready(\o__ready$104 ),
-    .i__valid(\i__valid$106 ),
-    .o__payload(\i__payload$108 ),
-    .o__ready(\o__ready$110 ),
+    .flip_stb(commit_done),
+    .i__payload(\i__payload$133 ),
+    .i__ready(\o__ready$135 ),
+    .i__valid(\i__valid$137 ),
+    .o__payload(\i__payload$139 ),
+    .o__ready(\o__ready$141 ),
     .rst(rst),
-    .s2_valid(\i__valid$112 )
+    .s2_valid(\i__valid$143 )
   );
   \hetnic_rx_pipeline_w64.pipeline.rss  rss (
     .clk(clk),
     .hash_enable(hash_enable),
-    .i__payload(\i__payload$78 ),
-    .i__ready(\o__ready$80 ),
-    .i__valid(\i__valid$82 ),
+    .i__payload(\i__payload$97 ),
+    .i__ready(\o__ready$99 ),
+    .i__valid(\i__valid$101 ),
     .key(key),
-    .\o__ready$36 (\o__ready$86 ),
-    .\o__valid$32 (\i__valid$88 ),
-    .out(\i__payload$84 ),
+    .\o__ready$36 (\o__ready$105 ),
+    .\o__valid$32 (\i__valid$107 ),
+    .out(\i__payload$103 ),
     .rst(rst),
     .symmetric(symmetric)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss_slice  rss_slice (
     .clk(clk),
-    .i__payload(\i__payload$84 ),
-    .i__ready(\o__ready$86 ),
-    .i__valid(\i__valid$88 ),
-    .o__payload(\i__payload$90 ),
-    .o__ready(\o__ready$92 ),
-    .o__valid(\i__valid$94 ),
+    .i__payload(\i__payload$103 ),
+    .i__ready(\o__ready$105 ),
+    .i__valid(\i__valid$107 ),
+    .o__payload(\i__payload$109 ),
+    .o__ready(\o__ready$111 ),
+    .o__valid(\i__valid$113 ),
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$17  = \$4 [7:0];
     if (rst) begin
       \$17  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$18  = \$16 ;
     if (rst) begin
       \$18  = 1'h0;
@@ -3564,6 +3860,14 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \csr__w_data$20  = csr__w_data;
   assign counters__w_data = csr__w_data;
   assign counters__w_stb = \csr__w_stb$22 ;
+  assign \csr__ack$25  = flows__ack;
+  assign \csr__addr$26  = csr__addr;
+  assign flows__addr = csr__addr;
+  assign \csr__r_data$29  = flows__r_data;
+  assign flows__r_stb = \csr__r_stb$30 ;
+  assign \csr__w_data$32  = csr__w_data;
+  assign flows__w_data = csr__w_data;
+  assign flows__w_stb = \csr__w_stb$34 ;
   assign bus__ack = reta__ack;
   assign reta__addr = bus__addr;
   assign bus__busy = reta__busy;
@@ -3572,51 +3876,61 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign bus__w_data = csr__w_data[7:0];
   assign reta__w_data = csr__w_data[7:0];
   assign reta__w_stb = bus__w_stb;
-  assign \rx__payload$39  = rx__payload;
-  assign \rx__ready$41  = rx__ready;
-  assign \rx__valid$43  = rx__valid;
-  assign \data__payload$45  = data__payload;
-  assign \data__ready$47  = data__ready;
-  assign \data__valid$49  = data__valid;
+  assign \rx__payload$51  = rx__payload;
+  assign \rx__ready$53  = rx__ready;
+  assign \rx__valid$55  = rx__valid;
+  assign \data__payload$57  = data__payload;
+  assign \data__ready$59  = data__ready;
+  assign \data__valid$61  = data__valid;
   assign parse__payload = i__payload;
   assign i__ready = parse__ready;
   assign parse__valid = i__valid;
-  assign \direct_ethertype$59  = direct_ethertype;
-  assign \key$61  = key;
-  assign \hash_enable$63  = hash_enable;
-  assign \symmetric$65  = symmetric;
-  assign \rules$67  = rules;
-  assign \default_action$69  = default_action;
-  assign \pass_errors$71  = pass_errors;
-  assign o__payload = \i__payload$72 ;
-  assign \i__ready$75  = o__ready;
-  assign o__valid = \i__valid$76 ;
-  assign \o__payload$79  = \i__payload$78 ;
-  assign \i__ready$81  = \o__ready$80 ;
-  assign \o__valid$83  = \i__valid$82 ;
-  assign \o__payload$85  = \i__payload$84 ;
-  assign \i__ready$87  = \o__ready$86 ;
-  assign \o__valid$89  = \i__valid$88 ;
-  assign \o__payload$91  = \i__payload$90 ;
-  assign \i__ready$93  = \o__ready$92 ;
-  assign \o__valid$95  = \i__valid$94 ;
-  assign \o__payload$97  = \i__payload$96 ;
-  assign \i__ready$99  = \o__ready$98 ;
-  assign \o__valid$101  = \i__valid$100 ;
-  assign \o__payload$103  = \i__payload$102 ;
-  assign \i__ready$105  = \o__ready$104 ;
-  assign \o__valid$107  = \i__valid$106 ;
-  assign \o__payload$109  = \i__payload$108 ;
-  assign \i__ready$111  = \o__ready$110 ;
-  assign \o__valid$113  = \i__valid$112 ;
-  assign \o__valid$115  = meta__valid;
-  assign meta__ready = \o__ready$119 ;
+  assign \direct_ethertype$71  = direct_ethertype;
+  assign \key$73  = key;
+  assign \hash_enable$75  = hash_enable;
+  assign \symmetric$77  = symmetric;
+  assign \rules$79  = rules;
+  assign \default_action$81  = default_action;
+  assign \pass_errors$83  = pass_errors;
+  assign \pass_errors$84  = pass_errors;
+  assign \commit_apply$86  = commit_apply;
+  assign \commit_done$88  = commit_done;
+  assign refused_stb = flow_refused_stb;
+  assign o__payload = \i__payload$91 ;
+  assign \i__ready$94  = o__ready;
+  assign o__valid = \i__valid$95 ;
+  assign \o__payload$98  = \i__payload$97 ;
+  assign \i__ready$100  = \o__ready$99 ;
+  assign \o__valid$102  = \i__valid$101 ;
+  assign \o__payload$104  = \i__payload$103 ;
+  assign \i__ready$106  = \o__ready$105 ;
+  assign \o__valid$108  = \i__valid$107 ;
+  assign \o__payload$110  = \i__payload$109 ;
+  assign \i__ready$112  = \o__ready$111 ;
+  assign \o__valid$114  = \i__valid$113 ;
+  assign \o__payload$116  = \i__payload$115 ;
+  assign \i__ready$118  = \o__ready$117 ;
+  assign \o__valid$120  = \i__valid$119 ;
+  assign \o__payload$122  = \i__payload$121 ;
+  assign \i__ready$124  = \o__ready$123 ;
+  assign \o__valid$126  = \i__valid$125 ;
+  assign \o__payload$128  = \i__payload$127 ;
+  assign \i__ready$130  = \o__ready$129 ;
+  assign \o__valid$132  = \i__valid$131 ;
+  assign \o__payload$134  = \i__payload$133 ;
+  assign \i__ready$136  = \o__ready$135 ;
+  assign \o__valid$138  = \i__valid$137 ;
+  assign \o__payload$140  = \i__payload$139 ;
+  assign \i__ready$142  = \o__ready$141 ;
+  assign \o__valid$144  = \i__valid$143 ;
+  assign \o__valid$146  = meta__valid;
+  assign meta__ready = \o__ready$150 ;
   assign next_in_flight = \$4 [7:0];
   assign commit_pending = new_frame_hold;
   assign in_flight_full = full;
-  assign commit_done = flip_stb;
-  assign commit_stb = flip_stb;
-  assign \generation$133  = generation;
+  assign flip_stb = commit_done;
+  assign commit_stb = commit_done;
+  assign \generation$162  = generation;
   assign frame_end_stb = frame_in_stb;
   assign frame_len = frame_in_len;
   assign meta = meta__payload;
@@ -3625,18 +3939,18 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \rx__payload.keep  = rx__payload[71:64];
   assign \rx__payload.last  = rx__payload[72];
   assign \rx__payload.error  = rx__payload[73];
-  assign \rx__payload$39.data  = rx__payload[63:0];
-  assign \rx__payload$39.keep  = rx__payload[71:64];
-  assign \rx__payload$39.last  = rx__payload[72];
-  assign \rx__payload$39.error  = rx__payload[73];
+  assign \rx__payload$51.data  = rx__payload[63:0];
+  assign \rx__payload$51.keep  = rx__payload[71:64];
+  assign \rx__payload$51.last  = rx__payload[72];
+  assign \rx__payload$51.error  = rx__payload[73];
   assign \data__payload.data  = data__payload[63:0];
   assign \data__payload.keep  = data__payload[71:64];
   assign \data__payload.last  = data__payload[72];
   assign \data__payload.error  = data__payload[73];
-  assign \data__payload$45.data  = data__payload[63:0];
-  assign \data__payload$45.keep  = data__payload[71:64];
-  assign \data__payload$45.last  = data__payload[72];
-  assign \data__payload$45.error  = data__payload[73];
+  assign \data__payload$57.data  = data__payload[63:0];
+  assign \data__payload$57.keep  = data__payload[71:64];
+  assign \data__payload$57.last  = data__payload[72];
+  assign \data__payload$57.error  = data__payload[73];
   assign \i__payload.data  = i__payload[63:0];
   assign \i__payload.keep  = i__payload[71:64];
   assign \i__payload.last  = i__payload[72];
@@ -4397,1200 +4711,1324 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \rules[15].src_mask  = rules[11215:11088];
   assign \rules[15].dst_addr  = rules[11343:11216];
   assign \rules[15].dst_mask  = rules[11471:11344];
-  assign \rules$67[0]  = rules[716:0];
-  assign \rules$67[0].enable  = rules[0];
-  assign \rules$67[0].action  = rules[20:1];
-  assign \rules$67[0].action.drop  = rules[1];
-  assign \rules$67[0].action.instance  = rules[5:2];
-  assign \rules$67[0].action.reta_offset  = rules[16:6];
-  assign \rules$67[0].action.reta_size_log2  = rules[20:17];
-  assign \rules$67[0].flags  = rules[30:21];
-  assign \rules$67[0].flags.vlan  = rules[21];
-  assign \rules$67[0].flags.vlan2  = rules[22];
-  assign \rules$67[0].flags.ipv4  = rules[23];
-  assign \rules$67[0].flags.ipv6  = rules[24];
-  assign \rules$67[0].flags.fragment  = rules[25];
-  assign \rules$67[0].flags.tcp  = rules[26];
-  assign \rules$67[0].flags.udp  = rules[27];
-  assign \rules$67[0].flags.tunnel  = rules[28];
-  assign \rules$67[0].flags.direct  = rules[29];
-  assign \rules$67[0].flags.ip_options  = rules[30];
-  assign \rules$67[0].flags_mask  = rules[40:31];
-  assign \rules$67[0].flags_mask.vlan  = rules[31];
-  assign \rules$67[0].flags_mask.vlan2  = rules[32];
-  assign \rules$67[0].flags_mask.ipv4  = rules[33];
-  assign \rules$67[0].flags_mask.ipv6  = rules[34];
-  assign \rules$67[0].flags_mask.fragment  = rules[35];
-  assign \rules$67[0].flags_mask.tcp  = rules[36];
-  assign \rules$67[0].flags_mask.udp  = rules[37];
-  assign \rules$67[0].flags_mask.tunnel  = rules[38];
-  assign \rules$67[0].flags_mask.direct  = rules[39];
-  assign \rules$67[0].flags_mask.ip_options  = rules[40];
-  assign \rules$67[0].ethertype  = rules[56:41];
-  assign \rules$67[0].ethertype_mask  = rules[72:57];
-  assign \rules$67[0].vlan_id  = rules[84:73];
-  assign \rules$67[0].vlan_mask  = rules[96:85];
-  assign \rules$67[0].ip_proto  = rules[104:97];
-  assign \rules$67[0].ip_proto_mask  = rules[112:105];
-  assign \rules$67[0].dscp  = rules[118:113];
-  assign \rules$67[0].dscp_mask  = rules[124:119];
-  assign \rules$67[0].tcp_flags  = rules[132:125];
-  assign \rules$67[0].tcp_flags_mask  = rules[140:133];
-  assign \rules$67[0].src_port_lo  = rules[156:141];
-  assign \rules$67[0].src_port_hi  = rules[172:157];
-  assign \rules$67[0].dst_port_lo  = rules[188:173];
-  assign \rules$67[0].dst_port_hi  = rules[204:189];
-  assign \rules$67[0].src_addr  = rules[332:205];
-  assign \rules$67[0].src_mask  = rules[460:333];
-  assign \rules$67[0].dst_addr  = rules[588:461];
-  assign \rules$67[0].dst_mask  = rules[716:589];
-  assign \rules$67[1]  = rules[1433:717];
-  assign \rules$67[1].enable  = rules[717];
-  assign \rules$67[1].action  = rules[737:718];
-  assign \rules$67[1].action.drop  = rules[718];
-  assign \rules$67[1].action.instance  = rules[722:719];
-  assign \rules$67[1].action.reta_offset  = rules[733:723];
-  assign \rules$67[1].action.reta_size_log2  = rules[737:734];
-  assign \rules$67[1].flags  = rules[747:738];
-  assign \rules$67[1].flags.vlan  = rules[738];
-  assign \rules$67[1].flags.vlan2  = rules[739];
-  assign \rules$67[1].flags.ipv4  = rules[740];
-  assign \rules$67[1].flags.ipv6  = rules[741];
-  assign \rules$67[1].flags.fragment  = rules[742];
-  assign \rules$67[1].flags.tcp  = rules[743];
-  assign \rules$67[1].flags.udp  = rules[744];
-  assign \rules$67[1].flags.tunnel  = rules[745];
-  assign \rules$67[1].flags.direct  = rules[746];
-  assign \rules$67[1].flags.ip_options  = rules[747];
-  assign \rules$67[1].flags_mask  = rules[757:748];
-  assign \rules$67[1].flags_mask.vlan  = rules[748];
-  assign \rules$67[1].flags_mask.vlan2  = rules[749];
-  assign \rules$67[1].flags_mask.ipv4  = rules[750];
-  assign \rules$67[1].flags_mask.ipv6  = rules[751];
-  assign \rules$67[1].flags_mask.fragment  = rules[752];
-  assign \rules$67[1].flags_mask.tcp  = rules[753];
-  assign \rules$67[1].flags_mask.udp  = rules[754];
-  assign \rules$67[1].flags_mask.tunnel  = rules[755];
-  assign \rules$67[1].flags_mask.direct  = rules[756];
-  assign \rules$67[1].flags_mask.ip_options  = rules[757];
-  assign \rules$67[1].ethertype  = rules[773:758];
-  assign \rules$67[1].ethertype_mask  = rules[789:774];
-  assign \rules$67[1].vlan_id  = rules[801:790];
-  assign \rules$67[1].vlan_mask  = rules[813:802];
-  assign \rules$67[1].ip_proto  = rules[821:814];
-  assign \rules$67[1].ip_proto_mask  = rules[829:822];
-  assign \rules$67[1].dscp  = rules[835:830];
-  assign \rules$67[1].dscp_mask  = rules[841:836];
-  assign \rules$67[1].tcp_flags  = rules[849:842];
-  assign \rules$67[1].tcp_flags_mask  = rules[857:850];
-  assign \rules$67[1].src_port_lo  = rules[873:858];
-  assign \rules$67[1].src_port_hi  = rules[889:874];
-  assign \rules$67[1].dst_port_lo  = rules[905:890];
-  assign \rules$67[1].dst_port_hi  = rules[921:906];
-  assign \rules$67[1].src_addr  = rules[1049:922];
-  assign \rules$67[1].src_mask  = rules[1177:1050];
-  assign \rules$67[1].dst_addr  = rules[1305:1178];
-  assign \rules$67[1].dst_mask  = rules[1433:1306];
-  assign \rules$67[2]  = rules[2150:1434];
-  assign \rules$67[2].enable  = rules[1434];
-  assign \rules$67[2].action  = rules[1454:1435];
-  assign \rules$67[2].action.drop  = rules[1435];
-  assign \rules$67[2].action.instance  = rules[1439:1436];
-  assign \rules$67[2].action.reta_offset  = rules[1450:1440];
-  assign \rules$67[2].action.reta_size_log2  = rules[1454:1451];
-  assign \rules$67[2].flags  = rules[1464:1455];
-  assign \rules$67[2].flags.vlan  = rules[1455];
-  assign \rules$67[2].flags.vlan2  = rules[1456];
-  assign \rules$67[2].flags.ipv4  = rules[1457];
-  assign \rules$67[2].flags.ipv6  = rules[1458];
-  assign \rules$67[2].flags.fragment  = rules[1459];
-  assign \rules$67[2].flags.tcp  = rules[1460];
-  assign \rules$67[2].flags.udp  = rules[1461];
-  assign \rules$67[2].flags.tunnel  = rules[1462];
-  assign \rules$67[2].flags.direct  = rules[1463];
-  assign \rules$67[2].flags.ip_options  = rules[1464];
-  assign \rules$67[2].flags_mask  = rules[1474:1465];
-  assign \rules$67[2].flags_mask.vlan  = rules[1465];
-  assign \rules$67[2].flags_mask.vlan2  = rules[1466];
-  assign \rules$67[2].flags_mask.ipv4  = rules[1467];
-  assign \rules$67[2].flags_mask.ipv6  = rules[1468];
-  assign \rules$67[2].flags_mask.fragment  = rules[1469];
-  assign \rules$67[2].flags_mask.tcp  = rules[1470];
-  assign \rules$67[2].flags_mask.udp  = rules[1471];
-  assign \rules$67[2].flags_mask.tunnel  = rules[1472];
-  assign \rules$67[2].flags_mask.direct  = rules[1473];
-  assign \rules$67[2].flags_mask.ip_options  = rules[1474];
-  assign \rules$67[2].ethertype  = rules[1490:1475];
-  assign \rules$67[2].ethertype_mask  = rules[1506:1491];
-  assign \rules$67[2].vlan_id  = rules[1518:1507];
-  assign \rules$67[2].vlan_mask  = rules[1530:1519];
-  assign \rules$67[2].ip_proto  = rules[1538:1531];
-  assign \rules$67[2].ip_proto_mask  = rules[1546:1539];
-  assign \rules$67[2].dscp  = rules[1552:1547];
-  assign \rules$67[2].dscp_mask  = rules[1558:1553];
-  assign \rules$67[2].tcp_flags  = rules[1566:1559];
-  assign \rules$67[2].tcp_flags_mask  = rules[1574:1567];
-  assign \rules$67[2].src_port_lo  = rules[1590:1575];
-  assign \rules$67[2].src_port_hi  = rules[1606:1591];
-  assign \rules$67[2].dst_port_lo  = rules[1622:1607];
-  assign \rules$67[2].dst_port_hi  = rules[1638:1623];
-  assign \rules$67[2].src_addr  = rules[1766:1639];
-  assign \rules$67[2].src_mask  = rules[1894:1767];
-  assign \rules$67[2].dst_addr  = rules[2022:1895];
-  assign \rules$67[2].dst_mask  = rules[2150:2023];
-  assign \rules$67[3]  = rules[2867:2151];
-  assign \rules$67[3].enable  = rules[2151];
-  assign \rules$67[3].action  = rules[2171:2152];
-  assign \rules$67[3].action.drop  = rules[2152];
-  assign \rules$67[3].action.instance  = rules[2156:2153];
-  assign \rules$67[3].action.reta_offset  = rules[2167:2157];
-  assign \rules$67[3].action.reta_size_log2  = rules[2171:2168];
-  assign \rules$67[3].flags  = rules[2181:2172];
-  assign \rules$67[3].flags.vlan  = rules[2172];
-  assign \rules$67[3].flags.vlan2  = rules[2173];
-  assign \rules$67[3].flags.ipv4  = rules[2174];
-  assign \rules$67[3].flags.ipv6  = rules[2175];
-  assign \rules$67[3].flags.fragment  = rules[2176];
-  assign \rules$67[3].flags.tcp  = rules[2177];
-  assign \rules$67[3].flags.udp  = rules[2178];
-  assign \rules$67[3].flags.tunnel  = rules[2179];
-  assign \rules$67[3].flags.direct  = rules[2180];
-  assign \rules$67[3].flags.ip_options  = rules[2181];
-  assign \rules$67[3].flags_mask  = rules[2191:2182];
-  assign \rules$67[3].flags_mask.vlan  = rules[2182];
-  assign \rules$67[3].flags_mask.vlan2  = rules[2183];
-  assign \rules$67[3].flags_mask.ipv4  = rules[2184];
-  assign \rules$67[3].flags_mask.ipv6  = rules[2185];
-  assign \rules$67[3].flags_mask.fragment  = rules[2186];
-  assign \rules$67[3].flags_mask.tcp  = rules[2187];
-  assign \rules$67[3].flags_mask.udp  = rules[2188];
-  assign \rules$67[3].flags_mask.tunnel  = rules[2189];
-  assign \rules$67[3].flags_mask.direct  = rules[2190];
-  assign \rules$67[3].flags_mask.ip_options  = rules[2191];
-  assign \rules$67[3].ethertype  = rules[2207:2192];
-  assign \rules$67[3].ethertype_mask  = rules[2223:2208];
-  assign \rules$67[3].vlan_id  = rules[2235:2224];
-  assign \rules$67[3].vlan_mask  = rules[2247:2236];
-  assign \rules$67[3].ip_proto  = rules[2255:2248];
-  assign \rules$67[3].ip_proto_mask  = rules[2263:2256];
-  assign \rules$67[3].dscp  = rules[2269:2264];
-  assign \rules$67[3].dscp_mask  = rules[2275:2270];
-  assign \rules$67[3].tcp_flags  = rules[2283:2276];
-  assign \rules$67[3].tcp_flags_mask  = rules[2291:2284];
-  assign \rules$67[3].src_port_lo  = rules[2307:2292];
-  assign \rules$67[3].src_port_hi  = rules[2323:2308];
-  assign \rules$67[3].dst_port_lo  = rules[2339:2324];
-  assign \rules$67[3].dst_port_hi  = rules[2355:2340];
-  assign \rules$67[3].src_addr  = rules[2483:2356];
-  assign \rules$67[3].src_mask  = rules[2611:2484];
-  assign \rules$67[3].dst_addr  = rules[2739:2612];
-  assign \rules$67[3].dst_mask  = rules[2867:2740];
-  assign \rules$67[4]  = rules[3584:2868];
-  assign \rules$67[4].enable  = rules[2868];
-  assign \rules$67[4].action  = rules[2888:2869];
-  assign \rules$67[4].action.drop  = rules[2869];
-  assign \rules$67[4].action.instance  = rules[2873:2870];
-  assign \rules$67[4].action.reta_offset  = rules[2884:2874];
-  assign \rules$67[4].action.reta_size_log2  = rules[2888:2885];
-  assign \rules$67[4].flags  = rules[2898:2889];
-  assign \rules$67[4].flags.vlan  = rules[2889];
-  assign \rules$67[4].flags.vlan2  = rules[2890];
-  assign \rules$67[4].flags.ipv4  = rules[2891];
-  assign \rules$67[4].flags.ipv6  = rules[2892];
-  assign \rules$67[4].flags.fragment  = rules[2893];
-  assign \rules$67[4].flags.tcp  = rules[2894];
-  assign \rules$67[4].flags.udp  = rules[2895];
-  assign \rules$67[4].flags.tunnel  = rules[2896];
-  assign \rules$67[4].flags.direct  = rules[2897];
-  assign \rules$67[4].flags.ip_options  = rules[2898];
-  assign \rules$67[4].flags_mask  = rules[2908:2899];
-  assign \rules$67[4].flags_mask.vlan  = rules[2899];
-  assign \rules$67[4].flags_mask.vlan2  = rules[2900];
-  assign \rules$67[4].flags_mask.ipv4  = rules[2901];
-  assign \rules$67[4].flags_mask.ipv6  = rules[2902];
-  assign \rules$67[4].flags_mask.fragment  = rules[2903];
-  assign \rules$67[4].flags_mask.tcp  = rules[2904];
-  assign \rules$67[4].flags_mask.udp  = rules[2905];
-  assign \rules$67[4].flags_mask.tunnel  = rules[2906];
-  assign \rules$67[4].flags_mask.direct  = rules[2907];
-  assign \rules$67[4].flags_mask.ip_options  = rules[2908];
-  assign \rules$67[4].ethertype  = rules[2924:2909];
-  assign \rules$67[4].ethertype_mask  = rules[2940:2925];
-  assign \rules$67[4].vlan_id  = rules[2952:2941];
-  assign \rules$67[4].vlan_mask  = rules[2964:2953];
-  assign \rules$67[4].ip_proto  = rules[2972:2965];
-  assign \rules$67[4].ip_proto_mask  = rules[2980:2973];
-  assign \rules$67[4].dscp  = rules[2986:2981];
-  assign \rules$67[4].dscp_mask  = rules[2992:2987];
-  assign \rules$67[4].tcp_flags  = rules[3000:2993];
-  assign \rules$67[4].tcp_flags_mask  = rules[3008:3001];
-  assign \rules$67[4].src_port_lo  = rules[3024:3009];
-  assign \rules$67[4].src_port_hi  = rules[3040:3025];
-  assign \rules$67[4].dst_port_lo  = rules[3056:3041];
-  assign \rules$67[4].dst_port_hi  = rules[3072:3057];
-  assign \rules$67[4].src_addr  = rules[3200:3073];
-  assign \rules$67[4].src_mask  = rules[3328:3201];
-  assign \rules$67[4].dst_addr  = rules[3456:3329];
-  assign \rules$67[4].dst_mask  = rules[3584:3457];
-  assign \rules$67[5]  = rules[4301:3585];
-  assign \rules$67[5].enable  = rules[3585];
-  assign \rules$67[5].action  = rules[3605:3586];
-  assign \rules$67[5].action.drop  = rules[3586];
-  assign \rules$67[5].action.instance  = rules[3590:3587];
-  assign \rules$67[5].action.reta_offset  = rules[3601:3591];
-  assign \rules$67[5].action.reta_size_log2  = rules[3605:3602];
-  assign \rules$67[5].flags  = rules[3615:3606];
-  assign \rules$67[5].flags.vlan  = rules[3606];
-  assign \rules$67[5].flags.vlan2  = rules[3607];
-  assign \rules$67[5].flags.ipv4  = rules[3608];
-  assign \rules$67[5].flags.ipv6  = rules[3609];
-  assign \rules$67[5].flags.fragment  = rules[3610];
-  assign \rules$67[5].flags.tcp  = rules[3611];
-  assign \rules$67[5].flags.udp  = rules[3612];
-  assign \rules$67[5].flags.tunnel  = rules[3613];
-  assign \rules$67[5].flags.direct  = rules[3614];
-  assign \rules$67[5].flags.ip_options  = rules[3615];
-  assign \rules$67[5].flags_mask  = rules[3625:3616];
-  assign \rules$67[5].flags_mask.vlan  = rules[3616];
-  assign \rules$67[5].flags_mask.vlan2  = rules[3617];
-  assign \rules$67[5].flags_mask.ipv4  = rules[3618];
-  assign \rules$67[5].flags_mask.ipv6  = rules[3619];
-  assign \rules$67[5].flags_mask.fragment  = rules[3620];
-  assign \rules$67[5].flags_mask.tcp  = rules[3621];
-  assign \rules$67[5].flags_mask.udp  = rules[3622];
-  assign \rules$67[5].flags_mask.tunnel  = rules[3623];
-  assign \rules$67[5].flags_mask.direct  = rules[3624];
-  assign \rules$67[5].flags_mask.ip_options  = rules[3625];
-  assign \rules$67[5].ethertype  = rules[3641:3626];
-  assign \rules$67[5].ethertype_mask  = rules[3657:3642];
-  assign \rules$67[5].vlan_id  = rules[3669:3658];
-  assign \rules$67[5].vlan_mask  = rules[3681:3670];
-  assign \rules$67[5].ip_proto  = rules[3689:3682];
-  assign \rules$67[5].ip_proto_mask  = rules[3697:3690];
-  assign \rules$67[5].dscp  = rules[3703:3698];
-  assign \rules$67[5].dscp_mask  = rules[3709:3704];
-  assign \rules$67[5].tcp_flags  = rules[3717:3710];
-  assign \rules$67[5].tcp_flags_mask  = rules[3725:3718];
-  assign \rules$67[5].src_port_lo  = rules[3741:3726];
-  assign \rules$67[5].src_port_hi  = rules[3757:3742];
-  assign \rules$67[5].dst_port_lo  = rules[3773:3758];
-  assign \rules$67[5].dst_port_hi  = rules[3789:3774];
-  assign \rules$67[5].src_addr  = rules[3917:3790];
-  assign \rules$67[5].src_mask  = rules[4045:3918];
-  assign \rules$67[5].dst_addr  = rules[4173:4046];
-  assign \rules$67[5].dst_mask  = rules[4301:4174];
-  assign \rules$67[6]  = rules[5018:4302];
-  assign \rules$67[6].enable  = rules[4302];
-  assign \rules$67[6].action  = rules[4322:4303];
-  assign \rules$67[6].action.drop  = rules[4303];
-  assign \rules$67[6].action.instance  = rules[4307:4304];
-  assign \rules$67[6].action.reta_offset  = rules[4318:4308];
-  assign \rules$67[6].action.reta_size_log2  = rules[4322:4319];
-  assign \rules$67[6].flags  = rules[4332:4323];
-  assign \rules$67[6].flags.vlan  = rules[4323];
-  assign \rules$67[6].flags.vlan2  = rules[4324];
-  assign \rules$67[6].flags.ipv4  = rules[4325];
-  assign \rules$67[6].flags.ipv6  = rules[4326];
-  assign \rules$67[6].flags.fragment  = rules[4327];
-  assign \rules$67[6].flags.tcp  = rules[4328];
-  assign \rules$67[6].flags.udp  = rules[4329];
-  assign \rules$67[6].flags.tunnel  = rules[4330];
-  assign \rules$67[6].flags.direct  = rules[4331];
-  assign \rules$67[6].flags.ip_options  = rules[4332];
-  assign \rules$67[6].flags_mask  = rules[4342:4333];
-  assign \rules$67[6].flags_mask.vlan  = rules[4333];
-  assign \rules$67[6].flags_mask.vlan2  = rules[4334];
-  assign \rules$67[6].flags_mask.ipv4  = rules[4335];
-  assign \rules$67[6].flags_mask.ipv6  = rules[4336];
-  assign \rules$67[6].flags_mask.fragment  = rules[4337];
-  assign \rules$67[6].flags_mask.tcp  = rules[4338];
-  assign \rules$67[6].flags_mask.udp  = rules[4339];
-  assign \rules$67[6].flags_mask.tunnel  = rules[4340];
-  assign \rules$67[6].flags_mask.direct  = rules[4341];
-  assign \rules$67[6].flags_mask.ip_options  = rules[4342];
-  assign \rules$67[6].ethertype  = rules[4358:4343];
-  assign \rules$67[6].ethertype_mask  = rules[4374:4359];
-  assign \rules$67[6].vlan_id  = rules[4386:4375];
-  assign \rules$67[6].vlan_mask  = rules[4398:4387];
-  assign \rules$67[6].ip_proto  = rules[4406:4399];
-  assign \rules$67[6].ip_proto_mask  = rules[4414:4407];
-  assign \rules$67[6].dscp  = rules[4420:4415];
-  assign \rules$67[6].dscp_mask  = rules[4426:4421];
-  assign \rules$67[6].tcp_flags  = rules[4434:4427];
-  assign \rules$67[6].tcp_flags_mask  = rules[4442:4435];
-  assign \rules$67[6].src_port_lo  = rules[4458:4443];
-  assign \rules$67[6].src_port_hi  = rules[4474:4459];
-  assign \rules$67[6].dst_port_lo  = rules[4490:4475];
-  assign \rules$67[6].dst_port_hi  = rules[4506:4491];
-  assign \rules$67[6].src_addr  = rules[4634:4507];
-  assign \rules$67[6].src_mask  = rules[4762:4635];
-  assign \rules$67[6].dst_addr  = rules[4890:4763];
-  assign \rules$67[6].dst_mask  = rules[5018:4891];
-  assign \rules$67[7]  = rules[5735:5019];
-  assign \rules$67[7].enable  = rules[5019];
-  assign \rules$67[7].action  = rules[5039:5020];
-  assign \rules$67[7].action.drop  = rules[5020];
-  assign \rules$67[7].action.instance  = rules[5024:5021];
-  assign \rules$67[7].action.reta_offset  = rules[5035:5025];
-  assign \rules$67[7].action.reta_size_log2  = rules[5039:5036];
-  assign \rules$67[7].flags  = rules[5049:5040];
-  assign \rules$67[7].flags.vlan  = rules[5040];
-  assign \rules$67[7].flags.vlan2  = rules[5041];
-  assign \rules$67[7].flags.ipv4  = rules[5042];
-  assign \rules$67[7].flags.ipv6  = rules[5043];
-  assign \rules$67[7].flags.fragment  = rules[5044];
-  assign \rules$67[7].flags.tcp  = rules[5045];
-  assign \rules$67[7].flags.udp  = rules[5046];
-  assign \rules$67[7].flags.tunnel  = rules[5047];
-  assign \rules$67[7].flags.direct  = rules[5048];
-  assign \rules$67[7].flags.ip_options  = rules[5049];
-  assign \rules$67[7].flags_mask  = rules[5059:5050];
-  assign \rules$67[7].flags_mask.vlan  = rules[5050];
-  assign \rules$67[7].flags_mask.vlan2  = rules[5051];
-  assign \rules$67[7].flags_mask.ipv4  = rules[5052];
-  assign \rules$67[7].flags_mask.ipv6  = rules[5053];
-  assign \rules$67[7].flags_mask.fragment  = rules[5054];
-  assign \rules$67[7].flags_mask.tcp  = rules[5055];
-  assign \rules$67[7].flags_mask.udp  = rules[5056];
-  assign \rules$67[7].flags_mask.tunnel  = rules[5057];
-  assign \rules$67[7].flags_mask.direct  = rules[5058];
-  assign \rules$67[7].flags_mask.ip_options  = rules[5059];
-  assign \rules$67[7].ethertype  = rules[5075:5060];
-  assign \rules$67[7].ethertype_mask  = rules[5091:5076];
-  assign \rules$67[7].vlan_id  = rules[5103:5092];
-  assign \rules$67[7].vlan_mask  = rules[5115:5104];
-  assign \rules$67[7].ip_proto  = rules[5123:5116];
-  assign \rules$67[7].ip_proto_mask  = rules[5131:5124];
-  assign \rules$67[7].dscp  = rules[5137:5132];
-  assign \rules$67[7].dscp_mask  = rules[5143:5138];
-  assign \rules$67[7].tcp_flags  = rules[5151:5144];
-  assign \rules$67[7].tcp_flags_mask  = rules[5159:5152];
-  assign \rules$67[7].src_port_lo  = rules[5175:5160];
-  assign \rules$67[7].src_port_hi  = rules[5191:5176];
-  assign \rules$67[7].dst_port_lo  = rules[5207:5192];
-  assign \rules$67[7].dst_port_hi  = rules[5223:5208];
-  assign \rules$67[7].src_addr  = rules[5351:5224];
-  assign \rules$67[7].src_mask  = rules[5479:5352];
-  assign \rules$67[7].dst_addr  = rules[5607:5480];
-  assign \rules$67[7].dst_mask  = rules[5735:5608];
-  assign \rules$67[8]  = rules[6452:5736];
-  assign \rules$67[8].enable  = rules[5736];
-  assign \rules$67[8].action  = rules[5756:5737];
-  assign \rules$67[8].action.drop  = rules[5737];
-  assign \rules$67[8].action.instance  = rules[5741:5738];
-  assign \rules$67[8].action.reta_offset  = rules[5752:5742];
-  assign \rules$67[8].action.reta_size_log2  = rules[5756:5753];
-  assign \rules$67[8].flags  = rules[5766:5757];
-  assign \rules$67[8].flags.vlan  = rules[5757];
-  assign \rules$67[8].flags.vlan2  = rules[5758];
-  assign \rules$67[8].flags.ipv4  = rules[5759];
-  assign \rules$67[8].flags.ipv6  = rules[5760];
-  assign \rules$67[8].flags.fragment  = rules[5761];
-  assign \rules$67[8].flags.tcp  = rules[5762];
-  assign \rules$67[8].flags.udp  = rules[5763];
-  assign \rules$67[8].flags.tunnel  = rules[5764];
-  assign \rules$67[8].flags.direct  = rules[5765];
-  assign \rules$67[8].flags.ip_options  = rules[5766];
-  assign \rules$67[8].flags_mask  = rules[5776:5767];
-  assign \rules$67[8].flags_mask.vlan  = rules[5767];
-  assign \rules$67[8].flags_mask.vlan2  = rules[5768];
-  assign \rules$67[8].flags_mask.ipv4  = rules[5769];
-  assign \rules$67[8].flags_mask.ipv6  = rules[5770];
-  assign \rules$67[8].flags_mask.fragment  = rules[5771];
-  assign \rules$67[8].flags_mask.tcp  = rules[5772];
-  assign \rules$67[8].flags_mask.udp  = rules[5773];
-  assign \rules$67[8].flags_mask.tunnel  = rules[5774];
-  assign \rules$67[8].flags_mask.direct  = rules[5775];
-  assign \rules$67[8].flags_mask.ip_options  = rules[5776];
-  assign \rules$67[8].ethertype  = rules[5792:5777];
-  assign \rules$67[8].ethertype_mask  = rules[5808:5793];
-  assign \rules$67[8].vlan_id  = rules[5820:5809];
-  assign \rules$67[8].vlan_mask  = rules[5832:5821];
-  assign \rules$67[8].ip_proto  = rules[5840:5833];
-  assign \rules$67[8].ip_proto_mask  = rules[5848:5841];
-  assign \rules$67[8].dscp  = rules[5854:5849];
-  assign \rules$67[8].dscp_mask  = rules[5860:5855];
-  assign \rules$67[8].tcp_flags  = rules[5868:5861];
-  assign \rules$67[8].tcp_flags_mask  = rules[5876:5869];
-  assign \rules$67[8].src_port_lo  = rules[5892:5877];
-  assign \rules$67[8].src_port_hi  = rules[5908:5893];
-  assign \rules$67[8].dst_port_lo  = rules[5924:5909];
-  assign \rules$67[8].dst_port_hi  = rules[5940:5925];
-  assign \rules$67[8].src_addr  = rules[6068:5941];
-  assign \rules$67[8].src_mask  = rules[6196:6069];
-  assign \rules$67[8].dst_addr  = rules[6324:6197];
-  assign \rules$67[8].dst_mask  = rules[6452:6325];
-  assign \rules$67[9]  = rules[7169:6453];
-  assign \rules$67[9].enable  = rules[6453];
-  assign \rules$67[9].action  = rules[6473:6454];
-  assign \rules$67[9].action.drop  = rules[6454];
-  assign \rules$67[9].action.instance  = rules[6458:6455];
-  assign \rules$67[9].action.reta_offset  = rules[6469:6459];
-  assign \rules$67[9].action.reta_size_log2  = rules[6473:6470];
-  assign \rules$67[9].flags  = rules[6483:6474];
-  assign \rules$67[9].flags.vlan  = rules[6474];
-  assign \rules$67[9].flags.vlan2  = rules[6475];
-  assign \rules$67[9].flags.ipv4  = rules[6476];
-  assign \rules$67[9].flags.ipv6  = rules[6477];
-  assign \rules$67[9].flags.fragment  = rules[6478];
-  assign \rules$67[9].flags.tcp  = rules[6479];
-  assign \rules$67[9].flags.udp  = rules[6480];
-  assign \rules$67[9].flags.tunnel  = rules[6481];
-  assign \rules$67[9].flags.direct  = rules[6482];
-  assign \rules$67[9].flags.ip_options  = rules[6483];
-  assign \rules$67[9].flags_mask  = rules[6493:6484];
-  assign \rules$67[9].flags_mask.vlan  = rules[6484];
-  assign \rules$67[9].flags_mask.vlan2  = rules[6485];
-  assign \rules$67[9].flags_mask.ipv4  = rules[6486];
-  assign \rules$67[9].flags_mask.ipv6  = rules[6487];
-  assign \rules$67[9].flags_mask.fragment  = rules[6488];
-  assign \rules$67[9].flags_mask.tcp  = rules[6489];
-  assign \rules$67[9].flags_mask.udp  = rules[6490];
-  assign \rules$67[9].flags_mask.tunnel  = rules[6491];
-  assign \rules$67[9].flags_mask.direct  = rules[6492];
-  assign \rules$67[9].flags_mask.ip_options  = rules[6493];
-  assign \rules$67[9].ethertype  = rules[6509:6494];
-  assign \rules$67[9].ethertype_mask  = rules[6525:6510];
-  assign \rules$67[9].vlan_id  = rules[6537:6526];
-  assign \rules$67[9].vlan_mask  = rules[6549:6538];
-  assign \rules$67[9].ip_proto  = rules[6557:6550];
-  assign \rules$67[9].ip_proto_mask  = rules[6565:6558];
-  assign \rules$67[9].dscp  = rules[6571:6566];
-  assign \rules$67[9].dscp_mask  = rules[6577:6572];
-  assign \rules$67[9].tcp_flags  = rules[6585:6578];
-  assign \rules$67[9].tcp_flags_mask  = rules[6593:6586];
-  assign \rules$67[9].src_port_lo  = rules[6609:6594];
-  assign \rules$67[9].src_port_hi  = rules[6625:6610];
-  assign \rules$67[9].dst_port_lo  = rules[6641:6626];
-  assign \rules$67[9].dst_port_hi  = rules[6657:6642];
-  assign \rules$67[9].src_addr  = rules[6785:6658];
-  assign \rules$67[9].src_mask  = rules[6913:6786];
-  assign \rules$67[9].dst_addr  = rules[7041:6914];
-  assign \rules$67[9].dst_mask  = rules[7169:7042];
-  assign \rules$67[10]  = rules[7886:7170];
-  assign \rules$67[10].enable  = rules[7170];
-  assign \rules$67[10].action  = rules[7190:7171];
-  assign \rules$67[10].action.drop  = rules[7171];
-  assign \rules$67[10].action.instance  = rules[7175:7172];
-  assign \rules$67[10].action.reta_offset  = rules[7186:7176];
-  assign \rules$67[10].action.reta_size_log2  = rules[7190:7187];
-  assign \rules$67[10].flags  = rules[7200:7191];
-  assign \rules$67[10].flags.vlan  = rules[7191];
-  assign \rules$67[10].flags.vlan2  = rules[7192];
-  assign \rules$67[10].flags.ipv4  = rules[7193];
-  assign \rules$67[10].flags.ipv6  = rules[7194];
-  assign \rules$67[10].flags.fragment  = rules[7195];
-  assign \rules$67[10].flags.tcp  = rules[7196];
-  assign \rules$67[10].flags.udp  = rules[7197];
-  assign \rules$67[10].flags.tunnel  = rules[7198];
-  assign \rules$67[10].flags.direct  = rules[7199];
-  assign \rules$67[10].flags.ip_options  = rules[7200];
-  assign \rules$67[10].flags_mask  = rules[7210:7201];
-  assign \rules$67[10].flags_mask.vlan  = rules[7201];
-  assign \rules$67[10].flags_mask.vlan2  = rules[7202];
-  assign \rules$67[10].flags_mask.ipv4  = rules[7203];
-  assign \rules$67[10].flags_mask.ipv6  = rules[7204];
-  assign \rules$67[10].flags_mask.fragment  = rules[7205];
-  assign \rules$67[10].flags_mask.tcp  = rules[7206];
-  assign \rules$67[10].flags_mask.udp  = rules[7207];
-  assign \rules$67[10].flags_mask.tunnel  = rules[7208];
-  assign \rules$67[10].flags_mask.direct  = rules[7209];
-  assign \rules$67[10].flags_mask.ip_options  = rules[7210];
-  assign \rules$67[10].ethertype  = rules[7226:7211];
-  assign \rules$67[10].ethertype_mask  = rules[7242:7227];
-  assign \rules$67[10].vlan_id  = rules[7254:7243];
-  assign \rules$67[10].vlan_mask  = rules[7266:7255];
-  assign \rules$67[10].ip_proto  = rules[7274:7267];
-  assign \rules$67[10].ip_proto_mask  = rules[7282:7275];
-  assign \rules$67[10].dscp  = rules[7288:7283];
-  assign \rules$67[10].dscp_mask  = rules[7294:7289];
-  assign \rules$67[10].tcp_flags  = rules[7302:7295];
-  assign \rules$67[10].tcp_flags_mask  = rules[7310:7303];
-  assign \rules$67[10].src_port_lo  = rules[7326:7311];
-  assign \rules$67[10].src_port_hi  = rules[7342:7327];
-  assign \rules$67[10].dst_port_lo  = rules[7358:7343];
-  assign \rules$67[10].dst_port_hi  = rules[7374:7359];
-  assign \rules$67[10].src_addr  = rules[7502:7375];
-  assign \rules$67[10].src_mask  = rules[7630:7503];
-  assign \rules$67[10].dst_addr  = rules[7758:7631];
-  assign \rules$67[10].dst_mask  = rules[7886:7759];
-  assign \rules$67[11]  = rules[8603:7887];
-  assign \rules$67[11].enable  = rules[7887];
-  assign \rules$67[11].action  = rules[7907:7888];
-  assign \rules$67[11].action.drop  = rules[7888];
-  assign \rules$67[11].action.instance  = rules[7892:7889];
-  assign \rules$67[11].action.reta_offset  = rules[7903:7893];
-  assign \rules$67[11].action.reta_size_log2  = rules[7907:7904];
-  assign \rules$67[11].flags  = rules[7917:7908];
-  assign \rules$67[11].flags.vlan  = rules[7908];
-  assign \rules$67[11].flags.vlan2  = rules[7909];
-  assign \rules$67[11].flags.ipv4  = rules[7910];
-  assign \rules$67[11].flags.ipv6  = rules[7911];
-  assign \rules$67[11].flags.fragment  = rules[7912];
-  assign \rules$67[11].flags.tcp  = rules[7913];
-  assign \rules$67[11].flags.udp  = rules[7914];
-  assign \rules$67[11].flags.tunnel  = rules[7915];
-  assign \rules$67[11].flags.direct  = rules[7916];
-  assign \rules$67[11].flags.ip_options  = rules[7917];
-  assign \rules$67[11].flags_mask  = rules[7927:7918];
-  assign \rules$67[11].flags_mask.vlan  = rules[7918];
-  assign \rules$67[11].flags_mask.vlan2  = rules[7919];
-  assign \rules$67[11].flags_mask.ipv4  = rules[7920];
-  assign \rules$67[11].flags_mask.ipv6  = rules[7921];
-  assign \rules$67[11].flags_mask.fragment  = rules[7922];
-  assign \rules$67[11].flags_mask.tcp  = rules[7923];
-  assign \rules$67[11].flags_mask.udp  = rules[7924];
-  assign \rules$67[11].flags_mask.tunnel  = rules[7925];
-  assign \rules$67[11].flags_mask.direct  = rules[7926];
-  assign \rules$67[11].flags_mask.ip_options  = rules[7927];
-  assign \rules$67[11].ethertype  = rules[7943:7928];
-  assign \rules$67[11].ethertype_mask  = rules[7959:7944];
-  assign \rules$67[11].vlan_id  = rules[7971:7960];
-  assign \rules$67[11].vlan_mask  = rules[7983:7972];
-  assign \rules$67[11].ip_proto  = rules[7991:7984];
-  assign \rules$67[11].ip_proto_mask  = rules[7999:7992];
-  assign \rules$67[11].dscp  = rules[8005:8000];
-  assign \rules$67[11].dscp_mask  = rules[8011:8006];
-  assign \rules$67[11].tcp_flags  = rules[8019:8012];
-  assign \rules$67[11].tcp_flags_mask  = rules[8027:8020];
-  assign \rules$67[11].src_port_lo  = rules[8043:8028];
-  assign \rules$67[11].src_port_hi  = rules[8059:8044];
-  assign \rules$67[11].dst_port_lo  = rules[8075:8060];
-  assign \rules$67[11].dst_port_hi  = rules[8091:8076];
-  assign \rules$67[11].src_addr  = rules[8219:8092];
-  assign \rules$67[11].src_mask  = rules[8347:8220];
-  assign \rules$67[11].dst_addr  = rules[8475:8348];
-  assign \rules$67[11].dst_mask  = rules[8603:8476];
-  assign \rules$67[12]  = rules[9320:8604];
-  assign \rules$67[12].enable  = rules[8604];
-  assign \rules$67[12].action  = rules[8624:8605];
-  assign \rules$67[12].action.drop  = rules[8605];
-  assign \rules$67[12].action.instance  = rules[8609:8606];
-  assign \rules$67[12].action.reta_offset  = rules[8620:8610];
-  assign \rules$67[12].action.reta_size_log2  = rules[8624:8621];
-  assign \rules$67[12].flags  = rules[8634:8625];
-  assign \rules$67[12].flags.vlan  = rules[8625];
-  assign \rules$67[12].flags.vlan2  = rules[8626];
-  assign \rules$67[12].flags.ipv4  = rules[8627];
-  assign \rules$67[12].flags.ipv6  = rules[8628];
-  assign \rules$67[12].flags.fragment  = rules[8629];
-  assign \rules$67[12].flags.tcp  = rules[8630];
-  assign \rules$67[12].flags.udp  = rules[8631];
-  assign \rules$67[12].flags.tunnel  = rules[8632];
-  assign \rules$67[12].flags.direct  = rules[8633];
-  assign \rules$67[12].flags.ip_options  = rules[8634];
-  assign \rules$67[12].flags_mask  = rules[8644:8635];
-  assign \rules$67[12].flags_mask.vlan  = rules[8635];
-  assign \rules$67[12].flags_mask.vlan2  = rules[8636];
-  assign \rules$67[12].flags_mask.ipv4  = rules[8637];
-  assign \rules$67[12].flags_mask.ipv6  = rules[8638];
-  assign \rules$67[12].flags_mask.fragment  = rules[8639];
-  assign \rules$67[12].flags_mask.tcp  = rules[8640];
-  assign \rules$67[12].flags_mask.udp  = rules[8641];
-  assign \rules$67[12].flags_mask.tunnel  = rules[8642];
-  assign \rules$67[12].flags_mask.direct  = rules[8643];
-  assign \rules$67[12].flags_mask.ip_options  = rules[8644];
-  assign \rules$67[12].ethertype  = rules[8660:8645];
-  assign \rules$67[12].ethertype_mask  = rules[8676:8661];
-  assign \rules$67[12].vlan_id  = rules[8688:8677];
-  assign \rules$67[12].vlan_mask  = rules[8700:8689];
-  assign \rules$67[12].ip_proto  = rules[8708:8701];
-  assign \rules$67[12].ip_proto_mask  = rules[8716:8709];
-  assign \rules$67[12].dscp  = rules[8722:8717];
-  assign \rules$67[12].dscp_mask  = rules[8728:8723];
-  assign \rules$67[12].tcp_flags  = rules[8736:8729];
-  assign \rules$67[12].tcp_flags_mask  = rules[8744:8737];
-  assign \rules$67[12].src_port_lo  = rules[8760:8745];
-  assign \rules$67[12].src_port_hi  = rules[8776:8761];
-  assign \rules$67[12].dst_port_lo  = rules[8792:8777];
-  assign \rules$67[12].dst_port_hi  = rules[8808:8793];
-  assign \rules$67[12].src_addr  = rules[8936:8809];
-  assign \rules$67[12].src_mask  = rules[9064:8937];
-  assign \rules$67[12].dst_addr  = rules[9192:9065];
-  assign \rules$67[12].dst_mask  = rules[9320:9193];
-  assign \rules$67[13]  = rules[10037:9321];
-  assign \rules$67[13].enable  = rules[9321];
-  assign \rules$67[13].action  = rules[9341:9322];
-  assign \rules$67[13].action.drop  = rules[9322];
-  assign \rules$67[13].action.instance  = rules[9326:9323];
-  assign \rules$67[13].action.reta_offset  = rules[9337:9327];
-  assign \rules$67[13].action.reta_size_log2  = rules[9341:9338];
-  assign \rules$67[13].flags  = rules[9351:9342];
-  assign \rules$67[13].flags.vlan  = rules[9342];
-  assign \rules$67[13].flags.vlan2  = rules[9343];
-  assign \rules$67[13].flags.ipv4  = rules[9344];
-  assign \rules$67[13].flags.ipv6  = rules[9345];
-  assign \rules$67[13].flags.fragment  = rules[9346];
-  assign \rules$67[13].flags.tcp  = rules[9347];
-  assign \rules$67[13].flags.udp  = rules[9348];
-  assign \rules$67[13].flags.tunnel  = rules[9349];
-  assign \rules$67[13].flags.direct  = rules[9350];
-  assign \rules$67[13].flags.ip_options  = rules[9351];
-  assign \rules$67[13].flags_mask  = rules[9361:9352];
-  assign \rules$67[13].flags_mask.vlan  = rules[9352];
-  assign \rules$67[13].flags_mask.vlan2  = rules[9353];
-  assign \rules$67[13].flags_mask.ipv4  = rules[9354];
-  assign \rules$67[13].flags_mask.ipv6  = rules[9355];
-  assign \rules$67[13].flags_mask.fragment  = rules[9356];
-  assign \rules$67[13].flags_mask.tcp  = rules[9357];
-  assign \rules$67[13].flags_mask.udp  = rules[9358];
-  assign \rules$67[13].flags_mask.tunnel  = rules[9359];
-  assign \rules$67[13].flags_mask.direct  = rules[9360];
-  assign \rules$67[13].flags_mask.ip_options  = rules[9361];
-  assign \rules$67[13].ethertype  = rules[9377:9362];
-  assign \rules$67[13].ethertype_mask  = rules[9393:9378];
-  assign \rules$67[13].vlan_id  = rules[9405:9394];
-  assign \rules$67[13].vlan_mask  = rules[9417:9406];
-  assign \rules$67[13].ip_proto  = rules[9425:9418];
-  assign \rules$67[13].ip_proto_mask  = rules[9433:9426];
-  assign \rules$67[13].dscp  = rules[9439:9434];
-  assign \rules$67[13].dscp_mask  = rules[9445:9440];
-  assign \rules$67[13].tcp_flags  = rules[9453:9446];
-  assign \rules$67[13].tcp_flags_mask  = rules[9461:9454];
-  assign \rules$67[13].src_port_lo  = rules[9477:9462];
-  assign \rules$67[13].src_port_hi  = rules[9493:9478];
-  assign \rules$67[13].dst_port_lo  = rules[9509:9494];
-  assign \rules$67[13].dst_port_hi  = rules[9525:9510];
-  assign \rules$67[13].src_addr  = rules[9653:9526];
-  assign \rules$67[13].src_mask  = rules[9781:9654];
-  assign \rules$67[13].dst_addr  = rules[9909:9782];
-  assign \rules$67[13].dst_mask  = rules[10037:9910];
-  assign \rules$67[14]  = rules[10754:10038];
-  assign \rules$67[14].enable  = rules[10038];
-  assign \rules$67[14].action  = rules[10058:10039];
-  assign \rules$67[14].action.drop  = rules[10039];
-  assign \rules$67[14].action.instance  = rules[10043:10040];
-  assign \rules$67[14].action.reta_offset  = rules[10054:10044];
-  assign \rules$67[14].action.reta_size_log2  = rules[10058:10055];
-  assign \rules$67[14].flags  = rules[10068:10059];
-  assign \rules$67[14].flags.vlan  = rules[10059];
-  assign \rules$67[14].flags.vlan2  = rules[10060];
-  assign \rules$67[14].flags.ipv4  = rules[10061];
-  assign \rules$67[14].flags.ipv6  = rules[10062];
-  assign \rules$67[14].flags.fragment  = rules[10063];
-  assign \rules$67[14].flags.tcp  = rules[10064];
-  assign \rules$67[14].flags.udp  = rules[10065];
-  assign \rules$67[14].flags.tunnel  = rules[10066];
-  assign \rules$67[14].flags.direct  = rules[10067];
-  assign \rules$67[14].flags.ip_options  = rules[10068];
-  assign \rules$67[14].flags_mask  = rules[10078:10069];
-  assign \rules$67[14].flags_mask.vlan  = rules[10069];
-  assign \rules$67[14].flags_mask.vlan2  = rules[10070];
-  assign \rules$67[14].flags_mask.ipv4  = rules[10071];
-  assign \rules$67[14].flags_mask.ipv6  = rules[10072];
-  assign \rules$67[14].flags_mask.fragment  = rules[10073];
-  assign \rules$67[14].flags_mask.tcp  = rules[10074];
-  assign \rules$67[14].flags_mask.udp  = rules[10075];
-  assign \rules$67[14].flags_mask.tunnel  = rules[10076];
-  assign \rules$67[14].flags_mask.direct  = rules[10077];
-  assign \rules$67[14].flags_mask.ip_options  = rules[10078];
-  assign \rules$67[14].ethertype  = rules[10094:10079];
-  assign \rules$67[14].ethertype_mask  = rules[10110:10095];
-  assign \rules$67[14].vlan_id  = rules[10122:10111];
-  assign \rules$67[14].vlan_mask  = rules[10134:10123];
-  assign \rules$67[14].ip_proto  = rules[10142:10135];
-  assign \rules$67[14].ip_proto_mask  = rules[10150:10143];
-  assign \rules$67[14].dscp  = rules[10156:10151];
-  assign \rules$67[14].dscp_mask  = rules[10162:10157];
-  assign \rules$67[14].tcp_flags  = rules[10170:10163];
-  assign \rules$67[14].tcp_flags_mask  = rules[10178:10171];
-  assign \rules$67[14].src_port_lo  = rules[10194:10179];
-  assign \rules$67[14].src_port_hi  = rules[10210:10195];
-  assign \rules$67[14].dst_port_lo  = rules[10226:10211];
-  assign \rules$67[14].dst_port_hi  = rules[10242:10227];
-  assign \rules$67[14].src_addr  = rules[10370:10243];
-  assign \rules$67[14].src_mask  = rules[10498:10371];
-  assign \rules$67[14].dst_addr  = rules[10626:10499];
-  assign \rules$67[14].dst_mask  = rules[10754:10627];
-  assign \rules$67[15]  = rules[11471:10755];
-  assign \rules$67[15].enable  = rules[10755];
-  assign \rules$67[15].action  = rules[10775:10756];
-  assign \rules$67[15].action.drop  = rules[10756];
-  assign \rules$67[15].action.instance  = rules[10760:10757];
-  assign \rules$67[15].action.reta_offset  = rules[10771:10761];
-  assign \rules$67[15].action.reta_size_log2  = rules[10775:10772];
-  assign \rules$67[15].flags  = rules[10785:10776];
-  assign \rules$67[15].flags.vlan  = rules[10776];
-  assign \rules$67[15].flags.vlan2  = rules[10777];
-  assign \rules$67[15].flags.ipv4  = rules[10778];
-  assign \rules$67[15].flags.ipv6  = rules[10779];
-  assign \rules$67[15].flags.fragment  = rules[10780];
-  assign \rules$67[15].flags.tcp  = rules[10781];
-  assign \rules$67[15].flags.udp  = rules[10782];
-  assign \rules$67[15].flags.tunnel  = rules[10783];
-  assign \rules$67[15].flags.direct  = rules[10784];
-  assign \rules$67[15].flags.ip_options  = rules[10785];
-  assign \rules$67[15].flags_mask  = rules[10795:10786];
-  assign \rules$67[15].flags_mask.vlan  = rules[10786];
-  assign \rules$67[15].flags_mask.vlan2  = rules[10787];
-  assign \rules$67[15].flags_mask.ipv4  = rules[10788];
-  assign \rules$67[15].flags_mask.ipv6  = rules[10789];
-  assign \rules$67[15].flags_mask.fragment  = rules[10790];
-  assign \rules$67[15].flags_mask.tcp  = rules[10791];
-  assign \rules$67[15].flags_mask.udp  = rules[10792];
-  assign \rules$67[15].flags_mask.tunnel  = rules[10793];
-  assign \rules$67[15].flags_mask.direct  = rules[10794];
-  assign \rules$67[15].flags_mask.ip_options  = rules[10795];
-  assign \rules$67[15].ethertype  = rules[10811:10796];
-  assign \rules$67[15].ethertype_mask  = rules[10827:10812];
-  assign \rules$67[15].vlan_id  = rules[10839:10828];
-  assign \rules$67[15].vlan_mask  = rules[10851:10840];
-  assign \rules$67[15].ip_proto  = rules[10859:10852];
-  assign \rules$67[15].ip_proto_mask  = rules[10867:10860];
-  assign \rules$67[15].dscp  = rules[10873:10868];
-  assign \rules$67[15].dscp_mask  = rules[10879:10874];
-  assign \rules$67[15].tcp_flags  = rules[10887:10880];
-  assign \rules$67[15].tcp_flags_mask  = rules[10895:10888];
-  assign \rules$67[15].src_port_lo  = rules[10911:10896];
-  assign \rules$67[15].src_port_hi  = rules[10927:10912];
-  assign \rules$67[15].dst_port_lo  = rules[10943:10928];
-  assign \rules$67[15].dst_port_hi  = rules[10959:10944];
-  assign \rules$67[15].src_addr  = rules[11087:10960];
-  assign \rules$67[15].src_mask  = rules[11215:11088];
-  assign \rules$67[15].dst_addr  = rules[11343:11216];
-  assign \rules$67[15].dst_mask  = rules[11471:11344];
+  assign \rules$79[0]  = rules[716:0];
+  assign \rules$79[0].enable  = rules[0];
+  assign \rules$79[0].action  = rules[20:1];
+  assign \rules$79[0].action.drop  = rules[1];
+  assign \rules$79[0].action.instance  = rules[5:2];
+  assign \rules$79[0].action.reta_offset  = rules[16:6];
+  assign \rules$79[0].action.reta_size_log2  = rules[20:17];
+  assign \rules$79[0].flags  = rules[30:21];
+  assign \rules$79[0].flags.vlan  = rules[21];
+  assign \rules$79[0].flags.vlan2  = rules[22];
+  assign \rules$79[0].flags.ipv4  = rules[23];
+  assign \rules$79[0].flags.ipv6  = rules[24];
+  assign \rules$79[0].flags.fragment  = rules[25];
+  assign \rules$79[0].flags.tcp  = rules[26];
+  assign \rules$79[0].flags.udp  = rules[27];
+  assign \rules$79[0].flags.tunnel  = rules[28];
+  assign \rules$79[0].flags.direct  = rules[29];
+  assign \rules$79[0].flags.ip_options  = rules[30];
+  assign \rules$79[0].flags_mask  = rules[40:31];
+  assign \rules$79[0].flags_mask.vlan  = rules[31];
+  assign \rules$79[0].flags_mask.vlan2  = rules[32];
+  assign \rules$79[0].flags_mask.ipv4  = rules[33];
+  assign \rules$79[0].flags_mask.ipv6  = rules[34];
+  assign \rules$79[0].flags_mask.fragment  = rules[35];
+  assign \rules$79[0].flags_mask.tcp  = rules[36];
+  assign \rules$79[0].flags_mask.udp  = rules[37];
+  assign \rules$79[0].flags_mask.tunnel  = rules[38];
+  assign \rules$79[0].flags_mask.direct  = rules[39];
+  assign \rules$79[0].flags_mask.ip_options  = rules[40];
+  assign \rules$79[0].ethertype  = rules[56:41];
+  assign \rules$79[0].ethertype_mask  = rules[72:57];
+  assign \rules$79[0].vlan_id  = rules[84:73];
+  assign \rules$79[0].vlan_mask  = rules[96:85];
+  assign \rules$79[0].ip_proto  = rules[104:97];
+  assign \rules$79[0].ip_proto_mask  = rules[112:105];
+  assign \rules$79[0].dscp  = rules[118:113];
+  assign \rules$79[0].dscp_mask  = rules[124:119];
+  assign \rules$79[0].tcp_flags  = rules[132:125];
+  assign \rules$79[0].tcp_flags_mask  = rules[140:133];
+  assign \rules$79[0].src_port_lo  = rules[156:141];
+  assign \rules$79[0].src_port_hi  = rules[172:157];
+  assign \rules$79[0].dst_port_lo  = rules[188:173];
+  assign \rules$79[0].dst_port_hi  = rules[204:189];
+  assign \rules$79[0].src_addr  = rules[332:205];
+  assign \rules$79[0].src_mask  = rules[460:333];
+  assign \rules$79[0].dst_addr  = rules[588:461];
+  assign \rules$79[0].dst_mask  = rules[716:589];
+  assign \rules$79[1]  = rules[1433:717];
+  assign \rules$79[1].enable  = rules[717];
+  assign \rules$79[1].action  = rules[737:718];
+  assign \rules$79[1].action.drop  = rules[718];
+  assign \rules$79[1].action.instance  = rules[722:719];
+  assign \rules$79[1].action.reta_offset  = rules[733:723];
+  assign \rules$79[1].action.reta_size_log2  = rules[737:734];
+  assign \rules$79[1].flags  = rules[747:738];
+  assign \rules$79[1].flags.vlan  = rules[738];
+  assign \rules$79[1].flags.vlan2  = rules[739];
+  assign \rules$79[1].flags.ipv4  = rules[740];
+  assign \rules$79[1].flags.ipv6  = rules[741];
+  assign \rules$79[1].flags.fragment  = rules[742];
+  assign \rules$79[1].flags.tcp  = rules[743];
+  assign \rules$79[1].flags.udp  = rules[744];
+  assign \rules$79[1].flags.tunnel  = rules[745];
+  assign \rules$79[1].flags.direct  = rules[746];
+  assign \rules$79[1].flags.ip_options  = rules[747];
+  assign \rules$79[1].flags_mask  = rules[757:748];
+  assign \rules$79[1].flags_mask.vlan  = rules[748];
+  assign \rules$79[1].flags_mask.vlan2  = rules[749];
+  assign \rules$79[1].flags_mask.ipv4  = rules[750];
+  assign \rules$79[1].flags_mask.ipv6  = rules[751];
+  assign \rules$79[1].flags_mask.fragment  = rules[752];
+  assign \rules$79[1].flags_mask.tcp  = rules[753];
+  assign \rules$79[1].flags_mask.udp  = rules[754];
+  assign \rules$79[1].flags_mask.tunnel  = rules[755];
+  assign \rules$79[1].flags_mask.direct  = rules[756];
+  assign \rules$79[1].flags_mask.ip_options  = rules[757];
+  assign \rules$79[1].ethertype  = rules[773:758];
+  assign \rules$79[1].ethertype_mask  = rules[789:774];
+  assign \rules$79[1].vlan_id  = rules[801:790];
+  assign \rules$79[1].vlan_mask  = rules[813:802];
+  assign \rules$79[1].ip_proto  = rules[821:814];
+  assign \rules$79[1].ip_proto_mask  = rules[829:822];
+  assign \rules$79[1].dscp  = rules[835:830];
+  assign \rules$79[1].dscp_mask  = rules[841:836];
+  assign \rules$79[1].tcp_flags  = rules[849:842];
+  assign \rules$79[1].tcp_flags_mask  = rules[857:850];
+  assign \rules$79[1].src_port_lo  = rules[873:858];
+  assign \rules$79[1].src_port_hi  = rules[889:874];
+  assign \rules$79[1].dst_port_lo  = rules[905:890];
+  assign \rules$79[1].dst_port_hi  = rules[921:906];
+  assign \rules$79[1].src_addr  = rules[1049:922];
+  assign \rules$79[1].src_mask  = rules[1177:1050];
+  assign \rules$79[1].dst_addr  = rules[1305:1178];
+  assign \rules$79[1].dst_mask  = rules[1433:1306];
+  assign \rules$79[2]  = rules[2150:1434];
+  assign \rules$79[2].enable  = rules[1434];
+  assign \rules$79[2].action  = rules[1454:1435];
+  assign \rules$79[2].action.drop  = rules[1435];
+  assign \rules$79[2].action.instance  = rules[1439:1436];
+  assign \rules$79[2].action.reta_offset  = rules[1450:1440];
+  assign \rules$79[2].action.reta_size_log2  = rules[1454:1451];
+  assign \rules$79[2].flags  = rules[1464:1455];
+  assign \rules$79[2].flags.vlan  = rules[1455];
+  assign \rules$79[2].flags.vlan2  = rules[1456];
+  assign \rules$79[2].flags.ipv4  = rules[1457];
+  assign \rules$79[2].flags.ipv6  = rules[1458];
+  assign \rules$79[2].flags.fragment  = rules[1459];
+  assign \rules$79[2].flags.tcp  = rules[1460];
+  assign \rules$79[2].flags.udp  = rules[1461];
+  assign \rules$79[2].flags.tunnel  = rules[1462];
+  assign \rules$79[2].flags.direct  = rules[1463];
+  assign \rules$79[2].flags.ip_options  = rules[1464];
+  assign \rules$79[2].flags_mask  = rules[1474:1465];
+  assign \rules$79[2].flags_mask.vlan  = rules[1465];
+  assign \rules$79[2].flags_mask.vlan2  = rules[1466];
+  assign \rules$79[2].flags_mask.ipv4  = rules[1467];
+  assign \rules$79[2].flags_mask.ipv6  = rules[1468];
+  assign \rules$79[2].flags_mask.fragment  = rules[1469];
+  assign \rules$79[2].flags_mask.tcp  = rules[1470];
+  assign \rules$79[2].flags_mask.udp  = rules[1471];
+  assign \rules$79[2].flags_mask.tunnel  = rules[1472];
+  assign \rules$79[2].flags_mask.direct  = rules[1473];
+  assign \rules$79[2].flags_mask.ip_options  = rules[1474];
+  assign \rules$79[2].ethertype  = rules[1490:1475];
+  assign \rules$79[2].ethertype_mask  = rules[1506:1491];
+  assign \rules$79[2].vlan_id  = rules[1518:1507];
+  assign \rules$79[2].vlan_mask  = rules[1530:1519];
+  assign \rules$79[2].ip_proto  = rules[1538:1531];
+  assign \rules$79[2].ip_proto_mask  = rules[1546:1539];
+  assign \rules$79[2].dscp  = rules[1552:1547];
+  assign \rules$79[2].dscp_mask  = rules[1558:1553];
+  assign \rules$79[2].tcp_flags  = rules[1566:1559];
+  assign \rules$79[2].tcp_flags_mask  = rules[1574:1567];
+  assign \rules$79[2].src_port_lo  = rules[1590:1575];
+  assign \rules$79[2].src_port_hi  = rules[1606:1591];
+  assign \rules$79[2].dst_port_lo  = rules[1622:1607];
+  assign \rules$79[2].dst_port_hi  = rules[1638:1623];
+  assign \rules$79[2].src_addr  = rules[1766:1639];
+  assign \rules$79[2].src_mask  = rules[1894:1767];
+  assign \rules$79[2].dst_addr  = rules[2022:1895];
+  assign \rules$79[2].dst_mask  = rules[2150:2023];
+  assign \rules$79[3]  = rules[2867:2151];
+  assign \rules$79[3].enable  = rules[2151];
+  assign \rules$79[3].action  = rules[2171:2152];
+  assign \rules$79[3].action.drop  = rules[2152];
+  assign \rules$79[3].action.instance  = rules[2156:2153];
+  assign \rules$79[3].action.reta_offset  = rules[2167:2157];
+  assign \rules$79[3].action.reta_size_log2  = rules[2171:2168];
+  assign \rules$79[3].flags  = rules[2181:2172];
+  assign \rules$79[3].flags.vlan  = rules[2172];
+  assign \rules$79[3].flags.vlan2  = rules[2173];
+  assign \rules$79[3].flags.ipv4  = rules[2174];
+  assign \rules$79[3].flags.ipv6  = rules[2175];
+  assign \rules$79[3].flags.fragment  = rules[2176];
+  assign \rules$79[3].flags.tcp  = rules[2177];
+  assign \rules$79[3].flags.udp  = rules[2178];
+  assign \rules$79[3].flags.tunnel  = rules[2179];
+  assign \rules$79[3].flags.direct  = rules[2180];
+  assign \rules$79[3].flags.ip_options  = rules[2181];
+  assign \rules$79[3].flags_mask  = rules[2191:2182];
+  assign \rules$79[3].flags_mask.vlan  = rules[2182];
+  assign \rules$79[3].flags_mask.vlan2  = rules[2183];
+  assign \rules$79[3].flags_mask.ipv4  = rules[2184];
+  assign \rules$79[3].flags_mask.ipv6  = rules[2185];
+  assign \rules$79[3].flags_mask.fragment  = rules[2186];
+  assign \rules$79[3].flags_mask.tcp  = rules[2187];
+  assign \rules$79[3].flags_mask.udp  = rules[2188];
+  assign \rules$79[3].flags_mask.tunnel  = rules[2189];
+  assign \rules$79[3].flags_mask.direct  = rules[2190];
+  assign \rules$79[3].flags_mask.ip_options  = rules[2191];
+  assign \rules$79[3].ethertype  = rules[2207:2192];
+  assign \rules$79[3].ethertype_mask  = rules[2223:2208];
+  assign \rules$79[3].vlan_id  = rules[2235:2224];
+  assign \rules$79[3].vlan_mask  = rules[2247:2236];
+  assign \rules$79[3].ip_proto  = rules[2255:2248];
+  assign \rules$79[3].ip_proto_mask  = rules[2263:2256];
+  assign \rules$79[3].dscp  = rules[2269:2264];
+  assign \rules$79[3].dscp_mask  = rules[2275:2270];
+  assign \rules$79[3].tcp_flags  = rules[2283:2276];
+  assign \rules$79[3].tcp_flags_mask  = rules[2291:2284];
+  assign \rules$79[3].src_port_lo  = rules[2307:2292];
+  assign \rules$79[3].src_port_hi  = rules[2323:2308];
+  assign \rules$79[3].dst_port_lo  = rules[2339:2324];
+  assign \rules$79[3].dst_port_hi  = rules[2355:2340];
+  assign \rules$79[3].src_addr  = rules[2483:2356];
+  assign \rules$79[3].src_mask  = rules[2611:2484];
+  assign \rules$79[3].dst_addr  = rules[2739:2612];
+  assign \rules$79[3].dst_mask  = rules[2867:2740];
+  assign \rules$79[4]  = rules[3584:2868];
+  assign \rules$79[4].enable  = rules[2868];
+  assign \rules$79[4].action  = rules[2888:2869];
+  assign \rules$79[4].action.drop  = rules[2869];
+  assign \rules$79[4].action.instance  = rules[2873:2870];
+  assign \rules$79[4].action.reta_offset  = rules[2884:2874];
+  assign \rules$79[4].action.reta_size_log2  = rules[2888:2885];
+  assign \rules$79[4].flags  = rules[2898:2889];
+  assign \rules$79[4].flags.vlan  = rules[2889];
+  assign \rules$79[4].flags.vlan2  = rules[2890];
+  assign \rules$79[4].flags.ipv4  = rules[2891];
+  assign \rules$79[4].flags.ipv6  = rules[2892];
+  assign \rules$79[4].flags.fragment  = rules[2893];
+  assign \rules$79[4].flags.tcp  = rules[2894];
+  assign \rules$79[4].flags.udp  = rules[2895];
+  assign \rules$79[4].flags.tunnel  = rules[2896];
+  assign \rules$79[4].flags.direct  = rules[2897];
+  assign \rules$79[4].flags.ip_options  = rules[2898];
+  assign \rules$79[4].flags_mask  = rules[2908:2899];
+  assign \rules$79[4].flags_mask.vlan  = rules[2899];
+  assign \rules$79[4].flags_mask.vlan2  = rules[2900];
+  assign \rules$79[4].flags_mask.ipv4  = rules[2901];
+  assign \rules$79[4].flags_mask.ipv6  = rules[2902];
+  assign \rules$79[4].flags_mask.fragment  = rules[2903];
+  assign \rules$79[4].flags_mask.tcp  = rules[2904];
+  assign \rules$79[4].flags_mask.udp  = rules[2905];
+  assign \rules$79[4].flags_mask.tunnel  = rules[2906];
+  assign \rules$79[4].flags_mask.direct  = rules[2907];
+  assign \rules$79[4].flags_mask.ip_options  = rules[2908];
+  assign \rules$79[4].ethertype  = rules[2924:2909];
+  assign \rules$79[4].ethertype_mask  = rules[2940:2925];
+  assign \rules$79[4].vlan_id  = rules[2952:2941];
+  assign \rules$79[4].vlan_mask  = rules[2964:2953];
+  assign \rules$79[4].ip_proto  = rules[2972:2965];
+  assign \rules$79[4].ip_proto_mask  = rules[2980:2973];
+  assign \rules$79[4].dscp  = rules[2986:2981];
+  assign \rules$79[4].dscp_mask  = rules[2992:2987];
+  assign \rules$79[4].tcp_flags  = rules[3000:2993];
+  assign \rules$79[4].tcp_flags_mask  = rules[3008:3001];
+  assign \rules$79[4].src_port_lo  = rules[3024:3009];
+  assign \rules$79[4].src_port_hi  = rules[3040:3025];
+  assign \rules$79[4].dst_port_lo  = rules[3056:3041];
+  assign \rules$79[4].dst_port_hi  = rules[3072:3057];
+  assign \rules$79[4].src_addr  = rules[3200:3073];
+  assign \rules$79[4].src_mask  = rules[3328:3201];
+  assign \rules$79[4].dst_addr  = rules[3456:3329];
+  assign \rules$79[4].dst_mask  = rules[3584:3457];
+  assign \rules$79[5]  = rules[4301:3585];
+  assign \rules$79[5].enable  = rules[3585];
+  assign \rules$79[5].action  = rules[3605:3586];
+  assign \rules$79[5].action.drop  = rules[3586];
+  assign \rules$79[5].action.instance  = rules[3590:3587];
+  assign \rules$79[5].action.reta_offset  = rules[3601:3591];
+  assign \rules$79[5].action.reta_size_log2  = rules[3605:3602];
+  assign \rules$79[5].flags  = rules[3615:3606];
+  assign \rules$79[5].flags.vlan  = rules[3606];
+  assign \rules$79[5].flags.vlan2  = rules[3607];
+  assign \rules$79[5].flags.ipv4  = rules[3608];
+  assign \rules$79[5].flags.ipv6  = rules[3609];
+  assign \rules$79[5].flags.fragment  = rules[3610];
+  assign \rules$79[5].flags.tcp  = rules[3611];
+  assign \rules$79[5].flags.udp  = rules[3612];
+  assign \rules$79[5].flags.tunnel  = rules[3613];
+  assign \rules$79[5].flags.direct  = rules[3614];
+  assign \rules$79[5].flags.ip_options  = rules[3615];
+  assign \rules$79[5].flags_mask  = rules[3625:3616];
+  assign \rules$79[5].flags_mask.vlan  = rules[3616];
+  assign \rules$79[5].flags_mask.vlan2  = rules[3617];
+  assign \rules$79[5].flags_mask.ipv4  = rules[3618];
+  assign \rules$79[5].flags_mask.ipv6  = rules[3619];
+  assign \rules$79[5].flags_mask.fragment  = rules[3620];
+  assign \rules$79[5].flags_mask.tcp  = rules[3621];
+  assign \rules$79[5].flags_mask.udp  = rules[3622];
+  assign \rules$79[5].flags_mask.tunnel  = rules[3623];
+  assign \rules$79[5].flags_mask.direct  = rules[3624];
+  assign \rules$79[5].flags_mask.ip_options  = rules[3625];
+  assign \rules$79[5].ethertype  = rules[3641:3626];
+  assign \rules$79[5].ethertype_mask  = rules[3657:3642];
+  assign \rules$79[5].vlan_id  = rules[3669:3658];
+  assign \rules$79[5].vlan_mask  = rules[3681:3670];
+  assign \rules$79[5].ip_proto  = rules[3689:3682];
+  assign \rules$79[5].ip_proto_mask  = rules[3697:3690];
+  assign \rules$79[5].dscp  = rules[3703:3698];
+  assign \rules$79[5].dscp_mask  = rules[3709:3704];
+  assign \rules$79[5].tcp_flags  = rules[3717:3710];
+  assign \rules$79[5].tcp_flags_mask  = rules[3725:3718];
+  assign \rules$79[5].src_port_lo  = rules[3741:3726];
+  assign \rules$79[5].src_port_hi  = rules[3757:3742];
+  assign \rules$79[5].dst_port_lo  = rules[3773:3758];
+  assign \rules$79[5].dst_port_hi  = rules[3789:3774];
+  assign \rules$79[5].src_addr  = rules[3917:3790];
+  assign \rules$79[5].src_mask  = rules[4045:3918];
+  assign \rules$79[5].dst_addr  = rules[4173:4046];
+  assign \rules$79[5].dst_mask  = rules[4301:4174];
+  assign \rules$79[6]  = rules[5018:4302];
+  assign \rules$79[6].enable  = rules[4302];
+  assign \rules$79[6].action  = rules[4322:4303];
+  assign \rules$79[6].action.drop  = rules[4303];
+  assign \rules$79[6].action.instance  = rules[4307:4304];
+  assign \rules$79[6].action.reta_offset  = rules[4318:4308];
+  assign \rules$79[6].action.reta_size_log2  = rules[4322:4319];
+  assign \rules$79[6].flags  = rules[4332:4323];
+  assign \rules$79[6].flags.vlan  = rules[4323];
+  assign \rules$79[6].flags.vlan2  = rules[4324];
+  assign \rules$79[6].flags.ipv4  = rules[4325];
+  assign \rules$79[6].flags.ipv6  = rules[4326];
+  assign \rules$79[6].flags.fragment  = rules[4327];
+  assign \rules$79[6].flags.tcp  = rules[4328];
+  assign \rules$79[6].flags.udp  = rules[4329];
+  assign \rules$79[6].flags.tunnel  = rules[4330];
+  assign \rules$79[6].flags.direct  = rules[4331];
+  assign \rules$79[6].flags.ip_options  = rules[4332];
+  assign \rules$79[6].flags_mask  = rules[4342:4333];
+  assign \rules$79[6].flags_mask.vlan  = rules[4333];
+  assign \rules$79[6].flags_mask.vlan2  = rules[4334];
+  assign \rules$79[6].flags_mask.ipv4  = rules[4335];
+  assign \rules$79[6].flags_mask.ipv6  = rules[4336];
+  assign \rules$79[6].flags_mask.fragment  = rules[4337];
+  assign \rules$79[6].flags_mask.tcp  = rules[4338];
+  assign \rules$79[6].flags_mask.udp  = rules[4339];
+  assign \rules$79[6].flags_mask.tunnel  = rules[4340];
+  assign \rules$79[6].flags_mask.direct  = rules[4341];
+  assign \rules$79[6].flags_mask.ip_options  = rules[4342];
+  assign \rules$79[6].ethertype  = rules[4358:4343];
+  assign \rules$79[6].ethertype_mask  = rules[4374:4359];
+  assign \rules$79[6].vlan_id  = rules[4386:4375];
+  assign \rules$79[6].vlan_mask  = rules[4398:4387];
+  assign \rules$79[6].ip_proto  = rules[4406:4399];
+  assign \rules$79[6].ip_proto_mask  = rules[4414:4407];
+  assign \rules$79[6].dscp  = rules[4420:4415];
+  assign \rules$79[6].dscp_mask  = rules[4426:4421];
+  assign \rules$79[6].tcp_flags  = rules[4434:4427];
+  assign \rules$79[6].tcp_flags_mask  = rules[4442:4435];
+  assign \rules$79[6].src_port_lo  = rules[4458:4443];
+  assign \rules$79[6].src_port_hi  = rules[4474:4459];
+  assign \rules$79[6].dst_port_lo  = rules[4490:4475];
+  assign \rules$79[6].dst_port_hi  = rules[4506:4491];
+  assign \rules$79[6].src_addr  = rules[4634:4507];
+  assign \rules$79[6].src_mask  = rules[4762:4635];
+  assign \rules$79[6].dst_addr  = rules[4890:4763];
+  assign \rules$79[6].dst_mask  = rules[5018:4891];
+  assign \rules$79[7]  = rules[5735:5019];
+  assign \rules$79[7].enable  = rules[5019];
+  assign \rules$79[7].action  = rules[5039:5020];
+  assign \rules$79[7].action.drop  = rules[5020];
+  assign \rules$79[7].action.instance  = rules[5024:5021];
+  assign \rules$79[7].action.reta_offset  = rules[5035:5025];
+  assign \rules$79[7].action.reta_size_log2  = rules[5039:5036];
+  assign \rules$79[7].flags  = rules[5049:5040];
+  assign \rules$79[7].flags.vlan  = rules[5040];
+  assign \rules$79[7].flags.vlan2  = rules[5041];
+  assign \rules$79[7].flags.ipv4  = rules[5042];
+  assign \rules$79[7].flags.ipv6  = rules[5043];
+  assign \rules$79[7].flags.fragment  = rules[5044];
+  assign \rules$79[7].flags.tcp  = rules[5045];
+  assign \rules$79[7].flags.udp  = rules[5046];
+  assign \rules$79[7].flags.tunnel  = rules[5047];
+  assign \rules$79[7].flags.direct  = rules[5048];
+  assign \rules$79[7].flags.ip_options  = rules[5049];
+  assign \rules$79[7].flags_mask  = rules[5059:5050];
+  assign \rules$79[7].flags_mask.vlan  = rules[5050];
+  assign \rules$79[7].flags_mask.vlan2  = rules[5051];
+  assign \rules$79[7].flags_mask.ipv4  = rules[5052];
+  assign \rules$79[7].flags_mask.ipv6  = rules[5053];
+  assign \rules$79[7].flags_mask.fragment  = rules[5054];
+  assign \rules$79[7].flags_mask.tcp  = rules[5055];
+  assign \rules$79[7].flags_mask.udp  = rules[5056];
+  assign \rules$79[7].flags_mask.tunnel  = rules[5057];
+  assign \rules$79[7].flags_mask.direct  = rules[5058];
+  assign \rules$79[7].flags_mask.ip_options  = rules[5059];
+  assign \rules$79[7].ethertype  = rules[5075:5060];
+  assign \rules$79[7].ethertype_mask  = rules[5091:5076];
+  assign \rules$79[7].vlan_id  = rules[5103:5092];
+  assign \rules$79[7].vlan_mask  = rules[5115:5104];
+  assign \rules$79[7].ip_proto  = rules[5123:5116];
+  assign \rules$79[7].ip_proto_mask  = rules[5131:5124];
+  assign \rules$79[7].dscp  = rules[5137:5132];
+  assign \rules$79[7].dscp_mask  = rules[5143:5138];
+  assign \rules$79[7].tcp_flags  = rules[5151:5144];
+  assign \rules$79[7].tcp_flags_mask  = rules[5159:5152];
+  assign \rules$79[7].src_port_lo  = rules[5175:5160];
+  assign \rules$79[7].src_port_hi  = rules[5191:5176];
+  assign \rules$79[7].dst_port_lo  = rules[5207:5192];
+  assign \rules$79[7].dst_port_hi  = rules[5223:5208];
+  assign \rules$79[7].src_addr  = rules[5351:5224];
+  assign \rules$79[7].src_mask  = rules[5479:5352];
+  assign \rules$79[7].dst_addr  = rules[5607:5480];
+  assign \rules$79[7].dst_mask  = rules[5735:5608];
+  assign \rules$79[8]  = rules[6452:5736];
+  assign \rules$79[8].enable  = rules[5736];
+  assign \rules$79[8].action  = rules[5756:5737];
+  assign \rules$79[8].action.drop  = rules[5737];
+  assign \rules$79[8].action.instance  = rules[5741:5738];
+  assign \rules$79[8].action.reta_offset  = rules[5752:5742];
+  assign \rules$79[8].action.reta_size_log2  = rules[5756:5753];
+  assign \rules$79[8].flags  = rules[5766:5757];
+  assign \rules$79[8].flags.vlan  = rules[5757];
+  assign \rules$79[8].flags.vlan2  = rules[5758];
+  assign \rules$79[8].flags.ipv4  = rules[5759];
+  assign \rules$79[8].flags.ipv6  = rules[5760];
+  assign \rules$79[8].flags.fragment  = rules[5761];
+  assign \rules$79[8].flags.tcp  = rules[5762];
+  assign \rules$79[8].flags.udp  = rules[5763];
+  assign \rules$79[8].flags.tunnel  = rules[5764];
+  assign \rules$79[8].flags.direct  = rules[5765];
+  assign \rules$79[8].flags.ip_options  = rules[5766];
+  assign \rules$79[8].flags_mask  = rules[5776:5767];
+  assign \rules$79[8].flags_mask.vlan  = rules[5767];
+  assign \rules$79[8].flags_mask.vlan2  = rules[5768];
+  assign \rules$79[8].flags_mask.ipv4  = rules[5769];
+  assign \rules$79[8].flags_mask.ipv6  = rules[5770];
+  assign \rules$79[8].flags_mask.fragment  = rules[5771];
+  assign \rules$79[8].flags_mask.tcp  = rules[5772];
+  assign \rules$79[8].flags_mask.udp  = rules[5773];
+  assign \rules$79[8].flags_mask.tunnel  = rules[5774];
+  assign \rules$79[8].flags_mask.direct  = rules[5775];
+  assign \rules$79[8].flags_mask.ip_options  = rules[5776];
+  assign \rules$79[8].ethertype  = rules[5792:5777];
+  assign \rules$79[8].ethertype_mask  = rules[5808:5793];
+  assign \rules$79[8].vlan_id  = rules[5820:5809];
+  assign \rules$79[8].vlan_mask  = rules[5832:5821];
+  assign \rules$79[8].ip_proto  = rules[5840:5833];
+  assign \rules$79[8].ip_proto_mask  = rules[5848:5841];
+  assign \rules$79[8].dscp  = rules[5854:5849];
+  assign \rules$79[8].dscp_mask  = rules[5860:5855];
+  assign \rules$79[8].tcp_flags  = rules[5868:5861];
+  assign \rules$79[8].tcp_flags_mask  = rules[5876:5869];
+  assign \rules$79[8].src_port_lo  = rules[5892:5877];
+  assign \rules$79[8].src_port_hi  = rules[5908:5893];
+  assign \rules$79[8].dst_port_lo  = rules[5924:5909];
+  assign \rules$79[8].dst_port_hi  = rules[5940:5925];
+  assign \rules$79[8].src_addr  = rules[6068:5941];
+  assign \rules$79[8].src_mask  = rules[6196:6069];
+  assign \rules$79[8].dst_addr  = rules[6324:6197];
+  assign \rules$79[8].dst_mask  = rules[6452:6325];
+  assign \rules$79[9]  = rules[7169:6453];
+  assign \rules$79[9].enable  = rules[6453];
+  assign \rules$79[9].action  = rules[6473:6454];
+  assign \rules$79[9].action.drop  = rules[6454];
+  assign \rules$79[9].action.instance  = rules[6458:6455];
+  assign \rules$79[9].action.reta_offset  = rules[6469:6459];
+  assign \rules$79[9].action.reta_size_log2  = rules[6473:6470];
+  assign \rules$79[9].flags  = rules[6483:6474];
+  assign \rules$79[9].flags.vlan  = rules[6474];
+  assign \rules$79[9].flags.vlan2  = rules[6475];
+  assign \rules$79[9].flags.ipv4  = rules[6476];
+  assign \rules$79[9].flags.ipv6  = rules[6477];
+  assign \rules$79[9].flags.fragment  = rules[6478];
+  assign \rules$79[9].flags.tcp  = rules[6479];
+  assign \rules$79[9].flags.udp  = rules[6480];
+  assign \rules$79[9].flags.tunnel  = rules[6481];
+  assign \rules$79[9].flags.direct  = rules[6482];
+  assign \rules$79[9].flags.ip_options  = rules[6483];
+  assign \rules$79[9].flags_mask  = rules[6493:6484];
+  assign \rules$79[9].flags_mask.vlan  = rules[6484];
+  assign \rules$79[9].flags_mask.vlan2  = rules[6485];
+  assign \rules$79[9].flags_mask.ipv4  = rules[6486];
+  assign \rules$79[9].flags_mask.ipv6  = rules[6487];
+  assign \rules$79[9].flags_mask.fragment  = rules[6488];
+  assign \rules$79[9].flags_mask.tcp  = rules[6489];
+  assign \rules$79[9].flags_mask.udp  = rules[6490];
+  assign \rules$79[9].flags_mask.tunnel  = rules[6491];
+  assign \rules$79[9].flags_mask.direct  = rules[6492];
+  assign \rules$79[9].flags_mask.ip_options  = rules[6493];
+  assign \rules$79[9].ethertype  = rules[6509:6494];
+  assign \rules$79[9].ethertype_mask  = rules[6525:6510];
+  assign \rules$79[9].vlan_id  = rules[6537:6526];
+  assign \rules$79[9].vlan_mask  = rules[6549:6538];
+  assign \rules$79[9].ip_proto  = rules[6557:6550];
+  assign \rules$79[9].ip_proto_mask  = rules[6565:6558];
+  assign \rules$79[9].dscp  = rules[6571:6566];
+  assign \rules$79[9].dscp_mask  = rules[6577:6572];
+  assign \rules$79[9].tcp_flags  = rules[6585:6578];
+  assign \rules$79[9].tcp_flags_mask  = rules[6593:6586];
+  assign \rules$79[9].src_port_lo  = rules[6609:6594];
+  assign \rules$79[9].src_port_hi  = rules[6625:6610];
+  assign \rules$79[9].dst_port_lo  = rules[6641:6626];
+  assign \rules$79[9].dst_port_hi  = rules[6657:6642];
+  assign \rules$79[9].src_addr  = rules[6785:6658];
+  assign \rules$79[9].src_mask  = rules[6913:6786];
+  assign \rules$79[9].dst_addr  = rules[7041:6914];
+  assign \rules$79[9].dst_mask  = rules[7169:7042];
+  assign \rules$79[10]  = rules[7886:7170];
+  assign \rules$79[10].enable  = rules[7170];
+  assign \rules$79[10].action  = rules[7190:7171];
+  assign \rules$79[10].action.drop  = rules[7171];
+  assign \rules$79[10].action.instance  = rules[7175:7172];
+  assign \rules$79[10].action.reta_offset  = rules[7186:7176];
+  assign \rules$79[10].action.reta_size_log2  = rules[7190:7187];
+  assign \rules$79[10].flags  = rules[7200:7191];
+  assign \rules$79[10].flags.vlan  = rules[7191];
+  assign \rules$79[10].flags.vlan2  = rules[7192];
+  assign \rules$79[10].flags.ipv4  = rules[7193];
+  assign \rules$79[10].flags.ipv6  = rules[7194];
+  assign \rules$79[10].flags.fragment  = rules[7195];
+  assign \rules$79[10].flags.tcp  = rules[7196];
+  assign \rules$79[10].flags.udp  = rules[7197];
+  assign \rules$79[10].flags.tunnel  = rules[7198];
+  assign \rules$79[10].flags.direct  = rules[7199];
+  assign \rules$79[10].flags.ip_options  = rules[7200];
+  assign \rules$79[10].flags_mask  = rules[7210:7201];
+  assign \rules$79[10].flags_mask.vlan  = rules[7201];
+  assign \rules$79[10].flags_mask.vlan2  = rules[7202];
+  assign \rules$79[10].flags_mask.ipv4  = rules[7203];
+  assign \rules$79[10].flags_mask.ipv6  = rules[7204];
+  assign \rules$79[10].flags_mask.fragment  = rules[7205];
+  assign \rules$79[10].flags_mask.tcp  = rules[7206];
+  assign \rules$79[10].flags_mask.udp  = rules[7207];
+  assign \rules$79[10].flags_mask.tunnel  = rules[7208];
+  assign \rules$79[10].flags_mask.direct  = rules[7209];
+  assign \rules$79[10].flags_mask.ip_options  = rules[7210];
+  assign \rules$79[10].ethertype  = rules[7226:7211];
+  assign \rules$79[10].ethertype_mask  = rules[7242:7227];
+  assign \rules$79[10].vlan_id  = rules[7254:7243];
+  assign \rules$79[10].vlan_mask  = rules[7266:7255];
+  assign \rules$79[10].ip_proto  = rules[7274:7267];
+  assign \rules$79[10].ip_proto_mask  = rules[7282:7275];
+  assign \rules$79[10].dscp  = rules[7288:7283];
+  assign \rules$79[10].dscp_mask  = rules[7294:7289];
+  assign \rules$79[10].tcp_flags  = rules[7302:7295];
+  assign \rules$79[10].tcp_flags_mask  = rules[7310:7303];
+  assign \rules$79[10].src_port_lo  = rules[7326:7311];
+  assign \rules$79[10].src_port_hi  = rules[7342:7327];
+  assign \rules$79[10].dst_port_lo  = rules[7358:7343];
+  assign \rules$79[10].dst_port_hi  = rules[7374:7359];
+  assign \rules$79[10].src_addr  = rules[7502:7375];
+  assign \rules$79[10].src_mask  = rules[7630:7503];
+  assign \rules$79[10].dst_addr  = rules[7758:7631];
+  assign \rules$79[10].dst_mask  = rules[7886:7759];
+  assign \rules$79[11]  = rules[8603:7887];
+  assign \rules$79[11].enable  = rules[7887];
+  assign \rules$79[11].action  = rules[7907:7888];
+  assign \rules$79[11].action.drop  = rules[7888];
+  assign \rules$79[11].action.instance  = rules[7892:7889];
+  assign \rules$79[11].action.reta_offset  = rules[7903:7893];
+  assign \rules$79[11].action.reta_size_log2  = rules[7907:7904];
+  assign \rules$79[11].flags  = rules[7917:7908];
+  assign \rules$79[11].flags.vlan  = rules[7908];
+  assign \rules$79[11].flags.vlan2  = rules[7909];
+  assign \rules$79[11].flags.ipv4  = rules[7910];
+  assign \rules$79[11].flags.ipv6  = rules[7911];
+  assign \rules$79[11].flags.fragment  = rules[7912];
+  assign \rules$79[11].flags.tcp  = rules[7913];
+  assign \rules$79[11].flags.udp  = rules[7914];
+  assign \rules$79[11].flags.tunnel  = rules[7915];
+  assign \rules$79[11].flags.direct  = rules[7916];
+  assign \rules$79[11].flags.ip_options  = rules[7917];
+  assign \rules$79[11].flags_mask  = rules[7927:7918];
+  assign \rules$79[11].flags_mask.vlan  = rules[7918];
+  assign \rules$79[11].flags_mask.vlan2  = rules[7919];
+  assign \rules$79[11].flags_mask.ipv4  = rules[7920];
+  assign \rules$79[11].flags_mask.ipv6  = rules[7921];
+  assign \rules$79[11].flags_mask.fragment  = rules[7922];
+  assign \rules$79[11].flags_mask.tcp  = rules[7923];
+  assign \rules$79[11].flags_mask.udp  = rules[7924];
+  assign \rules$79[11].flags_mask.tunnel  = rules[7925];
+  assign \rules$79[11].flags_mask.direct  = rules[7926];
+  assign \rules$79[11].flags_mask.ip_options  = rules[7927];
+  assign \rules$79[11].ethertype  = rules[7943:7928];
+  assign \rules$79[11].ethertype_mask  = rules[7959:7944];
+  assign \rules$79[11].vlan_id  = rules[7971:7960];
+  assign \rules$79[11].vlan_mask  = rules[7983:7972];
+  assign \rules$79[11].ip_proto  = rules[7991:7984];
+  assign \rules$79[11].ip_proto_mask  = rules[7999:7992];
+  assign \rules$79[11].dscp  = rules[8005:8000];
+  assign \rules$79[11].dscp_mask  = rules[8011:8006];
+  assign \rules$79[11].tcp_flags  = rules[8019:8012];
+  assign \rules$79[11].tcp_flags_mask  = rules[8027:8020];
+  assign \rules$79[11].src_port_lo  = rules[8043:8028];
+  assign \rules$79[11].src_port_hi  = rules[8059:8044];
+  assign \rules$79[11].dst_port_lo  = rules[8075:8060];
+  assign \rules$79[11].dst_port_hi  = rules[8091:8076];
+  assign \rules$79[11].src_addr  = rules[8219:8092];
+  assign \rules$79[11].src_mask  = rules[8347:8220];
+  assign \rules$79[11].dst_addr  = rules[8475:8348];
+  assign \rules$79[11].dst_mask  = rules[8603:8476];
+  assign \rules$79[12]  = rules[9320:8604];
+  assign \rules$79[12].enable  = rules[8604];
+  assign \rules$79[12].action  = rules[8624:8605];
+  assign \rules$79[12].action.drop  = rules[8605];
+  assign \rules$79[12].action.instance  = rules[8609:8606];
+  assign \rules$79[12].action.reta_offset  = rules[8620:8610];
+  assign \rules$79[12].action.reta_size_log2  = rules[8624:8621];
+  assign \rules$79[12].flags  = rules[8634:8625];
+  assign \rules$79[12].flags.vlan  = rules[8625];
+  assign \rules$79[12].flags.vlan2  = rules[8626];
+  assign \rules$79[12].flags.ipv4  = rules[8627];
+  assign \rules$79[12].flags.ipv6  = rules[8628];
+  assign \rules$79[12].flags.fragment  = rules[8629];
+  assign \rules$79[12].flags.tcp  = rules[8630];
+  assign \rules$79[12].flags.udp  = rules[8631];
+  assign \rules$79[12].flags.tunnel  = rules[8632];
+  assign \rules$79[12].flags.direct  = rules[8633];
+  assign \rules$79[12].flags.ip_options  = rules[8634];
+  assign \rules$79[12].flags_mask  = rules[8644:8635];
+  assign \rules$79[12].flags_mask.vlan  = rules[8635];
+  assign \rules$79[12].flags_mask.vlan2  = rules[8636];
+  assign \rules$79[12].flags_mask.ipv4  = rules[8637];
+  assign \rules$79[12].flags_mask.ipv6  = rules[8638];
+  assign \rules$79[12].flags_mask.fragment  = rules[8639];
+  assign \rules$79[12].flags_mask.tcp  = rules[8640];
+  assign \rules$79[12].flags_mask.udp  = rules[8641];
+  assign \rules$79[12].flags_mask.tunnel  = rules[8642];
+  assign \rules$79[12].flags_mask.direct  = rules[8643];
+  assign \rules$79[12].flags_mask.ip_options  = rules[8644];
+  assign \rules$79[12].ethertype  = rules[8660:8645];
+  assign \rules$79[12].ethertype_mask  = rules[8676:8661];
+  assign \rules$79[12].vlan_id  = rules[8688:8677];
+  assign \rules$79[12].vlan_mask  = rules[8700:8689];
+  assign \rules$79[12].ip_proto  = rules[8708:8701];
+  assign \rules$79[12].ip_proto_mask  = rules[8716:8709];
+  assign \rules$79[12].dscp  = rules[8722:8717];
+  assign \rules$79[12].dscp_mask  = rules[8728:8723];
+  assign \rules$79[12].tcp_flags  = rules[8736:8729];
+  assign \rules$79[12].tcp_flags_mask  = rules[8744:8737];
+  assign \rules$79[12].src_port_lo  = rules[8760:8745];
+  assign \rules$79[12].src_port_hi  = rules[8776:8761];
+  assign \rules$79[12].dst_port_lo  = rules[8792:8777];
+  assign \rules$79[12].dst_port_hi  = rules[8808:8793];
+  assign \rules$79[12].src_addr  = rules[8936:8809];
+  assign \rules$79[12].src_mask  = rules[9064:8937];
+  assign \rules$79[12].dst_addr  = rules[9192:9065];
+  assign \rules$79[12].dst_mask  = rules[9320:9193];
+  assign \rules$79[13]  = rules[10037:9321];
+  assign \rules$79[13].enable  = rules[9321];
+  assign \rules$79[13].action  = rules[9341:9322];
+  assign \rules$79[13].action.drop  = rules[9322];
+  assign \rules$79[13].action.instance  = rules[9326:9323];
+  assign \rules$79[13].action.reta_offset  = rules[9337:9327];
+  assign \rules$79[13].action.reta_size_log2  = rules[9341:9338];
+  assign \rules$79[13].flags  = rules[9351:9342];
+  assign \rules$79[13].flags.vlan  = rules[9342];
+  assign \rules$79[13].flags.vlan2  = rules[9343];
+  assign \rules$79[13].flags.ipv4  = rules[9344];
+  assign \rules$79[13].flags.ipv6  = rules[9345];
+  assign \rules$79[13].flags.fragment  = rules[9346];
+  assign \rules$79[13].flags.tcp  = rules[9347];
+  assign \rules$79[13].flags.udp  = rules[9348];
+  assign \rules$79[13].flags.tunnel  = rules[9349];
+  assign \rules$79[13].flags.direct  = rules[9350];
+  assign \rules$79[13].flags.ip_options  = rules[9351];
+  assign \rules$79[13].flags_mask  = rules[9361:9352];
+  assign \rules$79[13].flags_mask.vlan  = rules[9352];
+  assign \rules$79[13].flags_mask.vlan2  = rules[9353];
+  assign \rules$79[13].flags_mask.ipv4  = rules[9354];
+  assign \rules$79[13].flags_mask.ipv6  = rules[9355];
+  assign \rules$79[13].flags_mask.fragment  = rules[9356];
+  assign \rules$79[13].flags_mask.tcp  = rules[9357];
+  assign \rules$79[13].flags_mask.udp  = rules[9358];
+  assign \rules$79[13].flags_mask.tunnel  = rules[9359];
+  assign \rules$79[13].flags_mask.direct  = rules[9360];
+  assign \rules$79[13].flags_mask.ip_options  = rules[9361];
+  assign \rules$79[13].ethertype  = rules[9377:9362];
+  assign \rules$79[13].ethertype_mask  = rules[9393:9378];
+  assign \rules$79[13].vlan_id  = rules[9405:9394];
+  assign \rules$79[13].vlan_mask  = rules[9417:9406];
+  assign \rules$79[13].ip_proto  = rules[9425:9418];
+  assign \rules$79[13].ip_proto_mask  = rules[9433:9426];
+  assign \rules$79[13].dscp  = rules[9439:9434];
+  assign \rules$79[13].dscp_mask  = rules[9445:9440];
+  assign \rules$79[13].tcp_flags  = rules[9453:9446];
+  assign \rules$79[13].tcp_flags_mask  = rules[9461:9454];
+  assign \rules$79[13].src_port_lo  = rules[9477:9462];
+  assign \rules$79[13].src_port_hi  = rules[9493:9478];
+  assign \rules$79[13].dst_port_lo  = rules[9509:9494];
+  assign \rules$79[13].dst_port_hi  = rules[9525:9510];
+  assign \rules$79[13].src_addr  = rules[9653:9526];
+  assign \rules$79[13].src_mask  = rules[9781:9654];
+  assign \rules$79[13].dst_addr  = rules[9909:9782];
+  assign \rules$79[13].dst_mask  = rules[10037:9910];
+  assign \rules$79[14]  = rules[10754:10038];
+  assign \rules$79[14].enable  = rules[10038];
+  assign \rules$79[14].action  = rules[10058:10039];
+  assign \rules$79[14].action.drop  = rules[10039];
+  assign \rules$79[14].action.instance  = rules[10043:10040];
+  assign \rules$79[14].action.reta_offset  = rules[10054:10044];
+  assign \rules$79[14].action.reta_size_log2  = rules[10058:10055];
+  assign \rules$79[14].flags  = rules[10068:10059];
+  assign \rules$79[14].flags.vlan  = rules[10059];
+  assign \rules$79[14].flags.vlan2  = rules[10060];
+  assign \rules$79[14].flags.ipv4  = rules[10061];
+  assign \rules$79[14].flags.ipv6  = rules[10062];
+  assign \rules$79[14].flags.fragment  = rules[10063];
+  assign \rules$79[14].flags.tcp  = rules[10064];
+  assign \rules$79[14].flags.udp  = rules[10065];
+  assign \rules$79[14].flags.tunnel  = rules[10066];
+  assign \rules$79[14].flags.direct  = rules[10067];
+  assign \rules$79[14].flags.ip_options  = rules[10068];
+  assign \rules$79[14].flags_mask  = rules[10078:10069];
+  assign \rules$79[14].flags_mask.vlan  = rules[10069];
+  assign \rules$79[14].flags_mask.vlan2  = rules[10070];
+  assign \rules$79[14].flags_mask.ipv4  = rules[10071];
+  assign \rules$79[14].flags_mask.ipv6  = rules[10072];
+  assign \rules$79[14].flags_mask.fragment  = rules[10073];
+  assign \rules$79[14].flags_mask.tcp  = rules[10074];
+  assign \rules$79[14].flags_mask.udp  = rules[10075];
+  assign \rules$79[14].flags_mask.tunnel  = rules[10076];
+  assign \rules$79[14].flags_mask.direct  = rules[10077];
+  assign \rules$79[14].flags_mask.ip_options  = rules[10078];
+  assign \rules$79[14].ethertype  = rules[10094:10079];
+  assign \rules$79[14].ethertype_mask  = rules[10110:10095];
+  assign \rules$79[14].vlan_id  = rules[10122:10111];
+  assign \rules$79[14].vlan_mask  = rules[10134:10123];
+  assign \rules$79[14].ip_proto  = rules[10142:10135];
+  assign \rules$79[14].ip_proto_mask  = rules[10150:10143];
+  assign \rules$79[14].dscp  = rules[10156:10151];
+  assign \rules$79[14].dscp_mask  = rules[10162:10157];
+  assign \rules$79[14].tcp_flags  = rules[10170:10163];
+  assign \rules$79[14].tcp_flags_mask  = rules[10178:10171];
+  assign \rules$79[14].src_port_lo  = rules[10194:10179];
+  assign \rules$79[14].src_port_hi  = rules[10210:10195];
+  assign \rules$79[14].dst_port_lo  = rules[10226:10211];
+  assign \rules$79[14].dst_port_hi  = rules[10242:10227];
+  assign \rules$79[14].src_addr  = rules[10370:10243];
+  assign \rules$79[14].src_mask  = rules[10498:10371];
+  assign \rules$79[14].dst_addr  = rules[10626:10499];
+  assign \rules$79[14].dst_mask  = rules[10754:10627];
+  assign \rules$79[15]  = rules[11471:10755];
+  assign \rules$79[15].enable  = rules[10755];
+  assign \rules$79[15].action  = rules[10775:10756];
+  assign \rules$79[15].action.drop  = rules[10756];
+  assign \rules$79[15].action.instance  = rules[10760:10757];
+  assign \rules$79[15].action.reta_offset  = rules[10771:10761];
+  assign \rules$79[15].action.reta_size_log2  = rules[10775:10772];
+  assign \rules$79[15].flags  = rules[10785:10776];
+  assign \rules$79[15].flags.vlan  = rules[10776];
+  assign \rules$79[15].flags.vlan2  = rules[10777];
+  assign \rules$79[15].flags.ipv4  = rules[10778];
+  assign \rules$79[15].flags.ipv6  = rules[10779];
+  assign \rules$79[15].flags.fragment  = rules[10780];
+  assign \rules$79[15].flags.tcp  = rules[10781];
+  assign \rules$79[15].flags.udp  = rules[10782];
+  assign \rules$79[15].flags.tunnel  = rules[10783];
+  assign \rules$79[15].flags.direct  = rules[10784];
+  assign \rules$79[15].flags.ip_options  = rules[10785];
+  assign \rules$79[15].flags_mask  = rules[10795:10786];
+  assign \rules$79[15].flags_mask.vlan  = rules[10786];
+  assign \rules$79[15].flags_mask.vlan2  = rules[10787];
+  assign \rules$79[15].flags_mask.ipv4  = rules[10788];
+  assign \rules$79[15].flags_mask.ipv6  = rules[10789];
+  assign \rules$79[15].flags_mask.fragment  = rules[10790];
+  assign \rules$79[15].flags_mask.tcp  = rules[10791];
+  assign \rules$79[15].flags_mask.udp  = rules[10792];
+  assign \rules$79[15].flags_mask.tunnel  = rules[10793];
+  assign \rules$79[15].flags_mask.direct  = rules[10794];
+  assign \rules$79[15].flags_mask.ip_options  = rules[10795];
+  assign \rules$79[15].ethertype  = rules[10811:10796];
+  assign \rules$79[15].ethertype_mask  = rules[10827:10812];
+  assign \rules$79[15].vlan_id  = rules[10839:10828];
+  assign \rules$79[15].vlan_mask  = rules[10851:10840];
+  assign \rules$79[15].ip_proto  = rules[10859:10852];
+  assign \rules$79[15].ip_proto_mask  = rules[10867:10860];
+  assign \rules$79[15].dscp  = rules[10873:10868];
+  assign \rules$79[15].dscp_mask  = rules[10879:10874];
+  assign \rules$79[15].tcp_flags  = rules[10887:10880];
+  assign \rules$79[15].tcp_flags_mask  = rules[10895:10888];
+  assign \rules$79[15].src_port_lo  = rules[10911:10896];
+  assign \rules$79[15].src_port_hi  = rules[10927:10912];
+  assign \rules$79[15].dst_port_lo  = rules[10943:10928];
+  assign \rules$79[15].dst_port_hi  = rules[10959:10944];
+  assign \rules$79[15].src_addr  = rules[11087:10960];
+  assign \rules$79[15].src_mask  = rules[11215:11088];
+  assign \rules$79[15].dst_addr  = rules[11343:11216];
+  assign \rules$79[15].dst_mask  = rules[11471:11344];
   assign \default_action.drop  = default_action[0];
   assign \default_action.instance  = default_action[4:1];
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
-  assign \default_action$69.drop  = default_action[0];
-  assign \default_action$69.instance  = default_action[4:1];
-  assign \default_action$69.reta_offset  = default_action[15:5];
-  assign \default_action$69.reta_size_log2  = default_action[19:16];
-  assign \i__payload$72.length  = \i__payload$72 [15:0];
-  assign \i__payload$72.error  = \i__payload$72 [19:16];
-  assign \i__payload$72.flags  = \i__payload$72 [29:20];
-  assign \i__payload$72.flags.vlan  = \i__payload$72 [20];
-  assign \i__payload$72.flags.vlan2  = \i__payload$72 [21];
-  assign \i__payload$72.flags.ipv4  = \i__payload$72 [22];
-  assign \i__payload$72.flags.ipv6  = \i__payload$72 [23];
-  assign \i__payload$72.flags.fragment  = \i__payload$72 [24];
-  assign \i__payload$72.flags.tcp  = \i__payload$72 [25];
-  assign \i__payload$72.flags.udp  = \i__payload$72 [26];
-  assign \i__payload$72.flags.tunnel  = \i__payload$72 [27];
-  assign \i__payload$72.flags.direct  = \i__payload$72 [28];
-  assign \i__payload$72.flags.ip_options  = \i__payload$72 [29];
-  assign \i__payload$72.ethertype  = \i__payload$72 [45:30];
-  assign \i__payload$72.vlan_id  = \i__payload$72 [57:46];
-  assign \i__payload$72.dscp  = \i__payload$72 [63:58];
-  assign \i__payload$72.ip_proto  = \i__payload$72 [71:64];
-  assign \i__payload$72.tcp_flags  = \i__payload$72 [79:72];
-  assign \i__payload$72.src_addr  = \i__payload$72 [207:80];
-  assign \i__payload$72.dst_addr  = \i__payload$72 [335:208];
-  assign \i__payload$72.src_port  = \i__payload$72 [351:336];
-  assign \i__payload$72.dst_port  = \i__payload$72 [367:352];
-  assign \i__payload$72.hash  = \i__payload$72 [399:368];
-  assign \i__payload$72.hash_type  = \i__payload$72 [402:400];
-  assign \i__payload$72.rule  = \i__payload$72 [410:403];
-  assign \i__payload$72.instance  = \i__payload$72 [414:411];
-  assign \i__payload$72.reta_offset  = \i__payload$72 [425:415];
-  assign \i__payload$72.reta_size_log2  = \i__payload$72 [429:426];
-  assign \i__payload$72.drop  = \i__payload$72 [433:430];
-  assign \i__payload$72.queue  = \i__payload$72 [441:434];
-  assign \i__payload$72.generation  = \i__payload$72 [457:442];
-  assign \o__payload.length  = \i__payload$72 [15:0];
-  assign \o__payload.error  = \i__payload$72 [19:16];
-  assign \o__payload.flags  = \i__payload$72 [29:20];
-  assign \o__payload.flags.vlan  = \i__payload$72 [20];
-  assign \o__payload.flags.vlan2  = \i__payload$72 [21];
-  assign \o__payload.flags.ipv4  = \i__payload$72 [22];
-  assign \o__payload.flags.ipv6  = \i__payload$72 [23];
-  assign \o__payload.flags.fragment  = \i__payload$72 [24];
-  assign \o__payload.flags.tcp  = \i__payload$72 [25];
-  assign \o__payload.flags.udp  = \i__payload$72 [26];
-  assign \o__payload.flags.tunnel  = \i__payload$72 [27];
-  assign \o__payload.flags.direct  = \i__payload$72 [28];
-  assign \o__payload.flags.ip_options  = \i__payload$72 [29];
-  assign \o__payload.ethertype  = \i__payload$72 [45:30];
-  assign \o__payload.vlan_id  = \i__payload$72 [57:46];
-  assign \o__payload.dscp  = \i__payload$72 [63:58];
-  assign \o__payload.ip_proto  = \i__payload$72 [71:64];
-  assign \o__payload.tcp_flags  = \i__payload$72 [79:72];
-  assign \o__payload.src_addr  = \i__payload$72 [207:80];
-  assign \o__payload.dst_addr  = \i__payload$72 [335:208];
-  assign \o__payload.src_port  = \i__payload$72 [351:336];
-  assign \o__payload.dst_port  = \i__payload$72 [367:352];
-  assign \o__payload.hash  = \i__payload$72 [399:368];
-  assign \o__payload.hash_type  = \i__payload$72 [402:400];
-  assign \o__payload.rule  = \i__payload$72 [410:403];
-  assign \o__payload.instance  = \i__payload$72 [414:411];
-  assign \o__payload.reta_offset  = \i__payload$72 [425:415];
-  assign \o__payload.reta_size_log2  = \i__payload$72 [429:426];
-  assign \o__payload.drop  = \i__payload$72 [433:430];
-  assign \o__payload.queue  = \i__payload$72 [441:434];
-  assign \o__payload.generation  = \i__payload$72 [457:442];
-  assign \i__payload$78.length  = \i__payload$78 [15:0];
-  assign \i__payload$78.error  = \i__payload$78 [19:16];
-  assign \i__payload$78.flags  = \i__payload$78 [29:20];
-  assign \i__payload$78.flags.vlan  = \i__payload$78 [20];
-  assign \i__payload$78.flags.vlan2  = \i__payload$78 [21];
-  assign \i__payload$78.flags.ipv4  = \i__payload$78 [22];
-  assign \i__payload$78.flags.ipv6  = \i__payload$78 [23];
-  assign \i__payload$78.flags.fragment  = \i__payload$78 [24];
-  assign \i__payload$78.flags.tcp  = \i__payload$78 [25];
-  assign \i__payload$78.flags.udp  = \i__payload$78 [26];
-  assign \i__payload$78.flags.tunnel  = \i__payload$78 [27];
-  assign \i__payload$78.flags.direct  = \i__payload$78 [28];
-  assign \i__payload$78.flags.ip_options  = \i__payload$78 [29];
-  assign \i__payload$78.ethertype  = \i__payload$78 [45:30];
-  assign \i__payload$78.vlan_id  = \i__payload$78 [57:46];
-  assign \i__payload$78.dscp  = \i__payload$78 [63:58];
-  assign \i__payload$78.ip_proto  = \i__payload$78 [71:64];
-  assign \i__payload$78.tcp_flags  = \i__payload$78 [79:72];
-  assign \i__payload$78.src_addr  = \i__payload$78 [207:80];
-  assign \i__payload$78.dst_addr  = \i__payload$78 [335:208];
-  assign \i__payload$78.src_port  = \i__payload$78 [351:336];
-  assign \i__payload$78.dst_port  = \i__payload$78 [367:352];
-  assign \i__payload$78.hash  = \i__payload$78 [399:368];
-  assign \i__payload$78.hash_type  = \i__payload$78 [402:400];
-  assign \i__payload$78.rule  = \i__payload$78 [410:403];
-  assign \i__payload$78.instance  = \i__payload$78 [414:411];
-  assign \i__payload$78.reta_offset  = \i__payload$78 [425:415];
-  assign \i__payload$78.reta_size_log2  = \i__payload$78 [429:426];
-  assign \i__payload$78.drop  = \i__payload$78 [433:430];
-  assign \i__payload$78.queue  = \i__payload$78 [441:434];
-  assign \i__payload$78.generation  = \i__payload$78 [457:442];
-  assign \o__payload$79.length  = \i__payload$78 [15:0];
-  assign \o__payload$79.error  = \i__payload$78 [19:16];
-  assign \o__payload$79.flags  = \i__payload$78 [29:20];
-  assign \o__payload$79.flags.vlan  = \i__payload$78 [20];
-  assign \o__payload$79.flags.vlan2  = \i__payload$78 [21];
-  assign \o__payload$79.flags.ipv4  = \i__payload$78 [22];
-  assign \o__payload$79.flags.ipv6  = \i__payload$78 [23];
-  assign \o__payload$79.flags.fragment  = \i__payload$78 [24];
-  assign \o__payload$79.flags.tcp  = \i__payload$78 [25];
-  assign \o__payload$79.flags.udp  = \i__payload$78 [26];
-  assign \o__payload$79.flags.tunnel  = \i__payload$78 [27];
-  assign \o__payload$79.flags.direct  = \i__payload$78 [28];
-  assign \o__payload$79.flags.ip_options  = \i__payload$78 [29];
-  assign \o__payload$79.ethertype  = \i__payload$78 [45:30];
-  assign \o__payload$79.vlan_id  = \i__payload$78 [57:46];
-  assign \o__payload$79.dscp  = \i__payload$78 [63:58];
-  assign \o__payload$79.ip_proto  = \i__payload$78 [71:64];
-  assign \o__payload$79.tcp_flags  = \i__payload$78 [79:72];
-  assign \o__payload$79.src_addr  = \i__payload$78 [207:80];
-  assign \o__payload$79.dst_addr  = \i__payload$78 [335:208];
-  assign \o__payload$79.src_port  = \i__payload$78 [351:336];
-  assign \o__payload$79.dst_port  = \i__payload$78 [367:352];
-  assign \o__payload$79.hash  = \i__payload$78 [399:368];
-  assign \o__payload$79.hash_type  = \i__payload$78 [402:400];
-  assign \o__payload$79.rule  = \i__payload$78 [410:403];
-  assign \o__payload$79.instance  = \i__payload$78 [414:411];
-  assign \o__payload$79.reta_offset  = \i__payload$78 [425:415];
-  assign \o__payload$79.reta_size_log2  = \i__payload$78 [429:426];
-  assign \o__payload$79.drop  = \i__payload$78 [433:430];
-  assign \o__payload$79.queue  = \i__payload$78 [441:434];
-  assign \o__payload$79.generation  = \i__payload$78 [457:442];
-  assign \i__payload$84.length  = \i__payload$84 [15:0];
-  assign \i__payload$84.error  = \i__payload$84 [19:16];
-  assign \i__payload$84.flags  = \i__payload$84 [29:20];
-  assign \i__payload$84.flags.vlan  = \i__payload$84 [20];
-  assign \i__payload$84.flags.vlan2  = \i__payload$84 [21];
-  assign \i__payload$84.flags.ipv4  = \i__payload$84 [22];
-  assign \i__payload$84.flags.ipv6  = \i__payload$84 [23];
-  assign \i__payload$84.flags.fragment  = \i__payload$84 [24];
-  assign \i__payload$84.flags.tcp  = \i__payload$84 [25];
-  assign \i__payload$84.flags.udp  = \i__payload$84 [26];
-  assign \i__payload$84.flags.tunnel  = \i__payload$84 [27];
-  assign \i__payload$84.flags.direct  = \i__payload$84 [28];
-  assign \i__payload$84.flags.ip_options  = \i__payload$84 [29];
-  assign \i__payload$84.ethertype  = \i__payload$84 [45:30];
-  assign \i__payload$84.vlan_id  = \i__payload$84 [57:46];
-  assign \i__payload$84.dscp  = \i__payload$84 [63:58];
-  assign \i__payload$84.ip_proto  = \i__payload$84 [71:64];
-  assign \i__payload$84.tcp_flags  = \i__payload$84 [79:72];
-  assign \i__payload$84.src_addr  = \i__payload$84 [207:80];
-  assign \i__payload$84.dst_addr  = \i__payload$84 [335:208];
-  assign \i__payload$84.src_port  = \i__payload$84 [351:336];
-  assign \i__payload$84.dst_port  = \i__payload$84 [367:352];
-  assign \i__payload$84.hash  = \i__payload$84 [399:368];
-  assign \i__payload$84.hash_type  = \i__payload$84 [402:400];
-  assign \i__payload$84.rule  = \i__payload$84 [410:403];
-  assign \i__payload$84.instance  = \i__payload$84 [414:411];
-  assign \i__payload$84.reta_offset  = \i__payload$84 [425:415];
-  assign \i__payload$84.reta_size_log2  = \i__payload$84 [429:426];
-  assign \i__payload$84.drop  = \i__payload$84 [433:430];
-  assign \i__payload$84.queue  = \i__payload$84 [441:434];
-  assign \i__payload$84.generation  = \i__payload$84 [457:442];
-  assign \o__payload$85.length  = \i__payload$84 [15:0];
-  assign \o__payload$85.error  = \i__payload$84 [19:16];
-  assign \o__payload$85.flags  = \i__payload$84 [29:20];
-  assign \o__payload$85.flags.vlan  = \i__payload$84 [20];
-  assign \o__payload$85.flags.vlan2  = \i__payload$84 [21];
-  assign \o__payload$85.flags.ipv4  = \i__payload$84 [22];
-  assign \o__payload$85.flags.ipv6  = \i__payload$84 [23];
-  assign \o__payload$85.flags.fragment  = \i__payload$84 [24];
-  assign \o__payload$85.flags.tcp  = \i__payload$84 [25];
-  assign \o__payload$85.flags.udp  = \i__payload$84 [26];
-  assign \o__payload$85.flags.tunnel  = \i__payload$84 [27];
-  assign \o__payload$85.flags.direct  = \i__payload$84 [28];
-  assign \o__payload$85.flags.ip_options  = \i__payload$84 [29];
-  assign \o__payload$85.ethertype  = \i__payload$84 [45:30];
-  assign \o__payload$85.vlan_id  = \i__payload$84 [57:46];
-  assign \o__payload$85.dscp  = \i__payload$84 [63:58];
-  assign \o__payload$85.ip_proto  = \i__payload$84 [71:64];
-  assign \o__payload$85.tcp_flags  = \i__payload$84 [79:72];
-  assign \o__payload$85.src_addr  = \i__payload$84 [207:80];
-  assign \o__payload$85.dst_addr  = \i__payload$84 [335:208];
-  assign \o__payload$85.src_port  = \i__payload$84 [351:336];
-  assign \o__payload$85.dst_port  = \i__payload$84 [367:352];
-  assign \o__payload$85.hash  = \i__payload$84 [399:368];
-  assign \o__payload$85.hash_type  = \i__payload$84 [402:400];
-  assign \o__payload$85.rule  = \i__payload$84 [410:403];
-  assign \o__payload$85.instance  = \i__payload$84 [414:411];
-  assign \o__payload$85.reta_offset  = \i__payload$84 [425:415];
-  assign \o__payload$85.reta_size_log2  = \i__payload$84 [429:426];
-  assign \o__payload$85.drop  = \i__payload$84 [433:430];
-  assign \o__payload$85.queue  = \i__payload$84 [441:434];
-  assign \o__payload$85.generation  = \i__payload$84 [457:442];
-  assign \i__payload$90.length  = \i__payload$90 [15:0];
-  assign \i__payload$90.error  = \i__payload$90 [19:16];
-  assign \i__payload$90.flags  = \i__payload$90 [29:20];
-  assign \i__payload$90.flags.vlan  = \i__payload$90 [20];
-  assign \i__payload$90.flags.vlan2  = \i__payload$90 [21];
-  assign \i__payload$90.flags.ipv4  = \i__payload$90 [22];
-  assign \i__payload$90.flags.ipv6  = \i__payload$90 [23];
-  assign \i__payload$90.flags.fragment  = \i__payload$90 [24];
-  assign \i__payload$90.flags.tcp  = \i__payload$90 [25];
-  assign \i__payload$90.flags.udp  = \i__payload$90 [26];
-  assign \i__payload$90.flags.tunnel  = \i__payload$90 [27];
-  assign \i__payload$90.flags.direct  = \i__payload$90 [28];
-  assign \i__payload$90.flags.ip_options  = \i__payload$90 [29];
-  assign \i__payload$90.ethertype  = \i__payload$90 [45:30];
-  assign \i__payload$90.vlan_id  = \i__payload$90 [57:46];
-  assign \i__payload$90.dscp  = \i__payload$90 [63:58];
-  assign \i__payload$90.ip_proto  = \i__payload$90 [71:64];
-  assign \i__payload$90.tcp_flags  = \i__payload$90 [79:72];
-  assign \i__payload$90.src_addr  = \i__payload$90 [207:80];
-  assign \i__payload$90.dst_addr  = \i__payload$90 [335:208];
-  assign \i__payload$90.src_port  = \i__payload$90 [351:336];
-  assign \i__payload$90.dst_port  = \i__payload$90 [367:352];
-  assign \i__payload$90.hash  = \i__payload$90 [399:368];
-  assign \i__payload$90.hash_type  = \i__payload$90 [402:400];
-  assign \i__payload$90.rule  = \i__payload$90 [410:403];
-  assign \i__payload$90.instance  = \i__payload$90 [414:411];
-  assign \i__payload$90.reta_offset  = \i__payload$90 [425:415];
-  assign \i__payload$90.reta_size_log2  = \i__payload$90 [429:426];
-  assign \i__payload$90.drop  = \i__payload$90 [433:430];
-  assign \i__payload$90.queue  = \i__payload$90 [441:434];
-  assign \i__payload$90.generation  = \i__payload$90 [457:442];
-  assign \o__payload$91.length  = \i__payload$90 [15:0];
-  assign \o__payload$91.error  = \i__payload$90 [19:16];
-  assign \o__payload$91.flags  = \i__payload$90 [29:20];
-  assign \o__payload$91.flags.vlan  = \i__payload$90 [20];
-  assign \o__payload$91.flags.vlan2  = \i__payload$90 [21];
-  assign \o__payload$91.flags.ipv4  = \i__payload$90 [22];
-  assign \o__payload$91.flags.ipv6  = \i__payload$90 [23];
-  assign \o__payload$91.flags.fragment  = \i__payload$90 [24];
-  assign \o__payload$91.flags.tcp  = \i__payload$90 [25];
-  assign \o__payload$91.flags.udp  = \i__payload$90 [26];
-  assign \o__payload$91.flags.tunnel  = \i__payload$90 [27];
-  assign \o__payload$91.flags.direct  = \i__payload$90 [28];
-  assign \o__payload$91.flags.ip_options  = \i__payload$90 [29];
-  assign \o__payload$91.ethertype  = \i__payload$90 [45:30];
-  assign \o__payload$91.vlan_id  = \i__payload$90 [57:46];
-  assign \o__payload$91.dscp  = \i__payload$90 [63:58];
-  assign \o__payload$91.ip_proto  = \i__payload$90 [71:64];
-  assign \o__payload$91.tcp_flags  = \i__payload$90 [79:72];
-  assign \o__payload$91.src_addr  = \i__payload$90 [207:80];
-  assign \o__payload$91.dst_addr  = \i__payload$90 [335:208];
-  assign \o__payload$91.src_port  = \i__payload$90 [351:336];
-  assign \o__payload$91.dst_port  = \i__payload$90 [367:352];
-  assign \o__payload$91.hash  = \i__payload$90 [399:368];
-  assign \o__payload$91.hash_type  = \i__payload$90 [402:400];
-  assign \o__payload$91.rule  = \i__payload$90 [410:403];
-  assign \o__payload$91.instance  = \i__payload$90 [414:411];
-  assign \o__payload$91.reta_offset  = \i__payload$90 [425:415];
-  assign \o__payload$91.reta_size_log2  = \i__payload$90 [429:426];
-  assign \o__payload$91.drop  = \i__payload$90 [433:430];
-  assign \o__payload$91.queue  = \i__payload$90 [441:434];
-  assign \o__payload$91.generation  = \i__payload$90 [457:442];
-  assign \i__payload$96.length  = \i__payload$96 [15:0];
-  assign \i__payload$96.error  = \i__payload$96 [19:16];
-  assign \i__payload$96.flags  = \i__payload$96 [29:20];
-  assign \i__payload$96.flags.vlan  = \i__payload$96 [20];
-  assign \i__payload$96.flags.vlan2  = \i__payload$96 [21];
-  assign \i__payload$96.flags.ipv4  = \i__payload$96 [22];
-  assign \i__payload$96.flags.ipv6  = \i__payload$96 [23];
-  assign \i__payload$96.flags.fragment  = \i__payload$96 [24];
-  assign \i__payload$96.flags.tcp  = \i__payload$96 [25];
-  assign \i__payload$96.flags.udp  = \i__payload$96 [26];
-  assign \i__payload$96.flags.tunnel  = \i__payload$96 [27];
-  assign \i__payload$96.flags.direct  = \i__payload$96 [28];
-  assign \i__payload$96.flags.ip_options  = \i__payload$96 [29];
-  assign \i__payload$96.ethertype  = \i__payload$96 [45:30];
-  assign \i__payload$96.vlan_id  = \i__payload$96 [57:46];
-  assign \i__payload$96.dscp  = \i__payload$96 [63:58];
-  assign \i__payload$96.ip_proto  = \i__payload$96 [71:64];
-  assign \i__payload$96.tcp_flags  = \i__payload$96 [79:72];
-  assign \i__payload$96.src_addr  = \i__payload$96 [207:80];
-  assign \i__payload$96.dst_addr  = \i__payload$96 [335:208];
-  assign \i__payload$96.src_port  = \i__payload$96 [351:336];
-  assign \i__payload$96.dst_port  = \i__payload$96 [367:352];
-  assign \i__payload$96.hash  = \i__payload$96 [399:368];
-  assign \i__payload$96.hash_type  = \i__payload$96 [402:400];
-  assign \i__payload$96.rule  = \i__payload$96 [410:403];
-  assign \i__payload$96.instance  = \i__payload$96 [414:411];
-  assign \i__payload$96.reta_offset  = \i__payload$96 [425:415];
-  assign \i__payload$96.reta_size_log2  = \i__payload$96 [429:426];
-  assign \i__payload$96.drop  = \i__payload$96 [433:430];
-  assign \i__payload$96.queue  = \i__payload$96 [441:434];
-  assign \i__payload$96.generation  = \i__payload$96 [457:442];
-  assign \o__payload$97.length  = \i__payload$96 [15:0];
-  assign \o__payload$97.error  = \i__payload$96 [19:16];
-  assign \o__payload$97.flags  = \i__payload$96 [29:20];
-  assign \o__payload$97.flags.vlan  = \i__payload$96 [20];
-  assign \o__payload$97.flags.vlan2  = \i__payload$96 [21];
-  assign \o__payload$97.flags.ipv4  = \i__payload$96 [22];
-  assign \o__payload$97.flags.ipv6  = \i__payload$96 [23];
-  assign \o__payload$97.flags.fragment  = \i__payload$96 [24];
-  assign \o__payload$97.flags.tcp  = \i__payload$96 [25];
-  assign \o__payload$97.flags.udp  = \i__payload$96 [26];
-  assign \o__payload$97.flags.tunnel  = \i__payload$96 [27];
-  assign \o__payload$97.flags.direct  = \i__payload$96 [28];
-  assign \o__payload$97.flags.ip_options  = \i__payload$96 [29];
-  assign \o__payload$97.ethertype  = \i__payload$96 [45:30];
-  assign \o__payload$97.vlan_id  = \i__payload$96 [57:46];
-  assign \o__payload$97.dscp  = \i__payload$96 [63:58];
-  assign \o__payload$97.ip_proto  = \i__payload$96 [71:64];
-  assign \o__payload$97.tcp_flags  = \i__payload$96 [79:72];
-  assign \o__payload$97.src_addr  = \i__payload$96 [207:80];
-  assign \o__payload$97.dst_addr  = \i__payload$96 [335:208];
-  assign \o__payload$97.src_port  = \i__payload$96 [351:336];
-  assign \o__payload$97.dst_port  = \i__payload$96 [367:352];
-  assign \o__payload$97.hash  = \i__payload$96 [399:368];
-  assign \o__payload$97.hash_type  = \i__payload$96 [402:400];
-  assign \o__payload$97.rule  = \i__payload$96 [410:403];
-  assign \o__payload$97.instance  = \i__payload$96 [414:411];
-  assign \o__payload$97.reta_offset  = \i__payload$96 [425:415];
-  assign \o__payload$97.reta_size_log2  = \i__payload$96 [429:426];
-  assign \o__payload$97.drop  = \i__payload$96 [433:430];
-  assign \o__payload$97.queue  = \i__payload$96 [441:434];
-  assign \o__payload$97.generation  = \i__payload$96 [457:442];
-  assign \i__payload$102.length  = \i__payload$102 [15:0];
-  assign \i__payload$102.error  = \i__payload$102 [19:16];
-  assign \i__payload$102.flags  = \i__payload$102 [29:20];
-  assign \i__payload$102.flags.vlan  = \i__payload$102 [20];
-  assign \i__payload$102.flags.vlan2  = \i__payload$102 [21];
-  assign \i__payload$102.flags.ipv4  = \i__payload$102 [22];
-  assign \i__payload$102.flags.ipv6  = \i__payload$102 [23];
-  assign \i__payload$102.flags.fragment  = \i__payload$102 [24];
-  assign \i__payload$102.flags.tcp  = \i__payload$102 [25];
-  assign \i__payload$102.flags.udp  = \i__payload$102 [26];
-  assign \i__payload$102.flags.tunnel  = \i__payload$102 [27];
-  assign \i__payload$102.flags.direct  = \i__payload$102 [28];
-  assign \i__payload$102.flags.ip_options  = \i__payload$102 [29];
-  assign \i__payload$102.ethertype  = \i__payload$102 [45:30];
-  assign \i__payload$102.vlan_id  = \i__payload$102 [57:46];
-  assign \i__payload$102.dscp  = \i__payload$102 [63:58];
-  assign \i__payload$102.ip_proto  = \i__payload$102 [71:64];
-  assign \i__payload$102.tcp_flags  = \i__payload$102 [79:72];
-  assign \i__payload$102.src_addr  = \i__payload$102 [207:80];
-  assign \i__payload$102.dst_addr  = \i__payload$102 [335:208];
-  assign \i__payload$102.src_port  = \i__payload$102 [351:336];
-  assign \i__payload$102.dst_port  = \i__payload$102 [367:352];
-  assign \i__payload$102.hash  = \i__payload$102 [399:368];
-  assign \i__payload$102.hash_type  = \i__payload$102 [402:400];
-  assign \i__payload$102.rule  = \i__payload$102 [410:403];
-  assign \i__payload$102.instance  = \i__payload$102 [414:411];
-  assign \i__payload$102.reta_offset  = \i__payload$102 [425:415];
-  assign \i__payload$102.reta_size_log2  = \i__payload$102 [429:426];
-  assign \i__payload$102.drop  = \i__payload$102 [433:430];
-  assign \i__payload$102.queue  = \i__payload$102 [441:434];
-  assign \i__payload$102.generation  = \i__payload$102 [457:442];
-  assign \o__payload$103.length  = \i__payload$102 [15:0];
-  assign \o__payload$103.error  = \i__payload$102 [19:16];
-  assign \o__payload$103.flags  = \i__payload$102 [29:20];
-  assign \o__payload$103.flags.vlan  = \i__payload$102 [20];
-  assign \o__payload$103.flags.vlan2  = \i__payload$102 [21];
-  assign \o__payload$103.flags.ipv4  = \i__payload$102 [22];
-  assign \o__payload$103.flags.ipv6  = \i__payload$102 [23];
-  assign \o__payload$103.flags.fragment  = \i__payload$102 [24];
-  assign \o__payload$103.flags.tcp  = \i__payload$102 [25];
-  assign \o__payload$103.flags.udp  = \i__payload$102 [26];
-  assign \o__payload$103.flags.tunnel  = \i__payload$102 [27];
-  assign \o__payload$103.flags.direct  = \i__payload$102 [28];
-  assign \o__payload$103.flags.ip_options  = \i__payload$102 [29];
-  assign \o__payload$103.ethertype  = \i__payload$102 [45:30];
-  assign \o__payload$103.vlan_id  = \i__payload$102 [57:46];
-  assign \o__payload$103.dscp  = \i__payload$102 [63:58];
-  assign \o__payload$103.ip_proto  = \i__payload$102 [71:64];
-  assign \o__payload$103.tcp_flags  = \i__payload$102 [79:72];
-  assign \o__payload$103.src_addr  = \i__payload$102 [207:80];
-  assign \o__payload$103.dst_addr  = \i__payload$102 [335:208];
-  assign \o__payload$103.src_port  = \i__payload$102 [351:336];
-  assign \o__payload$103.dst_port  = \i__payload$102 [367:352];
-  assign \o__payload$103.hash  = \i__payload$102 [399:368];
-  assign \o__payload$103.hash_type  = \i__payload$102 [402:400];
-  assign \o__payload$103.rule  = \i__payload$102 [410:403];
-  assign \o__payload$103.instance  = \i__payload$102 [414:411];
-  assign \o__payload$103.reta_offset  = \i__payload$102 [425:415];
-  assign \o__payload$103.reta_size_log2  = \i__payload$102 [429:426];
-  assign \o__payload$103.drop  = \i__payload$102 [433:430];
-  assign \o__payload$103.queue  = \i__payload$102 [441:434];
-  assign \o__payload$103.generation  = \i__payload$102 [457:442];
-  assign \i__payload$108.length  = \i__payload$108 [15:0];
-  assign \i__payload$108.error  = \i__payload$108 [19:16];
-  assign \i__payload$108.flags  = \i__payload$108 [29:20];
-  assign \i__payload$108.flags.vlan  = \i__payload$108 [20];
-  assign \i__payload$108.flags.vlan2  = \i__payload$108 [21];
-  assign \i__payload$108.flags.ipv4  = \i__payload$108 [22];
-  assign \i__payload$108.flags.ipv6  = \i__payload$108 [23];
-  assign \i__payload$108.flags.fragment  = \i__payload$108 [24];
-  assign \i__payload$108.flags.tcp  = \i__payload$108 [25];
-  assign \i__payload$108.flags.udp  = \i__payload$108 [26];
-  assign \i__payload$108.flags.tunnel  = \i__payload$108 [27];
-  assign \i__payload$108.flags.direct  = \i__payload$108 [28];
-  assign \i__payload$108.flags.ip_options  = \i__payload$108 [29];
-  assign \i__payload$108.ethertype  = \i__payload$108 [45:30];
-  assign \i__payload$108.vlan_id  = \i__payload$108 [57:46];
-  assign \i__payload$108.dscp  = \i__payload$108 [63:58];
-  assign \i__payload$108.ip_proto  = \i__payload$108 [71:64];
-  assign \i__payload$108.tcp_flags  = \i__payload$108 [79:72];
-  assign \i__payload$108.src_addr  = \i__payload$108 [207:80];
-  assign \i__payload$108.dst_addr  = \i__payload$108 [335:208];
-  assign \i__payload$108.src_port  = \i__payload$108 [351:336];
-  assign \i__payload$108.dst_port  = \i__payload$108 [367:352];
-  assign \i__payload$108.hash  = \i__payload$108 [399:368];
-  assign \i__payload$108.hash_type  = \i__payload$108 [402:400];
-  assign \i__payload$108.rule  = \i__payload$108 [410:403];
-  assign \i__payload$108.instance  = \i__payload$108 [414:411];
-  assign \i__payload$108.reta_offset  = \i__payload$108 [425:415];
-  assign \i__payload$108.reta_size_log2  = \i__payload$108 [429:426];
-  assign \i__payload$108.drop  = \i__payload$108 [433:430];
-  assign \i__payload$108.queue  = \i__payload$108 [441:434];
-  assign \i__payload$108.generation  = \i__payload$108 [457:442];
-  assign \o__payload$109.length  = \i__payload$108 [15:0];
-  assign \o__payload$109.error  = \i__payload$108 [19:16];
-  assign \o__payload$109.flags  = \i__payload$108 [29:20];
-  assign \o__payload$109.flags.vlan  = \i__payload$108 [20];
-  assign \o__payload$109.flags.vlan2  = \i__payload$108 [21];
-  assign \o__payload$109.flags.ipv4  = \i__payload$108 [22];
-  assign \o__payload$109.flags.ipv6  = \i__payload$108 [23];
-  assign \o__payload$109.flags.fragment  = \i__payload$108 [24];
-  assign \o__payload$109.flags.tcp  = \i__payload$108 [25];
-  assign \o__payload$109.flags.udp  = \i__payload$108 [26];
-  assign \o__payload$109.flags.tunnel  = \i__payload$108 [27];
-  assign \o__payload$109.flags.direct  = \i__payload$108 [28];
-  assign \o__payload$109.flags.ip_options  = \i__payload$108 [29];
-  assign \o__payload$109.ethertype  = \i__payload$108 [45:30];
-  assign \o__payload$109.vlan_id  = \i__payload$108 [57:46];
-  assign \o__payload$109.dscp  = \i__payload$108 [63:58];
-  assign \o__payload$109.ip_proto  = \i__payload$108 [71:64];
-  assign \o__payload$109.tcp_flags  = \i__payload$108 [79:72];
-  assign \o__payload$109.src_addr  = \i__payload$108 [207:80];
-  assign \o__payload$109.dst_addr  = \i__payload$108 [335:208];
-  assign \o__payload$109.src_port  = \i__payload$108 [351:336];
-  assign \o__payload$109.dst_port  = \i__payload$108 [367:352];
-  assign \o__payload$109.hash  = \i__payload$108 [399:368];
-  assign \o__payload$109.hash_type  = \i__payload$108 [402:400];
-  assign \o__payload$109.rule  = \i__payload$108 [410:403];
-  assign \o__payload$109.instance  = \i__payload$108 [414:411];
-  assign \o__payload$109.reta_offset  = \i__payload$108 [425:415];
-  assign \o__payload$109.reta_size_log2  = \i__payload$108 [429:426];
-  assign \o__payload$109.drop  = \i__payload$108 [433:430];
-  assign \o__payload$109.queue  = \i__payload$108 [441:434];
-  assign \o__payload$109.generation  = \i__payload$108 [457:442];
+  assign \default_action$81.drop  = default_action[0];
+  assign \default_action$81.instance  = default_action[4:1];
+  assign \default_action$81.reta_offset  = default_action[15:5];
+  assign \default_action$81.reta_size_log2  = default_action[19:16];
+  assign \i__payload$91.length  = \i__payload$91 [15:0];
+  assign \i__payload$91.error  = \i__payload$91 [19:16];
+  assign \i__payload$91.flags  = \i__payload$91 [29:20];
+  assign \i__payload$91.flags.vlan  = \i__payload$91 [20];
+  assign \i__payload$91.flags.vlan2  = \i__payload$91 [21];
+  assign \i__payload$91.flags.ipv4  = \i__payload$91 [22];
+  assign \i__payload$91.flags.ipv6  = \i__payload$91 [23];
+  assign \i__payload$91.flags.fragment  = \i__payload$91 [24];
+  assign \i__payload$91.flags.tcp  = \i__payload$91 [25];
+  assign \i__payload$91.flags.udp  = \i__payload$91 [26];
+  assign \i__payload$91.flags.tunnel  = \i__payload$91 [27];
+  assign \i__payload$91.flags.direct  = \i__payload$91 [28];
+  assign \i__payload$91.flags.ip_options  = \i__payload$91 [29];
+  assign \i__payload$91.ethertype  = \i__payload$91 [45:30];
+  assign \i__payload$91.vlan_id  = \i__payload$91 [57:46];
+  assign \i__payload$91.dscp  = \i__payload$91 [63:58];
+  assign \i__payload$91.ip_proto  = \i__payload$91 [71:64];
+  assign \i__payload$91.tcp_flags  = \i__payload$91 [79:72];
+  assign \i__payload$91.src_addr  = \i__payload$91 [207:80];
+  assign \i__payload$91.dst_addr  = \i__payload$91 [335:208];
+  assign \i__payload$91.src_port  = \i__payload$91 [351:336];
+  assign \i__payload$91.dst_port  = \i__payload$91 [367:352];
+  assign \i__payload$91.hash  = \i__payload$91 [399:368];
+  assign \i__payload$91.hash_type  = \i__payload$91 [402:400];
+  assign \i__payload$91.rule  = \i__payload$91 [410:403];
+  assign \i__payload$91.instance  = \i__payload$91 [414:411];
+  assign \i__payload$91.reta_offset  = \i__payload$91 [425:415];
+  assign \i__payload$91.reta_size_log2  = \i__payload$91 [429:426];
+  assign \i__payload$91.drop  = \i__payload$91 [433:430];
+  assign \i__payload$91.queue  = \i__payload$91 [441:434];
+  assign \i__payload$91.generation  = \i__payload$91 [457:442];
+  assign \o__payload.length  = \i__payload$91 [15:0];
+  assign \o__payload.error  = \i__payload$91 [19:16];
+  assign \o__payload.flags  = \i__payload$91 [29:20];
+  assign \o__payload.flags.vlan  = \i__payload$91 [20];
+  assign \o__payload.flags.vlan2  = \i__payload$91 [21];
+  assign \o__payload.flags.ipv4  = \i__payload$91 [22];
+  assign \o__payload.flags.ipv6  = \i__payload$91 [23];
+  assign \o__payload.flags.fragment  = \i__payload$91 [24];
+  assign \o__payload.flags.tcp  = \i__payload$91 [25];
+  assign \o__payload.flags.udp  = \i__payload$91 [26];
+  assign \o__payload.flags.tunnel  = \i__payload$91 [27];
+  assign \o__payload.flags.direct  = \i__payload$91 [28];
+  assign \o__payload.flags.ip_options  = \i__payload$91 [29];
+  assign \o__payload.ethertype  = \i__payload$91 [45:30];
+  assign \o__payload.vlan_id  = \i__payload$91 [57:46];
+  assign \o__payload.dscp  = \i__payload$91 [63:58];
+  assign \o__payload.ip_proto  = \i__payload$91 [71:64];
+  assign \o__payload.tcp_flags  = \i__payload$91 [79:72];
+  assign \o__payload.src_addr  = \i__payload$91 [207:80];
+  assign \o__payload.dst_addr  = \i__payload$91 [335:208];
+  assign \o__payload.src_port  = \i__payload$91 [351:336];
+  assign \o__payload.dst_port  = \i__payload$91 [367:352];
+  assign \o__payload.hash  = \i__payload$91 [399:368];
+  assign \o__payload.hash_type  = \i__payload$91 [402:400];
+  assign \o__payload.rule  = \i__payload$91 [410:403];
+  assign \o__payload.instance  = \i__payload$91 [414:411];
+  assign \o__payload.reta_offset  = \i__payload$91 [425:415];
+  assign \o__payload.reta_size_log2  = \i__payload$91 [429:426];
+  assign \o__payload.drop  = \i__payload$91 [433:430];
+  assign \o__payload.queue  = \i__payload$91 [441:434];
+  assign \o__payload.generation  = \i__payload$91 [457:442];
+  assign \i__payload$97.length  = \i__payload$97 [15:0];
+  assign \i__payload$97.error  = \i__payload$97 [19:16];
+  assign \i__payload$97.flags  = \i__payload$97 [29:20];
+  assign \i__payload$97.flags.vlan  = \i__payload$97 [20];
+  assign \i__payload$97.flags.vlan2  = \i__payload$97 [21];
+  assign \i__payload$97.flags.ipv4  = \i__payload$97 [22];
+  assign \i__payload$97.flags.ipv6  = \i__payload$97 [23];
+  assign \i__payload$97.flags.fragment  = \i__payload$97 [24];
+  assign \i__payload$97.flags.tcp  = \i__payload$97 [25];
+  assign \i__payload$97.flags.udp  = \i__payload$97 [26];
+  assign \i__payload$97.flags.tunnel  = \i__payload$97 [27];
+  assign \i__payload$97.flags.direct  = \i__payload$97 [28];
+  assign \i__payload$97.flags.ip_options  = \i__payload$97 [29];
+  assign \i__payload$97.ethertype  = \i__payload$97 [45:30];
+  assign \i__payload$97.vlan_id  = \i__payload$97 [57:46];
+  assign \i__payload$97.dscp  = \i__payload$97 [63:58];
+  assign \i__payload$97.ip_proto  = \i__payload$97 [71:64];
+  assign \i__payload$97.tcp_flags  = \i__payload$97 [79:72];
+  assign \i__payload$97.src_addr  = \i__payload$97 [207:80];
+  assign \i__payload$97.dst_addr  = \i__payload$97 [335:208];
+  assign \i__payload$97.src_port  = \i__payload$97 [351:336];
+  assign \i__payload$97.dst_port  = \i__payload$97 [367:352];
+  assign \i__payload$97.hash  = \i__payload$97 [399:368];
+  assign \i__payload$97.hash_type  = \i__payload$97 [402:400];
+  assign \i__payload$97.rule  = \i__payload$97 [410:403];
+  assign \i__payload$97.instance  = \i__payload$97 [414:411];
+  assign \i__payload$97.reta_offset  = \i__payload$97 [425:415];
+  assign \i__payload$97.reta_size_log2  = \i__payload$97 [429:426];
+  assign \i__payload$97.drop  = \i__payload$97 [433:430];
+  assign \i__payload$97.queue  = \i__payload$97 [441:434];
+  assign \i__payload$97.generation  = \i__payload$97 [457:442];
+  assign \o__payload$98.length  = \i__payload$97 [15:0];
+  assign \o__payload$98.error  = \i__payload$97 [19:16];
+  assign \o__payload$98.flags  = \i__payload$97 [29:20];
+  assign \o__payload$98.flags.vlan  = \i__payload$97 [20];
+  assign \o__payload$98.flags.vlan2  = \i__payload$97 [21];
+  assign \o__payload$98.flags.ipv4  = \i__payload$97 [22];
+  assign \o__payload$98.flags.ipv6  = \i__payload$97 [23];
+  assign \o__payload$98.flags.fragment  = \i__payload$97 [24];
+  assign \o__payload$98.flags.tcp  = \i__payload$97 [25];
+  assign \o__payload$98.flags.udp  = \i__payload$97 [26];
+  assign \o__payload$98.flags.tunnel  = \i__payload$97 [27];
+  assign \o__payload$98.flags.direct  = \i__payload$97 [28];
+  assign \o__payload$98.flags.ip_options  = \i__payload$97 [29];
+  assign \o__payload$98.ethertype  = \i__payload$97 [45:30];
+  assign \o__payload$98.vlan_id  = \i__payload$97 [57:46];
+  assign \o__payload$98.dscp  = \i__payload$97 [63:58];
+  assign \o__payload$98.ip_proto  = \i__payload$97 [71:64];
+  assign \o__payload$98.tcp_flags  = \i__payload$97 [79:72];
+  assign \o__payload$98.src_addr  = \i__payload$97 [207:80];
+  assign \o__payload$98.dst_addr  = \i__payload$97 [335:208];
+  assign \o__payload$98.src_port  = \i__payload$97 [351:336];
+  assign \o__payload$98.dst_port  = \i__payload$97 [367:352];
+  assign \o__payload$98.hash  = \i__payload$97 [399:368];
+  assign \o__payload$98.hash_type  = \i__payload$97 [402:400];
+  assign \o__payload$98.rule  = \i__payload$97 [410:403];
+  assign \o__payload$98.instance  = \i__payload$97 [414:411];
+  assign \o__payload$98.reta_offset  = \i__payload$97 [425:415];
+  assign \o__payload$98.reta_size_log2  = \i__payload$97 [429:426];
+  assign \o__payload$98.drop  = \i__payload$97 [433:430];
+  assign \o__payload$98.queue  = \i__payload$97 [441:434];
+  assign \o__payload$98.generation  = \i__payload$97 [457:442];
+  assign \i__payload$103.length  = \i__payload$103 [15:0];
+  assign \i__payload$103.error  = \i__payload$103 [19:16];
+  assign \i__payload$103.flags  = \i__payload$103 [29:20];
+  assign \i__payload$103.flags.vlan  = \i__payload$103 [20];
+  assign \i__payload$103.flags.vlan2  = \i__payload$103 [21];
+  assign \i__payload$103.flags.ipv4  = \i__payload$103 [22];
+  assign \i__payload$103.flags.ipv6  = \i__payload$103 [23];
+  assign \i__payload$103.flags.fragment  = \i__payload$103 [24];
+  assign \i__payload$103.flags.tcp  = \i__payload$103 [25];
+  assign \i__payload$103.flags.udp  = \i__payload$103 [26];
+  assign \i__payload$103.flags.tunnel  = \i__payload$103 [27];
+  assign \i__payload$103.flags.direct  = \i__payload$103 [28];
+  assign \i__payload$103.flags.ip_options  = \i__payload$103 [29];
+  assign \i__payload$103.ethertype  = \i__payload$103 [45:30];
+  assign \i__payload$103.vlan_id  = \i__payload$103 [57:46];
+  assign \i__payload$103.dscp  = \i__payload$103 [63:58];
+  assign \i__payload$103.ip_proto  = \i__payload$103 [71:64];
+  assign \i__payload$103.tcp_flags  = \i__payload$103 [79:72];
+  assign \i__payload$103.src_addr  = \i__payload$103 [207:80];
+  assign \i__payload$103.dst_addr  = \i__payload$103 [335:208];
+  assign \i__payload$103.src_port  = \i__payload$103 [351:336];
+  assign \i__payload$103.dst_port  = \i__payload$103 [367:352];
+  assign \i__payload$103.hash  = \i__payload$103 [399:368];
+  assign \i__payload$103.hash_type  = \i__payload$103 [402:400];
+  assign \i__payload$103.rule  = \i__payload$103 [410:403];
+  assign \i__payload$103.instance  = \i__payload$103 [414:411];
+  assign \i__payload$103.reta_offset  = \i__payload$103 [425:415];
+  assign \i__payload$103.reta_size_log2  = \i__payload$103 [429:426];
+  assign \i__payload$103.drop  = \i__payload$103 [433:430];
+  assign \i__payload$103.queue  = \i__payload$103 [441:434];
+  assign \i__payload$103.generation  = \i__payload$103 [457:442];
+  assign \o__payload$104.length  = \i__payload$103 [15:0];
+  assign \o__payload$104.error  = \i__payload$103 [19:16];
+  assign \o__payload$104.flags  = \i__payload$103 [29:20];
+  assign \o__payload$104.flags.vlan  = \i__payload$103 [20];
+  assign \o__payload$104.flags.vlan2  = \i__payload$103 [21];
+  assign \o__payload$104.flags.ipv4  = \i__payload$103 [22];
+  assign \o__payload$104.flags.ipv6  = \i__payload$103 [23];
+  assign \o__payload$104.flags.fragment  = \i__payload$103 [24];
+  assign \o__payload$104.flags.tcp  = \i__payload$103 [25];
+  assign \o__payload$104.flags.udp  = \i__payload$103 [26];
+  assign \o__payload$104.flags.tunnel  = \i__payload$103 [27];
+  assign \o__payload$104.flags.direct  = \i__payload$103 [28];
+  assign \o__payload$104.flags.ip_options  = \i__payload$103 [29];
+  assign \o__payload$104.ethertype  = \i__payload$103 [45:30];
+  assign \o__payload$104.vlan_id  = \i__payload$103 [57:46];
+  assign \o__payload$104.dscp  = \i__payload$103 [63:58];
+  assign \o__payload$104.ip_proto  = \i__payload$103 [71:64];
+  assign \o__payload$104.tcp_flags  = \i__payload$103 [79:72];
+  assign \o__payload$104.src_addr  = \i__payload$103 [207:80];
+  assign \o__payload$104.dst_addr  = \i__payload$103 [335:208];
+  assign \o__payload$104.src_port  = \i__payload$103 [351:336];
+  assign \o__payload$104.dst_port  = \i__payload$103 [367:352];
+  assign \o__payload$104.hash  = \i__payload$103 [399:368];
+  assign \o__payload$104.hash_type  = \i__payload$103 [402:400];
+  assign \o__payload$104.rule  = \i__payload$103 [410:403];
+  assign \o__payload$104.instance  = \i__payload$103 [414:411];
+  assign \o__payload$104.reta_offset  = \i__payload$103 [425:415];
+  assign \o__payload$104.reta_size_log2  = \i__payload$103 [429:426];
+  assign \o__payload$104.drop  = \i__payload$103 [433:430];
+  assign \o__payload$104.queue  = \i__payload$103 [441:434];
+  assign \o__payload$104.generation  = \i__payload$103 [457:442];
+  assign \i__payload$109.length  = \i__payload$109 [15:0];
+  assign \i__payload$109.error  = \i__payload$109 [19:16];
+  assign \i__payload$109.flags  = \i__payload$109 [29:20];
+  assign \i__payload$109.flags.vlan  = \i__payload$109 [20];
+  assign \i__payload$109.flags.vlan2  = \i__payload$109 [21];
+  assign \i__payload$109.flags.ipv4  = \i__payload$109 [22];
+  assign \i__payload$109.flags.ipv6  = \i__payload$109 [23];
+  assign \i__payload$109.flags.fragment  = \i__payload$109 [24];
+  assign \i__payload$109.flags.tcp  = \i__payload$109 [25];
+  assign \i__payload$109.flags.udp  = \i__payload$109 [26];
+  assign \i__payload$109.flags.tunnel  = \i__payload$109 [27];
+  assign \i__payload$109.flags.direct  = \i__payload$109 [28];
+  assign \i__payload$109.flags.ip_options  = \i__payload$109 [29];
+  assign \i__payload$109.ethertype  = \i__payload$109 [45:30];
+  assign \i__payload$109.vlan_id  = \i__payload$109 [57:46];
+  assign \i__payload$109.dscp  = \i__payload$109 [63:58];
+  assign \i__payload$109.ip_proto  = \i__payload$109 [71:64];
+  assign \i__payload$109.tcp_flags  = \i__payload$109 [79:72];
+  assign \i__payload$109.src_addr  = \i__payload$109 [207:80];
+  assign \i__payload$109.dst_addr  = \i__payload$109 [335:208];
+  assign \i__payload$109.src_port  = \i__payload$109 [351:336];
+  assign \i__payload$109.dst_port  = \i__payload$109 [367:352];
+  assign \i__payload$109.hash  = \i__payload$109 [399:368];
+  assign \i__payload$109.hash_type  = \i__payload$109 [402:400];
+  assign \i__payload$109.rule  = \i__payload$109 [410:403];
+  assign \i__payload$109.instance  = \i__payload$109 [414:411];
+  assign \i__payload$109.reta_offset  = \i__payload$109 [425:415];
+  assign \i__payload$109.reta_size_log2  = \i__payload$109 [429:426];
+  assign \i__payload$109.drop  = \i__payload$109 [433:430];
+  assign \i__payload$109.queue  = \i__payload$109 [441:434];
+  assign \i__payload$109.generation  = \i__payload$109 [457:442];
+  assign \o__payload$110.length  = \i__payload$109 [15:0];
+  assign \o__payload$110.error  = \i__payload$109 [19:16];
+  assign \o__payload$110.flags  = \i__payload$109 [29:20];
+  assign \o__payload$110.flags.vlan  = \i__payload$109 [20];
+  assign \o__payload$110.flags.vlan2  = \i__payload$109 [21];
+  assign \o__payload$110.flags.ipv4  = \i__payload$109 [22];
+  assign \o__payload$110.flags.ipv6  = \i__payload$109 [23];
+  assign \o__payload$110.flags.fragment  = \i__payload$109 [24];
+  assign \o__payload$110.flags.tcp  = \i__payload$109 [25];
+  assign \o__payload$110.flags.udp  = \i__payload$109 [26];
+  assign \o__payload$110.flags.tunnel  = \i__payload$109 [27];
+  assign \o__payload$110.flags.direct  = \i__payload$109 [28];
+  assign \o__payload$110.flags.ip_options  = \i__payload$109 [29];
+  assign \o__payload$110.ethertype  = \i__payload$109 [45:30];
+  assign \o__payload$110.vlan_id  = \i__payload$109 [57:46];
+  assign \o__payload$110.dscp  = \i__payload$109 [63:58];
+  assign \o__payload$110.ip_proto  = \i__payload$109 [71:64];
+  assign \o__payload$110.tcp_flags  = \i__payload$109 [79:72];
+  assign \o__payload$110.src_addr  = \i__payload$109 [207:80];
+  assign \o__payload$110.dst_addr  = \i__payload$109 [335:208];
+  assign \o__payload$110.src_port  = \i__payload$109 [351:336];
+  assign \o__payload$110.dst_port  = \i__payload$109 [367:352];
+  assign \o__payload$110.hash  = \i__payload$109 [399:368];
+  assign \o__payload$110.hash_type  = \i__payload$109 [402:400];
+  assign \o__payload$110.rule  = \i__payload$109 [410:403];
+  assign \o__payload$110.instance  = \i__payload$109 [414:411];
+  assign \o__payload$110.reta_offset  = \i__payload$109 [425:415];
+  assign \o__payload$110.reta_size_log2  = \i__payload$109 [429:426];
+  assign \o__payload$110.drop  = \i__payload$109 [433:430];
+  assign \o__payload$110.queue  = \i__payload$109 [441:434];
+  assign \o__payload$110.generation  = \i__payload$109 [457:442];
+  assign \i__payload$115.length  = \i__payload$115 [15:0];
+  assign \i__payload$115.error  = \i__payload$115 [19:16];
+  assign \i__payload$115.flags  = \i__payload$115 [29:20];
+  assign \i__payload$115.flags.vlan  = \i__payload$115 [20];
+  assign \i__payload$115.flags.vlan2  = \i__payload$115 [21];
+  assign \i__payload$115.flags.ipv4  = \i__payload$115 [22];
+  assign \i__payload$115.flags.ipv6  = \i__payload$115 [23];
+  assign \i__payload$115.flags.fragment  = \i__payload$115 [24];
+  assign \i__payload$115.flags.tcp  = \i__payload$115 [25];
+  assign \i__payload$115.flags.udp  = \i__payload$115 [26];
+  assign \i__payload$115.flags.tunnel  = \i__payload$115 [27];
+  assign \i__payload$115.flags.direct  = \i__payload$115 [28];
+  assign \i__payload$115.flags.ip_options  = \i__payload$115 [29];
+  assign \i__payload$115.ethertype  = \i__payload$115 [45:30];
+  assign \i__payload$115.vlan_id  = \i__payload$115 [57:46];
+  assign \i__payload$115.dscp  = \i__payload$115 [63:58];
+  assign \i__payload$115.ip_proto  = \i__payload$115 [71:64];
+  assign \i__payload$115.tcp_flags  = \i__payload$115 [79:72];
+  assign \i__payload$115.src_addr  = \i__payload$115 [207:80];
+  assign \i__payload$115.dst_addr  = \i__payload$115 [335:208];
+  assign \i__payload$115.src_port  = \i__payload$115 [351:336];
+  assign \i__payload$115.dst_port  = \i__payload$115 [367:352];
+  assign \i__payload$115.hash  = \i__payload$115 [399:368];
+  assign \i__payload$115.hash_type  = \i__payload$115 [402:400];
+  assign \i__payload$115.rule  = \i__payload$115 [410:403];
+  assign \i__payload$115.instance  = \i__payload$115 [414:411];
+  assign \i__payload$115.reta_offset  = \i__payload$115 [425:415];
+  assign \i__payload$115.reta_size_log2  = \i__payload$115 [429:426];
+  assign \i__payload$115.drop  = \i__payload$115 [433:430];
+  assign \i__payload$115.queue  = \i__payload$115 [441:434];
+  assign \i__payload$115.generation  = \i__payload$115 [457:442];
+  assign \o__payload$116.length  = \i__payload$115 [15:0];
+  assign \o__payload$116.error  = \i__payload$115 [19:16];
+  assign \o__payload$116.flags  = \i__payload$115 [29:20];
+  assign \o__payload$116.flags.vlan  = \i__payload$115 [20];
+  assign \o__payload$116.flags.vlan2  = \i__payload$115 [21];
+  assign \o__payload$116.flags.ipv4  = \i__payload$115 [22];
+  assign \o__payload$116.flags.ipv6  = \i__payload$115 [23];
+  assign \o__payload$116.flags.fragment  = \i__payload$115 [24];
+  assign \o__payload$116.flags.tcp  = \i__payload$115 [25];
+  assign \o__payload$116.flags.udp  = \i__payload$115 [26];
+  assign \o__payload$116.flags.tunnel  = \i__payload$115 [27];
+  assign \o__payload$116.flags.direct  = \i__payload$115 [28];
+  assign \o__payload$116.flags.ip_options  = \i__payload$115 [29];
+  assign \o__payload$116.ethertype  = \i__payload$115 [45:30];
+  assign \o__payload$116.vlan_id  = \i__payload$115 [57:46];
+  assign \o__payload$116.dscp  = \i__payload$115 [63:58];
+  assign \o__payload$116.ip_proto  = \i__payload$115 [71:64];
+  assign \o__payload$116.tcp_flags  = \i__payload$115 [79:72];
+  assign \o__payload$116.src_addr  = \i__payload$115 [207:80];
+  assign \o__payload$116.dst_addr  = \i__payload$115 [335:208];
+  assign \o__payload$116.src_port  = \i__payload$115 [351:336];
+  assign \o__payload$116.dst_port  = \i__payload$115 [367:352];
+  assign \o__payload$116.hash  = \i__payload$115 [399:368];
+  assign \o__payload$116.hash_type  = \i__payload$115 [402:400];
+  assign \o__payload$116.rule  = \i__payload$115 [410:403];
+  assign \o__payload$116.instance  = \i__payload$115 [414:411];
+  assign \o__payload$116.reta_offset  = \i__payload$115 [425:415];
+  assign \o__payload$116.reta_size_log2  = \i__payload$115 [429:426];
+  assign \o__payload$116.drop  = \i__payload$115 [433:430];
+  assign \o__payload$116.queue  = \i__payload$115 [441:434];
+  assign \o__payload$116.generation  = \i__payload$115 [457:442];
+  assign \i__payload$121.length  = \i__payload$121 [15:0];
+  assign \i__payload$121.error  = \i__payload$121 [19:16];
+  assign \i__payload$121.flags  = \i__payload$121 [29:20];
+  assign \i__payload$121.flags.vlan  = \i__payload$121 [20];
+  assign \i__payload$121.flags.vlan2  = \i__payload$121 [21];
+  assign \i__payload$121.flags.ipv4  = \i__payload$121 [22];
+  assign \i__payload$121.flags.ipv6  = \i__payload$121 [23];
+  assign \i__payload$121.flags.fragment  = \i__payload$121 [24];
+  assign \i__payload$121.flags.tcp  = \i__payload$121 [25];
+  assign \i__payload$121.flags.udp  = \i__payload$121 [26];
+  assign \i__payload$121.flags.tunnel  = \i__payload$121 [27];
+  assign \i__payload$121.flags.direct  = \i__payload$121 [28];
+  assign \i__payload$121.flags.ip_options  = \i__payload$121 [29];
+  assign \i__payload$121.ethertype  = \i__payload$121 [45:30];
+  assign \i__payload$121.vlan_id  = \i__payload$121 [57:46];
+  assign \i__payload$121.dscp  = \i__payload$121 [63:58];
+  assign \i__payload$121.ip_proto  = \i__payload$121 [71:64];
+  assign \i__payload$121.tcp_flags  = \i__payload$121 [79:72];
+  assign \i__payload$121.src_addr  = \i__payload$121 [207:80];
+  assign \i__payload$121.dst_addr  = \i__payload$121 [335:208];
+  assign \i__payload$121.src_port  = \i__payload$121 [351:336];
+  assign \i__payload$121.dst_port  = \i__payload$121 [367:352];
+  assign \i__payload$121.hash  = \i__payload$121 [399:368];
+  assign \i__payload$121.hash_type  = \i__payload$121 [402:400];
+  assign \i__payload$121.rule  = \i__payload$121 [410:403];
+  assign \i__payload$121.instance  = \i__payload$121 [414:411];
+  assign \i__payload$121.reta_offset  = \i__payload$121 [425:415];
+  assign \i__payload$121.reta_size_log2  = \i__payload$121 [429:426];
+  assign \i__payload$121.drop  = \i__payload$121 [433:430];
+  assign \i__payload$121.queue  = \i__payload$121 [441:434];
+  assign \i__payload$121.generation  = \i__payload$121 [457:442];
+  assign \o__payload$122.length  = \i__payload$121 [15:0];
+  assign \o__payload$122.error  = \i__payload$121 [19:16];
+  assign \o__payload$122.flags  = \i__payload$121 [29:20];
+  assign \o__payload$122.flags.vlan  = \i__payload$121 [20];
+  assign \o__payload$122.flags.vlan2  = \i__payload$121 [21];
+  assign \o__payload$122.flags.ipv4  = \i__payload$121 [22];
+  assign \o__payload$122.flags.ipv6  = \i__payload$121 [23];
+  assign \o__payload$122.flags.fragment  = \i__payload$121 [24];
+  assign \o__payload$122.flags.tcp  = \i__payload$121 [25];
+  assign \o__payload$122.flags.udp  = \i__payload$121 [26];
+  assign \o__payload$122.flags.tunnel  = \i__payload$121 [27];
+  assign \o__payload$122.flags.direct  = \i__payload$121 [28];
+  assign \o__payload$122.flags.ip_options  = \i__payload$121 [29];
+  assign \o__payload$122.ethertype  = \i__payload$121 [45:30];
+  assign \o__payload$122.vlan_id  = \i__payload$121 [57:46];
+  assign \o__payload$122.dscp  = \i__payload$121 [63:58];
+  assign \o__payload$122.ip_proto  = \i__payload$121 [71:64];
+  assign \o__payload$122.tcp_flags  = \i__payload$121 [79:72];
+  assign \o__payload$122.src_addr  = \i__payload$121 [207:80];
+  assign \o__payload$122.dst_addr  = \i__payload$121 [335:208];
+  assign \o__payload$122.src_port  = \i__payload$121 [351:336];
+  assign \o__payload$122.dst_port  = \i__payload$121 [367:352];
+  assign \o__payload$122.hash  = \i__payload$121 [399:368];
+  assign \o__payload$122.hash_type  = \i__payload$121 [402:400];
+  assign \o__payload$122.rule  = \i__payload$121 [410:403];
+  assign \o__payload$122.instance  = \i__payload$121 [414:411];
+  assign \o__payload$122.reta_offset  = \i__payload$121 [425:415];
+  assign \o__payload$122.reta_size_log2  = \i__payload$121 [429:426];
+  assign \o__payload$122.drop  = \i__payload$121 [433:430];
+  assign \o__payload$122.queue  = \i__payload$121 [441:434];
+  assign \o__payload$122.generation  = \i__payload$121 [457:442];
+  assign \i__payload$127.length  = \i__payload$127 [15:0];
+  assign \i__payload$127.error  = \i__payload$127 [19:16];
+  assign \i__payload$127.flags  = \i__payload$127 [29:20];
+  assign \i__payload$127.flags.vlan  = \i__payload$127 [20];
+  assign \i__payload$127.flags.vlan2  = \i__payload$127 [21];
+  assign \i__payload$127.flags.ipv4  = \i__payload$127 [22];
+  assign \i__payload$127.flags.ipv6  = \i__payload$127 [23];
+  assign \i__payload$127.flags.fragment  = \i__payload$127 [24];
+  assign \i__payload$127.flags.tcp  = \i__payload$127 [25];
+  assign \i__payload$127.flags.udp  = \i__payload$127 [26];
+  assign \i__payload$127.flags.tunnel  = \i__payload$127 [27];
+  assign \i__payload$127.flags.direct  = \i__payload$127 [28];
+  assign \i__payload$127.flags.ip_options  = \i__payload$127 [29];
+  assign \i__payload$127.ethertype  = \i__payload$127 [45:30];
+  assign \i__payload$127.vlan_id  = \i__payload$127 [57:46];
+  assign \i__payload$127.dscp  = \i__payload$127 [63:58];
+  assign \i__payload$127.ip_proto  = \i__payload$127 [71:64];
+  assign \i__payload$127.tcp_flags  = \i__payload$127 [79:72];
+  assign \i__payload$127.src_addr  = \i__payload$127 [207:80];
+  assign \i__payload$127.dst_addr  = \i__payload$127 [335:208];
+  assign \i__payload$127.src_port  = \i__payload$127 [351:336];
+  assign \i__payload$127.dst_port  = \i__payload$127 [367:352];
+  assign \i__payload$127.hash  = \i__payload$127 [399:368];
+  assign \i__payload$127.hash_type  = \i__payload$127 [402:400];
+  assign \i__payload$127.rule  = \i__payload$127 [410:403];
+  assign \i__payload$127.instance  = \i__payload$127 [414:411];
+  assign \i__payload$127.reta_offset  = \i__payload$127 [425:415];
+  assign \i__payload$127.reta_size_log2  = \i__payload$127 [429:426];
+  assign \i__payload$127.drop  = \i__payload$127 [433:430];
+  assign \i__payload$127.queue  = \i__payload$127 [441:434];
+  assign \i__payload$127.generation  = \i__payload$127 [457:442];
+  assign \o__payload$128.length  = \i__payload$127 [15:0];
+  assign \o__payload$128.error  = \i__payload$127 [19:16];
+  assign \o__payload$128.flags  = \i__payload$127 [29:20];
+  assign \o__payload$128.flags.vlan  = \i__payload$127 [20];
+  assign \o__payload$128.flags.vlan2  = \i__payload$127 [21];
+  assign \o__payload$128.flags.ipv4  = \i__payload$127 [22];
+  assign \o__payload$128.flags.ipv6  = \i__payload$127 [23];
+  assign \o__payload$128.flags.fragment  = \i__payload$127 [24];
+  assign \o__payload$128.flags.tcp  = \i__payload$127 [25];
+  assign \o__payload$128.flags.udp  = \i__payload$127 [26];
+  assign \o__payload$128.flags.tunnel  = \i__payload$127 [27];
+  assign \o__payload$128.flags.direct  = \i__payload$127 [28];
+  assign \o__payload$128.flags.ip_options  = \i__payload$127 [29];
+  assign \o__payload$128.ethertype  = \i__payload$127 [45:30];
+  assign \o__payload$128.vlan_id  = \i__payload$127 [57:46];
+  assign \o__payload$128.dscp  = \i__payload$127 [63:58];
+  assign \o__payload$128.ip_proto  = \i__payload$127 [71:64];
+  assign \o__payload$128.tcp_flags  = \i__payload$127 [79:72];
+  assign \o__payload$128.src_addr  = \i__payload$127 [207:80];
+  assign \o__payload$128.dst_addr  = \i__payload$127 [335:208];
+  assign \o__payload$128.src_port  = \i__payload$127 [351:336];
+  assign \o__payload$128.dst_port  = \i__payload$127 [367:352];
+  assign \o__payload$128.hash  = \i__payload$127 [399:368];
+  assign \o__payload$128.hash_type  = \i__payload$127 [402:400];
+  assign \o__payload$128.rule  = \i__payload$127 [410:403];
+  assign \o__payload$128.instance  = \i__payload$127 [414:411];
+  assign \o__payload$128.reta_offset  = \i__payload$127 [425:415];
+  assign \o__payload$128.reta_size_log2  = \i__payload$127 [429:426];
+  assign \o__payload$128.drop  = \i__payload$127 [433:430];
+  assign \o__payload$128.queue  = \i__payload$127 [441:434];
+  assign \o__payload$128.generation  = \i__payload$127 [457:442];
+  assign \i__payload$133.length  = \i__payload$133 [15:0];
+  assign \i__payload$133.error  = \i__payload$133 [19:16];
+  assign \i__payload$133.flags  = \i__payload$133 [29:20];
+  assign \i__payload$133.flags.vlan  = \i__payload$133 [20];
+  assign \i__payload$133.flags.vlan2  = \i__payload$133 [21];
+  assign \i__payload$133.flags.ipv4  = \i__payload$133 [22];
+  assign \i__payload$133.flags.ipv6  = \i__payload$133 [23];
+  assign \i__payload$133.flags.fragment  = \i__payload$133 [24];
+  assign \i__payload$133.flags.tcp  = \i__payload$133 [25];
+  assign \i__payload$133.flags.udp  = \i__payload$133 [26];
+  assign \i__payload$133.flags.tunnel  = \i__payload$133 [27];
+  assign \i__payload$133.flags.direct  = \i__payload$133 [28];
+  assign \i__payload$133.flags.ip_options  = \i__payload$133 [29];
+  assign \i__payload$133.ethertype  = \i__payload$133 [45:30];
+  assign \i__payload$133.vlan_id  = \i__payload$133 [57:46];
+  assign \i__payload$133.dscp  = \i__payload$133 [63:58];
+  assign \i__payload$133.ip_proto  = \i__payload$133 [71:64];
+  assign \i__payload$133.tcp_flags  = \i__payload$133 [79:72];
+  assign \i__payload$133.src_addr  = \i__payload$133 [207:80];
+  assign \i__payload$133.dst_addr  = \i__payload$133 [335:208];
+  assign \i__payload$133.src_port  = \i__payload$133 [351:336];
+  assign \i__payload$133.dst_port  = \i__payload$133 [367:352];
+  assign \i__payload$133.hash  = \i__payload$133 [399:368];
+  assign \i__payload$133.hash_type  = \i__payload$133 [402:400];
+  assign \i__payload$133.rule  = \i__payload$133 [410:403];
+  assign \i__payload$133.instance  = \i__payload$133 [414:411];
+  assign \i__payload$133.reta_offset  = \i__payload$133 [425:415];
+  assign \i__payload$133.reta_size_log2  = \i__payload$133 [429:426];
+  assign \i__payload$133.drop  = \i__payload$133 [433:430];
+  assign \i__payload$133.queue  = \i__payload$133 [441:434];
+  assign \i__payload$133.generation  = \i__payload$133 [457:442];
+  assign \o__payload$134.length  = \i__payload$133 [15:0];
+  assign \o__payload$134.error  = \i__payload$133 [19:16];
+  assign \o__payload$134.flags  = \i__payload$133 [29:20];
+  assign \o__payload$134.flags.vlan  = \i__payload$133 [20];
+  assign \o__payload$134.flags.vlan2  = \i__payload$133 [21];
+  assign \o__payload$134.flags.ipv4  = \i__payload$133 [22];
+  assign \o__payload$134.flags.ipv6  = \i__payload$133 [23];
+  assign \o__payload$134.flags.fragment  = \i__payload$133 [24];
+  assign \o__payload$134.flags.tcp  = \i__payload$133 [25];
+  assign \o__payload$134.flags.udp  = \i__payload$133 [26];
+  assign \o__payload$134.flags.tunnel  = \i__payload$133 [27];
+  assign \o__payload$134.flags.direct  = \i__payload$133 [28];
+  assign \o__payload$134.flags.ip_options  = \i__payload$133 [29];
+  assign \o__payload$134.ethertype  = \i__payload$133 [45:30];
+  assign \o__payload$134.vlan_id  = \i__payload$133 [57:46];
+  assign \o__payload$134.dscp  = \i__payload$133 [63:58];
+  assign \o__payload$134.ip_proto  = \i__payload$133 [71:64];
+  assign \o__payload$134.tcp_flags  = \i__payload$133 [79:72];
+  assign \o__payload$134.src_addr  = \i__payload$133 [207:80];
+  assign \o__payload$134.dst_addr  = \i__payload$133 [335:208];
+  assign \o__payload$134.src_port  = \i__payload$133 [351:336];
+  assign \o__payload$134.dst_port  = \i__payload$133 [367:352];
+  assign \o__payload$134.hash  = \i__payload$133 [399:368];
+  assign \o__payload$134.hash_type  = \i__payload$133 [402:400];
+  assign \o__payload$134.rule  = \i__payload$133 [410:403];
+  assign \o__payload$134.instance  = \i__payload$133 [414:411];
+  assign \o__payload$134.reta_offset  = \i__payload$133 [425:415];
+  assign \o__payload$134.reta_size_log2  = \i__payload$133 [429:426];
+  assign \o__payload$134.drop  = \i__payload$133 [433:430];
+  assign \o__payload$134.queue  = \i__payload$133 [441:434];
+  assign \o__payload$134.generation  = \i__payload$133 [457:442];
+  assign \i__payload$139.length  = \i__payload$139 [15:0];
+  assign \i__payload$139.error  = \i__payload$139 [19:16];
+  assign \i__payload$139.flags  = \i__payload$139 [29:20];
+  assign \i__payload$139.flags.vlan  = \i__payload$139 [20];
+  assign \i__payload$139.flags.vlan2  = \i__payload$139 [21];
+  assign \i__payload$139.flags.ipv4  = \i__payload$139 [22];
+  assign \i__payload$139.flags.ipv6  = \i__payload$139 [23];
+  assign \i__payload$139.flags.fragment  = \i__payload$139 [24];
+  assign \i__payload$139.flags.tcp  = \i__payload$139 [25];
+  assign \i__payload$139.flags.udp  = \i__payload$139 [26];
+  assign \i__payload$139.flags.tunnel  = \i__payload$139 [27];
+  assign \i__payload$139.flags.direct  = \i__payload$139 [28];
+  assign \i__payload$139.flags.ip_options  = \i__payload$139 [29];
+  assign \i__payload$139.ethertype  = \i__payload$139 [45:30];
+  assign \i__payload$139.vlan_id  = \i__payload$139 [57:46];
+  assign \i__payload$139.dscp  = \i__payload$139 [63:58];
+  assign \i__payload$139.ip_proto  = \i__payload$139 [71:64];
+  assign \i__payload$139.tcp_flags  = \i__payload$139 [79:72];
+  assign \i__payload$139.src_addr  = \i__payload$139 [207:80];
+  assign \i__payload$139.dst_addr  = \i__payload$139 [335:208];
+  assign \i__payload$139.src_port  = \i__payload$139 [351:336];
+  assign \i__payload$139.dst_port  = \i__payload$139 [367:352];
+  assign \i__payload$139.hash  = \i__payload$139 [399:368];
+  assign \i__payload$139.hash_type  = \i__payload$139 [402:400];
+  assign \i__payload$139.rule  = \i__payload$139 [410:403];
+  assign \i__payload$139.instance  = \i__payload$139 [414:411];
+  assign \i__payload$139.reta_offset  = \i__payload$139 [425:415];
+  assign \i__payload$139.reta_size_log2  = \i__payload$139 [429:426];
+  assign \i__payload$139.drop  = \i__payload$139 [433:430];
+  assign \i__payload$139.queue  = \i__payload$139 [441:434];
+  assign \i__payload$139.generation  = \i__payload$139 [457:442];
+  assign \o__payload$140.length  = \i__payload$139 [15:0];
+  assign \o__payload$140.error  = \i__payload$139 [19:16];
+  assign \o__payload$140.flags  = \i__payload$139 [29:20];
+  assign \o__payload$140.flags.vlan  = \i__payload$139 [20];
+  assign \o__payload$140.flags.vlan2  = \i__payload$139 [21];
+  assign \o__payload$140.flags.ipv4  = \i__payload$139 [22];
+  assign \o__payload$140.flags.ipv6  = \i__payload$139 [23];
+  assign \o__payload$140.flags.fragment  = \i__payload$139 [24];
+  assign \o__payload$140.flags.tcp  = \i__payload$139 [25];
+  assign \o__payload$140.flags.udp  = \i__payload$139 [26];
+  assign \o__payload$140.flags.tunnel  = \i__payload$139 [27];
+  assign \o__payload$140.flags.direct  = \i__payload$139 [28];
+  assign \o__payload$140.flags.ip_options  = \i__payload$139 [29];
+  assign \o__payload$140.ethertype  = \i__payload$139 [45:30];
+  assign \o__payload$140.vlan_id  = \i__payload$139 [57:46];
+  assign \o__payload$140.dscp  = \i__payload$139 [63:58];
+  assign \o__payload$140.ip_proto  = \i__payload$139 [71:64];
+  assign \o__payload$140.tcp_flags  = \i__payload$139 [79:72];
+  assign \o__payload$140.src_addr  = \i__payload$139 [207:80];
+  assign \o__payload$140.dst_addr  = \i__payload$139 [335:208];
+  assign \o__payload$140.src_port  = \i__payload$139 [351:336];
+  assign \o__payload$140.dst_port  = \i__payload$139 [367:352];
+  assign \o__payload$140.hash  = \i__payload$139 [399:368];
+  assign \o__payload$140.hash_type  = \i__payload$139 [402:400];
+  assign \o__payload$140.rule  = \i__payload$139 [410:403];
+  assign \o__payload$140.instance  = \i__payload$139 [414:411];
+  assign \o__payload$140.reta_offset  = \i__payload$139 [425:415];
+  assign \o__payload$140.reta_size_log2  = \i__payload$139 [429:426];
+  assign \o__payload$140.drop  = \i__payload$139 [433:430];
+  assign \o__payload$140.queue  = \i__payload$139 [441:434];
+  assign \o__payload$140.generation  = \i__payload$139 [457:442];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
   assign \meta__payload.flags  = meta__payload[29:20];
@@ -5622,37 +6060,37 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \meta__payload.drop  = meta__payload[433:430];
   assign \meta__payload.queue  = meta__payload[441:434];
   assign \meta__payload.generation  = meta__payload[457:442];
-  assign \o__payload$117.length  = \o__payload$117 [15:0];
-  assign \o__payload$117.error  = \o__payload$117 [19:16];
-  assign \o__payload$117.flags  = \o__payload$117 [29:20];
-  assign \o__payload$117.flags.vlan  = \o__payload$117 [20];
-  assign \o__payload$117.flags.vlan2  = \o__payload$117 [21];
-  assign \o__payload$117.flags.ipv4  = \o__payload$117 [22];
-  assign \o__payload$117.flags.ipv6  = \o__payload$117 [23];
-  assign \o__payload$117.flags.fragment  = \o__payload$117 [24];
-  assign \o__payload$117.flags.tcp  = \o__payload$117 [25];
-  assign \o__payload$117.flags.udp  = \o__payload$117 [26];
-  assign \o__payload$117.flags.tunnel  = \o__payload$117 [27];
-  assign \o__payload$117.flags.direct  = \o__payload$117 [28];
-  assign \o__payload$117.flags.ip_options  = \o__payload$117 [29];
-  assign \o__payload$117.ethertype  = \o__payload$117 [45:30];
-  assign \o__payload$117.vlan_id  = \o__payload$117 [57:46];
-  assign \o__payload$117.dscp  = \o__payload$117 [63:58];
-  assign \o__payload$117.ip_proto  = \o__payload$117 [71:64];
-  assign \o__payload$117.tcp_flags  = \o__payload$117 [79:72];
-  assign \o__payload$117.src_addr  = \o__payload$117 [207:80];
-  assign \o__payload$117.dst_addr  = \o__payload$117 [335:208];
-  assign \o__payload$117.src_port  = \o__payload$117 [351:336];
-  assign \o__payload$117.dst_port  = \o__payload$117 [367:352];
-  assign \o__payload$117.hash  = \o__payload$117 [399:368];
-  assign \o__payload$117.hash_type  = \o__payload$117 [402:400];
-  assign \o__payload$117.rule  = \o__payload$117 [410:403];
-  assign \o__payload$117.instance  = \o__payload$117 [414:411];
-  assign \o__payload$117.reta_offset  = \o__payload$117 [425:415];
-  assign \o__payload$117.reta_size_log2  = \o__payload$117 [429:426];
-  assign \o__payload$117.drop  = \o__payload$117 [433:430];
-  assign \o__payload$117.queue  = \o__payload$117 [441:434];
-  assign \o__payload$117.generation  = \o__payload$117 [457:442];
+  assign \o__payload$148.length  = \o__payload$148 [15:0];
+  assign \o__payload$148.error  = \o__payload$148 [19:16];
+  assign \o__payload$148.flags  = \o__payload$148 [29:20];
+  assign \o__payload$148.flags.vlan  = \o__payload$148 [20];
+  assign \o__payload$148.flags.vlan2  = \o__payload$148 [21];
+  assign \o__payload$148.flags.ipv4  = \o__payload$148 [22];
+  assign \o__payload$148.flags.ipv6  = \o__payload$148 [23];
+  assign \o__payload$148.flags.fragment  = \o__payload$148 [24];
+  assign \o__payload$148.flags.tcp  = \o__payload$148 [25];
+  assign \o__payload$148.flags.udp  = \o__payload$148 [26];
+  assign \o__payload$148.flags.tunnel  = \o__payload$148 [27];
+  assign \o__payload$148.flags.direct  = \o__payload$148 [28];
+  assign \o__payload$148.flags.ip_options  = \o__payload$148 [29];
+  assign \o__payload$148.ethertype  = \o__payload$148 [45:30];
+  assign \o__payload$148.vlan_id  = \o__payload$148 [57:46];
+  assign \o__payload$148.dscp  = \o__payload$148 [63:58];
+  assign \o__payload$148.ip_proto  = \o__payload$148 [71:64];
+  assign \o__payload$148.tcp_flags  = \o__payload$148 [79:72];
+  assign \o__payload$148.src_addr  = \o__payload$148 [207:80];
+  assign \o__payload$148.dst_addr  = \o__payload$148 [335:208];
+  assign \o__payload$148.src_port  = \o__payload$148 [351:336];
+  assign \o__payload$148.dst_port  = \o__payload$148 [367:352];
+  assign \o__payload$148.hash  = \o__payload$148 [399:368];
+  assign \o__payload$148.hash_type  = \o__payload$148 [402:400];
+  assign \o__payload$148.rule  = \o__payload$148 [410:403];
+  assign \o__payload$148.instance  = \o__payload$148 [414:411];
+  assign \o__payload$148.reta_offset  = \o__payload$148 [425:415];
+  assign \o__payload$148.reta_size_log2  = \o__payload$148 [429:426];
+  assign \o__payload$148.drop  = \o__payload$148 [433:430];
+  assign \o__payload$148.queue  = \o__payload$148 [441:434];
+  assign \o__payload$148.generation  = \o__payload$148 [457:442];
   assign \meta.length  = meta__payload[15:0];
   assign \meta.error  = meta__payload[19:16];
   assign \meta.flags  = meta__payload[29:20];
@@ -5685,11 +6123,11 @@ module \hetnic_rx_pipeline_w64.pipeline (data__ready, \o__ready$119 , clk, rst, 
   assign \meta.queue  = meta__payload[441:434];
   assign \meta.generation  = meta__payload[457:442];
   assign meta__payload[457:442] = generation;
-  assign meta__payload[441:0] = \o__payload$117 [441:0];
+  assign meta__payload[441:0] = \o__payload$148 [441:0];
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -5904,7 +6342,7 @@ module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -5919,7 +6357,7 @@ module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -5934,7 +6372,7 @@ module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -5948,7 +6386,7 @@ module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -6054,493 +6492,493 @@ module \hetnic_rx_pipeline_w64.pipeline.class_slice (rst, o__ready, i__ready, i_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pass_errors, default_action, rules, o__valid, o__payload, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [11:0] \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
+  wire [11:0] \$101 ;
+  wire \$102 ;
   wire [7:0] \$103 ;
-  wire \$104 ;
-  wire [5:0] \$105 ;
+  wire [7:0] \$104 ;
+  wire \$105 ;
   wire [5:0] \$106 ;
-  wire \$107 ;
-  wire [7:0] \$108 ;
+  wire [5:0] \$107 ;
+  wire \$108 ;
   wire [7:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [127:0] \$111 ;
+  wire [7:0] \$110 ;
+  wire \$111 ;
   wire [127:0] \$112 ;
-  wire \$113 ;
-  wire [127:0] \$114 ;
+  wire [127:0] \$113 ;
+  wire \$114 ;
   wire [127:0] \$115 ;
-  wire \$116 ;
+  wire [127:0] \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [9:0] \$121 ;
+  wire \$121 ;
   wire [9:0] \$122 ;
-  wire \$123 ;
-  wire [15:0] \$124 ;
+  wire [9:0] \$123 ;
+  wire \$124 ;
   wire [15:0] \$125 ;
-  wire \$126 ;
-  wire [11:0] \$127 ;
+  wire [15:0] \$126 ;
+  wire \$127 ;
   wire [11:0] \$128 ;
-  wire \$129 ;
+  wire [11:0] \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
+  wire \$130 ;
   wire [7:0] \$131 ;
-  wire \$132 ;
-  wire [5:0] \$133 ;
+  wire [7:0] \$132 ;
+  wire \$133 ;
   wire [5:0] \$134 ;
-  wire \$135 ;
-  wire [7:0] \$136 ;
+  wire [5:0] \$135 ;
+  wire \$136 ;
   wire [7:0] \$137 ;
-  wire \$138 ;
-  wire [127:0] \$139 ;
+  wire [7:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
   wire [127:0] \$140 ;
-  wire \$141 ;
-  wire [127:0] \$142 ;
+  wire [127:0] \$141 ;
+  wire \$142 ;
   wire [127:0] \$143 ;
-  wire \$144 ;
+  wire [127:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [9:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
   wire [9:0] \$150 ;
-  wire \$151 ;
-  wire [15:0] \$152 ;
+  wire [9:0] \$151 ;
+  wire \$152 ;
   wire [15:0] \$153 ;
-  wire \$154 ;
-  wire [11:0] \$155 ;
+  wire [15:0] \$154 ;
+  wire \$155 ;
   wire [11:0] \$156 ;
-  wire \$157 ;
-  wire [7:0] \$158 ;
+  wire [11:0] \$157 ;
+  wire \$158 ;
   wire [7:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [5:0] \$161 ;
+  wire [7:0] \$160 ;
+  wire \$161 ;
   wire [5:0] \$162 ;
-  wire \$163 ;
-  wire [7:0] \$164 ;
+  wire [5:0] \$163 ;
+  wire \$164 ;
   wire [7:0] \$165 ;
-  wire \$166 ;
-  wire [127:0] \$167 ;
+  wire [7:0] \$166 ;
+  wire \$167 ;
   wire [127:0] \$168 ;
-  wire \$169 ;
+  wire [127:0] \$169 ;
   wire \$17 ;
-  wire [127:0] \$170 ;
+  wire \$170 ;
   wire [127:0] \$171 ;
-  wire \$172 ;
+  wire [127:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire [9:0] \$177 ;
+  wire \$177 ;
   wire [9:0] \$178 ;
-  wire \$179 ;
+  wire [9:0] \$179 ;
   wire \$18 ;
-  wire [15:0] \$180 ;
+  wire \$180 ;
   wire [15:0] \$181 ;
-  wire \$182 ;
-  wire [11:0] \$183 ;
+  wire [15:0] \$182 ;
+  wire \$183 ;
   wire [11:0] \$184 ;
-  wire \$185 ;
-  wire [7:0] \$186 ;
+  wire [11:0] \$185 ;
+  wire \$186 ;
   wire [7:0] \$187 ;
-  wire \$188 ;
-  wire [5:0] \$189 ;
+  wire [7:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
   wire [5:0] \$190 ;
-  wire \$191 ;
-  wire [7:0] \$192 ;
+  wire [5:0] \$191 ;
+  wire \$192 ;
   wire [7:0] \$193 ;
-  wire \$194 ;
-  wire [127:0] \$195 ;
+  wire [7:0] \$194 ;
+  wire \$195 ;
   wire [127:0] \$196 ;
-  wire \$197 ;
-  wire [127:0] \$198 ;
+  wire [127:0] \$197 ;
+  wire \$198 ;
   wire [127:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
+  wire [127:0] \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire [9:0] \$205 ;
+  wire \$205 ;
   wire [9:0] \$206 ;
-  wire \$207 ;
-  wire [15:0] \$208 ;
+  wire [9:0] \$207 ;
+  wire \$208 ;
   wire [15:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [11:0] \$211 ;
+  wire [15:0] \$210 ;
+  wire \$211 ;
   wire [11:0] \$212 ;
-  wire \$213 ;
-  wire [7:0] \$214 ;
+  wire [11:0] \$213 ;
+  wire \$214 ;
   wire [7:0] \$215 ;
-  wire \$216 ;
-  wire [5:0] \$217 ;
+  wire [7:0] \$216 ;
+  wire \$217 ;
   wire [5:0] \$218 ;
-  wire \$219 ;
+  wire [5:0] \$219 ;
   wire [19:0] \$22 ;
-  wire [7:0] \$220 ;
+  wire \$220 ;
   wire [7:0] \$221 ;
-  wire \$222 ;
-  wire [127:0] \$223 ;
+  wire [7:0] \$222 ;
+  wire \$223 ;
   wire [127:0] \$224 ;
-  wire \$225 ;
-  wire [127:0] \$226 ;
+  wire [127:0] \$225 ;
+  wire \$226 ;
   wire [127:0] \$227 ;
-  wire \$228 ;
+  wire [127:0] \$228 ;
   wire \$229 ;
   wire [19:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
-  wire [9:0] \$233 ;
+  wire \$233 ;
   wire [9:0] \$234 ;
-  wire \$235 ;
-  wire [15:0] \$236 ;
+  wire [9:0] \$235 ;
+  wire \$236 ;
   wire [15:0] \$237 ;
-  wire \$238 ;
-  wire [11:0] \$239 ;
+  wire [15:0] \$238 ;
+  wire \$239 ;
   wire [19:0] \$24 ;
   wire [11:0] \$240 ;
-  wire \$241 ;
-  wire [7:0] \$242 ;
+  wire [11:0] \$241 ;
+  wire \$242 ;
   wire [7:0] \$243 ;
-  wire \$244 ;
-  wire [5:0] \$245 ;
+  wire [7:0] \$244 ;
+  wire \$245 ;
   wire [5:0] \$246 ;
-  wire \$247 ;
-  wire [7:0] \$248 ;
+  wire [5:0] \$247 ;
+  wire \$248 ;
   wire [7:0] \$249 ;
   wire [19:0] \$25 ;
-  wire \$250 ;
-  wire [127:0] \$251 ;
+  wire [7:0] \$250 ;
+  wire \$251 ;
   wire [127:0] \$252 ;
-  wire \$253 ;
-  wire [127:0] \$254 ;
+  wire [127:0] \$253 ;
+  wire \$254 ;
   wire [127:0] \$255 ;
-  wire \$256 ;
+  wire [127:0] \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [19:0] \$26 ;
   wire \$260 ;
-  wire [9:0] \$261 ;
+  wire \$261 ;
   wire [9:0] \$262 ;
-  wire \$263 ;
-  wire [15:0] \$264 ;
+  wire [9:0] \$263 ;
+  wire \$264 ;
   wire [15:0] \$265 ;
-  wire \$266 ;
-  wire [11:0] \$267 ;
+  wire [15:0] \$266 ;
+  wire \$267 ;
   wire [11:0] \$268 ;
-  wire \$269 ;
+  wire [11:0] \$269 ;
   wire [19:0] \$27 ;
-  wire [7:0] \$270 ;
+  wire \$270 ;
   wire [7:0] \$271 ;
-  wire \$272 ;
-  wire [5:0] \$273 ;
+  wire [7:0] \$272 ;
+  wire \$273 ;
   wire [5:0] \$274 ;
-  wire \$275 ;
-  wire [7:0] \$276 ;
+  wire [5:0] \$275 ;
+  wire \$276 ;
   wire [7:0] \$277 ;
-  wire \$278 ;
-  wire [127:0] \$279 ;
+  wire [7:0] \$278 ;
+  wire \$279 ;
   wire [19:0] \$28 ;
   wire [127:0] \$280 ;
-  wire \$281 ;
-  wire [127:0] \$282 ;
+  wire [127:0] \$281 ;
+  wire \$282 ;
   wire [127:0] \$283 ;
-  wire \$284 ;
+  wire [127:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire [9:0] \$289 ;
+  wire \$289 ;
   wire [19:0] \$29 ;
   wire [9:0] \$290 ;
-  wire \$291 ;
-  wire [15:0] \$292 ;
+  wire [9:0] \$291 ;
+  wire \$292 ;
   wire [15:0] \$293 ;
-  wire \$294 ;
-  wire [11:0] \$295 ;
+  wire [15:0] \$294 ;
+  wire \$295 ;
   wire [11:0] \$296 ;
-  wire \$297 ;
-  wire [7:0] \$298 ;
+  wire [11:0] \$297 ;
+  wire \$298 ;
   wire [7:0] \$299 ;
   wire \$3 ;
   wire [19:0] \$30 ;
-  wire \$300 ;
-  wire [5:0] \$301 ;
+  wire [7:0] \$300 ;
+  wire \$301 ;
   wire [5:0] \$302 ;
-  wire \$303 ;
-  wire [7:0] \$304 ;
+  wire [5:0] \$303 ;
+  wire \$304 ;
   wire [7:0] \$305 ;
-  wire \$306 ;
-  wire [127:0] \$307 ;
+  wire [7:0] \$306 ;
+  wire \$307 ;
   wire [127:0] \$308 ;
-  wire \$309 ;
+  wire [127:0] \$309 ;
   wire [19:0] \$31 ;
-  wire [127:0] \$310 ;
+  wire \$310 ;
   wire [127:0] \$311 ;
-  wire \$312 ;
+  wire [127:0] \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire [9:0] \$317 ;
+  wire \$317 ;
   wire [9:0] \$318 ;
-  wire \$319 ;
+  wire [9:0] \$319 ;
   wire [19:0] \$32 ;
-  wire [15:0] \$320 ;
+  wire \$320 ;
   wire [15:0] \$321 ;
-  wire \$322 ;
-  wire [11:0] \$323 ;
+  wire [15:0] \$322 ;
+  wire \$323 ;
   wire [11:0] \$324 ;
-  wire \$325 ;
-  wire [7:0] \$326 ;
+  wire [11:0] \$325 ;
+  wire \$326 ;
   wire [7:0] \$327 ;
-  wire \$328 ;
-  wire [5:0] \$329 ;
+  wire [7:0] \$328 ;
+  wire \$329 ;
   wire [19:0] \$33 ;
   wire [5:0] \$330 ;
-  wire \$331 ;
-  wire [7:0] \$332 ;
+  wire [5:0] \$331 ;
+  wire \$332 ;
   wire [7:0] \$333 ;
-  wire \$334 ;
-  wire [127:0] \$335 ;
+  wire [7:0] \$334 ;
+  wire \$335 ;
   wire [127:0] \$336 ;
-  wire \$337 ;
-  wire [127:0] \$338 ;
+  wire [127:0] \$337 ;
+  wire \$338 ;
   wire [127:0] \$339 ;
   wire [19:0] \$34 ;
-  wire \$340 ;
+  wire [127:0] \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire [9:0] \$345 ;
+  wire \$345 ;
   wire [9:0] \$346 ;
-  wire \$347 ;
-  wire [15:0] \$348 ;
+  wire [9:0] \$347 ;
+  wire \$348 ;
   wire [15:0] \$349 ;
   wire [19:0] \$35 ;
-  wire \$350 ;
-  wire [11:0] \$351 ;
+  wire [15:0] \$350 ;
+  wire \$351 ;
   wire [11:0] \$352 ;
-  wire \$353 ;
-  wire [7:0] \$354 ;
+  wire [11:0] \$353 ;
+  wire \$354 ;
   wire [7:0] \$355 ;
-  wire \$356 ;
-  wire [5:0] \$357 ;
+  wire [7:0] \$356 ;
+  wire \$357 ;
   wire [5:0] \$358 ;
-  wire \$359 ;
+  wire [5:0] \$359 ;
   wire [19:0] \$36 ;
-  wire [7:0] \$360 ;
+  wire \$360 ;
   wire [7:0] \$361 ;
-  wire \$362 ;
-  wire [127:0] \$363 ;
+  wire [7:0] \$362 ;
+  wire \$363 ;
   wire [127:0] \$364 ;
-  wire \$365 ;
-  wire [127:0] \$366 ;
+  wire [127:0] \$365 ;
+  wire \$366 ;
   wire [127:0] \$367 ;
-  wire \$368 ;
+  wire [127:0] \$368 ;
   wire \$369 ;
   wire [19:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [9:0] \$373 ;
+  wire \$373 ;
   wire [9:0] \$374 ;
-  wire \$375 ;
-  wire [15:0] \$376 ;
+  wire [9:0] \$375 ;
+  wire \$376 ;
   wire [15:0] \$377 ;
-  wire \$378 ;
-  wire [11:0] \$379 ;
+  wire [15:0] \$378 ;
+  wire \$379 ;
   wire [19:0] \$38 ;
   wire [11:0] \$380 ;
-  wire \$381 ;
-  wire [7:0] \$382 ;
+  wire [11:0] \$381 ;
+  wire \$382 ;
   wire [7:0] \$383 ;
-  wire \$384 ;
-  wire [5:0] \$385 ;
+  wire [7:0] \$384 ;
+  wire \$385 ;
   wire [5:0] \$386 ;
-  wire \$387 ;
-  wire [7:0] \$388 ;
+  wire [5:0] \$387 ;
+  wire \$388 ;
   wire [7:0] \$389 ;
   wire [19:0] \$39 ;
-  wire \$390 ;
-  wire [127:0] \$391 ;
+  wire [7:0] \$390 ;
+  wire \$391 ;
   wire [127:0] \$392 ;
-  wire \$393 ;
-  wire [127:0] \$394 ;
+  wire [127:0] \$393 ;
+  wire \$394 ;
   wire [127:0] \$395 ;
-  wire \$396 ;
+  wire [127:0] \$396 ;
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire [19:0] \$40 ;
   wire \$400 ;
-  wire [9:0] \$401 ;
+  wire \$401 ;
   wire [9:0] \$402 ;
-  wire \$403 ;
-  wire [15:0] \$404 ;
+  wire [9:0] \$403 ;
+  wire \$404 ;
   wire [15:0] \$405 ;
-  wire \$406 ;
-  wire [11:0] \$407 ;
+  wire [15:0] \$406 ;
+  wire \$407 ;
   wire [11:0] \$408 ;
-  wire \$409 ;
+  wire [11:0] \$409 ;
   wire [19:0] \$41 ;
-  wire [7:0] \$410 ;
+  wire \$410 ;
   wire [7:0] \$411 ;
-  wire \$412 ;
-  wire [5:0] \$413 ;
+  wire [7:0] \$412 ;
+  wire \$413 ;
   wire [5:0] \$414 ;
-  wire \$415 ;
-  wire [7:0] \$416 ;
+  wire [5:0] \$415 ;
+  wire \$416 ;
   wire [7:0] \$417 ;
-  wire \$418 ;
-  wire [127:0] \$419 ;
+  wire [7:0] \$418 ;
+  wire \$419 ;
   wire [19:0] \$42 ;
   wire [127:0] \$420 ;
-  wire \$421 ;
-  wire [127:0] \$422 ;
+  wire [127:0] \$421 ;
+  wire \$422 ;
   wire [127:0] \$423 ;
-  wire \$424 ;
+  wire [127:0] \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
-  wire [9:0] \$429 ;
+  wire \$429 ;
   wire [19:0] \$43 ;
   wire [9:0] \$430 ;
-  wire \$431 ;
-  wire [15:0] \$432 ;
+  wire [9:0] \$431 ;
+  wire \$432 ;
   wire [15:0] \$433 ;
-  wire \$434 ;
-  wire [11:0] \$435 ;
+  wire [15:0] \$434 ;
+  wire \$435 ;
   wire [11:0] \$436 ;
-  wire \$437 ;
-  wire [7:0] \$438 ;
+  wire [11:0] \$437 ;
+  wire \$438 ;
   wire [7:0] \$439 ;
   wire [19:0] \$44 ;
-  wire \$440 ;
-  wire [5:0] \$441 ;
+  wire [7:0] \$440 ;
+  wire \$441 ;
   wire [5:0] \$442 ;
-  wire \$443 ;
-  wire [7:0] \$444 ;
+  wire [5:0] \$443 ;
+  wire \$444 ;
   wire [7:0] \$445 ;
-  wire \$446 ;
-  wire [127:0] \$447 ;
+  wire [7:0] \$446 ;
+  wire \$447 ;
   wire [127:0] \$448 ;
-  wire \$449 ;
+  wire [127:0] \$449 ;
   wire [19:0] \$45 ;
-  wire [127:0] \$450 ;
+  wire \$450 ;
   wire [127:0] \$451 ;
-  wire \$452 ;
+  wire [127:0] \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire [9:0] \$457 ;
+  wire \$457 ;
   wire [9:0] \$458 ;
-  wire \$459 ;
+  wire [9:0] \$459 ;
   wire [19:0] \$46 ;
-  wire [15:0] \$460 ;
+  wire \$460 ;
   wire [15:0] \$461 ;
-  wire \$462 ;
-  wire [11:0] \$463 ;
+  wire [15:0] \$462 ;
+  wire \$463 ;
   wire [11:0] \$464 ;
-  wire \$465 ;
-  wire [7:0] \$466 ;
+  wire [11:0] \$465 ;
+  wire \$466 ;
   wire [7:0] \$467 ;
-  wire \$468 ;
-  wire [5:0] \$469 ;
+  wire [7:0] \$468 ;
+  wire \$469 ;
   wire [19:0] \$47 ;
   wire [5:0] \$470 ;
-  wire \$471 ;
-  wire [7:0] \$472 ;
+  wire [5:0] \$471 ;
+  wire \$472 ;
   wire [7:0] \$473 ;
-  wire \$474 ;
-  wire [127:0] \$475 ;
+  wire [7:0] \$474 ;
+  wire \$475 ;
   wire [127:0] \$476 ;
-  wire \$477 ;
-  wire [127:0] \$478 ;
+  wire [127:0] \$477 ;
+  wire \$478 ;
   wire [127:0] \$479 ;
   wire [19:0] \$48 ;
-  wire \$480 ;
+  wire [127:0] \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire [9:0] \$485 ;
+  wire \$485 ;
   wire [9:0] \$486 ;
-  wire \$487 ;
-  wire [15:0] \$488 ;
+  wire [9:0] \$487 ;
+  wire \$488 ;
   wire [15:0] \$489 ;
   wire [19:0] \$49 ;
-  wire \$490 ;
-  wire [11:0] \$491 ;
+  wire [15:0] \$490 ;
+  wire \$491 ;
   wire [11:0] \$492 ;
-  wire \$493 ;
-  wire [7:0] \$494 ;
+  wire [11:0] \$493 ;
+  wire \$494 ;
   wire [7:0] \$495 ;
-  wire \$496 ;
-  wire [5:0] \$497 ;
+  wire [7:0] \$496 ;
+  wire \$497 ;
   wire [5:0] \$498 ;
-  wire \$499 ;
+  wire [5:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  wire [7:0] \$500 ;
+  wire \$500 ;
   wire [7:0] \$501 ;
-  wire \$502 ;
-  wire [127:0] \$503 ;
+  wire [7:0] \$502 ;
+  wire \$503 ;
   wire [127:0] \$504 ;
-  wire \$505 ;
-  wire [127:0] \$506 ;
+  wire [127:0] \$505 ;
+  wire \$506 ;
   wire [127:0] \$507 ;
-  wire \$508 ;
+  wire [127:0] \$508 ;
   wire \$509 ;
   wire [19:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
-  wire [9:0] \$513 ;
+  wire \$513 ;
   wire [9:0] \$514 ;
-  wire \$515 ;
-  wire [15:0] \$516 ;
+  wire [9:0] \$515 ;
+  wire \$516 ;
   wire [15:0] \$517 ;
-  wire \$518 ;
-  wire [11:0] \$519 ;
+  wire [15:0] \$518 ;
+  wire \$519 ;
   wire [19:0] \$52 ;
   wire [11:0] \$520 ;
-  wire \$521 ;
-  wire [7:0] \$522 ;
+  wire [11:0] \$521 ;
+  wire \$522 ;
   wire [7:0] \$523 ;
-  wire \$524 ;
-  wire [5:0] \$525 ;
+  wire [7:0] \$524 ;
+  wire \$525 ;
   wire [5:0] \$526 ;
-  wire \$527 ;
-  wire [7:0] \$528 ;
+  wire [5:0] \$527 ;
+  wire \$528 ;
   wire [7:0] \$529 ;
   wire [7:0] \$53 ;
-  wire \$530 ;
-  wire [127:0] \$531 ;
+  wire [7:0] \$530 ;
+  wire \$531 ;
   wire [127:0] \$532 ;
-  wire \$533 ;
-  wire [127:0] \$534 ;
+  wire [127:0] \$533 ;
+  wire \$534 ;
   wire [127:0] \$535 ;
-  wire \$536 ;
+  wire [127:0] \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -6550,16 +6988,16 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
-  wire [15:0] \$545 ;
-  wire [16:0] \$546 ;
-  wire [15:0] \$547 ;
-  wire \$548 ;
+  wire \$545 ;
+  wire [15:0] \$546 ;
+  wire [16:0] \$547 ;
+  wire [15:0] \$548 ;
   wire \$549 ;
   wire [7:0] \$55 ;
   wire \$550 ;
-  reg \$551 ;
-  reg [457:0] \$552 ;
-  reg [12:0] \$553 ;
+  wire \$551 ;
+  reg \$552 ;
+  reg [457:0] \$553 ;
   reg [12:0] \$554 ;
   reg [12:0] \$555 ;
   reg [12:0] \$556 ;
@@ -6576,13 +7014,14 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   reg [12:0] \$566 ;
   reg [12:0] \$567 ;
   reg [12:0] \$568 ;
-  reg \$569 ;
+  reg [12:0] \$569 ;
   wire [7:0] \$57 ;
-  reg [457:0] \$570 ;
-  reg [15:0] \$571 ;
-  reg \$572 ;
+  reg \$570 ;
+  reg [457:0] \$571 ;
+  reg [15:0] \$572 ;
   reg \$573 ;
-  reg [457:0] \$574 ;
+  reg \$574 ;
+  reg [457:0] \$575 ;
   wire [7:0] \$58 ;
   wire [7:0] \$59 ;
   wire \$6 ;
@@ -6615,20 +7054,20 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [3:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [9:0] \$93 ;
+  wire \$93 ;
   wire [9:0] \$94 ;
-  wire \$95 ;
-  wire [15:0] \$96 ;
+  wire [9:0] \$95 ;
+  wire \$96 ;
   wire [15:0] \$97 ;
-  wire \$98 ;
-  wire [11:0] \$99 ;
+  wire [15:0] \$98 ;
+  wire \$99 ;
   reg [19:0] action;
   wire \action.drop ;
   wire [3:0] \action.instance ;
@@ -6652,7 +7091,7 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  reg [3:0] drop;
+  wire [3:0] drop;
   input [457:0] i__payload;
   wire [457:0] i__payload;
   (* enum_base_type = "DropReason" *)
@@ -7679,180 +8118,183 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   wire [7:0] \s2_meta.tcp_flags ;
   wire [11:0] \s2_meta.vlan_id ;
   reg s2_valid = 1'h0;
-  assign \$425  = i__payload[351:336] >= rules[8043:8028];
-  assign \$426  = i__payload[351:336] <= rules[8059:8044];
-  assign \$427  = i__payload[367:352] >= rules[8075:8060];
-  assign \$428  = i__payload[367:352] <= rules[8091:8076];
-  assign \$429  = i__payload[29:20] ^ rules[8634:8625];
-  assign \$430  = \$429  & rules[8644:8635];
-  assign \$431  = ! \$430 ;
-  assign \$432  = i__payload[45:30] ^ rules[8660:8645];
-  assign \$433  = \$432  & rules[8676:8661];
-  assign \$434  = ! \$433 ;
-  assign \$435  = i__payload[57:46] ^ rules[8688:8677];
-  assign \$436  = \$435  & rules[8700:8689];
-  assign \$437  = ! \$436 ;
-  assign \$438  = i__payload[71:64] ^ rules[8708:8701];
-  assign \$439  = \$438  & rules[8716:8709];
-  assign \$440  = ! \$439 ;
-  assign \$441  = i__payload[63:58] ^ rules[8722:8717];
-  assign \$442  = \$441  & rules[8728:8723];
-  assign \$443  = ! \$442 ;
-  assign \$444  = i__payload[79:72] ^ rules[8736:8729];
-  assign \$445  = \$444  & rules[8744:8737];
-  assign \$446  = ! \$445 ;
-  assign \$447  = i__payload[207:80] ^ rules[8936:8809];
-  assign \$448  = \$447  & rules[9064:8937];
-  assign \$449  = ! \$448 ;
-  assign \$450  = i__payload[335:208] ^ rules[9192:9065];
-  assign \$451  = \$450  & rules[9320:9193];
-  assign \$452  = ! \$451 ;
-  assign \$453  = i__payload[351:336] >= rules[8760:8745];
-  assign \$454  = i__payload[351:336] <= rules[8776:8761];
-  assign \$455  = i__payload[367:352] >= rules[8792:8777];
-  assign \$456  = i__payload[367:352] <= rules[8808:8793];
-  assign \$457  = i__payload[29:20] ^ rules[9351:9342];
-  assign \$458  = \$457  & rules[9361:9352];
-  assign \$459  = ! \$458 ;
-  assign \$460  = i__payload[45:30] ^ rules[9377:9362];
-  assign \$461  = \$460  & rules[9393:9378];
-  assign \$462  = ! \$461 ;
-  assign \$463  = i__payload[57:46] ^ rules[9405:9394];
-  assign \$464  = \$463  & rules[9417:9406];
-  assign \$465  = ! \$464 ;
-  assign \$466  = i__payload[71:64] ^ rules[9425:9418];
-  assign \$467  = \$466  & rules[9433:9426];
-  assign \$468  = ! \$467 ;
-  assign \$469  = i__payload[63:58] ^ rules[9439:9434];
-  assign \$470  = \$469  & rules[9445:9440];
-  assign \$471  = ! \$470 ;
-  assign \$472  = i__payload[79:72] ^ rules[9453:9446];
-  assign \$473  = \$472  & rules[9461:9454];
-  assign \$474  = ! \$473 ;
-  assign \$475  = i__payload[207:80] ^ rules[9653:9526];
-  assign \$476  = \$475  & rules[9781:9654];
-  assign \$477  = ! \$476 ;
-  assign \$478  = i__payload[335:208] ^ rules[9909:9782];
-  assign \$479  = \$478  & rules[10037:9910];
-  assign \$480  = ! \$479 ;
-  assign \$481  = i__payload[351:336] >= rules[9477:9462];
-  assign \$482  = i__payload[351:336] <= rules[9493:9478];
-  assign \$483  = i__payload[367:352] >= rules[9509:9494];
-  assign \$484  = i__payload[367:352] <= rules[9525:9510];
-  assign \$485  = i__payload[29:20] ^ rules[10068:10059];
-  assign \$486  = \$485  & rules[10078:10069];
-  assign \$487  = ! \$486 ;
-  assign \$488  = i__payload[45:30] ^ rules[10094:10079];
-  assign \$489  = \$488  & rules[10110:10095];
-  assign \$490  = ! \$489 ;
-  assign \$491  = i__payload[57:46] ^ rules[10122:10111];
-  assign \$492  = \$491  & rules[10134:10123];
-  assign \$493  = ! \$492 ;
-  assign \$494  = i__payload[71:64] ^ rules[10142:10135];
-  assign \$495  = \$494  & rules[10150:10143];
-  assign \$496  = ! \$495 ;
-  assign \$497  = i__payload[63:58] ^ rules[10156:10151];
-  assign \$498  = \$497  & rules[10162:10157];
-  assign \$499  = ! \$498 ;
-  assign \$500  = i__payload[79:72] ^ rules[10170:10163];
-  assign \$501  = \$500  & rules[10178:10171];
-  assign \$502  = ! \$501 ;
-  assign \$503  = i__payload[207:80] ^ rules[10370:10243];
-  assign \$504  = \$503  & rules[10498:10371];
-  assign \$505  = ! \$504 ;
-  assign \$506  = i__payload[335:208] ^ rules[10626:10499];
-  assign \$507  = \$506  & rules[10754:10627];
-  assign \$508  = ! \$507 ;
-  assign \$509  = i__payload[351:336] >= rules[10194:10179];
-  assign \$510  = i__payload[351:336] <= rules[10210:10195];
-  assign \$511  = i__payload[367:352] >= rules[10226:10211];
-  assign \$512  = i__payload[367:352] <= rules[10242:10227];
-  assign \$513  = i__payload[29:20] ^ rules[10785:10776];
-  assign \$514  = \$513  & rules[10795:10786];
-  assign \$515  = ! \$514 ;
-  assign \$516  = i__payload[45:30] ^ rules[10811:10796];
-  assign \$517  = \$516  & rules[10827:10812];
-  assign \$518  = ! \$517 ;
-  assign \$519  = i__payload[57:46] ^ rules[10839:10828];
-  assign \$520  = \$519  & rules[10851:10840];
-  assign \$521  = ! \$520 ;
-  assign \$522  = i__payload[71:64] ^ rules[10859:10852];
-  assign \$523  = \$522  & rules[10867:10860];
-  assign \$524  = ! \$523 ;
-  assign \$525  = i__payload[63:58] ^ rules[10873:10868];
-  assign \$526  = \$525  & rules[10879:10874];
-  assign \$527  = ! \$526 ;
-  assign \$528  = i__payload[79:72] ^ rules[10887:10880];
-  assign \$529  = \$528  & rules[10895:10888];
-  assign \$530  = ! \$529 ;
-  assign \$531  = i__payload[207:80] ^ rules[11087:10960];
-  assign \$532  = \$531  & rules[11215:11088];
-  assign \$533  = ! \$532 ;
-  assign \$534  = i__payload[335:208] ^ rules[11343:11216];
-  assign \$535  = \$534  & rules[11471:11344];
-  assign \$536  = ! \$535 ;
-  assign \$537  = i__payload[351:336] >= rules[10911:10896];
-  assign \$538  = i__payload[351:336] <= rules[10927:10912];
-  assign \$539  = i__payload[367:352] >= rules[10943:10928];
-  assign \$540  = i__payload[367:352] <= rules[10959:10944];
-  assign \$541  = ~ s2_valid;
-  assign \$542  = ~ o__valid;
-  assign \$543  = \$542  | o__ready;
-  assign \$544  = \$541  | \$543 ;
-  assign \$545  = ~ { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
-  assign \$546  = \$545  + 1'h1;
-  assign \$547  = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  } & \$546 [15:0];
-  assign \$548  = | { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
-  assign \$549  = ~ o__valid;
-  assign \$550  = \$549  | o__ready;
+  assign \$423  = i__payload[335:208] ^ rules[8475:8348];
+  assign \$424  = \$423  & rules[8603:8476];
+  assign \$425  = ! \$424 ;
+  assign \$426  = i__payload[351:336] >= rules[8043:8028];
+  assign \$427  = i__payload[351:336] <= rules[8059:8044];
+  assign \$428  = i__payload[367:352] >= rules[8075:8060];
+  assign \$429  = i__payload[367:352] <= rules[8091:8076];
+  assign \$430  = i__payload[29:20] ^ rules[8634:8625];
+  assign \$431  = \$430  & rules[8644:8635];
+  assign \$432  = ! \$431 ;
+  assign \$433  = i__payload[45:30] ^ rules[8660:8645];
+  assign \$434  = \$433  & rules[8676:8661];
+  assign \$435  = ! \$434 ;
+  assign \$436  = i__payload[57:46] ^ rules[8688:8677];
+  assign \$437  = \$436  & rules[8700:8689];
+  assign \$438  = ! \$437 ;
+  assign \$439  = i__payload[71:64] ^ rules[8708:8701];
+  assign \$440  = \$439  & rules[8716:8709];
+  assign \$441  = ! \$440 ;
+  assign \$442  = i__payload[63:58] ^ rules[8722:8717];
+  assign \$443  = \$442  & rules[8728:8723];
+  assign \$444  = ! \$443 ;
+  assign \$445  = i__payload[79:72] ^ rules[8736:8729];
+  assign \$446  = \$445  & rules[8744:8737];
+  assign \$447  = ! \$446 ;
+  assign \$448  = i__payload[207:80] ^ rules[8936:8809];
+  assign \$449  = \$448  & rules[9064:8937];
+  assign \$450  = ! \$449 ;
+  assign \$451  = i__payload[335:208] ^ rules[9192:9065];
+  assign \$452  = \$451  & rules[9320:9193];
+  assign \$453  = ! \$452 ;
+  assign \$454  = i__payload[351:336] >= rules[8760:8745];
+  assign \$455  = i__payload[351:336] <= rules[8776:8761];
+  assign \$456  = i__payload[367:352] >= rules[8792:8777];
+  assign \$457  = i__payload[367:352] <= rules[8808:8793];
+  assign \$458  = i__payload[29:20] ^ rules[9351:9342];
+  assign \$459  = \$458  & rules[9361:9352];
+  assign \$460  = ! \$459 ;
+  assign \$461  = i__payload[45:30] ^ rules[9377:9362];
+  assign \$462  = \$461  & rules[9393:9378];
+  assign \$463  = ! \$462 ;
+  assign \$464  = i__payload[57:46] ^ rules[9405:9394];
+  assign \$465  = \$464  & rules[9417:9406];
+  assign \$466  = ! \$465 ;
+  assign \$467  = i__payload[71:64] ^ rules[9425:9418];
+  assign \$468  = \$467  & rules[9433:9426];
+  assign \$469  = ! \$468 ;
+  assign \$470  = i__payload[63:58] ^ rules[9439:9434];
+  assign \$471  = \$470  & rules[9445:9440];
+  assign \$472  = ! \$471 ;
+  assign \$473  = i__payload[79:72] ^ rules[9453:9446];
+  assign \$474  = \$473  & rules[9461:9454];
+  assign \$475  = ! \$474 ;
+  assign \$476  = i__payload[207:80] ^ rules[9653:9526];
+  assign \$477  = \$476  & rules[9781:9654];
+  assign \$478  = ! \$477 ;
+  assign \$479  = i__payload[335:208] ^ rules[9909:9782];
+  assign \$480  = \$479  & rules[10037:9910];
+  assign \$481  = ! \$480 ;
+  assign \$482  = i__payload[351:336] >= rules[9477:9462];
+  assign \$483  = i__payload[351:336] <= rules[9493:9478];
+  assign \$484  = i__payload[367:352] >= rules[9509:9494];
+  assign \$485  = i__payload[367:352] <= rules[9525:9510];
+  assign \$486  = i__payload[29:20] ^ rules[10068:10059];
+  assign \$487  = \$486  & rules[10078:10069];
+  assign \$488  = ! \$487 ;
+  assign \$489  = i__payload[45:30] ^ rules[10094:10079];
+  assign \$490  = \$489  & rules[10110:10095];
+  assign \$491  = ! \$490 ;
+  assign \$492  = i__payload[57:46] ^ rules[10122:10111];
+  assign \$493  = \$492  & rules[10134:10123];
+  assign \$494  = ! \$493 ;
+  assign \$495  = i__payload[71:64] ^ rules[10142:10135];
+  assign \$496  = \$495  & rules[10150:10143];
+  assign \$497  = ! \$496 ;
+  assign \$498  = i__payload[63:58] ^ rules[10156:10151];
+  assign \$499  = \$498  & rules[10162:10157];
+  assign \$500  = ! \$499 ;
+  assign \$501  = i__payload[79:72] ^ rules[10170:10163];
+  assign \$502  = \$501  & rules[10178:10171];
+  assign \$503  = ! \$502 ;
+  assign \$504  = i__payload[207:80] ^ rules[10370:10243];
+  assign \$505  = \$504  & rules[10498:10371];
+  assign \$506  = ! \$505 ;
+  assign \$507  = i__payload[335:208] ^ rules[10626:10499];
+  assign \$508  = \$507  & rules[10754:10627];
+  assign \$509  = ! \$508 ;
+  assign \$510  = i__payload[351:336] >= rules[10194:10179];
+  assign \$511  = i__payload[351:336] <= rules[10210:10195];
+  assign \$512  = i__payload[367:352] >= rules[10226:10211];
+  assign \$513  = i__payload[367:352] <= rules[10242:10227];
+  assign \$514  = i__payload[29:20] ^ rules[10785:10776];
+  assign \$515  = \$514  & rules[10795:10786];
+  assign \$516  = ! \$515 ;
+  assign \$517  = i__payload[45:30] ^ rules[10811:10796];
+  assign \$518  = \$517  & rules[10827:10812];
+  assign \$519  = ! \$518 ;
+  assign \$520  = i__payload[57:46] ^ rules[10839:10828];
+  assign \$521  = \$520  & rules[10851:10840];
+  assign \$522  = ! \$521 ;
+  assign \$523  = i__payload[71:64] ^ rules[10859:10852];
+  assign \$524  = \$523  & rules[10867:10860];
+  assign \$525  = ! \$524 ;
+  assign \$526  = i__payload[63:58] ^ rules[10873:10868];
+  assign \$527  = \$526  & rules[10879:10874];
+  assign \$528  = ! \$527 ;
+  assign \$529  = i__payload[79:72] ^ rules[10887:10880];
+  assign \$530  = \$529  & rules[10895:10888];
+  assign \$531  = ! \$530 ;
+  assign \$532  = i__payload[207:80] ^ rules[11087:10960];
+  assign \$533  = \$532  & rules[11215:11088];
+  assign \$534  = ! \$533 ;
+  assign \$535  = i__payload[335:208] ^ rules[11343:11216];
+  assign \$536  = \$535  & rules[11471:11344];
+  assign \$537  = ! \$536 ;
+  assign \$538  = i__payload[351:336] >= rules[10911:10896];
+  assign \$539  = i__payload[351:336] <= rules[10927:10912];
+  assign \$540  = i__payload[367:352] >= rules[10943:10928];
+  assign \$541  = i__payload[367:352] <= rules[10959:10944];
+  assign \$542  = ~ s2_valid;
+  assign \$543  = ~ o__valid;
+  assign \$544  = \$543  | o__ready;
+  assign \$545  = \$542  | \$544 ;
+  assign \$546  = ~ { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$547  = \$546  + 1'h1;
+  assign \$548  = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  } & \$547 [15:0];
+  assign \$549  = | { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$550  = ~ o__valid;
+  assign \$551  = \$550  | o__ready;
   always @(posedge clk)
-    s1_valid <= \$551 ;
+    s1_valid <= \$552 ;
   always @(posedge clk)
-    s1_meta <= \$552 ;
+    s1_meta <= \$553 ;
   always @(posedge clk)
-    s1_terms0 <= \$553 ;
+    s1_terms0 <= \$554 ;
   always @(posedge clk)
-    s1_terms1 <= \$554 ;
+    s1_terms1 <= \$555 ;
   always @(posedge clk)
-    s1_terms2 <= \$555 ;
+    s1_terms2 <= \$556 ;
   always @(posedge clk)
-    s1_terms3 <= \$556 ;
+    s1_terms3 <= \$557 ;
   always @(posedge clk)
-    s1_terms4 <= \$557 ;
+    s1_terms4 <= \$558 ;
   always @(posedge clk)
-    s1_terms5 <= \$558 ;
+    s1_terms5 <= \$559 ;
   always @(posedge clk)
-    s1_terms6 <= \$559 ;
+    s1_terms6 <= \$560 ;
   always @(posedge clk)
-    s1_terms7 <= \$560 ;
+    s1_terms7 <= \$561 ;
   always @(posedge clk)
-    s1_terms8 <= \$561 ;
+    s1_terms8 <= \$562 ;
   always @(posedge clk)
-    s1_terms9 <= \$562 ;
+    s1_terms9 <= \$563 ;
   always @(posedge clk)
-    s1_terms10 <= \$563 ;
+    s1_terms10 <= \$564 ;
   always @(posedge clk)
-    s1_terms11 <= \$564 ;
+    s1_terms11 <= \$565 ;
   always @(posedge clk)
-    s1_terms12 <= \$565 ;
+    s1_terms12 <= \$566 ;
   always @(posedge clk)
-    s1_terms13 <= \$566 ;
+    s1_terms13 <= \$567 ;
   always @(posedge clk)
-    s1_terms14 <= \$567 ;
+    s1_terms14 <= \$568 ;
   always @(posedge clk)
-    s1_terms15 <= \$568 ;
+    s1_terms15 <= \$569 ;
   always @(posedge clk)
-    s2_valid <= \$569 ;
+    s2_valid <= \$570 ;
   always @(posedge clk)
-    s2_meta <= \$570 ;
+    s2_meta <= \$571 ;
   always @(posedge clk)
-    s2_first <= \$571 ;
+    s2_first <= \$572 ;
   always @(posedge clk)
-    s2_any <= \$572 ;
+    s2_any <= \$573 ;
   always @(posedge clk)
-    o__valid <= \$573 ;
+    o__valid <= \$574 ;
   always @(posedge clk)
-    o__payload <= \$574 ;
+    o__payload <= \$575 ;
   assign \$1  = ~ s1_valid;
   assign \$2  = ~ s2_valid;
   assign \$3  = ~ o__valid;
@@ -7923,346 +8365,345 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   assign \$84  = | s2_meta[19:16];
   assign \$85  = ~ pass_errors;
   assign \$86  = \$84  & \$85 ;
-  assign \$87  = ~ s1_valid;
-  assign \$88  = ~ s2_valid;
-  assign \$89  = ~ o__valid;
-  assign \$90  = \$89  | o__ready;
-  assign \$91  = \$88  | \$90 ;
-  assign \$92  = \$87  | \$91 ;
-  assign \$93  = i__payload[29:20] ^ rules[30:21];
-  assign \$94  = \$93  & rules[40:31];
-  assign \$95  = ! \$94 ;
-  assign \$96  = i__payload[45:30] ^ rules[56:41];
-  assign \$97  = \$96  & rules[72:57];
-  assign \$98  = ! \$97 ;
-  assign \$99  = i__payload[57:46] ^ rules[84:73];
-  assign \$100  = \$99  & rules[96:85];
-  assign \$101  = ! \$100 ;
-  assign \$102  = i__payload[71:64] ^ rules[104:97];
-  assign \$103  = \$102  & rules[112:105];
-  assign \$104  = ! \$103 ;
-  assign \$105  = i__payload[63:58] ^ rules[118:113];
-  assign \$106  = \$105  & rules[124:119];
-  assign \$107  = ! \$106 ;
-  assign \$108  = i__payload[79:72] ^ rules[132:125];
-  assign \$109  = \$108  & rules[140:133];
-  assign \$110  = ! \$109 ;
-  assign \$111  = i__payload[207:80] ^ rules[332:205];
-  assign \$112  = \$111  & rules[460:333];
-  assign \$113  = ! \$112 ;
-  assign \$114  = i__payload[335:208] ^ rules[588:461];
-  assign \$115  = \$114  & rules[716:589];
-  assign \$116  = ! \$115 ;
-  assign \$117  = i__payload[351:336] >= rules[156:141];
-  assign \$118  = i__payload[351:336] <= rules[172:157];
-  assign \$119  = i__payload[367:352] >= rules[188:173];
-  assign \$120  = i__payload[367:352] <= rules[204:189];
-  assign \$121  = i__payload[29:20] ^ rules[747:738];
-  assign \$122  = \$121  & rules[757:748];
-  assign \$123  = ! \$122 ;
-  assign \$124  = i__payload[45:30] ^ rules[773:758];
-  assign \$125  = \$124  & rules[789:774];
-  assign \$126  = ! \$125 ;
-  assign \$127  = i__payload[57:46] ^ rules[801:790];
-  assign \$128  = \$127  & rules[813:802];
-  assign \$129  = ! \$128 ;
-  assign \$130  = i__payload[71:64] ^ rules[821:814];
-  assign \$131  = \$130  & rules[829:822];
-  assign \$132  = ! \$131 ;
-  assign \$133  = i__payload[63:58] ^ rules[835:830];
-  assign \$134  = \$133  & rules[841:836];
-  assign \$135  = ! \$134 ;
-  assign \$136  = i__payload[79:72] ^ rules[849:842];
-  assign \$137  = \$136  & rules[857:850];
-  assign \$138  = ! \$137 ;
-  assign \$139  = i__payload[207:80] ^ rules[1049:922];
-  assign \$140  = \$139  & rules[1177:1050];
-  assign \$141  = ! \$140 ;
-  assign \$142  = i__payload[335:208] ^ rules[1305:1178];
-  assign \$143  = \$142  & rules[1433:1306];
-  assign \$144  = ! \$143 ;
-  assign \$145  = i__payload[351:336] >= rules[873:858];
-  assign \$146  = i__payload[351:336] <= rules[889:874];
-  assign \$147  = i__payload[367:352] >= rules[905:890];
-  assign \$148  = i__payload[367:352] <= rules[921:906];
-  assign \$149  = i__payload[29:20] ^ rules[1464:1455];
-  assign \$150  = \$149  & rules[1474:1465];
-  assign \$151  = ! \$150 ;
-  assign \$152  = i__payload[45:30] ^ rules[1490:1475];
-  assign \$153  = \$152  & rules[1506:1491];
-  assign \$154  = ! \$153 ;
-  assign \$155  = i__payload[57:46] ^ rules[1518:1507];
-  assign \$156  = \$155  & rules[1530:1519];
-  assign \$157  = ! \$156 ;
-  assign \$158  = i__payload[71:64] ^ rules[1538:1531];
-  assign \$159  = \$158  & rules[1546:1539];
-  assign \$160  = ! \$159 ;
-  assign \$161  = i__payload[63:58] ^ rules[1552:1547];
-  assign \$162  = \$161  & rules[1558:1553];
-  assign \$163  = ! \$162 ;
-  assign \$164  = i__payload[79:72] ^ rules[1566:1559];
-  assign \$165  = \$164  & rules[1574:1567];
-  assign \$166  = ! \$165 ;
-  assign \$167  = i__payload[207:80] ^ rules[1766:1639];
-  assign \$168  = \$167  & rules[1894:1767];
-  assign \$169  = ! \$168 ;
-  assign \$170  = i__payload[335:208] ^ rules[2022:1895];
-  assign \$171  = \$170  & rules[2150:2023];
-  assign \$172  = ! \$171 ;
-  assign \$173  = i__payload[351:336] >= rules[1590:1575];
-  assign \$174  = i__payload[351:336] <= rules[1606:1591];
-  assign \$175  = i__payload[367:352] >= rules[1622:1607];
-  assign \$176  = i__payload[367:352] <= rules[1638:1623];
-  assign \$177  = i__payload[29:20] ^ rules[2181:2172];
-  assign \$178  = \$177  & rules[2191:2182];
-  assign \$179  = ! \$178 ;
-  assign \$180  = i__payload[45:30] ^ rules[2207:2192];
-  assign \$181  = \$180  & rules[2223:2208];
-  assign \$182  = ! \$181 ;
-  assign \$183  = i__payload[57:46] ^ rules[2235:2224];
-  assign \$184  = \$183  & rules[2247:2236];
-  assign \$185  = ! \$184 ;
-  assign \$186  = i__payload[71:64] ^ rules[2255:2248];
-  assign \$187  = \$186  & rules[2263:2256];
-  assign \$188  = ! \$187 ;
-  assign \$189  = i__payload[63:58] ^ rules[2269:2264];
-  assign \$190  = \$189  & rules[2275:2270];
-  assign \$191  = ! \$190 ;
-  assign \$192  = i__payload[79:72] ^ rules[2283:2276];
-  assign \$193  = \$192  & rules[2291:2284];
-  assign \$194  = ! \$193 ;
-  assign \$195  = i__payload[207:80] ^ rules[2483:2356];
-  assign \$196  = \$195  & rules[2611:2484];
-  assign \$197  = ! \$196 ;
-  assign \$198  = i__payload[335:208] ^ rules[2739:2612];
-  assign \$199  = \$198  & rules[2867:2740];
-  assign \$200  = ! \$199 ;
-  assign \$201  = i__payload[351:336] >= rules[2307:2292];
-  assign \$202  = i__payload[351:336] <= rules[2323:2308];
-  assign \$203  = i__payload[367:352] >= rules[2339:2324];
-  assign \$204  = i__payload[367:352] <= rules[2355:2340];
-  assign \$205  = i__payload[29:20] ^ rules[2898:2889];
-  assign \$206  = \$205  & rules[2908:2899];
-  assign \$207  = ! \$206 ;
-  assign \$208  = i__payload[45:30] ^ rules[2924:2909];
-  assign \$209  = \$208  & rules[2940:2925];
-  assign \$210  = ! \$209 ;
-  assign \$211  = i__payload[57:46] ^ rules[2952:2941];
-  assign \$212  = \$211  & rules[2964:2953];
-  assign \$213  = ! \$212 ;
-  assign \$214  = i__payload[71:64] ^ rules[2972:2965];
-  assign \$215  = \$214  & rules[2980:2973];
-  assign \$216  = ! \$215 ;
-  assign \$217  = i__payload[63:58] ^ rules[2986:2981];
-  assign \$218  = \$217  & rules[2992:2987];
-  assign \$219  = ! \$218 ;
-  assign \$220  = i__payload[79:72] ^ rules[3000:2993];
-  assign \$221  = \$220  & rules[3008:3001];
-  assign \$222  = ! \$221 ;
-  assign \$223  = i__payload[207:80] ^ rules[3200:3073];
-  assign \$224  = \$223  & rules[3328:3201];
-  assign \$225  = ! \$224 ;
-  assign \$226  = i__payload[335:208] ^ rules[3456:3329];
-  assign \$227  = \$226  & rules[3584:3457];
-  assign \$228  = ! \$227 ;
-  assign \$229  = i__payload[351:336] >= rules[3024:3009];
-  assign \$230  = i__payload[351:336] <= rules[3040:3025];
-  assign \$231  = i__payload[367:352] >= rules[3056:3041];
-  assign \$232  = i__payload[367:352] <= rules[3072:3057];
-  assign \$233  = i__payload[29:20] ^ rules[3615:3606];
-  assign \$234  = \$233  & rules[3625:3616];
-  assign \$235  = ! \$234 ;
-  assign \$236  = i__payload[45:30] ^ rules[3641:3626];
-  assign \$237  = \$236  & rules[3657:3642];
-  assign \$238  = ! \$237 ;
-  assign \$239  = i__payload[57:46] ^ rules[3669:3658];
-  assign \$240  = \$239  & rules[3681:3670];
-  assign \$241  = ! \$240 ;
-  assign \$242  = i__payload[71:64] ^ rules[3689:3682];
-  assign \$243  = \$242  & rules[3697:3690];
-  assign \$244  = ! \$243 ;
-  assign \$245  = i__payload[63:58] ^ rules[3703:3698];
-  assign \$246  = \$245  & rules[3709:3704];
-  assign \$247  = ! \$246 ;
-  assign \$248  = i__payload[79:72] ^ rules[3717:3710];
-  assign \$249  = \$248  & rules[3725:3718];
-  assign \$250  = ! \$249 ;
-  assign \$251  = i__payload[207:80] ^ rules[3917:3790];
-  assign \$252  = \$251  & rules[4045:3918];
-  assign \$253  = ! \$252 ;
-  assign \$254  = i__payload[335:208] ^ rules[4173:4046];
-  assign \$255  = \$254  & rules[4301:4174];
-  assign \$256  = ! \$255 ;
-  assign \$257  = i__payload[351:336] >= rules[3741:3726];
-  assign \$258  = i__payload[351:336] <= rules[3757:3742];
-  assign \$259  = i__payload[367:352] >= rules[3773:3758];
-  assign \$260  = i__payload[367:352] <= rules[3789:3774];
-  assign \$261  = i__payload[29:20] ^ rules[4332:4323];
-  assign \$262  = \$261  & rules[4342:4333];
-  assign \$263  = ! \$262 ;
-  assign \$264  = i__payload[45:30] ^ rules[4358:4343];
-  assign \$265  = \$264  & rules[4374:4359];
-  assign \$266  = ! \$265 ;
-  assign \$267  = i__payload[57:46] ^ rules[4386:4375];
-  assign \$268  = \$267  & rules[4398:4387];
-  assign \$269  = ! \$268 ;
-  assign \$270  = i__payload[71:64] ^ rules[4406:4399];
-  assign \$271  = \$270  & rules[4414:4407];
-  assign \$272  = ! \$271 ;
-  assign \$273  = i__payload[63:58] ^ rules[4420:4415];
-  assign \$274  = \$273  & rules[4426:4421];
-  assign \$275  = ! \$274 ;
-  assign \$276  = i__payload[79:72] ^ rules[4434:4427];
-  assign \$277  = \$276  & rules[4442:4435];
-  assign \$278  = ! \$277 ;
-  assign \$279  = i__payload[207:80] ^ rules[4634:4507];
-  assign \$280  = \$279  & rules[4762:4635];
-  assign \$281  = ! \$280 ;
-  assign \$282  = i__payload[335:208] ^ rules[4890:4763];
-  assign \$283  = \$282  & rules[5018:4891];
-  assign \$284  = ! \$283 ;
-  assign \$285  = i__payload[351:336] >= rules[4458:4443];
-  assign \$286  = i__payload[351:336] <= rules[4474:4459];
-  assign \$287  = i__payload[367:352] >= rules[4490:4475];
-  assign \$288  = i__payload[367:352] <= rules[4506:4491];
-  assign \$289  = i__payload[29:20] ^ rules[5049:5040];
-  assign \$290  = \$289  & rules[5059:5050];
-  assign \$291  = ! \$290 ;
-  assign \$292  = i__payload[45:30] ^ rules[5075:5060];
-  assign \$293  = \$292  & rules[5091:5076];
-  assign \$294  = ! \$293 ;
-  assign \$295  = i__payload[57:46] ^ rules[5103:5092];
-  assign \$296  = \$295  & rules[5115:5104];
-  assign \$297  = ! \$296 ;
-  assign \$298  = i__payload[71:64] ^ rules[5123:5116];
-  assign \$299  = \$298  & rules[5131:5124];
-  assign \$300  = ! \$299 ;
-  assign \$301  = i__payload[63:58] ^ rules[5137:5132];
-  assign \$302  = \$301  & rules[5143:5138];
-  assign \$303  = ! \$302 ;
-  assign \$304  = i__payload[79:72] ^ rules[5151:5144];
-  assign \$305  = \$304  & rules[5159:5152];
-  assign \$306  = ! \$305 ;
-  assign \$307  = i__payload[207:80] ^ rules[5351:5224];
-  assign \$308  = \$307  & rules[5479:5352];
-  assign \$309  = ! \$308 ;
-  assign \$310  = i__payload[335:208] ^ rules[5607:5480];
-  assign \$311  = \$310  & rules[5735:5608];
-  assign \$312  = ! \$311 ;
-  assign \$313  = i__payload[351:336] >= rules[5175:5160];
-  assign \$314  = i__payload[351:336] <= rules[5191:5176];
-  assign \$315  = i__payload[367:352] >= rules[5207:5192];
-  assign \$316  = i__payload[367:352] <= rules[5223:5208];
-  assign \$317  = i__payload[29:20] ^ rules[5766:5757];
-  assign \$318  = \$317  & rules[5776:5767];
-  assign \$319  = ! \$318 ;
-  assign \$320  = i__payload[45:30] ^ rules[5792:5777];
-  assign \$321  = \$320  & rules[5808:5793];
-  assign \$322  = ! \$321 ;
-  assign \$323  = i__payload[57:46] ^ rules[5820:5809];
-  assign \$324  = \$323  & rules[5832:5821];
-  assign \$325  = ! \$324 ;
-  assign \$326  = i__payload[71:64] ^ rules[5840:5833];
-  assign \$327  = \$326  & rules[5848:5841];
-  assign \$328  = ! \$327 ;
-  assign \$329  = i__payload[63:58] ^ rules[5854:5849];
-  assign \$330  = \$329  & rules[5860:5855];
-  assign \$331  = ! \$330 ;
-  assign \$332  = i__payload[79:72] ^ rules[5868:5861];
-  assign \$333  = \$332  & rules[5876:5869];
-  assign \$334  = ! \$333 ;
-  assign \$335  = i__payload[207:80] ^ rules[6068:5941];
-  assign \$336  = \$335  & rules[6196:6069];
-  assign \$337  = ! \$336 ;
-  assign \$338  = i__payload[335:208] ^ rules[6324:6197];
-  assign \$339  = \$338  & rules[6452:6325];
-  assign \$340  = ! \$339 ;
-  assign \$341  = i__payload[351:336] >= rules[5892:5877];
-  assign \$342  = i__payload[351:336] <= rules[5908:5893];
-  assign \$343  = i__payload[367:352] >= rules[5924:5909];
-  assign \$344  = i__payload[367:352] <= rules[5940:5925];
-  assign \$345  = i__payload[29:20] ^ rules[6483:6474];
-  assign \$346  = \$345  & rules[6493:6484];
-  assign \$347  = ! \$346 ;
-  assign \$348  = i__payload[45:30] ^ rules[6509:6494];
-  assign \$349  = \$348  & rules[6525:6510];
-  assign \$350  = ! \$349 ;
-  assign \$351  = i__payload[57:46] ^ rules[6537:6526];
-  assign \$352  = \$351  & rules[6549:6538];
-  assign \$353  = ! \$352 ;
-  assign \$354  = i__payload[71:64] ^ rules[6557:6550];
-  assign \$355  = \$354  & rules[6565:6558];
-  assign \$356  = ! \$355 ;
-  assign \$357  = i__payload[63:58] ^ rules[6571:6566];
-  assign \$358  = \$357  & rules[6577:6572];
-  assign \$359  = ! \$358 ;
-  assign \$360  = i__payload[79:72] ^ rules[6585:6578];
-  assign \$361  = \$360  & rules[6593:6586];
-  assign \$362  = ! \$361 ;
-  assign \$363  = i__payload[207:80] ^ rules[6785:6658];
-  assign \$364  = \$363  & rules[6913:6786];
-  assign \$365  = ! \$364 ;
-  assign \$366  = i__payload[335:208] ^ rules[7041:6914];
-  assign \$367  = \$366  & rules[7169:7042];
-  assign \$368  = ! \$367 ;
-  assign \$369  = i__payload[351:336] >= rules[6609:6594];
-  assign \$370  = i__payload[351:336] <= rules[6625:6610];
-  assign \$371  = i__payload[367:352] >= rules[6641:6626];
-  assign \$372  = i__payload[367:352] <= rules[6657:6642];
-  assign \$373  = i__payload[29:20] ^ rules[7200:7191];
-  assign \$374  = \$373  & rules[7210:7201];
-  assign \$375  = ! \$374 ;
-  assign \$376  = i__payload[45:30] ^ rules[7226:7211];
-  assign \$377  = \$376  & rules[7242:7227];
-  assign \$378  = ! \$377 ;
-  assign \$379  = i__payload[57:46] ^ rules[7254:7243];
-  assign \$380  = \$379  & rules[7266:7255];
-  assign \$381  = ! \$380 ;
-  assign \$382  = i__payload[71:64] ^ rules[7274:7267];
-  assign \$383  = \$382  & rules[7282:7275];
-  assign \$384  = ! \$383 ;
-  assign \$385  = i__payload[63:58] ^ rules[7288:7283];
-  assign \$386  = \$385  & rules[7294:7289];
-  assign \$387  = ! \$386 ;
-  assign \$388  = i__payload[79:72] ^ rules[7302:7295];
-  assign \$389  = \$388  & rules[7310:7303];
-  assign \$390  = ! \$389 ;
-  assign \$391  = i__payload[207:80] ^ rules[7502:7375];
-  assign \$392  = \$391  & rules[7630:7503];
-  assign \$393  = ! \$392 ;
-  assign \$394  = i__payload[335:208] ^ rules[7758:7631];
-  assign \$395  = \$394  & rules[7886:7759];
-  assign \$396  = ! \$395 ;
-  assign \$397  = i__payload[351:336] >= rules[7326:7311];
-  assign \$398  = i__payload[351:336] <= rules[7342:7327];
-  assign \$399  = i__payload[367:352] >= rules[7358:7343];
-  assign \$400  = i__payload[367:352] <= rules[7374:7359];
-  assign \$401  = i__payload[29:20] ^ rules[7917:7908];
-  assign \$402  = \$401  & rules[7927:7918];
-  assign \$403  = ! \$402 ;
-  assign \$404  = i__payload[45:30] ^ rules[7943:7928];
-  assign \$405  = \$404  & rules[7959:7944];
-  assign \$406  = ! \$405 ;
-  assign \$407  = i__payload[57:46] ^ rules[7971:7960];
-  assign \$408  = \$407  & rules[7983:7972];
-  assign \$409  = ! \$408 ;
-  assign \$410  = i__payload[71:64] ^ rules[7991:7984];
-  assign \$411  = \$410  & rules[7999:7992];
-  assign \$412  = ! \$411 ;
-  assign \$413  = i__payload[63:58] ^ rules[8005:8000];
-  assign \$414  = \$413  & rules[8011:8006];
-  assign \$415  = ! \$414 ;
-  assign \$416  = i__payload[79:72] ^ rules[8019:8012];
-  assign \$417  = \$416  & rules[8027:8020];
-  assign \$418  = ! \$417 ;
-  assign \$419  = i__payload[207:80] ^ rules[8219:8092];
-  assign \$420  = \$419  & rules[8347:8220];
-  assign \$421  = ! \$420 ;
-  assign \$422  = i__payload[335:208] ^ rules[8475:8348];
-  assign \$423  = \$422  & rules[8603:8476];
-  assign \$424  = ! \$423 ;
+  assign \$87  = action[0] ? 4'h8 : 4'h0;
+  assign drop = \$86  ? s2_meta[19:16] : \$87 ;
+  assign \$88  = ~ s1_valid;
+  assign \$89  = ~ s2_valid;
+  assign \$90  = ~ o__valid;
+  assign \$91  = \$90  | o__ready;
+  assign \$92  = \$89  | \$91 ;
+  assign \$93  = \$88  | \$92 ;
+  assign \$94  = i__payload[29:20] ^ rules[30:21];
+  assign \$95  = \$94  & rules[40:31];
+  assign \$96  = ! \$95 ;
+  assign \$97  = i__payload[45:30] ^ rules[56:41];
+  assign \$98  = \$97  & rules[72:57];
+  assign \$99  = ! \$98 ;
+  assign \$100  = i__payload[57:46] ^ rules[84:73];
+  assign \$101  = \$100  & rules[96:85];
+  assign \$102  = ! \$101 ;
+  assign \$103  = i__payload[71:64] ^ rules[104:97];
+  assign \$104  = \$103  & rules[112:105];
+  assign \$105  = ! \$104 ;
+  assign \$106  = i__payload[63:58] ^ rules[118:113];
+  assign \$107  = \$106  & rules[124:119];
+  assign \$108  = ! \$107 ;
+  assign \$109  = i__payload[79:72] ^ rules[132:125];
+  assign \$110  = \$109  & rules[140:133];
+  assign \$111  = ! \$110 ;
+  assign \$112  = i__payload[207:80] ^ rules[332:205];
+  assign \$113  = \$112  & rules[460:333];
+  assign \$114  = ! \$113 ;
+  assign \$115  = i__payload[335:208] ^ rules[588:461];
+  assign \$116  = \$115  & rules[716:589];
+  assign \$117  = ! \$116 ;
+  assign \$118  = i__payload[351:336] >= rules[156:141];
+  assign \$119  = i__payload[351:336] <= rules[172:157];
+  assign \$120  = i__payload[367:352] >= rules[188:173];
+  assign \$121  = i__payload[367:352] <= rules[204:189];
+  assign \$122  = i__payload[29:20] ^ rules[747:738];
+  assign \$123  = \$122  & rules[757:748];
+  assign \$124  = ! \$123 ;
+  assign \$125  = i__payload[45:30] ^ rules[773:758];
+  assign \$126  = \$125  & rules[789:774];
+  assign \$127  = ! \$126 ;
+  assign \$128  = i__payload[57:46] ^ rules[801:790];
+  assign \$129  = \$128  & rules[813:802];
+  assign \$130  = ! \$129 ;
+  assign \$131  = i__payload[71:64] ^ rules[821:814];
+  assign \$132  = \$131  & rules[829:822];
+  assign \$133  = ! \$132 ;
+  assign \$134  = i__payload[63:58] ^ rules[835:830];
+  assign \$135  = \$134  & rules[841:836];
+  assign \$136  = ! \$135 ;
+  assign \$137  = i__payload[79:72] ^ rules[849:842];
+  assign \$138  = \$137  & rules[857:850];
+  assign \$139  = ! \$138 ;
+  assign \$140  = i__payload[207:80] ^ rules[1049:922];
+  assign \$141  = \$140  & rules[1177:1050];
+  assign \$142  = ! \$141 ;
+  assign \$143  = i__payload[335:208] ^ rules[1305:1178];
+  assign \$144  = \$143  & rules[1433:1306];
+  assign \$145  = ! \$144 ;
+  assign \$146  = i__payload[351:336] >= rules[873:858];
+  assign \$147  = i__payload[351:336] <= rules[889:874];
+  assign \$148  = i__payload[367:352] >= rules[905:890];
+  assign \$149  = i__payload[367:352] <= rules[921:906];
+  assign \$150  = i__payload[29:20] ^ rules[1464:1455];
+  assign \$151  = \$150  & rules[1474:1465];
+  assign \$152  = ! \$151 ;
+  assign \$153  = i__payload[45:30] ^ rules[1490:1475];
+  assign \$154  = \$153  & rules[1506:1491];
+  assign \$155  = ! \$154 ;
+  assign \$156  = i__payload[57:46] ^ rules[1518:1507];
+  assign \$157  = \$156  & rules[1530:1519];
+  assign \$158  = ! \$157 ;
+  assign \$159  = i__payload[71:64] ^ rules[1538:1531];
+  assign \$160  = \$159  & rules[1546:1539];
+  assign \$161  = ! \$160 ;
+  assign \$162  = i__payload[63:58] ^ rules[1552:1547];
+  assign \$163  = \$162  & rules[1558:1553];
+  assign \$164  = ! \$163 ;
+  assign \$165  = i__payload[79:72] ^ rules[1566:1559];
+  assign \$166  = \$165  & rules[1574:1567];
+  assign \$167  = ! \$166 ;
+  assign \$168  = i__payload[207:80] ^ rules[1766:1639];
+  assign \$169  = \$168  & rules[1894:1767];
+  assign \$170  = ! \$169 ;
+  assign \$171  = i__payload[335:208] ^ rules[2022:1895];
+  assign \$172  = \$171  & rules[2150:2023];
+  assign \$173  = ! \$172 ;
+  assign \$174  = i__payload[351:336] >= rules[1590:1575];
+  assign \$175  = i__payload[351:336] <= rules[1606:1591];
+  assign \$176  = i__payload[367:352] >= rules[1622:1607];
+  assign \$177  = i__payload[367:352] <= rules[1638:1623];
+  assign \$178  = i__payload[29:20] ^ rules[2181:2172];
+  assign \$179  = \$178  & rules[2191:2182];
+  assign \$180  = ! \$179 ;
+  assign \$181  = i__payload[45:30] ^ rules[2207:2192];
+  assign \$182  = \$181  & rules[2223:2208];
+  assign \$183  = ! \$182 ;
+  assign \$184  = i__payload[57:46] ^ rules[2235:2224];
+  assign \$185  = \$184  & rules[2247:2236];
+  assign \$186  = ! \$185 ;
+  assign \$187  = i__payload[71:64] ^ rules[2255:2248];
+  assign \$188  = \$187  & rules[2263:2256];
+  assign \$189  = ! \$188 ;
+  assign \$190  = i__payload[63:58] ^ rules[2269:2264];
+  assign \$191  = \$190  & rules[2275:2270];
+  assign \$192  = ! \$191 ;
+  assign \$193  = i__payload[79:72] ^ rules[2283:2276];
+  assign \$194  = \$193  & rules[2291:2284];
+  assign \$195  = ! \$194 ;
+  assign \$196  = i__payload[207:80] ^ rules[2483:2356];
+  assign \$197  = \$196  & rules[2611:2484];
+  assign \$198  = ! \$197 ;
+  assign \$199  = i__payload[335:208] ^ rules[2739:2612];
+  assign \$200  = \$199  & rules[2867:2740];
+  assign \$201  = ! \$200 ;
+  assign \$202  = i__payload[351:336] >= rules[2307:2292];
+  assign \$203  = i__payload[351:336] <= rules[2323:2308];
+  assign \$204  = i__payload[367:352] >= rules[2339:2324];
+  assign \$205  = i__payload[367:352] <= rules[2355:2340];
+  assign \$206  = i__payload[29:20] ^ rules[2898:2889];
+  assign \$207  = \$206  & rules[2908:2899];
+  assign \$208  = ! \$207 ;
+  assign \$209  = i__payload[45:30] ^ rules[2924:2909];
+  assign \$210  = \$209  & rules[2940:2925];
+  assign \$211  = ! \$210 ;
+  assign \$212  = i__payload[57:46] ^ rules[2952:2941];
+  assign \$213  = \$212  & rules[2964:2953];
+  assign \$214  = ! \$213 ;
+  assign \$215  = i__payload[71:64] ^ rules[2972:2965];
+  assign \$216  = \$215  & rules[2980:2973];
+  assign \$217  = ! \$216 ;
+  assign \$218  = i__payload[63:58] ^ rules[2986:2981];
+  assign \$219  = \$218  & rules[2992:2987];
+  assign \$220  = ! \$219 ;
+  assign \$221  = i__payload[79:72] ^ rules[3000:2993];
+  assign \$222  = \$221  & rules[3008:3001];
+  assign \$223  = ! \$222 ;
+  assign \$224  = i__payload[207:80] ^ rules[3200:3073];
+  assign \$225  = \$224  & rules[3328:3201];
+  assign \$226  = ! \$225 ;
+  assign \$227  = i__payload[335:208] ^ rules[3456:3329];
+  assign \$228  = \$227  & rules[3584:3457];
+  assign \$229  = ! \$228 ;
+  assign \$230  = i__payload[351:336] >= rules[3024:3009];
+  assign \$231  = i__payload[351:336] <= rules[3040:3025];
+  assign \$232  = i__payload[367:352] >= rules[3056:3041];
+  assign \$233  = i__payload[367:352] <= rules[3072:3057];
+  assign \$234  = i__payload[29:20] ^ rules[3615:3606];
+  assign \$235  = \$234  & rules[3625:3616];
+  assign \$236  = ! \$235 ;
+  assign \$237  = i__payload[45:30] ^ rules[3641:3626];
+  assign \$238  = \$237  & rules[3657:3642];
+  assign \$239  = ! \$238 ;
+  assign \$240  = i__payload[57:46] ^ rules[3669:3658];
+  assign \$241  = \$240  & rules[3681:3670];
+  assign \$242  = ! \$241 ;
+  assign \$243  = i__payload[71:64] ^ rules[3689:3682];
+  assign \$244  = \$243  & rules[3697:3690];
+  assign \$245  = ! \$244 ;
+  assign \$246  = i__payload[63:58] ^ rules[3703:3698];
+  assign \$247  = \$246  & rules[3709:3704];
+  assign \$248  = ! \$247 ;
+  assign \$249  = i__payload[79:72] ^ rules[3717:3710];
+  assign \$250  = \$249  & rules[3725:3718];
+  assign \$251  = ! \$250 ;
+  assign \$252  = i__payload[207:80] ^ rules[3917:3790];
+  assign \$253  = \$252  & rules[4045:3918];
+  assign \$254  = ! \$253 ;
+  assign \$255  = i__payload[335:208] ^ rules[4173:4046];
+  assign \$256  = \$255  & rules[4301:4174];
+  assign \$257  = ! \$256 ;
+  assign \$258  = i__payload[351:336] >= rules[3741:3726];
+  assign \$259  = i__payload[351:336] <= rules[3757:3742];
+  assign \$260  = i__payload[367:352] >= rules[3773:3758];
+  assign \$261  = i__payload[367:352] <= rules[3789:3774];
+  assign \$262  = i__payload[29:20] ^ rules[4332:4323];
+  assign \$263  = \$262  & rules[4342:4333];
+  assign \$264  = ! \$263 ;
+  assign \$265  = i__payload[45:30] ^ rules[4358:4343];
+  assign \$266  = \$265  & rules[4374:4359];
+  assign \$267  = ! \$266 ;
+  assign \$268  = i__payload[57:46] ^ rules[4386:4375];
+  assign \$269  = \$268  & rules[4398:4387];
+  assign \$270  = ! \$269 ;
+  assign \$271  = i__payload[71:64] ^ rules[4406:4399];
+  assign \$272  = \$271  & rules[4414:4407];
+  assign \$273  = ! \$272 ;
+  assign \$274  = i__payload[63:58] ^ rules[4420:4415];
+  assign \$275  = \$274  & rules[4426:4421];
+  assign \$276  = ! \$275 ;
+  assign \$277  = i__payload[79:72] ^ rules[4434:4427];
+  assign \$278  = \$277  & rules[4442:4435];
+  assign \$279  = ! \$278 ;
+  assign \$280  = i__payload[207:80] ^ rules[4634:4507];
+  assign \$281  = \$280  & rules[4762:4635];
+  assign \$282  = ! \$281 ;
+  assign \$283  = i__payload[335:208] ^ rules[4890:4763];
+  assign \$284  = \$283  & rules[5018:4891];
+  assign \$285  = ! \$284 ;
+  assign \$286  = i__payload[351:336] >= rules[4458:4443];
+  assign \$287  = i__payload[351:336] <= rules[4474:4459];
+  assign \$288  = i__payload[367:352] >= rules[4490:4475];
+  assign \$289  = i__payload[367:352] <= rules[4506:4491];
+  assign \$290  = i__payload[29:20] ^ rules[5049:5040];
+  assign \$291  = \$290  & rules[5059:5050];
+  assign \$292  = ! \$291 ;
+  assign \$293  = i__payload[45:30] ^ rules[5075:5060];
+  assign \$294  = \$293  & rules[5091:5076];
+  assign \$295  = ! \$294 ;
+  assign \$296  = i__payload[57:46] ^ rules[5103:5092];
+  assign \$297  = \$296  & rules[5115:5104];
+  assign \$298  = ! \$297 ;
+  assign \$299  = i__payload[71:64] ^ rules[5123:5116];
+  assign \$300  = \$299  & rules[5131:5124];
+  assign \$301  = ! \$300 ;
+  assign \$302  = i__payload[63:58] ^ rules[5137:5132];
+  assign \$303  = \$302  & rules[5143:5138];
+  assign \$304  = ! \$303 ;
+  assign \$305  = i__payload[79:72] ^ rules[5151:5144];
+  assign \$306  = \$305  & rules[5159:5152];
+  assign \$307  = ! \$306 ;
+  assign \$308  = i__payload[207:80] ^ rules[5351:5224];
+  assign \$309  = \$308  & rules[5479:5352];
+  assign \$310  = ! \$309 ;
+  assign \$311  = i__payload[335:208] ^ rules[5607:5480];
+  assign \$312  = \$311  & rules[5735:5608];
+  assign \$313  = ! \$312 ;
+  assign \$314  = i__payload[351:336] >= rules[5175:5160];
+  assign \$315  = i__payload[351:336] <= rules[5191:5176];
+  assign \$316  = i__payload[367:352] >= rules[5207:5192];
+  assign \$317  = i__payload[367:352] <= rules[5223:5208];
+  assign \$318  = i__payload[29:20] ^ rules[5766:5757];
+  assign \$319  = \$318  & rules[5776:5767];
+  assign \$320  = ! \$319 ;
+  assign \$321  = i__payload[45:30] ^ rules[5792:5777];
+  assign \$322  = \$321  & rules[5808:5793];
+  assign \$323  = ! \$322 ;
+  assign \$324  = i__payload[57:46] ^ rules[5820:5809];
+  assign \$325  = \$324  & rules[5832:5821];
+  assign \$326  = ! \$325 ;
+  assign \$327  = i__payload[71:64] ^ rules[5840:5833];
+  assign \$328  = \$327  & rules[5848:5841];
+  assign \$329  = ! \$328 ;
+  assign \$330  = i__payload[63:58] ^ rules[5854:5849];
+  assign \$331  = \$330  & rules[5860:5855];
+  assign \$332  = ! \$331 ;
+  assign \$333  = i__payload[79:72] ^ rules[5868:5861];
+  assign \$334  = \$333  & rules[5876:5869];
+  assign \$335  = ! \$334 ;
+  assign \$336  = i__payload[207:80] ^ rules[6068:5941];
+  assign \$337  = \$336  & rules[6196:6069];
+  assign \$338  = ! \$337 ;
+  assign \$339  = i__payload[335:208] ^ rules[6324:6197];
+  assign \$340  = \$339  & rules[6452:6325];
+  assign \$341  = ! \$340 ;
+  assign \$342  = i__payload[351:336] >= rules[5892:5877];
+  assign \$343  = i__payload[351:336] <= rules[5908:5893];
+  assign \$344  = i__payload[367:352] >= rules[5924:5909];
+  assign \$345  = i__payload[367:352] <= rules[5940:5925];
+  assign \$346  = i__payload[29:20] ^ rules[6483:6474];
+  assign \$347  = \$346  & rules[6493:6484];
+  assign \$348  = ! \$347 ;
+  assign \$349  = i__payload[45:30] ^ rules[6509:6494];
+  assign \$350  = \$349  & rules[6525:6510];
+  assign \$351  = ! \$350 ;
+  assign \$352  = i__payload[57:46] ^ rules[6537:6526];
+  assign \$353  = \$352  & rules[6549:6538];
+  assign \$354  = ! \$353 ;
+  assign \$355  = i__payload[71:64] ^ rules[6557:6550];
+  assign \$356  = \$355  & rules[6565:6558];
+  assign \$357  = ! \$356 ;
+  assign \$358  = i__payload[63:58] ^ rules[6571:6566];
+  assign \$359  = \$358  & rules[6577:6572];
+  assign \$360  = ! \$359 ;
+  assign \$361  = i__payload[79:72] ^ rules[6585:6578];
+  assign \$362  = \$361  & rules[6593:6586];
+  assign \$363  = ! \$362 ;
+  assign \$364  = i__payload[207:80] ^ rules[6785:6658];
+  assign \$365  = \$364  & rules[6913:6786];
+  assign \$366  = ! \$365 ;
+  assign \$367  = i__payload[335:208] ^ rules[7041:6914];
+  assign \$368  = \$367  & rules[7169:7042];
+  assign \$369  = ! \$368 ;
+  assign \$370  = i__payload[351:336] >= rules[6609:6594];
+  assign \$371  = i__payload[351:336] <= rules[6625:6610];
+  assign \$372  = i__payload[367:352] >= rules[6641:6626];
+  assign \$373  = i__payload[367:352] <= rules[6657:6642];
+  assign \$374  = i__payload[29:20] ^ rules[7200:7191];
+  assign \$375  = \$374  & rules[7210:7201];
+  assign \$376  = ! \$375 ;
+  assign \$377  = i__payload[45:30] ^ rules[7226:7211];
+  assign \$378  = \$377  & rules[7242:7227];
+  assign \$379  = ! \$378 ;
+  assign \$380  = i__payload[57:46] ^ rules[7254:7243];
+  assign \$381  = \$380  & rules[7266:7255];
+  assign \$382  = ! \$381 ;
+  assign \$383  = i__payload[71:64] ^ rules[7274:7267];
+  assign \$384  = \$383  & rules[7282:7275];
+  assign \$385  = ! \$384 ;
+  assign \$386  = i__payload[63:58] ^ rules[7288:7283];
+  assign \$387  = \$386  & rules[7294:7289];
+  assign \$388  = ! \$387 ;
+  assign \$389  = i__payload[79:72] ^ rules[7302:7295];
+  assign \$390  = \$389  & rules[7310:7303];
+  assign \$391  = ! \$390 ;
+  assign \$392  = i__payload[207:80] ^ rules[7502:7375];
+  assign \$393  = \$392  & rules[7630:7503];
+  assign \$394  = ! \$393 ;
+  assign \$395  = i__payload[335:208] ^ rules[7758:7631];
+  assign \$396  = \$395  & rules[7886:7759];
+  assign \$397  = ! \$396 ;
+  assign \$398  = i__payload[351:336] >= rules[7326:7311];
+  assign \$399  = i__payload[351:336] <= rules[7342:7327];
+  assign \$400  = i__payload[367:352] >= rules[7358:7343];
+  assign \$401  = i__payload[367:352] <= rules[7374:7359];
+  assign \$402  = i__payload[29:20] ^ rules[7917:7908];
+  assign \$403  = \$402  & rules[7927:7918];
+  assign \$404  = ! \$403 ;
+  assign \$405  = i__payload[45:30] ^ rules[7943:7928];
+  assign \$406  = \$405  & rules[7959:7944];
+  assign \$407  = ! \$406 ;
+  assign \$408  = i__payload[57:46] ^ rules[7971:7960];
+  assign \$409  = \$408  & rules[7983:7972];
+  assign \$410  = ! \$409 ;
+  assign \$411  = i__payload[71:64] ^ rules[7991:7984];
+  assign \$412  = \$411  & rules[7999:7992];
+  assign \$413  = ! \$412 ;
+  assign \$414  = i__payload[63:58] ^ rules[8005:8000];
+  assign \$415  = \$414  & rules[8011:8006];
+  assign \$416  = ! \$415 ;
+  assign \$417  = i__payload[79:72] ^ rules[8019:8012];
+  assign \$418  = \$417  & rules[8027:8020];
+  assign \$419  = ! \$418 ;
+  assign \$420  = i__payload[207:80] ^ rules[8219:8092];
+  assign \$421  = \$420  & rules[8347:8220];
+  assign \$422  = ! \$421 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       action = \$52 ;
@@ -8271,7 +8712,7 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       rule_index = \$83 ;
@@ -8280,259 +8721,248 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$86 ) begin
-      drop = s2_meta[19:16];
-    end else if (action[0]) begin
-      drop = 4'h8;
-    end else begin
-      drop = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$551  = s1_valid;
-    if (\$92 ) begin
-      \$551  = i__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$552  = s1_valid;
+    if (\$93 ) begin
+      \$552  = i__valid;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$552  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$552  = s1_meta;
-    if (\$92 ) begin
-      \$552  = i__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$553  = s1_meta;
+    if (\$93 ) begin
+      \$553  = i__payload;
     end
     if (rst) begin
-      \$552  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$553  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$553  = s1_terms0;
-    if (\$92 ) begin
-      \$553  = { \$120 , \$119 , \$118 , \$117 , \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98 , \$95 , rules[0] };
-    end
-    if (rst) begin
-      \$553  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$554  = s1_terms1;
-    if (\$92 ) begin
-      \$554  = { \$148 , \$147 , \$146 , \$145 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , rules[717] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$554  = s1_terms0;
+    if (\$93 ) begin
+      \$554  = { \$121 , \$120 , \$119 , \$118 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99 , \$96 , rules[0] };
     end
     if (rst) begin
       \$554  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$555  = s1_terms2;
-    if (\$92 ) begin
-      \$555  = { \$176 , \$175 , \$174 , \$173 , \$172 , \$169 , \$166 , \$163 , \$160 , \$157 , \$154 , \$151 , rules[1434] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$555  = s1_terms1;
+    if (\$93 ) begin
+      \$555  = { \$149 , \$148 , \$147 , \$146 , \$145 , \$142 , \$139 , \$136 , \$133 , \$130 , \$127 , \$124 , rules[717] };
     end
     if (rst) begin
       \$555  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = s1_terms3;
-    if (\$92 ) begin
-      \$556  = { \$204 , \$203 , \$202 , \$201 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , rules[2151] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$556  = s1_terms2;
+    if (\$93 ) begin
+      \$556  = { \$177 , \$176 , \$175 , \$174 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , rules[1434] };
     end
     if (rst) begin
       \$556  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$557  = s1_terms4;
-    if (\$92 ) begin
-      \$557  = { \$232 , \$231 , \$230 , \$229 , \$228 , \$225 , \$222 , \$219 , \$216 , \$213 , \$210 , \$207 , rules[2868] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$557  = s1_terms3;
+    if (\$93 ) begin
+      \$557  = { \$205 , \$204 , \$203 , \$202 , \$201 , \$198 , \$195 , \$192 , \$189 , \$186 , \$183 , \$180 , rules[2151] };
     end
     if (rst) begin
       \$557  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$558  = s1_terms5;
-    if (\$92 ) begin
-      \$558  = { \$260 , \$259 , \$258 , \$257 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , rules[3585] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$558  = s1_terms4;
+    if (\$93 ) begin
+      \$558  = { \$233 , \$232 , \$231 , \$230 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , rules[2868] };
     end
     if (rst) begin
       \$558  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$559  = s1_terms6;
-    if (\$92 ) begin
-      \$559  = { \$288 , \$287 , \$286 , \$285 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , rules[4302] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$559  = s1_terms5;
+    if (\$93 ) begin
+      \$559  = { \$261 , \$260 , \$259 , \$258 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , rules[3585] };
     end
     if (rst) begin
       \$559  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = s1_terms7;
-    if (\$92 ) begin
-      \$560  = { \$316 , \$315 , \$314 , \$313 , \$312 , \$309 , \$306 , \$303 , \$300 , \$297 , \$294 , \$291 , rules[5019] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$560  = s1_terms6;
+    if (\$93 ) begin
+      \$560  = { \$289 , \$288 , \$287 , \$286 , \$285 , \$282 , \$279 , \$276 , \$273 , \$270 , \$267 , \$264 , rules[4302] };
     end
     if (rst) begin
       \$560  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = s1_terms8;
-    if (\$92 ) begin
-      \$561  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , rules[5736] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$561  = s1_terms7;
+    if (\$93 ) begin
+      \$561  = { \$317 , \$316 , \$315 , \$314 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , \$292 , rules[5019] };
     end
     if (rst) begin
       \$561  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = s1_terms9;
-    if (\$92 ) begin
-      \$562  = { \$372 , \$371 , \$370 , \$369 , \$368 , \$365 , \$362 , \$359 , \$356 , \$353 , \$350 , \$347 , rules[6453] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$562  = s1_terms8;
+    if (\$93 ) begin
+      \$562  = { \$345 , \$344 , \$343 , \$342 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , \$323 , \$320 , rules[5736] };
     end
     if (rst) begin
       \$562  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$563  = s1_terms10;
-    if (\$92 ) begin
-      \$563  = { \$400 , \$399 , \$398 , \$397 , \$396 , \$393 , \$390 , \$387 , \$384 , \$381 , \$378 , \$375 , rules[7170] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$563  = s1_terms9;
+    if (\$93 ) begin
+      \$563  = { \$373 , \$372 , \$371 , \$370 , \$369 , \$366 , \$363 , \$360 , \$357 , \$354 , \$351 , \$348 , rules[6453] };
     end
     if (rst) begin
       \$563  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$564  = s1_terms11;
-    if (\$92 ) begin
-      \$564  = { \$428 , \$427 , \$426 , \$425 , \$424 , \$421 , \$418 , \$415 , \$412 , \$409 , \$406 , \$403 , rules[7887] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$564  = s1_terms10;
+    if (\$93 ) begin
+      \$564  = { \$401 , \$400 , \$399 , \$398 , \$397 , \$394 , \$391 , \$388 , \$385 , \$382 , \$379 , \$376 , rules[7170] };
     end
     if (rst) begin
       \$564  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$565  = s1_terms12;
-    if (\$92 ) begin
-      \$565  = { \$456 , \$455 , \$454 , \$453 , \$452 , \$449 , \$446 , \$443 , \$440 , \$437 , \$434 , \$431 , rules[8604] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$565  = s1_terms11;
+    if (\$93 ) begin
+      \$565  = { \$429 , \$428 , \$427 , \$426 , \$425 , \$422 , \$419 , \$416 , \$413 , \$410 , \$407 , \$404 , rules[7887] };
     end
     if (rst) begin
       \$565  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$566  = s1_terms13;
-    if (\$92 ) begin
-      \$566  = { \$484 , \$483 , \$482 , \$481 , \$480 , \$477 , \$474 , \$471 , \$468 , \$465 , \$462 , \$459 , rules[9321] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$566  = s1_terms12;
+    if (\$93 ) begin
+      \$566  = { \$457 , \$456 , \$455 , \$454 , \$453 , \$450 , \$447 , \$444 , \$441 , \$438 , \$435 , \$432 , rules[8604] };
     end
     if (rst) begin
       \$566  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$567  = s1_terms14;
-    if (\$92 ) begin
-      \$567  = { \$512 , \$511 , \$510 , \$509 , \$508 , \$505 , \$502 , \$499 , \$496 , \$493 , \$490 , \$487 , rules[10038] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$567  = s1_terms13;
+    if (\$93 ) begin
+      \$567  = { \$485 , \$484 , \$483 , \$482 , \$481 , \$478 , \$475 , \$472 , \$469 , \$466 , \$463 , \$460 , rules[9321] };
     end
     if (rst) begin
       \$567  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$568  = s1_terms15;
-    if (\$92 ) begin
-      \$568  = { \$540 , \$539 , \$538 , \$537 , \$536 , \$533 , \$530 , \$527 , \$524 , \$521 , \$518 , \$515 , rules[10755] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$568  = s1_terms14;
+    if (\$93 ) begin
+      \$568  = { \$513 , \$512 , \$511 , \$510 , \$509 , \$506 , \$503 , \$500 , \$497 , \$494 , \$491 , \$488 , rules[10038] };
     end
     if (rst) begin
       \$568  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$569  = s2_valid;
-    if (\$544 ) begin
-      \$569  = s1_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$569  = s1_terms15;
+    if (\$93 ) begin
+      \$569  = { \$541 , \$540 , \$539 , \$538 , \$537 , \$534 , \$531 , \$528 , \$525 , \$522 , \$519 , \$516 , rules[10755] };
     end
     if (rst) begin
-      \$569  = 1'h0;
+      \$569  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$570  = s2_meta;
-    if (\$544 ) begin
-      \$570  = s1_meta;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$570  = s2_valid;
+    if (\$545 ) begin
+      \$570  = s1_valid;
     end
     if (rst) begin
-      \$570  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$570  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$571  = s2_first;
-    if (\$544 ) begin
-      \$571  = \$547 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$571  = s2_meta;
+    if (\$545 ) begin
+      \$571  = s1_meta;
     end
     if (rst) begin
-      \$571  = 16'h0000;
+      \$571  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$572  = s2_any;
-    if (\$544 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$572  = s2_first;
+    if (\$545 ) begin
       \$572  = \$548 ;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$573  = o__valid;
-    if (\$550 ) begin
-      \$573  = s2_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$573  = s2_any;
+    if (\$545 ) begin
+      \$573  = \$549 ;
     end
     if (rst) begin
       \$573  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$574  = o__payload;
-    if (\$550 ) begin
-      { \$574 [457:434], \$574 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
-      \$574 [410:403] = rule_index;
-      \$574 [414:411] = action[4:1];
-      \$574 [425:415] = action[15:5];
-      \$574 [429:426] = action[19:16];
-      \$574 [433:430] = drop;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$574  = o__valid;
+    if (\$551 ) begin
+      \$574  = s2_valid;
     end
     if (rst) begin
-      \$574  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$574  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$575  = o__payload;
+    if (\$551 ) begin
+      { \$575 [457:434], \$575 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
+      \$575 [410:403] = rule_index;
+      \$575 [414:411] = action[4:1];
+      \$575 [425:415] = action[15:5];
+      \$575 [429:426] = action[19:16];
+      \$575 [433:430] = drop;
+    end
+    if (rst) begin
+      \$575  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign s1_match = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
@@ -9454,8 +9884,8 @@ module \hetnic_rx_pipeline_w64.pipeline.classifier (rst, i__ready, o__ready, pas
   assign \$79 [3:0] = { s2_first[15], s2_first[15], s2_first[15], s2_first[15] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ack, frame_in_stb, frame_in_len, meta, csr__r_stb, csr__w_stb, csr__r_data, csr__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ack, frame_in_stb, frame_in_len, meta, csr__r_stb, csr__w_stb, csr__r_data, flow_refused_stb, csr__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -9463,20 +9893,20 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire [32:0] \$102 ;
   wire [32:0] \$103 ;
   wire [32:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [32:0] \$105 ;
+  wire [32:0] \$106 ;
+  wire [32:0] \$107 ;
+  wire [32:0] \$108 ;
+  wire [32:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
+  wire [32:0] \$110 ;
+  wire [32:0] \$111 ;
+  wire [32:0] \$112 ;
+  wire [32:0] \$113 ;
+  wire [32:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [2:0] \$117 ;
+  wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
@@ -9487,7 +9917,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [2:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
@@ -9510,21 +9940,21 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [31:0] \$148 ;
-  wire [31:0] \$149 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [31:0] \$150 ;
-  wire [31:0] \$151 ;
-  wire [31:0] \$152 ;
-  wire [31:0] \$153 ;
-  wire [31:0] \$154 ;
-  wire [31:0] \$155 ;
-  wire [31:0] \$156 ;
-  wire [31:0] \$157 ;
-  wire [31:0] \$158 ;
-  wire [31:0] \$159 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [31:0] \$160 ;
+  wire \$160 ;
   wire [31:0] \$161 ;
   wire [31:0] \$162 ;
   wire [31:0] \$163 ;
@@ -9577,17 +10007,17 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire [31:0] \$205 ;
   wire [31:0] \$206 ;
   wire [31:0] \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [31:0] \$208 ;
+  wire [31:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
+  wire [31:0] \$210 ;
+  wire [31:0] \$211 ;
+  wire [31:0] \$212 ;
+  wire [31:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [31:0] \$215 ;
+  wire [31:0] \$216 ;
+  wire [31:0] \$217 ;
   wire [31:0] \$218 ;
   wire [31:0] \$219 ;
   wire \$22 ;
@@ -9596,40 +10026,40 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire [31:0] \$222 ;
   wire [31:0] \$223 ;
   wire [31:0] \$224 ;
-  wire [16:0] \$225 ;
-  wire [16:0] \$226 ;
-  wire [16:0] \$227 ;
-  reg \$228 ;
-  reg [31:0] \$229 ;
+  wire [31:0] \$225 ;
+  wire [31:0] \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg [8:0] \$232 ;
-  reg [16:0] \$233 ;
-  reg [31:0] \$234 ;
-  reg [31:0] \$235 ;
-  reg [31:0] \$236 ;
-  reg [31:0] \$237 ;
-  reg [31:0] \$238 ;
-  reg [31:0] \$239 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire [31:0] \$237 ;
+  wire [31:0] \$238 ;
+  wire [31:0] \$239 ;
   wire \$24 ;
-  reg [31:0] \$240 ;
-  reg [31:0] \$241 ;
-  reg [31:0] \$242 ;
-  reg [31:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [31:0] \$246 ;
-  reg [31:0] \$247 ;
+  wire [31:0] \$240 ;
+  wire [31:0] \$241 ;
+  wire [31:0] \$242 ;
+  wire [31:0] \$243 ;
+  wire [16:0] \$244 ;
+  wire [16:0] \$245 ;
+  wire [16:0] \$246 ;
+  reg \$247 ;
   reg [31:0] \$248 ;
-  reg [31:0] \$249 ;
+  reg \$249 ;
   wire \$25 ;
-  reg [31:0] \$250 ;
-  reg [31:0] \$251 ;
-  reg [31:0] \$252 ;
-  reg [31:0] \$253 ;
-  reg [31:0] \$254 ;
-  reg [31:0] \$255 ;
+  reg \$250 ;
+  reg [8:0] \$251 ;
+  reg [16:0] \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg \$255 ;
   reg [31:0] \$256 ;
   reg [31:0] \$257 ;
   reg [31:0] \$258 ;
@@ -9639,25 +10069,50 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   reg [31:0] \$261 ;
   reg [31:0] \$262 ;
   reg [31:0] \$263 ;
-  reg \$264 ;
-  reg [5:0] \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg [5:0] \$268 ;
-  reg [15:0] \$269 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
+  reg [31:0] \$266 ;
+  reg [31:0] \$267 ;
+  reg [31:0] \$268 ;
+  reg [31:0] \$269 ;
   wire \$27 ;
-  reg \$270 ;
-  reg [8:0] \$271 ;
-  reg \$272 ;
-  reg [1:0] \$273 ;
-  reg [29:0] \$274 ;
+  reg [31:0] \$270 ;
+  reg [31:0] \$271 ;
+  reg [31:0] \$272 ;
+  reg [31:0] \$273 ;
+  reg [31:0] \$274 ;
   reg [31:0] \$275 ;
-  reg [2:0] \$276 ;
+  reg [31:0] \$276 ;
   reg [31:0] \$277 ;
+  reg [31:0] \$278 ;
+  reg [31:0] \$279 ;
   wire \$28 ;
+  reg [31:0] \$280 ;
+  reg [31:0] \$281 ;
+  reg [31:0] \$282 ;
+  reg [31:0] \$283 ;
+  reg [31:0] \$284 ;
+  reg [31:0] \$285 ;
+  reg [31:0] \$286 ;
+  reg [31:0] \$287 ;
+  reg [31:0] \$288 ;
+  reg \$289 ;
   wire \$29 ;
+  reg [5:0] \$290 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg [5:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg \$295 ;
+  reg [8:0] \$296 ;
+  reg \$297 ;
+  reg [1:0] \$298 ;
+  reg [32:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [31:0] \$300 ;
+  reg [2:0] \$301 ;
+  reg [31:0] \$302 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
@@ -9706,14 +10161,14 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [32:0] \$75 ;
-  wire [32:0] \$76 ;
-  wire [32:0] \$77 ;
-  wire [32:0] \$78 ;
-  wire [32:0] \$79 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [32:0] \$80 ;
-  wire [32:0] \$81 ;
+  wire \$80 ;
+  wire \$81 ;
   wire [32:0] \$82 ;
   wire [32:0] \$83 ;
   wire [32:0] \$84 ;
@@ -9734,8 +10189,10 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire [32:0] \$98 ;
   wire [32:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg [29:0] \$signal$56  = 30'h00000000;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   reg \$signal$6  = 1'h0;
+  reg [32:0] \$signal$63  = 33'h000000000;
   input [8:0] bucket;
   wire [8:0] bucket;
   reg [31:0] bytes_in = 32'd0;
@@ -9763,8 +10220,14 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   reg [31:0] drop_truncated = 32'd0;
   reg [8:0] e_drop = 9'h000;
   reg e_dropped = 1'h0;
+  reg e_flow_refused = 1'h0;
   reg [31:0] e_frame_len = 32'd0;
   reg [16:0] e_rule = 17'h00000;
+  reg [31:0] flow_hits = 32'd0;
+  reg [31:0] flow_misses = 32'd0;
+  reg [31:0] flow_refused = 32'd0;
+  input flow_refused_stb;
+  wire flow_refused_stb;
   input [31:0] frame_in_len;
   wire [31:0] frame_in_len;
   input frame_in_stb;
@@ -9773,14 +10236,14 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   reg [31:0] frames_dropped = 32'd0;
   reg [31:0] frames_in = 32'd0;
   reg [5:0] inc_addr = 6'h00;
-  reg [5:0] \inc_addr$46  = 6'h00;
-  reg [8:0] \inc_addr$49  = 9'h000;
+  reg [5:0] \inc_addr$53  = 6'h00;
+  reg [8:0] \inc_addr$56  = 9'h000;
   reg inc_amount = 1'h0;
-  reg [15:0] \inc_amount$47  = 16'h0000;
-  reg \inc_amount$51  = 1'h0;
+  reg [15:0] \inc_amount$54  = 16'h0000;
+  reg \inc_amount$58  = 1'h0;
   reg inc_stb = 1'h0;
-  reg \inc_stb$45  = 1'h0;
-  reg \inc_stb$48  = 1'h0;
+  reg \inc_stb$52  = 1'h0;
+  reg \inc_stb$55  = 1'h0;
   reg [2:0] mem_sel = 3'h0;
   input [457:0] meta;
   wire [457:0] meta;
@@ -9845,14 +10308,14 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   input meta_stb;
   wire meta_stb;
   wire [5:0] rd_addr;
-  wire [5:0] \rd_addr$66 ;
-  wire [8:0] \rd_addr$68 ;
+  wire [5:0] \rd_addr$73 ;
+  wire [8:0] \rd_addr$75 ;
   wire [31:0] rd_data;
-  wire [31:0] \rd_data$62 ;
-  wire [31:0] \rd_data$63 ;
+  wire [31:0] \rd_data$69 ;
+  wire [31:0] \rd_data$70 ;
   wire rd_en;
-  wire \rd_en$67 ;
-  wire \rd_en$69 ;
+  wire \rd_en$74 ;
+  wire \rd_en$76 ;
   input rst;
   wire rst;
   reg [31:0] rule_hits_0 = 32'd0;
@@ -9947,283 +10410,314 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   assign \$72  = meta_stb & \$71 ;
   assign \$73  = meta[410:403] == 5'h10;
   assign \$74  = meta_stb & \$73 ;
-  assign \$75  = frames_in + 1'h1;
-  assign \$76  = bytes_in + e_frame_len;
-  assign \$77  = frames_delivered + 1'h1;
-  assign \$78  = frames_dropped + 1'h1;
-  assign \$79  = drop_none + 1'h1;
-  assign \$80  = drop_mac_error + 1'h1;
-  assign \$81  = drop_runt + 1'h1;
-  assign \$82  = drop_oversize + 1'h1;
-  assign \$83  = drop_truncated + 1'h1;
-  assign \$84  = drop_bad_ihl + 1'h1;
-  assign \$85  = drop_bad_length + 1'h1;
-  assign \$86  = drop_header_limit + 1'h1;
-  assign \$87  = drop_rule + 1'h1;
-  assign \$88  = rule_hits_0 + 1'h1;
-  assign \$89  = rule_hits_1 + 1'h1;
-  assign \$90  = rule_hits_2 + 1'h1;
-  assign \$91  = rule_hits_3 + 1'h1;
-  assign \$92  = rule_hits_4 + 1'h1;
-  assign \$93  = rule_hits_5 + 1'h1;
-  assign \$94  = rule_hits_6 + 1'h1;
-  assign \$95  = rule_hits_7 + 1'h1;
-  assign \$96  = rule_hits_8 + 1'h1;
-  assign \$97  = rule_hits_9 + 1'h1;
-  assign \$98  = rule_hits_10 + 1'h1;
-  assign \$99  = rule_hits_11 + 1'h1;
-  assign \$100  = rule_hits_12 + 1'h1;
-  assign \$101  = rule_hits_13 + 1'h1;
-  assign \$102  = rule_hits_14 + 1'h1;
-  assign \$103  = rule_hits_15 + 1'h1;
-  assign \$104  = rule_hits_16 + 1'h1;
-  assign \$105  = ! meta[433:430];
-  assign \$106  = meta_stb & \$105 ;
-  assign \$107  = meta[441:434] < 7'h40;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! meta[433:430];
-  assign \$110  = meta_stb & \$109 ;
-  assign \$111  = meta[441:434] < 7'h40;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = csr__r_stb | csr__w_stb;
-  assign \$114  = ~ csr__ack;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = step != 2'h3;
-  assign \$117  = step + \$116 ;
-  assign \$118  = csr__addr == 8'h80;
-  assign \$119  = csr__addr == 8'h8c;
-  assign \$120  = csr__addr == 8'h84;
-  assign \$121  = csr__addr == 8'h88;
-  assign \$122  = csr__addr == 8'hc0;
-  assign \$123  = csr__addr == 8'hc4;
-  assign \$124  = csr__addr == 8'hc8;
-  assign \$125  = csr__addr == 8'hcc;
-  assign \$126  = csr__addr == 8'hd0;
-  assign \$127  = csr__addr == 8'hd4;
-  assign \$128  = csr__addr == 8'hd8;
-  assign \$129  = csr__addr == 8'hdc;
-  assign \$130  = csr__addr == 8'he0;
-  assign \$131  = csr__addr == 15'h6000;
-  assign \$132  = csr__addr == 15'h6004;
-  assign \$133  = csr__addr == 15'h6008;
-  assign \$134  = csr__addr == 15'h600c;
-  assign \$135  = csr__addr == 15'h6010;
-  assign \$136  = csr__addr == 15'h6014;
-  assign \$137  = csr__addr == 15'h6018;
-  assign \$138  = csr__addr == 15'h601c;
-  assign \$139  = csr__addr == 15'h6020;
-  assign \$140  = csr__addr == 15'h6024;
-  assign \$141  = csr__addr == 15'h6028;
-  assign \$142  = csr__addr == 15'h602c;
-  assign \$143  = csr__addr == 15'h6030;
-  assign \$144  = csr__addr == 15'h6034;
-  assign \$145  = csr__addr == 15'h6038;
-  assign \$146  = csr__addr == 15'h603c;
-  assign \$147  = csr__addr == 15'h6040;
-  assign \$148  = { \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0], \$signal$56 [0] } & frames_in;
-  assign \$150  = { \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1], \$signal$56 [1] } & bytes_in;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = { \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2], \$signal$56 [2] } & frames_delivered;
-  assign \$153  = \$151  | \$152 ;
-  assign \$154  = { \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3], \$signal$56 [3] } & frames_dropped;
-  assign \$155  = \$153  | \$154 ;
-  assign \$156  = { \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4], \$signal$56 [4] } & drop_none;
-  assign \$157  = \$155  | \$156 ;
-  assign \$158  = { \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5], \$signal$56 [5] } & drop_mac_error;
-  assign \$159  = \$157  | \$158 ;
-  assign \$160  = { \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6], \$signal$56 [6] } & drop_runt;
-  assign \$161  = \$159  | \$160 ;
-  assign \$162  = { \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7], \$signal$56 [7] } & drop_oversize;
-  assign \$163  = \$161  | \$162 ;
-  assign \$164  = { \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8], \$signal$56 [8] } & drop_truncated;
-  assign \$165  = \$163  | \$164 ;
-  assign \$166  = { \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9], \$signal$56 [9] } & drop_bad_ihl;
-  assign \$167  = \$165  | \$166 ;
-  assign \$168  = { \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10], \$signal$56 [10] } & drop_bad_length;
-  assign \$169  = \$167  | \$168 ;
-  assign \$170  = { \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11], \$signal$56 [11] } & drop_header_limit;
-  assign \$171  = \$169  | \$170 ;
-  assign \$172  = { \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12], \$signal$56 [12] } & drop_rule;
-  assign \$173  = \$171  | \$172 ;
-  assign \$174  = { \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13], \$signal$56 [13] } & rule_hits_0;
-  assign \$175  = \$173  | \$174 ;
-  assign \$176  = { \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14], \$signal$56 [14] } & rule_hits_1;
-  assign \$177  = \$175  | \$176 ;
-  assign \$178  = { \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15], \$signal$56 [15] } & rule_hits_2;
-  assign \$179  = \$177  | \$178 ;
-  assign \$180  = { \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16], \$signal$56 [16] } & rule_hits_3;
-  assign \$181  = \$179  | \$180 ;
-  assign \$182  = { \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17], \$signal$56 [17] } & rule_hits_4;
-  assign \$183  = \$181  | \$182 ;
-  assign \$184  = { \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18], \$signal$56 [18] } & rule_hits_5;
-  assign \$185  = \$183  | \$184 ;
-  assign \$186  = { \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19], \$signal$56 [19] } & rule_hits_6;
-  assign \$187  = \$185  | \$186 ;
-  assign \$188  = { \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20], \$signal$56 [20] } & rule_hits_7;
-  assign \$189  = \$187  | \$188 ;
-  assign \$190  = { \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21], \$signal$56 [21] } & rule_hits_8;
-  assign \$191  = \$189  | \$190 ;
-  assign \$192  = { \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22], \$signal$56 [22] } & rule_hits_9;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = { \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23], \$signal$56 [23] } & rule_hits_10;
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = { \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24], \$signal$56 [24] } & rule_hits_11;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = { \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25], \$signal$56 [25] } & rule_hits_12;
-  assign \$199  = \$197  | \$198 ;
-  assign \$200  = { \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26], \$signal$56 [26] } & rule_hits_13;
-  assign \$201  = \$199  | \$200 ;
-  assign \$202  = { \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27], \$signal$56 [27] } & rule_hits_14;
-  assign \$203  = \$201  | \$202 ;
-  assign \$204  = { \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28], \$signal$56 [28] } & rule_hits_15;
-  assign \$205  = \$203  | \$204 ;
-  assign \$206  = { \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29], \$signal$56 [29] } & rule_hits_16;
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = csr__addr >= 15'h7000;
-  assign \$209  = csr__addr < 15'h7100;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = csr__addr >= 15'h7400;
-  assign \$212  = csr__addr < 15'h7500;
-  assign \$213  = \$211  & \$212 ;
-  assign \$214  = csr__addr >= 16'h8000;
-  assign \$215  = csr__addr < 16'h8800;
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = step == 2'h2;
-  assign \$218  = { mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0] } & rd_data;
-  assign \$220  = { mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1] } & \rd_data$62 ;
-  assign \$221  = \$219  | \$220 ;
-  assign \$222  = { mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2] } & \rd_data$63 ;
-  assign \$223  = \$221  | \$222 ;
-  assign \$224  = data | \$223 ;
-  assign \$225  = csr__addr - 15'h7000;
+  assign \$75  = meta[410:403] == 7'h7f;
+  assign \$76  = meta_stb & \$75 ;
+  assign \$77  = meta[22] | meta[23];
+  assign \$78  = meta_stb & \$77 ;
+  assign \$79  = meta[410:403] == 7'h7f;
+  assign \$80  = ~ \$79 ;
+  assign \$81  = \$78  & \$80 ;
+  assign \$82  = frames_in + 1'h1;
+  assign \$83  = bytes_in + e_frame_len;
+  assign \$84  = frames_delivered + 1'h1;
+  assign \$85  = frames_dropped + 1'h1;
+  assign \$86  = drop_none + 1'h1;
+  assign \$87  = drop_mac_error + 1'h1;
+  assign \$88  = drop_runt + 1'h1;
+  assign \$89  = drop_oversize + 1'h1;
+  assign \$90  = drop_truncated + 1'h1;
+  assign \$91  = drop_bad_ihl + 1'h1;
+  assign \$92  = drop_bad_length + 1'h1;
+  assign \$93  = drop_header_limit + 1'h1;
+  assign \$94  = drop_rule + 1'h1;
+  assign \$95  = rule_hits_0 + 1'h1;
+  assign \$96  = rule_hits_1 + 1'h1;
+  assign \$97  = rule_hits_2 + 1'h1;
+  assign \$98  = rule_hits_3 + 1'h1;
+  assign \$99  = rule_hits_4 + 1'h1;
+  assign \$100  = rule_hits_5 + 1'h1;
+  assign \$101  = rule_hits_6 + 1'h1;
+  assign \$102  = rule_hits_7 + 1'h1;
+  assign \$103  = rule_hits_8 + 1'h1;
+  assign \$104  = rule_hits_9 + 1'h1;
+  assign \$105  = rule_hits_10 + 1'h1;
+  assign \$106  = rule_hits_11 + 1'h1;
+  assign \$107  = rule_hits_12 + 1'h1;
+  assign \$108  = rule_hits_13 + 1'h1;
+  assign \$109  = rule_hits_14 + 1'h1;
+  assign \$110  = rule_hits_15 + 1'h1;
+  assign \$111  = rule_hits_16 + 1'h1;
+  assign \$112  = flow_hits + 1'h1;
+  assign \$113  = flow_misses + 1'h1;
+  assign \$114  = flow_refused + 1'h1;
+  assign \$115  = ! meta[433:430];
+  assign \$116  = meta_stb & \$115 ;
+  assign \$117  = meta[441:434] < 7'h40;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! meta[433:430];
+  assign \$120  = meta_stb & \$119 ;
+  assign \$121  = meta[441:434] < 7'h40;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = csr__r_stb | csr__w_stb;
+  assign \$124  = ~ csr__ack;
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = step != 2'h3;
+  assign \$127  = step + \$126 ;
+  assign \$128  = csr__addr == 8'h80;
+  assign \$129  = csr__addr == 8'h8c;
+  assign \$130  = csr__addr == 8'h84;
+  assign \$131  = csr__addr == 8'h88;
+  assign \$132  = csr__addr == 8'h90;
+  assign \$133  = csr__addr == 8'h94;
+  assign \$134  = csr__addr == 8'h98;
+  assign \$135  = csr__addr == 8'hc0;
+  assign \$136  = csr__addr == 8'hc4;
+  assign \$137  = csr__addr == 8'hc8;
+  assign \$138  = csr__addr == 8'hcc;
+  assign \$139  = csr__addr == 8'hd0;
+  assign \$140  = csr__addr == 8'hd4;
+  assign \$141  = csr__addr == 8'hd8;
+  assign \$142  = csr__addr == 8'hdc;
+  assign \$143  = csr__addr == 8'he0;
+  assign \$144  = csr__addr == 15'h6000;
+  assign \$145  = csr__addr == 15'h6004;
+  assign \$146  = csr__addr == 15'h6008;
+  assign \$147  = csr__addr == 15'h600c;
+  assign \$148  = csr__addr == 15'h6010;
+  assign \$149  = csr__addr == 15'h6014;
+  assign \$150  = csr__addr == 15'h6018;
+  assign \$151  = csr__addr == 15'h601c;
+  assign \$152  = csr__addr == 15'h6020;
+  assign \$153  = csr__addr == 15'h6024;
+  assign \$154  = csr__addr == 15'h6028;
+  assign \$155  = csr__addr == 15'h602c;
+  assign \$156  = csr__addr == 15'h6030;
+  assign \$157  = csr__addr == 15'h6034;
+  assign \$158  = csr__addr == 15'h6038;
+  assign \$159  = csr__addr == 15'h603c;
+  assign \$160  = csr__addr == 15'h6040;
+  assign \$161  = { \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0] } & frames_in;
+  assign \$163  = { \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1], \$signal$63 [1] } & bytes_in;
+  assign \$164  = \$162  | \$163 ;
+  assign \$165  = { \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2], \$signal$63 [2] } & frames_delivered;
+  assign \$166  = \$164  | \$165 ;
+  assign \$167  = { \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3], \$signal$63 [3] } & frames_dropped;
+  assign \$168  = \$166  | \$167 ;
+  assign \$169  = { \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4], \$signal$63 [4] } & flow_hits;
+  assign \$170  = \$168  | \$169 ;
+  assign \$171  = { \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5] } & flow_misses;
+  assign \$172  = \$170  | \$171 ;
+  assign \$173  = { \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6] } & flow_refused;
+  assign \$174  = \$172  | \$173 ;
+  assign \$175  = { \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7] } & drop_none;
+  assign \$176  = \$174  | \$175 ;
+  assign \$177  = { \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8] } & drop_mac_error;
+  assign \$178  = \$176  | \$177 ;
+  assign \$179  = { \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9] } & drop_runt;
+  assign \$180  = \$178  | \$179 ;
+  assign \$181  = { \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10] } & drop_oversize;
+  assign \$182  = \$180  | \$181 ;
+  assign \$183  = { \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11] } & drop_truncated;
+  assign \$184  = \$182  | \$183 ;
+  assign \$185  = { \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12] } & drop_bad_ihl;
+  assign \$186  = \$184  | \$185 ;
+  assign \$187  = { \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13] } & drop_bad_length;
+  assign \$188  = \$186  | \$187 ;
+  assign \$189  = { \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14] } & drop_header_limit;
+  assign \$190  = \$188  | \$189 ;
+  assign \$191  = { \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15] } & drop_rule;
+  assign \$192  = \$190  | \$191 ;
+  assign \$193  = { \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16] } & rule_hits_0;
+  assign \$194  = \$192  | \$193 ;
+  assign \$195  = { \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17] } & rule_hits_1;
+  assign \$196  = \$194  | \$195 ;
+  assign \$197  = { \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18] } & rule_hits_2;
+  assign \$198  = \$196  | \$197 ;
+  assign \$199  = { \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19] } & rule_hits_3;
+  assign \$200  = \$198  | \$199 ;
+  assign \$201  = { \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20] } & rule_hits_4;
+  assign \$202  = \$200  | \$201 ;
+  assign \$203  = { \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21] } & rule_hits_5;
+  assign \$204  = \$202  | \$203 ;
+  assign \$205  = { \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22], \$signal$63 [22] } & rule_hits_6;
+  assign \$206  = \$204  | \$205 ;
+  assign \$207  = { \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23], \$signal$63 [23] } & rule_hits_7;
+  assign \$208  = \$206  | \$207 ;
+  assign \$209  = { \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24], \$signal$63 [24] } & rule_hits_8;
+  assign \$210  = \$208  | \$209 ;
+  assign \$211  = { \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25], \$signal$63 [25] } & rule_hits_9;
+  assign \$212  = \$210  | \$211 ;
+  assign \$213  = { \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26], \$signal$63 [26] } & rule_hits_10;
+  assign \$214  = \$212  | \$213 ;
+  assign \$215  = { \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27], \$signal$63 [27] } & rule_hits_11;
+  assign \$216  = \$214  | \$215 ;
+  assign \$217  = { \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28], \$signal$63 [28] } & rule_hits_12;
+  assign \$218  = \$216  | \$217 ;
+  assign \$219  = { \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29], \$signal$63 [29] } & rule_hits_13;
+  assign \$220  = \$218  | \$219 ;
+  assign \$221  = { \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30], \$signal$63 [30] } & rule_hits_14;
+  assign \$222  = \$220  | \$221 ;
+  assign \$223  = { \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31], \$signal$63 [31] } & rule_hits_15;
+  assign \$224  = \$222  | \$223 ;
+  assign \$225  = { \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32], \$signal$63 [32] } & rule_hits_16;
+  assign \$226  = \$224  | \$225 ;
+  assign \$227  = csr__addr >= 15'h7000;
+  assign \$228  = csr__addr < 15'h7100;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = csr__addr >= 15'h7400;
+  assign \$231  = csr__addr < 15'h7500;
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = csr__addr >= 16'h8000;
+  assign \$234  = csr__addr < 16'h8800;
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = step == 2'h2;
+  assign \$237  = { mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0], mem_sel[0] } & rd_data;
+  assign \$239  = { mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1], mem_sel[1] } & \rd_data$69 ;
+  assign \$240  = \$238  | \$239 ;
+  assign \$241  = { mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2], mem_sel[2] } & \rd_data$70 ;
+  assign \$242  = \$240  | \$241 ;
+  assign \$243  = data | \$242 ;
+  assign \$244  = csr__addr - 15'h7000;
   assign rd_en = ! step;
-  assign \$226  = csr__addr - 15'h7400;
-  assign \rd_en$67  = ! step;
-  assign \$227  = csr__addr - 16'h8000;
-  assign \rd_en$69  = ! step;
+  assign \$245  = csr__addr - 15'h7400;
+  assign \rd_en$74  = ! step;
+  assign \$246  = csr__addr - 16'h8000;
+  assign \rd_en$76  = ! step;
   assign csr__ack = step == 2'h3;
   always @(posedge clk)
-    \$signal  <= \$228 ;
+    \$signal  <= \$247 ;
   always @(posedge clk)
-    e_frame_len <= \$229 ;
+    e_frame_len <= \$248 ;
   always @(posedge clk)
-    \$signal$6  <= \$230 ;
+    \$signal$6  <= \$249 ;
   always @(posedge clk)
-    e_dropped <= \$231 ;
+    e_dropped <= \$250 ;
   always @(posedge clk)
-    e_drop <= \$232 ;
+    e_drop <= \$251 ;
   always @(posedge clk)
-    e_rule <= \$233 ;
+    e_rule <= \$252 ;
   always @(posedge clk)
-    frames_in <= \$234 ;
+    \$signal$12  <= \$253 ;
   always @(posedge clk)
-    bytes_in <= \$235 ;
+    \$signal$13  <= \$254 ;
   always @(posedge clk)
-    frames_delivered <= \$236 ;
+    e_flow_refused <= \$255 ;
   always @(posedge clk)
-    frames_dropped <= \$237 ;
+    frames_in <= \$256 ;
   always @(posedge clk)
-    drop_none <= \$238 ;
+    bytes_in <= \$257 ;
   always @(posedge clk)
-    drop_mac_error <= \$239 ;
+    frames_delivered <= \$258 ;
   always @(posedge clk)
-    drop_runt <= \$240 ;
+    frames_dropped <= \$259 ;
   always @(posedge clk)
-    drop_oversize <= \$241 ;
+    drop_none <= \$260 ;
   always @(posedge clk)
-    drop_truncated <= \$242 ;
+    drop_mac_error <= \$261 ;
   always @(posedge clk)
-    drop_bad_ihl <= \$243 ;
+    drop_runt <= \$262 ;
   always @(posedge clk)
-    drop_bad_length <= \$244 ;
+    drop_oversize <= \$263 ;
   always @(posedge clk)
-    drop_header_limit <= \$245 ;
+    drop_truncated <= \$264 ;
   always @(posedge clk)
-    drop_rule <= \$246 ;
+    drop_bad_ihl <= \$265 ;
   always @(posedge clk)
-    rule_hits_0 <= \$247 ;
+    drop_bad_length <= \$266 ;
   always @(posedge clk)
-    rule_hits_1 <= \$248 ;
+    drop_header_limit <= \$267 ;
   always @(posedge clk)
-    rule_hits_2 <= \$249 ;
+    drop_rule <= \$268 ;
   always @(posedge clk)
-    rule_hits_3 <= \$250 ;
+    rule_hits_0 <= \$269 ;
   always @(posedge clk)
-    rule_hits_4 <= \$251 ;
+    rule_hits_1 <= \$270 ;
   always @(posedge clk)
-    rule_hits_5 <= \$252 ;
+    rule_hits_2 <= \$271 ;
   always @(posedge clk)
-    rule_hits_6 <= \$253 ;
+    rule_hits_3 <= \$272 ;
   always @(posedge clk)
-    rule_hits_7 <= \$254 ;
+    rule_hits_4 <= \$273 ;
   always @(posedge clk)
-    rule_hits_8 <= \$255 ;
+    rule_hits_5 <= \$274 ;
   always @(posedge clk)
-    rule_hits_9 <= \$256 ;
+    rule_hits_6 <= \$275 ;
   always @(posedge clk)
-    rule_hits_10 <= \$257 ;
+    rule_hits_7 <= \$276 ;
   always @(posedge clk)
-    rule_hits_11 <= \$258 ;
+    rule_hits_8 <= \$277 ;
   always @(posedge clk)
-    rule_hits_12 <= \$259 ;
+    rule_hits_9 <= \$278 ;
   always @(posedge clk)
-    rule_hits_13 <= \$260 ;
+    rule_hits_10 <= \$279 ;
   always @(posedge clk)
-    rule_hits_14 <= \$261 ;
+    rule_hits_11 <= \$280 ;
   always @(posedge clk)
-    rule_hits_15 <= \$262 ;
+    rule_hits_12 <= \$281 ;
   always @(posedge clk)
-    rule_hits_16 <= \$263 ;
+    rule_hits_13 <= \$282 ;
   always @(posedge clk)
-    inc_stb <= \$264 ;
+    rule_hits_14 <= \$283 ;
   always @(posedge clk)
-    inc_addr <= \$265 ;
+    rule_hits_15 <= \$284 ;
   always @(posedge clk)
-    inc_amount <= \$266 ;
+    rule_hits_16 <= \$285 ;
   always @(posedge clk)
-    \inc_stb$45  <= \$267 ;
+    flow_hits <= \$286 ;
   always @(posedge clk)
-    \inc_addr$46  <= \$268 ;
+    flow_misses <= \$287 ;
   always @(posedge clk)
-    \inc_amount$47  <= \$269 ;
+    flow_refused <= \$288 ;
   always @(posedge clk)
-    \inc_stb$48  <= \$270 ;
+    inc_stb <= \$289 ;
   always @(posedge clk)
-    \inc_addr$49  <= \$271 ;
+    inc_addr <= \$290 ;
   always @(posedge clk)
-    \inc_amount$51  <= \$272 ;
+    inc_amount <= \$291 ;
   always @(posedge clk)
-    step <= \$273 ;
+    \inc_stb$52  <= \$292 ;
   always @(posedge clk)
-    \$signal$56  <= \$274 ;
+    \inc_addr$53  <= \$293 ;
   always @(posedge clk)
-    data <= \$275 ;
+    \inc_amount$54  <= \$294 ;
   always @(posedge clk)
-    mem_sel <= \$276 ;
+    \inc_stb$55  <= \$295 ;
   always @(posedge clk)
-    csr__r_data <= \$277 ;
+    \inc_addr$56  <= \$296 ;
+  always @(posedge clk)
+    \inc_amount$58  <= \$297 ;
+  always @(posedge clk)
+    step <= \$298 ;
+  always @(posedge clk)
+    \$signal$63  <= \$299 ;
+  always @(posedge clk)
+    data <= \$300 ;
+  always @(posedge clk)
+    mem_sel <= \$301 ;
+  always @(posedge clk)
+    csr__r_data <= \$302 ;
   \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets  bucket_packets (
-    .bus__addr(\$227 [10:2]),
-    .bus__en(\rd_en$69 ),
+    .bus__addr(\$246 [10:2]),
+    .bus__en(\rd_en$76 ),
     .clk(clk),
-    .inc_amount(\inc_amount$51 ),
-    .inc_stb(\inc_stb$48 ),
-    .rd_data(\rd_data$63 ),
-    .rmw__addr(\inc_addr$49 ),
+    .inc_amount(\inc_amount$58 ),
+    .inc_stb(\inc_stb$55 ),
+    .rd_data(\rd_data$70 ),
+    .rmw__addr(\inc_addr$56 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes  queue_bytes (
-    .bus__addr(\$226 [7:2]),
-    .bus__en(\rd_en$67 ),
+    .bus__addr(\$245 [7:2]),
+    .bus__en(\rd_en$74 ),
     .clk(clk),
-    .inc_amount(\inc_amount$47 ),
-    .inc_stb(\inc_stb$45 ),
-    .rd_data(\rd_data$62 ),
-    .rmw__addr(\inc_addr$46 ),
+    .inc_amount(\inc_amount$54 ),
+    .inc_stb(\inc_stb$52 ),
+    .rd_data(\rd_data$69 ),
+    .rmw__addr(\inc_addr$53 ),
     .rst(rst)
   );
   \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets  queue_packets (
-    .bus__addr(\$225 [7:2]),
+    .bus__addr(\$244 [7:2]),
     .bus__en(rd_en),
     .clk(clk),
     .inc_amount(inc_amount),
@@ -10233,456 +10727,507 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = frame_in_stb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$247  = frame_in_stb;
     if (rst) begin
-      \$228  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = frame_in_len;
-    if (rst) begin
-      \$229  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$2 ;
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$4 ;
-    if (rst) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
-    if (rst) begin
-      \$232  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
-    if (rst) begin
-      \$233  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = frames_in;
-    if (\$signal ) begin
-      \$234  = \$75 [31:0];
-    end
-    if (rst) begin
-      \$234  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = bytes_in;
-    if (\$signal ) begin
-      \$235  = \$76 [31:0];
-    end
-    if (rst) begin
-      \$235  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = frames_delivered;
-    if (\$signal$6 ) begin
-      \$236  = \$77 [31:0];
-    end
-    if (rst) begin
-      \$236  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = frames_dropped;
-    if (e_dropped) begin
-      \$237  = \$78 [31:0];
-    end
-    if (rst) begin
-      \$237  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = drop_none;
-    if (e_drop[0]) begin
-      \$238  = \$79 [31:0];
-    end
-    if (rst) begin
-      \$238  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = drop_mac_error;
-    if (e_drop[1]) begin
-      \$239  = \$80 [31:0];
-    end
-    if (rst) begin
-      \$239  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = drop_runt;
-    if (e_drop[2]) begin
-      \$240  = \$81 [31:0];
-    end
-    if (rst) begin
-      \$240  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = drop_oversize;
-    if (e_drop[3]) begin
-      \$241  = \$82 [31:0];
-    end
-    if (rst) begin
-      \$241  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = drop_truncated;
-    if (e_drop[4]) begin
-      \$242  = \$83 [31:0];
-    end
-    if (rst) begin
-      \$242  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = drop_bad_ihl;
-    if (e_drop[5]) begin
-      \$243  = \$84 [31:0];
-    end
-    if (rst) begin
-      \$243  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = drop_bad_length;
-    if (e_drop[6]) begin
-      \$244  = \$85 [31:0];
-    end
-    if (rst) begin
-      \$244  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = drop_header_limit;
-    if (e_drop[7]) begin
-      \$245  = \$86 [31:0];
-    end
-    if (rst) begin
-      \$245  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = drop_rule;
-    if (e_drop[8]) begin
-      \$246  = \$87 [31:0];
-    end
-    if (rst) begin
-      \$246  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$247  = rule_hits_0;
-    if (e_rule[0]) begin
-      \$247  = \$88 [31:0];
-    end
-    if (rst) begin
-      \$247  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$248  = rule_hits_1;
-    if (e_rule[1]) begin
-      \$248  = \$89 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$248  = frame_in_len;
     if (rst) begin
       \$248  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$249  = rule_hits_2;
-    if (e_rule[2]) begin
-      \$249  = \$90 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$249  = \$2 ;
     if (rst) begin
-      \$249  = 32'd0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$250  = rule_hits_3;
-    if (e_rule[3]) begin
-      \$250  = \$91 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$250  = \$4 ;
     if (rst) begin
-      \$250  = 32'd0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$251  = rule_hits_4;
-    if (e_rule[4]) begin
-      \$251  = \$92 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$251  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
     if (rst) begin
-      \$251  = 32'd0;
+      \$251  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$252  = rule_hits_5;
-    if (e_rule[5]) begin
-      \$252  = \$93 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$252  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
     if (rst) begin
-      \$252  = 32'd0;
+      \$252  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$253  = rule_hits_6;
-    if (e_rule[6]) begin
-      \$253  = \$94 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$253  = \$76 ;
     if (rst) begin
-      \$253  = 32'd0;
+      \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$254  = rule_hits_7;
-    if (e_rule[7]) begin
-      \$254  = \$95 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$254  = \$81 ;
     if (rst) begin
-      \$254  = 32'd0;
+      \$254  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$255  = rule_hits_8;
-    if (e_rule[8]) begin
-      \$255  = \$96 [31:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$255  = flow_refused_stb;
     if (rst) begin
-      \$255  = 32'd0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$256  = rule_hits_9;
-    if (e_rule[9]) begin
-      \$256  = \$97 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$256  = frames_in;
+    if (\$signal ) begin
+      \$256  = \$82 [31:0];
     end
     if (rst) begin
       \$256  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$257  = rule_hits_10;
-    if (e_rule[10]) begin
-      \$257  = \$98 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$257  = bytes_in;
+    if (\$signal ) begin
+      \$257  = \$83 [31:0];
     end
     if (rst) begin
       \$257  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$258  = rule_hits_11;
-    if (e_rule[11]) begin
-      \$258  = \$99 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$258  = frames_delivered;
+    if (\$signal$6 ) begin
+      \$258  = \$84 [31:0];
     end
     if (rst) begin
       \$258  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = rule_hits_12;
-    if (e_rule[12]) begin
-      \$259  = \$100 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$259  = frames_dropped;
+    if (e_dropped) begin
+      \$259  = \$85 [31:0];
     end
     if (rst) begin
       \$259  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = rule_hits_13;
-    if (e_rule[13]) begin
-      \$260  = \$101 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$260  = drop_none;
+    if (e_drop[0]) begin
+      \$260  = \$86 [31:0];
     end
     if (rst) begin
       \$260  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = rule_hits_14;
-    if (e_rule[14]) begin
-      \$261  = \$102 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$261  = drop_mac_error;
+    if (e_drop[1]) begin
+      \$261  = \$87 [31:0];
     end
     if (rst) begin
       \$261  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = rule_hits_15;
-    if (e_rule[15]) begin
-      \$262  = \$103 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$262  = drop_runt;
+    if (e_drop[2]) begin
+      \$262  = \$88 [31:0];
     end
     if (rst) begin
       \$262  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = rule_hits_16;
-    if (e_rule[16]) begin
-      \$263  = \$104 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$263  = drop_oversize;
+    if (e_drop[3]) begin
+      \$263  = \$89 [31:0];
     end
     if (rst) begin
       \$263  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = \$108 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$264  = drop_truncated;
+    if (e_drop[4]) begin
+      \$264  = \$90 [31:0];
+    end
     if (rst) begin
-      \$264  = 1'h0;
+      \$264  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = meta[439:434];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$265  = drop_bad_ihl;
+    if (e_drop[5]) begin
+      \$265  = \$91 [31:0];
+    end
     if (rst) begin
-      \$265  = 6'h00;
+      \$265  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$266  = drop_bad_length;
+    if (e_drop[6]) begin
+      \$266  = \$92 [31:0];
+    end
     if (rst) begin
-      \$266  = 1'h0;
+      \$266  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = \$112 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$267  = drop_header_limit;
+    if (e_drop[7]) begin
+      \$267  = \$93 [31:0];
+    end
     if (rst) begin
-      \$267  = 1'h0;
+      \$267  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = meta[439:434];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$268  = drop_rule;
+    if (e_drop[8]) begin
+      \$268  = \$94 [31:0];
+    end
     if (rst) begin
-      \$268  = 6'h00;
+      \$268  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = meta[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$269  = rule_hits_0;
+    if (e_rule[0]) begin
+      \$269  = \$95 [31:0];
+    end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$269  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = meta_stb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$270  = rule_hits_1;
+    if (e_rule[1]) begin
+      \$270  = \$96 [31:0];
+    end
     if (rst) begin
-      \$270  = 1'h0;
+      \$270  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$271  = bucket;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$271  = rule_hits_2;
+    if (e_rule[2]) begin
+      \$271  = \$97 [31:0];
+    end
     if (rst) begin
-      \$271  = 9'h000;
+      \$271  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$272  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$272  = rule_hits_3;
+    if (e_rule[3]) begin
+      \$272  = \$98 [31:0];
+    end
     if (rst) begin
-      \$272  = 1'h0;
+      \$272  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$115 ) begin
-      \$273  = \$117 [1:0];
-    end else begin
-      \$273  = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$273  = rule_hits_4;
+    if (e_rule[4]) begin
+      \$273  = \$99 [31:0];
     end
     if (rst) begin
-      \$273  = 2'h0;
+      \$273  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$274  = { \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$274  = rule_hits_5;
+    if (e_rule[5]) begin
+      \$274  = \$100 [31:0];
+    end
     if (rst) begin
-      \$274  = 30'h00000000;
+      \$274  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$275  = \$207 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$275  = rule_hits_6;
+    if (e_rule[6]) begin
+      \$275  = \$101 [31:0];
+    end
     if (rst) begin
       \$275  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$276  = { \$216 , \$213 , \$210  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$276  = rule_hits_7;
+    if (e_rule[7]) begin
+      \$276  = \$102 [31:0];
+    end
     if (rst) begin
-      \$276  = 3'h0;
+      \$276  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$277  = csr__r_data;
-    if (\$217 ) begin
-      \$277  = \$224 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$277  = rule_hits_8;
+    if (e_rule[8]) begin
+      \$277  = \$103 [31:0];
     end
     if (rst) begin
       \$277  = 32'd0;
     end
   end
-  assign rd_addr = \$225 [7:2];
-  assign \rd_addr$66  = \$226 [7:2];
-  assign \rd_addr$68  = \$227 [10:2];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$278  = rule_hits_9;
+    if (e_rule[9]) begin
+      \$278  = \$104 [31:0];
+    end
+    if (rst) begin
+      \$278  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$279  = rule_hits_10;
+    if (e_rule[10]) begin
+      \$279  = \$105 [31:0];
+    end
+    if (rst) begin
+      \$279  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$280  = rule_hits_11;
+    if (e_rule[11]) begin
+      \$280  = \$106 [31:0];
+    end
+    if (rst) begin
+      \$280  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$281  = rule_hits_12;
+    if (e_rule[12]) begin
+      \$281  = \$107 [31:0];
+    end
+    if (rst) begin
+      \$281  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$282  = rule_hits_13;
+    if (e_rule[13]) begin
+      \$282  = \$108 [31:0];
+    end
+    if (rst) begin
+      \$282  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$283  = rule_hits_14;
+    if (e_rule[14]) begin
+      \$283  = \$109 [31:0];
+    end
+    if (rst) begin
+      \$283  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$284  = rule_hits_15;
+    if (e_rule[15]) begin
+      \$284  = \$110 [31:0];
+    end
+    if (rst) begin
+      \$284  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$285  = rule_hits_16;
+    if (e_rule[16]) begin
+      \$285  = \$111 [31:0];
+    end
+    if (rst) begin
+      \$285  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$286  = flow_hits;
+    if (\$signal$12 ) begin
+      \$286  = \$112 [31:0];
+    end
+    if (rst) begin
+      \$286  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$287  = flow_misses;
+    if (\$signal$13 ) begin
+      \$287  = \$113 [31:0];
+    end
+    if (rst) begin
+      \$287  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$288  = flow_refused;
+    if (e_flow_refused) begin
+      \$288  = \$114 [31:0];
+    end
+    if (rst) begin
+      \$288  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$289  = \$118 ;
+    if (rst) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$290  = meta[439:434];
+    if (rst) begin
+      \$290  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$291  = 1'h1;
+    if (rst) begin
+      \$291  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$292  = \$122 ;
+    if (rst) begin
+      \$292  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$293  = meta[439:434];
+    if (rst) begin
+      \$293  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$294  = meta[15:0];
+    if (rst) begin
+      \$294  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$295  = meta_stb;
+    if (rst) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$296  = bucket;
+    if (rst) begin
+      \$296  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$297  = 1'h1;
+    if (rst) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$125 ) begin
+      \$298  = \$127 [1:0];
+    end else begin
+      \$298  = 2'h0;
+    end
+    if (rst) begin
+      \$298  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$299  = { \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128  };
+    if (rst) begin
+      \$299  = 33'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$300  = \$226 ;
+    if (rst) begin
+      \$300  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$301  = { \$235 , \$232 , \$229  };
+    if (rst) begin
+      \$301  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$302  = csr__r_data;
+    if (\$236 ) begin
+      \$302  = \$243 ;
+    end
+    if (rst) begin
+      \$302  = 32'd0;
+    end
+  end
+  assign rd_addr = \$244 [7:2];
+  assign \rd_addr$73  = \$245 [7:2];
+  assign \rd_addr$75  = \$246 [10:2];
   assign \meta.length  = meta[15:0];
   assign \meta.error  = meta[19:16];
   assign \meta.flags  = meta[29:20];
@@ -10714,12 +11259,12 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   assign \meta.drop  = meta[433:430];
   assign \meta.queue  = meta[441:434];
   assign \meta.generation  = meta[457:442];
-  assign \$149  = \$148 ;
-  assign \$219  = \$218 ;
+  assign \$162  = \$161 ;
+  assign \$238  = \$237 ;
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [8:0] \$11 ;
@@ -11328,70 +11873,70 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, bus__addr,
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -11407,7 +11952,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.bucket_packets (rst, bus__addr,
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -11568,70 +12113,70 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, bus__addr, bu
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -11647,7 +12192,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_bytes (rst, bus__addr, bu
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -11808,70 +12353,70 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, bus__addr, 
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -11886,8 +12431,5346 @@ module \hetnic_rx_pipeline_w64.pipeline.counters.queue_packets (rst, bus__addr, 
   assign rd_en = bus__en;
 endmodule
 
+module \hetnic_rx_pipeline_w64.pipeline.flow_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [457:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [457:0] \$8 ;
+  input clk;
+  wire clk;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \skid.drop ;
+  wire [5:0] \skid.dscp ;
+  wire [127:0] \skid.dst_addr ;
+  wire [15:0] \skid.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \skid.error ;
+  wire [15:0] \skid.ethertype ;
+  wire [9:0] \skid.flags ;
+  wire \skid.flags.direct ;
+  wire \skid.flags.fragment ;
+  wire \skid.flags.ip_options ;
+  wire \skid.flags.ipv4 ;
+  wire \skid.flags.ipv6 ;
+  wire \skid.flags.tcp ;
+  wire \skid.flags.tunnel ;
+  wire \skid.flags.udp ;
+  wire \skid.flags.vlan ;
+  wire \skid.flags.vlan2 ;
+  wire [15:0] \skid.generation ;
+  wire [31:0] \skid.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \skid.hash_type ;
+  wire [3:0] \skid.instance ;
+  wire [7:0] \skid.ip_proto ;
+  wire [15:0] \skid.length ;
+  wire [7:0] \skid.queue ;
+  wire [10:0] \skid.reta_offset ;
+  wire [3:0] \skid.reta_size_log2 ;
+  wire [7:0] \skid.rule ;
+  wire [127:0] \skid.src_addr ;
+  wire [15:0] \skid.src_port ;
+  wire [7:0] \skid.tcp_flags ;
+  wire [11:0] \skid.vlan_id ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \skid.length  = skid[15:0];
+  assign \skid.error  = skid[19:16];
+  assign \skid.flags  = skid[29:20];
+  assign \skid.flags.vlan  = skid[20];
+  assign \skid.flags.vlan2  = skid[21];
+  assign \skid.flags.ipv4  = skid[22];
+  assign \skid.flags.ipv6  = skid[23];
+  assign \skid.flags.fragment  = skid[24];
+  assign \skid.flags.tcp  = skid[25];
+  assign \skid.flags.udp  = skid[26];
+  assign \skid.flags.tunnel  = skid[27];
+  assign \skid.flags.direct  = skid[28];
+  assign \skid.flags.ip_options  = skid[29];
+  assign \skid.ethertype  = skid[45:30];
+  assign \skid.vlan_id  = skid[57:46];
+  assign \skid.dscp  = skid[63:58];
+  assign \skid.ip_proto  = skid[71:64];
+  assign \skid.tcp_flags  = skid[79:72];
+  assign \skid.src_addr  = skid[207:80];
+  assign \skid.dst_addr  = skid[335:208];
+  assign \skid.src_port  = skid[351:336];
+  assign \skid.dst_port  = skid[367:352];
+  assign \skid.hash  = skid[399:368];
+  assign \skid.hash_type  = skid[402:400];
+  assign \skid.rule  = skid[410:403];
+  assign \skid.instance  = skid[414:411];
+  assign \skid.reta_offset  = skid[425:415];
+  assign \skid.reta_size_log2  = skid[429:426];
+  assign \skid.drop  = skid[433:430];
+  assign \skid.queue  = skid[441:434];
+  assign \skid.generation  = skid[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+endmodule
+
+module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr__ack, o__ready, csr__r_stb, csr__w_stb, pass_errors, commit_done, refused_stb, o__valid, o__payload, csr__r_data, i__payload, i__valid, csr__addr, csr__w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire [11:0] \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire [3:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire [296:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [296:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire [296:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [296:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [296:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [296:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [296:0] \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [296:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire [3:0] \$292 ;
+  wire [3:0] \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire [2:0] \$298 ;
+  wire \$299 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire [31:0] \$311 ;
+  wire [31:0] \$312 ;
+  wire [31:0] \$313 ;
+  wire [31:0] \$314 ;
+  wire [31:0] \$315 ;
+  wire [31:0] \$316 ;
+  wire [31:0] \$317 ;
+  wire [31:0] \$318 ;
+  wire [31:0] \$319 ;
+  wire \$32 ;
+  wire [31:0] \$320 ;
+  wire [31:0] \$321 ;
+  wire [31:0] \$322 ;
+  wire [31:0] \$323 ;
+  wire [31:0] \$324 ;
+  wire [31:0] \$325 ;
+  wire [31:0] \$326 ;
+  wire [31:0] \$327 ;
+  wire [31:0] \$328 ;
+  wire [31:0] \$329 ;
+  wire \$33 ;
+  wire [31:0] \$330 ;
+  wire [31:0] \$331 ;
+  wire [31:0] \$332 ;
+  wire [31:0] \$333 ;
+  wire [31:0] \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire [296:0] \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [296:0] \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire [296:0] \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire [296:0] \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [296:0] \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire [296:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire [296:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire [296:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire [5:0] \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire [12:0] \$388 ;
+  wire [5:0] \$389 ;
+  wire \$39 ;
+  wire [10:0] \$390 ;
+  wire [10:0] \$391 ;
+  wire [10:0] \$392 ;
+  wire [10:0] \$393 ;
+  wire [10:0] \$394 ;
+  wire [10:0] \$395 ;
+  wire [10:0] \$396 ;
+  wire [10:0] \$397 ;
+  wire [10:0] \$398 ;
+  wire [10:0] \$399 ;
+  wire \$4 ;
+  wire [11:0] \$40 ;
+  wire [10:0] \$400 ;
+  wire [10:0] \$401 ;
+  wire [10:0] \$402 ;
+  wire [10:0] \$403 ;
+  wire [10:0] \$404 ;
+  wire [11:0] \$405 ;
+  wire [7:0] \$406 ;
+  wire [12:0] \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire [12:0] \$41 ;
+  wire \$410 ;
+  wire [11:0] \$411 ;
+  wire \$412 ;
+  wire [5:0] \$413 ;
+  wire [11:0] \$414 ;
+  wire [12:0] \$415 ;
+  wire [5:0] \$416 ;
+  wire [12:0] \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire [19:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire [5:0] \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire [19:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
+  wire [19:0] \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
+  wire [19:0] \$45 ;
+  wire \$450 ;
+  reg \$451 ;
+  reg [457:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg [457:0] \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg [457:0] \$459 ;
+  wire [19:0] \$46 ;
+  reg [11:0] \$460 ;
+  reg [19:0] \$461 ;
+  reg [11:0] \$462 ;
+  reg [19:0] \$463 ;
+  reg [11:0] \$464 ;
+  reg [19:0] \$465 ;
+  reg [11:0] \$466 ;
+  reg [19:0] \$467 ;
+  reg [11:0] \$468 ;
+  reg [19:0] \$469 ;
+  wire [19:0] \$47 ;
+  reg [11:0] \$470 ;
+  reg [19:0] \$471 ;
+  reg [11:0] \$472 ;
+  reg [19:0] \$473 ;
+  reg [11:0] \$474 ;
+  reg [19:0] \$475 ;
+  reg [11:0] \$476 ;
+  reg [19:0] \$477 ;
+  reg [11:0] \$478 ;
+  reg [19:0] \$479 ;
+  wire [19:0] \$48 ;
+  reg [11:0] \$480 ;
+  reg [19:0] \$481 ;
+  reg [11:0] \$482 ;
+  reg [19:0] \$483 ;
+  reg \$484 ;
+  reg [457:0] \$485 ;
+  reg [1:0] \$486 ;
+  reg [11:0] \$487 ;
+  reg [31:0] \$488 ;
+  reg [9:0] \$489 ;
+  wire [19:0] \$49 ;
+  reg \$490 ;
+  reg [31:0] \$491 ;
+  reg [31:0] \$492 ;
+  reg [31:0] \$493 ;
+  reg [31:0] \$494 ;
+  reg [31:0] \$495 ;
+  reg [31:0] \$496 ;
+  reg [31:0] \$497 ;
+  reg [31:0] \$498 ;
+  reg [31:0] \$499 ;
+  wire \$5 ;
+  wire [19:0] \$50 ;
+  reg [31:0] \$500 ;
+  reg [31:0] \$501 ;
+  reg [1:0] \$502 ;
+  reg [10:0] \$503 ;
+  reg [2:0] \$504 ;
+  reg [7:0] \$505 ;
+  reg [2:0] \$506 ;
+  reg [4:0] \$507 ;
+  reg [10:0] \$508 ;
+  reg [11:0] \$509 ;
+  wire [19:0] \$51 ;
+  reg [7:0] \$510 ;
+  reg \$511 ;
+  reg [4:0] \$512 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg [317:0] \$515 ;
+  reg [317:0] \$516 ;
+  reg [317:0] \$517 ;
+  reg [317:0] \$518 ;
+  reg [317:0] \$519 ;
+  wire [19:0] \$52 ;
+  reg [317:0] \$520 ;
+  reg [317:0] \$521 ;
+  reg [317:0] \$522 ;
+  wire [19:0] \$53 ;
+  wire [19:0] \$54 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire [19:0] \$57 ;
+  wire [19:0] \$58 ;
+  wire [19:0] \$59 ;
+  wire \$6 ;
+  wire [19:0] \$60 ;
+  wire [19:0] \$61 ;
+  wire [19:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire [3:0] \$68 ;
+  wire [4:0] \$69 ;
+  wire \$7 ;
+  wire [3:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [8:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [3:0] \$81 ;
+  wire [10:0] \$82 ;
+  wire [10:0] \$83 ;
+  wire [10:0] \$84 ;
+  wire [10:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [10:0] \$88 ;
+  wire [10:0] \$89 ;
+  wire \$9 ;
+  wire [10:0] \$90 ;
+  wire [10:0] \$91 ;
+  wire [10:0] \$92 ;
+  wire [10:0] \$93 ;
+  wire [10:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [10:0] \$96 ;
+  wire [11:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire \$auto$rtlil.cc:2739:Not$10 ;
+  wire \$auto$rtlil.cc:2739:Not$12 ;
+  wire \$auto$rtlil.cc:2739:Not$14 ;
+  wire \$auto$rtlil.cc:2739:Not$16 ;
+  wire \$auto$rtlil.cc:2739:Not$18 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
+  wire \$auto$rtlil.cc:2739:Not$20 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
+  wire \$auto$rtlil.cc:2739:Not$6 ;
+  wire \$auto$rtlil.cc:2739:Not$8 ;
+  reg \$signal  = 1'h0;
+  reg [11:0] \$signal$119  = 12'h000;
+  reg [10:0] \$signal$122  = 11'h000;
+  reg \$signal$128  = 1'h0;
+  wire [11:0] \$signal$15 ;
+  reg \$signal$2  = 1'h0;
+  wire [11:0] \$signal$28 ;
+  reg \$signal$85  = 1'h0;
+  reg [7:0] \$signature__addr  = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] \$signature__addr$11 ;
+  (* init = 8'h00 *)
+  wire [7:0] \$signature__addr$13 ;
+  reg [7:0] \$signature__addr$67 ;
+  reg [4:0] \$signature__addr$68 ;
+  wire [7:0] \$signature__addr$81 ;
+  wire [7:0] \$signature__addr$86 ;
+  wire [7:0] \$signature__addr$89 ;
+  (* init = 8'h00 *)
+  wire [7:0] \$signature__addr$9 ;
+  wire [7:0] \$signature__addr$92 ;
+  reg [328:0] \$signature__data ;
+  wire [317:0] \$signature__data$104 ;
+  wire [19:0] \$signature__data$104.action ;
+  wire \$signature__data$104.action.drop ;
+  wire [3:0] \$signature__data$104.action.instance ;
+  wire [10:0] \$signature__data$104.action.reta_offset ;
+  wire [3:0] \$signature__data$104.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$104.key ;
+  wire [127:0] \$signature__data$104.key.dst_addr ;
+  wire [15:0] \$signature__data$104.key.dst_port ;
+  wire [7:0] \$signature__data$104.key.ip_proto ;
+  wire \$signature__data$104.key.ipv6 ;
+  wire [127:0] \$signature__data$104.key.src_addr ;
+  wire [15:0] \$signature__data$104.key.src_port ;
+  wire \$signature__data$104.valid ;
+  wire [317:0] \$signature__data$105 ;
+  wire [19:0] \$signature__data$105.action ;
+  wire \$signature__data$105.action.drop ;
+  wire [3:0] \$signature__data$105.action.instance ;
+  wire [10:0] \$signature__data$105.action.reta_offset ;
+  wire [3:0] \$signature__data$105.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$105.key ;
+  wire [127:0] \$signature__data$105.key.dst_addr ;
+  wire [15:0] \$signature__data$105.key.dst_port ;
+  wire [7:0] \$signature__data$105.key.ip_proto ;
+  wire \$signature__data$105.key.ipv6 ;
+  wire [127:0] \$signature__data$105.key.src_addr ;
+  wire [15:0] \$signature__data$105.key.src_port ;
+  wire \$signature__data$105.valid ;
+  wire [317:0] \$signature__data$106 ;
+  wire [19:0] \$signature__data$106.action ;
+  wire \$signature__data$106.action.drop ;
+  wire [3:0] \$signature__data$106.action.instance ;
+  wire [10:0] \$signature__data$106.action.reta_offset ;
+  wire [3:0] \$signature__data$106.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$106.key ;
+  wire [127:0] \$signature__data$106.key.dst_addr ;
+  wire [15:0] \$signature__data$106.key.dst_port ;
+  wire [7:0] \$signature__data$106.key.ip_proto ;
+  wire \$signature__data$106.key.ipv6 ;
+  wire [127:0] \$signature__data$106.key.src_addr ;
+  wire [15:0] \$signature__data$106.key.src_port ;
+  wire \$signature__data$106.valid ;
+  wire [317:0] \$signature__data$107 ;
+  wire [19:0] \$signature__data$107.action ;
+  wire \$signature__data$107.action.drop ;
+  wire [3:0] \$signature__data$107.action.instance ;
+  wire [10:0] \$signature__data$107.action.reta_offset ;
+  wire [3:0] \$signature__data$107.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$107.key ;
+  wire [127:0] \$signature__data$107.key.dst_addr ;
+  wire [15:0] \$signature__data$107.key.dst_port ;
+  wire [7:0] \$signature__data$107.key.ip_proto ;
+  wire \$signature__data$107.key.ipv6 ;
+  wire [127:0] \$signature__data$107.key.src_addr ;
+  wire [15:0] \$signature__data$107.key.src_port ;
+  wire \$signature__data$107.valid ;
+  reg [3:0] \$signature__data$75 ;
+  wire [317:0] \$signature__data$83 ;
+  wire [19:0] \$signature__data$83.action ;
+  wire \$signature__data$83.action.drop ;
+  wire [3:0] \$signature__data$83.action.instance ;
+  wire [10:0] \$signature__data$83.action.reta_offset ;
+  wire [3:0] \$signature__data$83.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$83.key ;
+  wire [127:0] \$signature__data$83.key.dst_addr ;
+  wire [15:0] \$signature__data$83.key.dst_port ;
+  wire [7:0] \$signature__data$83.key.ip_proto ;
+  wire \$signature__data$83.key.ipv6 ;
+  wire [127:0] \$signature__data$83.key.src_addr ;
+  wire [15:0] \$signature__data$83.key.src_port ;
+  wire \$signature__data$83.valid ;
+  wire [317:0] \$signature__data$87 ;
+  wire [19:0] \$signature__data$87.action ;
+  wire \$signature__data$87.action.drop ;
+  wire [3:0] \$signature__data$87.action.instance ;
+  wire [10:0] \$signature__data$87.action.reta_offset ;
+  wire [3:0] \$signature__data$87.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$87.key ;
+  wire [127:0] \$signature__data$87.key.dst_addr ;
+  wire [15:0] \$signature__data$87.key.dst_port ;
+  wire [7:0] \$signature__data$87.key.ip_proto ;
+  wire \$signature__data$87.key.ipv6 ;
+  wire [127:0] \$signature__data$87.key.src_addr ;
+  wire [15:0] \$signature__data$87.key.src_port ;
+  wire \$signature__data$87.valid ;
+  wire [317:0] \$signature__data$90 ;
+  wire [19:0] \$signature__data$90.action ;
+  wire \$signature__data$90.action.drop ;
+  wire [3:0] \$signature__data$90.action.instance ;
+  wire [10:0] \$signature__data$90.action.reta_offset ;
+  wire [3:0] \$signature__data$90.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$90.key ;
+  wire [127:0] \$signature__data$90.key.dst_addr ;
+  wire [15:0] \$signature__data$90.key.dst_port ;
+  wire [7:0] \$signature__data$90.key.ip_proto ;
+  wire \$signature__data$90.key.ipv6 ;
+  wire [127:0] \$signature__data$90.key.src_addr ;
+  wire [15:0] \$signature__data$90.key.src_port ;
+  wire \$signature__data$90.valid ;
+  wire [317:0] \$signature__data$93 ;
+  wire [19:0] \$signature__data$93.action ;
+  wire \$signature__data$93.action.drop ;
+  wire [3:0] \$signature__data$93.action.instance ;
+  wire [10:0] \$signature__data$93.action.reta_offset ;
+  wire [3:0] \$signature__data$93.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$93.key ;
+  wire [127:0] \$signature__data$93.key.dst_addr ;
+  wire [15:0] \$signature__data$93.key.dst_port ;
+  wire [7:0] \$signature__data$93.key.ip_proto ;
+  wire \$signature__data$93.key.ipv6 ;
+  wire [127:0] \$signature__data$93.key.src_addr ;
+  wire [15:0] \$signature__data$93.key.src_port ;
+  wire \$signature__data$93.valid ;
+  wire [317:0] \$signature__data.entry ;
+  wire [19:0] \$signature__data.entry.action ;
+  wire \$signature__data.entry.action.drop ;
+  wire [3:0] \$signature__data.entry.action.instance ;
+  wire [10:0] \$signature__data.entry.action.reta_offset ;
+  wire [3:0] \$signature__data.entry.action.reta_size_log2 ;
+  wire [296:0] \$signature__data.entry.key ;
+  wire [127:0] \$signature__data.entry.key.dst_addr ;
+  wire [15:0] \$signature__data.entry.key.dst_port ;
+  wire [7:0] \$signature__data.entry.key.ip_proto ;
+  wire \$signature__data.entry.key.ipv6 ;
+  wire [127:0] \$signature__data.entry.key.src_addr ;
+  wire [15:0] \$signature__data.entry.key.src_port ;
+  wire \$signature__data.entry.valid ;
+  wire [10:0] \$signature__data.slot ;
+  wire \$signature__en ;
+  wire \$signature__en$10 ;
+  wire \$signature__en$12 ;
+  wire \$signature__en$14 ;
+  reg \$signature__en$72 ;
+  reg \$signature__en$74 ;
+  wire \$signature__en$84 ;
+  wire \$signature__en$88 ;
+  wire \$signature__en$91 ;
+  wire \$signature__en$94 ;
+  reg _op_busy;
+  wire [19:0] action;
+  wire \action.drop ;
+  wire [3:0] \action.instance ;
+  wire [10:0] \action.reta_offset ;
+  wire [3:0] \action.reta_size_log2 ;
+  reg applied = 1'h0;
+  (* init = 5'h00 *)
+  wire [4:0] apply_at;
+  (* init = 8'h00 *)
+  wire [7:0] bucket;
+  input clk;
+  wire clk;
+  input commit_apply;
+  wire commit_apply;
+  input commit_done;
+  wire commit_done;
+  output csr__ack;
+  wire csr__ack;
+  input [15:0] csr__addr;
+  wire [15:0] csr__addr;
+  output [31:0] csr__r_data;
+  reg [31:0] csr__r_data = 32'd0;
+  input csr__r_stb;
+  wire csr__r_stb;
+  input [31:0] csr__w_data;
+  wire [31:0] csr__w_data;
+  input csr__w_stb;
+  wire csr__w_stb;
+  reg [31:0] data = 32'd0;
+  reg [10:0] del_slot = 11'h000;
+  reg [11:0] entries = 12'h000;
+  reg [317:0] entry;
+  wire [19:0] \entry.action ;
+  wire \entry.action.drop ;
+  wire [3:0] \entry.action.instance ;
+  wire [10:0] \entry.action.reta_offset ;
+  wire [3:0] \entry.action.reta_size_log2 ;
+  wire [296:0] \entry.key ;
+  wire [127:0] \entry.key.dst_addr ;
+  wire [15:0] \entry.key.dst_port ;
+  wire [7:0] \entry.key.ip_proto ;
+  wire \entry.key.ipv6 ;
+  wire [127:0] \entry.key.src_addr ;
+  wire [15:0] \entry.key.src_port ;
+  wire \entry.valid ;
+  reg [9:0] entry_sel = 10'h000;
+  reg [31:0] flow_entry0 = 32'd0;
+  reg [31:0] flow_entry1 = 32'd0;
+  reg [31:0] flow_entry2 = 32'd0;
+  reg [31:0] flow_entry3 = 32'd0;
+  reg [31:0] flow_entry4 = 32'd0;
+  reg [31:0] flow_entry5 = 32'd0;
+  reg [31:0] flow_entry6 = 32'd0;
+  reg [31:0] flow_entry7 = 32'd0;
+  reg [31:0] flow_entry8 = 32'd0;
+  reg [31:0] flow_entry9 = 32'd0;
+  reg [2:0] flow_op_state = 3'h0;
+  reg [7:0] free_stash;
+  reg [3:0] free_way;
+  reg hit_op = 1'h0;
+  input [457:0] i__payload;
+  wire [457:0] i__payload;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \i__payload.drop ;
+  wire [5:0] \i__payload.dscp ;
+  wire [127:0] \i__payload.dst_addr ;
+  wire [15:0] \i__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \i__payload.error ;
+  wire [15:0] \i__payload.ethertype ;
+  wire [9:0] \i__payload.flags ;
+  wire \i__payload.flags.direct ;
+  wire \i__payload.flags.fragment ;
+  wire \i__payload.flags.ip_options ;
+  wire \i__payload.flags.ipv4 ;
+  wire \i__payload.flags.ipv6 ;
+  wire \i__payload.flags.tcp ;
+  wire \i__payload.flags.tunnel ;
+  wire \i__payload.flags.udp ;
+  wire \i__payload.flags.vlan ;
+  wire \i__payload.flags.vlan2 ;
+  wire [15:0] \i__payload.generation ;
+  wire [31:0] \i__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \i__payload.hash_type ;
+  wire [3:0] \i__payload.instance ;
+  wire [7:0] \i__payload.ip_proto ;
+  wire [15:0] \i__payload.length ;
+  wire [7:0] \i__payload.queue ;
+  wire [10:0] \i__payload.reta_offset ;
+  wire [3:0] \i__payload.reta_size_log2 ;
+  wire [7:0] \i__payload.rule ;
+  wire [127:0] \i__payload.src_addr ;
+  wire [15:0] \i__payload.src_port ;
+  wire [7:0] \i__payload.tcp_flags ;
+  wire [11:0] \i__payload.vlan_id ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg [4:0] j_r__addr = 5'h00;
+  wire [328:0] j_r__data;
+  wire [317:0] \j_r__data.entry ;
+  wire [19:0] \j_r__data.entry.action ;
+  wire \j_r__data.entry.action.drop ;
+  wire [3:0] \j_r__data.entry.action.instance ;
+  wire [10:0] \j_r__data.entry.action.reta_offset ;
+  wire [3:0] \j_r__data.entry.action.reta_size_log2 ;
+  wire [296:0] \j_r__data.entry.key ;
+  wire [127:0] \j_r__data.entry.key.dst_addr ;
+  wire [15:0] \j_r__data.entry.key.dst_port ;
+  wire [7:0] \j_r__data.entry.key.ip_proto ;
+  wire \j_r__data.entry.key.ipv6 ;
+  wire [127:0] \j_r__data.entry.key.src_addr ;
+  wire [15:0] \j_r__data.entry.key.src_port ;
+  wire \j_r__data.entry.valid ;
+  wire [10:0] \j_r__data.slot ;
+  wire j_r__en;
+  reg [4:0] journal_len = 5'h00;
+  output [457:0] o__payload;
+  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \o__payload.drop ;
+  wire [5:0] \o__payload.dscp ;
+  wire [127:0] \o__payload.dst_addr ;
+  wire [15:0] \o__payload.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \o__payload.error ;
+  wire [15:0] \o__payload.ethertype ;
+  wire [9:0] \o__payload.flags ;
+  wire \o__payload.flags.direct ;
+  wire \o__payload.flags.fragment ;
+  wire \o__payload.flags.ip_options ;
+  wire \o__payload.flags.ipv4 ;
+  wire \o__payload.flags.ipv6 ;
+  wire \o__payload.flags.tcp ;
+  wire \o__payload.flags.tunnel ;
+  wire \o__payload.flags.udp ;
+  wire \o__payload.flags.vlan ;
+  wire \o__payload.flags.vlan2 ;
+  wire [15:0] \o__payload.generation ;
+  wire [31:0] \o__payload.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \o__payload.hash_type ;
+  wire [3:0] \o__payload.instance ;
+  wire [7:0] \o__payload.ip_proto ;
+  wire [15:0] \o__payload.length ;
+  wire [7:0] \o__payload.queue ;
+  wire [10:0] \o__payload.reta_offset ;
+  wire [3:0] \o__payload.reta_size_log2 ;
+  wire [7:0] \o__payload.rule ;
+  wire [127:0] \o__payload.src_addr ;
+  wire [15:0] \o__payload.src_port ;
+  wire [7:0] \o__payload.tcp_flags ;
+  wire [11:0] \o__payload.vlan_id ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [7:0] occ_r__addr = 8'h00;
+  wire [3:0] occ_r__data;
+  wire occ_r__en;
+  reg [1:0] op = 2'h0;
+  reg op_done;
+  input pass_errors;
+  wire pass_errors;
+  output refused_stb;
+  reg refused_stb;
+  reg [2:0] result_status = 3'h0;
+  input rst;
+  wire rst;
+  (* init = 8'h00 *)
+  wire [7:0] s1_bucket;
+  reg s1_lookup = 1'h0;
+  reg [457:0] s1_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s1_meta.drop ;
+  wire [5:0] \s1_meta.dscp ;
+  wire [127:0] \s1_meta.dst_addr ;
+  wire [15:0] \s1_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s1_meta.error ;
+  wire [15:0] \s1_meta.ethertype ;
+  wire [9:0] \s1_meta.flags ;
+  wire \s1_meta.flags.direct ;
+  wire \s1_meta.flags.fragment ;
+  wire \s1_meta.flags.ip_options ;
+  wire \s1_meta.flags.ipv4 ;
+  wire \s1_meta.flags.ipv6 ;
+  wire \s1_meta.flags.tcp ;
+  wire \s1_meta.flags.tunnel ;
+  wire \s1_meta.flags.udp ;
+  wire \s1_meta.flags.vlan ;
+  wire \s1_meta.flags.vlan2 ;
+  wire [15:0] \s1_meta.generation ;
+  wire [31:0] \s1_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s1_meta.hash_type ;
+  wire [3:0] \s1_meta.instance ;
+  wire [7:0] \s1_meta.ip_proto ;
+  wire [15:0] \s1_meta.length ;
+  wire [7:0] \s1_meta.queue ;
+  wire [10:0] \s1_meta.reta_offset ;
+  wire [3:0] \s1_meta.reta_size_log2 ;
+  wire [7:0] \s1_meta.rule ;
+  wire [127:0] \s1_meta.src_addr ;
+  wire [15:0] \s1_meta.src_port ;
+  wire [7:0] \s1_meta.tcp_flags ;
+  wire [11:0] \s1_meta.vlan_id ;
+  reg s2_lookup = 1'h0;
+  reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s2_meta.drop ;
+  wire [5:0] \s2_meta.dscp ;
+  wire [127:0] \s2_meta.dst_addr ;
+  wire [15:0] \s2_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s2_meta.error ;
+  wire [15:0] \s2_meta.ethertype ;
+  wire [9:0] \s2_meta.flags ;
+  wire \s2_meta.flags.direct ;
+  wire \s2_meta.flags.fragment ;
+  wire \s2_meta.flags.ip_options ;
+  wire \s2_meta.flags.ipv4 ;
+  wire \s2_meta.flags.ipv6 ;
+  wire \s2_meta.flags.tcp ;
+  wire \s2_meta.flags.tunnel ;
+  wire \s2_meta.flags.udp ;
+  wire \s2_meta.flags.vlan ;
+  wire \s2_meta.flags.vlan2 ;
+  wire [15:0] \s2_meta.generation ;
+  wire [31:0] \s2_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s2_meta.hash_type ;
+  wire [3:0] \s2_meta.instance ;
+  wire [7:0] \s2_meta.ip_proto ;
+  wire [15:0] \s2_meta.length ;
+  wire [7:0] \s2_meta.queue ;
+  wire [10:0] \s2_meta.reta_offset ;
+  wire [3:0] \s2_meta.reta_size_log2 ;
+  wire [7:0] \s2_meta.rule ;
+  wire [127:0] \s2_meta.src_addr ;
+  wire [15:0] \s2_meta.src_port ;
+  wire [7:0] \s2_meta.tcp_flags ;
+  wire [11:0] \s2_meta.vlan_id ;
+  reg [19:0] s3_action0 = 20'h00000;
+  wire \s3_action0.drop ;
+  wire [3:0] \s3_action0.instance ;
+  wire [10:0] \s3_action0.reta_offset ;
+  wire [3:0] \s3_action0.reta_size_log2 ;
+  reg [19:0] s3_action1 = 20'h00000;
+  wire \s3_action1.drop ;
+  wire [3:0] \s3_action1.instance ;
+  wire [10:0] \s3_action1.reta_offset ;
+  wire [3:0] \s3_action1.reta_size_log2 ;
+  reg [19:0] s3_action10 = 20'h00000;
+  wire \s3_action10.drop ;
+  wire [3:0] \s3_action10.instance ;
+  wire [10:0] \s3_action10.reta_offset ;
+  wire [3:0] \s3_action10.reta_size_log2 ;
+  reg [19:0] s3_action11 = 20'h00000;
+  wire \s3_action11.drop ;
+  wire [3:0] \s3_action11.instance ;
+  wire [10:0] \s3_action11.reta_offset ;
+  wire [3:0] \s3_action11.reta_size_log2 ;
+  reg [19:0] s3_action2 = 20'h00000;
+  wire \s3_action2.drop ;
+  wire [3:0] \s3_action2.instance ;
+  wire [10:0] \s3_action2.reta_offset ;
+  wire [3:0] \s3_action2.reta_size_log2 ;
+  reg [19:0] s3_action3 = 20'h00000;
+  wire \s3_action3.drop ;
+  wire [3:0] \s3_action3.instance ;
+  wire [10:0] \s3_action3.reta_offset ;
+  wire [3:0] \s3_action3.reta_size_log2 ;
+  reg [19:0] s3_action4 = 20'h00000;
+  wire \s3_action4.drop ;
+  wire [3:0] \s3_action4.instance ;
+  wire [10:0] \s3_action4.reta_offset ;
+  wire [3:0] \s3_action4.reta_size_log2 ;
+  reg [19:0] s3_action5 = 20'h00000;
+  wire \s3_action5.drop ;
+  wire [3:0] \s3_action5.instance ;
+  wire [10:0] \s3_action5.reta_offset ;
+  wire [3:0] \s3_action5.reta_size_log2 ;
+  reg [19:0] s3_action6 = 20'h00000;
+  wire \s3_action6.drop ;
+  wire [3:0] \s3_action6.instance ;
+  wire [10:0] \s3_action6.reta_offset ;
+  wire [3:0] \s3_action6.reta_size_log2 ;
+  reg [19:0] s3_action7 = 20'h00000;
+  wire \s3_action7.drop ;
+  wire [3:0] \s3_action7.instance ;
+  wire [10:0] \s3_action7.reta_offset ;
+  wire [3:0] \s3_action7.reta_size_log2 ;
+  reg [19:0] s3_action8 = 20'h00000;
+  wire \s3_action8.drop ;
+  wire [3:0] \s3_action8.instance ;
+  wire [10:0] \s3_action8.reta_offset ;
+  wire [3:0] \s3_action8.reta_size_log2 ;
+  reg [19:0] s3_action9 = 20'h00000;
+  wire \s3_action9.drop ;
+  wire [3:0] \s3_action9.instance ;
+  wire [10:0] \s3_action9.reta_offset ;
+  wire [3:0] \s3_action9.reta_size_log2 ;
+  reg [457:0] s3_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s3_meta.drop ;
+  wire [5:0] \s3_meta.dscp ;
+  wire [127:0] \s3_meta.dst_addr ;
+  wire [15:0] \s3_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s3_meta.error ;
+  wire [15:0] \s3_meta.ethertype ;
+  wire [9:0] \s3_meta.flags ;
+  wire \s3_meta.flags.direct ;
+  wire \s3_meta.flags.fragment ;
+  wire \s3_meta.flags.ip_options ;
+  wire \s3_meta.flags.ipv4 ;
+  wire \s3_meta.flags.ipv6 ;
+  wire \s3_meta.flags.tcp ;
+  wire \s3_meta.flags.tunnel ;
+  wire \s3_meta.flags.udp ;
+  wire \s3_meta.flags.vlan ;
+  wire \s3_meta.flags.vlan2 ;
+  wire [15:0] \s3_meta.generation ;
+  wire [31:0] \s3_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s3_meta.hash_type ;
+  wire [3:0] \s3_meta.instance ;
+  wire [7:0] \s3_meta.ip_proto ;
+  wire [15:0] \s3_meta.length ;
+  wire [7:0] \s3_meta.queue ;
+  wire [10:0] \s3_meta.reta_offset ;
+  wire [3:0] \s3_meta.reta_size_log2 ;
+  wire [7:0] \s3_meta.rule ;
+  wire [127:0] \s3_meta.src_addr ;
+  wire [15:0] \s3_meta.src_port ;
+  wire [7:0] \s3_meta.tcp_flags ;
+  wire [11:0] \s3_meta.vlan_id ;
+  reg [11:0] s3_terms0 = 12'h000;
+  reg [11:0] s3_terms1 = 12'h000;
+  reg [11:0] s3_terms10 = 12'h000;
+  reg [11:0] s3_terms11 = 12'h000;
+  reg [11:0] s3_terms2 = 12'h000;
+  reg [11:0] s3_terms3 = 12'h000;
+  reg [11:0] s3_terms4 = 12'h000;
+  reg [11:0] s3_terms5 = 12'h000;
+  reg [11:0] s3_terms6 = 12'h000;
+  reg [11:0] s3_terms7 = 12'h000;
+  reg [11:0] s3_terms8 = 12'h000;
+  reg [11:0] s3_terms9 = 12'h000;
+  reg s3_valid = 1'h0;
+  wire [317:0] staged_entry;
+  wire [19:0] \staged_entry.action ;
+  wire \staged_entry.action.drop ;
+  wire [3:0] \staged_entry.action.instance ;
+  wire [10:0] \staged_entry.action.reta_offset ;
+  wire [3:0] \staged_entry.action.reta_size_log2 ;
+  wire [296:0] \staged_entry.key ;
+  wire [127:0] \staged_entry.key.dst_addr ;
+  wire [15:0] \staged_entry.key.dst_port ;
+  wire [7:0] \staged_entry.key.ip_proto ;
+  wire \staged_entry.key.ipv6 ;
+  wire [127:0] \staged_entry.key.src_addr ;
+  wire [15:0] \staged_entry.key.src_port ;
+  wire \staged_entry.valid ;
+  reg [317:0] stash0 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash0.action ;
+  wire \stash0.action.drop ;
+  wire [3:0] \stash0.action.instance ;
+  wire [10:0] \stash0.action.reta_offset ;
+  wire [3:0] \stash0.action.reta_size_log2 ;
+  wire [296:0] \stash0.key ;
+  wire [127:0] \stash0.key.dst_addr ;
+  wire [15:0] \stash0.key.dst_port ;
+  wire [7:0] \stash0.key.ip_proto ;
+  wire \stash0.key.ipv6 ;
+  wire [127:0] \stash0.key.src_addr ;
+  wire [15:0] \stash0.key.src_port ;
+  wire \stash0.valid ;
+  reg [317:0] stash1 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash1.action ;
+  wire \stash1.action.drop ;
+  wire [3:0] \stash1.action.instance ;
+  wire [10:0] \stash1.action.reta_offset ;
+  wire [3:0] \stash1.action.reta_size_log2 ;
+  wire [296:0] \stash1.key ;
+  wire [127:0] \stash1.key.dst_addr ;
+  wire [15:0] \stash1.key.dst_port ;
+  wire [7:0] \stash1.key.ip_proto ;
+  wire \stash1.key.ipv6 ;
+  wire [127:0] \stash1.key.src_addr ;
+  wire [15:0] \stash1.key.src_port ;
+  wire \stash1.valid ;
+  reg [317:0] stash2 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash2.action ;
+  wire \stash2.action.drop ;
+  wire [3:0] \stash2.action.instance ;
+  wire [10:0] \stash2.action.reta_offset ;
+  wire [3:0] \stash2.action.reta_size_log2 ;
+  wire [296:0] \stash2.key ;
+  wire [127:0] \stash2.key.dst_addr ;
+  wire [15:0] \stash2.key.dst_port ;
+  wire [7:0] \stash2.key.ip_proto ;
+  wire \stash2.key.ipv6 ;
+  wire [127:0] \stash2.key.src_addr ;
+  wire [15:0] \stash2.key.src_port ;
+  wire \stash2.valid ;
+  reg [317:0] stash3 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash3.action ;
+  wire \stash3.action.drop ;
+  wire [3:0] \stash3.action.instance ;
+  wire [10:0] \stash3.action.reta_offset ;
+  wire [3:0] \stash3.action.reta_size_log2 ;
+  wire [296:0] \stash3.key ;
+  wire [127:0] \stash3.key.dst_addr ;
+  wire [15:0] \stash3.key.dst_port ;
+  wire [7:0] \stash3.key.ip_proto ;
+  wire \stash3.key.ipv6 ;
+  wire [127:0] \stash3.key.src_addr ;
+  wire [15:0] \stash3.key.src_port ;
+  wire \stash3.valid ;
+  reg [317:0] stash4 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash4.action ;
+  wire \stash4.action.drop ;
+  wire [3:0] \stash4.action.instance ;
+  wire [10:0] \stash4.action.reta_offset ;
+  wire [3:0] \stash4.action.reta_size_log2 ;
+  wire [296:0] \stash4.key ;
+  wire [127:0] \stash4.key.dst_addr ;
+  wire [15:0] \stash4.key.dst_port ;
+  wire [7:0] \stash4.key.ip_proto ;
+  wire \stash4.key.ipv6 ;
+  wire [127:0] \stash4.key.src_addr ;
+  wire [15:0] \stash4.key.src_port ;
+  wire \stash4.valid ;
+  reg [317:0] stash5 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash5.action ;
+  wire \stash5.action.drop ;
+  wire [3:0] \stash5.action.instance ;
+  wire [10:0] \stash5.action.reta_offset ;
+  wire [3:0] \stash5.action.reta_size_log2 ;
+  wire [296:0] \stash5.key ;
+  wire [127:0] \stash5.key.dst_addr ;
+  wire [15:0] \stash5.key.dst_port ;
+  wire [7:0] \stash5.key.ip_proto ;
+  wire \stash5.key.ipv6 ;
+  wire [127:0] \stash5.key.src_addr ;
+  wire [15:0] \stash5.key.src_port ;
+  wire \stash5.valid ;
+  reg [317:0] stash6 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash6.action ;
+  wire \stash6.action.drop ;
+  wire [3:0] \stash6.action.instance ;
+  wire [10:0] \stash6.action.reta_offset ;
+  wire [3:0] \stash6.action.reta_size_log2 ;
+  wire [296:0] \stash6.key ;
+  wire [127:0] \stash6.key.dst_addr ;
+  wire [15:0] \stash6.key.dst_port ;
+  wire [7:0] \stash6.key.ip_proto ;
+  wire \stash6.key.ipv6 ;
+  wire [127:0] \stash6.key.src_addr ;
+  wire [15:0] \stash6.key.src_port ;
+  wire \stash6.valid ;
+  reg [317:0] stash7 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \stash7.action ;
+  wire \stash7.action.drop ;
+  wire [3:0] \stash7.action.instance ;
+  wire [10:0] \stash7.action.reta_offset ;
+  wire [3:0] \stash7.action.reta_size_log2 ;
+  wire [296:0] \stash7.key ;
+  wire [127:0] \stash7.key.dst_addr ;
+  wire [15:0] \stash7.key.dst_port ;
+  wire [7:0] \stash7.key.ip_proto ;
+  wire \stash7.key.ipv6 ;
+  wire [127:0] \stash7.key.src_addr ;
+  wire [15:0] \stash7.key.src_port ;
+  wire \stash7.valid ;
+  reg [7:0] stash_occ = 8'h00;
+  reg [1:0] step = 2'h0;
+  reg [328:0] journal [23:0];
+  initial begin
+    journal[0] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[1] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[2] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[3] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[4] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[5] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[6] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[7] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[8] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[9] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[10] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[11] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[12] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[13] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[14] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[15] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[16] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[17] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[18] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[19] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[20] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[21] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[22] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    journal[23] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$72 )
+      journal[\$signature__addr$68 ] <= \$signature__data ;
+  end
+  reg [328:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= journal[j_r__addr];
+  end
+  assign j_r__data = _0_;
+  reg [3:0] occupancy [255:0];
+  initial begin
+    occupancy[0] = 4'h0;
+    occupancy[1] = 4'h0;
+    occupancy[2] = 4'h0;
+    occupancy[3] = 4'h0;
+    occupancy[4] = 4'h0;
+    occupancy[5] = 4'h0;
+    occupancy[6] = 4'h0;
+    occupancy[7] = 4'h0;
+    occupancy[8] = 4'h0;
+    occupancy[9] = 4'h0;
+    occupancy[10] = 4'h0;
+    occupancy[11] = 4'h0;
+    occupancy[12] = 4'h0;
+    occupancy[13] = 4'h0;
+    occupancy[14] = 4'h0;
+    occupancy[15] = 4'h0;
+    occupancy[16] = 4'h0;
+    occupancy[17] = 4'h0;
+    occupancy[18] = 4'h0;
+    occupancy[19] = 4'h0;
+    occupancy[20] = 4'h0;
+    occupancy[21] = 4'h0;
+    occupancy[22] = 4'h0;
+    occupancy[23] = 4'h0;
+    occupancy[24] = 4'h0;
+    occupancy[25] = 4'h0;
+    occupancy[26] = 4'h0;
+    occupancy[27] = 4'h0;
+    occupancy[28] = 4'h0;
+    occupancy[29] = 4'h0;
+    occupancy[30] = 4'h0;
+    occupancy[31] = 4'h0;
+    occupancy[32] = 4'h0;
+    occupancy[33] = 4'h0;
+    occupancy[34] = 4'h0;
+    occupancy[35] = 4'h0;
+    occupancy[36] = 4'h0;
+    occupancy[37] = 4'h0;
+    occupancy[38] = 4'h0;
+    occupancy[39] = 4'h0;
+    occupancy[40] = 4'h0;
+    occupancy[41] = 4'h0;
+    occupancy[42] = 4'h0;
+    occupancy[43] = 4'h0;
+    occupancy[44] = 4'h0;
+    occupancy[45] = 4'h0;
+    occupancy[46] = 4'h0;
+    occupancy[47] = 4'h0;
+    occupancy[48] = 4'h0;
+    occupancy[49] = 4'h0;
+    occupancy[50] = 4'h0;
+    occupancy[51] = 4'h0;
+    occupancy[52] = 4'h0;
+    occupancy[53] = 4'h0;
+    occupancy[54] = 4'h0;
+    occupancy[55] = 4'h0;
+    occupancy[56] = 4'h0;
+    occupancy[57] = 4'h0;
+    occupancy[58] = 4'h0;
+    occupancy[59] = 4'h0;
+    occupancy[60] = 4'h0;
+    occupancy[61] = 4'h0;
+    occupancy[62] = 4'h0;
+    occupancy[63] = 4'h0;
+    occupancy[64] = 4'h0;
+    occupancy[65] = 4'h0;
+    occupancy[66] = 4'h0;
+    occupancy[67] = 4'h0;
+    occupancy[68] = 4'h0;
+    occupancy[69] = 4'h0;
+    occupancy[70] = 4'h0;
+    occupancy[71] = 4'h0;
+    occupancy[72] = 4'h0;
+    occupancy[73] = 4'h0;
+    occupancy[74] = 4'h0;
+    occupancy[75] = 4'h0;
+    occupancy[76] = 4'h0;
+    occupancy[77] = 4'h0;
+    occupancy[78] = 4'h0;
+    occupancy[79] = 4'h0;
+    occupancy[80] = 4'h0;
+    occupancy[81] = 4'h0;
+    occupancy[82] = 4'h0;
+    occupancy[83] = 4'h0;
+    occupancy[84] = 4'h0;
+    occupancy[85] = 4'h0;
+    occupancy[86] = 4'h0;
+    occupancy[87] = 4'h0;
+    occupancy[88] = 4'h0;
+    occupancy[89] = 4'h0;
+    occupancy[90] = 4'h0;
+    occupancy[91] = 4'h0;
+    occupancy[92] = 4'h0;
+    occupancy[93] = 4'h0;
+    occupancy[94] = 4'h0;
+    occupancy[95] = 4'h0;
+    occupancy[96] = 4'h0;
+    occupancy[97] = 4'h0;
+    occupancy[98] = 4'h0;
+    occupancy[99] = 4'h0;
+    occupancy[100] = 4'h0;
+    occupancy[101] = 4'h0;
+    occupancy[102] = 4'h0;
+    occupancy[103] = 4'h0;
+    occupancy[104] = 4'h0;
+    occupancy[105] = 4'h0;
+    occupancy[106] = 4'h0;
+    occupancy[107] = 4'h0;
+    occupancy[108] = 4'h0;
+    occupancy[109] = 4'h0;
+    occupancy[110] = 4'h0;
+    occupancy[111] = 4'h0;
+    occupancy[112] = 4'h0;
+    occupancy[113] = 4'h0;
+    occupancy[114] = 4'h0;
+    occupancy[115] = 4'h0;
+    occupancy[116] = 4'h0;
+    occupancy[117] = 4'h0;
+    occupancy[118] = 4'h0;
+    occupancy[119] = 4'h0;
+    occupancy[120] = 4'h0;
+    occupancy[121] = 4'h0;
+    occupancy[122] = 4'h0;
+    occupancy[123] = 4'h0;
+    occupancy[124] = 4'h0;
+    occupancy[125] = 4'h0;
+    occupancy[126] = 4'h0;
+    occupancy[127] = 4'h0;
+    occupancy[128] = 4'h0;
+    occupancy[129] = 4'h0;
+    occupancy[130] = 4'h0;
+    occupancy[131] = 4'h0;
+    occupancy[132] = 4'h0;
+    occupancy[133] = 4'h0;
+    occupancy[134] = 4'h0;
+    occupancy[135] = 4'h0;
+    occupancy[136] = 4'h0;
+    occupancy[137] = 4'h0;
+    occupancy[138] = 4'h0;
+    occupancy[139] = 4'h0;
+    occupancy[140] = 4'h0;
+    occupancy[141] = 4'h0;
+    occupancy[142] = 4'h0;
+    occupancy[143] = 4'h0;
+    occupancy[144] = 4'h0;
+    occupancy[145] = 4'h0;
+    occupancy[146] = 4'h0;
+    occupancy[147] = 4'h0;
+    occupancy[148] = 4'h0;
+    occupancy[149] = 4'h0;
+    occupancy[150] = 4'h0;
+    occupancy[151] = 4'h0;
+    occupancy[152] = 4'h0;
+    occupancy[153] = 4'h0;
+    occupancy[154] = 4'h0;
+    occupancy[155] = 4'h0;
+    occupancy[156] = 4'h0;
+    occupancy[157] = 4'h0;
+    occupancy[158] = 4'h0;
+    occupancy[159] = 4'h0;
+    occupancy[160] = 4'h0;
+    occupancy[161] = 4'h0;
+    occupancy[162] = 4'h0;
+    occupancy[163] = 4'h0;
+    occupancy[164] = 4'h0;
+    occupancy[165] = 4'h0;
+    occupancy[166] = 4'h0;
+    occupancy[167] = 4'h0;
+    occupancy[168] = 4'h0;
+    occupancy[169] = 4'h0;
+    occupancy[170] = 4'h0;
+    occupancy[171] = 4'h0;
+    occupancy[172] = 4'h0;
+    occupancy[173] = 4'h0;
+    occupancy[174] = 4'h0;
+    occupancy[175] = 4'h0;
+    occupancy[176] = 4'h0;
+    occupancy[177] = 4'h0;
+    occupancy[178] = 4'h0;
+    occupancy[179] = 4'h0;
+    occupancy[180] = 4'h0;
+    occupancy[181] = 4'h0;
+    occupancy[182] = 4'h0;
+    occupancy[183] = 4'h0;
+    occupancy[184] = 4'h0;
+    occupancy[185] = 4'h0;
+    occupancy[186] = 4'h0;
+    occupancy[187] = 4'h0;
+    occupancy[188] = 4'h0;
+    occupancy[189] = 4'h0;
+    occupancy[190] = 4'h0;
+    occupancy[191] = 4'h0;
+    occupancy[192] = 4'h0;
+    occupancy[193] = 4'h0;
+    occupancy[194] = 4'h0;
+    occupancy[195] = 4'h0;
+    occupancy[196] = 4'h0;
+    occupancy[197] = 4'h0;
+    occupancy[198] = 4'h0;
+    occupancy[199] = 4'h0;
+    occupancy[200] = 4'h0;
+    occupancy[201] = 4'h0;
+    occupancy[202] = 4'h0;
+    occupancy[203] = 4'h0;
+    occupancy[204] = 4'h0;
+    occupancy[205] = 4'h0;
+    occupancy[206] = 4'h0;
+    occupancy[207] = 4'h0;
+    occupancy[208] = 4'h0;
+    occupancy[209] = 4'h0;
+    occupancy[210] = 4'h0;
+    occupancy[211] = 4'h0;
+    occupancy[212] = 4'h0;
+    occupancy[213] = 4'h0;
+    occupancy[214] = 4'h0;
+    occupancy[215] = 4'h0;
+    occupancy[216] = 4'h0;
+    occupancy[217] = 4'h0;
+    occupancy[218] = 4'h0;
+    occupancy[219] = 4'h0;
+    occupancy[220] = 4'h0;
+    occupancy[221] = 4'h0;
+    occupancy[222] = 4'h0;
+    occupancy[223] = 4'h0;
+    occupancy[224] = 4'h0;
+    occupancy[225] = 4'h0;
+    occupancy[226] = 4'h0;
+    occupancy[227] = 4'h0;
+    occupancy[228] = 4'h0;
+    occupancy[229] = 4'h0;
+    occupancy[230] = 4'h0;
+    occupancy[231] = 4'h0;
+    occupancy[232] = 4'h0;
+    occupancy[233] = 4'h0;
+    occupancy[234] = 4'h0;
+    occupancy[235] = 4'h0;
+    occupancy[236] = 4'h0;
+    occupancy[237] = 4'h0;
+    occupancy[238] = 4'h0;
+    occupancy[239] = 4'h0;
+    occupancy[240] = 4'h0;
+    occupancy[241] = 4'h0;
+    occupancy[242] = 4'h0;
+    occupancy[243] = 4'h0;
+    occupancy[244] = 4'h0;
+    occupancy[245] = 4'h0;
+    occupancy[246] = 4'h0;
+    occupancy[247] = 4'h0;
+    occupancy[248] = 4'h0;
+    occupancy[249] = 4'h0;
+    occupancy[250] = 4'h0;
+    occupancy[251] = 4'h0;
+    occupancy[252] = 4'h0;
+    occupancy[253] = 4'h0;
+    occupancy[254] = 4'h0;
+    occupancy[255] = 4'h0;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$74 )
+      occupancy[\$signature__addr$67 ] <= \$signature__data$75 ;
+  end
+  reg [3:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= occupancy[occ_r__addr];
+  end
+  assign occ_r__data = _1_;
+  reg [317:0] way0 [255:0];
+  initial begin
+    way0[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[1] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[2] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[3] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[4] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[5] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[6] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[7] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[8] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[9] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[10] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[12] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[13] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[14] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[15] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[16] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[17] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[18] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[19] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[20] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[21] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[22] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[23] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[24] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[25] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[26] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[27] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[28] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[29] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[30] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[31] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[32] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[33] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[34] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[35] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[36] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[37] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[38] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[39] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[40] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[41] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[42] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[43] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[44] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[45] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[46] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[47] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[48] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[49] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[50] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[51] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[52] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[53] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[54] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[55] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[56] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[57] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[58] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[59] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[60] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[61] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[62] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[63] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[64] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[65] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[66] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[67] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[68] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[69] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[70] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[71] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[72] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[73] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[74] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[75] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[76] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[77] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[78] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[79] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[80] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[81] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[82] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[83] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[84] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[85] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[86] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[87] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[88] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[89] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[90] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[91] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[92] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[93] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[94] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[95] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[96] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[97] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[98] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[99] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[100] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[101] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[102] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[103] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[104] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[105] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[106] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[107] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[108] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[109] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[110] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[111] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[112] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[113] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[114] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[115] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[116] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[117] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[118] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[119] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[120] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[121] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[122] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[123] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[124] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[125] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[126] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[127] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[128] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[129] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[130] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[131] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[132] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[133] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[134] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[135] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[136] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[137] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[138] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[139] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[140] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[141] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[142] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[143] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[144] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[145] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[146] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[147] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[148] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[149] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[150] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[151] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[152] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[153] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[154] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[155] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[156] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[157] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[158] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[159] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[160] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[161] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[162] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[163] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[164] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[165] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[166] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[167] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[168] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[169] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[170] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[171] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[172] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[173] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[174] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[175] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[176] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[177] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[178] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[179] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[180] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[181] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[182] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[183] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[184] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[185] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[186] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[187] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[188] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[189] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[190] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[191] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[192] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[193] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[194] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[195] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[196] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[197] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[198] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[199] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[200] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[201] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[202] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[203] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[204] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[205] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[206] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[207] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[208] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[209] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[210] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[211] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[212] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[213] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[214] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[215] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[216] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[217] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[218] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[219] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[220] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[221] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[222] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[223] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[224] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[225] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[226] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[227] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[228] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[229] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[230] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[231] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[232] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[233] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[234] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[235] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[236] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[237] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[238] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[239] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[240] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[241] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[242] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[243] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[244] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[245] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[246] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[247] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[248] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[249] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[250] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[251] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[252] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[253] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[254] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way0[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$84 )
+      way0[j_r__data[9:2]] <= j_r__data[328:11];
+  end
+  reg [317:0] _2_;
+  always @(posedge clk) begin
+    if (\$signature__en ) begin
+      _2_ <= way0[\$signature__addr ];
+    end
+  end
+  assign \$signature__data$104  = _2_;
+  reg [317:0] way1 [255:0];
+  initial begin
+    way1[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[1] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[2] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[3] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[4] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[5] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[6] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[7] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[8] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[9] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[10] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[12] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[13] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[14] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[15] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[16] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[17] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[18] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[19] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[20] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[21] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[22] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[23] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[24] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[25] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[26] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[27] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[28] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[29] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[30] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[31] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[32] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[33] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[34] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[35] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[36] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[37] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[38] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[39] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[40] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[41] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[42] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[43] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[44] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[45] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[46] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[47] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[48] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[49] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[50] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[51] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[52] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[53] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[54] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[55] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[56] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[57] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[58] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[59] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[60] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[61] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[62] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[63] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[64] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[65] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[66] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[67] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[68] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[69] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[70] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[71] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[72] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[73] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[74] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[75] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[76] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[77] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[78] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[79] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[80] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[81] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[82] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[83] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[84] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[85] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[86] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[87] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[88] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[89] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[90] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[91] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[92] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[93] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[94] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[95] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[96] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[97] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[98] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[99] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[100] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[101] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[102] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[103] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[104] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[105] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[106] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[107] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[108] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[109] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[110] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[111] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[112] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[113] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[114] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[115] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[116] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[117] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[118] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[119] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[120] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[121] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[122] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[123] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[124] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[125] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[126] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[127] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[128] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[129] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[130] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[131] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[132] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[133] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[134] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[135] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[136] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[137] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[138] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[139] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[140] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[141] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[142] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[143] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[144] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[145] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[146] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[147] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[148] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[149] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[150] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[151] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[152] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[153] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[154] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[155] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[156] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[157] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[158] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[159] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[160] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[161] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[162] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[163] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[164] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[165] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[166] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[167] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[168] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[169] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[170] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[171] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[172] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[173] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[174] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[175] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[176] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[177] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[178] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[179] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[180] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[181] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[182] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[183] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[184] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[185] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[186] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[187] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[188] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[189] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[190] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[191] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[192] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[193] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[194] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[195] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[196] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[197] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[198] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[199] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[200] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[201] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[202] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[203] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[204] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[205] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[206] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[207] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[208] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[209] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[210] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[211] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[212] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[213] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[214] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[215] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[216] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[217] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[218] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[219] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[220] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[221] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[222] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[223] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[224] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[225] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[226] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[227] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[228] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[229] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[230] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[231] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[232] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[233] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[234] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[235] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[236] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[237] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[238] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[239] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[240] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[241] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[242] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[243] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[244] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[245] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[246] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[247] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[248] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[249] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[250] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[251] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[252] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[253] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[254] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way1[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$88 )
+      way1[j_r__data[9:2]] <= j_r__data[328:11];
+  end
+  reg [317:0] _3_;
+  always @(posedge clk) begin
+    if (\$signature__en$10 ) begin
+      _3_ <= way1[\$signature__addr ];
+    end
+  end
+  assign \$signature__data$105  = _3_;
+  reg [317:0] way2 [255:0];
+  initial begin
+    way2[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[1] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[2] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[3] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[4] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[5] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[6] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[7] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[8] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[9] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[10] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[12] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[13] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[14] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[15] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[16] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[17] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[18] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[19] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[20] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[21] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[22] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[23] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[24] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[25] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[26] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[27] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[28] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[29] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[30] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[31] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[32] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[33] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[34] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[35] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[36] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[37] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[38] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[39] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[40] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[41] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[42] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[43] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[44] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[45] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[46] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[47] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[48] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[49] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[50] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[51] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[52] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[53] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[54] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[55] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[56] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[57] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[58] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[59] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[60] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[61] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[62] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[63] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[64] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[65] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[66] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[67] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[68] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[69] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[70] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[71] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[72] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[73] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[74] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[75] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[76] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[77] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[78] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[79] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[80] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[81] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[82] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[83] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[84] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[85] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[86] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[87] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[88] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[89] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[90] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[91] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[92] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[93] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[94] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[95] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[96] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[97] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[98] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[99] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[100] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[101] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[102] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[103] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[104] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[105] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[106] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[107] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[108] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[109] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[110] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[111] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[112] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[113] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[114] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[115] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[116] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[117] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[118] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[119] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[120] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[121] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[122] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[123] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[124] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[125] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[126] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[127] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[128] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[129] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[130] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[131] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[132] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[133] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[134] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[135] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[136] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[137] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[138] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[139] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[140] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[141] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[142] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[143] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[144] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[145] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[146] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[147] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[148] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[149] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[150] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[151] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[152] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[153] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[154] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[155] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[156] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[157] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[158] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[159] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[160] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[161] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[162] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[163] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[164] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[165] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[166] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[167] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[168] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[169] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[170] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[171] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[172] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[173] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[174] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[175] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[176] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[177] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[178] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[179] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[180] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[181] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[182] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[183] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[184] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[185] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[186] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[187] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[188] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[189] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[190] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[191] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[192] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[193] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[194] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[195] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[196] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[197] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[198] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[199] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[200] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[201] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[202] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[203] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[204] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[205] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[206] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[207] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[208] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[209] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[210] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[211] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[212] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[213] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[214] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[215] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[216] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[217] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[218] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[219] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[220] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[221] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[222] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[223] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[224] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[225] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[226] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[227] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[228] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[229] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[230] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[231] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[232] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[233] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[234] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[235] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[236] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[237] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[238] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[239] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[240] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[241] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[242] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[243] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[244] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[245] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[246] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[247] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[248] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[249] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[250] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[251] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[252] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[253] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[254] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way2[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$91 )
+      way2[j_r__data[9:2]] <= j_r__data[328:11];
+  end
+  reg [317:0] _4_;
+  always @(posedge clk) begin
+    if (\$signature__en$12 ) begin
+      _4_ <= way2[\$signature__addr ];
+    end
+  end
+  assign \$signature__data$106  = _4_;
+  reg [317:0] way3 [255:0];
+  initial begin
+    way3[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[1] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[2] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[3] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[4] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[5] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[6] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[7] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[8] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[9] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[10] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[12] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[13] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[14] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[15] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[16] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[17] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[18] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[19] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[20] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[21] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[22] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[23] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[24] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[25] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[26] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[27] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[28] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[29] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[30] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[31] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[32] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[33] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[34] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[35] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[36] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[37] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[38] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[39] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[40] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[41] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[42] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[43] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[44] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[45] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[46] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[47] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[48] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[49] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[50] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[51] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[52] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[53] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[54] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[55] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[56] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[57] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[58] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[59] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[60] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[61] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[62] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[63] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[64] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[65] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[66] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[67] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[68] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[69] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[70] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[71] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[72] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[73] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[74] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[75] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[76] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[77] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[78] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[79] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[80] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[81] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[82] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[83] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[84] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[85] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[86] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[87] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[88] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[89] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[90] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[91] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[92] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[93] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[94] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[95] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[96] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[97] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[98] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[99] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[100] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[101] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[102] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[103] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[104] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[105] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[106] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[107] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[108] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[109] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[110] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[111] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[112] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[113] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[114] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[115] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[116] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[117] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[118] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[119] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[120] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[121] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[122] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[123] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[124] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[125] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[126] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[127] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[128] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[129] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[130] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[131] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[132] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[133] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[134] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[135] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[136] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[137] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[138] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[139] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[140] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[141] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[142] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[143] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[144] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[145] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[146] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[147] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[148] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[149] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[150] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[151] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[152] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[153] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[154] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[155] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[156] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[157] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[158] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[159] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[160] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[161] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[162] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[163] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[164] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[165] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[166] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[167] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[168] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[169] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[170] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[171] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[172] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[173] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[174] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[175] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[176] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[177] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[178] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[179] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[180] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[181] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[182] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[183] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[184] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[185] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[186] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[187] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[188] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[189] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[190] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[191] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[192] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[193] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[194] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[195] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[196] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[197] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[198] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[199] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[200] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[201] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[202] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[203] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[204] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[205] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[206] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[207] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[208] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[209] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[210] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[211] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[212] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[213] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[214] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[215] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[216] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[217] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[218] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[219] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[220] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[221] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[222] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[223] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[224] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[225] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[226] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[227] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[228] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[229] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[230] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[231] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[232] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[233] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[234] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[235] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[236] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[237] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[238] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[239] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[240] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[241] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[242] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[243] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[244] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[245] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[246] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[247] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[248] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[249] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[250] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[251] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[252] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[253] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[254] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    way3[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$94 )
+      way3[j_r__data[9:2]] <= j_r__data[328:11];
+  end
+  reg [317:0] _5_;
+  always @(posedge clk) begin
+    if (\$signature__en$14 ) begin
+      _5_ <= way3[\$signature__addr ];
+    end
+  end
+  assign \$signature__data$107  = _5_;
+  always @(posedge clk)
+    \$signal  <= \$451 ;
+  always @(posedge clk)
+    s1_meta <= \$452 ;
+  always @(posedge clk)
+    \$signature__addr  <= \$453 ;
+  always @(posedge clk)
+    s1_lookup <= \$454 ;
+  always @(posedge clk)
+    \$signal$2  <= \$455 ;
+  always @(posedge clk)
+    s2_meta <= \$456 ;
+  always @(posedge clk)
+    s2_lookup <= \$457 ;
+  always @(posedge clk)
+    s3_valid <= \$458 ;
+  always @(posedge clk)
+    s3_meta <= \$459 ;
+  always @(posedge clk)
+    s3_terms0 <= \$460 ;
+  always @(posedge clk)
+    s3_action0 <= \$461 ;
+  always @(posedge clk)
+    s3_terms1 <= \$462 ;
+  always @(posedge clk)
+    s3_action1 <= \$463 ;
+  always @(posedge clk)
+    s3_terms2 <= \$464 ;
+  always @(posedge clk)
+    s3_action2 <= \$465 ;
+  always @(posedge clk)
+    s3_terms3 <= \$466 ;
+  always @(posedge clk)
+    s3_action3 <= \$467 ;
+  always @(posedge clk)
+    s3_terms4 <= \$468 ;
+  always @(posedge clk)
+    s3_action4 <= \$469 ;
+  always @(posedge clk)
+    s3_terms5 <= \$470 ;
+  always @(posedge clk)
+    s3_action5 <= \$471 ;
+  always @(posedge clk)
+    s3_terms6 <= \$472 ;
+  always @(posedge clk)
+    s3_action6 <= \$473 ;
+  always @(posedge clk)
+    s3_terms7 <= \$474 ;
+  always @(posedge clk)
+    s3_action7 <= \$475 ;
+  always @(posedge clk)
+    s3_terms8 <= \$476 ;
+  always @(posedge clk)
+    s3_action8 <= \$477 ;
+  always @(posedge clk)
+    s3_terms9 <= \$478 ;
+  always @(posedge clk)
+    s3_action9 <= \$479 ;
+  always @(posedge clk)
+    s3_terms10 <= \$480 ;
+  always @(posedge clk)
+    s3_action10 <= \$481 ;
+  always @(posedge clk)
+    s3_terms11 <= \$482 ;
+  always @(posedge clk)
+    s3_action11 <= \$483 ;
+  always @(posedge clk)
+    o__valid <= \$484 ;
+  always @(posedge clk)
+    o__payload <= \$485 ;
+  always @(posedge clk)
+    step <= \$486 ;
+  always @(posedge clk)
+    \$signal$119  <= \$487 ;
+  always @(posedge clk)
+    data <= \$488 ;
+  always @(posedge clk)
+    entry_sel <= \$489 ;
+  always @(posedge clk)
+    hit_op <= \$490 ;
+  always @(posedge clk)
+    csr__r_data <= \$491 ;
+  always @(posedge clk)
+    flow_entry0 <= \$492 ;
+  always @(posedge clk)
+    flow_entry1 <= \$493 ;
+  always @(posedge clk)
+    flow_entry2 <= \$494 ;
+  always @(posedge clk)
+    flow_entry3 <= \$495 ;
+  always @(posedge clk)
+    flow_entry4 <= \$496 ;
+  always @(posedge clk)
+    flow_entry5 <= \$497 ;
+  always @(posedge clk)
+    flow_entry6 <= \$498 ;
+  always @(posedge clk)
+    flow_entry7 <= \$499 ;
+  always @(posedge clk)
+    flow_entry8 <= \$500 ;
+  always @(posedge clk)
+    flow_entry9 <= \$501 ;
+  always @(posedge clk)
+    op <= \$502 ;
+  always @(posedge clk)
+    del_slot <= \$503 ;
+  always @(posedge clk)
+    flow_op_state <= \$504 ;
+  always @(posedge clk)
+    occ_r__addr <= \$505 ;
+  always @(posedge clk)
+    result_status <= \$506 ;
+  always @(posedge clk)
+    journal_len <= \$507 ;
+  always @(posedge clk)
+    \$signal$122  <= \$508 ;
+  always @(posedge clk)
+    entries <= \$509 ;
+  always @(posedge clk)
+    stash_occ <= \$510 ;
+  always @(posedge clk)
+    \$signal$85  <= \$511 ;
+  always @(posedge clk)
+    j_r__addr <= \$512 ;
+  always @(posedge clk)
+    \$signal$128  <= \$513 ;
+  always @(posedge clk)
+    applied <= \$514 ;
+  always @(posedge clk)
+    stash0 <= \$515 ;
+  always @(posedge clk)
+    stash1 <= \$516 ;
+  always @(posedge clk)
+    stash2 <= \$517 ;
+  always @(posedge clk)
+    stash3 <= \$518 ;
+  always @(posedge clk)
+    stash4 <= \$519 ;
+  always @(posedge clk)
+    stash5 <= \$520 ;
+  always @(posedge clk)
+    stash6 <= \$521 ;
+  always @(posedge clk)
+    stash7 <= \$522 ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = ~ \$signal$2 ;
+  assign \$3  = ~ s3_valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = \$3  | \$5 ;
+  assign \$7  = \$2  | \$6 ;
+  assign i__ready = \$1  | \$7 ;
+  assign \$8  = ~ \$signal$2 ;
+  assign \$9  = ~ s3_valid;
+  assign \$10  = ~ o__valid;
+  assign \$11  = \$10  | o__ready;
+  assign \$12  = \$9  | \$11 ;
+  assign \$signature__en  = \$8  | \$12 ;
+  assign \$13  = ~ \$signal$2 ;
+  assign \$14  = ~ s3_valid;
+  assign \$15  = ~ o__valid;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = \$14  | \$16 ;
+  assign \$signature__en$10  = \$13  | \$17 ;
+  assign \$18  = ~ \$signal$2 ;
+  assign \$19  = ~ s3_valid;
+  assign \$20  = ~ o__valid;
+  assign \$21  = \$20  | o__ready;
+  assign \$22  = \$19  | \$21 ;
+  assign \$signature__en$12  = \$18  | \$22 ;
+  assign \$23  = ~ \$signal$2 ;
+  assign \$24  = ~ s3_valid;
+  assign \$25  = ~ o__valid;
+  assign \$26  = \$25  | o__ready;
+  assign \$27  = \$24  | \$26 ;
+  assign \$signature__en$14  = \$23  | \$27 ;
+  assign \$28  = & s3_terms0;
+  assign \$29  = & s3_terms1;
+  assign \$30  = & s3_terms2;
+  assign \$31  = & s3_terms3;
+  assign \$32  = & s3_terms4;
+  assign \$33  = & s3_terms5;
+  assign \$34  = & s3_terms6;
+  assign \$35  = & s3_terms7;
+  assign \$36  = & s3_terms8;
+  assign \$37  = & s3_terms9;
+  assign \$38  = & s3_terms10;
+  assign \$39  = & s3_terms11;
+  assign \$40  = ~ { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign \$41  = \$40  + 1'h1;
+  assign \$signal$28  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } & \$41 [11:0];
+  assign \$42  = s3_action0 & { \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0] };
+  assign \$43  = s3_action1 & { \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1] };
+  assign \$44  = s3_action2 & { \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2] };
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = \$42  | \$45 ;
+  assign \$47  = s3_action3 & { \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3] };
+  assign \$48  = s3_action4 & { \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4] };
+  assign \$49  = s3_action5 & { \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5] };
+  assign \$50  = \$48  | \$49 ;
+  assign \$51  = \$47  | \$50 ;
+  assign \$52  = \$46  | \$51 ;
+  assign \$53  = s3_action6 & { \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6] };
+  assign \$54  = s3_action7 & { \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7] };
+  assign \$55  = s3_action8 & { \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8] };
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$53  | \$56 ;
+  assign \$58  = s3_action9 & { \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9] };
+  assign \$59  = s3_action10 & { \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10] };
+  assign \$60  = s3_action11 & { \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11] };
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = \$58  | \$61 ;
+  assign \$63  = \$57  | \$62 ;
+  assign action = \$52  | \$63 ;
+  assign \$64  = step == 2'h3;
+  assign \$65  = ~ hit_op;
+  assign \$66  = \$65  | csr__r_stb;
+  assign \$67  = \$66  | op_done;
+  assign csr__ack = \$64  & \$67 ;
+  assign \$68  = ~ occ_r__data;
+  assign \$69  = occ_r__data + 1'h1;
+  assign \$70  = \$68  & \$69 [3:0];
+  assign \$71  = ~ stash_occ;
+  assign \$72  = stash_occ + 1'h1;
+  assign \$73  = \$71  & \$72 [7:0];
+  assign \$74  = journal_len == 5'h18;
+  assign \$75  = op == 1'h1;
+  assign \$76  = op == 2'h2;
+  assign \$77  = | free_way;
+  assign \$78  = | free_stash;
+  assign \$79  = free_way[1] | free_way[3];
+  assign \$80  = free_way[2] | free_way[3];
+  assign \$81  = occ_r__data | free_way;
+  assign \$87  = \$85  | \$86 ;
+  assign \$88  = \$84  | \$87 ;
+  assign \$91  = \$89  | \$90 ;
+  assign \$94  = \$92  | \$93 ;
+  assign \$95  = \$91  | \$94 ;
+  assign \$96  = \$88  | \$95 ;
+  assign \$97  = 11'h400 + \$96 ;
+  assign \$98  = del_slot >= 11'h408;
+  assign \$99  = del_slot >= 11'h400;
+  assign \$100  = occ_r__data >> del_slot[1:0];
+  assign \$101  = del_slot - 11'h400;
+  assign \$102  = stash_occ >> \$101 [2:0];
+  assign \$103  = 1'h1 << del_slot[1:0];
+  assign \$104  = ~ \$103 [3:0];
+  assign \$105  = occ_r__data & \$104 ;
+  assign \$106  = j_r__data[10:0] < 11'h400;
+  assign \$107  = \$signal$85  & \$106 ;
+  assign \$108  = ! j_r__data[1:0];
+  assign \$signature__en$84  = \$107  & \$108 ;
+  assign \$109  = j_r__data[10:0] < 11'h400;
+  assign \$110  = \$signal$85  & \$109 ;
+  assign \$111  = j_r__data[1:0] == 1'h1;
+  assign \$signature__en$88  = \$110  & \$111 ;
+  assign \$112  = j_r__data[10:0] < 11'h400;
+  assign \$113  = \$signal$85  & \$112 ;
+  assign \$114  = j_r__data[1:0] == 2'h2;
+  assign \$signature__en$91  = \$113  & \$114 ;
+  assign \$115  = j_r__data[10:0] < 11'h400;
+  assign \$116  = \$signal$85  & \$115 ;
+  assign \$117  = j_r__data[1:0] == 2'h3;
+  assign \$signature__en$94  = \$116  & \$117 ;
+  assign \$118  = ! flow_op_state;
+  assign \$119  = flow_op_state == 1'h1;
+  assign \$120  = flow_op_state == 2'h2;
+  assign \$121  = flow_op_state == 2'h3;
+  assign \$122  = flow_op_state == 3'h4;
+  assign \$123  = ~ \$signal ;
+  assign \$124  = ~ \$signal$2 ;
+  assign \$125  = ~ s3_valid;
+  assign \$126  = ~ o__valid;
+  assign \$127  = \$126  | o__ready;
+  assign \$128  = \$125  | \$127 ;
+  assign \$129  = \$124  | \$128 ;
+  assign \$130  = \$123  | \$129 ;
+  assign \$132  = ^ \$131 ;
+  assign \$135  = ^ \$134 ;
+  assign \$138  = ^ \$137 ;
+  assign \$141  = ^ \$140 ;
+  assign \$144  = ^ \$143 ;
+  assign \$147  = ^ \$146 ;
+  assign \$150  = ^ \$149 ;
+  assign \$153  = ^ \$152 ;
+  assign \$155  = i__payload[22] | i__payload[23];
+  assign \$156  = ~ \$signal$2 ;
+  assign \$157  = ~ s3_valid;
+  assign \$158  = ~ o__valid;
+  assign \$159  = \$158  | o__ready;
+  assign \$160  = \$157  | \$159 ;
+  assign \$161  = \$156  | \$160 ;
+  assign \$162  = ~ s3_valid;
+  assign \$163  = ~ o__valid;
+  assign \$164  = \$163  | o__ready;
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$104 [52:21];
+  assign \$167  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$104 [84:53];
+  assign \$168  = s2_meta[134:103] == \$signature__data$104 [116:85];
+  assign \$169  = s2_meta[166:135] == \$signature__data$104 [148:117];
+  assign \$170  = s2_meta[198:167] == \$signature__data$104 [180:149];
+  assign \$171  = s2_meta[230:199] == \$signature__data$104 [212:181];
+  assign \$172  = s2_meta[262:231] == \$signature__data$104 [244:213];
+  assign \$173  = s2_meta[294:263] == \$signature__data$104 [276:245];
+  assign \$174  = s2_meta[326:295] == \$signature__data$104 [308:277];
+  assign \$175  = s2_meta[335:327] == \$signature__data$104 [317:309];
+  assign \$176  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$105 [52:21];
+  assign \$177  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$105 [84:53];
+  assign \$178  = s2_meta[134:103] == \$signature__data$105 [116:85];
+  assign \$179  = s2_meta[166:135] == \$signature__data$105 [148:117];
+  assign \$180  = s2_meta[198:167] == \$signature__data$105 [180:149];
+  assign \$181  = s2_meta[230:199] == \$signature__data$105 [212:181];
+  assign \$182  = s2_meta[262:231] == \$signature__data$105 [244:213];
+  assign \$183  = s2_meta[294:263] == \$signature__data$105 [276:245];
+  assign \$184  = s2_meta[326:295] == \$signature__data$105 [308:277];
+  assign \$185  = s2_meta[335:327] == \$signature__data$105 [317:309];
+  assign \$186  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$106 [52:21];
+  assign \$187  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$106 [84:53];
+  assign \$188  = s2_meta[134:103] == \$signature__data$106 [116:85];
+  assign \$189  = s2_meta[166:135] == \$signature__data$106 [148:117];
+  assign \$190  = s2_meta[198:167] == \$signature__data$106 [180:149];
+  assign \$191  = s2_meta[230:199] == \$signature__data$106 [212:181];
+  assign \$192  = s2_meta[262:231] == \$signature__data$106 [244:213];
+  assign \$193  = s2_meta[294:263] == \$signature__data$106 [276:245];
+  assign \$194  = s2_meta[326:295] == \$signature__data$106 [308:277];
+  assign \$195  = s2_meta[335:327] == \$signature__data$106 [317:309];
+  assign \$196  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$107 [52:21];
+  assign \$197  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$107 [84:53];
+  assign \$198  = s2_meta[134:103] == \$signature__data$107 [116:85];
+  assign \$199  = s2_meta[166:135] == \$signature__data$107 [148:117];
+  assign \$200  = s2_meta[198:167] == \$signature__data$107 [180:149];
+  assign \$201  = s2_meta[230:199] == \$signature__data$107 [212:181];
+  assign \$202  = s2_meta[262:231] == \$signature__data$107 [244:213];
+  assign \$203  = s2_meta[294:263] == \$signature__data$107 [276:245];
+  assign \$204  = s2_meta[326:295] == \$signature__data$107 [308:277];
+  assign \$205  = s2_meta[335:327] == \$signature__data$107 [317:309];
+  assign \$206  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash0[52:21];
+  assign \$207  = { s2_meta[102:80], s2_meta[367:359] } == stash0[84:53];
+  assign \$208  = s2_meta[134:103] == stash0[116:85];
+  assign \$209  = s2_meta[166:135] == stash0[148:117];
+  assign \$210  = s2_meta[198:167] == stash0[180:149];
+  assign \$211  = s2_meta[230:199] == stash0[212:181];
+  assign \$212  = s2_meta[262:231] == stash0[244:213];
+  assign \$213  = s2_meta[294:263] == stash0[276:245];
+  assign \$214  = s2_meta[326:295] == stash0[308:277];
+  assign \$215  = s2_meta[335:327] == stash0[317:309];
+  assign \$216  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash1[52:21];
+  assign \$217  = { s2_meta[102:80], s2_meta[367:359] } == stash1[84:53];
+  assign \$218  = s2_meta[134:103] == stash1[116:85];
+  assign \$219  = s2_meta[166:135] == stash1[148:117];
+  assign \$220  = s2_meta[198:167] == stash1[180:149];
+  assign \$221  = s2_meta[230:199] == stash1[212:181];
+  assign \$222  = s2_meta[262:231] == stash1[244:213];
+  assign \$223  = s2_meta[294:263] == stash1[276:245];
+  assign \$224  = s2_meta[326:295] == stash1[308:277];
+  assign \$225  = s2_meta[335:327] == stash1[317:309];
+  assign \$226  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash2[52:21];
+  assign \$227  = { s2_meta[102:80], s2_meta[367:359] } == stash2[84:53];
+  assign \$228  = s2_meta[134:103] == stash2[116:85];
+  assign \$229  = s2_meta[166:135] == stash2[148:117];
+  assign \$230  = s2_meta[198:167] == stash2[180:149];
+  assign \$231  = s2_meta[230:199] == stash2[212:181];
+  assign \$232  = s2_meta[262:231] == stash2[244:213];
+  assign \$233  = s2_meta[294:263] == stash2[276:245];
+  assign \$234  = s2_meta[326:295] == stash2[308:277];
+  assign \$235  = s2_meta[335:327] == stash2[317:309];
+  assign \$236  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash3[52:21];
+  assign \$237  = { s2_meta[102:80], s2_meta[367:359] } == stash3[84:53];
+  assign \$238  = s2_meta[134:103] == stash3[116:85];
+  assign \$239  = s2_meta[166:135] == stash3[148:117];
+  assign \$240  = s2_meta[198:167] == stash3[180:149];
+  assign \$241  = s2_meta[230:199] == stash3[212:181];
+  assign \$242  = s2_meta[262:231] == stash3[244:213];
+  assign \$243  = s2_meta[294:263] == stash3[276:245];
+  assign \$244  = s2_meta[326:295] == stash3[308:277];
+  assign \$245  = s2_meta[335:327] == stash3[317:309];
+  assign \$246  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash4[52:21];
+  assign \$247  = { s2_meta[102:80], s2_meta[367:359] } == stash4[84:53];
+  assign \$248  = s2_meta[134:103] == stash4[116:85];
+  assign \$249  = s2_meta[166:135] == stash4[148:117];
+  assign \$250  = s2_meta[198:167] == stash4[180:149];
+  assign \$251  = s2_meta[230:199] == stash4[212:181];
+  assign \$252  = s2_meta[262:231] == stash4[244:213];
+  assign \$253  = s2_meta[294:263] == stash4[276:245];
+  assign \$254  = s2_meta[326:295] == stash4[308:277];
+  assign \$255  = s2_meta[335:327] == stash4[317:309];
+  assign \$256  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash5[52:21];
+  assign \$257  = { s2_meta[102:80], s2_meta[367:359] } == stash5[84:53];
+  assign \$258  = s2_meta[134:103] == stash5[116:85];
+  assign \$259  = s2_meta[166:135] == stash5[148:117];
+  assign \$260  = s2_meta[198:167] == stash5[180:149];
+  assign \$261  = s2_meta[230:199] == stash5[212:181];
+  assign \$262  = s2_meta[262:231] == stash5[244:213];
+  assign \$263  = s2_meta[294:263] == stash5[276:245];
+  assign \$264  = s2_meta[326:295] == stash5[308:277];
+  assign \$265  = s2_meta[335:327] == stash5[317:309];
+  assign \$266  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash6[52:21];
+  assign \$267  = { s2_meta[102:80], s2_meta[367:359] } == stash6[84:53];
+  assign \$268  = s2_meta[134:103] == stash6[116:85];
+  assign \$269  = s2_meta[166:135] == stash6[148:117];
+  assign \$270  = s2_meta[198:167] == stash6[180:149];
+  assign \$271  = s2_meta[230:199] == stash6[212:181];
+  assign \$272  = s2_meta[262:231] == stash6[244:213];
+  assign \$273  = s2_meta[294:263] == stash6[276:245];
+  assign \$274  = s2_meta[326:295] == stash6[308:277];
+  assign \$275  = s2_meta[335:327] == stash6[317:309];
+  assign \$276  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash7[52:21];
+  assign \$277  = { s2_meta[102:80], s2_meta[367:359] } == stash7[84:53];
+  assign \$278  = s2_meta[134:103] == stash7[116:85];
+  assign \$279  = s2_meta[166:135] == stash7[148:117];
+  assign \$280  = s2_meta[198:167] == stash7[180:149];
+  assign \$281  = s2_meta[230:199] == stash7[212:181];
+  assign \$282  = s2_meta[262:231] == stash7[244:213];
+  assign \$283  = s2_meta[294:263] == stash7[276:245];
+  assign \$284  = s2_meta[326:295] == stash7[308:277];
+  assign \$285  = s2_meta[335:327] == stash7[317:309];
+  assign \$286  = ~ o__valid;
+  assign \$287  = \$286  | o__ready;
+  assign \$288  = | { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign \$289  = | s3_meta[19:16];
+  assign \$290  = ~ pass_errors;
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = action[0] ? 4'h8 : 4'h0;
+  assign \$293  = \$291  ? s3_meta[19:16] : \$292 ;
+  assign \$294  = csr__r_stb | csr__w_stb;
+  assign \$295  = ~ csr__ack;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = step != 2'h3;
+  assign \$298  = step + \$297 ;
+  assign \$299  = csr__addr == 12'h900;
+  assign \$300  = csr__addr == 12'h904;
+  assign \$301  = csr__addr == 12'h908;
+  assign \$302  = csr__addr == 12'h90c;
+  assign \$303  = csr__addr == 12'h910;
+  assign \$304  = csr__addr == 12'h914;
+  assign \$305  = csr__addr == 12'h918;
+  assign \$306  = csr__addr == 12'h91c;
+  assign \$307  = csr__addr == 12'h920;
+  assign \$308  = csr__addr == 12'h924;
+  assign \$309  = csr__addr == 12'h944;
+  assign \$310  = csr__addr == 12'h948;
+  assign \$311  = { \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0] } & flow_entry0;
+  assign \$313  = { \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1] } & flow_entry1;
+  assign \$314  = \$312  | \$313 ;
+  assign \$315  = { \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2] } & flow_entry2;
+  assign \$316  = \$314  | \$315 ;
+  assign \$317  = { \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3] } & flow_entry3;
+  assign \$318  = \$316  | \$317 ;
+  assign \$319  = { \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4] } & flow_entry4;
+  assign \$320  = \$318  | \$319 ;
+  assign \$321  = { \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5] } & flow_entry5;
+  assign \$322  = \$320  | \$321 ;
+  assign \$323  = { \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6] } & flow_entry6;
+  assign \$324  = \$322  | \$323 ;
+  assign \$325  = { \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7] } & flow_entry7;
+  assign \$326  = \$324  | \$325 ;
+  assign \$327  = { \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8] } & flow_entry8;
+  assign \$328  = \$326  | \$327 ;
+  assign \$329  = { \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9] } & flow_entry9;
+  assign \$330  = \$328  | \$329 ;
+  assign \$331  = { \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10] } & { 13'h0000, result_status, 5'h00, \$signal$122  };
+  assign \$332  = \$330  | \$331 ;
+  assign \$333  = { \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
+  assign \$334  = \$332  | \$333 ;
+  assign \$335  = csr__addr == 12'h900;
+  assign \$336  = csr__addr == 12'h904;
+  assign \$337  = csr__addr == 12'h908;
+  assign \$338  = csr__addr == 12'h90c;
+  assign \$339  = csr__addr == 12'h910;
+  assign \$340  = csr__addr == 12'h914;
+  assign \$341  = csr__addr == 12'h918;
+  assign \$342  = csr__addr == 12'h91c;
+  assign \$343  = csr__addr == 12'h920;
+  assign \$344  = csr__addr == 12'h924;
+  assign \$345  = csr__addr == 12'h940;
+  assign \$346  = step == 2'h2;
+  assign \$347  = step == 2'h3;
+  assign \$348  = \$347  & csr__w_stb;
+  assign \$349  = step == 2'h3;
+  assign \$350  = \$349  & hit_op;
+  assign \$351  = \$350  & csr__w_stb;
+  assign \$352  = \$signal$128  | commit_apply;
+  assign \$353  = ~ \$352 ;
+  assign \$354  = \$351  & \$353 ;
+  assign \$355  = op == 1'h1;
+  assign \$357  = ^ \$356 ;
+  assign \$360  = ^ \$359 ;
+  assign \$363  = ^ \$362 ;
+  assign \$366  = ^ \$365 ;
+  assign \$369  = ^ \$368 ;
+  assign \$372  = ^ \$371 ;
+  assign \$375  = ^ \$374 ;
+  assign \$378  = ^ \$377 ;
+  assign \$380  = journal_len == 5'h18;
+  assign \$381  = op == 1'h1;
+  assign \$382  = op == 2'h2;
+  assign \$383  = | free_way;
+  assign \$384  = | free_stash;
+  assign \$385  = journal_len + 1'h1;
+  assign \$386  = free_way[1] | free_way[3];
+  assign \$387  = free_way[2] | free_way[3];
+  assign \$388  = entries + 1'h1;
+  assign \$389  = journal_len + 1'h1;
+  assign \$395  = \$393  | \$394 ;
+  assign \$396  = \$392  | \$395 ;
+  assign \$399  = \$397  | \$398 ;
+  assign \$402  = \$400  | \$401 ;
+  assign \$403  = \$399  | \$402 ;
+  assign \$404  = \$396  | \$403 ;
+  assign \$405  = 11'h400 + \$404 ;
+  assign \$406  = stash_occ | free_stash;
+  assign \$407  = entries + 1'h1;
+  assign \$408  = del_slot >= 11'h408;
+  assign \$409  = del_slot >= 11'h400;
+  assign \$410  = occ_r__data >> del_slot[1:0];
+  assign \$411  = del_slot - 11'h400;
+  assign \$412  = stash_occ >> \$411 [2:0];
+  assign \$413  = journal_len + 1'h1;
+  assign \$414  = del_slot - 11'h400;
+  assign \$415  = entries - 1'h1;
+  assign \$416  = journal_len + 1'h1;
+  assign \$417  = entries - 1'h1;
+  assign \$418  = j_r__addr != journal_len;
+  assign \$419  = \$signal$128  & \$418 ;
+  assign \$420  = j_r__addr != journal_len;
+  assign \$421  = \$signal$128  & \$420 ;
+  assign \$422  = j_r__addr + 1'h1;
+  assign \$423  = ~ \$signal$128 ;
+  assign \$424  = commit_apply & \$423 ;
+  assign \$425  = ~ applied;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = ~ _op_busy;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = j_r__addr != journal_len;
+  assign \$430  = \$signal$128  & \$429 ;
+  assign \$431  = ~ \$430 ;
+  assign \$432  = \$signal$128  & \$431 ;
+  assign \$433  = ~ \$signal$85 ;
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = j_r__data[10:0] == 11'h400;
+  assign \$436  = \$signal$85  & \$435 ;
+  assign \$437  = j_r__data[10:0] == 11'h401;
+  assign \$438  = \$signal$85  & \$437 ;
+  assign \$439  = j_r__data[10:0] == 11'h402;
+  assign \$440  = \$signal$85  & \$439 ;
+  assign \$441  = j_r__data[10:0] == 11'h403;
+  assign \$442  = \$signal$85  & \$441 ;
+  assign \$443  = j_r__data[10:0] == 11'h404;
+  assign \$444  = \$signal$85  & \$443 ;
+  assign \$445  = j_r__data[10:0] == 11'h405;
+  assign \$446  = \$signal$85  & \$445 ;
+  assign \$447  = j_r__data[10:0] == 11'h406;
+  assign \$448  = \$signal$85  & \$447 ;
+  assign \$449  = j_r__data[10:0] == 11'h407;
+  assign \$450  = \$signal$85  & \$449 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$132 ;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$357 ;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$360 ;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$369 ;
+  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$372 ;
+  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$378 ;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$135 ;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$144 ;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$147 ;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$153 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    _op_busy = 1'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          _op_busy = 1'h1;
+      3'h2:
+          _op_busy = 1'h1;
+      3'h3:
+          _op_busy = 1'h1;
+      3'h4:
+          _op_busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    free_way = 4'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          free_way = \$70 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    free_stash = 8'h00;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          free_stash = \$73 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__addr$67  = 8'h00;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$signature__addr$67  = occ_r__addr;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__addr$68  = 5'h00;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$signature__addr$68  = journal_len;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    entry = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+        begin
+          entry[317:1] = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0[31:1] };
+          entry[0] = 1'h1;
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__en$72  = 1'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$74 ) begin
+          end else if (\$75 ) begin
+            if (\$77 ) begin
+              \$signature__en$72  = 1'h1;
+            end else if (\$78 ) begin
+              \$signature__en$72  = 1'h1;
+            end
+          end else if (\$76 ) begin
+            if (\$98 ) begin
+            end else if (\$99 ) begin
+              if (\$102 ) begin
+                \$signature__en$72  = 1'h1;
+              end
+            end else if (\$100 ) begin
+              \$signature__en$72  = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__data  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$74 ) begin
+          end else if (\$75 ) begin
+            if (\$77 ) begin
+              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$80 , \$79  };
+              \$signature__data [328:11] = entry;
+            end else if (\$78 ) begin
+              \$signature__data [10:0] = \$97 [10:0];
+              \$signature__data [328:11] = entry;
+            end
+          end else if (\$76 ) begin
+            if (\$98 ) begin
+            end else if (\$99 ) begin
+              if (\$102 ) begin
+                \$signature__data [10:0] = del_slot;
+                \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+              end
+            end else if (\$100 ) begin
+              \$signature__data [10:0] = del_slot;
+              \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__en$74  = 1'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$74 ) begin
+          end else if (\$75 ) begin
+            if (\$77 ) begin
+              \$signature__en$74  = 1'h1;
+            end
+          end else if (\$76 ) begin
+            if (\$98 ) begin
+            end else if (\$99 ) begin
+            end else if (\$100 ) begin
+              \$signature__en$74  = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$signature__data$75  = 4'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$74 ) begin
+          end else if (\$75 ) begin
+            if (\$77 ) begin
+              \$signature__data$75  = \$81 ;
+            end
+          end else if (\$76 ) begin
+            if (\$98 ) begin
+            end else if (\$99 ) begin
+            end else if (\$100 ) begin
+              \$signature__data$75  = \$105 ;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    refused_stb = 1'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$74 ) begin
+          end else if (\$75 ) begin
+            (* full_case = 32'd1 *)
+            if (\$77 ) begin
+            end else if (\$78 ) begin
+            end else begin
+              refused_stb = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    op_done = 1'h0;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          op_done = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$451  = \$signal ;
+    if (\$130 ) begin
+      \$451  = i__valid;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$452  = s1_meta;
+    if (\$130 ) begin
+      \$452  = i__payload;
+    end
+    if (rst) begin
+      \$452  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$453  = \$signature__addr ;
+    if (\$130 ) begin
+      \$453  = { \$154 , \$151 , \$148 , \$145 , \$142 , \$139 , \$136 , \$133  };
+    end
+    if (rst) begin
+      \$453  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$454  = s1_lookup;
+    if (\$130 ) begin
+      \$454  = \$155 ;
+    end
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$455  = \$signal$2 ;
+    if (\$161 ) begin
+      \$455  = \$signal ;
+    end
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$456  = s2_meta;
+    if (\$161 ) begin
+      \$456  = s1_meta;
+    end
+    if (rst) begin
+      \$456  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$457  = s2_lookup;
+    if (\$161 ) begin
+      \$457  = s1_lookup;
+    end
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$458  = s3_valid;
+    if (\$165 ) begin
+      \$458  = \$signal$2 ;
+    end
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$459  = s3_meta;
+    if (\$165 ) begin
+      \$459  = s2_meta;
+    end
+    if (rst) begin
+      \$459  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$460  = s3_terms0;
+    if (\$165 ) begin
+      \$460  = { s2_lookup, \$signature__data$104 [0], \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  };
+    end
+    if (rst) begin
+      \$460  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$461  = s3_action0;
+    if (\$165 ) begin
+      \$461  = \$signature__data$104 [20:1];
+    end
+    if (rst) begin
+      \$461  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$462  = s3_terms1;
+    if (\$165 ) begin
+      \$462  = { s2_lookup, \$signature__data$105 [0], \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176  };
+    end
+    if (rst) begin
+      \$462  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$463  = s3_action1;
+    if (\$165 ) begin
+      \$463  = \$signature__data$105 [20:1];
+    end
+    if (rst) begin
+      \$463  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$464  = s3_terms2;
+    if (\$165 ) begin
+      \$464  = { s2_lookup, \$signature__data$106 [0], \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186  };
+    end
+    if (rst) begin
+      \$464  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$465  = s3_action2;
+    if (\$165 ) begin
+      \$465  = \$signature__data$106 [20:1];
+    end
+    if (rst) begin
+      \$465  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$466  = s3_terms3;
+    if (\$165 ) begin
+      \$466  = { s2_lookup, \$signature__data$107 [0], \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196  };
+    end
+    if (rst) begin
+      \$466  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$467  = s3_action3;
+    if (\$165 ) begin
+      \$467  = \$signature__data$107 [20:1];
+    end
+    if (rst) begin
+      \$467  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$468  = s3_terms4;
+    if (\$165 ) begin
+      \$468  = { s2_lookup, stash0[0], \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206  };
+    end
+    if (rst) begin
+      \$468  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$469  = s3_action4;
+    if (\$165 ) begin
+      \$469  = stash0[20:1];
+    end
+    if (rst) begin
+      \$469  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$470  = s3_terms5;
+    if (\$165 ) begin
+      \$470  = { s2_lookup, stash1[0], \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216  };
+    end
+    if (rst) begin
+      \$470  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$471  = s3_action5;
+    if (\$165 ) begin
+      \$471  = stash1[20:1];
+    end
+    if (rst) begin
+      \$471  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$472  = s3_terms6;
+    if (\$165 ) begin
+      \$472  = { s2_lookup, stash2[0], \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226  };
+    end
+    if (rst) begin
+      \$472  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$473  = s3_action6;
+    if (\$165 ) begin
+      \$473  = stash2[20:1];
+    end
+    if (rst) begin
+      \$473  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$474  = s3_terms7;
+    if (\$165 ) begin
+      \$474  = { s2_lookup, stash3[0], \$245 , \$244 , \$243 , \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236  };
+    end
+    if (rst) begin
+      \$474  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$475  = s3_action7;
+    if (\$165 ) begin
+      \$475  = stash3[20:1];
+    end
+    if (rst) begin
+      \$475  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$476  = s3_terms8;
+    if (\$165 ) begin
+      \$476  = { s2_lookup, stash4[0], \$255 , \$254 , \$253 , \$252 , \$251 , \$250 , \$249 , \$248 , \$247 , \$246  };
+    end
+    if (rst) begin
+      \$476  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$477  = s3_action8;
+    if (\$165 ) begin
+      \$477  = stash4[20:1];
+    end
+    if (rst) begin
+      \$477  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$478  = s3_terms9;
+    if (\$165 ) begin
+      \$478  = { s2_lookup, stash5[0], \$265 , \$264 , \$263 , \$262 , \$261 , \$260 , \$259 , \$258 , \$257 , \$256  };
+    end
+    if (rst) begin
+      \$478  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$479  = s3_action9;
+    if (\$165 ) begin
+      \$479  = stash5[20:1];
+    end
+    if (rst) begin
+      \$479  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$480  = s3_terms10;
+    if (\$165 ) begin
+      \$480  = { s2_lookup, stash6[0], \$275 , \$274 , \$273 , \$272 , \$271 , \$270 , \$269 , \$268 , \$267 , \$266  };
+    end
+    if (rst) begin
+      \$480  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$481  = s3_action10;
+    if (\$165 ) begin
+      \$481  = stash6[20:1];
+    end
+    if (rst) begin
+      \$481  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$482  = s3_terms11;
+    if (\$165 ) begin
+      \$482  = { s2_lookup, stash7[0], \$285 , \$284 , \$283 , \$282 , \$281 , \$280 , \$279 , \$278 , \$277 , \$276  };
+    end
+    if (rst) begin
+      \$482  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$483  = s3_action11;
+    if (\$165 ) begin
+      \$483  = stash7[20:1];
+    end
+    if (rst) begin
+      \$483  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$484  = o__valid;
+    if (\$287 ) begin
+      \$484  = s3_valid;
+    end
+    if (rst) begin
+      \$484  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$485  = o__payload;
+    if (\$287 ) begin
+      \$485  = s3_meta;
+      if (\$288 ) begin
+        \$485 [410:403] = 8'h7f;
+        \$485 [414:411] = action[4:1];
+        \$485 [425:415] = action[15:5];
+        \$485 [429:426] = action[19:16];
+        \$485 [433:430] = \$293 ;
+      end
+    end
+    if (rst) begin
+      \$485  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$296 ) begin
+      \$486  = \$298 [1:0];
+    end else begin
+      \$486  = 2'h0;
+    end
+    if (rst) begin
+      \$486  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$487  = { \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302 , \$301 , \$300 , \$299  };
+    if (rst) begin
+      \$487  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$488  = \$334 ;
+    if (rst) begin
+      \$488  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$489  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$339 , \$338 , \$337 , \$336 , \$335  };
+    if (rst) begin
+      \$489  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$490  = \$345 ;
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$491  = csr__r_data;
+    if (\$346 ) begin
+      \$491  = data;
+    end
+    if (rst) begin
+      \$491  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$492  = flow_entry0;
+    if (\$348 ) begin
+      if (entry_sel[0]) begin
+        \$492  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$492  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$493  = flow_entry1;
+    if (\$348 ) begin
+      if (entry_sel[1]) begin
+        \$493  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$493  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$494  = flow_entry2;
+    if (\$348 ) begin
+      if (entry_sel[2]) begin
+        \$494  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$494  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$495  = flow_entry3;
+    if (\$348 ) begin
+      if (entry_sel[3]) begin
+        \$495  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$495  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$496  = flow_entry4;
+    if (\$348 ) begin
+      if (entry_sel[4]) begin
+        \$496  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$496  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$497  = flow_entry5;
+    if (\$348 ) begin
+      if (entry_sel[5]) begin
+        \$497  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$497  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$498  = flow_entry6;
+    if (\$348 ) begin
+      if (entry_sel[6]) begin
+        \$498  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$498  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$499  = flow_entry7;
+    if (\$348 ) begin
+      if (entry_sel[7]) begin
+        \$499  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$499  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$500  = flow_entry8;
+    if (\$348 ) begin
+      if (entry_sel[8]) begin
+        \$500  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$500  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$501  = flow_entry9;
+    if (\$348 ) begin
+      if (entry_sel[9]) begin
+        \$501  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$501  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$502  = op;
+    casez (flow_op_state)
+      3'h0:
+          if (\$354 ) begin
+            \$502  = csr__w_data[1:0];
+          end
+    endcase
+    if (rst) begin
+      \$502  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$503  = del_slot;
+    casez (flow_op_state)
+      3'h0:
+          if (\$354 ) begin
+            \$503  = csr__w_data[26:16];
+          end
+    endcase
+    if (rst) begin
+      \$503  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$504  = flow_op_state;
+    casez (flow_op_state)
+      3'h0:
+          if (\$354 ) begin
+            \$504  = 3'h1;
+          end
+      3'h1:
+          \$504  = 3'h2;
+      3'h2:
+          \$504  = 3'h3;
+      3'h3:
+          \$504  = 3'h4;
+      3'h4:
+          \$504  = 3'h0;
+    endcase
+    if (rst) begin
+      \$504  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$505  = occ_r__addr;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          (* full_case = 32'd1 *)
+          if (\$355 ) begin
+            \$505  = { \$379 , \$376 , \$373 , \$370 , \$367 , \$364 , \$361 , \$358  };
+          end else begin
+            \$505  = del_slot[9:2];
+          end
+    endcase
+    if (rst) begin
+      \$505  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$506  = result_status;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          if (\$380 ) begin
+            \$506  = 3'h2;
+          end else if (\$381 ) begin
+            (* full_case = 32'd1 *)
+            if (\$383 ) begin
+              \$506  = 3'h0;
+            end else if (\$384 ) begin
+              \$506  = 3'h0;
+            end else begin
+              \$506  = 3'h1;
+            end
+          end else if (\$382 ) begin
+            (* full_case = 32'd1 *)
+            if (\$408 ) begin
+              \$506  = 3'h3;
+            end else if (\$409 ) begin
+              (* full_case = 32'd1 *)
+              if (\$412 ) begin
+                \$506  = 3'h0;
+              end else begin
+                \$506  = 3'h3;
+              end
+            end else if (\$410 ) begin
+              \$506  = 3'h0;
+            end else begin
+              \$506  = 3'h3;
+            end
+          end else begin
+            \$506  = 3'h4;
+          end
+    endcase
+    if (rst) begin
+      \$506  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$507  = journal_len;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$380 ) begin
+          end else if (\$381 ) begin
+            if (\$383 ) begin
+              \$507  = \$385 [4:0];
+            end else if (\$384 ) begin
+              \$507  = \$389 [4:0];
+            end
+          end else if (\$382 ) begin
+            if (\$408 ) begin
+            end else if (\$409 ) begin
+              if (\$412 ) begin
+                \$507  = \$413 [4:0];
+              end
+            end else if (\$410 ) begin
+              \$507  = \$416 [4:0];
+            end
+          end
+    endcase
+    if (\$434 ) begin
+      \$507  = 5'h00;
+    end
+    if (rst) begin
+      \$507  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$508  = \$signal$122 ;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$380 ) begin
+          end else if (\$381 ) begin
+            if (\$383 ) begin
+              \$508  = { 1'h0, occ_r__addr, \$387 , \$386  };
+            end else if (\$384 ) begin
+              \$508  = \$405 [10:0];
+            end
+          end else if (\$382 ) begin
+            if (\$408 ) begin
+            end else if (\$409 ) begin
+              if (\$412 ) begin
+                \$508  = del_slot;
+              end
+            end else if (\$410 ) begin
+              \$508  = del_slot;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$508  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$509  = entries;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$380 ) begin
+          end else if (\$381 ) begin
+            if (\$383 ) begin
+              \$509  = \$388 [11:0];
+            end else if (\$384 ) begin
+              \$509  = \$407 [11:0];
+            end
+          end else if (\$382 ) begin
+            if (\$408 ) begin
+            end else if (\$409 ) begin
+              if (\$412 ) begin
+                \$509  = \$415 [11:0];
+              end
+            end else if (\$410 ) begin
+              \$509  = \$417 [11:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$509  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$510  = stash_occ;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$380 ) begin
+          end else if (\$381 ) begin
+            if (\$383 ) begin
+            end else if (\$384 ) begin
+              \$510  = \$406 ;
+            end
+          end else if (\$382 ) begin
+            if (\$408 ) begin
+            end else if (\$409 ) begin
+              if (\$412 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$414 [2:0])
+                  3'h0:
+                      \$510 [0] = 1'h0;
+                  3'h1:
+                      \$510 [1] = 1'h0;
+                  3'h2:
+                      \$510 [2] = 1'h0;
+                  3'h3:
+                      \$510 [3] = 1'h0;
+                  3'h4:
+                      \$510 [4] = 1'h0;
+                  3'h5:
+                      \$510 [5] = 1'h0;
+                  3'h6:
+                      \$510 [6] = 1'h0;
+                  3'h7:
+                      \$510 [7] = 1'h0;
+                endcase
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$510  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$511  = \$419 ;
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$512  = j_r__addr;
+    if (\$421 ) begin
+      \$512  = \$422 [4:0];
+    end
+    if (\$428 ) begin
+      \$512  = 5'h00;
+    end
+    if (rst) begin
+      \$512  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$513  = \$signal$128 ;
+    if (\$428 ) begin
+      \$513  = 1'h1;
+    end
+    if (\$434 ) begin
+      \$513  = 1'h0;
+    end
+    if (rst) begin
+      \$513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$514  = applied;
+    if (\$434 ) begin
+      \$514  = 1'h1;
+    end
+    if (commit_done) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$515  = stash0;
+    if (\$436 ) begin
+      \$515  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$515  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$516  = stash1;
+    if (\$438 ) begin
+      \$516  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$516  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$517  = stash2;
+    if (\$440 ) begin
+      \$517  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$517  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$518  = stash3;
+    if (\$442 ) begin
+      \$518  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$518  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$519  = stash4;
+    if (\$444 ) begin
+      \$519  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$519  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$520  = stash5;
+    if (\$446 ) begin
+      \$520  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$520  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$521  = stash6;
+    if (\$448 ) begin
+      \$521  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$521  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$522  = stash7;
+    if (\$450 ) begin
+      \$522  = j_r__data[328:11];
+    end
+    if (rst) begin
+      \$522  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign s1_bucket = \$signature__addr ;
+  assign \$signature__addr$9  = \$signature__addr ;
+  assign \$signature__addr$11  = \$signature__addr ;
+  assign \$signature__addr$13  = \$signature__addr ;
+  assign \$signal$15  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign staged_entry = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0 };
+  assign bucket = occ_r__addr;
+  assign occ_r__en = 1'h1;
+  assign apply_at = j_r__addr;
+  assign j_r__en = 1'h1;
+  assign \$signature__addr$81  = j_r__data[9:2];
+  assign \$signature__data$83  = j_r__data[328:11];
+  assign \$signature__addr$86  = j_r__data[9:2];
+  assign \$signature__data$87  = j_r__data[328:11];
+  assign \$signature__addr$89  = j_r__data[9:2];
+  assign \$signature__data$90  = j_r__data[328:11];
+  assign \$signature__addr$92  = j_r__data[9:2];
+  assign \$signature__data$93  = j_r__data[328:11];
+  assign \action.drop  = action[0];
+  assign \action.instance  = action[4:1];
+  assign \action.reta_offset  = action[15:5];
+  assign \action.reta_size_log2  = action[19:16];
+  assign \s3_action0.drop  = s3_action0[0];
+  assign \s3_action0.instance  = s3_action0[4:1];
+  assign \s3_action0.reta_offset  = s3_action0[15:5];
+  assign \s3_action0.reta_size_log2  = s3_action0[19:16];
+  assign \s3_action1.drop  = s3_action1[0];
+  assign \s3_action1.instance  = s3_action1[4:1];
+  assign \s3_action1.reta_offset  = s3_action1[15:5];
+  assign \s3_action1.reta_size_log2  = s3_action1[19:16];
+  assign \s3_action2.drop  = s3_action2[0];
+  assign \s3_action2.instance  = s3_action2[4:1];
+  assign \s3_action2.reta_offset  = s3_action2[15:5];
+  assign \s3_action2.reta_size_log2  = s3_action2[19:16];
+  assign \s3_action3.drop  = s3_action3[0];
+  assign \s3_action3.instance  = s3_action3[4:1];
+  assign \s3_action3.reta_offset  = s3_action3[15:5];
+  assign \s3_action3.reta_size_log2  = s3_action3[19:16];
+  assign \s3_action4.drop  = s3_action4[0];
+  assign \s3_action4.instance  = s3_action4[4:1];
+  assign \s3_action4.reta_offset  = s3_action4[15:5];
+  assign \s3_action4.reta_size_log2  = s3_action4[19:16];
+  assign \s3_action5.drop  = s3_action5[0];
+  assign \s3_action5.instance  = s3_action5[4:1];
+  assign \s3_action5.reta_offset  = s3_action5[15:5];
+  assign \s3_action5.reta_size_log2  = s3_action5[19:16];
+  assign \s3_action6.drop  = s3_action6[0];
+  assign \s3_action6.instance  = s3_action6[4:1];
+  assign \s3_action6.reta_offset  = s3_action6[15:5];
+  assign \s3_action6.reta_size_log2  = s3_action6[19:16];
+  assign \s3_action7.drop  = s3_action7[0];
+  assign \s3_action7.instance  = s3_action7[4:1];
+  assign \s3_action7.reta_offset  = s3_action7[15:5];
+  assign \s3_action7.reta_size_log2  = s3_action7[19:16];
+  assign \s3_action8.drop  = s3_action8[0];
+  assign \s3_action8.instance  = s3_action8[4:1];
+  assign \s3_action8.reta_offset  = s3_action8[15:5];
+  assign \s3_action8.reta_size_log2  = s3_action8[19:16];
+  assign \s3_action9.drop  = s3_action9[0];
+  assign \s3_action9.instance  = s3_action9[4:1];
+  assign \s3_action9.reta_offset  = s3_action9[15:5];
+  assign \s3_action9.reta_size_log2  = s3_action9[19:16];
+  assign \s3_action10.drop  = s3_action10[0];
+  assign \s3_action10.instance  = s3_action10[4:1];
+  assign \s3_action10.reta_offset  = s3_action10[15:5];
+  assign \s3_action10.reta_size_log2  = s3_action10[19:16];
+  assign \s3_action11.drop  = s3_action11[0];
+  assign \s3_action11.instance  = s3_action11[4:1];
+  assign \s3_action11.reta_offset  = s3_action11[15:5];
+  assign \s3_action11.reta_size_log2  = s3_action11[19:16];
+  assign \staged_entry.valid  = flow_entry0[0];
+  assign \staged_entry.action  = flow_entry0[20:1];
+  assign \staged_entry.action.drop  = flow_entry0[1];
+  assign \staged_entry.action.instance  = flow_entry0[5:2];
+  assign \staged_entry.action.reta_offset  = flow_entry0[16:6];
+  assign \staged_entry.action.reta_size_log2  = flow_entry0[20:17];
+  assign \staged_entry.key  = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0[31:21] };
+  assign \staged_entry.key.ipv6  = flow_entry0[21];
+  assign \staged_entry.key.ip_proto  = flow_entry0[29:22];
+  assign \staged_entry.key.src_port  = { flow_entry1[13:0], flow_entry0[31:30] };
+  assign \staged_entry.key.dst_port  = flow_entry1[29:14];
+  assign \staged_entry.key.src_addr  = { flow_entry5[29:0], flow_entry4, flow_entry3, flow_entry2, flow_entry1[31:30] };
+  assign \staged_entry.key.dst_addr  = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5[31:30] };
+  assign \entry.valid  = entry[0];
+  assign \entry.action  = entry[20:1];
+  assign \entry.action.drop  = entry[1];
+  assign \entry.action.instance  = entry[5:2];
+  assign \entry.action.reta_offset  = entry[16:6];
+  assign \entry.action.reta_size_log2  = entry[20:17];
+  assign \entry.key  = entry[317:21];
+  assign \entry.key.ipv6  = entry[21];
+  assign \entry.key.ip_proto  = entry[29:22];
+  assign \entry.key.src_port  = entry[45:30];
+  assign \entry.key.dst_port  = entry[61:46];
+  assign \entry.key.src_addr  = entry[189:62];
+  assign \entry.key.dst_addr  = entry[317:190];
+  assign \$signature__data.slot  = \$signature__data [10:0];
+  assign \$signature__data.entry  = \$signature__data [328:11];
+  assign \$signature__data.entry.valid  = \$signature__data [11];
+  assign \$signature__data.entry.action  = \$signature__data [31:12];
+  assign \$signature__data.entry.action.drop  = \$signature__data [12];
+  assign \$signature__data.entry.action.instance  = \$signature__data [16:13];
+  assign \$signature__data.entry.action.reta_offset  = \$signature__data [27:17];
+  assign \$signature__data.entry.action.reta_size_log2  = \$signature__data [31:28];
+  assign \$signature__data.entry.key  = \$signature__data [328:32];
+  assign \$signature__data.entry.key.ipv6  = \$signature__data [32];
+  assign \$signature__data.entry.key.ip_proto  = \$signature__data [40:33];
+  assign \$signature__data.entry.key.src_port  = \$signature__data [56:41];
+  assign \$signature__data.entry.key.dst_port  = \$signature__data [72:57];
+  assign \$signature__data.entry.key.src_addr  = \$signature__data [200:73];
+  assign \$signature__data.entry.key.dst_addr  = \$signature__data [328:201];
+  assign \j_r__data.slot  = j_r__data[10:0];
+  assign \j_r__data.entry  = j_r__data[328:11];
+  assign \j_r__data.entry.valid  = j_r__data[11];
+  assign \j_r__data.entry.action  = j_r__data[31:12];
+  assign \j_r__data.entry.action.drop  = j_r__data[12];
+  assign \j_r__data.entry.action.instance  = j_r__data[16:13];
+  assign \j_r__data.entry.action.reta_offset  = j_r__data[27:17];
+  assign \j_r__data.entry.action.reta_size_log2  = j_r__data[31:28];
+  assign \j_r__data.entry.key  = j_r__data[328:32];
+  assign \j_r__data.entry.key.ipv6  = j_r__data[32];
+  assign \j_r__data.entry.key.ip_proto  = j_r__data[40:33];
+  assign \j_r__data.entry.key.src_port  = j_r__data[56:41];
+  assign \j_r__data.entry.key.dst_port  = j_r__data[72:57];
+  assign \j_r__data.entry.key.src_addr  = j_r__data[200:73];
+  assign \j_r__data.entry.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$83.valid  = j_r__data[11];
+  assign \$signature__data$83.action  = j_r__data[31:12];
+  assign \$signature__data$83.action.drop  = j_r__data[12];
+  assign \$signature__data$83.action.instance  = j_r__data[16:13];
+  assign \$signature__data$83.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$83.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$83.key  = j_r__data[328:32];
+  assign \$signature__data$83.key.ipv6  = j_r__data[32];
+  assign \$signature__data$83.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$83.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$83.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$83.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$83.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$87.valid  = j_r__data[11];
+  assign \$signature__data$87.action  = j_r__data[31:12];
+  assign \$signature__data$87.action.drop  = j_r__data[12];
+  assign \$signature__data$87.action.instance  = j_r__data[16:13];
+  assign \$signature__data$87.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$87.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$87.key  = j_r__data[328:32];
+  assign \$signature__data$87.key.ipv6  = j_r__data[32];
+  assign \$signature__data$87.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$87.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$87.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$87.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$87.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$90.valid  = j_r__data[11];
+  assign \$signature__data$90.action  = j_r__data[31:12];
+  assign \$signature__data$90.action.drop  = j_r__data[12];
+  assign \$signature__data$90.action.instance  = j_r__data[16:13];
+  assign \$signature__data$90.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$90.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$90.key  = j_r__data[328:32];
+  assign \$signature__data$90.key.ipv6  = j_r__data[32];
+  assign \$signature__data$90.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$90.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$90.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$90.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$90.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$93.valid  = j_r__data[11];
+  assign \$signature__data$93.action  = j_r__data[31:12];
+  assign \$signature__data$93.action.drop  = j_r__data[12];
+  assign \$signature__data$93.action.instance  = j_r__data[16:13];
+  assign \$signature__data$93.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$93.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$93.key  = j_r__data[328:32];
+  assign \$signature__data$93.key.ipv6  = j_r__data[32];
+  assign \$signature__data$93.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$93.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$93.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$93.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$93.key.dst_addr  = j_r__data[328:201];
+  assign \s1_meta.length  = s1_meta[15:0];
+  assign \s1_meta.error  = s1_meta[19:16];
+  assign \s1_meta.flags  = s1_meta[29:20];
+  assign \s1_meta.flags.vlan  = s1_meta[20];
+  assign \s1_meta.flags.vlan2  = s1_meta[21];
+  assign \s1_meta.flags.ipv4  = s1_meta[22];
+  assign \s1_meta.flags.ipv6  = s1_meta[23];
+  assign \s1_meta.flags.fragment  = s1_meta[24];
+  assign \s1_meta.flags.tcp  = s1_meta[25];
+  assign \s1_meta.flags.udp  = s1_meta[26];
+  assign \s1_meta.flags.tunnel  = s1_meta[27];
+  assign \s1_meta.flags.direct  = s1_meta[28];
+  assign \s1_meta.flags.ip_options  = s1_meta[29];
+  assign \s1_meta.ethertype  = s1_meta[45:30];
+  assign \s1_meta.vlan_id  = s1_meta[57:46];
+  assign \s1_meta.dscp  = s1_meta[63:58];
+  assign \s1_meta.ip_proto  = s1_meta[71:64];
+  assign \s1_meta.tcp_flags  = s1_meta[79:72];
+  assign \s1_meta.src_addr  = s1_meta[207:80];
+  assign \s1_meta.dst_addr  = s1_meta[335:208];
+  assign \s1_meta.src_port  = s1_meta[351:336];
+  assign \s1_meta.dst_port  = s1_meta[367:352];
+  assign \s1_meta.hash  = s1_meta[399:368];
+  assign \s1_meta.hash_type  = s1_meta[402:400];
+  assign \s1_meta.rule  = s1_meta[410:403];
+  assign \s1_meta.instance  = s1_meta[414:411];
+  assign \s1_meta.reta_offset  = s1_meta[425:415];
+  assign \s1_meta.reta_size_log2  = s1_meta[429:426];
+  assign \s1_meta.drop  = s1_meta[433:430];
+  assign \s1_meta.queue  = s1_meta[441:434];
+  assign \s1_meta.generation  = s1_meta[457:442];
+  assign \i__payload.length  = i__payload[15:0];
+  assign \i__payload.error  = i__payload[19:16];
+  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags.vlan  = i__payload[20];
+  assign \i__payload.flags.vlan2  = i__payload[21];
+  assign \i__payload.flags.ipv4  = i__payload[22];
+  assign \i__payload.flags.ipv6  = i__payload[23];
+  assign \i__payload.flags.fragment  = i__payload[24];
+  assign \i__payload.flags.tcp  = i__payload[25];
+  assign \i__payload.flags.udp  = i__payload[26];
+  assign \i__payload.flags.tunnel  = i__payload[27];
+  assign \i__payload.flags.direct  = i__payload[28];
+  assign \i__payload.flags.ip_options  = i__payload[29];
+  assign \i__payload.ethertype  = i__payload[45:30];
+  assign \i__payload.vlan_id  = i__payload[57:46];
+  assign \i__payload.dscp  = i__payload[63:58];
+  assign \i__payload.ip_proto  = i__payload[71:64];
+  assign \i__payload.tcp_flags  = i__payload[79:72];
+  assign \i__payload.src_addr  = i__payload[207:80];
+  assign \i__payload.dst_addr  = i__payload[335:208];
+  assign \i__payload.src_port  = i__payload[351:336];
+  assign \i__payload.dst_port  = i__payload[367:352];
+  assign \i__payload.hash  = i__payload[399:368];
+  assign \i__payload.hash_type  = i__payload[402:400];
+  assign \i__payload.rule  = i__payload[410:403];
+  assign \i__payload.instance  = i__payload[414:411];
+  assign \i__payload.reta_offset  = i__payload[425:415];
+  assign \i__payload.reta_size_log2  = i__payload[429:426];
+  assign \i__payload.drop  = i__payload[433:430];
+  assign \i__payload.queue  = i__payload[441:434];
+  assign \i__payload.generation  = i__payload[457:442];
+  assign \s2_meta.length  = s2_meta[15:0];
+  assign \s2_meta.error  = s2_meta[19:16];
+  assign \s2_meta.flags  = s2_meta[29:20];
+  assign \s2_meta.flags.vlan  = s2_meta[20];
+  assign \s2_meta.flags.vlan2  = s2_meta[21];
+  assign \s2_meta.flags.ipv4  = s2_meta[22];
+  assign \s2_meta.flags.ipv6  = s2_meta[23];
+  assign \s2_meta.flags.fragment  = s2_meta[24];
+  assign \s2_meta.flags.tcp  = s2_meta[25];
+  assign \s2_meta.flags.udp  = s2_meta[26];
+  assign \s2_meta.flags.tunnel  = s2_meta[27];
+  assign \s2_meta.flags.direct  = s2_meta[28];
+  assign \s2_meta.flags.ip_options  = s2_meta[29];
+  assign \s2_meta.ethertype  = s2_meta[45:30];
+  assign \s2_meta.vlan_id  = s2_meta[57:46];
+  assign \s2_meta.dscp  = s2_meta[63:58];
+  assign \s2_meta.ip_proto  = s2_meta[71:64];
+  assign \s2_meta.tcp_flags  = s2_meta[79:72];
+  assign \s2_meta.src_addr  = s2_meta[207:80];
+  assign \s2_meta.dst_addr  = s2_meta[335:208];
+  assign \s2_meta.src_port  = s2_meta[351:336];
+  assign \s2_meta.dst_port  = s2_meta[367:352];
+  assign \s2_meta.hash  = s2_meta[399:368];
+  assign \s2_meta.hash_type  = s2_meta[402:400];
+  assign \s2_meta.rule  = s2_meta[410:403];
+  assign \s2_meta.instance  = s2_meta[414:411];
+  assign \s2_meta.reta_offset  = s2_meta[425:415];
+  assign \s2_meta.reta_size_log2  = s2_meta[429:426];
+  assign \s2_meta.drop  = s2_meta[433:430];
+  assign \s2_meta.queue  = s2_meta[441:434];
+  assign \s2_meta.generation  = s2_meta[457:442];
+  assign \s3_meta.length  = s3_meta[15:0];
+  assign \s3_meta.error  = s3_meta[19:16];
+  assign \s3_meta.flags  = s3_meta[29:20];
+  assign \s3_meta.flags.vlan  = s3_meta[20];
+  assign \s3_meta.flags.vlan2  = s3_meta[21];
+  assign \s3_meta.flags.ipv4  = s3_meta[22];
+  assign \s3_meta.flags.ipv6  = s3_meta[23];
+  assign \s3_meta.flags.fragment  = s3_meta[24];
+  assign \s3_meta.flags.tcp  = s3_meta[25];
+  assign \s3_meta.flags.udp  = s3_meta[26];
+  assign \s3_meta.flags.tunnel  = s3_meta[27];
+  assign \s3_meta.flags.direct  = s3_meta[28];
+  assign \s3_meta.flags.ip_options  = s3_meta[29];
+  assign \s3_meta.ethertype  = s3_meta[45:30];
+  assign \s3_meta.vlan_id  = s3_meta[57:46];
+  assign \s3_meta.dscp  = s3_meta[63:58];
+  assign \s3_meta.ip_proto  = s3_meta[71:64];
+  assign \s3_meta.tcp_flags  = s3_meta[79:72];
+  assign \s3_meta.src_addr  = s3_meta[207:80];
+  assign \s3_meta.dst_addr  = s3_meta[335:208];
+  assign \s3_meta.src_port  = s3_meta[351:336];
+  assign \s3_meta.dst_port  = s3_meta[367:352];
+  assign \s3_meta.hash  = s3_meta[399:368];
+  assign \s3_meta.hash_type  = s3_meta[402:400];
+  assign \s3_meta.rule  = s3_meta[410:403];
+  assign \s3_meta.instance  = s3_meta[414:411];
+  assign \s3_meta.reta_offset  = s3_meta[425:415];
+  assign \s3_meta.reta_size_log2  = s3_meta[429:426];
+  assign \s3_meta.drop  = s3_meta[433:430];
+  assign \s3_meta.queue  = s3_meta[441:434];
+  assign \s3_meta.generation  = s3_meta[457:442];
+  assign \$signature__data$104.valid  = \$signature__data$104 [0];
+  assign \$signature__data$104.action  = \$signature__data$104 [20:1];
+  assign \$signature__data$104.action.drop  = \$signature__data$104 [1];
+  assign \$signature__data$104.action.instance  = \$signature__data$104 [5:2];
+  assign \$signature__data$104.action.reta_offset  = \$signature__data$104 [16:6];
+  assign \$signature__data$104.action.reta_size_log2  = \$signature__data$104 [20:17];
+  assign \$signature__data$104.key  = \$signature__data$104 [317:21];
+  assign \$signature__data$104.key.ipv6  = \$signature__data$104 [21];
+  assign \$signature__data$104.key.ip_proto  = \$signature__data$104 [29:22];
+  assign \$signature__data$104.key.src_port  = \$signature__data$104 [45:30];
+  assign \$signature__data$104.key.dst_port  = \$signature__data$104 [61:46];
+  assign \$signature__data$104.key.src_addr  = \$signature__data$104 [189:62];
+  assign \$signature__data$104.key.dst_addr  = \$signature__data$104 [317:190];
+  assign \$signature__data$105.valid  = \$signature__data$105 [0];
+  assign \$signature__data$105.action  = \$signature__data$105 [20:1];
+  assign \$signature__data$105.action.drop  = \$signature__data$105 [1];
+  assign \$signature__data$105.action.instance  = \$signature__data$105 [5:2];
+  assign \$signature__data$105.action.reta_offset  = \$signature__data$105 [16:6];
+  assign \$signature__data$105.action.reta_size_log2  = \$signature__data$105 [20:17];
+  assign \$signature__data$105.key  = \$signature__data$105 [317:21];
+  assign \$signature__data$105.key.ipv6  = \$signature__data$105 [21];
+  assign \$signature__data$105.key.ip_proto  = \$signature__data$105 [29:22];
+  assign \$signature__data$105.key.src_port  = \$signature__data$105 [45:30];
+  assign \$signature__data$105.key.dst_port  = \$signature__data$105 [61:46];
+  assign \$signature__data$105.key.src_addr  = \$signature__data$105 [189:62];
+  assign \$signature__data$105.key.dst_addr  = \$signature__data$105 [317:190];
+  assign \$signature__data$106.valid  = \$signature__data$106 [0];
+  assign \$signature__data$106.action  = \$signature__data$106 [20:1];
+  assign \$signature__data$106.action.drop  = \$signature__data$106 [1];
+  assign \$signature__data$106.action.instance  = \$signature__data$106 [5:2];
+  assign \$signature__data$106.action.reta_offset  = \$signature__data$106 [16:6];
+  assign \$signature__data$106.action.reta_size_log2  = \$signature__data$106 [20:17];
+  assign \$signature__data$106.key  = \$signature__data$106 [317:21];
+  assign \$signature__data$106.key.ipv6  = \$signature__data$106 [21];
+  assign \$signature__data$106.key.ip_proto  = \$signature__data$106 [29:22];
+  assign \$signature__data$106.key.src_port  = \$signature__data$106 [45:30];
+  assign \$signature__data$106.key.dst_port  = \$signature__data$106 [61:46];
+  assign \$signature__data$106.key.src_addr  = \$signature__data$106 [189:62];
+  assign \$signature__data$106.key.dst_addr  = \$signature__data$106 [317:190];
+  assign \$signature__data$107.valid  = \$signature__data$107 [0];
+  assign \$signature__data$107.action  = \$signature__data$107 [20:1];
+  assign \$signature__data$107.action.drop  = \$signature__data$107 [1];
+  assign \$signature__data$107.action.instance  = \$signature__data$107 [5:2];
+  assign \$signature__data$107.action.reta_offset  = \$signature__data$107 [16:6];
+  assign \$signature__data$107.action.reta_size_log2  = \$signature__data$107 [20:17];
+  assign \$signature__data$107.key  = \$signature__data$107 [317:21];
+  assign \$signature__data$107.key.ipv6  = \$signature__data$107 [21];
+  assign \$signature__data$107.key.ip_proto  = \$signature__data$107 [29:22];
+  assign \$signature__data$107.key.src_port  = \$signature__data$107 [45:30];
+  assign \$signature__data$107.key.dst_port  = \$signature__data$107 [61:46];
+  assign \$signature__data$107.key.src_addr  = \$signature__data$107 [189:62];
+  assign \$signature__data$107.key.dst_addr  = \$signature__data$107 [317:190];
+  assign \stash0.valid  = stash0[0];
+  assign \stash0.action  = stash0[20:1];
+  assign \stash0.action.drop  = stash0[1];
+  assign \stash0.action.instance  = stash0[5:2];
+  assign \stash0.action.reta_offset  = stash0[16:6];
+  assign \stash0.action.reta_size_log2  = stash0[20:17];
+  assign \stash0.key  = stash0[317:21];
+  assign \stash0.key.ipv6  = stash0[21];
+  assign \stash0.key.ip_proto  = stash0[29:22];
+  assign \stash0.key.src_port  = stash0[45:30];
+  assign \stash0.key.dst_port  = stash0[61:46];
+  assign \stash0.key.src_addr  = stash0[189:62];
+  assign \stash0.key.dst_addr  = stash0[317:190];
+  assign \stash1.valid  = stash1[0];
+  assign \stash1.action  = stash1[20:1];
+  assign \stash1.action.drop  = stash1[1];
+  assign \stash1.action.instance  = stash1[5:2];
+  assign \stash1.action.reta_offset  = stash1[16:6];
+  assign \stash1.action.reta_size_log2  = stash1[20:17];
+  assign \stash1.key  = stash1[317:21];
+  assign \stash1.key.ipv6  = stash1[21];
+  assign \stash1.key.ip_proto  = stash1[29:22];
+  assign \stash1.key.src_port  = stash1[45:30];
+  assign \stash1.key.dst_port  = stash1[61:46];
+  assign \stash1.key.src_addr  = stash1[189:62];
+  assign \stash1.key.dst_addr  = stash1[317:190];
+  assign \stash2.valid  = stash2[0];
+  assign \stash2.action  = stash2[20:1];
+  assign \stash2.action.drop  = stash2[1];
+  assign \stash2.action.instance  = stash2[5:2];
+  assign \stash2.action.reta_offset  = stash2[16:6];
+  assign \stash2.action.reta_size_log2  = stash2[20:17];
+  assign \stash2.key  = stash2[317:21];
+  assign \stash2.key.ipv6  = stash2[21];
+  assign \stash2.key.ip_proto  = stash2[29:22];
+  assign \stash2.key.src_port  = stash2[45:30];
+  assign \stash2.key.dst_port  = stash2[61:46];
+  assign \stash2.key.src_addr  = stash2[189:62];
+  assign \stash2.key.dst_addr  = stash2[317:190];
+  assign \stash3.valid  = stash3[0];
+  assign \stash3.action  = stash3[20:1];
+  assign \stash3.action.drop  = stash3[1];
+  assign \stash3.action.instance  = stash3[5:2];
+  assign \stash3.action.reta_offset  = stash3[16:6];
+  assign \stash3.action.reta_size_log2  = stash3[20:17];
+  assign \stash3.key  = stash3[317:21];
+  assign \stash3.key.ipv6  = stash3[21];
+  assign \stash3.key.ip_proto  = stash3[29:22];
+  assign \stash3.key.src_port  = stash3[45:30];
+  assign \stash3.key.dst_port  = stash3[61:46];
+  assign \stash3.key.src_addr  = stash3[189:62];
+  assign \stash3.key.dst_addr  = stash3[317:190];
+  assign \stash4.valid  = stash4[0];
+  assign \stash4.action  = stash4[20:1];
+  assign \stash4.action.drop  = stash4[1];
+  assign \stash4.action.instance  = stash4[5:2];
+  assign \stash4.action.reta_offset  = stash4[16:6];
+  assign \stash4.action.reta_size_log2  = stash4[20:17];
+  assign \stash4.key  = stash4[317:21];
+  assign \stash4.key.ipv6  = stash4[21];
+  assign \stash4.key.ip_proto  = stash4[29:22];
+  assign \stash4.key.src_port  = stash4[45:30];
+  assign \stash4.key.dst_port  = stash4[61:46];
+  assign \stash4.key.src_addr  = stash4[189:62];
+  assign \stash4.key.dst_addr  = stash4[317:190];
+  assign \stash5.valid  = stash5[0];
+  assign \stash5.action  = stash5[20:1];
+  assign \stash5.action.drop  = stash5[1];
+  assign \stash5.action.instance  = stash5[5:2];
+  assign \stash5.action.reta_offset  = stash5[16:6];
+  assign \stash5.action.reta_size_log2  = stash5[20:17];
+  assign \stash5.key  = stash5[317:21];
+  assign \stash5.key.ipv6  = stash5[21];
+  assign \stash5.key.ip_proto  = stash5[29:22];
+  assign \stash5.key.src_port  = stash5[45:30];
+  assign \stash5.key.dst_port  = stash5[61:46];
+  assign \stash5.key.src_addr  = stash5[189:62];
+  assign \stash5.key.dst_addr  = stash5[317:190];
+  assign \stash6.valid  = stash6[0];
+  assign \stash6.action  = stash6[20:1];
+  assign \stash6.action.drop  = stash6[1];
+  assign \stash6.action.instance  = stash6[5:2];
+  assign \stash6.action.reta_offset  = stash6[16:6];
+  assign \stash6.action.reta_size_log2  = stash6[20:17];
+  assign \stash6.key  = stash6[317:21];
+  assign \stash6.key.ipv6  = stash6[21];
+  assign \stash6.key.ip_proto  = stash6[29:22];
+  assign \stash6.key.src_port  = stash6[45:30];
+  assign \stash6.key.dst_port  = stash6[61:46];
+  assign \stash6.key.src_addr  = stash6[189:62];
+  assign \stash6.key.dst_addr  = stash6[317:190];
+  assign \stash7.valid  = stash7[0];
+  assign \stash7.action  = stash7[20:1];
+  assign \stash7.action.drop  = stash7[1];
+  assign \stash7.action.instance  = stash7[5:2];
+  assign \stash7.action.reta_offset  = stash7[16:6];
+  assign \stash7.action.reta_size_log2  = stash7[20:17];
+  assign \stash7.key  = stash7[317:21];
+  assign \stash7.key.ipv6  = stash7[21];
+  assign \stash7.key.ip_proto  = stash7[29:22];
+  assign \stash7.key.src_port  = stash7[45:30];
+  assign \stash7.key.dst_port  = stash7[61:46];
+  assign \stash7.key.src_addr  = stash7[189:62];
+  assign \stash7.key.dst_addr  = stash7[317:190];
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
+  assign \$82  = 11'h000;
+  assign \$83 [10:1] = 10'h000;
+  assign \$83 [0] = free_stash[1];
+  assign \$84  = { 10'h000, free_stash[1] };
+  assign { \$85 [10:2], \$85 [0] } = 10'h000;
+  assign \$85 [1] = free_stash[2];
+  assign \$86 [10:2] = 9'h000;
+  assign \$86 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$89 [10:3], \$89 [1:0] } = 10'h000;
+  assign \$89 [2] = free_stash[4];
+  assign { \$90 [10:3], \$90 [1] } = 9'h000;
+  assign { \$90 [2], \$90 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$92 [10:3], \$92 [0] } = 9'h000;
+  assign \$92 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$93 [10:3] = 8'h00;
+  assign \$93 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign { \$131 [296], \$131 [293], \$131 [291:289], \$131 [287:281], \$131 [277], \$131 [271], \$131 [269:268], \$131 [266:261], \$131 [258], \$131 [255], \$131 [253:252], \$131 [248:247], \$131 [245], \$131 [242], \$131 [240], \$131 [235:233], \$131 [230:226], \$131 [224], \$131 [218], \$131 [216:211], \$131 [204], \$131 [202], \$131 [199], \$131 [197:195], \$131 [192], \$131 [189], \$131 [184:182], \$131 [180], \$131 [175:173], \$131 [171], \$131 [166:162], \$131 [159:156], \$131 [154], \$131 [152:150], \$131 [147], \$131 [145:144], \$131 [141:139], \$131 [136], \$131 [131:123], \$131 [120:119], \$131 [117], \$131 [115], \$131 [109:108], \$131 [104], \$131 [100:98], \$131 [93], \$131 [91], \$131 [89], \$131 [87:81], \$131 [79], \$131 [75], \$131 [73:71], \$131 [69:68], \$131 [66:62], \$131 [60:57], \$131 [55:53], \$131 [51:50], \$131 [48], \$131 [46], \$131 [44], \$131 [42:41], \$131 [38:37], \$131 [34:32], \$131 [29], \$131 [26], \$131 [24:22], \$131 [20:19], \$131 [15], \$131 [13], \$131 [11], \$131 [3], \$131 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$131 [295:294], \$131 [292], \$131 [288], \$131 [280:278], \$131 [276:272], \$131 [270], \$131 [267], \$131 [260:259], \$131 [257:256], \$131 [254], \$131 [251:249], \$131 [246], \$131 [244:243], \$131 [241], \$131 [239:236], \$131 [232:231], \$131 [225], \$131 [223:219], \$131 [217], \$131 [210:205], \$131 [203], \$131 [201:200], \$131 [198], \$131 [194:193], \$131 [191:190], \$131 [188:185], \$131 [181], \$131 [179:176], \$131 [172], \$131 [170:167], \$131 [161:160], \$131 [155], \$131 [153], \$131 [149:148], \$131 [146], \$131 [143:142], \$131 [138:137], \$131 [135:132], \$131 [122:121], \$131 [118], \$131 [116], \$131 [114:110], \$131 [107:105], \$131 [103:101], \$131 [97:94], \$131 [92], \$131 [90], \$131 [88], \$131 [80], \$131 [78:76], \$131 [74], \$131 [70], \$131 [67], \$131 [61], \$131 [56], \$131 [52], \$131 [49], \$131 [47], \$131 [45], \$131 [43], \$131 [40:39], \$131 [36:35], \$131 [31:30], \$131 [28:27], \$131 [25], \$131 [21], \$131 [18:16], \$131 [14], \$131 [12], \$131 [10:4], \$131 [2:1] } = { i__payload[334:333], i__payload[331], i__payload[327], i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295], i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264], i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232], i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199], i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171], i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106], i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362], i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
+  assign \$133  = \$auto$rtlil.cc:2739:Not$2 ;
+  assign { \$134 [294], \$134 [292:290], \$134 [288:282], \$134 [278], \$134 [272], \$134 [270:269], \$134 [267:262], \$134 [259], \$134 [256], \$134 [254:253], \$134 [249:248], \$134 [246], \$134 [243], \$134 [241], \$134 [236:234], \$134 [231:227], \$134 [225], \$134 [219], \$134 [217:212], \$134 [205], \$134 [203], \$134 [200], \$134 [198:196], \$134 [193], \$134 [190], \$134 [185:183], \$134 [181], \$134 [176:174], \$134 [172], \$134 [167:163], \$134 [160:157], \$134 [155], \$134 [153:151], \$134 [148], \$134 [146:145], \$134 [142:140], \$134 [137], \$134 [132:124], \$134 [121:120], \$134 [118], \$134 [116], \$134 [110:109], \$134 [105], \$134 [101:99], \$134 [94], \$134 [92], \$134 [90], \$134 [88:82], \$134 [80], \$134 [76], \$134 [74:72], \$134 [70:69], \$134 [67:63], \$134 [61:58], \$134 [56:54], \$134 [52:51], \$134 [49], \$134 [47], \$134 [45], \$134 [43:42], \$134 [39:38], \$134 [35:33], \$134 [30], \$134 [27], \$134 [25:23], \$134 [21:20], \$134 [16], \$134 [14], \$134 [12], \$134 [4], \$134 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$134 [296:295], \$134 [293], \$134 [289], \$134 [281:279], \$134 [277:273], \$134 [271], \$134 [268], \$134 [261:260], \$134 [258:257], \$134 [255], \$134 [252:250], \$134 [247], \$134 [245:244], \$134 [242], \$134 [240:237], \$134 [233:232], \$134 [226], \$134 [224:220], \$134 [218], \$134 [211:206], \$134 [204], \$134 [202:201], \$134 [199], \$134 [195:194], \$134 [192:191], \$134 [189:186], \$134 [182], \$134 [180:177], \$134 [173], \$134 [171:168], \$134 [162:161], \$134 [156], \$134 [154], \$134 [150:149], \$134 [147], \$134 [144:143], \$134 [139:138], \$134 [136:133], \$134 [123:122], \$134 [119], \$134 [117], \$134 [115:111], \$134 [108:106], \$134 [104:102], \$134 [98:95], \$134 [93], \$134 [91], \$134 [89], \$134 [81], \$134 [79:77], \$134 [75], \$134 [71], \$134 [68], \$134 [62], \$134 [57], \$134 [53], \$134 [50], \$134 [48], \$134 [46], \$134 [44], \$134 [41:40], \$134 [37:36], \$134 [32:31], \$134 [29:28], \$134 [26], \$134 [22], \$134 [19:17], \$134 [15], \$134 [13], \$134 [11:5], \$134 [3:2], \$134 [0] } = { i__payload[335:334], i__payload[332], i__payload[328], i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296], i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231:230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200], i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172], i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107], i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359:358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
+  assign \$136  = \$auto$rtlil.cc:2739:Not$4 ;
+  assign { \$137 [295], \$137 [293:291], \$137 [289:283], \$137 [279], \$137 [273], \$137 [271:270], \$137 [268:263], \$137 [260], \$137 [257], \$137 [255:254], \$137 [250:249], \$137 [247], \$137 [244], \$137 [242], \$137 [237:235], \$137 [232:228], \$137 [226], \$137 [220], \$137 [218:213], \$137 [206], \$137 [204], \$137 [201], \$137 [199:197], \$137 [194], \$137 [191], \$137 [186:184], \$137 [182], \$137 [177:175], \$137 [173], \$137 [168:164], \$137 [161:158], \$137 [156], \$137 [154:152], \$137 [149], \$137 [147:146], \$137 [143:141], \$137 [138], \$137 [133:125], \$137 [122:121], \$137 [119], \$137 [117], \$137 [111:110], \$137 [106], \$137 [102:100], \$137 [95], \$137 [93], \$137 [91], \$137 [89:83], \$137 [81], \$137 [77], \$137 [75:73], \$137 [71:70], \$137 [68:64], \$137 [62:59], \$137 [57:55], \$137 [53:52], \$137 [50], \$137 [48], \$137 [46], \$137 [44:43], \$137 [40:39], \$137 [36:34], \$137 [31], \$137 [28], \$137 [26:24], \$137 [22:21], \$137 [17], \$137 [15], \$137 [13], \$137 [5], \$137 [2], \$137 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$137 [296], \$137 [294], \$137 [290], \$137 [282:280], \$137 [278:274], \$137 [272], \$137 [269], \$137 [262:261], \$137 [259:258], \$137 [256], \$137 [253:251], \$137 [248], \$137 [246:245], \$137 [243], \$137 [241:238], \$137 [234:233], \$137 [227], \$137 [225:221], \$137 [219], \$137 [212:207], \$137 [205], \$137 [203:202], \$137 [200], \$137 [196:195], \$137 [193:192], \$137 [190:187], \$137 [183], \$137 [181:178], \$137 [174], \$137 [172:169], \$137 [163:162], \$137 [157], \$137 [155], \$137 [151:150], \$137 [148], \$137 [145:144], \$137 [140:139], \$137 [137:134], \$137 [124:123], \$137 [120], \$137 [118], \$137 [116:112], \$137 [109:107], \$137 [105:103], \$137 [99:96], \$137 [94], \$137 [92], \$137 [90], \$137 [82], \$137 [80:78], \$137 [76], \$137 [72], \$137 [69], \$137 [63], \$137 [58], \$137 [54], \$137 [51], \$137 [49], \$137 [47], \$137 [45], \$137 [42:41], \$137 [38:37], \$137 [33:32], \$137 [30:29], \$137 [27], \$137 [23], \$137 [20:18], \$137 [16], \$137 [14], \$137 [12:6], \$137 [4:3], \$137 [1] } = { i__payload[335], i__payload[333], i__payload[329], i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295], i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231], i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201], i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173], i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135], i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108], i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359], i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
+  assign \$139  = \$138 ;
+  assign { \$140 [296], \$140 [294:292], \$140 [290:284], \$140 [280], \$140 [274], \$140 [272:271], \$140 [269:264], \$140 [261], \$140 [258], \$140 [256:255], \$140 [251:250], \$140 [248], \$140 [245], \$140 [243], \$140 [238:236], \$140 [233:229], \$140 [227], \$140 [221], \$140 [219:214], \$140 [207], \$140 [205], \$140 [202], \$140 [200:198], \$140 [195], \$140 [192], \$140 [187:185], \$140 [183], \$140 [178:176], \$140 [174], \$140 [169:165], \$140 [162:159], \$140 [157], \$140 [155:153], \$140 [150], \$140 [148:147], \$140 [144:142], \$140 [139], \$140 [134:126], \$140 [123:122], \$140 [120], \$140 [118], \$140 [112:111], \$140 [107], \$140 [103:101], \$140 [96], \$140 [94], \$140 [92], \$140 [90:84], \$140 [82], \$140 [78], \$140 [76:74], \$140 [72:71], \$140 [69:65], \$140 [63:60], \$140 [58:56], \$140 [54:53], \$140 [51], \$140 [49], \$140 [47], \$140 [45:44], \$140 [41:40], \$140 [37:35], \$140 [32], \$140 [29], \$140 [27:25], \$140 [23:22], \$140 [18], \$140 [16], \$140 [14], \$140 [6], \$140 [3], \$140 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$140 [295], \$140 [291], \$140 [283:281], \$140 [279:275], \$140 [273], \$140 [270], \$140 [263:262], \$140 [260:259], \$140 [257], \$140 [254:252], \$140 [249], \$140 [247:246], \$140 [244], \$140 [242:239], \$140 [235:234], \$140 [228], \$140 [226:222], \$140 [220], \$140 [213:208], \$140 [206], \$140 [204:203], \$140 [201], \$140 [197:196], \$140 [194:193], \$140 [191:188], \$140 [184], \$140 [182:179], \$140 [175], \$140 [173:170], \$140 [164:163], \$140 [158], \$140 [156], \$140 [152:151], \$140 [149], \$140 [146:145], \$140 [141:140], \$140 [138:135], \$140 [125:124], \$140 [121], \$140 [119], \$140 [117:113], \$140 [110:108], \$140 [106:104], \$140 [100:97], \$140 [95], \$140 [93], \$140 [91], \$140 [83], \$140 [81:79], \$140 [77], \$140 [73], \$140 [70], \$140 [64], \$140 [59], \$140 [55], \$140 [52], \$140 [50], \$140 [48], \$140 [46], \$140 [43:42], \$140 [39:38], \$140 [34:33], \$140 [31:30], \$140 [28], \$140 [24], \$140 [21:19], \$140 [17], \$140 [15], \$140 [13:7], \$140 [5:4], \$140 [2] } = { i__payload[334], i__payload[330], i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296], i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232], i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202], i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174], i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136], i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103], i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360], i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
+  assign \$142  = \$141 ;
+  assign { \$143 [295:293], \$143 [291:285], \$143 [281], \$143 [275], \$143 [273:272], \$143 [270:265], \$143 [262], \$143 [259], \$143 [257:256], \$143 [252:251], \$143 [249], \$143 [246], \$143 [244], \$143 [239:237], \$143 [234:230], \$143 [228], \$143 [222], \$143 [220:215], \$143 [208], \$143 [206], \$143 [203], \$143 [201:199], \$143 [196], \$143 [193], \$143 [188:186], \$143 [184], \$143 [179:177], \$143 [175], \$143 [170:166], \$143 [163:160], \$143 [158], \$143 [156:154], \$143 [151], \$143 [149:148], \$143 [145:143], \$143 [140], \$143 [135:127], \$143 [124:123], \$143 [121], \$143 [119], \$143 [113:112], \$143 [108], \$143 [104:102], \$143 [97], \$143 [95], \$143 [93], \$143 [91:85], \$143 [83], \$143 [79], \$143 [77:75], \$143 [73:72], \$143 [70:66], \$143 [64:61], \$143 [59:57], \$143 [55:54], \$143 [52], \$143 [50], \$143 [48], \$143 [46:45], \$143 [42:41], \$143 [38:36], \$143 [33], \$143 [30], \$143 [28:26], \$143 [24:23], \$143 [19], \$143 [17], \$143 [15], \$143 [7], \$143 [4], \$143 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$143 [296], \$143 [292], \$143 [284:282], \$143 [280:276], \$143 [274], \$143 [271], \$143 [264:263], \$143 [261:260], \$143 [258], \$143 [255:253], \$143 [250], \$143 [248:247], \$143 [245], \$143 [243:240], \$143 [236:235], \$143 [229], \$143 [227:223], \$143 [221], \$143 [214:209], \$143 [207], \$143 [205:204], \$143 [202], \$143 [198:197], \$143 [195:194], \$143 [192:189], \$143 [185], \$143 [183:180], \$143 [176], \$143 [174:171], \$143 [165:164], \$143 [159], \$143 [157], \$143 [153:152], \$143 [150], \$143 [147:146], \$143 [142:141], \$143 [139:136], \$143 [126:125], \$143 [122], \$143 [120], \$143 [118:114], \$143 [111:109], \$143 [107:105], \$143 [101:98], \$143 [96], \$143 [94], \$143 [92], \$143 [84], \$143 [82:80], \$143 [78], \$143 [74], \$143 [71], \$143 [65], \$143 [60], \$143 [56], \$143 [53], \$143 [51], \$143 [49], \$143 [47], \$143 [44:43], \$143 [40:39], \$143 [35:34], \$143 [32:31], \$143 [29], \$143 [25], \$143 [22:20], \$143 [18], \$143 [16], \$143 [14:8], \$143 [6:5], \$143 [3] } = { i__payload[335], i__payload[331], i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297], i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203], i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175], i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135], i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104], i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359:358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
+  assign \$145  = \$auto$rtlil.cc:2739:Not$6 ;
+  assign { \$146 [296:294], \$146 [292:286], \$146 [282], \$146 [276], \$146 [274:273], \$146 [271:266], \$146 [263], \$146 [260], \$146 [258:257], \$146 [253:252], \$146 [250], \$146 [247], \$146 [245], \$146 [240:238], \$146 [235:231], \$146 [229], \$146 [223], \$146 [221:216], \$146 [209], \$146 [207], \$146 [204], \$146 [202:200], \$146 [197], \$146 [194], \$146 [189:187], \$146 [185], \$146 [180:178], \$146 [176], \$146 [171:167], \$146 [164:161], \$146 [159], \$146 [157:155], \$146 [152], \$146 [150:149], \$146 [146:144], \$146 [141], \$146 [136:128], \$146 [125:124], \$146 [122], \$146 [120], \$146 [114:113], \$146 [109], \$146 [105:103], \$146 [98], \$146 [96], \$146 [94], \$146 [92:86], \$146 [84], \$146 [80], \$146 [78:76], \$146 [74:73], \$146 [71:67], \$146 [65:62], \$146 [60:58], \$146 [56:55], \$146 [53], \$146 [51], \$146 [49], \$146 [47:46], \$146 [43:42], \$146 [39:37], \$146 [34], \$146 [31], \$146 [29:27], \$146 [25:24], \$146 [20], \$146 [18], \$146 [16], \$146 [8], \$146 [5], \$146 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$146 [293], \$146 [285:283], \$146 [281:277], \$146 [275], \$146 [272], \$146 [265:264], \$146 [262:261], \$146 [259], \$146 [256:254], \$146 [251], \$146 [249:248], \$146 [246], \$146 [244:241], \$146 [237:236], \$146 [230], \$146 [228:224], \$146 [222], \$146 [215:210], \$146 [208], \$146 [206:205], \$146 [203], \$146 [199:198], \$146 [196:195], \$146 [193:190], \$146 [186], \$146 [184:181], \$146 [177], \$146 [175:172], \$146 [166:165], \$146 [160], \$146 [158], \$146 [154:153], \$146 [151], \$146 [148:147], \$146 [143:142], \$146 [140:137], \$146 [127:126], \$146 [123], \$146 [121], \$146 [119:115], \$146 [112:110], \$146 [108:106], \$146 [102:99], \$146 [97], \$146 [95], \$146 [93], \$146 [85], \$146 [83:81], \$146 [79], \$146 [75], \$146 [72], \$146 [66], \$146 [61], \$146 [57], \$146 [54], \$146 [52], \$146 [50], \$146 [48], \$146 [45:44], \$146 [41:40], \$146 [36:35], \$146 [33:32], \$146 [30], \$146 [26], \$146 [23:21], \$146 [19], \$146 [17], \$146 [15:9], \$146 [7:6], \$146 [4], \$146 [0] } = { i__payload[332], i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263], i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199], i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176], i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136], i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105], i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359], i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
+  assign \$148  = \$auto$rtlil.cc:2739:Not$8 ;
+  assign { \$149 [296], \$149 [294:293], \$149 [291:289], \$149 [287], \$149 [283], \$149 [280:276], \$149 [273], \$149 [271], \$149 [269:268], \$149 [264], \$149 [261:260], \$149 [258:256], \$149 [253], \$149 [250:248], \$149 [244:243], \$149 [240], \$149 [238:237], \$149 [235:233], \$149 [231:230], \$149 [225:223], \$149 [218], \$149 [209], \$149 [207:206], \$149 [202], \$149 [200], \$149 [195:193], \$149 [191], \$149 [189], \$149 [187], \$149 [185], \$149 [180], \$149 [178], \$149 [176], \$149 [171], \$149 [167], \$149 [165:161], \$149 [158:155], \$149 [151:147], \$149 [145], \$149 [143], \$149 [138], \$149 [136], \$149 [131:129], \$149 [126:125], \$149 [123:122], \$149 [118], \$149 [116:115], \$149 [113:111], \$149 [107], \$149 [104:101], \$149 [99], \$149 [96], \$149 [94:93], \$149 [91], \$149 [89], \$149 [87], \$149 [85], \$149 [81:79], \$149 [76:75], \$149 [72:71], \$149 [69:63], \$149 [60:59], \$149 [57], \$149 [54], \$149 [50:48], \$149 [45:44], \$149 [38], \$149 [36], \$149 [32:31], \$149 [29], \$149 [27:26], \$149 [19:18], \$149 [16], \$149 [14], \$149 [12], \$149 [10], \$149 [8:7], \$149 [5], \$149 [3], \$149 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$149 [295], \$149 [292], \$149 [288], \$149 [286:284], \$149 [282:281], \$149 [275:274], \$149 [272], \$149 [270], \$149 [267:265], \$149 [263:262], \$149 [259], \$149 [255:254], \$149 [252:251], \$149 [247:245], \$149 [242:241], \$149 [239], \$149 [236], \$149 [232], \$149 [229:226], \$149 [222:219], \$149 [217:210], \$149 [208], \$149 [205:203], \$149 [201], \$149 [199:196], \$149 [192], \$149 [190], \$149 [188], \$149 [186], \$149 [184:181], \$149 [179], \$149 [177], \$149 [175:172], \$149 [170:168], \$149 [166], \$149 [160:159], \$149 [154:152], \$149 [146], \$149 [144], \$149 [142:139], \$149 [137], \$149 [135:132], \$149 [128:127], \$149 [124], \$149 [121:119], \$149 [117], \$149 [114], \$149 [110:108], \$149 [106:105], \$149 [100], \$149 [98:97], \$149 [95], \$149 [92], \$149 [90], \$149 [88], \$149 [86], \$149 [84:82], \$149 [78:77], \$149 [74:73], \$149 [70], \$149 [62:61], \$149 [58], \$149 [56:55], \$149 [53:51], \$149 [47:46], \$149 [43:39], \$149 [37], \$149 [35:33], \$149 [30], \$149 [28], \$149 [25:20], \$149 [17], \$149 [15], \$149 [13], \$149 [11], \$149 [9], \$149 [6], \$149 [4], \$149 [2], \$149 [0] } = { i__payload[334], i__payload[331], i__payload[327], i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298], i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265], i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231], i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199:198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167:166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136], i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109], i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360], i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
+  assign \$151  = \$150 ;
+  assign { \$152 [295:294], \$152 [292:290], \$152 [288], \$152 [284], \$152 [281:277], \$152 [274], \$152 [272], \$152 [270:269], \$152 [265], \$152 [262:261], \$152 [259:257], \$152 [254], \$152 [251:249], \$152 [245:244], \$152 [241], \$152 [239:238], \$152 [236:234], \$152 [232:231], \$152 [226:224], \$152 [219], \$152 [210], \$152 [208:207], \$152 [203], \$152 [201], \$152 [196:194], \$152 [192], \$152 [190], \$152 [188], \$152 [186], \$152 [181], \$152 [179], \$152 [177], \$152 [172], \$152 [168], \$152 [166:162], \$152 [159:156], \$152 [152:148], \$152 [146], \$152 [144], \$152 [139], \$152 [137], \$152 [132:130], \$152 [127:126], \$152 [124:123], \$152 [119], \$152 [117:116], \$152 [114:112], \$152 [108], \$152 [105:102], \$152 [100], \$152 [97], \$152 [95:94], \$152 [92], \$152 [90], \$152 [88], \$152 [86], \$152 [82:80], \$152 [77:76], \$152 [73:72], \$152 [70:64], \$152 [61:60], \$152 [58], \$152 [55], \$152 [51:49], \$152 [46:45], \$152 [39], \$152 [37], \$152 [33:32], \$152 [30], \$152 [28:27], \$152 [20:19], \$152 [17], \$152 [15], \$152 [13], \$152 [11], \$152 [9:8], \$152 [6], \$152 [4], \$152 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$152 [296], \$152 [293], \$152 [289], \$152 [287:285], \$152 [283:282], \$152 [276:275], \$152 [273], \$152 [271], \$152 [268:266], \$152 [264:263], \$152 [260], \$152 [256:255], \$152 [253:252], \$152 [248:246], \$152 [243:242], \$152 [240], \$152 [237], \$152 [233], \$152 [230:227], \$152 [223:220], \$152 [218:211], \$152 [209], \$152 [206:204], \$152 [202], \$152 [200:197], \$152 [193], \$152 [191], \$152 [189], \$152 [187], \$152 [185:182], \$152 [180], \$152 [178], \$152 [176:173], \$152 [171:169], \$152 [167], \$152 [161:160], \$152 [155:153], \$152 [147], \$152 [145], \$152 [143:140], \$152 [138], \$152 [136:133], \$152 [129:128], \$152 [125], \$152 [122:120], \$152 [118], \$152 [115], \$152 [111:109], \$152 [107:106], \$152 [101], \$152 [99:98], \$152 [96], \$152 [93], \$152 [91], \$152 [89], \$152 [87], \$152 [85:83], \$152 [79:78], \$152 [75:74], \$152 [71], \$152 [63:62], \$152 [59], \$152 [57:56], \$152 [54:52], \$152 [48:47], \$152 [44:40], \$152 [38], \$152 [36:34], \$152 [31], \$152 [29], \$152 [26:21], \$152 [18], \$152 [16], \$152 [14], \$152 [12], \$152 [10], \$152 [7], \$152 [5], \$152 [3], \$152 [1:0] } = { i__payload[335], i__payload[332], i__payload[328], i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295:294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266], i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232], i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199], i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167], i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135], i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110], i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361], i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
+  assign \$154  = \$auto$rtlil.cc:2739:Not$10 ;
+  assign \$312  = \$311 ;
+  assign { \$356 [296], \$356 [293], \$356 [291:289], \$356 [287:281], \$356 [277], \$356 [271], \$356 [269:268], \$356 [266:261], \$356 [258], \$356 [255], \$356 [253:252], \$356 [248:247], \$356 [245], \$356 [242], \$356 [240], \$356 [235:233], \$356 [230:226], \$356 [224], \$356 [218], \$356 [216:211], \$356 [204], \$356 [202], \$356 [199], \$356 [197:195], \$356 [192], \$356 [189], \$356 [184:182], \$356 [180], \$356 [175:173], \$356 [171], \$356 [166:162], \$356 [159:156], \$356 [154], \$356 [152:150], \$356 [147], \$356 [145:144], \$356 [141:139], \$356 [136], \$356 [131:123], \$356 [120:119], \$356 [117], \$356 [115], \$356 [109:108], \$356 [104], \$356 [100:98], \$356 [93], \$356 [91], \$356 [89], \$356 [87:81], \$356 [79], \$356 [75], \$356 [73:71], \$356 [69:68], \$356 [66:62], \$356 [60:57], \$356 [55:53], \$356 [51:50], \$356 [48], \$356 [46], \$356 [44], \$356 [42:41], \$356 [38:37], \$356 [34:32], \$356 [29], \$356 [26], \$356 [24:22], \$356 [20:19], \$356 [15], \$356 [13], \$356 [11], \$356 [3], \$356 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$356 [295:294], \$356 [292], \$356 [288], \$356 [280:278], \$356 [276:272], \$356 [270], \$356 [267], \$356 [260:259], \$356 [257:256], \$356 [254], \$356 [251:249], \$356 [246], \$356 [244:243], \$356 [241], \$356 [239:236], \$356 [232:231], \$356 [225], \$356 [223:219], \$356 [217], \$356 [210:205], \$356 [203], \$356 [201:200], \$356 [198], \$356 [194:193], \$356 [191:190], \$356 [188:185], \$356 [181], \$356 [179:176], \$356 [172], \$356 [170:167], \$356 [161:160], \$356 [155], \$356 [153], \$356 [149:148], \$356 [146], \$356 [143:142], \$356 [138:137], \$356 [135:132], \$356 [122:121], \$356 [118], \$356 [116], \$356 [114:110], \$356 [107:105], \$356 [103:101], \$356 [97:94], \$356 [92], \$356 [90], \$356 [88], \$356 [80], \$356 [78:76], \$356 [74], \$356 [70], \$356 [67], \$356 [61], \$356 [56], \$356 [52], \$356 [49], \$356 [47], \$356 [45], \$356 [43], \$356 [40:39], \$356 [36:35], \$356 [31:30], \$356 [28:27], \$356 [25], \$356 [21], \$356 [18:16], \$356 [14], \$356 [12], \$356 [10:4], \$356 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
+  assign \$358  = \$auto$rtlil.cc:2739:Not$12 ;
+  assign { \$359 [294], \$359 [292:290], \$359 [288:282], \$359 [278], \$359 [272], \$359 [270:269], \$359 [267:262], \$359 [259], \$359 [256], \$359 [254:253], \$359 [249:248], \$359 [246], \$359 [243], \$359 [241], \$359 [236:234], \$359 [231:227], \$359 [225], \$359 [219], \$359 [217:212], \$359 [205], \$359 [203], \$359 [200], \$359 [198:196], \$359 [193], \$359 [190], \$359 [185:183], \$359 [181], \$359 [176:174], \$359 [172], \$359 [167:163], \$359 [160:157], \$359 [155], \$359 [153:151], \$359 [148], \$359 [146:145], \$359 [142:140], \$359 [137], \$359 [132:124], \$359 [121:120], \$359 [118], \$359 [116], \$359 [110:109], \$359 [105], \$359 [101:99], \$359 [94], \$359 [92], \$359 [90], \$359 [88:82], \$359 [80], \$359 [76], \$359 [74:72], \$359 [70:69], \$359 [67:63], \$359 [61:58], \$359 [56:54], \$359 [52:51], \$359 [49], \$359 [47], \$359 [45], \$359 [43:42], \$359 [39:38], \$359 [35:33], \$359 [30], \$359 [27], \$359 [25:23], \$359 [21:20], \$359 [16], \$359 [14], \$359 [12], \$359 [4], \$359 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$359 [296:295], \$359 [293], \$359 [289], \$359 [281:279], \$359 [277:273], \$359 [271], \$359 [268], \$359 [261:260], \$359 [258:257], \$359 [255], \$359 [252:250], \$359 [247], \$359 [245:244], \$359 [242], \$359 [240:237], \$359 [233:232], \$359 [226], \$359 [224:220], \$359 [218], \$359 [211:206], \$359 [204], \$359 [202:201], \$359 [199], \$359 [195:194], \$359 [192:191], \$359 [189:186], \$359 [182], \$359 [180:177], \$359 [173], \$359 [171:168], \$359 [162:161], \$359 [156], \$359 [154], \$359 [150:149], \$359 [147], \$359 [144:143], \$359 [139:138], \$359 [136:133], \$359 [123:122], \$359 [119], \$359 [117], \$359 [115:111], \$359 [108:106], \$359 [104:102], \$359 [98:95], \$359 [93], \$359 [91], \$359 [89], \$359 [81], \$359 [79:77], \$359 [75], \$359 [71], \$359 [68], \$359 [62], \$359 [57], \$359 [53], \$359 [50], \$359 [48], \$359 [46], \$359 [44], \$359 [41:40], \$359 [37:36], \$359 [32:31], \$359 [29:28], \$359 [26], \$359 [22], \$359 [19:17], \$359 [15], \$359 [13], \$359 [11:5], \$359 [3:2], \$359 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
+  assign \$361  = \$auto$rtlil.cc:2739:Not$14 ;
+  assign { \$362 [295], \$362 [293:291], \$362 [289:283], \$362 [279], \$362 [273], \$362 [271:270], \$362 [268:263], \$362 [260], \$362 [257], \$362 [255:254], \$362 [250:249], \$362 [247], \$362 [244], \$362 [242], \$362 [237:235], \$362 [232:228], \$362 [226], \$362 [220], \$362 [218:213], \$362 [206], \$362 [204], \$362 [201], \$362 [199:197], \$362 [194], \$362 [191], \$362 [186:184], \$362 [182], \$362 [177:175], \$362 [173], \$362 [168:164], \$362 [161:158], \$362 [156], \$362 [154:152], \$362 [149], \$362 [147:146], \$362 [143:141], \$362 [138], \$362 [133:125], \$362 [122:121], \$362 [119], \$362 [117], \$362 [111:110], \$362 [106], \$362 [102:100], \$362 [95], \$362 [93], \$362 [91], \$362 [89:83], \$362 [81], \$362 [77], \$362 [75:73], \$362 [71:70], \$362 [68:64], \$362 [62:59], \$362 [57:55], \$362 [53:52], \$362 [50], \$362 [48], \$362 [46], \$362 [44:43], \$362 [40:39], \$362 [36:34], \$362 [31], \$362 [28], \$362 [26:24], \$362 [22:21], \$362 [17], \$362 [15], \$362 [13], \$362 [5], \$362 [2], \$362 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$362 [296], \$362 [294], \$362 [290], \$362 [282:280], \$362 [278:274], \$362 [272], \$362 [269], \$362 [262:261], \$362 [259:258], \$362 [256], \$362 [253:251], \$362 [248], \$362 [246:245], \$362 [243], \$362 [241:238], \$362 [234:233], \$362 [227], \$362 [225:221], \$362 [219], \$362 [212:207], \$362 [205], \$362 [203:202], \$362 [200], \$362 [196:195], \$362 [193:192], \$362 [190:187], \$362 [183], \$362 [181:178], \$362 [174], \$362 [172:169], \$362 [163:162], \$362 [157], \$362 [155], \$362 [151:150], \$362 [148], \$362 [145:144], \$362 [140:139], \$362 [137:134], \$362 [124:123], \$362 [120], \$362 [118], \$362 [116:112], \$362 [109:107], \$362 [105:103], \$362 [99:96], \$362 [94], \$362 [92], \$362 [90], \$362 [82], \$362 [80:78], \$362 [76], \$362 [72], \$362 [69], \$362 [63], \$362 [58], \$362 [54], \$362 [51], \$362 [49], \$362 [47], \$362 [45], \$362 [42:41], \$362 [38:37], \$362 [33:32], \$362 [30:29], \$362 [27], \$362 [23], \$362 [20:18], \$362 [16], \$362 [14], \$362 [12:6], \$362 [4:3], \$362 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
+  assign \$364  = \$363 ;
+  assign { \$365 [296], \$365 [294:292], \$365 [290:284], \$365 [280], \$365 [274], \$365 [272:271], \$365 [269:264], \$365 [261], \$365 [258], \$365 [256:255], \$365 [251:250], \$365 [248], \$365 [245], \$365 [243], \$365 [238:236], \$365 [233:229], \$365 [227], \$365 [221], \$365 [219:214], \$365 [207], \$365 [205], \$365 [202], \$365 [200:198], \$365 [195], \$365 [192], \$365 [187:185], \$365 [183], \$365 [178:176], \$365 [174], \$365 [169:165], \$365 [162:159], \$365 [157], \$365 [155:153], \$365 [150], \$365 [148:147], \$365 [144:142], \$365 [139], \$365 [134:126], \$365 [123:122], \$365 [120], \$365 [118], \$365 [112:111], \$365 [107], \$365 [103:101], \$365 [96], \$365 [94], \$365 [92], \$365 [90:84], \$365 [82], \$365 [78], \$365 [76:74], \$365 [72:71], \$365 [69:65], \$365 [63:60], \$365 [58:56], \$365 [54:53], \$365 [51], \$365 [49], \$365 [47], \$365 [45:44], \$365 [41:40], \$365 [37:35], \$365 [32], \$365 [29], \$365 [27:25], \$365 [23:22], \$365 [18], \$365 [16], \$365 [14], \$365 [6], \$365 [3], \$365 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$365 [295], \$365 [291], \$365 [283:281], \$365 [279:275], \$365 [273], \$365 [270], \$365 [263:262], \$365 [260:259], \$365 [257], \$365 [254:252], \$365 [249], \$365 [247:246], \$365 [244], \$365 [242:239], \$365 [235:234], \$365 [228], \$365 [226:222], \$365 [220], \$365 [213:208], \$365 [206], \$365 [204:203], \$365 [201], \$365 [197:196], \$365 [194:193], \$365 [191:188], \$365 [184], \$365 [182:179], \$365 [175], \$365 [173:170], \$365 [164:163], \$365 [158], \$365 [156], \$365 [152:151], \$365 [149], \$365 [146:145], \$365 [141:140], \$365 [138:135], \$365 [125:124], \$365 [121], \$365 [119], \$365 [117:113], \$365 [110:108], \$365 [106:104], \$365 [100:97], \$365 [95], \$365 [93], \$365 [91], \$365 [83], \$365 [81:79], \$365 [77], \$365 [73], \$365 [70], \$365 [64], \$365 [59], \$365 [55], \$365 [52], \$365 [50], \$365 [48], \$365 [46], \$365 [43:42], \$365 [39:38], \$365 [34:33], \$365 [31:30], \$365 [28], \$365 [24], \$365 [21:19], \$365 [17], \$365 [15], \$365 [13:7], \$365 [5:4], \$365 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
+  assign \$367  = \$366 ;
+  assign { \$368 [295:293], \$368 [291:285], \$368 [281], \$368 [275], \$368 [273:272], \$368 [270:265], \$368 [262], \$368 [259], \$368 [257:256], \$368 [252:251], \$368 [249], \$368 [246], \$368 [244], \$368 [239:237], \$368 [234:230], \$368 [228], \$368 [222], \$368 [220:215], \$368 [208], \$368 [206], \$368 [203], \$368 [201:199], \$368 [196], \$368 [193], \$368 [188:186], \$368 [184], \$368 [179:177], \$368 [175], \$368 [170:166], \$368 [163:160], \$368 [158], \$368 [156:154], \$368 [151], \$368 [149:148], \$368 [145:143], \$368 [140], \$368 [135:127], \$368 [124:123], \$368 [121], \$368 [119], \$368 [113:112], \$368 [108], \$368 [104:102], \$368 [97], \$368 [95], \$368 [93], \$368 [91:85], \$368 [83], \$368 [79], \$368 [77:75], \$368 [73:72], \$368 [70:66], \$368 [64:61], \$368 [59:57], \$368 [55:54], \$368 [52], \$368 [50], \$368 [48], \$368 [46:45], \$368 [42:41], \$368 [38:36], \$368 [33], \$368 [30], \$368 [28:26], \$368 [24:23], \$368 [19], \$368 [17], \$368 [15], \$368 [7], \$368 [4], \$368 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$368 [296], \$368 [292], \$368 [284:282], \$368 [280:276], \$368 [274], \$368 [271], \$368 [264:263], \$368 [261:260], \$368 [258], \$368 [255:253], \$368 [250], \$368 [248:247], \$368 [245], \$368 [243:240], \$368 [236:235], \$368 [229], \$368 [227:223], \$368 [221], \$368 [214:209], \$368 [207], \$368 [205:204], \$368 [202], \$368 [198:197], \$368 [195:194], \$368 [192:189], \$368 [185], \$368 [183:180], \$368 [176], \$368 [174:171], \$368 [165:164], \$368 [159], \$368 [157], \$368 [153:152], \$368 [150], \$368 [147:146], \$368 [142:141], \$368 [139:136], \$368 [126:125], \$368 [122], \$368 [120], \$368 [118:114], \$368 [111:109], \$368 [107:105], \$368 [101:98], \$368 [96], \$368 [94], \$368 [92], \$368 [84], \$368 [82:80], \$368 [78], \$368 [74], \$368 [71], \$368 [65], \$368 [60], \$368 [56], \$368 [53], \$368 [51], \$368 [49], \$368 [47], \$368 [44:43], \$368 [40:39], \$368 [35:34], \$368 [32:31], \$368 [29], \$368 [25], \$368 [22:20], \$368 [18], \$368 [16], \$368 [14:8], \$368 [6:5], \$368 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
+  assign \$370  = \$auto$rtlil.cc:2739:Not$16 ;
+  assign { \$371 [296:294], \$371 [292:286], \$371 [282], \$371 [276], \$371 [274:273], \$371 [271:266], \$371 [263], \$371 [260], \$371 [258:257], \$371 [253:252], \$371 [250], \$371 [247], \$371 [245], \$371 [240:238], \$371 [235:231], \$371 [229], \$371 [223], \$371 [221:216], \$371 [209], \$371 [207], \$371 [204], \$371 [202:200], \$371 [197], \$371 [194], \$371 [189:187], \$371 [185], \$371 [180:178], \$371 [176], \$371 [171:167], \$371 [164:161], \$371 [159], \$371 [157:155], \$371 [152], \$371 [150:149], \$371 [146:144], \$371 [141], \$371 [136:128], \$371 [125:124], \$371 [122], \$371 [120], \$371 [114:113], \$371 [109], \$371 [105:103], \$371 [98], \$371 [96], \$371 [94], \$371 [92:86], \$371 [84], \$371 [80], \$371 [78:76], \$371 [74:73], \$371 [71:67], \$371 [65:62], \$371 [60:58], \$371 [56:55], \$371 [53], \$371 [51], \$371 [49], \$371 [47:46], \$371 [43:42], \$371 [39:37], \$371 [34], \$371 [31], \$371 [29:27], \$371 [25:24], \$371 [20], \$371 [18], \$371 [16], \$371 [8], \$371 [5], \$371 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$371 [293], \$371 [285:283], \$371 [281:277], \$371 [275], \$371 [272], \$371 [265:264], \$371 [262:261], \$371 [259], \$371 [256:254], \$371 [251], \$371 [249:248], \$371 [246], \$371 [244:241], \$371 [237:236], \$371 [230], \$371 [228:224], \$371 [222], \$371 [215:210], \$371 [208], \$371 [206:205], \$371 [203], \$371 [199:198], \$371 [196:195], \$371 [193:190], \$371 [186], \$371 [184:181], \$371 [177], \$371 [175:172], \$371 [166:165], \$371 [160], \$371 [158], \$371 [154:153], \$371 [151], \$371 [148:147], \$371 [143:142], \$371 [140:137], \$371 [127:126], \$371 [123], \$371 [121], \$371 [119:115], \$371 [112:110], \$371 [108:106], \$371 [102:99], \$371 [97], \$371 [95], \$371 [93], \$371 [85], \$371 [83:81], \$371 [79], \$371 [75], \$371 [72], \$371 [66], \$371 [61], \$371 [57], \$371 [54], \$371 [52], \$371 [50], \$371 [48], \$371 [45:44], \$371 [41:40], \$371 [36:35], \$371 [33:32], \$371 [30], \$371 [26], \$371 [23:21], \$371 [19], \$371 [17], \$371 [15:9], \$371 [7:6], \$371 [4], \$371 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
+  assign \$373  = \$auto$rtlil.cc:2739:Not$18 ;
+  assign { \$374 [296], \$374 [294:293], \$374 [291:289], \$374 [287], \$374 [283], \$374 [280:276], \$374 [273], \$374 [271], \$374 [269:268], \$374 [264], \$374 [261:260], \$374 [258:256], \$374 [253], \$374 [250:248], \$374 [244:243], \$374 [240], \$374 [238:237], \$374 [235:233], \$374 [231:230], \$374 [225:223], \$374 [218], \$374 [209], \$374 [207:206], \$374 [202], \$374 [200], \$374 [195:193], \$374 [191], \$374 [189], \$374 [187], \$374 [185], \$374 [180], \$374 [178], \$374 [176], \$374 [171], \$374 [167], \$374 [165:161], \$374 [158:155], \$374 [151:147], \$374 [145], \$374 [143], \$374 [138], \$374 [136], \$374 [131:129], \$374 [126:125], \$374 [123:122], \$374 [118], \$374 [116:115], \$374 [113:111], \$374 [107], \$374 [104:101], \$374 [99], \$374 [96], \$374 [94:93], \$374 [91], \$374 [89], \$374 [87], \$374 [85], \$374 [81:79], \$374 [76:75], \$374 [72:71], \$374 [69:63], \$374 [60:59], \$374 [57], \$374 [54], \$374 [50:48], \$374 [45:44], \$374 [38], \$374 [36], \$374 [32:31], \$374 [29], \$374 [27:26], \$374 [19:18], \$374 [16], \$374 [14], \$374 [12], \$374 [10], \$374 [8:7], \$374 [5], \$374 [3], \$374 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$374 [295], \$374 [292], \$374 [288], \$374 [286:284], \$374 [282:281], \$374 [275:274], \$374 [272], \$374 [270], \$374 [267:265], \$374 [263:262], \$374 [259], \$374 [255:254], \$374 [252:251], \$374 [247:245], \$374 [242:241], \$374 [239], \$374 [236], \$374 [232], \$374 [229:226], \$374 [222:219], \$374 [217:210], \$374 [208], \$374 [205:203], \$374 [201], \$374 [199:196], \$374 [192], \$374 [190], \$374 [188], \$374 [186], \$374 [184:181], \$374 [179], \$374 [177], \$374 [175:172], \$374 [170:168], \$374 [166], \$374 [160:159], \$374 [154:152], \$374 [146], \$374 [144], \$374 [142:139], \$374 [137], \$374 [135:132], \$374 [128:127], \$374 [124], \$374 [121:119], \$374 [117], \$374 [114], \$374 [110:108], \$374 [106:105], \$374 [100], \$374 [98:97], \$374 [95], \$374 [92], \$374 [90], \$374 [88], \$374 [86], \$374 [84:82], \$374 [78:77], \$374 [74:73], \$374 [70], \$374 [62:61], \$374 [58], \$374 [56:55], \$374 [53:51], \$374 [47:46], \$374 [43:39], \$374 [37], \$374 [35:33], \$374 [30], \$374 [28], \$374 [25:20], \$374 [17], \$374 [15], \$374 [13], \$374 [11], \$374 [9], \$374 [6], \$374 [4], \$374 [2], \$374 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
+  assign \$376  = \$375 ;
+  assign { \$377 [295:294], \$377 [292:290], \$377 [288], \$377 [284], \$377 [281:277], \$377 [274], \$377 [272], \$377 [270:269], \$377 [265], \$377 [262:261], \$377 [259:257], \$377 [254], \$377 [251:249], \$377 [245:244], \$377 [241], \$377 [239:238], \$377 [236:234], \$377 [232:231], \$377 [226:224], \$377 [219], \$377 [210], \$377 [208:207], \$377 [203], \$377 [201], \$377 [196:194], \$377 [192], \$377 [190], \$377 [188], \$377 [186], \$377 [181], \$377 [179], \$377 [177], \$377 [172], \$377 [168], \$377 [166:162], \$377 [159:156], \$377 [152:148], \$377 [146], \$377 [144], \$377 [139], \$377 [137], \$377 [132:130], \$377 [127:126], \$377 [124:123], \$377 [119], \$377 [117:116], \$377 [114:112], \$377 [108], \$377 [105:102], \$377 [100], \$377 [97], \$377 [95:94], \$377 [92], \$377 [90], \$377 [88], \$377 [86], \$377 [82:80], \$377 [77:76], \$377 [73:72], \$377 [70:64], \$377 [61:60], \$377 [58], \$377 [55], \$377 [51:49], \$377 [46:45], \$377 [39], \$377 [37], \$377 [33:32], \$377 [30], \$377 [28:27], \$377 [20:19], \$377 [17], \$377 [15], \$377 [13], \$377 [11], \$377 [9:8], \$377 [6], \$377 [4], \$377 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$377 [296], \$377 [293], \$377 [289], \$377 [287:285], \$377 [283:282], \$377 [276:275], \$377 [273], \$377 [271], \$377 [268:266], \$377 [264:263], \$377 [260], \$377 [256:255], \$377 [253:252], \$377 [248:246], \$377 [243:242], \$377 [240], \$377 [237], \$377 [233], \$377 [230:227], \$377 [223:220], \$377 [218:211], \$377 [209], \$377 [206:204], \$377 [202], \$377 [200:197], \$377 [193], \$377 [191], \$377 [189], \$377 [187], \$377 [185:182], \$377 [180], \$377 [178], \$377 [176:173], \$377 [171:169], \$377 [167], \$377 [161:160], \$377 [155:153], \$377 [147], \$377 [145], \$377 [143:140], \$377 [138], \$377 [136:133], \$377 [129:128], \$377 [125], \$377 [122:120], \$377 [118], \$377 [115], \$377 [111:109], \$377 [107:106], \$377 [101], \$377 [99:98], \$377 [96], \$377 [93], \$377 [91], \$377 [89], \$377 [87], \$377 [85:83], \$377 [79:78], \$377 [75:74], \$377 [71], \$377 [63:62], \$377 [59], \$377 [57:56], \$377 [54:52], \$377 [48:47], \$377 [44:40], \$377 [38], \$377 [36:34], \$377 [31], \$377 [29], \$377 [26:21], \$377 [18], \$377 [16], \$377 [14], \$377 [12], \$377 [10], \$377 [7], \$377 [5], \$377 [3], \$377 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
+  assign \$379  = \$auto$rtlil.cc:2739:Not$20 ;
+  assign \$390  = 11'h000;
+  assign \$391 [10:1] = 10'h000;
+  assign \$391 [0] = free_stash[1];
+  assign \$392  = { 10'h000, free_stash[1] };
+  assign { \$393 [10:2], \$393 [0] } = 10'h000;
+  assign \$393 [1] = free_stash[2];
+  assign \$394 [10:2] = 9'h000;
+  assign \$394 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$397 [10:3], \$397 [1:0] } = 10'h000;
+  assign \$397 [2] = free_stash[4];
+  assign { \$398 [10:3], \$398 [1] } = 9'h000;
+  assign { \$398 [2], \$398 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$400 [10:3], \$400 [0] } = 9'h000;
+  assign \$400 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$401 [10:3] = 8'h00;
+  assign \$401 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+endmodule
+
 module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12190,7 +18073,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, fra
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$72  = stored;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -12204,7 +18087,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, fra
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$73  = at_limit;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -12218,7 +18101,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, fra
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$74  = mid_frame;
     if (\$62 ) begin
       \$74  = \$63 ;
@@ -12228,7 +18111,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, fra
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$75  = \frame_len$43 ;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
@@ -12297,7 +18180,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, fra
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -12674,7 +18557,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [7:0];
@@ -12684,7 +18567,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [7:0];
@@ -12694,7 +18577,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [7:0];
@@ -12707,7 +18590,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -12727,7 +18610,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12780,7 +18663,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12795,7 +18678,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12810,7 +18693,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -12824,7 +18707,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -12849,7 +18732,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_in (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12902,7 +18785,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12917,7 +18800,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -12932,7 +18815,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -12946,7 +18829,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -12971,7 +18854,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.data_slice (clk, rst, i__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -13024,7 +18907,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -13039,7 +18922,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -13054,7 +18937,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -13068,7 +18951,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -13093,7 +18976,7 @@ module \hetnic_rx_pipeline_w64.pipeline.fork.parser_in (rst, i__valid, i__ready,
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -13308,7 +19191,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -13323,7 +19206,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -13338,7 +19221,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -13352,7 +19235,7 @@ module \hetnic_rx_pipeline_w64.pipeline.out_slice (clk, rst, i__ready, i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -13766,7 +19649,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser (rst, max_frame, i__ready, o__rea
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, i__payload, i__valid, frame__hdr, frame__tags, frame__ip_proto, frame__offset, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
@@ -14006,7 +19889,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
   assign \$6  = i__valid & i__ready;
   assign \$7  = beat_count < 5'h10;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     frame__hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (frame__tags)
       2'h0:
@@ -14018,7 +19901,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$74  = buf0;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -14065,7 +19948,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$75  = buf1;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -14112,7 +19995,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$76  = beat_count;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -14127,7 +20010,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$77  = buf0_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14141,7 +20024,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$78  = buf0_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14155,7 +20038,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$79  = buf0_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14174,7 +20057,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$80  = buf1_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14188,7 +20071,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$81  = buf1_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14202,7 +20085,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$82  = buf1_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14221,7 +20104,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$83  = fill_sel;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -14233,7 +20116,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$84  = length;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -14248,7 +20131,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$85  = mac_error;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -14263,7 +20146,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$86  = parse_sel;
     if (frame__release) begin
       \$86  = \$71 ;
@@ -14284,7 +20167,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.capture (rst, i__ready, frame__l2
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, o__ready, direct_ethertype, frame__hdr, frame__tags, frame__ip_proto, frame__offset, frame__ext_count, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15069,7 +20952,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   always @(posedge clk)
     o__payload <= \$274 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -15121,7 +21004,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -15183,7 +21066,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -15202,7 +21085,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -15212,7 +21095,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$267  = frame__tags;
     casez (step_state)
       2'h0:
@@ -15225,7 +21108,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$268  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -15288,7 +21171,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$269  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -15314,7 +21197,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$270  = frame__offset;
     casez (step_state)
       2'h0:
@@ -15340,7 +21223,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$271  = ip_end;
     casez (step_state)
       2'h0:
@@ -15362,7 +21245,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$272  = frame__ext_count;
     casez (step_state)
       2'h0:
@@ -15388,7 +21271,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$273  = o__valid;
     if (o__ready) begin
       \$273  = 1'h0;
@@ -15401,7 +21284,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$274  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
@@ -15522,7 +21405,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -15737,7 +21620,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15752,7 +21635,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15767,7 +21650,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -15781,7 +21664,7 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -15886,11 +21769,11 @@ module \hetnic_rx_pipeline_w64.pipeline.parser_slice (rst, o__ready, i__ready, i
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key, generation, commit_pending, commit_done
-, rules, counters__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, flows__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, flows__r_stb, flows__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key
+, generation, commit_pending, commit_done, rules, counters__r_data, flows__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
+  wire [31:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
@@ -15901,14 +21784,14 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire \$11 ;
+  wire [31:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire [16:0] \$116 ;
+  wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
@@ -15941,7 +21824,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
+  wire [16:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
@@ -15962,44 +21845,44 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire [31:0] \$165 ;
-  wire [31:0] \$166 ;
-  wire [31:0] \$167 ;
-  wire [31:0] \$168 ;
-  wire [31:0] \$169 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [31:0] \$170 ;
-  wire [31:0] \$171 ;
-  wire [31:0] \$172 ;
-  wire [31:0] \$173 ;
-  wire [31:0] \$174 ;
-  wire [31:0] \$175 ;
-  wire [31:0] \$176 ;
-  wire [31:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire [31:0] \$179 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [31:0] \$180 ;
-  wire [31:0] \$181 ;
-  wire [31:0] \$182 ;
-  wire [31:0] \$183 ;
-  wire [31:0] \$184 ;
-  wire [31:0] \$185 ;
-  wire [31:0] \$186 ;
-  wire [31:0] \$187 ;
-  wire [31:0] \$188 ;
-  wire [31:0] \$189 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [31:0] \$190 ;
-  wire [31:0] \$191 ;
-  wire [31:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire [31:0] \$194 ;
-  wire [31:0] \$195 ;
-  wire [31:0] \$196 ;
-  wire [31:0] \$197 ;
-  wire [31:0] \$198 ;
-  wire [31:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [16:0] \$2 ;
   wire \$20 ;
   wire [31:0] \$200 ;
@@ -16011,52 +21894,52 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire [31:0] \$206 ;
   wire [31:0] \$207 ;
   wire [31:0] \$208 ;
-  wire \$209 ;
+  wire [31:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [2:0] \$213 ;
-  wire [2:0] \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [31:0] \$210 ;
+  wire [31:0] \$211 ;
+  wire [31:0] \$212 ;
+  wire [31:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [31:0] \$215 ;
+  wire [31:0] \$216 ;
+  wire [31:0] \$217 ;
+  wire [31:0] \$218 ;
+  wire [31:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [31:0] \$220 ;
+  wire [31:0] \$221 ;
+  wire [31:0] \$222 ;
+  wire [31:0] \$223 ;
+  wire [31:0] \$224 ;
+  wire [31:0] \$225 ;
+  wire [31:0] \$226 ;
+  wire [31:0] \$227 ;
+  wire [31:0] \$228 ;
+  wire [31:0] \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire [31:0] \$230 ;
+  wire [31:0] \$231 ;
+  wire [31:0] \$232 ;
+  wire [31:0] \$233 ;
+  wire [31:0] \$234 ;
+  wire [31:0] \$235 ;
+  wire [31:0] \$236 ;
+  wire [31:0] \$237 ;
+  wire [31:0] \$238 ;
+  wire [31:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
+  wire [31:0] \$240 ;
+  wire [31:0] \$241 ;
+  wire [31:0] \$242 ;
+  wire [31:0] \$243 ;
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire [16:0] \$25 ;
+  wire [2:0] \$248 ;
+  wire [2:0] \$249 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -16089,7 +21972,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [16:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -16102,48 +21985,84 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
-  reg [7:0] \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg [15:0] \$294 ;
-  reg [15:0] \$295 ;
-  reg [19:0] \$296 ;
-  reg [319:0] \$297 ;
-  reg [15:0] \$298 ;
-  reg \$299 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire [31:0] \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg [21:0] \$304 ;
-  reg [13:0] \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg [31:0] \$309 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  reg [1:0] \$310 ;
-  reg [31:0] \$311 ;
-  reg [31:0] \$312 ;
-  reg [31:0] \$313 ;
-  reg [31:0] \$314 ;
-  reg [31:0] \$315 ;
-  reg [31:0] \$316 ;
-  reg [31:0] \$317 ;
-  reg [31:0] \$318 ;
-  reg [31:0] \$319 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  reg [31:0] \$320 ;
-  reg [31:0] \$321 ;
-  reg [31:0] \$322 ;
-  reg [31:0] \$323 ;
-  reg [31:0] \$324 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  reg [7:0] \$326 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg [15:0] \$329 ;
   wire \$33 ;
+  reg [15:0] \$330 ;
+  reg [19:0] \$331 ;
+  reg [319:0] \$332 ;
+  reg [15:0] \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg \$339 ;
   wire \$34 ;
+  reg [21:0] \$340 ;
+  reg [13:0] \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg [31:0] \$345 ;
+  reg [1:0] \$346 ;
+  reg [31:0] \$347 ;
+  reg [31:0] \$348 ;
+  reg [31:0] \$349 ;
   wire \$35 ;
+  reg [31:0] \$350 ;
+  reg [31:0] \$351 ;
+  reg [31:0] \$352 ;
+  reg [31:0] \$353 ;
+  reg [31:0] \$354 ;
+  reg [31:0] \$355 ;
+  reg [31:0] \$356 ;
+  reg [31:0] \$357 ;
+  reg [31:0] \$358 ;
+  reg [31:0] \$359 ;
   wire \$36 ;
+  reg [31:0] \$360 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
@@ -16178,7 +22097,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [16:0] \$68 ;
+  wire \$68 ;
   wire \$69 ;
   wire [31:0] \$7 ;
   wire \$70 ;
@@ -16195,7 +22114,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
+  wire [16:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -16214,7 +22133,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg [21:0] \$signal$63  = 22'h000000;
+  reg [21:0] \$signal$70  = 22'h000000;
   wire [8:0] bus_addr;
   wire [31:0] bus_w_data;
   reg bus_w_en;
@@ -16259,12 +22178,23 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   wire [3:0] \default_action.reta_size_log2 ;
   output [15:0] direct_ethertype;
   reg [15:0] direct_ethertype = 16'h88b5;
+  input flows__ack;
+  wire flows__ack;
+  wire [15:0] flows__addr;
+  input [31:0] flows__r_data;
+  wire [31:0] flows__r_data;
+  output flows__r_stb;
+  reg flows__r_stb;
+  wire [31:0] flows__w_data;
+  output flows__w_stb;
+  reg flows__w_stb;
   output [15:0] generation;
   reg [15:0] generation = 16'h0000;
   output [7:0] hash_enable;
   reg [7:0] hash_enable = 8'h7e;
   reg hit_commit = 1'h0;
   reg hit_counters = 1'h0;
+  reg hit_flows = 1'h0;
   reg hit_local = 1'h0;
   reg hit_reta = 1'h0;
   reg hit_rules = 1'h0;
@@ -17827,348 +23757,385 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   assign \$6  = \$4  | \$5 ;
   assign \$7  = { hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules, hit_rules } & r_data;
   assign \$8  = \$6  | \$7 ;
-  assign \$9  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
-  assign csr__r_data = \$8  | \$9 ;
-  assign \$10  = \$signal  & hit_reta;
-  assign \$11  = \$signal  & hit_counters;
-  assign \$12  = \$signal  & hit_rules;
-  assign \$13  = ~ busy;
-  assign \$14  = csr__r_stb & \$13 ;
-  assign \$15  = rule_read_wait == 2'h2;
+  assign \$9  = { hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows, hit_flows } & flows__r_data;
+  assign \$10  = \$8  | \$9 ;
+  assign \$11  = { hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local, hit_local } & local_data;
+  assign csr__r_data = \$10  | \$11 ;
+  assign \$12  = \$signal  & hit_reta;
+  assign \$13  = \$signal  & hit_counters;
+  assign \$14  = \$signal  & hit_flows;
+  assign \$15  = \$signal  & hit_rules;
   assign \$16  = ~ busy;
-  assign \$17  = csr__w_stb & \$16 ;
-  assign \$18  = \$signal  & hit_local;
-  assign \$19  = \$18  & csr__w_stb;
-  assign \$20  = ~ busy;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = local_ready & hit_local;
-  assign \$23  = \$22  & csr__r_stb;
-  assign \$24  = \$21  | \$23 ;
-  assign \$25  = generation + 1'h1;
-  assign \$26  = csr__addr >= 13'h1000;
-  assign \$27  = csr__addr < 13'h1800;
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = csr__addr >= 8'h80;
-  assign \$30  = csr__addr < 8'h84;
+  assign \$17  = csr__r_stb & \$16 ;
+  assign \$18  = rule_read_wait == 2'h2;
+  assign \$19  = ~ busy;
+  assign \$20  = csr__w_stb & \$19 ;
+  assign \$21  = \$signal  & hit_local;
+  assign \$22  = \$21  & csr__w_stb;
+  assign \$23  = ~ busy;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = local_ready & hit_local;
+  assign \$26  = \$25  & csr__r_stb;
+  assign \$27  = \$24  | \$26 ;
+  assign \$28  = generation + 1'h1;
+  assign \$29  = csr__addr >= 13'h1000;
+  assign \$30  = csr__addr < 13'h1800;
   assign \$31  = \$29  & \$30 ;
-  assign \$33  = csr__addr >= 8'h84;
-  assign \$34  = csr__addr < 8'h88;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$32  | \$35 ;
-  assign \$37  = csr__addr >= 8'h88;
-  assign \$38  = csr__addr < 8'h8c;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$36  | \$39 ;
-  assign \$41  = csr__addr >= 8'h8c;
-  assign \$42  = csr__addr < 8'h90;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$40  | \$43 ;
-  assign \$45  = csr__addr >= 8'hc0;
-  assign \$46  = csr__addr < 8'he4;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$44  | \$47 ;
-  assign \$49  = csr__addr >= 15'h6000;
-  assign \$50  = csr__addr < 15'h6044;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$48  | \$51 ;
-  assign \$53  = csr__addr >= 15'h7000;
-  assign \$54  = csr__addr < 15'h7100;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$52  | \$55 ;
-  assign \$57  = csr__addr >= 15'h7400;
-  assign \$58  = csr__addr < 15'h7500;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$56  | \$59 ;
-  assign \$61  = csr__addr >= 16'h8000;
-  assign \$62  = csr__addr < 16'h8800;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$60  | \$63 ;
-  assign \$65  = csr__addr >= 15'h4000;
-  assign \$66  = csr__addr < 15'h4800;
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = csr__addr - 15'h4000;
-  assign \$69  = \$68 [6:2] < 5'h17;
-  assign \$70  = \$67  & \$69 ;
-  assign \$71  = csr__addr >= 13'h1000;
-  assign \$72  = csr__addr < 13'h1800;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = csr__addr >= 8'h80;
-  assign \$76  = csr__addr < 8'h84;
-  assign \$77  = \$75  & \$76 ;
-  assign \$79  = csr__addr >= 8'h84;
-  assign \$80  = csr__addr < 8'h88;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = \$78  | \$81 ;
-  assign \$83  = csr__addr >= 8'h88;
-  assign \$84  = csr__addr < 8'h8c;
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = \$82  | \$85 ;
-  assign \$87  = csr__addr >= 8'h8c;
-  assign \$88  = csr__addr < 8'h90;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = \$86  | \$89 ;
-  assign \$91  = csr__addr >= 8'hc0;
-  assign \$92  = csr__addr < 8'he4;
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = \$90  | \$93 ;
-  assign \$95  = csr__addr >= 15'h6000;
-  assign \$96  = csr__addr < 15'h6044;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$94  | \$97 ;
-  assign \$99  = csr__addr >= 15'h7000;
-  assign \$100  = csr__addr < 15'h7100;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = \$98  | \$101 ;
-  assign \$103  = csr__addr >= 15'h7400;
-  assign \$104  = csr__addr < 15'h7500;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = \$102  | \$105 ;
-  assign \$107  = csr__addr >= 16'h8000;
-  assign \$108  = csr__addr < 16'h8800;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$106  | \$109 ;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = \$74  & \$111 ;
-  assign \$113  = csr__addr >= 15'h4000;
-  assign \$114  = csr__addr < 15'h4800;
+  assign \$32  = csr__addr >= 8'h80;
+  assign \$33  = csr__addr < 8'h84;
+  assign \$34  = \$32  & \$33 ;
+  assign \$36  = csr__addr >= 8'h84;
+  assign \$37  = csr__addr < 8'h88;
+  assign \$38  = \$36  & \$37 ;
+  assign \$39  = \$35  | \$38 ;
+  assign \$40  = csr__addr >= 8'h88;
+  assign \$41  = csr__addr < 8'h8c;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = \$39  | \$42 ;
+  assign \$44  = csr__addr >= 8'h8c;
+  assign \$45  = csr__addr < 8'h90;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$43  | \$46 ;
+  assign \$48  = csr__addr >= 8'h90;
+  assign \$49  = csr__addr < 8'h94;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$47  | \$50 ;
+  assign \$52  = csr__addr >= 8'h94;
+  assign \$53  = csr__addr < 8'h98;
+  assign \$54  = \$52  & \$53 ;
+  assign \$55  = \$51  | \$54 ;
+  assign \$56  = csr__addr >= 8'h98;
+  assign \$57  = csr__addr < 8'h9c;
+  assign \$58  = \$56  & \$57 ;
+  assign \$59  = \$55  | \$58 ;
+  assign \$60  = csr__addr >= 8'hc0;
+  assign \$61  = csr__addr < 8'he4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$59  | \$62 ;
+  assign \$64  = csr__addr >= 15'h6000;
+  assign \$65  = csr__addr < 15'h6044;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = \$63  | \$66 ;
+  assign \$68  = csr__addr >= 15'h7000;
+  assign \$69  = csr__addr < 15'h7100;
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = \$67  | \$70 ;
+  assign \$72  = csr__addr >= 15'h7400;
+  assign \$73  = csr__addr < 15'h7500;
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  | \$74 ;
+  assign \$76  = csr__addr >= 16'h8000;
+  assign \$77  = csr__addr < 16'h8800;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = \$75  | \$78 ;
+  assign \$80  = csr__addr >= 15'h4000;
+  assign \$81  = csr__addr < 15'h4800;
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = csr__addr - 15'h4000;
+  assign \$84  = \$83 [6:2] < 5'h17;
+  assign \$85  = \$82  & \$84 ;
+  assign \$86  = csr__addr >= 12'h900;
+  assign \$87  = csr__addr < 12'h94c;
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = csr__addr >= 13'h1000;
+  assign \$90  = csr__addr < 13'h1800;
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = ~ \$91 ;
+  assign \$93  = csr__addr >= 8'h80;
+  assign \$94  = csr__addr < 8'h84;
+  assign \$95  = \$93  & \$94 ;
+  assign \$97  = csr__addr >= 8'h84;
+  assign \$98  = csr__addr < 8'h88;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = \$96  | \$99 ;
+  assign \$101  = csr__addr >= 8'h88;
+  assign \$102  = csr__addr < 8'h8c;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = \$100  | \$103 ;
+  assign \$105  = csr__addr >= 8'h8c;
+  assign \$106  = csr__addr < 8'h90;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = \$104  | \$107 ;
+  assign \$109  = csr__addr >= 8'h90;
+  assign \$110  = csr__addr < 8'h94;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  | \$111 ;
+  assign \$113  = csr__addr >= 8'h94;
+  assign \$114  = csr__addr < 8'h98;
   assign \$115  = \$113  & \$114 ;
-  assign \$116  = csr__addr - 15'h4000;
-  assign \$117  = \$116 [6:2] < 5'h17;
-  assign \$118  = \$115  & \$117 ;
-  assign \$119  = ~ \$118 ;
-  assign \$120  = \$112  & \$119 ;
-  assign \$121  = ! csr__addr;
-  assign \$122  = csr__addr == 3'h4;
-  assign \$123  = csr__addr == 4'h8;
-  assign \$124  = csr__addr == 4'hc;
-  assign \$125  = csr__addr == 5'h14;
-  assign \$126  = csr__addr == 5'h10;
-  assign \$127  = csr__addr == 6'h34;
-  assign \$128  = csr__addr == 6'h38;
-  assign \$129  = csr__addr == 6'h20;
-  assign \$130  = csr__addr == 6'h24;
-  assign \$131  = csr__addr == 6'h28;
-  assign \$132  = csr__addr == 6'h2c;
-  assign \$133  = csr__addr == 7'h40;
-  assign \$134  = csr__addr == 7'h44;
-  assign \$135  = csr__addr == 7'h48;
-  assign \$136  = csr__addr == 7'h4c;
-  assign \$137  = csr__addr == 7'h50;
-  assign \$138  = csr__addr == 7'h54;
-  assign \$139  = csr__addr == 7'h58;
-  assign \$140  = csr__addr == 7'h5c;
-  assign \$141  = csr__addr == 7'h60;
-  assign \$142  = csr__addr == 7'h64;
-  assign \$143  = csr__addr == 6'h20;
-  assign \$144  = csr__addr == 6'h24;
-  assign \$145  = csr__addr == 6'h28;
-  assign \$146  = csr__addr == 6'h2c;
-  assign \$147  = csr__addr == 7'h40;
-  assign \$148  = csr__addr == 7'h44;
-  assign \$149  = csr__addr == 7'h48;
-  assign \$150  = csr__addr == 7'h4c;
-  assign \$151  = csr__addr == 7'h50;
-  assign \$152  = csr__addr == 7'h54;
-  assign \$153  = csr__addr == 7'h58;
-  assign \$154  = csr__addr == 7'h5c;
-  assign \$155  = csr__addr == 7'h60;
-  assign \$156  = csr__addr == 7'h64;
-  assign \$157  = csr__addr == 6'h30;
-  assign \$158  = csr__r_stb | csr__w_stb;
-  assign \$159  = ~ csr__ack;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = csr__r_stb | csr__w_stb;
-  assign \$162  = \$signal  & \$161 ;
-  assign \$163  = ~ csr__ack;
-  assign \$164  = \$162  & \$163 ;
-  assign \$168  = \$166  | \$167 ;
-  assign \$170  = \$168  | \$169 ;
-  assign \$172  = \$170  | \$171 ;
-  assign \$176  = \$174  | \$175 ;
-  assign \$177  = { \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6], \$signal$63 [6] } & { 30'h00000000, reta__busy, commit_pending };
-  assign \$178  = \$176  | \$177 ;
-  assign \$179  = { \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7], \$signal$63 [7] } & { 16'h0000, generation };
-  assign \$180  = \$178  | \$179 ;
-  assign \$181  = { \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8], \$signal$63 [8] } & shadow_ctrl_0_0;
-  assign \$182  = \$180  | \$181 ;
-  assign \$183  = { \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9], \$signal$63 [9] } & shadow_max_frame_0_0;
-  assign \$184  = \$182  | \$183 ;
-  assign \$185  = { \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10], \$signal$63 [10] } & shadow_direct_ethertype_0_0;
-  assign \$186  = \$184  | \$185 ;
-  assign \$187  = { \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11], \$signal$63 [11] } & shadow_default_action_0_0;
-  assign \$188  = \$186  | \$187 ;
-  assign \$189  = { \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12], \$signal$63 [12] } & shadow_rss_key_0_0;
-  assign \$190  = \$188  | \$189 ;
-  assign \$191  = { \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13], \$signal$63 [13] } & shadow_rss_key_1_0;
-  assign \$192  = \$190  | \$191 ;
-  assign \$193  = { \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14], \$signal$63 [14] } & shadow_rss_key_2_0;
-  assign \$194  = \$192  | \$193 ;
-  assign \$195  = { \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15], \$signal$63 [15] } & shadow_rss_key_3_0;
-  assign \$196  = \$194  | \$195 ;
-  assign \$197  = { \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16], \$signal$63 [16] } & shadow_rss_key_4_0;
-  assign \$198  = \$196  | \$197 ;
-  assign \$199  = { \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17], \$signal$63 [17] } & shadow_rss_key_5_0;
-  assign \$200  = \$198  | \$199 ;
-  assign \$201  = { \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18], \$signal$63 [18] } & shadow_rss_key_6_0;
-  assign \$202  = \$200  | \$201 ;
-  assign \$203  = { \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19], \$signal$63 [19] } & shadow_rss_key_7_0;
-  assign \$204  = \$202  | \$203 ;
-  assign \$205  = { \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20], \$signal$63 [20] } & shadow_rss_key_8_0;
-  assign \$206  = \$204  | \$205 ;
-  assign \$207  = { \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21], \$signal$63 [21] } & shadow_rss_key_9_0;
-  assign \$208  = \$206  | \$207 ;
-  assign \$209  = \$signal  & hit_rules;
-  assign \$210  = ~ busy;
-  assign \$211  = csr__r_stb & \$210 ;
-  assign \$212  = rule_read_wait == 2'h2;
-  assign \$213  = rule_read_wait + 1'h1;
-  assign \$214  = \$212  ? 3'h0 : \$213 ;
-  assign \$215  = \$signal  & hit_local;
-  assign \$216  = \$215  & csr__w_stb;
-  assign \$217  = ~ busy;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = \$218  & hit_commit;
-  assign \$220  = \$219  & csr__w_data[0];
-  assign \$221  = \$signal  & hit_local;
-  assign \$222  = \$221  & csr__w_stb;
-  assign \$223  = ~ busy;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$224  & write_sel[0];
-  assign \$226  = \$signal  & hit_local;
-  assign \$227  = \$226  & csr__w_stb;
-  assign \$228  = ~ busy;
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = \$229  & write_sel[1];
-  assign \$231  = \$signal  & hit_local;
-  assign \$232  = \$231  & csr__w_stb;
-  assign \$233  = ~ busy;
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = \$234  & write_sel[2];
-  assign \$236  = \$signal  & hit_local;
-  assign \$237  = \$236  & csr__w_stb;
-  assign \$238  = ~ busy;
-  assign \$239  = \$237  & \$238 ;
-  assign \$240  = \$239  & write_sel[3];
-  assign \$241  = \$signal  & hit_local;
-  assign \$242  = \$241  & csr__w_stb;
-  assign \$243  = ~ busy;
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = \$244  & write_sel[4];
-  assign \$246  = \$signal  & hit_local;
-  assign \$247  = \$246  & csr__w_stb;
-  assign \$248  = ~ busy;
-  assign \$249  = \$247  & \$248 ;
-  assign \$250  = \$249  & write_sel[5];
-  assign \$251  = \$signal  & hit_local;
-  assign \$252  = \$251  & csr__w_stb;
-  assign \$253  = ~ busy;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = \$254  & write_sel[6];
+  assign \$116  = \$112  | \$115 ;
+  assign \$117  = csr__addr >= 8'h98;
+  assign \$118  = csr__addr < 8'h9c;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  | \$119 ;
+  assign \$121  = csr__addr >= 8'hc0;
+  assign \$122  = csr__addr < 8'he4;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = \$120  | \$123 ;
+  assign \$125  = csr__addr >= 15'h6000;
+  assign \$126  = csr__addr < 15'h6044;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = \$124  | \$127 ;
+  assign \$129  = csr__addr >= 15'h7000;
+  assign \$130  = csr__addr < 15'h7100;
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = \$128  | \$131 ;
+  assign \$133  = csr__addr >= 15'h7400;
+  assign \$134  = csr__addr < 15'h7500;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  | \$135 ;
+  assign \$137  = csr__addr >= 16'h8000;
+  assign \$138  = csr__addr < 16'h8800;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$136  | \$139 ;
+  assign \$141  = ~ \$140 ;
+  assign \$142  = \$92  & \$141 ;
+  assign \$143  = csr__addr >= 15'h4000;
+  assign \$144  = csr__addr < 15'h4800;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = csr__addr - 15'h4000;
+  assign \$147  = \$146 [6:2] < 5'h17;
+  assign \$148  = \$145  & \$147 ;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = \$142  & \$149 ;
+  assign \$151  = csr__addr >= 12'h900;
+  assign \$152  = csr__addr < 12'h94c;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = ~ \$153 ;
+  assign \$155  = \$150  & \$154 ;
+  assign \$156  = ! csr__addr;
+  assign \$157  = csr__addr == 3'h4;
+  assign \$158  = csr__addr == 4'h8;
+  assign \$159  = csr__addr == 4'hc;
+  assign \$160  = csr__addr == 5'h14;
+  assign \$161  = csr__addr == 5'h10;
+  assign \$162  = csr__addr == 6'h34;
+  assign \$163  = csr__addr == 6'h38;
+  assign \$164  = csr__addr == 6'h20;
+  assign \$165  = csr__addr == 6'h24;
+  assign \$166  = csr__addr == 6'h28;
+  assign \$167  = csr__addr == 6'h2c;
+  assign \$168  = csr__addr == 7'h40;
+  assign \$169  = csr__addr == 7'h44;
+  assign \$170  = csr__addr == 7'h48;
+  assign \$171  = csr__addr == 7'h4c;
+  assign \$172  = csr__addr == 7'h50;
+  assign \$173  = csr__addr == 7'h54;
+  assign \$174  = csr__addr == 7'h58;
+  assign \$175  = csr__addr == 7'h5c;
+  assign \$176  = csr__addr == 7'h60;
+  assign \$177  = csr__addr == 7'h64;
+  assign \$178  = csr__addr == 6'h20;
+  assign \$179  = csr__addr == 6'h24;
+  assign \$180  = csr__addr == 6'h28;
+  assign \$181  = csr__addr == 6'h2c;
+  assign \$182  = csr__addr == 7'h40;
+  assign \$183  = csr__addr == 7'h44;
+  assign \$184  = csr__addr == 7'h48;
+  assign \$185  = csr__addr == 7'h4c;
+  assign \$186  = csr__addr == 7'h50;
+  assign \$187  = csr__addr == 7'h54;
+  assign \$188  = csr__addr == 7'h58;
+  assign \$189  = csr__addr == 7'h5c;
+  assign \$190  = csr__addr == 7'h60;
+  assign \$191  = csr__addr == 7'h64;
+  assign \$192  = csr__addr == 6'h30;
+  assign \$193  = csr__r_stb | csr__w_stb;
+  assign \$194  = ~ csr__ack;
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = csr__r_stb | csr__w_stb;
+  assign \$197  = \$signal  & \$196 ;
+  assign \$198  = ~ csr__ack;
+  assign \$199  = \$197  & \$198 ;
+  assign \$203  = \$201  | \$202 ;
+  assign \$205  = \$203  | \$204 ;
+  assign \$207  = \$205  | \$206 ;
+  assign \$211  = \$209  | \$210 ;
+  assign \$212  = { \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6], \$signal$70 [6] } & { 30'h00000000, reta__busy, commit_pending };
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = { \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7], \$signal$70 [7] } & { 16'h0000, generation };
+  assign \$215  = \$213  | \$214 ;
+  assign \$216  = { \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8], \$signal$70 [8] } & shadow_ctrl_0_0;
+  assign \$217  = \$215  | \$216 ;
+  assign \$218  = { \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9], \$signal$70 [9] } & shadow_max_frame_0_0;
+  assign \$219  = \$217  | \$218 ;
+  assign \$220  = { \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10], \$signal$70 [10] } & shadow_direct_ethertype_0_0;
+  assign \$221  = \$219  | \$220 ;
+  assign \$222  = { \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11], \$signal$70 [11] } & shadow_default_action_0_0;
+  assign \$223  = \$221  | \$222 ;
+  assign \$224  = { \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12], \$signal$70 [12] } & shadow_rss_key_0_0;
+  assign \$225  = \$223  | \$224 ;
+  assign \$226  = { \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13], \$signal$70 [13] } & shadow_rss_key_1_0;
+  assign \$227  = \$225  | \$226 ;
+  assign \$228  = { \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14], \$signal$70 [14] } & shadow_rss_key_2_0;
+  assign \$229  = \$227  | \$228 ;
+  assign \$230  = { \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15], \$signal$70 [15] } & shadow_rss_key_3_0;
+  assign \$231  = \$229  | \$230 ;
+  assign \$232  = { \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16], \$signal$70 [16] } & shadow_rss_key_4_0;
+  assign \$233  = \$231  | \$232 ;
+  assign \$234  = { \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17], \$signal$70 [17] } & shadow_rss_key_5_0;
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = { \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18], \$signal$70 [18] } & shadow_rss_key_6_0;
+  assign \$237  = \$235  | \$236 ;
+  assign \$238  = { \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19], \$signal$70 [19] } & shadow_rss_key_7_0;
+  assign \$239  = \$237  | \$238 ;
+  assign \$240  = { \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20], \$signal$70 [20] } & shadow_rss_key_8_0;
+  assign \$241  = \$239  | \$240 ;
+  assign \$242  = { \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21], \$signal$70 [21] } & shadow_rss_key_9_0;
+  assign \$243  = \$241  | \$242 ;
+  assign \$244  = \$signal  & hit_rules;
+  assign \$245  = ~ busy;
+  assign \$246  = csr__r_stb & \$245 ;
+  assign \$247  = rule_read_wait == 2'h2;
+  assign \$248  = rule_read_wait + 1'h1;
+  assign \$249  = \$247  ? 3'h0 : \$248 ;
+  assign \$250  = \$signal  & hit_local;
+  assign \$251  = \$250  & csr__w_stb;
+  assign \$252  = ~ busy;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = \$253  & hit_commit;
+  assign \$255  = \$254  & csr__w_data[0];
   assign \$256  = \$signal  & hit_local;
   assign \$257  = \$256  & csr__w_stb;
   assign \$258  = ~ busy;
   assign \$259  = \$257  & \$258 ;
-  assign \$260  = \$259  & write_sel[7];
+  assign \$260  = \$259  & write_sel[0];
   assign \$261  = \$signal  & hit_local;
   assign \$262  = \$261  & csr__w_stb;
   assign \$263  = ~ busy;
   assign \$264  = \$262  & \$263 ;
-  assign \$265  = \$264  & write_sel[8];
+  assign \$265  = \$264  & write_sel[1];
   assign \$266  = \$signal  & hit_local;
   assign \$267  = \$266  & csr__w_stb;
   assign \$268  = ~ busy;
   assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$269  & write_sel[9];
+  assign \$270  = \$269  & write_sel[2];
   assign \$271  = \$signal  & hit_local;
   assign \$272  = \$271  & csr__w_stb;
   assign \$273  = ~ busy;
   assign \$274  = \$272  & \$273 ;
-  assign \$275  = \$274  & write_sel[10];
+  assign \$275  = \$274  & write_sel[3];
   assign \$276  = \$signal  & hit_local;
   assign \$277  = \$276  & csr__w_stb;
   assign \$278  = ~ busy;
   assign \$279  = \$277  & \$278 ;
-  assign \$280  = \$279  & write_sel[11];
+  assign \$280  = \$279  & write_sel[4];
   assign \$281  = \$signal  & hit_local;
   assign \$282  = \$281  & csr__w_stb;
   assign \$283  = ~ busy;
   assign \$284  = \$282  & \$283 ;
-  assign \$285  = \$284  & write_sel[12];
+  assign \$285  = \$284  & write_sel[5];
   assign \$286  = \$signal  & hit_local;
   assign \$287  = \$286  & csr__w_stb;
   assign \$288  = ~ busy;
   assign \$289  = \$287  & \$288 ;
-  assign \$290  = \$289  & write_sel[13];
+  assign \$290  = \$289  & write_sel[6];
+  assign \$291  = \$signal  & hit_local;
+  assign \$292  = \$291  & csr__w_stb;
+  assign \$293  = ~ busy;
+  assign \$294  = \$292  & \$293 ;
+  assign \$295  = \$294  & write_sel[7];
+  assign \$296  = \$signal  & hit_local;
+  assign \$297  = \$296  & csr__w_stb;
+  assign \$298  = ~ busy;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = \$299  & write_sel[8];
+  assign \$301  = \$signal  & hit_local;
+  assign \$302  = \$301  & csr__w_stb;
+  assign \$303  = ~ busy;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$304  & write_sel[9];
+  assign \$306  = \$signal  & hit_local;
+  assign \$307  = \$306  & csr__w_stb;
+  assign \$308  = ~ busy;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = \$309  & write_sel[10];
+  assign \$311  = \$signal  & hit_local;
+  assign \$312  = \$311  & csr__w_stb;
+  assign \$313  = ~ busy;
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = \$314  & write_sel[11];
+  assign \$316  = \$signal  & hit_local;
+  assign \$317  = \$316  & csr__w_stb;
+  assign \$318  = ~ busy;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = \$319  & write_sel[12];
+  assign \$321  = \$signal  & hit_local;
+  assign \$322  = \$321  & csr__w_stb;
+  assign \$323  = ~ busy;
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = \$324  & write_sel[13];
   always @(posedge clk)
-    hash_enable <= \$291 ;
+    hash_enable <= \$326 ;
   always @(posedge clk)
-    symmetric <= \$292 ;
+    symmetric <= \$327 ;
   always @(posedge clk)
-    pass_errors <= \$293 ;
+    pass_errors <= \$328 ;
   always @(posedge clk)
-    max_frame <= \$294 ;
+    max_frame <= \$329 ;
   always @(posedge clk)
-    direct_ethertype <= \$295 ;
+    direct_ethertype <= \$330 ;
   always @(posedge clk)
-    default_action <= \$296 ;
+    default_action <= \$331 ;
   always @(posedge clk)
-    key <= \$297 ;
+    key <= \$332 ;
   always @(posedge clk)
-    generation <= \$298 ;
+    generation <= \$333 ;
   always @(posedge clk)
-    commit_pending <= \$299 ;
+    commit_pending <= \$334 ;
   always @(posedge clk)
-    hit_reta <= \$300 ;
+    hit_reta <= \$335 ;
   always @(posedge clk)
-    hit_counters <= \$301 ;
+    hit_counters <= \$336 ;
   always @(posedge clk)
-    hit_rules <= \$302 ;
+    hit_rules <= \$337 ;
   always @(posedge clk)
-    hit_local <= \$303 ;
+    hit_flows <= \$338 ;
   always @(posedge clk)
-    \$signal$63  <= \$304 ;
+    hit_local <= \$339 ;
   always @(posedge clk)
-    write_sel <= \$305 ;
+    \$signal$70  <= \$340 ;
   always @(posedge clk)
-    hit_commit <= \$306 ;
+    write_sel <= \$341 ;
   always @(posedge clk)
-    \$signal  <= \$307 ;
+    hit_commit <= \$342 ;
   always @(posedge clk)
-    local_ready <= \$308 ;
+    \$signal  <= \$343 ;
   always @(posedge clk)
-    local_data <= \$309 ;
+    local_ready <= \$344 ;
   always @(posedge clk)
-    rule_read_wait <= \$310 ;
+    local_data <= \$345 ;
   always @(posedge clk)
-    shadow_ctrl_0_0 <= \$311 ;
+    rule_read_wait <= \$346 ;
   always @(posedge clk)
-    shadow_max_frame_0_0 <= \$312 ;
+    shadow_ctrl_0_0 <= \$347 ;
   always @(posedge clk)
-    shadow_direct_ethertype_0_0 <= \$313 ;
+    shadow_max_frame_0_0 <= \$348 ;
   always @(posedge clk)
-    shadow_default_action_0_0 <= \$314 ;
+    shadow_direct_ethertype_0_0 <= \$349 ;
   always @(posedge clk)
-    shadow_rss_key_0_0 <= \$315 ;
+    shadow_default_action_0_0 <= \$350 ;
   always @(posedge clk)
-    shadow_rss_key_1_0 <= \$316 ;
+    shadow_rss_key_0_0 <= \$351 ;
   always @(posedge clk)
-    shadow_rss_key_2_0 <= \$317 ;
+    shadow_rss_key_1_0 <= \$352 ;
   always @(posedge clk)
-    shadow_rss_key_3_0 <= \$318 ;
+    shadow_rss_key_2_0 <= \$353 ;
   always @(posedge clk)
-    shadow_rss_key_4_0 <= \$319 ;
+    shadow_rss_key_3_0 <= \$354 ;
   always @(posedge clk)
-    shadow_rss_key_5_0 <= \$320 ;
+    shadow_rss_key_4_0 <= \$355 ;
   always @(posedge clk)
-    shadow_rss_key_6_0 <= \$321 ;
+    shadow_rss_key_5_0 <= \$356 ;
   always @(posedge clk)
-    shadow_rss_key_7_0 <= \$322 ;
+    shadow_rss_key_6_0 <= \$357 ;
   always @(posedge clk)
-    shadow_rss_key_8_0 <= \$323 ;
+    shadow_rss_key_7_0 <= \$358 ;
   always @(posedge clk)
-    shadow_rss_key_9_0 <= \$324 ;
-  \hetnic_rx_pipeline_w64.pipeline.regs.rules$67  \rules$67  (
+    shadow_rss_key_8_0 <= \$359 ;
+  always @(posedge clk)
+    shadow_rss_key_9_0 <= \$360 ;
+  \hetnic_rx_pipeline_w64.pipeline.regs.rules$74  \rules$74  (
     .bus_addr(\$2 [10:2]),
     .busy(busy),
     .clk(clk),
@@ -18181,379 +24148,403 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
     .rules(rules)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     reta__r_stb = 1'h0;
-    if (\$10 ) begin
+    if (\$12 ) begin
       reta__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     reta__w_stb = 1'h0;
-    if (\$10 ) begin
+    if (\$12 ) begin
       reta__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     csr__ack = 1'h0;
-    if (\$10 ) begin
+    if (\$12 ) begin
       csr__ack = reta__ack;
     end
-    if (\$11 ) begin
+    if (\$13 ) begin
       csr__ack = counters__ack;
     end
-    if (\$12 ) begin
-      if (\$14 ) begin
-        csr__ack = \$15 ;
-      end
+    if (\$14 ) begin
+      csr__ack = flows__ack;
+    end
+    if (\$15 ) begin
       if (\$17 ) begin
+        csr__ack = \$18 ;
+      end
+      if (\$20 ) begin
         csr__ack = 1'h1;
       end
     end
-    if (\$24 ) begin
+    if (\$27 ) begin
       csr__ack = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     counters__r_stb = 1'h0;
-    if (\$11 ) begin
+    if (\$13 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     counters__w_stb = 1'h0;
-    if (\$11 ) begin
+    if (\$13 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    flows__r_stb = 1'h0;
+    if (\$14 ) begin
+      flows__r_stb = csr__r_stb;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    flows__w_stb = 1'h0;
+    if (\$14 ) begin
+      flows__w_stb = csr__w_stb;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     bus_w_en = 1'h0;
-    if (\$12 ) begin
-      if (\$17 ) begin
+    if (\$15 ) begin
+      if (\$20 ) begin
         bus_w_en = 1'h1;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = hash_enable;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$326  = hash_enable;
     if (commit_done) begin
-      \$291  = shadow_ctrl_0_0[7:0];
+      \$326  = shadow_ctrl_0_0[7:0];
     end
     if (rst) begin
-      \$291  = 8'h7e;
+      \$326  = 8'h7e;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = symmetric;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$327  = symmetric;
     if (commit_done) begin
-      \$292  = shadow_ctrl_0_0[8];
+      \$327  = shadow_ctrl_0_0[8];
     end
     if (rst) begin
-      \$292  = 1'h0;
+      \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = pass_errors;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$328  = pass_errors;
     if (commit_done) begin
-      \$293  = shadow_ctrl_0_0[9];
+      \$328  = shadow_ctrl_0_0[9];
     end
     if (rst) begin
-      \$293  = 1'h0;
+      \$328  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = max_frame;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$329  = max_frame;
     if (commit_done) begin
-      \$294  = shadow_max_frame_0_0[15:0];
+      \$329  = shadow_max_frame_0_0[15:0];
     end
     if (rst) begin
-      \$294  = 16'h05f2;
+      \$329  = 16'h05f2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = direct_ethertype;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$330  = direct_ethertype;
     if (commit_done) begin
-      \$295  = shadow_direct_ethertype_0_0[15:0];
+      \$330  = shadow_direct_ethertype_0_0[15:0];
     end
     if (rst) begin
-      \$295  = 16'h88b5;
+      \$330  = 16'h88b5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = default_action;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$331  = default_action;
     if (commit_done) begin
-      \$296  = shadow_default_action_0_0[19:0];
+      \$331  = shadow_default_action_0_0[19:0];
     end
     if (rst) begin
-      \$296  = 20'h90000;
+      \$331  = 20'h90000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = key;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$332  = key;
     if (commit_done) begin
-      \$297  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
+      \$332  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
     end
     if (rst) begin
-      \$297  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
+      \$332  = 320'h6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = generation;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$333  = generation;
     if (commit_done) begin
-      \$298  = \$25 [15:0];
+      \$333  = \$28 [15:0];
     end
     if (rst) begin
-      \$298  = 16'h0000;
+      \$333  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = commit_pending;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$334  = commit_pending;
     if (commit_done) begin
-      \$299  = 1'h0;
+      \$334  = 1'h0;
     end
-    if (\$220 ) begin
-      \$299  = 1'h1;
+    if (\$255 ) begin
+      \$334  = 1'h1;
     end
     if (rst) begin
-      \$299  = 1'h0;
+      \$334  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = \$28 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$335  = \$31 ;
     if (rst) begin
-      \$300  = 1'h0;
+      \$335  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = \$64 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$336  = \$79 ;
     if (rst) begin
-      \$301  = 1'h0;
+      \$336  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$302  = \$70 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$337  = \$85 ;
     if (rst) begin
-      \$302  = 1'h0;
+      \$337  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = \$120 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$338  = \$88 ;
     if (rst) begin
-      \$303  = 1'h0;
+      \$338  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = { \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$339  = \$155 ;
     if (rst) begin
-      \$304  = 22'h000000;
+      \$339  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = { \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$340  = { \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156  };
     if (rst) begin
-      \$305  = 14'h0000;
+      \$340  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = \$157 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$341  = { \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178  };
     if (rst) begin
-      \$306  = 1'h0;
+      \$341  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = \$160 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$342  = \$192 ;
     if (rst) begin
-      \$307  = 1'h0;
+      \$342  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = \$164 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$343  = \$195 ;
     if (rst) begin
-      \$308  = 1'h0;
+      \$343  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = \$208 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$344  = \$199 ;
     if (rst) begin
-      \$309  = 32'd0;
+      \$344  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = rule_read_wait;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$345  = \$243 ;
+    if (rst) begin
+      \$345  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$346  = rule_read_wait;
     if (busy) begin
-      \$310  = 2'h0;
+      \$346  = 2'h0;
     end
-    if (\$209 ) begin
-      if (\$211 ) begin
-        \$310  = \$214 [1:0];
+    if (\$244 ) begin
+      if (\$246 ) begin
+        \$346  = \$249 [1:0];
       end
     end
     if (rst) begin
-      \$310  = 2'h0;
+      \$346  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = shadow_ctrl_0_0;
-    if (\$225 ) begin
-      \$311  = csr__w_data;
-    end
-    if (rst) begin
-      \$311  = 32'd126;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = shadow_max_frame_0_0;
-    if (\$230 ) begin
-      \$312  = csr__w_data;
-    end
-    if (rst) begin
-      \$312  = 32'd1522;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = shadow_direct_ethertype_0_0;
-    if (\$235 ) begin
-      \$313  = csr__w_data;
-    end
-    if (rst) begin
-      \$313  = 32'd34997;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = shadow_default_action_0_0;
-    if (\$240 ) begin
-      \$314  = csr__w_data;
-    end
-    if (rst) begin
-      \$314  = 32'd589824;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = shadow_rss_key_0_0;
-    if (\$245 ) begin
-      \$315  = csr__w_data;
-    end
-    if (rst) begin
-      \$315  = 32'd1834637018;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = shadow_rss_key_1_0;
-    if (\$250 ) begin
-      \$316  = csr__w_data;
-    end
-    if (rst) begin
-      \$316  = 32'd626724546;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = shadow_rss_key_2_0;
-    if (\$255 ) begin
-      \$317  = csr__w_data;
-    end
-    if (rst) begin
-      \$317  = 32'd1097278781;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = shadow_rss_key_3_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$347  = shadow_ctrl_0_0;
     if (\$260 ) begin
-      \$318  = csr__w_data;
+      \$347  = csr__w_data;
     end
     if (rst) begin
-      \$318  = 32'd1134792624;
+      \$347  = 32'd126;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = shadow_rss_key_4_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$348  = shadow_max_frame_0_0;
     if (\$265 ) begin
-      \$319  = csr__w_data;
+      \$348  = csr__w_data;
     end
     if (rst) begin
-      \$319  = 32'd3502910411;
+      \$348  = 32'd1522;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$320  = shadow_rss_key_5_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$349  = shadow_direct_ethertype_0_0;
     if (\$270 ) begin
-      \$320  = csr__w_data;
+      \$349  = csr__w_data;
     end
     if (rst) begin
-      \$320  = 32'd2927308980;
+      \$349  = 32'd34997;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$321  = shadow_rss_key_6_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$350  = shadow_default_action_0_0;
     if (\$275 ) begin
-      \$321  = csr__w_data;
+      \$350  = csr__w_data;
     end
     if (rst) begin
-      \$321  = 32'd2009804195;
+      \$350  = 32'd589824;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$322  = shadow_rss_key_7_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$351  = shadow_rss_key_0_0;
     if (\$280 ) begin
-      \$322  = csr__w_data;
+      \$351  = csr__w_data;
     end
     if (rst) begin
-      \$322  = 32'd2150691340;
+      \$351  = 32'd1834637018;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$323  = shadow_rss_key_8_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$352  = shadow_rss_key_1_0;
     if (\$285 ) begin
-      \$323  = csr__w_data;
+      \$352  = csr__w_data;
     end
     if (rst) begin
-      \$323  = 32'd1782757179;
+      \$352  = 32'd626724546;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$324  = shadow_rss_key_9_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$353  = shadow_rss_key_2_0;
     if (\$290 ) begin
-      \$324  = csr__w_data;
+      \$353  = csr__w_data;
     end
     if (rst) begin
-      \$324  = 32'd3198943738;
+      \$353  = 32'd1097278781;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$354  = shadow_rss_key_3_0;
+    if (\$295 ) begin
+      \$354  = csr__w_data;
+    end
+    if (rst) begin
+      \$354  = 32'd1134792624;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$355  = shadow_rss_key_4_0;
+    if (\$300 ) begin
+      \$355  = csr__w_data;
+    end
+    if (rst) begin
+      \$355  = 32'd3502910411;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$356  = shadow_rss_key_5_0;
+    if (\$305 ) begin
+      \$356  = csr__w_data;
+    end
+    if (rst) begin
+      \$356  = 32'd2927308980;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$357  = shadow_rss_key_6_0;
+    if (\$310 ) begin
+      \$357  = csr__w_data;
+    end
+    if (rst) begin
+      \$357  = 32'd2009804195;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$358  = shadow_rss_key_7_0;
+    if (\$315 ) begin
+      \$358  = csr__w_data;
+    end
+    if (rst) begin
+      \$358  = 32'd2150691340;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$359  = shadow_rss_key_8_0;
+    if (\$320 ) begin
+      \$359  = csr__w_data;
+    end
+    if (rst) begin
+      \$359  = 32'd1782757179;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    \$360  = shadow_rss_key_9_0;
+    if (\$325 ) begin
+      \$360  = csr__w_data;
+    end
+    if (rst) begin
+      \$360  = 32'd3198943738;
     end
   end
   assign pending = commit_pending;
@@ -18562,6 +24553,8 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   assign reta__w_data = csr__w_data[7:0];
   assign counters__addr = csr__addr;
   assign counters__w_data = csr__w_data;
+  assign flows__addr = csr__addr;
+  assign flows__w_data = csr__w_data;
   assign bus_addr = \$2 [10:2];
   assign bus_w_data = csr__w_data;
   assign reta__addr = \$1 [10:2];
@@ -20074,25 +26067,25 @@ module \hetnic_rx_pipeline_w64.pipeline.regs (rst, commit_apply, reta__addr, csr
   assign \default_action.reta_offset  = default_action[15:5];
   assign \default_action.reta_size_log2  = default_action[19:16];
   assign \$4  = \$3 ;
-  assign \$32  = \$31 ;
-  assign \$78  = \$77 ;
-  assign { \$165 [31], \$165 [29:28], \$165 [26:23], \$165 [21:20], \$165 [16:15], \$165 [13:12], \$165 [10:9], \$165 [7], \$165 [5:2] } = 20'h00000;
-  assign { \$165 [30], \$165 [27], \$165 [22], \$165 [19:17], \$165 [14], \$165 [11], \$165 [8], \$165 [6], \$165 [1:0] } = { \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], \$signal$63 [0] };
-  assign \$166  = { 1'h0, \$signal$63 [0], 2'h0, \$signal$63 [0], 4'h0, \$signal$63 [0], 2'h0, \$signal$63 [0], \$signal$63 [0], \$signal$63 [0], 2'h0, \$signal$63 [0], 2'h0, \$signal$63 [0], 2'h0, \$signal$63 [0], 1'h0, \$signal$63 [0], 4'h0, \$signal$63 [0], \$signal$63 [0] };
-  assign \$167 [31:1] = 31'h00000000;
-  assign \$167 [0] = \$signal$63 [1];
-  assign { \$169 [31:21], \$169 [19:12], \$169 [10:4], \$169 [2:0] } = 29'h00000000;
-  assign { \$169 [20], \$169 [11], \$169 [3] } = { \$signal$63 [2], \$signal$63 [2], \$signal$63 [2] };
-  assign { \$171 [31:23], \$171 [21:10], \$171 [8:0] } = 30'h00000000;
-  assign { \$171 [22], \$171 [9] } = { \$signal$63 [3], \$signal$63 [3] };
-  assign \$173  = 32'd0;
-  assign \$174  = \$172 ;
-  assign \$175 [31:4] = 28'h0000000;
-  assign \$175 [3:0] = { \$signal$63 [5], \$signal$63 [5], \$signal$63 [5], \$signal$63 [5] };
+  assign \$35  = \$34 ;
+  assign \$96  = \$95 ;
+  assign { \$200 [31], \$200 [29:28], \$200 [26:23], \$200 [21:20], \$200 [16:15], \$200 [13:12], \$200 [10:9], \$200 [7], \$200 [5:2] } = 20'h00000;
+  assign { \$200 [30], \$200 [27], \$200 [22], \$200 [19:17], \$200 [14], \$200 [11], \$200 [8], \$200 [6], \$200 [1:0] } = { \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], \$signal$70 [0] };
+  assign \$201  = { 1'h0, \$signal$70 [0], 2'h0, \$signal$70 [0], 4'h0, \$signal$70 [0], 2'h0, \$signal$70 [0], \$signal$70 [0], \$signal$70 [0], 2'h0, \$signal$70 [0], 2'h0, \$signal$70 [0], 2'h0, \$signal$70 [0], 1'h0, \$signal$70 [0], 4'h0, \$signal$70 [0], \$signal$70 [0] };
+  assign \$202 [31:1] = 31'h00000000;
+  assign \$202 [0] = \$signal$70 [1];
+  assign { \$204 [31:21], \$204 [19:12], \$204 [10:4], \$204 [2:0] } = 29'h00000000;
+  assign { \$204 [20], \$204 [11], \$204 [3] } = { \$signal$70 [2], \$signal$70 [2], \$signal$70 [2] };
+  assign { \$206 [31:23], \$206 [21:10], \$206 [8:0] } = 30'h00000000;
+  assign { \$206 [22], \$206 [9] } = { \$signal$70 [3], \$signal$70 [3] };
+  assign \$208  = 32'd0;
+  assign \$209  = \$207 ;
+  assign { \$210 [31:6], \$210 [4] } = 27'h0000000;
+  assign { \$210 [5], \$210 [3:0] } = { \$signal$70 [5], \$signal$70 [5], \$signal$70 [5], \$signal$70 [5], \$signal$70 [5] };
 endmodule
 
-module \hetnic_rx_pipeline_w64.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, busy, rule_w__en, r_data, landing_last, rules, rule_w__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \hetnic_rx_pipeline_w64.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, busy, rule_w__en, r_data, landing_last, rules, rule_w__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22194,56 +28187,56 @@ module \hetnic_rx_pipeline_w64.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, 
   always @(posedge clk)
     rules <= \$389 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$380  = rule_r__data;
     if (rst) begin
       \$380  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$381  = copying;
     if (rst) begin
       \$381  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$382  = copy_addr;
     if (rst) begin
       \$382  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$383  = \$2 ;
     if (rst) begin
       \$383  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$384  = \$signal ;
     if (rst) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$385  = \$like ;
     if (rst) begin
       \$385  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$386  = \$signal$8 ;
     if (rst) begin
       \$386  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$387  = copying;
     if (\$8 ) begin
       \$387  = 1'h1;
@@ -22258,7 +28251,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$388  = copy_addr;
     if (\$8 ) begin
       \$388  = 9'h000;
@@ -22271,7 +28264,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$389  = rules;
     if (landing) begin
       if (\$11 ) begin
@@ -24142,7 +30135,7 @@ module \hetnic_rx_pipeline_w64.pipeline.regs.rules$67 (rst, copy_stb, bus_addr, 
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__busy, o__ready, bus__r_stb, bus__w_stb, flip_stb, o__payload, bus__ack, s2_valid, bus__r_data, i__payload, i__valid, bus__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -25576,7 +31569,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25591,7 +31584,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25606,7 +31599,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25621,7 +31614,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     bus__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25635,7 +31628,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -25645,7 +31638,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -25655,7 +31648,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -25665,7 +31658,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -25675,7 +31668,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -25685,7 +31678,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -25695,7 +31688,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -25707,7 +31700,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -25719,7 +31712,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25737,14 +31730,14 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -25891,7 +31884,7 @@ module \hetnic_rx_pipeline_w64.pipeline.reta (rst, bus__addr, i__ready, bus__bus
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26489,7 +32482,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -26512,7 +32505,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -26526,7 +32519,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -26794,7 +32787,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -27018,7 +33011,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -27033,7 +33026,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -27048,7 +33041,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -27062,7 +33055,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -27177,7 +33170,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.a_slice (rst, i__ready, o__ready, i_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -27743,7 +33736,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -27758,7 +33751,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -27771,7 +33764,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -27784,7 +33777,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -27797,7 +33790,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -27810,7 +33803,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -27823,7 +33816,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -27835,7 +33828,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -27857,7 +33850,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.engine (rst, i__valid, o__ready, i__
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -27982,7 +33975,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -27992,7 +33985,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -28002,7 +33995,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -28015,7 +34008,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -28035,7 +34028,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -28259,7 +34252,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28274,7 +34267,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28289,7 +34282,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -28303,7 +34296,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -28418,7 +34411,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.t_slice (rst, o__ready, i__ready, i_
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -28633,7 +34626,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28648,7 +34641,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -28663,7 +34656,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -28677,7 +34670,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss_slice (rst, i__valid, o__ready, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
