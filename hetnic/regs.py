@@ -211,7 +211,8 @@ REGISTERS: tuple[Register, ...] = (
               Field("injector", 4, 1, "the reduced serial core: Toeplitz inputs come in and "
                                       "results go out through the INJ_* and RES_* registers; "
                                       "no parser"),
-              Field("flow_table", 5, 1, "the exact-match flow table (FLOW_* registers)")),
+              Field("flow_table", 5, 1, "the exact-match flow table (FLOW_* registers; 0 in the "
+                                        "reduced serial core: they do not answer)")),
              reset=0b10_1111),
     # --- committed configuration ----------------------------------------------------------
     Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
