@@ -13,7 +13,8 @@ import pytest
 from amaranth.lib import data
 
 from hetnic.gateware.flow_table import FlowTable
-from hetnic.protocol import FLOW_HIT_RULE, MetaFlags, PacketMeta, ParseError, ipv4_mapped
+from hetnic.protocol import (FLOW_HIT_RULE, FlowKey, MetaFlags, PacketMeta, ParseError,
+                             ipv4_mapped)
 from hetnic.regs import (FLOW_BUCKETS, FLOW_ENTRY_WORDS, FLOW_JOURNAL, FLOW_STASH, FLOW_WAYS,
                          FlowOp, FlowStatus, RegisterMap)
 from hetnic.sim.model.classifier import drop_reason
@@ -24,6 +25,7 @@ SEED = 0x5EED_F10E
 REGMAP = RegisterMap(n_rules=2)
 FLAG = {name: 1 << f.offset for name, f in data.Layout.cast(MetaFlags)}
 STASH_BASE = FLOW_BUCKETS * FLOW_WAYS
+KEY_LAYOUT = data.Layout.cast(FlowKey)
 
 
 def meta(rng: random.Random, *, v6=False, **changes) -> dict:
@@ -140,6 +142,26 @@ class Bench:
             assert g == w, f"record {k}: {({f: (w[f], g[f]) for f in w if w[f] != g[f]})}"
 
 
+def near_misses(rng, record: dict) -> list[dict]:
+    """Records in ``record``'s bucket whose keys differ from its key only inside one 32-bit
+    chunk of the key (the compare's unit), one per chunk: each must miss."""
+    key, bucket, bits = key_of(record), flow_bucket(key_of(record)), KEY_LAYOUT.size
+    out = []
+    for lo in range(0, bits, 32):
+        width = min(32, bits - lo)
+        while True:
+            other = key ^ (rng.getrandbits(width) << lo)
+            if other != key and flow_bucket(other) == bucket:
+                break
+        fields = unpack(FlowKey, other)
+        flags = FLAG["ipv6" if fields["ipv6"] else "ipv4"] | FLAG["tcp"]
+        out.append(dict(record, flags=flags, ip_proto=fields["ip_proto"],
+                        src_port=fields["src_port"], dst_port=fields["dst_port"],
+                        src_addr=fields["src_addr"], dst_addr=fields["dst_addr"]))
+        assert key_of(out[-1]) == other
+    return out
+
+
 def same_bucket_keys(rng, n, v6=False):
     """``n`` records whose keys share one bucket."""
     first = meta(rng, v6=v6)
@@ -175,6 +197,7 @@ def test_collisions_stash_full_and_commit_semantics():
         await bench.status(ctx)
         # Staged, not committed: every frame misses.
         every = colliding + others + [non_ip]
+        every += near_misses(rng, colliding[0]) + near_misses(rng, others[1])
         await bench.frames(ctx, every)
         assert all(unpack(PacketMeta, v)["rule"] != FLOW_HIT_RULE for v in bench.sink.received)
         await bench.commit(ctx)
