@@ -85,9 +85,10 @@ class FlowTable(wiring.Component):
     classifier decides it); any other record passes unchanged. Of several matching slots the
     lowest wins (the bucket's ways, then the stash).
 
-    Timing: four stages (``s1``: the bucket hash; ``s2``: the ways' block RAMs read, their
-    keys compared 32 bits per flop; ``s3``: the first hit, its action; ``o``), a fixed
-    latency of 4 cycles, one record per cycle while ``o.ready`` is high. Each stage advances
+    Timing: six stages (``s1``: the bucket hash; ``s2``: the ways' block RAMs read;
+    ``s3``: their data in flops; ``s4``: every candidate's key compared 32 bits per flop;
+    ``s5``: the first hit, one-hot; ``o``: its action), a fixed latency of 6 cycles, one
+    record per cycle while ``o.ready`` is high. Each stage advances
     when it is empty or the stage after it moves, as in the classifier.
 
     Parameters
@@ -141,57 +142,71 @@ class FlowTable(wiring.Component):
 
     def _elaborate_lookup(self, m, reads, stash):
         o_advance = ~self.o.valid | self.o.ready
-        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
-        s1_meta, s2_meta, s3_meta = (Signal(PacketMeta, name=f"s{k}_meta") for k in (1, 2, 3))
-        s3_advance = ~s3_valid | o_advance
+        s1_valid, s2_valid, s3_valid, s4_valid, s5_valid = (Signal(name=f"s{k}_valid")
+                                                            for k in range(1, 6))
+        s1_meta, s2_meta, s3_meta, s4_meta = (Signal(PacketMeta, name=f"s{k}_meta")
+                                              for k in range(1, 5))
+        s1_lookup, s2_lookup, s3_lookup = (Signal(name=f"s{k}_lookup") for k in range(1, 4))
+        s5_advance = ~s5_valid | o_advance
+        s4_advance = ~s4_valid | s5_advance
+        s3_advance = ~s3_valid | s4_advance
         s2_advance = ~s2_valid | s3_advance
         s1_advance = ~s1_valid | s2_advance
         m.d.comb += self.i.ready.eq(s1_advance)
 
-        # s1: the key's bucket (XOR trees from the input slice's flops).
+        # s1: the key's bucket (XOR trees from the input slice's flops). `lookup`: the frame
+        # is IPv4 or IPv6.
         s1_bucket = Signal(_BUCKET_BITS)
-        s1_lookup = Signal()        # IPv4 or IPv6: the frame is looked up
         with m.If(s1_advance):
             m.d.sync += [s1_valid.eq(self.i.valid), s1_meta.eq(self.i.payload),
                          s1_bucket.eq(flow_hash(meta_key(self.i.payload))),
                          s1_lookup.eq(self.i.payload.flags.ipv4 | self.i.payload.flags.ipv6)]
-        # s2: the ways of the bucket come out of the block RAMs; every candidate's key is
-        # compared in 32-bit chunks into flops (the RAMs' clock-to-out leaves no room for
-        # the whole compare).
+        # s2: the bucket's ways come out of the block RAMs.
         for port in reads:
             m.d.comb += [port.addr.eq(s1_bucket), port.en.eq(s2_advance)]
-        s2_lookup = Signal()
         with m.If(s2_advance):
             m.d.sync += [s2_valid.eq(s1_valid), s2_meta.eq(s1_meta), s2_lookup.eq(s1_lookup)]
-        candidates = [port.data for port in reads] + stash
-        key = meta_key(s2_meta)
+        # s3: the ways in flops (the RAMs' clock-to-out leaves no room for a compare).
+        s3_ways = [Signal(FlowEntry, name=f"s3_way{w}") for w in range(len(reads))]
+        with m.If(s3_advance):
+            m.d.sync += [s3_valid.eq(s2_valid), s3_meta.eq(s2_meta), s3_lookup.eq(s2_lookup)]
+            m.d.sync += [way.eq(port.data) for way, port in zip(s3_ways, reads)]
+        # s4: every candidate's key compared in 32-bit chunks, each into a flop.
+        candidates = s3_ways + stash
+        key = meta_key(s3_meta)
         n = len(candidates)
         chunks = -(-_KEY_BITS // _CHUNK)
-        s3_terms = [Signal(chunks + 2, name=f"s3_terms{k}") for k in range(n)]
-        s3_actions = [Signal(RuleAction, name=f"s3_action{k}") for k in range(n)]
-        with m.If(s3_advance):
-            m.d.sync += [s3_valid.eq(s2_valid), s3_meta.eq(s2_meta)]
-            for term, action, c in zip(s3_terms, s3_actions, candidates):
+        s4_terms = [Signal(chunks + 2, name=f"s4_terms{k}") for k in range(n)]
+        s4_actions = [Signal(RuleAction, name=f"s4_action{k}") for k in range(n)]
+        with m.If(s4_advance):
+            m.d.sync += [s4_valid.eq(s3_valid), s4_meta.eq(s3_meta)]
+            for term, action, c in zip(s4_terms, s4_actions, candidates):
                 m.d.sync += [term.eq(Cat(_chunks_equal(key, c.key.as_value()), c.valid,
-                                         s2_lookup)),
+                                         s3_lookup)),
                              action.eq(c.action)]
-        # s3: the first hit selects its action.
-        hits, first = Signal(n), Signal(n)     # first: one-hot, the lowest hit
-        m.d.comb += [hits.eq(Cat(*(t.all() for t in s3_terms))),
-                     first.eq(hits & (~hits + 1)[:n])]
-        width = len(s3_actions[0].as_value())
+        # s5: the first hit, one-hot (as the classifier's second stage).
+        s5_meta, s5_first, s5_any = Signal(PacketMeta), Signal(n), Signal()
+        s5_actions = [Signal(RuleAction, name=f"s5_action{k}") for k in range(n)]
+        hits = Signal(n)
+        m.d.comb += hits.eq(Cat(*(t.all() for t in s4_terms)))
+        with m.If(s5_advance):
+            m.d.sync += [s5_valid.eq(s4_valid), s5_meta.eq(s4_meta),
+                         s5_first.eq(hits & (~hits + 1)[:n]), s5_any.eq(hits.any())]
+            m.d.sync += [a5.eq(a4) for a5, a4 in zip(s5_actions, s4_actions)]
+        # o: the one-hot selects the action.
+        width = len(s5_actions[0].as_value())
         action = Signal(RuleAction)
-        m.d.comb += action.eq(or_tree([a.as_value() & first[k].replicate(width)
-                                       for k, a in enumerate(s3_actions)]))
+        m.d.comb += action.eq(or_tree([a.as_value() & s5_first[k].replicate(width)
+                                       for k, a in enumerate(s5_actions)]))
         with m.If(o_advance):
-            m.d.sync += [self.o.valid.eq(s3_valid), self.o.payload.eq(s3_meta)]
-            with m.If(hits.any()):
+            m.d.sync += [self.o.valid.eq(s5_valid), self.o.payload.eq(s5_meta)]
+            with m.If(s5_any):
                 m.d.sync += [
                     self.o.payload.rule.eq(FLOW_HIT_RULE),
                     self.o.payload.instance.eq(action.instance),
                     self.o.payload.reta_offset.eq(action.reta_offset),
                     self.o.payload.reta_size_log2.eq(action.reta_size_log2),
-                    self.o.payload.drop.eq(drop_reason(s3_meta.error, self.pass_errors,
+                    self.o.payload.drop.eq(drop_reason(s5_meta.error, self.pass_errors,
                                                        action.drop)),
                 ]
 

@@ -12800,32 +12800,32 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [11:0] \$101 ;
-  wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [10:0] \$100 ;
+  wire [10:0] \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
+  wire [10:0] \$105 ;
+  wire [10:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [10:0] \$108 ;
+  wire [10:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
+  wire [10:0] \$110 ;
+  wire [10:0] \$111 ;
+  wire [10:0] \$112 ;
+  wire [10:0] \$113 ;
+  wire [10:0] \$114 ;
+  wire [11:0] \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [11:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
+  wire [6:0] \$121 ;
+  wire [3:0] \$122 ;
+  wire [3:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
@@ -12834,54 +12834,54 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [296:0] \$131 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [296:0] \$134 ;
+  wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire [296:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
-  wire [296:0] \$140 ;
+  wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [296:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire [296:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [296:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire [296:0] \$152 ;
-  wire \$153 ;
+  wire \$152 ;
+  wire [296:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
+  wire [296:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [296:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
+  wire [296:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire \$165 ;
+  wire [296:0] \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
+  wire [296:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
+  wire [296:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [296:0] \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
@@ -13012,13 +13012,13 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire [3:0] \$292 ;
-  wire [3:0] \$293 ;
+  wire \$292 ;
+  wire \$293 ;
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
   wire \$297 ;
-  wire [2:0] \$298 ;
+  wire \$298 ;
   wire \$299 ;
   wire \$3 ;
   wire \$30 ;
@@ -13034,40 +13034,40 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire [31:0] \$311 ;
-  wire [31:0] \$312 ;
-  wire [31:0] \$313 ;
-  wire [31:0] \$314 ;
-  wire [31:0] \$315 ;
-  wire [31:0] \$316 ;
-  wire [31:0] \$317 ;
-  wire [31:0] \$318 ;
-  wire [31:0] \$319 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  wire [31:0] \$320 ;
-  wire [31:0] \$321 ;
-  wire [31:0] \$322 ;
-  wire [31:0] \$323 ;
-  wire [31:0] \$324 ;
-  wire [31:0] \$325 ;
-  wire [31:0] \$326 ;
-  wire [31:0] \$327 ;
-  wire [31:0] \$328 ;
-  wire [31:0] \$329 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire [11:0] \$326 ;
+  wire [12:0] \$327 ;
+  wire [11:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire [31:0] \$330 ;
-  wire [31:0] \$331 ;
-  wire [31:0] \$332 ;
-  wire [31:0] \$333 ;
-  wire [31:0] \$334 ;
-  wire \$335 ;
-  wire \$336 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [3:0] \$335 ;
+  wire [3:0] \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
   wire \$340 ;
-  wire \$341 ;
+  wire [2:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
@@ -13081,32 +13081,32 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire [296:0] \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire [296:0] \$359 ;
+  wire [31:0] \$354 ;
+  wire [31:0] \$355 ;
+  wire [31:0] \$356 ;
+  wire [31:0] \$357 ;
+  wire [31:0] \$358 ;
+  wire [31:0] \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire [296:0] \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [296:0] \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire [296:0] \$368 ;
-  wire \$369 ;
+  wire [31:0] \$360 ;
+  wire [31:0] \$361 ;
+  wire [31:0] \$362 ;
+  wire [31:0] \$363 ;
+  wire [31:0] \$364 ;
+  wire [31:0] \$365 ;
+  wire [31:0] \$366 ;
+  wire [31:0] \$367 ;
+  wire [31:0] \$368 ;
+  wire [31:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire [296:0] \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire [296:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [296:0] \$377 ;
+  wire [31:0] \$370 ;
+  wire [31:0] \$371 ;
+  wire [31:0] \$372 ;
+  wire [31:0] \$373 ;
+  wire [31:0] \$374 ;
+  wire [31:0] \$375 ;
+  wire [31:0] \$376 ;
+  wire [31:0] \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
@@ -13115,211 +13115,277 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
-  wire [5:0] \$385 ;
+  wire \$385 ;
   wire \$386 ;
   wire \$387 ;
-  wire [12:0] \$388 ;
-  wire [5:0] \$389 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  wire [10:0] \$390 ;
-  wire [10:0] \$391 ;
-  wire [10:0] \$392 ;
-  wire [10:0] \$393 ;
-  wire [10:0] \$394 ;
-  wire [10:0] \$395 ;
-  wire [10:0] \$396 ;
-  wire [10:0] \$397 ;
-  wire [10:0] \$398 ;
-  wire [10:0] \$399 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire [296:0] \$399 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
-  wire [10:0] \$400 ;
-  wire [10:0] \$401 ;
-  wire [10:0] \$402 ;
-  wire [10:0] \$403 ;
-  wire [10:0] \$404 ;
-  wire [11:0] \$405 ;
-  wire [7:0] \$406 ;
-  wire [12:0] \$407 ;
-  wire \$408 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire [296:0] \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire [296:0] \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire [296:0] \$408 ;
   wire \$409 ;
-  wire [12:0] \$41 ;
+  wire \$41 ;
   wire \$410 ;
-  wire [11:0] \$411 ;
+  wire [296:0] \$411 ;
   wire \$412 ;
-  wire [5:0] \$413 ;
-  wire [11:0] \$414 ;
-  wire [12:0] \$415 ;
-  wire [5:0] \$416 ;
-  wire [12:0] \$417 ;
+  wire \$413 ;
+  wire [296:0] \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire [296:0] \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [19:0] \$42 ;
-  wire \$420 ;
+  wire \$42 ;
+  wire [296:0] \$420 ;
   wire \$421 ;
-  wire [5:0] \$422 ;
+  wire \$422 ;
   wire \$423 ;
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire \$428 ;
+  wire [5:0] \$428 ;
   wire \$429 ;
-  wire [19:0] \$43 ;
+  wire \$43 ;
   wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire [19:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire [19:0] \$45 ;
-  wire \$450 ;
-  reg \$451 ;
-  reg [457:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg \$454 ;
-  reg \$455 ;
-  reg [457:0] \$456 ;
-  reg \$457 ;
-  reg \$458 ;
-  reg [457:0] \$459 ;
-  wire [19:0] \$46 ;
-  reg [11:0] \$460 ;
-  reg [19:0] \$461 ;
-  reg [11:0] \$462 ;
-  reg [19:0] \$463 ;
-  reg [11:0] \$464 ;
-  reg [19:0] \$465 ;
-  reg [11:0] \$466 ;
-  reg [19:0] \$467 ;
-  reg [11:0] \$468 ;
-  reg [19:0] \$469 ;
-  wire [19:0] \$47 ;
-  reg [11:0] \$470 ;
-  reg [19:0] \$471 ;
-  reg [11:0] \$472 ;
-  reg [19:0] \$473 ;
-  reg [11:0] \$474 ;
-  reg [19:0] \$475 ;
-  reg [11:0] \$476 ;
-  reg [19:0] \$477 ;
-  reg [11:0] \$478 ;
-  reg [19:0] \$479 ;
-  wire [19:0] \$48 ;
-  reg [11:0] \$480 ;
-  reg [19:0] \$481 ;
-  reg [11:0] \$482 ;
-  reg [19:0] \$483 ;
-  reg \$484 ;
-  reg [457:0] \$485 ;
-  reg [1:0] \$486 ;
-  reg [11:0] \$487 ;
-  reg [31:0] \$488 ;
-  reg [9:0] \$489 ;
-  wire [19:0] \$49 ;
-  reg \$490 ;
-  reg [31:0] \$491 ;
-  reg [31:0] \$492 ;
-  reg [31:0] \$493 ;
-  reg [31:0] \$494 ;
-  reg [31:0] \$495 ;
-  reg [31:0] \$496 ;
-  reg [31:0] \$497 ;
-  reg [31:0] \$498 ;
-  reg [31:0] \$499 ;
+  wire [12:0] \$431 ;
+  wire [5:0] \$432 ;
+  wire [10:0] \$433 ;
+  wire [10:0] \$434 ;
+  wire [10:0] \$435 ;
+  wire [10:0] \$436 ;
+  wire [10:0] \$437 ;
+  wire [10:0] \$438 ;
+  wire [10:0] \$439 ;
+  wire \$44 ;
+  wire [10:0] \$440 ;
+  wire [10:0] \$441 ;
+  wire [10:0] \$442 ;
+  wire [10:0] \$443 ;
+  wire [10:0] \$444 ;
+  wire [10:0] \$445 ;
+  wire [10:0] \$446 ;
+  wire [10:0] \$447 ;
+  wire [11:0] \$448 ;
+  wire [7:0] \$449 ;
+  wire \$45 ;
+  wire [12:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire [11:0] \$454 ;
+  wire \$455 ;
+  wire [5:0] \$456 ;
+  wire [11:0] \$457 ;
+  wire [12:0] \$458 ;
+  wire [5:0] \$459 ;
+  wire \$46 ;
+  wire [12:0] \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire [5:0] \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
+  wire \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  reg \$494 ;
+  reg [457:0] \$495 ;
+  reg [7:0] \$496 ;
+  reg \$497 ;
+  reg \$498 ;
+  reg [457:0] \$499 ;
   wire \$5 ;
-  wire [19:0] \$50 ;
-  reg [31:0] \$500 ;
-  reg [31:0] \$501 ;
-  reg [1:0] \$502 ;
-  reg [10:0] \$503 ;
-  reg [2:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg [2:0] \$506 ;
-  reg [4:0] \$507 ;
-  reg [10:0] \$508 ;
-  reg [11:0] \$509 ;
-  wire [19:0] \$51 ;
-  reg [7:0] \$510 ;
-  reg \$511 ;
-  reg [4:0] \$512 ;
-  reg \$513 ;
-  reg \$514 ;
-  reg [317:0] \$515 ;
-  reg [317:0] \$516 ;
-  reg [317:0] \$517 ;
-  reg [317:0] \$518 ;
-  reg [317:0] \$519 ;
-  wire [19:0] \$52 ;
-  reg [317:0] \$520 ;
-  reg [317:0] \$521 ;
-  reg [317:0] \$522 ;
-  wire [19:0] \$53 ;
-  wire [19:0] \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire [19:0] \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  wire \$50 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg [457:0] \$502 ;
+  reg \$503 ;
+  reg [317:0] \$504 ;
+  reg [317:0] \$505 ;
+  reg [317:0] \$506 ;
+  reg [317:0] \$507 ;
+  reg \$508 ;
+  reg [457:0] \$509 ;
+  wire \$51 ;
+  reg [11:0] \$510 ;
+  reg [19:0] \$511 ;
+  reg [11:0] \$512 ;
+  reg [19:0] \$513 ;
+  reg [11:0] \$514 ;
+  reg [19:0] \$515 ;
+  reg [11:0] \$516 ;
+  reg [19:0] \$517 ;
+  reg [11:0] \$518 ;
+  reg [19:0] \$519 ;
+  wire \$52 ;
+  reg [11:0] \$520 ;
+  reg [19:0] \$521 ;
+  reg [11:0] \$522 ;
+  reg [19:0] \$523 ;
+  reg [11:0] \$524 ;
+  reg [19:0] \$525 ;
+  reg [11:0] \$526 ;
+  reg [19:0] \$527 ;
+  reg [11:0] \$528 ;
+  reg [19:0] \$529 ;
+  wire \$53 ;
+  reg [11:0] \$530 ;
+  reg [19:0] \$531 ;
+  reg [11:0] \$532 ;
+  reg [19:0] \$533 ;
+  reg \$534 ;
+  reg [457:0] \$535 ;
+  reg [11:0] \$536 ;
+  reg \$537 ;
+  reg [19:0] \$538 ;
+  reg [19:0] \$539 ;
+  wire \$54 ;
+  reg [19:0] \$540 ;
+  reg [19:0] \$541 ;
+  reg [19:0] \$542 ;
+  reg [19:0] \$543 ;
+  reg [19:0] \$544 ;
+  reg [19:0] \$545 ;
+  reg [19:0] \$546 ;
+  reg [19:0] \$547 ;
+  reg [19:0] \$548 ;
+  reg [19:0] \$549 ;
+  wire \$55 ;
+  reg \$550 ;
+  reg [457:0] \$551 ;
+  reg [1:0] \$552 ;
+  reg [11:0] \$553 ;
+  reg [31:0] \$554 ;
+  reg [9:0] \$555 ;
+  reg \$556 ;
+  reg [31:0] \$557 ;
+  reg [31:0] \$558 ;
+  reg [31:0] \$559 ;
+  wire \$56 ;
+  reg [31:0] \$560 ;
+  reg [31:0] \$561 ;
+  reg [31:0] \$562 ;
+  reg [31:0] \$563 ;
+  reg [31:0] \$564 ;
+  reg [31:0] \$565 ;
+  reg [31:0] \$566 ;
+  reg [31:0] \$567 ;
+  reg [1:0] \$568 ;
+  reg [10:0] \$569 ;
+  wire \$57 ;
+  reg [2:0] \$570 ;
+  reg [7:0] \$571 ;
+  reg [2:0] \$572 ;
+  reg [4:0] \$573 ;
+  reg [10:0] \$574 ;
+  reg [11:0] \$575 ;
+  reg [7:0] \$576 ;
+  reg \$577 ;
+  reg [4:0] \$578 ;
+  reg \$579 ;
+  wire \$58 ;
+  reg \$580 ;
+  reg [317:0] \$581 ;
+  reg [317:0] \$582 ;
+  reg [317:0] \$583 ;
+  reg [317:0] \$584 ;
+  reg [317:0] \$585 ;
+  reg [317:0] \$586 ;
+  reg [317:0] \$587 ;
+  reg [317:0] \$588 ;
+  wire \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
   wire [19:0] \$61 ;
   wire [19:0] \$62 ;
   wire [19:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [3:0] \$68 ;
-  wire [4:0] \$69 ;
+  wire [19:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [3:0] \$70 ;
-  wire [7:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [19:0] \$70 ;
+  wire [19:0] \$71 ;
+  wire [19:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire [19:0] \$74 ;
+  wire [19:0] \$75 ;
+  wire [19:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [19:0] \$78 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [3:0] \$81 ;
-  wire [10:0] \$82 ;
-  wire [10:0] \$83 ;
-  wire [10:0] \$84 ;
-  wire [10:0] \$85 ;
-  wire [10:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [10:0] \$88 ;
-  wire [10:0] \$89 ;
+  wire [19:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [3:0] \$86 ;
+  wire [4:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire [10:0] \$90 ;
-  wire [10:0] \$91 ;
-  wire [10:0] \$92 ;
-  wire [10:0] \$93 ;
-  wire [10:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [10:0] \$96 ;
-  wire [11:0] \$97 ;
+  wire [8:0] \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [3:0] \$99 ;
   wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$auto$rtlil.cc:2739:Not$14 ;
@@ -13330,141 +13396,198 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$auto$rtlil.cc:2739:Not$4 ;
   wire \$auto$rtlil.cc:2739:Not$6 ;
   wire \$auto$rtlil.cc:2739:Not$8 ;
-  reg \$signal  = 1'h0;
-  reg [11:0] \$signal$119  = 12'h000;
-  reg [10:0] \$signal$122  = 11'h000;
-  reg \$signal$128  = 1'h0;
-  wire [11:0] \$signal$15 ;
-  reg \$signal$2  = 1'h0;
-  wire [11:0] \$signal$28 ;
-  reg \$signal$85  = 1'h0;
+  reg [11:0] \$signal  = 12'h000;
+  reg [457:0] \$signal$136  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \$signal$136.drop ;
+  wire [5:0] \$signal$136.dscp ;
+  wire [127:0] \$signal$136.dst_addr ;
+  wire [15:0] \$signal$136.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \$signal$136.error ;
+  wire [15:0] \$signal$136.ethertype ;
+  wire [9:0] \$signal$136.flags ;
+  wire \$signal$136.flags.direct ;
+  wire \$signal$136.flags.fragment ;
+  wire \$signal$136.flags.ip_options ;
+  wire \$signal$136.flags.ipv4 ;
+  wire \$signal$136.flags.ipv6 ;
+  wire \$signal$136.flags.tcp ;
+  wire \$signal$136.flags.tunnel ;
+  wire \$signal$136.flags.udp ;
+  wire \$signal$136.flags.vlan ;
+  wire \$signal$136.flags.vlan2 ;
+  wire [15:0] \$signal$136.generation ;
+  wire [31:0] \$signal$136.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \$signal$136.hash_type ;
+  wire [3:0] \$signal$136.instance ;
+  wire [7:0] \$signal$136.ip_proto ;
+  wire [15:0] \$signal$136.length ;
+  wire [7:0] \$signal$136.queue ;
+  wire [10:0] \$signal$136.reta_offset ;
+  wire [3:0] \$signal$136.reta_size_log2 ;
+  wire [7:0] \$signal$136.rule ;
+  wire [127:0] \$signal$136.src_addr ;
+  wire [15:0] \$signal$136.src_port ;
+  wire [7:0] \$signal$136.tcp_flags ;
+  wire [11:0] \$signal$136.vlan_id ;
+  reg \$signal$137  = 1'h0;
+  reg [11:0] \$signal$141  = 12'h000;
+  reg [10:0] \$signal$144  = 11'h000;
+  reg \$signal$150  = 1'h0;
+  reg \$signal$87  = 1'h0;
   reg [7:0] \$signature__addr  = 8'h00;
   (* init = 8'h00 *)
   wire [7:0] \$signature__addr$11 ;
   (* init = 8'h00 *)
   wire [7:0] \$signature__addr$13 ;
-  reg [7:0] \$signature__addr$67 ;
-  reg [4:0] \$signature__addr$68 ;
-  wire [7:0] \$signature__addr$81 ;
-  wire [7:0] \$signature__addr$86 ;
-  wire [7:0] \$signature__addr$89 ;
   (* init = 8'h00 *)
-  wire [7:0] \$signature__addr$9 ;
-  wire [7:0] \$signature__addr$92 ;
+  wire [7:0] \$signature__addr$15 ;
+  reg [7:0] \$signature__addr$69 ;
+  reg [4:0] \$signature__addr$70 ;
+  wire [7:0] \$signature__addr$83 ;
+  wire [7:0] \$signature__addr$88 ;
+  wire [7:0] \$signature__addr$91 ;
+  wire [7:0] \$signature__addr$94 ;
   reg [328:0] \$signature__data ;
-  wire [317:0] \$signature__data$104 ;
-  wire [19:0] \$signature__data$104.action ;
-  wire \$signature__data$104.action.drop ;
-  wire [3:0] \$signature__data$104.action.instance ;
-  wire [10:0] \$signature__data$104.action.reta_offset ;
-  wire [3:0] \$signature__data$104.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$104.key ;
-  wire [127:0] \$signature__data$104.key.dst_addr ;
-  wire [15:0] \$signature__data$104.key.dst_port ;
-  wire [7:0] \$signature__data$104.key.ip_proto ;
-  wire \$signature__data$104.key.ipv6 ;
-  wire [127:0] \$signature__data$104.key.src_addr ;
-  wire [15:0] \$signature__data$104.key.src_port ;
-  wire \$signature__data$104.valid ;
-  wire [317:0] \$signature__data$105 ;
-  wire [19:0] \$signature__data$105.action ;
-  wire \$signature__data$105.action.drop ;
-  wire [3:0] \$signature__data$105.action.instance ;
-  wire [10:0] \$signature__data$105.action.reta_offset ;
-  wire [3:0] \$signature__data$105.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$105.key ;
-  wire [127:0] \$signature__data$105.key.dst_addr ;
-  wire [15:0] \$signature__data$105.key.dst_port ;
-  wire [7:0] \$signature__data$105.key.ip_proto ;
-  wire \$signature__data$105.key.ipv6 ;
-  wire [127:0] \$signature__data$105.key.src_addr ;
-  wire [15:0] \$signature__data$105.key.src_port ;
-  wire \$signature__data$105.valid ;
-  wire [317:0] \$signature__data$106 ;
-  wire [19:0] \$signature__data$106.action ;
-  wire \$signature__data$106.action.drop ;
-  wire [3:0] \$signature__data$106.action.instance ;
-  wire [10:0] \$signature__data$106.action.reta_offset ;
-  wire [3:0] \$signature__data$106.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$106.key ;
-  wire [127:0] \$signature__data$106.key.dst_addr ;
-  wire [15:0] \$signature__data$106.key.dst_port ;
-  wire [7:0] \$signature__data$106.key.ip_proto ;
-  wire \$signature__data$106.key.ipv6 ;
-  wire [127:0] \$signature__data$106.key.src_addr ;
-  wire [15:0] \$signature__data$106.key.src_port ;
-  wire \$signature__data$106.valid ;
-  wire [317:0] \$signature__data$107 ;
-  wire [19:0] \$signature__data$107.action ;
-  wire \$signature__data$107.action.drop ;
-  wire [3:0] \$signature__data$107.action.instance ;
-  wire [10:0] \$signature__data$107.action.reta_offset ;
-  wire [3:0] \$signature__data$107.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$107.key ;
-  wire [127:0] \$signature__data$107.key.dst_addr ;
-  wire [15:0] \$signature__data$107.key.dst_port ;
-  wire [7:0] \$signature__data$107.key.ip_proto ;
-  wire \$signature__data$107.key.ipv6 ;
-  wire [127:0] \$signature__data$107.key.src_addr ;
-  wire [15:0] \$signature__data$107.key.src_port ;
-  wire \$signature__data$107.valid ;
-  reg [3:0] \$signature__data$75 ;
-  wire [317:0] \$signature__data$83 ;
-  wire [19:0] \$signature__data$83.action ;
-  wire \$signature__data$83.action.drop ;
-  wire [3:0] \$signature__data$83.action.instance ;
-  wire [10:0] \$signature__data$83.action.reta_offset ;
-  wire [3:0] \$signature__data$83.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$83.key ;
-  wire [127:0] \$signature__data$83.key.dst_addr ;
-  wire [15:0] \$signature__data$83.key.dst_port ;
-  wire [7:0] \$signature__data$83.key.ip_proto ;
-  wire \$signature__data$83.key.ipv6 ;
-  wire [127:0] \$signature__data$83.key.src_addr ;
-  wire [15:0] \$signature__data$83.key.src_port ;
-  wire \$signature__data$83.valid ;
-  wire [317:0] \$signature__data$87 ;
-  wire [19:0] \$signature__data$87.action ;
-  wire \$signature__data$87.action.drop ;
-  wire [3:0] \$signature__data$87.action.instance ;
-  wire [10:0] \$signature__data$87.action.reta_offset ;
-  wire [3:0] \$signature__data$87.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$87.key ;
-  wire [127:0] \$signature__data$87.key.dst_addr ;
-  wire [15:0] \$signature__data$87.key.dst_port ;
-  wire [7:0] \$signature__data$87.key.ip_proto ;
-  wire \$signature__data$87.key.ipv6 ;
-  wire [127:0] \$signature__data$87.key.src_addr ;
-  wire [15:0] \$signature__data$87.key.src_port ;
-  wire \$signature__data$87.valid ;
-  wire [317:0] \$signature__data$90 ;
-  wire [19:0] \$signature__data$90.action ;
-  wire \$signature__data$90.action.drop ;
-  wire [3:0] \$signature__data$90.action.instance ;
-  wire [10:0] \$signature__data$90.action.reta_offset ;
-  wire [3:0] \$signature__data$90.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$90.key ;
-  wire [127:0] \$signature__data$90.key.dst_addr ;
-  wire [15:0] \$signature__data$90.key.dst_port ;
-  wire [7:0] \$signature__data$90.key.ip_proto ;
-  wire \$signature__data$90.key.ipv6 ;
-  wire [127:0] \$signature__data$90.key.src_addr ;
-  wire [15:0] \$signature__data$90.key.src_port ;
-  wire \$signature__data$90.valid ;
-  wire [317:0] \$signature__data$93 ;
-  wire [19:0] \$signature__data$93.action ;
-  wire \$signature__data$93.action.drop ;
-  wire [3:0] \$signature__data$93.action.instance ;
-  wire [10:0] \$signature__data$93.action.reta_offset ;
-  wire [3:0] \$signature__data$93.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$93.key ;
-  wire [127:0] \$signature__data$93.key.dst_addr ;
-  wire [15:0] \$signature__data$93.key.dst_port ;
-  wire [7:0] \$signature__data$93.key.ip_proto ;
-  wire \$signature__data$93.key.ipv6 ;
-  wire [127:0] \$signature__data$93.key.src_addr ;
-  wire [15:0] \$signature__data$93.key.src_port ;
-  wire \$signature__data$93.valid ;
+  wire [317:0] \$signature__data$108 ;
+  wire [19:0] \$signature__data$108.action ;
+  wire \$signature__data$108.action.drop ;
+  wire [3:0] \$signature__data$108.action.instance ;
+  wire [10:0] \$signature__data$108.action.reta_offset ;
+  wire [3:0] \$signature__data$108.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$108.key ;
+  wire [127:0] \$signature__data$108.key.dst_addr ;
+  wire [15:0] \$signature__data$108.key.dst_port ;
+  wire [7:0] \$signature__data$108.key.ip_proto ;
+  wire \$signature__data$108.key.ipv6 ;
+  wire [127:0] \$signature__data$108.key.src_addr ;
+  wire [15:0] \$signature__data$108.key.src_port ;
+  wire \$signature__data$108.valid ;
+  wire [317:0] \$signature__data$110 ;
+  wire [19:0] \$signature__data$110.action ;
+  wire \$signature__data$110.action.drop ;
+  wire [3:0] \$signature__data$110.action.instance ;
+  wire [10:0] \$signature__data$110.action.reta_offset ;
+  wire [3:0] \$signature__data$110.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$110.key ;
+  wire [127:0] \$signature__data$110.key.dst_addr ;
+  wire [15:0] \$signature__data$110.key.dst_port ;
+  wire [7:0] \$signature__data$110.key.ip_proto ;
+  wire \$signature__data$110.key.ipv6 ;
+  wire [127:0] \$signature__data$110.key.src_addr ;
+  wire [15:0] \$signature__data$110.key.src_port ;
+  wire \$signature__data$110.valid ;
+  wire [317:0] \$signature__data$112 ;
+  wire [19:0] \$signature__data$112.action ;
+  wire \$signature__data$112.action.drop ;
+  wire [3:0] \$signature__data$112.action.instance ;
+  wire [10:0] \$signature__data$112.action.reta_offset ;
+  wire [3:0] \$signature__data$112.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$112.key ;
+  wire [127:0] \$signature__data$112.key.dst_addr ;
+  wire [15:0] \$signature__data$112.key.dst_port ;
+  wire [7:0] \$signature__data$112.key.ip_proto ;
+  wire \$signature__data$112.key.ipv6 ;
+  wire [127:0] \$signature__data$112.key.src_addr ;
+  wire [15:0] \$signature__data$112.key.src_port ;
+  wire \$signature__data$112.valid ;
+  wire [317:0] \$signature__data$114 ;
+  wire [19:0] \$signature__data$114.action ;
+  wire \$signature__data$114.action.drop ;
+  wire [3:0] \$signature__data$114.action.instance ;
+  wire [10:0] \$signature__data$114.action.reta_offset ;
+  wire [3:0] \$signature__data$114.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$114.key ;
+  wire [127:0] \$signature__data$114.key.dst_addr ;
+  wire [15:0] \$signature__data$114.key.dst_port ;
+  wire [7:0] \$signature__data$114.key.ip_proto ;
+  wire \$signature__data$114.key.ipv6 ;
+  wire [127:0] \$signature__data$114.key.src_addr ;
+  wire [15:0] \$signature__data$114.key.src_port ;
+  wire \$signature__data$114.valid ;
+  reg [3:0] \$signature__data$77 ;
+  wire [317:0] \$signature__data$85 ;
+  wire [19:0] \$signature__data$85.action ;
+  wire \$signature__data$85.action.drop ;
+  wire [3:0] \$signature__data$85.action.instance ;
+  wire [10:0] \$signature__data$85.action.reta_offset ;
+  wire [3:0] \$signature__data$85.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$85.key ;
+  wire [127:0] \$signature__data$85.key.dst_addr ;
+  wire [15:0] \$signature__data$85.key.dst_port ;
+  wire [7:0] \$signature__data$85.key.ip_proto ;
+  wire \$signature__data$85.key.ipv6 ;
+  wire [127:0] \$signature__data$85.key.src_addr ;
+  wire [15:0] \$signature__data$85.key.src_port ;
+  wire \$signature__data$85.valid ;
+  wire [317:0] \$signature__data$89 ;
+  wire [19:0] \$signature__data$89.action ;
+  wire \$signature__data$89.action.drop ;
+  wire [3:0] \$signature__data$89.action.instance ;
+  wire [10:0] \$signature__data$89.action.reta_offset ;
+  wire [3:0] \$signature__data$89.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$89.key ;
+  wire [127:0] \$signature__data$89.key.dst_addr ;
+  wire [15:0] \$signature__data$89.key.dst_port ;
+  wire [7:0] \$signature__data$89.key.ip_proto ;
+  wire \$signature__data$89.key.ipv6 ;
+  wire [127:0] \$signature__data$89.key.src_addr ;
+  wire [15:0] \$signature__data$89.key.src_port ;
+  wire \$signature__data$89.valid ;
+  wire [317:0] \$signature__data$92 ;
+  wire [19:0] \$signature__data$92.action ;
+  wire \$signature__data$92.action.drop ;
+  wire [3:0] \$signature__data$92.action.instance ;
+  wire [10:0] \$signature__data$92.action.reta_offset ;
+  wire [3:0] \$signature__data$92.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$92.key ;
+  wire [127:0] \$signature__data$92.key.dst_addr ;
+  wire [15:0] \$signature__data$92.key.dst_port ;
+  wire [7:0] \$signature__data$92.key.ip_proto ;
+  wire \$signature__data$92.key.ipv6 ;
+  wire [127:0] \$signature__data$92.key.src_addr ;
+  wire [15:0] \$signature__data$92.key.src_port ;
+  wire \$signature__data$92.valid ;
+  wire [317:0] \$signature__data$95 ;
+  wire [19:0] \$signature__data$95.action ;
+  wire \$signature__data$95.action.drop ;
+  wire [3:0] \$signature__data$95.action.instance ;
+  wire [10:0] \$signature__data$95.action.reta_offset ;
+  wire [3:0] \$signature__data$95.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$95.key ;
+  wire [127:0] \$signature__data$95.key.dst_addr ;
+  wire [15:0] \$signature__data$95.key.dst_port ;
+  wire [7:0] \$signature__data$95.key.ip_proto ;
+  wire \$signature__data$95.key.ipv6 ;
+  wire [127:0] \$signature__data$95.key.src_addr ;
+  wire [15:0] \$signature__data$95.key.src_port ;
+  wire \$signature__data$95.valid ;
   wire [317:0] \$signature__data.entry ;
   wire [19:0] \$signature__data.entry.action ;
   wire \$signature__data.entry.action.drop ;
@@ -13481,15 +13604,15 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire \$signature__data.entry.valid ;
   wire [10:0] \$signature__data.slot ;
   wire \$signature__en ;
-  wire \$signature__en$10 ;
   wire \$signature__en$12 ;
   wire \$signature__en$14 ;
-  reg \$signature__en$72 ;
+  wire \$signature__en$16 ;
   reg \$signature__en$74 ;
-  wire \$signature__en$84 ;
-  wire \$signature__en$88 ;
-  wire \$signature__en$91 ;
-  wire \$signature__en$94 ;
+  reg \$signature__en$76 ;
+  wire \$signature__en$86 ;
+  wire \$signature__en$90 ;
+  wire \$signature__en$93 ;
+  wire \$signature__en$96 ;
   reg _op_busy;
   wire [19:0] action;
   wire \action.drop ;
@@ -13551,6 +13674,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   reg [7:0] free_stash;
   reg [3:0] free_way;
   reg hit_op = 1'h0;
+  wire [11:0] hits;
   input [457:0] i__payload;
   wire [457:0] i__payload;
   (* enum_base_type = "DropReason" *)
@@ -13772,6 +13896,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire [15:0] \s1_meta.src_port ;
   wire [7:0] \s1_meta.tcp_flags ;
   wire [11:0] \s1_meta.vlan_id ;
+  reg s1_valid = 1'h0;
   reg s2_lookup = 1'h0;
   reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
@@ -13832,66 +13957,8 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire [15:0] \s2_meta.src_port ;
   wire [7:0] \s2_meta.tcp_flags ;
   wire [11:0] \s2_meta.vlan_id ;
-  reg [19:0] s3_action0 = 20'h00000;
-  wire \s3_action0.drop ;
-  wire [3:0] \s3_action0.instance ;
-  wire [10:0] \s3_action0.reta_offset ;
-  wire [3:0] \s3_action0.reta_size_log2 ;
-  reg [19:0] s3_action1 = 20'h00000;
-  wire \s3_action1.drop ;
-  wire [3:0] \s3_action1.instance ;
-  wire [10:0] \s3_action1.reta_offset ;
-  wire [3:0] \s3_action1.reta_size_log2 ;
-  reg [19:0] s3_action10 = 20'h00000;
-  wire \s3_action10.drop ;
-  wire [3:0] \s3_action10.instance ;
-  wire [10:0] \s3_action10.reta_offset ;
-  wire [3:0] \s3_action10.reta_size_log2 ;
-  reg [19:0] s3_action11 = 20'h00000;
-  wire \s3_action11.drop ;
-  wire [3:0] \s3_action11.instance ;
-  wire [10:0] \s3_action11.reta_offset ;
-  wire [3:0] \s3_action11.reta_size_log2 ;
-  reg [19:0] s3_action2 = 20'h00000;
-  wire \s3_action2.drop ;
-  wire [3:0] \s3_action2.instance ;
-  wire [10:0] \s3_action2.reta_offset ;
-  wire [3:0] \s3_action2.reta_size_log2 ;
-  reg [19:0] s3_action3 = 20'h00000;
-  wire \s3_action3.drop ;
-  wire [3:0] \s3_action3.instance ;
-  wire [10:0] \s3_action3.reta_offset ;
-  wire [3:0] \s3_action3.reta_size_log2 ;
-  reg [19:0] s3_action4 = 20'h00000;
-  wire \s3_action4.drop ;
-  wire [3:0] \s3_action4.instance ;
-  wire [10:0] \s3_action4.reta_offset ;
-  wire [3:0] \s3_action4.reta_size_log2 ;
-  reg [19:0] s3_action5 = 20'h00000;
-  wire \s3_action5.drop ;
-  wire [3:0] \s3_action5.instance ;
-  wire [10:0] \s3_action5.reta_offset ;
-  wire [3:0] \s3_action5.reta_size_log2 ;
-  reg [19:0] s3_action6 = 20'h00000;
-  wire \s3_action6.drop ;
-  wire [3:0] \s3_action6.instance ;
-  wire [10:0] \s3_action6.reta_offset ;
-  wire [3:0] \s3_action6.reta_size_log2 ;
-  reg [19:0] s3_action7 = 20'h00000;
-  wire \s3_action7.drop ;
-  wire [3:0] \s3_action7.instance ;
-  wire [10:0] \s3_action7.reta_offset ;
-  wire [3:0] \s3_action7.reta_size_log2 ;
-  reg [19:0] s3_action8 = 20'h00000;
-  wire \s3_action8.drop ;
-  wire [3:0] \s3_action8.instance ;
-  wire [10:0] \s3_action8.reta_offset ;
-  wire [3:0] \s3_action8.reta_size_log2 ;
-  reg [19:0] s3_action9 = 20'h00000;
-  wire \s3_action9.drop ;
-  wire [3:0] \s3_action9.instance ;
-  wire [10:0] \s3_action9.reta_offset ;
-  wire [3:0] \s3_action9.reta_size_log2 ;
+  reg s2_valid = 1'h0;
+  reg s3_lookup = 1'h0;
   reg [457:0] s3_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
@@ -13951,19 +14018,256 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   wire [15:0] \s3_meta.src_port ;
   wire [7:0] \s3_meta.tcp_flags ;
   wire [11:0] \s3_meta.vlan_id ;
-  reg [11:0] s3_terms0 = 12'h000;
-  reg [11:0] s3_terms1 = 12'h000;
-  reg [11:0] s3_terms10 = 12'h000;
-  reg [11:0] s3_terms11 = 12'h000;
-  reg [11:0] s3_terms2 = 12'h000;
-  reg [11:0] s3_terms3 = 12'h000;
-  reg [11:0] s3_terms4 = 12'h000;
-  reg [11:0] s3_terms5 = 12'h000;
-  reg [11:0] s3_terms6 = 12'h000;
-  reg [11:0] s3_terms7 = 12'h000;
-  reg [11:0] s3_terms8 = 12'h000;
-  reg [11:0] s3_terms9 = 12'h000;
   reg s3_valid = 1'h0;
+  reg [317:0] s3_way0 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \s3_way0.action ;
+  wire \s3_way0.action.drop ;
+  wire [3:0] \s3_way0.action.instance ;
+  wire [10:0] \s3_way0.action.reta_offset ;
+  wire [3:0] \s3_way0.action.reta_size_log2 ;
+  wire [296:0] \s3_way0.key ;
+  wire [127:0] \s3_way0.key.dst_addr ;
+  wire [15:0] \s3_way0.key.dst_port ;
+  wire [7:0] \s3_way0.key.ip_proto ;
+  wire \s3_way0.key.ipv6 ;
+  wire [127:0] \s3_way0.key.src_addr ;
+  wire [15:0] \s3_way0.key.src_port ;
+  wire \s3_way0.valid ;
+  reg [317:0] s3_way1 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \s3_way1.action ;
+  wire \s3_way1.action.drop ;
+  wire [3:0] \s3_way1.action.instance ;
+  wire [10:0] \s3_way1.action.reta_offset ;
+  wire [3:0] \s3_way1.action.reta_size_log2 ;
+  wire [296:0] \s3_way1.key ;
+  wire [127:0] \s3_way1.key.dst_addr ;
+  wire [15:0] \s3_way1.key.dst_port ;
+  wire [7:0] \s3_way1.key.ip_proto ;
+  wire \s3_way1.key.ipv6 ;
+  wire [127:0] \s3_way1.key.src_addr ;
+  wire [15:0] \s3_way1.key.src_port ;
+  wire \s3_way1.valid ;
+  reg [317:0] s3_way2 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \s3_way2.action ;
+  wire \s3_way2.action.drop ;
+  wire [3:0] \s3_way2.action.instance ;
+  wire [10:0] \s3_way2.action.reta_offset ;
+  wire [3:0] \s3_way2.action.reta_size_log2 ;
+  wire [296:0] \s3_way2.key ;
+  wire [127:0] \s3_way2.key.dst_addr ;
+  wire [15:0] \s3_way2.key.dst_port ;
+  wire [7:0] \s3_way2.key.ip_proto ;
+  wire \s3_way2.key.ipv6 ;
+  wire [127:0] \s3_way2.key.src_addr ;
+  wire [15:0] \s3_way2.key.src_port ;
+  wire \s3_way2.valid ;
+  reg [317:0] s3_way3 = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [19:0] \s3_way3.action ;
+  wire \s3_way3.action.drop ;
+  wire [3:0] \s3_way3.action.instance ;
+  wire [10:0] \s3_way3.action.reta_offset ;
+  wire [3:0] \s3_way3.action.reta_size_log2 ;
+  wire [296:0] \s3_way3.key ;
+  wire [127:0] \s3_way3.key.dst_addr ;
+  wire [15:0] \s3_way3.key.dst_port ;
+  wire [7:0] \s3_way3.key.ip_proto ;
+  wire \s3_way3.key.ipv6 ;
+  wire [127:0] \s3_way3.key.src_addr ;
+  wire [15:0] \s3_way3.key.src_port ;
+  wire \s3_way3.valid ;
+  reg [19:0] s4_action0 = 20'h00000;
+  wire \s4_action0.drop ;
+  wire [3:0] \s4_action0.instance ;
+  wire [10:0] \s4_action0.reta_offset ;
+  wire [3:0] \s4_action0.reta_size_log2 ;
+  reg [19:0] s4_action1 = 20'h00000;
+  wire \s4_action1.drop ;
+  wire [3:0] \s4_action1.instance ;
+  wire [10:0] \s4_action1.reta_offset ;
+  wire [3:0] \s4_action1.reta_size_log2 ;
+  reg [19:0] s4_action10 = 20'h00000;
+  wire \s4_action10.drop ;
+  wire [3:0] \s4_action10.instance ;
+  wire [10:0] \s4_action10.reta_offset ;
+  wire [3:0] \s4_action10.reta_size_log2 ;
+  reg [19:0] s4_action11 = 20'h00000;
+  wire \s4_action11.drop ;
+  wire [3:0] \s4_action11.instance ;
+  wire [10:0] \s4_action11.reta_offset ;
+  wire [3:0] \s4_action11.reta_size_log2 ;
+  reg [19:0] s4_action2 = 20'h00000;
+  wire \s4_action2.drop ;
+  wire [3:0] \s4_action2.instance ;
+  wire [10:0] \s4_action2.reta_offset ;
+  wire [3:0] \s4_action2.reta_size_log2 ;
+  reg [19:0] s4_action3 = 20'h00000;
+  wire \s4_action3.drop ;
+  wire [3:0] \s4_action3.instance ;
+  wire [10:0] \s4_action3.reta_offset ;
+  wire [3:0] \s4_action3.reta_size_log2 ;
+  reg [19:0] s4_action4 = 20'h00000;
+  wire \s4_action4.drop ;
+  wire [3:0] \s4_action4.instance ;
+  wire [10:0] \s4_action4.reta_offset ;
+  wire [3:0] \s4_action4.reta_size_log2 ;
+  reg [19:0] s4_action5 = 20'h00000;
+  wire \s4_action5.drop ;
+  wire [3:0] \s4_action5.instance ;
+  wire [10:0] \s4_action5.reta_offset ;
+  wire [3:0] \s4_action5.reta_size_log2 ;
+  reg [19:0] s4_action6 = 20'h00000;
+  wire \s4_action6.drop ;
+  wire [3:0] \s4_action6.instance ;
+  wire [10:0] \s4_action6.reta_offset ;
+  wire [3:0] \s4_action6.reta_size_log2 ;
+  reg [19:0] s4_action7 = 20'h00000;
+  wire \s4_action7.drop ;
+  wire [3:0] \s4_action7.instance ;
+  wire [10:0] \s4_action7.reta_offset ;
+  wire [3:0] \s4_action7.reta_size_log2 ;
+  reg [19:0] s4_action8 = 20'h00000;
+  wire \s4_action8.drop ;
+  wire [3:0] \s4_action8.instance ;
+  wire [10:0] \s4_action8.reta_offset ;
+  wire [3:0] \s4_action8.reta_size_log2 ;
+  reg [19:0] s4_action9 = 20'h00000;
+  wire \s4_action9.drop ;
+  wire [3:0] \s4_action9.instance ;
+  wire [10:0] \s4_action9.reta_offset ;
+  wire [3:0] \s4_action9.reta_size_log2 ;
+  reg [457:0] s4_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s4_meta.drop ;
+  wire [5:0] \s4_meta.dscp ;
+  wire [127:0] \s4_meta.dst_addr ;
+  wire [15:0] \s4_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s4_meta.error ;
+  wire [15:0] \s4_meta.ethertype ;
+  wire [9:0] \s4_meta.flags ;
+  wire \s4_meta.flags.direct ;
+  wire \s4_meta.flags.fragment ;
+  wire \s4_meta.flags.ip_options ;
+  wire \s4_meta.flags.ipv4 ;
+  wire \s4_meta.flags.ipv6 ;
+  wire \s4_meta.flags.tcp ;
+  wire \s4_meta.flags.tunnel ;
+  wire \s4_meta.flags.udp ;
+  wire \s4_meta.flags.vlan ;
+  wire \s4_meta.flags.vlan2 ;
+  wire [15:0] \s4_meta.generation ;
+  wire [31:0] \s4_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s4_meta.hash_type ;
+  wire [3:0] \s4_meta.instance ;
+  wire [7:0] \s4_meta.ip_proto ;
+  wire [15:0] \s4_meta.length ;
+  wire [7:0] \s4_meta.queue ;
+  wire [10:0] \s4_meta.reta_offset ;
+  wire [3:0] \s4_meta.reta_size_log2 ;
+  wire [7:0] \s4_meta.rule ;
+  wire [127:0] \s4_meta.src_addr ;
+  wire [15:0] \s4_meta.src_port ;
+  wire [7:0] \s4_meta.tcp_flags ;
+  wire [11:0] \s4_meta.vlan_id ;
+  reg [11:0] s4_terms0 = 12'h000;
+  reg [11:0] s4_terms1 = 12'h000;
+  reg [11:0] s4_terms10 = 12'h000;
+  reg [11:0] s4_terms11 = 12'h000;
+  reg [11:0] s4_terms2 = 12'h000;
+  reg [11:0] s4_terms3 = 12'h000;
+  reg [11:0] s4_terms4 = 12'h000;
+  reg [11:0] s4_terms5 = 12'h000;
+  reg [11:0] s4_terms6 = 12'h000;
+  reg [11:0] s4_terms7 = 12'h000;
+  reg [11:0] s4_terms8 = 12'h000;
+  reg [11:0] s4_terms9 = 12'h000;
+  reg s4_valid = 1'h0;
+  reg [19:0] s5_action0 = 20'h00000;
+  wire \s5_action0.drop ;
+  wire [3:0] \s5_action0.instance ;
+  wire [10:0] \s5_action0.reta_offset ;
+  wire [3:0] \s5_action0.reta_size_log2 ;
+  reg [19:0] s5_action1 = 20'h00000;
+  wire \s5_action1.drop ;
+  wire [3:0] \s5_action1.instance ;
+  wire [10:0] \s5_action1.reta_offset ;
+  wire [3:0] \s5_action1.reta_size_log2 ;
+  reg [19:0] s5_action10 = 20'h00000;
+  wire \s5_action10.drop ;
+  wire [3:0] \s5_action10.instance ;
+  wire [10:0] \s5_action10.reta_offset ;
+  wire [3:0] \s5_action10.reta_size_log2 ;
+  reg [19:0] s5_action11 = 20'h00000;
+  wire \s5_action11.drop ;
+  wire [3:0] \s5_action11.instance ;
+  wire [10:0] \s5_action11.reta_offset ;
+  wire [3:0] \s5_action11.reta_size_log2 ;
+  reg [19:0] s5_action2 = 20'h00000;
+  wire \s5_action2.drop ;
+  wire [3:0] \s5_action2.instance ;
+  wire [10:0] \s5_action2.reta_offset ;
+  wire [3:0] \s5_action2.reta_size_log2 ;
+  reg [19:0] s5_action3 = 20'h00000;
+  wire \s5_action3.drop ;
+  wire [3:0] \s5_action3.instance ;
+  wire [10:0] \s5_action3.reta_offset ;
+  wire [3:0] \s5_action3.reta_size_log2 ;
+  reg [19:0] s5_action4 = 20'h00000;
+  wire \s5_action4.drop ;
+  wire [3:0] \s5_action4.instance ;
+  wire [10:0] \s5_action4.reta_offset ;
+  wire [3:0] \s5_action4.reta_size_log2 ;
+  reg [19:0] s5_action5 = 20'h00000;
+  wire \s5_action5.drop ;
+  wire [3:0] \s5_action5.instance ;
+  wire [10:0] \s5_action5.reta_offset ;
+  wire [3:0] \s5_action5.reta_size_log2 ;
+  reg [19:0] s5_action6 = 20'h00000;
+  wire \s5_action6.drop ;
+  wire [3:0] \s5_action6.instance ;
+  wire [10:0] \s5_action6.reta_offset ;
+  wire [3:0] \s5_action6.reta_size_log2 ;
+  reg [19:0] s5_action7 = 20'h00000;
+  wire \s5_action7.drop ;
+  wire [3:0] \s5_action7.instance ;
+  wire [10:0] \s5_action7.reta_offset ;
+  wire [3:0] \s5_action7.reta_size_log2 ;
+  reg [19:0] s5_action8 = 20'h00000;
+  wire \s5_action8.drop ;
+  wire [3:0] \s5_action8.instance ;
+  wire [10:0] \s5_action8.reta_offset ;
+  wire [3:0] \s5_action8.reta_size_log2 ;
+  reg [19:0] s5_action9 = 20'h00000;
+  wire \s5_action9.drop ;
+  wire [3:0] \s5_action9.instance ;
+  wire [10:0] \s5_action9.reta_offset ;
+  wire [3:0] \s5_action9.reta_size_log2 ;
+  reg s5_valid = 1'h0;
   wire [317:0] staged_entry;
   wire [19:0] \staged_entry.action ;
   wire \staged_entry.action.drop ;
@@ -14120,8 +14424,8 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     journal[23] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$72 )
-      journal[\$signature__addr$68 ] <= \$signature__data ;
+    if (\$signature__en$74 )
+      journal[\$signature__addr$70 ] <= \$signature__data ;
   end
   reg [328:0] _0_;
   always @(posedge clk) begin
@@ -14388,8 +14692,8 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     occupancy[255] = 4'h0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$74 )
-      occupancy[\$signature__addr$67 ] <= \$signature__data$75 ;
+    if (\$signature__en$76 )
+      occupancy[\$signature__addr$69 ] <= \$signature__data$77 ;
   end
   reg [3:0] _1_;
   always @(posedge clk) begin
@@ -14656,7 +14960,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     way0[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$84 )
+    if (\$signature__en$86 )
       way0[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _2_;
@@ -14665,7 +14969,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       _2_ <= way0[\$signature__addr ];
     end
   end
-  assign \$signature__data$104  = _2_;
+  assign \$signature__data$108  = _2_;
   reg [317:0] way1 [255:0];
   initial begin
     way1[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -14926,16 +15230,16 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     way1[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$88 )
+    if (\$signature__en$90 )
       way1[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$10 ) begin
+    if (\$signature__en$12 ) begin
       _3_ <= way1[\$signature__addr ];
     end
   end
-  assign \$signature__data$105  = _3_;
+  assign \$signature__data$110  = _3_;
   reg [317:0] way2 [255:0];
   initial begin
     way2[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -15196,16 +15500,16 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     way2[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$91 )
+    if (\$signature__en$93 )
       way2[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$12 ) begin
+    if (\$signature__en$14 ) begin
       _4_ <= way2[\$signature__addr ];
     end
   end
-  assign \$signature__data$106  = _4_;
+  assign \$signature__data$112  = _4_;
   reg [317:0] way3 [255:0];
   initial begin
     way3[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -15466,581 +15770,669 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
     way3[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$94 )
+    if (\$signature__en$96 )
       way3[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _5_;
   always @(posedge clk) begin
-    if (\$signature__en$14 ) begin
+    if (\$signature__en$16 ) begin
       _5_ <= way3[\$signature__addr ];
     end
   end
-  assign \$signature__data$107  = _5_;
+  assign \$signature__data$114  = _5_;
+  assign \$403  = ^ \$402 ;
+  assign \$406  = ^ \$405 ;
+  assign \$409  = ^ \$408 ;
+  assign \$412  = ^ \$411 ;
+  assign \$415  = ^ \$414 ;
+  assign \$418  = ^ \$417 ;
+  assign \$421  = ^ \$420 ;
+  assign \$423  = journal_len == 5'h18;
+  assign \$424  = op == 1'h1;
+  assign \$425  = op == 2'h2;
+  assign \$426  = | free_way;
+  assign \$427  = | free_stash;
+  assign \$428  = journal_len + 1'h1;
+  assign \$429  = free_way[1] | free_way[3];
+  assign \$430  = free_way[2] | free_way[3];
+  assign \$431  = entries + 1'h1;
+  assign \$432  = journal_len + 1'h1;
+  assign \$438  = \$436  | \$437 ;
+  assign \$439  = \$435  | \$438 ;
+  assign \$442  = \$440  | \$441 ;
+  assign \$445  = \$443  | \$444 ;
+  assign \$446  = \$442  | \$445 ;
+  assign \$447  = \$439  | \$446 ;
+  assign \$448  = 11'h400 + \$447 ;
+  assign \$449  = stash_occ | free_stash;
+  assign \$450  = entries + 1'h1;
+  assign \$451  = del_slot >= 11'h408;
+  assign \$452  = del_slot >= 11'h400;
+  assign \$453  = occ_r__data >> del_slot[1:0];
+  assign \$454  = del_slot - 11'h400;
+  assign \$455  = stash_occ >> \$454 [2:0];
+  assign \$456  = journal_len + 1'h1;
+  assign \$457  = del_slot - 11'h400;
+  assign \$458  = entries - 1'h1;
+  assign \$459  = journal_len + 1'h1;
+  assign \$460  = entries - 1'h1;
+  assign \$461  = j_r__addr != journal_len;
+  assign \$462  = \$signal$150  & \$461 ;
+  assign \$463  = j_r__addr != journal_len;
+  assign \$464  = \$signal$150  & \$463 ;
+  assign \$465  = j_r__addr + 1'h1;
+  assign \$466  = ~ \$signal$150 ;
+  assign \$467  = commit_apply & \$466 ;
+  assign \$468  = ~ applied;
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = ~ _op_busy;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = j_r__addr != journal_len;
+  assign \$473  = \$signal$150  & \$472 ;
+  assign \$474  = ~ \$473 ;
+  assign \$475  = \$signal$150  & \$474 ;
+  assign \$476  = ~ \$signal$87 ;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = j_r__data[10:0] == 11'h400;
+  assign \$479  = \$signal$87  & \$478 ;
+  assign \$480  = j_r__data[10:0] == 11'h401;
+  assign \$481  = \$signal$87  & \$480 ;
+  assign \$482  = j_r__data[10:0] == 11'h402;
+  assign \$483  = \$signal$87  & \$482 ;
+  assign \$484  = j_r__data[10:0] == 11'h403;
+  assign \$485  = \$signal$87  & \$484 ;
+  assign \$486  = j_r__data[10:0] == 11'h404;
+  assign \$487  = \$signal$87  & \$486 ;
+  assign \$488  = j_r__data[10:0] == 11'h405;
+  assign \$489  = \$signal$87  & \$488 ;
+  assign \$490  = j_r__data[10:0] == 11'h406;
+  assign \$491  = \$signal$87  & \$490 ;
+  assign \$492  = j_r__data[10:0] == 11'h407;
+  assign \$493  = \$signal$87  & \$492 ;
   always @(posedge clk)
-    \$signal  <= \$451 ;
+    s1_valid <= \$494 ;
   always @(posedge clk)
-    s1_meta <= \$452 ;
+    s1_meta <= \$495 ;
   always @(posedge clk)
-    \$signature__addr  <= \$453 ;
+    \$signature__addr  <= \$496 ;
   always @(posedge clk)
-    s1_lookup <= \$454 ;
+    s1_lookup <= \$497 ;
   always @(posedge clk)
-    \$signal$2  <= \$455 ;
+    s2_valid <= \$498 ;
   always @(posedge clk)
-    s2_meta <= \$456 ;
+    s2_meta <= \$499 ;
   always @(posedge clk)
-    s2_lookup <= \$457 ;
+    s2_lookup <= \$500 ;
   always @(posedge clk)
-    s3_valid <= \$458 ;
+    s3_valid <= \$501 ;
   always @(posedge clk)
-    s3_meta <= \$459 ;
+    s3_meta <= \$502 ;
   always @(posedge clk)
-    s3_terms0 <= \$460 ;
+    s3_lookup <= \$503 ;
   always @(posedge clk)
-    s3_action0 <= \$461 ;
+    s3_way0 <= \$504 ;
   always @(posedge clk)
-    s3_terms1 <= \$462 ;
+    s3_way1 <= \$505 ;
   always @(posedge clk)
-    s3_action1 <= \$463 ;
+    s3_way2 <= \$506 ;
   always @(posedge clk)
-    s3_terms2 <= \$464 ;
+    s3_way3 <= \$507 ;
   always @(posedge clk)
-    s3_action2 <= \$465 ;
+    s4_valid <= \$508 ;
   always @(posedge clk)
-    s3_terms3 <= \$466 ;
+    s4_meta <= \$509 ;
   always @(posedge clk)
-    s3_action3 <= \$467 ;
+    s4_terms0 <= \$510 ;
   always @(posedge clk)
-    s3_terms4 <= \$468 ;
+    s4_action0 <= \$511 ;
   always @(posedge clk)
-    s3_action4 <= \$469 ;
+    s4_terms1 <= \$512 ;
   always @(posedge clk)
-    s3_terms5 <= \$470 ;
+    s4_action1 <= \$513 ;
   always @(posedge clk)
-    s3_action5 <= \$471 ;
+    s4_terms2 <= \$514 ;
   always @(posedge clk)
-    s3_terms6 <= \$472 ;
+    s4_action2 <= \$515 ;
   always @(posedge clk)
-    s3_action6 <= \$473 ;
+    s4_terms3 <= \$516 ;
   always @(posedge clk)
-    s3_terms7 <= \$474 ;
+    s4_action3 <= \$517 ;
   always @(posedge clk)
-    s3_action7 <= \$475 ;
+    s4_terms4 <= \$518 ;
   always @(posedge clk)
-    s3_terms8 <= \$476 ;
+    s4_action4 <= \$519 ;
   always @(posedge clk)
-    s3_action8 <= \$477 ;
+    s4_terms5 <= \$520 ;
   always @(posedge clk)
-    s3_terms9 <= \$478 ;
+    s4_action5 <= \$521 ;
   always @(posedge clk)
-    s3_action9 <= \$479 ;
+    s4_terms6 <= \$522 ;
   always @(posedge clk)
-    s3_terms10 <= \$480 ;
+    s4_action6 <= \$523 ;
   always @(posedge clk)
-    s3_action10 <= \$481 ;
+    s4_terms7 <= \$524 ;
   always @(posedge clk)
-    s3_terms11 <= \$482 ;
+    s4_action7 <= \$525 ;
   always @(posedge clk)
-    s3_action11 <= \$483 ;
+    s4_terms8 <= \$526 ;
   always @(posedge clk)
-    o__valid <= \$484 ;
+    s4_action8 <= \$527 ;
   always @(posedge clk)
-    o__payload <= \$485 ;
+    s4_terms9 <= \$528 ;
   always @(posedge clk)
-    step <= \$486 ;
+    s4_action9 <= \$529 ;
   always @(posedge clk)
-    \$signal$119  <= \$487 ;
+    s4_terms10 <= \$530 ;
   always @(posedge clk)
-    data <= \$488 ;
+    s4_action10 <= \$531 ;
   always @(posedge clk)
-    entry_sel <= \$489 ;
+    s4_terms11 <= \$532 ;
   always @(posedge clk)
-    hit_op <= \$490 ;
+    s4_action11 <= \$533 ;
   always @(posedge clk)
-    csr__r_data <= \$491 ;
+    s5_valid <= \$534 ;
   always @(posedge clk)
-    flow_entry0 <= \$492 ;
+    \$signal$136  <= \$535 ;
   always @(posedge clk)
-    flow_entry1 <= \$493 ;
+    \$signal  <= \$536 ;
   always @(posedge clk)
-    flow_entry2 <= \$494 ;
+    \$signal$137  <= \$537 ;
   always @(posedge clk)
-    flow_entry3 <= \$495 ;
+    s5_action0 <= \$538 ;
   always @(posedge clk)
-    flow_entry4 <= \$496 ;
+    s5_action1 <= \$539 ;
   always @(posedge clk)
-    flow_entry5 <= \$497 ;
+    s5_action2 <= \$540 ;
   always @(posedge clk)
-    flow_entry6 <= \$498 ;
+    s5_action3 <= \$541 ;
   always @(posedge clk)
-    flow_entry7 <= \$499 ;
+    s5_action4 <= \$542 ;
   always @(posedge clk)
-    flow_entry8 <= \$500 ;
+    s5_action5 <= \$543 ;
   always @(posedge clk)
-    flow_entry9 <= \$501 ;
+    s5_action6 <= \$544 ;
   always @(posedge clk)
-    op <= \$502 ;
+    s5_action7 <= \$545 ;
   always @(posedge clk)
-    del_slot <= \$503 ;
+    s5_action8 <= \$546 ;
   always @(posedge clk)
-    flow_op_state <= \$504 ;
+    s5_action9 <= \$547 ;
   always @(posedge clk)
-    occ_r__addr <= \$505 ;
+    s5_action10 <= \$548 ;
   always @(posedge clk)
-    result_status <= \$506 ;
+    s5_action11 <= \$549 ;
   always @(posedge clk)
-    journal_len <= \$507 ;
+    o__valid <= \$550 ;
   always @(posedge clk)
-    \$signal$122  <= \$508 ;
+    o__payload <= \$551 ;
   always @(posedge clk)
-    entries <= \$509 ;
+    step <= \$552 ;
   always @(posedge clk)
-    stash_occ <= \$510 ;
+    \$signal$141  <= \$553 ;
   always @(posedge clk)
-    \$signal$85  <= \$511 ;
+    data <= \$554 ;
   always @(posedge clk)
-    j_r__addr <= \$512 ;
+    entry_sel <= \$555 ;
   always @(posedge clk)
-    \$signal$128  <= \$513 ;
+    hit_op <= \$556 ;
   always @(posedge clk)
-    applied <= \$514 ;
+    csr__r_data <= \$557 ;
   always @(posedge clk)
-    stash0 <= \$515 ;
+    flow_entry0 <= \$558 ;
   always @(posedge clk)
-    stash1 <= \$516 ;
+    flow_entry1 <= \$559 ;
   always @(posedge clk)
-    stash2 <= \$517 ;
+    flow_entry2 <= \$560 ;
   always @(posedge clk)
-    stash3 <= \$518 ;
+    flow_entry3 <= \$561 ;
   always @(posedge clk)
-    stash4 <= \$519 ;
+    flow_entry4 <= \$562 ;
   always @(posedge clk)
-    stash5 <= \$520 ;
+    flow_entry5 <= \$563 ;
   always @(posedge clk)
-    stash6 <= \$521 ;
+    flow_entry6 <= \$564 ;
   always @(posedge clk)
-    stash7 <= \$522 ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = ~ \$signal$2 ;
+    flow_entry7 <= \$565 ;
+  always @(posedge clk)
+    flow_entry8 <= \$566 ;
+  always @(posedge clk)
+    flow_entry9 <= \$567 ;
+  always @(posedge clk)
+    op <= \$568 ;
+  always @(posedge clk)
+    del_slot <= \$569 ;
+  always @(posedge clk)
+    flow_op_state <= \$570 ;
+  always @(posedge clk)
+    occ_r__addr <= \$571 ;
+  always @(posedge clk)
+    result_status <= \$572 ;
+  always @(posedge clk)
+    journal_len <= \$573 ;
+  always @(posedge clk)
+    \$signal$144  <= \$574 ;
+  always @(posedge clk)
+    entries <= \$575 ;
+  always @(posedge clk)
+    stash_occ <= \$576 ;
+  always @(posedge clk)
+    \$signal$87  <= \$577 ;
+  always @(posedge clk)
+    j_r__addr <= \$578 ;
+  always @(posedge clk)
+    \$signal$150  <= \$579 ;
+  always @(posedge clk)
+    applied <= \$580 ;
+  always @(posedge clk)
+    stash0 <= \$581 ;
+  always @(posedge clk)
+    stash1 <= \$582 ;
+  always @(posedge clk)
+    stash2 <= \$583 ;
+  always @(posedge clk)
+    stash3 <= \$584 ;
+  always @(posedge clk)
+    stash4 <= \$585 ;
+  always @(posedge clk)
+    stash5 <= \$586 ;
+  always @(posedge clk)
+    stash6 <= \$587 ;
+  always @(posedge clk)
+    stash7 <= \$588 ;
+  assign \$1  = ~ s1_valid;
+  assign \$2  = ~ s2_valid;
   assign \$3  = ~ s3_valid;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = \$3  | \$5 ;
-  assign \$7  = \$2  | \$6 ;
-  assign i__ready = \$1  | \$7 ;
-  assign \$8  = ~ \$signal$2 ;
-  assign \$9  = ~ s3_valid;
-  assign \$10  = ~ o__valid;
-  assign \$11  = \$10  | o__ready;
-  assign \$12  = \$9  | \$11 ;
-  assign \$signature__en  = \$8  | \$12 ;
-  assign \$13  = ~ \$signal$2 ;
-  assign \$14  = ~ s3_valid;
-  assign \$15  = ~ o__valid;
-  assign \$16  = \$15  | o__ready;
-  assign \$17  = \$14  | \$16 ;
-  assign \$signature__en$10  = \$13  | \$17 ;
-  assign \$18  = ~ \$signal$2 ;
-  assign \$19  = ~ s3_valid;
-  assign \$20  = ~ o__valid;
-  assign \$21  = \$20  | o__ready;
-  assign \$22  = \$19  | \$21 ;
-  assign \$signature__en$12  = \$18  | \$22 ;
-  assign \$23  = ~ \$signal$2 ;
-  assign \$24  = ~ s3_valid;
+  assign \$4  = ~ s4_valid;
+  assign \$5  = ~ s5_valid;
+  assign \$6  = ~ o__valid;
+  assign \$7  = \$6  | o__ready;
+  assign \$8  = \$5  | \$7 ;
+  assign \$9  = \$4  | \$8 ;
+  assign \$10  = \$3  | \$9 ;
+  assign \$11  = \$2  | \$10 ;
+  assign i__ready = \$1  | \$11 ;
+  assign \$12  = ~ s2_valid;
+  assign \$13  = ~ s3_valid;
+  assign \$14  = ~ s4_valid;
+  assign \$15  = ~ s5_valid;
+  assign \$16  = ~ o__valid;
+  assign \$17  = \$16  | o__ready;
+  assign \$18  = \$15  | \$17 ;
+  assign \$19  = \$14  | \$18 ;
+  assign \$20  = \$13  | \$19 ;
+  assign \$signature__en  = \$12  | \$20 ;
+  assign \$21  = ~ s2_valid;
+  assign \$22  = ~ s3_valid;
+  assign \$23  = ~ s4_valid;
+  assign \$24  = ~ s5_valid;
   assign \$25  = ~ o__valid;
   assign \$26  = \$25  | o__ready;
   assign \$27  = \$24  | \$26 ;
-  assign \$signature__en$14  = \$23  | \$27 ;
-  assign \$28  = & s3_terms0;
-  assign \$29  = & s3_terms1;
-  assign \$30  = & s3_terms2;
-  assign \$31  = & s3_terms3;
-  assign \$32  = & s3_terms4;
-  assign \$33  = & s3_terms5;
-  assign \$34  = & s3_terms6;
-  assign \$35  = & s3_terms7;
-  assign \$36  = & s3_terms8;
-  assign \$37  = & s3_terms9;
-  assign \$38  = & s3_terms10;
-  assign \$39  = & s3_terms11;
-  assign \$40  = ~ { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
-  assign \$41  = \$40  + 1'h1;
-  assign \$signal$28  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } & \$41 [11:0];
-  assign \$42  = s3_action0 & { \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0], \$signal$28 [0] };
-  assign \$43  = s3_action1 & { \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1], \$signal$28 [1] };
-  assign \$44  = s3_action2 & { \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2], \$signal$28 [2] };
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = \$42  | \$45 ;
-  assign \$47  = s3_action3 & { \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3], \$signal$28 [3] };
-  assign \$48  = s3_action4 & { \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4], \$signal$28 [4] };
-  assign \$49  = s3_action5 & { \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5], \$signal$28 [5] };
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = \$47  | \$50 ;
-  assign \$52  = \$46  | \$51 ;
-  assign \$53  = s3_action6 & { \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6], \$signal$28 [6] };
-  assign \$54  = s3_action7 & { \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7], \$signal$28 [7] };
-  assign \$55  = s3_action8 & { \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8], \$signal$28 [8] };
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = \$53  | \$56 ;
-  assign \$58  = s3_action9 & { \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9], \$signal$28 [9] };
-  assign \$59  = s3_action10 & { \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10], \$signal$28 [10] };
-  assign \$60  = s3_action11 & { \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11], \$signal$28 [11] };
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  | \$61 ;
-  assign \$63  = \$57  | \$62 ;
-  assign action = \$52  | \$63 ;
-  assign \$64  = step == 2'h3;
-  assign \$65  = ~ hit_op;
-  assign \$66  = \$65  | csr__r_stb;
-  assign \$67  = \$66  | op_done;
-  assign csr__ack = \$64  & \$67 ;
-  assign \$68  = ~ occ_r__data;
-  assign \$69  = occ_r__data + 1'h1;
-  assign \$70  = \$68  & \$69 [3:0];
-  assign \$71  = ~ stash_occ;
-  assign \$72  = stash_occ + 1'h1;
-  assign \$73  = \$71  & \$72 [7:0];
-  assign \$74  = journal_len == 5'h18;
-  assign \$75  = op == 1'h1;
-  assign \$76  = op == 2'h2;
-  assign \$77  = | free_way;
-  assign \$78  = | free_stash;
-  assign \$79  = free_way[1] | free_way[3];
-  assign \$80  = free_way[2] | free_way[3];
-  assign \$81  = occ_r__data | free_way;
-  assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$84  | \$87 ;
-  assign \$91  = \$89  | \$90 ;
-  assign \$94  = \$92  | \$93 ;
-  assign \$95  = \$91  | \$94 ;
-  assign \$96  = \$88  | \$95 ;
-  assign \$97  = 11'h400 + \$96 ;
-  assign \$98  = del_slot >= 11'h408;
-  assign \$99  = del_slot >= 11'h400;
-  assign \$100  = occ_r__data >> del_slot[1:0];
-  assign \$101  = del_slot - 11'h400;
-  assign \$102  = stash_occ >> \$101 [2:0];
-  assign \$103  = 1'h1 << del_slot[1:0];
-  assign \$104  = ~ \$103 [3:0];
-  assign \$105  = occ_r__data & \$104 ;
-  assign \$106  = j_r__data[10:0] < 11'h400;
-  assign \$107  = \$signal$85  & \$106 ;
-  assign \$108  = ! j_r__data[1:0];
-  assign \$signature__en$84  = \$107  & \$108 ;
-  assign \$109  = j_r__data[10:0] < 11'h400;
-  assign \$110  = \$signal$85  & \$109 ;
-  assign \$111  = j_r__data[1:0] == 1'h1;
-  assign \$signature__en$88  = \$110  & \$111 ;
-  assign \$112  = j_r__data[10:0] < 11'h400;
-  assign \$113  = \$signal$85  & \$112 ;
-  assign \$114  = j_r__data[1:0] == 2'h2;
-  assign \$signature__en$91  = \$113  & \$114 ;
-  assign \$115  = j_r__data[10:0] < 11'h400;
-  assign \$116  = \$signal$85  & \$115 ;
-  assign \$117  = j_r__data[1:0] == 2'h3;
-  assign \$signature__en$94  = \$116  & \$117 ;
-  assign \$118  = ! flow_op_state;
-  assign \$119  = flow_op_state == 1'h1;
-  assign \$120  = flow_op_state == 2'h2;
-  assign \$121  = flow_op_state == 2'h3;
-  assign \$122  = flow_op_state == 3'h4;
-  assign \$123  = ~ \$signal ;
-  assign \$124  = ~ \$signal$2 ;
-  assign \$125  = ~ s3_valid;
-  assign \$126  = ~ o__valid;
-  assign \$127  = \$126  | o__ready;
-  assign \$128  = \$125  | \$127 ;
-  assign \$129  = \$124  | \$128 ;
-  assign \$130  = \$123  | \$129 ;
-  assign \$132  = ^ \$131 ;
-  assign \$135  = ^ \$134 ;
-  assign \$138  = ^ \$137 ;
-  assign \$141  = ^ \$140 ;
-  assign \$144  = ^ \$143 ;
-  assign \$147  = ^ \$146 ;
-  assign \$150  = ^ \$149 ;
-  assign \$153  = ^ \$152 ;
-  assign \$155  = i__payload[22] | i__payload[23];
-  assign \$156  = ~ \$signal$2 ;
-  assign \$157  = ~ s3_valid;
-  assign \$158  = ~ o__valid;
-  assign \$159  = \$158  | o__ready;
-  assign \$160  = \$157  | \$159 ;
-  assign \$161  = \$156  | \$160 ;
-  assign \$162  = ~ s3_valid;
-  assign \$163  = ~ o__valid;
-  assign \$164  = \$163  | o__ready;
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$104 [52:21];
-  assign \$167  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$104 [84:53];
-  assign \$168  = s2_meta[134:103] == \$signature__data$104 [116:85];
-  assign \$169  = s2_meta[166:135] == \$signature__data$104 [148:117];
-  assign \$170  = s2_meta[198:167] == \$signature__data$104 [180:149];
-  assign \$171  = s2_meta[230:199] == \$signature__data$104 [212:181];
-  assign \$172  = s2_meta[262:231] == \$signature__data$104 [244:213];
-  assign \$173  = s2_meta[294:263] == \$signature__data$104 [276:245];
-  assign \$174  = s2_meta[326:295] == \$signature__data$104 [308:277];
-  assign \$175  = s2_meta[335:327] == \$signature__data$104 [317:309];
-  assign \$176  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$105 [52:21];
-  assign \$177  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$105 [84:53];
-  assign \$178  = s2_meta[134:103] == \$signature__data$105 [116:85];
-  assign \$179  = s2_meta[166:135] == \$signature__data$105 [148:117];
-  assign \$180  = s2_meta[198:167] == \$signature__data$105 [180:149];
-  assign \$181  = s2_meta[230:199] == \$signature__data$105 [212:181];
-  assign \$182  = s2_meta[262:231] == \$signature__data$105 [244:213];
-  assign \$183  = s2_meta[294:263] == \$signature__data$105 [276:245];
-  assign \$184  = s2_meta[326:295] == \$signature__data$105 [308:277];
-  assign \$185  = s2_meta[335:327] == \$signature__data$105 [317:309];
-  assign \$186  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$106 [52:21];
-  assign \$187  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$106 [84:53];
-  assign \$188  = s2_meta[134:103] == \$signature__data$106 [116:85];
-  assign \$189  = s2_meta[166:135] == \$signature__data$106 [148:117];
-  assign \$190  = s2_meta[198:167] == \$signature__data$106 [180:149];
-  assign \$191  = s2_meta[230:199] == \$signature__data$106 [212:181];
-  assign \$192  = s2_meta[262:231] == \$signature__data$106 [244:213];
-  assign \$193  = s2_meta[294:263] == \$signature__data$106 [276:245];
-  assign \$194  = s2_meta[326:295] == \$signature__data$106 [308:277];
-  assign \$195  = s2_meta[335:327] == \$signature__data$106 [317:309];
-  assign \$196  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == \$signature__data$107 [52:21];
-  assign \$197  = { s2_meta[102:80], s2_meta[367:359] } == \$signature__data$107 [84:53];
-  assign \$198  = s2_meta[134:103] == \$signature__data$107 [116:85];
-  assign \$199  = s2_meta[166:135] == \$signature__data$107 [148:117];
-  assign \$200  = s2_meta[198:167] == \$signature__data$107 [180:149];
-  assign \$201  = s2_meta[230:199] == \$signature__data$107 [212:181];
-  assign \$202  = s2_meta[262:231] == \$signature__data$107 [244:213];
-  assign \$203  = s2_meta[294:263] == \$signature__data$107 [276:245];
-  assign \$204  = s2_meta[326:295] == \$signature__data$107 [308:277];
-  assign \$205  = s2_meta[335:327] == \$signature__data$107 [317:309];
-  assign \$206  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash0[52:21];
-  assign \$207  = { s2_meta[102:80], s2_meta[367:359] } == stash0[84:53];
-  assign \$208  = s2_meta[134:103] == stash0[116:85];
-  assign \$209  = s2_meta[166:135] == stash0[148:117];
-  assign \$210  = s2_meta[198:167] == stash0[180:149];
-  assign \$211  = s2_meta[230:199] == stash0[212:181];
-  assign \$212  = s2_meta[262:231] == stash0[244:213];
-  assign \$213  = s2_meta[294:263] == stash0[276:245];
-  assign \$214  = s2_meta[326:295] == stash0[308:277];
-  assign \$215  = s2_meta[335:327] == stash0[317:309];
-  assign \$216  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash1[52:21];
-  assign \$217  = { s2_meta[102:80], s2_meta[367:359] } == stash1[84:53];
-  assign \$218  = s2_meta[134:103] == stash1[116:85];
-  assign \$219  = s2_meta[166:135] == stash1[148:117];
-  assign \$220  = s2_meta[198:167] == stash1[180:149];
-  assign \$221  = s2_meta[230:199] == stash1[212:181];
-  assign \$222  = s2_meta[262:231] == stash1[244:213];
-  assign \$223  = s2_meta[294:263] == stash1[276:245];
-  assign \$224  = s2_meta[326:295] == stash1[308:277];
-  assign \$225  = s2_meta[335:327] == stash1[317:309];
-  assign \$226  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash2[52:21];
-  assign \$227  = { s2_meta[102:80], s2_meta[367:359] } == stash2[84:53];
-  assign \$228  = s2_meta[134:103] == stash2[116:85];
-  assign \$229  = s2_meta[166:135] == stash2[148:117];
-  assign \$230  = s2_meta[198:167] == stash2[180:149];
-  assign \$231  = s2_meta[230:199] == stash2[212:181];
-  assign \$232  = s2_meta[262:231] == stash2[244:213];
-  assign \$233  = s2_meta[294:263] == stash2[276:245];
-  assign \$234  = s2_meta[326:295] == stash2[308:277];
-  assign \$235  = s2_meta[335:327] == stash2[317:309];
-  assign \$236  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash3[52:21];
-  assign \$237  = { s2_meta[102:80], s2_meta[367:359] } == stash3[84:53];
-  assign \$238  = s2_meta[134:103] == stash3[116:85];
-  assign \$239  = s2_meta[166:135] == stash3[148:117];
-  assign \$240  = s2_meta[198:167] == stash3[180:149];
-  assign \$241  = s2_meta[230:199] == stash3[212:181];
-  assign \$242  = s2_meta[262:231] == stash3[244:213];
-  assign \$243  = s2_meta[294:263] == stash3[276:245];
-  assign \$244  = s2_meta[326:295] == stash3[308:277];
-  assign \$245  = s2_meta[335:327] == stash3[317:309];
-  assign \$246  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash4[52:21];
-  assign \$247  = { s2_meta[102:80], s2_meta[367:359] } == stash4[84:53];
-  assign \$248  = s2_meta[134:103] == stash4[116:85];
-  assign \$249  = s2_meta[166:135] == stash4[148:117];
-  assign \$250  = s2_meta[198:167] == stash4[180:149];
-  assign \$251  = s2_meta[230:199] == stash4[212:181];
-  assign \$252  = s2_meta[262:231] == stash4[244:213];
-  assign \$253  = s2_meta[294:263] == stash4[276:245];
-  assign \$254  = s2_meta[326:295] == stash4[308:277];
-  assign \$255  = s2_meta[335:327] == stash4[317:309];
-  assign \$256  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash5[52:21];
-  assign \$257  = { s2_meta[102:80], s2_meta[367:359] } == stash5[84:53];
-  assign \$258  = s2_meta[134:103] == stash5[116:85];
-  assign \$259  = s2_meta[166:135] == stash5[148:117];
-  assign \$260  = s2_meta[198:167] == stash5[180:149];
-  assign \$261  = s2_meta[230:199] == stash5[212:181];
-  assign \$262  = s2_meta[262:231] == stash5[244:213];
-  assign \$263  = s2_meta[294:263] == stash5[276:245];
-  assign \$264  = s2_meta[326:295] == stash5[308:277];
-  assign \$265  = s2_meta[335:327] == stash5[317:309];
-  assign \$266  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash6[52:21];
-  assign \$267  = { s2_meta[102:80], s2_meta[367:359] } == stash6[84:53];
-  assign \$268  = s2_meta[134:103] == stash6[116:85];
-  assign \$269  = s2_meta[166:135] == stash6[148:117];
-  assign \$270  = s2_meta[198:167] == stash6[180:149];
-  assign \$271  = s2_meta[230:199] == stash6[212:181];
-  assign \$272  = s2_meta[262:231] == stash6[244:213];
-  assign \$273  = s2_meta[294:263] == stash6[276:245];
-  assign \$274  = s2_meta[326:295] == stash6[308:277];
-  assign \$275  = s2_meta[335:327] == stash6[317:309];
-  assign \$276  = { s2_meta[358:336], s2_meta[71:64], s2_meta[23] } == stash7[52:21];
-  assign \$277  = { s2_meta[102:80], s2_meta[367:359] } == stash7[84:53];
-  assign \$278  = s2_meta[134:103] == stash7[116:85];
-  assign \$279  = s2_meta[166:135] == stash7[148:117];
-  assign \$280  = s2_meta[198:167] == stash7[180:149];
-  assign \$281  = s2_meta[230:199] == stash7[212:181];
-  assign \$282  = s2_meta[262:231] == stash7[244:213];
-  assign \$283  = s2_meta[294:263] == stash7[276:245];
-  assign \$284  = s2_meta[326:295] == stash7[308:277];
-  assign \$285  = s2_meta[335:327] == stash7[317:309];
-  assign \$286  = ~ o__valid;
-  assign \$287  = \$286  | o__ready;
-  assign \$288  = | { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
-  assign \$289  = | s3_meta[19:16];
-  assign \$290  = ~ pass_errors;
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = action[0] ? 4'h8 : 4'h0;
-  assign \$293  = \$291  ? s3_meta[19:16] : \$292 ;
-  assign \$294  = csr__r_stb | csr__w_stb;
-  assign \$295  = ~ csr__ack;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = step != 2'h3;
-  assign \$298  = step + \$297 ;
-  assign \$299  = csr__addr == 12'h900;
-  assign \$300  = csr__addr == 12'h904;
-  assign \$301  = csr__addr == 12'h908;
-  assign \$302  = csr__addr == 12'h90c;
-  assign \$303  = csr__addr == 12'h910;
-  assign \$304  = csr__addr == 12'h914;
-  assign \$305  = csr__addr == 12'h918;
-  assign \$306  = csr__addr == 12'h91c;
-  assign \$307  = csr__addr == 12'h920;
-  assign \$308  = csr__addr == 12'h924;
-  assign \$309  = csr__addr == 12'h944;
-  assign \$310  = csr__addr == 12'h948;
-  assign \$311  = { \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0], \$signal$119 [0] } & flow_entry0;
-  assign \$313  = { \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1], \$signal$119 [1] } & flow_entry1;
-  assign \$314  = \$312  | \$313 ;
-  assign \$315  = { \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2], \$signal$119 [2] } & flow_entry2;
-  assign \$316  = \$314  | \$315 ;
-  assign \$317  = { \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3], \$signal$119 [3] } & flow_entry3;
-  assign \$318  = \$316  | \$317 ;
-  assign \$319  = { \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4], \$signal$119 [4] } & flow_entry4;
-  assign \$320  = \$318  | \$319 ;
-  assign \$321  = { \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5], \$signal$119 [5] } & flow_entry5;
-  assign \$322  = \$320  | \$321 ;
-  assign \$323  = { \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6], \$signal$119 [6] } & flow_entry6;
-  assign \$324  = \$322  | \$323 ;
-  assign \$325  = { \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7], \$signal$119 [7] } & flow_entry7;
-  assign \$326  = \$324  | \$325 ;
-  assign \$327  = { \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8], \$signal$119 [8] } & flow_entry8;
-  assign \$328  = \$326  | \$327 ;
-  assign \$329  = { \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9], \$signal$119 [9] } & flow_entry9;
-  assign \$330  = \$328  | \$329 ;
-  assign \$331  = { \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10], \$signal$119 [10] } & { 13'h0000, result_status, 5'h00, \$signal$122  };
-  assign \$332  = \$330  | \$331 ;
-  assign \$333  = { \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11], \$signal$119 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
-  assign \$334  = \$332  | \$333 ;
-  assign \$335  = csr__addr == 12'h900;
-  assign \$336  = csr__addr == 12'h904;
-  assign \$337  = csr__addr == 12'h908;
-  assign \$338  = csr__addr == 12'h90c;
-  assign \$339  = csr__addr == 12'h910;
-  assign \$340  = csr__addr == 12'h914;
-  assign \$341  = csr__addr == 12'h918;
-  assign \$342  = csr__addr == 12'h91c;
-  assign \$343  = csr__addr == 12'h920;
-  assign \$344  = csr__addr == 12'h924;
-  assign \$345  = csr__addr == 12'h940;
-  assign \$346  = step == 2'h2;
-  assign \$347  = step == 2'h3;
-  assign \$348  = \$347  & csr__w_stb;
-  assign \$349  = step == 2'h3;
-  assign \$350  = \$349  & hit_op;
-  assign \$351  = \$350  & csr__w_stb;
-  assign \$352  = \$signal$128  | commit_apply;
-  assign \$353  = ~ \$352 ;
-  assign \$354  = \$351  & \$353 ;
-  assign \$355  = op == 1'h1;
-  assign \$357  = ^ \$356 ;
-  assign \$360  = ^ \$359 ;
-  assign \$363  = ^ \$362 ;
-  assign \$366  = ^ \$365 ;
-  assign \$369  = ^ \$368 ;
-  assign \$372  = ^ \$371 ;
-  assign \$375  = ^ \$374 ;
-  assign \$378  = ^ \$377 ;
-  assign \$380  = journal_len == 5'h18;
-  assign \$381  = op == 1'h1;
-  assign \$382  = op == 2'h2;
-  assign \$383  = | free_way;
-  assign \$384  = | free_stash;
-  assign \$385  = journal_len + 1'h1;
-  assign \$386  = free_way[1] | free_way[3];
-  assign \$387  = free_way[2] | free_way[3];
-  assign \$388  = entries + 1'h1;
-  assign \$389  = journal_len + 1'h1;
-  assign \$395  = \$393  | \$394 ;
-  assign \$396  = \$392  | \$395 ;
-  assign \$399  = \$397  | \$398 ;
-  assign \$402  = \$400  | \$401 ;
-  assign \$403  = \$399  | \$402 ;
-  assign \$404  = \$396  | \$403 ;
-  assign \$405  = 11'h400 + \$404 ;
-  assign \$406  = stash_occ | free_stash;
-  assign \$407  = entries + 1'h1;
-  assign \$408  = del_slot >= 11'h408;
-  assign \$409  = del_slot >= 11'h400;
-  assign \$410  = occ_r__data >> del_slot[1:0];
-  assign \$411  = del_slot - 11'h400;
-  assign \$412  = stash_occ >> \$411 [2:0];
-  assign \$413  = journal_len + 1'h1;
-  assign \$414  = del_slot - 11'h400;
-  assign \$415  = entries - 1'h1;
-  assign \$416  = journal_len + 1'h1;
-  assign \$417  = entries - 1'h1;
-  assign \$418  = j_r__addr != journal_len;
-  assign \$419  = \$signal$128  & \$418 ;
-  assign \$420  = j_r__addr != journal_len;
-  assign \$421  = \$signal$128  & \$420 ;
-  assign \$422  = j_r__addr + 1'h1;
-  assign \$423  = ~ \$signal$128 ;
-  assign \$424  = commit_apply & \$423 ;
-  assign \$425  = ~ applied;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = ~ _op_busy;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = j_r__addr != journal_len;
-  assign \$430  = \$signal$128  & \$429 ;
-  assign \$431  = ~ \$430 ;
-  assign \$432  = \$signal$128  & \$431 ;
-  assign \$433  = ~ \$signal$85 ;
-  assign \$434  = \$432  & \$433 ;
-  assign \$435  = j_r__data[10:0] == 11'h400;
-  assign \$436  = \$signal$85  & \$435 ;
-  assign \$437  = j_r__data[10:0] == 11'h401;
-  assign \$438  = \$signal$85  & \$437 ;
-  assign \$439  = j_r__data[10:0] == 11'h402;
-  assign \$440  = \$signal$85  & \$439 ;
-  assign \$441  = j_r__data[10:0] == 11'h403;
-  assign \$442  = \$signal$85  & \$441 ;
-  assign \$443  = j_r__data[10:0] == 11'h404;
-  assign \$444  = \$signal$85  & \$443 ;
-  assign \$445  = j_r__data[10:0] == 11'h405;
-  assign \$446  = \$signal$85  & \$445 ;
-  assign \$447  = j_r__data[10:0] == 11'h406;
-  assign \$448  = \$signal$85  & \$447 ;
-  assign \$449  = j_r__data[10:0] == 11'h407;
-  assign \$450  = \$signal$85  & \$449 ;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$132 ;
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$357 ;
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$360 ;
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$369 ;
-  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$372 ;
-  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$378 ;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$135 ;
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$144 ;
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$147 ;
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$153 ;
+  assign \$28  = \$23  | \$27 ;
+  assign \$29  = \$22  | \$28 ;
+  assign \$signature__en$12  = \$21  | \$29 ;
+  assign \$30  = ~ s2_valid;
+  assign \$31  = ~ s3_valid;
+  assign \$32  = ~ s4_valid;
+  assign \$33  = ~ s5_valid;
+  assign \$34  = ~ o__valid;
+  assign \$35  = \$34  | o__ready;
+  assign \$36  = \$33  | \$35 ;
+  assign \$37  = \$32  | \$36 ;
+  assign \$38  = \$31  | \$37 ;
+  assign \$signature__en$14  = \$30  | \$38 ;
+  assign \$39  = ~ s2_valid;
+  assign \$40  = ~ s3_valid;
+  assign \$41  = ~ s4_valid;
+  assign \$42  = ~ s5_valid;
+  assign \$43  = ~ o__valid;
+  assign \$44  = \$43  | o__ready;
+  assign \$45  = \$42  | \$44 ;
+  assign \$46  = \$41  | \$45 ;
+  assign \$47  = \$40  | \$46 ;
+  assign \$signature__en$16  = \$39  | \$47 ;
+  assign \$48  = & s4_terms0;
+  assign \$49  = & s4_terms1;
+  assign \$50  = & s4_terms2;
+  assign \$51  = & s4_terms3;
+  assign \$52  = & s4_terms4;
+  assign \$53  = & s4_terms5;
+  assign \$54  = & s4_terms6;
+  assign \$55  = & s4_terms7;
+  assign \$56  = & s4_terms8;
+  assign \$57  = & s4_terms9;
+  assign \$58  = & s4_terms10;
+  assign \$59  = & s4_terms11;
+  assign \$60  = s5_action0 & { \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0] };
+  assign \$61  = s5_action1 & { \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1] };
+  assign \$62  = s5_action2 & { \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2] };
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  | \$63 ;
+  assign \$65  = s5_action3 & { \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3] };
+  assign \$66  = s5_action4 & { \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4] };
+  assign \$67  = s5_action5 & { \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5] };
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = \$65  | \$68 ;
+  assign \$70  = \$64  | \$69 ;
+  assign \$71  = s5_action6 & { \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6] };
+  assign \$72  = s5_action7 & { \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7] };
+  assign \$73  = s5_action8 & { \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8] };
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$71  | \$74 ;
+  assign \$76  = s5_action9 & { \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9] };
+  assign \$77  = s5_action10 & { \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10] };
+  assign \$78  = s5_action11 & { \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11] };
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = \$76  | \$79 ;
+  assign \$81  = \$75  | \$80 ;
+  assign action = \$70  | \$81 ;
+  assign \$82  = step == 2'h3;
+  assign \$83  = ~ hit_op;
+  assign \$84  = \$83  | csr__r_stb;
+  assign \$85  = \$84  | op_done;
+  assign csr__ack = \$82  & \$85 ;
+  assign \$86  = ~ occ_r__data;
+  assign \$87  = occ_r__data + 1'h1;
+  assign \$88  = \$86  & \$87 [3:0];
+  assign \$89  = ~ stash_occ;
+  assign \$90  = stash_occ + 1'h1;
+  assign \$91  = \$89  & \$90 [7:0];
+  assign \$92  = journal_len == 5'h18;
+  assign \$93  = op == 1'h1;
+  assign \$94  = op == 2'h2;
+  assign \$95  = | free_way;
+  assign \$96  = | free_stash;
+  assign \$97  = free_way[1] | free_way[3];
+  assign \$98  = free_way[2] | free_way[3];
+  assign \$99  = occ_r__data | free_way;
+  assign \$105  = \$103  | \$104 ;
+  assign \$106  = \$102  | \$105 ;
+  assign \$109  = \$107  | \$108 ;
+  assign \$112  = \$110  | \$111 ;
+  assign \$113  = \$109  | \$112 ;
+  assign \$114  = \$106  | \$113 ;
+  assign \$115  = 11'h400 + \$114 ;
+  assign \$116  = del_slot >= 11'h408;
+  assign \$117  = del_slot >= 11'h400;
+  assign \$118  = occ_r__data >> del_slot[1:0];
+  assign \$119  = del_slot - 11'h400;
+  assign \$120  = stash_occ >> \$119 [2:0];
+  assign \$121  = 1'h1 << del_slot[1:0];
+  assign \$122  = ~ \$121 [3:0];
+  assign \$123  = occ_r__data & \$122 ;
+  assign \$124  = j_r__data[10:0] < 11'h400;
+  assign \$125  = \$signal$87  & \$124 ;
+  assign \$126  = ! j_r__data[1:0];
+  assign \$signature__en$86  = \$125  & \$126 ;
+  assign \$127  = j_r__data[10:0] < 11'h400;
+  assign \$128  = \$signal$87  & \$127 ;
+  assign \$129  = j_r__data[1:0] == 1'h1;
+  assign \$signature__en$90  = \$128  & \$129 ;
+  assign \$130  = j_r__data[10:0] < 11'h400;
+  assign \$131  = \$signal$87  & \$130 ;
+  assign \$132  = j_r__data[1:0] == 2'h2;
+  assign \$signature__en$93  = \$131  & \$132 ;
+  assign \$133  = j_r__data[10:0] < 11'h400;
+  assign \$134  = \$signal$87  & \$133 ;
+  assign \$135  = j_r__data[1:0] == 2'h3;
+  assign \$signature__en$96  = \$134  & \$135 ;
+  assign \$136  = ! flow_op_state;
+  assign \$137  = flow_op_state == 1'h1;
+  assign \$138  = flow_op_state == 2'h2;
+  assign \$139  = flow_op_state == 2'h3;
+  assign \$140  = flow_op_state == 3'h4;
+  assign \$141  = ~ s1_valid;
+  assign \$142  = ~ s2_valid;
+  assign \$143  = ~ s3_valid;
+  assign \$144  = ~ s4_valid;
+  assign \$145  = ~ s5_valid;
+  assign \$146  = ~ o__valid;
+  assign \$147  = \$146  | o__ready;
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = \$144  | \$148 ;
+  assign \$150  = \$143  | \$149 ;
+  assign \$151  = \$142  | \$150 ;
+  assign \$152  = \$141  | \$151 ;
+  assign \$154  = ^ \$153 ;
+  assign \$157  = ^ \$156 ;
+  assign \$160  = ^ \$159 ;
+  assign \$163  = ^ \$162 ;
+  assign \$166  = ^ \$165 ;
+  assign \$169  = ^ \$168 ;
+  assign \$172  = ^ \$171 ;
+  assign \$175  = ^ \$174 ;
+  assign \$177  = i__payload[22] | i__payload[23];
+  assign \$178  = ~ s2_valid;
+  assign \$179  = ~ s3_valid;
+  assign \$180  = ~ s4_valid;
+  assign \$181  = ~ s5_valid;
+  assign \$182  = ~ o__valid;
+  assign \$183  = \$182  | o__ready;
+  assign \$184  = \$181  | \$183 ;
+  assign \$185  = \$180  | \$184 ;
+  assign \$186  = \$179  | \$185 ;
+  assign \$187  = \$178  | \$186 ;
+  assign \$188  = ~ s3_valid;
+  assign \$189  = ~ s4_valid;
+  assign \$190  = ~ s5_valid;
+  assign \$191  = ~ o__valid;
+  assign \$192  = \$191  | o__ready;
+  assign \$193  = \$190  | \$192 ;
+  assign \$194  = \$189  | \$193 ;
+  assign \$195  = \$188  | \$194 ;
+  assign \$196  = ~ s4_valid;
+  assign \$197  = ~ s5_valid;
+  assign \$198  = ~ o__valid;
+  assign \$199  = \$198  | o__ready;
+  assign \$200  = \$197  | \$199 ;
+  assign \$201  = \$196  | \$200 ;
+  assign \$202  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way0[52:21];
+  assign \$203  = { s3_meta[102:80], s3_meta[367:359] } == s3_way0[84:53];
+  assign \$204  = s3_meta[134:103] == s3_way0[116:85];
+  assign \$205  = s3_meta[166:135] == s3_way0[148:117];
+  assign \$206  = s3_meta[198:167] == s3_way0[180:149];
+  assign \$207  = s3_meta[230:199] == s3_way0[212:181];
+  assign \$208  = s3_meta[262:231] == s3_way0[244:213];
+  assign \$209  = s3_meta[294:263] == s3_way0[276:245];
+  assign \$210  = s3_meta[326:295] == s3_way0[308:277];
+  assign \$211  = s3_meta[335:327] == s3_way0[317:309];
+  assign \$212  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way1[52:21];
+  assign \$213  = { s3_meta[102:80], s3_meta[367:359] } == s3_way1[84:53];
+  assign \$214  = s3_meta[134:103] == s3_way1[116:85];
+  assign \$215  = s3_meta[166:135] == s3_way1[148:117];
+  assign \$216  = s3_meta[198:167] == s3_way1[180:149];
+  assign \$217  = s3_meta[230:199] == s3_way1[212:181];
+  assign \$218  = s3_meta[262:231] == s3_way1[244:213];
+  assign \$219  = s3_meta[294:263] == s3_way1[276:245];
+  assign \$220  = s3_meta[326:295] == s3_way1[308:277];
+  assign \$221  = s3_meta[335:327] == s3_way1[317:309];
+  assign \$222  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way2[52:21];
+  assign \$223  = { s3_meta[102:80], s3_meta[367:359] } == s3_way2[84:53];
+  assign \$224  = s3_meta[134:103] == s3_way2[116:85];
+  assign \$225  = s3_meta[166:135] == s3_way2[148:117];
+  assign \$226  = s3_meta[198:167] == s3_way2[180:149];
+  assign \$227  = s3_meta[230:199] == s3_way2[212:181];
+  assign \$228  = s3_meta[262:231] == s3_way2[244:213];
+  assign \$229  = s3_meta[294:263] == s3_way2[276:245];
+  assign \$230  = s3_meta[326:295] == s3_way2[308:277];
+  assign \$231  = s3_meta[335:327] == s3_way2[317:309];
+  assign \$232  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way3[52:21];
+  assign \$233  = { s3_meta[102:80], s3_meta[367:359] } == s3_way3[84:53];
+  assign \$234  = s3_meta[134:103] == s3_way3[116:85];
+  assign \$235  = s3_meta[166:135] == s3_way3[148:117];
+  assign \$236  = s3_meta[198:167] == s3_way3[180:149];
+  assign \$237  = s3_meta[230:199] == s3_way3[212:181];
+  assign \$238  = s3_meta[262:231] == s3_way3[244:213];
+  assign \$239  = s3_meta[294:263] == s3_way3[276:245];
+  assign \$240  = s3_meta[326:295] == s3_way3[308:277];
+  assign \$241  = s3_meta[335:327] == s3_way3[317:309];
+  assign \$242  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash0[52:21];
+  assign \$243  = { s3_meta[102:80], s3_meta[367:359] } == stash0[84:53];
+  assign \$244  = s3_meta[134:103] == stash0[116:85];
+  assign \$245  = s3_meta[166:135] == stash0[148:117];
+  assign \$246  = s3_meta[198:167] == stash0[180:149];
+  assign \$247  = s3_meta[230:199] == stash0[212:181];
+  assign \$248  = s3_meta[262:231] == stash0[244:213];
+  assign \$249  = s3_meta[294:263] == stash0[276:245];
+  assign \$250  = s3_meta[326:295] == stash0[308:277];
+  assign \$251  = s3_meta[335:327] == stash0[317:309];
+  assign \$252  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash1[52:21];
+  assign \$253  = { s3_meta[102:80], s3_meta[367:359] } == stash1[84:53];
+  assign \$254  = s3_meta[134:103] == stash1[116:85];
+  assign \$255  = s3_meta[166:135] == stash1[148:117];
+  assign \$256  = s3_meta[198:167] == stash1[180:149];
+  assign \$257  = s3_meta[230:199] == stash1[212:181];
+  assign \$258  = s3_meta[262:231] == stash1[244:213];
+  assign \$259  = s3_meta[294:263] == stash1[276:245];
+  assign \$260  = s3_meta[326:295] == stash1[308:277];
+  assign \$261  = s3_meta[335:327] == stash1[317:309];
+  assign \$262  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash2[52:21];
+  assign \$263  = { s3_meta[102:80], s3_meta[367:359] } == stash2[84:53];
+  assign \$264  = s3_meta[134:103] == stash2[116:85];
+  assign \$265  = s3_meta[166:135] == stash2[148:117];
+  assign \$266  = s3_meta[198:167] == stash2[180:149];
+  assign \$267  = s3_meta[230:199] == stash2[212:181];
+  assign \$268  = s3_meta[262:231] == stash2[244:213];
+  assign \$269  = s3_meta[294:263] == stash2[276:245];
+  assign \$270  = s3_meta[326:295] == stash2[308:277];
+  assign \$271  = s3_meta[335:327] == stash2[317:309];
+  assign \$272  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash3[52:21];
+  assign \$273  = { s3_meta[102:80], s3_meta[367:359] } == stash3[84:53];
+  assign \$274  = s3_meta[134:103] == stash3[116:85];
+  assign \$275  = s3_meta[166:135] == stash3[148:117];
+  assign \$276  = s3_meta[198:167] == stash3[180:149];
+  assign \$277  = s3_meta[230:199] == stash3[212:181];
+  assign \$278  = s3_meta[262:231] == stash3[244:213];
+  assign \$279  = s3_meta[294:263] == stash3[276:245];
+  assign \$280  = s3_meta[326:295] == stash3[308:277];
+  assign \$281  = s3_meta[335:327] == stash3[317:309];
+  assign \$282  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash4[52:21];
+  assign \$283  = { s3_meta[102:80], s3_meta[367:359] } == stash4[84:53];
+  assign \$284  = s3_meta[134:103] == stash4[116:85];
+  assign \$285  = s3_meta[166:135] == stash4[148:117];
+  assign \$286  = s3_meta[198:167] == stash4[180:149];
+  assign \$287  = s3_meta[230:199] == stash4[212:181];
+  assign \$288  = s3_meta[262:231] == stash4[244:213];
+  assign \$289  = s3_meta[294:263] == stash4[276:245];
+  assign \$290  = s3_meta[326:295] == stash4[308:277];
+  assign \$291  = s3_meta[335:327] == stash4[317:309];
+  assign \$292  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash5[52:21];
+  assign \$293  = { s3_meta[102:80], s3_meta[367:359] } == stash5[84:53];
+  assign \$294  = s3_meta[134:103] == stash5[116:85];
+  assign \$295  = s3_meta[166:135] == stash5[148:117];
+  assign \$296  = s3_meta[198:167] == stash5[180:149];
+  assign \$297  = s3_meta[230:199] == stash5[212:181];
+  assign \$298  = s3_meta[262:231] == stash5[244:213];
+  assign \$299  = s3_meta[294:263] == stash5[276:245];
+  assign \$300  = s3_meta[326:295] == stash5[308:277];
+  assign \$301  = s3_meta[335:327] == stash5[317:309];
+  assign \$302  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash6[52:21];
+  assign \$303  = { s3_meta[102:80], s3_meta[367:359] } == stash6[84:53];
+  assign \$304  = s3_meta[134:103] == stash6[116:85];
+  assign \$305  = s3_meta[166:135] == stash6[148:117];
+  assign \$306  = s3_meta[198:167] == stash6[180:149];
+  assign \$307  = s3_meta[230:199] == stash6[212:181];
+  assign \$308  = s3_meta[262:231] == stash6[244:213];
+  assign \$309  = s3_meta[294:263] == stash6[276:245];
+  assign \$310  = s3_meta[326:295] == stash6[308:277];
+  assign \$311  = s3_meta[335:327] == stash6[317:309];
+  assign \$312  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash7[52:21];
+  assign \$313  = { s3_meta[102:80], s3_meta[367:359] } == stash7[84:53];
+  assign \$314  = s3_meta[134:103] == stash7[116:85];
+  assign \$315  = s3_meta[166:135] == stash7[148:117];
+  assign \$316  = s3_meta[198:167] == stash7[180:149];
+  assign \$317  = s3_meta[230:199] == stash7[212:181];
+  assign \$318  = s3_meta[262:231] == stash7[244:213];
+  assign \$319  = s3_meta[294:263] == stash7[276:245];
+  assign \$320  = s3_meta[326:295] == stash7[308:277];
+  assign \$321  = s3_meta[335:327] == stash7[317:309];
+  assign \$322  = ~ s5_valid;
+  assign \$323  = ~ o__valid;
+  assign \$324  = \$323  | o__ready;
+  assign \$325  = \$322  | \$324 ;
+  assign \$326  = ~ { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
+  assign \$327  = \$326  + 1'h1;
+  assign \$328  = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  } & \$327 [11:0];
+  assign \$329  = | { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
+  assign \$330  = ~ o__valid;
+  assign \$331  = \$330  | o__ready;
+  assign \$332  = | \$signal$136 [19:16];
+  assign \$333  = ~ pass_errors;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = action[0] ? 4'h8 : 4'h0;
+  assign \$336  = \$334  ? \$signal$136 [19:16] : \$335 ;
+  assign \$337  = csr__r_stb | csr__w_stb;
+  assign \$338  = ~ csr__ack;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = step != 2'h3;
+  assign \$341  = step + \$340 ;
+  assign \$342  = csr__addr == 12'h900;
+  assign \$343  = csr__addr == 12'h904;
+  assign \$344  = csr__addr == 12'h908;
+  assign \$345  = csr__addr == 12'h90c;
+  assign \$346  = csr__addr == 12'h910;
+  assign \$347  = csr__addr == 12'h914;
+  assign \$348  = csr__addr == 12'h918;
+  assign \$349  = csr__addr == 12'h91c;
+  assign \$350  = csr__addr == 12'h920;
+  assign \$351  = csr__addr == 12'h924;
+  assign \$352  = csr__addr == 12'h944;
+  assign \$353  = csr__addr == 12'h948;
+  assign \$354  = { \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0] } & flow_entry0;
+  assign \$356  = { \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1] } & flow_entry1;
+  assign \$357  = \$355  | \$356 ;
+  assign \$358  = { \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2] } & flow_entry2;
+  assign \$359  = \$357  | \$358 ;
+  assign \$360  = { \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3] } & flow_entry3;
+  assign \$361  = \$359  | \$360 ;
+  assign \$362  = { \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4] } & flow_entry4;
+  assign \$363  = \$361  | \$362 ;
+  assign \$364  = { \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5] } & flow_entry5;
+  assign \$365  = \$363  | \$364 ;
+  assign \$366  = { \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6] } & flow_entry6;
+  assign \$367  = \$365  | \$366 ;
+  assign \$368  = { \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7] } & flow_entry7;
+  assign \$369  = \$367  | \$368 ;
+  assign \$370  = { \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8] } & flow_entry8;
+  assign \$371  = \$369  | \$370 ;
+  assign \$372  = { \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9] } & flow_entry9;
+  assign \$373  = \$371  | \$372 ;
+  assign \$374  = { \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10] } & { 13'h0000, result_status, 5'h00, \$signal$144  };
+  assign \$375  = \$373  | \$374 ;
+  assign \$376  = { \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
+  assign \$377  = \$375  | \$376 ;
+  assign \$378  = csr__addr == 12'h900;
+  assign \$379  = csr__addr == 12'h904;
+  assign \$380  = csr__addr == 12'h908;
+  assign \$381  = csr__addr == 12'h90c;
+  assign \$382  = csr__addr == 12'h910;
+  assign \$383  = csr__addr == 12'h914;
+  assign \$384  = csr__addr == 12'h918;
+  assign \$385  = csr__addr == 12'h91c;
+  assign \$386  = csr__addr == 12'h920;
+  assign \$387  = csr__addr == 12'h924;
+  assign \$388  = csr__addr == 12'h940;
+  assign \$389  = step == 2'h2;
+  assign \$390  = step == 2'h3;
+  assign \$391  = \$390  & csr__w_stb;
+  assign \$392  = step == 2'h3;
+  assign \$393  = \$392  & hit_op;
+  assign \$394  = \$393  & csr__w_stb;
+  assign \$395  = \$signal$150  | commit_apply;
+  assign \$396  = ~ \$395 ;
+  assign \$397  = \$394  & \$396 ;
+  assign \$398  = op == 1'h1;
+  assign \$400  = ^ \$399 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$154 ;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$400 ;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$403 ;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$412 ;
+  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$415 ;
+  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$421 ;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$157 ;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$166 ;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$169 ;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$175 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     _op_busy = 1'h0;
@@ -16068,7 +16460,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          free_way = \$70 ;
+          free_way = \$88 ;
     endcase
   end
   always @* begin
@@ -16082,12 +16474,12 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          free_stash = \$73 ;
+          free_stash = \$91 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$signature__addr$67  = 8'h00;
+    \$signature__addr$69  = 8'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16096,12 +16488,12 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$67  = occ_r__addr;
+          \$signature__addr$69  = occ_r__addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$signature__addr$68  = 5'h00;
+    \$signature__addr$70  = 5'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16110,7 +16502,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$68  = journal_len;
+          \$signature__addr$70  = journal_len;
     endcase
   end
   always @* begin
@@ -16132,7 +16524,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$signature__en$72  = 1'h0;
+    \$signature__en$74  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16141,21 +16533,21 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$74 ) begin
-          end else if (\$75 ) begin
-            if (\$77 ) begin
-              \$signature__en$72  = 1'h1;
-            end else if (\$78 ) begin
-              \$signature__en$72  = 1'h1;
+          if (\$92 ) begin
+          end else if (\$93 ) begin
+            if (\$95 ) begin
+              \$signature__en$74  = 1'h1;
+            end else if (\$96 ) begin
+              \$signature__en$74  = 1'h1;
             end
-          end else if (\$76 ) begin
-            if (\$98 ) begin
-            end else if (\$99 ) begin
-              if (\$102 ) begin
-                \$signature__en$72  = 1'h1;
+          end else if (\$94 ) begin
+            if (\$116 ) begin
+            end else if (\$117 ) begin
+              if (\$120 ) begin
+                \$signature__en$74  = 1'h1;
               end
-            end else if (\$100 ) begin
-              \$signature__en$72  = 1'h1;
+            end else if (\$118 ) begin
+              \$signature__en$74  = 1'h1;
             end
           end
     endcase
@@ -16171,23 +16563,23 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$74 ) begin
-          end else if (\$75 ) begin
-            if (\$77 ) begin
-              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$80 , \$79  };
+          if (\$92 ) begin
+          end else if (\$93 ) begin
+            if (\$95 ) begin
+              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$98 , \$97  };
               \$signature__data [328:11] = entry;
-            end else if (\$78 ) begin
-              \$signature__data [10:0] = \$97 [10:0];
+            end else if (\$96 ) begin
+              \$signature__data [10:0] = \$115 [10:0];
               \$signature__data [328:11] = entry;
             end
-          end else if (\$76 ) begin
-            if (\$98 ) begin
-            end else if (\$99 ) begin
-              if (\$102 ) begin
+          end else if (\$94 ) begin
+            if (\$116 ) begin
+            end else if (\$117 ) begin
+              if (\$120 ) begin
                 \$signature__data [10:0] = del_slot;
                 \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
               end
-            end else if (\$100 ) begin
+            end else if (\$118 ) begin
               \$signature__data [10:0] = del_slot;
               \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
             end
@@ -16196,7 +16588,7 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$signature__en$74  = 1'h0;
+    \$signature__en$76  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16205,23 +16597,23 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$74 ) begin
-          end else if (\$75 ) begin
-            if (\$77 ) begin
-              \$signature__en$74  = 1'h1;
+          if (\$92 ) begin
+          end else if (\$93 ) begin
+            if (\$95 ) begin
+              \$signature__en$76  = 1'h1;
             end
-          end else if (\$76 ) begin
-            if (\$98 ) begin
-            end else if (\$99 ) begin
-            end else if (\$100 ) begin
-              \$signature__en$74  = 1'h1;
+          end else if (\$94 ) begin
+            if (\$116 ) begin
+            end else if (\$117 ) begin
+            end else if (\$118 ) begin
+              \$signature__en$76  = 1'h1;
             end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$signature__data$75  = 4'h0;
+    \$signature__data$77  = 4'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16230,16 +16622,16 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$74 ) begin
-          end else if (\$75 ) begin
-            if (\$77 ) begin
-              \$signature__data$75  = \$81 ;
+          if (\$92 ) begin
+          end else if (\$93 ) begin
+            if (\$95 ) begin
+              \$signature__data$77  = \$99 ;
             end
-          end else if (\$76 ) begin
-            if (\$98 ) begin
-            end else if (\$99 ) begin
-            end else if (\$100 ) begin
-              \$signature__data$75  = \$105 ;
+          end else if (\$94 ) begin
+            if (\$116 ) begin
+            end else if (\$117 ) begin
+            end else if (\$118 ) begin
+              \$signature__data$77  = \$123 ;
             end
           end
     endcase
@@ -16255,11 +16647,11 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$74 ) begin
-          end else if (\$75 ) begin
+          if (\$92 ) begin
+          end else if (\$93 ) begin
             (* full_case = 32'd1 *)
-            if (\$77 ) begin
-            end else if (\$78 ) begin
+            if (\$95 ) begin
+            end else if (\$96 ) begin
             end else begin
               refused_stb = 1'h1;
             end
@@ -16284,599 +16676,829 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$451  = \$signal ;
-    if (\$130 ) begin
-      \$451  = i__valid;
+    \$494  = s1_valid;
+    if (\$152 ) begin
+      \$494  = i__valid;
     end
     if (rst) begin
-      \$451  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$452  = s1_meta;
-    if (\$130 ) begin
-      \$452  = i__payload;
+    \$495  = s1_meta;
+    if (\$152 ) begin
+      \$495  = i__payload;
     end
     if (rst) begin
-      \$452  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$495  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$453  = \$signature__addr ;
-    if (\$130 ) begin
-      \$453  = { \$154 , \$151 , \$148 , \$145 , \$142 , \$139 , \$136 , \$133  };
+    \$496  = \$signature__addr ;
+    if (\$152 ) begin
+      \$496  = { \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155  };
     end
     if (rst) begin
-      \$453  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$454  = s1_lookup;
-    if (\$130 ) begin
-      \$454  = \$155 ;
+    \$497  = s1_lookup;
+    if (\$152 ) begin
+      \$497  = \$177 ;
     end
     if (rst) begin
-      \$454  = 1'h0;
+      \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$455  = \$signal$2 ;
-    if (\$161 ) begin
-      \$455  = \$signal ;
+    \$498  = s2_valid;
+    if (\$187 ) begin
+      \$498  = s1_valid;
     end
     if (rst) begin
-      \$455  = 1'h0;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$456  = s2_meta;
-    if (\$161 ) begin
-      \$456  = s1_meta;
+    \$499  = s2_meta;
+    if (\$187 ) begin
+      \$499  = s1_meta;
     end
     if (rst) begin
-      \$456  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$499  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$457  = s2_lookup;
-    if (\$161 ) begin
-      \$457  = s1_lookup;
+    \$500  = s2_lookup;
+    if (\$187 ) begin
+      \$500  = s1_lookup;
     end
     if (rst) begin
-      \$457  = 1'h0;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$458  = s3_valid;
-    if (\$165 ) begin
-      \$458  = \$signal$2 ;
+    \$501  = s3_valid;
+    if (\$195 ) begin
+      \$501  = s2_valid;
     end
     if (rst) begin
-      \$458  = 1'h0;
+      \$501  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$459  = s3_meta;
-    if (\$165 ) begin
-      \$459  = s2_meta;
+    \$502  = s3_meta;
+    if (\$195 ) begin
+      \$502  = s2_meta;
     end
     if (rst) begin
-      \$459  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$502  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$460  = s3_terms0;
-    if (\$165 ) begin
-      \$460  = { s2_lookup, \$signature__data$104 [0], \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  };
+    \$503  = s3_lookup;
+    if (\$195 ) begin
+      \$503  = s2_lookup;
     end
     if (rst) begin
-      \$460  = 12'h000;
+      \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$461  = s3_action0;
-    if (\$165 ) begin
-      \$461  = \$signature__data$104 [20:1];
+    \$504  = s3_way0;
+    if (\$195 ) begin
+      \$504  = \$signature__data$108 ;
     end
     if (rst) begin
-      \$461  = 20'h00000;
+      \$504  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$462  = s3_terms1;
-    if (\$165 ) begin
-      \$462  = { s2_lookup, \$signature__data$105 [0], \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176  };
+    \$505  = s3_way1;
+    if (\$195 ) begin
+      \$505  = \$signature__data$110 ;
     end
     if (rst) begin
-      \$462  = 12'h000;
+      \$505  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$463  = s3_action1;
-    if (\$165 ) begin
-      \$463  = \$signature__data$105 [20:1];
+    \$506  = s3_way2;
+    if (\$195 ) begin
+      \$506  = \$signature__data$112 ;
     end
     if (rst) begin
-      \$463  = 20'h00000;
+      \$506  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$464  = s3_terms2;
-    if (\$165 ) begin
-      \$464  = { s2_lookup, \$signature__data$106 [0], \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186  };
+    \$507  = s3_way3;
+    if (\$195 ) begin
+      \$507  = \$signature__data$114 ;
     end
     if (rst) begin
-      \$464  = 12'h000;
+      \$507  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$465  = s3_action2;
-    if (\$165 ) begin
-      \$465  = \$signature__data$106 [20:1];
+    \$508  = s4_valid;
+    if (\$201 ) begin
+      \$508  = s3_valid;
     end
     if (rst) begin
-      \$465  = 20'h00000;
+      \$508  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$466  = s3_terms3;
-    if (\$165 ) begin
-      \$466  = { s2_lookup, \$signature__data$107 [0], \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196  };
+    \$509  = s4_meta;
+    if (\$201 ) begin
+      \$509  = s3_meta;
     end
     if (rst) begin
-      \$466  = 12'h000;
+      \$509  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$467  = s3_action3;
-    if (\$165 ) begin
-      \$467  = \$signature__data$107 [20:1];
+    \$510  = s4_terms0;
+    if (\$201 ) begin
+      \$510  = { s3_lookup, s3_way0[0], \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
     end
     if (rst) begin
-      \$467  = 20'h00000;
+      \$510  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$468  = s3_terms4;
-    if (\$165 ) begin
-      \$468  = { s2_lookup, stash0[0], \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206  };
+    \$511  = s4_action0;
+    if (\$201 ) begin
+      \$511  = s3_way0[20:1];
     end
     if (rst) begin
-      \$468  = 12'h000;
+      \$511  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$469  = s3_action4;
-    if (\$165 ) begin
-      \$469  = stash0[20:1];
+    \$512  = s4_terms1;
+    if (\$201 ) begin
+      \$512  = { s3_lookup, s3_way1[0], \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212  };
     end
     if (rst) begin
-      \$469  = 20'h00000;
+      \$512  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$470  = s3_terms5;
-    if (\$165 ) begin
-      \$470  = { s2_lookup, stash1[0], \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216  };
+    \$513  = s4_action1;
+    if (\$201 ) begin
+      \$513  = s3_way1[20:1];
     end
     if (rst) begin
-      \$470  = 12'h000;
+      \$513  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$471  = s3_action5;
-    if (\$165 ) begin
-      \$471  = stash1[20:1];
+    \$514  = s4_terms2;
+    if (\$201 ) begin
+      \$514  = { s3_lookup, s3_way2[0], \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222  };
     end
     if (rst) begin
-      \$471  = 20'h00000;
+      \$514  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$472  = s3_terms6;
-    if (\$165 ) begin
-      \$472  = { s2_lookup, stash2[0], \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226  };
+    \$515  = s4_action2;
+    if (\$201 ) begin
+      \$515  = s3_way2[20:1];
     end
     if (rst) begin
-      \$472  = 12'h000;
+      \$515  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$473  = s3_action6;
-    if (\$165 ) begin
-      \$473  = stash2[20:1];
+    \$516  = s4_terms3;
+    if (\$201 ) begin
+      \$516  = { s3_lookup, s3_way3[0], \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232  };
     end
     if (rst) begin
-      \$473  = 20'h00000;
+      \$516  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$474  = s3_terms7;
-    if (\$165 ) begin
-      \$474  = { s2_lookup, stash3[0], \$245 , \$244 , \$243 , \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236  };
+    \$517  = s4_action3;
+    if (\$201 ) begin
+      \$517  = s3_way3[20:1];
     end
     if (rst) begin
-      \$474  = 12'h000;
+      \$517  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$475  = s3_action7;
-    if (\$165 ) begin
-      \$475  = stash3[20:1];
+    \$518  = s4_terms4;
+    if (\$201 ) begin
+      \$518  = { s3_lookup, stash0[0], \$251 , \$250 , \$249 , \$248 , \$247 , \$246 , \$245 , \$244 , \$243 , \$242  };
     end
     if (rst) begin
-      \$475  = 20'h00000;
+      \$518  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$476  = s3_terms8;
-    if (\$165 ) begin
-      \$476  = { s2_lookup, stash4[0], \$255 , \$254 , \$253 , \$252 , \$251 , \$250 , \$249 , \$248 , \$247 , \$246  };
+    \$519  = s4_action4;
+    if (\$201 ) begin
+      \$519  = stash0[20:1];
     end
     if (rst) begin
-      \$476  = 12'h000;
+      \$519  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$477  = s3_action8;
-    if (\$165 ) begin
-      \$477  = stash4[20:1];
+    \$520  = s4_terms5;
+    if (\$201 ) begin
+      \$520  = { s3_lookup, stash1[0], \$261 , \$260 , \$259 , \$258 , \$257 , \$256 , \$255 , \$254 , \$253 , \$252  };
     end
     if (rst) begin
-      \$477  = 20'h00000;
+      \$520  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$478  = s3_terms9;
-    if (\$165 ) begin
-      \$478  = { s2_lookup, stash5[0], \$265 , \$264 , \$263 , \$262 , \$261 , \$260 , \$259 , \$258 , \$257 , \$256  };
+    \$521  = s4_action5;
+    if (\$201 ) begin
+      \$521  = stash1[20:1];
     end
     if (rst) begin
-      \$478  = 12'h000;
+      \$521  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$479  = s3_action9;
-    if (\$165 ) begin
-      \$479  = stash5[20:1];
+    \$522  = s4_terms6;
+    if (\$201 ) begin
+      \$522  = { s3_lookup, stash2[0], \$271 , \$270 , \$269 , \$268 , \$267 , \$266 , \$265 , \$264 , \$263 , \$262  };
     end
     if (rst) begin
-      \$479  = 20'h00000;
+      \$522  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$480  = s3_terms10;
-    if (\$165 ) begin
-      \$480  = { s2_lookup, stash6[0], \$275 , \$274 , \$273 , \$272 , \$271 , \$270 , \$269 , \$268 , \$267 , \$266  };
+    \$523  = s4_action6;
+    if (\$201 ) begin
+      \$523  = stash2[20:1];
     end
     if (rst) begin
-      \$480  = 12'h000;
+      \$523  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$481  = s3_action10;
-    if (\$165 ) begin
-      \$481  = stash6[20:1];
+    \$524  = s4_terms7;
+    if (\$201 ) begin
+      \$524  = { s3_lookup, stash3[0], \$281 , \$280 , \$279 , \$278 , \$277 , \$276 , \$275 , \$274 , \$273 , \$272  };
     end
     if (rst) begin
-      \$481  = 20'h00000;
+      \$524  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$482  = s3_terms11;
-    if (\$165 ) begin
-      \$482  = { s2_lookup, stash7[0], \$285 , \$284 , \$283 , \$282 , \$281 , \$280 , \$279 , \$278 , \$277 , \$276  };
+    \$525  = s4_action7;
+    if (\$201 ) begin
+      \$525  = stash3[20:1];
     end
     if (rst) begin
-      \$482  = 12'h000;
+      \$525  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$483  = s3_action11;
-    if (\$165 ) begin
-      \$483  = stash7[20:1];
+    \$526  = s4_terms8;
+    if (\$201 ) begin
+      \$526  = { s3_lookup, stash4[0], \$291 , \$290 , \$289 , \$288 , \$287 , \$286 , \$285 , \$284 , \$283 , \$282  };
     end
     if (rst) begin
-      \$483  = 20'h00000;
+      \$526  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$484  = o__valid;
-    if (\$287 ) begin
-      \$484  = s3_valid;
+    \$527  = s4_action8;
+    if (\$201 ) begin
+      \$527  = stash4[20:1];
     end
     if (rst) begin
-      \$484  = 1'h0;
+      \$527  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$485  = o__payload;
-    if (\$287 ) begin
-      \$485  = s3_meta;
-      if (\$288 ) begin
-        \$485 [410:403] = 8'h7f;
-        \$485 [414:411] = action[4:1];
-        \$485 [425:415] = action[15:5];
-        \$485 [429:426] = action[19:16];
-        \$485 [433:430] = \$293 ;
+    \$528  = s4_terms9;
+    if (\$201 ) begin
+      \$528  = { s3_lookup, stash5[0], \$301 , \$300 , \$299 , \$298 , \$297 , \$296 , \$295 , \$294 , \$293 , \$292  };
+    end
+    if (rst) begin
+      \$528  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$529  = s4_action9;
+    if (\$201 ) begin
+      \$529  = stash5[20:1];
+    end
+    if (rst) begin
+      \$529  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$530  = s4_terms10;
+    if (\$201 ) begin
+      \$530  = { s3_lookup, stash6[0], \$311 , \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302  };
+    end
+    if (rst) begin
+      \$530  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$531  = s4_action10;
+    if (\$201 ) begin
+      \$531  = stash6[20:1];
+    end
+    if (rst) begin
+      \$531  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$532  = s4_terms11;
+    if (\$201 ) begin
+      \$532  = { s3_lookup, stash7[0], \$321 , \$320 , \$319 , \$318 , \$317 , \$316 , \$315 , \$314 , \$313 , \$312  };
+    end
+    if (rst) begin
+      \$532  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$533  = s4_action11;
+    if (\$201 ) begin
+      \$533  = stash7[20:1];
+    end
+    if (rst) begin
+      \$533  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$534  = s5_valid;
+    if (\$325 ) begin
+      \$534  = s4_valid;
+    end
+    if (rst) begin
+      \$534  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$535  = \$signal$136 ;
+    if (\$325 ) begin
+      \$535  = s4_meta;
+    end
+    if (rst) begin
+      \$535  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$536  = \$signal ;
+    if (\$325 ) begin
+      \$536  = \$328 ;
+    end
+    if (rst) begin
+      \$536  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$537  = \$signal$137 ;
+    if (\$325 ) begin
+      \$537  = \$329 ;
+    end
+    if (rst) begin
+      \$537  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$538  = s5_action0;
+    if (\$325 ) begin
+      \$538  = s4_action0;
+    end
+    if (rst) begin
+      \$538  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$539  = s5_action1;
+    if (\$325 ) begin
+      \$539  = s4_action1;
+    end
+    if (rst) begin
+      \$539  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$540  = s5_action2;
+    if (\$325 ) begin
+      \$540  = s4_action2;
+    end
+    if (rst) begin
+      \$540  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$541  = s5_action3;
+    if (\$325 ) begin
+      \$541  = s4_action3;
+    end
+    if (rst) begin
+      \$541  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$542  = s5_action4;
+    if (\$325 ) begin
+      \$542  = s4_action4;
+    end
+    if (rst) begin
+      \$542  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$543  = s5_action5;
+    if (\$325 ) begin
+      \$543  = s4_action5;
+    end
+    if (rst) begin
+      \$543  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$544  = s5_action6;
+    if (\$325 ) begin
+      \$544  = s4_action6;
+    end
+    if (rst) begin
+      \$544  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$545  = s5_action7;
+    if (\$325 ) begin
+      \$545  = s4_action7;
+    end
+    if (rst) begin
+      \$545  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$546  = s5_action8;
+    if (\$325 ) begin
+      \$546  = s4_action8;
+    end
+    if (rst) begin
+      \$546  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$547  = s5_action9;
+    if (\$325 ) begin
+      \$547  = s4_action9;
+    end
+    if (rst) begin
+      \$547  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$548  = s5_action10;
+    if (\$325 ) begin
+      \$548  = s4_action10;
+    end
+    if (rst) begin
+      \$548  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$549  = s5_action11;
+    if (\$325 ) begin
+      \$549  = s4_action11;
+    end
+    if (rst) begin
+      \$549  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$550  = o__valid;
+    if (\$331 ) begin
+      \$550  = s5_valid;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$551  = o__payload;
+    if (\$331 ) begin
+      \$551  = \$signal$136 ;
+      if (\$signal$137 ) begin
+        \$551 [410:403] = 8'h7f;
+        \$551 [414:411] = action[4:1];
+        \$551 [425:415] = action[15:5];
+        \$551 [429:426] = action[19:16];
+        \$551 [433:430] = \$336 ;
       end
     end
     if (rst) begin
-      \$485  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$551  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     (* full_case = 32'd1 *)
-    if (\$296 ) begin
-      \$486  = \$298 [1:0];
+    if (\$339 ) begin
+      \$552  = \$341 [1:0];
     end else begin
-      \$486  = 2'h0;
+      \$552  = 2'h0;
     end
     if (rst) begin
-      \$486  = 2'h0;
+      \$552  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$487  = { \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302 , \$301 , \$300 , \$299  };
+    \$553  = { \$353 , \$352 , \$351 , \$350 , \$349 , \$348 , \$347 , \$346 , \$345 , \$344 , \$343 , \$342  };
     if (rst) begin
-      \$487  = 12'h000;
+      \$553  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$488  = \$334 ;
+    \$554  = \$377 ;
     if (rst) begin
-      \$488  = 32'd0;
+      \$554  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$489  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$339 , \$338 , \$337 , \$336 , \$335  };
+    \$555  = { \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379 , \$378  };
     if (rst) begin
-      \$489  = 10'h000;
+      \$555  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$490  = \$345 ;
+    \$556  = \$388 ;
     if (rst) begin
-      \$490  = 1'h0;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$491  = csr__r_data;
-    if (\$346 ) begin
-      \$491  = data;
+    \$557  = csr__r_data;
+    if (\$389 ) begin
+      \$557  = data;
     end
     if (rst) begin
-      \$491  = 32'd0;
+      \$557  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$492  = flow_entry0;
-    if (\$348 ) begin
+    \$558  = flow_entry0;
+    if (\$391 ) begin
       if (entry_sel[0]) begin
-        \$492  = csr__w_data;
+        \$558  = csr__w_data;
       end
     end
     if (rst) begin
-      \$492  = 32'd0;
+      \$558  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$493  = flow_entry1;
-    if (\$348 ) begin
+    \$559  = flow_entry1;
+    if (\$391 ) begin
       if (entry_sel[1]) begin
-        \$493  = csr__w_data;
+        \$559  = csr__w_data;
       end
     end
     if (rst) begin
-      \$493  = 32'd0;
+      \$559  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$494  = flow_entry2;
-    if (\$348 ) begin
+    \$560  = flow_entry2;
+    if (\$391 ) begin
       if (entry_sel[2]) begin
-        \$494  = csr__w_data;
+        \$560  = csr__w_data;
       end
     end
     if (rst) begin
-      \$494  = 32'd0;
+      \$560  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$495  = flow_entry3;
-    if (\$348 ) begin
+    \$561  = flow_entry3;
+    if (\$391 ) begin
       if (entry_sel[3]) begin
-        \$495  = csr__w_data;
+        \$561  = csr__w_data;
       end
     end
     if (rst) begin
-      \$495  = 32'd0;
+      \$561  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$496  = flow_entry4;
-    if (\$348 ) begin
+    \$562  = flow_entry4;
+    if (\$391 ) begin
       if (entry_sel[4]) begin
-        \$496  = csr__w_data;
+        \$562  = csr__w_data;
       end
     end
     if (rst) begin
-      \$496  = 32'd0;
+      \$562  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$497  = flow_entry5;
-    if (\$348 ) begin
+    \$563  = flow_entry5;
+    if (\$391 ) begin
       if (entry_sel[5]) begin
-        \$497  = csr__w_data;
+        \$563  = csr__w_data;
       end
     end
     if (rst) begin
-      \$497  = 32'd0;
+      \$563  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$498  = flow_entry6;
-    if (\$348 ) begin
+    \$564  = flow_entry6;
+    if (\$391 ) begin
       if (entry_sel[6]) begin
-        \$498  = csr__w_data;
+        \$564  = csr__w_data;
       end
     end
     if (rst) begin
-      \$498  = 32'd0;
+      \$564  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$499  = flow_entry7;
-    if (\$348 ) begin
+    \$565  = flow_entry7;
+    if (\$391 ) begin
       if (entry_sel[7]) begin
-        \$499  = csr__w_data;
+        \$565  = csr__w_data;
       end
     end
     if (rst) begin
-      \$499  = 32'd0;
+      \$565  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$500  = flow_entry8;
-    if (\$348 ) begin
+    \$566  = flow_entry8;
+    if (\$391 ) begin
       if (entry_sel[8]) begin
-        \$500  = csr__w_data;
+        \$566  = csr__w_data;
       end
     end
     if (rst) begin
-      \$500  = 32'd0;
+      \$566  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$501  = flow_entry9;
-    if (\$348 ) begin
+    \$567  = flow_entry9;
+    if (\$391 ) begin
       if (entry_sel[9]) begin
-        \$501  = csr__w_data;
+        \$567  = csr__w_data;
       end
     end
     if (rst) begin
-      \$501  = 32'd0;
+      \$567  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$502  = op;
+    \$568  = op;
     casez (flow_op_state)
       3'h0:
-          if (\$354 ) begin
-            \$502  = csr__w_data[1:0];
+          if (\$397 ) begin
+            \$568  = csr__w_data[1:0];
           end
     endcase
     if (rst) begin
-      \$502  = 2'h0;
+      \$568  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$503  = del_slot;
+    \$569  = del_slot;
     casez (flow_op_state)
       3'h0:
-          if (\$354 ) begin
-            \$503  = csr__w_data[26:16];
+          if (\$397 ) begin
+            \$569  = csr__w_data[26:16];
           end
     endcase
     if (rst) begin
-      \$503  = 11'h000;
+      \$569  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$504  = flow_op_state;
+    \$570  = flow_op_state;
     casez (flow_op_state)
       3'h0:
-          if (\$354 ) begin
-            \$504  = 3'h1;
+          if (\$397 ) begin
+            \$570  = 3'h1;
           end
       3'h1:
-          \$504  = 3'h2;
+          \$570  = 3'h2;
       3'h2:
-          \$504  = 3'h3;
+          \$570  = 3'h3;
       3'h3:
-          \$504  = 3'h4;
+          \$570  = 3'h4;
       3'h4:
-          \$504  = 3'h0;
+          \$570  = 3'h0;
     endcase
     if (rst) begin
-      \$504  = 3'h0;
+      \$570  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$505  = occ_r__addr;
+    \$571  = occ_r__addr;
     casez (flow_op_state)
       3'h0:
           /* empty */;
       3'h1:
           (* full_case = 32'd1 *)
-          if (\$355 ) begin
-            \$505  = { \$379 , \$376 , \$373 , \$370 , \$367 , \$364 , \$361 , \$358  };
+          if (\$398 ) begin
+            \$571  = { \$422 , \$419 , \$416 , \$413 , \$410 , \$407 , \$404 , \$401  };
           end else begin
-            \$505  = del_slot[9:2];
+            \$571  = del_slot[9:2];
           end
     endcase
     if (rst) begin
-      \$505  = 8'h00;
+      \$571  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$506  = result_status;
+    \$572  = result_status;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16886,44 +17508,44 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
           /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
-          if (\$380 ) begin
-            \$506  = 3'h2;
-          end else if (\$381 ) begin
+          if (\$423 ) begin
+            \$572  = 3'h2;
+          end else if (\$424 ) begin
             (* full_case = 32'd1 *)
-            if (\$383 ) begin
-              \$506  = 3'h0;
-            end else if (\$384 ) begin
-              \$506  = 3'h0;
+            if (\$426 ) begin
+              \$572  = 3'h0;
+            end else if (\$427 ) begin
+              \$572  = 3'h0;
             end else begin
-              \$506  = 3'h1;
+              \$572  = 3'h1;
             end
-          end else if (\$382 ) begin
+          end else if (\$425 ) begin
             (* full_case = 32'd1 *)
-            if (\$408 ) begin
-              \$506  = 3'h3;
-            end else if (\$409 ) begin
+            if (\$451 ) begin
+              \$572  = 3'h3;
+            end else if (\$452 ) begin
               (* full_case = 32'd1 *)
-              if (\$412 ) begin
-                \$506  = 3'h0;
+              if (\$455 ) begin
+                \$572  = 3'h0;
               end else begin
-                \$506  = 3'h3;
+                \$572  = 3'h3;
               end
-            end else if (\$410 ) begin
-              \$506  = 3'h0;
+            end else if (\$453 ) begin
+              \$572  = 3'h0;
             end else begin
-              \$506  = 3'h3;
+              \$572  = 3'h3;
             end
           end else begin
-            \$506  = 3'h4;
+            \$572  = 3'h4;
           end
     endcase
     if (rst) begin
-      \$506  = 3'h0;
+      \$572  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$507  = journal_len;
+    \$573  = journal_len;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16932,34 +17554,34 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$380 ) begin
-          end else if (\$381 ) begin
-            if (\$383 ) begin
-              \$507  = \$385 [4:0];
-            end else if (\$384 ) begin
-              \$507  = \$389 [4:0];
+          if (\$423 ) begin
+          end else if (\$424 ) begin
+            if (\$426 ) begin
+              \$573  = \$428 [4:0];
+            end else if (\$427 ) begin
+              \$573  = \$432 [4:0];
             end
-          end else if (\$382 ) begin
-            if (\$408 ) begin
-            end else if (\$409 ) begin
-              if (\$412 ) begin
-                \$507  = \$413 [4:0];
+          end else if (\$425 ) begin
+            if (\$451 ) begin
+            end else if (\$452 ) begin
+              if (\$455 ) begin
+                \$573  = \$456 [4:0];
               end
-            end else if (\$410 ) begin
-              \$507  = \$416 [4:0];
+            end else if (\$453 ) begin
+              \$573  = \$459 [4:0];
             end
           end
     endcase
-    if (\$434 ) begin
-      \$507  = 5'h00;
+    if (\$477 ) begin
+      \$573  = 5'h00;
     end
     if (rst) begin
-      \$507  = 5'h00;
+      \$573  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$508  = \$signal$122 ;
+    \$574  = \$signal$144 ;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -16968,31 +17590,31 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$380 ) begin
-          end else if (\$381 ) begin
-            if (\$383 ) begin
-              \$508  = { 1'h0, occ_r__addr, \$387 , \$386  };
-            end else if (\$384 ) begin
-              \$508  = \$405 [10:0];
+          if (\$423 ) begin
+          end else if (\$424 ) begin
+            if (\$426 ) begin
+              \$574  = { 1'h0, occ_r__addr, \$430 , \$429  };
+            end else if (\$427 ) begin
+              \$574  = \$448 [10:0];
             end
-          end else if (\$382 ) begin
-            if (\$408 ) begin
-            end else if (\$409 ) begin
-              if (\$412 ) begin
-                \$508  = del_slot;
+          end else if (\$425 ) begin
+            if (\$451 ) begin
+            end else if (\$452 ) begin
+              if (\$455 ) begin
+                \$574  = del_slot;
               end
-            end else if (\$410 ) begin
-              \$508  = del_slot;
+            end else if (\$453 ) begin
+              \$574  = del_slot;
             end
           end
     endcase
     if (rst) begin
-      \$508  = 11'h000;
+      \$574  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$509  = entries;
+    \$575  = entries;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -17001,31 +17623,31 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$380 ) begin
-          end else if (\$381 ) begin
-            if (\$383 ) begin
-              \$509  = \$388 [11:0];
-            end else if (\$384 ) begin
-              \$509  = \$407 [11:0];
+          if (\$423 ) begin
+          end else if (\$424 ) begin
+            if (\$426 ) begin
+              \$575  = \$431 [11:0];
+            end else if (\$427 ) begin
+              \$575  = \$450 [11:0];
             end
-          end else if (\$382 ) begin
-            if (\$408 ) begin
-            end else if (\$409 ) begin
-              if (\$412 ) begin
-                \$509  = \$415 [11:0];
+          end else if (\$425 ) begin
+            if (\$451 ) begin
+            end else if (\$452 ) begin
+              if (\$455 ) begin
+                \$575  = \$458 [11:0];
               end
-            end else if (\$410 ) begin
-              \$509  = \$417 [11:0];
+            end else if (\$453 ) begin
+              \$575  = \$460 [11:0];
             end
           end
     endcase
     if (rst) begin
-      \$509  = 12'h000;
+      \$575  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$510  = stash_occ;
+    \$576  = stash_occ;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -17034,239 +17656,239 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
       3'h2:
           /* empty */;
       3'h3:
-          if (\$380 ) begin
-          end else if (\$381 ) begin
-            if (\$383 ) begin
-            end else if (\$384 ) begin
-              \$510  = \$406 ;
+          if (\$423 ) begin
+          end else if (\$424 ) begin
+            if (\$426 ) begin
+            end else if (\$427 ) begin
+              \$576  = \$449 ;
             end
-          end else if (\$382 ) begin
-            if (\$408 ) begin
-            end else if (\$409 ) begin
-              if (\$412 ) begin
+          end else if (\$425 ) begin
+            if (\$451 ) begin
+            end else if (\$452 ) begin
+              if (\$455 ) begin
                 (* full_case = 32'd1 *)
-                casez (\$414 [2:0])
+                casez (\$457 [2:0])
                   3'h0:
-                      \$510 [0] = 1'h0;
+                      \$576 [0] = 1'h0;
                   3'h1:
-                      \$510 [1] = 1'h0;
+                      \$576 [1] = 1'h0;
                   3'h2:
-                      \$510 [2] = 1'h0;
+                      \$576 [2] = 1'h0;
                   3'h3:
-                      \$510 [3] = 1'h0;
+                      \$576 [3] = 1'h0;
                   3'h4:
-                      \$510 [4] = 1'h0;
+                      \$576 [4] = 1'h0;
                   3'h5:
-                      \$510 [5] = 1'h0;
+                      \$576 [5] = 1'h0;
                   3'h6:
-                      \$510 [6] = 1'h0;
+                      \$576 [6] = 1'h0;
                   3'h7:
-                      \$510 [7] = 1'h0;
+                      \$576 [7] = 1'h0;
                 endcase
               end
             end
           end
     endcase
     if (rst) begin
-      \$510  = 8'h00;
+      \$576  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$511  = \$419 ;
+    \$577  = \$462 ;
     if (rst) begin
-      \$511  = 1'h0;
+      \$577  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$512  = j_r__addr;
-    if (\$421 ) begin
-      \$512  = \$422 [4:0];
+    \$578  = j_r__addr;
+    if (\$464 ) begin
+      \$578  = \$465 [4:0];
     end
-    if (\$428 ) begin
-      \$512  = 5'h00;
-    end
-    if (rst) begin
-      \$512  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$513  = \$signal$128 ;
-    if (\$428 ) begin
-      \$513  = 1'h1;
-    end
-    if (\$434 ) begin
-      \$513  = 1'h0;
+    if (\$471 ) begin
+      \$578  = 5'h00;
     end
     if (rst) begin
-      \$513  = 1'h0;
+      \$578  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$514  = applied;
-    if (\$434 ) begin
-      \$514  = 1'h1;
+    \$579  = \$signal$150 ;
+    if (\$471 ) begin
+      \$579  = 1'h1;
+    end
+    if (\$477 ) begin
+      \$579  = 1'h0;
+    end
+    if (rst) begin
+      \$579  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$580  = applied;
+    if (\$477 ) begin
+      \$580  = 1'h1;
     end
     if (commit_done) begin
-      \$514  = 1'h0;
+      \$580  = 1'h0;
     end
     if (rst) begin
-      \$514  = 1'h0;
+      \$580  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$515  = stash0;
-    if (\$436 ) begin
-      \$515  = j_r__data[328:11];
+    \$581  = stash0;
+    if (\$479 ) begin
+      \$581  = j_r__data[328:11];
     end
     if (rst) begin
-      \$515  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$581  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$516  = stash1;
-    if (\$438 ) begin
-      \$516  = j_r__data[328:11];
+    \$582  = stash1;
+    if (\$481 ) begin
+      \$582  = j_r__data[328:11];
     end
     if (rst) begin
-      \$516  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$582  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$517  = stash2;
-    if (\$440 ) begin
-      \$517  = j_r__data[328:11];
+    \$583  = stash2;
+    if (\$483 ) begin
+      \$583  = j_r__data[328:11];
     end
     if (rst) begin
-      \$517  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$583  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$518  = stash3;
-    if (\$442 ) begin
-      \$518  = j_r__data[328:11];
+    \$584  = stash3;
+    if (\$485 ) begin
+      \$584  = j_r__data[328:11];
     end
     if (rst) begin
-      \$518  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$584  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$519  = stash4;
-    if (\$444 ) begin
-      \$519  = j_r__data[328:11];
+    \$585  = stash4;
+    if (\$487 ) begin
+      \$585  = j_r__data[328:11];
     end
     if (rst) begin
-      \$519  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$585  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$520  = stash5;
-    if (\$446 ) begin
-      \$520  = j_r__data[328:11];
+    \$586  = stash5;
+    if (\$489 ) begin
+      \$586  = j_r__data[328:11];
     end
     if (rst) begin
-      \$520  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$586  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$521  = stash6;
-    if (\$448 ) begin
-      \$521  = j_r__data[328:11];
+    \$587  = stash6;
+    if (\$491 ) begin
+      \$587  = j_r__data[328:11];
     end
     if (rst) begin
-      \$521  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$587  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$522  = stash7;
-    if (\$450 ) begin
-      \$522  = j_r__data[328:11];
+    \$588  = stash7;
+    if (\$493 ) begin
+      \$588  = j_r__data[328:11];
     end
     if (rst) begin
-      \$522  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$588  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign s1_bucket = \$signature__addr ;
-  assign \$signature__addr$9  = \$signature__addr ;
   assign \$signature__addr$11  = \$signature__addr ;
   assign \$signature__addr$13  = \$signature__addr ;
-  assign \$signal$15  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign \$signature__addr$15  = \$signature__addr ;
+  assign hits = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
   assign staged_entry = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0 };
   assign bucket = occ_r__addr;
   assign occ_r__en = 1'h1;
   assign apply_at = j_r__addr;
   assign j_r__en = 1'h1;
-  assign \$signature__addr$81  = j_r__data[9:2];
-  assign \$signature__data$83  = j_r__data[328:11];
-  assign \$signature__addr$86  = j_r__data[9:2];
-  assign \$signature__data$87  = j_r__data[328:11];
-  assign \$signature__addr$89  = j_r__data[9:2];
-  assign \$signature__data$90  = j_r__data[328:11];
-  assign \$signature__addr$92  = j_r__data[9:2];
-  assign \$signature__data$93  = j_r__data[328:11];
+  assign \$signature__addr$83  = j_r__data[9:2];
+  assign \$signature__data$85  = j_r__data[328:11];
+  assign \$signature__addr$88  = j_r__data[9:2];
+  assign \$signature__data$89  = j_r__data[328:11];
+  assign \$signature__addr$91  = j_r__data[9:2];
+  assign \$signature__data$92  = j_r__data[328:11];
+  assign \$signature__addr$94  = j_r__data[9:2];
+  assign \$signature__data$95  = j_r__data[328:11];
   assign \action.drop  = action[0];
   assign \action.instance  = action[4:1];
   assign \action.reta_offset  = action[15:5];
   assign \action.reta_size_log2  = action[19:16];
-  assign \s3_action0.drop  = s3_action0[0];
-  assign \s3_action0.instance  = s3_action0[4:1];
-  assign \s3_action0.reta_offset  = s3_action0[15:5];
-  assign \s3_action0.reta_size_log2  = s3_action0[19:16];
-  assign \s3_action1.drop  = s3_action1[0];
-  assign \s3_action1.instance  = s3_action1[4:1];
-  assign \s3_action1.reta_offset  = s3_action1[15:5];
-  assign \s3_action1.reta_size_log2  = s3_action1[19:16];
-  assign \s3_action2.drop  = s3_action2[0];
-  assign \s3_action2.instance  = s3_action2[4:1];
-  assign \s3_action2.reta_offset  = s3_action2[15:5];
-  assign \s3_action2.reta_size_log2  = s3_action2[19:16];
-  assign \s3_action3.drop  = s3_action3[0];
-  assign \s3_action3.instance  = s3_action3[4:1];
-  assign \s3_action3.reta_offset  = s3_action3[15:5];
-  assign \s3_action3.reta_size_log2  = s3_action3[19:16];
-  assign \s3_action4.drop  = s3_action4[0];
-  assign \s3_action4.instance  = s3_action4[4:1];
-  assign \s3_action4.reta_offset  = s3_action4[15:5];
-  assign \s3_action4.reta_size_log2  = s3_action4[19:16];
-  assign \s3_action5.drop  = s3_action5[0];
-  assign \s3_action5.instance  = s3_action5[4:1];
-  assign \s3_action5.reta_offset  = s3_action5[15:5];
-  assign \s3_action5.reta_size_log2  = s3_action5[19:16];
-  assign \s3_action6.drop  = s3_action6[0];
-  assign \s3_action6.instance  = s3_action6[4:1];
-  assign \s3_action6.reta_offset  = s3_action6[15:5];
-  assign \s3_action6.reta_size_log2  = s3_action6[19:16];
-  assign \s3_action7.drop  = s3_action7[0];
-  assign \s3_action7.instance  = s3_action7[4:1];
-  assign \s3_action7.reta_offset  = s3_action7[15:5];
-  assign \s3_action7.reta_size_log2  = s3_action7[19:16];
-  assign \s3_action8.drop  = s3_action8[0];
-  assign \s3_action8.instance  = s3_action8[4:1];
-  assign \s3_action8.reta_offset  = s3_action8[15:5];
-  assign \s3_action8.reta_size_log2  = s3_action8[19:16];
-  assign \s3_action9.drop  = s3_action9[0];
-  assign \s3_action9.instance  = s3_action9[4:1];
-  assign \s3_action9.reta_offset  = s3_action9[15:5];
-  assign \s3_action9.reta_size_log2  = s3_action9[19:16];
-  assign \s3_action10.drop  = s3_action10[0];
-  assign \s3_action10.instance  = s3_action10[4:1];
-  assign \s3_action10.reta_offset  = s3_action10[15:5];
-  assign \s3_action10.reta_size_log2  = s3_action10[19:16];
-  assign \s3_action11.drop  = s3_action11[0];
-  assign \s3_action11.instance  = s3_action11[4:1];
-  assign \s3_action11.reta_offset  = s3_action11[15:5];
-  assign \s3_action11.reta_size_log2  = s3_action11[19:16];
+  assign \s5_action0.drop  = s5_action0[0];
+  assign \s5_action0.instance  = s5_action0[4:1];
+  assign \s5_action0.reta_offset  = s5_action0[15:5];
+  assign \s5_action0.reta_size_log2  = s5_action0[19:16];
+  assign \s5_action1.drop  = s5_action1[0];
+  assign \s5_action1.instance  = s5_action1[4:1];
+  assign \s5_action1.reta_offset  = s5_action1[15:5];
+  assign \s5_action1.reta_size_log2  = s5_action1[19:16];
+  assign \s5_action2.drop  = s5_action2[0];
+  assign \s5_action2.instance  = s5_action2[4:1];
+  assign \s5_action2.reta_offset  = s5_action2[15:5];
+  assign \s5_action2.reta_size_log2  = s5_action2[19:16];
+  assign \s5_action3.drop  = s5_action3[0];
+  assign \s5_action3.instance  = s5_action3[4:1];
+  assign \s5_action3.reta_offset  = s5_action3[15:5];
+  assign \s5_action3.reta_size_log2  = s5_action3[19:16];
+  assign \s5_action4.drop  = s5_action4[0];
+  assign \s5_action4.instance  = s5_action4[4:1];
+  assign \s5_action4.reta_offset  = s5_action4[15:5];
+  assign \s5_action4.reta_size_log2  = s5_action4[19:16];
+  assign \s5_action5.drop  = s5_action5[0];
+  assign \s5_action5.instance  = s5_action5[4:1];
+  assign \s5_action5.reta_offset  = s5_action5[15:5];
+  assign \s5_action5.reta_size_log2  = s5_action5[19:16];
+  assign \s5_action6.drop  = s5_action6[0];
+  assign \s5_action6.instance  = s5_action6[4:1];
+  assign \s5_action6.reta_offset  = s5_action6[15:5];
+  assign \s5_action6.reta_size_log2  = s5_action6[19:16];
+  assign \s5_action7.drop  = s5_action7[0];
+  assign \s5_action7.instance  = s5_action7[4:1];
+  assign \s5_action7.reta_offset  = s5_action7[15:5];
+  assign \s5_action7.reta_size_log2  = s5_action7[19:16];
+  assign \s5_action8.drop  = s5_action8[0];
+  assign \s5_action8.instance  = s5_action8[4:1];
+  assign \s5_action8.reta_offset  = s5_action8[15:5];
+  assign \s5_action8.reta_size_log2  = s5_action8[19:16];
+  assign \s5_action9.drop  = s5_action9[0];
+  assign \s5_action9.instance  = s5_action9[4:1];
+  assign \s5_action9.reta_offset  = s5_action9[15:5];
+  assign \s5_action9.reta_size_log2  = s5_action9[19:16];
+  assign \s5_action10.drop  = s5_action10[0];
+  assign \s5_action10.instance  = s5_action10[4:1];
+  assign \s5_action10.reta_offset  = s5_action10[15:5];
+  assign \s5_action10.reta_size_log2  = s5_action10[19:16];
+  assign \s5_action11.drop  = s5_action11[0];
+  assign \s5_action11.instance  = s5_action11[4:1];
+  assign \s5_action11.reta_offset  = s5_action11[15:5];
+  assign \s5_action11.reta_size_log2  = s5_action11[19:16];
   assign \staged_entry.valid  = flow_entry0[0];
   assign \staged_entry.action  = flow_entry0[20:1];
   assign \staged_entry.action.drop  = flow_entry0[1];
@@ -17323,58 +17945,58 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \j_r__data.entry.key.dst_port  = j_r__data[72:57];
   assign \j_r__data.entry.key.src_addr  = j_r__data[200:73];
   assign \j_r__data.entry.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$83.valid  = j_r__data[11];
-  assign \$signature__data$83.action  = j_r__data[31:12];
-  assign \$signature__data$83.action.drop  = j_r__data[12];
-  assign \$signature__data$83.action.instance  = j_r__data[16:13];
-  assign \$signature__data$83.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$83.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$83.key  = j_r__data[328:32];
-  assign \$signature__data$83.key.ipv6  = j_r__data[32];
-  assign \$signature__data$83.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$83.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$83.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$83.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$83.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$87.valid  = j_r__data[11];
-  assign \$signature__data$87.action  = j_r__data[31:12];
-  assign \$signature__data$87.action.drop  = j_r__data[12];
-  assign \$signature__data$87.action.instance  = j_r__data[16:13];
-  assign \$signature__data$87.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$87.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$87.key  = j_r__data[328:32];
-  assign \$signature__data$87.key.ipv6  = j_r__data[32];
-  assign \$signature__data$87.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$87.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$87.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$87.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$87.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$90.valid  = j_r__data[11];
-  assign \$signature__data$90.action  = j_r__data[31:12];
-  assign \$signature__data$90.action.drop  = j_r__data[12];
-  assign \$signature__data$90.action.instance  = j_r__data[16:13];
-  assign \$signature__data$90.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$90.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$90.key  = j_r__data[328:32];
-  assign \$signature__data$90.key.ipv6  = j_r__data[32];
-  assign \$signature__data$90.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$90.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$90.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$90.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$90.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$93.valid  = j_r__data[11];
-  assign \$signature__data$93.action  = j_r__data[31:12];
-  assign \$signature__data$93.action.drop  = j_r__data[12];
-  assign \$signature__data$93.action.instance  = j_r__data[16:13];
-  assign \$signature__data$93.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$93.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$93.key  = j_r__data[328:32];
-  assign \$signature__data$93.key.ipv6  = j_r__data[32];
-  assign \$signature__data$93.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$93.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$93.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$93.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$93.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$85.valid  = j_r__data[11];
+  assign \$signature__data$85.action  = j_r__data[31:12];
+  assign \$signature__data$85.action.drop  = j_r__data[12];
+  assign \$signature__data$85.action.instance  = j_r__data[16:13];
+  assign \$signature__data$85.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$85.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$85.key  = j_r__data[328:32];
+  assign \$signature__data$85.key.ipv6  = j_r__data[32];
+  assign \$signature__data$85.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$85.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$85.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$85.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$85.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$89.valid  = j_r__data[11];
+  assign \$signature__data$89.action  = j_r__data[31:12];
+  assign \$signature__data$89.action.drop  = j_r__data[12];
+  assign \$signature__data$89.action.instance  = j_r__data[16:13];
+  assign \$signature__data$89.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$89.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$89.key  = j_r__data[328:32];
+  assign \$signature__data$89.key.ipv6  = j_r__data[32];
+  assign \$signature__data$89.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$89.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$89.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$89.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$89.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$92.valid  = j_r__data[11];
+  assign \$signature__data$92.action  = j_r__data[31:12];
+  assign \$signature__data$92.action.drop  = j_r__data[12];
+  assign \$signature__data$92.action.instance  = j_r__data[16:13];
+  assign \$signature__data$92.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$92.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$92.key  = j_r__data[328:32];
+  assign \$signature__data$92.key.ipv6  = j_r__data[32];
+  assign \$signature__data$92.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$92.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$92.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$92.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$92.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$95.valid  = j_r__data[11];
+  assign \$signature__data$95.action  = j_r__data[31:12];
+  assign \$signature__data$95.action.drop  = j_r__data[12];
+  assign \$signature__data$95.action.instance  = j_r__data[16:13];
+  assign \$signature__data$95.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$95.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$95.key  = j_r__data[328:32];
+  assign \$signature__data$95.key.ipv6  = j_r__data[32];
+  assign \$signature__data$95.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$95.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$95.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$95.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$95.key.dst_addr  = j_r__data[328:201];
   assign \s1_meta.length  = s1_meta[15:0];
   assign \s1_meta.error  = s1_meta[19:16];
   assign \s1_meta.flags  = s1_meta[29:20];
@@ -17499,58 +18121,157 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \s3_meta.drop  = s3_meta[433:430];
   assign \s3_meta.queue  = s3_meta[441:434];
   assign \s3_meta.generation  = s3_meta[457:442];
-  assign \$signature__data$104.valid  = \$signature__data$104 [0];
-  assign \$signature__data$104.action  = \$signature__data$104 [20:1];
-  assign \$signature__data$104.action.drop  = \$signature__data$104 [1];
-  assign \$signature__data$104.action.instance  = \$signature__data$104 [5:2];
-  assign \$signature__data$104.action.reta_offset  = \$signature__data$104 [16:6];
-  assign \$signature__data$104.action.reta_size_log2  = \$signature__data$104 [20:17];
-  assign \$signature__data$104.key  = \$signature__data$104 [317:21];
-  assign \$signature__data$104.key.ipv6  = \$signature__data$104 [21];
-  assign \$signature__data$104.key.ip_proto  = \$signature__data$104 [29:22];
-  assign \$signature__data$104.key.src_port  = \$signature__data$104 [45:30];
-  assign \$signature__data$104.key.dst_port  = \$signature__data$104 [61:46];
-  assign \$signature__data$104.key.src_addr  = \$signature__data$104 [189:62];
-  assign \$signature__data$104.key.dst_addr  = \$signature__data$104 [317:190];
-  assign \$signature__data$105.valid  = \$signature__data$105 [0];
-  assign \$signature__data$105.action  = \$signature__data$105 [20:1];
-  assign \$signature__data$105.action.drop  = \$signature__data$105 [1];
-  assign \$signature__data$105.action.instance  = \$signature__data$105 [5:2];
-  assign \$signature__data$105.action.reta_offset  = \$signature__data$105 [16:6];
-  assign \$signature__data$105.action.reta_size_log2  = \$signature__data$105 [20:17];
-  assign \$signature__data$105.key  = \$signature__data$105 [317:21];
-  assign \$signature__data$105.key.ipv6  = \$signature__data$105 [21];
-  assign \$signature__data$105.key.ip_proto  = \$signature__data$105 [29:22];
-  assign \$signature__data$105.key.src_port  = \$signature__data$105 [45:30];
-  assign \$signature__data$105.key.dst_port  = \$signature__data$105 [61:46];
-  assign \$signature__data$105.key.src_addr  = \$signature__data$105 [189:62];
-  assign \$signature__data$105.key.dst_addr  = \$signature__data$105 [317:190];
-  assign \$signature__data$106.valid  = \$signature__data$106 [0];
-  assign \$signature__data$106.action  = \$signature__data$106 [20:1];
-  assign \$signature__data$106.action.drop  = \$signature__data$106 [1];
-  assign \$signature__data$106.action.instance  = \$signature__data$106 [5:2];
-  assign \$signature__data$106.action.reta_offset  = \$signature__data$106 [16:6];
-  assign \$signature__data$106.action.reta_size_log2  = \$signature__data$106 [20:17];
-  assign \$signature__data$106.key  = \$signature__data$106 [317:21];
-  assign \$signature__data$106.key.ipv6  = \$signature__data$106 [21];
-  assign \$signature__data$106.key.ip_proto  = \$signature__data$106 [29:22];
-  assign \$signature__data$106.key.src_port  = \$signature__data$106 [45:30];
-  assign \$signature__data$106.key.dst_port  = \$signature__data$106 [61:46];
-  assign \$signature__data$106.key.src_addr  = \$signature__data$106 [189:62];
-  assign \$signature__data$106.key.dst_addr  = \$signature__data$106 [317:190];
-  assign \$signature__data$107.valid  = \$signature__data$107 [0];
-  assign \$signature__data$107.action  = \$signature__data$107 [20:1];
-  assign \$signature__data$107.action.drop  = \$signature__data$107 [1];
-  assign \$signature__data$107.action.instance  = \$signature__data$107 [5:2];
-  assign \$signature__data$107.action.reta_offset  = \$signature__data$107 [16:6];
-  assign \$signature__data$107.action.reta_size_log2  = \$signature__data$107 [20:17];
-  assign \$signature__data$107.key  = \$signature__data$107 [317:21];
-  assign \$signature__data$107.key.ipv6  = \$signature__data$107 [21];
-  assign \$signature__data$107.key.ip_proto  = \$signature__data$107 [29:22];
-  assign \$signature__data$107.key.src_port  = \$signature__data$107 [45:30];
-  assign \$signature__data$107.key.dst_port  = \$signature__data$107 [61:46];
-  assign \$signature__data$107.key.src_addr  = \$signature__data$107 [189:62];
-  assign \$signature__data$107.key.dst_addr  = \$signature__data$107 [317:190];
+  assign \s3_way0.valid  = s3_way0[0];
+  assign \s3_way0.action  = s3_way0[20:1];
+  assign \s3_way0.action.drop  = s3_way0[1];
+  assign \s3_way0.action.instance  = s3_way0[5:2];
+  assign \s3_way0.action.reta_offset  = s3_way0[16:6];
+  assign \s3_way0.action.reta_size_log2  = s3_way0[20:17];
+  assign \s3_way0.key  = s3_way0[317:21];
+  assign \s3_way0.key.ipv6  = s3_way0[21];
+  assign \s3_way0.key.ip_proto  = s3_way0[29:22];
+  assign \s3_way0.key.src_port  = s3_way0[45:30];
+  assign \s3_way0.key.dst_port  = s3_way0[61:46];
+  assign \s3_way0.key.src_addr  = s3_way0[189:62];
+  assign \s3_way0.key.dst_addr  = s3_way0[317:190];
+  assign \$signature__data$108.valid  = \$signature__data$108 [0];
+  assign \$signature__data$108.action  = \$signature__data$108 [20:1];
+  assign \$signature__data$108.action.drop  = \$signature__data$108 [1];
+  assign \$signature__data$108.action.instance  = \$signature__data$108 [5:2];
+  assign \$signature__data$108.action.reta_offset  = \$signature__data$108 [16:6];
+  assign \$signature__data$108.action.reta_size_log2  = \$signature__data$108 [20:17];
+  assign \$signature__data$108.key  = \$signature__data$108 [317:21];
+  assign \$signature__data$108.key.ipv6  = \$signature__data$108 [21];
+  assign \$signature__data$108.key.ip_proto  = \$signature__data$108 [29:22];
+  assign \$signature__data$108.key.src_port  = \$signature__data$108 [45:30];
+  assign \$signature__data$108.key.dst_port  = \$signature__data$108 [61:46];
+  assign \$signature__data$108.key.src_addr  = \$signature__data$108 [189:62];
+  assign \$signature__data$108.key.dst_addr  = \$signature__data$108 [317:190];
+  assign \s3_way1.valid  = s3_way1[0];
+  assign \s3_way1.action  = s3_way1[20:1];
+  assign \s3_way1.action.drop  = s3_way1[1];
+  assign \s3_way1.action.instance  = s3_way1[5:2];
+  assign \s3_way1.action.reta_offset  = s3_way1[16:6];
+  assign \s3_way1.action.reta_size_log2  = s3_way1[20:17];
+  assign \s3_way1.key  = s3_way1[317:21];
+  assign \s3_way1.key.ipv6  = s3_way1[21];
+  assign \s3_way1.key.ip_proto  = s3_way1[29:22];
+  assign \s3_way1.key.src_port  = s3_way1[45:30];
+  assign \s3_way1.key.dst_port  = s3_way1[61:46];
+  assign \s3_way1.key.src_addr  = s3_way1[189:62];
+  assign \s3_way1.key.dst_addr  = s3_way1[317:190];
+  assign \$signature__data$110.valid  = \$signature__data$110 [0];
+  assign \$signature__data$110.action  = \$signature__data$110 [20:1];
+  assign \$signature__data$110.action.drop  = \$signature__data$110 [1];
+  assign \$signature__data$110.action.instance  = \$signature__data$110 [5:2];
+  assign \$signature__data$110.action.reta_offset  = \$signature__data$110 [16:6];
+  assign \$signature__data$110.action.reta_size_log2  = \$signature__data$110 [20:17];
+  assign \$signature__data$110.key  = \$signature__data$110 [317:21];
+  assign \$signature__data$110.key.ipv6  = \$signature__data$110 [21];
+  assign \$signature__data$110.key.ip_proto  = \$signature__data$110 [29:22];
+  assign \$signature__data$110.key.src_port  = \$signature__data$110 [45:30];
+  assign \$signature__data$110.key.dst_port  = \$signature__data$110 [61:46];
+  assign \$signature__data$110.key.src_addr  = \$signature__data$110 [189:62];
+  assign \$signature__data$110.key.dst_addr  = \$signature__data$110 [317:190];
+  assign \s3_way2.valid  = s3_way2[0];
+  assign \s3_way2.action  = s3_way2[20:1];
+  assign \s3_way2.action.drop  = s3_way2[1];
+  assign \s3_way2.action.instance  = s3_way2[5:2];
+  assign \s3_way2.action.reta_offset  = s3_way2[16:6];
+  assign \s3_way2.action.reta_size_log2  = s3_way2[20:17];
+  assign \s3_way2.key  = s3_way2[317:21];
+  assign \s3_way2.key.ipv6  = s3_way2[21];
+  assign \s3_way2.key.ip_proto  = s3_way2[29:22];
+  assign \s3_way2.key.src_port  = s3_way2[45:30];
+  assign \s3_way2.key.dst_port  = s3_way2[61:46];
+  assign \s3_way2.key.src_addr  = s3_way2[189:62];
+  assign \s3_way2.key.dst_addr  = s3_way2[317:190];
+  assign \$signature__data$112.valid  = \$signature__data$112 [0];
+  assign \$signature__data$112.action  = \$signature__data$112 [20:1];
+  assign \$signature__data$112.action.drop  = \$signature__data$112 [1];
+  assign \$signature__data$112.action.instance  = \$signature__data$112 [5:2];
+  assign \$signature__data$112.action.reta_offset  = \$signature__data$112 [16:6];
+  assign \$signature__data$112.action.reta_size_log2  = \$signature__data$112 [20:17];
+  assign \$signature__data$112.key  = \$signature__data$112 [317:21];
+  assign \$signature__data$112.key.ipv6  = \$signature__data$112 [21];
+  assign \$signature__data$112.key.ip_proto  = \$signature__data$112 [29:22];
+  assign \$signature__data$112.key.src_port  = \$signature__data$112 [45:30];
+  assign \$signature__data$112.key.dst_port  = \$signature__data$112 [61:46];
+  assign \$signature__data$112.key.src_addr  = \$signature__data$112 [189:62];
+  assign \$signature__data$112.key.dst_addr  = \$signature__data$112 [317:190];
+  assign \s3_way3.valid  = s3_way3[0];
+  assign \s3_way3.action  = s3_way3[20:1];
+  assign \s3_way3.action.drop  = s3_way3[1];
+  assign \s3_way3.action.instance  = s3_way3[5:2];
+  assign \s3_way3.action.reta_offset  = s3_way3[16:6];
+  assign \s3_way3.action.reta_size_log2  = s3_way3[20:17];
+  assign \s3_way3.key  = s3_way3[317:21];
+  assign \s3_way3.key.ipv6  = s3_way3[21];
+  assign \s3_way3.key.ip_proto  = s3_way3[29:22];
+  assign \s3_way3.key.src_port  = s3_way3[45:30];
+  assign \s3_way3.key.dst_port  = s3_way3[61:46];
+  assign \s3_way3.key.src_addr  = s3_way3[189:62];
+  assign \s3_way3.key.dst_addr  = s3_way3[317:190];
+  assign \$signature__data$114.valid  = \$signature__data$114 [0];
+  assign \$signature__data$114.action  = \$signature__data$114 [20:1];
+  assign \$signature__data$114.action.drop  = \$signature__data$114 [1];
+  assign \$signature__data$114.action.instance  = \$signature__data$114 [5:2];
+  assign \$signature__data$114.action.reta_offset  = \$signature__data$114 [16:6];
+  assign \$signature__data$114.action.reta_size_log2  = \$signature__data$114 [20:17];
+  assign \$signature__data$114.key  = \$signature__data$114 [317:21];
+  assign \$signature__data$114.key.ipv6  = \$signature__data$114 [21];
+  assign \$signature__data$114.key.ip_proto  = \$signature__data$114 [29:22];
+  assign \$signature__data$114.key.src_port  = \$signature__data$114 [45:30];
+  assign \$signature__data$114.key.dst_port  = \$signature__data$114 [61:46];
+  assign \$signature__data$114.key.src_addr  = \$signature__data$114 [189:62];
+  assign \$signature__data$114.key.dst_addr  = \$signature__data$114 [317:190];
+  assign \s4_meta.length  = s4_meta[15:0];
+  assign \s4_meta.error  = s4_meta[19:16];
+  assign \s4_meta.flags  = s4_meta[29:20];
+  assign \s4_meta.flags.vlan  = s4_meta[20];
+  assign \s4_meta.flags.vlan2  = s4_meta[21];
+  assign \s4_meta.flags.ipv4  = s4_meta[22];
+  assign \s4_meta.flags.ipv6  = s4_meta[23];
+  assign \s4_meta.flags.fragment  = s4_meta[24];
+  assign \s4_meta.flags.tcp  = s4_meta[25];
+  assign \s4_meta.flags.udp  = s4_meta[26];
+  assign \s4_meta.flags.tunnel  = s4_meta[27];
+  assign \s4_meta.flags.direct  = s4_meta[28];
+  assign \s4_meta.flags.ip_options  = s4_meta[29];
+  assign \s4_meta.ethertype  = s4_meta[45:30];
+  assign \s4_meta.vlan_id  = s4_meta[57:46];
+  assign \s4_meta.dscp  = s4_meta[63:58];
+  assign \s4_meta.ip_proto  = s4_meta[71:64];
+  assign \s4_meta.tcp_flags  = s4_meta[79:72];
+  assign \s4_meta.src_addr  = s4_meta[207:80];
+  assign \s4_meta.dst_addr  = s4_meta[335:208];
+  assign \s4_meta.src_port  = s4_meta[351:336];
+  assign \s4_meta.dst_port  = s4_meta[367:352];
+  assign \s4_meta.hash  = s4_meta[399:368];
+  assign \s4_meta.hash_type  = s4_meta[402:400];
+  assign \s4_meta.rule  = s4_meta[410:403];
+  assign \s4_meta.instance  = s4_meta[414:411];
+  assign \s4_meta.reta_offset  = s4_meta[425:415];
+  assign \s4_meta.reta_size_log2  = s4_meta[429:426];
+  assign \s4_meta.drop  = s4_meta[433:430];
+  assign \s4_meta.queue  = s4_meta[441:434];
+  assign \s4_meta.generation  = s4_meta[457:442];
+  assign \s4_action0.drop  = s4_action0[0];
+  assign \s4_action0.instance  = s4_action0[4:1];
+  assign \s4_action0.reta_offset  = s4_action0[15:5];
+  assign \s4_action0.reta_size_log2  = s4_action0[19:16];
+  assign \s4_action1.drop  = s4_action1[0];
+  assign \s4_action1.instance  = s4_action1[4:1];
+  assign \s4_action1.reta_offset  = s4_action1[15:5];
+  assign \s4_action1.reta_size_log2  = s4_action1[19:16];
+  assign \s4_action2.drop  = s4_action2[0];
+  assign \s4_action2.instance  = s4_action2[4:1];
+  assign \s4_action2.reta_offset  = s4_action2[15:5];
+  assign \s4_action2.reta_size_log2  = s4_action2[19:16];
+  assign \s4_action3.drop  = s4_action3[0];
+  assign \s4_action3.instance  = s4_action3[4:1];
+  assign \s4_action3.reta_offset  = s4_action3[15:5];
+  assign \s4_action3.reta_size_log2  = s4_action3[19:16];
   assign \stash0.valid  = stash0[0];
   assign \stash0.action  = stash0[20:1];
   assign \stash0.action.drop  = stash0[1];
@@ -17564,6 +18285,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash0.key.dst_port  = stash0[61:46];
   assign \stash0.key.src_addr  = stash0[189:62];
   assign \stash0.key.dst_addr  = stash0[317:190];
+  assign \s4_action4.drop  = s4_action4[0];
+  assign \s4_action4.instance  = s4_action4[4:1];
+  assign \s4_action4.reta_offset  = s4_action4[15:5];
+  assign \s4_action4.reta_size_log2  = s4_action4[19:16];
   assign \stash1.valid  = stash1[0];
   assign \stash1.action  = stash1[20:1];
   assign \stash1.action.drop  = stash1[1];
@@ -17577,6 +18302,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash1.key.dst_port  = stash1[61:46];
   assign \stash1.key.src_addr  = stash1[189:62];
   assign \stash1.key.dst_addr  = stash1[317:190];
+  assign \s4_action5.drop  = s4_action5[0];
+  assign \s4_action5.instance  = s4_action5[4:1];
+  assign \s4_action5.reta_offset  = s4_action5[15:5];
+  assign \s4_action5.reta_size_log2  = s4_action5[19:16];
   assign \stash2.valid  = stash2[0];
   assign \stash2.action  = stash2[20:1];
   assign \stash2.action.drop  = stash2[1];
@@ -17590,6 +18319,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash2.key.dst_port  = stash2[61:46];
   assign \stash2.key.src_addr  = stash2[189:62];
   assign \stash2.key.dst_addr  = stash2[317:190];
+  assign \s4_action6.drop  = s4_action6[0];
+  assign \s4_action6.instance  = s4_action6[4:1];
+  assign \s4_action6.reta_offset  = s4_action6[15:5];
+  assign \s4_action6.reta_size_log2  = s4_action6[19:16];
   assign \stash3.valid  = stash3[0];
   assign \stash3.action  = stash3[20:1];
   assign \stash3.action.drop  = stash3[1];
@@ -17603,6 +18336,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash3.key.dst_port  = stash3[61:46];
   assign \stash3.key.src_addr  = stash3[189:62];
   assign \stash3.key.dst_addr  = stash3[317:190];
+  assign \s4_action7.drop  = s4_action7[0];
+  assign \s4_action7.instance  = s4_action7[4:1];
+  assign \s4_action7.reta_offset  = s4_action7[15:5];
+  assign \s4_action7.reta_size_log2  = s4_action7[19:16];
   assign \stash4.valid  = stash4[0];
   assign \stash4.action  = stash4[20:1];
   assign \stash4.action.drop  = stash4[1];
@@ -17616,6 +18353,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash4.key.dst_port  = stash4[61:46];
   assign \stash4.key.src_addr  = stash4[189:62];
   assign \stash4.key.dst_addr  = stash4[317:190];
+  assign \s4_action8.drop  = s4_action8[0];
+  assign \s4_action8.instance  = s4_action8[4:1];
+  assign \s4_action8.reta_offset  = s4_action8[15:5];
+  assign \s4_action8.reta_size_log2  = s4_action8[19:16];
   assign \stash5.valid  = stash5[0];
   assign \stash5.action  = stash5[20:1];
   assign \stash5.action.drop  = stash5[1];
@@ -17629,6 +18370,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash5.key.dst_port  = stash5[61:46];
   assign \stash5.key.src_addr  = stash5[189:62];
   assign \stash5.key.dst_addr  = stash5[317:190];
+  assign \s4_action9.drop  = s4_action9[0];
+  assign \s4_action9.instance  = s4_action9[4:1];
+  assign \s4_action9.reta_offset  = s4_action9[15:5];
+  assign \s4_action9.reta_size_log2  = s4_action9[19:16];
   assign \stash6.valid  = stash6[0];
   assign \stash6.action  = stash6[20:1];
   assign \stash6.action.drop  = stash6[1];
@@ -17642,6 +18387,10 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash6.key.dst_port  = stash6[61:46];
   assign \stash6.key.src_addr  = stash6[189:62];
   assign \stash6.key.dst_addr  = stash6[317:190];
+  assign \s4_action10.drop  = s4_action10[0];
+  assign \s4_action10.instance  = s4_action10[4:1];
+  assign \s4_action10.reta_offset  = s4_action10[15:5];
+  assign \s4_action10.reta_size_log2  = s4_action10[19:16];
   assign \stash7.valid  = stash7[0];
   assign \stash7.action  = stash7[20:1];
   assign \stash7.action.drop  = stash7[1];
@@ -17655,6 +18404,41 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \stash7.key.dst_port  = stash7[61:46];
   assign \stash7.key.src_addr  = stash7[189:62];
   assign \stash7.key.dst_addr  = stash7[317:190];
+  assign \s4_action11.drop  = s4_action11[0];
+  assign \s4_action11.instance  = s4_action11[4:1];
+  assign \s4_action11.reta_offset  = s4_action11[15:5];
+  assign \s4_action11.reta_size_log2  = s4_action11[19:16];
+  assign \$signal$136.length  = \$signal$136 [15:0];
+  assign \$signal$136.error  = \$signal$136 [19:16];
+  assign \$signal$136.flags  = \$signal$136 [29:20];
+  assign \$signal$136.flags.vlan  = \$signal$136 [20];
+  assign \$signal$136.flags.vlan2  = \$signal$136 [21];
+  assign \$signal$136.flags.ipv4  = \$signal$136 [22];
+  assign \$signal$136.flags.ipv6  = \$signal$136 [23];
+  assign \$signal$136.flags.fragment  = \$signal$136 [24];
+  assign \$signal$136.flags.tcp  = \$signal$136 [25];
+  assign \$signal$136.flags.udp  = \$signal$136 [26];
+  assign \$signal$136.flags.tunnel  = \$signal$136 [27];
+  assign \$signal$136.flags.direct  = \$signal$136 [28];
+  assign \$signal$136.flags.ip_options  = \$signal$136 [29];
+  assign \$signal$136.ethertype  = \$signal$136 [45:30];
+  assign \$signal$136.vlan_id  = \$signal$136 [57:46];
+  assign \$signal$136.dscp  = \$signal$136 [63:58];
+  assign \$signal$136.ip_proto  = \$signal$136 [71:64];
+  assign \$signal$136.tcp_flags  = \$signal$136 [79:72];
+  assign \$signal$136.src_addr  = \$signal$136 [207:80];
+  assign \$signal$136.dst_addr  = \$signal$136 [335:208];
+  assign \$signal$136.src_port  = \$signal$136 [351:336];
+  assign \$signal$136.dst_port  = \$signal$136 [367:352];
+  assign \$signal$136.hash  = \$signal$136 [399:368];
+  assign \$signal$136.hash_type  = \$signal$136 [402:400];
+  assign \$signal$136.rule  = \$signal$136 [410:403];
+  assign \$signal$136.instance  = \$signal$136 [414:411];
+  assign \$signal$136.reta_offset  = \$signal$136 [425:415];
+  assign \$signal$136.reta_size_log2  = \$signal$136 [429:426];
+  assign \$signal$136.drop  = \$signal$136 [433:430];
+  assign \$signal$136.queue  = \$signal$136 [441:434];
+  assign \$signal$136.generation  = \$signal$136 [457:442];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
   assign \o__payload.flags  = o__payload[29:20];
@@ -17686,87 +18470,87 @@ module \hetnic_rx_pipeline_w64.pipeline.flows (rst, commit_apply, i__ready, csr_
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$82  = 11'h000;
-  assign \$83 [10:1] = 10'h000;
-  assign \$83 [0] = free_stash[1];
-  assign \$84  = { 10'h000, free_stash[1] };
-  assign { \$85 [10:2], \$85 [0] } = 10'h000;
-  assign \$85 [1] = free_stash[2];
-  assign \$86 [10:2] = 9'h000;
-  assign \$86 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$89 [10:3], \$89 [1:0] } = 10'h000;
-  assign \$89 [2] = free_stash[4];
-  assign { \$90 [10:3], \$90 [1] } = 9'h000;
-  assign { \$90 [2], \$90 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$92 [10:3], \$92 [0] } = 9'h000;
-  assign \$92 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$93 [10:3] = 8'h00;
-  assign \$93 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
-  assign { \$131 [296], \$131 [293], \$131 [291:289], \$131 [287:281], \$131 [277], \$131 [271], \$131 [269:268], \$131 [266:261], \$131 [258], \$131 [255], \$131 [253:252], \$131 [248:247], \$131 [245], \$131 [242], \$131 [240], \$131 [235:233], \$131 [230:226], \$131 [224], \$131 [218], \$131 [216:211], \$131 [204], \$131 [202], \$131 [199], \$131 [197:195], \$131 [192], \$131 [189], \$131 [184:182], \$131 [180], \$131 [175:173], \$131 [171], \$131 [166:162], \$131 [159:156], \$131 [154], \$131 [152:150], \$131 [147], \$131 [145:144], \$131 [141:139], \$131 [136], \$131 [131:123], \$131 [120:119], \$131 [117], \$131 [115], \$131 [109:108], \$131 [104], \$131 [100:98], \$131 [93], \$131 [91], \$131 [89], \$131 [87:81], \$131 [79], \$131 [75], \$131 [73:71], \$131 [69:68], \$131 [66:62], \$131 [60:57], \$131 [55:53], \$131 [51:50], \$131 [48], \$131 [46], \$131 [44], \$131 [42:41], \$131 [38:37], \$131 [34:32], \$131 [29], \$131 [26], \$131 [24:22], \$131 [20:19], \$131 [15], \$131 [13], \$131 [11], \$131 [3], \$131 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$131 [295:294], \$131 [292], \$131 [288], \$131 [280:278], \$131 [276:272], \$131 [270], \$131 [267], \$131 [260:259], \$131 [257:256], \$131 [254], \$131 [251:249], \$131 [246], \$131 [244:243], \$131 [241], \$131 [239:236], \$131 [232:231], \$131 [225], \$131 [223:219], \$131 [217], \$131 [210:205], \$131 [203], \$131 [201:200], \$131 [198], \$131 [194:193], \$131 [191:190], \$131 [188:185], \$131 [181], \$131 [179:176], \$131 [172], \$131 [170:167], \$131 [161:160], \$131 [155], \$131 [153], \$131 [149:148], \$131 [146], \$131 [143:142], \$131 [138:137], \$131 [135:132], \$131 [122:121], \$131 [118], \$131 [116], \$131 [114:110], \$131 [107:105], \$131 [103:101], \$131 [97:94], \$131 [92], \$131 [90], \$131 [88], \$131 [80], \$131 [78:76], \$131 [74], \$131 [70], \$131 [67], \$131 [61], \$131 [56], \$131 [52], \$131 [49], \$131 [47], \$131 [45], \$131 [43], \$131 [40:39], \$131 [36:35], \$131 [31:30], \$131 [28:27], \$131 [25], \$131 [21], \$131 [18:16], \$131 [14], \$131 [12], \$131 [10:4], \$131 [2:1] } = { i__payload[334:333], i__payload[331], i__payload[327], i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295], i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264], i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232], i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199], i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171], i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106], i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362], i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
-  assign \$133  = \$auto$rtlil.cc:2739:Not$2 ;
-  assign { \$134 [294], \$134 [292:290], \$134 [288:282], \$134 [278], \$134 [272], \$134 [270:269], \$134 [267:262], \$134 [259], \$134 [256], \$134 [254:253], \$134 [249:248], \$134 [246], \$134 [243], \$134 [241], \$134 [236:234], \$134 [231:227], \$134 [225], \$134 [219], \$134 [217:212], \$134 [205], \$134 [203], \$134 [200], \$134 [198:196], \$134 [193], \$134 [190], \$134 [185:183], \$134 [181], \$134 [176:174], \$134 [172], \$134 [167:163], \$134 [160:157], \$134 [155], \$134 [153:151], \$134 [148], \$134 [146:145], \$134 [142:140], \$134 [137], \$134 [132:124], \$134 [121:120], \$134 [118], \$134 [116], \$134 [110:109], \$134 [105], \$134 [101:99], \$134 [94], \$134 [92], \$134 [90], \$134 [88:82], \$134 [80], \$134 [76], \$134 [74:72], \$134 [70:69], \$134 [67:63], \$134 [61:58], \$134 [56:54], \$134 [52:51], \$134 [49], \$134 [47], \$134 [45], \$134 [43:42], \$134 [39:38], \$134 [35:33], \$134 [30], \$134 [27], \$134 [25:23], \$134 [21:20], \$134 [16], \$134 [14], \$134 [12], \$134 [4], \$134 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$134 [296:295], \$134 [293], \$134 [289], \$134 [281:279], \$134 [277:273], \$134 [271], \$134 [268], \$134 [261:260], \$134 [258:257], \$134 [255], \$134 [252:250], \$134 [247], \$134 [245:244], \$134 [242], \$134 [240:237], \$134 [233:232], \$134 [226], \$134 [224:220], \$134 [218], \$134 [211:206], \$134 [204], \$134 [202:201], \$134 [199], \$134 [195:194], \$134 [192:191], \$134 [189:186], \$134 [182], \$134 [180:177], \$134 [173], \$134 [171:168], \$134 [162:161], \$134 [156], \$134 [154], \$134 [150:149], \$134 [147], \$134 [144:143], \$134 [139:138], \$134 [136:133], \$134 [123:122], \$134 [119], \$134 [117], \$134 [115:111], \$134 [108:106], \$134 [104:102], \$134 [98:95], \$134 [93], \$134 [91], \$134 [89], \$134 [81], \$134 [79:77], \$134 [75], \$134 [71], \$134 [68], \$134 [62], \$134 [57], \$134 [53], \$134 [50], \$134 [48], \$134 [46], \$134 [44], \$134 [41:40], \$134 [37:36], \$134 [32:31], \$134 [29:28], \$134 [26], \$134 [22], \$134 [19:17], \$134 [15], \$134 [13], \$134 [11:5], \$134 [3:2], \$134 [0] } = { i__payload[335:334], i__payload[332], i__payload[328], i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296], i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231:230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200], i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172], i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107], i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359:358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
-  assign \$136  = \$auto$rtlil.cc:2739:Not$4 ;
-  assign { \$137 [295], \$137 [293:291], \$137 [289:283], \$137 [279], \$137 [273], \$137 [271:270], \$137 [268:263], \$137 [260], \$137 [257], \$137 [255:254], \$137 [250:249], \$137 [247], \$137 [244], \$137 [242], \$137 [237:235], \$137 [232:228], \$137 [226], \$137 [220], \$137 [218:213], \$137 [206], \$137 [204], \$137 [201], \$137 [199:197], \$137 [194], \$137 [191], \$137 [186:184], \$137 [182], \$137 [177:175], \$137 [173], \$137 [168:164], \$137 [161:158], \$137 [156], \$137 [154:152], \$137 [149], \$137 [147:146], \$137 [143:141], \$137 [138], \$137 [133:125], \$137 [122:121], \$137 [119], \$137 [117], \$137 [111:110], \$137 [106], \$137 [102:100], \$137 [95], \$137 [93], \$137 [91], \$137 [89:83], \$137 [81], \$137 [77], \$137 [75:73], \$137 [71:70], \$137 [68:64], \$137 [62:59], \$137 [57:55], \$137 [53:52], \$137 [50], \$137 [48], \$137 [46], \$137 [44:43], \$137 [40:39], \$137 [36:34], \$137 [31], \$137 [28], \$137 [26:24], \$137 [22:21], \$137 [17], \$137 [15], \$137 [13], \$137 [5], \$137 [2], \$137 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$137 [296], \$137 [294], \$137 [290], \$137 [282:280], \$137 [278:274], \$137 [272], \$137 [269], \$137 [262:261], \$137 [259:258], \$137 [256], \$137 [253:251], \$137 [248], \$137 [246:245], \$137 [243], \$137 [241:238], \$137 [234:233], \$137 [227], \$137 [225:221], \$137 [219], \$137 [212:207], \$137 [205], \$137 [203:202], \$137 [200], \$137 [196:195], \$137 [193:192], \$137 [190:187], \$137 [183], \$137 [181:178], \$137 [174], \$137 [172:169], \$137 [163:162], \$137 [157], \$137 [155], \$137 [151:150], \$137 [148], \$137 [145:144], \$137 [140:139], \$137 [137:134], \$137 [124:123], \$137 [120], \$137 [118], \$137 [116:112], \$137 [109:107], \$137 [105:103], \$137 [99:96], \$137 [94], \$137 [92], \$137 [90], \$137 [82], \$137 [80:78], \$137 [76], \$137 [72], \$137 [69], \$137 [63], \$137 [58], \$137 [54], \$137 [51], \$137 [49], \$137 [47], \$137 [45], \$137 [42:41], \$137 [38:37], \$137 [33:32], \$137 [30:29], \$137 [27], \$137 [23], \$137 [20:18], \$137 [16], \$137 [14], \$137 [12:6], \$137 [4:3], \$137 [1] } = { i__payload[335], i__payload[333], i__payload[329], i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295], i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231], i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201], i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173], i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135], i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108], i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359], i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
-  assign \$139  = \$138 ;
-  assign { \$140 [296], \$140 [294:292], \$140 [290:284], \$140 [280], \$140 [274], \$140 [272:271], \$140 [269:264], \$140 [261], \$140 [258], \$140 [256:255], \$140 [251:250], \$140 [248], \$140 [245], \$140 [243], \$140 [238:236], \$140 [233:229], \$140 [227], \$140 [221], \$140 [219:214], \$140 [207], \$140 [205], \$140 [202], \$140 [200:198], \$140 [195], \$140 [192], \$140 [187:185], \$140 [183], \$140 [178:176], \$140 [174], \$140 [169:165], \$140 [162:159], \$140 [157], \$140 [155:153], \$140 [150], \$140 [148:147], \$140 [144:142], \$140 [139], \$140 [134:126], \$140 [123:122], \$140 [120], \$140 [118], \$140 [112:111], \$140 [107], \$140 [103:101], \$140 [96], \$140 [94], \$140 [92], \$140 [90:84], \$140 [82], \$140 [78], \$140 [76:74], \$140 [72:71], \$140 [69:65], \$140 [63:60], \$140 [58:56], \$140 [54:53], \$140 [51], \$140 [49], \$140 [47], \$140 [45:44], \$140 [41:40], \$140 [37:35], \$140 [32], \$140 [29], \$140 [27:25], \$140 [23:22], \$140 [18], \$140 [16], \$140 [14], \$140 [6], \$140 [3], \$140 [1:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$140 [295], \$140 [291], \$140 [283:281], \$140 [279:275], \$140 [273], \$140 [270], \$140 [263:262], \$140 [260:259], \$140 [257], \$140 [254:252], \$140 [249], \$140 [247:246], \$140 [244], \$140 [242:239], \$140 [235:234], \$140 [228], \$140 [226:222], \$140 [220], \$140 [213:208], \$140 [206], \$140 [204:203], \$140 [201], \$140 [197:196], \$140 [194:193], \$140 [191:188], \$140 [184], \$140 [182:179], \$140 [175], \$140 [173:170], \$140 [164:163], \$140 [158], \$140 [156], \$140 [152:151], \$140 [149], \$140 [146:145], \$140 [141:140], \$140 [138:135], \$140 [125:124], \$140 [121], \$140 [119], \$140 [117:113], \$140 [110:108], \$140 [106:104], \$140 [100:97], \$140 [95], \$140 [93], \$140 [91], \$140 [83], \$140 [81:79], \$140 [77], \$140 [73], \$140 [70], \$140 [64], \$140 [59], \$140 [55], \$140 [52], \$140 [50], \$140 [48], \$140 [46], \$140 [43:42], \$140 [39:38], \$140 [34:33], \$140 [31:30], \$140 [28], \$140 [24], \$140 [21:19], \$140 [17], \$140 [15], \$140 [13:7], \$140 [5:4], \$140 [2] } = { i__payload[334], i__payload[330], i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296], i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232], i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202], i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174], i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136], i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103], i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360], i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
-  assign \$142  = \$141 ;
-  assign { \$143 [295:293], \$143 [291:285], \$143 [281], \$143 [275], \$143 [273:272], \$143 [270:265], \$143 [262], \$143 [259], \$143 [257:256], \$143 [252:251], \$143 [249], \$143 [246], \$143 [244], \$143 [239:237], \$143 [234:230], \$143 [228], \$143 [222], \$143 [220:215], \$143 [208], \$143 [206], \$143 [203], \$143 [201:199], \$143 [196], \$143 [193], \$143 [188:186], \$143 [184], \$143 [179:177], \$143 [175], \$143 [170:166], \$143 [163:160], \$143 [158], \$143 [156:154], \$143 [151], \$143 [149:148], \$143 [145:143], \$143 [140], \$143 [135:127], \$143 [124:123], \$143 [121], \$143 [119], \$143 [113:112], \$143 [108], \$143 [104:102], \$143 [97], \$143 [95], \$143 [93], \$143 [91:85], \$143 [83], \$143 [79], \$143 [77:75], \$143 [73:72], \$143 [70:66], \$143 [64:61], \$143 [59:57], \$143 [55:54], \$143 [52], \$143 [50], \$143 [48], \$143 [46:45], \$143 [42:41], \$143 [38:36], \$143 [33], \$143 [30], \$143 [28:26], \$143 [24:23], \$143 [19], \$143 [17], \$143 [15], \$143 [7], \$143 [4], \$143 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$143 [296], \$143 [292], \$143 [284:282], \$143 [280:276], \$143 [274], \$143 [271], \$143 [264:263], \$143 [261:260], \$143 [258], \$143 [255:253], \$143 [250], \$143 [248:247], \$143 [245], \$143 [243:240], \$143 [236:235], \$143 [229], \$143 [227:223], \$143 [221], \$143 [214:209], \$143 [207], \$143 [205:204], \$143 [202], \$143 [198:197], \$143 [195:194], \$143 [192:189], \$143 [185], \$143 [183:180], \$143 [176], \$143 [174:171], \$143 [165:164], \$143 [159], \$143 [157], \$143 [153:152], \$143 [150], \$143 [147:146], \$143 [142:141], \$143 [139:136], \$143 [126:125], \$143 [122], \$143 [120], \$143 [118:114], \$143 [111:109], \$143 [107:105], \$143 [101:98], \$143 [96], \$143 [94], \$143 [92], \$143 [84], \$143 [82:80], \$143 [78], \$143 [74], \$143 [71], \$143 [65], \$143 [60], \$143 [56], \$143 [53], \$143 [51], \$143 [49], \$143 [47], \$143 [44:43], \$143 [40:39], \$143 [35:34], \$143 [32:31], \$143 [29], \$143 [25], \$143 [22:20], \$143 [18], \$143 [16], \$143 [14:8], \$143 [6:5], \$143 [3] } = { i__payload[335], i__payload[331], i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297], i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203], i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175], i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135], i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104], i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359:358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
-  assign \$145  = \$auto$rtlil.cc:2739:Not$6 ;
-  assign { \$146 [296:294], \$146 [292:286], \$146 [282], \$146 [276], \$146 [274:273], \$146 [271:266], \$146 [263], \$146 [260], \$146 [258:257], \$146 [253:252], \$146 [250], \$146 [247], \$146 [245], \$146 [240:238], \$146 [235:231], \$146 [229], \$146 [223], \$146 [221:216], \$146 [209], \$146 [207], \$146 [204], \$146 [202:200], \$146 [197], \$146 [194], \$146 [189:187], \$146 [185], \$146 [180:178], \$146 [176], \$146 [171:167], \$146 [164:161], \$146 [159], \$146 [157:155], \$146 [152], \$146 [150:149], \$146 [146:144], \$146 [141], \$146 [136:128], \$146 [125:124], \$146 [122], \$146 [120], \$146 [114:113], \$146 [109], \$146 [105:103], \$146 [98], \$146 [96], \$146 [94], \$146 [92:86], \$146 [84], \$146 [80], \$146 [78:76], \$146 [74:73], \$146 [71:67], \$146 [65:62], \$146 [60:58], \$146 [56:55], \$146 [53], \$146 [51], \$146 [49], \$146 [47:46], \$146 [43:42], \$146 [39:37], \$146 [34], \$146 [31], \$146 [29:27], \$146 [25:24], \$146 [20], \$146 [18], \$146 [16], \$146 [8], \$146 [5], \$146 [3:1] } = 156'h000000000000000000000000000000000000000;
-  assign { \$146 [293], \$146 [285:283], \$146 [281:277], \$146 [275], \$146 [272], \$146 [265:264], \$146 [262:261], \$146 [259], \$146 [256:254], \$146 [251], \$146 [249:248], \$146 [246], \$146 [244:241], \$146 [237:236], \$146 [230], \$146 [228:224], \$146 [222], \$146 [215:210], \$146 [208], \$146 [206:205], \$146 [203], \$146 [199:198], \$146 [196:195], \$146 [193:190], \$146 [186], \$146 [184:181], \$146 [177], \$146 [175:172], \$146 [166:165], \$146 [160], \$146 [158], \$146 [154:153], \$146 [151], \$146 [148:147], \$146 [143:142], \$146 [140:137], \$146 [127:126], \$146 [123], \$146 [121], \$146 [119:115], \$146 [112:110], \$146 [108:106], \$146 [102:99], \$146 [97], \$146 [95], \$146 [93], \$146 [85], \$146 [83:81], \$146 [79], \$146 [75], \$146 [72], \$146 [66], \$146 [61], \$146 [57], \$146 [54], \$146 [52], \$146 [50], \$146 [48], \$146 [45:44], \$146 [41:40], \$146 [36:35], \$146 [33:32], \$146 [30], \$146 [26], \$146 [23:21], \$146 [19], \$146 [17], \$146 [15:9], \$146 [7:6], \$146 [4], \$146 [0] } = { i__payload[332], i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263], i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199], i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176], i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136], i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105], i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359], i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
-  assign \$148  = \$auto$rtlil.cc:2739:Not$8 ;
-  assign { \$149 [296], \$149 [294:293], \$149 [291:289], \$149 [287], \$149 [283], \$149 [280:276], \$149 [273], \$149 [271], \$149 [269:268], \$149 [264], \$149 [261:260], \$149 [258:256], \$149 [253], \$149 [250:248], \$149 [244:243], \$149 [240], \$149 [238:237], \$149 [235:233], \$149 [231:230], \$149 [225:223], \$149 [218], \$149 [209], \$149 [207:206], \$149 [202], \$149 [200], \$149 [195:193], \$149 [191], \$149 [189], \$149 [187], \$149 [185], \$149 [180], \$149 [178], \$149 [176], \$149 [171], \$149 [167], \$149 [165:161], \$149 [158:155], \$149 [151:147], \$149 [145], \$149 [143], \$149 [138], \$149 [136], \$149 [131:129], \$149 [126:125], \$149 [123:122], \$149 [118], \$149 [116:115], \$149 [113:111], \$149 [107], \$149 [104:101], \$149 [99], \$149 [96], \$149 [94:93], \$149 [91], \$149 [89], \$149 [87], \$149 [85], \$149 [81:79], \$149 [76:75], \$149 [72:71], \$149 [69:63], \$149 [60:59], \$149 [57], \$149 [54], \$149 [50:48], \$149 [45:44], \$149 [38], \$149 [36], \$149 [32:31], \$149 [29], \$149 [27:26], \$149 [19:18], \$149 [16], \$149 [14], \$149 [12], \$149 [10], \$149 [8:7], \$149 [5], \$149 [3], \$149 [1] } = 143'h000000000000000000000000000000000000;
-  assign { \$149 [295], \$149 [292], \$149 [288], \$149 [286:284], \$149 [282:281], \$149 [275:274], \$149 [272], \$149 [270], \$149 [267:265], \$149 [263:262], \$149 [259], \$149 [255:254], \$149 [252:251], \$149 [247:245], \$149 [242:241], \$149 [239], \$149 [236], \$149 [232], \$149 [229:226], \$149 [222:219], \$149 [217:210], \$149 [208], \$149 [205:203], \$149 [201], \$149 [199:196], \$149 [192], \$149 [190], \$149 [188], \$149 [186], \$149 [184:181], \$149 [179], \$149 [177], \$149 [175:172], \$149 [170:168], \$149 [166], \$149 [160:159], \$149 [154:152], \$149 [146], \$149 [144], \$149 [142:139], \$149 [137], \$149 [135:132], \$149 [128:127], \$149 [124], \$149 [121:119], \$149 [117], \$149 [114], \$149 [110:108], \$149 [106:105], \$149 [100], \$149 [98:97], \$149 [95], \$149 [92], \$149 [90], \$149 [88], \$149 [86], \$149 [84:82], \$149 [78:77], \$149 [74:73], \$149 [70], \$149 [62:61], \$149 [58], \$149 [56:55], \$149 [53:51], \$149 [47:46], \$149 [43:39], \$149 [37], \$149 [35:33], \$149 [30], \$149 [28], \$149 [25:20], \$149 [17], \$149 [15], \$149 [13], \$149 [11], \$149 [9], \$149 [6], \$149 [4], \$149 [2], \$149 [0] } = { i__payload[334], i__payload[331], i__payload[327], i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298], i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265], i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231], i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199:198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167:166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136], i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109], i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360], i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
-  assign \$151  = \$150 ;
-  assign { \$152 [295:294], \$152 [292:290], \$152 [288], \$152 [284], \$152 [281:277], \$152 [274], \$152 [272], \$152 [270:269], \$152 [265], \$152 [262:261], \$152 [259:257], \$152 [254], \$152 [251:249], \$152 [245:244], \$152 [241], \$152 [239:238], \$152 [236:234], \$152 [232:231], \$152 [226:224], \$152 [219], \$152 [210], \$152 [208:207], \$152 [203], \$152 [201], \$152 [196:194], \$152 [192], \$152 [190], \$152 [188], \$152 [186], \$152 [181], \$152 [179], \$152 [177], \$152 [172], \$152 [168], \$152 [166:162], \$152 [159:156], \$152 [152:148], \$152 [146], \$152 [144], \$152 [139], \$152 [137], \$152 [132:130], \$152 [127:126], \$152 [124:123], \$152 [119], \$152 [117:116], \$152 [114:112], \$152 [108], \$152 [105:102], \$152 [100], \$152 [97], \$152 [95:94], \$152 [92], \$152 [90], \$152 [88], \$152 [86], \$152 [82:80], \$152 [77:76], \$152 [73:72], \$152 [70:64], \$152 [61:60], \$152 [58], \$152 [55], \$152 [51:49], \$152 [46:45], \$152 [39], \$152 [37], \$152 [33:32], \$152 [30], \$152 [28:27], \$152 [20:19], \$152 [17], \$152 [15], \$152 [13], \$152 [11], \$152 [9:8], \$152 [6], \$152 [4], \$152 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$152 [296], \$152 [293], \$152 [289], \$152 [287:285], \$152 [283:282], \$152 [276:275], \$152 [273], \$152 [271], \$152 [268:266], \$152 [264:263], \$152 [260], \$152 [256:255], \$152 [253:252], \$152 [248:246], \$152 [243:242], \$152 [240], \$152 [237], \$152 [233], \$152 [230:227], \$152 [223:220], \$152 [218:211], \$152 [209], \$152 [206:204], \$152 [202], \$152 [200:197], \$152 [193], \$152 [191], \$152 [189], \$152 [187], \$152 [185:182], \$152 [180], \$152 [178], \$152 [176:173], \$152 [171:169], \$152 [167], \$152 [161:160], \$152 [155:153], \$152 [147], \$152 [145], \$152 [143:140], \$152 [138], \$152 [136:133], \$152 [129:128], \$152 [125], \$152 [122:120], \$152 [118], \$152 [115], \$152 [111:109], \$152 [107:106], \$152 [101], \$152 [99:98], \$152 [96], \$152 [93], \$152 [91], \$152 [89], \$152 [87], \$152 [85:83], \$152 [79:78], \$152 [75:74], \$152 [71], \$152 [63:62], \$152 [59], \$152 [57:56], \$152 [54:52], \$152 [48:47], \$152 [44:40], \$152 [38], \$152 [36:34], \$152 [31], \$152 [29], \$152 [26:21], \$152 [18], \$152 [16], \$152 [14], \$152 [12], \$152 [10], \$152 [7], \$152 [5], \$152 [3], \$152 [1:0] } = { i__payload[335], i__payload[332], i__payload[328], i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295:294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266], i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232], i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199], i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167], i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135], i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110], i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361], i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
-  assign \$154  = \$auto$rtlil.cc:2739:Not$10 ;
-  assign \$312  = \$311 ;
-  assign { \$356 [296], \$356 [293], \$356 [291:289], \$356 [287:281], \$356 [277], \$356 [271], \$356 [269:268], \$356 [266:261], \$356 [258], \$356 [255], \$356 [253:252], \$356 [248:247], \$356 [245], \$356 [242], \$356 [240], \$356 [235:233], \$356 [230:226], \$356 [224], \$356 [218], \$356 [216:211], \$356 [204], \$356 [202], \$356 [199], \$356 [197:195], \$356 [192], \$356 [189], \$356 [184:182], \$356 [180], \$356 [175:173], \$356 [171], \$356 [166:162], \$356 [159:156], \$356 [154], \$356 [152:150], \$356 [147], \$356 [145:144], \$356 [141:139], \$356 [136], \$356 [131:123], \$356 [120:119], \$356 [117], \$356 [115], \$356 [109:108], \$356 [104], \$356 [100:98], \$356 [93], \$356 [91], \$356 [89], \$356 [87:81], \$356 [79], \$356 [75], \$356 [73:71], \$356 [69:68], \$356 [66:62], \$356 [60:57], \$356 [55:53], \$356 [51:50], \$356 [48], \$356 [46], \$356 [44], \$356 [42:41], \$356 [38:37], \$356 [34:32], \$356 [29], \$356 [26], \$356 [24:22], \$356 [20:19], \$356 [15], \$356 [13], \$356 [11], \$356 [3], \$356 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$356 [295:294], \$356 [292], \$356 [288], \$356 [280:278], \$356 [276:272], \$356 [270], \$356 [267], \$356 [260:259], \$356 [257:256], \$356 [254], \$356 [251:249], \$356 [246], \$356 [244:243], \$356 [241], \$356 [239:236], \$356 [232:231], \$356 [225], \$356 [223:219], \$356 [217], \$356 [210:205], \$356 [203], \$356 [201:200], \$356 [198], \$356 [194:193], \$356 [191:190], \$356 [188:185], \$356 [181], \$356 [179:176], \$356 [172], \$356 [170:167], \$356 [161:160], \$356 [155], \$356 [153], \$356 [149:148], \$356 [146], \$356 [143:142], \$356 [138:137], \$356 [135:132], \$356 [122:121], \$356 [118], \$356 [116], \$356 [114:110], \$356 [107:105], \$356 [103:101], \$356 [97:94], \$356 [92], \$356 [90], \$356 [88], \$356 [80], \$356 [78:76], \$356 [74], \$356 [70], \$356 [67], \$356 [61], \$356 [56], \$356 [52], \$356 [49], \$356 [47], \$356 [45], \$356 [43], \$356 [40:39], \$356 [36:35], \$356 [31:30], \$356 [28:27], \$356 [25], \$356 [21], \$356 [18:16], \$356 [14], \$356 [12], \$356 [10:4], \$356 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
-  assign \$358  = \$auto$rtlil.cc:2739:Not$12 ;
-  assign { \$359 [294], \$359 [292:290], \$359 [288:282], \$359 [278], \$359 [272], \$359 [270:269], \$359 [267:262], \$359 [259], \$359 [256], \$359 [254:253], \$359 [249:248], \$359 [246], \$359 [243], \$359 [241], \$359 [236:234], \$359 [231:227], \$359 [225], \$359 [219], \$359 [217:212], \$359 [205], \$359 [203], \$359 [200], \$359 [198:196], \$359 [193], \$359 [190], \$359 [185:183], \$359 [181], \$359 [176:174], \$359 [172], \$359 [167:163], \$359 [160:157], \$359 [155], \$359 [153:151], \$359 [148], \$359 [146:145], \$359 [142:140], \$359 [137], \$359 [132:124], \$359 [121:120], \$359 [118], \$359 [116], \$359 [110:109], \$359 [105], \$359 [101:99], \$359 [94], \$359 [92], \$359 [90], \$359 [88:82], \$359 [80], \$359 [76], \$359 [74:72], \$359 [70:69], \$359 [67:63], \$359 [61:58], \$359 [56:54], \$359 [52:51], \$359 [49], \$359 [47], \$359 [45], \$359 [43:42], \$359 [39:38], \$359 [35:33], \$359 [30], \$359 [27], \$359 [25:23], \$359 [21:20], \$359 [16], \$359 [14], \$359 [12], \$359 [4], \$359 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$359 [296:295], \$359 [293], \$359 [289], \$359 [281:279], \$359 [277:273], \$359 [271], \$359 [268], \$359 [261:260], \$359 [258:257], \$359 [255], \$359 [252:250], \$359 [247], \$359 [245:244], \$359 [242], \$359 [240:237], \$359 [233:232], \$359 [226], \$359 [224:220], \$359 [218], \$359 [211:206], \$359 [204], \$359 [202:201], \$359 [199], \$359 [195:194], \$359 [192:191], \$359 [189:186], \$359 [182], \$359 [180:177], \$359 [173], \$359 [171:168], \$359 [162:161], \$359 [156], \$359 [154], \$359 [150:149], \$359 [147], \$359 [144:143], \$359 [139:138], \$359 [136:133], \$359 [123:122], \$359 [119], \$359 [117], \$359 [115:111], \$359 [108:106], \$359 [104:102], \$359 [98:95], \$359 [93], \$359 [91], \$359 [89], \$359 [81], \$359 [79:77], \$359 [75], \$359 [71], \$359 [68], \$359 [62], \$359 [57], \$359 [53], \$359 [50], \$359 [48], \$359 [46], \$359 [44], \$359 [41:40], \$359 [37:36], \$359 [32:31], \$359 [29:28], \$359 [26], \$359 [22], \$359 [19:17], \$359 [15], \$359 [13], \$359 [11:5], \$359 [3:2], \$359 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
-  assign \$361  = \$auto$rtlil.cc:2739:Not$14 ;
-  assign { \$362 [295], \$362 [293:291], \$362 [289:283], \$362 [279], \$362 [273], \$362 [271:270], \$362 [268:263], \$362 [260], \$362 [257], \$362 [255:254], \$362 [250:249], \$362 [247], \$362 [244], \$362 [242], \$362 [237:235], \$362 [232:228], \$362 [226], \$362 [220], \$362 [218:213], \$362 [206], \$362 [204], \$362 [201], \$362 [199:197], \$362 [194], \$362 [191], \$362 [186:184], \$362 [182], \$362 [177:175], \$362 [173], \$362 [168:164], \$362 [161:158], \$362 [156], \$362 [154:152], \$362 [149], \$362 [147:146], \$362 [143:141], \$362 [138], \$362 [133:125], \$362 [122:121], \$362 [119], \$362 [117], \$362 [111:110], \$362 [106], \$362 [102:100], \$362 [95], \$362 [93], \$362 [91], \$362 [89:83], \$362 [81], \$362 [77], \$362 [75:73], \$362 [71:70], \$362 [68:64], \$362 [62:59], \$362 [57:55], \$362 [53:52], \$362 [50], \$362 [48], \$362 [46], \$362 [44:43], \$362 [40:39], \$362 [36:34], \$362 [31], \$362 [28], \$362 [26:24], \$362 [22:21], \$362 [17], \$362 [15], \$362 [13], \$362 [5], \$362 [2], \$362 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$362 [296], \$362 [294], \$362 [290], \$362 [282:280], \$362 [278:274], \$362 [272], \$362 [269], \$362 [262:261], \$362 [259:258], \$362 [256], \$362 [253:251], \$362 [248], \$362 [246:245], \$362 [243], \$362 [241:238], \$362 [234:233], \$362 [227], \$362 [225:221], \$362 [219], \$362 [212:207], \$362 [205], \$362 [203:202], \$362 [200], \$362 [196:195], \$362 [193:192], \$362 [190:187], \$362 [183], \$362 [181:178], \$362 [174], \$362 [172:169], \$362 [163:162], \$362 [157], \$362 [155], \$362 [151:150], \$362 [148], \$362 [145:144], \$362 [140:139], \$362 [137:134], \$362 [124:123], \$362 [120], \$362 [118], \$362 [116:112], \$362 [109:107], \$362 [105:103], \$362 [99:96], \$362 [94], \$362 [92], \$362 [90], \$362 [82], \$362 [80:78], \$362 [76], \$362 [72], \$362 [69], \$362 [63], \$362 [58], \$362 [54], \$362 [51], \$362 [49], \$362 [47], \$362 [45], \$362 [42:41], \$362 [38:37], \$362 [33:32], \$362 [30:29], \$362 [27], \$362 [23], \$362 [20:18], \$362 [16], \$362 [14], \$362 [12:6], \$362 [4:3], \$362 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
-  assign \$364  = \$363 ;
-  assign { \$365 [296], \$365 [294:292], \$365 [290:284], \$365 [280], \$365 [274], \$365 [272:271], \$365 [269:264], \$365 [261], \$365 [258], \$365 [256:255], \$365 [251:250], \$365 [248], \$365 [245], \$365 [243], \$365 [238:236], \$365 [233:229], \$365 [227], \$365 [221], \$365 [219:214], \$365 [207], \$365 [205], \$365 [202], \$365 [200:198], \$365 [195], \$365 [192], \$365 [187:185], \$365 [183], \$365 [178:176], \$365 [174], \$365 [169:165], \$365 [162:159], \$365 [157], \$365 [155:153], \$365 [150], \$365 [148:147], \$365 [144:142], \$365 [139], \$365 [134:126], \$365 [123:122], \$365 [120], \$365 [118], \$365 [112:111], \$365 [107], \$365 [103:101], \$365 [96], \$365 [94], \$365 [92], \$365 [90:84], \$365 [82], \$365 [78], \$365 [76:74], \$365 [72:71], \$365 [69:65], \$365 [63:60], \$365 [58:56], \$365 [54:53], \$365 [51], \$365 [49], \$365 [47], \$365 [45:44], \$365 [41:40], \$365 [37:35], \$365 [32], \$365 [29], \$365 [27:25], \$365 [23:22], \$365 [18], \$365 [16], \$365 [14], \$365 [6], \$365 [3], \$365 [1:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$365 [295], \$365 [291], \$365 [283:281], \$365 [279:275], \$365 [273], \$365 [270], \$365 [263:262], \$365 [260:259], \$365 [257], \$365 [254:252], \$365 [249], \$365 [247:246], \$365 [244], \$365 [242:239], \$365 [235:234], \$365 [228], \$365 [226:222], \$365 [220], \$365 [213:208], \$365 [206], \$365 [204:203], \$365 [201], \$365 [197:196], \$365 [194:193], \$365 [191:188], \$365 [184], \$365 [182:179], \$365 [175], \$365 [173:170], \$365 [164:163], \$365 [158], \$365 [156], \$365 [152:151], \$365 [149], \$365 [146:145], \$365 [141:140], \$365 [138:135], \$365 [125:124], \$365 [121], \$365 [119], \$365 [117:113], \$365 [110:108], \$365 [106:104], \$365 [100:97], \$365 [95], \$365 [93], \$365 [91], \$365 [83], \$365 [81:79], \$365 [77], \$365 [73], \$365 [70], \$365 [64], \$365 [59], \$365 [55], \$365 [52], \$365 [50], \$365 [48], \$365 [46], \$365 [43:42], \$365 [39:38], \$365 [34:33], \$365 [31:30], \$365 [28], \$365 [24], \$365 [21:19], \$365 [17], \$365 [15], \$365 [13:7], \$365 [5:4], \$365 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
-  assign \$367  = \$366 ;
-  assign { \$368 [295:293], \$368 [291:285], \$368 [281], \$368 [275], \$368 [273:272], \$368 [270:265], \$368 [262], \$368 [259], \$368 [257:256], \$368 [252:251], \$368 [249], \$368 [246], \$368 [244], \$368 [239:237], \$368 [234:230], \$368 [228], \$368 [222], \$368 [220:215], \$368 [208], \$368 [206], \$368 [203], \$368 [201:199], \$368 [196], \$368 [193], \$368 [188:186], \$368 [184], \$368 [179:177], \$368 [175], \$368 [170:166], \$368 [163:160], \$368 [158], \$368 [156:154], \$368 [151], \$368 [149:148], \$368 [145:143], \$368 [140], \$368 [135:127], \$368 [124:123], \$368 [121], \$368 [119], \$368 [113:112], \$368 [108], \$368 [104:102], \$368 [97], \$368 [95], \$368 [93], \$368 [91:85], \$368 [83], \$368 [79], \$368 [77:75], \$368 [73:72], \$368 [70:66], \$368 [64:61], \$368 [59:57], \$368 [55:54], \$368 [52], \$368 [50], \$368 [48], \$368 [46:45], \$368 [42:41], \$368 [38:36], \$368 [33], \$368 [30], \$368 [28:26], \$368 [24:23], \$368 [19], \$368 [17], \$368 [15], \$368 [7], \$368 [4], \$368 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$368 [296], \$368 [292], \$368 [284:282], \$368 [280:276], \$368 [274], \$368 [271], \$368 [264:263], \$368 [261:260], \$368 [258], \$368 [255:253], \$368 [250], \$368 [248:247], \$368 [245], \$368 [243:240], \$368 [236:235], \$368 [229], \$368 [227:223], \$368 [221], \$368 [214:209], \$368 [207], \$368 [205:204], \$368 [202], \$368 [198:197], \$368 [195:194], \$368 [192:189], \$368 [185], \$368 [183:180], \$368 [176], \$368 [174:171], \$368 [165:164], \$368 [159], \$368 [157], \$368 [153:152], \$368 [150], \$368 [147:146], \$368 [142:141], \$368 [139:136], \$368 [126:125], \$368 [122], \$368 [120], \$368 [118:114], \$368 [111:109], \$368 [107:105], \$368 [101:98], \$368 [96], \$368 [94], \$368 [92], \$368 [84], \$368 [82:80], \$368 [78], \$368 [74], \$368 [71], \$368 [65], \$368 [60], \$368 [56], \$368 [53], \$368 [51], \$368 [49], \$368 [47], \$368 [44:43], \$368 [40:39], \$368 [35:34], \$368 [32:31], \$368 [29], \$368 [25], \$368 [22:20], \$368 [18], \$368 [16], \$368 [14:8], \$368 [6:5], \$368 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
-  assign \$370  = \$auto$rtlil.cc:2739:Not$16 ;
-  assign { \$371 [296:294], \$371 [292:286], \$371 [282], \$371 [276], \$371 [274:273], \$371 [271:266], \$371 [263], \$371 [260], \$371 [258:257], \$371 [253:252], \$371 [250], \$371 [247], \$371 [245], \$371 [240:238], \$371 [235:231], \$371 [229], \$371 [223], \$371 [221:216], \$371 [209], \$371 [207], \$371 [204], \$371 [202:200], \$371 [197], \$371 [194], \$371 [189:187], \$371 [185], \$371 [180:178], \$371 [176], \$371 [171:167], \$371 [164:161], \$371 [159], \$371 [157:155], \$371 [152], \$371 [150:149], \$371 [146:144], \$371 [141], \$371 [136:128], \$371 [125:124], \$371 [122], \$371 [120], \$371 [114:113], \$371 [109], \$371 [105:103], \$371 [98], \$371 [96], \$371 [94], \$371 [92:86], \$371 [84], \$371 [80], \$371 [78:76], \$371 [74:73], \$371 [71:67], \$371 [65:62], \$371 [60:58], \$371 [56:55], \$371 [53], \$371 [51], \$371 [49], \$371 [47:46], \$371 [43:42], \$371 [39:37], \$371 [34], \$371 [31], \$371 [29:27], \$371 [25:24], \$371 [20], \$371 [18], \$371 [16], \$371 [8], \$371 [5], \$371 [3:1] } = 156'h000000000000000000000000000000000000000;
-  assign { \$371 [293], \$371 [285:283], \$371 [281:277], \$371 [275], \$371 [272], \$371 [265:264], \$371 [262:261], \$371 [259], \$371 [256:254], \$371 [251], \$371 [249:248], \$371 [246], \$371 [244:241], \$371 [237:236], \$371 [230], \$371 [228:224], \$371 [222], \$371 [215:210], \$371 [208], \$371 [206:205], \$371 [203], \$371 [199:198], \$371 [196:195], \$371 [193:190], \$371 [186], \$371 [184:181], \$371 [177], \$371 [175:172], \$371 [166:165], \$371 [160], \$371 [158], \$371 [154:153], \$371 [151], \$371 [148:147], \$371 [143:142], \$371 [140:137], \$371 [127:126], \$371 [123], \$371 [121], \$371 [119:115], \$371 [112:110], \$371 [108:106], \$371 [102:99], \$371 [97], \$371 [95], \$371 [93], \$371 [85], \$371 [83:81], \$371 [79], \$371 [75], \$371 [72], \$371 [66], \$371 [61], \$371 [57], \$371 [54], \$371 [52], \$371 [50], \$371 [48], \$371 [45:44], \$371 [41:40], \$371 [36:35], \$371 [33:32], \$371 [30], \$371 [26], \$371 [23:21], \$371 [19], \$371 [17], \$371 [15:9], \$371 [7:6], \$371 [4], \$371 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
-  assign \$373  = \$auto$rtlil.cc:2739:Not$18 ;
-  assign { \$374 [296], \$374 [294:293], \$374 [291:289], \$374 [287], \$374 [283], \$374 [280:276], \$374 [273], \$374 [271], \$374 [269:268], \$374 [264], \$374 [261:260], \$374 [258:256], \$374 [253], \$374 [250:248], \$374 [244:243], \$374 [240], \$374 [238:237], \$374 [235:233], \$374 [231:230], \$374 [225:223], \$374 [218], \$374 [209], \$374 [207:206], \$374 [202], \$374 [200], \$374 [195:193], \$374 [191], \$374 [189], \$374 [187], \$374 [185], \$374 [180], \$374 [178], \$374 [176], \$374 [171], \$374 [167], \$374 [165:161], \$374 [158:155], \$374 [151:147], \$374 [145], \$374 [143], \$374 [138], \$374 [136], \$374 [131:129], \$374 [126:125], \$374 [123:122], \$374 [118], \$374 [116:115], \$374 [113:111], \$374 [107], \$374 [104:101], \$374 [99], \$374 [96], \$374 [94:93], \$374 [91], \$374 [89], \$374 [87], \$374 [85], \$374 [81:79], \$374 [76:75], \$374 [72:71], \$374 [69:63], \$374 [60:59], \$374 [57], \$374 [54], \$374 [50:48], \$374 [45:44], \$374 [38], \$374 [36], \$374 [32:31], \$374 [29], \$374 [27:26], \$374 [19:18], \$374 [16], \$374 [14], \$374 [12], \$374 [10], \$374 [8:7], \$374 [5], \$374 [3], \$374 [1] } = 143'h000000000000000000000000000000000000;
-  assign { \$374 [295], \$374 [292], \$374 [288], \$374 [286:284], \$374 [282:281], \$374 [275:274], \$374 [272], \$374 [270], \$374 [267:265], \$374 [263:262], \$374 [259], \$374 [255:254], \$374 [252:251], \$374 [247:245], \$374 [242:241], \$374 [239], \$374 [236], \$374 [232], \$374 [229:226], \$374 [222:219], \$374 [217:210], \$374 [208], \$374 [205:203], \$374 [201], \$374 [199:196], \$374 [192], \$374 [190], \$374 [188], \$374 [186], \$374 [184:181], \$374 [179], \$374 [177], \$374 [175:172], \$374 [170:168], \$374 [166], \$374 [160:159], \$374 [154:152], \$374 [146], \$374 [144], \$374 [142:139], \$374 [137], \$374 [135:132], \$374 [128:127], \$374 [124], \$374 [121:119], \$374 [117], \$374 [114], \$374 [110:108], \$374 [106:105], \$374 [100], \$374 [98:97], \$374 [95], \$374 [92], \$374 [90], \$374 [88], \$374 [86], \$374 [84:82], \$374 [78:77], \$374 [74:73], \$374 [70], \$374 [62:61], \$374 [58], \$374 [56:55], \$374 [53:51], \$374 [47:46], \$374 [43:39], \$374 [37], \$374 [35:33], \$374 [30], \$374 [28], \$374 [25:20], \$374 [17], \$374 [15], \$374 [13], \$374 [11], \$374 [9], \$374 [6], \$374 [4], \$374 [2], \$374 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
-  assign \$376  = \$375 ;
-  assign { \$377 [295:294], \$377 [292:290], \$377 [288], \$377 [284], \$377 [281:277], \$377 [274], \$377 [272], \$377 [270:269], \$377 [265], \$377 [262:261], \$377 [259:257], \$377 [254], \$377 [251:249], \$377 [245:244], \$377 [241], \$377 [239:238], \$377 [236:234], \$377 [232:231], \$377 [226:224], \$377 [219], \$377 [210], \$377 [208:207], \$377 [203], \$377 [201], \$377 [196:194], \$377 [192], \$377 [190], \$377 [188], \$377 [186], \$377 [181], \$377 [179], \$377 [177], \$377 [172], \$377 [168], \$377 [166:162], \$377 [159:156], \$377 [152:148], \$377 [146], \$377 [144], \$377 [139], \$377 [137], \$377 [132:130], \$377 [127:126], \$377 [124:123], \$377 [119], \$377 [117:116], \$377 [114:112], \$377 [108], \$377 [105:102], \$377 [100], \$377 [97], \$377 [95:94], \$377 [92], \$377 [90], \$377 [88], \$377 [86], \$377 [82:80], \$377 [77:76], \$377 [73:72], \$377 [70:64], \$377 [61:60], \$377 [58], \$377 [55], \$377 [51:49], \$377 [46:45], \$377 [39], \$377 [37], \$377 [33:32], \$377 [30], \$377 [28:27], \$377 [20:19], \$377 [17], \$377 [15], \$377 [13], \$377 [11], \$377 [9:8], \$377 [6], \$377 [4], \$377 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$377 [296], \$377 [293], \$377 [289], \$377 [287:285], \$377 [283:282], \$377 [276:275], \$377 [273], \$377 [271], \$377 [268:266], \$377 [264:263], \$377 [260], \$377 [256:255], \$377 [253:252], \$377 [248:246], \$377 [243:242], \$377 [240], \$377 [237], \$377 [233], \$377 [230:227], \$377 [223:220], \$377 [218:211], \$377 [209], \$377 [206:204], \$377 [202], \$377 [200:197], \$377 [193], \$377 [191], \$377 [189], \$377 [187], \$377 [185:182], \$377 [180], \$377 [178], \$377 [176:173], \$377 [171:169], \$377 [167], \$377 [161:160], \$377 [155:153], \$377 [147], \$377 [145], \$377 [143:140], \$377 [138], \$377 [136:133], \$377 [129:128], \$377 [125], \$377 [122:120], \$377 [118], \$377 [115], \$377 [111:109], \$377 [107:106], \$377 [101], \$377 [99:98], \$377 [96], \$377 [93], \$377 [91], \$377 [89], \$377 [87], \$377 [85:83], \$377 [79:78], \$377 [75:74], \$377 [71], \$377 [63:62], \$377 [59], \$377 [57:56], \$377 [54:52], \$377 [48:47], \$377 [44:40], \$377 [38], \$377 [36:34], \$377 [31], \$377 [29], \$377 [26:21], \$377 [18], \$377 [16], \$377 [14], \$377 [12], \$377 [10], \$377 [7], \$377 [5], \$377 [3], \$377 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
-  assign \$379  = \$auto$rtlil.cc:2739:Not$20 ;
-  assign \$390  = 11'h000;
-  assign \$391 [10:1] = 10'h000;
-  assign \$391 [0] = free_stash[1];
-  assign \$392  = { 10'h000, free_stash[1] };
-  assign { \$393 [10:2], \$393 [0] } = 10'h000;
-  assign \$393 [1] = free_stash[2];
-  assign \$394 [10:2] = 9'h000;
-  assign \$394 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$397 [10:3], \$397 [1:0] } = 10'h000;
-  assign \$397 [2] = free_stash[4];
-  assign { \$398 [10:3], \$398 [1] } = 9'h000;
-  assign { \$398 [2], \$398 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$400 [10:3], \$400 [0] } = 9'h000;
-  assign \$400 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$401 [10:3] = 8'h00;
-  assign \$401 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign \$100  = 11'h000;
+  assign \$101 [10:1] = 10'h000;
+  assign \$101 [0] = free_stash[1];
+  assign \$102  = { 10'h000, free_stash[1] };
+  assign { \$103 [10:2], \$103 [0] } = 10'h000;
+  assign \$103 [1] = free_stash[2];
+  assign \$104 [10:2] = 9'h000;
+  assign \$104 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$107 [10:3], \$107 [1:0] } = 10'h000;
+  assign \$107 [2] = free_stash[4];
+  assign { \$108 [10:3], \$108 [1] } = 9'h000;
+  assign { \$108 [2], \$108 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$110 [10:3], \$110 [0] } = 9'h000;
+  assign \$110 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$111 [10:3] = 8'h00;
+  assign \$111 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign { \$153 [296], \$153 [293], \$153 [291:289], \$153 [287:281], \$153 [277], \$153 [271], \$153 [269:268], \$153 [266:261], \$153 [258], \$153 [255], \$153 [253:252], \$153 [248:247], \$153 [245], \$153 [242], \$153 [240], \$153 [235:233], \$153 [230:226], \$153 [224], \$153 [218], \$153 [216:211], \$153 [204], \$153 [202], \$153 [199], \$153 [197:195], \$153 [192], \$153 [189], \$153 [184:182], \$153 [180], \$153 [175:173], \$153 [171], \$153 [166:162], \$153 [159:156], \$153 [154], \$153 [152:150], \$153 [147], \$153 [145:144], \$153 [141:139], \$153 [136], \$153 [131:123], \$153 [120:119], \$153 [117], \$153 [115], \$153 [109:108], \$153 [104], \$153 [100:98], \$153 [93], \$153 [91], \$153 [89], \$153 [87:81], \$153 [79], \$153 [75], \$153 [73:71], \$153 [69:68], \$153 [66:62], \$153 [60:57], \$153 [55:53], \$153 [51:50], \$153 [48], \$153 [46], \$153 [44], \$153 [42:41], \$153 [38:37], \$153 [34:32], \$153 [29], \$153 [26], \$153 [24:22], \$153 [20:19], \$153 [15], \$153 [13], \$153 [11], \$153 [3], \$153 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$153 [295:294], \$153 [292], \$153 [288], \$153 [280:278], \$153 [276:272], \$153 [270], \$153 [267], \$153 [260:259], \$153 [257:256], \$153 [254], \$153 [251:249], \$153 [246], \$153 [244:243], \$153 [241], \$153 [239:236], \$153 [232:231], \$153 [225], \$153 [223:219], \$153 [217], \$153 [210:205], \$153 [203], \$153 [201:200], \$153 [198], \$153 [194:193], \$153 [191:190], \$153 [188:185], \$153 [181], \$153 [179:176], \$153 [172], \$153 [170:167], \$153 [161:160], \$153 [155], \$153 [153], \$153 [149:148], \$153 [146], \$153 [143:142], \$153 [138:137], \$153 [135:132], \$153 [122:121], \$153 [118], \$153 [116], \$153 [114:110], \$153 [107:105], \$153 [103:101], \$153 [97:94], \$153 [92], \$153 [90], \$153 [88], \$153 [80], \$153 [78:76], \$153 [74], \$153 [70], \$153 [67], \$153 [61], \$153 [56], \$153 [52], \$153 [49], \$153 [47], \$153 [45], \$153 [43], \$153 [40:39], \$153 [36:35], \$153 [31:30], \$153 [28:27], \$153 [25], \$153 [21], \$153 [18:16], \$153 [14], \$153 [12], \$153 [10:4], \$153 [2:1] } = { i__payload[334:333], i__payload[331], i__payload[327], i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295], i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264], i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232], i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199], i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171], i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106], i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362], i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
+  assign \$155  = \$auto$rtlil.cc:2739:Not$2 ;
+  assign { \$156 [294], \$156 [292:290], \$156 [288:282], \$156 [278], \$156 [272], \$156 [270:269], \$156 [267:262], \$156 [259], \$156 [256], \$156 [254:253], \$156 [249:248], \$156 [246], \$156 [243], \$156 [241], \$156 [236:234], \$156 [231:227], \$156 [225], \$156 [219], \$156 [217:212], \$156 [205], \$156 [203], \$156 [200], \$156 [198:196], \$156 [193], \$156 [190], \$156 [185:183], \$156 [181], \$156 [176:174], \$156 [172], \$156 [167:163], \$156 [160:157], \$156 [155], \$156 [153:151], \$156 [148], \$156 [146:145], \$156 [142:140], \$156 [137], \$156 [132:124], \$156 [121:120], \$156 [118], \$156 [116], \$156 [110:109], \$156 [105], \$156 [101:99], \$156 [94], \$156 [92], \$156 [90], \$156 [88:82], \$156 [80], \$156 [76], \$156 [74:72], \$156 [70:69], \$156 [67:63], \$156 [61:58], \$156 [56:54], \$156 [52:51], \$156 [49], \$156 [47], \$156 [45], \$156 [43:42], \$156 [39:38], \$156 [35:33], \$156 [30], \$156 [27], \$156 [25:23], \$156 [21:20], \$156 [16], \$156 [14], \$156 [12], \$156 [4], \$156 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$156 [296:295], \$156 [293], \$156 [289], \$156 [281:279], \$156 [277:273], \$156 [271], \$156 [268], \$156 [261:260], \$156 [258:257], \$156 [255], \$156 [252:250], \$156 [247], \$156 [245:244], \$156 [242], \$156 [240:237], \$156 [233:232], \$156 [226], \$156 [224:220], \$156 [218], \$156 [211:206], \$156 [204], \$156 [202:201], \$156 [199], \$156 [195:194], \$156 [192:191], \$156 [189:186], \$156 [182], \$156 [180:177], \$156 [173], \$156 [171:168], \$156 [162:161], \$156 [156], \$156 [154], \$156 [150:149], \$156 [147], \$156 [144:143], \$156 [139:138], \$156 [136:133], \$156 [123:122], \$156 [119], \$156 [117], \$156 [115:111], \$156 [108:106], \$156 [104:102], \$156 [98:95], \$156 [93], \$156 [91], \$156 [89], \$156 [81], \$156 [79:77], \$156 [75], \$156 [71], \$156 [68], \$156 [62], \$156 [57], \$156 [53], \$156 [50], \$156 [48], \$156 [46], \$156 [44], \$156 [41:40], \$156 [37:36], \$156 [32:31], \$156 [29:28], \$156 [26], \$156 [22], \$156 [19:17], \$156 [15], \$156 [13], \$156 [11:5], \$156 [3:2], \$156 [0] } = { i__payload[335:334], i__payload[332], i__payload[328], i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296], i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231:230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200], i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172], i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107], i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359:358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
+  assign \$158  = \$auto$rtlil.cc:2739:Not$4 ;
+  assign { \$159 [295], \$159 [293:291], \$159 [289:283], \$159 [279], \$159 [273], \$159 [271:270], \$159 [268:263], \$159 [260], \$159 [257], \$159 [255:254], \$159 [250:249], \$159 [247], \$159 [244], \$159 [242], \$159 [237:235], \$159 [232:228], \$159 [226], \$159 [220], \$159 [218:213], \$159 [206], \$159 [204], \$159 [201], \$159 [199:197], \$159 [194], \$159 [191], \$159 [186:184], \$159 [182], \$159 [177:175], \$159 [173], \$159 [168:164], \$159 [161:158], \$159 [156], \$159 [154:152], \$159 [149], \$159 [147:146], \$159 [143:141], \$159 [138], \$159 [133:125], \$159 [122:121], \$159 [119], \$159 [117], \$159 [111:110], \$159 [106], \$159 [102:100], \$159 [95], \$159 [93], \$159 [91], \$159 [89:83], \$159 [81], \$159 [77], \$159 [75:73], \$159 [71:70], \$159 [68:64], \$159 [62:59], \$159 [57:55], \$159 [53:52], \$159 [50], \$159 [48], \$159 [46], \$159 [44:43], \$159 [40:39], \$159 [36:34], \$159 [31], \$159 [28], \$159 [26:24], \$159 [22:21], \$159 [17], \$159 [15], \$159 [13], \$159 [5], \$159 [2], \$159 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$159 [296], \$159 [294], \$159 [290], \$159 [282:280], \$159 [278:274], \$159 [272], \$159 [269], \$159 [262:261], \$159 [259:258], \$159 [256], \$159 [253:251], \$159 [248], \$159 [246:245], \$159 [243], \$159 [241:238], \$159 [234:233], \$159 [227], \$159 [225:221], \$159 [219], \$159 [212:207], \$159 [205], \$159 [203:202], \$159 [200], \$159 [196:195], \$159 [193:192], \$159 [190:187], \$159 [183], \$159 [181:178], \$159 [174], \$159 [172:169], \$159 [163:162], \$159 [157], \$159 [155], \$159 [151:150], \$159 [148], \$159 [145:144], \$159 [140:139], \$159 [137:134], \$159 [124:123], \$159 [120], \$159 [118], \$159 [116:112], \$159 [109:107], \$159 [105:103], \$159 [99:96], \$159 [94], \$159 [92], \$159 [90], \$159 [82], \$159 [80:78], \$159 [76], \$159 [72], \$159 [69], \$159 [63], \$159 [58], \$159 [54], \$159 [51], \$159 [49], \$159 [47], \$159 [45], \$159 [42:41], \$159 [38:37], \$159 [33:32], \$159 [30:29], \$159 [27], \$159 [23], \$159 [20:18], \$159 [16], \$159 [14], \$159 [12:6], \$159 [4:3], \$159 [1] } = { i__payload[335], i__payload[333], i__payload[329], i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295], i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231], i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201], i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173], i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135], i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108], i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359], i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
+  assign \$161  = \$160 ;
+  assign { \$162 [296], \$162 [294:292], \$162 [290:284], \$162 [280], \$162 [274], \$162 [272:271], \$162 [269:264], \$162 [261], \$162 [258], \$162 [256:255], \$162 [251:250], \$162 [248], \$162 [245], \$162 [243], \$162 [238:236], \$162 [233:229], \$162 [227], \$162 [221], \$162 [219:214], \$162 [207], \$162 [205], \$162 [202], \$162 [200:198], \$162 [195], \$162 [192], \$162 [187:185], \$162 [183], \$162 [178:176], \$162 [174], \$162 [169:165], \$162 [162:159], \$162 [157], \$162 [155:153], \$162 [150], \$162 [148:147], \$162 [144:142], \$162 [139], \$162 [134:126], \$162 [123:122], \$162 [120], \$162 [118], \$162 [112:111], \$162 [107], \$162 [103:101], \$162 [96], \$162 [94], \$162 [92], \$162 [90:84], \$162 [82], \$162 [78], \$162 [76:74], \$162 [72:71], \$162 [69:65], \$162 [63:60], \$162 [58:56], \$162 [54:53], \$162 [51], \$162 [49], \$162 [47], \$162 [45:44], \$162 [41:40], \$162 [37:35], \$162 [32], \$162 [29], \$162 [27:25], \$162 [23:22], \$162 [18], \$162 [16], \$162 [14], \$162 [6], \$162 [3], \$162 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$162 [295], \$162 [291], \$162 [283:281], \$162 [279:275], \$162 [273], \$162 [270], \$162 [263:262], \$162 [260:259], \$162 [257], \$162 [254:252], \$162 [249], \$162 [247:246], \$162 [244], \$162 [242:239], \$162 [235:234], \$162 [228], \$162 [226:222], \$162 [220], \$162 [213:208], \$162 [206], \$162 [204:203], \$162 [201], \$162 [197:196], \$162 [194:193], \$162 [191:188], \$162 [184], \$162 [182:179], \$162 [175], \$162 [173:170], \$162 [164:163], \$162 [158], \$162 [156], \$162 [152:151], \$162 [149], \$162 [146:145], \$162 [141:140], \$162 [138:135], \$162 [125:124], \$162 [121], \$162 [119], \$162 [117:113], \$162 [110:108], \$162 [106:104], \$162 [100:97], \$162 [95], \$162 [93], \$162 [91], \$162 [83], \$162 [81:79], \$162 [77], \$162 [73], \$162 [70], \$162 [64], \$162 [59], \$162 [55], \$162 [52], \$162 [50], \$162 [48], \$162 [46], \$162 [43:42], \$162 [39:38], \$162 [34:33], \$162 [31:30], \$162 [28], \$162 [24], \$162 [21:19], \$162 [17], \$162 [15], \$162 [13:7], \$162 [5:4], \$162 [2] } = { i__payload[334], i__payload[330], i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296], i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232], i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202], i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174], i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136], i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103], i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360], i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
+  assign \$164  = \$163 ;
+  assign { \$165 [295:293], \$165 [291:285], \$165 [281], \$165 [275], \$165 [273:272], \$165 [270:265], \$165 [262], \$165 [259], \$165 [257:256], \$165 [252:251], \$165 [249], \$165 [246], \$165 [244], \$165 [239:237], \$165 [234:230], \$165 [228], \$165 [222], \$165 [220:215], \$165 [208], \$165 [206], \$165 [203], \$165 [201:199], \$165 [196], \$165 [193], \$165 [188:186], \$165 [184], \$165 [179:177], \$165 [175], \$165 [170:166], \$165 [163:160], \$165 [158], \$165 [156:154], \$165 [151], \$165 [149:148], \$165 [145:143], \$165 [140], \$165 [135:127], \$165 [124:123], \$165 [121], \$165 [119], \$165 [113:112], \$165 [108], \$165 [104:102], \$165 [97], \$165 [95], \$165 [93], \$165 [91:85], \$165 [83], \$165 [79], \$165 [77:75], \$165 [73:72], \$165 [70:66], \$165 [64:61], \$165 [59:57], \$165 [55:54], \$165 [52], \$165 [50], \$165 [48], \$165 [46:45], \$165 [42:41], \$165 [38:36], \$165 [33], \$165 [30], \$165 [28:26], \$165 [24:23], \$165 [19], \$165 [17], \$165 [15], \$165 [7], \$165 [4], \$165 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$165 [296], \$165 [292], \$165 [284:282], \$165 [280:276], \$165 [274], \$165 [271], \$165 [264:263], \$165 [261:260], \$165 [258], \$165 [255:253], \$165 [250], \$165 [248:247], \$165 [245], \$165 [243:240], \$165 [236:235], \$165 [229], \$165 [227:223], \$165 [221], \$165 [214:209], \$165 [207], \$165 [205:204], \$165 [202], \$165 [198:197], \$165 [195:194], \$165 [192:189], \$165 [185], \$165 [183:180], \$165 [176], \$165 [174:171], \$165 [165:164], \$165 [159], \$165 [157], \$165 [153:152], \$165 [150], \$165 [147:146], \$165 [142:141], \$165 [139:136], \$165 [126:125], \$165 [122], \$165 [120], \$165 [118:114], \$165 [111:109], \$165 [107:105], \$165 [101:98], \$165 [96], \$165 [94], \$165 [92], \$165 [84], \$165 [82:80], \$165 [78], \$165 [74], \$165 [71], \$165 [65], \$165 [60], \$165 [56], \$165 [53], \$165 [51], \$165 [49], \$165 [47], \$165 [44:43], \$165 [40:39], \$165 [35:34], \$165 [32:31], \$165 [29], \$165 [25], \$165 [22:20], \$165 [18], \$165 [16], \$165 [14:8], \$165 [6:5], \$165 [3] } = { i__payload[335], i__payload[331], i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297], i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203], i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175], i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135], i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104], i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359:358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
+  assign \$167  = \$auto$rtlil.cc:2739:Not$6 ;
+  assign { \$168 [296:294], \$168 [292:286], \$168 [282], \$168 [276], \$168 [274:273], \$168 [271:266], \$168 [263], \$168 [260], \$168 [258:257], \$168 [253:252], \$168 [250], \$168 [247], \$168 [245], \$168 [240:238], \$168 [235:231], \$168 [229], \$168 [223], \$168 [221:216], \$168 [209], \$168 [207], \$168 [204], \$168 [202:200], \$168 [197], \$168 [194], \$168 [189:187], \$168 [185], \$168 [180:178], \$168 [176], \$168 [171:167], \$168 [164:161], \$168 [159], \$168 [157:155], \$168 [152], \$168 [150:149], \$168 [146:144], \$168 [141], \$168 [136:128], \$168 [125:124], \$168 [122], \$168 [120], \$168 [114:113], \$168 [109], \$168 [105:103], \$168 [98], \$168 [96], \$168 [94], \$168 [92:86], \$168 [84], \$168 [80], \$168 [78:76], \$168 [74:73], \$168 [71:67], \$168 [65:62], \$168 [60:58], \$168 [56:55], \$168 [53], \$168 [51], \$168 [49], \$168 [47:46], \$168 [43:42], \$168 [39:37], \$168 [34], \$168 [31], \$168 [29:27], \$168 [25:24], \$168 [20], \$168 [18], \$168 [16], \$168 [8], \$168 [5], \$168 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$168 [293], \$168 [285:283], \$168 [281:277], \$168 [275], \$168 [272], \$168 [265:264], \$168 [262:261], \$168 [259], \$168 [256:254], \$168 [251], \$168 [249:248], \$168 [246], \$168 [244:241], \$168 [237:236], \$168 [230], \$168 [228:224], \$168 [222], \$168 [215:210], \$168 [208], \$168 [206:205], \$168 [203], \$168 [199:198], \$168 [196:195], \$168 [193:190], \$168 [186], \$168 [184:181], \$168 [177], \$168 [175:172], \$168 [166:165], \$168 [160], \$168 [158], \$168 [154:153], \$168 [151], \$168 [148:147], \$168 [143:142], \$168 [140:137], \$168 [127:126], \$168 [123], \$168 [121], \$168 [119:115], \$168 [112:110], \$168 [108:106], \$168 [102:99], \$168 [97], \$168 [95], \$168 [93], \$168 [85], \$168 [83:81], \$168 [79], \$168 [75], \$168 [72], \$168 [66], \$168 [61], \$168 [57], \$168 [54], \$168 [52], \$168 [50], \$168 [48], \$168 [45:44], \$168 [41:40], \$168 [36:35], \$168 [33:32], \$168 [30], \$168 [26], \$168 [23:21], \$168 [19], \$168 [17], \$168 [15:9], \$168 [7:6], \$168 [4], \$168 [0] } = { i__payload[332], i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263], i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199], i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176], i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136], i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105], i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359], i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
+  assign \$170  = \$auto$rtlil.cc:2739:Not$8 ;
+  assign { \$171 [296], \$171 [294:293], \$171 [291:289], \$171 [287], \$171 [283], \$171 [280:276], \$171 [273], \$171 [271], \$171 [269:268], \$171 [264], \$171 [261:260], \$171 [258:256], \$171 [253], \$171 [250:248], \$171 [244:243], \$171 [240], \$171 [238:237], \$171 [235:233], \$171 [231:230], \$171 [225:223], \$171 [218], \$171 [209], \$171 [207:206], \$171 [202], \$171 [200], \$171 [195:193], \$171 [191], \$171 [189], \$171 [187], \$171 [185], \$171 [180], \$171 [178], \$171 [176], \$171 [171], \$171 [167], \$171 [165:161], \$171 [158:155], \$171 [151:147], \$171 [145], \$171 [143], \$171 [138], \$171 [136], \$171 [131:129], \$171 [126:125], \$171 [123:122], \$171 [118], \$171 [116:115], \$171 [113:111], \$171 [107], \$171 [104:101], \$171 [99], \$171 [96], \$171 [94:93], \$171 [91], \$171 [89], \$171 [87], \$171 [85], \$171 [81:79], \$171 [76:75], \$171 [72:71], \$171 [69:63], \$171 [60:59], \$171 [57], \$171 [54], \$171 [50:48], \$171 [45:44], \$171 [38], \$171 [36], \$171 [32:31], \$171 [29], \$171 [27:26], \$171 [19:18], \$171 [16], \$171 [14], \$171 [12], \$171 [10], \$171 [8:7], \$171 [5], \$171 [3], \$171 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$171 [295], \$171 [292], \$171 [288], \$171 [286:284], \$171 [282:281], \$171 [275:274], \$171 [272], \$171 [270], \$171 [267:265], \$171 [263:262], \$171 [259], \$171 [255:254], \$171 [252:251], \$171 [247:245], \$171 [242:241], \$171 [239], \$171 [236], \$171 [232], \$171 [229:226], \$171 [222:219], \$171 [217:210], \$171 [208], \$171 [205:203], \$171 [201], \$171 [199:196], \$171 [192], \$171 [190], \$171 [188], \$171 [186], \$171 [184:181], \$171 [179], \$171 [177], \$171 [175:172], \$171 [170:168], \$171 [166], \$171 [160:159], \$171 [154:152], \$171 [146], \$171 [144], \$171 [142:139], \$171 [137], \$171 [135:132], \$171 [128:127], \$171 [124], \$171 [121:119], \$171 [117], \$171 [114], \$171 [110:108], \$171 [106:105], \$171 [100], \$171 [98:97], \$171 [95], \$171 [92], \$171 [90], \$171 [88], \$171 [86], \$171 [84:82], \$171 [78:77], \$171 [74:73], \$171 [70], \$171 [62:61], \$171 [58], \$171 [56:55], \$171 [53:51], \$171 [47:46], \$171 [43:39], \$171 [37], \$171 [35:33], \$171 [30], \$171 [28], \$171 [25:20], \$171 [17], \$171 [15], \$171 [13], \$171 [11], \$171 [9], \$171 [6], \$171 [4], \$171 [2], \$171 [0] } = { i__payload[334], i__payload[331], i__payload[327], i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298], i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265], i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231], i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199:198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167:166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136], i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109], i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360], i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
+  assign \$173  = \$172 ;
+  assign { \$174 [295:294], \$174 [292:290], \$174 [288], \$174 [284], \$174 [281:277], \$174 [274], \$174 [272], \$174 [270:269], \$174 [265], \$174 [262:261], \$174 [259:257], \$174 [254], \$174 [251:249], \$174 [245:244], \$174 [241], \$174 [239:238], \$174 [236:234], \$174 [232:231], \$174 [226:224], \$174 [219], \$174 [210], \$174 [208:207], \$174 [203], \$174 [201], \$174 [196:194], \$174 [192], \$174 [190], \$174 [188], \$174 [186], \$174 [181], \$174 [179], \$174 [177], \$174 [172], \$174 [168], \$174 [166:162], \$174 [159:156], \$174 [152:148], \$174 [146], \$174 [144], \$174 [139], \$174 [137], \$174 [132:130], \$174 [127:126], \$174 [124:123], \$174 [119], \$174 [117:116], \$174 [114:112], \$174 [108], \$174 [105:102], \$174 [100], \$174 [97], \$174 [95:94], \$174 [92], \$174 [90], \$174 [88], \$174 [86], \$174 [82:80], \$174 [77:76], \$174 [73:72], \$174 [70:64], \$174 [61:60], \$174 [58], \$174 [55], \$174 [51:49], \$174 [46:45], \$174 [39], \$174 [37], \$174 [33:32], \$174 [30], \$174 [28:27], \$174 [20:19], \$174 [17], \$174 [15], \$174 [13], \$174 [11], \$174 [9:8], \$174 [6], \$174 [4], \$174 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$174 [296], \$174 [293], \$174 [289], \$174 [287:285], \$174 [283:282], \$174 [276:275], \$174 [273], \$174 [271], \$174 [268:266], \$174 [264:263], \$174 [260], \$174 [256:255], \$174 [253:252], \$174 [248:246], \$174 [243:242], \$174 [240], \$174 [237], \$174 [233], \$174 [230:227], \$174 [223:220], \$174 [218:211], \$174 [209], \$174 [206:204], \$174 [202], \$174 [200:197], \$174 [193], \$174 [191], \$174 [189], \$174 [187], \$174 [185:182], \$174 [180], \$174 [178], \$174 [176:173], \$174 [171:169], \$174 [167], \$174 [161:160], \$174 [155:153], \$174 [147], \$174 [145], \$174 [143:140], \$174 [138], \$174 [136:133], \$174 [129:128], \$174 [125], \$174 [122:120], \$174 [118], \$174 [115], \$174 [111:109], \$174 [107:106], \$174 [101], \$174 [99:98], \$174 [96], \$174 [93], \$174 [91], \$174 [89], \$174 [87], \$174 [85:83], \$174 [79:78], \$174 [75:74], \$174 [71], \$174 [63:62], \$174 [59], \$174 [57:56], \$174 [54:52], \$174 [48:47], \$174 [44:40], \$174 [38], \$174 [36:34], \$174 [31], \$174 [29], \$174 [26:21], \$174 [18], \$174 [16], \$174 [14], \$174 [12], \$174 [10], \$174 [7], \$174 [5], \$174 [3], \$174 [1:0] } = { i__payload[335], i__payload[332], i__payload[328], i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295:294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266], i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232], i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199], i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167], i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135], i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110], i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361], i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
+  assign \$176  = \$auto$rtlil.cc:2739:Not$10 ;
+  assign \$355  = \$354 ;
+  assign { \$399 [296], \$399 [293], \$399 [291:289], \$399 [287:281], \$399 [277], \$399 [271], \$399 [269:268], \$399 [266:261], \$399 [258], \$399 [255], \$399 [253:252], \$399 [248:247], \$399 [245], \$399 [242], \$399 [240], \$399 [235:233], \$399 [230:226], \$399 [224], \$399 [218], \$399 [216:211], \$399 [204], \$399 [202], \$399 [199], \$399 [197:195], \$399 [192], \$399 [189], \$399 [184:182], \$399 [180], \$399 [175:173], \$399 [171], \$399 [166:162], \$399 [159:156], \$399 [154], \$399 [152:150], \$399 [147], \$399 [145:144], \$399 [141:139], \$399 [136], \$399 [131:123], \$399 [120:119], \$399 [117], \$399 [115], \$399 [109:108], \$399 [104], \$399 [100:98], \$399 [93], \$399 [91], \$399 [89], \$399 [87:81], \$399 [79], \$399 [75], \$399 [73:71], \$399 [69:68], \$399 [66:62], \$399 [60:57], \$399 [55:53], \$399 [51:50], \$399 [48], \$399 [46], \$399 [44], \$399 [42:41], \$399 [38:37], \$399 [34:32], \$399 [29], \$399 [26], \$399 [24:22], \$399 [20:19], \$399 [15], \$399 [13], \$399 [11], \$399 [3], \$399 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$399 [295:294], \$399 [292], \$399 [288], \$399 [280:278], \$399 [276:272], \$399 [270], \$399 [267], \$399 [260:259], \$399 [257:256], \$399 [254], \$399 [251:249], \$399 [246], \$399 [244:243], \$399 [241], \$399 [239:236], \$399 [232:231], \$399 [225], \$399 [223:219], \$399 [217], \$399 [210:205], \$399 [203], \$399 [201:200], \$399 [198], \$399 [194:193], \$399 [191:190], \$399 [188:185], \$399 [181], \$399 [179:176], \$399 [172], \$399 [170:167], \$399 [161:160], \$399 [155], \$399 [153], \$399 [149:148], \$399 [146], \$399 [143:142], \$399 [138:137], \$399 [135:132], \$399 [122:121], \$399 [118], \$399 [116], \$399 [114:110], \$399 [107:105], \$399 [103:101], \$399 [97:94], \$399 [92], \$399 [90], \$399 [88], \$399 [80], \$399 [78:76], \$399 [74], \$399 [70], \$399 [67], \$399 [61], \$399 [56], \$399 [52], \$399 [49], \$399 [47], \$399 [45], \$399 [43], \$399 [40:39], \$399 [36:35], \$399 [31:30], \$399 [28:27], \$399 [25], \$399 [21], \$399 [18:16], \$399 [14], \$399 [12], \$399 [10:4], \$399 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
+  assign \$401  = \$auto$rtlil.cc:2739:Not$12 ;
+  assign { \$402 [294], \$402 [292:290], \$402 [288:282], \$402 [278], \$402 [272], \$402 [270:269], \$402 [267:262], \$402 [259], \$402 [256], \$402 [254:253], \$402 [249:248], \$402 [246], \$402 [243], \$402 [241], \$402 [236:234], \$402 [231:227], \$402 [225], \$402 [219], \$402 [217:212], \$402 [205], \$402 [203], \$402 [200], \$402 [198:196], \$402 [193], \$402 [190], \$402 [185:183], \$402 [181], \$402 [176:174], \$402 [172], \$402 [167:163], \$402 [160:157], \$402 [155], \$402 [153:151], \$402 [148], \$402 [146:145], \$402 [142:140], \$402 [137], \$402 [132:124], \$402 [121:120], \$402 [118], \$402 [116], \$402 [110:109], \$402 [105], \$402 [101:99], \$402 [94], \$402 [92], \$402 [90], \$402 [88:82], \$402 [80], \$402 [76], \$402 [74:72], \$402 [70:69], \$402 [67:63], \$402 [61:58], \$402 [56:54], \$402 [52:51], \$402 [49], \$402 [47], \$402 [45], \$402 [43:42], \$402 [39:38], \$402 [35:33], \$402 [30], \$402 [27], \$402 [25:23], \$402 [21:20], \$402 [16], \$402 [14], \$402 [12], \$402 [4], \$402 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$402 [296:295], \$402 [293], \$402 [289], \$402 [281:279], \$402 [277:273], \$402 [271], \$402 [268], \$402 [261:260], \$402 [258:257], \$402 [255], \$402 [252:250], \$402 [247], \$402 [245:244], \$402 [242], \$402 [240:237], \$402 [233:232], \$402 [226], \$402 [224:220], \$402 [218], \$402 [211:206], \$402 [204], \$402 [202:201], \$402 [199], \$402 [195:194], \$402 [192:191], \$402 [189:186], \$402 [182], \$402 [180:177], \$402 [173], \$402 [171:168], \$402 [162:161], \$402 [156], \$402 [154], \$402 [150:149], \$402 [147], \$402 [144:143], \$402 [139:138], \$402 [136:133], \$402 [123:122], \$402 [119], \$402 [117], \$402 [115:111], \$402 [108:106], \$402 [104:102], \$402 [98:95], \$402 [93], \$402 [91], \$402 [89], \$402 [81], \$402 [79:77], \$402 [75], \$402 [71], \$402 [68], \$402 [62], \$402 [57], \$402 [53], \$402 [50], \$402 [48], \$402 [46], \$402 [44], \$402 [41:40], \$402 [37:36], \$402 [32:31], \$402 [29:28], \$402 [26], \$402 [22], \$402 [19:17], \$402 [15], \$402 [13], \$402 [11:5], \$402 [3:2], \$402 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
+  assign \$404  = \$auto$rtlil.cc:2739:Not$14 ;
+  assign { \$405 [295], \$405 [293:291], \$405 [289:283], \$405 [279], \$405 [273], \$405 [271:270], \$405 [268:263], \$405 [260], \$405 [257], \$405 [255:254], \$405 [250:249], \$405 [247], \$405 [244], \$405 [242], \$405 [237:235], \$405 [232:228], \$405 [226], \$405 [220], \$405 [218:213], \$405 [206], \$405 [204], \$405 [201], \$405 [199:197], \$405 [194], \$405 [191], \$405 [186:184], \$405 [182], \$405 [177:175], \$405 [173], \$405 [168:164], \$405 [161:158], \$405 [156], \$405 [154:152], \$405 [149], \$405 [147:146], \$405 [143:141], \$405 [138], \$405 [133:125], \$405 [122:121], \$405 [119], \$405 [117], \$405 [111:110], \$405 [106], \$405 [102:100], \$405 [95], \$405 [93], \$405 [91], \$405 [89:83], \$405 [81], \$405 [77], \$405 [75:73], \$405 [71:70], \$405 [68:64], \$405 [62:59], \$405 [57:55], \$405 [53:52], \$405 [50], \$405 [48], \$405 [46], \$405 [44:43], \$405 [40:39], \$405 [36:34], \$405 [31], \$405 [28], \$405 [26:24], \$405 [22:21], \$405 [17], \$405 [15], \$405 [13], \$405 [5], \$405 [2], \$405 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$405 [296], \$405 [294], \$405 [290], \$405 [282:280], \$405 [278:274], \$405 [272], \$405 [269], \$405 [262:261], \$405 [259:258], \$405 [256], \$405 [253:251], \$405 [248], \$405 [246:245], \$405 [243], \$405 [241:238], \$405 [234:233], \$405 [227], \$405 [225:221], \$405 [219], \$405 [212:207], \$405 [205], \$405 [203:202], \$405 [200], \$405 [196:195], \$405 [193:192], \$405 [190:187], \$405 [183], \$405 [181:178], \$405 [174], \$405 [172:169], \$405 [163:162], \$405 [157], \$405 [155], \$405 [151:150], \$405 [148], \$405 [145:144], \$405 [140:139], \$405 [137:134], \$405 [124:123], \$405 [120], \$405 [118], \$405 [116:112], \$405 [109:107], \$405 [105:103], \$405 [99:96], \$405 [94], \$405 [92], \$405 [90], \$405 [82], \$405 [80:78], \$405 [76], \$405 [72], \$405 [69], \$405 [63], \$405 [58], \$405 [54], \$405 [51], \$405 [49], \$405 [47], \$405 [45], \$405 [42:41], \$405 [38:37], \$405 [33:32], \$405 [30:29], \$405 [27], \$405 [23], \$405 [20:18], \$405 [16], \$405 [14], \$405 [12:6], \$405 [4:3], \$405 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
+  assign \$407  = \$406 ;
+  assign { \$408 [296], \$408 [294:292], \$408 [290:284], \$408 [280], \$408 [274], \$408 [272:271], \$408 [269:264], \$408 [261], \$408 [258], \$408 [256:255], \$408 [251:250], \$408 [248], \$408 [245], \$408 [243], \$408 [238:236], \$408 [233:229], \$408 [227], \$408 [221], \$408 [219:214], \$408 [207], \$408 [205], \$408 [202], \$408 [200:198], \$408 [195], \$408 [192], \$408 [187:185], \$408 [183], \$408 [178:176], \$408 [174], \$408 [169:165], \$408 [162:159], \$408 [157], \$408 [155:153], \$408 [150], \$408 [148:147], \$408 [144:142], \$408 [139], \$408 [134:126], \$408 [123:122], \$408 [120], \$408 [118], \$408 [112:111], \$408 [107], \$408 [103:101], \$408 [96], \$408 [94], \$408 [92], \$408 [90:84], \$408 [82], \$408 [78], \$408 [76:74], \$408 [72:71], \$408 [69:65], \$408 [63:60], \$408 [58:56], \$408 [54:53], \$408 [51], \$408 [49], \$408 [47], \$408 [45:44], \$408 [41:40], \$408 [37:35], \$408 [32], \$408 [29], \$408 [27:25], \$408 [23:22], \$408 [18], \$408 [16], \$408 [14], \$408 [6], \$408 [3], \$408 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$408 [295], \$408 [291], \$408 [283:281], \$408 [279:275], \$408 [273], \$408 [270], \$408 [263:262], \$408 [260:259], \$408 [257], \$408 [254:252], \$408 [249], \$408 [247:246], \$408 [244], \$408 [242:239], \$408 [235:234], \$408 [228], \$408 [226:222], \$408 [220], \$408 [213:208], \$408 [206], \$408 [204:203], \$408 [201], \$408 [197:196], \$408 [194:193], \$408 [191:188], \$408 [184], \$408 [182:179], \$408 [175], \$408 [173:170], \$408 [164:163], \$408 [158], \$408 [156], \$408 [152:151], \$408 [149], \$408 [146:145], \$408 [141:140], \$408 [138:135], \$408 [125:124], \$408 [121], \$408 [119], \$408 [117:113], \$408 [110:108], \$408 [106:104], \$408 [100:97], \$408 [95], \$408 [93], \$408 [91], \$408 [83], \$408 [81:79], \$408 [77], \$408 [73], \$408 [70], \$408 [64], \$408 [59], \$408 [55], \$408 [52], \$408 [50], \$408 [48], \$408 [46], \$408 [43:42], \$408 [39:38], \$408 [34:33], \$408 [31:30], \$408 [28], \$408 [24], \$408 [21:19], \$408 [17], \$408 [15], \$408 [13:7], \$408 [5:4], \$408 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
+  assign \$410  = \$409 ;
+  assign { \$411 [295:293], \$411 [291:285], \$411 [281], \$411 [275], \$411 [273:272], \$411 [270:265], \$411 [262], \$411 [259], \$411 [257:256], \$411 [252:251], \$411 [249], \$411 [246], \$411 [244], \$411 [239:237], \$411 [234:230], \$411 [228], \$411 [222], \$411 [220:215], \$411 [208], \$411 [206], \$411 [203], \$411 [201:199], \$411 [196], \$411 [193], \$411 [188:186], \$411 [184], \$411 [179:177], \$411 [175], \$411 [170:166], \$411 [163:160], \$411 [158], \$411 [156:154], \$411 [151], \$411 [149:148], \$411 [145:143], \$411 [140], \$411 [135:127], \$411 [124:123], \$411 [121], \$411 [119], \$411 [113:112], \$411 [108], \$411 [104:102], \$411 [97], \$411 [95], \$411 [93], \$411 [91:85], \$411 [83], \$411 [79], \$411 [77:75], \$411 [73:72], \$411 [70:66], \$411 [64:61], \$411 [59:57], \$411 [55:54], \$411 [52], \$411 [50], \$411 [48], \$411 [46:45], \$411 [42:41], \$411 [38:36], \$411 [33], \$411 [30], \$411 [28:26], \$411 [24:23], \$411 [19], \$411 [17], \$411 [15], \$411 [7], \$411 [4], \$411 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$411 [296], \$411 [292], \$411 [284:282], \$411 [280:276], \$411 [274], \$411 [271], \$411 [264:263], \$411 [261:260], \$411 [258], \$411 [255:253], \$411 [250], \$411 [248:247], \$411 [245], \$411 [243:240], \$411 [236:235], \$411 [229], \$411 [227:223], \$411 [221], \$411 [214:209], \$411 [207], \$411 [205:204], \$411 [202], \$411 [198:197], \$411 [195:194], \$411 [192:189], \$411 [185], \$411 [183:180], \$411 [176], \$411 [174:171], \$411 [165:164], \$411 [159], \$411 [157], \$411 [153:152], \$411 [150], \$411 [147:146], \$411 [142:141], \$411 [139:136], \$411 [126:125], \$411 [122], \$411 [120], \$411 [118:114], \$411 [111:109], \$411 [107:105], \$411 [101:98], \$411 [96], \$411 [94], \$411 [92], \$411 [84], \$411 [82:80], \$411 [78], \$411 [74], \$411 [71], \$411 [65], \$411 [60], \$411 [56], \$411 [53], \$411 [51], \$411 [49], \$411 [47], \$411 [44:43], \$411 [40:39], \$411 [35:34], \$411 [32:31], \$411 [29], \$411 [25], \$411 [22:20], \$411 [18], \$411 [16], \$411 [14:8], \$411 [6:5], \$411 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
+  assign \$413  = \$auto$rtlil.cc:2739:Not$16 ;
+  assign { \$414 [296:294], \$414 [292:286], \$414 [282], \$414 [276], \$414 [274:273], \$414 [271:266], \$414 [263], \$414 [260], \$414 [258:257], \$414 [253:252], \$414 [250], \$414 [247], \$414 [245], \$414 [240:238], \$414 [235:231], \$414 [229], \$414 [223], \$414 [221:216], \$414 [209], \$414 [207], \$414 [204], \$414 [202:200], \$414 [197], \$414 [194], \$414 [189:187], \$414 [185], \$414 [180:178], \$414 [176], \$414 [171:167], \$414 [164:161], \$414 [159], \$414 [157:155], \$414 [152], \$414 [150:149], \$414 [146:144], \$414 [141], \$414 [136:128], \$414 [125:124], \$414 [122], \$414 [120], \$414 [114:113], \$414 [109], \$414 [105:103], \$414 [98], \$414 [96], \$414 [94], \$414 [92:86], \$414 [84], \$414 [80], \$414 [78:76], \$414 [74:73], \$414 [71:67], \$414 [65:62], \$414 [60:58], \$414 [56:55], \$414 [53], \$414 [51], \$414 [49], \$414 [47:46], \$414 [43:42], \$414 [39:37], \$414 [34], \$414 [31], \$414 [29:27], \$414 [25:24], \$414 [20], \$414 [18], \$414 [16], \$414 [8], \$414 [5], \$414 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$414 [293], \$414 [285:283], \$414 [281:277], \$414 [275], \$414 [272], \$414 [265:264], \$414 [262:261], \$414 [259], \$414 [256:254], \$414 [251], \$414 [249:248], \$414 [246], \$414 [244:241], \$414 [237:236], \$414 [230], \$414 [228:224], \$414 [222], \$414 [215:210], \$414 [208], \$414 [206:205], \$414 [203], \$414 [199:198], \$414 [196:195], \$414 [193:190], \$414 [186], \$414 [184:181], \$414 [177], \$414 [175:172], \$414 [166:165], \$414 [160], \$414 [158], \$414 [154:153], \$414 [151], \$414 [148:147], \$414 [143:142], \$414 [140:137], \$414 [127:126], \$414 [123], \$414 [121], \$414 [119:115], \$414 [112:110], \$414 [108:106], \$414 [102:99], \$414 [97], \$414 [95], \$414 [93], \$414 [85], \$414 [83:81], \$414 [79], \$414 [75], \$414 [72], \$414 [66], \$414 [61], \$414 [57], \$414 [54], \$414 [52], \$414 [50], \$414 [48], \$414 [45:44], \$414 [41:40], \$414 [36:35], \$414 [33:32], \$414 [30], \$414 [26], \$414 [23:21], \$414 [19], \$414 [17], \$414 [15:9], \$414 [7:6], \$414 [4], \$414 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
+  assign \$416  = \$auto$rtlil.cc:2739:Not$18 ;
+  assign { \$417 [296], \$417 [294:293], \$417 [291:289], \$417 [287], \$417 [283], \$417 [280:276], \$417 [273], \$417 [271], \$417 [269:268], \$417 [264], \$417 [261:260], \$417 [258:256], \$417 [253], \$417 [250:248], \$417 [244:243], \$417 [240], \$417 [238:237], \$417 [235:233], \$417 [231:230], \$417 [225:223], \$417 [218], \$417 [209], \$417 [207:206], \$417 [202], \$417 [200], \$417 [195:193], \$417 [191], \$417 [189], \$417 [187], \$417 [185], \$417 [180], \$417 [178], \$417 [176], \$417 [171], \$417 [167], \$417 [165:161], \$417 [158:155], \$417 [151:147], \$417 [145], \$417 [143], \$417 [138], \$417 [136], \$417 [131:129], \$417 [126:125], \$417 [123:122], \$417 [118], \$417 [116:115], \$417 [113:111], \$417 [107], \$417 [104:101], \$417 [99], \$417 [96], \$417 [94:93], \$417 [91], \$417 [89], \$417 [87], \$417 [85], \$417 [81:79], \$417 [76:75], \$417 [72:71], \$417 [69:63], \$417 [60:59], \$417 [57], \$417 [54], \$417 [50:48], \$417 [45:44], \$417 [38], \$417 [36], \$417 [32:31], \$417 [29], \$417 [27:26], \$417 [19:18], \$417 [16], \$417 [14], \$417 [12], \$417 [10], \$417 [8:7], \$417 [5], \$417 [3], \$417 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$417 [295], \$417 [292], \$417 [288], \$417 [286:284], \$417 [282:281], \$417 [275:274], \$417 [272], \$417 [270], \$417 [267:265], \$417 [263:262], \$417 [259], \$417 [255:254], \$417 [252:251], \$417 [247:245], \$417 [242:241], \$417 [239], \$417 [236], \$417 [232], \$417 [229:226], \$417 [222:219], \$417 [217:210], \$417 [208], \$417 [205:203], \$417 [201], \$417 [199:196], \$417 [192], \$417 [190], \$417 [188], \$417 [186], \$417 [184:181], \$417 [179], \$417 [177], \$417 [175:172], \$417 [170:168], \$417 [166], \$417 [160:159], \$417 [154:152], \$417 [146], \$417 [144], \$417 [142:139], \$417 [137], \$417 [135:132], \$417 [128:127], \$417 [124], \$417 [121:119], \$417 [117], \$417 [114], \$417 [110:108], \$417 [106:105], \$417 [100], \$417 [98:97], \$417 [95], \$417 [92], \$417 [90], \$417 [88], \$417 [86], \$417 [84:82], \$417 [78:77], \$417 [74:73], \$417 [70], \$417 [62:61], \$417 [58], \$417 [56:55], \$417 [53:51], \$417 [47:46], \$417 [43:39], \$417 [37], \$417 [35:33], \$417 [30], \$417 [28], \$417 [25:20], \$417 [17], \$417 [15], \$417 [13], \$417 [11], \$417 [9], \$417 [6], \$417 [4], \$417 [2], \$417 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
+  assign \$419  = \$418 ;
+  assign { \$420 [295:294], \$420 [292:290], \$420 [288], \$420 [284], \$420 [281:277], \$420 [274], \$420 [272], \$420 [270:269], \$420 [265], \$420 [262:261], \$420 [259:257], \$420 [254], \$420 [251:249], \$420 [245:244], \$420 [241], \$420 [239:238], \$420 [236:234], \$420 [232:231], \$420 [226:224], \$420 [219], \$420 [210], \$420 [208:207], \$420 [203], \$420 [201], \$420 [196:194], \$420 [192], \$420 [190], \$420 [188], \$420 [186], \$420 [181], \$420 [179], \$420 [177], \$420 [172], \$420 [168], \$420 [166:162], \$420 [159:156], \$420 [152:148], \$420 [146], \$420 [144], \$420 [139], \$420 [137], \$420 [132:130], \$420 [127:126], \$420 [124:123], \$420 [119], \$420 [117:116], \$420 [114:112], \$420 [108], \$420 [105:102], \$420 [100], \$420 [97], \$420 [95:94], \$420 [92], \$420 [90], \$420 [88], \$420 [86], \$420 [82:80], \$420 [77:76], \$420 [73:72], \$420 [70:64], \$420 [61:60], \$420 [58], \$420 [55], \$420 [51:49], \$420 [46:45], \$420 [39], \$420 [37], \$420 [33:32], \$420 [30], \$420 [28:27], \$420 [20:19], \$420 [17], \$420 [15], \$420 [13], \$420 [11], \$420 [9:8], \$420 [6], \$420 [4], \$420 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$420 [296], \$420 [293], \$420 [289], \$420 [287:285], \$420 [283:282], \$420 [276:275], \$420 [273], \$420 [271], \$420 [268:266], \$420 [264:263], \$420 [260], \$420 [256:255], \$420 [253:252], \$420 [248:246], \$420 [243:242], \$420 [240], \$420 [237], \$420 [233], \$420 [230:227], \$420 [223:220], \$420 [218:211], \$420 [209], \$420 [206:204], \$420 [202], \$420 [200:197], \$420 [193], \$420 [191], \$420 [189], \$420 [187], \$420 [185:182], \$420 [180], \$420 [178], \$420 [176:173], \$420 [171:169], \$420 [167], \$420 [161:160], \$420 [155:153], \$420 [147], \$420 [145], \$420 [143:140], \$420 [138], \$420 [136:133], \$420 [129:128], \$420 [125], \$420 [122:120], \$420 [118], \$420 [115], \$420 [111:109], \$420 [107:106], \$420 [101], \$420 [99:98], \$420 [96], \$420 [93], \$420 [91], \$420 [89], \$420 [87], \$420 [85:83], \$420 [79:78], \$420 [75:74], \$420 [71], \$420 [63:62], \$420 [59], \$420 [57:56], \$420 [54:52], \$420 [48:47], \$420 [44:40], \$420 [38], \$420 [36:34], \$420 [31], \$420 [29], \$420 [26:21], \$420 [18], \$420 [16], \$420 [14], \$420 [12], \$420 [10], \$420 [7], \$420 [5], \$420 [3], \$420 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
+  assign \$422  = \$auto$rtlil.cc:2739:Not$20 ;
+  assign \$433  = 11'h000;
+  assign \$434 [10:1] = 10'h000;
+  assign \$434 [0] = free_stash[1];
+  assign \$435  = { 10'h000, free_stash[1] };
+  assign { \$436 [10:2], \$436 [0] } = 10'h000;
+  assign \$436 [1] = free_stash[2];
+  assign \$437 [10:2] = 9'h000;
+  assign \$437 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$440 [10:3], \$440 [1:0] } = 10'h000;
+  assign \$440 [2] = free_stash[4];
+  assign { \$441 [10:3], \$441 [1] } = 9'h000;
+  assign { \$441 [2], \$441 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$443 [10:3], \$443 [0] } = 9'h000;
+  assign \$443 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$444 [10:3] = 8'h00;
+  assign \$444 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
 endmodule
 
 module \hetnic_rx_pipeline_w64.pipeline.fork (o__ready, clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, rx__valid);
