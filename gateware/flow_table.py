@@ -64,6 +64,25 @@ def flow_hash(key) -> Value:
                  for j, mask in enumerate(_HASH_MASKS)))
 
 
+def flow_hash_partials(key) -> Value:
+    """The bucket's parities split by 32-bit chunk of the key: ``_BUCKET_BITS`` bits per
+    chunk; the XOR of all chunks' bits is :func:`flow_hash` (the constant in chunk 0)."""
+    key = Value.cast(key)
+    parts = []
+    for lo in range(0, _KEY_BITS, _CHUNK):
+        chunk = key[lo:lo + _CHUNK]
+        parts.append(Cat(*(((chunk & (mask >> lo)).xor()) ^ (_HASH_ZERO >> j & 1 if lo == 0 else 0)
+                           for j, mask in enumerate(_HASH_MASKS))))
+    return Cat(*parts)
+
+
+def _fold_partials(partials: Value) -> Value:
+    """:func:`flow_hash` from :func:`flow_hash_partials`."""
+    n = len(partials) // _BUCKET_BITS
+    return Cat(*(Cat(*(partials[k * _BUCKET_BITS + j] for k in range(n))).xor()
+                 for j in range(_BUCKET_BITS)))
+
+
 def meta_key(meta) -> Value:
     """The :class:`FlowKey` of a :class:`PacketMeta` view, packed."""
     return Cat(meta.flags.ipv6, meta.ip_proto, meta.src_port, meta.dst_port, meta.src_addr,
@@ -85,7 +104,7 @@ class FlowTable(wiring.Component):
     classifier decides it); any other record passes unchanged. Of several matching slots the
     lowest wins (the bucket's ways, then the stash).
 
-    Timing: six stages (``s1``: the bucket hash; ``s2``: the ways' block RAMs read;
+    Timing: six stages (``s1``: the bucket hash, as parities per 32-bit key chunk; ``s2``: the ways' block RAMs read;
     ``s3``: their data in flops; ``s4``: every candidate's key compared 32 bits per flop;
     ``s5``: the first hit, one-hot; ``o``: its action), a fixed latency of 6 cycles, one
     record per cycle while ``o.ready`` is high. Each stage advances
@@ -154,12 +173,15 @@ class FlowTable(wiring.Component):
         s1_advance = ~s1_valid | s2_advance
         m.d.comb += self.i.ready.eq(s1_advance)
 
-        # s1: the key's bucket (XOR trees from the input slice's flops). `lookup`: the frame
-        # is IPv4 or IPv6.
+        # s1: the key's bucket as parities per 32-bit chunk (XOR trees from the input
+        # slice's flops), folded into the RAMs' address (a 10-input XOR per bit). `lookup`:
+        # the frame is IPv4 or IPv6.
+        s1_partials = Signal(-(-_KEY_BITS // _CHUNK) * _BUCKET_BITS)
         s1_bucket = Signal(_BUCKET_BITS)
+        m.d.comb += s1_bucket.eq(_fold_partials(s1_partials))
         with m.If(s1_advance):
             m.d.sync += [s1_valid.eq(self.i.valid), s1_meta.eq(self.i.payload),
-                         s1_bucket.eq(flow_hash(meta_key(self.i.payload))),
+                         s1_partials.eq(flow_hash_partials(meta_key(self.i.payload))),
                          s1_lookup.eq(self.i.payload.flags.ipv4 | self.i.payload.flags.ipv6)]
         # s2: the bucket's ways come out of the block RAMs.
         for port in reads:

@@ -3594,8 +3594,8 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10636$0 (req__0__valid),
-    .\port$11080$0 (req__1__valid),
+    .\port$10860$0 (req__0__valid),
+    .\port$11304$0 (req__1__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -3722,7 +3722,7 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   assign \$35  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$10636$0 , \port$11080$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$10860$0 , \port$11304$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   reg \$2 ;
@@ -3731,10 +3731,10 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   output grant;
   reg grant;
   reg last = 1'h0;
-  input \port$10636$0 ;
-  wire \port$10636$0 ;
-  input \port$11080$0 ;
-  wire \port$11080$0 ;
+  input \port$10860$0 ;
+  wire \port$10860$0 ;
+  input \port$11304$0 ;
+  wire \port$11304$0 ;
   wire [1:0] requests;
   input rst;
   wire rst;
@@ -3742,7 +3742,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11080$0 , \port$10636$0  };
+  assign valid = | { \port$11304$0 , \port$10860$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -3753,19 +3753,19 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
     casez (last)
       1'h0:
         begin
-          if (\port$10636$0 ) begin
+          if (\port$10860$0 ) begin
             grant = 1'h0;
           end
-          if (\port$11080$0 ) begin
+          if (\port$11304$0 ) begin
             grant = 1'h1;
           end
         end
       1'h1:
         begin
-          if (\port$11080$0 ) begin
+          if (\port$11304$0 ) begin
             grant = 1'h1;
           end
-          if (\port$10636$0 ) begin
+          if (\port$10860$0 ) begin
             grant = 1'h0;
           end
         end
@@ -3781,7 +3781,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
       \$2  = 1'h0;
     end
   end
-  assign requests = { \port$11080$0 , \port$10636$0  };
+  assign requests = { \port$11304$0 , \port$10860$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload, burst__valid
@@ -4935,9 +4935,9 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10645$0 (req__0__valid),
-    .\port$11051$0 (req__1__valid),
-    .\port$11187$0 (req__2__valid),
+    .\port$10869$0 (req__0__valid),
+    .\port$11275$0 (req__1__valid),
+    .\port$11411$0 (req__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5080,7 +5080,7 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign \$39  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$10645$0 , \port$11051$0 , \port$11187$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$10869$0 , \port$11275$0 , \port$11411$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5089,12 +5089,12 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10645$0 ;
-  wire \port$10645$0 ;
-  input \port$11051$0 ;
-  wire \port$11051$0 ;
-  input \port$11187$0 ;
-  wire \port$11187$0 ;
+  input \port$10869$0 ;
+  wire \port$10869$0 ;
+  input \port$11275$0 ;
+  wire \port$11275$0 ;
+  input \port$11411$0 ;
+  wire \port$11411$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5102,7 +5102,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11187$0 , \port$11051$0 , \port$10645$0  };
+  assign valid = | { \port$11411$0 , \port$11275$0 , \port$10869$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5112,37 +5112,37 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
     casez (last)
       2'h0:
         begin
-          if (\port$10645$0 ) begin
+          if (\port$10869$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11187$0 ) begin
+          if (\port$11411$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11051$0 ) begin
+          if (\port$11275$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11051$0 ) begin
+          if (\port$11275$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10645$0 ) begin
+          if (\port$10869$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11187$0 ) begin
+          if (\port$11411$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11187$0 ) begin
+          if (\port$11411$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11051$0 ) begin
+          if (\port$11275$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10645$0 ) begin
+          if (\port$10869$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5158,7 +5158,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11187$0 , \port$11051$0 , \port$10645$0  };
+  assign requests = { \port$11411$0 , \port$11275$0 , \port$10869$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2__payload, posts__0__valid, posts__0__payload, post__ready, posts__1__valid, posts__2__valid, posts__0__ready, posts__1__ready, posts__2__ready, post__valid, post__payload, clk);
@@ -5231,9 +5231,9 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10672$0 (posts__0__valid),
-    .\port$11465$0 (posts__1__valid),
-    .\port$11471$0 (posts__2__valid),
+    .\port$10896$0 (posts__0__valid),
+    .\port$11689$0 (posts__1__valid),
+    .\port$11695$0 (posts__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5326,7 +5326,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10672$0 , \port$11465$0 , \port$11471$0 , grant, clk);
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10896$0 , \port$11689$0 , \port$11695$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5335,12 +5335,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10672$0 ;
-  wire \port$10672$0 ;
-  input \port$11465$0 ;
-  wire \port$11465$0 ;
-  input \port$11471$0 ;
-  wire \port$11471$0 ;
+  input \port$10896$0 ;
+  wire \port$10896$0 ;
+  input \port$11689$0 ;
+  wire \port$11689$0 ;
+  input \port$11695$0 ;
+  wire \port$11695$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5348,7 +5348,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11471$0 , \port$11465$0 , \port$10672$0  };
+  assign valid = | { \port$11695$0 , \port$11689$0 , \port$10896$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5358,37 +5358,37 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
     casez (last)
       2'h0:
         begin
-          if (\port$10672$0 ) begin
+          if (\port$10896$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11471$0 ) begin
+          if (\port$11695$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11465$0 ) begin
+          if (\port$11689$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11465$0 ) begin
+          if (\port$11689$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10672$0 ) begin
+          if (\port$10896$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11471$0 ) begin
+          if (\port$11695$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11471$0 ) begin
+          if (\port$11695$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11465$0 ) begin
+          if (\port$11689$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10672$0 ) begin
+          if (\port$10896$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5404,7 +5404,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11471$0 , \port$11465$0 , \port$10672$0  };
+  assign requests = { \port$11695$0 , \port$11689$0 , \port$10896$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
@@ -22005,14 +22005,14 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [10:0] \$105 ;
-  wire [10:0] \$106 ;
-  wire [10:0] \$107 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [3:0] \$107 ;
   wire [10:0] \$108 ;
   wire [10:0] \$109 ;
   wire \$11 ;
@@ -22021,25 +22021,25 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [10:0] \$112 ;
   wire [10:0] \$113 ;
   wire [10:0] \$114 ;
-  wire [11:0] \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire [11:0] \$119 ;
+  wire [10:0] \$115 ;
+  wire [10:0] \$116 ;
+  wire [10:0] \$117 ;
+  wire [10:0] \$118 ;
+  wire [10:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [6:0] \$121 ;
-  wire [3:0] \$122 ;
-  wire [3:0] \$123 ;
+  wire [10:0] \$120 ;
+  wire [10:0] \$121 ;
+  wire [10:0] \$122 ;
+  wire [11:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [11:0] \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  wire [6:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [3:0] \$130 ;
+  wire [3:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
@@ -22063,304 +22063,304 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [296:0] \$153 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [296:0] \$156 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [296:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$161 ;
-  wire [296:0] \$162 ;
+  wire [295:0] \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire [296:0] \$165 ;
+  wire [296:0] \$164 ;
+  wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  wire [296:0] \$168 ;
+  wire [296:0] \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [296:0] \$171 ;
+  wire [295:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire [296:0] \$174 ;
+  wire [296:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
+  wire [293:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [295:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
+  wire [296:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
+  wire [263:0] \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire \$188 ;
+  wire [264:0] \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
+  wire [264:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
+  wire [263:0] \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
+  wire [264:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
+  wire [261:0] \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire \$203 ;
+  wire [263:0] \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire \$206 ;
+  wire [264:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [231:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire \$212 ;
+  wire [232:0] \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [232:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
+  wire [231:0] \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [232:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
+  wire [229:0] \$224 ;
   wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
+  wire [231:0] \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire \$230 ;
+  wire [232:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
-  wire \$233 ;
+  wire [199:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire \$236 ;
+  wire [200:0] \$236 ;
   wire \$237 ;
   wire \$238 ;
-  wire \$239 ;
+  wire [200:0] \$239 ;
   wire \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire \$242 ;
+  wire [199:0] \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
+  wire [200:0] \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
+  wire [197:0] \$248 ;
   wire \$249 ;
   wire \$25 ;
   wire \$250 ;
-  wire \$251 ;
+  wire [199:0] \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
+  wire [200:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [167:0] \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire \$26 ;
-  wire \$260 ;
+  wire [168:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
+  wire [168:0] \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire \$266 ;
+  wire [167:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire \$269 ;
+  wire [168:0] \$269 ;
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
+  wire [165:0] \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
+  wire [167:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire \$278 ;
+  wire [168:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
+  wire [135:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  wire [136:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
+  wire [136:0] \$287 ;
   wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  wire [135:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire \$293 ;
+  wire [136:0] \$293 ;
   wire \$294 ;
   wire \$295 ;
-  wire \$296 ;
+  wire [133:0] \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  wire [135:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire \$302 ;
+  wire [136:0] \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
+  wire [103:0] \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire \$308 ;
+  wire [104:0] \$308 ;
   wire \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire \$311 ;
+  wire [104:0] \$311 ;
   wire \$312 ;
   wire \$313 ;
-  wire \$314 ;
+  wire [103:0] \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire \$317 ;
+  wire [104:0] \$317 ;
   wire \$318 ;
   wire \$319 ;
   wire \$32 ;
-  wire \$320 ;
+  wire [101:0] \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire \$323 ;
+  wire [103:0] \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire [11:0] \$326 ;
-  wire [12:0] \$327 ;
-  wire [11:0] \$328 ;
-  wire \$329 ;
+  wire [104:0] \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire [71:0] \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
-  wire \$332 ;
+  wire [72:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [3:0] \$335 ;
-  wire [3:0] \$336 ;
+  wire [72:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
+  wire [71:0] \$338 ;
   wire \$339 ;
   wire \$34 ;
   wire \$340 ;
-  wire [2:0] \$341 ;
+  wire [72:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
-  wire \$344 ;
+  wire [69:0] \$344 ;
   wire \$345 ;
   wire \$346 ;
-  wire \$347 ;
+  wire [71:0] \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
+  wire [72:0] \$350 ;
   wire \$351 ;
   wire \$352 ;
-  wire \$353 ;
-  wire [31:0] \$354 ;
-  wire [31:0] \$355 ;
-  wire [31:0] \$356 ;
-  wire [31:0] \$357 ;
-  wire [31:0] \$358 ;
-  wire [31:0] \$359 ;
+  wire [39:0] \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire [40:0] \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [40:0] \$359 ;
   wire \$36 ;
-  wire [31:0] \$360 ;
-  wire [31:0] \$361 ;
-  wire [31:0] \$362 ;
-  wire [31:0] \$363 ;
-  wire [31:0] \$364 ;
-  wire [31:0] \$365 ;
-  wire [31:0] \$366 ;
-  wire [31:0] \$367 ;
-  wire [31:0] \$368 ;
-  wire [31:0] \$369 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire [39:0] \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire [40:0] \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [37:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [31:0] \$370 ;
-  wire [31:0] \$371 ;
-  wire [31:0] \$372 ;
-  wire [31:0] \$373 ;
-  wire [31:0] \$374 ;
-  wire [31:0] \$375 ;
-  wire [31:0] \$376 ;
-  wire [31:0] \$377 ;
+  wire \$370 ;
+  wire [39:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire [40:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire [8:0] \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [8:0] \$380 ;
   wire \$381 ;
   wire \$382 ;
-  wire \$383 ;
+  wire [8:0] \$383 ;
   wire \$384 ;
   wire \$385 ;
-  wire \$386 ;
+  wire [8:0] \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire \$389 ;
+  wire [8:0] \$389 ;
   wire \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire \$392 ;
+  wire [8:0] \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire \$395 ;
+  wire [8:0] \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire \$398 ;
-  wire [296:0] \$399 ;
+  wire [8:0] \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
-  wire [296:0] \$402 ;
+  wire \$402 ;
   wire \$403 ;
   wire \$404 ;
-  wire [296:0] \$405 ;
+  wire \$405 ;
   wire \$406 ;
   wire \$407 ;
-  wire [296:0] \$408 ;
+  wire \$408 ;
   wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire [296:0] \$411 ;
+  wire \$411 ;
   wire \$412 ;
   wire \$413 ;
-  wire [296:0] \$414 ;
+  wire \$414 ;
   wire \$415 ;
   wire \$416 ;
-  wire [296:0] \$417 ;
+  wire \$417 ;
   wire \$418 ;
   wire \$419 ;
   wire \$42 ;
-  wire [296:0] \$420 ;
+  wire \$420 ;
   wire \$421 ;
   wire \$422 ;
   wire \$423 ;
@@ -22368,48 +22368,48 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire [5:0] \$428 ;
+  wire \$428 ;
   wire \$429 ;
   wire \$43 ;
   wire \$430 ;
-  wire [12:0] \$431 ;
-  wire [5:0] \$432 ;
-  wire [10:0] \$433 ;
-  wire [10:0] \$434 ;
-  wire [10:0] \$435 ;
-  wire [10:0] \$436 ;
-  wire [10:0] \$437 ;
-  wire [10:0] \$438 ;
-  wire [10:0] \$439 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   wire \$44 ;
-  wire [10:0] \$440 ;
-  wire [10:0] \$441 ;
-  wire [10:0] \$442 ;
-  wire [10:0] \$443 ;
-  wire [10:0] \$444 ;
-  wire [10:0] \$445 ;
-  wire [10:0] \$446 ;
-  wire [10:0] \$447 ;
-  wire [11:0] \$448 ;
-  wire [7:0] \$449 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire \$45 ;
-  wire [12:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire [11:0] \$454 ;
+  wire \$454 ;
   wire \$455 ;
-  wire [5:0] \$456 ;
-  wire [11:0] \$457 ;
-  wire [12:0] \$458 ;
-  wire [5:0] \$459 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
   wire \$46 ;
-  wire [12:0] \$460 ;
+  wire \$460 ;
   wire \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [5:0] \$465 ;
+  wire \$465 ;
   wire \$466 ;
   wire \$467 ;
   wire \$468 ;
@@ -22441,156 +22441,380 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$491 ;
   wire \$492 ;
   wire \$493 ;
-  reg \$494 ;
-  reg [457:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg \$497 ;
-  reg \$498 ;
-  reg [457:0] \$499 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg \$500 ;
-  reg \$501 ;
-  reg [457:0] \$502 ;
-  reg \$503 ;
-  reg [317:0] \$504 ;
-  reg [317:0] \$505 ;
-  reg [317:0] \$506 ;
-  reg [317:0] \$507 ;
-  reg \$508 ;
-  reg [457:0] \$509 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire \$508 ;
+  wire \$509 ;
   wire \$51 ;
-  reg [11:0] \$510 ;
-  reg [19:0] \$511 ;
-  reg [11:0] \$512 ;
-  reg [19:0] \$513 ;
-  reg [11:0] \$514 ;
-  reg [19:0] \$515 ;
-  reg [11:0] \$516 ;
-  reg [19:0] \$517 ;
-  reg [11:0] \$518 ;
-  reg [19:0] \$519 ;
+  wire \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
   wire \$52 ;
-  reg [11:0] \$520 ;
-  reg [19:0] \$521 ;
-  reg [11:0] \$522 ;
-  reg [19:0] \$523 ;
-  reg [11:0] \$524 ;
-  reg [19:0] \$525 ;
-  reg [11:0] \$526 ;
-  reg [19:0] \$527 ;
-  reg [11:0] \$528 ;
-  reg [19:0] \$529 ;
+  wire \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
   wire \$53 ;
-  reg [11:0] \$530 ;
-  reg [19:0] \$531 ;
-  reg [11:0] \$532 ;
-  reg [19:0] \$533 ;
-  reg \$534 ;
-  reg [457:0] \$535 ;
-  reg [11:0] \$536 ;
-  reg \$537 ;
-  reg [19:0] \$538 ;
-  reg [19:0] \$539 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   wire \$54 ;
-  reg [19:0] \$540 ;
-  reg [19:0] \$541 ;
-  reg [19:0] \$542 ;
-  reg [19:0] \$543 ;
-  reg [19:0] \$544 ;
-  reg [19:0] \$545 ;
-  reg [19:0] \$546 ;
-  reg [19:0] \$547 ;
-  reg [19:0] \$548 ;
-  reg [19:0] \$549 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
   wire \$55 ;
-  reg \$550 ;
-  reg [457:0] \$551 ;
-  reg [1:0] \$552 ;
-  reg [11:0] \$553 ;
-  reg [31:0] \$554 ;
-  reg [9:0] \$555 ;
-  reg \$556 ;
-  reg [31:0] \$557 ;
-  reg [31:0] \$558 ;
-  reg [31:0] \$559 ;
+  wire [11:0] \$550 ;
+  wire [12:0] \$551 ;
+  wire [11:0] \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire [3:0] \$559 ;
   wire \$56 ;
-  reg [31:0] \$560 ;
-  reg [31:0] \$561 ;
-  reg [31:0] \$562 ;
-  reg [31:0] \$563 ;
-  reg [31:0] \$564 ;
-  reg [31:0] \$565 ;
-  reg [31:0] \$566 ;
-  reg [31:0] \$567 ;
-  reg [1:0] \$568 ;
-  reg [10:0] \$569 ;
+  wire [3:0] \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire [2:0] \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   wire \$57 ;
-  reg [2:0] \$570 ;
-  reg [7:0] \$571 ;
-  reg [2:0] \$572 ;
-  reg [4:0] \$573 ;
-  reg [10:0] \$574 ;
-  reg [11:0] \$575 ;
-  reg [7:0] \$576 ;
-  reg \$577 ;
-  reg [4:0] \$578 ;
-  reg \$579 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire [31:0] \$578 ;
+  wire [31:0] \$579 ;
   wire \$58 ;
-  reg \$580 ;
-  reg [317:0] \$581 ;
-  reg [317:0] \$582 ;
-  reg [317:0] \$583 ;
-  reg [317:0] \$584 ;
-  reg [317:0] \$585 ;
-  reg [317:0] \$586 ;
-  reg [317:0] \$587 ;
-  reg [317:0] \$588 ;
+  wire [31:0] \$580 ;
+  wire [31:0] \$581 ;
+  wire [31:0] \$582 ;
+  wire [31:0] \$583 ;
+  wire [31:0] \$584 ;
+  wire [31:0] \$585 ;
+  wire [31:0] \$586 ;
+  wire [31:0] \$587 ;
+  wire [31:0] \$588 ;
+  wire [31:0] \$589 ;
   wire \$59 ;
+  wire [31:0] \$590 ;
+  wire [31:0] \$591 ;
+  wire [31:0] \$592 ;
+  wire [31:0] \$593 ;
+  wire [31:0] \$594 ;
+  wire [31:0] \$595 ;
+  wire [31:0] \$596 ;
+  wire [31:0] \$597 ;
+  wire [31:0] \$598 ;
+  wire [31:0] \$599 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  wire [19:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire [19:0] \$64 ;
-  wire [19:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
+  wire \$60 ;
+  wire [31:0] \$600 ;
+  wire [31:0] \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
+  wire \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire \$619 ;
+  wire \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire [296:0] \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire [296:0] \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire [296:0] \$629 ;
+  wire \$63 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire [296:0] \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire [296:0] \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire [296:0] \$638 ;
+  wire \$639 ;
+  wire \$64 ;
+  wire \$640 ;
+  wire [296:0] \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire [296:0] \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
+  wire \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire [5:0] \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire [12:0] \$655 ;
+  wire [5:0] \$656 ;
+  wire [10:0] \$657 ;
+  wire [10:0] \$658 ;
+  wire [10:0] \$659 ;
+  wire \$66 ;
+  wire [10:0] \$660 ;
+  wire [10:0] \$661 ;
+  wire [10:0] \$662 ;
+  wire [10:0] \$663 ;
+  wire [10:0] \$664 ;
+  wire [10:0] \$665 ;
+  wire [10:0] \$666 ;
+  wire [10:0] \$667 ;
+  wire [10:0] \$668 ;
+  wire [10:0] \$669 ;
+  wire \$67 ;
+  wire [10:0] \$670 ;
+  wire [10:0] \$671 ;
+  wire [11:0] \$672 ;
+  wire [7:0] \$673 ;
+  wire [12:0] \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire [11:0] \$678 ;
+  wire \$679 ;
   wire [19:0] \$68 ;
+  wire [5:0] \$680 ;
+  wire [11:0] \$681 ;
+  wire [12:0] \$682 ;
+  wire [5:0] \$683 ;
+  wire [12:0] \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire [5:0] \$689 ;
   wire [19:0] \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire \$7 ;
   wire [19:0] \$70 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire [19:0] \$71 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  reg \$718 ;
+  reg [457:0] \$719 ;
   wire [19:0] \$72 ;
+  reg [79:0] \$720 ;
+  reg \$721 ;
+  reg \$722 ;
+  reg [457:0] \$723 ;
+  reg \$724 ;
+  reg \$725 ;
+  reg [457:0] \$726 ;
+  reg \$727 ;
+  reg [317:0] \$728 ;
+  reg [317:0] \$729 ;
   wire [19:0] \$73 ;
+  reg [317:0] \$730 ;
+  reg [317:0] \$731 ;
+  reg \$732 ;
+  reg [457:0] \$733 ;
+  reg [11:0] \$734 ;
+  reg [19:0] \$735 ;
+  reg [11:0] \$736 ;
+  reg [19:0] \$737 ;
+  reg [11:0] \$738 ;
+  reg [19:0] \$739 ;
   wire [19:0] \$74 ;
+  reg [11:0] \$740 ;
+  reg [19:0] \$741 ;
+  reg [11:0] \$742 ;
+  reg [19:0] \$743 ;
+  reg [11:0] \$744 ;
+  reg [19:0] \$745 ;
+  reg [11:0] \$746 ;
+  reg [19:0] \$747 ;
+  reg [11:0] \$748 ;
+  reg [19:0] \$749 ;
   wire [19:0] \$75 ;
+  reg [11:0] \$750 ;
+  reg [19:0] \$751 ;
+  reg [11:0] \$752 ;
+  reg [19:0] \$753 ;
+  reg [11:0] \$754 ;
+  reg [19:0] \$755 ;
+  reg [11:0] \$756 ;
+  reg [19:0] \$757 ;
+  reg \$758 ;
+  reg [457:0] \$759 ;
   wire [19:0] \$76 ;
+  reg [11:0] \$760 ;
+  reg \$761 ;
+  reg [19:0] \$762 ;
+  reg [19:0] \$763 ;
+  reg [19:0] \$764 ;
+  reg [19:0] \$765 ;
+  reg [19:0] \$766 ;
+  reg [19:0] \$767 ;
+  reg [19:0] \$768 ;
+  reg [19:0] \$769 ;
   wire [19:0] \$77 ;
+  reg [19:0] \$770 ;
+  reg [19:0] \$771 ;
+  reg [19:0] \$772 ;
+  reg [19:0] \$773 ;
+  reg \$774 ;
+  reg [457:0] \$775 ;
+  reg [1:0] \$776 ;
+  reg [11:0] \$777 ;
+  reg [31:0] \$778 ;
+  reg [9:0] \$779 ;
   wire [19:0] \$78 ;
+  reg \$780 ;
+  reg [31:0] \$781 ;
+  reg [31:0] \$782 ;
+  reg [31:0] \$783 ;
+  reg [31:0] \$784 ;
+  reg [31:0] \$785 ;
+  reg [31:0] \$786 ;
+  reg [31:0] \$787 ;
+  reg [31:0] \$788 ;
+  reg [31:0] \$789 ;
   wire [19:0] \$79 ;
+  reg [31:0] \$790 ;
+  reg [31:0] \$791 ;
+  reg [1:0] \$792 ;
+  reg [10:0] \$793 ;
+  reg [2:0] \$794 ;
+  reg [7:0] \$795 ;
+  reg [2:0] \$796 ;
+  reg [4:0] \$797 ;
+  reg [10:0] \$798 ;
+  reg [11:0] \$799 ;
   wire \$8 ;
   wire [19:0] \$80 ;
+  reg [7:0] \$800 ;
+  reg \$801 ;
+  reg [4:0] \$802 ;
+  reg \$803 ;
+  reg \$804 ;
+  reg [317:0] \$805 ;
+  reg [317:0] \$806 ;
+  reg [317:0] \$807 ;
+  reg [317:0] \$808 ;
+  reg [317:0] \$809 ;
   wire [19:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [3:0] \$86 ;
-  wire [4:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire [7:0] \$89 ;
+  reg [317:0] \$810 ;
+  reg [317:0] \$811 ;
+  reg [317:0] \$812 ;
+  wire [19:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [19:0] \$86 ;
+  wire [19:0] \$87 ;
+  wire [19:0] \$88 ;
+  wire [19:0] \$89 ;
   wire \$9 ;
-  wire [8:0] \$90 ;
-  wire [7:0] \$91 ;
+  wire \$90 ;
+  wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [3:0] \$99 ;
+  wire [3:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire [8:0] \$98 ;
+  wire [7:0] \$99 ;
   wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$auto$rtlil.cc:2739:Not$14 ;
@@ -22602,7 +22826,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$auto$rtlil.cc:2739:Not$6 ;
   wire \$auto$rtlil.cc:2739:Not$8 ;
   reg [11:0] \$signal  = 12'h000;
-  reg [457:0] \$signal$136  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [457:0] \$signal$137  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -22613,10 +22837,10 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal$136.drop ;
-  wire [5:0] \$signal$136.dscp ;
-  wire [127:0] \$signal$136.dst_addr ;
-  wire [15:0] \$signal$136.dst_port ;
+  wire [3:0] \$signal$137.drop ;
+  wire [5:0] \$signal$137.dscp ;
+  wire [127:0] \$signal$137.dst_addr ;
+  wire [15:0] \$signal$137.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -22626,21 +22850,21 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal$136.error ;
-  wire [15:0] \$signal$136.ethertype ;
-  wire [9:0] \$signal$136.flags ;
-  wire \$signal$136.flags.direct ;
-  wire \$signal$136.flags.fragment ;
-  wire \$signal$136.flags.ip_options ;
-  wire \$signal$136.flags.ipv4 ;
-  wire \$signal$136.flags.ipv6 ;
-  wire \$signal$136.flags.tcp ;
-  wire \$signal$136.flags.tunnel ;
-  wire \$signal$136.flags.udp ;
-  wire \$signal$136.flags.vlan ;
-  wire \$signal$136.flags.vlan2 ;
-  wire [15:0] \$signal$136.generation ;
-  wire [31:0] \$signal$136.hash ;
+  wire [3:0] \$signal$137.error ;
+  wire [15:0] \$signal$137.ethertype ;
+  wire [9:0] \$signal$137.flags ;
+  wire \$signal$137.flags.direct ;
+  wire \$signal$137.flags.fragment ;
+  wire \$signal$137.flags.ip_options ;
+  wire \$signal$137.flags.ipv4 ;
+  wire \$signal$137.flags.ipv6 ;
+  wire \$signal$137.flags.tcp ;
+  wire \$signal$137.flags.tunnel ;
+  wire \$signal$137.flags.udp ;
+  wire \$signal$137.flags.vlan ;
+  wire \$signal$137.flags.vlan2 ;
+  wire [15:0] \$signal$137.generation ;
+  wire [31:0] \$signal$137.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -22649,150 +22873,147 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal$136.hash_type ;
-  wire [3:0] \$signal$136.instance ;
-  wire [7:0] \$signal$136.ip_proto ;
-  wire [15:0] \$signal$136.length ;
-  wire [7:0] \$signal$136.queue ;
-  wire [10:0] \$signal$136.reta_offset ;
-  wire [3:0] \$signal$136.reta_size_log2 ;
-  wire [7:0] \$signal$136.rule ;
-  wire [127:0] \$signal$136.src_addr ;
-  wire [15:0] \$signal$136.src_port ;
-  wire [7:0] \$signal$136.tcp_flags ;
-  wire [11:0] \$signal$136.vlan_id ;
-  reg \$signal$137  = 1'h0;
-  reg [11:0] \$signal$141  = 12'h000;
-  reg [10:0] \$signal$144  = 11'h000;
-  reg \$signal$150  = 1'h0;
-  reg \$signal$87  = 1'h0;
-  reg [7:0] \$signature__addr  = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \$signature__addr$11 ;
-  (* init = 8'h00 *)
-  wire [7:0] \$signature__addr$13 ;
-  (* init = 8'h00 *)
-  wire [7:0] \$signature__addr$15 ;
-  reg [7:0] \$signature__addr$69 ;
-  reg [4:0] \$signature__addr$70 ;
-  wire [7:0] \$signature__addr$83 ;
-  wire [7:0] \$signature__addr$88 ;
-  wire [7:0] \$signature__addr$91 ;
-  wire [7:0] \$signature__addr$94 ;
+  wire [2:0] \$signal$137.hash_type ;
+  wire [3:0] \$signal$137.instance ;
+  wire [7:0] \$signal$137.ip_proto ;
+  wire [15:0] \$signal$137.length ;
+  wire [7:0] \$signal$137.queue ;
+  wire [10:0] \$signal$137.reta_offset ;
+  wire [3:0] \$signal$137.reta_size_log2 ;
+  wire [7:0] \$signal$137.rule ;
+  wire [127:0] \$signal$137.src_addr ;
+  wire [15:0] \$signal$137.src_port ;
+  wire [7:0] \$signal$137.tcp_flags ;
+  wire [11:0] \$signal$137.vlan_id ;
+  reg \$signal$138  = 1'h0;
+  reg [11:0] \$signal$142  = 12'h000;
+  reg [10:0] \$signal$145  = 11'h000;
+  reg \$signal$151  = 1'h0;
+  reg \$signal$88  = 1'h0;
+  wire [7:0] \$signature__addr ;
+  wire [7:0] \$signature__addr$12 ;
+  wire [7:0] \$signature__addr$14 ;
+  wire [7:0] \$signature__addr$16 ;
+  reg [7:0] \$signature__addr$70 ;
+  reg [4:0] \$signature__addr$71 ;
+  wire [7:0] \$signature__addr$84 ;
+  wire [7:0] \$signature__addr$89 ;
+  wire [7:0] \$signature__addr$92 ;
+  wire [7:0] \$signature__addr$95 ;
   reg [328:0] \$signature__data ;
-  wire [317:0] \$signature__data$108 ;
-  wire [19:0] \$signature__data$108.action ;
-  wire \$signature__data$108.action.drop ;
-  wire [3:0] \$signature__data$108.action.instance ;
-  wire [10:0] \$signature__data$108.action.reta_offset ;
-  wire [3:0] \$signature__data$108.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$108.key ;
-  wire [127:0] \$signature__data$108.key.dst_addr ;
-  wire [15:0] \$signature__data$108.key.dst_port ;
-  wire [7:0] \$signature__data$108.key.ip_proto ;
-  wire \$signature__data$108.key.ipv6 ;
-  wire [127:0] \$signature__data$108.key.src_addr ;
-  wire [15:0] \$signature__data$108.key.src_port ;
-  wire \$signature__data$108.valid ;
-  wire [317:0] \$signature__data$110 ;
-  wire [19:0] \$signature__data$110.action ;
-  wire \$signature__data$110.action.drop ;
-  wire [3:0] \$signature__data$110.action.instance ;
-  wire [10:0] \$signature__data$110.action.reta_offset ;
-  wire [3:0] \$signature__data$110.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$110.key ;
-  wire [127:0] \$signature__data$110.key.dst_addr ;
-  wire [15:0] \$signature__data$110.key.dst_port ;
-  wire [7:0] \$signature__data$110.key.ip_proto ;
-  wire \$signature__data$110.key.ipv6 ;
-  wire [127:0] \$signature__data$110.key.src_addr ;
-  wire [15:0] \$signature__data$110.key.src_port ;
-  wire \$signature__data$110.valid ;
-  wire [317:0] \$signature__data$112 ;
-  wire [19:0] \$signature__data$112.action ;
-  wire \$signature__data$112.action.drop ;
-  wire [3:0] \$signature__data$112.action.instance ;
-  wire [10:0] \$signature__data$112.action.reta_offset ;
-  wire [3:0] \$signature__data$112.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$112.key ;
-  wire [127:0] \$signature__data$112.key.dst_addr ;
-  wire [15:0] \$signature__data$112.key.dst_port ;
-  wire [7:0] \$signature__data$112.key.ip_proto ;
-  wire \$signature__data$112.key.ipv6 ;
-  wire [127:0] \$signature__data$112.key.src_addr ;
-  wire [15:0] \$signature__data$112.key.src_port ;
-  wire \$signature__data$112.valid ;
-  wire [317:0] \$signature__data$114 ;
-  wire [19:0] \$signature__data$114.action ;
-  wire \$signature__data$114.action.drop ;
-  wire [3:0] \$signature__data$114.action.instance ;
-  wire [10:0] \$signature__data$114.action.reta_offset ;
-  wire [3:0] \$signature__data$114.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$114.key ;
-  wire [127:0] \$signature__data$114.key.dst_addr ;
-  wire [15:0] \$signature__data$114.key.dst_port ;
-  wire [7:0] \$signature__data$114.key.ip_proto ;
-  wire \$signature__data$114.key.ipv6 ;
-  wire [127:0] \$signature__data$114.key.src_addr ;
-  wire [15:0] \$signature__data$114.key.src_port ;
-  wire \$signature__data$114.valid ;
-  reg [3:0] \$signature__data$77 ;
-  wire [317:0] \$signature__data$85 ;
-  wire [19:0] \$signature__data$85.action ;
-  wire \$signature__data$85.action.drop ;
-  wire [3:0] \$signature__data$85.action.instance ;
-  wire [10:0] \$signature__data$85.action.reta_offset ;
-  wire [3:0] \$signature__data$85.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$85.key ;
-  wire [127:0] \$signature__data$85.key.dst_addr ;
-  wire [15:0] \$signature__data$85.key.dst_port ;
-  wire [7:0] \$signature__data$85.key.ip_proto ;
-  wire \$signature__data$85.key.ipv6 ;
-  wire [127:0] \$signature__data$85.key.src_addr ;
-  wire [15:0] \$signature__data$85.key.src_port ;
-  wire \$signature__data$85.valid ;
-  wire [317:0] \$signature__data$89 ;
-  wire [19:0] \$signature__data$89.action ;
-  wire \$signature__data$89.action.drop ;
-  wire [3:0] \$signature__data$89.action.instance ;
-  wire [10:0] \$signature__data$89.action.reta_offset ;
-  wire [3:0] \$signature__data$89.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$89.key ;
-  wire [127:0] \$signature__data$89.key.dst_addr ;
-  wire [15:0] \$signature__data$89.key.dst_port ;
-  wire [7:0] \$signature__data$89.key.ip_proto ;
-  wire \$signature__data$89.key.ipv6 ;
-  wire [127:0] \$signature__data$89.key.src_addr ;
-  wire [15:0] \$signature__data$89.key.src_port ;
-  wire \$signature__data$89.valid ;
-  wire [317:0] \$signature__data$92 ;
-  wire [19:0] \$signature__data$92.action ;
-  wire \$signature__data$92.action.drop ;
-  wire [3:0] \$signature__data$92.action.instance ;
-  wire [10:0] \$signature__data$92.action.reta_offset ;
-  wire [3:0] \$signature__data$92.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$92.key ;
-  wire [127:0] \$signature__data$92.key.dst_addr ;
-  wire [15:0] \$signature__data$92.key.dst_port ;
-  wire [7:0] \$signature__data$92.key.ip_proto ;
-  wire \$signature__data$92.key.ipv6 ;
-  wire [127:0] \$signature__data$92.key.src_addr ;
-  wire [15:0] \$signature__data$92.key.src_port ;
-  wire \$signature__data$92.valid ;
-  wire [317:0] \$signature__data$95 ;
-  wire [19:0] \$signature__data$95.action ;
-  wire \$signature__data$95.action.drop ;
-  wire [3:0] \$signature__data$95.action.instance ;
-  wire [10:0] \$signature__data$95.action.reta_offset ;
-  wire [3:0] \$signature__data$95.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$95.key ;
-  wire [127:0] \$signature__data$95.key.dst_addr ;
-  wire [15:0] \$signature__data$95.key.dst_port ;
-  wire [7:0] \$signature__data$95.key.ip_proto ;
-  wire \$signature__data$95.key.ipv6 ;
-  wire [127:0] \$signature__data$95.key.src_addr ;
-  wire [15:0] \$signature__data$95.key.src_port ;
-  wire \$signature__data$95.valid ;
+  wire [317:0] \$signature__data$109 ;
+  wire [19:0] \$signature__data$109.action ;
+  wire \$signature__data$109.action.drop ;
+  wire [3:0] \$signature__data$109.action.instance ;
+  wire [10:0] \$signature__data$109.action.reta_offset ;
+  wire [3:0] \$signature__data$109.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$109.key ;
+  wire [127:0] \$signature__data$109.key.dst_addr ;
+  wire [15:0] \$signature__data$109.key.dst_port ;
+  wire [7:0] \$signature__data$109.key.ip_proto ;
+  wire \$signature__data$109.key.ipv6 ;
+  wire [127:0] \$signature__data$109.key.src_addr ;
+  wire [15:0] \$signature__data$109.key.src_port ;
+  wire \$signature__data$109.valid ;
+  wire [317:0] \$signature__data$111 ;
+  wire [19:0] \$signature__data$111.action ;
+  wire \$signature__data$111.action.drop ;
+  wire [3:0] \$signature__data$111.action.instance ;
+  wire [10:0] \$signature__data$111.action.reta_offset ;
+  wire [3:0] \$signature__data$111.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$111.key ;
+  wire [127:0] \$signature__data$111.key.dst_addr ;
+  wire [15:0] \$signature__data$111.key.dst_port ;
+  wire [7:0] \$signature__data$111.key.ip_proto ;
+  wire \$signature__data$111.key.ipv6 ;
+  wire [127:0] \$signature__data$111.key.src_addr ;
+  wire [15:0] \$signature__data$111.key.src_port ;
+  wire \$signature__data$111.valid ;
+  wire [317:0] \$signature__data$113 ;
+  wire [19:0] \$signature__data$113.action ;
+  wire \$signature__data$113.action.drop ;
+  wire [3:0] \$signature__data$113.action.instance ;
+  wire [10:0] \$signature__data$113.action.reta_offset ;
+  wire [3:0] \$signature__data$113.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$113.key ;
+  wire [127:0] \$signature__data$113.key.dst_addr ;
+  wire [15:0] \$signature__data$113.key.dst_port ;
+  wire [7:0] \$signature__data$113.key.ip_proto ;
+  wire \$signature__data$113.key.ipv6 ;
+  wire [127:0] \$signature__data$113.key.src_addr ;
+  wire [15:0] \$signature__data$113.key.src_port ;
+  wire \$signature__data$113.valid ;
+  wire [317:0] \$signature__data$115 ;
+  wire [19:0] \$signature__data$115.action ;
+  wire \$signature__data$115.action.drop ;
+  wire [3:0] \$signature__data$115.action.instance ;
+  wire [10:0] \$signature__data$115.action.reta_offset ;
+  wire [3:0] \$signature__data$115.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$115.key ;
+  wire [127:0] \$signature__data$115.key.dst_addr ;
+  wire [15:0] \$signature__data$115.key.dst_port ;
+  wire [7:0] \$signature__data$115.key.ip_proto ;
+  wire \$signature__data$115.key.ipv6 ;
+  wire [127:0] \$signature__data$115.key.src_addr ;
+  wire [15:0] \$signature__data$115.key.src_port ;
+  wire \$signature__data$115.valid ;
+  reg [3:0] \$signature__data$78 ;
+  wire [317:0] \$signature__data$86 ;
+  wire [19:0] \$signature__data$86.action ;
+  wire \$signature__data$86.action.drop ;
+  wire [3:0] \$signature__data$86.action.instance ;
+  wire [10:0] \$signature__data$86.action.reta_offset ;
+  wire [3:0] \$signature__data$86.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$86.key ;
+  wire [127:0] \$signature__data$86.key.dst_addr ;
+  wire [15:0] \$signature__data$86.key.dst_port ;
+  wire [7:0] \$signature__data$86.key.ip_proto ;
+  wire \$signature__data$86.key.ipv6 ;
+  wire [127:0] \$signature__data$86.key.src_addr ;
+  wire [15:0] \$signature__data$86.key.src_port ;
+  wire \$signature__data$86.valid ;
+  wire [317:0] \$signature__data$90 ;
+  wire [19:0] \$signature__data$90.action ;
+  wire \$signature__data$90.action.drop ;
+  wire [3:0] \$signature__data$90.action.instance ;
+  wire [10:0] \$signature__data$90.action.reta_offset ;
+  wire [3:0] \$signature__data$90.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$90.key ;
+  wire [127:0] \$signature__data$90.key.dst_addr ;
+  wire [15:0] \$signature__data$90.key.dst_port ;
+  wire [7:0] \$signature__data$90.key.ip_proto ;
+  wire \$signature__data$90.key.ipv6 ;
+  wire [127:0] \$signature__data$90.key.src_addr ;
+  wire [15:0] \$signature__data$90.key.src_port ;
+  wire \$signature__data$90.valid ;
+  wire [317:0] \$signature__data$93 ;
+  wire [19:0] \$signature__data$93.action ;
+  wire \$signature__data$93.action.drop ;
+  wire [3:0] \$signature__data$93.action.instance ;
+  wire [10:0] \$signature__data$93.action.reta_offset ;
+  wire [3:0] \$signature__data$93.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$93.key ;
+  wire [127:0] \$signature__data$93.key.dst_addr ;
+  wire [15:0] \$signature__data$93.key.dst_port ;
+  wire [7:0] \$signature__data$93.key.ip_proto ;
+  wire \$signature__data$93.key.ipv6 ;
+  wire [127:0] \$signature__data$93.key.src_addr ;
+  wire [15:0] \$signature__data$93.key.src_port ;
+  wire \$signature__data$93.valid ;
+  wire [317:0] \$signature__data$96 ;
+  wire [19:0] \$signature__data$96.action ;
+  wire \$signature__data$96.action.drop ;
+  wire [3:0] \$signature__data$96.action.instance ;
+  wire [10:0] \$signature__data$96.action.reta_offset ;
+  wire [3:0] \$signature__data$96.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$96.key ;
+  wire [127:0] \$signature__data$96.key.dst_addr ;
+  wire [15:0] \$signature__data$96.key.dst_port ;
+  wire [7:0] \$signature__data$96.key.ip_proto ;
+  wire \$signature__data$96.key.ipv6 ;
+  wire [127:0] \$signature__data$96.key.src_addr ;
+  wire [15:0] \$signature__data$96.key.src_port ;
+  wire \$signature__data$96.valid ;
   wire [317:0] \$signature__data.entry ;
   wire [19:0] \$signature__data.entry.action ;
   wire \$signature__data.entry.action.drop ;
@@ -22809,15 +23030,15 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$signature__data.entry.valid ;
   wire [10:0] \$signature__data.slot ;
   wire \$signature__en ;
-  wire \$signature__en$12 ;
-  wire \$signature__en$14 ;
-  wire \$signature__en$16 ;
-  reg \$signature__en$74 ;
-  reg \$signature__en$76 ;
-  wire \$signature__en$86 ;
-  wire \$signature__en$90 ;
-  wire \$signature__en$93 ;
-  wire \$signature__en$96 ;
+  wire \$signature__en$13 ;
+  wire \$signature__en$15 ;
+  wire \$signature__en$17 ;
+  reg \$signature__en$75 ;
+  reg \$signature__en$77 ;
+  wire \$signature__en$87 ;
+  wire \$signature__en$91 ;
+  wire \$signature__en$94 ;
+  wire \$signature__en$97 ;
   reg _op_busy;
   wire [19:0] action;
   wire \action.drop ;
@@ -23039,7 +23260,6 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   reg [2:0] result_status = 3'h0;
   input rst;
   wire rst;
-  (* init = 8'h00 *)
   wire [7:0] s1_bucket;
   reg s1_lookup = 1'h0;
   reg [457:0] s1_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -23101,6 +23321,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [15:0] \s1_meta.src_port ;
   wire [7:0] \s1_meta.tcp_flags ;
   wire [11:0] \s1_meta.vlan_id ;
+  reg [79:0] s1_partials = 80'h00000000000000000000;
   reg s1_valid = 1'h0;
   reg s2_lookup = 1'h0;
   reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -23629,8 +23850,8 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     journal[23] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$74 )
-      journal[\$signature__addr$70 ] <= \$signature__data ;
+    if (\$signature__en$75 )
+      journal[\$signature__addr$71 ] <= \$signature__data ;
   end
   reg [328:0] _0_;
   always @(posedge clk) begin
@@ -23897,8 +24118,8 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     occupancy[255] = 4'h0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$76 )
-      occupancy[\$signature__addr$69 ] <= \$signature__data$77 ;
+    if (\$signature__en$77 )
+      occupancy[\$signature__addr$70 ] <= \$signature__data$78 ;
   end
   reg [3:0] _1_;
   always @(posedge clk) begin
@@ -24165,16 +24386,16 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way0[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$86 )
+    if (\$signature__en$87 )
       way0[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _2_;
   always @(posedge clk) begin
     if (\$signature__en ) begin
-      _2_ <= way0[\$signature__addr ];
+      _2_ <= way0[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
     end
   end
-  assign \$signature__data$108  = _2_;
+  assign \$signature__data$109  = _2_;
   reg [317:0] way1 [255:0];
   initial begin
     way1[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -24435,16 +24656,16 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way1[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$90 )
+    if (\$signature__en$91 )
       way1[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$12 ) begin
-      _3_ <= way1[\$signature__addr ];
+    if (\$signature__en$13 ) begin
+      _3_ <= way1[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
     end
   end
-  assign \$signature__data$110  = _3_;
+  assign \$signature__data$111  = _3_;
   reg [317:0] way2 [255:0];
   initial begin
     way2[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -24705,16 +24926,16 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way2[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$93 )
+    if (\$signature__en$94 )
       way2[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$14 ) begin
-      _4_ <= way2[\$signature__addr ];
+    if (\$signature__en$15 ) begin
+      _4_ <= way2[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
     end
   end
-  assign \$signature__data$112  = _4_;
+  assign \$signature__data$113  = _4_;
   reg [317:0] way3 [255:0];
   initial begin
     way3[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -24975,275 +25196,572 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way3[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$96 )
+    if (\$signature__en$97 )
       way3[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _5_;
   always @(posedge clk) begin
-    if (\$signature__en$16 ) begin
-      _5_ <= way3[\$signature__addr ];
+    if (\$signature__en$17 ) begin
+      _5_ <= way3[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
     end
   end
-  assign \$signature__data$114  = _5_;
-  assign \$403  = ^ \$402 ;
-  assign \$406  = ^ \$405 ;
-  assign \$409  = ^ \$408 ;
-  assign \$412  = ^ \$411 ;
-  assign \$415  = ^ \$414 ;
-  assign \$418  = ^ \$417 ;
-  assign \$421  = ^ \$420 ;
-  assign \$423  = journal_len == 5'h18;
-  assign \$424  = op == 1'h1;
-  assign \$425  = op == 2'h2;
-  assign \$426  = | free_way;
-  assign \$427  = | free_stash;
-  assign \$428  = journal_len + 1'h1;
-  assign \$429  = free_way[1] | free_way[3];
-  assign \$430  = free_way[2] | free_way[3];
-  assign \$431  = entries + 1'h1;
-  assign \$432  = journal_len + 1'h1;
-  assign \$438  = \$436  | \$437 ;
-  assign \$439  = \$435  | \$438 ;
-  assign \$442  = \$440  | \$441 ;
-  assign \$445  = \$443  | \$444 ;
-  assign \$446  = \$442  | \$445 ;
-  assign \$447  = \$439  | \$446 ;
-  assign \$448  = 11'h400 + \$447 ;
-  assign \$449  = stash_occ | free_stash;
-  assign \$450  = entries + 1'h1;
-  assign \$451  = del_slot >= 11'h408;
-  assign \$452  = del_slot >= 11'h400;
-  assign \$453  = occ_r__data >> del_slot[1:0];
-  assign \$454  = del_slot - 11'h400;
-  assign \$455  = stash_occ >> \$454 [2:0];
-  assign \$456  = journal_len + 1'h1;
-  assign \$457  = del_slot - 11'h400;
-  assign \$458  = entries - 1'h1;
-  assign \$459  = journal_len + 1'h1;
-  assign \$460  = entries - 1'h1;
-  assign \$461  = j_r__addr != journal_len;
-  assign \$462  = \$signal$150  & \$461 ;
-  assign \$463  = j_r__addr != journal_len;
-  assign \$464  = \$signal$150  & \$463 ;
-  assign \$465  = j_r__addr + 1'h1;
-  assign \$466  = ~ \$signal$150 ;
-  assign \$467  = commit_apply & \$466 ;
-  assign \$468  = ~ applied;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = ~ _op_busy;
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = j_r__addr != journal_len;
-  assign \$473  = \$signal$150  & \$472 ;
-  assign \$474  = ~ \$473 ;
-  assign \$475  = \$signal$150  & \$474 ;
-  assign \$476  = ~ \$signal$87 ;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = j_r__data[10:0] == 11'h400;
-  assign \$479  = \$signal$87  & \$478 ;
-  assign \$480  = j_r__data[10:0] == 11'h401;
-  assign \$481  = \$signal$87  & \$480 ;
-  assign \$482  = j_r__data[10:0] == 11'h402;
-  assign \$483  = \$signal$87  & \$482 ;
-  assign \$484  = j_r__data[10:0] == 11'h403;
-  assign \$485  = \$signal$87  & \$484 ;
-  assign \$486  = j_r__data[10:0] == 11'h404;
-  assign \$487  = \$signal$87  & \$486 ;
-  assign \$488  = j_r__data[10:0] == 11'h405;
-  assign \$489  = \$signal$87  & \$488 ;
-  assign \$490  = j_r__data[10:0] == 11'h406;
-  assign \$491  = \$signal$87  & \$490 ;
-  assign \$492  = j_r__data[10:0] == 11'h407;
-  assign \$493  = \$signal$87  & \$492 ;
-  always @(posedge clk)
-    s1_valid <= \$494 ;
-  always @(posedge clk)
-    s1_meta <= \$495 ;
-  always @(posedge clk)
-    \$signature__addr  <= \$496 ;
-  always @(posedge clk)
-    s1_lookup <= \$497 ;
-  always @(posedge clk)
-    s2_valid <= \$498 ;
-  always @(posedge clk)
-    s2_meta <= \$499 ;
-  always @(posedge clk)
-    s2_lookup <= \$500 ;
-  always @(posedge clk)
-    s3_valid <= \$501 ;
-  always @(posedge clk)
-    s3_meta <= \$502 ;
-  always @(posedge clk)
-    s3_lookup <= \$503 ;
-  always @(posedge clk)
-    s3_way0 <= \$504 ;
-  always @(posedge clk)
-    s3_way1 <= \$505 ;
-  always @(posedge clk)
-    s3_way2 <= \$506 ;
-  always @(posedge clk)
-    s3_way3 <= \$507 ;
-  always @(posedge clk)
-    s4_valid <= \$508 ;
-  always @(posedge clk)
-    s4_meta <= \$509 ;
-  always @(posedge clk)
-    s4_terms0 <= \$510 ;
-  always @(posedge clk)
-    s4_action0 <= \$511 ;
-  always @(posedge clk)
-    s4_terms1 <= \$512 ;
-  always @(posedge clk)
-    s4_action1 <= \$513 ;
-  always @(posedge clk)
-    s4_terms2 <= \$514 ;
-  always @(posedge clk)
-    s4_action2 <= \$515 ;
-  always @(posedge clk)
-    s4_terms3 <= \$516 ;
-  always @(posedge clk)
-    s4_action3 <= \$517 ;
-  always @(posedge clk)
-    s4_terms4 <= \$518 ;
-  always @(posedge clk)
-    s4_action4 <= \$519 ;
-  always @(posedge clk)
-    s4_terms5 <= \$520 ;
-  always @(posedge clk)
-    s4_action5 <= \$521 ;
-  always @(posedge clk)
-    s4_terms6 <= \$522 ;
-  always @(posedge clk)
-    s4_action6 <= \$523 ;
-  always @(posedge clk)
-    s4_terms7 <= \$524 ;
-  always @(posedge clk)
-    s4_action7 <= \$525 ;
-  always @(posedge clk)
-    s4_terms8 <= \$526 ;
-  always @(posedge clk)
-    s4_action8 <= \$527 ;
-  always @(posedge clk)
-    s4_terms9 <= \$528 ;
-  always @(posedge clk)
-    s4_action9 <= \$529 ;
-  always @(posedge clk)
-    s4_terms10 <= \$530 ;
-  always @(posedge clk)
-    s4_action10 <= \$531 ;
-  always @(posedge clk)
-    s4_terms11 <= \$532 ;
-  always @(posedge clk)
-    s4_action11 <= \$533 ;
-  always @(posedge clk)
-    s5_valid <= \$534 ;
-  always @(posedge clk)
-    \$signal$136  <= \$535 ;
-  always @(posedge clk)
-    \$signal  <= \$536 ;
-  always @(posedge clk)
-    \$signal$137  <= \$537 ;
-  always @(posedge clk)
-    s5_action0 <= \$538 ;
-  always @(posedge clk)
-    s5_action1 <= \$539 ;
-  always @(posedge clk)
-    s5_action2 <= \$540 ;
-  always @(posedge clk)
-    s5_action3 <= \$541 ;
-  always @(posedge clk)
-    s5_action4 <= \$542 ;
-  always @(posedge clk)
-    s5_action5 <= \$543 ;
-  always @(posedge clk)
-    s5_action6 <= \$544 ;
-  always @(posedge clk)
-    s5_action7 <= \$545 ;
-  always @(posedge clk)
-    s5_action8 <= \$546 ;
-  always @(posedge clk)
-    s5_action9 <= \$547 ;
-  always @(posedge clk)
-    s5_action10 <= \$548 ;
-  always @(posedge clk)
-    s5_action11 <= \$549 ;
-  always @(posedge clk)
-    o__valid <= \$550 ;
-  always @(posedge clk)
-    o__payload <= \$551 ;
-  always @(posedge clk)
-    step <= \$552 ;
-  always @(posedge clk)
-    \$signal$141  <= \$553 ;
-  always @(posedge clk)
-    data <= \$554 ;
-  always @(posedge clk)
-    entry_sel <= \$555 ;
-  always @(posedge clk)
-    hit_op <= \$556 ;
-  always @(posedge clk)
-    csr__r_data <= \$557 ;
-  always @(posedge clk)
-    flow_entry0 <= \$558 ;
-  always @(posedge clk)
-    flow_entry1 <= \$559 ;
-  always @(posedge clk)
-    flow_entry2 <= \$560 ;
-  always @(posedge clk)
-    flow_entry3 <= \$561 ;
-  always @(posedge clk)
-    flow_entry4 <= \$562 ;
-  always @(posedge clk)
-    flow_entry5 <= \$563 ;
-  always @(posedge clk)
-    flow_entry6 <= \$564 ;
-  always @(posedge clk)
-    flow_entry7 <= \$565 ;
-  always @(posedge clk)
-    flow_entry8 <= \$566 ;
-  always @(posedge clk)
-    flow_entry9 <= \$567 ;
-  always @(posedge clk)
-    op <= \$568 ;
-  always @(posedge clk)
-    del_slot <= \$569 ;
-  always @(posedge clk)
-    flow_op_state <= \$570 ;
-  always @(posedge clk)
-    occ_r__addr <= \$571 ;
-  always @(posedge clk)
-    result_status <= \$572 ;
-  always @(posedge clk)
-    journal_len <= \$573 ;
-  always @(posedge clk)
-    \$signal$144  <= \$574 ;
-  always @(posedge clk)
-    entries <= \$575 ;
-  always @(posedge clk)
-    stash_occ <= \$576 ;
-  always @(posedge clk)
-    \$signal$87  <= \$577 ;
-  always @(posedge clk)
-    j_r__addr <= \$578 ;
-  always @(posedge clk)
-    \$signal$150  <= \$579 ;
-  always @(posedge clk)
-    applied <= \$580 ;
-  always @(posedge clk)
-    stash0 <= \$581 ;
-  always @(posedge clk)
-    stash1 <= \$582 ;
-  always @(posedge clk)
-    stash2 <= \$583 ;
-  always @(posedge clk)
-    stash3 <= \$584 ;
-  always @(posedge clk)
-    stash4 <= \$585 ;
-  always @(posedge clk)
-    stash5 <= \$586 ;
-  always @(posedge clk)
-    stash6 <= \$587 ;
-  always @(posedge clk)
-    stash7 <= \$588 ;
+  assign \$signature__data$115  = _5_;
+  assign \$177  = ^ \$176 ;
+  assign \$180  = ^ \$179 ;
+  assign \$183  = ^ \$182 ;
+  assign \$186  = ^ \$185 ;
+  assign \$189  = ^ \$188 ;
+  assign \$192  = ^ \$191 ;
+  assign \$195  = ^ \$194 ;
+  assign \$198  = ^ \$197 ;
+  assign \$201  = ^ \$200 ;
+  assign \$204  = ^ \$203 ;
+  assign \$207  = ^ \$206 ;
+  assign \$210  = ^ \$209 ;
+  assign \$213  = ^ \$212 ;
+  assign \$216  = ^ \$215 ;
+  assign \$219  = ^ \$218 ;
+  assign \$222  = ^ \$221 ;
+  assign \$225  = ^ \$224 ;
+  assign \$228  = ^ \$227 ;
+  assign \$231  = ^ \$230 ;
+  assign \$234  = ^ \$233 ;
+  assign \$237  = ^ \$236 ;
+  assign \$240  = ^ \$239 ;
+  assign \$243  = ^ \$242 ;
+  assign \$246  = ^ \$245 ;
+  assign \$249  = ^ \$248 ;
+  assign \$252  = ^ \$251 ;
+  assign \$255  = ^ \$254 ;
+  assign \$258  = ^ \$257 ;
+  assign \$261  = ^ \$260 ;
+  assign \$264  = ^ \$263 ;
+  assign \$267  = ^ \$266 ;
+  assign \$270  = ^ \$269 ;
+  assign \$273  = ^ \$272 ;
+  assign \$276  = ^ \$275 ;
+  assign \$279  = ^ \$278 ;
+  assign \$282  = ^ \$281 ;
+  assign \$285  = ^ \$284 ;
+  assign \$288  = ^ \$287 ;
+  assign \$291  = ^ \$290 ;
+  assign \$294  = ^ \$293 ;
+  assign \$297  = ^ \$296 ;
+  assign \$300  = ^ \$299 ;
+  assign \$303  = ^ \$302 ;
+  assign \$306  = ^ \$305 ;
+  assign \$309  = ^ \$308 ;
+  assign \$312  = ^ \$311 ;
+  assign \$315  = ^ \$314 ;
+  assign \$318  = ^ \$317 ;
+  assign \$321  = ^ \$320 ;
+  assign \$324  = ^ \$323 ;
+  assign \$327  = ^ \$326 ;
+  assign \$330  = ^ \$329 ;
+  assign \$333  = ^ \$332 ;
+  assign \$336  = ^ \$335 ;
+  assign \$339  = ^ \$338 ;
+  assign \$342  = ^ \$341 ;
+  assign \$345  = ^ \$344 ;
+  assign \$348  = ^ \$347 ;
+  assign \$351  = ^ \$350 ;
+  assign \$354  = ^ \$353 ;
+  assign \$357  = ^ \$356 ;
+  assign \$360  = ^ \$359 ;
+  assign \$363  = ^ \$362 ;
+  assign \$366  = ^ \$365 ;
+  assign \$369  = ^ \$368 ;
+  assign \$372  = ^ \$371 ;
+  assign \$375  = ^ \$374 ;
+  assign \$378  = ^ \$377 ;
+  assign \$381  = ^ \$380 ;
+  assign \$384  = ^ \$383 ;
+  assign \$387  = ^ \$386 ;
+  assign \$390  = ^ \$389 ;
+  assign \$393  = ^ \$392 ;
+  assign \$396  = ^ \$395 ;
+  assign \$399  = ^ \$398 ;
+  assign \$401  = i__payload[22] | i__payload[23];
+  assign \$402  = ~ s2_valid;
+  assign \$403  = ~ s3_valid;
+  assign \$404  = ~ s4_valid;
+  assign \$405  = ~ s5_valid;
+  assign \$406  = ~ o__valid;
+  assign \$407  = \$406  | o__ready;
+  assign \$408  = \$405  | \$407 ;
+  assign \$409  = \$404  | \$408 ;
+  assign \$410  = \$403  | \$409 ;
+  assign \$411  = \$402  | \$410 ;
+  assign \$412  = ~ s3_valid;
+  assign \$413  = ~ s4_valid;
+  assign \$414  = ~ s5_valid;
+  assign \$415  = ~ o__valid;
+  assign \$416  = \$415  | o__ready;
+  assign \$417  = \$414  | \$416 ;
+  assign \$418  = \$413  | \$417 ;
+  assign \$419  = \$412  | \$418 ;
+  assign \$420  = ~ s4_valid;
+  assign \$421  = ~ s5_valid;
+  assign \$422  = ~ o__valid;
+  assign \$423  = \$422  | o__ready;
+  assign \$424  = \$421  | \$423 ;
+  assign \$425  = \$420  | \$424 ;
+  assign \$426  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way0[52:21];
+  assign \$427  = { s3_meta[102:80], s3_meta[367:359] } == s3_way0[84:53];
+  assign \$428  = s3_meta[134:103] == s3_way0[116:85];
+  assign \$429  = s3_meta[166:135] == s3_way0[148:117];
+  assign \$430  = s3_meta[198:167] == s3_way0[180:149];
+  assign \$431  = s3_meta[230:199] == s3_way0[212:181];
+  assign \$432  = s3_meta[262:231] == s3_way0[244:213];
+  assign \$433  = s3_meta[294:263] == s3_way0[276:245];
+  assign \$434  = s3_meta[326:295] == s3_way0[308:277];
+  assign \$435  = s3_meta[335:327] == s3_way0[317:309];
+  assign \$436  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way1[52:21];
+  assign \$437  = { s3_meta[102:80], s3_meta[367:359] } == s3_way1[84:53];
+  assign \$438  = s3_meta[134:103] == s3_way1[116:85];
+  assign \$439  = s3_meta[166:135] == s3_way1[148:117];
+  assign \$440  = s3_meta[198:167] == s3_way1[180:149];
+  assign \$441  = s3_meta[230:199] == s3_way1[212:181];
+  assign \$442  = s3_meta[262:231] == s3_way1[244:213];
+  assign \$443  = s3_meta[294:263] == s3_way1[276:245];
+  assign \$444  = s3_meta[326:295] == s3_way1[308:277];
+  assign \$445  = s3_meta[335:327] == s3_way1[317:309];
+  assign \$446  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way2[52:21];
+  assign \$447  = { s3_meta[102:80], s3_meta[367:359] } == s3_way2[84:53];
+  assign \$448  = s3_meta[134:103] == s3_way2[116:85];
+  assign \$449  = s3_meta[166:135] == s3_way2[148:117];
+  assign \$450  = s3_meta[198:167] == s3_way2[180:149];
+  assign \$451  = s3_meta[230:199] == s3_way2[212:181];
+  assign \$452  = s3_meta[262:231] == s3_way2[244:213];
+  assign \$453  = s3_meta[294:263] == s3_way2[276:245];
+  assign \$454  = s3_meta[326:295] == s3_way2[308:277];
+  assign \$455  = s3_meta[335:327] == s3_way2[317:309];
+  assign \$456  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way3[52:21];
+  assign \$457  = { s3_meta[102:80], s3_meta[367:359] } == s3_way3[84:53];
+  assign \$458  = s3_meta[134:103] == s3_way3[116:85];
+  assign \$459  = s3_meta[166:135] == s3_way3[148:117];
+  assign \$460  = s3_meta[198:167] == s3_way3[180:149];
+  assign \$461  = s3_meta[230:199] == s3_way3[212:181];
+  assign \$462  = s3_meta[262:231] == s3_way3[244:213];
+  assign \$463  = s3_meta[294:263] == s3_way3[276:245];
+  assign \$464  = s3_meta[326:295] == s3_way3[308:277];
+  assign \$465  = s3_meta[335:327] == s3_way3[317:309];
+  assign \$466  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash0[52:21];
+  assign \$467  = { s3_meta[102:80], s3_meta[367:359] } == stash0[84:53];
+  assign \$468  = s3_meta[134:103] == stash0[116:85];
+  assign \$469  = s3_meta[166:135] == stash0[148:117];
+  assign \$470  = s3_meta[198:167] == stash0[180:149];
+  assign \$471  = s3_meta[230:199] == stash0[212:181];
+  assign \$472  = s3_meta[262:231] == stash0[244:213];
+  assign \$473  = s3_meta[294:263] == stash0[276:245];
+  assign \$474  = s3_meta[326:295] == stash0[308:277];
+  assign \$475  = s3_meta[335:327] == stash0[317:309];
+  assign \$476  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash1[52:21];
+  assign \$477  = { s3_meta[102:80], s3_meta[367:359] } == stash1[84:53];
+  assign \$478  = s3_meta[134:103] == stash1[116:85];
+  assign \$479  = s3_meta[166:135] == stash1[148:117];
+  assign \$480  = s3_meta[198:167] == stash1[180:149];
+  assign \$481  = s3_meta[230:199] == stash1[212:181];
+  assign \$482  = s3_meta[262:231] == stash1[244:213];
+  assign \$483  = s3_meta[294:263] == stash1[276:245];
+  assign \$484  = s3_meta[326:295] == stash1[308:277];
+  assign \$485  = s3_meta[335:327] == stash1[317:309];
+  assign \$486  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash2[52:21];
+  assign \$487  = { s3_meta[102:80], s3_meta[367:359] } == stash2[84:53];
+  assign \$488  = s3_meta[134:103] == stash2[116:85];
+  assign \$489  = s3_meta[166:135] == stash2[148:117];
+  assign \$490  = s3_meta[198:167] == stash2[180:149];
+  assign \$491  = s3_meta[230:199] == stash2[212:181];
+  assign \$492  = s3_meta[262:231] == stash2[244:213];
+  assign \$493  = s3_meta[294:263] == stash2[276:245];
+  assign \$494  = s3_meta[326:295] == stash2[308:277];
+  assign \$495  = s3_meta[335:327] == stash2[317:309];
+  assign \$496  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash3[52:21];
+  assign \$497  = { s3_meta[102:80], s3_meta[367:359] } == stash3[84:53];
+  assign \$498  = s3_meta[134:103] == stash3[116:85];
+  assign \$499  = s3_meta[166:135] == stash3[148:117];
+  assign \$500  = s3_meta[198:167] == stash3[180:149];
+  assign \$501  = s3_meta[230:199] == stash3[212:181];
+  assign \$502  = s3_meta[262:231] == stash3[244:213];
+  assign \$503  = s3_meta[294:263] == stash3[276:245];
+  assign \$504  = s3_meta[326:295] == stash3[308:277];
+  assign \$505  = s3_meta[335:327] == stash3[317:309];
+  assign \$506  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash4[52:21];
+  assign \$507  = { s3_meta[102:80], s3_meta[367:359] } == stash4[84:53];
+  assign \$508  = s3_meta[134:103] == stash4[116:85];
+  assign \$509  = s3_meta[166:135] == stash4[148:117];
+  assign \$510  = s3_meta[198:167] == stash4[180:149];
+  assign \$511  = s3_meta[230:199] == stash4[212:181];
+  assign \$512  = s3_meta[262:231] == stash4[244:213];
+  assign \$513  = s3_meta[294:263] == stash4[276:245];
+  assign \$514  = s3_meta[326:295] == stash4[308:277];
+  assign \$515  = s3_meta[335:327] == stash4[317:309];
+  assign \$516  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash5[52:21];
+  assign \$517  = { s3_meta[102:80], s3_meta[367:359] } == stash5[84:53];
+  assign \$518  = s3_meta[134:103] == stash5[116:85];
+  assign \$519  = s3_meta[166:135] == stash5[148:117];
+  assign \$520  = s3_meta[198:167] == stash5[180:149];
+  assign \$521  = s3_meta[230:199] == stash5[212:181];
+  assign \$522  = s3_meta[262:231] == stash5[244:213];
+  assign \$523  = s3_meta[294:263] == stash5[276:245];
+  assign \$524  = s3_meta[326:295] == stash5[308:277];
+  assign \$525  = s3_meta[335:327] == stash5[317:309];
+  assign \$526  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash6[52:21];
+  assign \$527  = { s3_meta[102:80], s3_meta[367:359] } == stash6[84:53];
+  assign \$528  = s3_meta[134:103] == stash6[116:85];
+  assign \$529  = s3_meta[166:135] == stash6[148:117];
+  assign \$530  = s3_meta[198:167] == stash6[180:149];
+  assign \$531  = s3_meta[230:199] == stash6[212:181];
+  assign \$532  = s3_meta[262:231] == stash6[244:213];
+  assign \$533  = s3_meta[294:263] == stash6[276:245];
+  assign \$534  = s3_meta[326:295] == stash6[308:277];
+  assign \$535  = s3_meta[335:327] == stash6[317:309];
+  assign \$536  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash7[52:21];
+  assign \$537  = { s3_meta[102:80], s3_meta[367:359] } == stash7[84:53];
+  assign \$538  = s3_meta[134:103] == stash7[116:85];
+  assign \$539  = s3_meta[166:135] == stash7[148:117];
+  assign \$540  = s3_meta[198:167] == stash7[180:149];
+  assign \$541  = s3_meta[230:199] == stash7[212:181];
+  assign \$542  = s3_meta[262:231] == stash7[244:213];
+  assign \$543  = s3_meta[294:263] == stash7[276:245];
+  assign \$544  = s3_meta[326:295] == stash7[308:277];
+  assign \$545  = s3_meta[335:327] == stash7[317:309];
+  assign \$546  = ~ s5_valid;
+  assign \$547  = ~ o__valid;
+  assign \$548  = \$547  | o__ready;
+  assign \$549  = \$546  | \$548 ;
+  assign \$550  = ~ { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+  assign \$551  = \$550  + 1'h1;
+  assign \$552  = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  } & \$551 [11:0];
+  assign \$553  = | { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+  assign \$554  = ~ o__valid;
+  assign \$555  = \$554  | o__ready;
+  assign \$556  = | \$signal$137 [19:16];
+  assign \$557  = ~ pass_errors;
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = action[0] ? 4'h8 : 4'h0;
+  assign \$560  = \$558  ? \$signal$137 [19:16] : \$559 ;
+  assign \$561  = csr__r_stb | csr__w_stb;
+  assign \$562  = ~ csr__ack;
+  assign \$563  = \$561  & \$562 ;
+  assign \$564  = step != 2'h3;
+  assign \$565  = step + \$564 ;
+  assign \$566  = csr__addr == 12'h900;
+  assign \$567  = csr__addr == 12'h904;
+  assign \$568  = csr__addr == 12'h908;
+  assign \$569  = csr__addr == 12'h90c;
+  assign \$570  = csr__addr == 12'h910;
+  assign \$571  = csr__addr == 12'h914;
+  assign \$572  = csr__addr == 12'h918;
+  assign \$573  = csr__addr == 12'h91c;
+  assign \$574  = csr__addr == 12'h920;
+  assign \$575  = csr__addr == 12'h924;
+  assign \$576  = csr__addr == 12'h944;
+  assign \$577  = csr__addr == 12'h948;
+  assign \$578  = { \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0] } & flow_entry0;
+  assign \$580  = { \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1] } & flow_entry1;
+  assign \$581  = \$579  | \$580 ;
+  assign \$582  = { \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2] } & flow_entry2;
+  assign \$583  = \$581  | \$582 ;
+  assign \$584  = { \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3] } & flow_entry3;
+  assign \$585  = \$583  | \$584 ;
+  assign \$586  = { \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4] } & flow_entry4;
+  assign \$587  = \$585  | \$586 ;
+  assign \$588  = { \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5] } & flow_entry5;
+  assign \$589  = \$587  | \$588 ;
+  assign \$590  = { \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6] } & flow_entry6;
+  assign \$591  = \$589  | \$590 ;
+  assign \$592  = { \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7] } & flow_entry7;
+  assign \$593  = \$591  | \$592 ;
+  assign \$594  = { \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8] } & flow_entry8;
+  assign \$595  = \$593  | \$594 ;
+  assign \$596  = { \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9] } & flow_entry9;
+  assign \$597  = \$595  | \$596 ;
+  assign \$598  = { \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10] } & { 13'h0000, result_status, 5'h00, \$signal$145  };
+  assign \$599  = \$597  | \$598 ;
+  assign \$600  = { \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
+  assign \$601  = \$599  | \$600 ;
+  assign \$602  = csr__addr == 12'h900;
+  assign \$603  = csr__addr == 12'h904;
+  assign \$604  = csr__addr == 12'h908;
+  assign \$605  = csr__addr == 12'h90c;
+  assign \$606  = csr__addr == 12'h910;
+  assign \$607  = csr__addr == 12'h914;
+  assign \$608  = csr__addr == 12'h918;
+  assign \$609  = csr__addr == 12'h91c;
+  assign \$610  = csr__addr == 12'h920;
+  assign \$611  = csr__addr == 12'h924;
+  assign \$612  = csr__addr == 12'h940;
+  assign \$613  = step == 2'h2;
+  assign \$614  = step == 2'h3;
+  assign \$615  = \$614  & csr__w_stb;
+  assign \$616  = step == 2'h3;
+  assign \$617  = \$616  & hit_op;
+  assign \$618  = \$617  & csr__w_stb;
+  assign \$619  = \$signal$151  | commit_apply;
+  assign \$620  = ~ \$619 ;
+  assign \$621  = \$618  & \$620 ;
+  assign \$622  = op == 1'h1;
+  assign \$624  = ^ \$623 ;
+  assign \$627  = ^ \$626 ;
+  assign \$630  = ^ \$629 ;
+  assign \$633  = ^ \$632 ;
+  assign \$636  = ^ \$635 ;
+  assign \$639  = ^ \$638 ;
+  assign \$642  = ^ \$641 ;
+  assign \$645  = ^ \$644 ;
+  assign \$647  = journal_len == 5'h18;
+  assign \$648  = op == 1'h1;
+  assign \$649  = op == 2'h2;
+  assign \$650  = | free_way;
+  assign \$651  = | free_stash;
+  assign \$652  = journal_len + 1'h1;
+  assign \$653  = free_way[1] | free_way[3];
+  assign \$654  = free_way[2] | free_way[3];
+  assign \$655  = entries + 1'h1;
+  assign \$656  = journal_len + 1'h1;
+  assign \$662  = \$660  | \$661 ;
+  assign \$663  = \$659  | \$662 ;
+  assign \$666  = \$664  | \$665 ;
+  assign \$669  = \$667  | \$668 ;
+  assign \$670  = \$666  | \$669 ;
+  assign \$671  = \$663  | \$670 ;
+  assign \$672  = 11'h400 + \$671 ;
+  assign \$673  = stash_occ | free_stash;
+  assign \$674  = entries + 1'h1;
+  assign \$675  = del_slot >= 11'h408;
+  assign \$676  = del_slot >= 11'h400;
+  assign \$677  = occ_r__data >> del_slot[1:0];
+  assign \$678  = del_slot - 11'h400;
+  assign \$679  = stash_occ >> \$678 [2:0];
+  assign \$680  = journal_len + 1'h1;
+  assign \$681  = del_slot - 11'h400;
+  assign \$682  = entries - 1'h1;
+  assign \$683  = journal_len + 1'h1;
+  assign \$684  = entries - 1'h1;
+  assign \$685  = j_r__addr != journal_len;
+  assign \$686  = \$signal$151  & \$685 ;
+  assign \$687  = j_r__addr != journal_len;
+  assign \$688  = \$signal$151  & \$687 ;
+  assign \$689  = j_r__addr + 1'h1;
+  assign \$690  = ~ \$signal$151 ;
+  assign \$691  = commit_apply & \$690 ;
+  assign \$692  = ~ applied;
+  assign \$693  = \$691  & \$692 ;
+  assign \$694  = ~ _op_busy;
+  assign \$695  = \$693  & \$694 ;
+  assign \$696  = j_r__addr != journal_len;
+  assign \$697  = \$signal$151  & \$696 ;
+  assign \$698  = ~ \$697 ;
+  assign \$699  = \$signal$151  & \$698 ;
+  assign \$700  = ~ \$signal$88 ;
+  assign \$701  = \$699  & \$700 ;
+  assign \$702  = j_r__data[10:0] == 11'h400;
+  assign \$703  = \$signal$88  & \$702 ;
+  assign \$704  = j_r__data[10:0] == 11'h401;
+  assign \$705  = \$signal$88  & \$704 ;
+  assign \$706  = j_r__data[10:0] == 11'h402;
+  assign \$707  = \$signal$88  & \$706 ;
+  assign \$708  = j_r__data[10:0] == 11'h403;
+  assign \$709  = \$signal$88  & \$708 ;
+  assign \$710  = j_r__data[10:0] == 11'h404;
+  assign \$711  = \$signal$88  & \$710 ;
+  assign \$712  = j_r__data[10:0] == 11'h405;
+  assign \$713  = \$signal$88  & \$712 ;
+  assign \$714  = j_r__data[10:0] == 11'h406;
+  assign \$715  = \$signal$88  & \$714 ;
+  assign \$716  = j_r__data[10:0] == 11'h407;
+  assign \$717  = \$signal$88  & \$716 ;
+  always @(posedge clk)
+    s1_valid <= \$718 ;
+  always @(posedge clk)
+    s1_meta <= \$719 ;
+  always @(posedge clk)
+    s1_partials <= \$720 ;
+  always @(posedge clk)
+    s1_lookup <= \$721 ;
+  always @(posedge clk)
+    s2_valid <= \$722 ;
+  always @(posedge clk)
+    s2_meta <= \$723 ;
+  always @(posedge clk)
+    s2_lookup <= \$724 ;
+  always @(posedge clk)
+    s3_valid <= \$725 ;
+  always @(posedge clk)
+    s3_meta <= \$726 ;
+  always @(posedge clk)
+    s3_lookup <= \$727 ;
+  always @(posedge clk)
+    s3_way0 <= \$728 ;
+  always @(posedge clk)
+    s3_way1 <= \$729 ;
+  always @(posedge clk)
+    s3_way2 <= \$730 ;
+  always @(posedge clk)
+    s3_way3 <= \$731 ;
+  always @(posedge clk)
+    s4_valid <= \$732 ;
+  always @(posedge clk)
+    s4_meta <= \$733 ;
+  always @(posedge clk)
+    s4_terms0 <= \$734 ;
+  always @(posedge clk)
+    s4_action0 <= \$735 ;
+  always @(posedge clk)
+    s4_terms1 <= \$736 ;
+  always @(posedge clk)
+    s4_action1 <= \$737 ;
+  always @(posedge clk)
+    s4_terms2 <= \$738 ;
+  always @(posedge clk)
+    s4_action2 <= \$739 ;
+  always @(posedge clk)
+    s4_terms3 <= \$740 ;
+  always @(posedge clk)
+    s4_action3 <= \$741 ;
+  always @(posedge clk)
+    s4_terms4 <= \$742 ;
+  always @(posedge clk)
+    s4_action4 <= \$743 ;
+  always @(posedge clk)
+    s4_terms5 <= \$744 ;
+  always @(posedge clk)
+    s4_action5 <= \$745 ;
+  always @(posedge clk)
+    s4_terms6 <= \$746 ;
+  always @(posedge clk)
+    s4_action6 <= \$747 ;
+  always @(posedge clk)
+    s4_terms7 <= \$748 ;
+  always @(posedge clk)
+    s4_action7 <= \$749 ;
+  always @(posedge clk)
+    s4_terms8 <= \$750 ;
+  always @(posedge clk)
+    s4_action8 <= \$751 ;
+  always @(posedge clk)
+    s4_terms9 <= \$752 ;
+  always @(posedge clk)
+    s4_action9 <= \$753 ;
+  always @(posedge clk)
+    s4_terms10 <= \$754 ;
+  always @(posedge clk)
+    s4_action10 <= \$755 ;
+  always @(posedge clk)
+    s4_terms11 <= \$756 ;
+  always @(posedge clk)
+    s4_action11 <= \$757 ;
+  always @(posedge clk)
+    s5_valid <= \$758 ;
+  always @(posedge clk)
+    \$signal$137  <= \$759 ;
+  always @(posedge clk)
+    \$signal  <= \$760 ;
+  always @(posedge clk)
+    \$signal$138  <= \$761 ;
+  always @(posedge clk)
+    s5_action0 <= \$762 ;
+  always @(posedge clk)
+    s5_action1 <= \$763 ;
+  always @(posedge clk)
+    s5_action2 <= \$764 ;
+  always @(posedge clk)
+    s5_action3 <= \$765 ;
+  always @(posedge clk)
+    s5_action4 <= \$766 ;
+  always @(posedge clk)
+    s5_action5 <= \$767 ;
+  always @(posedge clk)
+    s5_action6 <= \$768 ;
+  always @(posedge clk)
+    s5_action7 <= \$769 ;
+  always @(posedge clk)
+    s5_action8 <= \$770 ;
+  always @(posedge clk)
+    s5_action9 <= \$771 ;
+  always @(posedge clk)
+    s5_action10 <= \$772 ;
+  always @(posedge clk)
+    s5_action11 <= \$773 ;
+  always @(posedge clk)
+    o__valid <= \$774 ;
+  always @(posedge clk)
+    o__payload <= \$775 ;
+  always @(posedge clk)
+    step <= \$776 ;
+  always @(posedge clk)
+    \$signal$142  <= \$777 ;
+  always @(posedge clk)
+    data <= \$778 ;
+  always @(posedge clk)
+    entry_sel <= \$779 ;
+  always @(posedge clk)
+    hit_op <= \$780 ;
+  always @(posedge clk)
+    csr__r_data <= \$781 ;
+  always @(posedge clk)
+    flow_entry0 <= \$782 ;
+  always @(posedge clk)
+    flow_entry1 <= \$783 ;
+  always @(posedge clk)
+    flow_entry2 <= \$784 ;
+  always @(posedge clk)
+    flow_entry3 <= \$785 ;
+  always @(posedge clk)
+    flow_entry4 <= \$786 ;
+  always @(posedge clk)
+    flow_entry5 <= \$787 ;
+  always @(posedge clk)
+    flow_entry6 <= \$788 ;
+  always @(posedge clk)
+    flow_entry7 <= \$789 ;
+  always @(posedge clk)
+    flow_entry8 <= \$790 ;
+  always @(posedge clk)
+    flow_entry9 <= \$791 ;
+  always @(posedge clk)
+    op <= \$792 ;
+  always @(posedge clk)
+    del_slot <= \$793 ;
+  always @(posedge clk)
+    flow_op_state <= \$794 ;
+  always @(posedge clk)
+    occ_r__addr <= \$795 ;
+  always @(posedge clk)
+    result_status <= \$796 ;
+  always @(posedge clk)
+    journal_len <= \$797 ;
+  always @(posedge clk)
+    \$signal$145  <= \$798 ;
+  always @(posedge clk)
+    entries <= \$799 ;
+  always @(posedge clk)
+    stash_occ <= \$800 ;
+  always @(posedge clk)
+    \$signal$88  <= \$801 ;
+  always @(posedge clk)
+    j_r__addr <= \$802 ;
+  always @(posedge clk)
+    \$signal$151  <= \$803 ;
+  always @(posedge clk)
+    applied <= \$804 ;
+  always @(posedge clk)
+    stash0 <= \$805 ;
+  always @(posedge clk)
+    stash1 <= \$806 ;
+  always @(posedge clk)
+    stash2 <= \$807 ;
+  always @(posedge clk)
+    stash3 <= \$808 ;
+  always @(posedge clk)
+    stash4 <= \$809 ;
+  always @(posedge clk)
+    stash5 <= \$810 ;
+  always @(posedge clk)
+    stash6 <= \$811 ;
+  always @(posedge clk)
+    stash7 <= \$812 ;
   assign \$1  = ~ s1_valid;
   assign \$2  = ~ s2_valid;
   assign \$3  = ~ s3_valid;
@@ -25256,388 +25774,171 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \$10  = \$3  | \$9 ;
   assign \$11  = \$2  | \$10 ;
   assign i__ready = \$1  | \$11 ;
-  assign \$12  = ~ s2_valid;
-  assign \$13  = ~ s3_valid;
-  assign \$14  = ~ s4_valid;
-  assign \$15  = ~ s5_valid;
-  assign \$16  = ~ o__valid;
-  assign \$17  = \$16  | o__ready;
-  assign \$18  = \$15  | \$17 ;
-  assign \$19  = \$14  | \$18 ;
-  assign \$20  = \$13  | \$19 ;
-  assign \$signature__en  = \$12  | \$20 ;
-  assign \$21  = ~ s2_valid;
-  assign \$22  = ~ s3_valid;
-  assign \$23  = ~ s4_valid;
-  assign \$24  = ~ s5_valid;
-  assign \$25  = ~ o__valid;
-  assign \$26  = \$25  | o__ready;
-  assign \$27  = \$24  | \$26 ;
-  assign \$28  = \$23  | \$27 ;
-  assign \$29  = \$22  | \$28 ;
-  assign \$signature__en$12  = \$21  | \$29 ;
-  assign \$30  = ~ s2_valid;
-  assign \$31  = ~ s3_valid;
-  assign \$32  = ~ s4_valid;
-  assign \$33  = ~ s5_valid;
-  assign \$34  = ~ o__valid;
-  assign \$35  = \$34  | o__ready;
-  assign \$36  = \$33  | \$35 ;
-  assign \$37  = \$32  | \$36 ;
-  assign \$38  = \$31  | \$37 ;
-  assign \$signature__en$14  = \$30  | \$38 ;
-  assign \$39  = ~ s2_valid;
-  assign \$40  = ~ s3_valid;
-  assign \$41  = ~ s4_valid;
-  assign \$42  = ~ s5_valid;
-  assign \$43  = ~ o__valid;
-  assign \$44  = \$43  | o__ready;
-  assign \$45  = \$42  | \$44 ;
-  assign \$46  = \$41  | \$45 ;
-  assign \$47  = \$40  | \$46 ;
-  assign \$signature__en$16  = \$39  | \$47 ;
-  assign \$48  = & s4_terms0;
-  assign \$49  = & s4_terms1;
-  assign \$50  = & s4_terms2;
-  assign \$51  = & s4_terms3;
-  assign \$52  = & s4_terms4;
-  assign \$53  = & s4_terms5;
-  assign \$54  = & s4_terms6;
-  assign \$55  = & s4_terms7;
-  assign \$56  = & s4_terms8;
-  assign \$57  = & s4_terms9;
-  assign \$58  = & s4_terms10;
-  assign \$59  = & s4_terms11;
-  assign \$60  = s5_action0 & { \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0] };
-  assign \$61  = s5_action1 & { \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1] };
-  assign \$62  = s5_action2 & { \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2] };
-  assign \$63  = \$61  | \$62 ;
-  assign \$64  = \$60  | \$63 ;
-  assign \$65  = s5_action3 & { \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3] };
-  assign \$66  = s5_action4 & { \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4] };
-  assign \$67  = s5_action5 & { \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5] };
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = \$65  | \$68 ;
-  assign \$70  = \$64  | \$69 ;
-  assign \$71  = s5_action6 & { \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6] };
-  assign \$72  = s5_action7 & { \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7] };
-  assign \$73  = s5_action8 & { \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8] };
-  assign \$74  = \$72  | \$73 ;
-  assign \$75  = \$71  | \$74 ;
-  assign \$76  = s5_action9 & { \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9] };
-  assign \$77  = s5_action10 & { \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10] };
-  assign \$78  = s5_action11 & { \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11] };
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = \$76  | \$79 ;
-  assign \$81  = \$75  | \$80 ;
-  assign action = \$70  | \$81 ;
-  assign \$82  = step == 2'h3;
-  assign \$83  = ~ hit_op;
-  assign \$84  = \$83  | csr__r_stb;
-  assign \$85  = \$84  | op_done;
-  assign csr__ack = \$82  & \$85 ;
-  assign \$86  = ~ occ_r__data;
-  assign \$87  = occ_r__data + 1'h1;
-  assign \$88  = \$86  & \$87 [3:0];
-  assign \$89  = ~ stash_occ;
-  assign \$90  = stash_occ + 1'h1;
-  assign \$91  = \$89  & \$90 [7:0];
-  assign \$92  = journal_len == 5'h18;
-  assign \$93  = op == 1'h1;
-  assign \$94  = op == 2'h2;
-  assign \$95  = | free_way;
-  assign \$96  = | free_stash;
-  assign \$97  = free_way[1] | free_way[3];
-  assign \$98  = free_way[2] | free_way[3];
-  assign \$99  = occ_r__data | free_way;
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = \$102  | \$105 ;
-  assign \$109  = \$107  | \$108 ;
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = \$109  | \$112 ;
-  assign \$114  = \$106  | \$113 ;
-  assign \$115  = 11'h400 + \$114 ;
-  assign \$116  = del_slot >= 11'h408;
-  assign \$117  = del_slot >= 11'h400;
-  assign \$118  = occ_r__data >> del_slot[1:0];
-  assign \$119  = del_slot - 11'h400;
-  assign \$120  = stash_occ >> \$119 [2:0];
-  assign \$121  = 1'h1 << del_slot[1:0];
-  assign \$122  = ~ \$121 [3:0];
-  assign \$123  = occ_r__data & \$122 ;
-  assign \$124  = j_r__data[10:0] < 11'h400;
-  assign \$125  = \$signal$87  & \$124 ;
-  assign \$126  = ! j_r__data[1:0];
-  assign \$signature__en$86  = \$125  & \$126 ;
-  assign \$127  = j_r__data[10:0] < 11'h400;
-  assign \$128  = \$signal$87  & \$127 ;
-  assign \$129  = j_r__data[1:0] == 1'h1;
-  assign \$signature__en$90  = \$128  & \$129 ;
-  assign \$130  = j_r__data[10:0] < 11'h400;
-  assign \$131  = \$signal$87  & \$130 ;
-  assign \$132  = j_r__data[1:0] == 2'h2;
-  assign \$signature__en$93  = \$131  & \$132 ;
-  assign \$133  = j_r__data[10:0] < 11'h400;
-  assign \$134  = \$signal$87  & \$133 ;
-  assign \$135  = j_r__data[1:0] == 2'h3;
-  assign \$signature__en$96  = \$134  & \$135 ;
-  assign \$136  = ! flow_op_state;
-  assign \$137  = flow_op_state == 1'h1;
-  assign \$138  = flow_op_state == 2'h2;
-  assign \$139  = flow_op_state == 2'h3;
-  assign \$140  = flow_op_state == 3'h4;
-  assign \$141  = ~ s1_valid;
-  assign \$142  = ~ s2_valid;
-  assign \$143  = ~ s3_valid;
-  assign \$144  = ~ s4_valid;
-  assign \$145  = ~ s5_valid;
-  assign \$146  = ~ o__valid;
-  assign \$147  = \$146  | o__ready;
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = \$144  | \$148 ;
-  assign \$150  = \$143  | \$149 ;
-  assign \$151  = \$142  | \$150 ;
-  assign \$152  = \$141  | \$151 ;
-  assign \$154  = ^ \$153 ;
-  assign \$157  = ^ \$156 ;
-  assign \$160  = ^ \$159 ;
-  assign \$163  = ^ \$162 ;
-  assign \$166  = ^ \$165 ;
-  assign \$169  = ^ \$168 ;
-  assign \$172  = ^ \$171 ;
-  assign \$175  = ^ \$174 ;
-  assign \$177  = i__payload[22] | i__payload[23];
-  assign \$178  = ~ s2_valid;
-  assign \$179  = ~ s3_valid;
-  assign \$180  = ~ s4_valid;
-  assign \$181  = ~ s5_valid;
-  assign \$182  = ~ o__valid;
-  assign \$183  = \$182  | o__ready;
-  assign \$184  = \$181  | \$183 ;
-  assign \$185  = \$180  | \$184 ;
-  assign \$186  = \$179  | \$185 ;
-  assign \$187  = \$178  | \$186 ;
-  assign \$188  = ~ s3_valid;
-  assign \$189  = ~ s4_valid;
-  assign \$190  = ~ s5_valid;
-  assign \$191  = ~ o__valid;
-  assign \$192  = \$191  | o__ready;
-  assign \$193  = \$190  | \$192 ;
-  assign \$194  = \$189  | \$193 ;
-  assign \$195  = \$188  | \$194 ;
-  assign \$196  = ~ s4_valid;
-  assign \$197  = ~ s5_valid;
-  assign \$198  = ~ o__valid;
-  assign \$199  = \$198  | o__ready;
-  assign \$200  = \$197  | \$199 ;
-  assign \$201  = \$196  | \$200 ;
-  assign \$202  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way0[52:21];
-  assign \$203  = { s3_meta[102:80], s3_meta[367:359] } == s3_way0[84:53];
-  assign \$204  = s3_meta[134:103] == s3_way0[116:85];
-  assign \$205  = s3_meta[166:135] == s3_way0[148:117];
-  assign \$206  = s3_meta[198:167] == s3_way0[180:149];
-  assign \$207  = s3_meta[230:199] == s3_way0[212:181];
-  assign \$208  = s3_meta[262:231] == s3_way0[244:213];
-  assign \$209  = s3_meta[294:263] == s3_way0[276:245];
-  assign \$210  = s3_meta[326:295] == s3_way0[308:277];
-  assign \$211  = s3_meta[335:327] == s3_way0[317:309];
-  assign \$212  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way1[52:21];
-  assign \$213  = { s3_meta[102:80], s3_meta[367:359] } == s3_way1[84:53];
-  assign \$214  = s3_meta[134:103] == s3_way1[116:85];
-  assign \$215  = s3_meta[166:135] == s3_way1[148:117];
-  assign \$216  = s3_meta[198:167] == s3_way1[180:149];
-  assign \$217  = s3_meta[230:199] == s3_way1[212:181];
-  assign \$218  = s3_meta[262:231] == s3_way1[244:213];
-  assign \$219  = s3_meta[294:263] == s3_way1[276:245];
-  assign \$220  = s3_meta[326:295] == s3_way1[308:277];
-  assign \$221  = s3_meta[335:327] == s3_way1[317:309];
-  assign \$222  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way2[52:21];
-  assign \$223  = { s3_meta[102:80], s3_meta[367:359] } == s3_way2[84:53];
-  assign \$224  = s3_meta[134:103] == s3_way2[116:85];
-  assign \$225  = s3_meta[166:135] == s3_way2[148:117];
-  assign \$226  = s3_meta[198:167] == s3_way2[180:149];
-  assign \$227  = s3_meta[230:199] == s3_way2[212:181];
-  assign \$228  = s3_meta[262:231] == s3_way2[244:213];
-  assign \$229  = s3_meta[294:263] == s3_way2[276:245];
-  assign \$230  = s3_meta[326:295] == s3_way2[308:277];
-  assign \$231  = s3_meta[335:327] == s3_way2[317:309];
-  assign \$232  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way3[52:21];
-  assign \$233  = { s3_meta[102:80], s3_meta[367:359] } == s3_way3[84:53];
-  assign \$234  = s3_meta[134:103] == s3_way3[116:85];
-  assign \$235  = s3_meta[166:135] == s3_way3[148:117];
-  assign \$236  = s3_meta[198:167] == s3_way3[180:149];
-  assign \$237  = s3_meta[230:199] == s3_way3[212:181];
-  assign \$238  = s3_meta[262:231] == s3_way3[244:213];
-  assign \$239  = s3_meta[294:263] == s3_way3[276:245];
-  assign \$240  = s3_meta[326:295] == s3_way3[308:277];
-  assign \$241  = s3_meta[335:327] == s3_way3[317:309];
-  assign \$242  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash0[52:21];
-  assign \$243  = { s3_meta[102:80], s3_meta[367:359] } == stash0[84:53];
-  assign \$244  = s3_meta[134:103] == stash0[116:85];
-  assign \$245  = s3_meta[166:135] == stash0[148:117];
-  assign \$246  = s3_meta[198:167] == stash0[180:149];
-  assign \$247  = s3_meta[230:199] == stash0[212:181];
-  assign \$248  = s3_meta[262:231] == stash0[244:213];
-  assign \$249  = s3_meta[294:263] == stash0[276:245];
-  assign \$250  = s3_meta[326:295] == stash0[308:277];
-  assign \$251  = s3_meta[335:327] == stash0[317:309];
-  assign \$252  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash1[52:21];
-  assign \$253  = { s3_meta[102:80], s3_meta[367:359] } == stash1[84:53];
-  assign \$254  = s3_meta[134:103] == stash1[116:85];
-  assign \$255  = s3_meta[166:135] == stash1[148:117];
-  assign \$256  = s3_meta[198:167] == stash1[180:149];
-  assign \$257  = s3_meta[230:199] == stash1[212:181];
-  assign \$258  = s3_meta[262:231] == stash1[244:213];
-  assign \$259  = s3_meta[294:263] == stash1[276:245];
-  assign \$260  = s3_meta[326:295] == stash1[308:277];
-  assign \$261  = s3_meta[335:327] == stash1[317:309];
-  assign \$262  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash2[52:21];
-  assign \$263  = { s3_meta[102:80], s3_meta[367:359] } == stash2[84:53];
-  assign \$264  = s3_meta[134:103] == stash2[116:85];
-  assign \$265  = s3_meta[166:135] == stash2[148:117];
-  assign \$266  = s3_meta[198:167] == stash2[180:149];
-  assign \$267  = s3_meta[230:199] == stash2[212:181];
-  assign \$268  = s3_meta[262:231] == stash2[244:213];
-  assign \$269  = s3_meta[294:263] == stash2[276:245];
-  assign \$270  = s3_meta[326:295] == stash2[308:277];
-  assign \$271  = s3_meta[335:327] == stash2[317:309];
-  assign \$272  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash3[52:21];
-  assign \$273  = { s3_meta[102:80], s3_meta[367:359] } == stash3[84:53];
-  assign \$274  = s3_meta[134:103] == stash3[116:85];
-  assign \$275  = s3_meta[166:135] == stash3[148:117];
-  assign \$276  = s3_meta[198:167] == stash3[180:149];
-  assign \$277  = s3_meta[230:199] == stash3[212:181];
-  assign \$278  = s3_meta[262:231] == stash3[244:213];
-  assign \$279  = s3_meta[294:263] == stash3[276:245];
-  assign \$280  = s3_meta[326:295] == stash3[308:277];
-  assign \$281  = s3_meta[335:327] == stash3[317:309];
-  assign \$282  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash4[52:21];
-  assign \$283  = { s3_meta[102:80], s3_meta[367:359] } == stash4[84:53];
-  assign \$284  = s3_meta[134:103] == stash4[116:85];
-  assign \$285  = s3_meta[166:135] == stash4[148:117];
-  assign \$286  = s3_meta[198:167] == stash4[180:149];
-  assign \$287  = s3_meta[230:199] == stash4[212:181];
-  assign \$288  = s3_meta[262:231] == stash4[244:213];
-  assign \$289  = s3_meta[294:263] == stash4[276:245];
-  assign \$290  = s3_meta[326:295] == stash4[308:277];
-  assign \$291  = s3_meta[335:327] == stash4[317:309];
-  assign \$292  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash5[52:21];
-  assign \$293  = { s3_meta[102:80], s3_meta[367:359] } == stash5[84:53];
-  assign \$294  = s3_meta[134:103] == stash5[116:85];
-  assign \$295  = s3_meta[166:135] == stash5[148:117];
-  assign \$296  = s3_meta[198:167] == stash5[180:149];
-  assign \$297  = s3_meta[230:199] == stash5[212:181];
-  assign \$298  = s3_meta[262:231] == stash5[244:213];
-  assign \$299  = s3_meta[294:263] == stash5[276:245];
-  assign \$300  = s3_meta[326:295] == stash5[308:277];
-  assign \$301  = s3_meta[335:327] == stash5[317:309];
-  assign \$302  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash6[52:21];
-  assign \$303  = { s3_meta[102:80], s3_meta[367:359] } == stash6[84:53];
-  assign \$304  = s3_meta[134:103] == stash6[116:85];
-  assign \$305  = s3_meta[166:135] == stash6[148:117];
-  assign \$306  = s3_meta[198:167] == stash6[180:149];
-  assign \$307  = s3_meta[230:199] == stash6[212:181];
-  assign \$308  = s3_meta[262:231] == stash6[244:213];
-  assign \$309  = s3_meta[294:263] == stash6[276:245];
-  assign \$310  = s3_meta[326:295] == stash6[308:277];
-  assign \$311  = s3_meta[335:327] == stash6[317:309];
-  assign \$312  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash7[52:21];
-  assign \$313  = { s3_meta[102:80], s3_meta[367:359] } == stash7[84:53];
-  assign \$314  = s3_meta[134:103] == stash7[116:85];
-  assign \$315  = s3_meta[166:135] == stash7[148:117];
-  assign \$316  = s3_meta[198:167] == stash7[180:149];
-  assign \$317  = s3_meta[230:199] == stash7[212:181];
-  assign \$318  = s3_meta[262:231] == stash7[244:213];
-  assign \$319  = s3_meta[294:263] == stash7[276:245];
-  assign \$320  = s3_meta[326:295] == stash7[308:277];
-  assign \$321  = s3_meta[335:327] == stash7[317:309];
-  assign \$322  = ~ s5_valid;
-  assign \$323  = ~ o__valid;
-  assign \$324  = \$323  | o__ready;
-  assign \$325  = \$322  | \$324 ;
-  assign \$326  = ~ { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
-  assign \$327  = \$326  + 1'h1;
-  assign \$328  = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  } & \$327 [11:0];
-  assign \$329  = | { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
-  assign \$330  = ~ o__valid;
-  assign \$331  = \$330  | o__ready;
-  assign \$332  = | \$signal$136 [19:16];
-  assign \$333  = ~ pass_errors;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = action[0] ? 4'h8 : 4'h0;
-  assign \$336  = \$334  ? \$signal$136 [19:16] : \$335 ;
-  assign \$337  = csr__r_stb | csr__w_stb;
-  assign \$338  = ~ csr__ack;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = step != 2'h3;
-  assign \$341  = step + \$340 ;
-  assign \$342  = csr__addr == 12'h900;
-  assign \$343  = csr__addr == 12'h904;
-  assign \$344  = csr__addr == 12'h908;
-  assign \$345  = csr__addr == 12'h90c;
-  assign \$346  = csr__addr == 12'h910;
-  assign \$347  = csr__addr == 12'h914;
-  assign \$348  = csr__addr == 12'h918;
-  assign \$349  = csr__addr == 12'h91c;
-  assign \$350  = csr__addr == 12'h920;
-  assign \$351  = csr__addr == 12'h924;
-  assign \$352  = csr__addr == 12'h944;
-  assign \$353  = csr__addr == 12'h948;
-  assign \$354  = { \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0], \$signal$141 [0] } & flow_entry0;
-  assign \$356  = { \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1], \$signal$141 [1] } & flow_entry1;
-  assign \$357  = \$355  | \$356 ;
-  assign \$358  = { \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2], \$signal$141 [2] } & flow_entry2;
-  assign \$359  = \$357  | \$358 ;
-  assign \$360  = { \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3], \$signal$141 [3] } & flow_entry3;
-  assign \$361  = \$359  | \$360 ;
-  assign \$362  = { \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4], \$signal$141 [4] } & flow_entry4;
-  assign \$363  = \$361  | \$362 ;
-  assign \$364  = { \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5], \$signal$141 [5] } & flow_entry5;
-  assign \$365  = \$363  | \$364 ;
-  assign \$366  = { \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6], \$signal$141 [6] } & flow_entry6;
-  assign \$367  = \$365  | \$366 ;
-  assign \$368  = { \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7], \$signal$141 [7] } & flow_entry7;
-  assign \$369  = \$367  | \$368 ;
-  assign \$370  = { \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8], \$signal$141 [8] } & flow_entry8;
-  assign \$371  = \$369  | \$370 ;
-  assign \$372  = { \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9], \$signal$141 [9] } & flow_entry9;
-  assign \$373  = \$371  | \$372 ;
-  assign \$374  = { \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10], \$signal$141 [10] } & { 13'h0000, result_status, 5'h00, \$signal$144  };
-  assign \$375  = \$373  | \$374 ;
-  assign \$376  = { \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11], \$signal$141 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
-  assign \$377  = \$375  | \$376 ;
-  assign \$378  = csr__addr == 12'h900;
-  assign \$379  = csr__addr == 12'h904;
-  assign \$380  = csr__addr == 12'h908;
-  assign \$381  = csr__addr == 12'h90c;
-  assign \$382  = csr__addr == 12'h910;
-  assign \$383  = csr__addr == 12'h914;
-  assign \$384  = csr__addr == 12'h918;
-  assign \$385  = csr__addr == 12'h91c;
-  assign \$386  = csr__addr == 12'h920;
-  assign \$387  = csr__addr == 12'h924;
-  assign \$388  = csr__addr == 12'h940;
-  assign \$389  = step == 2'h2;
-  assign \$390  = step == 2'h3;
-  assign \$391  = \$390  & csr__w_stb;
-  assign \$392  = step == 2'h3;
-  assign \$393  = \$392  & hit_op;
-  assign \$394  = \$393  & csr__w_stb;
-  assign \$395  = \$signal$150  | commit_apply;
-  assign \$396  = ~ \$395 ;
-  assign \$397  = \$394  & \$396 ;
-  assign \$398  = op == 1'h1;
-  assign \$400  = ^ \$399 ;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$154 ;
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$400 ;
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$403 ;
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$412 ;
-  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$415 ;
-  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$421 ;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$157 ;
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$166 ;
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$169 ;
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$175 ;
+  assign \$12  = ^ { s1_partials[72], s1_partials[64], s1_partials[56], s1_partials[48], s1_partials[40], s1_partials[32], s1_partials[24], s1_partials[16], s1_partials[8], s1_partials[0] };
+  assign \$13  = ^ { s1_partials[73], s1_partials[65], s1_partials[57], s1_partials[49], s1_partials[41], s1_partials[33], s1_partials[25], s1_partials[17], s1_partials[9], s1_partials[1] };
+  assign \$14  = ^ { s1_partials[74], s1_partials[66], s1_partials[58], s1_partials[50], s1_partials[42], s1_partials[34], s1_partials[26], s1_partials[18], s1_partials[10], s1_partials[2] };
+  assign \$15  = ^ { s1_partials[75], s1_partials[67], s1_partials[59], s1_partials[51], s1_partials[43], s1_partials[35], s1_partials[27], s1_partials[19], s1_partials[11], s1_partials[3] };
+  assign \$16  = ^ { s1_partials[76], s1_partials[68], s1_partials[60], s1_partials[52], s1_partials[44], s1_partials[36], s1_partials[28], s1_partials[20], s1_partials[12], s1_partials[4] };
+  assign \$17  = ^ { s1_partials[77], s1_partials[69], s1_partials[61], s1_partials[53], s1_partials[45], s1_partials[37], s1_partials[29], s1_partials[21], s1_partials[13], s1_partials[5] };
+  assign \$18  = ^ { s1_partials[78], s1_partials[70], s1_partials[62], s1_partials[54], s1_partials[46], s1_partials[38], s1_partials[30], s1_partials[22], s1_partials[14], s1_partials[6] };
+  assign \$19  = ^ { s1_partials[79], s1_partials[71], s1_partials[63], s1_partials[55], s1_partials[47], s1_partials[39], s1_partials[31], s1_partials[23], s1_partials[15], s1_partials[7] };
+  assign \$20  = ~ s2_valid;
+  assign \$21  = ~ s3_valid;
+  assign \$22  = ~ s4_valid;
+  assign \$23  = ~ s5_valid;
+  assign \$24  = ~ o__valid;
+  assign \$25  = \$24  | o__ready;
+  assign \$26  = \$23  | \$25 ;
+  assign \$27  = \$22  | \$26 ;
+  assign \$28  = \$21  | \$27 ;
+  assign \$signature__en  = \$20  | \$28 ;
+  assign \$29  = ~ s2_valid;
+  assign \$30  = ~ s3_valid;
+  assign \$31  = ~ s4_valid;
+  assign \$32  = ~ s5_valid;
+  assign \$33  = ~ o__valid;
+  assign \$34  = \$33  | o__ready;
+  assign \$35  = \$32  | \$34 ;
+  assign \$36  = \$31  | \$35 ;
+  assign \$37  = \$30  | \$36 ;
+  assign \$signature__en$13  = \$29  | \$37 ;
+  assign \$38  = ~ s2_valid;
+  assign \$39  = ~ s3_valid;
+  assign \$40  = ~ s4_valid;
+  assign \$41  = ~ s5_valid;
+  assign \$42  = ~ o__valid;
+  assign \$43  = \$42  | o__ready;
+  assign \$44  = \$41  | \$43 ;
+  assign \$45  = \$40  | \$44 ;
+  assign \$46  = \$39  | \$45 ;
+  assign \$signature__en$15  = \$38  | \$46 ;
+  assign \$47  = ~ s2_valid;
+  assign \$48  = ~ s3_valid;
+  assign \$49  = ~ s4_valid;
+  assign \$50  = ~ s5_valid;
+  assign \$51  = ~ o__valid;
+  assign \$52  = \$51  | o__ready;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = \$49  | \$53 ;
+  assign \$55  = \$48  | \$54 ;
+  assign \$signature__en$17  = \$47  | \$55 ;
+  assign \$56  = & s4_terms0;
+  assign \$57  = & s4_terms1;
+  assign \$58  = & s4_terms2;
+  assign \$59  = & s4_terms3;
+  assign \$60  = & s4_terms4;
+  assign \$61  = & s4_terms5;
+  assign \$62  = & s4_terms6;
+  assign \$63  = & s4_terms7;
+  assign \$64  = & s4_terms8;
+  assign \$65  = & s4_terms9;
+  assign \$66  = & s4_terms10;
+  assign \$67  = & s4_terms11;
+  assign \$68  = s5_action0 & { \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0] };
+  assign \$69  = s5_action1 & { \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1] };
+  assign \$70  = s5_action2 & { \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2] };
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = \$68  | \$71 ;
+  assign \$73  = s5_action3 & { \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3] };
+  assign \$74  = s5_action4 & { \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4] };
+  assign \$75  = s5_action5 & { \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5] };
+  assign \$76  = \$74  | \$75 ;
+  assign \$77  = \$73  | \$76 ;
+  assign \$78  = \$72  | \$77 ;
+  assign \$79  = s5_action6 & { \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6] };
+  assign \$80  = s5_action7 & { \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7] };
+  assign \$81  = s5_action8 & { \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8] };
+  assign \$82  = \$80  | \$81 ;
+  assign \$83  = \$79  | \$82 ;
+  assign \$84  = s5_action9 & { \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9] };
+  assign \$85  = s5_action10 & { \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10] };
+  assign \$86  = s5_action11 & { \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11] };
+  assign \$87  = \$85  | \$86 ;
+  assign \$88  = \$84  | \$87 ;
+  assign \$89  = \$83  | \$88 ;
+  assign action = \$78  | \$89 ;
+  assign \$90  = step == 2'h3;
+  assign \$91  = ~ hit_op;
+  assign \$92  = \$91  | csr__r_stb;
+  assign \$93  = \$92  | op_done;
+  assign csr__ack = \$90  & \$93 ;
+  assign \$94  = ~ occ_r__data;
+  assign \$95  = occ_r__data + 1'h1;
+  assign \$96  = \$94  & \$95 [3:0];
+  assign \$97  = ~ stash_occ;
+  assign \$98  = stash_occ + 1'h1;
+  assign \$99  = \$97  & \$98 [7:0];
+  assign \$100  = journal_len == 5'h18;
+  assign \$101  = op == 1'h1;
+  assign \$102  = op == 2'h2;
+  assign \$103  = | free_way;
+  assign \$104  = | free_stash;
+  assign \$105  = free_way[1] | free_way[3];
+  assign \$106  = free_way[2] | free_way[3];
+  assign \$107  = occ_r__data | free_way;
+  assign \$113  = \$111  | \$112 ;
+  assign \$114  = \$110  | \$113 ;
+  assign \$117  = \$115  | \$116 ;
+  assign \$120  = \$118  | \$119 ;
+  assign \$121  = \$117  | \$120 ;
+  assign \$122  = \$114  | \$121 ;
+  assign \$123  = 11'h400 + \$122 ;
+  assign \$124  = del_slot >= 11'h408;
+  assign \$125  = del_slot >= 11'h400;
+  assign \$126  = occ_r__data >> del_slot[1:0];
+  assign \$127  = del_slot - 11'h400;
+  assign \$128  = stash_occ >> \$127 [2:0];
+  assign \$129  = 1'h1 << del_slot[1:0];
+  assign \$130  = ~ \$129 [3:0];
+  assign \$131  = occ_r__data & \$130 ;
+  assign \$132  = j_r__data[10:0] < 11'h400;
+  assign \$133  = \$signal$88  & \$132 ;
+  assign \$134  = ! j_r__data[1:0];
+  assign \$signature__en$87  = \$133  & \$134 ;
+  assign \$135  = j_r__data[10:0] < 11'h400;
+  assign \$136  = \$signal$88  & \$135 ;
+  assign \$137  = j_r__data[1:0] == 1'h1;
+  assign \$signature__en$91  = \$136  & \$137 ;
+  assign \$138  = j_r__data[10:0] < 11'h400;
+  assign \$139  = \$signal$88  & \$138 ;
+  assign \$140  = j_r__data[1:0] == 2'h2;
+  assign \$signature__en$94  = \$139  & \$140 ;
+  assign \$141  = j_r__data[10:0] < 11'h400;
+  assign \$142  = \$signal$88  & \$141 ;
+  assign \$143  = j_r__data[1:0] == 2'h3;
+  assign \$signature__en$97  = \$142  & \$143 ;
+  assign \$144  = ! flow_op_state;
+  assign \$145  = flow_op_state == 1'h1;
+  assign \$146  = flow_op_state == 2'h2;
+  assign \$147  = flow_op_state == 2'h3;
+  assign \$148  = flow_op_state == 3'h4;
+  assign \$149  = ~ s1_valid;
+  assign \$150  = ~ s2_valid;
+  assign \$151  = ~ s3_valid;
+  assign \$152  = ~ s4_valid;
+  assign \$153  = ~ s5_valid;
+  assign \$154  = ~ o__valid;
+  assign \$155  = \$154  | o__ready;
+  assign \$156  = \$153  | \$155 ;
+  assign \$157  = \$152  | \$156 ;
+  assign \$158  = \$151  | \$157 ;
+  assign \$159  = \$150  | \$158 ;
+  assign \$160  = \$149  | \$159 ;
+  assign \$162  = ^ \$161 ;
+  assign \$165  = ^ \$164 ;
+  assign \$168  = ^ \$167 ;
+  assign \$171  = ^ \$170 ;
+  assign \$174  = ^ \$173 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$162 ;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$624 ;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$627 ;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$636 ;
+  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$639 ;
+  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$645 ;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$165 ;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$174 ;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$177 ;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$183 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     _op_busy = 1'h0;
@@ -25665,7 +25966,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          free_way = \$88 ;
+          free_way = \$96 ;
     endcase
   end
   always @* begin
@@ -25679,12 +25980,12 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          free_stash = \$91 ;
+          free_stash = \$99 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__addr$69  = 8'h00;
+    \$signature__addr$70  = 8'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25693,12 +25994,12 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$69  = occ_r__addr;
+          \$signature__addr$70  = occ_r__addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__addr$70  = 5'h00;
+    \$signature__addr$71  = 5'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25707,7 +26008,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$70  = journal_len;
+          \$signature__addr$71  = journal_len;
     endcase
   end
   always @* begin
@@ -25729,7 +26030,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__en$74  = 1'h0;
+    \$signature__en$75  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25738,21 +26039,21 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$92 ) begin
-          end else if (\$93 ) begin
-            if (\$95 ) begin
-              \$signature__en$74  = 1'h1;
-            end else if (\$96 ) begin
-              \$signature__en$74  = 1'h1;
+          if (\$100 ) begin
+          end else if (\$101 ) begin
+            if (\$103 ) begin
+              \$signature__en$75  = 1'h1;
+            end else if (\$104 ) begin
+              \$signature__en$75  = 1'h1;
             end
-          end else if (\$94 ) begin
-            if (\$116 ) begin
-            end else if (\$117 ) begin
-              if (\$120 ) begin
-                \$signature__en$74  = 1'h1;
+          end else if (\$102 ) begin
+            if (\$124 ) begin
+            end else if (\$125 ) begin
+              if (\$128 ) begin
+                \$signature__en$75  = 1'h1;
               end
-            end else if (\$118 ) begin
-              \$signature__en$74  = 1'h1;
+            end else if (\$126 ) begin
+              \$signature__en$75  = 1'h1;
             end
           end
     endcase
@@ -25768,23 +26069,23 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$92 ) begin
-          end else if (\$93 ) begin
-            if (\$95 ) begin
-              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$98 , \$97  };
+          if (\$100 ) begin
+          end else if (\$101 ) begin
+            if (\$103 ) begin
+              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$106 , \$105  };
               \$signature__data [328:11] = entry;
-            end else if (\$96 ) begin
-              \$signature__data [10:0] = \$115 [10:0];
+            end else if (\$104 ) begin
+              \$signature__data [10:0] = \$123 [10:0];
               \$signature__data [328:11] = entry;
             end
-          end else if (\$94 ) begin
-            if (\$116 ) begin
-            end else if (\$117 ) begin
-              if (\$120 ) begin
+          end else if (\$102 ) begin
+            if (\$124 ) begin
+            end else if (\$125 ) begin
+              if (\$128 ) begin
                 \$signature__data [10:0] = del_slot;
                 \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
               end
-            end else if (\$118 ) begin
+            end else if (\$126 ) begin
               \$signature__data [10:0] = del_slot;
               \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
             end
@@ -25793,7 +26094,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__en$76  = 1'h0;
+    \$signature__en$77  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25802,23 +26103,23 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$92 ) begin
-          end else if (\$93 ) begin
-            if (\$95 ) begin
-              \$signature__en$76  = 1'h1;
+          if (\$100 ) begin
+          end else if (\$101 ) begin
+            if (\$103 ) begin
+              \$signature__en$77  = 1'h1;
             end
-          end else if (\$94 ) begin
-            if (\$116 ) begin
-            end else if (\$117 ) begin
-            end else if (\$118 ) begin
-              \$signature__en$76  = 1'h1;
+          end else if (\$102 ) begin
+            if (\$124 ) begin
+            end else if (\$125 ) begin
+            end else if (\$126 ) begin
+              \$signature__en$77  = 1'h1;
             end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__data$77  = 4'h0;
+    \$signature__data$78  = 4'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25827,16 +26128,16 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$92 ) begin
-          end else if (\$93 ) begin
-            if (\$95 ) begin
-              \$signature__data$77  = \$99 ;
+          if (\$100 ) begin
+          end else if (\$101 ) begin
+            if (\$103 ) begin
+              \$signature__data$78  = \$107 ;
             end
-          end else if (\$94 ) begin
-            if (\$116 ) begin
-            end else if (\$117 ) begin
-            end else if (\$118 ) begin
-              \$signature__data$77  = \$123 ;
+          end else if (\$102 ) begin
+            if (\$124 ) begin
+            end else if (\$125 ) begin
+            end else if (\$126 ) begin
+              \$signature__data$78  = \$131 ;
             end
           end
     endcase
@@ -25852,11 +26153,11 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$92 ) begin
-          end else if (\$93 ) begin
+          if (\$100 ) begin
+          end else if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$95 ) begin
-            end else if (\$96 ) begin
+            if (\$103 ) begin
+            end else if (\$104 ) begin
             end else begin
               refused_stb = 1'h1;
             end
@@ -25881,829 +26182,829 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$494  = s1_valid;
-    if (\$152 ) begin
-      \$494  = i__valid;
+    \$718  = s1_valid;
+    if (\$160 ) begin
+      \$718  = i__valid;
     end
     if (rst) begin
-      \$494  = 1'h0;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$495  = s1_meta;
-    if (\$152 ) begin
-      \$495  = i__payload;
+    \$719  = s1_meta;
+    if (\$160 ) begin
+      \$719  = i__payload;
     end
     if (rst) begin
-      \$495  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$719  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$496  = \$signature__addr ;
-    if (\$152 ) begin
-      \$496  = { \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155  };
+    \$720  = s1_partials;
+    if (\$160 ) begin
+      \$720  = { \$400 , \$397 , \$394 , \$391 , \$388 , \$385 , \$382 , \$379 , \$376 , \$373 , \$370 , \$367 , \$364 , \$361 , \$358 , \$355 , \$352 , \$349 , \$346 , \$343 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , \$316 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , \$292 , \$289 , \$286 , \$283 , \$280 , \$277 , \$274 , \$271 , \$268 , \$265 , \$262 , \$259 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , \$232 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , \$205 , \$202 , \$199 , \$196 , \$193 , \$190 , \$187 , \$184 , \$181 , \$178 , \$175 , \$172 , \$169 , \$166 , \$163  };
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$720  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$497  = s1_lookup;
-    if (\$152 ) begin
-      \$497  = \$177 ;
+    \$721  = s1_lookup;
+    if (\$160 ) begin
+      \$721  = \$401 ;
     end
     if (rst) begin
-      \$497  = 1'h0;
+      \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$498  = s2_valid;
-    if (\$187 ) begin
-      \$498  = s1_valid;
+    \$722  = s2_valid;
+    if (\$411 ) begin
+      \$722  = s1_valid;
     end
     if (rst) begin
-      \$498  = 1'h0;
+      \$722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$499  = s2_meta;
-    if (\$187 ) begin
-      \$499  = s1_meta;
+    \$723  = s2_meta;
+    if (\$411 ) begin
+      \$723  = s1_meta;
     end
     if (rst) begin
-      \$499  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$723  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$500  = s2_lookup;
-    if (\$187 ) begin
-      \$500  = s1_lookup;
+    \$724  = s2_lookup;
+    if (\$411 ) begin
+      \$724  = s1_lookup;
     end
     if (rst) begin
-      \$500  = 1'h0;
+      \$724  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$501  = s3_valid;
-    if (\$195 ) begin
-      \$501  = s2_valid;
+    \$725  = s3_valid;
+    if (\$419 ) begin
+      \$725  = s2_valid;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$502  = s3_meta;
-    if (\$195 ) begin
-      \$502  = s2_meta;
+    \$726  = s3_meta;
+    if (\$419 ) begin
+      \$726  = s2_meta;
     end
     if (rst) begin
-      \$502  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$726  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$503  = s3_lookup;
-    if (\$195 ) begin
-      \$503  = s2_lookup;
+    \$727  = s3_lookup;
+    if (\$419 ) begin
+      \$727  = s2_lookup;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$504  = s3_way0;
-    if (\$195 ) begin
-      \$504  = \$signature__data$108 ;
+    \$728  = s3_way0;
+    if (\$419 ) begin
+      \$728  = \$signature__data$109 ;
     end
     if (rst) begin
-      \$504  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$728  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$505  = s3_way1;
-    if (\$195 ) begin
-      \$505  = \$signature__data$110 ;
+    \$729  = s3_way1;
+    if (\$419 ) begin
+      \$729  = \$signature__data$111 ;
     end
     if (rst) begin
-      \$505  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$729  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$506  = s3_way2;
-    if (\$195 ) begin
-      \$506  = \$signature__data$112 ;
+    \$730  = s3_way2;
+    if (\$419 ) begin
+      \$730  = \$signature__data$113 ;
     end
     if (rst) begin
-      \$506  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$730  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$507  = s3_way3;
-    if (\$195 ) begin
-      \$507  = \$signature__data$114 ;
+    \$731  = s3_way3;
+    if (\$419 ) begin
+      \$731  = \$signature__data$115 ;
     end
     if (rst) begin
-      \$507  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$731  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$508  = s4_valid;
-    if (\$201 ) begin
-      \$508  = s3_valid;
+    \$732  = s4_valid;
+    if (\$425 ) begin
+      \$732  = s3_valid;
     end
     if (rst) begin
-      \$508  = 1'h0;
+      \$732  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$509  = s4_meta;
-    if (\$201 ) begin
-      \$509  = s3_meta;
+    \$733  = s4_meta;
+    if (\$425 ) begin
+      \$733  = s3_meta;
     end
     if (rst) begin
-      \$509  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$733  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$510  = s4_terms0;
-    if (\$201 ) begin
-      \$510  = { s3_lookup, s3_way0[0], \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
+    \$734  = s4_terms0;
+    if (\$425 ) begin
+      \$734  = { s3_lookup, s3_way0[0], \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426  };
     end
     if (rst) begin
-      \$510  = 12'h000;
+      \$734  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$511  = s4_action0;
-    if (\$201 ) begin
-      \$511  = s3_way0[20:1];
+    \$735  = s4_action0;
+    if (\$425 ) begin
+      \$735  = s3_way0[20:1];
     end
     if (rst) begin
-      \$511  = 20'h00000;
+      \$735  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$512  = s4_terms1;
-    if (\$201 ) begin
-      \$512  = { s3_lookup, s3_way1[0], \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212  };
+    \$736  = s4_terms1;
+    if (\$425 ) begin
+      \$736  = { s3_lookup, s3_way1[0], \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436  };
     end
     if (rst) begin
-      \$512  = 12'h000;
+      \$736  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$513  = s4_action1;
-    if (\$201 ) begin
-      \$513  = s3_way1[20:1];
+    \$737  = s4_action1;
+    if (\$425 ) begin
+      \$737  = s3_way1[20:1];
     end
     if (rst) begin
-      \$513  = 20'h00000;
+      \$737  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$514  = s4_terms2;
-    if (\$201 ) begin
-      \$514  = { s3_lookup, s3_way2[0], \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222  };
+    \$738  = s4_terms2;
+    if (\$425 ) begin
+      \$738  = { s3_lookup, s3_way2[0], \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448 , \$447 , \$446  };
     end
     if (rst) begin
-      \$514  = 12'h000;
+      \$738  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$515  = s4_action2;
-    if (\$201 ) begin
-      \$515  = s3_way2[20:1];
+    \$739  = s4_action2;
+    if (\$425 ) begin
+      \$739  = s3_way2[20:1];
     end
     if (rst) begin
-      \$515  = 20'h00000;
+      \$739  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$516  = s4_terms3;
-    if (\$201 ) begin
-      \$516  = { s3_lookup, s3_way3[0], \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232  };
+    \$740  = s4_terms3;
+    if (\$425 ) begin
+      \$740  = { s3_lookup, s3_way3[0], \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456  };
     end
     if (rst) begin
-      \$516  = 12'h000;
+      \$740  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$517  = s4_action3;
-    if (\$201 ) begin
-      \$517  = s3_way3[20:1];
+    \$741  = s4_action3;
+    if (\$425 ) begin
+      \$741  = s3_way3[20:1];
     end
     if (rst) begin
-      \$517  = 20'h00000;
+      \$741  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$518  = s4_terms4;
-    if (\$201 ) begin
-      \$518  = { s3_lookup, stash0[0], \$251 , \$250 , \$249 , \$248 , \$247 , \$246 , \$245 , \$244 , \$243 , \$242  };
+    \$742  = s4_terms4;
+    if (\$425 ) begin
+      \$742  = { s3_lookup, stash0[0], \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466  };
     end
     if (rst) begin
-      \$518  = 12'h000;
+      \$742  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$519  = s4_action4;
-    if (\$201 ) begin
-      \$519  = stash0[20:1];
+    \$743  = s4_action4;
+    if (\$425 ) begin
+      \$743  = stash0[20:1];
     end
     if (rst) begin
-      \$519  = 20'h00000;
+      \$743  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$520  = s4_terms5;
-    if (\$201 ) begin
-      \$520  = { s3_lookup, stash1[0], \$261 , \$260 , \$259 , \$258 , \$257 , \$256 , \$255 , \$254 , \$253 , \$252  };
+    \$744  = s4_terms5;
+    if (\$425 ) begin
+      \$744  = { s3_lookup, stash1[0], \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
     end
     if (rst) begin
-      \$520  = 12'h000;
+      \$744  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$521  = s4_action5;
-    if (\$201 ) begin
-      \$521  = stash1[20:1];
+    \$745  = s4_action5;
+    if (\$425 ) begin
+      \$745  = stash1[20:1];
     end
     if (rst) begin
-      \$521  = 20'h00000;
+      \$745  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$522  = s4_terms6;
-    if (\$201 ) begin
-      \$522  = { s3_lookup, stash2[0], \$271 , \$270 , \$269 , \$268 , \$267 , \$266 , \$265 , \$264 , \$263 , \$262  };
+    \$746  = s4_terms6;
+    if (\$425 ) begin
+      \$746  = { s3_lookup, stash2[0], \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486  };
     end
     if (rst) begin
-      \$522  = 12'h000;
+      \$746  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$523  = s4_action6;
-    if (\$201 ) begin
-      \$523  = stash2[20:1];
+    \$747  = s4_action6;
+    if (\$425 ) begin
+      \$747  = stash2[20:1];
     end
     if (rst) begin
-      \$523  = 20'h00000;
+      \$747  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$524  = s4_terms7;
-    if (\$201 ) begin
-      \$524  = { s3_lookup, stash3[0], \$281 , \$280 , \$279 , \$278 , \$277 , \$276 , \$275 , \$274 , \$273 , \$272  };
+    \$748  = s4_terms7;
+    if (\$425 ) begin
+      \$748  = { s3_lookup, stash3[0], \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496  };
     end
     if (rst) begin
-      \$524  = 12'h000;
+      \$748  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$525  = s4_action7;
-    if (\$201 ) begin
-      \$525  = stash3[20:1];
+    \$749  = s4_action7;
+    if (\$425 ) begin
+      \$749  = stash3[20:1];
     end
     if (rst) begin
-      \$525  = 20'h00000;
+      \$749  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$526  = s4_terms8;
-    if (\$201 ) begin
-      \$526  = { s3_lookup, stash4[0], \$291 , \$290 , \$289 , \$288 , \$287 , \$286 , \$285 , \$284 , \$283 , \$282  };
+    \$750  = s4_terms8;
+    if (\$425 ) begin
+      \$750  = { s3_lookup, stash4[0], \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506  };
     end
     if (rst) begin
-      \$526  = 12'h000;
+      \$750  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$527  = s4_action8;
-    if (\$201 ) begin
-      \$527  = stash4[20:1];
+    \$751  = s4_action8;
+    if (\$425 ) begin
+      \$751  = stash4[20:1];
     end
     if (rst) begin
-      \$527  = 20'h00000;
+      \$751  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$528  = s4_terms9;
-    if (\$201 ) begin
-      \$528  = { s3_lookup, stash5[0], \$301 , \$300 , \$299 , \$298 , \$297 , \$296 , \$295 , \$294 , \$293 , \$292  };
+    \$752  = s4_terms9;
+    if (\$425 ) begin
+      \$752  = { s3_lookup, stash5[0], \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516  };
     end
     if (rst) begin
-      \$528  = 12'h000;
+      \$752  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$529  = s4_action9;
-    if (\$201 ) begin
-      \$529  = stash5[20:1];
+    \$753  = s4_action9;
+    if (\$425 ) begin
+      \$753  = stash5[20:1];
     end
     if (rst) begin
-      \$529  = 20'h00000;
+      \$753  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$530  = s4_terms10;
-    if (\$201 ) begin
-      \$530  = { s3_lookup, stash6[0], \$311 , \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302  };
+    \$754  = s4_terms10;
+    if (\$425 ) begin
+      \$754  = { s3_lookup, stash6[0], \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526  };
     end
     if (rst) begin
-      \$530  = 12'h000;
+      \$754  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$531  = s4_action10;
-    if (\$201 ) begin
-      \$531  = stash6[20:1];
+    \$755  = s4_action10;
+    if (\$425 ) begin
+      \$755  = stash6[20:1];
     end
     if (rst) begin
-      \$531  = 20'h00000;
+      \$755  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$532  = s4_terms11;
-    if (\$201 ) begin
-      \$532  = { s3_lookup, stash7[0], \$321 , \$320 , \$319 , \$318 , \$317 , \$316 , \$315 , \$314 , \$313 , \$312  };
+    \$756  = s4_terms11;
+    if (\$425 ) begin
+      \$756  = { s3_lookup, stash7[0], \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536  };
     end
     if (rst) begin
-      \$532  = 12'h000;
+      \$756  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$533  = s4_action11;
-    if (\$201 ) begin
-      \$533  = stash7[20:1];
+    \$757  = s4_action11;
+    if (\$425 ) begin
+      \$757  = stash7[20:1];
     end
     if (rst) begin
-      \$533  = 20'h00000;
+      \$757  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$534  = s5_valid;
-    if (\$325 ) begin
-      \$534  = s4_valid;
+    \$758  = s5_valid;
+    if (\$549 ) begin
+      \$758  = s4_valid;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$758  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$535  = \$signal$136 ;
-    if (\$325 ) begin
-      \$535  = s4_meta;
+    \$759  = \$signal$137 ;
+    if (\$549 ) begin
+      \$759  = s4_meta;
     end
     if (rst) begin
-      \$535  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$759  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$536  = \$signal ;
-    if (\$325 ) begin
-      \$536  = \$328 ;
+    \$760  = \$signal ;
+    if (\$549 ) begin
+      \$760  = \$552 ;
     end
     if (rst) begin
-      \$536  = 12'h000;
+      \$760  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$537  = \$signal$137 ;
-    if (\$325 ) begin
-      \$537  = \$329 ;
+    \$761  = \$signal$138 ;
+    if (\$549 ) begin
+      \$761  = \$553 ;
     end
     if (rst) begin
-      \$537  = 1'h0;
+      \$761  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$538  = s5_action0;
-    if (\$325 ) begin
-      \$538  = s4_action0;
+    \$762  = s5_action0;
+    if (\$549 ) begin
+      \$762  = s4_action0;
     end
     if (rst) begin
-      \$538  = 20'h00000;
+      \$762  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$539  = s5_action1;
-    if (\$325 ) begin
-      \$539  = s4_action1;
+    \$763  = s5_action1;
+    if (\$549 ) begin
+      \$763  = s4_action1;
     end
     if (rst) begin
-      \$539  = 20'h00000;
+      \$763  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$540  = s5_action2;
-    if (\$325 ) begin
-      \$540  = s4_action2;
+    \$764  = s5_action2;
+    if (\$549 ) begin
+      \$764  = s4_action2;
     end
     if (rst) begin
-      \$540  = 20'h00000;
+      \$764  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$541  = s5_action3;
-    if (\$325 ) begin
-      \$541  = s4_action3;
+    \$765  = s5_action3;
+    if (\$549 ) begin
+      \$765  = s4_action3;
     end
     if (rst) begin
-      \$541  = 20'h00000;
+      \$765  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$542  = s5_action4;
-    if (\$325 ) begin
-      \$542  = s4_action4;
+    \$766  = s5_action4;
+    if (\$549 ) begin
+      \$766  = s4_action4;
     end
     if (rst) begin
-      \$542  = 20'h00000;
+      \$766  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$543  = s5_action5;
-    if (\$325 ) begin
-      \$543  = s4_action5;
+    \$767  = s5_action5;
+    if (\$549 ) begin
+      \$767  = s4_action5;
     end
     if (rst) begin
-      \$543  = 20'h00000;
+      \$767  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$544  = s5_action6;
-    if (\$325 ) begin
-      \$544  = s4_action6;
+    \$768  = s5_action6;
+    if (\$549 ) begin
+      \$768  = s4_action6;
     end
     if (rst) begin
-      \$544  = 20'h00000;
+      \$768  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$545  = s5_action7;
-    if (\$325 ) begin
-      \$545  = s4_action7;
+    \$769  = s5_action7;
+    if (\$549 ) begin
+      \$769  = s4_action7;
     end
     if (rst) begin
-      \$545  = 20'h00000;
+      \$769  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$546  = s5_action8;
-    if (\$325 ) begin
-      \$546  = s4_action8;
+    \$770  = s5_action8;
+    if (\$549 ) begin
+      \$770  = s4_action8;
     end
     if (rst) begin
-      \$546  = 20'h00000;
+      \$770  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$547  = s5_action9;
-    if (\$325 ) begin
-      \$547  = s4_action9;
+    \$771  = s5_action9;
+    if (\$549 ) begin
+      \$771  = s4_action9;
     end
     if (rst) begin
-      \$547  = 20'h00000;
+      \$771  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$548  = s5_action10;
-    if (\$325 ) begin
-      \$548  = s4_action10;
+    \$772  = s5_action10;
+    if (\$549 ) begin
+      \$772  = s4_action10;
     end
     if (rst) begin
-      \$548  = 20'h00000;
+      \$772  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$549  = s5_action11;
-    if (\$325 ) begin
-      \$549  = s4_action11;
+    \$773  = s5_action11;
+    if (\$549 ) begin
+      \$773  = s4_action11;
     end
     if (rst) begin
-      \$549  = 20'h00000;
+      \$773  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$550  = o__valid;
-    if (\$331 ) begin
-      \$550  = s5_valid;
+    \$774  = o__valid;
+    if (\$555 ) begin
+      \$774  = s5_valid;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$551  = o__payload;
-    if (\$331 ) begin
-      \$551  = \$signal$136 ;
-      if (\$signal$137 ) begin
-        \$551 [410:403] = 8'h7f;
-        \$551 [414:411] = action[4:1];
-        \$551 [425:415] = action[15:5];
-        \$551 [429:426] = action[19:16];
-        \$551 [433:430] = \$336 ;
+    \$775  = o__payload;
+    if (\$555 ) begin
+      \$775  = \$signal$137 ;
+      if (\$signal$138 ) begin
+        \$775 [410:403] = 8'h7f;
+        \$775 [414:411] = action[4:1];
+        \$775 [425:415] = action[15:5];
+        \$775 [429:426] = action[19:16];
+        \$775 [433:430] = \$560 ;
       end
     end
     if (rst) begin
-      \$551  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$775  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     (* full_case = 32'd1 *)
-    if (\$339 ) begin
-      \$552  = \$341 [1:0];
+    if (\$563 ) begin
+      \$776  = \$565 [1:0];
     end else begin
-      \$552  = 2'h0;
+      \$776  = 2'h0;
     end
     if (rst) begin
-      \$552  = 2'h0;
+      \$776  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$553  = { \$353 , \$352 , \$351 , \$350 , \$349 , \$348 , \$347 , \$346 , \$345 , \$344 , \$343 , \$342  };
+    \$777  = { \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566  };
     if (rst) begin
-      \$553  = 12'h000;
+      \$777  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$554  = \$377 ;
+    \$778  = \$601 ;
     if (rst) begin
-      \$554  = 32'd0;
+      \$778  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$555  = { \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379 , \$378  };
+    \$779  = { \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602  };
     if (rst) begin
-      \$555  = 10'h000;
+      \$779  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$556  = \$388 ;
+    \$780  = \$612 ;
     if (rst) begin
-      \$556  = 1'h0;
+      \$780  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$557  = csr__r_data;
-    if (\$389 ) begin
-      \$557  = data;
+    \$781  = csr__r_data;
+    if (\$613 ) begin
+      \$781  = data;
     end
     if (rst) begin
-      \$557  = 32'd0;
+      \$781  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$558  = flow_entry0;
-    if (\$391 ) begin
+    \$782  = flow_entry0;
+    if (\$615 ) begin
       if (entry_sel[0]) begin
-        \$558  = csr__w_data;
+        \$782  = csr__w_data;
       end
     end
     if (rst) begin
-      \$558  = 32'd0;
+      \$782  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$559  = flow_entry1;
-    if (\$391 ) begin
+    \$783  = flow_entry1;
+    if (\$615 ) begin
       if (entry_sel[1]) begin
-        \$559  = csr__w_data;
+        \$783  = csr__w_data;
       end
     end
     if (rst) begin
-      \$559  = 32'd0;
+      \$783  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$560  = flow_entry2;
-    if (\$391 ) begin
+    \$784  = flow_entry2;
+    if (\$615 ) begin
       if (entry_sel[2]) begin
-        \$560  = csr__w_data;
+        \$784  = csr__w_data;
       end
     end
     if (rst) begin
-      \$560  = 32'd0;
+      \$784  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$561  = flow_entry3;
-    if (\$391 ) begin
+    \$785  = flow_entry3;
+    if (\$615 ) begin
       if (entry_sel[3]) begin
-        \$561  = csr__w_data;
+        \$785  = csr__w_data;
       end
     end
     if (rst) begin
-      \$561  = 32'd0;
+      \$785  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$562  = flow_entry4;
-    if (\$391 ) begin
+    \$786  = flow_entry4;
+    if (\$615 ) begin
       if (entry_sel[4]) begin
-        \$562  = csr__w_data;
+        \$786  = csr__w_data;
       end
     end
     if (rst) begin
-      \$562  = 32'd0;
+      \$786  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$563  = flow_entry5;
-    if (\$391 ) begin
+    \$787  = flow_entry5;
+    if (\$615 ) begin
       if (entry_sel[5]) begin
-        \$563  = csr__w_data;
+        \$787  = csr__w_data;
       end
     end
     if (rst) begin
-      \$563  = 32'd0;
+      \$787  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$564  = flow_entry6;
-    if (\$391 ) begin
+    \$788  = flow_entry6;
+    if (\$615 ) begin
       if (entry_sel[6]) begin
-        \$564  = csr__w_data;
+        \$788  = csr__w_data;
       end
     end
     if (rst) begin
-      \$564  = 32'd0;
+      \$788  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$565  = flow_entry7;
-    if (\$391 ) begin
+    \$789  = flow_entry7;
+    if (\$615 ) begin
       if (entry_sel[7]) begin
-        \$565  = csr__w_data;
+        \$789  = csr__w_data;
       end
     end
     if (rst) begin
-      \$565  = 32'd0;
+      \$789  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$566  = flow_entry8;
-    if (\$391 ) begin
+    \$790  = flow_entry8;
+    if (\$615 ) begin
       if (entry_sel[8]) begin
-        \$566  = csr__w_data;
+        \$790  = csr__w_data;
       end
     end
     if (rst) begin
-      \$566  = 32'd0;
+      \$790  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$567  = flow_entry9;
-    if (\$391 ) begin
+    \$791  = flow_entry9;
+    if (\$615 ) begin
       if (entry_sel[9]) begin
-        \$567  = csr__w_data;
+        \$791  = csr__w_data;
       end
     end
     if (rst) begin
-      \$567  = 32'd0;
+      \$791  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$568  = op;
+    \$792  = op;
     casez (flow_op_state)
       3'h0:
-          if (\$397 ) begin
-            \$568  = csr__w_data[1:0];
+          if (\$621 ) begin
+            \$792  = csr__w_data[1:0];
           end
     endcase
     if (rst) begin
-      \$568  = 2'h0;
+      \$792  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$569  = del_slot;
+    \$793  = del_slot;
     casez (flow_op_state)
       3'h0:
-          if (\$397 ) begin
-            \$569  = csr__w_data[26:16];
+          if (\$621 ) begin
+            \$793  = csr__w_data[26:16];
           end
     endcase
     if (rst) begin
-      \$569  = 11'h000;
+      \$793  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$570  = flow_op_state;
+    \$794  = flow_op_state;
     casez (flow_op_state)
       3'h0:
-          if (\$397 ) begin
-            \$570  = 3'h1;
+          if (\$621 ) begin
+            \$794  = 3'h1;
           end
       3'h1:
-          \$570  = 3'h2;
+          \$794  = 3'h2;
       3'h2:
-          \$570  = 3'h3;
+          \$794  = 3'h3;
       3'h3:
-          \$570  = 3'h4;
+          \$794  = 3'h4;
       3'h4:
-          \$570  = 3'h0;
+          \$794  = 3'h0;
     endcase
     if (rst) begin
-      \$570  = 3'h0;
+      \$794  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$571  = occ_r__addr;
+    \$795  = occ_r__addr;
     casez (flow_op_state)
       3'h0:
           /* empty */;
       3'h1:
           (* full_case = 32'd1 *)
-          if (\$398 ) begin
-            \$571  = { \$422 , \$419 , \$416 , \$413 , \$410 , \$407 , \$404 , \$401  };
+          if (\$622 ) begin
+            \$795  = { \$646 , \$643 , \$640 , \$637 , \$634 , \$631 , \$628 , \$625  };
           end else begin
-            \$571  = del_slot[9:2];
+            \$795  = del_slot[9:2];
           end
     endcase
     if (rst) begin
-      \$571  = 8'h00;
+      \$795  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$572  = result_status;
+    \$796  = result_status;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26713,44 +27014,44 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
           /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
-          if (\$423 ) begin
-            \$572  = 3'h2;
-          end else if (\$424 ) begin
+          if (\$647 ) begin
+            \$796  = 3'h2;
+          end else if (\$648 ) begin
             (* full_case = 32'd1 *)
-            if (\$426 ) begin
-              \$572  = 3'h0;
-            end else if (\$427 ) begin
-              \$572  = 3'h0;
+            if (\$650 ) begin
+              \$796  = 3'h0;
+            end else if (\$651 ) begin
+              \$796  = 3'h0;
             end else begin
-              \$572  = 3'h1;
+              \$796  = 3'h1;
             end
-          end else if (\$425 ) begin
+          end else if (\$649 ) begin
             (* full_case = 32'd1 *)
-            if (\$451 ) begin
-              \$572  = 3'h3;
-            end else if (\$452 ) begin
+            if (\$675 ) begin
+              \$796  = 3'h3;
+            end else if (\$676 ) begin
               (* full_case = 32'd1 *)
-              if (\$455 ) begin
-                \$572  = 3'h0;
+              if (\$679 ) begin
+                \$796  = 3'h0;
               end else begin
-                \$572  = 3'h3;
+                \$796  = 3'h3;
               end
-            end else if (\$453 ) begin
-              \$572  = 3'h0;
+            end else if (\$677 ) begin
+              \$796  = 3'h0;
             end else begin
-              \$572  = 3'h3;
+              \$796  = 3'h3;
             end
           end else begin
-            \$572  = 3'h4;
+            \$796  = 3'h4;
           end
     endcase
     if (rst) begin
-      \$572  = 3'h0;
+      \$796  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$573  = journal_len;
+    \$797  = journal_len;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26759,34 +27060,34 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$423 ) begin
-          end else if (\$424 ) begin
-            if (\$426 ) begin
-              \$573  = \$428 [4:0];
-            end else if (\$427 ) begin
-              \$573  = \$432 [4:0];
+          if (\$647 ) begin
+          end else if (\$648 ) begin
+            if (\$650 ) begin
+              \$797  = \$652 [4:0];
+            end else if (\$651 ) begin
+              \$797  = \$656 [4:0];
             end
-          end else if (\$425 ) begin
-            if (\$451 ) begin
-            end else if (\$452 ) begin
-              if (\$455 ) begin
-                \$573  = \$456 [4:0];
+          end else if (\$649 ) begin
+            if (\$675 ) begin
+            end else if (\$676 ) begin
+              if (\$679 ) begin
+                \$797  = \$680 [4:0];
               end
-            end else if (\$453 ) begin
-              \$573  = \$459 [4:0];
+            end else if (\$677 ) begin
+              \$797  = \$683 [4:0];
             end
           end
     endcase
-    if (\$477 ) begin
-      \$573  = 5'h00;
+    if (\$701 ) begin
+      \$797  = 5'h00;
     end
     if (rst) begin
-      \$573  = 5'h00;
+      \$797  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$574  = \$signal$144 ;
+    \$798  = \$signal$145 ;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26795,31 +27096,31 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$423 ) begin
-          end else if (\$424 ) begin
-            if (\$426 ) begin
-              \$574  = { 1'h0, occ_r__addr, \$430 , \$429  };
-            end else if (\$427 ) begin
-              \$574  = \$448 [10:0];
+          if (\$647 ) begin
+          end else if (\$648 ) begin
+            if (\$650 ) begin
+              \$798  = { 1'h0, occ_r__addr, \$654 , \$653  };
+            end else if (\$651 ) begin
+              \$798  = \$672 [10:0];
             end
-          end else if (\$425 ) begin
-            if (\$451 ) begin
-            end else if (\$452 ) begin
-              if (\$455 ) begin
-                \$574  = del_slot;
+          end else if (\$649 ) begin
+            if (\$675 ) begin
+            end else if (\$676 ) begin
+              if (\$679 ) begin
+                \$798  = del_slot;
               end
-            end else if (\$453 ) begin
-              \$574  = del_slot;
+            end else if (\$677 ) begin
+              \$798  = del_slot;
             end
           end
     endcase
     if (rst) begin
-      \$574  = 11'h000;
+      \$798  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$575  = entries;
+    \$799  = entries;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26828,31 +27129,31 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$423 ) begin
-          end else if (\$424 ) begin
-            if (\$426 ) begin
-              \$575  = \$431 [11:0];
-            end else if (\$427 ) begin
-              \$575  = \$450 [11:0];
+          if (\$647 ) begin
+          end else if (\$648 ) begin
+            if (\$650 ) begin
+              \$799  = \$655 [11:0];
+            end else if (\$651 ) begin
+              \$799  = \$674 [11:0];
             end
-          end else if (\$425 ) begin
-            if (\$451 ) begin
-            end else if (\$452 ) begin
-              if (\$455 ) begin
-                \$575  = \$458 [11:0];
+          end else if (\$649 ) begin
+            if (\$675 ) begin
+            end else if (\$676 ) begin
+              if (\$679 ) begin
+                \$799  = \$682 [11:0];
               end
-            end else if (\$453 ) begin
-              \$575  = \$460 [11:0];
+            end else if (\$677 ) begin
+              \$799  = \$684 [11:0];
             end
           end
     endcase
     if (rst) begin
-      \$575  = 12'h000;
+      \$799  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$576  = stash_occ;
+    \$800  = stash_occ;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26861,187 +27162,188 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$423 ) begin
-          end else if (\$424 ) begin
-            if (\$426 ) begin
-            end else if (\$427 ) begin
-              \$576  = \$449 ;
+          if (\$647 ) begin
+          end else if (\$648 ) begin
+            if (\$650 ) begin
+            end else if (\$651 ) begin
+              \$800  = \$673 ;
             end
-          end else if (\$425 ) begin
-            if (\$451 ) begin
-            end else if (\$452 ) begin
-              if (\$455 ) begin
+          end else if (\$649 ) begin
+            if (\$675 ) begin
+            end else if (\$676 ) begin
+              if (\$679 ) begin
                 (* full_case = 32'd1 *)
-                casez (\$457 [2:0])
+                casez (\$681 [2:0])
                   3'h0:
-                      \$576 [0] = 1'h0;
+                      \$800 [0] = 1'h0;
                   3'h1:
-                      \$576 [1] = 1'h0;
+                      \$800 [1] = 1'h0;
                   3'h2:
-                      \$576 [2] = 1'h0;
+                      \$800 [2] = 1'h0;
                   3'h3:
-                      \$576 [3] = 1'h0;
+                      \$800 [3] = 1'h0;
                   3'h4:
-                      \$576 [4] = 1'h0;
+                      \$800 [4] = 1'h0;
                   3'h5:
-                      \$576 [5] = 1'h0;
+                      \$800 [5] = 1'h0;
                   3'h6:
-                      \$576 [6] = 1'h0;
+                      \$800 [6] = 1'h0;
                   3'h7:
-                      \$576 [7] = 1'h0;
+                      \$800 [7] = 1'h0;
                 endcase
               end
             end
           end
     endcase
     if (rst) begin
-      \$576  = 8'h00;
+      \$800  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$577  = \$462 ;
+    \$801  = \$686 ;
     if (rst) begin
-      \$577  = 1'h0;
+      \$801  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$578  = j_r__addr;
-    if (\$464 ) begin
-      \$578  = \$465 [4:0];
+    \$802  = j_r__addr;
+    if (\$688 ) begin
+      \$802  = \$689 [4:0];
     end
-    if (\$471 ) begin
-      \$578  = 5'h00;
-    end
-    if (rst) begin
-      \$578  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$579  = \$signal$150 ;
-    if (\$471 ) begin
-      \$579  = 1'h1;
-    end
-    if (\$477 ) begin
-      \$579  = 1'h0;
+    if (\$695 ) begin
+      \$802  = 5'h00;
     end
     if (rst) begin
-      \$579  = 1'h0;
+      \$802  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$580  = applied;
-    if (\$477 ) begin
-      \$580  = 1'h1;
+    \$803  = \$signal$151 ;
+    if (\$695 ) begin
+      \$803  = 1'h1;
+    end
+    if (\$701 ) begin
+      \$803  = 1'h0;
+    end
+    if (rst) begin
+      \$803  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$804  = applied;
+    if (\$701 ) begin
+      \$804  = 1'h1;
     end
     if (commit_done) begin
-      \$580  = 1'h0;
+      \$804  = 1'h0;
     end
     if (rst) begin
-      \$580  = 1'h0;
+      \$804  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$581  = stash0;
-    if (\$479 ) begin
-      \$581  = j_r__data[328:11];
+    \$805  = stash0;
+    if (\$703 ) begin
+      \$805  = j_r__data[328:11];
     end
     if (rst) begin
-      \$581  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$805  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$582  = stash1;
-    if (\$481 ) begin
-      \$582  = j_r__data[328:11];
+    \$806  = stash1;
+    if (\$705 ) begin
+      \$806  = j_r__data[328:11];
     end
     if (rst) begin
-      \$582  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$806  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$583  = stash2;
-    if (\$483 ) begin
-      \$583  = j_r__data[328:11];
+    \$807  = stash2;
+    if (\$707 ) begin
+      \$807  = j_r__data[328:11];
     end
     if (rst) begin
-      \$583  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$807  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$584  = stash3;
-    if (\$485 ) begin
-      \$584  = j_r__data[328:11];
+    \$808  = stash3;
+    if (\$709 ) begin
+      \$808  = j_r__data[328:11];
     end
     if (rst) begin
-      \$584  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$808  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$585  = stash4;
-    if (\$487 ) begin
-      \$585  = j_r__data[328:11];
+    \$809  = stash4;
+    if (\$711 ) begin
+      \$809  = j_r__data[328:11];
     end
     if (rst) begin
-      \$585  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$809  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$586  = stash5;
-    if (\$489 ) begin
-      \$586  = j_r__data[328:11];
+    \$810  = stash5;
+    if (\$713 ) begin
+      \$810  = j_r__data[328:11];
     end
     if (rst) begin
-      \$586  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$810  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$587  = stash6;
-    if (\$491 ) begin
-      \$587  = j_r__data[328:11];
+    \$811  = stash6;
+    if (\$715 ) begin
+      \$811  = j_r__data[328:11];
     end
     if (rst) begin
-      \$587  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$811  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$588  = stash7;
-    if (\$493 ) begin
-      \$588  = j_r__data[328:11];
+    \$812  = stash7;
+    if (\$717 ) begin
+      \$812  = j_r__data[328:11];
     end
     if (rst) begin
-      \$588  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$812  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign s1_bucket = \$signature__addr ;
-  assign \$signature__addr$11  = \$signature__addr ;
-  assign \$signature__addr$13  = \$signature__addr ;
-  assign \$signature__addr$15  = \$signature__addr ;
-  assign hits = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
+  assign s1_bucket = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign \$signature__addr  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign \$signature__addr$12  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign \$signature__addr$14  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign \$signature__addr$16  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign hits = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
   assign staged_entry = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0 };
   assign bucket = occ_r__addr;
   assign occ_r__en = 1'h1;
   assign apply_at = j_r__addr;
   assign j_r__en = 1'h1;
-  assign \$signature__addr$83  = j_r__data[9:2];
-  assign \$signature__data$85  = j_r__data[328:11];
-  assign \$signature__addr$88  = j_r__data[9:2];
-  assign \$signature__data$89  = j_r__data[328:11];
-  assign \$signature__addr$91  = j_r__data[9:2];
-  assign \$signature__data$92  = j_r__data[328:11];
-  assign \$signature__addr$94  = j_r__data[9:2];
-  assign \$signature__data$95  = j_r__data[328:11];
+  assign \$signature__addr$84  = j_r__data[9:2];
+  assign \$signature__data$86  = j_r__data[328:11];
+  assign \$signature__addr$89  = j_r__data[9:2];
+  assign \$signature__data$90  = j_r__data[328:11];
+  assign \$signature__addr$92  = j_r__data[9:2];
+  assign \$signature__data$93  = j_r__data[328:11];
+  assign \$signature__addr$95  = j_r__data[9:2];
+  assign \$signature__data$96  = j_r__data[328:11];
   assign \action.drop  = action[0];
   assign \action.instance  = action[4:1];
   assign \action.reta_offset  = action[15:5];
@@ -27150,58 +27452,58 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \j_r__data.entry.key.dst_port  = j_r__data[72:57];
   assign \j_r__data.entry.key.src_addr  = j_r__data[200:73];
   assign \j_r__data.entry.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$85.valid  = j_r__data[11];
-  assign \$signature__data$85.action  = j_r__data[31:12];
-  assign \$signature__data$85.action.drop  = j_r__data[12];
-  assign \$signature__data$85.action.instance  = j_r__data[16:13];
-  assign \$signature__data$85.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$85.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$85.key  = j_r__data[328:32];
-  assign \$signature__data$85.key.ipv6  = j_r__data[32];
-  assign \$signature__data$85.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$85.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$85.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$85.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$85.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$89.valid  = j_r__data[11];
-  assign \$signature__data$89.action  = j_r__data[31:12];
-  assign \$signature__data$89.action.drop  = j_r__data[12];
-  assign \$signature__data$89.action.instance  = j_r__data[16:13];
-  assign \$signature__data$89.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$89.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$89.key  = j_r__data[328:32];
-  assign \$signature__data$89.key.ipv6  = j_r__data[32];
-  assign \$signature__data$89.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$89.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$89.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$89.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$89.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$92.valid  = j_r__data[11];
-  assign \$signature__data$92.action  = j_r__data[31:12];
-  assign \$signature__data$92.action.drop  = j_r__data[12];
-  assign \$signature__data$92.action.instance  = j_r__data[16:13];
-  assign \$signature__data$92.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$92.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$92.key  = j_r__data[328:32];
-  assign \$signature__data$92.key.ipv6  = j_r__data[32];
-  assign \$signature__data$92.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$92.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$92.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$92.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$92.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$95.valid  = j_r__data[11];
-  assign \$signature__data$95.action  = j_r__data[31:12];
-  assign \$signature__data$95.action.drop  = j_r__data[12];
-  assign \$signature__data$95.action.instance  = j_r__data[16:13];
-  assign \$signature__data$95.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$95.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$95.key  = j_r__data[328:32];
-  assign \$signature__data$95.key.ipv6  = j_r__data[32];
-  assign \$signature__data$95.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$95.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$95.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$95.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$95.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$86.valid  = j_r__data[11];
+  assign \$signature__data$86.action  = j_r__data[31:12];
+  assign \$signature__data$86.action.drop  = j_r__data[12];
+  assign \$signature__data$86.action.instance  = j_r__data[16:13];
+  assign \$signature__data$86.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$86.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$86.key  = j_r__data[328:32];
+  assign \$signature__data$86.key.ipv6  = j_r__data[32];
+  assign \$signature__data$86.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$86.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$86.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$86.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$86.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$90.valid  = j_r__data[11];
+  assign \$signature__data$90.action  = j_r__data[31:12];
+  assign \$signature__data$90.action.drop  = j_r__data[12];
+  assign \$signature__data$90.action.instance  = j_r__data[16:13];
+  assign \$signature__data$90.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$90.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$90.key  = j_r__data[328:32];
+  assign \$signature__data$90.key.ipv6  = j_r__data[32];
+  assign \$signature__data$90.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$90.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$90.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$90.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$90.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$93.valid  = j_r__data[11];
+  assign \$signature__data$93.action  = j_r__data[31:12];
+  assign \$signature__data$93.action.drop  = j_r__data[12];
+  assign \$signature__data$93.action.instance  = j_r__data[16:13];
+  assign \$signature__data$93.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$93.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$93.key  = j_r__data[328:32];
+  assign \$signature__data$93.key.ipv6  = j_r__data[32];
+  assign \$signature__data$93.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$93.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$93.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$93.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$93.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$96.valid  = j_r__data[11];
+  assign \$signature__data$96.action  = j_r__data[31:12];
+  assign \$signature__data$96.action.drop  = j_r__data[12];
+  assign \$signature__data$96.action.instance  = j_r__data[16:13];
+  assign \$signature__data$96.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$96.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$96.key  = j_r__data[328:32];
+  assign \$signature__data$96.key.ipv6  = j_r__data[32];
+  assign \$signature__data$96.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$96.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$96.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$96.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$96.key.dst_addr  = j_r__data[328:201];
   assign \s1_meta.length  = s1_meta[15:0];
   assign \s1_meta.error  = s1_meta[19:16];
   assign \s1_meta.flags  = s1_meta[29:20];
@@ -27339,19 +27641,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way0.key.dst_port  = s3_way0[61:46];
   assign \s3_way0.key.src_addr  = s3_way0[189:62];
   assign \s3_way0.key.dst_addr  = s3_way0[317:190];
-  assign \$signature__data$108.valid  = \$signature__data$108 [0];
-  assign \$signature__data$108.action  = \$signature__data$108 [20:1];
-  assign \$signature__data$108.action.drop  = \$signature__data$108 [1];
-  assign \$signature__data$108.action.instance  = \$signature__data$108 [5:2];
-  assign \$signature__data$108.action.reta_offset  = \$signature__data$108 [16:6];
-  assign \$signature__data$108.action.reta_size_log2  = \$signature__data$108 [20:17];
-  assign \$signature__data$108.key  = \$signature__data$108 [317:21];
-  assign \$signature__data$108.key.ipv6  = \$signature__data$108 [21];
-  assign \$signature__data$108.key.ip_proto  = \$signature__data$108 [29:22];
-  assign \$signature__data$108.key.src_port  = \$signature__data$108 [45:30];
-  assign \$signature__data$108.key.dst_port  = \$signature__data$108 [61:46];
-  assign \$signature__data$108.key.src_addr  = \$signature__data$108 [189:62];
-  assign \$signature__data$108.key.dst_addr  = \$signature__data$108 [317:190];
+  assign \$signature__data$109.valid  = \$signature__data$109 [0];
+  assign \$signature__data$109.action  = \$signature__data$109 [20:1];
+  assign \$signature__data$109.action.drop  = \$signature__data$109 [1];
+  assign \$signature__data$109.action.instance  = \$signature__data$109 [5:2];
+  assign \$signature__data$109.action.reta_offset  = \$signature__data$109 [16:6];
+  assign \$signature__data$109.action.reta_size_log2  = \$signature__data$109 [20:17];
+  assign \$signature__data$109.key  = \$signature__data$109 [317:21];
+  assign \$signature__data$109.key.ipv6  = \$signature__data$109 [21];
+  assign \$signature__data$109.key.ip_proto  = \$signature__data$109 [29:22];
+  assign \$signature__data$109.key.src_port  = \$signature__data$109 [45:30];
+  assign \$signature__data$109.key.dst_port  = \$signature__data$109 [61:46];
+  assign \$signature__data$109.key.src_addr  = \$signature__data$109 [189:62];
+  assign \$signature__data$109.key.dst_addr  = \$signature__data$109 [317:190];
   assign \s3_way1.valid  = s3_way1[0];
   assign \s3_way1.action  = s3_way1[20:1];
   assign \s3_way1.action.drop  = s3_way1[1];
@@ -27365,19 +27667,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way1.key.dst_port  = s3_way1[61:46];
   assign \s3_way1.key.src_addr  = s3_way1[189:62];
   assign \s3_way1.key.dst_addr  = s3_way1[317:190];
-  assign \$signature__data$110.valid  = \$signature__data$110 [0];
-  assign \$signature__data$110.action  = \$signature__data$110 [20:1];
-  assign \$signature__data$110.action.drop  = \$signature__data$110 [1];
-  assign \$signature__data$110.action.instance  = \$signature__data$110 [5:2];
-  assign \$signature__data$110.action.reta_offset  = \$signature__data$110 [16:6];
-  assign \$signature__data$110.action.reta_size_log2  = \$signature__data$110 [20:17];
-  assign \$signature__data$110.key  = \$signature__data$110 [317:21];
-  assign \$signature__data$110.key.ipv6  = \$signature__data$110 [21];
-  assign \$signature__data$110.key.ip_proto  = \$signature__data$110 [29:22];
-  assign \$signature__data$110.key.src_port  = \$signature__data$110 [45:30];
-  assign \$signature__data$110.key.dst_port  = \$signature__data$110 [61:46];
-  assign \$signature__data$110.key.src_addr  = \$signature__data$110 [189:62];
-  assign \$signature__data$110.key.dst_addr  = \$signature__data$110 [317:190];
+  assign \$signature__data$111.valid  = \$signature__data$111 [0];
+  assign \$signature__data$111.action  = \$signature__data$111 [20:1];
+  assign \$signature__data$111.action.drop  = \$signature__data$111 [1];
+  assign \$signature__data$111.action.instance  = \$signature__data$111 [5:2];
+  assign \$signature__data$111.action.reta_offset  = \$signature__data$111 [16:6];
+  assign \$signature__data$111.action.reta_size_log2  = \$signature__data$111 [20:17];
+  assign \$signature__data$111.key  = \$signature__data$111 [317:21];
+  assign \$signature__data$111.key.ipv6  = \$signature__data$111 [21];
+  assign \$signature__data$111.key.ip_proto  = \$signature__data$111 [29:22];
+  assign \$signature__data$111.key.src_port  = \$signature__data$111 [45:30];
+  assign \$signature__data$111.key.dst_port  = \$signature__data$111 [61:46];
+  assign \$signature__data$111.key.src_addr  = \$signature__data$111 [189:62];
+  assign \$signature__data$111.key.dst_addr  = \$signature__data$111 [317:190];
   assign \s3_way2.valid  = s3_way2[0];
   assign \s3_way2.action  = s3_way2[20:1];
   assign \s3_way2.action.drop  = s3_way2[1];
@@ -27391,19 +27693,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way2.key.dst_port  = s3_way2[61:46];
   assign \s3_way2.key.src_addr  = s3_way2[189:62];
   assign \s3_way2.key.dst_addr  = s3_way2[317:190];
-  assign \$signature__data$112.valid  = \$signature__data$112 [0];
-  assign \$signature__data$112.action  = \$signature__data$112 [20:1];
-  assign \$signature__data$112.action.drop  = \$signature__data$112 [1];
-  assign \$signature__data$112.action.instance  = \$signature__data$112 [5:2];
-  assign \$signature__data$112.action.reta_offset  = \$signature__data$112 [16:6];
-  assign \$signature__data$112.action.reta_size_log2  = \$signature__data$112 [20:17];
-  assign \$signature__data$112.key  = \$signature__data$112 [317:21];
-  assign \$signature__data$112.key.ipv6  = \$signature__data$112 [21];
-  assign \$signature__data$112.key.ip_proto  = \$signature__data$112 [29:22];
-  assign \$signature__data$112.key.src_port  = \$signature__data$112 [45:30];
-  assign \$signature__data$112.key.dst_port  = \$signature__data$112 [61:46];
-  assign \$signature__data$112.key.src_addr  = \$signature__data$112 [189:62];
-  assign \$signature__data$112.key.dst_addr  = \$signature__data$112 [317:190];
+  assign \$signature__data$113.valid  = \$signature__data$113 [0];
+  assign \$signature__data$113.action  = \$signature__data$113 [20:1];
+  assign \$signature__data$113.action.drop  = \$signature__data$113 [1];
+  assign \$signature__data$113.action.instance  = \$signature__data$113 [5:2];
+  assign \$signature__data$113.action.reta_offset  = \$signature__data$113 [16:6];
+  assign \$signature__data$113.action.reta_size_log2  = \$signature__data$113 [20:17];
+  assign \$signature__data$113.key  = \$signature__data$113 [317:21];
+  assign \$signature__data$113.key.ipv6  = \$signature__data$113 [21];
+  assign \$signature__data$113.key.ip_proto  = \$signature__data$113 [29:22];
+  assign \$signature__data$113.key.src_port  = \$signature__data$113 [45:30];
+  assign \$signature__data$113.key.dst_port  = \$signature__data$113 [61:46];
+  assign \$signature__data$113.key.src_addr  = \$signature__data$113 [189:62];
+  assign \$signature__data$113.key.dst_addr  = \$signature__data$113 [317:190];
   assign \s3_way3.valid  = s3_way3[0];
   assign \s3_way3.action  = s3_way3[20:1];
   assign \s3_way3.action.drop  = s3_way3[1];
@@ -27417,19 +27719,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way3.key.dst_port  = s3_way3[61:46];
   assign \s3_way3.key.src_addr  = s3_way3[189:62];
   assign \s3_way3.key.dst_addr  = s3_way3[317:190];
-  assign \$signature__data$114.valid  = \$signature__data$114 [0];
-  assign \$signature__data$114.action  = \$signature__data$114 [20:1];
-  assign \$signature__data$114.action.drop  = \$signature__data$114 [1];
-  assign \$signature__data$114.action.instance  = \$signature__data$114 [5:2];
-  assign \$signature__data$114.action.reta_offset  = \$signature__data$114 [16:6];
-  assign \$signature__data$114.action.reta_size_log2  = \$signature__data$114 [20:17];
-  assign \$signature__data$114.key  = \$signature__data$114 [317:21];
-  assign \$signature__data$114.key.ipv6  = \$signature__data$114 [21];
-  assign \$signature__data$114.key.ip_proto  = \$signature__data$114 [29:22];
-  assign \$signature__data$114.key.src_port  = \$signature__data$114 [45:30];
-  assign \$signature__data$114.key.dst_port  = \$signature__data$114 [61:46];
-  assign \$signature__data$114.key.src_addr  = \$signature__data$114 [189:62];
-  assign \$signature__data$114.key.dst_addr  = \$signature__data$114 [317:190];
+  assign \$signature__data$115.valid  = \$signature__data$115 [0];
+  assign \$signature__data$115.action  = \$signature__data$115 [20:1];
+  assign \$signature__data$115.action.drop  = \$signature__data$115 [1];
+  assign \$signature__data$115.action.instance  = \$signature__data$115 [5:2];
+  assign \$signature__data$115.action.reta_offset  = \$signature__data$115 [16:6];
+  assign \$signature__data$115.action.reta_size_log2  = \$signature__data$115 [20:17];
+  assign \$signature__data$115.key  = \$signature__data$115 [317:21];
+  assign \$signature__data$115.key.ipv6  = \$signature__data$115 [21];
+  assign \$signature__data$115.key.ip_proto  = \$signature__data$115 [29:22];
+  assign \$signature__data$115.key.src_port  = \$signature__data$115 [45:30];
+  assign \$signature__data$115.key.dst_port  = \$signature__data$115 [61:46];
+  assign \$signature__data$115.key.src_addr  = \$signature__data$115 [189:62];
+  assign \$signature__data$115.key.dst_addr  = \$signature__data$115 [317:190];
   assign \s4_meta.length  = s4_meta[15:0];
   assign \s4_meta.error  = s4_meta[19:16];
   assign \s4_meta.flags  = s4_meta[29:20];
@@ -27613,37 +27915,37 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s4_action11.instance  = s4_action11[4:1];
   assign \s4_action11.reta_offset  = s4_action11[15:5];
   assign \s4_action11.reta_size_log2  = s4_action11[19:16];
-  assign \$signal$136.length  = \$signal$136 [15:0];
-  assign \$signal$136.error  = \$signal$136 [19:16];
-  assign \$signal$136.flags  = \$signal$136 [29:20];
-  assign \$signal$136.flags.vlan  = \$signal$136 [20];
-  assign \$signal$136.flags.vlan2  = \$signal$136 [21];
-  assign \$signal$136.flags.ipv4  = \$signal$136 [22];
-  assign \$signal$136.flags.ipv6  = \$signal$136 [23];
-  assign \$signal$136.flags.fragment  = \$signal$136 [24];
-  assign \$signal$136.flags.tcp  = \$signal$136 [25];
-  assign \$signal$136.flags.udp  = \$signal$136 [26];
-  assign \$signal$136.flags.tunnel  = \$signal$136 [27];
-  assign \$signal$136.flags.direct  = \$signal$136 [28];
-  assign \$signal$136.flags.ip_options  = \$signal$136 [29];
-  assign \$signal$136.ethertype  = \$signal$136 [45:30];
-  assign \$signal$136.vlan_id  = \$signal$136 [57:46];
-  assign \$signal$136.dscp  = \$signal$136 [63:58];
-  assign \$signal$136.ip_proto  = \$signal$136 [71:64];
-  assign \$signal$136.tcp_flags  = \$signal$136 [79:72];
-  assign \$signal$136.src_addr  = \$signal$136 [207:80];
-  assign \$signal$136.dst_addr  = \$signal$136 [335:208];
-  assign \$signal$136.src_port  = \$signal$136 [351:336];
-  assign \$signal$136.dst_port  = \$signal$136 [367:352];
-  assign \$signal$136.hash  = \$signal$136 [399:368];
-  assign \$signal$136.hash_type  = \$signal$136 [402:400];
-  assign \$signal$136.rule  = \$signal$136 [410:403];
-  assign \$signal$136.instance  = \$signal$136 [414:411];
-  assign \$signal$136.reta_offset  = \$signal$136 [425:415];
-  assign \$signal$136.reta_size_log2  = \$signal$136 [429:426];
-  assign \$signal$136.drop  = \$signal$136 [433:430];
-  assign \$signal$136.queue  = \$signal$136 [441:434];
-  assign \$signal$136.generation  = \$signal$136 [457:442];
+  assign \$signal$137.length  = \$signal$137 [15:0];
+  assign \$signal$137.error  = \$signal$137 [19:16];
+  assign \$signal$137.flags  = \$signal$137 [29:20];
+  assign \$signal$137.flags.vlan  = \$signal$137 [20];
+  assign \$signal$137.flags.vlan2  = \$signal$137 [21];
+  assign \$signal$137.flags.ipv4  = \$signal$137 [22];
+  assign \$signal$137.flags.ipv6  = \$signal$137 [23];
+  assign \$signal$137.flags.fragment  = \$signal$137 [24];
+  assign \$signal$137.flags.tcp  = \$signal$137 [25];
+  assign \$signal$137.flags.udp  = \$signal$137 [26];
+  assign \$signal$137.flags.tunnel  = \$signal$137 [27];
+  assign \$signal$137.flags.direct  = \$signal$137 [28];
+  assign \$signal$137.flags.ip_options  = \$signal$137 [29];
+  assign \$signal$137.ethertype  = \$signal$137 [45:30];
+  assign \$signal$137.vlan_id  = \$signal$137 [57:46];
+  assign \$signal$137.dscp  = \$signal$137 [63:58];
+  assign \$signal$137.ip_proto  = \$signal$137 [71:64];
+  assign \$signal$137.tcp_flags  = \$signal$137 [79:72];
+  assign \$signal$137.src_addr  = \$signal$137 [207:80];
+  assign \$signal$137.dst_addr  = \$signal$137 [335:208];
+  assign \$signal$137.src_port  = \$signal$137 [351:336];
+  assign \$signal$137.dst_port  = \$signal$137 [367:352];
+  assign \$signal$137.hash  = \$signal$137 [399:368];
+  assign \$signal$137.hash_type  = \$signal$137 [402:400];
+  assign \$signal$137.rule  = \$signal$137 [410:403];
+  assign \$signal$137.instance  = \$signal$137 [414:411];
+  assign \$signal$137.reta_offset  = \$signal$137 [425:415];
+  assign \$signal$137.reta_size_log2  = \$signal$137 [429:426];
+  assign \$signal$137.drop  = \$signal$137 [433:430];
+  assign \$signal$137.queue  = \$signal$137 [441:434];
+  assign \$signal$137.generation  = \$signal$137 [457:442];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
   assign \o__payload.flags  = o__payload[29:20];
@@ -27675,87 +27977,303 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \o__payload.drop  = o__payload[433:430];
   assign \o__payload.queue  = o__payload[441:434];
   assign \o__payload.generation  = o__payload[457:442];
-  assign \$100  = 11'h000;
-  assign \$101 [10:1] = 10'h000;
-  assign \$101 [0] = free_stash[1];
-  assign \$102  = { 10'h000, free_stash[1] };
-  assign { \$103 [10:2], \$103 [0] } = 10'h000;
-  assign \$103 [1] = free_stash[2];
-  assign \$104 [10:2] = 9'h000;
-  assign \$104 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$107 [10:3], \$107 [1:0] } = 10'h000;
-  assign \$107 [2] = free_stash[4];
-  assign { \$108 [10:3], \$108 [1] } = 9'h000;
-  assign { \$108 [2], \$108 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$110 [10:3], \$110 [0] } = 9'h000;
-  assign \$110 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$111 [10:3] = 8'h00;
-  assign \$111 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
-  assign { \$153 [296], \$153 [293], \$153 [291:289], \$153 [287:281], \$153 [277], \$153 [271], \$153 [269:268], \$153 [266:261], \$153 [258], \$153 [255], \$153 [253:252], \$153 [248:247], \$153 [245], \$153 [242], \$153 [240], \$153 [235:233], \$153 [230:226], \$153 [224], \$153 [218], \$153 [216:211], \$153 [204], \$153 [202], \$153 [199], \$153 [197:195], \$153 [192], \$153 [189], \$153 [184:182], \$153 [180], \$153 [175:173], \$153 [171], \$153 [166:162], \$153 [159:156], \$153 [154], \$153 [152:150], \$153 [147], \$153 [145:144], \$153 [141:139], \$153 [136], \$153 [131:123], \$153 [120:119], \$153 [117], \$153 [115], \$153 [109:108], \$153 [104], \$153 [100:98], \$153 [93], \$153 [91], \$153 [89], \$153 [87:81], \$153 [79], \$153 [75], \$153 [73:71], \$153 [69:68], \$153 [66:62], \$153 [60:57], \$153 [55:53], \$153 [51:50], \$153 [48], \$153 [46], \$153 [44], \$153 [42:41], \$153 [38:37], \$153 [34:32], \$153 [29], \$153 [26], \$153 [24:22], \$153 [20:19], \$153 [15], \$153 [13], \$153 [11], \$153 [3], \$153 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$153 [295:294], \$153 [292], \$153 [288], \$153 [280:278], \$153 [276:272], \$153 [270], \$153 [267], \$153 [260:259], \$153 [257:256], \$153 [254], \$153 [251:249], \$153 [246], \$153 [244:243], \$153 [241], \$153 [239:236], \$153 [232:231], \$153 [225], \$153 [223:219], \$153 [217], \$153 [210:205], \$153 [203], \$153 [201:200], \$153 [198], \$153 [194:193], \$153 [191:190], \$153 [188:185], \$153 [181], \$153 [179:176], \$153 [172], \$153 [170:167], \$153 [161:160], \$153 [155], \$153 [153], \$153 [149:148], \$153 [146], \$153 [143:142], \$153 [138:137], \$153 [135:132], \$153 [122:121], \$153 [118], \$153 [116], \$153 [114:110], \$153 [107:105], \$153 [103:101], \$153 [97:94], \$153 [92], \$153 [90], \$153 [88], \$153 [80], \$153 [78:76], \$153 [74], \$153 [70], \$153 [67], \$153 [61], \$153 [56], \$153 [52], \$153 [49], \$153 [47], \$153 [45], \$153 [43], \$153 [40:39], \$153 [36:35], \$153 [31:30], \$153 [28:27], \$153 [25], \$153 [21], \$153 [18:16], \$153 [14], \$153 [12], \$153 [10:4], \$153 [2:1] } = { i__payload[334:333], i__payload[331], i__payload[327], i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295], i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264], i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232], i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199], i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171], i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106], i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362], i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
-  assign \$155  = \$auto$rtlil.cc:2739:Not$2 ;
-  assign { \$156 [294], \$156 [292:290], \$156 [288:282], \$156 [278], \$156 [272], \$156 [270:269], \$156 [267:262], \$156 [259], \$156 [256], \$156 [254:253], \$156 [249:248], \$156 [246], \$156 [243], \$156 [241], \$156 [236:234], \$156 [231:227], \$156 [225], \$156 [219], \$156 [217:212], \$156 [205], \$156 [203], \$156 [200], \$156 [198:196], \$156 [193], \$156 [190], \$156 [185:183], \$156 [181], \$156 [176:174], \$156 [172], \$156 [167:163], \$156 [160:157], \$156 [155], \$156 [153:151], \$156 [148], \$156 [146:145], \$156 [142:140], \$156 [137], \$156 [132:124], \$156 [121:120], \$156 [118], \$156 [116], \$156 [110:109], \$156 [105], \$156 [101:99], \$156 [94], \$156 [92], \$156 [90], \$156 [88:82], \$156 [80], \$156 [76], \$156 [74:72], \$156 [70:69], \$156 [67:63], \$156 [61:58], \$156 [56:54], \$156 [52:51], \$156 [49], \$156 [47], \$156 [45], \$156 [43:42], \$156 [39:38], \$156 [35:33], \$156 [30], \$156 [27], \$156 [25:23], \$156 [21:20], \$156 [16], \$156 [14], \$156 [12], \$156 [4], \$156 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$156 [296:295], \$156 [293], \$156 [289], \$156 [281:279], \$156 [277:273], \$156 [271], \$156 [268], \$156 [261:260], \$156 [258:257], \$156 [255], \$156 [252:250], \$156 [247], \$156 [245:244], \$156 [242], \$156 [240:237], \$156 [233:232], \$156 [226], \$156 [224:220], \$156 [218], \$156 [211:206], \$156 [204], \$156 [202:201], \$156 [199], \$156 [195:194], \$156 [192:191], \$156 [189:186], \$156 [182], \$156 [180:177], \$156 [173], \$156 [171:168], \$156 [162:161], \$156 [156], \$156 [154], \$156 [150:149], \$156 [147], \$156 [144:143], \$156 [139:138], \$156 [136:133], \$156 [123:122], \$156 [119], \$156 [117], \$156 [115:111], \$156 [108:106], \$156 [104:102], \$156 [98:95], \$156 [93], \$156 [91], \$156 [89], \$156 [81], \$156 [79:77], \$156 [75], \$156 [71], \$156 [68], \$156 [62], \$156 [57], \$156 [53], \$156 [50], \$156 [48], \$156 [46], \$156 [44], \$156 [41:40], \$156 [37:36], \$156 [32:31], \$156 [29:28], \$156 [26], \$156 [22], \$156 [19:17], \$156 [15], \$156 [13], \$156 [11:5], \$156 [3:2], \$156 [0] } = { i__payload[335:334], i__payload[332], i__payload[328], i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296], i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231:230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200], i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172], i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107], i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359:358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
-  assign \$158  = \$auto$rtlil.cc:2739:Not$4 ;
-  assign { \$159 [295], \$159 [293:291], \$159 [289:283], \$159 [279], \$159 [273], \$159 [271:270], \$159 [268:263], \$159 [260], \$159 [257], \$159 [255:254], \$159 [250:249], \$159 [247], \$159 [244], \$159 [242], \$159 [237:235], \$159 [232:228], \$159 [226], \$159 [220], \$159 [218:213], \$159 [206], \$159 [204], \$159 [201], \$159 [199:197], \$159 [194], \$159 [191], \$159 [186:184], \$159 [182], \$159 [177:175], \$159 [173], \$159 [168:164], \$159 [161:158], \$159 [156], \$159 [154:152], \$159 [149], \$159 [147:146], \$159 [143:141], \$159 [138], \$159 [133:125], \$159 [122:121], \$159 [119], \$159 [117], \$159 [111:110], \$159 [106], \$159 [102:100], \$159 [95], \$159 [93], \$159 [91], \$159 [89:83], \$159 [81], \$159 [77], \$159 [75:73], \$159 [71:70], \$159 [68:64], \$159 [62:59], \$159 [57:55], \$159 [53:52], \$159 [50], \$159 [48], \$159 [46], \$159 [44:43], \$159 [40:39], \$159 [36:34], \$159 [31], \$159 [28], \$159 [26:24], \$159 [22:21], \$159 [17], \$159 [15], \$159 [13], \$159 [5], \$159 [2], \$159 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$159 [296], \$159 [294], \$159 [290], \$159 [282:280], \$159 [278:274], \$159 [272], \$159 [269], \$159 [262:261], \$159 [259:258], \$159 [256], \$159 [253:251], \$159 [248], \$159 [246:245], \$159 [243], \$159 [241:238], \$159 [234:233], \$159 [227], \$159 [225:221], \$159 [219], \$159 [212:207], \$159 [205], \$159 [203:202], \$159 [200], \$159 [196:195], \$159 [193:192], \$159 [190:187], \$159 [183], \$159 [181:178], \$159 [174], \$159 [172:169], \$159 [163:162], \$159 [157], \$159 [155], \$159 [151:150], \$159 [148], \$159 [145:144], \$159 [140:139], \$159 [137:134], \$159 [124:123], \$159 [120], \$159 [118], \$159 [116:112], \$159 [109:107], \$159 [105:103], \$159 [99:96], \$159 [94], \$159 [92], \$159 [90], \$159 [82], \$159 [80:78], \$159 [76], \$159 [72], \$159 [69], \$159 [63], \$159 [58], \$159 [54], \$159 [51], \$159 [49], \$159 [47], \$159 [45], \$159 [42:41], \$159 [38:37], \$159 [33:32], \$159 [30:29], \$159 [27], \$159 [23], \$159 [20:18], \$159 [16], \$159 [14], \$159 [12:6], \$159 [4:3], \$159 [1] } = { i__payload[335], i__payload[333], i__payload[329], i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295], i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231], i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201], i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173], i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135], i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108], i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359], i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
-  assign \$161  = \$160 ;
-  assign { \$162 [296], \$162 [294:292], \$162 [290:284], \$162 [280], \$162 [274], \$162 [272:271], \$162 [269:264], \$162 [261], \$162 [258], \$162 [256:255], \$162 [251:250], \$162 [248], \$162 [245], \$162 [243], \$162 [238:236], \$162 [233:229], \$162 [227], \$162 [221], \$162 [219:214], \$162 [207], \$162 [205], \$162 [202], \$162 [200:198], \$162 [195], \$162 [192], \$162 [187:185], \$162 [183], \$162 [178:176], \$162 [174], \$162 [169:165], \$162 [162:159], \$162 [157], \$162 [155:153], \$162 [150], \$162 [148:147], \$162 [144:142], \$162 [139], \$162 [134:126], \$162 [123:122], \$162 [120], \$162 [118], \$162 [112:111], \$162 [107], \$162 [103:101], \$162 [96], \$162 [94], \$162 [92], \$162 [90:84], \$162 [82], \$162 [78], \$162 [76:74], \$162 [72:71], \$162 [69:65], \$162 [63:60], \$162 [58:56], \$162 [54:53], \$162 [51], \$162 [49], \$162 [47], \$162 [45:44], \$162 [41:40], \$162 [37:35], \$162 [32], \$162 [29], \$162 [27:25], \$162 [23:22], \$162 [18], \$162 [16], \$162 [14], \$162 [6], \$162 [3], \$162 [1:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$162 [295], \$162 [291], \$162 [283:281], \$162 [279:275], \$162 [273], \$162 [270], \$162 [263:262], \$162 [260:259], \$162 [257], \$162 [254:252], \$162 [249], \$162 [247:246], \$162 [244], \$162 [242:239], \$162 [235:234], \$162 [228], \$162 [226:222], \$162 [220], \$162 [213:208], \$162 [206], \$162 [204:203], \$162 [201], \$162 [197:196], \$162 [194:193], \$162 [191:188], \$162 [184], \$162 [182:179], \$162 [175], \$162 [173:170], \$162 [164:163], \$162 [158], \$162 [156], \$162 [152:151], \$162 [149], \$162 [146:145], \$162 [141:140], \$162 [138:135], \$162 [125:124], \$162 [121], \$162 [119], \$162 [117:113], \$162 [110:108], \$162 [106:104], \$162 [100:97], \$162 [95], \$162 [93], \$162 [91], \$162 [83], \$162 [81:79], \$162 [77], \$162 [73], \$162 [70], \$162 [64], \$162 [59], \$162 [55], \$162 [52], \$162 [50], \$162 [48], \$162 [46], \$162 [43:42], \$162 [39:38], \$162 [34:33], \$162 [31:30], \$162 [28], \$162 [24], \$162 [21:19], \$162 [17], \$162 [15], \$162 [13:7], \$162 [5:4], \$162 [2] } = { i__payload[334], i__payload[330], i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296], i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232], i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202], i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174], i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136], i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103], i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360], i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
-  assign \$164  = \$163 ;
-  assign { \$165 [295:293], \$165 [291:285], \$165 [281], \$165 [275], \$165 [273:272], \$165 [270:265], \$165 [262], \$165 [259], \$165 [257:256], \$165 [252:251], \$165 [249], \$165 [246], \$165 [244], \$165 [239:237], \$165 [234:230], \$165 [228], \$165 [222], \$165 [220:215], \$165 [208], \$165 [206], \$165 [203], \$165 [201:199], \$165 [196], \$165 [193], \$165 [188:186], \$165 [184], \$165 [179:177], \$165 [175], \$165 [170:166], \$165 [163:160], \$165 [158], \$165 [156:154], \$165 [151], \$165 [149:148], \$165 [145:143], \$165 [140], \$165 [135:127], \$165 [124:123], \$165 [121], \$165 [119], \$165 [113:112], \$165 [108], \$165 [104:102], \$165 [97], \$165 [95], \$165 [93], \$165 [91:85], \$165 [83], \$165 [79], \$165 [77:75], \$165 [73:72], \$165 [70:66], \$165 [64:61], \$165 [59:57], \$165 [55:54], \$165 [52], \$165 [50], \$165 [48], \$165 [46:45], \$165 [42:41], \$165 [38:36], \$165 [33], \$165 [30], \$165 [28:26], \$165 [24:23], \$165 [19], \$165 [17], \$165 [15], \$165 [7], \$165 [4], \$165 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$165 [296], \$165 [292], \$165 [284:282], \$165 [280:276], \$165 [274], \$165 [271], \$165 [264:263], \$165 [261:260], \$165 [258], \$165 [255:253], \$165 [250], \$165 [248:247], \$165 [245], \$165 [243:240], \$165 [236:235], \$165 [229], \$165 [227:223], \$165 [221], \$165 [214:209], \$165 [207], \$165 [205:204], \$165 [202], \$165 [198:197], \$165 [195:194], \$165 [192:189], \$165 [185], \$165 [183:180], \$165 [176], \$165 [174:171], \$165 [165:164], \$165 [159], \$165 [157], \$165 [153:152], \$165 [150], \$165 [147:146], \$165 [142:141], \$165 [139:136], \$165 [126:125], \$165 [122], \$165 [120], \$165 [118:114], \$165 [111:109], \$165 [107:105], \$165 [101:98], \$165 [96], \$165 [94], \$165 [92], \$165 [84], \$165 [82:80], \$165 [78], \$165 [74], \$165 [71], \$165 [65], \$165 [60], \$165 [56], \$165 [53], \$165 [51], \$165 [49], \$165 [47], \$165 [44:43], \$165 [40:39], \$165 [35:34], \$165 [32:31], \$165 [29], \$165 [25], \$165 [22:20], \$165 [18], \$165 [16], \$165 [14:8], \$165 [6:5], \$165 [3] } = { i__payload[335], i__payload[331], i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297], i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203], i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175], i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135], i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104], i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359:358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
-  assign \$167  = \$auto$rtlil.cc:2739:Not$6 ;
-  assign { \$168 [296:294], \$168 [292:286], \$168 [282], \$168 [276], \$168 [274:273], \$168 [271:266], \$168 [263], \$168 [260], \$168 [258:257], \$168 [253:252], \$168 [250], \$168 [247], \$168 [245], \$168 [240:238], \$168 [235:231], \$168 [229], \$168 [223], \$168 [221:216], \$168 [209], \$168 [207], \$168 [204], \$168 [202:200], \$168 [197], \$168 [194], \$168 [189:187], \$168 [185], \$168 [180:178], \$168 [176], \$168 [171:167], \$168 [164:161], \$168 [159], \$168 [157:155], \$168 [152], \$168 [150:149], \$168 [146:144], \$168 [141], \$168 [136:128], \$168 [125:124], \$168 [122], \$168 [120], \$168 [114:113], \$168 [109], \$168 [105:103], \$168 [98], \$168 [96], \$168 [94], \$168 [92:86], \$168 [84], \$168 [80], \$168 [78:76], \$168 [74:73], \$168 [71:67], \$168 [65:62], \$168 [60:58], \$168 [56:55], \$168 [53], \$168 [51], \$168 [49], \$168 [47:46], \$168 [43:42], \$168 [39:37], \$168 [34], \$168 [31], \$168 [29:27], \$168 [25:24], \$168 [20], \$168 [18], \$168 [16], \$168 [8], \$168 [5], \$168 [3:1] } = 156'h000000000000000000000000000000000000000;
-  assign { \$168 [293], \$168 [285:283], \$168 [281:277], \$168 [275], \$168 [272], \$168 [265:264], \$168 [262:261], \$168 [259], \$168 [256:254], \$168 [251], \$168 [249:248], \$168 [246], \$168 [244:241], \$168 [237:236], \$168 [230], \$168 [228:224], \$168 [222], \$168 [215:210], \$168 [208], \$168 [206:205], \$168 [203], \$168 [199:198], \$168 [196:195], \$168 [193:190], \$168 [186], \$168 [184:181], \$168 [177], \$168 [175:172], \$168 [166:165], \$168 [160], \$168 [158], \$168 [154:153], \$168 [151], \$168 [148:147], \$168 [143:142], \$168 [140:137], \$168 [127:126], \$168 [123], \$168 [121], \$168 [119:115], \$168 [112:110], \$168 [108:106], \$168 [102:99], \$168 [97], \$168 [95], \$168 [93], \$168 [85], \$168 [83:81], \$168 [79], \$168 [75], \$168 [72], \$168 [66], \$168 [61], \$168 [57], \$168 [54], \$168 [52], \$168 [50], \$168 [48], \$168 [45:44], \$168 [41:40], \$168 [36:35], \$168 [33:32], \$168 [30], \$168 [26], \$168 [23:21], \$168 [19], \$168 [17], \$168 [15:9], \$168 [7:6], \$168 [4], \$168 [0] } = { i__payload[332], i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263], i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199], i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176], i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136], i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105], i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359], i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
-  assign \$170  = \$auto$rtlil.cc:2739:Not$8 ;
-  assign { \$171 [296], \$171 [294:293], \$171 [291:289], \$171 [287], \$171 [283], \$171 [280:276], \$171 [273], \$171 [271], \$171 [269:268], \$171 [264], \$171 [261:260], \$171 [258:256], \$171 [253], \$171 [250:248], \$171 [244:243], \$171 [240], \$171 [238:237], \$171 [235:233], \$171 [231:230], \$171 [225:223], \$171 [218], \$171 [209], \$171 [207:206], \$171 [202], \$171 [200], \$171 [195:193], \$171 [191], \$171 [189], \$171 [187], \$171 [185], \$171 [180], \$171 [178], \$171 [176], \$171 [171], \$171 [167], \$171 [165:161], \$171 [158:155], \$171 [151:147], \$171 [145], \$171 [143], \$171 [138], \$171 [136], \$171 [131:129], \$171 [126:125], \$171 [123:122], \$171 [118], \$171 [116:115], \$171 [113:111], \$171 [107], \$171 [104:101], \$171 [99], \$171 [96], \$171 [94:93], \$171 [91], \$171 [89], \$171 [87], \$171 [85], \$171 [81:79], \$171 [76:75], \$171 [72:71], \$171 [69:63], \$171 [60:59], \$171 [57], \$171 [54], \$171 [50:48], \$171 [45:44], \$171 [38], \$171 [36], \$171 [32:31], \$171 [29], \$171 [27:26], \$171 [19:18], \$171 [16], \$171 [14], \$171 [12], \$171 [10], \$171 [8:7], \$171 [5], \$171 [3], \$171 [1] } = 143'h000000000000000000000000000000000000;
-  assign { \$171 [295], \$171 [292], \$171 [288], \$171 [286:284], \$171 [282:281], \$171 [275:274], \$171 [272], \$171 [270], \$171 [267:265], \$171 [263:262], \$171 [259], \$171 [255:254], \$171 [252:251], \$171 [247:245], \$171 [242:241], \$171 [239], \$171 [236], \$171 [232], \$171 [229:226], \$171 [222:219], \$171 [217:210], \$171 [208], \$171 [205:203], \$171 [201], \$171 [199:196], \$171 [192], \$171 [190], \$171 [188], \$171 [186], \$171 [184:181], \$171 [179], \$171 [177], \$171 [175:172], \$171 [170:168], \$171 [166], \$171 [160:159], \$171 [154:152], \$171 [146], \$171 [144], \$171 [142:139], \$171 [137], \$171 [135:132], \$171 [128:127], \$171 [124], \$171 [121:119], \$171 [117], \$171 [114], \$171 [110:108], \$171 [106:105], \$171 [100], \$171 [98:97], \$171 [95], \$171 [92], \$171 [90], \$171 [88], \$171 [86], \$171 [84:82], \$171 [78:77], \$171 [74:73], \$171 [70], \$171 [62:61], \$171 [58], \$171 [56:55], \$171 [53:51], \$171 [47:46], \$171 [43:39], \$171 [37], \$171 [35:33], \$171 [30], \$171 [28], \$171 [25:20], \$171 [17], \$171 [15], \$171 [13], \$171 [11], \$171 [9], \$171 [6], \$171 [4], \$171 [2], \$171 [0] } = { i__payload[334], i__payload[331], i__payload[327], i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298], i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265], i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231], i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199:198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167:166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136], i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109], i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360], i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
-  assign \$173  = \$172 ;
-  assign { \$174 [295:294], \$174 [292:290], \$174 [288], \$174 [284], \$174 [281:277], \$174 [274], \$174 [272], \$174 [270:269], \$174 [265], \$174 [262:261], \$174 [259:257], \$174 [254], \$174 [251:249], \$174 [245:244], \$174 [241], \$174 [239:238], \$174 [236:234], \$174 [232:231], \$174 [226:224], \$174 [219], \$174 [210], \$174 [208:207], \$174 [203], \$174 [201], \$174 [196:194], \$174 [192], \$174 [190], \$174 [188], \$174 [186], \$174 [181], \$174 [179], \$174 [177], \$174 [172], \$174 [168], \$174 [166:162], \$174 [159:156], \$174 [152:148], \$174 [146], \$174 [144], \$174 [139], \$174 [137], \$174 [132:130], \$174 [127:126], \$174 [124:123], \$174 [119], \$174 [117:116], \$174 [114:112], \$174 [108], \$174 [105:102], \$174 [100], \$174 [97], \$174 [95:94], \$174 [92], \$174 [90], \$174 [88], \$174 [86], \$174 [82:80], \$174 [77:76], \$174 [73:72], \$174 [70:64], \$174 [61:60], \$174 [58], \$174 [55], \$174 [51:49], \$174 [46:45], \$174 [39], \$174 [37], \$174 [33:32], \$174 [30], \$174 [28:27], \$174 [20:19], \$174 [17], \$174 [15], \$174 [13], \$174 [11], \$174 [9:8], \$174 [6], \$174 [4], \$174 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$174 [296], \$174 [293], \$174 [289], \$174 [287:285], \$174 [283:282], \$174 [276:275], \$174 [273], \$174 [271], \$174 [268:266], \$174 [264:263], \$174 [260], \$174 [256:255], \$174 [253:252], \$174 [248:246], \$174 [243:242], \$174 [240], \$174 [237], \$174 [233], \$174 [230:227], \$174 [223:220], \$174 [218:211], \$174 [209], \$174 [206:204], \$174 [202], \$174 [200:197], \$174 [193], \$174 [191], \$174 [189], \$174 [187], \$174 [185:182], \$174 [180], \$174 [178], \$174 [176:173], \$174 [171:169], \$174 [167], \$174 [161:160], \$174 [155:153], \$174 [147], \$174 [145], \$174 [143:140], \$174 [138], \$174 [136:133], \$174 [129:128], \$174 [125], \$174 [122:120], \$174 [118], \$174 [115], \$174 [111:109], \$174 [107:106], \$174 [101], \$174 [99:98], \$174 [96], \$174 [93], \$174 [91], \$174 [89], \$174 [87], \$174 [85:83], \$174 [79:78], \$174 [75:74], \$174 [71], \$174 [63:62], \$174 [59], \$174 [57:56], \$174 [54:52], \$174 [48:47], \$174 [44:40], \$174 [38], \$174 [36:34], \$174 [31], \$174 [29], \$174 [26:21], \$174 [18], \$174 [16], \$174 [14], \$174 [12], \$174 [10], \$174 [7], \$174 [5], \$174 [3], \$174 [1:0] } = { i__payload[335], i__payload[332], i__payload[328], i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295:294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266], i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232], i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199], i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167], i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135], i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110], i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361], i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
-  assign \$176  = \$auto$rtlil.cc:2739:Not$10 ;
+  assign \$108  = 11'h000;
+  assign \$109 [10:1] = 10'h000;
+  assign \$109 [0] = free_stash[1];
+  assign \$110  = { 10'h000, free_stash[1] };
+  assign { \$111 [10:2], \$111 [0] } = 10'h000;
+  assign \$111 [1] = free_stash[2];
+  assign \$112 [10:2] = 9'h000;
+  assign \$112 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$115 [10:3], \$115 [1:0] } = 10'h000;
+  assign \$115 [2] = free_stash[4];
+  assign { \$116 [10:3], \$116 [1] } = 9'h000;
+  assign { \$116 [2], \$116 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$118 [10:3], \$118 [0] } = 9'h000;
+  assign \$118 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$119 [10:3] = 8'h00;
+  assign \$119 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign { \$161 [293], \$161 [291:289], \$161 [287:281], \$161 [277], \$161 [271], \$161 [269:268], \$161 [266:261], \$161 [258], \$161 [255], \$161 [253:252], \$161 [248:247], \$161 [245], \$161 [242], \$161 [240], \$161 [235:233], \$161 [230:226], \$161 [224], \$161 [218], \$161 [216:211], \$161 [204], \$161 [202], \$161 [199], \$161 [197:195], \$161 [192], \$161 [189], \$161 [184:182], \$161 [180], \$161 [175:173], \$161 [171], \$161 [166:162], \$161 [159:156], \$161 [154], \$161 [152:150], \$161 [147], \$161 [145:144], \$161 [141:139], \$161 [136], \$161 [131:123], \$161 [120:119], \$161 [117], \$161 [115], \$161 [109:108], \$161 [104], \$161 [100:98], \$161 [93], \$161 [91], \$161 [89], \$161 [87:81], \$161 [79], \$161 [75], \$161 [73:71], \$161 [69:68], \$161 [66:62], \$161 [60:57], \$161 [55:53], \$161 [51:50], \$161 [48], \$161 [46], \$161 [44], \$161 [42:41], \$161 [38:37], \$161 [34:32], \$161 [29], \$161 [26], \$161 [24:22], \$161 [20:19], \$161 [15], \$161 [13], \$161 [11], \$161 [3], \$161 [0] } = 154'h000000000000000000000000000000000000000;
+  assign { \$161 [295:294], \$161 [292], \$161 [288], \$161 [280:278], \$161 [276:272], \$161 [270], \$161 [267], \$161 [260:259], \$161 [257:256], \$161 [254], \$161 [251:249], \$161 [246], \$161 [244:243], \$161 [241], \$161 [239:236], \$161 [232:231], \$161 [225], \$161 [223:219], \$161 [217], \$161 [210:205], \$161 [203], \$161 [201:200], \$161 [198], \$161 [194:193], \$161 [191:190], \$161 [188:185], \$161 [181], \$161 [179:176], \$161 [172], \$161 [170:167], \$161 [161:160], \$161 [155], \$161 [153], \$161 [149:148], \$161 [146], \$161 [143:142], \$161 [138:137], \$161 [135:132], \$161 [122:121], \$161 [118], \$161 [116], \$161 [114:110], \$161 [107:105], \$161 [103:101], \$161 [97:94], \$161 [92], \$161 [90], \$161 [88], \$161 [80], \$161 [78:76], \$161 [74], \$161 [70], \$161 [67], \$161 [61], \$161 [56], \$161 [52], \$161 [49], \$161 [47], \$161 [45], \$161 [43], \$161 [40:39], \$161 [36:35], \$161 [31:30], \$161 [28:27], \$161 [25], \$161 [21], \$161 [18:16], \$161 [14], \$161 [12], \$161 [10:4], \$161 [2:1] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
+  assign \$163  = \$auto$rtlil.cc:2739:Not$2 ;
+  assign { \$164 [294], \$164 [292:290], \$164 [288:282], \$164 [278], \$164 [272], \$164 [270:269], \$164 [267:262], \$164 [259], \$164 [256], \$164 [254:253], \$164 [249:248], \$164 [246], \$164 [243], \$164 [241], \$164 [236:234], \$164 [231:227], \$164 [225], \$164 [219], \$164 [217:212], \$164 [205], \$164 [203], \$164 [200], \$164 [198:196], \$164 [193], \$164 [190], \$164 [185:183], \$164 [181], \$164 [176:174], \$164 [172], \$164 [167:163], \$164 [160:157], \$164 [155], \$164 [153:151], \$164 [148], \$164 [146:145], \$164 [142:140], \$164 [137], \$164 [132:124], \$164 [121:120], \$164 [118], \$164 [116], \$164 [110:109], \$164 [105], \$164 [101:99], \$164 [94], \$164 [92], \$164 [90], \$164 [88:82], \$164 [80], \$164 [76], \$164 [74:72], \$164 [70:69], \$164 [67:63], \$164 [61:58], \$164 [56:54], \$164 [52:51], \$164 [49], \$164 [47], \$164 [45], \$164 [43:42], \$164 [39:38], \$164 [35:33], \$164 [30], \$164 [27], \$164 [25:23], \$164 [21:20], \$164 [16], \$164 [14], \$164 [12], \$164 [4], \$164 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$164 [296:295], \$164 [293], \$164 [289], \$164 [281:279], \$164 [277:273], \$164 [271], \$164 [268], \$164 [261:260], \$164 [258:257], \$164 [255], \$164 [252:250], \$164 [247], \$164 [245:244], \$164 [242], \$164 [240:237], \$164 [233:232], \$164 [226], \$164 [224:220], \$164 [218], \$164 [211:206], \$164 [204], \$164 [202:201], \$164 [199], \$164 [195:194], \$164 [192:191], \$164 [189:186], \$164 [182], \$164 [180:177], \$164 [173], \$164 [171:168], \$164 [162:161], \$164 [156], \$164 [154], \$164 [150:149], \$164 [147], \$164 [144:143], \$164 [139:138], \$164 [136:133], \$164 [123:122], \$164 [119], \$164 [117], \$164 [115:111], \$164 [108:106], \$164 [104:102], \$164 [98:95], \$164 [93], \$164 [91], \$164 [89], \$164 [81], \$164 [79:77], \$164 [75], \$164 [71], \$164 [68], \$164 [62], \$164 [57], \$164 [53], \$164 [50], \$164 [48], \$164 [46], \$164 [44], \$164 [41:40], \$164 [37:36], \$164 [32:31], \$164 [29:28], \$164 [26], \$164 [22], \$164 [19:17], \$164 [15], \$164 [13], \$164 [11:5], \$164 [3:2], \$164 [0] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
+  assign \$166  = \$auto$rtlil.cc:2739:Not$4 ;
+  assign { \$167 [295], \$167 [293:291], \$167 [289:283], \$167 [279], \$167 [273], \$167 [271:270], \$167 [268:263], \$167 [260], \$167 [257], \$167 [255:254], \$167 [250:249], \$167 [247], \$167 [244], \$167 [242], \$167 [237:235], \$167 [232:228], \$167 [226], \$167 [220], \$167 [218:213], \$167 [206], \$167 [204], \$167 [201], \$167 [199:197], \$167 [194], \$167 [191], \$167 [186:184], \$167 [182], \$167 [177:175], \$167 [173], \$167 [168:164], \$167 [161:158], \$167 [156], \$167 [154:152], \$167 [149], \$167 [147:146], \$167 [143:141], \$167 [138], \$167 [133:125], \$167 [122:121], \$167 [119], \$167 [117], \$167 [111:110], \$167 [106], \$167 [102:100], \$167 [95], \$167 [93], \$167 [91], \$167 [89:83], \$167 [81], \$167 [77], \$167 [75:73], \$167 [71:70], \$167 [68:64], \$167 [62:59], \$167 [57:55], \$167 [53:52], \$167 [50], \$167 [48], \$167 [46], \$167 [44:43], \$167 [40:39], \$167 [36:34], \$167 [31], \$167 [28], \$167 [26:24], \$167 [22:21], \$167 [17], \$167 [15], \$167 [13], \$167 [5], \$167 [2], \$167 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$167 [296], \$167 [294], \$167 [290], \$167 [282:280], \$167 [278:274], \$167 [272], \$167 [269], \$167 [262:261], \$167 [259:258], \$167 [256], \$167 [253:251], \$167 [248], \$167 [246:245], \$167 [243], \$167 [241:238], \$167 [234:233], \$167 [227], \$167 [225:221], \$167 [219], \$167 [212:207], \$167 [205], \$167 [203:202], \$167 [200], \$167 [196:195], \$167 [193:192], \$167 [190:187], \$167 [183], \$167 [181:178], \$167 [174], \$167 [172:169], \$167 [163:162], \$167 [157], \$167 [155], \$167 [151:150], \$167 [148], \$167 [145:144], \$167 [140:139], \$167 [137:134], \$167 [124:123], \$167 [120], \$167 [118], \$167 [116:112], \$167 [109:107], \$167 [105:103], \$167 [99:96], \$167 [94], \$167 [92], \$167 [90], \$167 [82], \$167 [80:78], \$167 [76], \$167 [72], \$167 [69], \$167 [63], \$167 [58], \$167 [54], \$167 [51], \$167 [49], \$167 [47], \$167 [45], \$167 [42:41], \$167 [38:37], \$167 [33:32], \$167 [30:29], \$167 [27], \$167 [23], \$167 [20:18], \$167 [16], \$167 [14], \$167 [12:6], \$167 [4:3], \$167 [1] } = { 123'h0000000000000000000000000000000, i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
+  assign \$169  = \$168 ;
+  assign { \$170 [294:292], \$170 [290:284], \$170 [280], \$170 [274], \$170 [272:271], \$170 [269:264], \$170 [261], \$170 [258], \$170 [256:255], \$170 [251:250], \$170 [248], \$170 [245], \$170 [243], \$170 [238:236], \$170 [233:229], \$170 [227], \$170 [221], \$170 [219:214], \$170 [207], \$170 [205], \$170 [202], \$170 [200:198], \$170 [195], \$170 [192], \$170 [187:185], \$170 [183], \$170 [178:176], \$170 [174], \$170 [169:165], \$170 [162:159], \$170 [157], \$170 [155:153], \$170 [150], \$170 [148:147], \$170 [144:142], \$170 [139], \$170 [134:126], \$170 [123:122], \$170 [120], \$170 [118], \$170 [112:111], \$170 [107], \$170 [103:101], \$170 [96], \$170 [94], \$170 [92], \$170 [90:84], \$170 [82], \$170 [78], \$170 [76:74], \$170 [72:71], \$170 [69:65], \$170 [63:60], \$170 [58:56], \$170 [54:53], \$170 [51], \$170 [49], \$170 [47], \$170 [45:44], \$170 [41:40], \$170 [37:35], \$170 [32], \$170 [29], \$170 [27:25], \$170 [23:22], \$170 [18], \$170 [16], \$170 [14], \$170 [6], \$170 [3], \$170 [1:0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$170 [295], \$170 [291], \$170 [283:281], \$170 [279:275], \$170 [273], \$170 [270], \$170 [263:262], \$170 [260:259], \$170 [257], \$170 [254:252], \$170 [249], \$170 [247:246], \$170 [244], \$170 [242:239], \$170 [235:234], \$170 [228], \$170 [226:222], \$170 [220], \$170 [213:208], \$170 [206], \$170 [204:203], \$170 [201], \$170 [197:196], \$170 [194:193], \$170 [191:188], \$170 [184], \$170 [182:179], \$170 [175], \$170 [173:170], \$170 [164:163], \$170 [158], \$170 [156], \$170 [152:151], \$170 [149], \$170 [146:145], \$170 [141:140], \$170 [138:135], \$170 [125:124], \$170 [121], \$170 [119], \$170 [117:113], \$170 [110:108], \$170 [106:104], \$170 [100:97], \$170 [95], \$170 [93], \$170 [91], \$170 [83], \$170 [81:79], \$170 [77], \$170 [73], \$170 [70], \$170 [64], \$170 [59], \$170 [55], \$170 [52], \$170 [50], \$170 [48], \$170 [46], \$170 [43:42], \$170 [39:38], \$170 [34:33], \$170 [31:30], \$170 [28], \$170 [24], \$170 [21:19], \$170 [17], \$170 [15], \$170 [13:7], \$170 [5:4], \$170 [2] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
+  assign \$172  = \$171 ;
+  assign { \$173 [295:293], \$173 [291:285], \$173 [281], \$173 [275], \$173 [273:272], \$173 [270:265], \$173 [262], \$173 [259], \$173 [257:256], \$173 [252:251], \$173 [249], \$173 [246], \$173 [244], \$173 [239:237], \$173 [234:230], \$173 [228], \$173 [222], \$173 [220:215], \$173 [208], \$173 [206], \$173 [203], \$173 [201:199], \$173 [196], \$173 [193], \$173 [188:186], \$173 [184], \$173 [179:177], \$173 [175], \$173 [170:166], \$173 [163:160], \$173 [158], \$173 [156:154], \$173 [151], \$173 [149:148], \$173 [145:143], \$173 [140], \$173 [135:127], \$173 [124:123], \$173 [121], \$173 [119], \$173 [113:112], \$173 [108], \$173 [104:102], \$173 [97], \$173 [95], \$173 [93], \$173 [91:85], \$173 [83], \$173 [79], \$173 [77:75], \$173 [73:72], \$173 [70:66], \$173 [64:61], \$173 [59:57], \$173 [55:54], \$173 [52], \$173 [50], \$173 [48], \$173 [46:45], \$173 [42:41], \$173 [38:36], \$173 [33], \$173 [30], \$173 [28:26], \$173 [24:23], \$173 [19], \$173 [17], \$173 [15], \$173 [7], \$173 [4], \$173 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$173 [296], \$173 [292], \$173 [284:282], \$173 [280:276], \$173 [274], \$173 [271], \$173 [264:263], \$173 [261:260], \$173 [258], \$173 [255:253], \$173 [250], \$173 [248:247], \$173 [245], \$173 [243:240], \$173 [236:235], \$173 [229], \$173 [227:223], \$173 [221], \$173 [214:209], \$173 [207], \$173 [205:204], \$173 [202], \$173 [198:197], \$173 [195:194], \$173 [192:189], \$173 [185], \$173 [183:180], \$173 [176], \$173 [174:171], \$173 [165:164], \$173 [159], \$173 [157], \$173 [153:152], \$173 [150], \$173 [147:146], \$173 [142:141], \$173 [139:136], \$173 [126:125], \$173 [122], \$173 [120], \$173 [118:114], \$173 [111:109], \$173 [107:105], \$173 [101:98], \$173 [96], \$173 [94], \$173 [92], \$173 [84], \$173 [82:80], \$173 [78], \$173 [74], \$173 [71], \$173 [65], \$173 [60], \$173 [56], \$173 [53], \$173 [51], \$173 [49], \$173 [47], \$173 [44:43], \$173 [40:39], \$173 [35:34], \$173 [32:31], \$173 [29], \$173 [25], \$173 [22:20], \$173 [18], \$173 [16], \$173 [14:8], \$173 [6:5], \$173 [3] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
+  assign \$175  = \$auto$rtlil.cc:2739:Not$6 ;
+  assign { \$176 [292:286], \$176 [282], \$176 [276], \$176 [274:273], \$176 [271:266], \$176 [263], \$176 [260], \$176 [258:257], \$176 [253:252], \$176 [250], \$176 [247], \$176 [245], \$176 [240:238], \$176 [235:231], \$176 [229], \$176 [223], \$176 [221:216], \$176 [209], \$176 [207], \$176 [204], \$176 [202:200], \$176 [197], \$176 [194], \$176 [189:187], \$176 [185], \$176 [180:178], \$176 [176], \$176 [171:167], \$176 [164:161], \$176 [159], \$176 [157:155], \$176 [152], \$176 [150:149], \$176 [146:144], \$176 [141], \$176 [136:128], \$176 [125:124], \$176 [122], \$176 [120], \$176 [114:113], \$176 [109], \$176 [105:103], \$176 [98], \$176 [96], \$176 [94], \$176 [92:86], \$176 [84], \$176 [80], \$176 [78:76], \$176 [74:73], \$176 [71:67], \$176 [65:62], \$176 [60:58], \$176 [56:55], \$176 [53], \$176 [51], \$176 [49], \$176 [47:46], \$176 [43:42], \$176 [39:37], \$176 [34], \$176 [31], \$176 [29:27], \$176 [25:24], \$176 [20], \$176 [18], \$176 [16], \$176 [8], \$176 [5], \$176 [3:1] } = 153'h000000000000000000000000000000000000000;
+  assign { \$176 [293], \$176 [285:283], \$176 [281:277], \$176 [275], \$176 [272], \$176 [265:264], \$176 [262:261], \$176 [259], \$176 [256:254], \$176 [251], \$176 [249:248], \$176 [246], \$176 [244:241], \$176 [237:236], \$176 [230], \$176 [228:224], \$176 [222], \$176 [215:210], \$176 [208], \$176 [206:205], \$176 [203], \$176 [199:198], \$176 [196:195], \$176 [193:190], \$176 [186], \$176 [184:181], \$176 [177], \$176 [175:172], \$176 [166:165], \$176 [160], \$176 [158], \$176 [154:153], \$176 [151], \$176 [148:147], \$176 [143:142], \$176 [140:137], \$176 [127:126], \$176 [123], \$176 [121], \$176 [119:115], \$176 [112:110], \$176 [108:106], \$176 [102:99], \$176 [97], \$176 [95], \$176 [93], \$176 [85], \$176 [83:81], \$176 [79], \$176 [75], \$176 [72], \$176 [66], \$176 [61], \$176 [57], \$176 [54], \$176 [52], \$176 [50], \$176 [48], \$176 [45:44], \$176 [41:40], \$176 [36:35], \$176 [33:32], \$176 [30], \$176 [26], \$176 [23:21], \$176 [19], \$176 [17], \$176 [15:9], \$176 [7:6], \$176 [4], \$176 [0] } = { 123'h0000000000000000000000000000000, i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
+  assign \$178  = \$auto$rtlil.cc:2739:Not$8 ;
+  assign { \$179 [294:293], \$179 [291:289], \$179 [287], \$179 [283], \$179 [280:276], \$179 [273], \$179 [271], \$179 [269:268], \$179 [264], \$179 [261:260], \$179 [258:256], \$179 [253], \$179 [250:248], \$179 [244:243], \$179 [240], \$179 [238:237], \$179 [235:233], \$179 [231:230], \$179 [225:223], \$179 [218], \$179 [209], \$179 [207:206], \$179 [202], \$179 [200], \$179 [195:193], \$179 [191], \$179 [189], \$179 [187], \$179 [185], \$179 [180], \$179 [178], \$179 [176], \$179 [171], \$179 [167], \$179 [165:161], \$179 [158:155], \$179 [151:147], \$179 [145], \$179 [143], \$179 [138], \$179 [136], \$179 [131:129], \$179 [126:125], \$179 [123:122], \$179 [118], \$179 [116:115], \$179 [113:111], \$179 [107], \$179 [104:101], \$179 [99], \$179 [96], \$179 [94:93], \$179 [91], \$179 [89], \$179 [87], \$179 [85], \$179 [81:79], \$179 [76:75], \$179 [72:71], \$179 [69:63], \$179 [60:59], \$179 [57], \$179 [54], \$179 [50:48], \$179 [45:44], \$179 [38], \$179 [36], \$179 [32:31], \$179 [29], \$179 [27:26], \$179 [19:18], \$179 [16], \$179 [14], \$179 [12], \$179 [10], \$179 [8:7], \$179 [5], \$179 [3], \$179 [1] } = 142'h000000000000000000000000000000000000;
+  assign { \$179 [295], \$179 [292], \$179 [288], \$179 [286:284], \$179 [282:281], \$179 [275:274], \$179 [272], \$179 [270], \$179 [267:265], \$179 [263:262], \$179 [259], \$179 [255:254], \$179 [252:251], \$179 [247:245], \$179 [242:241], \$179 [239], \$179 [236], \$179 [232], \$179 [229:226], \$179 [222:219], \$179 [217:210], \$179 [208], \$179 [205:203], \$179 [201], \$179 [199:196], \$179 [192], \$179 [190], \$179 [188], \$179 [186], \$179 [184:181], \$179 [179], \$179 [177], \$179 [175:172], \$179 [170:168], \$179 [166], \$179 [160:159], \$179 [154:152], \$179 [146], \$179 [144], \$179 [142:139], \$179 [137], \$179 [135:132], \$179 [128:127], \$179 [124], \$179 [121:119], \$179 [117], \$179 [114], \$179 [110:108], \$179 [106:105], \$179 [100], \$179 [98:97], \$179 [95], \$179 [92], \$179 [90], \$179 [88], \$179 [86], \$179 [84:82], \$179 [78:77], \$179 [74:73], \$179 [70], \$179 [62:61], \$179 [58], \$179 [56:55], \$179 [53:51], \$179 [47:46], \$179 [43:39], \$179 [37], \$179 [35:33], \$179 [30], \$179 [28], \$179 [25:20], \$179 [17], \$179 [15], \$179 [13], \$179 [11], \$179 [9], \$179 [6], \$179 [4], \$179 [2], \$179 [0] } = { 137'h00000000000000000000000000000000000, i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
+  assign \$181  = \$180 ;
+  assign { \$182 [295:294], \$182 [292:290], \$182 [288], \$182 [284], \$182 [281:277], \$182 [274], \$182 [272], \$182 [270:269], \$182 [265], \$182 [262:261], \$182 [259:257], \$182 [254], \$182 [251:249], \$182 [245:244], \$182 [241], \$182 [239:238], \$182 [236:234], \$182 [232:231], \$182 [226:224], \$182 [219], \$182 [210], \$182 [208:207], \$182 [203], \$182 [201], \$182 [196:194], \$182 [192], \$182 [190], \$182 [188], \$182 [186], \$182 [181], \$182 [179], \$182 [177], \$182 [172], \$182 [168], \$182 [166:162], \$182 [159:156], \$182 [152:148], \$182 [146], \$182 [144], \$182 [139], \$182 [137], \$182 [132:130], \$182 [127:126], \$182 [124:123], \$182 [119], \$182 [117:116], \$182 [114:112], \$182 [108], \$182 [105:102], \$182 [100], \$182 [97], \$182 [95:94], \$182 [92], \$182 [90], \$182 [88], \$182 [86], \$182 [82:80], \$182 [77:76], \$182 [73:72], \$182 [70:64], \$182 [61:60], \$182 [58], \$182 [55], \$182 [51:49], \$182 [46:45], \$182 [39], \$182 [37], \$182 [33:32], \$182 [30], \$182 [28:27], \$182 [20:19], \$182 [17], \$182 [15], \$182 [13], \$182 [11], \$182 [9:8], \$182 [6], \$182 [4], \$182 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$182 [296], \$182 [293], \$182 [289], \$182 [287:285], \$182 [283:282], \$182 [276:275], \$182 [273], \$182 [271], \$182 [268:266], \$182 [264:263], \$182 [260], \$182 [256:255], \$182 [253:252], \$182 [248:246], \$182 [243:242], \$182 [240], \$182 [237], \$182 [233], \$182 [230:227], \$182 [223:220], \$182 [218:211], \$182 [209], \$182 [206:204], \$182 [202], \$182 [200:197], \$182 [193], \$182 [191], \$182 [189], \$182 [187], \$182 [185:182], \$182 [180], \$182 [178], \$182 [176:173], \$182 [171:169], \$182 [167], \$182 [161:160], \$182 [155:153], \$182 [147], \$182 [145], \$182 [143:140], \$182 [138], \$182 [136:133], \$182 [129:128], \$182 [125], \$182 [122:120], \$182 [118], \$182 [115], \$182 [111:109], \$182 [107:106], \$182 [101], \$182 [99:98], \$182 [96], \$182 [93], \$182 [91], \$182 [89], \$182 [87], \$182 [85:83], \$182 [79:78], \$182 [75:74], \$182 [71], \$182 [63:62], \$182 [59], \$182 [57:56], \$182 [54:52], \$182 [48:47], \$182 [44:40], \$182 [38], \$182 [36:34], \$182 [31], \$182 [29], \$182 [26:21], \$182 [18], \$182 [16], \$182 [14], \$182 [12], \$182 [10], \$182 [7], \$182 [5], \$182 [3], \$182 [1:0] } = { 137'h00000000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
+  assign \$184  = \$auto$rtlil.cc:2739:Not$10 ;
+  assign { \$185 [261], \$185 [259:257], \$185 [255:249], \$185 [245], \$185 [239], \$185 [237:236], \$185 [234:229], \$185 [226], \$185 [223], \$185 [221:220], \$185 [216:215], \$185 [213], \$185 [210], \$185 [208], \$185 [203:201], \$185 [198:194], \$185 [192], \$185 [186], \$185 [184:179], \$185 [172], \$185 [170], \$185 [167], \$185 [165:163], \$185 [160], \$185 [157], \$185 [152:150], \$185 [148], \$185 [143:141], \$185 [139], \$185 [134:130], \$185 [127:124], \$185 [122], \$185 [120:118], \$185 [115], \$185 [113:112], \$185 [109:107], \$185 [104], \$185 [99:91], \$185 [88:87], \$185 [85], \$185 [83], \$185 [77:76], \$185 [72], \$185 [68:66], \$185 [61], \$185 [59], \$185 [57], \$185 [55:49], \$185 [47], \$185 [43], \$185 [41:39], \$185 [37:36], \$185 [34:30], \$185 [28:25], \$185 [23:21], \$185 [19:18], \$185 [16], \$185 [14], \$185 [12], \$185 [10:9], \$185 [6:5], \$185 [2:0] } = 142'h000000000000000000000000000000000000;
+  assign { \$185 [263:262], \$185 [260], \$185 [256], \$185 [248:246], \$185 [244:240], \$185 [238], \$185 [235], \$185 [228:227], \$185 [225:224], \$185 [222], \$185 [219:217], \$185 [214], \$185 [212:211], \$185 [209], \$185 [207:204], \$185 [200:199], \$185 [193], \$185 [191:187], \$185 [185], \$185 [178:173], \$185 [171], \$185 [169:168], \$185 [166], \$185 [162:161], \$185 [159:158], \$185 [156:153], \$185 [149], \$185 [147:144], \$185 [140], \$185 [138:135], \$185 [129:128], \$185 [123], \$185 [121], \$185 [117:116], \$185 [114], \$185 [111:110], \$185 [106:105], \$185 [103:100], \$185 [90:89], \$185 [86], \$185 [84], \$185 [82:78], \$185 [75:73], \$185 [71:69], \$185 [65:62], \$185 [60], \$185 [58], \$185 [56], \$185 [48], \$185 [46:44], \$185 [42], \$185 [38], \$185 [35], \$185 [29], \$185 [24], \$185 [20], \$185 [17], \$185 [15], \$185 [13], \$185 [11], \$185 [8:7], \$185 [4:3] } = { 111'h0000000000000000000000000000, i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362] };
+  assign \$187  = \$186 ;
+  assign { \$188 [262], \$188 [260:258], \$188 [256:250], \$188 [246], \$188 [240], \$188 [238:237], \$188 [235:230], \$188 [227], \$188 [224], \$188 [222:221], \$188 [217:216], \$188 [214], \$188 [211], \$188 [209], \$188 [204:202], \$188 [199:195], \$188 [193], \$188 [187], \$188 [185:180], \$188 [173], \$188 [171], \$188 [168], \$188 [166:164], \$188 [161], \$188 [158], \$188 [153:151], \$188 [149], \$188 [144:142], \$188 [140], \$188 [135:131], \$188 [128:125], \$188 [123], \$188 [121:119], \$188 [116], \$188 [114:113], \$188 [110:108], \$188 [105], \$188 [100:92], \$188 [89:88], \$188 [86], \$188 [84], \$188 [78:77], \$188 [73], \$188 [69:67], \$188 [62], \$188 [60], \$188 [58], \$188 [56:50], \$188 [48], \$188 [44], \$188 [42:40], \$188 [38:37], \$188 [35:31], \$188 [29:26], \$188 [24:22], \$188 [20:19], \$188 [17], \$188 [15], \$188 [13], \$188 [11:10], \$188 [7:6], \$188 [3:1] } = 142'h000000000000000000000000000000000000;
+  assign { \$188 [264:263], \$188 [261], \$188 [257], \$188 [249:247], \$188 [245:241], \$188 [239], \$188 [236], \$188 [229:228], \$188 [226:225], \$188 [223], \$188 [220:218], \$188 [215], \$188 [213:212], \$188 [210], \$188 [208:205], \$188 [201:200], \$188 [194], \$188 [192:188], \$188 [186], \$188 [179:174], \$188 [172], \$188 [170:169], \$188 [167], \$188 [163:162], \$188 [160:159], \$188 [157:154], \$188 [150], \$188 [148:145], \$188 [141], \$188 [139:136], \$188 [130:129], \$188 [124], \$188 [122], \$188 [118:117], \$188 [115], \$188 [112:111], \$188 [107:106], \$188 [104:101], \$188 [91:90], \$188 [87], \$188 [85], \$188 [83:79], \$188 [76:74], \$188 [72:70], \$188 [66:63], \$188 [61], \$188 [59], \$188 [57], \$188 [49], \$188 [47:45], \$188 [43], \$188 [39], \$188 [36], \$188 [30], \$188 [25], \$188 [21], \$188 [18], \$188 [16], \$188 [14], \$188 [12], \$188 [9:8], \$188 [5:4], \$188 [0] } = { 111'h0000000000000000000000000000, i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359] };
+  assign \$190  = \$189 ;
+  assign { \$191 [263], \$191 [261:259], \$191 [257:251], \$191 [247], \$191 [241], \$191 [239:238], \$191 [236:231], \$191 [228], \$191 [225], \$191 [223:222], \$191 [218:217], \$191 [215], \$191 [212], \$191 [210], \$191 [205:203], \$191 [200:196], \$191 [194], \$191 [188], \$191 [186:181], \$191 [174], \$191 [172], \$191 [169], \$191 [167:165], \$191 [162], \$191 [159], \$191 [154:152], \$191 [150], \$191 [145:143], \$191 [141], \$191 [136:132], \$191 [129:126], \$191 [124], \$191 [122:120], \$191 [117], \$191 [115:114], \$191 [111:109], \$191 [106], \$191 [101:93], \$191 [90:89], \$191 [87], \$191 [85], \$191 [79:78], \$191 [74], \$191 [70:68], \$191 [63], \$191 [61], \$191 [59], \$191 [57:51], \$191 [49], \$191 [45], \$191 [43:41], \$191 [39:38], \$191 [36:32], \$191 [30:27], \$191 [25:23], \$191 [21:20], \$191 [18], \$191 [16], \$191 [14], \$191 [12:11], \$191 [8:7], \$191 [4:2] } = 142'h000000000000000000000000000000000000;
+  assign { \$191 [264], \$191 [262], \$191 [258], \$191 [250:248], \$191 [246:242], \$191 [240], \$191 [237], \$191 [230:229], \$191 [227:226], \$191 [224], \$191 [221:219], \$191 [216], \$191 [214:213], \$191 [211], \$191 [209:206], \$191 [202:201], \$191 [195], \$191 [193:189], \$191 [187], \$191 [180:175], \$191 [173], \$191 [171:170], \$191 [168], \$191 [164:163], \$191 [161:160], \$191 [158:155], \$191 [151], \$191 [149:146], \$191 [142], \$191 [140:137], \$191 [131:130], \$191 [125], \$191 [123], \$191 [119:118], \$191 [116], \$191 [113:112], \$191 [108:107], \$191 [105:102], \$191 [92:91], \$191 [88], \$191 [86], \$191 [84:80], \$191 [77:75], \$191 [73:71], \$191 [67:64], \$191 [62], \$191 [60], \$191 [58], \$191 [50], \$191 [48:46], \$191 [44], \$191 [40], \$191 [37], \$191 [31], \$191 [26], \$191 [22], \$191 [19], \$191 [17], \$191 [15], \$191 [13], \$191 [10:9], \$191 [6:5], \$191 [1:0] } = { 110'h0000000000000000000000000000, i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359] };
+  assign \$193  = \$192 ;
+  assign { \$194 [262:260], \$194 [258:252], \$194 [248], \$194 [242], \$194 [240:239], \$194 [237:232], \$194 [229], \$194 [226], \$194 [224:223], \$194 [219:218], \$194 [216], \$194 [213], \$194 [211], \$194 [206:204], \$194 [201:197], \$194 [195], \$194 [189], \$194 [187:182], \$194 [175], \$194 [173], \$194 [170], \$194 [168:166], \$194 [163], \$194 [160], \$194 [155:153], \$194 [151], \$194 [146:144], \$194 [142], \$194 [137:133], \$194 [130:127], \$194 [125], \$194 [123:121], \$194 [118], \$194 [116:115], \$194 [112:110], \$194 [107], \$194 [102:94], \$194 [91:90], \$194 [88], \$194 [86], \$194 [80:79], \$194 [75], \$194 [71:69], \$194 [64], \$194 [62], \$194 [60], \$194 [58:52], \$194 [50], \$194 [46], \$194 [44:42], \$194 [40:39], \$194 [37:33], \$194 [31:28], \$194 [26:24], \$194 [22:21], \$194 [19], \$194 [17], \$194 [15], \$194 [13:12], \$194 [9:8], \$194 [5:3], \$194 [0] } = 142'h000000000000000000000000000000000000;
+  assign { \$194 [263], \$194 [259], \$194 [251:249], \$194 [247:243], \$194 [241], \$194 [238], \$194 [231:230], \$194 [228:227], \$194 [225], \$194 [222:220], \$194 [217], \$194 [215:214], \$194 [212], \$194 [210:207], \$194 [203:202], \$194 [196], \$194 [194:190], \$194 [188], \$194 [181:176], \$194 [174], \$194 [172:171], \$194 [169], \$194 [165:164], \$194 [162:161], \$194 [159:156], \$194 [152], \$194 [150:147], \$194 [143], \$194 [141:138], \$194 [132:131], \$194 [126], \$194 [124], \$194 [120:119], \$194 [117], \$194 [114:113], \$194 [109:108], \$194 [106:103], \$194 [93:92], \$194 [89], \$194 [87], \$194 [85:81], \$194 [78:76], \$194 [74:72], \$194 [68:65], \$194 [63], \$194 [61], \$194 [59], \$194 [51], \$194 [49:47], \$194 [45], \$194 [41], \$194 [38], \$194 [32], \$194 [27], \$194 [23], \$194 [20], \$194 [18], \$194 [16], \$194 [14], \$194 [11:10], \$194 [7:6], \$194 [2:1] } = { 110'h0000000000000000000000000000, i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360] };
+  assign \$196  = \$195 ;
+  assign { \$197 [263:261], \$197 [259:253], \$197 [249], \$197 [243], \$197 [241:240], \$197 [238:233], \$197 [230], \$197 [227], \$197 [225:224], \$197 [220:219], \$197 [217], \$197 [214], \$197 [212], \$197 [207:205], \$197 [202:198], \$197 [196], \$197 [190], \$197 [188:183], \$197 [176], \$197 [174], \$197 [171], \$197 [169:167], \$197 [164], \$197 [161], \$197 [156:154], \$197 [152], \$197 [147:145], \$197 [143], \$197 [138:134], \$197 [131:128], \$197 [126], \$197 [124:122], \$197 [119], \$197 [117:116], \$197 [113:111], \$197 [108], \$197 [103:95], \$197 [92:91], \$197 [89], \$197 [87], \$197 [81:80], \$197 [76], \$197 [72:70], \$197 [65], \$197 [63], \$197 [61], \$197 [59:53], \$197 [51], \$197 [47], \$197 [45:43], \$197 [41:40], \$197 [38:34], \$197 [32:29], \$197 [27:25], \$197 [23:22], \$197 [20], \$197 [18], \$197 [16], \$197 [14:13], \$197 [10:9], \$197 [6:4], \$197 [1] } = 142'h000000000000000000000000000000000000;
+  assign { \$197 [264], \$197 [260], \$197 [252:250], \$197 [248:244], \$197 [242], \$197 [239], \$197 [232:231], \$197 [229:228], \$197 [226], \$197 [223:221], \$197 [218], \$197 [216:215], \$197 [213], \$197 [211:208], \$197 [204:203], \$197 [197], \$197 [195:191], \$197 [189], \$197 [182:177], \$197 [175], \$197 [173:172], \$197 [170], \$197 [166:165], \$197 [163:162], \$197 [160:157], \$197 [153], \$197 [151:148], \$197 [144], \$197 [142:139], \$197 [133:132], \$197 [127], \$197 [125], \$197 [121:120], \$197 [118], \$197 [115:114], \$197 [110:109], \$197 [107:104], \$197 [94:93], \$197 [90], \$197 [88], \$197 [86:82], \$197 [79:77], \$197 [75:73], \$197 [69:66], \$197 [64], \$197 [62], \$197 [60], \$197 [52], \$197 [50:48], \$197 [46], \$197 [42], \$197 [39], \$197 [33], \$197 [28], \$197 [24], \$197 [21], \$197 [19], \$197 [17], \$197 [15], \$197 [12:11], \$197 [8:7], \$197 [3:2], \$197 [0] } = { 110'h0000000000000000000000000000, i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359] };
+  assign \$199  = \$198 ;
+  assign { \$200 [260:254], \$200 [250], \$200 [244], \$200 [242:241], \$200 [239:234], \$200 [231], \$200 [228], \$200 [226:225], \$200 [221:220], \$200 [218], \$200 [215], \$200 [213], \$200 [208:206], \$200 [203:199], \$200 [197], \$200 [191], \$200 [189:184], \$200 [177], \$200 [175], \$200 [172], \$200 [170:168], \$200 [165], \$200 [162], \$200 [157:155], \$200 [153], \$200 [148:146], \$200 [144], \$200 [139:135], \$200 [132:129], \$200 [127], \$200 [125:123], \$200 [120], \$200 [118:117], \$200 [114:112], \$200 [109], \$200 [104:96], \$200 [93:92], \$200 [90], \$200 [88], \$200 [82:81], \$200 [77], \$200 [73:71], \$200 [66], \$200 [64], \$200 [62], \$200 [60:54], \$200 [52], \$200 [48], \$200 [46:44], \$200 [42:41], \$200 [39:35], \$200 [33:30], \$200 [28:26], \$200 [24:23], \$200 [21], \$200 [19], \$200 [17], \$200 [15:14], \$200 [11:10], \$200 [7:5], \$200 [2] } = 139'h00000000000000000000000000000000000;
+  assign { \$200 [261], \$200 [253:251], \$200 [249:245], \$200 [243], \$200 [240], \$200 [233:232], \$200 [230:229], \$200 [227], \$200 [224:222], \$200 [219], \$200 [217:216], \$200 [214], \$200 [212:209], \$200 [205:204], \$200 [198], \$200 [196:192], \$200 [190], \$200 [183:178], \$200 [176], \$200 [174:173], \$200 [171], \$200 [167:166], \$200 [164:163], \$200 [161:158], \$200 [154], \$200 [152:149], \$200 [145], \$200 [143:140], \$200 [134:133], \$200 [128], \$200 [126], \$200 [122:121], \$200 [119], \$200 [116:115], \$200 [111:110], \$200 [108:105], \$200 [95:94], \$200 [91], \$200 [89], \$200 [87:83], \$200 [80:78], \$200 [76:74], \$200 [70:67], \$200 [65], \$200 [63], \$200 [61], \$200 [53], \$200 [51:49], \$200 [47], \$200 [43], \$200 [40], \$200 [34], \$200 [29], \$200 [25], \$200 [22], \$200 [20], \$200 [18], \$200 [16], \$200 [13:12], \$200 [9:8], \$200 [4:3], \$200 [1:0] } = { 109'h0000000000000000000000000000, i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359] };
+  assign \$202  = \$201 ;
+  assign { \$203 [262:261], \$203 [259:257], \$203 [255], \$203 [251], \$203 [248:244], \$203 [241], \$203 [239], \$203 [237:236], \$203 [232], \$203 [229:228], \$203 [226:224], \$203 [221], \$203 [218:216], \$203 [212:211], \$203 [208], \$203 [206:205], \$203 [203:201], \$203 [199:198], \$203 [193:191], \$203 [186], \$203 [177], \$203 [175:174], \$203 [170], \$203 [168], \$203 [163:161], \$203 [159], \$203 [157], \$203 [155], \$203 [153], \$203 [148], \$203 [146], \$203 [144], \$203 [139], \$203 [135], \$203 [133:129], \$203 [126:123], \$203 [119:115], \$203 [113], \$203 [111], \$203 [106], \$203 [104], \$203 [99:97], \$203 [94:93], \$203 [91:90], \$203 [86], \$203 [84:83], \$203 [81:79], \$203 [75], \$203 [72:69], \$203 [67], \$203 [64], \$203 [62:61], \$203 [59], \$203 [57], \$203 [55], \$203 [53], \$203 [49:47], \$203 [44:43], \$203 [40:39], \$203 [37:31], \$203 [28:27], \$203 [25], \$203 [22], \$203 [18:16], \$203 [13:12], \$203 [6], \$203 [4], \$203 [0] } = 127'h00000000000000000000000000000000;
+  assign { \$203 [263], \$203 [260], \$203 [256], \$203 [254:252], \$203 [250:249], \$203 [243:242], \$203 [240], \$203 [238], \$203 [235:233], \$203 [231:230], \$203 [227], \$203 [223:222], \$203 [220:219], \$203 [215:213], \$203 [210:209], \$203 [207], \$203 [204], \$203 [200], \$203 [197:194], \$203 [190:187], \$203 [185:178], \$203 [176], \$203 [173:171], \$203 [169], \$203 [167:164], \$203 [160], \$203 [158], \$203 [156], \$203 [154], \$203 [152:149], \$203 [147], \$203 [145], \$203 [143:140], \$203 [138:136], \$203 [134], \$203 [128:127], \$203 [122:120], \$203 [114], \$203 [112], \$203 [110:107], \$203 [105], \$203 [103:100], \$203 [96:95], \$203 [92], \$203 [89:87], \$203 [85], \$203 [82], \$203 [78:76], \$203 [74:73], \$203 [68], \$203 [66:65], \$203 [63], \$203 [60], \$203 [58], \$203 [56], \$203 [54], \$203 [52:50], \$203 [46:45], \$203 [42:41], \$203 [38], \$203 [30:29], \$203 [26], \$203 [24:23], \$203 [21:19], \$203 [15:14], \$203 [11:7], \$203 [5], \$203 [3:1] } = { 118'h000000000000000000000000000000, i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360] };
+  assign \$205  = \$204 ;
+  assign { \$206 [263:262], \$206 [260:258], \$206 [256], \$206 [252], \$206 [249:245], \$206 [242], \$206 [240], \$206 [238:237], \$206 [233], \$206 [230:229], \$206 [227:225], \$206 [222], \$206 [219:217], \$206 [213:212], \$206 [209], \$206 [207:206], \$206 [204:202], \$206 [200:199], \$206 [194:192], \$206 [187], \$206 [178], \$206 [176:175], \$206 [171], \$206 [169], \$206 [164:162], \$206 [160], \$206 [158], \$206 [156], \$206 [154], \$206 [149], \$206 [147], \$206 [145], \$206 [140], \$206 [136], \$206 [134:130], \$206 [127:124], \$206 [120:116], \$206 [114], \$206 [112], \$206 [107], \$206 [105], \$206 [100:98], \$206 [95:94], \$206 [92:91], \$206 [87], \$206 [85:84], \$206 [82:80], \$206 [76], \$206 [73:70], \$206 [68], \$206 [65], \$206 [63:62], \$206 [60], \$206 [58], \$206 [56], \$206 [54], \$206 [50:48], \$206 [45:44], \$206 [41:40], \$206 [38:32], \$206 [29:28], \$206 [26], \$206 [23], \$206 [19:17], \$206 [14:13], \$206 [7], \$206 [5], \$206 [1:0] } = 128'h00000000000000000000000000000000;
+  assign { \$206 [264], \$206 [261], \$206 [257], \$206 [255:253], \$206 [251:250], \$206 [244:243], \$206 [241], \$206 [239], \$206 [236:234], \$206 [232:231], \$206 [228], \$206 [224:223], \$206 [221:220], \$206 [216:214], \$206 [211:210], \$206 [208], \$206 [205], \$206 [201], \$206 [198:195], \$206 [191:188], \$206 [186:179], \$206 [177], \$206 [174:172], \$206 [170], \$206 [168:165], \$206 [161], \$206 [159], \$206 [157], \$206 [155], \$206 [153:150], \$206 [148], \$206 [146], \$206 [144:141], \$206 [139:137], \$206 [135], \$206 [129:128], \$206 [123:121], \$206 [115], \$206 [113], \$206 [111:108], \$206 [106], \$206 [104:101], \$206 [97:96], \$206 [93], \$206 [90:88], \$206 [86], \$206 [83], \$206 [79:77], \$206 [75:74], \$206 [69], \$206 [67:66], \$206 [64], \$206 [61], \$206 [59], \$206 [57], \$206 [55], \$206 [53:51], \$206 [47:46], \$206 [43:42], \$206 [39], \$206 [31:30], \$206 [27], \$206 [25:24], \$206 [22:20], \$206 [16:15], \$206 [12:8], \$206 [6], \$206 [4:2] } = { 118'h000000000000000000000000000000, i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361] };
+  assign \$208  = \$207 ;
+  assign { \$209 [229], \$209 [227:225], \$209 [223:217], \$209 [213], \$209 [207], \$209 [205:204], \$209 [202:197], \$209 [194], \$209 [191], \$209 [189:188], \$209 [184:183], \$209 [181], \$209 [178], \$209 [176], \$209 [171:169], \$209 [166:162], \$209 [160], \$209 [154], \$209 [152:147], \$209 [140], \$209 [138], \$209 [135], \$209 [133:131], \$209 [128], \$209 [125], \$209 [120:118], \$209 [116], \$209 [111:109], \$209 [107], \$209 [102:98], \$209 [95:92], \$209 [90], \$209 [88:86], \$209 [83], \$209 [81:80], \$209 [77:75], \$209 [72], \$209 [67:59], \$209 [56:55], \$209 [53], \$209 [51], \$209 [45:44], \$209 [40], \$209 [36:34], \$209 [29], \$209 [27], \$209 [25], \$209 [23:17], \$209 [15], \$209 [11], \$209 [9:7], \$209 [5:4], \$209 [2:0] } = 121'h0000000000000000000000000000000;
+  assign { \$209 [231:230], \$209 [228], \$209 [224], \$209 [216:214], \$209 [212:208], \$209 [206], \$209 [203], \$209 [196:195], \$209 [193:192], \$209 [190], \$209 [187:185], \$209 [182], \$209 [180:179], \$209 [177], \$209 [175:172], \$209 [168:167], \$209 [161], \$209 [159:155], \$209 [153], \$209 [146:141], \$209 [139], \$209 [137:136], \$209 [134], \$209 [130:129], \$209 [127:126], \$209 [124:121], \$209 [117], \$209 [115:112], \$209 [108], \$209 [106:103], \$209 [97:96], \$209 [91], \$209 [89], \$209 [85:84], \$209 [82], \$209 [79:78], \$209 [74:73], \$209 [71:68], \$209 [58:57], \$209 [54], \$209 [52], \$209 [50:46], \$209 [43:41], \$209 [39:37], \$209 [33:30], \$209 [28], \$209 [26], \$209 [24], \$209 [16], \$209 [14:12], \$209 [10], \$209 [6], \$209 [3] } = { 99'h0000000000000000000000000, i__payload[134:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106] };
+  assign \$211  = \$210 ;
+  assign { \$212 [230], \$212 [228:226], \$212 [224:218], \$212 [214], \$212 [208], \$212 [206:205], \$212 [203:198], \$212 [195], \$212 [192], \$212 [190:189], \$212 [185:184], \$212 [182], \$212 [179], \$212 [177], \$212 [172:170], \$212 [167:163], \$212 [161], \$212 [155], \$212 [153:148], \$212 [141], \$212 [139], \$212 [136], \$212 [134:132], \$212 [129], \$212 [126], \$212 [121:119], \$212 [117], \$212 [112:110], \$212 [108], \$212 [103:99], \$212 [96:93], \$212 [91], \$212 [89:87], \$212 [84], \$212 [82:81], \$212 [78:76], \$212 [73], \$212 [68:60], \$212 [57:56], \$212 [54], \$212 [52], \$212 [46:45], \$212 [41], \$212 [37:35], \$212 [30], \$212 [28], \$212 [26], \$212 [24:18], \$212 [16], \$212 [12], \$212 [10:8], \$212 [6:5], \$212 [3:0] } = 122'h0000000000000000000000000000000;
+  assign { \$212 [232:231], \$212 [229], \$212 [225], \$212 [217:215], \$212 [213:209], \$212 [207], \$212 [204], \$212 [197:196], \$212 [194:193], \$212 [191], \$212 [188:186], \$212 [183], \$212 [181:180], \$212 [178], \$212 [176:173], \$212 [169:168], \$212 [162], \$212 [160:156], \$212 [154], \$212 [147:142], \$212 [140], \$212 [138:137], \$212 [135], \$212 [131:130], \$212 [128:127], \$212 [125:122], \$212 [118], \$212 [116:113], \$212 [109], \$212 [107:104], \$212 [98:97], \$212 [92], \$212 [90], \$212 [86:85], \$212 [83], \$212 [80:79], \$212 [75:74], \$212 [72:69], \$212 [59:58], \$212 [55], \$212 [53], \$212 [51:47], \$212 [44:42], \$212 [40:38], \$212 [34:31], \$212 [29], \$212 [27], \$212 [25], \$212 [17], \$212 [15:13], \$212 [11], \$212 [7], \$212 [4] } = { 100'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107] };
+  assign \$214  = \$213 ;
+  assign { \$215 [231], \$215 [229:227], \$215 [225:219], \$215 [215], \$215 [209], \$215 [207:206], \$215 [204:199], \$215 [196], \$215 [193], \$215 [191:190], \$215 [186:185], \$215 [183], \$215 [180], \$215 [178], \$215 [173:171], \$215 [168:164], \$215 [162], \$215 [156], \$215 [154:149], \$215 [142], \$215 [140], \$215 [137], \$215 [135:133], \$215 [130], \$215 [127], \$215 [122:120], \$215 [118], \$215 [113:111], \$215 [109], \$215 [104:100], \$215 [97:94], \$215 [92], \$215 [90:88], \$215 [85], \$215 [83:82], \$215 [79:77], \$215 [74], \$215 [69:61], \$215 [58:57], \$215 [55], \$215 [53], \$215 [47:46], \$215 [42], \$215 [38:36], \$215 [31], \$215 [29], \$215 [27], \$215 [25:19], \$215 [17], \$215 [13], \$215 [11:9], \$215 [7:6], \$215 [4:0] } = 123'h0000000000000000000000000000000;
+  assign { \$215 [232], \$215 [230], \$215 [226], \$215 [218:216], \$215 [214:210], \$215 [208], \$215 [205], \$215 [198:197], \$215 [195:194], \$215 [192], \$215 [189:187], \$215 [184], \$215 [182:181], \$215 [179], \$215 [177:174], \$215 [170:169], \$215 [163], \$215 [161:157], \$215 [155], \$215 [148:143], \$215 [141], \$215 [139:138], \$215 [136], \$215 [132:131], \$215 [129:128], \$215 [126:123], \$215 [119], \$215 [117:114], \$215 [110], \$215 [108:105], \$215 [99:98], \$215 [93], \$215 [91], \$215 [87:86], \$215 [84], \$215 [81:80], \$215 [76:75], \$215 [73:70], \$215 [60:59], \$215 [56], \$215 [54], \$215 [52:48], \$215 [45:43], \$215 [41:39], \$215 [35:32], \$215 [30], \$215 [28], \$215 [26], \$215 [18], \$215 [16:14], \$215 [12], \$215 [8], \$215 [5] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108] };
+  assign \$217  = \$216 ;
+  assign { \$218 [230:228], \$218 [226:220], \$218 [216], \$218 [210], \$218 [208:207], \$218 [205:200], \$218 [197], \$218 [194], \$218 [192:191], \$218 [187:186], \$218 [184], \$218 [181], \$218 [179], \$218 [174:172], \$218 [169:165], \$218 [163], \$218 [157], \$218 [155:150], \$218 [143], \$218 [141], \$218 [138], \$218 [136:134], \$218 [131], \$218 [128], \$218 [123:121], \$218 [119], \$218 [114:112], \$218 [110], \$218 [105:101], \$218 [98:95], \$218 [93], \$218 [91:89], \$218 [86], \$218 [84:83], \$218 [80:78], \$218 [75], \$218 [70:62], \$218 [59:58], \$218 [56], \$218 [54], \$218 [48:47], \$218 [43], \$218 [39:37], \$218 [32], \$218 [30], \$218 [28], \$218 [26:20], \$218 [18], \$218 [14], \$218 [12:10], \$218 [8:7], \$218 [5:1] } = 122'h0000000000000000000000000000000;
+  assign { \$218 [231], \$218 [227], \$218 [219:217], \$218 [215:211], \$218 [209], \$218 [206], \$218 [199:198], \$218 [196:195], \$218 [193], \$218 [190:188], \$218 [185], \$218 [183:182], \$218 [180], \$218 [178:175], \$218 [171:170], \$218 [164], \$218 [162:158], \$218 [156], \$218 [149:144], \$218 [142], \$218 [140:139], \$218 [137], \$218 [133:132], \$218 [130:129], \$218 [127:124], \$218 [120], \$218 [118:115], \$218 [111], \$218 [109:106], \$218 [100:99], \$218 [94], \$218 [92], \$218 [88:87], \$218 [85], \$218 [82:81], \$218 [77:76], \$218 [74:71], \$218 [61:60], \$218 [57], \$218 [55], \$218 [53:49], \$218 [46:44], \$218 [42:40], \$218 [36:33], \$218 [31], \$218 [29], \$218 [27], \$218 [19], \$218 [17:15], \$218 [13], \$218 [9], \$218 [6], \$218 [0] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103] };
+  assign \$220  = \$219 ;
+  assign { \$221 [231:229], \$221 [227:221], \$221 [217], \$221 [211], \$221 [209:208], \$221 [206:201], \$221 [198], \$221 [195], \$221 [193:192], \$221 [188:187], \$221 [185], \$221 [182], \$221 [180], \$221 [175:173], \$221 [170:166], \$221 [164], \$221 [158], \$221 [156:151], \$221 [144], \$221 [142], \$221 [139], \$221 [137:135], \$221 [132], \$221 [129], \$221 [124:122], \$221 [120], \$221 [115:113], \$221 [111], \$221 [106:102], \$221 [99:96], \$221 [94], \$221 [92:90], \$221 [87], \$221 [85:84], \$221 [81:79], \$221 [76], \$221 [71:63], \$221 [60:59], \$221 [57], \$221 [55], \$221 [49:48], \$221 [44], \$221 [40:38], \$221 [33], \$221 [31], \$221 [29], \$221 [27:21], \$221 [19], \$221 [15], \$221 [13:11], \$221 [9:8], \$221 [6:2], \$221 [0] } = 123'h0000000000000000000000000000000;
+  assign { \$221 [232], \$221 [228], \$221 [220:218], \$221 [216:212], \$221 [210], \$221 [207], \$221 [200:199], \$221 [197:196], \$221 [194], \$221 [191:189], \$221 [186], \$221 [184:183], \$221 [181], \$221 [179:176], \$221 [172:171], \$221 [165], \$221 [163:159], \$221 [157], \$221 [150:145], \$221 [143], \$221 [141:140], \$221 [138], \$221 [134:133], \$221 [131:130], \$221 [128:125], \$221 [121], \$221 [119:116], \$221 [112], \$221 [110:107], \$221 [101:100], \$221 [95], \$221 [93], \$221 [89:88], \$221 [86], \$221 [83:82], \$221 [78:77], \$221 [75:72], \$221 [62:61], \$221 [58], \$221 [56], \$221 [54:50], \$221 [47:45], \$221 [43:41], \$221 [37:34], \$221 [32], \$221 [30], \$221 [28], \$221 [20], \$221 [18:16], \$221 [14], \$221 [10], \$221 [7], \$221 [1] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104] };
+  assign \$223  = \$222 ;
+  assign { \$224 [228:222], \$224 [218], \$224 [212], \$224 [210:209], \$224 [207:202], \$224 [199], \$224 [196], \$224 [194:193], \$224 [189:188], \$224 [186], \$224 [183], \$224 [181], \$224 [176:174], \$224 [171:167], \$224 [165], \$224 [159], \$224 [157:152], \$224 [145], \$224 [143], \$224 [140], \$224 [138:136], \$224 [133], \$224 [130], \$224 [125:123], \$224 [121], \$224 [116:114], \$224 [112], \$224 [107:103], \$224 [100:97], \$224 [95], \$224 [93:91], \$224 [88], \$224 [86:85], \$224 [82:80], \$224 [77], \$224 [72:64], \$224 [61:60], \$224 [58], \$224 [56], \$224 [50:49], \$224 [45], \$224 [41:39], \$224 [34], \$224 [32], \$224 [30], \$224 [28:22], \$224 [20], \$224 [16], \$224 [14:12], \$224 [10:9], \$224 [7:3], \$224 [1:0] } = 121'h0000000000000000000000000000000;
+  assign { \$224 [229], \$224 [221:219], \$224 [217:213], \$224 [211], \$224 [208], \$224 [201:200], \$224 [198:197], \$224 [195], \$224 [192:190], \$224 [187], \$224 [185:184], \$224 [182], \$224 [180:177], \$224 [173:172], \$224 [166], \$224 [164:160], \$224 [158], \$224 [151:146], \$224 [144], \$224 [142:141], \$224 [139], \$224 [135:134], \$224 [132:131], \$224 [129:126], \$224 [122], \$224 [120:117], \$224 [113], \$224 [111:108], \$224 [102:101], \$224 [96], \$224 [94], \$224 [90:89], \$224 [87], \$224 [84:83], \$224 [79:78], \$224 [76:73], \$224 [63:62], \$224 [59], \$224 [57], \$224 [55:51], \$224 [48:46], \$224 [44:42], \$224 [38:35], \$224 [33], \$224 [31], \$224 [29], \$224 [21], \$224 [19:17], \$224 [15], \$224 [11], \$224 [8], \$224 [2] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105] };
+  assign \$226  = \$225 ;
+  assign { \$227 [230:229], \$227 [227:225], \$227 [223], \$227 [219], \$227 [216:212], \$227 [209], \$227 [207], \$227 [205:204], \$227 [200], \$227 [197:196], \$227 [194:192], \$227 [189], \$227 [186:184], \$227 [180:179], \$227 [176], \$227 [174:173], \$227 [171:169], \$227 [167:166], \$227 [161:159], \$227 [154], \$227 [145], \$227 [143:142], \$227 [138], \$227 [136], \$227 [131:129], \$227 [127], \$227 [125], \$227 [123], \$227 [121], \$227 [116], \$227 [114], \$227 [112], \$227 [107], \$227 [103], \$227 [101:97], \$227 [94:91], \$227 [87:83], \$227 [81], \$227 [79], \$227 [74], \$227 [72], \$227 [67:65], \$227 [62:61], \$227 [59:58], \$227 [54], \$227 [52:51], \$227 [49:47], \$227 [43], \$227 [40:37], \$227 [35], \$227 [32], \$227 [30:29], \$227 [27], \$227 [25], \$227 [23], \$227 [21], \$227 [17:15], \$227 [12:11], \$227 [8:7], \$227 [5:0] } = 114'h00000000000000000000000000000;
+  assign { \$227 [231], \$227 [228], \$227 [224], \$227 [222:220], \$227 [218:217], \$227 [211:210], \$227 [208], \$227 [206], \$227 [203:201], \$227 [199:198], \$227 [195], \$227 [191:190], \$227 [188:187], \$227 [183:181], \$227 [178:177], \$227 [175], \$227 [172], \$227 [168], \$227 [165:162], \$227 [158:155], \$227 [153:146], \$227 [144], \$227 [141:139], \$227 [137], \$227 [135:132], \$227 [128], \$227 [126], \$227 [124], \$227 [122], \$227 [120:117], \$227 [115], \$227 [113], \$227 [111:108], \$227 [106:104], \$227 [102], \$227 [96:95], \$227 [90:88], \$227 [82], \$227 [80], \$227 [78:75], \$227 [73], \$227 [71:68], \$227 [64:63], \$227 [60], \$227 [57:55], \$227 [53], \$227 [50], \$227 [46:44], \$227 [42:41], \$227 [36], \$227 [34:33], \$227 [31], \$227 [28], \$227 [26], \$227 [24], \$227 [22], \$227 [20:18], \$227 [14:13], \$227 [10:9], \$227 [6] } = { 105'h000000000000000000000000000, i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109] };
+  assign \$229  = \$228 ;
+  assign { \$230 [231:230], \$230 [228:226], \$230 [224], \$230 [220], \$230 [217:213], \$230 [210], \$230 [208], \$230 [206:205], \$230 [201], \$230 [198:197], \$230 [195:193], \$230 [190], \$230 [187:185], \$230 [181:180], \$230 [177], \$230 [175:174], \$230 [172:170], \$230 [168:167], \$230 [162:160], \$230 [155], \$230 [146], \$230 [144:143], \$230 [139], \$230 [137], \$230 [132:130], \$230 [128], \$230 [126], \$230 [124], \$230 [122], \$230 [117], \$230 [115], \$230 [113], \$230 [108], \$230 [104], \$230 [102:98], \$230 [95:92], \$230 [88:84], \$230 [82], \$230 [80], \$230 [75], \$230 [73], \$230 [68:66], \$230 [63:62], \$230 [60:59], \$230 [55], \$230 [53:52], \$230 [50:48], \$230 [44], \$230 [41:38], \$230 [36], \$230 [33], \$230 [31:30], \$230 [28], \$230 [26], \$230 [24], \$230 [22], \$230 [18:16], \$230 [13:12], \$230 [9:8], \$230 [6:0] } = 115'h00000000000000000000000000000;
+  assign { \$230 [232], \$230 [229], \$230 [225], \$230 [223:221], \$230 [219:218], \$230 [212:211], \$230 [209], \$230 [207], \$230 [204:202], \$230 [200:199], \$230 [196], \$230 [192:191], \$230 [189:188], \$230 [184:182], \$230 [179:178], \$230 [176], \$230 [173], \$230 [169], \$230 [166:163], \$230 [159:156], \$230 [154:147], \$230 [145], \$230 [142:140], \$230 [138], \$230 [136:133], \$230 [129], \$230 [127], \$230 [125], \$230 [123], \$230 [121:118], \$230 [116], \$230 [114], \$230 [112:109], \$230 [107:105], \$230 [103], \$230 [97:96], \$230 [91:89], \$230 [83], \$230 [81], \$230 [79:76], \$230 [74], \$230 [72:69], \$230 [65:64], \$230 [61], \$230 [58:56], \$230 [54], \$230 [51], \$230 [47:45], \$230 [43:42], \$230 [37], \$230 [35:34], \$230 [32], \$230 [29], \$230 [27], \$230 [25], \$230 [23], \$230 [21:19], \$230 [15:14], \$230 [11:10], \$230 [7] } = { 106'h000000000000000000000000000, i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110] };
+  assign \$232  = \$231 ;
+  assign { \$233 [197], \$233 [195:193], \$233 [191:185], \$233 [181], \$233 [175], \$233 [173:172], \$233 [170:165], \$233 [162], \$233 [159], \$233 [157:156], \$233 [152:151], \$233 [149], \$233 [146], \$233 [144], \$233 [139:137], \$233 [134:130], \$233 [128], \$233 [122], \$233 [120:115], \$233 [108], \$233 [106], \$233 [103], \$233 [101:99], \$233 [96], \$233 [93], \$233 [88:86], \$233 [84], \$233 [79:77], \$233 [75], \$233 [70:66], \$233 [63:60], \$233 [58], \$233 [56:54], \$233 [51], \$233 [49:48], \$233 [45:43], \$233 [40], \$233 [35:27], \$233 [24:23], \$233 [21], \$233 [19], \$233 [13:12], \$233 [8], \$233 [4:2] } = 101'h00000000000000000000000000;
+  assign { \$233 [199:198], \$233 [196], \$233 [192], \$233 [184:182], \$233 [180:176], \$233 [174], \$233 [171], \$233 [164:163], \$233 [161:160], \$233 [158], \$233 [155:153], \$233 [150], \$233 [148:147], \$233 [145], \$233 [143:140], \$233 [136:135], \$233 [129], \$233 [127:123], \$233 [121], \$233 [114:109], \$233 [107], \$233 [105:104], \$233 [102], \$233 [98:97], \$233 [95:94], \$233 [92:89], \$233 [85], \$233 [83:80], \$233 [76], \$233 [74:71], \$233 [65:64], \$233 [59], \$233 [57], \$233 [53:52], \$233 [50], \$233 [47:46], \$233 [42:41], \$233 [39:36], \$233 [26:25], \$233 [22], \$233 [20], \$233 [18:14], \$233 [11:9], \$233 [7:5], \$233 [1:0] } = { 82'h000000000000000000000, i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:135] };
+  assign \$235  = \$234 ;
+  assign { \$236 [198], \$236 [196:194], \$236 [192:186], \$236 [182], \$236 [176], \$236 [174:173], \$236 [171:166], \$236 [163], \$236 [160], \$236 [158:157], \$236 [153:152], \$236 [150], \$236 [147], \$236 [145], \$236 [140:138], \$236 [135:131], \$236 [129], \$236 [123], \$236 [121:116], \$236 [109], \$236 [107], \$236 [104], \$236 [102:100], \$236 [97], \$236 [94], \$236 [89:87], \$236 [85], \$236 [80:78], \$236 [76], \$236 [71:67], \$236 [64:61], \$236 [59], \$236 [57:55], \$236 [52], \$236 [50:49], \$236 [46:44], \$236 [41], \$236 [36:28], \$236 [25:24], \$236 [22], \$236 [20], \$236 [14:13], \$236 [9], \$236 [5:3] } = 101'h00000000000000000000000000;
+  assign { \$236 [200:199], \$236 [197], \$236 [193], \$236 [185:183], \$236 [181:177], \$236 [175], \$236 [172], \$236 [165:164], \$236 [162:161], \$236 [159], \$236 [156:154], \$236 [151], \$236 [149:148], \$236 [146], \$236 [144:141], \$236 [137:136], \$236 [130], \$236 [128:124], \$236 [122], \$236 [115:110], \$236 [108], \$236 [106:105], \$236 [103], \$236 [99:98], \$236 [96:95], \$236 [93:90], \$236 [86], \$236 [84:81], \$236 [77], \$236 [75:72], \$236 [66:65], \$236 [60], \$236 [58], \$236 [54:53], \$236 [51], \$236 [48:47], \$236 [43:42], \$236 [40:37], \$236 [27:26], \$236 [23], \$236 [21], \$236 [19:15], \$236 [12:10], \$236 [8:6], \$236 [2:0] } = { 82'h000000000000000000000, i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:135] };
+  assign \$238  = \$237 ;
+  assign { \$239 [199], \$239 [197:195], \$239 [193:187], \$239 [183], \$239 [177], \$239 [175:174], \$239 [172:167], \$239 [164], \$239 [161], \$239 [159:158], \$239 [154:153], \$239 [151], \$239 [148], \$239 [146], \$239 [141:139], \$239 [136:132], \$239 [130], \$239 [124], \$239 [122:117], \$239 [110], \$239 [108], \$239 [105], \$239 [103:101], \$239 [98], \$239 [95], \$239 [90:88], \$239 [86], \$239 [81:79], \$239 [77], \$239 [72:68], \$239 [65:62], \$239 [60], \$239 [58:56], \$239 [53], \$239 [51:50], \$239 [47:45], \$239 [42], \$239 [37:29], \$239 [26:25], \$239 [23], \$239 [21], \$239 [15:14], \$239 [10], \$239 [6:4] } = 101'h00000000000000000000000000;
+  assign { \$239 [200], \$239 [198], \$239 [194], \$239 [186:184], \$239 [182:178], \$239 [176], \$239 [173], \$239 [166:165], \$239 [163:162], \$239 [160], \$239 [157:155], \$239 [152], \$239 [150:149], \$239 [147], \$239 [145:142], \$239 [138:137], \$239 [131], \$239 [129:125], \$239 [123], \$239 [116:111], \$239 [109], \$239 [107:106], \$239 [104], \$239 [100:99], \$239 [97:96], \$239 [94:91], \$239 [87], \$239 [85:82], \$239 [78], \$239 [76:73], \$239 [67:66], \$239 [61], \$239 [59], \$239 [55:54], \$239 [52], \$239 [49:48], \$239 [44:43], \$239 [41:38], \$239 [28:27], \$239 [24], \$239 [22], \$239 [20:16], \$239 [13:11], \$239 [9:7], \$239 [3:0] } = { 81'h000000000000000000000, i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135] };
+  assign \$241  = \$240 ;
+  assign { \$242 [198:196], \$242 [194:188], \$242 [184], \$242 [178], \$242 [176:175], \$242 [173:168], \$242 [165], \$242 [162], \$242 [160:159], \$242 [155:154], \$242 [152], \$242 [149], \$242 [147], \$242 [142:140], \$242 [137:133], \$242 [131], \$242 [125], \$242 [123:118], \$242 [111], \$242 [109], \$242 [106], \$242 [104:102], \$242 [99], \$242 [96], \$242 [91:89], \$242 [87], \$242 [82:80], \$242 [78], \$242 [73:69], \$242 [66:63], \$242 [61], \$242 [59:57], \$242 [54], \$242 [52:51], \$242 [48:46], \$242 [43], \$242 [38:30], \$242 [27:26], \$242 [24], \$242 [22], \$242 [16:15], \$242 [11], \$242 [7:5], \$242 [0] } = 101'h00000000000000000000000000;
+  assign { \$242 [199], \$242 [195], \$242 [187:185], \$242 [183:179], \$242 [177], \$242 [174], \$242 [167:166], \$242 [164:163], \$242 [161], \$242 [158:156], \$242 [153], \$242 [151:150], \$242 [148], \$242 [146:143], \$242 [139:138], \$242 [132], \$242 [130:126], \$242 [124], \$242 [117:112], \$242 [110], \$242 [108:107], \$242 [105], \$242 [101:100], \$242 [98:97], \$242 [95:92], \$242 [88], \$242 [86:83], \$242 [79], \$242 [77:74], \$242 [68:67], \$242 [62], \$242 [60], \$242 [56:55], \$242 [53], \$242 [50:49], \$242 [45:44], \$242 [42:39], \$242 [29:28], \$242 [25], \$242 [23], \$242 [21:17], \$242 [14:12], \$242 [10:8], \$242 [4:1] } = { 80'h00000000000000000000, i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136] };
+  assign \$244  = \$243 ;
+  assign { \$245 [199:197], \$245 [195:189], \$245 [185], \$245 [179], \$245 [177:176], \$245 [174:169], \$245 [166], \$245 [163], \$245 [161:160], \$245 [156:155], \$245 [153], \$245 [150], \$245 [148], \$245 [143:141], \$245 [138:134], \$245 [132], \$245 [126], \$245 [124:119], \$245 [112], \$245 [110], \$245 [107], \$245 [105:103], \$245 [100], \$245 [97], \$245 [92:90], \$245 [88], \$245 [83:81], \$245 [79], \$245 [74:70], \$245 [67:64], \$245 [62], \$245 [60:58], \$245 [55], \$245 [53:52], \$245 [49:47], \$245 [44], \$245 [39:31], \$245 [28:27], \$245 [25], \$245 [23], \$245 [17:16], \$245 [12], \$245 [8:6], \$245 [1] } = 101'h00000000000000000000000000;
+  assign { \$245 [200], \$245 [196], \$245 [188:186], \$245 [184:180], \$245 [178], \$245 [175], \$245 [168:167], \$245 [165:164], \$245 [162], \$245 [159:157], \$245 [154], \$245 [152:151], \$245 [149], \$245 [147:144], \$245 [140:139], \$245 [133], \$245 [131:127], \$245 [125], \$245 [118:113], \$245 [111], \$245 [109:108], \$245 [106], \$245 [102:101], \$245 [99:98], \$245 [96:93], \$245 [89], \$245 [87:84], \$245 [80], \$245 [78:75], \$245 [69:68], \$245 [63], \$245 [61], \$245 [57:56], \$245 [54], \$245 [51:50], \$245 [46:45], \$245 [43:40], \$245 [30:29], \$245 [26], \$245 [24], \$245 [22:18], \$245 [15:13], \$245 [11:9], \$245 [5:2], \$245 [0] } = { 80'h00000000000000000000, i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135] };
+  assign \$247  = \$246 ;
+  assign { \$248 [196:190], \$248 [186], \$248 [180], \$248 [178:177], \$248 [175:170], \$248 [167], \$248 [164], \$248 [162:161], \$248 [157:156], \$248 [154], \$248 [151], \$248 [149], \$248 [144:142], \$248 [139:135], \$248 [133], \$248 [127], \$248 [125:120], \$248 [113], \$248 [111], \$248 [108], \$248 [106:104], \$248 [101], \$248 [98], \$248 [93:91], \$248 [89], \$248 [84:82], \$248 [80], \$248 [75:71], \$248 [68:65], \$248 [63], \$248 [61:59], \$248 [56], \$248 [54:53], \$248 [50:48], \$248 [45], \$248 [40:32], \$248 [29:28], \$248 [26], \$248 [24], \$248 [18:17], \$248 [13], \$248 [9:7], \$248 [2], \$248 [0] } = 99'h0000000000000000000000000;
+  assign { \$248 [197], \$248 [189:187], \$248 [185:181], \$248 [179], \$248 [176], \$248 [169:168], \$248 [166:165], \$248 [163], \$248 [160:158], \$248 [155], \$248 [153:152], \$248 [150], \$248 [148:145], \$248 [141:140], \$248 [134], \$248 [132:128], \$248 [126], \$248 [119:114], \$248 [112], \$248 [110:109], \$248 [107], \$248 [103:102], \$248 [100:99], \$248 [97:94], \$248 [90], \$248 [88:85], \$248 [81], \$248 [79:76], \$248 [70:69], \$248 [64], \$248 [62], \$248 [58:57], \$248 [55], \$248 [52:51], \$248 [47:46], \$248 [44:41], \$248 [31:30], \$248 [27], \$248 [25], \$248 [23:19], \$248 [16:14], \$248 [12:10], \$248 [6:3], \$248 [1] } = { 79'h00000000000000000000, i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136] };
+  assign \$250  = \$249 ;
+  assign { \$251 [198:197], \$251 [195:193], \$251 [191], \$251 [187], \$251 [184:180], \$251 [177], \$251 [175], \$251 [173:172], \$251 [168], \$251 [165:164], \$251 [162:160], \$251 [157], \$251 [154:152], \$251 [148:147], \$251 [144], \$251 [142:141], \$251 [139:137], \$251 [135:134], \$251 [129:127], \$251 [122], \$251 [113], \$251 [111:110], \$251 [106], \$251 [104], \$251 [99:97], \$251 [95], \$251 [93], \$251 [91], \$251 [89], \$251 [84], \$251 [82], \$251 [80], \$251 [75], \$251 [71], \$251 [69:65], \$251 [62:59], \$251 [55:51], \$251 [49], \$251 [47], \$251 [42], \$251 [40], \$251 [35:33], \$251 [30:29], \$251 [27:26], \$251 [22], \$251 [20:19], \$251 [17:15], \$251 [11], \$251 [8:5], \$251 [3], \$251 [0] } = 95'h000000000000000000000000;
+  assign { \$251 [199], \$251 [196], \$251 [192], \$251 [190:188], \$251 [186:185], \$251 [179:178], \$251 [176], \$251 [174], \$251 [171:169], \$251 [167:166], \$251 [163], \$251 [159:158], \$251 [156:155], \$251 [151:149], \$251 [146:145], \$251 [143], \$251 [140], \$251 [136], \$251 [133:130], \$251 [126:123], \$251 [121:114], \$251 [112], \$251 [109:107], \$251 [105], \$251 [103:100], \$251 [96], \$251 [94], \$251 [92], \$251 [90], \$251 [88:85], \$251 [83], \$251 [81], \$251 [79:76], \$251 [74:72], \$251 [70], \$251 [64:63], \$251 [58:56], \$251 [50], \$251 [48], \$251 [46:43], \$251 [41], \$251 [39:36], \$251 [32:31], \$251 [28], \$251 [25:23], \$251 [21], \$251 [18], \$251 [14:12], \$251 [10:9], \$251 [4], \$251 [2:1] } = { 90'h00000000000000000000000, i__payload[166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136] };
+  assign \$253  = \$252 ;
+  assign { \$254 [199:198], \$254 [196:194], \$254 [192], \$254 [188], \$254 [185:181], \$254 [178], \$254 [176], \$254 [174:173], \$254 [169], \$254 [166:165], \$254 [163:161], \$254 [158], \$254 [155:153], \$254 [149:148], \$254 [145], \$254 [143:142], \$254 [140:138], \$254 [136:135], \$254 [130:128], \$254 [123], \$254 [114], \$254 [112:111], \$254 [107], \$254 [105], \$254 [100:98], \$254 [96], \$254 [94], \$254 [92], \$254 [90], \$254 [85], \$254 [83], \$254 [81], \$254 [76], \$254 [72], \$254 [70:66], \$254 [63:60], \$254 [56:52], \$254 [50], \$254 [48], \$254 [43], \$254 [41], \$254 [36:34], \$254 [31:30], \$254 [28:27], \$254 [23], \$254 [21:20], \$254 [18:16], \$254 [12], \$254 [9:6], \$254 [4], \$254 [1] } = 95'h000000000000000000000000;
+  assign { \$254 [200], \$254 [197], \$254 [193], \$254 [191:189], \$254 [187:186], \$254 [180:179], \$254 [177], \$254 [175], \$254 [172:170], \$254 [168:167], \$254 [164], \$254 [160:159], \$254 [157:156], \$254 [152:150], \$254 [147:146], \$254 [144], \$254 [141], \$254 [137], \$254 [134:131], \$254 [127:124], \$254 [122:115], \$254 [113], \$254 [110:108], \$254 [106], \$254 [104:101], \$254 [97], \$254 [95], \$254 [93], \$254 [91], \$254 [89:86], \$254 [84], \$254 [82], \$254 [80:77], \$254 [75:73], \$254 [71], \$254 [65:64], \$254 [59:57], \$254 [51], \$254 [49], \$254 [47:44], \$254 [42], \$254 [40:37], \$254 [33:32], \$254 [29], \$254 [26:24], \$254 [22], \$254 [19], \$254 [15:13], \$254 [11:10], \$254 [5], \$254 [3:2], \$254 [0] } = { 91'h00000000000000000000000, i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135] };
+  assign \$256  = \$255 ;
+  assign { \$257 [165], \$257 [163:161], \$257 [159:153], \$257 [149], \$257 [143], \$257 [141:140], \$257 [138:133], \$257 [130], \$257 [127], \$257 [125:124], \$257 [120:119], \$257 [117], \$257 [114], \$257 [112], \$257 [107:105], \$257 [102:98], \$257 [96], \$257 [90], \$257 [88:83], \$257 [76], \$257 [74], \$257 [71], \$257 [69:67], \$257 [64], \$257 [61], \$257 [56:54], \$257 [52], \$257 [47:45], \$257 [43], \$257 [38:34], \$257 [31:28], \$257 [26], \$257 [24:22], \$257 [19], \$257 [17:16], \$257 [13:11], \$257 [8], \$257 [3:0] } = 86'h0000000000000000000000;
+  assign { \$257 [167:166], \$257 [164], \$257 [160], \$257 [152:150], \$257 [148:144], \$257 [142], \$257 [139], \$257 [132:131], \$257 [129:128], \$257 [126], \$257 [123:121], \$257 [118], \$257 [116:115], \$257 [113], \$257 [111:108], \$257 [104:103], \$257 [97], \$257 [95:91], \$257 [89], \$257 [82:77], \$257 [75], \$257 [73:72], \$257 [70], \$257 [66:65], \$257 [63:62], \$257 [60:57], \$257 [53], \$257 [51:48], \$257 [44], \$257 [42:39], \$257 [33:32], \$257 [27], \$257 [25], \$257 [21:20], \$257 [18], \$257 [15:14], \$257 [10:9], \$257 [7:4] } = { 69'h000000000000000000, i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171] };
+  assign \$259  = \$258 ;
+  assign { \$260 [166], \$260 [164:162], \$260 [160:154], \$260 [150], \$260 [144], \$260 [142:141], \$260 [139:134], \$260 [131], \$260 [128], \$260 [126:125], \$260 [121:120], \$260 [118], \$260 [115], \$260 [113], \$260 [108:106], \$260 [103:99], \$260 [97], \$260 [91], \$260 [89:84], \$260 [77], \$260 [75], \$260 [72], \$260 [70:68], \$260 [65], \$260 [62], \$260 [57:55], \$260 [53], \$260 [48:46], \$260 [44], \$260 [39:35], \$260 [32:29], \$260 [27], \$260 [25:23], \$260 [20], \$260 [18:17], \$260 [14:12], \$260 [9], \$260 [4:0] } = 87'h0000000000000000000000;
+  assign { \$260 [168:167], \$260 [165], \$260 [161], \$260 [153:151], \$260 [149:145], \$260 [143], \$260 [140], \$260 [133:132], \$260 [130:129], \$260 [127], \$260 [124:122], \$260 [119], \$260 [117:116], \$260 [114], \$260 [112:109], \$260 [105:104], \$260 [98], \$260 [96:92], \$260 [90], \$260 [83:78], \$260 [76], \$260 [74:73], \$260 [71], \$260 [67:66], \$260 [64:63], \$260 [61:58], \$260 [54], \$260 [52:49], \$260 [45], \$260 [43:40], \$260 [34:33], \$260 [28], \$260 [26], \$260 [22:21], \$260 [19], \$260 [16:15], \$260 [11:10], \$260 [8:5] } = { 69'h000000000000000000, i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172] };
+  assign \$262  = \$261 ;
+  assign { \$263 [167], \$263 [165:163], \$263 [161:155], \$263 [151], \$263 [145], \$263 [143:142], \$263 [140:135], \$263 [132], \$263 [129], \$263 [127:126], \$263 [122:121], \$263 [119], \$263 [116], \$263 [114], \$263 [109:107], \$263 [104:100], \$263 [98], \$263 [92], \$263 [90:85], \$263 [78], \$263 [76], \$263 [73], \$263 [71:69], \$263 [66], \$263 [63], \$263 [58:56], \$263 [54], \$263 [49:47], \$263 [45], \$263 [40:36], \$263 [33:30], \$263 [28], \$263 [26:24], \$263 [21], \$263 [19:18], \$263 [15:13], \$263 [10], \$263 [5:0] } = 88'h0000000000000000000000;
+  assign { \$263 [168], \$263 [166], \$263 [162], \$263 [154:152], \$263 [150:146], \$263 [144], \$263 [141], \$263 [134:133], \$263 [131:130], \$263 [128], \$263 [125:123], \$263 [120], \$263 [118:117], \$263 [115], \$263 [113:110], \$263 [106:105], \$263 [99], \$263 [97:93], \$263 [91], \$263 [84:79], \$263 [77], \$263 [75:74], \$263 [72], \$263 [68:67], \$263 [65:64], \$263 [62:59], \$263 [55], \$263 [53:50], \$263 [46], \$263 [44:41], \$263 [35:34], \$263 [29], \$263 [27], \$263 [23:22], \$263 [20], \$263 [17:16], \$263 [12:11], \$263 [9:6] } = { 68'h00000000000000000, i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173] };
+  assign \$265  = \$264 ;
+  assign { \$266 [166:164], \$266 [162:156], \$266 [152], \$266 [146], \$266 [144:143], \$266 [141:136], \$266 [133], \$266 [130], \$266 [128:127], \$266 [123:122], \$266 [120], \$266 [117], \$266 [115], \$266 [110:108], \$266 [105:101], \$266 [99], \$266 [93], \$266 [91:86], \$266 [79], \$266 [77], \$266 [74], \$266 [72:70], \$266 [67], \$266 [64], \$266 [59:57], \$266 [55], \$266 [50:48], \$266 [46], \$266 [41:37], \$266 [34:31], \$266 [29], \$266 [27:25], \$266 [22], \$266 [20:19], \$266 [16:14], \$266 [11], \$266 [6:0] } = 88'h0000000000000000000000;
+  assign { \$266 [167], \$266 [163], \$266 [155:153], \$266 [151:147], \$266 [145], \$266 [142], \$266 [135:134], \$266 [132:131], \$266 [129], \$266 [126:124], \$266 [121], \$266 [119:118], \$266 [116], \$266 [114:111], \$266 [107:106], \$266 [100], \$266 [98:94], \$266 [92], \$266 [85:80], \$266 [78], \$266 [76:75], \$266 [73], \$266 [69:68], \$266 [66:65], \$266 [63:60], \$266 [56], \$266 [54:51], \$266 [47], \$266 [45:42], \$266 [36:35], \$266 [30], \$266 [28], \$266 [24:23], \$266 [21], \$266 [18:17], \$266 [13:12], \$266 [10:7] } = { 67'h00000000000000000, i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174] };
+  assign \$268  = \$267 ;
+  assign { \$269 [167:165], \$269 [163:157], \$269 [153], \$269 [147], \$269 [145:144], \$269 [142:137], \$269 [134], \$269 [131], \$269 [129:128], \$269 [124:123], \$269 [121], \$269 [118], \$269 [116], \$269 [111:109], \$269 [106:102], \$269 [100], \$269 [94], \$269 [92:87], \$269 [80], \$269 [78], \$269 [75], \$269 [73:71], \$269 [68], \$269 [65], \$269 [60:58], \$269 [56], \$269 [51:49], \$269 [47], \$269 [42:38], \$269 [35:32], \$269 [30], \$269 [28:26], \$269 [23], \$269 [21:20], \$269 [17:15], \$269 [12], \$269 [7:0] } = 89'h00000000000000000000000;
+  assign { \$269 [168], \$269 [164], \$269 [156:154], \$269 [152:148], \$269 [146], \$269 [143], \$269 [136:135], \$269 [133:132], \$269 [130], \$269 [127:125], \$269 [122], \$269 [120:119], \$269 [117], \$269 [115:112], \$269 [108:107], \$269 [101], \$269 [99:95], \$269 [93], \$269 [86:81], \$269 [79], \$269 [77:76], \$269 [74], \$269 [70:69], \$269 [67:66], \$269 [64:61], \$269 [57], \$269 [55:52], \$269 [48], \$269 [46:43], \$269 [37:36], \$269 [31], \$269 [29], \$269 [25:24], \$269 [22], \$269 [19:18], \$269 [14:13], \$269 [11:8] } = { 67'h00000000000000000, i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175] };
+  assign \$271  = \$270 ;
+  assign { \$272 [164:158], \$272 [154], \$272 [148], \$272 [146:145], \$272 [143:138], \$272 [135], \$272 [132], \$272 [130:129], \$272 [125:124], \$272 [122], \$272 [119], \$272 [117], \$272 [112:110], \$272 [107:103], \$272 [101], \$272 [95], \$272 [93:88], \$272 [81], \$272 [79], \$272 [76], \$272 [74:72], \$272 [69], \$272 [66], \$272 [61:59], \$272 [57], \$272 [52:50], \$272 [48], \$272 [43:39], \$272 [36:33], \$272 [31], \$272 [29:27], \$272 [24], \$272 [22:21], \$272 [18:16], \$272 [13], \$272 [8:0] } = 87'h0000000000000000000000;
+  assign { \$272 [165], \$272 [157:155], \$272 [153:149], \$272 [147], \$272 [144], \$272 [137:136], \$272 [134:133], \$272 [131], \$272 [128:126], \$272 [123], \$272 [121:120], \$272 [118], \$272 [116:113], \$272 [109:108], \$272 [102], \$272 [100:96], \$272 [94], \$272 [87:82], \$272 [80], \$272 [78:77], \$272 [75], \$272 [71:70], \$272 [68:67], \$272 [65:62], \$272 [58], \$272 [56:53], \$272 [49], \$272 [47:44], \$272 [38:37], \$272 [32], \$272 [30], \$272 [26:25], \$272 [23], \$272 [20:19], \$272 [15:14], \$272 [12:9] } = { 67'h00000000000000000, i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176] };
+  assign \$274  = \$273 ;
+  assign { \$275 [166:165], \$275 [163:161], \$275 [159], \$275 [155], \$275 [152:148], \$275 [145], \$275 [143], \$275 [141:140], \$275 [136], \$275 [133:132], \$275 [130:128], \$275 [125], \$275 [122:120], \$275 [116:115], \$275 [112], \$275 [110:109], \$275 [107:105], \$275 [103:102], \$275 [97:95], \$275 [90], \$275 [81], \$275 [79:78], \$275 [74], \$275 [72], \$275 [67:65], \$275 [63], \$275 [61], \$275 [59], \$275 [57], \$275 [52], \$275 [50], \$275 [48], \$275 [43], \$275 [39], \$275 [37:33], \$275 [30:27], \$275 [23:19], \$275 [17], \$275 [15], \$275 [10], \$275 [8], \$275 [3:1] } = 78'h00000000000000000000;
+  assign { \$275 [167], \$275 [164], \$275 [160], \$275 [158:156], \$275 [154:153], \$275 [147:146], \$275 [144], \$275 [142], \$275 [139:137], \$275 [135:134], \$275 [131], \$275 [127:126], \$275 [124:123], \$275 [119:117], \$275 [114:113], \$275 [111], \$275 [108], \$275 [104], \$275 [101:98], \$275 [94:91], \$275 [89:82], \$275 [80], \$275 [77:75], \$275 [73], \$275 [71:68], \$275 [64], \$275 [62], \$275 [60], \$275 [58], \$275 [56:53], \$275 [51], \$275 [49], \$275 [47:44], \$275 [42:40], \$275 [38], \$275 [32:31], \$275 [26:24], \$275 [18], \$275 [16], \$275 [14:11], \$275 [9], \$275 [7:4], \$275 [0] } = { 74'h0000000000000000000, i__payload[198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167] };
+  assign \$277  = \$276 ;
+  assign { \$278 [167:166], \$278 [164:162], \$278 [160], \$278 [156], \$278 [153:149], \$278 [146], \$278 [144], \$278 [142:141], \$278 [137], \$278 [134:133], \$278 [131:129], \$278 [126], \$278 [123:121], \$278 [117:116], \$278 [113], \$278 [111:110], \$278 [108:106], \$278 [104:103], \$278 [98:96], \$278 [91], \$278 [82], \$278 [80:79], \$278 [75], \$278 [73], \$278 [68:66], \$278 [64], \$278 [62], \$278 [60], \$278 [58], \$278 [53], \$278 [51], \$278 [49], \$278 [44], \$278 [40], \$278 [38:34], \$278 [31:28], \$278 [24:20], \$278 [18], \$278 [16], \$278 [11], \$278 [9], \$278 [4:2] } = 78'h00000000000000000000;
+  assign { \$278 [168], \$278 [165], \$278 [161], \$278 [159:157], \$278 [155:154], \$278 [148:147], \$278 [145], \$278 [143], \$278 [140:138], \$278 [136:135], \$278 [132], \$278 [128:127], \$278 [125:124], \$278 [120:118], \$278 [115:114], \$278 [112], \$278 [109], \$278 [105], \$278 [102:99], \$278 [95:92], \$278 [90:83], \$278 [81], \$278 [78:76], \$278 [74], \$278 [72:69], \$278 [65], \$278 [63], \$278 [61], \$278 [59], \$278 [57:54], \$278 [52], \$278 [50], \$278 [48:45], \$278 [43:41], \$278 [39], \$278 [33:32], \$278 [27:25], \$278 [19], \$278 [17], \$278 [15:12], \$278 [10], \$278 [8:5], \$278 [1:0] } = { 75'h0000000000000000000, i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167] };
+  assign \$280  = \$279 ;
+  assign { \$281 [133], \$281 [131:129], \$281 [127:121], \$281 [117], \$281 [111], \$281 [109:108], \$281 [106:101], \$281 [98], \$281 [95], \$281 [93:92], \$281 [88:87], \$281 [85], \$281 [82], \$281 [80], \$281 [75:73], \$281 [70:66], \$281 [64], \$281 [58], \$281 [56:51], \$281 [44], \$281 [42], \$281 [39], \$281 [37:35], \$281 [32], \$281 [29], \$281 [24:22], \$281 [20], \$281 [15:13], \$281 [11], \$281 [6:2] } = 67'h00000000000000000;
+  assign { \$281 [135:134], \$281 [132], \$281 [128], \$281 [120:118], \$281 [116:112], \$281 [110], \$281 [107], \$281 [100:99], \$281 [97:96], \$281 [94], \$281 [91:89], \$281 [86], \$281 [84:83], \$281 [81], \$281 [79:76], \$281 [72:71], \$281 [65], \$281 [63:59], \$281 [57], \$281 [50:45], \$281 [43], \$281 [41:40], \$281 [38], \$281 [34:33], \$281 [31:30], \$281 [28:25], \$281 [21], \$281 [19:16], \$281 [12], \$281 [10:7], \$281 [1:0] } = { 51'h0000000000000, i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199] };
+  assign \$283  = \$282 ;
+  assign { \$284 [134], \$284 [132:130], \$284 [128:122], \$284 [118], \$284 [112], \$284 [110:109], \$284 [107:102], \$284 [99], \$284 [96], \$284 [94:93], \$284 [89:88], \$284 [86], \$284 [83], \$284 [81], \$284 [76:74], \$284 [71:67], \$284 [65], \$284 [59], \$284 [57:52], \$284 [45], \$284 [43], \$284 [40], \$284 [38:36], \$284 [33], \$284 [30], \$284 [25:23], \$284 [21], \$284 [16:14], \$284 [12], \$284 [7:3], \$284 [0] } = 68'h00000000000000000;
+  assign { \$284 [136:135], \$284 [133], \$284 [129], \$284 [121:119], \$284 [117:113], \$284 [111], \$284 [108], \$284 [101:100], \$284 [98:97], \$284 [95], \$284 [92:90], \$284 [87], \$284 [85:84], \$284 [82], \$284 [80:77], \$284 [73:72], \$284 [66], \$284 [64:60], \$284 [58], \$284 [51:46], \$284 [44], \$284 [42:41], \$284 [39], \$284 [35:34], \$284 [32:31], \$284 [29:26], \$284 [22], \$284 [20:17], \$284 [13], \$284 [11:8], \$284 [2:1] } = { 52'h0000000000000, i__payload[230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200] };
+  assign \$286  = \$285 ;
+  assign { \$287 [135], \$287 [133:131], \$287 [129:123], \$287 [119], \$287 [113], \$287 [111:110], \$287 [108:103], \$287 [100], \$287 [97], \$287 [95:94], \$287 [90:89], \$287 [87], \$287 [84], \$287 [82], \$287 [77:75], \$287 [72:68], \$287 [66], \$287 [60], \$287 [58:53], \$287 [46], \$287 [44], \$287 [41], \$287 [39:37], \$287 [34], \$287 [31], \$287 [26:24], \$287 [22], \$287 [17:15], \$287 [13], \$287 [8:4], \$287 [1:0] } = 69'h000000000000000000;
+  assign { \$287 [136], \$287 [134], \$287 [130], \$287 [122:120], \$287 [118:114], \$287 [112], \$287 [109], \$287 [102:101], \$287 [99:98], \$287 [96], \$287 [93:91], \$287 [88], \$287 [86:85], \$287 [83], \$287 [81:78], \$287 [74:73], \$287 [67], \$287 [65:61], \$287 [59], \$287 [52:47], \$287 [45], \$287 [43:42], \$287 [40], \$287 [36:35], \$287 [33:32], \$287 [30:27], \$287 [23], \$287 [21:18], \$287 [14], \$287 [12:9], \$287 [3:2] } = { 52'h0000000000000, i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201] };
+  assign \$289  = \$288 ;
+  assign { \$290 [134:132], \$290 [130:124], \$290 [120], \$290 [114], \$290 [112:111], \$290 [109:104], \$290 [101], \$290 [98], \$290 [96:95], \$290 [91:90], \$290 [88], \$290 [85], \$290 [83], \$290 [78:76], \$290 [73:69], \$290 [67], \$290 [61], \$290 [59:54], \$290 [47], \$290 [45], \$290 [42], \$290 [40:38], \$290 [35], \$290 [32], \$290 [27:25], \$290 [23], \$290 [18:16], \$290 [14], \$290 [9:5], \$290 [2:0] } = 69'h000000000000000000;
+  assign { \$290 [135], \$290 [131], \$290 [123:121], \$290 [119:115], \$290 [113], \$290 [110], \$290 [103:102], \$290 [100:99], \$290 [97], \$290 [94:92], \$290 [89], \$290 [87:86], \$290 [84], \$290 [82:79], \$290 [75:74], \$290 [68], \$290 [66:62], \$290 [60], \$290 [53:48], \$290 [46], \$290 [44:43], \$290 [41], \$290 [37:36], \$290 [34:33], \$290 [31:28], \$290 [24], \$290 [22:19], \$290 [15], \$290 [13:10], \$290 [4:3] } = { 51'h0000000000000, i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202] };
+  assign \$292  = \$291 ;
+  assign { \$293 [135:133], \$293 [131:125], \$293 [121], \$293 [115], \$293 [113:112], \$293 [110:105], \$293 [102], \$293 [99], \$293 [97:96], \$293 [92:91], \$293 [89], \$293 [86], \$293 [84], \$293 [79:77], \$293 [74:70], \$293 [68], \$293 [62], \$293 [60:55], \$293 [48], \$293 [46], \$293 [43], \$293 [41:39], \$293 [36], \$293 [33], \$293 [28:26], \$293 [24], \$293 [19:17], \$293 [15], \$293 [10:6], \$293 [3:0] } = 70'h000000000000000000;
+  assign { \$293 [136], \$293 [132], \$293 [124:122], \$293 [120:116], \$293 [114], \$293 [111], \$293 [104:103], \$293 [101:100], \$293 [98], \$293 [95:93], \$293 [90], \$293 [88:87], \$293 [85], \$293 [83:80], \$293 [76:75], \$293 [69], \$293 [67:63], \$293 [61], \$293 [54:49], \$293 [47], \$293 [45:44], \$293 [42], \$293 [38:37], \$293 [35:34], \$293 [32:29], \$293 [25], \$293 [23:20], \$293 [16], \$293 [14:11], \$293 [5:4] } = { 52'h0000000000000, i__payload[230:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203] };
+  assign \$295  = \$294 ;
+  assign { \$296 [132:126], \$296 [122], \$296 [116], \$296 [114:113], \$296 [111:106], \$296 [103], \$296 [100], \$296 [98:97], \$296 [93:92], \$296 [90], \$296 [87], \$296 [85], \$296 [80:78], \$296 [75:71], \$296 [69], \$296 [63], \$296 [61:56], \$296 [49], \$296 [47], \$296 [44], \$296 [42:40], \$296 [37], \$296 [34], \$296 [29:27], \$296 [25], \$296 [20:18], \$296 [16], \$296 [11:7], \$296 [4:1] } = 67'h00000000000000000;
+  assign { \$296 [133], \$296 [125:123], \$296 [121:117], \$296 [115], \$296 [112], \$296 [105:104], \$296 [102:101], \$296 [99], \$296 [96:94], \$296 [91], \$296 [89:88], \$296 [86], \$296 [84:81], \$296 [77:76], \$296 [70], \$296 [68:64], \$296 [62], \$296 [55:50], \$296 [48], \$296 [46:45], \$296 [43], \$296 [39:38], \$296 [36:35], \$296 [33:30], \$296 [26], \$296 [24:21], \$296 [17], \$296 [15:12], \$296 [6:5], \$296 [0] } = { 52'h0000000000000, i__payload[230:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199] };
+  assign \$298  = \$297 ;
+  assign { \$299 [134:133], \$299 [131:129], \$299 [127], \$299 [123], \$299 [120:116], \$299 [113], \$299 [111], \$299 [109:108], \$299 [104], \$299 [101:100], \$299 [98:96], \$299 [93], \$299 [90:88], \$299 [84:83], \$299 [80], \$299 [78:77], \$299 [75:73], \$299 [71:70], \$299 [65:63], \$299 [58], \$299 [49], \$299 [47:46], \$299 [42], \$299 [40], \$299 [35:33], \$299 [31], \$299 [29], \$299 [27], \$299 [25], \$299 [20], \$299 [18], \$299 [16], \$299 [11], \$299 [7], \$299 [5:1] } = 62'h0000000000000000;
+  assign { \$299 [135], \$299 [132], \$299 [128], \$299 [126:124], \$299 [122:121], \$299 [115:114], \$299 [112], \$299 [110], \$299 [107:105], \$299 [103:102], \$299 [99], \$299 [95:94], \$299 [92:91], \$299 [87:85], \$299 [82:81], \$299 [79], \$299 [76], \$299 [72], \$299 [69:66], \$299 [62:59], \$299 [57:50], \$299 [48], \$299 [45:43], \$299 [41], \$299 [39:36], \$299 [32], \$299 [30], \$299 [28], \$299 [26], \$299 [24:21], \$299 [19], \$299 [17], \$299 [15:12], \$299 [10:8], \$299 [6], \$299 [0] } = { 56'h00000000000000, i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199] };
+  assign \$301  = \$300 ;
+  assign { \$302 [135:134], \$302 [132:130], \$302 [128], \$302 [124], \$302 [121:117], \$302 [114], \$302 [112], \$302 [110:109], \$302 [105], \$302 [102:101], \$302 [99:97], \$302 [94], \$302 [91:89], \$302 [85:84], \$302 [81], \$302 [79:78], \$302 [76:74], \$302 [72:71], \$302 [66:64], \$302 [59], \$302 [50], \$302 [48:47], \$302 [43], \$302 [41], \$302 [36:34], \$302 [32], \$302 [30], \$302 [28], \$302 [26], \$302 [21], \$302 [19], \$302 [17], \$302 [12], \$302 [8], \$302 [6:2] } = 62'h0000000000000000;
+  assign { \$302 [136], \$302 [133], \$302 [129], \$302 [127:125], \$302 [123:122], \$302 [116:115], \$302 [113], \$302 [111], \$302 [108:106], \$302 [104:103], \$302 [100], \$302 [96:95], \$302 [93:92], \$302 [88:86], \$302 [83:82], \$302 [80], \$302 [77], \$302 [73], \$302 [70:67], \$302 [63:60], \$302 [58:51], \$302 [49], \$302 [46:44], \$302 [42], \$302 [40:37], \$302 [33], \$302 [31], \$302 [29], \$302 [27], \$302 [25:22], \$302 [20], \$302 [18], \$302 [16:13], \$302 [11:9], \$302 [7], \$302 [1:0] } = { 56'h00000000000000, i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199] };
+  assign \$304  = \$303 ;
+  assign { \$305 [101], \$305 [99:97], \$305 [95:89], \$305 [85], \$305 [79], \$305 [77:76], \$305 [74:69], \$305 [66], \$305 [63], \$305 [61:60], \$305 [56:55], \$305 [53], \$305 [50], \$305 [48], \$305 [43:41], \$305 [38:34], \$305 [32], \$305 [26], \$305 [24:19], \$305 [12], \$305 [10], \$305 [7], \$305 [5:3], \$305 [0] } = 53'h00000000000000;
+  assign { \$305 [103:102], \$305 [100], \$305 [96], \$305 [88:86], \$305 [84:80], \$305 [78], \$305 [75], \$305 [68:67], \$305 [65:64], \$305 [62], \$305 [59:57], \$305 [54], \$305 [52:51], \$305 [49], \$305 [47:44], \$305 [40:39], \$305 [33], \$305 [31:27], \$305 [25], \$305 [18:13], \$305 [11], \$305 [9:8], \$305 [6], \$305 [2:1] } = { 33'h000000000, i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232] };
+  assign \$307  = \$306 ;
+  assign { \$308 [102], \$308 [100:98], \$308 [96:90], \$308 [86], \$308 [80], \$308 [78:77], \$308 [75:70], \$308 [67], \$308 [64], \$308 [62:61], \$308 [57:56], \$308 [54], \$308 [51], \$308 [49], \$308 [44:42], \$308 [39:35], \$308 [33], \$308 [27], \$308 [25:20], \$308 [13], \$308 [11], \$308 [8], \$308 [6:4], \$308 [1] } = 53'h00000000000000;
+  assign { \$308 [104:103], \$308 [101], \$308 [97], \$308 [89:87], \$308 [85:81], \$308 [79], \$308 [76], \$308 [69:68], \$308 [66:65], \$308 [63], \$308 [60:58], \$308 [55], \$308 [53:52], \$308 [50], \$308 [48:45], \$308 [41:40], \$308 [34], \$308 [32:28], \$308 [26], \$308 [19:14], \$308 [12], \$308 [10:9], \$308 [7], \$308 [3:2], \$308 [0] } = { 34'h000000000, i__payload[262:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231] };
+  assign \$310  = \$309 ;
+  assign { \$311 [103], \$311 [101:99], \$311 [97:91], \$311 [87], \$311 [81], \$311 [79:78], \$311 [76:71], \$311 [68], \$311 [65], \$311 [63:62], \$311 [58:57], \$311 [55], \$311 [52], \$311 [50], \$311 [45:43], \$311 [40:36], \$311 [34], \$311 [28], \$311 [26:21], \$311 [14], \$311 [12], \$311 [9], \$311 [7:5], \$311 [2] } = 53'h00000000000000;
+  assign { \$311 [104], \$311 [102], \$311 [98], \$311 [90:88], \$311 [86:82], \$311 [80], \$311 [77], \$311 [70:69], \$311 [67:66], \$311 [64], \$311 [61:59], \$311 [56], \$311 [54:53], \$311 [51], \$311 [49:46], \$311 [42:41], \$311 [35], \$311 [33:29], \$311 [27], \$311 [20:15], \$311 [13], \$311 [11:10], \$311 [8], \$311 [4:3], \$311 [1:0] } = { 34'h000000000, i__payload[262:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231] };
+  assign \$313  = \$312 ;
+  assign { \$314 [102:100], \$314 [98:92], \$314 [88], \$314 [82], \$314 [80:79], \$314 [77:72], \$314 [69], \$314 [66], \$314 [64:63], \$314 [59:58], \$314 [56], \$314 [53], \$314 [51], \$314 [46:44], \$314 [41:37], \$314 [35], \$314 [29], \$314 [27:22], \$314 [15], \$314 [13], \$314 [10], \$314 [8:6], \$314 [3], \$314 [0] } = 53'h00000000000000;
+  assign { \$314 [103], \$314 [99], \$314 [91:89], \$314 [87:83], \$314 [81], \$314 [78], \$314 [71:70], \$314 [68:67], \$314 [65], \$314 [62:60], \$314 [57], \$314 [55:54], \$314 [52], \$314 [50:47], \$314 [43:42], \$314 [36], \$314 [34:30], \$314 [28], \$314 [21:16], \$314 [14], \$314 [12:11], \$314 [9], \$314 [5:4], \$314 [2:1] } = { 34'h000000000, i__payload[262:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232] };
+  assign \$316  = \$315 ;
+  assign { \$317 [103:101], \$317 [99:93], \$317 [89], \$317 [83], \$317 [81:80], \$317 [78:73], \$317 [70], \$317 [67], \$317 [65:64], \$317 [60:59], \$317 [57], \$317 [54], \$317 [52], \$317 [47:45], \$317 [42:38], \$317 [36], \$317 [30], \$317 [28:23], \$317 [16], \$317 [14], \$317 [11], \$317 [9:7], \$317 [4], \$317 [1] } = 53'h00000000000000;
+  assign { \$317 [104], \$317 [100], \$317 [92:90], \$317 [88:84], \$317 [82], \$317 [79], \$317 [72:71], \$317 [69:68], \$317 [66], \$317 [63:61], \$317 [58], \$317 [56:55], \$317 [53], \$317 [51:48], \$317 [44:43], \$317 [37], \$317 [35:31], \$317 [29], \$317 [22:17], \$317 [15], \$317 [13:12], \$317 [10], \$317 [6:5], \$317 [3:2], \$317 [0] } = { 35'h000000000, i__payload[262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231] };
+  assign \$319  = \$318 ;
+  assign { \$320 [100:94], \$320 [90], \$320 [84], \$320 [82:81], \$320 [79:74], \$320 [71], \$320 [68], \$320 [66:65], \$320 [61:60], \$320 [58], \$320 [55], \$320 [53], \$320 [48:46], \$320 [43:39], \$320 [37], \$320 [31], \$320 [29:24], \$320 [17], \$320 [15], \$320 [12], \$320 [10:8], \$320 [5], \$320 [2] } = 50'h0000000000000;
+  assign { \$320 [101], \$320 [93:91], \$320 [89:85], \$320 [83], \$320 [80], \$320 [73:72], \$320 [70:69], \$320 [67], \$320 [64:62], \$320 [59], \$320 [57:56], \$320 [54], \$320 [52:49], \$320 [45:44], \$320 [38], \$320 [36:32], \$320 [30], \$320 [23:18], \$320 [16], \$320 [14:13], \$320 [11], \$320 [7:6], \$320 [4:3], \$320 [1:0] } = { 35'h000000000, i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:231] };
+  assign \$322  = \$321 ;
+  assign { \$323 [102:101], \$323 [99:97], \$323 [95], \$323 [91], \$323 [88:84], \$323 [81], \$323 [79], \$323 [77:76], \$323 [72], \$323 [69:68], \$323 [66:64], \$323 [61], \$323 [58:56], \$323 [52:51], \$323 [48], \$323 [46:45], \$323 [43:41], \$323 [39:38], \$323 [33:31], \$323 [26], \$323 [17], \$323 [15:14], \$323 [10], \$323 [8], \$323 [3:1] } = 48'h000000000000;
+  assign { \$323 [103], \$323 [100], \$323 [96], \$323 [94:92], \$323 [90:89], \$323 [83:82], \$323 [80], \$323 [78], \$323 [75:73], \$323 [71:70], \$323 [67], \$323 [63:62], \$323 [60:59], \$323 [55:53], \$323 [50:49], \$323 [47], \$323 [44], \$323 [40], \$323 [37:34], \$323 [30:27], \$323 [25:18], \$323 [16], \$323 [13:11], \$323 [9], \$323 [7:4], \$323 [0] } = { 34'h000000000, i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231] };
+  assign \$325  = \$324 ;
+  assign { \$326 [103:102], \$326 [100:98], \$326 [96], \$326 [92], \$326 [89:85], \$326 [82], \$326 [80], \$326 [78:77], \$326 [73], \$326 [70:69], \$326 [67:65], \$326 [62], \$326 [59:57], \$326 [53:52], \$326 [49], \$326 [47:46], \$326 [44:42], \$326 [40:39], \$326 [34:32], \$326 [27], \$326 [18], \$326 [16:15], \$326 [11], \$326 [9], \$326 [4:2], \$326 [0] } = 49'h0000000000000;
+  assign { \$326 [104], \$326 [101], \$326 [97], \$326 [95:93], \$326 [91:90], \$326 [84:83], \$326 [81], \$326 [79], \$326 [76:74], \$326 [72:71], \$326 [68], \$326 [64:63], \$326 [61:60], \$326 [56:54], \$326 [51:50], \$326 [48], \$326 [45], \$326 [41], \$326 [38:35], \$326 [31:28], \$326 [26:19], \$326 [17], \$326 [14:12], \$326 [10], \$326 [8:5], \$326 [1] } = { 34'h000000000, i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232] };
+  assign \$328  = \$327 ;
+  assign { \$329 [69], \$329 [67:65], \$329 [63:57], \$329 [53], \$329 [47], \$329 [45:44], \$329 [42:37], \$329 [34], \$329 [31], \$329 [29:28], \$329 [24:23], \$329 [21], \$329 [18], \$329 [16], \$329 [11:9], \$329 [6:2], \$329 [0] } = 39'h0000000000;
+  assign { \$329 [71:70], \$329 [68], \$329 [64], \$329 [56:54], \$329 [52:48], \$329 [46], \$329 [43], \$329 [36:35], \$329 [33:32], \$329 [30], \$329 [27:25], \$329 [22], \$329 [20:19], \$329 [17], \$329 [15:12], \$329 [8:7], \$329 [1] } = { 18'h00000, i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264] };
+  assign \$331  = \$330 ;
+  assign { \$332 [70], \$332 [68:66], \$332 [64:58], \$332 [54], \$332 [48], \$332 [46:45], \$332 [43:38], \$332 [35], \$332 [32], \$332 [30:29], \$332 [25:24], \$332 [22], \$332 [19], \$332 [17], \$332 [12:10], \$332 [7:3], \$332 [1] } = 39'h0000000000;
+  assign { \$332 [72:71], \$332 [69], \$332 [65], \$332 [57:55], \$332 [53:49], \$332 [47], \$332 [44], \$332 [37:36], \$332 [34:33], \$332 [31], \$332 [28:26], \$332 [23], \$332 [21:20], \$332 [18], \$332 [16:13], \$332 [9:8], \$332 [2], \$332 [0] } = { 18'h00000, i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263] };
+  assign \$334  = \$333 ;
+  assign { \$335 [71], \$335 [69:67], \$335 [65:59], \$335 [55], \$335 [49], \$335 [47:46], \$335 [44:39], \$335 [36], \$335 [33], \$335 [31:30], \$335 [26:25], \$335 [23], \$335 [20], \$335 [18], \$335 [13:11], \$335 [8:4], \$335 [2] } = 39'h0000000000;
+  assign { \$335 [72], \$335 [70], \$335 [66], \$335 [58:56], \$335 [54:50], \$335 [48], \$335 [45], \$335 [38:37], \$335 [35:34], \$335 [32], \$335 [29:27], \$335 [24], \$335 [22:21], \$335 [19], \$335 [17:14], \$335 [10:9], \$335 [3], \$335 [1:0] } = { 18'h00000, i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:263] };
+  assign \$337  = \$336 ;
+  assign { \$338 [70:68], \$338 [66:60], \$338 [56], \$338 [50], \$338 [48:47], \$338 [45:40], \$338 [37], \$338 [34], \$338 [32:31], \$338 [27:26], \$338 [24], \$338 [21], \$338 [19], \$338 [14:12], \$338 [9:5], \$338 [3] } = 38'h0000000000;
+  assign { \$338 [71], \$338 [67], \$338 [59:57], \$338 [55:51], \$338 [49], \$338 [46], \$338 [39:38], \$338 [36:35], \$338 [33], \$338 [30:28], \$338 [25], \$338 [23:22], \$338 [20], \$338 [18:15], \$338 [11:10], \$338 [4], \$338 [2:0] } = { 17'h00000, i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:263] };
+  assign \$340  = \$339 ;
+  assign { \$341 [71:69], \$341 [67:61], \$341 [57], \$341 [51], \$341 [49:48], \$341 [46:41], \$341 [38], \$341 [35], \$341 [33:32], \$341 [28:27], \$341 [25], \$341 [22], \$341 [20], \$341 [15:13], \$341 [10:6], \$341 [4] } = 38'h0000000000;
+  assign { \$341 [72], \$341 [68], \$341 [60:58], \$341 [56:52], \$341 [50], \$341 [47], \$341 [40:39], \$341 [37:36], \$341 [34], \$341 [31:29], \$341 [26], \$341 [24:23], \$341 [21], \$341 [19:16], \$341 [12:11], \$341 [5], \$341 [3:0] } = { 17'h00000, i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:263] };
+  assign \$343  = \$342 ;
+  assign { \$344 [68:62], \$344 [58], \$344 [52], \$344 [50:49], \$344 [47:42], \$344 [39], \$344 [36], \$344 [34:33], \$344 [29:28], \$344 [26], \$344 [23], \$344 [21], \$344 [16:14], \$344 [11:7], \$344 [5] } = 35'h000000000;
+  assign { \$344 [69], \$344 [61:59], \$344 [57:53], \$344 [51], \$344 [48], \$344 [41:40], \$344 [38:37], \$344 [35], \$344 [32:30], \$344 [27], \$344 [25:24], \$344 [22], \$344 [20:17], \$344 [13:12], \$344 [6], \$344 [4:0] } = { 17'h00000, i__payload[294:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263] };
+  assign \$346  = \$345 ;
+  assign { \$347 [70:69], \$347 [67:65], \$347 [63], \$347 [59], \$347 [56:52], \$347 [49], \$347 [47], \$347 [45:44], \$347 [40], \$347 [37:36], \$347 [34:32], \$347 [29], \$347 [26:24], \$347 [20:19], \$347 [16], \$347 [14:13], \$347 [11:9], \$347 [7:6], \$347 [1:0] } = 38'h0000000000;
+  assign { \$347 [71], \$347 [68], \$347 [64], \$347 [62:60], \$347 [58:57], \$347 [51:50], \$347 [48], \$347 [46], \$347 [43:41], \$347 [39:38], \$347 [35], \$347 [31:30], \$347 [28:27], \$347 [23:21], \$347 [18:17], \$347 [15], \$347 [12], \$347 [8], \$347 [5:2] } = { 18'h00000, i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265] };
+  assign \$349  = \$348 ;
+  assign { \$350 [71:70], \$350 [68:66], \$350 [64], \$350 [60], \$350 [57:53], \$350 [50], \$350 [48], \$350 [46:45], \$350 [41], \$350 [38:37], \$350 [35:33], \$350 [30], \$350 [27:25], \$350 [21:20], \$350 [17], \$350 [15:14], \$350 [12:10], \$350 [8:7], \$350 [2:0] } = 39'h0000000000;
+  assign { \$350 [72], \$350 [69], \$350 [65], \$350 [63:61], \$350 [59:58], \$350 [52:51], \$350 [49], \$350 [47], \$350 [44:42], \$350 [40:39], \$350 [36], \$350 [32:31], \$350 [29:28], \$350 [24:22], \$350 [19:18], \$350 [16], \$350 [13], \$350 [9], \$350 [6:3] } = { 19'h00000, i__payload[294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266] };
+  assign \$352  = \$351 ;
+  assign { \$353 [37], \$353 [35:33], \$353 [31:25], \$353 [21], \$353 [15], \$353 [13:12], \$353 [10:5], \$353 [2] } = 22'h000000;
+  assign { \$353 [39:38], \$353 [36], \$353 [32], \$353 [24:22], \$353 [20:16], \$353 [14], \$353 [11], \$353 [4:3], \$353 [1:0] } = { 4'h0, i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295] };
   assign \$355  = \$354 ;
-  assign { \$399 [296], \$399 [293], \$399 [291:289], \$399 [287:281], \$399 [277], \$399 [271], \$399 [269:268], \$399 [266:261], \$399 [258], \$399 [255], \$399 [253:252], \$399 [248:247], \$399 [245], \$399 [242], \$399 [240], \$399 [235:233], \$399 [230:226], \$399 [224], \$399 [218], \$399 [216:211], \$399 [204], \$399 [202], \$399 [199], \$399 [197:195], \$399 [192], \$399 [189], \$399 [184:182], \$399 [180], \$399 [175:173], \$399 [171], \$399 [166:162], \$399 [159:156], \$399 [154], \$399 [152:150], \$399 [147], \$399 [145:144], \$399 [141:139], \$399 [136], \$399 [131:123], \$399 [120:119], \$399 [117], \$399 [115], \$399 [109:108], \$399 [104], \$399 [100:98], \$399 [93], \$399 [91], \$399 [89], \$399 [87:81], \$399 [79], \$399 [75], \$399 [73:71], \$399 [69:68], \$399 [66:62], \$399 [60:57], \$399 [55:53], \$399 [51:50], \$399 [48], \$399 [46], \$399 [44], \$399 [42:41], \$399 [38:37], \$399 [34:32], \$399 [29], \$399 [26], \$399 [24:22], \$399 [20:19], \$399 [15], \$399 [13], \$399 [11], \$399 [3], \$399 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$399 [295:294], \$399 [292], \$399 [288], \$399 [280:278], \$399 [276:272], \$399 [270], \$399 [267], \$399 [260:259], \$399 [257:256], \$399 [254], \$399 [251:249], \$399 [246], \$399 [244:243], \$399 [241], \$399 [239:236], \$399 [232:231], \$399 [225], \$399 [223:219], \$399 [217], \$399 [210:205], \$399 [203], \$399 [201:200], \$399 [198], \$399 [194:193], \$399 [191:190], \$399 [188:185], \$399 [181], \$399 [179:176], \$399 [172], \$399 [170:167], \$399 [161:160], \$399 [155], \$399 [153], \$399 [149:148], \$399 [146], \$399 [143:142], \$399 [138:137], \$399 [135:132], \$399 [122:121], \$399 [118], \$399 [116], \$399 [114:110], \$399 [107:105], \$399 [103:101], \$399 [97:94], \$399 [92], \$399 [90], \$399 [88], \$399 [80], \$399 [78:76], \$399 [74], \$399 [70], \$399 [67], \$399 [61], \$399 [56], \$399 [52], \$399 [49], \$399 [47], \$399 [45], \$399 [43], \$399 [40:39], \$399 [36:35], \$399 [31:30], \$399 [28:27], \$399 [25], \$399 [21], \$399 [18:16], \$399 [14], \$399 [12], \$399 [10:4], \$399 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
-  assign \$401  = \$auto$rtlil.cc:2739:Not$12 ;
-  assign { \$402 [294], \$402 [292:290], \$402 [288:282], \$402 [278], \$402 [272], \$402 [270:269], \$402 [267:262], \$402 [259], \$402 [256], \$402 [254:253], \$402 [249:248], \$402 [246], \$402 [243], \$402 [241], \$402 [236:234], \$402 [231:227], \$402 [225], \$402 [219], \$402 [217:212], \$402 [205], \$402 [203], \$402 [200], \$402 [198:196], \$402 [193], \$402 [190], \$402 [185:183], \$402 [181], \$402 [176:174], \$402 [172], \$402 [167:163], \$402 [160:157], \$402 [155], \$402 [153:151], \$402 [148], \$402 [146:145], \$402 [142:140], \$402 [137], \$402 [132:124], \$402 [121:120], \$402 [118], \$402 [116], \$402 [110:109], \$402 [105], \$402 [101:99], \$402 [94], \$402 [92], \$402 [90], \$402 [88:82], \$402 [80], \$402 [76], \$402 [74:72], \$402 [70:69], \$402 [67:63], \$402 [61:58], \$402 [56:54], \$402 [52:51], \$402 [49], \$402 [47], \$402 [45], \$402 [43:42], \$402 [39:38], \$402 [35:33], \$402 [30], \$402 [27], \$402 [25:23], \$402 [21:20], \$402 [16], \$402 [14], \$402 [12], \$402 [4], \$402 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$402 [296:295], \$402 [293], \$402 [289], \$402 [281:279], \$402 [277:273], \$402 [271], \$402 [268], \$402 [261:260], \$402 [258:257], \$402 [255], \$402 [252:250], \$402 [247], \$402 [245:244], \$402 [242], \$402 [240:237], \$402 [233:232], \$402 [226], \$402 [224:220], \$402 [218], \$402 [211:206], \$402 [204], \$402 [202:201], \$402 [199], \$402 [195:194], \$402 [192:191], \$402 [189:186], \$402 [182], \$402 [180:177], \$402 [173], \$402 [171:168], \$402 [162:161], \$402 [156], \$402 [154], \$402 [150:149], \$402 [147], \$402 [144:143], \$402 [139:138], \$402 [136:133], \$402 [123:122], \$402 [119], \$402 [117], \$402 [115:111], \$402 [108:106], \$402 [104:102], \$402 [98:95], \$402 [93], \$402 [91], \$402 [89], \$402 [81], \$402 [79:77], \$402 [75], \$402 [71], \$402 [68], \$402 [62], \$402 [57], \$402 [53], \$402 [50], \$402 [48], \$402 [46], \$402 [44], \$402 [41:40], \$402 [37:36], \$402 [32:31], \$402 [29:28], \$402 [26], \$402 [22], \$402 [19:17], \$402 [15], \$402 [13], \$402 [11:5], \$402 [3:2], \$402 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
-  assign \$404  = \$auto$rtlil.cc:2739:Not$14 ;
-  assign { \$405 [295], \$405 [293:291], \$405 [289:283], \$405 [279], \$405 [273], \$405 [271:270], \$405 [268:263], \$405 [260], \$405 [257], \$405 [255:254], \$405 [250:249], \$405 [247], \$405 [244], \$405 [242], \$405 [237:235], \$405 [232:228], \$405 [226], \$405 [220], \$405 [218:213], \$405 [206], \$405 [204], \$405 [201], \$405 [199:197], \$405 [194], \$405 [191], \$405 [186:184], \$405 [182], \$405 [177:175], \$405 [173], \$405 [168:164], \$405 [161:158], \$405 [156], \$405 [154:152], \$405 [149], \$405 [147:146], \$405 [143:141], \$405 [138], \$405 [133:125], \$405 [122:121], \$405 [119], \$405 [117], \$405 [111:110], \$405 [106], \$405 [102:100], \$405 [95], \$405 [93], \$405 [91], \$405 [89:83], \$405 [81], \$405 [77], \$405 [75:73], \$405 [71:70], \$405 [68:64], \$405 [62:59], \$405 [57:55], \$405 [53:52], \$405 [50], \$405 [48], \$405 [46], \$405 [44:43], \$405 [40:39], \$405 [36:34], \$405 [31], \$405 [28], \$405 [26:24], \$405 [22:21], \$405 [17], \$405 [15], \$405 [13], \$405 [5], \$405 [2], \$405 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$405 [296], \$405 [294], \$405 [290], \$405 [282:280], \$405 [278:274], \$405 [272], \$405 [269], \$405 [262:261], \$405 [259:258], \$405 [256], \$405 [253:251], \$405 [248], \$405 [246:245], \$405 [243], \$405 [241:238], \$405 [234:233], \$405 [227], \$405 [225:221], \$405 [219], \$405 [212:207], \$405 [205], \$405 [203:202], \$405 [200], \$405 [196:195], \$405 [193:192], \$405 [190:187], \$405 [183], \$405 [181:178], \$405 [174], \$405 [172:169], \$405 [163:162], \$405 [157], \$405 [155], \$405 [151:150], \$405 [148], \$405 [145:144], \$405 [140:139], \$405 [137:134], \$405 [124:123], \$405 [120], \$405 [118], \$405 [116:112], \$405 [109:107], \$405 [105:103], \$405 [99:96], \$405 [94], \$405 [92], \$405 [90], \$405 [82], \$405 [80:78], \$405 [76], \$405 [72], \$405 [69], \$405 [63], \$405 [58], \$405 [54], \$405 [51], \$405 [49], \$405 [47], \$405 [45], \$405 [42:41], \$405 [38:37], \$405 [33:32], \$405 [30:29], \$405 [27], \$405 [23], \$405 [20:18], \$405 [16], \$405 [14], \$405 [12:6], \$405 [4:3], \$405 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
-  assign \$407  = \$406 ;
-  assign { \$408 [296], \$408 [294:292], \$408 [290:284], \$408 [280], \$408 [274], \$408 [272:271], \$408 [269:264], \$408 [261], \$408 [258], \$408 [256:255], \$408 [251:250], \$408 [248], \$408 [245], \$408 [243], \$408 [238:236], \$408 [233:229], \$408 [227], \$408 [221], \$408 [219:214], \$408 [207], \$408 [205], \$408 [202], \$408 [200:198], \$408 [195], \$408 [192], \$408 [187:185], \$408 [183], \$408 [178:176], \$408 [174], \$408 [169:165], \$408 [162:159], \$408 [157], \$408 [155:153], \$408 [150], \$408 [148:147], \$408 [144:142], \$408 [139], \$408 [134:126], \$408 [123:122], \$408 [120], \$408 [118], \$408 [112:111], \$408 [107], \$408 [103:101], \$408 [96], \$408 [94], \$408 [92], \$408 [90:84], \$408 [82], \$408 [78], \$408 [76:74], \$408 [72:71], \$408 [69:65], \$408 [63:60], \$408 [58:56], \$408 [54:53], \$408 [51], \$408 [49], \$408 [47], \$408 [45:44], \$408 [41:40], \$408 [37:35], \$408 [32], \$408 [29], \$408 [27:25], \$408 [23:22], \$408 [18], \$408 [16], \$408 [14], \$408 [6], \$408 [3], \$408 [1:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$408 [295], \$408 [291], \$408 [283:281], \$408 [279:275], \$408 [273], \$408 [270], \$408 [263:262], \$408 [260:259], \$408 [257], \$408 [254:252], \$408 [249], \$408 [247:246], \$408 [244], \$408 [242:239], \$408 [235:234], \$408 [228], \$408 [226:222], \$408 [220], \$408 [213:208], \$408 [206], \$408 [204:203], \$408 [201], \$408 [197:196], \$408 [194:193], \$408 [191:188], \$408 [184], \$408 [182:179], \$408 [175], \$408 [173:170], \$408 [164:163], \$408 [158], \$408 [156], \$408 [152:151], \$408 [149], \$408 [146:145], \$408 [141:140], \$408 [138:135], \$408 [125:124], \$408 [121], \$408 [119], \$408 [117:113], \$408 [110:108], \$408 [106:104], \$408 [100:97], \$408 [95], \$408 [93], \$408 [91], \$408 [83], \$408 [81:79], \$408 [77], \$408 [73], \$408 [70], \$408 [64], \$408 [59], \$408 [55], \$408 [52], \$408 [50], \$408 [48], \$408 [46], \$408 [43:42], \$408 [39:38], \$408 [34:33], \$408 [31:30], \$408 [28], \$408 [24], \$408 [21:19], \$408 [17], \$408 [15], \$408 [13:7], \$408 [5:4], \$408 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
-  assign \$410  = \$409 ;
-  assign { \$411 [295:293], \$411 [291:285], \$411 [281], \$411 [275], \$411 [273:272], \$411 [270:265], \$411 [262], \$411 [259], \$411 [257:256], \$411 [252:251], \$411 [249], \$411 [246], \$411 [244], \$411 [239:237], \$411 [234:230], \$411 [228], \$411 [222], \$411 [220:215], \$411 [208], \$411 [206], \$411 [203], \$411 [201:199], \$411 [196], \$411 [193], \$411 [188:186], \$411 [184], \$411 [179:177], \$411 [175], \$411 [170:166], \$411 [163:160], \$411 [158], \$411 [156:154], \$411 [151], \$411 [149:148], \$411 [145:143], \$411 [140], \$411 [135:127], \$411 [124:123], \$411 [121], \$411 [119], \$411 [113:112], \$411 [108], \$411 [104:102], \$411 [97], \$411 [95], \$411 [93], \$411 [91:85], \$411 [83], \$411 [79], \$411 [77:75], \$411 [73:72], \$411 [70:66], \$411 [64:61], \$411 [59:57], \$411 [55:54], \$411 [52], \$411 [50], \$411 [48], \$411 [46:45], \$411 [42:41], \$411 [38:36], \$411 [33], \$411 [30], \$411 [28:26], \$411 [24:23], \$411 [19], \$411 [17], \$411 [15], \$411 [7], \$411 [4], \$411 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$411 [296], \$411 [292], \$411 [284:282], \$411 [280:276], \$411 [274], \$411 [271], \$411 [264:263], \$411 [261:260], \$411 [258], \$411 [255:253], \$411 [250], \$411 [248:247], \$411 [245], \$411 [243:240], \$411 [236:235], \$411 [229], \$411 [227:223], \$411 [221], \$411 [214:209], \$411 [207], \$411 [205:204], \$411 [202], \$411 [198:197], \$411 [195:194], \$411 [192:189], \$411 [185], \$411 [183:180], \$411 [176], \$411 [174:171], \$411 [165:164], \$411 [159], \$411 [157], \$411 [153:152], \$411 [150], \$411 [147:146], \$411 [142:141], \$411 [139:136], \$411 [126:125], \$411 [122], \$411 [120], \$411 [118:114], \$411 [111:109], \$411 [107:105], \$411 [101:98], \$411 [96], \$411 [94], \$411 [92], \$411 [84], \$411 [82:80], \$411 [78], \$411 [74], \$411 [71], \$411 [65], \$411 [60], \$411 [56], \$411 [53], \$411 [51], \$411 [49], \$411 [47], \$411 [44:43], \$411 [40:39], \$411 [35:34], \$411 [32:31], \$411 [29], \$411 [25], \$411 [22:20], \$411 [18], \$411 [16], \$411 [14:8], \$411 [6:5], \$411 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
-  assign \$413  = \$auto$rtlil.cc:2739:Not$16 ;
-  assign { \$414 [296:294], \$414 [292:286], \$414 [282], \$414 [276], \$414 [274:273], \$414 [271:266], \$414 [263], \$414 [260], \$414 [258:257], \$414 [253:252], \$414 [250], \$414 [247], \$414 [245], \$414 [240:238], \$414 [235:231], \$414 [229], \$414 [223], \$414 [221:216], \$414 [209], \$414 [207], \$414 [204], \$414 [202:200], \$414 [197], \$414 [194], \$414 [189:187], \$414 [185], \$414 [180:178], \$414 [176], \$414 [171:167], \$414 [164:161], \$414 [159], \$414 [157:155], \$414 [152], \$414 [150:149], \$414 [146:144], \$414 [141], \$414 [136:128], \$414 [125:124], \$414 [122], \$414 [120], \$414 [114:113], \$414 [109], \$414 [105:103], \$414 [98], \$414 [96], \$414 [94], \$414 [92:86], \$414 [84], \$414 [80], \$414 [78:76], \$414 [74:73], \$414 [71:67], \$414 [65:62], \$414 [60:58], \$414 [56:55], \$414 [53], \$414 [51], \$414 [49], \$414 [47:46], \$414 [43:42], \$414 [39:37], \$414 [34], \$414 [31], \$414 [29:27], \$414 [25:24], \$414 [20], \$414 [18], \$414 [16], \$414 [8], \$414 [5], \$414 [3:1] } = 156'h000000000000000000000000000000000000000;
-  assign { \$414 [293], \$414 [285:283], \$414 [281:277], \$414 [275], \$414 [272], \$414 [265:264], \$414 [262:261], \$414 [259], \$414 [256:254], \$414 [251], \$414 [249:248], \$414 [246], \$414 [244:241], \$414 [237:236], \$414 [230], \$414 [228:224], \$414 [222], \$414 [215:210], \$414 [208], \$414 [206:205], \$414 [203], \$414 [199:198], \$414 [196:195], \$414 [193:190], \$414 [186], \$414 [184:181], \$414 [177], \$414 [175:172], \$414 [166:165], \$414 [160], \$414 [158], \$414 [154:153], \$414 [151], \$414 [148:147], \$414 [143:142], \$414 [140:137], \$414 [127:126], \$414 [123], \$414 [121], \$414 [119:115], \$414 [112:110], \$414 [108:106], \$414 [102:99], \$414 [97], \$414 [95], \$414 [93], \$414 [85], \$414 [83:81], \$414 [79], \$414 [75], \$414 [72], \$414 [66], \$414 [61], \$414 [57], \$414 [54], \$414 [52], \$414 [50], \$414 [48], \$414 [45:44], \$414 [41:40], \$414 [36:35], \$414 [33:32], \$414 [30], \$414 [26], \$414 [23:21], \$414 [19], \$414 [17], \$414 [15:9], \$414 [7:6], \$414 [4], \$414 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
-  assign \$416  = \$auto$rtlil.cc:2739:Not$18 ;
-  assign { \$417 [296], \$417 [294:293], \$417 [291:289], \$417 [287], \$417 [283], \$417 [280:276], \$417 [273], \$417 [271], \$417 [269:268], \$417 [264], \$417 [261:260], \$417 [258:256], \$417 [253], \$417 [250:248], \$417 [244:243], \$417 [240], \$417 [238:237], \$417 [235:233], \$417 [231:230], \$417 [225:223], \$417 [218], \$417 [209], \$417 [207:206], \$417 [202], \$417 [200], \$417 [195:193], \$417 [191], \$417 [189], \$417 [187], \$417 [185], \$417 [180], \$417 [178], \$417 [176], \$417 [171], \$417 [167], \$417 [165:161], \$417 [158:155], \$417 [151:147], \$417 [145], \$417 [143], \$417 [138], \$417 [136], \$417 [131:129], \$417 [126:125], \$417 [123:122], \$417 [118], \$417 [116:115], \$417 [113:111], \$417 [107], \$417 [104:101], \$417 [99], \$417 [96], \$417 [94:93], \$417 [91], \$417 [89], \$417 [87], \$417 [85], \$417 [81:79], \$417 [76:75], \$417 [72:71], \$417 [69:63], \$417 [60:59], \$417 [57], \$417 [54], \$417 [50:48], \$417 [45:44], \$417 [38], \$417 [36], \$417 [32:31], \$417 [29], \$417 [27:26], \$417 [19:18], \$417 [16], \$417 [14], \$417 [12], \$417 [10], \$417 [8:7], \$417 [5], \$417 [3], \$417 [1] } = 143'h000000000000000000000000000000000000;
-  assign { \$417 [295], \$417 [292], \$417 [288], \$417 [286:284], \$417 [282:281], \$417 [275:274], \$417 [272], \$417 [270], \$417 [267:265], \$417 [263:262], \$417 [259], \$417 [255:254], \$417 [252:251], \$417 [247:245], \$417 [242:241], \$417 [239], \$417 [236], \$417 [232], \$417 [229:226], \$417 [222:219], \$417 [217:210], \$417 [208], \$417 [205:203], \$417 [201], \$417 [199:196], \$417 [192], \$417 [190], \$417 [188], \$417 [186], \$417 [184:181], \$417 [179], \$417 [177], \$417 [175:172], \$417 [170:168], \$417 [166], \$417 [160:159], \$417 [154:152], \$417 [146], \$417 [144], \$417 [142:139], \$417 [137], \$417 [135:132], \$417 [128:127], \$417 [124], \$417 [121:119], \$417 [117], \$417 [114], \$417 [110:108], \$417 [106:105], \$417 [100], \$417 [98:97], \$417 [95], \$417 [92], \$417 [90], \$417 [88], \$417 [86], \$417 [84:82], \$417 [78:77], \$417 [74:73], \$417 [70], \$417 [62:61], \$417 [58], \$417 [56:55], \$417 [53:51], \$417 [47:46], \$417 [43:39], \$417 [37], \$417 [35:33], \$417 [30], \$417 [28], \$417 [25:20], \$417 [17], \$417 [15], \$417 [13], \$417 [11], \$417 [9], \$417 [6], \$417 [4], \$417 [2], \$417 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
-  assign \$419  = \$418 ;
-  assign { \$420 [295:294], \$420 [292:290], \$420 [288], \$420 [284], \$420 [281:277], \$420 [274], \$420 [272], \$420 [270:269], \$420 [265], \$420 [262:261], \$420 [259:257], \$420 [254], \$420 [251:249], \$420 [245:244], \$420 [241], \$420 [239:238], \$420 [236:234], \$420 [232:231], \$420 [226:224], \$420 [219], \$420 [210], \$420 [208:207], \$420 [203], \$420 [201], \$420 [196:194], \$420 [192], \$420 [190], \$420 [188], \$420 [186], \$420 [181], \$420 [179], \$420 [177], \$420 [172], \$420 [168], \$420 [166:162], \$420 [159:156], \$420 [152:148], \$420 [146], \$420 [144], \$420 [139], \$420 [137], \$420 [132:130], \$420 [127:126], \$420 [124:123], \$420 [119], \$420 [117:116], \$420 [114:112], \$420 [108], \$420 [105:102], \$420 [100], \$420 [97], \$420 [95:94], \$420 [92], \$420 [90], \$420 [88], \$420 [86], \$420 [82:80], \$420 [77:76], \$420 [73:72], \$420 [70:64], \$420 [61:60], \$420 [58], \$420 [55], \$420 [51:49], \$420 [46:45], \$420 [39], \$420 [37], \$420 [33:32], \$420 [30], \$420 [28:27], \$420 [20:19], \$420 [17], \$420 [15], \$420 [13], \$420 [11], \$420 [9:8], \$420 [6], \$420 [4], \$420 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$420 [296], \$420 [293], \$420 [289], \$420 [287:285], \$420 [283:282], \$420 [276:275], \$420 [273], \$420 [271], \$420 [268:266], \$420 [264:263], \$420 [260], \$420 [256:255], \$420 [253:252], \$420 [248:246], \$420 [243:242], \$420 [240], \$420 [237], \$420 [233], \$420 [230:227], \$420 [223:220], \$420 [218:211], \$420 [209], \$420 [206:204], \$420 [202], \$420 [200:197], \$420 [193], \$420 [191], \$420 [189], \$420 [187], \$420 [185:182], \$420 [180], \$420 [178], \$420 [176:173], \$420 [171:169], \$420 [167], \$420 [161:160], \$420 [155:153], \$420 [147], \$420 [145], \$420 [143:140], \$420 [138], \$420 [136:133], \$420 [129:128], \$420 [125], \$420 [122:120], \$420 [118], \$420 [115], \$420 [111:109], \$420 [107:106], \$420 [101], \$420 [99:98], \$420 [96], \$420 [93], \$420 [91], \$420 [89], \$420 [87], \$420 [85:83], \$420 [79:78], \$420 [75:74], \$420 [71], \$420 [63:62], \$420 [59], \$420 [57:56], \$420 [54:52], \$420 [48:47], \$420 [44:40], \$420 [38], \$420 [36:34], \$420 [31], \$420 [29], \$420 [26:21], \$420 [18], \$420 [16], \$420 [14], \$420 [12], \$420 [10], \$420 [7], \$420 [5], \$420 [3], \$420 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
-  assign \$422  = \$auto$rtlil.cc:2739:Not$20 ;
-  assign \$433  = 11'h000;
-  assign \$434 [10:1] = 10'h000;
-  assign \$434 [0] = free_stash[1];
-  assign \$435  = { 10'h000, free_stash[1] };
-  assign { \$436 [10:2], \$436 [0] } = 10'h000;
-  assign \$436 [1] = free_stash[2];
-  assign \$437 [10:2] = 9'h000;
-  assign \$437 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$440 [10:3], \$440 [1:0] } = 10'h000;
-  assign \$440 [2] = free_stash[4];
-  assign { \$441 [10:3], \$441 [1] } = 9'h000;
-  assign { \$441 [2], \$441 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$443 [10:3], \$443 [0] } = 9'h000;
-  assign \$443 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$444 [10:3] = 8'h00;
-  assign \$444 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign { \$356 [38], \$356 [36:34], \$356 [32:26], \$356 [22], \$356 [16], \$356 [14:13], \$356 [11:6], \$356 [3], \$356 [0] } = 23'h000000;
+  assign { \$356 [40:39], \$356 [37], \$356 [33], \$356 [25:23], \$356 [21:17], \$356 [15], \$356 [12], \$356 [5:4], \$356 [2:1] } = { 4'h0, i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296] };
+  assign \$358  = \$357 ;
+  assign { \$359 [39], \$359 [37:35], \$359 [33:27], \$359 [23], \$359 [17], \$359 [15:14], \$359 [12:7], \$359 [4], \$359 [1] } = 23'h000000;
+  assign { \$359 [40], \$359 [38], \$359 [34], \$359 [26:24], \$359 [22:18], \$359 [16], \$359 [13], \$359 [6:5], \$359 [3:2], \$359 [0] } = { 3'h0, i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295] };
+  assign \$361  = \$360 ;
+  assign { \$362 [38:36], \$362 [34:28], \$362 [24], \$362 [18], \$362 [16:15], \$362 [13:8], \$362 [5], \$362 [2], \$362 [0] } = 23'h000000;
+  assign { \$362 [39], \$362 [35], \$362 [27:25], \$362 [23:19], \$362 [17], \$362 [14], \$362 [7:6], \$362 [4:3], \$362 [1] } = { 2'h0, i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296] };
+  assign \$364  = \$363 ;
+  assign { \$365 [39:37], \$365 [35:29], \$365 [25], \$365 [19], \$365 [17:16], \$365 [14:9], \$365 [6], \$365 [3], \$365 [1:0] } = 24'h000000;
+  assign { \$365 [40], \$365 [36], \$365 [28:26], \$365 [24:20], \$365 [18], \$365 [15], \$365 [8:7], \$365 [5:4], \$365 [2] } = { 2'h0, i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297] };
+  assign \$367  = \$366 ;
+  assign { \$368 [36:30], \$368 [26], \$368 [20], \$368 [18:17], \$368 [15:10], \$368 [7], \$368 [4], \$368 [2:1] } = 21'h000000;
+  assign { \$368 [37], \$368 [29:27], \$368 [25:21], \$368 [19], \$368 [16], \$368 [9:8], \$368 [6:5], \$368 [3], \$368 [0] } = { 1'h0, i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295] };
+  assign \$370  = \$369 ;
+  assign { \$371 [38:37], \$371 [35:33], \$371 [31], \$371 [27], \$371 [24:20], \$371 [17], \$371 [15], \$371 [13:12], \$371 [8], \$371 [5:4], \$371 [2:0] } = 22'h000000;
+  assign { \$371 [39], \$371 [36], \$371 [32], \$371 [30:28], \$371 [26:25], \$371 [19:18], \$371 [16], \$371 [14], \$371 [11:9], \$371 [7:6], \$371 [3] } = { 3'h0, i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298] };
+  assign \$373  = \$372 ;
+  assign { \$374 [39:38], \$374 [36:34], \$374 [32], \$374 [28], \$374 [25:21], \$374 [18], \$374 [16], \$374 [14:13], \$374 [9], \$374 [6:5], \$374 [3:1] } = 22'h000000;
+  assign { \$374 [40], \$374 [37], \$374 [33], \$374 [31:29], \$374 [27:26], \$374 [20:19], \$374 [17], \$374 [15], \$374 [12:10], \$374 [8:7], \$374 [4], \$374 [0] } = { 3'h0, i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295] };
+  assign \$376  = \$375 ;
+  assign { \$377 [8], \$377 [5], \$377 [3:1] } = 5'h00;
+  assign { \$377 [7:6], \$377 [4], \$377 [0] } = { i__payload[334:333], i__payload[331], i__payload[327] };
+  assign \$379  = \$378 ;
+  assign { \$380 [6], \$380 [4:2], \$380 [0] } = 5'h00;
+  assign { \$380 [8:7], \$380 [5], \$380 [1] } = { i__payload[335:334], i__payload[332], i__payload[328] };
+  assign \$382  = \$381 ;
+  assign { \$383 [7], \$383 [5:3], \$383 [1:0] } = 6'h00;
+  assign { \$383 [8], \$383 [6], \$383 [2] } = { i__payload[335], i__payload[333], i__payload[329] };
+  assign \$385  = \$384 ;
+  assign { \$386 [8], \$386 [6:4], \$386 [2:0] } = 7'h00;
+  assign { \$386 [7], \$386 [3] } = { i__payload[334], i__payload[330] };
+  assign \$388  = \$387 ;
+  assign { \$389 [7:5], \$389 [3:0] } = 7'h00;
+  assign { \$389 [8], \$389 [4] } = { i__payload[335], i__payload[331] };
+  assign \$391  = \$390 ;
+  assign { \$392 [8:6], \$392 [4:0] } = 8'h00;
+  assign \$392 [5] = i__payload[332];
+  assign \$394  = \$393 ;
+  assign { \$395 [8], \$395 [6:5], \$395 [3:1] } = 6'h00;
+  assign { \$395 [7], \$395 [4], \$395 [0] } = { i__payload[334], i__payload[331], i__payload[327] };
+  assign \$397  = \$396 ;
+  assign { \$398 [7:6], \$398 [4:2], \$398 [0] } = 6'h00;
+  assign { \$398 [8], \$398 [5], \$398 [1] } = { i__payload[335], i__payload[332], i__payload[328] };
+  assign \$400  = \$399 ;
+  assign \$579  = \$578 ;
+  assign { \$623 [296], \$623 [293], \$623 [291:289], \$623 [287:281], \$623 [277], \$623 [271], \$623 [269:268], \$623 [266:261], \$623 [258], \$623 [255], \$623 [253:252], \$623 [248:247], \$623 [245], \$623 [242], \$623 [240], \$623 [235:233], \$623 [230:226], \$623 [224], \$623 [218], \$623 [216:211], \$623 [204], \$623 [202], \$623 [199], \$623 [197:195], \$623 [192], \$623 [189], \$623 [184:182], \$623 [180], \$623 [175:173], \$623 [171], \$623 [166:162], \$623 [159:156], \$623 [154], \$623 [152:150], \$623 [147], \$623 [145:144], \$623 [141:139], \$623 [136], \$623 [131:123], \$623 [120:119], \$623 [117], \$623 [115], \$623 [109:108], \$623 [104], \$623 [100:98], \$623 [93], \$623 [91], \$623 [89], \$623 [87:81], \$623 [79], \$623 [75], \$623 [73:71], \$623 [69:68], \$623 [66:62], \$623 [60:57], \$623 [55:53], \$623 [51:50], \$623 [48], \$623 [46], \$623 [44], \$623 [42:41], \$623 [38:37], \$623 [34:32], \$623 [29], \$623 [26], \$623 [24:22], \$623 [20:19], \$623 [15], \$623 [13], \$623 [11], \$623 [3], \$623 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$623 [295:294], \$623 [292], \$623 [288], \$623 [280:278], \$623 [276:272], \$623 [270], \$623 [267], \$623 [260:259], \$623 [257:256], \$623 [254], \$623 [251:249], \$623 [246], \$623 [244:243], \$623 [241], \$623 [239:236], \$623 [232:231], \$623 [225], \$623 [223:219], \$623 [217], \$623 [210:205], \$623 [203], \$623 [201:200], \$623 [198], \$623 [194:193], \$623 [191:190], \$623 [188:185], \$623 [181], \$623 [179:176], \$623 [172], \$623 [170:167], \$623 [161:160], \$623 [155], \$623 [153], \$623 [149:148], \$623 [146], \$623 [143:142], \$623 [138:137], \$623 [135:132], \$623 [122:121], \$623 [118], \$623 [116], \$623 [114:110], \$623 [107:105], \$623 [103:101], \$623 [97:94], \$623 [92], \$623 [90], \$623 [88], \$623 [80], \$623 [78:76], \$623 [74], \$623 [70], \$623 [67], \$623 [61], \$623 [56], \$623 [52], \$623 [49], \$623 [47], \$623 [45], \$623 [43], \$623 [40:39], \$623 [36:35], \$623 [31:30], \$623 [28:27], \$623 [25], \$623 [21], \$623 [18:16], \$623 [14], \$623 [12], \$623 [10:4], \$623 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
+  assign \$625  = \$auto$rtlil.cc:2739:Not$12 ;
+  assign { \$626 [294], \$626 [292:290], \$626 [288:282], \$626 [278], \$626 [272], \$626 [270:269], \$626 [267:262], \$626 [259], \$626 [256], \$626 [254:253], \$626 [249:248], \$626 [246], \$626 [243], \$626 [241], \$626 [236:234], \$626 [231:227], \$626 [225], \$626 [219], \$626 [217:212], \$626 [205], \$626 [203], \$626 [200], \$626 [198:196], \$626 [193], \$626 [190], \$626 [185:183], \$626 [181], \$626 [176:174], \$626 [172], \$626 [167:163], \$626 [160:157], \$626 [155], \$626 [153:151], \$626 [148], \$626 [146:145], \$626 [142:140], \$626 [137], \$626 [132:124], \$626 [121:120], \$626 [118], \$626 [116], \$626 [110:109], \$626 [105], \$626 [101:99], \$626 [94], \$626 [92], \$626 [90], \$626 [88:82], \$626 [80], \$626 [76], \$626 [74:72], \$626 [70:69], \$626 [67:63], \$626 [61:58], \$626 [56:54], \$626 [52:51], \$626 [49], \$626 [47], \$626 [45], \$626 [43:42], \$626 [39:38], \$626 [35:33], \$626 [30], \$626 [27], \$626 [25:23], \$626 [21:20], \$626 [16], \$626 [14], \$626 [12], \$626 [4], \$626 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$626 [296:295], \$626 [293], \$626 [289], \$626 [281:279], \$626 [277:273], \$626 [271], \$626 [268], \$626 [261:260], \$626 [258:257], \$626 [255], \$626 [252:250], \$626 [247], \$626 [245:244], \$626 [242], \$626 [240:237], \$626 [233:232], \$626 [226], \$626 [224:220], \$626 [218], \$626 [211:206], \$626 [204], \$626 [202:201], \$626 [199], \$626 [195:194], \$626 [192:191], \$626 [189:186], \$626 [182], \$626 [180:177], \$626 [173], \$626 [171:168], \$626 [162:161], \$626 [156], \$626 [154], \$626 [150:149], \$626 [147], \$626 [144:143], \$626 [139:138], \$626 [136:133], \$626 [123:122], \$626 [119], \$626 [117], \$626 [115:111], \$626 [108:106], \$626 [104:102], \$626 [98:95], \$626 [93], \$626 [91], \$626 [89], \$626 [81], \$626 [79:77], \$626 [75], \$626 [71], \$626 [68], \$626 [62], \$626 [57], \$626 [53], \$626 [50], \$626 [48], \$626 [46], \$626 [44], \$626 [41:40], \$626 [37:36], \$626 [32:31], \$626 [29:28], \$626 [26], \$626 [22], \$626 [19:17], \$626 [15], \$626 [13], \$626 [11:5], \$626 [3:2], \$626 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
+  assign \$628  = \$auto$rtlil.cc:2739:Not$14 ;
+  assign { \$629 [295], \$629 [293:291], \$629 [289:283], \$629 [279], \$629 [273], \$629 [271:270], \$629 [268:263], \$629 [260], \$629 [257], \$629 [255:254], \$629 [250:249], \$629 [247], \$629 [244], \$629 [242], \$629 [237:235], \$629 [232:228], \$629 [226], \$629 [220], \$629 [218:213], \$629 [206], \$629 [204], \$629 [201], \$629 [199:197], \$629 [194], \$629 [191], \$629 [186:184], \$629 [182], \$629 [177:175], \$629 [173], \$629 [168:164], \$629 [161:158], \$629 [156], \$629 [154:152], \$629 [149], \$629 [147:146], \$629 [143:141], \$629 [138], \$629 [133:125], \$629 [122:121], \$629 [119], \$629 [117], \$629 [111:110], \$629 [106], \$629 [102:100], \$629 [95], \$629 [93], \$629 [91], \$629 [89:83], \$629 [81], \$629 [77], \$629 [75:73], \$629 [71:70], \$629 [68:64], \$629 [62:59], \$629 [57:55], \$629 [53:52], \$629 [50], \$629 [48], \$629 [46], \$629 [44:43], \$629 [40:39], \$629 [36:34], \$629 [31], \$629 [28], \$629 [26:24], \$629 [22:21], \$629 [17], \$629 [15], \$629 [13], \$629 [5], \$629 [2], \$629 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$629 [296], \$629 [294], \$629 [290], \$629 [282:280], \$629 [278:274], \$629 [272], \$629 [269], \$629 [262:261], \$629 [259:258], \$629 [256], \$629 [253:251], \$629 [248], \$629 [246:245], \$629 [243], \$629 [241:238], \$629 [234:233], \$629 [227], \$629 [225:221], \$629 [219], \$629 [212:207], \$629 [205], \$629 [203:202], \$629 [200], \$629 [196:195], \$629 [193:192], \$629 [190:187], \$629 [183], \$629 [181:178], \$629 [174], \$629 [172:169], \$629 [163:162], \$629 [157], \$629 [155], \$629 [151:150], \$629 [148], \$629 [145:144], \$629 [140:139], \$629 [137:134], \$629 [124:123], \$629 [120], \$629 [118], \$629 [116:112], \$629 [109:107], \$629 [105:103], \$629 [99:96], \$629 [94], \$629 [92], \$629 [90], \$629 [82], \$629 [80:78], \$629 [76], \$629 [72], \$629 [69], \$629 [63], \$629 [58], \$629 [54], \$629 [51], \$629 [49], \$629 [47], \$629 [45], \$629 [42:41], \$629 [38:37], \$629 [33:32], \$629 [30:29], \$629 [27], \$629 [23], \$629 [20:18], \$629 [16], \$629 [14], \$629 [12:6], \$629 [4:3], \$629 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
+  assign \$631  = \$630 ;
+  assign { \$632 [296], \$632 [294:292], \$632 [290:284], \$632 [280], \$632 [274], \$632 [272:271], \$632 [269:264], \$632 [261], \$632 [258], \$632 [256:255], \$632 [251:250], \$632 [248], \$632 [245], \$632 [243], \$632 [238:236], \$632 [233:229], \$632 [227], \$632 [221], \$632 [219:214], \$632 [207], \$632 [205], \$632 [202], \$632 [200:198], \$632 [195], \$632 [192], \$632 [187:185], \$632 [183], \$632 [178:176], \$632 [174], \$632 [169:165], \$632 [162:159], \$632 [157], \$632 [155:153], \$632 [150], \$632 [148:147], \$632 [144:142], \$632 [139], \$632 [134:126], \$632 [123:122], \$632 [120], \$632 [118], \$632 [112:111], \$632 [107], \$632 [103:101], \$632 [96], \$632 [94], \$632 [92], \$632 [90:84], \$632 [82], \$632 [78], \$632 [76:74], \$632 [72:71], \$632 [69:65], \$632 [63:60], \$632 [58:56], \$632 [54:53], \$632 [51], \$632 [49], \$632 [47], \$632 [45:44], \$632 [41:40], \$632 [37:35], \$632 [32], \$632 [29], \$632 [27:25], \$632 [23:22], \$632 [18], \$632 [16], \$632 [14], \$632 [6], \$632 [3], \$632 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$632 [295], \$632 [291], \$632 [283:281], \$632 [279:275], \$632 [273], \$632 [270], \$632 [263:262], \$632 [260:259], \$632 [257], \$632 [254:252], \$632 [249], \$632 [247:246], \$632 [244], \$632 [242:239], \$632 [235:234], \$632 [228], \$632 [226:222], \$632 [220], \$632 [213:208], \$632 [206], \$632 [204:203], \$632 [201], \$632 [197:196], \$632 [194:193], \$632 [191:188], \$632 [184], \$632 [182:179], \$632 [175], \$632 [173:170], \$632 [164:163], \$632 [158], \$632 [156], \$632 [152:151], \$632 [149], \$632 [146:145], \$632 [141:140], \$632 [138:135], \$632 [125:124], \$632 [121], \$632 [119], \$632 [117:113], \$632 [110:108], \$632 [106:104], \$632 [100:97], \$632 [95], \$632 [93], \$632 [91], \$632 [83], \$632 [81:79], \$632 [77], \$632 [73], \$632 [70], \$632 [64], \$632 [59], \$632 [55], \$632 [52], \$632 [50], \$632 [48], \$632 [46], \$632 [43:42], \$632 [39:38], \$632 [34:33], \$632 [31:30], \$632 [28], \$632 [24], \$632 [21:19], \$632 [17], \$632 [15], \$632 [13:7], \$632 [5:4], \$632 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
+  assign \$634  = \$633 ;
+  assign { \$635 [295:293], \$635 [291:285], \$635 [281], \$635 [275], \$635 [273:272], \$635 [270:265], \$635 [262], \$635 [259], \$635 [257:256], \$635 [252:251], \$635 [249], \$635 [246], \$635 [244], \$635 [239:237], \$635 [234:230], \$635 [228], \$635 [222], \$635 [220:215], \$635 [208], \$635 [206], \$635 [203], \$635 [201:199], \$635 [196], \$635 [193], \$635 [188:186], \$635 [184], \$635 [179:177], \$635 [175], \$635 [170:166], \$635 [163:160], \$635 [158], \$635 [156:154], \$635 [151], \$635 [149:148], \$635 [145:143], \$635 [140], \$635 [135:127], \$635 [124:123], \$635 [121], \$635 [119], \$635 [113:112], \$635 [108], \$635 [104:102], \$635 [97], \$635 [95], \$635 [93], \$635 [91:85], \$635 [83], \$635 [79], \$635 [77:75], \$635 [73:72], \$635 [70:66], \$635 [64:61], \$635 [59:57], \$635 [55:54], \$635 [52], \$635 [50], \$635 [48], \$635 [46:45], \$635 [42:41], \$635 [38:36], \$635 [33], \$635 [30], \$635 [28:26], \$635 [24:23], \$635 [19], \$635 [17], \$635 [15], \$635 [7], \$635 [4], \$635 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$635 [296], \$635 [292], \$635 [284:282], \$635 [280:276], \$635 [274], \$635 [271], \$635 [264:263], \$635 [261:260], \$635 [258], \$635 [255:253], \$635 [250], \$635 [248:247], \$635 [245], \$635 [243:240], \$635 [236:235], \$635 [229], \$635 [227:223], \$635 [221], \$635 [214:209], \$635 [207], \$635 [205:204], \$635 [202], \$635 [198:197], \$635 [195:194], \$635 [192:189], \$635 [185], \$635 [183:180], \$635 [176], \$635 [174:171], \$635 [165:164], \$635 [159], \$635 [157], \$635 [153:152], \$635 [150], \$635 [147:146], \$635 [142:141], \$635 [139:136], \$635 [126:125], \$635 [122], \$635 [120], \$635 [118:114], \$635 [111:109], \$635 [107:105], \$635 [101:98], \$635 [96], \$635 [94], \$635 [92], \$635 [84], \$635 [82:80], \$635 [78], \$635 [74], \$635 [71], \$635 [65], \$635 [60], \$635 [56], \$635 [53], \$635 [51], \$635 [49], \$635 [47], \$635 [44:43], \$635 [40:39], \$635 [35:34], \$635 [32:31], \$635 [29], \$635 [25], \$635 [22:20], \$635 [18], \$635 [16], \$635 [14:8], \$635 [6:5], \$635 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
+  assign \$637  = \$auto$rtlil.cc:2739:Not$16 ;
+  assign { \$638 [296:294], \$638 [292:286], \$638 [282], \$638 [276], \$638 [274:273], \$638 [271:266], \$638 [263], \$638 [260], \$638 [258:257], \$638 [253:252], \$638 [250], \$638 [247], \$638 [245], \$638 [240:238], \$638 [235:231], \$638 [229], \$638 [223], \$638 [221:216], \$638 [209], \$638 [207], \$638 [204], \$638 [202:200], \$638 [197], \$638 [194], \$638 [189:187], \$638 [185], \$638 [180:178], \$638 [176], \$638 [171:167], \$638 [164:161], \$638 [159], \$638 [157:155], \$638 [152], \$638 [150:149], \$638 [146:144], \$638 [141], \$638 [136:128], \$638 [125:124], \$638 [122], \$638 [120], \$638 [114:113], \$638 [109], \$638 [105:103], \$638 [98], \$638 [96], \$638 [94], \$638 [92:86], \$638 [84], \$638 [80], \$638 [78:76], \$638 [74:73], \$638 [71:67], \$638 [65:62], \$638 [60:58], \$638 [56:55], \$638 [53], \$638 [51], \$638 [49], \$638 [47:46], \$638 [43:42], \$638 [39:37], \$638 [34], \$638 [31], \$638 [29:27], \$638 [25:24], \$638 [20], \$638 [18], \$638 [16], \$638 [8], \$638 [5], \$638 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$638 [293], \$638 [285:283], \$638 [281:277], \$638 [275], \$638 [272], \$638 [265:264], \$638 [262:261], \$638 [259], \$638 [256:254], \$638 [251], \$638 [249:248], \$638 [246], \$638 [244:241], \$638 [237:236], \$638 [230], \$638 [228:224], \$638 [222], \$638 [215:210], \$638 [208], \$638 [206:205], \$638 [203], \$638 [199:198], \$638 [196:195], \$638 [193:190], \$638 [186], \$638 [184:181], \$638 [177], \$638 [175:172], \$638 [166:165], \$638 [160], \$638 [158], \$638 [154:153], \$638 [151], \$638 [148:147], \$638 [143:142], \$638 [140:137], \$638 [127:126], \$638 [123], \$638 [121], \$638 [119:115], \$638 [112:110], \$638 [108:106], \$638 [102:99], \$638 [97], \$638 [95], \$638 [93], \$638 [85], \$638 [83:81], \$638 [79], \$638 [75], \$638 [72], \$638 [66], \$638 [61], \$638 [57], \$638 [54], \$638 [52], \$638 [50], \$638 [48], \$638 [45:44], \$638 [41:40], \$638 [36:35], \$638 [33:32], \$638 [30], \$638 [26], \$638 [23:21], \$638 [19], \$638 [17], \$638 [15:9], \$638 [7:6], \$638 [4], \$638 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
+  assign \$640  = \$auto$rtlil.cc:2739:Not$18 ;
+  assign { \$641 [296], \$641 [294:293], \$641 [291:289], \$641 [287], \$641 [283], \$641 [280:276], \$641 [273], \$641 [271], \$641 [269:268], \$641 [264], \$641 [261:260], \$641 [258:256], \$641 [253], \$641 [250:248], \$641 [244:243], \$641 [240], \$641 [238:237], \$641 [235:233], \$641 [231:230], \$641 [225:223], \$641 [218], \$641 [209], \$641 [207:206], \$641 [202], \$641 [200], \$641 [195:193], \$641 [191], \$641 [189], \$641 [187], \$641 [185], \$641 [180], \$641 [178], \$641 [176], \$641 [171], \$641 [167], \$641 [165:161], \$641 [158:155], \$641 [151:147], \$641 [145], \$641 [143], \$641 [138], \$641 [136], \$641 [131:129], \$641 [126:125], \$641 [123:122], \$641 [118], \$641 [116:115], \$641 [113:111], \$641 [107], \$641 [104:101], \$641 [99], \$641 [96], \$641 [94:93], \$641 [91], \$641 [89], \$641 [87], \$641 [85], \$641 [81:79], \$641 [76:75], \$641 [72:71], \$641 [69:63], \$641 [60:59], \$641 [57], \$641 [54], \$641 [50:48], \$641 [45:44], \$641 [38], \$641 [36], \$641 [32:31], \$641 [29], \$641 [27:26], \$641 [19:18], \$641 [16], \$641 [14], \$641 [12], \$641 [10], \$641 [8:7], \$641 [5], \$641 [3], \$641 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$641 [295], \$641 [292], \$641 [288], \$641 [286:284], \$641 [282:281], \$641 [275:274], \$641 [272], \$641 [270], \$641 [267:265], \$641 [263:262], \$641 [259], \$641 [255:254], \$641 [252:251], \$641 [247:245], \$641 [242:241], \$641 [239], \$641 [236], \$641 [232], \$641 [229:226], \$641 [222:219], \$641 [217:210], \$641 [208], \$641 [205:203], \$641 [201], \$641 [199:196], \$641 [192], \$641 [190], \$641 [188], \$641 [186], \$641 [184:181], \$641 [179], \$641 [177], \$641 [175:172], \$641 [170:168], \$641 [166], \$641 [160:159], \$641 [154:152], \$641 [146], \$641 [144], \$641 [142:139], \$641 [137], \$641 [135:132], \$641 [128:127], \$641 [124], \$641 [121:119], \$641 [117], \$641 [114], \$641 [110:108], \$641 [106:105], \$641 [100], \$641 [98:97], \$641 [95], \$641 [92], \$641 [90], \$641 [88], \$641 [86], \$641 [84:82], \$641 [78:77], \$641 [74:73], \$641 [70], \$641 [62:61], \$641 [58], \$641 [56:55], \$641 [53:51], \$641 [47:46], \$641 [43:39], \$641 [37], \$641 [35:33], \$641 [30], \$641 [28], \$641 [25:20], \$641 [17], \$641 [15], \$641 [13], \$641 [11], \$641 [9], \$641 [6], \$641 [4], \$641 [2], \$641 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
+  assign \$643  = \$642 ;
+  assign { \$644 [295:294], \$644 [292:290], \$644 [288], \$644 [284], \$644 [281:277], \$644 [274], \$644 [272], \$644 [270:269], \$644 [265], \$644 [262:261], \$644 [259:257], \$644 [254], \$644 [251:249], \$644 [245:244], \$644 [241], \$644 [239:238], \$644 [236:234], \$644 [232:231], \$644 [226:224], \$644 [219], \$644 [210], \$644 [208:207], \$644 [203], \$644 [201], \$644 [196:194], \$644 [192], \$644 [190], \$644 [188], \$644 [186], \$644 [181], \$644 [179], \$644 [177], \$644 [172], \$644 [168], \$644 [166:162], \$644 [159:156], \$644 [152:148], \$644 [146], \$644 [144], \$644 [139], \$644 [137], \$644 [132:130], \$644 [127:126], \$644 [124:123], \$644 [119], \$644 [117:116], \$644 [114:112], \$644 [108], \$644 [105:102], \$644 [100], \$644 [97], \$644 [95:94], \$644 [92], \$644 [90], \$644 [88], \$644 [86], \$644 [82:80], \$644 [77:76], \$644 [73:72], \$644 [70:64], \$644 [61:60], \$644 [58], \$644 [55], \$644 [51:49], \$644 [46:45], \$644 [39], \$644 [37], \$644 [33:32], \$644 [30], \$644 [28:27], \$644 [20:19], \$644 [17], \$644 [15], \$644 [13], \$644 [11], \$644 [9:8], \$644 [6], \$644 [4], \$644 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$644 [296], \$644 [293], \$644 [289], \$644 [287:285], \$644 [283:282], \$644 [276:275], \$644 [273], \$644 [271], \$644 [268:266], \$644 [264:263], \$644 [260], \$644 [256:255], \$644 [253:252], \$644 [248:246], \$644 [243:242], \$644 [240], \$644 [237], \$644 [233], \$644 [230:227], \$644 [223:220], \$644 [218:211], \$644 [209], \$644 [206:204], \$644 [202], \$644 [200:197], \$644 [193], \$644 [191], \$644 [189], \$644 [187], \$644 [185:182], \$644 [180], \$644 [178], \$644 [176:173], \$644 [171:169], \$644 [167], \$644 [161:160], \$644 [155:153], \$644 [147], \$644 [145], \$644 [143:140], \$644 [138], \$644 [136:133], \$644 [129:128], \$644 [125], \$644 [122:120], \$644 [118], \$644 [115], \$644 [111:109], \$644 [107:106], \$644 [101], \$644 [99:98], \$644 [96], \$644 [93], \$644 [91], \$644 [89], \$644 [87], \$644 [85:83], \$644 [79:78], \$644 [75:74], \$644 [71], \$644 [63:62], \$644 [59], \$644 [57:56], \$644 [54:52], \$644 [48:47], \$644 [44:40], \$644 [38], \$644 [36:34], \$644 [31], \$644 [29], \$644 [26:21], \$644 [18], \$644 [16], \$644 [14], \$644 [12], \$644 [10], \$644 [7], \$644 [5], \$644 [3], \$644 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
+  assign \$646  = \$auto$rtlil.cc:2739:Not$20 ;
+  assign \$657  = 11'h000;
+  assign \$658 [10:1] = 10'h000;
+  assign \$658 [0] = free_stash[1];
+  assign \$659  = { 10'h000, free_stash[1] };
+  assign { \$660 [10:2], \$660 [0] } = 10'h000;
+  assign \$660 [1] = free_stash[2];
+  assign \$661 [10:2] = 9'h000;
+  assign \$661 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$664 [10:3], \$664 [1:0] } = 10'h000;
+  assign \$664 [2] = free_stash[4];
+  assign { \$665 [10:3], \$665 [1] } = 9'h000;
+  assign { \$665 [2], \$665 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$667 [10:3], \$667 [0] } = 9'h000;
+  assign \$667 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$668 [10:3] = 8'h00;
+  assign \$668 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, o__ready, rx__valid);
@@ -45631,7 +46149,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$4641$0 (\$217 ),
+    .\port$4865$0 (\$217 ),
     .retire_stb(frame_retire_stb),
     .rst(rst),
     .start_stb(frame_start_stb),
@@ -47153,7 +47671,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4641$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire [32:0] \$1 ;
@@ -47353,8 +47871,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4641$0 ,
   reg mark_stb;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$4641$0 ;
-  wire [175:0] \port$4641$0 ;
+  output [175:0] \port$4865$0 ;
+  wire [175:0] \port$4865$0 ;
   input retire_stb;
   wire retire_stb;
   input rst;
@@ -48126,7 +48644,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4641$0 ,
   assign cfg_w__addr = \$4 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$4641$0  = cfg_lu__data[175:0];
+  assign \port$4865$0  = cfg_lu__data[175:0];
   assign lu_event_queue = cfg_lu__data[197:192];
   assign \$23  = { 1'h0, bus_enabled };
   assign \$24  = \$23 ;
@@ -52744,8 +53262,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .jobs__valid(jobs__valid),
     .lengths__payload(lengths__payload),
     .lengths__valid(lengths__valid),
-    .\port$6600$0 (\$63 ),
-    .\port$6601$0 (\$64 ),
+    .\port$6824$0 (\$63 ),
+    .\port$6825$0 (\$64 ),
     .queues__flush_queue(queues__flush_queue),
     .queues__flush_stb(queues__flush_stb),
     .queues__halt_stb(halt_stb),
@@ -52784,8 +53302,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6600$0 (\$63 ),
-    .\port$6601$0 (\$64 ),
+    .\port$6824$0 (\$63 ),
+    .\port$6825$0 (\$64 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -53407,7 +53925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   assign inner_r_rdy = inner_level;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6600$0 , \port$6601$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
+module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6824$0 , \port$6825$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
   wire [16:0] \$1 ;
@@ -53840,10 +54358,10 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   (* enum_value_00000010 = "BATCH" *)
   (* enum_value_00000011 = "GATHER" *)
   reg [7:0] opcode = 8'h00;
-  input [31:0] \port$6600$0 ;
-  wire [31:0] \port$6600$0 ;
-  input [31:0] \port$6601$0 ;
-  wire [31:0] \port$6601$0 ;
+  input [31:0] \port$6824$0 ;
+  wire [31:0] \port$6824$0 ;
+  input [31:0] \port$6825$0 ;
+  wire [31:0] \port$6825$0 ;
   reg [15:0] prod = 16'h0000;
   reg [15:0] ptr_d;
   (* init = 2'h0 *)
@@ -55004,7 +55522,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
       4'h0:
           /* empty */;
       4'h1:
-          \$346  = { \port$6601$0 , \port$6600$0  };
+          \$346  = { \port$6825$0 , \port$6824$0  };
     endcase
     if (rst) begin
       \$346  = 64'h0000000000000000;
@@ -55731,7 +56249,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   assign queues__runnable = requests;
   assign to_end = \$4 [16:0];
   assign fetch_n = \$42 [7:0];
-  assign queues__sel_base = { \port$6601$0 , \port$6600$0  };
+  assign queues__sel_base = { \port$6825$0 , \port$6824$0  };
   assign \jobs__payload.queue  = jobs__payload[5:0];
   assign \jobs__payload.cookie  = jobs__payload[37:6];
   assign \jobs__payload.wqe_index  = jobs__payload[53:38];
@@ -56317,7 +56835,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   end
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6600$0 , \port$6601$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$6825$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
 , completion_queue, event_queue, start_stb, halt_stb, head_stb, head_slots, sel, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
   wire \$1 ;
@@ -57258,10 +57776,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6600$0 , \port$660
   wire head_stb;
   wire in_window;
   reg phase;
-  output [31:0] \port$6600$0 ;
-  wire [31:0] \port$6600$0 ;
-  output [31:0] \port$6601$0 ;
-  wire [31:0] \port$6601$0 ;
+  output [31:0] \port$6824$0 ;
+  wire [31:0] \port$6824$0 ;
+  output [31:0] \port$6825$0 ;
+  wire [31:0] \port$6825$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -58205,8 +58723,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6600$0 , \port$660
     .event_queue(event_queue),
     .event_stb(event_stb),
     .phase(phase),
-    .\port$6632$0 (\$21 ),
-    .\port$6633$0 (\$22 ),
+    .\port$6856$0 (\$21 ),
+    .\port$6857$0 (\$22 ),
     .record(record),
     .result__payload(result__payload),
     .result__ready(result__ready),
@@ -63001,8 +63519,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6600$0 , \port$660
   assign window_rel = \$23 [15:0];
   assign window_queue = \$23 [7:6];
   assign freed = \$68 [15:0];
-  assign \port$6600$0  = \$17 ;
-  assign \port$6601$0  = \$18 ;
+  assign \port$6824$0  = \$17 ;
+  assign \port$6825$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \result__payload.queue  = result__payload[5:0];
   assign \result__payload.cookie  = result__payload[37:6];
@@ -63059,7 +63577,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6600$0 , \port$660
   assign \$827  = { 1'h0, \$826 , 2'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6632$0 , \port$6633$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6856$0 , \port$6857$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
 , event_stb, record, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
   wire \$1 ;
@@ -63135,10 +63653,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   reg event_stb = 1'h0;
   input phase;
   wire phase;
-  input [31:0] \port$6632$0 ;
-  wire [31:0] \port$6632$0 ;
-  input [31:0] \port$6633$0 ;
-  wire [31:0] \port$6633$0 ;
+  input [31:0] \port$6856$0 ;
+  wire [31:0] \port$6856$0 ;
+  input [31:0] \port$6857$0 ;
+  wire [31:0] \port$6857$0 ;
   wire [1:0] queue;
   output [95:0] record;
   reg [95:0] record = 96'h000000000000000000000000;
@@ -63209,7 +63727,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   assign \$2  = cq_size - 1'h1;
   assign \$3  = \$2 [15:0] & cq_prod;
   assign \$4  = \$3  * 5'h10;
-  assign \$5  = { \port$6633$0 , \port$6632$0  } + \$4 ;
+  assign \$5  = { \port$6857$0 , \port$6856$0  } + \$4 ;
   assign \$6  = beat_i != 2'h2;
   assign \$37  = beat_i * 7'h40;
   assign \$7  = comp >> \$37 ;
@@ -63508,7 +64026,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   assign queue = record[1:0];
-  assign cq_base = { \port$6633$0 , \port$6632$0  };
+  assign cq_base = { \port$6857$0 , \port$6856$0  };
   assign \record.queue  = record[5:0];
   assign \record.cookie  = record[37:6];
   assign \record.wqe_index  = record[53:38];
