@@ -71,7 +71,8 @@ def flow_hash_partials(key) -> Value:
     parts = []
     for lo in range(0, _KEY_BITS, _CHUNK):
         chunk = key[lo:lo + _CHUNK]
-        parts.append(Cat(*(((chunk & (mask >> lo)).xor()) ^ (_HASH_ZERO >> j & 1 if lo == 0 else 0)
+        const = _HASH_ZERO if lo == 0 else 0
+        parts.append(Cat(*(((chunk & (mask >> lo)).xor()) ^ (const >> j & 1)
                            for j, mask in enumerate(_HASH_MASKS))))
     return Cat(*parts)
 
@@ -104,7 +105,8 @@ class FlowTable(wiring.Component):
     classifier decides it); any other record passes unchanged. Of several matching slots the
     lowest wins (the bucket's ways, then the stash).
 
-    Timing: six stages (``s1``: the bucket hash, as parities per 32-bit key chunk; ``s2``: the ways' block RAMs read;
+    Timing: six stages (``s1``: the bucket hash, as parities per 32-bit key chunk;
+    ``s2``: the ways' block RAMs read;
     ``s3``: their data in flops; ``s4``: every candidate's key compared 32 bits per flop;
     ``s5``: the first hit, one-hot; ``o``: its action), a fixed latency of 6 cycles, one
     record per cycle while ``o.ready`` is high. Each stage advances
